@@ -1,0 +1,45 @@
+// The runner API: the only thing a scenario imports from lab/. A scenario is a folder
+// scenarios/<name>/ whose index.ts default-exports a Scenario. The same code runs on the host
+// and inside a VM (the VM target re-invokes the runner in the guest with --kernel host).
+import type { Block, Check, Results, Section } from './results.ts';
+import type { Progress } from './progress.ts';
+import type { ProbeTable } from './probes.ts';
+
+export interface ScenarioContext {
+  /** 'run' is the functional scenario (checks); 'bench' also drives the benchmark and may take minutes */
+  readonly mode: 'run' | 'bench';
+  /** uname -r of the kernel this code runs on, and the --kernel spec the user asked for */
+  readonly kernel: { release: string; spec: string };
+  /** reports/<run-id>/: put extra artefacts (logs, raw captures) here */
+  readonly outDir: string;
+  /** CLI options after the scenario name, e.g. --pid 42 --comm cat --duration 5 */
+  readonly options: Record<string, string | boolean>;
+  readonly progress: Progress;
+  /** feature probes of the running kernel (computed once, lazily) */
+  probes(): Promise<ProbeTable>;
+  /** record a check; a failing check fails the run but the scenario goes on */
+  check(name: string, ok: boolean, detail?: string): boolean;
+  /** a hook or feature is missing on this kernel: recorded as unsupported, never as a pass */
+  unsupported(name: string, feature: string, evidence: string): void;
+  /** raw numbers for results.json (merged shallowly) */
+  metric(name: string, value: unknown): void;
+  /** add a report section (or blocks to an existing one with the same title) */
+  section(title: string, ...blocks: Block[]): void;
+  /**
+   * register a cleanup; cleanups run in reverse order when the scenario ends, throws, or the
+   * process gets SIGINT/SIGTERM, so a run leaves no netns, link, qdisc, pin or process behind
+   */
+  defer(what: string, fn: () => unknown | Promise<unknown>): void;
+  /** an AbortSignal that fires on SIGINT/SIGTERM: long loops should watch it */
+  readonly signal: AbortSignal;
+}
+
+export interface Scenario {
+  name: string;
+  description: string;
+  /** what the scenario needs from the host before it can start (tools, see lab/setup.ts) */
+  tools?: string[];
+  run(ctx: ScenarioContext): Promise<void>;
+}
+
+export type { Block, Check, Results, Section };
