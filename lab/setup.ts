@@ -1,0 +1,60 @@
+// `pnpm lab setup`: install the Debian packages the lab needs. Idempotent and quiet when done:
+// dpkg-query says what is missing, and only that goes to apt-get. The main-job commands call
+// ensureTools() so a fresh machine needs no manual step.
+import { execa } from 'execa';
+import { LabError } from './errors.ts';
+
+/** Debian package per capability; scenarios name the groups they need (Scenario.tools). */
+export const PACKAGES: Record<string, string[]> = {
+  // building and inspecting BPF objects
+  build: ['clang', 'llvm', 'libbpf-dev', 'bpftool', 'libbpf1', 'make', 'iproute2'],
+  // C reference consumers (opensnoop) for the hello-openat benchmark
+  'libbpf-tools': ['libbpf-tools'],
+  // the VM lab: QEMU, a static busybox for the initramfs, kernel package extraction
+  vm: ['qemu-system-x86', 'qemu-utils', 'busybox-static', 'zstd', 'xz-utils', 'kmod', 'cpio'],
+  // load balancer benchmark peers and load generators
+  lb: ['haproxy', 'nginx', 'libnginx-mod-stream', 'wrk', 'iperf3', 'ethtool'],
+  // runtime security positive controls and attack interpreters
+  security: ['postgresql', 'postgresql-client', 'python3', 'perl'],
+};
+
+async function missing(pkgs: string[]): Promise<string[]> {
+  const r = await execa('dpkg-query', ['-W', '-f=${Package} ${db:Status-Abbrev}\n', ...pkgs], { reject: false });
+  const installed = new Set(
+    r.stdout
+      .split('\n')
+      .filter((l) => /\sii\s*$/.test(l))
+      .map((l) => l.split(' ')[0]!.replace(/:.*$/, '')),
+  );
+  return pkgs.filter((p) => !installed.has(p));
+}
+
+let aptUpdated = false;
+
+/** Install whatever of the named groups is missing. Returns the packages it installed. */
+export async function ensureTools(groups: string[], log: (s: string) => void = (s) => console.error(s)): Promise<string[]> {
+  const unknown = groups.filter((g) => !PACKAGES[g]);
+  if (unknown.length) throw new LabError(`unknown tool group(s): ${unknown.join(', ')}`, `use one of: ${Object.keys(PACKAGES).join(', ')}`);
+  const want = [...new Set(groups.flatMap((g) => PACKAGES[g]!))];
+  const todo = await missing(want);
+  if (todo.length === 0) return [];
+  if (process.getuid?.() !== 0) {
+    throw new LabError(`missing Debian packages: ${todo.join(' ')}`, `run as root: pnpm lab setup   (or apt-get install ${todo.join(' ')})`);
+  }
+  log(`installing ${todo.join(' ')} …`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  if (!aptUpdated) {
+    await execa('apt-get', ['update', '-qq'], { env });
+    aptUpdated = true;
+  }
+  const r = await execa('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...todo], { env, reject: false, all: true });
+  if (r.exitCode !== 0) throw new LabError(`apt-get install failed:\n${r.all?.split('\n').slice(-15).join('\n')}`, 'check the apt sources and network, then run pnpm lab setup again');
+  return todo;
+}
+
+export async function setupCommand(argv: string[]): Promise<number> {
+  const groups = argv.length ? argv : Object.keys(PACKAGES);
+  const installed = await ensureTools(groups);
+  console.log(installed.length ? `installed: ${installed.join(' ')}` : `all set (${groups.join(', ')})`);
+  return 0;
+}
