@@ -1,0 +1,216 @@
+// Debian kernel packages: which mirror, which package per series, download + SHA256 check.
+// We read the suite's Packages index ourselves rather than asking apt, because apt only knows
+// the host's own suite (bookworm) and we must not touch the system's apt sources.
+import { createHash } from 'node:crypto';
+import { createWriteStream, existsSync, readFileSync, readdirSync } from 'node:fs';
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { LabError } from '../lab/errors.ts';
+import type { Progress } from '../lab/progress.ts';
+import { cacheDir } from './paths.ts';
+import { run } from './exec.ts';
+
+/** Series the lab knows by name → Debian suite that carries it. */
+export const SERIES: Record<string, string> = { '5.10': 'bullseye', '6.1': 'bookworm', '6.12': 'trixie', '7.x': 'sid' };
+
+export interface Pkg {
+  name: string;
+  version: string;
+  filename: string;
+  size: number;
+  sha256: string;
+  depends: string;
+}
+
+/** One installable generic amd64 kernel: the linux-image package plus, on sid, its split parts. */
+export interface Candidate {
+  suite: string;
+  /** uname -r, e.g. 6.1.0-50-amd64 */
+  release: string;
+  /** Debian version, e.g. 6.1.176-1 */
+  version: string;
+  packages: Pkg[];
+}
+
+const INDEX_MAX_AGE_MS = 6 * 3600_000;
+
+/** Mirror from EBPF_LAB_DEBIAN_MIRROR, else the first non-security URI of the system's apt sources. */
+export function debianMirror(): string {
+  const env = process.env.EBPF_LAB_DEBIAN_MIRROR;
+  if (env) return env.replace(/\/+$/, '');
+  const uris: string[] = [];
+  try {
+    for (const f of readdirSync('/etc/apt/sources.list.d')) {
+      if (!f.endsWith('.sources')) continue;
+      for (const stanza of readFileSync(join('/etc/apt/sources.list.d', f), 'utf8').split(/\n\s*\n/)) {
+        if (!/^Types:.*\bdeb\b/m.test(stanza) || /^Enabled:\s*no/im.test(stanza)) continue;
+        const u = /^URIs:\s*(.+)$/m.exec(stanza)?.[1]?.trim().split(/\s+/) ?? [];
+        const suites = /^Suites:\s*(.+)$/m.exec(stanza)?.[1] ?? '';
+        if (!/-security\b/.test(suites)) uris.push(...u);
+      }
+    }
+  } catch { /* no deb822 sources */ }
+  try {
+    for (const l of readFileSync('/etc/apt/sources.list', 'utf8').split('\n')) {
+      const m = /^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)/.exec(l.trim());
+      if (m && !m[2]!.includes('security')) uris.push(m[1]!);
+    }
+  } catch { /* no legacy sources */ }
+  const uri = uris.find((u) => /^https?:\/\//.test(u) && !u.includes('security')) ?? 'http://deb.debian.org/debian';
+  return uri.replace(/\/+$/, '');
+}
+
+function parsePackages(text: string): Pkg[] {
+  const out: Pkg[] = [];
+  for (const stanza of text.split('\n\n')) {
+    // The index has ~60k stanzas; only kernel ones matter, so skip the rest before parsing fields.
+    if (!/^Package: linux-(image|binary|modules|base)-\d/.test(stanza)) continue;
+    const f: Record<string, string> = {};
+    for (const line of stanza.split('\n')) {
+      const m = /^([A-Za-z0-9-]+):\s?(.*)$/.exec(line);
+      if (m) f[m[1]!] = m[2]!;
+    }
+    if (!f.Package || !f.Filename || !f.SHA256) continue;
+    out.push({ name: f.Package, version: f.Version ?? '', filename: f.Filename, size: Number(f.Size ?? 0), sha256: f.SHA256, depends: f.Depends ?? '' });
+  }
+  return out;
+}
+
+async function fetchOk(url: string, signal?: AbortSignal): Promise<Response> {
+  let res: Response;
+  try {
+    res = await fetch(url, { signal });
+  } catch (e) {
+    throw new LabError(`cannot reach ${url}: ${(e as Error).message}`, 'check the network, or set EBPF_LAB_DEBIAN_MIRROR to a reachable Debian mirror', { cause: e });
+  }
+  if (!res.ok) throw new LabError(`${url}: HTTP ${res.status}`, 'set EBPF_LAB_DEBIAN_MIRROR to a Debian mirror that carries this suite');
+  return res;
+}
+
+/** Kernel packages of one suite, cached as JSON for INDEX_MAX_AGE_MS; a stale copy is used when offline. */
+export async function suiteIndex(suite: string, opts: { refresh?: boolean; progress?: Progress } = {}): Promise<Pkg[]> {
+  const mirror = debianMirror();
+  const file = join(cacheDir(), 'index', `${suite}.json`);
+  let cached: { mirror: string; fetchedAt: number; packages: Pkg[] } | undefined;
+  try {
+    cached = JSON.parse(await readFile(file, 'utf8'));
+  } catch { /* none yet */ }
+  if (cached && cached.mirror === mirror && !opts.refresh && Date.now() - cached.fetchedAt < INDEX_MAX_AGE_MS) return cached.packages;
+  const url = `${mirror}/dists/${suite}/main/binary-amd64/Packages.xz`;
+  opts.progress?.info(`reading ${url}`);
+  try {
+    const buf = Buffer.from(await (await fetchOk(url)).arrayBuffer());
+    const xz = await run('xz', ['-dc'], { input: buf });
+    const packages = parsePackages(xz.stdout.toString('utf8'));
+    await mkdir(join(cacheDir(), 'index'), { recursive: true });
+    await writeFile(`${file}.tmp${process.pid}`, JSON.stringify({ mirror, fetchedAt: Date.now(), packages }));
+    await rename(`${file}.tmp${process.pid}`, file);
+    return packages;
+  } catch (e) {
+    if (cached) {
+      opts.progress?.warn(`could not refresh the ${suite} index (${(e as Error).message}); using the copy from ${new Date(cached.fetchedAt).toISOString()}`);
+      return cached.packages;
+    }
+    throw e;
+  }
+}
+
+/** Compare Debian-ish versions by their numeric runs (good enough for kernel versions). */
+export function compareVersions(a: string, b: string): number {
+  const pa = a.split(/[^0-9]+/).filter(Boolean).map(Number);
+  const pb = b.split(/[^0-9]+/).filter(Boolean).map(Number);
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const d = (pa[i] ?? -1) - (pb[i] ?? -1);
+    if (d) return d;
+  }
+  return 0;
+}
+
+/** Generic (not cloud/rt) amd64 kernels in a suite. The generic flavour is the one with 9p modules. */
+export function candidates(suite: string, pkgs: Pkg[]): Candidate[] {
+  const byName = new Map(pkgs.map((p) => [p.name, p]));
+  const out: Candidate[] = [];
+  for (const p of pkgs) {
+    const m = /^linux-image-(\d.*)-amd64$/.exec(p.name);
+    if (!m || /-(cloud|rt)$/.test(m[1]!)) continue;
+    const abi = m[1]!;
+    // sid splits the kernel: linux-image-* is a meta package depending on binary/modules/base.
+    const parts = [...p.depends.matchAll(/\b(linux-(?:binary|modules|base)-[^\s,(|]+)/g)]
+      .map((x) => x[1]!)
+      .filter((n) => n.endsWith(`${abi}-amd64`))
+      .map((n) => byName.get(n))
+      .filter((x): x is Pkg => !!x);
+    out.push({ suite, release: `${abi}-amd64`, version: p.version, packages: [p, ...parts] });
+  }
+  return out.sort((a, b) => compareVersions(b.version, a.version));
+}
+
+async function sha256File(path: string): Promise<string> {
+  const h = createHash('sha256');
+  const { createReadStream } = await import('node:fs');
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+function mismatch(file: string, url: string, want: string, got: string): LabError {
+  return new LabError(
+    `checksum mismatch for ${file}: the Packages index says SHA256 ${want}, the downloaded file has ${got} (${url}); refusing to use it`,
+    'the download was corrupted or the mirror is inconsistent: run the command again, or set EBPF_LAB_DEBIAN_MIRROR to another mirror',
+  );
+}
+
+/**
+ * Download one package into cacheDir()/debs and verify its SHA256 against the index. A cached
+ * .deb is re-verified (a half-written or corrupted file is discarded and fetched again); a
+ * fresh download that does not match is refused, never extracted.
+ */
+export async function downloadPackage(pkg: Pkg, progress: Progress, signal?: AbortSignal): Promise<string> {
+  const dir = join(cacheDir(), 'debs');
+  await mkdir(dir, { recursive: true });
+  const dest = join(dir, basename(pkg.filename));
+  const url = `${debianMirror()}/${pkg.filename}`;
+  if (existsSync(dest)) {
+    const got = await sha256File(dest);
+    if (got === pkg.sha256) return dest;
+    progress.warn(`cached ${basename(dest)} does not match the index (SHA256 ${got}); downloading it again`);
+    await rm(dest, { force: true });
+  }
+  progress.step(`downloading ${pkg.name} ${pkg.version} (${(pkg.size / 1e6).toFixed(1)} MB)`);
+  const res = await fetchOk(url, signal);
+  const total = Number(res.headers.get('content-length') ?? pkg.size) || pkg.size;
+  const part = `${dest}.part${process.pid}`;
+  const h = createHash('sha256');
+  const out = createWriteStream(part);
+  let got = 0;
+  try {
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      h.update(chunk);
+      got += chunk.length;
+      if (!out.write(chunk)) await new Promise((r) => out.once('drain', r));
+      progress.update(total ? got / total : 0, `${(got / 1e6).toFixed(1)}/${(total / 1e6).toFixed(1)} MB`);
+    }
+    await new Promise<void>((res2, rej) => out.end((e?: Error | null) => (e ? rej(e) : res2())));
+  } catch (e) {
+    out.destroy();
+    await rm(part, { force: true });
+    throw e;
+  }
+  progress.update(1);
+  const digest = h.digest('hex');
+  if (digest !== pkg.sha256) {
+    await rm(part, { force: true });
+    throw mismatch(basename(dest), url, pkg.sha256, digest);
+  }
+  await rename(part, dest);
+  return dest;
+}
+
+/** Verify a .deb on disk against the index again right before extracting it. */
+export async function verifyPackageFile(path: string, pkg: Pkg): Promise<void> {
+  const got = await sha256File(path);
+  if (got !== pkg.sha256) throw mismatch(basename(path), `${debianMirror()}/${pkg.filename}`, pkg.sha256, got);
+}
+
+export async function fileSize(path: string): Promise<number> {
+  return (await stat(path)).size;
+}

@@ -1,0 +1,226 @@
+// --kernel <spec> → a bootable kernel on disk (fetched and cached on first use).
+// Specs: a series (5.10, 6.1, 6.12, 7.x), any X.Y a suite carries, a Debian version
+// (6.1.176-1), a release (6.1.0-50-amd64), or a path to a bzImage [":" modules dir].
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { mkdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { LabError } from '../lab/errors.ts';
+import type { Progress } from '../lab/progress.ts';
+import { SERIES, candidates, compareVersions, downloadPackage, suiteIndex, verifyPackageFile, type Candidate } from './debian.ts';
+import { cacheDir } from './paths.ts';
+import { run } from './exec.ts';
+import { bzImageRelease, extractVmlinux } from './vmlinux.ts';
+
+export interface KernelImage {
+  spec: string;
+  source: 'debian' | 'path';
+  /** Debian version (6.1.176-1), or "custom" for a bzImage path */
+  version: string;
+  /** uname -r */
+  release: string;
+  suite?: string;
+  bzImage: string;
+  /** ELF vmlinux for PVH boot when we could extract it */
+  vmlinux?: string;
+  config?: string;
+  /** …/lib/modules/<release> */
+  modulesDir?: string;
+  packages?: { name: string; version: string; sha256: string }[];
+}
+
+export function parseConfig(path: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!path || !existsSync(path)) return out;
+  for (const l of readFileSync(path, 'utf8').split('\n')) {
+    const m = /^CONFIG_([A-Z0-9_]+)=(.*)$/.exec(l);
+    if (m) out[m[1]!] = m[2]!.replace(/^"(.*)"$/, '$1');
+  }
+  return out;
+}
+
+/** The config facts the lab's scenarios care about; 'y', 'm', a value, or 'n' when unset. */
+export function configFacts(k: KernelImage): Record<string, string> {
+  const c = parseConfig(k.config);
+  if (!Object.keys(c).length) return {};
+  const keys = ['DEBUG_INFO_BTF', 'DEBUG_INFO_BTF_MODULES', 'BPF_SYSCALL', 'BPF_JIT', 'BPF_LSM', 'LSM', 'KPROBES', 'KPROBE_EVENTS', 'FPROBE',
+    'DYNAMIC_FTRACE_WITH_DIRECT_CALLS', 'FUNCTION_ERROR_INJECTION', 'BPF_KPROBE_OVERRIDE', 'XDP_SOCKETS', 'NET_CLS_BPF', 'NET_ACT_BPF', 'NET_SCH_INGRESS',
+    'CGROUP_BPF', 'VETH', 'VIRTIO_NET', 'NET_9P', 'NET_9P_VIRTIO', '9P_FS', 'VIRTIO_FS', 'OVERLAY_FS', 'VIRTIO_CONSOLE', 'PVH', 'SECURITY_LOCKDOWN_LSM'];
+  const out: Record<string, string> = { BTF: c.DEBUG_INFO_BTF ?? 'n' };
+  for (const k2 of keys) out[k2] = c[k2] ?? 'n';
+  return out;
+}
+
+function kernelsIn(root: string): { release: string; vmlinuz?: string; config?: string; modulesDir?: string } | undefined {
+  for (const base of ['usr/lib/modules', 'lib/modules']) {
+    const d = join(root, base);
+    if (!existsSync(d)) continue;
+    for (const rel of readdirSync(d)) {
+      const mdir = join(d, rel);
+      const vmlinuz = [join(root, 'boot', `vmlinuz-${rel}`), join(mdir, 'vmlinuz')].find((p) => existsSync(p));
+      const config = [join(root, 'boot', `config-${rel}`), join(mdir, 'config')].find((p) => existsSync(p));
+      if (vmlinuz) return { release: rel, vmlinuz, config, modulesDir: mdir };
+    }
+  }
+  return undefined;
+}
+
+/** Kernels already extracted in the cache. */
+export function cachedKernels(): KernelImage[] {
+  const dir = cacheDir();
+  if (!existsSync(dir)) return [];
+  const out: KernelImage[] = [];
+  for (const d of readdirSync(dir)) {
+    const meta = join(dir, d, 'kernel.json');
+    if (!existsSync(meta)) continue;
+    try {
+      out.push(JSON.parse(readFileSync(meta, 'utf8')));
+    } catch { /* half-written entry: ignored, refetched on demand */ }
+  }
+  return out.sort((a, b) => compareVersions(b.version, a.version));
+}
+
+async function extractCandidate(c: Candidate, spec: string, progress: Progress, signal?: AbortSignal): Promise<KernelImage> {
+  const final = join(cacheDir(), c.version);
+  const tmp = join(cacheDir(), `.tmp-${c.version}-${process.pid}`);
+  await rm(tmp, { recursive: true, force: true });
+  await mkdir(join(tmp, 'root'), { recursive: true });
+  try {
+    const debs: string[] = [];
+    for (const p of c.packages) {
+      const deb = await downloadPackage(p, progress, signal);
+      await verifyPackageFile(deb, p);
+      progress.info(`extracting ${p.name}`);
+      await run('dpkg-deb', ['-x', deb, join(tmp, 'root')], { signal });
+      debs.push(deb);
+    }
+    const found = kernelsIn(join(tmp, 'root'));
+    if (!found) throw new LabError(`package(s) ${c.packages.map((p) => p.name).join(', ')} contain no vmlinuz`);
+    const rel = (p?: string) => (p ? p.slice(tmp.length + 1) : undefined);
+    // kmod looks for <base>/lib/modules; merged-/usr packages (trixie, sid) only ship usr/lib.
+    if (!existsSync(join(tmp, 'root', 'lib'))) await symlink('usr/lib', join(tmp, 'root', 'lib'));
+    const dep = await run('depmod', ['-b', join(tmp, 'root'), found.release], { reject: false });
+    if (dep.exitCode !== 0) progress.warn(`depmod failed for ${found.release} (modprobe in the guest will not work): ${dep.stderr.slice(0, 200)}`);
+    progress.info('extracting the ELF vmlinux for PVH boot');
+    const hasVmlinux = await extractVmlinux(found.vmlinuz!, join(tmp, 'vmlinux'));
+    const k: KernelImage = {
+      spec, source: 'debian', version: c.version, release: found.release, suite: c.suite,
+      bzImage: rel(found.vmlinuz)!, vmlinux: hasVmlinux ? 'vmlinux' : undefined, config: rel(found.config), modulesDir: rel(found.modulesDir),
+      packages: c.packages.map((p) => ({ name: p.name, version: p.version, sha256: p.sha256 })),
+    };
+    // kernel.json is written last and paths in it are relative, so a renamed or moved cache stays valid.
+    await writeFile(join(tmp, 'kernel.json'), JSON.stringify(k, null, 2));
+    try {
+      await rename(tmp, final);
+    } catch (e) {
+      // another lab process (matrix --jobs) finished the same kernel first: keep theirs
+      if (!existsSync(join(final, 'kernel.json'))) throw e;
+      await rm(tmp, { recursive: true, force: true });
+    }
+    for (const d of debs) await rm(d, { force: true });
+    return absolutize(k, final);
+  } catch (e) {
+    await rm(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+function absolutize(k: KernelImage, dir: string): KernelImage {
+  const a = (p?: string) => (p ? resolve(dir, p) : undefined);
+  return { ...k, bzImage: a(k.bzImage)!, vmlinux: a(k.vmlinux), config: a(k.config), modulesDir: a(k.modulesDir) };
+}
+
+function cachedEntry(version: string): KernelImage | undefined {
+  const dir = join(cacheDir(), version);
+  const meta = join(dir, 'kernel.json');
+  if (!existsSync(meta)) return undefined;
+  return absolutize(JSON.parse(readFileSync(meta, 'utf8')), dir);
+}
+
+function pathKernel(spec: string): KernelImage {
+  const [img, mods] = spec.split(':');
+  const bz = resolve(img!);
+  if (!existsSync(bz) || !statSync(bz).isFile()) throw new LabError(`kernel image ${bz} does not exist`);
+  const release = bzImageRelease(readFileSync(bz)) ?? 'unknown';
+  let modulesDir = mods ? resolve(mods) : undefined;
+  if (modulesDir && existsSync(join(modulesDir, 'lib/modules', release))) modulesDir = join(modulesDir, 'lib/modules', release);
+  if (!modulesDir) modulesDir = [join(dirname(bz), 'lib/modules', release), join(dirname(bz), 'modules')].find((p) => existsSync(p));
+  const config = [join(dirname(bz), '.config'), join(dirname(bz), `config-${release}`), modulesDir && join(modulesDir, 'config')].find((p): p is string => !!p && existsSync(p));
+  return { spec, source: 'path', version: 'custom', release, bzImage: bz, config, modulesDir };
+}
+
+/** Every spec the lab can resolve right now: series, versions in the indices, cached entries. */
+export async function availableKernels(progress?: Progress): Promise<{ series: string; suite: string; versions: Candidate[] }[]> {
+  const out = [];
+  for (const [series, suite] of Object.entries(SERIES)) {
+    let versions: Candidate[] = [];
+    try {
+      versions = candidates(suite, await suiteIndex(suite, { progress }));
+    } catch (e) {
+      progress?.warn(`${suite}: ${(e as Error).message}`);
+    }
+    out.push({ series, suite, versions });
+  }
+  return out;
+}
+
+async function unknownKernel(spec: string, progress: Progress): Promise<LabError> {
+  const lines: string[] = [];
+  for (const s of await availableKernels(progress)) {
+    lines.push(`  ${s.series.padEnd(5)} (${s.suite}): ${s.versions.map((v) => `${v.version} [${v.release}]`).join(', ') || 'index unavailable'}`);
+  }
+  const cached = cachedKernels();
+  if (cached.length) lines.push(`  cached: ${cached.map((k) => `${k.version} [${k.release}]`).join(', ')}`);
+  return new LabError(
+    `unknown kernel "${spec}". Available:\n${lines.join('\n')}\n  host, or a path to a bzImage[:modules dir]`,
+    'pass --kernel with one of the series or versions above',
+  );
+}
+
+/** Resolve a --kernel spec to a kernel on disk, downloading and extracting it if needed. */
+export async function resolveKernel(spec: string, progress: Progress, signal?: AbortSignal): Promise<KernelImage> {
+  if (spec === 'host') throw new LabError('--kernel host runs on the host, not in a VM');
+  if (spec.includes('/') || (existsSync(spec.split(':')[0]!) && statSync(spec.split(':')[0]!).isFile())) return pathKernel(spec);
+  // exact cached match first: works offline and costs no index read
+  const exact = cachedKernels().find((k) => k.version === spec || k.release === spec || k.release === `${spec}-amd64`);
+  if (exact) return { ...cachedEntry(exact.version)!, spec };
+
+  let pick: Candidate | undefined;
+  const seriesMatch = (c: Candidate, prefix: string) => c.version.startsWith(prefix);
+  if (SERIES[spec] || /^\d+(\.\d+)?(\.x)?$/.test(spec)) {
+    const prefix = spec.endsWith('.x') ? `${spec.slice(0, -1)}` : `${spec}.`;
+    const suites = SERIES[spec] ? [SERIES[spec]!] : Object.values(SERIES);
+    const all: Candidate[] = [];
+    for (const suite of suites) {
+      try {
+        all.push(...candidates(suite, await suiteIndex(suite, { progress })).filter((c) => seriesMatch(c, prefix)));
+      } catch (e) {
+        // offline: fall back to the newest cached kernel of the series
+        const cached = cachedKernels().find((k) => k.version.startsWith(prefix));
+        if (cached) {
+          progress.warn(`${(e as Error).message}; using cached ${cached.version}`);
+          return { ...cachedEntry(cached.version)!, spec };
+        }
+        throw e;
+      }
+    }
+    pick = all.sort((a, b) => compareVersions(b.version, a.version))[0];
+  } else {
+    for (const suite of Object.values(SERIES)) {
+      let list: Candidate[] = [];
+      try {
+        list = candidates(suite, await suiteIndex(suite, { progress }));
+      } catch { continue; }
+      pick = list.find((c) => c.version === spec || c.release === spec || c.release === `${spec}-amd64` || c.packages[0]!.name === spec);
+      if (pick) break;
+    }
+  }
+  if (!pick) throw await unknownKernel(spec, progress);
+  const hit = cachedEntry(pick.version);
+  if (hit) return { ...hit, spec };
+  progress.step(`fetching kernel ${pick.release} (${pick.version}) from ${pick.suite}`);
+  return extractCandidate(pick, spec, progress, signal);
+}
+
+export async function readKernelMeta(dir: string): Promise<KernelImage> {
+  return absolutize(JSON.parse(await readFile(join(dir, 'kernel.json'), 'utf8')), dir);
+}

@@ -1,0 +1,11 @@
+// Where kernels, indices and initramfs images are cached. The cache lives in the checkout
+// (git-ignored) so a machine that keeps the work tree keeps its kernels; EBPF_LAB_VM_CACHE
+// moves it (tests use a temp dir so they never touch the real cache).
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const REPO_ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
+
+export function cacheDir(): string {
+  return process.env.EBPF_LAB_VM_CACHE || join(REPO_ROOT, 'vm-images', 'cache');
+}
