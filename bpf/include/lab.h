@@ -1,0 +1,33 @@
+/* Shared by every .bpf.c: CO-RE headers and the conventions the TypeScript side relies on. */
+#pragma once
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+
+/*
+ * LAB_EXPORT(T) makes struct T appear in the object's BTF even when only a pointer to it is used
+ * (ring buffer records): the TS codecs and generated types (bpf/gen/) are read from that BTF, so
+ * the C struct stays the single definition of the layout.
+ */
+#define LAB_EXPORT(T) struct T *__lab_export_##T __attribute__((unused))
+
+/* A per-CPU counter array the TS side reads as "lost": failed ring buffer reservations. */
+#define LAB_LOST_COUNTER(name)                                                                 \
+	struct {                                                                               \
+		__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);                                       \
+		__uint(max_entries, 1);                                                        \
+		__type(key, __u32);                                                            \
+		__type(value, __u64);                                                          \
+	} name SEC(".maps")
+
+static __always_inline void lab_count(void *map)
+{
+	__u32 k = 0;
+	__u64 *c = bpf_map_lookup_elem(map, &k);
+	if (c)
+		(*c)++;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
