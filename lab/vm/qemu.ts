@@ -1,0 +1,283 @@
+// One QEMU guest: boot, control channel, run scripts, tear down. Every exit path — success,
+// guest failure, timeout, abort, an exception in our own code — goes through close(), which
+// kills QEMU and virtiofsd and removes the temp dir; setpriv --pdeathsig makes the kernel kill
+// them too if this Node process itself is killed.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LabError } from '../errors.ts';
+import type { Progress } from '../progress.ts';
+import type { KernelImage } from '../../vm-images/kernels.ts';
+import type { Initramfs } from '../../vm-images/initramfs.ts';
+
+export const TMP_PREFIX = 'ebpf-lab-vm-';
+const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
+const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p));
+
+export interface BootOptions {
+  kernel: KernelImage;
+  initramfs: Initramfs;
+  accel: 'kvm' | 'tcg';
+  fs: '9p' | 'virtiofs';
+  /** host dir shared read-write at the same path in the guest */
+  outDir?: string;
+  net: 'tap' | 'user' | 'none';
+  cpus: number;
+  memMB: number;
+  /** kernel console output goes here */
+  consoleLog: string;
+  append?: string;
+  bootTimeoutMs: number;
+  progress: Progress;
+  signal?: AbortSignal;
+}
+
+export interface ExecOptions {
+  onStdout: (b: Buffer) => void;
+  onStderr: (b: Buffer) => void;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+function spawnKillable(cmd: string, args: string[]): ChildProcess {
+  // pdeathsig: if this process dies without cleaning up (SIGKILL, OOM), the kernel kills QEMU too
+  const [c, a] = SETPRIV ? [SETPRIV, ['--pdeathsig', 'KILL', '--', cmd, ...args]] : [cmd, args];
+  return spawn(c, a, { stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+async function waitFor(cond: () => Promise<boolean> | boolean, ms: number, what: string): Promise<void> {
+  const t = Date.now();
+  while (!(await cond())) {
+    if (Date.now() - t > ms) throw new LabError(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+function tail(file: string, lines = 30): string {
+  try {
+    return readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no console output)';
+  }
+}
+
+/** Shell-quote for the guest's /bin/sh. */
+export function shq(s: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+export class Vm {
+  readonly startedAt = Date.now();
+  bootMs = 0;
+  /** guest uptime (s) when it said READY: kernel + init time without QEMU/firmware start */
+  guestUptime = 0;
+  private qemu?: ChildProcess;
+  private daemons: ChildProcess[] = [];
+  private servers: net.Server[] = [];
+  private ports: Record<string, net.Socket> = {};
+  private lines: string[] = [];
+  private lineWaiters: (() => void)[] = [];
+  private qemuStderr = '';
+  private exited = false;
+  private exitWaiters: (() => void)[] = [];
+  private closed = false;
+  private constructor(readonly opts: BootOptions, readonly tmp: string) {}
+
+  static async boot(opts: BootOptions): Promise<Vm> {
+    const tmp = await mkdtemp(join(tmpdir(), TMP_PREFIX));
+    const vm = new Vm(opts, tmp);
+    try {
+      await vm.start();
+      return vm;
+    } catch (e) {
+      await vm.close();
+      throw e;
+    }
+  }
+
+  private onLine(cb: () => void) { this.lineWaiters.push(cb); }
+
+  private async listen(name: string): Promise<string> {
+    const path = join(this.tmp, `${name}.sock`);
+    const srv = net.createServer((sock) => {
+      this.ports[name] = sock;
+      if (name === 'ctl') {
+        let buf = '';
+        sock.on('data', (d) => {
+          buf += d.toString();
+          let i;
+          while ((i = buf.indexOf('\n')) >= 0) {
+            this.lines.push(buf.slice(0, i).trim());
+            buf = buf.slice(i + 1);
+            for (const w of this.lineWaiters.splice(0)) w();
+          }
+        });
+      }
+      sock.on('error', () => { /* QEMU went away; handled by the exit watcher */ });
+    });
+    this.servers.push(srv);
+    await new Promise<void>((res, rej) => srv.listen(path, res).once('error', rej));
+    return path;
+  }
+
+  private async startVirtiofsd(tag: string, source: string): Promise<string[]> {
+    if (!existsSync(VIRTIOFSD)) throw new LabError(`${VIRTIOFSD} not found`, 'apt-get install qemu-system-x86');
+    const sock = join(this.tmp, `${tag}.vfs.sock`);
+    // QEMU 7.2's C virtiofsd has no read-only mode: the guest mounts the root ro, which is what protects the host tree.
+    const d = spawnKillable(VIRTIOFSD, [`--socket-path=${sock}`, '-o', `source=${source}`, '-o', 'sandbox=chroot', '-o', 'cache=auto', '-o', 'xattr']);
+    let err = '';
+    d.stderr!.on('data', (b) => (err += b.toString()));
+    this.daemons.push(d);
+    await waitFor(() => existsSync(sock) || d.exitCode !== null, 5000, 'virtiofsd');
+    if (d.exitCode !== null) throw new LabError(`virtiofsd failed: ${err.trim()}`);
+    return ['-chardev', `socket,id=${tag}fs,path=${sock}`, '-device', `vhost-user-fs-pci,chardev=${tag}fs,tag=${tag}`];
+  }
+
+  private async start(): Promise<void> {
+    const o = this.opts;
+    const k = o.kernel;
+    const ctl = await this.listen('ctl');
+    const out = await this.listen('out');
+    const err = await this.listen('err');
+    const args = ['-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot', '-machine', 'q35'];
+    args.push(...(o.accel === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', 'tcg,thread=multi', '-cpu', 'max']));
+    args.push('-smp', String(o.cpus), '-m', `${o.memMB}M`);
+    // PVH: an ELF vmlinux skips the in-guest decompressor (seconds under TCG)
+    args.push('-kernel', k.vmlinux ?? k.bzImage, '-initrd', o.initramfs.path);
+    const append = ['console=ttyS0', 'quiet', 'loglevel=4', 'panic=-1', 'oops=panic', 'rdinit=/init', `lab.fs=${o.fs}`,
+      'mitigations=off', 'tsc=reliable', 'no_timer_check', 'i8042.noaux', 'i8042.nokbd', 'i8042.nopnp', 'random.trust_cpu=on'];
+    if (/^5\.10\./.test(k.release)) append.push('lsm=lockdown,yama,apparmor,bpf'); // 5.10's default LSM list lacks bpf
+    if (o.append) append.push(o.append);
+    args.push('-append', append.join(' '));
+    args.push('-chardev', `file,id=con,path=${o.consoleLog}`, '-serial', 'chardev:con');
+    args.push('-device', 'virtio-serial-pci,id=vser');
+    for (const [name, path] of [['ctl', ctl], ['out', out], ['err', err]] as const) {
+      args.push('-chardev', `socket,id=${name},path=${path}`, '-device', `virtserialport,bus=vser.0,chardev=${name},name=lab.${name}`);
+    }
+    if (o.fs === 'virtiofs') {
+      // vhost-user needs guest RAM shared with virtiofsd
+      args.push('-object', `memory-backend-memfd,id=mem,size=${o.memMB}M,share=on`, '-numa', 'node,memdev=mem');
+      args.push(...(await this.startVirtiofsd('labroot', '/')));
+      if (o.outDir) args.push(...(await this.startVirtiofsd('labout', o.outDir)));
+    } else {
+      args.push('-fsdev', 'local,id=root,path=/,security_model=none,readonly=on,multidevs=remap', '-device', 'virtio-9p-pci,fsdev=root,mount_tag=labroot');
+      if (o.outDir) args.push('-fsdev', `local,id=out,path=${o.outDir},security_model=none,multidevs=remap`, '-device', 'virtio-9p-pci,fsdev=out,mount_tag=labout');
+    }
+    if (o.net === 'tap') {
+      // multiqueue needs a tap backend (slirp has one queue): XDP_TX/REDIRECT then get their own
+      // TX queues. The tap is not persistent, so it vanishes with QEMU; nothing configures it on the host.
+      const q = Math.max(2, o.cpus);
+      args.push('-netdev', `tap,id=n0,queues=${q},script=no,downscript=no,vhost=off`, '-device', `virtio-net-pci,netdev=n0,mq=on,vectors=${2 * q + 2},romfile=`);
+    } else if (o.net === 'user') {
+      args.push('-netdev', 'user,id=n0', '-device', 'virtio-net-pci,netdev=n0,romfile=');
+    }
+    this.qemu = spawnKillable('qemu-system-x86_64', args);
+    this.qemu.stderr!.on('data', (b) => (this.qemuStderr += b.toString()));
+    this.qemu.on('exit', () => {
+      this.exited = true;
+      for (const w of this.exitWaiters.splice(0)) w();
+      for (const w of this.lineWaiters.splice(0)) w();
+    });
+    this.qemu.on('error', (e) => { this.qemuStderr += String(e); this.exited = true; for (const w of this.lineWaiters.splice(0)) w(); });
+    o.progress.step(`booting ${k.release} (${o.accel}, ${o.fs})`);
+    const line = await this.nextLine(o.bootTimeoutMs, o.signal, 'the guest to boot');
+    if (!line.startsWith('READY')) throw new LabError(`guest failed to boot: ${line}\n${tail(o.consoleLog)}`);
+    this.bootMs = Date.now() - this.startedAt;
+    this.guestUptime = Number(line.split(' ')[1] ?? 0);
+    o.progress.info(`guest ready after ${(this.bootMs / 1000).toFixed(1)} s (guest kernel+init ${this.guestUptime.toFixed(1)} s)`);
+  }
+
+  get qemuArgsNote(): string { return this.qemuStderr.trim(); }
+
+  private async nextLine(timeoutMs: number, signal: AbortSignal | undefined, what: string): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const l = this.lines.shift();
+      if (l !== undefined) return l;
+      if (this.exited) {
+        throw new LabError(`QEMU exited while waiting for ${what}${this.qemuStderr.trim() ? `: ${this.qemuStderr.trim().slice(-800)}` : ''}\n--- guest console (tail) ---\n${tail(this.opts.consoleLog)}`);
+      }
+      if (signal?.aborted) throw new LabError(`interrupted while waiting for ${what}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new LabError(`timed out after ${(timeoutMs / 1000).toFixed(0)} s waiting for ${what}\n--- guest console (tail) ---\n${tail(this.opts.consoleLog)}`, 'raise --timeout, or check the console log');
+      await new Promise<void>((res) => {
+        const t = setTimeout(res, left);
+        const onAbort = () => res();
+        signal?.addEventListener('abort', onAbort, { once: true });
+        this.onLine(() => { clearTimeout(t); signal?.removeEventListener('abort', onAbort); res(); });
+      });
+    }
+  }
+
+  /** Run a /bin/sh script in the guest root; resolves to its exit code. */
+  async exec(script: string, o: ExecOptions): Promise<number> {
+    const outS = this.ports.out;
+    const errS = this.ports.err;
+    const ctl = this.ports.ctl;
+    if (!outS || !errS || !ctl) throw new LabError('control channel not connected');
+    const onOut = (b: Buffer) => o.onStdout(b);
+    const onErr = (b: Buffer) => o.onStderr(b);
+    outS.on('data', onOut);
+    errS.on('data', onErr);
+    try {
+      ctl.write(`RUN ${Buffer.from(script).toString('base64')}\n`);
+      for (;;) {
+        const l = await this.nextLine(o.timeoutMs ?? 24 * 3600_000, o.signal, 'the guest command');
+        if (l.startsWith('EXIT ')) {
+          // stdout/stderr travel on their own ports: give QEMU a moment to flush what the guest wrote before EXIT
+          await this.drain();
+          return Number(l.slice(5));
+        }
+      }
+    } finally {
+      outS.off('data', onOut);
+      errS.off('data', onErr);
+    }
+  }
+
+  private async drain(): Promise<void> {
+    let last = Date.now();
+    const bump = () => (last = Date.now());
+    this.ports.out?.on('data', bump);
+    this.ports.err?.on('data', bump);
+    const t0 = Date.now();
+    while (Date.now() - last < 30 && Date.now() - t0 < 2000) await new Promise((r) => setTimeout(r, 10));
+    this.ports.out?.off('data', bump);
+    this.ports.err?.off('data', bump);
+  }
+
+  /** Ask the guest to power off, then make sure everything is gone. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.qemu && !this.exited && this.ports.ctl) {
+      this.ports.ctl.write('BYE\n');
+      await new Promise<void>((res) => {
+        const t = setTimeout(res, 3000);
+        this.exitWaiters.push(() => { clearTimeout(t); res(); });
+      });
+    }
+    await this.kill();
+  }
+
+  private async kill(): Promise<void> {
+    const procs = [this.qemu, ...this.daemons].filter((p): p is ChildProcess => !!p);
+    for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+    await Promise.all(procs.map((p) => (p.exitCode !== null || p.signalCode !== null ? undefined : new Promise((r) => p.once('exit', r)))));
+    for (const s of Object.values(this.ports)) s.destroy();
+    await Promise.all(this.servers.map((s) => new Promise((r) => s.close(r))));
+    await rm(this.tmp, { recursive: true, force: true });
+  }
+}
+
+export async function fileExists(p: string): Promise<boolean> {
+  try {
+    await stat(p);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,90 @@
+#!/bin/sh
+# PID 1 of a lab guest (busybox). Mounts the host's / read-only under a tmpfs overlay, like
+# virtme-ng, so node, libbpf, bpftool, haproxy … in the guest are the host's own; then serves
+# the control channel: it says READY, runs each "RUN <base64 script>" chrooted into that root
+# with stdout/stderr on their own virtio-serial ports, answers "EXIT <code>", and powers off
+# on BYE (or when the host goes away). Everything path-specific (the out dir, the modules dir)
+# is in the host's script, so this file stays generic.
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+
+while read -r m; do
+  [ -n "$m" ] && insmod "/lib/modules/$m.ko" 2>/dev/null
+done </modules.order
+
+FS=9p
+for a in $(cat /proc/cmdline); do
+  case "$a" in lab.fs=*) FS=${a#lab.fs=} ;; esac
+done
+
+die() {
+  echo "lab-init: $*"
+  [ -n "$CTL" ] && echo "FAIL $*" >"$CTL"
+  poweroff -f
+}
+
+# Find the control ports by name: without udev there are no /dev/virtio-ports links.
+i=0
+while [ $i -lt 200 ]; do
+  for p in /sys/class/virtio-ports/*; do
+    [ -r "$p/name" ] || continue
+    case "$(cat "$p/name")" in
+      lab.ctl) CTL=/dev/${p##*/} ;;
+      lab.out) OUT=/dev/${p##*/} ;;
+      lab.err) ERR=/dev/${p##*/} ;;
+    esac
+  done
+  [ -n "$CTL" ] && [ -n "$OUT" ] && [ -n "$ERR" ] && [ -c "$CTL" ] && [ -c "$OUT" ] && [ -c "$ERR" ] && break
+  usleep 20000
+  i=$((i + 1))
+done
+[ -n "$CTL" ] || die "no control port (is virtio_console available?)"
+
+if [ "$FS" = virtiofs ]; then
+  mount -t virtiofs -o ro labroot /lower || die "cannot mount the host root over virtiofs"
+else
+  # cache=loose: the lower tree is read-only and the VM short-lived, so caching pages and
+  # dentries is safe and makes node's many small file reads far cheaper over 9p.
+  mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose labroot /lower || die "cannot mount the host root over 9p"
+fi
+mount -t tmpfs -o mode=0755 tmpfs /rw
+mkdir -p /rw/upper /rw/work
+mount -t overlay overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work /newroot || die "cannot mount the overlay"
+
+cd /newroot || die "no /newroot"
+mount -t proc proc proc
+mount -t sysfs sysfs sys
+mount -t devtmpfs devtmpfs dev
+mkdir -p dev/pts dev/shm
+mount -t devpts -o newinstance,ptmxmode=0666 devpts dev/pts
+mount -t tmpfs tmpfs dev/shm
+mount -t tmpfs tmpfs tmp
+mount -t tmpfs tmpfs run
+mount -t bpf bpf sys/fs/bpf
+mount -t tracefs tracefs sys/kernel/tracing
+mount -t debugfs debugfs sys/kernel/debug
+mount -t cgroup2 cgroup2 sys/fs/cgroup
+mount -t securityfs securityfs sys/kernel/security
+cd /
+hostname lab-vm
+ip link set lo up
+
+exec 3<>"$CTL"
+echo "READY $(cut -d' ' -f1 /proc/uptime)" >&3
+while read -r cmd arg <&3; do
+  case "$cmd" in
+    RUN)
+      echo "$arg" | base64 -d >/newroot/tmp/.lab-run.sh
+      chroot /newroot /bin/sh /tmp/.lab-run.sh </dev/null >"$OUT" 2>"$ERR"
+      rc=$?
+      sync
+      echo "EXIT $rc" >&3
+      ;;
+    BYE) break ;;
+  esac
+done
+sync
+poweroff -f
