@@ -1,0 +1,112 @@
+// BPF build pipeline: one .bpf.c per capability → bpf/.output/<name>.bpf.o (CO-RE, BTF kept,
+// DWARF stripped), rebuilt only when a source, a shared header or vmlinux.h is newer.
+// Then bpf/gen/<name>.ts: TypeScript interfaces generated from each object's BTF for the structs
+// the object defines itself (not kernel types), so C stays the one definition of every layout.
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { LabError } from '../lab/errors.ts';
+
+export const BPF_DIR = path.dirname(fileURLToPath(import.meta.url));
+export const OUT_DIR = path.join(BPF_DIR, '.output');
+export const GEN_DIR = path.join(BPF_DIR, 'gen');
+const VMLINUX_BTF = '/sys/kernel/btf/vmlinux';
+
+export function objectPath(name: string): string {
+  return path.join(OUT_DIR, `${name}.bpf.o`);
+}
+
+export function sources(): string[] {
+  return fs
+    .readdirSync(BPF_DIR)
+    .filter((f) => f.endsWith('.bpf.c'))
+    .map((f) => f.slice(0, -'.bpf.c'.length))
+    .sort();
+}
+
+const mtime = (f: string) => (fs.existsSync(f) ? fs.statSync(f).mtimeMs : 0);
+
+function headers(): string[] {
+  const inc = path.join(BPF_DIR, 'include');
+  return [
+    ...fs.readdirSync(BPF_DIR).filter((f) => f.endsWith('.h')).map((f) => path.join(BPF_DIR, f)),
+    ...(fs.existsSync(inc) ? fs.readdirSync(inc).map((f) => path.join(inc, f)) : []),
+  ];
+}
+
+async function vmlinuxH(log: (s: string) => void): Promise<string> {
+  const out = path.join(OUT_DIR, 'vmlinux.h');
+  if (fs.existsSync(out)) return out;
+  // vmlinux.h is only the compile-time view of kernel types; CO-RE relocates field accesses against
+  // the running kernel's BTF at load time, so one object serves 5.10 … 7.x.
+  if (!fs.existsSync(VMLINUX_BTF)) {
+    throw new LabError(`no ${VMLINUX_BTF} on this build machine`, 'build on a kernel with CONFIG_DEBUG_INFO_BTF=y, or put a vmlinux.h into bpf/.output/');
+  }
+  log('generating vmlinux.h from kernel BTF');
+  const r = await execa('bpftool', ['btf', 'dump', 'file', VMLINUX_BTF, 'format', 'c'], { reject: false, maxBuffer: 1 << 30 });
+  if (r.exitCode !== 0) throw new LabError(`bpftool btf dump failed: ${r.stderr}`, 'pnpm lab setup (installs bpftool)');
+  fs.writeFileSync(`${out}.tmp`, r.stdout);
+  fs.renameSync(`${out}.tmp`, out);
+  return out;
+}
+
+export interface BuildResult {
+  built: string[];
+  upToDate: string[];
+  objects: Record<string, string>;
+}
+
+export async function buildBpf(opts: { only?: string[]; force?: boolean; log?: (s: string) => void; gen?: boolean } = {}): Promise<BuildResult> {
+  const log = opts.log ?? ((s: string) => console.error(s));
+  fs.mkdirSync(OUT_DIR, { recursive: true });
+  const vmlinux = await vmlinuxH(log);
+  const deps = Math.max(mtime(vmlinux), ...headers().map(mtime), mtime(fileURLToPath(import.meta.url)));
+  const names = opts.only ?? sources();
+  const res: BuildResult = { built: [], upToDate: [], objects: {} };
+  for (const name of names) {
+    const src = path.join(BPF_DIR, `${name}.bpf.c`);
+    if (!fs.existsSync(src)) throw new LabError(`no BPF source bpf/${name}.bpf.c`, `available: ${sources().join(', ')}`);
+    const obj = objectPath(name);
+    res.objects[name] = obj;
+    if (!opts.force && mtime(obj) > Math.max(mtime(src), deps)) {
+      res.upToDate.push(name);
+      continue;
+    }
+    log(`clang  bpf/${name}.bpf.c`);
+    const tmp = `${obj}.tmp`;
+    const cc = await execa(
+      'clang',
+      ['-O2', '-g', '-target', 'bpf', '-mcpu=v3', '-D__TARGET_ARCH_x86', '-Wall', '-Wno-unused-function', '-Werror',
+        `-I${OUT_DIR}`, `-I${BPF_DIR}`, `-I${path.join(BPF_DIR, 'include')}`, '-c', src, '-o', tmp],
+      { reject: false, all: true },
+    );
+    if (cc.exitCode !== 0) {
+      fs.rmSync(tmp, { force: true });
+      throw new LabError(`compiling bpf/${name}.bpf.c failed:\n${cc.all}`, 'fix the C error above (pnpm lab setup installs clang and libbpf-dev if they are missing)');
+    }
+    // keep .BTF/.BTF.ext (CO-RE and our codecs need them), drop DWARF
+    await execa('llvm-strip', ['-g', tmp]);
+    fs.renameSync(tmp, obj);
+    res.built.push(name);
+  }
+  if (opts.gen !== false) {
+    const { generateTypes } = await import('./gen-types.ts');
+    for (const name of names) generateTypes(name, res.objects[name]!);
+  }
+  return res;
+}
+
+export async function buildCommand(argv: string[]): Promise<number> {
+  const force = argv.includes('--force');
+  const only = argv.filter((a) => !a.startsWith('--'));
+  const r = await buildBpf({ force, only: only.length ? only : undefined });
+  console.log(`built: ${r.built.join(', ') || '-'}; up to date: ${r.upToDate.join(', ') || '-'}`);
+  return 0;
+}
+
+/** For controllers: the object path, building it first if needed. */
+export async function ensureObject(name: string, log?: (s: string) => void): Promise<string> {
+  const r = await buildBpf({ only: [name], log: log ?? (() => {}) });
+  return r.objects[name]!;
+}
