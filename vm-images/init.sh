@@ -61,7 +61,7 @@ mount -t devtmpfs devtmpfs dev
 mkdir -p dev/pts dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666 devpts dev/pts
 mount -t tmpfs tmpfs dev/shm
-mount -t tmpfs tmpfs tmp
+# /tmp stays on the overlay (tmpfs upper): a tmpfs there would hide a checkout that lives under /tmp
 mount -t tmpfs tmpfs run
 mount -t bpf bpf sys/fs/bpf
 mount -t tracefs tracefs sys/kernel/tracing

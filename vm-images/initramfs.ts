@@ -21,16 +21,18 @@ export const BOOT_MODULES = ['virtio_pci', 'virtio_mmio', 'virtio_console', '9pn
 class Cpio {
   private parts: Buffer[] = [];
   private ino = 1;
-  private entry(name: string, mode: number, data: Buffer = Buffer.alloc(0)) {
+  private entry(name: string, mode: number, data: Buffer = Buffer.alloc(0), rdev: [number, number] = [0, 0]) {
     const hex = (n: number) => n.toString(16).padStart(8, '0');
     const nameBuf = Buffer.from(`${name}\0`);
-    const hdr = `070701${hex(this.ino++)}${hex(mode)}${hex(0)}${hex(0)}${hex(1)}${hex(0)}${hex(data.length)}${hex(0)}${hex(0)}${hex(0)}${hex(0)}${hex(nameBuf.length)}${hex(0)}`;
+    const hdr = `070701${hex(this.ino++)}${hex(mode)}${hex(0)}${hex(0)}${hex(1)}${hex(0)}${hex(data.length)}${hex(0)}${hex(0)}${hex(rdev[0])}${hex(rdev[1])}${hex(nameBuf.length)}${hex(0)}`;
     const head = Buffer.concat([Buffer.from(hdr), nameBuf]);
     this.parts.push(head, Buffer.alloc((4 - (head.length % 4)) % 4), data, Buffer.alloc((4 - (data.length % 4)) % 4));
   }
   dir(name: string) { this.entry(name, 0o040755); }
   file(name: string, data: Buffer, mode = 0o644) { this.entry(name, 0o100000 | mode, data); }
   symlink(name: string, target: string) { this.entry(name, 0o120777, Buffer.from(target)); }
+  /** the kernel opens /dev/console for init before any devtmpfs exists: without the node, init has no stdout */
+  chardev(name: string, major: number, minor: number) { this.entry(name, 0o020600, Buffer.alloc(0), [major, minor]); }
   finish(): Buffer {
     this.entry('TRAILER!!!', 0);
     return Buffer.concat(this.parts);
@@ -99,6 +101,24 @@ export async function planModules(modulesDir: string | undefined, wanted: string
   return plan;
 }
 
+/** A minimal initramfs whose init only prints KVMOK and powers off: the KVM probe's guest. */
+export async function buildProbeInitramfs(): Promise<string> {
+  const busybox = BUSYBOX.find((p) => existsSync(p));
+  if (!busybox) throw new LabError('static busybox not found', 'apt-get install busybox-static   (or: pnpm lab setup vm)');
+  const path = join(cacheDir(), 'initramfs', `kvm-probe-${statSync(busybox).size}.cpio`);
+  if (existsSync(path)) return path;
+  const c = new Cpio();
+  c.dir('bin');
+  c.dir('dev');
+  c.chardev('dev/console', 5, 1);
+  c.file('bin/busybox', await readFile(busybox), 0o755);
+  c.file('init', Buffer.from('#!/bin/busybox sh\n/bin/busybox echo KVMOK\n/bin/busybox poweroff -f\n'), 0o755);
+  await mkdir(dirname(path), { recursive: true });
+  await writeFile(`${path}.tmp${process.pid}`, c.finish());
+  await rename(`${path}.tmp${process.pid}`, path);
+  return path;
+}
+
 // ---- build -----------------------------------------------------------------------------------
 export interface Initramfs {
   path: string;
@@ -122,6 +142,7 @@ export async function buildInitramfs(k: KernelImage): Promise<Initramfs> {
   const plan = await planModules(k.modulesDir, BOOT_MODULES);
   const c = new Cpio();
   for (const d of ['bin', 'dev', 'proc', 'sys', 'tmp', 'lower', 'rw', 'newroot', 'lib', 'lib/modules']) c.dir(d);
+  c.chardev('dev/console', 5, 1);
   c.file('bin/busybox', await readFile(busybox), 0o755);
   c.symlink('bin/sh', 'busybox');
   c.file('init', init, 0o755);

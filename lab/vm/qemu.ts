@@ -84,6 +84,7 @@ export class Vm {
   private exited = false;
   private exitWaiters: (() => void)[] = [];
   private closed = false;
+  private busy = false;
   private constructor(readonly opts: BootOptions, readonly tmp: string) {}
 
   static async boot(opts: BootOptions): Promise<Vm> {
@@ -147,7 +148,7 @@ export class Vm {
     args.push('-smp', String(o.cpus), '-m', `${o.memMB}M`);
     // PVH: an ELF vmlinux skips the in-guest decompressor (seconds under TCG)
     args.push('-kernel', k.vmlinux ?? k.bzImage, '-initrd', o.initramfs.path);
-    const append = ['console=ttyS0', 'quiet', 'loglevel=4', 'panic=-1', 'oops=panic', 'rdinit=/init', `lab.fs=${o.fs}`,
+    const append = ['console=ttyS0', 'panic=-1', 'oops=panic', 'rdinit=/init', `lab.fs=${o.fs}`,
       'mitigations=off', 'tsc=reliable', 'no_timer_check', 'i8042.noaux', 'i8042.nokbd', 'i8042.nopnp', 'random.trust_cpu=on'];
     if (/^5\.10\./.test(k.release)) append.push('lsm=lockdown,yama,apparmor,bpf'); // 5.10's default LSM list lacks bpf
     if (o.append) append.push(o.append);
@@ -222,6 +223,7 @@ export class Vm {
     const onErr = (b: Buffer) => o.onStderr(b);
     outS.on('data', onOut);
     errS.on('data', onErr);
+    this.busy = true;
     try {
       ctl.write(`RUN ${Buffer.from(script).toString('base64')}\n`);
       for (;;) {
@@ -229,6 +231,7 @@ export class Vm {
         if (l.startsWith('EXIT ')) {
           // stdout/stderr travel on their own ports: give QEMU a moment to flush what the guest wrote before EXIT
           await this.drain();
+          this.busy = false;
           return Number(l.slice(5));
         }
       }
@@ -249,11 +252,14 @@ export class Vm {
     this.ports.err?.off('data', bump);
   }
 
-  /** Ask the guest to power off, then make sure everything is gone. Idempotent. */
-  async close(): Promise<void> {
+  /**
+   * Ask the guest to power off (when it is idle), then make sure everything is gone: QEMU,
+   * virtiofsd, sockets, the temp dir. Idempotent; force skips the polite part.
+   */
+  async close(o: { force?: boolean } = {}): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.qemu && !this.exited && this.ports.ctl) {
+    if (!o.force && !this.busy && this.qemu && !this.exited && this.ports.ctl) {
       this.ports.ctl.write('BYE\n');
       await new Promise<void>((res) => {
         const t = setTimeout(res, 3000);

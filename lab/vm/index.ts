@@ -1,0 +1,167 @@
+// The VM target: run the lab CLI (or any shell script) inside a guest on the kernel the user
+// named. The guest's root is the host's / (read-only, tmpfs overlay), so the same checkout,
+// node_modules, node, libbpf and tools run there; only the kernel differs.
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { LabError } from '../errors.ts';
+import type { Progress } from '../progress.ts';
+import { configFacts, resolveKernel, type KernelImage } from '../../vm-images/kernels.ts';
+import { buildInitramfs } from '../../vm-images/initramfs.ts';
+import { REPO_ROOT } from '../../vm-images/paths.ts';
+import { chooseAccel } from './kvm.ts';
+import { Vm, shq, type BootOptions } from './qemu.ts';
+
+export const BOOT_LOG = 'vm-console.log';
+
+export interface GuestSpec {
+  kernel: string;
+  progress: Progress;
+  /** host dir to share read-write at the same path */
+  outDir?: string;
+  consoleLog: string;
+  bootTimeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+function pickFs(k: KernelImage): '9p' | 'virtiofs' {
+  const env = process.env.EBPF_LAB_VM_FS;
+  if (env === '9p' || env === 'virtiofs') return env;
+  const c = configFacts(k);
+  // 9p needs no extra daemon; kernels without it (cloud flavours, custom builds) get virtiofs
+  if (!Object.keys(c).length || (c.NET_9P_VIRTIO !== 'n' && c['9P_FS'] !== 'n')) return '9p';
+  return 'virtiofs';
+}
+
+function pickNet(): BootOptions['net'] {
+  const env = process.env.EBPF_LAB_VM_NET;
+  if (env === 'tap' || env === 'user' || env === 'none') return env;
+  return existsSync('/dev/net/tun') && process.getuid?.() === 0 ? 'tap' : 'user';
+}
+
+export interface BootedGuest {
+  vm: Vm;
+  kernel: KernelImage;
+  accel: 'kvm' | 'tcg';
+  accelNote: string;
+  fs: '9p' | 'virtiofs';
+  net: BootOptions['net'];
+  initramfsModules: string[];
+}
+
+/** Resolve the kernel, pick accel/fs/net, build the initramfs and boot to READY. */
+export async function bootGuest(g: GuestSpec): Promise<BootedGuest> {
+  const kernel = await resolveKernel(g.kernel, g.progress, g.signal);
+  const { accel, note } = await chooseAccel();
+  if (accel === 'tcg') g.progress.info(note);
+  const fs = pickFs(kernel);
+  const ir = await buildInitramfs(kernel);
+  if (ir.missing.length) g.progress.warn(`modules not found for ${kernel.release} (assumed built in): ${ir.missing.join(', ')}`);
+  let net = pickNet();
+  const cpus = Number(process.env.EBPF_LAB_VM_CPUS) || 2;
+  const memMB = Number(process.env.EBPF_LAB_VM_MEM_MB) || 1024;
+  const base: BootOptions = {
+    kernel, initramfs: ir, accel, fs, outDir: g.outDir, net, cpus, memMB, consoleLog: g.consoleLog,
+    bootTimeoutMs: g.bootTimeoutMs ?? (accel === 'kvm' ? 30_000 : 90_000), progress: g.progress, signal: g.signal,
+  };
+  let vm: Vm;
+  try {
+    vm = await Vm.boot(base);
+  } catch (e) {
+    // no tun device or no CAP_NET_ADMIN inside a container: a single-queue user-mode NIC still works
+    if (net !== 'tap' || !/tap|tun/i.test((e as Error).message)) throw e;
+    g.progress.warn(`tap networking failed (${(e as Error).message.split('\n')[0]}); retrying with user-mode networking (one queue)`);
+    net = 'user';
+    vm = await Vm.boot({ ...base, net });
+  }
+  return { vm, kernel, accel, accelNote: note, fs, net, initramfsModules: ir.modules };
+}
+
+/** The guest-side prelude: environment, modules for modprobe, the shared out dir. */
+export function guestScript(b: BootedGuest, body: string, opts: { outDir?: string; cwd?: string } = {}): string {
+  const pass = Object.entries(process.env).filter(([k]) => /^(CI|NO_COLOR|FORCE_COLOR|DEBUG|EBPF_LAB_.*|GITHUB_.*)$/.test(k) && !/^EBPF_LAB_VM_/.test(k));
+  const env = [
+    ['PATH', '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], ['HOME', '/root'], ['LANG', 'C.UTF-8'], ['TERM', 'dumb'],
+    ['EBPF_LAB_IN_VM', '1'], ...pass,
+  ] as [string, string][];
+  const lines = [
+    ...env.map(([k, v]) => `export ${k}=${shq(v!)}`),
+  ];
+  const k = b.kernel;
+  if (k.modulesDir) {
+    // the host's modprobe finds the guest kernel's modules (depmod ran at fetch) for on-demand loads (veth, sch_*, cls_bpf …)
+    lines.push(`mkdir -p /lib/modules/${shq(k.release)} && mount --bind ${shq(k.modulesDir)} /lib/modules/${shq(k.release)} 2>/dev/null`);
+  }
+  if (opts.outDir) {
+    const m = b.fs === 'virtiofs' ? `mount -t virtiofs labout ${shq(opts.outDir)}` : `mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 labout ${shq(opts.outDir)}`;
+    lines.push(`mkdir -p ${shq(opts.outDir)} && ${m} || { echo "lab-vm: cannot mount ${opts.outDir} in the guest" >&2; exit 125; }`);
+  }
+  if (opts.cwd) lines.push(`cd ${shq(opts.cwd)} || exit 125`);
+  lines.push(body);
+  return lines.join('\n') + '\n';
+}
+
+function onAbortKill(signal: AbortSignal | undefined, vm: Vm): () => void {
+  if (!signal) return () => {};
+  const f = () => void vm.close({ force: true });
+  signal.addEventListener('abort', f, { once: true });
+  return () => signal.removeEventListener('abort', f);
+}
+
+export async function runInVm(opts: {
+  kernel: string;
+  argv: string[];
+  outDir: string;
+  progress: Progress;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}): Promise<{ exitCode: number; vm: Record<string, unknown> }> {
+  const t0 = Date.now();
+  const timeoutMs = opts.timeoutMs ?? 30 * 60_000;
+  await mkdir(opts.outDir, { recursive: true });
+  const consoleLog = join(opts.outDir, BOOT_LOG);
+  const b = await bootGuest({
+    kernel: opts.kernel, progress: opts.progress, outDir: opts.outDir, consoleLog, signal: opts.signal,
+    bootTimeoutMs: Math.min(timeoutMs, 90_000),
+  });
+  const unhook = onAbortKill(opts.signal, b.vm);
+  try {
+    const cmd = ['node', join(REPO_ROOT, 'node_modules/tsx/dist/cli.mjs'), join(REPO_ROOT, 'lab/cli.ts'), ...opts.argv].map(shq).join(' ');
+    const script = guestScript(b, `exec ${cmd}`, { outDir: opts.outDir, cwd: REPO_ROOT });
+    opts.progress.step(`running in the guest: lab ${opts.argv.join(' ')}`);
+    const exitCode = await b.vm.exec(script, {
+      onStdout: (d) => process.stderr.write(d),
+      onStderr: (d) => process.stderr.write(d),
+      timeoutMs: Math.max(1000, timeoutMs - (Date.now() - t0)),
+      signal: opts.signal,
+    });
+    await b.vm.close();
+    const k = b.kernel;
+    return {
+      exitCode,
+      vm: {
+        kernelSpec: opts.kernel,
+        kernelVersion: k.version,
+        kernelRelease: k.release,
+        kernelSource: k.source === 'debian' ? `Debian ${k.suite} ${k.packages?.map((p) => p.name).join(' + ')}` : k.bzImage,
+        accel: b.accel,
+        accelNote: b.accelNote,
+        bootMs: b.vm.bootMs,
+        guestBootMs: Math.round(b.vm.guestUptime * 1000),
+        totalMs: Date.now() - t0,
+        bootLog: BOOT_LOG,
+        rootfs: b.fs,
+        net: b.net === 'tap' ? 'virtio-net multiqueue (tap)' : b.net === 'user' ? 'virtio-net (user-mode, one queue)' : 'none',
+        cpus: b.vm.opts.cpus,
+        memMB: b.vm.opts.memMB,
+        bootModules: b.initramfsModules,
+        config: configFacts(k),
+      },
+    };
+  } finally {
+    unhook();
+    await b.vm.close({ force: true });
+  }
+}
+
+export { LabError };
