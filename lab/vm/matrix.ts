@@ -1,0 +1,229 @@
+// `pnpm lab matrix`: every scenario × kernel pair as its own `lab run` subprocess (host and VM
+// kernels alike), then one index.html and junit.xml built from the runs' results.json alone.
+// Subprocesses rather than in-process calls: a crashed or hung run cannot take the others
+// down, and each run's Ctrl-C/cleanup logic stays the one `lab run` already has.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, existsSync, readFileSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { LabError } from '../errors.ts';
+import type { Results } from '../results.ts';
+import { escapeHtml, htmlPage, statusBadge } from '../report/html.ts';
+import { REPO_ROOT } from '../../vm-images/paths.ts';
+
+export interface MatrixCell {
+  scenario: string;
+  kernel: string;
+  dir: string;
+  exitCode: number | null;
+  wallMs: number;
+  results?: Results;
+  status: string;
+  error?: string;
+}
+
+function flag(argv: string[], name: string): string | undefined {
+  const i = argv.indexOf(name);
+  return i >= 0 ? argv[i + 1] : undefined;
+}
+
+/** A kernel spec as a directory-name part ("/boot/vmlinuz-x" → "vmlinuz-x"). */
+export function kernelSlug(k: string): string {
+  return k.split(':')[0]!.split('/').pop()!.replace(/[^A-Za-z0-9._+-]/g, '_');
+}
+
+function runOne(cell: MatrixCell, children: Set<ChildProcess>, extra: string[]): Promise<void> {
+  const t0 = Date.now();
+  const log = createWriteStream(`${cell.dir}.log`);
+  const tag = `[${cell.scenario}@${cell.kernel}] `;
+  const args = [join(REPO_ROOT, 'node_modules/tsx/dist/cli.mjs'), join(REPO_ROOT, 'lab/cli.ts'), 'run', cell.scenario, '--kernel', cell.kernel, '--out', cell.dir, ...extra];
+  return new Promise((res) => {
+    const p = spawn(process.execPath, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    children.add(p);
+    const pipe = (d: Buffer) => {
+      log.write(d);
+      for (const l of d.toString().split('\n')) if (l.trim()) process.stderr.write(`${tag}${l.replace(/\r|\x1b\[K/g, '')}\n`);
+    };
+    p.stdout.on('data', pipe);
+    p.stderr.on('data', pipe);
+    p.on('error', (e) => { cell.error = String(e); });
+    p.on('close', (code) => {
+      children.delete(p);
+      cell.exitCode = code;
+      cell.wallMs = Date.now() - t0;
+      log.end();
+      res();
+    });
+  });
+}
+
+export function readCell(cell: MatrixCell): void {
+  const f = join(cell.dir, 'results.json');
+  if (existsSync(f)) {
+    try {
+      cell.results = JSON.parse(readFileSync(f, 'utf8')) as Results;
+      cell.status = cell.results.status;
+      if (cell.results.error) cell.error = cell.results.error;
+      return;
+    } catch (e) {
+      cell.error = `unreadable results.json: ${(e as Error).message}`;
+    }
+  }
+  cell.status = 'error';
+  cell.error ??= `no results.json (exit code ${cell.exitCode}); see ${cell.dir}.log`;
+}
+
+const fmtS = (ms: unknown) => (typeof ms === 'number' ? `${(ms / 1000).toFixed(1)} s` : '—');
+
+export function matrixHtml(cells: MatrixCell[], scenarios: string[], kernels: string[], outDir: string, started: string): string {
+  const at = (s: string, k: string) => cells.find((c) => c.scenario === s && c.kernel === k);
+  const rel = (c: MatrixCell) => c.dir.slice(outDir.length + 1);
+  const counts = ['pass', 'fail', 'unsupported', 'error'].map((s) => `<b class="${s}">${cells.filter((c) => c.status === s).length}</b> ${s}`).join(' · ');
+  let h = `<h1>Kernel matrix ${statusBadge(cells.every((c) => c.status === 'pass' || c.status === 'unsupported') ? 'pass' : 'fail')}</h1>`;
+  h += `<p class="meta"><span>started <b>${escapeHtml(started)}</b></span><span>${scenarios.length} scenario(s) × ${kernels.length} kernel(s)</span></p><p class="summary">${counts}</p>`;
+
+  h += '<h2>Results</h2><div class="tablewrap"><table><thead><tr><th>scenario</th>';
+  for (const k of kernels) {
+    const any = cells.find((c) => c.kernel === k && c.results);
+    const rel2 = any?.results?.environment.kernel.release;
+    h += `<th>${escapeHtml(k)}${rel2 ? `<br><span class="muted">${escapeHtml(rel2)}</span>` : ''}</th>`;
+  }
+  h += '</tr></thead><tbody>';
+  for (const s of scenarios) {
+    h += `<tr><th scope="row">${escapeHtml(s)}</th>`;
+    for (const k of kernels) {
+      const c = at(s, k);
+      if (!c) { h += '<td class="muted">—</td>'; continue; }
+      const checks = c.results?.checks ?? [];
+      const unsup = checks.filter((x) => x.status === 'unsupported').map((x) => `${x.name}: ${x.detail ?? ''} ${x.evidence ?? ''}`.trim());
+      const title = c.error ?? (unsup.length ? unsup.join('\n') : `${checks.filter((x) => x.status === 'pass').length}/${checks.length} checks passed`);
+      const link = existsSync(join(c.dir, 'report.html')) ? `${rel(c)}/report.html` : `${rel(c)}.log`;
+      h += `<td title="${escapeHtml(title)}"><a href="${escapeHtml(link)}">${statusBadge(c.status)}</a><br><span class="muted">${fmtS(c.results?.durationMs ?? c.wallMs)}</span></td>`;
+    }
+    h += '</tr>';
+  }
+  h += '</tbody></table></div>';
+
+  // per-kernel environment: boot time, accel, versions
+  h += '<h2>Kernels</h2><div class="tablewrap"><table><thead><tr><th>kernel</th><th>release</th><th>Debian version</th><th>target</th><th>accel</th><th>boot-to-ready</th><th>run total</th><th>boot log</th></tr></thead><tbody>';
+  for (const k of kernels) {
+    const c = cells.find((x) => x.kernel === k && x.results) ?? cells.find((x) => x.kernel === k);
+    const env = c?.results?.environment;
+    const vm = (env?.vm ?? {}) as Record<string, unknown>;
+    const boot = c && vm.bootLog ? `<a href="${escapeHtml(`${rel(c)}/${String(vm.bootLog)}`)}">${escapeHtml(String(vm.bootLog))}</a>` : '—';
+    h += `<tr><th scope="row">${escapeHtml(k)}</th><td>${escapeHtml(env?.kernel.release ?? '?')}</td><td>${escapeHtml(String(vm.kernelVersion ?? env?.kernel.version ?? '—'))}</td><td>${escapeHtml(env?.target ?? '?')}</td>` +
+      `<td title="${escapeHtml(String(vm.accelNote ?? ''))}">${escapeHtml(String(vm.accel ?? (env?.target === 'host' ? 'native' : '—')))}</td><td class="num">${fmtS(vm.bootMs)}</td><td class="num">${fmtS(vm.totalMs ?? c?.wallMs)}</td><td>${boot}</td></tr>`;
+  }
+  h += '</tbody></table></div>';
+
+  // feature probes: union of probe names, one column per kernel
+  const probes = new Map<string, Record<string, { ok: boolean; detail?: string }>>();
+  for (const k of kernels) {
+    const c = cells.find((x) => x.kernel === k && x.results?.environment.probes);
+    if (c?.results?.environment.probes) probes.set(k, c.results.environment.probes);
+  }
+  const names = [...new Set([...probes.values()].flatMap((p) => Object.keys(p)))].sort();
+  h += '<h2>Feature probes</h2>';
+  if (!names.length) h += '<p class="muted">(no run recorded probes)</p>';
+  else {
+    h += `<div class="tablewrap"><table><thead><tr><th>probe</th>${kernels.map((k) => `<th>${escapeHtml(k)}</th>`).join('')}</tr></thead><tbody>`;
+    for (const n of names) {
+      h += `<tr><th scope="row">${escapeHtml(n)}</th>`;
+      for (const k of kernels) {
+        const p = probes.get(k)?.[n];
+        h += p ? `<td class="${p.ok ? 'yes' : 'no'}" title="${escapeHtml(p.detail ?? '')}">${p.ok ? '✓' : '✗'}${p.detail && !p.ok ? ` <span class="muted">${escapeHtml(p.detail.slice(0, 60))}</span>` : ''}</td>` : '<td class="muted">—</td>';
+      }
+      h += '</tr>';
+    }
+    h += '</tbody></table></div>';
+  }
+
+  // kernel config facts for VM kernels
+  const cfg = kernels.map((k) => [k, (cells.find((x) => x.kernel === k && x.results?.environment.vm)?.results?.environment.vm as Record<string, unknown> | undefined)?.config as Record<string, string> | undefined] as const).filter(([, c]) => c);
+  if (cfg.length) {
+    const keys = ['BTF', 'BPF_LSM', 'LSM', 'KPROBES', 'FPROBE', 'XDP_SOCKETS', 'NET_CLS_BPF', 'VETH', 'NET_9P', 'VIRTIO_FS'];
+    h += `<h2>Kernel config (VM kernels)</h2><div class="tablewrap"><table><thead><tr><th>CONFIG_</th>${cfg.map(([k]) => `<th>${escapeHtml(k)}</th>`).join('')}</tr></thead><tbody>`;
+    for (const key of keys) h += `<tr><th scope="row">${key}</th>${cfg.map(([, c]) => `<td>${escapeHtml(c![key] ?? '—')}</td>`).join('')}</tr>`;
+    h += '</tbody></table></div>';
+  }
+  h += `<footer>ebpf-lab matrix · junit: <a href="junit.xml">junit.xml</a></footer>`;
+  return htmlPage('ebpf-lab kernel matrix', h);
+}
+
+const xa = (s: string) => escapeHtml(s).replace(/\n/g, '&#10;');
+
+export function junitXml(cells: MatrixCell[], kernels: string[]): string {
+  let x = '<?xml version="1.0" encoding="UTF-8"?>\n<testsuites name="ebpf-lab matrix">\n';
+  for (const k of kernels) {
+    const cs = cells.filter((c) => c.kernel === k);
+    const n = (s: string) => cs.filter((c) => c.status === s).length;
+    const time = cs.reduce((a, c) => a + c.wallMs, 0) / 1000;
+    x += `  <testsuite name="kernel ${xa(k)}" tests="${cs.length}" failures="${n('fail')}" errors="${n('error')}" skipped="${n('unsupported')}" time="${time.toFixed(3)}">\n`;
+    for (const c of cs) {
+      x += `    <testcase classname="ebpf-lab.${xa(kernelSlug(k))}" name="${xa(c.scenario)}" time="${(c.wallMs / 1000).toFixed(3)}">`;
+      const checks = c.results?.checks ?? [];
+      const failed = checks.filter((ch) => ch.status === 'fail').map((ch) => `${ch.name}: ${ch.detail ?? ''}`);
+      if (c.status === 'fail') x += `<failure message="${xa(failed[0] ?? c.error ?? 'failed')}">${xa(failed.join('\n'))}</failure>`;
+      else if (c.status === 'error') x += `<error message="${xa((c.error ?? 'error').split('\n')[0]!)}">${xa(c.error ?? '')}</error>`;
+      else if (c.status === 'unsupported') {
+        const u = checks.filter((ch) => ch.status === 'unsupported').map((ch) => `unsupported: ${ch.detail ?? ch.name}${ch.evidence ? ` (${ch.evidence})` : ''}`);
+        x += `<skipped message="${xa(u[0] ?? 'unsupported')}"/>`;
+      }
+      x += `<system-out>${xa(checks.map((ch) => `${ch.status.padEnd(11)} ${ch.name}${ch.detail ? ` — ${ch.detail}` : ''}`).join('\n'))}</system-out></testcase>\n`;
+    }
+    x += '  </testsuite>\n';
+  }
+  return `${x}</testsuites>\n`;
+}
+
+export async function writeMatrixReport(cells: MatrixCell[], scenarios: string[], kernels: string[], outDir: string, started: string): Promise<void> {
+  await writeFile(join(outDir, 'index.html'), matrixHtml(cells, scenarios, kernels, outDir, started));
+  await writeFile(join(outDir, 'junit.xml'), junitXml(cells, kernels));
+  await writeFile(join(outDir, 'matrix.json'), JSON.stringify(cells.map(({ results, ...c }) => ({ ...c, durationMs: results?.durationMs, vm: results?.environment.vm })), null, 2));
+}
+
+export async function matrixCommand(argv: string[]): Promise<number> {
+  const kernels = (flag(argv, '--kernels') ?? '5.10,6.1,6.12,7.x,host').split(',').filter(Boolean);
+  const scenarios = (flag(argv, '--scenarios') ?? '').split(',').filter(Boolean);
+  if (!scenarios.length) throw new LabError('matrix needs --scenarios', 'e.g. pnpm lab matrix --kernels 6.1,host --scenarios hello-openat');
+  const jobs = Math.max(1, Number(flag(argv, '--jobs') ?? 1));
+  const started = new Date().toISOString();
+  const outDir = resolve(flag(argv, '--out') ?? join(REPO_ROOT, 'reports', `matrix-${started.replace(/[:.]/g, '-')}`));
+  // options after "--" go to every run (e.g. -- --duration 2)
+  const dd = argv.indexOf('--');
+  const extra = dd >= 0 ? argv.slice(dd + 1) : [];
+  await mkdir(outDir, { recursive: true });
+
+  // kernel-major order: runs of one kernel are adjacent, so a fetch is paid once, before its runs
+  const cells: MatrixCell[] = kernels.flatMap((k) => scenarios.map((s) => ({ scenario: s, kernel: k, dir: join(outDir, `${s}-${kernelSlug(k)}`), exitCode: null, wallMs: 0, status: 'pending' })));
+  const children = new Set<ChildProcess>();
+  let interrupted = false;
+  const onSig = () => {
+    interrupted = true;
+    // each `lab run` cleans up on SIGINT (kills its VM, removes netns …)
+    for (const c of children) c.kill('SIGINT');
+  };
+  process.on('SIGINT', onSig);
+  process.on('SIGTERM', onSig);
+  try {
+    let next = 0;
+    const worker = async () => {
+      while (!interrupted && next < cells.length) {
+        const c = cells[next++]!;
+        process.stderr.write(`=== ${c.scenario} on ${c.kernel} (${cells.indexOf(c) + 1}/${cells.length})\n`);
+        await runOne(c, children, extra);
+        readCell(c);
+        process.stderr.write(`=== ${c.scenario} on ${c.kernel}: ${c.status.toUpperCase()} in ${fmtS(c.wallMs)}\n`);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(jobs, cells.length) }, worker));
+  } finally {
+    process.off('SIGINT', onSig);
+    process.off('SIGTERM', onSig);
+  }
+  for (const c of cells) if (c.status === 'pending') { c.status = 'error'; c.error = 'not run (interrupted)'; }
+  await writeMatrixReport(cells, scenarios, kernels, outDir, started);
+  console.log(`matrix: ${join(outDir, 'index.html')}`);
+  for (const k of kernels) console.log(`  ${k.padEnd(8)} ${cells.filter((c) => c.kernel === k).map((c) => `${c.scenario}=${c.status}`).join(' ')}`);
+  return cells.every((c) => c.status === 'pass' || c.status === 'unsupported') ? 0 : 1;
+}
