@@ -190,18 +190,22 @@ export async function resolveKernel(spec: string, progress: Progress, signal?: A
     const prefix = spec.endsWith('.x') ? `${spec.slice(0, -1)}` : `${spec}.`;
     const suites = SERIES[spec] ? [SERIES[spec]!] : Object.values(SERIES);
     const all: Candidate[] = [];
+    const errors: Error[] = [];
     for (const suite of suites) {
       try {
         all.push(...candidates(suite, await suiteIndex(suite, { progress })).filter((c) => seriesMatch(c, prefix)));
       } catch (e) {
-        // offline: fall back to the newest cached kernel of the series
-        const cached = cachedKernels().find((k) => k.version.startsWith(prefix));
-        if (cached) {
-          progress.warn(`${(e as Error).message}; using cached ${cached.version}`);
-          return { ...cachedEntry(cached.version)!, spec };
-        }
-        throw e;
+        errors.push(e as Error);
       }
+    }
+    if (!all.length && errors.length) {
+      // offline: fall back to the newest cached kernel of the series
+      const cached = cachedKernels().find((k) => k.version.startsWith(prefix));
+      if (cached) {
+        progress.warn(`${errors[0]!.message}; using cached ${cached.version}`);
+        return { ...cachedEntry(cached.version)!, spec };
+      }
+      if (errors.length === suites.length) throw errors[0];
     }
     pick = all.sort((a, b) => compareVersions(b.version, a.version))[0];
   } else {

@@ -83,7 +83,7 @@ export class Vm {
   private qemuStderr = '';
   private exited = false;
   private exitWaiters: (() => void)[] = [];
-  private closed = false;
+  private closing?: Promise<void>;
   private busy = false;
   private constructor(readonly opts: BootOptions, readonly tmp: string) {}
 
@@ -256,10 +256,14 @@ export class Vm {
    * Ask the guest to power off (when it is idle), then make sure everything is gone: QEMU,
    * virtiofsd, sockets, the temp dir. Idempotent; force skips the polite part.
    */
-  async close(o: { force?: boolean } = {}): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    if (!o.force && !this.busy && this.qemu && !this.exited && this.ports.ctl) {
+  close(o: { force?: boolean } = {}): Promise<void> {
+    // every caller (abort handler, finally blocks) waits for the one teardown to finish
+    this.closing ??= this.teardown(o.force === true);
+    return this.closing;
+  }
+
+  private async teardown(force: boolean): Promise<void> {
+    if (!force && !this.busy && this.qemu && !this.exited && this.ports.ctl) {
       this.ports.ctl.write('BYE\n');
       await new Promise<void>((res) => {
         const t = setTimeout(res, 3000);

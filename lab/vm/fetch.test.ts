@@ -1,0 +1,104 @@
+// The kernel fetcher against a local fake Debian mirror: real HTTP, real Packages.xz, real
+// SHA256 check — only the package bytes are deliberately wrong.
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createProgress } from '../progress.ts';
+import { candidates, debianMirror, type Pkg } from '../../vm-images/debian.ts';
+import { resolveKernel } from '../../vm-images/kernels.ts';
+import { LabError } from '../errors.ts';
+
+const quiet = createProgress(process.stderr, true);
+const good = Buffer.from('the real package bytes\n');
+const served = Buffer.from('bytes corrupted in transit\n');
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const DEB = 'pool/main/l/linux-signed-amd64/linux-image-6.1.0-99-amd64_6.1.999-1_amd64.deb';
+
+const stanza = (name: string, version: string, file: string, hash: string, depends = 'kmod') =>
+  `Package: ${name}\nSource: linux-signed-amd64\nVersion: ${version}\nDepends: ${depends}\nFilename: ${file}\nSize: ${good.length}\nSHA256: ${hash}\nDescription: test\n`;
+
+let server: http.Server;
+let cache: string;
+const saved = { mirror: process.env.EBPF_LAB_DEBIAN_MIRROR, cache: process.env.EBPF_LAB_VM_CACHE };
+
+beforeAll(async () => {
+  const index = [stanza('linux-image-6.1.0-99-amd64', '6.1.999-1', DEB, sha(good)), stanza('linux-image-6.1.0-99-cloud-amd64', '6.1.999-1', 'pool/x.deb', sha(good)), 'Package: hello\nVersion: 1\nFilename: pool/h.deb\nSHA256: 00\n'].join('\n');
+  const xz = execFileSync('xz', ['-c'], { input: index });
+  server = http.createServer((req, res) => {
+    if (req.url === '/debian/dists/bookworm/main/binary-amd64/Packages.xz') return res.end(xz);
+    if (req.url === `/debian/${DEB}`) return res.end(served);
+    res.statusCode = 404;
+    res.end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  cache = mkdtempSync(join(tmpdir(), 'ebpf-lab-fetch-test-'));
+  process.env.EBPF_LAB_DEBIAN_MIRROR = `http://127.0.0.1:${port}/debian/`;
+  process.env.EBPF_LAB_VM_CACHE = cache;
+});
+
+afterAll(async () => {
+  await new Promise((r) => server.close(r));
+  rmSync(cache, { recursive: true, force: true });
+  for (const [k, v] of [['EBPF_LAB_DEBIAN_MIRROR', saved.mirror], ['EBPF_LAB_VM_CACHE', saved.cache]] as const) {
+    if (v === undefined) delete process.env[k];
+    else process.env[k] = v;
+  }
+});
+
+describe('kernel fetcher', () => {
+  it('takes the mirror from the override, without a trailing slash', () => {
+    expect(debianMirror()).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/debian$/);
+  });
+
+  it('refuses a download whose SHA256 does not match the index, and keeps nothing of it', async () => {
+    const err = await resolveKernel('6.1', quiet).catch((e) => e);
+    expect(err).toBeInstanceOf(LabError);
+    expect(err.message).toMatch(/checksum mismatch for linux-image-6\.1\.0-99-amd64_6\.1\.999-1_amd64\.deb/);
+    expect(err.message).toContain(sha(good));
+    expect(err.message).toContain(sha(served));
+    expect(err.message).toMatch(/refusing/);
+    // no partial download, no extracted kernel, no temp extraction dir
+    expect(existsSync(join(cache, 'debs')) ? readdirSync(join(cache, 'debs')) : []).toEqual([]);
+    expect(readdirSync(cache).filter((d) => d !== 'index' && d !== 'debs')).toEqual([]);
+  });
+
+  it('re-checks a corrupted cached .deb and refuses the corrupted re-download too', async () => {
+    mkdirSync(join(cache, 'debs'), { recursive: true });
+    const cached = join(cache, 'debs', 'linux-image-6.1.0-99-amd64_6.1.999-1_amd64.deb');
+    writeFileSync(cached, 'a truncated file');
+    const err = await resolveKernel('6.1.999-1', quiet).catch((e) => e);
+    expect(err).toBeInstanceOf(LabError);
+    expect(err.message).toMatch(/checksum mismatch/);
+    expect(existsSync(cached)).toBe(false);
+  });
+
+  it('lists the available kernels for an unknown version', async () => {
+    const err = await resolveKernel('4.19', quiet).catch((e) => e);
+    expect(err).toBeInstanceOf(LabError);
+    expect(err.message).toMatch(/unknown kernel "4\.19"/);
+    expect(err.message).toMatch(/6\.1 +\(bookworm\): 6\.1\.999-1 \[6\.1\.0-99-amd64\]/);
+    // suites the (fake) mirror lacks are still listed, marked unavailable
+    expect(err.message).toMatch(/5\.10 +\(bullseye\): index unavailable/);
+    expect(err.message).toMatch(/7\.x/);
+  });
+});
+
+describe('Debian index parsing', () => {
+  it('assembles sid-style split kernels (meta image + binary/modules/base) and skips cloud/rt', () => {
+    const p = (name: string, depends = ''): Pkg => ({ name, version: '7.2.13-1', filename: `pool/${name}.deb`, size: 1, sha256: 'x', depends });
+    const pkgs = [
+      p('linux-image-7.2.13+deb14-amd64', 'dracut | initramfs-tools, linux-base-7.2.13+deb14-amd64 (= 7.2.13-1), linux-binary-7.2.13+deb14-amd64 (= 7.2.13-1), linux-modules-7.2.13+deb14-amd64 (= 7.2.13-1)'),
+      p('linux-binary-7.2.13+deb14-amd64'), p('linux-modules-7.2.13+deb14-amd64'), p('linux-base-7.2.13+deb14-amd64'),
+      p('linux-image-7.2.13+deb14-cloud-amd64'), p('linux-image-7.2.13+deb14-rt-amd64'), p('linux-image-7.2.13+deb14-amd64-dbg'),
+    ];
+    const c = candidates('sid', pkgs);
+    expect(c).toHaveLength(1);
+    expect(c[0]!.release).toBe('7.2.13+deb14-amd64');
+    expect(c[0]!.packages.map((x) => x.name)).toEqual(['linux-image-7.2.13+deb14-amd64', 'linux-base-7.2.13+deb14-amd64', 'linux-binary-7.2.13+deb14-amd64', 'linux-modules-7.2.13+deb14-amd64']);
+  });
+});

@@ -1,0 +1,116 @@
+// Real guests on Debian 6.1 (fetched on first use, ~70 MB): boot, output and exit codes,
+// the shared out dir, and that timeouts and aborts leave no QEMU, virtiofsd or temp dir.
+// About 6 boots, ~3-5 s each under TCG on 2 cores.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { createProgress } from '../progress.ts';
+import { REPO_ROOT } from '../../vm-images/paths.ts';
+import { resolveKernel } from '../../vm-images/kernels.ts';
+import { vmExec } from './cli.ts';
+import { runInVm } from './index.ts';
+import { TMP_PREFIX } from './qemu.ts';
+
+function hasQemu(): boolean {
+  try {
+    execFileSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+const skipReason = process.getuid?.() !== 0 ? 'VM tests need root (9p passthrough, tap)' : !hasQemu() ? 'qemu-system-x86_64 is not installed (pnpm lab setup vm)' : process.env.EBPF_LAB_SKIP_VM ? 'EBPF_LAB_SKIP_VM is set' : '';
+const KERNEL = process.env.EBPF_LAB_TEST_KERNEL ?? '6.1';
+
+/** QEMU/virtiofsd processes started by the lab (their args hold our temp dir prefix) and our temp dirs. */
+function leftovers(): { procs: string[]; dirs: string[] } {
+  const ps = execFileSync('ps', ['-eo', 'pid,args'], { encoding: 'utf8' });
+  const procs = ps.split('\n').filter((l) => /qemu-system|virtiofsd/.test(l) && l.includes(TMP_PREFIX));
+  const dirs = readdirSync(tmpdir()).filter((d) => d.startsWith(TMP_PREFIX));
+  return { procs, dirs };
+}
+
+function collect() {
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  return { out, err, stdout: (b: Buffer) => out.push(b), stderr: (b: Buffer) => err.push(b), text: () => ({ out: Buffer.concat(out).toString(), err: Buffer.concat(err).toString() }) };
+}
+
+describe.skipIf(!!skipReason)(`VM on ${KERNEL} ${skipReason ? `(skipped: ${skipReason})` : ''}`, () => {
+  let release = '';
+  beforeAll(async () => {
+    release = (await resolveKernel(KERNEL, createProgress(process.stderr, true))).release;
+  }, 300_000);
+
+  it('boots, runs a command, and brings back stdout, stderr, exit code and files written to the out dir', async () => {
+    const before = leftovers();
+    const outDir = mkdtempSync(join(REPO_ROOT, 'reports', 'vmtest-'));
+    try {
+      const c = collect();
+      const r = await vmExec(KERNEL, `uname -r; echo to-stdout; echo to-stderr >&2; echo written-in-guest > ${outDir}/from-guest.txt; grep -c bpf /proc/mounts; exit 0`, { quiet: true, outDir, stdout: c.stdout, stderr: c.stderr, timeoutMs: 120_000 });
+      const t = c.text();
+      expect(r.exitCode).toBe(0);
+      expect(t.out).toContain(release);
+      expect(t.out).toContain('to-stdout');
+      expect(t.err).toContain('to-stderr');
+      expect(Number(t.out.trim().split('\n').pop())).toBeGreaterThan(0); // bpffs mounted
+      expect(readFileSync(join(outDir, 'from-guest.txt'), 'utf8')).toBe('written-in-guest\n');
+      expect(r.bootMs).toBeGreaterThan(0);
+    } finally {
+      rmSync(outDir, { recursive: true, force: true });
+    }
+    expect(leftovers()).toEqual(before);
+  }, 180_000);
+
+  it('returns a failing guest command\'s exit code', async () => {
+    const r = await vmExec(KERNEL, 'echo about to fail; exit 7', { quiet: true, stdout: () => {}, stderr: () => {}, timeoutMs: 120_000 });
+    expect(r.exitCode).toBe(7);
+  }, 180_000);
+
+  it('kills a hung guest at the timeout and leaves no qemu, virtiofsd or temp dir (virtiofs root)', async () => {
+    const before = leftovers();
+    const prev = process.env.EBPF_LAB_VM_FS;
+    process.env.EBPF_LAB_VM_FS = 'virtiofs';
+    try {
+      const t0 = Date.now();
+      const err = await vmExec(KERNEL, 'echo hanging; sleep 100000', { quiet: true, stdout: () => {}, stderr: () => {}, timeoutMs: 15_000 }).catch((e) => e);
+      expect(err).toBeInstanceOf(Error);
+      expect(err.message).toMatch(/timed out/);
+      expect(Date.now() - t0).toBeLessThan(30_000);
+    } finally {
+      if (prev === undefined) delete process.env.EBPF_LAB_VM_FS;
+      else process.env.EBPF_LAB_VM_FS = prev;
+    }
+    expect(leftovers()).toEqual(before);
+  }, 120_000);
+
+  it('an abort (Ctrl-C) while the guest runs kills everything', async () => {
+    const before = leftovers();
+    const ac = new AbortController();
+    const c = collect();
+    const p = vmExec(KERNEL, 'echo started; sleep 100000', { quiet: true, stdout: (b) => { c.stdout(b); if (c.text().out.includes('started')) ac.abort(); }, stderr: () => {}, signal: ac.signal, timeoutMs: 120_000 });
+    const err = await p.catch((e) => e);
+    expect(ac.signal.aborted).toBe(true);
+    expect(err.message).toMatch(/interrupted/);
+    expect(leftovers()).toEqual(before);
+  }, 120_000);
+
+  it('runInVm runs the lab CLI in the guest and reports the VM facts', async () => {
+    const outDir = mkdtempSync(join(REPO_ROOT, 'reports', 'vmtest-'));
+    try {
+      const r = await runInVm({ kernel: KERNEL, argv: ['--help'], outDir, progress: createProgress(process.stderr, true), timeoutMs: 150_000 });
+      expect(r.exitCode).toBe(0);
+      expect(r.vm.kernelRelease).toBe(release);
+      expect(r.vm.kernelSpec).toBe(KERNEL);
+      expect(['kvm', 'tcg']).toContain(r.vm.accel);
+      expect(r.vm.bootMs).toBeGreaterThan(0);
+      expect((r.vm.config as Record<string, string>).BTF).toBe('y');
+      expect(existsSync(join(outDir, String(r.vm.bootLog)))).toBe(true);
+      expect(readFileSync(join(outDir, String(r.vm.bootLog)), 'utf8')).toMatch(/Linux version/);
+    } finally {
+      rmSync(outDir, { recursive: true, force: true });
+    }
+  }, 240_000);
+});
