@@ -186,7 +186,7 @@ export async function downloadPackage(pkg: Pkg, progress: Progress, signal?: Abo
     for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
       h.update(chunk);
       got += chunk.length;
-      if (!out.write(chunk)) await new Promise((r) => out.once('drain', r));
+      if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
       progress.update(total ? got / total : 0, `${(got / 1e6).toFixed(1)}/${(total / 1e6).toFixed(1)} MB`);
     }
     await new Promise<void>((res2, rej) => out.end((e?: Error | null) => (e ? rej(e) : res2())));
