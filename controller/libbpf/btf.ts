@@ -110,6 +110,17 @@ export class Btf {
       case Kind.FLOAT:
         t.size = sizeOrType;
         break;
+      case Kind.DATASEC: {
+        // btf_var_secinfo {type (a VAR), offset, size}: where each global lives in .rodata/.bss/.data
+        t.size = sizeOrType;
+        const v = new DataView(view(p + 12n, 12 * Math.max(vlen, 1)));
+        for (let i = 0; i < vlen; i++) {
+          const varId = v.getUint32(i * 12, true);
+          const vt = this.type(varId);
+          t.members.push({ name: vt.name, type: vt.type, bitOffset: v.getUint32(i * 12 + 4, true) * 8, bitSize: v.getUint32(i * 12 + 8, true) * 8 });
+        }
+        break;
+      }
       case Kind.PTR:
         t.size = 8;
         t.type = sizeOrType;
@@ -138,6 +149,24 @@ export class Btf {
       const t = this.type(id);
       if (t.kind === kind && t.name) yield t;
     }
+  }
+
+  /** Byte offset and size of each member of a struct, from BTF (for hand-optimised decoders). */
+  layout(structName: string): Record<string, { offset: number; size: number }> {
+    const id = this.findByName(structName, Kind.STRUCT);
+    if (id < 0) throw new Error(`struct ${structName} not found in BTF`);
+    const out: Record<string, { offset: number; size: number }> = {};
+    for (const m of this.type(id).members) out[m.name] = { offset: m.bitOffset / 8, size: this.resolve(m.type).size };
+    return out;
+  }
+
+  /** The global variable `name` in a data section (.rodata, .bss, .data): section, offset, type. */
+  globalVar(name: string): { section: string; offset: number; size: number; type: number } | null {
+    for (const sec of this.named(Kind.DATASEC)) {
+      const m = sec.members.find((x) => x.name === name);
+      if (m) return { section: sec.name, offset: m.bitOffset / 8, size: m.bitSize / 8, type: m.type };
+    }
+    return null;
   }
 
   codec<T = unknown>(id: number): Codec<T> {

@@ -435,7 +435,23 @@ export class BpfObject implements Disposable {
     if (r < 0) throw new BpfError(`setting pin path of ${mapName}: ${errnoName(r)}`, -r);
   }
 
-  /** Override a read-only global (const volatile) before load: the kernel sees it as a constant. */
+  /**
+   * Set a global variable before load, by name, encoded with its BTF type. For `const volatile`
+   * globals (.rodata) the verifier then sees a constant and prunes the branches it decides.
+   */
+  setGlobal(name: string, value: unknown): void {
+    if (this.loaded) throw new BpfError(`setGlobal(${name}) after load: globals are fixed at load time (use a map for live changes)`);
+    const g = this.btf.globalVar(name);
+    if (!g) throw new BpfError(`${this.name} has no global variable "${name}"`);
+    const m = [...this.mapPtrs.entries()].find(([n]) => n.endsWith(g.section))?.[1];
+    if (m === undefined) throw new BpfError(`${this.name}: no map for section ${g.section}`);
+    const size = [0];
+    const p = B.bpf_map__initial_value(m, size) as Ptr;
+    if (p === NULL) throw new BpfError(`${this.name}: section ${g.section} has no initial value`);
+    this.btf.codec(g.type).encode(value, new DataView(koffi.view(p, size[0]!) as ArrayBuffer), g.offset);
+  }
+
+  /** Raw access to the .rodata initial image before load (prefer setGlobal). */
   setRodata(bytes: (buf: DataView) => void): void {
     const m = [...this.mapPtrs.entries()].find(([n]) => n.endsWith('.rodata'))?.[1];
     if (m === undefined) throw new BpfError(`${this.name} has no .rodata`);

@@ -32,6 +32,15 @@ export interface RingBufferOptions<T> {
   maxBatch?: number;
   /** how long one idle wait lasts before re-checking for close (ms) */
   idleWaitMs?: number;
+  /**
+   * After a small batch, sleep this long before draining again instead of waiting for a kernel
+   * wake-up (ms, 0 = off). At low rates the kernel wakes the consumer for every record (it always
+   * caught up), and each wake-up through a worker thread costs ~20 µs; coalescing bounds wake-ups
+   * to 1/coalesceMs per second at the price of that much delivery latency.
+   */
+  coalesceMs?: number;
+  /** a batch smaller than this counts as small (see coalesceMs) */
+  smallBatch?: number;
   /** a map (array or per-CPU array, key 0) where the BPF side counts failed reservations */
   lostCounter?: BpfMap<number, unknown>;
 }
@@ -48,6 +57,8 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
   private readonly maxQueue: number;
   private readonly maxBatch: number;
   private readonly idleWaitMs: number;
+  private readonly coalesceMs: number;
+  private readonly smallBatch: number;
   /** records delivered to the consumer */
   delivered = 0;
   /** times the JS queue was full and draining paused (the kernel ring absorbs it, or drops) */
@@ -66,6 +77,8 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
     this.maxQueue = opts.maxQueue ?? 65536;
     this.maxBatch = opts.maxBatch ?? 4096;
     this.idleWaitMs = opts.idleWaitMs ?? 100;
+    this.coalesceMs = opts.coalesceMs ?? 5;
+    this.smallBatch = opts.smallBatch ?? 256;
     const fd = map.fd;
     this.consumerPage = C.mmap(NULL, pageSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) as Ptr;
     if (this.consumerPage === NULL || this.consumerPage === 0xffffffffffffffffn) throw new BpfError(`mmap of ring buffer consumer page: ${errnoName(errno())}`, errno());
@@ -135,6 +148,7 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
         queued = batch.length;
         yield batch;
         queued = 0;
+        if (batch.length < this.smallBatch && this.coalesceMs > 0 && !this.closed) await new Promise((r) => setTimeout(r, this.coalesceMs));
         continue;
       }
       if (this.pending > 0) {

@@ -1,0 +1,55 @@
+// The environment a result was measured in: enough to tell two runs apart and to reproduce one.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { simpleGit } from 'simple-git';
+import type { Environment } from './results.ts';
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+async function firstLine(cmd: string, args: string[]): Promise<string | undefined> {
+  const r = await execa(cmd, args, { reject: false });
+  return r.exitCode === 0 ? (r.stdout || r.stderr).split('\n')[0]?.trim() : undefined;
+}
+
+async function gitState(): Promise<Environment['git']> {
+  try {
+    const git = simpleGit(REPO_ROOT);
+    const commit = (await git.revparse(['HEAD'])).trim();
+    const status = await git.status();
+    return { commit, dirty: !status.isClean() };
+  } catch {
+    return { commit: null, dirty: false };
+  }
+}
+
+export async function collectEnvironment(spec: string): Promise<Environment> {
+  const cpus = os.cpus();
+  const { libbpf } = await import('../controller/libbpf/index.ts');
+  const [clang, bpftool, libbpfDeb, git] = await Promise.all([
+    firstLine('clang', ['--version']),
+    firstLine('bpftool', ['version']),
+    firstLine('dpkg-query', ['-W', '-f=${Version}', 'libbpf1']),
+    gitState(),
+  ]);
+  let inVm = false;
+  try {
+    inVm = fs.readFileSync('/proc/cmdline', 'utf8').includes('lab.fs=');
+  } catch {
+    /* not Linux? */
+  }
+  return {
+    kernel: { release: os.release(), spec },
+    target: inVm || spec !== 'host' ? 'vm' : 'host',
+    cpu: { model: cpus[0]?.model ?? 'unknown', cores: cpus.length },
+    memoryBytes: os.totalmem(),
+    node: process.version,
+    libbpf: `${libbpf.libbpf_major_version()}.${libbpf.libbpf_minor_version()}${libbpfDeb ? ` (Debian ${libbpfDeb})` : ''}`,
+    clang,
+    bpftool,
+    git,
+    hostname: os.hostname(),
+  };
+}

@@ -1,0 +1,177 @@
+// Feature probes of the running kernel, done for real: libbpf's type/helper probes plus a trial
+// load and attach of a tiny program per hook (bpf/probe.bpf.c). Versions are never consulted:
+// distributions backport and lock down independently of the version number.
+import fs from 'node:fs';
+import os from 'node:os';
+import { execa } from 'execa';
+import { BpfObject, BpfError, Btf, libbpf, type Link } from '../controller/libbpf/index.ts';
+import { ensureObject } from '../bpf/build.ts';
+import { activeLsms, cgroup2Root, ensureMounts } from './host.ts';
+
+export interface Probe {
+  ok: boolean;
+  detail?: string;
+}
+export type ProbeTable = Record<string, Probe>;
+
+// enum bpf_prog_type / bpf_map_type values used by libbpf_probe_*
+const PROG_TYPES: Record<string, number> = {
+  'prog:kprobe': 2, 'prog:sched_cls': 3, 'prog:tracepoint': 5, 'prog:xdp': 6, 'prog:perf_event': 7,
+  'prog:cgroup_sock_addr': 18, 'prog:raw_tracepoint': 17, 'prog:tracing': 26, 'prog:lsm': 29,
+};
+const MAP_TYPES: Record<string, number> = {
+  'map:ringbuf': 27, 'map:lru_hash': 9, 'map:lru_percpu_hash': 10, 'map:hash_of_maps': 13, 'map:array_of_maps': 12, 'map:lpm_trie': 11,
+};
+const HELPERS: [name: string, progType: number, helperId: number][] = [
+  ['helper:bpf_send_signal (tracepoint)', 5, 109],
+  ['helper:bpf_ringbuf_reserve (tracepoint)', 5, 131],
+  ['helper:bpf_redirect_map (xdp)', 6, 51],
+  ['helper:bpf_get_current_cgroup_id (cgroup_sock_addr)', 18, 80],
+];
+
+/** per-hook trial: program name in probe.bpf.c and how to attach it */
+const TRIALS: { key: string; prog: string; attach: (o: BpfObject, env: TrialEnv) => Link | Link[] }[] = [
+  { key: 'attach:tracepoint', prog: 'p_tracepoint', attach: (o) => o.program('p_tracepoint').attach() },
+  { key: 'attach:raw_tp', prog: 'p_raw_tp', attach: (o) => o.program('p_raw_tp').attach() },
+  { key: 'attach:tp_btf', prog: 'p_tp_btf', attach: (o) => o.program('p_tp_btf').attach() },
+  { key: 'attach:kprobe', prog: 'p_kprobe', attach: (o) => o.program('p_kprobe').attach() },
+  { key: 'attach:fentry', prog: 'p_fentry', attach: (o) => o.program('p_fentry').attach() },
+  { key: 'attach:lsm', prog: 'p_lsm', attach: (o) => o.program('p_lsm').attach() },
+  { key: 'attach:xdp native (veth)', prog: 'p_xdp', attach: (o, e) => o.program('p_xdp').attachXdp(e.veth(), { mode: 'native' }) },
+  { key: 'attach:xdp generic (veth)', prog: 'p_xdp', attach: (o, e) => o.program('p_xdp').attachXdp(e.veth(), { mode: 'generic' }) },
+  { key: 'attach:tc clsact (veth)', prog: 'p_tc', attach: (o, e) => o.program('p_tc').attachTc(e.veth(), 'ingress') },
+  { key: 'attach:cgroup connect4', prog: 'p_connect4', attach: (o, e) => o.program('p_connect4').attachCgroup(e.cgroup()) },
+  { key: 'attach:cgroup sock_create', prog: 'p_sock_create', attach: (o, e) => o.program('p_sock_create').attachCgroup(e.cgroup()) },
+  { key: 'attach:perf_event (cpu-clock)', prog: 'p_perf_event', attach: (o) => o.program('p_perf_event').attachPerfEventAllCpus({ type: 1 /* SOFTWARE */, config: 0 /* CPU_CLOCK */, freq: 99 }) },
+  { key: 'load:bpf_send_signal from tracepoint', prog: 'p_send_signal', attach: (o) => o.program('p_send_signal').attach() },
+  { key: 'load:ring buffer producer', prog: 'p_ringbuf', attach: (o) => o.program('p_ringbuf').attach() },
+];
+
+interface TrialEnv {
+  veth(): string;
+  cgroup(): string;
+}
+
+function short(e: unknown): string {
+  if (e instanceof BpfError) return e.message.split('\n')[0]!.replace(/^attaching \S+ /, '');
+  return String((e as Error)?.message ?? e).split('\n')[0]!;
+}
+
+export async function probeKernel(opts: { kvm?: boolean } = {}): Promise<ProbeTable> {
+  await ensureMounts();
+  const t: ProbeTable = {};
+  const root = process.getuid?.() === 0;
+
+  const btf = Btf.vmlinux();
+  t['kernel BTF'] = btf ? { ok: true, detail: `/sys/kernel/btf/vmlinux, ${btf.typeCount} types` } : { ok: false, detail: 'no /sys/kernel/btf/vmlinux (CONFIG_DEBUG_INFO_BTF)' };
+  btf?.close();
+  try {
+    const jit = fs.readFileSync('/proc/sys/net/core/bpf_jit_enable', 'utf8').trim();
+    t['JIT'] = { ok: jit !== '0', detail: `bpf_jit_enable=${jit}` };
+  } catch {
+    t['JIT'] = { ok: false, detail: 'no /proc/sys/net/core/bpf_jit_enable' };
+  }
+  for (const [k, v] of Object.entries(PROG_TYPES)) {
+    const r = libbpf.libbpf_probe_bpf_prog_type(v, null) as number;
+    t[k] = { ok: r === 1, detail: r === 1 ? undefined : r === 0 ? 'not supported' : `probe failed (${r})` };
+  }
+  for (const [k, v] of Object.entries(MAP_TYPES)) {
+    const r = libbpf.libbpf_probe_bpf_map_type(v, null) as number;
+    t[k] = { ok: r === 1, detail: r === 1 ? undefined : r === 0 ? 'not supported' : `probe failed (${r})` };
+  }
+  for (const [k, pt, h] of HELPERS) {
+    const r = libbpf.libbpf_probe_bpf_helper(pt, h, null) as number;
+    t[k] = { ok: r === 1, detail: r === 1 ? undefined : r === 0 ? 'not available' : `probe failed (${r})` };
+  }
+
+  const lsms = activeLsms();
+  t['BPF LSM active'] = lsms ? { ok: lsms.includes('bpf'), detail: `lsm=${lsms.join(',')}` } : { ok: false, detail: 'cannot read /sys/kernel/security/lsm' };
+
+  if (!root) {
+    for (const tr of TRIALS) t[tr.key] = { ok: false, detail: 'not probed: needs root' };
+  } else {
+    const objPath = await ensureObject('probe');
+    const cleanup: (() => Promise<unknown> | unknown)[] = [];
+    let vethName: string | null = null;
+    let cg: string | null = null;
+    const env: TrialEnv = {
+      veth() {
+        if (!vethName) throw new Error('veth unavailable');
+        return vethName;
+      },
+      cgroup() {
+        if (!cg) throw new Error('no cgroup v2 mount');
+        return cg;
+      },
+    };
+    try {
+      // a private veth pair for the XDP/tc trials; removed below whatever happens
+      const name = `lprobe${process.pid % 100000}`;
+      const r = await execa('ip', ['link', 'add', name, 'type', 'veth', 'peer', 'name', `${name}p`], { reject: false });
+      if (r.exitCode === 0) {
+        vethName = name;
+        cleanup.push(() => execa('ip', ['link', 'del', name], { reject: false }));
+        await execa('ip', ['link', 'set', name, 'up'], { reject: false });
+        await execa('ip', ['link', 'set', `${name}p`, 'up'], { reject: false });
+      }
+      const cgRoot = cgroup2Root();
+      if (cgRoot) {
+        cg = fs.mkdtempSync(`${cgRoot}/ebpf-lab-probe-`);
+        cleanup.push(() => fs.rmdirSync(cg!));
+      }
+      for (const tr of TRIALS) {
+        let obj: BpfObject | null = null;
+        try {
+          obj = BpfObject.open(objPath);
+          obj.load({ skip: [...obj.programs.keys()].filter((p) => p !== tr.prog) });
+        } catch (e) {
+          t[tr.key] = { ok: false, detail: `load: ${short(e)}` };
+          obj?.close();
+          continue;
+        }
+        try {
+          const links = tr.attach(obj, env);
+          t[tr.key] = { ok: true };
+          for (const l of Array.isArray(links) ? links : [links]) l.close();
+        } catch (e) {
+          t[tr.key] = { ok: false, detail: short(e) };
+        } finally {
+          obj.close();
+        }
+      }
+    } finally {
+      for (const c of cleanup.reverse()) {
+        try {
+          await c();
+        } catch {
+          /* keep cleaning */
+        }
+      }
+    }
+    try {
+      const { enableStats } = await import('../controller/libbpf/index.ts');
+      enableStats().close();
+      t['bpf stats (run_time_ns)'] = { ok: true };
+    } catch (e) {
+      t['bpf stats (run_time_ns)'] = { ok: false, detail: short(e) };
+    }
+  }
+
+  if (opts.kvm !== false) {
+    try {
+      const { probeKvm } = await import('./vm/kvm.ts');
+      const k = await probeKvm();
+      t['KVM usable'] = { ok: k.ok, detail: k.note };
+    } catch (e) {
+      t['KVM usable'] = { ok: false, detail: short(e) };
+    }
+  }
+  return t;
+}
+
+export function formatProbeTable(t: ProbeTable, release = os.release()): string {
+  const w = Math.max(...Object.keys(t).map((k) => k.length));
+  const lines = [`BPF feature probes on ${release}${process.getuid?.() === 0 ? '' : ' (not root: attach trials skipped)'}`];
+  for (const [k, v] of Object.entries(t)) lines.push(`  ${v.ok ? 'yes' : ' no'}  ${k.padEnd(w)}  ${v.detail ?? ''}`.trimEnd());
+  return lines.join('\n');
+}

@@ -1,0 +1,205 @@
+// The two consumers the benchmark compares, driven identically: start filtered on the generator's
+// pid, signal "go", let the generator run, wait until deliveries stop, report what arrived.
+import fs from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { execa } from 'execa';
+import { OpenatTracer, formatEvent } from '../../controller/hello/openat.ts';
+
+export interface GenResult {
+  ops: number;
+  elapsed_ns: number;
+  rate: number;
+  ns_per_op: number;
+}
+
+export interface ConsumerRun {
+  consumer: 'untraced' | 'ts' | 'opensnoop';
+  targetRate: number;
+  gen: GenResult;
+  delivered: number;
+  lost: number;
+  /** delivered / (last delivery − go) */
+  deliveredPerSec: number;
+  consumerCpuNs: number;
+  cpuNsPerEvent: number | null;
+  /** BPF program cost (TS consumer only: run_time_ns / run_cnt) */
+  progNsPerEvent?: number | null;
+  timeline: { t: number; rate: number }[];
+}
+
+/** Start the generator paused; resolves with its pid, a go() and its result. */
+export function startGenerator(bin: string, rate: number, durationMs: number, path: string) {
+  const child = spawn(bin, [String(rate), String(durationMs), path, '--wait'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout!.setEncoding('utf8');
+  const pid = new Promise<number>((resolve, reject) => {
+    child.stdout!.on('data', (d: string) => {
+      out += d;
+      const first = out.split('\n')[0];
+      if (out.includes('\n') && first) resolve(Number(first));
+    });
+    child.on('error', reject);
+    child.on('exit', (c) => reject(new Error(`loadgen exited early (${c})`)));
+  });
+  const done: Promise<GenResult> = new Promise<GenResult>((resolve, reject) => {
+    child.on('exit', (code) => {
+      const line = out.trim().split('\n').pop()!;
+      if (code !== 0) reject(new Error(`loadgen failed (${code}): ${out}`));
+      else resolve(JSON.parse(line) as GenResult);
+    });
+  });
+  // a run that fails elsewhere kills the generator; that rejection is not news
+  done.catch(() => {});
+  pid.catch(() => {});
+  return { child, pid, go: () => child.stdin!.end('go\n'), done };
+}
+
+/** Poll `count` every 50 ms until it has not grown for quietMs; returns when it last grew. */
+async function settle(count: () => number, quietMs = 400): Promise<number> {
+  let last = count();
+  let lastChange = performance.now();
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 50));
+    const c = count();
+    if (c !== last) {
+      last = c;
+      lastChange = performance.now();
+    } else if (performance.now() - lastChange > quietMs) return lastChange;
+  }
+}
+
+function sampler(count: () => number, every = 250) {
+  const timeline: { t: number; rate: number }[] = [];
+  const t0 = performance.now();
+  let prev = count();
+  let prevT = t0;
+  const h = setInterval(() => {
+    const now = performance.now();
+    const c = count();
+    timeline.push({ t: (now - t0) / 1000, rate: ((c - prev) * 1000) / (now - prevT) });
+    prev = c;
+    prevT = now;
+  }, every);
+  return { timeline, stop: () => clearInterval(h) };
+}
+
+const cpuNs = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) * 1000;
+};
+
+function ready(pid: number): boolean {
+  try {
+    const fds = fs.readdirSync(`/proc/${pid}/fd`).map((f) => {
+      try {
+        return fs.readlinkSync(`/proc/${pid}/fd/${f}`);
+      } catch {
+        return '';
+      }
+    });
+    return fds.includes('anon_inode:[eventpoll]') && fds.some((f) => f.includes('bpf_link') || f.includes('perf_event'));
+  } catch {
+    return false;
+  }
+}
+
+function procCpuNs(pid: number): number {
+  try {
+    const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(rest[11]) + Number(rest[12]); // utime, stime
+    return (ticks * 1e9) / 100; // USER_HZ
+  } catch {
+    return 0;
+  }
+}
+
+export async function runUntraced(bin: string, rate: number, durationMs: number, path: string): Promise<ConsumerRun> {
+  const g = startGenerator(bin, rate, durationMs, path);
+  await g.pid;
+  g.go();
+  const gen = await g.done;
+  return { consumer: 'untraced', targetRate: rate, gen, delivered: 0, lost: 0, deliveredPerSec: 0, consumerCpuNs: 0, cpuNsPerEvent: null, timeline: [] };
+}
+
+/** The TypeScript consumer: decode every event and write one line per event, like opensnoop. */
+export async function runTs(bin: string, rate: number, durationMs: number, path: string, outFile: string): Promise<ConsumerRun> {
+  const g = startGenerator(bin, rate, durationMs, path);
+  const pid = await g.pid;
+  const tracer = await OpenatTracer.start({ pid, stats: true });
+  const fd = fs.openSync(outFile, 'w');
+  let delivered = 0;
+  let stop = false;
+  const consume = (async () => {
+    for await (const batch of tracer.ring.batches()) {
+      let s = '';
+      for (const e of batch) s += `${formatEvent(e)}\n`;
+      fs.writeSync(fd, s);
+      delivered += batch.length;
+      if (stop && tracer.ring.pending === 0) break;
+    }
+  })();
+  const s = sampler(() => delivered);
+  const cpu0 = cpuNs();
+  const t0 = performance.now();
+  g.go();
+  const gen = await g.done;
+  const tLast = await settle(() => delivered);
+  const cpu = cpuNs() - cpu0;
+  s.stop();
+  stop = true;
+  const prog = tracer.programStats();
+  const lost = tracer.lost;
+  tracer.close(); // ends batches()
+  await consume;
+  fs.closeSync(fd);
+  return {
+    consumer: 'ts', targetRate: rate, gen, delivered, lost,
+    deliveredPerSec: delivered / ((tLast - t0) / 1000), consumerCpuNs: cpu, cpuNsPerEvent: delivered ? cpu / delivered : null,
+    progNsPerEvent: prog.nsPerEvent, timeline: s.timeline,
+  };
+}
+
+/** libbpf-tools' opensnoop (C, perf buffer), filtered on the generator's pid, stdout to a file. */
+export async function runOpensnoop(bin: string, rate: number, durationMs: number, path: string, outFile: string): Promise<ConsumerRun> {
+  const g = startGenerator(bin, rate, durationMs, path);
+  const pid = await g.pid;
+  const out = fs.openSync(outFile, 'w');
+  let stderr = '';
+  const snoop: ChildProcess = spawn('opensnoop', ['-p', String(pid)], { stdio: ['ignore', out, 'pipe'] });
+  snoop.stderr!.on('data', (d) => (stderr += d));
+  const size = () => fs.fstatSync(out).size;
+  try {
+    // opensnoop's stdout to a file is block-buffered, so its header says nothing; it is ready once
+    // its links exist and its perf buffer's epoll fd is open (made after attach)
+    const deadline = Date.now() + 15000;
+    while (!ready(snoop.pid!)) {
+      if (Date.now() > deadline || snoop.exitCode !== null) throw new Error(`opensnoop did not start: ${stderr}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const s = sampler(size);
+    const cpu0 = procCpuNs(snoop.pid!);
+    const t0 = performance.now();
+    g.go();
+    const gen = await g.done;
+    const tLast = await settle(size);
+    const cpu = procCpuNs(snoop.pid!) - cpu0;
+    s.stop();
+    snoop.kill('SIGINT');
+    await new Promise((r) => snoop.once('exit', r));
+    const r = await execa('wc', ['-l', outFile]);
+    const delivered = Number(r.stdout.trim().split(/\s+/)[0]) - 1;
+    const header = fs.readFileSync(outFile, 'utf8').indexOf('\n') + 1;
+    const bytesPerLine = (size() - header) / Math.max(delivered, 1);
+    const lost = [...stderr.matchAll(/[Ll]ost (\d+) events/g)].reduce((a, m) => a + Number(m[1]), 0);
+    return {
+      consumer: 'opensnoop', targetRate: rate, gen, delivered, lost,
+      deliveredPerSec: delivered / ((tLast - t0) / 1000), consumerCpuNs: cpu, cpuNsPerEvent: delivered ? cpu / delivered : null,
+      timeline: s.timeline.map((p) => ({ t: p.t, rate: p.rate / bytesPerLine })),
+    };
+  } finally {
+    if (snoop.exitCode === null) snoop.kill('SIGKILL');
+    if (g.child.exitCode === null) g.child.kill('SIGKILL');
+    fs.closeSync(out);
+  }
+}
