@@ -187,11 +187,14 @@ export async function matrixCommand(argv: string[]): Promise<number> {
   const scenarios = (flag(argv, '--scenarios') ?? '').split(',').filter(Boolean);
   if (!scenarios.length) throw new LabError('matrix needs --scenarios', 'e.g. pnpm lab matrix --kernels 6.1,host --scenarios hello-openat');
   const jobs = Math.max(1, Number(flag(argv, '--jobs') ?? 1));
+  // --report-only: rebuild index.html/junit.xml from runs already in --out (CI shards each ran one kernel)
+  const reportOnly = argv.includes('--report-only');
   const started = new Date().toISOString();
   const outDir = resolve(flag(argv, '--out') ?? join(REPO_ROOT, 'reports', `matrix-${started.replace(/[:.]/g, '-')}`));
   // options after "--" go to every run (e.g. -- --duration 2)
   const dd = argv.indexOf('--');
   const extra = dd >= 0 ? argv.slice(dd + 1) : [];
+  if (reportOnly && !flag(argv, '--out')) throw new LabError('--report-only needs --out <dir with the runs>');
   await mkdir(outDir, { recursive: true });
 
   // kernel-major order: runs of one kernel are adjacent, so a fetch is paid once, before its runs
@@ -216,7 +219,12 @@ export async function matrixCommand(argv: string[]): Promise<number> {
         process.stderr.write(`=== ${c.scenario} on ${c.kernel}: ${c.status.toUpperCase()} in ${fmtS(c.wallMs)}\n`);
       }
     };
-    await Promise.all(Array.from({ length: Math.min(jobs, cells.length) }, worker));
+    if (reportOnly) {
+      for (const c of cells) {
+        readCell(c);
+        c.wallMs = c.results?.durationMs ?? 0;
+      }
+    } else await Promise.all(Array.from({ length: Math.min(jobs, cells.length) }, worker));
   } finally {
     process.off('SIGINT', onSig);
     process.off('SIGTERM', onSig);

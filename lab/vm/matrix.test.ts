@@ -1,0 +1,56 @@
+// The matrix report is built from results.json files alone: feed it runs on disk, read the HTML and JUnit.
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { Results } from '../results.ts';
+import { kernelSlug, readCell, writeMatrixReport, type MatrixCell } from './matrix.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'ebpf-lab-matrix-test-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function results(kernel: string, status: Results['status'], vm: boolean): Results {
+  return {
+    schema: 1, runId: `r-${kernel}`, scenario: 'hello-openat', mode: 'run', startedAt: '2026-01-01T00:00:00Z', durationMs: 12_300, status,
+    options: {},
+    environment: {
+      kernel: { release: vm ? '6.1.0-50-amd64' : '6.18.0-host', spec: kernel }, target: vm ? 'vm' : 'host', cpu: { model: 'x', cores: 2 }, memoryBytes: 1, node: 'v20', libbpf: '1.1', git: { commit: null, dirty: false }, hostname: 'h',
+      vm: vm ? { kernelVersion: '6.1.176-1', accel: 'tcg', accelNote: 'KVM unusable', bootMs: 2500, totalMs: 25_000, bootLog: 'vm-console.log', config: { BTF: 'y', BPF_LSM: 'y', LSM: 'lockdown,bpf' } } : undefined,
+      probes: { ringbuf: { ok: true }, 'lsm <script>': { ok: !vm, detail: 'EPERM & co' } },
+    },
+    checks: status === 'unsupported'
+      ? [{ name: 'lsm hook', status: 'unsupported', detail: 'BPF LSM', evidence: 'probe: EPERM' }]
+      : [{ name: 'event arrives', status: status === 'fail' ? 'fail' : 'pass', detail: 'pid 42' }],
+    metrics: {}, sections: [],
+  };
+}
+
+describe('matrix report', () => {
+  it('renders scenarios × kernels with links, probes, boot times and JUnit', async () => {
+    const kernels = ['6.1', 'host', '7.x', '/boot/vmlinuz-x'];
+    const cells: MatrixCell[] = kernels.map((k) => ({ scenario: 'hello-openat', kernel: k, dir: join(dir, `hello-openat-${kernelSlug(k)}`), exitCode: 0, wallMs: 30_000, status: 'pending' }));
+    const st: Record<string, Results['status']> = { '6.1': 'pass', host: 'unsupported', '7.x': 'fail' };
+    for (const c of cells) {
+      mkdirSync(c.dir, { recursive: true });
+      if (st[c.kernel]) {
+        writeFileSync(join(c.dir, 'results.json'), JSON.stringify(results(c.kernel, st[c.kernel]!, c.kernel !== 'host')));
+        writeFileSync(join(c.dir, 'report.html'), '<html></html>');
+      }
+      readCell(c);
+    }
+    expect(cells.map((c) => c.status)).toEqual(['pass', 'unsupported', 'fail', 'error']);
+    await writeMatrixReport(cells, ['hello-openat'], kernels, dir, '2026-01-01T00:00:00Z');
+    const html = readFileSync(join(dir, 'index.html'), 'utf8');
+    expect(html).toContain('href="hello-openat-6.1/report.html"');
+    expect(html).toContain('href="hello-openat-vmlinuz-x.log"'); // no report: link the run log
+    expect(html).toMatch(/<th>7\.x<br><span class="muted">6\.1\.0-50-amd64/);
+    expect(html).toContain('2.5 s'); // boot-to-ready
+    expect(html).toContain('lsm &lt;script&gt;'); // probe names are escaped
+    expect(html).not.toMatch(/<script|https?:\/\/(?!www\.w3)/); // self-contained
+    const junit = readFileSync(join(dir, 'junit.xml'), 'utf8');
+    expect(junit).toMatch(/<testsuite name="kernel 6\.1" tests="1" failures="0" errors="0" skipped="0"/);
+    expect(junit).toMatch(/<testsuite name="kernel host"[^>]*skipped="1"[\s\S]*<skipped message="unsupported: BPF LSM \(probe: EPERM\)"\/>/);
+    expect(junit).toMatch(/<testsuite name="kernel 7\.x"[^>]*failures="1"[\s\S]*<failure message="event arrives: pid 42">/);
+    expect(junit).toMatch(/<error message="no results\.json/);
+  });
+});
