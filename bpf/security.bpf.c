@@ -1,0 +1,442 @@
+// Runtime security: exec and egress policies for selected workloads, enforced in the kernel.
+//
+// Selection: a process is under a policy when its cgroup2 ancestor at some depth is in `cg_sel`
+// (so a cgroup selects itself and its descendants), or when it — or an ancestor process — exec'd
+// a binary listed in `exe_sel` (tracked in `procs`, inherited at fork), optionally narrowed by uid.
+//
+// Exec: lsm/bprm_check_security returns -EPERM where BPF LSM attaches. Elsewhere the fallback is
+// tp_btf/sched_process_exec + bpf_send_signal(SIGKILL): the tracepoint fires after the new image
+// is installed but before the task returns to user space, and the pending SIGKILL is delivered on
+// that return, so no instruction of the forbidden binary runs. The controller writes which one is
+// active into config.exec_mode so exactly one of them enforces.
+//
+// Identity of a binary is the (dev, ino) of the file the kernel executes (bprm->file), which for a
+// #! script is the interpreter, for a symlink its target and for a hard link the same inode.
+// Copies and memfds have new inodes: an exec allowlist and the nameless-file rule (i_nlink == 0)
+// cover those.
+//
+// Egress: cgroup/connect{4,6} and sendmsg{4,6} attached at the cgroup2 root; addresses are looked
+// up IPv4-mapped in one LPM trie so v4, v6 and ::ffff:a.b.c.d cannot disagree.
+#include "include/lab.h"
+#include "security.h"
+
+#define EPERM 1
+#define SIGKILL 9
+#define AF_INET 2
+#define AF_INET6 10
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sec_config);
+} sec_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SEC_MAX_POLICIES);
+	__type(key, __u32);
+	__type(value, struct sec_policy);
+} policies SEC(".maps");
+
+/* cgroup id → slot */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, __u32);
+} cg_sel SEC(".maps");
+
+/* executable (dev, ino) → slot */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct sec_file_key);
+	__type(value, __u32);
+} exe_sel SEC(".maps");
+
+/* tgid → lineage of selected processes */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct sec_proc);
+} procs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct sec_exec_key);
+	__type(value, struct sec_rule);
+} exec_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct sec_egress_key);
+	__type(value, struct sec_rule);
+} egress_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} events SEC(".maps");
+
+LAB_LOST_COUNTER(lost);
+LAB_EXPORT(sec_event);
+/* enums only used as constants would be dropped from BTF; the TS side reads them from there */
+enum sec_policy_flag *__lab_export_flag __attribute__((unused));
+enum sec_rule_action *__lab_export_action __attribute__((unused));
+enum sec_event_kind *__lab_export_kind __attribute__((unused));
+enum sec_event_action *__lab_export_evaction __attribute__((unused));
+enum sec_mech *__lab_export_mech __attribute__((unused));
+enum sec_exec_mode *__lab_export_mode __attribute__((unused));
+
+struct selected {
+	struct sec_policy *pol;
+	struct sec_config *cfg;
+	__u32 slot;
+};
+
+static __always_inline struct sec_config *get_config(void)
+{
+	__u32 k = 0;
+	return bpf_map_lookup_elem(&sec_config, &k);
+}
+
+/*
+ * The policy the current task is under, or false. Costs, for an unselected task: one ancestor-id
+ * helper + one hash lookup per depth that has a selected cgroup (usually one), and one lookup in
+ * `procs` only while some policy selects by executable.
+ */
+static __always_inline bool select_current(struct selected *s)
+{
+	struct sec_config *cfg = get_config();
+	__u32 *slotp = NULL;
+	__u32 slot = 0;
+
+	if (!cfg)
+		return false;
+	s->cfg = cfg;
+	__u32 levels = cfg->cg_levels;
+	for (int l = 0; l < 16; l++) {
+		if (!levels)
+			break;
+		if (!(levels & (1u << l)))
+			continue;
+		levels &= ~(1u << l);
+		__u64 id = bpf_get_current_ancestor_cgroup_id(l);
+		slotp = bpf_map_lookup_elem(&cg_sel, &id);
+		if (slotp)
+			break;
+	}
+	if (slotp) {
+		slot = *slotp;
+	} else if (cfg->have_exe_selectors) {
+		__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+		struct sec_proc *p = bpf_map_lookup_elem(&procs, &tgid);
+		if (!p || !p->slot)
+			return false;
+		slot = p->slot - 1;
+	} else {
+		return false;
+	}
+	struct sec_policy *pol = bpf_map_lookup_elem(&policies, &slot);
+	if (!pol || !pol->id)
+		return false;
+	if (pol->uid != SEC_ANY_UID && (__u32)bpf_get_current_uid_gid() != pol->uid)
+		return false;
+	s->pol = pol;
+	s->slot = slot;
+	return true;
+}
+
+static __always_inline struct sec_event *ev_begin(struct selected *s, __u32 rule_id, __u8 kind, __u8 mech)
+{
+	struct sec_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		lab_count(&lost);
+		return NULL;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts_ns = bpf_ktime_get_ns();
+	e->cgroup_id = bpf_get_current_cgroup_id();
+	e->pid = bpf_get_current_pid_tgid() >> 32;
+	e->uid = (__u32)bpf_get_current_uid_gid();
+	e->policy_id = s->pol->id;
+	e->rule_id = rule_id;
+	e->kind = kind;
+	e->mech = mech;
+	e->action = (s->pol->flags & SEC_F_ENFORCE) ? SEC_BLOCKED : SEC_WOULD_BLOCK;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	return e;
+}
+
+/* ---------------------------------------------------------------- exec */
+
+/* 0 = allowed, else the rule id that denies executing `f` */
+static __always_inline __u32 exec_verdict(struct selected *s, struct file *f, __u64 *dev, __u64 *ino)
+{
+	struct inode *inode = BPF_CORE_READ(f, f_inode);
+	struct sec_exec_key k = {};
+
+	k.slot = s->slot;
+	k.dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	k.ino = BPF_CORE_READ(inode, i_ino);
+	*dev = k.dev;
+	*ino = k.ino;
+	struct sec_rule *r = bpf_map_lookup_elem(&exec_rules, &k);
+	if (r) {
+		if (r->action == SEC_ACTION_DENY)
+			return r->rule_id;
+		if (r->action == SEC_ACTION_ALLOW)
+			return 0;
+	}
+	/* memfd_create and O_TMPFILE files are born unlinked: no path a deny list could name */
+	if ((s->pol->flags & SEC_F_DENY_ANON_EXEC) && BPF_CORE_READ(inode, __i_nlink) == 0)
+		return s->pol->anon_rule;
+	if (s->pol->flags & SEC_F_EXEC_ALLOWLIST)
+		return s->pol->allowlist_rule;
+	return 0;
+}
+
+static __always_inline void fill_exec_event(struct sec_event *e, struct linux_binprm *bprm, struct file *f, __u64 dev, __u64 ino)
+{
+	e->dev = dev;
+	e->ino = ino;
+	bpf_probe_read_kernel_str(e->binary, sizeof(e->binary), BPF_CORE_READ(bprm, filename));
+	bpf_probe_read_kernel_str(e->file, sizeof(e->file), BPF_CORE_READ(f, f_path.dentry, d_name.name));
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(sec_exec_tp, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	struct selected s = {};
+	bool sel = select_current(&s);
+	struct sec_config *cfg = s.cfg;
+	struct file *f = BPF_CORE_READ(bprm, file);
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u32 ppid = BPF_CORE_READ(p, real_parent, tgid);
+
+	if (!cfg)
+		return 0;
+	if (sel && cfg->exec_mode == SEC_EXEC_TP_KILL) {
+		__u64 dev, ino;
+		__u32 rule = exec_verdict(&s, f, &dev, &ino);
+		if (rule) {
+			struct sec_event *e = ev_begin(&s, rule, SEC_EV_EXEC, SEC_MECH_TP_EXEC_KILL);
+			if (e) {
+				e->ppid = ppid;
+				fill_exec_event(e, bprm, f, dev, ino);
+				unsigned long arg_start = BPF_CORE_READ(p, mm, arg_start);
+				bpf_probe_read_user_str(e->argv0, sizeof(e->argv0), (void *)arg_start);
+				bpf_ringbuf_submit(e, 0);
+			}
+			if (s.pol->flags & SEC_F_ENFORCE) {
+				/* delivered on the return to user space: the new image never runs */
+				bpf_send_signal(SIGKILL);
+				return 0;
+			}
+		}
+	}
+	if (cfg->have_exe_selectors) {
+		struct sec_file_key fk = {};
+		fk.dev = BPF_CORE_READ(f, f_inode, i_sb, s_dev);
+		fk.ino = BPF_CORE_READ(f, f_inode, i_ino);
+		__u32 *slot = bpf_map_lookup_elem(&exe_sel, &fk);
+		if (slot) {
+			struct sec_proc v = { .ppid = ppid, .slot = *slot + 1 };
+			bpf_map_update_elem(&procs, &tgid, &v, BPF_ANY);
+			return 0;
+		}
+	}
+	if (sel) {
+		/* remember the parent for the socket hooks, which cannot see the task */
+		struct sec_proc *old = bpf_map_lookup_elem(&procs, &tgid);
+		if (!old) {
+			struct sec_proc v = { .ppid = ppid, .slot = 0 };
+			bpf_map_update_elem(&procs, &tgid, &v, BPF_ANY);
+		}
+	}
+	return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(sec_fork_tp, struct task_struct *parent, struct task_struct *child)
+{
+	struct selected s = {};
+	__u32 pid = BPF_CORE_READ(child, pid);
+
+	if (pid != BPF_CORE_READ(child, tgid)) /* a thread, not a process */
+		return 0;
+	if (!select_current(&s))
+		return 0;
+	__u32 ptgid = BPF_CORE_READ(parent, tgid);
+	struct sec_proc *pp = bpf_map_lookup_elem(&procs, &ptgid);
+	struct sec_proc v = { .ppid = ptgid, .slot = pp ? pp->slot : 0 };
+	bpf_map_update_elem(&procs, &pid, &v, BPF_ANY);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(sec_exit_tp, struct task_struct *p)
+{
+	__u32 pid = BPF_CORE_READ(p, pid);
+
+	if (pid == BPF_CORE_READ(p, tgid))
+		bpf_map_delete_elem(&procs, &pid);
+	return 0;
+}
+
+SEC("lsm/bprm_check_security")
+int BPF_PROG(sec_exec_lsm, struct linux_binprm *bprm, int ret)
+{
+	struct selected s = {};
+
+	if (ret)
+		return ret;
+	if (!select_current(&s) || s.cfg->exec_mode != SEC_EXEC_LSM)
+		return 0;
+	/* called once per binfmt round: for a #! script first with the script, then the interpreter */
+	struct file *f = BPF_CORE_READ(bprm, file);
+	__u64 dev, ino;
+	__u32 rule = exec_verdict(&s, f, &dev, &ino);
+	if (!rule)
+		return 0;
+	struct sec_event *e = ev_begin(&s, rule, SEC_EV_EXEC, SEC_MECH_LSM_BPRM);
+	if (e) {
+		struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+		e->ppid = BPF_CORE_READ(t, real_parent, tgid);
+		fill_exec_event(e, bprm, f, dev, ino);
+		bpf_ringbuf_submit(e, 0);
+	}
+	return (s.pol->flags & SEC_F_ENFORCE) ? -EPERM : 0;
+}
+
+/* ---------------------------------------------------------------- egress */
+
+static __always_inline __u32 egress_verdict(struct selected *s, struct sec_egress_key *k)
+{
+	__u8 proto = k->proto;
+	__u16 port = k->port;
+
+	k->slot = s->slot;
+	k->prefixlen = SEC_EGRESS_KEY_HDR_BITS + 128;
+	/* most specific first: proto+port, proto+any port, any proto+port, any */
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		k->proto = (i & 2) ? 0 : proto;
+		k->port = (i & 1) ? 0 : port;
+		if (i & 1 && port == 0)
+			continue; /* port 0 is not a wildcard on the wire: never matched twice */
+		struct sec_rule *r = bpf_map_lookup_elem(&egress_rules, k);
+		if (r) {
+			k->proto = proto;
+			k->port = port;
+			return r->action == SEC_ACTION_DENY ? r->rule_id : 0;
+		}
+	}
+	k->proto = proto;
+	k->port = port;
+	if (s->pol->flags & SEC_F_EGRESS_ALLOWLIST)
+		return s->pol->egress_rule;
+	return 0;
+}
+
+/* 1 allow, 0 deny (the cgroup hook's contract: the syscall fails with EPERM) */
+static __always_inline int egress_decide(struct selected *s, struct sec_egress_key *k, __u16 family, __u8 kind, __u8 mech)
+{
+	__u32 rule = egress_verdict(s, k);
+	if (!rule)
+		return 1;
+	struct sec_event *e = ev_begin(s, rule, kind, mech);
+	if (e) {
+		__u32 tgid = e->pid;
+		struct sec_proc *pp = bpf_map_lookup_elem(&procs, &tgid);
+		if (pp)
+			e->ppid = pp->ppid;
+		e->family = family;
+		e->proto = k->proto;
+		e->dport = k->port;
+		__builtin_memcpy(e->daddr, k->addr, 16);
+		bpf_ringbuf_submit(e, 0);
+	}
+	return (s->pol->flags & SEC_F_ENFORCE) ? 0 : 1;
+}
+
+static __always_inline int sock4(struct bpf_sock_addr *ctx, __u8 kind, __u8 mech)
+{
+	struct selected s = {};
+	struct sec_egress_key k = {};
+
+	if (!select_current(&s))
+		return 1;
+	__u32 mapped = bpf_htonl(0xffff);
+	__u32 ip = ctx->user_ip4;
+	__builtin_memcpy(&k.addr[8], &mapped, 4);
+	__builtin_memcpy(&k.addr[12], &ip, 4);
+	k.proto = ctx->protocol;
+	k.port = bpf_ntohs((__u16)ctx->user_port);
+	return egress_decide(&s, &k, AF_INET, kind, mech);
+}
+
+static __always_inline int sock6(struct bpf_sock_addr *ctx, __u8 kind, __u8 mech)
+{
+	struct selected s = {};
+	struct sec_egress_key k = {};
+
+	if (!select_current(&s))
+		return 1;
+	__u32 w0 = ctx->user_ip6[0], w1 = ctx->user_ip6[1], w2 = ctx->user_ip6[2], w3 = ctx->user_ip6[3];
+	__builtin_memcpy(&k.addr[0], &w0, 4);
+	__builtin_memcpy(&k.addr[4], &w1, 4);
+	__builtin_memcpy(&k.addr[8], &w2, 4);
+	__builtin_memcpy(&k.addr[12], &w3, 4);
+	k.proto = ctx->protocol;
+	k.port = bpf_ntohs((__u16)ctx->user_port);
+	return egress_decide(&s, &k, AF_INET6, kind, mech);
+}
+
+SEC("cgroup/connect4")
+int sec_connect4(struct bpf_sock_addr *ctx) { return sock4(ctx, SEC_EV_CONNECT, SEC_MECH_CGROUP_CONNECT4); }
+
+SEC("cgroup/connect6")
+int sec_connect6(struct bpf_sock_addr *ctx) { return sock6(ctx, SEC_EV_CONNECT, SEC_MECH_CGROUP_CONNECT6); }
+
+SEC("cgroup/sendmsg4")
+int sec_sendmsg4(struct bpf_sock_addr *ctx) { return sock4(ctx, SEC_EV_SENDMSG, SEC_MECH_CGROUP_SENDMSG4); }
+
+SEC("cgroup/sendmsg6")
+int sec_sendmsg6(struct bpf_sock_addr *ctx) { return sock6(ctx, SEC_EV_SENDMSG, SEC_MECH_CGROUP_SENDMSG6); }
+
+/* Defence in depth where BPF LSM attaches: runs before the cgroup hook, for every connect(2). */
+SEC("lsm/socket_connect")
+int BPF_PROG(sec_connect_lsm, struct socket *sock, struct sockaddr *address, int addrlen, int ret)
+{
+	struct selected s = {};
+	struct sec_egress_key k = {};
+	__u16 family;
+
+	if (ret)
+		return ret;
+	if (!select_current(&s))
+		return 0;
+	family = BPF_CORE_READ(address, sa_family);
+	if (family == AF_INET) {
+		struct sockaddr_in *a = (struct sockaddr_in *)address;
+		__u32 mapped = bpf_htonl(0xffff);
+		__u32 ip = BPF_CORE_READ(a, sin_addr.s_addr);
+		__builtin_memcpy(&k.addr[8], &mapped, 4);
+		__builtin_memcpy(&k.addr[12], &ip, 4);
+		k.port = bpf_ntohs(BPF_CORE_READ(a, sin_port));
+	} else if (family == AF_INET6) {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)address;
+		BPF_CORE_READ_INTO(&k.addr, a, sin6_addr.in6_u.u6_addr8);
+		k.port = bpf_ntohs(BPF_CORE_READ(a, sin6_port));
+	} else {
+		return 0;
+	}
+	k.proto = BPF_CORE_READ(sock, sk, sk_protocol);
+	return egress_decide(&s, &k, family, SEC_EV_CONNECT, SEC_MECH_LSM_CONNECT) ? 0 : -EPERM;
+}

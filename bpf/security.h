@@ -1,0 +1,115 @@
+/*
+ * Runtime security: the layouts shared by security.bpf.c and controller/security (which reads
+ * them from BTF). Policies live in maps; a policy occupies a "slot" (index into `policies`), and
+ * every rule table is keyed by slot so an update can fill a fresh slot and flip the selector to it
+ * in one map write.
+ */
+#pragma once
+
+#define SEC_MAX_POLICIES 64
+#define SEC_ANY_UID 0xffffffffu
+#define SEC_COMM_LEN 16
+#define SEC_PATH_LEN 160
+#define SEC_NAME_LEN 64
+/* bits of the egress LPM key before the address: slot (32) + proto (8) + pad (8) + port (16) */
+#define SEC_EGRESS_KEY_HDR_BITS 64
+
+enum sec_policy_flag {
+	SEC_F_ENFORCE = 1,          /* else log-only: decisions become would-block events */
+	SEC_F_EXEC_ALLOWLIST = 2,   /* exec of anything not explicitly allowed is denied */
+	SEC_F_DENY_ANON_EXEC = 4,   /* exec of a file with no name (memfd, O_TMPFILE, deleted) */
+	SEC_F_EGRESS_ALLOWLIST = 8, /* egress to anything not explicitly allowed is denied */
+};
+
+enum sec_rule_action { SEC_ACTION_ALLOW = 1, SEC_ACTION_DENY = 2 };
+
+enum sec_event_kind { SEC_EV_EXEC = 1, SEC_EV_CONNECT = 2, SEC_EV_SENDMSG = 3 };
+
+enum sec_event_action { SEC_BLOCKED = 1, SEC_WOULD_BLOCK = 2 };
+
+/* which kernel mechanism made the decision: the report names it per attack */
+enum sec_mech {
+	SEC_MECH_LSM_BPRM = 1,      /* lsm/bprm_check_security returned -EPERM: exec failed */
+	SEC_MECH_TP_EXEC_KILL = 2,  /* tp_btf/sched_process_exec + bpf_send_signal(SIGKILL) */
+	SEC_MECH_CGROUP_CONNECT4 = 3,
+	SEC_MECH_CGROUP_CONNECT6 = 4,
+	SEC_MECH_CGROUP_SENDMSG4 = 5,
+	SEC_MECH_CGROUP_SENDMSG6 = 6,
+	SEC_MECH_LSM_CONNECT = 7,
+};
+
+/* how exec is enforced on this kernel, chosen by the controller after probing LSM attach */
+enum sec_exec_mode { SEC_EXEC_NONE = 0, SEC_EXEC_LSM = 1, SEC_EXEC_TP_KILL = 2 };
+
+struct sec_config {
+	__u32 cg_levels;  /* bit L set: some selected cgroup sits at depth L of the cgroup2 tree */
+	__u32 exec_mode;  /* enum sec_exec_mode */
+	__u32 have_exe_selectors;
+	__u32 _pad;
+};
+
+struct sec_policy {
+	__u32 id;   /* policy number; rule ids are (id << 16) | n */
+	__u32 flags; /* enum sec_policy_flag */
+	__u32 uid;  /* SEC_ANY_UID or the only uid this policy applies to */
+	__u32 allowlist_rule; /* rule id reported when an exec is not on the allowlist */
+	__u32 anon_rule;      /* rule id for nameless (memfd) exec */
+	__u32 egress_rule;    /* rule id reported when egress matches no allow entry */
+};
+
+/* a file by identity: kernel dev_t (MAJOR << 20 | MINOR) of its super block, inode number */
+struct sec_file_key {
+	__u64 dev;
+	__u64 ino;
+};
+
+struct sec_exec_key {
+	__u32 slot;
+	__u32 _pad;
+	__u64 dev;
+	__u64 ino;
+};
+
+struct sec_rule {
+	__u32 rule_id;
+	__u32 action; /* enum sec_rule_action */
+};
+
+/* LPM trie key; IPv4 is stored IPv4-mapped (::ffff:a.b.c.d) so v4, v6 and mapped share rules */
+struct sec_egress_key {
+	__u32 prefixlen;
+	__u32 slot;
+	__u8 proto; /* IPPROTO_TCP / IPPROTO_UDP; 0 = any */
+	__u8 _pad;
+	__u16 port; /* host order; 0 = any */
+	__u8 addr[16];
+};
+
+/* lineage of selected processes (sock hooks cannot see the task, so ppid comes from here) */
+struct sec_proc {
+	__u32 ppid;
+	__u32 slot; /* slot + 1 when the process is selected by executable, else 0 */
+};
+
+struct sec_event {
+	__u64 ts_ns; /* bpf_ktime_get_ns: CLOCK_MONOTONIC */
+	__u64 cgroup_id;
+	__u64 dev;
+	__u64 ino;
+	__u32 pid;
+	__u32 ppid;
+	__u32 uid;
+	__u32 policy_id;
+	__u32 rule_id;
+	__u8 kind;   /* enum sec_event_kind */
+	__u8 action; /* enum sec_event_action */
+	__u8 mech;   /* enum sec_mech */
+	__u8 proto;
+	__u16 family;
+	__u16 dport;
+	__u8 daddr[16];
+	char comm[SEC_COMM_LEN];
+	char binary[SEC_PATH_LEN]; /* the path exec was asked for (symlink, /dev/fd/N …) */
+	char file[SEC_NAME_LEN];   /* name of the file actually executed (dentry), e.g. "dash", "memfd:x" */
+	char argv0[SEC_NAME_LEN];
+};

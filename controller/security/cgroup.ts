@@ -1,0 +1,62 @@
+// cgroup v2 helpers. Hosts differ: pure v2 mounts cgroup2 at /sys/fs/cgroup, hybrid systemd hosts
+// at /sys/fs/cgroup/unified; so the mount point is read from /proc/mounts, never assumed.
+import fs from 'node:fs';
+import path from 'node:path';
+
+export function cgroup2Root(): string {
+  for (const l of fs.readFileSync('/proc/mounts', 'utf8').split('\n')) {
+    const f = l.split(' ');
+    if (f[2] === 'cgroup2') return f[1]!;
+  }
+  throw new Error('no cgroup2 mount in /proc/mounts (mount -t cgroup2 none /sys/fs/cgroup/unified)');
+}
+
+/** "/a/b" relative to the cgroup2 root, or an absolute path under it → absolute directory */
+export function cgroupDir(p: string, root = cgroup2Root()): string {
+  if (p === root || p.startsWith(`${root}/`)) return p;
+  return path.join(root, p);
+}
+
+/** cgroup v2 id = inode number of its directory (kernfs node id): what bpf_get_current_cgroup_id returns */
+export function cgroupId(dir: string): bigint {
+  return fs.statSync(dir, { bigint: true }).ino;
+}
+
+/** depth below the root (root = 0): the level bpf_get_current_ancestor_cgroup_id takes */
+export function cgroupLevel(dir: string, root = cgroup2Root()): number {
+  const rel = path.relative(root, dir);
+  return rel ? rel.split('/').length : 0;
+}
+
+export function createCgroup(dir: string): void {
+  fs.mkdirSync(dir, { recursive: true });
+}
+
+/** Move a process into a cgroup. */
+export function joinCgroup(dir: string, pid: number): void {
+  fs.writeFileSync(path.join(dir, 'cgroup.procs'), String(pid));
+}
+
+/** Remove a cgroup tree (children first), moving stragglers to the root first. */
+export function removeCgroup(dir: string, root = cgroup2Root()): void {
+  if (!fs.existsSync(dir)) return;
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) removeCgroup(path.join(dir, e.name), root);
+  try {
+    for (const pid of fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) {
+      try {
+        joinCgroup(root, Number(pid));
+      } catch {
+        /* exited */
+      }
+    }
+  } catch {
+    /* gone */
+  }
+  fs.rmdirSync(dir);
+}
+
+/** the cgroup2 path of a process (relative to the root) */
+export function cgroupOf(pid: number | 'self'): string {
+  const l = fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').find((x) => x.startsWith('0::'));
+  return l ? l.slice(3) : '/';
+}
