@@ -51,6 +51,26 @@ async function vmlinuxH(log: (s: string) => void): Promise<string> {
   return out;
 }
 
+/** Compile one BPF C file with the lab's flags (also used for test fixtures outside bpf/). */
+export async function compile(src: string, obj: string): Promise<void> {
+  await vmlinuxH(() => {});
+  fs.mkdirSync(path.dirname(obj), { recursive: true });
+  const tmp = `${obj}.tmp`;
+  const cc = await execa(
+    'clang',
+    ['-O2', '-g', '-target', 'bpf', '-mcpu=v3', '-D__TARGET_ARCH_x86', '-Wall', '-Wno-unused-function', '-Werror',
+      `-I${OUT_DIR}`, `-I${BPF_DIR}`, `-I${path.join(BPF_DIR, 'include')}`, '-c', src, '-o', tmp],
+    { reject: false, all: true },
+  );
+  if (cc.exitCode !== 0) {
+    fs.rmSync(tmp, { force: true });
+    throw new LabError(`compiling ${path.relative(process.cwd(), src)} failed:\n${cc.all}`, 'fix the C error above (pnpm lab setup installs clang and libbpf-dev if they are missing)');
+  }
+  // keep .BTF/.BTF.ext (CO-RE and our codecs need them), drop DWARF
+  await execa('llvm-strip', ['-g', tmp]);
+  fs.renameSync(tmp, obj);
+}
+
 export interface BuildResult {
   built: string[];
   upToDate: string[];
@@ -74,20 +94,7 @@ export async function buildBpf(opts: { only?: string[]; force?: boolean; log?: (
       continue;
     }
     log(`clang  bpf/${name}.bpf.c`);
-    const tmp = `${obj}.tmp`;
-    const cc = await execa(
-      'clang',
-      ['-O2', '-g', '-target', 'bpf', '-mcpu=v3', '-D__TARGET_ARCH_x86', '-Wall', '-Wno-unused-function', '-Werror',
-        `-I${OUT_DIR}`, `-I${BPF_DIR}`, `-I${path.join(BPF_DIR, 'include')}`, '-c', src, '-o', tmp],
-      { reject: false, all: true },
-    );
-    if (cc.exitCode !== 0) {
-      fs.rmSync(tmp, { force: true });
-      throw new LabError(`compiling bpf/${name}.bpf.c failed:\n${cc.all}`, 'fix the C error above (pnpm lab setup installs clang and libbpf-dev if they are missing)');
-    }
-    // keep .BTF/.BTF.ext (CO-RE and our codecs need them), drop DWARF
-    await execa('llvm-strip', ['-g', tmp]);
-    fs.renameSync(tmp, obj);
+    await compile(src, obj);
     res.built.push(name);
   }
   if (opts.gen !== false) {

@@ -1,0 +1,246 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { BpfError, BpfMap, BpfObject, MapType, RingBuffer, VerifierError, enableStats, liveCount } from './index.ts';
+import { OUT_DIR, compile } from '../../bpf/build.ts';
+import { bpfObjects, describeRoot } from '../../lab/testing.ts';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const FIXTURE = path.join(OUT_DIR, 'test', 'fixture.bpf.o');
+const BAD = path.join(OUT_DIR, 'test', 'bad.bpf.o');
+const OUR_PROGS = new Set(['count_getppid', 'xdp_fixture', 'unchecked_read']);
+
+describeRoot('libbpf binding', () => {
+  let before: Awaited<ReturnType<typeof bpfObjects>>;
+
+  beforeAll(async () => {
+    await compile(path.join(HERE, 'testdata', 'fixture.bpf.c'), FIXTURE);
+    await compile(path.join(HERE, 'testdata', 'bad.bpf.c'), BAD);
+    before = await bpfObjects();
+  }, 60_000);
+
+  afterAll(async () => {
+    // nothing of ours may survive the file: programs, maps or links
+    const after = await bpfObjects();
+    const ours = after.progs.filter((p) => OUR_PROGS.has(p.name ?? '') && !before.progs.some((b) => b.id === p.id));
+    expect(ours, 'leaked programs').toEqual([]);
+    const newLinks = after.links.filter((l) => !before.links.some((b) => b.id === l.id) && ours.some((p) => p.id === l.prog_id));
+    expect(newLinks, 'leaked links').toEqual([]);
+    const newMaps = after.maps.filter((m) => !before.maps.some((b) => b.id === m.id) && /^(padded_map|percpu|hits|outer|rb|rb_lost)$/.test(m.name ?? ''));
+    expect(newMaps, 'leaked maps').toEqual([]);
+    expect(liveCount()).toBe(0);
+  });
+
+  it('a verifier rejection throws VerifierError with the program, the log tail and a hint', () => {
+    let err: unknown;
+    try {
+      BpfObject.load(BAD);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(VerifierError);
+    const v = err as VerifierError;
+    expect(v.program).toBe('unchecked_read');
+    expect(v.errno).toBe(13); // EACCES: the verifier said no
+    expect(v.log).toMatch(/invalid access to packet/);
+    expect(v.message).toMatch(/verifier log \(last lines\)/);
+    expect(v.hint).toMatch(/bounds check/);
+  });
+
+  it('a missing object file is a BpfError that names the fix', () => {
+    expect(() => BpfObject.open('/nonexistent.bpf.o')).toThrow(/pnpm lab build/);
+  });
+
+  it('maps round-trip through BTF codecs: padding, arrays, strings, bitfields, byte arrays', () => {
+    using obj = BpfObject.load(FIXTURE);
+    const m = obj.map<{ id: number; port: number }, Record<string, unknown>>('padded_map');
+    expect(m.keyCodec.size).toBe(8);
+    // last member + 16 bytes, rounded up to the struct's 8-byte alignment (trailing padding)
+    expect(m.valueCodec.size).toBe(Math.ceil((obj.btf.layout('padded')['addr']!.offset + 16) / 8) * 8);
+    const addr = Uint8Array.from({ length: 16 }, (_, i) => i * 3);
+    const v = { a: 7, b: 2n ** 40n + 5n, c: 65535, name: 'abcd', arr: [1, 2, 3], neg: -5, flag: 1, level: 5, addr };
+    m.set({ id: 1, port: 80 }, v);
+    m.set({ id: 2, port: 443 }, { ...v, name: 'x', level: 2, arr: [9] });
+    expect(m.get({ id: 1, port: 80 })).toEqual(v);
+    expect(m.get({ id: 2, port: 443 })).toMatchObject({ name: 'x', level: 2, arr: [9, 0, 0], flag: 1 });
+    expect(m.get({ id: 1, port: 81 })).toBeUndefined();
+    // keys compare byte for byte in the kernel: padding must be zero or lookups would miss
+    expect(m.has({ id: 1, port: 80 })).toBe(true);
+    const keys = [...m.keys()].map((k) => k.id).sort();
+    expect(keys).toEqual([1, 2]);
+    const entries = m.lookupBatch(1);
+    expect(entries?.length).toBe(2);
+    m.updateBatch([[{ id: 3, port: 1 }, v], [{ id: 4, port: 1 }, v]]);
+    expect([...m.entries()].length).toBe(4);
+    expect(m.delete({ id: 3, port: 1 })).toBe(true);
+    expect(m.delete({ id: 3, port: 1 })).toBe(false);
+    m.clear();
+    expect([...m.keys()]).toEqual([]);
+  });
+
+  it('per-CPU values: one per possible CPU, written individually or broadcast', () => {
+    using obj = BpfObject.load(FIXTURE);
+    const pc = obj.map<number, bigint>('percpu');
+    expect(pc.perCpu).toBe(true);
+    const n = pc.ncpus;
+    pc.set(1, Array.from({ length: n }, (_, i) => BigInt(i + 10)));
+    expect(pc.getPerCpu(1)).toEqual(Array.from({ length: n }, (_, i) => BigInt(i + 10)));
+    pc.set(2, 7n);
+    expect(pc.getPerCpu(2)).toEqual(Array(n).fill(7n));
+    expect(() => pc.get(1)).toThrow(/per-CPU/);
+  });
+
+  it('map-in-map: an inner map created at run time is seen by the program', () => {
+    using obj = BpfObject.load(FIXTURE);
+    const inner = BpfMap.create<number, number>({ type: MapType.ARRAY, name: 'inner_t', keySize: 4, valueSize: 4, maxEntries: 4 });
+    try {
+      const outer = obj.map<number, number>('outer');
+      const pkt = Buffer.alloc(64);
+      expect(obj.program('xdp_fixture').testRun({ data: pkt }).retval).toBe(2); // XDP_PASS: no inner map yet
+      inner.set(0, 42);
+      outer.setInner(0, inner);
+      expect(outer.innerId(0)).toBeGreaterThan(0);
+      expect(obj.program('xdp_fixture').testRun({ data: pkt }).retval).toBe(4); // XDP_REDIRECT
+    } finally {
+      inner.close();
+    }
+  });
+
+  it('BPF_PROG_TEST_RUN: return code, rewritten packet and per-run duration', () => {
+    using obj = BpfObject.load(FIXTURE);
+    const p = obj.program('xdp_fixture');
+    const drop = Buffer.alloc(64, 0xff);
+    const r = p.testRun({ data: drop, repeat: 1000 });
+    expect(r.retval).toBe(1); // XDP_DROP
+    expect(r.durationNs).toBeGreaterThan(0);
+    expect(r.durationNs).toBeLessThan(100_000);
+    const tx = Buffer.alloc(64);
+    tx[0] = 0xee;
+    tx[1] = 0x11;
+    const t = p.testRun({ data: tx });
+    expect(t.retval).toBe(3); // XDP_TX
+    expect([...t.dataOut.subarray(0, 2)]).toEqual([0x11, 0xee]);
+    // shorter than an Ethernet header: the kernel refuses, and the error says so
+    expect(() => p.testRun({ data: Buffer.alloc(1) })).toThrow(/EINVAL/);
+  });
+
+  it('tracepoint attach counts events; detach stops them; bpf stats measure run time', () => {
+    const obj = BpfObject.open(FIXTURE);
+    obj.setGlobal('target_tgid', process.pid);
+    obj.load();
+    const hits = obj.map<number, bigint>('hits');
+    const stats = enableStats();
+    try {
+      const link = obj.program('count_getppid').attach();
+      for (let i = 0; i < 100; i++) void process.ppid; // getppid(2) each time
+      const n = hits.get(0)!;
+      expect(n).toBeGreaterThanOrEqual(100n);
+      const info = obj.program('count_getppid').info();
+      expect(info.runCnt).toBeGreaterThanOrEqual(100n);
+      expect(info.runTimeNs).toBeGreaterThan(0n);
+      link.close();
+      for (let i = 0; i < 100; i++) void process.ppid;
+      expect(hits.get(0)).toBe(n);
+    } finally {
+      stats.close();
+      obj.close();
+    }
+  });
+
+  it('ring buffer delivers every event of a burst, in order, as an async iterable', async () => {
+    const obj = BpfObject.open(FIXTURE);
+    obj.setGlobal('target_tgid', process.pid);
+    obj.load();
+    const codec = obj.btf.codecByName<{ seq: bigint; pid: number }>('seq_event');
+    const rb = new RingBuffer(obj.map('rb'), { decode: (dv, off) => codec.decode(dv, off), lostCounter: obj.map('rb_lost') as never });
+    try {
+      obj.program('count_getppid').attach();
+      const N = 20000; // 20000 × 24 bytes: fits the 1 MiB ring without a consumer
+      for (let i = 0; i < N; i++) void process.ppid;
+      const got: bigint[] = [];
+      for await (const e of rb) {
+        expect(e.pid).toBe(process.pid);
+        got.push(e.seq);
+        if (got.length === N) break;
+      }
+      expect(got.length).toBe(N);
+      expect(got.every((s, i) => s === BigInt(i))).toBe(true);
+      expect(rb.lost).toBe(0);
+      expect(rb.pending).toBe(0);
+    } finally {
+      rb.close();
+      obj.close();
+    }
+  });
+
+  it('ring buffer overflow is counted as lost, not hidden', () => {
+    const obj = BpfObject.open(FIXTURE);
+    obj.setGlobal('target_tgid', process.pid);
+    obj.load({ maxEntries: { rb: 4096 } }); // one page: ~170 records of 24 bytes
+    const rb = new RingBuffer(obj.map('rb'), { decode: (dv, off) => dv.getBigUint64(off, true), lostCounter: obj.map('rb_lost') as never });
+    try {
+      obj.program('count_getppid').attach();
+      for (let i = 0; i < 1000; i++) void process.ppid;
+      const got = rb.drain(10_000).length;
+      expect(got).toBeGreaterThan(0);
+      expect(got + rb.lost).toBe(1000);
+      expect(rb.lost).toBeGreaterThan(0);
+    } finally {
+      rb.close();
+      obj.close();
+    }
+  });
+
+  it('setGlobal refuses unknown names and late calls', () => {
+    const obj = BpfObject.open(FIXTURE);
+    try {
+      expect(() => obj.setGlobal('nope', 1)).toThrow(/no global variable "nope"/);
+      obj.load();
+      expect(() => obj.setGlobal('target_tgid', 1)).toThrow(BpfError);
+    } finally {
+      obj.close();
+    }
+  });
+
+  for (const how of ['SIGTERM', 'SIGINT', 'throw'] as const) {
+    it(`a process that dies by ${how} leaves no XDP attachment or program behind`, async () => {
+      const ifname = `ltest${process.pid % 10000}${how[3]}`;
+      await execa('ip', ['link', 'add', ifname, 'type', 'veth', 'peer', 'name', `${ifname}p`]);
+      try {
+        const child = spawn(process.execPath, [path.join(path.dirname(require_resolve_tsx()), 'cli.mjs'), path.join(HERE, 'testdata', 'child.ts'), FIXTURE, ifname, how], { stdio: ['ignore', 'pipe', 'pipe'] });
+        let out = '';
+        child.stdout.on('data', (d) => (out += d));
+        await new Promise<void>((resolve, reject) => {
+          const t = setTimeout(() => reject(new Error(`child not ready: ${out}`)), 30_000);
+          child.stdout.on('data', () => out.includes('ready') && (clearTimeout(t), resolve()));
+        });
+        const attached = JSON.parse((await execa('ip', ['-j', '-d', 'link', 'show', 'dev', ifname])).stdout)[0];
+        expect(attached.xdp, 'attached while alive').toBeDefined();
+        if (how !== 'throw') child.kill(how);
+        await new Promise((r) => child.once('exit', r));
+        const after = JSON.parse((await execa('ip', ['-j', '-d', 'link', 'show', 'dev', ifname])).stdout)[0];
+        expect(after.xdp, 'XDP detached at exit').toBeUndefined();
+      } finally {
+        await execa('ip', ['link', 'del', ifname], { reject: false });
+      }
+    }, 60_000);
+  }
+
+  it('generated TS types match the object BTF (bpf/gen is not stale)', async () => {
+    const { renderTypes } = await import('../../bpf/gen-types.ts');
+    const { buildBpf } = await import('../../bpf/build.ts');
+    const r = await buildBpf({ gen: false, log: () => {} });
+    for (const [name, obj] of Object.entries(r.objects)) {
+      const file = path.join(OUT_DIR, '..', 'gen', `${name}.ts`);
+      expect(fs.existsSync(file), `${file} exists`).toBe(true);
+      expect(fs.readFileSync(file, 'utf8'), `${file} is current: run pnpm lab build`).toBe(renderTypes(name, obj));
+    }
+  }, 120_000);
+});
+
+function require_resolve_tsx(): string {
+  return path.join(HERE, '..', '..', 'node_modules', 'tsx', 'dist', 'cli.mjs');
+}

@@ -1,0 +1,75 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execa } from 'execa';
+import { expect, it } from 'vitest';
+import { OpenatTracer } from '../../controller/hello/openat.ts';
+import { describeRoot } from '../../lab/testing.ts';
+
+async function until<T>(f: () => T | undefined, ms = 5000): Promise<T | undefined> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = f();
+    if (v !== undefined || Date.now() > end) return v;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describeRoot('hello-openat', () => {
+  it('sees an openat made by the test, with the right pid, comm and filename', async () => {
+    using tracer = await OpenatTracer.start({ pid: process.pid });
+    const file = path.join(os.tmpdir(), `hello-test-${Date.now()}`);
+    fs.writeFileSync(file, 'x');
+    fs.rmSync(file);
+    const seen: { pid: number; comm: string; filename: string }[] = [];
+    const e = await until(() => {
+      seen.push(...tracer.ring.drain());
+      return seen.find((x) => x.filename === file);
+    });
+    expect(e, `saw ${seen.length} events, none for ${file}`).toBeDefined();
+    expect(e!.pid).toBe(process.pid);
+    expect(e!.comm).toBe(fs.readFileSync('/proc/self/comm', 'utf8').trim());
+    // the pid filter runs in the kernel: nothing from other processes
+    expect(seen.every((x) => x.pid === process.pid)).toBe(true);
+  });
+
+  it('filters by comm in the kernel', async () => {
+    using tracer = await OpenatTracer.start({ comm: 'cat' });
+    const file = path.join(os.tmpdir(), `hello-cat-${Date.now()}`);
+    fs.writeFileSync(file, 'x');
+    await execa('cat', [file]);
+    fs.rmSync(file);
+    const seen: { comm: string; filename: string }[] = [];
+    const e = await until(() => {
+      seen.push(...tracer.ring.drain());
+      return seen.find((x) => x.filename === file);
+    });
+    expect(e?.comm).toBe('cat');
+    expect(seen.every((x) => x.comm === 'cat')).toBe(true);
+  });
+
+  it('rejects a comm longer than the kernel keeps', async () => {
+    await expect(OpenatTracer.start({ comm: 'a-very-long-command-name' })).rejects.toThrow(/15-character/);
+  });
+
+  it('the scenario runs end to end and writes results.json and a self-contained report', async () => {
+    const { runOnHost, parseRunArgs } = await import('../../lab/run.ts');
+    const { createProgress } = await import('../../lab/progress.ts');
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'hello-run-'));
+    try {
+      const args = parseRunArgs(['hello-openat', '--out', out, '--load-ms', '1000', '--rate', '5000'], 'run');
+      const { results, html } = await runOnHost(args, createProgress(process.stderr, true));
+      expect(results.error).toBeUndefined();
+      expect(results.status).toBe('pass');
+      expect(results.checks.map((c) => c.name)).toContain('no event lost at 5000 events/s');
+      const json = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8'));
+      expect(json.metrics.load.delivered).toBe(5000);
+      expect(json.environment.probes['attach:tracepoint'].ok).toBe(true);
+      const page = fs.readFileSync(html, 'utf8');
+      expect(page).toMatch(/data:image\/png;base64,/);
+      expect(page).not.toMatch(/<script[^>]+src=|https?:\/\//);
+    } finally {
+      fs.rmSync(out, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
