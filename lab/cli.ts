@@ -13,6 +13,7 @@ const commands: Record<string, Command> = {
   bench: { summary: 'run a scenario in benchmark mode: bench <scenario> [--kernel …]', load: async () => (await import('./run.ts')).benchCommand },
   list: { summary: 'list scenarios', load: async () => (await import('./run.ts')).listCommand },
   matrix: { summary: 'run scenarios × kernels and write the matrix report', load: async () => (await import('./vm/matrix.ts')).matrixCommand },
+  report: { summary: 're-render reports/<run-id>/report.html from its results.json', load: async () => (await import('./report/cli.ts')).reportCommand },
   vm: { summary: 'kernels and VMs: vm kernels | vm fetch <k> | vm exec <k> -- <cmd…>', load: async () => (await import('./vm/cli.ts')).vmCommand },
   lb: { summary: 'XDP load balancer control plane: lb backend add|remove|drain|list …', load: async () => (await import('../controller/lb/cli.ts')).lbCommand },
   policy: { summary: 'runtime security policies: policy apply|list|delete|events …', load: async () => (await import('../controller/security/cli.ts')).policyCommand },

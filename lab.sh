@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Bootstrap for a fresh Debian machine (as root): installs pnpm, the Node dependencies and the
+# lab's Debian packages when missing, then runs `pnpm lab "$@"`. `./lab.sh test` runs the test
+# suite and ends with the line "N passed, N failed, N skipped" computed from vitest's JSON.
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")"
+
+if ! command -v pnpm >/dev/null 2>&1; then
+  # corepack cannot verify pnpm from this registry; npm can install it
+  npm install -g --silent pnpm@10 >/dev/null
+fi
+if [ ! -d node_modules/.pnpm ] || [ pnpm-lock.yaml -nt node_modules/.modules.yaml ]; then
+  CI=true pnpm install --frozen-lockfile --reporter=silent
+fi
+
+if [ "${1:-}" = "test" ]; then
+  shift
+  pnpm -s lab setup >/dev/null
+  rm -f .vitest/results.json
+  set +e
+  pnpm -s exec vitest run "$@"
+  rc=$?
+  set -e
+  node -e '
+    const fs = require("fs");
+    let r = {};
+    try { r = JSON.parse(fs.readFileSync(".vitest/results.json", "utf8")); } catch {}
+    const p = r.numPassedTests ?? 0, f = r.numFailedTests ?? 0, s = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
+    if (!r.numTotalTests) console.log("no test results (vitest did not run)");
+    console.log(`${p} passed, ${f} failed, ${s} skipped`);
+  '
+  exit $rc
+fi
+
+exec pnpm -s lab "$@"
