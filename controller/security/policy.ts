@@ -20,6 +20,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { cgroup2Root, cgroupDir } from './cgroup.ts';
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node as YNode } from 'yaml';
 
 export type Protocol = 'tcp' | 'udp' | 'any';
@@ -150,7 +151,8 @@ export function parsePolicies(text: string, file = 'policy', opts: { checkPaths?
       else if (!s.has('cgroup') && !s.has('executable')) at(sn, `${f}.select`, 'needs cgroup or executable');
       if (s.has('cgroup')) {
         const c = str(s.get('cgroup'), `${f}.select.cgroup`, 'a cgroup2 path');
-        if (c !== undefined) select.cgroup = c;
+        if (c !== undefined && opts.checkPaths !== false && !fs.existsSync(cgroupDir(c))) at(s.get('cgroup'), `${f}.select.cgroup`, `no cgroup ${cgroupDir(c)} (create the workload's cgroup first; paths are relative to the cgroup2 mount ${cgroup2Root()})`);
+        else if (c !== undefined) select.cgroup = c;
       }
       if (s.has('executable')) select.executable = absPath(s.get('executable'), `${f}.select.executable`);
       if (s.has('uid')) {
