@@ -177,6 +177,8 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  const { deferSignalsToCaller } = await import('../controller/libbpf/index.ts');
+  deferSignalsToCaller(true);
 
   const t0 = Date.now();
   try {
@@ -199,6 +201,7 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
     process.off('SIGTERM', onSignal);
     const { closeAll } = await import('../controller/libbpf/index.ts');
     closeAll();
+    deferSignalsToCaller(false);
   }
   results.finishedAt = new Date().toISOString();
   results.durationMs = Date.now() - t0;

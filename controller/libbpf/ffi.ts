@@ -196,6 +196,7 @@ const rawB = {
   // BTF
   btf__load_vmlinux_btf: f('void *btf__load_vmlinux_btf(void)'),
   btf__free: f('void btf__free(void *btf)'),
+  btf__load_from_kernel_by_id: f('void *btf__load_from_kernel_by_id(uint32 id)'),
   btf__type_cnt: f('uint32 btf__type_cnt(void *btf)'),
   btf__type_by_id: f('void *btf__type_by_id(void *btf, uint32 id)'),
   btf__name_by_offset: f('const char *btf__name_by_offset(void *btf, uint32 offset)'),

@@ -5,6 +5,6 @@ export { Link } from './link.ts';
 export { RingBuffer, type RingBufferOptions } from './ringbuf.ts';
 export { Btf, Kind, type Codec, type BtfType } from './btf.ts';
 export { BpfError, VerifierError, errnoName, hintFor } from './errors.ts';
-export { closeAll, liveCount } from './lifecycle.ts';
+export { closeAll, liveCount, deferSignalsToCaller } from './lifecycle.ts';
 export { captureLibbpf } from './log.ts';
 export { B as libbpf, koffi } from './ffi.ts';

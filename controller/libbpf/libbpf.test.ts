@@ -23,7 +23,9 @@ describeRoot('libbpf binding', () => {
   }, 60_000);
 
   afterAll(async () => {
-    // nothing of ours may survive the file: programs, maps or links
+    // nothing of ours may survive the file: programs, maps or links (the kernel frees maps
+    // asynchronously after the last reference goes, so give it a moment)
+    await new Promise((r) => setTimeout(r, 1000));
     const after = await bpfObjects();
     const ours = after.progs.filter((p) => OUR_PROGS.has(p.name ?? '') && !before.progs.some((b) => b.id === p.id));
     expect(ours, 'leaked programs').toEqual([]);
@@ -192,6 +194,71 @@ describeRoot('libbpf binding', () => {
       rb.close();
       obj.close();
     }
+  });
+
+  it('pinning: a pinned map outlives its object and reopens with BTF codecs', () => {
+    const pin = `/sys/fs/bpf/ebpf-lab-test-${process.pid}`;
+    const obj = BpfObject.load(FIXTURE);
+    try {
+      const m = obj.map<{ id: number; port: number }, Record<string, unknown>>('padded_map');
+      m.set({ id: 9, port: 9 }, { a: 1, name: 'pin' });
+      m.pin(pin);
+      obj.close();
+      // a new handle decodes with the BTF the kernel kept for the map, not ours
+      using again = BpfMap.openPinned<{ id: number; port: number }, Record<string, unknown>>(pin);
+      expect(again.get({ id: 9, port: 9 })).toMatchObject({ a: 1, name: 'pin' });
+    } finally {
+      obj.close();
+      fs.rmSync(pin, { force: true });
+    }
+    expect(() => BpfMap.openPinned(pin)).toThrow(/nothing is pinned there/);
+  });
+
+  it('tc: attach on clsact, visible to tc, removed with the qdisc it created', async () => {
+    const ifname = `ltc${process.pid % 10000}`;
+    await execa('ip', ['link', 'add', ifname, 'type', 'veth', 'peer', 'name', `${ifname}p`]);
+    try {
+      const tc = path.join(HERE, 'testdata', 'tc.bpf.c');
+      fs.writeFileSync(tc, '#include "include/lab.h"\nSEC("tc")\nint tc_fixture(struct __sk_buff *skb) { return 0; }\n');
+      const objPath = path.join(OUT_DIR, 'test', 'tc.bpf.o');
+      await compile(tc, objPath);
+      fs.rmSync(tc);
+      const obj = BpfObject.load(objPath);
+      const link = obj.program('tc_fixture').attachTc(ifname, 'egress');
+      expect((await execa('tc', ['filter', 'show', 'dev', ifname, 'egress'])).stdout).toMatch(/tc_fixture/);
+      link.close();
+      expect((await execa('tc', ['qdisc', 'show', 'dev', ifname])).stdout).not.toMatch(/clsact/);
+      obj.close();
+    } finally {
+      await execa('ip', ['link', 'del', ifname], { reject: false });
+    }
+  });
+
+  it('xdp: generic attach, atomic replace, detach', async () => {
+    const ifname = `lxd${process.pid % 10000}`;
+    await execa('ip', ['link', 'add', ifname, 'type', 'veth', 'peer', 'name', `${ifname}p`]);
+    const a = BpfObject.load(FIXTURE);
+    const b = BpfObject.load(FIXTURE);
+    try {
+      const progId = async () => JSON.parse((await execa('ip', ['-j', '-d', 'link', 'show', 'dev', ifname])).stdout)[0].xdp?.prog?.id;
+      const l1 = a.program('xdp_fixture').attachXdp(ifname, { mode: 'generic' });
+      expect(await progId()).toBe(a.program('xdp_fixture').info().id);
+      const l2 = b.program('xdp_fixture').attachXdp(ifname, { mode: 'generic', replace: a.program('xdp_fixture') });
+      expect(await progId()).toBe(b.program('xdp_fixture').info().id);
+      l1.close(); // no longer ours: must not detach b's program
+      expect(await progId()).toBe(b.program('xdp_fixture').info().id);
+      l2.close();
+      expect(await progId()).toBeUndefined();
+    } finally {
+      a.close();
+      b.close();
+      await execa('ip', ['link', 'del', ifname], { reject: false });
+    }
+  });
+
+  it('an attach the kernel lacks fails with the errno and a hint, not a crash', () => {
+    using obj = BpfObject.load(FIXTURE);
+    expect(() => obj.program('count_getppid').attachTracepoint('syscalls', 'sys_enter_no_such_call')).toThrow(/ENOENT[\s\S]*does not exist on this kernel/);
   });
 
   it('setGlobal refuses unknown names and late calls', () => {

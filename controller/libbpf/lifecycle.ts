@@ -4,6 +4,15 @@
 // All closers are synchronous FFI calls, which is what lets them run from process 'exit'.
 const live = new Set<{ close(): void }>();
 let installed = false;
+let signalsOwnedByCaller = false;
+
+/**
+ * A caller with its own async cleanup (the lab runner) takes over SIGINT/SIGTERM: we then only
+ * close on 'exit'. Otherwise our handler closes everything and exits with 128+signal.
+ */
+export function deferSignalsToCaller(v = true): void {
+  signalsOwnedByCaller = v;
+}
 
 export function track<T extends { close(): void }>(o: T): T {
   install();
@@ -37,8 +46,7 @@ function install(): void {
   process.on('exit', closeAll);
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     const onSignal = () => {
-      // Another listener (e.g. the lab runner) owns the exit: let it run its async cleanups.
-      if (process.listenerCount(sig) > 1) return;
+      if (signalsOwnedByCaller) return;
       closeAll();
       process.exit(128 + (sig === 'SIGINT' ? 2 : sig === 'SIGTERM' ? 15 : 1));
     };

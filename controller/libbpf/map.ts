@@ -90,13 +90,24 @@ export class BpfMap<K = unknown, V = unknown> implements Disposable {
     );
   }
 
-  /** Open a map pinned on bpffs; codecs come from the kernel's BTF of the map when it has one. */
-  static openPinned<K = unknown, V = unknown>(path: string, codecs?: { key?: Codec<K>; value?: Codec<V>; btf?: Btf; keyType?: string; valueType?: string }): BpfMap<K, V> {
+  /**
+   * Open a map pinned on bpffs (e.g. by a controller that has since restarted). Codecs come from
+   * the BTF the kernel kept for the map (its creator's key/value types), so a new process decodes
+   * it exactly as the one that created it; explicit codecs override.
+   */
+  static openPinned<K = unknown, V = unknown>(path: string, codecs?: { key?: Codec<K>; value?: Codec<V> }): BpfMap<K, V> {
     const fd = B.bpf_obj_get(path) as number;
     if (fd < 0) throw new BpfError(`opening pinned map ${path}: ${errnoName(fd)}`, -fd, fd === -2 ? 'nothing is pinned there: was the controller started?' : undefined);
     const info = mapInfo(fd);
-    const key = codecs?.key ?? (codecs?.btf && codecs.keyType ? codecs.btf.codecByName<K>(codecs.keyType) : (rawCodec(info.keySize) as Codec<K>));
-    const value = codecs?.value ?? (codecs?.btf && codecs.valueType ? codecs.btf.codecByName<V>(codecs.valueType) : (rawCodec(info.valueSize) as Codec<V>));
+    let btf: Btf | null = null;
+    if (info.btfId && (!codecs?.key || !codecs?.value)) {
+      const p = B.btf__load_from_kernel_by_id(info.btfId) as Ptr;
+      if (p !== NULL) btf = new Btf(p, true);
+    }
+    const key = codecs?.key ?? (btf && info.btfKeyTypeId ? btf.codec<K>(info.btfKeyTypeId) : (rawCodec(info.keySize) as Codec<K>));
+    const value = codecs?.value ?? (btf && info.btfValueTypeId ? btf.codec<V>(info.btfValueTypeId) : (rawCodec(info.valueSize) as Codec<V>));
+    // codecs are closures over decoded type info, not over the BTF handle: free it now
+    btf?.close();
     return new BpfMap<K, V>(info, fd, key, value, true);
   }
 

@@ -201,8 +201,9 @@ export class Program {
     const myFd = this.fd;
     const link = new Link(`${this.name} → xdp ${ifname} (${mode})`, NULL, () => {
       // detach only if it is still our program (someone may have replaced it)
+      // (the kernel refuses when another program replaced ours; libbpf's complaint is expected)
       const o2 = { sz: koffi.sizeof(bpf_xdp_attach_opts), old_prog_fd: myFd };
-      B.bpf_xdp_attach(ifindex, -1, detachFlags | XdpFlags.REPLACE, o2);
+      captureLibbpf(() => B.bpf_xdp_attach(ifindex, -1, detachFlags | XdpFlags.REPLACE, o2));
     });
     if (opts.replace) this.object.adoptedFrom(opts.replace, ifindex);
     return this.object.adopt(link);
