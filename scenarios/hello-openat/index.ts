@@ -105,7 +105,7 @@ async function pacedLoad(ctx: ScenarioContext, bin: string, tmp: string): Promis
   ctx.check(`no event lost at ${rate} events/s`, r.lost === 0 && r.delivered === r.gen.ops, `${r.delivered}/${r.gen.ops} delivered, ${r.lost} lost`);
   ctx.section(
     'Consumer under load',
-    { kind: 'kv', items: { 'target events/s': rate, generated: r.gen.ops, delivered: r.delivered, lost: r.lost, 'delivered events/s': Math.round(r.deliveredPerSec), 'consumer CPU ns/event': r.cpuNsPerEvent && Math.round(r.cpuNsPerEvent), 'consumer CPU %': Math.round((r.consumerCpuNs / r.gen.elapsed_ns) * 1000) / 10, 'BPF program ns/event (bpf stats)': r.progNsPerEvent && Math.round(r.progNsPerEvent) } },
+    { kind: 'kv', items: { 'target events/s': rate, generated: r.gen.ops, delivered: r.delivered, lost: r.lost, 'delivered events/s': Math.round(r.deliveredPerSec), 'consumer CPU ns/event': r.cpuNsPerEvent && Math.round(r.cpuNsPerEvent), 'consumer CPU %': Math.round((r.consumerCpuNs / r.gen.elapsed_ns) * 1000) / 10, 'BPF program ns/event (bpf stats)': r.progNsPerEvent == null ? null : Math.round(r.progNsPerEvent) } },
     { kind: 'chart', type: 'line', title: 'Events delivered per second', labels: r.timeline.map((p) => +p.t.toFixed(2)), datasets: [{ label: 'TS consumer', data: r.timeline.map((p) => Math.round(p.rate)) }], xLabel: 's', yLabel: 'events/s' },
   );
 }
