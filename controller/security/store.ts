@@ -67,6 +67,8 @@ export interface ApplyReport {
   egressEntries: number;
   /** time spent writing maps (the part a hook can observe), ms */
   writeMs: number;
+  /** CLOCK_MONOTONIC ns just before the selector flip (comparable with event ts_ns) */
+  switchedAtNs: bigint;
 }
 
 interface Plan {
@@ -218,6 +220,7 @@ export class PolicyStore {
     for (const e of pl.egress) m.egress_rules.set({ ...e.key, slot }, { rule_id: e.rule, action: e.action });
     m.policies.set(slot, { id: pl.id, flags: pl.flags, uid: pl.uid, allowlist_rule: pl.allowlistRule, anon_rule: pl.anonRule, egress_rule: pl.egressRule });
     // 2. the switch: one map write
+    const switchedAtNs = process.hrtime.bigint();
     if (pl.selector.kind === 'cgroup') m.cg_sel.set(BigInt(pl.selector.cgid), slot);
     else m.exe_sel.set({ dev: BigInt(pl.selector.dev), ino: BigInt(pl.selector.ino) }, slot);
     if (pl.selector.kind === 'exe') this.adoptRunning(pl.selector, old?.slot, slot);
@@ -238,7 +241,7 @@ export class PolicyStore {
       appliedAt: new Date().toISOString(),
     };
     this.trimRuleHistory();
-    return { name: pl.p.name, action: old ? 'updated' : 'created', slot, policyId: pl.id, rules: pl.rules, execEntries: pl.exec.length, egressEntries: pl.egress.length, writeMs };
+    return { name: pl.p.name, action: old ? 'updated' : 'created', slot, policyId: pl.id, rules: pl.rules, execEntries: pl.exec.length, egressEntries: pl.egress.length, writeMs, switchedAtNs };
   }
 
   /** processes already running the selected executable join the policy now, not at their next fork */

@@ -1,0 +1,54 @@
+# Shared by the Python attack scripts. Each attack tries one forbidden thing and prints one JSON
+# line: {"through": bool, "detail": str}. "through" means the forbidden action happened (a shell
+# ran and wrote the marker file; a connection or datagram passed the policy hook). The scenario
+# does not trust this alone: it also checks the marker file and the kernel's events.
+import errno, json, os, subprocess, sys
+
+MARK = os.environ.get("MARK", "/tmp/ebpf-lab-mark")
+SCRATCH = os.environ.get("SCRATCH", "/tmp")
+SHELL_CMD = f"echo pwned > {MARK}"
+
+
+def report(through, detail):
+    print(json.dumps({"through": bool(through), "detail": detail}), flush=True)
+    sys.exit(0)
+
+
+def marker():
+    return os.path.exists(MARK)
+
+
+def describe_rc(rc):
+    return f"killed by signal {-rc}" if rc < 0 else f"exit {rc}"
+
+
+def run_exec(argv, **kw):
+    """Run argv as a child; through = the shell ran (marker written)."""
+    try:
+        rc = subprocess.run(argv, stdin=subprocess.DEVNULL, **kw).returncode
+        detail = describe_rc(rc)
+    except OSError as e:
+        detail = f"exec failed: {errno.errorcode.get(e.errno, e.errno)}"
+    report(marker(), f"{' '.join(map(str, argv))[:80]}: {detail}")
+
+
+def wait_child(pid):
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit {os.WEXITSTATUS(status)}"
+
+
+# errors that mean the packet went out (the policy let it pass) and the network answered
+REACHED = {errno.ECONNREFUSED, errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ECONNRESET}
+
+
+def net_result(what, fn):
+    """through = the call passed the policy and reached the network: success or a network error.
+    EPERM is the policy; EINVAL etc. is the kernel refusing the request before any hook runs."""
+    try:
+        fn()
+        return True, f"{what}: ok"
+    except OSError as e:
+        name = errno.errorcode.get(e.errno, str(e.errno))
+        return e.errno in REACHED, f"{what}: {name}"

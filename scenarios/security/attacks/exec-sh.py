@@ -1,0 +1,3 @@
+# plain /bin/sh -c
+from _common import *
+run_exec(["/bin/sh", "-c", SHELL_CMD])

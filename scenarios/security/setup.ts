@@ -1,0 +1,108 @@
+// The lab around one security run: cgroups, scratch dir, controller, listeners, PostgreSQL, and the
+// workload's policy. Used by the scenario and the tests; every piece registers its own teardown.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { SecurityController } from '../../controller/security/controller.ts';
+import { cgroup2Root, createCgroup, removeCgroup } from '../../controller/security/cgroup.ts';
+import { parsePolicies, type Policy } from '../../controller/security/policy.ts';
+import { ATTACKS_DIR, NOBODY, PYTHON, startListeners, startPostgres, type Listeners, type Postgres } from './workload.ts';
+import type { RunEnv } from './suite.ts';
+
+export interface Lab extends RunEnv {
+  root: string;
+  base: string;
+  /** relative to the cgroup2 root, as policies name it */
+  workloadCg: string;
+  outsideDir: string;
+  listeners: Listeners;
+  pg?: Postgres;
+  hardlink?: string;
+}
+
+export type Defer = (what: string, fn: () => unknown | Promise<unknown>) => void;
+
+export async function setupLab(defer: Defer, opts: { postgres?: boolean; log?: (s: string) => void; lsm?: 'auto' | 'off' } = {}): Promise<Lab> {
+  const log = opts.log ?? (() => {});
+  const root = cgroup2Root();
+  const name = `ebpf-lab-security-${process.pid}-${Date.now() % 100000}`;
+  const base = path.join(root, name);
+  createCgroup(path.join(base, 'workload'));
+  createCgroup(path.join(base, 'outside'));
+  defer(`remove cgroups ${base}`, () => removeCgroup(base, root));
+
+  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-sec-'));
+  fs.chmodSync(scratch, 0o1777);
+  defer(`remove ${scratch}`, () => fs.rmSync(scratch, { recursive: true, force: true }));
+  // fs.protected_hardlinks keeps the unprivileged workload from linking root's binaries: the
+  // attacker's link is prepared as root, what we test is whether exec through it is stopped
+  let hardlink: string | undefined = path.join(scratch, 'root-made-hardlink');
+  try {
+    fs.linkSync('/usr/bin/dash', hardlink);
+  } catch {
+    hardlink = undefined;
+  }
+
+  const controller = await SecurityController.start({ log, lsm: opts.lsm });
+  defer('close security controller (links, programs, maps)', () => controller.close());
+  const listeners = await startListeners();
+  defer('close listeners', () => listeners.close());
+  let pg: Postgres | undefined;
+  if (opts.postgres) {
+    pg = await startPostgres(log);
+    defer(`stop PostgreSQL and delete ${pg.dataDir}`, () => pg!.stop());
+  }
+  const env: Record<string, string> = {
+    PATH: '/usr/bin:/bin',
+    HOME: scratch,
+    LANG: 'C.UTF-8',
+    SCRATCH: scratch,
+    PYTHONDONTWRITEBYTECODE: '1',
+    TCP_PORT: String(listeners.tcpPort),
+    UDP_PORT: String(listeners.udpPort),
+    ALLOWED_UDP_PORT: String(listeners.allowedUdpPort),
+    HARDLINK: hardlink ?? '',
+    PSQL: pg?.psql ?? '/usr/bin/false',
+    PG_PORT: String(pg?.port ?? 5432),
+  };
+  return { controller, cgroupDir: path.join(base, 'workload'), scratch, env, root, base, workloadCg: `/${name}/workload`, outsideDir: path.join(base, 'outside'), listeners, pg, hardlink };
+}
+
+/** The binaries the workload legitimately runs (its exec allowlist). */
+export function workloadBinaries(lab: Lab): string[] {
+  return [PYTHON, '/usr/bin/perl', process.execPath, '/usr/bin/env', '/usr/bin/id', '/usr/bin/true', lab.pg?.psql].filter((b): b is string => !!b && fs.existsSync(b));
+}
+
+/**
+ * The workload's policy as YAML (so every run goes through the parser): never a shell, only its
+ * own binaries, no nameless exec; egress only to PostgreSQL (v4 and v6 loopback) and one UDP port.
+ */
+export function workloadPolicyYaml(lab: Lab, o: { mode?: 'enforce' | 'log'; denyOnly?: boolean; extraUdpPort?: number; name?: string } = {}): string {
+  const pgPort = lab.pg?.port ?? 5432;
+  const lines = [
+    'policies:',
+    `  - name: ${o.name ?? 'workload'}`,
+    `    mode: ${o.mode ?? 'enforce'}`,
+    '    select:',
+    `      cgroup: ${lab.workloadCg}`,
+    '    exec:',
+    '      deny: [shells]',
+  ];
+  if (!o.denyOnly) {
+    lines.push(`      allow: [${workloadBinaries(lab).join(', ')}]`, '      denyNameless: true');
+  }
+  lines.push(
+    '    egress:',
+    '      allow:',
+    `        - { to: 127.0.0.1/32, ports: [${pgPort}], protocol: tcp }`,
+    `        - { to: "::1", ports: [${pgPort}], protocol: tcp }`,
+    `        - { to: 127.0.0.1, ports: [${[lab.listeners.allowedUdpPort, ...(o.extraUdpPort ? [o.extraUdpPort] : [])].join(', ')}], protocol: udp }`,
+  );
+  return `${lines.join('\n')}\n`;
+}
+
+export function workloadPolicy(lab: Lab, o: Parameters<typeof workloadPolicyYaml>[1] = {}): Policy[] {
+  return parsePolicies(workloadPolicyYaml(lab, o), 'workload.yaml');
+}
+
+export { NOBODY, ATTACKS_DIR };

@@ -1,0 +1,115 @@
+// The attack catalog and how one attack is run and judged. Shared by the scenario and the tests.
+//
+// Judging does not trust the attack's own word alone: an exec attack got through when the marker
+// file its shell writes exists; a block counts only with the kernel event that proves it.
+import fs from 'node:fs';
+import path from 'node:path';
+import type { SecurityController, SecurityEvent } from '../../controller/security/controller.ts';
+import { ATTACKS_DIR, interpreterFor, launch, type LaunchResult } from './workload.ts';
+
+export type Expect = 'blocked' | 'allowed';
+export interface Attack {
+  name: string;
+  file: string;
+  class: 'exec' | 'egress' | 'control';
+  what: string;
+  expect: Expect;
+  /** outcome under a deny-list-only exec policy (no allowlist, no nameless rule) */
+  expectDenyOnly?: Expect;
+  /** why, when a row's expectation is not the obvious one */
+  note?: string;
+}
+
+export const ATTACKS: Attack[] = [
+  { name: 'exec-sh', file: 'exec-sh.py', class: 'exec', what: '/bin/sh -c', expect: 'blocked', expectDenyOnly: 'blocked' },
+  { name: 'exec-bash', file: 'exec-bash.py', class: 'exec', what: '/bin/bash -c', expect: 'blocked', expectDenyOnly: 'blocked' },
+  { name: 'exec-dash', file: 'exec-dash.py', class: 'exec', what: '/usr/bin/dash -c', expect: 'blocked', expectDenyOnly: 'blocked' },
+  { name: 'exec-busybox-sh', file: 'exec-busybox-sh.py', class: 'exec', what: 'busybox sh -c', expect: 'blocked', expectDenyOnly: 'blocked' },
+  { name: 'exec-copied-shell', file: 'exec-copied-shell.py', class: 'exec', what: 'copy of dash, renamed', expect: 'blocked', expectDenyOnly: 'allowed', note: 'a copy is a new inode: only the allowlist stops it' },
+  { name: 'exec-symlink', file: 'exec-symlink.py', class: 'exec', what: 'symlink to bash', expect: 'blocked', expectDenyOnly: 'blocked' },
+  { name: 'exec-hardlink', file: 'exec-hardlink.py', class: 'exec', what: 'hard link to dash', expect: 'blocked', expectDenyOnly: 'blocked' },
+  { name: 'exec-env-sh', file: 'exec-env-sh.py', class: 'exec', what: 'env sh -c', expect: 'blocked', expectDenyOnly: 'blocked' },
+  { name: 'exec-shebang-script', file: 'exec-shebang-script.py', class: 'exec', what: 'script with #!/bin/sh', expect: 'blocked', expectDenyOnly: 'blocked' },
+  { name: 'exec-python-system', file: 'exec-python-system.py', class: 'exec', what: 'python3 os.system', expect: 'blocked', expectDenyOnly: 'blocked' },
+  { name: 'exec-perl-system', file: 'exec-perl-system.pl', class: 'exec', what: 'perl system()', expect: 'blocked', expectDenyOnly: 'blocked' },
+  { name: 'exec-node-child-process', file: 'exec-node-child-process.mjs', class: 'exec', what: 'node child_process.execSync', expect: 'blocked', expectDenyOnly: 'blocked' },
+  { name: 'exec-memfd', file: 'exec-memfd.py', class: 'exec', what: 'fexecve of a memfd holding dash', expect: 'blocked', expectDenyOnly: 'allowed', note: 'a memfd has no name and a new inode: the nameless-exec rule (i_nlink == 0) stops it' },
+  { name: 'exec-grandchild', file: 'exec-grandchild.py', class: 'exec', what: 'shell from a forked grandchild', expect: 'blocked', expectDenyOnly: 'blocked' },
+  { name: 'exec-after-prctl', file: 'exec-after-prctl.py', class: 'exec', what: 'prctl(PR_SET_NAME) then exec sh', expect: 'blocked', expectDenyOnly: 'blocked' },
+  { name: 'tcp-disallowed-port', file: 'tcp-disallowed-port.py', class: 'egress', what: 'TCP to a port not allowed', expect: 'blocked' },
+  { name: 'udp-sendto', file: 'udp-sendto.py', class: 'egress', what: 'UDP sendto a port not allowed', expect: 'blocked' },
+  { name: 'udp-sendmsg', file: 'udp-sendmsg.py', class: 'egress', what: 'UDP sendmsg a port not allowed', expect: 'blocked' },
+  { name: 'ipv6-loopback', file: 'ipv6-loopback.py', class: 'egress', what: 'TCP and UDP to [::1]', expect: 'blocked' },
+  { name: 'ipv4-mapped-ipv6', file: 'ipv4-mapped-ipv6.py', class: 'egress', what: 'TCP and UDP to [::ffff:127.0.0.1]', expect: 'blocked' },
+  { name: 'connect-forked-child', file: 'connect-forked-child.py', class: 'egress', what: 'connect from a forked child', expect: 'blocked' },
+  { name: 'connect-thread', file: 'connect-thread.py', class: 'egress', what: 'connect from a thread', expect: 'blocked' },
+  { name: 'port-zero', file: 'port-zero.py', class: 'egress', what: 'TCP connect / UDP sendto port 0', expect: 'blocked' },
+  { name: 'udp-connected-trick', file: 'udp-connected-trick.py', class: 'egress', what: 'connected UDP: sendto elsewhere; connect to a bad port', expect: 'blocked' },
+];
+
+export const CONTROLS: Attack[] = [
+  { name: 'pg-query', file: 'pg-query.py', class: 'control', what: 'psql → PostgreSQL on the allowed port answers a query', expect: 'allowed' },
+  { name: 'allowed-exec', file: 'allowed-exec.py', class: 'control', what: 'exec of an allowed non-shell binary (/usr/bin/id)', expect: 'allowed' },
+];
+
+export interface AttackResult {
+  name: string;
+  class: Attack['class'];
+  what: string;
+  expect: Expect;
+  outcome: 'blocked' | 'allowed' | 'error';
+  ok: boolean;
+  detail: string;
+  events: SecurityEvent[];
+  ms: number;
+}
+
+export interface RunEnv {
+  controller: SecurityController;
+  cgroupDir: string;
+  scratch: string;
+  env: Record<string, string>;
+}
+
+/** One attack in the given cgroup; events are drained from the controller right after it exits. */
+export async function runAttack(a: Attack, r: RunEnv, opts: { expect?: Expect; label?: string; wouldBlock?: boolean } = {}): Promise<AttackResult> {
+  const expect = opts.expect ?? a.expect;
+  const mark = path.join(r.scratch, `mark-${a.name}-${Date.now()}`);
+  r.controller.drainEvents(); // whatever came before is not this attack's
+  const file = path.join(ATTACKS_DIR, a.file);
+  const res: LaunchResult = await launch(r.cgroupDir, [interpreterFor(a.file), file], { ...r.env, MARK: mark });
+  // every event of this attack was written before its syscalls returned, hence before it exited
+  const events = r.controller.drainEvents();
+  const line = res.stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
+  let self: { through: boolean; detail: string } | undefined;
+  try {
+    self = line ? JSON.parse(line) : undefined;
+  } catch {
+    self = undefined;
+  }
+  const markerSeen = fs.existsSync(mark);
+  fs.rmSync(mark, { force: true });
+  const through = markerSeen || !!self?.through;
+  const proving = events.filter((e) => e.action === (opts.wouldBlock ? 'would-block' : 'blocked'));
+  let outcome: AttackResult['outcome'];
+  if (!self && !markerSeen) outcome = 'error';
+  else if (through) outcome = 'allowed';
+  else outcome = proving.length ? 'blocked' : 'error';
+  const detail = self ? self.detail : `no report (exit ${res.exitCode ?? res.signal}): ${res.stderr.trim().split('\n').slice(-2).join(' ').slice(0, 200)}`;
+  const ok = outcome === expect && (!opts.wouldBlock || proving.length > 0);
+  return { name: opts.label ?? a.name, class: a.class, what: a.what, expect, outcome, ok, detail: outcome === 'error' && self && !through ? `${detail} (failed, but no blocking event proves it was the policy)` : detail, events, ms: res.ms };
+}
+
+/** "exec /bin/sh (file dash) pid 12 ppid 11 uid 65534 → rule … via …" */
+export function proof(events: SecurityEvent[]): string {
+  const e = events[0];
+  if (!e) return '';
+  const who = `pid ${e.pid} ppid ${e.ppid} uid ${e.uid} comm ${e.comm} cgroup ${e.cgroup ?? e.cgroupId}`;
+  const what = e.kind === 'exec' ? `exec ${e.binary} (file ${e.file}, ${e.inode}${e.argv0 ? `, argv0 ${e.argv0}` : ''})` : `${e.kind} ${e.protocol} ${e.destination}`;
+  return `${e.action}: ${what}; ${who}; rule ${e.ruleId} "${e.rule}" via ${e.mechanism}${events.length > 1 ? ` (+${events.length - 1} more)` : ''}`;
+}
+
+export function mechanismShort(events: SecurityEvent[]): string {
+  const ms = [...new Set(events.map((e) => e.mechanism.replace(' + bpf_send_signal(SIGKILL)', '+SIGKILL').replace(' (-EPERM)', '')))];
+  return ms.join(', ');
+}

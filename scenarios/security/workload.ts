@@ -1,0 +1,162 @@
+// The protected workload's surroundings: cgroups, a launcher that puts a command into a cgroup as
+// an unprivileged user before it execs (so the first exec already happens under the policy), a
+// real PostgreSQL on loopback, and listeners that count what the attacks manage to send.
+import dgram from 'node:dgram';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { execa } from 'execa';
+import { fileURLToPath } from 'node:url';
+
+export const HERE = path.dirname(fileURLToPath(import.meta.url));
+export const ATTACKS_DIR = path.join(HERE, 'attacks');
+export const PYTHON = '/usr/bin/python3';
+export const NOBODY = { uid: 65534, gid: 65534 };
+
+// join the cgroup, drop to the workload user, then exec: everything from the exec on is the workload
+const LAUNCHER = `import os,sys
+cg,uid,gid=sys.argv[1],int(sys.argv[2]),int(sys.argv[3])
+open(cg+'/cgroup.procs','w').write(str(os.getpid()))
+os.setgroups([]); os.setgid(gid); os.setuid(uid)
+os.execve(sys.argv[4], sys.argv[4:], os.environ)`;
+
+export function interpreterFor(file: string): string {
+  if (file.endsWith('.py')) return PYTHON;
+  if (file.endsWith('.pl')) return '/usr/bin/perl';
+  if (file.endsWith('.mjs')) return process.execPath;
+  throw new Error(`no interpreter for ${file}`);
+}
+
+export interface LaunchResult {
+  exitCode: number | undefined;
+  signal?: string;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+/** Run argv in cgroup `cgDir` as `user`, with env; resolves when it exits. */
+export async function launch(cgDir: string, argv: string[], env: Record<string, string>, opts: { user?: { uid: number; gid: number }; timeoutMs?: number } = {}): Promise<LaunchResult> {
+  const u = opts.user ?? NOBODY;
+  const t0 = performance.now();
+  const r = await execa(PYTHON, ['-c', LAUNCHER, cgDir, String(u.uid), String(u.gid), ...argv], {
+    env, extendEnv: false, reject: false, timeout: opts.timeoutMs ?? 30_000, stdin: 'ignore',
+  });
+  return { exitCode: r.exitCode, signal: r.signal ?? undefined, stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? ''), ms: performance.now() - t0 };
+}
+
+/** Start a long-running process in a cgroup (for probes and benchmarks). */
+export function launchBackground(cgDir: string, argv: string[], env: Record<string, string>, user = NOBODY) {
+  return execa(PYTHON, ['-c', LAUNCHER, cgDir, String(user.uid), String(user.gid), ...argv], { env, extendEnv: false, reject: false, stdin: 'ignore', buffer: false });
+}
+
+// ------------------------------------------------------------------ listeners
+
+export interface Listeners {
+  tcpPort: number;
+  udpPort: number;
+  allowedUdpPort: number;
+  tcpAccepted: number;
+  udpReceived: number;
+  close(): Promise<void>;
+}
+
+/** Dual-stack TCP and UDP listeners on :: (so v4, v6 and v4-mapped attempts all land here). */
+export async function startListeners(): Promise<Listeners> {
+  const l = { tcpAccepted: 0, udpReceived: 0 } as Listeners;
+  const tcp = net.createServer((s) => {
+    l.tcpAccepted++;
+    s.destroy();
+  });
+  await new Promise<void>((r) => tcp.listen({ port: 0, host: '::', ipv6Only: false }, () => r()));
+  const udp = dgram.createSocket({ type: 'udp6', ipv6Only: false });
+  udp.on('message', () => l.udpReceived++);
+  await new Promise<void>((r) => udp.bind(0, '::', () => r()));
+  const ok = dgram.createSocket({ type: 'udp6', ipv6Only: false });
+  await new Promise<void>((r) => ok.bind(0, '::', () => r()));
+  l.tcpPort = (tcp.address() as net.AddressInfo).port;
+  l.udpPort = udp.address().port;
+  l.allowedUdpPort = ok.address().port;
+  l.close = async () => {
+    await new Promise<void>((r) => tcp.close(() => r()));
+    udp.close();
+    ok.close();
+  };
+  return l;
+}
+
+// ------------------------------------------------------------------ PostgreSQL
+
+export interface Postgres {
+  port: number;
+  bin: string;
+  psql: string;
+  dataDir: string;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+async function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+/**
+ * Debian's PostgreSQL, initdb'd into a temp dir as the postgres user and started on 127.0.0.1
+ * (5432 when free; another developer's run may hold it, then a free port, reported as such).
+ */
+export async function startPostgres(log: (s: string) => void): Promise<Postgres> {
+  const versions = fs.existsSync('/usr/lib/postgresql') ? fs.readdirSync('/usr/lib/postgresql').sort((a, b) => Number(b) - Number(a)) : [];
+  const bin = versions.map((v) => `/usr/lib/postgresql/${v}/bin`).find((d) => fs.existsSync(path.join(d, 'initdb')));
+  if (!bin) throw new Error('PostgreSQL is not installed (pnpm lab setup installs the "security" group)');
+  const pw = fs.readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith('postgres:'))?.split(':');
+  if (!pw) throw new Error('no postgres user (the postgresql package creates it)');
+  const user = { uid: Number(pw[2]), gid: Number(pw[3]) };
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-pg-'));
+  fs.chownSync(dataDir, user.uid, user.gid);
+  const port = (await portFree(5432)) ? 5432 : await freePort();
+  log(`initdb ${dataDir} (PostgreSQL ${path.basename(path.dirname(bin))}), port ${port}`);
+  const init = await execa(path.join(bin, 'initdb'), ['-D', path.join(dataDir, 'data'), '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync'], { ...user, reject: false, cwd: dataDir, env: { LANG: 'C' } });
+  if (init.exitCode !== 0) {
+    fs.rmSync(dataDir, { recursive: true, force: true });
+    throw new Error(`initdb failed: ${init.stderr}`);
+  }
+  const proc = execa(path.join(bin, 'postgres'), ['-D', path.join(dataDir, 'data'), '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-k', dataDir, '-c', 'fsync=off', '-c', 'shared_buffers=16MB', '-c', 'max_connections=20'], {
+    ...user, reject: false, cwd: dataDir, env: { LANG: 'C' }, stdin: 'ignore', stdout: 'ignore', stderr: ['pipe'],
+  });
+  let errText = '';
+  proc.stderr?.on('data', (d: Buffer) => (errText += d.toString()));
+  const stop = async () => {
+    if (proc.exitCode === null && proc.pid) {
+      process.kill(proc.pid, 'SIGINT'); // fast shutdown
+      await Promise.race([proc, new Promise((r) => setTimeout(r, 10_000))]);
+      if (proc.exitCode === null) process.kill(proc.pid, 'SIGKILL');
+    }
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  };
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const r = await execa(path.join(bin, 'pg_isready'), ['-h', '127.0.0.1', '-p', String(port), '-t', '1'], { reject: false });
+    if (r.exitCode === 0) break;
+    if (proc.exitCode !== null || Date.now() > deadline) {
+      await stop();
+      throw new Error(`PostgreSQL did not start: ${errText.slice(-500)}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return { port, bin, psql: path.join(bin, 'psql'), dataDir, pid: proc.pid!, stop };
+}
