@@ -44,6 +44,7 @@ async function vmlinuxH(log: (s: string) => void): Promise<string> {
     throw new LabError(`no ${VMLINUX_BTF} on this build machine`, 'build on a kernel with CONFIG_DEBUG_INFO_BTF=y, or put a vmlinux.h into bpf/.output/');
   }
   log('generating vmlinux.h from kernel BTF');
+  fs.mkdirSync(OUT_DIR, { recursive: true });
   const r = await execa('bpftool', ['btf', 'dump', 'file', VMLINUX_BTF, 'format', 'c'], { reject: false, maxBuffer: 1 << 30 });
   if (r.exitCode !== 0) throw new LabError(`bpftool btf dump failed: ${r.stderr}`, 'pnpm lab setup (installs bpftool)');
   fs.writeFileSync(`${out}.tmp`, r.stdout);

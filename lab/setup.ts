@@ -7,7 +7,8 @@ import { LabError } from './errors.ts';
 /** Debian package per capability; scenarios name the groups they need (Scenario.tools). */
 export const PACKAGES: Record<string, string[]> = {
   // building and inspecting BPF objects
-  build: ['clang', 'llvm', 'libbpf-dev', 'bpftool', 'libbpf1', 'make', 'iproute2'],
+  // (+ a font: report charts are drawn server-side and a bare machine has none)
+  build: ['clang', 'llvm', 'libbpf-dev', 'bpftool', 'libbpf1', 'make', 'iproute2', 'fonts-dejavu-core'],
   // C reference consumers (opensnoop) for the hello-openat benchmark
   'libbpf-tools': ['libbpf-tools'],
   // the VM lab: QEMU, a static busybox for the initramfs, kernel package extraction
