@@ -7,7 +7,7 @@ import { createProgress } from '../progress.ts';
 import { availableKernels, cachedKernels, configFacts, resolveKernel } from '../../vm-images/kernels.ts';
 import { bootGuest, guestScript } from './index.ts';
 import { probeKvm } from './kvm.ts';
-import { shq, TMP_PREFIX } from './qemu.ts';
+import { bootedTempDirs, shq, TMP_PREFIX } from './qemu.ts';
 
 const USAGE = `usage: pnpm lab vm <command>
   kernels [--refresh]                     series and versions in the Debian indices, and what is cached
@@ -36,6 +36,7 @@ function flag(argv: string[], name: string): string | undefined {
 export async function vmExec(kernel: string, command: string, o: { timeoutMs?: number; outDir?: string; quiet?: boolean; signal?: AbortSignal; stdout?: (b: Buffer) => void; stderr?: (b: Buffer) => void } = {}) {
   const progress = createProgress(process.stderr, o.quiet);
   const tmp = await mkdtemp(join(tmpdir(), `${TMP_PREFIX}exec-`));
+  bootedTempDirs.push(tmp);
   const t0 = Date.now();
   const timeoutMs = o.timeoutMs ?? 30 * 60_000;
   try {

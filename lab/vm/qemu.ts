@@ -14,6 +14,8 @@ import type { KernelImage } from '../../vm-images/kernels.ts';
 import type { Initramfs } from '../../vm-images/initramfs.ts';
 
 export const TMP_PREFIX = 'ebpf-lab-vm-';
+/** temp dirs of every guest this process booted: tests check none of them (or a process using them) survives */
+export const bootedTempDirs: string[] = [];
 const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
 const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p));
 
@@ -89,6 +91,7 @@ export class Vm {
 
   static async boot(opts: BootOptions): Promise<Vm> {
     const tmp = await mkdtemp(join(tmpdir(), TMP_PREFIX));
+    bootedTempDirs.push(tmp);
     const vm = new Vm(opts, tmp);
     try {
       await vm.start();

@@ -2,8 +2,7 @@
 // the shared out dir, and that timeouts and aborts leave no QEMU, virtiofsd or temp dir.
 // About 6 boots, ~3-5 s each under TCG on 2 cores.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createProgress } from '../progress.ts';
@@ -11,7 +10,7 @@ import { REPO_ROOT } from '../../vm-images/paths.ts';
 import { resolveKernel } from '../../vm-images/kernels.ts';
 import { vmExec } from './cli.ts';
 import { runInVm } from './index.ts';
-import { TMP_PREFIX } from './qemu.ts';
+import { bootedTempDirs } from './qemu.ts';
 
 function hasQemu(): boolean {
   try {
@@ -24,11 +23,15 @@ function hasQemu(): boolean {
 const skipReason = process.getuid?.() !== 0 ? 'VM tests need root (9p passthrough, tap)' : !hasQemu() ? 'qemu-system-x86_64 is not installed (pnpm lab setup vm)' : process.env.EBPF_LAB_SKIP_VM ? 'EBPF_LAB_SKIP_VM is set' : '';
 const KERNEL = process.env.EBPF_LAB_TEST_KERNEL ?? '6.1';
 
-/** QEMU/virtiofsd processes started by the lab (their args hold our temp dir prefix) and our temp dirs. */
+/**
+ * What this test process's guests left behind: QEMU/virtiofsd processes whose arguments name
+ * one of our guests' temp dirs (their sockets live there), and those dirs themselves. Keyed on
+ * our own dirs because other lab runs (other checkouts, CI) may have guests of their own.
+ */
 function leftovers(): { procs: string[]; dirs: string[] } {
   const ps = execFileSync('ps', ['-eo', 'pid,args'], { encoding: 'utf8' });
-  const procs = ps.split('\n').filter((l) => /qemu-system|virtiofsd/.test(l) && l.includes(TMP_PREFIX));
-  const dirs = readdirSync(tmpdir()).filter((d) => d.startsWith(TMP_PREFIX));
+  const procs = ps.split('\n').filter((l) => /qemu-system|virtiofsd/.test(l) && bootedTempDirs.some((d) => l.includes(d)));
+  const dirs = bootedTempDirs.filter((d) => existsSync(d));
   return { procs, dirs };
 }
 
@@ -45,7 +48,7 @@ describe.skipIf(!!skipReason)(`VM on ${KERNEL} ${skipReason ? `(skipped: ${skipR
   }, 300_000);
 
   it('boots, runs a command, and brings back stdout, stderr, exit code and files written to the out dir', async () => {
-    const before = leftovers();
+    const booted = bootedTempDirs.length;
     const outDir = mkdtempSync(join(REPO_ROOT, 'reports', 'vmtest-'));
     try {
       const c = collect();
@@ -61,7 +64,8 @@ describe.skipIf(!!skipReason)(`VM on ${KERNEL} ${skipReason ? `(skipped: ${skipR
     } finally {
       rmSync(outDir, { recursive: true, force: true });
     }
-    expect(leftovers()).toEqual(before);
+    expect(bootedTempDirs.length).toBe(booted + 2);
+    expect(leftovers()).toEqual({ procs: [], dirs: [] });
   }, 180_000);
 
   it('returns a failing guest command\'s exit code', async () => {
@@ -70,7 +74,7 @@ describe.skipIf(!!skipReason)(`VM on ${KERNEL} ${skipReason ? `(skipped: ${skipR
   }, 180_000);
 
   it('kills a hung guest at the timeout and leaves no qemu, virtiofsd or temp dir (virtiofs root)', async () => {
-    const before = leftovers();
+    const booted = bootedTempDirs.length;
     const prev = process.env.EBPF_LAB_VM_FS;
     process.env.EBPF_LAB_VM_FS = 'virtiofs';
     try {
@@ -83,18 +87,20 @@ describe.skipIf(!!skipReason)(`VM on ${KERNEL} ${skipReason ? `(skipped: ${skipR
       if (prev === undefined) delete process.env.EBPF_LAB_VM_FS;
       else process.env.EBPF_LAB_VM_FS = prev;
     }
-    expect(leftovers()).toEqual(before);
+    expect(bootedTempDirs.length).toBe(booted + 2);
+    expect(leftovers()).toEqual({ procs: [], dirs: [] });
   }, 120_000);
 
   it('an abort (Ctrl-C) while the guest runs kills everything', async () => {
-    const before = leftovers();
+    const booted = bootedTempDirs.length;
     const ac = new AbortController();
     const c = collect();
     const p = vmExec(KERNEL, 'echo started; sleep 100000', { quiet: true, stdout: (b) => { c.stdout(b); if (c.text().out.includes('started')) ac.abort(); }, stderr: () => {}, signal: ac.signal, timeoutMs: 120_000 });
     const err = await p.catch((e) => e);
     expect(ac.signal.aborted).toBe(true);
     expect(err.message).toMatch(/interrupted/);
-    expect(leftovers()).toEqual(before);
+    expect(bootedTempDirs.length).toBe(booted + 2);
+    expect(leftovers()).toEqual({ procs: [], dirs: [] });
   }, 120_000);
 
   it('runInVm runs the lab CLI in the guest and reports the VM facts', async () => {
