@@ -22,8 +22,8 @@ const USAGE = `usage: pnpm lab vm <command>
 export function interruptSignal(): { signal: AbortSignal; dispose: () => void } {
   const ac = new AbortController();
   const on = () => ac.abort();
-  process.once('SIGINT', on);
-  process.once('SIGTERM', on);
+  process.on('SIGINT', on);
+  process.on('SIGTERM', on);
   return { signal: ac.signal, dispose: () => { process.off('SIGINT', on); process.off('SIGTERM', on); } };
 }
 

@@ -118,6 +118,18 @@ export async function runInVm(opts: {
 }): Promise<{ exitCode: number; vm: Record<string, unknown> }> {
   const t0 = Date.now();
   const timeoutMs = opts.timeoutMs ?? 30 * 60_000;
+  // No signal from the caller: Ctrl-C/SIGTERM still stop the guest and clean up before we return.
+  const own = opts.signal ? undefined : new AbortController();
+  const onSig = () => own?.abort();
+  if (own) { process.on('SIGINT', onSig); process.on('SIGTERM', onSig); }
+  try {
+    return await runInVmInner({ ...opts, signal: opts.signal ?? own!.signal }, t0, timeoutMs);
+  } finally {
+    if (own) { process.off('SIGINT', onSig); process.off('SIGTERM', onSig); }
+  }
+}
+
+async function runInVmInner(opts: Parameters<typeof runInVm>[0], t0: number, timeoutMs: number): Promise<{ exitCode: number; vm: Record<string, unknown> }> {
   await mkdir(opts.outDir, { recursive: true });
   const consoleLog = join(opts.outDir, BOOT_LOG);
   const b = await bootGuest({

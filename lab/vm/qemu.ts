@@ -3,7 +3,7 @@
 // kills QEMU and virtiofsd and removes the temp dir; setpriv --pdeathsig makes the kernel kill
 // them too if this Node process itself is killed.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -45,10 +45,18 @@ export interface ExecOptions {
 }
 
 function spawnKillable(cmd: string, args: string[]): ChildProcess {
-  // pdeathsig: if this process dies without cleaning up (SIGKILL, OOM), the kernel kills QEMU too
+  // pdeathsig: if this process dies without cleaning up (SIGKILL, OOM), the kernel kills QEMU too.
+  // detached: a terminal Ctrl-C reaches only us, so QEMU is stopped by our teardown, not by the
+  // signal racing it (QEMU quits on SIGINT and we would report a crash).
   const [c, a] = SETPRIV ? [SETPRIV, ['--pdeathsig', 'KILL', '--', cmd, ...args]] : [cmd, args];
-  return spawn(c, a, { stdio: ['ignore', 'pipe', 'pipe'] });
+  return spawn(c, a, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
 }
+
+/** Last resort when the process exits without awaiting close(): synchronous kill + rm. */
+const live = new Set<Vm>();
+process.on('exit', () => {
+  for (const vm of live) vm.killSync();
+});
 
 async function waitFor(cond: () => Promise<boolean> | boolean, ms: number, what: string): Promise<void> {
   const t = Date.now();
@@ -93,6 +101,7 @@ export class Vm {
     const tmp = await mkdtemp(join(tmpdir(), TMP_PREFIX));
     bootedTempDirs.push(tmp);
     const vm = new Vm(opts, tmp);
+    live.add(vm);
     try {
       await vm.start();
       return vm;
@@ -276,7 +285,13 @@ export class Vm {
     await this.kill();
   }
 
+  killSync(): void {
+    for (const p of [this.qemu, ...this.daemons]) if (p && p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+    rmSync(this.tmp, { recursive: true, force: true });
+  }
+
   private async kill(): Promise<void> {
+    live.delete(this);
     const procs = [this.qemu, ...this.daemons].filter((p): p is ChildProcess => !!p);
     for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
     await Promise.all(procs.map((p) => (p.exitCode !== null || p.signalCode !== null ? undefined : new Promise((r) => p.once('exit', r)))));
