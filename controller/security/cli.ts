@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import { PolicyError, readPolicyFile } from './policy.ts';
 import { EVENTS_PATH, SecurityController, pinnedStore } from './controller.ts';
 import { resolveShells } from './files.ts';
+import { deferSignalsToCaller } from '../libbpf/index.ts';
 
 const USAGE = `usage: pnpm lab policy <command>
   daemon [--lsm off]          load and attach the programs, pin the maps, stream events (until Ctrl-C)
@@ -102,6 +103,8 @@ function usage(): number {
 }
 
 async function daemon(lsmOff: boolean): Promise<number> {
+  // our stop path unpins and detaches in order; the binding's default would just exit
+  deferSignalsToCaller();
   const c = await SecurityController.start({ pin: true, lsm: lsmOff ? 'off' : 'auto' });
   const m = c.mechanisms;
   console.error(`security controller ${process.pid}: exec via ${m.exec} (${m.lsmEvidence}); egress via ${m.egress.join(', ') || 'nothing'}`);

@@ -129,7 +129,7 @@ export function parsePolicies(text: string, file = 'policy', opts: { checkPaths?
       return;
     }
     const e = entries(node, f, POLICY_KEYS);
-    const name = str(e.get('name'), `${f}.name`, 'a name');
+    const name = e.has('name') ? str(e.get('name'), `${f}.name`, 'a name') : undefined;
     if (name !== undefined && !NAME_RE.test(name)) at(e.get('name'), `${f}.name`, `"${name}" is not allowed (lower-case letters, digits, ".", "_", "-"; at most 63)`);
     else if (name !== undefined && names.has(name)) at(e.get('name'), `${f}.name`, `duplicate policy name "${name}"`);
     if (name) names.add(name);

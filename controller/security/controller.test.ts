@@ -1,0 +1,244 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { bpfObjects, describeRoot } from '../../lab/testing.ts';
+import { PIN_DIR, SecurityController } from './controller.ts';
+import { cgroup2Root, createCgroup, removeCgroup } from './cgroup.ts';
+import { PolicyError, parsePolicies } from './policy.ts';
+import { policyCommand } from './cli.ts';
+
+// put the child into the cgroup and drop privileges before it execs, as a service manager would
+const LAUNCHER = `import os,sys
+cg,uid=sys.argv[1],int(sys.argv[2])
+open(cg+'/cgroup.procs','w').write(str(os.getpid()))
+if uid: os.setgroups([]); os.setgid(uid); os.setuid(uid)
+os.execv(sys.argv[3], sys.argv[3:])`;
+
+const PY = '/usr/bin/python3';
+/** python code run as the workload; prints "rc=<returncode of sh>" for a shell attempt */
+// LSM makes exec fail (OSError → -1000), the tracepoint fallback kills the child (-9); 7 = the shell ran
+const SH = `import subprocess
+def rc(argv):
+    try: return subprocess.run(argv, capture_output=True).returncode
+    except OSError: return -1000
+print('sh', rc(['/bin/sh','-c','exit 7']))
+print('id', rc(['/usr/bin/id','-u']))`;
+
+async function run(cg: string | null, code: string, opts: { uid?: number; exe?: string } = {}) {
+  const argv = [opts.exe ?? PY, '-c', code];
+  const r = cg ? await execa(PY, ['-c', LAUNCHER, cg, String(opts.uid ?? 0), ...argv], { reject: false }) : await execa(argv[0]!, argv.slice(1), { reject: false, uid: opts.uid });
+  const out = Object.fromEntries(String(r.stdout).split('\n').filter(Boolean).map((l) => l.split(' ') as [string, string]));
+  return { sh: Number(out.sh), id: Number(out.id), stdout: String(r.stdout), stderr: String(r.stderr) };
+}
+
+const yaml = (cg: string, body: string, name = 't') => `policies:\n  - name: ${name}\n    select: { cgroup: ${cg} }\n${body}`;
+
+describeRoot('security controller (host)', () => {
+  const root = cgroupRootSafe();
+  const rel = `/ebpf-lab-sectest-${process.pid}`;
+  const cg = path.join(root, rel.slice(1));
+  let c: SecurityController;
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sectest-'));
+
+  beforeAll(async () => {
+    createCgroup(cg);
+    c = await SecurityController.start();
+  });
+  afterAll(() => {
+    c?.close();
+    removeCgroup(cg, root);
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('chooses an exec mechanism by trial and says why', () => {
+    const m = c.mechanisms;
+    expect(['lsm', 'tp-kill']).toContain(m.exec);
+    expect(m.lsmEvidence).not.toBe('');
+    expect(m.egress).toEqual(['cgroup/connect4', 'cgroup/connect6', 'cgroup/sendmsg4', 'cgroup/sendmsg6']);
+  });
+
+  it('applies, updates and deletes policies live', async () => {
+    expect(await run(cg, SH)).toMatchObject({ sh: 7, id: 0 });
+    const a = c.store.apply(parsePolicies(yaml(rel, '    exec: { deny: [shells] }\n'), 'a.yaml'));
+    expect(a[0]!.action).toBe('created');
+    const r1 = await run(cg, SH);
+    expect(r1.id).toBe(0);
+    expect(r1.sh).toBe(c.mechanisms.exec === 'lsm' ? -1000 : -9);
+    // update: shells allowed again, /usr/bin/id denied — same name, no program reload
+    const progIds = [...c.obj.programs.values()].filter((p) => p.loaded).map((p) => p.info().id);
+    const u = c.store.apply(parsePolicies(yaml(rel, '    exec: { deny: [/usr/bin/id] }\n'), 'b.yaml'));
+    expect(u[0]).toMatchObject({ action: 'updated' });
+    expect(u[0]!.slot).not.toBe(a[0]!.slot);
+    expect([...c.obj.programs.values()].filter((p) => p.loaded).map((p) => p.info().id)).toEqual(progIds);
+    const r2 = await run(cg, SH);
+    expect(r2.sh).toBe(7);
+    expect(r2.id).not.toBe(0);
+    // the old slot's rules are gone, only the new ones remain
+    expect([...c.store.maps.exec_rules.keys()].map((k) => k.slot)).toEqual([u[0]!.slot]);
+    expect(c.store.delete('t')).toBe(true);
+    expect(await run(cg, SH)).toMatchObject({ sh: 7, id: 0 });
+    expect([...c.store.maps.exec_rules.keys()]).toEqual([]);
+    expect([...c.store.maps.cg_sel.keys()]).toEqual([]);
+    expect(c.store.maps.config.get(0)).toMatchObject({ cg_levels: 0 });
+    c.drainEvents();
+  });
+
+  it('a rejected file or plan leaves the running policy untouched', async () => {
+    c.store.apply(parsePolicies(yaml(rel, '    exec: { deny: [shells] }\n    egress: { allow: [{ to: 127.0.0.1, ports: [5432] }] }\n'), 'good.yaml'));
+    const snap = () => JSON.stringify({ p: [...c.store.maps.policies.entries()], s: [...c.store.maps.cg_sel.entries()], x: [...c.store.maps.exec_rules.entries()], g: [...c.store.maps.egress_rules.entries()], st: c.store.state.policies }, (_k, v) => (typeof v === 'bigint' ? String(v) : v instanceof Uint8Array ? [...v] : v));
+    const before = snap();
+    // schema error: never reaches the store
+    expect(() => parsePolicies(yaml(rel, '    exec: { deny: [shells], allow: nope }\n'), 'bad.yaml')).toThrow(PolicyError);
+    // a second policy for the same workload
+    expect(() => c.store.apply(parsePolicies(yaml(rel, '    exec: { deny: [] }\n', 'other'), 'c.yaml'))).toThrow(/already selected by policy "t"/);
+    // a binary that vanished between validation and apply: the plan fails before any map write
+    const gone = parsePolicies(yaml(rel, `    exec: { deny: [/usr/bin/id] }\n`), 'd.yaml');
+    gone[0]!.exec.deny = ['/no/such/binary'];
+    expect(() => c.store.apply(gone)).toThrow(/ENOENT/);
+    expect(snap()).toBe(before);
+    expect((await run(cg, SH)).sh).not.toBe(7);
+    // through the CLI path: precise message, non-zero exit
+    const f = path.join(tmp, 'bad.yaml');
+    fs.writeFileSync(f, 'policies:\n  - name: x\n    mode: strict\n    select: { cgroup: /nope-nope }\n');
+    const err: string[] = [];
+    const orig = console.error;
+    console.error = (s: string) => err.push(s);
+    try {
+      expect(await policyCommand(['apply', f])).toBe(1);
+    } finally {
+      console.error = orig;
+    }
+    expect(err.join('\n')).toContain('bad.yaml:3:11: policies[0].mode: expected "enforce" or "log", got "strict"');
+    expect(err.join('\n')).toContain('bad.yaml:4:23: policies[0].select.cgroup: no cgroup');
+    expect(err.join('\n')).toContain('nothing was changed');
+    c.store.delete('t');
+    c.drainEvents();
+  });
+
+  it('events carry pid, ppid, uid, cgroup, binary, argv0, destination and rule', async () => {
+    c.store.apply(parsePolicies(yaml(rel, '    exec: { deny: [shells] }\n    egress: { allow: [{ to: 127.0.0.1, ports: [5432], protocol: tcp }] }\n', 'ev'), 'e.yaml'));
+    c.drainEvents();
+    const code = `import os,socket,subprocess\nprint('me', os.getpid())\np=subprocess.Popen(['/bin/sh','-c','exit 7'])\nprint('child', p.pid)\np.wait()\ns=socket.socket()\ntry: s.connect(('127.0.0.1', 9))\nexcept OSError as e: print('connect', e.errno)\nu=socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\ntry: u.sendto(b'x', ('::1', 53))\nexcept OSError as e: print('send6', e.errno)`;
+    const r = await run(cg, code, { uid: 65534 });
+    const o = Object.fromEntries(r.stdout.split('\n').filter(Boolean).map((l) => l.split(' ')));
+    expect(o.connect).toBe('1'); // EPERM
+    expect(o.send6).toBe('1');
+    const ev = c.drainEvents();
+    const ex = ev.find((e) => e.kind === 'exec')!;
+    expect(ex).toMatchObject({
+      action: 'blocked', pid: Number(o.child), ppid: Number(o.me), uid: 65534, cgroup: rel, policy: 'ev', binary: '/bin/sh', file: 'dash',
+      rule: expect.stringContaining('ev: exec.deny[0] shells'), mechanism: c.mechanisms.exec === 'lsm' ? expect.stringContaining('lsm/bprm_check_security') : expect.stringContaining('sched_process_exec'),
+    });
+    if (c.mechanisms.exec === 'tp-kill') expect(ex.argv0).toBe('/bin/sh');
+    const dash = fs.statSync('/usr/bin/dash');
+    expect(ex.inode).toBe(`${dash.dev >> 8}:${dash.dev & 0xff}:${dash.ino}`);
+    expect(ev.find((e) => e.kind === 'connect')).toMatchObject({ pid: Number(o.me), uid: 65534, destination: '127.0.0.1:9', protocol: 'tcp', mechanism: 'cgroup/connect4', rule: 'ev: egress.allow (destination not on the allowlist)' });
+    expect(ev.find((e) => e.kind === 'sendmsg')).toMatchObject({ destination: '[::1]:53', protocol: 'udp', mechanism: 'cgroup/sendmsg6' });
+    c.store.delete('ev');
+  });
+
+  it('selects by executable (inode, inherited by children) and by uid', async () => {
+    // a copy of python3 is another inode: selecting it leaves the real python3 alone
+    const exe = path.join(tmp, 'svc-python');
+    fs.copyFileSync(fs.realpathSync(PY), exe);
+    fs.chmodSync(exe, 0o755);
+    c.store.apply(parsePolicies(`policies:\n  - name: by-exe\n    select: { executable: ${exe} }\n    exec: { deny: [shells] }\n`, 'x.yaml'));
+    const sel = await run(null, SH, { exe });
+    expect(sel.sh).not.toBe(7);
+    expect(sel.id).toBe(0);
+    expect((await run(null, SH)).sh).toBe(7);
+    const e = c.drainEvents().find((x) => x.kind === 'exec')!;
+    expect(e).toMatchObject({ policy: 'by-exe', binary: '/bin/sh' });
+    c.store.delete('by-exe');
+    expect((await run(null, SH, { exe })).sh).toBe(7);
+    // uid: the same cgroup, only uid 65534 is under the policy
+    c.store.apply(parsePolicies(`policies:\n  - name: by-uid\n    select: { cgroup: ${rel}, uid: 65534 }\n    exec: { deny: [shells] }\n`, 'u.yaml'));
+    expect((await run(cg, SH, { uid: 0 })).sh).toBe(7);
+    expect((await run(cg, SH, { uid: 65534 })).sh).not.toBe(7);
+    c.store.delete('by-uid');
+    c.drainEvents();
+  });
+});
+
+describeRoot('security teardown and the policy CLI', () => {
+  it('controller close removes its links and programs', async () => {
+    const before = await bpfObjects();
+    const c = await SecurityController.start();
+    const during = await bpfObjects();
+    const ours = during.progs.filter((p) => !before.progs.some((b) => b.id === p.id) && p.name?.startsWith('sec_'));
+    expect(ours.length).toBeGreaterThanOrEqual(7);
+    c.close();
+    // the kernel frees a program after its last reference drops, from deferred work: allow a moment
+    let after = await bpfObjects();
+    for (let i = 0; i < 30 && after.progs.some((p) => ours.some((o) => o.id === p.id)); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      after = await bpfObjects();
+    }
+    expect(after.progs.filter((p) => ours.some((o) => o.id === p.id))).toEqual([]);
+    expect(after.links.filter((l) => ours.some((o) => o.id === l.prog_id))).toEqual([]);
+  });
+
+  it('daemon pins maps; apply/list/delete edit them; stopping removes pins, links and programs', async () => {
+    if (fs.existsSync(PIN_DIR)) return expect.soft(fs.existsSync(PIN_DIR), `${PIN_DIR} in use by another controller`).toBe(false);
+    const root = cgroup2Root();
+    const rel = `/ebpf-lab-seccli-${process.pid}`;
+    const cg = path.join(root, rel.slice(1));
+    createCgroup(cg);
+    const cli = path.join(import.meta.dirname, '../../lab/cli.ts');
+    const before = await bpfObjects();
+    const d = execa(process.execPath, ['--import', 'tsx', cli, 'policy', 'daemon'], { reject: false, cwd: path.join(import.meta.dirname, '../..') });
+    try {
+      for (let i = 0; i < 200 && !fs.existsSync(path.join(PIN_DIR, 'events')); i++) await new Promise((r) => setTimeout(r, 100));
+      expect(fs.readdirSync(PIN_DIR).sort()).toEqual(['cg_sel', 'egress_rules', 'events', 'exe_sel', 'exec_rules', 'lost', 'policies', 'procs', 'sec_config']);
+      const f = path.join(os.tmpdir(), `cli-${process.pid}.yaml`);
+      fs.writeFileSync(f, yaml(rel, '    exec: { deny: [shells] }\n', 'cli'));
+      const out: string[] = [];
+      const log = console.log;
+      console.log = (s: string) => out.push(s);
+      try {
+        expect(await policyCommand(['apply', f])).toBe(0);
+        expect((await run(cg, SH)).sh).not.toBe(7);
+        expect(await policyCommand(['list'])).toBe(0);
+        expect(out.join('\n')).toMatch(/cli {2}enforce {2}cgroup .*ebpf-lab-seccli/);
+        for (let i = 0; i < 50 && !fs.readFileSync('/run/ebpf-lab/security/events.jsonl', 'utf8').includes('"policy":"cli"'); i++) await new Promise((r) => setTimeout(r, 100));
+        const chunks: string[] = [];
+        const write = process.stdout.write;
+        process.stdout.write = ((b: string | Uint8Array) => (chunks.push(Buffer.from(b).toString()), true)) as typeof write;
+        try {
+          expect(await policyCommand(['events'])).toBe(0);
+        } finally {
+          process.stdout.write = write;
+        }
+        const evs = chunks.join('').trim().split('\n').map((l) => JSON.parse(l));
+        expect(evs.some((e) => e.policy === 'cli' && e.binary === '/bin/sh' && e.action === 'blocked')).toBe(true);
+        expect(await policyCommand(['delete', 'cli'])).toBe(0);
+        expect((await run(cg, SH)).sh).toBe(7);
+      } finally {
+        console.log = log;
+        fs.rmSync(f, { force: true });
+      }
+    } finally {
+      if (d.pid) process.kill(d.pid, 'SIGINT');
+      await d;
+      removeCgroup(cg, root);
+    }
+    expect(fs.existsSync(PIN_DIR)).toBe(false);
+    let after = await bpfObjects();
+    for (let i = 0; i < 30 && after.progs.some((p) => p.name?.startsWith('sec_') && !before.progs.some((b) => b.id === p.id)); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      after = await bpfObjects();
+    }
+    expect(after.progs.filter((p) => p.name?.startsWith('sec_') && !before.progs.some((b) => b.id === p.id))).toEqual([]);
+    expect(d.exitCode).toBe(0);
+  });
+});
+
+function cgroupRootSafe(): string {
+  try {
+    return cgroup2Root();
+  } catch {
+    return '/sys/fs/cgroup';
+  }
+}

@@ -1,0 +1,117 @@
+import { describe, expect, it } from 'vitest';
+import { PolicyError, canonicalCidr, cidrBytes, formatAddr, ipv6Bytes, parsePolicies } from './policy.ts';
+import { kernelDev } from './files.ts';
+
+function issues(text: string) {
+  try {
+    parsePolicies(text, 'p.yaml', { checkPaths: false });
+  } catch (e) {
+    expect(e).toBeInstanceOf(PolicyError);
+    return (e as PolicyError).issues;
+  }
+  throw new Error('expected a PolicyError');
+}
+
+describe('policy schema', () => {
+  it('accepts a full policy and normalises it', () => {
+    const [p] = parsePolicies(
+      `policies:
+  - name: db-client
+    mode: log
+    select: { cgroup: /svc/db, uid: 0 }
+    exec: { deny: [shells, /usr/bin/nc], allow: [/usr/bin/python3], denyNameless: true }
+    egress:
+      allow: [{ to: 127.0.0.1, ports: [5432], protocol: tcp }, { to: "::1/128" }]
+      deny: [{ to: 10.0.0.0/8, protocol: udp }]
+`,
+      'p.yaml',
+      { checkPaths: false },
+    );
+    expect(p).toEqual({
+      name: 'db-client',
+      mode: 'log',
+      select: { cgroup: '/svc/db', uid: 0 },
+      exec: { deny: ['shells', '/usr/bin/nc'], allow: ['/usr/bin/python3'], denyNameless: true },
+      egress: { allow: [{ to: '127.0.0.1/32', ports: [5432], protocol: 'tcp' }, { to: '::1/128', ports: [], protocol: 'any' }], deny: [{ to: '10.0.0.0/8', ports: [], protocol: 'udp' }] },
+    });
+  });
+
+  it('JSON works too, with line numbers', () => {
+    const is = issues('{\n  "policies": [\n    {"name": "a", "select": {"cgroup": "/x"},\n     "mode": "block"}\n  ]\n}\n');
+    expect(is).toEqual([{ line: 4, col: 14, field: 'policies[0].mode', message: 'expected "enforce" or "log", got "block"' }]);
+  });
+
+  it('reports every error with line, column, field and what is allowed', () => {
+    const is = issues(`policies:
+  - name: Bad Name
+    select: { cgroup: /a, executable: /usr/bin/id }
+    exec: { deny: [shells, bin/sh], allow: /usr/bin/id, denyNameless: yes please }
+    egress:
+      allow:
+        - { to: 300.1.1.1/8, ports: [0, 22, "x"], protocol: sctp }
+        - { too: 1.2.3.4 }
+    extra: 1
+`);
+    const by = Object.fromEntries(is.map((i) => [i.field, i]));
+    expect(by['policies[0].name']).toMatchObject({ line: 2, col: 11, message: expect.stringContaining('lower-case letters') });
+    expect(by['policies[0].select']).toMatchObject({ line: 3, message: 'give one of cgroup or executable, not both' });
+    expect(by['policies[0].exec.deny[1]']).toMatchObject({ line: 4, message: '"bin/sh" is not an absolute path' });
+    expect(by['policies[0].exec.allow']).toMatchObject({ line: 4, message: 'expected a list of absolute paths' });
+    expect(by['policies[0].exec.denyNameless']).toMatchObject({ line: 4, message: 'expected true or false' });
+    expect(by['policies[0].egress.allow[0].to']).toMatchObject({ line: 7, col: 17, message: '"300.1.1.1/8" is not an IPv4/IPv6 address or CIDR' });
+    expect(by['policies[0].egress.allow[0].ports[0]']).toMatchObject({ line: 7, message: expect.stringContaining('allowed: integers 1–65535') });
+    expect(by['policies[0].egress.allow[0].ports[2]']).toMatchObject({ line: 7, message: expect.stringContaining('"x" is not a port') });
+    expect(by['policies[0].egress.allow[0].protocol']).toMatchObject({ line: 7, message: 'expected tcp, udp or any, got "sctp"' });
+    expect(by['policies[0].egress.allow[1].too']).toMatchObject({ line: 8, message: 'unknown field (allowed: to, ports, protocol)' });
+    expect(by['policies[0].extra']).toMatchObject({ line: 9, col: 5, message: 'unknown field (allowed: name, mode, select, exec, egress)' });
+    expect(is).toHaveLength(11);
+  });
+
+  it('syntax errors, missing parts, duplicates', () => {
+    expect(issues('policies:\n  - name: a\n   bad: [\n')[0]).toMatchObject({ field: '(syntax)', line: expect.any(Number) });
+    expect(issues('policy: []\n')).toEqual([
+      { line: 1, col: 1, field: 'policy', message: 'unknown field (allowed: policies)' },
+      { line: 1, col: 1, field: 'policies', message: 'expected a list of policies' },
+    ]);
+    const dup = issues('policies:\n  - { name: a, select: { cgroup: /x } }\n  - { name: a, select: { cgroup: /x } }\n');
+    expect(dup.map((i) => i.message)).toEqual(['duplicate policy name "a"', 'cgroup /x is already selected by policy "a" (one policy per workload)']);
+    expect(issues('policies:\n  - { select: {} }\n').map((i) => i.message)).toEqual(['missing (every policy needs a name)', 'needs cgroup or executable']);
+  });
+
+  it('checks that paths and cgroups exist on this system', () => {
+    try {
+      parsePolicies('policies:\n  - name: a\n    select: { executable: /no/such/bin }\n', 'p.yaml');
+      expect.unreachable();
+    } catch (e) {
+      expect((e as PolicyError).message).toContain('p.yaml:3:27: policies[0].select.executable: "/no/such/bin" does not exist on this system');
+    }
+  });
+});
+
+describe('addresses', () => {
+  it('canonicalises CIDRs', () => {
+    expect(canonicalCidr('10.1.2.3')).toBe('10.1.2.3/32');
+    expect(canonicalCidr('::1')).toBe('::1/128');
+    expect(canonicalCidr('10.0.0.0/33')).toBeUndefined();
+    expect(canonicalCidr('fe80::/10')).toBe('fe80::/10');
+    expect(canonicalCidr('nope')).toBeUndefined();
+  });
+
+  it('stores IPv4 IPv4-mapped so v4, v6 and ::ffff: share one rule', () => {
+    const v4 = cidrBytes('127.0.0.1/32');
+    expect(v4.bits).toBe(128);
+    expect([...v4.addr]).toEqual([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 127, 0, 0, 1]);
+    expect([...ipv6Bytes('::ffff:127.0.0.1')]).toEqual([...v4.addr]);
+    expect([...ipv6Bytes('2001:db8::1')]).toEqual([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    expect(formatAddr(v4.addr)).toBe('127.0.0.1');
+    expect(formatAddr(ipv6Bytes('::1'))).toBe('::1');
+  });
+
+  it('converts glibc dev_t to the kernel encoding', () => {
+    // 254:0 → user 0xfe00, kernel 254 << 20
+    expect(kernelDev(0xfe00n)).toBe(254n << 20n);
+    // 259:65537 → exercises the high minor bits
+    const user = ((259n & 0xfffn) << 8n) | (65537n & 0xffn) | ((65537n & ~0xffn) << 12n);
+    expect(kernelDev(user)).toBe((259n << 20n) | 65537n);
+  });
+});
