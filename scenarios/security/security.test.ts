@@ -1,0 +1,93 @@
+// Every attack of the suite on the host path (whichever exec mechanism this kernel allows), the
+// positive controls with a real PostgreSQL, and the deny-list-only expectations.
+import fs from 'node:fs';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeRoot } from '../../lab/testing.ts';
+import { ATTACKS, CONTROLS, proof, runAttack } from './suite.ts';
+import { setupLab, workloadPolicy, type Lab } from './setup.ts';
+
+describeRoot('security attack suite (host)', () => {
+  let lab: Lab;
+  const cleanups: [string, () => unknown][] = [];
+
+  beforeAll(async () => {
+    lab = await setupLab((what, fn) => cleanups.push([what, fn]), { postgres: true });
+    lab.controller.store.apply(workloadPolicy(lab));
+  });
+  afterAll(async () => {
+    for (const [, fn] of cleanups.reverse()) await fn();
+  });
+
+  for (const a of ATTACKS) {
+    it(`${a.class} attack ${a.name} (${a.what}) is ${a.expect}`, async () => {
+      if (a.name === 'exec-hardlink' && !lab.hardlink) return;
+      const r = await runAttack(a, lab);
+      expect(r.outcome, `${r.detail} ${proof(r.events)}`).toBe(a.expect);
+      const e = r.events[0]!;
+      expect(e.action).toBe('blocked');
+      expect(e.cgroup).toBe(lab.workloadCg);
+      expect(e.uid).toBe(65534);
+      expect(e.policy).toBe('workload');
+      if (a.class === 'exec') {
+        expect(e.kind).toBe('exec');
+        expect(e.mechanism).toMatch(lab.controller.mechanisms.exec === 'lsm' ? /bprm_check_security/ : /sched_process_exec/);
+        // the rule that caught it: copies only by the allowlist, memfd by the nameless rule, the rest by the shell list
+        const rule = a.name === 'exec-copied-shell' ? 'exec.allow' : a.name === 'exec-memfd' ? 'exec.denyNameless' : 'exec.deny[0] shells';
+        expect(e.rule).toContain(rule);
+      } else {
+        expect(['connect', 'sendmsg']).toContain(e.kind);
+        expect(e.destination).toBeTruthy();
+        expect(e.rule).toContain('egress.allow');
+      }
+    });
+  }
+
+  for (const c of CONTROLS) {
+    it(`control ${c.name} (${c.what}) is allowed`, async () => {
+      const r = await runAttack(c, lab);
+      expect(r.outcome, r.detail).toBe('allowed');
+      expect(r.events).toEqual([]);
+    });
+  }
+
+  it('processes outside the selected cgroup are unaffected', async () => {
+    const outside = { ...lab, cgroupDir: lab.outsideDir };
+    for (const name of ['exec-sh', 'tcp-disallowed-port', 'exec-memfd']) {
+      const r = await runAttack(ATTACKS.find((a) => a.name === name)!, outside, { expect: 'allowed' });
+      expect(r.outcome, r.detail).toBe('allowed');
+      expect(r.events).toEqual([]);
+    }
+  });
+
+  it('a deny-list-only policy stops links and interpreters but not copies or memfds (why the allowlist exists)', async () => {
+    lab.controller.store.apply(workloadPolicy(lab, { denyOnly: true }));
+    try {
+      for (const name of ['exec-copied-shell', 'exec-memfd', 'exec-symlink', 'exec-shebang-script']) {
+        const a = ATTACKS.find((x) => x.name === name)!;
+        const r = await runAttack(a, lab, { expect: a.expectDenyOnly });
+        expect(r.outcome, `${name}: ${r.detail}`).toBe(a.expectDenyOnly);
+      }
+    } finally {
+      lab.controller.store.apply(workloadPolicy(lab));
+    }
+  });
+
+  it('log mode reports would-block and lets the shell run', async () => {
+    lab.controller.store.apply(workloadPolicy(lab, { mode: 'log' }));
+    try {
+      const r = await runAttack(ATTACKS[0]!, lab, { expect: 'allowed', wouldBlock: true });
+      expect(r.outcome).toBe('allowed');
+      expect(r.events[0]).toMatchObject({ action: 'would-block', binary: '/bin/sh' });
+    } finally {
+      lab.controller.store.apply(workloadPolicy(lab));
+    }
+  });
+
+  it('teardown removes the cgroups, the PostgreSQL data dir and the scratch dir', async () => {
+    const paths = [lab.base, lab.scratch, lab.pg!.dataDir];
+    for (const [, fn] of cleanups.reverse()) await fn();
+    cleanups.length = 0;
+    for (const p of paths) expect(fs.existsSync(p), p).toBe(false);
+    expect(() => process.kill(lab.pg!.pid, 0)).toThrow();
+  });
+});
