@@ -69,6 +69,12 @@ mount -t debugfs debugfs sys/kernel/debug
 mount -t cgroup2 cgroup2 sys/fs/cgroup
 mount -t securityfs securityfs sys/kernel/security
 cd /
+# The kernel runs its module loader (for "ip link add … type veth", "tc qdisc add … clsact" …) in
+# PID 1's root, which is this initramfs: point it at the host's modprobe inside the guest root,
+# where the RUN script bind-mounts the guest kernel's modules at /lib/modules/<release>.
+printf '#!/bin/sh\nexec /bin/chroot /newroot /sbin/modprobe "$@"\n' >/bin/lab-modprobe
+chmod 755 /bin/lab-modprobe
+echo /bin/lab-modprobe >/proc/sys/kernel/modprobe
 hostname lab-vm
 ip link set lo up
 

@@ -52,12 +52,13 @@ describe.skipIf(!!skipReason)(`VM on ${KERNEL} ${skipReason ? `(skipped: ${skipR
     const outDir = mkdtempSync(join(REPO_ROOT, 'reports', 'vmtest-'));
     try {
       const c = collect();
-      const r = await vmExec(KERNEL, `uname -r; echo to-stdout; echo to-stderr >&2; echo written-in-guest > ${outDir}/from-guest.txt; grep -c bpf /proc/mounts; exit 0`, { quiet: true, outDir, stdout: c.stdout, stderr: c.stderr, timeoutMs: 120_000 });
+      const r = await vmExec(KERNEL, `uname -r; echo to-stdout; echo to-stderr >&2; echo written-in-guest > ${outDir}/from-guest.txt; ip link add lab-va type veth peer name lab-vb && echo veth-autoloaded; grep -c bpf /proc/mounts; exit 0`, { quiet: true, outDir, stdout: c.stdout, stderr: c.stderr, timeoutMs: 120_000 });
       const t = c.text();
       expect(r.exitCode).toBe(0);
       expect(t.out).toContain(release);
       expect(t.out).toContain('to-stdout');
       expect(t.err).toContain('to-stderr');
+      expect(t.out).toContain('veth-autoloaded'); // the kernel's module autoload reaches the guest kernel's modules
       expect(Number(t.out.trim().split('\n').pop())).toBeGreaterThan(0); // bpffs mounted
       expect(readFileSync(join(outDir, 'from-guest.txt'), 'utf8')).toBe('written-in-guest\n');
       expect(r.bootMs).toBeGreaterThan(0);
