@@ -215,12 +215,14 @@ int BPF_PROG(sec_exec_tp, struct task_struct *p, pid_t old_pid, struct linux_bin
 	struct selected s = {};
 	bool sel = select_current(&s);
 	struct sec_config *cfg = s.cfg;
+
+	/* the common case, every exec on the machine: nothing selected, no executable selectors */
+	if (!cfg || (!sel && !cfg->have_exe_selectors))
+		return 0;
 	struct file *f = BPF_CORE_READ(bprm, file);
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	__u32 ppid = BPF_CORE_READ(p, real_parent, tgid);
 
-	if (!cfg)
-		return 0;
 	if (sel && cfg->exec_mode == SEC_EXEC_TP_KILL) {
 		__u64 dev, ino;
 		__u32 rule = exec_verdict(&s, f, &dev, &ino);
@@ -284,7 +286,8 @@ int BPF_PROG(sec_exit_tp, struct task_struct *p)
 {
 	__u32 pid = BPF_CORE_READ(p, pid);
 
-	if (pid == BPF_CORE_READ(p, tgid))
+	/* lookup first: it is lock-free, a delete on an LRU map is not, and most exits are not ours */
+	if (pid == BPF_CORE_READ(p, tgid) && bpf_map_lookup_elem(&procs, &pid))
 		bpf_map_delete_elem(&procs, &pid);
 	return 0;
 }

@@ -34,6 +34,7 @@ export const ATTACKS: Attack[] = [
   { name: 'exec-perl-system', file: 'exec-perl-system.pl', class: 'exec', what: 'perl system()', expect: 'blocked', expectDenyOnly: 'blocked' },
   { name: 'exec-node-child-process', file: 'exec-node-child-process.mjs', class: 'exec', what: 'node child_process.execSync', expect: 'blocked', expectDenyOnly: 'blocked' },
   { name: 'exec-memfd', file: 'exec-memfd.py', class: 'exec', what: 'fexecve of a memfd holding dash', expect: 'blocked', expectDenyOnly: 'allowed', note: 'a memfd has no name and a new inode: the nameless-exec rule (i_nlink == 0) stops it' },
+  { name: 'exec-ld-so', file: 'exec-ld-so.py', class: 'exec', what: 'ld.so /usr/bin/dash (loader maps the shell, no exec of it)', expect: 'blocked', expectDenyOnly: 'allowed', note: 'the kernel execs ld.so, which maps dash itself: only the allowlist (which does not list ld.so) stops it' },
   { name: 'exec-grandchild', file: 'exec-grandchild.py', class: 'exec', what: 'shell from a forked grandchild', expect: 'blocked', expectDenyOnly: 'blocked' },
   { name: 'exec-after-prctl', file: 'exec-after-prctl.py', class: 'exec', what: 'prctl(PR_SET_NAME) then exec sh', expect: 'blocked', expectDenyOnly: 'blocked' },
   { name: 'tcp-disallowed-port', file: 'tcp-disallowed-port.py', class: 'egress', what: 'TCP to a port not allowed', expect: 'blocked' },
