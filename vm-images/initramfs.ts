@@ -3,7 +3,7 @@
 // an uncompressed newc cpio: under TCG decompressing it would cost more than reading it.
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LabError } from '../lab/errors.ts';
@@ -153,5 +153,9 @@ export async function buildInitramfs(k: KernelImage): Promise<Initramfs> {
   await rename(`${path}.tmp${process.pid}`, path);
   const meta = { modules: plan.modules.map((m) => m.name), builtin: plan.builtin, missing: plan.missing };
   await writeFile(metaPath, JSON.stringify(meta));
+  // older builds for this kernel (init.sh or busybox changed) are dead weight
+  for (const f of readdirSync(dir)) {
+    if (f.startsWith(`${k.release}-`) && !f.startsWith(basename(path))) await rm(join(dir, f), { force: true });
+  }
   return { path, ...meta };
 }
