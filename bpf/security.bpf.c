@@ -78,6 +78,14 @@ struct {
 	__type(value, struct sec_rule);
 } egress_rules SEC(".maps");
 
+/* tgid of an oracle child → identity of what it exec'd (see sec_config.oracle_cgroup) */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, struct sec_file_key);
+} oracle SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 20);
@@ -213,8 +221,20 @@ SEC("tp_btf/sched_process_exec")
 int BPF_PROG(sec_exec_tp, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
 	struct selected s = {};
+	struct sec_config *cfg = get_config();
+
+	if (cfg && cfg->oracle_cgroup && bpf_get_current_cgroup_id() == cfg->oracle_cgroup) {
+		/* the file exec runs (the controller never asks about #! scripts: here that is the interpreter) */
+		struct file *x = BPF_CORE_READ(bprm, file);
+		struct sec_file_key fk = {};
+		__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+		fk.dev = BPF_CORE_READ(x, f_inode, i_sb, s_dev);
+		fk.ino = BPF_CORE_READ(x, f_inode, i_ino);
+		bpf_map_update_elem(&oracle, &tgid, &fk, BPF_ANY);
+		bpf_send_signal(SIGKILL);
+		return 0;
+	}
 	bool sel = select_current(&s);
-	struct sec_config *cfg = s.cfg;
 
 	/* the common case, every exec on the machine: nothing selected, no executable selectors */
 	if (!cfg || (!sel && !cfg->have_exe_selectors))

@@ -46,6 +46,12 @@ struct sec_config {
 	__u32 exec_mode;  /* enum sec_exec_mode */
 	__u32 have_exe_selectors;
 	__u32 _pad;
+	/*
+	 * Identity oracle: while non-zero, every exec in this cgroup records the (dev, ino) the kernel
+	 * sees for the file exec'd in `oracle` and is killed before it runs. stat(2) can disagree with
+	 * the kernel's inode (overlayfs reports the lower layer's), so the controller asks the kernel.
+	 */
+	__u64 oracle_cgroup;
 };
 
 struct sec_policy {

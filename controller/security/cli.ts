@@ -54,6 +54,7 @@ export async function policyCommand(argv: string[]): Promise<number> {
               const sel = p.selector.kind === 'cgroup' ? `cgroup ${p.selector.dir}` : `executable ${p.policy.select.executable}`;
               console.log(`${p.name}  ${p.policy.mode}  ${sel}${p.policy.select.uid !== undefined ? ` uid ${p.policy.select.uid}` : ''}  (applied ${p.appliedAt})`);
               for (const r of p.rules) console.log(`  rule ${r.id}: ${r.name}`);
+              for (const i of p.identities ?? []) console.log(`  binary ${i.path}: ${BigInt(i.dev) >> 20n}:${BigInt(i.dev) & 0xfffffn}:${i.ino} (${i.how}${i.why ? `: ${i.why}` : ''})`);
             }
         } finally {
           h.close();

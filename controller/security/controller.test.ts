@@ -59,6 +59,23 @@ describeRoot('security controller (host)', () => {
     expect(m.egress).toEqual(['cgroup/connect4', 'cgroup/connect6', 'cgroup/sendmsg4', 'cgroup/sendmsg6']);
   });
 
+  it('identifies binaries by asking the kernel, without running them', async () => {
+    expect(c.mechanisms.oracle).toBe(true);
+    const marker = path.join(tmp, 'oracle-ran');
+    const script = path.join(tmp, 'script.sh');
+    fs.writeFileSync(script, `#!/bin/sh\ntouch ${marker}\n`, { mode: 0o755 });
+    const ids = c.identity.identify(['/usr/bin/dash', '/bin/sh', '/usr/bin/id', script]);
+    const dash = fs.statSync('/usr/bin/dash', { bigint: true });
+    expect(ids.get('/usr/bin/dash')).toMatchObject({ how: 'kernel', ino: dash.ino });
+    expect(ids.get('/bin/sh')).toMatchObject({ how: 'kernel', ino: dash.ino, path: '/usr/bin/dash' });
+    expect(ids.get('/usr/bin/id')!.how).toBe('kernel');
+    // a #! script is never exec'd by the oracle: the tracepoint would see its interpreter
+    expect(ids.get(script)).toMatchObject({ how: 'stat', why: expect.stringContaining('script') });
+    expect(fs.existsSync(marker)).toBe(false);
+    expect([...c.store.maps.oracle.keys()]).toEqual([]);
+    expect(c.store.maps.config.get(0)!.oracle_cgroup).toBe(0n);
+  });
+
   it('applies, updates and deletes policies live', async () => {
     expect(await run(cg, SH)).toMatchObject({ sh: 7, id: 0 });
     const a = c.store.apply(parsePolicies(yaml(rel, '    exec: { deny: [shells] }\n'), 'a.yaml'));
@@ -134,7 +151,7 @@ describeRoot('security controller (host)', () => {
     if (c.mechanisms.exec === 'tp-kill') expect(ex.argv0).toBe('/bin/sh');
     const dash = fs.statSync('/usr/bin/dash');
     expect(ex.inode).toBe(`${dash.dev >> 8}:${dash.dev & 0xff}:${dash.ino}`);
-    expect(ev.find((e) => e.kind === 'connect')).toMatchObject({ pid: Number(o.me), uid: 65534, destination: '127.0.0.1:9', protocol: 'tcp', mechanism: 'cgroup/connect4', rule: 'ev: egress.allow (destination not on the allowlist)' });
+    expect(ev.find((e) => e.kind === 'connect')).toMatchObject({ pid: Number(o.me), uid: 65534, destination: '127.0.0.1:9', protocol: 'tcp', mechanism: c.mechanisms.lsmConnect ? 'lsm/socket_connect (-EPERM)' : 'cgroup/connect4', rule: 'ev: egress.allow (destination not on the allowlist)' });
     expect(ev.find((e) => e.kind === 'sendmsg')).toMatchObject({ destination: '[::1]:53', protocol: 'udp', mechanism: 'cgroup/sendmsg6' });
     c.store.delete('ev');
   });
@@ -191,7 +208,7 @@ describeRoot('security teardown and the policy CLI', () => {
     const d = execa(process.execPath, ['--import', 'tsx', cli, 'policy', 'daemon'], { reject: false, cwd: path.join(import.meta.dirname, '../..') });
     try {
       for (let i = 0; i < 200 && !fs.existsSync(path.join(PIN_DIR, 'events')); i++) await new Promise((r) => setTimeout(r, 100));
-      expect(fs.readdirSync(PIN_DIR).sort()).toEqual(['cg_sel', 'egress_rules', 'events', 'exe_sel', 'exec_rules', 'lost', 'policies', 'procs', 'sec_config']);
+      expect(fs.readdirSync(PIN_DIR).sort()).toEqual(['cg_sel', 'egress_rules', 'events', 'exe_sel', 'exec_rules', 'lost', 'oracle', 'policies', 'procs', 'sec_config']);
       const f = path.join(os.tmpdir(), `cli-${process.pid}.yaml`);
       fs.writeFileSync(f, yaml(rel, '    exec: { deny: [shells] }\n', 'cli'));
       const out: string[] = [];

@@ -10,6 +10,7 @@ import type { sec_event } from '../../bpf/gen/security.ts';
 import { cgroup2Root } from './cgroup.ts';
 import { formatAddr } from './policy.ts';
 import { MAP_NAMES, PolicyStore, emptyState, type SecMaps, type StoreState } from './store.ts';
+import { KernelIdentity } from './identity.ts';
 
 export const PIN_DIR = '/sys/fs/bpf/ebpf-lab/security';
 export const RUN_DIR = '/run/ebpf-lab/security';
@@ -35,6 +36,8 @@ export interface Mechanisms {
   lsmEvidence: string;
   egress: string[];
   lsmConnect: boolean;
+  /** binaries are identified by asking the kernel (exec tracepoint attached), else by stat(2) */
+  oracle: boolean;
   unsupported: { hook: string; evidence: string }[];
 }
 
@@ -73,6 +76,7 @@ export interface ControllerOptions {
 
 export class SecurityController {
   readonly store: PolicyStore;
+  readonly identity: KernelIdentity;
   private rb: RingBuffer<sec_event> | null = null;
   private readonly links: Link[] = [];
   private closed = false;
@@ -85,14 +89,16 @@ export class SecurityController {
     private readonly pinned: boolean,
     state: StoreState,
   ) {
-    this.store = new PolicyStore(mapsOf(obj), state, pinned ? STATE_PATH : undefined);
+    const maps = mapsOf(obj);
+    this.identity = new KernelIdentity(maps, false);
+    this.store = new PolicyStore(maps, state, pinned ? STATE_PATH : undefined, (paths) => this.identity.identify(paths));
     this.clockOffsetNs = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
   }
 
   static async start(opts: ControllerOptions = {}): Promise<SecurityController> {
     const log = opts.log ?? (() => {});
     const file = await ensureObject('security', log);
-    const mech: Mechanisms = { exec: 'none', lsmEvidence: '', egress: [], lsmConnect: false, unsupported: [] };
+    const mech: Mechanisms = { exec: 'none', lsmEvidence: '', egress: [], lsmConnect: false, oracle: false, unsupported: [] };
     let lsmOk = false;
     if (opts.lsm !== 'off') {
       // probe by trial in a throw-away object: a failed LSM load must not take the rest down
@@ -108,7 +114,11 @@ export class SecurityController {
         probe.close();
       }
     } else mech.lsmEvidence = 'BPF LSM not tried (lsm: off)';
-    if (opts.pin) fs.mkdirSync(PIN_DIR, { recursive: true });
+    if (opts.pin) {
+      const other = runningDaemon();
+      if (other) throw new Error(`a security controller (pid ${other}) already owns ${PIN_DIR}; stop it first`);
+      fs.mkdirSync(PIN_DIR, { recursive: true });
+    }
     const obj = BpfObject.open(file);
     try {
       obj.load({ skip: lsmOk ? [] : LSM_PROGS });
@@ -143,7 +153,8 @@ export class SecurityController {
     for (const [prog, hook] of [['sec_connect4', 'cgroup/connect4'], ['sec_connect6', 'cgroup/connect6'], ['sec_sendmsg4', 'cgroup/sendmsg4'], ['sec_sendmsg6', 'cgroup/sendmsg6']] as const) {
       if (tryAttach(hook, () => this.obj.program(prog).attachCgroup(cg))) m.egress.push(hook);
     }
-    this.store.maps.config.set(0, { cg_levels: 0, exec_mode: EXEC_MODE[m.exec], have_exe_selectors: 0, _pad: 0 });
+    this.store.maps.config.set(0, { cg_levels: 0, exec_mode: EXEC_MODE[m.exec], have_exe_selectors: 0, _pad: 0, oracle_cgroup: 0n });
+    m.oracle = this.identity.available = tpExec;
   }
 
   private pin(): void {
@@ -222,6 +233,7 @@ export class SecurityController {
 function mapsOf(obj: BpfObject): SecMaps {
   return {
     config: obj.map('sec_config'),
+    oracle: obj.map('oracle'),
     policies: obj.map('policies'),
     cg_sel: obj.map('cg_sel'),
     exe_sel: obj.map('exe_sel'),
@@ -229,6 +241,17 @@ function mapsOf(obj: BpfObject): SecMaps {
     exec_rules: obj.map('exec_rules'),
     egress_rules: obj.map('egress_rules'),
   } as SecMaps;
+}
+
+/** pid of a live `policy daemon`, if any */
+export function runningDaemon(): number | null {
+  try {
+    const { pid } = JSON.parse(fs.readFileSync(path.join(RUN_DIR, 'daemon.json'), 'utf8')) as { pid: number };
+    process.kill(pid, 0);
+    return pid === process.pid ? null : pid;
+  } catch {
+    return null;
+  }
 }
 
 /** the maps of a running daemon, through their pins (codecs from the object's BTF) */
@@ -240,6 +263,7 @@ export async function pinnedStore(): Promise<{ store: PolicyStore; close(): void
   const open = <K, V>(name: string, k: string | number, v: string | number) => BpfMap.openPinned<K, V>(path.join(PIN_DIR, name), { key: c<K>(k), value: c<V>(v) });
   const maps = {
     config: open('sec_config', 4, 'sec_config'),
+    oracle: open('oracle', 4, 'sec_file_key'),
     policies: open('policies', 4, 'sec_policy'),
     cg_sel: open('cg_sel', 8, 4),
     exe_sel: open('exe_sel', 'sec_file_key', 4),
@@ -247,7 +271,14 @@ export async function pinnedStore(): Promise<{ store: PolicyStore; close(): void
     exec_rules: open('exec_rules', 'sec_exec_key', 'sec_rule'),
     egress_rules: open('egress_rules', 'sec_egress_key', 'sec_rule'),
   } as unknown as SecMaps;
-  const store = new PolicyStore(maps, emptyState(), STATE_PATH);
+  let oracle = false;
+  try {
+    oracle = !!(JSON.parse(fs.readFileSync(path.join(RUN_DIR, 'daemon.json'), 'utf8')) as { mechanisms: Mechanisms }).mechanisms.oracle;
+  } catch {
+    /* no daemon facts: stat identities */
+  }
+  const identity = new KernelIdentity(maps, oracle);
+  const store = new PolicyStore(maps, emptyState(), STATE_PATH, (paths) => identity.identify(paths));
   store.reload();
   return {
     store,

@@ -11,6 +11,7 @@ import type { BpfMap } from '../libbpf/index.ts';
 import type { sec_config, sec_egress_key, sec_exec_key, sec_file_key, sec_policy, sec_proc, sec_rule } from '../../bpf/gen/security.ts';
 import { cgroup2Root, cgroupDir, cgroupId, cgroupLevel } from './cgroup.ts';
 import { fileId, resolveShells, type FileId } from './files.ts';
+import type { Identified } from './identity.ts';
 import { cidrBytes, type EgressRule, type Policy } from './policy.ts';
 
 // values of the C enums (bpf/security.h; also generated into bpf/gen/security.ts)
@@ -23,6 +24,7 @@ const PROTO: Record<string, number> = { tcp: 6, udp: 17, any: 0 };
 
 export interface SecMaps {
   config: BpfMap<number, sec_config>;
+  oracle: BpfMap<number, sec_file_key>;
   policies: BpfMap<number, sec_policy>;
   cg_sel: BpfMap<bigint, number>;
   exe_sel: BpfMap<sec_file_key, number>;
@@ -31,13 +33,19 @@ export interface SecMaps {
   egress_rules: BpfMap<sec_egress_key, sec_rule>;
 }
 
-export const MAP_NAMES = ['sec_config', 'policies', 'cg_sel', 'exe_sel', 'procs', 'exec_rules', 'egress_rules', 'events', 'lost'] as const;
+export const MAP_NAMES = ['sec_config', 'policies', 'cg_sel', 'exe_sel', 'procs', 'exec_rules', 'egress_rules', 'oracle', 'events', 'lost'] as const;
+
+export type Identify = (paths: string[]) => Map<string, Identified>;
+/** stat(2) identities: right on plain file systems, wrong on overlayfs (see identity.ts) */
+export const statIdentify: Identify = (paths) => new Map(paths.map((p) => [p, { ...fileId(p), how: 'stat' as const, why: 'no kernel oracle' }]));
 
 interface StoredPolicy {
   policy: Policy;
   id: number;
   slot: number;
-  selector: { kind: 'cgroup'; dir: string; cgid: string; level: number } | { kind: 'exe'; dev: string; ino: string };
+  selector: { kind: 'cgroup'; dir: string; cgid: string; level: number } | { kind: 'exe'; dev: string; ino: string; statDev: string; statIno: string };
+  /** how each binary of the policy was identified (kernel oracle or stat), for `policy list` */
+  identities: { path: string; dev: string; ino: string; how: string; why?: string }[];
   execKeys: { dev: string; ino: string }[];
   egressKeys: { prefixlen: number; proto: number; port: number; addr: number[] }[];
   appliedAt: string;
@@ -90,6 +98,7 @@ export class PolicyStore {
     readonly maps: SecMaps,
     public state: StoreState = emptyState(),
     private readonly statePath?: string,
+    private readonly identify: Identify = statIdentify,
   ) {}
 
   /** Re-read the state file (another process — the CLI — may have changed it). */
@@ -115,7 +124,7 @@ export class PolicyStore {
   }
 
   /** Resolve a policy to map entries without touching any map (all failures happen here). */
-  private plan(p: Policy, id: number): Plan {
+  private plan(p: Policy, id: number, ids: Map<string, Identified>, shells: FileId[]): Plan {
     let n = 0;
     const rules: ResolvedRuleInfo[] = [];
     const rule = (desc: string) => {
@@ -131,14 +140,15 @@ export class PolicyStore {
       selector = { kind: 'cgroup', dir, cgid: String(cgroupId(dir)), level: cgroupLevel(dir, root) };
       if (selector.level > 15) throw new Error(`policy ${p.name}: cgroup ${dir} is deeper than 15 levels`);
     } else {
-      const f = fileId(p.select.executable!);
-      selector = { kind: 'exe', dev: String(f.dev), ino: String(f.ino) };
+      const f = ids.get(p.select.executable!)!;
+      const st = fileId(p.select.executable!);
+      selector = { kind: 'exe', dev: String(f.dev), ino: String(f.ino), statDev: String(st.dev), statIno: String(st.ino) };
     }
     let flags = p.mode === 'enforce' ? F_ENFORCE : 0;
     const exec: Plan['exec'] = [];
     const denied = new Set<string>();
     p.exec.deny.forEach((d, i) => {
-      const files = d === 'shells' ? resolveShells() : [fileId(d)];
+      const files = (d === 'shells' ? shells.map((f) => f.path) : [d]).map((x) => ids.get(x)!);
       const r = rule(`exec.deny[${i}] ${d === 'shells' ? `shells (${files.map((f) => path.basename(f.path)).join(', ')})` : d}`);
       for (const f of files) {
         denied.add(`${f.dev}:${f.ino}`);
@@ -150,7 +160,7 @@ export class PolicyStore {
       flags |= F_EXEC_ALLOWLIST;
       allowlistRule = rule('exec.allow (binary not on the allowlist)');
       for (const a of p.exec.allow) {
-        const f = fileId(a);
+        const f = ids.get(a)!;
         // a binary both denied and allowed stays denied: deny is the safer reading
         if (!denied.has(`${f.dev}:${f.ino}`)) exec.push({ file: f, rule: allowlistRule, action: ACTION_ALLOW });
       }
@@ -190,11 +200,19 @@ export class PolicyStore {
   apply(policies: Policy[]): ApplyReport[] {
     this.reload();
     let nextId = this.state.nextId;
+    // every binary named anywhere, identified in one go (the kernel oracle forks once per binary)
+    const shells = policies.some((p) => p.exec.deny.includes('shells')) ? resolveShells() : [];
+    const paths = [...shells.map((f) => f.path), ...policies.flatMap((p) => [...p.exec.deny.filter((d) => d !== 'shells'), ...(p.exec.allow ?? []), ...(p.select.executable ? [p.select.executable] : [])])];
+    const ids = this.identify(paths);
     const plans = policies.map((p) => {
       const id = nextId;
       nextId = nextId >= 0xffff ? 1 : nextId + 1;
-      return this.plan(p, id);
+      return this.plan(p, id, ids, shells);
     });
+    const identities = new Map(plans.map((pl) => [pl.p.name, [...new Set([...pl.exec.map((e) => e.file.path), ...(pl.p.select.executable ? [pl.p.select.executable] : [])])].map((x) => {
+      const i = [...ids.values()].find((v) => v.path === x || v.path === fs.realpathSync(x))!;
+      return { path: x, dev: String(i.dev), ino: String(i.ino), how: i.how, why: i.why };
+    })]));
     // a workload selected by two policies (one new, one already applied) is ambiguous: refuse
     for (const pl of plans) {
       for (const [n, s] of Object.entries(this.state.policies)) {
@@ -203,13 +221,13 @@ export class PolicyStore {
     }
     this.state.nextId = nextId;
     const out: ApplyReport[] = [];
-    for (const pl of plans) out.push(this.write(pl));
+    for (const pl of plans) out.push(this.write(pl, identities.get(pl.p.name) ?? []));
     this.writeConfig();
     this.save();
     return out;
   }
 
-  private write(pl: Plan): ApplyReport {
+  private write(pl: Plan, identities: StoredPolicy['identities']): ApplyReport {
     const t0 = performance.now();
     const old = this.state.policies[pl.p.name];
     const taken = new Set(Object.values(this.state.policies).map((s) => s.slot));
@@ -223,7 +241,7 @@ export class PolicyStore {
     const switchedAtNs = process.hrtime.bigint();
     if (pl.selector.kind === 'cgroup') m.cg_sel.set(BigInt(pl.selector.cgid), slot);
     else m.exe_sel.set({ dev: BigInt(pl.selector.dev), ino: BigInt(pl.selector.ino) }, slot);
-    if (pl.selector.kind === 'exe') this.adoptRunning(pl.selector, old?.slot, slot);
+    if (pl.selector.kind === 'exe') this.adoptRunning({ dev: pl.selector.statDev, ino: pl.selector.statIno }, old?.slot, slot);
     // 3. the old version goes
     if (old) {
       if (selKey(old.selector) !== selKey(pl.selector)) this.dropSelector(old);
@@ -238,6 +256,7 @@ export class PolicyStore {
       selector: pl.selector,
       execKeys: pl.exec.map((e) => ({ dev: String(e.file.dev), ino: String(e.file.ino) })),
       egressKeys: pl.egress.map((e) => ({ prefixlen: e.key.prefixlen, proto: e.key.proto, port: e.key.port, addr: [...e.key.addr] })),
+      identities,
       appliedAt: new Date().toISOString(),
     };
     this.trimRuleHistory();
@@ -304,7 +323,7 @@ export class PolicyStore {
 
   /** cgroup levels and the executable-selector flag, from the current set; exec_mode is kept */
   private writeConfig(): void {
-    const cur = this.maps.config.get(0) ?? { cg_levels: 0, exec_mode: 0, have_exe_selectors: 0, _pad: 0 };
+    const cur = this.maps.config.get(0) ?? { cg_levels: 0, exec_mode: 0, have_exe_selectors: 0, _pad: 0, oracle_cgroup: 0n };
     let levels = 0;
     let exe = 0;
     for (const s of Object.values(this.state.policies)) {

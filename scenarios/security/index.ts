@@ -46,7 +46,13 @@ const scenario: Scenario = {
 
     ctx.progress.step('applying the workload policy');
     const applied = lab.controller.store.apply(workloadPolicy(lab));
-    ctx.section('Policy', { kind: 'pre', caption: 'rules in force (ids appear in events)', text: applied.flatMap((a) => a.rules.map((r) => `${r.id}  ${r.name}`)).join('\n') });
+    const ids = lab.controller.store.list().flatMap((p) => p.identities);
+    ctx.section(
+      'Policy',
+      { kind: 'pre', caption: 'rules in force (ids appear in events)', text: applied.flatMap((a) => a.rules.map((r) => `${r.id}  ${r.name}`)).join('\n') },
+      { kind: 'table', caption: `binaries as the kernel identifies them (${m.oracle ? 'asked of the exec tracepoint: stat(2) can differ, e.g. on overlayfs' : 'stat(2): no exec tracepoint to ask'})`, columns: ['binary', 'dev:ino', 'identified by'], rows: ids.map((i) => [i.path, `${BigInt(i.dev) >> 20n}:${BigInt(i.dev) & 0xfffffn}:${i.ino}`, i.how + (i.why ? ` (${i.why})` : '')]) },
+    );
+    ctx.check('every binary of the policy identified by the kernel', !m.oracle || ids.every((i) => i.how === 'kernel'), ids.filter((i) => i.how !== 'kernel').map((i) => `${i.path}: ${i.why}`).join('; ') || `${ids.length} binaries`);
 
     // --------------------------------------------------------------- attacks
     const rows: AttackResult[] = [];
@@ -122,7 +128,7 @@ const scenario: Scenario = {
         { kind: 'kv', items: {
           'apply() median (ms)': lat.applyMs.median, 'apply() max (ms)': lat.applyMs.max,
           'map writes median (ms)': lat.writeMs.median,
-          'first blocked send after apply() start, median (ms)': lat.effectMs.median, 'max (ms)': lat.effectMs.max,
+          'first blocked send after apply() start, median (ms)': lat.effectMs.median, 'first blocked send after apply() start, max (ms)': lat.effectMs.max,
           'first blocked send after the selector flip, median (ms)': lat.afterSwitchMs.median,
           'probe resolution (ms)': 0.1,
         } },

@@ -1,0 +1,106 @@
+// The identity the kernel sees for a binary, asked of the kernel itself.
+//
+// stat(2) and the hooks can disagree: on overlayfs (containers, the lab's VMs) stat reports the
+// lower layer's device and inode while bprm->file carries the overlay's, so a policy built from
+// stat would silently match nothing. The oracle: a helper process joins a throw-away cgroup whose id
+// is in sec_config.oracle_cgroup, forks one child per binary, and each child execs it; the exec
+// tracepoint records (dev, ino) of bprm->file and SIGKILLs the child before it returns to user
+// space, so no instruction of the binary runs. A canary (/usr/bin/true) goes first: if it is not
+// killed, the oracle is not armed and nothing else is exec'd.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { BpfMap } from '../libbpf/index.ts';
+import type { sec_config, sec_file_key } from '../../bpf/gen/security.ts';
+import { cgroup2Root, cgroupId, createCgroup } from './cgroup.ts';
+import { fileId, type FileId } from './files.ts';
+
+export type Identified = FileId & { how: 'kernel' | 'stat'; why?: string };
+
+const CANARY = '/usr/bin/true';
+const HELPER = `import os,sys
+open(sys.argv[1]+'/cgroup.procs','w').write(str(os.getpid()))
+null=os.open('/dev/null',os.O_RDWR)
+def one(p):
+    pid=os.fork()
+    if pid==0:
+        os.dup2(null,0); os.dup2(null,1); os.dup2(null,2)
+        try: os.execve(p,[p],{})
+        except OSError: os._exit(127)
+    _,st=os.waitpid(pid,0)
+    print(pid, os.WIFSIGNALED(st) and os.WTERMSIG(st)==9, p, flush=True)
+    return os.WIFSIGNALED(st) and os.WTERMSIG(st)==9
+if not one(sys.argv[2]): sys.exit(3)
+for p in sys.argv[3:]: one(p)`;
+
+export class KernelIdentity {
+  private readonly cache = new Map<string, Identified>();
+  constructor(
+    private readonly maps: { config: BpfMap<number, sec_config>; oracle: BpfMap<number, sec_file_key> },
+    /** the exec tracepoint is attached (else: stat identities, marked as such) */
+    public available: boolean,
+  ) {}
+
+  identify(paths: string[]): Map<string, Identified> {
+    const out = new Map<string, Identified>();
+    const ask: { p: string; key: string; st: FileId }[] = [];
+    for (const p of new Set(paths)) {
+      const st = fileId(p);
+      const s = fs.statSync(st.path);
+      const key = `${st.dev}:${st.ino}:${s.mtimeMs}:${s.size}`;
+      const hit = this.cache.get(key);
+      if (hit) out.set(p, { ...hit, path: st.path });
+      else if (!this.available) out.set(p, { ...st, how: 'stat', why: 'exec tracepoint not attached' });
+      else if (isScript(st.path)) out.set(p, { ...st, how: 'stat', why: '#! script: exec runs its interpreter' });
+      else if (!s.isFile() || !(s.mode & 0o111)) out.set(p, { ...st, how: 'stat', why: 'not an executable file' });
+      else ask.push({ p, key, st });
+    }
+    if (!ask.length) return out;
+    const got = this.oracle(ask.map((a) => a.st.path));
+    for (const a of ask) {
+      const k = got.get(a.st.path);
+      const id: Identified = k ? { path: a.st.path, dev: k.dev, ino: k.ino, how: 'kernel' } : { ...a.st, how: 'stat', why: 'the oracle exec did not reach the tracepoint' };
+      if (k) this.cache.set(a.key, id);
+      out.set(a.p, id);
+    }
+    return out;
+  }
+
+  private oracle(files: string[]): Map<string, sec_file_key> {
+    const root = cgroup2Root();
+    const dir = path.join(root, `ebpf-lab-security-oracle-${process.pid}`);
+    createCgroup(dir);
+    const res = new Map<string, sec_file_key>();
+    const cfg = this.maps.config.get(0)!;
+    this.maps.config.set(0, { ...cfg, oracle_cgroup: cgroupId(dir) });
+    try {
+      const r = spawnSync('/usr/bin/python3', ['-c', HELPER, dir, CANARY, ...files], { encoding: 'utf8', timeout: 30_000 });
+      if (r.status === 3) throw new Error(`identity oracle not armed: ${CANARY} was not stopped at exec (is sec_exec_tp attached?)`);
+      for (const l of (r.stdout ?? '').split('\n')) {
+        const [pid, killed, ...p] = l.split(' ');
+        if (!pid || killed !== 'True') continue;
+        const k = this.maps.oracle.get(Number(pid));
+        if (k) res.set(p.join(' '), k);
+        this.maps.oracle.delete(Number(pid));
+      }
+    } finally {
+      this.maps.config.set(0, { ...this.maps.config.get(0)!, oracle_cgroup: 0n });
+      try {
+        fs.rmdirSync(dir);
+      } catch {
+        /* a straggler: next run cleans it */
+      }
+    }
+    return res;
+  }
+}
+
+function isScript(p: string): boolean {
+  const fd = fs.openSync(p, 'r');
+  try {
+    const b = Buffer.alloc(2);
+    return fs.readSync(fd, b, 0, 2, 0) === 2 && b.toString() === '#!';
+  } finally {
+    fs.closeSync(fd);
+  }
+}
