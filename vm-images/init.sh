@@ -50,9 +50,13 @@ else
   # dentries is safe and makes node's many small file reads far cheaper over 9p.
   mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose labroot /lower || die "cannot mount the host root over 9p"
 fi
+# xino=on: without it stat() reports the lower (9p) device for files while the kernel's inode —
+# what BPF sees in bprm->file, file->f_inode — is on the overlay's device, so any (dev, ino)
+# identity a controller computes from stat() would never match in the guest. With xino both
+# say: overlay device, inode number with the layer in its top bits.
 mount -t tmpfs -o mode=0755 tmpfs /rw
 mkdir -p /rw/upper /rw/work
-mount -t overlay overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work /newroot || die "cannot mount the overlay"
+mount -t overlay overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work,xino=on /newroot || die "cannot mount the overlay"
 
 cd /newroot || die "no /newroot"
 mount -t proc proc proc
