@@ -18,6 +18,12 @@ export interface Lab extends RunEnv {
   listeners: Listeners;
   pg?: Postgres;
   hardlink?: string;
+  /**
+   * whether the kernel sees the hard link as the same inode as /usr/bin/dash. Not on overlayfs:
+   * link() first copies a lower-layer file up, and the two names get different inode numbers, so
+   * there a "hard link" is a copy as far as identity goes (the allowlist still stops it).
+   */
+  hardlinkSameInode?: boolean;
 }
 
 export type Defer = (what: string, fn: () => unknown | Promise<unknown>) => void;
@@ -45,6 +51,13 @@ export async function setupLab(defer: Defer, opts: { postgres?: boolean; log?: (
 
   const controller = await SecurityController.start({ log, lsm: opts.lsm });
   defer('close security controller (links, programs, maps)', () => controller.close());
+  let hardlinkSameInode: boolean | undefined;
+  if (hardlink) {
+    const ids = controller.identity.identify(['/usr/bin/dash', hardlink]);
+    const a = ids.get('/usr/bin/dash')!;
+    const b = ids.get(hardlink)!;
+    hardlinkSameInode = a.dev === b.dev && a.ino === b.ino;
+  }
   const listeners = await startListeners();
   defer('close listeners', () => listeners.close());
   let pg: Postgres | undefined;
@@ -65,7 +78,7 @@ export async function setupLab(defer: Defer, opts: { postgres?: boolean; log?: (
     PSQL: pg?.psql ?? '/usr/bin/false',
     PG_PORT: String(pg?.port ?? 5432),
   };
-  return { controller, cgroupDir: path.join(base, 'workload'), scratch, env, root, base, workloadCg: `/${name}/workload`, outsideDir: path.join(base, 'outside'), listeners, pg, hardlink };
+  return { controller, cgroupDir: path.join(base, 'workload'), scratch, env, root, base, workloadCg: `/${name}/workload`, outsideDir: path.join(base, 'outside'), listeners, pg, hardlink, hardlinkSameInode };
 }
 
 /** The binaries the workload legitimately runs (its exec allowlist). */
