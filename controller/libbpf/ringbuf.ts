@@ -26,9 +26,11 @@ const epollWaitAsync = promisify((C.epoll_wait as unknown as { async: (...a: unk
 export interface RingBufferOptions<T> {
   /** decode one record: dv is a view on the ring, off its first byte, len its length */
   decode: (dv: DataView, off: number, len: number) => T;
-  /** most records kept in JS between drain and consumer; when full, draining pauses (backpressure) */
-  maxQueue?: number;
-  /** most records handed out per batch */
+  /**
+   * most records decoded per batch. This is the bound on what lives in JS: records stay in the
+   * kernel ring (the bounded queue, max_entries bytes) until the consumer asks for the next batch,
+   * and when that ring is full the BPF side's reserve fails and it counts the record as lost.
+   */
   maxBatch?: number;
   /** how long one idle wait lasts before re-checking for close (ms) */
   idleWaitMs?: number;
@@ -54,15 +56,12 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
   private readonly size: number;
   private readonly epfd: number;
   private closed = false;
-  private readonly maxQueue: number;
   private readonly maxBatch: number;
   private readonly idleWaitMs: number;
   private readonly coalesceMs: number;
   private readonly smallBatch: number;
   /** records delivered to the consumer */
   delivered = 0;
-  /** times the JS queue was full and draining paused (the kernel ring absorbs it, or drops) */
-  overflows = 0;
   /** wake-ups that found data (epoll returns) */
   wakeups = 0;
   /** records the BPF side discarded (bpf_ringbuf_discard) */
@@ -74,7 +73,6 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
   ) {
     if (map.meta.type !== MapType.RINGBUF) throw new BpfError(`map "${map.name}" is not a ring buffer (type ${map.meta.type})`);
     this.size = map.meta.maxEntries;
-    this.maxQueue = opts.maxQueue ?? 65536;
     this.maxBatch = opts.maxBatch ?? 4096;
     this.idleWaitMs = opts.idleWaitMs ?? 100;
     this.coalesceMs = opts.coalesceMs ?? 5;
@@ -138,16 +136,12 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
     return n > 0;
   }
 
-  /** Batches of records as they arrive; ends when close() is called. */
+  /** Batches of records as they arrive (the next one is drained only when asked for); ends on close(). */
   async *batches(): AsyncGenerator<T[]> {
-    let queued = 0;
     while (!this.closed) {
-      const batch = this.drain(Math.min(this.maxBatch, this.maxQueue - queued || 1));
+      const batch = this.drain(this.maxBatch);
       if (batch.length) {
-        if (batch.length >= this.maxQueue) this.overflows++;
-        queued = batch.length;
         yield batch;
-        queued = 0;
         if (batch.length < this.smallBatch && this.coalesceMs > 0 && !this.closed) await new Promise((r) => setTimeout(r, this.coalesceMs));
         continue;
       }
