@@ -63,7 +63,8 @@ describeRoot('hello-openat', () => {
       expect(results.status).toBe('pass');
       expect(results.checks.map((c) => c.name)).toContain('no event lost at 5000 events/s');
       const json = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8'));
-      expect(json.metrics.load.delivered).toBe(5000);
+      expect(json.metrics.load.delivered).toBe(json.metrics.load.gen.ops);
+      expect(json.metrics.load.gen.ops).toBeGreaterThan(4900);
       expect(json.environment.probes['attach:tracepoint'].ok).toBe(true);
       const page = fs.readFileSync(html, 'utf8');
       expect(page).toMatch(/data:image\/png;base64,/);
