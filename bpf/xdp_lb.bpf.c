@@ -1,0 +1,379 @@
+// XDP L4 load balancer, Katran style: VIP lookup → conntrack (LRU) → Maglev ring (map-in-map,
+// swapped whole by the controller) → L2 direct server return (rewrite MACs, XDP_TX/redirect).
+// The control plane (controller/lb/) owns every map; this file only reads them, except
+// conntrack and counters. Also here: the small helper programs the benchmark and tests need
+// on veth peers (pass, sink, drop) and a live-frames packet generator.
+#include "include/lab.h"
+#include "xdp_lb.h"
+
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define IPPROTO_TCP_ 6
+#define IPPROTO_UDP_ 17
+#define IP_MF 0x2000
+#define IP_OFFSET 0x1FFF
+#define NEXTHDR_FRAGMENT 44
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LB_MAX_VIPS);
+	__type(key, struct vip_key);
+	__type(value, struct vip_meta);
+} vips SEC(".maps");
+
+/* addresses that carry at least one VIP: lets us recognise fragments sent to a VIP (no ports) */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LB_MAX_VIPS);
+	__type(key, __u8[16]);
+	__type(value, __u32);
+} vip_addrs SEC(".maps");
+
+/* vip_id → Maglev ring (array of backend ids). The controller builds a whole new inner map and
+ * swaps the pointer in one update, so a packet sees either the old or the new table, never a mix.
+ * BPF_F_INNER_MAP lets rings of any prime size replace the template. */
+struct lb_ring {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_INNER_MAP);
+	__uint(max_entries, LB_DEFAULT_RING);
+	__type(key, __u32);
+	__type(value, __u32);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, LB_MAX_VIPS);
+	__type(key, __u32);
+	__array(values, struct lb_ring);
+} rings SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LB_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct backend);
+} backends SEC(".maps");
+
+/* One hash table, per-CPU LRU lists (BPF_F_NO_COMMON_LRU): no cross-CPU lock on eviction, yet a
+ * flow that moves CPU (veth picks the sender's CPU) still finds its entry. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
+	__uint(max_entries, LB_CT_ENTRIES);
+	__type(key, struct flow_key);
+	__type(value, struct ct_value);
+} conntrack SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LB_MAX_VIPS + LB_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct lb_stats);
+} stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lb_global);
+} global_stats SEC(".maps");
+
+static __always_inline struct lb_global *gstats(void)
+{
+	__u32 k = 0;
+	return bpf_map_lookup_elem(&global_stats, &k);
+}
+
+#define GCOUNT(g, field)                                                                           \
+	do {                                                                                       \
+		if (g)                                                                             \
+			g->field++;                                                                \
+	} while (0)
+
+static __always_inline __u32 rotl(__u32 x, int r)
+{
+	return (x << r) | (x >> (32 - r));
+}
+
+/* murmur3-style mixing over the flow: cheap, and good enough spread for a ring index */
+static __always_inline __u32 mix(__u32 h, __u32 k)
+{
+	k *= 0xcc9e2d51;
+	k = rotl(k, 15);
+	k *= 0x1b873593;
+	h ^= k;
+	h = rotl(h, 13);
+	return h * 5 + 0xe6546b64;
+}
+
+static __always_inline __u32 flow_hash(const struct flow_key *f)
+{
+	const __u32 *s = (const __u32 *)f->src;
+	__u32 h = 0x9747b28c;
+	h = mix(h, s[0]);
+	h = mix(h, s[1]);
+	h = mix(h, s[2]);
+	h = mix(h, s[3]);
+	h = mix(h, ((__u32)f->sport << 16) | f->dport);
+	h = mix(h, f->proto);
+	h ^= h >> 16;
+	h *= 0x85ebca6b;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	h ^= h >> 16;
+	return h;
+}
+
+static __always_inline void count(__u32 idx, __u64 bytes, int new_flow, int hit)
+{
+	struct lb_stats *s = bpf_map_lookup_elem(&stats, &idx);
+	if (!s)
+		return;
+	s->packets++;
+	s->bytes += bytes;
+	if (new_flow)
+		s->new_flows++;
+	if (hit)
+		s->ct_hits++;
+	else
+		s->ct_misses++;
+}
+
+SEC("xdp")
+int xdp_lb(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct lb_global *g = gstats();
+	struct ethhdr *eth = data;
+	struct flow_key f = {};
+	struct vip_key vk = {};
+	void *l4;
+	int is_syn = 0;
+
+	GCOUNT(g, rx);
+	if ((void *)(eth + 1) > data_end) {
+		GCOUNT(g, pass_non_ip);
+		return XDP_PASS;
+	}
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+		if ((void *)(ip + 1) > data_end || ip->ihl < 5 || ip->version != 4) {
+			GCOUNT(g, pass_truncated_ip);
+			return XDP_PASS;
+		}
+		/* options are fine: DSR does not touch the IP header, we only skip them */
+		l4 = (void *)ip + ip->ihl * 4;
+		if (l4 > data_end) {
+			GCOUNT(g, pass_truncated_ip);
+			return XDP_PASS;
+		}
+		f.family = LB_AF_INET;
+		f.proto = ip->protocol;
+		__builtin_memcpy(f.src, &ip->saddr, 4);
+		__builtin_memcpy(f.dst, &ip->daddr, 4);
+		if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)) {
+			if (bpf_map_lookup_elem(&vip_addrs, f.dst)) {
+				GCOUNT(g, drop_fragment);
+				return XDP_DROP;
+			}
+			GCOUNT(g, pass_non_vip);
+			return XDP_PASS;
+		}
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+		if ((void *)(ip6 + 1) > data_end) {
+			GCOUNT(g, pass_truncated_ip);
+			return XDP_PASS;
+		}
+		l4 = ip6 + 1;
+		f.family = LB_AF_INET6;
+		f.proto = ip6->nexthdr;
+		__builtin_memcpy(f.src, &ip6->saddr, 16);
+		__builtin_memcpy(f.dst, &ip6->daddr, 16);
+		if (ip6->nexthdr == NEXTHDR_FRAGMENT) {
+			if (bpf_map_lookup_elem(&vip_addrs, f.dst)) {
+				GCOUNT(g, drop_fragment);
+				return XDP_DROP;
+			}
+			GCOUNT(g, pass_non_vip);
+			return XDP_PASS;
+		}
+	} else {
+		GCOUNT(g, pass_non_ip);
+		return XDP_PASS;
+	}
+
+	if (f.proto != IPPROTO_TCP_ && f.proto != IPPROTO_UDP_) {
+		GCOUNT(g, pass_other_proto);
+		return XDP_PASS;
+	}
+	/* both TCP and UDP start with the two ports: read them, then check the full header length */
+	if (l4 + 4 > data_end) {
+		if (bpf_map_lookup_elem(&vip_addrs, f.dst)) {
+			GCOUNT(g, drop_truncated_l4);
+			return XDP_DROP;
+		}
+		GCOUNT(g, pass_non_vip);
+		return XDP_PASS;
+	}
+	f.sport = *(__u16 *)l4;
+	f.dport = *(__u16 *)(l4 + 2);
+
+	__builtin_memcpy(vk.addr, f.dst, 16);
+	vk.port = f.dport;
+	vk.proto = f.proto;
+	vk.family = f.family;
+	struct vip_meta *vm = bpf_map_lookup_elem(&vips, &vk);
+	if (!vm) {
+		GCOUNT(g, pass_non_vip);
+		return XDP_PASS;
+	}
+	if (f.proto == IPPROTO_TCP_) {
+		struct tcphdr *th = l4;
+		if ((void *)(th + 1) > data_end) {
+			GCOUNT(g, drop_truncated_l4);
+			return XDP_DROP;
+		}
+		/* a SYN starts a new flow even if a stale entry for the same tuple exists (port reuse) */
+		is_syn = th->syn && !th->ack;
+	} else if (l4 + sizeof(struct udphdr) > data_end) {
+		GCOUNT(g, drop_truncated_l4);
+		return XDP_DROP;
+	}
+
+	__u32 vip_id = vm->vip_id;
+	__u64 bytes = data_end - data;
+	struct backend *be = NULL;
+	__u32 be_id = 0;
+	int hit = 0;
+
+	struct ct_value *ct = is_syn ? NULL : bpf_map_lookup_elem(&conntrack, &f);
+	if (ct && ct->vip_id == vip_id) {
+		be_id = ct->backend_id;
+		be = bpf_map_lookup_elem(&backends, &be_id);
+		/* a removed backend's flows are re-hashed; a draining or down one keeps its flows */
+		if (be && (be->flags & LB_BE_F_ACTIVE))
+			hit = 1;
+		else
+			be = NULL;
+	}
+	if (!be) {
+		__u32 ring_size = vm->ring_size;
+		void *ring = bpf_map_lookup_elem(&rings, &vip_id);
+		if (!ring || !ring_size) {
+			GCOUNT(g, drop_no_backend);
+			return XDP_DROP;
+		}
+		__u32 idx = flow_hash(&f) % ring_size;
+		__u32 *slot = bpf_map_lookup_elem(ring, &idx);
+		if (!slot || *slot >= LB_MAX_BACKENDS) {
+			/* the controller marks an empty ring with LB_MAX_BACKENDS */
+			GCOUNT(g, drop_no_backend);
+			return XDP_DROP;
+		}
+		be_id = *slot;
+		be = bpf_map_lookup_elem(&backends, &be_id);
+		if (!be || !(be->flags & LB_BE_F_ACTIVE)) {
+			GCOUNT(g, drop_bad_backend);
+			return XDP_DROP;
+		}
+		struct ct_value nv = { .backend_id = be_id, .vip_id = vip_id };
+		bpf_map_update_elem(&conntrack, &f, &nv, BPF_ANY);
+	}
+
+	count(vip_id, bytes, !hit, hit);
+	count(LB_MAX_VIPS + (be_id & (LB_MAX_BACKENDS - 1)), bytes, !hit, hit);
+
+	__builtin_memcpy(eth->h_dest, be->mac, 6);
+	__builtin_memcpy(eth->h_source, be->src_mac, 6);
+	GCOUNT(g, forwarded);
+	if (be->ifindex == ctx->ingress_ifindex)
+		return XDP_TX;
+	long r = bpf_redirect(be->ifindex, 0);
+	if (r != XDP_REDIRECT)
+		GCOUNT(g, redirect_fail);
+	return r;
+}
+
+/* ---- helpers for veth peers and benchmarks ---- */
+
+/* A receiving veth peer must run an XDP program, or redirected/TX'd frames are dropped silently. */
+SEC("xdp")
+int xdp_pass(struct xdp_md *ctx)
+{
+	return XDP_PASS;
+}
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sink_cfg);
+} sink_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} sink_count SEC(".maps");
+
+/* Pass everything except UDP to the configured port, which is counted and dropped: the
+ * benchmark counts forwarded frames at the receiver (veth drops leave no counter behind). */
+SEC("xdp")
+int xdp_sink(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 k = 0;
+	struct sink_cfg *cfg = bpf_map_lookup_elem(&sink_config, &k);
+	if (!cfg || !cfg->udp_port)
+		return XDP_PASS;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return XDP_PASS;
+	struct udphdr *uh;
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+		if ((void *)(ip + 1) > data_end || ip->protocol != IPPROTO_UDP_ || ip->ihl != 5)
+			return XDP_PASS;
+		uh = (void *)(ip + 1);
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+		if ((void *)(ip6 + 1) > data_end || ip6->nexthdr != IPPROTO_UDP_)
+			return XDP_PASS;
+		uh = (void *)(ip6 + 1);
+	} else {
+		return XDP_PASS;
+	}
+	if ((void *)(uh + 1) > data_end || uh->dest != cfg->udp_port)
+		return XDP_PASS;
+	lab_count(&sink_count);
+	return XDP_DROP;
+}
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} drop_count SEC(".maps");
+
+/* the ceiling: the cheapest thing an XDP program can do with a frame on this interface */
+SEC("xdp")
+int xdp_drop(struct xdp_md *ctx)
+{
+	lab_count(&drop_count);
+	return XDP_DROP;
+}
+
+/* Live-frames generator (BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES): every run sends the
+ * test frame out of gen_ifindex, i.e. into its veth peer's XDP program. */
+const volatile __u32 gen_ifindex = 0;
+
+SEC("xdp")
+int xdp_gen(struct xdp_md *ctx)
+{
+	return bpf_redirect(gen_ifindex, 0);
+}

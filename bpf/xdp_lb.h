@@ -1,0 +1,95 @@
+/* Structs shared by xdp_lb.bpf.c and the TypeScript control plane (controller/lb/). TS reads
+ * these layouts from the object's BTF (bpf/gen/xdp_lb.ts); never hand-code offsets in TS.
+ * Addresses are stored in network byte order in 16 bytes (IPv4 in the first 4, rest zero);
+ * ports in network byte order too, so the data plane compares raw header bytes. */
+#pragma once
+
+#define LB_MAX_VIPS 64
+#define LB_MAX_BACKENDS 1024
+#define LB_CT_ENTRIES 262144
+#define LB_DEFAULT_RING 65537
+
+#define LB_AF_INET 4
+#define LB_AF_INET6 6
+
+/* vip_meta.flags */
+#define LB_VIP_F_ACTIVE 1
+
+/* backend.flags */
+#define LB_BE_F_ACTIVE 1   /* present: conntrack hits may keep using it */
+#define LB_BE_F_DRAINING 2 /* informational: weight 0 in the ring, old flows stay */
+#define LB_BE_F_DOWN 4     /* health check failed: out of the ring */
+
+struct vip_key {
+	__u8 addr[16];
+	__u16 port; /* network order */
+	__u8 proto; /* IPPROTO_TCP / IPPROTO_UDP */
+	__u8 family; /* LB_AF_INET / LB_AF_INET6 */
+};
+
+struct vip_meta {
+	__u32 vip_id;     /* index into the maglev outer map and vip stats */
+	__u32 ring_size;  /* entries of the inner table (prime) */
+	__u32 flags;
+	__u32 generation; /* bumped on every table swap: lets the controller tell tables apart */
+};
+
+/* One backend slot; indexed by backend id in the backends array. The control plane keeps its
+ * whole model here (address, port, weight, vip), so a restarted controller rebuilds from maps. */
+struct backend {
+	__u8 mac[6];     /* next-hop MAC (the backend itself in L2 DSR) */
+	__u8 src_mac[6]; /* MAC of the egress interface */
+	__u32 ifindex;   /* egress interface; equal to the ingress one means XDP_TX */
+	__u8 addr[16];   /* the backend's own address (health checks, proxies) */
+	__u16 port;      /* health-check port, host order */
+	__u8 family;
+	__u8 flags;
+	__u32 vip_id;
+	__u32 weight;
+};
+
+struct flow_key {
+	__u8 src[16];
+	__u8 dst[16];
+	__u16 sport;
+	__u16 dport;
+	__u8 proto;
+	__u8 family;
+	__u16 pad;
+};
+
+struct ct_value {
+	__u32 backend_id;
+	__u32 vip_id;
+};
+
+/* per-CPU counters, one entry per VIP (index vip_id) and per backend (LB_MAX_VIPS + backend id) */
+struct lb_stats {
+	__u64 packets;
+	__u64 bytes;
+	__u64 new_flows;
+	__u64 ct_hits;
+	__u64 ct_misses;
+};
+
+/* per-CPU global counters: what did not get forwarded and why */
+struct lb_global {
+	__u64 rx;
+	__u64 forwarded;
+	__u64 pass_non_vip;
+	__u64 pass_non_ip;
+	__u64 pass_other_proto;
+	__u64 pass_truncated_ip; /* IP header incomplete: not ours to judge */
+	__u64 drop_truncated_l4; /* VIP traffic with a cut L4 header */
+	__u64 drop_fragment;     /* fragments to a VIP address (no ports to hash on) */
+	__u64 drop_no_backend;   /* VIP with an empty ring */
+	__u64 drop_bad_backend;  /* ring pointed at an inactive slot */
+	__u64 redirect_fail;
+};
+
+/* config of the pass/sink program on the receiving peer (benchmarks count forwarded frames) */
+struct sink_cfg {
+	__u16 udp_port; /* network order; 0 = pass everything */
+	__u16 pad;
+	__u32 pad2;
+};

@@ -1,0 +1,213 @@
+// The LB's kernel side through controller/libbpf: loads bpf/xdp_lb.bpf.o with its maps pinned
+// (so a controller restart finds the same conntrack, rings and counters), attaches it with a
+// pinned bpf_link (so traffic flows while no controller runs), swaps Maglev rings whole.
+import fs from 'node:fs';
+import path from 'node:path';
+import { BpfObject, BpfMap, Link, MapType, libbpf, mapInfo, rawCodec, type Program } from '../libbpf/index.ts';
+import { ensureObject } from '../../bpf/build.ts';
+import { ValidationError } from './addr.ts';
+import type { backend, ct_value, flow_key, lb_global, lb_stats, vip_key, vip_meta } from '../../bpf/gen/xdp_lb.ts';
+
+export const MAX_VIPS = 64; // LB_MAX_VIPS
+export const MAX_BACKENDS = 1024; // LB_MAX_BACKENDS
+export const BE_ACTIVE = 1;
+export const BE_DRAINING = 2;
+export const BE_DOWN = 4;
+const BPF_F_INNER_MAP = 1 << 12;
+
+/** maps whose contents must survive a controller restart */
+const PINNED = ['vips', 'vip_addrs', 'rings', 'backends', 'conntrack', 'stats', 'global_stats'] as const;
+
+export interface DataplaneOptions {
+  pinDir: string;
+  conntrackEntries?: number;
+  /** load only, do not pin (packet-fixture tests) */
+  noPin?: boolean;
+}
+
+export class Dataplane implements Disposable {
+  readonly vips: BpfMap<vip_key, vip_meta>;
+  readonly vipAddrs: BpfMap<Uint8Array, number>;
+  readonly rings: BpfMap<number, number>;
+  readonly backends: BpfMap<number, backend>;
+  readonly conntrack: BpfMap<flow_key, ct_value>;
+  readonly stats: BpfMap<number, lb_stats>;
+  readonly global: BpfMap<number, lb_global>;
+  readonly prog: Program;
+  /** true when the maps came from pins (a restart) */
+  readonly restored: boolean;
+  private link: Link | null = null;
+
+  private constructor(readonly obj: BpfObject, readonly pinDir: string, restored: boolean) {
+    this.vips = obj.map('vips');
+    this.vipAddrs = obj.map('vip_addrs');
+    this.rings = obj.map('rings');
+    this.backends = obj.map('backends');
+    this.conntrack = obj.map('conntrack');
+    this.stats = obj.map('stats');
+    this.global = obj.map('global_stats');
+    this.prog = obj.program('xdp_lb');
+    this.restored = restored;
+  }
+
+  static async open(opts: DataplaneOptions): Promise<Dataplane> {
+    if (!opts.noPin) assertBpffs(path.dirname(opts.pinDir));
+    const file = await ensureObject('xdp_lb');
+    const obj = BpfObject.open(file);
+    const restored = !opts.noPin && fs.existsSync(path.join(opts.pinDir, 'vips'));
+    try {
+      if (!opts.noPin) {
+        fs.mkdirSync(opts.pinDir, { recursive: true });
+        // libbpf reuses a compatible pinned map at this path, or creates and pins a new one
+        for (const m of PINNED) obj.setPinPath(m, path.join(opts.pinDir, m));
+      }
+      obj.load({
+        skip: ['xdp_pass', 'xdp_sink', 'xdp_drop', 'xdp_gen'],
+        maxEntries: { conntrack: opts.conntrackEntries ?? 262144, sink_config: 1, sink_count: 1, drop_count: 1 },
+      });
+    } catch (e) {
+      obj.close();
+      throw e;
+    }
+    return new Dataplane(obj, opts.pinDir, restored);
+  }
+
+  get linkPin(): string {
+    return path.join(this.pinDir, 'link');
+  }
+
+  /**
+   * Attach to ifname. A link pinned by a previous controller is kept and pointed at this
+   * process's program (BPF_LINK_UPDATE, atomic), so packets never see an unattached interface.
+   */
+  attach(ifname: string, mode: 'auto' | 'native' | 'generic' = 'auto'): 'attached' | 'adopted' {
+    if (fs.existsSync(this.linkPin)) {
+      const p = libbpf.bpf_link__open(this.linkPin) as bigint;
+      if (p !== 0n && p !== null) {
+        this.link = this.obj.adopt(new Link(`xdp_lb → ${ifname} (pinned)`, p));
+        this.link.update(this.prog.ptr);
+        return 'adopted';
+      }
+      fs.rmSync(this.linkPin, { force: true });
+    }
+    if (mode === 'auto') {
+      this.link = this.prog.attachXdp(ifname);
+      this.link.pin(this.linkPin);
+    } else {
+      // netlink attachments cannot be pinned; they stay until detached
+      this.link = this.prog.attachXdp(ifname, { mode });
+    }
+    return 'attached';
+  }
+
+  /** Build a new ring map, fill it, then swap it in with one pointer update. */
+  swapRing(vipId: number, table: Uint32Array): void {
+    const inner = BpfMap.create<number, number>({ type: MapType.ARRAY, name: 'lb_ring', keySize: 4, valueSize: 4, maxEntries: table.length, flags: BPF_F_INNER_MAP });
+    try {
+      const entries: [number, number][] = new Array(table.length);
+      for (let i = 0; i < table.length; i++) entries[i] = [i, table[i]!];
+      inner.updateBatch(entries);
+      this.rings.setInner(vipId, inner);
+    } finally {
+      inner.close(); // the outer map holds its own reference
+    }
+  }
+
+  /** The ring the data plane uses for vipId, read back from the kernel. */
+  readRing(vipId: number): Uint32Array | null {
+    const id = this.rings.innerId(vipId);
+    if (!id) return null;
+    const fd = libbpf.bpf_map_get_fd_by_id(id) as number;
+    if (fd < 0) return null;
+    const info = mapInfo(fd);
+    const m = new BpfMap<number, number>(info, fd, rawCodec(4) as never, rawCodec(4) as never, true);
+    try {
+      const out = new Uint32Array(info.maxEntries);
+      for (const [k, v] of m.lookupBatch(4096) ?? []) out[k] = v as number;
+      return out;
+    } finally {
+      m.close();
+    }
+  }
+
+  clearRing(vipId: number): void {
+    this.rings.delete(vipId);
+  }
+
+  sumStats(idx: number): lb_stats {
+    const per = this.stats.getPerCpu(idx) ?? [];
+    const out: lb_stats = { packets: 0n, bytes: 0n, new_flows: 0n, ct_hits: 0n, ct_misses: 0n };
+    for (const s of per) for (const k of Object.keys(out) as (keyof lb_stats)[]) out[k] += s[k];
+    return out;
+  }
+
+  globalStats(): Record<keyof lb_global, bigint> {
+    const per = this.global.getPerCpu(0) ?? [];
+    const out = {} as Record<keyof lb_global, bigint>;
+    for (const s of per) for (const [k, v] of Object.entries(s)) out[k as keyof lb_global] = (out[k as keyof lb_global] ?? 0n) + (v as bigint);
+    return out;
+  }
+
+  /** bytes the kernel charges for this LB's maps (fdinfo memlock) */
+  mapMemory(): number {
+    let total = 0;
+    for (const m of [this.vips, this.vipAddrs, this.rings, this.backends, this.conntrack, this.stats, this.global]) {
+      try {
+        const t = fs.readFileSync(`/proc/self/fdinfo/${m.fd}`, 'utf8');
+        total += Number(t.match(/memlock:\s+(\d+)/)?.[1] ?? 0);
+      } catch { /* ignore */ }
+    }
+    for (let v = 0; v < MAX_VIPS; v++) {
+      const id = this.rings.innerId(v);
+      if (!id) continue;
+      const fd = libbpf.bpf_map_get_fd_by_id(id) as number;
+      if (fd < 0) continue;
+      try {
+        total += Number(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8').match(/memlock:\s+(\d+)/)?.[1] ?? 0);
+      } finally {
+        fs.closeSync(fd);
+      }
+    }
+    return total;
+  }
+
+  /** Leave the kernel state in place (restart); close our handles. */
+  close(): void {
+    this.link?.disconnect();
+    this.obj.close();
+  }
+
+  /** Tear everything down: detach, unpin, remove the pin directory. */
+  purge(): void {
+    if (this.link) {
+      this.link.unpin();
+      this.link.close();
+    }
+    fs.rmSync(this.linkPin, { force: true });
+    for (const m of PINNED) fs.rmSync(path.join(this.pinDir, m), { force: true });
+    this.obj.close();
+    try {
+      fs.rmdirSync(this.pinDir);
+    } catch { /* not empty or gone */ }
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+/** The pin root must be on the host's bpffs, or pins vanish with this process's mount namespace. */
+export function assertBpffs(dir: string): void {
+  let best = { mnt: '', type: '' };
+  for (const l of fs.readFileSync('/proc/self/mounts', 'utf8').split('\n')) {
+    const [, mnt, type] = l.split(' ');
+    if (!mnt || !type) continue;
+    const p = path.resolve(dir);
+    if ((p === mnt || p.startsWith(mnt.endsWith('/') ? mnt : `${mnt}/`)) && mnt.length >= best.mnt.length) best = { mnt, type };
+  }
+  if (best.type !== 'bpf') {
+    throw new ValidationError(
+      `${dir} is not on a bpffs (it is on ${best.type || 'nothing'} mounted at ${best.mnt || '?'}): pinned maps would not outlive the controller. In a network namespace start it with "nsenter --net=/run/netns/NAME", not "ip netns exec" (which remounts /sys), or set pinRoot on a bpffs`,
+    );
+  }
+}

@@ -1,0 +1,63 @@
+// Prometheus metrics read from the per-CPU counters at scrape time (summed over CPUs): nothing is
+// counted twice and the controller holds no counters of its own, so a restart loses nothing.
+import client from 'prom-client';
+import { MAX_VIPS } from './dataplane.ts';
+import { backendKey } from './config.ts';
+import type { LbController } from './controller.ts';
+import type { lb_stats } from '../../bpf/gen/xdp_lb.ts';
+
+const FIELDS: [keyof lb_stats, string, string][] = [
+  ['packets', 'packets_total', 'packets forwarded'],
+  ['bytes', 'bytes_total', 'bytes forwarded'],
+  ['new_flows', 'new_flows_total', 'flows that went through the Maglev ring'],
+  ['ct_hits', 'conntrack_hits_total', 'packets whose flow was in conntrack'],
+  ['ct_misses', 'conntrack_misses_total', 'packets whose flow was not in conntrack'],
+];
+
+export function lbRegistry(c: LbController): client.Registry {
+  const reg = new client.Registry();
+  for (const [field, name, help] of FIELDS) {
+    new client.Counter({
+      name: `xdp_lb_vip_${name}`, help: `per VIP: ${help}`, labelNames: ['vip'], registers: [reg],
+      collect() {
+        this.reset();
+        for (const v of c.vips.values()) this.inc({ vip: v.id }, Number(c.dp.sumStats(v.slot)[field]));
+      },
+    });
+    new client.Counter({
+      name: `xdp_lb_backend_${name}`, help: `per backend: ${help}`, labelNames: ['vip', 'backend'], registers: [reg],
+      collect() {
+        this.reset();
+        for (const v of c.vips.values()) for (const b of v.backends.values()) this.inc({ vip: v.id, backend: backendKey(b) }, Number(c.dp.sumStats(MAX_VIPS + b.id)[field]));
+      },
+    });
+  }
+  new client.Counter({
+    name: 'xdp_lb_packets_total', help: 'every packet the XDP program saw, by outcome', labelNames: ['outcome'], registers: [reg],
+    collect() {
+      this.reset();
+      for (const [k, v] of Object.entries(c.dp.globalStats())) this.inc({ outcome: k }, Number(v));
+    },
+  });
+  new client.Gauge({
+    name: 'xdp_lb_backend_up', help: '1 serving, 0 down (health check) or draining', labelNames: ['vip', 'backend', 'state'], registers: [reg],
+    collect() {
+      this.reset();
+      for (const v of c.vips.values()) for (const b of v.backends.values()) this.set({ vip: v.id, backend: backendKey(b), state: b.draining ? 'draining' : b.down ? 'down' : 'up' }, b.draining || b.down ? 0 : 1);
+    },
+  });
+  new client.Gauge({
+    name: 'xdp_lb_ring_generation', help: 'Maglev ring swaps per VIP', labelNames: ['vip'], registers: [reg],
+    collect() {
+      this.reset();
+      for (const v of c.vips.values()) this.set({ vip: v.id }, v.generation);
+    },
+  });
+  new client.Gauge({
+    name: 'xdp_lb_map_memory_bytes', help: 'memory the kernel charges for the LB maps', registers: [reg],
+    collect() {
+      this.set(c.dp.mapMemory());
+    },
+  });
+  return reg;
+}

@@ -1,0 +1,142 @@
+// Admin HTTP API. Served on a unix socket (reachable from any network namespace, guarded by
+// file permissions) and optionally on TCP for Prometheus. JSON in, JSON out; validation errors
+// come back as 400/404/409 with the message, and change nothing.
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { ValidationError } from './addr.ts';
+import { loadConfigFile, validateConfig, type LbConfig } from './config.ts';
+import type { LbController } from './controller.ts';
+import { lbRegistry } from './metrics.ts';
+
+export const SOCKET_DIR = '/run/ebpf-lab';
+export function socketPath(instance: string): string {
+  return path.join(SOCKET_DIR, `lb-${instance}.sock`);
+}
+
+async function body(req: http.IncomingMessage): Promise<Record<string, unknown>> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of req) {
+    n += (c as Buffer).length;
+    if (n > 1 << 20) throw new ValidationError('request body too large');
+    chunks.push(c as Buffer);
+  }
+  if (!n) return {};
+  try {
+    const v = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    if (!v || typeof v !== 'object') throw new Error('not an object');
+    return v;
+  } catch (e) {
+    throw new ValidationError(`malformed JSON body: ${(e as Error).message}`);
+  }
+}
+
+const str = (b: Record<string, unknown>, k: string): string => {
+  if (typeof b[k] !== 'string') throw new ValidationError(`"${k}" (string) is required`);
+  return b[k] as string;
+};
+
+export interface AdminServer {
+  close(): Promise<void>;
+  /** resolves when a client asked for shutdown */
+  shutdown: Promise<{ purge: boolean }>;
+}
+
+export async function serveAdmin(c: LbController, opts: { socket: string; listen?: string }): Promise<AdminServer> {
+  const reg = lbRegistry(c);
+  let requestShutdown!: (v: { purge: boolean }) => void;
+  const shutdown = new Promise<{ purge: boolean }>((r) => (requestShutdown = r));
+  const handler = async (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const url = new URL(req.url ?? '/', 'http://lb');
+    const route = `${req.method} ${url.pathname}`;
+    const send = (status: number, v: unknown) => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(`${JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? Number(x) : x), 1)}\n`);
+    };
+    try {
+      switch (route) {
+        case 'GET /metrics':
+          res.writeHead(200, { 'content-type': reg.contentType });
+          res.end(await reg.metrics());
+          return;
+        case 'GET /state':
+          return send(200, c.state());
+        case 'GET /ring':
+          return send(200, c.ring(url.searchParams.get('vip') ?? ''));
+        case 'GET /stats':
+          return send(200, { global: Object.fromEntries(Object.entries(c.dp.globalStats()).map(([k, v]) => [k, Number(v)])), prog: c.dp.prog.info(), mapMemoryBytes: c.dp.mapMemory(), controllerRssBytes: process.memoryUsage().rss }, );
+        case 'POST /vips': {
+          const b = await body(req);
+          const v = await c.addVip({ vip: str(b, 'vip'), backends: (b.backends as never) ?? [], healthCheck: b.healthCheck as boolean | undefined });
+          return send(201, { vip: v.id, slot: v.slot });
+        }
+        case 'DELETE /vips': {
+          const b = await body(req);
+          await c.removeVip(str(b, 'vip'));
+          return send(200, { ok: true });
+        }
+        case 'POST /backends': {
+          const b = await body(req);
+          const be = await c.addBackend(str(b, 'vip'), { address: str(b, 'address'), ...(b.port !== undefined ? { port: b.port as number } : {}), ...(b.weight !== undefined ? { weight: b.weight as number } : {}), ...(b.mac ? { mac: b.mac as string } : {}) });
+          return send(201, be);
+        }
+        case 'DELETE /backends': {
+          const b = await body(req);
+          await c.removeBackend(str(b, 'vip'), str(b, 'address'));
+          return send(200, { ok: true });
+        }
+        case 'POST /backends/drain': {
+          const b = await body(req);
+          return send(200, await c.drainBackend(str(b, 'vip'), str(b, 'address')));
+        }
+        case 'POST /backends/weight': {
+          const b = await body(req);
+          if (typeof b.weight !== 'number') throw new ValidationError('"weight" (number) is required');
+          return send(200, await c.setWeight(str(b, 'vip'), str(b, 'address'), b.weight));
+        }
+        case 'POST /apply': {
+          const b = await body(req);
+          const cfg = (typeof b.file === 'string' ? loadConfigFile(b.file) : b) as LbConfig;
+          const norm = validateConfig({ ...cfg, interface: cfg.interface ?? c.cfg.interface });
+          return send(200, await c.apply(norm.vips.map((v) => ({ vip: v.id, backends: v.backends, healthCheck: v.healthCheck }))));
+        }
+        case 'POST /shutdown': {
+          const b = await body(req);
+          send(200, { ok: true });
+          requestShutdown({ purge: b.purge === true });
+          return;
+        }
+        default:
+          return send(404, { error: `no route ${route}` });
+      }
+    } catch (e) {
+      if (e instanceof ValidationError) return send(e.status, { error: e.message });
+      return send(500, { error: (e as Error).message });
+    }
+  };
+  const servers: http.Server[] = [];
+  fs.mkdirSync(path.dirname(opts.socket), { recursive: true });
+  fs.rmSync(opts.socket, { force: true });
+  const unix = http.createServer((q, r) => void handler(q, r));
+  await new Promise<void>((res, rej) => unix.once('error', rej).listen(opts.socket, () => res()));
+  fs.chmodSync(opts.socket, 0o600);
+  servers.push(unix);
+  if (opts.listen) {
+    const m = opts.listen.match(/^(.*):(\d+)$/);
+    if (!m) throw new ValidationError(`listen "${opts.listen}" must be HOST:PORT`);
+    const tcp = http.createServer((q, r) => void handler(q, r));
+    await new Promise<void>((res, rej) => tcp.once('error', rej).listen(Number(m[2]), m[1]!.replace(/^\[|\]$/g, ''), () => res()));
+    servers.push(tcp);
+  }
+  return {
+    shutdown,
+    async close() {
+      for (const s of servers) {
+        s.closeAllConnections();
+        await new Promise<void>((r) => s.close(() => r()));
+      }
+      fs.rmSync(opts.socket, { force: true });
+    },
+  };
+}

@@ -1,0 +1,264 @@
+// Network-namespace topologies for scenarios and tests: namespaces, veth pairs, bridges,
+// addresses, static neighbours, commands and long-running processes inside a namespace, all
+// torn down by dispose() — and, should the process die first, by a synchronous exit hook.
+// Names carry a prefix and the owner's pid, so concurrent runs never collide and a later run can
+// sweep what a crashed one left behind (sweepStale) without touching anybody else's namespaces.
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import koffi from 'koffi';
+import { execa, type Options as ExecaOptions, type ResultPromise } from 'execa';
+
+const CLONE_NEWNET = 0x40000000;
+let setnsFn: ((fd: number, nstype: number) => number) | null = null;
+
+function setns(fd: number): void {
+  if (!setnsFn) setnsFn = koffi.load('libc.so.6').func('int setns(int fd, int nstype)') as (fd: number, nstype: number) => number;
+  if (setnsFn(fd, CLONE_NEWNET) !== 0) throw new Error('setns(CLONE_NEWNET) failed (needs root)');
+}
+
+/**
+ * Run a synchronous function with the calling thread in network namespace `name` (a name under
+ * /run/netns). Only this thread moves, and only for the call: FFI calls made inside (attaching
+ * XDP to an interface of that namespace, BPF_PROG_TEST_RUN with live frames) see its devices.
+ * Anything asynchronous would run after the thread moved back, so fn must not return a promise.
+ */
+export function withNetns<T>(name: string, fn: () => T): T {
+  const self = fs.openSync('/proc/thread-self/ns/net', 'r');
+  const target = fs.openSync(`/run/netns/${name}`, 'r');
+  try {
+    setns(target);
+    try {
+      const r = fn();
+      if (r && typeof (r as { then?: unknown }).then === 'function') throw new Error('withNetns: fn must be synchronous');
+      return r;
+    } finally {
+      setns(self);
+    }
+  } finally {
+    fs.closeSync(self);
+    fs.closeSync(target);
+  }
+}
+
+export interface VethEnd {
+  ns: string; // role
+  dev: string;
+}
+
+export interface Offloads {
+  tx?: boolean;
+  rx?: boolean;
+  tso?: boolean;
+  gso?: boolean;
+  gro?: boolean;
+  sg?: boolean;
+}
+
+const live = new Set<Topology>();
+let hookInstalled = false;
+function installExitHook(): void {
+  if (hookInstalled) return;
+  hookInstalled = true;
+  process.on('exit', () => {
+    for (const t of live) t.disposeSync();
+  });
+}
+
+export class Topology implements AsyncDisposable {
+  private readonly names = new Map<string, string>();
+  private readonly children = new Set<ChildProcess>();
+  private disposed = false;
+
+  constructor(readonly prefix: string) {
+    installExitHook();
+    live.add(this);
+  }
+
+  /** the real namespace name of a role */
+  ns(role: string): string {
+    const n = this.names.get(role);
+    if (!n) throw new Error(`no namespace "${role}" in topology ${this.prefix}`);
+    return n;
+  }
+
+  get namespaces(): string[] {
+    return [...this.names.values()];
+  }
+
+  async addNs(role: string): Promise<string> {
+    const name = `${this.prefix}-${process.pid}-${role}`;
+    await execa('ip', ['netns', 'add', name]);
+    this.names.set(role, name);
+    await this.exec(role, 'ip', ['link', 'set', 'lo', 'up']);
+    return name;
+  }
+
+  /** a veth pair created directly in its two namespaces (no name ever exists in the caller's) */
+  async veth(a: VethEnd, b: VethEnd, opts: { mtu?: number } = {}): Promise<void> {
+    await execa('ip', ['link', 'add', a.dev, 'netns', this.ns(a.ns), ...(opts.mtu ? ['mtu', String(opts.mtu)] : []), 'type', 'veth', 'peer', 'name', b.dev, 'netns', this.ns(b.ns)]);
+    await this.up(a.ns, a.dev);
+    await this.up(b.ns, b.dev);
+  }
+
+  async bridge(role: string, dev: string, ports: string[]): Promise<void> {
+    await this.exec(role, 'ip', ['link', 'add', dev, 'type', 'bridge', 'forward_delay', '0', 'stp_state', '0']);
+    for (const p of ports) await this.exec(role, 'ip', ['link', 'set', p, 'master', dev]);
+    await this.up(role, dev);
+  }
+
+  async up(role: string, dev: string): Promise<void> {
+    await this.exec(role, 'ip', ['link', 'set', dev, 'up']);
+  }
+
+  /** cidr like 10.0.0.1/24 or fd00::1/64 (IPv6 without duplicate address detection) */
+  async addr(role: string, dev: string, cidr: string): Promise<void> {
+    await this.exec(role, 'ip', ['addr', 'add', cidr, 'dev', dev, ...(cidr.includes(':') ? ['nodad'] : [])]);
+  }
+
+  async route(role: string, dst: string, via: string, dev?: string): Promise<void> {
+    await this.exec(role, 'ip', ['route', 'add', dst, 'via', via, ...(dev ? ['dev', dev] : [])]);
+  }
+
+  async neigh(role: string, dev: string, ip: string, mac: string): Promise<void> {
+    await this.exec(role, 'ip', ['neigh', 'replace', ip, 'lladdr', mac, 'dev', dev, 'nud', 'permanent']);
+  }
+
+  async mac(role: string, dev: string): Promise<string> {
+    const r = await this.exec(role, 'ip', ['-j', 'link', 'show', 'dev', dev]);
+    return (JSON.parse(String(r.stdout)) as { address: string }[])[0]!.address;
+  }
+
+  async ifindex(role: string, dev: string): Promise<number> {
+    const r = await this.exec(role, 'ip', ['-j', 'link', 'show', 'dev', dev]);
+    return (JSON.parse(String(r.stdout)) as { ifindex: number }[])[0]!.ifindex;
+  }
+
+  async sysctl(role: string, key: string, value: string | number): Promise<void> {
+    await this.exec(role, 'sysctl', ['-qw', `${key}=${value}`]);
+  }
+
+  /** ethtool -K; needs ethtool (lab/setup.ts group "lb") */
+  async offload(role: string, dev: string, o: Offloads): Promise<void> {
+    const args = Object.entries(o).flatMap(([k, v]) => [k, v ? 'on' : 'off']);
+    if (args.length) await this.exec(role, 'ethtool', ['-K', dev, ...args]);
+  }
+
+  /** offload state as ethtool -k reports it (for reports) */
+  async offloadState(role: string, dev: string): Promise<Record<string, string>> {
+    const r = await this.exec(role, 'ethtool', ['-k', dev], { reject: false });
+    const out: Record<string, string> = {};
+    for (const l of String(r.stdout).split('\n')) {
+      const m = l.match(/^(tx-checksumming|rx-checksumming|scatter-gather|tcp-segmentation-offload|generic-segmentation-offload|generic-receive-offload):\s+(\S+)/);
+      if (m) out[m[1]!] = m[2]!;
+    }
+    return out;
+  }
+
+  /** run a command to completion inside a namespace */
+  exec(role: string, cmd: string, args: string[] = [], opts: ExecaOptions = {}) {
+    return execa('ip', ['netns', 'exec', this.ns(role), cmd, ...args], opts);
+  }
+
+  /**
+   * The command line that runs cmd in a namespace. `ip netns exec` also remounts /sys (so
+   * /sys/class/net matches the namespace) which hides the host's bpffs at /sys/fs/bpf; a process
+   * that pins BPF objects for others to find uses keepMounts (nsenter --net: network only).
+   */
+  argv(role: string, cmd: string, args: string[] = [], opts: { keepMounts?: boolean } = {}): [string, string[]] {
+    return opts.keepMounts ? ['nsenter', [`--net=/run/netns/${this.ns(role)}`, '--', cmd, ...args]] : ['ip', ['netns', 'exec', this.ns(role), cmd, ...args]];
+  }
+
+  /**
+   * Start a long-running process inside a namespace, in its own process group; dispose() (or
+   * kill()) ends that group. Returns the execa child (await it for the exit).
+   */
+  spawn(role: string, cmd: string, args: string[] = [], opts: ExecaOptions & { keepMounts?: boolean } = {}): ResultPromise {
+    const { keepMounts, ...rest } = opts;
+    const [bin, argv] = this.argv(role, cmd, args, { keepMounts });
+    const child = execa(bin, argv, { detached: true, reject: false, ...rest });
+    this.children.add(child);
+    void Promise.resolve(child).finally(() => this.children.delete(child));
+    return child;
+  }
+
+  /** end a spawned process group: SIGTERM, then SIGKILL after graceMs */
+  async kill(child: ChildProcess, graceMs = 2000): Promise<void> {
+    if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    const gone = new Promise<void>((r) => child.once('exit', () => r()));
+    try {
+      process.kill(-child.pid, 'SIGTERM');
+    } catch {
+      return;
+    }
+    const t = setTimeout(() => {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch { /* already gone */ }
+    }, graceMs);
+    await gone;
+    clearTimeout(t);
+  }
+
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    await Promise.all([...this.children].map((c) => this.kill(c)));
+    for (const n of this.names.values()) await execa('ip', ['netns', 'del', n], { reject: false });
+    this.names.clear();
+    this.disposed = true;
+    live.delete(this);
+  }
+
+  /** the exit-hook path: same teardown, synchronously */
+  disposeSync(): void {
+    if (this.disposed) return;
+    for (const c of this.children) {
+      try {
+        if (c.pid) process.kill(-c.pid, 'SIGKILL');
+      } catch { /* gone */ }
+    }
+    for (const n of this.names.values()) {
+      try {
+        execFileSync('ip', ['netns', 'del', n], { stdio: 'ignore' });
+      } catch { /* gone */ }
+    }
+    this.disposed = true;
+    live.delete(this);
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
+  }
+}
+
+export function createTopology(prefix: string): Topology {
+  if (!/^[a-z][a-z0-9]{0,11}$/.test(prefix)) throw new Error(`topology prefix "${prefix}" must be 1-12 lowercase letters/digits`);
+  return new Topology(prefix);
+}
+
+/** Namespaces named <prefix>-<pid>-… whose pid is dead: left behind by a crashed run. */
+export async function sweepStale(prefix: string): Promise<string[]> {
+  const r = await execa('ip', ['netns', 'list'], { reject: false });
+  const removed: string[] = [];
+  for (const line of String(r.stdout).split('\n')) {
+    const name = line.split(' ')[0] ?? '';
+    const m = name.match(new RegExp(`^${prefix}-(\\d+)-`));
+    if (!m) continue;
+    const pid = Number(m[1]);
+    let alive = true;
+    try {
+      process.kill(pid, 0);
+    } catch {
+      alive = false;
+    }
+    if (alive) continue;
+    await execa('ip', ['netns', 'del', name], { reject: false });
+    removed.push(name);
+  }
+  return removed;
+}
+
+/** namespaces currently present whose name starts with prefix (teardown checks) */
+export async function listNamespaces(prefix: string): Promise<string[]> {
+  const r = await execa('ip', ['netns', 'list'], { reject: false });
+  return String(r.stdout).split('\n').map((l) => l.split(' ')[0] ?? '').filter((n) => n.startsWith(prefix));
+}

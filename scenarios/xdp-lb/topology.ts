@@ -1,0 +1,315 @@
+// The xdp-lb topology, shared by the scenario and the end-to-end tests:
+//
+//   client ─┐                      (10.99.0.1, fd99::1)
+//   lb ─────┤ br0 in ns "fabric"   (10.99.0.2, fd99::2; XDP LB on lb0; HAProxy/nginx stream listen here)
+//   b1..bN ─┘                      (10.99.0.11…; VIPs on lo; nginx on :80)
+//
+// One L2 segment, as L2 DSR needs: the client routes the VIP prefix via the LB, the LB rewrites
+// MACs and sends the frame back out (XDP_TX) to the chosen backend, the backend answers the
+// client directly. The proxies use the same segment: client → LB address → backends.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BpfObject, type Link } from '../../controller/libbpf/index.ts';
+import { ensureObject } from '../../bpf/build.ts';
+import { LbClient } from '../../controller/lb/client.ts';
+import { createTopology, withNetns, type Topology } from '../../lab/netns.ts';
+import type { LbConfig } from '../../controller/lb/config.ts';
+
+export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const CLIENT4 = '10.99.0.1';
+export const CLIENT6 = 'fd99::1';
+export const LB4 = '10.99.0.2';
+export const LB6 = 'fd99::2';
+export const VIP4 = '10.99.100.1';
+export const VIP6 = 'fd99:100::1';
+export const backend4 = (i: number) => `10.99.0.${11 + i}`;
+export const backend6 = (i: number) => `fd99::${(0x11 + i).toString(16)}`;
+export const HAPROXY_PORT = 8080;
+export const NGINX_PORT = 8081;
+
+export interface LbTopology {
+  topo: Topology;
+  n: number;
+  dir: string;
+  macs: { client: string; lb: string; backends: string[] };
+  /** ifindex of the bridge port facing the LB (in "fabric") */
+  fabricLbIfindex: number;
+  /** helper programs (xdp_pass/sink/drop/gen) loaded in this process */
+  helpers: BpfObject;
+  peerLink: Link | null;
+  dispose(): Promise<void>;
+}
+
+export async function buildTopology(opts: { prefix: string; backends: number; log?: (s: string) => void }): Promise<LbTopology> {
+  const log = opts.log ?? (() => {});
+  const topo = createTopology(opts.prefix);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${opts.prefix}-`));
+  const n = opts.backends;
+  try {
+    log(`namespaces ${opts.prefix}-${process.pid}-*`);
+    for (const r of ['fabric', 'client', 'lb', ...Array.from({ length: n }, (_, i) => `b${i + 1}`)]) await topo.addNs(r);
+    await topo.veth({ ns: 'client', dev: 'c0' }, { ns: 'fabric', dev: 'pclient' });
+    await topo.veth({ ns: 'lb', dev: 'lb0' }, { ns: 'fabric', dev: 'plb' });
+    for (let i = 0; i < n; i++) await topo.veth({ ns: `b${i + 1}`, dev: 'eth0' }, { ns: 'fabric', dev: `pb${i + 1}` });
+    await topo.bridge('fabric', 'br0', ['pclient', 'plb', ...Array.from({ length: n }, (_, i) => `pb${i + 1}`)]);
+    await topo.addr('client', 'c0', `${CLIENT4}/24`);
+    await topo.addr('client', 'c0', `${CLIENT6}/64`);
+    await topo.addr('lb', 'lb0', `${LB4}/24`);
+    await topo.addr('lb', 'lb0', `${LB6}/64`);
+    const macs = { client: await topo.mac('client', 'c0'), lb: await topo.mac('lb', 'lb0'), backends: [] as string[] };
+    for (let i = 0; i < n; i++) {
+      const r = `b${i + 1}`;
+      await topo.addr(r, 'eth0', `${backend4(i)}/24`);
+      await topo.addr(r, 'eth0', `${backend6(i)}/64`);
+      // DSR: the backend owns the VIPs (on lo) and answers from them straight to the client
+      await topo.addr(r, 'lo', `${VIP4}/32`);
+      await topo.addr(r, 'lo', `${VIP6}/128`);
+      await topo.neigh(r, 'eth0', CLIENT4, macs.client);
+      await topo.neigh(r, 'eth0', CLIENT6, macs.client);
+      await topo.neigh(r, 'eth0', LB4, macs.lb);
+      await topo.neigh(r, 'eth0', LB6, macs.lb);
+      macs.backends.push(await topo.mac(r, 'eth0'));
+      await topo.neigh('lb', 'lb0', backend4(i), macs.backends[i]!);
+      await topo.neigh('lb', 'lb0', backend6(i), macs.backends[i]!);
+    }
+    await topo.neigh('client', 'c0', LB4, macs.lb);
+    await topo.neigh('client', 'c0', LB6, macs.lb);
+    await topo.neigh('lb', 'lb0', CLIENT4, macs.client);
+    await topo.neigh('lb', 'lb0', CLIENT6, macs.client);
+    await topo.route('client', `${VIP4}/32`, LB4);
+    await topo.route('client', `${VIP6}/128`, LB6);
+    // frames the XDP program rewrites lose CHECKSUM_PARTIAL on the way through XDP: the client
+    // must send complete checksums and MTU-sized frames (same client for every configuration)
+    await topo.offload('client', 'c0', { tx: false, tso: false, gso: false, sg: false });
+    await topo.sysctl('client', 'net.ipv4.ip_local_port_range', '10000 65000');
+    await topo.sysctl('client', 'net.ipv4.tcp_tw_reuse', 1);
+    await topo.sysctl('lb', 'net.ipv4.ip_local_port_range', '10000 65000');
+    await topo.sysctl('lb', 'net.ipv4.tcp_tw_reuse', 1);
+    const fabricLbIfindex = await topo.ifindex('fabric', 'plb');
+    const helpers = await loadHelpers(fabricLbIfindex);
+    // the bridge port facing the LB receives XDP_TX'd frames: it needs an XDP program of its own
+    const peerLink = withNetns(topo.ns('fabric'), () => helpers.program('xdp_sink').attachXdp('plb'));
+    return {
+      topo, n, dir, macs, fabricLbIfindex, helpers, peerLink,
+      async dispose() {
+        try {
+          peerLink?.close();
+          helpers.close();
+        } finally {
+          await topo.dispose();
+          fs.rmSync(dir, { recursive: true, force: true });
+        }
+      },
+    };
+  } catch (e) {
+    await topo.dispose();
+    fs.rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+/** the helper programs of xdp_lb.bpf.o, with the generator aimed at genIfindex */
+export async function loadHelpers(genIfindex: number): Promise<BpfObject> {
+  const obj = BpfObject.open(await ensureObject('xdp_lb'));
+  try {
+    obj.setRodata((dv) => dv.setUint32(0, genIfindex, true));
+    obj.load({ skip: ['xdp_lb'], maxEntries: { conntrack: 1024 } });
+  } catch (e) {
+    obj.close();
+    throw e;
+  }
+  return obj;
+}
+
+// ---- backends and proxies ----
+
+export async function startNginxBackends(t: LbTopology): Promise<void> {
+  for (let i = 0; i < t.n; i++) await startBackend(t, i);
+}
+
+export async function startBackend(t: LbTopology, i: number): Promise<void> {
+  const d = path.join(t.dir, `b${i + 1}`);
+  fs.mkdirSync(d, { recursive: true });
+  fs.writeFileSync(path.join(d, 'nginx.conf'), `
+user root;
+worker_processes 1;
+pid ${d}/nginx.pid;
+error_log ${d}/error.log warn;
+events { worker_connections 16384; }
+http {
+  access_log off;
+  keepalive_requests 10000000;
+  keepalive_timeout 120s;
+  server {
+    listen 80 reuseport backlog=4096;
+    listen [::]:80 reuseport backlog=4096;
+    location / { add_header X-Backend b${i + 1}; return 200 "b${i + 1}\\n"; }
+  }
+}
+`);
+  t.topo.spawn(`b${i + 1}`, 'nginx', ['-p', d, '-c', path.join(d, 'nginx.conf'), '-g', 'daemon off;']);
+  await waitPort(t, 'client', backend4(i), 80);
+}
+
+export async function stopBackend(t: LbTopology, i: number): Promise<void> {
+  const pid = Number(fs.readFileSync(path.join(t.dir, `b${i + 1}`, 'nginx.pid'), 'utf8'));
+  // QUIT would wait for idle keep-alive connections; TERM closes now (a crashed backend)
+  process.kill(pid, 'SIGTERM');
+  for (let k = 0; k < 50 && fs.existsSync(path.join(t.dir, `b${i + 1}`, 'nginx.pid')); k++) await new Promise((r) => setTimeout(r, 50));
+}
+
+export async function waitPort(t: LbTopology, role: string, host: string, port: number, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await t.topo.exec(role, 'bash', ['-c', `exec 3<>/dev/tcp/${host}/${port}`], { reject: false, timeout: 2000 });
+    if (r.exitCode === 0) return;
+    if (Date.now() > end) throw new Error(`${host}:${port} not reachable from ${role} within ${timeoutMs} ms`);
+    await new Promise((res) => setTimeout(res, 100));
+  }
+}
+
+export interface Proxy {
+  name: string;
+  /** pid of the process that owns the work (the worker) and all its processes */
+  pids(): number[];
+  stop(): Promise<void>;
+}
+
+function descendants(root: number): number[] {
+  const kids = new Map<number, number[]>();
+  for (const p of fs.readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
+    try {
+      const st = fs.readFileSync(`/proc/${p}/stat`, 'utf8');
+      const ppid = Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]);
+      (kids.get(ppid) ?? kids.set(ppid, []).get(ppid)!).push(Number(p));
+    } catch { /* exited */ }
+  }
+  const out: number[] = [];
+  const stack = [root];
+  while (stack.length) {
+    const p = stack.pop()!;
+    out.push(p);
+    stack.push(...(kids.get(p) ?? []));
+  }
+  return out;
+}
+
+export async function startHaproxy(t: LbTopology): Promise<Proxy> {
+  const f = path.join(t.dir, 'haproxy.cfg');
+  fs.writeFileSync(f, `
+global
+  nbthread 1
+  maxconn 20000
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 120s
+  timeout server 120s
+frontend fe
+  bind ${LB4}:${HAPROXY_PORT}
+  default_backend be
+backend be
+  balance roundrobin
+${Array.from({ length: t.n }, (_, i) => `  server b${i + 1} ${backend4(i)}:80`).join('\n')}
+`);
+  const child = t.topo.spawn('lb', 'haproxy', ['-f', f, '-db']);
+  await waitPort(t, 'client', LB4, HAPROXY_PORT);
+  return { name: 'HAProxy', pids: () => descendants(child.pid!).slice(1), stop: () => t.topo.kill(child) };
+}
+
+export async function startNginxStream(t: LbTopology): Promise<Proxy> {
+  const d = path.join(t.dir, 'stream');
+  fs.mkdirSync(d, { recursive: true });
+  fs.writeFileSync(path.join(d, 'nginx.conf'), `
+load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+user root;
+worker_processes 1;
+pid ${d}/nginx.pid;
+error_log ${d}/error.log warn;
+events { worker_connections 20000; }
+stream {
+  upstream be {
+${Array.from({ length: t.n }, (_, i) => `    server ${backend4(i)}:80;`).join('\n')}
+  }
+  server { listen ${LB4}:${NGINX_PORT} backlog=4096; proxy_pass be; }
+}
+`);
+  const child = t.topo.spawn('lb', 'nginx', ['-p', d, '-c', path.join(d, 'nginx.conf'), '-g', 'daemon off;']);
+  await waitPort(t, 'client', LB4, NGINX_PORT);
+  return { name: 'nginx stream', pids: () => descendants(child.pid!).slice(1), stop: () => t.topo.kill(child) };
+}
+
+// ---- the XDP LB daemon ----
+
+export interface Daemon {
+  api: LbClient;
+  socket: string;
+  configFile: string;
+  startedAs: string;
+  /** SIGKILL the daemon (a crash): pins and the XDP link stay */
+  crash(): Promise<void>;
+  /** clean stop; purge=true detaches and removes pins */
+  stop(purge?: boolean): Promise<void>;
+  log(): string;
+}
+
+export function lbConfig(t: LbTopology, instance: string, extra: Partial<LbConfig> = {}): LbConfig {
+  const bs = Array.from({ length: t.n }, (_, i) => ({ address: backend4(i) }));
+  return {
+    interface: 'lb0',
+    instance,
+    healthCheck: { intervalMs: 300, timeoutMs: 200, fall: 2, rise: 2 },
+    vips: [
+      { vip: `tcp://${VIP4}:80`, backends: bs },
+      { vip: `tcp://[${VIP6}]:80`, backends: bs },
+      { vip: `udp://${VIP4}:9`, backends: bs.map((b) => ({ ...b, port: 80 })), healthCheck: true },
+    ],
+    ...extra,
+  };
+}
+
+export async function startDaemon(t: LbTopology, cfg: LbConfig): Promise<Daemon> {
+  const instance = cfg.instance ?? 'default';
+  const configFile = path.join(t.dir, `lb-${instance}.json`);
+  fs.writeFileSync(configFile, JSON.stringify(cfg, null, 2));
+  const socket = path.join(t.dir, `lb-${instance}.sock`);
+  let out = '';
+  const child = t.topo.spawn('lb', process.execPath, ['--import', 'tsx', path.join(REPO, 'lab/cli.ts'), 'lb', 'daemon', '--config', configFile, '--socket', socket], { cwd: REPO, all: true, buffer: false, keepMounts: true });
+  child.all?.on('data', (d: Buffer) => (out += d.toString()));
+  const ready = await new Promise<{ startedAs: string }>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`LB daemon not ready after 30 s:\n${out}`)), 30_000);
+    const onData = () => {
+      const m = out.match(/\{"ready":true.*\}/);
+      if (m) {
+        clearTimeout(timer);
+        resolve(JSON.parse(m[0]));
+      }
+    };
+    child.all?.on('data', onData);
+    void Promise.resolve(child).then(() => {
+      clearTimeout(timer);
+      reject(new Error(`LB daemon exited:\n${out}`));
+    });
+  });
+  const api = new LbClient(socket);
+  return {
+    api, socket, configFile, startedAs: ready.startedAs,
+    log: () => out,
+    async crash() {
+      if (child.pid) process.kill(-child.pid, 'SIGKILL');
+      await Promise.resolve(child);
+    },
+    async stop(purge = false) {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      try {
+        await api.shutdown(purge);
+      } catch { /* already gone */ }
+      const done = Promise.resolve(child);
+      const t2 = setTimeout(() => child.pid && process.kill(-child.pid, 'SIGKILL'), 10_000);
+      await done;
+      clearTimeout(t2);
+    },
+  };
+}
