@@ -114,11 +114,58 @@ static __always_inline struct sec_config *get_config(void)
 }
 
 /*
- * The policy the current task is under, or false. Costs, for an unselected task: one ancestor-id
- * helper + one hash lookup per depth that has a selected cgroup (usually one), and one lookup in
- * `procs` only while some policy selects by executable.
+ * Slot of the selected cgroup the current task sits in or under. Two ways to the ancestors:
+ * socket hooks have bpf_get_current_ancestor_cgroup_id on every kernel we run; tracing and LSM
+ * programs only from ~5.15 (5.10 rejects it: "unknown func"), so there we walk the task's cgroup2
+ * parents through CO-RE reads, which every kernel allows.
  */
-static __always_inline bool select_current(struct selected *s)
+static __always_inline __u32 *cg_slot_helper(__u32 levels)
+{
+	for (int l = 0; l < 16; l++) {
+		if (!levels)
+			break;
+		if (!(levels & (1u << l)))
+			continue;
+		levels &= ~(1u << l);
+		__u64 id = bpf_get_current_ancestor_cgroup_id(l);
+		__u32 *slotp = bpf_map_lookup_elem(&cg_sel, &id);
+		if (slotp)
+			return slotp;
+	}
+	return NULL;
+}
+
+static __always_inline __u32 *cg_slot_walk(__u32 levels)
+{
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	struct cgroup *cg = BPF_CORE_READ(t, cgroups, dfl_cgrp);
+	int level = BPF_CORE_READ(cg, level);
+
+	for (int i = 0; i < 16; i++) {
+		if (!cg || level < 0 || level > 15)
+			break;
+		/* nothing selected at this depth or above: stop climbing */
+		if (!(levels & ((2u << level) - 1)))
+			break;
+		if (levels & (1u << level)) {
+			__u64 id = BPF_CORE_READ(cg, kn, id);
+			__u32 *slotp = bpf_map_lookup_elem(&cg_sel, &id);
+			if (slotp)
+				return slotp;
+		}
+		/* css "self" is the first member of struct cgroup: the parent css is the parent cgroup */
+		cg = (struct cgroup *)BPF_CORE_READ(cg, self.parent);
+		level--;
+	}
+	return NULL;
+}
+
+/*
+ * The policy the current task is under, or false. Costs, for an unselected task: the cgroup
+ * lookups at depths that have a selected cgroup (usually one), and one lookup in `procs` only
+ * while some policy selects by executable. `tracing` is a constant at each call site.
+ */
+static __always_inline bool select_current(struct selected *s, bool tracing)
 {
 	struct sec_config *cfg = get_config();
 	__u32 *slotp = NULL;
@@ -127,18 +174,8 @@ static __always_inline bool select_current(struct selected *s)
 	if (!cfg)
 		return false;
 	s->cfg = cfg;
-	__u32 levels = cfg->cg_levels;
-	for (int l = 0; l < 16; l++) {
-		if (!levels)
-			break;
-		if (!(levels & (1u << l)))
-			continue;
-		levels &= ~(1u << l);
-		__u64 id = bpf_get_current_ancestor_cgroup_id(l);
-		slotp = bpf_map_lookup_elem(&cg_sel, &id);
-		if (slotp)
-			break;
-	}
+	if (cfg->cg_levels)
+		slotp = tracing ? cg_slot_walk(cfg->cg_levels) : cg_slot_helper(cfg->cg_levels);
 	if (slotp) {
 		slot = *slotp;
 	} else if (cfg->have_exe_selectors) {
@@ -234,7 +271,7 @@ int BPF_PROG(sec_exec_tp, struct task_struct *p, pid_t old_pid, struct linux_bin
 		bpf_send_signal(SIGKILL);
 		return 0;
 	}
-	bool sel = select_current(&s);
+	bool sel = select_current(&s, true);
 
 	/* the common case, every exec on the machine: nothing selected, no executable selectors */
 	if (!cfg || (!sel && !cfg->have_exe_selectors))
@@ -292,7 +329,7 @@ int BPF_PROG(sec_fork_tp, struct task_struct *parent, struct task_struct *child)
 
 	if (pid != BPF_CORE_READ(child, tgid)) /* a thread, not a process */
 		return 0;
-	if (!select_current(&s))
+	if (!select_current(&s, true))
 		return 0;
 	__u32 ptgid = BPF_CORE_READ(parent, tgid);
 	struct sec_proc *pp = bpf_map_lookup_elem(&procs, &ptgid);
@@ -319,7 +356,7 @@ int BPF_PROG(sec_exec_lsm, struct linux_binprm *bprm, int ret)
 
 	if (ret)
 		return ret;
-	if (!select_current(&s) || s.cfg->exec_mode != SEC_EXEC_LSM)
+	if (!select_current(&s, true) || s.cfg->exec_mode != SEC_EXEC_LSM)
 		return 0;
 	/* called once per binfmt round: for a #! script first with the script, then the interpreter */
 	struct file *f = BPF_CORE_READ(bprm, file);
@@ -393,7 +430,7 @@ static __always_inline int sock4(struct bpf_sock_addr *ctx, __u8 kind, __u8 mech
 	struct selected s = {};
 	struct sec_egress_key k = {};
 
-	if (!select_current(&s))
+	if (!select_current(&s, false))
 		return 1;
 	__u32 mapped = bpf_htonl(0xffff);
 	__u32 ip = ctx->user_ip4;
@@ -409,7 +446,7 @@ static __always_inline int sock6(struct bpf_sock_addr *ctx, __u8 kind, __u8 mech
 	struct selected s = {};
 	struct sec_egress_key k = {};
 
-	if (!select_current(&s))
+	if (!select_current(&s, false))
 		return 1;
 	__u32 w0 = ctx->user_ip6[0], w1 = ctx->user_ip6[1], w2 = ctx->user_ip6[2], w3 = ctx->user_ip6[3];
 	__builtin_memcpy(&k.addr[0], &w0, 4);
@@ -443,7 +480,7 @@ int BPF_PROG(sec_connect_lsm, struct socket *sock, struct sockaddr *address, int
 
 	if (ret)
 		return ret;
-	if (!select_current(&s))
+	if (!select_current(&s, true))
 		return 0;
 	family = BPF_CORE_READ(address, sa_family);
 	if (family == AF_INET) {
