@@ -1,0 +1,134 @@
+// End to end on real sockets: client ns → XDP LB (daemon in its own ns) → nginx backends, L2 DSR.
+import fs from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { libbpf } from '../../controller/libbpf/index.ts';
+import { LbApiError } from '../../controller/lb/client.ts';
+import { listNamespaces } from '../../lab/netns.ts';
+import { curlMany, runWrk, totalErrors } from './load.ts';
+import { VIP4, VIP6, backend4, buildTopology, lbConfig, startBackend, startDaemon, startNginxBackends, stopBackend, type Daemon, type LbTopology } from './topology.ts';
+
+const root = process.getuid?.() === 0;
+const PREFIX = 'xlbt';
+const V4 = `tcp://${VIP4}:80`;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(what: string, fn: () => Promise<boolean>, timeoutMs = 8000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await fn())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+describe.skipIf(!root)('xdp-lb end to end (netns, real sockets)', () => {
+  let t: LbTopology;
+  let d: Daemon;
+  const instance = `e2e${process.pid}`;
+
+  beforeAll(async () => {
+    t = await buildTopology({ prefix: PREFIX, backends: 3 });
+    await startNginxBackends(t);
+    d = await startDaemon(t, lbConfig(t, instance));
+  }, 60_000);
+
+  afterAll(async () => {
+    await d?.stop(true);
+    await t?.dispose();
+  }, 30_000);
+
+  const backendOf = async (addr: string) => (await d.api.state()).vips.find((v) => v.vip === V4)!.backends.find((b) => b.address === addr);
+
+  it('reaches every backend through the VIP, IPv4 and IPv6', async () => {
+    for (const url of [`http://${VIP4}/`, `http://[${VIP6}]/`]) {
+      const bodies = await curlMany(t, url, 30);
+      expect(bodies.filter((b) => b === 'FAIL')).toEqual([]);
+      expect(new Set(bodies)).toEqual(new Set(['b1', 'b2', 'b3']));
+    }
+    const m = await d.api.metrics();
+    expect(m).toMatch(/xdp_lb_backend_packets_total\{vip="tcp:\/\/10\.99\.100\.1:80",backend="10\.99\.0\.11:80"\} [1-9]/);
+  }, 60_000);
+
+  it('rejects bad input with a clear error and changes nothing', async () => {
+    const before = JSON.stringify(await d.api.state());
+    const expectErr = async (p: Promise<unknown>, status: number, msg: RegExp) => {
+      const e = await p.then(() => null, (x: unknown) => x);
+      expect(e).toBeInstanceOf(LbApiError);
+      expect((e as LbApiError).status).toBe(status);
+      expect((e as LbApiError).message).toMatch(msg);
+    };
+    await expectErr(d.api.addBackend('tcp://10.99.100.9:80', backend4(0)), 404, /unknown VIP/);
+    await expectErr(d.api.addBackend(V4, backend4(0)), 409, /already has backend/);
+    await expectErr(d.api.addBackend(V4, '10.99.0.300'), 400, /malformed/);
+    await expectErr(d.api.addBackend('tcp://10.99.100.1', backend4(0)), 400, /malformed VIP/);
+    await expectErr(d.api.addVip('tcp://10.99.100.2:80', []), 400, /zero backends/);
+    await expectErr(d.api.addVip('tcp://10.99.100.2:80', [{ address: backend4(0) }, { address: backend4(0) }]), 409, /duplicate backend/);
+    await expectErr(d.api.weight(V4, backend4(0), -1), 400, /weight/);
+    await expectErr(d.api.removeBackend(V4, '10.99.0.99'), 404, /has no backend/);
+    expect(JSON.stringify(await d.api.state())).toBe(before);
+  });
+
+  it('keeps established connections while other backends are added, removed and drained (0 resets)', async () => {
+    await d.api.removeBackend(V4, backend4(2));
+    const load = runWrk(t, { url: `http://${VIP4}/`, connections: 16, durationS: 5 });
+    await sleep(1200);
+    await d.api.addBackend(V4, backend4(2));
+    await sleep(1000);
+    await d.api.removeBackend(V4, backend4(2));
+    await sleep(800);
+    await d.api.drain(V4, backend4(0));
+    await sleep(800);
+    await d.api.addBackend(V4, backend4(2));
+    const r = await load;
+    expect(r.requests).toBeGreaterThan(1000);
+    expect(r.errors).toEqual({ connect: 0, read: 0, write: 0, status: 0, timeout: 0 });
+    expect((await backendOf(backend4(0)))?.state).toBe('draining');
+    await d.api.weight(V4, backend4(0), 1);
+    expect((await backendOf(backend4(0)))?.state).toBe('up');
+  }, 60_000);
+
+  it('takes a killed backend out by health check and puts it back', async () => {
+    await stopBackend(t, 1);
+    await until('b2 down', async () => (await backendOf(backend4(1)))?.state === 'down');
+    const bodies = await curlMany(t, `http://${VIP4}/`, 20);
+    expect(bodies.filter((b) => b === 'FAIL' || b === 'b2')).toEqual([]);
+    await startBackend(t, 1);
+    await until('b2 up', async () => (await backendOf(backend4(1)))?.state === 'up');
+  }, 60_000);
+
+  it('a controller crash and restart keeps open connections alive and adopts the kernel state', async () => {
+    const before = await d.api.state();
+    const load = runWrk(t, { url: `http://${VIP4}/`, connections: 8, durationS: 6 });
+    await sleep(1000);
+    await d.crash();
+    await sleep(1000); // no controller at all: the pinned link and maps keep forwarding
+    d = await startDaemon(t, lbConfig(t, instance));
+    expect(d.startedAs).toBe('restored');
+    const r = await load;
+    expect(totalErrors(r)).toBe(0);
+    expect(r.requests).toBeGreaterThan(1000);
+    const after = await d.api.state();
+    expect(after.attach).toBe('adopted');
+    // same model and no ring rewrite: generations unchanged
+    const model = (s: typeof before) => s.vips.map((v) => JSON.stringify([v.vip, v.slot, v.generation, v.backends.map((b) => [b.address, b.id, b.state, b.weight]).sort()])).sort();
+    expect(model(after)).toEqual(model(before));
+    const ring = await d.api.ring(V4);
+    expect(ring.dataplane).toEqual(ring.computed);
+  }, 60_000);
+
+  it('teardown leaves no namespace, XDP program or pinned map behind', async () => {
+    const st = await d.api.stats();
+    const progId = Number((st.prog as unknown as { id: number }).id);
+    const pinDir = (await d.api.state()).pinDir;
+    expect(fs.existsSync(pinDir)).toBe(true);
+    await d.stop(true);
+    expect(fs.existsSync(pinDir)).toBe(false);
+    await t.dispose();
+    expect(await listNamespaces(`${PREFIX}-${process.pid}-`)).toEqual([]);
+    // the program is gone from the kernel once nothing holds it
+    await until('xdp_lb program unloaded', async () => {
+      const fd = libbpf.bpf_prog_get_fd_by_id(progId) as number;
+      if (fd >= 0) fs.closeSync(fd);
+      return fd < 0;
+    }, 5000);
+  }, 30_000);
+});

@@ -1,0 +1,85 @@
+// Load generation from the client namespace: wrk (HTTP, keep-alive or a new connection per
+// request) with a Lua hook that reports exact percentiles as JSON, and CPU accounting helpers.
+import fs from 'node:fs';
+import path from 'node:path';
+import type { LbTopology } from './topology.ts';
+
+export interface WrkResult {
+  requests: number;
+  durationS: number;
+  rps: number;
+  errors: { connect: number; read: number; write: number; status: number; timeout: number };
+  latencyUs: { p50: number; p99: number; p999: number; mean: number; max: number };
+  /** X-Backend bodies seen by a sample of responses (only when countBackends) */
+}
+
+const LUA = `
+done = function(summary, latency, requests)
+  io.write(string.format('WRKJSON {"requests":%d,"duration_us":%d,"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d,"p50":%d,"p99":%d,"p999":%d,"mean":%f,"max":%d}\\n',
+    summary.requests, summary.duration, summary.errors.connect, summary.errors.read, summary.errors.write,
+    summary.errors.status, summary.errors.timeout, latency:percentile(50), latency:percentile(99),
+    latency:percentile(99.9), latency.mean, latency.max))
+end
+`;
+
+export async function runWrk(t: LbTopology, o: { url: string; connections: number; durationS: number; threads?: number; close?: boolean; signal?: AbortSignal }): Promise<WrkResult> {
+  const script = path.join(t.dir, 'report.lua');
+  if (!fs.existsSync(script)) fs.writeFileSync(script, LUA);
+  const args = ['-t', String(o.threads ?? 1), '-c', String(o.connections), '-d', `${o.durationS}s`, '--timeout', '5s', '-s', script, ...(o.close ? ['-H', 'Connection: close'] : []), o.url];
+  const r = await t.topo.exec('client', 'wrk', args, { reject: false, timeout: (o.durationS + 30) * 1000, cancelSignal: o.signal });
+  const m = String(r.stdout).match(/WRKJSON (\{.*\})/);
+  if (!m) throw new Error(`wrk ${args.join(' ')} failed (exit ${r.exitCode}):\n${r.stdout}\n${r.stderr}`);
+  const j = JSON.parse(m[1]!);
+  const durationS = j.duration_us / 1e6;
+  return {
+    requests: j.requests, durationS, rps: j.requests / durationS,
+    errors: { connect: j.connect, read: j.read, write: j.write, status: j.status, timeout: j.timeout },
+    latencyUs: { p50: j.p50, p99: j.p99, p999: j.p999, mean: j.mean, max: j.max },
+  };
+}
+
+export function totalErrors(r: WrkResult): number {
+  return r.errors.connect + r.errors.read + r.errors.write + r.errors.status + r.errors.timeout;
+}
+
+/** `n` requests, each on a new connection; returns the body of each (the backend's name) */
+export async function curlMany(t: LbTopology, url: string, n: number): Promise<string[]> {
+  const r = await t.topo.exec('client', 'bash', ['-c', `for i in $(seq ${n}); do curl -s -m 2 ${url} || echo FAIL; done`], { reject: false, timeout: 60_000 });
+  return String(r.stdout).split('\n').filter(Boolean);
+}
+
+// ---- CPU accounting ----
+
+export const CLK_TCK = 100;
+
+/** utime+stime of processes, in ns */
+export function processCpuNs(pids: number[]): number {
+  let ticks = 0;
+  for (const p of pids) {
+    try {
+      const st = fs.readFileSync(`/proc/${p}/stat`, 'utf8');
+      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(f[11]) + Number(f[12]);
+    } catch { /* gone */ }
+  }
+  return (ticks * 1e9) / CLK_TCK;
+}
+
+export function rssBytes(pids: number[]): number {
+  let kb = 0;
+  for (const p of pids) {
+    try {
+      kb += Number(fs.readFileSync(`/proc/${p}/status`, 'utf8').match(/VmRSS:\s+(\d+)/)?.[1] ?? 0);
+    } catch { /* gone */ }
+  }
+  return kb * 1024;
+}
+
+/** machine-wide softirq and busy time (all CPUs), ns */
+export function cpuTimes(): { softirqNs: number; busyNs: number } {
+  const l = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal
+  const [user, nice, system, , , irq, softirq, steal] = l as [number, number, number, number, number, number, number, number];
+  const toNs = (x: number) => (x * 1e9) / CLK_TCK;
+  return { softirqNs: toNs(softirq), busyNs: toNs(user + nice + system + irq + softirq + (steal ?? 0) * 0) };
+}
