@@ -37,7 +37,7 @@ export class LbClient {
   }
 
   state() { return this.request<ReturnType<import('./controller.ts').LbController['state']>>('GET', '/state'); }
-  stats() { return this.request<{ global: Record<string, number>; prog: { runTimeNs: string | number; runCnt: string | number }; mapMemoryBytes: number; controllerRssBytes: number }>('GET', '/stats'); }
+  stats() { return this.request<{ global: Record<string, number>; prog: { id: number; runTimeNs: string | number; runCnt: string | number }; mapMemoryBytes: number; controllerRssBytes: number }>('GET', '/stats'); }
   ring(vip: string) { return this.request<{ computed: number[]; dataplane: number[] | null }>('GET', `/ring?vip=${encodeURIComponent(vip)}`); }
   metrics() { return this.request<string>('GET', '/metrics', undefined, true); }
   addVip(vip: string, backends: unknown[], healthCheck?: boolean) { return this.request('POST', '/vips', { vip, backends, healthCheck }); }

@@ -117,7 +117,7 @@ describe.skipIf(!root)('xdp-lb end to end (netns, real sockets)', () => {
 
   it('teardown leaves no namespace, XDP program or pinned map behind', async () => {
     const st = await d.api.stats();
-    const progId = Number((st.prog as unknown as { id: number }).id);
+    const progId = st.prog.id;
     const pinDir = (await d.api.state()).pinDir;
     expect(fs.existsSync(pinDir)).toBe(true);
     await d.stop(true);

@@ -38,11 +38,13 @@ export interface LbTopology {
   fabricLbIfindex: number;
   /** helper programs (xdp_pass/sink/drop/gen) loaded in this process */
   helpers: BpfObject;
-  peerLink: Link | null;
+  /** attach xdp_sink to the bridge port facing the LB (needed to receive XDP_TX'd frames) */
+  attachPeer(): void;
+  detachPeer(): void;
   dispose(): Promise<void>;
 }
 
-export async function buildTopology(opts: { prefix: string; backends: number; log?: (s: string) => void }): Promise<LbTopology> {
+export async function buildTopology(opts: { prefix: string; backends: number; log?: (s: string) => void; peerXdp?: boolean }): Promise<LbTopology> {
   const log = opts.log ?? (() => {});
   const topo = createTopology(opts.prefix);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${opts.prefix}-`));
@@ -89,10 +91,18 @@ export async function buildTopology(opts: { prefix: string; backends: number; lo
     await topo.sysctl('lb', 'net.ipv4.tcp_tw_reuse', 1);
     const fabricLbIfindex = await topo.ifindex('fabric', 'plb');
     const helpers = await loadHelpers(fabricLbIfindex);
-    // the bridge port facing the LB receives XDP_TX'd frames: it needs an XDP program of its own
-    const peerLink = withNetns(topo.ns('fabric'), () => helpers.program('xdp_sink').attachXdp('plb'));
-    return {
-      topo, n, dir, macs, fabricLbIfindex, helpers, peerLink,
+    // the bridge port facing the LB receives XDP_TX'd frames: it needs an XDP program of its own.
+    // The proxies do not need it, and it changes the veth's receive path, so it is optional.
+    let peerLink: Link | null = null;
+    const t: LbTopology = {
+      topo, n, dir, macs, fabricLbIfindex, helpers,
+      attachPeer() {
+        if (!peerLink) peerLink = withNetns(topo.ns('fabric'), () => helpers.program('xdp_sink').attachXdp('plb'));
+      },
+      detachPeer() {
+        peerLink?.close();
+        peerLink = null;
+      },
       async dispose() {
         try {
           peerLink?.close();
@@ -103,6 +113,8 @@ export async function buildTopology(opts: { prefix: string; backends: number; lo
         }
       },
     };
+    if (opts.peerXdp !== false) t.attachPeer();
+    return t;
   } catch (e) {
     await topo.dispose();
     fs.rmSync(dir, { recursive: true, force: true });
@@ -137,7 +149,7 @@ user root;
 worker_processes 1;
 pid ${d}/nginx.pid;
 error_log ${d}/error.log warn;
-events { worker_connections 16384; }
+events { worker_connections 8192; }
 http {
   access_log off;
   keepalive_requests 10000000;
@@ -201,7 +213,7 @@ export async function startHaproxy(t: LbTopology): Promise<Proxy> {
   fs.writeFileSync(f, `
 global
   nbthread 1
-  maxconn 20000
+  maxconn 8000
 defaults
   mode tcp
   timeout connect 5s
@@ -228,7 +240,7 @@ user root;
 worker_processes 1;
 pid ${d}/nginx.pid;
 error_log ${d}/error.log warn;
-events { worker_connections 20000; }
+events { worker_connections 8192; }
 stream {
   upstream be {
 ${Array.from({ length: t.n }, (_, i) => `    server ${backend4(i)}:80;`).join('\n')}

@@ -1,0 +1,332 @@
+// xdp-lb: the XDP L4 load balancer (bpf/xdp_lb.bpf.c + controller/lb) against HAProxy (mode tcp)
+// and nginx stream, side by side in one run on one netns topology (see topology.ts).
+//   run:   functional checks (every backend, IPv4/IPv6, bad input, live changes with 0 resets,
+//          health checks, controller restart) and a short load through each configuration.
+//   bench: the same with longer loads: RPS, p50/p99/p99.9, CPU per request in the LB, memory,
+//          and UDP small-packet forwarding rate against the XDP_DROP ceiling on the same veth.
+// Order matters for fairness: the proxies run before any XDP program is attached to the LB's
+// veths (an XDP program changes the veth's receive path for every packet).
+import { execa } from 'execa';
+import { enableStats } from '../../controller/libbpf/index.ts';
+import { addrBytes, htons } from '../../controller/lb/addr.ts';
+import { LbApiError } from '../../controller/lb/client.ts';
+import { sweepStale, withNetns } from '../../lab/netns.ts';
+import type { Block, Scenario, ScenarioContext } from '../../lab/scenario.ts';
+import { cpuTimes, curlMany, processCpuNs, rssBytes, runWrk, totalErrors, type WrkResult } from './load.ts';
+import {
+  CLIENT4, HAPROXY_PORT, LB4, NGINX_PORT, VIP4, VIP6, backend4, buildTopology, lbConfig, startBackend, startDaemon,
+  startHaproxy, startNginxBackends, startNginxStream, stopBackend, type Daemon, type LbTopology,
+} from './topology.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function num(ctx: ScenarioContext, name: string, def: number): number {
+  const v = ctx.options[name];
+  if (v === undefined || v === true) return def;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} must be a positive number, got "${v}"`);
+  return n;
+}
+
+interface Row {
+  config: string;
+  conn: 'keep-alive' | 'new connection';
+  rps: number;
+  requests: number;
+  errors: number;
+  p50Us: number;
+  p99Us: number;
+  p999Us: number;
+  /** the LB's own CPU: proxy process CPU, or the XDP program's run_time_ns */
+  lbCpuNsPerReq: number | null;
+  softirqNsPerReq: number;
+  busyNsPerReq: number;
+  memBytes: number | null;
+}
+
+async function measure(ctx: ScenarioContext, t: LbTopology, config: string, url: string, close: boolean, o: { durationS: number; connections: number }, lbCpu: () => Promise<number | null>, mem: () => Promise<number | null>): Promise<Row> {
+  const conn = close ? 'new connection' : 'keep-alive';
+  ctx.progress.info(`${config}, ${conn}: wrk -c${o.connections} ${o.durationS}s`);
+  const c0 = cpuTimes();
+  const l0 = await lbCpu();
+  const r: WrkResult = await runWrk(t, { url, connections: o.connections, durationS: o.durationS, close, signal: ctx.signal });
+  const l1 = await lbCpu();
+  const c1 = cpuTimes();
+  const m = await mem();
+  const n = Math.max(r.requests, 1);
+  return {
+    config, conn: conn as Row['conn'], rps: r.rps, requests: r.requests, errors: totalErrors(r),
+    p50Us: r.latencyUs.p50, p99Us: r.latencyUs.p99, p999Us: r.latencyUs.p999,
+    lbCpuNsPerReq: l0 === null || l1 === null ? null : (l1 - l0) / n,
+    softirqNsPerReq: (c1.softirqNs - c0.softirqNs) / n,
+    busyNsPerReq: (c1.busyNs - c0.busyNs) / n,
+    memBytes: m,
+  };
+}
+
+/** a 64-byte UDP frame client → VIP:9, as it arrives at the LB */
+function udpFrame(t: LbTopology): Buffer {
+  const f = Buffer.alloc(60);
+  Buffer.from(t.macs.lb.replace(/:/g, ''), 'hex').copy(f, 0);
+  Buffer.from(t.macs.client.replace(/:/g, ''), 'hex').copy(f, 6);
+  f.writeUInt16BE(0x0800, 12);
+  const ip = f.subarray(14, 34);
+  ip[0] = 0x45;
+  ip.writeUInt16BE(46, 2);
+  ip[8] = 64;
+  ip[9] = 17;
+  Buffer.from(addrBytes(CLIENT4).subarray(0, 4)).copy(ip, 12);
+  Buffer.from(addrBytes(VIP4).subarray(0, 4)).copy(ip, 16);
+  let sum = 0;
+  for (let i = 0; i < 20; i += 2) sum += ip.readUInt16BE(i);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  ip.writeUInt16BE(~sum & 0xffff, 10);
+  f.writeUInt16BE(12345, 34);
+  f.writeUInt16BE(9, 36);
+  f.writeUInt16BE(26, 38);
+  return f;
+}
+
+const sumPerCpu = (v: bigint[] | undefined) => Number((v ?? []).reduce((a, b) => a + b, 0n));
+
+/** live frames into the LB's veth from its bridge port; returns frames/s counted by `counter` */
+function generate(t: LbTopology, frame: Buffer, repeat: number, counter: () => number): { pps: number; frames: number; seconds: number } {
+  const before = counter();
+  const t0 = process.hrtime.bigint();
+  withNetns(t.topo.ns('fabric'), () => t.helpers.program('xdp_gen').testRun({ data: frame, repeat, flags: 2 /* BPF_F_TEST_XDP_LIVE_FRAMES */ }));
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const frames = counter() - before;
+  return { pps: frames / seconds, frames, seconds };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const us = (ns: number | null) => (ns === null ? null : Math.round(ns / 10) / 100);
+const r1 = (x: number) => Math.round(x * 10) / 10;
+
+async function functionalChecks(ctx: ScenarioContext, t: LbTopology, d: Daemon, instance: string): Promise<Daemon> {
+  const V4 = `tcp://${VIP4}:80`;
+  ctx.progress.step('functional checks');
+  for (const [fam, url] of [['IPv4', `http://${VIP4}/`], ['IPv6', `http://[${VIP6}]/`]] as const) {
+    const bodies = await curlMany(t, url, 30);
+    const seen = [...new Set(bodies)].sort();
+    ctx.check(`${fam}: new connections through the VIP reach every backend`, bodies.every((b) => b !== 'FAIL') && seen.length === t.n, `backends seen: ${seen.join(', ')} over ${bodies.length} requests`);
+  }
+  const before = JSON.stringify(await d.api.state());
+  const bad: [string, () => Promise<unknown>][] = [
+    ['unknown VIP', () => d.api.addBackend('tcp://10.99.100.9:80', backend4(0))],
+    ['duplicate backend', () => d.api.addBackend(V4, backend4(0))],
+    ['malformed address', () => d.api.addBackend(V4, '10.99.0.300')],
+    ['zero backends', () => d.api.addVip('tcp://10.99.100.2:80', [])],
+  ];
+  const msgs: string[] = [];
+  let allRejected = true;
+  for (const [what, fn] of bad) {
+    const e = await fn().then(() => null, (x: unknown) => x);
+    if (!(e instanceof LbApiError)) allRejected = false;
+    msgs.push(`${what}: ${e instanceof LbApiError ? `${e.status} ${e.message}` : 'ACCEPTED'}`);
+  }
+  ctx.check('bad input is rejected with a clear error and changes nothing', allRejected && JSON.stringify(await d.api.state()) === before, msgs.join('; '));
+
+  // live changes under load: established keep-alive connections must not see a single error
+  await d.api.removeBackend(V4, backend4(t.n - 1));
+  const load = runWrk(t, { url: `http://${VIP4}/`, connections: 16, durationS: 4, signal: ctx.signal });
+  await sleep(1000);
+  await d.api.addBackend(V4, backend4(t.n - 1));
+  await sleep(800);
+  await d.api.removeBackend(V4, backend4(t.n - 1));
+  await sleep(800);
+  await d.api.addBackend(V4, backend4(t.n - 1));
+  const r = await load;
+  ctx.check('established connections survive adding/removing other backends (0 resets)', totalErrors(r) === 0 && r.requests > 0, `${r.requests} requests, errors ${JSON.stringify(r.errors)}`);
+
+  const stateOf = async (addr: string) => (await d.api.state()).vips.find((v) => v.vip === V4)?.backends.find((b) => b.address === addr)?.state;
+  await stopBackend(t, 0);
+  const t0 = Date.now();
+  while ((await stateOf(backend4(0))) !== 'down' && Date.now() - t0 < 8000) await sleep(100);
+  const downAfter = Date.now() - t0;
+  const bodies = await curlMany(t, `http://${VIP4}/`, 20);
+  ctx.check('a killed backend is taken out by health checks; its new flows go elsewhere', (await stateOf(backend4(0))) === 'down' && bodies.every((b) => b !== 'FAIL' && b !== 'b1'), `down after ${downAfter} ms; 20 new connections went to ${[...new Set(bodies)].join(', ')}`);
+  await startBackend(t, 0);
+  const t1 = Date.now();
+  while ((await stateOf(backend4(0))) !== 'up' && Date.now() - t1 < 8000) await sleep(100);
+  ctx.check('a recovered backend is put back by health checks', (await stateOf(backend4(0))) === 'up', `up after ${Date.now() - t1} ms`);
+
+  const gens = (await d.api.state()).vips.map((v) => `${v.vip}#${v.generation}`).sort().join(' ');
+  const load2 = runWrk(t, { url: `http://${VIP4}/`, connections: 8, durationS: 4, signal: ctx.signal });
+  await sleep(800);
+  await d.crash();
+  await sleep(800);
+  const d2 = await startDaemon(t, lbConfig(t, instance));
+  const r2 = await load2;
+  const s2 = await d2.api.state();
+  const gens2 = s2.vips.map((v) => `${v.vip}#${v.generation}`).sort().join(' ');
+  ctx.check('a controller crash + restart keeps open connections alive and adopts the pinned state', totalErrors(r2) === 0 && r2.requests > 0 && d2.startedAs === 'restored' && s2.attach === 'adopted' && gens === gens2,
+    `${r2.requests} requests over the crash, errors ${JSON.stringify(r2.errors)}; restart: ${d2.startedAs}, link ${s2.attach}; ring generations before ${gens}, after ${gens2}`);
+  const ring = await d2.api.ring(V4);
+  ctx.check('the Maglev ring in the kernel equals the one computed in TypeScript', JSON.stringify(ring.dataplane) === JSON.stringify(ring.computed), `${ring.computed.length} entries`);
+  return d2;
+}
+
+const scenario: Scenario = {
+  name: 'xdp-lb',
+  description: 'XDP L4 load balancer (Maglev, conntrack, L2 DSR) vs HAProxy and nginx stream on one netns topology',
+  tools: ['build', 'lb'],
+  async run(ctx) {
+    const bench = ctx.mode === 'bench';
+    const n = num(ctx, 'backends', 3);
+    const load = { durationS: num(ctx, 'duration', bench ? 10 : 2), connections: num(ctx, 'connections', 50) };
+    const ppsRepeat = num(ctx, 'pps-frames', bench ? 5_000_000 : 1_000_000);
+    const ppsReps = bench ? 3 : 1;
+    const instance = `xlb${process.pid}`;
+
+    ctx.progress.step(`topology: client, LB, fabric bridge, ${n} nginx backends`);
+    const swept = await sweepStale('xlb');
+    if (swept.length) ctx.progress.warn(`removed namespaces of a crashed run: ${swept.join(', ')}`);
+    const t = await buildTopology({ prefix: 'xlb', backends: n, peerXdp: false, log: (s) => ctx.progress.info(s) });
+    ctx.defer('remove namespaces, veths, helper programs', () => t.dispose());
+    await startNginxBackends(t);
+
+    // forwarding modes: L2 DSR always; IPIP only where the kernel can decapsulate
+    const ipip = await t.topo.exec('lb', 'ip', ['link', 'add', 'ipipprobe', 'type', 'ipip', 'remote', '10.99.0.11'], { reject: false });
+    if (ipip.exitCode === 0) {
+      await t.topo.exec('lb', 'ip', ['link', 'del', 'ipipprobe'], { reject: false });
+      ctx.unsupported('IPIP/IP6IP6 forwarding', 'IPIP encapsulation in xdp_lb (not implemented in this build)', 'the kernel has ipip, but xdp_lb implements L2 DSR only');
+    } else {
+      ctx.unsupported('IPIP/IP6IP6 forwarding', 'ipip / ip6_tunnel kernel modules (CONFIG_NET_IPIP, CONFIG_IPV6_TUNNEL)', `ip link add … type ipip: ${String(ipip.stderr).trim()}`);
+    }
+    const offloads: Block = {
+      kind: 'table', caption: 'offload state (ethtool -k) at the start; client tx checksum/TSO/GSO/SG off for every configuration',
+      columns: ['interface', 'tx-checksumming', 'scatter-gather', 'tcp-segmentation-offload', 'generic-segmentation-offload', 'generic-receive-offload'],
+      rows: [],
+    };
+    for (const [role, dev] of [['client', 'c0'], ['lb', 'lb0'], ['fabric', 'plb'], ['b1', 'eth0']] as const) {
+      const o = await t.topo.offloadState(role, dev);
+      offloads.rows.push([`${role}/${dev}`, o['tx-checksumming'] ?? '?', o['scatter-gather'] ?? '?', o['tcp-segmentation-offload'] ?? '?', o['generic-segmentation-offload'] ?? '?', o['generic-receive-offload'] ?? '?']);
+    }
+
+    const rows: Row[] = [];
+    const none = async () => null;
+    ctx.progress.step('reference: client → one backend directly (no LB)');
+    for (const close of [false, true]) rows.push(await measure(ctx, t, 'direct (no LB)', `http://${backend4(0)}/`, close, load, none, none));
+
+    for (const [start, port] of [[startHaproxy, HAPROXY_PORT], [startNginxStream, NGINX_PORT]] as const) {
+      const p = await start(t);
+      ctx.progress.step(`${p.name} in the LB namespace`);
+      const cpu = async () => processCpuNs(p.pids());
+      const mem = async () => rssBytes(p.pids());
+      for (const close of [false, true]) rows.push(await measure(ctx, t, p.name, `http://${LB4}:${port}/`, close, load, cpu, mem));
+      await p.stop();
+    }
+
+    // the XDP_DROP ceiling on the LB's veth, before the LB is attached there
+    ctx.progress.step('UDP 64-byte frames: XDP_DROP ceiling on the LB veth');
+    const frame = udpFrame(t);
+    const dropCount = () => sumPerCpu(t.helpers.map<number, bigint>('drop_count').getPerCpu(0));
+    const dropLink = withNetns(t.topo.ns('lb'), () => t.helpers.program('xdp_drop').attachXdp('lb0'));
+    const ceiling = [];
+    try {
+      for (let i = 0; i < ppsReps; i++) ceiling.push(generate(t, frame, ppsRepeat, dropCount));
+    } finally {
+      dropLink.close();
+    }
+
+    ctx.progress.step('XDP load balancer');
+    t.attachPeer();
+    const stats = enableStats(); // run_time_ns accounting, system-wide while open
+    ctx.defer('BPF stats off', () => stats.close());
+    let d = await startDaemon(t, lbConfig(t, instance));
+    ctx.defer('stop LB daemon (detach, unpin)', () => d.stop(true));
+    const st0 = await d.api.state();
+    ctx.section('Setup',
+      { kind: 'kv', items: { kernel: ctx.kernel.release, backends: n, 'forwarding mode': 'L2 DSR (MAC rewrite + XDP_TX on the LB veth)', 'XDP attach': `${st0.attach}, bpf_link (native on veth)`, 'Maglev ring size': st0.ringSize, 'load': `wrk -t1 -c${load.connections} -d${load.durationS}s, keep-alive and "Connection: close"`, 'proxies': 'HAProxy mode tcp nbthread 1; nginx stream worker_processes 1', 'cores': (await import('node:os')).cpus().length } },
+      offloads,
+    );
+    d = await functionalChecks(ctx, t, d, instance);
+
+    ctx.progress.step('XDP load balancer under load');
+    const bpfNs = async () => Number((await d.api.stats()).prog.runTimeNs);
+    const xdpMem = async () => (await d.api.stats()).mapMemoryBytes;
+    for (const close of [false, true]) rows.push(await measure(ctx, t, 'XDP LB', `http://${VIP4}/`, close, load, bpfNs, xdpMem));
+    const daemonRss = (await d.api.stats()).controllerRssBytes;
+
+    ctx.progress.step('UDP 64-byte frames forwarded by the XDP LB (counted at the receiving peer)');
+    const sinkMap = t.helpers.map<number, { udp_port: number; pad: number; pad2: number }>('sink_config');
+    sinkMap.set(0, { udp_port: htons(9), pad: 0, pad2: 0 });
+    const sinkCount = () => sumPerCpu(t.helpers.map<number, bigint>('sink_count').getPerCpu(0));
+    const fwd = [];
+    for (let i = 0; i < ppsReps; i++) fwd.push(generate(t, frame, ppsRepeat, sinkCount));
+    sinkMap.set(0, { udp_port: 0, pad: 0, pad2: 0 });
+    const ceilPps = median(ceiling.map((x) => x.pps));
+    const fwdPps = median(fwd.map((x) => x.pps));
+    ctx.check('UDP frames to the VIP are forwarded (counted at the receiver)', fwd.every((x) => x.frames > 0.9 * ppsRepeat), fwd.map((x) => `${x.frames}/${ppsRepeat}`).join(', '));
+
+    // ---- results ----
+    const get = (config: string, conn: Row['conn']) => rows.find((r) => r.config === config && r.conn === conn)!;
+    const direct = { ka: get('direct (no LB)', 'keep-alive'), nc: get('direct (no LB)', 'new connection') };
+    // XDP's CPU in the LB = program run time + the softirq time it adds over the direct path
+    // (softirq is machine-wide here; the difference to the direct run is what the LB hop adds)
+    const xdpLbCpu = (r: Row, base: Row) => (r.lbCpuNsPerReq ?? 0) + Math.max(0, r.softirqNsPerReq - base.softirqNsPerReq);
+    const ratios: Record<string, number | null> = {};
+    for (const [conn, base] of [['keep-alive', direct.ka], ['new connection', direct.nc]] as const) {
+      const x = get('XDP LB', conn);
+      const xCpu = xdpLbCpu(x, base);
+      for (const p of ['HAProxy', 'nginx stream']) {
+        const pr = get(p, conn);
+        const key = `${p} ${conn}`;
+        ratios[`cpu_per_request ${key} / XDP`] = pr.lbCpuNsPerReq !== null && xCpu > 0 ? pr.lbCpuNsPerReq / xCpu : null;
+        ratios[`cpu_per_request (bpf run time only) ${key} / XDP`] = pr.lbCpuNsPerReq !== null && x.lbCpuNsPerReq ? pr.lbCpuNsPerReq / x.lbCpuNsPerReq : null;
+        ratios[`added_machine_cpu ${key} / XDP`] = (x.busyNsPerReq - base.busyNsPerReq) > 0 ? (pr.busyNsPerReq - base.busyNsPerReq) / (x.busyNsPerReq - base.busyNsPerReq) : null;
+        ratios[`p99 XDP / ${key}`] = x.p99Us / pr.p99Us;
+        ratios[`rps XDP / ${key}`] = x.rps / pr.rps;
+      }
+    }
+    ratios['pps forwarded / XDP_DROP ceiling'] = fwdPps / ceilPps;
+    ctx.metric('runs', rows);
+    ctx.metric('ratios', ratios);
+    ctx.metric('pps', { ceiling, forwarded: fwd, ceilingPps: ceilPps, forwardedPps: fwdPps, frameBytes: frame.length, framesPerRun: ppsRepeat });
+    ctx.metric('memory', { xdpMapBytes: rows.find((r) => r.config === 'XDP LB')?.memBytes, controllerRssBytes: daemonRss, haproxyRssBytes: get('HAProxy', 'keep-alive').memBytes, nginxStreamRssBytes: get('nginx stream', 'keep-alive').memBytes });
+    ctx.metric('offloads', offloads.rows);
+
+    const configs = ['direct (no LB)', 'HAProxy', 'nginx stream', 'XDP LB'];
+    ctx.section('Requests per second',
+      { kind: 'chart', type: 'bar', title: `RPS (wrk -c${load.connections}, ${load.durationS}s)`, labels: configs, datasets: (['keep-alive', 'new connection'] as const).map((c) => ({ label: c, data: configs.map((k) => Math.round(get(k, c).rps)) })), yLabel: 'requests/s' },
+      { kind: 'table', columns: ['configuration', 'connections', 'RPS', 'requests', 'errors', 'p50 µs', 'p99 µs', 'p99.9 µs'], rows: rows.map((r) => [r.config, r.conn, Math.round(r.rps), r.requests, r.errors, r.p50Us, r.p99Us, r.p999Us]) },
+    );
+    ctx.section('Latency',
+      { kind: 'chart', type: 'bar', title: 'p99 latency', labels: configs, datasets: (['keep-alive', 'new connection'] as const).map((c) => ({ label: c, data: configs.map((k) => get(k, c).p99Us) })), yLabel: 'µs' },
+    );
+    const lbRows = rows.filter((r) => r.config !== 'direct (no LB)');
+    ctx.section('CPU per request in the LB',
+      { kind: 'text', text: 'HAProxy/nginx: CPU time of the proxy processes. XDP LB: the program\'s run_time_ns (BPF stats) plus the softirq time the LB hop adds over the direct path (softirq is machine-wide on this host, so the direct run is the baseline). "Added machine CPU" is all CPU on the machine per request minus the direct path\'s: it charges each configuration for everything its hop costs, client and backends included.' },
+      { kind: 'chart', type: 'bar', title: 'CPU µs per request spent in the LB', labels: ['HAProxy', 'nginx stream', 'XDP LB'], datasets: (['keep-alive', 'new connection'] as const).map((c) => ({ label: c, data: ['HAProxy', 'nginx stream', 'XDP LB'].map((k) => { const r = get(k, c); return us(k === 'XDP LB' ? xdpLbCpu(r, c === 'keep-alive' ? direct.ka : direct.nc) : r.lbCpuNsPerReq); }) })), yLabel: 'µs/request' },
+      { kind: 'table', columns: ['configuration', 'connections', 'LB process or BPF µs/req', 'softirq µs/req (machine)', 'LB µs/req (issue definition)', 'machine busy µs/req', 'added over direct µs/req', 'memory'],
+        rows: lbRows.map((r) => {
+          const base = r.conn === 'keep-alive' ? direct.ka : direct.nc;
+          const lb = r.config === 'XDP LB' ? xdpLbCpu(r, base) : r.lbCpuNsPerReq;
+          return [r.config, r.conn, us(r.lbCpuNsPerReq), us(r.softirqNsPerReq), us(lb), us(r.busyNsPerReq), us(r.busyNsPerReq - base.busyNsPerReq), r.memBytes === null ? null : `${(r.memBytes / 1048576).toFixed(1)} MiB${r.config === 'XDP LB' ? ' (maps)' : ' RSS'}`];
+        }) },
+      { kind: 'kv', items: { 'XDP LB controller RSS (not on the packet path)': `${(daemonRss / 1048576).toFixed(1)} MiB` } },
+    );
+    ctx.section('UDP small packets: forwarding vs the XDP_DROP ceiling',
+      { kind: 'text', text: 'Generator: BPF_PROG_TEST_RUN with live frames in the bridge namespace, redirecting a 64-byte UDP frame into the LB veth. Ceiling: xdp_drop on the LB veth. Forwarding: xdp_lb (conntrack hit, MAC rewrite, XDP_TX) with the frames counted and dropped by xdp_sink on the receiving peer. Same generator, same veth, same run.' },
+      { kind: 'table', columns: ['', 'Mpps (median)', 'runs'], rows: [['XDP_DROP ceiling', r1(ceilPps / 1e5) / 10, ceiling.map((x) => (x.pps / 1e6).toFixed(2)).join(', ')], ['XDP LB forwarding', r1(fwdPps / 1e5) / 10, fwd.map((x) => (x.pps / 1e6).toFixed(2)).join(', ')], ['ratio', `${Math.round((fwdPps / ceilPps) * 100)}%`, '']] },
+    );
+    const g = (v: number | null | undefined, goal: number, higherBetter = true) => (v == null ? 'n/a' : (higherBetter ? v >= goal : v <= goal) ? 'met' : `missed (${v.toFixed(2)} vs ${goal})`);
+    const goalRows: (string | number | null)[][] = [];
+    for (const conn of ['keep-alive', 'new connection']) {
+      for (const p of ['HAProxy', 'nginx stream']) {
+        const c = ratios[`cpu_per_request ${p} ${conn} / XDP`] ?? null;
+        goalRows.push([`CPU/request ${p} ÷ XDP (${conn})`, '≥ 10', c === null ? null : r1(c), g(c, 10)]);
+        const l = ratios[`p99 XDP / ${p} ${conn}`] ?? null;
+        goalRows.push([`p99 XDP ÷ ${p} (${conn})`, '≤ 1', l === null ? null : Math.round(l * 100) / 100, g(l, 1, false)]);
+      }
+    }
+    const pr = ratios['pps forwarded / XDP_DROP ceiling']!;
+    goalRows.push(['pps forwarded ÷ XDP_DROP ceiling', '≥ 0.7', Math.round(pr * 100) / 100, g(pr, 0.7)]);
+    ctx.section('Goals (issue 5)', { kind: 'table', columns: ['goal', 'target', 'measured', 'result'], rows: goalRows }, { kind: 'text', text: `Measured on ${ctx.kernel.release}, ${(await import('node:os')).cpus().length} shared cores: load generator, LB and backends compete for the same CPUs, so absolute numbers are noisy; ratios come from one run.` });
+    const memo = await execa('bpftool', ['-j', 'prog', 'show', 'id', String((await d.api.stats()).prog.id)], { reject: false });
+    if (memo.exitCode === 0) ctx.metric('xdp_prog', JSON.parse(memo.stdout));
+  },
+};
+
+export default scenario;
