@@ -368,6 +368,14 @@ int xdp_drop(struct xdp_md *ctx)
 	return XDP_DROP;
 }
 
+/* the forwarding ceiling of a veth: send every frame straight back out (what the LB does,
+ * minus the LB), so the benchmark can tell veth forwarding cost from the LB's own */
+SEC("xdp")
+int xdp_tx(struct xdp_md *ctx)
+{
+	return XDP_TX;
+}
+
 /* Live-frames generator (BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES): every run sends the
  * test frame out of gen_ifindex, i.e. into its veth peer's XDP program. */
 const volatile __u32 gen_ifindex = 0;

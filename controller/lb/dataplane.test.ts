@@ -1,12 +1,13 @@
 // Packet fixtures through BPF_PROG_TEST_RUN: the data plane is loaded unpinned, its maps filled
 // the way the controller fills them, and every verdict and rewritten MAC is predicted in TS.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeRoot } from '../../lab/testing.ts';
 import { addrBytes, htons } from './addr.ts';
 import { BE_ACTIVE, Dataplane, MAX_VIPS } from './dataplane.ts';
 import { flowHash } from './flowhash.ts';
 import { EMPTY_SLOT, maglevTable } from './maglev.ts';
 
-const root = process.getuid?.() === 0;
+
 const XDP_DROP = 1, XDP_PASS = 2, XDP_TX = 3;
 const SRC_MAC = Buffer.from('02aaaaaaaaaa', 'hex');
 const LB_MAC = Buffer.from('02bbbbbbbbbb', 'hex');
@@ -63,7 +64,7 @@ function ipv6(src: string, dst: string, next: number, payload: Buffer): Buffer {
   return Buffer.concat([eth(0x86dd), h, payload]);
 }
 
-describe.skipIf(!root)('xdp_lb packet fixtures (BPF_PROG_TEST_RUN)', () => {
+describeRoot('xdp_lb packet fixtures (BPF_PROG_TEST_RUN)', () => {
   let dp: Dataplane;
   const tables = new Map<number, Uint32Array>();
 

@@ -62,7 +62,7 @@ export class Dataplane implements Disposable {
         for (const m of PINNED) obj.setPinPath(m, path.join(opts.pinDir, m));
       }
       obj.load({
-        skip: ['xdp_pass', 'xdp_sink', 'xdp_drop', 'xdp_gen'],
+        skip: ['xdp_pass', 'xdp_sink', 'xdp_drop', 'xdp_tx', 'xdp_gen'],
         maxEntries: { conntrack: opts.conntrackEntries ?? 262144, sink_config: 1, sink_count: 1, drop_count: 1 },
       });
     } catch (e) {

@@ -1,13 +1,14 @@
 // End to end on real sockets: client ns → XDP LB (daemon in its own ns) → nginx backends, L2 DSR.
 import fs from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeRoot } from '../../lab/testing.ts';
 import { libbpf } from '../../controller/libbpf/index.ts';
 import { LbApiError } from '../../controller/lb/client.ts';
 import { listNamespaces } from '../../lab/netns.ts';
 import { curlMany, runWrk, totalErrors } from './load.ts';
 import { VIP4, VIP6, backend4, buildTopology, lbConfig, startBackend, startDaemon, startNginxBackends, stopBackend, type Daemon, type LbTopology } from './topology.ts';
 
-const root = process.getuid?.() === 0;
+
 const PREFIX = 'xlbt';
 const V4 = `tcp://${VIP4}:80`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -20,7 +21,7 @@ async function until(what: string, fn: () => Promise<boolean>, timeoutMs = 8000)
   }
 }
 
-describe.skipIf(!root)('xdp-lb end to end (netns, real sockets)', () => {
+describeRoot('xdp-lb end to end (netns, real sockets)', () => {
   let t: LbTopology;
   let d: Daemon;
   const instance = `e2e${process.pid}`;

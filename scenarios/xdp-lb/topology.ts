@@ -228,7 +228,7 @@ ${Array.from({ length: t.n }, (_, i) => `  server b${i + 1} ${backend4(i)}:80`).
 `);
   const child = t.topo.spawn('lb', 'haproxy', ['-f', f, '-db']);
   await waitPort(t, 'client', LB4, HAPROXY_PORT);
-  return { name: 'HAProxy', pids: () => descendants(child.pid!).slice(1), stop: () => t.topo.kill(child) };
+  return { name: 'HAProxy', pids: () => descendants(child.pid!), stop: () => t.topo.kill(child) };
 }
 
 export async function startNginxStream(t: LbTopology): Promise<Proxy> {
@@ -250,7 +250,7 @@ ${Array.from({ length: t.n }, (_, i) => `    server ${backend4(i)}:80;`).join('\
 `);
   const child = t.topo.spawn('lb', 'nginx', ['-p', d, '-c', path.join(d, 'nginx.conf'), '-g', 'daemon off;']);
   await waitPort(t, 'client', LB4, NGINX_PORT);
-  return { name: 'nginx stream', pids: () => descendants(child.pid!).slice(1), stop: () => t.topo.kill(child) };
+  return { name: 'nginx stream', pids: () => descendants(child.pid!), stop: () => t.topo.kill(child) };
 }
 
 // ---- the XDP LB daemon ----
@@ -272,7 +272,7 @@ export function lbConfig(t: LbTopology, instance: string, extra: Partial<LbConfi
   return {
     interface: 'lb0',
     instance,
-    healthCheck: { intervalMs: 300, timeoutMs: 200, fall: 2, rise: 2 },
+    healthCheck: { intervalMs: 300, timeoutMs: 1000, fall: 2, rise: 2 },
     vips: [
       { vip: `tcp://${VIP4}:80`, backends: bs },
       { vip: `tcp://[${VIP6}]:80`, backends: bs },
