@@ -75,7 +75,7 @@ export async function lbCommand(argv: string[]): Promise<number> {
       if (!v) throw new LabError(`missing ${what}`, USAGE);
       return v;
     };
-    switch (`${cmd} ${sub ?? ''}`.trim()) {
+    switch (['apply', 'stats', 'metrics', 'stop'].includes(cmd) ? cmd : `${cmd} ${sub ?? ''}`.trim()) {
       case 'backend add':
         print(await api.addBackend(need(rest[0], '<vip>'), need(rest[1], '<addr>'), { ...(opt.weight ? { weight: Number(opt.weight) } : {}), ...(typeof opt.mac === 'string' ? { mac: opt.mac } : {}) }));
         return 0;

@@ -1,12 +1,13 @@
 // End to end on real sockets: client ns → XDP LB (daemon in its own ns) → nginx backends, L2 DSR.
 import fs from 'node:fs';
+import { execa } from 'execa';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeRoot } from '../../lab/testing.ts';
 import { libbpf } from '../../controller/libbpf/index.ts';
 import { LbApiError } from '../../controller/lb/client.ts';
 import { listNamespaces } from '../../lab/netns.ts';
 import { curlMany, runWrk, totalErrors } from './load.ts';
-import { VIP4, VIP6, backend4, buildTopology, lbConfig, startBackend, startDaemon, startNginxBackends, stopBackend, type Daemon, type LbTopology } from './topology.ts';
+import { REPO, VIP4, VIP6, backend4, buildTopology, lbConfig, startBackend, startDaemon, startNginxBackends, stopBackend, type Daemon, type LbTopology } from './topology.ts';
 
 
 const PREFIX = 'xlbt';
@@ -94,6 +95,27 @@ describeRoot('xdp-lb end to end (netns, real sockets)', () => {
     expect(bodies.filter((b) => b === 'FAIL' || b === 'b2')).toEqual([]);
     await startBackend(t, 1);
     await until('b2 up', async () => (await backendOf(backend4(1)))?.state === 'up');
+  }, 60_000);
+
+  it('applies a config file as a diff, and the CLI talks to the daemon', async () => {
+    const cfg = lbConfig(t, instance);
+    expect(await d.api.apply(cfg)).toEqual({ added: [], removed: [], changed: [] });
+    const heavier = { ...cfg, vips: cfg.vips.map((v) => (v.vip === V4 ? { ...v, backends: v.backends.map((b, i) => (i === 2 ? { ...b, weight: 2 } : b)) } : v)) };
+    const file = `${t.dir}/apply.json`;
+    fs.writeFileSync(file, JSON.stringify(heavier));
+    const cli = (...args: string[]) => execa(process.execPath, ['--import', 'tsx', 'lab/cli.ts', 'lb', ...args, '--socket', d.socket], { cwd: REPO, reject: false });
+    const r = await cli('apply', file);
+    expect(r.exitCode).toBe(0);
+    expect(JSON.parse(r.stdout).changed).toEqual([V4]);
+    const b3 = await backendOf(backend4(2));
+    expect(b3?.weight).toBe(2);
+    expect(b3!.ringShare).toBeGreaterThan(0.45);
+    const list = await cli('backend', 'list');
+    expect(list.stdout).toContain(`${backend4(2)}:80  weight 2`);
+    const bad = await cli('backend', 'add', V4, 'not-an-ip');
+    expect(bad.exitCode).toBe(1);
+    expect(bad.stderr).toMatch(/malformed IP address "not-an-ip"/);
+    expect((await d.api.apply(cfg)).changed).toEqual([V4]);
   }, 60_000);
 
   it('a controller crash and restart keeps open connections alive and adopts the kernel state', async () => {
