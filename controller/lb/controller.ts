@@ -205,13 +205,11 @@ export class LbController {
     return b;
   }
 
-  private vipAddrRef(addr: string, family: number, delta: number): void {
-    const key = addrBytes(addr);
+  /** vip_addrs holds every address that carries a VIP (fragments to it are dropped, not passed) */
+  private syncVipAddr(addr: string): void {
     const n = [...this.vips.values()].filter((v) => v.address === addr).length;
-    // n counts VIPs on this address after the model change
-    if (n > 0) this.dp.vipAddrs.set(key, n);
-    else if (delta < 0) this.dp.vipAddrs.delete(key);
-    void family;
+    if (n > 0) this.dp.vipAddrs.set(addrBytes(addr), n);
+    else this.dp.vipAddrs.delete(addrBytes(addr));
   }
 
   // ---- operations (public ones are serialised) ----
@@ -237,7 +235,7 @@ export class LbController {
     v.generation = 1;
     this.writeVipMeta(v);
     this.vips.set(v.id, v);
-    this.vipAddrRef(v.address, v.family, +1);
+    this.syncVipAddr(v.address);
     if (v.healthCheck) for (const b of v.backends.values()) this.health.watch({ key: hkey(v, b), address: b.address, port: b.port });
     this.log(`vip ${v.id} added with ${v.backends.size} backend(s)`);
     return v;
@@ -248,7 +246,7 @@ export class LbController {
       const v = this.vip(id);
       this.dp.vips.delete(this.vipKey(v));
       this.vips.delete(v.id);
-      this.vipAddrRef(v.address, v.family, -1);
+      this.syncVipAddr(v.address);
       this.dp.clearRing(v.slot);
       for (const b of v.backends.values()) {
         this.health.unwatch(hkey(v, b));
@@ -346,7 +344,7 @@ export class LbController {
       const v = this.vips.get(id)!;
       this.dp.vips.delete(this.vipKey(v));
       this.vips.delete(id);
-      this.vipAddrRef(v.address, v.family, -1);
+      this.syncVipAddr(v.address);
       this.dp.clearRing(v.slot);
       for (const b of v.backends.values()) { this.health.unwatch(hkey(v, b)); this.writeBackend(v, b, false); }
       out.removed.push(id);

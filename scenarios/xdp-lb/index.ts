@@ -291,6 +291,9 @@ const scenario: Scenario = {
         const key = `${p} ${conn}`;
         ratios[`cpu_per_request ${key} / XDP`] = pr.lbCpuNsPerReq !== null && xCpu > 0 ? pr.lbCpuNsPerReq / xCpu : null;
         ratios[`cpu_per_request (bpf run time only) ${key} / XDP`] = pr.lbCpuNsPerReq !== null && x.lbCpuNsPerReq ? pr.lbCpuNsPerReq / x.lbCpuNsPerReq : null;
+        // the same charge for everyone: own CPU + the softirq time the hop adds over the direct path
+        const prSym = (pr.lbCpuNsPerReq ?? 0) + Math.max(0, pr.softirqNsPerReq - base.softirqNsPerReq);
+        ratios[`cpu_per_request (both charged softirq) ${key} / XDP`] = xCpu > 0 ? prSym / xCpu : null;
         ratios[`added_machine_cpu ${key} / XDP`] = (x.busyNsPerReq - base.busyNsPerReq) > 0 ? (pr.busyNsPerReq - base.busyNsPerReq) / (x.busyNsPerReq - base.busyNsPerReq) : null;
         ratios[`p99 XDP / ${key}`] = x.p99Us / pr.p99Us;
         ratios[`rps XDP / ${key}`] = x.rps / pr.rps;
@@ -334,14 +337,18 @@ const scenario: Scenario = {
     for (const conn of ['keep-alive', 'new connection']) {
       for (const p of ['HAProxy', 'nginx stream']) {
         const c = ratios[`cpu_per_request ${p} ${conn} / XDP`] ?? null;
-        goalRows.push([`CPU/request ${p} ÷ XDP (${conn})`, '≥ 10', c === null ? null : r1(c), g(c, 10)]);
+        goalRows.push([`CPU/request ${p} ÷ XDP (${conn}), issue definition: proxy process vs XDP run time + softirq added`, '≥ 10', c === null ? null : r1(c), g(c, 10)]);
+        const cb = ratios[`cpu_per_request (bpf run time only) ${p} ${conn} / XDP`] ?? null;
+        goalRows.push([`CPU/request ${p} ÷ XDP (${conn}), own work only: proxy process vs XDP run time`, '≥ 10', cb === null ? null : r1(cb), g(cb, 10)]);
+        const cs = ratios[`cpu_per_request (both charged softirq) ${p} ${conn} / XDP`] ?? null;
+        goalRows.push([`CPU/request ${p} ÷ XDP (${conn}), both charged the softirq they add`, '≥ 10', cs === null ? null : r1(cs), g(cs, 10)]);
         const l = ratios[`p99 XDP / ${p} ${conn}`] ?? null;
         goalRows.push([`p99 XDP ÷ ${p} (${conn})`, '≤ 1', l === null ? null : Math.round(l * 100) / 100, g(l, 1, false)]);
       }
     }
     const pr = ratios['pps forwarded / XDP_DROP ceiling']!;
     goalRows.push(['pps forwarded ÷ XDP_DROP ceiling', '≥ 0.7', Math.round(pr * 100) / 100, g(pr, 0.7)]);
-    ctx.section('Goals (issue 5)', { kind: 'table', columns: ['goal', 'target', 'measured', 'result'], rows: goalRows }, { kind: 'text', text: `Measured on ${ctx.kernel.release}, ${(await import('node:os')).cpus().length} shared cores: load generator, LB and backends compete for the same CPUs, so absolute numbers are noisy; ratios come from one run.` });
+    ctx.section('Goals (issue 5)', { kind: 'table', columns: ['goal', 'target', 'measured', 'result'], rows: goalRows }, { kind: 'text', text: `Measured on ${ctx.kernel.release}, ${(await import('node:os')).cpus().length} shared cores: load generator, LB and backends compete for the same CPUs, and softirq/busy time in /proc/stat is machine-wide (other tenants' traffic included), so absolute numbers are noisy; ratios come from one run. Why the softirq-charged CPU ratios stay far below the program-only ones on veth: with an XDP program on a veth, every frame goes through that veth's NAPI poll, and an XDP_TX'd frame is received again by the peer, which runs its own XDP program and then builds a fresh skb for the bridge; a NIC would do none of that (XDP runs before any skb exists and XDP_TX is a ring write). Why forwarding pps stays below 70% of XDP_DROP: a forwarded frame is received twice on veth (XDP_TX-only already reaches only part of the ceiling), and the LB's lookups (VIP hash, conntrack LRU, backend, counters) cost about as much again per frame as that second receive.` });
     const memo = await execa('bpftool', ['-j', 'prog', 'show', 'id', String((await d.api.stats()).prog.id)], { reject: false });
     if (memo.exitCode === 0) ctx.metric('xdp_prog', JSON.parse(memo.stdout));
   },
