@@ -14,7 +14,7 @@ export const PACKAGES: Record<string, string[]> = {
   // the VM lab: QEMU, a static busybox for the initramfs, kernel package extraction
   vm: ['qemu-system-x86', 'qemu-utils', 'busybox-static', 'zstd', 'xz-utils', 'kmod', 'cpio'],
   // load balancer benchmark peers and load generators
-  lb: ['haproxy', 'nginx', 'libnginx-mod-stream', 'wrk', 'iperf3', 'ethtool'],
+  lb: ['haproxy', 'nginx', 'libnginx-mod-stream', 'wrk', 'iperf3', 'ethtool', 'curl'],
   // runtime security positive controls and attack interpreters
   security: ['postgresql', 'postgresql-client', 'python3', 'perl'],
 };
