@@ -7,7 +7,7 @@ import { libbpf } from '../../controller/libbpf/index.ts';
 import { LbApiError } from '../../controller/lb/client.ts';
 import { listNamespaces } from '../../lab/netns.ts';
 import { curlMany, runWrk, totalErrors } from './load.ts';
-import { REPO, VIP4, VIP6, backend4, buildTopology, lbConfig, startBackend, startDaemon, startNginxBackends, stopBackend, type Daemon, type LbTopology } from './topology.ts';
+import { REPO, VIP4, VIP6, backend4, buildTopology, lbConfig, sweepStalePins, startBackend, startDaemon, startNginxBackends, stopBackend, type Daemon, type LbTopology } from './topology.ts';
 
 
 const PREFIX = 'xlbt';
@@ -28,6 +28,7 @@ describeRoot('xdp-lb end to end (netns, real sockets)', () => {
   const instance = `e2e${process.pid}`;
 
   beforeAll(async () => {
+    sweepStalePins('e2e');
     t = await buildTopology({ prefix: PREFIX, backends: 3 });
     await startNginxBackends(t);
     d = await startDaemon(t, lbConfig(t, instance));

@@ -17,7 +17,7 @@ import type { Block, Scenario, ScenarioContext } from '../../lab/scenario.ts';
 import { cpuTimes, curlMany, processCpuNs, rssBytes, runWrk, totalErrors, type WrkResult } from './load.ts';
 import {
   CLIENT4, HAPROXY_PORT, LB4, NGINX_PORT, VIP4, VIP6, backend4, buildTopology, lbConfig, startBackend, startDaemon,
-  startHaproxy, startNginxBackends, startNginxStream, stopBackend, type Daemon, type LbTopology,
+  startHaproxy, startNginxBackends, startNginxStream, stopBackend, sweepStalePins, type Daemon, type LbTopology,
 } from './topology.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -183,7 +183,8 @@ const scenario: Scenario = {
 
     ctx.progress.step(`topology: client, LB, fabric bridge, ${n} nginx backends`);
     const swept = await sweepStale('xlb');
-    if (swept.length) ctx.progress.warn(`removed namespaces of a crashed run: ${swept.join(', ')}`);
+    swept.push(...sweepStalePins('xlb'));
+    if (swept.length) ctx.progress.warn(`removed namespaces/pins of a crashed run: ${swept.join(', ')}`);
     const t = await buildTopology({ prefix: 'xlb', backends: n, peerXdp: false, log: (s) => ctx.progress.info(s) });
     ctx.defer('remove namespaces, veths, helper programs', () => t.dispose());
     await startNginxBackends(t);

@@ -15,7 +15,7 @@ import { BpfObject, type Link } from '../../controller/libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { LbClient } from '../../controller/lb/client.ts';
 import { createTopology, withNetns, type Topology } from '../../lab/netns.ts';
-import type { LbConfig } from '../../controller/lb/config.ts';
+import { DEFAULT_PIN_ROOT, type LbConfig } from '../../controller/lb/config.ts';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const CLIENT4 = '10.99.0.1';
@@ -324,4 +324,24 @@ export async function startDaemon(t: LbTopology, cfg: LbConfig): Promise<Daemon>
       clearTimeout(t2);
     },
   };
+}
+
+/**
+ * Pin directories of LB instances named <prefix><pid> whose process is dead (a crashed run that
+ * could not purge): unpinning releases their maps and XDP link.
+ */
+export function sweepStalePins(prefix: string, root = DEFAULT_PIN_ROOT): string[] {
+  if (!fs.existsSync(root)) return [];
+  const removed: string[] = [];
+  for (const name of fs.readdirSync(root)) {
+    const m = name.match(new RegExp(`^${prefix}(\\d+)$`));
+    if (!m) continue;
+    try {
+      process.kill(Number(m[1]), 0);
+      continue; // owner alive
+    } catch { /* dead */ }
+    fs.rmSync(path.join(root, name), { recursive: true, force: true });
+    removed.push(name);
+  }
+  return removed;
 }
