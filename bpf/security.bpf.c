@@ -349,13 +349,30 @@ int BPF_PROG(sec_exit_tp, struct task_struct *p)
 	return 0;
 }
 
-SEC("lsm/bprm_check_security")
-int BPF_PROG(sec_exec_lsm, struct linux_binprm *bprm, int ret)
+/*
+ * Since 6.12 the verifier checks that an LSM program's return value, all 64 bits of r0, lies in
+ * [-4095, 0], and it must be able to prove it. clang computes `-EPERM` as a 32-bit negation of the
+ * flag bit (EPERM is 1), which zero-extends out of range; and an earlier hook's verdict arrives as
+ * an int of unknown range. So these programs return long, read their arguments from ctx, return a
+ * -EPERM the compiler cannot fold (barrier_var), and turn an earlier denial into -EPERM.
+ */
+static __always_inline long lsm_deny(void)
 {
+	long rc = -EPERM;
+
+	barrier_var(rc);
+	return rc;
+}
+
+SEC("lsm/bprm_check_security")
+long sec_exec_lsm(unsigned long long *ctx)
+{
+	struct linux_binprm *bprm = (struct linux_binprm *)ctx[0];
+	int ret = (int)ctx[1];
 	struct selected s = {};
 
 	if (ret)
-		return ret;
+		return lsm_deny();
 	if (!select_current(&s, true) || s.cfg->exec_mode != SEC_EXEC_LSM)
 		return 0;
 	/* called once per binfmt round: for a #! script first with the script, then the interpreter */
@@ -371,7 +388,9 @@ int BPF_PROG(sec_exec_lsm, struct linux_binprm *bprm, int ret)
 		fill_exec_event(e, bprm, f, dev, ino);
 		bpf_ringbuf_submit(e, 0);
 	}
-	return (s.pol->flags & SEC_F_ENFORCE) ? -EPERM : 0;
+	if (s.pol->flags & SEC_F_ENFORCE)
+		return lsm_deny();
+	return 0;
 }
 
 /* ---------------------------------------------------------------- egress */
@@ -472,14 +491,17 @@ int sec_sendmsg6(struct bpf_sock_addr *ctx) { return sock6(ctx, SEC_EV_SENDMSG, 
 
 /* Defence in depth where BPF LSM attaches: runs before the cgroup hook, for every connect(2). */
 SEC("lsm/socket_connect")
-int BPF_PROG(sec_connect_lsm, struct socket *sock, struct sockaddr *address, int addrlen, int ret)
+long sec_connect_lsm(unsigned long long *ctx)
 {
+	struct socket *sock = (struct socket *)ctx[0];
+	struct sockaddr *address = (struct sockaddr *)ctx[1];
+	int ret = (int)ctx[3];
 	struct selected s = {};
 	struct sec_egress_key k = {};
 	__u16 family;
 
 	if (ret)
-		return ret;
+		return lsm_deny();
 	if (!select_current(&s, true))
 		return 0;
 	family = BPF_CORE_READ(address, sa_family);
@@ -498,5 +520,7 @@ int BPF_PROG(sec_connect_lsm, struct socket *sock, struct sockaddr *address, int
 		return 0;
 	}
 	k.proto = BPF_CORE_READ(sock, sk, sk_protocol);
-	return egress_decide(&s, &k, family, SEC_EV_CONNECT, SEC_MECH_LSM_CONNECT) ? 0 : -EPERM;
+	if (!egress_decide(&s, &k, family, SEC_EV_CONNECT, SEC_MECH_LSM_CONNECT))
+		return lsm_deny();
+	return 0;
 }
