@@ -5,16 +5,9 @@
 // sweep what a crashed one left behind (sweepStale) without touching anybody else's namespaces.
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import koffi from 'koffi';
 import { execa, type Options as ExecaOptions, type ResultPromise } from 'execa';
 
-const CLONE_NEWNET = 0x40000000;
-let setnsFn: ((fd: number, nstype: number) => number) | null = null;
-
-function setns(fd: number): void {
-  if (!setnsFn) setnsFn = koffi.load('libc.so.6').func('int setns(int fd, int nstype)') as (fd: number, nstype: number) => number;
-  if (setnsFn(fd, CLONE_NEWNET) !== 0) throw new Error('setns(CLONE_NEWNET) failed (needs root)');
-}
+import { setNetns as setns } from '../controller/libbpf/index.ts';
 
 /**
  * Run a synchronous function with the calling thread in network namespace `name` (a name under

@@ -224,6 +224,7 @@ export const C = {
   syscall_perf_event_open: c('long syscall(long nr, perf_event_attr *attr, int pid, int cpu, int group_fd, unsigned long flags)'),
   ioctl: c('int ioctl(int fd, unsigned long req, unsigned long arg)'),
   if_nametoindex: c('unsigned int if_nametoindex(const char *ifname)'),
+  setns: c('int setns(int fd, int nstype)'),
   malloc: c('void *malloc(size_t size)'),
   free: c('void free(void *p)'),
 };

@@ -8,3 +8,14 @@ export { BpfError, VerifierError, errnoName, hintFor } from './errors.ts';
 export { closeAll, liveCount, deferSignalsToCaller } from './lifecycle.ts';
 export { captureLibbpf } from './log.ts';
 export { B as libbpf, koffi } from './ffi.ts';
+import { C, errno } from './ffi.ts';
+import { BpfError, errnoName } from './errors.ts';
+
+/**
+ * Move the calling thread into the network namespace open at `fd` (CLONE_NEWNET). Attaching XDP/tc
+ * or BPF_PROG_TEST_RUN with live frames acts on the namespace the calling thread is in; lab/netns.ts
+ * builds withNetns() on this. Throws when the kernel refuses (needs CAP_SYS_ADMIN).
+ */
+export function setNetns(fd: number): void {
+  if ((C.setns(fd, 0x40000000) as number) !== 0) throw new BpfError(`setns(CLONE_NEWNET): ${errnoName(errno())}`, errno(), 'needs root');
+}
