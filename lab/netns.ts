@@ -47,6 +47,7 @@ export interface Offloads {
   sg?: boolean;
 }
 
+let vethSeq = 0;
 const live = new Set<Topology>();
 let hookInstalled = false;
 function installExitHook(): void {
@@ -88,7 +89,12 @@ export class Topology implements AsyncDisposable {
 
   /** a veth pair created directly in its two namespaces (no name ever exists in the caller's) */
   async veth(a: VethEnd, b: VethEnd, opts: { mtu?: number } = {}): Promise<void> {
-    await execa('ip', ['link', 'add', a.dev, 'netns', this.ns(a.ns), ...(opts.mtu ? ['mtu', String(opts.mtu)] : []), 'type', 'veth', 'peer', 'name', b.dev, 'netns', this.ns(b.ns)]);
+    // Older kernels (6.1) check the new name in the creating namespace too, where e.g. the VM's own
+    // eth0 exists: create under unique temporary names, then rename inside each namespace.
+    const tmp = `lt${process.pid.toString(36)}${(vethSeq++).toString(36)}`;
+    await execa('ip', ['link', 'add', `${tmp}a`, 'netns', this.ns(a.ns), ...(opts.mtu ? ['mtu', String(opts.mtu)] : []), 'type', 'veth', 'peer', 'name', `${tmp}b`, 'netns', this.ns(b.ns)]);
+    await this.exec(a.ns, 'ip', ['link', 'set', `${tmp}a`, 'name', a.dev]);
+    await this.exec(b.ns, 'ip', ['link', 'set', `${tmp}b`, 'name', b.dev]);
     await this.up(a.ns, a.dev);
     await this.up(b.ns, b.dev);
   }
