@@ -56,7 +56,8 @@ export function debianMirror(): string {
       if (m && !m[2]!.includes('security')) uris.push(m[1]!);
     }
   } catch { /* no legacy sources */ }
-  const uri = uris.find((u) => /^https?:\/\//.test(u) && !u.includes('security')) ?? 'http://deb.debian.org/debian';
+  const uri = uris.find((u) => /^https?:\/\//.test(u) && !u.includes('security'));
+  if (!uri) throw new LabError('no Debian mirror found in the apt sources (/etc/apt/sources.list.d/*.sources, /etc/apt/sources.list)', 'set EBPF_LAB_DEBIAN_MIRROR to a Debian mirror URL');
   return uri.replace(/\/+$/, '');
 }
 
