@@ -3,7 +3,7 @@
 // pinned bpf_link (so traffic flows while no controller runs), swaps Maglev rings whole.
 import fs from 'node:fs';
 import path from 'node:path';
-import { BpfObject, BpfMap, Link, MapType, libbpf, mapInfo, rawCodec, type Program } from '../libbpf/index.ts';
+import { BpfObject, BpfMap, Link, MapType, libbpf, mapInfo, rawCodec, removePinDir, type Program } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { ValidationError } from './addr.ts';
 import type { backend, ct_value, flow_key, lb_global, lb_stats, vip_key, vip_meta } from '../../bpf/gen/xdp_lb.ts';
@@ -186,9 +186,7 @@ export class Dataplane implements Disposable {
     fs.rmSync(this.linkPin, { force: true });
     for (const m of PINNED) fs.rmSync(path.join(this.pinDir, m), { force: true });
     this.obj.close();
-    try {
-      fs.rmdirSync(this.pinDir);
-    } catch { /* not empty or gone */ }
+    removePinDir(this.pinDir);
   }
 
   [Symbol.dispose](): void {

@@ -8,6 +8,8 @@ export { BpfError, VerifierError, errnoName, hintFor } from './errors.ts';
 export { closeAll, liveCount, deferSignalsToCaller } from './lifecycle.ts';
 export { captureLibbpf } from './log.ts';
 export { B as libbpf, koffi } from './ffi.ts';
+import fs from 'node:fs';
+import path from 'node:path';
 import { C, errno } from './ffi.ts';
 import { BpfError, errnoName } from './errors.ts';
 
@@ -18,4 +20,21 @@ import { BpfError, errnoName } from './errors.ts';
  */
 export function setNetns(fd: number): void {
   if ((C.setns(fd, 0x40000000) as number) !== 0) throw new BpfError(`setns(CLONE_NEWNET): ${errnoName(errno())}`, errno(), 'needs root');
+}
+
+/**
+ * Remove a pin directory and then each parent that is left empty, up to (not including) the bpffs
+ * mount: a lab run must not leave e.g. /sys/fs/bpf/ebpf-lab behind. Non-empty directories (someone
+ * else's pins) stay.
+ */
+export function removePinDir(dir: string, bpffs = '/sys/fs/bpf'): void {
+  let d = path.resolve(dir);
+  while (d.startsWith(`${bpffs}/`)) {
+    try {
+      fs.rmdirSync(d);
+    } catch {
+      return;
+    }
+    d = path.dirname(d);
+  }
 }

@@ -4,7 +4,7 @@
 // /sys/fs/bpf/ebpf-lab/security so `pnpm lab policy …` can edit a running controller's rules.
 import fs from 'node:fs';
 import path from 'node:path';
-import { BpfMap, BpfObject, RingBuffer, rawCodec, type Codec, type Link } from '../libbpf/index.ts';
+import { BpfMap, BpfObject, RingBuffer, rawCodec, removePinDir, type Codec, type Link } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import type { sec_event } from '../../bpf/gen/security.ts';
 import { cgroup2Root } from './cgroup.ts';
@@ -213,11 +213,7 @@ export class SecurityController {
     this.rb?.close();
     if (this.pinned) {
       for (const n of MAP_NAMES) fs.rmSync(path.join(PIN_DIR, n), { force: true });
-      try {
-        fs.rmdirSync(PIN_DIR);
-      } catch {
-        /* someone else's pins, or not empty */
-      }
+      removePinDir(PIN_DIR);
       fs.rmSync(path.join(RUN_DIR, 'daemon.json'), { force: true });
       fs.rmSync(STATE_PATH, { force: true });
     }
