@@ -1,5 +1,6 @@
 // XDP L4 load balancer, Katran style: VIP lookup → conntrack (LRU) → Maglev ring (map-in-map,
-// swapped whole by the controller) → L2 direct server return (rewrite MACs, XDP_TX/redirect).
+// swapped whole by the controller) → per VIP either L2 direct server return (rewrite MACs) or
+// IPIP / IP6IP6 encapsulation (prepend an outer IP header, as Katran does), then XDP_TX/redirect.
 // The control plane (controller/lb/) owns every map; this file only reads them, except
 // conntrack and counters. Also here: the small helper programs the benchmark and tests need
 // on veth peers (pass, sink, drop) and a live-frames packet generator.
@@ -13,6 +14,9 @@
 #define IP_MF 0x2000
 #define IP_OFFSET 0x1FFF
 #define NEXTHDR_FRAGMENT 44
+#define IPPROTO_IPIP_ 4
+#define IPPROTO_IPV6_ 41
+#define LB_TUN_TTL 64
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -139,6 +143,78 @@ static __always_inline void count(__u32 idx, __u64 bytes, int new_flow, int hit)
 		s->ct_misses++;
 }
 
+/* RFC 1071 checksum of a 20-byte IPv4 header (check field zero while summing) */
+static __always_inline __u16 ip_csum(const struct iphdr *ip)
+{
+	const __u16 *p = (const __u16 *)ip;
+	__u32 sum = 0;
+#pragma unroll
+	for (int i = 0; i < (int)(sizeof(struct iphdr) / 2); i++)
+		sum += p[i];
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return ~sum;
+}
+
+/*
+ * Katran-style encapsulation: grow the frame at the front by one IP header, write a fresh
+ * Ethernet header (LB → backend MACs, as DSR) and the outer IPv4 (IPIP, proto 4) or IPv6
+ * (IP6IP6, next header 41) header from tun_src to the backend. The inner packet, from its IP
+ * header on, is left byte for byte as it arrived. Returns 0, or -1 (no headroom / bounds).
+ * Map value pointers (be, tun_src) stay valid across bpf_xdp_adjust_head; packet pointers do not.
+ */
+static __always_inline int encap(struct xdp_md *ctx, const struct backend *be, const __u8 *tun_src, __u8 family, __u32 inner_len)
+{
+	if (family == LB_AF_INET) {
+		if (bpf_xdp_adjust_head(ctx, -(int)sizeof(struct iphdr)))
+			return -1;
+		void *data = (void *)(long)ctx->data;
+		void *data_end = (void *)(long)ctx->data_end;
+		struct ethhdr *eth = data;
+		struct iphdr *ip = (void *)(eth + 1);
+		if ((void *)(ip + 1) > data_end)
+			return -1;
+		__builtin_memcpy(eth->h_dest, be->mac, 6);
+		__builtin_memcpy(eth->h_source, be->src_mac, 6);
+		eth->h_proto = bpf_htons(ETH_P_IP);
+		ip->version = 4;
+		ip->ihl = 5;
+		ip->tos = 0;
+		ip->tot_len = bpf_htons(inner_len + sizeof(struct iphdr));
+		ip->id = 0;
+		ip->frag_off = 0;
+		ip->ttl = LB_TUN_TTL;
+		ip->protocol = IPPROTO_IPIP_;
+		ip->check = 0;
+		__builtin_memcpy(&ip->saddr, tun_src, 4);
+		__builtin_memcpy(&ip->daddr, be->addr, 4);
+		ip->check = ip_csum(ip);
+		return 0;
+	}
+	if (bpf_xdp_adjust_head(ctx, -(int)sizeof(struct ipv6hdr)))
+		return -1;
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct ipv6hdr *ip6 = (void *)(eth + 1);
+	if ((void *)(ip6 + 1) > data_end)
+		return -1;
+	__builtin_memcpy(eth->h_dest, be->mac, 6);
+	__builtin_memcpy(eth->h_source, be->src_mac, 6);
+	eth->h_proto = bpf_htons(ETH_P_IPV6);
+	ip6->version = 6;
+	ip6->priority = 0;
+	ip6->flow_lbl[0] = 0;
+	ip6->flow_lbl[1] = 0;
+	ip6->flow_lbl[2] = 0;
+	ip6->payload_len = bpf_htons(inner_len);
+	ip6->nexthdr = IPPROTO_IPV6_;
+	ip6->hop_limit = LB_TUN_TTL;
+	__builtin_memcpy(&ip6->saddr, tun_src, 16);
+	__builtin_memcpy(&ip6->daddr, be->addr, 16);
+	return 0;
+}
+
 SEC("xdp")
 int xdp_lb(struct xdp_md *ctx)
 {
@@ -150,6 +226,7 @@ int xdp_lb(struct xdp_md *ctx)
 	struct vip_key vk = {};
 	void *l4;
 	int is_syn = 0;
+	__u32 inner_len = 0; /* the whole IP packet (header + payload), host order */
 
 	GCOUNT(g, rx);
 	if ((void *)(eth + 1) > data_end) {
@@ -170,6 +247,7 @@ int xdp_lb(struct xdp_md *ctx)
 		}
 		f.family = LB_AF_INET;
 		f.proto = ip->protocol;
+		inner_len = bpf_ntohs(ip->tot_len);
 		__builtin_memcpy(f.src, &ip->saddr, 4);
 		__builtin_memcpy(f.dst, &ip->daddr, 4);
 		if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)) {
@@ -189,6 +267,7 @@ int xdp_lb(struct xdp_md *ctx)
 		l4 = ip6 + 1;
 		f.family = LB_AF_INET6;
 		f.proto = ip6->nexthdr;
+		inner_len = bpf_ntohs(ip6->payload_len) + sizeof(struct ipv6hdr);
 		__builtin_memcpy(f.src, &ip6->saddr, 16);
 		__builtin_memcpy(f.dst, &ip6->daddr, 16);
 		if (ip6->nexthdr == NEXTHDR_FRAGMENT) {
@@ -285,8 +364,15 @@ int xdp_lb(struct xdp_md *ctx)
 	count(vip_id, bytes, !hit, hit);
 	count(LB_MAX_VIPS + (be_id & (LB_MAX_BACKENDS - 1)), bytes, !hit, hit);
 
-	__builtin_memcpy(eth->h_dest, be->mac, 6);
-	__builtin_memcpy(eth->h_source, be->src_mac, 6);
+	if (vm->fwd == LB_FWD_IPIP) {
+		if (be->family != f.family || encap(ctx, be, vm->tun_src, f.family, inner_len)) {
+			GCOUNT(g, drop_encap);
+			return XDP_DROP;
+		}
+	} else {
+		__builtin_memcpy(eth->h_dest, be->mac, 6);
+		__builtin_memcpy(eth->h_source, be->src_mac, 6);
+	}
 	GCOUNT(g, forwarded);
 	if (be->ifindex == ctx->ingress_ifindex)
 		return XDP_TX;

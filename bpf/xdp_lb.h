@@ -15,6 +15,10 @@
 /* vip_meta.flags */
 #define LB_VIP_F_ACTIVE 1
 
+/* vip_meta.fwd: how frames for this VIP reach a backend */
+#define LB_FWD_DSR 0  /* L2 direct server return: rewrite MACs only */
+#define LB_FWD_IPIP 1 /* encapsulate: IPIP for an IPv4 VIP, IP6IP6 for an IPv6 VIP (Katran) */
+
 /* backend.flags */
 #define LB_BE_F_ACTIVE 1   /* present: conntrack hits may keep using it */
 #define LB_BE_F_DRAINING 2 /* informational: weight 0 in the ring, old flows stay */
@@ -32,6 +36,8 @@ struct vip_meta {
 	__u32 ring_size;  /* entries of the inner table (prime) */
 	__u32 flags;
 	__u32 generation; /* bumped on every table swap: lets the controller tell tables apart */
+	__u32 fwd;        /* LB_FWD_DSR / LB_FWD_IPIP */
+	__u8 tun_src[16]; /* LB_FWD_IPIP: outer source address, same family as the VIP */
 };
 
 /* One backend slot; indexed by backend id in the backends array. The control plane keeps its
@@ -85,6 +91,7 @@ struct lb_global {
 	__u64 drop_no_backend;   /* VIP with an empty ring */
 	__u64 drop_bad_backend;  /* ring pointed at an inactive slot */
 	__u64 redirect_fail;
+	__u64 drop_encap;        /* IPIP: family mismatch or no headroom (bpf_xdp_adjust_head failed) */
 };
 
 /* config of the pass/sink program on the receiving peer (benchmarks count forwarded frames) */

@@ -10,14 +10,16 @@ export interface vip_key {
 }
 export const vip_key_size = 20;
 
-/** struct vip_meta: 16 bytes */
+/** struct vip_meta: 36 bytes */
 export interface vip_meta {
   vip_id: number;
   ring_size: number;
   flags: number;
   generation: number;
+  fwd: number;
+  tun_src: Uint8Array;
 }
-export const vip_meta_size = 16;
+export const vip_meta_size = 36;
 
 /** struct flow_key: 40 bytes */
 export interface flow_key {
@@ -80,7 +82,7 @@ export interface lb_stats {
 }
 export const lb_stats_size = 40;
 
-/** struct lb_global: 88 bytes */
+/** struct lb_global: 96 bytes */
 export interface lb_global {
   rx: bigint;
   forwarded: bigint;
@@ -93,5 +95,6 @@ export interface lb_global {
   drop_no_backend: bigint;
   drop_bad_backend: bigint;
   redirect_fail: bigint;
+  drop_encap: bigint;
 }
-export const lb_global_size = 88;
+export const lb_global_size = 96;

@@ -166,7 +166,7 @@ export class LbController {
   }
 
   private writeVipMeta(v: VipState): void {
-    this.dp.vips.set(this.vipKey(v), { vip_id: v.slot, ring_size: this.cfg.ringSize, flags: VIP_ACTIVE | (v.healthCheck ? VIP_HEALTHCHECK : 0), generation: v.generation });
+    this.dp.vips.set(this.vipKey(v), { vip_id: v.slot, ring_size: this.cfg.ringSize, flags: VIP_ACTIVE | (v.healthCheck ? VIP_HEALTHCHECK : 0), generation: v.generation, fwd: 0, tun_src: new Uint8Array(16) });
   }
 
   private writeBackend(v: VipState, b: BackendState, active = true): void {

@@ -14,6 +14,17 @@ const LB_MAC = Buffer.from('02bbbbbbbbbb', 'hex');
 const BMACS = [0, 1, 2].map((i) => Buffer.from(`02000000000${i + 1}`, 'hex'));
 const VIP4 = '10.1.0.100', VIP6 = 'fd00:1::100', CLIENT4 = '10.2.0.1', CLIENT6 = 'fd00:2::1';
 const RING = 65537;
+const FWD_DSR = 0, FWD_IPIP = 1;
+const TUN4 = '10.1.0.2', TUN6 = 'fd00:1::2';
+const BE4 = ['10.3.0.1', '10.3.0.2', '10.3.0.3'], BE6 = ['fd00:3::1', 'fd00:3::2', 'fd00:3::3'];
+
+/** RFC 1071 over a header: 0 when the header's own checksum is right */
+function csum(h: Buffer): number {
+  let sum = 0;
+  for (let i = 0; i < h.length; i += 2) sum += h.readUInt16BE(i);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return ~sum & 0xffff;
+}
 
 function eth(type: number): Buffer {
   const b = Buffer.alloc(14);
@@ -79,10 +90,24 @@ describeRoot('xdp_lb packet fixtures (BPF_PROG_TEST_RUN)', () => {
       const t = slot === 4 ? new Uint32Array(RING).fill(EMPTY_SLOT) : maglevTable([0, 1, 2].map((id) => ({ key: `b${id}`, id, weight: 1 })), RING);
       tables.set(slot, t);
       dp.swapRing(slot, t);
-      dp.vips.set({ addr: addrBytes(addr), port: htons(port), proto, family: addr.includes(':') ? 6 : 4 }, { vip_id: slot, ring_size: RING, flags: 1, generation: 1 });
+      dp.vips.set({ addr: addrBytes(addr), port: htons(port), proto, family: addr.includes(':') ? 6 : 4 }, { vip_id: slot, ring_size: RING, flags: 1, generation: 1, fwd: FWD_DSR, tun_src: new Uint8Array(16) });
       dp.vipAddrs.set(addrBytes(addr), 1);
     }
     for (let i = 0; i < 3; i++) dp.backends.set(i, { ...dp.backends.get(i)!, vip_id: 0 });
+    // IPIP / IP6IP6 VIPs: IPv4 backends 10..12, IPv6 backends 20..22; slot 9 is an IPv6 VIP whose
+    // ring (wrongly) points at IPv4 backends: the data plane must drop, never mis-encapsulate
+    for (let i = 0; i < 3; i++) {
+      dp.backends.set(10 + i, { mac: BMACS[i]!, src_mac: LB_MAC, ifindex: 1, addr: addrBytes(BE4[i]!), port: 80, family: 4, flags: BE_ACTIVE, vip_id: 5, weight: 1 });
+      dp.backends.set(20 + i, { mac: BMACS[i]!, src_mac: LB_MAC, ifindex: 1, addr: addrBytes(BE6[i]!), port: 80, family: 6, flags: BE_ACTIVE, vip_id: 7, weight: 1 });
+    }
+    const ipipVips: [string, number, number, number, number][] = [[VIP4, 443, 6, 5, 10], [VIP4, 4500, 17, 6, 10], [VIP6, 443, 6, 7, 20], [VIP6, 4500, 17, 8, 20], [VIP6, 444, 6, 9, 10]];
+    for (const [addr, port, proto, slot, base] of ipipVips) {
+      const t = maglevTable([0, 1, 2].map((i) => ({ key: `b${base + i}`, id: base + i, weight: 1 })), RING);
+      tables.set(slot, t);
+      dp.swapRing(slot, t);
+      const fam = addr.includes(':') ? 6 : 4;
+      dp.vips.set({ addr: addrBytes(addr), port: htons(port), proto, family: fam }, { vip_id: slot, ring_size: RING, flags: 1, generation: 1, fwd: FWD_IPIP, tun_src: addrBytes(fam === 6 ? TUN6 : TUN4) });
+    }
   });
   afterAll(() => dp?.close());
 
@@ -128,6 +153,79 @@ describeRoot('xdp_lb packet fixtures (BPF_PROG_TEST_RUN)', () => {
       expect(seen.size).toBe(3);
     });
   }
+
+  const ipipCases: [string, number, string, string, number, number][] = [
+    ['IPv4 TCP → IPIP', 5, CLIENT4, VIP4, 6, 443],
+    ['IPv4 UDP → IPIP', 6, CLIENT4, VIP4, 17, 4500],
+    ['IPv6 TCP → IP6IP6', 7, CLIENT6, VIP6, 6, 443],
+    ['IPv6 UDP → IP6IP6', 8, CLIENT6, VIP6, 17, 4500],
+  ];
+  for (const [name, slot, src, dst, proto, dport] of ipipCases) {
+    it(`${name}: outer header from the tunnel source to the Maglev-chosen backend, inner packet unchanged (XDP_TX)`, () => {
+      const v6 = src.includes(':');
+      const seen = new Set<number>();
+      const g0 = global();
+      for (let sport = 40000; sport < 40030; sport++) {
+        const pkt = v6 ? ipv6(src, dst, proto, l4(proto, sport, dport)) : ipv4(src, dst, proto, l4(proto, sport, dport));
+        const r = run(pkt);
+        expect(r.retval).toBe(XDP_TX);
+        const id = expected(slot, src, sport, dport, proto);
+        seen.add(id);
+        const i = id - (v6 ? 20 : 10);
+        const out = r.dataOut;
+        const hl = v6 ? 40 : 20;
+        expect(out.length).toBe(pkt.length + hl);
+        expect(out.subarray(0, 6).toString('hex')).toBe(BMACS[i]!.toString('hex'));
+        expect(out.subarray(6, 12).toString('hex')).toBe(LB_MAC.toString('hex'));
+        expect(out.readUInt16BE(12)).toBe(v6 ? 0x86dd : 0x0800);
+        const outer = out.subarray(14, 14 + hl);
+        if (v6) {
+          expect(outer[0]! >> 4).toBe(6);
+          expect(outer.readUInt32BE(0) & 0x0fffffff).toBe(0); // traffic class, flow label
+          expect(outer.readUInt16BE(4)).toBe(pkt.length - 14); // payload_len = the whole inner packet
+          expect(outer[6]).toBe(41); // IPPROTO_IPV6
+          expect(outer[7]).toBe(64);
+          expect(outer.subarray(8, 24).toString('hex')).toBe(Buffer.from(addrBytes(TUN6)).toString('hex'));
+          expect(outer.subarray(24, 40).toString('hex')).toBe(Buffer.from(addrBytes(BE6[i]!)).toString('hex'));
+        } else {
+          expect(outer[0]).toBe(0x45);
+          expect(outer.readUInt16BE(2)).toBe(pkt.length - 14 + 20); // tot_len
+          expect(outer.readUInt16BE(6)).toBe(0); // not a fragment
+          expect(outer[8]).toBe(64);
+          expect(outer[9]).toBe(4); // IPPROTO_IPIP
+          expect(outer.subarray(12, 16).toString('hex')).toBe(Buffer.from(addrBytes(TUN4).subarray(0, 4)).toString('hex'));
+          expect(outer.subarray(16, 20).toString('hex')).toBe(Buffer.from(addrBytes(BE4[i]!).subarray(0, 4)).toString('hex'));
+          expect(csum(outer)).toBe(0);
+          // recompute from scratch with the check field zeroed: same value the program wrote
+          const z = Buffer.from(outer);
+          z.writeUInt16BE(0, 10);
+          expect(csum(z)).toBe(outer.readUInt16BE(10));
+        }
+        // the inner packet, IP header on, byte for byte as it came in
+        expect(out.subarray(14 + hl)).toEqual(pkt.subarray(14));
+      }
+      expect(seen.size).toBe(3);
+      const g1 = global();
+      expect(g1.forwarded - g0.forwarded).toBe(30n);
+      expect(g1.drop_encap - g0.drop_encap).toBe(0n);
+    });
+  }
+
+  it('IPIP with IP options and a large inner packet: outer lengths follow the inner tot_len', () => {
+    const pkt = ipv4(CLIENT4, VIP4, 17, Buffer.concat([l4(17, 1234, 4500), Buffer.alloc(1400, 7)]), { options: Buffer.from([1, 1, 1, 0]) });
+    const r = run(pkt);
+    expect(r.retval).toBe(XDP_TX);
+    expect(r.dataOut.readUInt16BE(14 + 2)).toBe(pkt.length - 14 + 20);
+    expect(csum(r.dataOut.subarray(14, 34))).toBe(0);
+    expect(r.dataOut.subarray(34)).toEqual(pkt.subarray(14));
+  });
+
+  it('IPIP never encapsulates across families: an IPv6 VIP with an IPv4 backend drops (counted)', () => {
+    const g0 = global();
+    const pkt = ipv6(CLIENT6, VIP6, 6, l4(6, 1234, 444));
+    expect(run(pkt).retval).toBe(XDP_DROP);
+    expect(global().drop_encap - g0.drop_encap).toBe(1n);
+  });
 
   it('an established flow keeps its backend when the ring changes (conntrack); a SYN re-hashes', () => {
     const sport = 41234;
