@@ -155,16 +155,18 @@ export class Topology implements AsyncDisposable {
 
   /** run a command to completion inside a namespace */
   exec(role: string, cmd: string, args: string[] = [], opts: ExecaOptions = {}) {
-    return execa('ip', ['netns', 'exec', this.ns(role), cmd, ...args], opts);
+    const [c, a] = this.argv(role, cmd, args);
+    return execa(c, a, opts);
   }
 
   /**
-   * The command line that runs cmd in a namespace. `ip netns exec` also remounts /sys (so
-   * /sys/class/net matches the namespace) which hides the host's bpffs at /sys/fs/bpf; a process
-   * that pins BPF objects for others to find uses keepMounts (nsenter --net: network only).
+   * The command line that runs cmd in a namespace: `nsenter --net` (network namespace only).
+   * Not `ip netns exec`: it also remounts /sys, which hides the host's bpffs at /sys/fs/bpf (pins
+   * vanish) and fails outright where / is not a mount point (a chroot). Nothing here reads
+   * /sys/class/net; ip/ethtool/sysctl talk to the namespace through netlink, ioctls and /proc.
    */
-  argv(role: string, cmd: string, args: string[] = [], opts: { keepMounts?: boolean } = {}): [string, string[]] {
-    return opts.keepMounts ? ['nsenter', [`--net=/run/netns/${this.ns(role)}`, '--', cmd, ...args]] : ['ip', ['netns', 'exec', this.ns(role), cmd, ...args]];
+  argv(role: string, cmd: string, args: string[] = [], _opts: { keepMounts?: boolean } = {}): [string, string[]] {
+    return ['nsenter', [`--net=/run/netns/${this.ns(role)}`, '--', cmd, ...args]];
   }
 
   /**

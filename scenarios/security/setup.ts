@@ -40,6 +40,11 @@ export async function setupLab(defer: Defer, opts: { postgres?: boolean; log?: (
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-sec-'));
   fs.chmodSync(scratch, 0o1777);
   defer(`remove ${scratch}`, () => fs.rmSync(scratch, { recursive: true, force: true }));
+  // the workload runs as nobody, which may not read the checkout (e.g. a clone under /root):
+  // it runs world-readable copies of the attack scripts from the scratch dir
+  fs.cpSync(ATTACKS_DIR, path.join(scratch, 'attacks'), { recursive: true });
+  for (const f of fs.readdirSync(path.join(scratch, 'attacks'))) fs.chmodSync(path.join(scratch, 'attacks', f), 0o755);
+  fs.chmodSync(path.join(scratch, 'attacks'), 0o755);
   // fs.protected_hardlinks keeps the unprivileged workload from linking root's binaries: the
   // attacker's link is prepared as root, what we test is whether exec through it is stopped
   let hardlink: string | undefined = path.join(scratch, 'root-made-hardlink');
