@@ -33,7 +33,7 @@ const USAGE = `usage: pnpm lab lb <command>
   backend remove|drain <vip> <addr[:port]>
   backend weight <vip> <addr[:port]> <N>
   backend list [<vip>]
-  vip add <vip> <addr>…  |  vip remove <vip>  |  vip list
+  vip add <vip> <addr>… [--forwarding dsr|ipip]  |  vip remove <vip>  |  vip list
   apply <config-file>    make the running LB match a config file (diff, then apply)
   stats | metrics | stop [--purge]
   <vip> is tcp://ADDR:PORT or udp://[ADDR6]:PORT; --instance NAME or --socket PATH picks the daemon`;
@@ -93,13 +93,13 @@ export async function lbCommand(argv: string[]): Promise<number> {
         const s = await api.state();
         const rows = s.vips.filter((v) => !rest[0] || v.vip === rest[0]);
         for (const v of rows) {
-          console.log(`${v.vip}  (slot ${v.slot}, ring generation ${v.generation}${v.healthCheck ? ', health-checked' : ''})`);
+          console.log(`${v.vip}  (slot ${v.slot}, ${v.forwarding === 'ipip' ? `ipip from ${v.tunnelSource}` : 'dsr'}, ring generation ${v.generation}${v.healthCheck ? ', health-checked' : ''})`);
           for (const b of v.backends) console.log(`  ${b.address}:${b.port}  weight ${b.weight}  ${b.state.padEnd(8)} ring ${(b.ringShare * 100).toFixed(1)}%  mac ${b.mac}`);
         }
         return 0;
       }
       case 'vip add':
-        print(await api.addVip(need(rest[0], '<vip>'), rest.slice(1).map((a) => ({ address: a }))));
+        print(await api.addVip(need(rest[0], '<vip>'), rest.slice(1).map((a) => ({ address: a })), undefined, typeof opt.forwarding === 'string' ? (opt.forwarding as 'dsr' | 'ipip') : undefined));
         return 0;
       case 'vip remove':
         print(await api.removeVip(need(rest[0], '<vip>')));

@@ -40,7 +40,7 @@ export class LbClient {
   stats() { return this.request<{ global: Record<string, number>; prog: { id: number; runTimeNs: string | number; runCnt: string | number }; mapMemoryBytes: number; controllerRssBytes: number }>('GET', '/stats'); }
   ring(vip: string) { return this.request<{ computed: number[]; dataplane: number[] | null }>('GET', `/ring?vip=${encodeURIComponent(vip)}`); }
   metrics() { return this.request<string>('GET', '/metrics', undefined, true); }
-  addVip(vip: string, backends: unknown[], healthCheck?: boolean) { return this.request('POST', '/vips', { vip, backends, healthCheck }); }
+  addVip(vip: string, backends: unknown[], healthCheck?: boolean, forwarding?: 'dsr' | 'ipip') { return this.request('POST', '/vips', { vip, backends, healthCheck, ...(forwarding ? { forwarding } : {}) }); }
   removeVip(vip: string) { return this.request('DELETE', '/vips', { vip }); }
   addBackend(vip: string, address: string, extra: { weight?: number; port?: number; mac?: string } = {}) { return this.request('POST', '/backends', { vip, address, ...extra }); }
   removeBackend(vip: string, address: string) { return this.request('DELETE', '/backends', { vip, address }); }

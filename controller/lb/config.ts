@@ -2,7 +2,7 @@
 // runs before anything touches a map, so bad input changes nothing.
 import fs from 'node:fs';
 import YAML from 'yaml';
-import { ValidationError, familyOf, parseHostPort, parseMac, parsePort, parseVip, vipString, canonical, type VipSpec } from './addr.ts';
+import { ValidationError, addrBytes, familyOf, parseHostPort, parseMac, parsePort, parseVip, vipString, canonical, type VipSpec } from './addr.ts';
 import { isPrime } from './maglev.ts';
 
 export interface BackendConfig {
@@ -19,7 +19,25 @@ export interface VipConfig {
   backends: BackendConfig[];
   /** false: no TCP health checks (e.g. UDP services) */
   healthCheck?: boolean;
+  /** this VIP's forwarding; default: the config's "forwarding" */
+  forwarding?: Forwarding;
 }
+
+export type Forwarding = 'dsr' | 'ipip';
+
+/** outer source addresses of IPIP (ipv4) and IP6IP6 (ipv6) packets: addresses of the LB */
+export interface TunnelSource {
+  ipv4?: string;
+  ipv6?: string;
+}
+
+/** what VIP validation needs from the daemon's config */
+export interface VipDefaults {
+  forwarding: Forwarding;
+  tunnelSource: TunnelSource;
+}
+
+export const DSR_DEFAULTS: VipDefaults = { forwarding: 'dsr', tunnelSource: {} };
 
 export interface HealthConfig {
   intervalMs: number;
@@ -36,7 +54,10 @@ export interface LbConfig {
   /** instance name: pins live in <pinRoot>/<instance>, the admin socket is named after it */
   instance?: string;
   pinRoot?: string;
-  forwarding?: 'dsr' | 'ipip';
+  /** default forwarding of every VIP: L2 direct server return, or IPIP/IP6IP6 encapsulation */
+  forwarding?: Forwarding;
+  /** required when a VIP uses ipip: the outer source address per family */
+  tunnelSource?: TunnelSource;
   ringSize?: number;
   conntrackEntries?: number;
   xdpMode?: 'auto' | 'native' | 'generic';
@@ -59,6 +80,7 @@ export interface NormBackend {
 export interface NormVip extends VipSpec {
   id: string;
   healthCheck: boolean;
+  forwarding: Forwarding;
   backends: NormBackend[];
 }
 
@@ -77,7 +99,27 @@ export function normBackend(vip: VipSpec, b: BackendConfig | string, where: stri
   return { address: hp.address, port, weight, ...(raw.mac ? { mac: raw.mac.toLowerCase() } : {}) };
 }
 
-export function normVip(v: VipConfig, where: string, allowEmpty = false): NormVip {
+function checkForwarding(f: unknown, where: string): Forwarding {
+  if (f !== 'dsr' && f !== 'ipip') throw new ValidationError(`${where}: forwarding ${JSON.stringify(f)} must be "dsr" or "ipip"`);
+  return f;
+}
+
+/**
+ * IPIP encapsulates IPv4 in IPv4 and IPv6 in IPv6 (IP6IP6), from the LB's tunnel source of that
+ * family: a mixed-family backend or a missing tunnel source is a config error, not a data-plane drop.
+ */
+export function checkIpipBackend(vip: { id: string; family: number }, b: { address: string }, where: string): void {
+  const fam = familyOf(b.address);
+  if (fam !== vip.family) {
+    throw new ValidationError(`${where}: backend ${b.address} is IPv${fam} but ${vip.id} is IPv${vip.family}; forwarding "ipip" encapsulates IPv4 in IPv4 (IPIP) and IPv6 in IPv6 (IP6IP6) only — use an IPv${vip.family} backend address or forwarding "dsr"`);
+  }
+}
+
+export function tunnelSourceFor(t: TunnelSource, family: number): string | undefined {
+  return family === 6 ? t.ipv6 : t.ipv4;
+}
+
+export function normVip(v: VipConfig, where: string, allowEmpty = false, defaults: VipDefaults = DSR_DEFAULTS): NormVip {
   if (!v || typeof v !== 'object' || typeof v.vip !== 'string') throw new ValidationError(`${where}: needs "vip": "tcp://ADDR:PORT"`);
   const spec = parseVip(v.vip);
   if (!Array.isArray(v.backends)) throw new ValidationError(`${where} (${v.vip}): "backends" must be a list`);
@@ -90,14 +132,22 @@ export function normVip(v: VipConfig, where: string, allowEmpty = false): NormVi
     seen.add(k);
   }
   if (backends.length && backends.every((b) => b.weight === 0)) throw new ValidationError(`${where} (${v.vip}): every backend has weight 0`);
-  return { ...spec, id: vipString(spec), healthCheck: v.healthCheck ?? spec.protocol === 'tcp', backends };
+  const id = vipString(spec);
+  const forwarding = checkForwarding(v.forwarding ?? defaults.forwarding, `${where} (${v.vip})`);
+  if (forwarding === 'ipip') {
+    const key = spec.family === 6 ? 'ipv6' : 'ipv4';
+    if (!tunnelSourceFor(defaults.tunnelSource, spec.family)) throw new ValidationError(`${where} (${v.vip}): forwarding "ipip" needs tunnelSource.${key}, the LB's IPv${spec.family} address that outer ${spec.family === 6 ? 'IP6IP6' : 'IPIP'} headers come from`);
+    backends.forEach((b, i) => checkIpipBackend({ id, family: spec.family }, b, `${where}.backends[${i}]`));
+  }
+  return { ...spec, id, healthCheck: v.healthCheck ?? spec.protocol === 'tcp', forwarding, backends };
 }
 
 export interface NormConfig {
   interface: string;
   instance: string;
   pinRoot: string;
-  forwarding: 'dsr' | 'ipip';
+  forwarding: Forwarding;
+  tunnelSource: TunnelSource;
   ringSize: number;
   conntrackEntries: number;
   xdpMode: 'auto' | 'native' | 'generic';
@@ -113,12 +163,12 @@ export function validateConfig(c: LbConfig): NormConfig {
   if (!/^[\w-]{1,40}$/.test(instance)) throw new ValidationError(`malformed instance name "${instance}"`);
   const ringSize = c.ringSize ?? 65537;
   if (!isPrime(ringSize) || ringSize < 7 || ringSize > 1_000_003) throw new ValidationError(`ringSize ${ringSize} must be a prime between 7 and 1000003`);
-  const forwarding = c.forwarding ?? 'dsr';
-  if (forwarding !== 'dsr' && forwarding !== 'ipip') throw new ValidationError(`forwarding "${forwarding}" must be dsr or ipip`);
+  const forwarding = checkForwarding(c.forwarding ?? 'dsr', 'config');
+  const tunnelSource = normTunnelSource(c.tunnelSource);
   const health = { ...DEFAULT_HEALTH, ...(c.healthCheck ?? {}) };
   for (const [k, v] of Object.entries(health)) if (!Number.isInteger(v) || v <= 0) throw new ValidationError(`healthCheck.${k} must be a positive integer`);
   if (!Array.isArray(c.vips)) throw new ValidationError('"vips" must be a list');
-  const vips = c.vips.map((v, i) => normVip(v, `vips[${i}]`));
+  const vips = c.vips.map((v, i) => normVip(v, `vips[${i}]`, false, { forwarding, tunnelSource }));
   const ids = new Set<string>();
   for (const v of vips) {
     if (ids.has(v.id)) throw new ValidationError(`duplicate VIP ${v.id}`, 409);
@@ -128,7 +178,22 @@ export function validateConfig(c: LbConfig): NormConfig {
   if (!Number.isInteger(ct) || ct < 1024) throw new ValidationError('conntrackEntries must be an integer >= 1024');
   const xdpMode = c.xdpMode ?? 'auto';
   if (!['auto', 'native', 'generic'].includes(xdpMode)) throw new ValidationError(`xdpMode "${xdpMode}" must be auto, native or generic`);
-  return { interface: c.interface, instance, pinRoot: c.pinRoot ?? DEFAULT_PIN_ROOT, forwarding, ringSize, conntrackEntries: ct, xdpMode, health, vips, listen: c.listen };
+  return { interface: c.interface, instance, pinRoot: c.pinRoot ?? DEFAULT_PIN_ROOT, forwarding, tunnelSource, ringSize, conntrackEntries: ct, xdpMode, health, vips, listen: c.listen };
+}
+
+function normTunnelSource(t: unknown): TunnelSource {
+  if (t === undefined) return {};
+  if (!t || typeof t !== 'object' || Array.isArray(t)) throw new ValidationError('"tunnelSource" must be { ipv4: ADDR, ipv6: ADDR6 }');
+  const out: TunnelSource = {};
+  for (const [k, v] of Object.entries(t)) {
+    if (k !== 'ipv4' && k !== 'ipv6') throw new ValidationError(`tunnelSource.${k}: unknown key (want ipv4 / ipv6)`);
+    if (typeof v !== 'string') throw new ValidationError(`tunnelSource.${k} must be an address string`);
+    const fam = familyOf(v);
+    if (fam !== (k === 'ipv6' ? 6 : 4)) throw new ValidationError(`tunnelSource.${k}: "${v}" is an IPv${fam} address`);
+    if (addrBytes(v).every((x) => x === 0)) throw new ValidationError(`tunnelSource.${k}: "${v}" is unspecified; give an address of the LB`);
+    out[k] = canonical(v);
+  }
+  return out;
 }
 
 export function loadConfigFile(file: string): LbConfig {

@@ -5,15 +5,17 @@
 // it from the pins and only rewrites a ring when it differs from what it would compute.
 import path from 'node:path';
 import { ValidationError, addrBytes, formatAddr, formatMac, htons, parseMac, parseVip, vipString, PROTO_NUM, type Protocol, type VipSpec } from './addr.ts';
-import { backendKey, normBackend, normVip, validateConfig, type BackendConfig, type LbConfig, type NormConfig, type VipConfig } from './config.ts';
+import { backendKey, checkIpipBackend, normBackend, normVip, tunnelSourceFor, validateConfig, type BackendConfig, type Forwarding, type LbConfig, type NormConfig, type VipConfig, type VipDefaults } from './config.ts';
 import { BE_ACTIVE, BE_DOWN, BE_DRAINING, Dataplane, MAX_BACKENDS, MAX_VIPS } from './dataplane.ts';
 import { HealthChecker } from './health.ts';
 import { maglevTable } from './maglev.ts';
 import { resolveNextHop, type NextHop } from './neighbor.ts';
-import type { vip_key } from '../../bpf/gen/xdp_lb.ts';
+import type { vip_key, vip_meta } from '../../bpf/gen/xdp_lb.ts';
 
 const VIP_ACTIVE = 1;
 const VIP_HEALTHCHECK = 2;
+/** vip_meta.fwd (LB_FWD_*) */
+const FWD_NUM: Record<Forwarding, number> = { dsr: 0, ipip: 1 };
 
 export interface BackendState {
   id: number;
@@ -31,6 +33,9 @@ export interface VipState extends VipSpec {
   id: string;
   slot: number;
   healthCheck: boolean;
+  forwarding: Forwarding;
+  /** ipip: the outer source address written into vip_meta (kept per VIP, so a restart keeps it) */
+  tunnelSource?: string;
   generation: number;
   backends: Map<string, BackendState>;
   table: Uint32Array | null;
@@ -67,9 +72,6 @@ export class LbController {
   static async start(config: LbConfig, opts: { log?: Log; attach?: boolean } = {}): Promise<LbController> {
     const cfg = validateConfig(config);
     const log = opts.log ?? (() => {});
-    if (cfg.forwarding === 'ipip') {
-      throw new ValidationError('forwarding "ipip" is not available: this build implements L2 DSR only, and IPIP needs the ipip/ip6_tunnel modules on the backends (see the xdp-lb scenario report)');
-    }
     const dp = await Dataplane.open({ pinDir: LbController.pinDir(cfg), conntrackEntries: cfg.conntrackEntries });
     const c = new LbController(cfg, dp, log);
     try {
@@ -77,7 +79,7 @@ export class LbController {
         c.restore();
         log(`restored ${c.vips.size} VIP(s), ${[...c.vips.values()].reduce((n, v) => n + v.backends.size, 0)} backend(s) from ${dp.pinDir}`);
       } else {
-        await c.applyNow(cfg.vips.map((v) => ({ vip: v.id, backends: v.backends, healthCheck: v.healthCheck })));
+        await c.applyNow(cfg.vips.map((v) => ({ vip: v.id, backends: v.backends, healthCheck: v.healthCheck, forwarding: v.forwarding })));
       }
       if (opts.attach !== false) {
         c.attachResult = dp.attach(cfg.interface, cfg.xdpMode);
@@ -103,14 +105,19 @@ export class LbController {
   private restore(): void {
     const byVipId = new Map<number, VipState>();
     for (const [k, m] of this.dp.vips.entries()) {
-      const meta = m as { vip_id: number; ring_size: number; flags: number; generation: number };
+      const meta = m as vip_meta;
       const spec: VipSpec = {
         protocol: k.proto === 6 ? 'tcp' : 'udp',
         address: formatAddr(k.addr, k.family),
         port: htons(k.port),
         family: k.family as 4 | 6,
       };
-      const v: VipState = { ...spec, id: vipString(spec), slot: meta.vip_id, healthCheck: (meta.flags & VIP_HEALTHCHECK) !== 0, generation: meta.generation, backends: new Map(), table: null };
+      const forwarding: Forwarding = meta.fwd === FWD_NUM.ipip ? 'ipip' : 'dsr';
+      const v: VipState = {
+        ...spec, id: vipString(spec), slot: meta.vip_id, healthCheck: (meta.flags & VIP_HEALTHCHECK) !== 0, forwarding,
+        ...(forwarding === 'ipip' ? { tunnelSource: formatAddr(meta.tun_src, k.family) } : {}),
+        generation: meta.generation, backends: new Map(), table: null,
+      };
       this.vips.set(v.id, v);
       byVipId.set(meta.vip_id, v);
     }
@@ -166,7 +173,10 @@ export class LbController {
   }
 
   private writeVipMeta(v: VipState): void {
-    this.dp.vips.set(this.vipKey(v), { vip_id: v.slot, ring_size: this.cfg.ringSize, flags: VIP_ACTIVE | (v.healthCheck ? VIP_HEALTHCHECK : 0), generation: v.generation, fwd: 0, tun_src: new Uint8Array(16) });
+    this.dp.vips.set(this.vipKey(v), {
+      vip_id: v.slot, ring_size: this.cfg.ringSize, flags: VIP_ACTIVE | (v.healthCheck ? VIP_HEALTHCHECK : 0), generation: v.generation,
+      fwd: FWD_NUM[v.forwarding], tun_src: v.forwarding === 'ipip' && v.tunnelSource ? addrBytes(v.tunnelSource) : new Uint8Array(16),
+    });
   }
 
   private writeBackend(v: VipState, b: BackendState, active = true): void {
@@ -189,6 +199,11 @@ export class LbController {
     if (out.length < n) throw new ValidationError(`backend table full (${MAX_BACKENDS})`, 409);
     this.nextBackendId = ((out.at(-1) ?? this.nextBackendId) + 1) % MAX_BACKENDS;
     return out;
+  }
+
+  /** defaults a new or re-applied VIP is validated against */
+  private get vipDefaults(): VipDefaults {
+    return { forwarding: this.cfg.forwarding, tunnelSource: this.cfg.tunnelSource };
   }
 
   private vip(id: string): VipState {
@@ -219,7 +234,7 @@ export class LbController {
   }
 
   private async addVipNow(c: VipConfig): Promise<VipState> {
-    const nv = normVip(c, 'vip');
+    const nv = normVip(c, 'vip', false, this.vipDefaults);
     if (this.vips.has(nv.id)) throw new ValidationError(`VIP ${nv.id} exists`, 409);
     const usedSlots = new Set([...this.vips.values()].map((v) => v.slot));
     let slot = -1;
@@ -227,7 +242,8 @@ export class LbController {
     if (slot < 0) throw new ValidationError(`VIP table full (${MAX_VIPS})`, 409);
     const hops = await Promise.all(nv.backends.map((b) => resolveNextHop(b.address, b.port, b.mac)));
     const ids = this.allocBackendIds(nv.backends.length);
-    const v: VipState = { ...nv, slot, healthCheck: nv.healthCheck, generation: 0, backends: new Map(), table: null };
+    const tunnelSource = nv.forwarding === 'ipip' ? tunnelSourceFor(this.cfg.tunnelSource, nv.family) : undefined;
+    const v: VipState = { ...nv, slot, healthCheck: nv.healthCheck, ...(tunnelSource ? { tunnelSource } : {}), generation: 0, backends: new Map(), table: null };
     nv.backends.forEach((b, i) => v.backends.set(backendKey(b), mkBackend(ids[i]!, b, hops[i]!)));
     // backends first, then the ring, then the VIP entry: the VIP becomes visible fully formed
     for (const b of v.backends.values()) this.writeBackend(v, b);
@@ -260,6 +276,7 @@ export class LbController {
     return this.serial(async () => {
       const v = this.vip(vipId);
       const nb = normBackend(v, c, 'backend');
+      if (v.forwarding === 'ipip') checkIpipBackend(v, nb, 'backend');
       const key = backendKey(nb);
       if (v.backends.has(key)) throw new ValidationError(`VIP ${v.id} already has backend ${key}`, 409);
       const hop = await resolveNextHop(nb.address, nb.port, nb.mac);
@@ -324,7 +341,7 @@ export class LbController {
   }
 
   private async applyNow(list: VipConfig[]) {
-    const want = list.map((v, i) => normVip(v, `vips[${i}]`));
+    const want = list.map((v, i) => normVip(v, `vips[${i}]`, false, this.vipDefaults));
     const ids = new Set<string>();
     for (const v of want) {
       if (ids.has(v.id)) throw new ValidationError(`duplicate VIP ${v.id}`, 409);
@@ -352,11 +369,20 @@ export class LbController {
     for (const w of want) {
       const cur = this.vips.get(w.id);
       if (!cur) {
-        await this.addVipNow({ vip: w.id, backends: w.backends, healthCheck: w.healthCheck });
+        await this.addVipNow({ vip: w.id, backends: w.backends, healthCheck: w.healthCheck, forwarding: w.forwarding });
         out.added.push(w.id);
         continue;
       }
       let changed = false;
+      if (cur.forwarding !== w.forwarding) {
+        // the VIP entry carries the mode: one update switches every packet (flows keep their backend)
+        cur.forwarding = w.forwarding;
+        const ts = w.forwarding === 'ipip' ? tunnelSourceFor(this.cfg.tunnelSource, w.family) : undefined;
+        if (ts) cur.tunnelSource = ts;
+        else delete cur.tunnelSource;
+        this.writeVipMeta(cur);
+        changed = true;
+      }
       const wantKeys = new Set(w.backends.map(backendKey));
       for (const b of w.backends) {
         const k = backendKey(b);
@@ -414,7 +440,8 @@ export class LbController {
         const counts = new Map<number, number>();
         for (const x of v.table ?? []) counts.set(x, (counts.get(x) ?? 0) + 1);
         return {
-          vip: v.id, slot: v.slot, generation: v.generation, healthCheck: v.healthCheck,
+          vip: v.id, slot: v.slot, generation: v.generation, healthCheck: v.healthCheck, forwarding: v.forwarding,
+          ...(v.tunnelSource ? { tunnelSource: v.tunnelSource } : {}),
           backends: [...v.backends.values()].map((b) => ({
             address: b.address, port: b.port, id: b.id, weight: b.weight, mac: b.mac,
             state: b.draining ? 'draining' : b.down ? 'down' : 'up',

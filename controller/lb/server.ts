@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { ValidationError } from './addr.ts';
-import { loadConfigFile, validateConfig, type LbConfig } from './config.ts';
+import { loadConfigFile, validateConfig, type Forwarding, type LbConfig } from './config.ts';
 import type { LbController } from './controller.ts';
 import { lbRegistry } from './metrics.ts';
 
@@ -68,7 +68,7 @@ export async function serveAdmin(c: LbController, opts: { socket: string; listen
           return send(200, { global: Object.fromEntries(Object.entries(c.dp.globalStats()).map(([k, v]) => [k, Number(v)])), prog: c.dp.prog.info(), mapMemoryBytes: c.dp.mapMemory(), controllerRssBytes: process.memoryUsage().rss }, );
         case 'POST /vips': {
           const b = await body(req);
-          const v = await c.addVip({ vip: str(b, 'vip'), backends: (b.backends as never) ?? [], healthCheck: b.healthCheck as boolean | undefined });
+          const v = await c.addVip({ vip: str(b, 'vip'), backends: (b.backends as never) ?? [], healthCheck: b.healthCheck as boolean | undefined, ...(b.forwarding !== undefined ? { forwarding: b.forwarding as Forwarding } : {}) });
           return send(201, { vip: v.id, slot: v.slot });
         }
         case 'DELETE /vips': {
@@ -99,7 +99,7 @@ export async function serveAdmin(c: LbController, opts: { socket: string; listen
           const b = await body(req);
           const cfg = (typeof b.file === 'string' ? loadConfigFile(b.file) : b) as LbConfig;
           const norm = validateConfig({ ...cfg, interface: cfg.interface ?? c.cfg.interface });
-          return send(200, await c.apply(norm.vips.map((v) => ({ vip: v.id, backends: v.backends, healthCheck: v.healthCheck }))));
+          return send(200, await c.apply(norm.vips.map((v) => ({ vip: v.id, backends: v.backends, healthCheck: v.healthCheck, forwarding: v.forwarding }))));
         }
         case 'POST /shutdown': {
           const b = await body(req);

@@ -1,0 +1,83 @@
+// Config validation (pure: no kernel, no root): forwarding modes and their errors.
+import { describe, expect, it } from 'vitest';
+import { ValidationError } from './addr.ts';
+import { normVip, validateConfig, type LbConfig } from './config.ts';
+
+const b = (...addrs: string[]) => addrs.map((address) => ({ address }));
+
+const base = (extra: Partial<LbConfig> = {}): LbConfig => ({
+  interface: 'lb0',
+  vips: [
+    { vip: 'tcp://10.99.100.1:80', backends: b('10.99.0.11', '10.99.0.12') },
+    { vip: 'udp://[fd99:100::1]:53', backends: b('fd99::11') },
+  ],
+  ...extra,
+});
+
+function rejects(c: LbConfig, re: RegExp): void {
+  let err: unknown;
+  try {
+    validateConfig(c);
+  } catch (e) {
+    err = e;
+  }
+  expect(err).toBeInstanceOf(ValidationError);
+  expect((err as Error).message).toMatch(re);
+}
+
+describe('forwarding: dsr | ipip', () => {
+  it('defaults to dsr, no tunnel source needed; dsr allows mixed families', () => {
+    const c = validateConfig(base({ vips: [{ vip: 'tcp://[fd99:100::1]:80', backends: b('10.99.0.11') }] }));
+    expect(c.forwarding).toBe('dsr');
+    expect(c.vips[0]!.forwarding).toBe('dsr');
+    expect(c.tunnelSource).toEqual({});
+  });
+
+  it('accepts ipip with a tunnel source per family in use (canonical addresses)', () => {
+    const c = validateConfig(base({ forwarding: 'ipip', tunnelSource: { ipv4: '10.99.0.2', ipv6: 'fd99:0::0002' } }));
+    expect(c.forwarding).toBe('ipip');
+    expect(c.tunnelSource).toEqual({ ipv4: '10.99.0.2', ipv6: 'fd99::2' });
+    expect(c.vips.map((v) => v.forwarding)).toEqual(['ipip', 'ipip']);
+  });
+
+  it('per-VIP forwarding overrides the default; only ipip VIPs need a tunnel source', () => {
+    const c = validateConfig(base({
+      tunnelSource: { ipv4: '10.99.0.2' },
+      vips: [
+        { vip: 'tcp://10.99.100.1:80', backends: b('10.99.0.11'), forwarding: 'ipip' },
+        { vip: 'udp://[fd99:100::1]:53', backends: b('10.99.0.11') },
+      ],
+    }));
+    expect(c.vips.map((v) => v.forwarding)).toEqual(['ipip', 'dsr']);
+  });
+
+  it('rejects ipip without the tunnel source of the VIP family', () => {
+    rejects(base({ forwarding: 'ipip' }), /vips\[0\].*forwarding "ipip" needs tunnelSource\.ipv4/);
+    rejects(base({ forwarding: 'ipip', tunnelSource: { ipv4: '10.99.0.2' } }), /vips\[1\].*needs tunnelSource\.ipv6/);
+  });
+
+  it('rejects mixed families under ipip with a clear error', () => {
+    rejects(base({ forwarding: 'ipip', tunnelSource: { ipv4: '10.99.0.2', ipv6: 'fd99::2' }, vips: [{ vip: 'tcp://10.99.100.1:80', backends: b('10.99.0.11', 'fd99::12') }] }),
+      /vips\[0\]\.backends\[1\]: backend fd99::12 is IPv6 but tcp:\/\/10\.99\.100\.1:80 is IPv4; forwarding "ipip" encapsulates IPv4 in IPv4 \(IPIP\) and IPv6 in IPv6 \(IP6IP6\) only/);
+    rejects(base({ forwarding: 'ipip', tunnelSource: { ipv4: '10.99.0.2', ipv6: 'fd99::2' }, vips: [{ vip: 'udp://[fd99:100::1]:53', backends: b('10.99.0.11') }] }),
+      /backend 10\.99\.0\.11 is IPv4 but udp:\/\/\[fd99:100::1\]:53 is IPv6/);
+  });
+
+  it('rejects malformed tunnel sources and forwarding modes', () => {
+    rejects(base({ forwarding: 'gre' as never }), /forwarding "gre" must be "dsr" or "ipip"/);
+    rejects(base({ vips: [{ vip: 'tcp://10.99.100.1:80', backends: b('10.99.0.11'), forwarding: 'l3' as never }] }), /vips\[0\].*forwarding "l3"/);
+    rejects(base({ tunnelSource: { ipv4: 'fd99::2' } }), /tunnelSource\.ipv4: "fd99::2" is an IPv6 address/);
+    rejects(base({ tunnelSource: { ipv6: '10.99.0.2' } }), /tunnelSource\.ipv6: "10\.99\.0\.2" is an IPv4 address/);
+    rejects(base({ tunnelSource: { ipv4: '10.99.0.300' } }), /malformed IP address/);
+    rejects(base({ tunnelSource: { ipv4: '0.0.0.0' } }), /tunnelSource\.ipv4: "0\.0\.0\.0" is unspecified/);
+    rejects(base({ tunnelSource: { v4: '10.99.0.2' } as never }), /tunnelSource\.v4: unknown key/);
+    rejects(base({ tunnelSource: '10.99.0.2' as never }), /"tunnelSource" must be/);
+  });
+
+  it('normVip uses the daemon defaults it is given (API additions)', () => {
+    const d = { forwarding: 'ipip' as const, tunnelSource: { ipv4: '10.99.0.2' } };
+    expect(normVip({ vip: 'tcp://10.99.100.5:80', backends: b('10.99.0.11') }, 'vip', false, d).forwarding).toBe('ipip');
+    expect(() => normVip({ vip: 'tcp://[fd99:100::5]:80', backends: b('fd99::11') }, 'vip', false, d)).toThrow(/needs tunnelSource\.ipv6/);
+    expect(normVip({ vip: 'tcp://[fd99:100::5]:80', backends: b('10.99.0.11'), forwarding: 'dsr' }, 'vip', false, d).forwarding).toBe('dsr');
+  });
+});
