@@ -7,7 +7,10 @@ import { libbpf } from '../../controller/libbpf/index.ts';
 import { LbApiError } from '../../controller/lb/client.ts';
 import { listNamespaces } from '../../lab/netns.ts';
 import { curlMany, runWrk, totalErrors } from './load.ts';
-import { REPO, VIP4, VIP6, backend4, buildTopology, lbConfig, sweepStalePins, startBackend, startDaemon, startNginxBackends, stopBackend, type Daemon, type LbTopology } from './topology.ts';
+import {
+  LB4, REPO, VIP4, VIP4_IPIP, VIP6, VIP6_IPIP, backend4, backend6, buildTopology, lbConfig, probeIpip, setupIpipBackends, sweepStalePins, startBackend, startDaemon,
+  startNginxBackends, stopBackend, tunnelRx, type Daemon, type LbTopology,
+} from './topology.ts';
 
 
 const PREFIX = 'xlbt';
@@ -137,6 +140,48 @@ describeRoot('xdp-lb end to end (netns, real sockets)', () => {
     expect(model(after)).toEqual(model(before));
     const ring = await d.api.ring(V4);
     expect(ring.dataplane).toEqual(ring.computed);
+  }, 60_000);
+
+  it('ipip: mixed families and bad modes are rejected over the API and change nothing; where the kernel decapsulates, traffic reaches every backend', async () => {
+    const expectErr = async (p: Promise<unknown>, msg: RegExp) => {
+      const e = await p.then(() => null, (x: unknown) => x);
+      expect(e).toBeInstanceOf(LbApiError);
+      expect((e as LbApiError).status).toBe(400);
+      expect((e as LbApiError).message).toMatch(msg);
+    };
+    const I4 = `tcp://${VIP4_IPIP}:80`, I6 = `tcp://[${VIP6_IPIP}]:80`;
+    const before = JSON.stringify(await d.api.state());
+    await expectErr(d.api.addVip(I6, [{ address: backend6(0) }, { address: backend4(1) }], false, 'ipip'), /backend 10\.99\.0\.12 is IPv4 but tcp:\/\/\[fd99:101::1\]:80 is IPv6/);
+    await expectErr(d.api.addVip(I4, [{ address: backend4(0) }], false, 'gre' as never), /must be "dsr" or "ipip"/);
+    expect(JSON.stringify(await d.api.state())).toBe(before);
+
+    await d.api.addVip(I4, Array.from({ length: t.n }, (_, i) => ({ address: backend4(i) })), true, 'ipip');
+    await d.api.addVip(I6, Array.from({ length: t.n }, (_, i) => ({ address: backend6(i) })), true, 'ipip');
+    const mid = JSON.stringify(await d.api.state());
+    await expectErr(d.api.addBackend(I4, backend6(0)), /is IPv6 but tcp:\/\/10\.99\.101\.1:80 is IPv4/);
+    expect(JSON.stringify(await d.api.state())).toBe(mid);
+    const v = (await d.api.state()).vips.find((x) => x.vip === I4)!;
+    expect(v.forwarding).toBe('ipip');
+    expect(v.tunnelSource).toBe(LB4);
+
+    const missing = await probeIpip(t, 'b1');
+    if (missing === null) {
+      await setupIpipBackends(t);
+      for (const url of [`http://${VIP4_IPIP}/`, `http://[${VIP6_IPIP}]/`]) {
+        const bodies = await curlMany(t, url, 30);
+        expect(bodies.filter((b) => b === 'FAIL')).toEqual([]);
+        expect(new Set(bodies).size).toBe(t.n);
+      }
+      for (let i = 0; i < t.n; i++) {
+        const rx = await tunnelRx(t, i);
+        expect(rx.ipip).toBeGreaterThan(0);
+        expect(rx.ip6tnl).toBeGreaterThan(0);
+      }
+    } else {
+      console.warn(`ipip traffic part skipped: ${missing}`);
+    }
+    await d.api.removeVip(I4);
+    await d.api.removeVip(I6);
   }, 60_000);
 
   it('teardown leaves no namespace, XDP program or pinned map behind', async () => {

@@ -16,8 +16,9 @@ import { sweepStale, withNetns } from '../../lab/netns.ts';
 import type { Block, Scenario, ScenarioContext } from '../../lab/scenario.ts';
 import { cpuTimes, curlMany, processCpuNs, rssBytes, runWrk, totalErrors, type WrkResult } from './load.ts';
 import {
-  CLIENT4, HAPROXY_PORT, LB4, NGINX_PORT, VIP4, VIP6, backend4, buildTopology, lbConfig, startBackend, startDaemon,
-  startHaproxy, startNginxBackends, startNginxStream, stopBackend, sweepStalePins, type Daemon, type LbTopology,
+  CLIENT4, HAPROXY_PORT, LB4, LB6, NGINX_PORT, VIP4, VIP4_IPIP, VIP6, VIP6_IPIP, backend4, backend6, buildTopology, lbConfig, probeIpip,
+  setupIpipBackends, startBackend, startDaemon, startHaproxy, startNginxBackends, startNginxStream, stopBackend, sweepStalePins, tunnelRx,
+  type Daemon, type LbTopology,
 } from './topology.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -169,9 +170,43 @@ async function functionalChecks(ctx: ScenarioContext, t: LbTopology, d: Daemon, 
   return d2;
 }
 
+/** IPIP (IPv4 VIP) and IP6IP6 (IPv6 VIP) through the same LB, to backends with decap devices */
+async function ipipCheck(ctx: ScenarioContext, t: LbTopology, d: Daemon): Promise<void> {
+  ctx.progress.step('IPIP / IP6IP6 forwarding');
+  await setupIpipBackends(t);
+  const I4 = `tcp://${VIP4_IPIP}:80`, I6 = `tcp://[${VIP6_IPIP}]:80`;
+  await d.api.addVip(I4, Array.from({ length: t.n }, (_, i) => ({ address: backend4(i) })), true, 'ipip');
+  await d.api.addVip(I6, Array.from({ length: t.n }, (_, i) => ({ address: backend6(i) })), true, 'ipip');
+  try {
+    const rx = async () => Promise.all(Array.from({ length: t.n }, (_, i) => tunnelRx(t, i)));
+    const g0 = (await d.api.stats()).global;
+    const rx0 = await rx();
+    const parts: string[] = [];
+    let ok = true;
+    for (const [fam, url, enc] of [['IPv4', `http://${VIP4_IPIP}/`, 'IPIP'], ['IPv6', `http://[${VIP6_IPIP}]/`, 'IP6IP6']] as const) {
+      const bodies = await curlMany(t, url, 30);
+      const seen = [...new Set(bodies)].sort();
+      ok &&= bodies.length > 0 && bodies.every((b) => b !== 'FAIL') && seen.length === t.n;
+      parts.push(`${fam} ${enc}: ${bodies.filter((b) => b !== 'FAIL').length}/${bodies.length} requests answered, backends seen ${seen.join(', ')}`);
+    }
+    const rx1 = await rx();
+    const g1 = (await d.api.stats()).global;
+    const tun = rx1.map((r, i) => ({ ipip: r.ipip - rx0[i]!.ipip, ip6tnl: r.ip6tnl - rx0[i]!.ip6tnl }));
+    ok &&= tun.every((x) => x.ipip > 0 && x.ip6tnl > 0);
+    const encapDrops = (g1.drop_encap ?? 0) - (g0.drop_encap ?? 0);
+    ok &&= encapDrops === 0;
+    parts.push(`packets received on the backends' decap devices (ipip1/ip6tnl1): ${tun.map((x, i) => `b${i + 1} ${x.ipip}/${x.ip6tnl}`).join(', ')}`);
+    parts.push(`drop_encap +${encapDrops}; outer source ${LB4} / ${LB6}`);
+    ctx.check('IPIP/IP6IP6 forwarding', ok, parts.join('; '));
+  } finally {
+    await d.api.removeVip(I4);
+    await d.api.removeVip(I6);
+  }
+}
+
 const scenario: Scenario = {
   name: 'xdp-lb',
-  description: 'XDP L4 load balancer (Maglev, conntrack, L2 DSR) vs HAProxy and nginx stream on one netns topology',
+  description: 'XDP L4 load balancer (Maglev, conntrack, L2 DSR and IPIP/IP6IP6) vs HAProxy and nginx stream on one netns topology',
   tools: ['build', 'lb'],
   async run(ctx) {
     const bench = ctx.mode === 'bench';
@@ -189,14 +224,10 @@ const scenario: Scenario = {
     ctx.defer('remove namespaces, veths, helper programs', () => t.dispose());
     await startNginxBackends(t);
 
-    // forwarding modes: L2 DSR always; IPIP only where the kernel can decapsulate
-    const ipip = await t.topo.exec('lb', 'ip', ['link', 'add', 'ipipprobe', 'type', 'ipip', 'remote', '10.99.0.11'], { reject: false });
-    if (ipip.exitCode === 0) {
-      await t.topo.exec('lb', 'ip', ['link', 'del', 'ipipprobe'], { reject: false });
-      ctx.unsupported('IPIP/IP6IP6 forwarding', 'IPIP encapsulation in xdp_lb (not implemented in this build)', 'the kernel has ipip, but xdp_lb implements L2 DSR only');
-    } else {
-      ctx.unsupported('IPIP/IP6IP6 forwarding', 'ipip / ip6_tunnel kernel modules (CONFIG_NET_IPIP, CONFIG_IPV6_TUNNEL)', `ip link add … type ipip: ${String(ipip.stderr).trim()}`);
-    }
+    // forwarding modes: L2 DSR always (and for every load run); IPIP/IP6IP6 where the kernel can
+    // decapsulate on the backends (checked end to end after the DSR checks, on VIPs of its own)
+    const ipipMissing = await probeIpip(t);
+    if (ipipMissing !== null) ctx.unsupported('IPIP/IP6IP6 forwarding', `ipip/ip6tnl modules on ${ctx.kernel.release} (CONFIG_NET_IPIP, CONFIG_IPV6_TUNNEL)`, ipipMissing);
     const offloads: Block = {
       kind: 'table', caption: 'offload state (ethtool -k) at the start; client tx checksum/TSO/GSO/SG off for every configuration',
       columns: ['interface', 'tx-checksumming', 'scatter-gather', 'tcp-segmentation-offload', 'generic-segmentation-offload', 'generic-receive-offload'],
@@ -230,10 +261,11 @@ const scenario: Scenario = {
     ctx.defer('stop LB daemon (detach, unpin)', () => d.stop(true));
     const st0 = await d.api.state();
     ctx.section('Setup',
-      { kind: 'kv', items: { kernel: ctx.kernel.release, backends: n, 'forwarding mode': 'L2 DSR (MAC rewrite + XDP_TX on the LB veth)', 'XDP attach': `${st0.attach}, bpf_link (native on veth)`, 'Maglev ring size': st0.ringSize, 'load': `wrk -t1 -c${load.connections} -d${load.durationS}s, keep-alive and "Connection: close"`, 'proxies': 'HAProxy mode tcp nbthread 1; nginx stream worker_processes 1', 'cores': (await import('node:os')).cpus().length } },
+      { kind: 'kv', items: { kernel: ctx.kernel.release, backends: n, 'forwarding mode': `L2 DSR (MAC rewrite + XDP_TX on the LB veth) for every load run; IPIP/IP6IP6: ${ipipMissing === null ? `functional check on ${VIP4_IPIP} and ${VIP6_IPIP}` : 'unsupported on this kernel (no ipip/ip6tnl modules)'}`, 'XDP attach': `${st0.attach}, bpf_link (native on veth)`, 'Maglev ring size': st0.ringSize, 'load': `wrk -t1 -c${load.connections} -d${load.durationS}s, keep-alive and "Connection: close"`, 'proxies': 'HAProxy mode tcp nbthread 1; nginx stream worker_processes 1', 'cores': (await import('node:os')).cpus().length } },
       offloads,
     );
     d = await functionalChecks(ctx, t, d, instance);
+    if (ipipMissing === null) await ipipCheck(ctx, t, d);
 
     ctx.progress.step('XDP load balancer under load');
     const bpfNs = async () => Number((await d.api.stats()).prog.runTimeNs);

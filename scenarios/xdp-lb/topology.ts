@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
 import { BpfObject, type Link } from '../../controller/libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { LbClient } from '../../controller/lb/client.ts';
@@ -24,6 +25,11 @@ export const LB4 = '10.99.0.2';
 export const LB6 = 'fd99::2';
 export const VIP4 = '10.99.100.1';
 export const VIP6 = 'fd99:100::1';
+/** VIPs forwarded with IPIP / IP6IP6 encapsulation (added only where the kernel can decapsulate) */
+export const VIP4_IPIP = '10.99.101.1';
+export const VIP6_IPIP = 'fd99:101::1';
+/** client route MTU towards the encapsulated VIPs: inner packet + 40-byte outer header fits 1500 */
+export const IPIP_CLIENT_MTU = 1440;
 export const backend4 = (i: number) => `10.99.0.${11 + i}`;
 export const backend6 = (i: number) => `fd99::${(0x11 + i).toString(16)}`;
 export const HAPROXY_PORT = 8080;
@@ -68,6 +74,8 @@ export async function buildTopology(opts: { prefix: string; backends: number; lo
       // DSR: the backend owns the VIPs (on lo) and answers from them straight to the client
       await topo.addr(r, 'lo', `${VIP4}/32`);
       await topo.addr(r, 'lo', `${VIP6}/128`);
+      await topo.addr(r, 'lo', `${VIP4_IPIP}/32`);
+      await topo.addr(r, 'lo', `${VIP6_IPIP}/128`);
       await topo.neigh(r, 'eth0', CLIENT4, macs.client);
       await topo.neigh(r, 'eth0', CLIENT6, macs.client);
       await topo.neigh(r, 'eth0', LB4, macs.lb);
@@ -82,6 +90,8 @@ export async function buildTopology(opts: { prefix: string; backends: number; lo
     await topo.neigh('lb', 'lb0', CLIENT6, macs.client);
     await topo.route('client', `${VIP4}/32`, LB4);
     await topo.route('client', `${VIP6}/128`, LB6);
+    await topo.exec('client', 'ip', ['route', 'add', `${VIP4_IPIP}/32`, 'via', LB4, 'mtu', 'lock', String(IPIP_CLIENT_MTU)]);
+    await topo.exec('client', 'ip', ['-6', 'route', 'add', `${VIP6_IPIP}/128`, 'via', LB6, 'mtu', 'lock', String(IPIP_CLIENT_MTU)]);
     // frames the XDP program rewrites lose CHECKSUM_PARTIAL on the way through XDP: the client
     // must send complete checksums and MTU-sized frames (same client for every configuration)
     await topo.offload('client', 'c0', { tx: false, tso: false, gso: false, sg: false });
@@ -133,6 +143,53 @@ export async function loadHelpers(genIfindex: number): Promise<BpfObject> {
     throw e;
   }
   return obj;
+}
+
+// ---- IPIP / IP6IP6 decapsulation on the backends ----
+
+/**
+ * Can this kernel decapsulate IPIP and IP6IP6? Creates (and deletes) one device of each kind in a
+ * namespace, which also loads the ipip / ip6_tunnel modules where they exist as modules.
+ * Returns null when it can, else the evidence (the kernel's own error messages).
+ */
+export async function probeIpip(t: LbTopology, role = 'lb'): Promise<string | null> {
+  const errs: string[] = [];
+  for (const [kind, args] of [['ipip', ['type', 'ipip', 'remote', backend4(0)]], ['ip6tnl', ['type', 'ip6tnl', 'mode', 'ip6ip6', 'remote', backend6(0)]]] as const) {
+    const dev = `xlbprobe${kind === 'ipip' ? 4 : 6}`;
+    const r = await t.topo.exec(role, 'ip', ['link', 'add', dev, ...args], { reject: false });
+    if (r.exitCode === 0) await t.topo.exec(role, 'ip', ['link', 'del', dev], { reject: false });
+    else errs.push(`ip link add … type ${kind}: ${String(r.stderr).trim() || `exit ${r.exitCode}`}`);
+  }
+  if (!errs.length) return null;
+  const mod = await execa('modprobe', ['-n', '-v', 'ipip'], { reject: false });
+  const modEvidence = mod.exitCode === undefined ? 'modprobe not available' : String(mod.stderr || mod.stdout).trim() || `exit ${mod.exitCode}`;
+  return `${errs.join('; ')}; modprobe -n -v ipip: ${modEvidence}`;
+}
+
+/**
+ * Katran's backend side: an ipip and an ip6tnl (ip6ip6) device that take any tunnel packet sent
+ * to the backend's address, rp_filter off (the inner source is routed via eth0, not the tunnel),
+ * and the VIPs on lo (buildTopology put them there). Replies go straight to the client.
+ */
+export async function setupIpipBackends(t: LbTopology): Promise<void> {
+  for (let i = 0; i < t.n; i++) {
+    const r = `b${i + 1}`;
+    await t.topo.exec(r, 'ip', ['link', 'add', 'ipip1', 'type', 'ipip', 'local', backend4(i)]);
+    await t.topo.exec(r, 'ip', ['link', 'add', 'ip6tnl1', 'type', 'ip6tnl', 'mode', 'ip6ip6', 'local', backend6(i)]);
+    await t.topo.up(r, 'ipip1');
+    await t.topo.up(r, 'ip6tnl1');
+    for (const dev of ['all', 'default', 'ipip1']) await t.topo.sysctl(r, `net.ipv4.conf.${dev}.rp_filter`, 0);
+  }
+}
+
+/** rx packets of a backend's tunnel devices (proof that frames arrived encapsulated) */
+export async function tunnelRx(t: LbTopology, i: number): Promise<{ ipip: number; ip6tnl: number }> {
+  const rx = async (dev: string) => {
+    const r = await t.topo.exec(`b${i + 1}`, 'ip', ['-j', '-s', 'link', 'show', 'dev', dev], { reject: false });
+    if (r.exitCode !== 0) return 0;
+    return (JSON.parse(String(r.stdout)) as { stats64?: { rx?: { packets?: number } } }[])[0]?.stats64?.rx?.packets ?? 0;
+  };
+  return { ipip: await rx('ipip1'), ip6tnl: await rx('ip6tnl1') };
 }
 
 // ---- backends and proxies ----
@@ -272,6 +329,8 @@ export function lbConfig(t: LbTopology, instance: string, extra: Partial<LbConfi
   return {
     interface: 'lb0',
     instance,
+    // used by VIPs added with forwarding "ipip" (the scenario adds them where the kernel can decapsulate)
+    tunnelSource: { ipv4: LB4, ipv6: LB6 },
     healthCheck: { intervalMs: 300, timeoutMs: 1000, fall: 2, rise: 2 },
     vips: [
       { vip: `tcp://${VIP4}:80`, backends: bs },
