@@ -6,15 +6,10 @@
 // mmap'd ring with Buffer's native NUL search: no per-record FFI, no intermediate copies.
 import { BpfObject, RingBuffer, enableStats, type Link } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
+import type { openat_event } from '../../bpf/gen/hello_openat.ts';
 
-export interface OpenatEvent {
-  pid: number;
-  tid: number;
-  uid: number;
-  flags: number;
-  comm: string;
-  filename: string;
-}
+/** What the consumer decodes of struct openat_event (bpf/hello_openat.h): all but the timestamp. */
+export type OpenatEvent = Omit<openat_event, 'ts_ns'>;
 
 export interface OpenatTracerOptions {
   /** only this process (tgid) */
