@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { execa } from 'execa';
-import { BpfObject, BpfError, Btf, libbpf, type Link } from '../controller/libbpf/index.ts';
+import { BpfObject, BpfError, Btf, enableStats, libbpf, type Link } from '../controller/libbpf/index.ts';
 import { ensureObject } from '../bpf/build.ts';
 import { activeLsms, cgroup2Root, ensureMounts } from './host.ts';
 
@@ -149,7 +149,6 @@ export async function probeKernel(opts: { kvm?: boolean } = {}): Promise<ProbeTa
       }
     }
     try {
-      const { enableStats } = await import('../controller/libbpf/index.ts');
       enableStats().close();
       t['bpf stats (run_time_ns)'] = { ok: true };
     } catch (e) {

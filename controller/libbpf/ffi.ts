@@ -5,10 +5,7 @@
 // koffi 3 passes pointers as bigint; NULL is 0n. Pointer-returning libbpf APIs return NULL and set
 // errno (libbpf 1.0 mode); int-returning ones return -errno.
 import koffi from 'koffi';
-import { createRequire } from 'node:module';
 
-const require_ = createRequire(import.meta.url);
-void require_;
 
 export const lib = koffi.load('libbpf.so.1');
 export const libc = koffi.load('libc.so.6');

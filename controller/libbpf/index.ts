@@ -1,4 +1,8 @@
 // The TypeScript binding to the system libbpf. Knows libbpf and BTF, nothing of the lab.
+import fs from 'node:fs';
+import path from 'node:path';
+import { C, errno } from './ffi.ts';
+import { BpfError, errnoName } from './errors.ts';
 export { BpfObject, Program, enableStats, progInfo, XdpFlags, type OpenOptions, type LoadOptions, type TestRunResult, type ProgInfo } from './object.ts';
 export { BpfMap, MapType, UpdateFlags, mapInfo, rawCodec } from './map.ts';
 export { Link } from './link.ts';
@@ -8,10 +12,6 @@ export { BpfError, VerifierError, errnoName, hintFor } from './errors.ts';
 export { closeAll, liveCount, deferSignalsToCaller } from './lifecycle.ts';
 export { captureLibbpf } from './log.ts';
 export { B as libbpf, koffi } from './ffi.ts';
-import fs from 'node:fs';
-import path from 'node:path';
-import { C, errno } from './ffi.ts';
-import { BpfError, errnoName } from './errors.ts';
 
 /**
  * Move the calling thread into the network namespace open at `fd` (CLONE_NEWNET). Attaching XDP/tc

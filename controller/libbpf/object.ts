@@ -189,8 +189,7 @@ export class Program {
    * 'generic' use netlink with the mode flag; `replace` swaps the program atomically.
    */
   attachXdp(ifname: string | number, opts: { mode?: 'auto' | 'native' | 'generic'; replace?: Program } = {}): Link {
-    const ifindex = typeof ifname === 'number' ? ifname : (C.if_nametoindex(ifname) as number);
-    if (!ifindex) throw new BpfError(`no interface "${ifname}"`, 19, 'create it first, or check the network namespace the controller runs in');
+    const ifindex = ifindexOf(ifname);
     const mode = opts.mode ?? 'auto';
     if (mode === 'auto' && !opts.replace) return this.attachVia(`xdp ${ifname}`, () => B.bpf_program__attach_xdp(this.ptr, ifindex) as Ptr);
     const flags = (mode === 'native' ? XdpFlags.DRV_MODE : mode === 'generic' ? XdpFlags.SKB_MODE : 0) | (opts.replace ? XdpFlags.REPLACE : 0);
@@ -205,14 +204,12 @@ export class Program {
       const o2 = { sz: koffi.sizeof(bpf_xdp_attach_opts), old_prog_fd: myFd };
       captureLibbpf(() => B.bpf_xdp_attach(ifindex, -1, detachFlags | XdpFlags.REPLACE, o2));
     });
-    if (opts.replace) this.object.adoptedFrom(opts.replace, ifindex);
     return this.object.adopt(link);
   }
 
   /** tc (clsact) through libbpf's bpf_tc_* API; the clsact qdisc is removed on close if we made it. */
   attachTc(ifname: string | number, direction: 'ingress' | 'egress', opts: { priority?: number; handle?: number } = {}): Link {
-    const ifindex = typeof ifname === 'number' ? ifname : (C.if_nametoindex(ifname) as number);
-    if (!ifindex) throw new BpfError(`no interface "${ifname}"`, 19);
+    const ifindex = ifindexOf(ifname);
     const hook = { sz: koffi.sizeof(bpf_tc_hook), ifindex, attach_point: direction === 'ingress' ? TcAttachPoint.INGRESS : TcAttachPoint.EGRESS, parent: 0 };
     const created = B.bpf_tc_hook_create(hook) as number;
     if (created < 0 && created !== -17 /* EEXIST */) throw new BpfError(`creating clsact on ${ifname}: ${errnoName(created)}`, -created, hintFor(created));
@@ -262,6 +259,13 @@ export class Program {
   info(): ProgInfo {
     return progInfo(this.fd);
   }
+}
+
+/** An interface name (in the calling thread's network namespace) or index, as an index. */
+function ifindexOf(ifname: string | number): number {
+  const ifindex = typeof ifname === 'number' ? ifname : (C.if_nametoindex(ifname) as number);
+  if (!ifindex) throw new BpfError(`no interface "${ifname}"`, 19, 'create it first, or check the network namespace the controller runs in');
+  return ifindex;
 }
 
 export function progInfo(fd: number): ProgInfo {
@@ -475,9 +479,6 @@ export class BpfObject implements Disposable {
     this.links.add(l);
     return l;
   }
-
-  /** @internal a replaced XDP program's link no longer owns the interface */
-  adoptedFrom(_old: Program, _ifindex: number): void {}
 
   close(): void {
     if (this.closed) return;

@@ -6,7 +6,7 @@
 // wakes a waiter when the consumer had caught up, so under load we wake once per batch, and the
 // wait itself (epoll_wait) runs on a worker thread via koffi's async call, never blocking the loop.
 import { promisify } from 'node:util';
-import { B, C, NULL, epoll_event, errno, view, type Ptr } from './ffi.ts';
+import { C, NULL, errno, view, type Ptr } from './ffi.ts';
 import { BpfError, errnoName } from './errors.ts';
 import type { BpfMap } from './map.ts';
 import { MapType } from './map.ts';
@@ -91,7 +91,13 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
     this.data = new DataView(view(this.producerArea + BigInt(pageSize), 2 * this.size));
     this.epfd = C.epoll_create1(0o2000000 /* EPOLL_CLOEXEC */) as number;
     const ev = { events: EPOLLIN, data: 0 };
-    if ((C.epoll_ctl(this.epfd, 1 /* ADD */, fd, ev) as number) < 0) throw new BpfError(`epoll_ctl: ${errnoName(errno())}`, errno());
+    if ((C.epoll_ctl(this.epfd, 1 /* ADD */, fd, ev) as number) < 0) {
+      const e = errno();
+      C.munmap(this.consumerPage, pageSize);
+      C.munmap(this.producerArea, pageSize + 2 * this.size);
+      C.close(this.epfd);
+      throw new BpfError(`epoll_ctl on ring buffer "${map.name}": ${errnoName(e)}`, e);
+    }
     track(this);
   }
 
@@ -181,5 +187,3 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
     this.close();
   }
 }
-
-void B;
