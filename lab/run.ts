@@ -92,6 +92,14 @@ async function report(outDir: string, results: Results): Promise<string> {
   return writeReport(outDir, results);
 }
 
+/** reports/<run-id>/ (or --out DIR), created; the run id is the directory's name */
+function makeOutDir(args: RunArgs, kernelLabel: string): { runId: string; outDir: string } {
+  const runId = args.outDir ? path.basename(args.outDir) : newRunId(args.scenario, kernelLabel);
+  const outDir = path.resolve(args.outDir ?? path.join(REPORTS_DIR, runId));
+  fs.mkdirSync(outDir, { recursive: true });
+  return { runId, outDir };
+}
+
 function overall(checks: Check[], error?: string): Results['status'] {
   if (error) return 'error';
   if (checks.some((c) => c.status === 'fail')) return 'fail';
@@ -103,12 +111,10 @@ function overall(checks: Check[], error?: string): Results['status'] {
 export async function runOnHost(args: RunArgs, progress: Progress = createProgress()): Promise<{ results: Results; outDir: string; html: string }> {
   const scenario = await loadScenario(args.scenario);
   const spec = args.spec ?? 'host';
-  const runId = args.outDir ? path.basename(args.outDir) : newRunId(args.scenario, spec);
-  const outDir = path.resolve(args.outDir ?? path.join(REPORTS_DIR, runId));
-  fs.mkdirSync(outDir, { recursive: true });
   if (process.getuid?.() !== 0) {
     throw new LabError(`scenario ${args.scenario} loads BPF programs and needs root`, 'run it as root (sudo pnpm lab run …), or in a VM: --kernel 6.1');
   }
+  const { runId, outDir } = makeOutDir(args, spec);
   const inGuest = spec !== 'host';
   if (!inGuest) {
     progress.step('checking tools');
@@ -219,10 +225,8 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
 
 /** Run on a VM kernel: the guest runs runOnHost; we add the VM facts and re-render. */
 async function runOnVm(args: RunArgs, progress: Progress): Promise<{ results: Results; outDir: string; html: string }> {
-  const runId = args.outDir ? path.basename(args.outDir) : newRunId(args.scenario, args.kernel);
-  const outDir = path.resolve(args.outDir ?? path.join(REPORTS_DIR, runId));
-  fs.mkdirSync(outDir, { recursive: true });
   await loadScenario(args.scenario); // unknown scenario: fail before booting anything
+  const { runId, outDir } = makeOutDir(args, args.kernel);
   progress.step('checking tools');
   await ensureTools(['build', 'vm'], (s) => progress.info(s));
   // the guest sees this tree read-only: compile everything before booting
