@@ -106,9 +106,15 @@ export async function buildBpf(opts: { only?: string[]; force?: boolean; log?: (
 }
 
 export async function buildCommand(argv: string[]): Promise<number> {
-  const force = argv.includes('--force');
-  const only = argv.filter((a) => !a.startsWith('--'));
-  const r = await buildBpf({ force, only: only.length ? only : undefined });
+  const { parseArgs } = await import('../lab/args.ts');
+  const p = parseArgs(argv, {
+    usage: 'pnpm lab build [name…] [--force]',
+    summary: `compile bpf/<name>.bpf.c (CO-RE) to bpf/.output and regenerate bpf/gen/<name>.ts from BTF; names: ${sources().join(', ')}`,
+    options: { force: { type: 'boolean', description: 'rebuild even when up to date' } },
+    positionals: { names: ['name'] },
+  });
+  if (!p) return 0;
+  const r = await buildBpf({ force: p.values.force === true, only: p.positionals.length ? p.positionals : undefined });
   console.log(`built: ${r.built.join(', ') || '-'}; up to date: ${r.upToDate.join(', ') || '-'}`);
   return 0;
 }

@@ -18,6 +18,8 @@ export interface Opt {
   /** shown in help: --rate N */
   valueName?: string;
   short?: string;
+  /** extra validation of a string value: an error message, or undefined when fine */
+  check?: (v: string) => { message: string; fix: string } | undefined;
   /** accepted but not listed in help (internal plumbing such as the VM runner's --spec) */
   hidden?: boolean;
 }
@@ -106,6 +108,8 @@ function convert(name: string, o: Opt, raw: string): string | number | string[] 
     throw new UsageError(`--${name} ${JSON.stringify(raw)}: expected one of ${o.choices.join(', ')}`, s ? `did you mean --${name} ${s}?` : undefined);
   }
   if (raw === '') throw bad('must not be empty');
+  const bad2 = o.check?.(raw);
+  if (bad2) throw new UsageError(`--${name} ${JSON.stringify(raw)}: ${bad2.message}`, bad2.fix);
   return raw;
 }
 
@@ -131,7 +135,7 @@ export function parseArgs<O extends Opts>(argv: string[], spec: CommandSpec<O>, 
     const m = /Unknown option '(-{1,2})([^']+)'/.exec(err.message);
     if (m) {
       const s = suggest(m[2]!, Object.keys(spec.options).filter((n) => !spec.options[n]!.hidden));
-      throw new UsageError(`unknown option ${m[1]}${m[2]}${s ? ` (did you mean --${s}?)` : ''}`, `see: ${spec.usage.replace(/ <.*|\s\[.*/, '')} --help`);
+      throw new UsageError(`unknown option ${m[1]}${m[2]}${s ? ` (did you mean --${s}?)` : ''}`, `${spec.usage.replace(/ <.*|\s\[.*/, '')} --help lists the options`);
     }
     const arg = /Option '(?:-\w, )?--([^ ']+)[^']*' argument missing/.exec(err.message);
     if (arg) throw new UsageError(`--${arg[1]} needs a value`, `e.g. --${arg[1]} ${spec.options[arg[1]!]?.valueName ?? spec.options[arg[1]!]?.default ?? 'VALUE'}`);

@@ -1,6 +1,7 @@
 #!/usr/bin/env -S npx tsx
 // The lab's one entry point: `pnpm lab <command> …`. Commands are loaded lazily so that
 // `pnpm lab doctor` does not pay for chart rendering or QEMU code it never uses.
+import { suggest, UsageError } from './args.ts';
 import { LabError } from './errors.ts';
 
 type Command = { summary: string; load: () => Promise<(argv: string[]) => Promise<number>> };
@@ -28,24 +29,38 @@ async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (!name || name === '-h' || name === '--help' || name === 'help') {
     console.log(usage());
-    return name ? 0 : 2;
+    return 0;
   }
   const cmd = commands[name];
   if (!cmd) {
-    console.error(`unknown command "${name}"\n\n${usage()}`);
-    return 2;
+    const s = suggest(name, Object.keys(commands));
+    throw new UsageError(`unknown command "${name}"${s ? ` (did you mean ${s}?)` : ''}`, 'pnpm lab --help lists the commands');
   }
   return (await cmd.load())(rest);
+}
+
+// `pnpm lab … | head`: the reader went away; that ends the output, it is not an error
+for (const s of [process.stdout, process.stderr]) {
+  s.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw e;
+  });
 }
 
 main(process.argv.slice(2)).then(
   (code) => { process.exitCode = code; },
   (err) => {
     if (err instanceof LabError) {
+      // expected failures: one line (plus the fix), no stack
       console.error(`error: ${err.message}${err.fix ? `\n  fix: ${err.fix}` : ''}`);
-    } else {
-      console.error(err);
+      process.exitCode = err instanceof UsageError ? err.exitCode : 1;
+      return;
     }
+    // anything else is a bug of the lab: say so, keep the stack behind a switch
+    const e = err as Error;
+    console.error(`error: ${e?.message ?? String(err)}`);
+    if (process.env.EBPF_LAB_DEBUG) console.error(e?.stack);
+    else console.error('  (an internal error of the lab; EBPF_LAB_DEBUG=1 prints the stack)');
     process.exitCode = 1;
   },
 );

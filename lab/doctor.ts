@@ -1,11 +1,21 @@
 // `pnpm lab doctor`: what this kernel lets the lab do, probed (see lab/probes.ts).
+import { parseArgs } from './args.ts';
 import { formatProbeTable, probeKernel } from './probes.ts';
 import { ensureTools } from './setup.ts';
 
 export async function doctorCommand(argv: string[]): Promise<number> {
+  const p = parseArgs(argv, {
+    usage: 'pnpm lab doctor [--json] [--no-kvm]',
+    summary: 'probe the running kernel: BTF, JIT, program/map types, helpers, a real trial attach per hook, BPF LSM, KVM',
+    options: {
+      json: { type: 'boolean', description: 'print the probe table as JSON' },
+      'no-kvm': { type: 'boolean', description: 'skip the KVM probe (it boots a guest)' },
+    },
+  });
+  if (!p) return 0;
   if (process.getuid?.() === 0) await ensureTools(['build']);
-  const t = await probeKernel({ kvm: !argv.includes('--no-kvm') });
-  if (argv.includes('--json')) console.log(JSON.stringify(t, null, 2));
+  const t = await probeKernel({ kvm: !p.values['no-kvm'] });
+  if (p.values.json) console.log(JSON.stringify(t, null, 2));
   else console.log(formatProbeTable(t));
   return 0;
 }

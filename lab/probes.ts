@@ -85,7 +85,7 @@ export async function probeKernel(opts: { kvm?: boolean } = {}): Promise<ProbeTa
   }
 
   const lsms = activeLsms();
-  t['BPF LSM active'] = lsms ? { ok: lsms.includes('bpf'), detail: `lsm=${lsms.join(',')}` } : { ok: false, detail: 'cannot read /sys/kernel/security/lsm' };
+  t['BPF LSM in boot LSMs'] = lsms ? { ok: lsms.includes('bpf'), detail: `lsm=${lsms.join(',')}` } : { ok: false, detail: 'cannot read /sys/kernel/security/lsm' };
 
   if (!root) {
     for (const tr of TRIALS) t[tr.key] = { ok: false, detail: 'not probed: needs root' };
@@ -156,6 +156,8 @@ export async function probeKernel(opts: { kvm?: boolean } = {}): Promise<ProbeTa
     }
   }
 
+  reconcile(t);
+
   if (opts.kvm !== false) {
     try {
       const { probeKvm } = await import('./vm/kvm.ts');
@@ -166,6 +168,31 @@ export async function probeKernel(opts: { kvm?: boolean } = {}): Promise<ProbeTa
     }
   }
   return t;
+}
+
+/**
+ * Make rows agree with what the trial attaches proved, so the table never says two things at
+ * once. libbpf's prog-type probe loads a tracing/LSM program without an attach target, which the
+ * verifier refuses on every kernel; a real load+attach is the better witness.
+ */
+export function reconcile(t: ProbeTable): void {
+  const tpBtf = t['attach:tp_btf'];
+  if (tpBtf?.ok && t['prog:tracing'] && !t['prog:tracing'].ok) {
+    t['prog:tracing'] = { ok: true, detail: 'tp_btf loaded and attached (libbpf\'s type probe, which loads without an attach target, said no)' };
+  }
+  const lsmTrial = t['attach:lsm'];
+  const listed = t['BPF LSM in boot LSMs'];
+  if (lsmTrial && !lsmTrial.ok && /EPERM|not permitted/i.test(lsmTrial.detail ?? '')) {
+    t['prog:lsm'] = { ok: false, detail: `the type exists but loading is refused: ${lsmTrial.detail}` };
+  }
+  if (listed) {
+    // "active" means programs can be attached, not only that the LSM is listed
+    t['BPF LSM usable'] = listed.ok && lsmTrial?.ok
+      ? { ok: true, detail: `${listed.detail}; an lsm program loaded and attached` }
+      : !listed.ok
+        ? { ok: false, detail: `bpf is not in the boot LSMs (${listed.detail}); boot with lsm=…,bpf` }
+        : { ok: false, detail: `bpf is listed in the boot LSMs (${listed.detail}) but LSM programs cannot be used: ${lsmTrial?.detail ?? 'not probed'}${/EPERM|not permitted/i.test(lsmTrial?.detail ?? '') ? ' (likely: the host or its hypervisor forbids loading tracing/LSM programs, e.g. lockdown or a sandbox policy)' : ''}` };
+  }
 }
 
 export function formatProbeTable(t: ProbeTable, release = os.release()): string {

@@ -72,3 +72,33 @@ export interface Results {
   metrics: Record<string, unknown>;
   sections: Section[];
 }
+
+/**
+ * Check that parsed JSON has the shape of Results before anything renders it, so a truncated or
+ * hand-edited results.json gives one clear line instead of a stack trace or a report titled
+ * "undefined". Returns the first problem found, or null.
+ */
+export function resultsProblem(r: unknown): string | null {
+  if (typeof r !== 'object' || r === null || Array.isArray(r)) return 'not a JSON object';
+  const o = r as Record<string, unknown>;
+  if (o.schema !== 1) return `unsupported results schema ${JSON.stringify(o.schema)} (expected 1)`;
+  for (const k of ['runId', 'scenario', 'mode', 'startedAt', 'status'] as const) if (typeof o[k] !== 'string') return `"${k}" is ${o[k] === undefined ? 'missing' : `not a string (${JSON.stringify(o[k])?.slice(0, 40)})`}`;
+  if (!['run', 'bench'].includes(o.mode as string)) return `"mode" must be run or bench, not ${JSON.stringify(o.mode)}`;
+  if (!['pass', 'fail', 'unsupported', 'error'].includes(o.status as string)) return `"status" must be pass, fail, unsupported or error, not ${JSON.stringify(o.status)}`;
+  const env = o.environment as Record<string, unknown> | null | undefined;
+  if (typeof env !== 'object' || env === null || Array.isArray(env)) return '"environment" must be an object';
+  const k = env.kernel as Record<string, unknown> | undefined;
+  if (typeof k !== 'object' || k === null || typeof k.release !== 'string') return '"environment.kernel.release" is missing';
+  if (!Array.isArray(o.checks)) return '"checks" must be an array';
+  for (const [i, c] of (o.checks as unknown[]).entries()) {
+    const cc = c as Record<string, unknown> | null;
+    if (typeof cc !== 'object' || cc === null || typeof cc.name !== 'string' || !['pass', 'fail', 'unsupported'].includes(cc.status as string)) return `checks[${i}] must have a name and a status of pass, fail or unsupported`;
+  }
+  if (typeof o.metrics !== 'object' || o.metrics === null || Array.isArray(o.metrics)) return '"metrics" must be an object';
+  if (!Array.isArray(o.sections)) return '"sections" must be an array';
+  for (const [i, sct] of (o.sections as unknown[]).entries()) {
+    const ss = sct as Record<string, unknown> | null;
+    if (typeof ss !== 'object' || ss === null || typeof ss.title !== 'string' || !Array.isArray(ss.blocks)) return `sections[${i}] must have a title and a blocks array`;
+  }
+  return null;
+}

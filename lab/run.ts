@@ -5,6 +5,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { buildBpf } from '../bpf/build.ts';
+import { ensureBundle } from './bundle.ts';
+import { entryPath } from './dist.ts';
+import { parseArgs, toArgv, UsageError, suggest, type Opts } from './args.ts';
 import { LabError } from './errors.ts';
 import { collectEnvironment, REPO_ROOT } from './env.ts';
 import { ensureMounts } from './host.ts';
@@ -27,11 +30,14 @@ export function listScenarios(): string[] {
 
 export async function loadScenario(name: string): Promise<Scenario> {
   if (!listScenarios().includes(name)) {
-    throw new LabError(`unknown scenario "${name}"`, `available: ${listScenarios().join(', ')}`);
+    const s = suggest(name, listScenarios());
+    throw new UsageError(`unknown scenario "${name}"${s ? ` (did you mean ${s}?)` : ''}`, `available: ${listScenarios().join(', ')}`);
   }
-  const mod = (await import(path.join(SCENARIOS_DIR, name, 'index.ts'))) as { default: Scenario };
+  const mod = (await import(entryPath(path.join(SCENARIOS_DIR, name, 'index.ts')))) as { default: Scenario };
   return mod.default;
 }
+
+export type OptionValues = Record<string, string | number | boolean | string[]>;
 
 export interface RunArgs {
   scenario: string;
@@ -40,40 +46,47 @@ export interface RunArgs {
   outDir?: string;
   /** the user's --kernel when this process is the guest side of a VM run */
   spec?: string;
-  options: Record<string, string | boolean>;
-  /** everything after the scenario name, passed through to a VM as is */
+  /** the scenario's options, validated and typed (defaults filled in) */
+  options: OptionValues;
+  /** the scenario's options as given, passed through to a VM as is */
   rest: string[];
 }
 
-/** --key value / --flag / --key=value; our own flags are taken out, the rest go to the scenario. */
-export function parseRunArgs(argv: string[], mode: 'run' | 'bench'): RunArgs {
-  const [scenario, ...rest] = argv;
-  if (!scenario || scenario.startsWith('-')) throw new LabError(`usage: pnpm lab ${mode} <scenario> [--kernel host|5.10|6.1|6.12|7.x|<version>|<bzImage>] [--out DIR] [options]`, `scenarios: ${listScenarios().join(', ')}`);
-  const options: Record<string, string | boolean> = {};
-  const passthrough: string[] = [];
-  let kernel = 'host';
-  let outDir: string | undefined;
-  let spec: string | undefined;
-  for (let i = 0; i < rest.length; i++) {
-    const a = rest[i]!;
-    if (!a.startsWith('--')) throw new LabError(`unexpected argument "${a}"`, 'options take the form --name value');
-    let [k, v] = a.slice(2).split(/=(.*)/s, 2) as [string, string | undefined];
-    if (v === undefined) {
-      const next = rest[i + 1];
-      if (next !== undefined && !next.startsWith('--')) {
-        v = next;
-        i++;
-      }
+const RUNNER_OPTIONS = {
+  kernel: { type: 'string', valueName: 'K', default: 'host', description: 'host | 5.10 | 6.1 | 6.12 | 7.x | a Debian kernel version | path to a bzImage[:modules dir]' },
+  out: { type: 'string', valueName: 'DIR', description: 'write results.json and report.html here instead of reports/<run-id>/' },
+  spec: { type: 'string', hidden: true, description: "the user's --kernel (set by the VM target for the runner in the guest)" },
+} satisfies Opts;
+
+function runUsage(mode: 'run' | 'bench'): string {
+  return `pnpm lab ${mode} <scenario> [--kernel K] [--out DIR] [scenario options]`;
+}
+
+/**
+ * Parse `run|bench <scenario> …` at the edge: the scenario's declared options are validated
+ * (unknown flags, bad values) before anything is built, loaded or booted. Returns null after
+ * printing help.
+ */
+export async function parseRunArgs(argv: string[], mode: 'run' | 'bench'): Promise<RunArgs | null> {
+  const [name, ...rest] = argv;
+  if (!name || name.startsWith('-')) {
+    if (name === '--help' || name === '-h') {
+      console.log(`usage: ${runUsage(mode)}\n\nscenarios: ${listScenarios().join(', ')}\n(pnpm lab ${mode} <scenario> --help lists its options)`);
+      return null;
     }
-    if (k === 'kernel') kernel = v ?? 'host';
-    else if (k === 'out') outDir = v;
-    else if (k === 'spec') spec = v;
-    else {
-      options[k] = v ?? true;
-      passthrough.push(`--${k}`, ...(v !== undefined ? [v] : []));
-    }
+    throw new UsageError(name ? `expected a scenario before ${name}` : 'missing <scenario>', `usage: ${runUsage(mode)}; scenarios: ${listScenarios().join(', ')}`);
   }
-  return { scenario, kernel, mode, outDir, spec, options, rest: passthrough };
+  const scenario = await loadScenario(name);
+  const p = parseArgs(rest, {
+    usage: `pnpm lab ${mode} ${name} [--kernel K] [--out DIR] [options]`,
+    summary: scenario.description,
+    options: { ...RUNNER_OPTIONS, ...(scenario.options ?? {}) },
+    positionals: { max: 0 },
+  });
+  if (!p) return null;
+  const { kernel, out, spec, ...options } = p.values as OptionValues & { kernel: string; out?: string; spec?: string };
+  if (!kernel) throw new UsageError('--kernel must not be empty', 'e.g. --kernel host or --kernel 6.1');
+  return { scenario: name, kernel, mode, outDir: out, spec, options, rest: toArgv(p.given, Object.keys(RUNNER_OPTIONS)) };
 }
 
 export function newRunId(scenario: string, kernel: string): string {
@@ -92,12 +105,29 @@ async function report(outDir: string, results: Results): Promise<string> {
   return writeReport(outDir, results);
 }
 
-/** reports/<run-id>/ (or --out DIR), created; the run id is the directory's name */
-function makeOutDir(args: RunArgs, kernelLabel: string): { runId: string; outDir: string } {
-  const runId = args.outDir ? path.basename(args.outDir) : newRunId(args.scenario, kernelLabel);
-  const outDir = path.resolve(args.outDir ?? path.join(REPORTS_DIR, runId));
-  fs.mkdirSync(outDir, { recursive: true });
-  return { runId, outDir };
+/**
+ * reports/<run-id>/ (or --out DIR), created only once the run starts (a mistyped kernel leaves
+ * nothing behind). The run id directory is created exclusively: two runs started in the same
+ * second get <id> and <id>-2 instead of one overwriting the other.
+ */
+export function makeOutDir(args: Pick<RunArgs, 'outDir' | 'scenario'>, kernelLabel: string): { runId: string; outDir: string } {
+  if (args.outDir) {
+    const outDir = path.resolve(args.outDir);
+    fs.mkdirSync(outDir, { recursive: true });
+    return { runId: path.basename(outDir), outDir };
+  }
+  fs.mkdirSync(REPORTS_DIR, { recursive: true });
+  const base = newRunId(args.scenario, kernelLabel);
+  for (let n = 1; ; n++) {
+    const runId = n === 1 ? base : `${base}-${n}`;
+    const outDir = path.join(REPORTS_DIR, runId);
+    try {
+      fs.mkdirSync(outDir);
+      return { runId, outDir };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+  }
 }
 
 function overall(checks: Check[], error?: string): Results['status'] {
@@ -225,38 +255,76 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
 
 /** Run on a VM kernel: the guest runs runOnHost; we add the VM facts and re-render. */
 async function runOnVm(args: RunArgs, progress: Progress): Promise<{ results: Results; outDir: string; html: string }> {
-  await loadScenario(args.scenario); // unknown scenario: fail before booting anything
-  const { runId, outDir } = makeOutDir(args, args.kernel);
-  progress.step('checking tools');
-  await ensureTools(['build', 'vm'], (s) => progress.info(s));
-  // the guest sees this tree read-only: compile everything before booting
-  progress.step('building BPF objects');
-  await buildBpf({ log: (s) => progress.info(s) });
-  const { runInVm } = await import('./vm/index.ts');
-  const argv = [args.mode, args.scenario, '--kernel', 'host', '--out', outDir, '--spec', args.kernel, ...args.rest];
-  const vm = await runInVm({ kernel: args.kernel, argv, outDir, progress });
-  const file = path.join(outDir, 'results.json');
-  let results: Results;
-  if (fs.existsSync(file)) {
-    results = JSON.parse(fs.readFileSync(file, 'utf8')) as Results;
-  } else {
-    results = {
-      schema: 1, runId, scenario: args.scenario, mode: args.mode, startedAt: new Date().toISOString(), status: 'error',
-      error: `the guest wrote no results (exit code ${vm.exitCode}); see the boot log`, options: args.options,
-      environment: { ...(await collectEnvironment(args.kernel)), kernel: { release: String(vm.vm.kernelRelease ?? '?'), spec: args.kernel } },
+  const t0 = Date.now();
+  const startedAt = new Date(t0).toISOString();
+  // Ctrl-C: stop the guest (everything in it dies with it), still write an ERROR report
+  const abort = new AbortController();
+  let interrupted: string | undefined;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (interrupted) return;
+    interrupted = sig;
+    progress.warn(`${sig}: stopping the guest and cleaning up`);
+    abort.abort(new Error(`interrupted by ${sig}`));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    progress.step('checking tools');
+    await ensureTools(['build', 'vm'], (s) => progress.info(s));
+    // the kernel first: a mistyped or missing kernel fails before a report directory exists
+    const { resolveKernel } = await import('../vm-images/kernels.ts');
+    const kernel = await resolveKernel(args.kernel, progress, abort.signal);
+    const { runId, outDir } = makeOutDir(args, args.kernel);
+    let vm: Awaited<ReturnType<typeof import('./vm/index.ts').runInVm>> | undefined;
+    let failure: string | undefined;
+    try {
+      // the guest sees this tree read-only: compile the BPF objects and bundle the TypeScript first
+      progress.step('building BPF objects and the guest bundle');
+      await buildBpf({ log: (s) => progress.info(s) });
+      const cli = await ensureBundle((s) => progress.info(s));
+      const { runInVm } = await import('./vm/index.ts');
+      const argv = [args.mode, args.scenario, '--kernel', 'host', '--out', outDir, '--spec', args.kernel, ...args.rest];
+      vm = await runInVm({ kernel, cli, argv, outDir, progress, signal: abort.signal });
+    } catch (e) {
+      failure = interrupted ? `interrupted by ${interrupted}` : e instanceof LabError ? e.message : e instanceof Error ? (e.stack ?? e.message) : String(e);
+      progress.warn(`VM run failed: ${failure.split('\n')[0]}`);
+    }
+    const file = path.join(outDir, 'results.json');
+    let results: Results | undefined;
+    if (fs.existsSync(file)) {
+      try {
+        results = JSON.parse(fs.readFileSync(file, 'utf8')) as Results;
+      } catch { /* a guest killed mid-write: treated as no results */ }
+    }
+    results ??= {
+      schema: 1, runId, scenario: args.scenario, mode: args.mode, startedAt, status: 'error',
+      error: failure ?? `the guest wrote no results (exit code ${vm?.exitCode}); see the boot log`, options: args.options,
+      environment: { ...(await collectEnvironment(args.kernel)), kernel: { release: kernel.release, spec: args.kernel } },
       checks: [], metrics: {}, sections: [],
     };
+    // one definition of a run's time everywhere: wall time on the host, boot and in-guest time beside it
+    const inGuestMs = results.durationMs;
+    results.startedAt = startedAt;
+    results.finishedAt = new Date().toISOString();
+    results.durationMs = Date.now() - t0;
+    results.environment.target = 'vm';
+    results.environment.kernel.spec = args.kernel;
+    if (kernel.version) results.environment.kernel.version = kernel.version;
+    if (vm) results.environment.vm = { ...vm.vm, inGuestMs };
+    if (failure && results.status !== 'error') {
+      results.status = 'error';
+      results.error = failure;
+    } else if (vm && vm.exitCode !== 0 && results.status === 'pass') {
+      results.status = 'error';
+      results.error = `guest command exited with ${vm.exitCode}`;
+    }
+    progress.step('writing report');
+    const html = await report(outDir, results);
+    return { results, outDir, html };
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
   }
-  results.environment.target = 'vm';
-  results.environment.kernel.spec = args.kernel;
-  if (vm.vm.kernelVersion) results.environment.kernel.version = String(vm.vm.kernelVersion);
-  results.environment.vm = vm.vm;
-  if (vm.exitCode !== 0 && results.status === 'pass') {
-    results.status = 'error';
-    results.error = `guest command exited with ${vm.exitCode}`;
-  }
-  const html = await report(outDir, results);
-  return { results, outDir, html };
 }
 
 export async function runScenario(args: RunArgs, progress: Progress = createProgress()) {
@@ -264,11 +332,14 @@ export async function runScenario(args: RunArgs, progress: Progress = createProg
 }
 
 async function runOrBench(argv: string[], mode: 'run' | 'bench'): Promise<number> {
-  const args = parseRunArgs(argv, mode);
+  const args = await parseRunArgs(argv, mode);
+  if (!args) return 0;
   const progress = createProgress();
   const { results, html } = await runScenario(args, progress);
+  // the guest side of a VM run stays quiet: the host prints the one summary
+  if (args.spec) return results.status === 'pass' || results.status === 'unsupported' ? 0 : 1;
   const counts = (s: string) => results.checks.filter((c) => c.status === s).length;
-  console.log(`${results.scenario} on ${results.environment.kernel.release} (${args.kernel}): ${results.status.toUpperCase()} — ${counts('pass')} passed, ${counts('fail')} failed, ${counts('unsupported')} unsupported`);
+  console.log(`${results.scenario} on ${results.environment.kernel.release} (${args.kernel}): ${results.status.toUpperCase()} — ${counts('pass')} passed, ${counts('fail')} failed, ${counts('unsupported')} unsupported in ${((results.durationMs ?? 0) / 1000).toFixed(1)} s`);
   if (results.error) console.log(`error: ${results.error.split('\n')[0]}`);
   console.log(`report: ${html}`);
   return results.status === 'pass' || results.status === 'unsupported' ? 0 : 1;
@@ -277,7 +348,8 @@ async function runOrBench(argv: string[], mode: 'run' | 'bench'): Promise<number
 export const runCommand = (argv: string[]) => runOrBench(argv, 'run');
 export const benchCommand = (argv: string[]) => runOrBench(argv, 'bench');
 
-export async function listCommand(): Promise<number> {
+export async function listCommand(argv: string[]): Promise<number> {
+  if (!parseArgs(argv, { usage: 'pnpm lab list', summary: 'list the scenarios', options: {} })) return 0;
   for (const n of listScenarios()) {
     const s = await loadScenario(n);
     console.log(`${n.padEnd(16)} ${s.description}`);

@@ -4,6 +4,7 @@
 import type { Block, Check, Results, Section } from './results.ts';
 import type { Progress } from './progress.ts';
 import type { ProbeTable } from './probes.ts';
+import type { Opts } from './args.ts';
 
 export interface ScenarioContext {
   /** 'run' is the functional scenario (checks); 'bench' also drives the benchmark and may take minutes */
@@ -12,8 +13,11 @@ export interface ScenarioContext {
   readonly kernel: { release: string; spec: string };
   /** reports/<run-id>/: put extra artefacts (logs, raw captures) here */
   readonly outDir: string;
-  /** CLI options after the scenario name, e.g. --pid 42 --comm cat --duration 5 */
-  readonly options: Record<string, string | boolean>;
+  /**
+   * the scenario's options (declared in Scenario.options), validated and typed by the runner
+   * before anything is built or booted, defaults filled in
+   */
+  readonly options: Record<string, string | number | boolean | string[]>;
   readonly progress: Progress;
   /** feature probes of the running kernel (computed once, lazily) */
   probes(): Promise<ProbeTable>;
@@ -39,7 +43,10 @@ export interface Scenario {
   description: string;
   /** what the scenario needs from the host before it can start (tools, see lab/setup.ts) */
   tools?: string[];
+  /** its command-line options: `pnpm lab run <name> --help` lists them; unknown flags are errors */
+  options?: Opts;
   run(ctx: ScenarioContext): Promise<void>;
 }
 
 export type { Block, Check, Results, Section };
+export { scaledTimeout, timeScale } from './timeouts.ts';

@@ -2,6 +2,7 @@
 // dpkg-query says what is missing, and only that goes to apt-get. The main-job commands call
 // ensureTools() so a fresh machine needs no manual step.
 import { execa } from 'execa';
+import { parseArgs, suggest, UsageError } from './args.ts';
 import { LabError } from './errors.ts';
 
 /** Debian package per capability; scenarios name the groups they need (Scenario.tools). */
@@ -54,7 +55,19 @@ export async function ensureTools(groups: string[], log: (s: string) => void = (
 }
 
 export async function setupCommand(argv: string[]): Promise<number> {
-  const groups = argv.length ? argv : Object.keys(PACKAGES);
+  const p = parseArgs(argv, {
+    usage: 'pnpm lab setup [group…]',
+    summary: `install the Debian packages the lab needs (idempotent); groups: ${Object.keys(PACKAGES).join(', ')} (default: all)`,
+    options: {},
+    positionals: { names: ['group'] },
+  });
+  if (!p) return 0;
+  const unknown = p.positionals.filter((g) => !PACKAGES[g]);
+  if (unknown.length) {
+    const s = suggest(unknown[0]!, Object.keys(PACKAGES));
+    throw new UsageError(`unknown tool group "${unknown[0]}"${s ? ` (did you mean ${s}?)` : ''}`, `groups: ${Object.keys(PACKAGES).join(', ')}`);
+  }
+  const groups = p.positionals.length ? p.positionals : Object.keys(PACKAGES);
   const installed = await ensureTools(groups);
   console.log(installed.length ? `installed: ${installed.join(' ')}` : `all set (${groups.join(', ')})`);
   return 0;

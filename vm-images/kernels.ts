@@ -174,15 +174,11 @@ export async function availableKernels(progress?: Progress): Promise<{ series: s
 }
 
 async function unknownKernel(spec: string, progress: Progress): Promise<LabError> {
-  const lines: string[] = [];
-  for (const s of await availableKernels(progress)) {
-    lines.push(`  ${s.series.padEnd(5)} (${s.suite}): ${s.versions.map((v) => `${v.version} [${v.release}]`).join(', ') || 'index unavailable'}`);
-  }
-  const cached = cachedKernels();
-  if (cached.length) lines.push(`  cached: ${cached.map((k) => `${k.version} [${k.release}]`).join(', ')}`);
+  const series = (await availableKernels(progress)).map((s) => s.series);
+  const cached = cachedKernels().map((k) => k.version);
   return new LabError(
-    `unknown kernel "${spec}". Available:\n${lines.join('\n')}\n  host, or a path to a bzImage[:modules dir]`,
-    'pass --kernel with one of the series or versions above',
+    `unknown kernel "${spec}"`,
+    `use host, a series (${series.join(', ')}), a Debian kernel version${cached.length ? ` (cached: ${cached.join(', ')})` : ''} or a path to a bzImage; pnpm lab vm kernels lists the versions`,
   );
 }
 

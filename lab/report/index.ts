@@ -3,7 +3,7 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LabError } from '../errors.ts';
-import type { Block, Check, Environment, Results, Section } from '../results.ts';
+import { resultsProblem, type Block, type Check, type Environment, type Results, type Section } from '../results.ts';
 import { CHART_HEIGHT, CHART_WIDTH, chartPng, type ChartBlock } from './chart.ts';
 import { cellHtml, escapeHtml, formatBytes, formatDuration, formatNumber, htmlPage, kvTable, statusBadge } from './html.ts';
 
@@ -187,9 +187,10 @@ export async function rerenderReport(outDir: string): Promise<string> {
   try {
     results = JSON.parse(text) as Results;
   } catch (err) {
-    throw new LabError(`${file} is not valid JSON: ${(err as Error).message}`, undefined, { cause: err });
+    throw new LabError(`${file} is not valid JSON: ${(err as Error).message}`, 'the run may have been cut short: rerun it', { cause: err });
   }
-  if (results?.schema !== 1) throw new LabError(`${file}: unsupported results schema ${JSON.stringify(results?.schema)} (expected 1)`);
+  const problem = resultsProblem(results);
+  if (problem) throw new LabError(`${file}: ${problem}`, 'pass a results.json written by pnpm lab run|bench|matrix');
   const path = join(outDir, 'report.html');
   await writeAtomic(path, await renderReport(results));
   return path;

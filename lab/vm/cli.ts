@@ -2,7 +2,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LabError } from '../errors.ts';
+import { parseArgs, suggest, UsageError, type CommandSpec, type Opts } from '../args.ts';
 import { createProgress } from '../progress.ts';
 import { availableKernels, cachedKernels, configFacts, resolveKernel } from '../../vm-images/kernels.ts';
 import { bootGuest, guestScript } from './index.ts';
@@ -25,11 +25,6 @@ export function interruptSignal(): { signal: AbortSignal; dispose: () => void } 
   process.on('SIGINT', on);
   process.on('SIGTERM', on);
   return { signal: ac.signal, dispose: () => { process.off('SIGINT', on); process.off('SIGTERM', on); } };
-}
-
-function flag(argv: string[], name: string): string | undefined {
-  const i = argv.indexOf(name);
-  return i >= 0 ? argv[i + 1] : undefined;
 }
 
 /** Boot a guest, run one shell command, stream its output; resolves to its exit code. */
@@ -61,15 +56,38 @@ export async function vmExec(kernel: string, command: string, o: { timeoutMs?: n
   }
 }
 
+const SUB = {
+  kernels: { usage: 'pnpm lab vm kernels', summary: 'series and versions in the Debian indices, and what is cached', options: {} },
+  fetch: { usage: 'pnpm lab vm fetch <kernel>…', summary: 'download, verify and extract kernels (5.10, 6.1, 6.12, 7.x, a version, a release)', options: {}, positionals: { names: ['kernel'], min: 1 } },
+  exec: {
+    usage: 'pnpm lab vm exec <kernel> [--timeout S] [--out DIR] -- <cmd…>', summary: 'boot a guest and run a shell command in it; exits with its code',
+    options: { timeout: { type: 'int', min: 1, valueName: 'S', description: 'seconds before the guest is killed (default 1800)' }, out: { type: 'string', valueName: 'DIR', description: 'host directory shared read-write at the same path' } },
+    positionals: { names: ['kernel'], min: 1, max: 1 },
+  },
+  'probe-kvm': { usage: 'pnpm lab vm probe-kvm [--force]', summary: 'does KVM run guests here? (else the lab uses TCG)', options: { force: { type: 'boolean', description: 'ignore the cached answer' } } },
+  'boot-times': {
+    usage: 'pnpm lab vm boot-times [--kernels 5.10,6.1,…] [--runs N]', summary: 'measure qemu start → control channel ready per kernel',
+    options: { kernels: { type: 'list', default: '5.10,6.1,6.12,7.x', valueName: 'K,K', description: 'kernels to boot' }, runs: { type: 'int', min: 1, default: 1, valueName: 'N', description: 'boots per kernel' } },
+  },
+} as const satisfies Record<string, CommandSpec<Opts>>;
+
 export async function vmCommand(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
+  if (!sub || sub === '--help' || sub === '-h') {
+    console.log(USAGE);
+    return 0;
+  }
+  if (!(sub in SUB)) {
+    const s = suggest(sub, Object.keys(SUB));
+    throw new UsageError(`unknown vm command "${sub}"${s ? ` (did you mean ${s}?)` : ''}`, `commands: ${Object.keys(SUB).join(', ')}`);
+  }
   const progress = createProgress();
-  switch (sub) {
+  switch (sub as keyof typeof SUB) {
     case 'kernels': {
+      if (!parseArgs(rest, SUB.kernels)) return 0;
       const cached = cachedKernels();
       const isCached = (v: string) => cached.some((k) => k.version === v);
       for (const s of await availableKernels(progress)) {
-        if (rest.includes('--refresh')) { /* availableKernels refreshes stale indices; --refresh is accepted for habit */ }
         console.log(`${s.series.padEnd(5)} ${s.suite.padEnd(9)} ${s.versions.map((v) => `${v.version} (${v.release})${isCached(v.version) ? ' [cached]' : ''}`).join(', ') || 'index unavailable'}`);
       }
       const other = cached.filter((k) => !k.suite);
@@ -78,8 +96,9 @@ export async function vmCommand(argv: string[]): Promise<number> {
       return 0;
     }
     case 'fetch': {
-      if (!rest[0]) throw new LabError('vm fetch needs a kernel', 'e.g. pnpm lab vm fetch 6.1');
-      for (const spec of rest) {
+      const p = parseArgs(rest, SUB.fetch);
+      if (!p) return 0;
+      for (const spec of p.positionals) {
         const k = await resolveKernel(spec, progress);
         console.log(`${spec}: ${k.version} (${k.release}) → ${k.vmlinux ?? k.bzImage}`);
         const c = configFacts(k);
@@ -88,17 +107,15 @@ export async function vmCommand(argv: string[]): Promise<number> {
       return 0;
     }
     case 'exec': {
-      const dd = rest.indexOf('--');
-      const opts = dd >= 0 ? rest.slice(0, dd) : rest.slice(0, 1);
-      const cmd = dd >= 0 ? rest.slice(dd + 1) : rest.slice(1);
-      const kernel = opts[0];
-      if (!kernel || !cmd.length) throw new LabError('usage: pnpm lab vm exec <kernel> [--timeout S] [--out DIR] -- <cmd…>');
+      const p = parseArgs(rest, SUB.exec);
+      if (!p) return 0;
+      const cmd = p.rest;
+      if (!cmd.length) throw new UsageError('vm exec needs a command after --', `usage: ${SUB.exec.usage}`);
       // one argument is a shell command line; several are an argv to quote
       const command = cmd.length === 1 ? cmd[0]! : cmd.map(shq).join(' ');
-      const t = flag(opts, '--timeout');
       const { signal, dispose } = interruptSignal();
       try {
-        const r = await vmExec(kernel, command, { timeoutMs: t ? Number(t) * 1000 : undefined, outDir: flag(opts, '--out'), signal });
+        const r = await vmExec(p.positionals[0]!, command, { timeoutMs: p.values.timeout ? p.values.timeout * 1000 : undefined, outDir: p.values.out, signal });
         progress.info(`exit ${r.exitCode}; boot ${(r.bootMs / 1000).toFixed(1)} s, total ${(r.totalMs / 1000).toFixed(1)} s (${r.release}, ${r.accel})`);
         return r.exitCode;
       } finally {
@@ -106,21 +123,21 @@ export async function vmCommand(argv: string[]): Promise<number> {
       }
     }
     case 'probe-kvm': {
-      const p = await probeKvm({ force: rest.includes('--force') });
-      console.log(`${p.ok ? 'KVM works' : 'KVM unusable'}: ${p.note}`);
-      return p.ok ? 0 : 1;
+      const p = parseArgs(rest, SUB['probe-kvm']);
+      if (!p) return 0;
+      const k = await probeKvm({ force: p.values.force === true });
+      console.log(`${k.ok ? 'KVM works' : 'KVM unusable'}: ${k.note}`);
+      return k.ok ? 0 : 1;
     }
     case 'boot-times': {
-      const kernels = (flag(rest, '--kernels') ?? '5.10,6.1,6.12,7.x').split(',');
-      const runs = Number(flag(rest, '--runs') ?? 1);
-      const rows: string[] = [];
+      const p = parseArgs(rest, SUB['boot-times']);
+      if (!p) return 0;
       const { signal, dispose } = interruptSignal();
       try {
-        for (const k of kernels) {
-          for (let i = 0; i < runs; i++) {
+        for (const k of p.values.kernels ?? []) {
+          for (let i = 0; i < (p.values.runs ?? 1); i++) {
             const r = await vmExec(k, 'true', { quiet: true, signal });
-            rows.push(`${k.padEnd(6)} ${r.release.padEnd(22)} ${r.accel}  boot-to-ready ${(r.bootMs / 1000).toFixed(2)} s  (guest uptime at ready ${(r.guestBootMs / 1000).toFixed(2)} s)  total ${(r.totalMs / 1000).toFixed(2)} s`);
-            console.log(rows[rows.length - 1]);
+            console.log(`${k.padEnd(6)} ${r.release.padEnd(22)} ${r.accel}  boot-to-ready ${(r.bootMs / 1000).toFixed(2)} s  (guest uptime at ready ${(r.guestBootMs / 1000).toFixed(2)} s)  total ${(r.totalMs / 1000).toFixed(2)} s`);
           }
         }
       } finally {
@@ -128,8 +145,5 @@ export async function vmCommand(argv: string[]): Promise<number> {
       }
       return 0;
     }
-    default:
-      console.log(USAGE);
-      return sub ? 2 : 0;
   }
 }

@@ -15,7 +15,8 @@ import { Vm, shq, type BootOptions } from './qemu.ts';
 export const BOOT_LOG = 'vm-console.log';
 
 export interface GuestSpec {
-  kernel: string;
+  /** a --kernel spec, or a kernel the caller already resolved */
+  kernel: string | KernelImage;
   progress: Progress;
   /** host dir to share read-write at the same path */
   outDir?: string;
@@ -51,7 +52,7 @@ export interface BootedGuest {
 
 /** Resolve the kernel, pick accel/fs/net, build the initramfs and boot to READY. */
 export async function bootGuest(g: GuestSpec): Promise<BootedGuest> {
-  const kernel = await resolveKernel(g.kernel, g.progress, g.signal);
+  const kernel = typeof g.kernel === 'string' ? await resolveKernel(g.kernel, g.progress, g.signal) : g.kernel;
   const { accel, note } = await chooseAccel();
   if (accel === 'tcg') g.progress.info(note);
   const fs = pickFs(kernel);
@@ -82,7 +83,10 @@ export function guestScript(b: BootedGuest, body: string, opts: { outDir?: strin
   const pass = Object.entries(process.env).filter(([k]) => /^(CI|NO_COLOR|FORCE_COLOR|DEBUG|EBPF_LAB_.*|GITHUB_.*)$/.test(k) && !/^EBPF_LAB_VM_/.test(k));
   const env = [
     ['PATH', '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], ['HOME', '/root'], ['LANG', 'C.UTF-8'], ['TERM', 'dumb'],
-    ['EBPF_LAB_IN_VM', '1'], ...pass,
+    ['EBPF_LAB_IN_VM', '1'],
+    // waits inside the guest scale with the emulation (lab/timeouts.ts); a user's own value wins
+    ['EBPF_LAB_TIME_SCALE', process.env.EBPF_LAB_TIME_SCALE ?? (b.accel === 'tcg' ? '10' : '2')],
+    ...pass.filter(([k]) => k !== 'EBPF_LAB_TIME_SCALE'),
   ] as [string, string][];
   const lines = [
     ...env.map(([k, v]) => `export ${k}=${shq(v!)}`),
@@ -109,7 +113,9 @@ function onAbortKill(signal: AbortSignal | undefined, vm: Vm): () => void {
 }
 
 export async function runInVm(opts: {
-  kernel: string;
+  kernel: string | KernelImage;
+  /** the lab CLI to run in the guest: the bundle's lab/cli.js (ensureBundle) */
+  cli: string;
   argv: string[];
   outDir: string;
   progress: Progress;
@@ -138,21 +144,25 @@ async function runInVmInner(opts: Parameters<typeof runInVm>[0], t0: number, tim
   });
   const unhook = onAbortKill(opts.signal, b.vm);
   try {
-    const cmd = ['node', join(REPO_ROOT, 'node_modules/tsx/dist/cli.mjs'), join(REPO_ROOT, 'lab/cli.ts'), ...opts.argv].map(shq).join(' ');
+    // the prebuilt bundle (lab/bundle.ts, built by the caller before boot): tsx would transpile
+    // for 30-77 s under TCG before the runner printed its first line
+    const cmd = [process.execPath, opts.cli, ...opts.argv].map(shq).join(' ');
     const script = guestScript(b, `exec ${cmd}`, { outDir: opts.outDir, cwd: REPO_ROOT });
     opts.progress.step(`running in the guest: lab ${opts.argv.join(' ')}`);
+    const tRun = Date.now();
     const exitCode = await b.vm.exec(script, {
       onStdout: (d) => process.stderr.write(d),
       onStderr: (d) => process.stderr.write(d),
       timeoutMs: Math.max(1000, timeoutMs - (Date.now() - t0)),
       signal: opts.signal,
     });
+    const runMs = Date.now() - tRun;
     await b.vm.close();
     const k = b.kernel;
     return {
       exitCode,
       vm: {
-        kernelSpec: opts.kernel,
+        kernelSpec: typeof opts.kernel === 'string' ? opts.kernel : opts.kernel.spec,
         kernelVersion: k.version,
         kernelRelease: k.release,
         kernelSource: k.source === 'debian' ? `Debian ${k.suite} ${k.packages?.map((p) => p.name).join(' + ')}` : k.bzImage,
@@ -160,6 +170,8 @@ async function runInVmInner(opts: Parameters<typeof runInVm>[0], t0: number, tim
         accelNote: b.accelNote,
         bootMs: b.vm.bootMs,
         guestBootMs: Math.round(b.vm.guestUptime * 1000),
+        /** RUN sent → EXIT received: the guest command's own time */
+        runMs,
         totalMs: Date.now() - t0,
         bootLog: BOOT_LOG,
         rootfs: b.fs,

@@ -19,7 +19,7 @@ function results(kernel: string, status: Results['status'], vm: boolean): Result
       probes: { ringbuf: { ok: true }, 'lsm <script>': { ok: !vm, detail: 'EPERM & co' } },
     },
     checks: status === 'unsupported'
-      ? [{ name: 'lsm hook', status: 'unsupported', detail: 'BPF LSM', evidence: 'probe: EPERM' }]
+      ? [{ name: 'event arrives', status: 'pass' }, { name: 'lsm hook', status: 'unsupported', detail: `unsupported: BPF LSM on 6.18.0-host`, evidence: 'probe: EPERM' }]
       : [{ name: 'event arrives', status: status === 'fail' ? 'fail' : 'pass', detail: 'pid 42' }],
     metrics: {}, sections: [],
   };
@@ -49,8 +49,33 @@ describe('matrix report', () => {
     expect(html).not.toMatch(/<script|https?:\/\/(?!www\.w3)/); // self-contained
     const junit = readFileSync(join(dir, 'junit.xml'), 'utf8');
     expect(junit).toMatch(/<testsuite name="kernel 6\.1" tests="1" failures="0" errors="0" skipped="0"/);
-    expect(junit).toMatch(/<testsuite name="kernel host"[^>]*skipped="1"[\s\S]*<skipped message="unsupported: BPF LSM \(probe: EPERM\)"\/>/);
+    expect(html).not.toContain(dir); // links are relative
+    // the unsupported check is a skipped testcase of its own (prefix not doubled); the cell keeps its pass
+    expect(junit).toMatch(/<testsuite name="kernel host" tests="2" failures="0" errors="0" skipped="1"/);
+    expect(junit).toMatch(/<testcase classname="ebpf-lab.host" name="hello-openat" time="12.300"><system-out>/);
+    expect(junit).toMatch(/<testcase classname="ebpf-lab.host" name="hello-openat: lsm hook" time="0"><skipped message="unsupported: BPF LSM on 6.18.0-host \(probe: EPERM\)"\/>/);
+    expect(junit).not.toContain('unsupported: unsupported');
+    // one definition of a cell's time: results.durationMs in the index, junit and matrix.json alike
+    expect(junit).toMatch(/<testsuite name="kernel 6\.1"[^>]*time="12\.300"/);
+    expect(html).toContain('12.3 s');
+    const mj = JSON.parse(readFileSync(join(dir, 'matrix.json'), 'utf8')) as { dir: string; durationMs: number }[];
+    expect(mj.map((c) => c.dir)).toEqual(['hello-openat-6.1', 'hello-openat-host', 'hello-openat-7.x', 'hello-openat-vmlinuz-x']);
+    expect(mj[0]!.durationMs).toBe(12_300);
     expect(junit).toMatch(/<testsuite name="kernel 7\.x"[^>]*failures="1"[\s\S]*<failure message="event arrives: pid 42">/);
     expect(junit).toMatch(/<error message="no results\.json/);
+  });
+});
+
+describe('matrix run totals', () => {
+  it('a kernel\'s run total adds up all its scenarios', async () => {
+    const d2 = mkdtempSync(join(dir, 'tot-'));
+    const cells: MatrixCell[] = ['hello-openat', 'security'].map((sc) => ({ scenario: sc, kernel: '6.1', dir: join(d2, `${sc}-6.1`), exitCode: 0, wallMs: 1, status: 'pending' }));
+    for (const c of cells) {
+      mkdirSync(c.dir, { recursive: true });
+      writeFileSync(join(c.dir, 'results.json'), JSON.stringify({ ...results('6.1', 'pass', true), scenario: c.scenario }));
+      readCell(c);
+    }
+    await writeMatrixReport(cells, ['hello-openat', 'security'], ['6.1'], d2, '2026-01-01T00:00:00Z');
+    expect(readFileSync(join(d2, 'index.html'), 'utf8')).toContain('<td class="num">24.6 s</td>');
   });
 });

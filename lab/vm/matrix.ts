@@ -5,8 +5,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
-import { LabError } from '../errors.ts';
+import { basename, join, relative, resolve } from 'node:path';
+import { parseArgs } from '../args.ts';
+import { labCliArgv } from '../dist.ts';
+import { UsageError } from '../args.ts';
 import type { Results } from '../results.ts';
 import { escapeHtml, htmlPage, statusBadge } from '../report/html.ts';
 import { REPO_ROOT } from '../../vm-images/paths.ts';
@@ -22,11 +24,6 @@ export interface MatrixCell {
   error?: string;
 }
 
-function flag(argv: string[], name: string): string | undefined {
-  const i = argv.indexOf(name);
-  return i >= 0 ? argv[i + 1] : undefined;
-}
-
 /** A kernel spec as a directory-name part ("/boot/vmlinuz-x" → "vmlinuz-x"). */
 export function kernelSlug(k: string): string {
   return k.split(':')[0]!.split('/').pop()!.replace(/[^A-Za-z0-9._+-]/g, '_');
@@ -36,9 +33,10 @@ function runOne(cell: MatrixCell, children: Set<ChildProcess>, extra: string[]):
   const t0 = Date.now();
   const log = createWriteStream(`${cell.dir}.log`);
   const tag = `[${cell.scenario}@${cell.kernel}] `;
-  const args = [join(REPO_ROOT, 'node_modules/tsx/dist/cli.mjs'), join(REPO_ROOT, 'lab/cli.ts'), 'run', cell.scenario, '--kernel', cell.kernel, '--out', cell.dir, ...extra];
+  const [node, ...cli] = labCliArgv();
+  const args = [...cli, 'run', cell.scenario, '--kernel', cell.kernel, '--out', cell.dir, ...extra];
   return new Promise((res) => {
-    const p = spawn(process.execPath, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(node!, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     children.add(p);
     const pipe = (d: Buffer) => {
       log.write(d);
@@ -70,10 +68,19 @@ export function readCell(cell: MatrixCell): void {
     }
   }
   cell.status = 'error';
-  cell.error ??= `no results.json (exit code ${cell.exitCode}); see ${cell.dir}.log`;
+  cell.error ??= `no results.json (exit code ${cell.exitCode}); see ${basename(cell.dir)}.log`;
 }
 
 const fmtS = (ms: unknown) => (typeof ms === 'number' ? `${(ms / 1000).toFixed(1)} s` : '—');
+
+/**
+ * A cell's time, one definition everywhere (index, junit, --report-only): the run's wall time
+ * as its results.json records it (for a VM run: boot + guest + report, measured on the host);
+ * the subprocess's wall time only when the run wrote no results.
+ */
+export function cellMs(c: MatrixCell): number {
+  return c.results?.durationMs ?? c.wallMs;
+}
 
 export function matrixHtml(cells: MatrixCell[], scenarios: string[], kernels: string[], outDir: string, started: string): string {
   const at = (s: string, k: string) => cells.find((c) => c.scenario === s && c.kernel === k);
@@ -98,21 +105,23 @@ export function matrixHtml(cells: MatrixCell[], scenarios: string[], kernels: st
       const unsup = checks.filter((x) => x.status === 'unsupported').map((x) => `${x.name}: ${x.detail ?? ''} ${x.evidence ?? ''}`.trim());
       const title = c.error ?? (unsup.length ? unsup.join('\n') : `${checks.filter((x) => x.status === 'pass').length}/${checks.length} checks passed`);
       const link = existsSync(join(c.dir, 'report.html')) ? `${rel(c)}/report.html` : `${rel(c)}.log`;
-      h += `<td title="${escapeHtml(title)}"><a href="${escapeHtml(link)}">${statusBadge(c.status)}</a><br><span class="muted">${fmtS(c.results?.durationMs ?? c.wallMs)}</span></td>`;
+      const vm = (c.results?.environment.vm ?? {}) as Record<string, unknown>;
+      const parts = typeof vm.bootMs === 'number' ? ` <span class="muted">(boot ${fmtS(vm.bootMs)}, guest ${fmtS(vm.inGuestMs)})</span>` : '';
+      h += `<td title="${escapeHtml(title)}"><a href="${escapeHtml(link)}">${statusBadge(c.status)}</a><br><span class="muted">${fmtS(cellMs(c))}</span>${parts}</td>`;
     }
     h += '</tr>';
   }
   h += '</tbody></table></div>';
 
   // per-kernel environment: boot time, accel, versions
-  h += '<h2>Kernels</h2><div class="tablewrap"><table><thead><tr><th>kernel</th><th>release</th><th>Debian version</th><th>target</th><th>accel</th><th>boot-to-ready</th><th>run total</th><th>boot log</th></tr></thead><tbody>';
+  h += '<h2>Kernels</h2><div class="tablewrap"><table><thead><tr><th>kernel</th><th>release</th><th>Debian version</th><th>target</th><th>accel</th><th>boot-to-ready</th><th>run total (all scenarios)</th><th>boot log</th></tr></thead><tbody>';
   for (const k of kernels) {
     const c = cells.find((x) => x.kernel === k && x.results) ?? cells.find((x) => x.kernel === k);
     const env = c?.results?.environment;
     const vm = (env?.vm ?? {}) as Record<string, unknown>;
     const boot = c && vm.bootLog ? `<a href="${escapeHtml(`${rel(c)}/${String(vm.bootLog)}`)}">${escapeHtml(String(vm.bootLog))}</a>` : '—';
     h += `<tr><th scope="row">${escapeHtml(k)}</th><td>${escapeHtml(env?.kernel.release ?? '?')}</td><td>${escapeHtml(String(vm.kernelVersion ?? env?.kernel.version ?? '—'))}</td><td>${escapeHtml(env?.target ?? '?')}</td>` +
-      `<td title="${escapeHtml(String(vm.accelNote ?? ''))}">${escapeHtml(String(vm.accel ?? (env?.target === 'host' ? 'native' : '—')))}</td><td class="num">${fmtS(vm.bootMs)}</td><td class="num">${fmtS(vm.totalMs ?? c?.wallMs)}</td><td>${boot}</td></tr>`;
+      `<td title="${escapeHtml(String(vm.accelNote ?? ''))}">${escapeHtml(String(vm.accel ?? (env?.target === 'host' ? 'native' : '—')))}</td><td class="num">${fmtS(vm.bootMs)}</td><td class="num">${fmtS(cells.filter((x) => x.kernel === k).reduce((a, x) => a + cellMs(x), 0))}</td><td>${boot}</td></tr>`;
   }
   h += '</tbody></table></div>';
 
@@ -156,20 +165,27 @@ export function junitXml(cells: MatrixCell[], kernels: string[]): string {
   let x = '<?xml version="1.0" encoding="UTF-8"?>\n<testsuites name="ebpf-lab matrix">\n';
   for (const k of kernels) {
     const cs = cells.filter((c) => c.kernel === k);
+    const unsup = (c: MatrixCell) => (c.results?.checks ?? []).filter((ch) => ch.status === 'unsupported');
     const n = (s: string) => cs.filter((c) => c.status === s).length;
-    const time = cs.reduce((a, c) => a + c.wallMs, 0) / 1000;
-    x += `  <testsuite name="kernel ${xa(k)}" tests="${cs.length}" failures="${n('fail')}" errors="${n('error')}" skipped="${n('unsupported')}" time="${time.toFixed(3)}">\n`;
+    const time = cs.reduce((a, c) => a + cellMs(c), 0) / 1000;
+    const tests = cs.length + cs.reduce((a, c) => a + unsup(c).length, 0);
+    const skipped = cs.reduce((a, c) => a + unsup(c).length, 0);
+    x += `  <testsuite name="kernel ${xa(k)}" tests="${tests}" failures="${n('fail')}" errors="${n('error')}" skipped="${skipped}" time="${time.toFixed(3)}">\n`;
     for (const c of cs) {
-      x += `    <testcase classname="ebpf-lab.${xa(kernelSlug(k))}" name="${xa(c.scenario)}" time="${(c.wallMs / 1000).toFixed(3)}">`;
+      const cls = `ebpf-lab.${xa(kernelSlug(k))}`;
+      x += `    <testcase classname="${cls}" name="${xa(c.scenario)}" time="${(cellMs(c) / 1000).toFixed(3)}">`;
       const checks = c.results?.checks ?? [];
       const failed = checks.filter((ch) => ch.status === 'fail').map((ch) => `${ch.name}: ${ch.detail ?? ''}`);
       if (c.status === 'fail') x += `<failure message="${xa(failed[0] ?? c.error ?? 'failed')}">${xa(failed.join('\n'))}</failure>`;
       else if (c.status === 'error') x += `<error message="${xa((c.error ?? 'error').split('\n')[0]!)}">${xa(c.error ?? '')}</error>`;
-      else if (c.status === 'unsupported') {
-        const u = checks.filter((ch) => ch.status === 'unsupported').map((ch) => `unsupported: ${ch.detail ?? ch.name}${ch.evidence ? ` (${ch.evidence})` : ''}`);
-        x += `<skipped message="${xa(u[0] ?? 'unsupported')}"/>`;
-      }
+      // a cell whose only non-pass checks are unsupported passed what it could run: those checks are
+      // skipped testcases of their own below, the cell keeps its passes
       x += `<system-out>${xa(checks.map((ch) => `${ch.status.padEnd(11)} ${ch.name}${ch.detail ? ` — ${ch.detail}` : ''}`).join('\n'))}</system-out></testcase>\n`;
+      for (const u of unsup(c)) {
+        // detail already reads "unsupported: <feature> on <kernel>"
+        const msg = `${u.detail ?? `unsupported: ${u.name}`}${u.evidence ? ` (${u.evidence})` : ''}`;
+        x += `    <testcase classname="${cls}" name="${xa(`${c.scenario}: ${u.name}`)}" time="0"><skipped message="${xa(msg)}"/></testcase>\n`;
+      }
     }
     x += '  </testsuite>\n';
   }
@@ -179,22 +195,39 @@ export function junitXml(cells: MatrixCell[], kernels: string[]): string {
 export async function writeMatrixReport(cells: MatrixCell[], scenarios: string[], kernels: string[], outDir: string, started: string): Promise<void> {
   await writeFile(join(outDir, 'index.html'), matrixHtml(cells, scenarios, kernels, outDir, started));
   await writeFile(join(outDir, 'junit.xml'), junitXml(cells, kernels));
-  await writeFile(join(outDir, 'matrix.json'), JSON.stringify(cells.map(({ results, ...c }) => ({ ...c, durationMs: results?.durationMs, vm: results?.environment.vm })), null, 2));
+  // paths relative to the matrix directory: the directory can be moved, archived or published
+  await writeFile(join(outDir, 'matrix.json'), JSON.stringify(cells.map(({ results, ...c }) => ({ ...c, dir: relative(outDir, c.dir), durationMs: cellMs({ ...c, results }), vm: results?.environment.vm })), null, 2));
 }
 
+export const MATRIX_SPEC = {
+  usage: 'pnpm lab matrix --scenarios A,B [--kernels 5.10,6.1,…] [--out DIR] [--jobs N] [--report-only] [-- run options]',
+  summary: 'run every scenario × kernel (each its own `lab run`), then index.html, junit.xml and matrix.json built from the runs\' results.json',
+  options: {
+    scenarios: { type: 'list', valueName: 'A,B', description: 'scenarios to run (pnpm lab list)' },
+    kernels: { type: 'list', valueName: 'K,K', default: '5.10,6.1,6.12,7.x,host', description: 'kernels: host, series, Debian versions or bzImage paths' },
+    out: { type: 'string', valueName: 'DIR', description: 'matrix directory (default reports/matrix-<time>)' },
+    jobs: { type: 'int', min: 1, max: 8, default: 1, valueName: 'N', description: 'cells run at once' },
+    'report-only': { type: 'boolean', description: 'rebuild index.html/junit.xml from the runs already in --out (CI shards)' },
+  },
+  epilog: 'options after "--" go to every run, e.g. -- --duration 2',
+} as const;
+
 export async function matrixCommand(argv: string[]): Promise<number> {
-  const kernels = (flag(argv, '--kernels') ?? '5.10,6.1,6.12,7.x,host').split(',').filter(Boolean);
-  const scenarios = (flag(argv, '--scenarios') ?? '').split(',').filter(Boolean);
-  if (!scenarios.length) throw new LabError('matrix needs --scenarios', 'e.g. pnpm lab matrix --kernels 6.1,host --scenarios hello-openat');
-  const jobs = Math.max(1, Number(flag(argv, '--jobs') ?? 1));
+  const p = parseArgs(argv, MATRIX_SPEC);
+  if (!p) return 0;
+  const kernels = p.values.kernels ?? [];
+  const scenarios = p.values.scenarios ?? [];
+  if (!scenarios.length) throw new UsageError('matrix needs --scenarios', 'e.g. pnpm lab matrix --kernels 6.1,host --scenarios hello-openat');
+  if (!kernels.length) throw new UsageError('matrix needs at least one kernel', 'e.g. --kernels 6.1,host');
+  const { listScenarios } = await import('../run.ts');
+  for (const s of scenarios) if (!listScenarios().includes(s)) throw new UsageError(`unknown scenario "${s}"`, `available: ${listScenarios().join(', ')}`);
+  const jobs = p.values.jobs ?? 1;
   // --report-only: rebuild index.html/junit.xml from runs already in --out (CI shards each ran one kernel)
-  const reportOnly = argv.includes('--report-only');
+  const reportOnly = p.values['report-only'] === true;
   const started = new Date().toISOString();
-  const outDir = resolve(flag(argv, '--out') ?? join(REPO_ROOT, 'reports', `matrix-${started.replace(/[:.]/g, '-')}`));
-  // options after "--" go to every run (e.g. -- --duration 2)
-  const dd = argv.indexOf('--');
-  const extra = dd >= 0 ? argv.slice(dd + 1) : [];
-  if (reportOnly && !flag(argv, '--out')) throw new LabError('--report-only needs --out <dir with the runs>');
+  if (reportOnly && !p.values.out) throw new UsageError('--report-only needs --out <dir with the runs>');
+  const outDir = resolve(p.values.out ?? join(REPO_ROOT, 'reports', `matrix-${started.replace(/[:.]/g, '-')}`));
+  const extra = p.rest;
   await mkdir(outDir, { recursive: true });
 
   // kernel-major order: runs of one kernel are adjacent, so a fetch is paid once, before its runs
@@ -220,10 +253,7 @@ export async function matrixCommand(argv: string[]): Promise<number> {
       }
     };
     if (reportOnly) {
-      for (const c of cells) {
-        readCell(c);
-        c.wallMs = c.results?.durationMs ?? 0;
-      }
+      for (const c of cells) readCell(c);
     } else await Promise.all(Array.from({ length: Math.min(jobs, cells.length) }, worker));
   } finally {
     process.off('SIGINT', onSig);

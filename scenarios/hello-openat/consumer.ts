@@ -3,6 +3,7 @@
 import fs from 'node:fs';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { execa } from 'execa';
+import { scaledTimeout } from '../../lab/scenario.ts';
 import { OpenatTracer, formatEvent } from '../../controller/hello/openat.ts';
 
 export interface GenResult {
@@ -172,7 +173,7 @@ export async function runOpensnoop(bin: string, rate: number, durationMs: number
   try {
     // opensnoop's stdout to a file is block-buffered, so its header says nothing; it is ready once
     // its links exist and its perf buffer's epoll fd is open (made after attach)
-    const deadline = Date.now() + 15000;
+    const deadline = Date.now() + scaledTimeout(15000);
     while (!ready(snoop.pid!)) {
       if (Date.now() > deadline || snoop.exitCode !== null) throw new Error(`opensnoop did not start: ${stderr}`);
       await new Promise((r) => setTimeout(r, 20));

@@ -57,11 +57,11 @@ describeRoot('hello-openat', () => {
     const { createProgress } = await import('../../lab/progress.ts');
     const out = fs.mkdtempSync(path.join(os.tmpdir(), 'hello-run-'));
     try {
-      const args = parseRunArgs(['hello-openat', '--out', out, '--load-ms', '1000', '--rate', '5000'], 'run');
+      const args = (await parseRunArgs(['hello-openat', '--out', out, '--load-ms', '1000', '--rate', '5000'], 'run'))!;
       const { results, html } = await runOnHost(args, createProgress(process.stderr, true));
       expect(results.error).toBeUndefined();
       expect(results.status).toBe('pass');
-      expect(results.checks.map((c) => c.name)).toContain('no event lost at 5000 events/s');
+      expect(results.checks.find((c) => /^no event lost at [\d,]+ events\/s/.test(c.name))?.status).toBe('pass');
       const json = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8'));
       expect(json.metrics.load.delivered).toBe(json.metrics.load.gen.ops);
       expect(json.metrics.load.gen.ops).toBeGreaterThan(4900);

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { OpenatTracer, formatEvent } from '../../controller/hello/openat.ts';
 import { OUT_DIR } from '../../bpf/build.ts';
-import type { Scenario, ScenarioContext } from '../../lab/scenario.ts';
+import { scaledTimeout, type Scenario, type ScenarioContext } from '../../lab/scenario.ts';
 import { runOpensnoop, runTs, runUntraced, type ConsumerRun } from './consumer.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -25,13 +25,8 @@ async function buildLoadgen(): Promise<string> {
   return bin;
 }
 
-function num(ctx: ScenarioContext, name: string, def: number): number {
-  const v = ctx.options[name];
-  if (v === undefined || v === true) return def;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a non-negative number, got "${v}"`);
-  return n;
-}
+/** options are validated and defaulted by the runner (see `options` below) */
+const num = (ctx: ScenarioContext, name: string) => ctx.options[name] as number;
 
 async function selfCheck(ctx: ScenarioContext): Promise<void> {
   ctx.progress.step('self-check: an openat made here must arrive with our pid and file name');
@@ -44,24 +39,24 @@ async function selfCheck(ctx: ScenarioContext): Promise<void> {
     fs.rmSync(target, { force: true });
   }
   let seen: ReturnType<typeof tracer.ring.drain>[number] | undefined;
-  const deadline = Date.now() + 5000;
+  const deadline = Date.now() + scaledTimeout(5000);
   while (!seen && Date.now() < deadline) {
     seen = tracer.ring.drain().find((e) => e.filename === target);
     if (!seen) await new Promise((r) => setTimeout(r, 20));
   }
-  ctx.check('openat event arrives through the ring buffer', !!seen, seen ? formatEvent(seen) : `no event for ${target} within 5 s`);
+  ctx.check('openat event arrives through the ring buffer', !!seen, seen ? formatEvent(seen) : `no event for ${target} within ${(scaledTimeout(5000) / 1000).toFixed(0)} s`);
   if (seen) ctx.check('event carries our pid and comm', seen.pid === process.pid && seen.comm.length > 0, `pid ${seen.pid} (expected ${process.pid}), comm "${seen.comm}"`);
   tracer.close();
 }
 
 async function livePrint(ctx: ScenarioContext): Promise<void> {
-  const pid = ctx.options.pid !== undefined ? num(ctx, 'pid', 0) : undefined;
+  const pid = ctx.options.pid as number | undefined;
   const comm = typeof ctx.options.comm === 'string' ? ctx.options.comm : undefined;
-  const secs = num(ctx, 'duration', 5);
+  const secs = num(ctx, 'duration');
   ctx.progress.step(`tracing openat${pid ? ` pid ${pid}` : ''}${comm ? ` comm ${comm}` : ''} for ${secs} s`);
   const tracer = await OpenatTracer.start({ pid, comm });
   ctx.defer('close live tracer', () => tracer.close());
-  const limit = num(ctx, 'max-print', 1000);
+  const limit = num(ctx, 'max-print');
   const sample: string[] = [];
   let n = 0;
   const stop = setTimeout(() => tracer.close(), secs * 1000);
@@ -97,12 +92,15 @@ function runRow(r: ConsumerRun): (string | number | null)[] {
 const COLUMNS = ['consumer', 'target ev/s', 'generated ev/s', 'delivered', 'delivered ev/s', 'lost', 'consumer CPU ns/event', 'BPF prog ns/event', 'generator ns/op'];
 
 async function pacedLoad(ctx: ScenarioContext, bin: string, tmp: string): Promise<void> {
-  const rate = num(ctx, 'rate', 20000);
-  const ms = num(ctx, 'load-ms', 3000);
+  const rate = num(ctx, 'rate');
+  const ms = num(ctx, 'load-ms');
   ctx.progress.step(`paced load: ${rate} openat/s for ${ms} ms through the TS consumer`);
   const r = await runTs(bin, rate, ms, '/nonexistent/ebpf-lab-openat', path.join(tmp, 'ts.out'));
   ctx.metric('load', r);
-  ctx.check(`no event lost at ${rate} events/s`, r.lost === 0 && r.delivered === r.gen.ops, `${r.delivered}/${r.gen.ops} delivered, ${r.lost} lost`);
+  // name what was measured: under TCG the generator may not reach the target rate
+  const achieved = Math.round(r.gen.rate);
+  const reached = achieved >= rate * 0.95;
+  ctx.check(`no event lost at ${achieved.toLocaleString('en')} events/s${reached ? '' : ` (target ${rate.toLocaleString('en')}/s not reached: the generator was CPU-bound)`}`, r.lost === 0 && r.delivered === r.gen.ops, `${r.delivered}/${r.gen.ops} delivered, ${r.lost} lost; generator ${achieved}/s of ${rate}/s`);
   ctx.section(
     'Consumer under load',
     { kind: 'kv', items: { 'target events/s': rate, generated: r.gen.ops, delivered: r.delivered, lost: r.lost, 'delivered events/s': Math.round(r.deliveredPerSec), 'consumer CPU ns/event': r.cpuNsPerEvent && Math.round(r.cpuNsPerEvent), 'consumer CPU %': Math.round((r.consumerCpuNs / r.gen.elapsed_ns) * 1000) / 10, 'BPF program ns/event (bpf stats)': r.progNsPerEvent == null ? null : Math.round(r.progNsPerEvent) } },
@@ -111,8 +109,8 @@ async function pacedLoad(ctx: ScenarioContext, bin: string, tmp: string): Promis
 }
 
 async function benchmark(ctx: ScenarioContext, bin: string, tmp: string): Promise<void> {
-  const rates = String(ctx.options.rates ?? '10000,100000,300000,0').split(',').map(Number);
-  const ms = num(ctx, 'bench-ms', 4000);
+  const rates = (ctx.options.rates as string[]).map(Number);
+  const ms = num(ctx, 'bench-ms');
   const runs: ConsumerRun[] = [];
   const steps = rates.length * 3;
   let k = 0;
@@ -180,6 +178,17 @@ const scenario: Scenario = {
   name: 'hello-openat',
   description: 'openat tracepoint → ring buffer → TypeScript consumer (bench: vs C opensnoop)',
   tools: ['libbpf-tools'],
+  options: {
+    pid: { type: 'int', min: 1, valueName: 'PID', description: 'live print: trace this process only' },
+    comm: { type: 'string', valueName: 'NAME', description: 'live print: trace processes with this command name (as in /proc/PID/comm, ≤15 chars)', check: (v) => (Buffer.byteLength(v) > 15 ? { message: "longer than the kernel's 15-byte comm", fix: `the kernel keeps the first 15 bytes: --comm ${v.slice(0, 15)}` } : undefined) },
+    print: { type: 'boolean', description: 'live print every openat (no filter)' },
+    duration: { type: 'int', min: 1, default: 5, valueName: 'S', description: 'live print: seconds to trace' },
+    'max-print': { type: 'int', min: 0, default: 1000, valueName: 'N', description: 'live print: at most N lines' },
+    rate: { type: 'int', min: 1, default: 20000, valueName: 'N', description: 'paced load: openat calls per second' },
+    'load-ms': { type: 'int', min: 100, default: 3000, valueName: 'MS', description: 'paced load: duration' },
+    rates: { type: 'list', default: '10000,100000,300000,0', valueName: 'R,R,…', description: 'bench: target rates in events/s (0 = flat out)' },
+    'bench-ms': { type: 'int', min: 100, default: 4000, valueName: 'MS', description: 'bench: duration of each row' },
+  },
   async run(ctx) {
     const probes = await ctx.probes();
     for (const [feature, key] of [['tracepoint attach', 'attach:tracepoint'], ['BPF ring buffer', 'map:ringbuf']] as const) {

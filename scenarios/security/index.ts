@@ -26,6 +26,12 @@ const scenario: Scenario = {
   name: 'security',
   description: 'exec and egress policies enforced by BPF (LSM or tracepoint+SIGKILL; cgroup sock hooks), attacked by a suite of bypass attempts',
   tools: ['security'],
+  options: {
+    lsm: { type: 'string', choices: ['auto', 'off'], default: 'auto', description: 'off: enforce exec without BPF LSM (the tracepoint + SIGKILL fallback)' },
+    rounds: { type: 'int', min: 1, default: 7, valueName: 'N', description: 'bench: interleaved rounds' },
+    'exec-n': { type: 'int', min: 1, default: 300, valueName: 'N', description: 'bench: fork+exec per round' },
+    'connect-n': { type: 'int', min: 1, default: 3000, valueName: 'N', description: 'bench: connects per round' },
+  },
   async run(ctx) {
     if (process.getuid?.() !== 0) {
       ctx.unsupported('security scenario', 'root', 'loading BPF programs and creating cgroups needs root');

@@ -13,6 +13,7 @@ import { Dataplane } from '../../controller/lb/dataplane.ts';
 import { addrBytes, htons } from '../../controller/lb/addr.ts';
 import { LbApiError } from '../../controller/lb/client.ts';
 import { sweepStale, withNetns } from '../../lab/netns.ts';
+import { scaledTimeout } from '../../lab/scenario.ts';
 import type { Block, Scenario, ScenarioContext } from '../../lab/scenario.ts';
 import { cpuTimes, curlMany, processCpuNs, rssBytes, runWrk, totalErrors, type WrkResult } from './load.ts';
 import {
@@ -23,13 +24,8 @@ import {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function num(ctx: ScenarioContext, name: string, def: number): number {
-  const v = ctx.options[name];
-  if (v === undefined || v === true) return def;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} must be a positive number, got "${v}"`);
-  return n;
-}
+/** options are validated and defaulted by the runner (see `options` below) */
+const num = (ctx: ScenarioContext, name: string, def: number) => (ctx.options[name] as number | undefined) ?? def;
 
 interface Row {
   config: string;
@@ -145,19 +141,19 @@ async function functionalChecks(ctx: ScenarioContext, t: LbTopology, d: Daemon, 
   const stateOf = async (addr: string) => (await d.api.state()).vips.find((v) => v.vip === V4)?.backends.find((b) => b.address === addr)?.state;
   await stopBackend(t, 0);
   const t0 = Date.now();
-  while ((await stateOf(backend4(0))) !== 'down' && Date.now() - t0 < 8000) await sleep(100);
+  while ((await stateOf(backend4(0))) !== 'down' && Date.now() - t0 < scaledTimeout(8000)) await sleep(100);
   const downAfter = Date.now() - t0;
   const bodies = await curlMany(t, `http://${VIP4}/`, 20);
   ctx.check('a killed backend is taken out by health checks; its new flows go elsewhere', (await stateOf(backend4(0))) === 'down' && bodies.every((b) => b !== 'FAIL' && b !== 'b1'), `down after ${downAfter} ms; 20 new connections went to ${[...new Set(bodies)].join(', ')}`);
   await startBackend(t, 0);
   const t1 = Date.now();
-  while ((await stateOf(backend4(0))) !== 'up' && Date.now() - t1 < 8000) await sleep(100);
+  while ((await stateOf(backend4(0))) !== 'up' && Date.now() - t1 < scaledTimeout(8000)) await sleep(100);
   ctx.check('a recovered backend is put back by health checks', (await stateOf(backend4(0))) === 'up', `up after ${Date.now() - t1} ms`);
 
   // every VIP watches the recovered backend on its own: let all of them see it up before taking the
   // ring generations, or a late "up" lands during the crash window and bumps a generation
   const t2 = Date.now();
-  while ((await d.api.state()).vips.some((v) => v.backends.some((b) => b.state !== 'up')) && Date.now() - t2 < 8000) await sleep(100);
+  while ((await d.api.state()).vips.some((v) => v.backends.some((b) => b.state !== 'up')) && Date.now() - t2 < scaledTimeout(8000)) await sleep(100);
   const gens = (await d.api.state()).vips.map((v) => `${v.vip}#${v.generation}`).sort().join(' ');
   const load2 = runWrk(t, { url: `http://${VIP4}/`, connections: 8, durationS: 4, signal: ctx.signal });
   await sleep(800);
@@ -212,6 +208,12 @@ const scenario: Scenario = {
   name: 'xdp-lb',
   description: 'XDP L4 load balancer (Maglev, conntrack, L2 DSR and IPIP/IP6IP6) vs HAProxy and nginx stream on one netns topology',
   tools: ['build', 'lb'],
+  options: {
+    backends: { type: 'int', min: 1, max: 64, valueName: 'N', description: 'nginx backends behind the VIPs (default 3)' },
+    duration: { type: 'int', min: 1, valueName: 'S', description: 'seconds per wrk load run (default 2; bench 10)' },
+    connections: { type: 'int', min: 1, valueName: 'N', description: 'wrk connections (default 50)' },
+    'pps-frames': { type: 'int', min: 1000, valueName: 'N', description: 'frames per UDP pps measurement (default 1000000; bench 5000000)' },
+  },
   async run(ctx) {
     const bench = ctx.mode === 'bench';
     const n = num(ctx, 'backends', 3);

@@ -3,6 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { LbTopology } from './topology.ts';
+import { scaledTimeout } from '../../lab/scenario.ts';
 
 export interface WrkResult {
   requests: number;
@@ -44,7 +45,7 @@ export function totalErrors(r: WrkResult): number {
 
 /** `n` requests, each on a new connection; returns the body of each (the backend's name) */
 export async function curlMany(t: LbTopology, url: string, n: number): Promise<string[]> {
-  const r = await t.topo.exec('client', 'bash', ['-c', `for i in $(seq ${n}); do curl -s -m 2 ${url} || echo FAIL; done`], { reject: false, timeout: 60_000 });
+  const r = await t.topo.exec('client', 'bash', ['-c', `for i in $(seq ${n}); do curl -s -m 2 ${url} || echo FAIL; done`], { reject: false, timeout: scaledTimeout(60_000) });
   return String(r.stdout).split('\n').filter(Boolean);
 }
 

@@ -16,6 +16,9 @@ import { BpfObject, type Link } from '../../controller/libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { LbClient } from '../../controller/lb/client.ts';
 import { createTopology, withNetns, type Topology } from '../../lab/netns.ts';
+import { labCliArgv } from '../../lab/dist.ts';
+import { LabError } from '../../lab/errors.ts';
+import { scaledTimeout } from '../../lab/scenario.ts';
 import { DEFAULT_PIN_ROOT, type LbConfig } from '../../controller/lb/config.ts';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -230,11 +233,12 @@ export async function stopBackend(t: LbTopology, i: number): Promise<void> {
 }
 
 export async function waitPort(t: LbTopology, role: string, host: string, port: number, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
+  const waitMs = scaledTimeout(timeoutMs);
+  const end = Date.now() + waitMs;
   for (;;) {
-    const r = await t.topo.exec(role, 'bash', ['-c', `exec 3<>/dev/tcp/${host}/${port}`], { reject: false, timeout: 2000 });
+    const r = await t.topo.exec(role, 'bash', ['-c', `exec 3<>/dev/tcp/${host}/${port}`], { reject: false, timeout: scaledTimeout(2000) });
     if (r.exitCode === 0) return;
-    if (Date.now() > end) throw new Error(`${host}:${port} not reachable from ${role} within ${timeoutMs} ms`);
+    if (Date.now() > end) throw new LabError(`${host}:${port} not reachable from ${role} within ${(waitMs / 1000).toFixed(0)} s (last attempt: ${(r.stderr || r.stdout || `exit ${r.exitCode}`).toString().trim().split('\n').pop()})`);
     await new Promise((res) => setTimeout(res, 100));
   }
 }
@@ -347,10 +351,12 @@ export async function startDaemon(t: LbTopology, cfg: LbConfig): Promise<Daemon>
   fs.writeFileSync(configFile, JSON.stringify(cfg, null, 2));
   const socket = path.join(t.dir, `lb-${instance}.sock`);
   let out = '';
-  const child = t.topo.spawn('lb', process.execPath, ['--import', 'tsx', path.join(REPO, 'lab/cli.ts'), 'lb', 'daemon', '--config', configFile, '--socket', socket], { cwd: REPO, all: true, buffer: false, keepMounts: true });
+  const [node, ...cli] = labCliArgv();
+  const child = t.topo.spawn('lb', node!, [...cli, 'lb', 'daemon', '--config', configFile, '--socket', socket], { cwd: REPO, all: true, buffer: false, keepMounts: true });
   child.all?.on('data', (d: Buffer) => (out += d.toString()));
   const ready = await new Promise<{ startedAs: string }>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`LB daemon not ready after 30 s:\n${out}`)), 30_000);
+    const waitMs = scaledTimeout(15_000);
+    const timer = setTimeout(() => reject(new LabError(`LB daemon (pid ${child.pid}) not ready after ${(waitMs / 1000).toFixed(0)} s; it printed: ${out.trim() ? out.trim().split('\n').slice(-10).join(' | ') : '(nothing)'}`, 'see the scenario log; under TCG raise EBPF_LAB_TIME_SCALE')), waitMs);
     const onData = () => {
       const m = out.match(/\{"ready":true.*\}/);
       if (m) {
@@ -361,7 +367,7 @@ export async function startDaemon(t: LbTopology, cfg: LbConfig): Promise<Daemon>
     child.all?.on('data', onData);
     void Promise.resolve(child).then(() => {
       clearTimeout(timer);
-      reject(new Error(`LB daemon exited:\n${out}`));
+      reject(new LabError(`LB daemon exited before it was ready (exit ${child.exitCode ?? child.signalCode}); it printed: ${out.trim().split('\n').slice(-10).join(' | ') || '(nothing)'}`));
     });
   });
   const api = new LbClient(socket);

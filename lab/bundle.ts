@@ -1,0 +1,134 @@
+// The lab's TypeScript, prebuilt for guests: esbuild bundles lab/cli.ts and every
+// scenarios/<name>/index.ts into lab/.dist/ (ESM, shared chunks, so module singletons such as the
+// libbpf lifecycle registry stay single). A VM runs `node lab/.dist/lab/cli.js …`: no transpiling
+// at start (tsx took 30-77 s per process under TCG).
+//
+// Paths: the code finds its files (init.sh, attack scripts, bpf/.output) relative to its own
+// module via import.meta.url. A bundle would move every module to its chunk's location, so the
+// plugin below pins each module's import.meta.url to its source file's URL. The bundle is a cache
+// of this checkout (absolute paths inside): git-ignored, rebuilt when any source is newer.
+import fs from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { REPO_ROOT } from './dist.ts';
+import { LabError } from './errors.ts';
+
+export const DIST_DIR = path.join(REPO_ROOT, 'lab', '.dist');
+const SOURCE_DIRS = ['lab', 'controller', 'scenarios', 'bpf', 'vm-images'];
+/** native addons stay in node_modules: a .node file cannot be bundled */
+const EXTERNAL = ['koffi', '@napi-rs/canvas'];
+
+function walk(dir: string, out: string[] = []): string[] {
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    if (e.name.startsWith('.') || e.name === 'node_modules' || e.name === 'cache') continue;
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) walk(p, out);
+    else if (e.name.endsWith('.ts') && !e.name.endsWith('.test.ts')) out.push(p);
+  }
+  return out;
+}
+
+export function entryPoints(): string[] {
+  const scen = path.join(REPO_ROOT, 'scenarios');
+  return [
+    path.join(REPO_ROOT, 'lab', 'cli.ts'),
+    ...fs.readdirSync(scen).map((d) => path.join(scen, d, 'index.ts')).filter((f) => fs.existsSync(f)),
+  ];
+}
+
+/** lab/.dist/current.json names the newest build; each build has a directory of its own */
+const CURRENT = () => path.join(DIST_DIR, 'current.json');
+interface Stamp { root: string; entries: string[]; builtAt: number; dir: string }
+
+/** Newest input, so an unchanged tree is not rebuilt (~1 s saved per VM run). */
+function newestInput(): number {
+  const files = [
+    ...SOURCE_DIRS.flatMap((d) => (fs.existsSync(path.join(REPO_ROOT, d)) ? walk(path.join(REPO_ROOT, d)) : [])),
+    path.join(REPO_ROOT, 'package.json'),
+    path.join(REPO_ROOT, 'pnpm-lock.yaml'),
+  ];
+  return Math.max(...files.map((f) => (fs.existsSync(f) ? fs.statSync(f).mtimeMs : 0)));
+}
+
+function current(entries: string[]): Stamp | undefined {
+  try {
+    const s = JSON.parse(fs.readFileSync(CURRENT(), 'utf8')) as Stamp;
+    const fresh = s.root === REPO_ROOT && s.entries.join('\n') === entries.join('\n') && s.builtAt >= newestInput() &&
+      entries.every((e) => fs.existsSync(path.join(s.dir, path.relative(REPO_ROOT, e)).replace(/\.ts$/, '.js')));
+    return fresh ? s : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Builds are never replaced in place: a guest that is running one (over 9p, with cached
+ * dentries) would find its chunks gone when a concurrent run or an edit rebuilds. Old builds are
+ * removed once they are neither among the newest three nor younger than a day.
+ */
+function prune(keep: string): void {
+  const builds = fs.readdirSync(DIST_DIR).filter((d) => d.startsWith('b-')).map((d) => path.join(DIST_DIR, d))
+    .map((d) => ({ d, t: fs.statSync(d).mtimeMs })).sort((a, b) => b.t - a.t);
+  for (const [i, b] of builds.entries()) {
+    if (b.d !== keep && i >= 3 && Date.now() - b.t > 24 * 3600_000) fs.rmSync(b.d, { recursive: true, force: true });
+  }
+}
+
+/** Build the bundle if any source changed; returns the CLI entry of the current build. */
+export async function ensureBundle(log: (s: string) => void = () => {}): Promise<string> {
+  const entries = entryPoints();
+  const have = current(entries);
+  if (have) return path.join(have.dir, 'lab', 'cli.js');
+  log('bundling the lab for the guest (esbuild)');
+  const t0 = Date.now();
+  let esbuild: typeof import('esbuild');
+  try {
+    esbuild = await import('esbuild');
+  } catch (e) {
+    throw new LabError(`esbuild is not installed: ${(e as Error).message}`, 'pnpm install');
+  }
+  fs.mkdirSync(DIST_DIR, { recursive: true });
+  const dir = fs.mkdtempSync(path.join(DIST_DIR, `b-${Date.now().toString(36)}-`));
+  const pinMetaUrl: import('esbuild').Plugin = {
+    name: 'pin-import-meta-url',
+    setup(b) {
+      b.onLoad({ filter: /\.ts$/ }, (a) => {
+        if (a.path.includes(`${path.sep}node_modules${path.sep}`)) return undefined;
+        const src = fs.readFileSync(a.path, 'utf8');
+        const url = JSON.stringify(pathToFileURL(a.path).href);
+        return { contents: src.replaceAll('import.meta.url', url).replaceAll('import.meta.dirname', JSON.stringify(path.dirname(a.path))), loader: 'ts' };
+      });
+    },
+  };
+  try {
+    const r = await esbuild.build({
+      entryPoints: entries,
+      outbase: REPO_ROOT,
+      outdir: dir,
+      bundle: true,
+      splitting: true,
+      format: 'esm',
+      platform: 'node',
+      target: 'node20',
+      external: EXTERNAL,
+      sourcemap: 'linked',
+      logLevel: 'silent',
+      chunkNames: 'chunks/[name]-[hash]',
+      define: { LAB_BUNDLE_DIR: JSON.stringify(dir) },
+      // CommonJS dependencies inside an ESM bundle still call require()
+      // (spelled in two parts so the plugin above leaves this file's own text alone)
+      banner: { js: `import { createRequire as __labCreateRequire } from 'node:module'; const require = __labCreateRequire(${'import.meta'}.url);` },
+      plugins: [pinMetaUrl],
+    });
+    for (const w of r.warnings) log(`esbuild: ${w.text}`);
+  } catch (e) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    throw new LabError(`bundling the lab failed: ${(e as Error).message.split('\n').slice(0, 5).join(' ')}`, 'fix the TypeScript error above (pnpm typecheck)');
+  }
+  const tmp = `${CURRENT()}.${process.pid}`;
+  fs.writeFileSync(tmp, JSON.stringify({ root: REPO_ROOT, entries, builtAt: t0, dir } satisfies Stamp));
+  fs.renameSync(tmp, CURRENT());
+  prune(dir);
+  log(`bundled ${entries.length} entry points in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  return path.join(dir, 'lab', 'cli.js');
+}

@@ -1,0 +1,126 @@
+// The CLI as a user meets it: every command has --help (exit 0), mistakes are one line with a
+// fix and exit 2, nothing is built, loaded, booted or created before the arguments are valid.
+// Runs the prebuilt bundle (what a VM runs), so this also proves the bundle works; no root needed.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ensureBundle } from './bundle.ts';
+import { REPO_ROOT } from './dist.ts';
+import { sampleResults } from './report/fixture.ts';
+import { makeOutDir } from './run.ts';
+
+let cli = '';
+beforeAll(async () => {
+  cli = await ensureBundle();
+}, 60_000);
+
+function lab(args: string[], env: Record<string, string> = {}) {
+  const r = spawnSync(process.execPath, [cli, ...args], { cwd: REPO_ROOT, encoding: 'utf8', env: { ...process.env, ...env }, timeout: 60_000 });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+const noStack = (s: string) => expect(s).not.toMatch(/^\s+at .+:\d+:\d+\)?$/m);
+const reportDirs = () => (fs.existsSync(path.join(REPO_ROOT, 'reports')) ? fs.readdirSync(path.join(REPO_ROOT, 'reports')) : []);
+
+describe('lab CLI', () => {
+  it('`pnpm lab` alone prints help', () => {
+    const r = lab([]);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/usage: pnpm lab <command>/);
+  });
+
+  it.each([
+    ['run', 'hello-openat'], ['bench', 'xdp-lb'], ['run', 'security'], ['doctor'], ['build'], ['matrix'], ['setup'], ['report'], ['list'], ['vm'], ['vm', 'exec'], ['vm', 'boot-times'],
+  ])('%s %s --help prints usage and exits 0 without doing anything', (...cmd) => {
+    const before = reportDirs();
+    const r = lab([...cmd.filter(Boolean), '--help']);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/usage: pnpm lab /);
+    expect(r.err).toBe('');
+    expect(reportDirs()).toEqual(before);
+  });
+
+  it('a scenario\'s --help lists its own options', () => {
+    expect(lab(['run', 'hello-openat', '--help']).out).toMatch(/--comm NAME[\s\S]*--rate N/);
+    expect(lab(['run', 'security', '--help']).out).toMatch(/--lsm auto\|off/);
+  });
+
+  it.each([
+    [['runn'], /unknown command "runn" \(did you mean run\?\)/],
+    [['run', 'hello-openat', '--duraton', '3'], /unknown option --duraton \(did you mean --duration\?\)/],
+    [['run', 'hello-openat', '--duration', 'abc'], /--duration "abc": expected a whole number/],
+    [['run', 'hello-openat', '--duration'], /--duration needs a value/],
+    [['run', 'hello-openat', '--comm', 'a-name-longer-than-15'], /--comm "a-name-longer-than-15": longer than the kernel's 15-byte comm/],
+    [['run', 'security', '--lsm', 'of'], /--lsm "of": expected one of auto, off/],
+    [['run', 'hello-opnat'], /unknown scenario "hello-opnat" \(did you mean hello-openat\?\)/],
+    [['run'], /missing <scenario>/],
+    [['run', 'hello-openat', 'extra'], /unexpected argument "extra"/],
+    [['matrix', '--kernels', 'host'], /matrix needs --scenarios/],
+    [['matrix', '--scenarios', 'nope', '--kernels', 'host'], /unknown scenario "nope"/],
+    [['setup', 'vn'], /unknown tool group "vn" \(did you mean vm\?\)/],
+    [['vm', 'exce'], /unknown vm command "exce" \(did you mean exec\?\)/],
+    [['vm', 'exec', '6.1'], /vm exec needs a command after --/],
+    [['report'], /missing <run dir>/],
+  ])('usage error %j: one line and a fix, exit 2, no stack, nothing created', (args, msg) => {
+    const before = reportDirs();
+    const r = lab(args as string[]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(msg as RegExp);
+    expect(r.err).toMatch(/^error: .*\n {2}fix: .+\n$/);
+    noStack(r.err);
+    expect(reportDirs()).toEqual(before);
+  });
+
+  it('an unknown kernel fails before any report directory exists', () => {
+    const before = reportDirs();
+    const r = lab(['run', 'hello-openat', '--kernel', '5.4']);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/error: unknown kernel "5\.4"\n {2}fix: use host, a series/);
+    noStack(r.err);
+    expect(reportDirs()).toEqual(before);
+    const missing = lab(['run', 'hello-openat', '--kernel', '/nonexistent/bzImage']);
+    expect(missing.code).toBe(1);
+    expect(missing.err).toMatch(/kernel image \/nonexistent\/bzImage does not exist/);
+    expect(reportDirs()).toEqual(before);
+  }, 120_000);
+
+  it('`report` on results.json of the wrong shape prints one clean error', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-badreport-'));
+    try {
+      const good = sampleResults();
+      const cases: [unknown, RegExp][] = [
+        [{ schema: 1 }, /"runId" is missing/],
+        [{ ...good, checks: 'x' }, /"checks" must be an array/],
+        [{ ...good, environment: null }, /"environment" must be an object/],
+        [{ ...good, schema: 2 }, /unsupported results schema 2/],
+        [[1, 2], /not a JSON object/],
+        ['{"trunc', /not valid JSON/],
+      ];
+      for (const [json, msg] of cases) {
+        fs.writeFileSync(path.join(dir, 'results.json'), typeof json === 'string' ? json : JSON.stringify(json));
+        const r = lab(['report', dir]);
+        expect(r.code, JSON.stringify(json).slice(0, 60)).toBe(1);
+        expect(r.err).toMatch(msg);
+        noStack(r.err);
+        expect(fs.existsSync(path.join(dir, 'report.html'))).toBe(false);
+      }
+      fs.writeFileSync(path.join(dir, 'results.json'), JSON.stringify(good));
+      expect(lab(['report', dir]).code).toBe(0);
+      expect(fs.readFileSync(path.join(dir, 'report.html'), 'utf8')).not.toContain('undefined · undefined');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+
+  it('two runs started in the same second get their own directories', () => {
+    const made: string[] = [];
+    try {
+      for (let i = 0; i < 3; i++) made.push(makeOutDir({ scenario: 'clitest', outDir: undefined }, 'host').outDir);
+      expect(new Set(made).size).toBe(3);
+      expect(made[1]).toBe(`${made[0]}-2`);
+    } finally {
+      for (const d of made) fs.rmSync(d, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,25 @@
+// How to start the lab's own code: from the prebuilt bundle (lab/.dist, see lab/bundle.ts) when
+// this process runs from it, otherwise through tsx. A guest under TCG spends 30-77 s
+// transpiling with tsx; every process the lab starts inside a VM (the runner, the LB and policy
+// daemons) therefore runs the bundle, and children follow their parent's mode.
+// This module is a leaf: it imports nothing of the lab, so anything may use it.
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+// Replaced by esbuild's `define` with the bundle directory; undeclared (typeof 'undefined') under tsx.
+declare const LAB_BUNDLE_DIR: string | undefined;
+
+export const BUNDLE_DIR: string | undefined = typeof LAB_BUNDLE_DIR === 'string' ? LAB_BUNDLE_DIR : undefined;
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** A repository .ts module as the path to import in this mode (bundled entry points end in .js). */
+export function entryPath(tsFile: string): string {
+  if (!BUNDLE_DIR) return tsFile;
+  return path.join(BUNDLE_DIR, path.relative(REPO_ROOT, tsFile)).replace(/\.ts$/, '.js');
+}
+
+/** argv that starts `pnpm lab …` as a child process: [node, …, cli] — append the lab arguments. */
+export function labCliArgv(): string[] {
+  if (BUNDLE_DIR) return [process.execPath, path.join(BUNDLE_DIR, 'lab', 'cli.js')];
+  return [process.execPath, '--import', import.meta.resolve('tsx'), path.join(REPO_ROOT, 'lab', 'cli.ts')];
+}
