@@ -14,7 +14,7 @@ async function firstLine(cmd: string, args: string[]): Promise<string | undefine
   return r.exitCode === 0 ? (r.stdout || r.stderr).split('\n')[0]?.trim() : undefined;
 }
 
-async function gitState(): Promise<Environment['git']> {
+export async function gitState(): Promise<Environment['git']> {
   try {
     const git = simpleGit(REPO_ROOT);
     const commit = (await git.revparse(['HEAD'])).trim();
@@ -28,11 +28,13 @@ async function gitState(): Promise<Environment['git']> {
 export async function collectEnvironment(spec: string): Promise<Environment> {
   const cpus = os.cpus();
   const { libbpf } = await import('../controller/libbpf/index.ts');
+  // inside a VM the host records the checkout's git state: `git status` over 9p under TCG costs seconds
+  const inGuest = process.env.EBPF_LAB_IN_VM === '1';
   const [clang, bpftool, libbpfDeb, git] = await Promise.all([
     firstLine('clang', ['--version']),
     firstLine('bpftool', ['version']),
     firstLine('dpkg-query', ['-W', '-f=${Version}', 'libbpf1']),
-    gitState(),
+    inGuest ? Promise.resolve({ commit: null, dirty: false }) : gitState(),
   ]);
   let inVm = false;
   try {

@@ -9,7 +9,7 @@ import { ensureBundle } from './bundle.ts';
 import { entryPath } from './dist.ts';
 import { parseArgs, toArgv, UsageError, suggest, type Opts } from './args.ts';
 import { LabError } from './errors.ts';
-import { collectEnvironment, REPO_ROOT } from './env.ts';
+import { collectEnvironment, gitState, REPO_ROOT } from './env.ts';
 import { ensureMounts } from './host.ts';
 import { createProgress, type Progress } from './progress.ts';
 import { probeKernel, type ProbeTable } from './probes.ts';
@@ -146,6 +146,7 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
   }
   const { runId, outDir } = makeOutDir(args, spec);
   const inGuest = spec !== 'host';
+  progress.step(`${args.mode} ${scenario.name}: starting (node up ${(process.uptime()).toFixed(1)} s)`);
   if (!inGuest) {
     progress.step('checking tools');
     await ensureTools(['build', ...(scenario.tools ?? [])], (s) => progress.info(s));
@@ -225,7 +226,8 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
   const t0 = Date.now();
   try {
     progress.step('building BPF objects');
-    await buildBpf({ log: (s) => progress.info(s) });
+    // in a guest the host has built everything (and the tree is its read-only copy): only check
+    await buildBpf({ log: (s) => progress.info(s), gen: !inGuest });
     progress.step('probing kernel features');
     results.environment.probes = await ctx.probes();
     progress.step(`scenario ${scenario.name} (${args.mode}) on ${results.environment.kernel.release}`);
@@ -308,6 +310,7 @@ async function runOnVm(args: RunArgs, progress: Progress): Promise<{ results: Re
     results.finishedAt = new Date().toISOString();
     results.durationMs = Date.now() - t0;
     results.environment.target = 'vm';
+    results.environment.git = await gitState();
     results.environment.kernel.spec = args.kernel;
     if (kernel.version) results.environment.kernel.version = kernel.version;
     if (vm) results.environment.vm = { ...vm.vm, inGuestMs };

@@ -19,8 +19,8 @@ describeRoot('security attack suite (host)', () => {
   });
 
   for (const a of ATTACKS) {
-    it(`${a.class} attack ${a.name} (${a.what}) is ${a.expect}`, async () => {
-      if (a.name === 'exec-hardlink' && !lab.hardlink) return;
+    it(`${a.class} attack ${a.name} (${a.what}) is ${a.expect}`, async (ctx) => {
+      if (a.name === 'exec-hardlink' && !lab.hardlink) ctx.skip('no hard link to the shell could be made here (the shell and the scratch dir are on different file systems)');
       const r = await runAttack(a, lab);
       expect(r.outcome, `${r.detail} ${proof(r.events)}`).toBe(a.expect);
       const e = r.events[0]!;
