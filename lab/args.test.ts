@@ -1,0 +1,76 @@
+// The argument layer and the probe-table reconciliation: pure logic, no root needed.
+import { describe, expect, it } from 'vitest';
+import { editDistance, parseArgs, suggest, toArgv, UsageError } from './args.ts';
+import { reconcile } from './probes.ts';
+
+const spec = {
+  usage: 'pnpm lab x',
+  options: {
+    n: { type: 'int', min: 1, max: 10, default: 3, description: 'n' },
+    r: { type: 'number', description: 'r' },
+    mode: { type: 'string', choices: ['fast', 'slow'], description: 'm' },
+    list: { type: 'list', default: 'a,b', description: 'l' },
+    flag: { type: 'boolean', description: 'f' },
+  },
+  positionals: { names: ['thing'], max: 1 },
+} as const;
+
+const err = (argv: string[]) => {
+  try {
+    parseArgs(argv, spec, () => {});
+  } catch (e) {
+    expect(e).toBeInstanceOf(UsageError);
+    expect((e as UsageError).exitCode).toBe(2);
+    return (e as Error).message;
+  }
+  throw new Error('expected a usage error');
+};
+
+describe('parseArgs', () => {
+  it('types values and fills defaults', () => {
+    const p = parseArgs(['--n=7', '--r', '0.5', '--mode', 'slow', '--flag', 'x', '--', 'after'], spec)!;
+    expect(p.values).toEqual({ n: 7, r: 0.5, mode: 'slow', list: ['a', 'b'], flag: true });
+    expect(p.positionals).toEqual(['x']);
+    expect(p.rest).toEqual(['after']);
+    expect(toArgv(p.given, ['r'])).toEqual(['--n=7', '--mode=slow', '--flag']);
+  });
+  it('rejects what is wrong, at the edge', () => {
+    expect(err(['--nn', '2'])).toMatch(/unknown option --nn \(did you mean --n\?\)/);
+    expect(err(['--n', '0'])).toMatch(/must be ≥ 1/);
+    expect(err(['--n', '11'])).toMatch(/must be ≤ 10/);
+    expect(err(['--n', '2.5'])).toMatch(/expected a whole number/);
+    expect(err(['--r', 'x'])).toMatch(/expected a number/);
+    expect(err(['--mode', 'fas'])).toMatch(/expected one of fast, slow/);
+    expect(err(['--flag=1'])).toMatch(/takes no value/);
+    expect(err(['a', 'b'])).toMatch(/unexpected argument "b"/);
+  });
+  it('--help prints usage and returns null', () => {
+    let out = '';
+    expect(parseArgs(['--n', 'bad', '--help'], spec, (s) => (out = s))).toBeNull();
+    expect(out).toMatch(/^usage: pnpm lab x[\s\S]*--n N[\s\S]*\(default 3\)/);
+  });
+  it('suggests only close names', () => {
+    expect(editDistance('duraton', 'duration')).toBe(1);
+    expect(suggest('duraton', ['duration', 'rate'])).toBe('duration');
+    expect(suggest('zzzzzz', ['duration', 'rate'])).toBeUndefined();
+  });
+});
+
+describe('probe table', () => {
+  it('says one thing about BPF LSM and tracing programs', () => {
+    const t = {
+      'prog:tracing': { ok: false, detail: 'not supported' },
+      'prog:lsm': { ok: false, detail: 'not supported' },
+      'attach:tp_btf': { ok: true },
+      'attach:lsm': { ok: false, detail: 'load: EPERM (1)' },
+      'BPF LSM in boot LSMs': { ok: true, detail: 'lsm=lockdown,capability,bpf' },
+    };
+    reconcile(t);
+    expect(t['prog:tracing'].ok).toBe(true);
+    expect(t['prog:lsm'].detail).toMatch(/type exists but loading is refused: load: EPERM/);
+    expect((t as Record<string, { ok: boolean; detail?: string }>)['BPF LSM usable']).toEqual({ ok: false, detail: expect.stringMatching(/listed in the boot LSMs .* but LSM programs cannot be used: load: EPERM .*likely/) });
+    const ok = { 'attach:lsm': { ok: true }, 'BPF LSM in boot LSMs': { ok: true, detail: 'lsm=bpf' } };
+    reconcile(ok);
+    expect((ok as Record<string, { ok: boolean }>)['BPF LSM usable']!.ok).toBe(true);
+  });
+});
