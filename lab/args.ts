@@ -43,7 +43,7 @@ export interface CommandSpec<O extends Opts> {
   summary?: string;
   options: O;
   /** positional names for help, and how many are allowed */
-  positionals?: { names?: string[]; min?: number; max?: number };
+  positionals?: { names?: readonly string[]; min?: number; max?: number };
   /** text after the option list (examples, notes) */
   epilog?: string;
 }

@@ -265,6 +265,8 @@ const scenario: Scenario = {
     ctx.defer('BPF stats off', () => stats.close());
     let d = await startDaemon(t, lbConfig(t, instance));
     ctx.defer('stop LB daemon (detach, unpin)', () => d.stop(true));
+    ctx.progress.info(`LB daemon ready ${(d.readyMs / 1000).toFixed(1)} s after its process started (load, attach, admin API)`);
+    ctx.metric('daemonStartMs', d.readyMs);
     const st0 = await d.api.state();
     ctx.section('Setup',
       { kind: 'kv', items: { kernel: ctx.kernel.release, backends: n, 'forwarding mode': `L2 DSR (MAC rewrite + XDP_TX on the LB veth) for every load run; IPIP/IP6IP6: ${ipipMissing === null ? `functional check on ${VIP4_IPIP} and ${VIP6_IPIP}` : 'unsupported on this kernel (no ipip/ip6tnl modules)'}`, 'XDP attach': `${st0.attach}, bpf_link (native on veth)`, 'Maglev ring size': st0.ringSize, 'load': `wrk -t1 -c${load.connections} -d${load.durationS}s, keep-alive and "Connection: close"`, 'proxies': 'HAProxy mode tcp nbthread 1; nginx stream worker_processes 1', 'cores': (await import('node:os')).cpus().length } },

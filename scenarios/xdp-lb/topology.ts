@@ -321,6 +321,8 @@ export interface Daemon {
   socket: string;
   configFile: string;
   startedAs: string;
+  /** process start → ready line (load, attach, admin API) */
+  readyMs: number;
   /** SIGKILL the daemon (a crash): pins and the XDP link stay */
   crash(): Promise<void>;
   /** clean stop; purge=true detaches and removes pins */
@@ -351,6 +353,7 @@ export async function startDaemon(t: LbTopology, cfg: LbConfig): Promise<Daemon>
   fs.writeFileSync(configFile, JSON.stringify(cfg, null, 2));
   const socket = path.join(t.dir, `lb-${instance}.sock`);
   let out = '';
+  const t0 = Date.now();
   const [node, ...cli] = labCliArgv();
   const child = t.topo.spawn('lb', node!, [...cli, 'lb', 'daemon', '--config', configFile, '--socket', socket], { cwd: REPO, all: true, buffer: false, keepMounts: true });
   child.all?.on('data', (d: Buffer) => (out += d.toString()));
@@ -372,7 +375,7 @@ export async function startDaemon(t: LbTopology, cfg: LbConfig): Promise<Daemon>
   });
   const api = new LbClient(socket);
   return {
-    api, socket, configFile, startedAs: ready.startedAs,
+    api, socket, configFile, startedAs: ready.startedAs, readyMs: Date.now() - t0,
     log: () => out,
     async crash() {
       if (child.pid) process.kill(-child.pid, 'SIGKILL');
