@@ -186,7 +186,7 @@ export function validateConfig(c: LbConfig): NormConfig {
   const bt = c.backendTableSize ?? DEFAULT_BACKEND_TABLE;
   if (!Number.isInteger(bt) || bt < 16 || bt > MAX_BACKEND_TABLE) throw new ValidationError(`backendTableSize ${JSON.stringify(c.backendTableSize)} must be an integer 16-${MAX_BACKEND_TABLE}`);
   const total = vips.reduce((n, v) => n + v.backends.length, 0);
-  if (total > bt) throw new ValidationError(`the config has ${total} backends but backendTableSize is ${bt}: raise backendTableSize`, 409);
+  if (total > bt) throw new ValidationError(`backend table full: the config has ${total} backends but backendTableSize is ${bt}; raise backendTableSize`, 409);
   const xdpMode = c.xdpMode ?? 'auto';
   if (!['auto', 'native', 'generic'].includes(xdpMode)) throw new ValidationError(`xdpMode "${xdpMode}" must be auto, native or generic`);
   return { interface: c.interface, instance, pinRoot: c.pinRoot ?? DEFAULT_PIN_ROOT, forwarding, tunnelSource, ringSize, conntrackEntries: ct, backendTableSize: bt, xdpMode, health, vips, listen: c.listen };
