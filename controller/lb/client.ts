@@ -16,7 +16,7 @@ export class LbClient {
       const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
       // agent: false — a fresh connection per request: a pooled keep-alive socket that the server
       // closes (keepAliveTimeout) just as it is reused fails with EPIPE outside any request
-      const req = http.request({ agent: false, socketPath: this.socket, method, path, headers: data ? { 'content-type': 'application/json', 'content-length': data.length } : {}, timeout: 30_000 }, (res) => {
+      const req = http.request({ agent: false, socketPath: this.socket, method, path, headers: data ? { 'content-type': 'application/json', 'content-length': data.length } : {}, timeout: method === 'GET' ? 30_000 : 120_000 }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c) => chunks.push(c));
         res.on('end', () => {
