@@ -17,6 +17,21 @@
 #define IPPROTO_IPIP_ 4
 #define IPPROTO_IPV6_ 41
 #define LB_TUN_TTL 64
+#define IPPROTO_ICMP_ 1
+#define IPPROTO_ICMPV6_ 58
+#define NEXTHDR_HOP 0
+#define NEXTHDR_ROUTING 43
+#define NEXTHDR_DEST 60
+#define ICMP_DEST_UNREACH_ 3
+#define ICMP_FRAG_NEEDED_ 4
+#define ICMPV6_PKT_TOOBIG_ 2
+#define ICMP_HDR_LEN 8 /* type, code, checksum, 4 bytes (unused / next-hop MTU) */
+
+/* the fixed part of an IPv6 extension header (hop-by-hop, routing, destination options) */
+struct lb_ext_hdr {
+	__u8 nexthdr;
+	__u8 hdrlen; /* 8-octet units, not counting the first 8 */
+};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -53,7 +68,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, LB_MAX_BACKENDS);
+	__uint(max_entries, LB_DEFAULT_BACKENDS);
 	__type(key, __u32);
 	__type(value, struct backend);
 } backends SEC(".maps");
@@ -70,7 +85,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, LB_MAX_VIPS + LB_MAX_BACKENDS);
+	__uint(max_entries, LB_MAX_VIPS + LB_DEFAULT_BACKENDS);
 	__type(key, __u32);
 	__type(value, struct lb_stats);
 } stats SEC(".maps");
@@ -126,6 +141,12 @@ static __always_inline __u32 flow_hash(const struct flow_key *f)
 	h *= 0xc2b2ae35;
 	h ^= h >> 16;
 	return h;
+}
+
+static __always_inline int addr_eq(const __u8 *a, const __u8 *b)
+{
+	const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
+	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3];
 }
 
 static __always_inline void count(__u32 idx, __u64 bytes, int new_flow, int hit)
@@ -226,6 +247,7 @@ int xdp_lb(struct xdp_md *ctx)
 	struct vip_key vk = {};
 	void *l4;
 	int is_syn = 0;
+	int is_icmp = 0;
 	__u32 inner_len = 0; /* the whole IP packet (header + payload), host order */
 
 	GCOUNT(g, rx);
@@ -270,7 +292,25 @@ int xdp_lb(struct xdp_md *ctx)
 		inner_len = bpf_ntohs(ip6->payload_len) + sizeof(struct ipv6hdr);
 		__builtin_memcpy(f.src, &ip6->saddr, 16);
 		__builtin_memcpy(f.dst, &ip6->daddr, 16);
-		if (ip6->nexthdr == NEXTHDR_FRAGMENT) {
+		/* hop-by-hop / routing / destination options before the transport header: skip a
+		 * bounded number (the verifier needs the bound; real traffic carries one or two) */
+#pragma unroll
+		for (int i = 0; i < LB_MAX_EXT_HDRS; i++) {
+			if (f.proto != NEXTHDR_HOP && f.proto != NEXTHDR_ROUTING && f.proto != NEXTHDR_DEST)
+				break;
+			struct lb_ext_hdr *eh = l4;
+			if ((void *)(eh + 1) > data_end) {
+				GCOUNT(g, pass_truncated_ip);
+				return XDP_PASS;
+			}
+			f.proto = eh->nexthdr;
+			l4 += (eh->hdrlen + 1) * 8;
+		}
+		if (f.proto == NEXTHDR_HOP || f.proto == NEXTHDR_ROUTING || f.proto == NEXTHDR_DEST) {
+			GCOUNT(g, pass_ext_hdr_limit);
+			return XDP_PASS;
+		}
+		if (f.proto == NEXTHDR_FRAGMENT) {
 			if (bpf_map_lookup_elem(&vip_addrs, f.dst)) {
 				GCOUNT(g, drop_fragment);
 				return XDP_DROP;
@@ -283,21 +323,73 @@ int xdp_lb(struct xdp_md *ctx)
 		return XDP_PASS;
 	}
 
-	if (f.proto != IPPROTO_TCP_ && f.proto != IPPROTO_UDP_) {
-		GCOUNT(g, pass_other_proto);
-		return XDP_PASS;
-	}
-	/* both TCP and UDP start with the two ports: read them, then check the full header length */
-	if (l4 + 4 > data_end) {
-		if (bpf_map_lookup_elem(&vip_addrs, f.dst)) {
-			GCOUNT(g, drop_truncated_l4);
-			return XDP_DROP;
+	/*
+	 * ICMP "fragmentation needed" / ICMPv6 "packet too big" about a packet a backend sent from a
+	 * VIP (DSR: backend → client, source VIP): path-MTU discovery needs it at that backend, not
+	 * at the LB. As Katran does, rebuild the client → VIP flow from the embedded header (source
+	 * and destination swapped) and route the error like that flow's packets: conntrack, else the
+	 * ring. Other ICMP is the LB host's own business.
+	 */
+	if ((f.family == LB_AF_INET && f.proto == IPPROTO_ICMP_) || (f.family == LB_AF_INET6 && f.proto == IPPROTO_ICMPV6_)) {
+		__u8 *ic = l4;
+		if ((void *)(ic + ICMP_HDR_LEN) > data_end) {
+			GCOUNT(g, pass_other_proto);
+			return XDP_PASS;
 		}
-		GCOUNT(g, pass_non_vip);
-		return XDP_PASS;
+		void *in = ic + ICMP_HDR_LEN;
+		void *il4;
+		__u8 outer_dst[16];
+		__builtin_memcpy(outer_dst, f.dst, 16);
+		if (f.family == LB_AF_INET) {
+			struct iphdr *iip = in;
+			if (ic[0] != ICMP_DEST_UNREACH_ || ic[1] != ICMP_FRAG_NEEDED_ || (void *)(iip + 1) > data_end ||
+			    iip->ihl < 5 || iip->version != 4) {
+				GCOUNT(g, pass_other_proto);
+				return XDP_PASS;
+			}
+			il4 = in + iip->ihl * 4;
+			f.proto = iip->protocol;
+			__builtin_memset(f.src, 0, 16);
+			__builtin_memset(f.dst, 0, 16);
+			__builtin_memcpy(f.src, &iip->daddr, 4);
+			__builtin_memcpy(f.dst, &iip->saddr, 4);
+		} else {
+			struct ipv6hdr *iip6 = in;
+			if (ic[0] != ICMPV6_PKT_TOOBIG_ || (void *)(iip6 + 1) > data_end) {
+				GCOUNT(g, pass_other_proto);
+				return XDP_PASS;
+			}
+			il4 = iip6 + 1;
+			f.proto = iip6->nexthdr;
+			__builtin_memcpy(f.src, &iip6->daddr, 16);
+			__builtin_memcpy(f.dst, &iip6->saddr, 16);
+		}
+		/* the error goes to the original sender (the VIP), and only TCP/UDP flows are ours */
+		if ((f.proto != IPPROTO_TCP_ && f.proto != IPPROTO_UDP_) || il4 + 4 > data_end ||
+		    !addr_eq(outer_dst, f.dst)) {
+			GCOUNT(g, pass_other_proto);
+			return XDP_PASS;
+		}
+		f.sport = *(__u16 *)(il4 + 2);
+		f.dport = *(__u16 *)il4;
+		is_icmp = 1;
+	} else {
+		if (f.proto != IPPROTO_TCP_ && f.proto != IPPROTO_UDP_) {
+			GCOUNT(g, pass_other_proto);
+			return XDP_PASS;
+		}
+		/* both TCP and UDP start with the two ports: read them, then check the full header length */
+		if (l4 + 4 > data_end) {
+			if (bpf_map_lookup_elem(&vip_addrs, f.dst)) {
+				GCOUNT(g, drop_truncated_l4);
+				return XDP_DROP;
+			}
+			GCOUNT(g, pass_non_vip);
+			return XDP_PASS;
+		}
+		f.sport = *(__u16 *)l4;
+		f.dport = *(__u16 *)(l4 + 2);
 	}
-	f.sport = *(__u16 *)l4;
-	f.dport = *(__u16 *)(l4 + 2);
 
 	__builtin_memcpy(vk.addr, f.dst, 16);
 	vk.port = f.dport;
@@ -308,7 +400,9 @@ int xdp_lb(struct xdp_md *ctx)
 		GCOUNT(g, pass_non_vip);
 		return XDP_PASS;
 	}
-	if (f.proto == IPPROTO_TCP_) {
+	if (is_icmp) {
+		/* the embedded header is at most 8 bytes of L4: nothing more to check */
+	} else if (f.proto == IPPROTO_TCP_) {
 		struct tcphdr *th = l4;
 		if ((void *)(th + 1) > data_end) {
 			GCOUNT(g, drop_truncated_l4);
@@ -346,8 +440,7 @@ int xdp_lb(struct xdp_md *ctx)
 		}
 		__u32 idx = flow_hash(&f) % ring_size;
 		__u32 *slot = bpf_map_lookup_elem(ring, &idx);
-		if (!slot || *slot >= LB_MAX_BACKENDS) {
-			/* the controller marks an empty ring with LB_MAX_BACKENDS */
+		if (!slot || *slot == LB_EMPTY_SLOT) {
 			GCOUNT(g, drop_no_backend);
 			return XDP_DROP;
 		}
@@ -357,12 +450,18 @@ int xdp_lb(struct xdp_md *ctx)
 			GCOUNT(g, drop_bad_backend);
 			return XDP_DROP;
 		}
-		struct ct_value nv = { .backend_id = be_id, .vip_id = vip_id };
-		bpf_map_update_elem(&conntrack, &f, &nv, BPF_ANY);
+		/* an ICMP error does not start a flow */
+		if (!is_icmp) {
+			struct ct_value nv = { .backend_id = be_id, .vip_id = vip_id };
+			bpf_map_update_elem(&conntrack, &f, &nv, BPF_ANY);
+		}
 	}
 
-	count(vip_id, bytes, !hit, hit);
-	count(LB_MAX_VIPS + (be_id & (LB_MAX_BACKENDS - 1)), bytes, !hit, hit);
+	count(vip_id, bytes, !hit && !is_icmp, hit);
+	/* stats is sized LB_MAX_VIPS + the backends array, so every valid backend id has a slot */
+	count(LB_MAX_VIPS + be_id, bytes, !hit && !is_icmp, hit);
+	if (is_icmp)
+		GCOUNT(g, icmp_forwarded);
 
 	if (vm->fwd == LB_FWD_IPIP) {
 		if (be->family != f.family || encap(ctx, be, vm->tun_src, f.family, inner_len)) {

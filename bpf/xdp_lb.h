@@ -5,7 +5,13 @@
 #pragma once
 
 #define LB_MAX_VIPS 64
-#define LB_MAX_BACKENDS 1024
+/* backends array size as compiled; the controller sets the real size before load
+ * (backendTableSize, default like Katran's reals table). Stats hold LB_MAX_VIPS + that many. */
+#define LB_DEFAULT_BACKENDS 4096
+/* a ring slot that names no backend (empty ring): the data plane drops, counted */
+#define LB_EMPTY_SLOT 0xffffffff
+/* IPv6 extension headers (hop-by-hop, routing, destination options) walked to find TCP/UDP */
+#define LB_MAX_EXT_HDRS 4
 #define LB_CT_ENTRIES 262144
 #define LB_DEFAULT_RING 65537
 
@@ -92,6 +98,8 @@ struct lb_global {
 	__u64 drop_bad_backend;  /* ring pointed at an inactive slot */
 	__u64 redirect_fail;
 	__u64 drop_encap;        /* IPIP: family mismatch or no headroom (bpf_xdp_adjust_head failed) */
+	__u64 icmp_forwarded;    /* ICMP frag-needed / ICMPv6 packet-too-big sent to the flow's backend */
+	__u64 pass_ext_hdr_limit; /* IPv6 with more than LB_MAX_EXT_HDRS extension headers: passed */
 };
 
 /* config of the pass/sink program on the receiving peer (benchmarks count forwarded frames) */

@@ -82,7 +82,7 @@ export interface lb_stats {
 }
 export const lb_stats_size = 40;
 
-/** struct lb_global: 96 bytes */
+/** struct lb_global: 112 bytes */
 export interface lb_global {
   rx: bigint;
   forwarded: bigint;
@@ -96,5 +96,7 @@ export interface lb_global {
   drop_bad_backend: bigint;
   redirect_fail: bigint;
   drop_encap: bigint;
+  icmp_forwarded: bigint;
+  pass_ext_hdr_limit: bigint;
 }
-export const lb_global_size = 96;
+export const lb_global_size = 112;

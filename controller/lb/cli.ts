@@ -1,10 +1,10 @@
-// `pnpm lab lb …`: the LB daemon and its admin CLI.
-//   lb daemon --config lb.yaml [--socket PATH]     run the controller (in the LB's network namespace)
-//   lb backend add|remove|drain|weight|list <vip> [<addr[:port]>] [--weight N]
-//   lb vip add <vip> <addr>… | remove <vip> | list
-//   lb apply <config>   lb stats   lb metrics   lb stop [--purge]
-// The CLI talks to the daemon's unix socket (--instance NAME or --socket PATH).
+// `pnpm lab lb …`: the LB daemon and its admin CLI. Arguments go through lab/args.ts (strict,
+// typed, --help per command, usage errors exit 2); expected failures are LabErrors (one line and
+// the fix); the admin API's 4xx answers become LabErrors too. The CLI talks to the daemon's unix
+// socket (--instance NAME or --socket PATH).
+import fs from 'node:fs';
 import path from 'node:path';
+import { UsageError, helpText, parseArgs, suggest, type CommandSpec, type Opts } from '../../lab/args.ts';
 import { LabError } from '../../lab/errors.ts';
 import { ValidationError } from './addr.ts';
 import { LbApiError, LbClient } from './client.ts';
@@ -12,31 +12,113 @@ import { loadConfigFile, validateConfig } from './config.ts';
 import { LbController } from './controller.ts';
 import { serveAdmin, socketPath } from './server.ts';
 
-function flags(argv: string[]): { pos: string[]; opt: Record<string, string | true> } {
-  const pos: string[] = [];
-  const opt: Record<string, string | true> = {};
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a.startsWith('--')) {
-      const [k, v] = a.slice(2).split('=', 2) as [string, string | undefined];
-      if (v !== undefined) opt[k] = v;
-      else if (argv[i + 1] !== undefined && !argv[i + 1]!.startsWith('--') && k !== 'purge' && k !== 'json') opt[k] = argv[++i]!;
-      else opt[k] = true;
-    } else pos.push(a);
-  }
-  return { pos, opt };
+const target = {
+  instance: { type: 'string', valueName: 'NAME', description: 'the daemon of this instance (socket /run/ebpf-lab/lb-NAME.sock)', default: 'default' },
+  socket: { type: 'string', valueName: 'PATH', description: 'the daemon listening on this admin socket (overrides --instance)' },
+} as const satisfies Opts;
+
+const VIP_NOTE = '<vip> is tcp://ADDR:PORT or udp://[ADDR6]:PORT; <addr> is ADDR, ADDR:PORT or [ADDR6]:PORT';
+
+type Args = { values: Record<string, unknown>; positionals: string[] };
+type Run = (p: Args, api: () => LbClient) => Promise<number>;
+interface Cmd { spec: CommandSpec<Opts>; run: Run }
+
+const print = (v: unknown) => console.log(typeof v === 'string' ? v.replace(/\n$/, '') : JSON.stringify(v, null, 2));
+
+function cmd(usage: string, summary: string, options: Opts, positionals: CommandSpec<Opts>['positionals'], run: Run): Cmd {
+  return { spec: { usage: `pnpm lab lb ${usage}`, summary, options, positionals, epilog: VIP_NOTE }, run };
 }
 
-const USAGE = `usage: pnpm lab lb <command>
-  daemon --config FILE [--socket PATH]        run the controller (inside the LB's network namespace)
-  backend add <vip> <addr[:port]> [--weight N] [--mac MAC]
-  backend remove|drain <vip> <addr[:port]>
-  backend weight <vip> <addr[:port]> <N>
-  backend list [<vip>]
-  vip add <vip> <addr>… [--forwarding dsr|ipip]  |  vip remove <vip>  |  vip list
-  apply <config-file>    make the running LB match a config file (diff, then apply)
-  stats | metrics | stop [--purge]
-  <vip> is tcp://ADDR:PORT or udp://[ADDR6]:PORT; --instance NAME or --socket PATH picks the daemon`;
+async function list(p: Args, api: () => LbClient): Promise<number> {
+  const s = await api().state();
+  const want = p.positionals[0];
+  const rows = s.vips.filter((v) => !want || v.vip === want);
+  if (want && rows.length === 0) throw new LabError(`unknown VIP ${want}`, 'pnpm lab lb vip list shows the VIPs');
+  for (const v of rows) {
+    console.log(`${v.vip}  (slot ${v.slot}, ${v.forwarding === 'ipip' ? `ipip from ${v.tunnelSource}` : 'dsr'}, ring generation ${v.generation}${v.healthCheck ? ', health-checked' : ''}, ${v.backends.length} backend(s))`);
+    for (const b of v.backends) console.log(`  ${b.address}:${b.port}  weight ${b.weight}  ${b.state.padEnd(8)} ring ${(b.ringShare * 100).toFixed(1)}%  mac ${b.mac}`);
+  }
+  return 0;
+}
+
+function intArg(v: string, what: string, min: number, max: number): number {
+  const n = /^\d+$/.test(v) ? Number(v) : NaN;
+  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`<${what}> ${JSON.stringify(v)}: expected a whole number ${min}-${max}`, `e.g. pnpm lab lb backend weight tcp://10.0.0.1:80 10.0.0.11 2`);
+  return n;
+}
+
+const COMMANDS: Record<string, Cmd> = {
+  daemon: cmd('daemon --config FILE [--socket PATH]', 'run the controller (inside the LB\'s network namespace: nsenter --net=/run/netns/NAME -- …)', {
+    config: { type: 'string', valueName: 'FILE', description: 'LB config (YAML or JSON), see controller/lb/README.md' },
+    socket: target.socket,
+  }, { max: 0 }, async (p) => {
+    const file = p.values.config as string | undefined;
+    if (!file) throw new UsageError('lb daemon needs --config FILE', 'see controller/lb/README.md for an example config');
+    if (!fs.existsSync(file)) throw new LabError(`config file ${file} does not exist`, 'give the path of a YAML or JSON LB config');
+    return runDaemon(file, p.values.socket as string | undefined);
+  }),
+  'backend add': cmd('backend add <vip> <addr> [--weight N] [--mac MAC]', 'add a backend to a VIP (its ring is rebuilt; established flows stay)', {
+    weight: { type: 'int', min: 0, max: 1000, valueName: 'N', description: 'Maglev weight', default: 1 },
+    mac: { type: 'string', valueName: 'MAC', description: 'next-hop MAC (skips neighbour resolution)' },
+    ...target,
+  }, { names: ['vip', 'addr'], min: 2, max: 2 }, async (p, api) => {
+    print(await api().addBackend(p.positionals[0]!, p.positionals[1]!, { weight: p.values.weight as number, ...(p.values.mac ? { mac: p.values.mac as string } : {}) }));
+    return 0;
+  }),
+  'backend remove': cmd('backend remove <vip> <addr>', 'remove a backend (its flows re-hash)', { ...target }, { names: ['vip', 'addr'], min: 2, max: 2 }, async (p, api) => {
+    print(await api().removeBackend(p.positionals[0]!, p.positionals[1]!));
+    return 0;
+  }),
+  'backend drain': cmd('backend drain <vip> <addr>', 'take a backend out of the ring, keep its established flows', { ...target }, { names: ['vip', 'addr'], min: 2, max: 2 }, async (p, api) => {
+    print(await api().drain(p.positionals[0]!, p.positionals[1]!));
+    return 0;
+  }),
+  'backend weight': cmd('backend weight <vip> <addr> <weight>', 'set a backend\'s weight (0-1000; also ends draining)', { ...target }, { names: ['vip', 'addr', 'weight'], min: 3, max: 3 }, async (p, api) => {
+    print(await api().weight(p.positionals[0]!, p.positionals[1]!, intArg(p.positionals[2]!, 'weight', 0, 1000)));
+    return 0;
+  }),
+  'backend list': cmd('backend list [<vip>]', 'backends per VIP with state, weight, ring share and MAC', { ...target }, { names: ['vip'], max: 1 }, list),
+  'vip add': cmd('vip add <vip> <addr>… [--forwarding dsr|ipip]', 'add a VIP with its backends', {
+    forwarding: { type: 'string', choices: ['dsr', 'ipip'], description: 'L2 direct server return or IPIP/IP6IP6 (default: the daemon config\'s)' },
+    ...target,
+  }, { names: ['vip', 'addr…'], min: 2 }, async (p, api) => {
+    const [vip, ...addrs] = p.positionals;
+    print(await api().addVip(vip!, addrs.map((a) => ({ address: a })), undefined, p.values.forwarding as 'dsr' | 'ipip' | undefined));
+    return 0;
+  }),
+  'vip remove': cmd('vip remove <vip>', 'remove a VIP and its backends', { ...target }, { names: ['vip'], min: 1, max: 1 }, async (p, api) => {
+    print(await api().removeVip(p.positionals[0]!));
+    return 0;
+  }),
+  'vip list': cmd('vip list [<vip>]', 'VIPs and their backends', { ...target }, { names: ['vip'], max: 1 }, list),
+  apply: cmd('apply <config-file>', 'make the running LB match a config file: plan, check, write; all or nothing', { ...target }, { names: ['config-file'], min: 1, max: 1 }, async (p, api) => {
+    const file = path.resolve(p.positionals[0]!);
+    if (!fs.existsSync(file)) throw new LabError(`config file ${p.positionals[0]} does not exist`, 'give the path of a YAML or JSON LB config');
+    print(await api().apply({ file }));
+    return 0;
+  }),
+  stats: cmd('stats', 'packet counters by outcome, program run time, map and controller memory', { ...target }, { max: 0 }, async (_p, api) => {
+    print(await api().stats());
+    return 0;
+  }),
+  metrics: cmd('metrics', 'Prometheus metrics', { ...target }, { max: 0 }, async (_p, api) => {
+    print(await api().metrics());
+    return 0;
+  }),
+  stop: cmd('stop [--purge]', 'stop the daemon; XDP and pins stay (restart-safe) unless --purge', {
+    purge: { type: 'boolean', description: 'also detach XDP and remove the pins' },
+    ...target,
+  }, { max: 0 }, async (p, api) => {
+    print(await api().shutdown(p.values.purge === true));
+    return 0;
+  }),
+};
+
+export function usage(): string {
+  const w = Math.max(...Object.keys(COMMANDS).map((k) => k.length));
+  return ['usage: pnpm lab lb <command> [options]   (pnpm lab lb <command> --help for its options)', '',
+    ...Object.entries(COMMANDS).map(([k, c]) => `  ${k.padEnd(w)}  ${c.spec.summary}`), '', VIP_NOTE].join('\n');
+}
 
 export async function runDaemon(configFile: string, socketOverride?: string): Promise<number> {
   const raw = loadConfigFile(configFile);
@@ -44,8 +126,14 @@ export async function runDaemon(configFile: string, socketOverride?: string): Pr
   const log = (m: string) => console.error(`[lb ${cfg.instance}] ${m}`);
   const c = await LbController.start(raw, { log });
   const socket = socketOverride ?? socketPath(cfg.instance);
-  const srv = await serveAdmin(c, { socket, listen: cfg.listen });
-  log(`admin API on ${socket}${cfg.listen ? ` and http://${cfg.listen}` : ''} (${c.startedAs})`);
+  let srv;
+  try {
+    srv = await serveAdmin(c, { socket, listen: cfg.listen });
+  } catch (e) {
+    c.stop({ purge: c.startedAs === 'fresh' }); // nothing half-applied: a fresh start leaves no pins
+    throw new LabError(`admin API on ${socket}${cfg.listen ? ` / ${cfg.listen}` : ''}: ${(e as Error).message}`, 'another daemon of this instance runs, or the address is taken: pick --socket / listen, or stop it');
+  }
+  log(`admin API on ${socket}${cfg.listen ? ` and http://${cfg.listen}` : ''} (${c.startedAs}, backend table ${c.backendCapacity})`);
   console.log(JSON.stringify({ ready: true, socket, startedAs: c.startedAs, attach: c.attachResult }));
   const sig = new Promise<{ purge: boolean }>((res) => {
     for (const s of ['SIGINT', 'SIGTERM'] as const) process.once(s, () => res({ purge: false }));
@@ -57,78 +145,66 @@ export async function runDaemon(configFile: string, socketOverride?: string): Pr
   return 0;
 }
 
-export async function lbCommand(argv: string[]): Promise<number> {
-  const { pos, opt } = flags(argv);
-  const [cmd, sub, ...rest] = pos;
-  if (!cmd || opt.help) {
-    console.log(USAGE);
-    return cmd ? 0 : 2;
+/** an admin API or validation failure as a one-line error with the fix */
+function asLabError(e: unknown, name: string, socket: string): LabError | null {
+  if (e instanceof LbApiError || e instanceof ValidationError) {
+    const status = e instanceof LbApiError ? e.status : e.status;
+    const fix = /backend table full/.test(e.message) ? 'remove backends, or start the daemon with a larger backendTableSize (lb stop --purge first: it is a map size)'
+      : status === 404 ? 'pnpm lab lb vip list shows the VIPs and their backends'
+      : status === 409 ? 'pnpm lab lb vip list shows what is there already'
+      : status >= 500 ? 'the daemon\'s log (stderr) has the details; nothing was changed'
+      : `pnpm lab lb ${name} --help`;
+    return new LabError(e.message, fix);
   }
-  try {
-    if (cmd === 'daemon') {
-      if (typeof opt.config !== 'string') throw new LabError('lb daemon needs --config FILE', 'see controller/lb/README or the xdp-lb scenario for an example');
-      return await runDaemon(opt.config, typeof opt.socket === 'string' ? opt.socket : undefined);
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT' || code === 'ECONNREFUSED') return new LabError(`no LB daemon at ${socket}`, 'start one: nsenter --net=/run/netns/NAME -- pnpm lab lb daemon --config FILE (or pick it with --instance NAME / --socket PATH)');
+  if (code === 'EACCES') return new LabError(`no permission to talk to ${socket}`, 'the admin socket is root-only: run as root');
+  if (/timeout/.test((e as Error).message ?? '')) return new LabError((e as Error).message, 'the daemon is busy or hung: check its log; pnpm lab lb stats tells whether it answers');
+  return null;
+}
+
+export async function lbCommand(argv: string[]): Promise<number> {
+  // `pnpm lab lb … | head`: the reader went away; that ends the output, it is not an error
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw e;
+  });
+  const words = argv.filter((a) => !a.startsWith('-'));
+  const [w0, w1] = words;
+  if (!w0) {
+    if (argv.includes('--help') || argv.includes('-h')) {
+      console.log(usage());
+      return 0;
     }
-    const api = new LbClient(typeof opt.socket === 'string' ? opt.socket : socketPath(typeof opt.instance === 'string' ? opt.instance : 'default'));
-    const print = (v: unknown) => console.log(typeof v === 'string' ? v : JSON.stringify(v, null, 2));
-    const need = (v: string | undefined, what: string): string => {
-      if (!v) throw new LabError(`missing ${what}`, USAGE);
-      return v;
-    };
-    switch (['apply', 'stats', 'metrics', 'stop'].includes(cmd) ? cmd : `${cmd} ${sub ?? ''}`.trim()) {
-      case 'backend add':
-        print(await api.addBackend(need(rest[0], '<vip>'), need(rest[1], '<addr>'), { ...(opt.weight ? { weight: Number(opt.weight) } : {}), ...(typeof opt.mac === 'string' ? { mac: opt.mac } : {}) }));
-        return 0;
-      case 'backend remove':
-        print(await api.removeBackend(need(rest[0], '<vip>'), need(rest[1], '<addr>')));
-        return 0;
-      case 'backend drain':
-        print(await api.drain(need(rest[0], '<vip>'), need(rest[1], '<addr>')));
-        return 0;
-      case 'backend weight':
-        print(await api.weight(need(rest[0], '<vip>'), need(rest[1], '<addr>'), Number(need(rest[2], '<weight>'))));
-        return 0;
-      case 'backend list':
-      case 'vip list': {
-        const s = await api.state();
-        const rows = s.vips.filter((v) => !rest[0] || v.vip === rest[0]);
-        for (const v of rows) {
-          console.log(`${v.vip}  (slot ${v.slot}, ${v.forwarding === 'ipip' ? `ipip from ${v.tunnelSource}` : 'dsr'}, ring generation ${v.generation}${v.healthCheck ? ', health-checked' : ''})`);
-          for (const b of v.backends) console.log(`  ${b.address}:${b.port}  weight ${b.weight}  ${b.state.padEnd(8)} ring ${(b.ringShare * 100).toFixed(1)}%  mac ${b.mac}`);
-        }
-        return 0;
-      }
-      case 'vip add':
-        print(await api.addVip(need(rest[0], '<vip>'), rest.slice(1).map((a) => ({ address: a })), undefined, typeof opt.forwarding === 'string' ? (opt.forwarding as 'dsr' | 'ipip') : undefined));
-        return 0;
-      case 'vip remove':
-        print(await api.removeVip(need(rest[0], '<vip>')));
-        return 0;
-      case 'apply':
-        print(await api.apply({ file: path.resolve(need(sub, '<config-file>')) }));
-        return 0;
-      case 'stats':
-        print(await api.stats());
-        return 0;
-      case 'metrics':
-        print(await api.metrics());
-        return 0;
-      case 'stop':
-        print(await api.shutdown(opt.purge === true));
-        return 0;
-      default:
-        console.error(USAGE);
-        return 2;
+    console.error(usage());
+    return 2;
+  }
+  const name = (w0 === 'backend' || w0 === 'vip') && w1 ? `${w0} ${w1}` : w0;
+  const c = COMMANDS[name];
+  try {
+    if (!c) {
+      if ((w0 === 'backend' || w0 === 'vip') && !w1) throw new UsageError(`lb ${w0} needs a subcommand`, Object.keys(COMMANDS).filter((k) => k.startsWith(`${w0} `)).map((k) => `pnpm lab lb ${k}`).join(' | '));
+      const s = suggest(name, Object.keys(COMMANDS));
+      throw new UsageError(`unknown lb command "${name}"${s ? ` (did you mean "${s}"?)` : ''}`, 'pnpm lab lb --help lists the commands');
+    }
+    // drop the command words (first occurrences only: a VIP or address never equals them)
+    const rest = [...argv];
+    for (const word of name.split(' ')) rest.splice(rest.indexOf(word), 1);
+    const p = parseArgs(rest, c.spec);
+    if (!p) return 0;
+    const socket = (p.values.socket as string | undefined) ?? socketPath((p.values.instance as string | undefined) ?? 'default');
+    try {
+      return await c.run({ values: p.values as Record<string, unknown>, positionals: p.positionals }, () => new LbClient(socket));
+    } catch (e) {
+      throw asLabError(e, name, socket) ?? e;
     }
   } catch (e) {
-    if (e instanceof LbApiError || e instanceof ValidationError) {
-      console.error(`error: ${e.message}`);
-      return 1;
+    // usage errors exit 2 (lab/cli.ts prints LabErrors; it exits 1 for every kind)
+    if (e instanceof UsageError) {
+      console.error(`error: ${e.message}\n  fix: ${e.fix ?? `see pnpm lab lb ${c ? name : ''} --help`.replace('  ', ' ')}`);
+      return e.exitCode;
     }
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ECONNREFUSED') {
-      console.error(`error: no LB daemon at ${(e as { address?: string }).address ?? 'its socket'}: start one with pnpm lab lb daemon --config FILE`);
-      return 1;
-    }
+    if (e instanceof ValidationError) throw new LabError(e.message, `check the config; ${helpText(c!.spec).split('\n')[0]}`);
     throw e;
   }
 }

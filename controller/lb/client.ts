@@ -14,9 +14,9 @@ export class LbClient {
   request<T = unknown>(method: string, path: string, body?: unknown, raw = false): Promise<T> {
     return new Promise((resolve, reject) => {
       const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-      // agent: false — a connection per request. Node's default agent keeps sockets alive, and a
-      // request reusing one the daemon closed as idle (a quiet phase of a scenario) fails with EPIPE.
-      const req = http.request({ socketPath: this.socket, method, path, agent: false, headers: data ? { 'content-type': 'application/json', 'content-length': data.length } : {}, timeout: 30_000 }, (res) => {
+      // agent: false — a fresh connection per request: a pooled keep-alive socket that the server
+      // closes (keepAliveTimeout) just as it is reused fails with EPIPE outside any request
+      const req = http.request({ agent: false, socketPath: this.socket, method, path, headers: data ? { 'content-type': 'application/json', 'content-length': data.length } : {}, timeout: method === 'GET' ? 30_000 : 120_000 }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c) => chunks.push(c));
         res.on('end', () => {

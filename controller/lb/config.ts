@@ -60,6 +60,8 @@ export interface LbConfig {
   tunnelSource?: TunnelSource;
   ringSize?: number;
   conntrackEntries?: number;
+  /** entries of the backends array (every backend of every VIP takes one); a map size fixed at load */
+  backendTableSize?: number;
   xdpMode?: 'auto' | 'native' | 'generic';
   healthCheck?: Partial<HealthConfig>;
   vips: VipConfig[];
@@ -69,6 +71,10 @@ export interface LbConfig {
 
 export const DEFAULT_HEALTH: HealthConfig = { intervalMs: 1000, timeoutMs: 500, fall: 2, rise: 2 };
 export const DEFAULT_PIN_ROOT = '/sys/fs/bpf/ebpf-lab';
+/** Katran's default reals table; LB_DEFAULT_BACKENDS in bpf/xdp_lb.h */
+export const DEFAULT_BACKEND_TABLE = 4096;
+/** backend ids index a per-CPU stats array too: keep it a size the kernel allocates without fuss */
+export const MAX_BACKEND_TABLE = 1 << 20;
 
 export interface NormBackend {
   address: string;
@@ -150,6 +156,7 @@ export interface NormConfig {
   tunnelSource: TunnelSource;
   ringSize: number;
   conntrackEntries: number;
+  backendTableSize: number;
   xdpMode: 'auto' | 'native' | 'generic';
   health: HealthConfig;
   vips: NormVip[];
@@ -176,9 +183,13 @@ export function validateConfig(c: LbConfig): NormConfig {
   }
   const ct = c.conntrackEntries ?? 262144;
   if (!Number.isInteger(ct) || ct < 1024) throw new ValidationError('conntrackEntries must be an integer >= 1024');
+  const bt = c.backendTableSize ?? DEFAULT_BACKEND_TABLE;
+  if (!Number.isInteger(bt) || bt < 16 || bt > MAX_BACKEND_TABLE) throw new ValidationError(`backendTableSize ${JSON.stringify(c.backendTableSize)} must be an integer 16-${MAX_BACKEND_TABLE}`);
+  const total = vips.reduce((n, v) => n + v.backends.length, 0);
+  if (total > bt) throw new ValidationError(`backend table full: the config has ${total} backends but backendTableSize is ${bt}; raise backendTableSize`, 409);
   const xdpMode = c.xdpMode ?? 'auto';
   if (!['auto', 'native', 'generic'].includes(xdpMode)) throw new ValidationError(`xdpMode "${xdpMode}" must be auto, native or generic`);
-  return { interface: c.interface, instance, pinRoot: c.pinRoot ?? DEFAULT_PIN_ROOT, forwarding, tunnelSource, ringSize, conntrackEntries: ct, xdpMode, health, vips, listen: c.listen };
+  return { interface: c.interface, instance, pinRoot: c.pinRoot ?? DEFAULT_PIN_ROOT, forwarding, tunnelSource, ringSize, conntrackEntries: ct, backendTableSize: bt, xdpMode, health, vips, listen: c.listen };
 }
 
 function normTunnelSource(t: unknown): TunnelSource {

@@ -1,16 +1,24 @@
 // The LB control plane: a model of VIPs and backends, validated operations on it, and the
-// translation into the data plane's maps. Every operation validates and resolves everything it
-// needs first and writes maps last, so a rejected request changes nothing. The maps themselves
-// hold the whole model (addresses, weights, drain/down flags), so a restarted controller rebuilds
-// it from the pins and only rewrites a ring when it differs from what it would compute.
+// translation into the data plane's maps. Every operation runs in four steps:
+//   1. plan: copy the model and change the copy; validation and capacity (VIP slots, backend ids)
+//      are checked here, so a rejected request returns before any kernel call;
+//   2. resolve: route + neighbour of the new backends (netlink, batched);
+//   3. rings: recompute the Maglev table of every VIP whose members changed;
+//   4. commit: write the difference between the old and the new model to the maps through an undo
+//      journal; if the kernel refuses a write, every earlier write is undone. The model is swapped
+//      only after the last write, so /state shows the old model during a change and after a failure.
+// The maps hold the whole model (addresses, weights, drain/down flags), so a restarted controller
+// rebuilds it from the pins and only rewrites a ring that differs from what it would compute.
 import path from 'node:path';
+import { setImmediate as yieldNow } from 'node:timers/promises';
 import { ValidationError, addrBytes, formatAddr, formatMac, htons, parseMac, parseVip, vipString, PROTO_NUM, type Protocol, type VipSpec } from './addr.ts';
-import { backendKey, checkIpipBackend, normBackend, normVip, tunnelSourceFor, validateConfig, type BackendConfig, type Forwarding, type LbConfig, type NormConfig, type VipConfig, type VipDefaults } from './config.ts';
-import { BE_ACTIVE, BE_DOWN, BE_DRAINING, Dataplane, MAX_BACKENDS, MAX_VIPS } from './dataplane.ts';
+import { backendKey, checkIpipBackend, normBackend, normVip, tunnelSourceFor, validateConfig, type BackendConfig, type Forwarding, type LbConfig, type NormBackend, type NormConfig, type VipConfig, type VipDefaults } from './config.ts';
+import { BE_ACTIVE, BE_DOWN, BE_DRAINING, Dataplane, MAX_VIPS } from './dataplane.ts';
 import { HealthChecker } from './health.ts';
+import { Journal } from './journal.ts';
 import { maglevTable } from './maglev.ts';
-import { resolveNextHop, type NextHop } from './neighbor.ts';
-import type { vip_key, vip_meta } from '../../bpf/gen/xdp_lb.ts';
+import { resolveNextHops } from './neighbor.ts';
+import type { backend, vip_key, vip_meta } from '../../bpf/gen/xdp_lb.ts';
 
 const VIP_ACTIVE = 1;
 const VIP_HEALTHCHECK = 2;
@@ -38,19 +46,32 @@ export interface VipState extends VipSpec {
   tunnelSource?: string;
   generation: number;
   backends: Map<string, BackendState>;
+  /** the ring in the kernel; replaced, never mutated */
   table: Uint32Array | null;
 }
 
 export type Log = (msg: string) => void;
 
+/** a change being planned: a copy of the model plus what the commit still has to fill in */
+interface Draft {
+  vips: Map<string, VipState>;
+  nextBackendId: number;
+  /** backends added by this change: their next hop is resolved before the commit */
+  fresh: { b: BackendState; mac?: string }[];
+}
+
 export class LbController {
-  readonly vips = new Map<string, VipState>();
+  vips = new Map<string, VipState>();
   private nextBackendId = 0;
   private health: HealthChecker;
-  /** serialises operations: each is validate → resolve → write, never interleaved */
+  /** serialises writes: plan → resolve → commit, never interleaved; reads do not wait */
   private queue: Promise<unknown> = Promise.resolve();
   readonly startedAs: 'fresh' | 'restored';
   attachResult: 'attached' | 'adopted' | 'none' = 'none';
+  /** test hooks: refuse the Nth map write of the next change (simulated kernel failure) */
+  readonly testHooks: { failAfterWrites: number | null } = { failAfterWrites: null };
+  /** map writes of the last committed change (tests size their fault sweeps with it) */
+  lastWrites = 0;
 
   private constructor(
     readonly cfg: NormConfig,
@@ -58,11 +79,15 @@ export class LbController {
     private log: Log,
   ) {
     this.startedAs = dp.restored ? 'restored' : 'fresh';
-    this.health = new HealthChecker(cfg.health, (key, up) => void this.serial(() => this.onHealth(key, up)));
+    this.health = new HealthChecker(cfg.health, (key, up) => void this.serial(() => this.onHealth(key, up)).catch((e) => this.log(`health update failed: ${(e as Error).message}`)));
   }
 
   static pinDir(cfg: Pick<NormConfig, 'pinRoot' | 'instance'>): string {
     return path.join(cfg.pinRoot, cfg.instance);
+  }
+
+  get backendCapacity(): number {
+    return this.dp.backendCapacity;
   }
 
   /**
@@ -72,10 +97,11 @@ export class LbController {
   static async start(config: LbConfig, opts: { log?: Log; attach?: boolean } = {}): Promise<LbController> {
     const cfg = validateConfig(config);
     const log = opts.log ?? (() => {});
-    const dp = await Dataplane.open({ pinDir: LbController.pinDir(cfg), conntrackEntries: cfg.conntrackEntries });
+    const dp = await Dataplane.open({ pinDir: LbController.pinDir(cfg), conntrackEntries: cfg.conntrackEntries, backends: cfg.backendTableSize });
     const c = new LbController(cfg, dp, log);
     try {
       if (dp.restored) {
+        if (dp.backendCapacity !== cfg.backendTableSize) log(`pinned backend table has ${dp.backendCapacity} entries (config says ${cfg.backendTableSize}): keeping the pinned size; "lb stop --purge" and restart to change it`);
         c.restore();
         log(`restored ${c.vips.size} VIP(s), ${[...c.vips.values()].reduce((n, v) => n + v.backends.size, 0)} backend(s) from ${dp.pinDir}`);
       } else {
@@ -121,9 +147,9 @@ export class LbController {
       this.vips.set(v.id, v);
       byVipId.set(meta.vip_id, v);
     }
-    for (let id = 0; id < MAX_BACKENDS; id++) {
-      const b = this.dp.backends.get(id);
-      if (!b || !(b.flags & BE_ACTIVE)) continue;
+    for (const [id, bv] of this.dp.backends.entries()) {
+      const b = bv as backend;
+      if (!(b.flags & BE_ACTIVE)) continue;
       const v = byVipId.get(b.vip_id);
       if (!v) continue;
       const st: BackendState = {
@@ -132,19 +158,24 @@ export class LbController {
         mac: formatMac(b.mac), srcMac: formatMac(b.src_mac), ifindex: b.ifindex,
       };
       v.backends.set(backendKey(st), st);
-      this.nextBackendId = Math.max(this.nextBackendId, id + 1) % MAX_BACKENDS;
+      this.nextBackendId = Math.max(this.nextBackendId, id + 1) % this.backendCapacity;
     }
     // the computed ring must equal the kernel's; rewrite only a ring that differs
     for (const v of this.vips.values()) {
       const want = this.computeTable(v);
       const have = this.dp.readRing(v.slot);
-      if (have && have.length === want.length && have.every((x, i) => x === want[i])) v.table = want;
-      else this.writeRing(v, want);
+      if (have && sameTable(have, want)) v.table = want;
+      else {
+        this.dp.swapRing(v.slot, want);
+        v.table = want;
+        v.generation++;
+        this.dp.vips.set(this.vipKey(v), this.vipMeta(v));
+      }
       for (const b of v.backends.values()) if (v.healthCheck) this.health.watch({ key: hkey(v, b), address: b.address, port: b.port }, !b.down);
     }
   }
 
-  // ---- model → maps ----
+  // ---- model → map values ----
 
   private computeTable(v: VipState): Uint32Array {
     const serving = [...v.backends.values()].filter((b) => !b.draining && b.weight > 0);
@@ -154,51 +185,31 @@ export class LbController {
     return maglevTable(members.map((b) => ({ key: backendKey(b), id: b.id, weight: b.weight })), this.cfg.ringSize);
   }
 
-  private writeRing(v: VipState, table: Uint32Array): void {
-    this.dp.swapRing(v.slot, table);
-    v.table = table;
-    v.generation++;
-    this.writeVipMeta(v);
-  }
-
-  private refreshRing(v: VipState): boolean {
-    const t = this.computeTable(v);
-    if (v.table && v.table.length === t.length && v.table.every((x, i) => x === t[i])) return false;
-    this.writeRing(v, t);
-    return true;
-  }
-
   private vipKey(v: VipSpec): vip_key {
     return { addr: addrBytes(v.address), port: htons(v.port), proto: PROTO_NUM[v.protocol as Protocol], family: v.family };
   }
 
-  private writeVipMeta(v: VipState): void {
-    this.dp.vips.set(this.vipKey(v), {
+  private vipMeta(v: VipState): vip_meta {
+    return {
       vip_id: v.slot, ring_size: this.cfg.ringSize, flags: VIP_ACTIVE | (v.healthCheck ? VIP_HEALTHCHECK : 0), generation: v.generation,
       fwd: FWD_NUM[v.forwarding], tun_src: v.forwarding === 'ipip' && v.tunnelSource ? addrBytes(v.tunnelSource) : new Uint8Array(16),
-    });
+    };
   }
 
-  private writeBackend(v: VipState, b: BackendState, active = true): void {
+  private backendValue(v: VipState, b: BackendState, active = true): backend {
     const flags = (active ? BE_ACTIVE : 0) | (b.draining ? BE_DRAINING : 0) | (b.down ? BE_DOWN : 0);
-    this.dp.backends.set(b.id, {
+    return {
       mac: parseMac(b.mac), src_mac: parseMac(b.srcMac), ifindex: b.ifindex, addr: addrBytes(b.address),
       port: b.port, family: b.address.includes(':') ? 6 : 4, flags, vip_id: v.slot, weight: b.weight,
-    });
+    };
   }
 
-  private allocBackendIds(n: number): number[] {
-    const used = new Set<number>();
-    for (const v of this.vips.values()) for (const b of v.backends.values()) used.add(b.id);
-    const out: number[] = [];
-    // round-robin from the last id so a freed id is reused as late as possible (stale conntrack)
-    for (let i = 0; i < MAX_BACKENDS && out.length < n; i++) {
-      const id = (this.nextBackendId + i) % MAX_BACKENDS;
-      if (!used.has(id)) out.push(id);
-    }
-    if (out.length < n) throw new ValidationError(`backend table full (${MAX_BACKENDS})`, 409);
-    this.nextBackendId = ((out.at(-1) ?? this.nextBackendId) + 1) % MAX_BACKENDS;
-    return out;
+  // ---- planning ----
+
+  private draft(): Draft {
+    const vips = new Map<string, VipState>();
+    for (const [k, v] of this.vips) vips.set(k, { ...v, backends: new Map([...v.backends].map(([bk, b]) => [bk, { ...b }])) });
+    return { vips, nextBackendId: this.nextBackendId, fresh: [] };
   }
 
   /** defaults a new or re-applied VIP is validated against */
@@ -206,133 +217,232 @@ export class LbController {
     return { forwarding: this.cfg.forwarding, tunnelSource: this.cfg.tunnelSource };
   }
 
-  private vip(id: string): VipState {
+  /**
+   * n free backend ids for a draft, or a 409 before anything is resolved or written. An id the
+   * running model uses but this change frees is taken only when no other is left, and never
+   * before round robin has passed every other id: conntrack entries may still name it.
+   */
+  private allocIds(d: Draft, n: number): number[] {
+    if (n === 0) return [];
+    const cap = this.backendCapacity;
+    const inDraft = new Set<number>();
+    for (const v of d.vips.values()) for (const b of v.backends.values()) inDraft.add(b.id);
+    const inCur = new Set<number>();
+    for (const v of this.vips.values()) for (const b of v.backends.values()) inCur.add(b.id);
+    const free = cap - inDraft.size;
+    if (n > free) throw new ValidationError(`backend table full: this change adds ${n} backend(s) but ${free} of ${cap} slots are free; remove backends first or raise backendTableSize (a map size: set it in the config, then "lb stop --purge" and start again)`, 409);
+    const out: number[] = [];
+    for (const avoidCur of [true, false]) {
+      for (let i = 0; i < cap && out.length < n; i++) {
+        const id = (d.nextBackendId + i) % cap;
+        if (inDraft.has(id) || (avoidCur && inCur.has(id))) continue;
+        inDraft.add(id);
+        out.push(id);
+      }
+    }
+    d.nextBackendId = (out.at(-1)! + 1) % cap;
+    return out;
+  }
+
+  private addFresh(d: Draft, v: VipState, list: NormBackend[]): BackendState[] {
+    const ids = this.allocIds(d, list.length);
+    return list.map((nb, i) => {
+      const b: BackendState = { id: ids[i]!, address: nb.address, port: nb.port, weight: nb.weight, draining: false, down: false, mac: '', srcMac: '', ifindex: 0 };
+      v.backends.set(backendKey(b), b);
+      d.fresh.push({ b, ...(nb.mac ? { mac: nb.mac } : {}) });
+      return b;
+    });
+  }
+
+  private freeSlot(d: Draft, taken: Set<number>): number {
+    const used = new Set([...this.vips.values(), ...d.vips.values()].map((v) => v.slot));
+    for (let i = 0; i < MAX_VIPS; i++) if (!used.has(i) && !taken.has(i)) return i;
+    throw new ValidationError(`VIP table full (${MAX_VIPS} VIPs)`, 409);
+  }
+
+  private newVip(d: Draft, nv: ReturnType<typeof normVip>, taken: Set<number>): VipState {
+    const slot = this.freeSlot(d, taken);
+    taken.add(slot);
+    const tunnelSource = nv.forwarding === 'ipip' ? tunnelSourceFor(this.cfg.tunnelSource, nv.family) : undefined;
+    const { backends: list, ...spec } = nv;
+    const v: VipState = { ...spec, slot, ...(tunnelSource ? { tunnelSource } : {}), generation: 0, backends: new Map(), table: null };
+    d.vips.set(v.id, v);
+    this.addFresh(d, v, list);
+    return v;
+  }
+
+  /** plan → resolve → rings → commit; see the header comment */
+  private async change<R>(what: string, plan: (d: Draft) => R): Promise<R> {
+    const d = this.draft();
+    const result = plan(d);
+    if (d.fresh.length) {
+      const hops = await resolveNextHops(d.fresh.map((f) => ({ address: f.b.address, ...(f.mac ? { mac: f.mac } : {}) })));
+      d.fresh.forEach((f, i) => Object.assign(f.b, { mac: hops[i]!.mac, srcMac: hops[i]!.srcMac, ifindex: hops[i]!.ifindex }));
+    }
+    for (const v of d.vips.values()) {
+      const table = this.computeTable(v);
+      const cur = this.vips.get(v.id);
+      if (cur?.table && sameTable(cur.table, table)) continue;
+      v.table = table;
+      v.generation = (cur?.generation ?? 0) + 1;
+      await yieldNow(); // a big apply computes many rings: let reads through in between
+    }
+    await this.commit(d);
+    if (what) this.log(what);
+    return result;
+  }
+
+  /** write the difference between this.vips and d.vips; all or nothing */
+  private async commit(d: Draft): Promise<void> {
+    const cur = this.vips;
+    const next = d.vips;
+    const j = new Journal(this.dp, this.testHooks.failAfterWrites);
+    this.testHooks.failAfterWrites = null;
+    const addrCount = (m: Map<string, VipState>) => {
+      const c = new Map<string, number>();
+      for (const v of m.values()) c.set(v.address, (c.get(v.address) ?? 0) + 1);
+      return c;
+    };
+    const ca = addrCount(cur), na = addrCount(next);
+    try {
+      // 1. fragments to a new VIP address are recognised before its VIP entry exists
+      for (const [a, n] of na) if (n > (ca.get(a) ?? 0)) j.setVipAddr(addrBytes(a), n);
+      // 2. new and changed backends, before any ring can name them
+      for (const v of next.values()) {
+        const cv = cur.get(v.id);
+        for (const [k, b] of v.backends) {
+          const old = cv?.backends.get(k);
+          if (!old || !cv || backendSig(cv, old) !== backendSig(v, b)) j.setBackend(b.id, this.backendValue(v, b));
+        }
+      }
+      // 3. rings, then VIP entries: a new VIP becomes visible fully formed
+      for (const v of next.values()) {
+        const cv = cur.get(v.id);
+        if (v.table && v.table !== cv?.table) j.swapRing(v.slot, v.table);
+        const meta = this.vipMeta(v);
+        if (!cv || JSON.stringify(this.vipMeta(cv)) !== JSON.stringify(meta)) j.setVip(this.vipKey(v), meta);
+        await yieldNow();
+      }
+      // 4. removed VIPs; then backends that left (no ring names them any more): their conntrack
+      //    entries lose their target and re-hash
+      for (const v of cur.values()) {
+        if (next.has(v.id)) continue;
+        j.deleteVip(this.vipKey(v));
+        j.clearRing(v.slot);
+      }
+      const nextIds = new Set<number>();
+      for (const v of next.values()) for (const b of v.backends.values()) nextIds.add(b.id);
+      for (const v of cur.values()) {
+        const nv = next.get(v.id);
+        for (const [k, b] of v.backends) if (!nv?.backends.has(k) && !nextIds.has(b.id)) j.setBackend(b.id, this.backendValue(v, b, false));
+      }
+      // 5. addresses that carry fewer (or no) VIPs now
+      for (const [a, n] of ca) if ((na.get(a) ?? 0) < n) j.setVipAddr(addrBytes(a), na.get(a) ?? 0);
+    } catch (e) {
+      const errs = j.rollback();
+      if (errs.length) this.log(`ROLLBACK INCOMPLETE after "${(e as Error).message}": ${errs.map((x) => x.message).join('; ')}`);
+      throw new Error(`kernel refused a map write (${(e as Error).message}); ${errs.length ? `rollback incomplete: ${errs[0]!.message}` : 'every earlier write was undone, nothing changed'}`);
+    }
+    j.commit();
+    this.lastWrites = j.writes;
+    // the model follows the kernel; health checks follow the model
+    for (const v of cur.values()) {
+      const nv = next.get(v.id);
+      for (const [k, b] of v.backends) if (v.healthCheck && (!nv?.healthCheck || !nv.backends.has(k))) this.health.unwatch(hkey(v, b));
+    }
+    for (const v of next.values()) {
+      const cv = cur.get(v.id);
+      for (const [k, b] of v.backends) if (v.healthCheck && (!cv?.healthCheck || !cv.backends.has(k))) this.health.watch({ key: hkey(v, b), address: b.address, port: b.port }, !b.down);
+    }
+    this.vips = next;
+    this.nextBackendId = d.nextBackendId;
+  }
+
+  private vipIn(d: Draft, id: string): VipState {
     const spec = parseVip(id);
-    const v = this.vips.get(vipString(spec));
+    const v = d.vips.get(vipString(spec));
     if (!v) throw new ValidationError(`unknown VIP ${id}`, 404);
     return v;
   }
 
-  private findBackend(v: VipState, addr: string): BackendState {
+  private backendIn(v: VipState, addr: string): BackendState {
     const nb = normBackend(v, { address: addr }, 'backend');
     const b = v.backends.get(backendKey(nb));
     if (!b) throw new ValidationError(`VIP ${v.id} has no backend ${backendKey(nb)}`, 404);
     return b;
   }
 
-  /** vip_addrs holds every address that carries a VIP (fragments to it are dropped, not passed) */
-  private syncVipAddr(addr: string): void {
-    const n = [...this.vips.values()].filter((v) => v.address === addr).length;
-    if (n > 0) this.dp.vipAddrs.set(addrBytes(addr), n);
-    else this.dp.vipAddrs.delete(addrBytes(addr));
+  private serving(v: VipState, except: BackendState): BackendState[] {
+    return [...v.backends.values()].filter((x) => x !== except && !x.draining && x.weight > 0);
   }
 
-  // ---- operations (public ones are serialised) ----
+  // ---- operations (serialised) ----
 
   addVip(c: VipConfig): Promise<VipState> {
-    return this.serial(() => this.addVipNow(c));
-  }
-
-  private async addVipNow(c: VipConfig): Promise<VipState> {
-    const nv = normVip(c, 'vip', false, this.vipDefaults);
-    if (this.vips.has(nv.id)) throw new ValidationError(`VIP ${nv.id} exists`, 409);
-    const usedSlots = new Set([...this.vips.values()].map((v) => v.slot));
-    let slot = -1;
-    for (let i = 0; i < MAX_VIPS; i++) if (!usedSlots.has(i)) { slot = i; break; }
-    if (slot < 0) throw new ValidationError(`VIP table full (${MAX_VIPS})`, 409);
-    const hops = await Promise.all(nv.backends.map((b) => resolveNextHop(b.address, b.port, b.mac)));
-    const ids = this.allocBackendIds(nv.backends.length);
-    const tunnelSource = nv.forwarding === 'ipip' ? tunnelSourceFor(this.cfg.tunnelSource, nv.family) : undefined;
-    const v: VipState = { ...nv, slot, healthCheck: nv.healthCheck, ...(tunnelSource ? { tunnelSource } : {}), generation: 0, backends: new Map(), table: null };
-    nv.backends.forEach((b, i) => v.backends.set(backendKey(b), mkBackend(ids[i]!, b, hops[i]!)));
-    // backends first, then the ring, then the VIP entry: the VIP becomes visible fully formed
-    for (const b of v.backends.values()) this.writeBackend(v, b);
-    this.dp.swapRing(v.slot, (v.table = this.computeTable(v)));
-    v.generation = 1;
-    this.writeVipMeta(v);
-    this.vips.set(v.id, v);
-    this.syncVipAddr(v.address);
-    if (v.healthCheck) for (const b of v.backends.values()) this.health.watch({ key: hkey(v, b), address: b.address, port: b.port });
-    this.log(`vip ${v.id} added with ${v.backends.size} backend(s)`);
-    return v;
+    return this.serial(async () => {
+      let id = '';
+      await this.change('', (d) => {
+        const nv = normVip(c, 'vip', false, this.vipDefaults);
+        if (d.vips.has(nv.id)) throw new ValidationError(`VIP ${nv.id} exists`, 409);
+        id = this.newVip(d, nv, new Set()).id;
+      });
+      const v = this.vips.get(id)!;
+      this.log(`vip ${v.id} added with ${v.backends.size} backend(s)`);
+      return v;
+    });
   }
 
   removeVip(id: string): Promise<void> {
-    return this.serial(() => {
-      const v = this.vip(id);
-      this.dp.vips.delete(this.vipKey(v));
-      this.vips.delete(v.id);
-      this.syncVipAddr(v.address);
-      this.dp.clearRing(v.slot);
-      for (const b of v.backends.values()) {
-        this.health.unwatch(hkey(v, b));
-        this.writeBackend(v, b, false);
-      }
-      this.log(`vip ${v.id} removed`);
-    });
+    return this.serial(() => this.change(`vip ${id} removed`, (d) => void d.vips.delete(this.vipIn(d, id).id)));
   }
 
   addBackend(vipId: string, c: BackendConfig | string): Promise<BackendState> {
     return this.serial(async () => {
-      const v = this.vip(vipId);
-      const nb = normBackend(v, c, 'backend');
-      if (v.forwarding === 'ipip') checkIpipBackend(v, nb, 'backend');
-      const key = backendKey(nb);
-      if (v.backends.has(key)) throw new ValidationError(`VIP ${v.id} already has backend ${key}`, 409);
-      const hop = await resolveNextHop(nb.address, nb.port, nb.mac);
-      const [id] = this.allocBackendIds(1);
-      const b = mkBackend(id!, nb, hop);
-      this.writeBackend(v, b);
-      v.backends.set(key, b);
-      this.refreshRing(v);
-      if (v.healthCheck) this.health.watch({ key: hkey(v, b), address: b.address, port: b.port });
-      this.log(`backend ${key} added to ${v.id} (id ${b.id}, weight ${b.weight}, mac ${b.mac})`);
+      let key = '', vid = '';
+      await this.change('', (d) => {
+        const v = this.vipIn(d, vipId);
+        const nb = normBackend(v, c, 'backend');
+        if (v.forwarding === 'ipip') checkIpipBackend(v, nb, 'backend');
+        key = backendKey(nb);
+        vid = v.id;
+        if (v.backends.has(key)) throw new ValidationError(`VIP ${v.id} already has backend ${key}`, 409);
+        this.addFresh(d, v, [nb]);
+      });
+      const b = this.vips.get(vid)!.backends.get(key)!;
+      this.log(`backend ${key} added to ${vid} (id ${b.id}, weight ${b.weight}, mac ${b.mac})`);
       return b;
     });
   }
 
   removeBackend(vipId: string, addr: string): Promise<void> {
-    return this.serial(() => {
-      const v = this.vip(vipId);
-      const b = this.findBackend(v, addr);
-      const others = [...v.backends.values()].filter((x) => x !== b && !x.draining && x.weight > 0);
-      if (others.length === 0) throw new ValidationError(`removing ${backendKey(b)} would leave ${v.id} with zero backends; remove the VIP instead`);
+    return this.serial(() => this.change(`backend ${addr} removed from ${vipId}`, (d) => {
+      const v = this.vipIn(d, vipId);
+      const b = this.backendIn(v, addr);
+      if (this.serving(v, b).length === 0) throw new ValidationError(`removing ${backendKey(b)} would leave ${v.id} with zero backends; remove the VIP instead`);
       v.backends.delete(backendKey(b));
-      // the ring stops choosing it first; then its conntrack entries lose their target and re-hash
-      this.refreshRing(v);
-      this.writeBackend(v, b, false);
-      this.health.unwatch(hkey(v, b));
-      this.log(`backend ${backendKey(b)} removed from ${v.id}`);
-    });
+    }));
   }
 
   drainBackend(vipId: string, addr: string): Promise<BackendState> {
-    return this.serial(() => {
-      const v = this.vip(vipId);
-      const b = this.findBackend(v, addr);
-      const others = [...v.backends.values()].filter((x) => x !== b && !x.draining && x.weight > 0);
-      if (others.length === 0) throw new ValidationError(`draining ${backendKey(b)} would leave ${v.id} with zero backends`);
+    return this.serial(() => this.change(`backend ${addr} of ${vipId} draining`, (d) => {
+      const v = this.vipIn(d, vipId);
+      const b = this.backendIn(v, addr);
+      if (this.serving(v, b).length === 0) throw new ValidationError(`draining ${backendKey(b)} would leave ${v.id} with zero backends`);
       b.draining = true;
-      this.writeBackend(v, b);
-      this.refreshRing(v);
-      this.log(`backend ${backendKey(b)} of ${v.id} draining`);
       return b;
-    });
+    }));
   }
 
   setWeight(vipId: string, addr: string, weight: number): Promise<BackendState> {
-    return this.serial(() => {
-      const v = this.vip(vipId);
-      const b = this.findBackend(v, addr);
+    return this.serial(() => this.change('', (d) => {
+      const v = this.vipIn(d, vipId);
+      const b = this.backendIn(v, addr);
       if (!Number.isInteger(weight) || weight < 0 || weight > 1000) throw new ValidationError(`weight ${weight} must be an integer 0-1000`);
-      const others = [...v.backends.values()].filter((x) => x !== b && !x.draining && x.weight > 0);
-      if (weight === 0 && others.length === 0) throw new ValidationError(`weight 0 would leave ${v.id} with zero backends`);
+      if (weight === 0 && this.serving(v, b).length === 0) throw new ValidationError(`weight 0 would leave ${v.id} with zero backends`);
       b.weight = weight;
       b.draining = false;
-      this.writeBackend(v, b);
-      this.refreshRing(v);
       return b;
-    });
+    }));
   }
 
   /** Make the data plane match a list of VIPs (the vips of a config file): diff, then apply. */
@@ -341,89 +451,70 @@ export class LbController {
   }
 
   private async applyNow(list: VipConfig[]) {
-    const want = list.map((v, i) => normVip(v, `vips[${i}]`, false, this.vipDefaults));
-    const ids = new Set<string>();
-    for (const v of want) {
-      if (ids.has(v.id)) throw new ValidationError(`duplicate VIP ${v.id}`, 409);
-      ids.add(v.id);
-    }
     const out = { added: [] as string[], removed: [] as string[], changed: [] as string[] };
-    // resolve every new backend before the first write, so a bad one changes nothing
-    const hops = new Map<string, NextHop>();
-    for (const v of want) {
-      const cur = this.vips.get(v.id);
-      for (const b of v.backends) if (!cur?.backends.has(backendKey(b))) hops.set(`${v.id} ${backendKey(b)}`, await resolveNextHop(b.address, b.port, b.mac));
-    }
-    const newVips = want.filter((v) => !this.vips.has(v.id)).length;
-    if (this.vips.size + newVips - [...this.vips.keys()].filter((k) => !ids.has(k)).length > MAX_VIPS) throw new ValidationError(`more than ${MAX_VIPS} VIPs`, 409);
-    for (const id of [...this.vips.keys()]) {
-      if (ids.has(id)) continue;
-      const v = this.vips.get(id)!;
-      this.dp.vips.delete(this.vipKey(v));
-      this.vips.delete(id);
-      this.syncVipAddr(v.address);
-      this.dp.clearRing(v.slot);
-      for (const b of v.backends.values()) { this.health.unwatch(hkey(v, b)); this.writeBackend(v, b, false); }
-      out.removed.push(id);
-    }
-    for (const w of want) {
-      const cur = this.vips.get(w.id);
-      if (!cur) {
-        await this.addVipNow({ vip: w.id, backends: w.backends, healthCheck: w.healthCheck, forwarding: w.forwarding });
-        out.added.push(w.id);
-        continue;
+    const before = new Map([...this.vips].map(([k, v]) => [k, { gen: v.generation, sig: JSON.stringify(this.vipMeta(v)), bs: [...v.backends.values()].map((b) => backendSig(v, b)).join() }]));
+    await this.change('', (d) => {
+      const want = list.map((v, i) => normVip(v, `vips[${i}]`, false, this.vipDefaults));
+      const ids = new Set<string>();
+      for (const v of want) {
+        if (ids.has(v.id)) throw new ValidationError(`duplicate VIP ${v.id}`, 409);
+        ids.add(v.id);
       }
-      let changed = false;
-      if (cur.forwarding !== w.forwarding) {
-        // the VIP entry carries the mode: one update switches every packet (flows keep their backend)
-        cur.forwarding = w.forwarding;
-        const ts = w.forwarding === 'ipip' ? tunnelSourceFor(this.cfg.tunnelSource, w.family) : undefined;
-        if (ts) cur.tunnelSource = ts;
-        else delete cur.tunnelSource;
-        this.writeVipMeta(cur);
-        changed = true;
+      if (want.length > MAX_VIPS) throw new ValidationError(`${want.length} VIPs: more than ${MAX_VIPS}`, 409);
+      for (const id of [...d.vips.keys()]) if (!ids.has(id)) { d.vips.delete(id); out.removed.push(id); }
+      for (const w of want) {
+        const v = d.vips.get(w.id);
+        if (!v) continue;
+        const wantKeys = new Set(w.backends.map(backendKey));
+        for (const k of [...v.backends.keys()]) if (!wantKeys.has(k)) v.backends.delete(k);
       }
-      const wantKeys = new Set(w.backends.map(backendKey));
-      for (const b of w.backends) {
-        const k = backendKey(b);
-        const have = cur.backends.get(k);
-        if (!have) {
-          const [id] = this.allocBackendIds(1);
-          const nb = mkBackend(id!, b, hops.get(`${w.id} ${k}`)!);
-          this.writeBackend(cur, nb);
-          cur.backends.set(k, nb);
-          if (cur.healthCheck) this.health.watch({ key: hkey(cur, nb), address: nb.address, port: nb.port });
-          changed = true;
-        } else if (have.weight !== b.weight || have.draining) {
-          have.weight = b.weight;
-          have.draining = false;
-          this.writeBackend(cur, have);
-          changed = true;
+      // capacity of the whole result before any VIP is built: one clear 409, in milliseconds
+      const adds = want.reduce((n, w) => n + w.backends.filter((b) => !d.vips.get(w.id)?.backends.has(backendKey(b))).length, 0);
+      this.allocIds({ ...d }, adds);
+      const taken = new Set<number>();
+      for (const w of want) {
+        const v = d.vips.get(w.id);
+        if (!v) {
+          this.newVip(d, w, taken);
+          out.added.push(w.id);
+          continue;
         }
+        v.forwarding = w.forwarding;
+        v.healthCheck = w.healthCheck;
+        const ts = w.forwarding === 'ipip' ? tunnelSourceFor(this.cfg.tunnelSource, w.family) : undefined;
+        if (ts) v.tunnelSource = ts;
+        else delete v.tunnelSource;
+        const fresh: NormBackend[] = [];
+        for (const b of w.backends) {
+          const have = v.backends.get(backendKey(b));
+          if (!have) fresh.push(b);
+          else {
+            have.weight = b.weight;
+            have.draining = false;
+          }
+        }
+        this.addFresh(d, v, fresh);
       }
-      for (const [k, b] of [...cur.backends]) {
-        if (wantKeys.has(k)) continue;
-        cur.backends.delete(k);
-        this.health.unwatch(hkey(cur, b));
-        changed = true;
-        this.refreshRing(cur);
-        this.writeBackend(cur, b, false);
-      }
-      if (this.refreshRing(cur) || changed) out.changed.push(w.id);
+    });
+    for (const [k, v] of this.vips) {
+      const b = before.get(k);
+      if (b && (b.gen !== v.generation || b.sig !== JSON.stringify(this.vipMeta(v)) || b.bs !== [...v.backends.values()].map((x) => backendSig(v, x)).join())) out.changed.push(k);
     }
     return out;
   }
 
-  private onHealth(key: string, up: boolean): void {
-    for (const v of this.vips.values()) {
-      for (const b of v.backends.values()) {
-        if (hkey(v, b) !== key || b.down === !up) continue;
-        b.down = !up;
-        this.writeBackend(v, b);
-        this.refreshRing(v);
-        this.log(`backend ${backendKey(b)} of ${v.id} is ${up ? 'up' : 'DOWN'} (health check)`);
+  private async onHealth(key: string, up: boolean): Promise<void> {
+    const hit = [...this.vips.values()].some((v) => [...v.backends.values()].some((b) => hkey(v, b) === key && b.down === up));
+    if (!hit) return;
+    await this.change('', (d) => {
+      for (const v of d.vips.values()) {
+        for (const b of v.backends.values()) {
+          if (hkey(v, b) !== key || b.down === !up) continue;
+          b.down = !up;
+          this.log(`backend ${backendKey(b)} of ${v.id} is ${up ? 'up' : 'DOWN'} (health check)`);
+        }
       }
-    }
+    });
   }
 
   /** The model as JSON (admin API, CLI list). */
@@ -433,6 +524,7 @@ export class LbController {
       instance: this.cfg.instance,
       forwarding: this.cfg.forwarding,
       ringSize: this.cfg.ringSize,
+      backendTableSize: this.backendCapacity,
       pinDir: this.dp.pinDir,
       startedAs: this.startedAs,
       attach: this.attachResult,
@@ -453,7 +545,8 @@ export class LbController {
   }
 
   ring(vipId: string): { computed: number[]; dataplane: number[] | null } {
-    const v = this.vip(vipId);
+    const v = this.vips.get(vipString(parseVip(vipId)));
+    if (!v) throw new ValidationError(`unknown VIP ${vipId}`, 404);
     const dp = this.dp.readRing(v.slot);
     return { computed: [...(v.table ?? [])], dataplane: dp ? [...dp] : null };
   }
@@ -470,6 +563,13 @@ function hkey(v: VipState, b: { address: string; port: number }): string {
   return `${v.id} ${backendKey(b)}`;
 }
 
-function mkBackend(id: number, b: { address: string; port: number; weight: number }, hop: NextHop): BackendState {
-  return { id, address: b.address, port: b.port, weight: b.weight, draining: false, down: false, mac: hop.mac, srcMac: hop.srcMac, ifindex: hop.ifindex };
+/** everything of a backend that its map entry holds */
+function backendSig(v: VipState, b: BackendState): string {
+  return `${v.slot}|${b.id}|${b.address}|${b.port}|${b.weight}|${b.draining}|${b.down}|${b.mac}|${b.srcMac}|${b.ifindex}`;
+}
+
+function sameTable(a: Uint32Array, b: Uint32Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

@@ -16,6 +16,7 @@ const VIP4 = '10.1.0.100', VIP6 = 'fd00:1::100', CLIENT4 = '10.2.0.1', CLIENT6 =
 const RING = 65537;
 const FWD_DSR = 0, FWD_IPIP = 1;
 const TUN4 = '10.1.0.2', TUN6 = 'fd00:1::2';
+const LB4_ADDR = '10.1.0.2';
 const BE4 = ['10.3.0.1', '10.3.0.2', '10.3.0.3'], BE6 = ['fd00:3::1', 'fd00:3::2', 'fd00:3::3'];
 
 /** RFC 1071 over a header: 0 when the header's own checksum is right */
@@ -309,6 +310,145 @@ describeRoot('xdp_lb packet fixtures (BPF_PROG_TEST_RUN)', () => {
     const g0 = global();
     expect(run(ipv4(CLIENT4, VIP4, 6, l4(6, 5, 81))).retval).toBe(XDP_DROP);
     expect(global().drop_no_backend - g0.drop_no_backend).toBe(1n);
+  });
+
+  // ---- ICMP errors about balanced flows (path-MTU discovery behind a DSR/IPIP LB) ----
+
+  /** ICMP/ICMPv6 header (type, code, checksum 0, 4 bytes rest: the next-hop MTU) + embedded packet */
+  function icmpErr(type: number, code: number, embedded: Buffer, mtu = 1400): Buffer {
+    const h = Buffer.alloc(8);
+    h[0] = type;
+    h[1] = code;
+    h.writeUInt16BE(mtu, 6);
+    return Buffer.concat([h, embedded]);
+  }
+  /** what a backend sent: VIP:vport → client:cport (IP header + first 8 bytes of L4) */
+  const embedded4 = (vip: string, client: string, proto: number, vport: number, cport: number) => ipv4(vip, client, proto, l4(proto, vport, cport, 0x18).subarray(0, 8)).subarray(14);
+  const embedded6 = (vip: string, client: string, proto: number, vport: number, cport: number) => ipv6(vip, client, proto, l4(proto, vport, cport, 0x18).subarray(0, 8)).subarray(14);
+  const ROUTER4 = '10.9.0.1', ROUTER6 = 'fd00:9::1';
+  const flowKey = (src: string, dst: string, sport: number, dport: number, proto: number) => ({
+    src: addrBytes(src), dst: addrBytes(dst), sport: htons(sport), dport: htons(dport), proto, family: src.includes(':') ? 6 : 4, pad: 0,
+  });
+
+  it('ICMP fragmentation-needed about a balanced flow goes to the Maglev-chosen backend, unchanged, counted, no conntrack entry', () => {
+    const g0 = global();
+    const seen = new Set<number>();
+    for (let cport = 43000; cport < 43020; cport++) {
+      const pkt = ipv4(ROUTER4, VIP4, 1, icmpErr(3, 4, embedded4(VIP4, CLIENT4, 6, 80, cport)));
+      const r = run(pkt);
+      expect(r.retval).toBe(XDP_TX);
+      const want = expected(0, CLIENT4, cport, 80, 6);
+      seen.add(want);
+      expect(r.dataOut.subarray(0, 6).toString('hex')).toBe(BMACS[want]!.toString('hex'));
+      expect(r.dataOut.subarray(12)).toEqual(pkt.subarray(12));
+      expect(dp.conntrack.get(flowKey(CLIENT4, VIP4, cport, 80, 6))).toBeUndefined();
+    }
+    expect(seen.size).toBe(3);
+    expect(global().icmp_forwarded - g0.icmp_forwarded).toBe(20n);
+  });
+
+  it('ICMPv6 packet-too-big about a balanced flow goes to the Maglev-chosen backend (UDP too)', () => {
+    const g0 = global();
+    for (const [proto, vport, slot] of [[6, 80, 2], [17, 53, 3]] as const) {
+      for (let cport = 43100; cport < 43110; cport++) {
+        const pkt = ipv6(ROUTER6, VIP6, 58, icmpErr(2, 0, embedded6(VIP6, CLIENT6, proto, vport, cport), 1280));
+        const r = run(pkt);
+        expect(r.retval).toBe(XDP_TX);
+        expect(r.dataOut.subarray(0, 6).toString('hex')).toBe(BMACS[expected(slot, CLIENT6, cport, vport, proto)]!.toString('hex'));
+      }
+    }
+    expect(global().icmp_forwarded - g0.icmp_forwarded).toBe(20n);
+  });
+
+  it('ICMP errors follow conntrack first: after a ring change they still reach the flow\'s backend', () => {
+    for (const v6 of [false, true]) {
+      const [client, vip, slot] = v6 ? [CLIENT6, VIP6, 2] : [CLIENT4, VIP4, 0];
+      const cport = 44000;
+      const syn = v6 ? ipv6(client, vip, 6, l4(6, cport, 80)) : ipv4(client, vip, 6, l4(6, cport, 80));
+      const b = BMACS.findIndex((m) => m.equals(run(syn).dataOut.subarray(0, 6)));
+      expect(dp.conntrack.get(flowKey(client, vip, cport, 80, 6))?.backend_id).toBe(b);
+      dp.swapRing(slot, maglevTable([0, 1, 2].filter((x) => x !== b).map((id) => ({ key: `b${id}`, id, weight: 1 })), RING));
+      const err = v6 ? ipv6(ROUTER6, vip, 58, icmpErr(2, 0, embedded6(vip, client, 6, 80, cport), 1280)) : ipv4(ROUTER4, vip, 1, icmpErr(3, 4, embedded4(vip, client, 6, 80, cport)));
+      const r = run(err);
+      expect(r.retval).toBe(XDP_TX);
+      expect(r.dataOut.subarray(0, 6).equals(BMACS[b]!)).toBe(true);
+      dp.swapRing(slot, tables.get(slot)!);
+    }
+  });
+
+  it('ICMP errors for an IPIP VIP are encapsulated to the backend like the flow\'s packets', () => {
+    const cport = 45000;
+    const pkt = ipv4(ROUTER4, VIP4, 1, icmpErr(3, 4, embedded4(VIP4, CLIENT4, 6, 443, cport)));
+    const r = run(pkt);
+    expect(r.retval).toBe(XDP_TX);
+    const id = expected(5, CLIENT4, cport, 443, 6);
+    const outer = r.dataOut.subarray(14, 34);
+    expect(outer[9]).toBe(4);
+    expect(outer.subarray(16, 20).toString('hex')).toBe(Buffer.from(addrBytes(BE4[id - 10]!).subarray(0, 4)).toString('hex'));
+    expect(r.dataOut.subarray(34)).toEqual(pkt.subarray(14));
+  });
+
+  it('other ICMP passes to the LB host: echo, other codes, non-VIP flows, an error not addressed to the VIP', () => {
+    const g0 = global();
+    const cases = [
+      ipv4(CLIENT4, VIP4, 1, Buffer.from([8, 0, 0, 0, 0, 1, 0, 1])), // echo request
+      ipv4(ROUTER4, VIP4, 1, icmpErr(3, 3, embedded4(VIP4, CLIENT4, 6, 80, 1000))), // port unreachable
+      ipv4(ROUTER4, VIP4, 1, icmpErr(3, 4, embedded4(VIP4, CLIENT4, 6, 8080, 1000))), // not a VIP port
+      ipv4(ROUTER4, LB4_ADDR, 1, icmpErr(3, 4, embedded4(VIP4, CLIENT4, 6, 80, 1000))), // to the LB's own address
+      ipv4(ROUTER4, VIP4, 1, icmpErr(3, 4, embedded4(VIP4, CLIENT4, 47, 80, 1000))), // embedded GRE
+      ipv6(CLIENT6, VIP6, 58, Buffer.from([128, 0, 0, 0, 0, 1, 0, 1])), // echo request
+      ipv6(ROUTER6, VIP6, 58, icmpErr(1, 4, embedded6(VIP6, CLIENT6, 6, 80, 1000))), // dest unreachable
+      ipv4(ROUTER4, VIP4, 1, icmpErr(3, 4, Buffer.alloc(0))), // nothing embedded
+    ];
+    for (const pkt of cases) {
+      const r = run(pkt);
+      expect(r.retval).toBe(XDP_PASS);
+      expect(r.dataOut).toEqual(pkt);
+    }
+    const g1 = global();
+    expect(g1.icmp_forwarded - g0.icmp_forwarded).toBe(0n);
+    expect(g1.pass_non_vip - g0.pass_non_vip + g1.pass_other_proto - g0.pass_other_proto).toBe(BigInt(cases.length));
+  });
+
+  // ---- IPv6 extension headers before TCP/UDP ----
+
+  /** extension header chain: each [type] gets an 8-byte header (next, len 0, 6 bytes PadN) */
+  function withExt(types: number[], last: number, payload: Buffer): { first: number; body: Buffer } {
+    const parts = types.map((_, i) => {
+      const h = Buffer.alloc(8);
+      h[0] = i + 1 < types.length ? types[i + 1]! : last;
+      h[2] = 1; // PadN
+      h[3] = 4;
+      return h;
+    });
+    return { first: types[0] ?? last, body: Buffer.concat([...parts, payload]) };
+  }
+
+  it('an ACK with hop-by-hop and destination options headers on a balanced flow goes to the same backend as without', () => {
+    for (let cport = 46000; cport < 46010; cport++) {
+      const { first, body } = withExt([0, 60], 6, l4(6, cport, 80, 0x10));
+      const pkt = ipv6(CLIENT6, VIP6, first, body);
+      const r = run(pkt);
+      expect(r.retval).toBe(XDP_TX);
+      expect(r.dataOut.subarray(0, 6).equals(BMACS[expected(2, CLIENT6, cport, 80, 6)]!)).toBe(true);
+      expect(r.dataOut.subarray(12)).toEqual(pkt.subarray(12));
+    }
+    const { first, body } = withExt([43, 60, 0], 17, l4(17, 46100, 53));
+    expect(run(ipv6(CLIENT6, VIP6, first, body)).retval).toBe(XDP_TX);
+  });
+
+  it('more extension headers than the walk allows pass (counted); a fragment header after options still drops', () => {
+    const g0 = global();
+    const { first, body } = withExt([0, 60, 60, 60, 60], 6, l4(6, 46200, 80));
+    expect(run(ipv6(CLIENT6, VIP6, first, body)).retval).toBe(XDP_PASS);
+    expect(global().pass_ext_hdr_limit - g0.pass_ext_hdr_limit).toBe(1n);
+    const frag = withExt([0], 44, Buffer.alloc(24));
+    expect(run(ipv6(CLIENT6, VIP6, frag.first, frag.body)).retval).toBe(XDP_DROP);
+    // a chain cut inside an extension header: not ours to judge
+    const cut = withExt([0, 60], 6, l4(6, 46201, 80));
+    expect(run(ipv6(CLIENT6, VIP6, cut.first, cut.body).subarray(0, 14 + 40 + 9)).retval).toBe(XDP_PASS);
+    // cut after the chain, inside TCP: VIP traffic with a cut L4 header drops as without options
+    expect(run(ipv6(CLIENT6, VIP6, cut.first, cut.body).subarray(0, 14 + 40 + 16 + 2)).retval).toBe(XDP_DROP);
   });
 
   it('counts per VIP and per backend', () => {

@@ -9,7 +9,8 @@ import { ValidationError } from './addr.ts';
 import type { backend, ct_value, flow_key, lb_global, lb_stats, vip_key, vip_meta } from '../../bpf/gen/xdp_lb.ts';
 
 export const MAX_VIPS = 64; // LB_MAX_VIPS
-export const MAX_BACKENDS = 1024; // LB_MAX_BACKENDS
+/** backends array size unless configured (LB_DEFAULT_BACKENDS; Katran's reals table is 4096 too) */
+export const DEFAULT_BACKENDS = 4096;
 export const BE_ACTIVE = 1;
 export const BE_DRAINING = 2;
 export const BE_DOWN = 4;
@@ -21,6 +22,8 @@ const PINNED = ['vips', 'vip_addrs', 'rings', 'backends', 'conntrack', 'stats', 
 export interface DataplaneOptions {
   pinDir: string;
   conntrackEntries?: number;
+  /** size of the backends array (ids 0..n-1), set before load; pinned maps keep theirs */
+  backends?: number;
   /** load only, do not pin (packet-fixture tests) */
   noPin?: boolean;
 }
@@ -36,6 +39,8 @@ export class Dataplane implements Disposable {
   readonly prog: Program;
   /** true when the maps came from pins (a restart) */
   readonly restored: boolean;
+  /** entries of the backends array: backend ids are 0..backendCapacity-1 */
+  readonly backendCapacity: number;
   private link: Link | null = null;
 
   private constructor(readonly obj: BpfObject, readonly pinDir: string, restored: boolean) {
@@ -48,6 +53,7 @@ export class Dataplane implements Disposable {
     this.global = obj.map('global_stats');
     this.prog = obj.program('xdp_lb');
     this.restored = restored;
+    this.backendCapacity = this.backends.meta.maxEntries;
   }
 
   static async open(opts: DataplaneOptions): Promise<Dataplane> {
@@ -55,6 +61,14 @@ export class Dataplane implements Disposable {
     const file = await ensureObject('xdp_lb');
     const obj = BpfObject.open(file);
     const restored = !opts.noPin && fs.existsSync(path.join(opts.pinDir, 'vips'));
+    let backends = opts.backends ?? DEFAULT_BACKENDS;
+    if (restored && fs.existsSync(path.join(opts.pinDir, 'backends'))) {
+      // the pinned table's size wins (libbpf refuses to reuse a pin of another size; the pinned
+      // maps are the model): a different backendTableSize needs `lb stop --purge` first
+      const m = BpfMap.openPinned(path.join(opts.pinDir, 'backends'));
+      backends = m.meta.maxEntries;
+      m.close();
+    }
     try {
       if (!opts.noPin) {
         fs.mkdirSync(opts.pinDir, { recursive: true });
@@ -63,7 +77,7 @@ export class Dataplane implements Disposable {
       }
       obj.load({
         skip: ['xdp_pass', 'xdp_sink', 'xdp_drop', 'xdp_tx', 'xdp_gen'],
-        maxEntries: { conntrack: opts.conntrackEntries ?? 262144, sink_config: 1, sink_count: 1, drop_count: 1 },
+        maxEntries: { conntrack: opts.conntrackEntries ?? 262144, backends, stats: MAX_VIPS + backends, sink_config: 1, sink_count: 1, drop_count: 1 },
       });
     } catch (e) {
       obj.close();

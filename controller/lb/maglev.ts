@@ -11,7 +11,7 @@ export interface MaglevBackend {
   weight: number;
 }
 
-export const EMPTY_SLOT = 1024; // LB_MAX_BACKENDS: the data plane drops on it
+export const EMPTY_SLOT = 0xffffffff; // LB_EMPTY_SLOT: the data plane drops on it
 
 export function isPrime(n: number): boolean {
   if (!Number.isInteger(n) || n < 2) return false;

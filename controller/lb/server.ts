@@ -98,7 +98,8 @@ export async function serveAdmin(c: LbController, opts: { socket: string; listen
         case 'POST /apply': {
           const b = await body(req);
           const cfg = (typeof b.file === 'string' ? loadConfigFile(b.file) : b) as LbConfig;
-          const norm = validateConfig({ ...cfg, interface: cfg.interface ?? c.cfg.interface });
+          // the running table is the capacity that counts (the controller checks it before any write)
+          const norm = validateConfig({ ...cfg, interface: cfg.interface ?? c.cfg.interface, backendTableSize: c.backendCapacity });
           return send(200, await c.apply(norm.vips.map((v) => ({ vip: v.id, backends: v.backends, healthCheck: v.healthCheck, forwarding: v.forwarding }))));
         }
         case 'POST /shutdown': {

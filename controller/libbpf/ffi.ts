@@ -222,6 +222,9 @@ export const C = {
   ioctl: c('int ioctl(int fd, unsigned long req, unsigned long arg)'),
   if_nametoindex: c('unsigned int if_nametoindex(const char *ifname)'),
   setns: c('int setns(int fd, int nstype)'),
+  socket: c('int socket(int domain, int type, int protocol)'),
+  send: c('long send(int fd, const uint8_t *buf, size_t len, int flags)'),
+  recv: c('long recv(int fd, _Out_ uint8_t *buf, size_t len, int flags)'),
   malloc: c('void *malloc(size_t size)'),
   free: c('void free(void *p)'),
 };

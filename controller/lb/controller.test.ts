@@ -1,0 +1,218 @@
+// The control plane against the real kernel, in process: maps pinned under a per-run instance,
+// no XDP attach (nothing here needs traffic), backends on 127.0.0.0/8 with their MAC given (route
+// lookup through netlink, no neighbour resolution). What is checked: a rejected or failed change
+// leaves every map and /state exactly as before; capacity is checked before anything else; many
+// backends apply in seconds while the admin API keeps answering reads.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest';
+import { describeRoot } from '../../lab/testing.ts';
+import { LbApiError, LbClient } from './client.ts';
+import { DEFAULT_PIN_ROOT, type VipConfig } from './config.ts';
+import { LbController } from './controller.ts';
+import { MAX_VIPS } from './dataplane.ts';
+import { serveAdmin, type AdminServer } from './server.ts';
+
+const MAC = '02:00:00:00:00:01';
+const be = (i: number, extra: object = {}) => ({ address: `127.0.${1 + (i >> 8)}.${i & 255}`, mac: MAC, ...extra });
+const range = (from: number, n: number) => Array.from({ length: n }, (_, i) => be(from + i));
+const V1 = 'tcp://10.250.0.1:80', V2 = 'tcp://10.250.0.2:80', V3 = 'udp://[fd00:250::3]:53', V4 = 'tcp://10.250.0.1:443';
+const BASE: VipConfig[] = [
+  { vip: V1, backends: range(0, 4), healthCheck: false },
+  { vip: V2, backends: range(10, 3), healthCheck: false },
+  { vip: V4, backends: [be(0), be(20, { weight: 3 })], healthCheck: false },
+];
+
+function json(v: unknown): string {
+  return JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? x.toString() : x instanceof Uint8Array ? Buffer.from(x).toString('hex') : x));
+}
+
+/** every map the controller writes, as the kernel holds it (ring ids included: rollback must restore the same inner map) */
+function dump(c: LbController): string {
+  const dp = c.dp;
+  const vips = [...dp.vips.entries()].map((e) => json(e)).sort();
+  const addrs = [...dp.vipAddrs.entries()].map((e) => json(e)).sort();
+  const backends = json(dp.backends.lookupBatch(4096));
+  const rings: string[] = [];
+  for (let s = 0; s < MAX_VIPS; s++) {
+    const id = dp.rings.innerId(s);
+    if (id) rings.push(`${s}:${id}:${Buffer.from(dp.readRing(s)!.buffer).toString('base64')}`);
+  }
+  return [vips.join('\n'), addrs.join('\n'), backends, rings.join('\n')].join('\n--\n');
+}
+
+describeRoot('lb controller: all-or-nothing changes, capacity, scale (real maps)', () => {
+  let c: LbController;
+  let srv: AdminServer;
+  let api: LbClient;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lbct-'));
+  const instance = `lbct${process.pid}`;
+
+  beforeAll(async () => {
+    c = await LbController.start({ interface: 'lo', instance, ringSize: 1021, backendTableSize: 64, vips: BASE }, { attach: false });
+    srv = await serveAdmin(c, { socket: path.join(dir, 'lb.sock') });
+    api = new LbClient(path.join(dir, 'lb.sock'));
+  }, 60_000);
+
+  afterAll(async () => {
+    await srv?.close();
+    c?.stop({ purge: true });
+    fs.rmSync(dir, { recursive: true, force: true });
+    expect(fs.existsSync(path.join(DEFAULT_PIN_ROOT, instance))).toBe(false);
+  });
+
+  beforeEach(async () => {
+    await c.apply(BASE);
+  });
+
+  const snapshot = async () => ({ maps: dump(c), state: JSON.stringify(await api.state()) });
+
+  async function rejects(p: Promise<unknown>, status: number, msg: RegExp): Promise<void> {
+    const e = await p.then(() => null, (x: unknown) => x);
+    expect(e, 'the request should have been rejected').toBeInstanceOf(LbApiError);
+    expect((e as LbApiError).status).toBe(status);
+    expect((e as LbApiError).message).toMatch(msg);
+  }
+
+  it('every validation rejection of apply, add and remove leaves maps and /state byte-identical', async () => {
+    const before = await snapshot();
+    await rejects(api.addVip(V1, [be(1)]), 409, /exists/);
+    await rejects(api.addVip('tcp://10.250.0.9:80', []), 400, /zero backends/);
+    await rejects(api.addVip('tcp://10.250.0.9:80', [be(1), be(1)]), 409, /duplicate backend/);
+    await rejects(api.addBackend(V1, be(0).address), 409, /already has backend/);
+    await rejects(api.addBackend('tcp://10.250.9.9:80', be(0).address), 404, /unknown VIP/);
+    await rejects(api.addBackend(V1, '192.0.2.'), 400, /malformed/);
+    await rejects(api.removeBackend(V1, '127.9.9.9'), 404, /has no backend/);
+    await rejects(api.removeVip('tcp://10.250.9.9:80'), 404, /unknown VIP/);
+    await rejects(api.weight(V1, be(0).address, 1001), 400, /weight/);
+    await rejects(api.apply({ interface: 'lo', vips: [...BASE, { vip: V1, backends: [be(1)] }] }), 409, /duplicate VIP/);
+    await rejects(api.apply({ interface: 'lo', vips: [{ vip: V1, backends: [{ address: 'nope' }] }] }), 400, /malformed IP address/);
+    expect(await snapshot()).toEqual(before);
+  });
+
+  it('a change beyond the backend table is a 409 before anything is resolved or written, in milliseconds', async () => {
+    const before = await snapshot();
+    // 64 slots, 9 in use: 60 more do not fit
+    let t0 = performance.now();
+    await rejects(api.addVip('tcp://10.250.0.9:80', range(100, 60)), 409, /backend table full: this change adds 60 backend\(s\) but 55 of 64/);
+    expect(performance.now() - t0).toBeLessThan(500);
+    // the issue's two cases: replace a VIP by a bigger one; grow an existing VIP past the table
+    t0 = performance.now();
+    await rejects(api.apply({ interface: 'lo', vips: [BASE[0], BASE[2], { vip: 'tcp://10.250.0.7:80', backends: range(200, 60), healthCheck: false }] }), 409, /backend table full/);
+    await rejects(api.apply({ interface: 'lo', vips: [{ ...BASE[0], backends: range(0, 70) }, BASE[1], BASE[2]] }), 409, /backend table full/);
+    expect(performance.now() - t0).toBeLessThan(1000);
+    // backends with no route fail the whole request too, before the first write
+    await rejects(api.addVip('tcp://10.250.0.9:80', [be(1), { address: '10.250.77.1' }].map((b) => ({ ...b, mac: undefined }))), 400, /no route|cannot resolve/);
+    expect(await snapshot()).toEqual(before);
+  });
+
+  /** run op with the kernel refusing write #n, for n = 0, 1, … until it succeeds; every failure must leave everything as it was */
+  async function sweep(name: string, op: () => Promise<unknown>, reset: () => Promise<unknown>): Promise<number> {
+    for (let n = 0; ; n++) {
+      await reset();
+      const before = await snapshot();
+      c.testHooks.failAfterWrites = n;
+      const e = await op().then(() => null, (x: unknown) => x);
+      if (e === null) {
+        expect(n, `${name}: succeeded after ${n} writes`).toBe(c.lastWrites);
+        return n;
+      }
+      expect((e as Error).message, `${name}, fault at write ${n}`).toMatch(/injected fault.*every earlier write was undone/);
+      expect(await snapshot(), `${name}, fault at write ${n}`).toEqual(before);
+      if (n > 500) throw new Error(`${name}: never succeeded`);
+    }
+  }
+
+  it('a kernel write refused mid-change is rolled back: maps (same ring maps) and /state byte-identical, for every failing write', async () => {
+    const reset = () => c.apply(BASE);
+    const writes: Record<string, number> = {};
+    // apply: remove a VIP, add one, grow one, reweigh one, switch one's health check
+    const next: VipConfig[] = [
+      { ...BASE[0]!, backends: [...range(1, 3), be(30), be(31, { weight: 2 })] },
+      { vip: V3, backends: [{ address: '::1', mac: MAC }], healthCheck: false },
+      { ...BASE[2]!, backends: [be(0, { weight: 2 }), be(20, { weight: 3 })] },
+    ];
+    writes.apply = await sweep('apply', () => api.apply({ interface: 'lo', vips: next }), reset);
+    writes.addVip = await sweep('add VIP', () => api.addVip('tcp://10.250.0.5:80', range(40, 5)), reset);
+    writes.addBackend = await sweep('add backend', () => api.addBackend(V2, be(50).address, { mac: MAC }), reset);
+    writes.removeBackend = await sweep('remove backend', () => api.removeBackend(V1, be(0).address), reset);
+    writes.removeVip = await sweep('remove VIP', () => api.removeVip(V2), reset);
+    writes.drain = await sweep('drain', () => api.drain(V1, be(1).address), reset);
+    writes.weight = await sweep('weight', () => api.weight(V1, be(1).address, 5), reset);
+    // every sweep went through several writes (backends, rings, VIP entries, vip_addrs)
+    expect(writes.apply).toBeGreaterThanOrEqual(10);
+    expect(writes.addVip).toBeGreaterThanOrEqual(7);
+    expect(writes.removeVip).toBeGreaterThanOrEqual(5);
+    for (const n of Object.values(writes)) expect(n).toBeGreaterThanOrEqual(2);
+  }, 120_000);
+
+  it('after a successful change the kernel rings equal the computed ones and every backend owns ring slots', async () => {
+    await api.apply({ interface: 'lo', vips: [{ ...BASE[0]!, backends: range(0, 24) }, BASE[1]!, BASE[2]!] });
+    const s = await api.state();
+    for (const v of s.vips) {
+      const r = await api.ring(v.vip);
+      expect(r.dataplane).toEqual(r.computed);
+      for (const b of v.backends) expect(b.ringShare, `${v.vip} ${b.address}`).toBeGreaterThan(0);
+    }
+  });
+});
+
+describeRoot('lb controller at scale: 10,000 backends (real maps)', () => {
+  let c: LbController;
+  let srv: AdminServer;
+  let api: LbClient;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lbcs-'));
+  const instance = `lbcs${process.pid}`;
+
+  beforeAll(async () => {
+    c = await LbController.start({ interface: 'lo', instance, backendTableSize: 16384, vips: [] }, { attach: false });
+    srv = await serveAdmin(c, { socket: path.join(dir, 'lb.sock') });
+    api = new LbClient(path.join(dir, 'lb.sock'));
+  }, 60_000);
+
+  afterAll(async () => {
+    await srv?.close();
+    c?.stop({ purge: true });
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('applies 10,000 backends across 10 VIPs in seconds while GET /state keeps answering; beyond the table is a fast 409', async () => {
+    const vips = Array.from({ length: 10 }, (_, v) => ({ vip: `tcp://10.251.0.${v + 1}:80`, backends: range(v * 1000, 1000), healthCheck: false }));
+    const t0 = performance.now();
+    let done = false;
+    const apply = api.apply({ interface: 'lo', vips }).finally(() => (done = true));
+    const reads: number[] = [];
+    let sawOld = 0;
+    while (!done) {
+      const r0 = performance.now();
+      const s = await api.state();
+      reads.push(performance.now() - r0);
+      if (s.vips.length === 0) sawOld++;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect((await apply).added).toHaveLength(10);
+    const seconds = (performance.now() - t0) / 1000;
+    console.log(`10,000 backends / 10 VIPs applied in ${seconds.toFixed(2)} s; ${reads.length} reads during it, slowest ${Math.max(...reads).toFixed(0)} ms`);
+    expect(seconds).toBeLessThan(30);
+    expect(reads.length).toBeGreaterThan(1);
+    expect(sawOld).toBeGreaterThan(0); // reads during the write saw the committed (old) model
+    expect(Math.max(...reads)).toBeLessThan(2000);
+    const s = await api.state();
+    expect(s.vips.reduce((n, v) => n + v.backends.length, 0)).toBe(10_000);
+    for (const v of s.vips.slice(0, 2)) {
+      const r = await api.ring(v.vip);
+      expect(r.dataplane).toEqual(r.computed);
+    }
+    const t1 = performance.now();
+    await rejects(api.addVip('tcp://10.251.1.1:80', range(20_000, 6_400)), 409, /backend table full/);
+    expect(performance.now() - t1).toBeLessThan(1000);
+  }, 120_000);
+
+  async function rejects(p: Promise<unknown>, status: number, msg: RegExp): Promise<void> {
+    const e = await p.then(() => null, (x: unknown) => x);
+    expect(e).toBeInstanceOf(LbApiError);
+    expect((e as LbApiError).status).toBe(status);
+    expect((e as LbApiError).message).toMatch(msg);
+  }
+});

@@ -1,0 +1,112 @@
+// Undo log for one control-plane change. Every map write goes through here: the previous value
+// (or its absence) is read first, and rollback() writes them back in reverse order, so a change
+// the kernel refuses half way leaves the maps byte for byte as they were. A replaced Maglev ring
+// stays alive through an fd held until commit (the outer map drops its own reference), so
+// rollback can point the slot at the very same inner map again.
+import fs from 'node:fs';
+import { libbpf } from '../libbpf/index.ts';
+import type { Dataplane } from './dataplane.ts';
+import type { backend, vip_key, vip_meta } from '../../bpf/gen/xdp_lb.ts';
+
+export class InjectedFault extends Error {
+  constructor(n: number) {
+    super(`injected fault: map write #${n + 1} refused (test hook)`);
+    this.name = 'InjectedFault';
+  }
+}
+
+export class Journal {
+  private undo: (() => void)[] = [];
+  private heldFds: number[] = [];
+  /** map writes done so far */
+  writes = 0;
+
+  constructor(
+    private dp: Dataplane,
+    /** test hook: refuse the write after this many (simulates a kernel error mid-change) */
+    private failAfter: number | null = null,
+  ) {}
+
+  private step(): void {
+    if (this.failAfter !== null && this.writes >= this.failAfter) throw new InjectedFault(this.writes);
+    this.writes++;
+  }
+
+  setBackend(id: number, v: backend): void {
+    this.step();
+    const old = this.dp.backends.get(id)!;
+    this.dp.backends.set(id, v);
+    this.undo.push(() => this.dp.backends.set(id, old));
+  }
+
+  setVip(k: vip_key, v: vip_meta): void {
+    this.step();
+    const old = this.dp.vips.get(k);
+    this.dp.vips.set(k, v);
+    this.undo.push(() => (old ? this.dp.vips.set(k, old) : this.dp.vips.delete(k)));
+  }
+
+  deleteVip(k: vip_key): void {
+    this.step();
+    const old = this.dp.vips.get(k);
+    this.dp.vips.delete(k);
+    if (old) this.undo.push(() => this.dp.vips.set(k, old));
+  }
+
+  setVipAddr(addr: Uint8Array, n: number): void {
+    this.step();
+    const old = this.dp.vipAddrs.get(addr);
+    if (n > 0) this.dp.vipAddrs.set(addr, n);
+    else this.dp.vipAddrs.delete(addr);
+    this.undo.push(() => (old !== undefined ? this.dp.vipAddrs.set(addr, old) : this.dp.vipAddrs.delete(addr)));
+  }
+
+  /** hold the inner map currently at slot (if any) and return how to put it back */
+  private holdRing(slot: number): () => void {
+    const id = this.dp.rings.innerId(slot);
+    if (!id) return () => this.dp.clearRing(slot);
+    const fd = libbpf.bpf_map_get_fd_by_id(id) as number;
+    if (fd < 0) throw new Error(`ring of slot ${slot} (map id ${id}) vanished`);
+    this.heldFds.push(fd);
+    return () => this.dp.rings.setInner(slot, fd);
+  }
+
+  swapRing(slot: number, table: Uint32Array): void {
+    this.step();
+    const back = this.holdRing(slot);
+    this.dp.swapRing(slot, table);
+    this.undo.push(back);
+  }
+
+  clearRing(slot: number): void {
+    this.step();
+    const back = this.holdRing(slot);
+    this.dp.clearRing(slot);
+    this.undo.push(back);
+  }
+
+  /** Restore every written entry, newest first. Returns the errors of undo steps that failed. */
+  rollback(): Error[] {
+    const errs: Error[] = [];
+    for (const u of this.undo.reverse()) {
+      try {
+        u();
+      } catch (e) {
+        errs.push(e as Error);
+      }
+    }
+    this.undo = [];
+    this.release();
+    return errs;
+  }
+
+  commit(): void {
+    this.undo = [];
+    this.release();
+  }
+
+  private release(): void {
+    for (const fd of this.heldFds) fs.closeSync(fd);
+    this.heldFds = [];
+  }
+}
