@@ -5,7 +5,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { execa } from 'execa';
 import { LabError } from '../lab/errors.ts';
 
 export const BPF_DIR = path.dirname(fileURLToPath(import.meta.url));
@@ -44,6 +43,8 @@ async function vmlinuxH(log: (s: string) => void): Promise<string> {
     throw new LabError(`no ${VMLINUX_BTF} on this build machine`, 'build on a kernel with CONFIG_DEBUG_INFO_BTF=y, or put a vmlinux.h into bpf/.output/');
   }
   log('generating vmlinux.h from kernel BTF');
+  // execa is loaded only when something is compiled: daemons that merely check their object stay light
+  const { execa } = await import('execa');
   fs.mkdirSync(OUT_DIR, { recursive: true });
   const r = await execa('bpftool', ['btf', 'dump', 'file', VMLINUX_BTF, 'format', 'c'], { reject: false, maxBuffer: 1 << 30 });
   if (r.exitCode !== 0) throw new LabError(`bpftool btf dump failed: ${r.stderr}`, 'pnpm lab setup (installs bpftool)');
@@ -57,6 +58,7 @@ export async function compile(src: string, obj: string): Promise<void> {
   await vmlinuxH(() => {});
   fs.mkdirSync(path.dirname(obj), { recursive: true });
   const tmp = `${obj}.tmp`;
+  const { execa } = await import('execa');
   const cc = await execa(
     'clang',
     ['-O2', '-g', '-target', 'bpf', '-mcpu=v3', '-D__TARGET_ARCH_x86', '-Wall', '-Wno-unused-function', '-Werror',

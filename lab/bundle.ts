@@ -112,6 +112,9 @@ export async function ensureBundle(log: (s: string) => void = () => {}): Promise
       target: 'node20',
       external: EXTERNAL,
       sourcemap: 'linked',
+      // less to read and parse under TCG; names kept for readable stack traces
+      minifyWhitespace: true,
+      minifySyntax: true,
       logLevel: 'silent',
       chunkNames: 'chunks/[name]-[hash]',
       define: { LAB_BUNDLE_DIR: JSON.stringify(dir) },
