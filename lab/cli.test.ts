@@ -76,7 +76,7 @@ describe('lab CLI', () => {
     const before = reportDirs();
     const r = lab(['run', 'hello-openat', '--kernel', '5.4']);
     expect(r.code).toBe(1);
-    expect(r.err).toMatch(/error: unknown kernel "5\.4"\n {2}fix: use host, a series/);
+    expect(r.err).toMatch(/error: unknown kernel "5\.4"\n {2}fix: use host, a series or a version — .*6\.1 \(bookworm\)/);
     noStack(r.err);
     expect(reportDirs()).toEqual(before);
     const missing = lab(['run', 'hello-openat', '--kernel', '/nonexistent/bzImage']);

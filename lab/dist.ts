@@ -4,7 +4,7 @@
 // daemons) therefore runs the bundle, and children follow their parent's mode.
 // This module is a leaf: it imports nothing of the lab, so anything may use it.
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 // Replaced by esbuild's `define` with the bundle directory; undeclared (typeof 'undefined') under tsx.
 declare const LAB_BUNDLE_DIR: string | undefined;
@@ -21,5 +21,6 @@ export function entryPath(tsFile: string): string {
 /** argv that starts `pnpm lab …` as a child process: [node, …, cli] — append the lab arguments. */
 export function labCliArgv(): string[] {
   if (BUNDLE_DIR) return [process.execPath, path.join(BUNDLE_DIR, 'lab', 'cli.js')];
-  return [process.execPath, '--import', import.meta.resolve('tsx'), path.join(REPO_ROOT, 'lab', 'cli.ts')];
+  // tsx's ESM loader by path: the child may start anywhere, and `--import tsx` resolves from its cwd
+  return [process.execPath, '--import', pathToFileURL(path.join(REPO_ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href, path.join(REPO_ROOT, 'lab', 'cli.ts')];
 }

@@ -174,11 +174,12 @@ export async function availableKernels(progress?: Progress): Promise<{ series: s
 }
 
 async function unknownKernel(spec: string, progress: Progress): Promise<LabError> {
-  const series = (await availableKernels(progress)).map((s) => s.series);
-  const cached = cachedKernels().map((k) => k.version);
+  const series = (await availableKernels(progress)).map((s) => `${s.series} (${s.suite}): ${s.versions.map((v) => `${v.version} [${v.release}]`).join(', ') || 'index unavailable'}`);
+  const cached = cachedKernels().map((k) => `${k.version} [${k.release}]`);
+  // one line: the fix lists what there is
   return new LabError(
     `unknown kernel "${spec}"`,
-    `use host, a series (${series.join(', ')}), a Debian kernel version${cached.length ? ` (cached: ${cached.join(', ')})` : ''} or a path to a bzImage; pnpm lab vm kernels lists the versions`,
+    `use host, a series or a version — ${series.join('; ')}${cached.length ? `; cached: ${cached.join(', ')}` : ''}; or a path to a bzImage[:modules dir]`,
   );
 }
 

@@ -150,7 +150,7 @@ describe('writeReport / rerenderReport / reportCommand', () => {
     await writeFile(path, 'stale');
     expect(await reportCommand([dir])).toBe(0);
     expect(await readFile(path, 'utf8')).toMatch(/^<!DOCTYPE html>/);
-    expect(await reportCommand([])).toBe(2);
+    await expect(reportCommand([])).rejects.toThrow(/missing <run dir>/);
   });
 
   it('fails clearly on a missing or foreign results.json', async () => {

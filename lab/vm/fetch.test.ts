@@ -81,10 +81,11 @@ describe('kernel fetcher', () => {
     const err = await resolveKernel('4.19', quiet).catch((e) => e);
     expect(err).toBeInstanceOf(LabError);
     expect(err.message).toMatch(/unknown kernel "4\.19"/);
-    expect(err.message).toMatch(/6\.1 +\(bookworm\): 6\.1\.999-1 \[6\.1\.0-99-amd64\]/);
+    expect(err.fix).toMatch(/6\.1 +\(bookworm\): 6\.1\.999-1 \[6\.1\.0-99-amd64\]/);
     // suites the (fake) mirror lacks are still listed, marked unavailable
-    expect(err.message).toMatch(/5\.10 +\(bullseye\): index unavailable/);
-    expect(err.message).toMatch(/7\.x/);
+    expect(err.fix).toMatch(/5\.10 +\(bullseye\): index unavailable/);
+    expect(err.fix).toMatch(/7\.x/);
+    expect(`${err.message}${err.fix}`).not.toContain('\n');
   });
 });
 
