@@ -142,7 +142,7 @@ describeRoot('xdp-lb end to end (netns, real sockets)', () => {
     expect(ring.dataplane).toEqual(ring.computed);
   }, 60_000);
 
-  it('ipip: mixed families and bad modes are rejected over the API and change nothing; where the kernel decapsulates, traffic reaches every backend', async () => {
+  it('ipip: mixed families and bad modes are rejected over the API and change nothing', async () => {
     const expectErr = async (p: Promise<unknown>, msg: RegExp) => {
       const e = await p.then(() => null, (x: unknown) => x);
       expect(e).toBeInstanceOf(LbApiError);
