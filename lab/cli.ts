@@ -2,6 +2,9 @@
 // The lab's one entry point: `pnpm lab <command> …`. Commands are loaded lazily so that
 // `pnpm lab doctor` does not pay for chart rendering or QEMU code it never uses.
 import { LabError } from './errors.ts';
+import { quietOnEpipe } from './stdio.ts';
+
+quietOnEpipe();
 
 type Command = { summary: string; load: () => Promise<(argv: string[]) => Promise<number>> };
 
@@ -43,9 +46,12 @@ main(process.argv.slice(2)).then(
   (err) => {
     if (err instanceof LabError) {
       console.error(`error: ${err.message}${err.fix ? `\n  fix: ${err.fix}` : ''}`);
-    } else {
+    } else if (process.env.EBPF_LAB_DEBUG) {
       console.error(err);
+    } else {
+      // not an expected failure (those are LabErrors): one line, the stack on request
+      console.error(`error: ${String(err instanceof Error ? err.message : err).split('\n')[0]}\n  fix: this looks like a bug; EBPF_LAB_DEBUG=1 pnpm lab … prints the stack trace for a report`);
     }
-    process.exitCode = 1;
+    process.exitCode = (err as { exitCode?: number })?.exitCode ?? 1;
   },
 );
