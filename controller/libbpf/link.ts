@@ -17,15 +17,15 @@ export class Link implements Disposable {
 
   /**
    * A link pinned by an earlier process (bpf_link__open), or null when nothing is pinned there.
-   * Closing the returned Link drops only this process's reference: the pin keeps it attached.
+   * Closing the returned Link drops only this process's reference (for bpf_link fds libbpf's
+   * "detach" is close(fd)): the pin keeps it attached. Not disconnect(): that would leak the fd,
+   * and with it a reference that outlives the unpinning.
    */
   static openPinned(path: string, description = path): Link | null {
     if (!fs.existsSync(path)) return null; // libbpf would print a warning for a plain miss
     const p = B.bpf_link__open(path) as Ptr;
     if (p === NULL || p === null || p === 0n) return null;
-    const l = new Link(description, p);
-    l.disconnect();
-    return l;
+    return new Link(description, p);
   }
 
   /** the kernel's view: link id, type (enum bpf_link_type) and the id of the program it runs */

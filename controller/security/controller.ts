@@ -203,9 +203,15 @@ export class SecurityController {
       try {
         const p = this.obj.program(h.prog);
         const l = h.kind === 'trace' ? p.attachTrace() : h.kind === 'lsm' ? p.attachLsm() : h.kind === 'cgroup' ? p.attachCgroup(cg) : p.attachTracepoint('syscalls', 'sys_enter_socket');
+        // pinned, the attachment lives until the pin is removed: closing our fd (all that libbpf's
+        // destroy does for a bpf_link) at exit or on a crash does not detach it
         if (this.pinned) {
-          l.pin(path.join(LINK_DIR, h.prog));
-          l.disconnect(); // the pin owns the attachment now: closing our fd must not detach it
+          try {
+            l.pin(path.join(LINK_DIR, h.prog));
+          } catch (e) {
+            l.close(); // an attachment that could not be pinned would end with this process: fail loudly instead
+            throw e;
+          }
         }
         this.links.push(l);
         attached.add(h.prog);
