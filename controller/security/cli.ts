@@ -89,7 +89,8 @@ function usage(): string {
 export async function policyCommand(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
-    console.log(usage());
+    // asked for: stdout, exit 0; a missing command is a usage error: stderr, exit 2
+    (cmd ? console.log : console.error)(usage());
     return cmd ? 0 : 2;
   }
   const spec = COMMANDS[cmd];
