@@ -16,7 +16,11 @@
 // cover those.
 //
 // Egress: cgroup/connect{4,6} and sendmsg{4,6} attached at the cgroup2 root; addresses are looked
-// up IPv4-mapped in one LPM trie so v4, v6 and ::ffff:a.b.c.d cannot disagree.
+// up IPv4-mapped in one LPM trie so v4, v6 and ::ffff:a.b.c.d cannot disagree. Raw IP and packet
+// sockets carry hand-built headers past those hooks, so (unless a policy allows them) they are not
+// created at all: lsm/socket_create where BPF LSM attaches; else cgroup/sock_create (inet families
+// only: inet_create is where the kernel runs it) plus, for AF_PACKET, the sys_enter_socket
+// tracepoint + SIGKILL, which kills the task before socket(2) returns the descriptor.
 #include "include/lab.h"
 #include "security.h"
 
@@ -24,6 +28,9 @@
 #define SIGKILL 9
 #define AF_INET 2
 #define AF_INET6 10
+#define AF_PACKET 17
+#define SOCK_RAW 3
+#define SOCK_PACKET 10
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -522,5 +529,89 @@ long sec_connect_lsm(unsigned long long *ctx)
 	k.proto = BPF_CORE_READ(sock, sk, sk_protocol);
 	if (!egress_decide(&s, &k, family, SEC_EV_CONNECT, SEC_MECH_LSM_CONNECT))
 		return lsm_deny();
+	return 0;
+}
+
+/* ---------------------------------------------------------------- raw and packet sockets */
+
+/*
+ * Packet paths that bypass connect/sendmsg: raw IP (inet families) and packet sockets. Netlink's
+ * SOCK_RAW is not a path to the network (glibc's getaddrinfo uses it), so it stays allowed.
+ */
+static __always_inline bool raw_or_packet(__u32 family, __u32 type)
+{
+	type &= 0xf; /* SOCK_NONBLOCK / SOCK_CLOEXEC live in the high bits */
+	if (family == AF_PACKET || type == SOCK_PACKET)
+		return true;
+	return type == SOCK_RAW && (family == AF_INET || family == AF_INET6);
+}
+
+/* 1 allow, 0 deny; emits the event for a denial (or would-block in log mode) */
+static __always_inline int socket_decide(struct selected *s, __u32 family, __u32 type, __u32 proto, __u8 mech)
+{
+	if (!(s->pol->flags & SEC_F_DENY_RAW) || !raw_or_packet(family, type))
+		return 1;
+	struct sec_event *e = ev_begin(s, s->pol->raw_rule, SEC_EV_SOCKET, mech);
+	if (e) {
+		__u32 tgid = e->pid;
+		struct sec_proc *pp = bpf_map_lookup_elem(&procs, &tgid);
+		if (pp)
+			e->ppid = pp->ppid;
+		e->family = family;
+		e->proto = proto;
+		e->sock_type = type & 0xf;
+		bpf_ringbuf_submit(e, 0);
+	}
+	return (s->pol->flags & SEC_F_ENFORCE) ? 0 : 1;
+}
+
+SEC("cgroup/sock_create")
+int sec_sock_create(struct bpf_sock *ctx)
+{
+	struct selected s = {};
+
+	if (!select_current(&s, false))
+		return 1;
+	return socket_decide(&s, ctx->family, ctx->type, ctx->protocol, SEC_MECH_CGROUP_SOCK_CREATE);
+}
+
+SEC("lsm/socket_create")
+long sec_socket_lsm(unsigned long long *ctx)
+{
+	int family = (int)ctx[0], type = (int)ctx[1], protocol = (int)ctx[2], kern = (int)ctx[3];
+	int ret = (int)ctx[4];
+	struct selected s = {};
+
+	if (ret)
+		return lsm_deny();
+	if (kern || !select_current(&s, true))
+		return 0;
+	if (!socket_decide(&s, family, type, protocol, SEC_MECH_LSM_SOCKET_CREATE))
+		return lsm_deny();
+	return 0;
+}
+
+/*
+ * Fallback for packet sockets where BPF LSM is missing (cgroup/sock_create never sees them). The
+ * SIGKILL is delivered on the return from socket(2), so the descriptor never reaches user space.
+ * Not covered: IORING_OP_SOCKET, which creates sockets without this syscall.
+ */
+SEC("tracepoint/syscalls/sys_enter_socket")
+int sec_socket_tp(struct trace_event_raw_sys_enter *ctx)
+{
+	struct sec_config *cfg = get_config();
+	struct selected s = {};
+	__u32 family = (__u32)ctx->args[0], type = (__u32)ctx->args[1];
+
+	/* inet families are denied with EPERM by cgroup/sock_create; LSM, where attached, covers all.
+	 * socket(AF_INET, SOCK_PACKET) is turned into AF_PACKET by the kernel: that one is ours. */
+	if (!cfg || cfg->lsm_socket)
+		return 0;
+	if ((family == AF_INET || family == AF_INET6) && (type & 0xf) != SOCK_PACKET)
+		return 0;
+	if (!raw_or_packet(family, type) || !select_current(&s, true))
+		return 0;
+	if (!socket_decide(&s, family, type, (__u32)ctx->args[2], SEC_MECH_TP_SOCKET_KILL))
+		bpf_send_signal(SIGKILL);
 	return 0;
 }

@@ -19,11 +19,16 @@ enum sec_policy_flag {
 	SEC_F_EXEC_ALLOWLIST = 2,   /* exec of anything not explicitly allowed is denied */
 	SEC_F_DENY_ANON_EXEC = 4,   /* exec of a file with no name (memfd, O_TMPFILE, deleted) */
 	SEC_F_EGRESS_ALLOWLIST = 8, /* egress to anything not explicitly allowed is denied */
+	/*
+	 * creating raw IP sockets (AF_INET/AF_INET6 SOCK_RAW) and packet sockets (AF_PACKET,
+	 * SOCK_PACKET) is denied: they build their own headers and never pass connect/sendmsg hooks
+	 */
+	SEC_F_DENY_RAW = 16,
 };
 
 enum sec_rule_action { SEC_ACTION_ALLOW = 1, SEC_ACTION_DENY = 2 };
 
-enum sec_event_kind { SEC_EV_EXEC = 1, SEC_EV_CONNECT = 2, SEC_EV_SENDMSG = 3 };
+enum sec_event_kind { SEC_EV_EXEC = 1, SEC_EV_CONNECT = 2, SEC_EV_SENDMSG = 3, SEC_EV_SOCKET = 4 };
 
 enum sec_event_action { SEC_BLOCKED = 1, SEC_WOULD_BLOCK = 2 };
 
@@ -36,6 +41,9 @@ enum sec_mech {
 	SEC_MECH_CGROUP_SENDMSG4 = 5,
 	SEC_MECH_CGROUP_SENDMSG6 = 6,
 	SEC_MECH_LSM_CONNECT = 7,
+	SEC_MECH_CGROUP_SOCK_CREATE = 8, /* cgroup/sock_create: AF_INET/AF_INET6 only (inet_create calls it) */
+	SEC_MECH_LSM_SOCKET_CREATE = 9,  /* lsm/socket_create: every family */
+	SEC_MECH_TP_SOCKET_KILL = 10,    /* tracepoint sys_enter_socket + SIGKILL: AF_PACKET where LSM is missing */
 };
 
 /* how exec is enforced on this kernel, chosen by the controller after probing LSM attach */
@@ -45,7 +53,7 @@ struct sec_config {
 	__u32 cg_levels;  /* bit L set: some selected cgroup sits at depth L of the cgroup2 tree */
 	__u32 exec_mode;  /* enum sec_exec_mode */
 	__u32 have_exe_selectors;
-	__u32 _pad;
+	__u32 lsm_socket; /* lsm/socket_create is attached: the sys_enter_socket fallback stays out */
 	/*
 	 * Identity oracle: while non-zero, every exec in this cgroup records the (dev, ino) the kernel
 	 * sees for the file exec'd in `oracle` and is killed before it runs. stat(2) can disagree with
@@ -61,6 +69,7 @@ struct sec_policy {
 	__u32 allowlist_rule; /* rule id reported when an exec is not on the allowlist */
 	__u32 anon_rule;      /* rule id for nameless (memfd) exec */
 	__u32 egress_rule;    /* rule id reported when egress matches no allow entry */
+	__u32 raw_rule;       /* rule id reported for a denied raw/packet socket */
 };
 
 /* a file by identity: kernel dev_t (MAJOR << 20 | MINOR) of its super block, inode number */
@@ -118,4 +127,5 @@ struct sec_event {
 	char binary[SEC_PATH_LEN]; /* the path exec was asked for (symlink, /dev/fd/N …) */
 	char file[SEC_NAME_LEN];   /* name of the file actually executed (dentry), e.g. "dash", "memfd:x" */
 	char argv0[SEC_NAME_LEN];
+	__u32 sock_type; /* socket(2) type of a SEC_EV_SOCKET event (SOCK_RAW, SOCK_DGRAM …) */
 };

@@ -3,6 +3,9 @@
 // `pnpm lab doctor` does not pay for chart rendering or QEMU code it never uses.
 import { suggest, UsageError } from './args.ts';
 import { LabError } from './errors.ts';
+import { quietOnEpipe } from './stdio.ts';
+
+quietOnEpipe();
 
 type Command = { summary: string; load: () => Promise<(argv: string[]) => Promise<number>> };
 
@@ -37,14 +40,6 @@ async function main(argv: string[]): Promise<number> {
     throw new UsageError(`unknown command "${name}"${s ? ` (did you mean ${s}?)` : ''}`, 'pnpm lab --help lists the commands');
   }
   return (await cmd.load())(rest);
-}
-
-// `pnpm lab … | head`: the reader went away; that ends the output, it is not an error
-for (const s of [process.stdout, process.stderr]) {
-  s.on('error', (e: NodeJS.ErrnoException) => {
-    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
-    throw e;
-  });
 }
 
 main(process.argv.slice(2)).then(

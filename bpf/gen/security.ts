@@ -6,12 +6,12 @@ export interface sec_config {
   cg_levels: number;
   exec_mode: number;
   have_exe_selectors: number;
-  _pad: number;
+  lsm_socket: number;
   oracle_cgroup: bigint;
 }
 export const sec_config_size = 24;
 
-/** struct sec_policy: 24 bytes */
+/** struct sec_policy: 28 bytes */
 export interface sec_policy {
   id: number;
   flags: number;
@@ -19,8 +19,9 @@ export interface sec_policy {
   allowlist_rule: number;
   anon_rule: number;
   egress_rule: number;
+  raw_rule: number;
 }
-export const sec_policy_size = 24;
+export const sec_policy_size = 28;
 
 /** struct sec_file_key: 16 bytes */
 export interface sec_file_key {
@@ -85,6 +86,7 @@ export interface sec_event {
   binary: string;
   file: string;
   argv0: string;
+  sock_type: number;
 }
 export const sec_event_size = 384;
 
@@ -93,6 +95,7 @@ export const enum sec_policy_flag {
   SEC_F_EXEC_ALLOWLIST = 2,
   SEC_F_DENY_ANON_EXEC = 4,
   SEC_F_EGRESS_ALLOWLIST = 8,
+  SEC_F_DENY_RAW = 16,
 }
 
 export const enum sec_rule_action {
@@ -104,6 +107,7 @@ export const enum sec_event_kind {
   SEC_EV_EXEC = 1,
   SEC_EV_CONNECT = 2,
   SEC_EV_SENDMSG = 3,
+  SEC_EV_SOCKET = 4,
 }
 
 export const enum sec_event_action {
@@ -119,6 +123,9 @@ export const enum sec_mech {
   SEC_MECH_CGROUP_SENDMSG4 = 5,
   SEC_MECH_CGROUP_SENDMSG6 = 6,
   SEC_MECH_LSM_CONNECT = 7,
+  SEC_MECH_CGROUP_SOCK_CREATE = 8,
+  SEC_MECH_LSM_SOCKET_CREATE = 9,
+  SEC_MECH_TP_SOCKET_KILL = 10,
 }
 
 export const enum sec_exec_mode {

@@ -1,5 +1,6 @@
 // A Link is anything attached: a libbpf bpf_link (destroyed by bpf_link__destroy) or a netlink
 // attachment that must be undone explicitly (XDP in a chosen mode, tc filters).
+import fs from 'node:fs';
 import { B, NULL, type Ptr } from './ffi.ts';
 import { BpfError, errnoName } from './errors.ts';
 import { track, untrack } from './lifecycle.ts';
@@ -12,6 +13,30 @@ export class Link implements Disposable {
     private readonly detach?: () => void,
   ) {
     track(this);
+  }
+
+  /**
+   * A link pinned by an earlier process (bpf_link__open), or null when nothing is pinned there.
+   * Closing the returned Link drops only this process's reference (for bpf_link fds libbpf's
+   * "detach" is close(fd)): the pin keeps it attached. Not disconnect(): that would leak the fd,
+   * and with it a reference that outlives the unpinning.
+   */
+  static openPinned(path: string, description = path): Link | null {
+    if (!fs.existsSync(path)) return null; // libbpf would print a warning for a plain miss
+    const p = B.bpf_link__open(path) as Ptr;
+    if (p === NULL || p === null || p === 0n) return null;
+    return new Link(description, p);
+  }
+
+  /** the kernel's view: link id, type (enum bpf_link_type) and the id of the program it runs */
+  info(): { id: number; type: number; progId: number } {
+    if (this.ptr === NULL) throw new BpfError(`${this.description}: not a bpf_link`);
+    // struct bpf_link_info starts with type, id, prog_id (u32 each); the rest is per link type
+    const b = Buffer.alloc(128);
+    const len = [b.length];
+    const r = B.bpf_obj_get_info_by_fd(this.fd, b, len) as number;
+    if (r < 0) throw new BpfError(`link info of ${this.description}: ${errnoName(r)}`, -r);
+    return { type: b.readUInt32LE(0), id: b.readUInt32LE(4), progId: b.readUInt32LE(8) };
   }
 
   /** the link fd (-1 for netlink attachments) */

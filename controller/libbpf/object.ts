@@ -434,6 +434,11 @@ export class BpfObject implements Disposable {
     return h;
   }
 
+  /** max_entries a map is (or will be) created with: readable before load, e.g. for capacity checks */
+  maxEntries(mapName: string): number {
+    return B.bpf_map__max_entries(this.mapPtr(mapName)) as number;
+  }
+
   /** Set the pin path of a map before load (maps pinned there are reused if present). */
   setPinPath(mapName: string, pinPath: string): void {
     const r = B.bpf_map__set_pin_path(this.mapPtr(mapName), pinPath) as number;

@@ -1,116 +1,301 @@
-// `pnpm lab policy …`: the operator's view of the security controller. Rules live in maps, so the
-// CLI edits the maps a running `policy daemon` pinned under /sys/fs/bpf/ebpf-lab/security; the
-// daemon owns the programs and the event stream (appended to /run/ebpf-lab/security/events.jsonl).
+// `pnpm lab policy …`: the operator's view of the security controller. Rules live in maps and
+// the programs' links are pinned, so the CLI edits the maps under /sys/fs/bpf/ebpf-lab/security
+// whether or not the daemon process is alive; the daemon owns the event stream (appended to
+// /run/ebpf-lab/security/events.jsonl). Expected failures are LabErrors (one line + fix, printed
+// by lab/cli.ts); usage mistakes are UsageErrors (exit 2).
 import fs from 'node:fs';
-import { PolicyError, readPolicyFile } from './policy.ts';
-import { EVENTS_PATH, SecurityController, pinnedStore } from './controller.ts';
+import path from 'node:path';
+import { readPolicyFile, type Policy } from './policy.ts';
+import { EVENTS_PATH, LINK_DIR, PIN_DIR, RUN_DIR, HOOKS, SecurityController, pinnedLinks, pinnedStore, runningDaemon, stopDaemon } from './controller.ts';
 import { resolveShells } from './files.ts';
-import { deferSignalsToCaller } from '../libbpf/index.ts';
+import { entriesNeeded, denyRaw } from './store.ts';
+import { deferSignalsToCaller, BpfObject } from '../libbpf/index.ts';
+import { ensureObject } from '../../bpf/build.ts';
+import { parseArgs, suggest, UsageError, type CommandSpec, type Opts } from '../../lab/args.ts';
+import { LabError } from '../../lab/errors.ts';
+import { outputClosed } from '../../lab/stdio.ts';
+import { ensureMounts } from '../../lab/host.ts';
 
-const USAGE = `usage: pnpm lab policy <command>
-  daemon [--lsm off]          load and attach the programs, pin the maps, stream events (until Ctrl-C)
-  apply <file.yaml|json>      create or update the policies in the file (live: no program reload)
-  validate <file>             check a policy file without applying it
-  list [--json]               policies in force, with their rule ids
-  delete <name…> | --all      remove policies
-  events [--follow] [--json]  decisions (blocked / would-block) as JSON lines
-  shells                      the binaries "shells" resolves to on this system`;
+const COMMANDS: Record<string, CommandSpec<Opts> & { run: (a: { values: Record<string, unknown>; positionals: string[] }) => Promise<number> }> = {
+  daemon: {
+    usage: 'pnpm lab policy daemon [--lsm auto|off]',
+    summary: 'Load and attach the programs, pin links and maps (enforcement outlives this process), stream events until Ctrl-C. A restart re-adopts what is pinned.',
+    options: { lsm: { type: 'string', choices: ['auto', 'off'], default: 'auto', description: 'off: never try BPF LSM (use the tracepoint fallback)' } },
+    run: async ({ values }) => daemon(values.lsm === 'off'),
+  },
+  apply: {
+    usage: 'pnpm lab policy apply <file>',
+    summary: 'Create or update the policies in a YAML/JSON file (live: map writes, no program reload; all or nothing).',
+    options: {},
+    positionals: { names: ['file'], min: 1, max: 1 },
+    run: async ({ positionals }) => apply(positionals[0]!),
+  },
+  validate: {
+    usage: 'pnpm lab policy validate <file>',
+    summary: 'Check a policy file and the map capacity it needs, without applying it.',
+    options: {},
+    positionals: { names: ['file'], min: 1, max: 1 },
+    run: async ({ positionals }) => validate(positionals[0]!),
+  },
+  list: {
+    usage: 'pnpm lab policy list [--json]',
+    summary: 'What the kernel enforces: pinned links, and per policy its slot, selector and entries (exit 1 when a policy is not enforced).',
+    options: { json: { type: 'boolean', description: 'machine-readable output' } },
+    run: async ({ values }) => list(!!values.json),
+  },
+  delete: {
+    usage: 'pnpm lab policy delete <name…> | --all',
+    summary: 'Remove policies (the programs stay attached; use stop to end enforcement).',
+    options: { all: { type: 'boolean', description: 'remove every policy' } },
+    positionals: { names: ['name'], max: 64 },
+    run: async ({ values, positionals }) => del(positionals, !!values.all),
+  },
+  events: {
+    usage: 'pnpm lab policy events [--follow]',
+    summary: 'Decisions (blocked / would-block) as JSON lines.',
+    options: { follow: { type: 'boolean', description: 'keep printing new events' } },
+    run: async ({ values }) => events(!!values.follow),
+  },
+  shells: {
+    usage: 'pnpm lab policy shells',
+    summary: 'The binaries "shells" resolves to on this system.',
+    options: {},
+    run: async () => {
+      for (const s of resolveShells()) console.log(`${s.path}  dev ${s.dev >> 20n}:${s.dev & 0xfffffn} ino ${s.ino}`);
+      return 0;
+    },
+  },
+  stop: {
+    usage: 'pnpm lab policy stop',
+    summary: 'End enforcement: stop the daemon and remove the pinned links and maps. The only command that does.',
+    options: {},
+    run: async () => {
+      const r = await stopDaemon((s) => console.error(s));
+      if (!r.links && !r.maps && !r.daemon) {
+        console.log(`nothing to stop: no daemon, nothing pinned at ${PIN_DIR}`);
+        return 0;
+      }
+      console.log(`stopped: ${r.links} links detached, ${r.maps} maps unpinned${r.daemon ? `, daemon ${r.daemon} ended` : ''}; nothing is enforced any more`);
+      return 0;
+    },
+  },
+};
+
+function usage(): string {
+  const w = Math.max(...Object.keys(COMMANDS).map((c) => c.length));
+  return ['usage: pnpm lab policy <command> [options]   (pnpm lab policy <command> --help for more)', '', ...Object.entries(COMMANDS).map(([n, c]) => `  ${n.padEnd(w)}  ${c.usage.replace(`pnpm lab policy ${n}`, '').trim().padEnd(26)} ${c.summary!.split('. ')[0]!.replace(/\.$/, '')}`)].join('\n');
+}
 
 export async function policyCommand(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
-  const flags = new Set(rest.filter((a) => a.startsWith('--')));
-  const args = rest.filter((a) => !a.startsWith('--'));
+  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    // asked for: stdout, exit 0; a missing command is a usage error: stderr, exit 2
+    (cmd ? console.log : console.error)(usage());
+    return cmd ? 0 : 2;
+  }
+  const spec = COMMANDS[cmd];
+  if (!spec) {
+    const near = suggest(cmd, Object.keys(COMMANDS));
+    throw new UsageError(`unknown policy command "${cmd}"${near ? ` (did you mean "${near}"?)` : ''}`, `commands: ${Object.keys(COMMANDS).join(', ')} (pnpm lab policy --help)`);
+  }
+  const parsed = parseArgs(rest, spec);
+  if (!parsed) return 0; // --help printed
+  return spec.run({ values: parsed.values as Record<string, unknown>, positionals: parsed.positionals });
+}
+
+/** serialise CLI writers: a sweep in one must never clear the slot another is filling */
+function withLock<T>(fn: () => T): T {
+  fs.mkdirSync(RUN_DIR, { recursive: true });
+  const lock = path.join(RUN_DIR, 'apply.lock');
+  for (let i = 0; ; i++) {
+    try {
+      fs.writeFileSync(lock, String(process.pid), { flag: 'wx' });
+      break;
+    } catch {
+      const holder = Number(fs.readFileSync(lock, 'utf8') || 0);
+      let alive = false;
+      try {
+        if (holder) process.kill(holder, 0), (alive = true);
+      } catch {
+        /* dead holder */
+      }
+      if (!alive) fs.rmSync(lock, { force: true });
+      else if (i > 100) throw new LabError(`another policy command (pid ${holder}) is changing the maps`, 'wait for it to finish and retry');
+      else Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
+    }
+  }
   try {
-    switch (cmd) {
-      case 'daemon':
-        return await daemon(rest.includes('--lsm') && rest[rest.indexOf('--lsm') + 1] === 'off');
-      case 'validate':
-      case 'apply': {
-        if (!args[0]) return usage();
-        const policies = readPolicyFile(args[0]);
-        if (cmd === 'validate') {
-          console.log(`${args[0]}: ${policies.length} polic${policies.length === 1 ? 'y' : 'ies'} valid`);
-          return 0;
-        }
-        const h = await pinnedStore();
-        try {
-          for (const r of h.store.apply(policies)) {
-            console.log(`${r.action} ${r.name} (policy ${r.policyId}, slot ${r.slot}): ${r.execEntries} exec and ${r.egressEntries} egress entries written in ${r.writeMs.toFixed(2)} ms`);
-            for (const rule of r.rules) console.log(`  rule ${rule.id}: ${rule.name}`);
-          }
-        } finally {
-          h.close();
-        }
-        return 0;
-      }
-      case 'list': {
-        const h = await pinnedStore();
-        try {
-          const l = h.store.list();
-          if (flags.has('--json')) console.log(JSON.stringify(l, null, 2));
-          else if (!l.length) console.log('no policies');
-          else
-            for (const p of l) {
-              const sel = p.selector.kind === 'cgroup' ? `cgroup ${p.selector.dir}` : `executable ${p.policy.select.executable}`;
-              console.log(`${p.name}  ${p.policy.mode}  ${sel}${p.policy.select.uid !== undefined ? ` uid ${p.policy.select.uid}` : ''}  (applied ${p.appliedAt})`);
-              for (const r of p.rules) console.log(`  rule ${r.id}: ${r.name}`);
-              for (const i of p.identities ?? []) console.log(`  binary ${i.path}: ${BigInt(i.dev) >> 20n}:${BigInt(i.dev) & 0xfffffn}:${i.ino} (${i.how}${i.why ? `: ${i.why}` : ''})`);
-            }
-        } finally {
-          h.close();
-        }
-        return 0;
-      }
-      case 'delete': {
-        const h = await pinnedStore();
-        try {
-          if (flags.has('--all')) h.store.deleteAll();
-          else {
-            if (!args.length) return usage();
-            for (const n of args) {
-              if (!h.store.delete(n)) {
-                console.error(`no policy "${n}" (have: ${Object.keys(h.store.state.policies).join(', ') || 'none'})`);
-                return 1;
-              }
-              console.log(`deleted ${n}`);
-            }
-          }
-        } finally {
-          h.close();
-        }
-        return 0;
-      }
-      case 'events':
-        return await events(flags.has('--follow'));
-      case 'shells':
-        for (const s of resolveShells()) console.log(`${s.path}  dev ${s.dev >> 20n}:${s.dev & 0xfffffn} ino ${s.ino}`);
-        return 0;
-      default:
-        return usage();
-    }
-  } catch (e) {
-    if (e instanceof PolicyError) {
-      console.error(e.message);
-      console.error('nothing was changed: the running policies are as before');
-      return 1;
-    }
-    throw e;
+    return fn();
+  } finally {
+    fs.rmSync(lock, { force: true });
   }
 }
 
-function usage(): number {
-  console.error(USAGE);
-  return 2;
+async function apply(file: string): Promise<number> {
+  const policies = readPolicyFile(file);
+  if (!policies.length) throw new LabError(`nothing was applied: ${file} lists no policies`, 'add a policy under "policies:" (to remove policies: pnpm lab policy delete <name>|--all)');
+  const h = await pinnedStore();
+  try {
+    const reports = withLock(() => h.store.apply(policies));
+    for (const r of reports) {
+      console.log(`${r.action} ${r.name} (policy ${r.policyId}, slot ${r.slot}): ${r.execEntries} exec and ${r.egressEntries} egress entries written in ${r.writeMs.toFixed(2)} ms`);
+      for (const rule of r.rules) console.log(`  rule ${rule.id}: ${rule.name}`);
+    }
+    if (!runningDaemon()) console.error('note: no daemon process is running: the policy is enforced (links are pinned), but events are not recorded until `pnpm lab policy daemon` runs');
+  } finally {
+    h.close();
+  }
+  return 0;
+}
+
+/** capacity of the maps: the daemon's pinned maps when one runs, else the object file's */
+async function capacity(): Promise<{ exec: number; egress: number; inUse?: { exec: number; egress: number } }> {
+  if (fs.existsSync(path.join(PIN_DIR, 'policies'))) {
+    const h = await pinnedStore();
+    try {
+      let exec = 0;
+      let egress = 0;
+      for (const u of h.store.slotUsage().values()) (exec += u.exec), (egress += u.egress);
+      return { ...h.store.capacity(), inUse: { exec, egress } };
+    } finally {
+      h.close();
+    }
+  }
+  const spec = BpfObject.open(await ensureObject('security'));
+  try {
+    return { exec: spec.maxEntries('exec_rules'), egress: spec.maxEntries('egress_rules') };
+  } finally {
+    spec.close();
+  }
+}
+
+async function validate(file: string): Promise<number> {
+  const policies = readPolicyFile(file);
+  if (!policies.length) throw new LabError(`${file} lists no policies: applying it would change nothing`, 'add a policy under "policies:"');
+  const shells = policies.some((p) => p.exec.deny.includes('shells')) ? resolveShells().length : 0;
+  const cap = await capacity();
+  const need = policies.map((p) => ({ p, ...entriesNeeded(p, shells) }));
+  const total = need.reduce((a, n) => ({ exec: a.exec + n.exec, egress: a.egress + n.egress }), { exec: 0, egress: 0 });
+  console.log(`${file}: ${policies.length} polic${policies.length === 1 ? 'y' : 'ies'} valid`);
+  for (const n of need) console.log(`  ${n.p.name}: ${n.exec} exec and ${n.egress} egress entries${denyRaw(n.p) ? '; raw/packet sockets denied' : n.p.egress.rawSockets === 'allow' ? '; raw/packet sockets allowed' : ''}`);
+  console.log(`capacity: exec_rules ${cap.exec}, egress_rules ${cap.egress} entries${cap.inUse ? ` (in use now: ${cap.inUse.exec} exec, ${cap.inUse.egress} egress)` : ''}; an update holds the old and the new version at once`);
+  const tooBig = need.filter((n) => n.exec > cap.exec / 2 || n.egress > cap.egress / 2);
+  if (total.exec > cap.exec || total.egress > cap.egress || tooBig.length) {
+    const n = tooBig[0] ?? need[0]!;
+    throw new LabError(`${file}: ${tooBig.length ? `policy ${n.p.name} needs ${n.exec} exec / ${n.egress} egress entries: more than half the capacity, so it could never be updated` : `the file needs ${total.exec} exec / ${total.egress} egress entries: more than the maps hold`}`, `at most ${cap.exec / 2} exec and ${cap.egress / 2} egress entries per policy: use CIDRs instead of single addresses, fewer ports per rule`);
+  }
+  if (cap.inUse && (cap.inUse.exec + total.exec > cap.exec || cap.inUse.egress + total.egress > cap.egress)) {
+    throw new LabError(`${file} does not fit next to the policies in force now (in use: ${cap.inUse.exec} exec, ${cap.inUse.egress} egress)`, 'delete policies no longer needed (pnpm lab policy delete <name>)');
+  }
+  return 0;
+}
+
+interface KernelPolicyView {
+  name: string;
+  mode: Policy['mode'];
+  selector: string;
+  slot: number;
+  policyId: number;
+  enforced: boolean;
+  why?: string;
+  execEntries: number;
+  egressEntries: number;
+  rules: { id: number; name: string }[];
+  identities: { path: string; dev: string; ino: string; how: string; why?: string }[];
+  appliedAt: string;
+}
+
+async function list(json: boolean): Promise<number> {
+  const h = await pinnedStore();
+  let out: { daemon: number | null; links: ReturnType<typeof pinnedLinks>; missingLinks: string[]; policies: KernelPolicyView[] };
+  try {
+    const links = pinnedLinks();
+    const s = h.store;
+    const usage = s.slotUsage();
+    const selected = s.selectedSlots();
+    const cfg = s.maps.config.get(0);
+    const have = new Set(links.map((l) => l.prog));
+    const execEnforced = have.has('sec_exec_lsm') || have.has('sec_exec_tp');
+    const egressEnforced = ['sec_connect4', 'sec_connect6', 'sec_sendmsg4', 'sec_sendmsg6'].every((p) => have.has(p));
+    const policies = s.list().map((p): KernelPolicyView => {
+      const rec = s.maps.policies.get(p.slot);
+      const u = usage.get(p.slot) ?? { exec: 0, egress: 0 };
+      const problems: string[] = [];
+      if (rec?.id !== p.id) problems.push(`slot ${p.slot} holds ${rec?.id ? `policy id ${rec.id}` : 'nothing'}`);
+      if (!selected.has(p.slot)) problems.push('no selector points at its slot');
+      if (p.selector.kind === 'cgroup' && cfg && !(cfg.cg_levels & (1 << p.selector.level))) problems.push(`cgroup depth ${p.selector.level} not enabled in sec_config`);
+      if ((p.policy.exec.deny.length || p.policy.exec.allow || p.policy.exec.denyNameless) && !execEnforced) problems.push('no exec program attached');
+      if ((p.policy.egress.allow || p.policy.egress.deny.length) && !egressEnforced) problems.push('egress programs not all attached');
+      return {
+        name: p.name, mode: p.policy.mode, selector: p.selector.kind === 'cgroup' ? `cgroup ${p.selector.dir}` : `executable ${p.policy.select.executable}`,
+        slot: p.slot, policyId: p.id, enforced: problems.length === 0, why: problems.join('; ') || undefined,
+        execEntries: u.exec, egressEntries: u.egress, rules: p.rules, identities: p.identities ?? [], appliedAt: p.appliedAt,
+      };
+    });
+    out = { daemon: runningDaemon(), links, missingLinks: HOOKS.filter((x) => !have.has(x.prog)).map((x) => x.prog), policies };
+  } finally {
+    h.close();
+  }
+  const bad = out.policies.filter((p) => !p.enforced);
+  if (json) {
+    console.log(JSON.stringify(out, null, 2));
+    return bad.length ? 1 : 0;
+  }
+  console.log(`daemon: ${out.daemon ? `pid ${out.daemon}` : 'not running (enforcement continues in the kernel; events are not recorded: pnpm lab policy daemon)'}`);
+  console.log(`links (kernel): ${out.links.map((l) => `${l.prog}#${l.linkId}`).join(', ') || 'none'}  [${LINK_DIR}]`);
+  if (!out.policies.length) console.log('no policies');
+  for (const p of out.policies) {
+    const state = p.enforced ? (p.mode === 'enforce' ? 'enforce' : 'log') : `NOT ENFORCED (${p.why})`;
+    console.log(`${p.name}  ${state}  ${p.selector}  kernel: slot ${p.slot}, policy id ${p.policyId}, ${p.execEntries} exec + ${p.egressEntries} egress entries  (applied ${p.appliedAt})`);
+    for (const r of p.rules) console.log(`  rule ${r.id}: ${r.name}`);
+    for (const i of p.identities) console.log(`  binary ${i.path}: ${BigInt(i.dev) >> 20n}:${BigInt(i.dev) & 0xfffffn}:${i.ino} (${i.how}${i.why ? `: ${i.why}` : ''})`);
+  }
+  if (bad.length) console.error(`error: ${bad.length} polic${bad.length === 1 ? 'y is' : 'ies are'} listed but not enforced by the kernel\n  fix: restart the daemon (pnpm lab policy daemon) to reconcile, then apply the policy again`);
+  return bad.length ? 1 : 0;
+}
+
+async function del(names: string[], all: boolean): Promise<number> {
+  if (!all && !names.length) throw new UsageError('name the policies to delete, or give --all', 'usage: pnpm lab policy delete <name…> | --all');
+  if (all && names.length) throw new UsageError('give policy names or --all, not both', 'usage: pnpm lab policy delete <name…> | --all');
+  const h = await pinnedStore();
+  try {
+    withLock(() => {
+      if (all) {
+        const n = Object.keys(h.store.state.policies).length;
+        h.store.deleteAll();
+        const swept = h.store.sweep();
+        console.log(`deleted ${n} polic${n === 1 ? 'y' : 'ies'}${swept.length ? `; cleared ${swept.reduce((a, s) => a + s.entries, 0)} unreferenced entries` : ''}`);
+        return;
+      }
+      const have = Object.keys(h.store.state.policies);
+      const missing = names.filter((n) => !have.includes(n));
+      // all names checked before the first delete: nothing half-applied
+      if (missing.length) {
+        const near = suggest(missing[0]!, have);
+        throw new LabError(`no policy "${missing[0]}"${near ? ` (did you mean "${near}"?)` : ''} — nothing was deleted`, `policies in force: ${have.join(', ') || 'none'} (pnpm lab policy list)`);
+      }
+      for (const n of names) {
+        h.store.delete(n);
+        console.log(`deleted ${n}`);
+      }
+    });
+  } finally {
+    h.close();
+  }
+  return 0;
 }
 
 async function daemon(lsmOff: boolean): Promise<number> {
-  // our stop path unpins and detaches in order; the binding's default would just exit
+  // our stop path closes handles in order; the binding's default would just exit
   deferSignalsToCaller();
+  await ensureMounts(); // bpffs for the pins, tracefs for the socket tracepoint
   const c = await SecurityController.start({ pin: true, lsm: lsmOff ? 'off' : 'auto' });
   const m = c.mechanisms;
-  console.error(`security controller ${process.pid}: exec via ${m.exec} (${m.lsmEvidence}); egress via ${m.egress.join(', ') || 'nothing'}`);
+  console.error(`security controller ${process.pid}: exec via ${m.exec} (${m.lsmEvidence}); egress via ${m.egress.join(', ') || 'nothing'}; raw/packet sockets via ${m.rawSockets.join(', ') || 'nothing'}`);
+  for (const a of c.adoption) console.error(`adopt: ${a}`);
   for (const u of m.unsupported) console.error(`unsupported: ${u.hook} on ${fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()}: ${u.evidence}`);
-  fs.writeFileSync(EVENTS_PATH, '');
+  console.error(`links and maps are pinned under ${PIN_DIR}: enforcement continues if this process ends; \`pnpm lab policy stop\` ends it`);
+  fs.writeFileSync(EVENTS_PATH, '', { flag: 'a' });
   let stop!: () => void;
   const stopped = new Promise<void>((r) => (stop = r));
   const onSig = () => stop();
@@ -126,7 +311,7 @@ async function daemon(lsmOff: boolean): Promise<number> {
     }
   })();
   await stopped;
-  c.close(); // closes the ring buffer (ends the pump), unpins, detaches
+  c.close(); // closes the ring buffer (ends the pump) and our handles; pinned links keep enforcing
   await pump.catch(() => {});
   process.off('SIGINT', onSig);
   process.off('SIGTERM', onSig);
@@ -134,14 +319,11 @@ async function daemon(lsmOff: boolean): Promise<number> {
 }
 
 async function events(follow: boolean): Promise<number> {
-  if (!fs.existsSync(EVENTS_PATH)) {
-    console.error(`no events file ${EVENTS_PATH}: is \`pnpm lab policy daemon\` running?`);
-    return 1;
-  }
+  if (!fs.existsSync(EVENTS_PATH)) throw new LabError(`no events file ${EVENTS_PATH}`, 'start the controller: pnpm lab policy daemon');
   let pos = 0;
   const dump = () => {
     const size = fs.statSync(EVENTS_PATH).size;
-    if (size < pos) pos = 0; // a new daemon truncated it
+    if (size < pos) pos = 0; // truncated
     if (size === pos) return;
     const fd = fs.openSync(EVENTS_PATH, 'r');
     const buf = Buffer.alloc(size - pos);
@@ -152,7 +334,7 @@ async function events(follow: boolean): Promise<number> {
     pos += end;
   };
   dump();
-  while (follow && fs.existsSync(EVENTS_PATH)) {
+  while (follow && !outputClosed() && fs.existsSync(EVENTS_PATH)) {
     await new Promise((r) => setTimeout(r, 200));
     dump();
   }

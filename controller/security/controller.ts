@@ -1,23 +1,47 @@
 // The security controller: loads bpf/security.bpf.o, chooses the exec mechanism by trial (BPF LSM
 // where it loads and attaches, else the sched_process_exec + SIGKILL fallback), attaches the egress
-// hooks at the cgroup2 root, and owns the maps through a PolicyStore. Optionally pins the maps under
-// /sys/fs/bpf/ebpf-lab/security so `pnpm lab policy …` can edit a running controller's rules.
+// hooks at the cgroup2 root, and owns the maps through a PolicyStore.
+//
+// As a daemon (pin: true) it fails closed: maps and every bpf_link are pinned under
+// /sys/fs/bpf/ebpf-lab/security, so enforcement lives in the kernel and outlives the process (a
+// crash, kill -9, SIGTERM). A restarted daemon re-adopts the pinned links and maps as they are (no
+// gap, no reload of what is attached), reconciles its state file with the kernel and says what it
+// found. Only `pnpm lab policy stop` (stopDaemon) removes the pins and with them the enforcement.
 import fs from 'node:fs';
 import path from 'node:path';
-import { BpfMap, BpfObject, RingBuffer, rawCodec, removePinDir, type Codec, type Link } from '../libbpf/index.ts';
+import { BpfMap, BpfObject, Link, RingBuffer, rawCodec, removePinDir, type Codec } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import type { sec_event } from '../../bpf/gen/security.ts';
 import { cgroup2Root } from './cgroup.ts';
 import { formatAddr } from './policy.ts';
-import { MAP_NAMES, PolicyStore, emptyState, type SecMaps, type StoreState } from './store.ts';
+import { F_ENFORCE, MAP_NAMES, PolicyStore, emptyState, type SecMaps, type StoreState, type StoredPolicy } from './store.ts';
 import { KernelIdentity } from './identity.ts';
+import { LabError } from '../../lab/errors.ts';
+import type { sec_exec_key, sec_egress_key, sec_file_key } from '../../bpf/gen/security.ts';
 
 export const PIN_DIR = '/sys/fs/bpf/ebpf-lab/security';
+/** one pinned bpf_link per attached program, named after the program */
+export const LINK_DIR = path.join(PIN_DIR, 'links');
 export const RUN_DIR = '/run/ebpf-lab/security';
 export const STATE_PATH = path.join(RUN_DIR, 'state.json');
 export const EVENTS_PATH = path.join(RUN_DIR, 'events.jsonl');
 
-const LSM_PROGS = ['sec_exec_lsm', 'sec_connect_lsm'];
+const LSM_PROGS = ['sec_exec_lsm', 'sec_connect_lsm', 'sec_socket_lsm'];
+/** every program the controller attaches, and where */
+export const HOOKS: { prog: string; hook: string; kind: 'trace' | 'lsm' | 'cgroup' | 'tracepoint' }[] = [
+  { prog: 'sec_exec_tp', hook: 'tp_btf/sched_process_exec', kind: 'trace' },
+  { prog: 'sec_fork_tp', hook: 'tp_btf/sched_process_fork', kind: 'trace' },
+  { prog: 'sec_exit_tp', hook: 'tp_btf/sched_process_exit', kind: 'trace' },
+  { prog: 'sec_exec_lsm', hook: 'lsm/bprm_check_security', kind: 'lsm' },
+  { prog: 'sec_connect_lsm', hook: 'lsm/socket_connect', kind: 'lsm' },
+  { prog: 'sec_socket_lsm', hook: 'lsm/socket_create', kind: 'lsm' },
+  { prog: 'sec_connect4', hook: 'cgroup/connect4', kind: 'cgroup' },
+  { prog: 'sec_connect6', hook: 'cgroup/connect6', kind: 'cgroup' },
+  { prog: 'sec_sendmsg4', hook: 'cgroup/sendmsg4', kind: 'cgroup' },
+  { prog: 'sec_sendmsg6', hook: 'cgroup/sendmsg6', kind: 'cgroup' },
+  { prog: 'sec_sock_create', hook: 'cgroup/sock_create', kind: 'cgroup' },
+  { prog: 'sec_socket_tp', hook: 'tracepoint/syscalls/sys_enter_socket', kind: 'tracepoint' },
+];
 const EXEC_MODE = { none: 0, lsm: 1, 'tp-kill': 2 } as const;
 export const MECHANISM: Record<number, string> = {
   1: 'lsm/bprm_check_security (-EPERM)',
@@ -27,8 +51,13 @@ export const MECHANISM: Record<number, string> = {
   5: 'cgroup/sendmsg4',
   6: 'cgroup/sendmsg6',
   7: 'lsm/socket_connect (-EPERM)',
+  8: 'cgroup/sock_create',
+  9: 'lsm/socket_create (-EPERM)',
+  10: 'tracepoint/syscalls/sys_enter_socket + bpf_send_signal(SIGKILL)',
 };
-const KIND: Record<number, SecurityEvent['kind']> = { 1: 'exec', 2: 'connect', 3: 'sendmsg' };
+const KIND: Record<number, SecurityEvent['kind']> = { 1: 'exec', 2: 'connect', 3: 'sendmsg', 4: 'socket' };
+const FAMILY: Record<number, string> = { 2: 'AF_INET', 10: 'AF_INET6', 17: 'AF_PACKET' };
+const SOCK_TYPE: Record<number, string> = { 1: 'SOCK_STREAM', 2: 'SOCK_DGRAM', 3: 'SOCK_RAW', 5: 'SOCK_SEQPACKET', 10: 'SOCK_PACKET' };
 
 export interface Mechanisms {
   exec: 'lsm' | 'tp-kill' | 'none';
@@ -36,6 +65,8 @@ export interface Mechanisms {
   lsmEvidence: string;
   egress: string[];
   lsmConnect: boolean;
+  /** how raw IP / packet sockets are refused: lsm/socket_create, else cgroup/sock_create (+ the tracepoint for AF_PACKET) */
+  rawSockets: string[];
   /** binaries are identified by asking the kernel (exec tracepoint attached), else by stat(2) */
   oracle: boolean;
   unsupported: { hook: string; evidence: string }[];
@@ -44,7 +75,7 @@ export interface Mechanisms {
 export interface SecurityEvent {
   time: string;
   tsNs: string;
-  kind: 'exec' | 'connect' | 'sendmsg';
+  kind: 'exec' | 'connect' | 'sendmsg' | 'socket';
   action: 'blocked' | 'would-block';
   mechanism: string;
   pid: number;
@@ -62,6 +93,8 @@ export interface SecurityEvent {
   argv0?: string;
   destination?: string;
   protocol?: string;
+  /** socket events: e.g. "AF_INET SOCK_RAW" */
+  socket?: string;
 }
 
 export interface ControllerOptions {
@@ -79,6 +112,8 @@ export class SecurityController {
   readonly identity: KernelIdentity;
   private rb: RingBuffer<sec_event> | null = null;
   private readonly links: Link[] = [];
+  /** daemon start-up: what was found pinned and how the state file was reconciled */
+  readonly adoption: string[] = [];
   private closed = false;
   private readonly cgPaths = new Map<string, string>();
   private readonly clockOffsetNs: bigint;
@@ -98,73 +133,117 @@ export class SecurityController {
   static async start(opts: ControllerOptions = {}): Promise<SecurityController> {
     const log = opts.log ?? (() => {});
     const file = await ensureObject('security', log);
-    const mech: Mechanisms = { exec: 'none', lsmEvidence: '', egress: [], lsmConnect: false, oracle: false, unsupported: [] };
+    const mech: Mechanisms = { exec: 'none', lsmEvidence: '', egress: [], lsmConnect: false, rawSockets: [], oracle: false, unsupported: [] };
+    // links a previous daemon pinned: kept exactly as they are (no gap in enforcement)
+    const adopted = new Map<string, Link>();
+    if (opts.pin) {
+      const other = runningDaemon();
+      if (other) throw new LabError(`a security controller (pid ${other}) already owns ${PIN_DIR}`, `stop it first (Ctrl-C or kill ${other}; enforcement stays pinned), or use that one`);
+      fs.mkdirSync(LINK_DIR, { recursive: true });
+      for (const h of HOOKS) {
+        const l = Link.openPinned(path.join(LINK_DIR, h.prog), `${h.prog} → ${h.hook} (pinned)`);
+        if (l) adopted.set(h.prog, l);
+      }
+    }
     let lsmOk = false;
-    if (opts.lsm !== 'off') {
+    if ([...adopted.keys()].some((n) => LSM_PROGS.includes(n))) {
+      lsmOk = true;
+      mech.lsmEvidence = 'BPF LSM programs attached by the previous controller (pinned links, re-adopted)';
+    } else if (opts.lsm !== 'off') {
       // probe by trial in a throw-away object: a failed LSM load must not take the rest down
       const probe = BpfObject.open(file);
       try {
         probe.load({ skip: [...probe.programs.keys()].filter((n) => !LSM_PROGS.includes(n)) });
         for (const n of LSM_PROGS) probe.program(n).attachLsm();
         lsmOk = true;
-        mech.lsmEvidence = 'lsm/bprm_check_security and lsm/socket_connect load and attach';
+        mech.lsmEvidence = 'lsm/bprm_check_security, lsm/socket_connect and lsm/socket_create load and attach';
       } catch (e) {
         mech.lsmEvidence = `BPF LSM: ${firstLine(e)}`;
       } finally {
         probe.close();
       }
     } else mech.lsmEvidence = 'BPF LSM not tried (lsm: off)';
-    if (opts.pin) {
-      const other = runningDaemon();
-      if (other) throw new Error(`a security controller (pid ${other}) already owns ${PIN_DIR}; stop it first`);
-      fs.mkdirSync(PIN_DIR, { recursive: true });
-    }
     const obj = BpfObject.open(file);
     try {
-      obj.load({ skip: lsmOk ? [] : LSM_PROGS });
+      // libbpf reuses the maps pinned at these paths (the adopted programs use the same ones) or
+      // creates and pins them
+      if (opts.pin) for (const n of MAP_NAMES) obj.setPinPath(n, path.join(PIN_DIR, n));
+      try {
+        obj.load({ skip: [...(lsmOk ? [] : LSM_PROGS), ...adopted.keys()] });
+      } catch (e) {
+        if (opts.pin && /reuse|incompatib|EINVAL/i.test(String((e as Error).message))) {
+          throw new LabError(`the maps pinned at ${PIN_DIR} do not match this build of security.bpf.o`, 'pnpm lab policy stop (removes the old enforcement), then start the daemon again', { cause: e });
+        }
+        throw e;
+      }
       const c = new SecurityController(obj, mech, !!opts.pin, emptyState());
-      c.attach(lsmOk, opts.attachCgroup ?? cgroup2Root());
-      if (opts.pin) c.pin();
+      c.attach(lsmOk, opts.attachCgroup ?? cgroup2Root(), adopted);
+      if (opts.pin) c.adopt(adopted.size > 0);
       return c;
     } catch (e) {
+      for (const l of adopted.values()) l.close(); // our fds only: the pins keep them attached
       obj.close();
       throw e;
     }
   }
 
-  private attach(lsmOk: boolean, cg: string): void {
+  private attach(lsmOk: boolean, cg: string, adopted: Map<string, Link>): void {
     const m = this.mechanisms;
-    const tryAttach = (what: string, fn: () => Link): boolean => {
-      try {
-        this.links.push(fn());
-        return true;
-      } catch (e) {
-        m.unsupported.push({ hook: what, evidence: firstLine(e) });
-        return false;
+    const attached = new Set<string>();
+    for (const h of HOOKS) {
+      const prior = adopted.get(h.prog);
+      if (prior) {
+        this.links.push(prior);
+        attached.add(h.prog);
+        continue;
       }
-    };
-    // lineage tracking is needed by both exec mechanisms (executable selectors, ppid of egress events)
-    const tpExec = tryAttach('tp_btf/sched_process_exec', () => this.obj.program('sec_exec_tp').attachTrace());
-    tryAttach('tp_btf/sched_process_fork', () => this.obj.program('sec_fork_tp').attachTrace());
-    tryAttach('tp_btf/sched_process_exit', () => this.obj.program('sec_exit_tp').attachTrace());
-    if (lsmOk && tryAttach('lsm/bprm_check_security', () => this.obj.program('sec_exec_lsm').attachLsm())) m.exec = 'lsm';
-    else if (tpExec) m.exec = 'tp-kill';
-    if (lsmOk) m.lsmConnect = tryAttach('lsm/socket_connect', () => this.obj.program('sec_connect_lsm').attachLsm());
-    for (const [prog, hook] of [['sec_connect4', 'cgroup/connect4'], ['sec_connect6', 'cgroup/connect6'], ['sec_sendmsg4', 'cgroup/sendmsg4'], ['sec_sendmsg6', 'cgroup/sendmsg6']] as const) {
-      if (tryAttach(hook, () => this.obj.program(prog).attachCgroup(cg))) m.egress.push(hook);
+      if (h.kind === 'lsm' && !lsmOk) continue;
+      // a fallback is only attached where its mechanism is not covered by LSM
+      if (h.prog === 'sec_socket_tp' && attached.has('sec_socket_lsm')) continue;
+      try {
+        const p = this.obj.program(h.prog);
+        const l = h.kind === 'trace' ? p.attachTrace() : h.kind === 'lsm' ? p.attachLsm() : h.kind === 'cgroup' ? p.attachCgroup(cg) : p.attachTracepoint('syscalls', 'sys_enter_socket');
+        // pinned, the attachment lives until the pin is removed: closing our fd (all that libbpf's
+        // destroy does for a bpf_link) at exit or on a crash does not detach it
+        if (this.pinned) {
+          try {
+            l.pin(path.join(LINK_DIR, h.prog));
+          } catch (e) {
+            l.close(); // an attachment that could not be pinned would end with this process: fail loudly instead
+            throw e;
+          }
+        }
+        this.links.push(l);
+        attached.add(h.prog);
+      } catch (e) {
+        m.unsupported.push({ hook: h.hook, evidence: firstLine(e) });
+      }
     }
-    this.store.maps.config.set(0, { cg_levels: 0, exec_mode: EXEC_MODE[m.exec], have_exe_selectors: 0, _pad: 0, oracle_cgroup: 0n });
-    m.oracle = this.identity.available = tpExec;
+    const has = (p: string) => attached.has(p);
+    m.exec = has('sec_exec_lsm') ? 'lsm' : has('sec_exec_tp') ? 'tp-kill' : 'none';
+    m.lsmConnect = has('sec_connect_lsm');
+    m.egress = HOOKS.filter((h) => h.kind === 'cgroup' && h.prog !== 'sec_sock_create' && has(h.prog)).map((h) => h.hook);
+    m.rawSockets = has('sec_socket_lsm') ? ['lsm/socket_create'] : [...(has('sec_sock_create') ? ['cgroup/sock_create'] : []), ...(has('sec_socket_tp') ? ['tracepoint/syscalls/sys_enter_socket + SIGKILL'] : [])];
+    // keep what an adopted config says about selectors; the mechanisms are this start's
+    const cur = this.store.maps.config.get(0) ?? { cg_levels: 0, exec_mode: 0, have_exe_selectors: 0, lsm_socket: 0, oracle_cgroup: 0n };
+    this.store.maps.config.set(0, { ...cur, exec_mode: EXEC_MODE[m.exec], lsm_socket: has('sec_socket_lsm') ? 1 : 0, oracle_cgroup: 0n });
+    m.oracle = this.identity.available = has('sec_exec_tp');
   }
 
-  private pin(): void {
-    for (const n of MAP_NAMES) {
-      const p = path.join(PIN_DIR, n);
-      fs.rmSync(p, { force: true }); // a stale pin from a crashed daemon
-      this.obj.map(n).pin(p);
-    }
+  /** daemon start: load the state file, reconcile it with the kernel, sweep unreferenced slots */
+  private adopt(hadLinks: boolean): void {
     fs.mkdirSync(RUN_DIR, { recursive: true });
-    fs.writeFileSync(STATE_PATH, JSON.stringify(this.store.state));
+    const say = (s: string) => this.adoption.push(s);
+    let state = emptyState();
+    try {
+      state = JSON.parse(fs.readFileSync(STATE_PATH, 'utf8')) as StoreState;
+    } catch {
+      /* none: first start, or removed by policy stop */
+    }
+    if (hadLinks) say(`re-adopted ${this.links.length} pinned links from the previous controller (enforcement never stopped)`);
+    this.store.state = reconcile(this.store, state, say);
+    this.store.saveState();
+    for (const sw of this.store.sweep()) say(`swept slot ${sw.slot}: ${sw.entries} entries no live policy references`);
     fs.writeFileSync(path.join(RUN_DIR, 'daemon.json'), JSON.stringify({ pid: process.pid, mechanisms: this.mechanisms, startedAt: new Date().toISOString() }));
   }
 
@@ -207,16 +286,15 @@ export class SecurityController {
     return this.rb?.lost ?? 0;
   }
 
+  /**
+   * Release this process's handles. In-process controllers (tests, scenarios) detach everything;
+   * a daemon leaves its pinned links and maps enforcing (only stopDaemon removes them).
+   */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     this.rb?.close();
-    if (this.pinned) {
-      for (const n of MAP_NAMES) fs.rmSync(path.join(PIN_DIR, n), { force: true });
-      removePinDir(PIN_DIR);
-      fs.rmSync(path.join(RUN_DIR, 'daemon.json'), { force: true });
-      fs.rmSync(STATE_PATH, { force: true });
-    }
+    if (this.pinned) fs.rmSync(path.join(RUN_DIR, 'daemon.json'), { force: true });
     for (const l of this.links.reverse()) l.close();
     this.obj.close();
   }
@@ -250,9 +328,98 @@ export function runningDaemon(): number | null {
   }
 }
 
+/**
+ * The state file checked against the kernel: a policy counts only when its slot holds its record
+ * and its selector points there; a selected slot the file does not know is kept (under the name
+ * unknown-slot-N, rebuilt from the maps) so that it can be listed and deleted. Messages go to `say`.
+ */
+export function reconcile(store: PolicyStore, state: StoreState, say: (s: string) => void): StoreState {
+  const out: StoreState = { nextId: state.nextId ?? 1, policies: {}, rules: state.rules ?? {} };
+  const selected = store.selectedSlots();
+  const m = store.maps;
+  for (const [name, sp] of Object.entries(state.policies ?? {})) {
+    const rec = m.policies.get(sp.slot);
+    const target = sp.selector.kind === 'cgroup' ? m.cg_sel.get(BigInt(sp.selector.cgid)) : m.exe_sel.get({ dev: BigInt(sp.selector.dev), ino: BigInt(sp.selector.ino) });
+    if (rec?.id === sp.id && target === sp.slot) {
+      out.policies[name] = sp;
+      say(`policy ${name}: enforced by the kernel (slot ${sp.slot}, policy id ${sp.id}): adopted`);
+    } else {
+      say(`policy ${name}: listed in the state file but not enforced by the kernel (slot ${sp.slot} holds ${rec?.id ? `policy id ${rec.id}` : 'nothing'}, selector → ${target ?? 'none'}): dropped from the state`);
+    }
+  }
+  const known = new Set(Object.values(out.policies).map((p) => p.slot));
+  for (const [slot, sel] of selected) {
+    if (known.has(slot)) continue;
+    const rec = m.policies.get(slot);
+    const name = `unknown-slot-${slot}`;
+    const execKeys = [...m.exec_rules.keys()].filter((k: sec_exec_key) => k.slot === slot).map((k) => ({ dev: String(k.dev), ino: String(k.ino) }));
+    const egressKeys = [...m.egress_rules.keys()].filter((k: sec_egress_key) => k.slot === slot).map((k) => ({ prefixlen: k.prefixlen, proto: k.proto, port: k.port, addr: [...k.addr] }));
+    const cg = [...(m.cg_sel.entries() as Iterable<[bigint, number]>)].find(([, s]) => s === slot)?.[0];
+    const exe = [...(m.exe_sel.entries() as Iterable<[sec_file_key, number]>)].find(([, s]) => s === slot)?.[0];
+    const selector: StoredPolicy['selector'] = cg !== undefined
+      ? { kind: 'cgroup', dir: `(cgroup id ${cg})`, cgid: String(cg), level: 0 }
+      : { kind: 'exe', dev: String(exe!.dev), ino: String(exe!.ino), statDev: String(exe!.dev), statIno: String(exe!.ino) };
+    out.policies[name] = {
+      policy: { name, mode: (rec?.flags ?? 0) & F_ENFORCE ? 'enforce' : 'log', select: cg !== undefined ? { cgroup: selector.kind === 'cgroup' ? selector.dir : '' } : { executable: `(inode ${sel})` }, exec: { deny: [], denyNameless: false }, egress: { deny: [] } },
+      id: rec?.id ?? 0, slot, selector, identities: [], execKeys, egressKeys, appliedAt: 'unknown (found in the kernel)',
+    };
+    say(`slot ${slot}: enforced by the kernel (${sel}, policy id ${rec?.id ?? 0}, ${execKeys.length} exec + ${egressKeys.length} egress entries) but not in the state file: kept as "${name}" (pnpm lab policy delete ${name} removes it)`);
+  }
+  if (Object.keys(out.policies).length === 0 && Object.keys(state.policies ?? {}).length === 0) say('no policies in the kernel or the state file');
+  // ids in use must not be handed out again
+  for (const p of Object.values(out.policies)) if (p.id >= out.nextId) out.nextId = p.id + 1;
+  return out;
+}
+
+/** Facts about the pinned links, from the kernel: which programs are attached right now. */
+export function pinnedLinks(): { prog: string; hook: string; linkId: number; progId: number }[] {
+  const out: { prog: string; hook: string; linkId: number; progId: number }[] = [];
+  for (const h of HOOKS) {
+    const l = Link.openPinned(path.join(LINK_DIR, h.prog));
+    if (!l) continue;
+    try {
+      const i = l.info();
+      out.push({ prog: h.prog, hook: h.hook, linkId: i.id, progId: i.progId });
+    } finally {
+      l.close();
+    }
+  }
+  return out;
+}
+
+/**
+ * `policy stop`: the one path that ends enforcement. Stops a running daemon, then removes the
+ * pinned links (the kernel detaches a link when its last reference goes) and maps.
+ */
+export async function stopDaemon(log: (s: string) => void = () => {}): Promise<{ links: number; maps: number; daemon: number | null }> {
+  const pid = runningDaemon();
+  if (pid) {
+    process.kill(pid, 'SIGTERM');
+    for (let i = 0; i < 100; i++) {
+      try {
+        process.kill(pid, 0);
+      } catch {
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    log(`daemon ${pid} stopped`);
+  }
+  let links = 0;
+  let maps = 0;
+  if (fs.existsSync(LINK_DIR)) for (const f of fs.readdirSync(LINK_DIR)) (fs.rmSync(path.join(LINK_DIR, f), { force: true }), links++);
+  fs.rmSync(LINK_DIR, { recursive: true, force: true });
+  for (const n of MAP_NAMES) if (fs.existsSync(path.join(PIN_DIR, n))) (fs.rmSync(path.join(PIN_DIR, n), { force: true }), maps++);
+  if (fs.existsSync(PIN_DIR)) removePinDir(PIN_DIR);
+  fs.rmSync(STATE_PATH, { force: true });
+  fs.rmSync(path.join(RUN_DIR, 'daemon.json'), { force: true });
+  fs.rmSync(path.join(RUN_DIR, 'apply.lock'), { force: true });
+  return { links, maps, daemon: pid };
+}
+
 /** the maps of a running daemon, through their pins (codecs from the object's BTF) */
 export async function pinnedStore(): Promise<{ store: PolicyStore; close(): void }> {
-  if (!fs.existsSync(path.join(PIN_DIR, 'policies'))) throw new Error(`no security controller is running (nothing pinned at ${PIN_DIR}); start one with: pnpm lab policy daemon`);
+  if (!fs.existsSync(path.join(PIN_DIR, 'policies'))) throw new LabError(`no security controller: nothing is pinned at ${PIN_DIR}`, 'start one: pnpm lab policy daemon');
   const spec = BpfObject.open(await ensureObject('security'));
   const btf = spec.btf;
   const c = <T>(t: string | number): Codec<T> => (typeof t === 'number' ? (rawCodec(t) as Codec<T>) : btf.codecByName<T>(t));
@@ -267,12 +434,8 @@ export async function pinnedStore(): Promise<{ store: PolicyStore; close(): void
     exec_rules: open('exec_rules', 'sec_exec_key', 'sec_rule'),
     egress_rules: open('egress_rules', 'sec_egress_key', 'sec_rule'),
   } as unknown as SecMaps;
-  let oracle = false;
-  try {
-    oracle = !!(JSON.parse(fs.readFileSync(path.join(RUN_DIR, 'daemon.json'), 'utf8')) as { mechanisms: Mechanisms }).mechanisms.oracle;
-  } catch {
-    /* no daemon facts: stat identities */
-  }
+  // the exec tracepoint's link is pinned: the oracle works whether or not a daemon process runs
+  const oracle = fs.existsSync(path.join(LINK_DIR, 'sec_exec_tp'));
   const identity = new KernelIdentity(maps, oracle);
   const store = new PolicyStore(maps, emptyState(), STATE_PATH, (paths) => identity.identify(paths));
   store.reload();
@@ -302,7 +465,10 @@ export function formatEvent(e: sec_event, store: PolicyStore, clockOffsetNs: big
     ruleId: e.rule_id,
     rule: store.ruleName(e.rule_id),
   };
-  if (e.kind === 1) {
+  if (e.kind === 4) {
+    out.socket = `${FAMILY[e.family] ?? `family ${e.family}`} ${SOCK_TYPE[e.sock_type] ?? `type ${e.sock_type}`}`;
+    out.protocol = e.proto === 6 ? 'tcp' : e.proto === 17 ? 'udp' : e.proto === 1 ? 'icmp' : e.proto === 255 ? 'raw' : String(e.proto);
+  } else if (e.kind === 1) {
     out.binary = e.binary;
     out.file = e.file;
     out.inode = `${e.dev >> 20n}:${e.dev & 0xfffffn}:${e.ino}`;

@@ -14,6 +14,7 @@ import type { BpfMap } from '../libbpf/index.ts';
 import type { sec_config, sec_file_key } from '../../bpf/gen/security.ts';
 import { cgroup2Root, cgroupId, createCgroup } from './cgroup.ts';
 import { fileId, type FileId } from './files.ts';
+import { LabError } from '../../lab/errors.ts';
 
 export type Identified = FileId & { how: 'kernel' | 'stat'; why?: string };
 
@@ -51,8 +52,8 @@ export class KernelIdentity {
       const hit = this.cache.get(key);
       if (hit) out.set(p, { ...hit, path: st.path });
       else if (!this.available) out.set(p, { ...st, how: 'stat', why: 'exec tracepoint not attached' });
-      else if (isScript(st.path)) out.set(p, { ...st, how: 'stat', why: '#! script: exec runs its interpreter' });
       else if (!s.isFile() || !(s.mode & 0o111)) out.set(p, { ...st, how: 'stat', why: 'not an executable file' });
+      else if (isScript(st.path)) out.set(p, { ...st, how: 'stat', why: '#! script: exec runs its interpreter' });
       else ask.push({ p, key, st });
     }
     if (!ask.length) return out;
@@ -75,7 +76,7 @@ export class KernelIdentity {
     this.maps.config.set(0, { ...cfg, oracle_cgroup: cgroupId(dir) });
     try {
       const r = spawnSync('/usr/bin/python3', ['-c', HELPER, dir, CANARY, ...files], { encoding: 'utf8', timeout: 30_000 });
-      if (r.status === 3) throw new Error(`identity oracle not armed: ${CANARY} was not stopped at exec (is sec_exec_tp attached?)`);
+      if (r.status === 3) throw new LabError(`identity oracle not armed: ${CANARY} was not stopped at exec (sec_exec_tp is not attached) — nothing was changed`, 'start the controller: pnpm lab policy daemon');
       for (const l of (r.stdout ?? '').split('\n')) {
         const [pid, killed, ...p] = l.split(' ');
         if (!pid || killed !== 'True') continue;

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { PolicyError, canonicalCidr, cidrBytes, formatAddr, ipv6Bytes, parsePolicies } from './policy.ts';
 import { kernelDev } from './files.ts';
+import { denyRaw, entriesNeeded } from './store.ts';
 
 function issues(text: string) {
   try {
@@ -55,14 +56,14 @@ describe('policy schema', () => {
     const by = Object.fromEntries(is.map((i) => [i.field, i]));
     expect(by['policies[0].name']).toMatchObject({ line: 2, col: 11, message: expect.stringContaining('lower-case letters') });
     expect(by['policies[0].select']).toMatchObject({ line: 3, message: 'give one of cgroup or executable, not both' });
-    expect(by['policies[0].exec.deny[1]']).toMatchObject({ line: 4, message: '"bin/sh" is not an absolute path' });
+    expect(by['policies[0].exec.deny[1]']).toMatchObject({ line: 4, message: '"bin/sh" is not an absolute path nor "shells"' });
     expect(by['policies[0].exec.allow']).toMatchObject({ line: 4, message: 'expected a list of absolute paths' });
     expect(by['policies[0].exec.denyNameless']).toMatchObject({ line: 4, message: 'expected true or false' });
     expect(by['policies[0].egress.allow[0].to']).toMatchObject({ line: 7, col: 17, message: '"300.1.1.1/8" is not an IPv4/IPv6 address or CIDR' });
     expect(by['policies[0].egress.allow[0].ports[0]']).toMatchObject({ line: 7, message: expect.stringContaining('allowed: integers 1–65535') });
     expect(by['policies[0].egress.allow[0].ports[2]']).toMatchObject({ line: 7, message: expect.stringContaining('"x" is not a port') });
     expect(by['policies[0].egress.allow[0].protocol']).toMatchObject({ line: 7, message: 'expected tcp, udp or any, got "sctp"' });
-    expect(by['policies[0].egress.allow[1].too']).toMatchObject({ line: 8, message: 'unknown field (allowed: to, ports, protocol)' });
+    expect(by['policies[0].egress.allow[1].too']).toMatchObject({ line: 8, message: 'unknown field (did you mean "to"?) (allowed: to, ports, protocol)' });
     expect(by['policies[0].extra']).toMatchObject({ line: 9, col: 5, message: 'unknown field (allowed: name, mode, select, exec, egress)' });
     expect(is).toHaveLength(11);
   });
@@ -85,6 +86,33 @@ describe('policy schema', () => {
     } catch (e) {
       expect((e as PolicyError).message).toContain('p.yaml:3:27: policies[0].select.executable: "/no/such/bin" does not exist on this system');
     }
+  });
+});
+
+describe('policy mistakes a user makes (messages, not crashes)', () => {
+  it('a directory in exec.deny is rejected at validation, naming the fix', () => {
+    try {
+      parsePolicies('policies:\n  - name: a\n    select: { cgroup: / }\n    exec: { deny: [/usr/bin] }\n', 'dir/p.yaml');
+      expect.unreachable();
+    } catch (e) {
+      expect((e as PolicyError).message).toContain('dir/p.yaml:4:20: policies[0].exec.deny[0]: "/usr/bin" is a directory; list executables one by one (e.g. /usr/bin/nc)');
+    }
+  });
+
+  it('"shell" suggests "shells"; a misspelt field suggests the close name', () => {
+    const is = issues('policies:\n  - name: a\n    select: { cgroup: /x }\n    exec: { deny: [shell] }\n    egres: {}\n');
+    expect(is.map((i) => i.message).sort()).toEqual(['"shell" is not an absolute path (did you mean "shells"?)', 'unknown field (did you mean "egress"?) (allowed: name, mode, select, exec, egress)']);
+  });
+
+  it('rawSockets: allow | deny; denied by default once a policy has egress rules', () => {
+    const [p, q, r] = parsePolicies('policies:\n  - { name: a, select: { cgroup: /a }, egress: { allow: [{ to: 10.0.0.0/8 }] } }\n  - { name: b, select: { cgroup: /b }, egress: { allow: [], rawSockets: allow } }\n  - { name: c, select: { cgroup: /c }, exec: { deny: [shells] } }\n', 'p.yaml', { checkPaths: false });
+    expect([denyRaw(p!), denyRaw(q!), denyRaw(r!)]).toEqual([true, false, false]);
+    expect(issues('policies:\n  - { name: a, select: { cgroup: /a }, egress: { rawSockets: maybe } }\n')[0]!.message).toBe('expected "allow" or "deny", got "maybe"');
+  });
+
+  it('counts the map entries a policy needs (capacity checks before writing)', () => {
+    const [p] = parsePolicies('policies:\n  - name: a\n    select: { cgroup: /a }\n    exec: { deny: [shells, /usr/bin/nc], allow: [/usr/bin/python3] }\n    egress:\n      allow: [{ to: 10.0.0.0/8, ports: [80, 443] }, { to: ::1 }]\n      deny: [{ to: 10.1.0.0/16, ports: [1, 2, 3] }]\n', 'p.yaml', { checkPaths: false });
+    expect(entriesNeeded(p!, 3)).toEqual({ exec: 5, egress: 6 });
   });
 });
 

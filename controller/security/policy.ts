@@ -17,11 +17,14 @@
 //       egress:
 //         allow: [{to: 127.0.0.1/32, ports: [5432], protocol: tcp}]   # present → allowlist
 //         deny:  [{to: 10.0.0.0/8}]
+//         rawSockets: deny              # default with an egress section: raw IP / AF_PACKET sockets denied
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { cgroup2Root, cgroupDir } from './cgroup.ts';
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node as YNode } from 'yaml';
+import { LabError } from '../../lab/errors.ts';
+import { suggest } from '../../lab/args.ts';
 
 export type Protocol = 'tcp' | 'udp' | 'any';
 export interface EgressRule {
@@ -34,7 +37,8 @@ export interface Policy {
   mode: 'enforce' | 'log';
   select: { cgroup?: string; executable?: string; uid?: number };
   exec: { deny: string[]; allow?: string[]; denyNameless: boolean };
-  egress: { allow?: EgressRule[]; deny: EgressRule[] };
+  /** rawSockets: unset = denied when the policy has egress rules (see store.denyRaw) */
+  egress: { allow?: EgressRule[]; deny: EgressRule[]; rawSockets?: 'allow' | 'deny' };
 }
 
 export interface PolicyIssue {
@@ -44,12 +48,12 @@ export interface PolicyIssue {
   message: string;
 }
 
-export class PolicyError extends Error {
+export class PolicyError extends LabError {
   constructor(
     readonly file: string,
     readonly issues: PolicyIssue[],
   ) {
-    super(`${file}: ${issues.length} error${issues.length === 1 ? '' : 's'}:\n${issues.map((i) => `  ${file}:${i.line}:${i.col}: ${i.field}: ${i.message}`).join('\n')}`);
+    super(`${file}: ${issues.length} error${issues.length === 1 ? '' : 's'}:\n${issues.map((i) => `  ${file}:${i.line}:${i.col}: ${i.field}: ${i.message}`).join('\n')}`, 'correct the fields listed; nothing was changed: the running policies are as before');
     this.name = 'PolicyError';
   }
 }
@@ -59,7 +63,7 @@ const TOP_KEYS = ['policies'];
 const POLICY_KEYS = ['name', 'mode', 'select', 'exec', 'egress'];
 const SELECT_KEYS = ['cgroup', 'executable', 'uid'];
 const EXEC_KEYS = ['deny', 'allow', 'denyNameless'];
-const EGRESS_KEYS = ['allow', 'deny'];
+const EGRESS_KEYS = ['allow', 'deny', 'rawSockets'];
 const RULE_KEYS = ['to', 'ports', 'protocol'];
 
 /** Parse and validate; throws PolicyError listing every problem. `resolveFiles` checks paths exist. */
@@ -88,7 +92,10 @@ export function parsePolicies(text: string, file = 'policy', opts: { checkPaths?
     if (!isMap(m)) return out;
     for (const pair of m.items) {
       const k = isScalar(pair.key) ? String(pair.key.value) : '?';
-      if (!allowed.includes(k)) at(pair.key as YNode, `${field}${field ? '.' : ''}${k}`, `unknown field (allowed: ${allowed.join(', ')})`);
+      if (!allowed.includes(k)) {
+        const near = suggest(k, allowed);
+        at(pair.key as YNode, `${field}${field ? '.' : ''}${k}`, `unknown field${near ? ` (did you mean "${near}"?)` : ''} (allowed: ${allowed.join(', ')})`);
+      }
       else out.set(k, (pair.value as YNode | null) ?? null);
     }
     return out;
@@ -98,16 +105,28 @@ export function parsePolicies(text: string, file = 'policy', opts: { checkPaths?
     at(n, field, `expected ${what}${isScalar(n) ? `, got ${JSON.stringify(n.value)}` : ''}`);
     return undefined;
   };
-  const absPath = (n: YNode | null | undefined, field: string): string | undefined => {
+  /** an absolute path to an executable file; `keywords` are the bare words the field also takes */
+  const absPath = (n: YNode | null | undefined, field: string, keywords: string[] = []): string | undefined => {
     const s = str(n, field, 'an absolute path');
     if (s === undefined) return undefined;
     if (!s.startsWith('/')) {
-      at(n, field, `"${s}" is not an absolute path`);
+      const near = suggest(s, keywords);
+      at(n, field, `"${s}" is not an absolute path${near ? ` (did you mean "${near}"?)` : keywords.length ? ` nor ${keywords.map((k) => `"${k}"`).join(', ')}` : ''}`);
       return undefined;
     }
-    if (opts.checkPaths !== false && !fs.existsSync(s)) {
-      at(n, field, `"${s}" does not exist on this system`);
-      return undefined;
+    if (opts.checkPaths !== false) {
+      let st: fs.Stats;
+      try {
+        st = fs.statSync(s);
+      } catch {
+        at(n, field, `"${s}" does not exist on this system`);
+        return undefined;
+      }
+      // a rule names one executable (an inode), not a directory of them
+      if (!st.isFile()) {
+        at(n, field, `"${s}" is ${st.isDirectory() ? 'a directory' : 'not a regular file'}; list executables one by one (e.g. ${st.isDirectory() ? `${s.replace(/\/$/, '')}/nc` : '/usr/bin/nc'})`);
+        return undefined;
+      }
     }
     return s;
   };
@@ -186,7 +205,7 @@ export function parsePolicies(text: string, file = 'policy', opts: { checkPaths?
           const field = `${f}.exec.${k}[${j}]`;
           if (k === 'deny' && isScalar(b) && b.value === 'shells') r.push('shells');
           else {
-            const p = absPath(b as YNode, field);
+            const p = absPath(b as YNode, field, k === 'deny' ? ['shells'] : []);
             if (p) r.push(p);
           }
         });
@@ -248,6 +267,11 @@ export function parsePolicies(text: string, file = 'policy', opts: { checkPaths?
       };
       egress.allow = ruleList('allow');
       egress.deny = ruleList('deny') ?? [];
+      if (g.has('rawSockets')) {
+        const r = g.get('rawSockets');
+        if (isScalar(r) && (r.value === 'allow' || r.value === 'deny')) egress.rawSockets = r.value;
+        else at(r, `${f}.egress.rawSockets`, `expected "allow" or "deny"${isScalar(r) ? `, got ${JSON.stringify(r.value)}` : ''}`);
+      }
     }
     if (name) out.push({ name, mode, select, exec, egress });
   });
@@ -255,8 +279,16 @@ export function parsePolicies(text: string, file = 'policy', opts: { checkPaths?
   return out;
 }
 
+/** errors name the file as the user gave it (a relative path stays relative) */
 export function readPolicyFile(file: string): Policy[] {
-  return parsePolicies(fs.readFileSync(file, 'utf8'), path.basename(file));
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new LabError(`cannot read policy file ${file}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : code ?? String(e)}`, code === 'EISDIR' ? `give a YAML or JSON file, e.g. ${path.join(file, 'policy.yaml')}` : 'check the path (relative paths are from the current directory)');
+  }
+  return parsePolicies(text, file);
 }
 
 function userId(name: string): number | undefined {

@@ -5,6 +5,13 @@
 // An update is made visible in one map write: the new version is written into a free slot first
 // (rules, then the policy record), then the selector entry is pointed at the new slot, then the old
 // slot is emptied. A hook therefore sees either the whole old policy or the whole new one.
+//
+// Filling slots is all-or-nothing for a whole apply: capacity is checked before the first write
+// (old and new versions coexist until the flip), a slot is verified empty before use, and any
+// failure while filling clears every slot this apply wrote into before the error leaves, so the
+// maps are byte-identical to before. Entries no live policy references (a crashed CLI, an older
+// controller) are swept at daemon start and after every failed apply: a later policy never
+// inherits rules nobody wrote into it.
 import fs from 'node:fs';
 import path from 'node:path';
 import type { BpfMap } from '../libbpf/index.ts';
@@ -13,9 +20,10 @@ import { cgroup2Root, cgroupDir, cgroupId, cgroupLevel } from './cgroup.ts';
 import { fileId, resolveShells, type FileId } from './files.ts';
 import type { Identified } from './identity.ts';
 import { cidrBytes, type EgressRule, type Policy } from './policy.ts';
+import { LabError } from '../../lab/errors.ts';
 
 // values of the C enums (bpf/security.h; also generated into bpf/gen/security.ts)
-export const F_ENFORCE = 1, F_EXEC_ALLOWLIST = 2, F_DENY_ANON_EXEC = 4, F_EGRESS_ALLOWLIST = 8;
+export const F_ENFORCE = 1, F_EXEC_ALLOWLIST = 2, F_DENY_ANON_EXEC = 4, F_EGRESS_ALLOWLIST = 8, F_DENY_RAW = 16;
 export const ACTION_ALLOW = 1, ACTION_DENY = 2;
 export const MAX_POLICIES = 64;
 export const ANY_UID = 0xffffffff;
@@ -39,7 +47,7 @@ export type Identify = (paths: string[]) => Map<string, Identified>;
 /** stat(2) identities: right on plain file systems, wrong on overlayfs (see identity.ts) */
 export const statIdentify: Identify = (paths) => new Map(paths.map((p) => [p, { ...fileId(p), how: 'stat' as const, why: 'no kernel oracle' }]));
 
-interface StoredPolicy {
+export interface StoredPolicy {
   policy: Policy;
   id: number;
   slot: number;
@@ -89,11 +97,33 @@ interface Plan {
   allowlistRule: number;
   anonRule: number;
   egressRule: number;
+  rawRule: number;
   exec: { file: FileId; rule: number; action: number }[];
   egress: { key: Omit<sec_egress_key, 'slot'>; rule: number; action: number }[];
 }
 
+const EMPTY_POLICY: sec_policy = { id: 0, flags: 0, uid: 0, allowlist_rule: 0, anon_rule: 0, egress_rule: 0, raw_rule: 0 };
+
+/** raw/packet sockets are denied when a policy has an egress section and does not allow them */
+export function denyRaw(p: Policy): boolean {
+  return (p.egress.allow !== undefined || p.egress.deny.length > 0 || p.egress.rawSockets === 'deny') && p.egress.rawSockets !== 'allow';
+}
+
+/** map entries a policy needs (exec_rules, egress_rules); `shells` = how many binaries "shells" is here */
+export function entriesNeeded(p: Policy, shells: number): { exec: number; egress: number } {
+  const exec = p.exec.deny.reduce((a, d) => a + (d === 'shells' ? shells : 1), 0) + (p.exec.allow?.length ?? 0);
+  const egress = [...p.egress.deny, ...(p.egress.allow ?? [])].reduce((a, r) => a + Math.max(1, r.ports.length), 0);
+  return { exec, egress };
+}
+
+function firstLine(e: unknown): string {
+  return String(e instanceof Error ? e.message : e).split('\n')[0]!;
+}
+
 export class PolicyStore {
+  /** tests: called before every rule/record write of an apply; throw to inject a failure part-way */
+  beforeWrite?: (map: string) => void;
+
   constructor(
     readonly maps: SecMaps,
     public state: StoreState = emptyState(),
@@ -104,6 +134,10 @@ export class PolicyStore {
   /** Re-read the state file (another process — the CLI — may have changed it). */
   reload(): void {
     if (this.statePath && fs.existsSync(this.statePath)) this.state = JSON.parse(fs.readFileSync(this.statePath, 'utf8')) as StoreState;
+  }
+
+  saveState(): void {
+    this.save();
   }
 
   private save(): void {
@@ -136,9 +170,9 @@ export class PolicyStore {
     if (p.select.cgroup) {
       const root = cgroup2Root();
       const dir = cgroupDir(p.select.cgroup, root);
-      if (!fs.existsSync(dir)) throw new Error(`policy ${p.name}: cgroup ${dir} does not exist`);
+      if (!fs.existsSync(dir)) throw new LabError(`policy ${p.name}: cgroup ${dir} does not exist (nothing was changed)`, `create the workload's cgroup first (mkdir ${dir})`);
       selector = { kind: 'cgroup', dir, cgid: String(cgroupId(dir)), level: cgroupLevel(dir, root) };
-      if (selector.level > 15) throw new Error(`policy ${p.name}: cgroup ${dir} is deeper than 15 levels`);
+      if (selector.level > 15) throw new LabError(`policy ${p.name}: cgroup ${dir} is deeper than 15 levels (nothing was changed)`, 'select a cgroup at most 15 levels below the cgroup2 root');
     } else {
       const f = ids.get(p.select.executable!)!;
       const st = fileId(p.select.executable!);
@@ -185,20 +219,83 @@ export class PolicyStore {
       egressRule = rule('egress.allow (destination not on the allowlist)');
       p.egress.allow.forEach((r) => addEgress(r, egressRule, ACTION_ALLOW));
     }
-    return { p, id, selector, flags, uid: p.select.uid ?? ANY_UID, rules, allowlistRule, anonRule, egressRule, exec, egress };
+    let rawRule = 0;
+    if (denyRaw(p)) {
+      flags |= F_DENY_RAW;
+      rawRule = rule('egress.rawSockets (raw IP / packet socket: not allowed by this policy)');
+    }
+    return { p, id, selector, flags, uid: p.select.uid ?? ANY_UID, rules, allowlistRule, anonRule, egressRule, rawRule, exec, egress };
   }
 
-  private freeSlot(taken: Set<number>): number {
-    for (let s = 0; s < MAX_POLICIES; s++) if (!taken.has(s)) return s;
-    throw new Error(`no free policy slot (at most ${MAX_POLICIES / 2} policies, each update needs a spare slot)`);
+  /** map capacities (max_entries of the kernel's maps) */
+  capacity(): { exec: number; egress: number } {
+    return { exec: this.maps.exec_rules.meta.maxEntries, egress: this.maps.egress_rules.meta.maxEntries };
+  }
+
+  /** entries per slot as the kernel holds them right now (a full scan: the truth, not the state file) */
+  slotUsage(): Map<number, { exec: number; egress: number }> {
+    const u = new Map<number, { exec: number; egress: number }>();
+    const at = (slot: number) => u.get(slot) ?? (u.set(slot, { exec: 0, egress: 0 }), u.get(slot)!);
+    for (const k of this.maps.exec_rules.keys()) at(k.slot).exec++;
+    for (const k of this.maps.egress_rules.keys()) at(k.slot).egress++;
+    return u;
+  }
+
+  /** slots a selector points at (the kernel's view of what is enforced) */
+  selectedSlots(): Map<number, string> {
+    const out = new Map<number, string>();
+    for (const [cg, slot] of this.maps.cg_sel.entries() as Iterable<[bigint, number]>) out.set(slot, `cgroup id ${cg}`);
+    for (const [f, slot] of this.maps.exe_sel.entries() as Iterable<[sec_file_key, number]>) out.set(slot, `executable ${f.dev >> 20n}:${f.dev & 0xfffffn}:${f.ino}`);
+    return out;
+  }
+
+  /** a slot no policy, selector, rule or policy record uses; verified against the kernel */
+  private freeSlot(taken: Set<number>, usage: Map<number, { exec: number; egress: number }>): number {
+    const selected = this.selectedSlots();
+    for (let s = 0; s < MAX_POLICIES; s++) {
+      if (taken.has(s) || selected.has(s)) continue;
+      const u = usage.get(s);
+      if (u && (u.exec || u.egress)) continue; // leftovers: the sweep clears them, never reuse them as they are
+      if (this.maps.policies.get(s)?.id) continue;
+      return s;
+    }
+    throw new LabError(`no free policy slot (at most ${MAX_POLICIES / 2} policies; each update needs a spare slot) — nothing was changed`, 'delete a policy first (pnpm lab policy delete <name>)');
+  }
+
+  /** delete every entry of `slot` and zero its record (a scan: it also removes entries no state lists) */
+  private clearSlot(slot: number): number {
+    let n = 0;
+    for (const k of [...this.maps.exec_rules.keys()]) if (k.slot === slot && this.maps.exec_rules.delete(k) !== false) n++;
+    for (const k of [...this.maps.egress_rules.keys()]) if (k.slot === slot && this.maps.egress_rules.delete(k) !== false) n++;
+    if (this.maps.policies.get(slot)?.id) this.maps.policies.set(slot, { ...EMPTY_POLICY });
+    return n;
+  }
+
+  /**
+   * Clear every slot that neither a policy of the state nor a selector in the kernel references.
+   * Returns what was removed (slot → entries), for the daemon's start-up report.
+   */
+  sweep(): { slot: number; entries: number }[] {
+    const live = new Set(Object.values(this.state.policies).map((s) => s.slot));
+    for (const s of this.selectedSlots().keys()) live.add(s);
+    const out: { slot: number; entries: number }[] = [];
+    const usage = this.slotUsage();
+    for (let s = 0; s < MAX_POLICIES; s++) {
+      if (live.has(s)) continue;
+      const u = usage.get(s);
+      const rec = this.maps.policies.get(s);
+      if (!u && !rec?.id) continue;
+      out.push({ slot: s, entries: this.clearSlot(s) });
+    }
+    return out;
   }
 
   /**
    * Create or replace the given policies (others stay). Resolution of every policy happens before
    * the first map write, so a failure leaves the running set untouched.
    */
-  apply(policies: Policy[]): ApplyReport[] {
-    this.reload();
+  /** everything an apply decides before touching a map: identities, plans, conflicts */
+  private resolve(policies: Policy[]) {
     let nextId = this.state.nextId;
     // every binary named anywhere, identified in one go (the kernel oracle forks once per binary)
     const shells = policies.some((p) => p.exec.deny.includes('shells')) ? resolveShells() : [];
@@ -216,38 +313,102 @@ export class PolicyStore {
     // a workload selected by two policies (one new, one already applied) is ambiguous: refuse
     for (const pl of plans) {
       for (const [n, s] of Object.entries(this.state.policies)) {
-        if (n !== pl.p.name && selKey(s.selector) === selKey(pl.selector)) throw new Error(`policy ${pl.p.name}: its workload is already selected by policy "${n}"`);
+        if (n !== pl.p.name && selKey(s.selector) === selKey(pl.selector)) throw new LabError(`policy ${pl.p.name}: its workload is already selected by policy "${n}" — nothing was changed`, `one policy per workload: change "${n}" instead, or delete it first`);
       }
+    }
+    return { plans, identities, nextId };
+  }
+
+  apply(policies: Policy[]): ApplyReport[] {
+    this.reload();
+    if (!policies.length) throw new LabError('nothing was applied: the file lists no policies', 'add at least one policy under "policies:" (to remove policies: pnpm lab policy delete <name>|--all)');
+    let resolved: ReturnType<PolicyStore['resolve']>;
+    try {
+      resolved = this.resolve(policies);
+    } catch (e) {
+      if (e instanceof LabError) throw e;
+      throw new LabError(`resolving the policy failed before any map write: ${firstLine(e)} — nothing was changed`, 'check that the paths in the file still exist (pnpm lab policy validate <file>)', { cause: e });
+    }
+    const { plans, identities, nextId } = resolved;
+    const usage = this.slotUsage();
+    this.checkCapacity(plans, usage);
+    // 1. every new version into a verified-empty slot no selector points at; all or nothing
+    const t0 = performance.now();
+    const taken = new Set(Object.values(this.state.policies).map((s) => s.slot));
+    const filled: number[] = [];
+    try {
+      for (const pl of plans) {
+        const slot = this.freeSlot(taken, usage);
+        taken.add(slot);
+        filled.push(slot);
+        this.fill(pl, slot);
+      }
+    } catch (e) {
+      for (const slot of filled) this.clearSlot(slot);
+      this.sweep();
+      if (e instanceof LabError) throw e;
+      throw new LabError(`writing policy rules failed: ${firstLine(e)} — nothing was changed (every entry written by this apply was removed)`, 'run pnpm lab policy list to see what is enforced; pnpm lab policy validate <file> shows the capacity a file needs', { cause: e });
     }
     this.state.nextId = nextId;
     const out: ApplyReport[] = [];
-    for (const pl of plans) out.push(this.write(pl, identities.get(pl.p.name) ?? []));
+    const fillMs = performance.now() - t0;
+    plans.forEach((pl, i) => out.push(this.flip(pl, filled[i]!, identities.get(pl.p.name) ?? [], fillMs)));
     this.writeConfig();
     this.save();
     return out;
   }
 
-  private write(pl: Plan, identities: StoredPolicy['identities']): ApplyReport {
+  /** refuse before the first write when old and new versions could not coexist in the maps */
+  private checkCapacity(plans: Plan[], usage: Map<number, { exec: number; egress: number }>): void {
+    const cap = this.capacity();
+    let exec = 0;
+    let egress = 0;
+    for (const u of usage.values()) {
+      exec += u.exec;
+      egress += u.egress;
+    }
+    const needExec = plans.reduce((a, p) => a + p.exec.length, 0);
+    const needEgress = plans.reduce((a, p) => a + p.egress.length, 0);
+    const over: string[] = [];
+    if (exec + needExec > cap.exec) over.push(`exec_rules: ${needExec} new + ${exec} in use > ${cap.exec}`);
+    if (egress + needEgress > cap.egress) over.push(`egress_rules: ${needEgress} new + ${egress} in use > ${cap.egress}`);
+    if (over.length) {
+      throw new LabError(
+        `policy does not fit: ${over.join('; ')} (an update needs room for the old and the new version at once) — nothing was changed`,
+        needExec > cap.exec / 2 || needEgress > cap.egress / 2 ? `shrink the policy: at most ${cap.exec / 2} exec and ${cap.egress / 2} egress entries each so that an update fits (use CIDRs instead of single addresses)` : 'delete policies no longer needed (pnpm lab policy delete <name>) or shrink this one',
+      );
+    }
+  }
+
+  /** write a plan's rules and policy record into `slot` (not yet selected); may throw part-way */
+  private fill(pl: Plan, slot: number): void {
+    const m = this.maps;
+    for (const e of pl.exec) {
+      this.beforeWrite?.('exec_rules');
+      m.exec_rules.set({ slot, _pad: 0, dev: e.file.dev, ino: e.file.ino }, { rule_id: e.rule, action: e.action });
+    }
+    for (const e of pl.egress) {
+      this.beforeWrite?.('egress_rules');
+      m.egress_rules.set({ ...e.key, slot }, { rule_id: e.rule, action: e.action });
+    }
+    this.beforeWrite?.('policies');
+    m.policies.set(slot, { id: pl.id, flags: pl.flags, uid: pl.uid, allowlist_rule: pl.allowlistRule, anon_rule: pl.anonRule, egress_rule: pl.egressRule, raw_rule: pl.rawRule });
+  }
+
+  /** 2. point the selector at the filled slot (one map write), 3. empty the old version's slot */
+  private flip(pl: Plan, slot: number, identities: StoredPolicy['identities'], fillMs: number): ApplyReport {
     const t0 = performance.now();
     const old = this.state.policies[pl.p.name];
-    const taken = new Set(Object.values(this.state.policies).map((s) => s.slot));
-    const slot = this.freeSlot(taken);
     const m = this.maps;
-    // 1. rules of the new version, in a slot no selector points at yet
-    m.exec_rules.updateBatch(pl.exec.map((e) => [{ slot, _pad: 0, dev: e.file.dev, ino: e.file.ino }, { rule_id: e.rule, action: e.action }]));
-    for (const e of pl.egress) m.egress_rules.set({ ...e.key, slot }, { rule_id: e.rule, action: e.action });
-    m.policies.set(slot, { id: pl.id, flags: pl.flags, uid: pl.uid, allowlist_rule: pl.allowlistRule, anon_rule: pl.anonRule, egress_rule: pl.egressRule });
-    // 2. the switch: one map write
     const switchedAtNs = process.hrtime.bigint();
     if (pl.selector.kind === 'cgroup') m.cg_sel.set(BigInt(pl.selector.cgid), slot);
     else m.exe_sel.set({ dev: BigInt(pl.selector.dev), ino: BigInt(pl.selector.ino) }, slot);
     if (pl.selector.kind === 'exe') this.adoptRunning({ dev: pl.selector.statDev, ino: pl.selector.statIno }, old?.slot, slot);
-    // 3. the old version goes
     if (old) {
       if (selKey(old.selector) !== selKey(pl.selector)) this.dropSelector(old);
       this.dropSlot(old);
     }
-    const writeMs = performance.now() - t0;
+    const writeMs = fillMs + performance.now() - t0;
     for (const r of pl.rules) this.state.rules[String(r.id)] = r.name;
     this.state.policies[pl.p.name] = {
       policy: pl.p,
@@ -289,10 +450,10 @@ export class PolicyStore {
     }
   }
 
+  /** empty a slot completely, also of entries the state file does not list (a scan) */
   private dropSlot(s: StoredPolicy): void {
-    this.maps.policies.set(s.slot, { id: 0, flags: 0, uid: 0, allowlist_rule: 0, anon_rule: 0, egress_rule: 0 });
-    for (const k of s.execKeys) this.maps.exec_rules.delete({ slot: s.slot, _pad: 0, dev: BigInt(k.dev), ino: BigInt(k.ino) });
-    for (const k of s.egressKeys) this.maps.egress_rules.delete({ ...k, _pad: 0, slot: s.slot, addr: Uint8Array.from(k.addr) });
+    this.clearSlot(s.slot);
+    this.maps.policies.set(s.slot, { ...EMPTY_POLICY });
   }
 
   delete(name: string): boolean {
@@ -323,7 +484,7 @@ export class PolicyStore {
 
   /** cgroup levels and the executable-selector flag, from the current set; exec_mode is kept */
   private writeConfig(): void {
-    const cur = this.maps.config.get(0) ?? { cg_levels: 0, exec_mode: 0, have_exe_selectors: 0, _pad: 0, oracle_cgroup: 0n };
+    const cur = this.maps.config.get(0) ?? { cg_levels: 0, exec_mode: 0, have_exe_selectors: 0, lsm_socket: 0, oracle_cgroup: 0n };
     let levels = 0;
     let exe = 0;
     for (const s of Object.values(this.state.policies)) {

@@ -4,9 +4,13 @@
 //   non-matching  programs attached, a policy loaded, the benchmark runs in a cgroup it does not select
 //   matching      the benchmark runs in the selected cgroup, everything it does allowed (the normal
 //                 cost a protected workload pays: selector + rule lookups on every exec and connect)
-// Wall-clock ratios on a shared 2-core machine move by tens of percent between rounds, so the
-// kernel's own accounting (BPF_ENABLE_STATS: ns per program run) is reported next to them: the
-// programs an operation triggers × their ns per run ÷ the operation's time without programs.
+// The verdict uses CPU time per operation (the loop and its children, user + system: it includes
+// the hook dispatch, and unlike wall time not the time other tenants hold the CPU), paired per
+// round: a percentile bootstrap over rounds gives a confidence interval for the ratio
+// non-matching / none, and the goal (≤ 3%) passes only when the interval's upper bound is ≤ 1.03.
+// The kernel's own accounting of the programs (BPF_ENABLE_STATS: ns per run × runs per operation,
+// every program on the path, LSM ones included) is shown beside it as a lower bound: it leaves out
+// the dispatch into the programs.
 import path from 'node:path';
 import { enableStats, progInfo } from '../../controller/libbpf/index.ts';
 import { SecurityController } from '../../controller/security/controller.ts';
@@ -15,12 +19,21 @@ import type { ScenarioContext } from '../../lab/scenario.ts';
 import { HERE, PYTHON, launch } from './workload.ts';
 import type { Lab } from './setup.ts';
 import { stat } from './latency.ts';
+import { bootstrapRatioCI, verdict } from '../../lab/stats.ts';
 
 type Cond = 'none' | 'non-matching' | 'matching';
 type Op = 'exec' | 'connect';
 const CONDS: Cond[] = ['none', 'non-matching', 'matching'];
-/** the programs one operation runs, once each */
-const OP_PROGS: Record<Op, string[]> = { exec: ['sec_fork_tp', 'sec_exec_tp', 'sec_exit_tp'], connect: ['sec_connect4'] };
+/**
+ * Every program one operation runs, once each, wherever it is attached (absent ones count 0):
+ * exec = fork + exec + exit tracepoints and bprm_check_security; connect = socket() (sock_create,
+ * the sys_enter_socket fallback or socket_create) + connect (cgroup hook and socket_connect).
+ */
+const OP_PROGS: Record<Op, string[]> = {
+  exec: ['sec_fork_tp', 'sec_exec_tp', 'sec_exit_tp', 'sec_exec_lsm'],
+  connect: ['sec_sock_create', 'sec_socket_tp', 'sec_socket_lsm', 'sec_connect4', 'sec_connect_lsm'],
+};
+const LIMIT = 1.03;
 
 function benchPolicy(lab: Lab): string {
   return `policies:
@@ -134,11 +147,27 @@ export async function runBench(ctx: ScenarioContext, lab: Lab): Promise<void> {
     { kind: 'table', caption: 'ns per program run (BPF_ENABLE_STATS), per condition', columns: ['program', 'non-matching runs', 'non-matching ns/run', 'matching runs', 'matching ns/run'], rows: Object.keys(prog.matching!).filter((p) => (prog.matching![p]!.runs || prog['non-matching']![p]?.runs)).map((p) => [p, prog['non-matching']![p]?.runs ?? 0, Math.round(nsPerRun('non-matching', p)), prog.matching![p]!.runs, Math.round(nsPerRun('matching', p))]) },
     { kind: 'chart', title: 'µs per operation (median)', type: 'bar', labels: ['fork+exec', 'connect'], datasets: CONDS.map((c) => ({ label: c, data: [med(c, 'exec') / 1000, med(c, 'connect') / 1000] })), yLabel: 'µs/op' },
   );
+  // the verdict: CPU time per op, paired per round, bootstrap CI of non-matching / none
+  const ciRows: (string | number)[][] = [];
+  const cis: Record<string, unknown> = {};
   for (const k of ['exec', 'connect'] as const) {
-    const kr = kernelRatio('non-matching', k);
-    const cr = r4(cmed('non-matching', k) / cmed('none', k));
-    ctx.check(`overhead ${k}, non-matching: BPF programs ≤ 3% of the operation`, kr <= 1.03, `${Math.round(kernelCost('non-matching', k))} ns of BPF per op on a ${Math.round(med('none', k))} ns op → ${kr}`);
-    ctx.metric(`overhead_${k}_cpu_ratio_non_matching`, cr);
-    if (cr > 1.03) ctx.progress.info(`CPU-time ratio for ${k} non-matching is ${cr} (> 1.03): noise or hook dispatch cost; see the Overhead section`);
+    for (const c of ['non-matching', 'matching'] as const) {
+      const ci = bootstrapRatioCI(cpu.none[k], cpu[c][k], { seed: 1 });
+      const v = verdict(ci, LIMIT);
+      cis[`${k}_${c}`] = { ...ci, verdict: v, bpfLowerBound: kernelRatio(c, k) };
+      ciRows.push([k, c, r4(ci.ratio), `${r4(ci.lower)} … ${r4(ci.upper)}`, c === 'non-matching' ? v : '(informational)', kernelRatio(c, k), OP_PROGS[k].filter((p) => nsPerRun(c, p) > 0).join(', ')]);
+    }
+    const ci = cis[`${k}_non-matching`] as ReturnType<typeof bootstrapRatioCI> & { verdict: string };
+    ctx.check(
+      `overhead ${k}, non-matching: CPU time ratio ≤ ${LIMIT} (upper bound of the 95% CI)`,
+      ci.verdict === 'pass',
+      `${ci.verdict}: ratio ${r4(ci.ratio)}, 95% CI ${r4(ci.lower)} … ${r4(ci.upper)} over ${rounds} interleaved rounds; BPF programs alone (lower bound) ${kernelRatio('non-matching', k)}${ci.verdict === 'inconclusive' ? ' — the interval straddles the limit: more rounds (--rounds) or a quieter machine' : ''}`,
+    );
   }
+  ctx.metric('overheadCI', cis);
+  ctx.section(
+    'Overhead verdict',
+    { kind: 'text', text: `CPU time per operation, ${rounds} interleaved rounds, ratio of sums with a 95% percentile-bootstrap interval over rounds (lab/stats.ts). Pass: the upper bound ≤ ${LIMIT}. The BPF-only figure counts every program on the path (${[...OP_PROGS.exec, ...OP_PROGS.connect].join(', ')}; absent ones are not attached on this kernel) and is a lower bound: it leaves out hook dispatch.` },
+    { kind: 'table', columns: ['operation', 'condition', 'CPU ratio', '95% CI', 'verdict', 'BPF-only ratio (lower bound)', 'programs that ran'], rows: ciRows },
+  );
 }

@@ -50,6 +50,7 @@ const scenario: Scenario = {
         exec: m.exec === 'lsm' ? 'BPF LSM: lsm/bprm_check_security returns -EPERM' : m.exec === 'tp-kill' ? 'fallback: tp_btf/sched_process_exec + bpf_send_signal(SIGKILL) (the task dies before returning to user space)' : 'none',
         'BPF LSM probe': m.lsmEvidence,
         egress: m.egress.join(', ') || 'none',
+        'raw / packet sockets': m.rawSockets.length ? `${m.rawSockets.join(', ')}${m.rawSockets.includes('lsm/socket_create') ? '' : ' (AF_PACKET via io_uring IORING_OP_SOCKET is outside the tracepoint fallback)'}` : 'not enforced',
         'lsm/socket_connect': m.lsmConnect ? 'attached (runs before the cgroup hook for connect)' : `unsupported: lsm/socket_connect on ${kernel} (${m.lsmEvidence}); connect is enforced by the cgroup hooks alone`,
         'exec via BPF LSM': m.exec === 'lsm' ? 'yes' : `unsupported: lsm/bprm_check_security on ${kernel}; the tracepoint fallback enforces exec`,
         'PostgreSQL': lab.pg ? `${path.basename(path.dirname(lab.pg.bin))} on 127.0.0.1:${lab.pg.port}${lab.pg.port !== 5432 ? ' (5432 was taken)' : ''}` : 'not started',
@@ -73,7 +74,9 @@ const scenario: Scenario = {
     const rows: AttackResult[] = [];
     for (const [i, a] of ATTACKS.entries()) {
       ctx.progress.step(`attack ${i + 1}/${ATTACKS.length}: ${a.name}`);
-      const missing = a.class === 'exec' ? (m.exec === 'none' ? 'exec hook (LSM and tp_btf/sched_process_exec)' : '') : m.egress.length < 4 ? 'cgroup sock_addr hooks' : '';
+      const missing = a.class === 'exec' ? (m.exec === 'none' ? 'exec hook (LSM and tp_btf/sched_process_exec)' : '')
+        : a.asRoot ? (a.name === 'packet-socket' ? (m.rawSockets.some((x) => /lsm|sys_enter_socket/.test(x)) ? '' : 'lsm/socket_create or tracepoint syscalls/sys_enter_socket') : m.rawSockets.length ? '' : 'cgroup/sock_create or lsm/socket_create')
+        : m.egress.length < 4 ? 'cgroup sock_addr hooks' : '';
       if (missing) {
         ctx.unsupported(`attack ${a.name}`, missing, `unsupported: ${missing} on ${kernel}`);
         rows.push({ name: a.name, class: a.class, what: a.what, expect: a.expect, outcome: 'error', ok: false, detail: `unsupported: ${missing} on ${kernel}`, events: [], ms: 0 });
@@ -85,12 +88,16 @@ const scenario: Scenario = {
       }
       const r = keep(await runAttack(a, lab));
       rows.push(r);
+      if (r.unsupported) {
+        ctx.unsupported(`attack ${a.name}`, a.name, `${r.detail} on ${kernel}`);
+        continue;
+      }
       ctx.check(`attack ${a.name}: ${a.expect}`, r.ok, `${r.outcome}: ${r.detail}${r.events.length ? ` | ${proof(r.events)}` : ''}`);
     }
     const outcomeCell = (r: AttackResult) => (r.outcome === 'blocked' ? `blocked (${mechanismShort(r.events)})` : r.outcome === 'allowed' ? `allowed${r.expect === 'blocked' ? ' — GOT THROUGH' : ''}` : r.detail.startsWith('unsupported') ? 'unsupported' : 'error');
     ctx.section(
       'Attack × kernel',
-      { kind: 'text', text: 'Each attack runs as the protected workload (its cgroup, uid nobody). "blocked" requires both: the attack did not get through (no marker from the shell, EPERM from the socket call) and a kernel event that names the rule.' },
+      { kind: 'text', text: `Each attack runs as the protected workload (its cgroup, uid nobody; the raw and packet-socket attacks as root inside it, aimed at ${lab.target.ip} in network namespace ${lab.target.ns}). "blocked" requires both: the attack did not get through (no marker from the shell, EPERM from the socket call, a killed socket creator) and a kernel event that names the rule.` },
       { kind: 'table', columns: ['attack', 'class', 'what', 'expected', `kernel ${kernel}`, 'proving event'], rows: rows.map((r) => [r.name, r.class, r.what, r.expect, outcomeCell(r), r.events.length ? proof(r.events) : r.detail]) },
     );
     ctx.metric('attacks', rows.map((r) => ({ name: r.name, class: r.class, expect: r.expect, outcome: r.outcome, ok: r.ok, mechanism: mechanismShort(r.events), detail: r.detail, event: r.events[0] ?? null })));
@@ -102,6 +109,13 @@ const scenario: Scenario = {
     const outside = { ...lab, cgroupDir: lab.outsideDir };
     controls.push(keep(await runAttack(ATTACKS.find((a) => a.name === 'exec-sh')!, outside, { expect: 'allowed', label: 'exec-sh outside the cgroup' })));
     controls.push(keep(await runAttack(ATTACKS.find((a) => a.name === 'tcp-disallowed-port')!, outside, { expect: 'allowed', label: 'tcp-disallowed-port outside the cgroup' })));
+    for (const name of ['raw-socket-udp', 'packet-socket']) {
+      const before = lab.target.received();
+      const r = keep(await runAttack(ATTACKS.find((a) => a.name === name)!, outside, { expect: 'allowed', label: `${name} outside the cgroup (arrives in ${lab.target.ns})` }));
+      for (let i = 0; i < 20 && lab.target.received() === before; i++) await new Promise((res) => setTimeout(res, 50));
+      const arrived = lab.target.received() - before;
+      controls.push({ ...r, ok: r.ok && arrived === 1, detail: `${r.detail}; the target received ${arrived} datagram(s)` });
+    }
     // log-only: the same shell runs, and the decision is still reported
     lab.controller.store.apply(workloadPolicy(lab, { mode: 'log' }));
     controls.push(keep(await runAttack(ATTACKS.find((a) => a.name === 'exec-sh')!, lab, { expect: 'allowed', label: 'exec-sh under mode: log', wouldBlock: true })));

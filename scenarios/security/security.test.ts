@@ -2,6 +2,7 @@
 // positive controls with a real PostgreSQL, and the deny-list-only expectations.
 import fs from 'node:fs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+
 import { describeRoot } from '../../lab/testing.ts';
 import { ATTACKS, CONTROLS, proof, runAttack } from './suite.ts';
 import { setupLab, workloadPolicy, type Lab } from './setup.ts';
@@ -19,14 +20,16 @@ describeRoot('security attack suite (host)', () => {
   });
 
   for (const a of ATTACKS) {
-    it(`${a.class} attack ${a.name} (${a.what}) is ${a.expect}`, async (ctx) => {
-      if (a.name === 'exec-hardlink' && !lab.hardlink) ctx.skip('no hard link to the shell could be made here (the shell and the scratch dir are on different file systems)');
+    it(`${a.class} attack ${a.name} (${a.what}) is ${a.expect}`, async (t) => {
+      if (a.name === 'exec-hardlink' && !lab.hardlink) return t.skip('no hard link to the shell could be made here (the shell and the scratch dir are on different file systems)');
       const r = await runAttack(a, lab);
+      // the kernel lacks what the attack needs (e.g. io_uring disabled): skipped with the reason
+      if (r.unsupported) return t.skip(r.detail);
       expect(r.outcome, `${r.detail} ${proof(r.events)}`).toBe(a.expect);
       const e = r.events[0]!;
       expect(e.action).toBe('blocked');
       expect(e.cgroup).toBe(lab.workloadCg);
-      expect(e.uid).toBe(65534);
+      expect(e.uid).toBe(a.asRoot ? 0 : 65534);
       expect(e.policy).toBe('workload');
       if (a.class === 'exec') {
         expect(e.kind).toBe('exec');
@@ -37,6 +40,12 @@ describeRoot('security attack suite (host)', () => {
         const copy = a.name === 'exec-hardlink' && lab.hardlinkSameInode === false; // overlayfs copy-up
         const rule = ['exec-copied-shell', 'exec-ld-so'].includes(a.name) || copy || (lsm && a.name === 'exec-shebang-script') ? 'exec.allow' : a.name === 'exec-memfd' ? 'exec.denyNameless' : 'exec.deny[0] shells';
         expect(e.rule).toContain(rule);
+      } else if (a.asRoot) {
+        expect(e.kind).toBe('socket');
+        expect(e.rule).toContain('egress.rawSockets');
+        expect(e.socket).toBe(a.name === 'raw-socket-udp' ? 'AF_INET SOCK_RAW' : 'AF_PACKET SOCK_DGRAM');
+        const lsm = lab.controller.mechanisms.rawSockets.includes('lsm/socket_create');
+        expect(e.mechanism).toMatch(lsm ? /lsm\/socket_create/ : a.name === 'raw-socket-udp' ? /cgroup\/sock_create/ : /sys_enter_socket/);
       } else {
         expect(['connect', 'sendmsg']).toContain(e.kind);
         expect(e.destination).toBeTruthy();
@@ -52,6 +61,31 @@ describeRoot('security attack suite (host)', () => {
       expect(r.events).toEqual([]);
     });
   }
+
+  it('the raw and packet-socket target is reachable: outside the cgroup both attacks arrive', async () => {
+    const outside = { ...lab, cgroupDir: lab.outsideDir };
+    for (const name of ['raw-socket-udp', 'packet-socket']) {
+      const before = lab.target.received();
+      const r = await runAttack(ATTACKS.find((a) => a.name === name)!, outside, { expect: 'allowed' });
+      expect(r.outcome, r.detail).toBe('allowed');
+      for (let i = 0; i < 20 && lab.target.received() === before; i++) await new Promise((res) => setTimeout(res, 50));
+      expect(lab.target.received(), `${name} arrived in ${lab.target.ns}`).toBe(before + 1);
+    }
+  });
+
+  it('rawSockets: allow lets the workload open raw sockets again', async () => {
+    lab.controller.store.apply(workloadPolicy(lab, { rawSockets: 'allow' }));
+    try {
+      const before = lab.target.received();
+      const r = await runAttack(ATTACKS.find((a) => a.name === 'raw-socket-udp')!, lab, { expect: 'allowed' });
+      expect(r.outcome, r.detail).toBe('allowed');
+      expect(r.events).toEqual([]);
+      for (let i = 0; i < 20 && lab.target.received() === before; i++) await new Promise((res) => setTimeout(res, 50));
+      expect(lab.target.received()).toBe(before + 1);
+    } finally {
+      lab.controller.store.apply(workloadPolicy(lab));
+    }
+  });
 
   it('processes outside the selected cgroup are unaffected', async () => {
     const outside = { ...lab, cgroupDir: lab.outsideDir };

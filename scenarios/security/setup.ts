@@ -1,6 +1,7 @@
 // The lab around one security run: cgroups, scratch dir, controller, listeners, PostgreSQL, and the
 // workload's policy. Used by the scenario and the tests; every piece registers its own teardown.
 import fs from 'node:fs';
+import { execa } from 'execa';
 import os from 'node:os';
 import path from 'node:path';
 import { SecurityController } from '../../controller/security/controller.ts';
@@ -24,6 +25,57 @@ export interface Lab extends RunEnv {
    * there a "hard link" is a copy as far as identity goes (the allowlist still stops it).
    */
   hardlinkSameInode?: boolean;
+  /** a network namespace behind a veth: the target of the raw and packet-socket attacks */
+  target: Target;
+}
+
+export interface Target {
+  ns: string;
+  ip: string;
+  port: number;
+  /** datagrams the target's UDP listener received */
+  received(): number;
+}
+
+/**
+ * A namespace the attacks can reach without touching any real network: veth <hostDev> (host side,
+ * a /30 link net) ↔ tgt0 in the namespace, and a UDP listener in there counting datagrams.
+ */
+async function startTarget(defer: Defer): Promise<{ target: Target; env: Record<string, string> }> {
+  const tag = (process.pid % 60000) + 1;
+  const ns = `ebpf-lab-sectgt-${process.pid}`;
+  const hostDev = `sect${tag.toString(36)}`;
+  const net = `10.${250 + (tag % 4)}.${(tag >> 2) % 256}`;
+  const [hostIp, ip] = [`${net}.1`, `${net}.2`];
+  const inNs = (args: string[]) => execa('nsenter', [`--net=/run/netns/${ns}`, ...args]);
+  await execa('ip', ['netns', 'add', ns]);
+  defer(`delete netns ${ns} (and the veth)`, () => execa('ip', ['netns', 'del', ns], { reject: false }));
+  await execa('ip', ['link', 'add', hostDev, 'type', 'veth', 'peer', 'name', 'tgt0', 'netns', ns]);
+  await execa('ip', ['addr', 'add', `${hostIp}/30`, 'dev', hostDev]);
+  await execa('ip', ['link', 'set', hostDev, 'up']);
+  await inNs(['ip', 'addr', 'add', `${ip}/30`, 'dev', 'tgt0']);
+  await inNs(['ip', 'link', 'set', 'tgt0', 'up']);
+  await inNs(['ip', 'link', 'set', 'lo', 'up']);
+  // not /sys/class/net: nsenter --net keeps the host's sysfs mount
+  const mac = (JSON.parse((await inNs(['ip', '-j', 'link', 'show', 'tgt0'])).stdout) as { address: string }[])[0]!.address;
+  const port = 9999;
+  const listener = `import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',${port}))\nprint('ready',flush=True)\nwhile True:\n    d,a=s.recvfrom(2048); print('rx',a[0],d[:20],flush=True)`;
+  const rx = execa('nsenter', [`--net=/run/netns/${ns}`, PYTHON, '-u', '-c', listener], { reject: false, buffer: false, stdin: 'ignore' });
+  let count = 0;
+  let ready!: () => void;
+  const isReady = new Promise<void>((r) => (ready = r));
+  rx.stdout?.on('data', (b: Buffer) => {
+    for (const l of b.toString().split('\n')) {
+      if (l.startsWith('ready')) ready();
+      if (l.startsWith('rx')) count++;
+    }
+  });
+  defer(`stop the target listener in ${ns}`, async () => {
+    rx.kill('SIGKILL');
+    await rx.catch(() => {});
+  });
+  await Promise.race([isReady, new Promise((r) => setTimeout(r, 10_000))]);
+  return { target: { ns, ip, port, received: () => count }, env: { TARGET_IP: ip, TARGET_PORT: String(port), TARGET_DEV: hostDev, TARGET_MAC: mac, TARGET_SRC: hostIp } };
 }
 
 export type Defer = (what: string, fn: () => unknown | Promise<unknown>) => void;
@@ -63,6 +115,7 @@ export async function setupLab(defer: Defer, opts: { postgres?: boolean; log?: (
     const b = ids.get(hardlink)!;
     hardlinkSameInode = a.dev === b.dev && a.ino === b.ino;
   }
+  const { target, env: targetEnv } = await startTarget(defer);
   const listeners = await startListeners();
   defer('close listeners', () => listeners.close());
   let pg: Postgres | undefined;
@@ -82,8 +135,9 @@ export async function setupLab(defer: Defer, opts: { postgres?: boolean; log?: (
     HARDLINK: hardlink ?? '',
     PSQL: pg?.psql ?? '/usr/bin/false',
     PG_PORT: String(pg?.port ?? 5432),
+    ...targetEnv,
   };
-  return { controller, cgroupDir: path.join(base, 'workload'), scratch, env, root, base, workloadCg: `/${name}/workload`, outsideDir: path.join(base, 'outside'), listeners, pg, hardlink, hardlinkSameInode };
+  return { controller, cgroupDir: path.join(base, 'workload'), scratch, env, root, base, workloadCg: `/${name}/workload`, outsideDir: path.join(base, 'outside'), listeners, pg, hardlink, hardlinkSameInode, target };
 }
 
 /** The binaries the workload legitimately runs (its exec allowlist). */
@@ -95,7 +149,7 @@ export function workloadBinaries(lab: Lab): string[] {
  * The workload's policy as YAML (so every run goes through the parser): never a shell, only its
  * own binaries, no nameless exec; egress only to PostgreSQL (v4 and v6 loopback) and one UDP port.
  */
-export function workloadPolicyYaml(lab: Lab, o: { mode?: 'enforce' | 'log'; denyOnly?: boolean; extraUdpPort?: number; name?: string } = {}): string {
+export function workloadPolicyYaml(lab: Lab, o: { mode?: 'enforce' | 'log'; denyOnly?: boolean; extraUdpPort?: number; name?: string; rawSockets?: 'allow' | 'deny' } = {}): string {
   const pgPort = lab.pg?.port ?? 5432;
   const lines = [
     'policies:',
@@ -115,6 +169,7 @@ export function workloadPolicyYaml(lab: Lab, o: { mode?: 'enforce' | 'log'; deny
     `        - { to: 127.0.0.1/32, ports: [${pgPort}], protocol: tcp }`,
     `        - { to: "::1", ports: [${pgPort}], protocol: tcp }`,
     `        - { to: 127.0.0.1, ports: [${[lab.listeners.allowedUdpPort, ...(o.extraUdpPort ? [o.extraUdpPort] : [])].join(', ')}], protocol: udp }`,
+    ...(o.rawSockets ? [`      rawSockets: ${o.rawSockets}`] : []),
   );
   return `${lines.join('\n')}\n`;
 }

@@ -18,6 +18,8 @@ export interface Attack {
   expectDenyOnly?: Expect;
   /** why, when a row's expectation is not the obvious one */
   note?: string;
+  /** run as root inside the workload's cgroup (raw and packet sockets need CAP_NET_RAW) */
+  asRoot?: boolean;
 }
 
 export const ATTACKS: Attack[] = [
@@ -46,6 +48,10 @@ export const ATTACKS: Attack[] = [
   { name: 'connect-thread', file: 'connect-thread.py', class: 'egress', what: 'connect from a thread', expect: 'blocked' },
   { name: 'port-zero', file: 'port-zero.py', class: 'egress', what: 'TCP connect / UDP sendto port 0', expect: 'blocked' },
   { name: 'udp-connected-trick', file: 'udp-connected-trick.py', class: 'egress', what: 'connected UDP: sendto elsewhere; connect to a bad port', expect: 'blocked' },
+  { name: 'udp-sendmmsg', file: 'udp-sendmmsg.py', class: 'egress', what: 'sendmmsg: 3 UDP datagrams in one call', expect: 'blocked' },
+  { name: 'io-uring-connect', file: 'io-uring-connect.py', class: 'egress', what: 'TCP connect submitted through io_uring (IORING_OP_CONNECT)', expect: 'blocked' },
+  { name: 'raw-socket-udp', file: 'raw-socket-udp.py', class: 'egress', what: 'root: AF_INET SOCK_RAW, hand-built UDP to the target netns', expect: 'blocked', asRoot: true },
+  { name: 'packet-socket', file: 'packet-socket.py', class: 'egress', what: 'root: AF_PACKET, hand-built IPv4/UDP frame out of the veth to the target netns', expect: 'blocked', asRoot: true },
 ];
 
 export const CONTROLS: Attack[] = [
@@ -63,6 +69,8 @@ export interface AttackResult {
   detail: string;
   events: SecurityEvent[];
   ms: number;
+  /** the kernel lacks what the attack needs (e.g. io_uring disabled): neither pass nor fail */
+  unsupported?: boolean;
 }
 
 export interface RunEnv {
@@ -78,11 +86,11 @@ export async function runAttack(a: Attack, r: RunEnv, opts: { expect?: Expect; l
   const mark = path.join(r.scratch, `mark-${a.name}-${Date.now()}`);
   r.controller.drainEvents(); // whatever came before is not this attack's
   const file = path.join(r.scratch, 'attacks', a.file); // world-readable copy (see setup.ts)
-  const res: LaunchResult = await launch(r.cgroupDir, [interpreterFor(a.file), file], { ...r.env, MARK: mark });
+  const res: LaunchResult = await launch(r.cgroupDir, [interpreterFor(a.file), file], { ...r.env, MARK: mark }, a.asRoot ? { user: { uid: 0, gid: 0 } } : {});
   // every event of this attack was written before its syscalls returned, hence before it exited
   const events = r.controller.drainEvents();
   const line = res.stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
-  let self: { through: boolean; detail: string } | undefined;
+  let self: { through: boolean; detail: string; unsupported?: boolean } | undefined;
   try {
     self = line ? JSON.parse(line) : undefined;
   } catch {
@@ -93,6 +101,7 @@ export async function runAttack(a: Attack, r: RunEnv, opts: { expect?: Expect; l
   const through = markerSeen || !!self?.through;
   const proving = events.filter((e) => e.action === (opts.wouldBlock ? 'would-block' : 'blocked'));
   let outcome: AttackResult['outcome'];
+  if (self?.unsupported) return { name: opts.label ?? a.name, class: a.class, what: a.what, expect, outcome: 'error', ok: false, unsupported: true, detail: `unsupported: ${self.detail}`, events, ms: res.ms };
   if (!self && !markerSeen) outcome = 'error';
   else if (through) outcome = 'allowed';
   else outcome = proving.length ? 'blocked' : 'error';
@@ -106,7 +115,7 @@ export function proof(events: SecurityEvent[]): string {
   const e = events[0];
   if (!e) return '';
   const who = `pid ${e.pid} ppid ${e.ppid} uid ${e.uid} comm ${e.comm} cgroup ${e.cgroup ?? e.cgroupId}`;
-  const what = e.kind === 'exec' ? `exec ${e.binary} (file ${e.file}, ${e.inode}${e.argv0 ? `, argv0 ${e.argv0}` : ''})` : `${e.kind} ${e.protocol} ${e.destination}`;
+  const what = e.kind === 'exec' ? `exec ${e.binary} (file ${e.file}, ${e.inode}${e.argv0 ? `, argv0 ${e.argv0}` : ''})` : e.kind === 'socket' ? `socket ${e.socket} proto ${e.protocol}` : `${e.kind} ${e.protocol} ${e.destination}`;
   return `${e.action}: ${what}; ${who}; rule ${e.ruleId} "${e.rule}" via ${e.mechanism}${events.length > 1 ? ` (+${events.length - 1} more)` : ''}`;
 }
 

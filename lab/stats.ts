@@ -1,0 +1,87 @@
+// Small statistics for benchmarks on noisy machines: robust location/spread and a bootstrap
+// confidence interval for the ratio of two paired series (e.g. per-round CPU time per operation
+// with and without a feature, measured interleaved). Generic: no knowledge of what is measured.
+
+export function median(xs: readonly number[]): number {
+  if (!xs.length) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** median absolute deviation (unscaled) */
+export function mad(xs: readonly number[]): number {
+  const m = median(xs);
+  return median(xs.map((x) => Math.abs(x - m)));
+}
+
+export function summary(xs: readonly number[]): { n: number; median: number; mad: number; min: number; max: number } {
+  return { n: xs.length, median: median(xs), mad: mad(xs), min: xs.length ? Math.min(...xs) : NaN, max: xs.length ? Math.max(...xs) : NaN };
+}
+
+/** mulberry32: a seeded PRNG so that a bootstrap on the same data gives the same interval */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function quantile(sorted: readonly number[], q: number): number {
+  if (!sorted.length) return NaN;
+  const pos = (sorted.length - 1) * q;
+  const lo = Math.floor(pos);
+  const hi = Math.ceil(pos);
+  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (pos - lo);
+}
+
+export interface RatioCI {
+  /** sum(treatment) / sum(baseline) over all rounds: the point estimate */
+  ratio: number;
+  lower: number;
+  upper: number;
+  confidence: number;
+  rounds: number;
+  iterations: number;
+}
+
+/**
+ * Percentile bootstrap CI of sum(treatment)/sum(baseline), resampling whole rounds (pairs) so that
+ * drift that hits both members of a round stays paired. Ratio of sums rather than mean of ratios:
+ * less biased by one round with a small baseline.
+ */
+export function bootstrapRatioCI(baseline: readonly number[], treatment: readonly number[], opts: { iterations?: number; confidence?: number; seed?: number } = {}): RatioCI {
+  if (baseline.length !== treatment.length) throw new Error(`bootstrapRatioCI: ${baseline.length} baseline vs ${treatment.length} treatment values (must be paired per round)`);
+  const n = baseline.length;
+  const iterations = opts.iterations ?? 10_000;
+  const confidence = opts.confidence ?? 0.95;
+  const sum = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0);
+  const ratio = sum(treatment) / sum(baseline);
+  if (n < 2) return { ratio, lower: NaN, upper: NaN, confidence, rounds: n, iterations: 0 };
+  const r = rng(opts.seed ?? 1);
+  const out = new Float64Array(iterations);
+  for (let i = 0; i < iterations; i++) {
+    let b = 0;
+    let t = 0;
+    for (let j = 0; j < n; j++) {
+      const k = Math.floor(r() * n);
+      b += baseline[k]!;
+      t += treatment[k]!;
+    }
+    out[i] = t / b;
+  }
+  const sorted = [...out].sort((a, b) => a - b);
+  const alpha = (1 - confidence) / 2;
+  return { ratio, lower: quantile(sorted, alpha), upper: quantile(sorted, 1 - alpha), confidence, rounds: n, iterations };
+}
+
+/** pass: the whole interval is within the limit; fail: the whole interval is above it; else inconclusive */
+export function verdict(ci: Pick<RatioCI, 'lower' | 'upper'>, limit: number): 'pass' | 'fail' | 'inconclusive' {
+  if (ci.upper <= limit) return 'pass';
+  if (ci.lower > limit) return 'fail';
+  return 'inconclusive';
+}

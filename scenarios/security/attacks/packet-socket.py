@@ -1,0 +1,30 @@
+# root inside the workload: an AF_PACKET socket sending a hand-built IPv4/UDP frame out of the veth
+# towards the scenario's target namespace (below IP: no route, no socket hook). Done in a child,
+# because where BPF LSM is missing the fallback kills the task that creates the socket.
+import socket, struct
+from _common import *
+dst, port, dev, mac = os.environ["TARGET_IP"], int(os.environ["TARGET_PORT"]), os.environ["TARGET_DEV"], os.environ["TARGET_MAC"]
+src = os.environ["TARGET_SRC"]
+def csum(b):
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xffff); s += s >> 16
+    return ~s & 0xffff
+payload = b"packet-attack"
+udp = struct.pack("!HHHH", 40001, port, 8 + len(payload), 0) + payload
+ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0, socket.inet_aton(src), socket.inet_aton(dst))
+ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(r)
+    try:
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
+        s.sendto(ip + udp, (dev, 0x0800, 0, 0, bytes.fromhex(mac.replace(":", ""))))
+        os.write(w, b"sent")
+    except OSError as e:
+        os.write(w, errno.errorcode.get(e.errno, str(e.errno)).encode())
+    os._exit(0)
+os.close(w)
+how = wait_child(pid)
+said = os.read(r, 100).decode()
+report(said == "sent", f"AF_PACKET SOCK_DGRAM frame via {dev} → {dst}:{port}: child {said or 'said nothing'}, {how}")
