@@ -44,7 +44,7 @@ describe('lab CLI failure modes: one line, a fix, no stack trace', () => {
     ['policy events with an unknown flag', () => ['policy', 'events', '--folow'], 2, /error: unknown option --folow \(did you mean --follow\?\)/],
     ['policy delete without names', () => ['policy', 'delete'], 2, /error: name the policies to delete, or give --all/],
     ['unknown lab command', () => ['polcy'], 2, /unknown command "polcy"/],
-    ['run of an unknown scenario', () => ['run', 'nosuch'], 1, /error: unknown scenario "nosuch"\n\s+fix: available: /],
+    ['run of an unknown scenario', () => ['run', 'nosuch'], 2, /error: unknown scenario "nosuch"\n\s+fix: available: /],
   ];
   if (!fs.existsSync(PIN_DIR)) {
     cases.push(
