@@ -270,6 +270,10 @@ async function runOnVm(args: RunArgs, progress: Progress): Promise<{ results: Re
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // building the objects opens BTF through the binding, whose own handler would exit at once on
+  // SIGINT: this runner owns the signals, so the guest is stopped and the report still written
+  const { deferSignalsToCaller } = await import('../controller/libbpf/index.ts');
+  deferSignalsToCaller(true);
   try {
     progress.step('checking tools');
     await ensureTools(['build', 'vm'], (s) => progress.info(s));
@@ -327,6 +331,7 @@ async function runOnVm(args: RunArgs, progress: Progress): Promise<{ results: Re
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    deferSignalsToCaller(false);
   }
 }
 
