@@ -48,6 +48,8 @@ export interface BootedGuest {
   fs: '9p' | 'virtiofs';
   net: BootOptions['net'];
   initramfsModules: string[];
+  /** boots retried after the guest kernel crashed during boot (an emulator fault) */
+  bootRetries: number;
 }
 
 /** Resolve the kernel, pick accel/fs/net, build the initramfs and boot to READY. */
@@ -66,16 +68,31 @@ export async function bootGuest(g: GuestSpec): Promise<BootedGuest> {
     bootTimeoutMs: g.bootTimeoutMs ?? (accel === 'kvm' ? 30_000 : 90_000), progress: g.progress, signal: g.signal,
   };
   let vm: Vm;
-  try {
-    vm = await Vm.boot(base);
-  } catch (e) {
-    // no tun device or no CAP_NET_ADMIN inside a container: a single-queue user-mode NIC still works
-    if (net !== 'tap' || !/tap|tun/i.test((e as Error).message)) throw e;
-    g.progress.warn(`tap networking failed (${(e as Error).message.split('\n')[0]}); retrying with user-mode networking (one queue)`);
-    net = 'user';
-    vm = await Vm.boot({ ...base, net });
+  let bootRetries = 0;
+  for (;;) {
+    try {
+      vm = await Vm.boot({ ...base, net });
+      break;
+    } catch (e) {
+      const msg = (e as Error).message;
+      // no tun device or no CAP_NET_ADMIN inside a container: a single-queue user-mode NIC still works
+      if (net === 'tap' && /tap|tun/i.test(msg)) {
+        g.progress.warn(`tap networking failed (${msg.split('\n')[0]}); retrying with user-mode networking (one queue)`);
+        net = 'user';
+        continue;
+      }
+      // Multi-threaded TCG occasionally crashes a kernel while it patches its own text at boot
+      // (seen: 7.2, "Oops: int3" in sched_clock_cpu, then panic). It is the emulator, not the
+      // kernel or the lab: boot once more, and record that it happened.
+      if (bootRetries === 0 && !g.signal?.aborted && /QEMU exited while waiting for the guest to boot/.test(msg) && /Kernel panic|Oops:/.test(msg)) {
+        bootRetries++;
+        g.progress.warn(`the guest kernel crashed during boot (${(/(Oops: [^\n]*|Kernel panic[^\n]*)/.exec(msg)?.[1] ?? 'panic').trim()}); booting once more`);
+        continue;
+      }
+      throw e;
+    }
   }
-  return { vm, kernel, accel, accelNote: note, fs, net, initramfsModules: ir.modules };
+  return { vm, kernel, accel, accelNote: note, fs, net, initramfsModules: ir.modules, bootRetries };
 }
 
 /** The guest-side prelude: environment, modules for modprobe, the shared out dir. */
@@ -169,6 +186,7 @@ async function runInVmInner(opts: Parameters<typeof runInVm>[0], t0: number, tim
         accel: b.accel,
         accelNote: b.accelNote,
         bootMs: b.vm.bootMs,
+        bootRetries: b.bootRetries,
         guestBootMs: Math.round(b.vm.guestUptime * 1000),
         /** RUN sent → EXIT received: the guest command's own time */
         runMs,
