@@ -225,6 +225,15 @@ static __always_inline struct sec_event *ev_begin(struct selected *s, __u32 rule
 	return e;
 }
 
+/* socket-side events: the parent as the exec/fork tracepoints recorded it */
+static __always_inline void ev_ppid_from_procs(struct sec_event *e)
+{
+	__u32 tgid = e->pid;
+	struct sec_proc *pp = bpf_map_lookup_elem(&procs, &tgid);
+	if (pp)
+		e->ppid = pp->ppid;
+}
+
 /* ---------------------------------------------------------------- exec */
 
 /* 0 = allowed, else the rule id that denies executing `f` */
@@ -438,10 +447,7 @@ static __always_inline int egress_decide(struct selected *s, struct sec_egress_k
 		return 1;
 	struct sec_event *e = ev_begin(s, rule, kind, mech);
 	if (e) {
-		__u32 tgid = e->pid;
-		struct sec_proc *pp = bpf_map_lookup_elem(&procs, &tgid);
-		if (pp)
-			e->ppid = pp->ppid;
+		ev_ppid_from_procs(e);
 		e->family = family;
 		e->proto = k->proto;
 		e->dport = k->port;
@@ -553,10 +559,7 @@ static __always_inline int socket_decide(struct selected *s, __u32 family, __u32
 		return 1;
 	struct sec_event *e = ev_begin(s, s->pol->raw_rule, SEC_EV_SOCKET, mech);
 	if (e) {
-		__u32 tgid = e->pid;
-		struct sec_proc *pp = bpf_map_lookup_elem(&procs, &tgid);
-		if (pp)
-			e->ppid = pp->ppid;
+		ev_ppid_from_procs(e);
 		e->family = family;
 		e->proto = proto;
 		e->sock_type = type & 0xf;

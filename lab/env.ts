@@ -1,13 +1,13 @@
 // The environment a result was measured in: enough to tell two runs apart and to reproduce one.
 import fs from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { simpleGit } from 'simple-git';
 import type { Environment } from './results.ts';
 
-export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+import { REPO_ROOT } from './dist.ts';
+
+export { REPO_ROOT };
 
 async function firstLine(cmd: string, args: string[]): Promise<string | undefined> {
   const r = await execa(cmd, args, { reject: false });
