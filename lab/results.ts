@@ -54,6 +54,31 @@ export interface Environment {
   probes?: Record<string, { ok: boolean; detail?: string }>;
 }
 
+/**
+ * A scenario's declared headline figure: what a reader compares across runs, kernels and commits.
+ * Reports lead with these, the matrix tabulates them, `lab compare`/`lab publish` treat them
+ * generically. `value` is the median over `rounds`; a ratio is computed per round before the median.
+ */
+export interface Headline {
+  /** stable id, e.g. "consumer.cpuPerEvent" — compare/publish match on scenario + kernel + name */
+  name: string;
+  /** what a reader sees, e.g. "TS consumer CPU per event" */
+  label: string;
+  unit: string;
+  better: 'higher' | 'lower';
+  /** median over rounds */
+  value: number;
+  /** every round's value (what spread and regression checks use) */
+  rounds?: number[];
+  spread?: { n: number; min: number; max: number; mad: number };
+  /** what the value is compared against inside this run, e.g. the C consumer or the direct path */
+  comparator?: { name: string; value?: number; ratio?: number; ci?: [number, number]; likeForLike?: boolean; note?: string };
+  /** a stated target: value op target (or ratio op target when `of` is 'ratio') */
+  goal?: { op: '<=' | '>='; target: number; of?: 'value' | 'ratio'; verdict?: 'met' | 'not met' | 'inconclusive'; detail?: string };
+  /** smallest relative change (0.05 = 5%) that counts as a regression regardless of MAD */
+  regressionFloor?: number;
+}
+
 export interface Results {
   schema: 1;
   runId: string;
@@ -70,6 +95,8 @@ export interface Results {
   checks: Check[];
   /** raw numbers, free-form per scenario (the JSON that benchmarks publish) */
   metrics: Record<string, unknown>;
+  /** the scenario's declared headline figures (see Headline) */
+  headline?: Headline[];
   sections: Section[];
 }
 

@@ -187,6 +187,12 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
       results.checks.push({ name, status: 'unsupported', detail: `unsupported: ${feature} on ${results.environment.kernel.release}`, evidence });
       progress.info(`unsupported  ${name} — ${feature}`);
     },
+    headline(h) {
+      const list = (results.headline ??= []);
+      const i = list.findIndex((x) => x.name === h.name);
+      if (i >= 0) list[i] = h;
+      else list.push(h);
+    },
     metric(name, value) {
       results.metrics[name] = value;
     },

@@ -1,7 +1,7 @@
 // The runner API: the only thing a scenario imports from lab/. A scenario is a folder
 // scenarios/<name>/ whose index.ts default-exports a Scenario. The same code runs on the host
 // and inside a VM (the VM target re-invokes the runner in the guest with --kernel host).
-import type { Block, Check, Results, Section } from './results.ts';
+import type { Block, Check, Headline, Results, Section } from './results.ts';
 import type { Progress } from './progress.ts';
 import type { ProbeTable } from './probes.ts';
 import type { Opts } from './args.ts';
@@ -27,6 +27,8 @@ export interface ScenarioContext {
   unsupported(name: string, feature: string, evidence: string): void;
   /** raw numbers for results.json (merged shallowly) */
   metric(name: string, value: unknown): void;
+  /** declare a headline figure (replaces an earlier one of the same name); reports lead with these */
+  headline(h: Headline): void;
   /** add a report section (or blocks to an existing one with the same title) */
   section(title: string, ...blocks: Block[]): void;
   /**
@@ -48,5 +50,5 @@ export interface Scenario {
   run(ctx: ScenarioContext): Promise<void>;
 }
 
-export type { Block, Check, Results, Section };
+export type { Block, Check, Headline, Results, Section };
 export { scaledTimeout, timeScale } from './timeouts.ts';
