@@ -1,7 +1,2 @@
-// Errors a user can act on: a message and, where we know it, the fix.
-export class LabError extends Error {
-  constructor(message: string, readonly fix?: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'LabError';
-  }
-}
+// Moved to common/errors.ts (a leaf every layer may import); kept so existing imports compile.
+export { LabError } from '../common/errors.ts';

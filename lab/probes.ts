@@ -72,15 +72,15 @@ export async function probeKernel(opts: { kvm?: boolean } = {}): Promise<ProbeTa
     t['JIT'] = { ok: false, detail: 'no /proc/sys/net/core/bpf_jit_enable' };
   }
   for (const [k, v] of Object.entries(PROG_TYPES)) {
-    const r = libbpf.libbpf_probe_bpf_prog_type(v, null) as number;
+    const r = libbpf.libbpf_probe_bpf_prog_type(v, null);
     t[k] = { ok: r === 1, detail: r === 1 ? undefined : r === 0 ? 'not supported' : `probe failed (${r})` };
   }
   for (const [k, v] of Object.entries(MAP_TYPES)) {
-    const r = libbpf.libbpf_probe_bpf_map_type(v, null) as number;
+    const r = libbpf.libbpf_probe_bpf_map_type(v, null);
     t[k] = { ok: r === 1, detail: r === 1 ? undefined : r === 0 ? 'not supported' : `probe failed (${r})` };
   }
   for (const [k, pt, h] of HELPERS) {
-    const r = libbpf.libbpf_probe_bpf_helper(pt, h, null) as number;
+    const r = libbpf.libbpf_probe_bpf_helper(pt, h, null);
     t[k] = { ok: r === 1, detail: r === 1 ? undefined : r === 0 ? 'not available' : `probe failed (${r})` };
   }
 

@@ -1,7 +1,7 @@
 // Key/value codecs generated from BTF: the C struct is defined once (bpf/*.h), the TS side reads
 // its layout (offsets, sizes, bitfields, padding) from the object's BTF at run time, and
 // `pnpm lab build` emits matching TypeScript interfaces (bpf/gen/*.ts) for type checking.
-import { B, NULL, decodeCString, view, type Ptr } from './ffi.ts';
+import { B, NULL, view, type Ptr } from './ffi.ts';
 
 export const enum Kind { INT = 1, PTR, ARRAY, STRUCT, UNION, ENUM, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FUNC_PROTO, VAR, DATASEC, FLOAT, DECL_TAG, TYPE_TAG, ENUM64 }
 
@@ -33,7 +33,7 @@ export class Btf {
   constructor(readonly ptr: Ptr, private readonly owned: boolean) {}
 
   static vmlinux(): Btf | null {
-    const p = B.btf__load_vmlinux_btf() as Ptr;
+    const p = B.btf__load_vmlinux_btf();
     return p === NULL ? null : new Btf(p, true);
   }
 
@@ -42,11 +42,11 @@ export class Btf {
   }
 
   get typeCount(): number {
-    return B.btf__type_cnt(this.ptr) as number;
+    return B.btf__type_cnt(this.ptr);
   }
 
   findByName(name: string, kind: Kind): number {
-    const id = B.btf__find_by_name_kind(this.ptr, name, kind) as number;
+    const id = B.btf__find_by_name_kind(this.ptr, name, kind);
     return id > 0 ? id : -1;
   }
 
@@ -54,7 +54,7 @@ export class Btf {
     const hit = this.cache.get(id);
     if (hit) return hit;
     if (id === 0) return { id: 0, kind: 0 as Kind, name: 'void', size: 0, type: 0, nelems: 0, members: [] };
-    const p = B.btf__type_by_id(this.ptr, id) as Ptr;
+    const p = B.btf__type_by_id(this.ptr, id);
     if (p === NULL) throw new Error(`BTF type id ${id} not found`);
     const head = new DataView(view(p, 12));
     const nameOff = head.getUint32(0, true);
@@ -187,7 +187,7 @@ export class Btf {
   }
 
   private str(off: number): string {
-    return decodeCString(B.btf__name_by_offset(this.ptr, off) as Ptr) ?? '';
+    return (B.btf__name_by_offset(this.ptr, off)) ?? '';
   }
 
   private build(id: number): Codec {

@@ -4,8 +4,12 @@
 //
 // koffi 3 passes pointers as bigint; NULL is 0n. Pointer-returning libbpf APIs return NULL and set
 // errno (libbpf 1.0 mode); int-returning ones return -errno.
-import koffi from 'koffi';
-
+//
+// Each C signature below is written once and is also its TypeScript type: `Fn<'int f(void *p)'>`
+// parses the string at compile time into `(p: Mem) => number` (see the C → TS table under
+// "signature types"), so every call site is checked against the C declaration and needs no cast.
+import koffi, { type LibraryHandle } from 'koffi';
+import { archFacts } from '../../common/arch.ts';
 
 export const lib = koffi.load('libbpf.so.1');
 export const libc = koffi.load('libc.so.6');
@@ -14,7 +18,7 @@ export type Ptr = bigint;
 export const NULL: Ptr = 0n;
 
 // --- structs whose layout libbpf defines (sz-prefixed "opts" structs; trailing size_t :0 pads to 8) ---
-export const bpf_object_open_opts = koffi.struct('bpf_object_open_opts', {
+const bpf_object_open_opts_fields = {
   sz: 'size_t',
   object_name: 'const char *',
   relaxed_maps: 'bool',
@@ -25,13 +29,17 @@ export const bpf_object_open_opts = koffi.struct('bpf_object_open_opts', {
   kernel_log_buf: 'void *',
   kernel_log_size: 'size_t',
   kernel_log_level: 'uint32',
-});
-export const bpf_tc_hook = koffi.struct('bpf_tc_hook', { sz: 'size_t', ifindex: 'int', attach_point: 'int', parent: 'uint32' });
-export const bpf_tc_opts = koffi.struct('bpf_tc_opts', {
+} as const;
+export const bpf_object_open_opts = koffi.struct('bpf_object_open_opts', bpf_object_open_opts_fields);
+const bpf_tc_hook_fields = { sz: 'size_t', ifindex: 'int', attach_point: 'int', parent: 'uint32' } as const;
+export const bpf_tc_hook = koffi.struct('bpf_tc_hook', bpf_tc_hook_fields);
+const bpf_tc_opts_fields = {
   sz: 'size_t', prog_fd: 'int', flags: 'uint32', prog_id: 'uint32', handle: 'uint32', priority: 'uint32',
-});
-export const bpf_xdp_attach_opts = koffi.struct('bpf_xdp_attach_opts', { sz: 'size_t', old_prog_fd: 'int' });
-export const bpf_test_run_opts = koffi.struct('bpf_test_run_opts', {
+} as const;
+export const bpf_tc_opts = koffi.struct('bpf_tc_opts', bpf_tc_opts_fields);
+const bpf_xdp_attach_opts_fields = { sz: 'size_t', old_prog_fd: 'int' } as const;
+export const bpf_xdp_attach_opts = koffi.struct('bpf_xdp_attach_opts', bpf_xdp_attach_opts_fields);
+const bpf_test_run_opts_fields = {
   sz: 'size_t',
   data_in: 'void *',
   data_out: 'void *',
@@ -47,9 +55,11 @@ export const bpf_test_run_opts = koffi.struct('bpf_test_run_opts', {
   flags: 'uint32',
   cpu: 'uint32',
   batch_size: 'uint32',
-});
-export const bpf_map_batch_opts = koffi.struct('bpf_map_batch_opts', { sz: 'size_t', elem_flags: 'uint64', flags: 'uint64' });
-export const bpf_map_create_opts = koffi.struct('bpf_map_create_opts', {
+} as const;
+export const bpf_test_run_opts = koffi.struct('bpf_test_run_opts', bpf_test_run_opts_fields);
+const bpf_map_batch_opts_fields = { sz: 'size_t', elem_flags: 'uint64', flags: 'uint64' } as const;
+export const bpf_map_batch_opts = koffi.struct('bpf_map_batch_opts', bpf_map_batch_opts_fields);
+const bpf_map_create_opts_fields = {
   sz: 'size_t',
   btf_fd: 'uint32',
   btf_key_type_id: 'uint32',
@@ -60,8 +70,9 @@ export const bpf_map_create_opts = koffi.struct('bpf_map_create_opts', {
   map_extra: 'uint64',
   numa_node: 'uint32',
   map_ifindex: 'uint32',
-});
-export const bpf_prog_info_head = koffi.struct('bpf_prog_info_head', {
+} as const;
+export const bpf_map_create_opts = koffi.struct('bpf_map_create_opts', bpf_map_create_opts_fields);
+const bpf_prog_info_head_fields = {
   type: 'uint32', id: 'uint32', tag: koffi.array('uint8', 8), jited_prog_len: 'uint32', xlated_prog_len: 'uint32',
   jited_prog_insns: 'uint64', xlated_prog_insns: 'uint64', load_time: 'uint64', created_by_uid: 'uint32',
   nr_map_ids: 'uint32', map_ids: 'uint64', name: koffi.array('char', 16, 'String'), ifindex: 'uint32',
@@ -71,23 +82,76 @@ export const bpf_prog_info_head = koffi.struct('bpf_prog_info_head', {
   line_info: 'uint64', jited_line_info: 'uint64', nr_jited_line_info: 'uint32', line_info_rec_size: 'uint32',
   jited_line_info_rec_size: 'uint32', nr_prog_tags: 'uint32', prog_tags: 'uint64', run_time_ns: 'uint64',
   run_cnt: 'uint64', recursion_misses: 'uint64', verified_insns: 'uint32',
-});
-export const epoll_event = koffi.pack('epoll_event', { events: 'uint32', data: 'uint64' });
-export const perf_event_attr = koffi.struct('perf_event_attr', {
+} as const;
+export const bpf_prog_info_head = koffi.struct('bpf_prog_info_head', bpf_prog_info_head_fields);
+const epoll_event_fields = { events: 'uint32', data: 'uint64' } as const;
+export const epoll_event = koffi.pack('epoll_event', epoll_event_fields);
+const perf_event_attr_fields = {
   type: 'uint32', size: 'uint32', config: 'uint64', sample_period: 'uint64', sample_type: 'uint64',
   read_format: 'uint64', flags: 'uint64', wakeup_events: 'uint32', bp_type: 'uint32', config1: 'uint64',
   config2: 'uint64', branch_sample_type: 'uint64', sample_regs_user: 'uint64', sample_stack_user: 'uint32',
   clockid: 'int32', sample_regs_intr: 'uint64', aux_watermark: 'uint32', sample_max_stack: 'uint16',
   _reserved_2: 'uint16', aux_sample_size: 'uint32', _reserved_3: 'uint32', sig_data: 'uint64', config3: 'uint64',
-});
+} as const;
+export const perf_event_attr = koffi.struct('perf_event_attr', perf_event_attr_fields);
 
-// libbpf's print callback gets a va_list; on x86-64 that decays to a pointer we hand to vsnprintf.
+// libbpf's print callback gets a va_list; how it arrives is an architecture fact (common/arch.ts:
+// on x86-64 it decays to a pointer we hand on to vsnprintf; other architectures are refused).
+archFacts();
 export const libbpf_print_fn = koffi.proto('int libbpf_print_fn(int level, const char *fmt, void *args)');
 
-const f = (sig: string) => lib.func(sig);
-const c = (sig: string) => libc.func(sig);
+// --- signature types: C declaration string → TypeScript function type --------------------------
+/** Memory handed to C: a pointer, or a buffer koffi passes by address. */
+export type Mem = Ptr | Buffer | Uint8Array | ArrayBuffer | null;
+type FieldTs<F> = F extends 'bool' ? boolean : F extends 'const char *' ? string | null : F extends 'void *' ? Ptr : F extends 'uint64' ? number | bigint : F extends string ? number : unknown;
+/** The JS object koffi accepts for a struct declared with these fields. */
+export type StructValue<D> = { -readonly [K in keyof D]: FieldTs<D[K]> };
+interface Structs {
+  bpf_object_open_opts: StructValue<typeof bpf_object_open_opts_fields>;
+  bpf_tc_hook: StructValue<typeof bpf_tc_hook_fields>;
+  bpf_tc_opts: StructValue<typeof bpf_tc_opts_fields>;
+  bpf_xdp_attach_opts: StructValue<typeof bpf_xdp_attach_opts_fields>;
+  bpf_test_run_opts: StructValue<typeof bpf_test_run_opts_fields>;
+  bpf_map_batch_opts: StructValue<typeof bpf_map_batch_opts_fields>;
+  bpf_map_create_opts: StructValue<typeof bpf_map_create_opts_fields>;
+  epoll_event: StructValue<typeof epoll_event_fields>;
+  perf_event_attr: StructValue<typeof perf_event_attr_fields>;
+  /** a callback made with koffi.register */
+  libbpf_print_fn: Ptr;
+}
+type Trim<S extends string> = S extends ` ${infer R}` ? Trim<R> : S extends `${infer R} ` ? Trim<R> : S;
+type Params<S extends string> = S extends 'void' | '' ? [] : S extends `${infer A}, ${infer R}` ? [Param<A>, ...Params<R>] : [Param<S>];
+type Dir<S extends string> = S extends `_Out_ ${infer T}` | `_Inout_ ${infer T}` ? ['out', Trim<T>] : S extends `const ${infer T}` ? ['const', Trim<T>] : ['in', Trim<S>];
+// pointer parameters by what they point to; `_Out_ T *` of a scalar is a one-element array koffi fills
+type PointerParam<D> = D extends [infer _, infer T extends keyof Structs] ? Structs[T]
+  : D extends ['const', 'char'] ? string | null
+  : D extends ['out', 'char' | 'uint8_t'] ? Buffer
+  : D extends ['out', string] ? number[]
+  : Mem;
+type ScalarTs<T extends string> = T extends 'bool' ? boolean : T extends 'uint64' | 'int64' | 'unsigned long' | 'long' ? number | bigint : number;
+type Param<P extends string> = P extends `${infer T}*${string}` ? PointerParam<Dir<Trim<T>>> : P extends `${infer T} ${infer N}` ? (N extends `${string} ${string}` ? ScalarTs<`${T} ${N}`> : ScalarTs<T>) : never;
+// koffi returns a `const char *` as a string (null for NULL); 64-bit integers as numbers where they
+// fit, which every count and size returned here does
+type Ret<H extends string> = H extends `const char *${string}` ? string | null : H extends `${string}*${string}` ? Ptr : H extends `void ${string}` ? void : H extends `bool ${string}` ? boolean : number;
+/** `'int f(void *p, uint32 n)'` → `(p: Mem, n: number) => number` */
+export type Fn<S extends string> = S extends `${infer H}(${infer P})` ? (...a: Params<P>) => Ret<Trim<H>> : never;
 
-const rawB = {
+// One cast lives here, where the string becomes its own type: koffi's functions are untyped.
+function declare<S extends string>(l: LibraryHandle, sig: S): Fn<S> {
+  const fn = l.func(sig);
+  // koffi returns NULL pointers as null; normalise to 0n so `p === NULL` is the one test everywhere
+  const pointerResult = /^\s*void\s*\*/.test(sig);
+  return (pointerResult ? (...a: unknown[]) => fn(...a) ?? NULL : fn) as unknown as Fn<S>;
+}
+/** Same, run on koffi's worker thread (for calls that block, such as epoll_wait). */
+function declareAsync<S extends string>(l: LibraryHandle, sig: S): (...a: Parameters<Fn<S>>) => Promise<ReturnType<Fn<S>>> {
+  const fn = l.func(sig);
+  return (...a) => new Promise((resolve, reject) => fn.async(...a, (err: unknown, r: ReturnType<Fn<S>>) => (err ? reject(err) : resolve(r))));
+}
+const f = <S extends string>(sig: S) => declare(lib, sig);
+const c = <S extends string>(sig: S) => declare(libc, sig);
+
+export const B = {
   // version, printing, probes
   libbpf_major_version: f('uint32 libbpf_major_version(void)'),
   libbpf_minor_version: f('uint32 libbpf_minor_version(void)'),
@@ -202,11 +266,6 @@ const rawB = {
   btf__align_of: f('int btf__align_of(void *btf, uint32 id)'),
 };
 
-// koffi returns NULL pointers as null; normalise to 0n so `p === NULL` is the one test everywhere.
-type Fn = (...a: unknown[]) => unknown;
-export const B = Object.fromEntries(
-  Object.entries(rawB).map(([k, fn]) => [k, (...a: unknown[]) => (fn as Fn)(...a) ?? NULL]),
-) as unknown as Record<keyof typeof rawB, Fn>;
 
 export const C = {
   vsnprintf: c('int vsnprintf(_Out_ uint8_t *buf, size_t size, const char *fmt, void *ap)'),
@@ -215,7 +274,7 @@ export const C = {
   munmap: c('int munmap(void *addr, size_t len)'),
   epoll_create1: c('int epoll_create1(int flags)'),
   epoll_ctl: c('int epoll_ctl(int epfd, int op, int fd, epoll_event *ev)'),
-  epoll_wait: c('int epoll_wait(int epfd, _Out_ epoll_event *events, int maxevents, int timeout)'),
+  epoll_wait: declareAsync(libc, 'int epoll_wait(int epfd, _Out_ epoll_event *events, int maxevents, int timeout)'),
   open: c('int open(const char *path, int flags, int mode)'),
   sysconf: c('long sysconf(int name)'),
   syscall_perf_event_open: c('long syscall(long nr, perf_event_attr *attr, int pid, int cpu, int group_fd, unsigned long flags)'),
@@ -230,7 +289,7 @@ export const C = {
 };
 
 export const errno = (): number => koffi.errno();
-export const view = (p: Ptr, len: number): ArrayBuffer => koffi.view(p, len) as ArrayBuffer;
-// koffi already turns `const char *` returns into strings (null for NULL)
-export const decodeCString = (p: unknown): string | null => (typeof p === 'string' ? p : p === null || p === NULL ? null : (koffi.decode(p, 'char', -1) as string));
+/** struct bpf_prog_info's head, decoded from the buffer bpf_obj_get_info_by_fd filled */
+export const decodeProgInfo = (buf: Buffer): StructValue<typeof bpf_prog_info_head_fields> => koffi.decode(buf, bpf_prog_info_head);
+export const view = (p: Ptr, len: number): ArrayBuffer => koffi.view(p, len);
 export { koffi };

@@ -19,7 +19,7 @@ export { B as libbpf, koffi } from './ffi.ts';
  * builds withNetns() on this. Throws when the kernel refuses (needs CAP_SYS_ADMIN).
  */
 export function setNetns(fd: number): void {
-  if ((C.setns(fd, 0x40000000) as number) !== 0) throw new BpfError(`setns(CLONE_NEWNET): ${errnoName(errno())}`, errno(), 'needs root');
+  if ((C.setns(fd, 0x40000000)) !== 0) throw new BpfError(`setns(CLONE_NEWNET): ${errnoName(errno())}`, errno(), 'needs root');
 }
 
 /**

@@ -23,7 +23,7 @@ export class Link implements Disposable {
    */
   static openPinned(path: string, description = path): Link | null {
     if (!fs.existsSync(path)) return null; // libbpf would print a warning for a plain miss
-    const p = B.bpf_link__open(path) as Ptr;
+    const p = B.bpf_link__open(path);
     if (p === NULL || p === null || p === 0n) return null;
     return new Link(description, p);
   }
@@ -34,20 +34,20 @@ export class Link implements Disposable {
     // struct bpf_link_info starts with type, id, prog_id (u32 each); the rest is per link type
     const b = Buffer.alloc(128);
     const len = [b.length];
-    const r = B.bpf_obj_get_info_by_fd(this.fd, b, len) as number;
+    const r = B.bpf_obj_get_info_by_fd(this.fd, b, len);
     if (r < 0) throw new BpfError(`link info of ${this.description}: ${errnoName(r)}`, -r);
     return { type: b.readUInt32LE(0), id: b.readUInt32LE(4), progId: b.readUInt32LE(8) };
   }
 
   /** the link fd (-1 for netlink attachments) */
   get fd(): number {
-    return this.ptr === NULL ? -1 : (B.bpf_link__fd(this.ptr) as number);
+    return this.ptr === NULL ? -1 : (B.bpf_link__fd(this.ptr));
   }
 
   /** pin to bpffs so the attachment outlives this process (e.g. an LB controller restart) */
   pin(path: string): void {
     if (this.ptr === NULL) throw new BpfError(`${this.description}: only bpf_link attachments can be pinned`);
-    const r = B.bpf_link__pin(this.ptr, path) as number;
+    const r = B.bpf_link__pin(this.ptr, path);
     if (r < 0) throw new BpfError(`pinning ${this.description} at ${path}: ${errnoName(r)}`, -r);
   }
 
@@ -62,7 +62,7 @@ export class Link implements Disposable {
 
   /** atomically replace the attached program (BPF_LINK_UPDATE) */
   update(progPtr: Ptr): void {
-    const r = B.bpf_link__update_program(this.ptr, progPtr) as number;
+    const r = B.bpf_link__update_program(this.ptr, progPtr);
     if (r < 0) throw new BpfError(`updating ${this.description}: ${errnoName(r)}`, -r);
   }
 

@@ -10,7 +10,7 @@ const verbose = process.env.EBPF_LAB_LIBBPF_DEBUG === '1';
 
 const cb = koffi.register((level: number, fmt: string, ap: bigint) => {
   if (level === 2 && !verbose) return 0;
-  const n = C.vsnprintf(buf, buf.length, fmt, ap) as number;
+  const n = C.vsnprintf(buf, buf.length, fmt, ap);
   const line = buf.subarray(0, Math.max(0, Math.min(n, buf.length - 1))).toString('utf8');
   if (sink) sink.push(line);
   else if (verbose || level === 0) process.stderr.write(`libbpf ${LEVELS[level] ?? level}: ${line}`);

@@ -31,7 +31,7 @@ export function rawCodec(size: number): Codec<unknown> {
   };
 }
 
-const possibleCpus = (): number => B.libbpf_num_possible_cpus() as number;
+const possibleCpus = (): number => B.libbpf_num_possible_cpus();
 
 export interface MapMeta {
   name: string;
@@ -79,7 +79,7 @@ export class BpfMap<K = unknown, V = unknown> implements Disposable {
   /** Create a map at run time (e.g. the inner maps of a map-in-map). */
   static create<K, V>(opts: { type: number; name?: string; keySize: number; valueSize: number; maxEntries: number; flags?: number; innerMapFd?: number; keyCodec?: Codec<K>; valueCodec?: Codec<V> }): BpfMap<K, V> {
     const o = { sz: koffi.sizeof(bpf_map_create_opts), btf_fd: 0, btf_key_type_id: 0, btf_value_type_id: 0, btf_vmlinux_value_type_id: 0, inner_map_fd: opts.innerMapFd ?? 0, map_flags: opts.flags ?? 0, map_extra: 0, numa_node: 0, map_ifindex: 0 };
-    const fd = B.bpf_map_create(opts.type, opts.name ?? null, opts.keySize, opts.valueSize, opts.maxEntries, o) as number;
+    const fd = B.bpf_map_create(opts.type, opts.name ?? null, opts.keySize, opts.valueSize, opts.maxEntries, o);
     if (fd < 0) throw new BpfError(`creating map ${opts.name ?? ''}: ${errnoName(fd)}`, -fd);
     return new BpfMap<K, V>(
       { name: opts.name ?? '', type: opts.type, keySize: opts.keySize, valueSize: opts.valueSize, maxEntries: opts.maxEntries },
@@ -96,12 +96,12 @@ export class BpfMap<K = unknown, V = unknown> implements Disposable {
    * it exactly as the one that created it; explicit codecs override.
    */
   static openPinned<K = unknown, V = unknown>(path: string, codecs?: { key?: Codec<K>; value?: Codec<V> }): BpfMap<K, V> {
-    const fd = B.bpf_obj_get(path) as number;
+    const fd = B.bpf_obj_get(path);
     if (fd < 0) throw new BpfError(`opening pinned map ${path}: ${errnoName(fd)}`, -fd, fd === -2 ? 'nothing is pinned there: was the controller started?' : undefined);
     const info = mapInfo(fd);
     let btf: Btf | null = null;
     if (info.btfId && (!codecs?.key || !codecs?.value)) {
-      const p = B.btf__load_from_kernel_by_id(info.btfId) as Ptr;
+      const p = B.btf__load_from_kernel_by_id(info.btfId);
       if (p !== NULL) btf = new Btf(p, true);
     }
     const key = codecs?.key ?? (btf && info.btfKeyTypeId ? btf.codec<K>(info.btfKeyTypeId) : (rawCodec(info.keySize) as Codec<K>));
@@ -123,7 +123,7 @@ export class BpfMap<K = unknown, V = unknown> implements Disposable {
   /** Value for a key, undefined when absent. Per-CPU maps: use getPerCpu(). */
   get(k: K): V | undefined {
     if (this.perCpu) throw new BpfError(`map "${this.name}" is per-CPU: use getPerCpu()`);
-    const r = B.bpf_map_lookup_elem(this.fd, this.encKey(k), this.vbuf) as number;
+    const r = B.bpf_map_lookup_elem(this.fd, this.encKey(k), this.vbuf);
     if (r === -2) return undefined;
     if (r < 0) this.fail('lookup', r);
     return this.valueCodec.decode(this.vdv, 0);
@@ -132,21 +132,21 @@ export class BpfMap<K = unknown, V = unknown> implements Disposable {
   /** Per-CPU maps: every CPU's value. */
   getPerCpu(k: K): V[] | undefined {
     if (!this.perCpu) throw new BpfError(`map "${this.name}" is not per-CPU`);
-    const r = B.bpf_map_lookup_elem(this.fd, this.encKey(k), this.vbuf) as number;
+    const r = B.bpf_map_lookup_elem(this.fd, this.encKey(k), this.vbuf);
     if (r === -2) return undefined;
     if (r < 0) this.fail('lookup', r);
     return this.decodePerCpu(this.vdv, 0);
   }
 
   has(k: K): boolean {
-    const r = B.bpf_map_lookup_elem(this.fd, this.encKey(k), this.vbuf) as number;
+    const r = B.bpf_map_lookup_elem(this.fd, this.encKey(k), this.vbuf);
     return r === 0;
   }
 
   /** Set a value. Per-CPU maps take one value (copied to every CPU) or an array of ncpus values. */
   set(k: K, v: V | V[], flags: number = UpdateFlags.ANY): void {
     this.encodeValue(v, this.vdv, 0);
-    const r = B.bpf_map_update_elem(this.fd, this.encKey(k), this.vbuf, flags) as number;
+    const r = B.bpf_map_update_elem(this.fd, this.encKey(k), this.vbuf, flags);
     if (r < 0) this.fail('update', r);
   }
 
@@ -156,21 +156,21 @@ export class BpfMap<K = unknown, V = unknown> implements Disposable {
     const fd = typeof inner === 'number' ? inner : inner.fd;
     const v = Buffer.alloc(4);
     v.writeUInt32LE(fd);
-    const r = B.bpf_map_update_elem(this.fd, this.encKey(k), v, 0) as number;
+    const r = B.bpf_map_update_elem(this.fd, this.encKey(k), v, 0);
     if (r < 0) this.fail('update (inner map)', r);
   }
 
   /** Map-in-map: the id of the inner map at slot k. */
   innerId(k: K): number | undefined {
     const v = Buffer.alloc(4);
-    const r = B.bpf_map_lookup_elem(this.fd, this.encKey(k), v) as number;
+    const r = B.bpf_map_lookup_elem(this.fd, this.encKey(k), v);
     if (r === -2) return undefined;
     if (r < 0) this.fail('lookup (inner map)', r);
     return v.readUInt32LE();
   }
 
   delete(k: K): boolean {
-    const r = B.bpf_map_delete_elem(this.fd, this.encKey(k)) as number;
+    const r = B.bpf_map_delete_elem(this.fd, this.encKey(k));
     if (r === -2) return false;
     if (r < 0) this.fail('delete', r);
     return true;
@@ -183,7 +183,7 @@ export class BpfMap<K = unknown, V = unknown> implements Disposable {
     const ndv = new DataView(next.buffer, next.byteOffset, next.length);
     let first = true;
     for (;;) {
-      const r = B.bpf_map_get_next_key(this.fd, first ? null : cur, next) as number;
+      const r = B.bpf_map_get_next_key(this.fd, first ? null : cur, next);
       if (r === -2) return;
       if (r < 0) this.fail('get_next_key', r);
       first = false;
@@ -227,7 +227,7 @@ export class BpfMap<K = unknown, V = unknown> implements Disposable {
     let first = true;
     for (;;) {
       const count = [chunk];
-      const r = B.bpf_map_lookup_batch(this.fd, first ? null : inB, outB, keys, vals, count, opts) as number;
+      const r = B.bpf_map_lookup_batch(this.fd, first ? null : inB, outB, keys, vals, count, opts);
       const n = count[0]!;
       if (r < 0 && r !== -2) {
         if (first && (r === -22 || r === -95 || r === -524)) {
@@ -261,7 +261,7 @@ export class BpfMap<K = unknown, V = unknown> implements Disposable {
     });
     if (this.batchOk !== false) {
       const count = [entries.length];
-      const r = B.bpf_map_update_batch(this.fd, keys, vals, count, { sz: koffi.sizeof(bpf_map_batch_opts), elem_flags: flags, flags: 0 }) as number;
+      const r = B.bpf_map_update_batch(this.fd, keys, vals, count, { sz: koffi.sizeof(bpf_map_batch_opts), elem_flags: flags, flags: 0 });
       if (r === 0) return;
       if (r !== -22 && r !== -95 && r !== -524) this.fail('update_batch', r);
       this.batchOk = false;
@@ -284,7 +284,7 @@ export class BpfMap<K = unknown, V = unknown> implements Disposable {
   }
 
   pin(path: string): void {
-    const r = this.ptr !== NULL ? (B.bpf_map__pin(this.ptr, path) as number) : (B.bpf_obj_pin(this.fd, path) as number);
+    const r = this.ptr !== NULL ? (B.bpf_map__pin(this.ptr, path)) : (B.bpf_obj_pin(this.fd, path));
     if (r < 0) this.fail(`pin at ${path}`, r);
   }
 
@@ -324,7 +324,7 @@ export function mapInfo(fd: number): MapMeta & { id: number; btfId: number; btfK
   // btf_vmlinux_value_type_id, netns_dev, netns_ino, btf_id, btf_key_type_id, btf_value_type_id
   const b = Buffer.alloc(88);
   const len = [b.length];
-  const r = B.bpf_obj_get_info_by_fd(fd, b, len) as number;
+  const r = B.bpf_obj_get_info_by_fd(fd, b, len);
   if (r < 0) throw new BpfError(`map info: ${errnoName(r)}`, -r);
   const name = b.subarray(24, 40);
   const end = name.indexOf(0);

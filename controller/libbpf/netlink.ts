@@ -41,7 +41,7 @@ export class NetlinkSocket implements Disposable {
   private buf = Buffer.alloc(1 << 16);
 
   constructor(protocol = 0 /* NETLINK_ROUTE */) {
-    this.fd = C.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol) as number;
+    this.fd = C.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol);
     if (this.fd < 0) throw new BpfError(`socket(AF_NETLINK): ${errnoName(errno())}`, errno());
   }
 
@@ -68,11 +68,11 @@ export class NetlinkSocket implements Disposable {
     for (const m of msgs) out.set(m.seq, { seq: m.seq, messages: [], error: 0 });
     const pending = new Set(msgs.map((m) => m.seq));
     const all = Buffer.concat(msgs.map((m) => m.bytes));
-    const n = C.send(this.fd, all, all.length, 0) as number;
+    const n = C.send(this.fd, all, all.length, 0);
     if (n < 0) throw new BpfError(`netlink send: ${errnoName(errno())}`, errno());
     let idle = 0;
     while (pending.size) {
-      const r = C.recv(this.fd, this.buf, this.buf.length, MSG_DONTWAIT) as number;
+      const r = C.recv(this.fd, this.buf, this.buf.length, MSG_DONTWAIT);
       if (r < 0) {
         const e = errno();
         if (e === EINTR) continue;

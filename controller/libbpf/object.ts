@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import koffi from 'koffi';
-import { B, C, NULL, bpf_object_open_opts, bpf_prog_info_head, bpf_tc_hook, bpf_tc_opts, bpf_test_run_opts, bpf_xdp_attach_opts, decodeCString, errno, perf_event_attr, type Ptr } from './ffi.ts';
+import { B, C, NULL, bpf_object_open_opts, bpf_prog_info_head, bpf_tc_hook, bpf_tc_opts, bpf_test_run_opts, bpf_xdp_attach_opts, decodeProgInfo, errno, perf_event_attr, type Ptr } from './ffi.ts';
 import { Btf } from './btf.ts';
 import { BpfError, VerifierError, errnoName, hintFor } from './errors.ts';
 import { Link } from './link.ts';
@@ -68,11 +68,11 @@ export class Program {
   ) {}
 
   get fd(): number {
-    return B.bpf_program__fd(this.ptr) as number;
+    return B.bpf_program__fd(this.ptr);
   }
 
   get type(): number {
-    return B.bpf_program__type(this.ptr) as number;
+    return B.bpf_program__type(this.ptr);
   }
 
   get loaded(): boolean {
@@ -108,45 +108,45 @@ export class Program {
 
   /** Attach by section name (SEC("tp/…"), SEC("xdp") needs an interface: use attachXdp). */
   attach(): Link {
-    return this.attachVia(this.section, () => B.bpf_program__attach(this.ptr) as Ptr);
+    return this.attachVia(this.section, () => B.bpf_program__attach(this.ptr));
   }
 
   attachTracepoint(category: string, name: string): Link {
-    return this.attachVia(`tracepoint ${category}/${name}`, () => B.bpf_program__attach_tracepoint(this.ptr, category, name) as Ptr);
+    return this.attachVia(`tracepoint ${category}/${name}`, () => B.bpf_program__attach_tracepoint(this.ptr, category, name));
   }
 
   attachRawTracepoint(name: string): Link {
-    return this.attachVia(`raw_tp ${name}`, () => B.bpf_program__attach_raw_tracepoint(this.ptr, name) as Ptr);
+    return this.attachVia(`raw_tp ${name}`, () => B.bpf_program__attach_raw_tracepoint(this.ptr, name));
   }
 
   /** fentry/fexit/tp_btf/fmod_ret: the target comes from the section name */
   attachTrace(): Link {
-    return this.attachVia(`trace ${this.section}`, () => B.bpf_program__attach_trace(this.ptr) as Ptr);
+    return this.attachVia(`trace ${this.section}`, () => B.bpf_program__attach_trace(this.ptr));
   }
 
   attachLsm(): Link {
-    return this.attachVia(`lsm ${this.section}`, () => B.bpf_program__attach_lsm(this.ptr) as Ptr);
+    return this.attachVia(`lsm ${this.section}`, () => B.bpf_program__attach_lsm(this.ptr));
   }
 
   attachKprobe(func: string, retprobe = false): Link {
-    return this.attachVia(`${retprobe ? 'kretprobe' : 'kprobe'} ${func}`, () => B.bpf_program__attach_kprobe(this.ptr, retprobe, func) as Ptr);
+    return this.attachVia(`${retprobe ? 'kretprobe' : 'kprobe'} ${func}`, () => B.bpf_program__attach_kprobe(this.ptr, retprobe, func));
   }
 
   attachCgroup(cgroupPath: string): Link {
-    const fd = C.open(cgroupPath, 0o200000 /* O_DIRECTORY */, 0) as number;
+    const fd = C.open(cgroupPath, 0o200000 /* O_DIRECTORY */, 0);
     if (fd < 0) throw new BpfError(`opening cgroup ${cgroupPath}: ${errnoName(errno())}`, errno(), 'give a cgroup v2 directory (e.g. /sys/fs/cgroup/unified/… on hybrid hosts)');
     try {
-      return this.attachVia(`cgroup ${cgroupPath}`, () => B.bpf_program__attach_cgroup(this.ptr, fd) as Ptr);
+      return this.attachVia(`cgroup ${cgroupPath}`, () => B.bpf_program__attach_cgroup(this.ptr, fd));
     } finally {
       C.close(fd);
     }
   }
 
   attachNetns(netnsPath: string): Link {
-    const fd = C.open(netnsPath, 0, 0) as number;
+    const fd = C.open(netnsPath, 0, 0);
     if (fd < 0) throw new BpfError(`opening netns ${netnsPath}: ${errnoName(errno())}`, errno());
     try {
-      return this.attachVia(`netns ${netnsPath}`, () => B.bpf_program__attach_netns(this.ptr, fd) as Ptr);
+      return this.attachVia(`netns ${netnsPath}`, () => B.bpf_program__attach_netns(this.ptr, fd));
     } finally {
       C.close(fd);
     }
@@ -154,13 +154,13 @@ export class Program {
 
   /** Attach to an already opened perf event fd (the link owns it afterwards). */
   attachPerfEvent(pfd: number): Link {
-    return this.attachVia(`perf_event fd ${pfd}`, () => B.bpf_program__attach_perf_event(this.ptr, pfd) as Ptr);
+    return this.attachVia(`perf_event fd ${pfd}`, () => B.bpf_program__attach_perf_event(this.ptr, pfd));
   }
 
   /** Sample on every CPU: a software/hardware perf event per CPU, each with this program attached. */
   attachPerfEventAllCpus(attr: { type: number; config: number; samplePeriod?: number; freq?: number }): Link[] {
     const links: Link[] = [];
-    const ncpu = B.libbpf_num_possible_cpus() as number;
+    const ncpu = B.libbpf_num_possible_cpus();
     try {
       for (let cpu = 0; cpu < ncpu; cpu++) {
         const a = {
@@ -191,10 +191,10 @@ export class Program {
   attachXdp(ifname: string | number, opts: { mode?: 'auto' | 'native' | 'generic'; replace?: Program } = {}): Link {
     const ifindex = ifindexOf(ifname);
     const mode = opts.mode ?? 'auto';
-    if (mode === 'auto' && !opts.replace) return this.attachVia(`xdp ${ifname}`, () => B.bpf_program__attach_xdp(this.ptr, ifindex) as Ptr);
+    if (mode === 'auto' && !opts.replace) return this.attachVia(`xdp ${ifname}`, () => B.bpf_program__attach_xdp(this.ptr, ifindex));
     const flags = (mode === 'native' ? XdpFlags.DRV_MODE : mode === 'generic' ? XdpFlags.SKB_MODE : 0) | (opts.replace ? XdpFlags.REPLACE : 0);
     const o = { sz: koffi.sizeof(bpf_xdp_attach_opts), old_prog_fd: opts.replace?.fd ?? 0 };
-    const { result: r, log } = captureLibbpf(() => B.bpf_xdp_attach(ifindex, this.fd, flags, o) as number);
+    const { result: r, log } = captureLibbpf(() => B.bpf_xdp_attach(ifindex, this.fd, flags, o));
     if (r < 0) throw new BpfError(`attaching ${this.name} to xdp ${ifname} (${mode}): ${errnoName(r)}`, -r, hintFor(r, log) ?? (mode === 'native' ? 'the driver has no native XDP: try mode generic' : undefined), log);
     const detachFlags = flags & ~XdpFlags.REPLACE;
     const myFd = this.fd;
@@ -211,10 +211,10 @@ export class Program {
   attachTc(ifname: string | number, direction: 'ingress' | 'egress', opts: { priority?: number; handle?: number } = {}): Link {
     const ifindex = ifindexOf(ifname);
     const hook = { sz: koffi.sizeof(bpf_tc_hook), ifindex, attach_point: direction === 'ingress' ? TcAttachPoint.INGRESS : TcAttachPoint.EGRESS, parent: 0 };
-    const created = B.bpf_tc_hook_create(hook) as number;
+    const created = B.bpf_tc_hook_create(hook);
     if (created < 0 && created !== -17 /* EEXIST */) throw new BpfError(`creating clsact on ${ifname}: ${errnoName(created)}`, -created, hintFor(created));
     const tcOpts = { sz: koffi.sizeof(bpf_tc_opts), prog_fd: this.fd, flags: 0, prog_id: 0, handle: opts.handle ?? 1, priority: opts.priority ?? 1 };
-    const { result: r, log } = captureLibbpf(() => B.bpf_tc_attach(hook, tcOpts) as number);
+    const { result: r, log } = captureLibbpf(() => B.bpf_tc_attach(hook, tcOpts));
     if (r < 0) {
       if (created === 0) B.bpf_tc_hook_destroy({ ...hook, attach_point: TcAttachPoint.INGRESS | TcAttachPoint.EGRESS });
       throw new BpfError(`attaching ${this.name} to tc ${direction} on ${ifname}: ${errnoName(r)}`, -r, hintFor(r, log), log);
@@ -250,7 +250,7 @@ export class Program {
       cpu: opts.cpu ?? 0,
       batch_size: 0,
     };
-    const r = B.bpf_prog_test_run_opts(this.fd, o) as number;
+    const r = B.bpf_prog_test_run_opts(this.fd, o);
     if (r < 0) throw new BpfError(`test run of ${this.name}: ${errnoName(r)}`, -r, r === -524 || r === -95 ? 'this program type has no BPF_PROG_TEST_RUN on this kernel' : hintFor(r));
     return { retval: o.retval, durationNs: o.duration, dataOut: dataOut.subarray(0, o.data_size_out), ctxOut: ctxOut?.subarray(0, o.ctx_size_out) };
   }
@@ -263,33 +263,32 @@ export class Program {
 
 /** An interface name (in the calling thread's network namespace) or index, as an index. */
 function ifindexOf(ifname: string | number): number {
-  const ifindex = typeof ifname === 'number' ? ifname : (C.if_nametoindex(ifname) as number);
+  const ifindex = typeof ifname === 'number' ? ifname : (C.if_nametoindex(ifname));
   if (!ifindex) throw new BpfError(`no interface "${ifname}"`, 19, 'create it first, or check the network namespace the controller runs in');
   return ifindex;
 }
 
 export function progInfo(fd: number): ProgInfo {
-  const info: Record<string, unknown> = {};
   const len = [koffi.sizeof(bpf_prog_info_head)];
   const buf = Buffer.alloc(len[0]!);
-  const r = B.bpf_obj_get_info_by_fd(fd, buf, len) as number;
+  const r = B.bpf_obj_get_info_by_fd(fd, buf, len);
   if (r < 0) throw new BpfError(`prog info: ${errnoName(r)}`, -r);
-  Object.assign(info, koffi.decode(buf, bpf_prog_info_head));
+  const info = decodeProgInfo(buf);
   return {
-    id: info.id as number,
+    id: info.id,
     name: String(info.name ?? ''),
-    type: info.type as number,
-    runTimeNs: BigInt(info.run_time_ns as number | bigint),
-    runCnt: BigInt(info.run_cnt as number | bigint),
-    verifiedInsns: info.verified_insns as number,
-    xlatedLen: info.xlated_prog_len as number,
-    jitedLen: info.jited_prog_len as number,
+    type: info.type,
+    runTimeNs: BigInt(info.run_time_ns),
+    runCnt: BigInt(info.run_cnt),
+    verifiedInsns: info.verified_insns,
+    xlatedLen: info.xlated_prog_len,
+    jitedLen: info.jited_prog_len,
   };
 }
 
 /** Turn on run_time_ns/run_cnt accounting (BPF_ENABLE_STATS) while the returned handle is open. */
 export function enableStats(): Disposable & { close(): void } {
-  const fd = B.bpf_enable_stats(0 /* BPF_STATS_RUN_TIME */) as number;
+  const fd = B.bpf_enable_stats(0 /* BPF_STATS_RUN_TIME */);
   if (fd < 0) throw new BpfError(`enabling BPF stats: ${errnoName(fd)}`, -fd, hintFor(fd));
   let open = true;
   const h = {
@@ -319,12 +318,12 @@ export class BpfObject implements Disposable {
     private ptr: Ptr,
     readonly path: string,
   ) {
-    for (let p = B.bpf_object__next_program(ptr, NULL) as Ptr; p !== NULL; p = B.bpf_object__next_program(ptr, p) as Ptr) {
-      const name = decodeCString(B.bpf_program__name(p) as Ptr)!;
-      this.programs.set(name, new Program(this, p, name, decodeCString(B.bpf_program__section_name(p) as Ptr) ?? ''));
+    for (let p = B.bpf_object__next_program(ptr, NULL); p !== NULL; p = B.bpf_object__next_program(ptr, p)) {
+      const name = (B.bpf_program__name(p))!;
+      this.programs.set(name, new Program(this, p, name, (B.bpf_program__section_name(p)) ?? ''));
     }
-    for (let m = B.bpf_object__next_map(ptr, NULL) as Ptr; m !== NULL; m = B.bpf_object__next_map(ptr, m) as Ptr) {
-      this.mapPtrs.set(decodeCString(B.bpf_map__name(m) as Ptr)!, m);
+    for (let m = B.bpf_object__next_map(ptr, NULL); m !== NULL; m = B.bpf_object__next_map(ptr, m)) {
+      this.mapPtrs.set((B.bpf_map__name(m))!, m);
     }
     track(this);
   }
@@ -343,7 +342,7 @@ export class BpfObject implements Disposable {
       kernel_log_size: 0,
       kernel_log_level: 0,
     };
-    const { result: p, log } = captureLibbpf(() => B.bpf_object__open_file(file, o) as Ptr);
+    const { result: p, log } = captureLibbpf(() => B.bpf_object__open_file(file, o));
     if (p === NULL) {
       const e = errno();
       throw new BpfError(`opening ${file}: ${errnoName(e)}${log ? `\n${log.trimEnd()}` : ''}`, e, hintFor(e, log) ?? 'is it a BPF ELF object built with clang -target bpf -g?', log);
@@ -375,14 +374,14 @@ export class BpfObject implements Disposable {
     }
     for (const [name, n] of Object.entries(opts.maxEntries ?? {})) B.bpf_map__set_max_entries(this.mapPtr(name), n);
     for (const [name, src] of Object.entries(opts.reuseMaps ?? {})) {
-      const fd = typeof src === 'number' ? src : (B.bpf_obj_get(src) as number);
+      const fd = typeof src === 'number' ? src : (B.bpf_obj_get(src));
       if (fd < 0) continue; // nothing pinned yet: the map is created fresh
-      const r = B.bpf_map__reuse_fd(this.mapPtr(name), fd) as number;
+      const r = B.bpf_map__reuse_fd(this.mapPtr(name), fd);
       if (typeof src === 'string') C.close(fd); // reuse_fd dups it
       if (r < 0) throw new BpfError(`reusing map ${name} from ${src}: ${errnoName(r)}`, -r, 'the pinned map has another type/size: remove the stale pin');
     }
     opts.beforeLoad?.(this);
-    const { result: r, log } = captureLibbpf(() => B.bpf_object__load(this.ptr) as number);
+    const { result: r, log } = captureLibbpf(() => B.bpf_object__load(this.ptr));
     if (r < 0) {
       // programs load in order; the first autoloaded one without an fd is the one that failed
       const failed = [...this.programs.values()].find((p) => !opts.skip?.includes(p.name) && !p.loaded);
@@ -418,14 +417,14 @@ export class BpfObject implements Disposable {
     const m = this.mapPtr(name);
     const meta = {
       name,
-      type: B.bpf_map__type(m) as number,
-      keySize: B.bpf_map__key_size(m) as number,
-      valueSize: B.bpf_map__value_size(m) as number,
-      maxEntries: B.bpf_map__max_entries(m) as number,
+      type: B.bpf_map__type(m),
+      keySize: B.bpf_map__key_size(m),
+      valueSize: B.bpf_map__value_size(m),
+      maxEntries: B.bpf_map__max_entries(m),
     };
-    const kid = B.bpf_map__btf_key_type_id(m) as number;
-    const vid = B.bpf_map__btf_value_type_id(m) as number;
-    const fd = B.bpf_map__fd(m) as number;
+    const kid = B.bpf_map__btf_key_type_id(m);
+    const vid = B.bpf_map__btf_value_type_id(m);
+    const fd = B.bpf_map__fd(m);
     if (fd < 0) throw new BpfError(`map "${name}" has no fd: load the object first`);
     const key = kid ? this.btf.codec(kid) : rawCodec(meta.keySize);
     const value = vid ? this.btf.codec(vid) : rawCodec(meta.valueSize);
@@ -436,12 +435,12 @@ export class BpfObject implements Disposable {
 
   /** max_entries a map is (or will be) created with: readable before load, e.g. for capacity checks */
   maxEntries(mapName: string): number {
-    return B.bpf_map__max_entries(this.mapPtr(mapName)) as number;
+    return B.bpf_map__max_entries(this.mapPtr(mapName));
   }
 
   /** Set the pin path of a map before load (maps pinned there are reused if present). */
   setPinPath(mapName: string, pinPath: string): void {
-    const r = B.bpf_map__set_pin_path(this.mapPtr(mapName), pinPath) as number;
+    const r = B.bpf_map__set_pin_path(this.mapPtr(mapName), pinPath);
     if (r < 0) throw new BpfError(`setting pin path of ${mapName}: ${errnoName(r)}`, -r);
   }
 
@@ -456,7 +455,7 @@ export class BpfObject implements Disposable {
     const m = [...this.mapPtrs.entries()].find(([n]) => n.endsWith(g.section))?.[1];
     if (m === undefined) throw new BpfError(`${this.name}: no map for section ${g.section}`);
     const size = [0];
-    const p = B.bpf_map__initial_value(m, size) as Ptr;
+    const p = B.bpf_map__initial_value(m, size);
     if (p === NULL) throw new BpfError(`${this.name}: section ${g.section} has no initial value`);
     this.btf.codec(g.type).encode(value, new DataView(koffi.view(p, size[0]!) as ArrayBuffer), g.offset);
   }
@@ -466,13 +465,13 @@ export class BpfObject implements Disposable {
     const m = [...this.mapPtrs.entries()].find(([n]) => n.endsWith('.rodata'))?.[1];
     if (m === undefined) throw new BpfError(`${this.name} has no .rodata`);
     const size = [0];
-    const p = B.bpf_map__initial_value(m, size) as Ptr;
+    const p = B.bpf_map__initial_value(m, size);
     bytes(new DataView(koffi.view(p, size[0]!) as ArrayBuffer));
   }
 
   get btf(): Btf {
     if (!this._btf) {
-      const p = B.bpf_object__btf(this.ptr) as Ptr;
+      const p = B.bpf_object__btf(this.ptr);
       if (p === NULL) throw new BpfError(`${this.name} has no BTF`, 0, 'compile with clang -g');
       this._btf = new Btf(p, false);
     }

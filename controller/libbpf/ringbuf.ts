@@ -5,7 +5,6 @@
 // the shared mapping: no FFI per record, one consumer-position store per batch. The kernel only
 // wakes a waiter when the consumer had caught up, so under load we wake once per batch, and the
 // wait itself (epoll_wait) runs on a worker thread via koffi's async call, never blocking the loop.
-import { promisify } from 'node:util';
 import { C, NULL, errno, view, type Ptr } from './ffi.ts';
 import { BpfError, errnoName } from './errors.ts';
 import type { BpfMap } from './map.ts';
@@ -20,8 +19,6 @@ const DISCARD = 0x40000000;
 const HDR = 8;
 const EPOLLIN = 1;
 const pageSize = Number(C.sysconf(30 /* _SC_PAGESIZE */));
-const epollWaitAsync = promisify((C.epoll_wait as unknown as { async: (...a: unknown[]) => void }).async) as (
-  epfd: number, out: object[], max: number, timeout: number) => Promise<number>;
 
 export interface RingBufferOptions<T> {
   /** decode one record: dv is a view on the ring, off its first byte, len its length */
@@ -50,9 +47,14 @@ export interface RingBufferOptions<T> {
 export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
   private consumerPage: Ptr;
   private producerArea: Ptr;
-  private readonly cons: DataView;
-  private readonly prod: DataView;
+  // Positions are u64 written by one side and read by the other: read and written with Atomics
+  // (one 64-bit access, sequentially consistent, so at least the acquire/release libbpf uses with
+  // smp_load_acquire/smp_store_release) rather than two DataView halves that could tear.
+  private readonly cons: BigUint64Array;
+  private readonly prod: BigUint64Array;
   private readonly data: DataView;
+  /** the data area as u32s, for the record header's atomic (acquire) load */
+  private readonly hdrs: Uint32Array;
   private readonly size: number;
   private readonly epfd: number;
   private closed = false;
@@ -78,20 +80,22 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
     this.coalesceMs = opts.coalesceMs ?? 5;
     this.smallBatch = opts.smallBatch ?? 256;
     const fd = map.fd;
-    this.consumerPage = C.mmap(NULL, pageSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) as Ptr;
+    this.consumerPage = C.mmap(NULL, pageSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (this.consumerPage === NULL || this.consumerPage === 0xffffffffffffffffn) throw new BpfError(`mmap of ring buffer consumer page: ${errnoName(errno())}`, errno());
     // the data area is mapped twice back to back by the kernel, so a record that wraps is contiguous
-    this.producerArea = C.mmap(NULL, pageSize + 2 * this.size, PROT_READ, MAP_SHARED, fd, pageSize) as Ptr;
+    this.producerArea = C.mmap(NULL, pageSize + 2 * this.size, PROT_READ, MAP_SHARED, fd, pageSize);
     if (this.producerArea === NULL || this.producerArea === 0xffffffffffffffffn) {
       C.munmap(this.consumerPage, pageSize);
       throw new BpfError(`mmap of ring buffer data: ${errnoName(errno())}`, errno());
     }
-    this.cons = new DataView(view(this.consumerPage, pageSize));
-    this.prod = new DataView(view(this.producerArea, pageSize));
-    this.data = new DataView(view(this.producerArea + BigInt(pageSize), 2 * this.size));
-    this.epfd = C.epoll_create1(0o2000000 /* EPOLL_CLOEXEC */) as number;
+    this.cons = new BigUint64Array(view(this.consumerPage, 8));
+    this.prod = new BigUint64Array(view(this.producerArea, 8));
+    const data = view(this.producerArea + BigInt(pageSize), 2 * this.size);
+    this.data = new DataView(data);
+    this.hdrs = new Uint32Array(data);
+    this.epfd = C.epoll_create1(0o2000000 /* EPOLL_CLOEXEC */);
     const ev = { events: EPOLLIN, data: 0 };
-    if ((C.epoll_ctl(this.epfd, 1 /* ADD */, fd, ev) as number) < 0) {
+    if ((C.epoll_ctl(this.epfd, 1 /* ADD */, fd, ev)) < 0) {
       const e = errno();
       C.munmap(this.consumerPage, pageSize);
       C.munmap(this.producerArea, pageSize + 2 * this.size);
@@ -106,8 +110,9 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
     return this.readPos(this.prod) - this.readPos(this.cons);
   }
 
-  private readPos(dv: DataView): number {
-    return dv.getUint32(0, true) + dv.getUint32(4, true) * 0x100000000;
+  private readPos(pos: BigUint64Array): number {
+    // 2^53 bytes through one ring is centuries at any rate: a Number holds it exactly
+    return Number(Atomics.load(pos, 0));
   }
 
   /** Take up to `max` committed records out of the ring now (no waiting). */
@@ -120,15 +125,14 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
     const data = this.data;
     while (cons < prod && out.length < max) {
       const off = cons % this.size; // positions are 64-bit; JS bit ops are 32-bit, so no masking
-      const hdr = data.getUint32(off, true);
+      const hdr = Atomics.load(this.hdrs, off >>> 2); // records are 8-byte aligned
       if (hdr & BUSY) break;
       const len = hdr & ~(BUSY | DISCARD) & 0x3fffffff;
       if (hdr & DISCARD) this.discarded++;
       else out.push(dec(data, off + HDR, len));
       cons += (len + HDR + 7) & ~7;
     }
-    this.cons.setUint32(0, cons % 0x100000000, true);
-    this.cons.setUint32(4, Math.floor(cons / 0x100000000), true);
+    Atomics.store(this.cons, 0, BigInt(cons)); // release: the kernel may reuse what we consumed
     this.delivered += out.length;
     return out;
   }
@@ -136,8 +140,7 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
   /** Wait (on a worker thread) until the kernel signals data or the timeout passes. */
   async wait(timeoutMs = this.idleWaitMs): Promise<boolean> {
     if (this.closed) return false;
-    const evs = [{}];
-    const n = await epollWaitAsync(this.epfd, evs, 1, timeoutMs);
+    const n = await C.epoll_wait(this.epfd, { events: 0, data: 0 }, 1, timeoutMs);
     if (n > 0) this.wakeups++;
     return n > 0;
   }
