@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { execa } from 'execa';
-import { BpfObject, BpfError, Btf, enableStats, libbpf, type Link } from '../controller/libbpf/index.ts';
+import { BpfObject, BpfError, Btf, attachAuto, attachCgroup, attachPerfEventAllCpus, attachTc, attachXdp, enableStats, libbpf, type Link } from '../controller/libbpf/index.ts';
 import { ensureObject } from '../bpf/build.ts';
 import { activeLsms, cgroup2Root, ensureMounts } from './host.ts';
 
@@ -31,20 +31,20 @@ const HELPERS: [name: string, progType: number, helperId: number][] = [
 
 /** per-hook trial: program name in probe.bpf.c and how to attach it */
 const TRIALS: { key: string; prog: string; attach: (o: BpfObject, env: TrialEnv) => Link | Link[] }[] = [
-  { key: 'attach:tracepoint', prog: 'p_tracepoint', attach: (o) => o.program('p_tracepoint').attach() },
-  { key: 'attach:raw_tp', prog: 'p_raw_tp', attach: (o) => o.program('p_raw_tp').attach() },
-  { key: 'attach:tp_btf', prog: 'p_tp_btf', attach: (o) => o.program('p_tp_btf').attach() },
-  { key: 'attach:kprobe', prog: 'p_kprobe', attach: (o) => o.program('p_kprobe').attach() },
-  { key: 'attach:fentry', prog: 'p_fentry', attach: (o) => o.program('p_fentry').attach() },
-  { key: 'attach:lsm', prog: 'p_lsm', attach: (o) => o.program('p_lsm').attach() },
-  { key: 'attach:xdp native (veth)', prog: 'p_xdp', attach: (o, e) => o.program('p_xdp').attachXdp(e.veth(), { mode: 'native' }) },
-  { key: 'attach:xdp generic (veth)', prog: 'p_xdp', attach: (o, e) => o.program('p_xdp').attachXdp(e.veth(), { mode: 'generic' }) },
-  { key: 'attach:tc clsact (veth)', prog: 'p_tc', attach: (o, e) => o.program('p_tc').attachTc(e.veth(), 'ingress') },
-  { key: 'attach:cgroup connect4', prog: 'p_connect4', attach: (o, e) => o.program('p_connect4').attachCgroup(e.cgroup()) },
-  { key: 'attach:cgroup sock_create', prog: 'p_sock_create', attach: (o, e) => o.program('p_sock_create').attachCgroup(e.cgroup()) },
-  { key: 'attach:perf_event (cpu-clock)', prog: 'p_perf_event', attach: (o) => o.program('p_perf_event').attachPerfEventAllCpus({ type: 1 /* SOFTWARE */, config: 0 /* CPU_CLOCK */, freq: 99 }) },
-  { key: 'load:bpf_send_signal from tracepoint', prog: 'p_send_signal', attach: (o) => o.program('p_send_signal').attach() },
-  { key: 'load:ring buffer producer', prog: 'p_ringbuf', attach: (o) => o.program('p_ringbuf').attach() },
+  { key: 'attach:tracepoint', prog: 'p_tracepoint', attach: (o) => attachAuto(o.program('p_tracepoint')) },
+  { key: 'attach:raw_tp', prog: 'p_raw_tp', attach: (o) => attachAuto(o.program('p_raw_tp')) },
+  { key: 'attach:tp_btf', prog: 'p_tp_btf', attach: (o) => attachAuto(o.program('p_tp_btf')) },
+  { key: 'attach:kprobe', prog: 'p_kprobe', attach: (o) => attachAuto(o.program('p_kprobe')) },
+  { key: 'attach:fentry', prog: 'p_fentry', attach: (o) => attachAuto(o.program('p_fentry')) },
+  { key: 'attach:lsm', prog: 'p_lsm', attach: (o) => attachAuto(o.program('p_lsm')) },
+  { key: 'attach:xdp native (veth)', prog: 'p_xdp', attach: (o, e) => attachXdp(o.program('p_xdp'), e.veth(), { mode: 'native' }) },
+  { key: 'attach:xdp generic (veth)', prog: 'p_xdp', attach: (o, e) => attachXdp(o.program('p_xdp'), e.veth(), { mode: 'generic' }) },
+  { key: 'attach:tc clsact (veth)', prog: 'p_tc', attach: (o, e) => attachTc(o.program('p_tc'), e.veth(), 'ingress') },
+  { key: 'attach:cgroup connect4', prog: 'p_connect4', attach: (o, e) => attachCgroup(o.program('p_connect4'), e.cgroup()) },
+  { key: 'attach:cgroup sock_create', prog: 'p_sock_create', attach: (o, e) => attachCgroup(o.program('p_sock_create'), e.cgroup()) },
+  { key: 'attach:perf_event (cpu-clock)', prog: 'p_perf_event', attach: (o) => attachPerfEventAllCpus(o.program('p_perf_event'), { type: 1 /* SOFTWARE */, config: 0 /* CPU_CLOCK */, freq: 99 }) },
+  { key: 'load:bpf_send_signal from tracepoint', prog: 'p_send_signal', attach: (o) => attachAuto(o.program('p_send_signal')) },
+  { key: 'load:ring buffer producer', prog: 'p_ringbuf', attach: (o) => attachAuto(o.program('p_ringbuf')) },
 ];
 
 interface TrialEnv {

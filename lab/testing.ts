@@ -20,3 +20,13 @@ export async function bpfObjects(): Promise<{ progs: { id: number; name?: string
   const [progs, maps, links] = await Promise.all([j('prog'), j('map'), j('link')]);
   return { progs, maps, links };
 }
+
+/** What fn throws (the test fails when it does not throw), for asserting on an error's fields. */
+export function thrown(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (e) {
+    return e;
+  }
+  throw new Error('expected a throw, but the call returned');
+}

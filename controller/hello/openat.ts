@@ -4,7 +4,7 @@
 // The record decoder reads only the fields a consumer prints, at offsets taken from the object's
 // BTF (struct openat_event in bpf/hello_openat.h), and decodes strings straight out of the
 // mmap'd ring with Buffer's native NUL search: no per-record FFI, no intermediate copies.
-import { BpfObject, RingBuffer, enableStats, type Link } from '../libbpf/index.ts';
+import { BpfObject, RingBuffer, attachAuto, enableStats, type Link } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import type { openat_event } from '../../bpf/gen/hello_openat.ts';
 
@@ -53,7 +53,7 @@ export class OpenatTracer implements Disposable {
       lostCounter: obj.map('lost') as never,
     });
     this.statsHandle = opts.stats ? enableStats() : null;
-    this.link = obj.program('handle_openat').attach();
+    this.link = attachAuto(obj.program('handle_openat'));
   }
 
   static async start(opts: OpenatTracerOptions = {}): Promise<OpenatTracer> {

@@ -3,7 +3,7 @@
 // pinned bpf_link (so traffic flows while no controller runs), swaps Maglev rings whole.
 import fs from 'node:fs';
 import path from 'node:path';
-import { BpfObject, BpfMap, Link, MapType, libbpf, mapInfo, rawCodec, removePinDir, type Program } from '../libbpf/index.ts';
+import { BpfObject, BpfMap, Link, MapType, attachXdp, libbpf, mapInfo, rawCodec, removePinDir, type Program } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { ValidationError } from './addr.ts';
 import type { backend, ct_value, flow_key, lb_global, lb_stats, vip_key, vip_meta } from '../../bpf/gen/xdp_lb.ts';
@@ -105,11 +105,11 @@ export class Dataplane implements Disposable {
       fs.rmSync(this.linkPin, { force: true });
     }
     if (mode === 'auto') {
-      this.link = this.prog.attachXdp(ifname);
+      this.link = attachXdp(this.prog, ifname);
       this.link.pin(this.linkPin);
     } else {
       // netlink attachments cannot be pinned; they stay until detached
-      this.link = this.prog.attachXdp(ifname, { mode });
+      this.link = attachXdp(this.prog, ifname, { mode });
     }
     return 'attached';
   }

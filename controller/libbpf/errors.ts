@@ -2,6 +2,18 @@
 // the failing program, the verifier log (its tail is what matters) and a hint.
 import os from 'node:os';
 
+/**
+ * Errno values by name (libbpf returns -errno), so code compares `r === -Errno.ENOENT`, never a
+ * bare number. ENOTSUPP (524) is kernel-internal and missing from Node's table.
+ */
+export const Errno = { ...os.constants.errno, ENOTSUPP: 524 } as const;
+export type ErrnoName = keyof typeof Errno;
+
+/** 'ENOENT' for 2 or -2; undefined for 0 or an unknown number */
+export function errnoCode(e: number): ErrnoName | undefined {
+  return e ? names[Math.abs(e)] as ErrnoName | undefined : undefined;
+}
+
 export class BpfError extends Error {
   constructor(
     message: string,
@@ -13,7 +25,51 @@ export class BpfError extends Error {
     super(hint ? `${message}\n  hint: ${hint}` : message);
     this.name = 'BpfError';
   }
+
+  /** the errno by name ('ENOENT', 'EPERM' …), like Go's errors.Is(err, unix.ENOENT) */
+  get code(): ErrnoName | undefined {
+    return errnoCode(this.errno);
+  }
+
+  /** the kernel lacks the feature (cilium/ebpf's ErrNotSupported): EOPNOTSUPP, ENOTSUPP, or EINVAL for an unknown type */
+  get notSupported(): boolean {
+    return this.code === 'EOPNOTSUPP' || this.code === 'ENOTSUPP';
+  }
 }
+
+/**
+ * An attach that failed: which program, which kind of hook (tracing, xdp, tc, cgroup, perf_event,
+ * netns) and which target, with the errno by name. cilium/ebpf's link package has one such error
+ * per kind; one class with a `kind` serves the same checks here.
+ */
+export class AttachError extends BpfError {
+  constructor(
+    readonly kind: AttachKind,
+    readonly program: string,
+    readonly target: string,
+    errno: number,
+    hint?: string,
+    libbpfLog = '',
+  ) {
+    super(`attaching ${program} (${target}): ${errnoName(errno)}`, Math.abs(errno), hint ?? hintFor(errno, libbpfLog), libbpfLog);
+    this.name = 'AttachError';
+  }
+}
+
+/** An attach refused before any syscall: the input itself is wrong (no such interface, bad name …). */
+export class AttachInputError extends BpfError {
+  constructor(
+    readonly kind: AttachKind,
+    message: string,
+    hint?: string,
+    errno = Errno.EINVAL,
+  ) {
+    super(message, errno, hint);
+    this.name = 'AttachInputError';
+  }
+}
+
+export type AttachKind = 'tracing' | 'xdp' | 'tc' | 'cgroup' | 'perf_event' | 'netns';
 
 export class VerifierError extends BpfError {
   constructor(
@@ -60,14 +116,14 @@ export function hintFor(errno: number, text = ''): string | undefined {
     return 'the verifier hit its complexity limit: bound the loops, split the program with tail calls, or simplify branches';
   if (/invalid mem access|invalid access to|R\d+ invalid|R\d+ !read_ok|math between .* pointer/i.test(text))
     return 'the verifier could not prove a memory access safe: add a bounds check (e.g. data + len <= data_end) right before it';
-  if (e === 1 /* EPERM */)
+  if (e === Errno.EPERM)
     return process.getuid?.() === 0
       ? 'permission denied as root: the kernel forbids this program/attach type here (lockdown, or an LSM); check pnpm lab doctor'
       : 'needs CAP_BPF (and CAP_PERFMON/CAP_NET_ADMIN for tracing/networking): run as root';
-  if (e === 22 /* EINVAL */ && /unknown|not supported|invalid argument/i.test(text))
+  if (e === Errno.EINVAL && /unknown|not supported|invalid argument/i.test(text))
     return 'the kernel rejected the program or attach type: it may be unsupported on this kernel (pnpm lab doctor lists what is)';
-  if (e === 524 || e === 95) return 'not supported on this kernel: probe with pnpm lab doctor and use a fallback hook';
-  if (e === 2 /* ENOENT */) return 'the attach target does not exist on this kernel (tracepoint, function or interface name)';
-  if (e === 7 /* E2BIG */) return 'a struct passed to the kernel is larger than this kernel knows (newer libbpf/header than the kernel)';
+  if (e === Errno.ENOTSUPP || e === Errno.EOPNOTSUPP) return 'not supported on this kernel: probe with pnpm lab doctor and use a fallback hook';
+  if (e === Errno.ENOENT) return 'the attach target does not exist on this kernel (tracepoint, function or interface name)';
+  if (e === Errno.E2BIG) return 'a struct passed to the kernel is larger than this kernel knows (newer libbpf/header than the kernel)';
   return undefined;
 }

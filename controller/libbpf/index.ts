@@ -6,9 +6,13 @@ import { BpfError, errnoName } from './errors.ts';
 export { BpfObject, Program, enableStats, progInfo, XdpFlags, type OpenOptions, type LoadOptions, type TestRunResult, type ProgInfo } from './object.ts';
 export { BpfMap, MapType, UpdateFlags, mapInfo, rawCodec } from './map.ts';
 export { Link } from './link.ts';
+export {
+  attachAuto, attachTracepoint, attachRawTracepoint, attachTrace, attachLsm, attachKprobe, attachXdp, attachTc, attachCgroup,
+  attachPerfEvent, attachPerfEventAllCpus, attachNetns, XDP_MODES, type XdpMode, type XdpOptions, type TcDirection, type TcOptions, type PerfEventAttr,
+} from './attach/index.ts';
 export { RingBuffer, type RingBufferOptions } from './ringbuf.ts';
 export { Btf, Kind, type Codec, type BtfType } from './btf.ts';
-export { BpfError, VerifierError, errnoName, hintFor } from './errors.ts';
+export { BpfError, VerifierError, AttachError, AttachInputError, Errno, errnoCode, errnoName, hintFor, type AttachKind, type ErrnoName } from './errors.ts';
 export { closeAll, liveCount, deferSignalsToCaller } from './lifecycle.ts';
 export { captureLibbpf } from './log.ts';
 export { B as libbpf, koffi } from './ffi.ts';

@@ -4,9 +4,9 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { BpfError, BpfMap, BpfObject, MapType, RingBuffer, VerifierError, enableStats, liveCount } from './index.ts';
+import { AttachError, BpfError, BpfMap, BpfObject, MapType, RingBuffer, VerifierError, attachAuto, attachTc, attachTracepoint, attachXdp, enableStats, liveCount } from './index.ts';
 import { OUT_DIR, compile } from '../../bpf/build.ts';
-import { bpfObjects, describeRoot } from '../../lab/testing.ts';
+import { bpfObjects, describeRoot, thrown } from '../../lab/testing.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const FIXTURE = path.join(OUT_DIR, 'test', 'fixture.bpf.o');
@@ -136,7 +136,7 @@ describeRoot('libbpf binding', () => {
     const hits = obj.map<number, bigint>('hits');
     const stats = enableStats();
     try {
-      const link = obj.program('count_getppid').attach();
+      const link = attachAuto(obj.program('count_getppid'));
       for (let i = 0; i < 100; i++) void process.ppid; // getppid(2) each time
       const n = hits.get(0)!;
       expect(n).toBeGreaterThanOrEqual(100n);
@@ -159,7 +159,7 @@ describeRoot('libbpf binding', () => {
     const codec = obj.btf.codecByName<{ seq: bigint; pid: number }>('seq_event');
     const rb = new RingBuffer(obj.map('rb'), { decode: (dv, off) => codec.decode(dv, off), lostCounter: obj.map('rb_lost') as never });
     try {
-      obj.program('count_getppid').attach();
+      attachAuto(obj.program('count_getppid'));
       const N = 20000; // 20000 × 24 bytes: fits the 1 MiB ring without a consumer
       for (let i = 0; i < N; i++) void process.ppid;
       const got: bigint[] = [];
@@ -184,7 +184,7 @@ describeRoot('libbpf binding', () => {
     obj.load({ maxEntries: { rb: 4096 } }); // one page: ~170 records of 24 bytes
     const rb = new RingBuffer(obj.map('rb'), { decode: (dv, off) => dv.getBigUint64(off, true), lostCounter: obj.map('rb_lost') as never });
     try {
-      obj.program('count_getppid').attach();
+      attachAuto(obj.program('count_getppid'));
       for (let i = 0; i < 1000; i++) void process.ppid;
       const got = rb.drain(10_000).length;
       expect(got).toBeGreaterThan(0);
@@ -224,7 +224,7 @@ describeRoot('libbpf binding', () => {
       await compile(tc, objPath);
       fs.rmSync(tc);
       const obj = BpfObject.load(objPath);
-      const link = obj.program('tc_fixture').attachTc(ifname, 'egress');
+      const link = attachTc(obj.program('tc_fixture'), ifname, 'egress');
       expect((await execa('tc', ['filter', 'show', 'dev', ifname, 'egress'])).stdout).toMatch(/tc_fixture/);
       link.close();
       expect((await execa('tc', ['qdisc', 'show', 'dev', ifname])).stdout).not.toMatch(/clsact/);
@@ -241,9 +241,9 @@ describeRoot('libbpf binding', () => {
     const b = BpfObject.load(FIXTURE);
     try {
       const progId = async () => JSON.parse((await execa('ip', ['-j', '-d', 'link', 'show', 'dev', ifname])).stdout)[0].xdp?.prog?.id;
-      const l1 = a.program('xdp_fixture').attachXdp(ifname, { mode: 'generic' });
+      const l1 = attachXdp(a.program('xdp_fixture'), ifname, { mode: 'generic' });
       expect(await progId()).toBe(a.program('xdp_fixture').info().id);
-      const l2 = b.program('xdp_fixture').attachXdp(ifname, { mode: 'generic', replace: a.program('xdp_fixture') });
+      const l2 = attachXdp(b.program('xdp_fixture'), ifname, { mode: 'generic', replace: a.program('xdp_fixture') });
       expect(await progId()).toBe(b.program('xdp_fixture').info().id);
       l1.close(); // no longer ours: must not detach b's program
       expect(await progId()).toBe(b.program('xdp_fixture').info().id);
@@ -258,7 +258,10 @@ describeRoot('libbpf binding', () => {
 
   it('an attach the kernel lacks fails with the errno and a hint, not a crash', () => {
     using obj = BpfObject.load(FIXTURE);
-    expect(() => obj.program('count_getppid').attachTracepoint('syscalls', 'sys_enter_no_such_call')).toThrow(/ENOENT[\s\S]*does not exist on this kernel/);
+    expect(() => attachTracepoint(obj.program('count_getppid'), 'syscalls', 'sys_enter_no_such_call')).toThrow(/ENOENT[\s\S]*does not exist on this kernel/);
+    const err = thrown(() => attachTracepoint(obj.program('count_getppid'), 'syscalls', 'sys_enter_no_such_call'));
+    expect(err).toBeInstanceOf(AttachError);
+    expect(err).toMatchObject({ code: 'ENOENT', kind: 'tracing', program: 'count_getppid' });
   });
 
   it('setGlobal refuses unknown names and late calls', () => {

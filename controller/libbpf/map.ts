@@ -3,7 +3,7 @@
 import koffi from 'koffi';
 import { B, C, NULL, bpf_map_batch_opts, bpf_map_create_opts, type Ptr } from './ffi.ts';
 import { Btf, type Codec } from './btf.ts';
-import { BpfError, errnoName } from './errors.ts';
+import { BpfError, Errno, errnoName } from './errors.ts';
 import { track, untrack } from './lifecycle.ts';
 
 export const MapType = {
@@ -97,7 +97,7 @@ export class BpfMap<K = unknown, V = unknown> implements Disposable {
    */
   static openPinned<K = unknown, V = unknown>(path: string, codecs?: { key?: Codec<K>; value?: Codec<V> }): BpfMap<K, V> {
     const fd = B.bpf_obj_get(path);
-    if (fd < 0) throw new BpfError(`opening pinned map ${path}: ${errnoName(fd)}`, -fd, fd === -2 ? 'nothing is pinned there: was the controller started?' : undefined);
+    if (fd < 0) throw new BpfError(`opening pinned map ${path}: ${errnoName(fd)}`, -fd, fd === -Errno.ENOENT ? 'nothing is pinned there: was the controller started?' : undefined);
     const info = mapInfo(fd);
     let btf: Btf | null = null;
     if (info.btfId && (!codecs?.key || !codecs?.value)) {
@@ -124,7 +124,7 @@ export class BpfMap<K = unknown, V = unknown> implements Disposable {
   get(k: K): V | undefined {
     if (this.perCpu) throw new BpfError(`map "${this.name}" is per-CPU: use getPerCpu()`);
     const r = B.bpf_map_lookup_elem(this.fd, this.encKey(k), this.vbuf);
-    if (r === -2) return undefined;
+    if (r === -Errno.ENOENT) return undefined;
     if (r < 0) this.fail('lookup', r);
     return this.valueCodec.decode(this.vdv, 0);
   }
@@ -133,7 +133,7 @@ export class BpfMap<K = unknown, V = unknown> implements Disposable {
   getPerCpu(k: K): V[] | undefined {
     if (!this.perCpu) throw new BpfError(`map "${this.name}" is not per-CPU`);
     const r = B.bpf_map_lookup_elem(this.fd, this.encKey(k), this.vbuf);
-    if (r === -2) return undefined;
+    if (r === -Errno.ENOENT) return undefined;
     if (r < 0) this.fail('lookup', r);
     return this.decodePerCpu(this.vdv, 0);
   }
@@ -164,14 +164,14 @@ export class BpfMap<K = unknown, V = unknown> implements Disposable {
   innerId(k: K): number | undefined {
     const v = Buffer.alloc(4);
     const r = B.bpf_map_lookup_elem(this.fd, this.encKey(k), v);
-    if (r === -2) return undefined;
+    if (r === -Errno.ENOENT) return undefined;
     if (r < 0) this.fail('lookup (inner map)', r);
     return v.readUInt32LE();
   }
 
   delete(k: K): boolean {
     const r = B.bpf_map_delete_elem(this.fd, this.encKey(k));
-    if (r === -2) return false;
+    if (r === -Errno.ENOENT) return false;
     if (r < 0) this.fail('delete', r);
     return true;
   }
@@ -184,7 +184,7 @@ export class BpfMap<K = unknown, V = unknown> implements Disposable {
     let first = true;
     for (;;) {
       const r = B.bpf_map_get_next_key(this.fd, first ? null : cur, next);
-      if (r === -2) return;
+      if (r === -Errno.ENOENT) return;
       if (r < 0) this.fail('get_next_key', r);
       first = false;
       next.copy(cur);
@@ -230,7 +230,7 @@ export class BpfMap<K = unknown, V = unknown> implements Disposable {
       const r = B.bpf_map_lookup_batch(this.fd, first ? null : inB, outB, keys, vals, count, opts);
       const n = count[0]!;
       if (r < 0 && r !== -2) {
-        if (first && (r === -22 || r === -95 || r === -524)) {
+        if (first && (r === -Errno.EINVAL || r === -Errno.EOPNOTSUPP || r === -Errno.ENOTSUPP)) {
           this.batchOk = false;
           return null;
         }
@@ -240,7 +240,7 @@ export class BpfMap<K = unknown, V = unknown> implements Disposable {
       for (let i = 0; i < n; i++) {
         out.push([this.keyCodec.decode(kdv, i * ks), this.perCpu ? this.decodePerCpu(vdv, i * vs) : this.valueCodec.decode(vdv, i * vs)]);
       }
-      if (r === -2) return out; // ENOENT: no more entries
+      if (r === -Errno.ENOENT) return out; // ENOENT: no more entries
       outB.copy(inB);
       first = false;
     }

@@ -4,16 +4,16 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import koffi from 'koffi';
-import { B, C, NULL, bpf_object_open_opts, bpf_prog_info_head, bpf_tc_hook, bpf_tc_opts, bpf_test_run_opts, bpf_xdp_attach_opts, decodeProgInfo, errno, perf_event_attr, type Ptr } from './ffi.ts';
+import { B, C, NULL, bpf_object_open_opts, bpf_prog_info_head, bpf_test_run_opts, decodeProgInfo, errno, view, type Ptr } from './ffi.ts';
 import { Btf } from './btf.ts';
-import { BpfError, VerifierError, errnoName, hintFor } from './errors.ts';
+import { BpfError, Errno, VerifierError, errnoName, hintFor } from './errors.ts';
 import { Link } from './link.ts';
 import { BpfMap, rawCodec } from './map.ts';
 import { captureLibbpf } from './log.ts';
+import * as attach from './attach/index.ts';
 import { track, untrack } from './lifecycle.ts';
 
-export const XdpFlags = { UPDATE_IF_NOEXIST: 1, SKB_MODE: 2, DRV_MODE: 4, HW_MODE: 8, REPLACE: 16 } as const;
-export const TcAttachPoint = { INGRESS: 1, EGRESS: 2 } as const;
+export { XdpFlags, TcAttachPoint } from './attach/index.ts';
 
 export interface OpenOptions {
   /** directory for maps declared with LIBBPF_PIN_BY_NAME (default: libbpf's /sys/fs/bpf) */
@@ -93,141 +93,21 @@ export class Program {
     if (level) B.bpf_program__set_log_level(this.ptr, level);
   }
 
-  private link(what: string, p: Ptr, log = ''): Link {
-    if (p === NULL) {
-      const e = errno();
-      throw new BpfError(`attaching ${this.name} (${what}): ${errnoName(e)}`, e, hintFor(e, log), log);
-    }
-    return this.object.adopt(new Link(`${this.name} → ${what}`, p));
-  }
-
-  private attachVia(what: string, fn: () => Ptr): Link {
-    const { result, log } = captureLibbpf(fn);
-    return this.link(what, result, log);
-  }
-
+  // Attaching lives in ./attach/<kind>.ts (one module per hook kind, inputs validated first, named
+  // errors). These methods are kept for callers being merged; to be removed: call the modules.
   /** Attach by section name (SEC("tp/…"), SEC("xdp") needs an interface: use attachXdp). */
-  attach(): Link {
-    return this.attachVia(this.section, () => B.bpf_program__attach(this.ptr));
-  }
-
-  attachTracepoint(category: string, name: string): Link {
-    return this.attachVia(`tracepoint ${category}/${name}`, () => B.bpf_program__attach_tracepoint(this.ptr, category, name));
-  }
-
-  attachRawTracepoint(name: string): Link {
-    return this.attachVia(`raw_tp ${name}`, () => B.bpf_program__attach_raw_tracepoint(this.ptr, name));
-  }
-
-  /** fentry/fexit/tp_btf/fmod_ret: the target comes from the section name */
-  attachTrace(): Link {
-    return this.attachVia(`trace ${this.section}`, () => B.bpf_program__attach_trace(this.ptr));
-  }
-
-  attachLsm(): Link {
-    return this.attachVia(`lsm ${this.section}`, () => B.bpf_program__attach_lsm(this.ptr));
-  }
-
-  attachKprobe(func: string, retprobe = false): Link {
-    return this.attachVia(`${retprobe ? 'kretprobe' : 'kprobe'} ${func}`, () => B.bpf_program__attach_kprobe(this.ptr, retprobe, func));
-  }
-
-  attachCgroup(cgroupPath: string): Link {
-    const fd = C.open(cgroupPath, 0o200000 /* O_DIRECTORY */, 0);
-    if (fd < 0) throw new BpfError(`opening cgroup ${cgroupPath}: ${errnoName(errno())}`, errno(), 'give a cgroup v2 directory (e.g. /sys/fs/cgroup/unified/… on hybrid hosts)');
-    try {
-      return this.attachVia(`cgroup ${cgroupPath}`, () => B.bpf_program__attach_cgroup(this.ptr, fd));
-    } finally {
-      C.close(fd);
-    }
-  }
-
-  attachNetns(netnsPath: string): Link {
-    const fd = C.open(netnsPath, 0, 0);
-    if (fd < 0) throw new BpfError(`opening netns ${netnsPath}: ${errnoName(errno())}`, errno());
-    try {
-      return this.attachVia(`netns ${netnsPath}`, () => B.bpf_program__attach_netns(this.ptr, fd));
-    } finally {
-      C.close(fd);
-    }
-  }
-
-  /** Attach to an already opened perf event fd (the link owns it afterwards). */
-  attachPerfEvent(pfd: number): Link {
-    return this.attachVia(`perf_event fd ${pfd}`, () => B.bpf_program__attach_perf_event(this.ptr, pfd));
-  }
-
-  /** Sample on every CPU: a software/hardware perf event per CPU, each with this program attached. */
-  attachPerfEventAllCpus(attr: { type: number; config: number; samplePeriod?: number; freq?: number }): Link[] {
-    const links: Link[] = [];
-    const ncpu = B.libbpf_num_possible_cpus();
-    try {
-      for (let cpu = 0; cpu < ncpu; cpu++) {
-        const a = {
-          type: attr.type, size: 128, config: attr.config, sample_period: attr.freq ?? attr.samplePeriod ?? 1,
-          sample_type: 0, read_format: 0, flags: attr.freq ? 1n << 10n : 0n, wakeup_events: 0, bp_type: 0, config1: 0, config2: 0,
-          branch_sample_type: 0, sample_regs_user: 0, sample_stack_user: 0, clockid: 0, sample_regs_intr: 0, aux_watermark: 0,
-          sample_max_stack: 0, _reserved_2: 0, aux_sample_size: 0, _reserved_3: 0, sig_data: 0, config3: 0,
-        };
-        const pfd = Number(C.syscall_perf_event_open(298, a, -1, cpu, -1, 8 /* PERF_FLAG_FD_CLOEXEC */));
-        if (pfd < 0) {
-          const e = errno();
-          if (e === 19 /* ENODEV: offline CPU */) continue;
-          throw new BpfError(`perf_event_open on cpu ${cpu}: ${errnoName(e)}`, e, hintFor(e));
-        }
-        links.push(this.attachPerfEvent(pfd));
-      }
-    } catch (err) {
-      links.forEach((l) => l.close());
-      throw err;
-    }
-    return links;
-  }
-
-  /**
-   * XDP. mode 'auto' makes a bpf_link (detached when closed or when the process dies); 'native' /
-   * 'generic' use netlink with the mode flag; `replace` swaps the program atomically.
-   */
-  attachXdp(ifname: string | number, opts: { mode?: 'auto' | 'native' | 'generic'; replace?: Program } = {}): Link {
-    const ifindex = ifindexOf(ifname);
-    const mode = opts.mode ?? 'auto';
-    if (mode === 'auto' && !opts.replace) return this.attachVia(`xdp ${ifname}`, () => B.bpf_program__attach_xdp(this.ptr, ifindex));
-    const flags = (mode === 'native' ? XdpFlags.DRV_MODE : mode === 'generic' ? XdpFlags.SKB_MODE : 0) | (opts.replace ? XdpFlags.REPLACE : 0);
-    const o = { sz: koffi.sizeof(bpf_xdp_attach_opts), old_prog_fd: opts.replace?.fd ?? 0 };
-    const { result: r, log } = captureLibbpf(() => B.bpf_xdp_attach(ifindex, this.fd, flags, o));
-    if (r < 0) throw new BpfError(`attaching ${this.name} to xdp ${ifname} (${mode}): ${errnoName(r)}`, -r, hintFor(r, log) ?? (mode === 'native' ? 'the driver has no native XDP: try mode generic' : undefined), log);
-    const detachFlags = flags & ~XdpFlags.REPLACE;
-    const myFd = this.fd;
-    const link = new Link(`${this.name} → xdp ${ifname} (${mode})`, NULL, () => {
-      // detach only if it is still our program (someone may have replaced it)
-      // (the kernel refuses when another program replaced ours; libbpf's complaint is expected)
-      const o2 = { sz: koffi.sizeof(bpf_xdp_attach_opts), old_prog_fd: myFd };
-      captureLibbpf(() => B.bpf_xdp_attach(ifindex, -1, detachFlags | XdpFlags.REPLACE, o2));
-    });
-    return this.object.adopt(link);
-  }
-
-  /** tc (clsact) through libbpf's bpf_tc_* API; the clsact qdisc is removed on close if we made it. */
-  attachTc(ifname: string | number, direction: 'ingress' | 'egress', opts: { priority?: number; handle?: number } = {}): Link {
-    const ifindex = ifindexOf(ifname);
-    const hook = { sz: koffi.sizeof(bpf_tc_hook), ifindex, attach_point: direction === 'ingress' ? TcAttachPoint.INGRESS : TcAttachPoint.EGRESS, parent: 0 };
-    const created = B.bpf_tc_hook_create(hook);
-    if (created < 0 && created !== -17 /* EEXIST */) throw new BpfError(`creating clsact on ${ifname}: ${errnoName(created)}`, -created, hintFor(created));
-    const tcOpts = { sz: koffi.sizeof(bpf_tc_opts), prog_fd: this.fd, flags: 0, prog_id: 0, handle: opts.handle ?? 1, priority: opts.priority ?? 1 };
-    const { result: r, log } = captureLibbpf(() => B.bpf_tc_attach(hook, tcOpts));
-    if (r < 0) {
-      if (created === 0) B.bpf_tc_hook_destroy({ ...hook, attach_point: TcAttachPoint.INGRESS | TcAttachPoint.EGRESS });
-      throw new BpfError(`attaching ${this.name} to tc ${direction} on ${ifname}: ${errnoName(r)}`, -r, hintFor(r, log), log);
-    }
-    const detach = { sz: koffi.sizeof(bpf_tc_opts), prog_fd: 0, flags: 0, prog_id: 0, handle: tcOpts.handle, priority: tcOpts.priority };
-    return this.object.adopt(
-      new Link(`${this.name} → tc ${direction} ${ifname}`, NULL, () => {
-        B.bpf_tc_detach(hook, detach);
-        // the qdisc goes only if this attach created it (others' filters may live on it)
-        if (created === 0) B.bpf_tc_hook_destroy({ ...hook, attach_point: TcAttachPoint.INGRESS | TcAttachPoint.EGRESS });
-      }),
-    );
-  }
+  attach(): Link { return attach.attachAuto(this); }
+  attachTracepoint(category: string, name: string): Link { return attach.attachTracepoint(this, category, name); }
+  attachRawTracepoint(name: string): Link { return attach.attachRawTracepoint(this, name); }
+  attachTrace(): Link { return attach.attachTrace(this); }
+  attachLsm(): Link { return attach.attachLsm(this); }
+  attachKprobe(func: string, retprobe = false): Link { return attach.attachKprobe(this, func, retprobe); }
+  attachCgroup(cgroupPath: string): Link { return attach.attachCgroup(this, cgroupPath); }
+  attachNetns(netnsPath: string): Link { return attach.attachNetns(this, netnsPath); }
+  attachPerfEvent(pfd: number): Link { return attach.attachPerfEvent(this, pfd); }
+  attachPerfEventAllCpus(attr: attach.PerfEventAttr): Link[] { return attach.attachPerfEventAllCpus(this, attr); }
+  attachXdp(ifname: string | number, opts: attach.XdpOptions = {}): Link { return attach.attachXdp(this, ifname, opts); }
+  attachTc(ifname: string | number, direction: attach.TcDirection, opts: attach.TcOptions = {}): Link { return attach.attachTc(this, ifname, direction, opts); }
 
   /** BPF_PROG_TEST_RUN: run the program on a packet/context without attaching it. */
   testRun(opts: { data?: Buffer; ctx?: Buffer; repeat?: number; dataOutSize?: number; ctxOutSize?: number; flags?: number; cpu?: number } = {}): TestRunResult {
@@ -251,7 +131,7 @@ export class Program {
       batch_size: 0,
     };
     const r = B.bpf_prog_test_run_opts(this.fd, o);
-    if (r < 0) throw new BpfError(`test run of ${this.name}: ${errnoName(r)}`, -r, r === -524 || r === -95 ? 'this program type has no BPF_PROG_TEST_RUN on this kernel' : hintFor(r));
+    if (r < 0) throw new BpfError(`test run of ${this.name}: ${errnoName(r)}`, -r, r === -Errno.ENOTSUPP || r === -Errno.EOPNOTSUPP ? 'this program type has no BPF_PROG_TEST_RUN on this kernel' : hintFor(r));
     return { retval: o.retval, durationNs: o.duration, dataOut: dataOut.subarray(0, o.data_size_out), ctxOut: ctxOut?.subarray(0, o.ctx_size_out) };
   }
 
@@ -259,13 +139,6 @@ export class Program {
   info(): ProgInfo {
     return progInfo(this.fd);
   }
-}
-
-/** An interface name (in the calling thread's network namespace) or index, as an index. */
-function ifindexOf(ifname: string | number): number {
-  const ifindex = typeof ifname === 'number' ? ifname : (C.if_nametoindex(ifname));
-  if (!ifindex) throw new BpfError(`no interface "${ifname}"`, 19, 'create it first, or check the network namespace the controller runs in');
-  return ifindex;
 }
 
 export function progInfo(fd: number): ProgInfo {
@@ -457,7 +330,7 @@ export class BpfObject implements Disposable {
     const size = [0];
     const p = B.bpf_map__initial_value(m, size);
     if (p === NULL) throw new BpfError(`${this.name}: section ${g.section} has no initial value`);
-    this.btf.codec(g.type).encode(value, new DataView(koffi.view(p, size[0]!) as ArrayBuffer), g.offset);
+    this.btf.codec(g.type).encode(value, new DataView(view(p, size[0]!)), g.offset);
   }
 
   /** Raw access to the .rodata initial image before load (prefer setGlobal). */
@@ -466,7 +339,7 @@ export class BpfObject implements Disposable {
     if (m === undefined) throw new BpfError(`${this.name} has no .rodata`);
     const size = [0];
     const p = B.bpf_map__initial_value(m, size);
-    bytes(new DataView(koffi.view(p, size[0]!) as ArrayBuffer));
+    bytes(new DataView(view(p, size[0]!)));
   }
 
   get btf(): Btf {

@@ -9,14 +9,14 @@
 // found. Only `pnpm lab policy stop` (stopDaemon) removes the pins and with them the enforcement.
 import fs from 'node:fs';
 import path from 'node:path';
-import { BpfMap, BpfObject, Link, RingBuffer, rawCodec, removePinDir, type Codec } from '../libbpf/index.ts';
+import { BpfMap, BpfObject, Link, RingBuffer, attachCgroup, attachLsm, attachTrace, attachTracepoint, rawCodec, removePinDir, type Codec } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import type { sec_event } from '../../bpf/gen/security.ts';
 import { cgroup2Root } from './cgroup.ts';
 import { formatAddr } from './policy.ts';
 import { F_ENFORCE, MAP_NAMES, PolicyStore, emptyState, type SecMaps, type StoreState, type StoredPolicy } from './store.ts';
 import { KernelIdentity } from './identity.ts';
-import { LabError } from '../../lab/errors.ts';
+import { LabError } from '../../common/errors.ts';
 import type { sec_exec_key, sec_egress_key, sec_file_key } from '../../bpf/gen/security.ts';
 
 export const PIN_DIR = '/sys/fs/bpf/ebpf-lab/security';
@@ -154,7 +154,7 @@ export class SecurityController {
       const probe = BpfObject.open(file);
       try {
         probe.load({ skip: [...probe.programs.keys()].filter((n) => !LSM_PROGS.includes(n)) });
-        for (const n of LSM_PROGS) probe.program(n).attachLsm();
+        for (const n of LSM_PROGS) attachLsm(probe.program(n));
         lsmOk = true;
         mech.lsmEvidence = 'lsm/bprm_check_security, lsm/socket_connect and lsm/socket_create load and attach';
       } catch (e) {
@@ -202,7 +202,7 @@ export class SecurityController {
       if (h.prog === 'sec_socket_tp' && attached.has('sec_socket_lsm')) continue;
       try {
         const p = this.obj.program(h.prog);
-        const l = h.kind === 'trace' ? p.attachTrace() : h.kind === 'lsm' ? p.attachLsm() : h.kind === 'cgroup' ? p.attachCgroup(cg) : p.attachTracepoint('syscalls', 'sys_enter_socket');
+        const l = h.kind === 'trace' ? attachTrace(p) : h.kind === 'lsm' ? attachLsm(p) : h.kind === 'cgroup' ? attachCgroup(p, cg) : attachTracepoint(p, 'syscalls', 'sys_enter_socket');
         // pinned, the attachment lives until the pin is removed: closing our fd (all that libbpf's
         // destroy does for a bpf_link) at exit or on a crash does not detach it
         if (this.pinned) {

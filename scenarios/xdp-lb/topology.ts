@@ -12,12 +12,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import { BpfObject, type Link } from '../../controller/libbpf/index.ts';
+import { BpfObject, attachXdp, type Link } from '../../controller/libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { LbClient } from '../../controller/lb/client.ts';
 import { createTopology, withNetns, type Topology } from '../../lab/netns.ts';
 import { labCliArgv } from '../../lab/dist.ts';
-import { LabError } from '../../lab/errors.ts';
+import { LabError } from '../../common/errors.ts';
 import { scaledTimeout } from '../../lab/scenario.ts';
 import { DEFAULT_PIN_ROOT, type LbConfig } from '../../controller/lb/config.ts';
 
@@ -110,7 +110,7 @@ export async function buildTopology(opts: { prefix: string; backends: number; lo
     const t: LbTopology = {
       topo, n, dir, macs, fabricLbIfindex, helpers,
       attachPeer() {
-        if (!peerLink) peerLink = withNetns(topo.ns('fabric'), () => helpers.program('xdp_sink').attachXdp('plb'));
+        if (!peerLink) peerLink = withNetns(topo.ns('fabric'), () => attachXdp(helpers.program('xdp_sink'), 'plb'));
       },
       detachPeer() {
         peerLink?.close();

@@ -1,0 +1,173 @@
+// The one argument layer for every command of the lab: Node's util.parseArgs in strict mode,
+// plus typed values (int, number, enum, list), a suggestion for a mistyped flag, `--help` on
+// every command, and usage errors that exit 2. Values are validated here, at the edge, before
+// anything is loaded, built or booted.
+import { parseArgs as nodeParseArgs } from 'node:util';
+import { LabError } from './errors.ts';
+
+export type OptType = 'string' | 'boolean' | 'int' | 'number' | 'list';
+
+export interface Opt {
+  type: OptType;
+  description: string;
+  default?: string | number | boolean;
+  /** allowed values (string options) */
+  choices?: readonly string[];
+  min?: number;
+  max?: number;
+  /** shown in help: --rate N */
+  valueName?: string;
+  short?: string;
+  /** extra validation of a string value: an error message, or undefined when fine */
+  check?: (v: string) => { message: string; fix: string } | undefined;
+  /** accepted but not listed in help (internal plumbing such as the VM runner's --spec) */
+  hidden?: boolean;
+}
+export type Opts = Record<string, Opt>;
+
+type ValueOf<O extends Opt> = O['type'] extends 'boolean' ? boolean : O['type'] extends 'int' | 'number' ? number : O['type'] extends 'list' ? string[] : string;
+export type Values<O extends Opts> = { [K in keyof O]?: ValueOf<O[K]> };
+
+/** A mistake in how a command was called: exits 2 with a one-line message and a hint. */
+export class UsageError extends LabError {
+  readonly exitCode = 2;
+  constructor(message: string, fix?: string) {
+    super(message, fix);
+    this.name = 'UsageError';
+  }
+}
+
+export interface CommandSpec<O extends Opts> {
+  /** e.g. "pnpm lab run <scenario>" */
+  usage: string;
+  summary?: string;
+  options: O;
+  /** positional names for help, and how many are allowed */
+  positionals?: { names?: readonly string[]; min?: number; max?: number };
+  /** text after the option list (examples, notes) */
+  epilog?: string;
+}
+
+export interface Parsed<O extends Opts> {
+  values: Values<O>;
+  positionals: string[];
+  /** arguments after a lone "--" */
+  rest: string[];
+  /** the option tokens as given (name and raw value), e.g. to pass them through to a VM */
+  given: { name: string; raw?: string }[];
+}
+
+/** Levenshtein distance, for "did you mean". */
+export function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
+  for (let i = 1; i <= a.length; i++)
+    for (let j = 1; j <= b.length; j++)
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+  return d[a.length]![b.length]!;
+}
+
+/** The closest of `names` to `given`, if it is close enough to be a typo. */
+export function suggest(given: string, names: Iterable<string>): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const n of names) {
+    const dist = editDistance(given, n);
+    if (dist < bestD) [best, bestD] = [n, dist];
+  }
+  return best !== undefined && bestD <= Math.max(2, Math.floor(given.length / 3)) ? best : undefined;
+}
+
+export function helpText<O extends Opts>(spec: CommandSpec<O>): string {
+  const opts = Object.entries(spec.options).filter(([, o]) => !o.hidden);
+  const left = (n: string, o: Opt) => `  --${n}${o.type === 'boolean' ? '' : ` ${o.valueName ?? (o.choices ? o.choices.join('|') : o.type === 'int' || o.type === 'number' ? 'N' : o.type === 'list' ? 'A,B,…' : 'VALUE')}`}`;
+  const w = Math.max(10, ...opts.map(([n, o]) => left(n, o).length));
+  const lines = [`usage: ${spec.usage}`];
+  if (spec.summary) lines.push('', spec.summary);
+  if (opts.length) {
+    lines.push('', 'options:');
+    for (const [n, o] of opts) lines.push(`${left(n, o).padEnd(w)}  ${o.description}${o.default !== undefined && o.default !== false ? ` (default ${o.default})` : ''}`);
+  }
+  lines.push(`${'  --help'.padEnd(w)}  print this help`);
+  if (spec.epilog) lines.push('', spec.epilog);
+  return lines.join('\n');
+}
+
+function convert(name: string, o: Opt, raw: string): string | number | string[] {
+  const bad = (what: string) => new UsageError(`--${name} ${JSON.stringify(raw)}: ${what}`, `e.g. --${name} ${o.default ?? (o.choices?.[0] ?? (o.type === 'int' || o.type === 'number' ? '10' : 'VALUE'))}`);
+  if (o.type === 'int' || o.type === 'number') {
+    const v = raw.trim() === '' ? NaN : Number(raw);
+    if (!Number.isFinite(v) || (o.type === 'int' && !Number.isInteger(v))) throw bad(`expected ${o.type === 'int' ? 'a whole number' : 'a number'}`);
+    if (o.min !== undefined && v < o.min) throw bad(`must be ≥ ${o.min}`);
+    if (o.max !== undefined && v > o.max) throw bad(`must be ≤ ${o.max}`);
+    return v;
+  }
+  if (o.type === 'list') return raw.split(',').map((s) => s.trim()).filter(Boolean);
+  if (o.choices && !o.choices.includes(raw)) {
+    const s = suggest(raw, o.choices);
+    throw new UsageError(`--${name} ${JSON.stringify(raw)}: expected one of ${o.choices.join(', ')}`, s ? `did you mean --${name} ${s}?` : undefined);
+  }
+  if (raw === '') throw bad('must not be empty');
+  const bad2 = o.check?.(raw);
+  if (bad2) throw new UsageError(`--${name} ${JSON.stringify(raw)}: ${bad2.message}`, bad2.fix);
+  return raw;
+}
+
+/**
+ * Parse argv against a spec. Returns null after printing help for --help/-h (the caller exits 0).
+ * Throws UsageError (exit 2) for unknown flags, missing or malformed values, wrong positional counts.
+ */
+export function parseArgs<O extends Opts>(argv: string[], spec: CommandSpec<O>, out: (s: string) => void = (s) => console.log(s)): Parsed<O> | null {
+  const dd = argv.indexOf('--');
+  const head = dd >= 0 ? argv.slice(0, dd) : argv;
+  const rest = dd >= 0 ? argv.slice(dd + 1) : [];
+  if (head.includes('--help') || head.includes('-h')) {
+    out(helpText(spec));
+    return null;
+  }
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {};
+  for (const [n, o] of Object.entries(spec.options)) options[n] = { type: o.type === 'boolean' ? 'boolean' : 'string', ...(o.short ? { short: o.short } : {}) };
+  let r: ReturnType<typeof nodeParseArgs>;
+  try {
+    r = nodeParseArgs({ args: head, options, strict: true, allowPositionals: true, tokens: true });
+  } catch (e) {
+    const err = e as Error & { code?: string };
+    const m = /Unknown option '(-{1,2})([^']+)'/.exec(err.message);
+    if (m) {
+      const s = suggest(m[2]!, Object.keys(spec.options).filter((n) => !spec.options[n]!.hidden));
+      throw new UsageError(`unknown option ${m[1]}${m[2]}${s ? ` (did you mean --${s}?)` : ''}`, `${spec.usage.replace(/ <.*|\s\[.*/, '')} --help lists the options`);
+    }
+    const arg = /Option '(?:-\w, )?--([^ ']+)[^']*' argument missing/.exec(err.message);
+    if (arg) throw new UsageError(`--${arg[1]} needs a value`, `e.g. --${arg[1]} ${spec.options[arg[1]!]?.valueName ?? spec.options[arg[1]!]?.default ?? 'VALUE'}`);
+    const amb = /Option '(?:-\w, )?--([^ ']+)[^']*' argument is ambiguous/.exec(err.message);
+    if (amb) throw new UsageError(`--${amb[1]}: the value looks like an option`, `write --${amb[1]}=VALUE`);
+    const bool = /Option '(?:-\w, )?--([^ ']+)' does not take an argument/.exec(err.message);
+    if (bool) throw new UsageError(`--${bool[1]} is a flag and takes no value`, `write --${bool[1]} alone`);
+    throw new UsageError(err.message.split('\n')[0]!);
+  }
+  const values: Record<string, unknown> = {};
+  for (const [n, o] of Object.entries(spec.options)) {
+    const raw = (r.values as Record<string, string | boolean | undefined>)[n];
+    if (raw === undefined) {
+      if (o.default !== undefined) values[n] = o.type === 'list' && typeof o.default === 'string' ? convert(n, o, o.default) : o.default;
+      continue;
+    }
+    values[n] = o.type === 'boolean' ? raw : convert(n, o, raw as string);
+  }
+  const pos = r.positionals;
+  const p = spec.positionals ?? { max: 0 };
+  if (p.min !== undefined && pos.length < p.min) {
+    throw new UsageError(`missing ${(p.names ?? []).slice(pos.length, p.min).map((n) => `<${n}>`).join(' ') || 'argument'}`, `usage: ${spec.usage}`);
+  }
+  if (p.max !== undefined && pos.length > p.max) {
+    throw new UsageError(`unexpected argument ${JSON.stringify(pos[p.max])}`, `usage: ${spec.usage}`);
+  }
+  const given = (r.tokens ?? []).filter((t) => t.kind === 'option').map((t) => ({ name: (t as { name: string }).name, raw: (t as { value?: string }).value }));
+  return { values: values as Values<O>, positionals: pos, rest, given };
+}
+
+/** Re-serialise parsed option tokens (e.g. to hand a scenario's options to the runner in a VM). */
+export function toArgv(given: Parsed<Opts>['given'], skip: Iterable<string> = []): string[] {
+  const s = new Set(skip);
+  return given.filter((g) => !s.has(g.name)).flatMap((g) => (g.raw === undefined ? [`--${g.name}`] : [`--${g.name}=${g.raw}`]));
+}
