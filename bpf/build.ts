@@ -5,16 +5,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { LabError } from '../lab/errors.ts';
+import { archFacts } from '../common/arch.ts';
+import { LabError } from '../common/errors.ts';
+import { BPF_DIR, OUT_DIR, objectPath } from '../common/paths.ts';
 
-export const BPF_DIR = path.dirname(fileURLToPath(import.meta.url));
-export const OUT_DIR = path.join(BPF_DIR, '.output');
-export const GEN_DIR = path.join(BPF_DIR, 'gen');
+// the paths live in common/paths.ts; re-exported for existing importers
+export { BPF_DIR, OUT_DIR, GEN_DIR, objectPath } from '../common/paths.ts';
 const VMLINUX_BTF = '/sys/kernel/btf/vmlinux';
-
-export function objectPath(name: string): string {
-  return path.join(OUT_DIR, `${name}.bpf.o`);
-}
 
 export function sources(): string[] {
   return fs
@@ -61,7 +58,7 @@ export async function compile(src: string, obj: string): Promise<void> {
   const { execa } = await import('execa');
   const cc = await execa(
     'clang',
-    ['-O2', '-g', '-target', 'bpf', '-mcpu=v3', '-D__TARGET_ARCH_x86', '-Wall', '-Wno-unused-function', '-Werror',
+    ['-O2', '-g', '-target', 'bpf', '-mcpu=v3', `-D__TARGET_ARCH_${archFacts().bpfTargetArch}`, '-Wall', '-Wno-unused-function', '-Werror',
       `-I${OUT_DIR}`, `-I${BPF_DIR}`, `-I${path.join(BPF_DIR, 'include')}`, '-c', src, '-o', tmp],
     { reject: false, all: true },
   );
@@ -108,7 +105,7 @@ export async function buildBpf(opts: { only?: string[]; force?: boolean; log?: (
 }
 
 export async function buildCommand(argv: string[]): Promise<number> {
-  const { parseArgs } = await import('../lab/args.ts');
+  const { parseArgs } = await import('../common/args.ts');
   const p = parseArgs(argv, {
     usage: 'pnpm lab build [name…] [--force]',
     summary: `compile bpf/<name>.bpf.c (CO-RE) to bpf/.output and regenerate bpf/gen/<name>.ts from BTF; names: ${sources().join(', ')}`,

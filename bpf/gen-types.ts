@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { BpfObject, Btf, Kind } from '../controller/libbpf/index.ts';
-import { GEN_DIR } from './build.ts';
+import { GEN_DIR } from '../common/paths.ts';
 
 let vmlinux: Btf | null | undefined;
 

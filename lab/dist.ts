@@ -4,13 +4,15 @@
 // daemons) therefore runs the bundle, and children follow their parent's mode.
 // This module is a leaf: it imports nothing of the lab, so anything may use it.
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 
 // Replaced by esbuild's `define` with the bundle directory; undeclared (typeof 'undefined') under tsx.
 declare const LAB_BUNDLE_DIR: string | undefined;
 
 export const BUNDLE_DIR: string | undefined = typeof LAB_BUNDLE_DIR === 'string' ? LAB_BUNDLE_DIR : undefined;
-export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+import { REPO_ROOT } from '../common/paths.ts';
+
+export { REPO_ROOT };
 
 /** A repository .ts module as the path to import in this mode (bundled entry points end in .js). */
 export function entryPath(tsFile: string): string {

@@ -17,8 +17,9 @@ import type { Block, Check, Results } from './results.ts';
 import type { Scenario, ScenarioContext } from './scenario.ts';
 import { ensureTools } from './setup.ts';
 
-export const SCENARIOS_DIR = path.join(REPO_ROOT, 'scenarios');
-export const REPORTS_DIR = path.join(REPO_ROOT, 'reports');
+import { REPORTS_DIR, SCENARIOS_DIR } from '../common/paths.ts';
+
+export { SCENARIOS_DIR, REPORTS_DIR };
 
 export function listScenarios(): string[] {
   return fs

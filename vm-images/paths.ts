@@ -2,9 +2,9 @@
 // (git-ignored) so a machine that keeps the work tree keeps its kernels; EBPF_LAB_VM_CACHE
 // moves it (tests use a temp dir so they never touch the real cache).
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { REPO_ROOT } from '../common/paths.ts';
 
-export const REPO_ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
+export { REPO_ROOT };
 
 export function cacheDir(): string {
   return process.env.EBPF_LAB_VM_CACHE || join(REPO_ROOT, 'vm-images', 'cache');

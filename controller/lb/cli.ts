@@ -4,8 +4,8 @@
 // socket (--instance NAME or --socket PATH).
 import fs from 'node:fs';
 import path from 'node:path';
-import { UsageError, helpText, parseArgs, suggest, type CommandSpec, type Opts } from '../../lab/args.ts';
-import { LabError } from '../../lab/errors.ts';
+import { UsageError, helpText, parseArgs, suggest, type CommandSpec, type Opts } from '../../common/args.ts';
+import { LabError } from '../../common/errors.ts';
 import { ValidationError } from './addr.ts';
 import { LbApiError, LbClient } from './client.ts';
 import { loadConfigFile, validateConfig } from './config.ts';

@@ -11,10 +11,10 @@ import { resolveShells } from './files.ts';
 import { entriesNeeded, denyRaw } from './store.ts';
 import { deferSignalsToCaller, BpfObject } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
-import { parseArgs, suggest, UsageError, type CommandSpec, type Opts } from '../../lab/args.ts';
-import { LabError } from '../../lab/errors.ts';
-import { outputClosed } from '../../lab/stdio.ts';
-import { ensureMounts } from '../../lab/host.ts';
+import { parseArgs, suggest, UsageError, type CommandSpec, type Opts } from '../../common/args.ts';
+import { LabError } from '../../common/errors.ts';
+import { outputClosed } from '../../common/stdio.ts';
+import { ensureMounts } from '../../common/host.ts';
 
 const COMMANDS: Record<string, CommandSpec<Opts> & { run: (a: { values: Record<string, unknown>; positionals: string[] }) => Promise<number> }> = {
   daemon: {

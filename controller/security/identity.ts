@@ -14,7 +14,7 @@ import type { BpfMap } from '../libbpf/index.ts';
 import type { sec_config, sec_file_key } from '../../bpf/gen/security.ts';
 import { cgroup2Root, cgroupId, createCgroup } from './cgroup.ts';
 import { fileId, type FileId } from './files.ts';
-import { LabError } from '../../lab/errors.ts';
+import { LabError } from '../../common/errors.ts';
 
 export type Identified = FileId & { how: 'kernel' | 'stat'; why?: string };
 

@@ -23,8 +23,8 @@ import net from 'node:net';
 import path from 'node:path';
 import { cgroup2Root, cgroupDir } from './cgroup.ts';
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node as YNode } from 'yaml';
-import { LabError } from '../../lab/errors.ts';
-import { suggest } from '../../lab/args.ts';
+import { LabError } from '../../common/errors.ts';
+import { suggest } from '../../common/args.ts';
 
 export type Protocol = 'tcp' | 'udp' | 'any';
 export interface EgressRule {

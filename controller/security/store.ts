@@ -20,7 +20,7 @@ import { cgroup2Root, cgroupDir, cgroupId, cgroupLevel } from './cgroup.ts';
 import { fileId, resolveShells, type FileId } from './files.ts';
 import type { Identified } from './identity.ts';
 import { cidrBytes, type EgressRule, type Policy } from './policy.ts';
-import { LabError } from '../../lab/errors.ts';
+import { LabError } from '../../common/errors.ts';
 
 // values of the C enums (bpf/security.h; also generated into bpf/gen/security.ts)
 export const F_ENFORCE = 1, F_EXEC_ALLOWLIST = 2, F_DENY_ANON_EXEC = 4, F_EGRESS_ALLOWLIST = 8, F_DENY_RAW = 16;

@@ -54,7 +54,7 @@ describeRoot('hello-openat', () => {
 
   it('the scenario runs end to end and writes results.json and a self-contained report', async () => {
     const { runOnHost, parseRunArgs } = await import('../../lab/run.ts');
-    const { createProgress } = await import('../../lab/progress.ts');
+    const { createProgress } = await import('../../common/progress.ts');
     const out = fs.mkdtempSync(path.join(os.tmpdir(), 'hello-run-'));
     try {
       const args = (await parseRunArgs(['hello-openat', '--out', out, '--load-ms', '1000', '--rate', '5000'], 'run'))!;
