@@ -101,10 +101,3 @@ struct lb_global {
 	__u64 icmp_forwarded;    /* ICMP frag-needed / ICMPv6 packet-too-big sent to the flow's backend */
 	__u64 pass_ext_hdr_limit; /* IPv6 with more than LB_MAX_EXT_HDRS extension headers: passed */
 };
-
-/* config of the pass/sink program on the receiving peer (benchmarks count forwarded frames) */
-struct sink_cfg {
-	__u16 udp_port; /* network order; 0 = pass everything */
-	__u16 pad;
-	__u32 pad2;
-};

@@ -4,9 +4,9 @@
 // The record decoder reads only the fields a consumer prints, at offsets taken from the object's
 // BTF (struct openat_event in bpf/hello_openat.h), and decodes strings straight out of the
 // mmap'd ring with Buffer's native NUL search: no per-record FFI, no intermediate copies.
-import { BpfObject, RingBuffer, attachAuto, enableStats, type Link } from '../libbpf/index.ts';
+import { RingBuffer, attachAuto, enableStats, type BpfObject, type Link } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
-import type { openat_event } from '../../bpf/gen/hello_openat.ts';
+import { helloOpenat, type HelloOpenat, type openat_event } from '../../bpf/gen/hello_openat.ts';
 
 /** What the consumer decodes of struct openat_event (bpf/hello_openat.h): all but the timestamp. */
 export type OpenatEvent = Omit<openat_event, 'ts_ns'>;
@@ -27,10 +27,13 @@ export class OpenatTracer implements Disposable {
   private readonly link: Link;
   private readonly statsHandle: { close(): void } | null;
 
+  readonly obj: BpfObject;
+
   private constructor(
-    readonly obj: BpfObject,
+    readonly skel: HelloOpenat,
     opts: OpenatTracerOptions,
   ) {
+    const obj = (this.obj = skel.obj);
     const L = obj.btf.layout('openat_event');
     const o = { pid: L.pid!.offset, tid: L.tid!.offset, uid: L.uid!.offset, flags: L.flags!.offset, comm: L.comm!, filename: L.filename! };
     let buf: Buffer | null = null;
@@ -38,7 +41,7 @@ export class OpenatTracer implements Disposable {
       const end = buf!.indexOf(0, start);
       return buf!.toString('utf8', start, end < 0 || end > start + size ? start + size : end);
     };
-    this.ring = new RingBuffer<OpenatEvent>(obj.map('events'), {
+    this.ring = new RingBuffer<OpenatEvent>(skel.maps.events, {
       decode: (dv, off) => {
         if (buf === null || buf.buffer !== dv.buffer) buf = Buffer.from(dv.buffer, dv.byteOffset, dv.byteLength);
         return {
@@ -50,10 +53,10 @@ export class OpenatTracer implements Disposable {
           filename: str(off + o.filename.offset, o.filename.size),
         };
       },
-      lostCounter: obj.map('lost') as never,
+      lostCounter: skel.maps.lost,
     });
     this.statsHandle = opts.stats ? enableStats() : null;
-    this.link = attachAuto(obj.program('handle_openat'));
+    this.link = attachAuto(skel.programs.handle_openat);
   }
 
   static async start(opts: OpenatTracerOptions = {}): Promise<OpenatTracer> {
@@ -61,21 +64,20 @@ export class OpenatTracer implements Disposable {
       throw new Error(`--comm "${opts.comm}" is longer than the kernel's 15-character comm: use its first 15 characters`);
     }
     if (opts.pid !== undefined && !(Number.isInteger(opts.pid) && opts.pid > 0)) throw new Error(`--pid must be a positive integer, got ${opts.pid}`);
-    const obj = BpfObject.open(await ensureObject('hello_openat'));
+    const skel = helloOpenat.open(await ensureObject('hello_openat'));
     try {
-      if (opts.pid) obj.setGlobal('target_tgid', opts.pid);
-      if (opts.comm) obj.setGlobal('target_comm', opts.comm);
-      obj.load({ maxEntries: opts.ringBytes ? { events: opts.ringBytes } : undefined });
-      return new OpenatTracer(obj, opts);
+      skel.setRodata({ target_tgid: opts.pid || undefined, target_comm: opts.comm || undefined });
+      skel.load({ maxEntries: opts.ringBytes ? { events: opts.ringBytes } : undefined });
+      return new OpenatTracer(skel, opts);
     } catch (e) {
-      obj.close();
+      skel.close();
       throw e;
     }
   }
 
   /** the program's own cost so far (needs stats: true) */
   programStats(): { runCnt: number; runTimeNs: number; nsPerEvent: number | null } {
-    const i = this.obj.program('handle_openat').info();
+    const i = this.skel.programs.handle_openat.info();
     const runCnt = Number(i.runCnt);
     const runTimeNs = Number(i.runTimeNs);
     return { runCnt, runTimeNs, nsPerEvent: runCnt ? runTimeNs / runCnt : null };

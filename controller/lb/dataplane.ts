@@ -6,7 +6,7 @@ import path from 'node:path';
 import { BpfObject, BpfMap, Link, MapType, attachXdp, libbpf, mapInfo, rawCodec, removePinDir, type Program } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { ValidationError } from './addr.ts';
-import type { backend, ct_value, flow_key, lb_global, lb_stats, vip_key, vip_meta } from '../../bpf/gen/xdp_lb.ts';
+import { xdpLb, type XdpLb, type XdpLbShape, type backend, type ct_value, type flow_key, type lb_global, type lb_stats, type vip_key, type vip_meta } from '../../bpf/gen/xdp_lb.ts';
 
 export const MAX_VIPS = 64; // LB_MAX_VIPS
 /** backends array size unless configured (LB_DEFAULT_BACKENDS; Katran's reals table is 4096 too) */
@@ -17,7 +17,7 @@ export const BE_DOWN = 4;
 const BPF_F_INNER_MAP = 1 << 12;
 
 /** maps whose contents must survive a controller restart */
-const PINNED = ['vips', 'vip_addrs', 'rings', 'backends', 'conntrack', 'stats', 'global_stats'] as const;
+const PINNED: readonly (keyof XdpLbShape['maps'])[] = ['vips', 'vip_addrs', 'rings', 'backends', 'conntrack', 'stats', 'global_stats'];
 
 export interface DataplaneOptions {
   pinDir: string;
@@ -43,15 +43,19 @@ export class Dataplane implements Disposable {
   readonly backendCapacity: number;
   private link: Link | null = null;
 
-  private constructor(readonly obj: BpfObject, readonly pinDir: string, restored: boolean) {
-    this.vips = obj.map('vips');
-    this.vipAddrs = obj.map('vip_addrs');
-    this.rings = obj.map('rings');
-    this.backends = obj.map('backends');
-    this.conntrack = obj.map('conntrack');
-    this.stats = obj.map('stats');
-    this.global = obj.map('global_stats');
-    this.prog = obj.program('xdp_lb');
+  readonly obj: BpfObject;
+
+  private constructor(readonly skel: XdpLb, readonly pinDir: string, restored: boolean) {
+    this.obj = skel.obj;
+    const m = skel.maps;
+    this.vips = m.vips;
+    this.vipAddrs = m.vip_addrs;
+    this.rings = m.rings;
+    this.backends = m.backends;
+    this.conntrack = m.conntrack;
+    this.stats = m.stats;
+    this.global = m.global_stats;
+    this.prog = skel.programs.xdp_lb;
     this.restored = restored;
     this.backendCapacity = this.backends.meta.maxEntries;
   }
@@ -59,7 +63,8 @@ export class Dataplane implements Disposable {
   static async open(opts: DataplaneOptions): Promise<Dataplane> {
     if (!opts.noPin) assertBpffs(path.dirname(opts.pinDir));
     const file = await ensureObject('xdp_lb');
-    const obj = BpfObject.open(file);
+    const skel = xdpLb.open(file);
+    const obj = skel.obj;
     const restored = !opts.noPin && fs.existsSync(path.join(opts.pinDir, 'vips'));
     let backends = opts.backends ?? DEFAULT_BACKENDS;
     if (restored && fs.existsSync(path.join(opts.pinDir, 'backends'))) {
@@ -75,15 +80,12 @@ export class Dataplane implements Disposable {
         // libbpf reuses a compatible pinned map at this path, or creates and pins a new one
         for (const m of PINNED) obj.setPinPath(m, path.join(opts.pinDir, m));
       }
-      obj.load({
-        skip: ['xdp_pass', 'xdp_sink', 'xdp_drop', 'xdp_tx', 'xdp_gen'],
-        maxEntries: { conntrack: opts.conntrackEntries ?? 262144, backends, stats: MAX_VIPS + backends, sink_config: 1, sink_count: 1, drop_count: 1 },
-      });
+      obj.load({ maxEntries: { conntrack: opts.conntrackEntries ?? 262144, backends, stats: MAX_VIPS + backends } });
     } catch (e) {
       obj.close();
       throw e;
     }
-    return new Dataplane(obj, opts.pinDir, restored);
+    return new Dataplane(skel, opts.pinDir, restored);
   }
 
   get linkPin(): string {

@@ -14,13 +14,25 @@ export const MapType = {
   RINGBUF: 27, INODE_STORAGE: 28, TASK_STORAGE: 29, BLOOM_FILTER: 30,
 } as const;
 
+/** 'HASH' for 1, … (the number itself for a type this table does not know) */
+export function mapTypeName(type: number): string {
+  return Object.entries(MapType).find(([, v]) => v === type)?.[0] ?? String(type);
+}
+
 const PERCPU = new Set<number>([MapType.PERCPU_HASH, MapType.PERCPU_ARRAY, MapType.LRU_PERCPU_HASH, MapType.PERCPU_CGROUP_STORAGE]);
 const OF_MAPS = new Set<number>([MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS]);
 
 export const UpdateFlags = { ANY: 0, NOEXIST: 1, EXIST: 2 } as const;
 
-/** A codec for maps without BTF for key/value: numbers for 4/8 bytes, raw bytes otherwise. */
-export function rawCodec(size: number): Codec<unknown> {
+/**
+ * A codec for maps without BTF for key/value: numbers for 4/8 bytes, raw bytes otherwise. T is the
+ * caller's claim about those bytes (a skeleton's map shape check backs it), as with Btf.codec<T>.
+ */
+export function rawCodec<T = unknown>(size: number): Codec<T> {
+  return rawCodecOf(size) as Codec<T>;
+}
+
+function rawCodecOf(size: number): Codec<unknown> {
   if (size === 4) return { size, tsType: 'number', decode: (dv, o) => dv.getUint32(o, true), encode: (v, dv, o) => dv.setUint32(o, Number(v) >>> 0, true) };
   if (size === 8) return { size, tsType: 'bigint', decode: (dv, o) => dv.getBigUint64(o, true), encode: (v, dv, o) => dv.setBigUint64(o, BigInt(v as bigint), true) };
   return {
@@ -117,7 +129,7 @@ export class BpfMap<K = unknown, V = unknown> implements Disposable {
   }
 
   private fail(op: string, r: number): never {
-    throw new BpfError(`${op} on map "${this.name}": ${errnoName(r)}`, -r, r === -7 ? 'the map is full (max_entries); raise it or delete entries' : undefined);
+    throw new BpfError(`${op} on map "${this.name}": ${errnoName(r)}`, -r, r === -Errno.E2BIG ? 'the map is full (max_entries); raise it or delete entries' : undefined);
   }
 
   /** Value for a key, undefined when absent. Per-CPU maps: use getPerCpu(). */

@@ -8,7 +8,8 @@ import { B, C, NULL, bpf_object_open_opts, bpf_prog_info_head, bpf_test_run_opts
 import { Btf } from './btf.ts';
 import { BpfError, Errno, VerifierError, errnoName, hintFor } from './errors.ts';
 import { Link } from './link.ts';
-import { BpfMap, rawCodec } from './map.ts';
+import { BpfMap, mapTypeName, rawCodec } from './map.ts';
+import type { Codec } from './btf.ts';
 import { captureLibbpf } from './log.ts';
 import * as attach from './attach/index.ts';
 import { track, untrack } from './lifecycle.ts';
@@ -283,27 +284,43 @@ export class BpfObject implements Disposable {
     return [...this.mapPtrs.keys()];
   }
 
-  /** Typed handle on a map of this object; codecs from the object's BTF. */
-  map<K = unknown, V = unknown>(name: string): BpfMap<K, V> {
-    const hit = this.mapHandles.get(name);
-    if (hit) return hit as BpfMap<K, V>;
+  /** A map's type, sizes and BTF type ids as libbpf has them (readable before load). */
+  mapSpec(name: string): MapSpec {
     const m = this.mapPtr(name);
-    const meta = {
+    return {
       name,
       type: B.bpf_map__type(m),
       keySize: B.bpf_map__key_size(m),
       valueSize: B.bpf_map__value_size(m),
       maxEntries: B.bpf_map__max_entries(m),
+      keyTypeId: B.bpf_map__btf_key_type_id(m),
+      valueTypeId: B.bpf_map__btf_value_type_id(m),
     };
-    const kid = B.bpf_map__btf_key_type_id(m);
-    const vid = B.bpf_map__btf_value_type_id(m);
+  }
+
+  /**
+   * Typed handle on a map of this object; codecs from the object's BTF. With `shape` (what a
+   * generated skeleton expects) the map's type and key/value sizes are checked first, as aya's
+   * HashMap<K, V>::try_from does: a skeleton older than its object fails here, not with garbage.
+   */
+  map<K = unknown, V = unknown>(name: string, shape?: MapShape): BpfMap<K, V> {
+    if (shape) this.checkMap(name, shape);
+    const hit = this.mapHandles.get(name);
+    if (hit) return hit as BpfMap<K, V>;
+    const m = this.mapPtr(name);
+    const { keyTypeId, valueTypeId, ...meta } = this.mapSpec(name);
     const fd = B.bpf_map__fd(m);
     if (fd < 0) throw new BpfError(`map "${name}" has no fd: load the object first`);
-    const key = kid ? this.btf.codec(kid) : rawCodec(meta.keySize);
-    const value = vid ? this.btf.codec(vid) : rawCodec(meta.valueSize);
-    const h = new BpfMap<K, V>(meta, fd, key as never, value as never, false, m);
+    const key: Codec<K> = keyTypeId ? this.btf.codec<K>(keyTypeId) : rawCodec<K>(meta.keySize);
+    const value: Codec<V> = valueTypeId ? this.btf.codec<V>(valueTypeId) : rawCodec<V>(meta.valueSize);
+    const h = new BpfMap<K, V>(meta, fd, key, value, false, m);
     this.mapHandles.set(name, h);
     return h;
+  }
+
+  /** Throw unless map `name` has the type and key/value sizes of `shape`. */
+  checkMap(name: string, shape: MapShape): void {
+    checkShape(this.name, this.mapSpec(name), shape);
   }
 
   /** max_entries a map is (or will be) created with: readable before load, e.g. for capacity checks */
@@ -323,14 +340,38 @@ export class BpfObject implements Disposable {
    */
   setGlobal(name: string, value: unknown): void {
     if (this.loaded) throw new BpfError(`setGlobal(${name}) after load: globals are fixed at load time (use a map for live changes)`);
-    const g = this.btf.globalVar(name);
-    if (!g) throw new BpfError(`${this.name} has no global variable "${name}"`);
-    const m = [...this.mapPtrs.entries()].find(([n]) => n.endsWith(g.section))?.[1];
-    if (m === undefined) throw new BpfError(`${this.name}: no map for section ${g.section}`);
+    const { g, m } = this.globalSection(name);
     const size = [0];
     const p = B.bpf_map__initial_value(m, size);
     if (p === NULL) throw new BpfError(`${this.name}: section ${g.section} has no initial value`);
     this.btf.codec(g.type).encode(value, new DataView(view(p, size[0]!)), g.offset);
+  }
+
+  /**
+   * Read a global variable: after load the live value of a writable section (.bss/.data, read
+   * from its one-entry array map), before load the initial value.
+   */
+  getGlobal<T = unknown>(name: string): T {
+    const { g, m } = this.globalSection(name);
+    const codec = this.btf.codec<T>(g.type);
+    if (!this.loaded) {
+      const size = [0];
+      const p = B.bpf_map__initial_value(m, size);
+      if (p === NULL) throw new BpfError(`${this.name}: section ${g.section} has no initial value`);
+      return codec.decode(new DataView(view(p, size[0]!)), g.offset);
+    }
+    const buf = Buffer.alloc(B.bpf_map__value_size(m));
+    const r = B.bpf_map_lookup_elem(B.bpf_map__fd(m), Buffer.alloc(4), buf);
+    if (r < 0) throw new BpfError(`reading ${name} of ${this.name}: ${errnoName(r)}`, -r, g.section === '.rodata' ? 'a .rodata global is fixed at load: read it before load' : undefined);
+    return codec.decode(new DataView(buf.buffer, buf.byteOffset, buf.length), g.offset);
+  }
+
+  private globalSection(name: string): { g: NonNullable<ReturnType<Btf['globalVar']>>; m: Ptr } {
+    const g = this.btf.globalVar(name);
+    if (!g) throw new BpfError(`${this.name} has no global variable "${name}"`);
+    const m = [...this.mapPtrs.entries()].find(([n]) => n.endsWith(g.section))?.[1];
+    if (m === undefined) throw new BpfError(`${this.name}: no map for section ${g.section}`);
+    return { g, m };
   }
 
   /** Raw access to the .rodata initial image before load (prefer setGlobal). */
@@ -369,6 +410,28 @@ export class BpfObject implements Disposable {
 
   [Symbol.dispose](): void {
     this.close();
+  }
+}
+
+/** What a skeleton expects of a map: its type and key/value sizes (max_entries may be changed). */
+export interface MapShape {
+  type: number;
+  keySize: number;
+  valueSize: number;
+}
+
+export interface MapSpec extends MapShape {
+  name: string;
+  maxEntries: number;
+  /** BTF type ids of key and value (0: none, e.g. ring buffers and map-of-maps values) */
+  keyTypeId: number;
+  valueTypeId: number;
+}
+
+function checkShape(object: string, got: MapSpec, want: MapShape): void {
+  const d = (s: MapShape) => `type ${mapTypeName(s.type)}, key ${s.keySize} B, value ${s.valueSize} B`;
+  if (got.type !== want.type || got.keySize !== want.keySize || got.valueSize !== want.valueSize) {
+    throw new BpfError(`map "${got.name}" of ${object} is ${d(got)}, but its skeleton expects ${d(want)}`, 0, 'the generated skeleton (bpf/gen) is older than the object: run pnpm lab build');
   }
 }
 

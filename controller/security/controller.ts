@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { BpfMap, BpfObject, Link, RingBuffer, attachCgroup, attachLsm, attachTrace, attachTracepoint, rawCodec, removePinDir, type Codec } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
-import type { sec_event } from '../../bpf/gen/security.ts';
+import { security, type Security as SecuritySkeleton, type SecurityShape, type sec_event } from '../../bpf/gen/security.ts';
 import { cgroup2Root } from './cgroup.ts';
 import { formatAddr } from './policy.ts';
 import { F_ENFORCE, MAP_NAMES, PolicyStore, emptyState, type SecMaps, type StoreState, type StoredPolicy } from './store.ts';
@@ -28,7 +28,7 @@ export const EVENTS_PATH = path.join(RUN_DIR, 'events.jsonl');
 
 const LSM_PROGS = ['sec_exec_lsm', 'sec_connect_lsm', 'sec_socket_lsm'];
 /** every program the controller attaches, and where */
-export const HOOKS: { prog: string; hook: string; kind: 'trace' | 'lsm' | 'cgroup' | 'tracepoint' }[] = [
+export const HOOKS: { prog: SecurityShape['programs']; hook: string; kind: 'trace' | 'lsm' | 'cgroup' | 'tracepoint' }[] = [
   { prog: 'sec_exec_tp', hook: 'tp_btf/sched_process_exec', kind: 'trace' },
   { prog: 'sec_fork_tp', hook: 'tp_btf/sched_process_fork', kind: 'trace' },
   { prog: 'sec_exit_tp', hook: 'tp_btf/sched_process_exit', kind: 'trace' },
@@ -118,13 +118,16 @@ export class SecurityController {
   private readonly cgPaths = new Map<string, string>();
   private readonly clockOffsetNs: bigint;
 
+  readonly obj: BpfObject;
+
   private constructor(
-    readonly obj: BpfObject,
+    readonly skel: SecuritySkeleton,
     readonly mechanisms: Mechanisms,
     private readonly pinned: boolean,
     state: StoreState,
   ) {
-    const maps = mapsOf(obj);
+    this.obj = skel.obj;
+    const maps = mapsOf(skel);
     this.identity = new KernelIdentity(maps, false);
     this.store = new PolicyStore(maps, state, pinned ? STATE_PATH : undefined, (paths) => this.identity.identify(paths));
     this.clockOffsetNs = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
@@ -163,7 +166,8 @@ export class SecurityController {
         probe.close();
       }
     } else mech.lsmEvidence = 'BPF LSM not tried (lsm: off)';
-    const obj = BpfObject.open(file);
+    const skel = security.open(file);
+    const obj = skel.obj;
     try {
       // libbpf reuses the maps pinned at these paths (the adopted programs use the same ones) or
       // creates and pins them
@@ -176,7 +180,7 @@ export class SecurityController {
         }
         throw e;
       }
-      const c = new SecurityController(obj, mech, !!opts.pin, emptyState());
+      const c = new SecurityController(skel, mech, !!opts.pin, emptyState());
       c.attach(lsmOk, opts.attachCgroup ?? cgroup2Root(), adopted);
       if (opts.pin) c.adopt(adopted.size > 0);
       return c;
@@ -201,7 +205,7 @@ export class SecurityController {
       // a fallback is only attached where its mechanism is not covered by LSM
       if (h.prog === 'sec_socket_tp' && attached.has('sec_socket_lsm')) continue;
       try {
-        const p = this.obj.program(h.prog);
+        const p = this.skel.program(h.prog);
         const l = h.kind === 'trace' ? attachTrace(p) : h.kind === 'lsm' ? attachLsm(p) : h.kind === 'cgroup' ? attachCgroup(p, cg) : attachTracepoint(p, 'syscalls', 'sys_enter_socket');
         // pinned, the attachment lives until the pin is removed: closing our fd (all that libbpf's
         // destroy does for a bpf_link) at exit or on a crash does not detach it
@@ -251,7 +255,7 @@ export class SecurityController {
   events(): RingBuffer<sec_event> {
     if (!this.rb) {
       const codec = this.obj.btf.codecByName<sec_event>('sec_event');
-      this.rb = new RingBuffer<sec_event>(this.obj.map('events'), { decode: (dv, off) => codec.decode(dv, off), lostCounter: this.obj.map('lost') as BpfMap<number, unknown> });
+      this.rb = new RingBuffer<sec_event>(this.skel.maps.events, { decode: (dv, off) => codec.decode(dv, off), lostCounter: this.skel.maps.lost });
     }
     return this.rb;
   }
@@ -304,17 +308,9 @@ export class SecurityController {
   }
 }
 
-function mapsOf(obj: BpfObject): SecMaps {
-  return {
-    config: obj.map('sec_config'),
-    oracle: obj.map('oracle'),
-    policies: obj.map('policies'),
-    cg_sel: obj.map('cg_sel'),
-    exe_sel: obj.map('exe_sel'),
-    procs: obj.map('procs'),
-    exec_rules: obj.map('exec_rules'),
-    egress_rules: obj.map('egress_rules'),
-  } as SecMaps;
+function mapsOf(skel: SecuritySkeleton): SecMaps {
+  const m = skel.maps;
+  return { config: m.sec_config, oracle: m.oracle, policies: m.policies, cg_sel: m.cg_sel, exe_sel: m.exe_sel, procs: m.procs, exec_rules: m.exec_rules, egress_rules: m.egress_rules };
 }
 
 /** pid of a live `policy daemon`, if any */

@@ -97,7 +97,7 @@ const sumPerCpu = (v: bigint[] | undefined) => Number((v ?? []).reduce((a, b) =>
 function generate(t: LbTopology, frame: Buffer, repeat: number, counter: () => number): { pps: number; frames: number; seconds: number } {
   const before = counter();
   const t0 = process.hrtime.bigint();
-  withNetns(t.topo.ns('fabric'), () => t.helpers.program('xdp_gen').testRun({ data: frame, repeat, flags: 2 /* BPF_F_TEST_XDP_LIVE_FRAMES */ }));
+  withNetns(t.topo.ns('fabric'), () => t.helpers.programs.xdp_gen.testRun({ data: frame, repeat, flags: 2 /* BPF_F_TEST_XDP_LIVE_FRAMES */ }));
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   const frames = counter() - before;
   return { pps: frames / seconds, frames, seconds };
@@ -304,9 +304,9 @@ const scenario: Scenario = {
     stats.close();
     const local = await Dataplane.open({ pinDir: (await d.api.state()).pinDir }); // same pinned maps
     const lbLink = new Link('lb0 (pinned LB link)', libbpf.bpf_link__open(path.join(local.pinDir, 'link')) as bigint);
-    const sinkMap = t.helpers.map<number, { udp_port: number; pad: number; pad2: number }>('sink_config');
-    const dropCount = () => sumPerCpu(t.helpers.map<number, bigint>('drop_count').getPerCpu(0));
-    const sinkCount = () => sumPerCpu(t.helpers.map<number, bigint>('sink_count').getPerCpu(0));
+    const sinkMap = t.helpers.maps.sink_config;
+    const dropCount = () => sumPerCpu(t.helpers.maps.drop_count.getPerCpu(0));
+    const sinkCount = () => sumPerCpu(t.helpers.maps.sink_count.getPerCpu(0));
     const ceiling: ReturnType<typeof generate>[] = [];
     const fwd: ReturnType<typeof generate>[] = [];
     const txOnly: ReturnType<typeof generate>[] = [];
@@ -316,23 +316,23 @@ const scenario: Scenario = {
       sinkMap.set(0, { udp_port: htons(9), pad: 0, pad2: 0 });
       // live-frame test runs (BPF_F_TEST_XDP_LIVE_FRAMES) arrived in 5.18: an older kernel runs the
       // generator without sending anything, so probe with a few frames before measuring
-      lbLink.update(t.helpers.program('xdp_drop').ptr);
+      lbLink.update(t.helpers.programs.xdp_drop.ptr);
       const probe = generate(t, frame, 1000, dropCount);
       if (probe.frames === 0) {
         live = false;
         ctx.unsupported('UDP pps on the LB veth', 'XDP live-frame test runs (BPF_F_TEST_XDP_LIVE_FRAMES, Linux 5.18+)', `xdp_gen test_run with BPF_F_TEST_XDP_LIVE_FRAMES: 0 of 1000 frames reached xdp_drop on the LB veth on ${ctx.kernel.release}`);
       }
       for (let i = 0; live && i < ppsReps; i++) {
-        lbLink.update(t.helpers.program('xdp_drop').ptr);
+        lbLink.update(t.helpers.programs.xdp_drop.ptr);
         ceiling.push(generate(t, frame, ppsRepeat, dropCount));
-        lbLink.update(t.helpers.program('xdp_tx').ptr);
+        lbLink.update(t.helpers.programs.xdp_tx.ptr);
         txOnly.push(generate(t, frame, ppsRepeat, sinkCount));
         lbLink.update(local.prog.ptr);
         fwd.push(generate(t, frame, ppsRepeat, sinkCount));
       }
       // the programs' own cost per frame, without veth or cache effects (non-live BPF_PROG_TEST_RUN
       // on the same frame: xdp_lb takes its conntrack-hit path; it counts into the LB's counters)
-      for (const [name, prog] of [['xdp_drop', t.helpers.program('xdp_drop')], ['xdp_tx', t.helpers.program('xdp_tx')], ['xdp_lb', local.prog]] as const) {
+      for (const [name, prog] of [['xdp_drop', t.helpers.programs.xdp_drop], ['xdp_tx', t.helpers.programs.xdp_tx], ['xdp_lb', local.prog]] as const) {
         progNs[name] = prog.testRun({ data: frame, repeat: 1_000_000 }).durationNs;
       }
     } finally {

@@ -12,7 +12,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import { BpfObject, attachXdp, type Link } from '../../controller/libbpf/index.ts';
+import { attachXdp, type Link } from '../../controller/libbpf/index.ts';
+import { xdpBench, type XdpBench } from '../../bpf/gen/xdp_bench.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { LbClient } from '../../controller/lb/client.ts';
 import { createTopology, withNetns, type Topology } from '../../lab/netns.ts';
@@ -46,7 +47,7 @@ export interface LbTopology {
   /** ifindex of the bridge port facing the LB (in "fabric") */
   fabricLbIfindex: number;
   /** helper programs (xdp_pass/sink/drop/gen) loaded in this process */
-  helpers: BpfObject;
+  helpers: XdpBench;
   /** attach xdp_sink to the bridge port facing the LB (needed to receive XDP_TX'd frames) */
   attachPeer(): void;
   detachPeer(): void;
@@ -110,7 +111,7 @@ export async function buildTopology(opts: { prefix: string; backends: number; lo
     const t: LbTopology = {
       topo, n, dir, macs, fabricLbIfindex, helpers,
       attachPeer() {
-        if (!peerLink) peerLink = withNetns(topo.ns('fabric'), () => attachXdp(helpers.program('xdp_sink'), 'plb'));
+        if (!peerLink) peerLink = withNetns(topo.ns('fabric'), () => attachXdp(helpers.programs.xdp_sink, 'plb'));
       },
       detachPeer() {
         peerLink?.close();
@@ -135,12 +136,11 @@ export async function buildTopology(opts: { prefix: string; backends: number; lo
   }
 }
 
-/** the helper programs of xdp_lb.bpf.o, with the generator aimed at genIfindex */
-export async function loadHelpers(genIfindex: number): Promise<BpfObject> {
-  const obj = BpfObject.open(await ensureObject('xdp_lb'));
+/** the helper programs (bpf/xdp_bench.bpf.c), with the generator aimed at genIfindex */
+export async function loadHelpers(genIfindex: number): Promise<XdpBench> {
+  const obj = xdpBench.open(await ensureObject('xdp_bench'));
   try {
-    obj.setRodata((dv) => dv.setUint32(0, genIfindex, true));
-    obj.load({ skip: ['xdp_lb'], maxEntries: { conntrack: 1024 } });
+    obj.setRodata({ gen_ifindex: genIfindex }).load();
   } catch (e) {
     obj.close();
     throw e;
