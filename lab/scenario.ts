@@ -5,6 +5,7 @@ import type { Block, Check, Headline, Results, Section } from './results.ts';
 import type { Progress } from './progress.ts';
 import type { ProbeTable } from './probes.ts';
 import type { Opts } from './args.ts';
+import { LabError } from '../common/errors.ts';
 
 export interface ScenarioContext {
   /** 'run' is the functional scenario (checks); 'bench' also drives the benchmark and may take minutes */
@@ -52,3 +53,14 @@ export interface Scenario {
 
 export type { Block, Check, Headline, Results, Section };
 export { scaledTimeout, timeScale } from './timeouts.ts';
+
+/**
+ * A numeric option of the scenario, `def` when the user gave none. The runner has already checked
+ * its type and range (Scenario.options); this is the one place a scenario reads a number from
+ * ctx.options, and it refuses an option declared with another type.
+ */
+export function numberOption(ctx: Pick<ScenarioContext, 'options'>, name: string, def?: number): number {
+  const v = ctx.options[name] ?? def;
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new LabError(`option --${name} is ${v === undefined ? 'missing' : `not a number (${JSON.stringify(v)})`}`, 'declare it with type int or number (and a default) in the scenario\'s options');
+  return v;
+}

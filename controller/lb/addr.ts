@@ -1,8 +1,8 @@
 // Address parsing shared by the config, the API and the data plane encoding. The data plane keys
 // on raw header bytes, so addresses become 16 network-order bytes (IPv4 in the first 4).
-import net from 'node:net';
+import { formatIp, fromLeading16, parseIp, toLeading16, type Family, type Ip } from '../../common/ip.ts';
 
-export type Family = 4 | 6;
+export type { Family };
 export type Protocol = 'tcp' | 'udp';
 export const PROTO_NUM: Record<Protocol, number> = { tcp: 6, udp: 17 };
 
@@ -18,57 +18,27 @@ export class ValidationError extends Error {
 }
 
 export function familyOf(addr: string): Family {
-  const f = net.isIP(addr);
-  if (f !== 4 && f !== 6) throw new ValidationError(`malformed IP address "${addr}"`);
-  return f;
+  return ip(addr).family;
+}
+
+function ip(addr: string): Ip {
+  const p = parseIp(addr);
+  if (!p) throw new ValidationError(`malformed IP address "${addr}"`);
+  return p;
 }
 
 /** canonical text form (so "fd00::0001" and "fd00::1" are the same backend) */
 export function canonical(addr: string): string {
-  return formatAddr(addrBytes(addr), familyOf(addr));
+  return formatIp(ip(addr));
 }
 
+/** 16 network-order bytes, IPv4 in the first 4: the data plane's layout */
 export function addrBytes(addr: string): Uint8Array {
-  const fam = familyOf(addr);
-  const out = new Uint8Array(16);
-  if (fam === 4) {
-    addr.split('.').forEach((o, i) => (out[i] = Number(o)));
-    return out;
-  }
-  // expand "::" and an embedded IPv4 tail, then write 8 groups
-  let s = addr.toLowerCase();
-  const v4 = s.match(/(\d+\.\d+\.\d+\.\d+)$/);
-  if (v4) {
-    const b = v4[1]!.split('.').map(Number);
-    s = s.slice(0, -v4[1]!.length) + `${((b[0]! << 8) | b[1]!).toString(16)}:${((b[2]! << 8) | b[3]!).toString(16)}`;
-  }
-  const [head, tail] = s.includes('::') ? s.split('::') : [s, undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
-  groups.forEach((g, i) => {
-    const v = parseInt(g, 16);
-    out[i * 2] = v >> 8;
-    out[i * 2 + 1] = v & 0xff;
-  });
-  return out;
+  return toLeading16(ip(addr));
 }
 
 export function formatAddr(b: Uint8Array, family: number): string {
-  if (family === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
-  const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(((b[i]! << 8) | b[i + 1]!).toString(16));
-  // longest run of zero groups → "::"
-  let best = -1, bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== '0') { i++; continue; }
-    let j = i;
-    while (j < 8 && groups[j] === '0') j++;
-    if (j - i > bestLen && j - i > 1) { best = i; bestLen = j - i; }
-    i = j;
-  }
-  if (best < 0) return groups.join(':');
-  return `${groups.slice(0, best).join(':')}::${groups.slice(best + bestLen).join(':')}`;
+  return formatIp(fromLeading16(b, family));
 }
 
 export function parsePort(p: string | number, what = 'port'): number {

@@ -8,7 +8,7 @@ import { UsageError, helpText, parseArgs, suggest, type CommandSpec, type Opts }
 import { LabError } from '../../common/errors.ts';
 import { ValidationError } from './addr.ts';
 import { LbApiError, LbClient } from './client.ts';
-import { loadConfigFile, validateConfig } from './config.ts';
+import { validateConfigFile } from './config.ts';
 import { LbController } from './controller.ts';
 import { serveAdmin, socketPath } from './server.ts';
 
@@ -121,8 +121,7 @@ export function usage(): string {
 }
 
 export async function runDaemon(configFile: string, socketOverride?: string): Promise<number> {
-  const raw = loadConfigFile(configFile);
-  const cfg = validateConfig(raw);
+  const { config: raw, norm: cfg } = validateConfigFile(configFile);
   const log = (m: string) => console.error(`[lb ${cfg.instance}] ${m}`);
   const c = await LbController.start(raw, { log });
   const socket = socketOverride ?? socketPath(cfg.instance);

@@ -1,7 +1,11 @@
 // Config validation (pure: no kernel, no root): forwarding modes and their errors.
-import { describe, expect, it } from 'vitest';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { thrown } from '../../lab/testing.ts';
 import { ValidationError } from './addr.ts';
-import { normVip, validateConfig, type LbConfig } from './config.ts';
+import { normVip, validateConfig, validateConfigFile, type LbConfig } from './config.ts';
 
 const b = (...addrs: string[]) => addrs.map((address) => ({ address }));
 
@@ -79,5 +83,35 @@ describe('forwarding: dsr | ipip', () => {
     expect(normVip({ vip: 'tcp://10.99.100.5:80', backends: b('10.99.0.11') }, 'vip', false, d).forwarding).toBe('ipip');
     expect(() => normVip({ vip: 'tcp://[fd99:100::5]:80', backends: b('fd99::11') }, 'vip', false, d)).toThrow(/needs tunnelSource\.ipv6/);
     expect(normVip({ vip: 'tcp://[fd99:100::5]:80', backends: b('10.99.0.11'), forwarding: 'dsr' }, 'vip', false, d).forwarding).toBe('dsr');
+  });
+});
+
+describe('config files: errors name file:line:col of the field', () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lbcfg-'));
+  afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  const write = (name: string, text: string) => {
+    const f = path.join(tmp, name);
+    fs.writeFileSync(f, text);
+    return f;
+  };
+  const message = (f: string) => (thrown(() => validateConfigFile(f)) as Error).message;
+
+  it('YAML: a bad backend weight points at that backend', () => {
+    const f = write('lb.yaml', 'interface: lb0\nvips:\n  - vip: tcp://10.99.100.1:80\n    backends:\n      - 10.99.0.11\n      - { address: 10.99.0.12, weight: 5000 }\n');
+    expect(message(f)).toBe(`${f}:6:9: vips[0].backends[1]: weight 5000 must be an integer 0-1000`);
+  });
+
+  it('JSON: same positions (parsed with JSON.parse, placed by the YAML document API)', () => {
+    const f = write('lb.json', '{\n  "interface": "lb0",\n  "ringSize": 8,\n  "vips": []\n}\n');
+    expect(message(f)).toBe(`${f}:3:15: ringSize 8 must be a prime between 7 and 1000003`);
+    const g = write('bad.json', '{\n  "interface": "lb0",\n  "vips": [,]\n}\n');
+    expect(message(g)).toMatch(new RegExp(`^${g}:3:\\d+: `));
+  });
+
+  it('a top-level key: its own position; an error about no one field: the file', () => {
+    const f = write('t.yaml', 'interface: lb0\ntunnelSource:\n  ipv4: fd00::1\nvips: []\n');
+    expect(message(f)).toBe(`${f}:3:9: tunnelSource.ipv4: "fd00::1" is an IPv6 address`);
+    const g = write('d.yaml', 'interface: lb0\nvips:\n  - { vip: "tcp://10.0.0.1:80", backends: [10.0.0.2] }\n  - { vip: "tcp://10.0.0.1:80", backends: [10.0.0.3] }\n');
+    expect(message(g)).toBe(`${g}: duplicate VIP tcp://10.0.0.1:80`);
   });
 });

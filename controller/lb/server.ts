@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { ValidationError } from './addr.ts';
-import { loadConfigFile, validateConfig, type Forwarding, type LbConfig } from './config.ts';
+import { validateConfig, validateConfigFile, type Forwarding, type LbConfig } from './config.ts';
 import type { LbController } from './controller.ts';
 import { lbRegistry } from './metrics.ts';
 
@@ -97,9 +97,9 @@ export async function serveAdmin(c: LbController, opts: { socket: string; listen
         }
         case 'POST /apply': {
           const b = await body(req);
-          const cfg = (typeof b.file === 'string' ? loadConfigFile(b.file) : b) as LbConfig;
           // the running table is the capacity that counts (the controller checks it before any write)
-          const norm = validateConfig({ ...cfg, interface: cfg.interface ?? c.cfg.interface, backendTableSize: c.backendCapacity });
+          const running = (cfg: LbConfig): LbConfig => ({ ...cfg, interface: cfg.interface ?? c.cfg.interface, backendTableSize: c.backendCapacity });
+          const norm = typeof b.file === 'string' ? validateConfigFile(b.file, running).norm : validateConfig(running(b as unknown as LbConfig));
           return send(200, await c.apply(norm.vips.map((v) => ({ vip: v.id, backends: v.backends, healthCheck: v.healthCheck, forwarding: v.forwarding }))));
         }
         case 'POST /shutdown': {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { PolicyError, canonicalCidr, cidrBytes, formatAddr, ipv6Bytes, parsePolicies } from './policy.ts';
+import { PolicyError, canonicalCidr, cidrBytes, formatAddr, parsePolicies } from './policy.ts';
 import { kernelDev } from './files.ts';
 import { denyRaw, entriesNeeded } from './store.ts';
 
@@ -129,10 +129,10 @@ describe('addresses', () => {
     const v4 = cidrBytes('127.0.0.1/32');
     expect(v4.bits).toBe(128);
     expect([...v4.addr]).toEqual([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 127, 0, 0, 1]);
-    expect([...ipv6Bytes('::ffff:127.0.0.1')]).toEqual([...v4.addr]);
-    expect([...ipv6Bytes('2001:db8::1')]).toEqual([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    expect([...cidrBytes('::ffff:127.0.0.1').addr]).toEqual([...v4.addr]);
+    expect([...cidrBytes('2001:db8::1').addr]).toEqual([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
     expect(formatAddr(v4.addr)).toBe('127.0.0.1');
-    expect(formatAddr(ipv6Bytes('::1'))).toBe('::1');
+    expect(formatAddr(cidrBytes('::1').addr)).toBe('::1');
   });
 
   it('converts glibc dev_t to the kernel encoding', () => {

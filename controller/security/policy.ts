@@ -19,10 +19,11 @@
 //         deny:  [{to: 10.0.0.0/8}]
 //         rawSockets: deny              # default with an egress section: raw IP / AF_PACKET sockets denied
 import fs from 'node:fs';
-import net from 'node:net';
+import { formatIp, fromMapped16, parseCidr, toMapped16 } from '../../common/ip.ts';
 import path from 'node:path';
 import { cgroup2Root, cgroupDir } from './cgroup.ts';
-import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node as YNode } from 'yaml';
+import { isMap, isScalar, isSeq, type Node as YNode } from 'yaml';
+import { ConfigFile } from '../../common/config-file.ts';
 import { LabError } from '../../common/errors.ts';
 import { suggest } from '../../common/args.ts';
 
@@ -68,18 +69,13 @@ const RULE_KEYS = ['to', 'ports', 'protocol'];
 
 /** Parse and validate; throws PolicyError listing every problem. `resolveFiles` checks paths exist. */
 export function parsePolicies(text: string, file = 'policy', opts: { checkPaths?: boolean } = {}): Policy[] {
-  const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: false });
-  const issues: PolicyIssue[] = [];
+  const { source, syntaxErrors } = ConfigFile.parse(text, file);
+  const doc = source.doc;
+  const issues: PolicyIssue[] = syntaxErrors.map((e) => ({ line: e.line, col: e.col, field: '(syntax)', message: e.message }));
   const at = (node: YNode | null | undefined, field: string, message: string, offset?: number) => {
-    const o = offset ?? (node?.range ? node.range[0] : 0);
-    const p = lc.linePos(o);
+    const p = source.pos(offset ?? (node?.range ? node.range[0] : 0));
     issues.push({ line: p.line, col: p.col, field, message });
   };
-  for (const e of doc.errors) {
-    const p = lc.linePos(e.pos[0]);
-    issues.push({ line: p.line, col: p.col, field: '(syntax)', message: e.message.split('\n')[0]! });
-  }
   if (issues.length) throw new PolicyError(file, issues);
   const root = doc.contents as YNode | null;
   if (!isMap(root)) {
@@ -306,56 +302,18 @@ function userId(name: string): number | undefined {
 
 /** "a.b.c.d[/n]" or "v6[/n]" → canonical CIDR string; undefined when invalid */
 export function canonicalCidr(s: string): string | undefined {
-  const [addr, len, ...rest] = s.split('/');
-  if (rest.length || !addr) return undefined;
-  const v = net.isIP(addr);
-  if (!v) return undefined;
-  const max = v === 4 ? 32 : 128;
-  const n = len === undefined ? max : /^\d+$/.test(len) ? Number(len) : NaN;
-  if (!(n >= 0 && n <= max)) return undefined;
-  return `${addr}/${n}`;
+  const c = parseCidr(s);
+  return c ? `${s.split('/')[0]}/${c.bits}` : undefined;
 }
 
 /** CIDR → 16 address bytes (IPv4 as ::ffff:a.b.c.d) and the prefix length in IPv6 bits */
 export function cidrBytes(cidr: string): { addr: Uint8Array; bits: number } {
-  const [a, l] = cidr.split('/') as [string, string];
-  const out = new Uint8Array(16);
-  if (net.isIPv4(a)) {
-    out[10] = 0xff;
-    out[11] = 0xff;
-    a.split('.').forEach((o, i) => (out[12 + i] = Number(o)));
-    return { addr: out, bits: 96 + Number(l) };
-  }
-  const b = new net.SocketAddress({ address: a, family: 'ipv6' });
-  ipv6Bytes(b.address).forEach((x, i) => (out[i] = x));
-  return { addr: out, bits: Number(l) };
-}
-
-export function ipv6Bytes(a: string): Uint8Array {
-  const out = new Uint8Array(16);
-  let s = a;
-  const v4 = s.match(/(\d+\.\d+\.\d+\.\d+)$/);
-  if (v4) {
-    const o = v4[1]!.split('.').map(Number);
-    s = s.slice(0, -v4[1]!.length) + `${((o[0]! << 8) | o[1]!).toString(16)}:${((o[2]! << 8) | o[3]!).toString(16)}`;
-  }
-  const [head, tail] = s.split('::') as [string, string | undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail !== undefined && tail ? tail.split(':') : [];
-  const groups = tail === undefined ? h : [...h, ...new Array(8 - h.length - t.length).fill('0'), ...t];
-  groups.forEach((g, i) => {
-    const v = parseInt(g || '0', 16);
-    out[2 * i] = v >> 8;
-    out[2 * i + 1] = v & 0xff;
-  });
-  return out;
+  const c = parseCidr(cidr);
+  if (!c) throw new LabError(`malformed CIDR "${cidr}"`);
+  return { addr: toMapped16(c.ip), bits: c.ip.family === 4 ? 96 + c.bits : c.bits };
 }
 
 /** 16 bytes → printable address (IPv4-mapped shown as a.b.c.d) */
 export function formatAddr(b: Uint8Array): string {
-  const mapped = b.slice(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff;
-  if (mapped) return `${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
-  const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(((b[i]! << 8) | b[i + 1]!).toString(16));
-  return new net.SocketAddress({ address: groups.join(':'), family: 'ipv6' }).address;
+  return formatIp(fromMapped16(b));
 }

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { OpenatTracer, formatEvent } from '../../controller/hello/openat.ts';
 import { OUT_DIR } from '../../bpf/build.ts';
-import { scaledTimeout, type Scenario, type ScenarioContext } from '../../lab/scenario.ts';
+import { numberOption, scaledTimeout, type Scenario, type ScenarioContext } from '../../lab/scenario.ts';
 import { runOpensnoop, runTs, runUntraced, type ConsumerRun } from './consumer.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -26,7 +26,6 @@ async function buildLoadgen(): Promise<string> {
 }
 
 /** options are validated and defaulted by the runner (see `options` below) */
-const num = (ctx: ScenarioContext, name: string) => ctx.options[name] as number;
 
 async function selfCheck(ctx: ScenarioContext): Promise<void> {
   ctx.progress.step('self-check: an openat made here must arrive with our pid and file name');
@@ -52,11 +51,11 @@ async function selfCheck(ctx: ScenarioContext): Promise<void> {
 async function livePrint(ctx: ScenarioContext): Promise<void> {
   const pid = ctx.options.pid as number | undefined;
   const comm = typeof ctx.options.comm === 'string' ? ctx.options.comm : undefined;
-  const secs = num(ctx, 'duration');
+  const secs = numberOption(ctx, 'duration');
   ctx.progress.step(`tracing openat${pid ? ` pid ${pid}` : ''}${comm ? ` comm ${comm}` : ''} for ${secs} s`);
   const tracer = await OpenatTracer.start({ pid, comm });
   ctx.defer('close live tracer', () => tracer.close());
-  const limit = num(ctx, 'max-print');
+  const limit = numberOption(ctx, 'max-print');
   const sample: string[] = [];
   let n = 0;
   const stop = setTimeout(() => tracer.close(), secs * 1000);
@@ -92,8 +91,8 @@ function runRow(r: ConsumerRun): (string | number | null)[] {
 const COLUMNS = ['consumer', 'target ev/s', 'generated ev/s', 'delivered', 'delivered ev/s', 'lost', 'consumer CPU ns/event', 'BPF prog ns/event', 'generator ns/op'];
 
 async function pacedLoad(ctx: ScenarioContext, bin: string, tmp: string): Promise<void> {
-  const rate = num(ctx, 'rate');
-  const ms = num(ctx, 'load-ms');
+  const rate = numberOption(ctx, 'rate');
+  const ms = numberOption(ctx, 'load-ms');
   ctx.progress.step(`paced load: ${rate} openat/s for ${ms} ms through the TS consumer`);
   const r = await runTs(bin, rate, ms, '/nonexistent/ebpf-lab-openat', path.join(tmp, 'ts.out'));
   ctx.metric('load', r);
@@ -110,7 +109,7 @@ async function pacedLoad(ctx: ScenarioContext, bin: string, tmp: string): Promis
 
 async function benchmark(ctx: ScenarioContext, bin: string, tmp: string): Promise<void> {
   const rates = (ctx.options.rates as string[]).map(Number);
-  const ms = num(ctx, 'bench-ms');
+  const ms = numberOption(ctx, 'bench-ms');
   const runs: ConsumerRun[] = [];
   const steps = rates.length * 3;
   let k = 0;

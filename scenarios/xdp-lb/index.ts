@@ -13,7 +13,7 @@ import { Dataplane } from '../../controller/lb/dataplane.ts';
 import { addrBytes, htons } from '../../controller/lb/addr.ts';
 import { LbApiError } from '../../controller/lb/client.ts';
 import { sweepStale, withNetns } from '../../lab/netns.ts';
-import { scaledTimeout } from '../../lab/scenario.ts';
+import { numberOption, scaledTimeout } from '../../lab/scenario.ts';
 import type { Block, Scenario, ScenarioContext } from '../../lab/scenario.ts';
 import { cpuTimes, curlMany, processCpuNs, rssBytes, runWrk, totalErrors, type WrkResult } from './load.ts';
 import {
@@ -30,7 +30,6 @@ function swept0(ns: string[], pins: string[], ctx: ScenarioContext): void {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** options are validated and defaulted by the runner (see `options` below) */
-const num = (ctx: ScenarioContext, name: string, def: number) => (ctx.options[name] as number | undefined) ?? def;
 
 interface Row {
   config: string;
@@ -222,9 +221,9 @@ const scenario: Scenario = {
   },
   async run(ctx) {
     const bench = ctx.mode === 'bench';
-    const n = num(ctx, 'backends', 3);
-    const load = { durationS: num(ctx, 'duration', bench ? 10 : 2), connections: num(ctx, 'connections', 50) };
-    const ppsRepeat = num(ctx, 'pps-frames', bench ? 5_000_000 : 1_000_000);
+    const n = numberOption(ctx, 'backends', 3);
+    const load = { durationS: numberOption(ctx, 'duration', bench ? 10 : 2), connections: numberOption(ctx, 'connections', 50) };
+    const ppsRepeat = numberOption(ctx, 'pps-frames', bench ? 5_000_000 : 1_000_000);
     const ppsReps = bench ? 3 : 1;
     const instance = `xlb${process.pid}`;
 
