@@ -1,6 +1,24 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { defineConfig } from 'vitest/config';
 
+// A checkout the test user cannot write (`pnpm test` as nobody, see README): vitest's cache and
+// the JSON results go to a temp dir instead. The config itself is loaded with
+// `--configLoader runner` (package.json), which needs no temp file next to node_modules.
+const writable = (() => {
+  try {
+    fs.accessSync(import.meta.dirname, fs.constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+})();
+const scratch = writable ? null : path.join(os.tmpdir(), `ebpf-lab-vitest-${os.userInfo().uid}`);
+if (scratch) fs.mkdirSync(scratch, { recursive: true });
+
 export default defineConfig({
+  cacheDir: scratch ? path.join(scratch, 'vite') : undefined,
   test: {
     include: ['**/*.test.ts'],
     exclude: ['node_modules/**', 'reports/**', 'vm-images/cache/**'],
@@ -9,6 +27,6 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     reporters: ['default', 'json'],
-    outputFile: { json: '.vitest/results.json' },
+    outputFile: { json: scratch ? path.join(scratch, 'results.json') : '.vitest/results.json' },
   },
 });

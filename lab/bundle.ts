@@ -8,12 +8,32 @@
 // plugin below pins each module's import.meta.url to its source file's URL. The bundle is a cache
 // of this checkout (absolute paths inside): git-ignored, rebuilt when any source is newer.
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { REPO_ROOT } from './dist.ts';
 import { LabError } from './errors.ts';
 
-export const DIST_DIR = path.join(REPO_ROOT, 'lab', '.dist');
+export const DIST_DIR = distDir();
+
+/**
+ * lab/.dist, or, where the checkout is read-only to this user (`pnpm test` as nobody), a
+ * per-user temp dir whose node_modules links to the checkout's, so the bundle's external native
+ * addons still resolve. VM runs need root, and root writes lab/.dist.
+ */
+function distDir(): string {
+  const inRepo = path.join(REPO_ROOT, 'lab', '.dist');
+  try {
+    fs.accessSync(fs.existsSync(inRepo) ? inRepo : path.dirname(inRepo), fs.constants.W_OK);
+    return inRepo;
+  } catch {
+    const dir = path.join(os.tmpdir(), `ebpf-lab-dist-${os.userInfo().uid}`);
+    fs.mkdirSync(dir, { recursive: true });
+    const nm = path.join(dir, 'node_modules');
+    if (!fs.existsSync(nm)) fs.symlinkSync(path.join(REPO_ROOT, 'node_modules'), nm);
+    return dir;
+  }
+}
 const SOURCE_DIRS = ['common', 'lab', 'controller', 'scenarios', 'bpf', 'vm-images'];
 /** native addons stay in node_modules: a .node file cannot be bundled */
 const EXTERNAL = ['koffi', '@napi-rs/canvas'];

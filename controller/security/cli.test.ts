@@ -83,12 +83,12 @@ describe('lab CLI failure modes: one line, a fix, no stack trace', () => {
 });
 
 describe('output into a closed pipe (pnpm lab … | head)', () => {
-  const writer = (quiet: boolean) => `${quiet ? "import { quietOnEpipe } from './lab/stdio.ts'; quietOnEpipe();" : ''}
+  const writer = (quiet: boolean) => `${quiet ? `import { quietOnEpipe } from ${JSON.stringify(path.join(ROOT, 'common', 'stdio.ts'))}; quietOnEpipe();` : ''}
 const line = 'x'.repeat(1000) + '\\n';
 for (let i = 0; i < 5000; i++) process.stdout.write(line);
 setTimeout(() => process.stderr.write('finished\\n'), 200);`;
   const run = async (quiet: boolean) => {
-    const f = path.join(ROOT, `.epipe-${process.pid}-${quiet}.ts`);
+    const f = path.join(os.tmpdir(), `ebpf-lab-epipe-${process.pid}-${quiet}.ts`);
     fs.writeFileSync(f, writer(quiet));
     try {
       const r = await execa('bash', ['-c', `"${process.execPath}" --import tsx "${f}" | head -c 100 >/dev/null; echo "rc=\${PIPESTATUS[0]}" >&2`], { reject: false, cwd: ROOT });
