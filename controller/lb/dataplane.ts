@@ -98,7 +98,7 @@ export class Dataplane implements Disposable {
    */
   attach(ifname: string, mode: 'auto' | 'native' | 'generic' = 'auto'): 'attached' | 'adopted' {
     if (fs.existsSync(this.linkPin)) {
-      const p = libbpf.bpf_link__open(this.linkPin) as bigint;
+      const p = libbpf.bpf_link__open(this.linkPin);
       if (p !== 0n && p !== null) {
         this.link = this.obj.adopt(new Link(`xdp_lb → ${ifname} (pinned)`, p));
         this.link.update(this.prog.ptr);
@@ -133,10 +133,10 @@ export class Dataplane implements Disposable {
   readRing(vipId: number): Uint32Array | null {
     const id = this.rings.innerId(vipId);
     if (!id) return null;
-    const fd = libbpf.bpf_map_get_fd_by_id(id) as number;
+    const fd = libbpf.bpf_map_get_fd_by_id(id);
     if (fd < 0) return null;
     const info = mapInfo(fd);
-    const m = new BpfMap<number, number>(info, fd, rawCodec(4) as never, rawCodec(4) as never, true);
+    const m = new BpfMap<number, number>(info, fd, rawCodec(4), rawCodec(4), true);
     try {
       const out = new Uint32Array(info.maxEntries);
       for (const [k, v] of m.lookupBatch(4096) ?? []) out[k] = v as number;
@@ -176,7 +176,7 @@ export class Dataplane implements Disposable {
     for (let v = 0; v < MAX_VIPS; v++) {
       const id = this.rings.innerId(v);
       if (!id) continue;
-      const fd = libbpf.bpf_map_get_fd_by_id(id) as number;
+      const fd = libbpf.bpf_map_get_fd_by_id(id);
       if (fd < 0) continue;
       try {
         total += Number(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8').match(/memlock:\s+(\d+)/)?.[1] ?? 0);

@@ -65,7 +65,7 @@ export class Journal {
   private holdRing(slot: number): () => void {
     const id = this.dp.rings.innerId(slot);
     if (!id) return () => this.dp.clearRing(slot);
-    const fd = libbpf.bpf_map_get_fd_by_id(id) as number;
+    const fd = libbpf.bpf_map_get_fd_by_id(id);
     if (fd < 0) throw new Error(`ring of slot ${slot} (map id ${id}) vanished`);
     this.heldFds.push(fd);
     return () => this.dp.rings.setInner(slot, fd);

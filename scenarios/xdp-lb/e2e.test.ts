@@ -204,7 +204,7 @@ describeRoot('xdp-lb end to end (netns, real sockets)', () => {
     expect(await listNamespaces(`${PREFIX}-${process.pid}-`)).toEqual([]);
     // the program is gone from the kernel once nothing holds it
     await until('xdp_lb program unloaded', async () => {
-      const fd = libbpf.bpf_prog_get_fd_by_id(progId) as number;
+      const fd = libbpf.bpf_prog_get_fd_by_id(progId);
       if (fd >= 0) fs.closeSync(fd);
       return fd < 0;
     }, 5000);

@@ -302,7 +302,7 @@ const scenario: Scenario = {
     ctx.progress.step('UDP 64-byte frames: XDP_DROP ceiling vs XDP LB forwarding on the LB veth (alternating)');
     stats.close();
     const local = await Dataplane.open({ pinDir: (await d.api.state()).pinDir }); // same pinned maps
-    const lbLink = new Link('lb0 (pinned LB link)', libbpf.bpf_link__open(path.join(local.pinDir, 'link')) as bigint);
+    const lbLink = new Link('lb0 (pinned LB link)', libbpf.bpf_link__open(path.join(local.pinDir, 'link')));
     const sinkMap = t.helpers.maps.sink_config;
     const dropCount = () => sumPerCpu(t.helpers.maps.drop_count.getPerCpu(0));
     const sinkCount = () => sumPerCpu(t.helpers.maps.sink_count.getPerCpu(0));
