@@ -4,7 +4,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { execa } from 'execa';
-import { BpfObject, BpfError, Btf, attachAuto, attachCgroup, attachPerfEventAllCpus, attachTc, attachXdp, enableStats, libbpf, type Link } from '../controller/libbpf/index.ts';
+import { BpfError, Btf, attachAuto, attachCgroup, attachPerfEventAllCpus, attachTc, attachXdp, enableStats, libbpf, type Link, type Program } from '../controller/libbpf/index.ts';
+import { probe, type Probe as ProbeSkeleton, type ProbeShape } from '../bpf/gen/probe.ts';
 import { ensureObject } from '../bpf/build.ts';
 import { activeLsms, cgroup2Root, ensureMounts } from './host.ts';
 
@@ -30,21 +31,21 @@ const HELPERS: [name: string, progType: number, helperId: number][] = [
 ];
 
 /** per-hook trial: program name in probe.bpf.c and how to attach it */
-const TRIALS: { key: string; prog: string; attach: (o: BpfObject, env: TrialEnv) => Link | Link[] }[] = [
-  { key: 'attach:tracepoint', prog: 'p_tracepoint', attach: (o) => attachAuto(o.program('p_tracepoint')) },
-  { key: 'attach:raw_tp', prog: 'p_raw_tp', attach: (o) => attachAuto(o.program('p_raw_tp')) },
-  { key: 'attach:tp_btf', prog: 'p_tp_btf', attach: (o) => attachAuto(o.program('p_tp_btf')) },
-  { key: 'attach:kprobe', prog: 'p_kprobe', attach: (o) => attachAuto(o.program('p_kprobe')) },
-  { key: 'attach:fentry', prog: 'p_fentry', attach: (o) => attachAuto(o.program('p_fentry')) },
-  { key: 'attach:lsm', prog: 'p_lsm', attach: (o) => attachAuto(o.program('p_lsm')) },
-  { key: 'attach:xdp native (veth)', prog: 'p_xdp', attach: (o, e) => attachXdp(o.program('p_xdp'), e.veth(), { mode: 'native' }) },
-  { key: 'attach:xdp generic (veth)', prog: 'p_xdp', attach: (o, e) => attachXdp(o.program('p_xdp'), e.veth(), { mode: 'generic' }) },
-  { key: 'attach:tc clsact (veth)', prog: 'p_tc', attach: (o, e) => attachTc(o.program('p_tc'), e.veth(), 'ingress') },
-  { key: 'attach:cgroup connect4', prog: 'p_connect4', attach: (o, e) => attachCgroup(o.program('p_connect4'), e.cgroup()) },
-  { key: 'attach:cgroup sock_create', prog: 'p_sock_create', attach: (o, e) => attachCgroup(o.program('p_sock_create'), e.cgroup()) },
-  { key: 'attach:perf_event (cpu-clock)', prog: 'p_perf_event', attach: (o) => attachPerfEventAllCpus(o.program('p_perf_event'), { type: 1 /* SOFTWARE */, config: 0 /* CPU_CLOCK */, freq: 99 }) },
-  { key: 'load:bpf_send_signal from tracepoint', prog: 'p_send_signal', attach: (o) => attachAuto(o.program('p_send_signal')) },
-  { key: 'load:ring buffer producer', prog: 'p_ringbuf', attach: (o) => attachAuto(o.program('p_ringbuf')) },
+const TRIALS: { key: string; prog: ProbeShape['programs']; attach: (p: Program, env: TrialEnv) => Link | Link[] }[] = [
+  { key: 'attach:tracepoint', prog: 'p_tracepoint', attach: attachAuto },
+  { key: 'attach:raw_tp', prog: 'p_raw_tp', attach: attachAuto },
+  { key: 'attach:tp_btf', prog: 'p_tp_btf', attach: attachAuto },
+  { key: 'attach:kprobe', prog: 'p_kprobe', attach: attachAuto },
+  { key: 'attach:fentry', prog: 'p_fentry', attach: attachAuto },
+  { key: 'attach:lsm', prog: 'p_lsm', attach: attachAuto },
+  { key: 'attach:xdp native (veth)', prog: 'p_xdp', attach: (p, e) => attachXdp(p, e.veth(), { mode: 'native' }) },
+  { key: 'attach:xdp generic (veth)', prog: 'p_xdp', attach: (p, e) => attachXdp(p, e.veth(), { mode: 'generic' }) },
+  { key: 'attach:tc clsact (veth)', prog: 'p_tc', attach: (p, e) => attachTc(p, e.veth(), 'ingress') },
+  { key: 'attach:cgroup connect4', prog: 'p_connect4', attach: (p, e) => attachCgroup(p, e.cgroup()) },
+  { key: 'attach:cgroup sock_create', prog: 'p_sock_create', attach: (p, e) => attachCgroup(p, e.cgroup()) },
+  { key: 'attach:perf_event (cpu-clock)', prog: 'p_perf_event', attach: (p) => attachPerfEventAllCpus(p, { type: 1 /* SOFTWARE */, config: 0 /* CPU_CLOCK */, freq: 99 }) },
+  { key: 'load:bpf_send_signal from tracepoint', prog: 'p_send_signal', attach: attachAuto },
+  { key: 'load:ring buffer producer', prog: 'p_ringbuf', attach: attachAuto },
 ];
 
 interface TrialEnv {
@@ -120,17 +121,17 @@ export async function probeKernel(opts: { kvm?: boolean } = {}): Promise<ProbeTa
         cleanup.push(() => fs.rmdirSync(cg!));
       }
       for (const tr of TRIALS) {
-        let obj: BpfObject | null = null;
+        let obj: ProbeSkeleton | null = null;
         try {
-          obj = BpfObject.open(objPath);
-          obj.load({ skip: [...obj.programs.keys()].filter((p) => p !== tr.prog) });
+          obj = probe.open(objPath);
+          obj.load({ skip: probe.spec.programs.filter((p) => p !== tr.prog) });
         } catch (e) {
           t[tr.key] = { ok: false, detail: `load: ${short(e)}` };
           obj?.close();
           continue;
         }
         try {
-          const links = tr.attach(obj, env);
+          const links = tr.attach(obj.program(tr.prog), env);
           t[tr.key] = { ok: true };
           for (const l of Array.isArray(links) ? links : [links]) l.close();
         } catch (e) {
