@@ -320,7 +320,26 @@ export class BpfObject implements Disposable {
 
   /** Throw unless map `name` has the type and key/value sizes of `shape`. */
   checkMap(name: string, shape: MapShape): void {
-    checkShape(this.name, this.mapSpec(name), shape);
+    checkShape(`map "${name}" of ${this.name}`, this.mapSpec(name), shape, 'its skeleton');
+  }
+
+  /**
+   * The map `name` as an earlier process pinned it at `pinPath` (e.g. a daemon's), decoded with
+   * this object's BTF for that map and checked against its declaration here, so a pin left by an
+   * older build is refused instead of misread.
+   */
+  openPinnedMap<K = unknown, V = unknown>(name: string, pinPath: string): BpfMap<K, V> {
+    const s = this.mapSpec(name);
+    const key: Codec<K> = s.keyTypeId ? this.btf.codec<K>(s.keyTypeId) : rawCodec<K>(s.keySize);
+    const value: Codec<V> = s.valueTypeId ? this.btf.codec<V>(s.valueTypeId) : rawCodec<V>(s.valueSize);
+    const m = BpfMap.openPinned<K, V>(pinPath, { key, value });
+    try {
+      checkShape(`the map pinned at ${pinPath}`, m.meta, s, `${this.name}'s "${name}"`);
+    } catch (e) {
+      m.close();
+      throw e;
+    }
+    return m;
   }
 
   /** max_entries a map is (or will be) created with: readable before load, e.g. for capacity checks */
@@ -428,10 +447,11 @@ export interface MapSpec extends MapShape {
   valueTypeId: number;
 }
 
-function checkShape(object: string, got: MapSpec, want: MapShape): void {
+function checkShape(what: string, got: MapShape, want: MapShape, wanter: string): void {
   const d = (s: MapShape) => `type ${mapTypeName(s.type)}, key ${s.keySize} B, value ${s.valueSize} B`;
   if (got.type !== want.type || got.keySize !== want.keySize || got.valueSize !== want.valueSize) {
-    throw new BpfError(`map "${got.name}" of ${object} is ${d(got)}, but its skeleton expects ${d(want)}`, 0, 'the generated skeleton (bpf/gen) is older than the object: run pnpm lab build');
+    const fix = wanter === 'its skeleton' ? 'the generated skeleton (bpf/gen) is older than the object: run pnpm lab build' : 'the pin was made by another build: stop what owns it and remove the stale pin';
+    throw new BpfError(`${what} is ${d(got)}, but ${wanter} expects ${d(want)}`, 0, fix);
   }
 }
 

@@ -46,6 +46,11 @@ export class Skeleton<S extends SkeletonShape> implements Disposable {
     return this.obj.map(name, this.spec.maps[name]);
   }
 
+  /** the map `name` as pinned at `pinPath` by another process, typed, checked against this object */
+  openPinned<K extends keyof S['maps'] & string>(name: K, pinPath: string): BpfMap<S['maps'][K]['key'], S['maps'][K]['value']> {
+    return this.obj.openPinnedMap(name, pinPath);
+  }
+
   program(name: S['programs']): Program {
     return this.obj.program(name);
   }

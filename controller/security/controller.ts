@@ -9,7 +9,7 @@
 // found. Only `pnpm lab policy stop` (stopDaemon) removes the pins and with them the enforcement.
 import fs from 'node:fs';
 import path from 'node:path';
-import { BpfMap, BpfObject, Link, RingBuffer, attachCgroup, attachLsm, attachTrace, attachTracepoint, rawCodec, removePinDir, type Codec } from '../libbpf/index.ts';
+import { BpfObject, Link, RingBuffer, attachCgroup, attachLsm, attachTrace, attachTracepoint, removePinDir, type BpfMap } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { security, type Security as SecuritySkeleton, type SecurityShape, type sec_event } from '../../bpf/gen/security.ts';
 import { cgroup2Root } from './cgroup.ts';
@@ -416,20 +416,24 @@ export async function stopDaemon(log: (s: string) => void = () => {}): Promise<{
 /** the maps of a running daemon, through their pins (codecs from the object's BTF) */
 export async function pinnedStore(): Promise<{ store: PolicyStore; close(): void }> {
   if (!fs.existsSync(path.join(PIN_DIR, 'policies'))) throw new LabError(`no security controller: nothing is pinned at ${PIN_DIR}`, 'start one: pnpm lab policy daemon');
-  const spec = BpfObject.open(await ensureObject('security'));
-  const btf = spec.btf;
-  const c = <T>(t: string | number): Codec<T> => (typeof t === 'number' ? (rawCodec(t) as Codec<T>) : btf.codecByName<T>(t));
-  const open = <K, V>(name: string, k: string | number, v: string | number) => BpfMap.openPinned<K, V>(path.join(PIN_DIR, name), { key: c<K>(k), value: c<V>(v) });
-  const maps = {
-    config: open('sec_config', 4, 'sec_config'),
-    oracle: open('oracle', 4, 'sec_file_key'),
-    policies: open('policies', 4, 'sec_policy'),
-    cg_sel: open('cg_sel', 8, 4),
-    exe_sel: open('exe_sel', 'sec_file_key', 4),
-    procs: open('procs', 4, 'sec_proc'),
-    exec_rules: open('exec_rules', 'sec_exec_key', 'sec_rule'),
-    egress_rules: open('egress_rules', 'sec_egress_key', 'sec_rule'),
-  } as unknown as SecMaps;
+  const spec = security.open(await ensureObject('security'));
+  const opened: BpfMap[] = [];
+  const open = <N extends keyof SecurityShape['maps'] & string>(name: N) => {
+    const m = spec.openPinned(name, path.join(PIN_DIR, name));
+    opened.push(m);
+    return m;
+  };
+  let maps: SecMaps;
+  try {
+    maps = {
+      config: open('sec_config'), oracle: open('oracle'), policies: open('policies'), cg_sel: open('cg_sel'),
+      exe_sel: open('exe_sel'), procs: open('procs'), exec_rules: open('exec_rules'), egress_rules: open('egress_rules'),
+    };
+  } catch (e) {
+    opened.forEach((m) => m.close());
+    spec.close();
+    throw e;
+  }
   // the exec tracepoint's link is pinned: the oracle works whether or not a daemon process runs
   const oracle = fs.existsSync(path.join(LINK_DIR, 'sec_exec_tp'));
   const identity = new KernelIdentity(maps, oracle);
@@ -438,7 +442,7 @@ export async function pinnedStore(): Promise<{ store: PolicyStore; close(): void
   return {
     store,
     close() {
-      for (const m of Object.values(maps)) (m as BpfMap).close();
+      opened.forEach((m) => m.close());
       spec.close();
     },
   };
