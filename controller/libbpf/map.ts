@@ -19,6 +19,9 @@ export function mapTypeName(type: number): string {
   return Object.entries(MapType).find(([, v]) => v === type)?.[0] ?? String(type);
 }
 
+/** the kernel (or this map type) has no batch operations: fall back to one element at a time */
+const batchUnsupported = (r: number) => r === -Errno.EINVAL || r === -Errno.EOPNOTSUPP || r === -Errno.ENOTSUPP;
+
 const PERCPU = new Set<number>([MapType.PERCPU_HASH, MapType.PERCPU_ARRAY, MapType.LRU_PERCPU_HASH, MapType.PERCPU_CGROUP_STORAGE]);
 const OF_MAPS = new Set<number>([MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS]);
 
@@ -241,8 +244,8 @@ export class BpfMap<K = unknown, V = unknown> implements Disposable {
       const count = [chunk];
       const r = B.bpf_map_lookup_batch(this.fd, first ? null : inB, outB, keys, vals, count, opts);
       const n = count[0]!;
-      if (r < 0 && r !== -2) {
-        if (first && (r === -Errno.EINVAL || r === -Errno.EOPNOTSUPP || r === -Errno.ENOTSUPP)) {
+      if (r < 0 && r !== -Errno.ENOENT) {
+        if (first && batchUnsupported(r)) {
           this.batchOk = false;
           return null;
         }
@@ -275,7 +278,7 @@ export class BpfMap<K = unknown, V = unknown> implements Disposable {
       const count = [entries.length];
       const r = B.bpf_map_update_batch(this.fd, keys, vals, count, { sz: koffi.sizeof(bpf_map_batch_opts), elem_flags: flags, flags: 0 });
       if (r === 0) return;
-      if (r !== -22 && r !== -95 && r !== -524) this.fail('update_batch', r);
+      if (!batchUnsupported(r)) this.fail('update_batch', r);
       this.batchOk = false;
     }
     entries.forEach(([k, v]) => this.set(k, v, flags));
