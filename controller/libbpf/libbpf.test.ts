@@ -299,6 +299,19 @@ describeRoot('libbpf binding', () => {
     }, 60_000);
   }
 
+  it('the stored object of the offline tests matches its source (programs, map shapes, struct layouts)', () => {
+    using fresh = BpfObject.open(FIXTURE);
+    using stored = BpfObject.open(path.join(HERE, 'testdata', 'fixture.bpf.o'));
+    const shape = (o: BpfObject, m: string) => {
+      const { keyTypeId: _k, valueTypeId: _v, ...s } = o.mapSpec(m);
+      return s;
+    };
+    expect([...stored.programs.keys()], 'refresh: cp bpf/.output/test/fixture.bpf.o controller/libbpf/testdata/').toEqual([...fresh.programs.keys()]);
+    expect(stored.mapNames).toEqual(fresh.mapNames);
+    for (const m of fresh.mapNames) expect(shape(stored, m), m).toEqual(shape(fresh, m));
+    for (const t of ['padded', 'pkey', 'seq_event']) expect(stored.btf.layout(t), t).toEqual(fresh.btf.layout(t));
+  });
+
   it('generated TS types match the object BTF (bpf/gen is not stale)', async () => {
     const { renderTypes } = await import('../../bpf/gen-types.ts');
     const { buildBpf } = await import('../../bpf/build.ts');
