@@ -9,6 +9,7 @@ import { join, resolve } from 'node:path';
 import { LabError } from '../errors.ts';
 import { resultsProblem, type Environment, type Headline, type Results } from '../results.ts';
 import { mad, median } from '../stats.ts';
+import { formatNumber } from '../report/html.ts';
 
 /** smallest relative change counted as a regression when a headline declares no regressionFloor */
 export const DEFAULT_FLOOR = 0.06;
@@ -221,9 +222,7 @@ export async function loadRuns(paths: string[], warn: (s: string) => void = (s) 
 
 export function formatValue(v: number | undefined, unit = ''): string {
   if (v === undefined || !Number.isFinite(v)) return '—';
-  const a = Math.abs(v);
-  const s = a !== 0 && (a >= 1e6 || a < 1e-3) ? v.toExponential(2) : a >= 100 ? v.toFixed(0) : a >= 10 ? v.toFixed(1) : a >= 1 ? v.toFixed(2) : v.toPrecision(3);
-  return unit ? `${s} ${unit}` : s;
+  return unit ? `${formatNumber(v)} ${unit}` : formatNumber(v);
 }
 
 export function formatChange(c: number | undefined): string {

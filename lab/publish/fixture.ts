@@ -53,3 +53,39 @@ export function synthRun(o: SynthOpts): Results {
   r.headline = [headlineFrom('lb.cpuPerRequest', 'LB CPU per request', 'µs', better, rounds, o.regressionFloor !== undefined ? { regressionFloor: o.regressionFloor } : {})];
   return r;
 }
+
+/**
+ * A small site's worth of runs: two scenarios × two kernels × six nights, a 15% regression on the
+ * last night of xdp-lb on the host, plus a run without headlines and a run that errored.
+ */
+export function fixtureHistory(): Results[] {
+  const out: Results[] = [];
+  const kernels = [
+    { release: '6.18.0-test', spec: 'host', target: 'host' as const },
+    { release: '6.1.0-50-amd64', spec: '6.1', target: 'vm' as const },
+  ];
+  let seed = 1;
+  for (let night = 0; night < 6; night++) {
+    for (const [ki, k] of kernels.entries()) {
+      const lb = synthRun({ index: night, seed: seed++, noise: 0.04, value: (ki ? 30 : 10) * (night === 5 && ki === 0 ? 1.15 : 1), kernel: k, scenario: 'xdp-lb' });
+      lb.runId += `-${ki}`;
+      out.push(lb);
+      const ho = synthRun({ index: night, seed: seed++, noise: 0.03, value: ki ? 2.5e5 : 1.2e6, better: 'higher', kernel: k, scenario: 'hello-openat' });
+      ho.runId += `-${ki}`;
+      ho.headline = [headlineFrom('events.rate', 'events per second', 'events/s', 'higher', ho.headline![0]!.rounds!, { comparator: { name: 'opensnoop (C)', ratio: 0.92, likeForLike: true }, goal: { op: '>=', target: 0.8, of: 'ratio', verdict: 'met' } })];
+      ho.startedAt = new Date(Date.parse(ho.startedAt) + 3_600_000).toISOString();
+      out.push(ho);
+    }
+  }
+  const sec = synthRun({ index: 5, seed: 999, noise: 0, value: 1, scenario: 'security' });
+  sec.runId += '-nohead';
+  delete sec.headline;
+  sec.mode = 'run';
+  out.push(sec);
+  const err = synthRun({ index: 5, seed: 998, noise: 0, value: 1, scenario: 'security', kernel: kernels[1] });
+  err.runId += '-error';
+  err.status = 'error';
+  err.error = 'guest did not boot';
+  out.push(err);
+  return out;
+}

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { LabError } from '../errors.ts';
 import { resultsProblem, type Block, type Check, type Environment, type Results, type Section } from '../results.ts';
 import { CHART_HEIGHT, CHART_WIDTH, chartPng, type ChartBlock } from './chart.ts';
+import { headlineHtml } from './headline.ts';
 import { cellHtml, escapeHtml, formatBytes, formatDuration, formatNumber, htmlPage, kvTable, statusBadge } from './html.ts';
 
 export { chartPng, chartFont, CHART_WIDTH, CHART_HEIGHT, PIXEL_RATIO, type ChartBlock } from './chart.ts';
@@ -133,7 +134,8 @@ export async function renderReport(results: Results): Promise<string> {
   const parts: string[] = [];
   parts.push(`<header><h1>${escapeHtml(String(r.scenario))} ${statusBadge(String(r.status))}</h1>`);
   parts.push(`<div class="meta">${meta.filter(([, v]) => v != null).map(([k, v]) => `<span>${escapeHtml(k)} <b>${escapeHtml(String(v))}</b></span>`).join('')}</div>`);
-  parts.push(`<nav class="toc">${toc.map(([id, t]) => `<a href="#${escapeHtml(id!)}">${escapeHtml(t!)}</a>`).join('')}</nav></header>`);
+  parts.push(headlineHtml(r.headline));
+  parts.push(`<nav class="toc">${toc.map(([id, t]) => `<a href="#${escapeHtml(id!)}">${escapeHtml(t!)}</a>`).join(' ')}</nav></header>`);
   if (r.error) parts.push(`<div class="error-box"><b>The scenario stopped with an error</b><pre>${escapeHtml(String(r.error))}</pre></div>`);
 
   parts.push(`<section id="environment"><h2>Environment</h2>${environmentHtml(r.environment)}`);
