@@ -1,3 +1,5 @@
+/// <reference lib="dom" />
+// (page.evaluate bodies run in the browser: DOM types for those functions)
 // The published site and today's run report, opened in a real browser (Debian's chromium,
 // headless, over CDP with puppeteer-core). Skipped with the reason when chromium is missing.
 import { mkdtemp, readFile, rm, mkdir, writeFile } from 'node:fs/promises';

@@ -1,3 +1,5 @@
+/// <reference lib="dom" />
+// (page.evaluate bodies run in the browser: DOM types for those functions)
 // Driving Debian's Chromium headless over CDP (puppeteer-core: it never downloads a browser) to
 // check pages as a reader gets them: console errors, failed or remote requests, blank charts,
 // dead links, horizontal overflow, and what the first screen says. Used by the browser tests.
