@@ -143,7 +143,7 @@ export async function runUntraced(bin: string, rate: number, durationMs: number,
 }
 
 /** The TypeScript consumer: decode every event and write one line per event, like opensnoop. */
-export async function runTs(bin: string, rate: number, durationMs: number, path: string, outFile: string): Promise<ConsumerRun> {
+export async function runTs(bin: string, rate: number, durationMs: number, path: string, outFile: string, injectDelayNs = 0): Promise<ConsumerRun> {
   const g = startGenerator(bin, rate, durationMs, path);
   const pid = await g.pid;
   const tracer = await OpenatTracer.start({ pid, stats: true });
@@ -153,7 +153,12 @@ export async function runTs(bin: string, rate: number, durationMs: number, path:
   const consume = (async () => {
     for await (const batch of tracer.ring.batches()) {
       let s = '';
-      for (const e of batch) s += `${formatEvent(e)}\n`;
+      for (const e of batch) {
+        s += `${formatEvent(e)}\n`;
+        // --inject-delay-us: a deliberate, labelled slowdown (busy wait per event) that exists
+        // only to prove `lab compare` flags a regression on real runs; 0 in every normal run
+        if (injectDelayNs > 0) for (const until = process.hrtime.bigint() + BigInt(injectDelayNs); process.hrtime.bigint() < until; );
+      }
       fs.writeSync(fd, s);
       delivered += batch.length;
       if (stop && tracer.ring.pending === 0) break;

@@ -110,13 +110,13 @@ async function pacedLoad(ctx: ScenarioContext, bin: string, tmp: string): Promis
 }
 
 /** one benchmark row: the generator at `rate` for `ms`, traced by `which` (or not at all) */
-async function row(which: Consumer, rate: number, ms: number, bin: string, cBin: string, tmp: string): Promise<ConsumerRun> {
+async function row(which: Consumer, rate: number, ms: number, bin: string, cBin: string, tmp: string, injectDelayNs = 0): Promise<ConsumerRun> {
   const p = '/nonexistent/ebpf-lab-openat';
   const out = path.join(tmp, `${which}-${rate}.out`);
   try {
     switch (which) {
       case 'untraced': return await runUntraced(bin, rate, ms, p);
-      case 'ts': return await runTs(bin, rate, ms, p, out);
+      case 'ts': return await runTs(bin, rate, ms, p, out, injectDelayNs);
       case 'c': return await runCConsumer(cBin, bin, rate, ms, p, out);
       case 'opensnoop': return await runOpensnoop(bin, rate, ms, p, out);
     }
@@ -130,11 +130,16 @@ async function benchmark(ctx: ScenarioContext, bin: string, tmp: string): Promis
   const ms = num(ctx, 'bench-ms');
   const repeat = num(ctx, 'repeat');
   const cBin = await buildCConsumer();
+  const injectDelayNs = Math.round(num(ctx, 'inject-delay-us') * 1000);
+  if (injectDelayNs > 0) {
+    ctx.progress.info(`INJECTED REGRESSION: the TS consumer busy-waits ${injectDelayNs / 1000} µs per event (--inject-delay-us)`);
+    ctx.section('Injected regression', { kind: 'text', text: `This run was slowed down on purpose: --inject-delay-us ${injectDelayNs / 1000} makes the TS consumer busy-wait ${injectDelayNs / 1000} µs per event. Its figures exist to test regression detection (pnpm lab compare), not to describe the consumer.` });
+  }
   const configs = rates.flatMap((r) => CONSUMERS.map((c) => `${c}@${r}` as const));
   ctx.progress.step(`benchmark: ${repeat} interleaved rounds × ${rates.map(rateLabel).join(', ')} × (untraced, TS, C, opensnoop), ${ms} ms each`);
   const res = await runInterleaved(configs, repeat, async (cfg) => {
     const [c, r] = cfg.split('@') as [Consumer, string];
-    return row(c, Number(r), ms, bin, cBin, tmp);
+    return row(c, Number(r), ms, bin, cBin, tmp, injectDelayNs);
   }, { signal: ctx.signal, onStep: (st, i, n) => ctx.progress.update(i / n, `round ${st.round + 1}/${repeat}: ${st.config}`) });
   ctx.progress.update(1);
   const rounds = (c: Consumer, rate: number) => res.byConfig[`${c}@${rate}`] ?? [];
@@ -212,6 +217,7 @@ const scenario: Scenario = {
     rates: { type: 'list', default: '10000,100000,300000,0', valueName: 'R,R,…', description: 'bench: target rates in events/s (0 = flat out)' },
     'bench-ms': { type: 'int', min: 100, default: 4000, valueName: 'MS', description: 'bench: duration of each row' },
     repeat: { type: 'int', min: 1, default: 3, valueName: 'N', description: 'bench: interleaved rounds (every consumer and rate once per round)' },
+    'inject-delay-us': { type: 'number', min: 0, max: 1000, default: 0, valueName: 'US', description: 'bench, TESTING ONLY: busy-wait US µs per event in the TS consumer — an injected regression to validate pnpm lab compare' },
   },
   async run(ctx) {
     const probes = await ctx.probes();
