@@ -3,7 +3,7 @@
 import { appendFile, writeFile } from 'node:fs/promises';
 import { parseArgs, UsageError } from '../args.ts';
 import { LabError } from '../errors.ts';
-import { compareRuns, DEFAULT_FLOOR, DEFAULT_K, loadRuns, markdownTable, textTable } from './compare.ts';
+import { runKey, compareRuns, DEFAULT_FLOOR, DEFAULT_K, loadRuns, markdownTable, textTable } from './compare.ts';
 
 const compareOptions = {
   k: { type: 'number', min: 0, valueName: 'N', default: DEFAULT_K, description: 'a change must exceed N × the baseline MAD (and the floor) to count' },
@@ -33,8 +33,8 @@ export async function compareCommand(argv: string[]): Promise<number> {
   if (!base.length || !cand.length) throw new UsageError('need at least one baseline and one candidate path', 'pnpm lab compare <baseline…> -- <candidate…>');
   const [b, c] = [await loadRuns(base), await loadRuns(cand)];
   if (!c.length) throw new LabError(`no results.json under ${cand.join(', ')}`, 'pass run directories written by pnpm lab run|bench|matrix');
-  const candIds = new Set(c.map((r) => r.results.runId));
-  const rows = compareRuns(b.filter((r) => !candIds.has(r.results.runId)), c, { k: p.values.k, defaultFloor: p.values.floor, window: p.values.window });
+  const candIds = new Set(c.map((r) => runKey(r.results)));
+  const rows = compareRuns(b.filter((r) => !candIds.has(runKey(r.results))), c, { k: p.values.k, defaultFloor: p.values.floor, window: p.values.window });
   const regressions = rows.filter((r) => r.verdict === 'regression').length;
   const fmt = p.values.format ?? 'text';
   if (!rows.length) console.log('no headline figures in these runs (scenarios declare them with ctx.headline)');

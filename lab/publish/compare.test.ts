@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
-import { compareRuns, flagHistory, kernelLabel, loadRuns, machineClass, markdownTable, textTable, type LoadedRun } from './compare.ts';
+import { compareRuns, flagHistory, kernelLabel, runKey, loadRuns, machineClass, markdownTable, textTable, type LoadedRun } from './compare.ts';
 import { synthRun } from './fixture.ts';
 
 const run = (r: ReturnType<typeof synthRun>): LoadedRun => ({ file: `${r.runId}/results.json`, results: r });
@@ -38,7 +38,7 @@ describe('compareRuns', () => {
   it('flags the step on every night after it in a rolling history (window of previous nights)', () => {
     const h = history(4, { step: 0.1, stepAt: 10 });
     const flags = flagHistory(h, { window: 5 });
-    const verdicts = h.map((r) => flags.get(r.results.runId)![0]!.verdict);
+    const verdicts = h.map((r) => flags.get(runKey(r.results))![0]!.verdict);
     expect(verdicts[0]).toBe('new');
     expect(verdicts.slice(1, 10).every((v) => v === 'ok')).toBe(true);
     // the first night after the step is compared against 5 nights before it: flagged

@@ -51,6 +51,12 @@ export function samples(h: Headline): number[] {
   return r.length ? r : Number.isFinite(h.value) ? [h.value] : [];
 }
 
+/**
+ * A run's identity across machines and nights: the run id alone is not unique (a matrix names
+ * its runs after the cell, e.g. "hello-openat-5.10", every night), the id plus its start is.
+ */
+export const runKey = (r: Pick<Results, 'runId' | 'startedAt'>) => `${r.runId}\u0000${r.startedAt}`;
+
 export type Verdict = 'regression' | 'improvement' | 'ok' | 'new' | 'missing';
 
 export interface Comparison {
@@ -150,6 +156,7 @@ export function compareRuns(baseline: LoadedRun[], candidate: LoadedRun[], opts:
 /**
  * A history (runs of one scenario × kernel × machine class over time): every run compared
  * against the `window` runs before it. What the site marks on trend pages and the home page.
+ * Keyed by runKey().
  */
 export function flagHistory(runs: LoadedRun[], opts: { k?: number; defaultFloor?: number; window?: number } = {}): Map<string, Comparison[]> {
   const sorted = [...runs].filter((r) => usable(r.results)).sort((a, b) => a.results.startedAt.localeCompare(b.results.startedAt));
@@ -157,7 +164,7 @@ export function flagHistory(runs: LoadedRun[], opts: { k?: number; defaultFloor?
   for (const [i, run] of sorted.entries()) {
     const sameKind = (o: LoadedRun) => o.results.scenario === run.results.scenario && kernelLabel(o.results.environment) === kernelLabel(run.results.environment) && machineClass(o.results.environment) === machineClass(run.results.environment);
     const before = sorted.slice(0, i).filter(sameKind);
-    out.set(run.results.runId, compareRuns(before, [run], opts).filter((c) => c.verdict !== 'missing'));
+    out.set(runKey(run.results), compareRuns(before, [run], opts).filter((c) => c.verdict !== 'missing'));
   }
   return out;
 }
@@ -216,7 +223,7 @@ export async function loadRuns(paths: string[], warn: (s: string) => void = (s) 
   }
   // the same run copied into two trees (reports/ and a matrix dir) counts once
   const byId = new Map<string, LoadedRun>();
-  for (const r of runs) if (!byId.has(r.results.runId)) byId.set(r.results.runId, r);
+  for (const r of runs) if (!byId.has(runKey(r.results))) byId.set(runKey(r.results), r);
   return [...byId.values()];
 }
 

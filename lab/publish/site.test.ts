@@ -44,6 +44,21 @@ describe('publishSite', () => {
     expect((await readdir(dir)).filter((n) => n.includes('.tmp-'))).toEqual([]);
   });
 
+  it('keeps runs whose ids repeat across nights (matrix cells) apart: one page each', async () => {
+    const a = structuredClone(runs[0]!.results);
+    const b = structuredClone(runs[0]!.results);
+    a.runId = b.runId = 'hello-openat-5.10';
+    b.startedAt = new Date(Date.parse(a.startedAt) + 86_400_000).toISOString();
+    const r = await publishSite([{ file: 'a', results: a }, { file: 'b', results: b }], join(dir, 'dup'));
+    expect(r.files.filter((f) => f.startsWith('runs/'))).toHaveLength(2);
+    const { loadRuns } = await import('./compare.ts');
+    for (const [i, x] of [a, b].entries()) {
+      await mkdir(join(dir, 'dupsrc', String(i)), { recursive: true });
+      await writeFile(join(dir, 'dupsrc', String(i), 'results.json'), JSON.stringify(x));
+    }
+    expect(await loadRuns([join(dir, 'dupsrc')])).toHaveLength(2);
+  });
+
   it('pnpm lab publish: builds from a directory of runs; usage errors exit 2', async () => {
     const src = join(dir, 'reports');
     for (const x of runs.slice(0, 6)) {

@@ -12,7 +12,7 @@ import { LabError } from '../errors.ts';
 import { CSS, escapeHtml, formatNumber, statusBadge } from '../report/html.ts';
 import { renderReport } from '../report/index.ts';
 import type { Headline, Results } from '../results.ts';
-import { comparisonRows, flagHistory, formatChange, kernelLabel, machineClass, VERDICT_TEXT, type Comparison, type LoadedRun } from './compare.ts';
+import { comparisonRows, flagHistory, runKey, formatChange, kernelLabel, machineClass, VERDICT_TEXT, type Comparison, type LoadedRun } from './compare.ts';
 
 /** marks a directory as a site this command wrote, so --out never replaces anything else */
 const MARKER = '.ebpf-lab-site';
@@ -70,7 +70,15 @@ async function chartJs(): Promise<string> {
 
 const day = (iso: string) => iso.slice(0, 10);
 const shortCommit = (r: Results) => (r.environment?.git?.commit ? r.environment.git.commit.slice(0, 8) + (r.environment.git.dirty ? '+' : '') : 'no commit');
-const runHref = (r: Results, depth: number) => `${'../'.repeat(depth)}runs/${safeName(r.runId)}.html`;
+/** file name (no extension) of each run's page: its id, plus its start when ids repeat (matrix cells) */
+const pageNames = new WeakMap<Results, string>();
+function assignPageNames(runs: Results[]): void {
+  const count = new Map<string, number>();
+  for (const r of runs) count.set(safeName(r.runId), (count.get(safeName(r.runId)) ?? 0) + 1);
+  for (const r of runs) pageNames.set(r, count.get(safeName(r.runId))! > 1 ? safeName(`${r.startedAt.replace(/[-:]/g, '').replace(/\..*$/, '')}-${r.runId}`) : safeName(r.runId));
+}
+export const pageName = (r: Results) => pageNames.get(r) ?? safeName(r.runId);
+const runHref = (r: Results, depth: number) => `${'../'.repeat(depth)}runs/${pageName(r)}.html`;
 const scenarioHref = (s: string, depth: number) => `${'../'.repeat(depth)}scenarios/${safeName(s)}.html`;
 
 function verdictHtml(c: Comparison | undefined): string {
@@ -108,13 +116,13 @@ function sortKernels(ks: Iterable<string>): string[] {
 function homePage(c: Ctx): string {
   const latest = new Map<string, Results>();
   for (const r of c.runs) latest.set(JSON.stringify([r.scenario, kernelLabel(r.environment)]), r); // runs are time-ordered: the last wins
-  const regressions = c.runs.flatMap((r) => (latest.get(JSON.stringify([r.scenario, kernelLabel(r.environment)])) === r ? (c.flags.get(r.runId) ?? []) : [])).filter((x) => x.verdict === 'regression');
+  const regressions = c.runs.flatMap((r) => (latest.get(JSON.stringify([r.scenario, kernelLabel(r.environment)])) === r ? (c.flags.get(runKey(r)) ?? []) : [])).filter((x) => x.verdict === 'regression');
   const head = `<tr><th>scenario</th>${c.kernels.map((k) => `<th>${escapeHtml(k)}</th>`).join('')}</tr>`;
   const rows = c.scenarios.map((s) => {
     const cells = c.kernels.map((k) => {
       const r = latest.get(JSON.stringify([s, k]));
       if (!r) return '<td class="null">—</td>';
-      const flags = new Map((c.flags.get(r.runId) ?? []).map((f) => [f.metric, f]));
+      const flags = new Map((c.flags.get(runKey(r)) ?? []).map((f) => [f.metric, f]));
       const figs = (r.status === 'error' ? [] : (r.headline ?? [])).map((h) => `<div>${escapeHtml(h.label ?? h.name)}: <b>${escapeHtml(formatNumber(h.value))}</b> ${escapeHtml(h.unit ?? '')} ${verdictHtml(flags.get(h.name))}</div>`).join('');
       return `<td class="cell">${statusBadge(r.status)} <a href="${runHref(r, 0)}">${escapeHtml(day(r.startedAt))} · ${escapeHtml(shortCommit(r))}</a>${figs ? `<div class="figs">${figs}</div>` : ''}</td>`;
     });
@@ -148,7 +156,7 @@ function trendData(runs: Results[], metric: string, flags: Map<string, Compariso
     meta = h;
     const kernel = kernelLabel(r.environment);
     const name = classes.size > 1 ? `${kernel} · ${machineClass(r.environment)}` : kernel;
-    const f = flags.get(r.runId)?.find((x) => x.metric === metric);
+    const f = flags.get(runKey(r))?.find((x) => x.metric === metric);
     const list = series.get(name) ?? [];
     series.set(name, list);
     list.push({ x: Date.parse(r.startedAt), y: h.value, min: h.spread?.min ?? h.value, max: h.spread?.max ?? h.value, run: r.runId, url: runHref(r, 1), commit: shortCommit(r), kernel: r.environment.kernel.release, verdict: f ? VERDICT_TEXT[f.verdict] : '', change: f?.change !== undefined ? formatChange(f.change) : '' });
@@ -270,7 +278,7 @@ async function runPage(r: Results, flags: Comparison[]): Promise<string> {
   const html = await renderReport(r);
   const nav =
     `<nav class="site" style="display:flex;flex-wrap:wrap;gap:6px 16px;font-size:13px;margin:0 0 16px;padding-bottom:8px;border-bottom:1px solid var(--line)">` +
-    `<b>ebpf-lab benchmarks</b><a href="../index.html">home</a><a href="${scenarioHref(r.scenario, 1)}">${escapeHtml(r.scenario)} trends</a><a href="../kernels.html">kernels</a><a href="${safeName(r.runId)}.json">results.json</a></nav>`;
+    `<b>ebpf-lab benchmarks</b><a href="../index.html">home</a><a href="${scenarioHref(r.scenario, 1)}">${escapeHtml(r.scenario)} trends</a><a href="../kernels.html">kernels</a><a href="${pageName(r)}.json">results.json</a></nav>`;
   const cmp = flags.length ? `<section id="compare"><h2>Against earlier runs</h2><p class="summary">same scenario, kernel and machine class; regression = worse than the earlier runs' median by more than max(k·MAD, floor)</p>${comparisonTable(flags)}</section>` : '';
   const withNav = html.replace('<main>\n', () => `<main>\n${nav}\n`);
   return cmp ? withNav.replace(/<\/header>/, () => `</header>\n${cmp}`) : withNav;
@@ -300,6 +308,7 @@ export async function publishSite(loaded: LoadedRun[], out: string, opts: { k?: 
   const dest = resolve(out);
   if (!(await isEmptyOrSite(dest))) throw new LabError(`${out} exists and is not a site written by pnpm lab publish`, `pass an empty or new directory, e.g. --out site/`);
   const runs = loaded.map((l) => l.results).sort((a, b) => a.startedAt.localeCompare(b.startedAt) || a.runId.localeCompare(b.runId));
+  assignPageNames(runs);
   const flags = flagHistory(loaded, opts);
   const c: Ctx = { runs, flags, kernels: sortKernels(runs.map((r) => kernelLabel(r.environment))), scenarios: [...new Set(runs.map((r) => r.scenario))].sort() };
   const tmp = `${dest}.tmp-${process.pid}`;
@@ -317,8 +326,8 @@ export async function publishSite(loaded: LoadedRun[], out: string, opts: { k?: 
     await put('kernels.html', kernelsPage(c));
     for (const s of c.scenarios) await put(`scenarios/${safeName(s)}.html`, await scenarioPage(c, s));
     for (const r of runs) {
-      await put(`runs/${safeName(r.runId)}.html`, await runPage(r, flags.get(r.runId) ?? []));
-      await put(`runs/${safeName(r.runId)}.json`, JSON.stringify(r, null, 2) + '\n');
+      await put(`runs/${pageName(r)}.html`, await runPage(r, flags.get(runKey(r)) ?? []));
+      await put(`runs/${pageName(r)}.json`, JSON.stringify(r, null, 2) + '\n');
     }
     await rm(dest, { recursive: true, force: true });
     await mkdir(dirname(dest), { recursive: true });
