@@ -173,3 +173,44 @@ describe.skipIf(!CHROMIUM)(`today's report.html in Chromium${CHROMIUM ? '' : ' (
     await writeFile(join(shots, 'README'), 'screenshots of a sample report.html, written by lab/publish/browser.test.ts\n');
   }, 120_000);
 });
+
+// Real runs (the done-when check): EBPF_LAB_PUBLISH_RUNS=dir[:dir…] publishes those results.json
+// files into a site and opens every page. Without the variable there is nothing real to open.
+const REAL = process.env.EBPF_LAB_PUBLISH_RUNS?.split(':').filter(Boolean) ?? [];
+describe.skipIf(!CHROMIUM || !REAL.length)(`site from real runs in Chromium${!REAL.length ? ' (skipped: set EBPF_LAB_PUBLISH_RUNS=reports/<run>:… to open a site built from real runs)' : ''}`, () => {
+  let browser: Browser;
+  let dir = '';
+  let site = '';
+  let pages: string[] = [];
+  beforeAll(async () => {
+    const { loadRuns } = await import('./compare.ts');
+    dir = await mkdtemp(join(tmpdir(), 'lab-site-real-'));
+    site = process.env.EBPF_LAB_SITE_OUT ?? join(dir, 'site');
+    pages = (await publishSite(await loadRuns(REAL), site)).files;
+    browser = await launchChromium(CHROMIUM!);
+  }, 300_000);
+  afterAll(async () => {
+    await browser?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  for (const width of WIDTHS)
+    it(`every page at ${width}px: no console errors, failed requests, dead links, blank charts`, async () => {
+      const bad: Record<string, string[]> = {};
+      for (const p of pages) {
+        const a = await auditPage(browser, pathToFileURL(join(site, p)).href, width);
+        await a.page.close();
+        const pr = problems(a);
+        if (pr.length) bad[p] = pr;
+      }
+      expect(bad).toEqual({});
+    }, 600_000);
+
+  it('home page lists what lab compare flagged in the newest runs', async () => {
+    const a = await auditPage(browser, pathToFileURL(join(site, 'index.html')).href, 1280);
+    const text = await a.page.evaluate(() => document.body.innerText);
+    await a.page.close();
+    console.log(text.split('Latest verdicts')[0]);
+    if (process.env.EBPF_LAB_EXPECT_REGRESSION) expect(text).toMatch(new RegExp(`Regressions in the latest runs[\\s\\S]*${process.env.EBPF_LAB_EXPECT_REGRESSION}[\\s\\S]*REGRESSION`));
+  }, 60_000);
+});
