@@ -132,7 +132,7 @@ details[open]>summary{margin-bottom:6px}
 nav.toc{font-size:13px;margin:14px 0 0;color:var(--muted)}
 nav.toc a{margin-right:12px;white-space:nowrap}
 footer{margin-top:36px;color:var(--muted);font-size:12px}
-@media (max-width:600px){main{padding:16px 14px 32px}table.kv{min-width:0}table{display:block;overflow-x:auto}table.kv th,nav.toc a{white-space:normal}}
+@media (max-width:600px){main{padding:16px 14px 32px}table.kv{min-width:0}:not(.tablewrap)>table{display:block;overflow-x:auto}table.kv th,nav.toc a{white-space:normal}p,li,figcaption{overflow-wrap:break-word}table.headline{width:auto}table.headline th,table.headline td{overflow-wrap:normal}}
 @media print{body{background:#fff}main{box-shadow:none}pre{max-height:none}}
 `;
 
