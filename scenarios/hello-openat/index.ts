@@ -88,11 +88,24 @@ const range = (xs: number[]) => {
   return f.length > 1 ? `${Math.round(Math.min(...f)).toLocaleString('en')}–${Math.round(Math.max(...f)).toLocaleString('en')}` : '';
 };
 
+/** --inject-delay-us in ns, announced once in progress and in the report (the run is slowed on purpose) */
+let announced = false;
+function injected(ctx: ScenarioContext): number {
+  const ns = Math.round(num(ctx, 'inject-delay-us') * 1000);
+  if (ns > 0 && !announced) {
+    announced = true;
+    ctx.progress.info(`INJECTED REGRESSION: the TS consumer busy-waits ${ns / 1000} µs per event (--inject-delay-us)`);
+    ctx.section('Injected regression', { kind: 'text', text: `This run was slowed down on purpose: --inject-delay-us ${ns / 1000} makes the TS consumer busy-wait ${ns / 1000} µs per event. Its figures exist to test regression detection (pnpm lab compare), not to describe the consumer.` });
+  }
+  return ns;
+}
+
 async function pacedLoad(ctx: ScenarioContext, bin: string, tmp: string): Promise<void> {
   const rate = num(ctx, 'rate');
   const ms = num(ctx, 'load-ms');
   ctx.progress.step(`paced load: ${rate} openat/s for ${ms} ms through the TS consumer`);
-  const r = await runTs(bin, rate, ms, '/nonexistent/ebpf-lab-openat', path.join(tmp, 'ts.out'));
+  const injectDelayNs = injected(ctx);
+  const r = await runTs(bin, rate, ms, '/nonexistent/ebpf-lab-openat', path.join(tmp, 'ts.out'), injectDelayNs);
   ctx.metric('load', r);
   // name what was measured: under TCG the generator may not reach the target rate
   const achieved = Math.round(r.gen.rate);
@@ -130,11 +143,7 @@ async function benchmark(ctx: ScenarioContext, bin: string, tmp: string): Promis
   const ms = num(ctx, 'bench-ms');
   const repeat = num(ctx, 'repeat');
   const cBin = await buildCConsumer();
-  const injectDelayNs = Math.round(num(ctx, 'inject-delay-us') * 1000);
-  if (injectDelayNs > 0) {
-    ctx.progress.info(`INJECTED REGRESSION: the TS consumer busy-waits ${injectDelayNs / 1000} µs per event (--inject-delay-us)`);
-    ctx.section('Injected regression', { kind: 'text', text: `This run was slowed down on purpose: --inject-delay-us ${injectDelayNs / 1000} makes the TS consumer busy-wait ${injectDelayNs / 1000} µs per event. Its figures exist to test regression detection (pnpm lab compare), not to describe the consumer.` });
-  }
+  const injectDelayNs = injected(ctx);
   const configs = rates.flatMap((r) => CONSUMERS.map((c) => `${c}@${r}` as const));
   ctx.progress.step(`benchmark: ${repeat} interleaved rounds × ${rates.map(rateLabel).join(', ')} × (untraced, TS, C, opensnoop), ${ms} ms each`);
   const res = await runInterleaved(configs, repeat, async (cfg) => {
@@ -217,7 +226,7 @@ const scenario: Scenario = {
     rates: { type: 'list', default: '10000,100000,300000,0', valueName: 'R,R,…', description: 'bench: target rates in events/s (0 = flat out)' },
     'bench-ms': { type: 'int', min: 100, default: 4000, valueName: 'MS', description: 'bench: duration of each row' },
     repeat: { type: 'int', min: 1, default: 3, valueName: 'N', description: 'bench: interleaved rounds (every consumer and rate once per round)' },
-    'inject-delay-us': { type: 'number', min: 0, max: 1000, default: 0, valueName: 'US', description: 'bench, TESTING ONLY: busy-wait US µs per event in the TS consumer — an injected regression to validate pnpm lab compare' },
+    'inject-delay-us': { type: 'number', min: 0, max: 1000, default: 0, valueName: 'US', description: 'TESTING ONLY: busy-wait US µs per event in the TS consumer (paced load and bench) — an injected regression to validate pnpm lab compare' },
   },
   async run(ctx) {
     const probes = await ctx.probes();
