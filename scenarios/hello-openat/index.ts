@@ -89,11 +89,11 @@ const range = (xs: number[]) => {
 };
 
 /** --inject-delay-us in ns, announced once in progress and in the report (the run is slowed on purpose) */
-let announced = false;
+const announced = new WeakSet<ScenarioContext>();
 function injected(ctx: ScenarioContext): number {
   const ns = Math.round(num(ctx, 'inject-delay-us') * 1000);
-  if (ns > 0 && !announced) {
-    announced = true;
+  if (ns > 0 && !announced.has(ctx)) {
+    announced.add(ctx);
     ctx.progress.info(`INJECTED REGRESSION: the TS consumer busy-waits ${ns / 1000} µs per event (--inject-delay-us)`);
     ctx.section('Injected regression', { kind: 'text', text: `This run was slowed down on purpose: --inject-delay-us ${ns / 1000} makes the TS consumer busy-wait ${ns / 1000} µs per event. Its figures exist to test regression detection (pnpm lab compare), not to describe the consumer.` });
   }
