@@ -186,7 +186,7 @@ const TREND_JS = `
       interaction:{mode:'nearest',intersect:true},
       onClick:function(e,els,chart){var hit=chart.getElementsAtEventForMode(e,'nearest',{intersect:true},false)[0];if(!hit)return;var p=chart.data.datasets[hit.datasetIndex].data[hit.index];if(p&&p.url)window.location.href=p.url;},
       onHover:function(e,els){e.native&&e.native.target&&(e.native.target.style.cursor=els.length?'pointer':'default');},
-      scales:{x:{type:'linear',title:{display:true,text:'run date (UTC)'},ticks:{maxRotation:0,autoSkip:true,stepSize:c.span>=3*864e5?864e5:undefined,callback:function(v){var d=new Date(v).toISOString();return c.span>=3*864e5?d.slice(0,10):d.slice(5,16).replace('T',' ');}}},
+      scales:{x:{type:'linear',title:{display:true,text:'run date (UTC)'},ticks:{maxRotation:0,autoSkip:true,stepSize:c.span>=3*864e5?864e5:undefined,callback:function(v){var d=new Date(v).toISOString();return c.span>=3*864e5?d.slice(0,10):c.span>=36e5?d.slice(5,16).replace('T',' '):d.slice(11,19);}}},
               y:{title:{display:true,text:c.unit},beginAtZero:false}},
       plugins:{legend:{labels:{filter:function(item,data){return !data.datasets[item.datasetIndex].band;}}},
         tooltip:{filter:function(item){return !item.dataset.band;},callbacks:{
