@@ -1,6 +1,9 @@
 // Results are data first: a scenario fills a Results object, the runner writes it as
 // results.json, and lab/report renders report.html from that JSON alone (so a report can be
 // re-rendered, and the matrix index can be built from many runs' JSON).
+import type { RunContext } from './context.ts';
+
+export type { RunContext };
 
 export type Cell = string | number | boolean | null;
 
@@ -72,7 +75,20 @@ export interface Headline {
   rounds?: number[];
   spread?: { n: number; min: number; max: number; mad: number };
   /** what the value is compared against inside this run, e.g. the C consumer or the direct path */
-  comparator?: { name: string; value?: number; ratio?: number; ci?: [number, number]; likeForLike?: boolean; note?: string };
+  comparator?: {
+    name: string;
+    /** the comparator's median, and its value per round (same rounds as ours) */
+    value?: number;
+    valueRounds?: number[];
+    /** median of the per-round ratios (ours ÷ theirs unless the label says otherwise), each round's ratio and their spread */
+    ratio?: number;
+    ratioRounds?: number[];
+    ratioSpread?: { n: number; min: number; max: number; mad: number };
+    ci?: [number, number];
+    /** true: same design, one thing differs (e.g. language); false: a different design (e.g. another tool) */
+    likeForLike?: boolean;
+    note?: string;
+  };
   /** a stated target: value op target (or ratio op target when `of` is 'ratio') */
   goal?: { op: '<=' | '>='; target: number; of?: 'value' | 'ratio'; verdict?: 'met' | 'not met' | 'inconclusive'; detail?: string };
   /** smallest relative change (0.05 = 5%) that counts as a regression regardless of MAD */
@@ -97,6 +113,8 @@ export interface Results {
   metrics: Record<string, unknown>;
   /** the scenario's declared headline figures (see Headline) */
   headline?: Headline[];
+  /** the machine's state around the run: load, steal, other processes' CPU, busy flag (lab/context.ts) */
+  context?: RunContext;
   sections: Section[];
 }
 

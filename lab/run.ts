@@ -10,6 +10,7 @@ import { entryPath } from './dist.ts';
 import { parseArgs, toArgv, UsageError, suggest, type Opts } from './args.ts';
 import { LabError } from './errors.ts';
 import { collectEnvironment, gitState, REPO_ROOT } from './env.ts';
+import { cpuFacts, runContext, snapshot } from './context.ts';
 import { ensureMounts } from './host.ts';
 import { createProgress, type Progress } from './progress.ts';
 import { probeKernel, type ProbeTable } from './probes.ts';
@@ -231,6 +232,8 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
   deferSignalsToCaller(true);
 
   const t0 = Date.now();
+  // the machine's state around the run (load, steal, other processes' CPU): see lab/context.ts
+  const snap0 = snapshot();
   try {
     progress.step('building BPF objects');
     // in a guest the host has built everything (and the tree is its read-only copy): only check
@@ -257,6 +260,12 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
   results.finishedAt = new Date().toISOString();
   results.durationMs = Date.now() - t0;
   results.status = overall(results.checks, results.error);
+  try {
+    results.context = runContext(snap0, snapshot(), process.pid, 100, cpuFacts(results.environment.cpu.cores));
+    if (results.context.busy.length) progress.warn(`busy machine during the run: ${results.context.busy.join('; ')}`);
+  } catch (e) {
+    progress.warn(`run context not recorded: ${(e as Error).message}`);
+  }
   progress.step('writing report');
   const html = await report(outDir, results);
   return { results, outDir, html };

@@ -18,6 +18,8 @@ export const PACKAGES: Record<string, string[]> = {
   lb: ['haproxy', 'nginx', 'libnginx-mod-stream', 'wrk', 'iperf3', 'ethtool', 'curl'],
   // runtime security positive controls and attack interpreters
   security: ['postgresql', 'postgresql-client', 'python3', 'perl'],
+  // the published site's browser tests: headless Chromium driven over CDP by puppeteer-core
+  publish: ['chromium'],
 };
 
 async function missing(pkgs: string[]): Promise<string[]> {

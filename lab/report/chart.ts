@@ -135,7 +135,8 @@ function chartConfig(block: ChartBlock, pixelRatio: number): ChartConfiguration 
           type: numericX ? 'linear' : 'category',
           // end the axis at the data, not at the next round tick (1…32 threads, not 0…35)
           bounds: 'data',
-          title: axisTitle(block.xLabel),
+          // results written before axes were named carry a bare unit: a unit alone is not a label
+          title: axisTitle(block.xLabel === 's' ? 'time (s)' : block.xLabel),
           grid: { color: '#e5e5e5' },
           // with bounds 'data', Chart.js starts the ticks at the data minimum (1, 6, 11 …): use round steps instead
           ...(numericX ? { afterBuildTicks: (axis: { min: number; max: number; ticks: { value: number }[] }) => { axis.ticks = niceTicks(axis.min, axis.max).map((value) => ({ value })); } } : {}),

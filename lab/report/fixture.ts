@@ -39,6 +39,18 @@ export function sampleResults(): Results {
       { name: 'sees openat of <script>alert(1)</script>', status: 'fail', detail: 'expected 1000 events, saw 998' },
       { name: 'LSM hook blocks open', status: 'unsupported', detail: 'BPF LSM', evidence: 'CONFIG_BPF_LSM=n; /sys/kernel/security/lsm: lockdown,capability,landlock' },
     ],
+    headline: [
+      {
+        name: 'consumer.eventsPerSec', label: 'TS consumer delivered events/s, flat out', unit: 'events/s', better: 'higher', value: 410000, rounds: [400000, 410000, 430000],
+        spread: { n: 3, min: 400000, max: 430000, mad: 10000 },
+        comparator: { name: 'C consumer (libbpf ring_buffer__poll)', value: 420000, ratio: 0.97, ratioRounds: [0.95, 0.97, 1.01], ratioSpread: { n: 3, min: 0.95, max: 1.01, mad: 0.02 }, likeForLike: true },
+        goal: { op: '>=', target: 0.9, of: 'ratio', verdict: 'met', detail: 'met in 3/3 rounds' },
+      },
+    ],
+    context: {
+      cores: 8, cpuModel: 'AMD EPYC 7B13', cpuMhz: [2450, 2450], loadavg: { before: [0.5, 0.4, 0.3], after: [1.9, 0.8, 0.4] }, busyShare: 0.41, stealShare: 0.002,
+      othersCores: 0.61, topOthers: [{ pid: 4321, comm: 'cc1', cores: 0.58 }], seconds: 125, busy: ['other processes used 0.61 CPUs on average (cc1 0.58)'],
+    },
     metrics: { eventsPerSec: 1234567.891, p50ns: 812.5, p99ns: 15234, dropped: 2, note: '<b>not bold</b>' },
     sections: [
       {

@@ -101,12 +101,13 @@ h1 .badge{font-size:14px;padding:2px 12px}
 table{border-collapse:collapse;margin:8px 0 12px;font-size:13px;max-width:100%}
 .tablewrap{overflow-x:auto}
 th,td{border:1px solid var(--line);padding:5px 10px;text-align:left;vertical-align:top}
-thead th{background:var(--soft);font-weight:600;white-space:nowrap}
+thead th{background:var(--soft);font-weight:600;white-space:normal;min-width:4em}
 tbody tr:nth-child(even) td{background:#fbfcfd}
 table.kv{min-width:360px}
 table.kv th{background:var(--soft);font-weight:600;white-space:nowrap}
 table.kv td.num{text-align:left}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+table{table-layout:auto;word-break:normal;overflow-wrap:anywhere}
 td.yes{color:var(--pass)} td.no{color:var(--fail)}
 td code{white-space:pre-wrap;word-break:break-word}
 caption{caption-side:top;text-align:left;color:var(--muted);font-size:12.5px;padding:0 0 4px}
@@ -117,6 +118,10 @@ table.checks tr.fail td{background:#fff5f5} table.checks tr.unsupported td{backg
 .summary b.pass{color:var(--pass)} .summary b.fail{color:var(--fail)} .summary b.unsupported{color:var(--unsup)}
 .error-box{border:1px solid var(--fail);background:var(--fail-bg);border-radius:6px;padding:8px 12px;margin:14px 0}
 .error-box pre{background:#fff;max-height:300px}
+.warn-box{border:1px solid var(--unsup);background:var(--unsup-bg);border-radius:6px;padding:8px 12px;margin:14px 0}
+table.headline{width:100%} table.headline td{vertical-align:middle}
+.tag{display:inline-block;font-size:11.5px;padding:0 6px;border-radius:4px;background:var(--soft);border:1px solid var(--line);color:var(--muted)}
+pre.inline{margin:0;padding:4px 6px;max-height:200px}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:0 24px;align-items:start}
 figure{margin:12px 0}
 figure img{max-width:100%;height:auto;border:1px solid var(--line);border-radius:6px;display:block}
@@ -127,6 +132,7 @@ details[open]>summary{margin-bottom:6px}
 nav.toc{font-size:13px;margin:14px 0 0;color:var(--muted)}
 nav.toc a{margin-right:12px;white-space:nowrap}
 footer{margin-top:36px;color:var(--muted);font-size:12px}
+@media (max-width:600px){main{padding:16px 14px 32px}table.kv{min-width:0}:not(.tablewrap)>table{display:block;overflow-x:auto}table.kv th,nav.toc a{white-space:normal}p,li,figcaption{overflow-wrap:break-word}table.headline{width:auto}table.headline th,table.headline td{overflow-wrap:normal}}
 @media print{body{background:#fff}main{box-shadow:none}pre{max-height:none}}
 `;
 

@@ -3,9 +3,9 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LabError } from '../errors.ts';
-import { resultsProblem, type Block, type Check, type Environment, type Results, type Section } from '../results.ts';
+import { resultsProblem, type Block, type Check, type Environment, type Headline, type Results, type RunContext, type Section } from '../results.ts';
 import { CHART_HEIGHT, CHART_WIDTH, chartPng, type ChartBlock } from './chart.ts';
-import { cellHtml, escapeHtml, formatBytes, formatDuration, formatNumber, htmlPage, kvTable, statusBadge } from './html.ts';
+import { cellHtml, escapeHtml, formatBytes, formatDuration, formatNumber, htmlPage, kvTable, statusBadge, valueHtml } from './html.ts';
 
 export { chartPng, chartFont, CHART_WIDTH, CHART_HEIGHT, PIXEL_RATIO, type ChartBlock } from './chart.ts';
 export { escapeHtml, htmlPage, formatNumber, formatBytes, formatDuration, cellHtml, kvTable, statusBadge } from './html.ts';
@@ -75,17 +75,90 @@ function environmentHtml(env: Partial<Environment> | undefined): string {
     ['git', env.git ? `${env.git.commit ? env.git.commit.slice(0, 12) : '(no commit)'}${env.git.dirty ? ' + uncommitted changes' : ''}` : null],
   );
   let html = kvTable(rows.filter(([, v]) => v !== undefined));
-  if (env.vm && Object.keys(env.vm).length) html += `<h3>VM</h3>${kvTable(env.vm)}`;
+  if (env.vm && Object.keys(env.vm).length) html += `<h3>VM</h3>${vmTable(env.vm)}`;
   if (env.probes && Object.keys(env.probes).length) {
     const probes = Object.entries(env.probes);
     const ok = probes.filter(([, p]) => p?.ok).length;
     html +=
-      `<h3>Kernel feature probes</h3><p class="summary">${ok} of ${probes.length} available</p>` +
+      `<details><summary>Kernel feature probes: ${ok} of ${probes.length} available</summary>` +
       `<div class="tablewrap"><table><thead><tr><th>feature</th><th>available</th><th>detail</th></tr></thead><tbody>` +
       probes.map(([name, p]) => `<tr><td><code>${escapeHtml(name)}</code></td>${cellHtml(!!p?.ok)}${cellHtml(p?.detail ?? null)}</tr>`).join('') +
-      `</tbody></table></div>`;
+      `</tbody></table></div></details>`;
   }
   return html;
+}
+
+const VM_LABELS: Record<string, string> = {
+  kernelSpec: 'kernel asked for', kernelVersion: 'Debian version', kernelRelease: 'kernel release', kernelSource: 'kernel source', accel: 'acceleration',
+  accelNote: 'acceleration note', bootMs: 'boot (host side)', bootRetries: 'boot retries', guestBootMs: 'guest uptime at READY', runMs: 'guest command',
+  totalMs: 'VM total', inGuestMs: 'runner in the guest', bootLog: 'boot log', rootfs: 'root file system', net: 'network', cpus: 'vCPUs', memMB: 'memory (MiB)',
+  bootModules: 'initramfs modules', config: 'kernel config',
+};
+
+/** the VM facts as a readable table: durations formatted, lists joined, config as KEY=value lines */
+function vmTable(vm: Record<string, unknown>): string {
+  const rows: [string, unknown][] = Object.entries(vm).map(([k, v]) => {
+    const label = VM_LABELS[k] ?? k;
+    if (typeof v === 'number' && /Ms$/.test(k)) return [label, formatDuration(v)];
+    if (Array.isArray(v)) return [label, v.map(String).join(', ')];
+    if (v && typeof v === 'object') return [label, Object.entries(v as Record<string, unknown>).map(([a, b]) => `${a}=${typeof b === 'object' ? JSON.stringify(b) : String(b)}`).join('\n')];
+    return [label, v];
+  });
+  return `<table class="kv"><tbody>${rows.map(([k, v]) => `<tr><th scope="row">${escapeHtml(k)}</th>${typeof v === 'string' && v.includes('\n') ? `<td><pre class="inline">${escapeHtml(v)}</pre></td>` : valueHtml(v)}</tr>`).join('')}</tbody></table>`;
+}
+
+/** "2026-11-30 02:43:01 UTC" from an ISO timestamp */
+export function formatTime(iso: string): string {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return String(iso);
+  return `${d.toISOString().slice(0, 19).replace('T', ' ')} UTC`;
+}
+
+function contextHtml(c: RunContext | undefined): string {
+  if (!c) return '<p class="muted">(no run context recorded: a run from before the lab recorded it)</p>';
+  const la = (x: number[]) => x.map((v) => v.toFixed(2)).join(' / ');
+  const mhz = c.cpuMhz?.length ? `${Math.round(Math.min(...c.cpuMhz))}–${Math.round(Math.max(...c.cpuMhz))} MHz (cpuinfo, at the end)` : null;
+  return kvTable([
+    ['verdict', c.busy.length ? `busy: ${c.busy.join('; ')}` : 'quiet enough (others < 0.25 CPU, steal < 5%)'],
+    ['load average 1/5/15 min, before', la(c.loadavg.before)],
+    ['load average 1/5/15 min, after', la(c.loadavg.after)],
+    ['all CPUs busy during the run', `${(c.busyShare * 100).toFixed(1)}%`],
+    ['steal', `${(c.stealShare * 100).toFixed(1)}%`],
+    ['other processes (outside this run)', `${c.othersCores.toFixed(2)} CPUs on average`],
+    ['busiest others', c.topOthers.length ? c.topOthers.map((o) => `${o.comm} (${o.pid}) ${o.cores.toFixed(2)}`).join(', ') : 'none'],
+    ['CPU', `${c.cpuModel ?? 'unknown'} · ${c.cores} cores`],
+    ['CPU frequency', mhz],
+    ['cpufreq', c.cpufreq ? `${c.cpufreq.governor ?? ''} ${c.cpufreq.minKhz ? `${c.cpufreq.minKhz / 1000}–${(c.cpufreq.maxKhz ?? 0) / 1000} MHz` : ''}`.trim() : 'not exposed'],
+  ]);
+}
+
+const fmtV = (v: number | undefined, unit = '') => (v === undefined || v === null || Number.isNaN(v) ? '—' : `${formatNumber(round3(v))}${unit ? ` ${unit}` : ''}`);
+function round3(v: number): number {
+  const a = Math.abs(v);
+  return a >= 100 ? Math.round(v) : a >= 1 ? Math.round(v * 100) / 100 : Number(v.toPrecision(3));
+}
+const spreadText = (s: Headline['spread'], unit = '') =>
+  s && s.n > 1 ? `${fmtV(s.min)}–${fmtV(s.max)}${unit ? ` ${unit}` : ''} · MAD ${fmtV(s.mad)} · n=${s.n}` : s ? `n=${s.n}` : '—';
+
+/** the first screen: each headline figure with its spread, against its comparator and goal */
+export function headlineHtml(hs: Headline[] | undefined): string {
+  if (!hs?.length) return '';
+  const rows = hs.map((h) => {
+    const c = h.comparator;
+    const cmp = c
+      ? `${escapeHtml(c.name)}${c.likeForLike === true ? ' <span class="tag">like-for-like</span>' : c.likeForLike === false ? ' <span class="tag">different design</span>' : ''}` +
+        `${c.value !== undefined ? `: ${escapeHtml(fmtV(c.value, h.unit))}` : ''}${c.note ? `<br><span class="muted">${escapeHtml(c.note)}</span>` : ''}`
+      : '<span class="muted">—</span>';
+    const ratio = c?.ratio !== undefined
+      ? `<b>${escapeHtml(fmtV(c.ratio))}×</b>${c.ratioSpread && c.ratioSpread.n > 1 ? `<br><span class="muted">${escapeHtml(spreadText(c.ratioSpread))}</span>` : ''}${c.ci ? `<br><span class="muted">95% CI ${escapeHtml(fmtV(c.ci[0]))}–${escapeHtml(fmtV(c.ci[1]))}</span>` : ''}`
+      : '<span class="muted">—</span>';
+    const goal = h.goal
+      ? `${escapeHtml(`${h.goal.of === 'ratio' ? 'ratio' : 'value'} ${h.goal.op === '<=' ? '≤' : '≥'} ${formatNumber(h.goal.target)}`)}${h.goal.verdict ? ` ${statusBadge(h.goal.verdict === 'met' ? 'pass' : h.goal.verdict === 'not met' ? 'fail' : 'unsupported').replace(/>(pass|fail|unsupported)</, `>${escapeHtml(h.goal.verdict)}<`)}` : ''}${h.goal.detail ? `<br><span class="muted">${escapeHtml(h.goal.detail)}</span>` : ''}`
+      : '<span class="muted">—</span>';
+    return `<tr><td><b>${escapeHtml(h.label)}</b><br><code class="muted">${escapeHtml(h.name)}</code> <span class="muted">(${h.better} is better)</span></td>` +
+      `<td class="num"><b>${escapeHtml(fmtV(h.value, h.unit))}</b></td><td>${escapeHtml(spreadText(h.spread, h.unit))}</td><td>${cmp}</td><td>${ratio}</td><td>${goal}</td></tr>`;
+  });
+  return `<div class="tablewrap"><table class="headline"><thead><tr><th>figure</th><th>median</th><th>spread over rounds</th><th>compared with</th><th>ratio (per round, median)</th><th>goal</th></tr></thead><tbody>${rows.join('')}</tbody></table></div>`;
 }
 
 function checksHtml(checks: Check[] | undefined): string {
@@ -96,16 +169,18 @@ function checksHtml(checks: Check[] | undefined): string {
     .filter(([, n]) => n > 0)
     .map(([s, n]) => `<b class="${s}">${n} ${s === 'pass' ? 'passed' : s === 'fail' ? 'failed' : 'unsupported'}</b>`)
     .join(' · ');
+  // the evidence column only when some check carries evidence (unsupported features)
+  const withEvidence = checks.some((c) => c.evidence);
   const rows = checks
     .map(
       (c) =>
         `<tr class="${escapeHtml(String(c.status))}"><td>${escapeHtml(String(c.name))}</td><td>${statusBadge(String(c.status))}</td>` +
-        `${cellHtml(c.detail ?? null)}${c.evidence ? `<td><code>${escapeHtml(c.evidence)}</code></td>` : cellHtml(null)}</tr>`,
+        `${cellHtml(c.detail ?? null)}${withEvidence ? (c.evidence ? `<td><code>${escapeHtml(c.evidence)}</code></td>` : '<td></td>') : ''}</tr>`,
     )
     .join('');
   return (
     `<p class="summary">${checks.length} check${checks.length === 1 ? '' : 's'}: ${summary}</p>` +
-    `<div class="tablewrap"><table class="checks"><thead><tr><th>check</th><th>status</th><th>detail</th><th>evidence</th></tr></thead><tbody>${rows}</tbody></table></div>`
+    `<div class="tablewrap"><table class="checks"><thead><tr><th>check</th><th>status</th><th>detail</th>${withEvidence ? '<th>evidence</th>' : ''}</tr></thead><tbody>${rows}</tbody></table></div>`
   );
 }
 
@@ -113,33 +188,34 @@ function slug(s: string, i: number): string {
   return `s${i}-${String(s).toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40)}`;
 }
 
-/** the whole report page for one run */
+/** the whole report page for one run: result first, then checks, detail, environment last */
 export async function renderReport(results: Results): Promise<string> {
   const r = results;
   const sections: Section[] = Array.isArray(r.sections) ? r.sections : [];
-  const meta: [string, string][] = [['run', r.runId], ['mode', r.mode], ['started', r.startedAt]];
+  const kernel = r.environment?.kernel;
+  const meta: [string, string][] = [];
+  if (kernel?.release) meta.push(['kernel', `${kernel.release}${r.environment?.target === 'vm' ? ' (VM)' : ''}`]);
+  meta.push(['mode', r.mode], ['started', formatTime(r.startedAt)]);
   if (typeof r.durationMs === 'number') meta.push(['duration', formatDuration(r.durationMs)]);
   else if (r.finishedAt && r.startedAt) meta.push(['duration', formatDuration(Date.parse(r.finishedAt) - Date.parse(r.startedAt))]);
-  if (r.environment?.kernel?.release) meta.push(['kernel', r.environment.kernel.release]);
-  if (r.environment?.target) meta.push(['target', r.environment.target]);
+  meta.push(['run', r.runId]);
 
   const toc = [
-    ['environment', 'Environment'],
+    ...(r.headline?.length ? [['result', 'Result']] : []),
     ['checks', 'Checks'],
     ...sections.map((s, i) => [slug(s.title, i), s.title] as [string, string]),
-    ['metrics', 'Raw metrics'],
+    ['environment', 'Environment'],
+    ['metrics', 'Raw numbers'],
   ];
 
   const parts: string[] = [];
   parts.push(`<header><h1>${escapeHtml(String(r.scenario))} ${statusBadge(String(r.status))}</h1>`);
   parts.push(`<div class="meta">${meta.filter(([, v]) => v != null).map(([k, v]) => `<span>${escapeHtml(k)} <b>${escapeHtml(String(v))}</b></span>`).join('')}</div>`);
-  parts.push(`<nav class="toc">${toc.map(([id, t]) => `<a href="#${escapeHtml(id!)}">${escapeHtml(t!)}</a>`).join('')}</nav></header>`);
+  parts.push(`<nav class="toc">${toc.map(([id, t]) => `<a href="#${escapeHtml(id!)}">${escapeHtml(t!)}</a>`).join(' ')}</nav></header>`);
   if (r.error) parts.push(`<div class="error-box"><b>The scenario stopped with an error</b><pre>${escapeHtml(String(r.error))}</pre></div>`);
+  if (r.context?.busy?.length) parts.push(`<div class="warn-box"><b>Busy machine:</b> ${escapeHtml(r.context.busy.join('; '))}. Figures from this run compare only with each other (ratios inside the run), not with other runs.</div>`);
 
-  parts.push(`<section id="environment"><h2>Environment</h2>${environmentHtml(r.environment)}`);
-  if (r.options && Object.keys(r.options).length) parts.push(`<h3>Options</h3>${kvTable(r.options)}`);
-  parts.push(`</section>`);
-
+  if (r.headline?.length) parts.push(`<section id="result"><h2>Result</h2>${headlineHtml(r.headline)}</section>`);
   parts.push(`<section id="checks"><h2>Checks</h2>${checksHtml(r.checks)}</section>`);
 
   for (const [i, s] of sections.entries()) {
@@ -149,8 +225,14 @@ export async function renderReport(results: Results): Promise<string> {
     parts.push(`<section id="${escapeHtml(slug(s.title, i))}"><h2>${escapeHtml(String(s.title))}</h2>\n${blocks.join('\n')}\n</section>`);
   }
 
+  parts.push(`<section id="environment"><h2>Environment</h2><details><summary>kernel, machine, toolchain${r.environment?.vm ? ', VM' : ''}, feature probes</summary>${environmentHtml(r.environment)}</details>`);
+  parts.push(`<details${r.context?.busy?.length ? ' open' : ''}><summary>Machine during the run${r.context?.busy?.length ? ' (busy)' : ''}</summary>${contextHtml(r.context)}</details>`);
+  if (r.options && Object.keys(r.options).length) parts.push(`<details><summary>Options</summary>${kvTable(r.options)}</details>`);
+  parts.push(`</section>`);
+
+  const nKeys = Object.keys(r.metrics ?? {}).length;
   parts.push(
-    `<section id="metrics"><h2>Raw metrics</h2><details><summary>metrics (JSON, ${formatNumber(Object.keys(r.metrics ?? {}).length)} keys)</summary>` +
+    `<section id="metrics"><h2>Raw numbers</h2><details><summary>everything the scenario measured (results.json → metrics: ${formatNumber(nKeys)} ${nKeys === 1 ? 'entry' : 'entries'})</summary>` +
       `<pre>${escapeHtml(JSON.stringify(r.metrics ?? {}, null, 2))}</pre></details></section>`,
   );
   parts.push(`<footer>ebpf-lab report · schema ${escapeHtml(String(r.schema))} · re-render with <code>pnpm lab report ${escapeHtml(`reports/${r.runId}`)}</code></footer>`);

@@ -73,10 +73,48 @@ describe('renderReport', () => {
     expect(html).toContain('<span class="badge unsupported">unsupported</span>');
     expect(html).toContain('CONFIG_BPF_LSM=n');
     expect(html).toContain('1,234,567.9');
-    const order = ['id="environment"', 'id="checks"', '>Summary</h2>', '>Throughput</h2>', '>Logs</h2>', '<details>'].map((s) => html.indexOf(s));
+    // result first, then checks, then the scenario's sections, environment and raw numbers last
+    const order = ['id="result"', 'id="checks"', '>Summary</h2>', '>Throughput</h2>', '>Logs</h2>', 'id="environment"', 'id="metrics"'].map((s) => html.indexOf(s));
     expect(order.every((i) => i >= 0)).toBe(true);
     expect([...order].sort((a, b) => a - b)).toEqual(order);
     expect(html).toMatch(/<details><summary>[^<]*<\/summary><pre>\{\n {2}&quot;eventsPerSec&quot;: 1234567.891/);
+    expect(html).toContain('results.json → metrics: 5 entries');
+    expect(html).not.toMatch(/\d+ keys\)/);
+  });
+
+  it('leads with the headline: median, spread, comparator with its kind, per-round ratio and goal verdict', () => {
+    const result = html.slice(html.indexOf('id="result"'), html.indexOf('id="checks"'));
+    expect(result).toContain('TS consumer delivered events/s, flat out');
+    expect(result).toContain('410,000 events/s');
+    expect(result).toContain('400,000–430,000 events/s · MAD 10,000 · n=3');
+    expect(result).toContain('like-for-like');
+    expect(result).toContain('<b>0.97×</b>');
+    expect(result).toContain('0.95–1.01 · MAD 0.02 · n=3');
+    expect(result).toContain('met in 3/3 rounds');
+  });
+
+  it('flags a busy machine at the top and keeps environment and probes collapsed', () => {
+    expect(html.indexOf('Busy machine:')).toBeLessThan(html.indexOf('id="result"'));
+    expect(html).toContain('cc1 0.58');
+    const env = html.slice(html.indexOf('id="environment"'));
+    expect(env).toMatch(/^id="environment"><h2>Environment<\/h2><details><summary>/);
+    expect(env).toContain('<details><summary>Kernel feature probes: 3 of 4 available</summary>');
+  });
+
+  it('formats the start time, shows the VM facts as a table and names no internal tracker', () => {
+    expect(html).toContain('2025-01-01 12:00:00 UTC');
+    expect(html).not.toContain('2025-01-01T12:00:00.000Z');
+    expect(html).toContain('<th scope="row">boot (host side)</th><td>2.35 s</td>');
+    expect(html).toContain('CONFIG_DEBUG_INFO_BTF=y\nCONFIG_BPF_LSM=n');
+    expect(html).not.toMatch(/issue \d/i);
+  });
+
+  it('drops the evidence column when no check has evidence', async () => {
+    const r = sampleResults();
+    r.checks = r.checks.filter((c) => !c.evidence);
+    const out = await renderReport(r);
+    expect(out).not.toContain('<th>evidence</th>');
+    expect(html).toContain('<th>evidence</th>');
   });
 
   it('renders a scenario error and tolerates a block kind it does not know', async () => {

@@ -10,6 +10,7 @@ import { parseArgs, UsageError } from '../args.ts';
 import { labCliArgv } from '../dist.ts';
 import type { Results } from '../results.ts';
 import { escapeHtml, htmlPage, statusBadge } from '../report/html.ts';
+import { crossKernelHtml } from '../report/matrix.ts';
 import { REPO_ROOT } from '../../vm-images/paths.ts';
 
 export interface MatrixCell {
@@ -111,6 +112,7 @@ export function matrixHtml(cells: MatrixCell[], scenarios: string[], kernels: st
     h += '</tr>';
   }
   h += '</tbody></table></div>';
+  h += crossKernelHtml(cells.map((c) => ({ scenario: c.scenario, kernel: c.kernel, results: c.results, link: existsSync(join(c.dir, 'report.html')) ? `${rel(c)}/report.html` : undefined })), kernels);
 
   // per-kernel environment: boot time, accel, versions
   h += '<h2>Kernels</h2><div class="tablewrap"><table><thead><tr><th>kernel</th><th>release</th><th>Debian version</th><th>target</th><th>accel</th><th>boot-to-ready</th><th>run total (all scenarios)</th><th>boot log</th></tr></thead><tbody>';

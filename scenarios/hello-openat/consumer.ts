@@ -14,7 +14,7 @@ export interface GenResult {
 }
 
 export interface ConsumerRun {
-  consumer: 'untraced' | 'ts' | 'opensnoop';
+  consumer: 'untraced' | 'ts' | 'c' | 'opensnoop';
   targetRate: number;
   gen: GenResult;
   delivered: number;
@@ -56,7 +56,7 @@ export function startGenerator(bin: string, rate: number, durationMs: number, pa
 }
 
 /** Poll `count` every 50 ms until it has not grown for quietMs; returns when it last grew. */
-async function settle(count: () => number, quietMs = 400): Promise<number> {
+export async function settle(count: () => number, quietMs = 400): Promise<number> {
   let last = count();
   let lastChange = performance.now();
   for (;;) {
@@ -69,7 +69,12 @@ async function settle(count: () => number, quietMs = 400): Promise<number> {
   }
 }
 
-function sampler(count: () => number, every = 250) {
+/**
+ * Sample `count` every `every` ms. stop() returns the timeline without the quiet tail (the wait for
+ * deliveries to stop adds intervals with nothing delivered, which would end every chart with a
+ * near-zero point that is no property of the consumer).
+ */
+export function sampler(count: () => number, every = 250) {
   const timeline: { t: number; rate: number }[] = [];
   const t0 = performance.now();
   let prev = count();
@@ -81,7 +86,21 @@ function sampler(count: () => number, every = 250) {
     prev = c;
     prevT = now;
   }, every);
-  return { timeline, stop: () => clearInterval(h) };
+  return {
+    timeline,
+    stop: () => {
+      clearInterval(h);
+      return trimQuietTail(timeline);
+    },
+  };
+}
+
+/** drop trailing points below 2% of the peak rate: the settle window after the last delivery */
+export function trimQuietTail(timeline: { t: number; rate: number }[]): { t: number; rate: number }[] {
+  const peak = Math.max(0, ...timeline.map((p) => p.rate));
+  let end = timeline.length;
+  while (end > 0 && timeline[end - 1]!.rate < peak * 0.02) end--;
+  return timeline.slice(0, end);
 }
 
 const cpuNs = () => {
@@ -104,7 +123,7 @@ function ready(pid: number): boolean {
   }
 }
 
-function procCpuNs(pid: number): number {
+export function procCpuNs(pid: number): number {
   try {
     const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
@@ -124,7 +143,7 @@ export async function runUntraced(bin: string, rate: number, durationMs: number,
 }
 
 /** The TypeScript consumer: decode every event and write one line per event, like opensnoop. */
-export async function runTs(bin: string, rate: number, durationMs: number, path: string, outFile: string): Promise<ConsumerRun> {
+export async function runTs(bin: string, rate: number, durationMs: number, path: string, outFile: string, injectDelayNs = 0): Promise<ConsumerRun> {
   const g = startGenerator(bin, rate, durationMs, path);
   const pid = await g.pid;
   const tracer = await OpenatTracer.start({ pid, stats: true });
@@ -134,7 +153,12 @@ export async function runTs(bin: string, rate: number, durationMs: number, path:
   const consume = (async () => {
     for await (const batch of tracer.ring.batches()) {
       let s = '';
-      for (const e of batch) s += `${formatEvent(e)}\n`;
+      for (const e of batch) {
+        s += `${formatEvent(e)}\n`;
+        // --inject-delay-us: a deliberate, labelled slowdown (busy wait per event) that exists
+        // only to prove `lab compare` flags a regression on real runs; 0 in every normal run
+        if (injectDelayNs > 0) for (const until = process.hrtime.bigint() + BigInt(injectDelayNs); process.hrtime.bigint() < until; );
+      }
       fs.writeSync(fd, s);
       delivered += batch.length;
       if (stop && tracer.ring.pending === 0) break;
@@ -147,7 +171,7 @@ export async function runTs(bin: string, rate: number, durationMs: number, path:
   const gen = await g.done;
   const tLast = await settle(() => delivered);
   const cpu = cpuNs() - cpu0;
-  s.stop();
+  const timeline = s.stop();
   stop = true;
   const prog = tracer.programStats();
   const lost = tracer.lost;
@@ -157,7 +181,7 @@ export async function runTs(bin: string, rate: number, durationMs: number, path:
   return {
     consumer: 'ts', targetRate: rate, gen, delivered, lost,
     deliveredPerSec: delivered / ((tLast - t0) / 1000), consumerCpuNs: cpu, cpuNsPerEvent: delivered ? cpu / delivered : null,
-    progNsPerEvent: prog.nsPerEvent, timeline: s.timeline,
+    progNsPerEvent: prog.nsPerEvent, timeline,
   };
 }
 
@@ -185,7 +209,7 @@ export async function runOpensnoop(bin: string, rate: number, durationMs: number
     const gen = await g.done;
     const tLast = await settle(size);
     const cpu = procCpuNs(snoop.pid!) - cpu0;
-    s.stop();
+    const timeline = s.stop();
     snoop.kill('SIGINT');
     await new Promise((r) => snoop.once('exit', r));
     const r = await execa('wc', ['-l', outFile]);
@@ -196,7 +220,7 @@ export async function runOpensnoop(bin: string, rate: number, durationMs: number
     return {
       consumer: 'opensnoop', targetRate: rate, gen, delivered, lost,
       deliveredPerSec: delivered / ((tLast - t0) / 1000), consumerCpuNs: cpu, cpuNsPerEvent: delivered ? cpu / delivered : null,
-      timeline: s.timeline.map((p) => ({ t: p.t, rate: p.rate / bytesPerLine })),
+      timeline: timeline.map((p) => ({ t: p.t, rate: p.rate / bytesPerLine })),
     };
   } finally {
     if (snoop.exitCode === null) snoop.kill('SIGKILL');

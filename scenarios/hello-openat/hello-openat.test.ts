@@ -2,9 +2,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
-import { expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { OpenatTracer } from '../../controller/hello/openat.ts';
 import { describeRoot } from '../../lab/testing.ts';
+import { trimQuietTail } from './consumer.ts';
 
 async function until<T>(f: () => T | undefined, ms = 5000): Promise<T | undefined> {
   const end = Date.now() + ms;
@@ -52,6 +53,28 @@ describeRoot('hello-openat', () => {
     await expect(OpenatTracer.start({ comm: 'a-very-long-command-name' })).rejects.toThrow(/15-character/);
   });
 
+  it('the C consumer of the same object delivers every event, formatted like the TS consumer', async () => {
+    const { buildCConsumer, runCConsumer } = await import('./c-consumer.ts');
+    const { OUT_DIR } = await import('../../bpf/build.ts');
+    const cBin = await buildCConsumer();
+    const gen = path.join(OUT_DIR, 'openat-loadgen');
+    if (!fs.existsSync(gen)) await execa('clang', ['-O2', '-o', gen, path.join(import.meta.dirname, 'loadgen.c')]);
+    const out = path.join(os.tmpdir(), `hello-c-${process.pid}.out`);
+    try {
+      const r = await runCConsumer(cBin, gen, 5000, 400, '/nonexistent/hello-c-test', out);
+      expect(r.consumer).toBe('c');
+      expect(r.lost).toBe(0);
+      expect(r.delivered).toBe(r.gen.ops);
+      expect(r.cpuNsPerEvent).not.toBeNull();
+      const lines = fs.readFileSync(out, 'utf8').split('\n').filter(Boolean);
+      expect(lines).toHaveLength(r.gen.ops);
+      // formatEvent(): pid right-aligned in 7, comm left-aligned in 16, the file name
+      expect(lines[0]).toMatch(/^ {0,6}\d+ openat-loadgen {3}\/nonexistent\/hello-c-test$/);
+    } finally {
+      fs.rmSync(out, { force: true });
+    }
+  }, 60_000);
+
   it('the scenario runs end to end and writes results.json and a self-contained report', async () => {
     const { runOnHost, parseRunArgs } = await import('../../lab/run.ts');
     const { createProgress } = await import('../../common/progress.ts');
@@ -73,4 +96,12 @@ describeRoot('hello-openat', () => {
       fs.rmSync(out, { recursive: true, force: true });
     }
   }, 120_000);
+});
+
+describe('rate timeline', () => {
+  it('drops the quiet tail after the last delivery, keeps dips in the middle', () => {
+    const t = [{ t: 0.25, rate: 1000 }, { t: 0.5, rate: 10 }, { t: 0.75, rate: 900 }, { t: 1, rate: 5 }, { t: 1.25, rate: 0 }];
+    expect(trimQuietTail(t).map((p) => p.t)).toEqual([0.25, 0.5, 0.75]);
+    expect(trimQuietTail([])).toEqual([]);
+  });
 });

@@ -2,8 +2,9 @@
 //   run:   self-check (an openat made here arrives with our pid and the file name), optional live
 //          print filtered by --pid/--comm for --duration s, and a short paced load with the
 //          consumer's numbers (events/s, lost, consumer CPU, program ns/event).
-//   bench: the same consumer side by side with libbpf-tools' C opensnoop at fixed rates and flat
-//          out, against an untraced generator run, all in one run.
+//   bench: the same consumer side by side with a C consumer of the same BPF object (c-consumer.c:
+//          the language comparison) and libbpf-tools' opensnoop (the design comparison) at fixed
+//          rates and flat out, against an untraced generator run, in interleaved rounds.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,6 +14,8 @@ import { OpenatTracer, formatEvent } from '../../controller/hello/openat.ts';
 import { OUT_DIR } from '../../bpf/build.ts';
 import { numberOption, scaledTimeout, type Scenario, type ScenarioContext } from '../../lab/scenario.ts';
 import { runOpensnoop, runTs, runUntraced, type ConsumerRun } from './consumer.ts';
+import { buildCConsumer, runCConsumer } from './c-consumer.ts';
+import { headlineFromRounds, perRoundRatios, runInterleaved, spreadOf } from '../../lab/rounds.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
@@ -74,108 +77,142 @@ async function livePrint(ctx: ScenarioContext): Promise<void> {
   ctx.section('Live trace', { kind: 'kv', items: { filter: `${pid ? `pid=${pid} ` : ''}${comm ? `comm=${comm}` : ''}` || 'none', seconds: secs, events: n, lost: tracer.lost } }, { kind: 'pre', caption: 'first events', text: sample.join('\n') || '(none)' });
 }
 
-function runRow(r: ConsumerRun): (string | number | null)[] {
-  return [
-    r.consumer,
-    r.targetRate ? r.targetRate : 'flat out',
-    Math.round(r.gen.rate),
-    r.delivered,
-    Math.round(r.deliveredPerSec),
-    r.lost,
-    r.cpuNsPerEvent === null ? null : Math.round(r.cpuNsPerEvent),
-    r.progNsPerEvent == null ? null : Math.round(r.progNsPerEvent),
-    Math.round(r.gen.ns_per_op),
-  ];
-}
+const CONSUMERS = ['untraced', 'ts', 'c', 'opensnoop'] as const;
+type Consumer = (typeof CONSUMERS)[number];
+const NAME: Record<Consumer, string> = { untraced: 'untraced (no tracer)', ts: 'TS consumer', c: 'C consumer (libbpf ring_buffer__poll)', opensnoop: 'opensnoop (libbpf-tools)' };
+const rateLabel = (r: number) => (r ? `${r / 1000}k/s` : 'flat out');
+const r0 = (x: number | null | undefined) => (x == null || Number.isNaN(x) ? null : Math.round(x));
+const range = (xs: number[]) => {
+  const f = xs.filter(Number.isFinite);
+  return f.length > 1 ? `${Math.round(Math.min(...f)).toLocaleString('en')}–${Math.round(Math.max(...f)).toLocaleString('en')}` : '';
+};
 
-const COLUMNS = ['consumer', 'target ev/s', 'generated ev/s', 'delivered', 'delivered ev/s', 'lost', 'consumer CPU ns/event', 'BPF prog ns/event', 'generator ns/op'];
+/** --inject-delay-us in ns, announced once in progress and in the report (the run is slowed on purpose) */
+const announced = new WeakSet<ScenarioContext>();
+function injected(ctx: ScenarioContext): number {
+  const ns = Math.round(numberOption(ctx, 'inject-delay-us') * 1000);
+  if (ns > 0 && !announced.has(ctx)) {
+    announced.add(ctx);
+    ctx.progress.info(`INJECTED REGRESSION: the TS consumer busy-waits ${ns / 1000} µs per event (--inject-delay-us)`);
+    ctx.section('Injected regression', { kind: 'text', text: `This run was slowed down on purpose: --inject-delay-us ${ns / 1000} makes the TS consumer busy-wait ${ns / 1000} µs per event. Its figures exist to test regression detection (pnpm lab compare), not to describe the consumer.` });
+  }
+  return ns;
+}
 
 async function pacedLoad(ctx: ScenarioContext, bin: string, tmp: string): Promise<void> {
   const rate = numberOption(ctx, 'rate');
   const ms = numberOption(ctx, 'load-ms');
   ctx.progress.step(`paced load: ${rate} openat/s for ${ms} ms through the TS consumer`);
-  const r = await runTs(bin, rate, ms, '/nonexistent/ebpf-lab-openat', path.join(tmp, 'ts.out'));
+  const injectDelayNs = injected(ctx);
+  const r = await runTs(bin, rate, ms, '/nonexistent/ebpf-lab-openat', path.join(tmp, 'ts.out'), injectDelayNs);
   ctx.metric('load', r);
   // name what was measured: under TCG the generator may not reach the target rate
   const achieved = Math.round(r.gen.rate);
   const reached = achieved >= rate * 0.95;
   ctx.check(`no event lost at ${achieved.toLocaleString('en')} events/s${reached ? '' : ` (target ${rate.toLocaleString('en')}/s not reached: the generator was CPU-bound)`}`, r.lost === 0 && r.delivered === r.gen.ops, `${r.delivered}/${r.gen.ops} delivered, ${r.lost} lost; generator ${achieved}/s of ${rate}/s`);
+  // run mode: one paced round (the bench repeats and compares); names are stable for compare/publish
+  ctx.headline(headlineFromRounds({ name: 'load.deliveredPerSec', label: `TS consumer delivered events/s at a paced ${rate.toLocaleString('en')}/s`, unit: 'events/s', better: 'higher', rounds: [r.deliveredPerSec] }));
+  ctx.headline(headlineFromRounds({ name: 'load.lost', label: `events lost at a paced ${rate.toLocaleString('en')}/s`, unit: 'events', better: 'lower', rounds: [r.lost], goal: { op: '<=', target: 0 } }));
+  if (r.cpuNsPerEvent !== null) ctx.headline(headlineFromRounds({ name: 'load.cpuNsPerEvent', label: 'TS consumer CPU per event (paced load)', unit: 'ns/event', better: 'lower', rounds: [r.cpuNsPerEvent] }));
   ctx.section(
     'Consumer under load',
     { kind: 'kv', items: { 'target events/s': rate, generated: r.gen.ops, delivered: r.delivered, lost: r.lost, 'delivered events/s': Math.round(r.deliveredPerSec), 'consumer CPU ns/event': r.cpuNsPerEvent && Math.round(r.cpuNsPerEvent), 'consumer CPU %': Math.round((r.consumerCpuNs / r.gen.elapsed_ns) * 1000) / 10, 'BPF program ns/event (bpf stats)': r.progNsPerEvent == null ? null : Math.round(r.progNsPerEvent) } },
-    { kind: 'chart', type: 'line', title: 'Events delivered per second', labels: r.timeline.map((p) => +p.t.toFixed(2)), datasets: [{ label: 'TS consumer', data: r.timeline.map((p) => Math.round(p.rate)) }], xLabel: 's', yLabel: 'events/s' },
+    { kind: 'chart', type: 'line', title: 'Events delivered per second', labels: r.timeline.map((p) => +p.t.toFixed(2)), datasets: [{ label: 'TS consumer', data: r.timeline.map((p) => Math.round(p.rate)) }], xLabel: 'time (s)', yLabel: 'events/s' },
   );
+}
+
+/** one benchmark row: the generator at `rate` for `ms`, traced by `which` (or not at all) */
+async function row(which: Consumer, rate: number, ms: number, bin: string, cBin: string, tmp: string, injectDelayNs = 0): Promise<ConsumerRun> {
+  const p = '/nonexistent/ebpf-lab-openat';
+  const out = path.join(tmp, `${which}-${rate}.out`);
+  try {
+    switch (which) {
+      case 'untraced': return await runUntraced(bin, rate, ms, p);
+      case 'ts': return await runTs(bin, rate, ms, p, out, injectDelayNs);
+      case 'c': return await runCConsumer(cBin, bin, rate, ms, p, out);
+      case 'opensnoop': return await runOpensnoop(bin, rate, ms, p, out);
+    }
+  } finally {
+    fs.rmSync(out, { force: true });
+  }
 }
 
 async function benchmark(ctx: ScenarioContext, bin: string, tmp: string): Promise<void> {
   const rates = (ctx.options.rates as string[]).map(Number);
   const ms = numberOption(ctx, 'bench-ms');
-  const runs: ConsumerRun[] = [];
-  const steps = rates.length * 3;
-  let k = 0;
-  ctx.progress.step(`benchmark: ${rates.map((r) => r || 'flat out').join(', ')} events/s × (untraced, TS, opensnoop), ${ms} ms each`);
-  for (const rate of rates) {
-    const p = '/nonexistent/ebpf-lab-openat';
-    for (const which of ['untraced', 'ts', 'opensnoop'] as const) {
-      if (ctx.signal.aborted) return;
-      ctx.progress.update(k++ / steps, `${which} @ ${rate || 'flat out'}`);
-      const out = path.join(tmp, `${which}-${rate}.out`);
-      const r = which === 'untraced' ? await runUntraced(bin, rate, ms, p) : which === 'ts' ? await runTs(bin, rate, ms, p, out) : await runOpensnoop(bin, rate, ms, p, out);
-      fs.rmSync(out, { force: true });
-      runs.push(r);
-    }
-  }
+  const repeat = numberOption(ctx, 'repeat');
+  const cBin = await buildCConsumer();
+  const injectDelayNs = injected(ctx);
+  const configs = rates.flatMap((r) => CONSUMERS.map((c) => `${c}@${r}` as const));
+  ctx.progress.step(`benchmark: ${repeat} interleaved rounds × ${rates.map(rateLabel).join(', ')} × (untraced, TS, C, opensnoop), ${ms} ms each`);
+  const res = await runInterleaved(configs, repeat, async (cfg) => {
+    const [c, r] = cfg.split('@') as [Consumer, string];
+    return row(c, Number(r), ms, bin, cBin, tmp, injectDelayNs);
+  }, { signal: ctx.signal, onStep: (st, i, n) => ctx.progress.update(i / n, `round ${st.round + 1}/${repeat}: ${st.config}`) });
   ctx.progress.update(1);
-  ctx.metric('benchmark', { durationMs: ms, runs });
-  const by = (c: string, rate: number) => runs.find((r) => r.consumer === c && r.targetRate === rate)!;
+  const rounds = (c: Consumer, rate: number) => res.byConfig[`${c}@${rate}`] ?? [];
+  const n = rounds('ts', rates[0]!).length;
+  if (n === 0) return;
+  ctx.metric('benchmark', { durationMs: ms, repeat, rounds: n, order: res.order.map((s) => `${s.round}:${s.config}`), runs: res.byConfig });
+
   const flat = rates.includes(0) ? 0 : rates[rates.length - 1]!;
-  const ts = by('ts', flat);
-  const cs = by('opensnoop', flat);
-  const base = by('untraced', flat);
-  const ratio = ts.deliveredPerSec / Math.max(cs.deliveredPerSec, 1);
-  const cpuRatio = ts.cpuNsPerEvent && cs.cpuNsPerEvent ? cs.cpuNsPerEvent / ts.cpuNsPerEvent : null;
+  const ev = (c: Consumer, r = flat) => rounds(c, r).map((x) => x.deliveredPerSec);
+  const cpu = (c: Consumer, r = flat) => rounds(c, r).map((x) => x.cpuNsPerEvent ?? NaN);
+  const slow = (c: Consumer, r = flat) => rounds(c, r).map((x, i) => x.gen.ns_per_op / rounds('untraced', r)[i]!.gen.ns_per_op);
+  const lfl = 'same BPF object, ring size and record formatting; only the language of the consumer differs';
+  const design = 'a different design: perf buffer, its own BPF object and output format — what users run today';
+  const flatLabel = rateLabel(flat);
+  ctx.headline(headlineFromRounds({ name: 'bench.ts.eventsPerSec', label: `TS consumer delivered events/s, ${flatLabel}`, unit: 'events/s', better: 'higher', rounds: ev('ts'), comparator: { name: NAME.c, rounds: ev('c'), likeForLike: true, note: `language comparison: ${lfl}` }, regressionFloor: 0.1 }));
+  ctx.headline(headlineFromRounds({ name: 'bench.ts.cpuNsPerEvent', label: `TS consumer CPU per event, ${flatLabel}`, unit: 'ns/event', better: 'lower', rounds: cpu('ts'), comparator: { name: NAME.c, rounds: cpu('c'), likeForLike: true, note: 'ratio = TS ÷ C: how many times the C consumer\'s CPU per event the TS consumer spends' }, regressionFloor: 0.1 }));
+  const evVsSnoop = headlineFromRounds({ name: 'bench.ts.eventsPerSec.vsOpensnoop', label: `TS consumer delivered events/s vs opensnoop, ${flatLabel}`, unit: 'events/s', better: 'higher', rounds: ev('ts'), comparator: { name: NAME.opensnoop, rounds: ev('opensnoop'), likeForLike: false, note: `design comparison: ${design}` }, goal: { op: '>=', target: 2, of: 'ratio' } });
+  ctx.headline(evVsSnoop);
+  const cpuVsSnoop = headlineFromRounds({ name: 'bench.ts.cpuNsPerEvent.vsOpensnoop', label: `TS consumer CPU per event vs opensnoop, ${flatLabel}`, unit: 'ns/event', better: 'lower', rounds: cpu('ts'), comparator: { name: NAME.opensnoop, rounds: cpu('opensnoop'), likeForLike: false, note: 'ratio = TS ÷ opensnoop (below 1: TS spends less)' }, goal: { op: '<=', target: 1, of: 'ratio' } });
+  ctx.headline(cpuVsSnoop);
+  if (rates.includes(100000)) ctx.headline(headlineFromRounds({ name: 'bench.ts.lost.100k', label: 'TS consumer events lost at 100k events/s', unit: 'events', better: 'lower', rounds: rounds('ts', 100000).map((x) => x.lost), goal: { op: '<=', target: 0 } }));
+
+  const med = (xs: number[]) => spreadOf(xs).median;
   const summary = {
-    'TS / opensnoop delivered events/s (flat out)': +ratio.toFixed(2),
-    'opensnoop / TS CPU per event (flat out)': cpuRatio && +cpuRatio.toFixed(2),
-    'generator slowdown, TS-traced vs untraced': +(ts.gen.ns_per_op / base.gen.ns_per_op).toFixed(2),
-    'generator slowdown, opensnoop-traced vs untraced': +(cs.gen.ns_per_op / base.gen.ns_per_op).toFixed(2),
+    rounds: n,
+    'TS ÷ C delivered events/s (flat out), median of per-round ratios': +med(perRoundRatios(ev('ts'), ev('c'))).toFixed(2),
+    'TS ÷ C CPU per event (flat out)': +med(perRoundRatios(cpu('ts'), cpu('c'))).toFixed(2),
+    'TS ÷ opensnoop delivered events/s (flat out)': +med(perRoundRatios(ev('ts'), ev('opensnoop'))).toFixed(2),
+    'opensnoop ÷ TS CPU per event (flat out)': +med(perRoundRatios(cpu('opensnoop'), cpu('ts'))).toFixed(2),
+    'generator slowdown traced ÷ untraced: TS / C / opensnoop': (['ts', 'c', 'opensnoop'] as const).map((c) => med(slow(c)).toFixed(2)).join(' / '),
   };
   ctx.metric('benchmarkSummary', summary);
+  const tableRows = rates.flatMap((r) => CONSUMERS.map((c) => {
+    const xs = rounds(c, r);
+    const d = xs.map((x) => x.deliveredPerSec);
+    const cp = xs.map((x) => x.cpuNsPerEvent ?? NaN);
+    return [NAME[c], rateLabel(r), r0(med(xs.map((x) => x.gen.rate))), c === 'untraced' ? null : r0(med(d)), c === 'untraced' ? null : range(d), c === 'untraced' ? null : Math.max(...xs.map((x) => x.lost)), c === 'untraced' ? null : r0(med(cp)), c === 'untraced' ? null : range(cp), c === 'ts' ? r0(med(xs.map((x) => x.progNsPerEvent ?? NaN))) : null];
+  }));
+  const last = (c: Consumer) => rounds(c, flat)[n - 1]!;
+  const chartRates = rates.map(rateLabel);
   ctx.section(
-    'Benchmark: TypeScript consumer vs C opensnoop',
-    { kind: 'text', text: `Each row is one generator run of ${ms} ms; all rows come from this one run. The generator opens a missing path (one cheap syscall per event). Both consumers filter on the generator's pid in the kernel and write one formatted line per event to a file. Delivered events/s = delivered ÷ (last delivery − start). Consumer CPU comes from the consumer process (user+system).` },
+    'Benchmark: TS consumer vs C consumer vs opensnoop',
+    { kind: 'text', text: `${n} interleaved rounds (every configuration once per round, in the same order), ${ms} ms of generator per row; all rows come from this one run. Figures are medians over rounds; ratios are taken inside each round, then the median. The generator opens a missing path (one cheap syscall per event); every consumer filters on the generator's pid in the kernel and writes one formatted line per event to a file.\n\nTS vs C consumer is the language comparison (like-for-like): ${lfl}. TS vs opensnoop is the design comparison: ${design}.\n\nDelivered events/s = delivered ÷ (last delivery − start). Consumer CPU = the consumer process's user+system time (USER_HZ ticks) from start to last delivery.` },
     { kind: 'kv', items: summary },
-    { kind: 'table', columns: COLUMNS, rows: runs.map(runRow) },
+    { kind: 'table', caption: 'median over rounds (min–max beside it); lost = the worst round', columns: ['consumer', 'target', 'generated ev/s', 'delivered ev/s', 'range', 'lost', 'CPU ns/event', 'range', 'BPF prog ns/event'], rows: tableRows },
+    { kind: 'chart', type: 'bar', title: 'Delivered events/s by target rate (median over rounds)', labels: chartRates, datasets: (['ts', 'c', 'opensnoop'] as const).map((c) => ({ label: NAME[c], data: rates.map((r) => r0(med(ev(c, r)))) })), yLabel: 'events/s' },
+    { kind: 'chart', type: 'bar', title: 'Consumer CPU per event (median over rounds)', labels: chartRates, datasets: (['ts', 'c', 'opensnoop'] as const).map((c) => ({ label: NAME[c], data: rates.map((r) => r0(med(cpu(c, r)))) })), yLabel: 'ns/event' },
     {
-      kind: 'chart', type: 'bar', title: 'Delivered events/s by target rate', labels: rates.map((r) => (r ? `${r / 1000}k/s` : 'flat out')),
-      datasets: (['ts', 'opensnoop'] as const).map((c) => ({ label: c === 'ts' ? 'TS consumer' : 'opensnoop (C)', data: rates.map((r) => Math.round(by(c, r).deliveredPerSec)) })),
-      yLabel: 'events/s',
-    },
-    {
-      kind: 'chart', type: 'bar', title: 'Consumer CPU per event (ns)', labels: rates.map((r) => (r ? `${r / 1000}k/s` : 'flat out')),
-      datasets: (['ts', 'opensnoop'] as const).map((c) => ({ label: c === 'ts' ? 'TS consumer' : 'opensnoop (C)', data: rates.map((r) => by(c, r).cpuNsPerEvent && Math.round(by(c, r).cpuNsPerEvent!)) })),
-      yLabel: 'ns/event',
-    },
-    {
-      kind: 'chart', type: 'line', title: 'Flat out: events delivered per second over time', labels: ts.timeline.map((p) => +p.t.toFixed(2)),
-      datasets: [
-        { label: 'TS consumer', data: ts.timeline.map((p) => Math.round(p.rate)) },
-        { label: 'opensnoop (C)', data: cs.timeline.slice(0, ts.timeline.length).map((p) => Math.round(p.rate)) },
-      ],
-      xLabel: 's', yLabel: 'events/s',
+      kind: 'chart', type: 'line', title: `${flatLabel}: events delivered per second over time (last round)`, labels: last('ts').timeline.map((p) => +p.t.toFixed(2)),
+      datasets: (['ts', 'c', 'opensnoop'] as const).map((c) => ({ label: NAME[c], data: last('ts').timeline.map((_, i) => r0(last(c).timeline[i]?.rate)) })),
+      xLabel: 'time (s)', yLabel: 'events/s',
     },
   );
-  ctx.check('benchmark: TS consumer delivers ≥2x opensnoop events/s flat out', ratio >= 2, `${ratio.toFixed(2)}x (${Math.round(ts.deliveredPerSec)} vs ${Math.round(cs.deliveredPerSec)} events/s)`);
-  ctx.check('benchmark: TS consumer uses less CPU per event than opensnoop flat out', cpuRatio !== null && cpuRatio > 1, cpuRatio ? `${cpuRatio.toFixed(2)}x less (${Math.round(ts.cpuNsPerEvent!)} vs ${Math.round(cs.cpuNsPerEvent!)} ns/event)` : 'no data');
+  const g = (h: typeof evVsSnoop) => `${h.goal?.detail}; per-round ratios ${h.comparator?.ratioRounds?.map((x) => x.toFixed(2)).join(', ')}`;
+  ctx.check(`benchmark: TS consumer delivers ≥2x opensnoop's events/s ${flatLabel} in every round`, evVsSnoop.goal?.verdict === 'met', g(evVsSnoop));
+  ctx.check(`benchmark: TS consumer uses less CPU per event than opensnoop ${flatLabel} in every round`, cpuVsSnoop.goal?.verdict === 'met', g(cpuVsSnoop));
   if (rates.includes(100000)) {
-    const r = by('ts', 100000);
-    ctx.check('benchmark: TS consumer loses nothing at 100k events/s', r.lost === 0 && r.delivered === r.gen.ops, `${r.delivered}/${r.gen.ops} delivered, ${r.lost} lost`);
+    const xs = rounds('ts', 100000);
+    ctx.check('benchmark: TS consumer loses nothing at 100k events/s', xs.every((r) => r.lost === 0 && r.delivered === r.gen.ops), xs.map((r) => `${r.delivered}/${r.gen.ops} delivered, ${r.lost} lost`).join('; '));
   }
 }
 
 const scenario: Scenario = {
   name: 'hello-openat',
-  description: 'openat tracepoint → ring buffer → TypeScript consumer (bench: vs C opensnoop)',
+  description: 'openat tracepoint → ring buffer → TypeScript consumer (bench: vs a C consumer of the same object and vs opensnoop)',
   tools: ['libbpf-tools'],
   options: {
     pid: { type: 'int', min: 1, valueName: 'PID', description: 'live print: trace this process only' },
@@ -187,6 +224,8 @@ const scenario: Scenario = {
     'load-ms': { type: 'int', min: 100, default: 3000, valueName: 'MS', description: 'paced load: duration' },
     rates: { type: 'list', default: '10000,100000,300000,0', valueName: 'R,R,…', description: 'bench: target rates in events/s (0 = flat out)' },
     'bench-ms': { type: 'int', min: 100, default: 4000, valueName: 'MS', description: 'bench: duration of each row' },
+    repeat: { type: 'int', min: 1, default: 3, valueName: 'N', description: 'bench: interleaved rounds (every consumer and rate once per round)' },
+    'inject-delay-us': { type: 'number', min: 0, max: 1000, default: 0, valueName: 'US', description: 'TESTING ONLY: busy-wait US µs per event in the TS consumer (paced load and bench) — an injected regression to validate pnpm lab compare' },
   },
   async run(ctx) {
     const probes = await ctx.probes();

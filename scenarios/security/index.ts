@@ -13,6 +13,7 @@ import { ATTACKS, CONTROLS, mechanismShort, proof, runAttack, type Attack, type 
 import { setupLab, workloadPolicy, type Lab } from './setup.ts';
 import { measureUpdateLatency } from './latency.ts';
 import { runBench } from './bench.ts';
+import { headlineFromRounds } from '../../lab/rounds.ts';
 
 /** the hard-link row's deny-list-only expectation depends on the file system (see Lab.hardlinkSameInode) */
 function hardlinkAttack(lab: Lab): Attack {
@@ -28,7 +29,8 @@ const scenario: Scenario = {
   tools: ['security'],
   options: {
     lsm: { type: 'string', choices: ['auto', 'off'], default: 'auto', description: 'off: enforce exec without BPF LSM (the tracepoint + SIGKILL fallback)' },
-    rounds: { type: 'int', min: 1, default: 7, valueName: 'N', description: 'bench: interleaved rounds' },
+    repeat: { type: 'int', min: 2, default: 5, valueName: 'N', description: 'bench: interleaved rounds (none / non-matching / matching once each per round; the bootstrap interval needs ≥ 2, 5+ to be decisive)' },
+    rounds: { type: 'int', min: 2, hidden: true, valueName: 'N', description: 'old name of --repeat' },
     'exec-n': { type: 'int', min: 1, default: 300, valueName: 'N', description: 'bench: fork+exec per round' },
     'connect-n': { type: 'int', min: 1, default: 3000, valueName: 'N', description: 'bench: connects per round' },
   },
@@ -151,6 +153,8 @@ const scenario: Scenario = {
       ctx.progress.step('policy update latency');
       const lat = await measureUpdateLatency(lab, ctx.mode === 'bench' ? 20 : 8);
       ctx.metric('updateLatency', lat);
+      const eff = lat.samples.filter((x) => x.effectUs !== null).map((x) => x.effectUs! / 1000);
+      if (eff.length) ctx.headline(headlineFromRounds({ name: 'policy.updateEffectMs', label: `policy update: apply() start → first blocked send (${eff.length} updates)`, unit: 'ms', better: 'lower', rounds: eff }));
       ctx.check('a policy update reaches the hooks', lat.samples.length > 0 && lat.samples.every((s) => s.effectUs !== null), `${lat.samples.length} updates`);
       ctx.section(
         'Policy update latency',
@@ -183,6 +187,9 @@ const scenario: Scenario = {
       byMech.set(k, [...(byMech.get(k) ?? []), r.name]);
     }
     const through = rows.filter((r) => r.expect === 'blocked' && r.outcome === 'allowed').map((r) => r.name);
+    const expectBlocked = rows.filter((r) => r.expect === 'blocked');
+    ctx.headline(headlineFromRounds({ name: 'enforcement.blocked', label: `attacks blocked, of ${expectBlocked.length} the policy must stop`, unit: 'attacks', better: 'higher', rounds: [expectBlocked.filter((r) => r.outcome === 'blocked').length], goal: { op: '>=', target: expectBlocked.length } }));
+    ctx.headline(headlineFromRounds({ name: 'enforcement.gotThrough', label: 'attacks that got through although the policy must stop them', unit: 'attacks', better: 'lower', rounds: [through.length], goal: { op: '<=', target: 0 } }));
     ctx.section(
       'Closing note',
       { kind: 'text', text: [

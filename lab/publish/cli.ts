@@ -1,0 +1,74 @@
+// `pnpm lab compare` and `pnpm lab publish`: both read results.json files only (the runner's
+// output), so they work on runs copied from other machines, CI artifacts and old nights alike.
+import { appendFile, writeFile } from 'node:fs/promises';
+import { parseArgs, UsageError } from '../args.ts';
+import { LabError } from '../errors.ts';
+import { runKey, compareRuns, DEFAULT_FLOOR, DEFAULT_K, loadRuns, markdownTable, textTable } from './compare.ts';
+
+const compareOptions = {
+  k: { type: 'number', min: 0, valueName: 'N', default: DEFAULT_K, description: 'a change must exceed N × the baseline MAD (and the floor) to count' },
+  floor: { type: 'number', min: 0, max: 10, valueName: 'F', default: DEFAULT_FLOOR, description: 'relative floor (0.05 = 5%) for headlines that declare no regressionFloor' },
+  window: { type: 'int', min: 1, valueName: 'N', description: 'use only the newest N baseline runs per metric (default: all)' },
+  'fail-on-regression': { type: 'boolean', description: 'exit 1 when any headline regressed' },
+  format: { type: 'string', choices: ['text', 'markdown', 'json'], default: 'text', description: 'table format on stdout' },
+  summary: { type: 'string', valueName: 'FILE', description: 'also append the table as markdown to FILE (e.g. "$GITHUB_STEP_SUMMARY")' },
+} as const;
+
+export async function compareCommand(argv: string[]): Promise<number> {
+  const p = parseArgs(argv, {
+    usage: 'pnpm lab compare [options] <baseline> <candidate>   |   pnpm lab compare [options] <baseline…> -- <candidate…>',
+    summary:
+      'compare headline figures of candidate runs against baseline runs (results.json files or directories searched recursively), ' +
+      'per scenario + kernel + machine class; a regression is a median worse by more than max(k·MAD of the baseline, floor)',
+    options: compareOptions,
+    positionals: { names: ['baseline', 'candidate'] },
+    epilog: 'examples:\n  pnpm lab compare reports/20261130-0101-xdp-lb-host reports/20261130-0201-xdp-lb-host\n  pnpm lab compare --fail-on-regression history/ -- reports/matrix/',
+  });
+  if (!p) return 0;
+  let base: string[];
+  let cand: string[];
+  if (argv.includes('--')) [base, cand] = [p.positionals, p.rest];
+  else if (p.positionals.length === 2) [base, cand] = [[p.positionals[0]!], [p.positionals[1]!]];
+  else throw new UsageError(p.positionals.length < 2 ? 'need a baseline and a candidate' : `${p.positionals.length} paths: cannot tell baseline from candidate`, 'pnpm lab compare <baseline> <candidate>, or separate several: <baseline…> -- <candidate…>');
+  if (!base.length || !cand.length) throw new UsageError('need at least one baseline and one candidate path', 'pnpm lab compare <baseline…> -- <candidate…>');
+  const [b, c] = [await loadRuns(base), await loadRuns(cand)];
+  if (!c.length) throw new LabError(`no results.json under ${cand.join(', ')}`, 'pass run directories written by pnpm lab run|bench|matrix');
+  const candIds = new Set(c.map((r) => runKey(r.results)));
+  const rows = compareRuns(b.filter((r) => !candIds.has(runKey(r.results))), c, { k: p.values.k, defaultFloor: p.values.floor, window: p.values.window });
+  const regressions = rows.filter((r) => r.verdict === 'regression').length;
+  const fmt = p.values.format ?? 'text';
+  if (!rows.length) console.log('no headline figures in these runs (scenarios declare them with ctx.headline)');
+  else if (fmt === 'json') console.log(JSON.stringify(rows, null, 2));
+  else console.log(fmt === 'markdown' ? markdownTable(rows) : textTable(rows));
+  if (fmt !== 'json') {
+    const machines = [...new Set(rows.map((r) => r.machine))];
+    console.log(`\n${regressions} regression${regressions === 1 ? '' : 's'} in ${rows.length} figure${rows.length === 1 ? '' : 's'} (k=${p.values.k}, default floor ${(p.values.floor! * 100).toFixed(0)}%; ${b.length} baseline, ${c.length} candidate run${c.length === 1 ? '' : 's'}; machine class${machines.length === 1 ? '' : 'es'}: ${machines.join('; ') || '—'})`);
+  }
+  if (p.values.summary) {
+    const md = `### Benchmark comparison\n\n${rows.length ? markdownTable(rows) : '_no headline figures_'}\n\n${regressions} regression(s) in ${rows.length} figure(s).\n`;
+    await (p.values.summary === '-' ? writeFile('/dev/stdout', md) : appendFile(p.values.summary, md));
+  }
+  return regressions && p.values['fail-on-regression'] ? 1 : 0;
+}
+
+export async function publishCommand(argv: string[]): Promise<number> {
+  const p = parseArgs(argv, {
+    usage: 'pnpm lab publish <results dir…> --out <site dir>',
+    summary: 'build a static site (home, per-scenario trends, kernel feature table, a page per run) from results.json files alone',
+    options: {
+      out: { type: 'string', valueName: 'DIR', description: 'where to write the site (created; its old pages are replaced)' },
+      k: compareOptions.k,
+      floor: compareOptions.floor,
+      window: { ...compareOptions.window, default: 10, description: 'each run is compared against the N runs before it' },
+    },
+    positionals: { names: ['results dir'], min: 1 },
+  });
+  if (!p) return 0;
+  if (!p.values.out) throw new UsageError('--out is required', 'pnpm lab publish reports/ --out site/');
+  const { publishSite } = await import('./site.ts');
+  const runs = await loadRuns(p.positionals);
+  if (!runs.length) throw new LabError(`no results.json under ${p.positionals.join(', ')}`, 'pass directories of runs written by pnpm lab run|bench|matrix (e.g. reports/)');
+  const r = await publishSite(runs, p.values.out, { k: p.values.k, defaultFloor: p.values.floor, window: p.values.window });
+  console.log(`${r.pages} pages from ${runs.length} runs → ${r.index}`);
+  return 0;
+}

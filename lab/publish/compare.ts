@@ -1,0 +1,267 @@
+// Regression detection over declared headline figures (Results.headline), from results.json
+// files alone. One rule, shared by `pnpm lab compare`, `pnpm lab publish` and the nightly job:
+// for each headline metric of the same scenario + kernel + machine class, the candidate is a
+// regression when its median is worse than the baseline's by more than max(k·MAD, floor).
+// MAD is taken over the baseline's pooled rounds (every round of every baseline run), so it
+// carries both within-run noise and run-to-run drift when the baseline has several nights.
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { LabError } from '../errors.ts';
+import { resultsProblem, type Environment, type Headline, type Results } from '../results.ts';
+import { mad, median } from '../stats.ts';
+import { formatNumber } from '../report/html.ts';
+
+/** smallest relative change counted as a regression when a headline declares no regressionFloor */
+export const DEFAULT_FLOOR = 0.06;
+/** how many MADs of the baseline a change must exceed */
+export const DEFAULT_K = 2;
+
+export interface LoadedRun {
+  /** the results.json path it was read from */
+  file: string;
+  results: Results;
+}
+
+/**
+ * The class of machine a figure was measured on: numbers only compare within a class.
+ * Derived from the environment alone: CPU model, cores, host or VM, and the VM's accelerator
+ * (TCG is 10–30x slower than KVM; a TCG number says nothing about a KVM one).
+ */
+export function machineClass(env: Partial<Environment> | undefined): string {
+  const cpu = env?.cpu ? `${env.cpu.model.replace(/\s+/g, ' ').trim()} ×${env.cpu.cores}` : 'unknown cpu';
+  const target = env?.target ?? 'host';
+  const accel = target === 'vm' ? String((env?.vm as Record<string, unknown> | undefined)?.accel ?? 'unknown accel') : null;
+  return [cpu, target, accel].filter(Boolean).join(' · ');
+}
+
+/**
+ * The kernel a run is filed under: the series asked for on a VM (Debian's ABI number moves with
+ * point releases, the series is what a reader follows), the release itself on the host.
+ */
+export function kernelLabel(env: Partial<Environment> | undefined): string {
+  const k = env?.kernel;
+  if (!k) return 'unknown';
+  if (env?.target === 'vm' && k.spec && k.spec !== 'host') return k.spec;
+  return k.release;
+}
+
+/** the sample a headline stands for: its rounds when recorded, else its median alone */
+export function samples(h: Headline): number[] {
+  const r = Array.isArray(h.rounds) ? h.rounds.filter((x) => typeof x === 'number' && Number.isFinite(x)) : [];
+  return r.length ? r : Number.isFinite(h.value) ? [h.value] : [];
+}
+
+/**
+ * A run's identity across machines and nights: the run id alone is not unique (a matrix names
+ * its runs after the cell, e.g. "hello-openat-5.10", every night), the id plus its start is.
+ */
+export const runKey = (r: Pick<Results, 'runId' | 'startedAt'>) => `${r.runId}\u0000${r.startedAt}`;
+
+export type Verdict = 'regression' | 'improvement' | 'ok' | 'new' | 'missing';
+
+export interface Comparison {
+  scenario: string;
+  kernel: string;
+  machine: string;
+  metric: string;
+  label: string;
+  unit: string;
+  better: 'higher' | 'lower';
+  baseline?: { median: number; mad: number; n: number; runs: string[] };
+  candidate?: { median: number; mad: number; n: number; runs: string[] };
+  /** (candidate − baseline) / |baseline| */
+  change?: number;
+  /** relative threshold the change had to exceed: max(k·MAD/|baseline|, floor) */
+  threshold?: number;
+  floor: number;
+  verdict: Verdict;
+}
+
+interface Group {
+  scenario: string;
+  kernel: string;
+  machine: string;
+  h: Headline;
+  runs: LoadedRun[];
+  values: number[];
+}
+
+const keyOf = (scenario: string, kernel: string, machine: string, metric: string) => JSON.stringify([scenario, kernel, machine, metric]);
+
+/** runs that carry figures worth comparing: a run that errored out measured nothing trustworthy */
+export function usable(r: Results): boolean {
+  return r.status !== 'error' && Array.isArray(r.headline) && r.headline.length > 0;
+}
+
+function group(runs: LoadedRun[], window?: number): Map<string, Group> {
+  const byKey = new Map<string, { g: Group; entries: { run: LoadedRun; h: Headline }[] }>();
+  for (const run of runs) {
+    const r = run.results;
+    if (!usable(r)) continue;
+    const kernel = kernelLabel(r.environment);
+    const machine = machineClass(r.environment);
+    for (const h of r.headline!) {
+      if (!h || typeof h.name !== 'string' || typeof h.value !== 'number') continue;
+      const k = keyOf(r.scenario, kernel, machine, h.name);
+      let e = byKey.get(k);
+      if (!e) byKey.set(k, (e = { g: { scenario: r.scenario, kernel, machine, h, runs: [], values: [] }, entries: [] }));
+      e.entries.push({ run, h });
+    }
+  }
+  const out = new Map<string, Group>();
+  for (const [k, { g, entries }] of byKey) {
+    // newest last; with a window only the newest `window` runs form the baseline
+    entries.sort((a, b) => a.run.results.startedAt.localeCompare(b.run.results.startedAt));
+    const kept = window ? entries.slice(-window) : entries;
+    g.h = kept[kept.length - 1]!.h;
+    g.runs = kept.map((e) => e.run);
+    g.values = kept.flatMap((e) => samples(e.h));
+    out.set(k, g);
+  }
+  return out;
+}
+
+/** compare a candidate set of runs against a baseline set; one row per headline metric seen in either */
+export function compareRuns(baseline: LoadedRun[], candidate: LoadedRun[], opts: { k?: number; defaultFloor?: number; window?: number } = {}): Comparison[] {
+  const k = opts.k ?? DEFAULT_K;
+  const base = group(baseline, opts.window);
+  const cand = group(candidate);
+  const rows: Comparison[] = [];
+  for (const key of new Set([...cand.keys(), ...base.keys()])) {
+    const b = base.get(key);
+    const c = cand.get(key);
+    const g = (c ?? b)!;
+    const floor = typeof g.h.regressionFloor === 'number' && g.h.regressionFloor >= 0 ? g.h.regressionFloor : (opts.defaultFloor ?? DEFAULT_FLOOR);
+    const row: Comparison = { scenario: g.scenario, kernel: g.kernel, machine: g.machine, metric: g.h.name, label: g.h.label ?? g.h.name, unit: g.h.unit ?? '', better: g.h.better === 'higher' ? 'higher' : 'lower', floor, verdict: 'ok' };
+    const stat = (x: Group) => ({ median: median(x.values), mad: mad(x.values), n: x.values.length, runs: x.runs.map((r) => r.results.runId) });
+    if (b?.values.length) row.baseline = stat(b);
+    if (c?.values.length) row.candidate = stat(c);
+    if (!row.candidate) row.verdict = 'missing';
+    else if (!row.baseline) row.verdict = 'new';
+    else {
+      const bm = row.baseline.median;
+      const change = bm === 0 ? (row.candidate.median === 0 ? 0 : Math.sign(row.candidate.median) * Infinity) : (row.candidate.median - bm) / Math.abs(bm);
+      const threshold = Math.max(bm === 0 ? 0 : (k * row.baseline.mad) / Math.abs(bm), floor);
+      row.change = change;
+      row.threshold = threshold;
+      const worse = row.better === 'lower' ? change : -change;
+      row.verdict = worse > threshold ? 'regression' : -worse > threshold ? 'improvement' : 'ok';
+    }
+    rows.push(row);
+  }
+  const order: Record<Verdict, number> = { regression: 0, improvement: 1, ok: 2, new: 3, missing: 4 };
+  return rows.sort((a, b) => order[a.verdict] - order[b.verdict] || a.scenario.localeCompare(b.scenario) || a.kernel.localeCompare(b.kernel) || a.metric.localeCompare(b.metric));
+}
+
+/**
+ * A history (runs of one scenario × kernel × machine class over time): every run compared
+ * against the `window` runs before it. What the site marks on trend pages and the home page.
+ * Keyed by runKey().
+ */
+export function flagHistory(runs: LoadedRun[], opts: { k?: number; defaultFloor?: number; window?: number } = {}): Map<string, Comparison[]> {
+  const sorted = [...runs].filter((r) => usable(r.results)).sort((a, b) => a.results.startedAt.localeCompare(b.results.startedAt));
+  const out = new Map<string, Comparison[]>();
+  for (const [i, run] of sorted.entries()) {
+    const sameKind = (o: LoadedRun) => o.results.scenario === run.results.scenario && kernelLabel(o.results.environment) === kernelLabel(run.results.environment) && machineClass(o.results.environment) === machineClass(run.results.environment);
+    const before = sorted.slice(0, i).filter(sameKind);
+    out.set(runKey(run.results), compareRuns(before, [run], opts).filter((c) => c.verdict !== 'missing'));
+  }
+  return out;
+}
+
+async function walk(path: string, out: string[]): Promise<void> {
+  let st;
+  try {
+    st = await stat(path);
+  } catch (err) {
+    throw new LabError(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 'pass results.json files or directories that contain them (e.g. reports/)', { cause: err });
+  }
+  if (st.isFile()) {
+    out.push(path);
+    return;
+  }
+  if (!st.isDirectory()) return;
+  for (const e of (await readdir(path, { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name))) {
+    if (e.name.startsWith('.') || e.name === 'node_modules') continue;
+    const p = join(path, e.name);
+    if (e.isDirectory()) await walk(p, out);
+    else if (e.name === 'results.json') out.push(p);
+  }
+}
+
+/**
+ * Read results.json files (directories are searched recursively). A named file that is not a
+ * valid results.json is an error; a broken one found while searching a directory is skipped
+ * with a warning (a half-written run must not stop a nightly publish).
+ */
+export async function loadRuns(paths: string[], warn: (s: string) => void = (s) => console.error(s)): Promise<LoadedRun[]> {
+  const runs: LoadedRun[] = [];
+  const seen = new Set<string>();
+  for (const p of paths) {
+    const files: string[] = [];
+    await walk(p, files);
+    const named = files.length === 1 && files[0] === p;
+    for (const f of files) {
+      const abs = resolve(f);
+      if (seen.has(abs)) continue;
+      seen.add(abs);
+      let problem: string | null = null;
+      let r: unknown;
+      try {
+        r = JSON.parse(await readFile(f, 'utf8'));
+        problem = resultsProblem(r);
+      } catch (err) {
+        problem = `not valid JSON (${(err as Error).message})`;
+      }
+      if (problem) {
+        if (named) throw new LabError(`${f}: ${problem}`, 'pass a results.json written by pnpm lab run|bench|matrix, or a directory of runs');
+        warn(`warning: skipping ${f}: ${problem}`);
+        continue;
+      }
+      runs.push({ file: f, results: r as Results });
+    }
+  }
+  // the same run copied into two trees (reports/ and a matrix dir) counts once
+  const byId = new Map<string, LoadedRun>();
+  for (const r of runs) if (!byId.has(runKey(r.results))) byId.set(runKey(r.results), r);
+  return [...byId.values()];
+}
+
+export function formatValue(v: number | undefined, unit = ''): string {
+  if (v === undefined || !Number.isFinite(v)) return '—';
+  return unit ? `${formatNumber(v)} ${unit}` : formatNumber(v);
+}
+
+export function formatChange(c: number | undefined): string {
+  if (c === undefined) return '—';
+  if (!Number.isFinite(c)) return c > 0 ? '+∞' : '−∞';
+  return `${c >= 0 ? '+' : '−'}${(Math.abs(c) * 100).toFixed(1)}%`;
+}
+
+export const VERDICT_TEXT: Record<Verdict, string> = { regression: 'REGRESSION', improvement: 'improved', ok: 'within noise', new: 'new (no baseline)', missing: 'missing in candidate' };
+
+/** the comparison as rows of cells: metric, baseline, candidate, change, verdict */
+export function comparisonRows(rows: Comparison[]): string[][] {
+  return rows.map((r) => [
+    `${r.scenario} · ${r.kernel} · ${r.label}${r.unit ? ` [${r.unit}]` : ''} (${r.better} is better)`,
+    r.baseline ? `${formatValue(r.baseline.median)} ± ${formatValue(r.baseline.mad)} (n=${r.baseline.n})` : '—',
+    r.candidate ? `${formatValue(r.candidate.median)} ± ${formatValue(r.candidate.mad)} (n=${r.candidate.n})` : '—',
+    r.change === undefined ? '—' : `${formatChange(r.change)} (limit ${(r.threshold! * 100).toFixed(1)}%)`,
+    VERDICT_TEXT[r.verdict],
+  ]);
+}
+
+const HEAD = ['metric', 'baseline (median ± MAD)', 'candidate (median ± MAD)', 'change', 'verdict'];
+
+export function textTable(rows: Comparison[]): string {
+  const cells = [HEAD, ...comparisonRows(rows)];
+  const w = HEAD.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)));
+  const line = (r: string[]) => r.map((c, i) => c.padEnd(w[i]!)).join('  ').trimEnd();
+  return [line(cells[0]!), w.map((n) => '-'.repeat(n)).join('  '), ...cells.slice(1).map(line)].join('\n');
+}
+
+export function markdownTable(rows: Comparison[]): string {
+  const esc = (s: string) => s.replace(/\|/g, '\\|');
+  const cells = comparisonRows(rows).map((r) => r.map((c, i) => (i === 4 && c === 'REGRESSION' ? '**REGRESSION**' : esc(c))));
+  return [`| ${HEAD.join(' | ')} |`, `|${HEAD.map(() => '---').join('|')}|`, ...cells.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+}

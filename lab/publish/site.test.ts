@@ -1,0 +1,79 @@
+// The site builder without a browser (no root): what it writes, what it refuses to overwrite,
+// and that nothing on a page points off the machine.
+import { mkdtemp, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fixtureHistory } from './fixture.ts';
+import { publishSite, safeName } from './site.ts';
+
+const runs = fixtureHistory().map((r) => ({ file: r.runId, results: r }));
+
+describe('publishSite', () => {
+  let dir = '';
+  beforeAll(async () => { dir = await mkdtemp(join(tmpdir(), 'lab-site-unit-')); });
+  afterAll(async () => { if (dir) await rm(dir, { recursive: true, force: true }); });
+
+  it('writes home, kernels, a trend page per scenario and a page + results.json per run', async () => {
+    const out = join(dir, 'site');
+    const r = await publishSite(runs, out);
+    expect(r.pages).toBe(2 + 3 + runs.length);
+    const files = await readdir(join(out, 'runs'));
+    for (const x of runs) expect(files).toEqual(expect.arrayContaining([`${safeName(x.results.runId)}.html`, `${safeName(x.results.runId)}.json`]));
+    const trend = await readFile(join(out, 'scenarios/xdp-lb.html'), 'utf8');
+    // Chart.js and the data are inline: no src= on any script, no remote URL anywhere in markup
+    expect(trend).toContain('id="trend-data"');
+    expect(trend).not.toMatch(/<script[^>]+src=/);
+    for (const f of ['index.html', 'kernels.html', 'scenarios/xdp-lb.html', `runs/${safeName(runs[0]!.results.runId)}.html`]) {
+      const html = await readFile(join(out, f), 'utf8');
+      expect(html, f).not.toMatch(/(?:src|href)="(?:https?:)?\/\//);
+    }
+  });
+
+  it('replaces its own earlier site but refuses a directory it did not write, leaving it untouched', async () => {
+    const out = join(dir, 'site');
+    await writeFile(join(out, 'stale.html'), 'old');
+    await publishSite(runs.slice(0, 4), out);
+    expect(await readdir(out)).not.toContain('stale.html');
+    const foreign = join(dir, 'foreign');
+    await mkdir(foreign);
+    await writeFile(join(foreign, 'keep.txt'), 'mine');
+    await expect(publishSite(runs, foreign)).rejects.toThrow(/not a site written by pnpm lab publish/);
+    expect(await readdir(foreign)).toEqual(['keep.txt']);
+    expect((await readdir(dir)).filter((n) => n.includes('.tmp-'))).toEqual([]);
+  });
+
+  it('keeps runs whose ids repeat across nights (matrix cells) apart: one page each', async () => {
+    const a = structuredClone(runs[0]!.results);
+    const b = structuredClone(runs[0]!.results);
+    a.runId = b.runId = 'hello-openat-5.10';
+    b.startedAt = new Date(Date.parse(a.startedAt) + 86_400_000).toISOString();
+    const r = await publishSite([{ file: 'a', results: a }, { file: 'b', results: b }], join(dir, 'dup'));
+    expect(r.files.filter((f) => f.startsWith('runs/'))).toHaveLength(2);
+    const { loadRuns } = await import('./compare.ts');
+    for (const [i, x] of [a, b].entries()) {
+      await mkdir(join(dir, 'dupsrc', String(i)), { recursive: true });
+      await writeFile(join(dir, 'dupsrc', String(i), 'results.json'), JSON.stringify(x));
+    }
+    expect(await loadRuns([join(dir, 'dupsrc')])).toHaveLength(2);
+  });
+
+  it('pnpm lab publish: builds from a directory of runs; usage errors exit 2', async () => {
+    const src = join(dir, 'reports');
+    for (const x of runs.slice(0, 6)) {
+      await mkdir(join(src, x.results.runId), { recursive: true });
+      await writeFile(join(src, x.results.runId, 'results.json'), JSON.stringify(x.results));
+    }
+    const cwd = join(import.meta.dirname, '../..');
+    const ok = await execa('npx', ['tsx', 'lab/cli.ts', 'publish', src, '--out', join(dir, 'cli-site')], { cwd, reject: false });
+    expect(ok.exitCode, ok.stderr).toBe(0);
+    expect(ok.stdout).toMatch(/pages from 6 runs/);
+    const bad = await execa('npx', ['tsx', 'lab/cli.ts', 'publish', src], { cwd, reject: false });
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr).toMatch(/^error: --out is required\n  fix: /);
+    const empty = await execa('npx', ['tsx', 'lab/cli.ts', 'publish', join(dir, 'foreign'), '--out', join(dir, 'x')], { cwd, reject: false });
+    expect(empty.exitCode).toBe(1);
+    expect(empty.stderr).toMatch(/no results\.json under/);
+  }, 60_000);
+});

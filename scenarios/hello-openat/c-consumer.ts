@@ -1,0 +1,80 @@
+// The C consumer of the same BPF object (c-consumer.c): built by the lab with the system C
+// compiler and libbpf-dev when a benchmark needs it, and driven exactly like the TS consumer and
+// opensnoop (see consumer.ts). Exported for reuse: optimising the TS consumer is judged against it.
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { OUT_DIR, ensureObject } from '../../bpf/build.ts';
+import { LabError } from '../../lab/errors.ts';
+import { scaledTimeout } from '../../lab/scenario.ts';
+import { procCpuNs, sampler, settle, startGenerator, type ConsumerRun } from './consumer.ts';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const SRC = path.join(HERE, 'c-consumer.c');
+const HDR = path.join(HERE, '..', '..', 'bpf', 'hello_openat.h');
+
+/** compile c-consumer.c (incremental: rebuilt when the source or the record header is newer) */
+export async function buildCConsumer(): Promise<string> {
+  const bin = path.join(OUT_DIR, 'openat-c-consumer');
+  const newest = Math.max(fs.statSync(SRC).mtimeMs, fs.statSync(HDR).mtimeMs);
+  if (fs.existsSync(bin) && fs.statSync(bin).mtimeMs > newest) return bin;
+  fs.mkdirSync(OUT_DIR, { recursive: true });
+  const cc = fs.existsSync('/usr/bin/cc') ? 'cc' : 'clang';
+  const r = await execa(cc, ['-O2', '-Wall', '-o', `${bin}.tmp`, SRC, '-lbpf'], { reject: false });
+  if (r.exitCode !== 0) throw new LabError(`building the C consumer failed: ${String(r.stderr).split('\n').slice(0, 5).join(' ')}`, 'install the C toolchain and libbpf headers: pnpm lab setup build');
+  fs.renameSync(`${bin}.tmp`, bin);
+  return bin;
+}
+
+/**
+ * One benchmark row with the C consumer: generator paused → consumer attached and filtered on the
+ * generator's pid → go → wait until deliveries stop. Records go to outFile, one formatted line each.
+ */
+export async function runCConsumer(consumerBin: string, genBin: string, rate: number, durationMs: number, openPath: string, outFile: string): Promise<ConsumerRun> {
+  const obj = await ensureObject('hello_openat');
+  const g = startGenerator(genBin, rate, durationMs, openPath);
+  const pid = await g.pid;
+  const out = fs.openSync(outFile, 'w');
+  let stderr = '';
+  const c = spawn(consumerBin, [obj, String(pid)], { stdio: ['ignore', out, 'pipe'] });
+  c.stderr!.setEncoding('utf8');
+  c.stderr!.on('data', (d: string) => (stderr += d));
+  const exited = new Promise<number | null>((r) => c.once('exit', (code) => r(code)));
+  const size = () => fs.fstatSync(out).size;
+  try {
+    const deadline = Date.now() + scaledTimeout(15000);
+    while (!stderr.includes('READY')) {
+      if (Date.now() > deadline || c.exitCode !== null) throw new Error(`C consumer did not start: ${stderr.trim()}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const s = sampler(size);
+    const cpu0 = procCpuNs(c.pid!);
+    const t0 = performance.now();
+    g.go();
+    const gen = await g.done;
+    const tLast = await settle(size);
+    const cpu = procCpuNs(c.pid!) - cpu0;
+    const timeline = s.stop();
+    c.kill('SIGINT');
+    await exited;
+    const last = stderr.trim().split('\n').pop() ?? '';
+    let stats: { delivered: number; lost: number };
+    try {
+      stats = JSON.parse(last) as { delivered: number; lost: number };
+    } catch {
+      throw new Error(`C consumer ended without its summary: ${stderr.trim().slice(-300)}`);
+    }
+    const bytesPerLine = size() / Math.max(stats.delivered, 1);
+    return {
+      consumer: 'c', targetRate: rate, gen, delivered: stats.delivered, lost: stats.lost,
+      deliveredPerSec: stats.delivered / ((tLast - t0) / 1000), consumerCpuNs: cpu, cpuNsPerEvent: stats.delivered ? cpu / stats.delivered : null,
+      timeline: timeline.map((p) => ({ t: p.t, rate: p.rate / bytesPerLine })),
+    };
+  } finally {
+    if (c.exitCode === null) c.kill('SIGKILL');
+    if (g.child.exitCode === null) g.child.kill('SIGKILL');
+    fs.closeSync(out);
+  }
+}
