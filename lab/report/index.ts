@@ -92,7 +92,8 @@ const VM_LABELS: Record<string, string> = {
   kernelSpec: 'kernel asked for', kernelVersion: 'Debian version', kernelRelease: 'kernel release', kernelSource: 'kernel source', accel: 'acceleration',
   accelNote: 'acceleration note', bootMs: 'boot (host side)', bootRetries: 'boot retries', guestBootMs: 'guest uptime at READY', runMs: 'guest command',
   totalMs: 'VM total', inGuestMs: 'runner in the guest', bootLog: 'boot log', rootfs: 'root file system', net: 'network', cpus: 'vCPUs', memMB: 'memory (MiB)',
-  bootModules: 'initramfs modules', config: 'kernel config',
+  bootModules: 'initramfs modules', config: 'kernel config', hostLoadavg: 'host load average 1/5/15 (before → after)',
+  hostOthersCpus: "host: other processes' CPUs on average", hostBusy: 'host busy',
 };
 
 /** the VM facts as a readable table: durations formatted, lists joined, config as KEY=value lines */
