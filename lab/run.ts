@@ -274,6 +274,8 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
 /** Run on a VM kernel: the guest runs runOnHost; we add the VM facts and re-render. */
 async function runOnVm(args: RunArgs, progress: Progress): Promise<{ results: Results; outDir: string; html: string }> {
   const t0 = Date.now();
+  // the host's state matters as much as the guest's under emulation: QEMU's vCPUs are host threads
+  const hostSnap0 = snapshot();
   const startedAt = new Date(t0).toISOString();
   // Ctrl-C: stop the guest (everything in it dies with it), still write an ERROR report
   const abort = new AbortController();
@@ -334,6 +336,14 @@ async function runOnVm(args: RunArgs, progress: Progress): Promise<{ results: Re
     results.environment.kernel.spec = args.kernel;
     if (kernel.version) results.environment.kernel.version = kernel.version;
     if (vm) results.environment.vm = { ...vm.vm, inGuestMs };
+    try {
+      const host = runContext(hostSnap0, snapshot(), process.pid, 100, cpuFacts(results.environment.cpu?.cores ?? 1));
+      results.environment.vm = { ...(results.environment.vm ?? {}), hostLoadavg: `${host.loadavg.before.join(' ')} → ${host.loadavg.after.join(' ')}`, hostOthersCpus: host.othersCores, hostBusy: host.busy.join('; ') || 'no' };
+      // QEMU and its threads are this process's children, so "others" are other tenants of the host
+      if (host.busy.length && results.context) results.context.busy.push(...host.busy.map((b) => `host: ${b}`));
+    } catch (e) {
+      progress.warn(`host context not recorded: ${(e as Error).message}`);
+    }
     if (failure && results.status !== 'error') {
       results.status = 'error';
       results.error = failure;

@@ -119,7 +119,7 @@ table.checks tr.fail td{background:#fff5f5} table.checks tr.unsupported td{backg
 .error-box{border:1px solid var(--fail);background:var(--fail-bg);border-radius:6px;padding:8px 12px;margin:14px 0}
 .error-box pre{background:#fff;max-height:300px}
 .warn-box{border:1px solid var(--unsup);background:var(--unsup-bg);border-radius:6px;padding:8px 12px;margin:14px 0}
-table.headline{width:100%} table.headline td{vertical-align:middle}
+table.headline{width:100%} table.headline td{vertical-align:middle} table.headline .badge{font-size:11px;padding:0 7px;white-space:nowrap}
 .tag{display:inline-block;font-size:11.5px;padding:0 6px;border-radius:4px;background:var(--soft);border:1px solid var(--line);color:var(--muted)}
 pre.inline{margin:0;padding:4px 6px;max-height:200px}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:0 24px;align-items:start}

@@ -92,7 +92,8 @@ const VM_LABELS: Record<string, string> = {
   kernelSpec: 'kernel asked for', kernelVersion: 'Debian version', kernelRelease: 'kernel release', kernelSource: 'kernel source', accel: 'acceleration',
   accelNote: 'acceleration note', bootMs: 'boot (host side)', bootRetries: 'boot retries', guestBootMs: 'guest uptime at READY', runMs: 'guest command',
   totalMs: 'VM total', inGuestMs: 'runner in the guest', bootLog: 'boot log', rootfs: 'root file system', net: 'network', cpus: 'vCPUs', memMB: 'memory (MiB)',
-  bootModules: 'initramfs modules', config: 'kernel config',
+  bootModules: 'initramfs modules', config: 'kernel config', hostLoadavg: 'host load average 1/5/15 (before → after)',
+  hostOthersCpus: "host: other processes' CPUs on average", hostBusy: 'host busy',
 };
 
 /** the VM facts as a readable table: durations formatted, lists joined, config as KEY=value lines */
@@ -137,8 +138,10 @@ function round3(v: number): number {
   const a = Math.abs(v);
   return a >= 100 ? Math.round(v) : a >= 1 ? Math.round(v * 100) / 100 : Number(v.toPrecision(3));
 }
-const spreadText = (s: Headline['spread'], unit = '') =>
-  s && s.n > 1 ? `${fmtV(s.min)}–${fmtV(s.max)}${unit ? ` ${unit}` : ''} · MAD ${fmtV(s.mad)} · n=${s.n}` : s ? `n=${s.n}` : '—';
+const spreadText = (s: Headline['spread'], unit = '', f: (v: number) => string = (v) => fmtV(v)) =>
+  s && s.n > 1 ? `${f(s.min)}–${f(s.max)}${unit ? ` ${unit}` : ''} · MAD ${f(s.mad)} · n=${s.n}` : s ? `n=${s.n}` : '—';
+/** ratios near 1 need three decimals: 1.03 vs 1.034 decides a 3% goal */
+const fmtR = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '—' : Math.abs(v) >= 10 ? formatNumber(Math.round(v * 10) / 10) : String(Number(v.toFixed(3))));
 
 /** the first screen: each headline figure with its spread, against its comparator and goal */
 export function headlineHtml(hs: Headline[] | undefined): string {
@@ -150,7 +153,7 @@ export function headlineHtml(hs: Headline[] | undefined): string {
         `${c.value !== undefined ? `: ${escapeHtml(fmtV(c.value, h.unit))}` : ''}${c.note ? `<br><span class="muted">${escapeHtml(c.note)}</span>` : ''}`
       : '<span class="muted">—</span>';
     const ratio = c?.ratio !== undefined
-      ? `<b>${escapeHtml(fmtV(c.ratio))}×</b>${c.ratioSpread && c.ratioSpread.n > 1 ? `<br><span class="muted">${escapeHtml(spreadText(c.ratioSpread))}</span>` : ''}${c.ci ? `<br><span class="muted">95% CI ${escapeHtml(fmtV(c.ci[0]))}–${escapeHtml(fmtV(c.ci[1]))}</span>` : ''}`
+      ? `<b>${escapeHtml(fmtR(c.ratio))}×</b>${c.ratioSpread && c.ratioSpread.n > 1 ? `<br><span class="muted">${escapeHtml(spreadText(c.ratioSpread, '', fmtR))}</span>` : ''}${c.ci ? `<br><span class="muted">95% CI ${escapeHtml(fmtR(c.ci[0]))}–${escapeHtml(fmtR(c.ci[1]))}</span>` : ''}`
       : '<span class="muted">—</span>';
     const goal = h.goal
       ? `${escapeHtml(`${h.goal.of === 'ratio' ? 'ratio' : 'value'} ${h.goal.op === '<=' ? '≤' : '≥'} ${formatNumber(h.goal.target)}`)}${h.goal.verdict ? ` ${statusBadge(h.goal.verdict === 'met' ? 'pass' : h.goal.verdict === 'not met' ? 'fail' : 'unsupported').replace(/>(pass|fail|unsupported)</, `>${escapeHtml(h.goal.verdict)}<`)}` : ''}${h.goal.detail ? `<br><span class="muted">${escapeHtml(h.goal.detail)}</span>` : ''}`
@@ -211,6 +214,7 @@ export async function renderReport(results: Results): Promise<string> {
   const parts: string[] = [];
   parts.push(`<header><h1>${escapeHtml(String(r.scenario))} ${statusBadge(String(r.status))}</h1>`);
   parts.push(`<div class="meta">${meta.filter(([, v]) => v != null).map(([k, v]) => `<span>${escapeHtml(k)} <b>${escapeHtml(String(v))}</b></span>`).join('')}</div>`);
+  // spaces between the links: each link is nowrap, the line must be able to break between them
   parts.push(`<nav class="toc">${toc.map(([id, t]) => `<a href="#${escapeHtml(id!)}">${escapeHtml(t!)}</a>`).join(' ')}</nav></header>`);
   if (r.error) parts.push(`<div class="error-box"><b>The scenario stopped with an error</b><pre>${escapeHtml(String(r.error))}</pre></div>`);
   if (r.context?.busy?.length) parts.push(`<div class="warn-box"><b>Busy machine:</b> ${escapeHtml(r.context.busy.join('; '))}. Figures from this run compare only with each other (ratios inside the run), not with other runs.</div>`);

@@ -89,6 +89,13 @@ describeRoot('hello-openat', () => {
       expect(json.metrics.load.delivered).toBe(json.metrics.load.gen.ops);
       expect(json.metrics.load.gen.ops).toBeGreaterThan(4900);
       expect(json.environment.probes['attach:tracepoint'].ok).toBe(true);
+      // every run: declared headline figures and the machine's state around the run
+      expect(json.headline.map((h: { name: string }) => h.name)).toEqual(['load.deliveredPerSec', 'load.lost', 'load.cpuNsPerEvent']);
+      expect(json.headline[1]).toMatchObject({ value: 0, goal: { verdict: 'met' } });
+      expect(json.context.loadavg.before).toHaveLength(3);
+      expect(json.context.loadavg.after).toHaveLength(3);
+      expect(typeof json.context.stealShare).toBe('number');
+      expect(Array.isArray(json.context.busy)).toBe(true);
       const page = fs.readFileSync(html, 'utf8');
       expect(page).toMatch(/data:image\/png;base64,/);
       expect(page).not.toMatch(/<script[^>]+src=|https?:\/\//);

@@ -163,7 +163,7 @@ export async function runBench(ctx: ScenarioContext, lab: Lab): Promise<void> {
     ctx.check(
       `overhead ${k}, non-matching: CPU time ratio ≤ ${LIMIT} (upper bound of the 95% CI)`,
       ci.verdict === 'pass',
-      `${ci.verdict}: ratio ${r4(ci.ratio)}, 95% CI ${r4(ci.lower)} … ${r4(ci.upper)} over ${rounds} interleaved rounds; BPF programs alone (lower bound) ${kernelRatio('non-matching', k)}${ci.verdict === 'inconclusive' ? ' — the interval straddles the limit: more rounds (--rounds) or a quieter machine' : ''}`,
+      `${ci.verdict}: ratio ${r4(ci.ratio)}, 95% CI ${r4(ci.lower)} … ${r4(ci.upper)} over ${rounds} interleaved rounds; BPF programs alone (lower bound) ${kernelRatio('non-matching', k)}${ci.verdict === 'inconclusive' ? ' — the interval straddles the limit: more rounds (--repeat) or a quieter machine' : ''}`,
     );
   }
   ctx.metric('overheadCI', cis);

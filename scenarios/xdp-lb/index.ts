@@ -6,6 +6,7 @@
 //          and UDP small-packet forwarding rate against the XDP_DROP ceiling on the same veth.
 // Order matters for fairness: the proxies run before any XDP program is attached to the LB's
 // veths (an XDP program changes the veth's receive path for every packet).
+import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { Link, enableStats, libbpf } from '../../controller/libbpf/index.ts';
@@ -46,6 +47,8 @@ interface Row {
   softirqNsPerReq: number;
   busyNsPerReq: number;
   memBytes: number | null;
+  /** busy share of all CPUs during the load run (1 = every CPU busy all the time) */
+  busyShare?: number;
   /** the interleaved round it was measured in */
   round?: number;
 }
@@ -66,6 +69,7 @@ async function measure(ctx: ScenarioContext, t: LbTopology, config: string, url:
     lbCpuNsPerReq: l0 === null || l1 === null ? null : (l1 - l0) / n,
     softirqNsPerReq: (c1.softirqNs - c0.softirqNs) / n,
     busyNsPerReq: (c1.busyNs - c0.busyNs) / n,
+    busyShare: (c1.busyNs - c0.busyNs) / (os.cpus().length * r.durationS * 1e9),
     memBytes: m,
   };
 }
@@ -443,13 +447,14 @@ const scenario: Scenario = {
     );
     const lbConfigs = ['HAProxy', 'nginx stream', 'XDP LB'];
     ctx.section('CPU per request',
-      { kind: 'text', text: `Headline: added machine CPU per request over the direct path — the busy time of all CPUs (/proc/stat: user, nice, system, irq, softirq) during a configuration's load run, per request, minus the direct run's in the same round. Every configuration is charged the same way, client and backends included, whatever context the work ran in. This kernel accounts CPU by ticks (no IRQ_TIME_ACCOUNTING): softirq work that runs in a proxy's context is already in the proxy's system time, so adding softirq on top would count it twice.\n\nThe configurations do not carry the same traffic: the XDP LB forwards with L2 DSR, so responses go from the backends straight to the client and the LB never sees them; HAProxy and nginx carry both directions over two TCP connections (client↔proxy, proxy↔backend). That is the design difference being measured.\n\nLower bound for the XDP LB: its program's own run time (BPF stats run_time_ns) per request, without the veth receive work around it. The proxies' own process CPU is beside it. ${roundsNote}` },
+      { kind: 'text', text: `Headline: added machine CPU per request over the direct path — the busy time of all CPUs (/proc/stat: user, nice, system, irq, softirq) during a configuration's load run, per request, minus the direct run's in the same round. Every configuration is charged the same way, client and backends included, whatever context the work ran in. wrk is closed-loop: when client, LB and backends keep every CPU busy (see "machine busy" below), busy time per request approaches cores ÷ RPS, so on this machine the figure also carries each configuration's throughput. This kernel accounts CPU by ticks (no IRQ_TIME_ACCOUNTING): softirq work that runs in a proxy's context is already in the proxy's system time, so adding softirq on top would count it twice.\n\nThe configurations do not carry the same traffic: the XDP LB forwards with L2 DSR, so responses go from the backends straight to the client and the LB never sees them; HAProxy and nginx carry both directions over two TCP connections (client↔proxy, proxy↔backend). That is the design difference being measured.\n\nLower bound for the XDP LB: its program's own run time (BPF stats run_time_ns) per request, without the veth receive work around it. The proxies' own process CPU is beside it. ${roundsNote}` },
       { kind: 'chart', type: 'bar', title: 'Added machine CPU per request over the direct path (median over rounds)', labels: lbConfigs, datasets: CONNS.map((c) => ({ label: c, data: lbConfigs.map((k) => us(spreadOf(added(k, c)).median)) })), yLabel: 'µs/request' },
-      { kind: 'table', columns: ['configuration', 'connections', 'added machine CPU µs/req', 'range', 'own CPU µs/req (proxy process / XDP program)', 'machine busy µs/req', 'memory'],
+      { kind: 'table', columns: ['configuration', 'connections', 'added machine CPU µs/req', 'range', 'own CPU µs/req (proxy process / XDP program)', 'machine busy µs/req', 'machine busy', 'memory'],
         rows: lbConfigs.flatMap((k) => CONNS.map((c) => {
           const r = get(k, c);
           const a = added(k, c);
-          return [k, c, us(spreadOf(a).median), rangeOf(a.map((x) => x / 1000), 2), us(r.lbCpuNsPerReq), us(r.busyNsPerReq), r.memBytes === null ? null : `${(r.memBytes / 1048576).toFixed(1)} MiB${k === 'XDP LB' ? ' (maps)' : ' RSS'}`];
+          const busy = spreadOf(perRound(k, c).map((x) => x.busyShare ?? NaN)).median;
+          return [k, c, us(spreadOf(a).median), rangeOf(a.map((x) => x / 1000), 2), us(r.lbCpuNsPerReq), us(r.busyNsPerReq), Number.isFinite(busy) ? `${Math.round(busy * 100)}%` : null, r.memBytes === null ? null : `${(r.memBytes / 1048576).toFixed(1)} MiB${k === 'XDP LB' ? ' (maps)' : ' RSS'}`];
         })) },
       { kind: 'kv', items: { 'XDP LB controller RSS (not on the packet path)': `${(daemonRss / 1048576).toFixed(1)} MiB` } },
     );
