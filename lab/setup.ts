@@ -18,6 +18,8 @@ export const PACKAGES: Record<string, string[]> = {
   lb: ['haproxy', 'nginx', 'libnginx-mod-stream', 'wrk', 'iperf3', 'ethtool', 'curl'],
   // runtime security positive controls and attack interpreters
   security: ['postgresql', 'postgresql-client', 'python3', 'perl'],
+  // socket LB (controller/svc): the classic alternatives it is measured against, python3 for its client
+  svc: ['iptables', 'ipvsadm', 'python3'],
 };
 
 async function missing(pkgs: string[]): Promise<string[]> {

@@ -18,6 +18,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { BpfMap, BpfObject, BpfError, Link, removePinDir } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
+import { LabError } from '../../lab/errors.ts';
 import type { revnat_key, revnat_val, svc_backend, svc_key, svc_val } from '../../bpf/gen/socket_lb.ts';
 import { addrBytes, parseHostPort, parseVip, PROTO_NUM, vipString, ValidationError } from '../lb/addr.ts';
 import { HealthChecker } from '../lb/health.ts';
@@ -188,7 +189,7 @@ export class SvcController {
   /** an instance started elsewhere with pin: true (CLI commands) */
   static open(instance: string): SvcController {
     const sp = statePath(instance);
-    if (!fs.existsSync(sp)) throw new ValidationError(`no running socket LB instance "${instance}" (${sp} missing); start one: pnpm lab svc daemon --config FILE`, 404);
+    if (!fs.existsSync(sp)) throw new LabError(`no running socket LB instance "${instance}" (${sp} missing)`, 'start one: pnpm lab svc daemon --config FILE (or svc start), or name it with --instance NAME');
     const model = JSON.parse(fs.readFileSync(sp, 'utf8')) as Model;
     const dir = pinDir(instance);
     const opened: BpfMap[] = [];

@@ -39,10 +39,14 @@ export interface SockLab {
   cgClient: string;
   /** the same, relative to the cgroup2 root (what the svc config names) */
   cgClientRel: string;
+  /** pid of the echo backend (its on-CPU time is part of a connection's cost) */
+  echoPid: number;
+  /** a further workload cgroup under the base (e.g. one per scale); returns the path relative to the root */
+  cgroup(name: string): string;
   /** client namespace name of a configuration */
   clientNs(role: string): string;
   /** run a command in a client namespace, optionally inside the balanced cgroup */
-  exec(role: string, cmd: string, args: string[], opts?: { cgroup?: boolean; input?: string; timeoutMs?: number }): Promise<{ stdout: string; stderr: string; exitCode: number }>;
+  exec(role: string, cmd: string, args: string[], opts?: { cgroup?: boolean | string; input?: string; timeoutMs?: number }): Promise<{ stdout: string; stderr: string; exitCode: number }>;
   dispose(): Promise<void>;
 }
 
@@ -97,11 +101,17 @@ export async function buildLab(opts: { clients: string[]; nBackends?: number; ta
       cgBase,
       cgClient,
       cgClientRel: `/${path.relative(root, cgClient)}`,
+      echoPid: srv.pid!,
+      cgroup(name) {
+        createCgroup(path.join(cgBase, name));
+        return `/${path.relative(root, path.join(cgBase, name))}`;
+      },
       clientNs: (role) => topo.ns(role),
       async exec(role, cmd, args, o = {}) {
         const inner = ['nsenter', `--net=/run/netns/${topo.ns(role)}`, '--', cmd, ...args];
         // join the cgroup from inside the child before exec: every socket it makes is balanced
-        const argv = o.cgroup ? ['sh', '-c', 'echo $$ > "$0" && exec "$@"', path.join(cgClient, 'cgroup.procs'), ...inner] : inner;
+        const cg = o.cgroup === true ? cgClient : typeof o.cgroup === 'string' ? path.join(cgBase, o.cgroup) : null;
+        const argv = cg ? ['sh', '-c', 'echo $$ > "$0" && exec "$@"', path.join(cg, 'cgroup.procs'), ...inner] : inner;
         const r = await execa(argv[0]!, argv.slice(1), { reject: false, input: o.input, timeout: o.timeoutMs ?? scaledTimeout(60_000) });
         return { stdout: String(r.stdout), stderr: String(r.stderr), exitCode: r.exitCode ?? -1 };
       },
