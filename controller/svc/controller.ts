@@ -60,6 +60,8 @@ export interface Model {
   getpeername: boolean;
   services: Record<string, ServiceState>;
   backendIds: Record<string, number>;
+  /** how many services list each backend: ids are freed at zero, without a scan of every service */
+  backendRefs: Record<string, number>;
 }
 
 export interface Maps {
@@ -107,8 +109,12 @@ export function ringOf(s: ServiceState, ids: Record<string, number>, ringSize: n
   return out;
 }
 
+/**
+ * Copy-on-write: the service table is copied shallowly (pointers), services are replaced, never
+ * mutated, so a change to one service of 10,000 does not copy the other 9,999.
+ */
 function cloneModel(m: Model): Model {
-  return structuredClone(m);
+  return { ...m, services: { ...m.services }, backendIds: { ...m.backendIds }, backendRefs: { ...m.backendRefs } };
 }
 
 export interface StartOptions {
@@ -172,7 +178,7 @@ export class SvcController {
       }
       const maps = Object.fromEntries(MAP_NAMES.map((n) => [n, obj.map(n)])) as unknown as Maps;
       const { services: _s, ...rest } = cfg;
-      const model: Model = { config: rest, cgroupPath: cg, getpeername, services: {}, backendIds: {} };
+      const model: Model = { config: rest, cgroupPath: cg, getpeername, services: {}, backendIds: {}, backendRefs: {} };
       const c = new SvcController(model, maps, obj, links, !!opts.pin);
       if (opts.pin) c.pinAll(dir, links);
       c.applyServices(cfg.services, []);
@@ -234,13 +240,14 @@ export class SvcController {
       if (!next.services[id]) throw new ValidationError(`unknown service ${id}`, 404);
       delete next.services[id];
     }
-    const usedIdx = new Set(Object.values(next.services).map((s) => s.index));
+    let usedIdx: Set<number> | null = null; // built only when a new service needs an index
     let freeIdx = 0;
     for (const s of upsert) {
       const prev = next.services[s.id];
       const keep = new Map(prev?.backends.map((b) => [backendKey(b), b]) ?? []);
       let index = prev?.index;
       if (index === undefined) {
+        usedIdx ??= new Set(Object.values(next.services).map((x) => x.index));
         while (usedIdx.has(freeIdx)) freeIdx++;
         if (freeIdx >= old.config.maxServices) throw new ValidationError(`service table full (maxServices ${old.config.maxServices}); remove a service or restart with a larger maxServices`, 409);
         index = freeIdx;
@@ -267,22 +274,30 @@ export class SvcController {
     const s = this.model.services[id];
     if (!s) throw new ValidationError(`unknown service ${id}; pnpm lab svc list shows the services`, 404);
     const next = cloneModel(this.model);
-    fn(next.services[id]!);
+    const copy = structuredClone(s);
+    fn(copy);
+    next.services[id] = copy;
     return this.commit(next, new Set([id]), [], t0);
   }
 
   private commit(next: Model, touched: Set<string>, removed: string[], t0: number): ApplyResult {
     const R = this.model.config.ringSize;
-    // backend ids: every backend referenced by any service keeps its id; new ones take free ids
-    const referenced = new Set(Object.values(next.services).flatMap((s) => s.backends.map(backendKey)));
+    // backend references: only the touched and removed services change them
+    const refs = next.backendRefs;
+    for (const id of [...touched, ...removed]) for (const b of this.model.services[id]?.backends ?? []) refs[backendKey(b)] = (refs[backendKey(b)] ?? 0) - 1;
+    for (const id of touched) for (const b of next.services[id]!.backends) refs[backendKey(b)] = (refs[backendKey(b)] ?? 0) + 1;
+    // every backend still referenced keeps its id; new ones take free ids
     const ids: Record<string, number> = {};
-    for (const [k, id] of Object.entries(next.backendIds)) if (referenced.has(k)) ids[k] = id;
+    for (const [k, n] of Object.entries(refs)) {
+      if (n <= 0) delete refs[k];
+      else if (next.backendIds[k] !== undefined) ids[k] = next.backendIds[k]!;
+    }
     // ids the current maps still reference stay taken until the next change: reusing one now would
     // point a live ring at a different backend before its service flips
     const taken = new Set([...Object.values(ids), ...Object.values(this.model.backendIds)]);
     const fresh: string[] = [];
     let nextId = 0;
-    for (const k of referenced) {
+    for (const k of Object.keys(refs)) {
       if (ids[k] !== undefined) continue;
       while (taken.has(nextId)) nextId++;
       if (nextId >= this.model.config.maxBackends) throw new ValidationError(`backend table full (maxBackends ${this.model.config.maxBackends})`, 409);
