@@ -109,14 +109,6 @@ export function ringOf(s: ServiceState, ids: Record<string, number>, ringSize: n
   return out;
 }
 
-/**
- * Copy-on-write: the service table is copied shallowly (pointers), services are replaced, never
- * mutated, so a change to one service of 10,000 does not copy the other 9,999.
- */
-function cloneModel(m: Model): Model {
-  return { ...m, services: { ...m.services }, backendIds: { ...m.backendIds }, backendRefs: { ...m.backendRefs } };
-}
-
 export interface StartOptions {
   /** pin maps and links and keep the state file (daemon / CLI mode) */
   pin?: boolean;
@@ -234,26 +226,29 @@ export class SvcController {
   applyServices(upsert: NormService[], remove: string[]): ApplyResult {
     const t0 = performance.now();
     const old = this.model;
-    const next = cloneModel(old);
-    const touched = new Set<string>();
+    // the change as an overlay on the model (null = removed): nothing of the 10,000 untouched
+    // services is copied, and the model itself is changed only after the last map write
+    const changes = new Map<string, ServiceState | null>();
     for (const id of remove) {
-      if (!next.services[id]) throw new ValidationError(`unknown service ${id}`, 404);
-      delete next.services[id];
+      if (!old.services[id]) throw new ValidationError(`unknown service ${id}`, 404);
+      changes.set(id, null);
     }
+    // indexes of services removed in this change stay taken until the next one (their rings are
+    // read until the delete)
     let usedIdx: Set<number> | null = null; // built only when a new service needs an index
     let freeIdx = 0;
     for (const s of upsert) {
-      const prev = next.services[s.id];
+      const prev = changes.has(s.id) ? changes.get(s.id) ?? undefined : old.services[s.id];
       const keep = new Map(prev?.backends.map((b) => [backendKey(b), b]) ?? []);
       let index = prev?.index;
       if (index === undefined) {
-        usedIdx ??= new Set(Object.values(next.services).map((x) => x.index));
+        usedIdx ??= new Set([...Object.values(old.services).map((x) => x.index), ...[...changes.values()].flatMap((x) => (x ? [x.index] : []))]);
         while (usedIdx.has(freeIdx)) freeIdx++;
         if (freeIdx >= old.config.maxServices) throw new ValidationError(`service table full (maxServices ${old.config.maxServices}); remove a service or restart with a larger maxServices`, 409);
         index = freeIdx;
         usedIdx.add(index);
       }
-      next.services[s.id] = {
+      changes.set(s.id, {
         id: s.id,
         algorithm: s.algorithm,
         healthCheck: s.healthCheck,
@@ -262,10 +257,9 @@ export class SvcController {
         count: prev?.count ?? 0,
         // a backend keeps its draining/down state across a replace unless its weight was set anew
         backends: s.backends.map((b) => ({ ...b, state: keep.get(backendKey(b))?.state ?? 'active' })),
-      };
-      touched.add(s.id);
+      });
     }
-    return this.commit(next, touched, remove, t0);
+    return this.commit(changes, t0);
   }
 
   /** change backends of existing services through a function on their state (add/remove/drain/down) */
@@ -273,24 +267,25 @@ export class SvcController {
     const t0 = performance.now();
     const s = this.model.services[id];
     if (!s) throw new ValidationError(`unknown service ${id}; pnpm lab svc list shows the services`, 404);
-    const next = cloneModel(this.model);
     const copy = structuredClone(s);
     fn(copy);
-    next.services[id] = copy;
-    return this.commit(next, new Set([id]), [], t0);
+    return this.commit(new Map([[id, copy]]), t0);
   }
 
-  private commit(next: Model, touched: Set<string>, removed: string[], t0: number): ApplyResult {
+  private commit(changes: Map<string, ServiceState | null>, t0: number): ApplyResult {
     const R = this.model.config.ringSize;
+    const touched = [...changes].filter(([, v]) => v).map(([k]) => k);
+    const removed = [...changes].filter(([, v]) => !v).map(([k]) => k);
+    const after = (id: string) => changes.get(id)!;
     // backend references: only the touched and removed services change them
-    const refs = next.backendRefs;
-    for (const id of [...touched, ...removed]) for (const b of this.model.services[id]?.backends ?? []) refs[backendKey(b)] = (refs[backendKey(b)] ?? 0) - 1;
-    for (const id of touched) for (const b of next.services[id]!.backends) refs[backendKey(b)] = (refs[backendKey(b)] ?? 0) + 1;
+    const refs = { ...this.model.backendRefs };
+    for (const id of changes.keys()) for (const b of this.model.services[id]?.backends ?? []) refs[backendKey(b)] = (refs[backendKey(b)] ?? 0) - 1;
+    for (const id of touched) for (const b of after(id).backends) refs[backendKey(b)] = (refs[backendKey(b)] ?? 0) + 1;
     // every backend still referenced keeps its id; new ones take free ids
     const ids: Record<string, number> = {};
     for (const [k, n] of Object.entries(refs)) {
       if (n <= 0) delete refs[k];
-      else if (next.backendIds[k] !== undefined) ids[k] = next.backendIds[k]!;
+      else if (this.model.backendIds[k] !== undefined) ids[k] = this.model.backendIds[k]!;
     }
     // ids the current maps still reference stay taken until the next change: reusing one now would
     // point a live ring at a different backend before its service flips
@@ -305,11 +300,10 @@ export class SvcController {
       taken.add(nextId);
       fresh.push(k);
     }
-    next.backendIds = ids;
     // rings of touched services; unchanged rings are not rewritten
     const rings = new Map<string, number[]>();
     for (const id of touched) {
-      const s = next.services[id]!;
+      const s = after(id);
       const ring = ringOf(s, ids, R);
       const prev = this.model.services[id];
       if (prev && prev.algorithm === s.algorithm && prev.count === ring.length && sameRing(ringOf(prev, this.model.backendIds, R), ring)) continue;
@@ -327,7 +321,7 @@ export class SvcController {
     // 2. rings into the inactive halves
     const batch: [number, number][] = [];
     for (const [id, ring] of rings) {
-      const s = next.services[id]!;
+      const s = after(id);
       const base = (s.index * 2 + s.half) * R;
       ring.forEach((b, i) => batch.push([base + i, b]));
     }
@@ -339,7 +333,7 @@ export class SvcController {
     try {
       for (const id of rings.keys()) {
         if (this.failAfter !== null && n >= this.failAfter) throw new InjectedFault(n);
-        const s = next.services[id]!;
+        const s = after(id);
         const k = svcKey(parseVip(id));
         const before = this.maps.services.get(k);
         this.maps.services.set(k, { index: s.index, count: s.count, alg: ALG_NUM[s.algorithm], half: s.half, _pad: 0 });
@@ -365,7 +359,12 @@ export class SvcController {
       throw e;
     }
     writes += n;
-    this.model = next;
+    for (const [id, st] of changes) {
+      if (st) this.model.services[id] = st;
+      else delete this.model.services[id];
+    }
+    this.model.backendIds = ids;
+    this.model.backendRefs = refs;
     this.saveState();
     this.syncHealth();
     return { changed: rings.size, writes, ms: performance.now() - t0 };
