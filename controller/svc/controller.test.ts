@@ -160,6 +160,37 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
     expect(fs.existsSync(statePath(instance))).toBe(false);
   });
 
+  it('health checks (the XDP LB\'s) take a dead backend out of the ring and bring it back', async () => {
+    const net = await import('node:net');
+    const up = net.createServer((c) => c.end());
+    await new Promise<void>((r) => up.listen(0, '127.0.0.1', () => r()));
+    const port = (up.address() as { port: number }).port;
+    // a port that was free a moment ago: nothing listens there until the test opens it again
+    const later = net.createServer((c) => c.end());
+    await new Promise<void>((r) => later.listen(0, '127.0.0.1', () => r()));
+    const dead = (later.address() as { port: number }).port;
+    await new Promise((r) => later.close(r));
+    const h = await SvcController.start({ cgroup: lab.cgClientRel, instance: `hc-${process.pid}`, healthCheck: { intervalMs: 50, timeoutMs: 200, fall: 2, rise: 1 }, services: [{ vip: 'tcp://10.96.0.30:80', healthCheck: true, backends: [`127.0.0.1:${port}`, `127.0.0.1:${dead}`] }] });
+    try {
+      h.enableHealthChecks();
+      const states = () => h.model.services['tcp://10.96.0.30:80']!.backends.map((b) => `${b.port}:${b.state}`).sort();
+      for (let i = 0; i < 100 && !states().includes(`${dead}:down`); i++) await new Promise((r) => setTimeout(r, 20));
+      expect(states()).toEqual([`${dead}:down`, `${port}:active`].sort());
+      const ring = h.maps.svc_ring.lookupBatch()!; // the whole array: only the live backend's id in the active half
+      const s = h.model.services['tcp://10.96.0.30:80']!;
+      const live = new Set(ring.filter(([k]) => (k as number) >= (s.index * 2 + s.half) * 251 && (k as number) < (s.index * 2 + s.half) * 251 + s.count).map(([, v]) => v));
+      expect(live).toEqual(new Set([h.model.backendIds[`127.0.0.1:${port}`]]));
+      await new Promise<void>((r) => later.listen(dead, '127.0.0.1', () => r()));
+      for (let i = 0; i < 100 && !states().includes(`${dead}:active`); i++) await new Promise((r) => setTimeout(r, 20));
+      expect(states()).toEqual([`${dead}:active`, `${port}:active`].sort());
+      expect(h.model.services['tcp://10.96.0.30:80']!.count).toBe(251);
+    } finally {
+      h.close();
+      up.close();
+      later.close();
+    }
+  });
+
   it('leaves no programs, links, cgroups or namespaces behind', async () => {
     svc.close();
     await lab.dispose();
