@@ -287,7 +287,8 @@ const scenario: Scenario = {
         rounds: ratioRounds,
         spread: spread(ratioRounds),
         comparator: { name: 'iptables DNAT (kube-proxy rules)', value: median(perRound('iptables', nMax)) / 1000, ratio, likeForLike: true, note: 'client + backend on-CPU µs per connection, same topology and load generator, rounds interleaved' },
-        goal: { op: '>=', target: 2, verdict: rounds < 2 ? 'inconclusive' : ratio >= 2 && Math.min(...ratioRounds) >= 2 ? 'met' : ratio >= 2 ? 'inconclusive' : 'not met', detail: 'issue 16: ≥2x lower CPU per new connection than iptables DNAT at 10,000 services' },
+        // the goal is stated at 10,000 services: a run with fewer cannot meet or miss it
+        goal: { op: '>=', target: 2, verdict: rounds < 2 || nMax < 10_000 ? 'inconclusive' : ratio >= 2 && Math.min(...ratioRounds) >= 2 ? 'met' : ratio >= 2 ? 'inconclusive' : 'not met', detail: `issue 16: ≥2x lower CPU per new connection than iptables DNAT at 10,000 services${nMax < 10_000 ? ` (this run's largest scale: ${nMax})` : ''}` },
         regressionFloor: 0.1,
       },
       {
