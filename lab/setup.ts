@@ -20,6 +20,8 @@ export const PACKAGES: Record<string, string[]> = {
   security: ['postgresql', 'postgresql-client', 'python3', 'perl'],
   // the published site's browser tests: headless Chromium driven over CDP by puppeteer-core
   publish: ['chromium'],
+  // socket LB (controller/svc): the classic alternatives it is measured against, python3 for its client
+  svc: ['iptables', 'ipvsadm', 'python3'],
 };
 
 async function missing(pkgs: string[]): Promise<string[]> {

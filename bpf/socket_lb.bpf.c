@@ -1,0 +1,173 @@
+/* Service load balancing at the socket layer (sidecar-less, kube-proxy replacement style).
+ *
+ * cgroup connect4/6 rewrites a service address (VIP:port) to a backend chosen here, before the
+ * kernel routes the socket: TCP and connected UDP then talk to the backend directly and no packet
+ * is ever NATed (no conntrack, no per-packet work). Unconnected UDP gets the same choice per
+ * datagram in sendmsg4/6; recvmsg4/6 turns the backend's source address back into the VIP so the
+ * application sees the address it sent to, and getpeername4/6 (kernels ≥ 5.8) does the same for
+ * connected sockets. The reverse mapping is keyed by (socket cookie, backend): a socket's cookie
+ * is never reused, so stale entries are harmless and the LRU ages them out.
+ *
+ * The data plane only reads what the controller writes (controller/svc/): services → ring half →
+ * backend id → backend address. Rings are double-buffered per service (see struct svc_val), so a
+ * change of backends is one map update as seen from here.
+ */
+#include "include/lab.h"
+#include "socket_lb.h"
+
+/* slots per ring half; set by the controller before load (a prime for Maglev) */
+const volatile __u32 ring_size = SVC_DEFAULT_RING;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SVC_DEFAULT_SERVICES);
+	__type(key, struct svc_key);
+	__type(value, struct svc_val);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} services SEC(".maps");
+
+/* backend ids; SVC_DEFAULT_SERVICES * 2 * SVC_DEFAULT_RING entries unless the controller resizes */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SVC_DEFAULT_SERVICES * 2 * SVC_DEFAULT_RING);
+	__type(key, __u32);
+	__type(value, __u32);
+} svc_ring SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SVC_DEFAULT_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct svc_backend);
+} backends SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SVC_REVNAT_ENTRIES);
+	__type(key, struct revnat_key);
+	__type(value, struct revnat_val);
+} revnat SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SVC_ST_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} svc_stats SEC(".maps");
+
+static __always_inline void count(__u32 i)
+{
+	__u64 *c = bpf_map_lookup_elem(&svc_stats, &i);
+	if (c)
+		(*c)++;
+}
+
+static __always_inline void read_addr(struct bpf_sock_addr *ctx, __u8 family, __u8 *out)
+{
+	__u32 w[4] = {};
+	if (family == SVC_AF_INET) {
+		w[0] = ctx->user_ip4;
+	} else {
+		w[0] = ctx->user_ip6[0];
+		w[1] = ctx->user_ip6[1];
+		w[2] = ctx->user_ip6[2];
+		w[3] = ctx->user_ip6[3];
+	}
+	__builtin_memcpy(out, w, 16);
+}
+
+static __always_inline void write_addr(struct bpf_sock_addr *ctx, __u8 family, const __u8 *addr, __u16 port)
+{
+	__u32 w[4];
+	__builtin_memcpy(w, addr, 16);
+	if (family == SVC_AF_INET) {
+		ctx->user_ip4 = w[0];
+	} else {
+		ctx->user_ip6[0] = w[0];
+		ctx->user_ip6[1] = w[1];
+		ctx->user_ip6[2] = w[2];
+		ctx->user_ip6[3] = w[3];
+	}
+	ctx->user_port = port;
+}
+
+/* 1: not a service or rewritten; 0: a service without backends (the caller gets EPERM) */
+static __always_inline int xlate_fwd(struct bpf_sock_addr *ctx, __u8 family, __u32 stat)
+{
+	struct svc_key k = {};
+	read_addr(ctx, family, k.addr);
+	k.port = (__u16)ctx->user_port;
+	k.proto = (__u8)ctx->protocol;
+	k.family = family;
+	struct svc_val *s = bpf_map_lookup_elem(&services, &k);
+	if (!s)
+		return 1;
+	__u32 n = s->count;
+	if (n == 0 || n > ring_size) {
+		count(SVC_ST_NO_BACKEND);
+		return 0;
+	}
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	__u32 slot;
+	if (s->alg == SVC_ALG_MAGLEV) {
+		/* per socket: a connected socket and an unconnected UDP socket's datagrams stick to one backend */
+		__u32 h = (__u32)(cookie ^ (cookie >> 32)) * 0x9e3779b1u;
+		slot = (h ^ (h >> 16)) % n;
+	} else {
+		slot = bpf_get_prandom_u32() % n;
+	}
+	__u32 idx = (s->index * 2 + (s->half & 1)) * ring_size + slot;
+	__u32 *id = bpf_map_lookup_elem(&svc_ring, &idx);
+	if (!id)
+		return 1;
+	struct svc_backend *b = bpf_map_lookup_elem(&backends, id);
+	if (!b || b->family != family) {
+		count(SVC_ST_BAD_SLOT);
+		return 0;
+	}
+	struct revnat_key rk = { .cookie = cookie, .port = b->port, .family = family };
+	__builtin_memcpy(rk.addr, b->addr, 16);
+	struct revnat_val rv = { .port = k.port };
+	__builtin_memcpy(rv.addr, k.addr, 16);
+	bpf_map_update_elem(&revnat, &rk, &rv, BPF_ANY);
+	write_addr(ctx, family, b->addr, b->port);
+	count(stat);
+	return 1;
+}
+
+/* the peer a socket reports (datagram source, getpeername) is a backend it reached through a VIP: show the VIP */
+static __always_inline int xlate_rev(struct bpf_sock_addr *ctx, __u8 family, __u32 stat)
+{
+	struct revnat_key rk = { .cookie = bpf_get_socket_cookie(ctx), .port = (__u16)ctx->user_port, .family = family };
+	read_addr(ctx, family, rk.addr);
+	struct revnat_val *v = bpf_map_lookup_elem(&revnat, &rk);
+	if (!v)
+		return 1;
+	write_addr(ctx, family, v->addr, v->port);
+	count(stat);
+	return 1;
+}
+
+SEC("cgroup/connect4")
+int svc_connect4(struct bpf_sock_addr *ctx) { return xlate_fwd(ctx, SVC_AF_INET, SVC_ST_CONNECT); }
+
+SEC("cgroup/connect6")
+int svc_connect6(struct bpf_sock_addr *ctx) { return xlate_fwd(ctx, SVC_AF_INET6, SVC_ST_CONNECT); }
+
+SEC("cgroup/sendmsg4")
+int svc_sendmsg4(struct bpf_sock_addr *ctx) { return xlate_fwd(ctx, SVC_AF_INET, SVC_ST_SENDMSG); }
+
+SEC("cgroup/sendmsg6")
+int svc_sendmsg6(struct bpf_sock_addr *ctx) { return xlate_fwd(ctx, SVC_AF_INET6, SVC_ST_SENDMSG); }
+
+SEC("cgroup/recvmsg4")
+int svc_recvmsg4(struct bpf_sock_addr *ctx) { return xlate_rev(ctx, SVC_AF_INET, SVC_ST_RECVMSG); }
+
+SEC("cgroup/recvmsg6")
+int svc_recvmsg6(struct bpf_sock_addr *ctx) { return xlate_rev(ctx, SVC_AF_INET6, SVC_ST_RECVMSG); }
+
+SEC("cgroup/getpeername4")
+int svc_getpeername4(struct bpf_sock_addr *ctx) { return xlate_rev(ctx, SVC_AF_INET, SVC_ST_PEERNAME); }
+
+SEC("cgroup/getpeername6")
+int svc_getpeername6(struct bpf_sock_addr *ctx) { return xlate_rev(ctx, SVC_AF_INET6, SVC_ST_PEERNAME); }

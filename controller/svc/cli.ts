@@ -1,0 +1,146 @@
+// `pnpm lab svc …`: the socket LB's control plane from the command line. An instance is started
+// with `svc daemon` (foreground: health checks; everything removed on exit) or `svc start`
+// (detached: maps and links pinned, balancing lasts until `svc stop`). Every other command opens
+// the pinned maps and the state file under the instance's lock, plans the change, writes it all
+// or nothing and exits. Arguments go through lab/args.ts; expected failures are one-line LabErrors.
+import fs from 'node:fs';
+import { UsageError, parseArgs, suggest, type CommandSpec, type Opts } from '../../lab/args.ts';
+import { LabError } from '../../lab/errors.ts';
+import { ValidationError } from '../lb/addr.ts';
+import { loadSvcConfigFile } from './config.ts';
+import { SvcController, cleanupPins, statePath, withLock, type ApplyResult } from './controller.ts';
+
+const target = {
+  instance: { type: 'string', valueName: 'NAME', description: 'the socket LB instance', default: 'default' },
+} as const satisfies Opts;
+const NOTE = '<vip> is tcp://ADDR:PORT or udp://[ADDR6]:PORT; <addr> is ADDR, ADDR:PORT or [ADDR6]:PORT (port defaults to the VIP\'s)';
+
+type Args = { values: Record<string, unknown>; positionals: string[] };
+interface Cmd { spec: CommandSpec<Opts>; run: (p: Args) => Promise<number> }
+const cmd = (usage: string, summary: string, options: Opts, positionals: CommandSpec<Opts>['positionals'], run: Cmd['run']): Cmd => ({ spec: { usage: `pnpm lab svc ${usage}`, summary, options, positionals, epilog: NOTE }, run });
+
+const configOpt = { config: { type: 'string', valueName: 'FILE', description: 'socket LB config (YAML or JSON), see controller/svc/README.md' } } as const satisfies Opts;
+
+function printResult(r: ApplyResult): void {
+  console.log(`ok: ${r.changed} service(s) switched, ${r.writes} map write(s), ${r.ms.toFixed(2)} ms`);
+}
+
+/** run one change against a pinned instance, under its lock */
+async function change(p: Args, fn: (c: SvcController) => ApplyResult): Promise<number> {
+  const inst = p.values.instance as string;
+  await withLock(inst, () => {
+    const c = SvcController.open(inst);
+    try {
+      printResult(fn(c));
+    } finally {
+      c.close();
+    }
+  });
+  return 0;
+}
+
+function readConfig(p: Args): ReturnType<typeof loadSvcConfigFile> {
+  const file = p.values.config as string | undefined;
+  if (!file) throw new UsageError('--config FILE is required', 'see controller/svc/README.md for an example config');
+  if (!fs.existsSync(file)) throw new LabError(`config file ${file} does not exist`, 'give the path of a YAML or JSON socket LB config');
+  const cfg = loadSvcConfigFile(file);
+  if (p.values.instance !== undefined && p.values.instance !== 'default') cfg.instance = p.values.instance as string;
+  return cfg;
+}
+
+const COMMANDS: Record<string, Cmd> = {
+  daemon: cmd('daemon --config FILE', 'start an instance in the foreground with health checks; Ctrl-C/SIGTERM detaches and removes everything', { ...configOpt, ...target }, { max: 0 }, async (p) => {
+    const c = await SvcController.start(readConfig(p), { pin: true, log: (s) => console.error(`[svc] ${s}`) });
+    const inst = c.instance;
+    const bye = () => c.stop();
+    process.once('exit', bye); // synchronous: also on an uncaught error
+    c.enableHealthChecks((s) => console.error(`[svc ${inst}] ${s}`));
+    console.log(JSON.stringify({ ready: true, instance: inst, services: c.list().length, getpeername: c.model.getpeername }));
+    await new Promise<void>((res) => {
+      for (const s of ['SIGINT', 'SIGTERM'] as const) process.once(s, () => res());
+    });
+    c.stop();
+    process.off('exit', bye);
+    console.error(`[svc ${inst}] stopped: programs detached, pins and state removed`);
+    return 0;
+  }),
+  start: cmd('start --config FILE', 'start an instance and exit: links and maps stay pinned until svc stop (no health checks)', { ...configOpt, ...target }, { max: 0 }, async (p) => {
+    const c = await SvcController.start(readConfig(p), { pin: true });
+    console.log(`started instance ${c.instance}: ${c.list().length} service(s), getpeername hooks ${c.model.getpeername ? 'attached' : 'missing on this kernel'}`);
+    c.close();
+    return 0;
+  }),
+  stop: cmd('stop', 'detach the instance\'s programs and remove its pins and state', { ...target }, { max: 0 }, async (p) => {
+    const inst = p.values.instance as string;
+    if (!fs.existsSync(statePath(inst))) throw new LabError(`no running socket LB instance "${inst}"`, 'pnpm lab svc list --instance NAME; nothing to stop');
+    cleanupPins(inst);
+    console.log(`stopped instance ${inst}`);
+    return 0;
+  }),
+  list: cmd('list', 'services with their backends, state, weight and algorithm', { ...target }, { max: 0 }, async (p) => {
+    const c = SvcController.open(p.values.instance as string);
+    try {
+      for (const s of c.list()) {
+        console.log(`${s.id}  (${s.algorithm}, ${s.count} ring slot(s) in use${s.healthCheck ? ', health-checked' : ''})`);
+        for (const b of s.backends) console.log(`  ${b.address.includes(':') ? `[${b.address}]` : b.address}:${b.port}  weight ${b.weight}  ${b.state}`);
+      }
+    } finally {
+      c.close();
+    }
+    return 0;
+  }),
+  stats: cmd('stats', 'rewrite counters (connect, sendmsg, recvmsg, getpeername, refused)', { ...target }, { max: 0 }, async (p) => {
+    const c = SvcController.open(p.values.instance as string);
+    try {
+      console.log(JSON.stringify(c.stats(), null, 2));
+    } finally {
+      c.close();
+    }
+    return 0;
+  }),
+  'backend add': cmd('backend add <vip> <addr> [--weight N]', 'add a backend (the service\'s ring is rebuilt and switched in one write)', { weight: { type: 'int', min: 1, max: 1000, default: 1, valueName: 'N', description: 'Maglev weight' }, ...target }, { names: ['vip', 'addr'], min: 2, max: 2 }, (p) => change(p, (c) => c.addBackend(p.positionals[0]!, p.positionals[1]!, p.values.weight as number))),
+  'backend remove': cmd('backend remove <vip> <addr>', 'remove a backend: new connections avoid it; established ones are untouched', { ...target }, { names: ['vip', 'addr'], min: 2, max: 2 }, (p) => change(p, (c) => c.removeBackend(p.positionals[0]!, p.positionals[1]!))),
+  'backend drain': cmd('backend drain <vip> <addr>', 'no new connections to a backend; it stays listed (undo with backend weight)', { ...target }, { names: ['vip', 'addr'], min: 2, max: 2 }, (p) => change(p, (c) => c.drainBackend(p.positionals[0]!, p.positionals[1]!))),
+  'backend weight': cmd('backend weight <vip> <addr> <weight>', 'set a backend\'s weight 0-1000 (also ends draining)', { ...target }, { names: ['vip', 'addr', 'weight'], min: 3, max: 3 }, (p) => {
+    const w = /^\d+$/.test(p.positionals[2]!) ? Number(p.positionals[2]) : NaN;
+    if (!(w >= 0 && w <= 1000)) throw new UsageError(`<weight> ${JSON.stringify(p.positionals[2])}: expected a whole number 0-1000`, 'e.g. pnpm lab svc backend weight tcp://10.96.0.10:80 10.0.0.11 2');
+    return change(p, (c) => c.setWeight(p.positionals[0]!, p.positionals[1]!, w));
+  }),
+};
+
+export function usage(): string {
+  const w = Math.max(...Object.keys(COMMANDS).map((k) => k.length));
+  return ['usage: pnpm lab svc <command> [options]   (pnpm lab svc <command> --help for its options)', '', ...Object.entries(COMMANDS).map(([k, c]) => `  ${k.padEnd(w)}  ${c.spec.summary}`), '', NOTE].join('\n');
+}
+
+export async function svcCommand(argv: string[]): Promise<number> {
+  const words = argv.filter((a) => !a.startsWith('-'));
+  const [w0, w1] = words;
+  if (!w0) {
+    if (argv.includes('--help') || argv.includes('-h')) {
+      console.log(usage());
+      return 0;
+    }
+    throw new UsageError('svc needs a command', 'pnpm lab svc --help lists the commands');
+  }
+  const name = w0 === 'backend' && w1 ? `${w0} ${w1}` : w0;
+  const c = COMMANDS[name];
+  if (!c) {
+    if (w0 === 'backend' && !w1) throw new UsageError('svc backend needs a subcommand', Object.keys(COMMANDS).filter((k) => k.startsWith('backend ')).map((k) => `pnpm lab svc ${k}`).join(' | '));
+    const s = suggest(name, Object.keys(COMMANDS));
+    throw new UsageError(`unknown svc command "${name}"${s ? ` (did you mean "${s}"?)` : ''}`, 'pnpm lab svc --help lists the commands');
+  }
+  const rest = [...argv];
+  for (const word of name.split(' ')) rest.splice(rest.indexOf(word), 1);
+  const p = parseArgs(rest, c.spec);
+  if (!p) return 0;
+  try {
+    return await c.run({ values: p.values as Record<string, unknown>, positionals: p.positionals });
+  } catch (e) {
+    if (e instanceof ValidationError) {
+      const fix = e.status === 404 ? `pnpm lab svc list --instance ${p.values.instance ?? 'default'} shows the services and backends` : e.status === 409 ? 'pnpm lab svc list shows what is there already' : `pnpm lab svc ${name} --help`;
+      throw new LabError(e.message, fix);
+    }
+    throw e;
+  }
+}

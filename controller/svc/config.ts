@@ -1,0 +1,136 @@
+// The socket LB's desired state (YAML or JSON) and its validation. Pure: it runs before anything is
+// loaded or written, so a malformed config changes nothing. Address parsing, backend normalisation
+// and the Maglev prime check are the XDP LB's (controller/lb), imported rather than copied.
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import { ValidationError, parseVip, vipString, type VipSpec } from '../lb/addr.ts';
+import { DEFAULT_HEALTH, backendKey, normBackend, type BackendConfig, type HealthConfig } from '../lb/config.ts';
+import { isPrime } from '../lb/maglev.ts';
+
+export type Algorithm = 'maglev' | 'random';
+export const ALGORITHMS: readonly Algorithm[] = ['maglev', 'random'];
+
+export interface ServiceConfig {
+  /** tcp://ADDR:PORT or udp://[ADDR6]:PORT */
+  vip: string;
+  /** ADDR, ADDR:PORT, [ADDR6]:PORT or { address, port, weight } */
+  backends: (string | BackendConfig)[];
+  algorithm?: Algorithm;
+  /** TCP health checks of the backends (default false: the controller may not reach them) */
+  healthCheck?: boolean;
+}
+
+export interface SvcConfig {
+  /** cgroup2 directory (absolute, or relative to the cgroup2 root) whose sockets are balanced */
+  cgroup: string;
+  /** pins live in /sys/fs/bpf/ebpf-lab/svc-<instance>, state in /run/ebpf-lab/svc-<instance>.json */
+  instance?: string;
+  /** slots per Maglev ring (a prime); random services use at most this many slots */
+  ringSize?: number;
+  maxServices?: number;
+  maxBackends?: number;
+  healthCheck?: Partial<HealthConfig>;
+  services: ServiceConfig[];
+}
+
+export interface NormBackendS {
+  address: string;
+  port: number;
+  weight: number;
+}
+
+export interface NormService extends VipSpec {
+  id: string;
+  algorithm: Algorithm;
+  healthCheck: boolean;
+  backends: NormBackendS[];
+}
+
+export interface NormSvcConfig {
+  cgroup: string;
+  instance: string;
+  ringSize: number;
+  maxServices: number;
+  maxBackends: number;
+  health: HealthConfig;
+  services: NormService[];
+}
+
+export const DEFAULT_RING = 251; // SVC_DEFAULT_RING in bpf/socket_lb.h
+export const MAX_RING = 65537;
+
+function int(v: unknown, what: string, min: number, max: number, dflt: number): number {
+  const n = v ?? dflt;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) throw new ValidationError(`${what} ${JSON.stringify(v)} must be an integer ${min}-${max}`);
+  return n;
+}
+
+export function normBackendS(spec: VipSpec, b: string | BackendConfig, where: string): NormBackendS {
+  const n = normBackend(spec, b, where);
+  // the rewrite changes the address a socket connects to, never its family
+  if (n.address.includes(':') !== (spec.family === 6)) throw new ValidationError(`${where}: backend ${n.address} is not IPv${spec.family} like the VIP; a socket cannot change its address family`);
+  return { address: n.address, port: n.port, weight: n.weight };
+}
+
+export function normService(s: ServiceConfig, where: string, allowEmpty = false): NormService {
+  if (!s || typeof s !== 'object' || typeof s.vip !== 'string') throw new ValidationError(`${where}: needs "vip": "tcp://ADDR:PORT"`);
+  const spec = parseVip(s.vip);
+  const id = vipString(spec);
+  if (!Array.isArray(s.backends)) throw new ValidationError(`${where} (${id}): "backends" must be a list`);
+  if (!allowEmpty && s.backends.length === 0) throw new ValidationError(`${where} (${id}): zero backends; a service needs at least one`);
+  const algorithm = s.algorithm ?? 'maglev';
+  if (!ALGORITHMS.includes(algorithm)) throw new ValidationError(`${where} (${id}): algorithm ${JSON.stringify(s.algorithm)} must be one of ${ALGORITHMS.join(', ')}`);
+  if (s.healthCheck !== undefined && typeof s.healthCheck !== 'boolean') throw new ValidationError(`${where} (${id}): healthCheck must be true or false`);
+  const backends = s.backends.map((b, i) => normBackendS(spec, b, `${where}.backends[${i}]`));
+  const seen = new Set<string>();
+  for (const b of backends) {
+    const k = backendKey(b);
+    if (seen.has(k)) throw new ValidationError(`${where} (${id}): duplicate backend ${k}`, 409);
+    seen.add(k);
+  }
+  if (backends.length && backends.every((b) => b.weight === 0)) throw new ValidationError(`${where} (${id}): every backend has weight 0`);
+  return { ...spec, id, algorithm, healthCheck: s.healthCheck ?? false, backends };
+}
+
+export function validateSvcConfig(c: SvcConfig): NormSvcConfig {
+  if (!c || typeof c !== 'object' || Array.isArray(c)) throw new ValidationError('config must be an object');
+  const known = new Set(['cgroup', 'instance', 'ringSize', 'maxServices', 'maxBackends', 'healthCheck', 'services']);
+  for (const k of Object.keys(c)) if (!known.has(k)) throw new ValidationError(`unknown key "${k}" (known: ${[...known].join(', ')})`);
+  if (typeof c.cgroup !== 'string' || !c.cgroup || c.cgroup.includes('..')) throw new ValidationError(`"cgroup" must be a cgroup2 path such as /ebpf-lab/clients, got ${JSON.stringify(c.cgroup)}`);
+  const instance = c.instance ?? 'default';
+  if (typeof instance !== 'string' || !/^[\w-]{1,40}$/.test(instance)) throw new ValidationError(`malformed instance name ${JSON.stringify(instance)} (letters, digits, _ and -)`);
+  const ringSize = int(c.ringSize, 'ringSize', 7, MAX_RING, DEFAULT_RING);
+  if (!isPrime(ringSize)) throw new ValidationError(`ringSize ${ringSize} must be a prime (Maglev needs one), e.g. 251 or 1021`);
+  const maxServices = int(c.maxServices, 'maxServices', 1, 1 << 20, 1024);
+  const maxBackends = int(c.maxBackends, 'maxBackends', 1, 1 << 20, 4096);
+  if (maxServices * 2 * ringSize > 1 << 28) throw new ValidationError(`maxServices × 2 × ringSize = ${maxServices * 2 * ringSize} ring slots is too large (limit ${1 << 28}); lower ringSize or maxServices`);
+  const health = { ...DEFAULT_HEALTH, ...(c.healthCheck ?? {}) };
+  for (const [k, v] of Object.entries(health)) if (!Number.isInteger(v) || (v as number) <= 0) throw new ValidationError(`healthCheck.${k} must be a positive integer`);
+  if (!Array.isArray(c.services)) throw new ValidationError('"services" must be a list');
+  const services = c.services.map((s, i) => normService(s, `services[${i}]`));
+  const ids = new Set<string>();
+  for (const s of services) {
+    if (ids.has(s.id)) throw new ValidationError(`duplicate service ${s.id}`, 409);
+    ids.add(s.id);
+  }
+  if (services.length > maxServices) throw new ValidationError(`${services.length} services but maxServices is ${maxServices}; raise maxServices`, 409);
+  const distinct = new Set(services.flatMap((s) => s.backends.map(backendKey)));
+  if (distinct.size > maxBackends) throw new ValidationError(`${distinct.size} distinct backends but maxBackends is ${maxBackends}; raise maxBackends`, 409);
+  return { cgroup: c.cgroup, instance, ringSize, maxServices, maxBackends, health, services };
+}
+
+export function loadSvcConfigFile(file: string): SvcConfig {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ValidationError(`${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+  }
+  try {
+    return (file.endsWith('.json') ? JSON.parse(text) : (createRequire(import.meta.url)('yaml') as typeof import('yaml')).parse(text)) as SvcConfig;
+  } catch (e) {
+    throw new ValidationError(`${file}: ${(e as Error).message.split('\n')[0]}`);
+  }
+}
+
+export { backendKey, ValidationError };

@@ -1,0 +1,208 @@
+// The socket LB against the real kernel: a client in the balanced cgroup (in its own network
+// namespace) calls services by VIP; the echo backend answers with the address it was reached on.
+import fs from 'node:fs';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SvcController, pinDir, statePath } from './controller.ts';
+import { buildLab, CLIENT_PY, PYTHON, PREFIX, type SockLab } from '../../scenarios/socket-lb/topology.ts';
+import { listNamespaces } from '../../lab/netns.ts';
+import { liveCount } from '../libbpf/index.ts';
+
+const root = process.getuid?.() === 0;
+
+/** ids of the socket LB's programs in the kernel (other helpers' programs come and go meanwhile) */
+async function progIds(): Promise<Set<number>> {
+  const r = await execa('bpftool', ['-j', 'prog', 'show'], { reject: false });
+  return new Set((JSON.parse(String(r.stdout) || '[]') as { id: number; name?: string }[]).filter((p) => p.name?.startsWith('svc_')).map((p) => p.id));
+}
+
+interface Reply { reply?: string; peer?: string; error?: string }
+const parse = (s: string): Reply[] => s.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Reply);
+
+describe.skipIf(!root)('socket LB (real kernel)', () => {
+  let lab: SockLab;
+  let svc: SvcController;
+  let progsBefore: Set<number>;
+  const VIP4 = 'tcp://10.96.0.10:80';
+  const VIP6 = 'tcp://[fd96::10]:80';
+  const UVIP4 = 'udp://10.96.0.10:53';
+  const UVIP6 = 'udp://[fd96::10]:53';
+  const once = async (proto: string, addr: string, port: number, n = 1) => {
+    const r = await lab.exec('c', PYTHON, [CLIENT_PY, 'once', proto, addr, String(port), String(n)], { cgroup: true });
+    return parse(r.stdout);
+  };
+
+  beforeAll(async () => {
+    progsBefore = await progIds();
+    lab = await buildLab({ clients: ['c'], tag: 'test' });
+    const be4 = lab.backends4.map((a) => `${a}:8080`);
+    const be6 = lab.backends6.map((a) => `[${a}]:8080`);
+    svc = await SvcController.start({
+      cgroup: lab.cgClientRel,
+      instance: `test-${process.pid}`,
+      services: [
+        { vip: VIP4, backends: be4 },
+        { vip: VIP6, backends: be6, algorithm: 'random' },
+        { vip: UVIP4, backends: be4, algorithm: 'random' },
+        { vip: UVIP6, backends: be6 },
+      ],
+    });
+  }, 120_000);
+
+  afterAll(async () => {
+    svc?.close();
+    await lab?.dispose();
+  });
+
+  it('TCP over IPv4 and IPv6: every backend reached, the application sees the VIP', async () => {
+    for (const [addr, bes, vipText] of [['10.96.0.10', lab.backends4, '10.96.0.10:80'], ['fd96::10', lab.backends6, '[fd96::10]:80']] as const) {
+      const rs = await once('tcp', addr, 80, 30);
+      expect(rs.filter((r) => r.error)).toEqual([]);
+      const seen = new Set(rs.map((r) => r.reply));
+      for (const b of bes) expect(seen, `backends reached through ${addr}`).toContain(b.includes(':') ? `[${b}]:8080` : `${b}:8080`);
+      if (svc.model.getpeername) for (const r of rs) expect(r.peer).toBe(vipText);
+    }
+    expect(svc.stats().connect).toBeGreaterThanOrEqual(60);
+  });
+
+  it('UDP request/response through the rewrite, v4 and v6, unconnected and connected: replies come from the VIP', async () => {
+    for (const [addr, vipText] of [['10.96.0.10', '10.96.0.10:53'], ['fd96::10', '[fd96::10]:53']] as const) {
+      const un = await once('udp', addr, 53, 5);
+      expect(un.filter((r) => r.error)).toEqual([]);
+      for (const r of un) {
+        expect(r.peer, 'recvfrom() source').toBe(vipText);
+        expect(r.reply).toMatch(/:8080$/);
+      }
+      const con = await once('udpc', addr, 53, 5);
+      expect(con.filter((r) => r.error)).toEqual([]);
+      if (svc.model.getpeername) for (const r of con) expect(r.peer).toBe(vipText);
+    }
+    const st = svc.stats();
+    expect(st.sendmsg).toBeGreaterThanOrEqual(10);
+    expect(st.recvmsg).toBeGreaterThanOrEqual(10);
+  });
+
+  it('backend churn: removing the backend of an established connection does not break it; new connections avoid it', async () => {
+    const child = execa('sh', ['-c', 'echo $$ > "$0" && exec "$@"', `${lab.cgClient}/cgroup.procs`, 'nsenter', `--net=/run/netns/${lab.clientNs('c')}`, '--', PYTHON, CLIENT_PY, 'hold', '10.96.0.10', '80'], { reject: false });
+    const lines: Reply[] = [];
+    child.stdout!.on('data', (d: Buffer) => lines.push(...parse(String(d))));
+    const next = async (n: number) => {
+      child.stdin!.write('x\n');
+      for (let i = 0; i < 100 && lines.length < n; i++) await new Promise((r) => setTimeout(r, 30));
+      return lines[n - 1];
+    };
+    const first = await next(1);
+    expect(first?.reply).toMatch(/^10\.91\.0\.\d+:8080$/);
+    const held = first!.reply!;
+    svc.removeBackend(VIP4, held);
+    const after = await next(2);
+    expect(after?.error).toBeUndefined();
+    expect(after?.reply, 'the established connection still talks to its backend').toBe(held);
+    const fresh = await once('tcp', '10.96.0.10', 80, 20);
+    expect(fresh.filter((r) => r.error)).toEqual([]);
+    expect(fresh.map((r) => r.reply)).not.toContain(held);
+    // drain another: out of new connections too, and back with a weight
+    const other = fresh[0]!.reply!;
+    svc.drainBackend(VIP4, other);
+    const drained = await once('tcp', '10.96.0.10', 80, 20);
+    expect(new Set(drained.map((r) => r.reply)).size).toBe(1);
+    expect(drained.map((r) => r.reply)).not.toContain(other);
+    svc.setWeight(VIP4, other, 1);
+    svc.addBackend(VIP4, held);
+    const back = await once('tcp', '10.96.0.10', 80, 40);
+    expect(new Set(back.map((r) => r.reply)).size).toBe(3);
+    child.stdin!.end();
+    await child;
+  });
+
+  it('a change the kernel refuses half way leaves every service as it was', async () => {
+    const before = svc.maps.services.lookupBatch();
+    const modelBefore = JSON.stringify(svc.model);
+    svc.failAfter = 1;
+    expect(() =>
+      svc.applyServices(
+        [VIP4, VIP6].map((v) => ({ ...svc.model.services[v]!, ...parseSpec(v), backends: svc.model.services[v]!.backends.slice(0, 1).map(({ address, port, weight }) => ({ address, port, weight })) })),
+        [],
+      ),
+    ).toThrow(/injected fault/);
+    svc.failAfter = null;
+    expect(svc.maps.services.lookupBatch()).toEqual(before);
+    expect(JSON.stringify(svc.model)).toBe(modelBefore);
+  });
+
+  it('malformed changes are rejected with nothing changed', async () => {
+    const before = svc.maps.services.lookupBatch();
+    expect(() => svc.addBackend(VIP4, 'fd91::11')).toThrow(/not IPv4/);
+    expect(() => svc.addBackend(VIP4, 'not-an-ip')).toThrow(/malformed/);
+    expect(() => svc.addBackend(VIP4, `${lab.backends4[0]}:8080`)).toThrow(/duplicate/);
+    expect(() => svc.removeBackend('tcp://10.96.9.9:80', '10.91.0.11')).toThrow(/unknown service/);
+    expect(() => svc.removeBackend(VIP4, '10.91.0.99:8080')).toThrow(/has no backend/);
+    expect(() => svc.setWeight(VIP4, `${lab.backends4[0]}:8080`, -1)).toThrow(/weight/);
+    expect(svc.maps.services.lookupBatch()).toEqual(before);
+    await expect(SvcController.start({ cgroup: lab.cgClientRel, ringSize: 100, services: [] })).rejects.toThrow(/prime/);
+    await expect(SvcController.start({ cgroup: '/no/such/cgroup', services: [] })).rejects.toThrow(/does not exist/);
+    await expect(SvcController.start({ cgroup: lab.cgClientRel, services: [{ vip: 'tcp://10.96.0.1:80', backends: [] }] })).rejects.toThrow(/zero backends/);
+  });
+
+  it('pinned instance: changed from a second controller (what the CLI does), then stopped with nothing left', async () => {
+    const instance = `pin-${process.pid}`;
+    const d = await SvcController.start({ cgroup: lab.cgClientRel, instance, services: [{ vip: 'tcp://10.96.0.20:80', backends: [`${lab.backends4[0]}:8080`] }] }, { pin: true });
+    try {
+      const cli = SvcController.open(instance);
+      cli.addBackend('tcp://10.96.0.20:80', `${lab.backends4[1]}:8080`);
+      cli.close();
+      const rs = await once('tcp', '10.96.0.20', 80, 30);
+      expect(new Set(rs.map((r) => r.reply)).size).toBe(2);
+    } finally {
+      d.stop();
+    }
+    expect(fs.existsSync(pinDir(instance))).toBe(false);
+    expect(fs.existsSync(statePath(instance))).toBe(false);
+  });
+
+  it('health checks (the XDP LB\'s) take a dead backend out of the ring and bring it back', async () => {
+    const net = await import('node:net');
+    const up = net.createServer((c) => c.end());
+    await new Promise<void>((r) => up.listen(0, '127.0.0.1', () => r()));
+    const port = (up.address() as { port: number }).port;
+    // a port that was free a moment ago: nothing listens there until the test opens it again
+    const later = net.createServer((c) => c.end());
+    await new Promise<void>((r) => later.listen(0, '127.0.0.1', () => r()));
+    const dead = (later.address() as { port: number }).port;
+    await new Promise((r) => later.close(r));
+    const h = await SvcController.start({ cgroup: lab.cgClientRel, instance: `hc-${process.pid}`, healthCheck: { intervalMs: 50, timeoutMs: 200, fall: 2, rise: 1 }, services: [{ vip: 'tcp://10.96.0.30:80', healthCheck: true, backends: [`127.0.0.1:${port}`, `127.0.0.1:${dead}`] }] });
+    try {
+      h.enableHealthChecks();
+      const states = () => h.model.services['tcp://10.96.0.30:80']!.backends.map((b) => `${b.port}:${b.state}`).sort();
+      for (let i = 0; i < 100 && !states().includes(`${dead}:down`); i++) await new Promise((r) => setTimeout(r, 20));
+      expect(states()).toEqual([`${dead}:down`, `${port}:active`].sort());
+      const ring = h.maps.svc_ring.lookupBatch()!; // the whole array: only the live backend's id in the active half
+      const s = h.model.services['tcp://10.96.0.30:80']!;
+      const live = new Set(ring.filter(([k]) => (k as number) >= (s.index * 2 + s.half) * 251 && (k as number) < (s.index * 2 + s.half) * 251 + s.count).map(([, v]) => v));
+      expect(live).toEqual(new Set([h.model.backendIds[`127.0.0.1:${port}`]]));
+      await new Promise<void>((r) => later.listen(dead, '127.0.0.1', () => r()));
+      for (let i = 0; i < 100 && !states().includes(`${dead}:active`); i++) await new Promise((r) => setTimeout(r, 20));
+      expect(states()).toEqual([`${dead}:active`, `${port}:active`].sort());
+      expect(h.model.services['tcp://10.96.0.30:80']!.count).toBe(251);
+    } finally {
+      h.close();
+      up.close();
+      later.close();
+    }
+  });
+
+  it('leaves no programs, links, cgroups or namespaces behind', async () => {
+    svc.close();
+    await lab.dispose();
+    expect(liveCount()).toBe(0);
+    const now = await progIds();
+    expect([...now].filter((id) => !progsBefore.has(id))).toEqual([]);
+    expect(await listNamespaces(`${PREFIX}-${process.pid}-`)).toEqual([]);
+    expect(fs.existsSync(lab.cgBase)).toBe(false);
+  });
+});
+
+function parseSpec(v: string) {
+  const m = /^(tcp|udp):\/\/\[?([^\]]+?)\]?:(\d+)$/.exec(v)!;
+  return { protocol: m[1] as 'tcp' | 'udp', address: m[2]!, port: Number(m[3]), family: (m[2]!.includes(':') ? 6 : 4) as 4 | 6 };
+}

@@ -1,0 +1,555 @@
+// The socket LB control plane: loads bpf/socket_lb.bpf.o, attaches its cgroup sock_addr programs to
+// one cgroup, and owns the maps. Every change is planned on a copy of the model (validation and
+// capacity first: nothing is written for a rejected change), then written in an order that keeps
+// each step invisible until the last one:
+//   1. backend entries for ids that no ring references yet;
+//   2. each changed service's new ring into the half of its ring pair the data plane is not reading;
+//   3. one update per service value (flips half + count): this is what connects see;
+//   4. deletes of removed services.
+// Steps 3 and 4 go through an undo list, so a write the kernel refuses puts every service value back
+// and the maps are as they were. Rings are recomputed only for services that changed, which keeps
+// one backend change O(ring) however many services exist.
+//
+// As a daemon (pin: true) maps and links are pinned under /sys/fs/bpf/ebpf-lab/svc-<instance> and the
+// model is kept in /run/ebpf-lab/svc-<instance>.json, so `pnpm lab svc backend …` can change a
+// running instance from another process (under a lock file) and balancing outlives the process
+// until `svc stop`.
+import fs from 'node:fs';
+import path from 'node:path';
+import { BpfMap, BpfObject, BpfError, Link, removePinDir } from '../libbpf/index.ts';
+import { ensureObject } from '../../bpf/build.ts';
+import { LabError } from '../../lab/errors.ts';
+import type { revnat_key, revnat_val, svc_backend, svc_key, svc_val } from '../../bpf/gen/socket_lb.ts';
+import { addrBytes, parseHostPort, parseVip, PROTO_NUM, vipString, ValidationError } from '../lb/addr.ts';
+import { HealthChecker } from '../lb/health.ts';
+import { maglevTable } from '../lb/maglev.ts';
+import { cgroupDir } from '../security/cgroup.ts';
+import { backendKey, normService, validateSvcConfig, type Algorithm, type NormService, type NormSvcConfig, type ServiceConfig, type SvcConfig } from './config.ts';
+
+export const PIN_ROOT = '/sys/fs/bpf/ebpf-lab';
+export const RUN_DIR = '/run/ebpf-lab';
+export const MAP_NAMES = ['services', 'svc_ring', 'backends', 'revnat', 'svc_stats'] as const;
+export const PROGRAMS = {
+  connect: ['svc_connect4', 'svc_connect6'],
+  udp: ['svc_sendmsg4', 'svc_sendmsg6', 'svc_recvmsg4', 'svc_recvmsg6'],
+  getpeername: ['svc_getpeername4', 'svc_getpeername6'],
+} as const;
+const ALG_NUM: Record<Algorithm, number> = { random: 0, maglev: 1 };
+export const STAT_NAMES = ['connect', 'sendmsg', 'recvmsg', 'getpeername', 'noBackend', 'badSlot'] as const;
+
+export type BackendStateName = 'active' | 'draining' | 'down';
+export interface BackendState {
+  address: string;
+  port: number;
+  weight: number;
+  state: BackendStateName;
+}
+export interface ServiceState {
+  id: string;
+  algorithm: Algorithm;
+  healthCheck: boolean;
+  index: number;
+  half: number;
+  count: number;
+  backends: BackendState[];
+}
+/** what the state file holds: everything needed to recompute the maps' contents */
+export interface Model {
+  config: Omit<NormSvcConfig, 'services'>;
+  cgroupPath: string;
+  getpeername: boolean;
+  services: Record<string, ServiceState>;
+  backendIds: Record<string, number>;
+  /** how many services list each backend: ids are freed at zero, without a scan of every service */
+  backendRefs: Record<string, number>;
+}
+
+export interface Maps {
+  services: BpfMap<svc_key, svc_val>;
+  svc_ring: BpfMap<number, number>;
+  backends: BpfMap<number, svc_backend>;
+  revnat: BpfMap<revnat_key, revnat_val>;
+  svc_stats: BpfMap<number, bigint>;
+}
+
+export interface ApplyResult {
+  /** services whose value was written (ring flipped) */
+  changed: number;
+  /** map writes made (backends + ring slots + service values + deletes) */
+  writes: number;
+  ms: number;
+}
+
+export class InjectedFault extends Error {
+  constructor(n: number) {
+    super(`injected fault: service write #${n + 1} refused (test hook)`);
+  }
+}
+
+export const pinDir = (instance: string) => path.join(PIN_ROOT, `svc-${instance}`);
+export const statePath = (instance: string) => path.join(RUN_DIR, `svc-${instance}.json`);
+const lockPath = (instance: string) => path.join(RUN_DIR, `svc-${instance}.lock`);
+
+function svcKey(s: { address: string; port: number; protocol: 'tcp' | 'udp'; family: number }): svc_key {
+  return { addr: addrBytes(s.address), port: htons(s.port), proto: PROTO_NUM[s.protocol], family: s.family };
+}
+function htons(n: number): number {
+  return ((n & 0xff) << 8) | ((n >> 8) & 0xff);
+}
+
+/** the slots of a service's ring: a Maglev table, or for random the live ids repeated by weight */
+export function ringOf(s: ServiceState, ids: Record<string, number>, ringSize: number): number[] {
+  const live = s.backends.filter((b) => b.state === 'active' && b.weight > 0);
+  if (live.length === 0) return [];
+  if (s.algorithm === 'maglev') return [...maglevTable(live.map((b) => ({ key: backendKey(b), id: ids[backendKey(b)]!, weight: b.weight })), ringSize)];
+  const out: number[] = [];
+  // weights scaled so the whole ring fits: each live backend keeps at least one slot
+  const scale = Math.min(1, ringSize / live.reduce((n, b) => n + b.weight, 0));
+  for (const b of live) for (let i = 0; i < Math.max(1, Math.floor(b.weight * scale)) && out.length < ringSize; i++) out.push(ids[backendKey(b)]!);
+  return out;
+}
+
+export interface StartOptions {
+  /** pin maps and links and keep the state file (daemon / CLI mode) */
+  pin?: boolean;
+  log?: (s: string) => void;
+}
+
+export class SvcController {
+  private closed = false;
+  private health: HealthChecker | null = null;
+  /** test hook: refuse the service-value write after this many */
+  failAfter: number | null = null;
+
+  private constructor(
+    public model: Model,
+    readonly maps: Maps,
+    private readonly obj: BpfObject | null,
+    private readonly links: Link[],
+    readonly pinned: boolean,
+    private readonly ownedMaps: BpfMap[] = [],
+  ) {}
+
+  /**
+   * Validate, load, attach to the config's cgroup and write every service. Anything that fails
+   * after the load closes what was made (links, object, pins), so a failed start leaves nothing.
+   */
+  static async start(raw: SvcConfig, opts: StartOptions = {}): Promise<SvcController> {
+    const cfg = validateSvcConfig(raw);
+    const cg = cgroupDir(cfg.cgroup);
+    if (!fs.existsSync(cg) || !fs.statSync(cg).isDirectory()) throw new ValidationError(`cgroup ${cfg.cgroup} does not exist (${cg})`);
+    const dir = pinDir(cfg.instance);
+    if (opts.pin && fs.existsSync(statePath(cfg.instance))) throw new ValidationError(`instance "${cfg.instance}" is already running (${statePath(cfg.instance)}); stop it first: pnpm lab svc stop --instance ${cfg.instance}`, 409);
+    const file = await ensureObject('socket_lb');
+    const loadWith = (skip: string[]) =>
+      BpfObject.load(file, {
+        skip,
+        maxEntries: { services: cfg.maxServices, svc_ring: cfg.maxServices * 2 * cfg.ringSize, backends: cfg.maxBackends },
+        beforeLoad: (o) => o.setGlobal('ring_size', cfg.ringSize),
+      });
+    let obj: BpfObject;
+    let getpeername = true;
+    try {
+      obj = loadWith([]);
+    } catch (e) {
+      // getpeername4/6 attach types exist from 5.8: without them the rest still balances
+      if (!(e instanceof BpfError) || !/getpeername/.test(e.message)) throw e;
+      obj = loadWith([...PROGRAMS.getpeername]);
+      getpeername = false;
+    }
+    const links: Link[] = [];
+    try {
+      for (const p of [...PROGRAMS.connect, ...PROGRAMS.udp]) links.push(obj.program(p).attachCgroup(cg));
+      if (getpeername) {
+        try {
+          for (const p of PROGRAMS.getpeername) links.push(obj.program(p).attachCgroup(cg));
+        } catch (e) {
+          opts.log?.(`getpeername hooks not attached: ${(e as Error).message.split('\n')[0]}`);
+          getpeername = false;
+        }
+      }
+      const maps = Object.fromEntries(MAP_NAMES.map((n) => [n, obj.map(n)])) as unknown as Maps;
+      const { services: _s, ...rest } = cfg;
+      const model: Model = { config: rest, cgroupPath: cg, getpeername, services: {}, backendIds: {}, backendRefs: {} };
+      const c = new SvcController(model, maps, obj, links, !!opts.pin);
+      if (opts.pin) c.pinAll(dir, links);
+      c.applyServices(cfg.services, []);
+      if (opts.pin) c.saveState();
+      return c;
+    } catch (e) {
+      for (const l of links.reverse()) l.close();
+      obj.close();
+      if (opts.pin) cleanupPins(cfg.instance);
+      throw e;
+    }
+  }
+
+  /** an instance started elsewhere with pin: true (CLI commands) */
+  static open(instance: string): SvcController {
+    const sp = statePath(instance);
+    if (!fs.existsSync(sp)) throw new LabError(`no running socket LB instance "${instance}" (${sp} missing)`, 'start one: pnpm lab svc daemon --config FILE (or svc start), or name it with --instance NAME');
+    const model = JSON.parse(fs.readFileSync(sp, 'utf8')) as Model;
+    const dir = pinDir(instance);
+    const opened: BpfMap[] = [];
+    try {
+      for (const n of MAP_NAMES) opened.push(BpfMap.openPinned(path.join(dir, n)));
+    } catch (e) {
+      for (const m of opened) m.close();
+      throw e;
+    }
+    const maps = Object.fromEntries(MAP_NAMES.map((n, i) => [n, opened[i]])) as unknown as Maps;
+    return new SvcController(model, maps, null, [], true, opened);
+  }
+
+  private pinAll(dir: string, links: Link[]): void {
+    fs.mkdirSync(path.join(dir, 'links'), { recursive: true });
+    for (const n of MAP_NAMES) (this.maps[n] as BpfMap).pin(path.join(dir, n));
+    links.forEach((l, i) => l.pin(path.join(dir, 'links', String(i))));
+  }
+
+  saveState(): void {
+    if (!this.pinned) return;
+    fs.mkdirSync(RUN_DIR, { recursive: true });
+    const sp = statePath(this.model.config.instance);
+    fs.writeFileSync(`${sp}.tmp`, JSON.stringify(this.model));
+    fs.renameSync(`${sp}.tmp`, sp);
+  }
+
+  get instance(): string {
+    return this.model.config.instance;
+  }
+
+  /**
+   * Replace/insert `upsert` and delete `remove` (service ids) as one change. Validation and
+   * capacity are checked on a copy before any write; see the file comment for the write order.
+   */
+  applyServices(upsert: NormService[], remove: string[]): ApplyResult {
+    const t0 = performance.now();
+    const old = this.model;
+    // the change as an overlay on the model (null = removed): nothing of the 10,000 untouched
+    // services is copied, and the model itself is changed only after the last map write
+    const changes = new Map<string, ServiceState | null>();
+    for (const id of remove) {
+      if (!old.services[id]) throw new ValidationError(`unknown service ${id}`, 404);
+      changes.set(id, null);
+    }
+    // indexes of services removed in this change stay taken until the next one (their rings are
+    // read until the delete)
+    let usedIdx: Set<number> | null = null; // built only when a new service needs an index
+    let freeIdx = 0;
+    for (const s of upsert) {
+      const prev = changes.has(s.id) ? changes.get(s.id) ?? undefined : old.services[s.id];
+      const keep = new Map(prev?.backends.map((b) => [backendKey(b), b]) ?? []);
+      let index = prev?.index;
+      if (index === undefined) {
+        usedIdx ??= new Set([...Object.values(old.services).map((x) => x.index), ...[...changes.values()].flatMap((x) => (x ? [x.index] : []))]);
+        while (usedIdx.has(freeIdx)) freeIdx++;
+        if (freeIdx >= old.config.maxServices) throw new ValidationError(`service table full (maxServices ${old.config.maxServices}); remove a service or restart with a larger maxServices`, 409);
+        index = freeIdx;
+        usedIdx.add(index);
+      }
+      changes.set(s.id, {
+        id: s.id,
+        algorithm: s.algorithm,
+        healthCheck: s.healthCheck,
+        index,
+        half: prev?.half ?? 1,
+        count: prev?.count ?? 0,
+        // a backend keeps its draining/down state across a replace unless its weight was set anew
+        backends: s.backends.map((b) => ({ ...b, state: keep.get(backendKey(b))?.state ?? 'active' })),
+      });
+    }
+    return this.commit(changes, t0);
+  }
+
+  /** change backends of existing services through a function on their state (add/remove/drain/down) */
+  private mutate(id: string, fn: (s: ServiceState) => void): ApplyResult {
+    const t0 = performance.now();
+    const s = this.model.services[id];
+    if (!s) throw new ValidationError(`unknown service ${id}; pnpm lab svc list shows the services`, 404);
+    const copy = structuredClone(s);
+    fn(copy);
+    return this.commit(new Map([[id, copy]]), t0);
+  }
+
+  private commit(changes: Map<string, ServiceState | null>, t0: number): ApplyResult {
+    const R = this.model.config.ringSize;
+    const touched = [...changes].filter(([, v]) => v).map(([k]) => k);
+    const removed = [...changes].filter(([, v]) => !v).map(([k]) => k);
+    const after = (id: string) => changes.get(id)!;
+    // backend references: only the touched and removed services change them
+    const refs = { ...this.model.backendRefs };
+    for (const id of changes.keys()) for (const b of this.model.services[id]?.backends ?? []) refs[backendKey(b)] = (refs[backendKey(b)] ?? 0) - 1;
+    for (const id of touched) for (const b of after(id).backends) refs[backendKey(b)] = (refs[backendKey(b)] ?? 0) + 1;
+    // every backend still referenced keeps its id; new ones take free ids
+    const ids: Record<string, number> = {};
+    for (const [k, n] of Object.entries(refs)) {
+      if (n <= 0) delete refs[k];
+      else if (this.model.backendIds[k] !== undefined) ids[k] = this.model.backendIds[k]!;
+    }
+    // ids the current maps still reference stay taken until the next change: reusing one now would
+    // point a live ring at a different backend before its service flips
+    const taken = new Set([...Object.values(ids), ...Object.values(this.model.backendIds)]);
+    const fresh: string[] = [];
+    let nextId = 0;
+    for (const k of Object.keys(refs)) {
+      if (ids[k] !== undefined) continue;
+      while (taken.has(nextId)) nextId++;
+      if (nextId >= this.model.config.maxBackends) throw new ValidationError(`backend table full (maxBackends ${this.model.config.maxBackends})`, 409);
+      ids[k] = nextId;
+      taken.add(nextId);
+      fresh.push(k);
+    }
+    // rings of touched services; unchanged rings are not rewritten
+    const rings = new Map<string, number[]>();
+    for (const id of touched) {
+      const s = after(id);
+      const ring = ringOf(s, ids, R);
+      const prev = this.model.services[id];
+      if (prev && prev.algorithm === s.algorithm && prev.count === ring.length && sameRing(ringOf(prev, this.model.backendIds, R), ring)) continue;
+      s.half = prev ? 1 - prev.half : 0;
+      s.count = ring.length;
+      rings.set(id, ring);
+    }
+    let writes = 0;
+    // 1. backends (fresh ids: nothing reads them yet)
+    for (const k of fresh) {
+      const hp = parseHostPort(k);
+      this.maps.backends.set(ids[k]!, { addr: addrBytes(hp.address), port: htons(hp.port!), family: hp.address.includes(':') ? 6 : 4, _pad: 0 });
+      writes++;
+    }
+    // 2. rings into the inactive halves
+    const batch: [number, number][] = [];
+    for (const [id, ring] of rings) {
+      const s = after(id);
+      const base = (s.index * 2 + s.half) * R;
+      ring.forEach((b, i) => batch.push([base + i, b]));
+    }
+    for (let i = 0; i < batch.length; i += 65536) this.maps.svc_ring.updateBatch(batch.slice(i, i + 65536));
+    writes += batch.length;
+    // 3 + 4. service values (the switch) and deletes, undone together on failure
+    const undo: (() => void)[] = [];
+    let n = 0;
+    try {
+      for (const id of rings.keys()) {
+        if (this.failAfter !== null && n >= this.failAfter) throw new InjectedFault(n);
+        const s = after(id);
+        const k = svcKey(parseVip(id));
+        const before = this.maps.services.get(k);
+        this.maps.services.set(k, { index: s.index, count: s.count, alg: ALG_NUM[s.algorithm], half: s.half, _pad: 0 });
+        undo.push(() => (before ? this.maps.services.set(k, before) : this.maps.services.delete(k)));
+        n++;
+      }
+      for (const id of removed) {
+        if (this.failAfter !== null && n >= this.failAfter) throw new InjectedFault(n);
+        const k = svcKey(parseVip(id));
+        const before = this.maps.services.get(k);
+        this.maps.services.delete(k);
+        if (before) undo.push(() => this.maps.services.set(k, before));
+        n++;
+      }
+    } catch (e) {
+      for (const u of undo.reverse()) {
+        try {
+          u();
+        } catch {
+          /* best effort: report the original error */
+        }
+      }
+      throw e;
+    }
+    writes += n;
+    for (const [id, st] of changes) {
+      if (st) this.model.services[id] = st;
+      else delete this.model.services[id];
+    }
+    this.model.backendIds = ids;
+    this.model.backendRefs = refs;
+    this.saveState();
+    this.syncHealth();
+    return { changed: rings.size, writes, ms: performance.now() - t0 };
+  }
+
+  // ---- operations (CLI, scenario, tests) ----
+
+  addService(s: ServiceConfig): ApplyResult {
+    const n = normService(s, 'service');
+    if (this.model.services[n.id]) throw new ValidationError(`service ${n.id} exists`, 409);
+    return this.applyServices([n], []);
+  }
+
+  removeService(vip: string): ApplyResult {
+    return this.applyServices([], [vipString(parseVip(vip))]);
+  }
+
+  addBackend(vip: string, addr: string, weight = 1): ApplyResult {
+    const id = vipString(parseVip(vip));
+    const s = this.model.services[id];
+    if (!s) throw new ValidationError(`unknown service ${id}; pnpm lab svc list shows the services`, 404);
+    const cur: ServiceConfig = { vip: id, algorithm: s.algorithm, healthCheck: s.healthCheck, backends: [...s.backends.map((b) => ({ address: backendKey(b), weight: b.weight })), { address: addr, weight }] };
+    const n = normService(cur, id); // validates the new backend (family, duplicate, port)
+    return this.applyServices([n], []);
+  }
+
+  private findBackend(s: ServiceState, addr: string): BackendState {
+    const spec = parseVip(s.id);
+    const hp = parseHostPort(addr, spec.port);
+    const b = s.backends.find((x) => x.address === hp.address && x.port === hp.port);
+    if (!b) throw new ValidationError(`${s.id} has no backend ${backendKey({ address: hp.address, port: hp.port! })}; it has ${s.backends.map(backendKey).join(', ') || 'none'}`, 404);
+    return b;
+  }
+
+  /** remove: out of the ring; established connections are untouched (they never pass through here) */
+  removeBackend(vip: string, addr: string): ApplyResult {
+    const id = vipString(parseVip(vip));
+    return this.mutate(id, (s) => {
+      const b = this.findBackend(s, addr);
+      s.backends = s.backends.filter((x) => x !== b);
+    });
+  }
+
+  /** drain: out of the ring for new connections, still listed (re-enable with setWeight) */
+  drainBackend(vip: string, addr: string): ApplyResult {
+    const id = vipString(parseVip(vip));
+    return this.mutate(id, (s) => {
+      this.findBackend(s, addr).state = 'draining';
+    });
+  }
+
+  setWeight(vip: string, addr: string, weight: number): ApplyResult {
+    if (!Number.isInteger(weight) || weight < 0 || weight > 1000) throw new ValidationError(`weight ${weight} must be an integer 0-1000`);
+    const id = vipString(parseVip(vip));
+    return this.mutate(id, (s) => {
+      const b = this.findBackend(s, addr);
+      b.weight = weight;
+      if (b.state === 'draining') b.state = 'active';
+    });
+  }
+
+  setDown(vip: string, addr: string, down: boolean): ApplyResult {
+    const id = vipString(parseVip(vip));
+    return this.mutate(id, (s) => {
+      const b = this.findBackend(s, addr);
+      if (down && b.state === 'active') b.state = 'down';
+      if (!down && b.state === 'down') b.state = 'active';
+    });
+  }
+
+  /** per-CPU counters summed */
+  stats(): Record<(typeof STAT_NAMES)[number], number> {
+    const out = {} as Record<(typeof STAT_NAMES)[number], number>;
+    STAT_NAMES.forEach((n, i) => {
+      out[n] = (this.maps.svc_stats.getPerCpu(i) ?? []).reduce((a, b) => a + Number(b), 0);
+    });
+    return out;
+  }
+
+  list(): ServiceState[] {
+    return Object.values(this.model.services).sort((a, b) => a.index - b.index);
+  }
+
+  /** TCP health checks (reused from the XDP LB) for services with healthCheck: true */
+  enableHealthChecks(log: (s: string) => void = () => {}): void {
+    this.health ??= new HealthChecker(this.model.config.health, (key, up) => {
+      const [id, addr] = key.split('|') as [string, string];
+      const change = () => {
+        this.reload(); // a CLI command may have changed the instance since
+        if (!this.model.services[id]) return;
+        this.setDown(id, addr, !up);
+        log(`${id} backend ${addr} ${up ? 'up' : 'down'}`);
+      };
+      (this.pinned ? withLock(this.instance, change) : Promise.resolve().then(change)).catch((e: Error) => log(`health change of ${key} not applied: ${e.message}`));
+    });
+    this.syncHealth();
+  }
+
+  private syncHealth(): void {
+    if (!this.health) return;
+    const want = new Set<string>();
+    for (const s of Object.values(this.model.services)) {
+      if (!s.healthCheck) continue;
+      for (const b of s.backends) {
+        const key = `${s.id}|${backendKey(b)}`;
+        want.add(key);
+        this.health.watch({ key, address: b.address, port: b.port }, b.state !== 'down');
+      }
+    }
+    for (const key of this.watched) if (!want.has(key)) this.health.unwatch(key);
+    this.watched = want;
+  }
+
+  private watched = new Set<string>();
+
+  /** re-read the state file of a pinned instance (another process may have changed it) */
+  reload(): void {
+    if (this.pinned && fs.existsSync(statePath(this.instance))) this.model = JSON.parse(fs.readFileSync(statePath(this.instance), 'utf8')) as Model;
+  }
+
+  /** detach and free everything this controller made (and, pinned, its pins and state file) */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.health?.stop();
+    for (const l of this.links.reverse()) l.close();
+    for (const m of this.ownedMaps) m.close();
+    this.obj?.close();
+  }
+
+  /** close and, for a pinned instance, remove its pins and state: balancing ends */
+  stop(): void {
+    const inst = this.instance;
+    this.close();
+    if (this.pinned) cleanupPins(inst);
+  }
+}
+
+function sameRing(a: number[], b: number[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** remove an instance's pins (links first: that detaches) and its state file */
+export function cleanupPins(instance: string): void {
+  const dir = pinDir(instance);
+  const ld = path.join(dir, 'links');
+  if (fs.existsSync(ld)) for (const f of fs.readdirSync(ld)) fs.rmSync(path.join(ld, f), { force: true });
+  if (fs.existsSync(dir)) for (const f of fs.readdirSync(dir)) if (f !== 'links') fs.rmSync(path.join(dir, f), { force: true });
+  removePinDir(ld);
+  removePinDir(dir);
+  fs.rmSync(statePath(instance), { force: true });
+  fs.rmSync(lockPath(instance), { force: true });
+}
+
+/** Run fn holding the instance's lock file (CLI commands and the daemon's health checks serialise here). */
+export async function withLock<T>(instance: string, fn: () => T | Promise<T>, timeoutMs = 10_000): Promise<T> {
+  fs.mkdirSync(RUN_DIR, { recursive: true });
+  const lp = lockPath(instance);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      fs.writeFileSync(lp, String(process.pid), { flag: 'wx' });
+      break;
+    } catch {
+      const holder = Number(fs.readFileSync(lp, 'utf8') || 0);
+      let alive = false;
+      try {
+        if (holder) process.kill(holder, 0);
+        alive = holder > 0;
+      } catch {
+        alive = false;
+      }
+      if (!alive) {
+        fs.rmSync(lp, { force: true });
+        continue;
+      }
+      if (Date.now() > deadline) throw new ValidationError(`instance "${instance}" is locked by pid ${holder}`, 409);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    fs.rmSync(lp, { force: true });
+  }
+}
