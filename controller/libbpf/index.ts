@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { C, errno } from './ffi.ts';
 import { BpfError, errnoName } from './errors.ts';
-export { BpfObject, Program, enableStats, progInfo, XdpFlags, type OpenOptions, type LoadOptions, type TestRunResult, type ProgInfo } from './object.ts';
+export { BpfObject, Program, enableStats, progInfo, perfEventOpen, XdpFlags, type OpenOptions, type LoadOptions, type TestRunResult, type ProgInfo } from './object.ts';
 export { BpfMap, MapType, UpdateFlags, mapInfo, rawCodec } from './map.ts';
 export { Link } from './link.ts';
 export { RingBuffer, type RingBufferOptions } from './ringbuf.ts';

@@ -58,6 +58,26 @@ export interface ProgInfo {
   jitedLen: number;
 }
 
+/**
+ * Open a counting perf event (no sampling) on one CPU for all processes, e.g. hardware cycles for
+ * a BPF_MAP_TYPE_PERF_EVENT_ARRAY slot or a power/energy-* counter; the caller owns the fd
+ * (read 8 bytes for the count, close it when done). Throws BpfError with the errno (ENOENT: the
+ * machine does not expose this event; ENODEV: offline CPU).
+ */
+export function perfEventOpen(attr: { type: number; config: number | bigint }, cpu: number): number {
+  const a = {
+    type: attr.type, size: 128, config: attr.config, sample_period: 0, sample_type: 0, read_format: 0, flags: 0n, wakeup_events: 0, bp_type: 0,
+    config1: 0, config2: 0, branch_sample_type: 0, sample_regs_user: 0, sample_stack_user: 0, clockid: 0, sample_regs_intr: 0, aux_watermark: 0,
+    sample_max_stack: 0, _reserved_2: 0, aux_sample_size: 0, _reserved_3: 0, sig_data: 0, config3: 0,
+  };
+  const fd = Number(C.syscall_perf_event_open(298, a, -1, cpu, -1, 8 /* PERF_FLAG_FD_CLOEXEC */));
+  if (fd < 0) {
+    const e = errno();
+    throw new BpfError(`perf_event_open(type ${attr.type}, config ${attr.config}) on cpu ${cpu}: ${errnoName(e)}`, e, hintFor(e));
+  }
+  return fd;
+}
+
 export class Program {
   private logBuf: Buffer | null = null;
   constructor(

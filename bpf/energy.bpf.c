@@ -1,0 +1,148 @@
+/*
+ * Energy attribution from scheduler events: on every sched_switch the time since the previous
+ * switch on this CPU is charged to the task that is switching out (still `current` here), keyed
+ * by (cgroup v2 id, tgid), in a per-CPU LRU hash, so the TS side gets on-CPU ns per workload per
+ * CPU. The idle task (pid 0) is counted apart: idle power is reported, never spread over workloads.
+ * Two attach flavours of the same code: tp_btf (cheaper, no tracepoint buffer) where it loads,
+ * the classic tracepoint otherwise; the controller loads exactly one of them.
+ */
+#include "lab.h"
+#include "energy.h"
+
+/* set before load by the controller when it opened cycles/instructions perf events on every CPU */
+const volatile bool use_counters = false;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, ENERGY_MAX_TASKS);
+	__type(key, struct energy_key);
+	__type(value, struct energy_task);
+} tasks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct energy_cpu);
+} cpus SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, ENERGY_MAX_CPUS);
+	__type(key, __u32);
+	__type(value, struct energy_freq);
+} freq SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u32));
+} hw_cycles SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u32));
+} hw_instructions SEC(".maps");
+
+static __always_inline __u64 counter_delta(void *map, __u64 *last, struct energy_cpu *c)
+{
+	struct bpf_perf_event_value v = {};
+	if (bpf_perf_event_read_value(map, BPF_F_CURRENT_CPU, &v, sizeof(v))) {
+		c->counter_errors++;
+		return 0;
+	}
+	__u64 d = *last ? v.counter - *last : 0;
+	*last = v.counter;
+	return d;
+}
+
+static __always_inline void on_switch(void)
+{
+	__u32 zero = 0;
+	struct energy_cpu *c = bpf_map_lookup_elem(&cpus, &zero);
+	if (!c)
+		return;
+	__u64 now = bpf_ktime_get_ns();
+	__u64 last = c->last_ns;
+	c->last_ns = now;
+	c->switches++;
+	__u64 cyc = 0, ins = 0;
+	if (use_counters) {
+		cyc = counter_delta(&hw_cycles, &c->last_cycles, c);
+		ins = counter_delta(&hw_instructions, &c->last_instructions, c);
+	}
+	if (!last)
+		return; /* the first switch seen on this CPU opens the first interval */
+	__u64 d = now - last;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if ((__u32)pid_tgid == 0) {
+		c->idle_ns += d;
+		c->idle_cycles += cyc;
+		return;
+	}
+	c->busy_ns += d;
+	c->busy_cycles += cyc;
+	struct energy_key k = { .cgroup_id = bpf_get_current_cgroup_id(), .tgid = pid_tgid >> 32 };
+	struct energy_task *t = bpf_map_lookup_elem(&tasks, &k);
+	if (!t) {
+		struct energy_task init = {};
+		bpf_get_current_comm(init.comm, sizeof(init.comm));
+		if (bpf_map_update_elem(&tasks, &k, &init, BPF_NOEXIST) == 0)
+			c->new_keys++;
+		t = bpf_map_lookup_elem(&tasks, &k);
+		if (!t) {
+			c->unattributed_ns += d;
+			return;
+		}
+		if (!t->comm[0])
+			bpf_get_current_comm(t->comm, sizeof(t->comm));
+	}
+	t->on_cpu_ns += d;
+	t->switches++;
+	t->cycles += cyc;
+	t->instructions += ins;
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(energy_switch_btf, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	on_switch();
+	return 0;
+}
+
+SEC("tp/sched/sched_switch")
+int energy_switch_tp(void *ctx)
+{
+	on_switch();
+	return 0;
+}
+
+SEC("tp/power/cpu_frequency")
+int energy_cpu_frequency(struct trace_event_raw_cpu *ctx)
+{
+	__u32 cpu = ctx->cpu_id;
+	struct energy_freq *f = bpf_map_lookup_elem(&freq, &cpu);
+	if (f) {
+		f->khz = ctx->state;
+		f->events++;
+	}
+	return 0;
+}
+
+SEC("tp/power/cpu_idle")
+int energy_cpu_idle(struct trace_event_raw_cpu *ctx)
+{
+	if (ctx->state == (__u32)-1)
+		return 0; /* leaving idle */
+	__u32 zero = 0;
+	struct energy_cpu *c = bpf_map_lookup_elem(&cpus, &zero);
+	if (c)
+		c->idle_events++;
+	return 0;
+}
+
+LAB_EXPORT(energy_key);
+LAB_EXPORT(energy_task);
+LAB_EXPORT(energy_cpu);
+LAB_EXPORT(energy_freq);
