@@ -28,8 +28,10 @@ struct energy_task {
 /* per-CPU state and totals (`cpus`, a per-CPU array of one entry) */
 struct energy_cpu {
 	__u64 last_ns;         /* time of the previous sched_switch on this CPU (0: none yet) */
-	__u64 busy_ns;         /* time a non-idle task ran between switches */
-	__u64 idle_ns;         /* time the idle task (pid 0) ran */
+	__u64 busy_ns;         /* time non-idle tasks ran, by the scheduler's clock (see stint_ns) */
+	__u64 busy_wall_ns;    /* the same stints by ktime (wall time between switches) */
+	__u64 ktime_fallbacks; /* stints charged by ktime (RT/DL tasks, implausible runtime values) */
+	__u64 idle_ns;         /* time the idle task (pid 0) ran (ktime) */
 	__u64 unattributed_ns; /* busy time that found no slot in `tasks` (map full, entry evicted at once) */
 	__u64 switches;
 	__u64 new_keys;        /* entries this CPU created in `tasks`: evictions = sum(new_keys) - live entries */

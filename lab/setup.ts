@@ -18,6 +18,8 @@ export const PACKAGES: Record<string, string[]> = {
   lb: ['haproxy', 'nginx', 'libnginx-mod-stream', 'wrk', 'iperf3', 'ethtool', 'curl'],
   // runtime security positive controls and attack interpreters
   security: ['postgresql', 'postgresql-client', 'python3', 'perl'],
+  // energy: the context-switch microbenchmark (perf bench sched pipe) and a known-CPU burner
+  energy: ['linux-perf', 'python3'],
 };
 
 async function missing(pkgs: string[]): Promise<string[]> {

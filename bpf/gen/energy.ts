@@ -8,10 +8,12 @@ export interface energy_freq {
 }
 export const energy_freq_size = 16;
 
-/** struct energy_cpu: 96 bytes */
+/** struct energy_cpu: 112 bytes */
 export interface energy_cpu {
   last_ns: bigint;
   busy_ns: bigint;
+  busy_wall_ns: bigint;
+  ktime_fallbacks: bigint;
   idle_ns: bigint;
   unattributed_ns: bigint;
   switches: bigint;
@@ -23,7 +25,7 @@ export interface energy_cpu {
   idle_cycles: bigint;
   counter_errors: bigint;
 }
-export const energy_cpu_size = 96;
+export const energy_cpu_size = 112;
 
 /** struct energy_key: 16 bytes */
 export interface energy_key {

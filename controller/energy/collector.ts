@@ -91,11 +91,15 @@ export function parseCpuList(s: string): number[] {
   });
 }
 
+const SWITCH_PROGS = ['energy_switch_btf', 'energy_switch_tp'];
+
 const keyOf = (cg: bigint, tgid: number) => `${cg}:${tgid}`;
 
 export class EnergyCollector {
   readonly hook: Feature & { name: 'tp_btf' | 'tracepoint' };
   readonly counters: Feature;
+  /** which clock measures on-CPU time */
+  readonly clock: Feature;
   readonly frequency: Feature & { maxKhz: number[] };
   readonly idleTracepoint: Feature;
   readonly power: { source: PowerSourceName; detail: string; evidence: string[] };
@@ -121,6 +125,7 @@ export class EnergyCollector {
     private readonly meter: Meter | null,
     init: {
       hook: EnergyCollector['hook'];
+      clock: Feature;
       counters: Feature;
       counterFds: number[];
       frequency: EnergyCollector['frequency'];
@@ -131,6 +136,7 @@ export class EnergyCollector {
     private readonly cgroupRoot: string,
   ) {
     this.hook = init.hook;
+    this.clock = init.clock;
     this.counters = init.counters;
     this.counterFds = init.counterFds;
     this.frequency = init.frequency;
@@ -183,7 +189,7 @@ export class EnergyCollector {
       try {
         obj.setGlobal('use_counters', counters.ok);
         const sw = flavour === 'tp_btf' ? 'energy_switch_btf' : 'energy_switch_tp';
-        obj.load({ skip: [flavour === 'tp_btf' ? 'energy_switch_tp' : 'energy_switch_btf'], maxEntries: opts.maxTasks ? { tasks: opts.maxTasks } : undefined });
+        obj.load({ skip: SWITCH_PROGS.filter((p) => p !== sw), maxEntries: opts.maxTasks ? { tasks: opts.maxTasks } : undefined });
         if (counters.ok) {
           const cm = obj.map<number, number>('hw_cycles');
           const im = obj.map<number, number>('hw_instructions');
@@ -240,7 +246,7 @@ export class EnergyCollector {
         meter = ch.meter;
         power = meter ? { source: 'rapl', detail: meter.detail, evidence: ch.evidence } : { source: 'model', detail: modelDetail(model), evidence: ch.evidence };
       }
-      return new EnergyCollector(obj, links, meter, { hook: hook!, counters, counterFds, frequency, idleTracepoint, power, model }, root);
+      return new EnergyCollector(obj, links, meter, { hook: hook!, clock: { ok: true, detail: 'the scheduler\'s runtime per stint (se.sum_exec_runtime − se.prev_sum_exec_runtime, read at sched_switch); ktime for RT/DL tasks and idle' }, counters, counterFds, frequency, idleTracepoint, power, model }, root);
     } catch (e) {
       meter?.close();
       obj.close();
