@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { BpfObject, perfEventOpen, type BpfMap, type Link } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
+import { LabError } from '../../lab/errors.ts';
 import type { energy_cpu, energy_freq, energy_key, energy_task } from '../../bpf/gen/energy.ts';
 import { attribute, DEFAULT_MODEL, meteredEnergy, modelEnergy, validateModel, type CpuInterval, type ModelConfig, type PowerSourceName, type Use } from './model.ts';
 import { findMeter, type Meter } from './power.ts';
@@ -156,7 +157,7 @@ export class EnergyCollector {
     const log = opts.log ?? (() => {});
     const model = { ...DEFAULT_MODEL, ...opts.model };
     const bad = validateModel(model);
-    if (bad) throw new Error(`power model: ${bad}`);
+    if (bad) throw new LabError(`power model: ${bad}`, 'set --tdp above --idle (both in W, for the whole package)');
     const file = await ensureObject('energy', log);
     const root = opts.cgroupRoot ?? cgroup2Mount();
 
