@@ -1,0 +1,47 @@
+// `pnpm lab energy …` as a user meets it: help, usage errors (exit 2, one line, a fix, no stack),
+// and a short live run that leaves nothing attached.
+import path from 'node:path';
+import { execa } from 'execa';
+import { describe, expect, it } from 'vitest';
+import { bpfObjects, rootSkipReason } from '../../lab/testing.ts';
+
+const ROOT = path.join(import.meta.dirname, '../..');
+const CLI = path.join(ROOT, 'lab/cli.ts');
+const STACK = /^\s+at .+\(?.*:\d+:\d+\)?$/m;
+
+async function lab(args: string[]) {
+  const r = await execa(process.execPath, ['--import', 'tsx', CLI, ...args], { reject: false, cwd: ROOT, env: { EBPF_LAB_DEBUG: '' } });
+  return { code: r.exitCode, stdout: String(r.stdout), stderr: String(r.stderr) };
+}
+
+describe('pnpm lab energy', () => {
+  it('prints help and exits 0', async () => {
+    const r = await lab(['energy', 'top', '--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/--interval MS/);
+    expect(r.stdout).toMatch(/--metrics-port/);
+  }, 30_000);
+
+  it.each([
+    [['energy', 'tpo'], /did you mean "top"/],
+    [['energy', 'top', '--intervl', '500'], /did you mean --interval/],
+    [['energy', 'top', '--interval', '10'], /interval/],
+    [['energy', 'top', '--idle', '80', '--tdp', '40'], /--idle 80 exceeds --tdp 40/],
+    [['energy', 'top', '--by', 'pod'], /cgroup|process/],
+  ])('%j is a usage error', async (args, msg) => {
+    const r = await lab(args);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(msg);
+    expect(r.stderr).toMatch(/fix:|expected one of/); // a choice error names the choices itself
+    expect(r.stderr).not.toMatch(STACK);
+  }, 30_000);
+
+  it.skipIf(!!rootSkipReason)('refreshes, says where the joules come from, and leaves nothing attached', async () => {
+    const r = await lab(['energy', 'top', '--interval', '500', '--count', '2', '--plain', '--power', 'model']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/source: model \(estimate\)/);
+    expect(r.stdout.match(/W now/g)?.length).toBe(2);
+    const after = await bpfObjects();
+    expect(after.progs.filter((p) => p.name?.startsWith('energy_'))).toEqual([]);
+  }, 60_000);
+});
