@@ -6,8 +6,8 @@
 //   - per-cgroup on-CPU time from BPF vs cpu.stat usage_usec (≤ 2%), per process vs /proc/<pid>/stat (≤ 2%);
 //   - attributed energy + idle sums to the node's total (≤ 1%): the per-task LRU map kept all busy time;
 //   - the 50% / 25% energy ratio matches their CPU ratio (≤ 5%);
-//   - the sched_switch hook's cost on a pipe ping-pong (perf bench sched pipe), hook on vs off
-//     interleaved; goal ≤ 3% on time per context switch (bench: --rounds, more loops).
+//   - bench mode: the sched_switch hook's cost on a pipe ping-pong (perf bench sched pipe), hook on
+//     vs off interleaved (--rounds); goal ≤ 3% on time per context switch.
 //   Report: energy over time per workload, stacked.
 import fs from 'node:fs';
 import type { Scenario, ScenarioContext } from '../../lab/scenario.ts';
@@ -65,8 +65,8 @@ const scenario: Scenario = {
     power: { type: 'string', choices: ['auto', 'model'], default: 'auto', description: 'auto: RAPL when a meter advances, else the model' },
     tdp: { type: 'number', min: 0.1, max: 5000, default: 65, valueName: 'W', description: 'model: package power at full load' },
     idle: { type: 'number', min: 0, max: 5000, default: 10, valueName: 'W', description: 'model: package power when idle' },
-    rounds: { type: 'int', min: 1, max: 100, default: 7, valueName: 'N', description: 'bench: interleaved hook on/off rounds (run mode: 3)' },
-    loops: { type: 'int', min: 1000, default: 200_000, valueName: 'N', description: 'bench: pipe round trips per measurement (run mode: a quarter)' },
+    rounds: { type: 'int', min: 1, max: 100, default: 7, valueName: 'N', description: 'bench: interleaved hook on/off rounds' },
+    loops: { type: 'int', min: 1000, default: 200_000, valueName: 'N', description: 'bench: pipe round trips per measurement' },
     'overhead-goal': { type: 'number', min: 0, default: 3, valueName: 'PCT', description: 'goal for the hook\'s cost on time per context switch' },
   },
   async run(ctx) {
@@ -134,7 +134,7 @@ const scenario: Scenario = {
       return { w, bpf, kern, err: pct(bpf, kern) };
     });
     for (const r of cpuRows) ctx.check(`cgroup ${r.w.name}: BPF on-CPU time within 2% of cpu.stat usage_usec`, r.err <= 2, `BPF ${f(r.bpf, 4)} s vs cpu.stat ${f(r.kern, 4)} s (${f(r.err)}%)`);
-    const procRows = ws.filter((w) => w.name !== 'io').map((w) => {
+    const procRows = ws.map((w) => {
       const bpf = ((s1.bpfPidNs.get(w.pid) ?? 0) - (s0.bpfPidNs.get(w.pid) ?? 0)) / 1e9;
       const stat = s1.procS[w.name]! - s0.procS[w.name]!;
       const a = s0.schedNs[w.name];
@@ -203,7 +203,7 @@ const scenario: Scenario = {
     const freqEvents = c.frequency.ok ? 'attached' : 'absent';
     ctx.metric('tracepoints', { cpuIdleEvents: idleEvents, cpuFrequency: freqEvents });
 
-    // ------------------------------------------------------------ overhead
+    // ------------------------------------------------------------ overhead (bench mode)
     // stop the workloads and the collector: the microbenchmark compares hook on / off alone
     for (const w of ws) {
       try {
@@ -213,27 +213,31 @@ const scenario: Scenario = {
       }
     }
     c.close();
-    const rounds = ctx.mode === 'bench' ? o.rounds : Math.min(3, o.rounds);
-    const loops = ctx.mode === 'bench' ? o.loops : Math.max(1000, Math.round(o.loops / 4));
-    ctx.progress.step(`context-switch microbenchmark: perf bench sched pipe, hook off/on, ${rounds} rounds × ${loops} loops`);
-    const pp = await pingPong({ rounds, loops, goalPct: o['overhead-goal'], signal: ctx.signal, onRound: (i) => ctx.progress.update(i / rounds, `round ${i + 1}/${rounds}`) });
-    ctx.metric('pingpong', pp);
-    const ovh = pp.overheadPct.median;
-    ctx.headline({
-      name: 'sched_switch.overhead', label: `sched_switch hook (${pp.hook}) cost on pipe ping-pong time per op`, unit: '%', better: 'lower', value: ovh,
-      rounds: pp.overheadPct.values, spread: { n: pp.overheadPct.n, min: pp.overheadPct.min, max: pp.overheadPct.max, mad: pp.overheadPct.mad },
-      comparator: { name: 'hook off', value: pp.off.median, ratio: pp.ci.ratio, ci: [pp.ci.lower, pp.ci.upper], likeForLike: true, note: 'same binary, same machine, interleaved rounds (order alternates); µs per op' },
-      goal: { op: '<=', target: o['overhead-goal'], verdict: pp.verdict === 'pass' ? 'met' : pp.verdict === 'fail' ? 'not met' : 'inconclusive', detail: `95% CI of on/off time ratio ${f(pp.ci.lower, 4)}–${f(pp.ci.upper, 4)}` },
-      regressionFloor: 0.02,
-    });
-    const overheadDetail = `median ${f(ovh)}% (rounds ${pp.overheadPct.values.map((x) => f(x, 1)).join(', ')}); on/off ratio ${f(pp.ci.ratio, 4)}, 95% CI ${f(pp.ci.lower, 4)}–${f(pp.ci.upper, 4)}; off ${f(pp.off.median, 3)} µs/op, on ${f(pp.on.median, 3)} µs/op`;
-    if (ctx.mode === 'bench') ctx.check(`sched_switch hook costs ≤ ${o['overhead-goal']}% on context-switch time (bootstrap CI)`, pp.verdict !== 'fail', `${pp.verdict}: ${overheadDetail}`);
-    ctx.section(
-      'Cost of the sched_switch hook',
-      { kind: 'text', text: `perf bench sched pipe -l ${loops} (two tasks, a byte through two pipes, two context switches per op), ${rounds} interleaved rounds, hook ${pp.hook} attached vs not. ${ctx.mode === 'bench' ? '' : 'Run mode is a short look; `pnpm lab bench energy` measures with --rounds and the full loop count.'} Goal ≤ ${o['overhead-goal']}%: ${pp.verdict}.` },
-      { kind: 'kv', items: { overhead: overheadDetail } },
-      { kind: 'chart', title: 'µs per ping-pong op, per round', type: 'bar', labels: pp.rounds.map((_, i) => `round ${i + 1}`), yLabel: 'µs/op', datasets: [{ label: 'hook off', data: pp.rounds.map((r) => r.off) }, { label: `hook on (${pp.hook})`, data: pp.rounds.map((r) => r.on) }] },
-    );
+    if (ctx.mode !== 'bench') {
+      ctx.section('Cost of the sched_switch hook', { kind: 'text', text: 'Measured in bench mode only (a benchmark: `pnpm lab bench energy`, run under the lab\'s heavy-run lock): perf bench sched pipe, hook on/off interleaved.' });
+    } else {
+      const rounds = o.rounds;
+      const loops = o.loops;
+      ctx.progress.step(`context-switch microbenchmark: perf bench sched pipe, hook off/on, ${rounds} rounds × ${loops} loops`);
+      const pp = await pingPong({ rounds, loops, goalPct: o['overhead-goal'], signal: ctx.signal, onRound: (i) => ctx.progress.update(i / rounds, `round ${i + 1}/${rounds}`) });
+      ctx.metric('pingpong', pp);
+      const ovh = pp.overheadPct.median;
+      ctx.headline({
+        name: 'sched_switch.overhead', label: `sched_switch hook (${pp.hook}) cost on pipe ping-pong time per op`, unit: '%', better: 'lower', value: ovh,
+        rounds: pp.overheadPct.values, spread: { n: pp.overheadPct.n, min: pp.overheadPct.min, max: pp.overheadPct.max, mad: pp.overheadPct.mad },
+        comparator: { name: 'hook off', value: pp.off.median, ratio: pp.ci.ratio, ci: [pp.ci.lower, pp.ci.upper], likeForLike: true, note: 'same binary, same machine, interleaved rounds (order alternates); µs per op' },
+        goal: { op: '<=', target: o['overhead-goal'], verdict: pp.verdict === 'pass' ? 'met' : pp.verdict === 'fail' ? 'not met' : 'inconclusive', detail: `95% CI of on/off time ratio ${f(pp.ci.lower, 4)}–${f(pp.ci.upper, 4)}` },
+        regressionFloor: 0.02,
+      });
+      const overheadDetail = `median ${f(ovh)}% (rounds ${pp.overheadPct.values.map((x) => f(x, 1)).join(', ')}); on/off ratio ${f(pp.ci.ratio, 4)}, 95% CI ${f(pp.ci.lower, 4)}–${f(pp.ci.upper, 4)}; off ${f(pp.off.median, 3)} µs/op, on ${f(pp.on.median, 3)} µs/op`;
+      ctx.check(`sched_switch hook costs ≤ ${o['overhead-goal']}% on context-switch time (bootstrap CI)`, pp.verdict !== 'fail', `${pp.verdict}: ${overheadDetail}`);
+      ctx.section(
+        'Cost of the sched_switch hook',
+        { kind: 'text', text: `perf bench sched pipe -l ${loops} (two tasks, a byte through two pipes, two context switches per op), ${rounds} interleaved rounds, hook ${pp.hook} attached vs not. Goal ≤ ${o['overhead-goal']}% (95% bootstrap CI of the on/off time ratio): ${pp.verdict}.` },
+        { kind: 'kv', items: { overhead: overheadDetail } },
+        { kind: 'chart', title: 'µs per ping-pong op, per round', type: 'bar', labels: pp.rounds.map((_, i) => `round ${i + 1}`), yLabel: 'µs/op', datasets: [{ label: 'hook off', data: pp.rounds.map((r) => r.off) }, { label: `hook on (${pp.hook})`, data: pp.rounds.map((r) => r.on) }] },
+      );
+    }
     if (fs.existsSync(cg.ioFile)) fs.rmSync(cg.ioFile, { force: true });
   },
 };

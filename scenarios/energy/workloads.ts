@@ -74,6 +74,7 @@ export function setupCgroups(defer: Defer, outDir: string): { base: string; dirs
       // the cpu controller must be enabled in every ancestor's subtree_control
       if (!sub(root).split(/\s+/).includes('cpu')) fs.writeFileSync(path.join(root, 'cgroup.subtree_control'), '+cpu');
       fs.writeFileSync(path.join(base, 'cgroup.subtree_control'), '+cpu');
+      fs.writeFileSync(path.join(base, 'cpu.weight'), '1000');
     } catch (e) {
       caps.evidence = `enabling +cpu in cgroup.subtree_control: ${(e as Error).message}`;
     }
@@ -97,6 +98,8 @@ export function setupCgroups(defer: Defer, outDir: string): { base: string; dirs
       const b1 = path.join(m, name);
       fs.mkdirSync(b1);
       defer(`remove cgroup ${b1}`, () => rmTree(b1));
+      // shares are relative among siblings: the parent competes with the root's tasks, so it needs them too
+      fs.writeFileSync(path.join(b1, 'cpu.shares'), '20480');
       for (const [w, pct] of [['busy25', 25], ['busy50', 50]] as const) {
         const d = path.join(b1, w);
         fs.mkdirSync(d);
@@ -119,9 +122,12 @@ export function setupCgroups(defer: Defer, outDir: string): { base: string; dirs
  */
 export function startWorkload(defer: Defer, name: Workload['name'], dir: string, v1dir: string | undefined, capPct: number | null, ioFile: string): Workload {
   const join = `echo $$ > ${dir}/cgroup.procs${v1dir ? ` && echo $$ > ${v1dir}/tasks` : ''}`;
-  // io: small synchronous writes (each waits for the disk / the host), rewritten in place (≤ 1 MiB)
-  const load = name === 'io' ? `while :; do dd if=/dev/zero of=${ioFile} bs=4k count=64 oflag=dsync conv=notrunc status=none; sleep 0.05; done` : 'while :; do :; done';
-  const child = spawn('/bin/sh', ['-c', `${join} && exec /bin/sh -c '${load}'`], { stdio: 'ignore', detached: true });
+  // io: one process rewriting 4 KiB in place and fsync()ing it: mostly waiting for the disk (or,
+  // in a VM, for the host); one process, so its /proc/<pid>/stat is the whole workload
+  const load = name === 'io'
+    ? ['/usr/bin/python3', '-c', `import os\nfd = os.open(${JSON.stringify(ioFile)}, os.O_WRONLY | os.O_CREAT, 0o600)\nb = b"x" * 4096\nwhile True:\n    os.pwrite(fd, b, 0)\n    os.fsync(fd)`]
+    : ['/bin/sh', '-c', 'while :; do :; done'];
+  const child = spawn('/bin/sh', ['-c', `${join} && exec "$@"`, 'sh', ...load], { stdio: 'ignore', detached: true });
   const pid = child.pid!;
   defer(`kill workload ${name} (${pid})`, () => {
     try {
