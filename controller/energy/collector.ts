@@ -292,6 +292,11 @@ export class EnergyCollector {
     return out;
   }
 
+  /** power:cpu_frequency events seen, over all CPUs (0 where no cpufreq driver changes frequency) */
+  frequencyEvents(): number {
+    return this.onlineCpus.reduce((s, c) => s + Number(this.freqMap.get(c)?.events ?? 0n), 0);
+  }
+
   get capacity(): number {
     return this.tasks.meta.maxEntries;
   }

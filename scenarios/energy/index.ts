@@ -200,8 +200,9 @@ const scenario: Scenario = {
     );
     const idleEvents = c.cpuTotals().reduce((s, x) => s + Number(x.idle_events), 0);
     if (c.idleTracepoint.ok && idleEvents === 0) ctx.unsupported('power:cpu_idle events', 'tracepoint power/cpu_idle emitted', `attached, but the kernel emitted no cpu_idle event in ${o.duration} s (idle loop without cpuidle states, e.g. a VM's halt-polling)`);
-    const freqEvents = c.frequency.ok ? 'attached' : 'absent';
-    ctx.metric('tracepoints', { cpuIdleEvents: idleEvents, cpuFrequency: freqEvents });
+    const freqEvents = c.frequencyEvents();
+    if (c.frequency.ok && freqEvents === 0) ctx.unsupported('power:cpu_frequency events', 'tracepoint power/cpu_frequency emitted', `attached, but no cpu_frequency event in ${o.duration} s; ${c.frequency.detail}`);
+    ctx.metric('tracepoints', { cpuIdleEvents: idleEvents, cpuFrequencyEvents: freqEvents });
 
     // ------------------------------------------------------------ overhead (bench mode)
     // stop the workloads and the collector: the microbenchmark compares hook on / off alone
