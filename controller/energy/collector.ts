@@ -4,7 +4,7 @@
 // energy top`, the scenario and the tests all drive this class.
 import fs from 'node:fs';
 import path from 'node:path';
-import { BpfObject, perfEventOpen, type BpfMap, type Link } from '../libbpf/index.ts';
+import { BpfObject, mapInfo, perfEventOpen, type BpfMap, type Link } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { LabError } from '../../lab/errors.ts';
 import type { energy_cpu, energy_freq, energy_key, energy_task } from '../../bpf/gen/energy.ts';
@@ -400,9 +400,13 @@ export class EnergyCollector {
     return n;
   }
 
-  /** bpf_link ids and map ids this collector holds (for leak checks) */
-  get linkCount(): number {
-    return this.links.length;
+  /** kernel ids of the programs, maps and links this collector holds (for leak checks) */
+  kernelIds(): { progs: number[]; maps: number[]; links: number[] } {
+    return {
+      progs: [...this.obj.programs.values()].filter((p) => p.loaded).map((p) => p.info().id),
+      maps: [this.tasks, this.cpuMap, this.freqMap].map((m) => mapInfo(m.fd).id),
+      links: this.links.map((l) => l.info().id),
+    };
   }
 
   close(): void {
