@@ -122,9 +122,10 @@ static __always_inline void on_switch(void)
 			c->unattributed_ns += d;
 			return;
 		}
-		if (!t->comm[0])
-			bpf_get_current_comm(t->comm, sizeof(t->comm));
 	}
+	/* a fresh child carries its parent's name until exec: refresh it early and then now and then */
+	if (t->switches < 4 || !(t->switches & 63))
+		bpf_get_current_comm(t->comm, sizeof(t->comm));
 	t->on_cpu_ns += d;
 	t->switches++;
 	t->cycles += cyc;

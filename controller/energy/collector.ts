@@ -264,7 +264,8 @@ export class EnergyCollector {
       tasks.set(keyOf(k.cgroup_id, k.tgid), {
         cgroupId: k.cgroup_id,
         tgid: k.tgid,
-        comm: per.find((x) => x.comm)?.comm ?? '',
+        // each CPU's slot refreshes the name now and then (exec renames): the busiest slot is the freshest
+        comm: per.reduce((best, x) => (x.comm && x.switches >= best.n ? { n: x.switches, c: x.comm } : best), { n: -1n, c: '' }).c,
         ns: per.map((x) => Number(x.on_cpu_ns)),
         cycles: per.map((x) => Number(x.cycles)),
       });

@@ -6,6 +6,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { bpfObjects, describeRoot } from '../../lab/testing.ts';
 import { cgroup2Mount, EnergyCollector } from './collector.ts';
+import { energyMetrics } from './metrics.ts';
 
 const PY = '/usr/bin/python3';
 // burn `secs` of this process's CPU time, then print what the kernel says it used (ns, precise:
@@ -28,10 +29,17 @@ describeRoot('energy collector (host kernel)', () => {
     // nothing this collector created is left in the kernel (by id: other processes may run their own)
     if (!ids) return;
     expect(ids.progs.length).toBeGreaterThan(0);
-    const after = await bpfObjects();
-    expect(after.progs.filter((p) => ids.progs.includes(p.id))).toEqual([]);
-    expect(after.maps.filter((m) => ids.maps.includes(m.id))).toEqual([]);
-    expect(after.links.filter((l) => ids.links.includes(l.id))).toEqual([]);
+    // programs and maps go after an RCU grace period once the last fd closes: wait for it
+    const left = async () => {
+      const a = await bpfObjects();
+      return [...a.progs.filter((p) => ids.progs.includes(p.id)), ...a.maps.filter((m) => ids.maps.includes(m.id)), ...a.links.filter((l) => ids.links.includes(l.id))];
+    };
+    let rest = await left();
+    for (let i = 0; i < 50 && rest.length; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      rest = await left();
+    }
+    expect(rest).toEqual([]);
   });
 
   it('charges a process exactly the CPU it burned (ground truth: its own CPU clock)', async () => {
@@ -88,5 +96,16 @@ describeRoot('energy collector (host kernel)', () => {
     } finally {
       small.close();
     }
+  }, 60_000);
+
+  it('exports Kepler-named counters with the source label', async () => {
+    const m = energyMetrics(c);
+    await execa(PY, ['-c', BURN(0.2)]);
+    m.observe(c.sample());
+    const text = await m.registry.metrics();
+    expect(text).toMatch(/^kepler_process_cpu_joules_total\{pid="\d+",comm="python3",container_id="[^"]+",mode="dynamic",source="model",estimate="true",zone="package"\} [\d.e-]+$/m);
+    expect(text).toMatch(/^kepler_node_cpu_joules_total\{mode="idle",source="model",estimate="true",zone="package"\} /m);
+    expect(text).toMatch(/^kepler_container_cpu_joules_total\{container_id="\/",/m);
+    expect(text).toMatch(/^ebpf_lab_energy_map_evictions 0$/m);
   }, 60_000);
 });
