@@ -156,6 +156,11 @@ export function cgroupUsageUs(dir: string): number {
 }
 
 let clkTck = 0;
+/** seconds per clock tick, the resolution of /proc/<pid>/stat */
+export function tickSeconds(): number {
+  procCpuSeconds(process.pid);
+  return 1 / clkTck;
+}
 /** utime + stime of a process (all threads) in seconds, from /proc/<pid>/stat */
 export function procCpuSeconds(pid: number): number {
   if (!clkTck) {
