@@ -1,5 +1,6 @@
 // `pnpm lab energy …` as a user meets it: help, usage errors (exit 2, one line, a fix, no stack),
 // and a short live run that leaves nothing attached.
+import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
@@ -46,4 +47,37 @@ describe('pnpm lab energy', () => {
     const after = await bpfObjects();
     expect(after.progs.filter((p) => p.name?.startsWith('energy_') && !(p as { pids?: unknown[] }).pids?.length)).toEqual([]);
   }, 60_000);
+
+  it.skipIf(!!rootSkipReason)('Ctrl-C ends the live view cleanly, nothing left attached', async () => {
+    const p = execa(process.execPath, ['--import', 'tsx', CLI, 'energy', 'top', '--interval', '300', '--plain', '--power', 'model'], { reject: false, cwd: ROOT });
+    // wait for the first refresh: the programs are attached by then
+    await new Promise<void>((ok, fail) => {
+      const t = setTimeout(() => fail(new Error('no refresh within 30 s')), 30_000);
+      p.stdout!.on('data', (b: Buffer) => { if (String(b).includes('W now')) { clearTimeout(t); ok(); } });
+    });
+    // the programs this process holds, from its fds (fdinfo names the prog_id of a BPF program fd)
+    const progIds = new Set<number>();
+    for (const fd of fs.readdirSync(`/proc/${p.pid}/fdinfo`)) {
+      try {
+        const m = /^prog_id:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${p.pid}/fdinfo/${fd}`, 'utf8'));
+        if (m) progIds.add(Number(m[1]));
+      } catch {
+        /* closed meanwhile */
+      }
+    }
+    const held = (await bpfObjects()).progs.filter((x) => x.name?.startsWith('energy_') && progIds.has(x.id));
+    expect(held.length).toBeGreaterThan(0);
+    p.kill('SIGINT');
+    const r = await p;
+    expect(r.exitCode).toBe(0);
+    expect(String(r.stderr)).not.toMatch(STACK);
+    const ids = held.map((x) => x.id);
+    let left = ids;
+    for (let i = 0; i < 50 && left.length; i++) {
+      await new Promise((res) => setTimeout(res, 200));
+      const now = (await bpfObjects()).progs.map((x) => x.id);
+      left = ids.filter((id) => now.includes(id));
+    }
+    expect(left).toEqual([]);
+  }, 90_000);
 });
