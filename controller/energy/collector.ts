@@ -4,7 +4,7 @@
 // energy top`, the scenario and the tests all drive this class.
 import fs from 'node:fs';
 import path from 'node:path';
-import { BpfObject, mapInfo, perfEventOpen, type BpfMap, type Link } from '../libbpf/index.ts';
+import { BpfObject, enableStats, mapInfo, perfEventOpen, type BpfMap, type Link } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { LabError } from '../../lab/errors.ts';
 import type { energy_cpu, energy_freq, energy_key, energy_task } from '../../bpf/gen/energy.ts';
@@ -399,6 +399,17 @@ export class EnergyCollector {
       this.cgNames.set(id, n);
     }
     return n;
+  }
+
+  /** turn on the kernel's BPF run-time statistics (kernel.bpf_stats_enabled) until closed */
+  static enableRunStats(): { close(): void } {
+    return enableStats();
+  }
+
+  /** the attached sched_switch program's run count and run time (non-zero while BPF stats are enabled) */
+  switchStats(): { runCnt: number; runTimeNs: number } {
+    const i = this.obj.program(this.hook.name === 'tp_btf' ? 'energy_switch_btf' : 'energy_switch_tp').info();
+    return { runCnt: Number(i.runCnt), runTimeNs: Number(i.runTimeNs) };
   }
 
   /** kernel ids of the programs, maps and links this collector holds (for leak checks) */

@@ -90,6 +90,7 @@ const scenario: Scenario = {
       'cpu_idle': c.idleTracepoint.detail,
       'task map': `LRU per-CPU hash, ${c.capacity} entries`,
     };
+    const hookKv = (runs: number, ns: number | null) => ({ 'sched_switch runs in the window': runs, 'BPF run time per sched_switch (kernel.bpf_stats)': ns == null ? 'n/a' : `${f(ns, 0)} ns` });
     ctx.metric('features', { hook: c.hook, counters: c.counters, frequency: c.frequency, idle: c.idleTracepoint, power: c.power, model: c.model });
     if (!c.counters.ok) ctx.unsupported('hardware counters (cycles, instructions)', 'perf_event PERF_TYPE_HARDWARE', c.counters.detail);
     if (c.power.source === 'model') ctx.unsupported('RAPL energy meter', 'powercap intel-rapl / perf power energy-*', `${c.power.evidence.join('; ')} — energy is the model's estimate`);
@@ -108,6 +109,16 @@ const scenario: Scenario = {
     await sleep(scaledTimeout(1000), ctx.signal); // every workload has joined its cgroup and runs
 
     // ------------------------------------------------------------ measurement window
+    // the kernel's own accounting of the hook (run time per invocation) during the window: passive,
+    // beside the workloads, not a benchmark (bench mode measures the cost on context switches)
+    let stats: { close(): void } | null = null;
+    try {
+      stats = EnergyCollector.enableRunStats();
+      ctx.defer('disable BPF run-time stats', () => stats?.close());
+    } catch (e) {
+      ctx.progress.info(`BPF stats: ${(e as Error).message.split('\n')[0]}`);
+    }
+    const st0 = c.switchStats();
     await quiesce(ws);
     const s0 = snapshot(c, ws);
     c.sample(); // the energy intervals start here too
@@ -125,6 +136,10 @@ const scenario: Scenario = {
     series.push({ t: (Date.now() - t0) / 1000, iv: c.sample() });
     const s1 = snapshot(c, ws);
     signalAll(ws, 'SIGCONT');
+    const st1 = c.switchStats();
+    stats?.close();
+    const hookRuns = st1.runCnt - st0.runCnt;
+    const hookNs = hookRuns > 0 ? (st1.runTimeNs - st0.runTimeNs) / hookRuns : null;
     if (ctx.signal.aborted) return;
 
     // ------------------------------------------------------------ CPU: BPF vs the kernel
@@ -152,7 +167,7 @@ const scenario: Scenario = {
     }
     ctx.section(
       'CPU time: BPF vs the kernel\'s accounting',
-      { kind: 'kv', items: features },
+      { kind: 'kv', items: { ...features, ...hookKv(hookRuns, hookNs) } },
       { kind: 'table', caption: `measurement window ${f(o.duration, 0)} s; workloads SIGSTOPped at both ends; caps via ${cg.caps.how ?? 'none'}`, columns: ['workload', 'cap', 'BPF on-CPU (s)', 'cpu.stat usage (s)', 'diff %', 'process: /proc stat (s)', 'schedstat (s)', 'diff %'], rows: cpuRows.map((r) => {
         const p = procRows.find((x) => x.w === r.w);
         return [r.w.name, r.w.capPct == null ? '—' : `${r.w.capPct}%`, f(r.bpf, 4), f(r.kern, 4), f(r.err), p ? f(p.stat, 2) : '—', p?.sched != null ? f(p.sched, 4) : '—', p ? f(p.err) : '—'];
@@ -210,6 +225,7 @@ const scenario: Scenario = {
     const freqEvents = c.frequencyEvents();
     if (c.frequency.ok && freqEvents === 0) ctx.unsupported('power:cpu_frequency events', 'tracepoint power/cpu_frequency emitted', `attached, but no cpu_frequency event in ${o.duration} s; ${c.frequency.detail}`);
     ctx.metric('tracepoints', { cpuIdleEvents: idleEvents, cpuFrequencyEvents: freqEvents });
+    ctx.metric('hook', { runs: hookRuns, bpfNsPerRun: hookNs });
 
     // ------------------------------------------------------------ overhead (bench mode)
     // stop the workloads and the collector: the microbenchmark compares hook on / off alone
