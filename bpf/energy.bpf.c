@@ -1,6 +1,6 @@
 /*
  * Energy attribution from scheduler events: on every sched_switch the stint of the task that is
- * switching out (still `current` here) is charged to it (see stint_ns for which clock), keyed
+ * switching out (still `current` here) is charged to it (see stint_of for which clock), keyed
  * by (cgroup v2 id, tgid), in a per-CPU LRU hash, so the TS side gets on-CPU ns per workload per
  * CPU. The idle task (pid 0) is counted apart: idle power is reported, never spread over workloads.
  * Two attach flavours of the same code: tp_btf (cheaper, no tracepoint buffer) where it loads,
@@ -55,19 +55,28 @@ struct {
  * RT/deadline tasks (whose classes do not keep prev_sum_exec_runtime) and implausible values fall
  * back to the ktime interval, counted in `ktime_fallbacks`.
  */
-static __always_inline __u64 stint_ns(__u64 wall, struct energy_cpu *c)
+static __always_inline __u64 stint_of(unsigned int policy, __u64 sum, __u64 prev, __u64 wall, struct energy_cpu *c)
 {
-	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
-	unsigned int policy = BPF_CORE_READ(t, policy);
 	if (policy == 0 /* NORMAL */ || policy == 3 /* BATCH */ || policy == 5 /* IDLE */) {
-		__u64 sum = BPF_CORE_READ(t, se.sum_exec_runtime);
-		__u64 prev = BPF_CORE_READ(t, se.prev_sum_exec_runtime);
 		/* the stint cannot be longer than the time since the previous switch on this CPU (+ slack) */
 		if (sum >= prev && sum - prev <= wall + wall / 8 + 100000)
 			return sum - prev;
 	}
 	c->ktime_fallbacks++;
 	return wall;
+}
+
+/* tp_btf: `prev` is a trusted BTF pointer, read directly (no helper calls in the hot path) */
+static __always_inline __u64 stint_btf(struct task_struct *t, __u64 wall, struct energy_cpu *c)
+{
+	return stint_of(t->policy, t->se.sum_exec_runtime, t->se.prev_sum_exec_runtime, wall, c);
+}
+
+/* classic tracepoint: no task pointer in the context; read `current` with probe reads */
+static __always_inline __u64 stint_current(__u64 wall, struct energy_cpu *c)
+{
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	return stint_of(BPF_CORE_READ(t, policy), BPF_CORE_READ(t, se.sum_exec_runtime), BPF_CORE_READ(t, se.prev_sum_exec_runtime), wall, c);
 }
 
 static __always_inline __u64 counter_delta(void *map, __u64 *last, struct energy_cpu *c)
@@ -82,7 +91,7 @@ static __always_inline __u64 counter_delta(void *map, __u64 *last, struct energy
 	return d;
 }
 
-static __always_inline void on_switch(void)
+static __always_inline void on_switch(struct task_struct *prev)
 {
 	__u32 zero = 0;
 	struct energy_cpu *c = bpf_map_lookup_elem(&cpus, &zero);
@@ -107,7 +116,7 @@ static __always_inline void on_switch(void)
 		return;
 	}
 	c->busy_wall_ns += d;
-	d = stint_ns(d, c);
+	d = prev ? stint_btf(prev, d, c) : stint_current(d, c);
 	c->busy_ns += d;
 	c->busy_cycles += cyc;
 	struct energy_key k = { .cgroup_id = bpf_get_current_cgroup_id(), .tgid = pid_tgid >> 32 };
@@ -135,14 +144,14 @@ static __always_inline void on_switch(void)
 SEC("tp_btf/sched_switch")
 int BPF_PROG(energy_switch_btf, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
-	on_switch();
+	on_switch(prev);
 	return 0;
 }
 
 SEC("tp/sched/sched_switch")
 int energy_switch_tp(void *ctx)
 {
-	on_switch();
+	on_switch(NULL);
 	return 0;
 }
 

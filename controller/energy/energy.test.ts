@@ -108,4 +108,18 @@ describeRoot('energy collector (host kernel)', () => {
     expect(text).toMatch(/^kepler_container_cpu_joules_total\{container_id="\/",/m);
     expect(text).toMatch(/^ebpf_lab_energy_map_evictions 0$/m);
   }, 60_000);
+
+  it('the classic tracepoint flavour accounts the same way', async () => {
+    const t = await EnergyCollector.open({ power: 'model', hook: 'tracepoint' });
+    try {
+      expect(t.hook.name).toBe('tracepoint');
+      const p = execa(PY, ['-c', BURN(0.5)]);
+      const pid = p.pid!;
+      const truthNs = Number((await p).stdout.trim());
+      const bpfNs = [...t.onCpuNow().values()].filter((v) => v.tgid === pid).reduce((s, v) => s + v.ns, 0);
+      expect(Math.abs(bpfNs - truthNs) / truthNs).toBeLessThan(0.02);
+    } finally {
+      t.close();
+    }
+  }, 60_000);
 });
