@@ -22,6 +22,7 @@ const commands: Record<string, Command> = {
   report: { summary: 're-render reports/<run-id>/report.html from its results.json', load: async () => (await import('./report/cli.ts')).reportCommand },
   vm: { summary: 'kernels and VMs: vm kernels | vm fetch <k> | vm exec <k> -- <cmd…>', load: async () => (await import('./vm/cli.ts')).vmCommand },
   lb: { summary: 'XDP load balancer control plane: lb backend add|remove|drain|list …', load: async () => (await import('../controller/lb/cli.ts')).lbCommand },
+  energy: { summary: 'energy per cgroup/process from sched_switch: energy top [--interval MS] …', load: async () => (await import('../controller/energy/cli.ts')).energyCommand },
   policy: { summary: 'runtime security policies: policy apply|list|delete|events …', load: async () => (await import('../controller/security/cli.ts')).policyCommand },
   svc: { summary: 'socket-level service LB: svc daemon|start|stop|list|stats, svc backend add|remove|drain|weight …', load: async () => (await import('../controller/svc/cli.ts')).svcCommand },
 };

@@ -22,6 +22,8 @@ export type Block =
       xLabel?: string;
       yLabel?: string;
       logY?: boolean;
+      /** stack the datasets (bar: stacked bars; line: filled areas), e.g. energy per workload over time */
+      stacked?: boolean;
     }
   | { kind: 'pre'; text: string; caption?: string };
 

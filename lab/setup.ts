@@ -22,6 +22,8 @@ export const PACKAGES: Record<string, string[]> = {
   publish: ['chromium'],
   // socket LB (controller/svc): the classic alternatives it is measured against, python3 for its client
   svc: ['iptables', 'ipvsadm', 'python3'],
+  // energy: the context-switch microbenchmark (perf bench sched pipe) and a known-CPU burner
+  energy: ['linux-perf', 'python3'],
 };
 
 async function missing(pkgs: string[]): Promise<string[]> {

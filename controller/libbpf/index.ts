@@ -9,7 +9,7 @@ export { Skeleton, defineSkeleton, type SkeletonFactory, type SkeletonShape, typ
 export { Link } from './link.ts';
 export {
   attachAuto, attachTracepoint, attachRawTracepoint, attachTrace, attachLsm, attachKprobe, attachXdp, attachTc, attachCgroup,
-  attachPerfEvent, attachPerfEventAllCpus, attachNetns, XDP_MODES, type XdpMode, type XdpOptions, type TcDirection, type TcOptions, type PerfEventAttr,
+  attachPerfEvent, attachPerfEventAllCpus, perfEventOpen, attachNetns, XDP_MODES, type XdpMode, type XdpOptions, type TcDirection, type TcOptions, type PerfEventAttr,
 } from './attach/index.ts';
 export { RingBuffer, type RingBufferOptions } from './ringbuf.ts';
 export { Btf, Kind, type Codec, type BtfType } from './btf.ts';

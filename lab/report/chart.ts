@@ -109,6 +109,7 @@ function chartConfig(block: ChartBlock, pixelRatio: number): ChartConfiguration 
       borderColor: colour,
       backgroundColor: block.type === 'bar' ? colour + 'cc' : colour,
       borderWidth: block.type === 'bar' ? 0 : 2,
+      fill: block.stacked && block.type === 'line' ? (i === 0 ? 'origin' : '-1') : false,
       pointRadius: block.type === 'line' ? (manyPoints ? 0 : 3) : undefined,
       spanGaps: false,
       // points on the edge of the plot area are drawn whole
@@ -133,6 +134,7 @@ function chartConfig(block: ChartBlock, pixelRatio: number): ChartConfiguration 
       scales: {
         x: {
           type: numericX ? 'linear' : 'category',
+          stacked: !!block.stacked,
           // end the axis at the data, not at the next round tick (1…32 threads, not 0…35)
           bounds: 'data',
           // results written before axes were named carry a bare unit: a unit alone is not a label
@@ -158,7 +160,8 @@ function chartConfig(block: ChartBlock, pixelRatio: number): ChartConfiguration 
             }
           : {
               type: 'linear',
-              beginAtZero: block.type === 'bar',
+              stacked: !!block.stacked,
+              beginAtZero: block.type === 'bar' || !!block.stacked,
               title: axisTitle(block.yLabel),
               grid: { color: '#e5e5e5' },
             },

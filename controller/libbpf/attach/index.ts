@@ -4,5 +4,5 @@ export { attachAuto, attachTracepoint, attachRawTracepoint, attachTrace, attachL
 export { attachXdp, XdpFlags, XDP_MODES, type XdpMode, type XdpOptions } from './xdp.ts';
 export { attachTc, TcAttachPoint, type TcDirection, type TcOptions } from './tc.ts';
 export { attachCgroup } from './cgroup.ts';
-export { attachPerfEvent, attachPerfEventAllCpus, type PerfEventAttr } from './perf_event.ts';
+export { attachPerfEvent, attachPerfEventAllCpus, perfEventOpen, type PerfEventAttr } from './perf_event.ts';
 export { attachNetns } from './netns.ts';

@@ -1,0 +1,50 @@
+/*
+ * Energy attribution: the layouts shared by energy.bpf.c and controller/energy (read from BTF).
+ * BPF only measures time (and hardware counters where the machine has them); joules are computed
+ * in user space, where the power source and the model live.
+ */
+#pragma once
+
+#define ENERGY_MAX_TASKS 8192
+#define ENERGY_MAX_CPUS 1024
+#define ENERGY_COMM_LEN 16
+
+/* one workload on one CPU: a process (tgid) in a cgroup (v2 id) */
+struct energy_key {
+	__u64 cgroup_id;
+	__u32 tgid;
+	__u32 pad;
+};
+
+/* value of the per-CPU LRU map `tasks`: each CPU's slot counts what ran on that CPU */
+struct energy_task {
+	__u64 on_cpu_ns;
+	__u64 switches;
+	__u64 cycles;
+	__u64 instructions;
+	char comm[ENERGY_COMM_LEN];
+};
+
+/* per-CPU state and totals (`cpus`, a per-CPU array of one entry) */
+struct energy_cpu {
+	__u64 last_ns;         /* time of the previous sched_switch on this CPU (0: none yet) */
+	__u64 busy_ns;         /* time non-idle tasks ran, by the scheduler's clock (see stint_ns) */
+	__u64 busy_wall_ns;    /* the same stints by ktime (wall time between switches) */
+	__u64 ktime_fallbacks; /* stints charged by ktime (RT/DL tasks, implausible runtime values) */
+	__u64 idle_ns;         /* time the idle task (pid 0) ran (ktime) */
+	__u64 unattributed_ns; /* busy time that found no slot in `tasks` (map full, entry evicted at once) */
+	__u64 switches;
+	__u64 new_keys;        /* entries this CPU created in `tasks`: evictions = sum(new_keys) - live entries */
+	__u64 idle_events;     /* power:cpu_idle entries (state != -1) */
+	__u64 last_cycles;
+	__u64 last_instructions;
+	__u64 busy_cycles;
+	__u64 idle_cycles;
+	__u64 counter_errors;  /* bpf_perf_event_read_value failures while counters were enabled */
+};
+
+/* `freq`: the last power:cpu_frequency value per CPU (indexed by cpu id; kHz) */
+struct energy_freq {
+	__u64 khz;
+	__u64 events;
+};

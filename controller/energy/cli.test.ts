@@ -1,0 +1,83 @@
+// `pnpm lab energy …` as a user meets it: help, usage errors (exit 2, one line, a fix, no stack),
+// and a short live run that leaves nothing attached.
+import fs from 'node:fs';
+import path from 'node:path';
+import { execa } from 'execa';
+import { describe, expect, it } from 'vitest';
+import { bpfObjects, rootSkipReason } from '../../lab/testing.ts';
+
+const ROOT = path.join(import.meta.dirname, '../..');
+const CLI = path.join(ROOT, 'lab/cli.ts');
+const STACK = /^\s+at .+\(?.*:\d+:\d+\)?$/m;
+
+async function lab(args: string[]) {
+  const r = await execa(process.execPath, ['--import', 'tsx', CLI, ...args], { reject: false, cwd: ROOT, env: { EBPF_LAB_DEBUG: '' } });
+  return { code: r.exitCode, stdout: String(r.stdout), stderr: String(r.stderr) };
+}
+
+describe('pnpm lab energy', () => {
+  it('prints help and exits 0', async () => {
+    const r = await lab(['energy', 'top', '--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/--interval MS/);
+    expect(r.stdout).toMatch(/--metrics-port/);
+  }, 30_000);
+
+  it.each([
+    [['energy', 'tpo'], /did you mean "top"/],
+    [['energy', 'top', '--intervl', '500'], /did you mean --interval/],
+    [['energy', 'top', '--interval', '10'], /interval/],
+    [['energy', 'top', '--idle', '80', '--tdp', '40'], /--idle 80 exceeds --tdp 40/],
+    [['energy', 'top', '--by', 'pod'], /cgroup|process/],
+  ])('%j is a usage error', async (args, msg) => {
+    const r = await lab(args);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(msg);
+    expect(r.stderr).toMatch(/fix:|expected one of/); // a choice error names the choices itself
+    expect(r.stderr).not.toMatch(STACK);
+  }, 30_000);
+
+  it.skipIf(!!rootSkipReason)('refreshes, says where the joules come from, and leaves nothing attached', async () => {
+    const r = await lab(['energy', 'top', '--interval', '500', '--count', '2', '--plain', '--power', 'model']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/source: model \(estimate\)/);
+    expect(r.stdout.match(/W now/g)?.length).toBe(2);
+    // the process is gone and pinned nothing: any energy program still loaded must be held by a
+    // live process (another run), never orphaned in the kernel
+    const after = await bpfObjects();
+    expect(after.progs.filter((p) => p.name?.startsWith('energy_') && !(p as { pids?: unknown[] }).pids?.length)).toEqual([]);
+  }, 60_000);
+
+  it.skipIf(!!rootSkipReason)('Ctrl-C ends the live view cleanly, nothing left attached', async () => {
+    const p = execa(process.execPath, ['--import', 'tsx', CLI, 'energy', 'top', '--interval', '300', '--plain', '--power', 'model'], { reject: false, cwd: ROOT });
+    // wait for the first refresh: the programs are attached by then
+    await new Promise<void>((ok, fail) => {
+      const t = setTimeout(() => fail(new Error('no refresh within 30 s')), 30_000);
+      p.stdout!.on('data', (b: Buffer) => { if (String(b).includes('W now')) { clearTimeout(t); ok(); } });
+    });
+    // the programs this process holds, from its fds (fdinfo names the prog_id of a BPF program fd)
+    const progIds = new Set<number>();
+    for (const fd of fs.readdirSync(`/proc/${p.pid}/fdinfo`)) {
+      try {
+        const m = /^prog_id:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${p.pid}/fdinfo/${fd}`, 'utf8'));
+        if (m) progIds.add(Number(m[1]));
+      } catch {
+        /* closed meanwhile */
+      }
+    }
+    const held = (await bpfObjects()).progs.filter((x) => x.name?.startsWith('energy_') && progIds.has(x.id));
+    expect(held.length).toBeGreaterThan(0);
+    p.kill('SIGINT');
+    const r = await p;
+    expect(r.exitCode).toBe(0);
+    expect(String(r.stderr)).not.toMatch(STACK);
+    const ids = held.map((x) => x.id);
+    let left = ids;
+    for (let i = 0; i < 50 && left.length; i++) {
+      await new Promise((res) => setTimeout(res, 200));
+      const now = (await bpfObjects()).progs.map((x) => x.id);
+      left = ids.filter((id) => now.includes(id));
+    }
+    expect(left).toEqual([]);
+  }, 90_000);
+});

@@ -1,0 +1,116 @@
+// `pnpm lab energy top`: a live per-workload view (watts now, joules since start) refreshed every
+// --interval, optionally serving the Kepler-named Prometheus metrics. Ctrl-C closes the links and
+// maps (nothing stays attached: this tool pins nothing).
+import http from 'node:http';
+import { deferSignalsToCaller } from '../libbpf/index.ts';
+import { parseArgs, suggest, UsageError, type CommandSpec, type Opts } from '../../lab/args.ts';
+import { LabError } from '../../lab/errors.ts';
+import { ensureMounts } from '../../lab/host.ts';
+import { EnergyCollector, type Interval } from './collector.ts';
+import { energyMetrics } from './metrics.ts';
+
+const TOP_OPTS = {
+  interval: { type: 'int', min: 200, max: 60_000, default: 2000, valueName: 'MS', description: 'refresh interval (ms)' },
+  by: { type: 'string', choices: ['cgroup', 'process'], default: 'cgroup', description: 'group rows by cgroup or by process' },
+  limit: { type: 'int', min: 1, max: 1000, default: 15, valueName: 'N', description: 'rows shown' },
+  count: { type: 'int', min: 0, default: 0, valueName: 'N', description: 'stop after N refreshes (0: until Ctrl-C)' },
+  power: { type: 'string', choices: ['auto', 'model'], default: 'auto', description: 'auto: RAPL when a meter advances, else the model; model: always the model' },
+  tdp: { type: 'number', min: 0.1, max: 5000, default: 65, valueName: 'W', description: 'model: package power at full load' },
+  idle: { type: 'number', min: 0, max: 5000, default: 10, valueName: 'W', description: 'model: package power when idle (also the idle share of a RAPL reading)' },
+  hook: { type: 'string', choices: ['auto', 'tp_btf', 'tracepoint'], default: 'auto', description: 'sched_switch flavour' },
+  'metrics-port': { type: 'int', min: 0, max: 65535, default: 0, valueName: 'PORT', description: 'serve Prometheus metrics on 127.0.0.1:PORT/metrics (0: off)' },
+  plain: { type: 'boolean', description: 'append each refresh instead of redrawing the screen' },
+} satisfies Opts;
+
+const TOP: CommandSpec<typeof TOP_OPTS> = {
+  usage: 'pnpm lab energy top [options]',
+  summary: 'Live energy per workload from sched_switch accounting: watts over the last interval, joules since start, idle apart. Source rapl or model (an estimate).',
+  options: TOP_OPTS,
+  epilog: 'Attribution: each CPU\'s energy above idle is split by on-CPU time (cycles when the machine has hardware counters).',
+};
+
+export async function energyCommand(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    (cmd ? console.log : console.error)('usage: pnpm lab energy <command>\n\n  top   live energy per cgroup / process (pnpm lab energy top --help)');
+    return cmd ? 0 : 2;
+  }
+  if (cmd !== 'top') {
+    const near = suggest(cmd, ['top']);
+    throw new UsageError(`unknown energy command "${cmd}"${near ? ` (did you mean "${near}"?)` : ''}`, 'commands: top (pnpm lab energy --help)');
+  }
+  const p = parseArgs(rest, TOP);
+  if (!p) return 0;
+  const v = p.values;
+  if ((v.idle ?? 10) > (v.tdp ?? 65)) throw new UsageError(`--idle ${v.idle} exceeds --tdp ${v.tdp}`, 'idle power must be at most the full-load power');
+  if (process.getuid?.() !== 0) throw new LabError('energy top needs root (it loads BPF programs)', 'run it as root: sudo pnpm lab energy top');
+  return top(v as Required<typeof v>);
+}
+
+function fmtJ(j: number): string {
+  return j >= 1000 ? `${(j / 1000).toFixed(2)} kJ` : `${j.toFixed(j < 10 ? 2 : 1)} J`;
+}
+
+async function top(v: { interval: number; by: string; limit: number; count: number; power: string; tdp: number; idle: number; hook: string; 'metrics-port': number; plain?: boolean }): Promise<number> {
+  deferSignalsToCaller(); // we close in order ourselves on Ctrl-C
+  await ensureMounts();
+  const c = await EnergyCollector.open({ power: v.power as 'auto' | 'model', hook: v.hook as 'auto', model: { tdpWatts: v.tdp, idleWatts: v.idle } });
+  let server: http.Server | null = null;
+  let stop!: () => void;
+  const stopped = new Promise<void>((r) => (stop = r));
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  try {
+    const metrics = energyMetrics(c);
+    if (v['metrics-port']) {
+      server = http.createServer(async (req, res) => {
+        if (req.url !== '/metrics') return void res.writeHead(404).end('see /metrics\n');
+        res.setHeader('Content-Type', metrics.registry.contentType);
+        res.end(await metrics.registry.metrics());
+      });
+      await new Promise<void>((ok, fail) => {
+        server!.once('error', (e: NodeJS.ErrnoException) => fail(new LabError(`cannot serve metrics on 127.0.0.1:${v['metrics-port']}: ${e.code ?? e.message}`, 'pick a free port with --metrics-port')));
+        server!.listen(v['metrics-port'], '127.0.0.1', () => ok());
+      });
+    }
+    const head = `source: ${c.power.source}${c.power.source === 'model' ? ' (estimate)' : ''} — ${c.power.detail}\nhook: ${c.hook.detail}; counters: ${c.counters.ok ? 'cycles' : 'none'}${server ? `; metrics: http://127.0.0.1:${v['metrics-port']}/metrics` : ''}`;
+    const totals = new Map<string, number>();
+    for (let n = 0; v.count === 0 || n < v.count; n++) {
+      let timer: NodeJS.Timeout | undefined;
+      const done = await Promise.race([stopped.then(() => true), new Promise<false>((r) => (timer = setTimeout(() => r(false), v.interval)))]);
+      clearTimeout(timer);
+      if (done) break;
+      const iv = c.sample();
+      metrics.observe(iv);
+      process.stdout.write(render(iv, c, v, head, totals));
+    }
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+    server?.close();
+    c.close();
+  }
+  return 0;
+}
+
+function render(iv: Interval, c: EnergyCollector, v: { by: string; limit: number; plain?: boolean }, head: string, totals: Map<string, number>): string {
+  const rows = new Map<string, { name: string; j: number; ns: number }>();
+  for (const w of iv.workloads) {
+    const k = v.by === 'process' ? `${w.tgid} ${w.comm} ${w.cgroup}` : w.cgroup;
+    const r = rows.get(k) ?? { name: k, j: 0, ns: 0 };
+    r.j += w.joules;
+    r.ns += w.onCpuNs;
+    rows.set(k, r);
+    totals.set(k, (totals.get(k) ?? 0) + w.joules);
+  }
+  const dt = iv.dtNs / 1e9;
+  const est = iv.estimate ? ' estimate' : '';
+  const lines = [
+    head,
+    `node ${(iv.nodeJ / dt).toFixed(1)} W${est} (idle ${(iv.idleJ / dt).toFixed(1)} W, unattributed ${(Math.max(0, iv.unattributedJ) / dt).toFixed(2)} W) over ${dt.toFixed(2)} s; node total ${fmtJ(c.nodeJ)}; map ${c.evictions()} evictions`,
+    '',
+    `${'W now'.padStart(8)} ${'CPU %'.padStart(6)} ${'J total'.padStart(10)}  ${v.by === 'process' ? 'pid comm cgroup' : 'cgroup'}`,
+    ...[...rows.values()].sort((a, b) => b.j - a.j).slice(0, v.limit).map((r) => `${(r.j / dt).toFixed(2).padStart(8)} ${((r.ns / iv.dtNs) * 100).toFixed(1).padStart(6)} ${fmtJ(totals.get(r.name) ?? 0).padStart(10)}  ${r.name}`),
+  ];
+  return (v.plain || !process.stdout.isTTY ? '' : '\x1b[H\x1b[2J') + lines.join('\n') + '\n' + (v.plain || !process.stdout.isTTY ? '\n' : '');
+}

@@ -1,0 +1,471 @@
+// The energy control plane: loads bpf/energy.bpf.c, picks the sched_switch flavour and the power
+// source, and turns the kernel's cumulative per-(cgroup, process, CPU) on-CPU time into joules per
+// interval (model.ts holds the maths and the attribution rule). Usable without the lab: `lab
+// energy top`, the scenario and the tests all drive this class.
+import fs from 'node:fs';
+import path from 'node:path';
+import { BpfObject, enableStats, mapInfo, perfEventOpen, type BpfMap, type Link } from '../libbpf/index.ts';
+import { ensureObject } from '../../bpf/build.ts';
+import { LabError } from '../../lab/errors.ts';
+import type { energy_cpu, energy_freq, energy_key, energy_task } from '../../bpf/gen/energy.ts';
+import { attribute, DEFAULT_MODEL, meteredEnergy, modelEnergy, validateModel, type CpuInterval, type ModelConfig, type PowerSourceName, type Use } from './model.ts';
+import { findMeter, type Meter } from './power.ts';
+
+export interface CollectorOptions {
+  /** sched_switch flavour: auto tries tp_btf first */
+  hook?: 'auto' | 'tp_btf' | 'tracepoint';
+  /** power source: auto = a meter when one advances, else the model */
+  power?: 'auto' | 'model';
+  /** hardware cycles/instructions: auto = when perf_event_open gives them on every CPU */
+  counters?: 'auto' | 'off';
+  model?: Partial<ModelConfig>;
+  /** entries of the per-task LRU map */
+  maxTasks?: number;
+  /** cgroup2 mount, for naming cgroup ids */
+  cgroupRoot?: string;
+  log?: (s: string) => void;
+}
+
+export interface Feature {
+  ok: boolean;
+  detail: string;
+}
+
+export interface WorkloadInterval {
+  key: string;
+  cgroupId: bigint;
+  cgroup: string;
+  tgid: number;
+  comm: string;
+  /** on-CPU ns over the interval, all CPUs */
+  onCpuNs: number;
+  joules: number;
+  watts: number;
+}
+
+export interface Interval {
+  /** ms since the collector started (end of the interval) */
+  tMs: number;
+  dtNs: number;
+  source: PowerSourceName;
+  /** true for the model: say "estimate" wherever these numbers are shown */
+  estimate: boolean;
+  nodeJ: number;
+  idleJ: number;
+  unattributedJ: number;
+  byCycles: boolean;
+  workloads: WorkloadInterval[];
+  /** busy ns per CPU (from the per-CPU totals) */
+  busyNs: number[];
+}
+
+export interface Totals {
+  key: string;
+  cgroupId: bigint;
+  cgroup: string;
+  tgid: number;
+  comm: string;
+  onCpuNs: number;
+  joules: number;
+}
+
+interface TaskRaw {
+  cgroupId: bigint;
+  tgid: number;
+  comm: string;
+  ns: number[];
+  cycles: number[];
+}
+
+interface Raw {
+  t: bigint;
+  tasks: Map<string, TaskRaw>;
+  cpus: energy_cpu[];
+  freqKhz: number[];
+}
+
+/** CPUs listed in a sysfs cpu list such as "0-3,6" */
+export function parseCpuList(s: string): number[] {
+  return s.trim().split(',').filter(Boolean).flatMap((r) => {
+    const [a, b] = r.split('-').map(Number);
+    return b === undefined ? [a!] : Array.from({ length: b - a! + 1 }, (_, i) => a! + i);
+  });
+}
+
+const SWITCH_PROGS = ['energy_switch_btf', 'energy_switch_tp'];
+
+const keyOf = (cg: bigint, tgid: number) => `${cg}:${tgid}`;
+
+export class EnergyCollector {
+  readonly hook: Feature & { name: 'tp_btf' | 'tracepoint' };
+  readonly counters: Feature;
+  /** which clock measures on-CPU time */
+  readonly clock: Feature;
+  readonly frequency: Feature & { maxKhz: number[] };
+  readonly idleTracepoint: Feature;
+  readonly power: { source: PowerSourceName; detail: string; evidence: string[] };
+  readonly model: ModelConfig;
+  readonly onlineCpus: number[];
+  private readonly tasks: BpfMap<energy_key, energy_task>;
+  private readonly cpuMap: BpfMap<number, energy_cpu>;
+  private readonly freqMap: BpfMap<number, energy_freq>;
+  private readonly counterFds: number[];
+  private prev: Raw;
+  private readonly t0: bigint;
+  private meterLast = 0;
+  private readonly totals = new Map<string, Totals>();
+  private cgNames = new Map<bigint, string>();
+  private closed = false;
+  nodeJ = 0;
+  idleJ = 0;
+  unattributedJ = 0;
+
+  private constructor(
+    private readonly obj: BpfObject,
+    private readonly links: Link[],
+    private readonly meter: Meter | null,
+    init: {
+      hook: EnergyCollector['hook'];
+      clock: Feature;
+      counters: Feature;
+      counterFds: number[];
+      frequency: EnergyCollector['frequency'];
+      idleTracepoint: Feature;
+      power: EnergyCollector['power'];
+      model: ModelConfig;
+    },
+    private readonly cgroupRoot: string,
+  ) {
+    this.hook = init.hook;
+    this.clock = init.clock;
+    this.counters = init.counters;
+    this.counterFds = init.counterFds;
+    this.frequency = init.frequency;
+    this.idleTracepoint = init.idleTracepoint;
+    this.power = init.power;
+    this.model = init.model;
+    this.onlineCpus = parseCpuList(fs.readFileSync('/sys/devices/system/cpu/online', 'utf8'));
+    this.tasks = obj.map<energy_key, energy_task>('tasks');
+    this.cpuMap = obj.map<number, energy_cpu>('cpus');
+    this.freqMap = obj.map<number, energy_freq>('freq');
+    this.meterLast = meter?.readJoules() ?? 0;
+    this.prev = this.read();
+    this.t0 = this.prev.t;
+  }
+
+  static async open(opts: CollectorOptions = {}): Promise<EnergyCollector> {
+    const log = opts.log ?? (() => {});
+    const model = { ...DEFAULT_MODEL, ...opts.model };
+    const bad = validateModel(model);
+    if (bad) throw new LabError(`power model: ${bad}`, 'set --tdp above --idle (both in W, for the whole package)');
+    const file = await ensureObject('energy', log);
+    const root = opts.cgroupRoot ?? cgroup2Mount();
+
+    // hardware counters: one cycles and one instructions event per online CPU, or none at all
+    const online = parseCpuList(fs.readFileSync('/sys/devices/system/cpu/online', 'utf8'));
+    const counterFds: number[] = [];
+    const cycFds: [number, number][] = [];
+    const insFds: [number, number][] = [];
+    let counters: Feature = { ok: false, detail: 'off (counters: off)' };
+    if (opts.counters !== 'off') {
+      try {
+        for (const cpu of online) {
+          const c = perfEventOpen({ type: 0 /* PERF_TYPE_HARDWARE */, config: 0 /* CPU_CYCLES */ }, cpu);
+          counterFds.push(c);
+          cycFds.push([cpu, c]);
+          const i = perfEventOpen({ type: 0, config: 1 /* INSTRUCTIONS */ }, cpu);
+          counterFds.push(i);
+          insFds.push([cpu, i]);
+        }
+        counters = { ok: true, detail: `cycles and instructions on CPUs ${online.join(',')} (perf_event, read in sched_switch)` };
+      } catch (e) {
+        counterFds.splice(0).forEach((fd) => fs.closeSync(fd));
+        cycFds.length = insFds.length = 0;
+        counters = { ok: false, detail: `perf_event_open(PERF_TYPE_HARDWARE cycles): ${(e as Error).message.split('\n')[0]} — the machine exposes no hardware PMU; attribution uses on-CPU time` };
+      }
+    }
+
+    const tryLoad = (flavour: 'tp_btf' | 'tracepoint'): { obj: BpfObject; links: Link[] } => {
+      const obj = BpfObject.open(file);
+      try {
+        obj.setGlobal('use_counters', counters.ok);
+        const sw = flavour === 'tp_btf' ? 'energy_switch_btf' : 'energy_switch_tp';
+        obj.load({ skip: SWITCH_PROGS.filter((p) => p !== sw), maxEntries: opts.maxTasks ? { tasks: opts.maxTasks } : undefined });
+        if (counters.ok) {
+          const cm = obj.map<number, number>('hw_cycles');
+          const im = obj.map<number, number>('hw_instructions');
+          for (const [cpu, fd] of cycFds) cm.set(cpu, fd);
+          for (const [cpu, fd] of insFds) im.set(cpu, fd);
+        }
+        return { obj, links: [flavour === 'tp_btf' ? obj.program(sw).attachTrace() : obj.program(sw).attachTracepoint('sched', 'sched_switch')] };
+      } catch (e) {
+        obj.close();
+        throw e;
+      }
+    };
+    let loaded: { obj: BpfObject; links: Link[] } | null = null;
+    let hook: EnergyCollector['hook'] | null = null;
+    let btfErr = '';
+    try {
+      if (opts.hook !== 'tracepoint') {
+        try {
+          loaded = tryLoad('tp_btf');
+          hook = { name: 'tp_btf', ok: true, detail: 'tp_btf/sched_switch loads and attaches' };
+        } catch (e) {
+          btfErr = (e as Error).message.split('\n')[0]!;
+          if (opts.hook === 'tp_btf') throw e;
+          log(`tp_btf/sched_switch: ${btfErr}; using the tracepoint`);
+        }
+      }
+      if (!loaded) {
+        loaded = tryLoad('tracepoint');
+        hook = { name: 'tracepoint', ok: true, detail: `tracepoint sched/sched_switch${btfErr ? ` (tp_btf: ${btfErr})` : ''}` };
+      }
+    } catch (e) {
+      counterFds.forEach((fd) => fs.closeSync(fd));
+      throw e;
+    }
+    const { obj, links } = loaded;
+    const optional = (prog: string, name: string): Feature => {
+      try {
+        links.push(obj.program(prog).attachTracepoint('power', name));
+        return { ok: true, detail: `tracepoint power/${name} attached` };
+      } catch (e) {
+        return { ok: false, detail: `tracepoint power/${name}: ${(e as Error).message.split('\n')[0]}` };
+      }
+    };
+    let meter: Meter | null = null;
+    try {
+      const f = optional('energy_cpu_frequency', 'cpu_frequency');
+      const maxKhz = online.map((c) => readKhz(`/sys/devices/system/cpu/cpu${c}/cpufreq/cpuinfo_max_freq`));
+      const frequency = { ...f, maxKhz, detail: `${f.detail}; cpufreq ${maxKhz.some((x) => x > 0) ? `max ${maxKhz.join(',')} kHz` : 'absent (/sys/devices/system/cpu/cpu0/cpufreq missing): no frequency weighting'}` };
+      const idleTracepoint = optional('energy_cpu_idle', 'cpu_idle');
+      let power: EnergyCollector['power'];
+      if (opts.power === 'model') power = { source: 'model', detail: modelDetail(model), evidence: ['power: model requested'] };
+      else {
+        const ch = await findMeter();
+        meter = ch.meter;
+        power = meter ? { source: 'rapl', detail: meter.detail, evidence: ch.evidence } : { source: 'model', detail: modelDetail(model), evidence: ch.evidence };
+      }
+      return new EnergyCollector(obj, links, meter, { hook: hook!, clock: { ok: true, detail: 'the scheduler\'s runtime per stint (se.sum_exec_runtime − se.prev_sum_exec_runtime, read at sched_switch); ktime for RT/DL tasks and idle' }, counters, counterFds, frequency, idleTracepoint, power, model }, root);
+    } catch (e) {
+      meter?.close();
+      obj.close();
+      counterFds.forEach((fd) => fs.closeSync(fd));
+      throw e;
+    }
+  }
+
+  private read(): Raw {
+    const t = process.hrtime.bigint();
+    const tasks = new Map<string, TaskRaw>();
+    for (const [k, v] of this.tasks.entries()) {
+      const per = v as energy_task[];
+      tasks.set(keyOf(k.cgroup_id, k.tgid), {
+        cgroupId: k.cgroup_id,
+        tgid: k.tgid,
+        // each CPU's slot refreshes the name now and then (exec renames): the busiest slot is the freshest
+        comm: per.reduce((best, x) => (x.comm && x.switches >= best.n ? { n: x.switches, c: x.comm } : best), { n: -1n, c: '' }).c,
+        ns: per.map((x) => Number(x.on_cpu_ns)),
+        cycles: per.map((x) => Number(x.cycles)),
+      });
+    }
+    const cpus = (this.cpuMap.getPerCpu(0) ?? []) as energy_cpu[];
+    const freqKhz = this.onlineCpus.map((c) => Number(this.freqMap.get(c)?.khz ?? 0n));
+    return { t, tasks, cpus, freqKhz };
+  }
+
+  /** entries created in the LRU map minus entries alive: what the LRU evicted so far */
+  evictions(): number {
+    const created = this.prev.cpus.reduce((s, c) => s + Number(c.new_keys), 0);
+    return Math.max(0, created - this.prev.tasks.size);
+  }
+
+  /** per-CPU totals as the kernel has them now (for tests and reports) */
+  cpuTotals(): energy_cpu[] {
+    return (this.cpuMap.getPerCpu(0) ?? []) as energy_cpu[];
+  }
+
+  /** cumulative on-CPU ns per key as the kernel has it now (sum over CPUs) */
+  onCpuNow(): Map<string, { cgroupId: bigint; tgid: number; comm: string; ns: number }> {
+    const out = new Map<string, { cgroupId: bigint; tgid: number; comm: string; ns: number }>();
+    for (const [k, v] of this.read().tasks) out.set(k, { cgroupId: v.cgroupId, tgid: v.tgid, comm: v.comm, ns: v.ns.reduce((a, b) => a + b, 0) });
+    return out;
+  }
+
+  /** power:cpu_frequency events seen, over all CPUs (0 where no cpufreq driver changes frequency) */
+  frequencyEvents(): number {
+    return this.onlineCpus.reduce((s, c) => s + Number(this.freqMap.get(c)?.events ?? 0n), 0);
+  }
+
+  get capacity(): number {
+    return this.tasks.meta.maxEntries;
+  }
+
+  /** Close the interval since the previous sample: deltas, energy, attribution. */
+  sample(): Interval {
+    const cur = this.read();
+    const prev = this.prev;
+    this.prev = cur;
+    const dtNs = Number(cur.t - prev.t);
+    const d = (a: bigint | undefined, b: bigint | undefined) => Math.max(0, Number((a ?? 0n) - (b ?? 0n)));
+    const cpus: CpuInterval[] = this.onlineCpus.map((cpu, i) => {
+      const freq = cur.freqKhz[i] || readKhz(`/sys/devices/system/cpu/cpu${cpu}/cpufreq/scaling_cur_freq`);
+      return {
+        cpu,
+        busyNs: d(cur.cpus[cpu]?.busy_ns, prev.cpus[cpu]?.busy_ns),
+        busyCycles: this.counters.ok ? d(cur.cpus[cpu]?.busy_cycles, prev.cpus[cpu]?.busy_cycles) : undefined,
+        freqKhz: freq || undefined,
+        maxFreqKhz: this.frequency.maxKhz[i] || undefined,
+      };
+    });
+    let energy;
+    if (this.meter) {
+      const now = this.meter.readJoules();
+      energy = meteredEnergy(now - this.meterLast, this.model.idleWatts, dtNs, cpus);
+      this.meterLast = now;
+    } else energy = modelEnergy(this.model, dtNs, cpus);
+    const uses: Use[] = [];
+    const onCpu = new Map<string, number>();
+    for (const [k, t] of cur.tasks) {
+      const p = prev.tasks.get(k);
+      for (const cpu of this.onlineCpus) {
+        // an entry evicted and re-created restarts from 0: its whole value is new time
+        const a = t.ns[cpu] ?? 0;
+        const b = p?.ns[cpu] ?? 0;
+        const ns = a >= b ? a - b : a;
+        if (!ns) continue;
+        const ca = t.cycles[cpu] ?? 0;
+        const cb = p?.cycles[cpu] ?? 0;
+        uses.push({ key: k, cpu, ns, cycles: this.counters.ok ? (ca >= cb ? ca - cb : ca) : undefined });
+        onCpu.set(k, (onCpu.get(k) ?? 0) + ns);
+      }
+    }
+    const a = attribute(energy, uses);
+    this.nodeJ += a.nodeJ;
+    this.idleJ += a.idleJ;
+    this.unattributedJ += a.unattributedJ;
+    const workloads: WorkloadInterval[] = [];
+    for (const [k, ns] of onCpu) {
+      const t = cur.tasks.get(k)!;
+      const j = a.perKey.get(k) ?? 0;
+      const cgroup = this.cgroupName(t.cgroupId);
+      workloads.push({ key: k, cgroupId: t.cgroupId, cgroup, tgid: t.tgid, comm: t.comm, onCpuNs: ns, joules: j, watts: dtNs > 0 ? j / (dtNs / 1e9) : 0 });
+      const tot = this.totals.get(k) ?? { key: k, cgroupId: t.cgroupId, cgroup, tgid: t.tgid, comm: t.comm, onCpuNs: 0, joules: 0 };
+      tot.onCpuNs += ns;
+      tot.joules += j;
+      tot.comm = t.comm || tot.comm;
+      this.totals.set(k, tot);
+    }
+    return {
+      tMs: Number(cur.t - this.t0) / 1e6,
+      dtNs,
+      source: this.power.source,
+      estimate: this.power.source === 'model',
+      nodeJ: a.nodeJ,
+      idleJ: a.idleJ,
+      unattributedJ: a.unattributedJ,
+      byCycles: a.byCycles,
+      workloads,
+      busyNs: cpus.map((c) => c.busyNs),
+    };
+  }
+
+  /** cumulative per (cgroup, process) since open */
+  totalsByProcess(): Totals[] {
+    return [...this.totals.values()];
+  }
+
+  /** cumulative per cgroup since open */
+  totalsByCgroup(): { cgroupId: bigint; cgroup: string; onCpuNs: number; joules: number }[] {
+    const m = new Map<bigint, { cgroupId: bigint; cgroup: string; onCpuNs: number; joules: number }>();
+    for (const t of this.totals.values()) {
+      const e = m.get(t.cgroupId) ?? { cgroupId: t.cgroupId, cgroup: t.cgroup, onCpuNs: 0, joules: 0 };
+      e.onCpuNs += t.onCpuNs;
+      e.joules += t.joules;
+      m.set(t.cgroupId, e);
+    }
+    return [...m.values()];
+  }
+
+  /** cgroup v2 id → path relative to the cgroup2 root (ids are directory inode numbers) */
+  cgroupName(id: bigint): string {
+    let n = this.cgNames.get(id);
+    if (n !== undefined) return n;
+    this.cgNames = scanCgroups(this.cgroupRoot);
+    n = this.cgNames.get(id);
+    if (n === undefined) {
+      n = `cgroup-${id}`; // removed before we looked
+      this.cgNames.set(id, n);
+    }
+    return n;
+  }
+
+  /** turn on the kernel's BPF run-time statistics (kernel.bpf_stats_enabled) until closed */
+  static enableRunStats(): { close(): void } {
+    return enableStats();
+  }
+
+  /** the attached sched_switch program's run count and run time (non-zero while BPF stats are enabled) */
+  switchStats(): { runCnt: number; runTimeNs: number } {
+    const i = this.obj.program(this.hook.name === 'tp_btf' ? 'energy_switch_btf' : 'energy_switch_tp').info();
+    return { runCnt: Number(i.runCnt), runTimeNs: Number(i.runTimeNs) };
+  }
+
+  /** kernel ids of the programs, maps and links this collector holds (for leak checks) */
+  kernelIds(): { progs: number[]; maps: number[]; links: number[] } {
+    return {
+      progs: [...this.obj.programs.values()].filter((p) => p.loaded).map((p) => p.info().id),
+      maps: [this.tasks, this.cpuMap, this.freqMap].map((m) => mapInfo(m.fd).id),
+      links: this.links.map((l) => l.info().id),
+    };
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const l of this.links) l.close();
+    this.obj.close();
+    this.meter?.close();
+    for (const fd of this.counterFds) fs.closeSync(fd);
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+function modelDetail(m: ModelConfig): string {
+  return `estimate: model P = idle + (TDP − idle) × utilisation × (f/fmax)^${m.freqExponent}, TDP ${m.tdpWatts} W, idle ${m.idleWatts} W (package)`;
+}
+
+function readKhz(p: string): number {
+  try {
+    return Number(fs.readFileSync(p, 'utf8').trim()) || 0;
+  } catch {
+    return 0;
+  }
+}
+
+export function cgroup2Mount(): string {
+  for (const l of fs.readFileSync('/proc/mounts', 'utf8').split('\n')) {
+    const f = l.split(' ');
+    if (f[2] === 'cgroup2') return f[1]!;
+  }
+  return '/sys/fs/cgroup';
+}
+
+function scanCgroups(root: string, maxDepth = 8): Map<bigint, string> {
+  const out = new Map<bigint, string>();
+  const walk = (dir: string, rel: string, depth: number) => {
+    try {
+      out.set(fs.statSync(dir, { bigint: true }).ino, rel || '/');
+      if (depth >= maxDepth) return;
+      for (const e of fs.readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) walk(path.join(dir, e.name), `${rel}/${e.name}`, depth + 1);
+    } catch {
+      /* removed while walking */
+    }
+  };
+  walk(root, '', 0);
+  return out;
+}

@@ -1,0 +1,38 @@
+// Prometheus metrics named like Kepler's (kepler_{node,container,process}_cpu_joules_total), so
+// dashboards built for Kepler read these. Every series carries `source` (rapl|model); with the
+// model, `estimate="true"`. A container here is a cgroup v2 path (container_id = the path).
+import client from 'prom-client';
+import type { EnergyCollector, Interval } from './collector.ts';
+
+export interface EnergyMetrics {
+  registry: client.Registry;
+  /** add one interval's joules (counters only ever grow) */
+  observe(iv: Interval): void;
+}
+
+export function energyMetrics(c: EnergyCollector): EnergyMetrics {
+  const registry = new client.Registry();
+  const src = { source: c.power.source, estimate: String(c.power.source === 'model') };
+  const node = new client.Counter({ name: 'kepler_node_cpu_joules_total', help: 'CPU energy of the node: mode="idle" is idle power, mode="dynamic" the part above idle', labelNames: ['mode', 'source', 'estimate', 'zone'], registers: [registry] });
+  const container = new client.Counter({ name: 'kepler_container_cpu_joules_total', help: 'dynamic CPU energy attributed to a cgroup v2 (container) by on-CPU time', labelNames: ['container_id', 'mode', 'source', 'estimate', 'zone'], registers: [registry] });
+  const proc = new client.Counter({ name: 'kepler_process_cpu_joules_total', help: 'dynamic CPU energy attributed to a process (tgid) by on-CPU time', labelNames: ['pid', 'comm', 'container_id', 'mode', 'source', 'estimate', 'zone'], registers: [registry] });
+  const procCpu = new client.Counter({ name: 'kepler_process_cpu_seconds_total', help: 'on-CPU seconds of a process measured at sched_switch', labelNames: ['pid', 'comm', 'container_id'], registers: [registry] });
+  const unattr = new client.Counter({ name: 'ebpf_lab_energy_unattributed_joules_total', help: 'dynamic energy of busy time that no task entry held (LRU map full)', labelNames: ['source', 'estimate'], registers: [registry] });
+  new client.Gauge({ name: 'ebpf_lab_energy_map_evictions', help: 'entries the per-task LRU map evicted (created minus alive)', registers: [registry], collect() { this.set(c.evictions()); } });
+  const zone = 'package';
+  return {
+    registry,
+    observe(iv) {
+      node.inc({ mode: 'idle', ...src, zone }, iv.idleJ);
+      node.inc({ mode: 'dynamic', ...src, zone }, Math.max(0, iv.nodeJ - iv.idleJ));
+      unattr.inc(src, Math.max(0, iv.unattributedJ));
+      const perCg = new Map<string, number>();
+      for (const w of iv.workloads) {
+        perCg.set(w.cgroup, (perCg.get(w.cgroup) ?? 0) + w.joules);
+        proc.inc({ pid: String(w.tgid), comm: w.comm, container_id: w.cgroup, mode: 'dynamic', ...src, zone }, w.joules);
+        procCpu.inc({ pid: String(w.tgid), comm: w.comm, container_id: w.cgroup }, w.onCpuNs / 1e9);
+      }
+      for (const [cg, j] of perCg) container.inc({ container_id: cg, mode: 'dynamic', ...src, zone }, j);
+    },
+  };
+}

@@ -1,0 +1,190 @@
+// The energy scenario's workloads: three cgroups (busy loop capped at 25%, at 50%, and an I/O-bound
+// loop), their caps, their processes and their kernel-side CPU accounting (the ground truth the
+// BPF numbers are compared with). Caps use cgroup2 cpu.max; on hybrid hosts whose cpu controller
+// is bound to the v1 hierarchy, cpu.max cannot exist and the same CFS bandwidth limit is set
+// through v1's cpu.cfs_quota_us instead (reported as such, with the evidence).
+import fs from 'node:fs';
+import path from 'node:path';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+
+export type Defer = (what: string, fn: () => unknown | Promise<unknown>) => void;
+
+export interface Workload {
+  name: 'busy25' | 'busy50' | 'io';
+  /** cgroup2 directory (absolute) */
+  dir: string;
+  /** 25 / 50 (% of one CPU) or null for no cap */
+  capPct: number | null;
+  child: ChildProcess;
+  pid: number;
+}
+
+export interface Caps {
+  /** 'cgroup2 cpu.max', 'cgroup1 cpu.cfs_quota_us' or null (no cap possible) */
+  how: string | null;
+  /** why cpu.max is not used (empty when it is) */
+  evidence: string;
+}
+
+export function cgroup2Root(): string {
+  for (const l of fs.readFileSync('/proc/mounts', 'utf8').split('\n')) {
+    const f = l.split(' ');
+    if (f[2] === 'cgroup2') return f[1]!;
+  }
+  throw new Error('no cgroup2 mount in /proc/mounts');
+}
+
+function v1CpuMount(): string | null {
+  for (const l of fs.readFileSync('/proc/mounts', 'utf8').split('\n')) {
+    const f = l.split(' ');
+    if (f[2] === 'cgroup' && f[3]?.split(',').includes('cpu')) return f[1]!;
+  }
+  return null;
+}
+
+function rmTree(dir: string): void {
+  if (!fs.existsSync(dir)) return;
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) rmTree(path.join(dir, e.name));
+  for (let i = 0; ; i++) {
+    try {
+      fs.rmdirSync(dir);
+      return;
+    } catch (e) {
+      // EBUSY while the last task is still exiting
+      if (i > 50) throw e;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+    }
+  }
+}
+
+/** Create the three cgroups and their caps; everything is removed through `defer`. */
+export function setupCgroups(defer: Defer, outDir: string): { base: string; dirs: Record<Workload['name'], string>; caps: Caps; v1: Record<string, string>; ioFile: string } {
+  const root = cgroup2Root();
+  const name = `ebpf-lab-energy-${process.pid}`;
+  const base = path.join(root, name);
+  fs.mkdirSync(base);
+  defer(`remove cgroup ${base}`, () => rmTree(base));
+  const dirs = { busy25: path.join(base, 'busy25'), busy50: path.join(base, 'busy50'), io: path.join(base, 'io') };
+  const caps: Caps = { how: null, evidence: '' };
+  const ctl = fs.readFileSync(path.join(root, 'cgroup.controllers'), 'utf8').trim().split(/\s+/).filter(Boolean);
+  if (!ctl.includes('cpu')) caps.evidence = `cpu is not in ${root}/cgroup.controllers ("${ctl.join(' ')}"): the cpu controller is bound to another (v1) hierarchy, so cpu.max cannot be created`;
+  else {
+    try {
+      const sub = (d: string) => fs.readFileSync(path.join(d, 'cgroup.subtree_control'), 'utf8');
+      // the cpu controller must be enabled in every ancestor's subtree_control
+      if (!sub(root).split(/\s+/).includes('cpu')) fs.writeFileSync(path.join(root, 'cgroup.subtree_control'), '+cpu');
+      fs.writeFileSync(path.join(base, 'cgroup.subtree_control'), '+cpu');
+      fs.writeFileSync(path.join(base, 'cpu.weight'), '1000');
+    } catch (e) {
+      caps.evidence = `enabling +cpu in cgroup.subtree_control: ${(e as Error).message}`;
+    }
+  }
+  for (const d of Object.values(dirs)) fs.mkdirSync(d);
+  const v1: Record<string, string> = {};
+  if (!caps.evidence) {
+    try {
+      fs.writeFileSync(path.join(dirs.busy25, 'cpu.max'), '25000 100000');
+      fs.writeFileSync(path.join(dirs.busy50, 'cpu.max'), '50000 100000');
+      // a high weight so that on a busy machine the caps, not the competition, set their CPU
+      for (const d of [dirs.busy25, dirs.busy50]) fs.writeFileSync(path.join(d, 'cpu.weight'), '1000');
+      caps.how = 'cgroup2 cpu.max';
+    } catch (e) {
+      caps.evidence = `writing cpu.max: ${(e as Error).message}`;
+    }
+  }
+  if (!caps.how) {
+    const m = v1CpuMount();
+    if (m) {
+      const b1 = path.join(m, name);
+      fs.mkdirSync(b1);
+      defer(`remove cgroup ${b1}`, () => rmTree(b1));
+      // shares are relative among siblings: the parent competes with the root's tasks, so it needs them too
+      fs.writeFileSync(path.join(b1, 'cpu.shares'), '20480');
+      for (const [w, pct] of [['busy25', 25], ['busy50', 50]] as const) {
+        const d = path.join(b1, w);
+        fs.mkdirSync(d);
+        fs.writeFileSync(path.join(d, 'cpu.cfs_period_us'), '100000');
+        fs.writeFileSync(path.join(d, 'cpu.cfs_quota_us'), String(pct * 1000));
+        fs.writeFileSync(path.join(d, 'cpu.shares'), '10240');
+        v1[w] = d;
+      }
+      caps.how = 'cgroup1 cpu.cfs_quota_us';
+    }
+  }
+  const ioFile = path.join(outDir, 'energy-io.tmp');
+  defer(`remove ${ioFile}`, () => fs.rmSync(ioFile, { force: true }));
+  return { base, dirs, caps, v1, ioFile };
+}
+
+/**
+ * Start a workload: a shell that joins its cgroup(s) first and then execs the load, so every
+ * instruction of it runs inside the cgroup. Own process group, so stop/cont/kill reach children.
+ */
+export function startWorkload(defer: Defer, name: Workload['name'], dir: string, v1dir: string | undefined, capPct: number | null, ioFile: string): Workload {
+  const join = `echo $$ > ${dir}/cgroup.procs${v1dir ? ` && echo $$ > ${v1dir}/tasks` : ''}`;
+  // io: one process rewriting 4 KiB in place and fsync()ing it: mostly waiting for the disk (or,
+  // in a VM, for the host); one process, so its /proc/<pid>/stat is the whole workload
+  const load = name === 'io'
+    ? ['/usr/bin/python3', '-c', `import os\nfd = os.open(${JSON.stringify(ioFile)}, os.O_WRONLY | os.O_CREAT, 0o600)\nb = b"x" * 4096\nwhile True:\n    os.pwrite(fd, b, 0)\n    os.fsync(fd)`]
+    : ['/bin/sh', '-c', 'while :; do :; done'];
+  const child = spawn('/bin/sh', ['-c', `${join} && exec "$@"`, 'sh', ...load], { stdio: 'ignore', detached: true });
+  const pid = child.pid!;
+  defer(`kill workload ${name} (${pid})`, () => {
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+    return new Promise<void>((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', () => r())));
+  });
+  return { name, dir, capPct, child, pid };
+}
+
+export function signalAll(ws: Workload[], sig: 'SIGSTOP' | 'SIGCONT'): void {
+  for (const w of ws) {
+    try {
+      process.kill(-w.pid, sig);
+    } catch {
+      /* gone */
+    }
+  }
+}
+
+export function cgroupUsageUs(dir: string): number {
+  const m = /usage_usec (\d+)/.exec(fs.readFileSync(path.join(dir, 'cpu.stat'), 'utf8'));
+  return m ? Number(m[1]) : NaN;
+}
+
+let clkTck = 0;
+/** seconds per clock tick, the resolution of /proc/<pid>/stat */
+export function tickSeconds(): number {
+  procCpuSeconds(process.pid);
+  return 1 / clkTck;
+}
+/** utime + stime of a process (all threads) in seconds, from /proc/<pid>/stat */
+export function procCpuSeconds(pid: number): number {
+  if (!clkTck) {
+    try {
+      clkTck = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    } catch {
+      clkTck = 100;
+    }
+  }
+  const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+  // fields after "(comm)": state is f[0], utime is field 14 → f[11], stime f[12]
+  return (Number(f[11]) + Number(f[12])) / clkTck;
+}
+
+/** sum_exec_runtime of the thread group leader in ns (/proc/<pid>/schedstat), when schedstats exist */
+export function procSchedNs(pid: number): number | null {
+  try {
+    return Number(fs.readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
+  } catch {
+    return null;
+  }
+}
+
+export function cgroupId(dir: string): bigint {
+  return fs.statSync(dir, { bigint: true }).ino;
+}
