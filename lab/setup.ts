@@ -18,6 +18,17 @@ export const PACKAGES: Record<string, string[]> = {
   lb: ['haproxy', 'nginx', 'libnginx-mod-stream', 'wrk', 'iperf3', 'ethtool', 'curl'],
   // runtime security positive controls and attack interpreters
   security: ['postgresql', 'postgresql-client', 'python3', 'perl'],
+  // zero-code tracing: the traced chain's services (Jaeger is built with the machine's Go: see EXTRA)
+  tracing: ['nginx', 'python3', 'curl'],
+};
+
+/** groups that need more than Debian packages: run after apt, once (cached) */
+const EXTRA: Record<string, () => Promise<string>> = {
+  tracing: async () => {
+    const { ensureJaeger } = await import('../controller/tracing/backend.ts');
+    const r = await ensureJaeger();
+    return r.built ? `Jaeger built in ${r.info?.seconds} s → ${r.path}` : `Jaeger cached at ${r.path}${r.info ? ` (built in ${r.info.seconds} s with ${r.info.go})` : ''}`;
+  },
 };
 
 async function missing(pkgs: string[]): Promise<string[]> {
@@ -70,5 +81,6 @@ export async function setupCommand(argv: string[]): Promise<number> {
   const groups = p.positionals.length ? p.positionals : Object.keys(PACKAGES);
   const installed = await ensureTools(groups);
   console.log(installed.length ? `installed: ${installed.join(' ')}` : `all set (${groups.join(', ')})`);
+  for (const g of groups) if (EXTRA[g]) console.log(await EXTRA[g]!());
   return 0;
 }

@@ -170,6 +170,11 @@ export class Tracer {
     this.opts.onSpan?.(s, r);
   }
 
+  /** finished spans still waiting out their grace period */
+  get held(): number {
+    return this.assembler.heldCount;
+  }
+
   wallNs(ts: bigint): bigint {
     return this.converter.wallNs(ts);
   }
@@ -193,14 +198,18 @@ export class Tracer {
   }
 
   snapshot(): TracerSnapshot {
+    const k = this.final ?? { lost: this.kernel.lost, bpf: this.opts.stats ? this.kernel.programStats() : undefined };
     return {
       mechanism: this.kernel.mechanism,
-      kernelLost: this.kernel.lost,
+      kernelLost: k.lost,
       assembler: { ...this.assembler.stats },
       export: this.exporter ? { ...this.exporter.stats } : null,
-      bpf: this.opts.stats ? this.kernel.programStats() : undefined,
+      bpf: k.bpf,
     };
   }
+
+  /** kernel-side figures read just before the object was closed */
+  private final: { lost: number; bpf?: { runCnt: number; runTimeNs: number } } | null = null;
 
   /** hand every finished span on now (end of a run) */
   flush(): void {
@@ -215,6 +224,7 @@ export class Tracer {
     for (const t of this.timers) clearInterval(t);
     // drain what the kernel still holds, then end every open connection
     for (const e of this.kernel.ring.drain(1 << 20)) this.assembler.push(e);
+    this.final = { lost: this.kernel.lost, bpf: this.opts.stats ? this.kernel.programStats() : undefined };
     this.kernel.close();
     await this.loop?.catch(() => {});
     this.assembler.flush(true);

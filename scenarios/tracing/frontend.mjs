@@ -25,7 +25,7 @@ function upstream(path, res) {
 }
 
 const server = http.createServer((req, res) => {
-  const url = req.url ?? '/';
+  const url = (req.url ?? '/').split('?')[0];
   if (url.startsWith('/api/')) return upstream(`/mid/${url.slice(5)}`, res);
   if (url === '/error') return upstream('/mid-error', res);
   if (url === '/refused') return upstream('/mid-refused', res);
