@@ -13,7 +13,8 @@ import { Tracer } from '../../controller/tracing/tracer.ts';
 import type { Span } from '../../controller/tracing/spans.ts';
 import { Jaeger, ensureJaeger, JAEGER_VERSION } from '../../controller/tracing/backend.ts';
 import { routeOf } from '../../controller/tracing/export.ts';
-import { Chain, generate, sendGarbage, type GenRequest } from './chain.ts';
+import { Chain, generate, sendGarbage } from './chain.ts';
+import { bench } from './bench.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -340,7 +341,10 @@ const scenario: Scenario = {
     concurrency: { type: 'int', description: 'connections in the concurrent phase', default: 4, min: 2, max: 256, valueName: 'N' },
     'max-queue': { type: 'int', description: 'export queue bound (spans)', default: 200, min: 10, max: 1_000_000, valueName: 'N' },
     'capture-bytes': { type: 'int', description: 'payload bytes per syscall that cross to user space', default: 256, min: 64, max: 512, valueName: 'N' },
+    repeat: { type: 'int', description: 'bench: interleaved rounds', default: 3, min: 1, max: 50, valueName: 'N' },
+    seconds: { type: 'int', description: 'bench: seconds per measurement', default: 5, min: 1, max: 600, valueName: 'S' },
+    connections: { type: 'int', description: 'bench: wrk connections', default: 16, min: 1, max: 4096, valueName: 'N' },
   },
-  run,
+  run: async (ctx) => (ctx.mode === 'bench' ? bench(ctx) : run(ctx)),
 };
 export default scenario;
