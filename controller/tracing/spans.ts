@@ -67,6 +67,8 @@ export interface AssemblerStats {
   heldOverflow: number;
   nonHttpConnections: number;
   parserBad: number;
+  /** truncated heads the server refused with 400/431: not spans */
+  rejectedUnparsed: number;
 }
 
 interface Conn {
@@ -96,7 +98,7 @@ const tupleKey = (from: Endpoint, to: Endpoint, ordinal: number) => `${from.addr
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$/;
 
 export class SpanAssembler {
-  readonly stats: AssemblerStats = { events: 0, connections: 0, connectionsEvicted: 0, spans: 0, pendingDropped: 0, heldOverflow: 0, nonHttpConnections: 0, parserBad: 0 };
+  readonly stats: AssemblerStats = { events: 0, connections: 0, connectionsEvicted: 0, spans: 0, pendingDropped: 0, heldOverflow: 0, nonHttpConnections: 0, parserBad: 0, rejectedUnparsed: 0 };
   private readonly conns = new Map<bigint, Conn>();
   /** client spans by (client tuple → server tuple, ordinal) */
   private readonly clientIndex = new Map<string, Span>();
@@ -241,6 +243,7 @@ export class SpanAssembler {
     }
   }
 
+  /** tid of the record being parsed: the stream callbacks run synchronously inside push() */
   private curTid = 0;
 
   private makeStreams(c: Conn): void {
@@ -286,9 +289,24 @@ export class SpanAssembler {
   private onResponse(c: Conn, m: HttpMessage): void {
     const s = c.pending.shift();
     if (!s) return; // a response to nothing we saw (the request predates the tracer)
+    if (s.request?.truncated && (m.status === 400 || m.status === 431)) {
+      // a head we saw only the start of, refused by the server's parser (e.g. huge headers): it
+      // was never served, as in-process instrumentation would also see it; no span
+      this.stats.rejectedUnparsed++;
+      this.finishQuiet(s);
+      return;
+    }
     s.response = m;
     s.endTs = m.endTs > s.startTs ? m.endTs : s.startTs;
     this.finish(s);
+  }
+
+  /** forget a server request without emitting it */
+  private finishQuiet(s: Span): void {
+    s.done = true;
+    const set = this.activeByThread.get(`${s.pid}:${s.tid}`);
+    set?.delete(s);
+    if (set && set.size === 0) this.activeByThread.delete(`${s.pid}:${s.tid}`);
   }
 
   private finish(s: Span): void {
