@@ -12,7 +12,7 @@
 #define TR_MAX_CAP 512
 #define TR_COMM_LEN 16
 /* how many iovecs of a readv/writev/sendmsg/recvmsg are copied from (the rest is counted only) */
-#define TR_MAX_IOV 4
+#define TR_MAX_IOV 8
 
 enum tr_kind {
 	TR_EV_DATA = 1,     /* payload: dir says which way, len = bytes the syscall moved */

@@ -172,10 +172,13 @@ export class HttpStream {
     this.mode = 'bad';
   }
 
-  /** an open-ended message (truncated head or lost framing) ends where the other side starts anew */
+  /**
+   * An open-ended message (truncated head or lost framing) is over when the other side starts
+   * anew (a new request): it ended with the last bytes this stream saw, not at `ts`.
+   */
   endOpen(ts: bigint): void {
     if (this.mode === 'open' && this.cur) {
-      this.finish(ts, true);
+      this.finish(this.lastTs || ts, true);
       this.mode = 'head';
     }
   }
