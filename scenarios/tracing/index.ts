@@ -239,7 +239,7 @@ async function run(ctx: ScenarioContext): Promise<void> {
     }
   }
   ctx.metric('linking', rates);
-  ctx.section('Linking rate per service', {
+  ctx.section('Linking rate per service (phases A and B)', {
     kind: 'text',
     text: 'Frontend server spans are roots by design (the load generator is not traced). The Node frontend serves every request on one thread: with one connection at a time its outgoing calls link by thread; with several in flight they are ambiguous and stay unlinked (phase B). Python serves each connection on its own thread, so its calls always link.',
   }, { kind: 'table', columns: ['service', 'kind', 'spans', 'traceparent', 'tuple', 'thread', 'ambiguous', 'root', 'linked'], rows });
