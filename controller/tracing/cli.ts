@@ -23,7 +23,8 @@ export async function traceCommand(argv: string[]): Promise<number> {
     epilog: 'example: pnpm lab trace --service web=/sys/fs/cgroup/web.slice --service api=/usr/sbin/nginx --otlp http://127.0.0.1:4318 --metrics-port 9464',
   });
   if (!p) return 0;
-  const specs = p.values.service ?? [];
+  // a list option keeps its last occurrence: collect every --service from the tokens instead
+  const specs = p.given.filter((g) => g.name === 'service').flatMap((g) => (g.raw ?? '').split(',').map((x) => x.trim()).filter(Boolean));
   if (!specs.length) throw new UsageError('no workload selected', 'add --service NAME=<cgroup|exe|pid>, e.g. --service web=1234');
   const services: WorkloadSelector[] = [];
   for (const s of specs) {
