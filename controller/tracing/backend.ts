@@ -234,3 +234,93 @@ exporters:
     return this.out;
   }
 }
+
+// ------------------------------------------------------------------ Zipkin (optional second backend)
+
+export const ZIPKIN_VERSION = '3.6.1';
+
+export function zipkinPath(): string {
+  return path.join(cacheDir(), `zipkin-server-${ZIPKIN_VERSION}-exec.jar`);
+}
+
+/** Fetch the Zipkin server jar once from Maven Central (with mvn) into the lab cache. */
+export async function ensureZipkin(log: (s: string) => void = (s) => console.error(s)): Promise<{ path: string; fetched: boolean; seconds?: number }> {
+  const jar = zipkinPath();
+  if (fs.existsSync(jar)) return { path: jar, fetched: false };
+  const t0 = Date.now();
+  log(`fetching io.zipkin:zipkin-server:${ZIPKIN_VERSION} (exec jar) from Maven Central …`);
+  const r = await execa('mvn', ['-q', '-B', 'dependency:get', `-Dartifact=io.zipkin:zipkin-server:${ZIPKIN_VERSION}:jar:exec`, '-Dtransitive=false'], { reject: false, all: true, cwd: os.tmpdir() });
+  const m2 = path.join(os.homedir(), '.m2', 'repository', 'io', 'zipkin', 'zipkin-server', ZIPKIN_VERSION, `zipkin-server-${ZIPKIN_VERSION}-exec.jar`);
+  if (r.exitCode !== 0 || !fs.existsSync(m2)) throw new LabError(`mvn could not fetch the Zipkin server: ${r.all?.split('\n').slice(-3).join(' ')}`, 'check Maven and its access to Maven Central, then pnpm lab setup tracing');
+  fs.mkdirSync(cacheDir(), { recursive: true, mode: 0o755 });
+  fs.copyFileSync(m2, `${jar}.tmp`);
+  fs.chmodSync(`${jar}.tmp`, 0o644);
+  fs.renameSync(`${jar}.tmp`, jar);
+  return { path: jar, fetched: true, seconds: Math.round((Date.now() - t0) / 1000) };
+}
+
+export interface ZipkinSpanJson {
+  traceId: string;
+  id: string;
+  parentId?: string;
+  name?: string;
+  kind?: string;
+  localEndpoint?: { serviceName?: string };
+  tags?: Record<string, string>;
+}
+
+/** A Zipkin server on loopback (in-memory storage). */
+export class Zipkin {
+  private proc: ResultPromise | null = null;
+  private out = '';
+  private constructor(readonly jar: string, readonly port: number) {}
+
+  static async create(jar = zipkinPath()): Promise<Zipkin> {
+    if (!fs.existsSync(jar)) throw new LabError(`no Zipkin jar at ${jar}`, 'pnpm lab setup tracing');
+    return new Zipkin(jar, await freePort());
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  async start(timeoutMs: number): Promise<void> {
+    // Armeria's port list, bound to loopback only (--server.address is not honoured)
+    const p = execa('java', ['-Xms64m', '-Xmx384m', '-jar', this.jar, `--armeria.ports[0].port=${this.port}`, '--armeria.ports[0].ip=127.0.0.1', '--armeria.ports[0].protocols=http'],
+      { reject: false, all: true, buffer: false, stdin: 'ignore', forceKillAfterDelay: 2000, env: { ...process.env, STORAGE_TYPE: 'mem' } });
+    p.all?.on('data', (d: Buffer) => (this.out = (this.out + d.toString()).slice(-4000)));
+    this.proc = p;
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      if (p.exitCode !== null && p.exitCode !== undefined) throw new LabError(`Zipkin exited with ${p.exitCode}: ${this.out.split('\n').slice(-5).join(' ')}`, 'see its output');
+      try {
+        const r = await fetch(`${this.url}/health`, { signal: AbortSignal.timeout(1000) });
+        if (r.ok) return;
+      } catch {
+        /* not yet */
+      }
+      if (Date.now() > until) {
+        await this.stop();
+        throw new LabError(`Zipkin did not answer on ${this.url} within ${timeoutMs} ms`, 'check java and the jar (pnpm lab setup tracing)');
+      }
+      await new Promise((r) => setTimeout(r, 300));
+    }
+  }
+
+  async stop(): Promise<void> {
+    const p = this.proc;
+    this.proc = null;
+    if (!p) return;
+    p.kill('SIGTERM');
+    await p.catch(() => {});
+  }
+
+  async services(): Promise<string[]> {
+    return (await (await fetch(`${this.url}/api/v2/services`)).json()) as string[];
+  }
+
+  async trace(id: string): Promise<ZipkinSpanJson[] | null> {
+    const r = await fetch(`${this.url}/api/v2/trace/${id}`);
+    return r.ok ? ((await r.json()) as ZipkinSpanJson[]) : null;
+  }
+}

@@ -14,6 +14,8 @@ export async function traceCommand(argv: string[]): Promise<number> {
       service: { type: 'list', description: 'a workload: NAME=cgroup v2 dir (abs. or relative to the cgroup2 root), executable path, or pid; repeat or comma-separate', valueName: 'NAME=WHAT' },
       otlp: { type: 'string', description: 'OTLP/HTTP endpoint base, e.g. http://127.0.0.1:4318 (spans are exported as protobuf to /v1/traces)', valueName: 'URL',
         check: (v) => (/^https?:\/\/[^/\s]+\/?$/.test(v) ? undefined : { message: 'not an http(s)://host:port URL', fix: '--otlp http://127.0.0.1:4318' }) },
+      zipkin: { type: 'string', description: 'also export to Zipkin, e.g. http://127.0.0.1:9411 (JSON v2 to /api/v2/spans)', valueName: 'URL',
+        check: (v) => (/^https?:\/\/[^/\s]+\/?$/.test(v) ? undefined : { message: 'not an http(s)://host:port URL', fix: '--zipkin http://127.0.0.1:9411' }) },
       'metrics-port': { type: 'int', description: 'serve Prometheus metrics on 127.0.0.1:N/metrics (0 = any free port)', min: 0, max: 65535 },
       'capture-bytes': { type: 'int', description: 'payload bytes per syscall that cross to user space', default: 256, min: 1, max: 512 },
       'max-queue': { type: 'int', description: 'export queue bound in spans (drops beyond it are counted)', default: 4096, min: 1, max: 10_000_000 },
@@ -43,6 +45,7 @@ export async function traceCommand(argv: string[]): Promise<number> {
   const t = await Tracer.start({
     services,
     otlp: p.values.otlp,
+    zipkin: p.values.zipkin,
     captureBytes: p.values['capture-bytes'],
     maxQueue: p.values['max-queue'],
     metricsPort: p.values['metrics-port'],
@@ -55,6 +58,7 @@ export async function traceCommand(argv: string[]): Promise<number> {
   console.error(`tracing ${services.map((s) => `${s.name}=${s.cgroup ?? s.exe ?? s.pid}`).join(' ')} — ${t.kernel.mechanism.summary}`);
   if (t.metricsUrl) console.error(`metrics: ${t.metricsUrl}`);
   if (p.values.otlp) console.error(`exporting to ${p.values.otlp}/v1/traces (OTLP/HTTP protobuf)`);
+  if (p.values.zipkin) console.error(`exporting to ${p.values.zipkin}/api/v2/spans (Zipkin JSON v2)`);
   await new Promise<void>((resolve) => {
     const done = () => resolve();
     process.once('SIGINT', done);
@@ -63,6 +67,6 @@ export async function traceCommand(argv: string[]): Promise<number> {
   });
   await t.stop();
   const s = t.snapshot();
-  console.error(`spans ${s.assembler.spans}, kernel records ${s.assembler.events}, ring lost ${s.kernelLost}${s.export ? `, exported ${s.export.exported}, dropped ${s.export.dropped}` : ''}`);
+  console.error(`spans ${s.assembler.spans}, kernel records ${s.assembler.events}, ring lost ${s.kernelLost}${s.export ? `, exported ${s.export.exported}, dropped ${s.export.dropped}` : ''}${s.zipkin ? `, zipkin exported ${s.zipkin.exported}, dropped ${s.zipkin.dropped}` : ''}`);
   return 0;
 }

@@ -4,8 +4,9 @@
 // backend that returns gets what the queue still holds. Memory is bounded by maxQueue spans.
 import { SpanKind, SpanStatusCode, type HrTime } from '@opentelemetry/api';
 import { resourceFromAttributes, type Resource } from '@opentelemetry/resources';
-import type { ReadableSpan } from '@opentelemetry/sdk-trace';
+import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
+import { ZipkinExporter } from '@opentelemetry/exporter-zipkin';
 import {
   ATTR_CLIENT_ADDRESS, ATTR_CLIENT_PORT, ATTR_ERROR_TYPE, ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_HTTP_ROUTE,
   ATTR_NETWORK_LOCAL_ADDRESS, ATTR_NETWORK_LOCAL_PORT, ATTR_NETWORK_PEER_ADDRESS, ATTR_NETWORK_PEER_PORT, ATTR_NETWORK_PROTOCOL_VERSION,
@@ -36,8 +37,12 @@ export class SpanConverter {
     this.offsetNs = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
   }
 
+  /**
+   * Whole microseconds: Jaeger and Zipkin store µs, and the Zipkin exporter sends µs without
+   * rounding, which Zipkin refuses as "Expected a long" (400) when a fraction is left.
+   */
   private hr(ts: bigint): HrTime {
-    const ns = ts + this.offsetNs;
+    const ns = ((ts + this.offsetNs) / 1000n) * 1000n;
     return [Number(ns / 1_000_000_000n), Number(ns % 1_000_000_000n)];
   }
 
@@ -117,7 +122,7 @@ export class SpanConverter {
     const parent = s.parent ? { traceId, spanId: s.parent.spanId, traceFlags: 1 } : s.remoteParent ? { ...s.remoteParent, traceFlags: 1, isRemote: true } : undefined;
     const start = this.hr(s.startTs);
     const end = this.hr(s.endTs);
-    const durNs = s.endTs - s.startTs;
+    const durNs = BigInt(end[0] - start[0]) * 1_000_000_000n + BigInt(end[1] - start[1]);
     return {
       name: req ? (s.kind === 'server' ? `${method} ${route}` : method) : 'connect',
       kind: s.kind === 'server' ? SpanKind.SERVER : SpanKind.CLIENT,
@@ -148,21 +153,40 @@ export interface QueueStats {
   batches: number;
   maxQueue: number;
   highWater: number;
+  /** the last export failure, as the exporter reported it */
+  lastError?: string;
 }
 
-/** The bounded export queue in front of the OTLP exporter. */
+export interface QueueOptions {
+  maxQueue?: number;
+  batch?: number;
+  intervalMs?: number;
+  timeoutMs?: number;
+}
+
+/** The bounded export queue in front of an official OpenTelemetry exporter. */
 export class BoundedExporter {
   readonly stats: QueueStats;
   private readonly q: ReadableSpan[] = [];
-  private readonly exporter: OTLPTraceExporter;
   private busy = false;
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
 
-  constructor(readonly url: string, opts: { maxQueue?: number; batch?: number; intervalMs?: number; timeoutMs?: number } = {}) {
+  /** OTLP/HTTP protobuf to <base>/v1/traces */
+  static otlp(base: string, opts: QueueOptions = {}): BoundedExporter {
+    return new BoundedExporter(`${base.replace(/\/$/, '')}/v1/traces`, new OTLPTraceExporter({ url: `${base.replace(/\/$/, '')}/v1/traces`, timeoutMillis: opts.timeoutMs ?? 2000 }), opts);
+  }
+
+  /** Zipkin JSON v2 to <base>/api/v2/spans */
+  static zipkin(base: string, opts: QueueOptions = {}): BoundedExporter {
+    const url = `${base.replace(/\/$/, '')}/api/v2/spans`;
+    // the Zipkin exporter names every span of a batch after the first span's service
+    return new BoundedExporter(url, new ZipkinExporter({ url }), opts, true);
+  }
+
+  constructor(readonly url: string, private readonly exporter: SpanExporter, opts: QueueOptions = {}, private readonly perResource = false) {
     this.stats = { queued: 0, exported: 0, dropped: 0, failedBatches: 0, batches: 0, maxQueue: opts.maxQueue ?? 4096, highWater: 0 };
     this.batch = opts.batch ?? 512;
-    this.exporter = new OTLPTraceExporter({ url: `${url.replace(/\/$/, '')}/v1/traces`, timeoutMillis: opts.timeoutMs ?? 2000 });
     this.timer = setInterval(() => void this.pump(), opts.intervalMs ?? 200);
     this.timer.unref();
   }
@@ -186,11 +210,12 @@ export class BoundedExporter {
     try {
       while (this.q.length && !this.closed) {
         const batch = this.q.splice(0, this.batch);
-        const r = await new Promise<{ code: number; error?: Error }>((res) => this.exporter.export(batch, res));
+        const r = await this.send(batch);
         this.stats.batches++;
         if (r.code === 0) this.stats.exported += batch.length;
         else {
           this.stats.failedBatches++;
+          this.stats.lastError = r.error?.message ?? `code ${r.code}`;
           // back to the front while there is room; the rest is dropped (counted)
           const room = Math.max(0, this.stats.maxQueue - this.q.length);
           this.q.unshift(...batch.slice(0, room));
@@ -202,6 +227,21 @@ export class BoundedExporter {
       this.stats.queued = this.q.length;
       this.busy = false;
     }
+  }
+
+  private async send(batch: ReadableSpan[]): Promise<{ code: number; error?: Error }> {
+    if (!this.perResource) return new Promise((res) => this.exporter.export(batch, res));
+    const groups = new Map<unknown, ReadableSpan[]>();
+    for (const s of batch) {
+      const g = groups.get(s.resource);
+      if (g) g.push(s);
+      else groups.set(s.resource, [s]);
+    }
+    for (const g of groups.values()) {
+      const r = await new Promise<{ code: number; error?: Error }>((res) => this.exporter.export(g, res));
+      if (r.code !== 0) return r;
+    }
+    return { code: 0 };
   }
 
   /** export what is queued (bounded wait) and stop */

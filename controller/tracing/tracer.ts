@@ -23,6 +23,8 @@ export interface TracerOptions {
   services: WorkloadSelector[];
   /** OTLP/HTTP base URL (…:4318); no export when absent */
   otlp?: string;
+  /** Zipkin base URL (…:9411): the same spans as Zipkin JSON v2, through a queue of their own */
+  zipkin?: string;
   captureBytes?: number;
   graceMs?: number;
   maxQueue?: number;
@@ -72,6 +74,7 @@ export interface TracerSnapshot {
   kernelLost: number;
   assembler: SpanAssembler['stats'];
   export: BoundedExporter['stats'] | null;
+  zipkin: BoundedExporter['stats'] | null;
   bpf?: { runCnt: number; runTimeNs: number };
 }
 
@@ -83,6 +86,7 @@ export class Tracer {
   private readonly assembler: SpanAssembler;
   private readonly converter: SpanConverter;
   readonly exporter: BoundedExporter | null;
+  readonly zipkin: BoundedExporter | null;
   private readonly timers: NodeJS.Timeout[] = [];
   private loop: Promise<void> | null = null;
   private server: http.Server | null = null;
@@ -93,7 +97,9 @@ export class Tracer {
     const services = new Map<number, ServiceInfo>();
     opts.services.forEach((s, i) => services.set(i + 1, { name: s.name, cgroupPath: s.cgroup }));
     this.converter = new SpanConverter(services);
-    this.exporter = opts.otlp ? new BoundedExporter(opts.otlp, { maxQueue: opts.maxQueue, batch: opts.exportBatch, intervalMs: opts.exportIntervalMs }) : null;
+    const q = { maxQueue: opts.maxQueue, batch: opts.exportBatch, intervalMs: opts.exportIntervalMs };
+    this.exporter = opts.otlp ? BoundedExporter.otlp(opts.otlp, q) : null;
+    this.zipkin = opts.zipkin ? BoundedExporter.zipkin(opts.zipkin, q) : null;
     const labels = ['service', 'kind', 'method', 'route', 'status'];
     this.requests = new Counter({ name: 'ebpf_http_requests_total', help: 'HTTP requests seen from the kernel', labelNames: labels, registers: [this.registry] });
     this.errors = new Counter({ name: 'ebpf_http_errors_total', help: 'HTTP requests that ended in an error span', labelNames: labels, registers: [this.registry] });
@@ -167,6 +173,7 @@ export class Tracer {
     if (r.status.code === 2) this.errors.inc(l);
     this.duration.observe({ service, kind: s.kind, route }, Number(s.endTs - s.startTs) / 1e9);
     this.exporter?.add(r);
+    this.zipkin?.add(r);
     this.opts.onSpan?.(s, r);
   }
 
@@ -204,6 +211,7 @@ export class Tracer {
       kernelLost: k.lost,
       assembler: { ...this.assembler.stats },
       export: this.exporter ? { ...this.exporter.stats } : null,
+      zipkin: this.zipkin ? { ...this.zipkin.stats } : null,
       bpf: k.bpf,
     };
   }
@@ -228,7 +236,7 @@ export class Tracer {
     this.kernel.close();
     await this.loop?.catch(() => {});
     this.assembler.flush(true);
-    await this.exporter?.close();
+    await Promise.all([this.exporter?.close(), this.zipkin?.close()]);
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
   }
 }

@@ -93,7 +93,7 @@ describeRoot('bounded export queue (real sockets)', () => {
     await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
     const port = (srv.address() as { port: number }).port;
     await new Promise<void>((r) => srv.close(() => r()));
-    const ex = new BoundedExporter(`http://127.0.0.1:${port}`, { maxQueue: 20, batch: 10, intervalMs: 50, timeoutMs: 500 });
+    const ex = BoundedExporter.otlp(`http://127.0.0.1:${port}`, { maxQueue: 20, batch: 10, intervalMs: 50, timeoutMs: 500 });
     const conv = new SpanConverter(new Map([[1, { name: 'svc' }]]));
     const mk = (i: number) => conv.convert({
       kind: 'server', service: 1, pid: 1, tid: 1, comm: 'x', cgroupId: 1n, spanId: i.toString(16).padStart(16, '0'), traceId: 'b'.repeat(32), link: 'root',
@@ -131,7 +131,7 @@ describeRoot('bounded export queue (real sockets)', () => {
     const j = await Jaeger.create();
     try {
       await j.start(30_000);
-      const ex = new BoundedExporter(j.otlpUrl, { intervalMs: 50 });
+      const ex = BoundedExporter.otlp(j.otlpUrl, { intervalMs: 50 });
       const conv = new SpanConverter(new Map([[1, { name: 'jaeger-probe' }]]));
       const traceId = 'c'.repeat(31) + '1';
       ex.add(conv.convert({

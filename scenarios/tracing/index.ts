@@ -11,7 +11,8 @@
 import { scaledTimeout, type Scenario, type ScenarioContext } from '../../lab/scenario.ts';
 import { Tracer } from '../../controller/tracing/tracer.ts';
 import type { Span } from '../../controller/tracing/spans.ts';
-import { Jaeger, ensureJaeger, JAEGER_VERSION } from '../../controller/tracing/backend.ts';
+import fs from 'node:fs';
+import { Jaeger, Zipkin, ensureJaeger, zipkinPath, JAEGER_VERSION, ZIPKIN_VERSION } from '../../controller/tracing/backend.ts';
 import { routeOf } from '../../controller/tracing/export.ts';
 import { Chain, generate, sendGarbage } from './chain.ts';
 import { bench } from './bench.ts';
@@ -100,6 +101,15 @@ async function run(ctx: ScenarioContext): Promise<void> {
   await jaeger.start(scaledTimeout(30_000));
   ctx.metric('backend', { name: 'jaeger', version: JAEGER_VERSION, binary: built.path, build: built.info, otlp: jaeger.otlpUrl, query: jaeger.queryUrl });
 
+  // Zipkin as a second backend, when `pnpm lab setup tracing` could fetch it (JSON v2 exporter)
+  let zipkin: Zipkin | null = null;
+  if (ctx.options.zipkin === 'auto' && fs.existsSync(zipkinPath())) {
+    ctx.progress.step(`backend: Zipkin ${ZIPKIN_VERSION} (jar from Maven Central)`);
+    zipkin = await Zipkin.create();
+    ctx.defer('stop Zipkin', () => zipkin!.stop());
+    await zipkin.start(scaledTimeout(90_000));
+  }
+
   ctx.progress.step('chain: Node frontend → Python http.server → nginx, one cgroup each');
   const chain = await Chain.start(scaledTimeout(15_000));
   ctx.defer('stop the chain', () => chain.close());
@@ -108,6 +118,7 @@ async function run(ctx: ScenarioContext): Promise<void> {
   const tracer = await Tracer.start({
     services: chain.services.map((s) => ({ name: s.name, cgroup: s.cgroup })),
     otlp: jaeger.otlpUrl,
+    zipkin: zipkin?.url,
     captureBytes: ctx.options['capture-bytes'] as number,
     graceMs: scaledTimeout(250),
     maxQueue,
@@ -127,6 +138,7 @@ async function run(ctx: ScenarioContext): Promise<void> {
       backend: `Jaeger ${JAEGER_VERSION} (built from the Go module proxy${built.info ? ` in ${built.info.seconds} s with ${built.info.go}` : ''}; OTLP/HTTP protobuf, memory store)`,
       mechanism: tracer.kernel.mechanism.summary,
       'missing tracepoints': tracer.kernel.mechanism.missing.join(', ') || 'none',
+      'second backend': zipkin ? `Zipkin ${ZIPKIN_VERSION} (Zipkin JSON v2 via @opentelemetry/exporter-zipkin)` : 'none',
     },
   });
 
@@ -209,6 +221,18 @@ async function run(ctx: ScenarioContext): Promise<void> {
     ctx.metric('sampleTrace', { traceId: sample.traceId, jaeger: jt ? jt.spans.map((s) => ({ op: s.operationName, service: jt.processes[s.processID]?.serviceName, durationUs: s.duration })) : null });
     ctx.section('One trace (waterfall)', { kind: 'text', text: `Trace ${sample.traceId} as Jaeger stores it (${jaeger.queryUrl}/api/traces/${sample.traceId}); bar = span duration on one time axis, [link] = how the parent was found.` }, { kind: 'pre', text: waterfall(ours) });
   }
+  if (sample && zipkin) {
+    const zs = await zipkin.services();
+    const zt = await zipkin.trace(sample.traceId!);
+    const ours = traceOf(col, sample.traceId!);
+    const ok = !!zt && zt.length === ours.length && ours.every((s) => {
+      const z = zt.find((x) => x.id === s.spanId);
+      return !!z && (s.parent ? z.parentId === s.parent.spanId : !z.parentId);
+    });
+    ctx.check('Zipkin (second backend) holds the same trace with the same parents', ok && ['frontend', 'middle', 'leaf'].every((x) => zs.includes(x)), `services ${zs.join(', ')}; ${zt?.length ?? 0} spans for ${sample.traceId}`);
+  } else if (!zipkin) ctx.progress.info(ctx.options.zipkin === 'auto' ? 'Zipkin jar not in the lab cache (pnpm lab setup tracing fetches it): Jaeger only' : 'Zipkin off');
+  ctx.metric('backends', { jaeger: JAEGER_VERSION, zipkin: zipkin ? ZIPKIN_VERSION : null });
+
   const jFront = await jaeger.traces('frontend', 2000);
   const expectFront = genA.length;
   ctx.check('Jaeger holds a frontend trace for every generated request', jFront.length >= expectFront, `${jFront.length} frontend traces in Jaeger, ${expectFront} requests`);
@@ -348,6 +372,7 @@ const scenario: Scenario = {
     concurrency: { type: 'int', description: 'connections in the concurrent phase', default: 4, min: 2, max: 256, valueName: 'N' },
     'max-queue': { type: 'int', description: 'export queue bound (spans)', default: 200, min: 10, max: 1_000_000, valueName: 'N' },
     'capture-bytes': { type: 'int', description: 'payload bytes per syscall that cross to user space', default: 256, min: 64, max: 512, valueName: 'N' },
+    zipkin: { type: 'string', choices: ['auto', 'off'], default: 'auto', description: 'auto: also export to a Zipkin server when its jar is in the lab cache (pnpm lab setup tracing); off: Jaeger only' },
     repeat: { type: 'int', description: 'bench: interleaved rounds', default: 3, min: 1, max: 50, valueName: 'N' },
     seconds: { type: 'int', description: 'bench: seconds per measurement', default: 5, min: 1, max: 600, valueName: 'S' },
     connections: { type: 'int', description: 'bench: wrk connections', default: 16, min: 1, max: 4096, valueName: 'N' },
