@@ -19,7 +19,7 @@ export const PACKAGES: Record<string, string[]> = {
   // runtime security positive controls and attack interpreters
   security: ['postgresql', 'postgresql-client', 'python3', 'perl'],
   // zero-code tracing: the traced chain's services (Jaeger is built with the machine's Go: see EXTRA)
-  tracing: ['nginx', 'python3', 'curl'],
+  tracing: ['nginx', 'python3', 'curl', 'wrk'],
 };
 
 /** groups that need more than Debian packages: run after apt, once (cached) */
