@@ -10,7 +10,7 @@ import { Chain, generate } from '../../scenarios/tracing/chain.ts';
 import { Tracer } from './tracer.ts';
 import { BoundedExporter, SpanConverter } from './export.ts';
 import type { Span } from './spans.ts';
-import { Jaeger, jaegerPath } from './backend.ts';
+import { Jaeger, Zipkin, jaegerPath, zipkinPath } from './backend.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -150,4 +150,36 @@ describeRoot('bounded export queue (real sockets)', () => {
       await j.close();
     }
   }, 60_000);
+
+  it.skipIf(!fs.existsSync(zipkinPath()))('Zipkin (if fetched) gets each span under its own service, parents kept', async () => {
+    const z = await Zipkin.create();
+    try {
+      await z.start(120_000);
+      const ex = BoundedExporter.zipkin(z.url, { intervalMs: 50 });
+      const conv = new SpanConverter(new Map([[1, { name: 'zfront' }], [2, { name: 'zback' }]]));
+      const traceId = 'd'.repeat(31) + '2';
+      const base = {
+        pid: 1, tid: 1, comm: 'x', cgroupId: 1n, traceId, local: { addr: '127.0.0.1', port: 1 }, peer: { addr: '127.0.0.1', port: 2 }, done: true,
+        request: { kind: 'request' as const, method: 'GET', target: '/z', version: '1.1', headers: new Map(), startTs: 1n, headEndTs: 1n, endTs: 1n, bodyBytes: 0, truncated: false, endInferred: false },
+      };
+      const t0 = process.hrtime.bigint();
+      const parent: Span = { ...base, kind: 'server', service: 1, spanId: '2'.repeat(16), link: 'root', startTs: t0 - 5000n, endTs: t0 };
+      const child: Span = { ...base, kind: 'server', service: 2, spanId: '3'.repeat(16), link: 'tuple', parent, startTs: t0 - 3333n, endTs: t0 - 1111n };
+      ex.add(conv.convert(parent));
+      ex.add(conv.convert(child));
+      await ex.close(5000);
+      expect(ex.stats.exported).toBe(2);
+      let t = null;
+      for (let i = 0; i < 30 && !t?.length; i++) {
+        await sleep(200);
+        t = await z.trace(traceId);
+      }
+      const c = t?.find((x) => x.id === child.spanId);
+      expect(c?.parentId).toBe(parent.spanId);
+      expect(c?.localEndpoint?.serviceName).toBe('zback');
+      expect(t?.find((x) => x.id === parent.spanId)?.localEndpoint?.serviceName).toBe('zfront');
+    } finally {
+      await z.stop();
+    }
+  }, 180_000);
 });
