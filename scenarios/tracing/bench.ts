@@ -89,6 +89,15 @@ async function startService(name: string, cg: string, port: number, otel: string
   return { proc: p };
 }
 
+/**
+ * Paced runs need a per-connection delay of whole milliseconds (wrk truncates it): enough
+ * connections that each waits ~5 ms between requests. 16 connections at 30k/s asked for 0.5 ms,
+ * which became 0 — an unpaced run.
+ */
+export function pacedConnections(rate: number): number {
+  return Math.min(1000, Math.max(1, Math.ceil(rate / 200)));
+}
+
 async function wrk(port: number, secs: number, conns: number, rate: number, lua: string): Promise<{ requests: number; seconds: number; p50: number; p99: number; p999: number }> {
   const r = await execa('wrk', ['-t1', `-c${conns}`, `-d${secs}s`, '-s', lua, `http://127.0.0.1:${port}/local`], { env: { BENCH_CONNS: String(conns), BENCH_RATE: String(rate) }, reject: false });
   const m = /BENCH (\d+) ([\d.]+) ([\d.]+) ([\d.]+) ([\d.]+)/.exec(r.stdout);
@@ -133,7 +142,7 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
       const app0 = cgroupCpuUs(cgs[c]);
       const me0 = process.cpuUsage();
       const bpf0 = tracer?.snapshot().bpf?.runTimeNs ?? 0;
-      const w = await wrk(ports[c], secs, conns, rate, lua);
+      const w = await wrk(ports[c], secs, rate > 0 ? pacedConnections(rate) : conns, rate, lua);
       const appCpuUs = cgroupCpuUs(cgs[c]) - app0;
       let agentCpuUs = 0, bpfUs = 0;
       let extra: Partial<Sample> = {};
@@ -182,6 +191,11 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
       }
     }
   }
+  const expected = rounds * CONFIGS.length * 4;
+  ctx.check('every configuration measured in every round and load', samples.length === expected && samples.every((s) => s.requests > 0), `${samples.length}/${expected} samples`);
+  const eb = samples.filter((s) => s.config === 'ebpf');
+  ctx.check('the eBPF tracer exported spans in every measurement (drops and ring losses reported, not hidden)', eb.length > 0 && eb.every((s) => (s.spansExported ?? 0) > 0),
+    `exported ${eb.map((s) => s.spansExported).join('/')}; dropped ${eb.map((s) => s.spansDropped).join('/')}; ring lost ${eb.map((s) => s.ringLost).join('/')}`);
   ctx.metric('bench', { rounds, seconds: secs, connections: conns, samples, note: 'latency in µs (wrk), cpuUsPerReq = app cgroup + tracer process + BPF run time' });
 
   const get = (r: number, c: Config, load: string) => samples.find((s) => s.round === r && s.config === c && s.load === load);
@@ -204,12 +218,12 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
     const m = (f: (s: Sample) => number) => (xs.length ? median(xs.map(f)) : null);
     const fx = (v: number | null, d = 0) => (v === null ? null : Number(v.toFixed(d)));
     return [l, LABEL[c], fx(m((s) => s.rps)), fx(m((s) => s.p50)), fx(m((s) => s.p99)), fx(m((s) => s.p999)), fx(m((s) => s.cpuUsPerReq), 1), fx(m((s) => s.appCpuUs / s.requests), 1), fx(m((s) => s.agentCpuUs / s.requests), 1), fx(m((s) => s.bpfUs / s.requests), 2),
-      c === 'ebpf' ? fx(m((s) => (s.spansExported ?? 0) / secs)) : null, c === 'ebpf' ? fx(m((s) => s.spansDropped ?? 0)) : null];
+      c === 'ebpf' ? fx(m((s) => (s.spansExported ?? 0) / secs)) : null, c === 'ebpf' ? fx(m((s) => s.spansDropped ?? 0)) : null, c === 'ebpf' ? fx(m((s) => s.ringLost ?? 0)) : null];
   }));
   ctx.section('Benchmark: overhead of tracing (medians over rounds)', {
     kind: 'text',
-    text: `${rounds} rounds × (max + 25/50/75% of that round's untraced max) × 3 configurations, interleaved, ${secs} s each, wrk 1 thread × ${conns} connections on loopback, 2 shared cores. Like-for-like: the same Node service and route in all three; OTel exports HTTP spans only (OTEL_NODE_ENABLED_INSTRUMENTATIONS=http) to the same Jaeger. CPU per request = service cgroup + tracer process + BPF run time (Jaeger excluded for both). Ratios per round, then the median; raw samples in results.json.`,
-  }, { kind: 'table', columns: ['load', 'configuration', 'RPS', 'p50 µs', 'p99 µs', 'p99.9 µs', 'CPU µs/req', 'app', 'agent', 'BPF', 'spans/s', 'dropped'], rows }, {
+    text: `${rounds} rounds × (max + 25/50/75% of that round's untraced max) × 3 configurations, interleaved, ${secs} s each, wrk 1 thread, ${conns} connections flat out, paced runs with enough connections for a ~5 ms per-connection delay, on loopback, 2 shared cores. Like-for-like: the same Node service and route in all three; OTel exports HTTP spans only (OTEL_NODE_ENABLED_INSTRUMENTATIONS=http) to the same Jaeger. CPU per request = service cgroup + tracer process + BPF run time (Jaeger excluded for both). Ratios per round, then the median; raw samples in results.json.`,
+  }, { kind: 'table', columns: ['load', 'configuration', 'RPS', 'p50 µs', 'p99 µs', 'p99.9 µs', 'CPU µs/req', 'app', 'agent', 'BPF', 'spans/s', 'dropped', 'ring lost'], rows }, {
     kind: 'chart', title: 'max RPS per round', type: 'bar', labels: Array.from({ length: rounds }, (_, r) => `round ${r + 1}`),
     datasets: CONFIGS.map((c) => ({ label: LABEL[c], data: Array.from({ length: rounds }, (_, r) => get(r, c, 'max')?.rps ?? null) })), yLabel: 'requests/s',
   }, {
