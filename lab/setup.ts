@@ -24,6 +24,20 @@ export const PACKAGES: Record<string, string[]> = {
   svc: ['iptables', 'ipvsadm', 'python3'],
   // energy: the context-switch microbenchmark (perf bench sched pipe) and a known-CPU burner
   energy: ['linux-perf', 'python3'],
+  // zero-code tracing: the traced chain's services (Jaeger is built with the machine's Go: see EXTRA)
+  tracing: ['nginx', 'python3', 'curl', 'wrk'],
+};
+
+/** groups that need more than Debian packages: run after apt, once (cached) */
+const EXTRA: Record<string, () => Promise<string>> = {
+  tracing: async () => {
+    const { ensureJaeger, ensureZipkin } = await import('../controller/tracing/backend.ts');
+    const r = await ensureJaeger();
+    const jaeger = r.built ? `Jaeger built in ${r.info?.seconds} s → ${r.path}` : `Jaeger cached at ${r.path}${r.info ? ` (built in ${r.info.seconds} s with ${r.info.go})` : ''}`;
+    // Zipkin is the optional second backend: its absence (no mvn, no Maven Central) is not fatal
+    const z = await ensureZipkin().then((x) => (x.fetched ? `Zipkin fetched in ${x.seconds} s → ${x.path}` : `Zipkin cached at ${x.path}`), (e: Error) => `Zipkin skipped: ${e.message}`);
+    return `${jaeger}\n${z}`;
+  },
 };
 
 async function missing(pkgs: string[]): Promise<string[]> {
@@ -76,5 +90,6 @@ export async function setupCommand(argv: string[]): Promise<number> {
   const groups = p.positionals.length ? p.positionals : Object.keys(PACKAGES);
   const installed = await ensureTools(groups);
   console.log(installed.length ? `installed: ${installed.join(' ')}` : `all set (${groups.join(', ')})`);
+  for (const g of groups) if (EXTRA[g]) console.log(await EXTRA[g]!());
   return 0;
 }

@@ -1,0 +1,71 @@
+/*
+ * Zero-code HTTP tracing: the records tracing.bpf.c hands to controller/tracing (which reads the
+ * layouts from BTF; bpf/gen/tracing.ts is generated from them).
+ *
+ * One record per syscall that moved bytes on a TCP socket of a selected workload (the first
+ * `cap_bytes` of them), plus connection lifecycle records from sock:inet_sock_set_state and
+ * accept4. User space reassembles each connection's byte stream from these and parses HTTP/1.1.
+ */
+#pragma once
+
+/* the record carries at most this many payload bytes; the run-time limit is cap_bytes (≤ this) */
+#define TR_MAX_CAP 512
+#define TR_COMM_LEN 16
+/* how many iovecs of a readv/writev/sendmsg/recvmsg are copied from (the rest is counted only) */
+#define TR_MAX_IOV 8
+
+enum tr_kind {
+	TR_EV_DATA = 1,     /* payload: dir says which way, len = bytes the syscall moved */
+	TR_EV_ACCEPT = 2,   /* accept4 returned a TCP socket: the server side of a connection */
+	TR_EV_CONNECT = 3,  /* a selected process's socket entered SYN_SENT (connect) */
+	TR_EV_ESTABLISHED = 4, /* a tracked client socket reached ESTABLISHED */
+	TR_EV_CLOSE = 5,    /* a tracked socket reached TCP_CLOSE (old_state says from where) */
+};
+
+enum tr_dir { TR_DIR_IN = 1, TR_DIR_OUT = 2 };
+
+/* which syscall produced a data record (the report lists the mix) */
+enum tr_sys {
+	TR_SYS_READ = 1, TR_SYS_WRITE, TR_SYS_READV, TR_SYS_WRITEV, TR_SYS_SENDTO, TR_SYS_RECVFROM,
+	TR_SYS_SENDMSG, TR_SYS_RECVMSG, TR_SYS_SENDFILE,
+};
+
+struct tr_event {
+	__u64 ts_ns;     /* bpf_ktime_get_ns (CLOCK_MONOTONIC) */
+	__u64 sock;      /* kernel struct sock address: the connection's identity while it lives */
+	__u64 cgroup_id; /* cgroup of the task (0 for lifecycle records from softirq) */
+	__u32 pid;       /* tgid */
+	__u32 tid;
+	__u32 service;   /* index the controller gave the workload (0 = not known) */
+	__u32 kind;      /* enum tr_kind */
+	__u32 dir;       /* enum tr_dir (data) */
+	__u32 sys;       /* enum tr_sys (data) */
+	__u32 len;       /* bytes the syscall moved (data) */
+	__u32 cap_len;   /* bytes of data[] that are valid (≤ cap_bytes) */
+	__s32 old_state; /* lifecycle: TCP state before */
+	__s32 new_state; /* lifecycle: TCP state after */
+	__u16 family;    /* AF_INET / AF_INET6 */
+	__u16 lport;     /* local port, host order */
+	__u16 rport;     /* remote port, host order */
+	__u16 _pad;
+	__u8 laddr[16];  /* IPv4 in the first 4 bytes, or IPv6 */
+	__u8 raddr[16];
+	char comm[TR_COMM_LEN];
+	__u8 data[TR_MAX_CAP * 2]; /* twice the cap so the verifier can bound iovec offsets */
+};
+
+/* the saved arguments of a syscall between sys_enter and sys_exit, per thread */
+struct tr_args {
+	__u64 buf;      /* user buffer, or iovec array, or msghdr */
+	__u32 fd;
+	__u32 sys;      /* enum tr_sys */
+	__u32 iovcnt;
+	__u32 service;
+};
+
+/* what the kernel knows of a socket user space asked about (tracked sockets) */
+struct tr_sock {
+	__u32 pid;
+	__u32 service;
+	__u64 cgroup_id;
+};

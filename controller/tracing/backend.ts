@@ -1,0 +1,326 @@
+// The tracing backend the scenario verifies against: Jaeger v2 (OTLP receiver + in-memory store +
+// query API), built once from the Go module proxy with the machine's Go into the lab cache
+// (`<repo>/.cache/tracing/`, git-ignored; EBPF_LAB_CACHE overrides; world-readable so a VM guest or
+// a non-root user can run it). Jaeger's go.mod has a replace directive, which `go install
+// pkg@version` refuses, so the module is downloaded, copied and built as the main module.
+// Built from the module, its UI is the placeholder (the real UI is a git submodule); the API the
+// scenario uses (/api/services, /api/traces) is complete.
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { execa, type ResultPromise } from 'execa';
+import { REPO_ROOT } from '../../lab/dist.ts';
+import { LabError } from '../../lab/errors.ts';
+
+export const JAEGER_MODULE = 'github.com/jaegertracing/jaeger';
+export const JAEGER_VERSION = 'v1.76.0';
+
+export function cacheDir(): string {
+  return path.join(process.env.EBPF_LAB_CACHE ?? path.join(REPO_ROOT, '.cache'), 'tracing');
+}
+
+export function jaegerPath(): string {
+  return path.join(cacheDir(), `jaeger-${JAEGER_VERSION}`);
+}
+
+export interface BuildInfo {
+  version: string;
+  seconds: number;
+  go: string;
+  builtAt: string;
+  path: string;
+}
+
+export function jaegerBuildInfo(): BuildInfo | null {
+  try {
+    return JSON.parse(fs.readFileSync(`${jaegerPath()}.json`, 'utf8')) as BuildInfo;
+  } catch {
+    return null;
+  }
+}
+
+/** Build Jaeger once (minutes on 2 cores); later calls return the cached binary. */
+export async function ensureJaeger(log: (s: string) => void = (s) => console.error(s)): Promise<{ path: string; built: boolean; info: BuildInfo | null }> {
+  const bin = jaegerPath();
+  if (fs.existsSync(bin)) return { path: bin, built: false, info: jaegerBuildInfo() };
+  const go = await execa('go', ['version'], { reject: false });
+  if (go.exitCode !== 0) throw new LabError('Go is not installed (Jaeger v2 is built from the Go module proxy)', 'install Go ≥ 1.24.6, then pnpm lab setup tracing');
+  fs.mkdirSync(cacheDir(), { recursive: true, mode: 0o755 });
+  const t0 = Date.now();
+  log(`building Jaeger ${JAEGER_VERSION} from the Go module proxy (${go.stdout.trim()}); this takes minutes …`);
+  const env = { ...process.env, GOTOOLCHAIN: 'local', GOFLAGS: '-mod=mod' };
+  const dl = await execa('go', ['mod', 'download', '-json', `${JAEGER_MODULE}@${JAEGER_VERSION}`], { env, reject: false, cwd: os.tmpdir() });
+  if (dl.exitCode !== 0) throw new LabError(`go mod download ${JAEGER_MODULE}@${JAEGER_VERSION} failed: ${dl.stderr.split('\n').slice(-3).join(' ')}`, 'check GOPROXY and the network, then pnpm lab setup tracing');
+  const src = (JSON.parse(dl.stdout) as { Dir: string }).Dir;
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-jaeger-'));
+  try {
+    fs.cpSync(src, work, { recursive: true });
+    await execa('chmod', ['-R', 'u+w', work]);
+    const tmp = `${bin}.tmp`;
+    const b = await execa('go', ['build', '-trimpath', '-o', tmp, './cmd/jaeger'], { env, cwd: work, reject: false, all: true });
+    if (b.exitCode !== 0) throw new LabError(`building Jaeger failed:\n${b.all?.split('\n').slice(-10).join('\n')}`, 'see the Go error above; pnpm lab setup tracing retries');
+    fs.chmodSync(tmp, 0o755);
+    fs.renameSync(tmp, bin);
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+  const info: BuildInfo = { version: JAEGER_VERSION, seconds: Math.round((Date.now() - t0) / 1000), go: go.stdout.trim(), builtAt: new Date().toISOString(), path: bin };
+  fs.writeFileSync(`${bin}.json`, `${JSON.stringify(info, null, 2)}\n`, { mode: 0o644 });
+  log(`Jaeger built in ${info.seconds} s → ${bin}`);
+  return { path: bin, built: true, info };
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+export interface JaegerSpanJson {
+  traceID: string;
+  spanID: string;
+  operationName: string;
+  references: { refType: string; traceID: string; spanID: string }[];
+  startTime: number;
+  duration: number;
+  tags: { key: string; value: unknown }[];
+  processID: string;
+}
+
+export interface JaegerTraceJson {
+  traceID: string;
+  spans: JaegerSpanJson[];
+  processes: Record<string, { serviceName: string }>;
+}
+
+/** A Jaeger process on loopback: OTLP/HTTP in, memory store, query API out. */
+export class Jaeger {
+  private proc: ResultPromise | null = null;
+  private out = '';
+  private constructor(readonly bin: string, readonly otlpPort: number, readonly queryPort: number, readonly dir: string) {}
+
+  static async create(bin = jaegerPath()): Promise<Jaeger> {
+    if (!fs.existsSync(bin)) throw new LabError(`no Jaeger binary at ${bin}`, 'pnpm lab setup tracing (builds it once from the Go module proxy)');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-jaeger-run-'));
+    return new Jaeger(bin, await freePort(), await freePort(), dir);
+  }
+
+  get otlpUrl(): string {
+    return `http://127.0.0.1:${this.otlpPort}`;
+  }
+
+  get queryUrl(): string {
+    return `http://127.0.0.1:${this.queryPort}`;
+  }
+
+  /** start (again) on the same ports; the memory store starts empty */
+  async start(timeoutMs: number): Promise<void> {
+    const grpc = await freePort();
+    const health = await freePort();
+    const cfg = `service:
+  extensions: [jaeger_storage, jaeger_query, healthcheckv2]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [jaeger_storage_exporter]
+  telemetry:
+    metrics:
+      level: none
+    logs:
+      level: warn
+extensions:
+  healthcheckv2:
+    use_v2: true
+    http:
+      endpoint: 127.0.0.1:${health}
+  jaeger_query:
+    storage:
+      traces: mem
+    http:
+      endpoint: 127.0.0.1:${this.queryPort}
+    grpc:
+      endpoint: 127.0.0.1:${grpc}
+  jaeger_storage:
+    backends:
+      mem:
+        memory:
+          max_traces: 100000
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:${this.otlpPort}
+processors:
+  batch:
+    timeout: 100ms
+exporters:
+  jaeger_storage_exporter:
+    trace_storage: mem
+`;
+    const file = path.join(this.dir, 'jaeger.yaml');
+    fs.writeFileSync(file, cfg);
+    this.out = '';
+    const p = execa(this.bin, ['--config', file], { reject: false, all: true, buffer: false, stdin: 'ignore', forceKillAfterDelay: 2000 });
+    p.all?.on('data', (d: Buffer) => (this.out = (this.out + d.toString()).slice(-4000)));
+    this.proc = p;
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      if (p.exitCode !== null && p.exitCode !== undefined) throw new LabError(`Jaeger exited with ${p.exitCode}: ${this.out.split('\n').slice(-5).join(' ')}`, 'see its output above');
+      try {
+        const r = await fetch(`${this.queryUrl}/api/services`, { signal: AbortSignal.timeout(1000) });
+        if (r.ok) {
+          // the OTLP receiver starts with the pipeline; make sure it answers too
+          const o = await fetch(`${this.otlpUrl}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body: new Uint8Array(), signal: AbortSignal.timeout(1000) });
+          if (o.status < 500) return;
+        }
+      } catch {
+        /* not yet */
+      }
+      if (Date.now() > until) {
+        await this.stop();
+        throw new LabError(`Jaeger did not answer on ${this.queryUrl} within ${timeoutMs} ms: ${this.out.split('\n').slice(-5).join(' ')}`, 'check the Jaeger binary (pnpm lab setup tracing)');
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  get running(): boolean {
+    return this.proc !== null;
+  }
+
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
+  async stop(): Promise<void> {
+    const p = this.proc;
+    this.proc = null;
+    if (!p) return;
+    p.kill('SIGTERM');
+    await p.catch(() => {});
+  }
+
+  async close(): Promise<void> {
+    await this.stop();
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  async services(): Promise<string[]> {
+    const r = await fetch(`${this.queryUrl}/api/services`);
+    return ((await r.json()) as { data: string[] | null }).data ?? [];
+  }
+
+  async trace(id: string): Promise<JaegerTraceJson | null> {
+    const r = await fetch(`${this.queryUrl}/api/traces/${id}`);
+    if (r.status === 404) return null;
+    const j = (await r.json()) as { data?: JaegerTraceJson[] };
+    return j.data?.[0] ?? null;
+  }
+
+  async traces(service: string, limit = 100, lookbackMs = 3_600_000): Promise<JaegerTraceJson[]> {
+    const end = Date.now() * 1000;
+    const r = await fetch(`${this.queryUrl}/api/traces?service=${encodeURIComponent(service)}&limit=${limit}&start=${end - lookbackMs * 1000}&end=${end}`);
+    return ((await r.json()) as { data?: JaegerTraceJson[] }).data ?? [];
+  }
+
+  get output(): string {
+    return this.out;
+  }
+}
+
+// ------------------------------------------------------------------ Zipkin (optional second backend)
+
+export const ZIPKIN_VERSION = '3.6.1';
+
+export function zipkinPath(): string {
+  return path.join(cacheDir(), `zipkin-server-${ZIPKIN_VERSION}-exec.jar`);
+}
+
+/** Fetch the Zipkin server jar once from Maven Central (with mvn) into the lab cache. */
+export async function ensureZipkin(log: (s: string) => void = (s) => console.error(s)): Promise<{ path: string; fetched: boolean; seconds?: number }> {
+  const jar = zipkinPath();
+  if (fs.existsSync(jar)) return { path: jar, fetched: false };
+  const t0 = Date.now();
+  log(`fetching io.zipkin:zipkin-server:${ZIPKIN_VERSION} (exec jar) from Maven Central …`);
+  const r = await execa('mvn', ['-q', '-B', 'dependency:get', `-Dartifact=io.zipkin:zipkin-server:${ZIPKIN_VERSION}:jar:exec`, '-Dtransitive=false'], { reject: false, all: true, cwd: os.tmpdir() });
+  const m2 = path.join(os.homedir(), '.m2', 'repository', 'io', 'zipkin', 'zipkin-server', ZIPKIN_VERSION, `zipkin-server-${ZIPKIN_VERSION}-exec.jar`);
+  if (r.exitCode !== 0 || !fs.existsSync(m2)) throw new LabError(`mvn could not fetch the Zipkin server: ${r.all?.split('\n').slice(-3).join(' ')}`, 'check Maven and its access to Maven Central, then pnpm lab setup tracing');
+  fs.mkdirSync(cacheDir(), { recursive: true, mode: 0o755 });
+  fs.copyFileSync(m2, `${jar}.tmp`);
+  fs.chmodSync(`${jar}.tmp`, 0o644);
+  fs.renameSync(`${jar}.tmp`, jar);
+  return { path: jar, fetched: true, seconds: Math.round((Date.now() - t0) / 1000) };
+}
+
+export interface ZipkinSpanJson {
+  traceId: string;
+  id: string;
+  parentId?: string;
+  name?: string;
+  kind?: string;
+  localEndpoint?: { serviceName?: string };
+  tags?: Record<string, string>;
+}
+
+/** A Zipkin server on loopback (in-memory storage). */
+export class Zipkin {
+  private proc: ResultPromise | null = null;
+  private out = '';
+  private constructor(readonly jar: string, readonly port: number) {}
+
+  static async create(jar = zipkinPath()): Promise<Zipkin> {
+    if (!fs.existsSync(jar)) throw new LabError(`no Zipkin jar at ${jar}`, 'pnpm lab setup tracing');
+    return new Zipkin(jar, await freePort());
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  async start(timeoutMs: number): Promise<void> {
+    // Armeria's port list, bound to loopback only (--server.address is not honoured)
+    const p = execa('java', ['-Xms64m', '-Xmx384m', '-jar', this.jar, `--armeria.ports[0].port=${this.port}`, '--armeria.ports[0].ip=127.0.0.1', '--armeria.ports[0].protocols=http'],
+      { reject: false, all: true, buffer: false, stdin: 'ignore', forceKillAfterDelay: 2000, env: { ...process.env, STORAGE_TYPE: 'mem' } });
+    p.all?.on('data', (d: Buffer) => (this.out = (this.out + d.toString()).slice(-4000)));
+    this.proc = p;
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      if (p.exitCode !== null && p.exitCode !== undefined) throw new LabError(`Zipkin exited with ${p.exitCode}: ${this.out.split('\n').slice(-5).join(' ')}`, 'see its output');
+      try {
+        const r = await fetch(`${this.url}/health`, { signal: AbortSignal.timeout(1000) });
+        if (r.ok) return;
+      } catch {
+        /* not yet */
+      }
+      if (Date.now() > until) {
+        await this.stop();
+        throw new LabError(`Zipkin did not answer on ${this.url} within ${timeoutMs} ms`, 'check java and the jar (pnpm lab setup tracing)');
+      }
+      await new Promise((r) => setTimeout(r, 300));
+    }
+  }
+
+  async stop(): Promise<void> {
+    const p = this.proc;
+    this.proc = null;
+    if (!p) return;
+    p.kill('SIGTERM');
+    await p.catch(() => {});
+  }
+
+  async services(): Promise<string[]> {
+    return (await (await fetch(`${this.url}/api/v2/services`)).json()) as string[];
+  }
+
+  async trace(id: string): Promise<ZipkinSpanJson[] | null> {
+    const r = await fetch(`${this.url}/api/v2/trace/${id}`);
+    return r.ok ? ((await r.json()) as ZipkinSpanJson[]) : null;
+  }
+}

@@ -1,0 +1,57 @@
+// `pnpm lab trace` as a user meets it: a real CLI process; bad input gives one `error:` line with
+// a `fix:`, exit 2, no stack trace, nothing loaded. With root, a short real run traces a request.
+import http from 'node:http';
+import path from 'node:path';
+import { execa } from 'execa';
+import { describe, expect, it } from 'vitest';
+
+const ROOT = path.join(import.meta.dirname, '../..');
+const CLI = path.join(ROOT, 'lab/cli.ts');
+const STACK = /^\s+at .+\(?.*:\d+:\d+\)?$/m;
+
+function lab(args: string[]) {
+  return execa(process.execPath, ['--import', 'tsx', CLI, ...args], { reject: false, cwd: ROOT, env: { EBPF_LAB_DEBUG: '' } });
+}
+
+describe('pnpm lab trace', () => {
+  const cases: [string, string[], RegExp][] = [
+    ['no workload', ['trace'], /error: no workload selected\n\s+fix: add --service/],
+    ['selector without =', ['trace', '--service', 'web'], /error: --service web: "web" is not name=<cgroup\|exe\|pid>\n\s+fix: /],
+    ['missing pid', ['trace', '--service', 'web=999999999'], /error: --service web=999999999: no process 999999999\n\s+fix: /],
+    ['not a cgroup/exe/pid', ['trace', '--service', 'web=/no/such/thing'], /neither a pid, a cgroup v2 directory nor an executable file\n\s+fix: /],
+    ['bad name', ['trace', '--service', 'we b=1'], /service name "we b" must be/],
+    ['duplicate names', ['trace', '--service', 'a=1', '--service', 'a=1'], /error: service name "a" is given twice/],
+    ['bad otlp url', ['trace', '--service', 'a=1', '--otlp', 'ftp://x'], /error: --otlp "ftp:\/\/x": not an http\(s\):\/\/host:port URL/],
+    ['capture out of range', ['trace', '--service', 'a=1', '--capture-bytes', '9999'], /error: --capture-bytes "9999"/],
+    ['typo in a flag', ['trace', '--servce', 'a=1'], /did you mean --service/],
+  ];
+  for (const [name, args, want] of cases) {
+    it(name, async () => {
+      const r = await lab(args);
+      expect(r.exitCode, String(r.stderr)).toBe(2);
+      expect(String(r.stderr)).toMatch(want);
+      expect(String(r.stderr)).not.toMatch(STACK);
+    }, 30_000);
+  }
+
+  it.skipIf(process.getuid?.() !== 0)('traces a request to a selected pid and exits cleanly after --duration', async () => {
+    const srv = execa(process.execPath, ['-e', "require('http').createServer((q,s)=>s.end('hi')).listen(0,'127.0.0.1',function(){console.log('PORT',this.address().port)})"], { reject: false, buffer: false });
+    try {
+      const port = await new Promise<number>((resolve) => srv.stdout!.on('data', (d: Buffer) => {
+        const m = /PORT (\d+)/.exec(d.toString());
+        if (m) resolve(Number(m[1]));
+      }));
+      const t = execa(process.execPath, ['--import', 'tsx', CLI, 'trace', '--service', `web=${srv.pid}`, '--duration', '12'], { reject: false, cwd: ROOT, all: true, buffer: true });
+      let out = '';
+      t.all!.on('data', (d: Buffer) => (out += d.toString()));
+      for (let i = 0; i < 200 && !out.includes('tracing web='); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(out).toContain('tracing web=');
+      await new Promise<void>((r) => http.get(`http://127.0.0.1:${port}/hello?x=1`, (res) => res.resume().on('end', () => r())));
+      const r = await t;
+      expect(r.exitCode).toBe(0);
+      expect(String(r.stdout)).toMatch(/web\s+server GET \/hello\s+200/);
+    } finally {
+      srv.kill();
+    }
+  }, 60_000);
+});

@@ -1,0 +1,72 @@
+// `pnpm lab trace --service name=<cgroup|exe|pid> …`: the tracing daemon. Runs until Ctrl-C (or
+// --duration), prints one line per span unless --quiet, exports OTLP/HTTP protobuf to --otlp and
+// serves RED metrics on --metrics-port. Every selector is validated before anything is loaded.
+import { parseArgs, UsageError } from '../../lab/args.ts';
+import { LabError } from '../../lab/errors.ts';
+import { deferSignalsToCaller } from '../libbpf/index.ts';
+import { Tracer, parseSelector, type WorkloadSelector } from './tracer.ts';
+
+export async function traceCommand(argv: string[]): Promise<number> {
+  const p = parseArgs(argv, {
+    usage: 'pnpm lab trace --service NAME=<cgroup|exe|pid> [--service …] [--otlp URL] [--metrics-port N]',
+    summary: 'zero-code HTTP/1.1 tracing of the selected workloads: spans to OTLP, RED metrics to Prometheus',
+    options: {
+      service: { type: 'list', description: 'a workload: NAME=cgroup v2 dir (abs. or relative to the cgroup2 root), executable path, or pid; repeat or comma-separate', valueName: 'NAME=WHAT' },
+      otlp: { type: 'string', description: 'OTLP/HTTP endpoint base, e.g. http://127.0.0.1:4318 (spans are exported as protobuf to /v1/traces)', valueName: 'URL',
+        check: (v) => (/^https?:\/\/[^/\s]+\/?$/.test(v) ? undefined : { message: 'not an http(s)://host:port URL', fix: '--otlp http://127.0.0.1:4318' }) },
+      zipkin: { type: 'string', description: 'also export to Zipkin, e.g. http://127.0.0.1:9411 (JSON v2 to /api/v2/spans)', valueName: 'URL',
+        check: (v) => (/^https?:\/\/[^/\s]+\/?$/.test(v) ? undefined : { message: 'not an http(s)://host:port URL', fix: '--zipkin http://127.0.0.1:9411' }) },
+      'metrics-port': { type: 'int', description: 'serve Prometheus metrics on 127.0.0.1:N/metrics (0 = any free port)', min: 0, max: 65535 },
+      'capture-bytes': { type: 'int', description: 'payload bytes per syscall that cross to user space', default: 256, min: 1, max: 512 },
+      'max-queue': { type: 'int', description: 'export queue bound in spans (drops beyond it are counted)', default: 4096, min: 1, max: 10_000_000 },
+      duration: { type: 'number', description: 'stop after N seconds (default: until Ctrl-C)', min: 0.1, valueName: 'S' },
+      quiet: { type: 'boolean', description: 'do not print spans' },
+    },
+    epilog: 'example: pnpm lab trace --service web=/sys/fs/cgroup/web.slice --service api=/usr/sbin/nginx --otlp http://127.0.0.1:4318 --metrics-port 9464',
+  });
+  if (!p) return 0;
+  // a list option keeps its last occurrence: collect every --service from the tokens instead
+  const specs = p.given.filter((g) => g.name === 'service').flatMap((g) => (g.raw ?? '').split(',').map((x) => x.trim()).filter(Boolean));
+  if (!specs.length) throw new UsageError('no workload selected', 'add --service NAME=<cgroup|exe|pid>, e.g. --service web=1234');
+  const services: WorkloadSelector[] = [];
+  for (const s of specs) {
+    try {
+      services.push(parseSelector(s));
+    } catch (e) {
+      throw new UsageError(`--service ${s}: ${(e as Error).message}`, 'NAME=<cgroup v2 directory | executable path | pid>');
+    }
+  }
+  const names = services.map((s) => s.name);
+  const dup = names.find((n, i) => names.indexOf(n) !== i);
+  if (dup) throw new UsageError(`service name "${dup}" is given twice`, 'give each workload its own name');
+  if (process.getuid?.() !== 0) throw new LabError('tracing needs root (BPF programs on syscall tracepoints)', 'run as root');
+  deferSignalsToCaller();
+  const quiet = p.values.quiet ?? false;
+  const t = await Tracer.start({
+    services,
+    otlp: p.values.otlp,
+    zipkin: p.values.zipkin,
+    captureBytes: p.values['capture-bytes'],
+    maxQueue: p.values['max-queue'],
+    metricsPort: p.values['metrics-port'],
+    onSpan: quiet ? undefined : (s, r) => {
+      const dur = Number(s.endTs - s.startTs) / 1000;
+      const st = (r.attributes['http.response.status_code'] as number | undefined) ?? r.attributes['error.type'] ?? '';
+      console.log(`${String(r.resource.attributes['service.name']).padEnd(12)} ${s.kind.padEnd(6)} ${r.name.padEnd(32).slice(0, 32)} ${String(st).padStart(4)} ${dur.toFixed(0).padStart(8)}µs trace=${s.traceId} span=${s.spanId} parent=${s.parent?.spanId ?? s.remoteParent?.spanId ?? '-'} [${s.link}]`);
+    },
+  });
+  console.error(`tracing ${services.map((s) => `${s.name}=${s.cgroup ?? s.exe ?? s.pid}`).join(' ')} — ${t.kernel.mechanism.summary}`);
+  if (t.metricsUrl) console.error(`metrics: ${t.metricsUrl}`);
+  if (p.values.otlp) console.error(`exporting to ${p.values.otlp}/v1/traces (OTLP/HTTP protobuf)`);
+  if (p.values.zipkin) console.error(`exporting to ${p.values.zipkin}/api/v2/spans (Zipkin JSON v2)`);
+  await new Promise<void>((resolve) => {
+    const done = () => resolve();
+    process.once('SIGINT', done);
+    process.once('SIGTERM', done);
+    if (p.values.duration) setTimeout(done, p.values.duration * 1000);
+  });
+  await t.stop();
+  const s = t.snapshot();
+  console.error(`spans ${s.assembler.spans}, kernel records ${s.assembler.events}, ring lost ${s.kernelLost}${s.export ? `, exported ${s.export.exported}, dropped ${s.export.dropped}` : ''}${s.zipkin ? `, zipkin exported ${s.zipkin.exported}, dropped ${s.zipkin.dropped}` : ''}`);
+  return 0;
+}

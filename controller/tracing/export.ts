@@ -1,0 +1,261 @@
+// Spans → OpenTelemetry: ReadableSpans with semantic-convention attributes, exported by the
+// official OTLP/HTTP protobuf exporter through a bounded queue. When the backend is down the queue
+// fills and then drops (counted); a failed batch goes back to the front while there is room, so a
+// backend that returns gets what the queue still holds. Memory is bounded by maxQueue spans.
+import { SpanKind, SpanStatusCode, type HrTime } from '@opentelemetry/api';
+import { resourceFromAttributes, type Resource } from '@opentelemetry/resources';
+import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
+import { ZipkinExporter } from '@opentelemetry/exporter-zipkin';
+import {
+  ATTR_CLIENT_ADDRESS, ATTR_CLIENT_PORT, ATTR_ERROR_TYPE, ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_HTTP_ROUTE,
+  ATTR_NETWORK_LOCAL_ADDRESS, ATTR_NETWORK_LOCAL_PORT, ATTR_NETWORK_PEER_ADDRESS, ATTR_NETWORK_PEER_PORT, ATTR_NETWORK_PROTOCOL_VERSION,
+  ATTR_NETWORK_TRANSPORT, ATTR_SERVER_ADDRESS, ATTR_SERVER_PORT, ATTR_SERVICE_NAME, ATTR_URL_FULL, ATTR_URL_PATH, ATTR_URL_QUERY, ATTR_URL_SCHEME,
+  ATTR_USER_AGENT_ORIGINAL,
+} from '@opentelemetry/semantic-conventions';
+import type { Span } from './spans.ts';
+
+export interface ServiceInfo {
+  name: string;
+  cgroupPath?: string;
+}
+
+/** /users/123/items/9f8e… → /users/{id}/items/{id}: a low-cardinality route guess (no app routing table) */
+export function routeOf(path: string): string {
+  return path
+    .split('/')
+    .map((seg) => (/^\d+$/.test(seg) || /^[0-9a-f]{16,}$/i.test(seg) || /^[0-9a-f-]{36}$/i.test(seg) ? '{id}' : seg))
+    .join('/');
+}
+
+export class SpanConverter {
+  private readonly resources = new Map<string, Resource>();
+  private readonly offsetNs: bigint;
+
+  constructor(private readonly services: Map<number, ServiceInfo>) {
+    // bpf_ktime_get_ns and process.hrtime are both CLOCK_MONOTONIC
+    this.offsetNs = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
+  }
+
+  /**
+   * Whole microseconds: Jaeger and Zipkin store µs, and the Zipkin exporter sends µs without
+   * rounding, which Zipkin refuses as "Expected a long" (400) when a fraction is left.
+   */
+  private hr(ts: bigint): HrTime {
+    const ns = ((ts + this.offsetNs) / 1000n) * 1000n;
+    return [Number(ns / 1_000_000_000n), Number(ns % 1_000_000_000n)];
+  }
+
+  wallNs(ts: bigint): bigint {
+    return ts + this.offsetNs;
+  }
+
+  serviceName(s: Span): string {
+    return this.services.get(s.service)?.name ?? s.comm;
+  }
+
+  private resource(s: Span): Resource {
+    const key = `${s.service}/${s.pid}`;
+    let r = this.resources.get(key);
+    if (!r) {
+      const info = this.services.get(s.service);
+      r = resourceFromAttributes({
+        [ATTR_SERVICE_NAME]: info?.name ?? s.comm,
+        'process.pid': s.pid,
+        'process.executable.name': s.comm,
+        'process.linux.cgroup': info?.cgroupPath ?? '',
+        'ebpf.cgroup.id': String(s.cgroupId),
+        'telemetry.distro.name': 'ebpf-lab-tracer',
+      });
+      if (this.resources.size > 4096) this.resources.clear();
+      this.resources.set(key, r);
+    }
+    return r;
+  }
+
+  convert(s: Span): ReadableSpan {
+    const req = s.request;
+    const res = s.response;
+    const method = req?.method ?? 'CONNECT';
+    const target = req?.target ?? '';
+    const q = target.indexOf('?');
+    const path = q >= 0 ? target.slice(0, q) : target;
+    const host = req?.headers.get('host');
+    const status = res?.status;
+    const attrs: Record<string, string | number | boolean> = {
+      [ATTR_HTTP_REQUEST_METHOD]: method,
+      [ATTR_NETWORK_TRANSPORT]: 'tcp',
+      [ATTR_NETWORK_PEER_ADDRESS]: s.peer.addr,
+      [ATTR_NETWORK_PEER_PORT]: s.peer.port,
+      [ATTR_NETWORK_LOCAL_ADDRESS]: s.local.addr,
+      [ATTR_NETWORK_LOCAL_PORT]: s.local.port,
+      'ebpf.link': s.link,
+      'thread.id': s.tid,
+    };
+    if (req) attrs[ATTR_NETWORK_PROTOCOL_VERSION] = req.version;
+    if (status !== undefined) attrs[ATTR_HTTP_RESPONSE_STATUS_CODE] = status;
+    const ua = req?.headers.get('user-agent');
+    if (ua) attrs[ATTR_USER_AGENT_ORIGINAL] = ua;
+    if (req?.truncated || res?.truncated) attrs['ebpf.truncated'] = true;
+    if (res) attrs['http.response.body.size'] = res.bodyBytes;
+    if (req) attrs['http.request.body.size'] = req.bodyBytes;
+    const route = routeOf(path);
+    if (s.kind === 'server') {
+      attrs[ATTR_URL_PATH] = path;
+      if (q >= 0) attrs[ATTR_URL_QUERY] = target.slice(q + 1);
+      attrs[ATTR_URL_SCHEME] = 'http';
+      attrs[ATTR_HTTP_ROUTE] = route;
+      attrs[ATTR_SERVER_ADDRESS] = host ? host.replace(/:\d+$/, '') : s.local.addr;
+      attrs[ATTR_SERVER_PORT] = s.local.port;
+      attrs[ATTR_CLIENT_ADDRESS] = s.peer.addr;
+      attrs[ATTR_CLIENT_PORT] = s.peer.port;
+    } else {
+      attrs[ATTR_SERVER_ADDRESS] = host ? host.replace(/:\d+$/, '') : s.peer.addr;
+      attrs[ATTR_SERVER_PORT] = s.peer.port;
+      if (req) attrs[ATTR_URL_FULL] = `http://${host ?? `${s.peer.addr}:${s.peer.port}`}${target}`;
+    }
+    // semconv: server spans are errors on 5xx, client spans on ≥400; no response is an error
+    let error: string | undefined = s.errorType;
+    if (status !== undefined && (status >= 500 || (s.kind === 'client' && status >= 400))) error = String(status);
+    if (error) attrs[ATTR_ERROR_TYPE] = error;
+    const traceId = s.traceId!;
+    const parent = s.parent ? { traceId, spanId: s.parent.spanId, traceFlags: 1 } : s.remoteParent ? { ...s.remoteParent, traceFlags: 1, isRemote: true } : undefined;
+    const start = this.hr(s.startTs);
+    const end = this.hr(s.endTs);
+    const durNs = BigInt(end[0] - start[0]) * 1_000_000_000n + BigInt(end[1] - start[1]);
+    return {
+      name: req ? (s.kind === 'server' ? `${method} ${route}` : method) : 'connect',
+      kind: s.kind === 'server' ? SpanKind.SERVER : SpanKind.CLIENT,
+      spanContext: () => ({ traceId, spanId: s.spanId, traceFlags: 1 }),
+      parentSpanContext: parent,
+      startTime: start,
+      endTime: end,
+      duration: [Number(durNs / 1_000_000_000n), Number(durNs % 1_000_000_000n)],
+      status: error ? { code: SpanStatusCode.ERROR, message: error } : { code: SpanStatusCode.UNSET },
+      attributes: attrs,
+      links: [],
+      events: [],
+      ended: true,
+      resource: this.resource(s),
+      instrumentationScope: { name: 'ebpf-lab/tracing', version: '0.1.0' },
+      droppedAttributesCount: 0,
+      droppedEventsCount: 0,
+      droppedLinksCount: 0,
+    };
+  }
+}
+
+export interface QueueStats {
+  queued: number;
+  exported: number;
+  dropped: number;
+  failedBatches: number;
+  batches: number;
+  maxQueue: number;
+  highWater: number;
+  /** the last export failure, as the exporter reported it */
+  lastError?: string;
+}
+
+export interface QueueOptions {
+  maxQueue?: number;
+  batch?: number;
+  intervalMs?: number;
+  timeoutMs?: number;
+}
+
+/** The bounded export queue in front of an official OpenTelemetry exporter. */
+export class BoundedExporter {
+  readonly stats: QueueStats;
+  private readonly q: ReadableSpan[] = [];
+  private busy = false;
+  private timer: NodeJS.Timeout | null = null;
+  private closed = false;
+
+  /** OTLP/HTTP protobuf to <base>/v1/traces */
+  static otlp(base: string, opts: QueueOptions = {}): BoundedExporter {
+    return new BoundedExporter(`${base.replace(/\/$/, '')}/v1/traces`, new OTLPTraceExporter({ url: `${base.replace(/\/$/, '')}/v1/traces`, timeoutMillis: opts.timeoutMs ?? 2000 }), opts);
+  }
+
+  /** Zipkin JSON v2 to <base>/api/v2/spans */
+  static zipkin(base: string, opts: QueueOptions = {}): BoundedExporter {
+    const url = `${base.replace(/\/$/, '')}/api/v2/spans`;
+    // the Zipkin exporter names every span of a batch after the first span's service
+    return new BoundedExporter(url, new ZipkinExporter({ url }), opts, true);
+  }
+
+  constructor(readonly url: string, private readonly exporter: SpanExporter, opts: QueueOptions = {}, private readonly perResource = false) {
+    this.stats = { queued: 0, exported: 0, dropped: 0, failedBatches: 0, batches: 0, maxQueue: opts.maxQueue ?? 4096, highWater: 0 };
+    this.batch = opts.batch ?? 512;
+    this.timer = setInterval(() => void this.pump(), opts.intervalMs ?? 200);
+    this.timer.unref();
+  }
+
+  private readonly batch: number;
+
+  add(s: ReadableSpan): void {
+    if (this.q.length >= this.stats.maxQueue) {
+      this.stats.dropped++;
+      return;
+    }
+    this.q.push(s);
+    this.stats.queued = this.q.length;
+    if (this.q.length > this.stats.highWater) this.stats.highWater = this.q.length;
+    if (this.q.length >= this.batch) void this.pump();
+  }
+
+  async pump(): Promise<void> {
+    if (this.busy || this.q.length === 0 || this.closed) return;
+    this.busy = true;
+    try {
+      while (this.q.length && !this.closed) {
+        const batch = this.q.splice(0, this.batch);
+        const r = await this.send(batch);
+        this.stats.batches++;
+        if (r.code === 0) this.stats.exported += batch.length;
+        else {
+          this.stats.failedBatches++;
+          this.stats.lastError = r.error?.message ?? `code ${r.code}`;
+          // back to the front while there is room; the rest is dropped (counted)
+          const room = Math.max(0, this.stats.maxQueue - this.q.length);
+          this.q.unshift(...batch.slice(0, room));
+          this.stats.dropped += batch.length - Math.min(room, batch.length);
+          break;
+        }
+      }
+    } finally {
+      this.stats.queued = this.q.length;
+      this.busy = false;
+    }
+  }
+
+  private async send(batch: ReadableSpan[]): Promise<{ code: number; error?: Error }> {
+    if (!this.perResource) return new Promise((res) => this.exporter.export(batch, res));
+    const groups = new Map<unknown, ReadableSpan[]>();
+    for (const s of batch) {
+      const g = groups.get(s.resource);
+      if (g) g.push(s);
+      else groups.set(s.resource, [s]);
+    }
+    for (const g of groups.values()) {
+      const r = await new Promise<{ code: number; error?: Error }>((res) => this.exporter.export(g, res));
+      if (r.code !== 0) return r;
+    }
+    return { code: 0 };
+  }
+
+  /** export what is queued (bounded wait) and stop */
+  async close(timeoutMs = 3000): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    const until = Date.now() + timeoutMs;
+    while (this.q.length && Date.now() < until) {
+      const before = this.stats.exported;
+      await this.pump();
+      if (this.stats.exported === before) await new Promise((r) => setTimeout(r, 100));
+    }
+    this.closed = true;
+    this.stats.dropped += this.q.length;
+    this.q.length = 0;
+    await this.exporter.shutdown().catch(() => {});
+  }
+}

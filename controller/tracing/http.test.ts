@@ -1,0 +1,143 @@
+// Pure parser tests (no root): fixtures of what the kernel hands over, split and truncated the
+// ways syscalls split them.
+import { describe, expect, it } from 'vitest';
+import { HttpStream, type HttpMessage } from './http.ts';
+
+function collect(kind: 'request' | 'response', noBody?: (s: number) => boolean) {
+  const out: HttpMessage[] = [];
+  const s = new HttpStream(kind, (m) => out.push(m), noBody);
+  let ts = 1n;
+  const feed = (chunk: string | Buffer, cap = Infinity, len?: number) => {
+    const b = typeof chunk === 'string' ? Buffer.from(chunk, 'latin1') : chunk;
+    s.push(ts++, len ?? b.length, b.subarray(0, Math.min(cap, b.length)));
+  };
+  return { out, s, feed, next: () => ts };
+}
+
+const req = (path: string, extra = '') => `GET ${path} HTTP/1.1\r\nHost: x\r\n${extra}\r\n`;
+
+describe('HttpStream', () => {
+  it('parses a simple request and response', () => {
+    const r = collect('request');
+    r.feed(req('/a?b=1', 'traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n'));
+    expect(r.out).toHaveLength(1);
+    expect(r.out[0]).toMatchObject({ method: 'GET', target: '/a?b=1', version: '1.1', truncated: false });
+    expect(r.out[0]!.headers.get('traceparent')).toMatch(/^00-0af7/);
+    const s = collect('response');
+    s.feed('HTTP/1.1 404 Not Found\r\nContent-Length: 5\r\n\r\nnope!');
+    expect(s.out).toHaveLength(1);
+    expect(s.out[0]).toMatchObject({ status: 404, bodyBytes: 5 });
+  });
+
+  it('handles pipelined requests in one syscall, and keep-alive across syscalls', () => {
+    const r = collect('request');
+    r.feed(req('/1') + req('/2') + `POST /3 HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcd` + req('/4'));
+    expect(r.out.map((m) => m.target)).toEqual(['/1', '/2', '/3', '/4']);
+    r.feed(req('/5'));
+    expect(r.out.map((m) => m.target)).toEqual(['/1', '/2', '/3', '/4', '/5']);
+  });
+
+  it('reassembles heads split across syscalls (even inside the terminator)', () => {
+    const r = collect('request');
+    const all = req('/split', 'X-A: 1\r\n');
+    for (let i = 0; i < all.length; i += 3) r.feed(all.slice(i, i + 3));
+    expect(r.out).toHaveLength(1);
+    expect(r.out[0]!.headers.get('x-a')).toBe('1');
+    const s = collect('response');
+    s.feed('HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r');
+    s.feed('\nab');
+    expect(s.out).toHaveLength(0);
+    s.feed('c');
+    expect(s.out).toHaveLength(1);
+  });
+
+  it('skips bodies it did not capture by counting, and finds the next response', () => {
+    const s = collect('response');
+    const body = 'x'.repeat(100_000);
+    s.feed(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n${body}`, 256);
+    s.feed('HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n', 256);
+    expect(s.out.map((m) => [m.status, m.bodyBytes])).toEqual([[200, 100_000], [201, 0]]);
+  });
+
+  it('parses chunked bodies, with chunks split anywhere', () => {
+    const s = collect('response');
+    const msg = 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-T: 1\r\n\r\n';
+    for (let i = 0; i < msg.length; i += 4) s.feed(msg.slice(i, i + 4));
+    s.feed('HTTP/1.1 204 No Content\r\n\r\n');
+    expect(s.out.map((m) => [m.status, m.bodyBytes])).toEqual([[200, 11], [204, 0]]);
+  });
+
+  it('chunked framing lost in uncaptured bytes: the message ends where the next one starts', () => {
+    const s = collect('response');
+    const big = 'y'.repeat(1000);
+    s.feed(`HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n${big}\r\n`, 64);
+    s.feed('0\r\n\r\n', 0, 5);
+    expect(s.out).toHaveLength(0);
+    s.feed('HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n');
+    expect(s.out.map((m) => m.endInferred)).toEqual([true, false]);
+  });
+
+  it('a head cut by the capture limit still gives the start line (truncated)', () => {
+    const r = collect('request');
+    const long = req('/long', `Cookie: ${'c'.repeat(400)}\r\n`);
+    r.feed(long, 64);
+    r.s.endOpen(r.next());
+    expect(r.out).toHaveLength(1);
+    expect(r.out[0]).toMatchObject({ method: 'GET', target: '/long', truncated: true });
+  });
+
+  it('HEAD responses and 1xx have no body', () => {
+    const s = collect('response', () => true);
+    s.feed('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n');
+    expect(s.out.map((m) => [m.status, m.bodyBytes])).toEqual([[200, 0]]);
+  });
+
+  it('a response without length ends at close', () => {
+    const s = collect('response');
+    s.feed('HTTP/1.0 200 OK\r\n\r\nbody');
+    s.feed('more');
+    expect(s.out).toHaveLength(0);
+    s.s.close(100n);
+    expect(s.out[0]).toMatchObject({ status: 200, bodyBytes: 8, endTs: 100n, endInferred: true });
+  });
+
+  it('garbage, TLS, binary and non-HTTP text produce nothing and do not throw', () => {
+    const inputs: Buffer[] = [
+      Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]),
+      Buffer.from('SSH-2.0-OpenSSH_9.2\r\n'),
+      Buffer.from('GETX / HTTP/1.1\r\n\r\n'),
+      Buffer.from('GET / HTTP/2.0\r\n\r\n'),
+      Buffer.from('GET / HTTP/1.1\r\nBad Header\r\n\r\n'),
+      Buffer.from('GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n'),
+      Buffer.from('GET / HTTP/1.1\r\nX: \x00\x01\r\n\r\n'),
+      Buffer.from(`GET / HTTP/1.1\r\nX: ${'a'.repeat(20_000)}\r\n\r\n`),
+    ];
+    let seed = 12345;
+    for (let i = 0; i < 200; i++) {
+      const b = Buffer.alloc(1 + (i * 37) % 600);
+      for (let j = 0; j < b.length; j++) b[j] = (seed = (seed * 1103515245 + 12345) & 0x7fffffff) & 255;
+      inputs.push(b);
+    }
+    for (const b of inputs) {
+      for (const kind of ['request', 'response'] as const) {
+        const r = collect(kind);
+        expect(() => {
+          r.feed(b);
+          for (let k = 0; k < b.length; k += 7) r.feed(b.subarray(k, k + 7));
+          r.s.close(1000n);
+        }).not.toThrow();
+        expect(r.out).toEqual([]);
+      }
+    }
+  });
+
+  it('huge heads are refused (bounded memory) and the stream recovers at the next valid request', () => {
+    const r = collect('request');
+    r.feed('GET / HTTP/1.1\r\n');
+    for (let i = 0; i < 100; i++) r.feed(`X-Pad-${i}: ${'p'.repeat(300)}\r\n`);
+    expect(r.out).toHaveLength(0);
+    expect(r.s.state).toBe('bad');
+    r.feed(req('/ok'));
+    expect(r.out.map((m) => m.target)).toEqual(['/ok']);
+  });
+});

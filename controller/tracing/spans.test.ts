@@ -1,0 +1,105 @@
+// Span assembly on synthetic kernel records (no root): pairing, pipelining, the three link kinds,
+// ambiguity, refused connects, and records arriving out of order across CPUs.
+import { describe, expect, it } from 'vitest';
+import { SpanAssembler, type Span } from './spans.ts';
+import { TR, type TraceEvent } from './kernel.ts';
+
+let ts = 1000n;
+function ev(p: Partial<TraceEvent> & { sock: bigint; kind: number }): TraceEvent {
+  return {
+    tsNs: (ts += 1000n), cgroupId: 1n, pid: 10, tid: 10, service: 1, dir: 0, sys: 0, len: 0, cap_len: 0, old_state: 0, new_state: 0, family: 2,
+    lport: 0, rport: 0, laddr: '127.0.0.1', raddr: '127.0.0.1', comm: 'x', data: Buffer.alloc(0), ...p,
+  };
+}
+const data = (sock: bigint, dir: number, text: string, o: Partial<TraceEvent> = {}) => {
+  const b = Buffer.from(text, 'latin1');
+  return ev({ sock, kind: TR.EV_DATA, dir, len: b.length, cap_len: b.length, data: b, ...o });
+};
+const IN = TR.DIR_IN, OUT = TR.DIR_OUT;
+const REQ = (p: string, extra = '') => `GET ${p} HTTP/1.1\r\nHost: h\r\n${extra}\r\n`;
+const RES = (status = 200) => `HTTP/1.1 ${status} X\r\nContent-Length: 0\r\n\r\n`;
+
+function setup() {
+  const out: Span[] = [];
+  let now = 0;
+  const a = new SpanAssembler((s) => out.push(s), { graceMs: 10, now: () => now });
+  return { a, out, done: () => ((now += 1000), a.flush()) };
+}
+
+describe('SpanAssembler', () => {
+  it('pairs pipelined requests with responses in order', () => {
+    const { a, out, done } = setup();
+    a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, lport: 80, rport: 5000 }));
+    a.push(data(1n, IN, REQ('/a') + REQ('/b'), { lport: 80, rport: 5000 }));
+    a.push(data(1n, OUT, RES(200) + RES(404), { lport: 80, rport: 5000 }));
+    done();
+    expect(out.map((s) => [s.request?.target, s.response?.status, s.link])).toEqual([['/a', 200, 'root'], ['/b', 404, 'root']]);
+  });
+
+  it('links client → server by 4-tuple (either arrival order) and server → client by thread', () => {
+    const { a, out, done } = setup();
+    // frontend (service 1, pid 10) serves /x on tid 11 and calls the backend (service 2, pid 20)
+    a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, lport: 80, rport: 5000 }));
+    a.push(data(1n, IN, REQ('/x'), { tid: 11, lport: 80, rport: 5000 }));
+    a.push(ev({ sock: 2n, kind: TR.EV_CONNECT, tid: 11 }));
+    // the backend's read arrives before the frontend's write record (another CPU)
+    a.push(ev({ sock: 3n, kind: TR.EV_ACCEPT, pid: 20, service: 2, lport: 9000, rport: 6000 }));
+    a.push(data(3n, IN, REQ('/y'), { pid: 20, tid: 21, service: 2, lport: 9000, rport: 6000 }));
+    a.push(data(2n, OUT, REQ('/y'), { tid: 11, lport: 6000, rport: 9000 }));
+    a.push(data(3n, OUT, RES(200), { pid: 20, tid: 21, service: 2, lport: 9000, rport: 6000 }));
+    a.push(data(2n, IN, RES(200), { tid: 11, lport: 6000, rport: 9000 }));
+    a.push(data(1n, OUT, RES(200), { tid: 11, lport: 80, rport: 5000 }));
+    done();
+    const by = (svc: number, kind: string) => out.find((s) => s.service === svc && s.kind === kind)!;
+    const front = by(1, 'server'), call = by(1, 'client'), back = by(2, 'server');
+    expect(call.parent).toBe(front);
+    expect(call.link).toBe('thread');
+    expect(back.parent).toBe(call);
+    expect(back.link).toBe('tuple');
+    expect(new Set([front.traceId, call.traceId, back.traceId]).size).toBe(1);
+  });
+
+  it('an event loop serving two requests at once leaves its calls unlinked (ambiguous)', () => {
+    const { a, out, done } = setup();
+    for (const [sock, port] of [[1n, 5001], [2n, 5002]] as const) {
+      a.push(ev({ sock, kind: TR.EV_ACCEPT, lport: 80, rport: port }));
+      a.push(data(sock, IN, REQ(`/p${port}`), { tid: 10, lport: 80, rport: port }));
+    }
+    a.push(ev({ sock: 9n, kind: TR.EV_CONNECT, tid: 10 }));
+    a.push(data(9n, OUT, REQ('/call'), { tid: 10, lport: 7000, rport: 9000 }));
+    a.push(data(9n, IN, RES(200), { tid: 10, lport: 7000, rport: 9000 }));
+    done();
+    const call = out.find((s) => s.kind === 'client')!;
+    expect(call.link).toBe('ambiguous');
+    expect(call.parent).toBeUndefined();
+  });
+
+  it('honours an incoming traceparent', () => {
+    const { a, out, done } = setup();
+    a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT }));
+    a.push(data(1n, IN, REQ('/t', 'traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n')));
+    a.push(data(1n, OUT, RES(500)));
+    done();
+    expect(out[0]).toMatchObject({ link: 'traceparent', traceId: '4bf92f3577b34da6a3ce929d0e0e4736' });
+  });
+
+  it('a refused connect becomes an error client span; a closed connection errors pending requests', () => {
+    const { a, out, done } = setup();
+    a.push(ev({ sock: 5n, kind: TR.EV_CONNECT, tid: 10 }));
+    a.push(ev({ sock: 5n, kind: TR.EV_CLOSE, old_state: 2, new_state: 7, lport: 4444, rport: 1 }));
+    a.push(ev({ sock: 6n, kind: TR.EV_ACCEPT }));
+    a.push(data(6n, IN, REQ('/gone')));
+    a.push(ev({ sock: 6n, kind: TR.EV_CLOSE, old_state: 1, new_state: 7 }));
+    done();
+    expect(out.map((s) => [s.kind, s.errorType])).toEqual([['client', 'connection_refused'], ['server', 'connection_closed']]);
+  });
+
+  it('ignores connections whose first bytes are not HTTP', () => {
+    const { a, out, done } = setup();
+    a.push(data(7n, IN, '\x16\x03\x01\x00\xa5garbage'));
+    a.push(data(7n, OUT, RES(200)));
+    done();
+    expect(out).toEqual([]);
+    expect(a.stats.nonHttpConnections).toBe(1);
+  });
+});

@@ -1,0 +1,381 @@
+// Span assembly: kernel records (controller/tracing/kernel.ts) → per-connection HTTP streams
+// (http.ts) → server and client spans with parent/child links.
+//
+// Links, in order of trust:
+//  1. `traceparent` in a request a server received (the caller is instrumented);
+//  2. a client span whose connection 4-tuple, seen from the other end, is the server's accepted
+//     tuple, and whose ordinal on that connection (keep-alive) is the same: the caller and the
+//     callee are on this node. Resolved at export time (after a grace period) because the client's
+//     write and the server's read are two records from two CPUs that may arrive in either order;
+//  3. inside a service: a client request written by the thread that is serving exactly one server
+//     request becomes its child. A thread serving several at once (an event loop) is ambiguous:
+//     the span stays unlinked and says so (`ebpf.link = ambiguous`), never a guess.
+// Everything is bounded: connections (LRU), per-connection pending requests, the tuple index,
+// and the hold queue; overflows are counted in `stats`.
+import { randomBytes } from 'node:crypto';
+import { HttpStream, startsLikeHttp, type HttpMessage } from './http.ts';
+import { TR, type TraceEvent } from './kernel.ts';
+
+export type LinkKind = 'traceparent' | 'tuple' | 'thread' | 'root' | 'ambiguous';
+
+export interface Endpoint {
+  addr: string;
+  port: number;
+}
+
+export interface Span {
+  kind: 'server' | 'client';
+  service: number;
+  pid: number;
+  tid: number;
+  comm: string;
+  cgroupId: bigint;
+  spanId: string;
+  traceId?: string;
+  parent?: Span;
+  /** a remote parent from traceparent */
+  remoteParent?: { traceId: string; spanId: string };
+  link: LinkKind;
+  /** index key of the server side's tuple, for late tuple resolution */
+  tupleKey?: string;
+  local: Endpoint;
+  peer: Endpoint;
+  startTs: bigint;
+  endTs: bigint;
+  request?: HttpMessage;
+  response?: HttpMessage;
+  /** error.type when the exchange failed below HTTP (connection refused, closed) */
+  errorType?: string;
+  done: boolean;
+}
+
+export interface AssemblerOptions {
+  /** how long a finished span waits for late records before its links are resolved (ms) */
+  graceMs?: number;
+  maxConnections?: number;
+  maxPendingPerConn?: number;
+  maxHeld?: number;
+  now?: () => number;
+}
+
+export interface AssemblerStats {
+  events: number;
+  connections: number;
+  connectionsEvicted: number;
+  spans: number;
+  pendingDropped: number;
+  heldOverflow: number;
+  nonHttpConnections: number;
+  parserBad: number;
+  /** truncated heads the server refused with 400/431: not spans */
+  rejectedUnparsed: number;
+}
+
+interface Conn {
+  sock: bigint;
+  service: number;
+  pid: number;
+  comm: string;
+  cgroupId: bigint;
+  local: Endpoint;
+  peer: Endpoint;
+  role?: 'server' | 'client';
+  reqStream?: HttpStream;
+  resStream?: HttpStream;
+  pending: Span[];
+  ordinal: number;
+  established: boolean;
+  connectTid: number;
+  connectTs: bigint;
+  nonHttp: boolean;
+  lastTs: bigint;
+  /** who made the last request/response record (for thread links) */
+  lastTid: number;
+}
+
+const hex = (n: number) => randomBytes(n).toString('hex');
+const tupleKey = (from: Endpoint, to: Endpoint, ordinal: number) => `${from.addr}:${from.port}>${to.addr}:${to.port}#${ordinal}`;
+const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$/;
+
+export class SpanAssembler {
+  readonly stats: AssemblerStats = { events: 0, connections: 0, connectionsEvicted: 0, spans: 0, pendingDropped: 0, heldOverflow: 0, nonHttpConnections: 0, parserBad: 0, rejectedUnparsed: 0 };
+  private readonly conns = new Map<bigint, Conn>();
+  /** client spans by (client tuple → server tuple, ordinal) */
+  private readonly clientIndex = new Map<string, Span>();
+  /** server spans in service, per pid:tid, that have no response yet */
+  private readonly activeByThread = new Map<string, Set<Span>>();
+  private readonly held: { span: Span; readyAt: number }[] = [];
+  private readonly graceMs: number;
+  private readonly maxConnections: number;
+  private readonly maxPending: number;
+  private readonly maxHeld: number;
+  private readonly now: () => number;
+
+  constructor(private readonly onSpan: (s: Span) => void, opts: AssemblerOptions = {}) {
+    this.graceMs = opts.graceMs ?? 250;
+    this.maxConnections = opts.maxConnections ?? 16384;
+    this.maxPending = opts.maxPendingPerConn ?? 64;
+    this.maxHeld = opts.maxHeld ?? 20000;
+    this.now = opts.now ?? Date.now;
+  }
+
+  push(e: TraceEvent): void {
+    this.stats.events++;
+    switch (e.kind) {
+      case TR.EV_ACCEPT: {
+        const c = this.conn(e, true);
+        c.role = 'server';
+        c.established = true;
+        break;
+      }
+      case TR.EV_CONNECT: {
+        const c = this.conn(e, true);
+        c.role = 'client';
+        c.connectTid = e.tid;
+        c.connectTs = e.tsNs;
+        break;
+      }
+      case TR.EV_ESTABLISHED: {
+        const c = this.conns.get(e.sock);
+        if (c) {
+          c.established = true;
+          c.local = { addr: e.laddr, port: e.lport };
+          c.peer = { addr: e.raddr, port: e.rport };
+        }
+        break;
+      }
+      case TR.EV_CLOSE:
+        this.closeConn(e);
+        break;
+      case TR.EV_DATA:
+        this.data(e);
+        break;
+    }
+  }
+
+  /** spans whose grace period is over: resolve their links and hand them on */
+  flush(all = false): void {
+    const now = this.now();
+    while (this.held.length && (all || this.held[0]!.readyAt <= now)) {
+      const { span } = this.held.shift()!;
+      this.resolve(span);
+      this.onSpan(span);
+    }
+    if (all) for (const c of [...this.conns.values()]) this.endConn(c, c.lastTs, 'shutdown');
+    // the tuple index only needs to outlive the grace period of the callee's span
+    if (this.clientIndex.size > this.maxHeld * 2) {
+      const drop = this.clientIndex.size - this.maxHeld;
+      let i = 0;
+      for (const k of this.clientIndex.keys()) {
+        if (i++ >= drop) break;
+        this.clientIndex.delete(k);
+      }
+    }
+  }
+
+  get heldCount(): number {
+    return this.held.length;
+  }
+
+  private conn(e: TraceEvent, fresh = false): Conn {
+    let c = this.conns.get(e.sock);
+    if (c && fresh && (c.role !== undefined || c.ordinal > 0)) {
+      // the kernel reused a struct sock address we still knew: the old connection is over
+      this.endConn(c, e.tsNs, 'connection_closed');
+      c = undefined;
+    }
+    if (!c) {
+      if (this.conns.size >= this.maxConnections) {
+        const oldest = this.conns.values().next().value!;
+        this.endConn(oldest, e.tsNs, 'evicted');
+        this.stats.connectionsEvicted++;
+      }
+      c = {
+        sock: e.sock, service: e.service, pid: e.pid, comm: e.comm, cgroupId: e.cgroupId,
+        local: { addr: e.laddr, port: e.lport }, peer: { addr: e.raddr, port: e.rport },
+        pending: [], ordinal: 0, established: false, connectTid: 0, connectTs: 0n, nonHttp: false, lastTs: e.tsNs, lastTid: e.tid,
+      };
+      this.conns.set(e.sock, c);
+      this.stats.connections++;
+    } else {
+      // LRU: move to the end
+      this.conns.delete(e.sock);
+      this.conns.set(e.sock, c);
+    }
+    return c;
+  }
+
+  private data(e: TraceEvent): void {
+    const c = this.conn(e);
+    if (e.lport) c.local = { addr: e.laddr, port: e.lport };
+    if (e.rport) c.peer = { addr: e.raddr, port: e.rport };
+    if (c.pid === 0 || c.service === 0) {
+      c.pid = e.pid;
+      c.service = e.service;
+      c.comm = e.comm;
+      c.cgroupId = e.cgroupId;
+    }
+    c.lastTs = e.tsNs;
+    if (c.nonHttp) return;
+    if (!c.role) {
+      // no lifecycle record (the connection predates the tracer): the first bytes decide
+      if (e.cap_len === 0) return;
+      const looksReq = startsLikeHttp(e.data, 'request', true);
+      if (looksReq) c.role = e.dir === TR.DIR_IN ? 'server' : 'client';
+      else {
+        c.nonHttp = true;
+        this.stats.nonHttpConnections++;
+        return;
+      }
+    }
+    if (!c.reqStream) this.makeStreams(c);
+    const inbound = e.dir === TR.DIR_IN;
+    const isReq = (c.role === 'server') === inbound;
+    c.lastTid = e.tid;
+    if (isReq) {
+      // a new request on the connection ends a response whose end was unknown
+      c.resStream!.endOpen(e.tsNs);
+      this.curTid = e.tid;
+      c.reqStream!.push(e.tsNs, e.len, e.data);
+    } else {
+      this.curTid = e.tid;
+      c.resStream!.push(e.tsNs, e.len, e.data);
+    }
+  }
+
+  /** tid of the record being parsed: the stream callbacks run synchronously inside push() */
+  private curTid = 0;
+
+  private makeStreams(c: Conn): void {
+    c.reqStream = new HttpStream('request', (m) => this.onRequest(c, m));
+    c.resStream = new HttpStream('response', (m) => this.onResponse(c, m), () => c.pending[0]?.request?.method === 'HEAD');
+  }
+
+  private onRequest(c: Conn, m: HttpMessage): void {
+    const tid = this.curTid;
+    const ordinal = c.ordinal++;
+    if (c.pending.length >= this.maxPending) {
+      c.pending.shift();
+      this.stats.pendingDropped++;
+    }
+    const s: Span = {
+      kind: c.role!, service: c.service, pid: c.pid, tid, comm: c.comm, cgroupId: c.cgroupId, spanId: hex(8), link: 'root',
+      local: c.local, peer: c.peer, startTs: m.startTs, endTs: m.endTs, request: m, done: false,
+    };
+    if (c.role === 'server') {
+      const tp = m.headers.get('traceparent');
+      const t = tp ? TRACEPARENT.exec(tp) : null;
+      if (t && !/^0+$/.test(t[1]!) && !/^0+$/.test(t[2]!)) {
+        s.remoteParent = { traceId: t[1]!, spanId: t[2]! };
+        s.link = 'traceparent';
+      } else {
+        s.tupleKey = tupleKey(c.peer, c.local, ordinal);
+      }
+      const k = `${c.pid}:${tid}`;
+      let set = this.activeByThread.get(k);
+      if (!set) this.activeByThread.set(k, (set = new Set()));
+      set.add(s);
+    } else {
+      this.clientIndex.set(tupleKey(c.local, c.peer, ordinal), s);
+      const set = this.activeByThread.get(`${c.pid}:${tid}`);
+      if (set && set.size === 1) {
+        s.parent = set.values().next().value!;
+        s.link = 'thread';
+      } else if (set && set.size > 1) s.link = 'ambiguous';
+    }
+    c.pending.push(s);
+  }
+
+  private onResponse(c: Conn, m: HttpMessage): void {
+    const s = c.pending.shift();
+    if (!s) return; // a response to nothing we saw (the request predates the tracer)
+    if (s.request?.truncated && (m.status === 400 || m.status === 431)) {
+      // a head we saw only the start of, refused by the server's parser (e.g. huge headers): it
+      // was never served, as in-process instrumentation would also see it; no span
+      this.stats.rejectedUnparsed++;
+      this.finishQuiet(s);
+      return;
+    }
+    s.response = m;
+    s.endTs = m.endTs > s.startTs ? m.endTs : s.startTs;
+    this.finish(s);
+  }
+
+  /** forget a server request without emitting it */
+  private finishQuiet(s: Span): void {
+    s.done = true;
+    const set = this.activeByThread.get(`${s.pid}:${s.tid}`);
+    set?.delete(s);
+    if (set && set.size === 0) this.activeByThread.delete(`${s.pid}:${s.tid}`);
+  }
+
+  private finish(s: Span): void {
+    if (s.done) return;
+    s.done = true;
+    if (s.kind === 'server') {
+      const k = `${s.pid}:${s.tid}`;
+      const set = this.activeByThread.get(k);
+      if (set) {
+        set.delete(s);
+        if (set.size === 0) this.activeByThread.delete(k);
+      }
+    }
+    this.stats.spans++;
+    if (this.held.length >= this.maxHeld) {
+      this.stats.heldOverflow++;
+      const { span } = this.held.shift()!;
+      this.resolve(span);
+      this.onSpan(span);
+    }
+    this.held.push({ span: s, readyAt: this.now() + this.graceMs });
+  }
+
+  private closeConn(e: TraceEvent): void {
+    const c = this.conns.get(e.sock);
+    if (!c) return;
+    if (!c.established && c.role === 'client' && e.old_state === 2 /* SYN_SENT */) {
+      // connect() failed: a client span for the attempt, parented like a request would be
+      const s: Span = {
+        kind: 'client', service: c.service, pid: c.pid, tid: c.connectTid, comm: c.comm, cgroupId: c.cgroupId, spanId: hex(8), link: 'root',
+        local: { addr: e.laddr, port: e.lport }, peer: { addr: e.raddr, port: e.rport }, startTs: c.connectTs || e.tsNs, endTs: e.tsNs,
+        errorType: 'connection_refused', done: false,
+      };
+      const set = this.activeByThread.get(`${c.pid}:${c.connectTid}`);
+      if (set && set.size === 1) {
+        s.parent = set.values().next().value!;
+        s.link = 'thread';
+      } else if (set && set.size > 1) s.link = 'ambiguous';
+      this.finish(s);
+    }
+    this.endConn(c, e.tsNs, 'connection_closed');
+  }
+
+  private endConn(c: Conn, ts: bigint, why: string): void {
+    c.reqStream?.close(ts);
+    c.resStream?.close(ts);
+    this.stats.parserBad += (c.reqStream?.stats.bad ?? 0) + (c.resStream?.stats.bad ?? 0);
+    for (const s of c.pending.splice(0)) {
+      s.errorType = why;
+      s.endTs = ts > s.startTs ? ts : s.startTs;
+      this.finish(s);
+    }
+    this.conns.delete(c.sock);
+  }
+
+  /** fix parent and trace id (tuple links are looked up now, after the grace period) */
+  private resolve(s: Span, depth = 0): string {
+    if (s.traceId) return s.traceId;
+    if (depth > 32) return (s.traceId = hex(16));
+    if (s.remoteParent) return (s.traceId = s.remoteParent.traceId);
+    if (!s.parent && s.tupleKey) {
+      const p = this.clientIndex.get(s.tupleKey);
+      if (p && p !== s) {
+        s.parent = p;
+        s.link = 'tuple';
+        this.clientIndex.delete(s.tupleKey);
+      }
+    }
+    s.traceId = s.parent ? this.resolve(s.parent, depth + 1) : hex(16);
+    return s.traceId;
+  }
+}

@@ -1,0 +1,242 @@
+// The tracer: kernel records → spans → OTLP + RED metrics. Used by `pnpm lab trace` (daemon),
+// the scenario and the tests. Workloads are selected by cgroup v2 directory (every process in it,
+// present and future), by executable (processes running it now and started later: rescanned every
+// second) or by pid.
+import fs from 'node:fs';
+import path from 'node:path';
+import http from 'node:http';
+import { Registry, Counter, Histogram } from 'prom-client';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace';
+import { KernelTracer, type Mechanism } from './kernel.ts';
+import { SpanAssembler, type Span } from './spans.ts';
+import { BoundedExporter, SpanConverter, routeOf, type ServiceInfo } from './export.ts';
+import { cgroup2Root, cgroupDir, cgroupId } from '../security/cgroup.ts';
+
+export interface WorkloadSelector {
+  name: string;
+  cgroup?: string;
+  exe?: string;
+  pid?: number;
+}
+
+export interface TracerOptions {
+  services: WorkloadSelector[];
+  /** OTLP/HTTP base URL (…:4318); no export when absent */
+  otlp?: string;
+  /** Zipkin base URL (…:9411): the same spans as Zipkin JSON v2, through a queue of their own */
+  zipkin?: string;
+  captureBytes?: number;
+  graceMs?: number;
+  maxQueue?: number;
+  exportBatch?: number;
+  exportIntervalMs?: number;
+  /** serve Prometheus metrics on 127.0.0.1:<port> (0 = any free port) */
+  metricsPort?: number;
+  /** also called for every finished span (scenario checks, tests) */
+  onSpan?: (s: Span, r: ReadableSpan) => void;
+  stats?: boolean;
+}
+
+/** parse "name=<cgroup dir|executable|pid>" */
+export function parseSelector(spec: string): WorkloadSelector {
+  const eq = spec.indexOf('=');
+  if (eq <= 0 || eq === spec.length - 1) throw new Error(`"${spec}" is not name=<cgroup|exe|pid>`);
+  const name = spec.slice(0, eq);
+  const what = spec.slice(eq + 1);
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) throw new Error(`service name "${name}" must be 1-64 of [A-Za-z0-9_.-]`);
+  if (/^\d+$/.test(what)) {
+    const pid = Number(what);
+    if (!fs.existsSync(`/proc/${pid}`)) throw new Error(`no process ${pid}`);
+    return { name, pid };
+  }
+  let root: string | null = null;
+  try {
+    root = cgroup2Root();
+  } catch {
+    /* no cgroup2: only exe/pid */
+  }
+  if (root) {
+    const dir = cgroupDir(what, root);
+    if (fs.existsSync(path.join(dir, 'cgroup.procs'))) return { name, cgroup: dir };
+  }
+  const exe = path.resolve(what);
+  try {
+    fs.accessSync(exe, fs.constants.X_OK);
+    if (fs.statSync(exe).isFile()) return { name, exe: fs.realpathSync(exe) };
+  } catch {
+    /* fallthrough */
+  }
+  throw new Error(`"${what}" is neither a pid, a cgroup v2 directory nor an executable file`);
+}
+
+export interface TracerSnapshot {
+  mechanism: Mechanism;
+  kernelLost: number;
+  assembler: SpanAssembler['stats'];
+  export: BoundedExporter['stats'] | null;
+  zipkin: BoundedExporter['stats'] | null;
+  bpf?: { runCnt: number; runTimeNs: number };
+}
+
+export class Tracer {
+  readonly registry = new Registry();
+  private readonly requests: Counter;
+  private readonly errors: Counter;
+  private readonly duration: Histogram;
+  private readonly assembler: SpanAssembler;
+  private readonly converter: SpanConverter;
+  readonly exporter: BoundedExporter | null;
+  readonly zipkin: BoundedExporter | null;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private loop: Promise<void> | null = null;
+  private server: http.Server | null = null;
+  metricsUrl: string | null = null;
+  private readonly exeSelected = new Set<number>();
+
+  private constructor(readonly kernel: KernelTracer, private readonly opts: TracerOptions) {
+    const services = new Map<number, ServiceInfo>();
+    opts.services.forEach((s, i) => services.set(i + 1, { name: s.name, cgroupPath: s.cgroup }));
+    this.converter = new SpanConverter(services);
+    const q = { maxQueue: opts.maxQueue, batch: opts.exportBatch, intervalMs: opts.exportIntervalMs };
+    this.exporter = opts.otlp ? BoundedExporter.otlp(opts.otlp, q) : null;
+    this.zipkin = opts.zipkin ? BoundedExporter.zipkin(opts.zipkin, q) : null;
+    const labels = ['service', 'kind', 'method', 'route', 'status'];
+    this.requests = new Counter({ name: 'ebpf_http_requests_total', help: 'HTTP requests seen from the kernel', labelNames: labels, registers: [this.registry] });
+    this.errors = new Counter({ name: 'ebpf_http_errors_total', help: 'HTTP requests that ended in an error span', labelNames: labels, registers: [this.registry] });
+    this.duration = new Histogram({
+      name: 'ebpf_http_duration_seconds', help: 'HTTP request duration (first request byte read → last response byte written)', labelNames: ['service', 'kind', 'route'],
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [this.registry],
+    });
+    this.assembler = new SpanAssembler((s) => this.emit(s), { graceMs: opts.graceMs });
+  }
+
+  static async start(opts: TracerOptions): Promise<Tracer> {
+    if (!opts.services.length) throw new Error('no workloads selected');
+    const kernel = await KernelTracer.start({ capBytes: opts.captureBytes, stats: opts.stats });
+    const t = new Tracer(kernel, opts);
+    try {
+      opts.services.forEach((s, i) => {
+        if (s.cgroup) kernel.selectCgroup(cgroupId(s.cgroup), i + 1);
+        if (s.pid) kernel.selectPid(s.pid, i + 1);
+      });
+      t.rescanExes();
+      if (opts.services.some((s) => s.exe)) t.timers.push(setInterval(() => t.rescanExes(), 1000));
+      t.timers.push(setInterval(() => t.assembler.flush(), 50));
+      for (const tm of t.timers) tm.unref();
+      t.loop = t.consume();
+      if (opts.metricsPort !== undefined) await t.serveMetrics(opts.metricsPort);
+      return t;
+    } catch (e) {
+      await t.stop();
+      throw e;
+    }
+  }
+
+  private rescanExes(): void {
+    const exes = this.opts.services.map((s, i) => [s.exe, i + 1] as const).filter(([e]) => e);
+    if (!exes.length) return;
+    const alive = new Set<number>();
+    for (const d of fs.readdirSync('/proc')) {
+      if (!/^\d+$/.test(d)) continue;
+      let exe: string;
+      try {
+        exe = fs.readlinkSync(`/proc/${d}/exe`);
+      } catch {
+        continue;
+      }
+      const hit = exes.find(([e]) => e === exe);
+      if (!hit) continue;
+      const pid = Number(d);
+      alive.add(pid);
+      if (!this.exeSelected.has(pid)) {
+        this.kernel.selectPid(pid, hit[1]);
+        this.exeSelected.add(pid);
+      }
+    }
+    for (const pid of this.exeSelected) if (!alive.has(pid)) {
+      this.kernel.unselectPid(pid);
+      this.exeSelected.delete(pid);
+    }
+  }
+
+  private async consume(): Promise<void> {
+    for await (const batch of this.kernel.ring.batches()) for (const e of batch) this.assembler.push(e);
+  }
+
+  private emit(s: Span): void {
+    const r = this.converter.convert(s);
+    const service = this.converter.serviceName(s);
+    const route = s.request?.target ? routeOf(s.request.target.split('?')[0]!) : '';
+    const status = s.response?.status !== undefined ? String(s.response.status) : s.errorType ?? '';
+    const l = { service, kind: s.kind, method: s.request?.method ?? 'CONNECT', route, status };
+    this.requests.inc(l);
+    if (r.status.code === 2) this.errors.inc(l);
+    this.duration.observe({ service, kind: s.kind, route }, Number(s.endTs - s.startTs) / 1e9);
+    this.exporter?.add(r);
+    this.zipkin?.add(r);
+    this.opts.onSpan?.(s, r);
+  }
+
+  /** finished spans still waiting out their grace period */
+  get held(): number {
+    return this.assembler.heldCount;
+  }
+
+  wallNs(ts: bigint): bigint {
+    return this.converter.wallNs(ts);
+  }
+
+  private serveMetrics(port: number): Promise<void> {
+    this.server = http.createServer((req, res) => {
+      if (req.url !== '/metrics') {
+        res.writeHead(404).end();
+        return;
+      }
+      this.registry.metrics().then((m) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(m), () => res.writeHead(500).end());
+    });
+    return new Promise((resolve, reject) => {
+      this.server!.once('error', reject);
+      this.server!.listen(port, '127.0.0.1', () => {
+        const a = this.server!.address() as { port: number };
+        this.metricsUrl = `http://127.0.0.1:${a.port}/metrics`;
+        resolve();
+      });
+    });
+  }
+
+  snapshot(): TracerSnapshot {
+    const k = this.final ?? { lost: this.kernel.lost, bpf: this.opts.stats ? this.kernel.programStats() : undefined };
+    return {
+      mechanism: this.kernel.mechanism,
+      kernelLost: k.lost,
+      assembler: { ...this.assembler.stats },
+      export: this.exporter ? { ...this.exporter.stats } : null,
+      zipkin: this.zipkin ? { ...this.zipkin.stats } : null,
+      bpf: k.bpf,
+    };
+  }
+
+  /** kernel-side figures read just before the object was closed */
+  private final: { lost: number; bpf?: { runCnt: number; runTimeNs: number } } | null = null;
+
+  /** hand every finished span on now (end of a run) */
+  flush(): void {
+    this.assembler.flush(true);
+  }
+
+  private stopped = false;
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    // drain what the kernel still holds, then end every open connection
+    for (const e of this.kernel.ring.drain(1 << 20)) this.assembler.push(e);
+    this.final = { lost: this.kernel.lost, bpf: this.opts.stats ? this.kernel.programStats() : undefined };
+    this.kernel.close();
+    await this.loop?.catch(() => {});
+    this.assembler.flush(true);
+    await Promise.all([this.exporter?.close(), this.zipkin?.close()]);
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+  }
+}

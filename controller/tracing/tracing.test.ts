@@ -1,0 +1,185 @@
+// The tracer against the real kernel: the scenario's chain (Node → Python → nginx, one cgroup
+// each) traced by the real BPF object; span fields for requests this test makes, tuple links
+// across services, thread links inside one, the bounded export queue against a real socket, and
+// no leaked programs, links or cgroups afterwards.
+import fs from 'node:fs';
+import http from 'node:http';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { bpfObjects, describeRoot } from '../../lab/testing.ts';
+import { Chain, generate } from '../../scenarios/tracing/chain.ts';
+import { Tracer } from './tracer.ts';
+import { BoundedExporter, SpanConverter } from './export.ts';
+import type { Span } from './spans.ts';
+import { Jaeger, Zipkin, jaegerPath, zipkinPath } from './backend.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describeRoot('tracing (real kernel)', () => {
+  let chain: Chain;
+  let tracer: Tracer;
+  const spans: Span[] = [];
+  let before: Awaited<ReturnType<typeof bpfObjects>>;
+
+  beforeAll(async () => {
+    before = await bpfObjects();
+    chain = await Chain.start(15_000);
+    tracer = await Tracer.start({ services: chain.services.map((s) => ({ name: s.name, cgroup: s.cgroup })), graceMs: 100, onSpan: (s) => spans.push(s) });
+  }, 60_000);
+
+  afterAll(async () => {
+    await tracer?.stop();
+    const cg = chain?.cgRoot;
+    await chain?.close();
+    const after = await bpfObjects();
+    const ours = (x: { name?: string }) => /^(enter_|exit_|sock_state)/.test(x.name ?? '');
+    expect(after.progs.filter(ours).length, 'tracing programs left loaded').toBe(before.progs.filter(ours).length);
+    expect(after.links.length, 'links leaked').toBeLessThanOrEqual(before.links.length);
+    if (cg) expect(fs.existsSync(cg), `cgroup ${cg} left behind`).toBe(false);
+  }, 30_000);
+
+  async function settle(): Promise<void> {
+    let last = -1;
+    for (let i = 0; i < 40; i++) {
+      await sleep(100);
+      if (tracer.held === 0 && spans.length === last) return;
+      last = spans.length;
+    }
+  }
+
+  it('a request this test makes becomes a frontend server span with the right fields', async () => {
+    const [g] = await generate(chain.frontend.port, ['/local?probe=1'], 1);
+    await settle();
+    const s = spans.find((x) => x.kind === 'server' && x.request?.target === '/local?probe=1');
+    expect(s, `spans: ${spans.map((x) => x.request?.target).join(', ')}`).toBeDefined();
+    expect(s!.request!.method).toBe('GET');
+    expect(s!.response!.status).toBe(200);
+    expect(s!.service).toBe(1);
+    expect(s!.local.port).toBe(chain.frontend.port);
+    expect(s!.peer.port).toBe(g!.localPort);
+    expect(s!.startTs >= g!.startNs && s!.endTs <= g!.endNs).toBe(true);
+    const r = new SpanConverter(new Map([[1, { name: 'frontend' }]])).convert({ ...s!, traceId: 'a'.repeat(32) });
+    expect(r.attributes).toMatchObject({ 'http.request.method': 'GET', 'url.path': '/local', 'url.query': 'probe=1', 'http.response.status_code': 200, 'server.port': chain.frontend.port, 'client.port': g!.localPort });
+    expect(r.resource.attributes['service.name']).toBe('frontend');
+  });
+
+  it('links across services by 4-tuple and inside the Python service by thread', async () => {
+    await generate(chain.frontend.port, ['/api/t1', '/api/t2'], 1);
+    await settle();
+    for (const id of ['t1', 't2']) {
+      const leaf = spans.find((x) => x.service === 3 && x.kind === 'server' && x.request?.target === `/api/${id}`);
+      expect(leaf, `leaf span for ${id}`).toBeDefined();
+      expect(leaf!.link).toBe('tuple');
+      const midClient = leaf!.parent!;
+      expect(midClient.service).toBe(2);
+      expect(midClient.kind).toBe('client');
+      // the tuple the client connected from is the one the leaf accepted
+      expect(midClient.local.port).toBe(leaf!.peer.port);
+      expect(midClient.link).toBe('thread');
+      const midServer = midClient.parent!;
+      expect(midServer.request!.target).toBe(`/mid/${id}`);
+      expect(midServer.link).toBe('tuple');
+      const front = midServer.parent!.parent!;
+      expect(front.service).toBe(1);
+      expect(front.request!.target).toBe(`/api/${id}`);
+      expect(new Set([leaf, midClient, midServer, front].map((x) => x!.traceId)).size).toBe(1);
+    }
+  });
+});
+
+describeRoot('bounded export queue (real sockets)', () => {
+  it('drops beyond the bound while the backend is down, and exports when it returns', async () => {
+    // a port nobody listens on, then a real OTLP/HTTP endpoint on the same port
+    const srv = http.createServer();
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+    const port = (srv.address() as { port: number }).port;
+    await new Promise<void>((r) => srv.close(() => r()));
+    const ex = BoundedExporter.otlp(`http://127.0.0.1:${port}`, { maxQueue: 20, batch: 10, intervalMs: 50, timeoutMs: 500 });
+    const conv = new SpanConverter(new Map([[1, { name: 'svc' }]]));
+    const mk = (i: number) => conv.convert({
+      kind: 'server', service: 1, pid: 1, tid: 1, comm: 'x', cgroupId: 1n, spanId: i.toString(16).padStart(16, '0'), traceId: 'b'.repeat(32), link: 'root',
+      local: { addr: '127.0.0.1', port: 1 }, peer: { addr: '127.0.0.1', port: 2 }, startTs: 1n, endTs: 2n, done: true,
+      request: { kind: 'request', method: 'GET', target: '/', version: '1.1', headers: new Map(), startTs: 1n, headEndTs: 1n, endTs: 1n, bodyBytes: 0, truncated: false, endInferred: false },
+    });
+    for (let i = 0; i < 100; i++) ex.add(mk(i));
+    await sleep(1500);
+    expect(ex.stats.highWater).toBeLessThanOrEqual(20);
+    expect(ex.stats.dropped).toBeGreaterThanOrEqual(80);
+    expect(ex.stats.failedBatches).toBeGreaterThan(0);
+    let received = 0;
+    const up = http.createServer((req, res) => {
+      let n = 0;
+      req.on('data', (d: Buffer) => (n += d.length));
+      req.on('end', () => {
+        if (req.url === '/v1/traces' && req.headers['content-type'] === 'application/x-protobuf' && n > 0) received++;
+        res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
+      });
+    });
+    await new Promise<void>((r) => up.listen(port, '127.0.0.1', () => r()));
+    try {
+      const until = Date.now() + 10_000;
+      while (ex.stats.queued > 0 && Date.now() < until) await sleep(100);
+      expect(ex.stats.exported).toBeGreaterThan(0);
+      expect(ex.stats.exported + ex.stats.dropped).toBe(100);
+      expect(received).toBeGreaterThan(0);
+    } finally {
+      await ex.close(1000);
+      await new Promise<void>((r) => up.close(() => r()));
+    }
+  }, 30_000);
+
+  it.skipIf(!fs.existsSync(jaegerPath()))('Jaeger (if built) accepts what the exporter sends', async () => {
+    const j = await Jaeger.create();
+    try {
+      await j.start(30_000);
+      const ex = BoundedExporter.otlp(j.otlpUrl, { intervalMs: 50 });
+      const conv = new SpanConverter(new Map([[1, { name: 'jaeger-probe' }]]));
+      const traceId = 'c'.repeat(31) + '1';
+      ex.add(conv.convert({
+        kind: 'server', service: 1, pid: 1, tid: 1, comm: 'x', cgroupId: 1n, spanId: '1'.repeat(16), traceId, link: 'root',
+        local: { addr: '127.0.0.1', port: 1 }, peer: { addr: '127.0.0.1', port: 2 }, startTs: process.hrtime.bigint() - 1000n, endTs: process.hrtime.bigint(), done: true,
+        request: { kind: 'request', method: 'GET', target: '/x', version: '1.1', headers: new Map(), startTs: 1n, headEndTs: 1n, endTs: 1n, bodyBytes: 0, truncated: false, endInferred: false },
+      }));
+      await ex.close(5000);
+      let t = null;
+      for (let i = 0; i < 30 && !t; i++) {
+        await sleep(200);
+        t = await j.trace(traceId);
+      }
+      expect(t?.spans[0]?.operationName).toBe('GET /x');
+    } finally {
+      await j.close();
+    }
+  }, 60_000);
+
+  it.skipIf(!fs.existsSync(zipkinPath()))('Zipkin (if fetched) gets each span under its own service, parents kept', async () => {
+    const z = await Zipkin.create();
+    try {
+      await z.start(120_000);
+      const ex = BoundedExporter.zipkin(z.url, { intervalMs: 50 });
+      const conv = new SpanConverter(new Map([[1, { name: 'zfront' }], [2, { name: 'zback' }]]));
+      const traceId = 'd'.repeat(31) + '2';
+      const base = {
+        pid: 1, tid: 1, comm: 'x', cgroupId: 1n, traceId, local: { addr: '127.0.0.1', port: 1 }, peer: { addr: '127.0.0.1', port: 2 }, done: true,
+        request: { kind: 'request' as const, method: 'GET', target: '/z', version: '1.1', headers: new Map(), startTs: 1n, headEndTs: 1n, endTs: 1n, bodyBytes: 0, truncated: false, endInferred: false },
+      };
+      const t0 = process.hrtime.bigint();
+      const parent: Span = { ...base, kind: 'server', service: 1, spanId: '2'.repeat(16), link: 'root', startTs: t0 - 5000n, endTs: t0 };
+      const child: Span = { ...base, kind: 'server', service: 2, spanId: '3'.repeat(16), link: 'tuple', parent, startTs: t0 - 3333n, endTs: t0 - 1111n };
+      ex.add(conv.convert(parent));
+      ex.add(conv.convert(child));
+      await ex.close(5000);
+      expect(ex.stats.exported).toBe(2);
+      let t = null;
+      for (let i = 0; i < 30 && !t?.length; i++) {
+        await sleep(200);
+        t = await z.trace(traceId);
+      }
+      const c = t?.find((x) => x.id === child.spanId);
+      expect(c?.parentId).toBe(parent.spanId);
+      expect(c?.localEndpoint?.serviceName).toBe('zback');
+      expect(t?.find((x) => x.id === parent.spanId)?.localEndpoint?.serviceName).toBe('zfront');
+    } finally {
+      await z.stop();
+    }
+  }, 180_000);
+});

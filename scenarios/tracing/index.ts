@@ -1,0 +1,383 @@
+// tracing: zero-code distributed tracing. HTTP requests seen from the kernel (syscall
+// tracepoints + sock:inet_sock_set_state) become OpenTelemetry spans, exported over OTLP/HTTP
+// protobuf to a real Jaeger v2 on loopback, whose own query API verifies them.
+//   chain:  load generator → Node frontend → threaded Python http.server → nginx leaf,
+//           each service in its own cgroup, none of them instrumented.
+//   checks: every generated request is a frontend server span with the right method, path,
+//           status and a duration inside the generator's own measurement; each chain is one
+//           trace with the right parents; errors are error spans; garbage yields nothing;
+//           Jaeger returns what was exported; with Jaeger stopped the export queue stays
+//           bounded (drops counted) and export resumes when it is back.
+import { scaledTimeout, timeScale, type Scenario, type ScenarioContext } from '../../lab/scenario.ts';
+import { Tracer } from '../../controller/tracing/tracer.ts';
+import type { Span } from '../../controller/tracing/spans.ts';
+import fs from 'node:fs';
+import { Jaeger, Zipkin, ensureJaeger, zipkinPath, JAEGER_VERSION, ZIPKIN_VERSION } from '../../controller/tracing/backend.ts';
+import { routeOf } from '../../controller/tracing/export.ts';
+import { Chain, generate, sendGarbage } from './chain.ts';
+import { bench } from './bench.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Collected {
+  spans: Span[];
+}
+
+async function settle(t: Tracer, c: Collected, ms: number): Promise<void> {
+  // records reach user space within coalesceMs; spans wait graceMs; then nothing new arrives
+  const until = Date.now() + ms;
+  let last = -1;
+  while (Date.now() < until) {
+    await sleep(150);
+    if (t.held === 0 && c.spans.length === last) return;
+    last = c.spans.length;
+  }
+}
+
+function frontendServer(c: Collected): Map<string, Span> {
+  const m = new Map<string, Span>();
+  for (const s of c.spans) if (s.kind === 'server' && s.service === 1 && s.request?.target) m.set(s.request.target, s);
+  return m;
+}
+
+function traceOf(c: Collected, id: string): Span[] {
+  return c.spans.filter((s) => s.traceId === id);
+}
+
+const SERVICE_NAMES = ['', 'frontend', 'middle', 'leaf'];
+
+/** expected chain below a frontend request: [service, kind] from the top */
+function expectedChain(path: string): [number, 'server' | 'client'][] {
+  if (path.startsWith('/api/') || path.startsWith('/error')) return [[1, 'server'], [1, 'client'], [2, 'server'], [2, 'client'], [3, 'server']];
+  if (path.startsWith('/refused')) return [[1, 'server'], [1, 'client'], [2, 'server'], [2, 'client']];
+  return [[1, 'server']];
+}
+
+/** does the trace under `root` have exactly the expected shape, each span the child of the one above? */
+function chainProblem(c: Collected, root: Span): string | null {
+  const want = expectedChain(root.request!.target!);
+  const all = traceOf(c, root.traceId!);
+  if (all.length !== want.length) return `${all.length} spans in the trace, expected ${want.length}`;
+  let cur: Span = root;
+  for (let i = 1; i < want.length; i++) {
+    const kids = all.filter((s) => s.parent === cur);
+    if (kids.length !== 1) return `${kids.length} children under ${SERVICE_NAMES[cur.service]} ${cur.kind}`;
+    const k = kids[0]!;
+    if (k.service !== want[i]![0] || k.kind !== want[i]![1]) return `level ${i}: ${SERVICE_NAMES[k.service]} ${k.kind}, expected ${SERVICE_NAMES[want[i]![0]]} ${want[i]![1]}`;
+    cur = k;
+  }
+  return null;
+}
+
+function waterfall(spans: Span[], width = 60): string {
+  const t0 = spans.reduce((m, s) => (s.startTs < m ? s.startTs : m), spans[0]!.startTs);
+  const t1 = spans.reduce((m, s) => (s.endTs > m ? s.endTs : m), spans[0]!.endTs);
+  const total = Number(t1 - t0) || 1;
+  const depth = (s: Span) => {
+    let d = 0;
+    for (let p = s.parent; p && d < 10; p = p.parent) d++;
+    return d;
+  };
+  const rows = [...spans].sort((a, b) => (a.startTs < b.startTs ? -1 : a.startTs > b.startTs ? 1 : depth(a) - depth(b)));
+  return rows
+    .map((s) => {
+      const a = Math.floor((Number(s.startTs - t0) / total) * width);
+      const b = Math.max(a + 1, Math.ceil((Number(s.endTs - t0) / total) * width));
+      const label = `${'  '.repeat(depth(s))}${SERVICE_NAMES[s.service]} ${s.kind} ${s.request ? `${s.request.method} ${s.request.target}` : 'connect'} ${s.response?.status ?? s.errorType ?? ''}`;
+      return `${label.padEnd(44).slice(0, 44)} |${' '.repeat(a)}${'█'.repeat(b - a)}${' '.repeat(Math.max(0, width - b))}| ${(Number(s.endTs - s.startTs) / 1000).toFixed(0).padStart(6)} µs  [${s.link}]`;
+    })
+    .join('\n');
+}
+
+async function run(ctx: ScenarioContext): Promise<void> {
+  const n = ctx.options.requests as number;
+  const conc = ctx.options.concurrency as number;
+  const maxQueue = ctx.options['max-queue'] as number;
+
+  ctx.progress.step('backend: Jaeger v2 (built once into the lab cache)');
+  const built = await ensureJaeger((s) => ctx.progress.info(s));
+  const jaeger = await Jaeger.create(built.path);
+  ctx.defer('stop Jaeger', () => jaeger.close());
+  await jaeger.start(scaledTimeout(30_000));
+  ctx.metric('backend', { name: 'jaeger', version: JAEGER_VERSION, binary: built.path, build: built.info, otlp: jaeger.otlpUrl, query: jaeger.queryUrl });
+
+  // Zipkin as a second backend, when `pnpm lab setup tracing` could fetch it (JSON v2 exporter)
+  let zipkin: Zipkin | null = null;
+  // (not under TCG: a JVM starting there takes minutes and proves nothing Jaeger does not)
+  if (ctx.options.zipkin === 'auto' && fs.existsSync(zipkinPath()) && timeScale() <= 2) {
+    ctx.progress.step(`backend: Zipkin ${ZIPKIN_VERSION} (jar from Maven Central)`);
+    zipkin = await Zipkin.create();
+    ctx.defer('stop Zipkin', () => zipkin!.stop());
+    await zipkin.start(scaledTimeout(90_000));
+  }
+
+  ctx.progress.step('chain: Node frontend → Python http.server → nginx, one cgroup each');
+  const chain = await Chain.start(scaledTimeout(15_000));
+  ctx.defer('stop the chain', () => chain.close());
+
+  const col: Collected = { spans: [] };
+  const tracer = await Tracer.start({
+    services: chain.services.map((s) => ({ name: s.name, cgroup: s.cgroup })),
+    otlp: jaeger.otlpUrl,
+    zipkin: zipkin?.url,
+    captureBytes: ctx.options['capture-bytes'] as number,
+    graceMs: scaledTimeout(250),
+    maxQueue,
+    exportBatch: 64,
+    exportIntervalMs: 100,
+    metricsPort: 0,
+    stats: true,
+    onSpan: (s) => col.spans.push(s),
+  });
+  ctx.defer('stop the tracer', () => tracer.stop());
+  ctx.metric('mechanism', tracer.kernel.mechanism);
+  ctx.check('kernel side attached (tracepoints)', tracer.kernel.mechanism.attached.length > 0, tracer.kernel.mechanism.summary);
+  // first in the report; the figures are added to it at the end
+  ctx.section('Result', {
+    kind: 'kv',
+    items: {
+      backend: `Jaeger ${JAEGER_VERSION} (built from the Go module proxy${built.info ? ` in ${built.info.seconds} s with ${built.info.go}` : ''}; OTLP/HTTP protobuf, memory store)`,
+      mechanism: tracer.kernel.mechanism.summary,
+      'missing tracepoints': tracer.kernel.mechanism.missing.join(', ') || 'none',
+      'second backend': zipkin ? `Zipkin ${ZIPKIN_VERSION} (Zipkin JSON v2 via @opentelemetry/exporter-zipkin)` : 'none',
+    },
+  });
+
+  // ---------------------------------------------------------------- phase A: sequential mix
+  ctx.progress.step(`phase A: ${n} requests, one at a time (api, error, refused, fail, local)`);
+  const kinds = ['/api/', '/api/', '/api/', '/api/', '/error?i=', '/refused?i=', '/fail?i=', '/local?i='];
+  const pathsA = Array.from({ length: n }, (_, i) => `${kinds[i % kinds.length]}${i}`);
+  const genA = await generate(chain.frontend.port, pathsA, 1, ctx.signal);
+  const garbage = [
+    await sendGarbage(chain.frontend.port, Buffer.from([0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00, 0x00, 0xa1, 0x03, 0x03, 0, 0, 0])),
+    await sendGarbage(chain.services[1]!.port, Buffer.from('SSH-2.0-OpenSSH_9.2p1\r\n')),
+    await sendGarbage(chain.services[2]!.port, Buffer.from(Array.from({ length: 300 }, (_, i) => (i * 7919) & 255))),
+    await sendGarbage(chain.frontend.port, Buffer.from(`GET / HTTP/1.1\r\n${'X-Huge: '.padEnd(20000, 'h')}\r\n\r\n`)),
+  ];
+  await settle(tracer, col, scaledTimeout(5000));
+
+  const front = frontendServer(col);
+  const bad: string[] = [];
+  let matched = 0;
+  for (const g of genA) {
+    const s = front.get(g.path);
+    const why = !s ? 'no span'
+      : s.request!.method !== g.method ? `method ${s.request!.method}`
+      : (s.response?.status ?? null) !== g.status ? `status ${s.response?.status} ≠ ${g.status}`
+      : s.startTs < g.startNs || s.endTs > g.endNs ? `span [${s.startTs - g.startNs}, ${s.endTs - g.endNs}] ns outside the generator's interval`
+      : null;
+    if (why) bad.push(`${g.path}: ${why}`);
+    else matched++;
+  }
+  ctx.check('every generated request is a frontend server span (method, path, status, duration inside the generator\'s)', bad.length === 0 && genA.length === n,
+    `${matched}/${genA.length} match${bad.length ? `; ${bad.slice(0, 5).join('; ')}` : ''}`);
+
+  const chainBad: string[] = [];
+  let chainsOk = 0;
+  for (const g of genA) {
+    const s = front.get(g.path);
+    if (!s) continue;
+    const p = chainProblem(col, s);
+    if (p) chainBad.push(`${g.path}: ${p}`);
+    else chainsOk++;
+  }
+  ctx.check('each request chain is one trace with the right parent/child links', chainBad.length === 0, `${chainsOk}/${genA.length} complete${chainBad.length ? `; ${chainBad.slice(0, 5).join('; ')}` : ''}`);
+
+  const errOf = (s: Span | undefined) => !!s && (s.errorType !== undefined || (s.response?.status ?? 0) >= (s.kind === 'server' ? 500 : 400));
+  const errPaths = genA.filter((g) => /^\/(error|refused|fail)/.test(g.path));
+  const errProblems: string[] = [];
+  for (const g of errPaths) {
+    const s = front.get(g.path);
+    if (!errOf(s)) errProblems.push(`${g.path}: frontend span not an error`);
+    if (g.path.startsWith('/refused') && s) {
+      const refused = traceOf(col, s.traceId!).find((x) => x.errorType === 'connection_refused');
+      if (!refused) errProblems.push(`${g.path}: no connection_refused client span`);
+    }
+    if (g.path.startsWith('/error') && s) {
+      const leaf = traceOf(col, s.traceId!).find((x) => x.service === 3 && x.kind === 'server');
+      if (!leaf || leaf.response?.status !== 503) errProblems.push(`${g.path}: no leaf 503 span`);
+    }
+  }
+  ctx.check('errors (5xx, connection refused) become error spans', errPaths.length > 0 && errProblems.length === 0, `${errPaths.length - errProblems.length}/${errPaths.length}${errProblems.length ? `; ${errProblems.slice(0, 4).join('; ')}` : ''}`);
+
+  const garbageSpans = col.spans.filter((s) => garbage.includes(s.peer.port) && s.kind === 'server');
+  ctx.check('non-HTTP traffic and garbage produce no spans', garbageSpans.length === 0, `${garbage.length} garbage connections, ${garbageSpans.length} spans from them`);
+
+  // Jaeger's own API
+  ctx.progress.step('Jaeger: query API');
+  const sample = genA.map((g) => front.get(g.path)).find((s) => s && s.request!.target!.startsWith('/api/') && !chainProblem(col, s));
+  await sleep(scaledTimeout(1000));
+  const services = await jaeger.services();
+  ctx.check('Jaeger lists the three services', ['frontend', 'middle', 'leaf'].every((x) => services.includes(x)), `services: ${services.join(', ')}`);
+  if (sample) {
+    const jt = await jaeger.trace(sample.traceId!);
+    const ours = traceOf(col, sample.traceId!);
+    const refsOk = !!jt && ours.every((s) => {
+      const js = jt.spans.find((x) => x.spanID === s.spanId);
+      if (!js) return false;
+      const ref = js.references.find((r) => r.refType === 'CHILD_OF');
+      return s.parent ? ref?.spanID === s.parent.spanId : !ref;
+    });
+    ctx.check('Jaeger returns a chain as one trace with our parent links', refsOk, jt ? `${jt.spans.length} spans in Jaeger trace ${sample.traceId}` : `trace ${sample.traceId} not found`);
+    ctx.metric('sampleTrace', { traceId: sample.traceId, jaeger: jt ? jt.spans.map((s) => ({ op: s.operationName, service: jt.processes[s.processID]?.serviceName, durationUs: s.duration })) : null });
+    ctx.section('One trace (waterfall)', { kind: 'text', text: `Trace ${sample.traceId} as Jaeger stores it (${jaeger.queryUrl}/api/traces/${sample.traceId}); bar = span duration on one time axis, [link] = how the parent was found.` }, { kind: 'pre', text: waterfall(ours) });
+  }
+  if (sample && zipkin) {
+    const zs = await zipkin.services();
+    const zt = await zipkin.trace(sample.traceId!);
+    const ours = traceOf(col, sample.traceId!);
+    const ok = !!zt && zt.length === ours.length && ours.every((s) => {
+      const z = zt.find((x) => x.id === s.spanId);
+      return !!z && (s.parent ? z.parentId === s.parent.spanId : !z.parentId);
+    });
+    ctx.check('Zipkin (second backend) holds the same trace with the same parents', ok && ['frontend', 'middle', 'leaf'].every((x) => zs.includes(x)), `services ${zs.join(', ')}; ${zt?.length ?? 0} spans for ${sample.traceId}`);
+  } else if (!zipkin) ctx.progress.info(ctx.options.zipkin !== 'auto' ? 'Zipkin off' : timeScale() > 2 ? 'Zipkin skipped under emulation: Jaeger only' : 'Zipkin jar not in the lab cache (pnpm lab setup tracing fetches it): Jaeger only');
+  ctx.metric('backends', { jaeger: JAEGER_VERSION, zipkin: zipkin ? ZIPKIN_VERSION : null });
+
+  const jFront = await jaeger.traces('frontend', 2000);
+  const expectFront = genA.length;
+  ctx.check('Jaeger holds a frontend trace for every generated request', jFront.length >= expectFront, `${jFront.length} frontend traces in Jaeger, ${expectFront} requests`);
+
+  // ---------------------------------------------------------------- phase B: concurrency
+  ctx.progress.step(`phase B: ${n} requests over ${conc} connections (event-loop ambiguity)`);
+  const pathsB = Array.from({ length: n }, (_, i) => `/api/c${i}`);
+  const genB = await generate(chain.frontend.port, pathsB, conc, ctx.signal);
+  await settle(tracer, col, scaledTimeout(5000));
+  const frontB = frontendServer(col);
+  const missingB = genB.filter((g) => !frontB.has(g.path));
+  ctx.check(`concurrent requests (${conc} connections) all become frontend spans`, missingB.length === 0, `${genB.length - missingB.length}/${genB.length}`);
+  // a link that is made must be right: the client span's request belongs to its parent's request
+  let wrong = 0, checkedLinks = 0;
+  for (const s of col.spans) {
+    if (s.kind !== 'client' || s.link !== 'thread' || !s.parent?.request?.target || !s.request?.target) continue;
+    const parentId = s.parent.request.target.split('?')[0]!.split('/').pop();
+    const childId = s.request.target.split('?')[0]!.split('/').pop();
+    if (!parentId || !childId || !/^c?\d+$/.test(parentId)) continue;
+    checkedLinks++;
+    if (parentId !== childId) wrong++;
+  }
+  ctx.check('no wrong thread links (ambiguous ones are left unlinked)', wrong === 0, `${checkedLinks} thread links checked, ${wrong} wrong`);
+
+  // linking rate per service
+  const rows: (string | number)[][] = [];
+  const rates: Record<string, unknown> = {};
+  for (const [i, name] of SERVICE_NAMES.entries()) {
+    if (!i) continue;
+    for (const kind of ['server', 'client'] as const) {
+      const all = col.spans.filter((s) => s.service === i && s.kind === kind);
+      if (!all.length) continue;
+      const by = (l: string) => all.filter((s) => s.link === l).length;
+      const linked = all.length - by('root') - by('ambiguous');
+      rows.push([name, kind, all.length, by('traceparent'), by('tuple'), by('thread'), by('ambiguous'), by('root'), `${((linked / all.length) * 100).toFixed(1)}%`]);
+      rates[`${name}.${kind}`] = { spans: all.length, linked, rate: linked / all.length, ambiguous: by('ambiguous'), root: by('root') };
+    }
+  }
+  ctx.metric('linking', rates);
+  ctx.section('Linking rate per service (phases A and B)', {
+    kind: 'text',
+    text: 'Frontend server spans are roots by design (the load generator is not traced). The Node frontend serves every request on one thread: with one connection at a time its outgoing calls link by thread; with several in flight they are ambiguous and stay unlinked (phase B). Python serves each connection on its own thread, so its calls always link.',
+  }, { kind: 'table', columns: ['service', 'kind', 'spans', 'traceparent', 'tuple', 'thread', 'ambiguous', 'root', 'linked'], rows });
+
+  // ---------------------------------------------------------------- phase C: backend outage
+  ctx.progress.step('phase C: Jaeger stopped mid-run, then restarted');
+  const ex = tracer.exporter!;
+  await sleep(scaledTimeout(500));
+  const before = { ...ex.stats };
+  await jaeger.stop();
+  const outageN = Math.max(n, Math.ceil((maxQueue * 2) / 5));
+  const genC = await generate(chain.frontend.port, Array.from({ length: outageN }, (_, i) => `/api/o${i}`), 1, ctx.signal);
+  await settle(tracer, col, scaledTimeout(5000));
+  await sleep(scaledTimeout(1000));
+  const during = { ...ex.stats };
+  const rss = process.memoryUsage().rss;
+  ctx.check('with Jaeger down the export queue stays bounded and drops are counted', during.highWater <= maxQueue && during.dropped > before.dropped,
+    `${genC.length} requests (${genC.length * 5} spans) during the outage; queue high water ${during.highWater}/${maxQueue}, dropped ${during.dropped - before.dropped}, failed batches ${during.failedBatches - before.failedBatches}`);
+  await jaeger.start(scaledTimeout(30_000));
+  const genD = await generate(chain.frontend.port, Array.from({ length: 10 }, (_, i) => `/api/r${i}`), 1, ctx.signal);
+  await settle(tracer, col, scaledTimeout(5000));
+  const resumeUntil = Date.now() + scaledTimeout(10_000);
+  while (Date.now() < resumeUntil && (ex.stats.queued > 0 || ex.stats.exported <= during.exported)) await sleep(200);
+  await sleep(scaledTimeout(1000));
+  const after = { ...ex.stats };
+  const jAfter = await jaeger.traces('frontend', 2000);
+  const newIds = new Set(genD.map((g) => frontendServer(col).get(g.path)?.traceId).filter(Boolean));
+  const found = jAfter.filter((t) => newIds.has(t.traceID)).length;
+  ctx.check('export resumes when Jaeger returns', after.exported > during.exported && found === newIds.size && newIds.size === genD.length,
+    `exported ${after.exported - during.exported} spans after the restart (queue held ${during.queued}); ${found}/${genD.length} new traces in the restarted Jaeger`);
+  ctx.metric('outage', { maxQueue, before, during, after, rssBytes: rss, requestsDuringOutage: genC.length });
+  ctx.section('Export queue during a Jaeger outage', {
+    kind: 'kv',
+    items: {
+      'queue bound (spans)': maxQueue, 'requests while down': genC.length, 'queue high water': during.highWater, 'dropped while down': during.dropped - before.dropped,
+      'failed export batches': during.failedBatches - before.failedBatches, 'exported after restart': after.exported - during.exported, 'new traces found after restart': `${found}/${genD.length}`,
+    },
+  });
+
+  // ---------------------------------------------------------------- report
+  const snap = tracer.snapshot();
+  ctx.metric('tracer', snap);
+  const prom = await (await fetch(tracer.metricsUrl!)).text();
+  ctx.check('RED metrics on the Prometheus endpoint', /ebpf_http_requests_total\{[^}]*service="frontend"/.test(prom) && /ebpf_http_duration_seconds_bucket/.test(prom), tracer.metricsUrl!);
+  const calls = new Map<string, number>();
+  calls.set('loadgen → frontend', col.spans.filter((s) => s.service === 1 && s.kind === 'server').length);
+  for (const s of col.spans) {
+    if (s.kind !== 'server' || !s.parent) continue;
+    const k = `${SERVICE_NAMES[s.parent.service]} → ${SERVICE_NAMES[s.service]}`;
+    calls.set(k, (calls.get(k) ?? 0) + 1);
+  }
+  const refusedCalls = col.spans.filter((s) => s.errorType === 'connection_refused').length;
+  if (refusedCalls) calls.set('middle → (closed port)', refusedCalls);
+  ctx.section('Service map', { kind: 'text', text: 'Calls seen on the node, caller → callee (a callee counted under a caller when the 4-tuple link joined them).' },
+    { kind: 'table', columns: ['edge', 'calls'], rows: [...calls.entries()].map(([k, v]) => [k, v]) });
+
+  const buckets = [100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000];
+  const routes = new Map<string, number[]>();
+  for (const s of col.spans) {
+    if (s.kind !== 'server' || !s.request?.target) continue;
+    const r = `${SERVICE_NAMES[s.service]} ${routeOf(s.request.target.split('?')[0]!).replace(/\/(c|o|r)\d+$/, '/{id}')}`;
+    const h = routes.get(r) ?? new Array(buckets.length + 1).fill(0);
+    const us = Number(s.endTs - s.startTs) / 1000;
+    const b = buckets.findIndex((x) => us <= x);
+    h[b < 0 ? buckets.length : b]++;
+    routes.set(r, h);
+  }
+  ctx.section('Per-route latency (server spans)', {
+    kind: 'chart', title: 'server span duration by route', type: 'bar', labels: [...buckets.map((b) => `≤${b >= 1000 ? `${b / 1000}ms` : `${b}µs`}`), '>100ms'],
+    datasets: [...routes.entries()].map(([k, v]) => ({ label: k, data: v })), xLabel: 'duration', yLabel: 'requests',
+  });
+
+  const total = genA.length;
+  ctx.headline({ name: 'tracing.requestsMatched', label: 'generated requests found as correct frontend spans', unit: '%', better: 'higher', value: (matched / total) * 100, goal: { op: '>=', target: 100, verdict: matched === total ? 'met' : 'not met' } });
+  ctx.headline({ name: 'tracing.chainsComplete', label: 'request chains forming one correct trace', unit: '%', better: 'higher', value: (chainsOk / total) * 100, goal: { op: '>=', target: 100, verdict: chainsOk === total ? 'met' : 'not met' } });
+  const mid = rates['middle.client'] as { rate: number } | undefined;
+  if (mid) ctx.headline({ name: 'tracing.linkRate.middle', label: 'middle (threaded Python) outgoing calls linked', unit: '%', better: 'higher', value: mid.rate * 100 });
+  ctx.section('Result', {
+    kind: 'kv',
+    items: {
+      'capture bytes per syscall': ctx.options['capture-bytes'] as number,
+      'kernel records': snap.assembler.events,
+      'ring buffer lost': snap.kernelLost,
+      spans: col.spans.length,
+      'exported / dropped': `${snap.export?.exported} / ${snap.export?.dropped}`,
+      'BPF run time': snap.bpf ? `${(snap.bpf.runTimeNs / 1e6).toFixed(1)} ms over ${snap.bpf.runCnt} runs (${(snap.bpf.runTimeNs / Math.max(1, snap.bpf.runCnt)).toFixed(0)} ns/run)` : 'n/a',
+    },
+  });
+}
+
+const scenario: Scenario = {
+  name: 'tracing',
+  description: 'zero-code HTTP tracing from the kernel → OpenTelemetry → Jaeger (Node → Python → nginx chain)',
+  tools: ['tracing'],
+  options: {
+    requests: { type: 'int', description: 'requests per phase', default: 80, min: 8, max: 100000, valueName: 'N' },
+    concurrency: { type: 'int', description: 'connections in the concurrent phase', default: 4, min: 2, max: 256, valueName: 'N' },
+    'max-queue': { type: 'int', description: 'export queue bound (spans)', default: 200, min: 10, max: 1_000_000, valueName: 'N' },
+    'capture-bytes': { type: 'int', description: 'payload bytes per syscall that cross to user space', default: 256, min: 64, max: 512, valueName: 'N' },
+    zipkin: { type: 'string', choices: ['auto', 'off'], default: 'auto', description: 'auto: also export to a Zipkin server when its jar is in the lab cache (pnpm lab setup tracing) and not under TCG; off: Jaeger only' },
+    repeat: { type: 'int', description: 'bench: interleaved rounds', default: 3, min: 1, max: 50, valueName: 'N' },
+    seconds: { type: 'int', description: 'bench: seconds per measurement', default: 5, min: 1, max: 600, valueName: 'S' },
+    connections: { type: 'int', description: 'bench: wrk connections', default: 16, min: 1, max: 4096, valueName: 'N' },
+  },
+  run: async (ctx) => (ctx.mode === 'bench' ? bench(ctx) : run(ctx)),
+};
+export default scenario;
