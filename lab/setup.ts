@@ -18,6 +18,8 @@ export const PACKAGES: Record<string, string[]> = {
   lb: ['haproxy', 'nginx', 'libnginx-mod-stream', 'wrk', 'iperf3', 'ethtool', 'curl'],
   // runtime security positive controls and attack interpreters
   security: ['postgresql', 'postgresql-client', 'python3', 'perl'],
+  // tc shaping: flows, a small-packet RTT probe, tc for fq/HTB/TBF
+  tc: ['iperf3', 'iputils-ping', 'iproute2', 'ethtool'],
 };
 
 async function missing(pkgs: string[]): Promise<string[]> {
