@@ -20,6 +20,7 @@ const commands: Record<string, Command> = {
   report: { summary: 're-render reports/<run-id>/report.html from its results.json', load: async () => (await import('./report/cli.ts')).reportCommand },
   vm: { summary: 'kernels and VMs: vm kernels | vm fetch <k> | vm exec <k> -- <cmd…>', load: async () => (await import('./vm/cli.ts')).vmCommand },
   lb: { summary: 'XDP load balancer control plane: lb backend add|remove|drain|list …', load: async () => (await import('../controller/lb/cli.ts')).lbCommand },
+  tc: { summary: 'EDT bandwidth shaping and filter rules at tc: tc shape start|apply|set|list|stop, tc filter set|list', load: async () => (await import('../controller/tc/cli.ts')).tcCommand },
   policy: { summary: 'runtime security policies: policy apply|list|delete|events …', load: async () => (await import('../controller/security/cli.ts')).policyCommand },
 };
 

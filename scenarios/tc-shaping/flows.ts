@@ -10,11 +10,14 @@ export interface FlowResult {
   retransmits: number;
   /** iperf3's process CPU (sender + receiver, % of one core; softirq charged to them included) */
   cpuPct: number;
+  /** TCP MSS iperf3 used: payload → frame factor (MSS + 66) / MSS (TCP+timestamps, IPv4, Ethernet) */
+  mss: number;
   /** per-interval receiver-side rates (Mbit/s), for mid-flow views */
   intervals: { end: number; mbit: number }[];
 }
 
 interface IperfJson {
+  start?: { tcp_mss_default?: number; tcp_mss?: number };
   intervals?: { sum: { end: number; bits_per_second: number; omitted?: boolean } }[];
   end?: {
     sum_received?: { bits_per_second: number };
@@ -42,6 +45,7 @@ export async function iperf(t: Topology, from: string, to: string, port: number,
     mbit: j.end.sum_received.bits_per_second / 1e6,
     retransmits: j.end.sum_sent?.retransmits ?? 0,
     cpuPct: cpu ? cpu.host_total + cpu.remote_total : NaN,
+    mss: j.start?.tcp_mss_default ?? j.start?.tcp_mss ?? 1448,
     intervals: (j.intervals ?? []).filter((i) => !i.sum.omitted).map((i) => ({ end: i.sum.end, mbit: i.sum.bits_per_second / 1e6 })),
   };
 }
@@ -64,4 +68,24 @@ export function jain(xs: number[]): number {
   const s = xs.reduce((a, b) => a + b, 0);
   const q = xs.reduce((a, b) => a + b * b, 0);
   return q === 0 ? NaN : (s * s) / (xs.length * q);
+}
+
+/** the rate on the wire (L2, as qdiscs and the shaper count it) for a goodput */
+export const wireMbit = (f: FlowResult) => (f.mbit * (f.mss + 66)) / f.mss;
+
+/**
+ * Bytes the device sent between two moments of a running flow, as Mbit/s: the L2 rate the
+ * shaper is judged on (everything in the class: the flow and the ping). The window starts after
+ * iperf3's omitted first second and ends before its last.
+ */
+export async function deviceRate(t: Topology, role: string, dev: string, fromS: number, toS: number): Promise<number> {
+  const tx = async () => {
+    const r = await t.exec(role, 'ip', ['-j', '-s', 'link', 'show', 'dev', dev]);
+    return { b: (JSON.parse(String(r.stdout)) as { stats64: { tx: { bytes: number } } }[])[0]!.stats64.tx.bytes, t: performance.now() };
+  };
+  await new Promise((r) => setTimeout(r, fromS * 1000));
+  const a = await tx();
+  await new Promise((r) => setTimeout(r, (toS - fromS) * 1000));
+  const b = await tx();
+  return ((b.b - a.b) * 8) / ((b.t - a.t) / 1000) / 1e6;
 }

@@ -15,14 +15,14 @@ import { summary, median } from '../../lab/stats.ts';
 import { TcShaper, FqUnsupported } from '../../controller/tc/shaper.ts';
 import { validateConfig } from '../../controller/tc/config.ts';
 import { shape, KINDS, type Kind, type Link, type ClassDef } from './shapers.ts';
-import { iperf, pingRtts, percentile, jain, type FlowResult } from './flows.ts';
+import { iperf, pingRtts, percentile, jain, wireMbit, deviceRate, type FlowResult } from './flows.ts';
 
 const SND = '10.16.0.1';
 const RCV = '10.16.0.2';
 const PORT_A = 5201;
 const PORT_B = 5202;
 
-interface RateRow { round: number; kind: Kind; target: number; mbit: number; err: number; retransmits: number; rttP50: number; rttP99: number; pings: number; cpuPerGbit: number }
+interface RateRow { round: number; kind: Kind; target: number; goodput: number; mbit: number; err: number; retransmits: number; rttP50: number; rttP99: number; pings: number; cpuPerGbit: number }
 
 async function topology(ctx: ScenarioContext): Promise<{ t: Topology; link: Link }> {
   await sweepStale('tcs');
@@ -53,16 +53,16 @@ function probeFq(link: Link): { ok: true } | { ok: false; evidence: string } {
 async function rateRun(ctx: ScenarioContext, link: Link, kind: Kind, target: number, secs: number, round: number): Promise<RateRow> {
   const s = await shape(kind, link, [{ name: 'bulk', mbit: target, port: null }]);
   try {
-    const [flow, rtts] = await Promise.all([iperf(link.topo, 'snd', RCV, PORT_A, secs), pingRtts(link.topo, 'snd', RCV, secs + 1, 1.5)]);
-    return row(round, kind, target, flow, rtts);
+    const [flow, rtts, wire] = await Promise.all([iperf(link.topo, 'snd', RCV, PORT_A, secs), pingRtts(link.topo, 'snd', RCV, secs + 1, 1.5), deviceRate(link.topo, 'snd', link.dev, 1.3, secs + 0.8)]);
+    return row(round, kind, target, flow, rtts, wire);
   } finally {
     await s.close();
   }
 }
 
-function row(round: number, kind: Kind, target: number, f: FlowResult, rtts: number[]): RateRow {
+function row(round: number, kind: Kind, target: number, f: FlowResult, rtts: number[], wire: number): RateRow {
   return {
-    round, kind, target, mbit: f.mbit, err: f.mbit / target - 1, retransmits: f.retransmits,
+    round, kind, target, goodput: f.mbit, mbit: wire, err: wire / target - 1, retransmits: f.retransmits,
     rttP50: percentile(rtts, 0.5), rttP99: percentile(rtts, 0.99), pings: rtts.length,
     cpuPerGbit: f.cpuPct / 100 / (f.mbit / 1000),
   };
@@ -98,7 +98,7 @@ const scenario: Scenario = {
 
     // the link's own ceiling: a target above it cannot be judged (and says so)
     ctx.progress.step('unshaped ceiling of the veth');
-    const ceiling = (await iperf(t, 'snd', RCV, PORT_A, Math.min(secs, 3))).mbit;
+    const ceiling = wireMbit(await iperf(t, 'snd', RCV, PORT_A, Math.min(secs, 3)));
     ctx.metric('ceilingMbit', ceiling);
 
     // ---- per rate, configurations interleaved per round ----
@@ -127,9 +127,9 @@ const scenario: Scenario = {
         const s = await shape(kind, link, comp);
         try {
           const [fa, fb] = await Promise.all([iperf(t, 'snd', RCV, PORT_A, secs), iperf(t, 'snd', RCV, PORT_B, secs)]);
-          const sa = fa.mbit / comp[0]!.mbit;
-          const sb = fb.mbit / comp[1]!.mbit;
-          compRows.push({ round, kind, a: fa.mbit, b: fb.mbit, errA: sa - 1, errB: sb - 1, jain: jain([sa, sb]) });
+          const sa = wireMbit(fa) / comp[0]!.mbit;
+          const sb = wireMbit(fb) / comp[1]!.mbit;
+          compRows.push({ round, kind, a: wireMbit(fa), b: wireMbit(fb), errA: sa - 1, errB: sb - 1, jain: jain([sa, sb]) });
         } finally {
           await s.close();
         }
@@ -152,8 +152,9 @@ const scenario: Scenario = {
         await s.setRate('bulk', changeTo);
         const f = await flowP;
         // intervals end at t (s since the omitted second); the change lands near half - 0.5
-        const before = median(f.intervals.filter((i) => i.end <= half - 0.5).map((i) => i.mbit));
-        const after = median(f.intervals.filter((i) => i.end > half + 0.5).map((i) => i.mbit));
+        const k = (f.mss + 66) / f.mss; // goodput → wire rate
+        const before = k * median(f.intervals.filter((i) => i.end <= half - 0.5).map((i) => i.mbit));
+        const after = k * median(f.intervals.filter((i) => i.end > half + 0.5).map((i) => i.mbit));
         changeRows.push({ kind, before, after, errBefore: before / changeFrom - 1, errAfter: after / changeTo - 1, intervals: f.intervals });
       } finally {
         await s.close();
@@ -194,14 +195,14 @@ function report(
   const reachable = (r: number) => r <= ceiling * 0.9;
   const table = rates.flatMap((r) =>
     kinds.map((k) => [
-      `${r} Mbit/s`, k, r2(med(k, r, (x) => x.mbit)), pct(med(k, r, (x) => x.err)), med(k, r, (x) => x.retransmits),
+      `${r} Mbit/s`, k, r2(med(k, r, (x) => x.mbit)), r2(med(k, r, (x) => x.goodput)), pct(med(k, r, (x) => x.err)), med(k, r, (x) => x.retransmits),
       r2(med(k, r, (x) => x.rttP50)), r2(med(k, r, (x) => x.rttP99)), r2(med(k, r, (x) => x.cpuPerGbit)),
     ]),
   );
   ctx.section(
     'Per rate: one TCP flow + a ping every 10 ms in the same class',
-    { kind: 'text', text: `Medians over ${d.rounds} round(s), ${d.secs} s per flow (first second omitted), configurations interleaved per round in rotated order on the same veth. Unshaped ceiling of this veth in this run: ${Math.round(ceiling)} Mbit/s${rates.some((r) => !reachable(r)) ? ` — targets above 90% of it (${rates.filter((r) => !reachable(r)).join(', ')} Mbit/s) are not judged: the machine, not the shaper, is the limit` : ''}. CPU is iperf3's own process CPU (sender + receiver, softirq charged to them included) per Gbit/s achieved: like-for-like between shapers, not the machine's whole cost. Goal: EDT within ±3% of target; EDT RTT p99 ≤ ½ HTB's.` },
-    { kind: 'table', columns: ['target', 'shaper', 'achieved Mbit/s', 'vs target', 'retransmits', 'RTT p50 ms', 'RTT p99 ms', 'CPU cores per Gbit/s'], rows: table },
+    { kind: 'text', text: `Medians over ${d.rounds} round(s), ${d.secs} s per flow (first second omitted), configurations interleaved per round in rotated order on the same veth. Achieved = the device's transmitted bytes (L2, what every shaper here counts; the ping included) over the steady part of the flow. Unshaped ceiling of this veth in this run: ${Math.round(ceiling)} Mbit/s${rates.some((r) => !reachable(r)) ? ` — targets above 90% of it (${rates.filter((r) => !reachable(r)).join(', ')} Mbit/s) are not judged: the machine, not the shaper, is the limit` : ''}. CPU is iperf3's own process CPU (sender + receiver, softirq charged to them included) per Gbit/s achieved: like-for-like between shapers, not the machine's whole cost. Goal: EDT within ±3% of target; EDT RTT p99 ≤ ½ HTB's.` },
+    { kind: 'table', columns: ['target', 'shaper', 'achieved Mbit/s (wire)', 'iperf3 goodput Mbit/s', 'vs target', 'retransmits', 'RTT p50 ms', 'RTT p99 ms', 'CPU cores per Gbit/s'], rows: table },
   );
   const hasEdt = kinds.includes('edt');
   for (const r of rates) {
@@ -224,7 +225,7 @@ function report(
       }
     }
   }
-  ctx.section('Two classes competing', { kind: 'text', text: `Class a ${d.comp[0]!.mbit} Mbit/s (everything to the receiver), class b ${d.comp[1]!.mbit} Mbit/s (TCP port ${PORT_B}), one iperf3 flow each at once. Fairness: Jain's index of each class's achieved/target (1 = both got the same share of their target). TBF is classless and not in this test.` }, {
+  ctx.section('Two classes competing', { kind: 'text', text: `Class a ${d.comp[0]!.mbit} Mbit/s (everything to the receiver), class b ${d.comp[1]!.mbit} Mbit/s (TCP port ${PORT_B}), one iperf3 flow each at once; rates are goodput × (MSS+66)/MSS, the L2 rate. Fairness: Jain's index of each class's achieved/target (1 = both got the same share of their target). TBF is classless and not in this test.` }, {
     kind: 'table', columns: ['round', 'shaper', 'a Mbit/s', 'a vs target', 'b Mbit/s', 'b vs target', 'Jain index'],
     rows: d.compRows.map((c) => [c.round + 1, c.kind, r2(c.a), pct(c.errA), r2(c.b), pct(c.errB), Math.round(c.jain * 1000) / 1000]),
   });
