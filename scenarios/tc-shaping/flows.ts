@@ -73,19 +73,8 @@ export function jain(xs: number[]): number {
 /** the rate on the wire (L2, as qdiscs and the shaper count it) for a goodput */
 export const wireMbit = (f: FlowResult) => (f.mbit * (f.mss + 66)) / f.mss;
 
-/**
- * Bytes the device sent between two moments of a running flow, as Mbit/s: the L2 rate the
- * shaper is judged on (everything in the class: the flow and the ping). The window starts after
- * iperf3's omitted first second and ends before its last.
- */
-export async function deviceRate(t: Topology, role: string, dev: string, fromS: number, toS: number): Promise<number> {
-  const tx = async () => {
-    const r = await t.exec(role, 'ip', ['-j', '-s', 'link', 'show', 'dev', dev]);
-    return { b: (JSON.parse(String(r.stdout)) as { stats64: { tx: { bytes: number } } }[])[0]!.stats64.tx.bytes, t: performance.now() };
-  };
-  await new Promise((r) => setTimeout(r, fromS * 1000));
-  const a = await tx();
-  await new Promise((r) => setTimeout(r, (toS - fromS) * 1000));
-  const b = await tx();
-  return ((b.b - a.b) * 8) / ((b.t - a.t) / 1000) / 1e6;
+/** the device's transmitted bytes (L2) and when they were read */
+export async function txBytes(t: Topology, role: string, dev: string): Promise<{ b: number; t: number }> {
+  const r = await t.exec(role, 'ip', ['-j', '-s', 'link', 'show', 'dev', dev]);
+  return { b: (JSON.parse(String(r.stdout)) as { stats64: { tx: { bytes: number } } }[])[0]!.stats64.tx.bytes, t: performance.now() };
 }
