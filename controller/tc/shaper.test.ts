@@ -6,9 +6,11 @@ import fs from 'node:fs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { execa } from 'execa';
 import { bpfObjects, describeRoot } from '../../lab/testing.ts';
+import { cgroup2Root } from '../../lab/host.ts';
 import { createTopology, listNamespaces, type Topology } from '../../lab/netns.ts';
 import { FqUnsupported, MAP_NAMES, TcShaper, type TcControl } from './shaper.ts';
 import { ConfigError, validateConfig } from './config.ts';
+import { tcRegistry } from './metrics.ts';
 
 const A = '10.17.0.1';
 const B = '10.17.0.2';
@@ -87,6 +89,10 @@ describeRoot('tc shaper on a veth', () => {
       // a drop ends the walk: the count rule after it saw only the 4 datagrams that went out
       expect(any!.packets).toBe(4n);
       expect(s.control.globals().filter_drops).toBe(9n);
+      // the same counters through Prometheus
+      const text = await tcRegistry(() => s.control).metrics();
+      expect(text).toMatch(/^tc_filter_rule_packets_total\{rule="drop-udp",action="drop"\} 9$/m);
+      expect(text).toMatch(/^tc_filter_rule_packets_total\{rule="icmp",action="count"\} 16$/m);
       // replacing the rules is one switch to the other generation; counters start from zero
       s.control.apply(validateConfig({ filters: [{ name: 'drop-7', dir: 'egress', proto: 'udp', port: 9997, action: 'drop' }] }));
       expect(s.control.ruleStats()[0]!.packets).toBe(0n);
@@ -147,6 +153,27 @@ describeRoot('tc shaper on a veth', () => {
       expect(slow.horizonDrops).toBe(19n);
     } finally {
       s.close();
+    }
+  });
+
+  it('classifies by the sending socket\'s cgroup', async (ctx) => {
+    if (fqReason) ctx.skip(`EDT classes need the fq qdisc: ${fqReason}`);
+    const root = cgroup2Root();
+    if (!root) ctx.skip('no cgroup2 hierarchy mounted');
+    const dir = `${root}/ebpf-lab-tc-test-${process.pid}`;
+    fs.mkdirSync(dir);
+    const s = start();
+    try {
+      s.control.apply(validateConfig({ classes: [{ name: 'cg', rate: '8kbit', horizon: '100ms', match: [{ cgroup: dir }] }] }));
+      // the sender joins the cgroup first, then enters namespace a and sends 10 datagrams
+      await execa('sh', ['-c', `echo $$ > ${dir}/cgroup.procs && exec nsenter --net=/run/netns/${t.ns('a')} python3 -c "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nfor i in range(10): s.sendto(b'x'*1000,('${B}',7000))"`]);
+      await udp(5, 7000); // not in the cgroup: unclassified
+      const cg = s.control.classStats()[0]!;
+      expect(cg.packets).toBe(10n);
+      expect(cg.horizonDrops).toBe(9n);
+    } finally {
+      s.close();
+      fs.rmdirSync(dir);
     }
   });
 
