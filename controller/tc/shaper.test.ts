@@ -129,6 +129,20 @@ describeRoot('tc shaper on a veth', () => {
     }
   });
 
+  it('closing after the namespace is gone detaches nowhere else and leaves nothing', async () => {
+    const u = createTopology('tcu');
+    try {
+      await u.addNs('x');
+      await u.veth({ ns: 'x', dev: 'ux' }, { ns: 'x', dev: 'uy' });
+      const s = TcShaper.start({ dev: 'ux', netns: u.ns('x'), filterOnly: true });
+      await execa('ip', ['netns', 'del', u.ns('x')]);
+      s.close();
+      expect(await listNamespaces('tcgone-')).toEqual([]);
+    } finally {
+      await u.dispose();
+    }
+  });
+
   it('a device with a configured root qdisc is refused, untouched', async () => {
     await t.exec('a', 'tc', ['qdisc', 'add', 'dev', 'va', 'root', 'handle', '1:', 'htb']);
     try {

@@ -326,10 +326,23 @@ export class TcShaper {
       for (const l of this.links.reverse()) l.close();
     };
     try {
-      if (netns && fs.existsSync(`/run/netns/${netns}`)) withNetns(netns, detach);
-      else if (!netns) detach();
-      // namespace gone: its devices and their filters went with it; closing here would detach in
-      // the wrong namespace, so only drop our references
+      if (!netns) detach();
+      else if (fs.existsSync(`/run/netns/${netns}`)) withNetns(netns, detach);
+      else {
+        // the namespace is gone and its devices' filters with it. The links' detach would still
+        // run (here or when the object closes) and act on whatever device has that ifindex in
+        // the current namespace — even destroy its clsact — so let it run in an empty one.
+        const tmp = `tcgone-${process.pid}`;
+        execFileSync('ip', ['netns', 'add', tmp], { stdio: 'ignore' });
+        try {
+          withNetns(tmp, () => {
+            detach();
+            this.obj.close();
+          });
+        } finally {
+          execFileSync('ip', ['netns', 'del', tmp], { stdio: 'ignore' });
+        }
+      }
     } catch { /* keep tearing down */ }
     if (this.fqSet) {
       try {
