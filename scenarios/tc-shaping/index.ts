@@ -115,7 +115,10 @@ const scenario: Scenario = {
   description: 'EDT bandwidth shaping at TC egress (BPF sets skb->tstamp, fq enforces) vs HTB and TBF at 10/100/1000 Mbit/s: accuracy, fairness, latency, CPU; live rate change; filter counters',
   tools: ['tc'],
   options: {
-    rates: { type: 'list', default: '10,100,1000', valueName: 'MBIT,…', description: 'target rates in Mbit/s' },
+    rates: {
+      type: 'string', default: '10,100,1000', valueName: 'MBIT,…', description: 'target rates in Mbit/s',
+      check: (v) => (v.split(',').every((x) => /^\d+$/.test(x.trim()) && Number(x) >= 1 && Number(x) <= 100_000) ? undefined : { message: 'expected a comma-separated list of whole Mbit/s values 1-100000', fix: 'e.g. --rates 10,100,1000' }),
+    },
     duration: { type: 'int', min: 2, max: 120, default: 4, valueName: 'S', description: 'seconds per flow (the first is omitted: slow start)' },
     repeat: { type: 'int', min: 1, max: 50, valueName: 'N', description: 'interleaved rounds (default: run 1, bench 3)' },
   },
@@ -124,8 +127,7 @@ const scenario: Scenario = {
       ctx.unsupported('tc-shaping', 'root', 'namespaces, qdiscs and BPF programs need root');
       return;
     }
-    const rates = (ctx.options.rates as string[]).map(Number);
-    if (rates.some((r) => !Number.isFinite(r) || r <= 0 || r > 100_000)) throw new Error(`--rates: expected Mbit/s values 1-100000, got ${rates.join(',')}`);
+    const rates = String(ctx.options.rates).split(',').map(Number); // validated by the option's check
     const secs = ctx.options.duration as number;
     const rounds = (ctx.options.repeat as number | undefined) ?? (ctx.mode === 'bench' ? 3 : 1);
     ctx.progress.step('topology: two namespaces, one veth, iperf3 servers');
