@@ -4,54 +4,26 @@
 // horizon drops, and a live rate change by one map write. Wire-level enforcement (fq) is in
 // shaper.test.ts and the tc-shaping scenario.
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { BpfObject, Btf, Kind } from '../libbpf/index.ts';
-import { objectPath } from '../../bpf/build.ts';
+import type { BpfObject } from '../libbpf/index.ts';
 import { describeRoot } from '../../lab/testing.ts';
-import { MAP_NAMES, TcControl, type TcMaps } from './shaper.ts';
+import type { TcControl } from './shaper.ts';
 import { validateConfig } from './config.ts';
+import { EdtBench, edtSelfTest, udpFrame } from './selftest.ts';
 
 const TC_ACT_OK = 0;
 const TC_ACT_SHOT = 2;
+let bench: EdtBench;
 let obj: BpfObject;
 let c: TcControl;
-let ctxSize = 0;
-let tstampOff = 0;
-
-/** Ethernet + IPv4 + UDP with `payload` bytes: 42 + payload bytes on the wire */
-function udpFrame(dst: string, dport: number, payload: number, src = '10.0.0.1', sport = 40000): Buffer {
-  const b = Buffer.alloc(42 + payload);
-  b.writeUInt16BE(0x0800, 12);
-  b[14] = 0x45;
-  b.writeUInt16BE(28 + payload, 16);
-  b[22] = 64;
-  b[23] = 17;
-  Buffer.from(src.split('.').map(Number)).copy(b, 26);
-  Buffer.from(dst.split('.').map(Number)).copy(b, 30);
-  b.writeUInt16BE(sport, 34);
-  b.writeUInt16BE(dport, 36);
-  b.writeUInt16BE(8 + payload, 38);
-  return b;
-}
-
-/** run the egress program on a frame; its verdict and the departure time it wrote (0: none) */
-function send(frame: Buffer): { verdict: number; tstamp: bigint } {
-  const r = obj.program('tc_shape_egress').testRun({ data: frame, ctx: Buffer.alloc(ctxSize) });
-  return { verdict: r.retval, tstamp: r.ctxOut!.readBigUInt64LE(tstampOff) };
-}
+const send = (f: Buffer) => bench.send(f);
 
 describeRoot('EDT departure times (BPF_PROG_TEST_RUN)', () => {
   beforeAll(() => {
-    const btf = Btf.vmlinux()!;
-    try {
-      ctxSize = btf.type(btf.findByName('__sk_buff', Kind.STRUCT)).size;
-      tstampOff = btf.layout('__sk_buff').tstamp!.offset;
-    } finally {
-      btf.close();
-    }
-    obj = BpfObject.load(objectPath('tc_shape'));
-    c = new TcControl(Object.fromEntries(MAP_NAMES.map((n) => [n, obj.map(n)])) as TcMaps, { classes: [], rules: [], gen: 0 });
+    bench = new EdtBench();
+    obj = bench.obj;
+    c = bench.control;
   });
-  afterAll(() => obj?.close());
+  afterAll(() => bench?.close());
 
   it('one slot per class: consecutive departures are len·8/rate apart, exactly', () => {
     // 1042-byte frames at 83.36 kbit/s: 100 ms each (far longer than the gap between two calls)
@@ -107,5 +79,9 @@ describeRoot('EDT departure times (BPF_PROG_TEST_RUN)', () => {
     expect(d - b).toBe(10_000_000n); // ten times the rate: a tenth of the gap
     expect(obj.program('tc_shape_egress').info().id).toBe(id);
     expect(c.model.classes[0]!.rateBps).toBe(833_600n);
+  });
+
+  it('the self-test the scenario runs agrees', () => {
+    expect(edtSelfTest()).toMatchObject({ ok: true });
   });
 });

@@ -14,6 +14,7 @@ import { scaledTimeout, type Scenario, type ScenarioContext } from '../../lab/sc
 import { summary, median } from '../../lab/stats.ts';
 import { TcShaper, FqUnsupported } from '../../controller/tc/shaper.ts';
 import { validateConfig } from '../../controller/tc/config.ts';
+import { edtSelfTest } from '../../controller/tc/selftest.ts';
 import { shape, KINDS, type Kind, type Link, type ClassDef, type Shaping } from './shapers.ts';
 import { iperf, pingRtts, percentile, jain, wireMbit, txBytes, type FlowResult } from './flows.ts';
 
@@ -133,6 +134,9 @@ const scenario: Scenario = {
     ctx.progress.step('topology: two namespaces, one veth, iperf3 servers');
     const { t, link } = await topology(ctx);
 
+    // the BPF half on its own (no device, no fq): departure times to the nanosecond
+    const st = edtSelfTest();
+    ctx.check('EDT departure times written by the program are len·8/rate apart, also after a live rate change (BPF_PROG_TEST_RUN)', st.ok, `gaps ${st.gapsNs.join(', ')} ns, expected ${st.expectedNs.join(', ')} ns`);
     const fq = probeFq(link);
     const kinds: Kind[] = fq.ok ? KINDS : KINDS.filter((k) => k !== 'edt');
     if (!fq.ok) ctx.unsupported('EDT shaping (bpf skb->tstamp + fq)', 'sch_fq', `kernel ${ctx.kernel.release}: ${fq.evidence}; HTB and TBF still measured below`);
