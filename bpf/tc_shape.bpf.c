@@ -214,12 +214,18 @@ static __always_inline int shape(struct __sk_buff *skb, __u32 id)
 	struct tc_class_stats *s = bpf_map_lookup_elem(&class_stats, &id);
 	if (!cl || !st || !s || !(cl->flags & TC_CLASS_ACTIVE))
 		return TC_ACT_OK;
+	/* wire_len: the bytes this skb puts on the wire, headers counted once per GSO segment
+	 * (qdisc_pkt_len, what HTB/TBF charge). skb->len counts a GSO skb's headers once, which
+	 * would let TCP through ~4.5% fast. 0 outside a real transmit (BPF_PROG_TEST_RUN). */
+	__u32 wire = READ_ONCE(skb->wire_len); /* both read plainly: the verifier refuses a */
+	__u32 plain = READ_ONCE(skb->len);     /* ctx load through a pointer clang offset */
+	__u64 len = wire ? wire : plain;
 	s->packets++;
-	s->bytes += skb->len;
+	s->bytes += len;
 	__u64 rate = cl->rate_bps;
 	if (!rate)
 		return TC_ACT_OK;
-	__u64 delay = (__u64)skb->len * 8 * NSEC_PER_SEC / rate;
+	__u64 delay = len * 8 * NSEC_PER_SEC / rate;
 	__u64 now = bpf_ktime_get_ns();
 	__u64 t = skb->tstamp;
 	if (t < now)

@@ -15,7 +15,7 @@ const TC_ACT_SHOT = 2;
 let bench: EdtBench;
 let obj: BpfObject;
 let c: TcControl;
-const send = (f: Buffer) => bench.send(f);
+const send = (f: Buffer, wireLen = 0) => bench.send(f, wireLen);
 
 describeRoot('EDT departure times (BPF_PROG_TEST_RUN)', () => {
   beforeAll(() => {
@@ -79,6 +79,16 @@ describeRoot('EDT departure times (BPF_PROG_TEST_RUN)', () => {
     expect(d - b).toBe(10_000_000n); // ten times the rate: a tenth of the gap
     expect(obj.program('tc_shape_egress').info().id).toBe(id);
     expect(c.model.classes[0]!.rateBps).toBe(833_600n);
+  });
+
+  it('a GSO skb is charged its wire length (headers per segment), not skb->len', () => {
+    c.apply(validateConfig({ classes: [{ name: 'gso', rate: '83360bit', match: [{ dst: '10.0.0.2/32' }] }] }));
+    const f = udpFrame('10.0.0.2', 9, 1000);
+    send(f);
+    const a = send(f, 2084).tstamp;
+    const b = send(f, 2084).tstamp;
+    expect(b - a).toBe(200_000_000n); // 2084 bytes at 83.36 kbit/s
+    expect(c.classStats()[0]!.bytes).toBe(1042n + 2n * 2084n);
   });
 
   it('the self-test the scenario runs agrees', () => {

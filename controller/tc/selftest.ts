@@ -29,13 +29,16 @@ export class EdtBench implements Disposable {
   readonly control: TcControl;
   private ctxSize: number;
   private tstampOff: number;
+  private wireLenOff: number;
 
   constructor() {
     const btf = Btf.vmlinux();
     if (!btf) throw new Error('no kernel BTF: cannot find struct __sk_buff');
     try {
       this.ctxSize = btf.type(btf.findByName('__sk_buff', Kind.STRUCT)).size;
-      this.tstampOff = btf.layout('__sk_buff').tstamp!.offset;
+      const l = btf.layout('__sk_buff');
+      this.tstampOff = l.tstamp!.offset;
+      this.wireLenOff = l.wire_len!.offset;
     } finally {
       btf.close();
     }
@@ -44,8 +47,10 @@ export class EdtBench implements Disposable {
   }
 
   /** run the egress program on a frame: its verdict and the departure time it wrote (0: none) */
-  send(frame: Buffer): { verdict: number; tstamp: bigint } {
-    const r = this.obj.program('tc_shape_egress').testRun({ data: frame, ctx: Buffer.alloc(this.ctxSize) });
+  send(frame: Buffer, wireLen = 0): { verdict: number; tstamp: bigint } {
+    const ctx = Buffer.alloc(this.ctxSize);
+    ctx.writeUInt32LE(wireLen, this.wireLenOff); // a GSO skb's bytes on the wire (0: use len)
+    const r = this.obj.program('tc_shape_egress').testRun({ data: frame, ctx });
     return { verdict: r.retval, tstamp: r.ctxOut!.readBigUInt64LE(this.tstampOff) };
   }
 
