@@ -24,6 +24,7 @@ const commands: Record<string, Command> = {
   lb: { summary: 'XDP load balancer control plane: lb backend add|remove|drain|list …', load: async () => (await import('../controller/lb/cli.ts')).lbCommand },
   energy: { summary: 'energy per cgroup/process from sched_switch: energy top [--interval MS] …', load: async () => (await import('../controller/energy/cli.ts')).energyCommand },
   trace: { summary: 'zero-code HTTP tracing → OpenTelemetry: trace --service NAME=<cgroup|exe|pid> … [--otlp URL]', load: async () => (await import('../controller/tracing/cli.ts')).traceCommand },
+  tc: { summary: 'EDT bandwidth shaping and filter rules at tc: tc shape start|apply|set|list|stop, tc filter set|list', load: async () => (await import('../controller/tc/cli.ts')).tcCommand },
   policy: { summary: 'runtime security policies: policy apply|list|delete|events …', load: async () => (await import('../controller/security/cli.ts')).policyCommand },
   svc: { summary: 'socket-level service LB: svc daemon|start|stop|list|stats, svc backend add|remove|drain|weight …', load: async () => (await import('../controller/svc/cli.ts')).svcCommand },
 };

@@ -26,6 +26,8 @@ export const PACKAGES: Record<string, string[]> = {
   energy: ['linux-perf', 'python3'],
   // zero-code tracing: the traced chain's services (Jaeger is built with the machine's Go: see EXTRA)
   tracing: ['nginx', 'python3', 'curl', 'wrk'],
+  // tc shaping: flows, a small-packet RTT probe, tc for fq/HTB/TBF
+  tc: ['iperf3', 'iputils-ping', 'iproute2', 'ethtool'],
 };
 
 /** groups that need more than Debian packages: run after apt, once (cached) */

@@ -1,0 +1,198 @@
+// `pnpm lab tc shape|filter …`: the EDT shaper daemon and the commands that change it live.
+// `tc shape start` runs in the foreground (it owns the fq qdisc and the tc filters and removes
+// them when it ends); it pins its maps and writes a state file, so the other commands — run from
+// any shell — validate their input first and then only write maps (no reload). Arguments go
+// through lab/args.ts; expected failures are LabErrors (one line and the fix).
+import fs from 'node:fs';
+import http from 'node:http';
+import { parseArgs, suggest, UsageError, type CommandSpec, type Opts } from '../../lab/args.ts';
+import { LabError } from '../../lab/errors.ts';
+import { deferSignalsToCaller } from '../libbpf/index.ts';
+import { formatRate, loadConfigFile, parseDuration, parseRate, validateConfig, type Plan } from './config.ts';
+import { tcRegistry } from './metrics.ts';
+import { decodeModel, openInstance, statePath, TcShaper, type TcControl } from './shaper.ts';
+
+const instance = { instance: { type: 'string', valueName: 'NAME', default: 'default', description: 'which running shaper (state in /run/ebpf-lab/tc/NAME.json)' } } as const satisfies Opts;
+
+type Args = { values: Record<string, unknown>; positionals: string[] };
+interface Cmd { spec: CommandSpec<Opts>; run: (p: Args) => Promise<number> }
+const cmd = (usage: string, summary: string, options: Opts, positionals: CommandSpec<Opts>['positionals'], run: Cmd['run']): Cmd => ({ spec: { usage: `pnpm lab tc ${usage}`, summary, options, positionals, epilog: 'Config (YAML/JSON): see controller/tc/README.md. Rates like 10mbit, 1gbit.' }, run });
+
+function withInstance<T>(name: string, fn: (c: TcControl) => T): T {
+  const c = openInstance(name);
+  try {
+    return fn(c);
+  } finally {
+    c[Symbol.dispose]();
+  }
+}
+
+function planFromFile(file: string): Plan {
+  return validateConfig(loadConfigFile(file));
+}
+
+function printClasses(c: TcControl): void {
+  const rows = c.classStats();
+  if (!rows.length) console.log('(no classes)');
+  for (const s of rows) console.log(`${s.name.padEnd(16)} id ${String(s.id).padStart(3)}  rate ${formatRate(s.rateBps).padEnd(10)} packets ${s.packets}  bytes ${s.bytes}  delayed ${s.delayed}  horizon-drops ${s.horizonDrops}`);
+}
+
+function printRules(c: TcControl): void {
+  const rows = c.ruleStats();
+  if (!rows.length) console.log('(no filter rules)');
+  for (const [i, r] of rows.entries()) {
+    const p = c.model.rules[i]!;
+    const what = `${['', 'ingress', 'egress', 'both'][p.dir]} ${p.addr.join('.')}/${p.prefixlen}${p.port ? ` port ${p.port}` : ''} proto ${({ 0: 'any', 1: 'icmp', 6: 'tcp', 17: 'udp' } as Record<number, string>)[p.proto]}`;
+    console.log(`${r.name.padEnd(16)} ${r.action.padEnd(5)} ${what.padEnd(44)} packets ${r.packets}  bytes ${r.bytes}`);
+  }
+}
+
+async function daemon(p: Args): Promise<number> {
+  const dev = p.values.dev as string | undefined;
+  if (!dev) throw new UsageError('tc shape start needs --dev DEV', 'e.g. pnpm lab tc shape start --dev eth0 --config shape.yaml');
+  // validate the config before anything is attached
+  const plan = p.values.config ? planFromFile(p.values.config as string) : { classes: [], rules: [] };
+  deferSignalsToCaller(true);
+  const shaper = TcShaper.start({ dev, netns: p.values.netns as string | undefined, instance: p.values.instance as string, filterOnly: !!p.values['filter-only'] });
+  let server: http.Server | undefined;
+  try {
+    shaper.control.apply(plan);
+    const port = p.values['metrics-port'] as number | undefined;
+    if (port !== undefined) {
+      // the CLI may have changed the model from another process: re-read it per scrape
+      const file = statePath(p.values.instance as string);
+      const control = () => {
+        const st = decodeModel(fs.readFileSync(file, 'utf8'));
+        shaper.control.model = { classes: st.classes, rules: st.rules, gen: st.gen };
+        return shaper.control;
+      };
+      const reg = tcRegistry(control);
+      server = http.createServer(async (req, res) => {
+        if (req.url !== '/metrics') {
+          res.writeHead(404).end();
+          return;
+        }
+        res.writeHead(200, { 'content-type': reg.contentType }).end(await reg.metrics());
+      });
+      await new Promise<void>((ok, fail) => server!.once('error', fail).listen(port, '127.0.0.1', ok));
+    }
+  } catch (e) {
+    shaper.close();
+    server?.close();
+    throw e;
+  }
+  console.log(`shaping ${dev}${p.values.netns ? ` (netns ${p.values.netns})` : ''}: instance ${p.values.instance}, ${plan.classes.length} class(es), ${plan.rules.length} rule(s)${p.values['metrics-port'] !== undefined ? `, metrics http://127.0.0.1:${p.values['metrics-port']}/metrics` : ''}; Ctrl-C removes everything`);
+  await new Promise<void>((resolve) => {
+    for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(sig, () => resolve());
+  });
+  server?.close();
+  shaper.close();
+  return 0;
+}
+
+const COMMANDS: Record<string, Cmd> = {
+  'shape start': cmd('shape start --dev DEV [--netns NAME] [--config FILE] [--instance NAME] [--metrics-port N] [--filter-only]', 'run the shaper on a device in the foreground (fq at the root, BPF on clsact egress+ingress); Ctrl-C removes it all', {
+    dev: { type: 'string', valueName: 'DEV', description: 'network device to shape' },
+    netns: { type: 'string', valueName: 'NAME', description: 'network namespace of the device (/run/netns/NAME)' },
+    config: { type: 'string', valueName: 'FILE', description: 'classes and filter rules (YAML or JSON), validated before anything is attached' },
+    'metrics-port': { type: 'int', min: 1, max: 65535, valueName: 'N', description: 'serve Prometheus metrics on 127.0.0.1:N/metrics' },
+    'filter-only': { type: 'boolean', description: 'filters only, no fq (kernels without sch_fq); classes are refused' },
+    ...instance,
+  }, { max: 0 }, daemon),
+  'shape apply': cmd('shape apply --config FILE [--instance NAME]', 'replace classes and rules of a running shaper as a whole (all or nothing)', {
+    config: { type: 'string', valueName: 'FILE', description: 'the new config (YAML or JSON)' },
+    ...instance,
+  }, { max: 0 }, async (p) => {
+    if (!p.values.config) throw new UsageError('tc shape apply needs --config FILE', 'see controller/tc/README.md for the format');
+    const plan = planFromFile(p.values.config as string);
+    const r = withInstance(p.values.instance as string, (c) => c.apply(plan));
+    console.log(`applied: ${plan.classes.length} class(es), ${plan.rules.length} rule(s), ${r.writes} map write(s)`);
+    return 0;
+  }),
+  'shape set': cmd('shape set <class> <rate> [--horizon D] [--instance NAME]', 'change one class\'s rate live (one map write, no reload)', {
+    horizon: { type: 'string', valueName: 'D', description: 'drop horizon, e.g. 2s, 500ms' },
+    ...instance,
+  }, { names: ['class', 'rate'], min: 2, max: 2 }, async (p) => {
+    const [name, rateS] = p.positionals as [string, string];
+    const rate = parseRate(rateS);
+    if (rate === undefined || rate < 8_000n || rate > 400_000_000_000n) throw new UsageError(`<rate> ${JSON.stringify(rateS)}: expected a rate 8kbit-400gbit`, 'e.g. pnpm lab tc shape set bulk 50mbit');
+    const h = p.values.horizon === undefined ? undefined : parseDuration(p.values.horizon as string);
+    if (p.values.horizon !== undefined && (h === undefined || h < 1_000_000n || h > 10_000_000_000n)) throw new UsageError(`--horizon ${JSON.stringify(p.values.horizon)}: expected 1ms-10s`, 'e.g. --horizon 2s');
+    withInstance(p.values.instance as string, (c) => c.setRate(name, rate, h));
+    console.log(`${name}: ${formatRate(rate)}`);
+    return 0;
+  }),
+  'shape list': cmd('shape list [--instance NAME]', 'classes with their rate and counters', { ...instance }, { max: 0 }, async (p) => {
+    withInstance(p.values.instance as string, printClasses);
+    return 0;
+  }),
+  'shape metrics': cmd('shape metrics [--instance NAME]', 'print the Prometheus metrics once', { ...instance }, { max: 0 }, async (p) => {
+    const c = openInstance(p.values.instance as string);
+    try {
+      process.stdout.write(await tcRegistry(() => c).metrics());
+    } finally {
+      c[Symbol.dispose]();
+    }
+    return 0;
+  }),
+  'shape stop': cmd('shape stop [--instance NAME]', 'stop a running shaper (it removes its qdisc and filters)', { ...instance }, { max: 0 }, async (p) => {
+    const file = statePath(p.values.instance as string);
+    if (!fs.existsSync(file)) throw new LabError(`no running tc instance "${p.values.instance}"`, 'pnpm lab tc shape start … starts one');
+    const pid = decodeModel(fs.readFileSync(file, 'utf8')).pid as number;
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      fs.rmSync(file, { force: true });
+      throw new LabError(`tc instance "${p.values.instance}" was not running (pid ${pid}); removed its stale state`, 'start it again with pnpm lab tc shape start');
+    }
+    console.log(`stopping pid ${pid}`);
+    return 0;
+  }),
+  'filter set': cmd('filter set --config FILE [--instance NAME]', 'replace the filter rules (the config\'s "filters"; classes stay) in one switch', {
+    config: { type: 'string', valueName: 'FILE', description: 'a config with a "filters" list' },
+    ...instance,
+  }, { max: 0 }, async (p) => {
+    if (!p.values.config) throw new UsageError('tc filter set needs --config FILE', 'see controller/tc/README.md for the format');
+    const raw = loadConfigFile(p.values.config as string) as Record<string, unknown>;
+    const rules = validateConfig({ filters: raw?.filters ?? [] }).rules;
+    withInstance(p.values.instance as string, (c) => {
+      c.apply({ classes: c.model.classes.map((x) => ({ name: x.name, rateBps: x.rateBps, horizonNs: x.horizonNs, matches: x.matches })), rules });
+    });
+    console.log(`${rules.length} rule(s) live`);
+    return 0;
+  }),
+  'filter list': cmd('filter list [--instance NAME]', 'filter rules with their counters', { ...instance }, { max: 0 }, async (p) => {
+    withInstance(p.values.instance as string, printRules);
+    return 0;
+  }),
+};
+
+function usage(): string {
+  const w = Math.max(...Object.keys(COMMANDS).map((c) => c.length));
+  return ['usage: pnpm lab tc <shape|filter> <command> [options]', '', ...Object.entries(COMMANDS).map(([n, c]) => `  ${n.padEnd(w)}  ${c.spec.summary}`), '', '<command> --help shows its options'].join('\n');
+}
+
+export async function tcCommand(argv: string[]): Promise<number> {
+  const [group, sub, ...rest] = argv;
+  if (!group || group === '--help' || group === '-h' || group === 'help') {
+    console.log(usage());
+    return 0;
+  }
+  if (group !== 'shape' && group !== 'filter') {
+    const s = suggest(group, ['shape', 'filter']);
+    throw new UsageError(`unknown tc command "${group}"${s ? ` (did you mean ${s}?)` : ''}`, 'pnpm lab tc --help lists the commands');
+  }
+  if (!sub || sub === '--help' || sub === '-h') {
+    console.log(usage());
+    return sub ? 0 : 2;
+  }
+  const c = COMMANDS[`${group} ${sub}`];
+  if (!c) {
+    const s = suggest(`${group} ${sub}`, Object.keys(COMMANDS));
+    throw new UsageError(`unknown command "tc ${group} ${sub}"${s ? ` (did you mean tc ${s}?)` : ''}`, 'pnpm lab tc --help lists the commands');
+  }
+  const p = parseArgs(rest, c.spec);
+  if (!p) return 0;
+  return c.run(p as Args);
+}
+

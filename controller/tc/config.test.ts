@@ -1,0 +1,71 @@
+// Config validation and rate/CIDR parsing (pure: no kernel, no root).
+import { describe, expect, it } from 'vitest';
+import { ConfigError, formatRate, netPort, parseCidr, parseDuration, parseRate, validateConfig } from './config.ts';
+
+const cg = (p: string) => (p === '/sys/fs/cgroup/app' ? 4242n : undefined);
+
+function problems(raw: unknown): string[] {
+  try {
+    validateConfig(raw, cg);
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError);
+    return (e as ConfigError).problems;
+  }
+  throw new Error('config was accepted');
+}
+
+describe('parsing', () => {
+  it('rates in tc spelling (SI, bits/s)', () => {
+    expect(parseRate('10mbit')).toBe(10_000_000n);
+    expect(parseRate('1.5Gbit')).toBe(1_500_000_000n);
+    expect(parseRate('800kbit')).toBe(800_000n);
+    expect(parseRate('10mbps')).toBeUndefined(); // bytes in tc: refused rather than guessed
+    expect(parseRate('10')).toBeUndefined();
+    expect(formatRate(100_000_000n)).toBe('100mbit');
+  });
+  it('durations, CIDRs, ports', () => {
+    expect(parseDuration('2s')).toBe(2_000_000_000n);
+    expect(parseDuration('500ms')).toBe(500_000_000n);
+    expect(parseDuration('2')).toBeUndefined();
+    expect(parseCidr('10.0.0.0/8')?.prefixlen).toBe(8);
+    expect(parseCidr('10.0.0.1')?.prefixlen).toBe(32);
+    expect(parseCidr('10.0.0.1/8')).toBeUndefined(); // host bits set
+    expect(parseCidr('10.0.0.256/32')).toBeUndefined();
+    expect(parseCidr('fd00::/8')).toBeUndefined(); // IPv4 only
+    expect(netPort(5201)).toBe(0x5114);
+  });
+});
+
+describe('validateConfig', () => {
+  it('accepts every match kind and filter form', () => {
+    const p = validateConfig({
+      classes: [
+        { name: 'bulk', rate: '100mbit', horizon: '500ms', match: [{ dst: '10.0.0.0/24', port: 5201 }, { cgroup: '/sys/fs/cgroup/app' }] },
+        { name: 'one', rate: '1gbit', match: [{ flow: { src: '10.0.0.1', dst: '10.0.0.2', sport: 1000, dport: 80, proto: 'tcp' } }] },
+      ],
+      filters: [{ name: 'no-telnet', dir: 'ingress', proto: 'tcp', port: 23, action: 'drop' }, { cidr: '192.168.0.0/16', action: 'count' }],
+    }, cg);
+    expect(p.classes.map((c) => [c.name, c.rateBps, c.horizonNs])).toEqual([['bulk', 100_000_000n, 500_000_000n], ['one', 1_000_000_000n, 2_000_000_000n]]);
+    expect(p.classes[0]!.matches[1]).toEqual({ kind: 'cgroup', path: '/sys/fs/cgroup/app', id: 4242n });
+    expect(p.rules.map((r) => [r.name, r.dir, r.proto, r.port, r.action, r.prefixlen])).toEqual([['no-telnet', 1, 6, 23, 1, 0], ['rule1', 2, 0, 0, 0, 16]]);
+  });
+  it('names every problem at once, with its path', () => {
+    const ps = problems({
+      classes: [
+        { name: 'Bulk', rate: '10mbps', match: [{ dst: '10.0.0.1/8' }, { cgroup: '/nope' }, { src: '1.2.3.4' }] },
+        { name: 'b', rate: '1bit', horizon: '1h' },
+        { name: 'b', rate: '1mbit', extra: 1 },
+      ],
+      filters: [{ action: 'reject', port: 80 }],
+      other: true,
+    });
+    for (const re of [/classes\[0\]\.name/, /classes\[0\]\.rate/, /classes\[0\]\.match\[0\]\.dst/, /classes\[0\]\.match\[1\]\.cgroup/, /classes\[0\]\.match\[2\]: needs one of/, /classes\[1\]\.rate: 1bit is outside/, /classes\[1\]\.horizon/, /classes\[2\]\.name: "b" is used twice/, /classes\[2\]\.extra: unknown field/, /filters\[0\]\.port: a port needs proto/, /filters\[0\]\.action/, /config\.other: unknown field/]) {
+      expect(ps.some((p) => re.test(p)), `${re} in ${ps.join(' | ')}`).toBe(true);
+    }
+  });
+  it('refuses the same match in two classes and too many rules', () => {
+    expect(problems({ classes: [{ name: 'a', rate: '1mbit', match: [{ dst: '10.0.0.0/24' }] }, { name: 'b', rate: '1mbit', match: [{ dst: '10.0.0.0/24' }] }] })[0]).toMatch(/already in class "a"/);
+    expect(problems({ filters: Array.from({ length: 65 }, () => ({ action: 'count' })) }).join()).toMatch(/65 rules, at most 64/);
+    expect(problems([])[0]).toMatch(/must be an object/);
+  });
+});

@@ -1,0 +1,293 @@
+// The shaping/filter config and its validation. Everything a change needs is checked here, before
+// any map is touched: a bad config is refused as a whole with every problem named (path: what is
+// wrong), so `pnpm lab tc …` never leaves half a config in the kernel. Pure except for resolving
+// cgroup paths to ids (a stat), which the caller passes in.
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import { LabError } from '../../lab/errors.ts';
+
+export const MAX_CLASSES = 255; // ids 1..255 (bpf/tc_shape.h TC_MAX_CLASSES - 1)
+export const MAX_RULES = 64; // TC_MAX_RULES
+export const MAX_MATCHES = 4096; // TC_MAX_MATCHES per classification map
+export const DEFAULT_HORIZON_NS = 2_000_000_000n; // Cilium's bandwidth manager drops beyond 2 s
+const MIN_RATE = 8_000n; // 8 kbit/s: below that one MTU packet waits > 1.5 s
+const MAX_RATE = 400_000_000_000n;
+
+/** a match that puts a packet into a class */
+export type MatchSpec =
+  | { cgroup: string }
+  | { dst: string; port?: number }
+  | { flow: { src: string; dst: string; sport: number; dport: number; proto: 'tcp' | 'udp' } };
+
+export interface ClassSpec {
+  name: string;
+  rate: string;
+  horizon?: string;
+  match?: MatchSpec[];
+}
+
+export interface RuleSpec {
+  name?: string;
+  dir?: 'egress' | 'ingress' | 'both';
+  /** the remote side: destination on egress, source on ingress */
+  cidr?: string;
+  port?: number;
+  proto?: 'tcp' | 'udp' | 'icmp' | 'any';
+  action: 'drop' | 'count';
+}
+
+export interface TcConfig {
+  classes?: ClassSpec[];
+  filters?: RuleSpec[];
+}
+
+/** the validated form: numbers, bytes, ids resolved */
+export type Match =
+  | { kind: 'cgroup'; path: string; id: bigint }
+  | { kind: 'dst'; addr: Uint8Array; prefixlen: number; port: number }
+  | { kind: 'flow'; saddr: Uint8Array; daddr: Uint8Array; sport: number; dport: number; proto: number };
+
+export interface ClassPlan {
+  name: string;
+  rateBps: bigint;
+  horizonNs: bigint;
+  matches: Match[];
+}
+
+export interface RulePlan {
+  name: string;
+  dir: number; // TC_DIR_* mask
+  addr: Uint8Array;
+  prefixlen: number;
+  port: number;
+  proto: number;
+  action: number; // TC_RULE_*
+}
+
+export interface Plan {
+  classes: ClassPlan[];
+  rules: RulePlan[];
+}
+
+export class ConfigError extends LabError {
+  constructor(readonly problems: string[]) {
+    super(`invalid tc config: ${problems.join('; ')}`, 'fix the named fields (see controller/tc/README.md); nothing was changed');
+    this.name = 'ConfigError';
+  }
+}
+
+const UNITS: Record<string, bigint> = { bit: 1n, kbit: 1_000n, mbit: 1_000_000n, gbit: 1_000_000_000n, tbit: 1_000_000_000_000n };
+
+/** "10mbit", "1.5gbit", "800kbit" (SI, bits per second, tc's spelling) → bits/s; undefined if malformed */
+export function parseRate(s: string): bigint | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(bit|kbit|mbit|gbit|tbit)\s*$/i.exec(s);
+  if (!m) return undefined;
+  const [int, frac = ''] = m[1]!.split('.');
+  const unit = UNITS[m[2]!.toLowerCase()]!;
+  const scale = 10n ** BigInt(frac.length);
+  return (BigInt(int!) * scale + BigInt(frac || '0')) * unit / scale;
+}
+
+export function formatRate(bps: bigint | number): string {
+  const n = Number(bps);
+  for (const [u, f] of [['gbit', 1e9], ['mbit', 1e6], ['kbit', 1e3]] as const) if (n >= f) return `${+(n / f).toFixed(3)}${u}`;
+  return `${n}bit`;
+}
+
+/** "2s", "500ms", "100us" → ns */
+export function parseDuration(s: string): bigint | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(s|ms|us)\s*$/.exec(s);
+  if (!m) return undefined;
+  const f = { s: 1e9, ms: 1e6, us: 1e3 }[m[2] as 's' | 'ms' | 'us'];
+  return BigInt(Math.round(Number(m[1]) * f));
+}
+
+export function parseIPv4(s: string): Uint8Array | undefined {
+  const parts = s.split('.');
+  if (parts.length !== 4 || !parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) <= 255)) return undefined;
+  return Uint8Array.from(parts.map(Number));
+}
+
+export function parseCidr(s: string): { addr: Uint8Array; prefixlen: number } | undefined {
+  const [a, l, extra] = s.split('/');
+  if (extra !== undefined) return undefined;
+  const addr = parseIPv4(a ?? '');
+  const prefixlen = l === undefined ? 32 : /^\d{1,2}$/.test(l) ? Number(l) : NaN;
+  if (!addr || !(prefixlen >= 0 && prefixlen <= 32)) return undefined;
+  // host bits must be zero for a network (a typo like 10.0.0.1/8 is more likely than intent)
+  const v = ((addr[0]! << 24) | (addr[1]! << 16) | (addr[2]! << 8) | addr[3]!) >>> 0;
+  const mask = prefixlen === 0 ? 0 : (~0 << (32 - prefixlen)) >>> 0;
+  if ((v & ~mask) >>> 0 !== 0) return undefined;
+  return { addr, prefixlen };
+}
+
+const PROTOS: Record<string, number> = { any: 0, icmp: 1, tcp: 6, udp: 17 };
+const DIRS: Record<string, number> = { ingress: 1, egress: 2, both: 3 };
+const NAME = /^[a-z][a-z0-9_-]{0,31}$/;
+
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isPort = (v: unknown) => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 65535;
+
+function unknownKeys(o: Record<string, unknown>, allowed: string[], at: string, problems: string[]): void {
+  for (const k of Object.keys(o)) if (!allowed.includes(k)) problems.push(`${at}.${k}: unknown field (allowed: ${allowed.join(', ')})`);
+}
+
+/** the kernel's cgroup id of a cgroup2 directory is its inode number */
+export function cgroupIdOf(path: string): bigint | undefined {
+  try {
+    const st = fs.statSync(path, { bigint: true });
+    return st.isDirectory() && fs.existsSync(`${path}/cgroup.procs`) ? st.ino : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Validate a parsed config (JSON/YAML value) completely and return the plan, or throw ConfigError
+ * naming every problem. `cgroupId` resolves cgroup paths (injectable for tests).
+ */
+export function validateConfig(raw: unknown, cgroupId: (p: string) => bigint | undefined = cgroupIdOf): Plan {
+  const problems: string[] = [];
+  if (!isObj(raw)) throw new ConfigError(['the config must be an object with "classes" and/or "filters"']);
+  unknownKeys(raw, ['classes', 'filters'], 'config', problems);
+  const classes: ClassPlan[] = [];
+  const seenMatch = new Map<string, string>();
+  const rawClasses = raw.classes ?? [];
+  if (!Array.isArray(rawClasses)) problems.push('classes: must be a list');
+  else if (rawClasses.length > MAX_CLASSES) problems.push(`classes: ${rawClasses.length} classes, at most ${MAX_CLASSES}`);
+  const names = new Set<string>();
+  let matchCount = { cgroup: 0, dst: 0, flow: 0 };
+  for (const [i, c] of (Array.isArray(rawClasses) ? rawClasses : []).entries()) {
+    const at = `classes[${i}]`;
+    if (!isObj(c)) {
+      problems.push(`${at}: must be an object with name, rate, match`);
+      continue;
+    }
+    unknownKeys(c, ['name', 'rate', 'horizon', 'match'], at, problems);
+    const name = c.name;
+    if (typeof name !== 'string' || !NAME.test(name)) problems.push(`${at}.name: ${JSON.stringify(name)} must be 1-32 of a-z 0-9 _ - starting with a letter`);
+    else if (names.has(name)) problems.push(`${at}.name: "${name}" is used twice`);
+    else names.add(name);
+    const rate = typeof c.rate === 'string' ? parseRate(c.rate) : undefined;
+    if (rate === undefined) problems.push(`${at}.rate: ${JSON.stringify(c.rate)} is not a rate (e.g. "10mbit", "1gbit")`);
+    else if (rate < MIN_RATE || rate > MAX_RATE) problems.push(`${at}.rate: ${c.rate} is outside 8kbit-400gbit`);
+    let horizon = DEFAULT_HORIZON_NS;
+    if (c.horizon !== undefined) {
+      const h = typeof c.horizon === 'string' ? parseDuration(c.horizon) : undefined;
+      if (h === undefined || h < 1_000_000n || h > 10_000_000_000n) problems.push(`${at}.horizon: ${JSON.stringify(c.horizon)} must be a duration 1ms-10s (e.g. "2s")`);
+      else horizon = h;
+    }
+    const matches: Match[] = [];
+    const rawMatch = c.match ?? [];
+    if (!Array.isArray(rawMatch)) problems.push(`${at}.match: must be a list`);
+    for (const [j, m] of (Array.isArray(rawMatch) ? rawMatch : []).entries()) {
+      const mat = `${at}.match[${j}]`;
+      if (!isObj(m)) {
+        problems.push(`${mat}: must be an object ({dst, port} | {cgroup} | {flow})`);
+        continue;
+      }
+      let key: string | undefined;
+      if ('cgroup' in m) {
+        unknownKeys(m, ['cgroup'], mat, problems);
+        const id = typeof m.cgroup === 'string' ? cgroupId(m.cgroup) : undefined;
+        if (id === undefined) problems.push(`${mat}.cgroup: ${JSON.stringify(m.cgroup)} is not a cgroup2 directory`);
+        else {
+          matches.push({ kind: 'cgroup', path: m.cgroup as string, id });
+          key = `cgroup:${id}`;
+          matchCount.cgroup++;
+        }
+      } else if ('dst' in m) {
+        unknownKeys(m, ['dst', 'port'], mat, problems);
+        const cidr = typeof m.dst === 'string' ? parseCidr(m.dst) : undefined;
+        if (!cidr) problems.push(`${mat}.dst: ${JSON.stringify(m.dst)} is not an IPv4 CIDR with zero host bits (e.g. "10.0.0.0/24")`);
+        if (m.port !== undefined && !isPort(m.port)) problems.push(`${mat}.port: ${JSON.stringify(m.port)} must be 1-65535`);
+        if (cidr && (m.port === undefined || isPort(m.port))) {
+          const port = (m.port as number | undefined) ?? 0;
+          matches.push({ kind: 'dst', ...cidr, port });
+          key = `dst:${m.dst}:${port}`;
+          matchCount.dst++;
+        }
+      } else if ('flow' in m) {
+        unknownKeys(m, ['flow'], mat, problems);
+        const f = m.flow;
+        if (!isObj(f)) problems.push(`${mat}.flow: must be {src, dst, sport, dport, proto}`);
+        else {
+          unknownKeys(f, ['src', 'dst', 'sport', 'dport', 'proto'], `${mat}.flow`, problems);
+          const s = typeof f.src === 'string' ? parseIPv4(f.src) : undefined;
+          const d = typeof f.dst === 'string' ? parseIPv4(f.dst) : undefined;
+          if (!s) problems.push(`${mat}.flow.src: ${JSON.stringify(f.src)} is not an IPv4 address`);
+          if (!d) problems.push(`${mat}.flow.dst: ${JSON.stringify(f.dst)} is not an IPv4 address`);
+          if (!isPort(f.sport)) problems.push(`${mat}.flow.sport: must be 1-65535`);
+          if (!isPort(f.dport)) problems.push(`${mat}.flow.dport: must be 1-65535`);
+          if (f.proto !== 'tcp' && f.proto !== 'udp') problems.push(`${mat}.flow.proto: must be tcp or udp`);
+          if (s && d && isPort(f.sport) && isPort(f.dport) && (f.proto === 'tcp' || f.proto === 'udp')) {
+            matches.push({ kind: 'flow', saddr: s, daddr: d, sport: f.sport as number, dport: f.dport as number, proto: PROTOS[f.proto]! });
+            key = `flow:${f.src}:${f.sport}:${f.dst}:${f.dport}:${f.proto}`;
+            matchCount.flow++;
+          }
+        }
+      } else problems.push(`${mat}: needs one of dst, cgroup, flow`);
+      if (key && typeof name === 'string') {
+        const other = seenMatch.get(key);
+        if (other !== undefined) problems.push(`${mat}: the same match is already in class "${other}"`);
+        else seenMatch.set(key, name);
+      }
+    }
+    if (typeof name === 'string' && rate !== undefined) classes.push({ name, rateBps: rate, horizonNs: horizon, matches });
+  }
+  for (const [k, n] of Object.entries(matchCount)) if (n > MAX_MATCHES) problems.push(`classes: ${n} ${k} matches, at most ${MAX_MATCHES}`);
+  matchCount = { cgroup: 0, dst: 0, flow: 0 };
+
+  const rules: RulePlan[] = [];
+  const rawRules = raw.filters ?? [];
+  if (!Array.isArray(rawRules)) problems.push('filters: must be a list');
+  else if (rawRules.length > MAX_RULES) problems.push(`filters: ${rawRules.length} rules, at most ${MAX_RULES}`);
+  const ruleNames = new Set<string>();
+  for (const [i, r] of (Array.isArray(rawRules) ? rawRules : []).entries()) {
+    const at = `filters[${i}]`;
+    if (!isObj(r)) {
+      problems.push(`${at}: must be an object with action and cidr/port/proto`);
+      continue;
+    }
+    unknownKeys(r, ['name', 'dir', 'cidr', 'port', 'proto', 'action'], at, problems);
+    const name = r.name ?? `rule${i}`;
+    if (typeof name !== 'string' || !NAME.test(name)) problems.push(`${at}.name: ${JSON.stringify(name)} must be 1-32 of a-z 0-9 _ - starting with a letter`);
+    else if (ruleNames.has(name)) problems.push(`${at}.name: "${name}" is used twice`);
+    else ruleNames.add(name);
+    const dir = DIRS[(r.dir as string) ?? 'egress'];
+    if (dir === undefined) problems.push(`${at}.dir: ${JSON.stringify(r.dir)} must be egress, ingress or both`);
+    const cidr = r.cidr === undefined ? { addr: new Uint8Array(4), prefixlen: 0 } : typeof r.cidr === 'string' ? parseCidr(r.cidr) : undefined;
+    if (!cidr) problems.push(`${at}.cidr: ${JSON.stringify(r.cidr)} is not an IPv4 CIDR with zero host bits`);
+    if (r.port !== undefined && !isPort(r.port)) problems.push(`${at}.port: ${JSON.stringify(r.port)} must be 1-65535`);
+    const proto = PROTOS[(r.proto as string) ?? 'any'];
+    if (proto === undefined) problems.push(`${at}.proto: ${JSON.stringify(r.proto)} must be tcp, udp, icmp or any`);
+    if (r.port !== undefined && proto !== 6 && proto !== 17) problems.push(`${at}.port: a port needs proto tcp or udp`);
+    const action = r.action === 'drop' ? 1 : r.action === 'count' ? 0 : undefined;
+    if (action === undefined) problems.push(`${at}.action: ${JSON.stringify(r.action)} must be drop or count`);
+    if (typeof name === 'string' && dir !== undefined && cidr && proto !== undefined && action !== undefined) {
+      rules.push({ name, dir, ...cidr, port: (r.port as number | undefined) ?? 0, proto, action });
+    }
+  }
+  if (problems.length) throw new ConfigError(problems);
+  return { classes, rules };
+}
+
+/** read a YAML or JSON config file; parse errors name the file */
+export function loadConfigFile(file: string): unknown {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new LabError(`cannot read tc config ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'give the path of a YAML or JSON file');
+  }
+  try {
+    return file.endsWith('.json') ? JSON.parse(text) : (createRequire(import.meta.url)('yaml') as typeof import('yaml')).parse(text);
+  } catch (e) {
+    throw new LabError(`${file}: ${(e as Error).message.split('\n')[0]}`, 'fix the YAML/JSON syntax; nothing was changed');
+  }
+}
+
+/** network-order u16 as the BPF side reads it from the packet (a little-endian load) */
+export function netPort(p: number): number {
+  return ((p & 0xff) << 8) | (p >> 8);
+}

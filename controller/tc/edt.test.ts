@@ -1,0 +1,97 @@
+// The EDT arithmetic of bpf/tc_shape.bpf.c, run by the kernel (BPF_PROG_TEST_RUN) on crafted
+// frames, so it needs no fq qdisc: the departure time the program writes into skb->tstamp is read
+// back from the context and checked to the nanosecond — classification, the per-class slot,
+// horizon drops, and a live rate change by one map write. Wire-level enforcement (fq) is in
+// shaper.test.ts and the tc-shaping scenario.
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import type { BpfObject } from '../libbpf/index.ts';
+import { describeRoot } from '../../lab/testing.ts';
+import type { TcControl } from './shaper.ts';
+import { validateConfig } from './config.ts';
+import { EdtBench, edtSelfTest, udpFrame } from './selftest.ts';
+
+const TC_ACT_OK = 0;
+const TC_ACT_SHOT = 2;
+let bench: EdtBench;
+let obj: BpfObject;
+let c: TcControl;
+const send = (f: Buffer, wireLen = 0) => bench.send(f, wireLen);
+
+describeRoot('EDT departure times (BPF_PROG_TEST_RUN)', () => {
+  beforeAll(() => {
+    bench = new EdtBench();
+    obj = bench.obj;
+    c = bench.control;
+  });
+  afterAll(() => bench?.close());
+
+  it('one slot per class: consecutive departures are len·8/rate apart, exactly', () => {
+    // 1042-byte frames at 83.36 kbit/s: 100 ms each (far longer than the gap between two calls)
+    c.apply(validateConfig({ classes: [{ name: 'a', rate: '83360bit', match: [{ dst: '10.0.0.2/32', port: 7777 }] }] }));
+    const f = udpFrame('10.0.0.2', 7777, 1000);
+    const first = send(f);
+    expect(first).toEqual({ verdict: TC_ACT_OK, tstamp: 0n }); // an idle class: leaves now, untouched
+    const t = [send(f), send(f), send(f)].map((x) => x.tstamp);
+    expect(t[1]! - t[0]!).toBe(100_000_000n);
+    expect(t[2]! - t[1]!).toBe(100_000_000n);
+    const st = c.classStats()[0]!;
+    expect([st.packets, st.bytes, st.delayed, st.horizonDrops]).toEqual([4n, 4n * 1042n, 3n, 0n]);
+  });
+
+  it('classification: 5-tuple before destination+port before destination; others unclassified', () => {
+    c.apply(validateConfig({ classes: [
+      { name: 'flow', rate: '1mbit', match: [{ flow: { src: '10.0.0.1', dst: '10.0.0.3', sport: 40000, dport: 80, proto: 'udp' } }] },
+      { name: 'port', rate: '2mbit', match: [{ dst: '10.0.0.0/24', port: 80 }] },
+      { name: 'net', rate: '4mbit', match: [{ dst: '10.0.0.0/24' }] },
+    ] }));
+    const before = c.globals().unclassified;
+    const count = () => Object.fromEntries(c.classStats().map((s) => [s.name, Number(s.packets)]));
+    send(udpFrame('10.0.0.3', 80, 10)); // exact 5-tuple
+    send(udpFrame('10.0.0.3', 80, 10, '10.0.0.1', 40001)); // other sport: dst+port
+    send(udpFrame('10.0.0.9', 81, 10)); // other port: the network
+    send(udpFrame('10.0.1.9', 80, 10)); // outside the network
+    expect(count()).toEqual({ flow: 1, port: 1, net: 1 });
+    expect(c.globals().unclassified - before).toBe(1n);
+  });
+
+  it('beyond the horizon: dropped and counted; drops do not take a slot', () => {
+    // 10 ms per 1042-byte frame (833.6 kbit/s), horizon 35 ms: the 1st leaves at once, the 2nd-4th
+    // get slots 10/20/30 ms ahead, every later one would be ≥ 35 ms ahead
+    c.apply(validateConfig({ classes: [{ name: 'h', rate: '833600bit', horizon: '35ms', match: [{ dst: '10.0.0.2/32' }] }] }));
+    const f = udpFrame('10.0.0.2', 9, 1000);
+    const v = Array.from({ length: 10 }, () => send(f));
+    expect(v.map((x) => x.verdict)).toEqual([0, 0, 0, 0, 2, 2, 2, 2, 2, 2].map((x) => (x ? TC_ACT_SHOT : TC_ACT_OK)));
+    expect(v[3]!.tstamp - v[1]!.tstamp).toBe(20_000_000n);
+    const st = c.classStats()[0]!;
+    expect([st.packets, st.delayed, st.horizonDrops]).toEqual([10n, 3n, 6n]);
+  });
+
+  it('a live rate change is one map write: the next departure uses the new rate, same program', () => {
+    c.apply(validateConfig({ classes: [{ name: 'live', rate: '83360bit', match: [{ dst: '10.0.0.2/32' }] }] }));
+    const id = obj.program('tc_shape_egress').info().id;
+    const f = udpFrame('10.0.0.2', 9, 1000);
+    send(f);
+    const a = send(f).tstamp;
+    const b = send(f).tstamp;
+    expect(b - a).toBe(100_000_000n);
+    c.setRate('live', 833_600n);
+    const d = send(f).tstamp;
+    expect(d - b).toBe(10_000_000n); // ten times the rate: a tenth of the gap
+    expect(obj.program('tc_shape_egress').info().id).toBe(id);
+    expect(c.model.classes[0]!.rateBps).toBe(833_600n);
+  });
+
+  it('a GSO skb is charged its wire length (headers per segment), not skb->len', () => {
+    c.apply(validateConfig({ classes: [{ name: 'gso', rate: '83360bit', match: [{ dst: '10.0.0.2/32' }] }] }));
+    const f = udpFrame('10.0.0.2', 9, 1000);
+    send(f);
+    const a = send(f, 2084).tstamp;
+    const b = send(f, 2084).tstamp;
+    expect(b - a).toBe(200_000_000n); // 2084 bytes at 83.36 kbit/s
+    expect(c.classStats()[0]!.bytes).toBe(1042n + 2n * 2084n);
+  });
+
+  it('the self-test the scenario runs agrees', () => {
+    expect(edtSelfTest()).toMatchObject({ ok: true });
+  });
+});

@@ -1,0 +1,224 @@
+// The tc shaper against the real kernel, on a veth between two namespaces made here:
+// filter counters with exact deltas, horizon drops, malformed or refused changes leaving every map
+// as it was, shaping accuracy and a live rate change (where the kernel has sch_fq), and no
+// programs, qdiscs, namespaces, pins or state files left after the file.
+import fs from 'node:fs';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { execa } from 'execa';
+import { bpfObjects, describeRoot } from '../../lab/testing.ts';
+import { cgroup2Root } from '../../lab/host.ts';
+import { createTopology, listNamespaces, type Topology } from '../../lab/netns.ts';
+import { FqUnsupported, MAP_NAMES, TcShaper, type TcControl } from './shaper.ts';
+import { ConfigError, validateConfig } from './config.ts';
+import { tcRegistry } from './metrics.ts';
+
+const A = '10.17.0.1';
+const B = '10.17.0.2';
+let t: Topology;
+let fqReason: string | null = null;
+
+/** every map's entries, as JSON (bigints/bytes stringified): "nothing changed" means equal dumps */
+function dump(c: TcControl): string {
+  const out: Record<string, unknown> = {};
+  for (const n of MAP_NAMES) {
+    const m = c.maps[n];
+    out[n] = m.meta.type === 2 || m.perCpu ? [...Array(m.meta.maxEntries).keys()].map((k) => (m.perCpu ? m.getPerCpu(k) : m.get(k))) : [...m.keys()].map((k) => [k, m.get(k)]);
+  }
+  return JSON.stringify(out, (_k, v) => (typeof v === 'bigint' ? String(v) : v instanceof Uint8Array ? [...v] : v));
+}
+
+/** n UDP datagrams of `size` bytes to B:port from namespace a, in one process (a tight burst) */
+async function udp(n: number, port: number, size = 1000): Promise<void> {
+  await t.exec('a', 'python3', ['-c', `import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nfor i in range(${n}): s.sendto(b'x'*${size},('${B}',${port}))`]);
+}
+
+async function tcQdisc(): Promise<string> {
+  return String((await t.exec('a', 'tc', ['qdisc', 'show', 'dev', 'va'])).stdout);
+}
+
+describeRoot('tc shaper on a veth', () => {
+  beforeAll(async () => {
+    t = createTopology('tct');
+    await t.addNs('a');
+    await t.addNs('b');
+    await t.veth({ ns: 'a', dev: 'va' }, { ns: 'b', dev: 'vb' });
+    await t.addr('a', 'va', `${A}/24`);
+    await t.addr('b', 'vb', `${B}/24`);
+    try {
+      TcShaper.start({ dev: 'va', netns: t.ns('a'), ingress: false }).close();
+    } catch (e) {
+      if (!(e instanceof FqUnsupported)) throw e;
+      fqReason = e.evidence;
+    }
+  });
+
+  afterAll(async () => {
+    const ns = [...t.namespaces];
+    await t.dispose();
+    // nothing of ours left behind
+    const objs = await bpfObjects();
+    expect(objs.progs.filter((p) => p.name === 'tc_shape_egress' || p.name === 'tc_filter_ingre')).toEqual([]);
+    expect((await listNamespaces('tct-')).filter((n) => ns.includes(n))).toEqual([]);
+    expect(fs.existsSync('/sys/fs/bpf/ebpf-lab/tc-tctest')).toBe(false);
+    expect(fs.existsSync('/run/ebpf-lab/tc/tctest.json')).toBe(false);
+  });
+
+  const start = (opts: { instance?: string } = {}) => TcShaper.start({ dev: 'va', netns: t.ns('a'), filterOnly: fqReason !== null, ...opts });
+
+  it('filter rules count and drop with exact deltas, both directions', async () => {
+    const s = start();
+    try {
+      s.control.apply(validateConfig({ filters: [
+        { name: 'icmp', dir: 'both', proto: 'icmp', action: 'count' },
+        { name: 'drop-udp', dir: 'egress', cidr: `${B}/32`, proto: 'udp', port: 9999, action: 'drop' },
+        { name: 'udp-any', dir: 'egress', proto: 'udp', action: 'count' },
+      ] }));
+      const before = s.control.ruleStats();
+      expect(before.map((r) => r.packets)).toEqual([0n, 0n, 0n]);
+      const ping = await t.exec('a', 'ping', ['-n', '-q', '-c', '6', '-i', '0.02', B], { reject: false });
+      expect(ping.exitCode).toBe(0);
+      const afterPing = s.control.ruleStats()[0]!;
+      expect(afterPing.packets).toBe(12n); // 6 requests out + 6 replies in
+      expect(afterPing.bytes).toBe(12n * 98n); // 56 data + 8 ICMP + 20 IP + 14 Ethernet
+      await udp(9, 9999);
+      await udp(4, 9998);
+      const [icmp, drop, any] = s.control.ruleStats();
+      // the 4 datagrams that left met no listener: 4 ICMP port-unreachable came back in
+      expect(icmp!.packets - afterPing.packets).toBe(4n);
+      expect(drop!.packets).toBe(9n);
+      // a drop ends the walk: the count rule after it saw only the 4 datagrams that went out
+      expect(any!.packets).toBe(4n);
+      expect(s.control.globals().filter_drops).toBe(9n);
+      // the same counters through Prometheus
+      const text = await tcRegistry(() => s.control).metrics();
+      expect(text).toMatch(/^tc_filter_rule_packets_total\{rule="drop-udp",action="drop"\} 9$/m);
+      expect(text).toMatch(/^tc_filter_rule_packets_total\{rule="icmp",action="count"\} 16$/m);
+      // replacing the rules is one switch to the other generation; counters start from zero
+      s.control.apply(validateConfig({ filters: [{ name: 'drop-7', dir: 'egress', proto: 'udp', port: 9997, action: 'drop' }] }));
+      expect(s.control.ruleStats()[0]!.packets).toBe(0n);
+      await udp(3, 9997);
+      await udp(2, 9996);
+      expect(s.control.ruleStats()[0]!.packets).toBe(3n);
+      expect(s.control.globals().filter_drops).toBe(12n);
+    } finally {
+      s.close();
+    }
+    expect(await tcQdisc()).not.toMatch(/clsact|fq /);
+  });
+
+  it('malformed configs are refused and a refused write rolls back: every map as before', async () => {
+    const s = start({ instance: 'tctest' });
+    try {
+      const good = { filters: [{ name: 'c', action: 'count' }], classes: fqReason ? [] : [{ name: 'bulk', rate: '50mbit', match: [{ dst: `${B}/32` }] }] };
+      s.control.apply(validateConfig(good));
+      const snap = dump(s.control);
+      const model = JSON.stringify(s.control.model, (_k, v) => (typeof v === 'bigint' ? String(v) : v));
+      for (const bad of [{ classes: [{ name: 'x', rate: 'fast' }] }, { filters: [{ action: 'count', cidr: '10.0.0.1/8' }] }, { classes: 'no' }]) {
+        expect(() => s.control.apply(validateConfig(bad))).toThrow(ConfigError);
+      }
+      // a valid change whose 3rd map write the kernel "refuses" (test hook): all-or-nothing
+      const next = { filters: [{ name: 'd', action: 'drop', proto: 'udp' }, { name: 'e', action: 'count' }], classes: fqReason ? [] : [{ name: 'other', rate: '5mbit', match: [{ dst: `${B}/32`, port: 80 }] }] };
+      expect(() => s.control.apply(validateConfig(next), { failAfter: 2 })).toThrow(/rolled back/);
+      expect(dump(s.control)).toBe(snap);
+      expect(JSON.stringify(s.control.model, (_k, v) => (typeof v === 'bigint' ? String(v) : v))).toBe(model);
+      // the pinned maps and the state file are there for the CLI while it runs
+      expect(fs.existsSync('/sys/fs/bpf/ebpf-lab/tc-tctest/classes')).toBe(true);
+      expect(fs.existsSync('/run/ebpf-lab/tc/tctest.json')).toBe(true);
+    } finally {
+      s.close();
+    }
+  });
+
+  it('closing after the namespace is gone detaches nowhere else and leaves nothing', async () => {
+    const u = createTopology('tcu');
+    try {
+      await u.addNs('x');
+      await u.veth({ ns: 'x', dev: 'ux' }, { ns: 'x', dev: 'uy' });
+      const s = TcShaper.start({ dev: 'ux', netns: u.ns('x'), filterOnly: true });
+      await execa('ip', ['netns', 'del', u.ns('x')]);
+      s.close();
+      expect(await listNamespaces('tcgone-')).toEqual([]);
+    } finally {
+      await u.dispose();
+    }
+  });
+
+  it('a device with a configured root qdisc is refused, untouched', async () => {
+    await t.exec('a', 'tc', ['qdisc', 'add', 'dev', 'va', 'root', 'handle', '1:', 'htb']);
+    try {
+      expect(() => start()).toThrow(/already has a configured root qdisc \(htb\)/);
+      expect(await tcQdisc()).toMatch(/htb 1:/);
+      expect(String((await t.exec('a', 'tc', ['filter', 'show', 'dev', 'va', 'egress'])).stdout)).toBe('');
+    } finally {
+      await t.exec('a', 'tc', ['qdisc', 'del', 'dev', 'va', 'root']);
+    }
+  });
+
+  it('packets beyond the horizon are dropped and counted per class', async (ctx) => {
+    if (fqReason) ctx.skip(`EDT classes need the fq qdisc: ${fqReason}`);
+    const s = start();
+    try {
+      // 8 kbit/s: a 1042-byte frame reserves ~1 s; with a 100 ms horizon only the first of a
+      // burst leaves, the rest would depart too late
+      s.control.apply(validateConfig({ classes: [{ name: 'slow', rate: '8kbit', horizon: '100ms', match: [{ dst: `${B}/32`, port: 7777 }] }, { name: 'rest', rate: '1gbit', match: [{ dst: `${B}/32` }] }] }));
+      await udp(20, 7777);
+      const slow = s.control.classStats().find((c) => c.name === 'slow')!;
+      expect(slow.packets).toBe(20n);
+      expect(slow.horizonDrops).toBe(19n);
+    } finally {
+      s.close();
+    }
+  });
+
+  it('classifies by the sending socket\'s cgroup', async (ctx) => {
+    if (fqReason) ctx.skip(`EDT classes need the fq qdisc: ${fqReason}`);
+    const root = cgroup2Root();
+    if (!root) ctx.skip('no cgroup2 hierarchy mounted');
+    const dir = `${root}/ebpf-lab-tc-test-${process.pid}`;
+    fs.mkdirSync(dir);
+    const s = start();
+    try {
+      s.control.apply(validateConfig({ classes: [{ name: 'cg', rate: '8kbit', horizon: '100ms', match: [{ cgroup: dir }] }] }));
+      // the sender joins the cgroup first, then enters namespace a and sends 10 datagrams
+      await execa('sh', ['-c', `echo $$ > ${dir}/cgroup.procs && exec nsenter --net=/run/netns/${t.ns('a')} python3 -c "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nfor i in range(10): s.sendto(b'x'*1000,('${B}',7000))"`]);
+      await udp(5, 7000); // not in the cgroup: unclassified
+      const cg = s.control.classStats()[0]!;
+      expect(cg.packets).toBe(10n);
+      expect(cg.horizonDrops).toBe(9n);
+    } finally {
+      s.close();
+      fs.rmdirSync(dir);
+    }
+  });
+
+  it('shapes a short TCP flow to its rate, and a live rate change takes effect without reload', async (ctx) => {
+    if (fqReason) ctx.skip(`EDT needs the fq qdisc: ${fqReason}`);
+    const srv = t.spawn('b', 'iperf3', ['-s', '-p', '5299']);
+    const s = start();
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      s.control.apply(validateConfig({ classes: [{ name: 'bulk', rate: '20mbit', match: [{ dst: `${B}/32` }] }] }));
+      const prog = (await bpfObjects()).progs.filter((p) => p.name === 'tc_shape_egress').map((p) => p.id);
+      const flow = async (secs: number) => {
+        const r = await t.exec('a', 'iperf3', ['-c', B, '-p', '5299', '-t', String(secs), '-O', '1', '-J']);
+        const j = JSON.parse(String(r.stdout));
+        const mss = j.start.tcp_mss_default ?? 1448;
+        return (j.end.sum_received.bits_per_second * (mss + 66)) / mss / 1e6; // wire rate
+      };
+      const r20 = await flow(3);
+      expect(Math.abs(r20 / 20 - 1)).toBeLessThan(0.05);
+      s.control.setRate('bulk', 5_000_000n);
+      const r5 = await flow(3);
+      expect(Math.abs(r5 / 5 - 1)).toBeLessThan(0.05);
+      // same program: the change was a map write
+      expect((await bpfObjects()).progs.filter((p) => p.name === 'tc_shape_egress').map((p) => p.id)).toEqual(prog);
+    } finally {
+      s.close();
+      await t.kill(srv);
+    }
+  }, 60_000);
+});
+
+it('pure: a shaper refuses a missing namespace before touching anything', () => {
+  expect(() => TcShaper.start({ dev: 'x0', netns: 'no-such-ns-tc' })).toThrow(/no network namespace/);
+});

@@ -1,0 +1,80 @@
+// Traffic for the shaping scenario: iperf3 TCP flows (JSON output) and a small-packet RTT probe
+// (ping every 10 ms) sharing the shaped link, both started from the sending namespace.
+import type { Topology } from '../../lab/netns.ts';
+import { scaledTimeout } from '../../lab/timeouts.ts';
+
+export interface FlowResult {
+  port: number;
+  /** receiver's goodput over the measured part (the first second omitted: slow start) */
+  mbit: number;
+  retransmits: number;
+  /** iperf3's process CPU (sender + receiver, % of one core; softirq charged to them included) */
+  cpuPct: number;
+  /** TCP MSS iperf3 used: payload → frame factor (MSS + 66) / MSS (TCP+timestamps, IPv4, Ethernet) */
+  mss: number;
+  /** per-interval receiver-side rates (Mbit/s), for mid-flow views */
+  intervals: { end: number; mbit: number }[];
+}
+
+interface IperfJson {
+  start?: { tcp_mss_default?: number; tcp_mss?: number };
+  intervals?: { sum: { end: number; bits_per_second: number; omitted?: boolean } }[];
+  end?: {
+    sum_received?: { bits_per_second: number };
+    sum_sent?: { retransmits?: number };
+    cpu_utilization_percent?: { host_total: number; remote_total: number };
+  };
+  error?: string;
+}
+
+export async function iperf(t: Topology, from: string, to: string, port: number, seconds: number, intervalS = 1): Promise<FlowResult> {
+  const r = await t.exec(from, 'iperf3', ['-c', to, '-p', String(port), '-t', String(seconds), '-O', '1', '-i', String(intervalS), '-J'], {
+    reject: false,
+    timeout: scaledTimeout((seconds + 20) * 1000),
+  });
+  let j: IperfJson;
+  try {
+    j = JSON.parse(String(r.stdout)) as IperfJson;
+  } catch {
+    throw new Error(`iperf3 to ${to}:${port} printed no JSON (exit ${r.exitCode}): ${String(r.stderr).trim().slice(-300)}`);
+  }
+  if (j.error || !j.end?.sum_received) throw new Error(`iperf3 to ${to}:${port}: ${j.error ?? 'no result'}`);
+  const cpu = j.end.cpu_utilization_percent;
+  return {
+    port,
+    mbit: j.end.sum_received.bits_per_second / 1e6,
+    retransmits: j.end.sum_sent?.retransmits ?? 0,
+    cpuPct: cpu ? cpu.host_total + cpu.remote_total : NaN,
+    mss: j.start?.tcp_mss_default ?? j.start?.tcp_mss ?? 1448,
+    intervals: (j.intervals ?? []).filter((i) => !i.sum.omitted).map((i) => ({ end: i.sum.end, mbit: i.sum.bits_per_second / 1e6 })),
+  };
+}
+
+/** ping every 10 ms for `seconds`, after `skipS` (let the bulk flow fill its queue first); RTTs in ms */
+export async function pingRtts(t: Topology, from: string, to: string, seconds: number, skipS = 1): Promise<number[]> {
+  await new Promise((r) => setTimeout(r, skipS * 1000));
+  const r = await t.exec(from, 'ping', ['-n', '-i', '0.01', '-s', '56', '-w', String(Math.max(1, Math.round(seconds - skipS))), to], { reject: false, timeout: scaledTimeout((seconds + 10) * 1000) });
+  return [...String(r.stdout).matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
+}
+
+export function percentile(xs: number[], q: number): number {
+  if (!xs.length) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))]!;
+}
+
+/** Jain's fairness index of the classes' shares of their targets (1 = each got the same fraction) */
+export function jain(xs: number[]): number {
+  const s = xs.reduce((a, b) => a + b, 0);
+  const q = xs.reduce((a, b) => a + b * b, 0);
+  return q === 0 ? NaN : (s * s) / (xs.length * q);
+}
+
+/** the rate on the wire (L2, as qdiscs and the shaper count it) for a goodput */
+export const wireMbit = (f: FlowResult) => (f.mbit * (f.mss + 66)) / f.mss;
+
+/** the device's transmitted bytes (L2) and when they were read */
+export async function txBytes(t: Topology, role: string, dev: string): Promise<{ b: number; t: number }> {
+  const r = await t.exec(role, 'ip', ['-j', '-s', 'link', 'show', 'dev', dev]);
+  return { b: (JSON.parse(String(r.stdout)) as { stats64: { tx: { bytes: number } } }[])[0]!.stats64.tx.bytes, t: performance.now() };
+}
