@@ -14,7 +14,7 @@ import { REPO_ROOT } from './dist.ts';
 import { LabError } from './errors.ts';
 
 export const DIST_DIR = path.join(REPO_ROOT, 'lab', '.dist');
-const SOURCE_DIRS = ['lab', 'controller', 'scenarios', 'bpf', 'vm-images'];
+const SOURCE_DIRS = ['lab', 'controller', 'scenarios', 'bpf'];
 /** native addons stay in node_modules: a .node file cannot be bundled */
 const EXTERNAL = ['koffi', '@napi-rs/canvas'];
 

@@ -16,9 +16,9 @@ const commands: Record<string, Command> = {
   run: { summary: 'run a scenario: run <scenario> [--kernel host|5.10|6.1|6.12|7.x|<version>|<bzImage>]', load: async () => (await import('./run.ts')).runCommand },
   bench: { summary: 'run a scenario in benchmark mode: bench <scenario> [--kernel …]', load: async () => (await import('./run.ts')).benchCommand },
   list: { summary: 'list scenarios', load: async () => (await import('./run.ts')).listCommand },
-  matrix: { summary: 'run scenarios × kernels and write the matrix report', load: async () => (await import('./vm/matrix.ts')).matrixCommand },
+  matrix: { summary: 'run scenarios × kernels and write the matrix report', load: async () => (await import('./vm/index.ts')).matrixCommand },
   report: { summary: 're-render reports/<run-id>/report.html from its results.json', load: async () => (await import('./report/cli.ts')).reportCommand },
-  vm: { summary: 'kernels and VMs: vm kernels | vm fetch <k> | vm exec <k> -- <cmd…>', load: async () => (await import('./vm/cli.ts')).vmCommand },
+  vm: { summary: 'kernels and VMs: vm kernels | vm fetch <k> | vm exec <k> -- <cmd…>', load: async () => (await import('./vm/index.ts')).vmCommand },
   lb: { summary: 'XDP load balancer control plane: lb backend add|remove|drain|list …', load: async () => (await import('../controller/lb/cli.ts')).lbCommand },
   policy: { summary: 'runtime security policies: policy apply|list|delete|events …', load: async () => (await import('../controller/security/cli.ts')).policyCommand },
 };

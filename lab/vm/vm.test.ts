@@ -6,10 +6,10 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createProgress } from '../progress.ts';
-import { REPO_ROOT } from '../../vm-images/paths.ts';
-import { resolveKernel } from '../../vm-images/kernels.ts';
-import { vmExec } from './cli.ts';
-import { runInVm } from './index.ts';
+import { REPO_ROOT } from './paths.ts';
+import { resolveKernel } from './kernels.ts';
+import { vmExec, vmKernelArg } from './cli.ts';
+import { runInVm } from './guest.ts';
 import { ensureBundle } from '../bundle.ts';
 import { bootedTempDirs } from './qemu.ts';
 
@@ -45,7 +45,7 @@ function collect() {
 describe.skipIf(!!skipReason)(`VM on ${KERNEL} ${skipReason ? `(skipped: ${skipReason})` : ''}`, () => {
   let release = '';
   beforeAll(async () => {
-    release = (await resolveKernel(KERNEL, createProgress(process.stderr, true))).release;
+    release = (await resolveKernel(vmKernelArg(KERNEL), createProgress(process.stderr, true))).release;
   }, 300_000);
 
   it('boots, runs a command, and brings back stdout, stderr, exit code and files written to the out dir', async () => {
@@ -53,7 +53,7 @@ describe.skipIf(!!skipReason)(`VM on ${KERNEL} ${skipReason ? `(skipped: ${skipR
     const outDir = mkdtempSync(join(REPO_ROOT, 'reports', 'vmtest-'));
     try {
       const c = collect();
-      const r = await vmExec(KERNEL, `uname -r; echo to-stdout; echo to-stderr >&2; echo written-in-guest > ${outDir}/from-guest.txt; ip link add lab-va type veth peer name lab-vb && echo veth-autoloaded; grep -c bpf /proc/mounts; exit 0`, { quiet: true, outDir, stdout: c.stdout, stderr: c.stderr, timeoutMs: 120_000 });
+      const r = await vmExec(vmKernelArg(KERNEL), `uname -r; echo to-stdout; echo to-stderr >&2; echo written-in-guest > ${outDir}/from-guest.txt; ip link add lab-va type veth peer name lab-vb && echo veth-autoloaded; grep -c bpf /proc/mounts; exit 0`, { quiet: true, outDir, stdout: c.stdout, stderr: c.stderr, timeoutMs: 120_000 });
       const t = c.text();
       expect(r.exitCode).toBe(0);
       expect(t.out).toContain(release);
@@ -71,7 +71,7 @@ describe.skipIf(!!skipReason)(`VM on ${KERNEL} ${skipReason ? `(skipped: ${skipR
   }, 180_000);
 
   it('returns a failing guest command\'s exit code', async () => {
-    const r = await vmExec(KERNEL, 'echo about to fail; exit 7', { quiet: true, stdout: () => {}, stderr: () => {}, timeoutMs: 120_000 });
+    const r = await vmExec(vmKernelArg(KERNEL), 'echo about to fail; exit 7', { quiet: true, stdout: () => {}, stderr: () => {}, timeoutMs: 120_000 });
     expect(r.exitCode).toBe(7);
   }, 180_000);
 
@@ -81,7 +81,7 @@ describe.skipIf(!!skipReason)(`VM on ${KERNEL} ${skipReason ? `(skipped: ${skipR
     process.env.EBPF_LAB_VM_FS = 'virtiofs';
     try {
       const t0 = Date.now();
-      const err = await vmExec(KERNEL, 'echo hanging; sleep 100000', { quiet: true, stdout: () => {}, stderr: () => {}, timeoutMs: 15_000 }).catch((e) => e);
+      const err = await vmExec(vmKernelArg(KERNEL), 'echo hanging; sleep 100000', { quiet: true, stdout: () => {}, stderr: () => {}, timeoutMs: 15_000 }).catch((e) => e);
       expect(err).toBeInstanceOf(Error);
       expect(err.message).toMatch(/timed out/);
       expect(Date.now() - t0).toBeLessThan(30_000);
@@ -97,7 +97,7 @@ describe.skipIf(!!skipReason)(`VM on ${KERNEL} ${skipReason ? `(skipped: ${skipR
     const booted = bootedTempDirs.length;
     const ac = new AbortController();
     const c = collect();
-    const p = vmExec(KERNEL, 'echo started; sleep 100000', { quiet: true, stdout: (b) => { c.stdout(b); if (c.text().out.includes('started')) ac.abort(); }, stderr: () => {}, signal: ac.signal, timeoutMs: 120_000 });
+    const p = vmExec(vmKernelArg(KERNEL), 'echo started; sleep 100000', { quiet: true, stdout: (b) => { c.stdout(b); if (c.text().out.includes('started')) ac.abort(); }, stderr: () => {}, signal: ac.signal, timeoutMs: 120_000 });
     const err = await p.catch((e) => e);
     expect(ac.signal.aborted).toBe(true);
     expect(err.message).toMatch(/interrupted/);
@@ -109,7 +109,8 @@ describe.skipIf(!!skipReason)(`VM on ${KERNEL} ${skipReason ? `(skipped: ${skipR
     const outDir = mkdtempSync(join(REPO_ROOT, 'reports', 'vmtest-'));
     try {
       const cli = await ensureBundle();
-      const r = await runInVm({ kernel: KERNEL, cli, argv: ['--help'], outDir, progress: createProgress(process.stderr, true), timeoutMs: 150_000 });
+      const kernel = await resolveKernel(vmKernelArg(KERNEL), createProgress(process.stderr, true));
+      const r = await runInVm({ kernel, cli, argv: ['--help'], outDir, progress: createProgress(process.stderr, true), timeoutMs: 150_000 });
       expect(r.exitCode).toBe(0);
       // the prebuilt bundle starts without transpiling (tsx took 30-77 s under TCG); generous bound for a loaded machine
       expect(r.vm.runMs as number).toBeLessThan(15_000);

@@ -5,8 +5,8 @@ import { createHash } from 'node:crypto';
 import { createWriteStream, existsSync, readFileSync, readdirSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { LabError } from '../lab/errors.ts';
-import type { Progress } from '../lab/progress.ts';
+import { LabError } from '../errors.ts';
+import type { Progress } from '../progress.ts';
 import { cacheDir } from './paths.ts';
 import { run } from './exec.ts';
 
