@@ -160,6 +160,9 @@ export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHook
   }
 }
 
+let hostToolsOnce: ReturnType<typeof collectEnvironment> | undefined;
+const hostTools = () => (hostToolsOnce ??= collectEnvironment('host'));
+
 function describe(e: unknown, interrupted: string | undefined): string {
   if (interrupted) return `interrupted by ${interrupted}`;
   return e instanceof LabError ? e.message : e instanceof Error ? (e.stack ?? e.message) : String(e);
@@ -193,6 +196,11 @@ async function finishCell(o: {
   results.durationMs = Date.now() - o.cellStart;
   results.environment.target = 'vm';
   results.environment.git = await gitState();
+  // the tool versions the guest skipped (lab/env.ts): the same files, read on the host
+  const host = await hostTools();
+  results.environment.clang ??= host.clang;
+  results.environment.bpftool ??= host.bpftool;
+  if (!results.environment.libbpf.includes('(')) results.environment.libbpf = host.libbpf;
   results.environment.kernel.spec = args.kernel.text;
   if (kernel.version) results.environment.kernel.version = kernel.version;
   if (o.b) {
