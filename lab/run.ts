@@ -44,6 +44,8 @@ export interface RunArgs {
   scenario: string;
   /** --kernel, parsed at the edge */
   kernel: KernelSpec;
+  /** --vm-backend: who boots a VM kernel */
+  backend?: 'lab' | 'vng';
   mode: 'run' | 'bench';
   outDir?: string;
   /** the user's --kernel when this process is the guest side of a VM run */
@@ -57,6 +59,7 @@ export interface RunArgs {
 const RUNNER_OPTIONS = {
   kernel: { type: 'string', valueName: 'K', default: 'host', description: 'host | 5.10 | 6.1 | 6.12 | 7.x | a Debian kernel version | path to a bzImage[:modules dir]' },
   out: { type: 'string', valueName: 'DIR', description: 'write results.json and report.html here instead of reports/<run-id>/' },
+  'vm-backend': { type: 'string', choices: ['lab', 'vng'], default: 'lab', description: "VM kernels only: the lab's own QEMU runner, or virtme-ng (pnpm lab setup vng)" },
   spec: { type: 'string', hidden: true, description: "the user's --kernel (set by the VM target for the runner in the guest)" },
 } satisfies Opts;
 
@@ -86,8 +89,10 @@ export async function parseRunArgs(argv: string[], mode: 'run' | 'bench'): Promi
     positionals: { max: 0 },
   });
   if (!p) return null;
-  const { kernel, out, spec, ...options } = p.values as OptionValues & { kernel: string; out?: string; spec?: string };
-  return { scenario: name, kernel: parseKernelSpec(kernel), mode, outDir: out, spec, options, rest: toArgv(p.given, Object.keys(RUNNER_OPTIONS)) };
+  const { kernel, out, spec, 'vm-backend': backend, ...options } = p.values as OptionValues & { kernel: string; out?: string; spec?: string; 'vm-backend'?: 'lab' | 'vng' };
+  const k = parseKernelSpec(kernel);
+  if (backend === 'vng' && k.kind === 'host') throw new UsageError('--vm-backend vng boots a VM kernel', 'e.g. --kernel 6.1 --vm-backend vng');
+  return { scenario: name, kernel: k, backend: backend ?? 'lab', mode, outDir: out, spec, options, rest: toArgv(p.given, Object.keys(RUNNER_OPTIONS)) };
 }
 
 export function newRunId(scenario: string, kernel: string): string {
@@ -268,7 +273,7 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
 /** Run on a VM kernel: a row of one (lab/vm/row.ts) — the guest runs runOnHost, we add the VM facts and re-render. */
 async function runOnVm(args: RunArgs & { kernel: VmKernelSpec }, progress: Progress): Promise<{ results: Results; outDir: string; html: string }> {
   const { runVmRow } = await import('./vm/index.ts');
-  const [r] = await runVmRow({ mode: args.mode, kernel: args.kernel, cells: [{ scenario: args.scenario, outDir: args.outDir, options: args.options, rest: args.rest }] }, progress, rowHooks);
+  const [r] = await runVmRow({ mode: args.mode, kernel: args.kernel, backend: args.backend, cells: [{ scenario: args.scenario, outDir: args.outDir, options: args.options, rest: args.rest }] }, progress, rowHooks);
   return r!;
 }
 

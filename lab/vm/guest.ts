@@ -129,19 +129,22 @@ export async function bootGuest(g: GuestSpec): Promise<BootedGuest> {
   return { vm, kernel, accel, accelNote: note, fs, net, initramfsModules: ir.modules, bootRetries, accelFallback, phases: bootPhases(vm.bootMs, vm.readyMarks) };
 }
 
-/** The guest-side prelude: environment, modules for modprobe, the shared out dir. */
-export function guestScript(b: BootedGuest, body: string, opts: { outDir?: string; cwd?: string } = {}): string {
+/** The environment every guest command gets (either backend): the lab's variables, a scaled clock. */
+export function guestEnv(accel: 'kvm' | 'tcg'): string[] {
   const pass = Object.entries(process.env).filter(([k]) => /^(CI|NO_COLOR|FORCE_COLOR|DEBUG|EBPF_LAB_.*|GITHUB_.*)$/.test(k) && !/^EBPF_LAB_VM_/.test(k));
   const env = [
     ['PATH', '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], ['HOME', '/root'], ['LANG', 'C.UTF-8'], ['TERM', 'dumb'],
     ['EBPF_LAB_IN_VM', '1'],
     // waits inside the guest scale with the emulation (lab/timeouts.ts); a user's own value wins
-    ['EBPF_LAB_TIME_SCALE', process.env.EBPF_LAB_TIME_SCALE ?? (b.accel === 'tcg' ? '10' : '2')],
+    ['EBPF_LAB_TIME_SCALE', process.env.EBPF_LAB_TIME_SCALE ?? (accel === 'tcg' ? '10' : '2')],
     ...pass.filter(([k]) => k !== 'EBPF_LAB_TIME_SCALE'),
   ] as [string, string][];
-  const lines = [
-    ...env.map(([k, v]) => `export ${k}=${shq(v!)}`),
-  ];
+  return env.map(([k, v]) => `export ${k}=${shq(v!)}`);
+}
+
+/** The guest-side prelude: environment, modules for modprobe, the shared out dir. */
+export function guestScript(b: BootedGuest, body: string, opts: { outDir?: string; cwd?: string } = {}): string {
+  const lines = guestEnv(b.accel);
   const k = b.kernel;
   if (k.modulesDir) {
     // the host's modprobe finds the guest kernel's modules (depmod ran at fetch) for on-demand loads (veth, sch_*, cls_bpf …)

@@ -5,11 +5,13 @@
 //   initramfs.ts busybox + boot modules + init.sh, per kernel
 //   qemu.ts      one QEMU guest and its control channel; guest.ts picks accel/fs/net and boots
 //   row.ts       scenarios on one VM kernel, one guest for all of them (run, matrix rows)
-//   kvm.ts       does KVM really run a kernel here?   matrix.ts, cli.ts: the commands
+//   kvm.ts       does KVM really run a kernel here?   vng.ts: virtme-ng as a second backend
+//   matrix.ts, cli.ts: the commands
 export { HOST, parseKernelSpec, parseKernelSpecs, type KernelSpec, type VmKernelSpec } from './spec.ts';
 export { resolveKernel, cachedKernels, configFacts, type KernelImage } from './kernels.ts';
 export { bootGuest, guestScript, runInVm, vmFacts, BOOT_LOG, type BootedGuest, type BootPhases } from './guest.ts';
 export { runVmRow, type RowArgs, type RowCell, type RowRun } from './row.ts';
+export { installVng, vngStatus } from './vng.ts';
 export { chooseAccel, probeKvm, cachedProbe, type KvmProbe } from './kvm.ts';
 export { vmCommand } from './cli.ts';
 export { matrixCommand } from './matrix.ts';

@@ -17,8 +17,9 @@ import { LabError } from '../errors.ts';
 import type { Progress } from '../progress.ts';
 import type { Results } from '../results.ts';
 import { ensureTools } from '../setup.ts';
-import { bootGuest, BOOT_LOG, guestScript, onAbortKill, vmFacts, type BootedGuest } from './guest.ts';
-import { resolveKernel } from './kernels.ts';
+import { bootGuest, BOOT_LOG, guestEnv, guestScript, onAbortKill, vmFacts, type BootedGuest } from './guest.ts';
+import { configFacts, resolveKernel } from './kernels.ts';
+import { chooseAccel } from './kvm.ts';
 import { shq } from './qemu.ts';
 import type { VmKernelSpec } from './spec.ts';
 
@@ -34,6 +35,8 @@ export interface RowCell {
 
 export interface RowArgs {
   mode: 'run' | 'bench';
+  /** lab: the lab's own QEMU runner (one guest per row); vng: virtme-ng, one guest per scenario */
+  backend?: 'lab' | 'vng';
   kernel: VmKernelSpec;
   cells: RowCell[];
   /** per scenario, in the guest (default 30 min) */
@@ -98,6 +101,19 @@ export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHook
     }
     const timeoutMs = args.timeoutMs ?? 30 * 60_000;
     let boots = 0;
+    // under vng: the lab's own boot of the same kernel, once, so both boot-to-ready figures come from one run
+    let labBootOnce: Promise<Record<string, unknown> | undefined> | undefined;
+    const labBoot = () => (labBootOnce ??= (async () => {
+      progress.step('booting the lab\'s own guest once, for its boot-to-ready beside vng\'s');
+      try {
+        const g = await bootGuest({ kernel, progress, consoleLog: path.join(dirs[0]!.outDir, 'vm-console-lab.log'), signal: abort.signal, bootTimeoutMs: 90_000 });
+        await g.vm.close();
+        return { bootMs: g.vm.bootMs, boot: g.phases, accel: g.accel };
+      } catch (e) {
+        progress.warn(`the lab's own boot failed: ${(e as Error).message.split('\n')[0]}`);
+        return undefined;
+      }
+    })());
     let cellStart = t0;
     for (const [i, cell] of args.cells.entries()) {
       const { runId, outDir } = dirs[i]!;
@@ -107,7 +123,20 @@ export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHook
       let runMs: number | undefined;
       let bootedHere = false;
       const consoleLog = path.join(dirs[0]!.outDir, BOOT_LOG);
-      if (!failure) {
+      let vngFacts: Record<string, unknown> | undefined;
+      if (!failure && args.backend === 'vng') {
+        try {
+          const v = await runVngCell({ args, cell, kernel, outDir, share, cli: cli!, timeoutMs, progress, out, signal: abort.signal, spec, labBoot: await labBoot() });
+          exitCode = v.exitCode;
+          runMs = v.runMs;
+          vngFacts = v.facts;
+          bootedHere = true;
+          if (exitCode === 124 || exitCode === 137) failure = `scenario timed out after ${Math.round(timeoutMs / 1000)} s in the guest`;
+        } catch (e) {
+          failure = describe(e, interrupted);
+          progress.warn(`vng run failed: ${failure.split('\n')[0]}`);
+        }
+      } else if (!failure) {
         try {
           if (!b || !b.vm.alive) {
             // a fresh guest: the first cell's, or after the previous one had to be killed
@@ -144,7 +173,9 @@ export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHook
           if (b) await b.vm.close({ force: true });
         }
       }
-      runs.push(await finishCell({ args, cell, i, runId, outDir, startedAt, cellStart, failure, exitCode, runMs, b, bootedHere, boots, kernel, progress, hooks }));
+      // bootRetries counts crashed boots inside bootGuest; reboots after a stuck scenario count here
+      const facts = vngFacts ?? (b ? { ...vmFacts(b), backend: 'lab', ...(boots > 1 ? { bootsInRow: boots } : {}) } : undefined);
+      runs.push(await finishCell({ args, cell, i, runId, outDir, startedAt, cellStart, failure, exitCode, runMs, facts, bootedHere, kernel, progress, hooks }));
       // the console so far, so every cell's report links a boot log of its own
       const own = path.join(outDir, BOOT_LOG);
       if (fs.existsSync(consoleLog) && own !== consoleLog && !fs.existsSync(own)) fs.copyFileSync(consoleLog, own);
@@ -160,6 +191,38 @@ export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHook
   }
 }
 
+/** One scenario through virtme-ng: same runner command, same env, the out dir given read-write. */
+async function runVngCell(o: {
+  args: RowArgs; cell: RowCell; kernel: Awaited<ReturnType<typeof resolveKernel>>; outDir: string; share: string; cli: string; timeoutMs: number;
+  progress: Progress; out: (b: Buffer) => void; signal: AbortSignal; spec: string; labBoot?: Record<string, unknown>;
+}): Promise<{ exitCode: number; runMs: number; facts: Record<string, unknown> }> {
+  const { runInVng, vngStatus } = await import('./vng.ts');
+  const st = await vngStatus();
+  if (!st.ok) throw new LabError(`--vm-backend vng cannot run here: ${st.why}`, 'pnpm lab setup vng; pnpm lab doctor says what is missing');
+  const { accel, note } = await chooseAccel();
+  const argv = [o.args.mode, o.cell.scenario, '--kernel', 'host', '--out', o.outDir, '--spec', o.spec, ...o.cell.rest];
+  const secs = Math.max(1, Math.round(o.timeoutMs / 1000));
+  const body = [...guestEnv(accel), `cd ${shq(REPO_ROOT)} || exit 125`, `exec ${['timeout', '-k', '20', String(secs), process.execPath, o.cli, ...argv].map(shq).join(' ')}`].join('\n');
+  o.progress.step(`booting ${o.kernel.release} with virtme-ng (${accel}) and running: lab ${argv.join(' ')}`);
+  const cpus = Number(process.env.EBPF_LAB_VM_CPUS) || 2;
+  const memMB = Number(process.env.EBPF_LAB_VM_MEM_MB) || 1024;
+  const r = await runInVng({ kernel: o.kernel, script: body, rwdir: o.share, accel, cpus, memMB, timeoutMs: o.timeoutMs + 120_000, signal: o.signal, out: o.out });
+  o.progress.info(`vng guest ready after ${(r.bootMs / 1000).toFixed(1)} s${o.labBoot ? ` (the lab's own: ${((o.labBoot.bootMs as number) / 1000).toFixed(1)} s)` : ''}`);
+  const k = o.kernel;
+  return {
+    exitCode: r.exitCode, runMs: r.runMs,
+    facts: {
+      backend: 'vng', vng: st.version, vngCommand: r.argv.join(' '),
+      kernelSpec: k.spec, kernelVersion: k.version, kernelRelease: k.release,
+      kernelSource: k.source === 'debian' ? `Debian ${k.suite} ${k.packages?.map((p) => p.name).join(' + ')}` : k.bzImage,
+      accel, accelNote: note, bootMs: r.bootMs, guestBootMs: r.guestReadyMs,
+      boot: { qemuMs: Math.max(0, r.bootMs - r.guestReadyMs), kernelMs: r.guestReadyMs, readyMs: r.bootMs },
+      ...(o.labBoot ? { labBackendBoot: o.labBoot } : {}),
+      rootfs: '9p (vng --force-9p)', cpus, memMB, config: configFacts(k),
+    },
+  };
+}
+
 let hostToolsOnce: ReturnType<typeof collectEnvironment> | undefined;
 const hostTools = () => (hostToolsOnce ??= collectEnvironment('host'));
 
@@ -170,7 +233,7 @@ function describe(e: unknown, interrupted: string | undefined): string {
 
 async function finishCell(o: {
   args: RowArgs; cell: RowCell; i: number; runId: string; outDir: string; startedAt: string; cellStart: number;
-  failure?: string; exitCode?: number; runMs?: number; b?: BootedGuest; bootedHere: boolean; boots: number;
+  failure?: string; exitCode?: number; runMs?: number; facts?: Record<string, unknown>; bootedHere: boolean;
   kernel: Awaited<ReturnType<typeof resolveKernel>>; progress: Progress; hooks: RowHooks;
 }): Promise<RowRun> {
   const { args, cell, outDir, kernel } = o;
@@ -203,11 +266,9 @@ async function finishCell(o: {
   if (!results.environment.libbpf.includes('(')) results.environment.libbpf = host.libbpf;
   results.environment.kernel.spec = args.kernel.text;
   if (kernel.version) results.environment.kernel.version = kernel.version;
-  if (o.b) {
+  if (o.facts) {
     results.environment.vm = {
-      ...vmFacts(o.b), ...guest, inGuestMs, runMs: o.runMs,
-      // bootRetries counts crashed boots inside bootGuest; reboots after a stuck scenario count here
-      ...(o.boots > 1 ? { bootsInRow: o.boots } : {}),
+      ...o.facts, ...guest, inGuestMs, runMs: o.runMs,
       row: { index: o.i, of: args.cells.length, scenarios: args.cells.map((c) => c.scenario), sharedBoot: !o.bootedHere },
     };
   }
