@@ -6,8 +6,8 @@
 // KVMOK, under a short deadline, and reads what QEMU said. There is no boot-sector fallback.
 import { spawn } from 'node:child_process';
 import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { release, tmpdir } from 'node:os';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { release } from 'node:os';
 import { join } from 'node:path';
 import { cacheDir } from './paths.ts';
 import { buildProbeInitramfs } from './initramfs.ts';
@@ -29,8 +29,7 @@ export interface KvmProbe {
 /** Boot a kernel to a KVMOK-printing init under an accelerator; exported so tests can check the probe itself under TCG. */
 export async function probeAccel(accel: 'kvm' | 'tcg', deadlineMs: number, kernel: string): Promise<{ ok: boolean; note: string; ms: number }> {
   const t0 = Date.now();
-  const dir = await mkdtemp(join(tmpdir(), 'ebpf-lab-vm-kvmprobe-'));
-  try {
+  {
     const args = ['-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot', '-accel', accel, '-serial', 'stdio'];
     const what = 'a Linux kernel';
     args.push('-cpu', accel === 'kvm' ? 'host' : 'max', '-m', '256M', '-kernel', kernel, '-initrd', await buildProbeInitramfs(),
@@ -54,8 +53,6 @@ export async function probeAccel(accel: 'kvm' | 'tcg', deadlineMs: number, kerne
     const why = err.split('\n').find((l) => /error|fail|emulation/i.test(l))?.trim();
     if (!finished) return { ok: false, note: `${accel} guest running ${what} printed nothing within ${deadlineMs} ms${why ? ` (${why})` : ' (it hangs)'}`, ms };
     return { ok: false, note: `${accel} guest failed: ${why ?? (err.trim().slice(0, 300) || 'no output')}`, ms };
-  } finally {
-    await rm(dir, { recursive: true, force: true });
   }
 }
 

@@ -12,6 +12,7 @@ import { vmExec, vmKernelArg } from './cli.ts';
 import { runInVm } from './guest.ts';
 import { ensureBundle } from '../bundle.ts';
 import { bootedTempDirs } from './qemu.ts';
+import { probeAccel } from './kvm.ts';
 
 function hasQemu(): boolean {
   try {
@@ -124,5 +125,39 @@ describe.skipIf(!!skipReason)(`VM on ${KERNEL} ${skipReason ? `(skipped: ${skipR
     } finally {
       rmSync(outDir, { recursive: true, force: true });
     }
+  }, 240_000);
+
+  it('the KVM probe\'s guest is a real kernel: under TCG it boots to the probe init and says so', async () => {
+    const k = await resolveKernel(vmKernelArg(KERNEL), createProgress(process.stderr, true));
+    const r = await probeAccel('tcg', 120_000, k.vmlinux ?? k.bzImage);
+    expect(r.note).toMatch(/a Linux kernel/);
+    expect(r.ok).toBe(true);
+  }, 180_000);
+
+  it('one guest runs several commands in turn and keeps the shared dir mounted once (a matrix row)', async () => {
+    const outDir = mkdtempSync(join(REPO_ROOT, 'reports', 'vmtest-'));
+    const { bootGuest, guestScript } = await import('./guest.ts');
+    const progress = createProgress(process.stderr, true);
+    const kernel = await resolveKernel(vmKernelArg(KERNEL), progress);
+    const b = await bootGuest({ kernel, progress, outDir, consoleLog: join(outDir, 'console.log') });
+    try {
+      // the boot phases add up to boot-to-ready and every one was measured
+      expect(b.phases.qemuMs + b.phases.kernelMs + b.phases.initMs + b.phases.mountMs).toBeGreaterThan(b.phases.readyMs - 50);
+      expect(b.phases.kernelMs).toBeGreaterThan(0);
+      expect(b.phases.initMs).toBeGreaterThan(0);
+      const outs: string[] = [];
+      for (const n of [1, 2]) {
+        let o = '';
+        const code = await b.vm.exec(guestScript(b, `echo run${n} > ${outDir}/run${n}.txt; grep -c " ${outDir} " /proc/mounts; exit ${n}`, { outDir }), { onStdout: (d) => (o += d), onStderr: () => {}, timeoutMs: 60_000 });
+        expect(code).toBe(n);
+        outs.push(o.trim());
+      }
+      expect(outs).toEqual(['1', '1']);
+      expect(readFileSync(join(outDir, 'run2.txt'), 'utf8')).toBe('run2\n');
+    } finally {
+      await b.vm.close({ force: true });
+      rmSync(outDir, { recursive: true, force: true });
+    }
+    expect(leftovers()).toEqual({ procs: [], dirs: [] });
   }, 240_000);
 });
