@@ -10,7 +10,7 @@ import type { Progress } from '../progress.ts';
 import { configFacts, type KernelImage } from './kernels.ts';
 import { buildInitramfs } from './initramfs.ts';
 import { REPO_ROOT } from './paths.ts';
-import { chooseAccel } from './kvm.ts';
+import { chooseAccel, recordKvmBootFailure } from './kvm.ts';
 import { Vm, shq, type BootOptions } from './qemu.ts';
 
 export const BOOT_LOG = 'vm-console.log';
@@ -104,6 +104,7 @@ export async function bootGuest(g: GuestSpec): Promise<BootedGuest> {
       if (accel === 'kvm' && !g.signal?.aborted && /timed out after \d+ s waiting for the guest to boot|QEMU exited while waiting for the guest to boot/.test(msg)) {
         accelFallback = `KVM boot failed (${msg.split('\n')[0]!.slice(0, 200)}); booted again under TCG`;
         g.progress.warn(accelFallback);
+        await recordKvmBootFailure(msg.split('\n')[0]!.slice(0, 200));
         accel = 'tcg';
         note = accelFallback;
         base.bootTimeoutMs = Math.max(base.bootTimeoutMs, 90_000);

@@ -7,10 +7,9 @@
 # is in the host's script, so this file stays generic.
 # Boot phases are stamped with the guest clock (/proc/uptime) and sent with READY, so the host
 # can split boot-to-ready into QEMU start, kernel, /init and the root mount (no fork per stamp).
-/bin/busybox mount -t proc proc /proc
-read -r T_INIT _ </proc/uptime
-/bin/busybox --install -s /bin
 export PATH=/bin
+mount -t proc proc /proc
+read -r T_INIT _ </proc/uptime
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 

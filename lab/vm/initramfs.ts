@@ -160,7 +160,9 @@ export async function buildInitramfs(k: KernelImage): Promise<Initramfs> {
   for (const d of ['bin', 'dev', 'proc', 'sys', 'tmp', 'lower', 'rw', 'newroot', 'lib', 'lib/modules']) c.dir(d);
   c.chardev('dev/console', 5, 1);
   c.file('bin/busybox', await readFile(busybox), 0o755);
-  c.symlink('bin/sh', 'busybox');
+  // every applet as a link in the archive: `busybox --install` at boot made ~400 symlinks under TCG
+  const applets = (await run(busybox, ['--list'])).stdout.toString().split('\n').filter((a) => /^[\w.[-]+$/.test(a) && a !== 'busybox');
+  for (const a of new Set(['sh', ...applets])) c.symlink(`bin/${a}`, 'busybox');
   c.file('init', init, 0o755);
   for (const m of plan.modules) c.file(`lib/modules/${m.name}.ko`, m.data);
   // "<name> <group>" per line, in load order (init.sh picks the groups it needs)

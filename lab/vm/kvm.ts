@@ -97,6 +97,18 @@ export async function probeKvm(opts: { force?: boolean; deadlineMs?: number; pro
   return probe;
 }
 
+/**
+ * A real boot under KVM failed after the probe passed: remember that for the day, so the next
+ * runs start under TCG instead of paying the KVM boot timeout again.
+ */
+export async function recordKvmBootFailure(note: string): Promise<void> {
+  const probe: KvmProbe = { ok: false, note: `a KVM boot failed after the probe passed: ${note}`, ms: 0, hostKernel: release(), at: new Date().toISOString() };
+  try {
+    await mkdir(cacheDir(), { recursive: true });
+    await writeFile(PROBE_FILE(), JSON.stringify(probe, null, 2));
+  } catch { /* best effort */ }
+}
+
 /** A real kernel for the probe: a cached Debian one, else the default series fetched now. */
 async function probeKernel(progress?: Progress): Promise<{ path?: string; release?: string; why?: string }> {
   const k = cachedKernels().find((x) => x.source === 'debian' && x.vmlinux);
