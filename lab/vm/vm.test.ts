@@ -160,4 +160,30 @@ describe.skipIf(!!skipReason)(`VM on ${KERNEL} ${skipReason ? `(skipped: ${skipR
     }
     expect(leftovers()).toEqual({ procs: [], dirs: [] });
   }, 240_000);
+
+  it.skipIf(!existsSync('/dev/kvm'))('a KVM boot that hangs or dies is booted once more under TCG and recorded', async () => {
+    const prev = process.env.EBPF_LAB_ACCEL;
+    process.env.EBPF_LAB_ACCEL = 'kvm';
+    const { bootGuest, vmFacts } = await import('./guest.ts');
+    const progress = createProgress(process.stderr, true);
+    const outDir = mkdtempSync(join(REPO_ROOT, 'reports', 'vmtest-'));
+    try {
+      const kernel = await resolveKernel(vmKernelArg(KERNEL), progress);
+      const b = await bootGuest({ kernel, progress, consoleLog: join(outDir, 'console.log'), bootTimeoutMs: 20_000 });
+      try {
+        const f = vmFacts(b);
+        // where KVM runs kernels the boot stays on KVM; where it hangs (nested kvm-pvm here) TCG takes over
+        if (b.accel === 'kvm') expect(f.accelFallback).toBeUndefined();
+        else expect(String(f.accelFallback)).toMatch(/KVM boot failed .*booted again under TCG/);
+        expect(b.vm.bootMs).toBeGreaterThan(0);
+      } finally {
+        await b.vm.close({ force: true });
+      }
+    } finally {
+      if (prev === undefined) delete process.env.EBPF_LAB_ACCEL;
+      else process.env.EBPF_LAB_ACCEL = prev;
+      rmSync(outDir, { recursive: true, force: true });
+    }
+    expect(leftovers()).toEqual({ procs: [], dirs: [] });
+  }, 240_000);
 });
