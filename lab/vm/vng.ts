@@ -8,7 +8,9 @@
 // guest's uptime, so the guest-kernel part is known too). vng shares / read-only with overlays
 // (like the lab) and gives the out dir read-write with --rwdir.
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LabError } from '../errors.ts';
 import { run } from './exec.ts';
@@ -75,12 +77,25 @@ export async function runInVng(o: {
   // vng boots the bzImage it is given; 9p because the Debian kernels have it (virtiofs needs a daemon vng may not find)
   const argv = ['--run', o.kernel.bzImage, '--force-9p', '--cpus', String(o.cpus), '--memory', `${o.memMB}M`, '--rwdir', o.rwdir,
     ...(o.accel === 'tcg' ? ['--disable-kvm'] : []), '--exec', script];
+  // vng wires the guest's stdout/stderr to /proc/self/fd/{1,2}, which it must be able to reopen
+  // read-write: Node's stdio pipes are sockets and cannot be, so vng writes to a file we follow
+  const logDir = await mkdtemp(join(tmpdir(), 'ebpf-lab-vng-'));
+  const logFile = join(logDir, 'out.log');
+  const fd = openSync(logFile, 'w+');
   const t0 = Date.now();
-  const p = spawn(bin, argv, { env: vngEnv(), stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const p = spawn(bin, argv, { env: vngEnv(), stdio: ['ignore', fd, fd], detached: true });
+  closeSync(fd);
   let bootMs = 0;
   let guestReadyMs = 0;
   let buf = '';
-  const onData = (d: Buffer) => {
+  let pos = 0;
+  const follow = () => {
+    let d: Buffer;
+    try {
+      d = readFileSync(logFile).subarray(pos);
+    } catch { return; }
+    if (!d.length) return;
+    pos += d.length;
     if (!bootMs) {
       buf += d.toString();
       const m = new RegExp(`${READY} ([0-9.]+)`).exec(buf);
@@ -94,8 +109,7 @@ export async function runInVng(o: {
     }
     o.out(d);
   };
-  p.stdout.on('data', onData);
-  p.stderr.on('data', onData);
+  const poll = setInterval(follow, 100);
   const killAll = () => { try { process.kill(-p.pid!, 'SIGKILL'); } catch { /* gone */ } };
   const timer = setTimeout(killAll, o.timeoutMs);
   o.signal?.addEventListener('abort', killAll, { once: true });
@@ -104,8 +118,11 @@ export async function runInVng(o: {
     p.on('close', (c, sig) => res(c ?? (sig ? 128 : 1)));
   });
   clearTimeout(timer);
+  clearInterval(poll);
+  follow();
   o.signal?.removeEventListener('abort', killAll);
   killAll();
+  await rm(logDir, { recursive: true, force: true });
   if (o.signal?.aborted) throw new LabError('interrupted while vng ran the guest command');
   if (!bootMs) throw new LabError(`vng exited (${code}) before the guest command started${buf.trim() ? `: ${buf.trim().slice(-400)}` : ''}`);
   return { exitCode: code, bootMs, guestReadyMs, runMs: Date.now() - t0 - bootMs, argv: [bin, ...argv.slice(0, -1), '<script>'] };
