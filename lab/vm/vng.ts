@@ -90,14 +90,18 @@ export async function runInVng(o: {
   let buf = '';
   let pos = 0;
   const follow = () => {
-    let d: Buffer;
+    let all: Buffer;
     try {
-      d = readFileSync(logFile).subarray(pos);
+      all = readFileSync(logFile);
     } catch { return; }
+    // QEMU opens /proc/self/fd/1 once per port (with O_TRUNC), so the file can shrink or be
+    // rewritten: scan all of it for the marker, stream only what grows past the last read
+    if (all.length < pos) pos = 0;
+    const d = all.subarray(pos);
     if (!d.length) return;
-    pos += d.length;
+    pos = all.length;
     if (!bootMs) {
-      buf += d.toString();
+      buf = all.toString();
       const m = new RegExp(`${READY} ([0-9.]+)`).exec(buf);
       if (m) {
         bootMs = Date.now() - t0;
