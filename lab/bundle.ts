@@ -34,7 +34,7 @@ function distDir(): string {
     return dir;
   }
 }
-const SOURCE_DIRS = ['common', 'lab', 'controller', 'scenarios', 'bpf', 'vm-images'];
+const SOURCE_DIRS = ['common', 'lab', 'controller', 'scenarios', 'bpf'];
 /** native addons stay in node_modules: a .node file cannot be bundled */
 const EXTERNAL = ['koffi', '@napi-rs/canvas'];
 

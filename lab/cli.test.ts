@@ -70,6 +70,9 @@ describe('lab CLI', () => {
     [['setup', 'vn'], /unknown tool group "vn" \(did you mean vm\?\)/],
     [['vm', 'exce'], /unknown vm command "exce" \(did you mean exec\?\)/],
     [['vm', 'exec', '6.1'], /vm exec needs a command after --/],
+    [['vm', 'exec', 'host', '--', 'true'], /"host" is this machine's kernel, not a VM kernel/],
+    [['run', 'hello-openat', '--vm-backend', 'vng'], /--vm-backend vng boots a VM kernel/],
+    [['run', 'hello-openat', '--kernel', '6.1', '--vm-backend', 'vgn'], /--vm-backend "vgn": expected one of lab, vng/],
     [['report'], /missing <run dir>/],
   ])('usage error %j: one line and a fix, exit 2, no stack, nothing created', (args, msg) => {
     const before = reportDirs();

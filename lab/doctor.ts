@@ -15,7 +15,13 @@ export async function doctorCommand(argv: string[]): Promise<number> {
   if (!p) return 0;
   if (process.getuid?.() === 0) await ensureTools(['build']);
   const t = await probeKernel({ kvm: !p.values['no-kvm'] });
-  if (p.values.json) console.log(JSON.stringify(t, null, 2));
-  else console.log(formatProbeTable(t));
+  // the second VM backend: can `--vm-backend vng` run here, and if not, why
+  const { vngStatus } = await import('./vm/index.ts');
+  const vng = await vngStatus();
+  if (p.values.json) console.log(JSON.stringify({ ...t, vng }, null, 2));
+  else {
+    console.log(formatProbeTable(t));
+    console.log(`virtme-ng (--vm-backend vng): ${vng.ok ? `usable (${vng.version})` : `unavailable — ${vng.why}`}`);
+  }
   return 0;
 }

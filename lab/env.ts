@@ -30,10 +30,12 @@ export async function collectEnvironment(spec: string): Promise<Environment> {
   const { libbpf } = await import('../controller/libbpf/index.ts');
   // inside a VM the host records the checkout's git state: `git status` over 9p under TCG costs seconds
   const inGuest = process.env.EBPF_LAB_IN_VM === '1';
+  // …and the tool versions: the guest runs the host's own files, and starting clang (libLLVM)
+  // over 9p costs seconds of the runner's start under TCG
   const [clang, bpftool, libbpfDeb, git] = await Promise.all([
-    firstLine('clang', ['--version']),
-    firstLine('bpftool', ['version']),
-    firstLine('dpkg-query', ['-W', '-f=${Version}', 'libbpf1']),
+    inGuest ? undefined : firstLine('clang', ['--version']),
+    inGuest ? undefined : firstLine('bpftool', ['version']),
+    inGuest ? undefined : firstLine('dpkg-query', ['-W', '-f=${Version}', 'libbpf1']),
     inGuest ? Promise.resolve({ commit: null, dirty: false }) : gitState(),
   ]);
   let inVm = false;

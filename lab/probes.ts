@@ -161,7 +161,7 @@ export async function probeKernel(opts: { kvm?: boolean } = {}): Promise<ProbeTa
 
   if (opts.kvm !== false) {
     try {
-      const { probeKvm } = await import('./vm/kvm.ts');
+      const { probeKvm } = await import('./vm/index.ts');
       const k = await probeKvm();
       t['KVM usable'] = { ok: k.ok, detail: k.note };
     } catch (e) {

@@ -17,6 +17,7 @@ import { probeKernel, type ProbeTable } from './probes.ts';
 import type { Block, Check, Results } from './results.ts';
 import type { Scenario, ScenarioContext } from './scenario.ts';
 import { ensureTools } from './setup.ts';
+import { parseKernelSpec, type KernelSpec, type VmKernelSpec } from './vm/index.ts';
 
 import { REPORTS_DIR, SCENARIOS_DIR } from '../common/paths.ts';
 
@@ -43,7 +44,10 @@ export type OptionValues = Record<string, string | number | boolean | string[]>;
 
 export interface RunArgs {
   scenario: string;
-  kernel: string;
+  /** --kernel, parsed at the edge */
+  kernel: KernelSpec;
+  /** --vm-backend: who boots a VM kernel */
+  backend?: 'lab' | 'vng';
   mode: 'run' | 'bench';
   outDir?: string;
   /** the user's --kernel when this process is the guest side of a VM run */
@@ -57,6 +61,7 @@ export interface RunArgs {
 const RUNNER_OPTIONS = {
   kernel: { type: 'string', valueName: 'K', default: 'host', description: 'host | 5.10 | 6.1 | 6.12 | 7.x | a Debian kernel version | path to a bzImage[:modules dir]' },
   out: { type: 'string', valueName: 'DIR', description: 'write results.json and report.html here instead of reports/<run-id>/' },
+  'vm-backend': { type: 'string', choices: ['lab', 'vng'], default: 'lab', description: "VM kernels only: the lab's own QEMU runner, or virtme-ng (pnpm lab setup vng)" },
   spec: { type: 'string', hidden: true, description: "the user's --kernel (set by the VM target for the runner in the guest)" },
 } satisfies Opts;
 
@@ -86,9 +91,10 @@ export async function parseRunArgs(argv: string[], mode: 'run' | 'bench'): Promi
     positionals: { max: 0 },
   });
   if (!p) return null;
-  const { kernel, out, spec, ...options } = p.values as OptionValues & { kernel: string; out?: string; spec?: string };
-  if (!kernel) throw new UsageError('--kernel must not be empty', 'e.g. --kernel host or --kernel 6.1');
-  return { scenario: name, kernel, mode, outDir: out, spec, options, rest: toArgv(p.given, Object.keys(RUNNER_OPTIONS)) };
+  const { kernel, out, spec, 'vm-backend': backend, ...options } = p.values as OptionValues & { kernel: string; out?: string; spec?: string; 'vm-backend'?: 'lab' | 'vng' };
+  const k = parseKernelSpec(kernel);
+  if (backend === 'vng' && k.kind === 'host') throw new UsageError('--vm-backend vng boots a VM kernel', 'e.g. --kernel 6.1 --vm-backend vng');
+  return { scenario: name, kernel: k, backend: backend ?? 'lab', mode, outDir: out, spec, options, rest: toArgv(p.given, Object.keys(RUNNER_OPTIONS)) };
 }
 
 export function newRunId(scenario: string, kernel: string): string {
@@ -142,12 +148,13 @@ function overall(checks: Check[], error?: string): Results['status'] {
 /** Run a scenario on this machine's kernel. Returns the results (also written to outDir). */
 export async function runOnHost(args: RunArgs, progress: Progress = createProgress()): Promise<{ results: Results; outDir: string; html: string }> {
   const scenario = await loadScenario(args.scenario);
-  const spec = args.spec ?? 'host';
+  // the guest side of a VM run is told the user's --kernel; on the host it is this kernel
+  const inGuest = args.spec !== undefined;
+  const spec = args.spec ?? args.kernel.text;
   if (process.getuid?.() !== 0) {
     throw new LabError(`scenario ${args.scenario} loads BPF programs and needs root`, 'run it as root (sudo pnpm lab run …), or in a VM: --kernel 6.1');
   }
   const { runId, outDir } = makeOutDir(args, spec);
-  const inGuest = spec !== 'host';
   progress.step(`${args.mode} ${scenario.name}: starting (node up ${(process.uptime()).toFixed(1)} s)`);
   if (!inGuest) {
     progress.step('checking tools');
@@ -234,6 +241,8 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
   const t0 = Date.now();
   // the machine's state around the run (load, steal, other processes' CPU): see lab/context.ts
   const snap0 = snapshot();
+  // the host splits a VM run into phases: node start → runner ready is the guest runner's start
+  if (inGuest) results.environment.vm = { runnerStartMs: Math.round(process.uptime() * 1000) };
   try {
     progress.step('building BPF objects');
     // in a guest the host has built everything (and the tree is its read-only copy): only check
@@ -271,98 +280,34 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
   return { results, outDir, html };
 }
 
-/** Run on a VM kernel: the guest runs runOnHost; we add the VM facts and re-render. */
-async function runOnVm(args: RunArgs, progress: Progress): Promise<{ results: Results; outDir: string; html: string }> {
-  const t0 = Date.now();
+/** Run on a VM kernel: a row of one (lab/vm/row.ts) — the guest runs runOnHost, we add the VM facts and re-render. */
+async function runOnVm(args: RunArgs & { kernel: VmKernelSpec }, progress: Progress): Promise<{ results: Results; outDir: string; html: string }> {
+  const { runVmRow } = await import('./vm/index.ts');
   // the host's state matters as much as the guest's under emulation: QEMU's vCPUs are host threads
   const hostSnap0 = snapshot();
-  const startedAt = new Date(t0).toISOString();
-  // Ctrl-C: stop the guest (everything in it dies with it), still write an ERROR report
-  const abort = new AbortController();
-  let interrupted: string | undefined;
-  const onSignal = (sig: NodeJS.Signals) => {
-    if (interrupted) return;
-    interrupted = sig;
-    progress.warn(`${sig}: stopping the guest and cleaning up`);
-    abort.abort(new Error(`interrupted by ${sig}`));
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  // building the objects opens BTF through the binding, whose own handler would exit at once on
-  // SIGINT: this runner owns the signals, so the guest is stopped and the report still written
-  const { deferSignalsToCaller } = await import('../controller/libbpf/index.ts');
-  deferSignalsToCaller(true);
+  const [r] = await runVmRow({ mode: args.mode, kernel: args.kernel, backend: args.backend, cells: [{ scenario: args.scenario, outDir: args.outDir, options: args.options, rest: args.rest }] }, progress, rowHooks);
   try {
-    progress.step('checking tools');
-    await ensureTools(['build', 'vm'], (s) => progress.info(s));
-    // the kernel first: a mistyped or missing kernel fails before a report directory exists
-    const { resolveKernel } = await import('../vm-images/kernels.ts');
-    const kernel = await resolveKernel(args.kernel, progress, abort.signal);
-    const { runId, outDir } = makeOutDir(args, args.kernel);
-    let vm: Awaited<ReturnType<typeof import('./vm/index.ts').runInVm>> | undefined;
-    let failure: string | undefined;
-    try {
-      // the guest sees this tree read-only: compile the BPF objects and bundle the TypeScript first
-      progress.step('building BPF objects and the guest bundle');
-      await buildBpf({ log: (s) => progress.info(s) });
-      const cli = await ensureBundle((s) => progress.info(s));
-      const { runInVm } = await import('./vm/index.ts');
-      const argv = [args.mode, args.scenario, '--kernel', 'host', '--out', outDir, '--spec', args.kernel, ...args.rest];
-      vm = await runInVm({ kernel, cli, argv, outDir, progress, signal: abort.signal });
-    } catch (e) {
-      failure = interrupted ? `interrupted by ${interrupted}` : e instanceof LabError ? e.message : e instanceof Error ? (e.stack ?? e.message) : String(e);
-      progress.warn(`VM run failed: ${failure.split('\n')[0]}`);
-    }
-    const file = path.join(outDir, 'results.json');
-    let results: Results | undefined;
-    if (fs.existsSync(file)) {
-      try {
-        results = JSON.parse(fs.readFileSync(file, 'utf8')) as Results;
-      } catch { /* a guest killed mid-write: treated as no results */ }
-    }
-    results ??= {
-      schema: 1, runId, scenario: args.scenario, mode: args.mode, startedAt, status: 'error',
-      error: failure ?? `the guest wrote no results (exit code ${vm?.exitCode}); see the boot log`, options: args.options,
-      environment: { ...(await collectEnvironment(args.kernel)), kernel: { release: kernel.release, spec: args.kernel } },
-      checks: [], metrics: {}, sections: [],
-    };
-    // one definition of a run's time everywhere: wall time on the host, boot and in-guest time beside it
-    const inGuestMs = results.durationMs;
-    results.startedAt = startedAt;
-    results.finishedAt = new Date().toISOString();
-    results.durationMs = Date.now() - t0;
-    results.environment.target = 'vm';
-    results.environment.git = await gitState();
-    results.environment.kernel.spec = args.kernel;
-    if (kernel.version) results.environment.kernel.version = kernel.version;
-    if (vm) results.environment.vm = { ...vm.vm, inGuestMs };
-    try {
-      const host = runContext(hostSnap0, snapshot(), process.pid, 100, cpuFacts(results.environment.cpu?.cores ?? 1));
-      results.environment.vm = { ...(results.environment.vm ?? {}), hostLoadavg: `${host.loadavg.before.join(' ')} → ${host.loadavg.after.join(' ')}`, hostOthersCpus: host.othersCores, hostBusy: host.busy.join('; ') || 'no' };
-      // QEMU and its threads are this process's children, so "others" are other tenants of the host
-      if (host.busy.length && results.context) results.context.busy.push(...host.busy.map((b) => `host: ${b}`));
-    } catch (e) {
-      progress.warn(`host context not recorded: ${(e as Error).message}`);
-    }
-    if (failure && results.status !== 'error') {
-      results.status = 'error';
-      results.error = failure;
-    } else if (vm && vm.exitCode !== 0 && results.status === 'pass') {
-      results.status = 'error';
-      results.error = `guest command exited with ${vm.exitCode}`;
-    }
-    progress.step('writing report');
-    const html = await report(outDir, results);
-    return { results, outDir, html };
-  } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    deferSignalsToCaller(false);
+    const results = r!.results;
+    const host = runContext(hostSnap0, snapshot(), process.pid, 100, cpuFacts(results.environment.cpu?.cores ?? 1));
+    results.environment.vm = { ...(results.environment.vm ?? {}), hostLoadavg: `${host.loadavg.before.join(' ')} → ${host.loadavg.after.join(' ')}`, hostOthersCpus: host.othersCores, hostBusy: host.busy.join('; ') || 'no' };
+    // QEMU and its threads are this process's children, so "others" are other tenants of the host
+    if (host.busy.length && results.context) results.context.busy.push(...host.busy.map((b) => `host: ${b}`));
+    await rowHooks.writeReport(r!.outDir, results);
+  } catch (e) {
+    progress.warn(`host context not recorded: ${(e as Error).message}`);
   }
+  return r!;
 }
 
+/** What a VM row needs from the runner: its out dirs and its report writer. */
+export const rowHooks = {
+  makeOutDir: (c: { scenario: string; outDir?: string }, label: string) => makeOutDir(c, label),
+  writeReport: (outDir: string, results: Results) => report(outDir, results),
+};
+
 export async function runScenario(args: RunArgs, progress: Progress = createProgress()) {
-  return args.kernel === 'host' ? runOnHost(args, progress) : runOnVm(args, progress);
+  const k = args.kernel;
+  return k.kind === 'host' ? runOnHost(args, progress) : runOnVm({ ...args, kernel: k }, progress);
 }
 
 async function runOrBench(argv: string[], mode: 'run' | 'bench'): Promise<number> {
@@ -373,7 +318,7 @@ async function runOrBench(argv: string[], mode: 'run' | 'bench'): Promise<number
   // the guest side of a VM run stays quiet: the host prints the one summary
   if (args.spec) return results.status === 'pass' || results.status === 'unsupported' ? 0 : 1;
   const counts = (s: string) => results.checks.filter((c) => c.status === s).length;
-  console.log(`${results.scenario} on ${results.environment.kernel.release} (${args.kernel}): ${results.status.toUpperCase()} — ${counts('pass')} passed, ${counts('fail')} failed, ${counts('unsupported')} unsupported in ${((results.durationMs ?? 0) / 1000).toFixed(1)} s`);
+  console.log(`${results.scenario} on ${results.environment.kernel.release} (${args.kernel.text}): ${results.status.toUpperCase()} — ${counts('pass')} passed, ${counts('fail')} failed, ${counts('unsupported')} unsupported in ${((results.durationMs ?? 0) / 1000).toFixed(1)} s`);
   if (results.error) console.log(`error: ${results.error.split('\n')[0]}`);
   console.log(`report: ${html}`);
   return results.status === 'pass' || results.status === 'unsupported' ? 0 : 1;

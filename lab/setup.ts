@@ -14,6 +14,8 @@ export const PACKAGES: Record<string, string[]> = {
   'libbpf-tools': ['libbpf-tools'],
   // the VM lab: QEMU, a static busybox for the initramfs, kernel package extraction
   vm: ['qemu-system-x86', 'qemu-utils', 'busybox-static', 'zstd', 'xz-utils', 'kmod', 'cpio'],
+  // --vm-backend vng: virtme-ng itself comes from PyPI into a lab-owned venv (lab/vm/vng.ts)
+  vng: ['python3-venv', 'qemu-system-x86', 'busybox-static'],
   // load balancer benchmark peers and load generators
   lb: ['haproxy', 'nginx', 'libnginx-mod-stream', 'wrk', 'iperf3', 'ethtool', 'curl'],
   // runtime security positive controls and attack interpreters
@@ -91,6 +93,11 @@ export async function setupCommand(argv: string[]): Promise<number> {
   }
   const groups = p.positionals.length ? p.positionals : Object.keys(PACKAGES);
   const installed = await ensureTools(groups);
+  // explicitly asked for only: it downloads from PyPI
+  if (p.positionals.includes('vng')) {
+    const { installVng } = await import('./vm/index.ts');
+    console.log(`virtme-ng: ${await installVng((s) => console.error(s))}`);
+  }
   console.log(installed.length ? `installed: ${installed.join(' ')}` : `all set (${groups.join(', ')})`);
   // extras (Jaeger: a Go build of 10–25 min on 2 cores) run only when their group is named, so a
   // plain `setup` (and the test suite's) stays minutes; `run tracing` builds Jaeger on first use

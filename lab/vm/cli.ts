@@ -4,8 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, suggest, UsageError, type CommandSpec, type Opts } from '../args.ts';
 import { createProgress } from '../progress.ts';
-import { availableKernels, cachedKernels, configFacts, resolveKernel } from '../../vm-images/kernels.ts';
-import { bootGuest, guestScript } from './index.ts';
+import { availableKernels, cachedKernels, configFacts, resolveKernel } from './kernels.ts';
+import { bootGuest, guestScript } from './guest.ts';
+import { parseKernelSpec, type VmKernelSpec } from './spec.ts';
 import { probeKvm } from './kvm.ts';
 import { bootedTempDirs, shq, TMP_PREFIX } from './qemu.ts';
 
@@ -27,14 +28,22 @@ export function interruptSignal(): { signal: AbortSignal; dispose: () => void } 
   return { signal: ac.signal, dispose: () => { process.off('SIGINT', on); process.off('SIGTERM', on); } };
 }
 
+/** A kernel argument of a vm command: any --kernel except host (these commands boot a guest). */
+export function vmKernelArg(text: string): VmKernelSpec {
+  const k = parseKernelSpec(text);
+  if (k.kind === 'host') throw new UsageError('"host" is this machine\'s kernel, not a VM kernel', 'name a VM kernel: 5.10, 6.1, 6.12, 7.x, a Debian version or a bzImage path');
+  return k;
+}
+
 /** Boot a guest, run one shell command, stream its output; resolves to its exit code. */
-export async function vmExec(kernel: string, command: string, o: { timeoutMs?: number; outDir?: string; quiet?: boolean; signal?: AbortSignal; stdout?: (b: Buffer) => void; stderr?: (b: Buffer) => void } = {}) {
+export async function vmExec(spec: VmKernelSpec, command: string, o: { timeoutMs?: number; outDir?: string; quiet?: boolean; signal?: AbortSignal; stdout?: (b: Buffer) => void; stderr?: (b: Buffer) => void } = {}) {
   const progress = createProgress(process.stderr, o.quiet);
   const tmp = await mkdtemp(join(tmpdir(), `${TMP_PREFIX}exec-`));
   bootedTempDirs.push(tmp);
   const t0 = Date.now();
   const timeoutMs = o.timeoutMs ?? 30 * 60_000;
   try {
+    const kernel = await resolveKernel(spec, progress, o.signal);
     const b = await bootGuest({ kernel, progress, outDir: o.outDir, consoleLog: join(tmp, 'console.log'), signal: o.signal, bootTimeoutMs: Math.min(timeoutMs, 90_000) });
     const kill = () => void b.vm.close({ force: true });
     o.signal?.addEventListener('abort', kill, { once: true });
@@ -46,7 +55,7 @@ export async function vmExec(kernel: string, command: string, o: { timeoutMs?: n
         signal: o.signal,
       });
       await b.vm.close();
-      return { exitCode: code, bootMs: b.vm.bootMs, guestBootMs: Math.round(b.vm.guestUptime * 1000), totalMs: Date.now() - t0, release: b.kernel.release, accel: b.accel };
+      return { exitCode: code, bootMs: b.vm.bootMs, guestBootMs: Math.round(b.vm.guestUptime * 1000), totalMs: Date.now() - t0, release: b.kernel.release, accel: b.accel, phases: b.phases };
     } finally {
       o.signal?.removeEventListener('abort', kill);
       await b.vm.close({ force: true });
@@ -99,7 +108,7 @@ export async function vmCommand(argv: string[]): Promise<number> {
       const p = parseArgs(rest, SUB.fetch);
       if (!p) return 0;
       for (const spec of p.positionals) {
-        const k = await resolveKernel(spec, progress);
+        const k = await resolveKernel(vmKernelArg(spec), progress);
         console.log(`${spec}: ${k.version} (${k.release}) → ${k.vmlinux ?? k.bzImage}`);
         const c = configFacts(k);
         console.log(`  ${['BTF', 'BPF_LSM', 'KPROBES', 'XDP_SOCKETS', 'NET_9P', 'VIRTIO_FS'].map((x) => `${x}=${c[x]}`).join(' ')}`);
@@ -115,7 +124,7 @@ export async function vmCommand(argv: string[]): Promise<number> {
       const command = cmd.length === 1 ? cmd[0]! : cmd.map(shq).join(' ');
       const { signal, dispose } = interruptSignal();
       try {
-        const r = await vmExec(p.positionals[0]!, command, { timeoutMs: p.values.timeout ? p.values.timeout * 1000 : undefined, outDir: p.values.out, signal });
+        const r = await vmExec(vmKernelArg(p.positionals[0]!), command, { timeoutMs: p.values.timeout ? p.values.timeout * 1000 : undefined, outDir: p.values.out, signal });
         progress.info(`exit ${r.exitCode}; boot ${(r.bootMs / 1000).toFixed(1)} s, total ${(r.totalMs / 1000).toFixed(1)} s (${r.release}, ${r.accel})`);
         return r.exitCode;
       } finally {
@@ -134,10 +143,13 @@ export async function vmCommand(argv: string[]): Promise<number> {
       if (!p) return 0;
       const { signal, dispose } = interruptSignal();
       try {
-        for (const k of p.values.kernels ?? []) {
+        const specs = (p.values.kernels ?? []).map(vmKernelArg);
+        const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+        for (const k of specs) {
           for (let i = 0; i < (p.values.runs ?? 1); i++) {
             const r = await vmExec(k, 'true', { quiet: true, signal });
-            console.log(`${k.padEnd(6)} ${r.release.padEnd(22)} ${r.accel}  boot-to-ready ${(r.bootMs / 1000).toFixed(2)} s  (guest uptime at ready ${(r.guestBootMs / 1000).toFixed(2)} s)  total ${(r.totalMs / 1000).toFixed(2)} s`);
+            const ph = r.phases;
+            console.log(`${k.text.padEnd(6)} ${r.release.padEnd(22)} ${r.accel}  boot-to-ready ${s(r.bootMs)}  = qemu ${s(ph.qemuMs)} + kernel ${s(ph.kernelMs)} + init ${s(ph.initMs)} + root mount ${s(ph.mountMs)}   total ${s(r.totalMs)}`);
           }
         }
       } finally {

@@ -8,11 +8,13 @@ import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createProgress } from '../progress.ts';
-import { candidates, debianMirror, type Pkg } from '../../vm-images/debian.ts';
-import { resolveKernel } from '../../vm-images/kernels.ts';
+import { candidates, debianMirror, type Pkg } from './debian.ts';
+import { resolveKernel } from './kernels.ts';
+import { parseKernelSpec, type VmKernelSpec } from './spec.ts';
 import { LabError } from '../errors.ts';
 
 const quiet = createProgress(process.stderr, true);
+const parse = (t: string) => parseKernelSpec(t) as VmKernelSpec;
 const good = Buffer.from('the real package bytes\n');
 const served = Buffer.from('bytes corrupted in transit\n');
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -56,7 +58,7 @@ describe('kernel fetcher', () => {
   });
 
   it('refuses a download whose SHA256 does not match the index, and keeps nothing of it', async () => {
-    const err = await resolveKernel('6.1', quiet).catch((e) => e);
+    const err = await resolveKernel(parse('6.1'), quiet).catch((e) => e);
     expect(err).toBeInstanceOf(LabError);
     expect(err.message).toMatch(/checksum mismatch for linux-image-6\.1\.0-99-amd64_6\.1\.999-1_amd64\.deb/);
     expect(err.message).toContain(sha(good));
@@ -71,14 +73,14 @@ describe('kernel fetcher', () => {
     mkdirSync(join(cache, 'debs'), { recursive: true });
     const cached = join(cache, 'debs', 'linux-image-6.1.0-99-amd64_6.1.999-1_amd64.deb');
     writeFileSync(cached, 'a truncated file');
-    const err = await resolveKernel('6.1.999-1', quiet).catch((e) => e);
+    const err = await resolveKernel(parse('6.1.999-1'), quiet).catch((e) => e);
     expect(err).toBeInstanceOf(LabError);
     expect(err.message).toMatch(/checksum mismatch/);
     expect(existsSync(cached)).toBe(false);
   });
 
   it('lists the available kernels for an unknown version', async () => {
-    const err = await resolveKernel('4.19', quiet).catch((e) => e);
+    const err = await resolveKernel(parse('4.19'), quiet).catch((e) => e);
     expect(err).toBeInstanceOf(LabError);
     expect(err.message).toMatch(/unknown kernel "4\.19"/);
     expect(err.fix).toMatch(/6\.1 +\(bookworm\): 6\.1\.999-1 \[6\.1\.0-99-amd64\]/);

@@ -1,17 +1,23 @@
 // Does KVM actually run guests here? Opening /dev/kvm proves nothing: on nested hosts with
 // page-table based virtualisation (kvm-pvm) guests die with "KVM internal error … emulation
 // failure" on instructions like cmpxchg16b/xrstor, or spin. Even a real-mode boot sector runs
-// fine there (measured: 1.3 s), so the probe boots a real Linux kernel (any cached one) with a
-// tiny initramfs that prints KVMOK, under a short deadline, and reads what QEMU said. Without
-// a cached kernel it can only fall back to the boot sector, and says so.
+// fine there (measured: 1.3 s) while every Debian kernel hangs, so the probe boots a real Linux
+// kernel only — a cached one, or one it fetches first — with a tiny initramfs that prints
+// KVMOK, under a short deadline, and reads what QEMU said. There is no boot-sector fallback.
 import { spawn } from 'node:child_process';
 import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { release, tmpdir } from 'node:os';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { release } from 'node:os';
 import { join } from 'node:path';
-import { cacheDir } from '../../vm-images/paths.ts';
-import { buildProbeInitramfs } from '../../vm-images/initramfs.ts';
-import { cachedKernels, readKernelMeta } from '../../vm-images/kernels.ts';
+import { cacheDir } from './paths.ts';
+import { buildProbeInitramfs } from './initramfs.ts';
+import { cachedKernels, readKernelMeta, resolveKernel } from './kernels.ts';
+import { createProgress, type Progress } from '../progress.ts';
+import { parseKernelSpec, type VmKernelSpec } from './spec.ts';
+import { archFacts } from '../../common/arch.ts';
+
+/** the kernel fetched for the probe when none is cached: the series the tests and CI use */
+const PROBE_SERIES = '6.1';
 
 export interface KvmProbe {
   ok: boolean;
@@ -21,34 +27,15 @@ export interface KvmProbe {
   at: string;
 }
 
-/** 16-bit real mode: ds=0; print "KVMOK\r\n" on 0x3f8; out 0xf4 (isa-debug-exit); hlt loop. */
-function bootSector(): Buffer {
-  const code = [0x31, 0xc0, 0x8e, 0xd8, 0xfc, 0xba, 0xf8, 0x03, 0xbe, 0x1a, 0x7c, 0xac, 0x84, 0xc0, 0x74, 0x03, 0xee, 0xeb, 0xf8, 0xb0, 0x00, 0xe6, 0xf4, 0xf4, 0xeb, 0xfd];
-  const b = Buffer.alloc(512);
-  Buffer.from(code).copy(b, 0);
-  Buffer.from('KVMOK\r\n\0').copy(b, 0x1a);
-  b[510] = 0x55;
-  b[511] = 0xaa;
-  return b;
-}
-
-/** Run the boot sector under an accelerator; exported so tests can check the probe itself under TCG. */
-export async function probeAccel(accel: 'kvm' | 'tcg', deadlineMs: number, kernel?: string): Promise<{ ok: boolean; note: string; ms: number }> {
+/** Boot a kernel to a KVMOK-printing init under an accelerator; exported so tests can check the probe itself under TCG. */
+export async function probeAccel(accel: 'kvm' | 'tcg', deadlineMs: number, kernel: string): Promise<{ ok: boolean; note: string; ms: number }> {
   const t0 = Date.now();
-  const dir = await mkdtemp(join(tmpdir(), 'ebpf-lab-vm-kvmprobe-'));
-  try {
+  {
     const args = ['-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot', '-accel', accel, '-serial', 'stdio'];
-    let what = 'a boot sector';
-    if (kernel) {
-      what = 'a Linux kernel';
-      args.push('-cpu', accel === 'kvm' ? 'host' : 'max', '-m', '256M', '-kernel', kernel, '-initrd', await buildProbeInitramfs(),
-        '-append', 'console=ttyS0 quiet panic=-1 rdinit=/init');
-    } else {
-      const img = join(dir, 'boot.img');
-      await writeFile(img, bootSector());
-      args.push('-m', '16M', '-drive', `file=${img},format=raw,if=ide`, '-device', 'isa-debug-exit,iobase=0xf4,iosize=0x04');
-    }
-    const p = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const what = 'a Linux kernel';
+    args.push('-cpu', accel === 'kvm' ? 'host' : 'max', '-m', '256M', '-kernel', kernel, '-initrd', await buildProbeInitramfs(),
+      '-append', 'console=ttyS0 quiet panic=-1 rdinit=/init');
+    const p = spawn(archFacts().qemu, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     p.stdout.on('data', (d) => (out += d.toString()));
@@ -67,8 +54,6 @@ export async function probeAccel(accel: 'kvm' | 'tcg', deadlineMs: number, kerne
     const why = err.split('\n').find((l) => /error|fail|emulation/i.test(l))?.trim();
     if (!finished) return { ok: false, note: `${accel} guest running ${what} printed nothing within ${deadlineMs} ms${why ? ` (${why})` : ' (it hangs)'}`, ms };
     return { ok: false, note: `${accel} guest failed: ${why ?? (err.trim().slice(0, 300) || 'no output')}`, ms };
-  } finally {
-    await rm(dir, { recursive: true, force: true });
   }
 }
 
@@ -88,7 +73,7 @@ const PROBE_FILE = () => join(cacheDir(), 'kvm-probe.json');
  * KVM usable? Cached per host kernel for a day, because on a broken host the probe costs its
  * whole deadline every time. EBPF_LAB_ACCEL=kvm|tcg skips the probe.
  */
-export async function probeKvm(opts: { force?: boolean; deadlineMs?: number } = {}): Promise<KvmProbe> {
+export async function probeKvm(opts: { force?: boolean; deadlineMs?: number; progress?: Progress } = {}): Promise<KvmProbe> {
   const hostKernel = release();
   const no = kvmOpenable();
   if (no) return { ok: false, note: no, ms: 0, hostKernel, at: new Date().toISOString() };
@@ -98,17 +83,45 @@ export async function probeKvm(opts: { force?: boolean; deadlineMs?: number } = 
       if (c.hostKernel === hostKernel && Date.now() - Date.parse(c.at) < 24 * 3600_000) return c;
     } catch { /* no cached probe */ }
   }
+  const kernel = await probeKernel(opts.progress);
+  if (!kernel.path) {
+    // not cached: the next run probes again once a kernel is there
+    return { ok: false, note: `no kernel to probe KVM with (${kernel.why}); the lab uses TCG`, ms: 0, hostKernel, at: new Date().toISOString() };
+  }
   // A working KVM boots a kernel to init in ~1 s; 6 s leaves room for a loaded host.
-  const k = cachedKernels().find((x) => x.source === 'debian' && x.vmlinux);
-  const kernel = k ? (await readKernelMeta(join(cacheDir(), k.version))).vmlinux : undefined;
-  const r = await probeAccel('kvm', opts.deadlineMs ?? 6000, kernel);
-  if (!kernel) r.note += ' (no cached kernel: only a boot sector was tried, which passes on some broken nested hosts)';
-  const probe: KvmProbe = { ...r, hostKernel, at: new Date().toISOString() };
+  const r = await probeAccel('kvm', opts.deadlineMs ?? 6000, kernel.path);
+  const probe: KvmProbe = { ...r, note: `${r.note} (${kernel.release})`, hostKernel, at: new Date().toISOString() };
   try {
     await mkdir(cacheDir(), { recursive: true });
     await writeFile(PROBE_FILE(), JSON.stringify(probe, null, 2));
   } catch { /* cache is best effort */ }
   return probe;
+}
+
+/**
+ * A real boot under KVM failed after the probe passed: remember that for the day, so the next
+ * runs start under TCG instead of paying the KVM boot timeout again.
+ */
+export async function recordKvmBootFailure(note: string): Promise<void> {
+  const probe: KvmProbe = { ok: false, note: `a KVM boot failed after the probe passed: ${note}`, ms: 0, hostKernel: release(), at: new Date().toISOString() };
+  try {
+    await mkdir(cacheDir(), { recursive: true });
+    await writeFile(PROBE_FILE(), JSON.stringify(probe, null, 2));
+  } catch { /* best effort */ }
+}
+
+/** A real kernel for the probe: a cached Debian one, else the default series fetched now. */
+async function probeKernel(progress?: Progress): Promise<{ path?: string; release?: string; why?: string }> {
+  const k = cachedKernels().find((x) => x.source === 'debian' && x.vmlinux);
+  if (k) return { path: (await readKernelMeta(join(cacheDir(), k.version))).vmlinux, release: k.release };
+  try {
+    const p = progress ?? createProgress(process.stderr, true);
+    p.info(`fetching kernel ${PROBE_SERIES} to probe KVM with a real kernel`);
+    const f = await resolveKernel(parseKernelSpec(PROBE_SERIES) as VmKernelSpec, p);
+    return { path: f.vmlinux ?? f.bzImage, release: f.release };
+  } catch (e) {
+    return { why: `fetching ${PROBE_SERIES} failed: ${(e as Error).message.split('\n')[0]}` };
+  }
 }
 
 /** The accelerator to use and why, for the report. */

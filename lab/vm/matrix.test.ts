@@ -79,3 +79,34 @@ describe('matrix run totals', () => {
     expect(readFileSync(join(d2, 'index.html'), 'utf8')).toContain('<td class="num">24.6 s</td>');
   });
 });
+
+describe('matrix index: boot phases and accel per cell', () => {
+  it('shows each kernel\'s boot-to-ready by phase, the runner start, one boot per row and the accel of every cell', async () => {
+    const d3 = mkdtempSync(join(dir, 'phases-'));
+    const scen = ['hello-openat', 'security'];
+    const cells: MatrixCell[] = scen.map((sc) => ({ scenario: sc, kernel: '6.1', dir: join(d3, `${sc}-6.1`), exitCode: 0, wallMs: 1, status: 'pending' }));
+    for (const [i, c] of cells.entries()) {
+      const r = { ...results('6.1', 'pass', true), scenario: c.scenario };
+      r.environment.vm = {
+        ...r.environment.vm, bootMs: 2900, boot: { qemuMs: 400, kernelMs: 1700, initMs: 650, mountMs: 150, readyMs: 2900 }, runnerStartMs: 1000 + 500 * i, inGuestMs: 5000,
+        row: { index: i, of: 2, scenarios: scen, sharedBoot: i > 0 },
+        ...(i === 1 ? { accelFallback: 'KVM boot failed (timed out); booted again under TCG' } : {}),
+      };
+      mkdirSync(c.dir, { recursive: true });
+      writeFileSync(join(c.dir, 'results.json'), JSON.stringify(r));
+      readCell(c);
+    }
+    await writeMatrixReport(cells, scen, ['6.1'], d3, '2026-01-01T00:00:00Z', 61_000);
+    const html = readFileSync(join(d3, 'index.html'), 'utf8');
+    expect(html).toContain('wall time <b>61.0 s</b>');
+    // QEMU start, kernel, init, root mount, boot-to-ready, boots, runner start (median of 1.0/1.5 → upper), in guest
+    expect(html).toContain('<td class="num">0.4 s</td><td class="num">1.7 s</td><td class="num">0.7 s</td><td class="num">0.1 s</td><td class="num">2.9 s</td><td class="num">1</td><td class="num">1.5 s</td><td class="num">10.0 s</td>');
+    expect(html).toContain('(tcg, boot 2.9 s, guest 5.0 s)');
+    expect(html).toContain('(tcg (KVM boot failed → TCG), same VM, guest 5.0 s)');
+    expect(html).toContain('tcg, tcg (KVM boot failed → TCG)');
+    // matrix.json keeps its shape (other tools read it): the cell fields plus vm
+    const mj = JSON.parse(readFileSync(join(d3, 'matrix.json'), 'utf8')) as Record<string, unknown>[];
+    expect(Object.keys(mj[0]!).sort()).toEqual(['dir', 'durationMs', 'exitCode', 'kernel', 'scenario', 'status', 'vm', 'wallMs']);
+    expect((mj[0]!.vm as { boot: { kernelMs: number } }).boot.kernelMs).toBe(1700);
+  });
+});

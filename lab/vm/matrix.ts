@@ -1,7 +1,9 @@
-// `pnpm lab matrix`: every scenario × kernel pair as its own `lab run` subprocess (host and VM
-// kernels alike), then one index.html and junit.xml built from the runs' results.json alone.
-// Subprocesses rather than in-process calls: a crashed or hung run cannot take the others
-// down, and each run's Ctrl-C/cleanup logic stays the one `lab run` already has.
+// `pnpm lab matrix`: every scenario × kernel, then one index.html, junit.xml and matrix.json
+// built from the runs' results.json alone. A VM kernel's row is ONE subprocess booting ONE guest
+// that runs the row's scenarios one after another (lab/vm/row.ts), each still writing its own
+// results.json and report; a host cell is its own `lab run`. Subprocesses rather than
+// in-process calls: a crashed or hung row cannot take the others down, and each keeps the
+// Ctrl-C/cleanup logic `lab run` already has.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -10,8 +12,8 @@ import { parseArgs, UsageError } from '../args.ts';
 import { labCliArgv } from '../dist.ts';
 import type { Results } from '../results.ts';
 import { escapeHtml, htmlPage, statusBadge } from '../report/html.ts';
-import { crossKernelHtml } from '../report/matrix.ts';
-import { REPO_ROOT } from '../../vm-images/paths.ts';
+import { REPO_ROOT } from './paths.ts';
+import { parseKernelSpec, type KernelSpec } from './spec.ts';
 
 export interface MatrixCell {
   scenario: string;
@@ -29,31 +31,38 @@ export function kernelSlug(k: string): string {
   return k.split(':')[0]!.split('/').pop()!.replace(/[^A-Za-z0-9._+-]/g, '_');
 }
 
-function runOne(cell: MatrixCell, children: Set<ChildProcess>, extra: string[]): Promise<void> {
+/** One subprocess: a host cell's `lab run`, or a VM row (`lab matrix --row`); its output goes to every cell's log. */
+function runUnit(u: Unit, children: Set<ChildProcess>, extra: string[]): Promise<void> {
   const t0 = Date.now();
-  const log = createWriteStream(`${cell.dir}.log`);
-  const tag = `[${cell.scenario}@${cell.kernel}] `;
+  const logs = u.cells.map((c) => createWriteStream(`${c.dir}.log`));
+  const tag = u.row ? `[${u.kernel}] ` : `[${u.cells[0]!.scenario}@${u.kernel}] `;
   const [node, ...cli] = labCliArgv();
-  const args = [...cli, 'run', cell.scenario, '--kernel', cell.kernel, '--out', cell.dir, ...extra];
+  const args = u.row
+    ? [...cli, 'matrix', '--row', '--kernels', u.kernel, '--scenarios', u.cells.map((c) => c.scenario).join(','), '--out', u.outDir, ...(extra.length ? ['--', ...extra] : [])]
+    : [...cli, 'run', u.cells[0]!.scenario, '--kernel', u.kernel, '--out', u.cells[0]!.dir, ...extra];
   return new Promise((res) => {
     const p = spawn(node!, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     children.add(p);
     const pipe = (d: Buffer) => {
-      log.write(d);
+      for (const l of logs) l.write(d);
       for (const l of d.toString().split('\n')) if (l.trim()) process.stderr.write(`${tag}${l.replace(/\r|\x1b\[K/g, '')}\n`);
     };
     p.stdout.on('data', pipe);
     p.stderr.on('data', pipe);
-    p.on('error', (e) => { cell.error = String(e); });
+    p.on('error', (e) => { for (const c of u.cells) c.error = String(e); });
     p.on('close', (code) => {
       children.delete(p);
-      cell.exitCode = code;
-      cell.wallMs = Date.now() - t0;
-      log.end();
+      for (const c of u.cells) {
+        c.exitCode = code;
+        c.wallMs = Date.now() - t0;
+      }
+      for (const l of logs) l.end();
       res();
     });
   });
 }
+
+interface Unit { kernel: string; row: boolean; cells: MatrixCell[]; outDir: string }
 
 export function readCell(cell: MatrixCell): void {
   const f = join(cell.dir, 'results.json');
@@ -82,12 +91,22 @@ export function cellMs(c: MatrixCell): number {
   return c.results?.durationMs ?? c.wallMs;
 }
 
-export function matrixHtml(cells: MatrixCell[], scenarios: string[], kernels: string[], outDir: string, started: string): string {
+const vmOf = (c: MatrixCell | undefined) => (c?.results?.environment.vm ?? {}) as Record<string, unknown>;
+const num = (v: unknown) => (typeof v === 'number' ? v : undefined);
+
+/** The accelerator a cell ran under, "tcg (KVM fell back)" when a KVM boot had to be redone. */
+export function cellAccel(c: MatrixCell): string {
+  const vm = vmOf(c);
+  if (!vm.accel) return c.results?.environment.target === 'host' ? 'native' : '—';
+  return `${String(vm.accel)}${vm.accelFallback ? ' (KVM boot failed → TCG)' : ''}`;
+}
+
+export function matrixHtml(cells: MatrixCell[], scenarios: string[], kernels: string[], outDir: string, started: string, totalMs?: number): string {
   const at = (s: string, k: string) => cells.find((c) => c.scenario === s && c.kernel === k);
   const rel = (c: MatrixCell) => c.dir.slice(outDir.length + 1);
   const counts = ['pass', 'fail', 'unsupported', 'error'].map((s) => `<b class="${s}">${cells.filter((c) => c.status === s).length}</b> ${s}`).join(' · ');
   let h = `<h1>Kernel matrix ${statusBadge(cells.every((c) => c.status === 'pass' || c.status === 'unsupported') ? 'pass' : 'fail')}</h1>`;
-  h += `<p class="meta"><span>started <b>${escapeHtml(started)}</b></span><span>${scenarios.length} scenario(s) × ${kernels.length} kernel(s)</span></p><p class="summary">${counts}</p>`;
+  h += `<p class="meta"><span>started <b>${escapeHtml(started)}</b></span><span>${scenarios.length} scenario(s) × ${kernels.length} kernel(s)</span>${totalMs !== undefined ? `<span>wall time <b>${fmtS(totalMs)}</b></span>` : ''}</p><p class="summary">${counts}</p>`;
 
   h += '<h2>Results</h2><div class="tablewrap"><table><thead><tr><th>scenario</th>';
   for (const k of kernels) {
@@ -105,24 +124,34 @@ export function matrixHtml(cells: MatrixCell[], scenarios: string[], kernels: st
       const unsup = checks.filter((x) => x.status === 'unsupported').map((x) => `${x.name}: ${x.detail ?? ''} ${x.evidence ?? ''}`.trim());
       const title = c.error ?? (unsup.length ? unsup.join('\n') : `${checks.filter((x) => x.status === 'pass').length}/${checks.length} checks passed`);
       const link = existsSync(join(c.dir, 'report.html')) ? `${rel(c)}/report.html` : `${rel(c)}.log`;
-      const vm = (c.results?.environment.vm ?? {}) as Record<string, unknown>;
-      const parts = typeof vm.bootMs === 'number' ? ` <span class="muted">(boot ${fmtS(vm.bootMs)}, guest ${fmtS(vm.inGuestMs)})</span>` : '';
+      const vm = vmOf(c);
+      const row = vm.row as { sharedBoot?: boolean } | undefined;
+      const boot = typeof vm.bootMs === 'number' ? (row?.sharedBoot ? 'same VM' : `boot ${fmtS(vm.bootMs)}`) : '';
+      const parts = ` <span class="muted">(${escapeHtml(cellAccel(c))}${boot ? `, ${boot}` : ''}${typeof vm.inGuestMs === 'number' ? `, guest ${fmtS(vm.inGuestMs)}` : ''})</span>`;
       h += `<td title="${escapeHtml(title)}"><a href="${escapeHtml(link)}">${statusBadge(c.status)}</a><br><span class="muted">${fmtS(cellMs(c))}</span>${parts}</td>`;
     }
     h += '</tr>';
   }
   h += '</tbody></table></div>';
-  h += crossKernelHtml(cells.map((c) => ({ scenario: c.scenario, kernel: c.kernel, results: c.results, link: existsSync(join(c.dir, 'report.html')) ? `${rel(c)}/report.html` : undefined })), kernels);
 
-  // per-kernel environment: boot time, accel, versions
-  h += '<h2>Kernels</h2><div class="tablewrap"><table><thead><tr><th>kernel</th><th>release</th><th>Debian version</th><th>target</th><th>accel</th><th>boot-to-ready</th><th>run total (all scenarios)</th><th>boot log</th></tr></thead><tbody>';
+  // per-kernel environment: accel, versions, and where boot-to-ready and the run time go
+  h += '<h2>Kernels</h2><p class="muted">boot-to-ready = QEMU start (until the guest kernel\'s clock starts) + kernel (until /init) + init + root mount (9p/virtiofs); runner start = node start → runner ready in the guest (median over the row); one VM serves all scenarios of a kernel\'s row.</p>';
+  h += '<div class="tablewrap"><table><thead><tr><th>kernel</th><th>release</th><th>Debian version</th><th>target</th><th>accel</th><th>QEMU start</th><th>kernel</th><th>init</th><th>root mount</th><th>boot-to-ready</th><th>boots</th><th>runner start</th><th>scenarios (in guest)</th><th>run total (all scenarios)</th><th>boot log</th></tr></thead><tbody>';
   for (const k of kernels) {
-    const c = cells.find((x) => x.kernel === k && x.results) ?? cells.find((x) => x.kernel === k);
+    const mine = cells.filter((x) => x.kernel === k);
+    const c = mine.find((x) => x.results) ?? mine[0];
     const env = c?.results?.environment;
-    const vm = (env?.vm ?? {}) as Record<string, unknown>;
+    const vm = vmOf(c);
+    const ph = (vm.boot ?? {}) as Partial<Record<'qemuMs' | 'kernelMs' | 'initMs' | 'mountMs', number>>;
+    const starts = mine.map((x) => num(vmOf(x).runnerStartMs)).filter((x): x is number => x !== undefined).sort((a, b) => a - b);
+    const inGuest = mine.reduce((a, x) => a + (num(vmOf(x).inGuestMs) ?? 0), 0);
+    const boots = vm.bootMs !== undefined ? mine.filter((x) => vmOf(x).row && !(vmOf(x).row as { sharedBoot?: boolean }).sharedBoot).length || 1 : undefined;
+    const accels = [...new Set(mine.filter((x) => x.results).map(cellAccel))].join(', ');
     const boot = c && vm.bootLog ? `<a href="${escapeHtml(`${rel(c)}/${String(vm.bootLog)}`)}">${escapeHtml(String(vm.bootLog))}</a>` : '—';
     h += `<tr><th scope="row">${escapeHtml(k)}</th><td>${escapeHtml(env?.kernel.release ?? '?')}</td><td>${escapeHtml(String(vm.kernelVersion ?? env?.kernel.version ?? '—'))}</td><td>${escapeHtml(env?.target ?? '?')}</td>` +
-      `<td title="${escapeHtml(String(vm.accelNote ?? ''))}">${escapeHtml(String(vm.accel ?? (env?.target === 'host' ? 'native' : '—')))}</td><td class="num">${fmtS(vm.bootMs)}</td><td class="num">${fmtS(cells.filter((x) => x.kernel === k).reduce((a, x) => a + cellMs(x), 0))}</td><td>${boot}</td></tr>`;
+      `<td title="${escapeHtml(String(vm.accelNote ?? ''))}">${escapeHtml(accels || '—')}</td>` +
+      `<td class="num">${fmtS(ph.qemuMs)}</td><td class="num">${fmtS(ph.kernelMs)}</td><td class="num">${fmtS(ph.initMs)}</td><td class="num">${fmtS(ph.mountMs)}</td><td class="num">${fmtS(vm.bootMs)}</td><td class="num">${boots ?? '—'}</td>` +
+      `<td class="num">${fmtS(starts[Math.floor(starts.length / 2)])}</td><td class="num">${vm.bootMs !== undefined ? fmtS(inGuest) : '—'}</td><td class="num">${fmtS(mine.reduce((a, x) => a + cellMs(x), 0))}</td><td>${boot}</td></tr>`;
   }
   h += '</tbody></table></div>';
 
@@ -193,8 +222,8 @@ export function junitXml(cells: MatrixCell[], kernels: string[]): string {
   return `${x}</testsuites>\n`;
 }
 
-export async function writeMatrixReport(cells: MatrixCell[], scenarios: string[], kernels: string[], outDir: string, started: string): Promise<void> {
-  await writeFile(join(outDir, 'index.html'), matrixHtml(cells, scenarios, kernels, outDir, started));
+export async function writeMatrixReport(cells: MatrixCell[], scenarios: string[], kernels: string[], outDir: string, started: string, totalMs?: number): Promise<void> {
+  await writeFile(join(outDir, 'index.html'), matrixHtml(cells, scenarios, kernels, outDir, started, totalMs));
   await writeFile(join(outDir, 'junit.xml'), junitXml(cells, kernels));
   // paths relative to the matrix directory: the directory can be moved, archived or published
   await writeFile(join(outDir, 'matrix.json'), JSON.stringify(cells.map(({ results, ...c }) => ({ ...c, dir: relative(outDir, c.dir), durationMs: cellMs({ ...c, results }), vm: results?.environment.vm })), null, 2));
@@ -202,13 +231,14 @@ export async function writeMatrixReport(cells: MatrixCell[], scenarios: string[]
 
 export const MATRIX_SPEC = {
   usage: 'pnpm lab matrix --scenarios A,B [--kernels 5.10,6.1,…] [--out DIR] [--jobs N] [--report-only] [-- run options]',
-  summary: 'run every scenario × kernel (each its own `lab run`), then index.html, junit.xml and matrix.json built from the runs\' results.json',
+  summary: 'run every scenario × kernel (one VM per kernel for all its scenarios), then index.html, junit.xml and matrix.json built from the runs\' results.json',
   options: {
     scenarios: { type: 'list', valueName: 'A,B', description: 'scenarios to run (pnpm lab list)' },
     kernels: { type: 'list', valueName: 'K,K', default: '5.10,6.1,6.12,7.x,host', description: 'kernels: host, series, Debian versions or bzImage paths' },
     out: { type: 'string', valueName: 'DIR', description: 'matrix directory (default reports/matrix-<time>)' },
     jobs: { type: 'int', min: 1, max: 8, default: 1, valueName: 'N', description: 'cells run at once' },
     'report-only': { type: 'boolean', description: 'rebuild index.html/junit.xml from the runs already in --out (CI shards)' },
+    row: { type: 'boolean', hidden: true, description: 'run the scenarios of ONE VM kernel in one guest into --out (the matrix\'s own subprocess)' },
   },
   epilog: 'options after "--" go to every run, e.g. -- --duration 2',
 } as const;
@@ -223,21 +253,33 @@ export async function matrixCommand(argv: string[]): Promise<number> {
   const { listScenarios } = await import('../run.ts');
   for (const s of scenarios) if (!listScenarios().includes(s)) throw new UsageError(`unknown scenario "${s}"`, `available: ${listScenarios().join(', ')}`);
   const jobs = p.values.jobs ?? 1;
+  // parsed once here; cells keep the text as given (matrix.json, directory names)
+  const specs = new Map<string, KernelSpec>(kernels.map((k) => [k, parseKernelSpec(k)]));
   // --report-only: rebuild index.html/junit.xml from runs already in --out (CI shards each ran one kernel)
   const reportOnly = p.values['report-only'] === true;
   const started = new Date().toISOString();
+  const t0 = Date.now();
   if (reportOnly && !p.values.out) throw new UsageError('--report-only needs --out <dir with the runs>');
+  if (p.values.row) {
+    if (!p.values.out || kernels.length !== 1) throw new UsageError('--row needs --out and exactly one kernel');
+    return matrixRow(specs.get(kernels[0]!)!, scenarios, resolve(p.values.out), p.rest);
+  }
   const outDir = resolve(p.values.out ?? join(REPO_ROOT, 'reports', `matrix-${started.replace(/[:.]/g, '-')}`));
   const extra = p.rest;
   await mkdir(outDir, { recursive: true });
 
   // kernel-major order: runs of one kernel are adjacent, so a fetch is paid once, before its runs
   const cells: MatrixCell[] = kernels.flatMap((k) => scenarios.map((s) => ({ scenario: s, kernel: k, dir: join(outDir, `${s}-${kernelSlug(k)}`), exitCode: null, wallMs: 0, status: 'pending' })));
+  // a VM kernel's row is one unit (one guest for all its scenarios); a host cell is a unit of its own
+  const units: Unit[] = kernels.flatMap((k): Unit[] => {
+    const mine = cells.filter((c) => c.kernel === k);
+    return specs.get(k)!.kind === 'host' ? mine.map((c) => ({ kernel: k, row: false, cells: [c], outDir })) : [{ kernel: k, row: true, cells: mine, outDir }];
+  });
   const children = new Set<ChildProcess>();
   let interrupted = false;
   const onSig = () => {
     interrupted = true;
-    // each `lab run` cleans up on SIGINT (kills its VM, removes netns …)
+    // each `lab run` / row cleans up on SIGINT (kills its VM, removes netns …) and writes ERROR reports
     for (const c of children) c.kill('SIGINT');
   };
   process.on('SIGINT', onSig);
@@ -245,24 +287,43 @@ export async function matrixCommand(argv: string[]): Promise<number> {
   try {
     let next = 0;
     const worker = async () => {
-      while (!interrupted && next < cells.length) {
-        const c = cells[next++]!;
-        process.stderr.write(`=== ${c.scenario} on ${c.kernel} (${cells.indexOf(c) + 1}/${cells.length})\n`);
-        await runOne(c, children, extra);
-        readCell(c);
-        process.stderr.write(`=== ${c.scenario} on ${c.kernel}: ${c.status.toUpperCase()} in ${fmtS(c.wallMs)}\n`);
+      while (!interrupted && next < units.length) {
+        const u = units[next++]!;
+        const what = u.row ? `${u.cells.map((c) => c.scenario).join(', ')} on ${u.kernel} (one VM)` : `${u.cells[0]!.scenario} on ${u.kernel}`;
+        process.stderr.write(`=== ${what} (${next}/${units.length})\n`);
+        await runUnit(u, children, extra);
+        for (const c of u.cells) readCell(c);
+        process.stderr.write(`=== ${u.cells.map((c) => `${c.scenario} on ${c.kernel}: ${c.status.toUpperCase()} in ${fmtS(cellMs(c))}`).join('; ')}\n`);
       }
     };
     if (reportOnly) {
       for (const c of cells) readCell(c);
-    } else await Promise.all(Array.from({ length: Math.min(jobs, cells.length) }, worker));
+    } else await Promise.all(Array.from({ length: Math.min(jobs, units.length) }, worker));
   } finally {
     process.off('SIGINT', onSig);
     process.off('SIGTERM', onSig);
   }
   for (const c of cells) if (c.status === 'pending') { c.status = 'error'; c.error = 'not run (interrupted)'; }
-  await writeMatrixReport(cells, scenarios, kernels, outDir, started);
-  console.log(`matrix: ${join(outDir, 'index.html')}`);
+  await writeMatrixReport(cells, scenarios, kernels, outDir, started, reportOnly ? undefined : Date.now() - t0);
+  console.log(`matrix: ${join(outDir, 'index.html')}${reportOnly ? '' : ` (${fmtS(Date.now() - t0)})`}`);
   for (const k of kernels) console.log(`  ${k.padEnd(8)} ${cells.filter((c) => c.kernel === k).map((c) => `${c.scenario}=${c.status}`).join(' ')}`);
   return cells.every((c) => c.status === 'pass' || c.status === 'unsupported') ? 0 : 1;
+}
+
+/** `matrix --row`: the scenarios of one VM kernel in one guest, into the matrix's cell dirs. */
+async function matrixRow(kernel: KernelSpec, scenarios: string[], outDir: string, extra: string[]): Promise<number> {
+  if (kernel.kind === 'host') throw new UsageError('--row runs a VM kernel', 'host cells run as `lab run`');
+  const { parseRunArgs, rowHooks } = await import('../run.ts');
+  const { runVmRow } = await import('./row.ts');
+  const { createProgress } = await import('../progress.ts');
+  // each scenario validates the shared run options itself, before the guest boots
+  const cells = [];
+  for (const s of scenarios) {
+    const a = await parseRunArgs([s, '--out', join(outDir, `${s}-${kernelSlug(kernel.text)}`), ...extra], 'run');
+    if (!a) return 0;
+    cells.push({ scenario: s, outDir: a.outDir, options: a.options, rest: a.rest });
+  }
+  const runs = await runVmRow({ mode: 'run', kernel, cells }, createProgress(), rowHooks);
+  for (const r of runs) console.log(`${r.results.scenario} on ${r.results.environment.kernel.release} (${kernel.text}): ${r.results.status.toUpperCase()}`);
+  return runs.every((r) => r.results.status === 'pass' || r.results.status === 'unsupported') ? 0 : 1;
 }

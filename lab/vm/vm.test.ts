@@ -6,12 +6,13 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createProgress } from '../progress.ts';
-import { REPO_ROOT } from '../../vm-images/paths.ts';
-import { resolveKernel } from '../../vm-images/kernels.ts';
-import { vmExec } from './cli.ts';
-import { runInVm } from './index.ts';
+import { REPO_ROOT } from './paths.ts';
+import { resolveKernel } from './kernels.ts';
+import { vmExec, vmKernelArg } from './cli.ts';
+import { runInVm } from './guest.ts';
 import { ensureBundle } from '../bundle.ts';
 import { bootedTempDirs } from './qemu.ts';
+import { probeAccel } from './kvm.ts';
 
 function hasQemu(): boolean {
   try {
@@ -45,7 +46,7 @@ function collect() {
 describe.skipIf(!!skipReason)(`VM on ${KERNEL} ${skipReason ? `(skipped: ${skipReason})` : ''}`, () => {
   let release = '';
   beforeAll(async () => {
-    release = (await resolveKernel(KERNEL, createProgress(process.stderr, true))).release;
+    release = (await resolveKernel(vmKernelArg(KERNEL), createProgress(process.stderr, true))).release;
   }, 300_000);
 
   it('boots, runs a command, and brings back stdout, stderr, exit code and files written to the out dir', async () => {
@@ -53,7 +54,7 @@ describe.skipIf(!!skipReason)(`VM on ${KERNEL} ${skipReason ? `(skipped: ${skipR
     const outDir = mkdtempSync(join(REPO_ROOT, 'reports', 'vmtest-'));
     try {
       const c = collect();
-      const r = await vmExec(KERNEL, `uname -r; echo to-stdout; echo to-stderr >&2; echo written-in-guest > ${outDir}/from-guest.txt; ip link add lab-va type veth peer name lab-vb && echo veth-autoloaded; grep -c bpf /proc/mounts; exit 0`, { quiet: true, outDir, stdout: c.stdout, stderr: c.stderr, timeoutMs: 120_000 });
+      const r = await vmExec(vmKernelArg(KERNEL), `uname -r; echo to-stdout; echo to-stderr >&2; echo written-in-guest > ${outDir}/from-guest.txt; ip link add lab-va type veth peer name lab-vb && echo veth-autoloaded; grep -c bpf /proc/mounts; exit 0`, { quiet: true, outDir, stdout: c.stdout, stderr: c.stderr, timeoutMs: 120_000 });
       const t = c.text();
       expect(r.exitCode).toBe(0);
       expect(t.out).toContain(release);
@@ -71,7 +72,7 @@ describe.skipIf(!!skipReason)(`VM on ${KERNEL} ${skipReason ? `(skipped: ${skipR
   }, 180_000);
 
   it('returns a failing guest command\'s exit code', async () => {
-    const r = await vmExec(KERNEL, 'echo about to fail; exit 7', { quiet: true, stdout: () => {}, stderr: () => {}, timeoutMs: 120_000 });
+    const r = await vmExec(vmKernelArg(KERNEL), 'echo about to fail; exit 7', { quiet: true, stdout: () => {}, stderr: () => {}, timeoutMs: 120_000 });
     expect(r.exitCode).toBe(7);
   }, 180_000);
 
@@ -81,7 +82,7 @@ describe.skipIf(!!skipReason)(`VM on ${KERNEL} ${skipReason ? `(skipped: ${skipR
     process.env.EBPF_LAB_VM_FS = 'virtiofs';
     try {
       const t0 = Date.now();
-      const err = await vmExec(KERNEL, 'echo hanging; sleep 100000', { quiet: true, stdout: () => {}, stderr: () => {}, timeoutMs: 15_000 }).catch((e) => e);
+      const err = await vmExec(vmKernelArg(KERNEL), 'echo hanging; sleep 100000', { quiet: true, stdout: () => {}, stderr: () => {}, timeoutMs: 15_000 }).catch((e) => e);
       expect(err).toBeInstanceOf(Error);
       expect(err.message).toMatch(/timed out/);
       expect(Date.now() - t0).toBeLessThan(30_000);
@@ -97,7 +98,7 @@ describe.skipIf(!!skipReason)(`VM on ${KERNEL} ${skipReason ? `(skipped: ${skipR
     const booted = bootedTempDirs.length;
     const ac = new AbortController();
     const c = collect();
-    const p = vmExec(KERNEL, 'echo started; sleep 100000', { quiet: true, stdout: (b) => { c.stdout(b); if (c.text().out.includes('started')) ac.abort(); }, stderr: () => {}, signal: ac.signal, timeoutMs: 120_000 });
+    const p = vmExec(vmKernelArg(KERNEL), 'echo started; sleep 100000', { quiet: true, stdout: (b) => { c.stdout(b); if (c.text().out.includes('started')) ac.abort(); }, stderr: () => {}, signal: ac.signal, timeoutMs: 120_000 });
     const err = await p.catch((e) => e);
     expect(ac.signal.aborted).toBe(true);
     expect(err.message).toMatch(/interrupted/);
@@ -109,7 +110,8 @@ describe.skipIf(!!skipReason)(`VM on ${KERNEL} ${skipReason ? `(skipped: ${skipR
     const outDir = mkdtempSync(join(REPO_ROOT, 'reports', 'vmtest-'));
     try {
       const cli = await ensureBundle();
-      const r = await runInVm({ kernel: KERNEL, cli, argv: ['--help'], outDir, progress: createProgress(process.stderr, true), timeoutMs: 150_000 });
+      const kernel = await resolveKernel(vmKernelArg(KERNEL), createProgress(process.stderr, true));
+      const r = await runInVm({ kernel, cli, argv: ['--help'], outDir, progress: createProgress(process.stderr, true), timeoutMs: 150_000 });
       expect(r.exitCode).toBe(0);
       // the prebuilt bundle starts without transpiling (tsx took 30-77 s under TCG); generous bound for a loaded machine
       expect(r.vm.runMs as number).toBeLessThan(15_000);
@@ -123,5 +125,65 @@ describe.skipIf(!!skipReason)(`VM on ${KERNEL} ${skipReason ? `(skipped: ${skipR
     } finally {
       rmSync(outDir, { recursive: true, force: true });
     }
+  }, 240_000);
+
+  it('the KVM probe\'s guest is a real kernel: under TCG it boots to the probe init and says so', async () => {
+    const k = await resolveKernel(vmKernelArg(KERNEL), createProgress(process.stderr, true));
+    const r = await probeAccel('tcg', 120_000, k.vmlinux ?? k.bzImage);
+    expect(r.note).toMatch(/a Linux kernel/);
+    expect(r.ok).toBe(true);
+  }, 180_000);
+
+  it('one guest runs several commands in turn and keeps the shared dir mounted once (a matrix row)', async () => {
+    const outDir = mkdtempSync(join(REPO_ROOT, 'reports', 'vmtest-'));
+    const { bootGuest, guestScript } = await import('./guest.ts');
+    const progress = createProgress(process.stderr, true);
+    const kernel = await resolveKernel(vmKernelArg(KERNEL), progress);
+    const b = await bootGuest({ kernel, progress, outDir, consoleLog: join(outDir, 'console.log') });
+    try {
+      // the boot phases add up to boot-to-ready and every one was measured
+      expect(b.phases.qemuMs + b.phases.kernelMs + b.phases.initMs + b.phases.mountMs).toBeGreaterThan(b.phases.readyMs - 50);
+      expect(b.phases.kernelMs).toBeGreaterThan(0);
+      expect(b.phases.initMs).toBeGreaterThan(0);
+      const outs: string[] = [];
+      for (const n of [1, 2]) {
+        let o = '';
+        const code = await b.vm.exec(guestScript(b, `echo run${n} > ${outDir}/run${n}.txt; grep -c " ${outDir} " /proc/mounts; exit ${n}`, { outDir }), { onStdout: (d) => (o += d), onStderr: () => {}, timeoutMs: 60_000 });
+        expect(code).toBe(n);
+        outs.push(o.trim());
+      }
+      expect(outs).toEqual(['1', '1']);
+      expect(readFileSync(join(outDir, 'run2.txt'), 'utf8')).toBe('run2\n');
+    } finally {
+      await b.vm.close({ force: true });
+      rmSync(outDir, { recursive: true, force: true });
+    }
+    expect(leftovers()).toEqual({ procs: [], dirs: [] });
+  }, 240_000);
+
+  it.skipIf(!existsSync('/dev/kvm'))('a KVM boot that hangs or dies is booted once more under TCG and recorded', async () => {
+    const prev = process.env.EBPF_LAB_ACCEL;
+    process.env.EBPF_LAB_ACCEL = 'kvm';
+    const { bootGuest, vmFacts } = await import('./guest.ts');
+    const progress = createProgress(process.stderr, true);
+    const outDir = mkdtempSync(join(REPO_ROOT, 'reports', 'vmtest-'));
+    try {
+      const kernel = await resolveKernel(vmKernelArg(KERNEL), progress);
+      const b = await bootGuest({ kernel, progress, consoleLog: join(outDir, 'console.log'), bootTimeoutMs: 20_000 });
+      try {
+        const f = vmFacts(b);
+        // where KVM runs kernels the boot stays on KVM; where it hangs (nested kvm-pvm here) TCG takes over
+        if (b.accel === 'kvm') expect(f.accelFallback).toBeUndefined();
+        else expect(String(f.accelFallback)).toMatch(/KVM boot failed .*booted again under TCG/);
+        expect(b.vm.bootMs).toBeGreaterThan(0);
+      } finally {
+        await b.vm.close({ force: true });
+      }
+    } finally {
+      if (prev === undefined) delete process.env.EBPF_LAB_ACCEL;
+      else process.env.EBPF_LAB_ACCEL = prev;
+      rmSync(outDir, { recursive: true, force: true });
+    }
+    expect(leftovers()).toEqual({ procs: [], dirs: [] });
   }, 240_000);
 });

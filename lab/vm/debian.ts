@@ -5,10 +5,11 @@ import { createHash } from 'node:crypto';
 import { createWriteStream, existsSync, readFileSync, readdirSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { LabError } from '../common/errors.ts';
-import type { Progress } from '../common/progress.ts';
+import { LabError } from '../errors.ts';
+import type { Progress } from '../progress.ts';
 import { cacheDir } from './paths.ts';
 import { run } from './exec.ts';
+import { archFacts } from '../../common/arch.ts';
 
 /** Series the lab knows by name → Debian suite that carries it. */
 export const SERIES: Record<string, string> = { '5.10': 'bullseye', '6.1': 'bookworm', '6.12': 'trixie', '7.x': 'sid' };
@@ -97,7 +98,7 @@ export async function suiteIndex(suite: string, opts: { refresh?: boolean; progr
     cached = JSON.parse(await readFile(file, 'utf8'));
   } catch { /* none yet */ }
   if (cached && cached.mirror === mirror && !opts.refresh && Date.now() - cached.fetchedAt < INDEX_MAX_AGE_MS) return cached.packages;
-  const url = `${mirror}/dists/${suite}/main/binary-amd64/Packages.xz`;
+  const url = `${mirror}/dists/${suite}/main/binary-${archFacts().debian}/Packages.xz`;
   opts.progress?.info(`reading ${url}`);
   try {
     const buf = Buffer.from(await (await fetchOk(url)).arrayBuffer());
@@ -132,16 +133,16 @@ export function candidates(suite: string, pkgs: Pkg[]): Candidate[] {
   const byName = new Map(pkgs.map((p) => [p.name, p]));
   const out: Candidate[] = [];
   for (const p of pkgs) {
-    const m = /^linux-image-(\d.*)-amd64$/.exec(p.name);
+    const m = new RegExp(`^linux-image-(\\d.*)-${archFacts().debian}$`).exec(p.name);
     if (!m || /-(cloud|rt)$/.test(m[1]!)) continue;
     const abi = m[1]!;
     // sid splits the kernel: linux-image-* is a meta package depending on binary/modules/base.
     const parts = [...p.depends.matchAll(/\b(linux-(?:binary|modules|base)-[^\s,(|]+)/g)]
       .map((x) => x[1]!)
-      .filter((n) => n.endsWith(`${abi}-amd64`))
+      .filter((n) => n.endsWith(`${abi}-${archFacts().debian}`))
       .map((n) => byName.get(n))
       .filter((x): x is Pkg => !!x);
-    out.push({ suite, release: `${abi}-amd64`, version: p.version, packages: [p, ...parts] });
+    out.push({ suite, release: `${abi}-${archFacts().debian}`, version: p.version, packages: [p, ...parts] });
   }
   return out.sort((a, b) => compareVersions(b.version, a.version));
 }

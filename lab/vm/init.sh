@@ -5,20 +5,29 @@
 # with stdout/stderr on their own virtio-serial ports, answers "EXIT <code>", and powers off
 # on BYE (or when the host goes away). Everything path-specific (the out dir, the modules dir)
 # is in the host's script, so this file stays generic.
-/bin/busybox --install -s /bin
+# Boot phases are stamped with the guest clock (/proc/uptime) and sent with READY, so the host
+# can split boot-to-ready into QEMU start, kernel, /init and the root mount (no fork per stamp).
 export PATH=/bin
 mount -t proc proc /proc
+read -r T_INIT _ </proc/uptime
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-
-while read -r m; do
-  [ -n "$m" ] && insmod "/lib/modules/$m.ko" 2>/dev/null
-done </modules.order
 
 FS=9p
 for a in $(cat /proc/cmdline); do
   case "$a" in lab.fs=*) FS=${a#lab.fs=} ;; esac
 done
+
+# the boot modules and the root filesystem's now; the NIC's while the host sends the first command
+load() {
+  while read -r m g; do
+    [ "$g" = "$1" ] && insmod "/lib/modules/$m.ko" 2>/dev/null
+  done </modules.order
+}
+load boot
+load "$FS"
+load net &
+NETLOAD=$!
 
 die() {
   echo "lab-init: $*"
@@ -43,6 +52,7 @@ while [ $i -lt 200 ]; do
 done
 [ -n "$CTL" ] || die "no control port (is virtio_console available?)"
 
+read -r T_M0 _ </proc/uptime
 if [ "$FS" = virtiofs ]; then
   mount -t virtiofs -o ro labroot /lower || die "cannot mount the host root over virtiofs"
 else
@@ -54,6 +64,7 @@ fi
 # what BPF sees in bprm->file, file->f_inode — is on the overlay's device, so any (dev, ino)
 # identity a controller computes from stat() would never match in the guest. With xino both
 # say: overlay device, inode number with the layer in its top bits.
+read -r T_M1 _ </proc/uptime
 mount -t tmpfs -o mode=0755 tmpfs /rw
 mkdir -p /rw/upper /rw/work
 mount -t overlay overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work,xino=on /newroot || die "cannot mount the overlay"
@@ -83,10 +94,13 @@ hostname lab-vm
 ip link set lo up
 
 exec 3<>"$CTL"
-echo "READY $(cut -d' ' -f1 /proc/uptime)" >&3
+read -r T_READY _ </proc/uptime
+echo "READY $T_READY $T_INIT $T_M0 $T_M1" >&3
 while read -r cmd arg <&3; do
   case "$cmd" in
     RUN)
+      [ -n "$NETLOAD" ] && wait "$NETLOAD"
+      NETLOAD=
       echo "$arg" | base64 -d >/newroot/tmp/.lab-run.sh
       chroot /newroot /bin/sh /tmp/.lab-run.sh </dev/null >"$OUT" 2>"$ERR"
       rc=$?

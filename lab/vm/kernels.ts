@@ -1,16 +1,16 @@
-// --kernel <spec> → a bootable kernel on disk (fetched and cached on first use).
-// Specs: a series (5.10, 6.1, 6.12, 7.x), any X.Y a suite carries, a Debian version
-// (6.1.176-1), a release (6.1.0-50-amd64), or a path to a bzImage [":" modules dir].
+// A parsed --kernel (lab/vm/spec.ts) → a bootable kernel on disk (fetched and cached on first use).
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { LabError } from '../common/errors.ts';
-import type { Progress } from '../common/progress.ts';
+import { LabError } from '../errors.ts';
+import type { Progress } from '../progress.ts';
 import { SERIES, candidates, compareVersions, downloadPackage, suiteIndex, verifyPackageFile, type Candidate } from './debian.ts';
 import { cacheDir } from './paths.ts';
 import { run } from './exec.ts';
 import { bzImageRelease, extractVmlinux } from './vmlinux.ts';
+import type { VmKernelSpec } from './spec.ts';
+import { archFacts } from '../../common/arch.ts';
 
 export interface KernelImage {
   spec: string;
@@ -137,9 +137,10 @@ function cachedEntry(version: string): KernelImage | undefined {
   return absolutize(JSON.parse(readFileSync(meta, 'utf8')), dir);
 }
 
-async function pathKernel(spec: string): Promise<KernelImage> {
-  const [img, mods] = spec.split(':');
-  const bz = resolve(img!);
+async function pathKernel(k: Extract<VmKernelSpec, { kind: 'image' }>): Promise<KernelImage> {
+  const spec = k.text;
+  const mods = k.modules;
+  const bz = resolve(k.path);
   if (!existsSync(bz) || !statSync(bz).isFile()) throw new LabError(`kernel image ${bz} does not exist`);
   const release = bzImageRelease(readFileSync(bz)) ?? 'unknown';
   let modulesDir = mods ? resolve(mods) : undefined;
@@ -183,31 +184,29 @@ async function unknownKernel(spec: string, progress: Progress): Promise<LabError
   );
 }
 
-/** Resolve a --kernel spec to a kernel on disk, downloading and extracting it if needed. */
-export async function resolveKernel(spec: string, progress: Progress, signal?: AbortSignal): Promise<KernelImage> {
-  if (spec === 'host') throw new LabError('--kernel host runs on the host, not in a VM');
-  if (spec.includes('/') || (existsSync(spec.split(':')[0]!) && statSync(spec.split(':')[0]!).isFile())) return pathKernel(spec);
+/** Resolve a parsed --kernel to a kernel on disk, downloading and extracting it if needed. */
+export async function resolveKernel(k: VmKernelSpec, progress: Progress, signal?: AbortSignal): Promise<KernelImage> {
+  if (k.kind === 'image') return pathKernel(k);
+  const spec = k.text;
   // exact cached match first: works offline and costs no index read
-  const exact = cachedKernels().find((k) => k.version === spec || k.release === spec || k.release === `${spec}-amd64`);
+  const exact = cachedKernels().find((c) => c.version === spec || c.release === spec || c.release === `${spec}-${archFacts().debian}`);
   if (exact) return { ...cachedEntry(exact.version)!, spec };
 
   let pick: Candidate | undefined;
-  const seriesMatch = (c: Candidate, prefix: string) => c.version.startsWith(prefix);
-  if (SERIES[spec] || /^\d+(\.\d+)?(\.x)?$/.test(spec)) {
-    const prefix = spec.endsWith('.x') ? `${spec.slice(0, -1)}` : `${spec}.`;
-    const suites = SERIES[spec] ? [SERIES[spec]!] : Object.values(SERIES);
+  if (k.kind === 'series') {
+    const suites = k.suites ?? Object.values(SERIES);
     const all: Candidate[] = [];
     const errors: Error[] = [];
     for (const suite of suites) {
       try {
-        all.push(...candidates(suite, await suiteIndex(suite, { progress })).filter((c) => seriesMatch(c, prefix)));
+        all.push(...candidates(suite, await suiteIndex(suite, { progress })).filter((c) => c.version.startsWith(k.prefix)));
       } catch (e) {
         errors.push(e as Error);
       }
     }
     if (!all.length && errors.length) {
       // offline: fall back to the newest cached kernel of the series
-      const cached = cachedKernels().find((k) => k.version.startsWith(prefix));
+      const cached = cachedKernels().find((c) => c.version.startsWith(k.prefix));
       if (cached) {
         progress.warn(`${errors[0]!.message}; using cached ${cached.version}`);
         return { ...cachedEntry(cached.version)!, spec };
@@ -221,7 +220,7 @@ export async function resolveKernel(spec: string, progress: Progress, signal?: A
       try {
         list = candidates(suite, await suiteIndex(suite, { progress }));
       } catch { continue; }
-      pick = list.find((c) => c.version === spec || c.release === spec || c.release === `${spec}-amd64` || c.packages[0]!.name === spec);
+      pick = list.find((c) => c.version === k.version || c.release === k.version || c.release === `${k.version}-${archFacts().debian}` || c.packages[0]!.name === k.version);
       if (pick) break;
     }
   }

@@ -6,7 +6,7 @@ import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { LabError } from '../common/errors.ts';
+import { LabError } from '../errors.ts';
 import { run } from './exec.ts';
 import type { KernelImage } from './kernels.ts';
 import { cacheDir } from './paths.ts';
@@ -14,8 +14,19 @@ import { cacheDir } from './paths.ts';
 const INIT = join(dirname(fileURLToPath(import.meta.url)), 'init.sh');
 const BUSYBOX = ['/usr/bin/busybox', '/bin/busybox'];
 
-/** Loaded by /init before the control channel is up, in dependency order. */
-export const BOOT_MODULES = ['virtio_pci', 'virtio_mmio', 'virtio_console', '9pnet_virtio', '9p', 'virtiofs', 'overlay', 'virtio_net'];
+/**
+ * Modules /init loads, by group: `boot` always, before the control channel; the root
+ * filesystem's group only for the one the kernel command line names (lab.fs=9p|virtiofs);
+ * `net` in the background while the host sends the first command (/init waits for it before
+ * running one). Each group is in dependency order; a module shared by two groups loads in the first.
+ */
+export const BOOT_MODULE_GROUPS: Record<string, string[]> = {
+  boot: ['virtio_pci', 'virtio_console', 'overlay'],
+  '9p': ['9pnet_virtio', '9p'],
+  virtiofs: ['virtiofs'],
+  net: ['virtio_net'],
+};
+export const BOOT_MODULES = Object.values(BOOT_MODULE_GROUPS).flat();
 
 // ---- newc cpio -------------------------------------------------------------------------------
 class Cpio {
@@ -71,15 +82,16 @@ function modinfoDepends(ko: Buffer): string[] {
 
 export interface ModulePlan {
   /** in load order */
-  modules: { name: string; data: Buffer }[];
+  modules: { name: string; data: Buffer; group?: string }[];
   builtin: string[];
   missing: string[];
 }
 
-export async function planModules(modulesDir: string | undefined, wanted: string[]): Promise<ModulePlan> {
+export async function planModules(modulesDir: string | undefined, wanted: string[] | Record<string, string[]>): Promise<ModulePlan> {
+  const groups = Array.isArray(wanted) ? { '': wanted } : wanted;
   const plan: ModulePlan = { modules: [], builtin: [], missing: [] };
   if (!modulesDir || !existsSync(modulesDir)) {
-    plan.missing = wanted;
+    plan.missing = Object.values(groups).flat();
     return plan;
   }
   const builtinFile = join(modulesDir, 'modules.builtin');
@@ -87,6 +99,7 @@ export async function planModules(modulesDir: string | undefined, wanted: string
   const files = new Map<string, string>();
   walk(join(modulesDir, 'kernel'), files);
   const done = new Set<string>();
+  let group = '';
   const visit = async (name: string, top: boolean) => {
     if (done.has(name)) return;
     done.add(name);
@@ -95,9 +108,12 @@ export async function planModules(modulesDir: string | undefined, wanted: string
     if (!f) { plan.missing.push(name); return; }
     const data = await moduleBytes(f);
     for (const d of modinfoDepends(data)) await visit(d, false);
-    plan.modules.push({ name, data });
+    plan.modules.push({ name, data, ...(group ? { group } : {}) });
   };
-  for (const w of wanted) await visit(norm(w), true);
+  for (const [g, names] of Object.entries(groups)) {
+    group = g;
+    for (const w of names) await visit(norm(w), true);
+  }
   return plan;
 }
 
@@ -133,29 +149,34 @@ export async function buildInitramfs(k: KernelImage): Promise<Initramfs> {
   if (!busybox) throw new LabError('static busybox not found', 'apt-get install busybox-static   (or: pnpm lab setup vm)');
   const init = await readFile(INIT);
   const mstamp = k.modulesDir && existsSync(k.modulesDir) ? statSync(k.modulesDir).mtimeMs : 0;
-  const key = createHash('sha256').update(init).update(k.release).update(k.bzImage).update(String(mstamp)).update(BOOT_MODULES.join()).update(String(statSync(busybox).size)).digest('hex').slice(0, 16);
+  const key = createHash('sha256').update(init).update(k.release).update(k.bzImage).update(String(mstamp)).update(JSON.stringify(BOOT_MODULE_GROUPS)).update(String(statSync(busybox).size)).digest('hex').slice(0, 16);
   const dir = join(cacheDir(), 'initramfs');
   const path = join(dir, `${k.release}-${key}.cpio`);
   const metaPath = `${path}.json`;
   if (existsSync(path) && existsSync(metaPath)) return { path, ...JSON.parse(readFileSync(metaPath, 'utf8')) };
 
-  const plan = await planModules(k.modulesDir, BOOT_MODULES);
+  const plan = await planModules(k.modulesDir, BOOT_MODULE_GROUPS);
   const c = new Cpio();
   for (const d of ['bin', 'dev', 'proc', 'sys', 'tmp', 'lower', 'rw', 'newroot', 'lib', 'lib/modules']) c.dir(d);
   c.chardev('dev/console', 5, 1);
   c.file('bin/busybox', await readFile(busybox), 0o755);
-  c.symlink('bin/sh', 'busybox');
+  // every applet as a link in the archive: `busybox --install` at boot made ~400 symlinks under TCG
+  const applets = (await run(busybox, ['--list'])).stdout.toString().split('\n').filter((a) => /^[\w.[-]+$/.test(a) && a !== 'busybox');
+  for (const a of new Set(['sh', ...applets])) c.symlink(`bin/${a}`, 'busybox');
   c.file('init', init, 0o755);
   for (const m of plan.modules) c.file(`lib/modules/${m.name}.ko`, m.data);
-  c.file('modules.order', Buffer.from(plan.modules.map((m) => m.name).join('\n') + '\n'));
+  // "<name> <group>" per line, in load order (init.sh picks the groups it needs)
+  c.file('modules.order', Buffer.from(plan.modules.map((m) => `${m.name} ${m.group ?? 'boot'}`).join('\n') + '\n'));
   await mkdir(dir, { recursive: true });
   await writeFile(`${path}.tmp${process.pid}`, c.finish());
   await rename(`${path}.tmp${process.pid}`, path);
   const meta = { modules: plan.modules.map((m) => m.name), builtin: plan.builtin, missing: plan.missing };
   await writeFile(metaPath, JSON.stringify(meta));
-  // older builds for this kernel (init.sh or busybox changed) are dead weight
+  // older builds for this kernel (init.sh or busybox changed) are dead weight once nobody boots
+  // them: a day old, because checkouts on other branches may share this cache and boot theirs
   for (const f of readdirSync(dir)) {
-    if (f.startsWith(`${k.release}-`) && !f.startsWith(basename(path))) await rm(join(dir, f), { force: true });
+    const old = join(dir, f);
+    if (f.startsWith(`${k.release}-`) && !f.startsWith(basename(path)) && Date.now() - statSync(old).mtimeMs > 24 * 3600_000) await rm(old, { force: true });
   }
   return { path, ...meta };
 }

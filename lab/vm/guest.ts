@@ -1,0 +1,250 @@
+// One guest on a resolved kernel: pick accel/fs/net, build the initramfs, boot to READY, and
+// the script prelude every command in it runs under. The guest's root is the host's /
+// (read-only, tmpfs overlay), so the same checkout, node_modules, node, libbpf and tools run
+// there; only the kernel differs.
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { LabError } from '../errors.ts';
+import type { Progress } from '../progress.ts';
+import { configFacts, type KernelImage } from './kernels.ts';
+import { buildInitramfs } from './initramfs.ts';
+import { REPO_ROOT } from './paths.ts';
+import { chooseAccel, recordKvmBootFailure } from './kvm.ts';
+import { Vm, shq, type BootOptions } from './qemu.ts';
+
+export const BOOT_LOG = 'vm-console.log';
+
+export interface GuestSpec {
+  kernel: KernelImage;
+  progress: Progress;
+  /** host dir to share read-write at the same path */
+  outDir?: string;
+  consoleLog: string;
+  bootTimeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+function pickFs(k: KernelImage): '9p' | 'virtiofs' {
+  const env = process.env.EBPF_LAB_VM_FS;
+  if (env === '9p' || env === 'virtiofs') return env;
+  const c = configFacts(k);
+  // 9p needs no extra daemon; kernels without it (cloud flavours, custom builds) get virtiofs
+  if (!Object.keys(c).length || (c.NET_9P_VIRTIO !== 'n' && c['9P_FS'] !== 'n')) return '9p';
+  return 'virtiofs';
+}
+
+function pickNet(): BootOptions['net'] {
+  const env = process.env.EBPF_LAB_VM_NET;
+  if (env === 'tap' || env === 'user' || env === 'none') return env;
+  return existsSync('/dev/net/tun') && process.getuid?.() === 0 ? 'tap' : 'user';
+}
+
+export interface BootedGuest {
+  vm: Vm;
+  kernel: KernelImage;
+  accel: 'kvm' | 'tcg';
+  accelNote: string;
+  fs: '9p' | 'virtiofs';
+  net: BootOptions['net'];
+  initramfsModules: string[];
+  /** boots retried after the guest kernel crashed during boot (an emulator fault) */
+  bootRetries: number;
+  /** set when a KVM boot failed or timed out and the guest was booted again under TCG */
+  accelFallback?: string;
+  phases: BootPhases;
+}
+
+/**
+ * Where boot-to-ready goes, from QEMU's spawn to the guest's READY: QEMU and firmware until
+ * the guest kernel's clock starts, the kernel until /init runs, /init's own work (modules,
+ * control ports, mounts of the guest root) and the mount of the host's root over 9p/virtiofs.
+ */
+export interface BootPhases {
+  qemuMs: number;
+  kernelMs: number;
+  initMs: number;
+  mountMs: number;
+  readyMs: number;
+}
+
+export function bootPhases(bootMs: number, marks: number[]): BootPhases {
+  // READY <uptime at READY> <at /init start> <before root mount> <after root mount> (seconds)
+  const [ready = 0, init = 0, m0 = 0, m1 = 0] = marks;
+  const ms = (s: number) => Math.max(0, Math.round(s * 1000));
+  return { qemuMs: Math.max(0, bootMs - ms(ready)), kernelMs: ms(init), initMs: ms(ready - init - (m1 - m0)), mountMs: ms(m1 - m0), readyMs: bootMs };
+}
+
+/** Resolve the kernel, pick accel/fs/net, build the initramfs and boot to READY. */
+export async function bootGuest(g: GuestSpec): Promise<BootedGuest> {
+  const kernel = g.kernel;
+  let { accel, note } = await chooseAccel();
+  if (accel === 'tcg') g.progress.info(note);
+  const fs = pickFs(kernel);
+  const ir = await buildInitramfs(kernel);
+  if (ir.missing.length) g.progress.warn(`modules not found for ${kernel.release} (assumed built in): ${ir.missing.join(', ')}`);
+  let net = pickNet();
+  const cpus = Number(process.env.EBPF_LAB_VM_CPUS) || 2;
+  const memMB = Number(process.env.EBPF_LAB_VM_MEM_MB) || 1024;
+  const base: BootOptions = {
+    kernel, initramfs: ir, accel, fs, outDir: g.outDir, net, cpus, memMB, consoleLog: g.consoleLog,
+    bootTimeoutMs: g.bootTimeoutMs ?? (accel === 'kvm' ? 30_000 : 90_000), progress: g.progress, signal: g.signal,
+  };
+  let vm: Vm;
+  let bootRetries = 0;
+  let accelFallback: string | undefined;
+  for (;;) {
+    try {
+      vm = await Vm.boot({ ...base, accel, net });
+      break;
+    } catch (e) {
+      const msg = (e as Error).message;
+      // The KVM probe passed, yet this boot hung or died (nested hosts do that: "KVM internal
+      // error", a silent spin). Boot once more under TCG rather than failing the run, and say so.
+      if (accel === 'kvm' && !g.signal?.aborted && /timed out after \d+ s waiting for the guest to boot|QEMU exited while waiting for the guest to boot/.test(msg)) {
+        accelFallback = `KVM boot failed (${msg.split('\n')[0]!.slice(0, 200)}); booted again under TCG`;
+        g.progress.warn(accelFallback);
+        await recordKvmBootFailure(msg.split('\n')[0]!.slice(0, 200));
+        accel = 'tcg';
+        note = accelFallback;
+        base.bootTimeoutMs = Math.max(base.bootTimeoutMs, 90_000);
+        continue;
+      }
+      // no tun device or no CAP_NET_ADMIN inside a container: a single-queue user-mode NIC still works
+      if (net === 'tap' && /tap|tun/i.test(msg)) {
+        g.progress.warn(`tap networking failed (${msg.split('\n')[0]}); retrying with user-mode networking (one queue)`);
+        net = 'user';
+        continue;
+      }
+      // Multi-threaded TCG occasionally crashes a kernel while it patches its own text at boot
+      // (seen: 7.2, "Oops: int3" in sched_clock_cpu, then panic). It is the emulator, not the
+      // kernel or the lab: boot once more, and record that it happened.
+      if (bootRetries === 0 && !g.signal?.aborted && /QEMU exited while waiting for the guest to boot/.test(msg) && /Kernel panic|Oops:/.test(msg)) {
+        bootRetries++;
+        g.progress.warn(`the guest kernel crashed during boot (${(/(Oops: [^\n]*|Kernel panic[^\n]*)/.exec(msg)?.[1] ?? 'panic').trim()}); booting once more`);
+        continue;
+      }
+      throw e;
+    }
+  }
+  return { vm, kernel, accel, accelNote: note, fs, net, initramfsModules: ir.modules, bootRetries, accelFallback, phases: bootPhases(vm.bootMs, vm.readyMarks) };
+}
+
+/** The environment every guest command gets (either backend): the lab's variables, a scaled clock. */
+export function guestEnv(accel: 'kvm' | 'tcg'): string[] {
+  const pass = Object.entries(process.env).filter(([k]) => /^(CI|NO_COLOR|FORCE_COLOR|DEBUG|EBPF_LAB_.*|GITHUB_.*)$/.test(k) && !/^EBPF_LAB_VM_/.test(k));
+  const env = [
+    ['PATH', '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], ['HOME', '/root'], ['LANG', 'C.UTF-8'], ['TERM', 'dumb'],
+    ['EBPF_LAB_IN_VM', '1'],
+    // waits inside the guest scale with the emulation (lab/timeouts.ts); a user's own value wins
+    ['EBPF_LAB_TIME_SCALE', process.env.EBPF_LAB_TIME_SCALE ?? (accel === 'tcg' ? '10' : '2')],
+    ...pass.filter(([k]) => k !== 'EBPF_LAB_TIME_SCALE'),
+  ] as [string, string][];
+  return env.map(([k, v]) => `export ${k}=${shq(v!)}`);
+}
+
+/** The guest-side prelude: environment, modules for modprobe, the shared out dir. */
+export function guestScript(b: BootedGuest, body: string, opts: { outDir?: string; cwd?: string } = {}): string {
+  const lines = guestEnv(b.accel);
+  const k = b.kernel;
+  if (k.modulesDir) {
+    // the host's modprobe finds the guest kernel's modules (depmod ran at fetch) for on-demand loads (veth, sch_*, cls_bpf …)
+    // one guest runs several scripts (a matrix row): mount once
+    const mp = `/lib/modules/${shq(k.release)}`;
+    lines.push(`mountpoint -q ${mp} 2>/dev/null || { mkdir -p ${mp} && mount --bind ${shq(k.modulesDir)} ${mp} 2>/dev/null; }`);
+  }
+  if (opts.outDir) {
+    const m = b.fs === 'virtiofs' ? `mount -t virtiofs labout ${shq(opts.outDir)}` : `mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 labout ${shq(opts.outDir)}`;
+    lines.push(`mountpoint -q ${shq(opts.outDir)} 2>/dev/null || { mkdir -p ${shq(opts.outDir)} && ${m}; } || { echo "lab-vm: cannot mount ${opts.outDir} in the guest" >&2; exit 125; }`);
+  }
+  if (opts.cwd) lines.push(`cd ${shq(opts.cwd)} || exit 125`);
+  lines.push(body);
+  return lines.join('\n') + '\n';
+}
+
+/** What a report says about the guest a run used (results.environment.vm). */
+export function vmFacts(b: BootedGuest): Record<string, unknown> {
+  const k = b.kernel;
+  return {
+    kernelSpec: k.spec,
+    kernelVersion: k.version,
+    kernelRelease: k.release,
+    kernelSource: k.source === 'debian' ? `Debian ${k.suite} ${k.packages?.map((p) => p.name).join(' + ')}` : k.bzImage,
+    accel: b.accel,
+    accelNote: b.accelNote,
+    ...(b.accelFallback ? { accelFallback: b.accelFallback } : {}),
+    bootMs: b.vm.bootMs,
+    bootRetries: b.bootRetries,
+    guestBootMs: Math.round(b.vm.guestUptime * 1000),
+    /** boot-to-ready by phase: QEMU start, guest kernel, /init, root mount */
+    boot: b.phases,
+    bootLog: BOOT_LOG,
+    rootfs: b.fs,
+    net: b.net === 'tap' ? 'virtio-net multiqueue (tap)' : b.net === 'user' ? 'virtio-net (user-mode, one queue)' : 'none',
+    cpus: b.vm.opts.cpus,
+    memMB: b.vm.opts.memMB,
+    bootModules: b.initramfsModules,
+    config: configFacts(k),
+  };
+}
+
+export function onAbortKill(signal: AbortSignal | undefined, vm: Vm): () => void {
+  if (!signal) return () => {};
+  const f = () => void vm.close({ force: true });
+  signal.addEventListener('abort', f, { once: true });
+  return () => signal.removeEventListener('abort', f);
+}
+
+export async function runInVm(opts: {
+  kernel: KernelImage;
+  /** the lab CLI to run in the guest: the bundle's lab/cli.js (ensureBundle) */
+  cli: string;
+  argv: string[];
+  outDir: string;
+  progress: Progress;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}): Promise<{ exitCode: number; vm: Record<string, unknown> }> {
+  const t0 = Date.now();
+  const timeoutMs = opts.timeoutMs ?? 30 * 60_000;
+  // No signal from the caller: Ctrl-C/SIGTERM still stop the guest and clean up before we return.
+  const own = opts.signal ? undefined : new AbortController();
+  const onSig = () => own?.abort();
+  if (own) { process.on('SIGINT', onSig); process.on('SIGTERM', onSig); }
+  try {
+    return await runInVmInner({ ...opts, signal: opts.signal ?? own!.signal }, t0, timeoutMs);
+  } finally {
+    if (own) { process.off('SIGINT', onSig); process.off('SIGTERM', onSig); }
+  }
+}
+
+async function runInVmInner(opts: Parameters<typeof runInVm>[0], t0: number, timeoutMs: number): Promise<{ exitCode: number; vm: Record<string, unknown> }> {
+  await mkdir(opts.outDir, { recursive: true });
+  const consoleLog = join(opts.outDir, BOOT_LOG);
+  const b = await bootGuest({
+    kernel: opts.kernel, progress: opts.progress, outDir: opts.outDir, consoleLog, signal: opts.signal,
+    bootTimeoutMs: Math.min(timeoutMs, 90_000),
+  });
+  const unhook = onAbortKill(opts.signal, b.vm);
+  try {
+    // the prebuilt bundle (lab/bundle.ts, built by the caller before boot): tsx would transpile
+    // for 30-77 s under TCG before the runner printed its first line
+    const cmd = [process.execPath, opts.cli, ...opts.argv].map(shq).join(' ');
+    const script = guestScript(b, `exec ${cmd}`, { outDir: opts.outDir, cwd: REPO_ROOT });
+    opts.progress.step(`running in the guest: lab ${opts.argv.join(' ')}`);
+    const tRun = Date.now();
+    const exitCode = await b.vm.exec(script, {
+      onStdout: (d) => process.stderr.write(d),
+      onStderr: (d) => process.stderr.write(d),
+      timeoutMs: Math.max(1000, timeoutMs - (Date.now() - t0)),
+      signal: opts.signal,
+    });
+    const runMs = Date.now() - tRun;
+    await b.vm.close();
+    return { exitCode, vm: { ...vmFacts(b), runMs, totalMs: Date.now() - t0 } };
+  } finally {
+    unhook();
+    await b.vm.close({ force: true });
+  }
+}
+

@@ -1,0 +1,285 @@
+// A row of scenarios on one VM kernel: boot ONE guest, run the scenarios one after another in
+// it, and give each its own results.json and report — `lab run --kernel 6.1` is a row of one,
+// a matrix row is a row of every scenario. Booting once per kernel instead of once per cell is
+// most of a TCG matrix's fixed cost.
+//
+// Isolation between the scenarios of a row: each runs in its own runner process in the guest
+// (the guest's `timeout` stops it with SIGTERM, so the runner still writes its ERROR report);
+// if the guest itself stops answering, the host kills it and boots a fresh one for the rest.
+// Ctrl-C kills the guest and writes an ERROR report for the running scenario and every one
+// that had not started.
+import fs from 'node:fs';
+import path from 'node:path';
+import { buildBpf } from '../../bpf/build.ts';
+import { ensureBundle } from '../bundle.ts';
+import { collectEnvironment, gitState, REPO_ROOT } from '../env.ts';
+import { LabError } from '../errors.ts';
+import type { Progress } from '../progress.ts';
+import type { Results } from '../results.ts';
+import { ensureTools } from '../setup.ts';
+import { bootGuest, BOOT_LOG, guestEnv, guestScript, onAbortKill, vmFacts, type BootedGuest } from './guest.ts';
+import { configFacts, resolveKernel } from './kernels.ts';
+import { chooseAccel } from './kvm.ts';
+import { shq } from './qemu.ts';
+import type { VmKernelSpec } from './spec.ts';
+
+export interface RowCell {
+  scenario: string;
+  /** --out DIR, or undefined for reports/<run-id> */
+  outDir?: string;
+  /** the scenario's options (defaults filled in), for a report the guest never wrote */
+  options: Record<string, unknown>;
+  /** the scenario's options as given, passed to the guest's runner as is */
+  rest: string[];
+}
+
+export interface RowArgs {
+  mode: 'run' | 'bench';
+  /** lab: the lab's own QEMU runner (one guest per row); vng: virtme-ng, one guest per scenario */
+  backend?: 'lab' | 'vng';
+  kernel: VmKernelSpec;
+  cells: RowCell[];
+  /** per scenario, in the guest (default 30 min) */
+  timeoutMs?: number;
+}
+
+export interface RowRun { results: Results; outDir: string; html: string }
+
+/** Callbacks into the runner (lab/run.ts) so this module does not import it back. */
+export interface RowHooks {
+  makeOutDir(cell: RowCell, kernelLabel: string): { runId: string; outDir: string };
+  writeReport(outDir: string, results: Results): Promise<string>;
+  /** where the guest's own output goes (default: stderr) */
+  out?: (b: Buffer) => void;
+}
+
+/** The deepest directory containing every cell's out dir: the one host dir shared with the guest. */
+export function commonDir(dirs: string[]): string {
+  const parts = dirs.map((d) => path.resolve(d).split(path.sep));
+  const first = parts[0]!;
+  let n = 0;
+  while (n < first.length && parts.every((p) => p[n] === first[n])) n++;
+  return first.slice(0, n).join(path.sep) || path.sep;
+}
+
+export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHooks): Promise<RowRun[]> {
+  const t0 = Date.now();
+  const abort = new AbortController();
+  let interrupted: string | undefined;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (interrupted) return;
+    interrupted = sig;
+    progress.warn(`${sig}: stopping the guest and cleaning up`);
+    abort.abort(new Error(`interrupted by ${sig}`));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  // building the objects opens BTF through the binding, whose own handler would exit at once on
+  // SIGINT: this runner owns the signals, so the guest is stopped and the reports still written
+  const { deferSignalsToCaller } = await import('../../controller/libbpf/index.ts');
+  deferSignalsToCaller(true);
+  const out = hooks.out ?? ((d: Buffer) => process.stderr.write(d));
+  const spec = args.kernel.text;
+  let b: BootedGuest | undefined;
+  try {
+    progress.step('checking tools');
+    await ensureTools(['build', 'vm'], (s) => progress.info(s));
+    // the kernel first: a mistyped or missing kernel fails before a report directory exists
+    const kernel = await resolveKernel(args.kernel, progress, abort.signal);
+    const dirs = args.cells.map((c) => hooks.makeOutDir(c, spec));
+    const share = commonDir(dirs.map((d) => d.outDir));
+    const runs: RowRun[] = [];
+    let cli: string | undefined;
+    let setupFailure: string | undefined;
+    try {
+      // the guest sees this tree read-only: compile the BPF objects and bundle the TypeScript first
+      progress.step('building BPF objects and the guest bundle');
+      await buildBpf({ log: (s) => progress.info(s) });
+      cli = await ensureBundle((s) => progress.info(s));
+    } catch (e) {
+      setupFailure = describe(e, interrupted);
+    }
+    const timeoutMs = args.timeoutMs ?? 30 * 60_000;
+    let boots = 0;
+    // under vng: the lab's own boot of the same kernel, once, so both boot-to-ready figures come from one run
+    let labBootOnce: Promise<Record<string, unknown> | undefined> | undefined;
+    const labBoot = () => (labBootOnce ??= (async () => {
+      progress.step('booting the lab\'s own guest once, for its boot-to-ready beside vng\'s');
+      try {
+        const g = await bootGuest({ kernel, progress, consoleLog: path.join(dirs[0]!.outDir, 'vm-console-lab.log'), signal: abort.signal, bootTimeoutMs: 90_000 });
+        await g.vm.close();
+        return { bootMs: g.vm.bootMs, boot: g.phases, accel: g.accel };
+      } catch (e) {
+        progress.warn(`the lab's own boot failed: ${(e as Error).message.split('\n')[0]}`);
+        return undefined;
+      }
+    })());
+    let cellStart = t0;
+    for (const [i, cell] of args.cells.entries()) {
+      const { runId, outDir } = dirs[i]!;
+      const startedAt = new Date(cellStart).toISOString();
+      let failure = setupFailure ?? (interrupted ? `interrupted by ${interrupted}` : undefined);
+      let exitCode: number | undefined;
+      let runMs: number | undefined;
+      let bootedHere = false;
+      const consoleLog = path.join(dirs[0]!.outDir, BOOT_LOG);
+      let vngFacts: Record<string, unknown> | undefined;
+      if (!failure && args.backend === 'vng') {
+        try {
+          const v = await runVngCell({ args, cell, kernel, outDir, share, cli: cli!, timeoutMs, progress, out, signal: abort.signal, spec, labBoot: await labBoot() });
+          exitCode = v.exitCode;
+          runMs = v.runMs;
+          vngFacts = v.facts;
+          bootedHere = true;
+          if (exitCode === 124 || exitCode === 137) failure = `scenario timed out after ${Math.round(timeoutMs / 1000)} s in the guest`;
+        } catch (e) {
+          failure = describe(e, interrupted);
+          progress.warn(`vng run failed: ${failure.split('\n')[0]}`);
+        }
+      } else if (!failure) {
+        try {
+          if (!b || !b.vm.alive) {
+            // a fresh guest: the first cell's, or after the previous one had to be killed
+            if (b) await b.vm.close({ force: true });
+            b = undefined;
+            b = await bootGuest({ kernel, progress, outDir: share, consoleLog: boots ? path.join(outDir, BOOT_LOG) : consoleLog, signal: abort.signal, bootTimeoutMs: Math.min(timeoutMs, 90_000) });
+            boots++;
+            bootedHere = true;
+          }
+          const unhook = onAbortKill(abort.signal, b.vm);
+          try {
+            // the prebuilt bundle (lab/bundle.ts): tsx would transpile for 30-77 s under TCG.
+            // `timeout` sends SIGTERM, which the runner turns into an ERROR report of its own.
+            const argv = [args.mode, cell.scenario, '--kernel', 'host', '--out', outDir, '--spec', spec, ...cell.rest];
+            const secs = Math.max(1, Math.round(timeoutMs / 1000));
+            const cmd = ['timeout', '-k', '20', String(secs), process.execPath, cli!, ...argv].map(shq).join(' ');
+            progress.step(`running in the guest${args.cells.length > 1 ? ` (${i + 1}/${args.cells.length})` : ''}: lab ${argv.join(' ')}`);
+            const tRun = Date.now();
+            exitCode = await b.vm.exec(guestScript(b, `exec ${cmd}`, { outDir: share, cwd: REPO_ROOT }), {
+              onStdout: out, onStderr: out,
+              // the guest's own timeout fires first; this one catches a guest that stopped answering
+              timeoutMs: timeoutMs + 60_000,
+              signal: abort.signal,
+            });
+            runMs = Date.now() - tRun;
+            if (exitCode === 124 || exitCode === 137) failure = `scenario timed out after ${secs} s in the guest`;
+          } finally {
+            unhook();
+          }
+        } catch (e) {
+          failure = describe(e, interrupted);
+          progress.warn(`VM run failed: ${failure.split('\n')[0]}`);
+          // the guest may be stuck in the command: the next scenario gets a fresh one
+          if (b) await b.vm.close({ force: true });
+        }
+      }
+      // bootRetries counts crashed boots inside bootGuest; reboots after a stuck scenario count here
+      const facts = vngFacts ?? (b ? { ...vmFacts(b), backend: 'lab', ...(boots > 1 ? { bootsInRow: boots } : {}) } : undefined);
+      runs.push(await finishCell({ args, cell, i, runId, outDir, startedAt, cellStart, failure, exitCode, runMs, facts, bootedHere, kernel, progress, hooks }));
+      // the console so far, so every cell's report links a boot log of its own
+      const own = path.join(outDir, BOOT_LOG);
+      if (fs.existsSync(consoleLog) && own !== consoleLog && !fs.existsSync(own)) fs.copyFileSync(consoleLog, own);
+      cellStart = Date.now();
+    }
+    if (b) await b.vm.close();
+    return runs;
+  } finally {
+    if (b) await b.vm.close({ force: true });
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    deferSignalsToCaller(false);
+  }
+}
+
+/** One scenario through virtme-ng: same runner command, same env, the out dir given read-write. */
+async function runVngCell(o: {
+  args: RowArgs; cell: RowCell; kernel: Awaited<ReturnType<typeof resolveKernel>>; outDir: string; share: string; cli: string; timeoutMs: number;
+  progress: Progress; out: (b: Buffer) => void; signal: AbortSignal; spec: string; labBoot?: Record<string, unknown>;
+}): Promise<{ exitCode: number; runMs: number; facts: Record<string, unknown> }> {
+  const { runInVng, vngStatus } = await import('./vng.ts');
+  const st = await vngStatus();
+  if (!st.ok) throw new LabError(`--vm-backend vng cannot run here: ${st.why}`, 'pnpm lab setup vng; pnpm lab doctor says what is missing');
+  const { accel, note } = await chooseAccel();
+  const argv = [o.args.mode, o.cell.scenario, '--kernel', 'host', '--out', o.outDir, '--spec', o.spec, ...o.cell.rest];
+  const secs = Math.max(1, Math.round(o.timeoutMs / 1000));
+  const body = [...guestEnv(accel), `cd ${shq(REPO_ROOT)} || exit 125`, `exec ${['timeout', '-k', '20', String(secs), process.execPath, o.cli, ...argv].map(shq).join(' ')}`].join('\n');
+  o.progress.step(`booting ${o.kernel.release} with virtme-ng (${accel}) and running: lab ${argv.join(' ')}`);
+  const cpus = Number(process.env.EBPF_LAB_VM_CPUS) || 2;
+  const memMB = Number(process.env.EBPF_LAB_VM_MEM_MB) || 1024;
+  const r = await runInVng({ kernel: o.kernel, script: body, rwdir: o.share, accel, cpus, memMB, timeoutMs: o.timeoutMs + 120_000, signal: o.signal, out: o.out });
+  o.progress.info(`vng guest ready after ${(r.bootMs / 1000).toFixed(1)} s${o.labBoot ? ` (the lab's own: ${((o.labBoot.bootMs as number) / 1000).toFixed(1)} s)` : ''}`);
+  const k = o.kernel;
+  return {
+    exitCode: r.exitCode, runMs: r.runMs,
+    facts: {
+      backend: 'vng', vng: st.version, vngCommand: r.argv.join(' '),
+      kernelSpec: k.spec, kernelVersion: k.version, kernelRelease: k.release,
+      kernelSource: k.source === 'debian' ? `Debian ${k.suite} ${k.packages?.map((p) => p.name).join(' + ')}` : k.bzImage,
+      accel, accelNote: note, bootMs: r.bootMs, guestBootMs: r.guestReadyMs,
+      boot: { qemuMs: Math.max(0, r.bootMs - r.guestReadyMs), kernelMs: r.guestReadyMs, readyMs: r.bootMs },
+      ...(o.labBoot ? { labBackendBoot: o.labBoot } : {}),
+      rootfs: '9p (vng --force-9p)', cpus, memMB, config: configFacts(k),
+    },
+  };
+}
+
+let hostToolsOnce: ReturnType<typeof collectEnvironment> | undefined;
+const hostTools = () => (hostToolsOnce ??= collectEnvironment('host'));
+
+function describe(e: unknown, interrupted: string | undefined): string {
+  if (interrupted) return `interrupted by ${interrupted}`;
+  return e instanceof LabError ? e.message : e instanceof Error ? (e.stack ?? e.message) : String(e);
+}
+
+async function finishCell(o: {
+  args: RowArgs; cell: RowCell; i: number; runId: string; outDir: string; startedAt: string; cellStart: number;
+  failure?: string; exitCode?: number; runMs?: number; facts?: Record<string, unknown>; bootedHere: boolean;
+  kernel: Awaited<ReturnType<typeof resolveKernel>>; progress: Progress; hooks: RowHooks;
+}): Promise<RowRun> {
+  const { args, cell, outDir, kernel } = o;
+  const file = path.join(outDir, 'results.json');
+  let results: Results | undefined;
+  if (fs.existsSync(file)) {
+    try {
+      results = JSON.parse(fs.readFileSync(file, 'utf8')) as Results;
+    } catch { /* a guest killed mid-write: treated as no results */ }
+  }
+  results ??= {
+    schema: 1, runId: o.runId, scenario: cell.scenario, mode: args.mode, startedAt: o.startedAt, status: 'error',
+    error: o.failure ?? `the guest wrote no results (exit code ${o.exitCode}); see the boot log`, options: cell.options as Results['options'],
+    environment: { ...(await collectEnvironment(args.kernel.text)), kernel: { release: kernel.release, spec: args.kernel.text } },
+    checks: [], metrics: {}, sections: [],
+  };
+  // one definition of a run's time everywhere: wall time on the host (for the first scenario of
+  // a row it includes the boot), the guest's own time beside it
+  const inGuestMs = o.exitCode !== undefined ? results.durationMs : undefined;
+  const guest = (results.environment.vm ?? {}) as Record<string, unknown>;
+  results.startedAt = o.startedAt;
+  results.finishedAt = new Date().toISOString();
+  results.durationMs = Date.now() - o.cellStart;
+  results.environment.target = 'vm';
+  results.environment.git = await gitState();
+  // the tool versions the guest skipped (lab/env.ts): the same files, read on the host
+  const host = await hostTools();
+  results.environment.clang ??= host.clang;
+  results.environment.bpftool ??= host.bpftool;
+  if (!results.environment.libbpf.includes('(')) results.environment.libbpf = host.libbpf;
+  results.environment.kernel.spec = args.kernel.text;
+  if (kernel.version) results.environment.kernel.version = kernel.version;
+  if (o.facts) {
+    results.environment.vm = {
+      ...o.facts, ...guest, inGuestMs, runMs: o.runMs,
+      row: { index: o.i, of: args.cells.length, scenarios: args.cells.map((c) => c.scenario), sharedBoot: !o.bootedHere },
+    };
+  }
+  if (o.failure && (results.status !== 'error' || o.exitCode === 124 || o.exitCode === 137)) {
+    results.status = 'error';
+    results.error = o.failure;
+  } else if (o.exitCode !== undefined && o.exitCode !== 0 && results.status === 'pass') {
+    results.status = 'error';
+    results.error = `guest command exited with ${o.exitCode}`;
+  }
+  o.progress.step(`writing report${args.cells.length > 1 ? ` for ${cell.scenario}` : ''}`);
+  const html = await o.hooks.writeReport(outDir, results);
+  return { results, outDir, html };
+}

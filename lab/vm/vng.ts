@@ -1,0 +1,134 @@
+// virtme-ng as a second VM backend (`--vm-backend vng`): for users who already boot kernels with
+// `vng`, the same scenario through it, with its boot-to-ready beside the lab's own. virtme-ng is
+// installed the way its users install it, from PyPI, into a lab-owned venv outside any home
+// directory (/opt/ebpf-lab/virtme-ng, EBPF_LAB_VNG_PREFIX moves it) so every user can run it.
+// vng boots one guest per command: a row under this backend boots once per scenario.
+//
+// Boot-to-ready here = vng's spawn → the first line of our command in the guest (it prints the
+// guest's uptime, so the guest-kernel part is known too). vng shares / read-only with overlays
+// (like the lab) and gives the out dir read-write with --rwdir.
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LabError } from '../errors.ts';
+import { run } from './exec.ts';
+import type { KernelImage } from './kernels.ts';
+import { archFacts } from '../../common/arch.ts';
+
+export const VNG_PREFIX = () => process.env.EBPF_LAB_VNG_PREFIX || '/opt/ebpf-lab/virtme-ng';
+export const VNG_PACKAGE = 'virtme-ng';
+
+export function vngBinary(): string | undefined {
+  const own = join(VNG_PREFIX(), 'bin', 'vng');
+  return existsSync(own) ? own : undefined;
+}
+
+/** Can vng run here, and if not, why (lab doctor prints this). */
+export async function vngStatus(): Promise<{ ok: boolean; version?: string; why?: string }> {
+  const bin = vngBinary();
+  if (!bin) return { ok: false, why: `virtme-ng is not installed in ${VNG_PREFIX()} (pnpm lab setup vng installs it from PyPI)` };
+  const v = await run(bin, ['--version'], { reject: false, env: vngEnv() }).catch((e: Error) => ({ exitCode: 1, stdout: Buffer.from(''), stderr: e.message }));
+  if (v.exitCode !== 0) return { ok: false, why: `${bin} --version failed: ${v.stderr.trim().split('\n').pop()}` };
+  const q = await run(archFacts().qemu, ['--version'], { reject: false }).catch(() => ({ exitCode: 1 }));
+  if (q.exitCode !== 0) return { ok: false, why: `${archFacts().qemu} is missing (pnpm lab setup vm)` };
+  if (process.getuid?.() !== 0) return { ok: false, why: 'the lab runs scenarios in vng guests as root (vng maps the host user into the guest)' };
+  return { ok: true, version: v.stdout.toString().trim() };
+}
+
+/** pip install virtme-ng into the lab's venv (idempotent). */
+export async function installVng(log: (s: string) => void): Promise<string> {
+  const have = vngBinary();
+  if (have) return have;
+  const prefix = VNG_PREFIX();
+  log(`creating a venv at ${prefix} and installing ${VNG_PACKAGE} from PyPI`);
+  const venv = await run('python3', ['-m', 'venv', prefix], { reject: false });
+  if (venv.exitCode !== 0) throw new LabError(`python3 -m venv ${prefix} failed: ${venv.stderr.trim().split('\n').pop()}`, 'apt-get install python3-venv (pnpm lab setup vng)');
+  const pip = await run(join(prefix, 'bin', 'pip'), ['install', '-q', VNG_PACKAGE], { reject: false });
+  if (pip.exitCode !== 0) throw new LabError(`pip install ${VNG_PACKAGE} failed: ${pip.stderr.trim().split('\n').pop()}`, 'check that PyPI is reachable');
+  return join(prefix, 'bin', 'vng');
+}
+
+/** vng runs its helpers (virtme-run) by name: the venv's bin first on PATH. */
+function vngEnv(): NodeJS.ProcessEnv {
+  return { ...process.env, PATH: `${join(VNG_PREFIX(), 'bin')}:${process.env.PATH ?? '/usr/bin:/bin'}` };
+}
+
+export interface VngRun {
+  exitCode: number;
+  /** vng spawn → our command's first line in the guest */
+  bootMs: number;
+  /** the guest's uptime then (kernel + vng's init) */
+  guestReadyMs: number;
+  runMs: number;
+  argv: string[];
+}
+
+const READY = 'LAB-VNG-READY';
+
+/** Boot `kernel` with vng and run a /bin/sh script in it; resolves with its exit code and the boot figures. */
+export async function runInVng(o: {
+  kernel: KernelImage; script: string; rwdir: string; accel: 'kvm' | 'tcg'; cpus: number; memMB: number;
+  timeoutMs: number; signal?: AbortSignal; out: (b: Buffer) => void;
+}): Promise<VngRun> {
+  const bin = vngBinary();
+  if (!bin) throw new LabError(`virtme-ng is not installed in ${VNG_PREFIX()}`, 'pnpm lab setup vng');
+  const script = `echo "${READY} $(cut -d' ' -f1 /proc/uptime)"\n${o.script}`;
+  // vng boots the bzImage it is given; 9p because the Debian kernels have it (virtiofs needs a daemon vng may not find)
+  const argv = ['--run', o.kernel.bzImage, '--force-9p', '--cpus', String(o.cpus), '--memory', `${o.memMB}M`, '--rwdir', o.rwdir,
+    ...(o.accel === 'tcg' ? ['--disable-kvm'] : []), '--exec', script];
+  // vng wires the guest's stdout/stderr to /proc/self/fd/{1,2}, which it must be able to reopen
+  // read-write: Node's stdio pipes are sockets and cannot be, so vng writes to a file we follow
+  const logDir = await mkdtemp(join(tmpdir(), 'ebpf-lab-vng-'));
+  const logFile = join(logDir, 'out.log');
+  const fd = openSync(logFile, 'w+');
+  const t0 = Date.now();
+  const p = spawn(bin, argv, { env: vngEnv(), stdio: ['ignore', fd, fd], detached: true });
+  closeSync(fd);
+  let bootMs = 0;
+  let guestReadyMs = 0;
+  let buf = '';
+  let pos = 0;
+  const follow = () => {
+    let all: Buffer;
+    try {
+      all = readFileSync(logFile);
+    } catch { return; }
+    // QEMU opens /proc/self/fd/1 once per port (with O_TRUNC), so the file can shrink or be
+    // rewritten: scan all of it for the marker, stream only what grows past the last read
+    if (all.length < pos) pos = 0;
+    const d = all.subarray(pos);
+    if (!d.length) return;
+    pos = all.length;
+    if (!bootMs) {
+      buf = all.toString();
+      const m = new RegExp(`${READY} ([0-9.]+)`).exec(buf);
+      if (m) {
+        bootMs = Date.now() - t0;
+        guestReadyMs = Math.round(Number(m[1]) * 1000);
+        const rest = buf.slice(buf.indexOf(m[0]) + m[0].length).replace(/^\r?\n/, '');
+        if (rest) o.out(Buffer.from(rest));
+      }
+      return;
+    }
+    o.out(d);
+  };
+  const poll = setInterval(follow, 100);
+  const killAll = () => { try { process.kill(-p.pid!, 'SIGKILL'); } catch { /* gone */ } };
+  const timer = setTimeout(killAll, o.timeoutMs);
+  o.signal?.addEventListener('abort', killAll, { once: true });
+  const code = await new Promise<number>((res) => {
+    p.on('error', (e) => { o.out(Buffer.from(`vng: ${e.message}\n`)); res(127); });
+    p.on('close', (c, sig) => res(c ?? (sig ? 128 : 1)));
+  });
+  clearTimeout(timer);
+  clearInterval(poll);
+  follow();
+  o.signal?.removeEventListener('abort', killAll);
+  killAll();
+  await rm(logDir, { recursive: true, force: true });
+  if (o.signal?.aborted) throw new LabError('interrupted while vng ran the guest command');
+  if (!bootMs) throw new LabError(`vng exited (${code}) before the guest command started${buf.trim() ? `: ${buf.trim().slice(-400)}` : ''}`);
+  return { exitCode: code, bootMs, guestReadyMs, runMs: Date.now() - t0 - bootMs, argv: [bin, ...argv.slice(0, -1), '<script>'] };
+}
