@@ -122,7 +122,7 @@ describe('lab compare (CLI)', () => {
     await writeFile(join(d, 'results.json'), JSON.stringify(r));
     return d;
   }
-  const cli = (args: string[]) => execa('npx', ['tsx', 'lab/cli.ts', 'compare', ...args], { reject: false, cwd: join(import.meta.dirname, '../..') });
+  const cli = (args: string[]) => execa(process.execPath, ['--import', 'tsx', 'lab/cli.ts', 'compare', ...args], { reject: false, cwd: join(import.meta.dirname, '../..') });
 
   it('exits 1 with --fail-on-regression on a step, 0 without the flag, 0 on a rerun; directories searched recursively', async () => {
     dir = await mkdtemp(join(tmpdir(), 'lab-compare-'));

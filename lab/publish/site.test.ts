@@ -66,13 +66,13 @@ describe('publishSite', () => {
       await writeFile(join(src, x.results.runId, 'results.json'), JSON.stringify(x.results));
     }
     const cwd = join(import.meta.dirname, '../..');
-    const ok = await execa('npx', ['tsx', 'lab/cli.ts', 'publish', src, '--out', join(dir, 'cli-site')], { cwd, reject: false });
+    const ok = await execa(process.execPath, ['--import', 'tsx', 'lab/cli.ts', 'publish', src, '--out', join(dir, 'cli-site')], { cwd, reject: false });
     expect(ok.exitCode, ok.stderr).toBe(0);
     expect(ok.stdout).toMatch(/pages from 6 runs/);
-    const bad = await execa('npx', ['tsx', 'lab/cli.ts', 'publish', src], { cwd, reject: false });
+    const bad = await execa(process.execPath, ['--import', 'tsx', 'lab/cli.ts', 'publish', src], { cwd, reject: false });
     expect(bad.exitCode).toBe(2);
     expect(bad.stderr).toMatch(/^error: --out is required\n  fix: /);
-    const empty = await execa('npx', ['tsx', 'lab/cli.ts', 'publish', join(dir, 'foreign'), '--out', join(dir, 'x')], { cwd, reject: false });
+    const empty = await execa(process.execPath, ['--import', 'tsx', 'lab/cli.ts', 'publish', join(dir, 'foreign'), '--out', join(dir, 'x')], { cwd, reject: false });
     expect(empty.exitCode).toBe(1);
     expect(empty.stderr).toMatch(/no results\.json under/);
   }, 60_000);
