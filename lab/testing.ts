@@ -1,6 +1,6 @@
 // Test helpers shared by the *.test.ts files next to the code they test.
 import { execa } from 'execa';
-import { describe } from 'vitest';
+import { describe, expect } from 'vitest';
 
 /** Why a root/BPF test cannot run here, or null when it can. */
 export const rootSkipReason: string | null = process.getuid?.() === 0 ? null : 'needs root (loads BPF programs)';
@@ -29,4 +29,24 @@ export function thrown(fn: () => unknown): unknown {
     return e;
   }
   throw new Error('expected a throw, but the call returned');
+}
+
+/** `pnpm lab <command> …` as a user runs it (through node + tsx, so npm's warnings never reach stderr). */
+export function labCommand(command: string): (...args: string[]) => Promise<{ exitCode?: number; stdout: string; stderr: string }> {
+  const cwd = new URL('..', import.meta.url).pathname;
+  return async (...args: string[]) => {
+    const r = await execa(process.execPath, ['--import', 'tsx', 'lab/cli.ts', command, ...args], { reject: false, cwd, env: { EBPF_LAB_DEBUG: '' } });
+    return { exitCode: r.exitCode, stdout: String(r.stdout), stderr: String(r.stderr) };
+  };
+}
+
+/** stderr is exactly `error: <msg>` and `  fix: <fix>`: one line and the fix, no stack trace. */
+export function expectOneError(stderr: string, msg: RegExp, fix: RegExp): void {
+  const lines = stderr.trim().split('\n');
+  expect(lines[0]).toMatch(/^error: /);
+  expect(lines[0]).toMatch(msg);
+  expect(lines[1]).toMatch(/^ {2}fix: /);
+  expect(lines[1]).toMatch(fix);
+  expect(lines).toHaveLength(2);
+  expect(stderr).not.toMatch(/\n\s+at /);
 }

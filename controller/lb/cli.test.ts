@@ -1,19 +1,11 @@
 // `pnpm lab lb …` as a user runs it: usage errors exit 2 with one line and the fix, expected
 // failures exit 1 with `error: … / fix: …` and no stack trace. No daemon and no root needed.
-import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
+import { expectOneError, labCommand } from '../../lab/testing.ts';
 
-const lb = (...args: string[]) => execa(process.execPath, ['--import', 'tsx', 'lab/cli.ts', 'lb', ...args], { reject: false, cwd: new URL('../..', import.meta.url).pathname, env: { EBPF_LAB_DEBUG: '' } });
+const lb = labCommand('lb');
 
-function oneError(stderr: string, msg: RegExp, fix: RegExp): void {
-  const lines = stderr.trim().split('\n');
-  expect(lines[0]).toMatch(/^error: /);
-  expect(lines[0]).toMatch(msg);
-  expect(lines[1]).toMatch(/^ {2}fix: /);
-  expect(lines[1]).toMatch(fix);
-  expect(lines).toHaveLength(2);
-  expect(stderr).not.toMatch(/\n\s+at /); // no stack trace
-}
+const oneError = expectOneError;
 
 describe('pnpm lab lb: arguments and errors', () => {
   it('--help lists the commands (exit 0); no command is a usage error (exit 2)', async () => {

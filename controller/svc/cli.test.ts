@@ -1,18 +1,11 @@
 // `pnpm lab svc …` as a user runs it: usage errors exit 2 with one line and the fix; a command
 // against an instance that does not run exits 1 with `error: … / fix: …`. No root needed.
-import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
+import { expectOneError, labCommand } from '../../lab/testing.ts';
 
-const svc = (...args: string[]) => execa(process.execPath, ['--import', 'tsx', 'lab/cli.ts', 'svc', ...args], { reject: false, cwd: new URL('../..', import.meta.url).pathname, env: { EBPF_LAB_DEBUG: '' } });
+const svc = labCommand('svc');
 
-function oneError(stderr: string, msg: RegExp, fix: RegExp): void {
-  const lines = stderr.trim().split('\n');
-  expect(lines[0]).toMatch(/^error: /);
-  expect(lines[0]).toMatch(msg);
-  expect(lines[1]).toMatch(/^ {2}fix: /);
-  expect(lines[1]).toMatch(fix);
-  expect(lines).toHaveLength(2);
-}
+const oneError = expectOneError;
 
 describe('pnpm lab svc: arguments and errors', () => {
   it('--help lists the commands; each command has its own --help', async () => {

@@ -1,18 +1,11 @@
 // `pnpm lab tc …` as a user runs it: usage errors exit 2 with one line and the fix, expected
 // failures exit 1 with `error: … / fix: …` and no stack trace. Nothing is started (no root needed).
-import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
+import { expectOneError, labCommand } from '../../lab/testing.ts';
 
-const tc = (...args: string[]) => execa(process.execPath, ['--import', 'tsx', 'lab/cli.ts', 'tc', ...args], { reject: false, cwd: new URL('../..', import.meta.url).pathname, env: { EBPF_LAB_DEBUG: '' } });
+const tc = labCommand('tc');
 
-function oneError(stderr: string, msg: RegExp, fix: RegExp): void {
-  const lines = stderr.trim().split('\n');
-  expect(lines[0]).toMatch(/^error: /);
-  expect(lines[0]).toMatch(msg);
-  expect(lines[1]).toMatch(/^ {2}fix: /);
-  expect(lines[1]).toMatch(fix);
-  expect(lines).toHaveLength(2);
-}
+const oneError = expectOneError;
 
 describe('pnpm lab tc: arguments and errors', () => {
   it('--help everywhere (exit 0); a group without a command is a usage error', async () => {

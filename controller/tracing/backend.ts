@@ -12,6 +12,7 @@ import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { REPO_ROOT } from '../../lab/dist.ts';
 import { LabError } from '../../lab/errors.ts';
+import { freePort } from '../../common/net.ts';
 
 export const JAEGER_MODULE = 'github.com/jaegertracing/jaeger';
 export const JAEGER_VERSION = 'v1.76.0';
@@ -71,16 +72,6 @@ export async function ensureJaeger(log: (s: string) => void = (s) => console.err
   return { path: bin, built: true, info };
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 export interface JaegerSpanJson {
   traceID: string;

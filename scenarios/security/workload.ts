@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../../common/net.ts';
 
 export const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const ATTACKS_DIR = path.join(HERE, 'attacks');
@@ -105,15 +106,6 @@ async function portFree(port: number): Promise<boolean> {
   });
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 /**
  * Debian's PostgreSQL, initdb'd into a temp dir as the postgres user and started on 127.0.0.1

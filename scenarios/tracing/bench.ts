@@ -20,7 +20,7 @@ import { median, summary } from '../../lab/stats.ts';
 import { Tracer } from '../../controller/tracing/tracer.ts';
 import { Jaeger, ensureJaeger } from '../../controller/tracing/backend.ts';
 import { cgroup2Root, createCgroup, removeCgroup } from '../../controller/security/cgroup.ts';
-import { freePort } from './chain.ts';
+import { freePort } from '../../common/net.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const LAUNCHER = `import os,sys

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
 import { cgroup2Root, createCgroup, removeCgroup } from '../../controller/security/cgroup.ts';
+import { freePort } from '../../common/net.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const PYTHON = '/usr/bin/python3';
@@ -20,16 +21,6 @@ const LAUNCHER = `import os,sys
 open(sys.argv[1]+'/cgroup.procs','w').write(str(os.getpid()))
 os.execv(sys.argv[2], sys.argv[2:])`;
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 export interface ServiceProc {
   name: string;
