@@ -66,20 +66,23 @@ struct {
  * time since the previous switch on this CPU (+ slack) and fall back to that ktime interval, counted
  * in `ktime_fallbacks`. `resyncs` counts stints where the two differ, i.e. where prev_sum was reset.
  */
-static __always_inline __u64 stint_of(__u32 tid, __u64 start, unsigned int policy, __u64 sum, __u64 prev, __u64 wall, struct energy_cpu *c)
+static __always_inline __u64 stint_of(__u32 tid, __u64 start, unsigned int policy, __u64 sum, __u64 prev, __u64 wall, struct energy_cpu *c, __u64 *old)
 {
 	__u64 bound = wall + wall / 8 + 100000;
 	bool fair = policy == 0 /* NORMAL */ || policy == 3 /* BATCH */ || policy == 5 /* IDLE */;
 	__u64 by_prev = fair && sum >= prev ? sum - prev : ~0ULL;
+	*old = by_prev <= bound ? by_prev : wall;
 	struct energy_thread *th = bpf_map_lookup_elem(&charged, &tid);
 	if (th && th->start_ns == start && sum >= th->charged_ns) {
 		__u64 d = sum - th->charged_ns;
 		th->charged_ns = sum;
 		if (by_prev != ~0ULL) {
-			__u64 diff = d > by_prev ? d - by_prev : by_prev - d;
-			if (diff > 100000) {
+			if (d > by_prev + 100000) {
 				c->resyncs++;
-				c->resync_ns += diff;
+				c->resync_lost_ns += d - by_prev;
+			} else if (by_prev > d + 100000) {
+				c->resyncs++;
+				c->resync_over_ns += by_prev - d;
 			}
 		}
 		if (d <= bound)
@@ -96,18 +99,18 @@ static __always_inline __u64 stint_of(__u32 tid, __u64 start, unsigned int polic
 }
 
 /* tp_btf: `prev` is a trusted BTF pointer, its fields read directly (no probe reads) */
-static __always_inline __u64 stint_btf(struct task_struct *t, __u64 wall, struct energy_cpu *c, bool *exiting)
+static __always_inline __u64 stint_btf(struct task_struct *t, __u64 wall, struct energy_cpu *c, bool *exiting, __u64 *old)
 {
 	*exiting = t->exit_state != 0;
-	return stint_of(t->pid, t->start_time, t->policy, t->se.sum_exec_runtime, t->se.prev_sum_exec_runtime, wall, c);
+	return stint_of(t->pid, t->start_time, t->policy, t->se.sum_exec_runtime, t->se.prev_sum_exec_runtime, wall, c, old);
 }
 
 /* classic tracepoint: no task pointer in the context; read `current` with probe reads */
-static __always_inline __u64 stint_current(__u64 wall, struct energy_cpu *c, bool *exiting)
+static __always_inline __u64 stint_current(__u64 wall, struct energy_cpu *c, bool *exiting, __u64 *old)
 {
 	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
 	*exiting = BPF_CORE_READ(t, exit_state) != 0;
-	return stint_of(BPF_CORE_READ(t, pid), BPF_CORE_READ(t, start_time), BPF_CORE_READ(t, policy), BPF_CORE_READ(t, se.sum_exec_runtime), BPF_CORE_READ(t, se.prev_sum_exec_runtime), wall, c);
+	return stint_of(BPF_CORE_READ(t, pid), BPF_CORE_READ(t, start_time), BPF_CORE_READ(t, policy), BPF_CORE_READ(t, se.sum_exec_runtime), BPF_CORE_READ(t, se.prev_sum_exec_runtime), wall, c, old);
 }
 
 static __always_inline __u64 counter_delta(void *map, __u64 *last, struct energy_cpu *c)
@@ -148,7 +151,8 @@ static __always_inline void on_switch(struct task_struct *prev)
 	}
 	c->busy_wall_ns += d;
 	bool exiting = false;
-	d = prev ? stint_btf(prev, d, c, &exiting) : stint_current(d, c, &exiting);
+	__u64 old = 0;
+	d = prev ? stint_btf(prev, d, c, &exiting, &old) : stint_current(d, c, &exiting, &old);
 	c->busy_ns += d;
 	c->busy_cycles += cyc;
 	struct energy_key k = { .cgroup_id = bpf_get_current_cgroup_id(), .tgid = pid_tgid >> 32 };
@@ -168,6 +172,7 @@ static __always_inline void on_switch(struct task_struct *prev)
 	if (t->switches < 4 || !(t->switches & 63))
 		bpf_get_current_comm(t->comm, sizeof(t->comm));
 	t->on_cpu_ns += d;
+	t->by_prev_ns += old;
 	t->switches++;
 	if (exiting)
 		t->exit_switches++;

@@ -23,6 +23,7 @@ struct energy_task {
 	__u64 switches;
 	__u64 cycles;
 	__u64 instructions;
+	__u64 by_prev_ns;      /* the same stints as sum - prev_sum (bounded, else ktime): the pre-fix estimate, for comparison */
 	__u64 exit_switches;   /* switches out of an exiting thread (exit_state set): its last stint is in */
 	char comm[ENERGY_COMM_LEN];
 };
@@ -54,7 +55,8 @@ struct energy_cpu {
 	__u64 counter_errors;  /* bpf_perf_event_read_value failures while counters were enabled */
 	__u64 first_stints;    /* stints of threads with no `charged` entry: charged sum - prev_sum */
 	__u64 resyncs;         /* stints where sum - charged and sum - prev_sum differ by more than 100 us */
-	__u64 resync_ns;       /* sum over those stints of |(sum - charged) - (sum - prev_sum)| */
+	__u64 resync_lost_ns;  /* ... where sum - charged was larger (prev_sum moved while the task ran) */
+	__u64 resync_over_ns;  /* ... where sum - prev_sum was larger (prev_sum older than the last switch out) */
 };
 
 /* `freq`: the last power:cpu_frequency value per CPU (indexed by cpu id; kHz) */

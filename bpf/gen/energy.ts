@@ -9,7 +9,7 @@ export interface energy_freq {
 }
 export const energy_freq_size = 16;
 
-/** struct energy_cpu: 136 bytes */
+/** struct energy_cpu: 144 bytes */
 export interface energy_cpu {
   last_ns: bigint;
   busy_ns: bigint;
@@ -27,9 +27,10 @@ export interface energy_cpu {
   counter_errors: bigint;
   first_stints: bigint;
   resyncs: bigint;
-  resync_ns: bigint;
+  resync_lost_ns: bigint;
+  resync_over_ns: bigint;
 }
-export const energy_cpu_size = 136;
+export const energy_cpu_size = 144;
 
 /** struct energy_key: 16 bytes */
 export interface energy_key {
@@ -39,16 +40,17 @@ export interface energy_key {
 }
 export const energy_key_size = 16;
 
-/** struct energy_task: 56 bytes */
+/** struct energy_task: 64 bytes */
 export interface energy_task {
   on_cpu_ns: bigint;
   switches: bigint;
   cycles: bigint;
   instructions: bigint;
+  by_prev_ns: bigint;
   exit_switches: bigint;
   comm: string;
 }
-export const energy_task_size = 56;
+export const energy_task_size = 64;
 
 /** struct energy_thread: 16 bytes */
 export interface energy_thread {
@@ -81,8 +83,8 @@ export const energy = defineSkeleton<EnergyShape>({
   object: 'energy',
   maps: {
     freq: { type: MapType.ARRAY, keySize: 4, valueSize: 16 },
-    cpus: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 136 },
-    tasks: { type: MapType.LRU_PERCPU_HASH, keySize: 16, valueSize: 56 },
+    cpus: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 144 },
+    tasks: { type: MapType.LRU_PERCPU_HASH, keySize: 16, valueSize: 64 },
     hw_cycles: { type: MapType.PERF_EVENT_ARRAY, keySize: 4, valueSize: 4 },
     hw_instructions: { type: MapType.PERF_EVENT_ARRAY, keySize: 4, valueSize: 4 },
     charged: { type: MapType.LRU_HASH, keySize: 4, valueSize: 16 },

@@ -76,6 +76,7 @@ interface TaskRaw {
   ns: number[];
   cycles: number[];
   exits: number;
+  byPrev: number;
 }
 
 interface Raw {
@@ -270,6 +271,7 @@ export class EnergyCollector {
         ns: per.map((x) => Number(x.on_cpu_ns)),
         cycles: per.map((x) => Number(x.cycles)),
         exits: per.reduce((n, x) => n + Number(x.exit_switches), 0),
+        byPrev: per.reduce((n, x) => n + Number(x.by_prev_ns), 0),
       });
     }
     const cpus = (this.cpuMap.getPerCpu(0) ?? []) as energy_cpu[];
@@ -291,11 +293,12 @@ export class EnergyCollector {
   /**
    * cumulative on-CPU ns per key as the kernel has it now (sum over CPUs); `exits` counts switches
    * out of exiting threads: a reaped process's last stint is charged only at its final switch,
-   * which can come after the parent saw it exit (the exiting CPU may be preempted, e.g. by the host)
+   * which can come after the parent saw it exit (the exiting CPU may be preempted, e.g. by the host).
+   * `byPrevNs`: the same stints measured as sum_exec_runtime − prev_sum_exec_runtime (diagnostic)
    */
-  onCpuNow(): Map<string, { cgroupId: bigint; tgid: number; comm: string; ns: number; exits: number }> {
-    const out = new Map<string, { cgroupId: bigint; tgid: number; comm: string; ns: number; exits: number }>();
-    for (const [k, v] of this.read().tasks) out.set(k, { cgroupId: v.cgroupId, tgid: v.tgid, comm: v.comm, ns: v.ns.reduce((a, b) => a + b, 0), exits: v.exits });
+  onCpuNow(): Map<string, { cgroupId: bigint; tgid: number; comm: string; ns: number; exits: number; byPrevNs: number }> {
+    const out = new Map<string, { cgroupId: bigint; tgid: number; comm: string; ns: number; exits: number; byPrevNs: number }>();
+    for (const [k, v] of this.read().tasks) out.set(k, { cgroupId: v.cgroupId, tgid: v.tgid, comm: v.comm, ns: v.ns.reduce((a, b) => a + b, 0), exits: v.exits, byPrevNs: v.byPrev });
     return out;
   }
 
