@@ -45,38 +45,72 @@ struct {
 	__uint(value_size, sizeof(__u32));
 } hw_instructions SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, ENERGY_MAX_THREADS);
+	__type(key, __u32);
+	__type(value, struct energy_thread);
+} charged SEC(".maps");
+
 /*
  * How long did the task that is switching out run? ktime between two switches is wall time; the
  * scheduler charges tasks by its own clock (rq clock_task: no steal time, no IRQ time where that is
- * accounted apart) and measured ~1% less than ktime deltas on this lab's nested-virtualised host. A
- * fair-class task's current stint is exactly se.sum_exec_runtime − se.prev_sum_exec_runtime
- * (set_next_entity() sets the latter when the task is picked; a re-pick without a switch does not),
- * so that is what is charged: the same nanoseconds cpu.stat and /proc/<pid>/stat are made of.
- * RT/deadline tasks (whose classes do not keep prev_sum_exec_runtime) and implausible values fall
- * back to the ktime interval, counted in `ktime_fallbacks`.
+ * accounted apart) and measured ~1% less than ktime deltas on this lab's nested-virtualised host, so
+ * the scheduler's se.sum_exec_runtime is what is charged: the same nanoseconds cpu.stat and
+ * /proc/<pid>/stat are made of. The stint is sum_exec_runtime minus what this program already
+ * charged the thread (`charged`, per thread id), not minus se.prev_sum_exec_runtime: the latter is
+ * rewritten by set_next_entity() whenever the scheduler re-sets a *running* task (cgroup move,
+ * setscheduler/nice/affinity changes through put_prev/set_next) and is not kept at all by the RT/DL
+ * classes, so a stint measured against it loses what ran before such a reset. sum − prev_sum is only
+ * used for a thread's first stint (no entry yet: new thread, or LRU-evicted); both are bounded by the
+ * time since the previous switch on this CPU (+ slack) and fall back to that ktime interval, counted
+ * in `ktime_fallbacks`. `resyncs` counts stints where the two differ, i.e. where prev_sum was reset.
  */
-static __always_inline __u64 stint_of(unsigned int policy, __u64 sum, __u64 prev, __u64 wall, struct energy_cpu *c)
+static __always_inline __u64 stint_of(__u32 tid, __u64 start, unsigned int policy, __u64 sum, __u64 prev, __u64 wall, struct energy_cpu *c, __u64 *old)
 {
-	if (policy == 0 /* NORMAL */ || policy == 3 /* BATCH */ || policy == 5 /* IDLE */) {
-		/* the stint cannot be longer than the time since the previous switch on this CPU (+ slack) */
-		if (sum >= prev && sum - prev <= wall + wall / 8 + 100000)
-			return sum - prev;
+	__u64 bound = wall + wall / 8 + 100000;
+	bool fair = policy == 0 /* NORMAL */ || policy == 3 /* BATCH */ || policy == 5 /* IDLE */;
+	__u64 by_prev = fair && sum >= prev ? sum - prev : ~0ULL;
+	*old = by_prev <= bound ? by_prev : wall;
+	struct energy_thread *th = bpf_map_lookup_elem(&charged, &tid);
+	if (th && th->start_ns == start && sum >= th->charged_ns) {
+		__u64 d = sum - th->charged_ns;
+		th->charged_ns = sum;
+		if (by_prev != ~0ULL) {
+			if (d > by_prev + 100000) {
+				c->resyncs++;
+				c->resync_lost_ns += d - by_prev;
+			} else if (by_prev > d + 100000) {
+				c->resyncs++;
+				c->resync_over_ns += by_prev - d;
+			}
+		}
+		if (d <= bound)
+			return d;
+	} else {
+		struct energy_thread n = { .start_ns = start, .charged_ns = sum };
+		bpf_map_update_elem(&charged, &tid, &n, BPF_ANY);
+		c->first_stints++;
 	}
+	if (by_prev <= bound)
+		return by_prev;
 	c->ktime_fallbacks++;
 	return wall;
 }
 
-/* tp_btf: `prev` is a trusted BTF pointer, read directly (no helper calls in the hot path) */
-static __always_inline __u64 stint_btf(struct task_struct *t, __u64 wall, struct energy_cpu *c)
+/* tp_btf: `prev` is a trusted BTF pointer, its fields read directly (no probe reads) */
+static __always_inline __u64 stint_btf(struct task_struct *t, __u64 wall, struct energy_cpu *c, bool *exiting, __u64 *old)
 {
-	return stint_of(t->policy, t->se.sum_exec_runtime, t->se.prev_sum_exec_runtime, wall, c);
+	*exiting = t->exit_state != 0;
+	return stint_of(t->pid, t->start_time, t->policy, t->se.sum_exec_runtime, t->se.prev_sum_exec_runtime, wall, c, old);
 }
 
 /* classic tracepoint: no task pointer in the context; read `current` with probe reads */
-static __always_inline __u64 stint_current(__u64 wall, struct energy_cpu *c)
+static __always_inline __u64 stint_current(__u64 wall, struct energy_cpu *c, bool *exiting, __u64 *old)
 {
 	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
-	return stint_of(BPF_CORE_READ(t, policy), BPF_CORE_READ(t, se.sum_exec_runtime), BPF_CORE_READ(t, se.prev_sum_exec_runtime), wall, c);
+	*exiting = BPF_CORE_READ(t, exit_state) != 0;
+	return stint_of(BPF_CORE_READ(t, pid), BPF_CORE_READ(t, start_time), BPF_CORE_READ(t, policy), BPF_CORE_READ(t, se.sum_exec_runtime), BPF_CORE_READ(t, se.prev_sum_exec_runtime), wall, c, old);
 }
 
 static __always_inline __u64 counter_delta(void *map, __u64 *last, struct energy_cpu *c)
@@ -116,7 +150,9 @@ static __always_inline void on_switch(struct task_struct *prev)
 		return;
 	}
 	c->busy_wall_ns += d;
-	d = prev ? stint_btf(prev, d, c) : stint_current(d, c);
+	bool exiting = false;
+	__u64 old = 0;
+	d = prev ? stint_btf(prev, d, c, &exiting, &old) : stint_current(d, c, &exiting, &old);
 	c->busy_ns += d;
 	c->busy_cycles += cyc;
 	struct energy_key k = { .cgroup_id = bpf_get_current_cgroup_id(), .tgid = pid_tgid >> 32 };
@@ -136,7 +172,10 @@ static __always_inline void on_switch(struct task_struct *prev)
 	if (t->switches < 4 || !(t->switches & 63))
 		bpf_get_current_comm(t->comm, sizeof(t->comm));
 	t->on_cpu_ns += d;
+	t->by_prev_ns += old;
 	t->switches++;
+	if (exiting)
+		t->exit_switches++;
 	t->cycles += cyc;
 	t->instructions += ins;
 }
@@ -183,3 +222,4 @@ LAB_EXPORT(energy_key);
 LAB_EXPORT(energy_task);
 LAB_EXPORT(energy_cpu);
 LAB_EXPORT(energy_freq);
+LAB_EXPORT(energy_thread);

@@ -8,6 +8,7 @@
 #define ENERGY_MAX_TASKS 8192
 #define ENERGY_MAX_CPUS 1024
 #define ENERGY_COMM_LEN 16
+#define ENERGY_MAX_THREADS 16384
 
 /* one workload on one CPU: a process (tgid) in a cgroup (v2 id) */
 struct energy_key {
@@ -22,7 +23,18 @@ struct energy_task {
 	__u64 switches;
 	__u64 cycles;
 	__u64 instructions;
+	__u64 by_prev_ns;      /* the same stints as sum - prev_sum (bounded, else ktime): the pre-fix estimate, for comparison */
+	__u64 exit_switches;   /* switches out of an exiting thread (exit_state set): its last stint is in */
 	char comm[ENERGY_COMM_LEN];
+};
+
+/*
+ * value of `charged` (LRU hash keyed by thread id): the thread's se.sum_exec_runtime when its last
+ * stint was charged; start_ns (task->start_time) tells a reused thread id from the thread it was
+ */
+struct energy_thread {
+	__u64 start_ns;
+	__u64 charged_ns;
 };
 
 /* per-CPU state and totals (`cpus`, a per-CPU array of one entry) */
@@ -41,6 +53,10 @@ struct energy_cpu {
 	__u64 busy_cycles;
 	__u64 idle_cycles;
 	__u64 counter_errors;  /* bpf_perf_event_read_value failures while counters were enabled */
+	__u64 first_stints;    /* stints of threads with no `charged` entry: charged sum - prev_sum */
+	__u64 resyncs;         /* stints where sum - charged and sum - prev_sum differ by more than 100 us */
+	__u64 resync_lost_ns;  /* ... where sum - charged was larger (prev_sum moved while the task ran) */
+	__u64 resync_over_ns;  /* ... where sum - prev_sum was larger (prev_sum older than the last switch out) */
 };
 
 /* `freq`: the last power:cpu_frequency value per CPU (indexed by cpu id; kHz) */

@@ -9,7 +9,7 @@ export interface energy_freq {
 }
 export const energy_freq_size = 16;
 
-/** struct energy_cpu: 112 bytes */
+/** struct energy_cpu: 144 bytes */
 export interface energy_cpu {
   last_ns: bigint;
   busy_ns: bigint;
@@ -25,8 +25,12 @@ export interface energy_cpu {
   busy_cycles: bigint;
   idle_cycles: bigint;
   counter_errors: bigint;
+  first_stints: bigint;
+  resyncs: bigint;
+  resync_lost_ns: bigint;
+  resync_over_ns: bigint;
 }
-export const energy_cpu_size = 112;
+export const energy_cpu_size = 144;
 
 /** struct energy_key: 16 bytes */
 export interface energy_key {
@@ -36,15 +40,24 @@ export interface energy_key {
 }
 export const energy_key_size = 16;
 
-/** struct energy_task: 48 bytes */
+/** struct energy_task: 64 bytes */
 export interface energy_task {
   on_cpu_ns: bigint;
   switches: bigint;
   cycles: bigint;
   instructions: bigint;
+  by_prev_ns: bigint;
+  exit_switches: bigint;
   comm: string;
 }
-export const energy_task_size = 48;
+export const energy_task_size = 64;
+
+/** struct energy_thread: 16 bytes */
+export interface energy_thread {
+  start_ns: bigint;
+  charged_ns: bigint;
+}
+export const energy_thread_size = 16;
 
 // --- skeleton: maps, programs and globals of energy.bpf.o, typed ---
 export interface EnergyShape {
@@ -54,6 +67,7 @@ export interface EnergyShape {
     tasks: { key: energy_key; value: energy_task };
     hw_cycles: { key: number; value: number };
     hw_instructions: { key: number; value: number };
+    charged: { key: number; value: energy_thread };
   };
   programs: 'energy_switch_btf' | 'energy_switch_tp' | 'energy_cpu_frequency' | 'energy_cpu_idle';
   rodata: {
@@ -69,10 +83,11 @@ export const energy = defineSkeleton<EnergyShape>({
   object: 'energy',
   maps: {
     freq: { type: MapType.ARRAY, keySize: 4, valueSize: 16 },
-    cpus: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 112 },
-    tasks: { type: MapType.LRU_PERCPU_HASH, keySize: 16, valueSize: 48 },
+    cpus: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 144 },
+    tasks: { type: MapType.LRU_PERCPU_HASH, keySize: 16, valueSize: 64 },
     hw_cycles: { type: MapType.PERF_EVENT_ARRAY, keySize: 4, valueSize: 4 },
     hw_instructions: { type: MapType.PERF_EVENT_ARRAY, keySize: 4, valueSize: 4 },
+    charged: { type: MapType.LRU_HASH, keySize: 4, valueSize: 16 },
   },
   programs: ['energy_switch_btf', 'energy_switch_tp', 'energy_cpu_frequency', 'energy_cpu_idle'],
   rodata: ['use_counters'],

@@ -75,6 +75,8 @@ interface TaskRaw {
   comm: string;
   ns: number[];
   cycles: number[];
+  exits: number;
+  byPrev: number;
 }
 
 interface Raw {
@@ -247,7 +249,7 @@ export class EnergyCollector {
         meter = ch.meter;
         power = meter ? { source: 'rapl', detail: meter.detail, evidence: ch.evidence } : { source: 'model', detail: modelDetail(model), evidence: ch.evidence };
       }
-      return new EnergyCollector(obj, links, meter, { hook: hook!, clock: { ok: true, detail: 'the scheduler\'s runtime per stint (se.sum_exec_runtime − se.prev_sum_exec_runtime, read at sched_switch); ktime for RT/DL tasks and idle' }, counters, counterFds, frequency, idleTracepoint, power, model }, root);
+      return new EnergyCollector(obj, links, meter, { hook: hook!, clock: { ok: true, detail: 'the scheduler\'s runtime per stint (se.sum_exec_runtime minus what was already charged to the thread, read at sched_switch); ktime for idle and implausible values' }, counters, counterFds, frequency, idleTracepoint, power, model }, root);
     } catch (e) {
       meter?.close();
       obj.close();
@@ -268,6 +270,8 @@ export class EnergyCollector {
         comm: per.reduce((best, x) => (x.comm && x.switches >= best.n ? { n: x.switches, c: x.comm } : best), { n: -1n, c: '' }).c,
         ns: per.map((x) => Number(x.on_cpu_ns)),
         cycles: per.map((x) => Number(x.cycles)),
+        exits: per.reduce((n, x) => n + Number(x.exit_switches), 0),
+        byPrev: per.reduce((n, x) => n + Number(x.by_prev_ns), 0),
       });
     }
     const cpus = (this.cpuMap.getPerCpu(0) ?? []) as energy_cpu[];
@@ -286,10 +290,15 @@ export class EnergyCollector {
     return (this.cpuMap.getPerCpu(0) ?? []) as energy_cpu[];
   }
 
-  /** cumulative on-CPU ns per key as the kernel has it now (sum over CPUs) */
-  onCpuNow(): Map<string, { cgroupId: bigint; tgid: number; comm: string; ns: number }> {
-    const out = new Map<string, { cgroupId: bigint; tgid: number; comm: string; ns: number }>();
-    for (const [k, v] of this.read().tasks) out.set(k, { cgroupId: v.cgroupId, tgid: v.tgid, comm: v.comm, ns: v.ns.reduce((a, b) => a + b, 0) });
+  /**
+   * cumulative on-CPU ns per key as the kernel has it now (sum over CPUs); `exits` counts switches
+   * out of exiting threads: a reaped process's last stint is charged only at its final switch,
+   * which can come after the parent saw it exit (the exiting CPU may be preempted, e.g. by the host).
+   * `byPrevNs`: the same stints measured as sum_exec_runtime − prev_sum_exec_runtime (diagnostic)
+   */
+  onCpuNow(): Map<string, { cgroupId: bigint; tgid: number; comm: string; ns: number; exits: number; byPrevNs: number }> {
+    const out = new Map<string, { cgroupId: bigint; tgid: number; comm: string; ns: number; exits: number; byPrevNs: number }>();
+    for (const [k, v] of this.read().tasks) out.set(k, { cgroupId: v.cgroupId, tgid: v.tgid, comm: v.comm, ns: v.ns.reduce((a, b) => a + b, 0), exits: v.exits, byPrevNs: v.byPrev });
     return out;
   }
 
