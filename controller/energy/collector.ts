@@ -4,10 +4,10 @@
 // energy top`, the scenario and the tests all drive this class.
 import fs from 'node:fs';
 import path from 'node:path';
-import { BpfObject, enableStats, mapInfo, perfEventOpen, type BpfMap, type Link } from '../libbpf/index.ts';
+import { attachTrace, attachTracepoint, enableStats, mapInfo, perfEventOpen, type BpfMap, type Link } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { LabError } from '../../lab/errors.ts';
-import type { energy_cpu, energy_freq, energy_key, energy_task } from '../../bpf/gen/energy.ts';
+import { energy, type Energy, type EnergyShape, type energy_cpu, type energy_freq, type energy_key, type energy_task } from '../../bpf/gen/energy.ts';
 import { attribute, DEFAULT_MODEL, meteredEnergy, modelEnergy, validateModel, type CpuInterval, type ModelConfig, type PowerSourceName, type Use } from './model.ts';
 import { findMeter, type Meter } from './power.ts';
 
@@ -94,7 +94,7 @@ export function parseCpuList(s: string): number[] {
   });
 }
 
-const SWITCH_PROGS = ['energy_switch_btf', 'energy_switch_tp'];
+const SWITCH_PROGS: EnergyShape['programs'][] = ['energy_switch_btf', 'energy_switch_tp'];
 
 const keyOf = (cg: bigint, tgid: number) => `${cg}:${tgid}`;
 
@@ -123,7 +123,7 @@ export class EnergyCollector {
   unattributedJ = 0;
 
   private constructor(
-    private readonly obj: BpfObject,
+    private readonly skel: Energy,
     private readonly links: Link[],
     private readonly meter: Meter | null,
     init: {
@@ -147,9 +147,9 @@ export class EnergyCollector {
     this.power = init.power;
     this.model = init.model;
     this.onlineCpus = parseCpuList(fs.readFileSync('/sys/devices/system/cpu/online', 'utf8'));
-    this.tasks = obj.map<energy_key, energy_task>('tasks');
-    this.cpuMap = obj.map<number, energy_cpu>('cpus');
-    this.freqMap = obj.map<number, energy_freq>('freq');
+    this.tasks = skel.maps.tasks;
+    this.cpuMap = skel.maps.cpus;
+    this.freqMap = skel.maps.freq;
     this.meterLast = meter?.readJoules() ?? 0;
     this.prev = this.read();
     this.t0 = this.prev.t;
@@ -187,25 +187,26 @@ export class EnergyCollector {
       }
     }
 
-    const tryLoad = (flavour: 'tp_btf' | 'tracepoint'): { obj: BpfObject; links: Link[] } => {
-      const obj = BpfObject.open(file);
+    const tryLoad = (flavour: 'tp_btf' | 'tracepoint'): { skel: Energy; links: Link[] } => {
+      const skel = energy.open(file);
       try {
-        obj.setGlobal('use_counters', counters.ok);
+        skel.setRodata({ use_counters: counters.ok });
         const sw = flavour === 'tp_btf' ? 'energy_switch_btf' : 'energy_switch_tp';
-        obj.load({ skip: SWITCH_PROGS.filter((p) => p !== sw), maxEntries: opts.maxTasks ? { tasks: opts.maxTasks } : undefined });
+        skel.load({ skip: SWITCH_PROGS.filter((p) => p !== sw), maxEntries: opts.maxTasks ? { tasks: opts.maxTasks } : undefined });
         if (counters.ok) {
-          const cm = obj.map<number, number>('hw_cycles');
-          const im = obj.map<number, number>('hw_instructions');
+          const cm = skel.maps.hw_cycles;
+          const im = skel.maps.hw_instructions;
           for (const [cpu, fd] of cycFds) cm.set(cpu, fd);
           for (const [cpu, fd] of insFds) im.set(cpu, fd);
         }
-        return { obj, links: [flavour === 'tp_btf' ? obj.program(sw).attachTrace() : obj.program(sw).attachTracepoint('sched', 'sched_switch')] };
+        const prog = skel.programs[sw];
+        return { skel, links: [flavour === 'tp_btf' ? attachTrace(prog) : attachTracepoint(prog, 'sched', 'sched_switch')] };
       } catch (e) {
-        obj.close();
+        skel.close();
         throw e;
       }
     };
-    let loaded: { obj: BpfObject; links: Link[] } | null = null;
+    let loaded: { skel: Energy; links: Link[] } | null = null;
     let hook: EnergyCollector['hook'] | null = null;
     let btfErr = '';
     try {
@@ -227,10 +228,10 @@ export class EnergyCollector {
       counterFds.forEach((fd) => fs.closeSync(fd));
       throw e;
     }
-    const { obj, links } = loaded;
-    const optional = (prog: string, name: string): Feature => {
+    const { skel, links } = loaded;
+    const optional = (prog: 'energy_cpu_frequency' | 'energy_cpu_idle', name: string): Feature => {
       try {
-        links.push(obj.program(prog).attachTracepoint('power', name));
+        links.push(attachTracepoint(skel.programs[prog], 'power', name));
         return { ok: true, detail: `tracepoint power/${name} attached` };
       } catch (e) {
         return { ok: false, detail: `tracepoint power/${name}: ${(e as Error).message.split('\n')[0]}` };
@@ -249,10 +250,10 @@ export class EnergyCollector {
         meter = ch.meter;
         power = meter ? { source: 'rapl', detail: meter.detail, evidence: ch.evidence } : { source: 'model', detail: modelDetail(model), evidence: ch.evidence };
       }
-      return new EnergyCollector(obj, links, meter, { hook: hook!, clock: { ok: true, detail: 'the scheduler\'s runtime per stint (se.sum_exec_runtime minus what was already charged to the thread, read at sched_switch); ktime for idle and implausible values' }, counters, counterFds, frequency, idleTracepoint, power, model }, root);
+      return new EnergyCollector(skel, links, meter, { hook: hook!, clock: { ok: true, detail: 'the scheduler\'s runtime per stint (se.sum_exec_runtime minus what was already charged to the thread, read at sched_switch); ktime for idle and implausible values' }, counters, counterFds, frequency, idleTracepoint, power, model }, root);
     } catch (e) {
       meter?.close();
-      obj.close();
+      skel.close();
       counterFds.forEach((fd) => fs.closeSync(fd));
       throw e;
     }
@@ -417,14 +418,14 @@ export class EnergyCollector {
 
   /** the attached sched_switch program's run count and run time (non-zero while BPF stats are enabled) */
   switchStats(): { runCnt: number; runTimeNs: number } {
-    const i = this.obj.program(this.hook.name === 'tp_btf' ? 'energy_switch_btf' : 'energy_switch_tp').info();
+    const i = this.skel.programs[this.hook.name === 'tp_btf' ? 'energy_switch_btf' : 'energy_switch_tp'].info();
     return { runCnt: Number(i.runCnt), runTimeNs: Number(i.runTimeNs) };
   }
 
   /** kernel ids of the programs, maps and links this collector holds (for leak checks) */
   kernelIds(): { progs: number[]; maps: number[]; links: number[] } {
     return {
-      progs: [...this.obj.programs.values()].filter((p) => p.loaded).map((p) => p.info().id),
+      progs: [...this.skel.obj.programs.values()].filter((p) => p.loaded).map((p) => p.info().id),
       maps: [this.tasks, this.cpuMap, this.freqMap].map((m) => mapInfo(m.fd).id),
       links: this.links.map((l) => l.info().id),
     };
@@ -434,7 +435,7 @@ export class EnergyCollector {
     if (this.closed) return;
     this.closed = true;
     for (const l of this.links) l.close();
-    this.obj.close();
+    this.skel.close();
     this.meter?.close();
     for (const fd of this.counterFds) fs.closeSync(fd);
   }

@@ -11,7 +11,6 @@ import { Link } from './link.ts';
 import { BpfMap, mapTypeName, rawCodec } from './map.ts';
 import type { Codec } from './btf.ts';
 import { captureLibbpf } from './log.ts';
-import * as attach from './attach/index.ts';
 import { track, untrack } from './lifecycle.ts';
 
 export { XdpFlags, TcAttachPoint } from './attach/index.ts';
@@ -95,20 +94,7 @@ export class Program {
   }
 
   // Attaching lives in ./attach/<kind>.ts (one module per hook kind, inputs validated first, named
-  // errors). These methods are kept for callers being merged; to be removed: call the modules.
-  /** Attach by section name (SEC("tp/…"), SEC("xdp") needs an interface: use attachXdp). */
-  attach(): Link { return attach.attachAuto(this); }
-  attachTracepoint(category: string, name: string): Link { return attach.attachTracepoint(this, category, name); }
-  attachRawTracepoint(name: string): Link { return attach.attachRawTracepoint(this, name); }
-  attachTrace(): Link { return attach.attachTrace(this); }
-  attachLsm(): Link { return attach.attachLsm(this); }
-  attachKprobe(func: string, retprobe = false): Link { return attach.attachKprobe(this, func, retprobe); }
-  attachCgroup(cgroupPath: string): Link { return attach.attachCgroup(this, cgroupPath); }
-  attachNetns(netnsPath: string): Link { return attach.attachNetns(this, netnsPath); }
-  attachPerfEvent(pfd: number): Link { return attach.attachPerfEvent(this, pfd); }
-  attachPerfEventAllCpus(attr: attach.PerfEventAttr): Link[] { return attach.attachPerfEventAllCpus(this, attr); }
-  attachXdp(ifname: string | number, opts: attach.XdpOptions = {}): Link { return attach.attachXdp(this, ifname, opts); }
-  attachTc(ifname: string | number, direction: attach.TcDirection, opts: attach.TcOptions = {}): Link { return attach.attachTc(this, ifname, direction, opts); }
+  // errors): attachTc(prog, …), attachCgroup(prog, …), attachTracepoint(prog, …), …
 
   /** BPF_PROG_TEST_RUN: run the program on a packet/context without attaching it. */
   testRun(opts: { data?: Buffer; ctx?: Buffer; repeat?: number; dataOutSize?: number; ctxOutSize?: number; flags?: number; cpu?: number } = {}): TestRunResult {

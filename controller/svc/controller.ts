@@ -16,10 +16,10 @@
 // until `svc stop`.
 import fs from 'node:fs';
 import path from 'node:path';
-import { BpfMap, BpfObject, BpfError, Link, removePinDir } from '../libbpf/index.ts';
+import { BpfMap, BpfError, Link, attachCgroup, removePinDir } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { LabError } from '../../lab/errors.ts';
-import type { revnat_key, revnat_val, svc_backend, svc_key, svc_val } from '../../bpf/gen/socket_lb.ts';
+import { socketLb, type SocketLb, type revnat_key, type revnat_val, type svc_backend, type svc_key, type svc_val } from '../../bpf/gen/socket_lb.ts';
 import { addrBytes, parseHostPort, parseVip, PROTO_NUM, vipString, ValidationError } from '../lb/addr.ts';
 import { HealthChecker } from '../lb/health.ts';
 import { maglevTable } from '../lb/maglev.ts';
@@ -124,7 +124,7 @@ export class SvcController {
   private constructor(
     public model: Model,
     readonly maps: Maps,
-    private readonly obj: BpfObject | null,
+    private readonly skel: SocketLb | null,
     private readonly links: Link[],
     readonly pinned: boolean,
     private readonly ownedMaps: BpfMap[] = [],
@@ -141,44 +141,50 @@ export class SvcController {
     const dir = pinDir(cfg.instance);
     if (opts.pin && fs.existsSync(statePath(cfg.instance))) throw new ValidationError(`instance "${cfg.instance}" is already running (${statePath(cfg.instance)}); stop it first: pnpm lab svc stop --instance ${cfg.instance}`, 409);
     const file = await ensureObject('socket_lb');
-    const loadWith = (skip: string[]) =>
-      BpfObject.load(file, {
-        skip,
-        maxEntries: { services: cfg.maxServices, svc_ring: cfg.maxServices * 2 * cfg.ringSize, backends: cfg.maxBackends },
-        beforeLoad: (o) => o.setGlobal('ring_size', cfg.ringSize),
-      });
-    let obj: BpfObject;
+    const loadWith = (skip: string[]) => {
+      const sk = socketLb.open(file);
+      try {
+        return sk.setRodata({ ring_size: cfg.ringSize }).load({
+          skip,
+          maxEntries: { services: cfg.maxServices, svc_ring: cfg.maxServices * 2 * cfg.ringSize, backends: cfg.maxBackends },
+        });
+      } catch (e) {
+        sk.close();
+        throw e;
+      }
+    };
+    let skel: SocketLb;
     let getpeername = true;
     try {
-      obj = loadWith([]);
+      skel = loadWith([]);
     } catch (e) {
       // getpeername4/6 attach types exist from 5.8: without them the rest still balances
       if (!(e instanceof BpfError) || !/getpeername/.test(e.message)) throw e;
-      obj = loadWith([...PROGRAMS.getpeername]);
+      skel = loadWith([...PROGRAMS.getpeername]);
       getpeername = false;
     }
     const links: Link[] = [];
     try {
-      for (const p of [...PROGRAMS.connect, ...PROGRAMS.udp]) links.push(obj.program(p).attachCgroup(cg));
+      for (const p of [...PROGRAMS.connect, ...PROGRAMS.udp]) links.push(attachCgroup(skel.programs[p], cg));
       if (getpeername) {
         try {
-          for (const p of PROGRAMS.getpeername) links.push(obj.program(p).attachCgroup(cg));
+          for (const p of PROGRAMS.getpeername) links.push(attachCgroup(skel.programs[p], cg));
         } catch (e) {
           opts.log?.(`getpeername hooks not attached: ${(e as Error).message.split('\n')[0]}`);
           getpeername = false;
         }
       }
-      const maps = Object.fromEntries(MAP_NAMES.map((n) => [n, obj.map(n)])) as unknown as Maps;
+      const maps: Maps = skel.maps;
       const { services: _s, ...rest } = cfg;
       const model: Model = { config: rest, cgroupPath: cg, getpeername, services: {}, backendIds: {}, backendRefs: {} };
-      const c = new SvcController(model, maps, obj, links, !!opts.pin);
+      const c = new SvcController(model, maps, skel, links, !!opts.pin);
       if (opts.pin) c.pinAll(dir, links);
       c.applyServices(cfg.services, []);
       if (opts.pin) c.saveState();
       return c;
     } catch (e) {
       for (const l of links.reverse()) l.close();
-      obj.close();
+      skel.close();
       if (opts.pin) cleanupPins(cfg.instance);
       throw e;
     }
@@ -492,7 +498,7 @@ export class SvcController {
     this.health?.stop();
     for (const l of this.links.reverse()) l.close();
     for (const m of this.ownedMaps) m.close();
-    this.obj?.close();
+    this.skel?.close();
   }
 
   /** close and, for a pinned instance, remove its pins and state: balancing ends */

@@ -4,7 +4,6 @@
 // horizon drops, and a live rate change by one map write. Wire-level enforcement (fq) is in
 // shaper.test.ts and the tc-shaping scenario.
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import type { BpfObject } from '../libbpf/index.ts';
 import { describeRoot } from '../../lab/testing.ts';
 import type { TcControl } from './shaper.ts';
 import { validateConfig } from './config.ts';
@@ -13,14 +12,12 @@ import { EdtBench, edtSelfTest, udpFrame } from './selftest.ts';
 const TC_ACT_OK = 0;
 const TC_ACT_SHOT = 2;
 let bench: EdtBench;
-let obj: BpfObject;
 let c: TcControl;
 const send = (f: Buffer, wireLen = 0) => bench.send(f, wireLen);
 
 describeRoot('EDT departure times (BPF_PROG_TEST_RUN)', () => {
   beforeAll(() => {
     bench = new EdtBench();
-    obj = bench.obj;
     c = bench.control;
   });
   afterAll(() => bench?.close());
@@ -68,7 +65,7 @@ describeRoot('EDT departure times (BPF_PROG_TEST_RUN)', () => {
 
   it('a live rate change is one map write: the next departure uses the new rate, same program', () => {
     c.apply(validateConfig({ classes: [{ name: 'live', rate: '83360bit', match: [{ dst: '10.0.0.2/32' }] }] }));
-    const id = obj.program('tc_shape_egress').info().id;
+    const id = bench.skel.programs.tc_shape_egress.info().id;
     const f = udpFrame('10.0.0.2', 9, 1000);
     send(f);
     const a = send(f).tstamp;
@@ -77,7 +74,7 @@ describeRoot('EDT departure times (BPF_PROG_TEST_RUN)', () => {
     c.setRate('live', 833_600n);
     const d = send(f).tstamp;
     expect(d - b).toBe(10_000_000n); // ten times the rate: a tenth of the gap
-    expect(obj.program('tc_shape_egress').info().id).toBe(id);
+    expect(bench.skel.programs.tc_shape_egress.info().id).toBe(id);
     expect(c.model.classes[0]!.rateBps).toBe(833_600n);
   });
 

@@ -2,10 +2,11 @@
 // frames (BPF_PROG_TEST_RUN) and the departure times it writes into skb->tstamp are read back.
 // Works where fq is missing (it checks the arithmetic, not the enforcement); the tests and the
 // scenario use it.
-import { BpfObject, Btf, Kind } from '../libbpf/index.ts';
+import { Btf, Kind, type BpfObject } from '../libbpf/index.ts';
+import { tcShape, type TcShape } from '../../bpf/gen/tc_shape.ts';
 import { objectPath } from '../../bpf/build.ts';
 import { validateConfig } from './config.ts';
-import { MAP_NAMES, TcControl, type TcMaps } from './shaper.ts';
+import { TcControl } from './shaper.ts';
 
 /** Ethernet + IPv4 + UDP with `payload` bytes: 42 + payload bytes on the wire */
 export function udpFrame(dst: string, dport: number, payload: number, src = '10.0.0.1', sport = 40000): Buffer {
@@ -25,6 +26,7 @@ export function udpFrame(dst: string, dport: number, payload: number, src = '10.
 
 /** A loaded, unattached tc_shape object with its control plane, and a way to run one frame. */
 export class EdtBench implements Disposable {
+  readonly skel: TcShape;
   readonly obj: BpfObject;
   readonly control: TcControl;
   private ctxSize: number;
@@ -42,20 +44,27 @@ export class EdtBench implements Disposable {
     } finally {
       btf.close();
     }
-    this.obj = BpfObject.load(objectPath('tc_shape'));
-    this.control = new TcControl(Object.fromEntries(MAP_NAMES.map((n) => [n, this.obj.map(n)])) as TcMaps, { classes: [], rules: [], gen: 0 });
+    this.skel = tcShape.open(objectPath('tc_shape'));
+    this.obj = this.skel.obj;
+    try {
+      this.skel.load();
+    } catch (e) {
+      this.skel.close();
+      throw e;
+    }
+    this.control = new TcControl(this.skel.maps, { classes: [], rules: [], gen: 0 });
   }
 
   /** run the egress program on a frame: its verdict and the departure time it wrote (0: none) */
   send(frame: Buffer, wireLen = 0): { verdict: number; tstamp: bigint } {
     const ctx = Buffer.alloc(this.ctxSize);
     ctx.writeUInt32LE(wireLen, this.wireLenOff); // a GSO skb's bytes on the wire (0: use len)
-    const r = this.obj.program('tc_shape_egress').testRun({ data: frame, ctx });
+    const r = this.skel.programs.tc_shape_egress.testRun({ data: frame, ctx });
     return { verdict: r.retval, tstamp: r.ctxOut!.readBigUInt64LE(this.tstampOff) };
   }
 
   close(): void {
-    this.obj.close();
+    this.skel.close();
   }
 
   [Symbol.dispose](): void {

@@ -12,12 +12,12 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { BpfMap, BpfObject, removePinDir, type Link } from '../libbpf/index.ts';
+import { BpfMap, attachTc, removePinDir, type BpfObject, type Link } from '../libbpf/index.ts';
 import { objectPath } from '../../bpf/build.ts';
 import { withNetns } from '../../lab/netns.ts';
 import { LabError } from '../../lab/errors.ts';
 import { MAX_RULES, netPort, type ClassPlan, type Match, type Plan, type RulePlan } from './config.ts';
-import type { tc_class, tc_class_stats, tc_dst_key, tc_flow_key, tc_global_stats, tc_rule, tc_rule_stats } from '../../bpf/gen/tc_shape.ts';
+import { tcShape, type TcShape, type tc_class, type tc_class_stats, type tc_dst_key, type tc_flow_key, type tc_global_stats, type tc_rule, type tc_rule_stats } from '../../bpf/gen/tc_shape.ts';
 
 export const MAP_NAMES = ['classes', 'class_state', 'class_stats', 'flow_class', 'cgroup_class', 'dst_class', 'rules', 'rule_stats', 'filter_gen', 'globals'] as const;
 type MapName = (typeof MAP_NAMES)[number];
@@ -248,7 +248,10 @@ export class TcShaper {
   private closed = false;
   private exitHook = () => this.close();
 
-  private constructor(readonly opts: ShaperOptions, readonly obj: BpfObject, readonly control: TcControl) {}
+  readonly obj: BpfObject;
+  private constructor(readonly opts: ShaperOptions, readonly skel: TcShape, readonly control: TcControl) {
+    this.obj = skel.obj;
+  }
 
   /** Start shaping on a device. Any failure undoes what was done (qdisc, filters, pins). */
   static start(opts: ShaperOptions): TcShaper {
@@ -273,13 +276,13 @@ export class TcShaper {
       // a crashed daemon's pins: start clean (its attachments died with its namespace or process)
       for (const m of MAP_NAMES) fs.rmSync(path.join(pins, m), { force: true });
     }
-    const obj = BpfObject.open(objectPath('tc_shape'));
+    const skel = tcShape.open(objectPath('tc_shape'));
     let shaper: TcShaper | undefined;
     try {
-      obj.load();
-      const maps = Object.fromEntries(MAP_NAMES.map((n) => [n, obj.map(n)])) as TcMaps;
+      skel.load();
+      const maps: TcMaps = skel.maps;
       const control = new TcControl(maps, { classes: [], rules: [], gen: 0 });
-      shaper = new TcShaper(opts, obj, control);
+      shaper = new TcShaper(opts, skel, control);
       process.prependListener('exit', shaper.exitHook);
       if (pins) {
         fs.mkdirSync(pins, { recursive: true });
@@ -301,15 +304,15 @@ export class TcShaper {
         shaper.fqSet = true;
       } else control.filterOnly = true;
       const attach = () => {
-        shaper!.links.push(obj.program('tc_shape_egress').attachTc(opts.dev, 'egress', { handle: TC_HANDLE, priority: TC_PRIO }));
-        if (opts.ingress !== false) shaper!.links.push(obj.program('tc_filter_ingress').attachTc(opts.dev, 'ingress', { handle: TC_HANDLE, priority: TC_PRIO }));
+        shaper!.links.push(attachTc(skel.programs.tc_shape_egress, opts.dev, 'egress', { handle: TC_HANDLE, priority: TC_PRIO }));
+        if (opts.ingress !== false) shaper!.links.push(attachTc(skel.programs.tc_filter_ingress, opts.dev, 'ingress', { handle: TC_HANDLE, priority: TC_PRIO }));
       };
       if (opts.netns) withNetns(opts.netns, attach);
       else attach();
       return shaper;
     } catch (e) {
       if (shaper) shaper.close();
-      else obj.close();
+      else skel.close();
       throw e;
     }
   }
@@ -337,7 +340,7 @@ export class TcShaper {
         try {
           withNetns(tmp, () => {
             detach();
-            this.obj.close();
+            this.skel.close();
           });
         } finally {
           execFileSync('ip', ['netns', 'del', tmp], { stdio: 'ignore' });
@@ -354,7 +357,7 @@ export class TcShaper {
       removePinDir(pinDir(instance));
       fs.rmSync(statePath(instance), { force: true });
     }
-    this.obj.close();
+    this.skel.close();
   }
 
   [Symbol.dispose](): void {

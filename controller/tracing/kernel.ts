@@ -7,10 +7,10 @@
 // same bytes on every kernel the lab runs, and this host has neither kprobes nor fentry.
 import fs from 'node:fs';
 import path from 'node:path';
-import { BpfObject, RingBuffer, enableStats, type BpfMap, type Link } from '../libbpf/index.ts';
+import { RingBuffer, attachTracepoint, enableStats, type BpfMap, type BpfObject, type Link } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { tracefsRoot } from '../../lab/host.ts';
-import type { tr_event } from '../../bpf/gen/tracing.ts';
+import { tracing, type Tracing, type TracingShape, type tr_event } from '../../bpf/gen/tracing.ts';
 
 export const TR = {
   EV_DATA: 1, EV_ACCEPT: 2, EV_CONNECT: 3, EV_ESTABLISHED: 4, EV_CLOSE: 5,
@@ -31,11 +31,12 @@ export type TraceEvent = Omit<tr_event, 'laddr' | 'raddr' | 'data' | '_pad' | 't
 };
 
 /** [category, tracepoint, program] */
-const HOOKS: [string, string, string][] = [
+type Hook = [string, string, TracingShape['programs']];
+const HOOKS: Hook[] = [
   ['sock', 'inet_sock_set_state', 'sock_state'],
-  ...['read', 'write', 'readv', 'writev', 'sendto', 'recvfrom', 'sendmsg', 'recvmsg', 'accept4'].flatMap((n): [string, string, string][] => [
-    ['syscalls', `sys_enter_${n}`, `enter_${n}`],
-    ['syscalls', `sys_exit_${n}`, `exit_${n}`],
+  ...(['read', 'write', 'readv', 'writev', 'sendto', 'recvfrom', 'sendmsg', 'recvmsg', 'accept4'] as const).flatMap((n): Hook[] => [
+    ['syscalls', `sys_enter_${n}`, `enter_${n}` as const],
+    ['syscalls', `sys_exit_${n}`, `exit_${n}` as const],
   ]),
   ['syscalls', 'sys_enter_sendfile64', 'enter_sendfile'],
   ['syscalls', 'sys_exit_sendfile64', 'exit_sendfile'],
@@ -77,7 +78,10 @@ export class KernelTracer implements Disposable {
   private readonly selCgroups: BpfMap<bigint, number>;
   private readonly selPids: BpfMap<number, number>;
 
-  private constructor(readonly obj: BpfObject, present: [string, string, string][], missing: [string, string, string][], opts: KernelTracerOptions) {
+  readonly obj: BpfObject;
+
+  private constructor(readonly skel: Tracing, present: Hook[], missing: Hook[], opts: KernelTracerOptions) {
+    const obj = (this.obj = skel.obj);
     const L = obj.btf.layout('tr_event');
     const f = (n: string) => L[n]!.offset;
     const o = {
@@ -86,7 +90,7 @@ export class KernelTracer implements Disposable {
       rport: f('rport'), laddr: f('laddr'), raddr: f('raddr'), comm: f('comm'), data: f('data'),
     };
     let buf: Buffer | null = null;
-    this.ring = new RingBuffer<TraceEvent>(obj.map('events'), {
+    this.ring = new RingBuffer<TraceEvent>(skel.maps.events, {
       decode: (dv, off) => {
         if (buf === null || buf.buffer !== dv.buffer) buf = Buffer.from(dv.buffer, dv.byteOffset, dv.byteLength);
         const family = dv.getUint16(off + o.family, true);
@@ -116,14 +120,14 @@ export class KernelTracer implements Disposable {
           data: Buffer.from(buf.subarray(off + o.data, off + o.data + capLen)),
         };
       },
-      lostCounter: obj.map('lost') as never,
+      lostCounter: skel.maps.lost,
       maxBatch: 4096,
     });
-    this.selCgroups = obj.map('sel_cgroups');
-    this.selPids = obj.map('sel_pids');
+    this.selCgroups = skel.maps.sel_cgroups;
+    this.selPids = skel.maps.sel_pids;
     this.statsHandle = opts.stats ? enableStats() : null;
     try {
-      for (const [cat, name, prog] of present) this.links.push(obj.program(prog).attachTracepoint(cat, name));
+      for (const [cat, name, prog] of present) this.links.push(attachTracepoint(skel.programs[prog], cat, name));
     } catch (e) {
       this.close();
       throw e;
@@ -147,13 +151,13 @@ export class KernelTracer implements Disposable {
     for (const need of ['inet_sock_set_state', 'sys_exit_read', 'sys_exit_write', 'sys_exit_accept4']) {
       if (!present.some(([, n]) => n === need)) throw new Error(`tracepoint ${need} is missing on this kernel (${tfs}/events)`);
     }
-    const obj = BpfObject.open(await ensureObject('tracing'));
+    const skel = tracing.open(await ensureObject('tracing'));
     try {
-      obj.setGlobal('cap_bytes', cap);
-      obj.load({ skip: missing.map(([, , p]) => p), maxEntries: opts.ringBytes ? { events: opts.ringBytes } : undefined });
-      return new KernelTracer(obj, present, missing, opts);
+      skel.setRodata({ cap_bytes: cap });
+      skel.load({ skip: missing.map(([, , p]) => p), maxEntries: opts.ringBytes ? { events: opts.ringBytes } : undefined });
+      return new KernelTracer(skel, present, missing, opts);
     } catch (e) {
-      obj.close();
+      skel.close();
       throw e;
     }
   }
@@ -175,7 +179,7 @@ export class KernelTracer implements Disposable {
     let runCnt = 0, runTimeNs = 0;
     for (const [, , p] of HOOKS) {
       try {
-        const prog = this.obj.program(p);
+        const prog = this.skel.programs[p];
         if (!prog.loaded) continue;
         const i = prog.info();
         runCnt += Number(i.runCnt);
@@ -195,7 +199,7 @@ export class KernelTracer implements Disposable {
     for (const l of this.links.splice(0)) l.close();
     this.ring.close();
     this.statsHandle?.close();
-    this.obj.close();
+    this.skel.close();
   }
 
   [Symbol.dispose](): void {
