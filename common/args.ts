@@ -171,3 +171,24 @@ export function toArgv(given: Parsed<Opts>['given'], skip: Iterable<string> = []
   const s = new Set(skip);
   return given.filter((g) => !s.has(g.name)).flatMap((g) => (g.raw === undefined ? [`--${g.name}`] : [`--${g.name}=${g.raw}`]));
 }
+
+/**
+ * For tools whose commands are a word ("list") or a group and a word ("backend add"): the command
+ * the non-flag words of argv name, and argv without those words (first occurrences only: a value
+ * never equals a command word). null when argv names no command at all; an unknown or incomplete
+ * command is a UsageError that says what exists.
+ */
+export function pickCommand<C>(tool: string, argv: string[], commands: Record<string, C>, groups: readonly string[]): { name: string; command: C; rest: string[] } | null {
+  const [w0, w1] = argv.filter((a) => !a.startsWith('-'));
+  if (!w0) return null;
+  const name = groups.includes(w0) && w1 ? `${w0} ${w1}` : w0;
+  const command = commands[name];
+  if (!command) {
+    if (groups.includes(w0) && !w1) throw new UsageError(`${tool} ${w0} needs a subcommand`, Object.keys(commands).filter((k) => k.startsWith(`${w0} `)).map((k) => `pnpm lab ${tool} ${k}`).join(' | '));
+    const s = suggest(name, Object.keys(commands));
+    throw new UsageError(`unknown ${tool} command "${name}"${s ? ` (did you mean "${s}"?)` : ''}`, `pnpm lab ${tool} --help lists the commands`);
+  }
+  const rest = [...argv];
+  for (const word of name.split(' ')) rest.splice(rest.indexOf(word), 1);
+  return { name, command, rest };
+}

@@ -4,7 +4,7 @@
 // socket (--instance NAME or --socket PATH).
 import fs from 'node:fs';
 import path from 'node:path';
-import { UsageError, helpText, parseArgs, suggest, type CommandSpec, type Opts } from '../../common/args.ts';
+import { UsageError, helpText, parseArgs, pickCommand, type CommandSpec, type Opts } from '../../common/args.ts';
 import { LabError } from '../../common/errors.ts';
 import { ValidationError } from './addr.ts';
 import { LbApiError, LbClient } from './client.ts';
@@ -168,27 +168,18 @@ export async function lbCommand(argv: string[]): Promise<number> {
     if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
     throw e;
   });
-  const words = argv.filter((a) => !a.startsWith('-'));
-  const [w0, w1] = words;
-  if (!w0) {
-    if (argv.includes('--help') || argv.includes('-h')) {
-      console.log(usage());
-      return 0;
-    }
-    console.error(usage());
-    return 2;
-  }
-  const name = (w0 === 'backend' || w0 === 'vip') && w1 ? `${w0} ${w1}` : w0;
-  const c = COMMANDS[name];
+  let picked: ReturnType<typeof pickCommand<(typeof COMMANDS)[string]>> = null;
   try {
-    if (!c) {
-      if ((w0 === 'backend' || w0 === 'vip') && !w1) throw new UsageError(`lb ${w0} needs a subcommand`, Object.keys(COMMANDS).filter((k) => k.startsWith(`${w0} `)).map((k) => `pnpm lab lb ${k}`).join(' | '));
-      const s = suggest(name, Object.keys(COMMANDS));
-      throw new UsageError(`unknown lb command "${name}"${s ? ` (did you mean "${s}"?)` : ''}`, 'pnpm lab lb --help lists the commands');
+    picked = pickCommand('lb', argv, COMMANDS, ['backend', 'vip']);
+    if (!picked) {
+      if (argv.includes('--help') || argv.includes('-h')) {
+        console.log(usage());
+        return 0;
+      }
+      console.error(usage());
+      return 2;
     }
-    // drop the command words (first occurrences only: a VIP or address never equals them)
-    const rest = [...argv];
-    for (const word of name.split(' ')) rest.splice(rest.indexOf(word), 1);
+    const { name, command: c, rest } = picked;
     const p = parseArgs(rest, c.spec);
     if (!p) return 0;
     const socket = (p.values.socket as string | undefined) ?? socketPath((p.values.instance as string | undefined) ?? 'default');
@@ -200,10 +191,10 @@ export async function lbCommand(argv: string[]): Promise<number> {
   } catch (e) {
     // usage errors exit 2 (lab/cli.ts prints LabErrors; it exits 1 for every kind)
     if (e instanceof UsageError) {
-      console.error(`error: ${e.message}\n  fix: ${e.fix ?? `see pnpm lab lb ${c ? name : ''} --help`.replace('  ', ' ')}`);
+      console.error(`error: ${e.message}\n  fix: ${e.fix ?? `see pnpm lab lb ${picked?.name ?? ''} --help`.replace('  ', ' ')}`);
       return e.exitCode;
     }
-    if (e instanceof ValidationError) throw new LabError(e.message, `check the config; ${helpText(c!.spec).split('\n')[0]}`);
+    if (e instanceof ValidationError) throw new LabError(e.message, `check the config; ${helpText(picked!.command.spec).split('\n')[0]}`);
     throw e;
   }
 }

@@ -4,7 +4,7 @@
 // the pinned maps and the state file under the instance's lock, plans the change, writes it all
 // or nothing and exits. Arguments go through lab/args.ts; expected failures are one-line LabErrors.
 import fs from 'node:fs';
-import { UsageError, parseArgs, suggest, type CommandSpec, type Opts } from '../../lab/args.ts';
+import { UsageError, parseArgs, pickCommand, type CommandSpec, type Opts } from '../../common/args.ts';
 import { LabError } from '../../lab/errors.ts';
 import { ValidationError } from '../lb/addr.ts';
 import { loadSvcConfigFile } from './config.ts';
@@ -114,24 +114,15 @@ export function usage(): string {
 }
 
 export async function svcCommand(argv: string[]): Promise<number> {
-  const words = argv.filter((a) => !a.startsWith('-'));
-  const [w0, w1] = words;
-  if (!w0) {
+  const picked = pickCommand('svc', argv, COMMANDS, ['backend']);
+  if (!picked) {
     if (argv.includes('--help') || argv.includes('-h')) {
       console.log(usage());
       return 0;
     }
     throw new UsageError('svc needs a command', 'pnpm lab svc --help lists the commands');
   }
-  const name = w0 === 'backend' && w1 ? `${w0} ${w1}` : w0;
-  const c = COMMANDS[name];
-  if (!c) {
-    if (w0 === 'backend' && !w1) throw new UsageError('svc backend needs a subcommand', Object.keys(COMMANDS).filter((k) => k.startsWith('backend ')).map((k) => `pnpm lab svc ${k}`).join(' | '));
-    const s = suggest(name, Object.keys(COMMANDS));
-    throw new UsageError(`unknown svc command "${name}"${s ? ` (did you mean "${s}"?)` : ''}`, 'pnpm lab svc --help lists the commands');
-  }
-  const rest = [...argv];
-  for (const word of name.split(' ')) rest.splice(rest.indexOf(word), 1);
+  const { name, command: c, rest } = picked;
   const p = parseArgs(rest, c.spec);
   if (!p) return 0;
   try {
