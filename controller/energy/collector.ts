@@ -31,12 +31,16 @@ export interface Feature {
   detail: string;
 }
 
-export interface WorkloadInterval {
+/** one workload: a process (tgid) in a cgroup */
+export interface Workload {
   key: string;
   cgroupId: bigint;
   cgroup: string;
   tgid: number;
   comm: string;
+}
+
+export interface WorkloadInterval extends Workload {
   /** on-CPU ns over the interval, all CPUs */
   onCpuNs: number;
   joules: number;
@@ -59,12 +63,7 @@ export interface Interval {
   busyNs: number[];
 }
 
-export interface Totals {
-  key: string;
-  cgroupId: bigint;
-  cgroup: string;
-  tgid: number;
-  comm: string;
+export interface Totals extends Workload {
   onCpuNs: number;
   joules: number;
 }
