@@ -127,7 +127,7 @@ describeRoot('bounded export queue (real sockets)', () => {
     }
   }, 30_000);
 
-  it.skipIf(!fs.existsSync(jaegerPath()))('Jaeger (if built) accepts what the exporter sends', async () => {
+  it.skipIf(!fs.existsSync(jaegerPath()))(`Jaeger accepts what the exporter sends${fs.existsSync(jaegerPath()) ? '' : ' (skipped: Jaeger not built — pnpm lab setup tracing, a 10–25 min Go build)'}`, async () => {
     const j = await Jaeger.create();
     try {
       await j.start(30_000);
@@ -151,7 +151,7 @@ describeRoot('bounded export queue (real sockets)', () => {
     }
   }, 60_000);
 
-  it.skipIf(!fs.existsSync(zipkinPath()))('Zipkin (if fetched) gets each span under its own service, parents kept', async () => {
+  it.skipIf(!fs.existsSync(zipkinPath()))(`Zipkin gets each span under its own service, parents kept${fs.existsSync(zipkinPath()) ? '' : ' (skipped: Zipkin not fetched — pnpm lab setup tracing)'}`, async () => {
     const z = await Zipkin.create();
     try {
       await z.start(120_000);
