@@ -73,6 +73,29 @@ export async function ensureJaeger(log: (s: string) => void = (s) => console.err
 }
 
 
+/**
+ * Poll a freshly started backend until `ready` says yes. It exiting first, or the deadline passing
+ * (which stops it), is a LabError carrying the tail of its output.
+ */
+async function waitReady(name: string, p: ResultPromise, out: () => string, ready: () => Promise<boolean>,
+  o: { url: string; timeoutMs: number; everyMs: number; fix: string; stop: () => Promise<void> }): Promise<void> {
+  const tail = () => out().split('\n').slice(-5).join(' ');
+  const until = Date.now() + o.timeoutMs;
+  for (;;) {
+    if (p.exitCode !== null && p.exitCode !== undefined) throw new LabError(`${name} exited with ${p.exitCode}: ${tail()}`, 'see its output above');
+    try {
+      if (await ready()) return;
+    } catch {
+      /* not yet */
+    }
+    if (Date.now() > until) {
+      await o.stop();
+      throw new LabError(`${name} did not answer on ${o.url} within ${o.timeoutMs} ms: ${tail()}`, o.fix);
+    }
+    await new Promise((r) => setTimeout(r, o.everyMs));
+  }
+}
+
 export interface JaegerSpanJson {
   traceID: string;
   spanID: string;
@@ -161,25 +184,12 @@ exporters:
     const p = execa(this.bin, ['--config', file], { reject: false, all: true, buffer: false, stdin: 'ignore', forceKillAfterDelay: 2000 });
     p.all?.on('data', (d: Buffer) => (this.out = (this.out + d.toString()).slice(-4000)));
     this.proc = p;
-    const until = Date.now() + timeoutMs;
-    for (;;) {
-      if (p.exitCode !== null && p.exitCode !== undefined) throw new LabError(`Jaeger exited with ${p.exitCode}: ${this.out.split('\n').slice(-5).join(' ')}`, 'see its output above');
-      try {
-        const r = await fetch(`${this.queryUrl}/api/services`, { signal: AbortSignal.timeout(1000) });
-        if (r.ok) {
-          // the OTLP receiver starts with the pipeline; make sure it answers too
-          const o = await fetch(`${this.otlpUrl}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body: new Uint8Array(), signal: AbortSignal.timeout(1000) });
-          if (o.status < 500) return;
-        }
-      } catch {
-        /* not yet */
-      }
-      if (Date.now() > until) {
-        await this.stop();
-        throw new LabError(`Jaeger did not answer on ${this.queryUrl} within ${timeoutMs} ms: ${this.out.split('\n').slice(-5).join(' ')}`, 'check the Jaeger binary (pnpm lab setup tracing)');
-      }
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    await waitReady('Jaeger', p, () => this.out, async () => {
+      if (!(await fetch(`${this.queryUrl}/api/services`, { signal: AbortSignal.timeout(1000) })).ok) return false;
+      // the OTLP receiver starts with the pipeline; make sure it answers too
+      const o = await fetch(`${this.otlpUrl}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body: new Uint8Array(), signal: AbortSignal.timeout(1000) });
+      return o.status < 500;
+    }, { url: this.queryUrl, timeoutMs, everyMs: 200, fix: 'check the Jaeger binary (pnpm lab setup tracing)', stop: () => this.stop() });
   }
 
   get running(): boolean {
@@ -281,21 +291,8 @@ export class Zipkin {
       { reject: false, all: true, buffer: false, stdin: 'ignore', forceKillAfterDelay: 2000, env: { ...process.env, STORAGE_TYPE: 'mem' } });
     p.all?.on('data', (d: Buffer) => (this.out = (this.out + d.toString()).slice(-4000)));
     this.proc = p;
-    const until = Date.now() + timeoutMs;
-    for (;;) {
-      if (p.exitCode !== null && p.exitCode !== undefined) throw new LabError(`Zipkin exited with ${p.exitCode}: ${this.out.split('\n').slice(-5).join(' ')}`, 'see its output');
-      try {
-        const r = await fetch(`${this.url}/health`, { signal: AbortSignal.timeout(1000) });
-        if (r.ok) return;
-      } catch {
-        /* not yet */
-      }
-      if (Date.now() > until) {
-        await this.stop();
-        throw new LabError(`Zipkin did not answer on ${this.url} within ${timeoutMs} ms`, 'check java and the jar (pnpm lab setup tracing)');
-      }
-      await new Promise((r) => setTimeout(r, 300));
-    }
+    await waitReady('Zipkin', p, () => this.out, async () => (await fetch(`${this.url}/health`, { signal: AbortSignal.timeout(1000) })).ok,
+      { url: this.url, timeoutMs, everyMs: 300, fix: 'check java and the jar (pnpm lab setup tracing)', stop: () => this.stop() });
   }
 
   async stop(): Promise<void> {
