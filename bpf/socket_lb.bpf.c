@@ -55,6 +55,30 @@ struct {
 	__type(value, __u64);
 } svc_stats SEC(".maps");
 
+/* Rewrites per backend id and per service index, for the Prometheus view of where connections went.
+ * Per-CPU (no shared cache line on the connect path); the controller zeroes an entry when it hands
+ * the id or index to a new owner, so a counter always belongs to the backend/service now holding it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SVC_DEFAULT_BACKENDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} backend_hits SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SVC_DEFAULT_SERVICES);
+	__type(key, __u32);
+	__type(value, __u64);
+} service_hits SEC(".maps");
+
+static __always_inline void bump(void *map, __u32 i)
+{
+	__u64 *c = bpf_map_lookup_elem(map, &i);
+	if (c)
+		(*c)++;
+}
+
 static __always_inline void count(__u32 i)
 {
 	__u64 *c = bpf_map_lookup_elem(&svc_stats, &i);
@@ -132,6 +156,8 @@ static __always_inline int xlate_fwd(struct bpf_sock_addr *ctx, __u8 family, __u
 	bpf_map_update_elem(&revnat, &rk, &rv, BPF_ANY);
 	write_addr(ctx, family, b->addr, b->port);
 	count(stat);
+	bump(&backend_hits, *id);
+	bump(&service_hits, s->index);
 	return 1;
 }
 

@@ -56,6 +56,8 @@ export interface SocketLbShape {
     backends: { key: number; value: svc_backend };
     revnat: { key: revnat_key; value: revnat_val };
     svc_stats: { key: number; value: bigint };
+    backend_hits: { key: number; value: bigint };
+    service_hits: { key: number; value: bigint };
   };
   programs: 'svc_connect4' | 'svc_connect6' | 'svc_sendmsg4' | 'svc_sendmsg6' | 'svc_recvmsg4' | 'svc_recvmsg6' | 'svc_getpeername4' | 'svc_getpeername6';
   rodata: {
@@ -75,6 +77,8 @@ export const socketLb = defineSkeleton<SocketLbShape>({
     backends: { type: MapType.ARRAY, keySize: 4, valueSize: 20 },
     revnat: { type: MapType.LRU_HASH, keySize: 32, valueSize: 24 },
     svc_stats: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 8 },
+    backend_hits: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 8 },
+    service_hits: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 8 },
   },
   programs: ['svc_connect4', 'svc_connect6', 'svc_sendmsg4', 'svc_sendmsg6', 'svc_recvmsg4', 'svc_recvmsg6', 'svc_getpeername4', 'svc_getpeername6'],
   rodata: ['ring_size'],

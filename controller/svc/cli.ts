@@ -4,10 +4,13 @@
 // the pinned maps and the state file under the instance's lock, plans the change, writes it all
 // or nothing and exits. Arguments go through lab/args.ts; expected failures are one-line LabErrors.
 import fs from 'node:fs';
+import type http from 'node:http';
+import { serveMetrics } from '../../common/metrics-http.ts';
 import { UsageError, parseArgs, pickCommand, type CommandSpec, type Opts } from '../../common/args.ts';
 import { LabError } from '../../lab/errors.ts';
 import { ValidationError } from '../lb/addr.ts';
 import { loadSvcConfigFile } from './config.ts';
+import { svcRegistry } from './metrics.ts';
 import { SvcController, cleanupPins, statePath, withLock, type ApplyResult } from './controller.ts';
 
 const target = {
@@ -19,6 +22,7 @@ type Args = { values: Record<string, unknown>; positionals: string[] };
 interface Cmd { spec: CommandSpec<Opts>; run: (p: Args) => Promise<number> }
 const cmd = (usage: string, summary: string, options: Opts, positionals: CommandSpec<Opts>['positionals'], run: Cmd['run']): Cmd => ({ spec: { usage: `pnpm lab svc ${usage}`, summary, options, positionals, epilog: NOTE }, run });
 
+const metricsPort = { 'metrics-port': { type: 'int', min: 1, max: 65535, valueName: 'N', description: 'serve Prometheus metrics on 127.0.0.1:N/metrics' } } as const satisfies Opts;
 const configOpt = { config: { type: 'string', valueName: 'FILE', description: 'socket LB config (YAML or JSON), see controller/svc/README.md' } } as const satisfies Opts;
 
 function printResult(r: ApplyResult): void {
@@ -49,16 +53,27 @@ function readConfig(p: Args): ReturnType<typeof loadSvcConfigFile> {
 }
 
 const COMMANDS: Record<string, Cmd> = {
-  daemon: cmd('daemon --config FILE', 'start an instance in the foreground with health checks; Ctrl-C/SIGTERM detaches and removes everything', { ...configOpt, ...target }, { max: 0 }, async (p) => {
+  daemon: cmd('daemon --config FILE [--metrics-port N]', 'start an instance in the foreground with health checks; Ctrl-C/SIGTERM detaches and removes everything', { ...configOpt, ...target, ...metricsPort }, { max: 0 }, async (p) => {
     const c = await SvcController.start(readConfig(p), { pin: true, log: (s) => console.error(`[svc] ${s}`) });
     const inst = c.instance;
     const bye = () => c.stop();
     process.once('exit', bye); // synchronous: also on an uncaught error
+    const port = p.values['metrics-port'] as number | undefined;
+    let server: http.Server | undefined;
+    try {
+      // `svc backend …` changes the instance from other processes: the model is re-read per scrape
+      if (port !== undefined) server = await serveMetrics(svcRegistry(() => (c.reload(), c)), port);
+    } catch (e) {
+      c.stop();
+      process.off('exit', bye);
+      throw e;
+    }
     c.enableHealthChecks((s) => console.error(`[svc ${inst}] ${s}`));
-    console.log(JSON.stringify({ ready: true, instance: inst, services: c.list().length, getpeername: c.model.getpeername }));
+    console.log(JSON.stringify({ ready: true, instance: inst, services: c.list().length, getpeername: c.model.getpeername, ...(port !== undefined ? { metrics: `http://127.0.0.1:${port}/metrics` } : {}) }));
     await new Promise<void>((res) => {
       for (const s of ['SIGINT', 'SIGTERM'] as const) process.once(s, () => res());
     });
+    server?.close();
     c.stop();
     process.off('exit', bye);
     console.error(`[svc ${inst}] stopped: programs detached, pins and state removed`);
@@ -84,6 +99,15 @@ const COMMANDS: Record<string, Cmd> = {
         console.log(`${s.id}  (${s.algorithm}, ${s.count} ring slot(s) in use${s.healthCheck ? ', health-checked' : ''})`);
         for (const b of s.backends) console.log(`  ${b.address.includes(':') ? `[${b.address}]` : b.address}:${b.port}  weight ${b.weight}  ${b.state}`);
       }
+    } finally {
+      c.close();
+    }
+    return 0;
+  }),
+  metrics: cmd('metrics', 'print the instance\'s Prometheus metrics once (per-service and per-backend connections, rewrites, backend states)', { ...target }, { max: 0 }, async (p) => {
+    const c = SvcController.open(p.values.instance as string);
+    try {
+      process.stdout.write(await svcRegistry(() => c).metrics());
     } finally {
       c.close();
     }

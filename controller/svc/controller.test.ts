@@ -1,6 +1,9 @@
 // The socket LB against the real kernel: a client in the balanced cgroup (in its own network
 // namespace) calls services by VIP; the echo backend answers with the address it was reached on.
 import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SvcController, pinDir, statePath } from './controller.ts';
@@ -159,6 +162,65 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
     expect(fs.existsSync(pinDir(instance))).toBe(false);
     expect(fs.existsSync(statePath(instance))).toBe(false);
   });
+
+  it('svc daemon --metrics-port: per-service and per-backend counters are exact; svc metrics agrees; a taken port fails with nothing left', async () => {
+    const instance = `prom-${process.pid}`;
+    const vip = 'tcp://10.96.0.40:80';
+    const cfgFile = path.join(os.tmpdir(), `svc-prom-${process.pid}.json`);
+    fs.writeFileSync(cfgFile, JSON.stringify({ cgroup: lab.cgClientRel, instance, services: [{ vip, algorithm: 'random', backends: lab.backends4.slice(0, 2).map((a) => `${a}:8080`) }] }));
+    const cwd = new URL('../..', import.meta.url).pathname;
+    const taken = net.createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', () => r()));
+    const busy = (taken.address() as { port: number }).port;
+    try {
+      // a port in use: one line with the fix, and the instance it had started is gone again
+      const bad = await execa(process.execPath, ['--import', 'tsx', 'lab/cli.ts', 'svc', 'daemon', '--config', cfgFile, '--metrics-port', String(busy)], { cwd, reject: false, env: { EBPF_LAB_DEBUG: '' } });
+      expect(bad.exitCode).toBe(1);
+      expect(String(bad.stderr)).toMatch(/^error: cannot serve metrics on 127\.0\.0\.1:\d+: EADDRINUSE\n {2}fix: port \d+ is taken: choose another --metrics-port\n?$/);
+      expect(fs.existsSync(statePath(instance))).toBe(false);
+      expect(fs.existsSync(pinDir(instance))).toBe(false);
+      const port = await new Promise<number>((r) => taken.close(() => r(busy)));
+      const d = execa(process.execPath, ['--import', 'tsx', 'lab/cli.ts', 'svc', 'daemon', '--config', cfgFile, '--metrics-port', String(port)], { cwd, reject: false, env: { EBPF_LAB_DEBUG: '' } });
+      try {
+        await new Promise<void>((ok, fail) => {
+          d.stdout!.on('data', (b: Buffer) => String(b).includes('"ready":true') && ok());
+          void d.then((r) => fail(new Error(`daemon exited ${r.exitCode}: ${String(r.stderr)}`)));
+        });
+        const scrape = async () => {
+          const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+          const val = (re: RegExp) => Number(re.exec(text)?.[1] ?? 0);
+          return {
+            text,
+            service: val(/^svc_service_connections_total\{service="tcp:\/\/10\.96\.0\.40:80"\} (\d+)$/m),
+            backend: (b: string) => val(new RegExp(`^svc_backend_connections_total\\{backend="${b.replace(/\./g, '\\.')}:8080"\\} (\\d+)$`, 'm')),
+          };
+        };
+        const before = await scrape();
+        expect(before.text).toMatch(/^svc_backends\{service="tcp:\/\/10\.96\.0\.40:80",state="active"\} 2$/m);
+        const rs = await once('tcp', '10.96.0.40', 80, 17);
+        expect(rs.filter((r) => r.error)).toEqual([]);
+        const after = await scrape();
+        expect(after.service - before.service).toBe(17);
+        for (const b of lab.backends4.slice(0, 2)) expect(after.backend(b) - before.backend(b), b).toBe(rs.filter((r) => r.reply === `${b}:8080`).length);
+        // a change made by the CLI from another process shows on the next scrape
+        const cli = SvcController.open(instance);
+        cli.drainBackend(vip, `${lab.backends4[0]}:8080`);
+        cli.close();
+        expect((await scrape()).text).toMatch(/^svc_backends\{service="tcp:\/\/10\.96\.0\.40:80",state="draining"\} 1$/m);
+        const once2 = await execa(process.execPath, ['--import', 'tsx', 'lab/cli.ts', 'svc', 'metrics', '--instance', instance], { cwd, reject: false, env: { EBPF_LAB_DEBUG: '' } });
+        expect(once2.exitCode).toBe(0);
+        expect(String(once2.stdout)).toMatch(new RegExp(`^svc_service_connections_total\\{service="tcp://10\\.96\\.0\\.40:80"\\} ${after.service}$`, 'm'));
+      } finally {
+        d.kill('SIGTERM');
+        await d;
+      }
+      expect(fs.existsSync(statePath(instance))).toBe(false);
+      expect(fs.existsSync(pinDir(instance))).toBe(false);
+    } finally {
+      taken.close();
+      fs.rmSync(cfgFile, { force: true });
+    }
+  }, 120_000);
 
   it('health checks (the XDP LB\'s) take a dead backend out of the ring and bring it back', async () => {
     const net = await import('node:net');

@@ -28,7 +28,7 @@ import { backendKey, normService, validateSvcConfig, type Algorithm, type NormSe
 
 export const PIN_ROOT = '/sys/fs/bpf/ebpf-lab';
 export const RUN_DIR = '/run/ebpf-lab';
-export const MAP_NAMES = ['services', 'svc_ring', 'backends', 'revnat', 'svc_stats'] as const;
+export const MAP_NAMES = ['services', 'svc_ring', 'backends', 'revnat', 'svc_stats', 'backend_hits', 'service_hits'] as const;
 export const PROGRAMS = {
   connect: ['svc_connect4', 'svc_connect6'],
   udp: ['svc_sendmsg4', 'svc_sendmsg6', 'svc_recvmsg4', 'svc_recvmsg6'],
@@ -70,6 +70,8 @@ export interface Maps {
   backends: BpfMap<number, svc_backend>;
   revnat: BpfMap<revnat_key, revnat_val>;
   svc_stats: BpfMap<number, bigint>;
+  backend_hits: BpfMap<number, bigint>;
+  service_hits: BpfMap<number, bigint>;
 }
 
 export interface ApplyResult {
@@ -146,7 +148,7 @@ export class SvcController {
       try {
         return sk.setRodata({ ring_size: cfg.ringSize }).load({
           skip,
-          maxEntries: { services: cfg.maxServices, svc_ring: cfg.maxServices * 2 * cfg.ringSize, backends: cfg.maxBackends },
+          maxEntries: { services: cfg.maxServices, svc_ring: cfg.maxServices * 2 * cfg.ringSize, backends: cfg.maxBackends, backend_hits: cfg.maxBackends, service_hits: cfg.maxServices },
         });
       } catch (e) {
         sk.close();
@@ -322,6 +324,13 @@ export class SvcController {
     for (const k of fresh) {
       const hp = parseHostPort(k);
       this.maps.backends.set(ids[k]!, { addr: addrBytes(hp.address), port: htons(hp.port!), family: hp.address.includes(':') ? 6 : 4, _pad: 0 });
+      this.maps.backend_hits.set(ids[k]!, 0n); // the id's counter starts at zero for its new owner
+      writes += 2;
+    }
+    // a new service's counter likewise (its index is not read before the switch below)
+    for (const id of touched) {
+      if (this.model.services[id]) continue;
+      this.maps.service_hits.set(after(id).index, 0n);
       writes++;
     }
     // 2. rings into the inactive halves
@@ -448,6 +457,21 @@ export class SvcController {
       out[n] = (this.maps.svc_stats.getPerCpu(i) ?? []).reduce((a, b) => a + Number(b), 0);
     });
     return out;
+  }
+
+  /** connections/datagrams rewritten per service and per backend, summed over CPUs (one batch read each) */
+  hits(): { services: Map<string, number>; backends: Map<string, number> } {
+    const sum = (m: BpfMap<number, bigint>): Map<number, number> => {
+      const out = new Map<number, number>();
+      for (const [k, v] of m.entries()) out.set(k, (v as bigint[]).reduce((a, b) => a + Number(b), 0));
+      return out;
+    };
+    const byIndex = sum(this.maps.service_hits);
+    const byId = sum(this.maps.backend_hits);
+    return {
+      services: new Map(Object.values(this.model.services).map((s) => [s.id, byIndex.get(s.index) ?? 0])),
+      backends: new Map(Object.entries(this.model.backendIds).map(([k, id]) => [k, byId.get(id) ?? 0])),
+    };
   }
 
   list(): ServiceState[] {

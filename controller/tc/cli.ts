@@ -4,7 +4,8 @@
 // any shell — validate their input first and then only write maps (no reload). Arguments go
 // through lab/args.ts; expected failures are LabErrors (one line and the fix).
 import fs from 'node:fs';
-import http from 'node:http';
+import type http from 'node:http';
+import { serveMetrics } from '../../common/metrics-http.ts';
 import { parseArgs, suggest, UsageError, type CommandSpec, type Opts } from '../../lab/args.ts';
 import { LabError } from '../../lab/errors.ts';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
@@ -66,15 +67,7 @@ async function daemon(p: Args): Promise<number> {
         shaper.control.model = { classes: st.classes, rules: st.rules, gen: st.gen };
         return shaper.control;
       };
-      const reg = tcRegistry(control);
-      server = http.createServer(async (req, res) => {
-        if (req.url !== '/metrics') {
-          res.writeHead(404).end();
-          return;
-        }
-        res.writeHead(200, { 'content-type': reg.contentType }).end(await reg.metrics());
-      });
-      await new Promise<void>((ok, fail) => server!.once('error', fail).listen(port, '127.0.0.1', ok));
+      server = await serveMetrics(tcRegistry(control), port);
     }
   } catch (e) {
     shaper.close();
