@@ -105,7 +105,7 @@ function convert(name: string, o: Opt, raw: string): string | number | string[] 
   if (o.type === 'list') return raw.split(',').map((s) => s.trim()).filter(Boolean);
   if (o.choices && !o.choices.includes(raw)) {
     const s = suggest(raw, o.choices);
-    throw new UsageError(`--${name} ${JSON.stringify(raw)}: expected one of ${o.choices.join(', ')}`, s ? `did you mean --${name} ${s}?` : undefined);
+    throw new UsageError(`--${name} ${JSON.stringify(raw)}: expected one of ${o.choices.join(', ')}`, s ? `did you mean --${name} ${s}?` : `e.g. --${name} ${o.default ?? o.choices[0]}`);
   }
   if (raw === '') throw bad('must not be empty');
   const bad2 = o.check?.(raw);
@@ -125,8 +125,9 @@ export function parseArgs<O extends Opts>(argv: string[], spec: CommandSpec<O>, 
     out(helpText(spec));
     return null;
   }
-  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {};
-  for (const [n, o] of Object.entries(spec.options)) options[n] = { type: o.type === 'boolean' ? 'boolean' : 'string', ...(o.short ? { short: o.short } : {}) };
+  const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string }> = {};
+  // a list option may be repeated (--service a=1 --service b=2) as well as comma-separated
+  for (const [n, o] of Object.entries(spec.options)) options[n] = { type: o.type === 'boolean' ? 'boolean' : 'string', ...(o.type === 'list' ? { multiple: true } : {}), ...(o.short ? { short: o.short } : {}) };
   let r: ReturnType<typeof nodeParseArgs>;
   try {
     r = nodeParseArgs({ args: head, options, strict: true, allowPositionals: true, tokens: true });
@@ -147,12 +148,12 @@ export function parseArgs<O extends Opts>(argv: string[], spec: CommandSpec<O>, 
   }
   const values: Record<string, unknown> = {};
   for (const [n, o] of Object.entries(spec.options)) {
-    const raw = (r.values as Record<string, string | boolean | undefined>)[n];
+    const raw = (r.values as Record<string, string | boolean | string[] | undefined>)[n];
     if (raw === undefined) {
       if (o.default !== undefined) values[n] = o.type === 'list' && typeof o.default === 'string' ? convert(n, o, o.default) : o.default;
       continue;
     }
-    values[n] = o.type === 'boolean' ? raw : convert(n, o, raw as string);
+    values[n] = o.type === 'boolean' ? raw : Array.isArray(raw) ? raw.flatMap((x) => convert(n, o, x) as string[]) : convert(n, o, raw as string);
   }
   const pos = r.positionals;
   const p = spec.positionals ?? { max: 0 };

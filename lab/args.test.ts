@@ -44,6 +44,25 @@ describe('parseArgs', () => {
     expect(err(['--flag=1'])).toMatch(/takes no value/);
     expect(err(['a', 'b'])).toMatch(/unexpected argument "b"/);
   });
+  it('a list option may be repeated and comma-separated: every value is kept, in order', () => {
+    const p = parseArgs(['--list', 'x,y', '--list', 'z', '--list=w'], spec)!;
+    expect(p.values.list).toEqual(['x', 'y', 'z', 'w']);
+    expect(toArgv(p.given)).toEqual(['--list=x,y', '--list=z', '--list=w']);
+  });
+  it('an unknown choice names the fix even without a close suggestion', () => {
+    try {
+      parseArgs(['--mode', 'zzzzzz'], spec, () => {});
+      throw new Error('expected a usage error');
+    } catch (e) {
+      expect((e as UsageError).message).toMatch(/expected one of fast, slow/);
+      expect((e as UsageError).fix).toBe('e.g. --mode fast');
+    }
+    try {
+      parseArgs(['--mode', 'slwo'], spec, () => {});
+    } catch (e) {
+      expect((e as UsageError).fix).toBe('did you mean --mode slow?');
+    }
+  });
   it('--help prints usage and returns null', () => {
     let out = '';
     expect(parseArgs(['--n', 'bad', '--help'], spec, (s) => (out = s))).toBeNull();
