@@ -10,13 +10,14 @@
 // Where the kernel has no fq qdisc (the host kernel here), EDT is "unsupported" with the evidence
 // and HTB/TBF still run, so the baselines are on record.
 import { createTopology, sweepStale, type Topology } from '../../lab/netns.ts';
-import { scaledTimeout, type Scenario, type ScenarioContext } from '../../lab/scenario.ts';
+import { scaledTimeout, timeScale, type Scenario, type ScenarioContext } from '../../lab/scenario.ts';
 import { summary, median } from '../../lab/stats.ts';
 import { TcShaper, FqUnsupported } from '../../controller/tc/shaper.ts';
 import { validateConfig } from '../../controller/tc/config.ts';
 import { edtSelfTest } from '../../controller/tc/selftest.ts';
 import { shape, KINDS, type Kind, type Link, type ClassDef, type Shaping } from './shapers.ts';
-import { iperf, pingRtts, percentile, jain, wireMbit, txBytes, type FlowResult } from './flows.ts';
+import { iperf, pingRtts, percentile, wireMbit, txBytes, type FlowResult } from './flows.ts';
+import { compTotalFor, judgePair, type CompRow } from './judge.ts';
 
 const SND = '10.16.0.1';
 const RCV = '10.16.0.2';
@@ -163,25 +164,35 @@ const scenario: Scenario = {
     ctx.metric('rates', rows);
 
     // ---- two classes competing ----
-    // below the link's ceiling, or the test measures the machine (a TCG VM tops out near 100 Mbit/s)
-    const compTotal = Math.max(10, Math.min(100, Math.floor((ceiling * 0.6) / 10) * 10));
+    // The pair's ceiling: two unshaped flows at once on the same path, in the same round (the
+    // shaped pairs run right after it). A class's absolute rate is judged only where the pair's
+    // targets are below 90% of it, as single rates are; fairness between the classes (each
+    // class's share of its own target) is judged always: it does not depend on the machine.
+    // Under TCG two shaped flows at 60+40 Mbit/s were CPU-starved (both EDT and HTB 15-27%
+    // short while one flow held 100), so an emulated run uses 24+16 Mbit/s.
+    const emulated = timeScale() >= 5;
+    const compTotal = compTotalFor(ceiling, emulated);
     const comp: ClassDef[] = [{ name: 'a', mbit: Math.round(compTotal * 0.6), port: null }, { name: 'b', mbit: Math.round(compTotal * 0.4), port: PORT_B }];
-    const compRows: { round: number; kind: Kind; a: number; b: number; errA: number; errB: number; jain: number }[] = [];
+    const compRows: CompRow[] = [];
+    const pairCeilings: number[] = [];
     for (let round = 0; round < rounds; round++) {
-      for (const kind of kinds.filter((k) => k !== 'tbf')) {
+      ctx.progress.step(`round ${round + 1}/${rounds}: two unshaped flows at once (the pair's ceiling)`);
+      const [ua, ub] = await Promise.all([iperf(t, 'snd', RCV, PORT_A, secs), iperf(t, 'snd', RCV, PORT_B, secs)]);
+      const pairCeiling = wireMbit(ua) + wireMbit(ub);
+      pairCeilings.push(pairCeiling);
+      const order = kinds.filter((k) => k !== 'tbf');
+      for (const kind of round % 2 ? [...order].reverse() : order) {
         ctx.progress.step(`round ${round + 1}/${rounds}: two classes (${comp[0]!.mbit}+${comp[1]!.mbit} Mbit/s) under ${kind}`);
         const s = await shape(kind, link, comp);
         try {
           const [fa, fb] = await Promise.all([iperf(t, 'snd', RCV, PORT_A, secs), iperf(t, 'snd', RCV, PORT_B, secs)]);
-          const sa = wireMbit(fa) / comp[0]!.mbit;
-          const sb = wireMbit(fb) / comp[1]!.mbit;
-          compRows.push({ round, kind, a: wireMbit(fa), b: wireMbit(fb), errA: sa - 1, errB: sb - 1, jain: jain([sa, sb]) });
+          compRows.push(judgePair(round, kind, comp[0]!.mbit, comp[1]!.mbit, wireMbit(fa), wireMbit(fb), pairCeiling));
         } finally {
           await s.close();
         }
       }
     }
-    ctx.metric('competing', { classes: comp, rows: compRows });
+    ctx.metric('competing', { classes: comp, emulated, pairCeilings, rows: compRows });
 
     // ---- a rate changed mid-flow ----
     const changeFrom = Math.max(10, Math.min(100, Math.floor((ceiling * 0.6) / 10) * 10));
@@ -219,13 +230,13 @@ const scenario: Scenario = {
       f.close();
     }
 
-    report(ctx, { rows, kinds, rates, ceiling, comp, compRows, changeFrom, changeTo, changeRows, rounds, secs });
+    report(ctx, { rows, kinds, rates, ceiling, comp, compRows, emulated, changeFrom, changeTo, changeRows, rounds, secs });
   },
 };
 
 function report(
   ctx: ScenarioContext,
-  d: { rows: RateRow[]; kinds: Kind[]; rates: number[]; ceiling: number; comp: ClassDef[]; compRows: { round: number; kind: Kind; a: number; b: number; errA: number; errB: number; jain: number }[]; changeFrom: number; changeTo: number; changeRows: { kind: Kind; before: number; after: number; errBefore: number; errAfter: number; intervals: { end: number; mbit: number }[] }[]; rounds: number; secs: number },
+  d: { rows: RateRow[]; kinds: Kind[]; rates: number[]; ceiling: number; comp: ClassDef[]; compRows: CompRow[]; emulated: boolean; changeFrom: number; changeTo: number; changeRows: { kind: Kind; before: number; after: number; errBefore: number; errAfter: number; intervals: { end: number; mbit: number }[] }[]; rounds: number; secs: number },
 ): void {
   const { rows, kinds, rates, ceiling } = d;
   const med = (k: Kind, r: number, f: (x: RateRow) => number) => median(rows.filter((x) => x.kind === k && x.target === r).map(f));
@@ -262,14 +273,21 @@ function report(
       }
     }
   }
-  ctx.section('Two classes competing', { kind: 'text', text: `Class a ${d.comp[0]!.mbit} Mbit/s (everything to the receiver), class b ${d.comp[1]!.mbit} Mbit/s (TCP port ${PORT_B}), one iperf3 flow each at once; rates are goodput × (MSS+66)/MSS, the L2 rate. Fairness: Jain's index of each class's achieved/target (1 = both got the same share of their target). TBF is classless and not in this test.` }, {
-    kind: 'table', columns: ['round', 'shaper', 'a Mbit/s', 'a vs target', 'b Mbit/s', 'b vs target', 'Jain index'],
-    rows: d.compRows.map((c) => [c.round + 1, c.kind, r2(c.a), pct(c.errA), r2(c.b), pct(c.errB), Math.round(c.jain * 1000) / 1000]),
+  const c0 = d.comp[0]!;
+  const c1 = d.comp[1]!;
+  ctx.section('Two classes competing', { kind: 'text', text: `Class a ${c0.mbit} Mbit/s (everything to the receiver), class b ${c1.mbit} Mbit/s (TCP port ${PORT_B}), one iperf3 flow each at once; rates are goodput × (MSS+66)/MSS, the L2 rate.${d.emulated ? ' Emulated machine (TCG): the pair runs at 24+16 Mbit/s at most, where two shaped flows still get the CPU they need (at 60+40 both EDT and HTB fell 15-27% short, reports/20261130-041942-tc-shaping-6.1).' : ''} Each round first measures the pair's ceiling: two unshaped flows at once on the same veth. Judged apart: fairness — each class's achieved/target, their ratio a/b within ±10% of 1 (Jain's index of the two shares alongside), which is the shaper's logic and does not depend on the machine; absolute rate — each class within ±10% of its target, judged only where both targets fit in 90% of the pair's ceiling (as single rates are); and no class more than 5% over its target, always. TBF is classless and not in this test.` }, {
+    kind: 'table', columns: ['round', 'shaper', 'pair ceiling Mbit/s', 'a Mbit/s', 'a vs target', 'b Mbit/s', 'b vs target', 'share ratio a/b', 'Jain index', 'absolute rate'],
+    rows: d.compRows.map((c) => [c.round + 1, c.kind, r2(c.pairCeiling), r2(c.a), pct(c.errA), r2(c.b), pct(c.errB), Math.round(c.shareRatio * 1000) / 1000, Math.round(c.jain * 1000) / 1000, c.absJudged ? (c.absOk ? 'within ±10%' : 'off') : 'not judged (above ceiling)']),
   });
   const ce = d.compRows.filter((c) => c.kind === 'edt');
   if (ce.length) {
+    const fmt = (c: CompRow) => `round ${c.round + 1}: a ${pct(c.errA)}, b ${pct(c.errB)}, a/b share ${Math.round(c.shareRatio * 1000) / 1000}`;
+    ctx.check('EDT: two competing classes share fairly (each class\'s achieved/target within ±10% of the other\'s)', ce.every((c) => c.fairOk), ce.map(fmt).join('; '));
+    ctx.check('EDT: no competing class exceeds its rate by more than 5%', ce.every((c) => c.overOk), ce.map(fmt).join('; '));
+    const judged = ce.filter((c) => c.absJudged);
+    if (judged.length) ctx.check('EDT: two competing classes each get their own rate (±10%) where the pair\'s ceiling allows', judged.every((c) => c.absOk), judged.map((c) => `${fmt(c)}, pair ceiling ${r2(c.pairCeiling)} Mbit/s`).join('; '));
+    else ctx.check('EDT: two competing classes each get their own rate (±10%) — not judged: the machine cannot carry both targets', true, ce.map((c) => `${fmt(c)}; pair ceiling ${r2(c.pairCeiling)} Mbit/s < (${c0.mbit}+${c1.mbit})/0.9`).join('; '));
     const js = ce.map((c) => c.jain);
-    ctx.check('EDT: two competing classes each get their own rate (±10%)', ce.every((c) => Math.abs(c.errA) <= 0.1 && Math.abs(c.errB) <= 0.1), ce.map((c) => `a ${pct(c.errA)}, b ${pct(c.errB)}`).join('; '));
     const s = summary(js);
     ctx.headline({ name: 'edt.fairness', label: 'Jain fairness between two EDT classes', unit: 'index', better: 'higher', value: s.median, rounds: js, spread: { n: s.n, min: s.min, max: s.max, mad: s.mad }, comparator: { name: 'HTB', value: median(d.compRows.filter((c) => c.kind === 'htb').map((c) => c.jain)), likeForLike: true } });
   }
