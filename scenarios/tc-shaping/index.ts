@@ -16,7 +16,7 @@ import { TcShaper, FqUnsupported } from '../../controller/tc/shaper.ts';
 import { validateConfig } from '../../controller/tc/config.ts';
 import { edtSelfTest } from '../../controller/tc/selftest.ts';
 import { shape, KINDS, type Kind, type Link, type ClassDef, type Shaping } from './shapers.ts';
-import { iperf, pingRtts, percentile, wireMbit, txBytes, type FlowResult } from './flows.ts';
+import { iperf, pingRtts, percentile, wireMbit, txBytes, waitFlowing, qdiscBacklog, sampleUntil, type FlowResult } from './flows.ts';
 import { compTotalFor, judgePair, type CompRow } from './judge.ts';
 
 const SND = '10.16.0.1';
@@ -24,7 +24,7 @@ const RCV = '10.16.0.2';
 const PORT_A = 5201;
 const PORT_B = 5202;
 
-interface RateRow { round: number; kind: Kind; target: number; goodput: number; mbit: number; err: number; retransmits: number; rttP50: number; rttP99: number; pings: number; cpuPerGbit: number }
+interface RateRow { round: number; kind: Kind; target: number; goodput: number; mbit: number; err: number; retransmits: number; rttP50: number; rttP99: number; pings: number; cpuPerGbit: number; backlogKB?: number; backlogPkts?: number }
 
 async function topology(ctx: ScenarioContext): Promise<{ t: Topology; link: Link }> {
   await sweepStale('tcs');
@@ -52,14 +52,30 @@ function probeFq(link: Link): { ok: true } | { ok: false; evidence: string } {
   }
 }
 
+/**
+ * One iperf3 flow at the class's rate and, once the flow is running (seen on the device, not
+ * timed from spawn: a TCG guest starts processes late) and past slow start, a ping every 10 ms in
+ * the same class for secs − 1.5 s, ending before the flow does, so every probe shares the link
+ * with the bulk flow. The root qdisc's backlog is sampled meanwhile: it is the queue the probe
+ * waits behind.
+ */
 async function rateRun(ctx: ScenarioContext, link: Link, kind: Kind, target: number, secs: number, round: number): Promise<RateRow> {
   const s = await shape(kind, link, [{ name: 'bulk', mbit: target, port: null }]);
   try {
-    const [flow, rtts] = await Promise.all([iperf(link.topo, 'snd', RCV, PORT_A, secs), pingRtts(link.topo, 'snd', RCV, secs + 1, 1.5)]);
-    // the class's L2 rate: the flow's frames (iperf3's own timing, robust to a slow VM starting
-    // processes late) plus the ping's 98-byte frames both ways out of this device (requests only)
-    const pingMbit = (rtts.length * 98 * 8) / Math.max(1, Math.round(secs + 1 - 1.5)) / 1e6;
-    return row(round, kind, target, flow, rtts, wireMbit(flow) + pingMbit);
+    const flowP = iperf(link.topo, 'snd', RCV, PORT_A, secs);
+    const probeS = Math.max(1, secs - 1.5);
+    const probe = (async () => {
+      await waitFlowing(link.topo, 'snd', link.dev, Math.min(target, 1000) * 0.2, scaledTimeout(5000) / 1000);
+      await new Promise((r) => setTimeout(r, 1000)); // slow start (iperf3 omits it too)
+      const rttP = pingRtts(link.topo, 'snd', RCV, probeS);
+      const backlog = await sampleUntil(rttP, 500, () => qdiscBacklog(link.topo, 'snd', link.dev));
+      return { rtts: await rttP, backlog };
+    })();
+    const [flow, { rtts, backlog }] = await Promise.all([flowP, probe]);
+    // the class's L2 rate: the flow's frames (iperf3's own timing) plus the ping's 98-byte
+    // requests out of this device (the replies come back on the peer's egress, not shaped here)
+    const pingMbit = (rtts.length * 98 * 8) / secs / 1e6; // all inside the flow's measured seconds
+    return { ...row(round, kind, target, flow, rtts, wireMbit(flow) + pingMbit), backlogKB: median(backlog.map((b) => b.bytes)) / 1000, backlogPkts: median(backlog.map((b) => b.packets)) };
   } finally {
     await s.close();
   }
@@ -244,13 +260,13 @@ function report(
   const table = rates.flatMap((r) =>
     kinds.map((k) => [
       `${r} Mbit/s`, k, r2(med(k, r, (x) => x.mbit)), r2(med(k, r, (x) => x.goodput)), pct(med(k, r, (x) => x.err)), med(k, r, (x) => x.retransmits),
-      r2(med(k, r, (x) => x.rttP50)), r2(med(k, r, (x) => x.rttP99)), r2(med(k, r, (x) => x.cpuPerGbit)),
+      r2(med(k, r, (x) => x.rttP50)), r2(med(k, r, (x) => x.rttP99)), r2(med(k, r, (x) => x.backlogKB ?? NaN)), r2(med(k, r, (x) => x.cpuPerGbit)),
     ]),
   );
   ctx.section(
     'Per rate: one TCP flow + a ping every 10 ms in the same class',
     { kind: 'text', text: `Medians over ${d.rounds} round(s), ${d.secs} s per flow (first second omitted), configurations interleaved per round in rotated order on the same veth. Achieved = the class's L2 rate (what every shaper here counts): iperf3's receiver goodput × (MSS+66)/MSS plus the ping's 98-byte frames. Unshaped ceiling of this veth in this run: ${Math.round(ceiling)} Mbit/s${rates.some((r) => !reachable(r)) ? ` — targets above 90% of it (${rates.filter((r) => !reachable(r)).join(', ')} Mbit/s) are not judged: the machine, not the shaper, is the limit` : ''}. CPU is iperf3's own process CPU (sender + receiver, softirq charged to them included) per Gbit/s achieved: like-for-like between shapers, not the machine's whole cost. Goal: EDT within ±3% of target; EDT RTT p99 ≤ ½ HTB's.` },
-    { kind: 'table', columns: ['target', 'shaper', 'achieved Mbit/s (wire)', 'iperf3 goodput Mbit/s', 'vs target', 'retransmits', 'RTT p50 ms', 'RTT p99 ms', 'CPU cores per Gbit/s'], rows: table },
+    { kind: 'table', columns: ['target', 'shaper', 'achieved Mbit/s (wire)', 'iperf3 goodput Mbit/s', 'vs target', 'retransmits', 'RTT p50 ms', 'RTT p99 ms', 'qdisc backlog KB (median)', 'CPU cores per Gbit/s'], rows: table },
   );
   const hasEdt = kinds.includes('edt');
   for (const r of rates) {
