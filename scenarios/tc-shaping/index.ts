@@ -21,6 +21,8 @@ import { compTotalFor, judgePair, type CompRow } from './judge.ts';
 
 const SND = '10.16.0.1';
 const RCV = '10.16.0.2';
+const SND6 = 'fd00:16::1';
+const RCV6 = 'fd00:16::2';
 const PORT_A = 5201;
 const PORT_B = 5202;
 
@@ -35,6 +37,11 @@ async function topology(ctx: ScenarioContext): Promise<{ t: Topology; link: Link
   await t.veth({ ns: 'snd', dev: 'snd0' }, { ns: 'rcv', dev: 'rcv0' });
   await t.addr('snd', 'snd0', `${SND}/24`);
   await t.addr('rcv', 'rcv0', `${RCV}/24`);
+  await t.addr('snd', 'snd0', `${SND6}/64`);
+  await t.addr('rcv', 'rcv0', `${RCV6}/64`);
+  // permanent neighbours: no neighbour discovery traffic of its own in the exact IPv6 counts
+  await t.neigh('snd', 'snd0', RCV6, await t.mac('rcv', 'rcv0'));
+  await t.neigh('rcv', 'rcv0', SND6, await t.mac('snd', 'snd0'));
   for (const p of [PORT_A, PORT_B]) t.spawn('rcv', 'iperf3', ['-s', '-p', String(p)]);
   // the servers listen within milliseconds; a short wait saves a retry loop per flow
   await new Promise((r) => setTimeout(r, scaledTimeout(500)));
@@ -244,6 +251,39 @@ const scenario: Scenario = {
       ctx.metric('filters', { icmpCounted: icmp, udpDropped: drop, rules: st.map((r) => ({ ...r, packets: Number(r.packets), bytes: Number(r.bytes) })) });
     } finally {
       f.close();
+    }
+
+    // ---- IPv6: the same filter rules by IPv6 CIDR, and an EDT class by IPv6 CIDR ----
+    ctx.progress.step('IPv6: filter counts by IPv6 CIDR; EDT class by IPv6 CIDR');
+    const f6 = TcShaper.start({ dev: link.dev, netns: link.ns, filterOnly: true });
+    try {
+      f6.control.apply(validateConfig({ filters: [{ name: 'icmp6-count', dir: 'both', cidr: `${RCV6}/128`, proto: 'icmpv6', action: 'count' }, { name: 'udp6-drop', dir: 'egress', cidr: 'fd00:16::/64', proto: 'udp', port: 9, action: 'drop' }] }));
+      const pings = 7;
+      const p = await t.exec('snd', 'ping', ['-6', '-n', '-q', '-c', String(pings), '-i', '0.05', RCV6], { reject: false });
+      const udp = 5;
+      for (let i = 0; i < udp; i++) await t.exec('snd', 'bash', ['-c', `printf x > /dev/udp/${RCV6}/9`], { reject: false }).catch(() => {});
+      const st = f6.control.ruleStats();
+      const icmp = Number(st[0]!.packets);
+      const drop = Number(st[1]!.packets);
+      ctx.check(`IPv6 filter count rule (${RCV6}/128, icmpv6): exactly ${2 * pings} packets`, icmp === 2 * pings && p.exitCode === 0, `counted ${icmp}; ping -6 exit ${p.exitCode}`);
+      ctx.check(`IPv6 filter drop rule (fd00:16::/64 udp/9): exactly ${udp} datagrams dropped`, drop === udp && Number(f6.control.globals().filter_drops) === udp, `rule ${drop}, global drops ${f6.control.globals().filter_drops}`);
+      ctx.metric('filters6', { icmpCounted: icmp, udpDropped: drop });
+    } finally {
+      f6.close();
+    }
+    if (fq.ok) {
+      const r6 = Math.max(10, Math.min(50, Math.floor((ceiling * 0.3) / 10) * 10));
+      const s6 = TcShaper.start({ dev: link.dev, netns: link.ns, ingress: false });
+      try {
+        s6.control.apply(validateConfig({ classes: [{ name: 'v6', rate: `${r6}mbit`, match: [{ dst: 'fd00:16::/64' }] }] }));
+        const fl = await iperf(t, 'snd', RCV6, PORT_A, secs);
+        const wire = (fl.mbit * (fl.mss + 86)) / fl.mss; // TCP+timestamps 32, IPv6 40, Ethernet 14
+        const cs = s6.control.classStats()[0]!;
+        ctx.check(`EDT over IPv6: one TCP flow in a class by IPv6 CIDR gets ${r6} Mbit/s within ±3%`, Math.abs(wire / r6 - 1) <= 0.03 && cs.delayed > 0n, `${r2(wire)} Mbit/s (${pct(wire / r6 - 1)}), ${cs.packets} packets classified, ${cs.delayed} delayed`);
+        ctx.metric('ipv6', { target: r6, mbit: wire, goodput: fl.mbit, mss: fl.mss, packets: Number(cs.packets), delayed: Number(cs.delayed) });
+      } finally {
+        s6.close();
+      }
     }
 
     report(ctx, { rows, kinds, rates, ceiling, comp, compRows, emulated, changeFrom, changeTo, changeRows, rounds, secs });
