@@ -1,4 +1,4 @@
-// Bandwidth shaping at TC egress with Earliest Departure Time (EDT), as Cilium's bandwidth
+// Bandwidth shaping at TC egress (IPv4 and IPv6) with Earliest Departure Time (EDT), as Cilium's bandwidth
 // manager does it: the clsact egress program classifies a packet (5-tuple, then the sending
 // socket's cgroup, then destination CIDR + port, then CIDR with any port), and sets skb->tstamp
 // to the class's next free departure slot computed from its rate; the `fq` qdisc on the device
@@ -13,6 +13,12 @@
 #include "tc_shape.h"
 
 #define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define NEXTHDR_HOP 0
+#define NEXTHDR_ROUTING 43
+#define NEXTHDR_FRAGMENT 44
+#define NEXTHDR_DEST 60
+#define IPV6_EXT_MAX 4 /* extension headers walked before giving up on the ports */
 #define TC_ACT_OK 0
 #define TC_ACT_SHOT 2
 #define IP_MF 0x2000
@@ -94,52 +100,103 @@ struct {
 } globals SEC(".maps");
 
 struct pkt {
-	__u8 saddr[4];
-	__u8 daddr[4];
+	__u8 saddr[16];
+	__u8 daddr[16];
 	__u16 sport;
 	__u16 dport;
 	__u8 proto;
+	__u8 family;
 };
 
-/* IPv4 header and, for the first fragment of TCP/UDP, the ports. 0 when not IPv4. */
+/* the TCP/UDP ports at `off` (network order), when the packet is long enough */
+static __always_inline void load_ports(struct __sk_buff *skb, __u32 off, struct pkt *p)
+{
+	__u16 ports[2];
+	if (bpf_skb_load_bytes(skb, off, ports, sizeof(ports)) == 0) {
+		p->sport = ports[0];
+		p->dport = ports[1];
+	}
+}
+
+/* IPv6: fixed header, then up to IPV6_EXT_MAX extension headers to reach TCP/UDP. A non-first
+ * fragment has no ports; an unwalked chain leaves proto at the last next-header seen. */
+static __always_inline int parse6(struct __sk_buff *skb, struct pkt *p)
+{
+	struct ipv6hdr ip6;
+	if (bpf_skb_load_bytes(skb, sizeof(struct ethhdr), &ip6, sizeof(ip6)))
+		return 0;
+	p->family = TC_AF_INET6;
+	__builtin_memcpy(p->saddr, &ip6.saddr, 16);
+	__builtin_memcpy(p->daddr, &ip6.daddr, 16);
+	__u8 next = ip6.nexthdr;
+	__u32 off = sizeof(struct ethhdr) + sizeof(ip6);
+	for (int i = 0; i < IPV6_EXT_MAX; i++) {
+		__u8 h[4];
+		if (next != NEXTHDR_HOP && next != NEXTHDR_ROUTING && next != NEXTHDR_DEST && next != NEXTHDR_FRAGMENT)
+			break;
+		if (bpf_skb_load_bytes(skb, off, h, sizeof(h)))
+			break;
+		if (next == NEXTHDR_FRAGMENT) {
+			if (((h[2] << 8) | h[3]) & 0xFFF8) { /* offset ≠ 0: not the first fragment */
+				p->proto = h[0];
+				return 1;
+			}
+			off += 8;
+		} else {
+			off += ((__u32)h[1] + 1) * 8;
+		}
+		next = h[0];
+	}
+	p->proto = next;
+	if (next == IPPROTO_TCP || next == IPPROTO_UDP)
+		load_ports(skb, off, p);
+	return 1;
+}
+
+/* IPv4 or IPv6 header and, for the first fragment of TCP/UDP, the ports. 0 when neither. */
 static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 {
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
-	if ((void *)(eth + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
+	__builtin_memset(p, 0, sizeof(*p));
+	if ((void *)(eth + 1) > end)
+		return 0;
+	if (eth->h_proto == bpf_htons(ETH_P_IPV6))
+		return parse6(skb, p);
+	if (eth->h_proto != bpf_htons(ETH_P_IP))
 		return 0;
 	struct iphdr *ip = (void *)(eth + 1);
 	if ((void *)(ip + 1) > end)
 		return 0;
+	p->family = TC_AF_INET;
 	__builtin_memcpy(p->saddr, &ip->saddr, 4);
 	__builtin_memcpy(p->daddr, &ip->daddr, 4);
 	p->proto = ip->protocol;
-	p->sport = 0;
-	p->dport = 0;
 	if ((ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP) && !(ip->frag_off & bpf_htons(IP_OFFSET))) {
 		__u32 ihl = ip->ihl * 4;
 		if (ihl < sizeof(*ip))
 			return 1;
-		__u16 *ports = (void *)ip + ihl;
-		if ((void *)(ports + 2) > end)
-			return 1;
-		p->sport = ports[0];
-		p->dport = ports[1];
+		load_ports(skb, sizeof(*eth) + ihl, p);
 	}
 	return 1;
 }
 
+/* the first plen bits of a and b are equal (16-byte addresses, plen 0-128) */
 static __always_inline int prefix_match(const __u8 *a, const __u8 *b, __u32 plen)
 {
-	__u32 x = ((__u32)a[0] << 24) | ((__u32)a[1] << 16) | ((__u32)a[2] << 8) | a[3];
-	__u32 y = ((__u32)b[0] << 24) | ((__u32)b[1] << 16) | ((__u32)b[2] << 8) | b[3];
-	if (plen == 0)
-		return 1;
-	if (plen >= 32)
-		return x == y;
-	__u32 mask = ~0U << (32 - plen);
-	return (x & mask) == (y & mask);
+	for (int w = 0; w < 4; w++) {
+		if (plen == 0)
+			return 1;
+		__u32 x = ((__u32)a[4 * w] << 24) | ((__u32)a[4 * w + 1] << 16) | ((__u32)a[4 * w + 2] << 8) | a[4 * w + 3];
+		__u32 y = ((__u32)b[4 * w] << 24) | ((__u32)b[4 * w + 1] << 16) | ((__u32)b[4 * w + 2] << 8) | b[4 * w + 3];
+		if (plen < 32)
+			return ((x ^ y) & (~0U << (32 - plen))) == 0;
+		if (x != y)
+			return 0;
+		plen -= 32;
+	}
+	return 1;
 }
 
 /* TC_ACT_SHOT when a drop rule matches; every matching rule is counted */
@@ -155,6 +212,8 @@ static __always_inline int run_filters(struct __sk_buff *skb, struct pkt *p, __u
 		if (!r || !r->active)
 			break; /* rules are packed: the first inactive one ends the set */
 		if (!(r->dir & dir))
+			continue;
+		if (r->family && r->family != p->family)
 			continue;
 		if (r->proto && r->proto != p->proto)
 			continue;
@@ -180,11 +239,12 @@ static __always_inline int run_filters(struct __sk_buff *skb, struct pkt *p, __u
 static __always_inline __u32 classify(struct __sk_buff *skb, struct pkt *p)
 {
 	struct tc_flow_key fk = {};
-	__builtin_memcpy(fk.saddr, p->saddr, 4);
-	__builtin_memcpy(fk.daddr, p->daddr, 4);
+	__builtin_memcpy(fk.saddr, p->saddr, 16);
+	__builtin_memcpy(fk.daddr, p->daddr, 16);
 	fk.sport = p->sport;
 	fk.dport = p->dport;
 	fk.proto = p->proto;
+	fk.family = p->family;
 	__u32 *c = bpf_map_lookup_elem(&flow_class, &fk);
 	if (c)
 		return *c;
@@ -194,8 +254,8 @@ static __always_inline __u32 classify(struct __sk_buff *skb, struct pkt *p)
 		if (c)
 			return *c;
 	}
-	struct tc_dst_key dk = { .prefixlen = 16 + 32, .port = p->dport };
-	__builtin_memcpy(dk.addr, p->daddr, 4);
+	struct tc_dst_key dk = { .prefixlen = 16 + 8 + 128, .port = p->dport, .family = p->family };
+	__builtin_memcpy(dk.addr, p->daddr, 16);
 	if (p->dport) {
 		c = bpf_map_lookup_elem(&dst_class, &dk);
 		if (c)

@@ -1,6 +1,8 @@
 /* Structs shared by tc_shape.bpf.c and its control plane (controller/tc/). TS reads these
  * layouts from the object's BTF (bpf/gen/tc_shape.ts); never hand-code offsets in TS.
- * IPv4 only: addresses and ports are stored in network byte order, as they sit in the header. */
+ * IPv4 and IPv6: addresses are 16 bytes, IPv4 in the first 4 (rest zero), with the family beside
+ * them so that an IPv6 prefix never matches an IPv4 packet. Addresses and ports are stored in
+ * network byte order, as they sit in the header. */
 #pragma once
 
 #define TC_MAX_CLASSES 256 /* class ids 1..255; 0 means "not shaped" */
@@ -39,36 +41,43 @@ struct tc_class_stats {
 	__u64 horizon_drops;  /* packets dropped because they would leave beyond the horizon */
 };
 
+/* address families as they appear in the keys and rules (0 in a rule: any) */
+#define TC_AF_INET 4
+#define TC_AF_INET6 6
+
 /* Exact 5-tuple → class (egress: saddr is local). */
 struct tc_flow_key {
-	__u8 saddr[4];
-	__u8 daddr[4];
+	__u8 saddr[16];
+	__u8 daddr[16];
 	__u16 sport;
 	__u16 dport;
 	__u8 proto;
-	__u8 _pad[3];
+	__u8 family;
+	__u8 _pad[2];
 };
 
-/* Destination CIDR (+ port) → class: an LPM trie whose data is port then address, so that
- * prefixlen = 16 + CIDR length. port 0 is the "any port" entry (looked up second). */
+/* Destination CIDR (+ port) → class: an LPM trie whose data is port, family, then address, so
+ * that prefixlen = 16 + 8 + CIDR length. port 0 is the "any port" entry (looked up second). */
 struct tc_dst_key {
 	__u32 prefixlen;
 	__u16 port;
-	__u8 addr[4];
-	__u8 _pad[2];
+	__u8 family;
+	__u8 addr[16];
+	__u8 _pad[1];
 };
 
 /* A filter rule. Matches the remote address (destination on egress, source on ingress)
  * against addr/prefixlen, the destination port (0 = any) and the protocol (0 = any). */
 struct tc_rule {
-	__u8 addr[4];
-	__u32 prefixlen;
+	__u8 addr[16];
+	__u32 prefixlen; /* 0-32 (IPv4) or 0-128 (IPv6) */
 	__u16 port;
 	__u8 proto;
 	__u8 action;
 	__u8 dir;
 	__u8 active;
-	__u8 _pad[2];
+	__u8 family; /* TC_AF_*, 0 = any family (then prefixlen is 0) */
+	__u8 _pad[1];
 };
 
 struct tc_rule_stats {

@@ -35,27 +35,29 @@ export interface tc_class_stats {
 }
 export const tc_class_stats_size = 32;
 
-/** struct tc_flow_key: 16 bytes */
+/** struct tc_flow_key: 40 bytes */
 export interface tc_flow_key {
   saddr: Uint8Array;
   daddr: Uint8Array;
   sport: number;
   dport: number;
   proto: number;
+  family: number;
   _pad: Uint8Array;
 }
-export const tc_flow_key_size = 16;
+export const tc_flow_key_size = 40;
 
-/** struct tc_dst_key: 12 bytes */
+/** struct tc_dst_key: 24 bytes */
 export interface tc_dst_key {
   prefixlen: number;
   port: number;
+  family: number;
   addr: Uint8Array;
   _pad: Uint8Array;
 }
-export const tc_dst_key_size = 12;
+export const tc_dst_key_size = 24;
 
-/** struct tc_rule: 16 bytes */
+/** struct tc_rule: 28 bytes */
 export interface tc_rule {
   addr: Uint8Array;
   prefixlen: number;
@@ -64,9 +66,10 @@ export interface tc_rule {
   action: number;
   dir: number;
   active: number;
+  family: number;
   _pad: Uint8Array;
 }
-export const tc_rule_size = 16;
+export const tc_rule_size = 28;
 
 /** struct tc_rule_stats: 16 bytes */
 export interface tc_rule_stats {
@@ -104,10 +107,10 @@ export const tcShape = defineSkeleton<TcShapeShape>({
     classes: { type: MapType.ARRAY, keySize: 4, valueSize: 24 },
     class_state: { type: MapType.ARRAY, keySize: 4, valueSize: 8 },
     class_stats: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 32 },
-    flow_class: { type: MapType.HASH, keySize: 16, valueSize: 4 },
+    flow_class: { type: MapType.HASH, keySize: 40, valueSize: 4 },
     cgroup_class: { type: MapType.HASH, keySize: 8, valueSize: 4 },
-    dst_class: { type: MapType.LPM_TRIE, keySize: 12, valueSize: 4 },
-    rules: { type: MapType.ARRAY, keySize: 4, valueSize: 16 },
+    dst_class: { type: MapType.LPM_TRIE, keySize: 24, valueSize: 4 },
+    rules: { type: MapType.ARRAY, keySize: 4, valueSize: 28 },
     rule_stats: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 16 },
     filter_gen: { type: MapType.ARRAY, keySize: 4, valueSize: 4 },
   },

@@ -9,7 +9,8 @@ import { serveMetrics } from '../../common/metrics-http.ts';
 import { parseArgs, suggest, UsageError, type CommandSpec, type Opts } from '../../lab/args.ts';
 import { LabError } from '../../lab/errors.ts';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
-import { formatRate, loadConfigFile, parseDuration, parseRate, validateConfig, type Plan } from './config.ts';
+import { formatRate, loadConfigFile, parseDuration, parseRate, PROTO_NAMES, validateConfig, type Plan } from './config.ts';
+import { formatIp, fromLeading16 } from '../../common/ip.ts';
 import { tcRegistry } from './metrics.ts';
 import { decodeModel, openInstance, statePath, TcShaper, type TcControl } from './shaper.ts';
 
@@ -43,7 +44,8 @@ function printRules(c: TcControl): void {
   if (!rows.length) console.log('(no filter rules)');
   for (const [i, r] of rows.entries()) {
     const p = c.model.rules[i]!;
-    const what = `${['', 'ingress', 'egress', 'both'][p.dir]} ${p.addr.join('.')}/${p.prefixlen}${p.port ? ` port ${p.port}` : ''} proto ${({ 0: 'any', 1: 'icmp', 6: 'tcp', 17: 'udp' } as Record<number, string>)[p.proto]}`;
+    const cidr = p.family ? `${formatIp(fromLeading16(p.addr, p.family))}/${p.prefixlen}` : 'any';
+    const what = `${['', 'ingress', 'egress', 'both'][p.dir]} ${cidr}${p.port ? ` port ${p.port}` : ''} proto ${PROTO_NAMES[p.proto] ?? p.proto}`;
     console.log(`${r.name.padEnd(16)} ${r.action.padEnd(5)} ${what.padEnd(44)} packets ${r.packets}  bytes ${r.bytes}`);
   }
 }

@@ -31,7 +31,12 @@ describe('parsing', () => {
     expect(parseCidr('10.0.0.1')?.prefixlen).toBe(32);
     expect(parseCidr('10.0.0.1/8')).toBeUndefined(); // host bits set
     expect(parseCidr('10.0.0.256/32')).toBeUndefined();
-    expect(parseCidr('fd00::/8')).toBeUndefined(); // IPv4 only
+    expect(parseCidr('fd00::/8')).toMatchObject({ family: 6, prefixlen: 8 });
+    expect(parseCidr('fd00:16::1')?.prefixlen).toBe(128);
+    expect(parseCidr('fd00:16::1/64')).toBeUndefined(); // host bits set
+    expect(parseCidr('fd00::/129')).toBeUndefined();
+    expect(parseCidr('10.0.0.0/33')).toBeUndefined();
+    expect([...parseCidr('10.1.2.0/24')!.addr]).toEqual([10, 1, 2, 0, ...Array(12).fill(0)]); // IPv4 in the first 4 of 16
     expect(netPort(5201)).toBe(0x5114);
   });
 });
@@ -61,6 +66,21 @@ describe('validateConfig', () => {
     });
     for (const re of [/classes\[0\]\.name/, /classes\[0\]\.rate/, /classes\[0\]\.match\[0\]\.dst/, /classes\[0\]\.match\[1\]\.cgroup/, /classes\[0\]\.match\[2\]: needs one of/, /classes\[1\]\.rate: 1bit is outside/, /classes\[1\]\.horizon/, /classes\[2\]\.name: "b" is used twice/, /classes\[2\]\.extra: unknown field/, /filters\[0\]\.port: a port needs proto/, /filters\[0\]\.action/, /config\.other: unknown field/]) {
       expect(ps.some((p) => re.test(p)), `${re} in ${ps.join(' | ')}`).toBe(true);
+    }
+  });
+  it('IPv6: classes by CIDR and 5-tuple, rules by CIDR; families kept apart', () => {
+    const p = validateConfig({
+      classes: [{ name: 'v6', rate: '10mbit', match: [{ dst: 'fd00:16::/64', port: 443 }, { flow: { src: 'fd00:16::1', dst: 'fd00:16::2', sport: 1000, dport: 80, proto: 'udp' } }] }],
+      filters: [{ name: 'ping6', dir: 'both', cidr: 'fd00:16::/64', proto: 'icmpv6', action: 'count' }, { name: 'all', action: 'count' }],
+    }, cg);
+    expect(p.classes[0]!.matches.map((m) => [m.kind, (m as { family: number }).family])).toEqual([['dst', 6], ['flow', 6]]);
+    expect(p.rules.map((r) => [r.family, r.prefixlen, r.proto])).toEqual([[6, 64, 58], [0, 0, 0]]);
+    const ps = problems({
+      classes: [{ name: 'x', rate: '1mbit', match: [{ flow: { src: '10.0.0.1', dst: 'fd00::2', sport: 1, dport: 2, proto: 'tcp' } }, { dst: 'fd00::1/64' }] }],
+      filters: [{ cidr: 'fd00::/64', proto: 'icmp', action: 'count' }, { cidr: '10.0.0.0/8', proto: 'icmpv6', action: 'count' }],
+    });
+    for (const re of [/match\[0\]\.flow: src is IPv4, dst is IPv6/, /match\[1\]\.dst/, /filters\[0\]\.proto: icmp never matches an IPv6/, /filters\[1\]\.proto: icmpv6 never matches an IPv4/]) {
+      expect(ps.some((x) => re.test(x)), `${re} in ${ps.join(' | ')}`).toBe(true);
     }
   });
   it('refuses the same match in two classes and too many rules', () => {

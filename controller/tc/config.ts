@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { LabError } from '../../lab/errors.ts';
+import { parseCidr as parseIpCidr, parseIp, toLeading16, type Family } from '../../common/ip.ts';
 
 export const MAX_CLASSES = 255; // ids 1..255 (bpf/tc_shape.h TC_MAX_CLASSES - 1)
 export const MAX_RULES = 64; // TC_MAX_RULES
@@ -32,7 +33,7 @@ export interface RuleSpec {
   /** the remote side: destination on egress, source on ingress */
   cidr?: string;
   port?: number;
-  proto?: 'tcp' | 'udp' | 'icmp' | 'any';
+  proto?: 'tcp' | 'udp' | 'icmp' | 'icmpv6' | 'any';
   action: 'drop' | 'count';
 }
 
@@ -44,8 +45,8 @@ export interface TcConfig {
 /** the validated form: numbers, bytes, ids resolved */
 export type Match =
   | { kind: 'cgroup'; path: string; id: bigint }
-  | { kind: 'dst'; addr: Uint8Array; prefixlen: number; port: number }
-  | { kind: 'flow'; saddr: Uint8Array; daddr: Uint8Array; sport: number; dport: number; proto: number };
+  | { kind: 'dst'; family: Family; addr: Uint8Array; prefixlen: number; port: number }
+  | { kind: 'flow'; family: Family; saddr: Uint8Array; daddr: Uint8Array; sport: number; dport: number; proto: number };
 
 export interface ClassPlan {
   name: string;
@@ -57,6 +58,9 @@ export interface ClassPlan {
 export interface RulePlan {
   name: string;
   dir: number; // TC_DIR_* mask
+  /** 4 or 6; 0 = any family (no cidr) */
+  family: 0 | Family;
+  /** 16 bytes, IPv4 in the first 4 */
   addr: Uint8Array;
   prefixlen: number;
   port: number;
@@ -102,26 +106,23 @@ export function parseDuration(s: string): bigint | undefined {
   return BigInt(Math.round(Number(m[1]) * f));
 }
 
-export function parseIPv4(s: string): Uint8Array | undefined {
-  const parts = s.split('.');
-  if (parts.length !== 4 || !parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) <= 255)) return undefined;
-  return Uint8Array.from(parts.map(Number));
+/** an IPv4 or IPv6 address as 16 bytes (IPv4 in the first 4), or undefined */
+export function parseAddr(s: string): { family: Family; addr: Uint8Array } | undefined {
+  const ip = parseIp(s);
+  return ip ? { family: ip.family, addr: toLeading16(ip) } : undefined;
 }
 
-export function parseCidr(s: string): { addr: Uint8Array; prefixlen: number } | undefined {
-  const [a, l, extra] = s.split('/');
-  if (extra !== undefined) return undefined;
-  const addr = parseIPv4(a ?? '');
-  const prefixlen = l === undefined ? 32 : /^\d{1,2}$/.test(l) ? Number(l) : NaN;
-  if (!addr || !(prefixlen >= 0 && prefixlen <= 32)) return undefined;
-  // host bits must be zero for a network (a typo like 10.0.0.1/8 is more likely than intent)
-  const v = ((addr[0]! << 24) | (addr[1]! << 16) | (addr[2]! << 8) | addr[3]!) >>> 0;
-  const mask = prefixlen === 0 ? 0 : (~0 << (32 - prefixlen)) >>> 0;
-  if ((v & ~mask) >>> 0 !== 0) return undefined;
-  return { addr, prefixlen };
+/** "10.0.0.0/24", "fd00:16::/64", an address alone = one host; host bits must be zero (a typo like 10.0.0.1/8 is more likely than intent) */
+export function parseCidr(s: string): { family: Family; addr: Uint8Array; prefixlen: number } | undefined {
+  const c = parseIpCidr(s);
+  if (!c) return undefined;
+  const addr = toLeading16(c.ip);
+  for (let bit = c.bits; bit < (c.ip.family === 4 ? 32 : 128); bit++) if (addr[bit >> 3]! & (0x80 >> (bit & 7))) return undefined;
+  return { family: c.ip.family, addr, prefixlen: c.bits };
 }
 
-const PROTOS: Record<string, number> = { any: 0, icmp: 1, tcp: 6, udp: 17 };
+const PROTOS: Record<string, number> = { any: 0, icmp: 1, tcp: 6, udp: 17, icmpv6: 58 };
+export const PROTO_NAMES: Record<number, string> = Object.fromEntries(Object.entries(PROTOS).map(([k, v]) => [v, k]));
 const DIRS: Record<string, number> = { ingress: 1, egress: 2, both: 3 };
 const NAME = /^[a-z][a-z0-9_-]{0,31}$/;
 
@@ -199,7 +200,7 @@ export function validateConfig(raw: unknown, cgroupId: (p: string) => bigint | u
       } else if ('dst' in m) {
         unknownKeys(m, ['dst', 'port'], mat, problems);
         const cidr = typeof m.dst === 'string' ? parseCidr(m.dst) : undefined;
-        if (!cidr) problems.push(`${mat}.dst: ${JSON.stringify(m.dst)} is not an IPv4 CIDR with zero host bits (e.g. "10.0.0.0/24")`);
+        if (!cidr) problems.push(`${mat}.dst: ${JSON.stringify(m.dst)} is not an IPv4/IPv6 CIDR with zero host bits (e.g. "10.0.0.0/24", "fd00::/64")`);
         if (m.port !== undefined && !isPort(m.port)) problems.push(`${mat}.port: ${JSON.stringify(m.port)} must be 1-65535`);
         if (cidr && (m.port === undefined || isPort(m.port))) {
           const port = (m.port as number | undefined) ?? 0;
@@ -213,15 +214,16 @@ export function validateConfig(raw: unknown, cgroupId: (p: string) => bigint | u
         if (!isObj(f)) problems.push(`${mat}.flow: must be {src, dst, sport, dport, proto}`);
         else {
           unknownKeys(f, ['src', 'dst', 'sport', 'dport', 'proto'], `${mat}.flow`, problems);
-          const s = typeof f.src === 'string' ? parseIPv4(f.src) : undefined;
-          const d = typeof f.dst === 'string' ? parseIPv4(f.dst) : undefined;
-          if (!s) problems.push(`${mat}.flow.src: ${JSON.stringify(f.src)} is not an IPv4 address`);
-          if (!d) problems.push(`${mat}.flow.dst: ${JSON.stringify(f.dst)} is not an IPv4 address`);
+          const s = typeof f.src === 'string' ? parseAddr(f.src) : undefined;
+          const d = typeof f.dst === 'string' ? parseAddr(f.dst) : undefined;
+          if (!s) problems.push(`${mat}.flow.src: ${JSON.stringify(f.src)} is not an IPv4/IPv6 address`);
+          if (!d) problems.push(`${mat}.flow.dst: ${JSON.stringify(f.dst)} is not an IPv4/IPv6 address`);
+          if (s && d && s.family !== d.family) problems.push(`${mat}.flow: src is IPv${s.family}, dst is IPv${d.family}`);
           if (!isPort(f.sport)) problems.push(`${mat}.flow.sport: must be 1-65535`);
           if (!isPort(f.dport)) problems.push(`${mat}.flow.dport: must be 1-65535`);
           if (f.proto !== 'tcp' && f.proto !== 'udp') problems.push(`${mat}.flow.proto: must be tcp or udp`);
-          if (s && d && isPort(f.sport) && isPort(f.dport) && (f.proto === 'tcp' || f.proto === 'udp')) {
-            matches.push({ kind: 'flow', saddr: s, daddr: d, sport: f.sport as number, dport: f.dport as number, proto: PROTOS[f.proto]! });
+          if (s && d && s.family === d.family && isPort(f.sport) && isPort(f.dport) && (f.proto === 'tcp' || f.proto === 'udp')) {
+            matches.push({ kind: 'flow', family: s.family, saddr: s.addr, daddr: d.addr, sport: f.sport as number, dport: f.dport as number, proto: PROTOS[f.proto]! });
             key = `flow:${f.src}:${f.sport}:${f.dst}:${f.dport}:${f.proto}`;
             matchCount.flow++;
           }
@@ -256,11 +258,12 @@ export function validateConfig(raw: unknown, cgroupId: (p: string) => bigint | u
     else ruleNames.add(name);
     const dir = DIRS[(r.dir as string) ?? 'egress'];
     if (dir === undefined) problems.push(`${at}.dir: ${JSON.stringify(r.dir)} must be egress, ingress or both`);
-    const cidr = r.cidr === undefined ? { addr: new Uint8Array(4), prefixlen: 0 } : typeof r.cidr === 'string' ? parseCidr(r.cidr) : undefined;
-    if (!cidr) problems.push(`${at}.cidr: ${JSON.stringify(r.cidr)} is not an IPv4 CIDR with zero host bits`);
+    const cidr = r.cidr === undefined ? { family: 0 as const, addr: new Uint8Array(16), prefixlen: 0 } : typeof r.cidr === 'string' ? parseCidr(r.cidr) : undefined;
+    if (!cidr) problems.push(`${at}.cidr: ${JSON.stringify(r.cidr)} is not an IPv4/IPv6 CIDR with zero host bits`);
     if (r.port !== undefined && !isPort(r.port)) problems.push(`${at}.port: ${JSON.stringify(r.port)} must be 1-65535`);
     const proto = PROTOS[(r.proto as string) ?? 'any'];
-    if (proto === undefined) problems.push(`${at}.proto: ${JSON.stringify(r.proto)} must be tcp, udp, icmp or any`);
+    if (proto === undefined) problems.push(`${at}.proto: ${JSON.stringify(r.proto)} must be tcp, udp, icmp, icmpv6 or any`);
+    else if (cidr && ((proto === 1 && cidr.family === 6) || (proto === 58 && cidr.family === 4))) problems.push(`${at}.proto: ${r.proto} never matches an IPv${cidr.family} cidr (IPv4 has icmp, IPv6 icmpv6)`);
     if (r.port !== undefined && proto !== 6 && proto !== 17) problems.push(`${at}.port: a port needs proto tcp or udp`);
     const action = r.action === 'drop' ? 1 : r.action === 'count' ? 0 : undefined;
     if (action === undefined) problems.push(`${at}.action: ${JSON.stringify(r.action)} must be drop or count`);

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeRoot } from '../../lab/testing.ts';
 import type { TcControl } from './shaper.ts';
 import { validateConfig } from './config.ts';
-import { EdtBench, edtSelfTest, udpFrame } from './selftest.ts';
+import { EdtBench, edtSelfTest, udp6Frame, udpFrame } from './selftest.ts';
 
 const TC_ACT_OK = 0;
 const TC_ACT_SHOT = 2;
@@ -86,6 +86,42 @@ describeRoot('EDT departure times (BPF_PROG_TEST_RUN)', () => {
     const b = send(f, 2084).tstamp;
     expect(b - a).toBe(200_000_000n); // 2084 bytes at 83.36 kbit/s
     expect(c.classStats()[0]!.bytes).toBe(1042n + 2n * 2084n);
+  });
+
+  it('IPv6: classified by destination CIDR + port, 5-tuple, through an extension header; IPv4 prefixes never match IPv6', () => {
+    c.apply(validateConfig({ classes: [
+      { name: 'v6port', rate: '83360bit', match: [{ dst: 'fd00:16::/64', port: 7777 }] },
+      { name: 'v6flow', rate: '1mbit', match: [{ flow: { src: 'fd00:16::1', dst: 'fd00:16::3', sport: 40000, dport: 80, proto: 'udp' } }] },
+      { name: 'v4all', rate: '1mbit', match: [{ dst: '0.0.0.0/0' }] },
+    ] }));
+    const byName = () => Object.fromEntries(c.classStats().map((x) => [x.name, x.packets]));
+    const g0 = c.globals().unclassified;
+    send(udp6Frame('fd00:16::2', 7777, 1000, 'fd00:16::1'));
+    send(udp6Frame('fd00:16::2', 7777, 1000, 'fd00:16::1', 40001, true)); // hop-by-hop header walked
+    send(udp6Frame('fd00:16::3', 80, 100, 'fd00:16::1', 40000));
+    send(udp6Frame('fd00:16::3', 80, 100, 'fd00:16::1', 40002)); // other sport: not the 5-tuple
+    send(udp6Frame('fd00:17::2', 7777, 100)); // outside the /64
+    expect(byName()).toEqual({ v6port: 2n, v6flow: 1n, v4all: 0n });
+    expect(c.globals().unclassified - g0).toBe(2n);
+    // the IPv6 class's slot: 1062-byte frames at 83.36 kbit/s are 101.92 ms apart
+    const t = [send(udp6Frame('fd00:16::2', 7777, 1000)), send(udp6Frame('fd00:16::2', 7777, 1000))].map((x) => x.tstamp);
+    expect(t[1]! - t[0]!).toBe(101_919_385n);
+    send(udpFrame('10.9.9.9', 5, 10));
+    expect(byName().v4all).toBe(1n);
+  });
+
+  it('IPv6 filter rules: CIDR, port and icmpv6 match only IPv6; a rule without cidr matches both', () => {
+    c.apply(validateConfig({ filters: [
+      { name: 'drop6', dir: 'egress', cidr: 'fd00:16::/64', proto: 'udp', port: 9, action: 'drop' },
+      { name: 'v4', dir: 'egress', cidr: '10.0.0.0/8', action: 'count' },
+      { name: 'any', dir: 'egress', action: 'count' },
+    ] }));
+    expect(send(udp6Frame('fd00:16::2', 9, 10)).verdict).toBe(TC_ACT_SHOT);
+    expect(send(udp6Frame('fd00:16::2', 10, 10)).verdict).toBe(TC_ACT_OK);
+    expect(send(udp6Frame('fd00:17::2', 9, 10)).verdict).toBe(TC_ACT_OK);
+    expect(send(udpFrame('10.0.0.2', 9, 10)).verdict).toBe(TC_ACT_OK);
+    expect(c.ruleStats().map((r) => r.packets)).toEqual([1n, 1n, 3n]);
+    c.apply(validateConfig({}));
   });
 
   it('the self-test the scenario runs agrees', () => {

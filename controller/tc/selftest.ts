@@ -2,6 +2,7 @@
 // frames (BPF_PROG_TEST_RUN) and the departure times it writes into skb->tstamp are read back.
 // Works where fq is missing (it checks the arithmetic, not the enforcement); the tests and the
 // scenario use it.
+import ipaddr from 'ipaddr.js';
 import { Btf, Kind, type BpfObject } from '../libbpf/index.ts';
 import { tcShape, type TcShape } from '../../bpf/gen/tc_shape.ts';
 import { objectPath } from '../../bpf/build.ts';
@@ -21,6 +22,31 @@ export function udpFrame(dst: string, dport: number, payload: number, src = '10.
   b.writeUInt16BE(sport, 34);
   b.writeUInt16BE(dport, 36);
   b.writeUInt16BE(8 + payload, 38);
+  return b;
+}
+
+/**
+ * Ethernet + IPv6 (+ a hop-by-hop options header when `hopByHop`) + UDP with `payload` bytes:
+ * 62 (+8) + payload bytes on the wire
+ */
+export function udp6Frame(dst: string, dport: number, payload: number, src = 'fd00::1', sport = 40000, hopByHop = false): Buffer {
+  const ext = hopByHop ? 8 : 0;
+  const b = Buffer.alloc(62 + ext + payload);
+  b.writeUInt16BE(0x86dd, 12);
+  b[14] = 0x60;
+  b.writeUInt16BE(ext + 8 + payload, 18);
+  b[20] = hopByHop ? 0 : 17;
+  b[21] = 64;
+  Buffer.from(ipaddr.parse(src).toByteArray()).copy(b, 22);
+  Buffer.from(ipaddr.parse(dst).toByteArray()).copy(b, 38);
+  if (hopByHop) {
+    b[54] = 17; // next header UDP, length 0 (8 bytes), a PadN option filling the rest
+    b[56] = 1;
+    b[57] = 4;
+  }
+  b.writeUInt16BE(sport, 54 + ext);
+  b.writeUInt16BE(dport, 56 + ext);
+  b.writeUInt16BE(8 + payload, 58 + ext);
   return b;
 }
 

@@ -45,11 +45,12 @@ export const decodeModel = (s: string) => JSON.parse(s, reviver) as Model & Reco
 function entryKey(m: Match): { map: 'flow_class' | 'cgroup_class' | 'dst_class'; id: string; key: unknown } {
   if (m.kind === 'cgroup') return { map: 'cgroup_class', id: `c${m.id}`, key: m.id };
   if (m.kind === 'dst') {
-    const key: Partial<tc_dst_key> = { prefixlen: 16 + m.prefixlen, port: netPort(m.port), addr: m.addr };
-    return { map: 'dst_class', id: `d${m.addr.join('.')}/${m.prefixlen}:${m.port}`, key };
+    // LPM data: port (16 bits), family (8), then the address
+    const key: Partial<tc_dst_key> = { prefixlen: 16 + 8 + m.prefixlen, port: netPort(m.port), family: m.family, addr: m.addr };
+    return { map: 'dst_class', id: `d${m.family}:${[...m.addr].join('.')}/${m.prefixlen}:${m.port}`, key };
   }
-  const key: Partial<tc_flow_key> = { saddr: m.saddr, daddr: m.daddr, sport: netPort(m.sport), dport: netPort(m.dport), proto: m.proto };
-  return { map: 'flow_class', id: `f${m.saddr.join('.')}:${m.sport}-${m.daddr.join('.')}:${m.dport}/${m.proto}`, key };
+  const key: Partial<tc_flow_key> = { saddr: m.saddr, daddr: m.daddr, sport: netPort(m.sport), dport: netPort(m.dport), proto: m.proto, family: m.family };
+  return { map: 'flow_class', id: `f${m.family}:${[...m.saddr].join('.')}:${m.sport}-${[...m.daddr].join('.')}:${m.dport}/${m.proto}`, key };
 }
 
 /** One change's undo log: every write reads the old value first; rollback restores in reverse. */
@@ -146,7 +147,7 @@ export class TcControl {
         plan.rules.forEach((r, i) => {
           const slot = idle * MAX_RULES + i;
           j.set(this.maps.rule_stats, slot, zeroStats);
-          j.set(this.maps.rules, slot, { addr: r.addr, prefixlen: r.prefixlen, port: netPort(r.port), proto: r.proto, action: r.action, dir: r.dir, active: 1 } satisfies Partial<tc_rule>);
+          j.set(this.maps.rules, slot, { addr: r.addr, prefixlen: r.prefixlen, port: netPort(r.port), proto: r.proto, action: r.action, dir: r.dir, family: r.family, active: 1 } satisfies Partial<tc_rule>);
         });
         if (plan.rules.length < MAX_RULES) j.set(this.maps.rules, idle * MAX_RULES + plan.rules.length, {});
         j.set(this.maps.filter_gen, 0, idle);

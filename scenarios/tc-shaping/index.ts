@@ -1,7 +1,7 @@
 // tc-shaping: bandwidth shaping at TC egress with Earliest Departure Time (bpf/tc_shape + fq,
 // controller/tc) against the kernel's HTB and TBF configured for the same rates, side by side in
 // one run on one veth (namespace snd → rcv).
-//   per rate (10/100/1000 Mbit/s): one iperf3 TCP flow + a ping every 10 ms in the same class:
+//   per rate (10/100/1000 Mbit/s): one iperf3 TCP flow + a ping every 5 ms in the same class:
 //     achieved vs target, retransmits, RTT p50/p99 of the small packets, iperf3 CPU per Gbit/s;
 //   two classes competing (60/40 % of 100 Mbit/s): each class vs its target, Jain fairness;
 //   a rate changed mid-flow (100 → 30 Mbit/s): EDT by one map write, HTB by `tc class change`;
@@ -10,20 +10,23 @@
 // Where the kernel has no fq qdisc (the host kernel here), EDT is "unsupported" with the evidence
 // and HTB/TBF still run, so the baselines are on record.
 import { createTopology, sweepStale, type Topology } from '../../lab/netns.ts';
-import { scaledTimeout, type Scenario, type ScenarioContext } from '../../lab/scenario.ts';
+import { scaledTimeout, timeScale, type Scenario, type ScenarioContext } from '../../lab/scenario.ts';
 import { summary, median } from '../../lab/stats.ts';
 import { TcShaper, FqUnsupported } from '../../controller/tc/shaper.ts';
 import { validateConfig } from '../../controller/tc/config.ts';
 import { edtSelfTest } from '../../controller/tc/selftest.ts';
 import { shape, KINDS, type Kind, type Link, type ClassDef, type Shaping } from './shapers.ts';
-import { iperf, pingRtts, percentile, jain, wireMbit, txBytes, type FlowResult } from './flows.ts';
+import { iperf, pingRtts, percentile, wireMbit, txBytes, waitFlowing, qdiscBacklog, sampleUntil, type FlowResult } from './flows.ts';
+import { compTotalFor, judgePair, type CompRow } from './judge.ts';
 
 const SND = '10.16.0.1';
 const RCV = '10.16.0.2';
+const SND6 = 'fd00:16::1';
+const RCV6 = 'fd00:16::2';
 const PORT_A = 5201;
 const PORT_B = 5202;
 
-interface RateRow { round: number; kind: Kind; target: number; goodput: number; mbit: number; err: number; retransmits: number; rttP50: number; rttP99: number; pings: number; cpuPerGbit: number }
+interface RateRow { round: number; kind: Kind; target: number; goodput: number; mbit: number; err: number; retransmits: number; rttP50: number; rttP99: number; pings: number; cpuPerGbit: number; backlogKB?: number; backlogPkts?: number }
 
 async function topology(ctx: ScenarioContext): Promise<{ t: Topology; link: Link }> {
   await sweepStale('tcs');
@@ -34,6 +37,11 @@ async function topology(ctx: ScenarioContext): Promise<{ t: Topology; link: Link
   await t.veth({ ns: 'snd', dev: 'snd0' }, { ns: 'rcv', dev: 'rcv0' });
   await t.addr('snd', 'snd0', `${SND}/24`);
   await t.addr('rcv', 'rcv0', `${RCV}/24`);
+  await t.addr('snd', 'snd0', `${SND6}/64`);
+  await t.addr('rcv', 'rcv0', `${RCV6}/64`);
+  // permanent neighbours: no neighbour discovery traffic of its own in the exact IPv6 counts
+  await t.neigh('snd', 'snd0', RCV6, await t.mac('rcv', 'rcv0'));
+  await t.neigh('rcv', 'rcv0', SND6, await t.mac('snd', 'snd0'));
   for (const p of [PORT_A, PORT_B]) t.spawn('rcv', 'iperf3', ['-s', '-p', String(p)]);
   // the servers listen within milliseconds; a short wait saves a retry loop per flow
   await new Promise((r) => setTimeout(r, scaledTimeout(500)));
@@ -51,14 +59,30 @@ function probeFq(link: Link): { ok: true } | { ok: false; evidence: string } {
   }
 }
 
+/**
+ * One iperf3 flow at the class's rate and, once the flow is running (seen on the device, not
+ * timed from spawn: a TCG guest starts processes late) and past slow start, a ping every 5 ms in
+ * the same class for secs − 1.5 s, ending before the flow does, so every probe shares the link
+ * with the bulk flow. The root qdisc's backlog is sampled meanwhile: it is the queue the probe
+ * waits behind.
+ */
 async function rateRun(ctx: ScenarioContext, link: Link, kind: Kind, target: number, secs: number, round: number): Promise<RateRow> {
   const s = await shape(kind, link, [{ name: 'bulk', mbit: target, port: null }]);
   try {
-    const [flow, rtts] = await Promise.all([iperf(link.topo, 'snd', RCV, PORT_A, secs), pingRtts(link.topo, 'snd', RCV, secs + 1, 1.5)]);
-    // the class's L2 rate: the flow's frames (iperf3's own timing, robust to a slow VM starting
-    // processes late) plus the ping's 98-byte frames both ways out of this device (requests only)
-    const pingMbit = (rtts.length * 98 * 8) / Math.max(1, Math.round(secs + 1 - 1.5)) / 1e6;
-    return row(round, kind, target, flow, rtts, wireMbit(flow) + pingMbit);
+    const flowP = iperf(link.topo, 'snd', RCV, PORT_A, secs);
+    const probeS = Math.max(1, secs - 1.5);
+    const probe = (async () => {
+      await waitFlowing(link.topo, 'snd', link.dev, Math.min(target, 1000) * 0.2, scaledTimeout(5000) / 1000);
+      await new Promise((r) => setTimeout(r, 1000)); // slow start (iperf3 omits it too)
+      const rttP = pingRtts(link.topo, 'snd', RCV, probeS);
+      const backlog = await sampleUntil(rttP, 500, () => qdiscBacklog(link.topo, 'snd', link.dev));
+      return { rtts: await rttP, backlog };
+    })();
+    const [flow, { rtts, backlog }] = await Promise.all([flowP, probe]);
+    // the class's L2 rate: the flow's frames (iperf3's own timing) plus the ping's 98-byte
+    // requests out of this device (the replies come back on the peer's egress, not shaped here)
+    const pingMbit = (rtts.length * 98 * 8) / secs / 1e6; // all inside the flow's measured seconds
+    return { ...row(round, kind, target, flow, rtts, wireMbit(flow) + pingMbit), backlogKB: median(backlog.map((b) => b.bytes)) / 1000, backlogPkts: median(backlog.map((b) => b.packets)) };
   } finally {
     await s.close();
   }
@@ -163,25 +187,35 @@ const scenario: Scenario = {
     ctx.metric('rates', rows);
 
     // ---- two classes competing ----
-    // below the link's ceiling, or the test measures the machine (a TCG VM tops out near 100 Mbit/s)
-    const compTotal = Math.max(10, Math.min(100, Math.floor((ceiling * 0.6) / 10) * 10));
+    // The pair's ceiling: two unshaped flows at once on the same path, in the same round (the
+    // shaped pairs run right after it). A class's absolute rate is judged only where the pair's
+    // targets are below 90% of it, as single rates are; fairness between the classes (each
+    // class's share of its own target) is judged always: it does not depend on the machine.
+    // Under TCG two shaped flows at 60+40 Mbit/s were CPU-starved (both EDT and HTB 15-27%
+    // short while one flow held 100), so an emulated run uses 24+16 Mbit/s.
+    const emulated = timeScale() >= 5;
+    const compTotal = compTotalFor(ceiling, emulated);
     const comp: ClassDef[] = [{ name: 'a', mbit: Math.round(compTotal * 0.6), port: null }, { name: 'b', mbit: Math.round(compTotal * 0.4), port: PORT_B }];
-    const compRows: { round: number; kind: Kind; a: number; b: number; errA: number; errB: number; jain: number }[] = [];
+    const compRows: CompRow[] = [];
+    const pairCeilings: number[] = [];
     for (let round = 0; round < rounds; round++) {
-      for (const kind of kinds.filter((k) => k !== 'tbf')) {
+      ctx.progress.step(`round ${round + 1}/${rounds}: two unshaped flows at once (the pair's ceiling)`);
+      const [ua, ub] = await Promise.all([iperf(t, 'snd', RCV, PORT_A, secs), iperf(t, 'snd', RCV, PORT_B, secs)]);
+      const pairCeiling = wireMbit(ua) + wireMbit(ub);
+      pairCeilings.push(pairCeiling);
+      const order = kinds.filter((k) => k !== 'tbf');
+      for (const kind of round % 2 ? [...order].reverse() : order) {
         ctx.progress.step(`round ${round + 1}/${rounds}: two classes (${comp[0]!.mbit}+${comp[1]!.mbit} Mbit/s) under ${kind}`);
         const s = await shape(kind, link, comp);
         try {
           const [fa, fb] = await Promise.all([iperf(t, 'snd', RCV, PORT_A, secs), iperf(t, 'snd', RCV, PORT_B, secs)]);
-          const sa = wireMbit(fa) / comp[0]!.mbit;
-          const sb = wireMbit(fb) / comp[1]!.mbit;
-          compRows.push({ round, kind, a: wireMbit(fa), b: wireMbit(fb), errA: sa - 1, errB: sb - 1, jain: jain([sa, sb]) });
+          compRows.push(judgePair(round, kind, comp[0]!.mbit, comp[1]!.mbit, wireMbit(fa), wireMbit(fb), pairCeiling));
         } finally {
           await s.close();
         }
       }
     }
-    ctx.metric('competing', { classes: comp, rows: compRows });
+    ctx.metric('competing', { classes: comp, emulated, pairCeilings, rows: compRows });
 
     // ---- a rate changed mid-flow ----
     const changeFrom = Math.max(10, Math.min(100, Math.floor((ceiling * 0.6) / 10) * 10));
@@ -219,13 +253,46 @@ const scenario: Scenario = {
       f.close();
     }
 
-    report(ctx, { rows, kinds, rates, ceiling, comp, compRows, changeFrom, changeTo, changeRows, rounds, secs });
+    // ---- IPv6: the same filter rules by IPv6 CIDR, and an EDT class by IPv6 CIDR ----
+    ctx.progress.step('IPv6: filter counts by IPv6 CIDR; EDT class by IPv6 CIDR');
+    const f6 = TcShaper.start({ dev: link.dev, netns: link.ns, filterOnly: true });
+    try {
+      f6.control.apply(validateConfig({ filters: [{ name: 'icmp6-count', dir: 'both', cidr: `${RCV6}/128`, proto: 'icmpv6', action: 'count' }, { name: 'udp6-drop', dir: 'egress', cidr: 'fd00:16::/64', proto: 'udp', port: 9, action: 'drop' }] }));
+      const pings = 7;
+      const p = await t.exec('snd', 'ping', ['-6', '-n', '-q', '-c', String(pings), '-i', '0.05', RCV6], { reject: false });
+      const udp = 5;
+      for (let i = 0; i < udp; i++) await t.exec('snd', 'bash', ['-c', `printf x > /dev/udp/${RCV6}/9`], { reject: false }).catch(() => {});
+      const st = f6.control.ruleStats();
+      const icmp = Number(st[0]!.packets);
+      const drop = Number(st[1]!.packets);
+      ctx.check(`IPv6 filter count rule (${RCV6}/128, icmpv6): exactly ${2 * pings} packets`, icmp === 2 * pings && p.exitCode === 0, `counted ${icmp}; ping -6 exit ${p.exitCode}`);
+      ctx.check(`IPv6 filter drop rule (fd00:16::/64 udp/9): exactly ${udp} datagrams dropped`, drop === udp && Number(f6.control.globals().filter_drops) === udp, `rule ${drop}, global drops ${f6.control.globals().filter_drops}`);
+      ctx.metric('filters6', { icmpCounted: icmp, udpDropped: drop });
+    } finally {
+      f6.close();
+    }
+    if (fq.ok) {
+      const r6 = Math.max(10, Math.min(50, Math.floor((ceiling * 0.3) / 10) * 10));
+      const s6 = TcShaper.start({ dev: link.dev, netns: link.ns, ingress: false });
+      try {
+        s6.control.apply(validateConfig({ classes: [{ name: 'v6', rate: `${r6}mbit`, match: [{ dst: 'fd00:16::/64' }] }] }));
+        const fl = await iperf(t, 'snd', RCV6, PORT_A, secs);
+        const wire = (fl.mbit * (fl.mss + 86)) / fl.mss; // TCP+timestamps 32, IPv6 40, Ethernet 14
+        const cs = s6.control.classStats()[0]!;
+        ctx.check(`EDT over IPv6: one TCP flow in a class by IPv6 CIDR gets ${r6} Mbit/s within ±3%`, Math.abs(wire / r6 - 1) <= 0.03 && cs.delayed > 0n, `${r2(wire)} Mbit/s (${pct(wire / r6 - 1)}), ${cs.packets} packets classified, ${cs.delayed} delayed`);
+        ctx.metric('ipv6', { target: r6, mbit: wire, goodput: fl.mbit, mss: fl.mss, packets: Number(cs.packets), delayed: Number(cs.delayed) });
+      } finally {
+        s6.close();
+      }
+    }
+
+    report(ctx, { rows, kinds, rates, ceiling, comp, compRows, emulated, changeFrom, changeTo, changeRows, rounds, secs });
   },
 };
 
 function report(
   ctx: ScenarioContext,
-  d: { rows: RateRow[]; kinds: Kind[]; rates: number[]; ceiling: number; comp: ClassDef[]; compRows: { round: number; kind: Kind; a: number; b: number; errA: number; errB: number; jain: number }[]; changeFrom: number; changeTo: number; changeRows: { kind: Kind; before: number; after: number; errBefore: number; errAfter: number; intervals: { end: number; mbit: number }[] }[]; rounds: number; secs: number },
+  d: { rows: RateRow[]; kinds: Kind[]; rates: number[]; ceiling: number; comp: ClassDef[]; compRows: CompRow[]; emulated: boolean; changeFrom: number; changeTo: number; changeRows: { kind: Kind; before: number; after: number; errBefore: number; errAfter: number; intervals: { end: number; mbit: number }[] }[]; rounds: number; secs: number },
 ): void {
   const { rows, kinds, rates, ceiling } = d;
   const med = (k: Kind, r: number, f: (x: RateRow) => number) => median(rows.filter((x) => x.kind === k && x.target === r).map(f));
@@ -233,13 +300,14 @@ function report(
   const table = rates.flatMap((r) =>
     kinds.map((k) => [
       `${r} Mbit/s`, k, r2(med(k, r, (x) => x.mbit)), r2(med(k, r, (x) => x.goodput)), pct(med(k, r, (x) => x.err)), med(k, r, (x) => x.retransmits),
-      r2(med(k, r, (x) => x.rttP50)), r2(med(k, r, (x) => x.rttP99)), r2(med(k, r, (x) => x.cpuPerGbit)),
+      r2(med(k, r, (x) => x.rttP50)), r2(med(k, r, (x) => x.rttP99)), r2(med(k, r, (x) => x.backlogKB ?? NaN)), r2(med(k, r, (x) => x.cpuPerGbit)),
     ]),
   );
   ctx.section(
-    'Per rate: one TCP flow + a ping every 10 ms in the same class',
+    'Per rate: one TCP flow + a ping every 5 ms in the same class',
     { kind: 'text', text: `Medians over ${d.rounds} round(s), ${d.secs} s per flow (first second omitted), configurations interleaved per round in rotated order on the same veth. Achieved = the class's L2 rate (what every shaper here counts): iperf3's receiver goodput × (MSS+66)/MSS plus the ping's 98-byte frames. Unshaped ceiling of this veth in this run: ${Math.round(ceiling)} Mbit/s${rates.some((r) => !reachable(r)) ? ` — targets above 90% of it (${rates.filter((r) => !reachable(r)).join(', ')} Mbit/s) are not judged: the machine, not the shaper, is the limit` : ''}. CPU is iperf3's own process CPU (sender + receiver, softirq charged to them included) per Gbit/s achieved: like-for-like between shapers, not the machine's whole cost. Goal: EDT within ±3% of target; EDT RTT p99 ≤ ½ HTB's.` },
-    { kind: 'table', columns: ['target', 'shaper', 'achieved Mbit/s (wire)', 'iperf3 goodput Mbit/s', 'vs target', 'retransmits', 'RTT p50 ms', 'RTT p99 ms', 'CPU cores per Gbit/s'], rows: table },
+    { kind: 'text', text: 'Latency, like-for-like: the probe (ICMP echo, 98-byte frames) is in the same class as the bulk flow under every shaper, started once the flow is seen on the device and past slow start, ended before it; same veth, same TCP (the kernel default congestion control, unchanged), same probe. Each shaper as a user would configure it: EDT — fq at the root with its defaults, class horizon 2 s; HTB — rate = ceil, default burst, default leaf (pfifo, the veth\'s txqueuelen 1000); TBF — burst 4 ms at the rate (≥140 kB), latency 50 ms. None of these limits is what bounds the queue here: the sampled backlog stays far below each (see the column), because TCP Small Queues caps what one socket has in the qdisc at about two GSO skbs. In one class EDT is a single departure timeline — a FIFO in time — so a probe that lands right behind TCP\'s GSO skbs waits their serialisation time (64 kB is 52 ms at 10 Mbit/s): that is EDT\'s p99. HTB holds that allowance queued all the time, so its probes wait it at p50 too.' },
+    { kind: 'table', columns: ['target', 'shaper', 'achieved Mbit/s (wire)', 'iperf3 goodput Mbit/s', 'vs target', 'retransmits', 'RTT p50 ms', 'RTT p99 ms', 'qdisc backlog KB (median)', 'CPU cores per Gbit/s'], rows: table },
   );
   const hasEdt = kinds.includes('edt');
   for (const r of rates) {
@@ -257,19 +325,28 @@ function report(
       if (ratios.length) {
         const rs = summary(ratios);
         ctx.headline({ name: `edt.rttP99.${r}mbit`, label: `small-packet RTT p99 under EDT at ${r} Mbit/s`, unit: 'ms', better: 'lower', value: median(e.map((x) => x.rttP99)), rounds: e.map((x) => x.rttP99), comparator: { name: 'HTB', value: median(h.map((x) => x.rttP99)), ratio: rs.median, likeForLike: true, note: 'same flow, same class, same veth; ratio per round, then median' }, goal: { op: '<=', target: 0.5, of: 'ratio', verdict: rs.median <= 0.5 ? 'met' : 'not met' } });
+        const r50 = e.map((x, i) => x.rttP50 / (h[i]?.rttP50 ?? NaN)).filter(Number.isFinite);
+        ctx.headline({ name: `edt.rttP50.${r}mbit`, label: `small-packet RTT p50 under EDT at ${r} Mbit/s`, unit: 'ms', better: 'lower', value: median(e.map((x) => x.rttP50)), rounds: e.map((x) => x.rttP50), comparator: { name: 'HTB', value: median(h.map((x) => x.rttP50)), ratio: median(r50), likeForLike: true, note: 'same flow, same class, same veth; ratio per round, then median (no goal: the issue states p99)' } });
         const cr = e.map((x, i) => x.cpuPerGbit / (h[i]?.cpuPerGbit ?? NaN)).filter(Number.isFinite);
         ctx.headline({ name: `edt.cpuPerGbit.${r}mbit`, label: `iperf3 CPU per Gbit/s under EDT at ${r} Mbit/s`, unit: 'cores per Gbit/s', better: 'lower', value: median(e.map((x) => x.cpuPerGbit)), rounds: e.map((x) => x.cpuPerGbit), comparator: { name: 'HTB', value: median(h.map((x) => x.cpuPerGbit)), ratio: median(cr), likeForLike: true, note: "iperf3's process CPU only" } });
       }
     }
   }
-  ctx.section('Two classes competing', { kind: 'text', text: `Class a ${d.comp[0]!.mbit} Mbit/s (everything to the receiver), class b ${d.comp[1]!.mbit} Mbit/s (TCP port ${PORT_B}), one iperf3 flow each at once; rates are goodput × (MSS+66)/MSS, the L2 rate. Fairness: Jain's index of each class's achieved/target (1 = both got the same share of their target). TBF is classless and not in this test.` }, {
-    kind: 'table', columns: ['round', 'shaper', 'a Mbit/s', 'a vs target', 'b Mbit/s', 'b vs target', 'Jain index'],
-    rows: d.compRows.map((c) => [c.round + 1, c.kind, r2(c.a), pct(c.errA), r2(c.b), pct(c.errB), Math.round(c.jain * 1000) / 1000]),
+  const c0 = d.comp[0]!;
+  const c1 = d.comp[1]!;
+  ctx.section('Two classes competing', { kind: 'text', text: `Class a ${c0.mbit} Mbit/s (everything to the receiver), class b ${c1.mbit} Mbit/s (TCP port ${PORT_B}), one iperf3 flow each at once; rates are goodput × (MSS+66)/MSS, the L2 rate.${d.emulated ? ' Emulated machine (TCG): the pair runs at 24+16 Mbit/s at most, where two shaped flows still get the CPU they need (at 60+40 both EDT and HTB fell 15-27% short, reports/20261130-041942-tc-shaping-6.1).' : ''} Each round first measures the pair's ceiling: two unshaped flows at once on the same veth. Judged apart: fairness — each class's achieved/target, their ratio a/b within ±10% of 1 (Jain's index of the two shares alongside), which is the shaper's logic and does not depend on the machine; absolute rate — each class within ±10% of its target, judged only where both targets fit in 90% of the pair's ceiling (as single rates are); and no class more than 5% over its target, always. TBF is classless and not in this test.` }, {
+    kind: 'table', columns: ['round', 'shaper', 'pair ceiling Mbit/s', 'a Mbit/s', 'a vs target', 'b Mbit/s', 'b vs target', 'share ratio a/b', 'Jain index', 'absolute rate'],
+    rows: d.compRows.map((c) => [c.round + 1, c.kind, r2(c.pairCeiling), r2(c.a), pct(c.errA), r2(c.b), pct(c.errB), Math.round(c.shareRatio * 1000) / 1000, Math.round(c.jain * 1000) / 1000, c.absJudged ? (c.absOk ? 'within ±10%' : 'off') : 'not judged (above ceiling)']),
   });
   const ce = d.compRows.filter((c) => c.kind === 'edt');
   if (ce.length) {
+    const fmt = (c: CompRow) => `round ${c.round + 1}: a ${pct(c.errA)}, b ${pct(c.errB)}, a/b share ${Math.round(c.shareRatio * 1000) / 1000}`;
+    ctx.check('EDT: two competing classes share fairly (each class\'s achieved/target within ±10% of the other\'s)', ce.every((c) => c.fairOk), ce.map(fmt).join('; '));
+    ctx.check('EDT: no competing class exceeds its rate by more than 5%', ce.every((c) => c.overOk), ce.map(fmt).join('; '));
+    const judged = ce.filter((c) => c.absJudged);
+    if (judged.length) ctx.check('EDT: two competing classes each get their own rate (±10%) where the pair\'s ceiling allows', judged.every((c) => c.absOk), judged.map((c) => `${fmt(c)}, pair ceiling ${r2(c.pairCeiling)} Mbit/s`).join('; '));
+    else ctx.check('EDT: two competing classes each get their own rate (±10%) — not judged: the machine cannot carry both targets', true, ce.map((c) => `${fmt(c)}; pair ceiling ${r2(c.pairCeiling)} Mbit/s < (${c0.mbit}+${c1.mbit})/0.9`).join('; '));
     const js = ce.map((c) => c.jain);
-    ctx.check('EDT: two competing classes each get their own rate (±10%)', ce.every((c) => Math.abs(c.errA) <= 0.1 && Math.abs(c.errB) <= 0.1), ce.map((c) => `a ${pct(c.errA)}, b ${pct(c.errB)}`).join('; '));
     const s = summary(js);
     ctx.headline({ name: 'edt.fairness', label: 'Jain fairness between two EDT classes', unit: 'index', better: 'higher', value: s.median, rounds: js, spread: { n: s.n, min: s.min, max: s.max, mad: s.mad }, comparator: { name: 'HTB', value: median(d.compRows.filter((c) => c.kind === 'htb').map((c) => c.jain)), likeForLike: true } });
   }

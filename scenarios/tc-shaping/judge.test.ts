@@ -1,0 +1,36 @@
+// The competing-classes verdicts on made-up rates: a slow machine passes fairness and is not
+// judged on absolute rate; every kind of shaping bug still fails.
+import { describe, expect, it } from 'vitest';
+import { compTotalFor, judgePair } from './judge.ts';
+
+const j = (a: number, b: number, ceiling = 800) => judgePair(0, 'edt', 60, 40, a, b, ceiling);
+const verdict = (r: ReturnType<typeof j>) => r.absOk && r.fairOk && r.overOk;
+
+describe('two competing classes', () => {
+  it('on target: every part passes', () => {
+    const r = j(59.5, 39.8);
+    expect(r).toMatchObject({ absJudged: true, absOk: true, fairOk: true, overOk: true });
+    expect(r.jain).toBeGreaterThan(0.999);
+  });
+  it('a machine that cannot carry both (pair ceiling below the targets): absolute rate not judged, fairness still is', () => {
+    const r = j(47.7, 31.9, 84);
+    expect(r.absJudged).toBe(false);
+    expect(verdict(r)).toBe(true);
+    // the same shortfall where the machine could carry them fails
+    expect(verdict(j(47.7, 31.9, 800))).toBe(false);
+  });
+  it('shaping bugs fail even on a slow machine', () => {
+    const slow = 84;
+    expect(verdict(j(40, 60, slow))).toBe(false); // rates swapped
+    expect(verdict(j(30, 30, slow))).toBe(false); // both classes in one 60 Mbit/s class
+    expect(verdict(j(42, 42, slow))).toBe(false); // not shaped: split what the machine gives
+    expect(verdict(j(60, 5, slow))).toBe(false); // one class starved
+    expect(verdict(j(70, 40, slow))).toBe(false); // a class over its rate
+  });
+  it('total rate: 60% of the ceiling, 10-100, at most 40 under emulation', () => {
+    expect(compTotalFor(805, false)).toBe(100);
+    expect(compTotalFor(805, true)).toBe(40);
+    expect(compTotalFor(50, false)).toBe(30);
+    expect(compTotalFor(5, true)).toBe(10);
+  });
+});
