@@ -1,7 +1,9 @@
 // `pnpm lab tc …` as a user runs it: usage errors exit 2 with one line and the fix, expected
 // failures exit 1 with `error: … / fix: …` and no stack trace. Nothing is started (no root needed).
 import { describe, expect, it } from 'vitest';
-import { expectOneError, labCommand } from '../../lab/testing.ts';
+import { execa } from 'execa';
+import { describeRoot, expectOneError, labCommand } from '../../lab/testing.ts';
+import { createTopology } from '../../lab/netns.ts';
 
 const tc = labCommand('tc');
 
@@ -54,4 +56,42 @@ describe('pnpm lab tc: arguments and errors', () => {
       fs.rmSync(f, { force: true });
     }
   }, 60_000);
+});
+
+describeRoot('pnpm lab tc: a running daemon', () => {
+  it('shape start stays up without --metrics-port; filter list shows IPv6 rules and counts real IPv6 packets; shape stop removes it all', async () => {
+    const fs = await import('node:fs');
+    const t = createTopology('tccli');
+    const f = `/tmp/ebpf-lab-tc-cli6-${process.pid}.json`;
+    let daemon: ReturnType<typeof execa> | undefined;
+    try {
+      await t.addNs('a');
+      await t.addNs('b');
+      await t.veth({ ns: 'a', dev: 'ca' }, { ns: 'b', dev: 'cb' });
+      await t.addr('a', 'ca', 'fd00:18::1/64');
+      await t.addr('b', 'cb', 'fd00:18::2/64');
+      await t.neigh('a', 'ca', 'fd00:18::2', await t.mac('b', 'cb'));
+      await t.neigh('b', 'cb', 'fd00:18::1', await t.mac('a', 'ca'));
+      fs.writeFileSync(f, JSON.stringify({ filters: [{ name: 'ping6', dir: 'both', cidr: 'fd00:18::/64', proto: 'icmpv6', action: 'count' }] }));
+      daemon = execa('node', ['--import', 'tsx', 'lab/cli.ts', 'tc', 'shape', 'start', '--dev', 'ca', '--netns', t.ns('a'), '--filter-only', '--instance', 'clitest6', '--config', f], { reject: false });
+      const state = '/run/ebpf-lab/tc/clitest6.json';
+      for (let i = 0; i < 100 && !fs.existsSync(state); i++) await new Promise((r) => setTimeout(r, 100));
+      expect(fs.existsSync(state)).toBe(true);
+      await new Promise((r) => setTimeout(r, 1000)); // still there a second later
+      expect(fs.existsSync(state)).toBe(true);
+      expect((await t.exec('a', 'ping', ['-6', '-n', '-q', '-c', '3', '-i', '0.05', 'fd00:18::2'], { reject: false })).exitCode).toBe(0);
+      const list = await tc('filter', 'list', '--instance', 'clitest6');
+      expect(list.exitCode).toBe(0);
+      expect(list.stdout).toMatch(/^ping6\s+count\s+both fd00:18::\/64 proto icmpv6\s+packets 6 /m);
+      expect((await tc('shape', 'stop', '--instance', 'clitest6')).exitCode).toBe(0);
+      expect((await daemon).exitCode).toBe(0);
+      expect(fs.existsSync(state)).toBe(false);
+      expect(String((await t.exec('a', 'tc', ['filter', 'show', 'dev', 'ca', 'egress'])).stdout)).toBe('');
+    } finally {
+      daemon?.kill('SIGTERM');
+      await daemon;
+      fs.rmSync(f, { force: true });
+      await t.dispose();
+    }
+  }, 90_000);
 });

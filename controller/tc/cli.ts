@@ -77,9 +77,13 @@ async function daemon(p: Args): Promise<number> {
     throw e;
   }
   console.log(`shaping ${dev}${p.values.netns ? ` (netns ${p.values.netns})` : ''}: instance ${p.values.instance}, ${plan.classes.length} class(es), ${plan.rules.length} rule(s)${p.values['metrics-port'] !== undefined ? `, metrics http://127.0.0.1:${p.values['metrics-port']}/metrics` : ''}; Ctrl-C removes everything`);
+  // signal listeners do not keep Node's event loop alive: without --metrics-port nothing else
+  // would, and the daemon would exit (removing everything) right after printing this line
+  const keepAlive = setInterval(() => {}, 1 << 30);
   await new Promise<void>((resolve) => {
     for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(sig, () => resolve());
   });
+  clearInterval(keepAlive);
   server?.close();
   shaper.close();
   return 0;

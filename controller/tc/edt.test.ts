@@ -52,13 +52,14 @@ describeRoot('EDT departure times (BPF_PROG_TEST_RUN)', () => {
   });
 
   it('beyond the horizon: dropped and counted; drops do not take a slot', () => {
-    // 10 ms per 1042-byte frame (833.6 kbit/s), horizon 35 ms: the 1st leaves at once, the 2nd-4th
-    // get slots 10/20/30 ms ahead, every later one would be ≥ 35 ms ahead
-    c.apply(validateConfig({ classes: [{ name: 'h', rate: '833600bit', horizon: '35ms', match: [{ dst: '10.0.0.2/32' }] }] }));
+    // 1 s per 1042-byte frame (8.336 kbit/s), horizon 3.5 s: the 1st leaves at once, the 2nd-4th
+    // get slots 1/2/3 s ahead, every later one would be ≥ 3.5 s ahead. Slots this long leave half a
+    // second for the ten calls, which a TCG guest needs (10 ms slots failed there)
+    c.apply(validateConfig({ classes: [{ name: 'h', rate: '8336bit', horizon: '3500ms', match: [{ dst: '10.0.0.2/32' }] }] }));
     const f = udpFrame('10.0.0.2', 9, 1000);
     const v = Array.from({ length: 10 }, () => send(f));
     expect(v.map((x) => x.verdict)).toEqual([0, 0, 0, 0, 2, 2, 2, 2, 2, 2].map((x) => (x ? TC_ACT_SHOT : TC_ACT_OK)));
-    expect(v[3]!.tstamp - v[1]!.tstamp).toBe(20_000_000n);
+    expect(v[3]!.tstamp - v[1]!.tstamp).toBe(2_000_000_000n);
     const st = c.classStats()[0]!;
     expect([st.packets, st.delayed, st.horizonDrops]).toEqual([10n, 3n, 6n]);
   });

@@ -34,3 +34,20 @@ describe('two competing classes', () => {
     expect(compTotalFor(5, true)).toBe(10);
   });
 });
+
+describe('probe helpers', () => {
+  it('percentile is nearest-rank; Jain is 1 for equal shares and 1/n for one class taking all', async () => {
+    const { percentile, jain, sampleUntil } = await import('./flows.ts');
+    const xs = Array.from({ length: 200 }, (_, i) => i + 1);
+    expect(percentile(xs, 0.5)).toBe(100);
+    expect(percentile(xs, 0.99)).toBe(198);
+    expect(percentile([], 0.99)).toBeNaN();
+    expect(jain([0.8, 0.8])).toBeCloseTo(1, 12);
+    expect(jain([1, 0])).toBeCloseTo(0.5, 12);
+    // sampling stops when the probe ends, and never samples after it
+    let n = 0;
+    const out = await sampleUntil(new Promise((r) => setTimeout(r, 120)), 30, async () => ++n);
+    expect(out.length).toBeGreaterThanOrEqual(2);
+    expect(out.length).toBeLessThanOrEqual(4);
+  });
+});
