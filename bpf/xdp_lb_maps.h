@@ -11,6 +11,13 @@ struct {
 	__type(value, struct vip_meta);
 } vips SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LB_MAX_VIPS);
+	__type(key, __u32);
+	__type(value, struct vip_slot);
+} vip_slots SEC(".maps");
+
 /* addresses that carry at least one VIP: lets us recognise fragments sent to a VIP (no ports) */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
