@@ -1,6 +1,7 @@
 // XDP L4 load balancer, Katran style: VIP lookup → conntrack (LRU) → Maglev ring (map-in-map,
 // swapped whole by the controller) → per VIP either L2 direct server return (rewrite MACs) or
-// IPIP / IP6IP6 encapsulation (prepend an outer IP header, as Katran does), then XDP_TX/redirect.
+// IPIP / IP6IP6 encapsulation (prepend an outer IP header, as Katran does), then out through the
+// backend's own port (devmap) where one is set, else XDP_TX / redirect.
 // An established flow skips the VIP hash: conntrack → VIP slot (array) → backend (array).
 // The control plane (controller/lb/) owns every map; this file only reads them, except
 // conntrack and counters. Split by concern as Katran is: xdp_lb_maps.h (maps, counters),
@@ -105,9 +106,13 @@ static __always_inline int rewrite(struct xdp_md *ctx, void *data, void *data_en
 	return encap(ctx, be, vm->tun_src, p->f.family, p->inner_len);
 }
 
-/* out of the interface it came in on (XDP_TX), or redirected to the backend's */
-static __always_inline int transmit(struct xdp_md *ctx, struct lb_global *g, const struct backend *be)
+/* into the backend's own port (devmap), else out of the interface it came in on (XDP_TX), else
+ * redirected to the backend's interface */
+static __always_inline int transmit(struct xdp_md *ctx, struct lb_global *g, const struct backend *be, __u32 be_id)
 {
+	/* a miss returns the flags' action: XDP_PASS here, which never means "sent" */
+	if (bpf_redirect_map(&backend_ports, be_id, XDP_PASS) == XDP_REDIRECT)
+		return XDP_REDIRECT;
 	if (be->ifindex == ctx->ingress_ifindex)
 		return XDP_TX;
 	long r = bpf_redirect(be->ifindex, 0);
@@ -151,5 +156,5 @@ int xdp_lb(struct xdp_md *ctx)
 	if (rewrite(ctx, data, data_end, vm, be, &p))
 		return VERDICT(g, drop_encap, XDP_DROP);
 	GCOUNT(g, forwarded);
-	return transmit(ctx, g, be);
+	return transmit(ctx, g, be, be_id);
 }

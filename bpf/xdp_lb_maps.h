@@ -51,6 +51,17 @@ struct {
 	__type(value, struct backend);
 } backends SEC(".maps");
 
+/* An egress port per backend, by backend id (a devmap: bpf_redirect_map puts the frame straight
+ * into that port's transmit, bulked per NAPI poll). Empty by default: frames leave by XDP_TX, or by
+ * bpf_redirect to the backend's ifindex. Filled where the LB has a port per backend (the xdp-lb
+ * bench's "devmap" configuration); devmap entries may name devices of another network namespace. */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP);
+	__uint(max_entries, LB_DEFAULT_BACKENDS);
+	__type(key, __u32);
+	__type(value, __u32);
+} backend_ports SEC(".maps");
+
 /* One hash table, per-CPU LRU lists (BPF_F_NO_COMMON_LRU): no cross-CPU lock on eviction, yet a
  * flow that moves CPU (veth picks the sender's CPU) still finds its entry. */
 struct {

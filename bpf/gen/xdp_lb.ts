@@ -118,6 +118,7 @@ export interface XdpLbShape {
     vip_addrs: { key: Uint8Array; value: number };
     rings: { key: number; value: number };
     backends: { key: number; value: backend };
+    backend_ports: { key: number; value: number };
     stats: { key: number; value: lb_stats };
     global_stats: { key: number; value: lb_global };
   };
@@ -138,6 +139,7 @@ export const xdpLb = defineSkeleton<XdpLbShape>({
     vip_addrs: { type: MapType.HASH, keySize: 16, valueSize: 4 },
     rings: { type: MapType.ARRAY_OF_MAPS, keySize: 4, valueSize: 4 },
     backends: { type: MapType.ARRAY, keySize: 4, valueSize: 44 },
+    backend_ports: { type: MapType.DEVMAP, keySize: 4, valueSize: 4 },
     stats: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 40 },
     global_stats: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 112 },
   },

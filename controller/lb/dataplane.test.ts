@@ -8,7 +8,7 @@ import { flowHash } from './flowhash.ts';
 import { EMPTY_SLOT, maglevTable } from './maglev.ts';
 
 
-const XDP_DROP = 1, XDP_PASS = 2, XDP_TX = 3;
+const XDP_DROP = 1, XDP_PASS = 2, XDP_TX = 3, XDP_REDIRECT = 4;
 const SRC_MAC = Buffer.from('02aaaaaaaaaa', 'hex');
 const LB_MAC = Buffer.from('02bbbbbbbbbb', 'hex');
 const BMACS = [0, 1, 2].map((i) => Buffer.from(`02000000000${i + 1}`, 'hex'));
@@ -314,6 +314,21 @@ describeRoot('xdp_lb packet fixtures (BPF_PROG_TEST_RUN)', () => {
       dp.deleteVip(key);
       dp.clearRing(10);
     }
+  });
+
+  it('a backend with its own port (devmap entry) is redirected into it, MACs rewritten; without one, XDP_TX', () => {
+    const sport = 42000;
+    const pkt = ipv4(CLIENT4, VIP4, 17, l4(17, sport, 53));
+    const b = expected(1, CLIENT4, sport, 53, 17);
+    dp.setBackendPort(b, 1);
+    try {
+      const r = run(pkt);
+      expect(r.retval).toBe(XDP_REDIRECT);
+      expect(r.dataOut.subarray(0, 6).equals(BMACS[b]!)).toBe(true);
+    } finally {
+      dp.setBackendPort(b, null);
+    }
+    expect(run(pkt).retval).toBe(XDP_TX);
   });
 
   it('non-VIP traffic passes untouched', () => {

@@ -17,7 +17,7 @@ export const BE_DOWN = 4;
 const BPF_F_INNER_MAP = 1 << 12;
 
 /** maps whose contents must survive a controller restart */
-const PINNED: readonly (keyof XdpLbShape['maps'])[] = ['vips', 'vip_slots', 'vip_addrs', 'rings', 'backends', 'conntrack', 'stats', 'global_stats'];
+const PINNED: readonly (keyof XdpLbShape['maps'])[] = ['vips', 'vip_slots', 'vip_addrs', 'rings', 'backends', 'backend_ports', 'conntrack', 'stats', 'global_stats'];
 
 export interface DataplaneOptions {
   pinDir: string;
@@ -35,6 +35,8 @@ export class Dataplane implements Disposable {
   readonly vipAddrs: BpfMap<Uint8Array, number>;
   readonly rings: BpfMap<number, number>;
   readonly backends: BpfMap<number, backend>;
+  /** backend id → its own egress port (devmap; empty unless set with setBackendPort) */
+  readonly backendPorts: BpfMap<number, number>;
   readonly conntrack: BpfMap<flow_key, ct_value>;
   readonly stats: BpfMap<number, lb_stats>;
   readonly global: BpfMap<number, lb_global>;
@@ -55,6 +57,7 @@ export class Dataplane implements Disposable {
     this.vipAddrs = m.vip_addrs;
     this.rings = m.rings;
     this.backends = m.backends;
+    this.backendPorts = m.backend_ports;
     this.conntrack = m.conntrack;
     this.stats = m.stats;
     this.global = m.global_stats;
@@ -83,7 +86,7 @@ export class Dataplane implements Disposable {
         // libbpf reuses a compatible pinned map at this path, or creates and pins a new one
         for (const m of PINNED) obj.setPinPath(m, path.join(opts.pinDir, m));
       }
-      obj.load({ maxEntries: { conntrack: opts.conntrackEntries ?? 262144, backends, stats: MAX_VIPS + backends } });
+      obj.load({ maxEntries: { conntrack: opts.conntrackEntries ?? 262144, backends, backend_ports: backends, stats: MAX_VIPS + backends } });
     } catch (e) {
       obj.close();
       throw e;
@@ -140,6 +143,16 @@ export class Dataplane implements Disposable {
     this.vips.delete(k);
   }
 
+  /**
+   * Send backend `id`'s frames straight into the device `ifindex` (bpf_redirect_map), or clear
+   * that (null). The ifindex is resolved in the calling thread's network namespace, so a port in
+   * another namespace is set from inside it (withNetns).
+   */
+  setBackendPort(id: number, ifindex: number | null): void {
+    if (ifindex === null) this.backendPorts.delete(id);
+    else this.backendPorts.set(id, ifindex);
+  }
+
   /** Build a new ring map, fill it, then swap it in with one pointer update. */
   swapRing(vipId: number, table: Uint32Array): void {
     const inner = BpfMap.create<number, number>({ type: MapType.ARRAY, name: 'lb_ring', keySize: 4, valueSize: 4, maxEntries: table.length, flags: BPF_F_INNER_MAP });
@@ -191,7 +204,7 @@ export class Dataplane implements Disposable {
   /** bytes the kernel charges for this LB's maps (fdinfo memlock) */
   mapMemory(): number {
     let total = 0;
-    for (const m of [this.vips, this.vipSlots, this.vipAddrs, this.rings, this.backends, this.conntrack, this.stats, this.global]) {
+    for (const m of [this.vips, this.vipSlots, this.vipAddrs, this.backendPorts, this.rings, this.backends, this.conntrack, this.stats, this.global]) {
       try {
         const t = fs.readFileSync(`/proc/self/fdinfo/${m.fd}`, 'utf8');
         total += Number(t.match(/memlock:\s+(\d+)/)?.[1] ?? 0);
