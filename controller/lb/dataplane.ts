@@ -17,7 +17,10 @@ export const BE_DOWN = 4;
 const BPF_F_INNER_MAP = 1 << 12;
 
 /** maps whose contents must survive a controller restart */
-const PINNED: readonly (keyof XdpLbShape['maps'])[] = ['vips', 'vip_slots', 'vip_addrs', 'rings', 'backends', 'backend_ports', 'conntrack', 'stats', 'global_stats'];
+const PINNED: readonly (keyof XdpLbShape['maps'])[] = ['vips', 'vip_slots', 'vip_addrs', 'rings', 'backends', 'conntrack', 'stats', 'global_stats'];
+/** pinned by hand: the kernel adds BPF_F_RDONLY_PROG to a devmap's flags, so libbpf's pin-path
+ * reuse finds a "parameter mismatch" with its own pin; reused by fd instead */
+const PINNED_DEVMAP = 'backend_ports';
 
 export interface DataplaneOptions {
   pinDir: string;
@@ -86,7 +89,10 @@ export class Dataplane implements Disposable {
         // libbpf reuses a compatible pinned map at this path, or creates and pins a new one
         for (const m of PINNED) obj.setPinPath(m, path.join(opts.pinDir, m));
       }
-      obj.load({ maxEntries: { conntrack: opts.conntrackEntries ?? 262144, backends, backend_ports: backends, stats: MAX_VIPS + backends } });
+      const devmapPin = path.join(opts.pinDir, PINNED_DEVMAP);
+      const reuse = !opts.noPin && fs.existsSync(devmapPin);
+      obj.load({ maxEntries: { conntrack: opts.conntrackEntries ?? 262144, backends, backend_ports: backends, stats: MAX_VIPS + backends }, ...(reuse ? { reuseMaps: { [PINNED_DEVMAP]: devmapPin } } : {}) });
+      if (!opts.noPin && !reuse) skel.maps.backend_ports.pin(devmapPin);
     } catch (e) {
       obj.close();
       throw e;
@@ -237,7 +243,7 @@ export class Dataplane implements Disposable {
       this.link.close();
     }
     fs.rmSync(this.linkPin, { force: true });
-    for (const m of PINNED) fs.rmSync(path.join(this.pinDir, m), { force: true });
+    for (const m of [...PINNED, PINNED_DEVMAP]) fs.rmSync(path.join(this.pinDir, m), { force: true });
     this.obj.close();
     removePinDir(this.pinDir);
   }

@@ -51,6 +51,12 @@ export interface LbTopology {
   /** attach xdp_sink to the bridge port facing the LB (needed to receive XDP_TX'd frames) */
   attachPeer(): void;
   detachPeer(): void;
+  /** ifindex of each backend's bridge port (pbN in "fabric"): the devmap path's egress ports */
+  backendPorts(): Promise<number[]>;
+  /** attach xdp_sink to every backend's eth0: a veth receives frames redirected into its peer
+   * (the devmap path) only when it runs an XDP program */
+  attachBackendSinks(): void;
+  detachBackendSinks(): void;
   dispose(): Promise<void>;
 }
 
@@ -108,6 +114,7 @@ export async function buildTopology(opts: { prefix: string; backends: number; lo
     // the bridge port facing the LB receives XDP_TX'd frames: it needs an XDP program of its own.
     // The proxies do not need it, and it changes the veth's receive path, so it is optional.
     let peerLink: Link | null = null;
+    let backendLinks: Link[] = [];
     const t: LbTopology = {
       topo, n, dir, macs, fabricLbIfindex, helpers,
       attachPeer() {
@@ -117,8 +124,25 @@ export async function buildTopology(opts: { prefix: string; backends: number; lo
         peerLink?.close();
         peerLink = null;
       },
+      async backendPorts() {
+        return Promise.all(Array.from({ length: n }, (_, i) => topo.ifindex('fabric', `pb${i + 1}`)));
+      },
+      attachBackendSinks() {
+        if (backendLinks.length) return;
+        try {
+          for (let i = 0; i < n; i++) backendLinks.push(withNetns(topo.ns(`b${i + 1}`), () => attachXdp(helpers.programs.xdp_sink, 'eth0')));
+        } catch (e) {
+          t.detachBackendSinks();
+          throw e;
+        }
+      },
+      detachBackendSinks() {
+        for (const l of backendLinks) l.close();
+        backendLinks = [];
+      },
       async dispose() {
         try {
+          for (const l of backendLinks) l.close();
           peerLink?.close();
           helpers.close();
         } finally {
