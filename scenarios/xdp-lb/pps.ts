@@ -99,7 +99,7 @@ const LABEL: Record<(typeof CONFIGS)[number], string> = {
   lbDevmap: 'XDP LB, devmap path into the backend\'s port (counted at the backend)',
 };
 
-export async function forwardingRates(ctx: ScenarioContext, t: LbTopology, d: Daemon, o: { frames: number; rounds: number }): Promise<PpsResult> {
+export async function forwardingRates(ctx: ScenarioContext, t: LbTopology, d: Daemon, o: { frames: number; rounds: number; threadedNapi?: boolean }): Promise<PpsResult> {
   ctx.progress.step(`UDP 64-byte frames on the LB veth: XDP_DROP ceiling, XDP_TX and devmap paths, alone and with the LB (${o.rounds} alternating rounds × ${o.frames} frames)`);
   const st = await d.api.state();
   const local = await Dataplane.open({ pinDir: st.pinDir }); // same pinned maps
@@ -116,6 +116,7 @@ export async function forwardingRates(ctx: ScenarioContext, t: LbTopology, d: Da
     t.attachPeer();
     t.attachBackendSinks();
     withNetns(t.topo.ns('fabric'), () => t.helpers.maps.bench_ports.set(0, ports[0]!));
+    if (o.threadedNapi) await t.setThreadedNapi(true);
     // live-frame test runs (BPF_F_TEST_XDP_LIVE_FRAMES) arrived in 5.18: an older kernel runs the
     // generator without sending anything, so probe with a few frames before measuring
     lbLink.update(h.xdp_drop.ptr);
@@ -146,20 +147,21 @@ export async function forwardingRates(ctx: ScenarioContext, t: LbTopology, d: Da
     }
   } finally {
     lbLink.update(local.prog.ptr);
+    if (o.threadedNapi) await t.setThreadedNapi(false);
     await setBackendPorts(t, d, false).catch(() => 0);
     sinkMap.set(0, { udp_port: 0, pad: 0, pad2: 0 });
     t.detachBackendSinks();
     lbLink.close(); // the pin keeps the attachment
     local.close();
   }
-  report(ctx, out, o.frames);
+  report(ctx, out, o.frames, !!o.threadedNapi);
   return out;
 }
 
 const r2 = (x: number) => Math.round(x * 100) / 100;
 const pct = (x: number) => (Number.isFinite(x) ? `${Math.round(x * 100)}%` : 'n/a');
 
-function report(ctx: ScenarioContext, r: PpsResult, frames: number): void {
+function report(ctx: ScenarioContext, r: PpsResult, frames: number, threaded: boolean): void {
   if (!r.live) {
     ctx.section('UDP small packets: forwarding vs the ceilings', { kind: 'text', text: `Not measured on ${ctx.kernel.release}: the generator needs live-frame test runs (BPF_F_TEST_XDP_LIVE_FRAMES, Linux 5.18+).` });
     return;
@@ -183,12 +185,12 @@ function report(ctx: ScenarioContext, r: PpsResult, frames: number): void {
   const med = (xs: number[]) => spreadOf(xs).median;
   const ns = r.programNs;
   ctx.metric('pps', {
-    rounds: r.rounds, framesPerRun: frames, frameBytes: 60, programNsPerFrameTestRun: ns,
+    napi: threaded ? 'threaded' : 'softirq', rounds: r.rounds, framesPerRun: frames, frameBytes: 60, programNsPerFrameTestRun: ns,
     medianPps: Object.fromEntries(CONFIGS.map((c) => [c, med(col(c))])),
     ratios: Object.fromEntries(goals.map(([k, a, b]) => [k, med(ratio(a, b))])),
   });
   ctx.section('UDP small packets: forwarding vs the ceilings',
-    { kind: 'text', text: `Generator: BPF_PROG_TEST_RUN with live frames in the bridge namespace, redirecting a 64-byte UDP frame (one flow, an established one for the LB) into the LB veth lb0; everything runs in the generator's softirq on one CPU. Per round the program on lb0's link alternates (BPF_LINK_UPDATE) through the five configurations below, ${frames} frames each. Rates count frames the receiving program saw per second of generator time. On veth a forwarded frame is received twice (lb0, then the receiver, each a NAPI poll and an XDP run) and a dropped one once, so the "only" rows are the structural limit of each path and LB ÷ "only" is the LB logic's own cost. The devmap path writes a backend_ports entry per backend (its bridge port pbN) and counts at the backends' eth0.` },
+    { kind: 'text', text: `Generator: BPF_PROG_TEST_RUN with live frames in the bridge namespace, redirecting a 64-byte UDP frame (one flow, an established one for the LB) into the LB veth lb0; ${threaded ? 'NAPI threaded (--napi threaded) on lb0, the bridge port facing it and the backends\' eth0: each receive runs in its own kernel thread, free to use the other CPU.' : 'everything runs in the generator\'s softirq on one CPU (NAPI not threaded; --napi threaded moves receives to kernel threads).'} Per round the program on lb0's link alternates (BPF_LINK_UPDATE) through the five configurations below, ${frames} frames each. Rates count frames the receiving program saw per second of generator time. On veth a forwarded frame is received twice (lb0, then the receiver, each a NAPI poll and an XDP run) and a dropped one once, so the "only" rows are the structural limit of each path and LB ÷ "only" is the LB logic's own cost. The devmap path writes a backend_ports entry per backend (its bridge port pbN) and counts at the backends' eth0.` },
     { kind: 'table', columns: ['configuration', 'Mpps (median)', 'rounds', 'ns/frame (median)'],
       rows: CONFIGS.map((c) => [LABEL[c], r2(med(col(c)) / 1e6), col(c).map((x) => (x / 1e6).toFixed(2)).join(', '), Math.round(1e9 / med(col(c)))]) },
     { kind: 'table', columns: ['ratio (per round, then median)', 'goal', 'median', 'rounds', 'result'],

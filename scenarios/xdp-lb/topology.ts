@@ -57,6 +57,9 @@ export interface LbTopology {
    * (the devmap path) only when it runs an XDP program */
   attachBackendSinks(): void;
   detachBackendSinks(): void;
+  /** NAPI in kernel threads (sysfs `threaded`) on every veth end the pps section receives on
+   * (lb0, the bridge port facing it, the backends' eth0), so receives can run on another CPU */
+  setThreadedNapi(on: boolean): Promise<void>;
   dispose(): Promise<void>;
 }
 
@@ -139,6 +142,11 @@ export async function buildTopology(opts: { prefix: string; backends: number; lo
       detachBackendSinks() {
         for (const l of backendLinks) l.close();
         backendLinks = [];
+      },
+      async setThreadedNapi(on) {
+        // sysfs shows the namespace of whoever mounted it: `ip netns exec` mounts the namespace's own
+        const devs: [string, string][] = [['lb', 'lb0'], ['fabric', 'plb'], ...Array.from({ length: n }, (_, i): [string, string] => [`b${i + 1}`, 'eth0'])];
+        for (const [role, dev] of devs) await execa('ip', ['netns', 'exec', topo.ns(role), 'sh', '-c', `echo ${on ? 1 : 0} > /sys/class/net/${dev}/threaded`]);
       },
       async dispose() {
         try {
