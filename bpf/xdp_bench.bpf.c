@@ -92,3 +92,18 @@ int xdp_gen(struct xdp_md *ctx)
 {
 	return bpf_redirect(gen_ifindex, 0);
 }
+
+/* the forwarding ceiling of the devmap path: every frame redirected into port 0 of bench_ports
+ * (a backend's own port), what the LB does with backend_ports minus the LB */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} bench_ports SEC(".maps");
+
+SEC("xdp")
+int xdp_redirect_port(struct xdp_md *ctx)
+{
+	return bpf_redirect_map(&bench_ports, 0, XDP_DROP);
+}

@@ -1,6 +1,8 @@
 // XDP L4 load balancer, Katran style: VIP lookup → conntrack (LRU) → Maglev ring (map-in-map,
 // swapped whole by the controller) → per VIP either L2 direct server return (rewrite MACs) or
-// IPIP / IP6IP6 encapsulation (prepend an outer IP header, as Katran does), then XDP_TX/redirect.
+// IPIP / IP6IP6 encapsulation (prepend an outer IP header, as Katran does), then out through the
+// backend's own port (devmap) where one is set, else XDP_TX / redirect.
+// An established flow skips the VIP hash: conntrack → VIP slot (array) → backend (array).
 // The control plane (controller/lb/) owns every map; this file only reads them, except
 // conntrack and counters. Split by concern as Katran is: xdp_lb_maps.h (maps, counters),
 // xdp_lb_parse.h (headers → flow), xdp_lb_hash.h (ring index), xdp_lb_encap.h (DSR, IPIP),
@@ -29,13 +31,37 @@ static __always_inline struct backend *active_backend(__u32 *be_id)
 	return be && (be->flags & LB_BE_F_ACTIVE) ? be : NULL;
 }
 
-/* Conntrack first, so an established flow keeps its backend when the ring changes; else the
- * VIP's Maglev ring, and the choice is remembered (not for ICMP errors: they start no flow).
- * NULL: no backend, counted; the frame is dropped. */
-static __always_inline struct backend *pick_backend(struct lb_global *g, const struct vip_meta *vm, const struct lb_pkt *p, __u32 *be_id, int *hit)
+static __always_inline int vip_is(const struct vip_key *k, const struct flow_key *f)
+{
+	return addr_eq(k->addr, f->dst) && k->port == f->dport && k->proto == f->proto && k->family == f->family;
+}
+
+/*
+ * The fast path for an established flow: one hash lookup (conntrack), then array reads only.
+ * The entry names the VIP slot and the backend; the slot must still hold the VIP this packet is
+ * addressed to (a removed VIP whose slot was reused does not match) and the backend must be
+ * present and belong to that slot. NULL sends the packet down the slow path (VIP hash, ring).
+ */
+static __always_inline struct vip_meta *established(const struct ct_value *ct, const struct lb_pkt *p, struct backend **be, __u32 *be_id)
+{
+	__u32 vip_id = ct->vip_id;
+	struct vip_slot *vs = bpf_map_lookup_elem(&vip_slots, &vip_id);
+	if (!vs || !(vs->meta.flags & LB_VIP_F_ACTIVE) || !vip_is(&vs->key, &p->f))
+		return NULL;
+	*be_id = ct->backend_id;
+	struct backend *b = active_backend(be_id);
+	if (!b || b->vip_id != vip_id)
+		return NULL;
+	*be = b;
+	return &vs->meta;
+}
+
+/* The slow path: a conntrack entry that still names an active backend of this VIP keeps it (the
+ * ring may have changed since); else the VIP's Maglev ring, and the choice is remembered (not
+ * for ICMP errors: they start no flow). NULL: no backend, counted; the frame is dropped. */
+static __always_inline struct backend *pick_backend(struct lb_global *g, const struct vip_meta *vm, const struct lb_pkt *p, const struct ct_value *ct, __u32 *be_id, int *hit)
 {
 	__u32 vip_id = vm->vip_id;
-	struct ct_value *ct = p->is_syn ? NULL : bpf_map_lookup_elem(&conntrack, &p->f);
 	if (ct && ct->vip_id == vip_id) {
 		*be_id = ct->backend_id;
 		struct backend *be = active_backend(be_id);
@@ -80,9 +106,13 @@ static __always_inline int rewrite(struct xdp_md *ctx, void *data, void *data_en
 	return encap(ctx, be, vm->tun_src, p->f.family, p->inner_len);
 }
 
-/* out of the interface it came in on (XDP_TX), or redirected to the backend's */
-static __always_inline int transmit(struct xdp_md *ctx, struct lb_global *g, const struct backend *be)
+/* into the backend's own port (devmap), else out of the interface it came in on (XDP_TX), else
+ * redirected to the backend's interface */
+static __always_inline int transmit(struct xdp_md *ctx, struct lb_global *g, const struct backend *be, __u32 be_id)
 {
+	/* a miss returns the flags' action: XDP_PASS here, which never means "sent" */
+	if (bpf_redirect_map(&backend_ports, be_id, XDP_PASS) == XDP_REDIRECT)
+		return XDP_REDIRECT;
 	if (be->ifindex == ctx->ingress_ifindex)
 		return XDP_TX;
 	long r = bpf_redirect(be->ifindex, 0);
@@ -107,13 +137,18 @@ int xdp_lb(struct xdp_md *ctx)
 		return act;
 	if ((act = parse_l4(data_end, g, &p)) != LB_CONTINUE)
 		return act;
-	struct vip_meta *vm = lookup_vip(&p.f);
-	if (!vm)
+	/* conntrack before the VIP table: an established flow costs one hash lookup, not two; a
+	 * SYN always goes to the ring (a new connection over a stale entry is a new flow) */
+	struct ct_value *ct = p.is_syn ? NULL : bpf_map_lookup_elem(&conntrack, &p.f);
+	struct backend *be = NULL;
+	struct vip_meta *vm = ct ? established(ct, &p, &be, &be_id) : NULL;
+	if (!vm && !(vm = lookup_vip(&p.f)))
 		return VERDICT(g, pass_non_vip, XDP_PASS);
 	if ((act = check_l4(data_end, g, &p)) != LB_CONTINUE)
 		return act;
-	struct backend *be = pick_backend(g, vm, &p, &be_id, &hit);
-	if (!be)
+	if (be)
+		hit = 1;
+	else if (!(be = pick_backend(g, vm, &p, ct, &be_id, &hit)))
 		return XDP_DROP;
 	count_flow(vm->vip_id, be_id, data_end - data, hit, p.is_icmp);
 	if (p.is_icmp)
@@ -121,5 +156,5 @@ int xdp_lb(struct xdp_md *ctx)
 	if (rewrite(ctx, data, data_end, vm, be, &p))
 		return VERDICT(g, drop_encap, XDP_DROP);
 	GCOUNT(g, forwarded);
-	return transmit(ctx, g, be);
+	return transmit(ctx, g, be, be_id);
 }

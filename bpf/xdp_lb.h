@@ -46,6 +46,15 @@ struct vip_meta {
 	__u8 tun_src[16]; /* LB_FWD_IPIP: outer source address, same family as the VIP */
 };
 
+/* vip_meta by vip_id, with the key it belongs to: the established-flow fast path finds its VIP
+ * from the conntrack entry (an array lookup, no hashing) and proves it is still the same VIP by
+ * comparing the key with the packet's destination. The controller writes it with the vips
+ * entry (controller/lb/dataplane.ts setVip/deleteVip); meta.flags 0 = no VIP in this slot. */
+struct vip_slot {
+	struct vip_key key;
+	struct vip_meta meta;
+};
+
 /* One backend slot; indexed by backend id in the backends array. The control plane keeps its
  * whole model here (address, port, weight, vip), so a restarted controller rebuilds from maps. */
 struct backend {

@@ -11,6 +11,13 @@ struct {
 	__type(value, struct vip_meta);
 } vips SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LB_MAX_VIPS);
+	__type(key, __u32);
+	__type(value, struct vip_slot);
+} vip_slots SEC(".maps");
+
 /* addresses that carry at least one VIP: lets us recognise fragments sent to a VIP (no ports) */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -43,6 +50,17 @@ struct {
 	__type(key, __u32);
 	__type(value, struct backend);
 } backends SEC(".maps");
+
+/* An egress port per backend, by backend id (a devmap: bpf_redirect_map puts the frame straight
+ * into that port's transmit, bulked per NAPI poll). Empty by default: frames leave by XDP_TX, or by
+ * bpf_redirect to the backend's ifindex. Filled where the LB has a port per backend (the xdp-lb
+ * bench's "devmap" configuration); devmap entries may name devices of another network namespace. */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP);
+	__uint(max_entries, LB_DEFAULT_BACKENDS);
+	__type(key, __u32);
+	__type(value, __u32);
+} backend_ports SEC(".maps");
 
 /* One hash table, per-CPU LRU lists (BPF_F_NO_COMMON_LRU): no cross-CPU lock on eviction, yet a
  * flow that moves CPU (veth picks the sender's CPU) still finds its entry. */

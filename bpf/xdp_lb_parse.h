@@ -167,10 +167,15 @@ static __always_inline int parse_l4(void *data_end, struct lb_global *g, struct 
 	}
 	p->f.sport = *(__u16 *)l4;
 	p->f.dport = *(__u16 *)(l4 + 2);
+	/* a SYN is known before conntrack is asked (it skips the lookup); a cut TCP header is judged
+	 * later by check_l4, once we know whether the frame is VIP traffic */
+	struct tcphdr *th = l4;
+	if (p->f.proto == IPPROTO_TCP_ && (void *)(th + 1) <= data_end)
+		p->is_syn = th->syn && !th->ack;
 	return LB_CONTINUE;
 }
 
-/* VIP traffic: the whole TCP/UDP header must be there; note a SYN */
+/* VIP traffic: the whole TCP/UDP header must be there */
 static __always_inline int check_l4(void *data_end, struct lb_global *g, struct lb_pkt *p)
 {
 	if (p->is_icmp)
@@ -179,7 +184,6 @@ static __always_inline int check_l4(void *data_end, struct lb_global *g, struct 
 		struct tcphdr *th = p->l4;
 		if ((void *)(th + 1) > data_end)
 			return VERDICT(g, drop_truncated_l4, XDP_DROP);
-		p->is_syn = th->syn && !th->ack;
 	} else if (p->l4 + sizeof(struct udphdr) > data_end) {
 		return VERDICT(g, drop_truncated_l4, XDP_DROP);
 	}

@@ -16,8 +16,9 @@ export interface XdpBenchShape {
     sink_config: { key: number; value: sink_cfg };
     sink_count: { key: number; value: bigint };
     drop_count: { key: number; value: bigint };
+    bench_ports: { key: number; value: number };
   };
-  programs: 'xdp_pass' | 'xdp_sink' | 'xdp_drop' | 'xdp_tx' | 'xdp_gen';
+  programs: 'xdp_pass' | 'xdp_sink' | 'xdp_drop' | 'xdp_tx' | 'xdp_gen' | 'xdp_redirect_port';
   rodata: {
     gen_ifindex: number;
   };
@@ -33,8 +34,9 @@ export const xdpBench = defineSkeleton<XdpBenchShape>({
     sink_config: { type: MapType.ARRAY, keySize: 4, valueSize: 8 },
     sink_count: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 8 },
     drop_count: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 8 },
+    bench_ports: { type: MapType.DEVMAP, keySize: 4, valueSize: 4 },
   },
-  programs: ['xdp_pass', 'xdp_sink', 'xdp_drop', 'xdp_tx', 'xdp_gen'],
+  programs: ['xdp_pass', 'xdp_sink', 'xdp_drop', 'xdp_tx', 'xdp_gen', 'xdp_redirect_port'],
   rodata: ['gen_ifindex'],
   bss: [],
 });

@@ -2,6 +2,25 @@
 // change the C struct in bpf/ and rebuild.
 import { MapType, defineSkeleton, type Skeleton } from '../../controller/libbpf/index.ts';
 
+/** struct flow_key: 40 bytes */
+export interface flow_key {
+  src: Uint8Array;
+  dst: Uint8Array;
+  sport: number;
+  dport: number;
+  proto: number;
+  family: number;
+  pad: number;
+}
+export const flow_key_size = 40;
+
+/** struct ct_value: 8 bytes */
+export interface ct_value {
+  backend_id: number;
+  vip_id: number;
+}
+export const ct_value_size = 8;
+
 /** struct vip_key: 20 bytes */
 export interface vip_key {
   addr: Uint8Array;
@@ -21,6 +40,21 @@ export interface vip_meta {
   tun_src: Uint8Array;
 }
 export const vip_meta_size = 36;
+
+/** struct vip_slot: 56 bytes */
+export interface vip_slot {
+  key: { addr: Uint8Array;
+  port: number;
+  proto: number;
+  family: number };
+  meta: { vip_id: number;
+  ring_size: number;
+  flags: number;
+  generation: number;
+  fwd: number;
+  tun_src: Uint8Array };
+}
+export const vip_slot_size = 56;
 
 /** struct lb_ring: 40 bytes */
 export interface lb_ring {
@@ -45,25 +79,6 @@ export interface backend {
   weight: number;
 }
 export const backend_size = 44;
-
-/** struct flow_key: 40 bytes */
-export interface flow_key {
-  src: Uint8Array;
-  dst: Uint8Array;
-  sport: number;
-  dport: number;
-  proto: number;
-  family: number;
-  pad: number;
-}
-export const flow_key_size = 40;
-
-/** struct ct_value: 8 bytes */
-export interface ct_value {
-  backend_id: number;
-  vip_id: number;
-}
-export const ct_value_size = 8;
 
 /** struct lb_stats: 40 bytes */
 export interface lb_stats {
@@ -97,11 +112,13 @@ export const lb_global_size = 112;
 // --- skeleton: maps, programs and globals of xdp_lb.bpf.o, typed ---
 export interface XdpLbShape {
   maps: {
+    conntrack: { key: flow_key; value: ct_value };
     vips: { key: vip_key; value: vip_meta };
+    vip_slots: { key: number; value: vip_slot };
     vip_addrs: { key: Uint8Array; value: number };
     rings: { key: number; value: number };
     backends: { key: number; value: backend };
-    conntrack: { key: flow_key; value: ct_value };
+    backend_ports: { key: number; value: number };
     stats: { key: number; value: lb_stats };
     global_stats: { key: number; value: lb_global };
   };
@@ -116,11 +133,13 @@ export type XdpLb = Skeleton<XdpLbShape>;
 export const xdpLb = defineSkeleton<XdpLbShape>({
   object: 'xdp_lb',
   maps: {
+    conntrack: { type: MapType.LRU_HASH, keySize: 40, valueSize: 8 },
     vips: { type: MapType.HASH, keySize: 20, valueSize: 36 },
+    vip_slots: { type: MapType.ARRAY, keySize: 4, valueSize: 56 },
     vip_addrs: { type: MapType.HASH, keySize: 16, valueSize: 4 },
     rings: { type: MapType.ARRAY_OF_MAPS, keySize: 4, valueSize: 4 },
     backends: { type: MapType.ARRAY, keySize: 4, valueSize: 44 },
-    conntrack: { type: MapType.LRU_HASH, keySize: 40, valueSize: 8 },
+    backend_ports: { type: MapType.DEVMAP, keySize: 4, valueSize: 4 },
     stats: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 40 },
     global_stats: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 112 },
   },

@@ -32,6 +32,7 @@ function json(v: unknown): string {
 function dump(c: LbController): string {
   const dp = c.dp;
   const vips = [...dp.vips.entries()].map((e) => json(e)).sort();
+  const slots = json(dp.vipSlots.lookupBatch(64));
   const addrs = [...dp.vipAddrs.entries()].map((e) => json(e)).sort();
   const backends = json(dp.backends.lookupBatch(4096));
   const rings: string[] = [];
@@ -39,7 +40,7 @@ function dump(c: LbController): string {
     const id = dp.rings.innerId(s);
     if (id) rings.push(`${s}:${id}:${Buffer.from(dp.readRing(s)!.buffer).toString('base64')}`);
   }
-  return [vips.join('\n'), addrs.join('\n'), backends, rings.join('\n')].join('\n--\n');
+  return [vips.join('\n'), slots, addrs.join('\n'), backends, rings.join('\n')].join('\n--\n');
 }
 
 describeRoot('lb controller: all-or-nothing changes, capacity, scale (real maps)', () => {

@@ -169,8 +169,9 @@ export class LbController {
         this.dp.swapRing(v.slot, want);
         v.table = want;
         v.generation++;
-        this.dp.vips.set(this.vipKey(v), this.vipMeta(v));
       }
+      // the VIP's slot too: pins from before the fast path have none
+      this.dp.setVip(this.vipKey(v), this.vipMeta(v));
       for (const b of v.backends.values()) if (v.healthCheck) this.health.watch({ key: hkey(v, b), address: b.address, port: b.port }, !b.down);
     }
   }

@@ -8,7 +8,7 @@ import { flowHash } from './flowhash.ts';
 import { EMPTY_SLOT, maglevTable } from './maglev.ts';
 
 
-const XDP_DROP = 1, XDP_PASS = 2, XDP_TX = 3;
+const XDP_DROP = 1, XDP_PASS = 2, XDP_TX = 3, XDP_REDIRECT = 4;
 const SRC_MAC = Buffer.from('02aaaaaaaaaa', 'hex');
 const LB_MAC = Buffer.from('02bbbbbbbbbb', 'hex');
 const BMACS = [0, 1, 2].map((i) => Buffer.from(`02000000000${i + 1}`, 'hex'));
@@ -91,7 +91,7 @@ describeRoot('xdp_lb packet fixtures (BPF_PROG_TEST_RUN)', () => {
       const t = slot === 4 ? new Uint32Array(RING).fill(EMPTY_SLOT) : maglevTable([0, 1, 2].map((id) => ({ key: `b${id}`, id, weight: 1 })), RING);
       tables.set(slot, t);
       dp.swapRing(slot, t);
-      dp.vips.set({ addr: addrBytes(addr), port: htons(port), proto, family: addr.includes(':') ? 6 : 4 }, { vip_id: slot, ring_size: RING, flags: 1, generation: 1, fwd: FWD_DSR, tun_src: new Uint8Array(16) });
+      dp.setVip({ addr: addrBytes(addr), port: htons(port), proto, family: addr.includes(':') ? 6 : 4 }, { vip_id: slot, ring_size: RING, flags: 1, generation: 1, fwd: FWD_DSR, tun_src: new Uint8Array(16) });
       dp.vipAddrs.set(addrBytes(addr), 1);
     }
     for (let i = 0; i < 3; i++) dp.backends.set(i, { ...dp.backends.get(i)!, vip_id: 0 });
@@ -107,7 +107,7 @@ describeRoot('xdp_lb packet fixtures (BPF_PROG_TEST_RUN)', () => {
       tables.set(slot, t);
       dp.swapRing(slot, t);
       const fam = addr.includes(':') ? 6 : 4;
-      dp.vips.set({ addr: addrBytes(addr), port: htons(port), proto, family: fam }, { vip_id: slot, ring_size: RING, flags: 1, generation: 1, fwd: FWD_IPIP, tun_src: addrBytes(fam === 6 ? TUN6 : TUN4) });
+      dp.setVip({ addr: addrBytes(addr), port: htons(port), proto, family: fam }, { vip_id: slot, ring_size: RING, flags: 1, generation: 1, fwd: FWD_IPIP, tun_src: addrBytes(fam === 6 ? TUN6 : TUN4) });
     }
   });
   afterAll(() => dp?.close());
@@ -241,6 +241,94 @@ describeRoot('xdp_lb packet fixtures (BPF_PROG_TEST_RUN)', () => {
     const syn = run(ipv4(CLIENT4, VIP4, 6, l4(6, sport, 80)));
     expect(BMACS.findIndex((m) => m.equals(syn.dataOut.subarray(0, 6)))).not.toBe(b);
     dp.swapRing(0, tables.get(0)!);
+  });
+
+  // ---- the established-flow fast path (conntrack → VIP slot → backend, no VIP hash) ----
+
+  /** a UDP VIP of its own (slot 10, backends 0..2), its ring, and one established flow's backend */
+  function fastPathVip(port: number) {
+    const key = { addr: addrBytes(VIP4), port: htons(port), proto: 17, family: 4 };
+    const meta = { vip_id: 10, ring_size: RING, flags: 1, generation: 1, fwd: FWD_DSR, tun_src: new Uint8Array(16) };
+    dp.swapRing(10, tables.get(1)!);
+    dp.setVip(key, meta);
+    const pkt = ipv4(CLIENT4, VIP4, 17, l4(17, 47000, port));
+    const first = run(pkt);
+    expect(first.retval).toBe(XDP_TX);
+    expect(dp.conntrack.get(flowKey(CLIENT4, VIP4, 47000, port, 17))?.vip_id).toBe(10);
+    return { key, meta, pkt, b: BMACS.findIndex((m) => m.equals(first.dataOut.subarray(0, 6))) };
+  }
+
+  it('fast path: an established flow follows an in-place VIP change (DSR → IPIP) at once', () => {
+    const { key, meta, pkt, b } = fastPathVip(5353);
+    try {
+      // backends 0..2 are IPv4: the IPIP encapsulation goes to the same backend
+      dp.setVip(key, { ...meta, fwd: FWD_IPIP, tun_src: addrBytes(TUN4) });
+      const r = run(pkt);
+      expect(r.retval).toBe(XDP_TX);
+      expect(r.dataOut.length).toBe(pkt.length + 20);
+      expect(r.dataOut.subarray(0, 6).equals(BMACS[b]!)).toBe(true);
+      expect(r.dataOut[23]).toBe(4); // outer protocol IPIP
+    } finally {
+      dp.deleteVip(key);
+    }
+  });
+
+  it('fast path: a removed VIP stops forwarding its established flows (they pass to the host)', () => {
+    const { key, pkt } = fastPathVip(5354);
+    dp.deleteVip(key);
+    expect(dp.vipSlots.get(10)?.meta.flags).toBe(0);
+    const g0 = global();
+    const r = run(pkt);
+    expect(r.retval).toBe(XDP_PASS);
+    expect(r.dataOut).toEqual(pkt);
+    expect(global().pass_non_vip - g0.pass_non_vip).toBe(1n);
+  });
+
+  it('fast path: a reused VIP slot does not carry an old VIP\'s flows to the new VIP', () => {
+    const { key, meta, pkt } = fastPathVip(5355);
+    dp.deleteVip(key);
+    // another VIP in slot 10 with the same backends: the old flow's conntrack entry still names
+    // slot 10 and a backend of it, but the packet is not addressed to the VIP now in the slot
+    const other = { addr: addrBytes(VIP4), port: htons(5399), proto: 17, family: 4 };
+    dp.setVip(other, meta);
+    try {
+      expect(run(pkt).retval).toBe(XDP_PASS);
+    } finally {
+      dp.deleteVip(other);
+      dp.clearRing(10);
+    }
+  });
+
+  it('fast path: an established flow whose backend was taken out re-hashes through the ring', () => {
+    const { key, pkt, b } = fastPathVip(5356);
+    const old = dp.backends.get(b)!;
+    try {
+      dp.backends.set(b, { ...old, flags: 0 });
+      dp.swapRing(10, maglevTable([0, 1, 2].filter((x) => x !== b).map((id) => ({ key: `b${id}`, id, weight: 1 })), RING));
+      const r = run(pkt);
+      expect(r.retval).toBe(XDP_TX);
+      expect(BMACS.findIndex((m) => m.equals(r.dataOut.subarray(0, 6)))).not.toBe(b);
+      expect(dp.conntrack.get(flowKey(CLIENT4, VIP4, 47000, 5356, 17))?.backend_id).not.toBe(b);
+    } finally {
+      dp.backends.set(b, old);
+      dp.deleteVip(key);
+      dp.clearRing(10);
+    }
+  });
+
+  it('a backend with its own port (devmap entry) is redirected into it, MACs rewritten; without one, XDP_TX', () => {
+    const sport = 42000;
+    const pkt = ipv4(CLIENT4, VIP4, 17, l4(17, sport, 53));
+    const b = expected(1, CLIENT4, sport, 53, 17);
+    dp.setBackendPort(b, 1);
+    try {
+      const r = run(pkt);
+      expect(r.retval).toBe(XDP_REDIRECT);
+      expect(r.dataOut.subarray(0, 6).equals(BMACS[b]!)).toBe(true);
+    } finally {
+      dp.setBackendPort(b, null);
+    }
+    expect(run(pkt).retval).toBe(XDP_TX);
   });
 
   it('non-VIP traffic passes untouched', () => {

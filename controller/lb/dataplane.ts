@@ -6,7 +6,7 @@ import path from 'node:path';
 import { BpfObject, BpfMap, Link, MapType, attachXdp, libbpf, mapInfo, rawCodec, removePinDir, type Program } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { ValidationError } from './addr.ts';
-import { xdpLb, type XdpLb, type XdpLbShape, type backend, type ct_value, type flow_key, type lb_global, type lb_stats, type vip_key, type vip_meta } from '../../bpf/gen/xdp_lb.ts';
+import { xdpLb, type XdpLb, type XdpLbShape, type backend, type ct_value, type flow_key, type lb_global, type lb_stats, type vip_key, type vip_meta, type vip_slot } from '../../bpf/gen/xdp_lb.ts';
 
 export const MAX_VIPS = 64; // LB_MAX_VIPS
 /** backends array size unless configured (LB_DEFAULT_BACKENDS; Katran's reals table is 4096 too) */
@@ -17,7 +17,10 @@ export const BE_DOWN = 4;
 const BPF_F_INNER_MAP = 1 << 12;
 
 /** maps whose contents must survive a controller restart */
-const PINNED: readonly (keyof XdpLbShape['maps'])[] = ['vips', 'vip_addrs', 'rings', 'backends', 'conntrack', 'stats', 'global_stats'];
+const PINNED: readonly (keyof XdpLbShape['maps'])[] = ['vips', 'vip_slots', 'vip_addrs', 'rings', 'backends', 'conntrack', 'stats', 'global_stats'];
+/** pinned by hand: the kernel adds BPF_F_RDONLY_PROG to a devmap's flags, so libbpf's pin-path
+ * reuse finds a "parameter mismatch" with its own pin; reused by fd instead */
+const PINNED_DEVMAP = 'backend_ports';
 
 export interface DataplaneOptions {
   pinDir: string;
@@ -30,9 +33,13 @@ export interface DataplaneOptions {
 
 export class Dataplane implements Disposable {
   readonly vips: BpfMap<vip_key, vip_meta>;
+  /** vip_meta by vip_id with its key: the established-flow fast path (write through setVip) */
+  readonly vipSlots: BpfMap<number, vip_slot>;
   readonly vipAddrs: BpfMap<Uint8Array, number>;
   readonly rings: BpfMap<number, number>;
   readonly backends: BpfMap<number, backend>;
+  /** backend id → its own egress port (devmap; empty unless set with setBackendPort) */
+  readonly backendPorts: BpfMap<number, number>;
   readonly conntrack: BpfMap<flow_key, ct_value>;
   readonly stats: BpfMap<number, lb_stats>;
   readonly global: BpfMap<number, lb_global>;
@@ -49,9 +56,11 @@ export class Dataplane implements Disposable {
     this.obj = skel.obj;
     const m = skel.maps;
     this.vips = m.vips;
+    this.vipSlots = m.vip_slots;
     this.vipAddrs = m.vip_addrs;
     this.rings = m.rings;
     this.backends = m.backends;
+    this.backendPorts = m.backend_ports;
     this.conntrack = m.conntrack;
     this.stats = m.stats;
     this.global = m.global_stats;
@@ -80,7 +89,10 @@ export class Dataplane implements Disposable {
         // libbpf reuses a compatible pinned map at this path, or creates and pins a new one
         for (const m of PINNED) obj.setPinPath(m, path.join(opts.pinDir, m));
       }
-      obj.load({ maxEntries: { conntrack: opts.conntrackEntries ?? 262144, backends, stats: MAX_VIPS + backends } });
+      const devmapPin = path.join(opts.pinDir, PINNED_DEVMAP);
+      const reuse = !opts.noPin && fs.existsSync(devmapPin);
+      obj.load({ maxEntries: { conntrack: opts.conntrackEntries ?? 262144, backends, backend_ports: backends, stats: MAX_VIPS + backends }, ...(reuse ? { reuseMaps: { [PINNED_DEVMAP]: devmapPin } } : {}) });
+      if (!opts.noPin && !reuse) skel.maps.backend_ports.pin(devmapPin);
     } catch (e) {
       obj.close();
       throw e;
@@ -114,6 +126,37 @@ export class Dataplane implements Disposable {
       this.link = attachXdp(this.prog, ifname, { mode });
     }
     return 'attached';
+  }
+
+  /**
+   * A VIP entry in both places the data plane reads it: the hash by key (new flows) and the
+   * slot by vip_id (established flows). Slot first on add, so every path sees the VIP once the
+   * hash does; on delete the slot goes first, so established flows fall to the slow path, which
+   * then finds no VIP.
+   */
+  setVip(k: vip_key, m: vip_meta): void {
+    this.vipSlots.set(m.vip_id, { key: k, meta: m });
+    this.vips.set(k, m);
+  }
+
+  deleteVip(k: vip_key): void {
+    const m = this.vips.get(k);
+    if (m) {
+      const cur = this.vipSlots.get(m.vip_id);
+      // clear the slot only while it still holds this VIP (a moved slot belongs to another)
+      if (cur && sameKey(cur.key, k)) this.vipSlots.set(m.vip_id, emptySlot());
+    }
+    this.vips.delete(k);
+  }
+
+  /**
+   * Send backend `id`'s frames straight into the device `ifindex` (bpf_redirect_map), or clear
+   * that (null). The ifindex is resolved in the calling thread's network namespace, so a port in
+   * another namespace is set from inside it (withNetns).
+   */
+  setBackendPort(id: number, ifindex: number | null): void {
+    if (ifindex === null) this.backendPorts.delete(id);
+    else this.backendPorts.set(id, ifindex);
   }
 
   /** Build a new ring map, fill it, then swap it in with one pointer update. */
@@ -167,7 +210,7 @@ export class Dataplane implements Disposable {
   /** bytes the kernel charges for this LB's maps (fdinfo memlock) */
   mapMemory(): number {
     let total = 0;
-    for (const m of [this.vips, this.vipAddrs, this.rings, this.backends, this.conntrack, this.stats, this.global]) {
+    for (const m of [this.vips, this.vipSlots, this.vipAddrs, this.backendPorts, this.rings, this.backends, this.conntrack, this.stats, this.global]) {
       try {
         const t = fs.readFileSync(`/proc/self/fdinfo/${m.fd}`, 'utf8');
         total += Number(t.match(/memlock:\s+(\d+)/)?.[1] ?? 0);
@@ -200,7 +243,7 @@ export class Dataplane implements Disposable {
       this.link.close();
     }
     fs.rmSync(this.linkPin, { force: true });
-    for (const m of PINNED) fs.rmSync(path.join(this.pinDir, m), { force: true });
+    for (const m of [...PINNED, PINNED_DEVMAP]) fs.rmSync(path.join(this.pinDir, m), { force: true });
     this.obj.close();
     removePinDir(this.pinDir);
   }
@@ -208,6 +251,13 @@ export class Dataplane implements Disposable {
   [Symbol.dispose](): void {
     this.close();
   }
+}
+
+const sameKey = (a: vip_key, b: vip_key) =>
+  a.port === b.port && a.proto === b.proto && a.family === b.family && Buffer.from(a.addr).equals(Buffer.from(b.addr));
+
+function emptySlot(): vip_slot {
+  return { key: { addr: new Uint8Array(16), port: 0, proto: 0, family: 0 }, meta: { vip_id: 0, ring_size: 0, flags: 0, generation: 0, fwd: 0, tun_src: new Uint8Array(16) } };
 }
 
 /** The pin root must be on the host's bpffs, or pins vanish with this process's mount namespace. */

@@ -39,18 +39,28 @@ export class Journal {
     this.undo.push(() => this.dp.backends.set(id, old));
   }
 
+  /** a VIP's hash entry and its slot (one logical write; see Dataplane.setVip) */
   setVip(k: vip_key, v: vip_meta): void {
     this.step();
     const old = this.dp.vips.get(k);
-    this.dp.vips.set(k, v);
-    this.undo.push(() => (old ? this.dp.vips.set(k, old) : this.dp.vips.delete(k)));
+    const oldSlot = this.dp.vipSlots.get(v.vip_id);
+    this.dp.setVip(k, v);
+    this.undo.push(() => {
+      if (old) this.dp.setVip(k, old);
+      else this.dp.deleteVip(k);
+      if (oldSlot) this.dp.vipSlots.set(v.vip_id, oldSlot);
+    });
   }
 
   deleteVip(k: vip_key): void {
     this.step();
     const old = this.dp.vips.get(k);
-    this.dp.vips.delete(k);
-    if (old) this.undo.push(() => this.dp.vips.set(k, old));
+    const oldSlot = old ? this.dp.vipSlots.get(old.vip_id) : undefined;
+    this.dp.deleteVip(k);
+    if (old) this.undo.push(() => {
+      this.dp.vips.set(k, old);
+      if (oldSlot) this.dp.vipSlots.set(old.vip_id, oldSlot);
+    });
   }
 
   setVipAddr(addr: Uint8Array, n: number): void {

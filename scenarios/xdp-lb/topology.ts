@@ -51,6 +51,15 @@ export interface LbTopology {
   /** attach xdp_sink to the bridge port facing the LB (needed to receive XDP_TX'd frames) */
   attachPeer(): void;
   detachPeer(): void;
+  /** ifindex of each backend's bridge port (pbN in "fabric"): the devmap path's egress ports */
+  backendPorts(): Promise<number[]>;
+  /** attach xdp_sink to every backend's eth0: a veth receives frames redirected into its peer
+   * (the devmap path) only when it runs an XDP program */
+  attachBackendSinks(): void;
+  detachBackendSinks(): void;
+  /** NAPI in kernel threads (sysfs `threaded`) on every veth end the pps section receives on
+   * (lb0, the bridge port facing it, the backends' eth0), so receives can run on another CPU */
+  setThreadedNapi(on: boolean): Promise<void>;
   dispose(): Promise<void>;
 }
 
@@ -108,6 +117,7 @@ export async function buildTopology(opts: { prefix: string; backends: number; lo
     // the bridge port facing the LB receives XDP_TX'd frames: it needs an XDP program of its own.
     // The proxies do not need it, and it changes the veth's receive path, so it is optional.
     let peerLink: Link | null = null;
+    let backendLinks: Link[] = [];
     const t: LbTopology = {
       topo, n, dir, macs, fabricLbIfindex, helpers,
       attachPeer() {
@@ -117,8 +127,30 @@ export async function buildTopology(opts: { prefix: string; backends: number; lo
         peerLink?.close();
         peerLink = null;
       },
+      async backendPorts() {
+        return Promise.all(Array.from({ length: n }, (_, i) => topo.ifindex('fabric', `pb${i + 1}`)));
+      },
+      attachBackendSinks() {
+        if (backendLinks.length) return;
+        try {
+          for (let i = 0; i < n; i++) backendLinks.push(withNetns(topo.ns(`b${i + 1}`), () => attachXdp(helpers.programs.xdp_sink, 'eth0')));
+        } catch (e) {
+          t.detachBackendSinks();
+          throw e;
+        }
+      },
+      detachBackendSinks() {
+        for (const l of backendLinks) l.close();
+        backendLinks = [];
+      },
+      async setThreadedNapi(on) {
+        // sysfs shows the namespace of whoever mounted it: `ip netns exec` mounts the namespace's own
+        const devs: [string, string][] = [['lb', 'lb0'], ['fabric', 'plb'], ...Array.from({ length: n }, (_, i): [string, string] => [`b${i + 1}`, 'eth0'])];
+        for (const [role, dev] of devs) await execa('ip', ['netns', 'exec', topo.ns(role), 'sh', '-c', `echo ${on ? 1 : 0} > /sys/class/net/${dev}/threaded`]);
+      },
       async dispose() {
         try {
+          for (const l of backendLinks) l.close();
           peerLink?.close();
           helpers.close();
         } finally {
