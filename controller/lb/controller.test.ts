@@ -11,6 +11,8 @@ import { describeRoot } from '../../lab/testing.ts';
 import { LbApiError, LbClient } from './client.ts';
 import { DEFAULT_PIN_ROOT, type VipConfig } from './config.ts';
 import { LbController } from './controller.ts';
+import { Journal } from './journal.ts';
+import type { backend } from '../../bpf/gen/xdp_lb.ts';
 import { MAX_VIPS } from './dataplane.ts';
 import { serveAdmin, type AdminServer } from './server.ts';
 
@@ -147,6 +149,25 @@ describeRoot('lb controller: all-or-nothing changes, capacity, scale (real maps)
     expect(writes.removeVip).toBeGreaterThanOrEqual(5);
     for (const n of Object.values(writes)) expect(n).toBeGreaterThanOrEqual(2);
   }, 120_000);
+
+  it('a backend id given to another backend loses the previous owner\'s egress port (devmap); rollback puts it back', () => {
+    const [id, cur] = [...c.dp.backends.entries()].find(([, b]) => (b as { family: number }).family === 4) as [number, backend];
+    c.dp.setBackendPort(id, 1);
+    try {
+      const same = new Journal(c.dp);
+      same.setBackend(id, { ...cur, weight: cur.weight + 1 }); // same backend, other settings: keeps its port
+      expect(c.dp.backendPorts.get(id)).toBe(1);
+      same.rollback();
+      const other = new Journal(c.dp);
+      other.setBackend(id, { ...cur, addr: Uint8Array.from([127, 9, 9, 9, ...new Array(12).fill(0)]) });
+      expect(c.dp.backendPorts.get(id)).toBeUndefined();
+      other.rollback();
+      expect(c.dp.backendPorts.get(id)).toBe(1);
+      expect(c.dp.backends.get(id)).toEqual(cur);
+    } finally {
+      c.dp.setBackendPort(id, null);
+    }
+  });
 
   it('after a successful change the kernel rings equal the computed ones and every backend owns ring slots', async () => {
     await api.apply({ interface: 'lo', vips: [{ ...BASE[0]!, backends: range(0, 24) }, BASE[1]!, BASE[2]!] });

@@ -37,6 +37,15 @@ export class Journal {
     const old = this.dp.backends.get(id)!;
     this.dp.backends.set(id, v);
     this.undo.push(() => this.dp.backends.set(id, old));
+    // an id given to another backend must not keep the previous owner's egress port (devmap):
+    // its frames would go out of the wrong port. The new owner's port is set anew by whoever sets ports.
+    if (!sameBytes(old.addr, v.addr) || old.port !== v.port || old.family !== v.family) {
+      const port = this.dp.backendPorts.get(id);
+      if (port !== undefined) {
+        this.dp.setBackendPort(id, null);
+        this.undo.push(() => this.dp.setBackendPort(id, port));
+      }
+    }
   }
 
   /** a VIP's hash entry and its slot (one logical write; see Dataplane.setVip) */
@@ -119,4 +128,8 @@ export class Journal {
     for (const fd of this.heldFds) fs.closeSync(fd);
     this.heldFds = [];
   }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }
