@@ -172,6 +172,8 @@ export class Vm {
       'cryptomgr.notests', 'rcupdate.rcu_expedited=1'];
     if (/^5\.10\./.test(k.release)) append.push('lsm=lockdown,yama,apparmor,bpf'); // 5.10's default LSM list lacks bpf
     if (o.append) append.push(o.append);
+    // extra kernel arguments for experiments (initcall_debug, a trim under test); last, so they win
+    if (process.env.EBPF_LAB_VM_APPEND) append.push(process.env.EBPF_LAB_VM_APPEND);
     args.push('-append', append.join(' '));
     args.push('-chardev', `file,id=con,path=${o.consoleLog}`, '-serial', 'chardev:con');
     args.push('-device', 'virtio-serial-pci,id=vser');

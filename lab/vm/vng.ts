@@ -34,6 +34,10 @@ export async function vngStatus(): Promise<{ ok: boolean; version?: string; why?
   const q = await run(archFacts().qemu, ['--version'], { reject: false }).catch(() => ({ exitCode: 1 }));
   if (q.exitCode !== 0) return { ok: false, why: `${archFacts().qemu} is missing (pnpm lab setup vm)` };
   if (process.getuid?.() !== 0) return { ok: false, why: 'the lab runs scenarios in vng guests as root (vng maps the host user into the guest)' };
+  // vng's guest init (virtme-ng-init) opens its command's stdin/stdout/stderr and the exit-status
+  // port as /dev/virtio-ports/virtme.*, links only udevd creates; without it the command runs on
+  // the console and vng exits 255 whatever the command returned
+  if (!udevd()) return { ok: false, why: 'udev is not installed: vng\'s guest finds its command and exit-status ports only through udevd (without it every run exits 255); pnpm lab setup vng installs it' };
   return { ok: true, version: v.stdout.toString().trim() };
 }
 
@@ -48,6 +52,11 @@ export async function installVng(log: (s: string) => void): Promise<string> {
   const pip = await run(join(prefix, 'bin', 'pip'), ['install', '-q', VNG_PACKAGE], { reject: false });
   if (pip.exitCode !== 0) throw new LabError(`pip install ${VNG_PACKAGE} failed: ${pip.stderr.trim().split('\n').pop()}`, 'check that PyPI is reachable');
   return join(prefix, 'bin', 'vng');
+}
+
+/** The udevd virtme-ng-init looks for (it runs the host's, in the guest). */
+export function udevd(): string | undefined {
+  return ['/usr/lib/systemd/systemd-udevd', '/lib/systemd/systemd-udevd'].find((p) => existsSync(p));
 }
 
 /** vng runs its helpers (virtme-run) by name: the venv's bin first on PATH. */
@@ -67,6 +76,14 @@ export interface VngRun {
 
 const READY = 'LAB-VNG-READY';
 
+/**
+ * Modules udev's coldplug in vng's guest would load for q35's emulated extras that no scenario
+ * uses: under TCG `-cpu max` advertises SVM, and loading kvm_amd alone took ~9 s of the guest's
+ * 25 s to the command (6.1); the SATA controller's DVD drive another ~1.5 s. kmod honours
+ * modprobe.blacklist= from the kernel command line, so this only skips those loads.
+ */
+export const TCG_BLACKLIST = ['kvm', 'kvm_amd', 'kvm_intel', 'ahci', 'sr_mod'];
+
 /** Boot `kernel` with vng and run a /bin/sh script in it; resolves with its exit code and the boot figures. */
 export async function runInVng(o: {
   kernel: KernelImage; script: string; rwdir: string; accel: 'kvm' | 'tcg'; cpus: number; memMB: number;
@@ -77,7 +94,7 @@ export async function runInVng(o: {
   const script = `echo "${READY} $(cut -d' ' -f1 /proc/uptime)"\n${o.script}`;
   // vng boots the bzImage it is given; 9p because the Debian kernels have it (virtiofs needs a daemon vng may not find)
   const argv = ['--run', o.kernel.bzImage, '--force-9p', '--cpus', String(o.cpus), '--memory', `${o.memMB}M`, '--rwdir', o.rwdir,
-    ...(o.accel === 'tcg' ? ['--disable-kvm'] : []), '--exec', script];
+    ...(o.accel === 'tcg' ? ['--disable-kvm', '--append', `modprobe.blacklist=${TCG_BLACKLIST.join(',')}`] : []), '--exec', script];
   // vng wires the guest's stdout/stderr to /proc/self/fd/{1,2}, which it must be able to reopen
   // read-write: Node's stdio pipes are sockets and cannot be, so vng writes to a file we follow
   const logDir = await mkdtemp(join(tmpdir(), 'ebpf-lab-vng-'));
