@@ -206,7 +206,11 @@ async function runVngCell(o: {
   o.progress.step(`booting ${o.kernel.release} with virtme-ng (${accel}) and running: lab ${argv.join(' ')}`);
   const cpus = Number(process.env.EBPF_LAB_VM_CPUS) || 2;
   const memMB = Number(process.env.EBPF_LAB_VM_MEM_MB) || 1024;
-  const r = await runInVng({ kernel: o.kernel, script: body, rwdir: o.share, accel, cpus, memMB, timeoutMs: o.timeoutMs + 120_000, signal: o.signal, out: o.out });
+  const r = await runInVng({ kernel: o.kernel, script: body, rwdir: o.share,
+    // vng overlays only /etc, /usr, /var, /tmp …: the checkout read-only would fail every scenario
+    // that writes beside its sources (hello-openat links its load generator into bpf/.output),
+    // which the lab's own guest allows through its all-root overlay
+    overlays: [REPO_ROOT], accel, cpus, memMB, timeoutMs: o.timeoutMs + 120_000, signal: o.signal, out: o.out });
   o.progress.info(`vng guest ready after ${(r.bootMs / 1000).toFixed(1)} s${o.labBoot ? ` (the lab's own: ${((o.labBoot.bootMs as number) / 1000).toFixed(1)} s)` : ''}`);
   const k = o.kernel;
   return {

@@ -30,12 +30,16 @@ describe.skipIf(!!skipReason)(`virtme-ng backend on ${KERNEL} ${skipReason ? `(s
       // 7, not 0 or 1: vng's own failures exit 255 (no exit-status port) or 1
       const r = await runInVng({
         kernel, accel, cpus: 2, memMB: 1024, rwdir: rw, timeoutMs: 240_000, out: (b) => out.push(b),
-        script: `uname -r; echo written-in-vng > ${rw}/from-guest.txt; exit 7`,
+        // the checkout is an overlay (writable in the guest, untouched on the host), the rw share is not
+        overlays: [REPO_ROOT],
+        script: `uname -r; echo written-in-vng > ${rw}/from-guest.txt; touch ${REPO_ROOT}/.vng-overlay-probe && echo overlay-writable; exit 7`,
       });
       const text = Buffer.concat(out).toString();
       expect(r.exitCode, text).toBe(7);
       expect(text).toContain(kernel.release);
       expect(readFileSync(join(rw, 'from-guest.txt'), 'utf8')).toBe('written-in-vng\n');
+      expect(text).toContain('overlay-writable');
+      expect(existsSync(join(REPO_ROOT, '.vng-overlay-probe'))).toBe(false);
       expect(r.bootMs).toBeGreaterThan(0);
       expect(r.guestReadyMs).toBeGreaterThan(0);
       expect(r.guestReadyMs).toBeLessThan(r.bootMs);

@@ -86,7 +86,10 @@ export const TCG_BLACKLIST = ['kvm', 'kvm_amd', 'kvm_intel', 'ahci', 'sr_mod'];
 
 /** Boot `kernel` with vng and run a /bin/sh script in it; resolves with its exit code and the boot figures. */
 export async function runInVng(o: {
-  kernel: KernelImage; script: string; rwdir: string; accel: 'kvm' | 'tcg'; cpus: number; memMB: number;
+  kernel: KernelImage; script: string; rwdir: string;
+  /** host dirs the guest may write to, into a tmpfs overlay (like the lab's own guest root) */
+  overlays?: string[];
+  accel: 'kvm' | 'tcg'; cpus: number; memMB: number;
   timeoutMs: number; signal?: AbortSignal; out: (b: Buffer) => void;
 }): Promise<VngRun> {
   const bin = vngBinary();
@@ -94,6 +97,7 @@ export async function runInVng(o: {
   const script = `echo "${READY} $(cut -d' ' -f1 /proc/uptime)"\n${o.script}`;
   // vng boots the bzImage it is given; 9p because the Debian kernels have it (virtiofs needs a daemon vng may not find)
   const argv = ['--run', o.kernel.bzImage, '--force-9p', '--cpus', String(o.cpus), '--memory', `${o.memMB}M`, '--rwdir', o.rwdir,
+    ...(o.overlays ?? []).flatMap((d) => ['--overlay-rwdir', d]),
     ...(o.accel === 'tcg' ? ['--disable-kvm', '--append', `modprobe.blacklist=${TCG_BLACKLIST.join(',')}`] : []), '--exec', script];
   // vng wires the guest's stdout/stderr to /proc/self/fd/{1,2}, which it must be able to reopen
   // read-write: Node's stdio pipes are sockets and cannot be, so vng writes to a file we follow
