@@ -220,7 +220,11 @@ async function runVngCell(o: {
       kernelSpec: k.spec, kernelVersion: k.version, kernelRelease: k.release,
       kernelSource: k.source === 'debian' ? `Debian ${k.suite} ${k.packages?.map((p) => p.name).join(' + ')}` : k.bzImage,
       accel, accelNote: note, bootMs: r.bootMs, guestBootMs: r.guestReadyMs,
-      boot: { qemuMs: Math.max(0, r.bootMs - r.guestReadyMs), kernelMs: r.guestReadyMs, readyMs: r.bootMs },
+      // the same phases as the lab's own guest where they exist: vng's init (its initramfs, the
+      // root mount, virtme-ng-init, udev) is one phase, its root mount is not timed separately
+      boot: r.guestInitMs
+        ? { qemuMs: Math.max(0, r.bootMs - r.guestReadyMs), kernelMs: r.guestInitMs, initMs: r.guestReadyMs - r.guestInitMs, readyMs: r.bootMs }
+        : { qemuMs: Math.max(0, r.bootMs - r.guestReadyMs), kernelMs: r.guestReadyMs, readyMs: r.bootMs },
       ...(o.labBoot ? { labBackendBoot: o.labBoot } : {}),
       rootfs: '9p (vng --force-9p)', cpus, memMB, config: configFacts(k),
     },
