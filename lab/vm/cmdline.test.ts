@@ -31,3 +31,11 @@ describe('guest kernel command line', () => {
     expect(a.at(-1)).toBe('loglevel=4');
   });
 });
+
+describe('vng boot beside the lab\'s own', () => {
+  it('puts both boot-to-ready figures and their phases on one line', async () => {
+    const { bootVsLab } = await import('./row.ts');
+    const line = bootVsLab(14146, { bootMs: 2961, boot: { qemuMs: 351, kernelMs: 1960, initMs: 630, mountMs: 20, readyMs: 2961 } }, { qemuMs: 4426, kernelMs: 2645, initMs: 7075, readyMs: 14146 });
+    expect(line).toBe("vng 14.1 s (QEMU 4.43 + kernel 2.65 + init 7.08) · the lab's own 3.0 s (QEMU 0.35 + kernel 1.96 + init 0.63 + mount 0.02), booted in the same run");
+  });
+});
