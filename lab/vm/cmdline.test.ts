@@ -39,3 +39,11 @@ describe('vng boot beside the lab\'s own', () => {
     expect(line).toBe("vng 14.1 s (QEMU 4.43 + kernel 2.65 + init 7.08) · the lab's own 3.0 s (QEMU 0.35 + kernel 1.96 + init 0.63 + mount 0.02), booted in the same run");
   });
 });
+
+describe('QEMU machine', () => {
+  it('is q35 without SMM, SATA, SMBus and vmport, and plain q35 with the trims off', async () => {
+    const { machineArg } = await import('./cmdline.ts');
+    expect(machineArg(true)).toBe('q35,smm=off,vmport=off,sata=off,smbus=off');
+    expect(machineArg(false)).toBe('q35');
+  });
+});

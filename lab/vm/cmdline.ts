@@ -62,3 +62,12 @@ export function guestCmdline(k: KernelImage, fs: '9p' | 'virtiofs', accel: 'kvm'
     extra: extra.filter((x): x is string => !!x),
   }).join(' ');
 }
+
+/**
+ * QEMU's machine: q35 without what no lab guest uses. smm=off spares SeaBIOS its SMM setup
+ * (emulated under TCG); no SATA controller, SMBus or VMware port means fewer PCI functions and
+ * ACPI objects for the guest kernel to enumerate. ACPI itself stays: the guest powers off through it.
+ */
+export function machineArg(trims = process.env.EBPF_LAB_VM_TRIMS !== '0'): string {
+  return trims ? 'q35,smm=off,vmport=off,sata=off,smbus=off' : 'q35';
+}

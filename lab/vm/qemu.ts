@@ -13,7 +13,7 @@ import type { Progress } from '../progress.ts';
 import type { KernelImage } from './kernels.ts';
 import type { Initramfs } from './initramfs.ts';
 import { archFacts } from '../../common/arch.ts';
-import { guestCmdline } from './cmdline.ts';
+import { guestCmdline, machineArg } from './cmdline.ts';
 
 export const TMP_PREFIX = 'ebpf-lab-vm-';
 /** temp dirs of every guest this process booted: tests check none of them (or a process using them) survives */
@@ -159,7 +159,7 @@ export class Vm {
     const ctl = await this.listen('ctl');
     const out = await this.listen('out');
     const err = await this.listen('err');
-    const args = ['-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot', '-machine', 'q35'];
+    const args = ['-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot', '-machine', machineArg()];
     if (process.env.EBPF_LAB_VM_BIOS) args.push('-bios', process.env.EBPF_LAB_VM_BIOS);
     args.push(...(o.accel === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', 'tcg,thread=multi', '-cpu', 'max']));
     args.push('-smp', String(o.cpus), '-m', `${o.memMB}M`);
