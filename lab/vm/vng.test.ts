@@ -51,3 +51,18 @@ describe.skipIf(!!skipReason)(`virtme-ng backend on ${KERNEL} ${skipReason ? `(s
     }
   }, 600_000);
 });
+
+describe('vng status (lab doctor)', () => {
+  it('says why vng cannot run and what installs it when virtme-ng is missing', async () => {
+    const prev = process.env.EBPF_LAB_VNG_PREFIX;
+    process.env.EBPF_LAB_VNG_PREFIX = '/nonexistent/ebpf-lab-vng';
+    try {
+      const s = await vngStatus();
+      expect(s.ok).toBe(false);
+      expect(s.why).toMatch(/not installed in \/nonexistent\/ebpf-lab-vng .*pnpm lab setup vng/);
+    } finally {
+      if (prev === undefined) delete process.env.EBPF_LAB_VNG_PREFIX;
+      else process.env.EBPF_LAB_VNG_PREFIX = prev;
+    }
+  });
+});
