@@ -15,7 +15,9 @@ export const PACKAGES: Record<string, string[]> = {
   // the VM lab: QEMU, a static busybox for the initramfs, kernel package extraction
   vm: ['qemu-system-x86', 'qemu-utils', 'busybox-static', 'zstd', 'xz-utils', 'kmod', 'cpio'],
   // --vm-backend vng: virtme-ng itself comes from PyPI into a lab-owned venv (lab/vm/vng.ts)
-  vng: ['python3-venv', 'qemu-system-x86', 'busybox-static'],
+  // udev: vng's guest init finds its command's stdin/stdout/exit-status ports under
+  // /dev/virtio-ports, which only udevd (run from the host's tree in the guest) creates
+  vng: ['python3-venv', 'qemu-system-x86', 'busybox-static', 'udev'],
   // load balancer benchmark peers and load generators
   lb: ['haproxy', 'nginx', 'libnginx-mod-stream', 'wrk', 'iperf3', 'ethtool', 'curl'],
   // runtime security positive controls and attack interpreters

@@ -4,6 +4,7 @@
 //                extracts the ELF for PVH boot); cached under vm-images/cache
 //   initramfs.ts busybox + boot modules + init.sh, per kernel
 //   qemu.ts      one QEMU guest and its control channel; guest.ts picks accel/fs/net and boots
+//   cmdline.ts   the guest kernel command line and its boot trims (pure)
 //   row.ts       scenarios on one VM kernel, one guest for all of them (run, matrix rows)
 //   kvm.ts       does KVM really run a kernel here?   vng.ts: virtme-ng as a second backend
 //   matrix.ts, cli.ts: the commands

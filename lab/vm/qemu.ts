@@ -13,6 +13,7 @@ import type { Progress } from '../progress.ts';
 import type { KernelImage } from './kernels.ts';
 import type { Initramfs } from './initramfs.ts';
 import { archFacts } from '../../common/arch.ts';
+import { guestCmdline, machineArg } from './cmdline.ts';
 
 export const TMP_PREFIX = 'ebpf-lab-vm-';
 /** temp dirs of every guest this process booted: tests check none of them (or a process using them) survives */
@@ -158,21 +159,14 @@ export class Vm {
     const ctl = await this.listen('ctl');
     const out = await this.listen('out');
     const err = await this.listen('err');
-    const args = ['-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot', '-machine', 'q35'];
+    const args = ['-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot', '-machine', machineArg()];
     if (process.env.EBPF_LAB_VM_BIOS) args.push('-bios', process.env.EBPF_LAB_VM_BIOS);
     args.push(...(o.accel === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', 'tcg,thread=multi', '-cpu', 'max']));
     args.push('-smp', String(o.cpus), '-m', `${o.memMB}M`);
     // PVH: an ELF vmlinux skips the in-guest decompressor (seconds under TCG)
     args.push('-kernel', k.vmlinux ?? k.bzImage, '-initrd', o.initramfs.path);
-    // Boot-time trims (each measured under TCG, see ARCHITECTURE.md): loglevel=6 keeps notices
-    // (the banner, warnings, oopses) but not the ~300 info lines each written through an emulated
-    // UART; no crypto self-tests; expedited RCU grace periods while modules load.
-    const append = ['console=ttyS0', 'loglevel=6', 'panic=-1', 'oops=panic', 'rdinit=/init', `lab.fs=${o.fs}`,
-      'mitigations=off', 'tsc=reliable', 'no_timer_check', 'i8042.noaux', 'i8042.nokbd', 'i8042.nopnp', 'random.trust_cpu=on',
-      'cryptomgr.notests', 'rcupdate.rcu_expedited=1'];
-    if (/^5\.10\./.test(k.release)) append.push('lsm=lockdown,yama,apparmor,bpf'); // 5.10's default LSM list lacks bpf
-    if (o.append) append.push(o.append);
-    args.push('-append', append.join(' '));
+    // the kernel command line and its boot trims: lab/vm/cmdline.ts; EBPF_LAB_VM_APPEND (experiments) last, so it wins
+    args.push('-append', guestCmdline(k, o.fs, o.accel, [o.append, process.env.EBPF_LAB_VM_APPEND]));
     args.push('-chardev', `file,id=con,path=${o.consoleLog}`, '-serial', 'chardev:con');
     args.push('-device', 'virtio-serial-pci,id=vser');
     for (const [name, path] of [['ctl', ctl], ['out', out], ['err', err]] as const) {

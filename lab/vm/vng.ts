@@ -12,6 +12,7 @@ import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { REPO_ROOT } from './paths.ts';
 import { LabError } from '../errors.ts';
 import { run } from './exec.ts';
 import type { KernelImage } from './kernels.ts';
@@ -34,6 +35,10 @@ export async function vngStatus(): Promise<{ ok: boolean; version?: string; why?
   const q = await run(archFacts().qemu, ['--version'], { reject: false }).catch(() => ({ exitCode: 1 }));
   if (q.exitCode !== 0) return { ok: false, why: `${archFacts().qemu} is missing (pnpm lab setup vm)` };
   if (process.getuid?.() !== 0) return { ok: false, why: 'the lab runs scenarios in vng guests as root (vng maps the host user into the guest)' };
+  // vng's guest init (virtme-ng-init) opens its command's stdin/stdout/stderr and the exit-status
+  // port as /dev/virtio-ports/virtme.*, links only udevd creates; without it the command runs on
+  // the console and vng exits 255 whatever the command returned
+  if (!udevd()) return { ok: false, why: 'udev is not installed: vng\'s guest finds its command and exit-status ports only through udevd (without it every run exits 255); pnpm lab setup vng installs it' };
   return { ok: true, version: v.stdout.toString().trim() };
 }
 
@@ -50,6 +55,11 @@ export async function installVng(log: (s: string) => void): Promise<string> {
   return join(prefix, 'bin', 'vng');
 }
 
+/** The udevd virtme-ng-init looks for (it runs the host's, in the guest). */
+export function udevd(): string | undefined {
+  return ['/usr/lib/systemd/systemd-udevd', '/lib/systemd/systemd-udevd'].find((p) => existsSync(p));
+}
+
 /** vng runs its helpers (virtme-run) by name: the venv's bin first on PATH. */
 function vngEnv(): NodeJS.ProcessEnv {
   return { ...process.env, PATH: `${join(VNG_PREFIX(), 'bin')}:${process.env.PATH ?? '/usr/bin:/bin'}` };
@@ -61,23 +71,41 @@ export interface VngRun {
   bootMs: number;
   /** the guest's uptime then (kernel + vng's init) */
   guestReadyMs: number;
+  /** the guest's clock when the kernel ran vng's /init (from the kernel log; 0 if not found) */
+  guestInitMs: number;
   runMs: number;
   argv: string[];
 }
 
 const READY = 'LAB-VNG-READY';
 
+/**
+ * udev's coldplug in vng's guest loads a module for every emulated device and CPU feature:
+ * ~16 s of a 25 s boot to the command under TCG (6.1; kvm_amd alone ~9 s). The lab masks that
+ * one rule file in the guest (lab/vm/vng-udev, read-only over /etc/udev/rules.d), so udev only
+ * makes the /dev/virtio-ports links vng needs and modules load on demand, as in the lab's own
+ * guest. EBPF_LAB_VNG_COLDPLUG=1 keeps vng's full coldplug.
+ */
+export const UDEV_MASK_DIR = join(REPO_ROOT, 'lab', 'vm', 'vng-udev');
+const maskArgs = () => (process.env.EBPF_LAB_VNG_COLDPLUG === '1' ? [] : ['--rodir', `/etc/udev/rules.d=${UDEV_MASK_DIR}`]);
+
 /** Boot `kernel` with vng and run a /bin/sh script in it; resolves with its exit code and the boot figures. */
 export async function runInVng(o: {
-  kernel: KernelImage; script: string; rwdir: string; accel: 'kvm' | 'tcg'; cpus: number; memMB: number;
+  kernel: KernelImage; script: string; rwdir: string;
+  /** host dirs the guest may write to, into a tmpfs overlay (like the lab's own guest root) */
+  overlays?: string[];
+  accel: 'kvm' | 'tcg'; cpus: number; memMB: number;
   timeoutMs: number; signal?: AbortSignal; out: (b: Buffer) => void;
 }): Promise<VngRun> {
   const bin = vngBinary();
   if (!bin) throw new LabError(`virtme-ng is not installed in ${VNG_PREFIX()}`, 'pnpm lab setup vng');
-  const script = `echo "${READY} $(cut -d' ' -f1 /proc/uptime)"\n${o.script}`;
+  // the kernel's "Run /init" line stays in its log buffer however quiet the console: it splits
+  // the guest's part into kernel and vng's init (initramfs, virtme-ng-init, udev)
+  const script = `echo "${READY} $(cut -d' ' -f1 /proc/uptime) $(dmesg 2>/dev/null | sed -n 's/^\\[ *\\([0-9.]*\\)\\] Run .* as init process.*/\\1/p' | head -n 1)"\n${o.script}`;
   // vng boots the bzImage it is given; 9p because the Debian kernels have it (virtiofs needs a daemon vng may not find)
   const argv = ['--run', o.kernel.bzImage, '--force-9p', '--cpus', String(o.cpus), '--memory', `${o.memMB}M`, '--rwdir', o.rwdir,
-    ...(o.accel === 'tcg' ? ['--disable-kvm'] : []), '--exec', script];
+    ...(o.overlays ?? []).flatMap((d) => ['--overlay-rwdir', d]),
+    ...maskArgs(), ...(o.accel === 'tcg' ? ['--disable-kvm'] : []), '--exec', script];
   // vng wires the guest's stdout/stderr to /proc/self/fd/{1,2}, which it must be able to reopen
   // read-write: Node's stdio pipes are sockets and cannot be, so vng writes to a file we follow
   const logDir = await mkdtemp(join(tmpdir(), 'ebpf-lab-vng-'));
@@ -88,6 +116,7 @@ export async function runInVng(o: {
   closeSync(fd);
   let bootMs = 0;
   let guestReadyMs = 0;
+  let guestInitMs = 0;
   let buf = '';
   let pos = 0;
   const follow = () => {
@@ -103,10 +132,11 @@ export async function runInVng(o: {
     pos = all.length;
     if (!bootMs) {
       buf = all.toString();
-      const m = new RegExp(`${READY} ([0-9.]+)`).exec(buf);
+      const m = new RegExp(`${READY} ([0-9.]+) ?([0-9.]*)`).exec(buf);
       if (m) {
         bootMs = Date.now() - t0;
         guestReadyMs = Math.round(Number(m[1]) * 1000);
+        guestInitMs = m[2] ? Math.round(Number(m[2]) * 1000) : 0;
         const rest = buf.slice(buf.indexOf(m[0]) + m[0].length).replace(/^\r?\n/, '');
         if (rest) o.out(Buffer.from(rest));
       }
@@ -130,5 +160,5 @@ export async function runInVng(o: {
   await rm(logDir, { recursive: true, force: true });
   if (o.signal?.aborted) throw new LabError('interrupted while vng ran the guest command');
   if (!bootMs) throw new LabError(`vng exited (${code}) before the guest command started${buf.trim() ? `: ${buf.trim().slice(-400)}` : ''}`);
-  return { exitCode: code, bootMs, guestReadyMs, runMs: Date.now() - t0 - bootMs, argv: [bin, ...argv.slice(0, -1), '<script>'] };
+  return { exitCode: code, bootMs, guestReadyMs, guestInitMs, runMs: Date.now() - t0 - bootMs, argv: [bin, ...argv.slice(0, -1), '<script>'] };
 }

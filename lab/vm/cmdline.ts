@@ -1,0 +1,73 @@
+// The lab guest's kernel command line, in one pure function so each trim is visible, testable
+// and can be switched off for a side-by-side measurement (EBPF_LAB_VM_TRIMS=0 keeps only the
+// ones that predate the measurement, see ARCHITECTURE.md "Boot phases").
+import { readFileSync } from 'node:fs';
+import { parseConfig, type KernelImage } from './kernels.ts';
+
+/**
+ * loops_per_jiffy the guest would compute, from the host's clock: under TCG the guest's TSC is
+ * the host's, so this is what it calibrates to. Preset, every CPU skips calibrate_delay (the
+ * second CPU's calibrate_delay_direct() fails under TCG and falls back to a slow converge loop).
+ */
+export function presetLpj(cpuinfo: string, hz: number): number | undefined {
+  const m = /^cpu MHz\s*:\s*([0-9.]+)/m.exec(cpuinfo);
+  const mhz = m ? Number(m[1]) : NaN;
+  if (!Number.isFinite(mhz) || mhz < 100 || !(hz > 0)) return undefined;
+  return Math.round((mhz * 1e6) / hz);
+}
+
+export interface CmdlineInput {
+  release: string;
+  fs: '9p' | 'virtiofs';
+  accel: 'kvm' | 'tcg';
+  /** CONFIG_HZ of the guest kernel (Debian: 250) */
+  hz?: number;
+  /** /proc/cpuinfo of the host, for lpj= */
+  cpuinfo?: string;
+  trims?: boolean;
+  extra?: string[];
+}
+
+export function kernelCmdline(o: CmdlineInput): string[] {
+  // loglevel=6 keeps notices (the banner, warnings, oopses) but not the ~300 info lines each
+  // written through an emulated UART; no crypto self-tests; expedited RCU grace periods while
+  // modules load; no speculative-execution mitigations (no attacker in a throwaway guest).
+  const a = ['console=ttyS0', 'loglevel=6', 'panic=-1', 'oops=panic', 'rdinit=/init', `lab.fs=${o.fs}`,
+    'mitigations=off', 'tsc=reliable', 'no_timer_check', 'i8042.noaux', 'i8042.nokbd', 'i8042.nopnp', 'random.trust_cpu=on',
+    'cryptomgr.notests', 'rcupdate.rcu_expedited=1'];
+  if (/^5\.10\./.test(o.release)) a.push('lsm=lockdown,yama,apparmor,bpf'); // 5.10's default LSM list lacks bpf
+  if (o.trims !== false) {
+    // TCG only: under KVM the guest's TSC may be scaled, and calibration is cheap there
+    const lpj = o.accel === 'tcg' && o.cpuinfo ? presetLpj(o.cpuinfo, o.hz ?? 250) : undefined;
+    if (lpj) a.push(`lpj=${lpj}`);
+    // Debian builds with INIT_ON_ALLOC_DEFAULT_ON: every page the guest allocates is zeroed
+    // first, an emulated memset per page at boot and in every node start (hardening a
+    // throwaway guest does not need)
+    a.push('init_on_alloc=0');
+    // no audit subsystem (nothing reads it in a guest) and no x86 PCIe ASPM/AER setup
+    a.push('audit=0', 'pcie_aspm=off', 'pci=noaer');
+  }
+  return [...a, ...(o.extra ?? [])];
+}
+
+/** The command line for one guest on this host (reads the kernel config and /proc/cpuinfo). */
+export function guestCmdline(k: KernelImage, fs: '9p' | 'virtiofs', accel: 'kvm' | 'tcg', extra: (string | undefined)[]): string {
+  let cpuinfo = '';
+  try {
+    cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
+  } catch { /* no lpj preset */ }
+  const hz = Number(parseConfig(k.config).HZ) || 250;
+  return kernelCmdline({
+    release: k.release, fs, accel, hz, cpuinfo, trims: process.env.EBPF_LAB_VM_TRIMS !== '0',
+    extra: extra.filter((x): x is string => !!x),
+  }).join(' ');
+}
+
+/**
+ * QEMU's machine: q35 without what no lab guest uses. smm=off spares SeaBIOS its SMM setup
+ * (emulated under TCG); no SATA controller, SMBus or VMware port means fewer PCI functions and
+ * ACPI objects for the guest kernel to enumerate. ACPI itself stays: the guest powers off through it.
+ */
+export function machineArg(trims = process.env.EBPF_LAB_VM_TRIMS !== '0'): string {
+  return trims ? 'q35,smm=off,vmport=off,sata=off,smbus=off' : 'q35';
+}
