@@ -25,6 +25,7 @@ struct energy_task {
 	__u64 instructions;
 	__u64 by_prev_ns;      /* the same stints as sum - prev_sum (bounded, else ktime): the pre-fix estimate, for comparison */
 	__u64 exit_switches;   /* switches out of an exiting thread (exit_state set): its last stint is in */
+	__u64 over_wall_ns;    /* how much of its stints exceeded the ktime interval they ran in (see stint_of) */
 	char comm[ENERGY_COMM_LEN];
 };
 
@@ -57,6 +58,9 @@ struct energy_cpu {
 	__u64 resyncs;         /* stints where sum - charged and sum - prev_sum differ by more than 100 us */
 	__u64 resync_lost_ns;  /* ... where sum - charged was larger (prev_sum moved while the task ran) */
 	__u64 resync_over_ns;  /* ... where sum - prev_sum was larger (prev_sum older than the last switch out) */
+	__u64 over_wall;       /* stints whose sum - charged exceeded the ktime interval (+ 1/8 + 100 us): charged in full */
+	__u64 over_wall_ns;    /* ... by how much in total (sum - charged - wall) */
+	__u64 over_wall_max_ns; /* ... the largest excess */
 };
 
 /* `freq`: the last power:cpu_frequency value per CPU (indexed by cpu id; kHz) */
