@@ -56,11 +56,6 @@ export async function pingPong(opts: { rounds: number; loops: number; cpu: numbe
   try {
     c.setSwitchHook(false);
     await pipeUsPerOp(Math.max(1000, loops / 4), cpu, opts.signal); // warm-up: page cache, perf's own start
-    try {
-      stats = EnergyCollector.enableRunStats();
-    } catch {
-      stats = null; // no run-time stats: the figure is still the switch rate
-    }
     for (let i = 0; i < opts.rounds && !opts.signal?.aborted; i++) {
       opts.onRound?.(i);
       const order = i % 2 ? (['on', 'off'] as const) : (['off', 'on'] as const);
@@ -71,18 +66,27 @@ export async function pingPong(opts: { rounds: number; loops: number; cpu: numbe
         if (cfg === 'off') us.off = await pipeUsPerOp(loops, cpu, opts.signal);
         else {
           const sw0 = Number(c.cpuTotals()[cpu]?.switches ?? 0n);
-          const st0 = c.switchStats();
           us.on = await pipeUsPerOp(loops, cpu, opts.signal);
-          const st1 = c.switchStats();
           perOp = (Number(c.cpuTotals()[cpu]?.switches ?? 0n) - sw0) / loops;
-          bpfRuns += st1.runCnt - st0.runCnt;
-          bpfNs += st1.runTimeNs - st0.runTimeNs;
         }
       }
       c.setSwitchHook(false);
       const off = 2e6 / us.off!;
       const on = 2e6 / us.on!;
       rounds.push({ off, on, ratio: on / off, order: order[0] === 'off' ? 'off→on' : 'on→off', switchesPerOp: perOp });
+    }
+    // the program's own run time per switch, in one extra measurement after the rounds: the
+    // kernel's run-time stats cost two clock reads per run, so they stay off while rates are compared
+    try {
+      stats = EnergyCollector.enableRunStats();
+      c.setSwitchHook(true);
+      const st0 = c.switchStats();
+      await pipeUsPerOp(loops, cpu, opts.signal);
+      const st1 = c.switchStats();
+      bpfRuns = st1.runCnt - st0.runCnt;
+      bpfNs = st1.runTimeNs - st0.runTimeNs;
+    } catch {
+      /* no run-time stats: the figure is still the switch rate */
     }
   } finally {
     stats?.close();
