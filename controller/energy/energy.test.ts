@@ -137,6 +137,27 @@ describeRoot('energy collector (host kernel)', () => {
     expect(text).toMatch(new RegExp(`^ebpf_lab_energy_map_evictions ${c.evictions()}$`, 'm'));
   }, 60_000);
 
+  it('detaches and re-attaches the sched_switch hook, maps kept (the bench toggles it per measurement)', async () => {
+    const t = await EnergyCollector.open({ power: 'model' });
+    try {
+      const switches = () => t.cpuTotals().reduce((n, x) => n + Number(x.switches), 0);
+      const links = () => t.kernelIds().links.length;
+      const attached = links();
+      t.setSwitchHook(false);
+      expect(links()).toBe(attached - 1);
+      const a = switches();
+      await execa('/bin/sh', ['-c', 'for i in 1 2 3 4 5; do /bin/true; done']);
+      expect(switches()).toBe(a); // nothing counted while detached
+      t.setSwitchHook(true);
+      t.setSwitchHook(true); // idempotent
+      expect(links()).toBe(attached);
+      await execa('/bin/sh', ['-c', 'for i in 1 2 3 4 5; do /bin/true; done']);
+      expect(switches()).toBeGreaterThan(a);
+    } finally {
+      t.close();
+    }
+  }, 60_000);
+
   it('the classic tracepoint flavour accounts the same way', async () => {
     const t = await EnergyCollector.open({ power: 'model', hook: 'tracepoint' });
     try {
