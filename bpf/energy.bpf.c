@@ -147,7 +147,7 @@ static __always_inline __u64 counter_delta(void *map, __u64 *last, struct energy
  * outgoing task's se.exec_start was just set to the rq's clock_task by update_curr() (dequeue or
  * put_prev), and the incoming one's by set_next_task() at pick — the same clock sum_exec_runtime
  * advances by. bpf_ktime_get_ns() and bpf_get_current_pid_tgid() together cost ~55 ns of a ~130 ns
- * program per switch on this lab's host (kernel.bpf_stats, program cut off stage by stage). The
+ * program per switch on this lab's host (kernel.bpf_stats, program cut off stage by stage; exploratory, no stored run). The
  * idle task keeps no exec_start, so a switch into idle takes the outgoing task's. The classic
  * tracepoint has no task pointers and pays for ktime.
  */
