@@ -3,8 +3,10 @@
 // guest under TCG here (KVM where the runner has it), its results.json and report read back.
 //   - pnpm lab run xdp-lb --kernel 6.1, pnpm lab run security --kernel 6.1
 //   - a capability that arrived later, on 6.1: socket-lb (10 and 1,000 services: 10,000 under
-//     TCG alone takes minutes). energy joins once its node-sum check holds in a guest (1.1% vs 1%
-//     unattributed under TCG: reports/20261130-044246-energy-6.1)
+//     TCG alone takes minutes). energy is not here yet: `pnpm lab run energy --kernel 6.1` passed
+//     three runs in a row (~1 min under TCG, reports/20261130-064104-energy-6.1), but its first run
+//     from this file hung in the guest after starting the workloads until SIGINT at 9 min
+//     (reports/e2e-EdhmR5; no kernel message), cause not found
 //   - pnpm lab matrix --kernels 5.10,6.1,6.12,7.x,host --scenarios hello-openat
 //   - Ctrl-C during a VM run still leaves an ERROR report and no guest
 // Slow (minutes); EBPF_LAB_SKIP_E2E=1 skips it for a quick local loop.
@@ -67,7 +69,7 @@ describe.skipIf(!!skip)(`the commands users run, in VMs ${skip ? `(skipped: ${sk
   }
 
   for (const [scenario, opts] of [['socket-lb', ['--services', '10,1000', '--connections', '100']]] as const) {
-    it(`pnpm lab run ${scenario} --kernel 6.1 ${opts.join(' ')} passes`, async () => {
+    it(`pnpm lab run ${scenario} --kernel 6.1${opts.length ? ` ${opts.join(' ')}` : ''} passes`, async () => {
       const dir = tmp();
       const r = await lab(['run', scenario, '--kernel', '6.1', ...opts, '--out', dir], dir);
       // unsupported is a pass with named gaps (e.g. no RAPL meter in a guest), never a failed check

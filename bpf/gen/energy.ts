@@ -9,7 +9,7 @@ export interface energy_freq {
 }
 export const energy_freq_size = 16;
 
-/** struct energy_cpu: 144 bytes */
+/** struct energy_cpu: 168 bytes */
 export interface energy_cpu {
   last_ns: bigint;
   busy_ns: bigint;
@@ -29,8 +29,11 @@ export interface energy_cpu {
   resyncs: bigint;
   resync_lost_ns: bigint;
   resync_over_ns: bigint;
+  over_wall: bigint;
+  over_wall_ns: bigint;
+  over_wall_max_ns: bigint;
 }
-export const energy_cpu_size = 144;
+export const energy_cpu_size = 168;
 
 /** struct energy_key: 16 bytes */
 export interface energy_key {
@@ -40,7 +43,7 @@ export interface energy_key {
 }
 export const energy_key_size = 16;
 
-/** struct energy_task: 64 bytes */
+/** struct energy_task: 72 bytes */
 export interface energy_task {
   on_cpu_ns: bigint;
   switches: bigint;
@@ -48,9 +51,10 @@ export interface energy_task {
   instructions: bigint;
   by_prev_ns: bigint;
   exit_switches: bigint;
+  over_wall_ns: bigint;
   comm: string;
 }
-export const energy_task_size = 64;
+export const energy_task_size = 72;
 
 /** struct energy_thread: 16 bytes */
 export interface energy_thread {
@@ -83,8 +87,8 @@ export const energy = defineSkeleton<EnergyShape>({
   object: 'energy',
   maps: {
     freq: { type: MapType.ARRAY, keySize: 4, valueSize: 16 },
-    cpus: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 144 },
-    tasks: { type: MapType.LRU_PERCPU_HASH, keySize: 16, valueSize: 64 },
+    cpus: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 168 },
+    tasks: { type: MapType.LRU_PERCPU_HASH, keySize: 16, valueSize: 72 },
     hw_cycles: { type: MapType.PERF_EVENT_ARRAY, keySize: 4, valueSize: 4 },
     hw_instructions: { type: MapType.PERF_EVENT_ARRAY, keySize: 4, valueSize: 4 },
     charged: { type: MapType.LRU_HASH, keySize: 4, valueSize: 16 },

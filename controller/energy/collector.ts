@@ -8,7 +8,7 @@ import { attachTrace, attachTracepoint, enableStats, mapInfo, perfEventOpen, typ
 import { ensureObject } from '../../bpf/build.ts';
 import { LabError } from '../../lab/errors.ts';
 import { energy, type Energy, type EnergyShape, type energy_cpu, type energy_freq, type energy_key, type energy_task } from '../../bpf/gen/energy.ts';
-import { attribute, DEFAULT_MODEL, meteredEnergy, modelEnergy, validateModel, type CpuInterval, type ModelConfig, type PowerSourceName, type Use } from './model.ts';
+import { attribute, busyAtRead, DEFAULT_MODEL, type BusyAtRead, meteredEnergy, modelEnergy, validateModel, type CpuInterval, type ModelConfig, type PowerSourceName, type Use } from './model.ts';
 import { findMeter, type Meter } from './power.ts';
 
 export interface CollectorOptions {
@@ -59,8 +59,18 @@ export interface Interval {
   unattributedJ: number;
   byCycles: boolean;
   workloads: WorkloadInterval[];
-  /** busy ns per CPU (from the per-CPU totals) */
+  /** busy ns per CPU (from the per-CPU totals, at the instant of the task read: see busyAtRead) */
   busyNs: number[];
+  /**
+   * how the two maps were read: the task walk's duration, busy time that accrued during it (all
+   * CPUs), and the cumulative busy time the task map is known to have lost (busyAtRead's gap)
+   */
+  read: { walkMs: number; windowBusyNs: number; gapNs: number };
+  /**
+   * diagnostic: the dynamic energy that would be unattributed had the per-CPU totals been taken as
+   * read after the walk (the skew busyAtRead removes)
+   */
+  unattributedJIfReadAfter: number;
 }
 
 export interface Totals extends Workload {
@@ -76,12 +86,16 @@ interface TaskRaw {
   cycles: number[];
   exits: number;
   byPrev: number;
+  overWall: number;
 }
 
 interface Raw {
   t: bigint;
   tasks: Map<string, TaskRaw>;
+  /** per-CPU totals read just before and just after the task walk */
+  cpusBefore: energy_cpu[];
   cpus: energy_cpu[];
+  walkNs: number;
   freqKhz: number[];
 }
 
@@ -112,6 +126,8 @@ export class EnergyCollector {
   private readonly freqMap: BpfMap<number, energy_freq>;
   private readonly counterFds: number[];
   private prev: Raw;
+  /** per online CPU: its busy total at the last task walk (see busyAtRead) */
+  private busyAt: BusyAtRead[];
   private readonly t0: bigint;
   private meterLast = 0;
   private readonly totals = new Map<string, Totals>();
@@ -152,6 +168,12 @@ export class EnergyCollector {
     this.meterLast = meter?.readJoules() ?? 0;
     this.prev = this.read();
     this.t0 = this.prev.t;
+    const p = this.prev;
+    this.busyAt = this.onlineCpus.map((cpu) => {
+      let keyed = Number(p.cpusBefore[cpu]?.unattributed_ns ?? 0n);
+      for (const x of p.tasks.values()) keyed += x.ns[cpu] ?? 0;
+      return busyAtRead(null, Number(p.cpusBefore[cpu]?.busy_ns ?? 0n), Number(p.cpus[cpu]?.busy_ns ?? 0n), keyed);
+    });
   }
 
   static async open(opts: CollectorOptions = {}): Promise<EnergyCollector> {
@@ -259,6 +281,7 @@ export class EnergyCollector {
   }
 
   private read(): Raw {
+    const cpusBefore = (this.cpuMap.getPerCpu(0) ?? []) as energy_cpu[];
     const t = process.hrtime.bigint();
     const tasks = new Map<string, TaskRaw>();
     for (const [k, v] of this.tasks.entries()) {
@@ -272,11 +295,13 @@ export class EnergyCollector {
         cycles: per.map((x) => Number(x.cycles)),
         exits: per.reduce((n, x) => n + Number(x.exit_switches), 0),
         byPrev: per.reduce((n, x) => n + Number(x.by_prev_ns), 0),
+        overWall: per.reduce((n, x) => n + Number(x.over_wall_ns), 0),
       });
     }
     const cpus = (this.cpuMap.getPerCpu(0) ?? []) as energy_cpu[];
+    const walkNs = Number(process.hrtime.bigint() - t);
     const freqKhz = this.onlineCpus.map((c) => Number(this.freqMap.get(c)?.khz ?? 0n));
-    return { t, tasks, cpus, freqKhz };
+    return { t, tasks, cpusBefore, cpus, walkNs, freqKhz };
   }
 
   /** entries created in the LRU map minus entries alive: what the LRU evicted so far */
@@ -294,11 +319,12 @@ export class EnergyCollector {
    * cumulative on-CPU ns per key as the kernel has it now (sum over CPUs); `exits` counts switches
    * out of exiting threads: a reaped process's last stint is charged only at its final switch,
    * which can come after the parent saw it exit (the exiting CPU may be preempted, e.g. by the host).
-   * `byPrevNs`: the same stints measured as sum_exec_runtime − prev_sum_exec_runtime (diagnostic)
+   * `byPrevNs`: the same stints measured as sum_exec_runtime − prev_sum_exec_runtime (diagnostic);
+   * `overWallNs`: by how much its stints exceeded the ktime interval they ran in (charged in full; diagnostic)
    */
-  onCpuNow(): Map<string, { cgroupId: bigint; tgid: number; comm: string; ns: number; exits: number; byPrevNs: number }> {
-    const out = new Map<string, { cgroupId: bigint; tgid: number; comm: string; ns: number; exits: number; byPrevNs: number }>();
-    for (const [k, v] of this.read().tasks) out.set(k, { cgroupId: v.cgroupId, tgid: v.tgid, comm: v.comm, ns: v.ns.reduce((a, b) => a + b, 0), exits: v.exits, byPrevNs: v.byPrev });
+  onCpuNow(): Map<string, { cgroupId: bigint; tgid: number; comm: string; ns: number; exits: number; byPrevNs: number; overWallNs: number }> {
+    const out = new Map<string, { cgroupId: bigint; tgid: number; comm: string; ns: number; exits: number; byPrevNs: number; overWallNs: number }>();
+    for (const [k, v] of this.read().tasks) out.set(k, { cgroupId: v.cgroupId, tgid: v.tgid, comm: v.comm, ns: v.ns.reduce((a, b) => a + b, 0), exits: v.exits, byPrevNs: v.byPrev, overWallNs: v.overWall });
     return out;
   }
 
@@ -318,24 +344,9 @@ export class EnergyCollector {
     this.prev = cur;
     const dtNs = Number(cur.t - prev.t);
     const d = (a: bigint | undefined, b: bigint | undefined) => Math.max(0, Number((a ?? 0n) - (b ?? 0n)));
-    const cpus: CpuInterval[] = this.onlineCpus.map((cpu, i) => {
-      const freq = cur.freqKhz[i] || readKhz(`/sys/devices/system/cpu/cpu${cpu}/cpufreq/scaling_cur_freq`);
-      return {
-        cpu,
-        busyNs: d(cur.cpus[cpu]?.busy_ns, prev.cpus[cpu]?.busy_ns),
-        busyCycles: this.counters.ok ? d(cur.cpus[cpu]?.busy_cycles, prev.cpus[cpu]?.busy_cycles) : undefined,
-        freqKhz: freq || undefined,
-        maxFreqKhz: this.frequency.maxKhz[i] || undefined,
-      };
-    });
-    let energy;
-    if (this.meter) {
-      const now = this.meter.readJoules();
-      energy = meteredEnergy(now - this.meterLast, this.model.idleWatts, dtNs, cpus);
-      this.meterLast = now;
-    } else energy = modelEnergy(this.model, dtNs, cpus);
     const uses: Use[] = [];
     const onCpu = new Map<string, number>();
+    const usedOn = new Map<number, number>();
     for (const [k, t] of cur.tasks) {
       const p = prev.tasks.get(k);
       for (const cpu of this.onlineCpus) {
@@ -348,9 +359,32 @@ export class EnergyCollector {
         const cb = p?.cycles[cpu] ?? 0;
         uses.push({ key: k, cpu, ns, cycles: this.counters.ok ? (ca >= cb ? ca - cb : ca) : undefined });
         onCpu.set(k, (onCpu.get(k) ?? 0) + ns);
+        usedOn.set(cpu, (usedOn.get(cpu) ?? 0) + ns);
       }
     }
+    const prevBusy = this.busyAt;
+    this.busyAt = this.onlineCpus.map((cpu, i) => busyAtRead(prevBusy[i]!, Number(cur.cpusBefore[cpu]?.busy_ns ?? 0n), Number(cur.cpus[cpu]?.busy_ns ?? 0n), (usedOn.get(cpu) ?? 0) + d(cur.cpusBefore[cpu]?.unattributed_ns, prev.cpusBefore[cpu]?.unattributed_ns)));
+    const cpus: CpuInterval[] = this.onlineCpus.map((cpu, i) => {
+      const freq = cur.freqKhz[i] || readKhz(`/sys/devices/system/cpu/cpu${cpu}/cpufreq/scaling_cur_freq`);
+      return {
+        cpu,
+        busyNs: Math.max(0, this.busyAt[i]!.busy - prevBusy[i]!.busy),
+        busyCycles: this.counters.ok ? d(cur.cpus[cpu]?.busy_cycles, prev.cpus[cpu]?.busy_cycles) : undefined,
+        freqKhz: freq || undefined,
+        maxFreqKhz: this.frequency.maxKhz[i] || undefined,
+      };
+    });
+    let energy;
+    if (this.meter) {
+      const now = this.meter.readJoules();
+      energy = meteredEnergy(now - this.meterLast, this.model.idleWatts, dtNs, cpus);
+      this.meterLast = now;
+    } else energy = modelEnergy(this.model, dtNs, cpus);
+    // the same interval with the per-CPU totals as read after the walk: what the skew would cost
+    const afterCpus = cpus.map((c) => ({ ...c, busyNs: d(cur.cpus[c.cpu]?.busy_ns, prev.cpus[c.cpu]?.busy_ns) }));
+    const afterEnergy = this.meter ? meteredEnergy(energy.reduce((s, e) => s + e.idleJ + e.dynamicJ, 0), this.model.idleWatts, dtNs, afterCpus) : modelEnergy(this.model, dtNs, afterCpus);
     const a = attribute(energy, uses);
+    const ifAfter = attribute(afterEnergy, uses);
     this.nodeJ += a.nodeJ;
     this.idleJ += a.idleJ;
     this.unattributedJ += a.unattributedJ;
@@ -377,6 +411,8 @@ export class EnergyCollector {
       byCycles: a.byCycles,
       workloads,
       busyNs: cpus.map((c) => c.busyNs),
+      read: { walkMs: cur.walkNs / 1e6, windowBusyNs: this.onlineCpus.reduce((s, cpu) => s + d(cur.cpus[cpu]?.busy_ns, cur.cpusBefore[cpu]?.busy_ns), 0), gapNs: this.busyAt.reduce((s, b) => s + b.gap, 0) },
+      unattributedJIfReadAfter: ifAfter.unattributedJ,
     };
   }
 
@@ -421,12 +457,28 @@ export class EnergyCollector {
     return { runCnt: Number(i.runCnt), runTimeNs: Number(i.runTimeNs) };
   }
 
+  /**
+   * Detach (false) or re-attach (true) the sched_switch program, keeping it loaded and its maps: for
+   * measuring the hook's own cost, hook on vs off, without a load between measurements. The
+   * accounting has a hole while it is off (the first stint after it is charged by ktime across it).
+   */
+  setSwitchHook(on: boolean): void {
+    if (this.closed) throw new Error('setSwitchHook on a closed collector');
+    const attached = !this.links[0]!.isClosed;
+    if (on === attached) return;
+    if (!on) this.links[0]!.close();
+    else {
+      const prog = this.skel.programs[this.hook.name === 'tp_btf' ? 'energy_switch_btf' : 'energy_switch_tp'];
+      this.links[0] = this.hook.name === 'tp_btf' ? attachTrace(prog) : attachTracepoint(prog, 'sched', 'sched_switch');
+    }
+  }
+
   /** kernel ids of the programs, maps and links this collector holds (for leak checks) */
   kernelIds(): { progs: number[]; maps: number[]; links: number[] } {
     return {
       progs: [...this.skel.obj.programs.values()].filter((p) => p.loaded).map((p) => p.info().id),
       maps: [this.tasks, this.cpuMap, this.freqMap].map((m) => mapInfo(m.fd).id),
-      links: this.links.map((l) => l.info().id),
+      links: this.links.filter((l) => !l.isClosed).map((l) => l.info().id),
     };
   }
 

@@ -83,6 +83,36 @@ export function meteredEnergy(totalJ: number, idleWatts: number, dtNs: number, c
   return cpus.map((c) => ({ cpu: c.cpu, idleJ: idleJ / n, dynamicJ: (dyn * weight(c)) / sum, busyNs: c.busyNs, busyCycles: c.busyCycles }));
 }
 
+/**
+ * A CPU's cumulative busy time at the instant the per-task map was read. The per-task values and
+ * the per-CPU totals live in two maps that cannot be read at one instant: the per-CPU totals read
+ * after the task walk (batch syscalls plus decoding — tens of ms under TCG) already hold stints the
+ * task values do not, and dividing one by the other leaves that skew unattributed every interval
+ * (it never telescopes back: the next interval's surplus is capped at its own total). The totals
+ * are therefore read before (`before`) and after (`after`) the walk, and the busy total at the walk
+ * is taken as what the task entries account for (`keyed`: the cumulative sum of the per-interval
+ * uses plus BPF's own unattributed_ns) plus the gap between the two known so far, clamped into
+ * [before, after]. With nothing lost it is `keyed` exactly, so attribution adds up; time lost from
+ * the task map (an entry evicted between two reads) makes keyed + gap fall below `before`, the gap
+ * grows by the shortfall and that energy stays unattributed. The gap never exceeds the real loss
+ * (busy at the walk ≥ before), so nothing is hidden except loss smaller than one read window, and
+ * what stays hidden surfaces at a later, shorter walk. Monotone: before ≥ the previous after.
+ */
+export interface BusyAtRead {
+  /** busy ns at the walk (cumulative) */
+  busy: number;
+  /** cumulative ns the task entries (and unattributed_ns) account for */
+  keyed: number;
+  /** busy − keyed: time the task map is known to have lost */
+  gap: number;
+}
+
+export function busyAtRead(prev: BusyAtRead | null, before: number, after: number, keyedDelta: number): BusyAtRead {
+  const keyed = (prev?.keyed ?? 0) + keyedDelta;
+  const busy = Math.min(after, Math.max(before, keyed + (prev?.gap ?? 0)));
+  return { busy, keyed, gap: busy - keyed };
+}
+
 /** one workload's use of one CPU over the interval */
 export interface Use {
   key: string;
