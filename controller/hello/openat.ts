@@ -156,10 +156,19 @@ export class OpenatTracer implements Disposable {
       for (let w = 0; w < pos; ) w += fs.writeSync(fd, out, w, pos - w);
       pos = 0;
     };
-    for await (const n of this.ring.pump((off) => {
-      if (pos > limit) flush();
-      pos = this.formatLine(off, out, pos);
-    })) {
+    const ring = this.ring;
+    const offs = ring.offsets();
+    // one loop over the batch's offsets (take/release), not a callback per record
+    const step = (max: number) => {
+      const n = ring.take(offs, max);
+      for (let i = 0; i < n; i++) {
+        if (pos > limit) flush();
+        pos = this.formatLine(offs[i]!, out, pos);
+      }
+      ring.release();
+      return n;
+    };
+    for await (const n of ring.pump({ step })) {
       flush();
       onBatch?.(n);
     }

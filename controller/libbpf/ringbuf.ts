@@ -135,27 +135,69 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
    * space is released to the kernel when consume returns). Returns how many were visited.
    */
   consume(visit: (off: number, len: number) => void, max = this.maxBatch): number {
+    const offs = this.offsets(max);
+    const n = this.take(offs, max);
+    for (let i = 0; i < n; i++) visit(offs[i]!, this.lens[i]!);
+    this.release();
+    return n;
+  }
+
+  private offs = new Int32Array(0);
+  private lens = new Int32Array(0);
+  private taken = -1;
+
+  /** a reusable array for take() that holds `max` offsets */
+  offsets(max = this.maxBatch): Int32Array {
+    if (this.offs.length < max) {
+      this.offs = new Int32Array(max);
+      this.lens = new Int32Array(max);
+    }
+    return this.offs;
+  }
+
+  /**
+   * The two-phase form of consume() for a hot loop of the caller's own (one monomorphic loop, no
+   * callback per record): the offsets of up to `max` committed records go into `into` (from
+   * offsets()), their lengths into `takenLengths`; they stay valid, and the kernel cannot reuse
+   * their space, until release().
+   */
+  take(into: Int32Array, max = this.maxBatch): number {
     if (this.closed) return 0;
     let cons = this.readPos(this.cons);
     const prod = this.readPos(this.prod);
     const size = this.size;
     const hdrs = this.hdrs;
+    const lens = into === this.offs ? this.lens : null;
+    const limit = Math.min(max, into.length);
     let n = 0;
-    while (cons < prod && n < max) {
+    while (cons < prod && n < limit) {
       const off = cons % size; // positions are 64-bit; JS bit ops are 32-bit, so no masking
       const hdr = Atomics.load(hdrs, off >>> 2); // acquire; records are 8-byte aligned
       if (hdr & BUSY) break;
       const len = hdr & 0x3fffffff;
       if (hdr & DISCARD) this.discarded++;
       else {
-        visit(off + HDR, len);
+        into[n] = off + HDR;
+        if (lens) lens[n] = len;
         n++;
       }
       cons += (len + HDR + 7) & ~7;
     }
-    Atomics.store(this.cons, 0, BigInt(cons)); // release: the kernel may reuse what we consumed
+    this.taken = cons;
     this.delivered += n;
     return n;
+  }
+
+  /** lengths of the records of the last take() into offsets() */
+  get takenLengths(): Int32Array {
+    return this.lens;
+  }
+
+  /** give the space of what take() returned back to the kernel */
+  release(): void {
+    if (this.taken < 0 || this.closed) return;
+    Atomics.store(this.cons, 0, BigInt(this.taken)); // release: the kernel may reuse what we consumed
+    this.taken = -1;
   }
 
   /** Wait (on a worker thread) until the kernel signals data or the timeout passes. */
@@ -168,17 +210,19 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
 
   /**
    * The consumer loop with its wake-up policy: each step visits what the ring holds (up to
-   * maxBatch) and yields the count; ends on close(). After a non-empty batch it sleeps
+   * maxBatch; `visit` per record, or the caller's own `step(max)` over take()/release() that
+   * returns the count) and yields the count; ends on close(). After a non-empty batch it sleeps
    * coalesceDelayMs() (adaptive to the arrival rate) rather than going back to the kernel, which
    * would wake it for the very next record; only an empty ring waits in epoll. A batch that hit
    * maxBatch means the consumer is behind: it drains again at once.
    */
-  async *pump(visit: (off: number, len: number) => void): AsyncGenerator<number> {
+  async *pump(visit: ((off: number, len: number) => void) | { step: (max: number) => number }): AsyncGenerator<number> {
+    const step = typeof visit === 'function' ? (max: number) => this.consume(visit, max) : visit.step;
     let last = performance.now();
     let rate = 0; // records/s over the last interval that delivered
     let woke = false;
     while (!this.closed) {
-      const n = this.consume(visit, this.maxBatch);
+      const n = step(this.maxBatch);
       if (n > 0) {
         const now = performance.now();
         rate = (n * 1000) / Math.max(now - last, 0.05);
