@@ -11,7 +11,7 @@ export interface Opt {
   type: OptType;
   description: string;
   default?: string | number | boolean;
-  /** allowed values (string options) */
+  /** allowed values (string options; for a list, each item) */
   choices?: readonly string[];
   min?: number;
   max?: number;
@@ -102,7 +102,15 @@ function convert(name: string, o: Opt, raw: string): string | number | string[] 
     if (o.max !== undefined && v > o.max) throw bad(`must be ≤ ${o.max}`);
     return v;
   }
-  if (o.type === 'list') return raw.split(',').map((s) => s.trim()).filter(Boolean);
+  if (o.type === 'list') {
+    const items = raw.split(',').map((s) => s.trim()).filter(Boolean);
+    const wrong = o.choices && items.find((i) => !o.choices!.includes(i));
+    if (wrong !== undefined) {
+      const s = suggest(wrong, o.choices!);
+      throw new UsageError(`--${name} ${JSON.stringify(raw)}: ${JSON.stringify(wrong)} is not one of ${o.choices!.join(', ')}`, s ? `did you mean ${s}?` : `e.g. --${name} ${o.choices!.join(',')}`);
+    }
+    return items;
+  }
   if (o.choices && !o.choices.includes(raw)) {
     const s = suggest(raw, o.choices);
     throw new UsageError(`--${name} ${JSON.stringify(raw)}: expected one of ${o.choices.join(', ')}`, s ? `did you mean --${name} ${s}?` : `e.g. --${name} ${o.default ?? o.choices[0]}`);

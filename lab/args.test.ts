@@ -10,6 +10,7 @@ const spec = {
     r: { type: 'number', description: 'r' },
     mode: { type: 'string', choices: ['fast', 'slow'], description: 'm' },
     list: { type: 'list', default: 'a,b', description: 'l' },
+    kinds: { type: 'list', choices: ['fail', 'open'], description: 'k' },
     flag: { type: 'boolean', description: 'f' },
   },
   positionals: { names: ['thing'], max: 1 },
@@ -30,6 +31,7 @@ describe('parseArgs', () => {
   it('types values and fills defaults', () => {
     const p = parseArgs(['--n=7', '--r', '0.5', '--mode', 'slow', '--flag', 'x', '--', 'after'], spec)!;
     expect(p.values).toEqual({ n: 7, r: 0.5, mode: 'slow', list: ['a', 'b'], flag: true });
+    expect(parseArgs(['--kinds', 'open,fail'], spec)!.values.kinds).toEqual(['open', 'fail']);
     expect(p.positionals).toEqual(['x']);
     expect(p.rest).toEqual(['after']);
     expect(toArgv(p.given, ['r'])).toEqual(['--n=7', '--mode=slow', '--flag']);
@@ -42,6 +44,7 @@ describe('parseArgs', () => {
     expect(err(['--r', 'x'])).toMatch(/expected a number/);
     expect(err(['--mode', 'fas'])).toMatch(/expected one of fast, slow/);
     expect(err(['--flag=1'])).toMatch(/takes no value/);
+    expect(err(['--kinds', 'fail,opn'])).toMatch(/"opn" is not one of fail, open/);
     expect(err(['a', 'b'])).toMatch(/unexpected argument "b"/);
   });
   it('a list option may be repeated and comma-separated: every value is kept, in order', () => {

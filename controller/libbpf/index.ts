@@ -11,7 +11,7 @@ export {
   attachAuto, attachTracepoint, attachRawTracepoint, attachTrace, attachLsm, attachKprobe, attachXdp, attachTc, attachCgroup,
   attachPerfEvent, attachPerfEventAllCpus, perfEventOpen, attachNetns, XDP_MODES, type XdpMode, type XdpOptions, type TcDirection, type TcOptions, type PerfEventAttr,
 } from './attach/index.ts';
-export { RingBuffer, type RingBufferOptions } from './ringbuf.ts';
+export { RingBuffer, coalesceDelayMs, type RingBufferOptions } from './ringbuf.ts';
 export { Btf, Kind, type Codec, type BtfType } from './btf.ts';
 export { BpfError, VerifierError, AttachError, AttachInputError, Errno, errnoCode, errnoName, hintFor, type AttachKind, type ErrnoName } from './errors.ts';
 export { closeAll, liveCount, deferSignalsToCaller } from './lifecycle.ts';

@@ -178,6 +178,33 @@ describeRoot('libbpf binding', () => {
     }
   });
 
+  it('ring buffer take/release: records stay the consumer\'s until released, then the space is the kernel\'s', () => {
+    const obj = BpfObject.open(FIXTURE);
+    obj.setGlobal('target_tgid', process.pid);
+    obj.load();
+    const codec = obj.btf.codecByName<{ seq: bigint; pid: number }>('seq_event');
+    const rb = new RingBuffer(obj.map('rb'), { decode: (dv, off) => codec.decode(dv, off) });
+    try {
+      attachAuto(obj.program('count_getppid'));
+      for (let i = 0; i < 100; i++) void process.ppid;
+      const offs = rb.offsets(64);
+      const before = rb.pending;
+      const n = rb.take(offs, 64);
+      expect(n).toBe(64);
+      expect(rb.pending).toBe(before); // not released yet: the kernel still counts it as unread
+      expect(Array.from(offs.subarray(0, n), (o) => codec.decode(rb.view, o).seq)).toEqual(Array.from({ length: 64 }, (_, i) => BigInt(i)));
+      expect(rb.takenLengths[0]).toBeGreaterThanOrEqual(12);
+      rb.release();
+      expect(rb.pending).toBeLessThan(before);
+      expect(rb.drain().map((e) => e.seq)).toEqual(Array.from({ length: 36 }, (_, i) => BigInt(64 + i)));
+      expect(rb.pending).toBe(0);
+      expect(rb.delivered).toBe(100);
+    } finally {
+      rb.close();
+      obj.close();
+    }
+  });
+
   it('ring buffer overflow is counted as lost, not hidden', () => {
     const obj = BpfObject.open(FIXTURE);
     obj.setGlobal('target_tgid', process.pid);

@@ -32,14 +32,15 @@ export interface RingBufferOptions<T> {
   /** how long one idle wait lasts before re-checking for close (ms) */
   idleWaitMs?: number;
   /**
-   * After a small batch, sleep this long before draining again instead of waiting for a kernel
-   * wake-up (ms, 0 = off). At low rates the kernel wakes the consumer for every record (it always
-   * caught up), and each wake-up through a worker thread costs ~20 µs; coalescing bounds wake-ups
-   * to 1/coalesceMs per second at the price of that much delivery latency.
+   * Upper bound on the coalescing delay (ms, 0 = off): after a batch the consumer sleeps before
+   * draining again instead of waiting for a kernel wake-up, long enough for about `targetBatch`
+   * records at the arrival rate just measured, never longer than this. Each wake-up through a worker
+   * thread or a timer costs tens of µs; at 100k events/s a wake-up per few records costs more than
+   * the records. This bounds wake-ups to 1/coalesceMs per second, at the price of that much latency.
    */
   coalesceMs?: number;
-  /** a batch smaller than this counts as small (see coalesceMs) */
-  smallBatch?: number;
+  /** records one coalesced batch aims for (see coalesceMs) */
+  targetBatch?: number;
   /** a map (array or per-CPU array, key 0) where the BPF side counts failed reservations */
   lostCounter?: BpfMap<number, unknown>;
 }
@@ -61,7 +62,10 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
   private readonly maxBatch: number;
   private readonly idleWaitMs: number;
   private readonly coalesceMs: number;
-  private readonly smallBatch: number;
+  private readonly targetBatch: number;
+  /** the data area (mapped twice, so a record that wraps is contiguous) as bytes and as a DataView, for consume() visitors */
+  readonly bytes: Uint8Array;
+  readonly view: DataView;
   /** records delivered to the consumer */
   delivered = 0;
   /** wake-ups that found data (epoll returns) */
@@ -78,7 +82,7 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
     this.maxBatch = opts.maxBatch ?? 4096;
     this.idleWaitMs = opts.idleWaitMs ?? 100;
     this.coalesceMs = opts.coalesceMs ?? 5;
-    this.smallBatch = opts.smallBatch ?? 256;
+    this.targetBatch = opts.targetBatch ?? 1024;
     const fd = map.fd;
     this.consumerPage = C.mmap(NULL, pageSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (this.consumerPage === NULL || this.consumerPage === 0xffffffffffffffffn) throw new BpfError(`mmap of ring buffer consumer page: ${errnoName(errno())}`, errno());
@@ -91,7 +95,8 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
     this.cons = new BigUint64Array(view(this.consumerPage, 8));
     this.prod = new BigUint64Array(view(this.producerArea, 8));
     const data = view(this.producerArea + BigInt(pageSize), 2 * this.size);
-    this.data = new DataView(data);
+    this.data = this.view = new DataView(data);
+    this.bytes = new Uint8Array(data);
     this.hdrs = new Uint32Array(data);
     this.epfd = C.epoll_create1(0o2000000 /* EPOLL_CLOEXEC */);
     const ev = { events: EPOLLIN, data: 0 };
@@ -115,26 +120,84 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
     return Number(Atomics.load(pos, 0));
   }
 
-  /** Take up to `max` committed records out of the ring now (no waiting). */
+  /** Take up to `max` committed records out of the ring now (no waiting), decoded. */
   drain(max = this.maxBatch): T[] {
     const out: T[] = [];
-    if (this.closed) return out;
-    let cons = this.readPos(this.cons);
-    const prod = this.readPos(this.prod);
     const dec = this.opts.decode;
     const data = this.data;
-    while (cons < prod && out.length < max) {
-      const off = cons % this.size; // positions are 64-bit; JS bit ops are 32-bit, so no masking
-      const hdr = Atomics.load(this.hdrs, off >>> 2); // records are 8-byte aligned
+    this.consume((off, len) => void out.push(dec(data, off, len)), max);
+    return out;
+  }
+
+  /**
+   * Hand up to `max` committed records to `visit` now (no waiting) without building anything per
+   * record: `off` is the record's first byte in `bytes`/`view`, valid only during the call (the
+   * space is released to the kernel when consume returns). Returns how many were visited.
+   */
+  consume(visit: (off: number, len: number) => void, max = this.maxBatch): number {
+    const offs = this.offsets(max);
+    const n = this.take(offs, max);
+    for (let i = 0; i < n; i++) visit(offs[i]!, this.lens[i]!);
+    this.release();
+    return n;
+  }
+
+  private offs = new Int32Array(0);
+  private lens = new Int32Array(0);
+  private taken = -1;
+
+  /** a reusable array for take() that holds `max` offsets */
+  offsets(max = this.maxBatch): Int32Array {
+    if (this.offs.length < max) {
+      this.offs = new Int32Array(max);
+      this.lens = new Int32Array(max);
+    }
+    return this.offs;
+  }
+
+  /**
+   * The two-phase form of consume() for a hot loop of the caller's own (one monomorphic loop, no
+   * callback per record): the offsets of up to `max` committed records go into `into` (from
+   * offsets()), their lengths into `takenLengths`; they stay valid, and the kernel cannot reuse
+   * their space, until release().
+   */
+  take(into: Int32Array, max = this.maxBatch): number {
+    if (this.closed) return 0;
+    let cons = this.readPos(this.cons);
+    const prod = this.readPos(this.prod);
+    const size = this.size;
+    const hdrs = this.hdrs;
+    const lens = into === this.offs ? this.lens : null;
+    const limit = Math.min(max, into.length);
+    let n = 0;
+    while (cons < prod && n < limit) {
+      const off = cons % size; // positions are 64-bit; JS bit ops are 32-bit, so no masking
+      const hdr = Atomics.load(hdrs, off >>> 2); // acquire; records are 8-byte aligned
       if (hdr & BUSY) break;
-      const len = hdr & ~(BUSY | DISCARD) & 0x3fffffff;
+      const len = hdr & 0x3fffffff;
       if (hdr & DISCARD) this.discarded++;
-      else out.push(dec(data, off + HDR, len));
+      else {
+        into[n] = off + HDR;
+        if (lens) lens[n] = len;
+        n++;
+      }
       cons += (len + HDR + 7) & ~7;
     }
-    Atomics.store(this.cons, 0, BigInt(cons)); // release: the kernel may reuse what we consumed
-    this.delivered += out.length;
-    return out;
+    this.taken = cons;
+    this.delivered += n;
+    return n;
+  }
+
+  /** lengths of the records of the last take() into offsets() */
+  get takenLengths(): Int32Array {
+    return this.lens;
+  }
+
+  /** give the space of what take() returned back to the kernel */
+  release(): void {
+    if (this.taken < 0 || this.closed) return;
+    Atomics.store(this.cons, 0, BigInt(this.taken)); // release: the kernel may reuse what we consumed
+    this.taken = -1;
   }
 
   /** Wait (on a worker thread) until the kernel signals data or the timeout passes. */
@@ -145,13 +208,29 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
     return n > 0;
   }
 
-  /** Batches of records as they arrive (the next one is drained only when asked for); ends on close(). */
-  async *batches(): AsyncGenerator<T[]> {
+  /**
+   * The consumer loop with its wake-up policy: each step visits what the ring holds (up to
+   * maxBatch; `visit` per record, or the caller's own `step(max)` over take()/release() that
+   * returns the count) and yields the count; ends on close(). After a non-empty batch it sleeps
+   * coalesceDelayMs() (adaptive to the arrival rate) rather than going back to the kernel, which
+   * would wake it for the very next record; only an empty ring waits in epoll. A batch that hit
+   * maxBatch means the consumer is behind: it drains again at once.
+   */
+  async *pump(visit: ((off: number, len: number) => void) | { step: (max: number) => number }): AsyncGenerator<number> {
+    const step = typeof visit === 'function' ? (max: number) => this.consume(visit, max) : visit.step;
+    let last = performance.now();
+    let rate = 0; // records/s over the last interval that delivered
+    let woke = false;
     while (!this.closed) {
-      const batch = this.drain(this.maxBatch);
-      if (batch.length) {
-        yield batch;
-        if (batch.length < this.smallBatch && this.coalesceMs > 0 && !this.closed) await new Promise((r) => setTimeout(r, this.coalesceMs));
+      const n = step(this.maxBatch);
+      if (n > 0) {
+        const now = performance.now();
+        rate = (n * 1000) / Math.max(now - last, 0.05);
+        last = now;
+        yield n;
+        if (n >= this.maxBatch || this.closed) continue;
+        const d = coalesceDelayMs(rate, this.targetBatch, this.coalesceMs);
+        await (d > 0 ? new Promise((r) => setTimeout(r, d)) : new Promise((r) => setImmediate(r)));
         continue;
       }
       if (this.pending > 0) {
@@ -159,7 +238,25 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
         await new Promise((r) => setImmediate(r));
         continue;
       }
-      await this.wait();
+      woke = await this.wait();
+      // a kernel wake-up comes with the first record after we caught up: let a batch gather
+      // before draining, at the rate seen before the ring went empty
+      if (woke && this.coalesceMs > 0 && !this.closed) {
+        last = performance.now();
+        await new Promise((r) => setTimeout(r, coalesceDelayMs(rate, this.targetBatch, this.coalesceMs)));
+      }
+    }
+  }
+
+  /** Batches of decoded records as they arrive (the next one is drained only when asked for); ends on close(). */
+  async *batches(): AsyncGenerator<T[]> {
+    let batch: T[] = [];
+    const dec = this.opts.decode;
+    const data = this.data;
+    for await (const _n of this.pump((off, len) => void batch.push(dec(data, off, len)))) {
+      const b = batch;
+      batch = [];
+      yield b;
     }
   }
 
@@ -189,4 +286,16 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
   [Symbol.dispose](): void {
     this.close();
   }
+}
+
+/**
+ * The coalescing delay after a batch (ms): time for `targetBatch` records at `ratePerSec`, at most
+ * `maxMs`; 0 when that is under a millisecond (timers have 1 ms granularity: the consumer just
+ * yields the event loop) or coalescing is off. Rate 0 (unknown) waits the maximum.
+ */
+export function coalesceDelayMs(ratePerSec: number, targetBatch: number, maxMs: number): number {
+  if (maxMs <= 0) return 0;
+  if (!(ratePerSec > 0)) return maxMs;
+  const d = (targetBatch * 1000) / ratePerSec;
+  return d < 1 ? 0 : Math.min(maxMs, Math.round(d));
 }

@@ -1,17 +1,29 @@
 // The like-for-like baseline of the TypeScript consumer: the same BPF object
 // (bpf/.output/hello_openat.bpf.o), the same pid filter baked into .rodata before load, the same
 // ring size (the object's), the same record formatting ("%7u %-16s %s\n", like formatEvent()), read
-// with libbpf's ring_buffer__poll. Only the language and the consumer loop differ, so TS vs this is
-// the language comparison; opensnoop (perf buffer, its own object and format) is a design comparison.
+// with libbpf. Only the language differs, so TS vs this is the language comparison; opensnoop
+// (perf buffer, its own object and format) is a design comparison.
 //
-// usage: openat-c-consumer OBJECT PID            (records to stdout, fully buffered)
+// Two consumer loops:
+//   default          libbpf's own: ring_buffer__poll, woken by the kernel whenever the consumer had
+//                    caught up (under a steady rate that is every few records), stdio's 4 KiB buffer.
+//   COALESCE_MS      the TS consumer's policy, line for line (controller/libbpf/ringbuf.ts pump and
+//                    OpenatTracer.writeLines): drain with ring_buffer__consume, write once per batch
+//                    from a 1 MiB buffer, then sleep coalesce_delay_ms(rate) before draining again;
+//                    only an empty ring waits in epoll, and after a wake-up it sleeps before
+//                    draining. This makes TS vs C differ in the language alone.
+//
+// usage: openat-c-consumer OBJECT PID [COALESCE_MS]   (records to stdout)
 // stderr: "READY" once attached; on SIGINT/SIGTERM it drains the ring, flushes and prints
-//         {"delivered":N,"lost":N} as its last line.
+//         {"delivered":N,"lost":N,"batches":N,"last_ns":N} as its last line (last_ns: CLOCK_MONOTONIC
+//         of the last batch that delivered, so events/s is measured to the last delivery).
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <time.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
@@ -21,6 +33,70 @@
 
 static volatile sig_atomic_t stop;
 static unsigned long long delivered;
+static unsigned long long batches;
+static long long last_ns;
+
+static long long now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+/* coalesceDelayMs() of controller/libbpf/ringbuf.ts */
+static int coalesce_delay_ms(double rate, int target_batch, int max_ms)
+{
+	if (max_ms <= 0)
+		return 0;
+	if (!(rate > 0))
+		return max_ms;
+	double d = target_batch * 1000.0 / rate;
+	if (d < 1)
+		return 0;
+	return d < max_ms ? (int)(d + 0.5) : max_ms;
+}
+
+/* the TS consumer's loop (see the top of this file); target batch as RingBufferOptions.targetBatch */
+static int run_coalesced(struct ring_buffer *rb, int max_ms)
+{
+	const int target_batch = 1024;
+	int epfd = ring_buffer__epoll_fd(rb);
+	struct epoll_event ev;
+	long long last = now_ns();
+	double rate = 0;
+	static char buf[1 << 20];
+	setvbuf(stdout, buf, _IOFBF, sizeof(buf));
+	while (!stop) {
+		int n = ring_buffer__consume(rb);
+		if (n < 0 && n != -EINTR) {
+			fprintf(stderr, "ring_buffer__consume: %s\n", strerror(-n));
+			return n;
+		}
+		if (n > 0) {
+			fflush(stdout);
+			batches++;
+			long long t = now_ns();
+			rate = n * 1e9 / (t - last > 50000 ? t - last : 50000);
+			last = last_ns = t;
+			int d = coalesce_delay_ms(rate, target_batch, max_ms);
+			if (d > 0)
+				sleep_ms(d);
+			continue;
+		}
+		int w = epoll_wait(epfd, &ev, 1, 100);
+		if (w > 0 && max_ms > 0 && !stop) {
+			last = now_ns();
+			sleep_ms(coalesce_delay_ms(rate, target_batch, max_ms));
+		}
+	}
+	return 0;
+}
 
 static void on_signal(int sig) { (void)sig; stop = 1; }
 
@@ -90,8 +166,8 @@ static unsigned long long read_lost(struct bpf_object *obj)
 
 int main(int argc, char **argv)
 {
-	if (argc != 3) {
-		fprintf(stderr, "usage: %s OBJECT PID\n", argv[0]);
+	if (argc != 3 && argc != 4) {
+		fprintf(stderr, "usage: %s OBJECT PID [COALESCE_MS]\n", argv[0]);
 		return 2;
 	}
 	struct bpf_object *obj = bpf_object__open_file(argv[1], NULL);
@@ -122,16 +198,25 @@ int main(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	fprintf(stderr, "READY\n");
-	while (!stop) {
-		err = ring_buffer__poll(rb, 100);
-		if (err < 0 && err != -EINTR) {
-			fprintf(stderr, "ring_buffer__poll: %s\n", strerror(-err));
-			break;
+	if (argc == 4) {
+		run_coalesced(rb, atoi(argv[3]));
+	} else {
+		while (!stop) {
+			err = ring_buffer__poll(rb, 100);
+			if (err < 0 && err != -EINTR) {
+				fprintf(stderr, "ring_buffer__poll: %s\n", strerror(-err));
+				break;
+			}
+			if (err > 0) {
+				batches++;
+				last_ns = now_ns();
+			}
 		}
 	}
-	ring_buffer__consume(rb);
+	if (ring_buffer__consume(rb) > 0)
+		last_ns = now_ns();
 	fflush(stdout);
-	fprintf(stderr, "{\"delivered\":%llu,\"lost\":%llu}\n", delivered, read_lost(obj));
+	fprintf(stderr, "{\"delivered\":%llu,\"lost\":%llu,\"batches\":%llu,\"last_ns\":%lld}\n", delivered, read_lost(obj), batches, last_ns);
 	ring_buffer__free(rb);
 	bpf_link__destroy(link);
 	bpf_object__close(obj);

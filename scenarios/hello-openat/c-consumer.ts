@@ -9,7 +9,7 @@ import { execa } from 'execa';
 import { OUT_DIR, ensureObject } from '../../bpf/build.ts';
 import { LabError } from '../../lab/errors.ts';
 import { scaledTimeout } from '../../lab/scenario.ts';
-import { procCpuNs, sampler, settle, startGenerator, type ConsumerRun } from './consumer.ts';
+import { perSec, procCpuNs, sampler, settle, startGenerator, type ConsumerRun } from './consumer.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const SRC = path.join(HERE, 'c-consumer.c');
@@ -31,14 +31,16 @@ export async function buildCConsumer(): Promise<string> {
 /**
  * One benchmark row with the C consumer: generator paused → consumer attached and filtered on the
  * generator's pid → go → wait until deliveries stop. Records go to outFile, one formatted line each.
+ * coalesceMs: undefined = libbpf's ring_buffer__poll loop; a number = the TS consumer's wake-up
+ * policy with that bound (c-consumer.c run_coalesced).
  */
-export async function runCConsumer(consumerBin: string, genBin: string, rate: number, durationMs: number, openPath: string, outFile: string): Promise<ConsumerRun> {
+export async function runCConsumer(consumerBin: string, genBin: string, rate: number, durationMs: number, openPath: string, outFile: string, coalesceMs?: number): Promise<ConsumerRun> {
   const obj = await ensureObject('hello_openat');
   const g = startGenerator(genBin, rate, durationMs, openPath);
   const pid = await g.pid;
   const out = fs.openSync(outFile, 'w');
   let stderr = '';
-  const c = spawn(consumerBin, [obj, String(pid)], { stdio: ['ignore', out, 'pipe'] });
+  const c = spawn(consumerBin, [obj, String(pid), ...(coalesceMs === undefined ? [] : [String(coalesceMs)])], { stdio: ['ignore', out, 'pipe'] });
   c.stderr!.setEncoding('utf8');
   c.stderr!.on('data', (d: string) => (stderr += d));
   const exited = new Promise<number | null>((r) => c.once('exit', (code) => r(code)));
@@ -51,25 +53,25 @@ export async function runCConsumer(consumerBin: string, genBin: string, rate: nu
     }
     const s = sampler(size);
     const cpu0 = procCpuNs(c.pid!);
-    const t0 = performance.now();
+    const goNs = process.hrtime.bigint();
     g.go();
     const gen = await g.done;
-    const tLast = await settle(size);
+    await settle(size);
     const cpu = procCpuNs(c.pid!) - cpu0;
     const timeline = s.stop();
     c.kill('SIGINT');
     await exited;
     const last = stderr.trim().split('\n').pop() ?? '';
-    let stats: { delivered: number; lost: number };
+    let stats: { delivered: number; lost: number; batches: number; last_ns: number };
     try {
-      stats = JSON.parse(last) as { delivered: number; lost: number };
+      stats = JSON.parse(last) as typeof stats;
     } catch {
       throw new Error(`C consumer ended without its summary: ${stderr.trim().slice(-300)}`);
     }
     const bytesPerLine = size() / Math.max(stats.delivered, 1);
     return {
-      consumer: 'c', targetRate: rate, gen, delivered: stats.delivered, lost: stats.lost,
-      deliveredPerSec: stats.delivered / ((tLast - t0) / 1000), consumerCpuNs: cpu, cpuNsPerEvent: stats.delivered ? cpu / stats.delivered : null,
+      consumer: coalesceMs === undefined ? 'c' : 'c-coalesced', targetRate: rate, gen, delivered: stats.delivered, lost: stats.lost, batches: stats.batches,
+      deliveredPerSec: perSec(stats.delivered, goNs, BigInt(stats.last_ns)), consumerCpuNs: cpu, cpuNsPerEvent: stats.delivered ? cpu / stats.delivered : null,
       timeline: timeline.map((p) => ({ t: p.t, rate: p.rate / bytesPerLine })),
     };
   } finally {

@@ -5,6 +5,7 @@ import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { OpenatTracer } from '../../controller/hello/openat.ts';
 import { describeRoot } from '../../lab/testing.ts';
+import { coalesceDelayMs } from '../../controller/libbpf/index.ts';
 import { trimQuietTail } from './consumer.ts';
 
 async function until<T>(f: () => T | undefined, ms = 5000): Promise<T | undefined> {
@@ -75,6 +76,56 @@ describeRoot('hello-openat', () => {
     }
   }, 60_000);
 
+  it('the TS line sink writes byte for byte what the C consumer prints, for the same events (UTF-8, invalid UTF-8, truncated names)', async () => {
+    const { buildCConsumer } = await import('./c-consumer.ts');
+    const { ensureObject } = await import('../../bpf/build.ts');
+    const { spawn } = await import('node:child_process');
+    const cBin = await buildCConsumer();
+    const obj = await ensureObject('hello_openat');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hello-eq-'));
+    const tsOut = path.join(dir, 'ts.out');
+    const fd = fs.openSync(tsOut, 'w');
+    // both consumers filter on this process; the C one with the TS wake-up policy (2 ms bound)
+    const c = spawn(cBin, [obj, String(process.pid), '2'], { stdio: ['ignore', fs.openSync(path.join(dir, 'c.out'), 'w'), 'pipe'] });
+    let stderr = '';
+    c.stderr!.on('data', (d) => (stderr += d));
+    const tracer = await OpenatTracer.start({ pid: process.pid, coalesceMs: 2 });
+    let batches = 0;
+    const sink = tracer.writeLines(fd, () => batches++, 4096); // a small buffer: flushes inside a batch too
+    try {
+      expect(await until(() => (stderr.includes('READY') ? true : undefined), 15000)).toBe(true);
+      const names: (string | Buffer)[] = ['/nonexistent/plain', '/nonexistent/ü-ß-日本', Buffer.from([0x2f, 0x6e, 0x6f, 0xff, 0xfe, 0x41]), `/nonexistent/${'x'.repeat(300)}`];
+      for (let i = 0; i < 2000; i++) names.push(`/nonexistent/hello-eq-${i}`);
+      for (const n of names) {
+        try {
+          fs.openSync(n, 'r');
+        } catch {
+          // ENOENT is the point: the openat happened
+        }
+      }
+      // ours: the names above (other threads of this process may open other files)
+      const ours = (f: string) => fs.readFileSync(path.join(dir, f)).toString('latin1').split('\n').filter((l) => l.includes(' /nonexistent/') || l.endsWith(' /no\xff\xfeA'));
+      expect(await until(() => (ours('ts.out').length >= names.length ? true : undefined), 10000)).toBe(true);
+      c.kill('SIGINT');
+      await new Promise((r) => c.once('exit', r));
+      // latin1 keeps every byte: equal strings are equal bytes
+      const ts = ours('ts.out');
+      const cl = ours('c.out');
+      expect(ts).toHaveLength(names.length);
+      expect(cl).toEqual(ts);
+      const long = ts.find((l) => l.includes('xxxx'))!;
+      expect(long.length).toBe(7 + 1 + 16 + 1 + 255); // the BPF side keeps 255 bytes + NUL
+      expect(ts).toContain(`${String(process.pid).padStart(7)} ${fs.readFileSync('/proc/self/comm', 'latin1').trim().padEnd(16)} ${Buffer.from('/nonexistent/ü-ß-日本').toString('latin1')}`);
+      expect(batches).toBeLessThan(names.length / 4); // coalesced, not woken per record
+    } finally {
+      if (c.exitCode === null) c.kill('SIGKILL');
+      tracer.close();
+      await sink;
+      fs.closeSync(fd);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
   it('the scenario runs end to end and writes results.json and a self-contained report', async () => {
     const { runOnHost, parseRunArgs } = await import('../../lab/run.ts');
     const { createProgress } = await import('../../common/progress.ts');
@@ -103,6 +154,16 @@ describeRoot('hello-openat', () => {
       fs.rmSync(out, { recursive: true, force: true });
     }
   }, 120_000);
+});
+
+describe('coalescing delay', () => {
+  it('waits for about targetBatch records at the measured rate, bounded, and not below a timer tick', () => {
+    expect(coalesceDelayMs(100_000, 1024, 5)).toBe(5); // 10.24 ms wanted, 5 allowed
+    expect(coalesceDelayMs(500_000, 1024, 5)).toBe(2);
+    expect(coalesceDelayMs(2_000_000, 1024, 5)).toBe(0); // under 1 ms: just yield
+    expect(coalesceDelayMs(0, 1024, 5)).toBe(5); // rate unknown: the bound
+    expect(coalesceDelayMs(100_000, 1024, 0)).toBe(0); // off
+  });
 });
 
 describe('rate timeline', () => {
