@@ -226,6 +226,8 @@ export class HttpStream {
         this.headLen = 0;
         return len;
       }
+      // kept for the next syscall: a copy (the caller's bytes may be a view on the kernel ring)
+      if (this.head[0] === piece) this.head = [Buffer.from(piece)];
       return cap;
     }
     if (end + 4 > LIMITS.MAX_HEAD) {

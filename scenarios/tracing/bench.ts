@@ -21,6 +21,7 @@ import { Tracer } from '../../controller/tracing/tracer.ts';
 import { Jaeger, ensureJaeger } from '../../controller/tracing/backend.ts';
 import { cgroup2Root, createCgroup, removeCgroup } from '../../controller/security/cgroup.ts';
 import { freePort } from '../../common/net.ts';
+import { Session } from 'node:inspector/promises';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const LAUNCHER = `import os,sys
@@ -134,6 +135,9 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
   // warm-up: JIT and connections
   for (const c of CONFIGS) await wrk(ports[c], 2, conns, 0, lua);
 
+  const profDir = (ctx.options['cpu-prof'] as string | undefined) || null;
+  if (profDir) fs.mkdirSync(profDir, { recursive: true });
+  const profiles: ProfileSummary[] = [];
   const samples: Sample[] = [];
   const measure = async (round: number, c: Config, load: string, rate: number): Promise<Sample> => {
     let tracer: Tracer | null = null;
@@ -142,12 +146,15 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
       const app0 = cgroupCpuUs(cgs[c]);
       const me0 = process.cpuUsage();
       const bpf0 = tracer?.snapshot().bpf?.runTimeNs ?? 0;
+      // the profiler starts after the tracer loaded: its SIGPROF sampling makes the verifier give up (EAGAIN)
+      const prof = tracer && profDir ? await startProfile() : null;
       const w = await wrk(ports[c], secs, rate > 0 ? pacedConnections(rate) : conns, rate, lua);
       const appCpuUs = cgroupCpuUs(cgs[c]) - app0;
       let agentCpuUs = 0, bpfUs = 0;
       let extra: Partial<Sample> = {};
       if (tracer) {
         await new Promise((r) => setTimeout(r, 300)); // the tracer finishes what the window produced
+        if (prof) profiles.push(await prof.stop(path.join(profDir!, `ebpf-r${round + 1}-${load.replace('%', 'pct')}.cpuprofile`)));
         const d = process.cpuUsage(me0);
         agentCpuUs = d.user + d.system;
         const snap = tracer.snapshot();
@@ -234,4 +241,61 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
       { label: 'BPF programs', data: CONFIGS.map((c) => median(samples.filter((s) => s.config === c && s.load === 'max').map((s) => s.bpfUs / s.requests))) },
     ], yLabel: 'CPU µs per request',
   });
+  if (profiles.length) {
+    const atMax = profiles.filter((p) => p.file.includes('-max.'));
+    const use = atMax.length ? atMax : profiles;
+    const agg = new Map<string, number>();
+    let total = 0;
+    for (const p of use) {
+      total += p.totalMs;
+      for (const t of p.top) agg.set(t.fn, (agg.get(t.fn) ?? 0) + t.selfMs);
+    }
+    const rowsP = [...agg.entries()].sort((a, b) => b[1] - a[1]).slice(0, 15).map(([fn, ms]) => [fn, Number(ms.toFixed(1)), Number(((ms / total) * 100).toFixed(1))]);
+    ctx.metric('cpuProfiles', profiles);
+    ctx.section('Where the eBPF tracer\'s consumer spends its time (V8 CPU profile)', {
+      kind: 'text',
+      text: `Sampled (200 µs) in the tracer's process during the eBPF measurements at ${atMax.length ? 'max load' : 'all loads'} (${use.length} windows, ${total.toFixed(0)} ms profiled; "(idle)" is time spent waiting). Self time per function; the .cpuprofile files (open in Chrome DevTools) are in ${profDir}.`,
+    }, { kind: 'table', columns: ['function', 'self ms', '% of profiled'], rows: rowsP });
+  }
+}
+
+// ------------------------------------------------------------------ where the consumer's time goes
+
+interface ProfileNode { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; children?: number[] }
+interface CpuProfile { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[]; startTime: number; endTime: number }
+export interface ProfileSummary { file: string; totalMs: number; top: { fn: string; selfMs: number; pct: number }[] }
+
+/** Self time per function (file:function), heaviest first. */
+export function summariseProfile(p: CpuProfile, file: string, n = 15): ProfileSummary {
+  const byId = new Map(p.nodes.map((x) => [x.id, x]));
+  const self = new Map<string, number>();
+  let total = 0;
+  for (let i = 0; i < p.samples.length; i++) {
+    const node = byId.get(p.samples[i]!);
+    const dt = p.timeDeltas[i] ?? 0;
+    if (!node) continue;
+    total += dt;
+    const f = node.callFrame;
+    const where = f.url ? `${f.url.replace(/^.*\/(node_modules\/(?:\.pnpm\/[^/]+\/node_modules\/)?)?/, (m, nm) => (nm ? 'npm:' : ''))}:${f.lineNumber + 1}` : '';
+    const key = `${f.functionName || '(anonymous)'}${where ? ` ${where}` : ''}`;
+    self.set(key, (self.get(key) ?? 0) + dt);
+  }
+  const top = [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, n).map(([fn, us]) => ({ fn, selfMs: us / 1000, pct: total ? (us / total) * 100 : 0 }));
+  return { file, totalMs: total / 1000, top };
+}
+
+async function startProfile(): Promise<{ stop(file: string): Promise<ProfileSummary> }> {
+  const s = new Session();
+  s.connect();
+  await s.post('Profiler.enable');
+  await s.post('Profiler.setSamplingInterval', { interval: 200 });
+  await s.post('Profiler.start');
+  return {
+    async stop(file: string) {
+      const { profile } = (await s.post('Profiler.stop')) as unknown as { profile: CpuProfile };
+      s.disconnect();
+      fs.writeFileSync(file, JSON.stringify(profile));
+      return summariseProfile(profile, file);
+    },
+  };
 }
