@@ -36,6 +36,8 @@ interface Sample {
   round: number;
   config: Config;
   load: string;
+  /** paced runs: the rate asked for (requests/s) */
+  target?: number;
   rps: number;
   requests: number;
   p50: number;
@@ -137,7 +139,11 @@ export function parseVegetaCsv(csv: string): { requests: number; ok: number; sec
 /** an open-loop run at a constant rate: requests leave on schedule whether or not earlier ones returned */
 async function vegeta(bin: string, port: number, secs: number, rate: number, dir: string): Promise<{ requests: number; seconds: number; p50: number; p99: number; p999: number; ok: number }> {
   const out = path.join(dir, 'vegeta.bin');
-  const a = await execa(bin, ['attack', `-rate=${Math.round(rate)}/1s`, `-duration=${secs}s`, '-timeout=10s', '-max-body=0', `-output=${out}`], { input: `GET http://127.0.0.1:${port}/local\n`, reject: false });
+  // A fixed pool of 16 workers: unbounded, vegeta answered a slow second with thousands of new
+  // goroutines and connections and collapsed (15k/s asked, 12.8k sent, p50 300 ms, against an idle
+  // server that holds 15k/s at p50 245 µs with 16). Sends stay on schedule while fewer than 16 are
+  // outstanding; the achieved rate is recorded next to the target, so a late generator shows.
+  const a = await execa(bin, ['attack', `-rate=${Math.round(rate)}/1s`, `-duration=${secs}s`, '-timeout=10s', '-max-body=0', '-workers=16', '-max-workers=16', '-connections=16', `-output=${out}`], { input: `GET http://127.0.0.1:${port}/local\n`, reject: false });
   if (a.exitCode !== 0) throw new Error(`vegeta attack: ${a.stderr}`);
   const e = await execa(bin, ['encode', '--to', 'csv', out], { reject: false, maxBuffer: 1 << 30 });
   fs.rmSync(out, { force: true });
@@ -208,7 +214,7 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
         extra = { spansExported: snap.export?.exported, spansDropped: snap.export?.dropped, ringLost: snap.kernelLost };
       }
       const s: Sample = {
-        round, config: c, load, rps: w.requests / w.seconds, requests: w.requests, p50: w.p50, p99: w.p99, p999: w.p999,
+        round, config: c, load, target: rate > 0 ? rate : undefined, rps: w.requests / w.seconds, requests: w.requests, p50: w.p50, p99: w.p99, p999: w.p999,
         cpuUsPerReq: (appCpuUs + agentCpuUs + bpfUs) / Math.max(1, w.requests), appCpuUs, agentCpuUs, bpfUs, ...extra,
       };
       if (tracer) {
@@ -255,14 +261,19 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
   const perRound = (f: (r: number) => number | null) => Array.from({ length: rounds }, (_, r) => f(r)).filter((x): x is number => x !== null && Number.isFinite(x));
   const rpsCost = perRound((r) => (get(r, 'ebpf', 'max') && get(r, 'none', 'max') ? (1 - get(r, 'ebpf', 'max')!.rps / get(r, 'none', 'max')!.rps) * 100 : null));
   const otelRpsCost = perRound((r) => (get(r, 'otel', 'max') && get(r, 'none', 'max') ? (1 - get(r, 'otel', 'max')!.rps / get(r, 'none', 'max')!.rps) * 100 : null));
-  const p99Added = perRound((r) => (get(r, 'ebpf', '50%') && get(r, 'none', '50%') ? get(r, 'ebpf', '50%')!.p99 - get(r, 'none', '50%')!.p99 : null));
+  // a paced run that fell behind its target rate (generator or server saturated) is no 50% point
+  const onRate = (x: Sample | undefined) => !!x && (x.target === undefined || x.rps >= 0.95 * x.target);
+  const p99Added = perRound((r) => (onRate(get(r, 'ebpf', '50%')) && onRate(get(r, 'none', '50%')) ? get(r, 'ebpf', '50%')!.p99 - get(r, 'none', '50%')!.p99 : null));
+  const offRate = samples.filter((x) => x.target !== undefined && !onRate(x)).map((x) => `r${x.round + 1} ${x.config} ${x.load}: ${x.rps.toFixed(0)}/${x.target!.toFixed(0)} rps`);
+  if (offRate.length) ctx.progress.info(`paced runs below 95% of their target rate (left out of the p99 goal): ${offRate.join('; ')}`);
   const cpuRatio = perRound((r) => (get(r, 'ebpf', 'max') && get(r, 'otel', 'max') ? get(r, 'ebpf', 'max')!.cpuUsPerReq / get(r, 'otel', 'max')!.cpuUsPerReq : null));
   const sp = (xs: number[]) => {
     const s = summary(xs);
     return { n: s.n, min: s.min, max: s.max, mad: s.mad };
   };
   if (rpsCost.length) ctx.headline({ name: 'bench.ebpf.rpsCostAtSaturation', label: 'eBPF tracer: max RPS lost vs untraced', unit: '%', better: 'lower', value: median(rpsCost), rounds: rpsCost, spread: sp(rpsCost), comparator: { name: 'no tracing (same service, same round)', likeForLike: true, note: `OTel auto-instrumentation loses ${median(otelRpsCost).toFixed(1)}% (median)` }, goal: { op: '<=', target: 5, verdict: median(rpsCost) <= 5 ? 'met' : 'not met' } });
-  if (p99Added.length) ctx.headline({ name: 'bench.ebpf.p99AddedAt50', label: 'eBPF tracer: p99 added at 50% load', unit: 'µs', better: 'lower', value: median(p99Added), rounds: p99Added, spread: sp(p99Added), comparator: { name: 'no tracing', likeForLike: !!veg, note: veg ? `open loop: vegeta ${VEGETA_VERSION} at a constant rate` : 'closed loop (wrk delay): queueing before a send is not measured' }, goal: { op: '<=', target: 50, verdict: median(p99Added) <= 50 ? 'met' : 'not met' } });
+  if (p99Added.length) ctx.headline({ name: 'bench.ebpf.p99AddedAt50', label: 'eBPF tracer: p99 added at 50% load', unit: 'µs', better: 'lower', value: median(p99Added), rounds: p99Added, spread: sp(p99Added), comparator: { name: 'no tracing', likeForLike: !!veg, note: `${veg ? `open loop: vegeta ${VEGETA_VERSION} at a constant rate` : 'closed loop (wrk delay): queueing before a send is not measured'}; rounds where a run fell below 95% of its target rate are left out (${offRate.length} such runs)` }, goal: { op: '<=', target: 50, verdict: median(p99Added) <= 50 ? 'met' : 'not met' } });
+  if (!p99Added.length) ctx.metric('p99AddedAt50', { measured: false, why: `no round where both the untraced and the eBPF run held 95% of the 50% target rate (${offRate.join('; ')})` });
   if (cpuRatio.length) ctx.headline({ name: 'bench.ebpf.cpuPerReqVsOtel', label: 'CPU per request: eBPF tracer / OTel in-process SDK (at max)', unit: '×', better: 'lower', value: median(cpuRatio), rounds: cpuRatio, spread: sp(cpuRatio), comparator: { name: 'OTel auto-instrumentation-node (http only)', likeForLike: true }, goal: { op: '<=', target: 1 / 3, of: 'value', verdict: median(cpuRatio) <= 1 / 3 ? 'met' : 'not met' } });
 
   const loads = ['max', '75%', '50%', '25%'];
@@ -270,13 +281,13 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
     const xs = samples.filter((s) => s.config === c && s.load === l);
     const m = (f: (s: Sample) => number) => (xs.length ? median(xs.map(f)) : null);
     const fx = (v: number | null, d = 0) => (v === null ? null : Number(v.toFixed(d)));
-    return [l, LABEL[c], fx(m((s) => s.rps)), fx(m((s) => s.p50)), fx(m((s) => s.p99)), fx(m((s) => s.p999)), fx(m((s) => s.cpuUsPerReq), 1), fx(m((s) => s.appCpuUs / s.requests), 1), fx(m((s) => s.agentCpuUs / s.requests), 1), fx(m((s) => s.bpfUs / s.requests), 2),
+    return [l, LABEL[c], l === 'max' ? null : fx(m((s) => s.target ?? 0)), fx(m((s) => s.rps)), fx(m((s) => s.p50)), fx(m((s) => s.p99)), fx(m((s) => s.p999)), fx(m((s) => s.cpuUsPerReq), 1), fx(m((s) => s.appCpuUs / s.requests), 1), fx(m((s) => s.agentCpuUs / s.requests), 1), fx(m((s) => s.bpfUs / s.requests), 2),
       c === 'ebpf' ? fx(m((s) => (s.spansExported ?? 0) / secs)) : null, c === 'ebpf' ? fx(m((s) => s.spansDropped ?? 0)) : null, c === 'ebpf' ? fx(m((s) => s.ringLost ?? 0)) : null];
   }));
   ctx.section('Benchmark: overhead of tracing (medians over rounds)', {
     kind: 'text',
     text: `${rounds} rounds × (max + 25/50/75% of that round's untraced max) × 3 configurations, interleaved, ${secs} s each, wrk 1 thread, ${conns} connections flat out (closed loop: max RPS); paced runs ${veg ? `with vegeta ${VEGETA_VERSION} at a constant rate (open loop: requests leave on schedule, so queueing shows in p99; RPS is the achieved rate)` : 'with wrk\'s per-connection delay (closed loop: latency excludes queueing before a send)'}, on loopback, 2 shared cores. Like-for-like: the same Node service and route in all three; OTel exports HTTP spans only (OTEL_NODE_ENABLED_INSTRUMENTATIONS=http) to the same Jaeger. CPU per request = service cgroup + tracer process + BPF run time (Jaeger excluded for both). Ratios per round, then the median; raw samples in results.json.`,
-  }, { kind: 'table', columns: ['load', 'configuration', 'RPS', 'p50 µs', 'p99 µs', 'p99.9 µs', 'CPU µs/req', 'app', 'agent', 'BPF', 'spans/s', 'dropped', 'ring lost'], rows }, {
+  }, { kind: 'table', columns: ['load', 'configuration', 'target RPS', 'RPS', 'p50 µs', 'p99 µs', 'p99.9 µs', 'CPU µs/req', 'app', 'agent', 'BPF', 'spans/s', 'dropped', 'ring lost'], rows }, {
     kind: 'chart', title: 'max RPS per round', type: 'bar', labels: Array.from({ length: rounds }, (_, r) => `round ${r + 1}`),
     datasets: CONFIGS.map((c) => ({ label: LABEL[c], data: Array.from({ length: rounds }, (_, r) => get(r, c, 'max')?.rps ?? null) })), yLabel: 'requests/s',
   }, {
@@ -300,7 +311,7 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
     ctx.metric('cpuProfiles', profiles);
     ctx.section('Where the eBPF tracer\'s consumer spends its time (V8 CPU profile)', {
       kind: 'text',
-      text: `Sampled (200 µs) in the tracer's process during the eBPF measurements at ${atMax.length ? 'max load' : 'all loads'} (${use.length} windows, ${total.toFixed(0)} ms profiled; "(idle)" is time spent waiting). Self time per function; the .cpuprofile files (open in Chrome DevTools) are in ${profDir}.`,
+      text: `Sampled (1 ms) in the tracer's process during the eBPF measurements at ${atMax.length ? 'max load' : 'all loads'} (${use.length} windows, ${total.toFixed(0)} ms profiled; "(idle)" is time spent waiting). Self time per function; the .cpuprofile files (open in Chrome DevTools) are in ${profDir}.`,
     }, { kind: 'table', columns: ['function', 'self ms', '% of profiled'], rows: rowsP });
   }
 }
@@ -335,7 +346,7 @@ async function startProfile(): Promise<{ stop(file: string): Promise<ProfileSumm
   const s = new Session();
   s.connect();
   await s.post('Profiler.enable');
-  await s.post('Profiler.setSamplingInterval', { interval: 200 });
+  await s.post('Profiler.setSamplingInterval', { interval: 1000 });
   await s.post('Profiler.start');
   return {
     async stop(file: string) {
