@@ -21,7 +21,20 @@ export interface ServiceInfo {
 }
 
 /** /users/123/items/9f8e… → /users/{id}/items/{id}: a low-cardinality route guess (no app routing table) */
+const routes = new Map<string, string>();
+
 export function routeOf(path: string): string {
+  // cached: a service sees few distinct paths, and this ran twice per span
+  let r = routes.get(path);
+  if (r === undefined) {
+    if (routes.size >= 4096) routes.clear();
+    r = routeUncached(path);
+    routes.set(path, r);
+  }
+  return r;
+}
+
+function routeUncached(path: string): string {
   return path
     .split('/')
     .map((seg) => (/^\d+$/.test(seg) || /^[0-9a-f]{16,}$/i.test(seg) || /^[0-9a-f-]{36}$/i.test(seg) ? '{id}' : seg))

@@ -119,7 +119,9 @@ export class SpanAssembler {
   private readonly clientIndex = new Map<string, Span>();
   /** server spans in service, per pid:tid, that have no response yet */
   private readonly activeByThread = new Map<string, Set<Span>>();
-  private readonly held: { span: Span; readyAt: number }[] = [];
+  /** finished spans in the order they finished, from `heldHead` on (a queue without shift()) */
+  private held: { span: Span; readyAt: number }[] = [];
+  private heldHead = 0;
   private readonly graceMs: number;
   private readonly maxConnections: number;
   private readonly maxPending: number;
@@ -171,11 +173,15 @@ export class SpanAssembler {
   /** spans whose grace period is over: resolve their links and hand them on */
   flush(all = false): void {
     const now = this.now();
-    while (this.held.length && (all || this.held[0]!.readyAt <= now)) {
-      const { span } = this.held.shift()!;
+    while (this.heldHead < this.held.length && (all || this.held[this.heldHead]!.readyAt <= now)) {
+      const { span } = this.held[this.heldHead++]!;
       this.resolve(span);
       this.onSpan(span);
     }
+    if (this.heldHead === this.held.length) {
+      this.held.length = 0;
+      this.heldHead = 0;
+    } else this.compactHeld();
     if (all) for (const c of [...this.conns.values()]) this.endConn(c, c.lastTs, 'shutdown');
     // the tuple index only needs to outlive the grace period of the callee's span
     if (this.clientIndex.size > this.maxHeld * 2) {
@@ -188,8 +194,15 @@ export class SpanAssembler {
     }
   }
 
+  private compactHeld(): void {
+    if (this.heldHead > 1024 && this.heldHead * 2 > this.held.length) {
+      this.held = this.held.slice(this.heldHead);
+      this.heldHead = 0;
+    }
+  }
+
   get heldCount(): number {
-    return this.held.length;
+    return this.held.length - this.heldHead;
   }
 
   private conn(e: TraceEvent, fresh = false): Conn {
@@ -351,9 +364,9 @@ export class SpanAssembler {
       }
     }
     this.stats.spans++;
-    if (this.held.length >= this.maxHeld) {
+    if (this.held.length - this.heldHead >= this.maxHeld) {
       this.stats.heldOverflow++;
-      const { span } = this.held.shift()!;
+      const { span } = this.held[this.heldHead++]!;
       this.resolve(span);
       this.onSpan(span);
     }
