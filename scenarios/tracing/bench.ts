@@ -137,7 +137,14 @@ export function parseVegetaCsv(csv: string): { requests: number; ok: number; sec
 }
 
 /** an open-loop run at a constant rate: requests leave on schedule whether or not earlier ones returned */
-async function vegeta(bin: string, port: number, secs: number, rate: number, dir: string): Promise<{ requests: number; seconds: number; p50: number; p99: number; p999: number; ok: number }> {
+type LoadResult = { requests: number; seconds: number; p50: number; p99: number; p999: number };
+
+/**
+ * An open-loop run at a constant rate: requests leave on schedule whether or not earlier ones
+ * returned. Returns a function that reads the results: call it after the CPU window closes, since
+ * decoding and parsing them runs in this (the tracer's) process and would count as tracer CPU.
+ */
+async function vegeta(bin: string, port: number, secs: number, rate: number, dir: string): Promise<() => Promise<LoadResult>> {
   const out = path.join(dir, 'vegeta.bin');
   // A fixed pool of 16 workers: unbounded, vegeta answered a slow second with thousands of new
   // goroutines and connections and collapsed (15k/s asked, 12.8k sent, p50 300 ms, against an idle
@@ -145,12 +152,14 @@ async function vegeta(bin: string, port: number, secs: number, rate: number, dir
   // outstanding; the achieved rate is recorded next to the target, so a late generator shows.
   const a = await execa(bin, ['attack', `-rate=${Math.round(rate)}/1s`, `-duration=${secs}s`, '-timeout=10s', '-max-body=0', '-workers=16', '-max-workers=16', '-connections=16', `-output=${out}`], { input: `GET http://127.0.0.1:${port}/local\n`, reject: false });
   if (a.exitCode !== 0) throw new Error(`vegeta attack: ${a.stderr}`);
-  const e = await execa(bin, ['encode', '--to', 'csv', out], { reject: false, maxBuffer: 1 << 30 });
-  fs.rmSync(out, { force: true });
-  if (e.exitCode !== 0) throw new Error(`vegeta encode: ${e.stderr}`);
-  const r = parseVegetaCsv(e.stdout);
-  if (!r.requests) throw new Error('vegeta: no results');
-  return r;
+  return async () => {
+    const e = await execa(bin, ['encode', '--to', 'csv', out], { reject: false, maxBuffer: 1 << 30 });
+    fs.rmSync(out, { force: true });
+    if (e.exitCode !== 0) throw new Error(`vegeta encode: ${e.stderr}`);
+    const r = parseVegetaCsv(e.stdout);
+    if (!r.requests) throw new Error('vegeta: no results');
+    return r;
+  };
 }
 
 export async function bench(ctx: ScenarioContext): Promise<void> {
@@ -200,7 +209,8 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
       const bpf0 = tracer?.snapshot().bpf?.runTimeNs ?? 0;
       // the profiler starts after the tracer loaded: its SIGPROF sampling makes the verifier give up (EAGAIN)
       const prof = tracer && profDir ? await startProfile() : null;
-      const w = rate > 0 && veg ? await vegeta(veg.path, ports[c], secs, rate, path.dirname(lua)) : await wrk(ports[c], secs, rate > 0 ? pacedConnections(rate) : conns, rate, lua);
+      const pending = rate > 0 && veg ? await vegeta(veg.path, ports[c], secs, rate, path.dirname(lua)) : null;
+      const wrkResult = pending ? null : await wrk(ports[c], secs, rate > 0 ? pacedConnections(rate) : conns, rate, lua);
       const appCpuUs = cgroupCpuUs(cgs[c]) - app0;
       let agentCpuUs = 0, bpfUs = 0;
       let extra: Partial<Sample> = {};
@@ -213,6 +223,7 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
         bpfUs = ((snap.bpf?.runTimeNs ?? 0) - bpf0) / 1000;
         extra = { spansExported: snap.export?.exported, spansDropped: snap.export?.dropped, ringLost: snap.kernelLost };
       }
+      const w = wrkResult ?? (await pending!());
       const s: Sample = {
         round, config: c, load, target: rate > 0 ? rate : undefined, rps: w.requests / w.seconds, requests: w.requests, p50: w.p50, p99: w.p99, p999: w.p999,
         cpuUsPerReq: (appCpuUs + agentCpuUs + bpfUs) / Math.max(1, w.requests), appCpuUs, agentCpuUs, bpfUs, ...extra,
@@ -249,7 +260,7 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
     // generator can hold; the report gives both maxima.
     let base = sat.none!.rps;
     if (veg) {
-      const ceil = await vegeta(veg.path, ports.none, Math.min(secs, 3), sat.none!.rps * 2, path.dirname(lua));
+      const ceil = await (await vegeta(veg.path, ports.none, Math.min(secs, 3), sat.none!.rps * 2, path.dirname(lua)))();
       ceilings.push({ round: r, wrkMax: sat.none!.rps, vegetaCeiling: ceil.requests / ceil.seconds });
       base = Math.min(base, ceil.requests / ceil.seconds);
       ctx.progress.info(`round ${r + 1}: open-loop ceiling ${base.toFixed(0)} rps (wrk max ${sat.none!.rps.toFixed(0)})`);
