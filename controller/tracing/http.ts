@@ -183,9 +183,13 @@ export class HttpStream {
     this.lastTs = ts;
   }
 
-  /** the connection closed: a body delimited by close ends here */
+  /**
+   * The connection closed: an open-ended message ended with the last bytes this stream saw (the
+   * close itself comes later: after the peer read them, from softirq). A message with no
+   * body bytes ends at `ts`.
+   */
   close(ts: bigint): void {
-    if (this.mode === 'open' && this.cur) this.finish(ts, true);
+    if (this.mode === 'open' && this.cur) this.finish(this.cur.bodyBytes > 0 && this.lastTs ? this.lastTs : ts, true);
     this.head = [];
     this.headLen = 0;
     this.mode = 'bad';
