@@ -7,6 +7,14 @@
 // Reading at exit, not at enter, means a read's buffer holds what arrived and a partial write is
 // reported with the length that went out. HTTP parsing happens in TypeScript (bounded there).
 //
+// Kernel-side filter (per socket, map `conns`): a record crosses only for the first bytes of each
+// run of one direction (the first cap_bytes of a request or a response, split reads included) and
+// for a continuation that starts like an HTTP message (pipelining). Other continuation syscalls
+// (body bytes) are only counted; the count and the time of the last one ride on the socket's next
+// record. A socket whose first bytes are not HTTP/1.x sends nothing more (TLS, databases, …).
+// Records carry only the bytes captured (bpf_ringbuf_output of header + cap_len from a per-CPU
+// scratch record), lifecycle records only the header.
+//
 // Lifecycle: the CLOSE→SYN_SENT transition runs in the connecting task's context, so selection
 // works there; later transitions (ESTABLISHED, CLOSE) run in softirq and are reported only for
 // sockets in `tracked`. Server sockets enter `tracked` at accept4's exit.
@@ -53,6 +61,30 @@ struct {
 	__type(key, __u64);
 	__type(value, struct tr_sock);
 } tracked SEC(".maps");
+
+/* kernel-side filter state per socket of a selected workload: sk address → run state */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct tr_conn);
+} conns SEC(".maps");
+
+/* a data record is assembled here, then only its used part goes into the ring */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tr_event);
+} scratch SEC(".maps");
+
+/* syscalls the filter kept out of the ring: [0] body continuations, [1] non-HTTP sockets */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} filtered SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -115,15 +147,16 @@ static __always_inline void fill_tuple(struct tr_event *e, struct sock *sk)
 	}
 }
 
-static __always_inline struct tr_event *reserve(__u32 kind, __u32 service)
+#define TR_HDR_SIZE __builtin_offsetof(struct tr_event, data)
+
+static __always_inline void fill_header(struct tr_event *e, __u32 kind, __u32 service)
 {
-	struct tr_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		lab_count(&lost);
-		return NULL;
-	}
 	__u64 id = bpf_get_current_pid_tgid();
 	e->ts_ns = bpf_ktime_get_ns();
+	e->skip_bytes = 0;
+	e->skip_ts = 0;
+	e->skip_calls = 0;
+	e->skip_dir = 0;
 	e->pid = id >> 32;
 	e->tid = (__u32)id;
 	e->cgroup_id = bpf_get_current_cgroup_id();
@@ -139,7 +172,35 @@ static __always_inline struct tr_event *reserve(__u32 kind, __u32 service)
 	__builtin_memset(e->laddr, 0, sizeof(e->laddr));
 	__builtin_memset(e->raddr, 0, sizeof(e->raddr));
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
+}
+
+/* a lifecycle record: the header only */
+static __always_inline struct tr_event *reserve(__u32 kind, __u32 service)
+{
+	struct tr_event *e = bpf_ringbuf_reserve(&events, TR_HDR_SIZE, 0);
+	if (!e) {
+		lab_count(&lost);
+		return NULL;
+	}
+	fill_header(e, kind, service);
 	return e;
+}
+
+static __always_inline void count_filtered(__u32 k)
+{
+	__u64 *c = bpf_map_lookup_elem(&filtered, &k);
+	if (c)
+		(*c)++;
+}
+
+/* do these 4 bytes (little-endian load) begin an HTTP/1.x request or response? */
+static __always_inline bool http_start(__u32 w)
+{
+#define W(a, b, c, d) ((__u32)(a) | (__u32)(b) << 8 | (__u32)(c) << 16 | (__u32)(d) << 24)
+	return w == W('G', 'E', 'T', ' ') || w == W('P', 'O', 'S', 'T') || w == W('P', 'U', 'T', ' ') || w == W('H', 'E', 'A', 'D') ||
+	       w == W('D', 'E', 'L', 'E') || w == W('O', 'P', 'T', 'I') || w == W('P', 'A', 'T', 'C') || w == W('C', 'O', 'N', 'N') ||
+	       w == W('T', 'R', 'A', 'C') || w == W('H', 'T', 'T', 'P');
+#undef W
 }
 
 static __always_inline int save_args(struct trace_event_raw_sys_enter *ctx, __u32 sys, __u64 buf, __u32 iovcnt)
@@ -179,6 +240,30 @@ static __always_inline __u32 copy_iov(struct tr_event *e, const struct iovec *io
 	return off;
 }
 
+/* user address of the first bytes a syscall moved (0: none to look at, e.g. sendfile) */
+static __always_inline __u64 first_bytes(const struct tr_args *a)
+{
+	struct iovec v = {};
+	switch (a->sys) {
+	case TR_SYS_READ: case TR_SYS_WRITE: case TR_SYS_SENDTO: case TR_SYS_RECVFROM:
+		return a->buf;
+	case TR_SYS_READV: case TR_SYS_WRITEV:
+		if (a->iovcnt && !bpf_probe_read_user(&v, sizeof(v), (const void *)a->buf))
+			return (__u64)v.iov_base;
+		return 0;
+	case TR_SYS_SENDMSG: case TR_SYS_RECVMSG: {
+		struct user_msghdr m;
+		if (bpf_probe_read_user(&m, sizeof(m), (const void *)a->buf) || !m.msg_iovlen)
+			return 0;
+		if (!bpf_probe_read_user(&v, sizeof(v), m.msg_iov))
+			return (__u64)v.iov_base;
+		return 0;
+	}
+	default:
+		return 0;
+	}
+}
+
 static __always_inline int data_exit(struct trace_event_raw_sys_exit *ctx)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
@@ -193,18 +278,62 @@ static __always_inline int data_exit(struct trace_event_raw_sys_exit *ctx)
 	struct sock *sk = fd_to_tcp_sock(a.fd);
 	if (!sk)
 		return 0;
-	struct tr_event *e = reserve(TR_EV_DATA, a.service);
-	if (!e)
+	__u64 key = (__u64)sk;
+	struct tr_conn *st = bpf_map_lookup_elem(&conns, &key);
+	if (!st) {
+		struct tr_conn z = {};
+		bpf_map_update_elem(&conns, &key, &z, BPF_NOEXIST);
+		st = bpf_map_lookup_elem(&conns, &key);
+		if (!st)
+			return 0;
+	}
+	if (st->non_http) {
+		count_filtered(1);
 		return 0;
-	e->sock = (__u64)sk;
-	fill_tuple(e, sk);
-	e->sys = a.sys;
-	e->len = ret > 0xffffffffL ? 0xffffffffu : (__u32)ret;
+	}
+	__u32 len = ret > 0xffffffffL ? 0xffffffffu : (__u32)ret;
 	bool out = a.sys == TR_SYS_WRITE || a.sys == TR_SYS_WRITEV || a.sys == TR_SYS_SENDTO || a.sys == TR_SYS_SENDMSG ||
 		   a.sys == TR_SYS_SENDFILE;
-	e->dir = out ? TR_DIR_OUT : TR_DIR_IN;
+	__u32 dir = out ? TR_DIR_OUT : TR_DIR_IN;
 	__u32 cap = cap_bytes < TR_MAX_CAP ? cap_bytes : TR_MAX_CAP;
-	__u64 want = e->len < cap ? e->len : cap;
+	if (st->dir == dir && st->run_bytes >= cap) {
+		/* a continuation past the captured start of this run: only a new HTTP message crosses */
+		__u64 p = first_bytes(&a);
+		__u32 w = 0;
+		if (!p || len < 4 || bpf_probe_read_user(&w, 4, (const void *)p) || !http_start(w)) {
+			st->skip_bytes += len;
+			st->skip_ts = bpf_ktime_get_ns();
+			st->skip_calls++;
+			count_filtered(0);
+			return 0;
+		}
+	}
+	__u32 zero = 0;
+	struct tr_event *e = bpf_map_lookup_elem(&scratch, &zero);
+	if (!e)
+		return 0;
+	fill_header(e, TR_EV_DATA, a.service);
+	if (st->skip_calls) {
+		e->skip_bytes = st->skip_bytes;
+		e->skip_ts = st->skip_ts;
+		e->skip_calls = st->skip_calls;
+		e->skip_dir = st->dir;
+		st->skip_bytes = 0;
+		st->skip_ts = 0;
+		st->skip_calls = 0;
+	}
+	bool first = st->dir == 0;
+	if (st->dir != dir) {
+		st->dir = dir;
+		st->run_bytes = 0;
+	}
+	st->run_bytes = st->run_bytes + len < st->run_bytes ? 0xffffffffu : st->run_bytes + len;
+	e->sock = key;
+	fill_tuple(e, sk);
+	e->sys = a.sys;
+	e->len = len;
+	e->dir = dir;
+	__u64 want = len < cap ? len : cap;
 	__u32 got = 0;
 	switch (a.sys) {
 	case TR_SYS_READ: case TR_SYS_WRITE: case TR_SYS_SENDTO: case TR_SYS_RECVFROM:
@@ -225,8 +354,20 @@ static __always_inline int data_exit(struct trace_event_raw_sys_exit *ctx)
 	default: /* sendfile: the bytes come from a file, only their count crosses */
 		break;
 	}
+	if (first && got >= 4) {
+		__u32 w;
+		__builtin_memcpy(&w, e->data, 4);
+		if (!http_start(w)) {
+			/* not HTTP/1.x from its first bytes: this socket sends nothing from now on */
+			st->non_http = 1;
+			count_filtered(1);
+			return 0;
+		}
+	}
+	got &= 2 * TR_MAX_CAP - 1;
 	e->cap_len = got;
-	bpf_ringbuf_submit(e, 0);
+	if (bpf_ringbuf_output(&events, e, TR_HDR_SIZE + got, 0))
+		lab_count(&lost);
 	return 0;
 }
 
@@ -287,6 +428,8 @@ int exit_accept4(struct trace_event_raw_sys_exit *ctx)
 	__u64 key = (__u64)sk;
 	struct tr_sock t = { .pid = bpf_get_current_pid_tgid() >> 32, .service = service, .cgroup_id = bpf_get_current_cgroup_id() };
 	bpf_map_update_elem(&tracked, &key, &t, BPF_ANY);
+	/* a struct sock address is reused: a new connection starts with fresh filter state */
+	bpf_map_delete_elem(&conns, &key);
 	struct tr_event *e = reserve(TR_EV_ACCEPT, service);
 	if (!e)
 		return 0;
@@ -316,6 +459,7 @@ int sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
 			return 0;
 		struct tr_sock n = { .pid = bpf_get_current_pid_tgid() >> 32, .service = service, .cgroup_id = bpf_get_current_cgroup_id() };
 		bpf_map_update_elem(&tracked, &key, &n, BPF_ANY);
+		bpf_map_delete_elem(&conns, &key);
 		kind = TR_EV_CONNECT;
 	} else {
 		t = bpf_map_lookup_elem(&tracked, &key);
@@ -340,8 +484,18 @@ int sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
 			e->tid = 0;
 			e->cgroup_id = t->cgroup_id;
 		}
-		if (kind == TR_EV_CLOSE)
+		if (kind == TR_EV_CLOSE) {
 			bpf_map_delete_elem(&tracked, &key);
+			/* body bytes still only counted ride on the close record */
+			struct tr_conn *st = bpf_map_lookup_elem(&conns, &key);
+			if (st) {
+				e->skip_bytes = st->skip_bytes;
+				e->skip_ts = st->skip_ts;
+				e->skip_calls = st->skip_calls;
+				e->skip_dir = st->dir;
+				bpf_map_delete_elem(&conns, &key);
+			}
+		}
 	}
 	e->sock = key;
 	e->old_state = ctx->oldstate;

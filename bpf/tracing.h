@@ -32,6 +32,16 @@ enum tr_sys {
 
 struct tr_event {
 	__u64 ts_ns;     /* bpf_ktime_get_ns (CLOCK_MONOTONIC) */
+	/*
+	 * Continuation syscalls the kernel did not send (same direction as the run before them, past
+	 * the first cap_bytes of it, not starting like an HTTP message): their byte count, number and
+	 * the time of the last one, reported on the socket's next record (data or close) so user space
+	 * can count body bytes and end the message at the right time.
+	 */
+	__u64 skip_bytes;
+	__u64 skip_ts;
+	__u32 skip_calls;
+	__u32 skip_dir;  /* enum tr_dir of the skipped run */
 	__u64 sock;      /* kernel struct sock address: the connection's identity while it lives */
 	__u64 cgroup_id; /* cgroup of the task (0 for lifecycle records from softirq) */
 	__u32 pid;       /* tgid */
@@ -51,7 +61,21 @@ struct tr_event {
 	__u8 laddr[16];  /* IPv4 in the first 4 bytes, or IPv6 */
 	__u8 raddr[16];
 	char comm[TR_COMM_LEN];
-	__u8 data[TR_MAX_CAP * 2]; /* twice the cap so the verifier can bound iovec offsets */
+	/*
+	 * Twice the cap so the verifier can bound iovec offsets. Only offsetof(data) + cap_len bytes
+	 * of a record cross the ring (bpf_ringbuf_output from a per-CPU scratch record).
+	 */
+	__u8 data[TR_MAX_CAP * 2];
+};
+
+/* per-socket state of a selected workload's TCP socket (kernel-side filter) */
+struct tr_conn {
+	__u64 skip_bytes;
+	__u64 skip_ts;
+	__u32 skip_calls;
+	__u32 dir;       /* direction of the current run (0 = no data yet) */
+	__u32 run_bytes; /* bytes moved in the current run (saturating) */
+	__u32 non_http;  /* the first bytes were not HTTP/1.x: nothing more is sent */
 };
 
 /* the saved arguments of a syscall between sys_enter and sys_exit, per thread */

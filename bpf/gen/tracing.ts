@@ -20,9 +20,24 @@ export interface tr_sock {
 }
 export const tr_sock_size = 16;
 
-/** struct tr_event: 1144 bytes */
+/** struct tr_conn: 32 bytes */
+export interface tr_conn {
+  skip_bytes: bigint;
+  skip_ts: bigint;
+  skip_calls: number;
+  dir: number;
+  run_bytes: number;
+  non_http: number;
+}
+export const tr_conn_size = 32;
+
+/** struct tr_event: 1168 bytes */
 export interface tr_event {
   ts_ns: bigint;
+  skip_bytes: bigint;
+  skip_ts: bigint;
+  skip_calls: number;
+  skip_dir: number;
   sock: bigint;
   cgroup_id: bigint;
   pid: number;
@@ -44,15 +59,18 @@ export interface tr_event {
   comm: string;
   data: Uint8Array;
 }
-export const tr_event_size = 1144;
+export const tr_event_size = 1168;
 
 // --- skeleton: maps, programs and globals of tracing.bpf.o, typed ---
 export interface TracingShape {
   maps: {
     inflight: { key: number; value: tr_args };
     tracked: { key: bigint; value: tr_sock };
+    conns: { key: bigint; value: tr_conn };
     sel_cgroups: { key: bigint; value: number };
     sel_pids: { key: number; value: number };
+    scratch: { key: number; value: tr_event };
+    filtered: { key: number; value: bigint };
     events: { key: Uint8Array; value: Uint8Array };
     lost: { key: number; value: bigint };
   };
@@ -71,8 +89,11 @@ export const tracing = defineSkeleton<TracingShape>({
   maps: {
     inflight: { type: MapType.LRU_HASH, keySize: 4, valueSize: 24 },
     tracked: { type: MapType.LRU_HASH, keySize: 8, valueSize: 16 },
+    conns: { type: MapType.LRU_HASH, keySize: 8, valueSize: 32 },
     sel_cgroups: { type: MapType.HASH, keySize: 8, valueSize: 4 },
     sel_pids: { type: MapType.HASH, keySize: 4, valueSize: 4 },
+    scratch: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 1168 },
+    filtered: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 8 },
     events: { type: MapType.RINGBUF, keySize: 0, valueSize: 0 },
     lost: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 8 },
   },

@@ -223,6 +223,31 @@ describeRoot('libbpf binding', () => {
     }
   });
 
+  it('ring buffer visit hands records over in place, in order, bounded per call, and releases them', () => {
+    const obj = BpfObject.open(FIXTURE);
+    obj.setGlobal('target_tgid', process.pid);
+    obj.load();
+    const rb = new RingBuffer(obj.map('rb'), { decode: (dv, off) => dv.getBigUint64(off, true), lostCounter: obj.map('rb_lost') as never });
+    try {
+      attachAuto(obj.program('count_getppid'));
+      for (let i = 0; i < 500; i++) void process.ppid;
+      const seqs: bigint[] = [];
+      const visit = (dv: DataView, off: number, len: number) => {
+        expect(len).toBeGreaterThanOrEqual(8);
+        seqs.push(dv.getBigUint64(off, true));
+      };
+      expect(rb.visit(visit, 200)).toBe(200);
+      expect(rb.visit(visit, 10_000)).toBe(300);
+      expect(rb.visit(visit)).toBe(0);
+      expect(seqs.every((s, i) => s === BigInt(i))).toBe(true);
+      expect(rb.pending).toBe(0);
+      expect(rb.delivered).toBe(500);
+    } finally {
+      rb.close();
+      obj.close();
+    }
+  });
+
   it('pinning: a pinned map outlives its object and reopens with BTF codecs', () => {
     const pin = `/sys/fs/bpf/ebpf-lab-test-${process.pid}`;
     const obj = BpfObject.load(FIXTURE);

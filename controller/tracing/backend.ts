@@ -312,3 +312,38 @@ export class Zipkin {
     return r.ok ? ((await r.json()) as ZipkinSpanJson[]) : null;
   }
 }
+
+// ------------------------------------------------------------------ vegeta (open-loop load generator)
+
+// The bench's paced runs need a constant-rate, open-loop generator (wrk is closed loop: a slow
+// response delays the next request, hiding queueing from p99). wrk2 is not packaged in Debian;
+// vegeta is a Go module the proxy serves, built once like Jaeger (≈1 min).
+export const VEGETA_MODULE = 'github.com/tsenart/vegeta/v12';
+export const VEGETA_VERSION = 'v12.13.0';
+
+export function vegetaPath(): string {
+  return path.join(cacheDir(), `vegeta-${VEGETA_VERSION}`);
+}
+
+export async function ensureVegeta(log: (s: string) => void = (s) => console.error(s)): Promise<{ path: string; built: boolean; seconds?: number }> {
+  const bin = vegetaPath();
+  if (fs.existsSync(bin)) return { path: bin, built: false };
+  const go = await execa('go', ['version'], { reject: false });
+  if (go.exitCode !== 0) throw new LabError('Go is not installed (vegeta is built from the Go module proxy)', 'install Go, then pnpm lab setup tracing');
+  fs.mkdirSync(cacheDir(), { recursive: true, mode: 0o755 });
+  const t0 = Date.now();
+  log(`building vegeta ${VEGETA_VERSION} from the Go module proxy (${go.stdout.trim()}) …`);
+  const gobin = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-vegeta-'));
+  try {
+    const b = await execa('go', ['install', `${VEGETA_MODULE}@${VEGETA_VERSION}`], { env: { ...process.env, GOTOOLCHAIN: 'local', GOBIN: gobin }, cwd: os.tmpdir(), reject: false, all: true });
+    if (b.exitCode !== 0) throw new LabError(`building vegeta failed:\n${b.all?.split('\n').slice(-10).join('\n')}`, 'see the Go error above; pnpm lab setup tracing retries');
+    fs.copyFileSync(path.join(gobin, 'vegeta'), `${bin}.tmp`);
+    fs.chmodSync(`${bin}.tmp`, 0o755);
+    fs.renameSync(`${bin}.tmp`, bin);
+  } finally {
+    fs.rmSync(gobin, { recursive: true, force: true });
+  }
+  const seconds = Math.round((Date.now() - t0) / 1000);
+  log(`vegeta built in ${seconds} s → ${bin}`);
+  return { path: bin, built: true, seconds };
+}

@@ -21,7 +21,20 @@ export interface ServiceInfo {
 }
 
 /** /users/123/items/9f8e… → /users/{id}/items/{id}: a low-cardinality route guess (no app routing table) */
+const routes = new Map<string, string>();
+
 export function routeOf(path: string): string {
+  // cached: a service sees few distinct paths, and this ran twice per span
+  let r = routes.get(path);
+  if (r === undefined) {
+    if (routes.size >= 4096) routes.clear();
+    r = routeUncached(path);
+    routes.set(path, r);
+  }
+  return r;
+}
+
+function routeUncached(path: string): string {
   return path
     .split('/')
     .map((seg) => (/^\d+$/.test(seg) || /^[0-9a-f]{16,}$/i.test(seg) || /^[0-9a-f-]{36}$/i.test(seg) ? '{id}' : seg))
@@ -42,8 +55,10 @@ export class SpanConverter {
    * rounding, which Zipkin refuses as "Expected a long" (400) when a fraction is left.
    */
   private hr(ts: bigint): HrTime {
-    const ns = ((ts + this.offsetNs) / 1000n) * 1000n;
-    return [Number(ns / 1_000_000_000n), Number(ns % 1_000_000_000n)];
+    // one BigInt division, then Numbers: wall-clock µs since 1970 (~1.8e15) is exact in a double
+    const us = Number((ts + this.offsetNs) / 1000n);
+    const sec = Math.floor(us / 1e6);
+    return [sec, (us - sec * 1e6) * 1000];
   }
 
   wallNs(ts: bigint): bigint {
@@ -122,7 +137,7 @@ export class SpanConverter {
     const parent = s.parent ? { traceId, spanId: s.parent.spanId, traceFlags: 1 } : s.remoteParent ? { ...s.remoteParent, traceFlags: 1, isRemote: true } : undefined;
     const start = this.hr(s.startTs);
     const end = this.hr(s.endTs);
-    const durNs = BigInt(end[0] - start[0]) * 1_000_000_000n + BigInt(end[1] - start[1]);
+    const durNs = (end[0] - start[0]) * 1e9 + (end[1] - start[1]);
     return {
       name: req ? (s.kind === 'server' ? `${method} ${route}` : method) : 'connect',
       kind: s.kind === 'server' ? SpanKind.SERVER : SpanKind.CLIENT,
@@ -130,7 +145,7 @@ export class SpanConverter {
       parentSpanContext: parent,
       startTime: start,
       endTime: end,
-      duration: [Number(durNs / 1_000_000_000n), Number(durNs % 1_000_000_000n)],
+      duration: [Math.floor(durNs / 1e9), durNs % 1e9],
       status: error ? { code: SpanStatusCode.ERROR, message: error } : { code: SpanStatusCode.UNSET },
       attributes: attrs,
       links: [],

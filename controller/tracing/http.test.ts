@@ -92,13 +92,18 @@ describe('HttpStream', () => {
     expect(s.out.map((m) => [m.status, m.bodyBytes])).toEqual([[200, 0]]);
   });
 
-  it('a response without length ends at close', () => {
+  it('a response without length ends at close, with the last bytes written (not the close, which comes later)', () => {
     const s = collect('response');
     s.feed('HTTP/1.0 200 OK\r\n\r\nbody');
-    s.feed('more');
+    s.feed('more'); // ts 2
     expect(s.out).toHaveLength(0);
     s.s.close(100n);
-    expect(s.out[0]).toMatchObject({ status: 200, bodyBytes: 8, endTs: 100n, endInferred: true });
+    expect(s.out[0]).toMatchObject({ status: 200, bodyBytes: 8, endTs: 2n, endInferred: true });
+    // a head with nothing after it ends at the close
+    const t = collect('response');
+    t.feed('HTTP/1.0 200 OK\r\n\r\n');
+    t.s.close(50n);
+    expect(t.out[0]).toMatchObject({ status: 200, bodyBytes: 0, endTs: 50n });
   });
 
   it('garbage, TLS, binary and non-HTTP text produce nothing and do not throw', () => {

@@ -20,7 +20,7 @@ export const TR = {
 export const SYS_NAMES = ['', 'read', 'write', 'readv', 'writev', 'sendto', 'recvfrom', 'sendmsg', 'recvmsg', 'sendfile'];
 
 /** A decoded record: tr_event (bpf/tracing.h) with addresses as strings and only the valid payload. */
-export type TraceEvent = Omit<tr_event, 'laddr' | 'raddr' | 'data' | '_pad' | 'ts_ns' | 'sock' | 'cgroup_id' | 'comm'> & {
+export type TraceEvent = Omit<tr_event, 'laddr' | 'raddr' | 'data' | '_pad' | 'ts_ns' | 'sock' | 'cgroup_id' | 'comm' | 'skip_bytes' | 'skip_ts' | 'skip_calls' | 'skip_dir'> & {
   tsNs: bigint;
   sock: bigint;
   cgroupId: bigint;
@@ -28,7 +28,87 @@ export type TraceEvent = Omit<tr_event, 'laddr' | 'raddr' | 'data' | '_pad' | 't
   laddr: string;
   raddr: string;
   data: Buffer;
+  /** body bytes the kernel counted but did not send, before this record (tr_event.skip_*) */
+  skipBytes?: number;
+  skipTs?: bigint;
+  skipCalls?: number;
+  skipDir?: number;
 };
+
+type Offsets = Record<'ts' | 'sock' | 'cg' | 'pid' | 'tid' | 'service' | 'kind' | 'dir' | 'sys' | 'len' | 'cap' | 'old' | 'neu' | 'family' | 'lport' | 'rport' | 'laddr' | 'raddr' | 'comm' | 'data' | 'skipBytes' | 'skipTs' | 'skipCalls' | 'skipDir', number>;
+
+/**
+ * One ring record seen in place: the numbers are read when it is positioned, addresses, comm and
+ * payload only when asked for (most records need none of them: the connection already knows).
+ * One instance is reused for every record, and `data` is a view on the ring, so a consumer must
+ * copy what it keeps beyond the call (spans.ts and http.ts do).
+ */
+class RingRecord implements TraceEvent {
+  private dv!: DataView;
+  private buf: Buffer | null = null;
+  private off = 0;
+  tsNs = 0n; sock = 0n; cgroupId = 0n;
+  pid = 0; tid = 0; service = 0; kind = 0; dir = 0; sys = 0; len = 0; cap_len = 0; old_state = 0; new_state = 0; family = 0; lport = 0; rport = 0;
+  skipBytes = 0; skipTs = 0n; skipCalls = 0; skipDir = 0;
+
+  constructor(private readonly o: Offsets) {}
+
+  at(dv: DataView, off: number, len: number): this {
+    const o = this.o;
+    if (this.buf === null || this.buf.buffer !== dv.buffer) {
+      this.buf = Buffer.from(dv.buffer, dv.byteOffset, dv.byteLength);
+      this.dv = dv;
+    }
+    this.off = off;
+    this.tsNs = dv.getBigUint64(off + o.ts, true);
+    this.sock = dv.getBigUint64(off + o.sock, true);
+    this.cgroupId = dv.getBigUint64(off + o.cg, true);
+    this.pid = dv.getUint32(off + o.pid, true);
+    this.tid = dv.getUint32(off + o.tid, true);
+    this.service = dv.getUint32(off + o.service, true);
+    this.kind = dv.getUint32(off + o.kind, true);
+    this.dir = dv.getUint32(off + o.dir, true);
+    this.sys = dv.getUint32(off + o.sys, true);
+    this.len = dv.getUint32(off + o.len, true);
+    // never past the record: the kernel sends only header + cap_len bytes
+    this.cap_len = Math.max(0, Math.min(dv.getUint32(off + o.cap, true), TR.MAX_CAP, len - o.data));
+    this.old_state = dv.getInt32(off + o.old, true);
+    this.new_state = dv.getInt32(off + o.neu, true);
+    this.family = dv.getUint16(off + o.family, true);
+    this.lport = dv.getUint16(off + o.lport, true);
+    this.rport = dv.getUint16(off + o.rport, true);
+    this.skipCalls = dv.getUint32(off + o.skipCalls, true);
+    if (this.skipCalls) {
+      this.skipBytes = Number(dv.getBigUint64(off + o.skipBytes, true));
+      this.skipTs = dv.getBigUint64(off + o.skipTs, true);
+      this.skipDir = dv.getUint32(off + o.skipDir, true);
+    } else {
+      this.skipBytes = 0;
+      this.skipDir = 0;
+    }
+    return this;
+  }
+
+  get laddr(): string {
+    return addrString(this.family, this.buf!.subarray(this.off + this.o.laddr, this.off + this.o.laddr + 16));
+  }
+
+  get raddr(): string {
+    return addrString(this.family, this.buf!.subarray(this.off + this.o.raddr, this.off + this.o.raddr + 16));
+  }
+
+  get comm(): string {
+    const b = this.buf!, start = this.off + this.o.comm;
+    const end = b.indexOf(0, start);
+    return b.toString('utf8', start, end < 0 || end > start + 16 ? start + 16 : end);
+  }
+
+  /** a view on the ring: valid during the call only */
+  get data(): Buffer {
+    const start = this.off + this.o.data;
+    return this.buf!.subarray(start, start + this.cap_len);
+  }
+}
 
 /** [category, tracepoint, program] */
 type Hook = [string, string, TracingShape['programs']];
@@ -79,46 +159,46 @@ export class KernelTracer implements Disposable {
   private readonly selPids: BpfMap<number, number>;
 
   readonly obj: BpfObject;
+  private readonly rec: RingRecord;
+
+  /**
+   * Hand every record to `fn` as it arrives, in place (one reused record whose `data` views the
+   * ring: valid during the call only). Resolves when the tracer is closed.
+   */
+  consume(fn: (e: TraceEvent) => void): Promise<void> {
+    const rec = this.rec;
+    return this.ring.visitAll((dv, off, len) => fn(rec.at(dv, off, len)));
+  }
+
+  /** what is in the ring now, in place (see consume) */
+  drainInPlace(fn: (e: TraceEvent) => void, max = 1 << 20): number {
+    const rec = this.rec;
+    return this.ring.visit((dv, off, len) => fn(rec.at(dv, off, len)), max);
+  }
+
+  /** syscalls the kernel-side filter kept out of the ring: body continuations and non-HTTP sockets */
+  filtered(): { continuations: number; nonHttp: number } {
+    const m = this.skel.maps.filtered;
+    const sum = (k: number) => (m.getPerCpu(k) ?? []).reduce<number>((a, v) => a + Number(v), 0);
+    return { continuations: sum(0), nonHttp: sum(1) };
+  }
 
   private constructor(readonly skel: Tracing, present: Hook[], missing: Hook[], opts: KernelTracerOptions) {
     const obj = (this.obj = skel.obj);
     const L = obj.btf.layout('tr_event');
     const f = (n: string) => L[n]!.offset;
-    const o = {
+    const o: Offsets = {
       ts: f('ts_ns'), sock: f('sock'), cg: f('cgroup_id'), pid: f('pid'), tid: f('tid'), service: f('service'), kind: f('kind'), dir: f('dir'),
       sys: f('sys'), len: f('len'), cap: f('cap_len'), old: f('old_state'), neu: f('new_state'), family: f('family'), lport: f('lport'),
       rport: f('rport'), laddr: f('laddr'), raddr: f('raddr'), comm: f('comm'), data: f('data'),
+      skipBytes: f('skip_bytes'), skipTs: f('skip_ts'), skipCalls: f('skip_calls'), skipDir: f('skip_dir'),
     };
-    let buf: Buffer | null = null;
+    this.rec = new RingRecord(o);
+    // decode (tests, drain): a detached copy of each record
     this.ring = new RingBuffer<TraceEvent>(skel.maps.events, {
-      decode: (dv, off) => {
-        if (buf === null || buf.buffer !== dv.buffer) buf = Buffer.from(dv.buffer, dv.byteOffset, dv.byteLength);
-        const family = dv.getUint16(off + o.family, true);
-        const capLen = Math.min(dv.getUint32(off + o.cap, true), TR.MAX_CAP);
-        const commEnd = buf.indexOf(0, off + o.comm);
-        return {
-          tsNs: dv.getBigUint64(off + o.ts, true),
-          sock: dv.getBigUint64(off + o.sock, true),
-          cgroupId: dv.getBigUint64(off + o.cg, true),
-          pid: dv.getUint32(off + o.pid, true),
-          tid: dv.getUint32(off + o.tid, true),
-          service: dv.getUint32(off + o.service, true),
-          kind: dv.getUint32(off + o.kind, true),
-          dir: dv.getUint32(off + o.dir, true),
-          sys: dv.getUint32(off + o.sys, true),
-          len: dv.getUint32(off + o.len, true),
-          cap_len: capLen,
-          old_state: dv.getInt32(off + o.old, true),
-          new_state: dv.getInt32(off + o.neu, true),
-          family,
-          lport: dv.getUint16(off + o.lport, true),
-          rport: dv.getUint16(off + o.rport, true),
-          laddr: addrString(family, buf.subarray(off + o.laddr, off + o.laddr + 16)),
-          raddr: addrString(family, buf.subarray(off + o.raddr, off + o.raddr + 16)),
-          comm: buf.toString('utf8', off + o.comm, commEnd < 0 || commEnd > off + o.comm + 16 ? off + o.comm + 16 : commEnd),
-          // a copy: the ring slot is reused as soon as the batch is released
-          data: Buffer.from(buf.subarray(off + o.data, off + o.data + capLen)),
-        };
+      decode: (dv, off, len) => {
+        const r = new RingRecord(o).at(dv, off, len);
+        return { ...r, tsNs: r.tsNs, laddr: r.laddr, raddr: r.raddr, comm: r.comm, data: Buffer.from(r.data) } as TraceEvent;
       },
       lostCounter: skel.maps.lost,
       maxBatch: 4096,

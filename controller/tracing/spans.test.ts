@@ -59,6 +59,29 @@ describe('SpanAssembler', () => {
     expect(new Set([front.traceId, call.traceId, back.traceId]).size).toBe(1);
   });
 
+  it('body syscalls the kernel only counted complete the message on the next record (keep-alive) or on close', () => {
+    const { a, out, done } = setup();
+    a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, lport: 80, rport: 5000 }));
+    a.push(data(1n, IN, REQ('/big'), { lport: 80, rport: 5000 }));
+    const head = 'HTTP/1.1 200 OK\r\nContent-Length: 3000\r\n\r\n';
+    // the head and the first 1000 body bytes crossed; two more writes of 1000 were only counted
+    a.push(data(1n, OUT, head, { len: head.length + 1000, lport: 80, rport: 5000 }));
+    const lastWrite = ts + 5000n;
+    a.push(data(1n, IN, REQ('/next'), { lport: 80, rport: 5000, tsNs: lastWrite + 1000n, skipBytes: 2000, skipCalls: 2, skipTs: lastWrite, skipDir: OUT }));
+    ts = lastWrite + 2000n;
+    a.push(data(1n, OUT, head, { len: head.length + 1000, lport: 80, rport: 5000 }));
+    a.push(ev({ sock: 1n, kind: TR.EV_CLOSE, old_state: 1, tsNs: lastWrite + 9000n, skipBytes: 2000, skipCalls: 1, skipTs: lastWrite + 8000n, skipDir: OUT }));
+    done();
+    const big = out.find((s) => s.request?.target === '/big')!;
+    const next = out.find((s) => s.request?.target === '/next')!;
+    expect(big.response?.bodyBytes).toBe(3000);
+    expect(big.endTs).toBe(lastWrite);
+    expect(big.errorType).toBeUndefined();
+    expect(next.response?.bodyBytes).toBe(3000);
+    expect(next.endTs).toBe(lastWrite + 8000n);
+    expect(next.errorType).toBeUndefined();
+  });
+
   it('an event loop serving two requests at once leaves its calls unlinked (ambiguous)', () => {
     const { a, out, done } = setup();
     for (const [sock, port] of [[1n, 5001], [2n, 5002]] as const) {

@@ -12,7 +12,7 @@
 //     the span stays unlinked and says so (`ebpf.link = ambiguous`), never a guess.
 // Everything is bounded: connections (LRU), per-connection pending requests, the tuple index,
 // and the hold queue; overflows are counted in `stats`.
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import { HttpStream, startsLikeHttp, type HttpMessage } from './http.ts';
 import { TR, type TraceEvent } from './kernel.ts';
 
@@ -69,6 +69,8 @@ export interface AssemblerStats {
   parserBad: number;
   /** truncated heads the server refused with 400/431: not spans */
   rejectedUnparsed: number;
+  /** continuation syscalls the kernel counted without sending (reported on later records) */
+  skippedCalls: number;
 }
 
 interface Conn {
@@ -93,18 +95,33 @@ interface Conn {
   lastTid: number;
 }
 
-const hex = (n: number) => randomBytes(n).toString('hex');
+// Span and trace ids from a pool of random bytes refilled 64 KiB at a time: one crypto call per
+// ~2700 spans instead of two per span (randomBytes per id was 30% of the consumer's CPU).
+const POOL = Buffer.alloc(64 * 1024);
+let poolPos = POOL.length;
+const hex = (n: number) => {
+  if (poolPos + n > POOL.length) {
+    randomFillSync(POOL);
+    poolPos = 0;
+  }
+  const s = POOL.toString('hex', poolPos, poolPos + n);
+  poolPos += n;
+  return s;
+};
+const EMPTY = Buffer.alloc(0);
 const tupleKey = (from: Endpoint, to: Endpoint, ordinal: number) => `${from.addr}:${from.port}>${to.addr}:${to.port}#${ordinal}`;
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$/;
 
 export class SpanAssembler {
-  readonly stats: AssemblerStats = { events: 0, connections: 0, connectionsEvicted: 0, spans: 0, pendingDropped: 0, heldOverflow: 0, nonHttpConnections: 0, parserBad: 0, rejectedUnparsed: 0 };
+  readonly stats: AssemblerStats = { events: 0, connections: 0, connectionsEvicted: 0, spans: 0, pendingDropped: 0, heldOverflow: 0, nonHttpConnections: 0, parserBad: 0, rejectedUnparsed: 0, skippedCalls: 0 };
   private readonly conns = new Map<bigint, Conn>();
   /** client spans by (client tuple → server tuple, ordinal) */
   private readonly clientIndex = new Map<string, Span>();
   /** server spans in service, per pid:tid, that have no response yet */
   private readonly activeByThread = new Map<string, Set<Span>>();
-  private readonly held: { span: Span; readyAt: number }[] = [];
+  /** finished spans in the order they finished, from `heldHead` on (a queue without shift()) */
+  private held: { span: Span; readyAt: number }[] = [];
+  private heldHead = 0;
   private readonly graceMs: number;
   private readonly maxConnections: number;
   private readonly maxPending: number;
@@ -156,11 +173,15 @@ export class SpanAssembler {
   /** spans whose grace period is over: resolve their links and hand them on */
   flush(all = false): void {
     const now = this.now();
-    while (this.held.length && (all || this.held[0]!.readyAt <= now)) {
-      const { span } = this.held.shift()!;
+    while (this.heldHead < this.held.length && (all || this.held[this.heldHead]!.readyAt <= now)) {
+      const { span } = this.held[this.heldHead++]!;
       this.resolve(span);
       this.onSpan(span);
     }
+    if (this.heldHead === this.held.length) {
+      this.held.length = 0;
+      this.heldHead = 0;
+    } else this.compactHeld();
     if (all) for (const c of [...this.conns.values()]) this.endConn(c, c.lastTs, 'shutdown');
     // the tuple index only needs to outlive the grace period of the callee's span
     if (this.clientIndex.size > this.maxHeld * 2) {
@@ -173,8 +194,15 @@ export class SpanAssembler {
     }
   }
 
+  private compactHeld(): void {
+    if (this.heldHead > 1024 && this.heldHead * 2 > this.held.length) {
+      this.held = this.held.slice(this.heldHead);
+      this.heldHead = 0;
+    }
+  }
+
   get heldCount(): number {
-    return this.held.length;
+    return this.held.length - this.heldHead;
   }
 
   private conn(e: TraceEvent, fresh = false): Conn {
@@ -207,8 +235,9 @@ export class SpanAssembler {
 
   private data(e: TraceEvent): void {
     const c = this.conn(e);
-    if (e.lport) c.local = { addr: e.laddr, port: e.lport };
-    if (e.rport) c.peer = { addr: e.raddr, port: e.rport };
+    // addresses are decoded only when the ports say the tuple changed (records are reused views)
+    if (e.lport && (e.lport !== c.local.port || !c.local.addr)) c.local = { addr: e.laddr, port: e.lport };
+    if (e.rport && (e.rport !== c.peer.port || !c.peer.addr)) c.peer = { addr: e.raddr, port: e.rport };
     if (c.pid === 0 || c.service === 0) {
       c.pid = e.pid;
       c.service = e.service;
@@ -229,6 +258,7 @@ export class SpanAssembler {
       }
     }
     if (!c.reqStream) this.makeStreams(c);
+    this.skipped(c, e);
     const inbound = e.dir === TR.DIR_IN;
     const isReq = (c.role === 'server') === inbound;
     c.lastTid = e.tid;
@@ -241,6 +271,19 @@ export class SpanAssembler {
       this.curTid = e.tid;
       c.resStream!.push(e.tsNs, e.len, e.data);
     }
+  }
+
+  /**
+   * Body bytes the kernel only counted (continuation syscalls of one direction) arrive with the
+   * socket's next record: the stream of that direction takes them first, as one syscall at the
+   * time of the last of them, so lengths stay right and a message ends when its last byte moved.
+   */
+  private skipped(c: Conn, e: TraceEvent): void {
+    if (!e.skipCalls || !e.skipBytes || !c.reqStream || !c.role) return;
+    this.stats.skippedCalls += e.skipCalls;
+    const isReq = (c.role === 'server') === (e.skipDir === TR.DIR_IN);
+    this.curTid = c.lastTid;
+    (isReq ? c.reqStream : c.resStream)!.push(e.skipTs ?? e.tsNs, e.skipBytes, EMPTY);
   }
 
   /** tid of the record being parsed: the stream callbacks run synchronously inside push() */
@@ -321,9 +364,9 @@ export class SpanAssembler {
       }
     }
     this.stats.spans++;
-    if (this.held.length >= this.maxHeld) {
+    if (this.held.length - this.heldHead >= this.maxHeld) {
       this.stats.heldOverflow++;
-      const { span } = this.held.shift()!;
+      const { span } = this.held[this.heldHead++]!;
       this.resolve(span);
       this.onSpan(span);
     }
@@ -333,6 +376,7 @@ export class SpanAssembler {
   private closeConn(e: TraceEvent): void {
     const c = this.conns.get(e.sock);
     if (!c) return;
+    this.skipped(c, e);
     if (!c.established && c.role === 'client' && e.old_state === 2 /* SYN_SENT */) {
       // connect() failed: a client span for the attempt, parented like a request would be
       const s: Span = {

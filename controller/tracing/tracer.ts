@@ -76,6 +76,8 @@ export interface TracerSnapshot {
   export: BoundedExporter['stats'] | null;
   zipkin: BoundedExporter['stats'] | null;
   bpf?: { runCnt: number; runTimeNs: number };
+  /** syscalls the kernel-side filter kept out of the ring */
+  filtered?: { continuations: number; nonHttp: number };
 }
 
 export class Tracer {
@@ -92,6 +94,7 @@ export class Tracer {
   private server: http.Server | null = null;
   metricsUrl: string | null = null;
   private readonly exeSelected = new Set<number>();
+  private readonly red = new Map<string, { req: { inc(): void }; err: { inc(): void }; dur: { observe(v: number): void } }>();
 
   private constructor(readonly kernel: KernelTracer, private readonly opts: TracerOptions) {
     const services = new Map<number, ServiceInfo>();
@@ -160,7 +163,8 @@ export class Tracer {
   }
 
   private async consume(): Promise<void> {
-    for await (const batch of this.kernel.ring.batches()) for (const e of batch) this.assembler.push(e);
+    // records are visited in place in the mapped ring (no per-record object or copy)
+    await this.kernel.consume((e) => this.assembler.push(e));
   }
 
   private emit(s: Span): void {
@@ -168,10 +172,19 @@ export class Tracer {
     const service = this.converter.serviceName(s);
     const route = s.request?.target ? routeOf(s.request.target.split('?')[0]!) : '';
     const status = s.response?.status !== undefined ? String(s.response.status) : s.errorType ?? '';
-    const l = { service, kind: s.kind, method: s.request?.method ?? 'CONNECT', route, status };
-    this.requests.inc(l);
-    if (r.status.code === 2) this.errors.inc(l);
-    this.duration.observe({ service, kind: s.kind, route }, Number(s.endTs - s.startTs) / 1e9);
+    // prom-client children cached per label set: resolving labels per span was a hash per call
+    const method = s.request?.method ?? 'CONNECT';
+    const key = `${service}\0${s.kind}\0${method}\0${route}\0${status}`;
+    let m = this.red.get(key);
+    if (!m) {
+      if (this.red.size > 10_000) this.red.clear();
+      const l = { service, kind: s.kind, method, route, status };
+      m = { req: this.requests.labels(l), err: this.errors.labels(l), dur: this.duration.labels({ service, kind: s.kind, route }) };
+      this.red.set(key, m);
+    }
+    m.req.inc();
+    if (r.status.code === 2) m.err.inc();
+    m.dur.observe(Number(s.endTs - s.startTs) / 1e9);
     this.exporter?.add(r);
     this.zipkin?.add(r);
     this.opts.onSpan?.(s, r);
@@ -205,7 +218,7 @@ export class Tracer {
   }
 
   snapshot(): TracerSnapshot {
-    const k = this.final ?? { lost: this.kernel.lost, bpf: this.opts.stats ? this.kernel.programStats() : undefined };
+    const k = this.final ?? { lost: this.kernel.lost, bpf: this.opts.stats ? this.kernel.programStats() : undefined, filtered: this.kernel.filtered() };
     return {
       mechanism: this.kernel.mechanism,
       kernelLost: k.lost,
@@ -213,11 +226,12 @@ export class Tracer {
       export: this.exporter ? { ...this.exporter.stats } : null,
       zipkin: this.zipkin ? { ...this.zipkin.stats } : null,
       bpf: k.bpf,
+      filtered: k.filtered,
     };
   }
 
   /** kernel-side figures read just before the object was closed */
-  private final: { lost: number; bpf?: { runCnt: number; runTimeNs: number } } | null = null;
+  private final: { lost: number; bpf?: { runCnt: number; runTimeNs: number }; filtered?: { continuations: number; nonHttp: number } } | null = null;
 
   /** hand every finished span on now (end of a run) */
   flush(): void {
@@ -231,8 +245,8 @@ export class Tracer {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
     // drain what the kernel still holds, then end every open connection
-    for (const e of this.kernel.ring.drain(1 << 20)) this.assembler.push(e);
-    this.final = { lost: this.kernel.lost, bpf: this.opts.stats ? this.kernel.programStats() : undefined };
+    this.kernel.drainInPlace((e) => this.assembler.push(e));
+    this.final = { lost: this.kernel.lost, bpf: this.opts.stats ? this.kernel.programStats() : undefined, filtered: this.kernel.filtered() };
     this.kernel.close();
     await this.loop?.catch(() => {});
     this.assembler.flush(true);

@@ -183,3 +183,91 @@ describeRoot('bounded export queue (real sockets)', () => {
     }
   }, 180_000);
 });
+
+describeRoot('kernel-side filter (real kernel)', () => {
+  // a raw TCP server (one write syscall per piece, with pauses) selected by pid: body
+  // continuations and a non-HTTP connection must stay in the kernel, the spans must still be right
+  const SERVER = `
+const net = require('node:net');
+const body = Buffer.alloc(100000, 120);
+net.createServer((s) => {
+  let buf = '';
+  s.on('data', async (d) => {
+    buf += d.toString('latin1');
+    if (buf.startsWith('\\x16')) return;
+    while (buf.includes('\\r\\n\\r\\n')) {
+      const head = buf.slice(0, buf.indexOf('\\r\\n\\r\\n'));
+      buf = buf.slice(buf.indexOf('\\r\\n\\r\\n') + 4);
+      if (head.startsWith('GET /big')) {
+        s.write('HTTP/1.1 200 OK\\r\\nContent-Length: 300000\\r\\n\\r\\n');
+        for (let i = 0; i < 3; i++) { await new Promise((r) => setTimeout(r, 30)); s.write(body); }
+      } else s.write('HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok');
+    }
+  });
+}).listen(0, '127.0.0.1', function () { process.stdout.write(String(this.address().port) + '\\n'); });`;
+
+  it('sends only the start of each message and nothing from non-HTTP sockets; body sizes and ends stay right', async () => {
+    const { spawn } = await import('node:child_process');
+    const net = await import('node:net');
+    const child = spawn(process.execPath, ['-e', SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const spans: Span[] = [];
+    let tracer: Tracer | null = null;
+    try {
+      const port = await new Promise<number>((res, rej) => {
+        child.stdout!.once('data', (d: Buffer) => res(Number(d.toString().trim())));
+        child.once('exit', () => rej(new Error('server exited')));
+      });
+      tracer = await Tracer.start({ services: [{ name: 'raw', pid: child.pid! }], graceMs: 50, onSpan: (s) => spans.push(s) });
+      const sock = net.connect(port, '127.0.0.1');
+      await new Promise((r) => sock.once('connect', r));
+      let got = 0;
+      const want = (n: number) => new Promise<void>((r) => {
+        const on = (d: Buffer) => {
+          got += d.length;
+          if (got >= n) {
+            sock.off('data', on);
+            r();
+          }
+        };
+        sock.on('data', on);
+      });
+      const bigHead = 'HTTP/1.1 200 OK\r\nContent-Length: 300000\r\n\r\n'.length;
+      const t0 = process.hrtime.bigint();
+      sock.write('GET /big HTTP/1.1\r\nHost: x\r\n\r\n');
+      await want(bigHead + 300000);
+      const t1 = process.hrtime.bigint();
+      got = 0;
+      sock.write('GET /small HTTP/1.1\r\nHost: x\r\n\r\n');
+      await want('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'.length);
+      sock.end();
+      // a non-HTTP connection (a TLS-like first byte), three writes
+      const tls = net.connect(port, '127.0.0.1');
+      await new Promise((r) => tls.once('connect', r));
+      for (let i = 0; i < 3; i++) {
+        tls.write(Buffer.from([0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00, 0x00, 0xa1, 0x03, 0x03, i, 0, 0]));
+        await sleep(20);
+      }
+      await sleep(100);
+      tls.destroy();
+      await sleep(300);
+      const f = tracer.kernel.filtered();
+      await tracer.stop();
+      const big = spans.find((s) => s.kind === 'server' && s.request?.target === '/big');
+      const small = spans.find((s) => s.kind === 'server' && s.request?.target === '/small');
+      expect(big, `spans: ${spans.map((s) => s.request?.target).join(', ')}`).toBeDefined();
+      expect(small).toBeDefined();
+      expect(big!.response!.status).toBe(200);
+      expect(big!.response!.bodyBytes).toBe(300000);
+      // ended by the last body write (≥ 60 ms of pauses after the head), inside the client's view
+      expect(big!.endTs - big!.startTs).toBeGreaterThan(50_000_000n);
+      expect(big!.startTs >= t0 && big!.endTs <= t1).toBe(true);
+      expect(small!.response!.bodyBytes).toBe(2);
+      expect(f.continuations, 'body writes kept in the kernel').toBeGreaterThanOrEqual(2);
+      expect(f.nonHttp, 'non-HTTP reads kept in the kernel').toBeGreaterThanOrEqual(1);
+      expect(spans.filter((s) => s.kind === 'server').length).toBe(2);
+    } finally {
+      await tracer?.stop();
+      child.kill('SIGKILL');
+    }
+  }, 30_000);
+});

@@ -377,6 +377,7 @@ const scenario: Scenario = {
     repeat: { type: 'int', description: 'bench: interleaved rounds', default: 3, min: 1, max: 50, valueName: 'N' },
     seconds: { type: 'int', description: 'bench: seconds per measurement', default: 5, min: 1, max: 600, valueName: 'S' },
     connections: { type: 'int', description: 'bench: wrk connections', default: 16, min: 1, max: 4096, valueName: 'N' },
+    'cpu-prof': { type: 'string', description: 'bench: write a V8 CPU profile of the tracer for each eBPF measurement into DIR (summary in the report)', valueName: 'DIR' },
   },
   run: async (ctx) => (ctx.mode === 'bench' ? bench(ctx) : run(ctx)),
 };
