@@ -137,8 +137,13 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
   consume(visit: (off: number, len: number) => void, max = this.maxBatch): number {
     const offs = this.offsets(max);
     const n = this.take(offs, max);
-    for (let i = 0; i < n; i++) visit(offs[i]!, this.lens[i]!);
-    this.release();
+    try {
+      for (let i = 0; i < n; i++) visit(offs[i]!, this.lens[i]!);
+    } finally {
+      // also when visit throws: the batch is not handed over again (a record that breaks its
+      // decoder would otherwise come back forever)
+      this.release();
+    }
     return n;
   }
 
@@ -201,50 +206,19 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
   }
 
   /**
-   * Hand up to `max` committed records to `visit` in place (dv, offset, length: a view on the ring
-   * that is valid only during the call), then release them all at once. No decode, no array, no
-   * allocation per record: for consumers that process each record synchronously. Returns the count.
+   * consume() with the ring's DataView handed along (dv, offset, length: valid only during the
+   * call), for consumers that decode each record synchronously in place. Returns the count.
    */
   visit(fn: (dv: DataView, off: number, len: number) => void, max = this.maxBatch): number {
-    if (this.closed) return 0;
-    let cons = this.readPos(this.cons);
-    const prod = this.readPos(this.prod);
-    let n = 0;
-    try {
-      while (cons < prod && n < max) {
-        const off = cons % this.size;
-        const hdr = Atomics.load(this.hdrs, off >>> 2);
-        if (hdr & BUSY) break;
-        const len = hdr & ~(BUSY | DISCARD) & 0x3fffffff;
-        // advanced before the call: a record that throws is not handed over again
-        cons += (len + HDR + 7) & ~7;
-        if (hdr & DISCARD) this.discarded++;
-        else {
-          n++;
-          fn(this.data, off + HDR, len);
-        }
-      }
-    } finally {
-      Atomics.store(this.cons, 0, BigInt(cons));
-      this.delivered += n;
-    }
-    return n;
+    const data = this.data;
+    return this.consume((off, len) => fn(data, off, len), max);
   }
 
-  /** Call `visit` for records as they arrive (same pacing as batches()); ends on close(). */
+  /** Call `fn` for records as they arrive, with pump()'s wake-up policy; ends on close(). */
   async visitAll(fn: (dv: DataView, off: number, len: number) => void): Promise<void> {
-    while (!this.closed) {
-      const n = this.visit(fn, this.maxBatch);
-      if (n) {
-        if (n < this.smallBatch && this.coalesceMs > 0 && !this.closed) await new Promise((r) => setTimeout(r, this.coalesceMs));
-        else await new Promise((r) => setImmediate(r)); // let the rest of the process run between batches
-        continue;
-      }
-      if (this.pending > 0) {
-        await new Promise((r) => setImmediate(r));
-        continue;
-      }
-      await this.wait();
+    const data = this.data;
+    for await (const _n of this.pump((off, len) => fn(data, off, len))) {
+      /* pump paces the loop */
     }
   }
 
