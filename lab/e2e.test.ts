@@ -68,7 +68,7 @@ describe.skipIf(!!skip)(`the commands users run, in VMs ${skip ? `(skipped: ${sk
     }, 25 * MIN);
   }
 
-  for (const [scenario, opts] of [['socket-lb', ['--services', '10,1000', '--connections', '100']]] as const) {
+  for (const [scenario, opts] of [['socket-lb', ['--services', '10,1000', '--connections', '100']], ['tc-shaping', ['--rates', '10,100', '--duration', '3']]] as const) {
     it(`pnpm lab run ${scenario} --kernel 6.1${opts.length ? ` ${opts.join(' ')}` : ''} passes`, async () => {
       const dir = tmp();
       const r = await lab(['run', scenario, '--kernel', '6.1', ...opts, '--out', dir], dir);
