@@ -2,13 +2,14 @@
 // over CPUs): the controller keeps no counters of its own. `control()` is asked on every scrape
 // because `pnpm lab svc backend …` may have changed the instance from another process since.
 import client from 'prom-client';
+import type { MetricsSource } from '../../common/metrics-http.ts';
 import { STAT_NAMES, type SvcController } from './controller.ts';
 
 const WHAT: Record<(typeof STAT_NAMES)[number], string> = {
   connect: 'connect', sendmsg: 'sendmsg', recvmsg: 'recvmsg', getpeername: 'getpeername', noBackend: 'refused_no_backend', badSlot: 'bad_slot',
 };
 
-export function svcRegistry(control: () => SvcController): client.Registry {
+export function svcRegistry(control: () => SvcController): MetricsSource {
   const reg = new client.Registry();
   new client.Counter({
     name: 'svc_rewrites_total', help: 'socket address rewrites by hook; refused_no_backend = connects refused (EPERM) for a service without live backends', labelNames: ['what'], registers: [reg],
@@ -17,12 +18,9 @@ export function svcRegistry(control: () => SvcController): client.Registry {
       for (const [k, v] of Object.entries(control().stats())) this.inc({ what: WHAT[k as keyof typeof WHAT] }, v);
     },
   });
-  // one scrape reads both hit maps once: the two collectors share a read younger than 100 ms
-  let hits: { at: number; v: ReturnType<SvcController['hits']> } | null = null;
-  const readHits = () => {
-    if (!hits || performance.now() - hits.at > 100) hits = { at: performance.now(), v: control().hits() };
-    return hits.v;
-  };
+  // one scrape reads both hit maps once: metrics() below takes the snapshot the two collectors share
+  let hits: ReturnType<SvcController['hits']> | null = null;
+  const readHits = () => hits ?? control().hits();
   new client.Counter({
     name: 'svc_service_connections_total', help: 'connects and datagrams to the service VIP sent to a backend', labelNames: ['service'], registers: [reg],
     collect() {
@@ -54,5 +52,15 @@ export function svcRegistry(control: () => SvcController): client.Registry {
       this.set(control().list().length);
     },
   });
-  return reg;
+  return {
+    contentType: reg.contentType,
+    async metrics() {
+      hits = control().hits();
+      try {
+        return await reg.metrics();
+      } finally {
+        hits = null;
+      }
+    },
+  };
 }
