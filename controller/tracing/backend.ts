@@ -74,25 +74,54 @@ export async function ensureJaeger(log: (s: string) => void = (s) => console.err
 
 
 /**
- * Poll a freshly started backend until `ready` says yes. It exiting first, or the deadline passing
- * (which stops it), is a LabError carrying the tail of its output.
+ * A backend server run as a child process on loopback: its output tail (for errors), readiness
+ * polling and stop, shared by Jaeger and Zipkin.
  */
-async function waitReady(name: string, p: ResultPromise, out: () => string, ready: () => Promise<boolean>,
-  o: { url: string; timeoutMs: number; everyMs: number; fix: string; stop: () => Promise<void> }): Promise<void> {
-  const tail = () => out().split('\n').slice(-5).join(' ');
-  const until = Date.now() + o.timeoutMs;
-  for (;;) {
-    if (p.exitCode !== null && p.exitCode !== undefined) throw new LabError(`${name} exited with ${p.exitCode}: ${tail()}`, 'see its output above');
-    try {
-      if (await ready()) return;
-    } catch {
-      /* not yet */
+abstract class BackendProcess {
+  protected proc: ResultPromise | null = null;
+  protected out = '';
+
+  /**
+   * Run `cmd` and poll until `ready` says yes. It exiting first, or the deadline passing (which
+   * stops it), is a LabError carrying the tail of its output.
+   */
+  protected async launch(name: string, cmd: string, args: string[], env: NodeJS.ProcessEnv | undefined, ready: () => Promise<boolean>,
+    o: { url: string; timeoutMs: number; everyMs: number; fix: string }): Promise<void> {
+    this.out = '';
+    const p = execa(cmd, args, { reject: false, all: true, buffer: false, stdin: 'ignore', forceKillAfterDelay: 2000, ...(env ? { env } : {}) });
+    p.all?.on('data', (d: Buffer) => (this.out = (this.out + d.toString()).slice(-4000)));
+    this.proc = p;
+    const tail = () => this.out.split('\n').slice(-5).join(' ');
+    const until = Date.now() + o.timeoutMs;
+    for (;;) {
+      if (p.exitCode !== null && p.exitCode !== undefined) throw new LabError(`${name} exited with ${p.exitCode}: ${tail()}`, 'see its output above');
+      try {
+        if (await ready()) return;
+      } catch {
+        /* not yet */
+      }
+      if (Date.now() > until) {
+        await this.stop();
+        throw new LabError(`${name} did not answer on ${o.url} within ${o.timeoutMs} ms: ${tail()}`, o.fix);
+      }
+      await new Promise((r) => setTimeout(r, o.everyMs));
     }
-    if (Date.now() > until) {
-      await o.stop();
-      throw new LabError(`${name} did not answer on ${o.url} within ${o.timeoutMs} ms: ${tail()}`, o.fix);
-    }
-    await new Promise((r) => setTimeout(r, o.everyMs));
+  }
+
+  get running(): boolean {
+    return this.proc !== null;
+  }
+
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
+  async stop(): Promise<void> {
+    const p = this.proc;
+    this.proc = null;
+    if (!p) return;
+    p.kill('SIGTERM');
+    await p.catch(() => {});
   }
 }
 
@@ -114,10 +143,10 @@ export interface JaegerTraceJson {
 }
 
 /** A Jaeger process on loopback: OTLP/HTTP in, memory store, query API out. */
-export class Jaeger {
-  private proc: ResultPromise | null = null;
-  private out = '';
-  private constructor(readonly bin: string, readonly otlpPort: number, readonly queryPort: number, readonly dir: string) {}
+export class Jaeger extends BackendProcess {
+  private constructor(readonly bin: string, readonly otlpPort: number, readonly queryPort: number, readonly dir: string) {
+    super();
+  }
 
   static async create(bin = jaegerPath()): Promise<Jaeger> {
     if (!fs.existsSync(bin)) throw new LabError(`no Jaeger binary at ${bin}`, 'pnpm lab setup tracing (builds it once from the Go module proxy)');
@@ -180,33 +209,14 @@ exporters:
 `;
     const file = path.join(this.dir, 'jaeger.yaml');
     fs.writeFileSync(file, cfg);
-    this.out = '';
-    const p = execa(this.bin, ['--config', file], { reject: false, all: true, buffer: false, stdin: 'ignore', forceKillAfterDelay: 2000 });
-    p.all?.on('data', (d: Buffer) => (this.out = (this.out + d.toString()).slice(-4000)));
-    this.proc = p;
-    await waitReady('Jaeger', p, () => this.out, async () => {
+    await this.launch('Jaeger', this.bin, ['--config', file], undefined, async () => {
       if (!(await fetch(`${this.queryUrl}/api/services`, { signal: AbortSignal.timeout(1000) })).ok) return false;
       // the OTLP receiver starts with the pipeline; make sure it answers too
       const o = await fetch(`${this.otlpUrl}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body: new Uint8Array(), signal: AbortSignal.timeout(1000) });
       return o.status < 500;
-    }, { url: this.queryUrl, timeoutMs, everyMs: 200, fix: 'check the Jaeger binary (pnpm lab setup tracing)', stop: () => this.stop() });
+    }, { url: this.queryUrl, timeoutMs, everyMs: 200, fix: 'check the Jaeger binary (pnpm lab setup tracing)' });
   }
 
-  get running(): boolean {
-    return this.proc !== null;
-  }
-
-  get pid(): number | undefined {
-    return this.proc?.pid;
-  }
-
-  async stop(): Promise<void> {
-    const p = this.proc;
-    this.proc = null;
-    if (!p) return;
-    p.kill('SIGTERM');
-    await p.catch(() => {});
-  }
 
   async close(): Promise<void> {
     await this.stop();
@@ -271,10 +281,10 @@ export interface ZipkinSpanJson {
 }
 
 /** A Zipkin server on loopback (in-memory storage). */
-export class Zipkin {
-  private proc: ResultPromise | null = null;
-  private out = '';
-  private constructor(readonly jar: string, readonly port: number) {}
+export class Zipkin extends BackendProcess {
+  private constructor(readonly jar: string, readonly port: number) {
+    super();
+  }
 
   static async create(jar = zipkinPath()): Promise<Zipkin> {
     if (!fs.existsSync(jar)) throw new LabError(`no Zipkin jar at ${jar}`, 'pnpm lab setup tracing');
@@ -287,20 +297,9 @@ export class Zipkin {
 
   async start(timeoutMs: number): Promise<void> {
     // Armeria's port list, bound to loopback only (--server.address is not honoured)
-    const p = execa('java', ['-Xms64m', '-Xmx384m', '-jar', this.jar, `--armeria.ports[0].port=${this.port}`, '--armeria.ports[0].ip=127.0.0.1', '--armeria.ports[0].protocols=http'],
-      { reject: false, all: true, buffer: false, stdin: 'ignore', forceKillAfterDelay: 2000, env: { ...process.env, STORAGE_TYPE: 'mem' } });
-    p.all?.on('data', (d: Buffer) => (this.out = (this.out + d.toString()).slice(-4000)));
-    this.proc = p;
-    await waitReady('Zipkin', p, () => this.out, async () => (await fetch(`${this.url}/health`, { signal: AbortSignal.timeout(1000) })).ok,
-      { url: this.url, timeoutMs, everyMs: 300, fix: 'check java and the jar (pnpm lab setup tracing)', stop: () => this.stop() });
-  }
-
-  async stop(): Promise<void> {
-    const p = this.proc;
-    this.proc = null;
-    if (!p) return;
-    p.kill('SIGTERM');
-    await p.catch(() => {});
+    await this.launch('Zipkin', 'java', ['-Xms64m', '-Xmx384m', '-jar', this.jar, `--armeria.ports[0].port=${this.port}`, '--armeria.ports[0].ip=127.0.0.1', '--armeria.ports[0].protocols=http'],
+      { ...process.env, STORAGE_TYPE: 'mem' }, async () => (await fetch(`${this.url}/health`, { signal: AbortSignal.timeout(1000) })).ok,
+      { url: this.url, timeoutMs, everyMs: 300, fix: 'check java and the jar (pnpm lab setup tracing)' });
   }
 
   async services(): Promise<string[]> {
