@@ -99,17 +99,10 @@ struct {
 	__type(value, struct tc_global_stats);
 } globals SEC(".maps");
 
-struct pkt {
-	__u8 saddr[16];
-	__u8 daddr[16];
-	__u16 sport;
-	__u16 dport;
-	__u8 proto;
-	__u8 family;
-};
-
+/* A parsed packet is held in the flow_class key itself (parse() zeroes it, padding included), so
+ * the exact 5-tuple lookup needs no copy. */
 /* the TCP/UDP ports at `off` (network order), when the packet is long enough */
-static __always_inline void load_ports(struct __sk_buff *skb, __u32 off, struct pkt *p)
+static __always_inline void load_ports(struct __sk_buff *skb, __u32 off, struct tc_flow_key *p)
 {
 	__u16 ports[2];
 	if (bpf_skb_load_bytes(skb, off, ports, sizeof(ports)) == 0) {
@@ -120,7 +113,7 @@ static __always_inline void load_ports(struct __sk_buff *skb, __u32 off, struct 
 
 /* IPv6: fixed header, then up to IPV6_EXT_MAX extension headers to reach TCP/UDP. A non-first
  * fragment has no ports; an unwalked chain leaves proto at the last next-header seen. */
-static __always_inline int parse6(struct __sk_buff *skb, struct pkt *p)
+static __always_inline int parse6(struct __sk_buff *skb, struct tc_flow_key *p)
 {
 	struct ipv6hdr ip6;
 	if (bpf_skb_load_bytes(skb, sizeof(struct ethhdr), &ip6, sizeof(ip6)))
@@ -154,7 +147,7 @@ static __always_inline int parse6(struct __sk_buff *skb, struct pkt *p)
 }
 
 /* IPv4 or IPv6 header and, for the first fragment of TCP/UDP, the ports. 0 when neither. */
-static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
+static __always_inline int parse(struct __sk_buff *skb, struct tc_flow_key *p)
 {
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
@@ -200,7 +193,7 @@ static __always_inline int prefix_match(const __u8 *a, const __u8 *b, __u32 plen
 }
 
 /* TC_ACT_SHOT when a drop rule matches; every matching rule is counted */
-static __always_inline int run_filters(struct __sk_buff *skb, struct pkt *p, __u8 dir)
+static __always_inline int run_filters(struct __sk_buff *skb, struct tc_flow_key *p, __u8 dir)
 {
 	__u32 z = 0;
 	__u32 *genp = bpf_map_lookup_elem(&filter_gen, &z);
@@ -236,16 +229,9 @@ static __always_inline int run_filters(struct __sk_buff *skb, struct pkt *p, __u
 	return TC_ACT_OK;
 }
 
-static __always_inline __u32 classify(struct __sk_buff *skb, struct pkt *p)
+static __always_inline __u32 classify(struct __sk_buff *skb, struct tc_flow_key *p)
 {
-	struct tc_flow_key fk = {};
-	__builtin_memcpy(fk.saddr, p->saddr, 16);
-	__builtin_memcpy(fk.daddr, p->daddr, 16);
-	fk.sport = p->sport;
-	fk.dport = p->dport;
-	fk.proto = p->proto;
-	fk.family = p->family;
-	__u32 *c = bpf_map_lookup_elem(&flow_class, &fk);
+	__u32 *c = bpf_map_lookup_elem(&flow_class, p);
 	if (c)
 		return *c;
 	__u64 cg = bpf_skb_cgroup_id(skb);
@@ -308,7 +294,7 @@ static __always_inline int shape(struct __sk_buff *skb, __u32 id)
 SEC("tc")
 int tc_shape_egress(struct __sk_buff *skb)
 {
-	struct pkt p;
+	struct tc_flow_key p;
 	__u32 z = 0;
 	struct tc_global_stats *g = bpf_map_lookup_elem(&globals, &z);
 	if (g)
@@ -329,7 +315,7 @@ int tc_shape_egress(struct __sk_buff *skb)
 SEC("tc")
 int tc_filter_ingress(struct __sk_buff *skb)
 {
-	struct pkt p;
+	struct tc_flow_key p;
 	__u32 z = 0;
 	struct tc_global_stats *g = bpf_map_lookup_elem(&globals, &z);
 	if (g)
