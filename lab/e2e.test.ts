@@ -2,11 +2,14 @@
 // green while it failed in every VM). Each is a real `pnpm lab …` process: the scenario in a
 // guest under TCG here (KVM where the runner has it), its results.json and report read back.
 //   - pnpm lab run xdp-lb --kernel 6.1, pnpm lab run security --kernel 6.1
-//   - a capability that arrived later, on 6.1: socket-lb (10 and 1,000 services: 10,000 under
-//     TCG alone takes minutes). energy is not here yet: `pnpm lab run energy --kernel 6.1` passed
-//     three runs in a row (~1 min under TCG, reports/20261130-064104-energy-6.1), but its first run
-//     from this file hung in the guest after starting the workloads until SIGINT at 9 min
-//     (reports/e2e-EdhmR5; no kernel message), cause not found
+//   - capabilities that arrived later, on 6.1: socket-lb (10 and 1,000 services: 10,000 under
+//     TCG alone takes minutes), tc-shaping (EDT needs fq, which the host kernel lacks) and energy
+//     (--duration 5: BPF CPU time vs cpu.stat and /proc, energy sums, shares; no RAPL, PMU or
+//     cpufreq in a guest, so it passes as "unsupported" with those gaps named). energy's first run
+//     here hung in the guest after starting its workloads (reports/e2e-EdhmR5); its io workload no
+//     longer does its I/O on the 9p out share in a guest, and every wait in it is bounded
+//   - every run has a budget: past it the run is stopped (SIGINT, then SIGKILL) and the test fails
+//     with the last progress line, instead of holding the suite until vitest's timeout
 //   - pnpm lab matrix --kernels 5.10,6.1,6.12,7.x,host --scenarios hello-openat
 //   - Ctrl-C during a VM run still leaves an ERROR report and no guest
 // Slow (minutes); EBPF_LAB_SKIP_E2E=1 skips it for a quick local loop.
@@ -21,28 +24,52 @@ const hasQemu = spawnSync('qemu-system-x86_64', ['--version']).status === 0;
 const skip = process.getuid?.() !== 0 ? 'needs root' : !hasQemu ? 'qemu-system-x86_64 is not installed (pnpm lab setup vm)' : process.env.EBPF_LAB_SKIP_E2E ? 'EBPF_LAB_SKIP_E2E is set' : '';
 const MIN = 60_000;
 
-interface Ran { code: number | null; out: string; err: string; results?: Results; dir: string }
+interface Ran {
+  code: number | null; out: string; err: string; results?: Results; dir: string;
+  /** set when the command outlived its budget and was stopped: what the test reports instead of hanging */
+  overran?: string;
+}
 
-/** `pnpm lab <args>` with --out DIR; resolves when it exits (or after `onLine` kills it). */
-function lab(args: string[], dir: string, onLine?: (l: string, kill: (sig: NodeJS.Signals) => void) => void): Promise<Ran> {
+/**
+ * `pnpm lab <args>` with --out DIR; resolves when it exits (or after `onLine` kills it). A run
+ * that outlives `budgetMs` (a guest that stopped making progress) gets SIGINT — the runner then
+ * stops its guest and still writes an ERROR report — and SIGKILL 60 s later if it is still there
+ * (QEMU dies with it: pdeathsig), so a hung guest fails its test with a message naming the last
+ * progress line instead of holding the suite until vitest's timeout and leaving QEMU behind.
+ */
+function lab(args: string[], dir: string, o: { budgetMs: number; onLine?: (l: string, kill: (sig: NodeJS.Signals) => void) => void }): Promise<Ran> {
   const [node, ...cli] = labCliArgv();
   return new Promise((resolve) => {
+    const t0 = Date.now();
     const p = spawn(node!, [...cli, ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
+    let overran: string | undefined;
+    const lastLine = () => err.trimEnd().split('\n').filter((l) => l.trim()).at(-1)?.trim() ?? '(no output)';
+    const killer = setTimeout(() => {
+      overran = `\`pnpm lab ${args.join(' ')}\` was still running after ${Math.round(o.budgetMs / 1000)} s (its budget in this test) and was stopped; last progress line: "${lastLine()}"; report: ${dir}`;
+      process.stderr.write(`e2e: ${overran}\n`);
+      p.kill('SIGINT');
+      setTimeout(() => p.kill('SIGKILL'), 60_000).unref();
+    }, o.budgetMs);
     p.stdout.on('data', (d: Buffer) => (out += d.toString()));
     p.stderr.on('data', (d: Buffer) => {
       err += d.toString();
       // progress goes to the test log, so a slow CI run shows where it is
       process.stderr.write(d);
-      if (onLine) for (const l of d.toString().split('\n')) onLine(l, (sig) => p.kill(sig));
+      if (o.onLine) for (const l of d.toString().split('\n')) o.onLine(l, (sig) => p.kill(sig));
     });
     p.on('close', (code) => {
+      clearTimeout(killer);
       const f = path.join(dir, 'results.json');
-      resolve({ code, out, err, dir, results: fs.existsSync(f) ? (JSON.parse(fs.readFileSync(f, 'utf8')) as Results) : undefined });
+      if (!overran) process.stderr.write(`e2e: pnpm lab ${args.slice(0, 4).join(' ')} took ${((Date.now() - t0) / 1000).toFixed(0)} s\n`);
+      resolve({ code, out, err, dir, overran, results: fs.existsSync(f) ? (JSON.parse(fs.readFileSync(f, 'utf8')) as Results) : undefined });
     });
   });
 }
+
+/** the run finished within its budget: the first assertion of every test, so a hang reads as one */
+const finished = (r: Ran) => expect(r.overran, r.overran).toBeUndefined();
 
 const tmp = () => fs.mkdtempSync(path.join(REPO_ROOT, 'reports', 'e2e-'));
 const failed = (r: Results | undefined) => JSON.stringify({ status: r?.status, error: r?.error?.split('\n')[0], failed: r?.checks.filter((c) => c.status === 'fail') });
@@ -52,7 +79,8 @@ describe.skipIf(!!skip)(`the commands users run, in VMs ${skip ? `(skipped: ${sk
   for (const scenario of ['xdp-lb', 'security']) {
     it(`pnpm lab run ${scenario} --kernel 6.1 passes`, async () => {
       const dir = tmp();
-      const r = await lab(['run', scenario, '--kernel', '6.1', '--out', dir], dir);
+      const r = await lab(['run', scenario, '--kernel', '6.1', '--out', dir], dir, { budgetMs: 23 * MIN });
+      finished(r);
       expect(r.results?.status, failed(r.results)).toBe('pass');
       expect(r.code).toBe(0);
       expect(r.results!.environment.target).toBe('vm');
@@ -68,23 +96,33 @@ describe.skipIf(!!skip)(`the commands users run, in VMs ${skip ? `(skipped: ${sk
     }, 25 * MIN);
   }
 
-  for (const [scenario, opts] of [['socket-lb', ['--services', '10,1000', '--connections', '100']], ['tc-shaping', ['--rates', '10,100', '--duration', '3']]] as const) {
+  // budget: what a passing run takes here (TCG, 2 shared cores) with room for a loaded machine;
+  // past it the run is stopped and the test fails naming the last progress line (see lab())
+  const runs: { scenario: string; opts: string[]; budgetMin: number; minPass: number; headline: boolean }[] = [
+    { scenario: 'socket-lb', opts: ['--services', '10,1000', '--connections', '100'], budgetMin: 12, minPass: 4, headline: true },
+    { scenario: 'tc-shaping', opts: ['--rates', '10,100', '--duration', '3'], budgetMin: 12, minPass: 4, headline: true },
+    // run mode judges accounting and attribution (8 checks); the hook's cost is a bench figure, so no headline
+    { scenario: 'energy', opts: ['--duration', '5'], budgetMin: 6, minPass: 8, headline: false },
+  ];
+  for (const { scenario, opts, budgetMin, minPass, headline } of runs) {
     it(`pnpm lab run ${scenario} --kernel 6.1${opts.length ? ` ${opts.join(' ')}` : ''} passes`, async () => {
       const dir = tmp();
-      const r = await lab(['run', scenario, '--kernel', '6.1', ...opts, '--out', dir], dir);
+      const r = await lab(['run', scenario, '--kernel', '6.1', ...opts, '--out', dir], dir, { budgetMs: budgetMin * MIN });
+      finished(r);
       // unsupported is a pass with named gaps (e.g. no RAPL meter in a guest), never a failed check
       expect(['pass', 'unsupported'], failed(r.results)).toContain(r.results?.status);
       expect(r.results!.checks.filter((c) => c.status === 'fail')).toEqual([]);
       expect(r.code).toBe(0);
       expect(r.results!.environment.kernel.release).toMatch(/^6\.1\./);
-      expect(r.results!.checks.filter((c) => c.status === 'pass').length).toBeGreaterThan(3);
-      expect(r.results!.headline?.length).toBeGreaterThan(0);
-    }, 20 * MIN);
+      expect(r.results!.checks.filter((c) => c.status === 'pass').length).toBeGreaterThanOrEqual(minPass);
+      if (headline) expect(r.results!.headline?.length).toBeGreaterThan(0);
+    }, (budgetMin + 2) * MIN);
   }
 
   it('hello-openat passes on every kernel of the matrix (5.10, 6.1, 6.12, 7.x, host)', async () => {
     const dir = tmp();
-    const r = await lab(['matrix', '--kernels', '5.10,6.1,6.12,7.x,host', '--scenarios', 'hello-openat', '--out', dir], dir);
+    const r = await lab(['matrix', '--kernels', '5.10,6.1,6.12,7.x,host', '--scenarios', 'hello-openat', '--out', dir], dir, { budgetMs: 23 * MIN });
+    finished(r);
     const cells = JSON.parse(fs.readFileSync(path.join(dir, 'matrix.json'), 'utf8')) as { kernel: string; status: string; error?: string; dir: string }[];
     expect(cells.map((c) => [c.kernel, c.status, c.error?.split('\n')[0]])).toEqual(['5.10', '6.1', '6.12', '7.x', 'host'].map((k) => [k, 'pass', undefined]));
     expect(r.code).toBe(0);
@@ -97,14 +135,15 @@ describe.skipIf(!!skip)(`the commands users run, in VMs ${skip ? `(skipped: ${sk
     const dir = tmp();
     let inGuest = false;
     let sent = false;
-    const r = await lab(['run', 'hello-openat', '--kernel', '6.1', '--out', dir], dir, (l, kill) => {
+    const r = await lab(['run', 'hello-openat', '--kernel', '6.1', '--out', dir], dir, { budgetMs: 8 * MIN, onLine: (l, kill) => {
       // once the runner inside the guest is at work
       if (l.includes('running in the guest')) inGuest = true;
       else if (inGuest && !sent && l.includes('probing kernel features')) {
         sent = true;
         kill('SIGINT');
       }
-    });
+    } });
+    finished(r);
     expect(sent).toBe(true);
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/SIGINT: stopping the guest and cleaning up/);

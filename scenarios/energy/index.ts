@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import type { Scenario, ScenarioContext } from '../../lab/scenario.ts';
 import { scaledTimeout } from '../../lab/scenario.ts';
 import { EnergyCollector, type Interval } from '../../controller/energy/collector.ts';
-import { cgroupId, cgroupUsageUs, procCpuSeconds, procSchedNs, tickSeconds, setupCgroups, signalAll, startWorkload, type Workload } from './workloads.ts';
+import { cgroupId, cgroupUsageUs, procCpuSeconds, procSchedNs, tickSeconds, ioTarget, setupCgroups, signalAll, startWorkload, waitStarted, type Workload } from './workloads.ts';
 import { pingPong } from './pingpong.ts';
 import { LabError } from '../../lab/errors.ts';
 
@@ -118,15 +118,25 @@ const scenario: Scenario = {
     if (!c.idleTracepoint.ok) ctx.unsupported('power:cpu_idle tracepoint', 'tracepoint power/cpu_idle', c.idleTracepoint.detail);
 
     ctx.progress.step('creating cgroups busy25, busy50, io and starting the workloads');
-    const cg = setupCgroups(ctx.defer, ctx.outDir);
+    const io = ioTarget(ctx.defer, ctx.outDir, (m) => ctx.progress.info(m));
+    const cg = setupCgroups(ctx.defer);
+    ctx.metric('ioWorkload', io);
     if (cg.caps.how !== 'cgroup2 cpu.max') ctx.unsupported('cgroup2 cpu.max', 'cgroup v2 cpu controller', `${cg.caps.evidence}${cg.caps.how ? `; the caps are set through ${cg.caps.how} instead (same CFS bandwidth control)` : '; no cpu controller anywhere: the workloads run uncapped'}`);
     const ws: Workload[] = [
-      startWorkload(ctx.defer, 'busy25', cg.dirs.busy25, cg.v1.busy25, 25, cg.ioFile),
-      startWorkload(ctx.defer, 'busy50', cg.dirs.busy50, cg.v1.busy50, 50, cg.ioFile),
-      startWorkload(ctx.defer, 'io', cg.dirs.io, undefined, null, cg.ioFile),
+      startWorkload(ctx.defer, 'busy25', cg.dirs.busy25, cg.v1.busy25, 25, io),
+      startWorkload(ctx.defer, 'busy50', cg.dirs.busy50, cg.v1.busy50, 50, io),
+      startWorkload(ctx.defer, 'io', cg.dirs.io, undefined, null, io),
     ];
     const ids = Object.fromEntries(ws.map((w) => [w.name, cgroupId(w.dir)])) as Record<Workload['name'], bigint>;
-    await sleep(scaledTimeout(1000), ctx.signal); // every workload has joined its cgroup and runs
+    // every workload has joined its cgroup and exec'd its load: polled, bounded, a failed check
+    // (not a hang) when one does not get there
+    const startMs = scaledTimeout(5000);
+    const notStarted = await waitStarted(ws, startMs, ctx.signal);
+    if (ctx.signal.aborted) return;
+    if (notStarted) {
+      ctx.check(`the three workloads joined their cgroups and started within ${startMs / 1000} s`, false, notStarted);
+      return;
+    }
 
     // ------------------------------------------------------------ measurement window
     // the kernel's own accounting of the hook (run time per invocation) during the window: passive,
@@ -187,7 +197,7 @@ const scenario: Scenario = {
     }
     ctx.section(
       'CPU time: BPF vs the kernel\'s accounting',
-      { kind: 'kv', items: { ...features, ...hookKv(hookRuns, hookNs) } },
+      { kind: 'kv', items: { ...features, 'io workload': io.detail, ...hookKv(hookRuns, hookNs) } },
       { kind: 'table', caption: `measurement window ${f(o.duration, 0)} s; workloads SIGSTOPped at both ends; caps via ${cg.caps.how ?? 'none'}`, columns: ['workload', 'cap', 'BPF on-CPU (s)', 'cpu.stat usage (s)', 'diff %', 'process: /proc stat (s)', 'schedstat (s)', 'diff %'], rows: cpuRows.map((r) => {
         const p = procRows.find((x) => x.w === r.w);
         return [r.w.name, r.w.capPct == null ? '—' : `${r.w.capPct}%`, f(r.bpf, 4), f(r.kern, 4), f(r.err), p ? f(p.stat, 2) : '—', p?.sched != null ? f(p.sched, 4) : '—', p ? f(p.err) : '—'];
@@ -303,7 +313,6 @@ const scenario: Scenario = {
         { kind: 'chart', title: 'switch rate lost per round (%)', type: 'bar', labels: pp.rounds.map((_, i) => `${i + 1}`), xLabel: 'round', yLabel: '%', datasets: [{ label: '1 − on/off', data: pp.overheadPct.values }] },
       );
     }
-    if (fs.existsSync(cg.ioFile)) fs.rmSync(cg.ioFile, { force: true });
   },
 };
 

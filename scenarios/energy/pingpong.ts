@@ -8,6 +8,7 @@
 import { execa } from 'execa';
 import { bootstrapRatioCI, summary, verdict } from '../../lab/stats.ts';
 import { EnergyCollector } from '../../controller/energy/collector.ts';
+import { scaledTimeout } from '../../lab/timeouts.ts';
 
 export interface PingPongRound {
   /** context switches per second on the pinned CPU (2 per op), hook off / on */
@@ -40,7 +41,10 @@ export interface PingPongResult {
 
 /** µs per op of `perf bench sched pipe -l loops`, both tasks pinned to `cpu` */
 export async function pipeUsPerOp(loops: number, cpu: number, signal?: AbortSignal): Promise<number> {
-  const r = await execa('taskset', ['-c', String(cpu), 'perf', 'bench', 'sched', 'pipe', '-l', String(loops)], { cancelSignal: signal, all: true, reject: false });
+  // bounded: a few µs per op natively; a stuck measurement ends as an error, not a hang
+  const timeout = scaledTimeout(30_000 + loops * 0.1);
+  const r = await execa('taskset', ['-c', String(cpu), 'perf', 'bench', 'sched', 'pipe', '-l', String(loops)], { cancelSignal: signal, all: true, reject: false, timeout, forceKillAfterDelay: 2000 });
+  if (r.timedOut) throw new Error(`taskset -c ${cpu} perf bench sched pipe -l ${loops} did not finish within ${(timeout / 1000).toFixed(0)} s`);
   const m = /([\d.]+)\s+usecs\/op/.exec(r.all ?? '');
   if (r.exitCode !== 0 || !m) throw new Error(`taskset -c ${cpu} perf bench sched pipe failed (exit ${r.exitCode}): ${(r.all ?? '').split('\n').slice(-3).join(' | ')}`);
   return Number(m[1]);

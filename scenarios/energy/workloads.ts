@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { scaledTimeout } from '../../lab/timeouts.ts';
 
 export type Defer = (what: string, fn: () => unknown | Promise<unknown>) => void;
 
@@ -17,6 +18,8 @@ export interface Workload {
   capPct: number | null;
   child: ChildProcess;
   pid: number;
+  /** the argv it execs once it has joined its cgroup(s) (its /proc/<pid>/cmdline from then on) */
+  load: string[];
 }
 
 export interface Caps {
@@ -58,7 +61,7 @@ function rmTree(dir: string): void {
 }
 
 /** Create the three cgroups and their caps; everything is removed through `defer`. */
-export function setupCgroups(defer: Defer, outDir: string): { base: string; dirs: Record<Workload['name'], string>; caps: Caps; v1: Record<string, string>; ioFile: string } {
+export function setupCgroups(defer: Defer): { base: string; dirs: Record<Workload['name'], string>; caps: Caps; v1: Record<string, string> } {
   const root = cgroup2Root();
   const name = `ebpf-lab-energy-${process.pid}`;
   const base = path.join(root, name);
@@ -111,33 +114,132 @@ export function setupCgroups(defer: Defer, outDir: string): { base: string; dirs
       caps.how = 'cgroup1 cpu.cfs_quota_us';
     }
   }
-  const ioFile = path.join(outDir, 'energy-io.tmp');
-  defer(`remove ${ioFile}`, () => fs.rmSync(ioFile, { force: true }));
-  return { base, dirs, caps, v1, ioFile };
+  return { base, dirs, caps, v1 };
+}
+
+/** Where the io workload writes: a file it fsyncs, or a block device it writes with O_DIRECT. */
+export interface IoTarget {
+  path: string;
+  kind: 'file' | 'null_blk';
+  /** for the report: what the workload waits on */
+  detail: string;
+}
+
+/** null_blk completes each request from a timer after this long: the "device" latency the io workload waits on */
+export const NULL_BLK_COMPLETION_NS = 4_000_000;
+
+/**
+ * The io workload's target. On a host: a file in the run's out dir, rewritten and fsync'd (the
+ * disk). In a guest the out dir is a 9p share — the transport the run's results travel back on —
+ * so a workload fsyncing there ties what is measured to the measuring harness: instead the guest
+ * gets a null_blk device (local to the guest kernel; each 4 KiB O_DIRECT write sleeps until a timer
+ * completes it after 4 ms, as on a disk: about 1 ms of CPU per write under TCG, so ~20% busy). tmpfs would not do: its fsync is a no-op, so the
+ * "I/O-bound" workload would become a busy loop. Where null_blk cannot be had, the file, and why.
+ */
+export function ioTarget(defer: Defer, outDir: string, log: (s: string) => void): IoTarget {
+  const file = (why: string): IoTarget => {
+    const p = path.join(outDir, 'energy-io.tmp');
+    defer(`remove ${p}`, () => fs.rmSync(p, { force: true }));
+    return { path: p, kind: 'file', detail: `4 KiB pwrite + fsync of ${p}${why ? ` (${why})` : ''}` };
+  };
+  if (process.env.EBPF_LAB_IN_VM !== '1') return file('');
+  if (fs.existsSync('/sys/module/null_blk')) return file('null_blk was already loaded, with parameters that are not this scenario\'s');
+  const ms = scaledTimeout(10_000);
+  try {
+    execFileSync('modprobe', ['null_blk', 'nr_devices=1', 'irqmode=2', `completion_nsec=${NULL_BLK_COMPLETION_NS}`, 'gb=1', 'bs=4096', 'memory_backed=0'], { timeout: ms, stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (e) {
+    const why = `modprobe null_blk failed: ${((e as { stderr?: Buffer }).stderr?.toString().trim() || (e as Error).message).split('\n')[0]}`;
+    log(why);
+    return file(why);
+  }
+  defer('unload null_blk', () => execFileSync('modprobe', ['-r', 'null_blk'], { timeout: ms, stdio: 'ignore' }));
+  const dev = '/dev/nullb0';
+  const deadline = Date.now() + ms;
+  while (!fs.existsSync(dev)) {
+    if (Date.now() > deadline) return file(`null_blk loaded but ${dev} did not appear within ${ms / 1000} s`);
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+  }
+  return { path: dev, kind: 'null_blk', detail: `4 KiB O_DIRECT writes to ${dev} (null_blk in the guest, each completed by a timer after ${NULL_BLK_COMPLETION_NS / 1e6} ms; the out dir is a 9p share)` };
 }
 
 /**
  * Start a workload: a shell that joins its cgroup(s) first and then execs the load, so every
  * instruction of it runs inside the cgroup. Own process group, so stop/cont/kill reach children.
  */
-export function startWorkload(defer: Defer, name: Workload['name'], dir: string, v1dir: string | undefined, capPct: number | null, ioFile: string): Workload {
+export function startWorkload(defer: Defer, name: Workload['name'], dir: string, v1dir: string | undefined, capPct: number | null, io: IoTarget): Workload {
   const join = `echo $$ > ${dir}/cgroup.procs${v1dir ? ` && echo $$ > ${v1dir}/tasks` : ''}`;
-  // io: one process rewriting 4 KiB in place and fsync()ing it: mostly waiting for the disk (or,
-  // in a VM, for the host); one process, so its /proc/<pid>/stat is the whole workload
-  const load = name === 'io'
-    ? ['/usr/bin/python3', '-c', `import os\nfd = os.open(${JSON.stringify(ioFile)}, os.O_WRONLY | os.O_CREAT, 0o600)\nb = b"x" * 4096\nwhile True:\n    os.pwrite(fd, b, 0)\n    os.fsync(fd)`]
-    : ['/bin/sh', '-c', 'while :; do :; done'];
+  // io: one process rewriting 4 KiB in place, mostly waiting for the device (ioTarget); one
+  // process, so its /proc/<pid>/stat is the whole workload. O_DIRECT needs an aligned buffer: mmap's.
+  const ioPy = io.kind === 'null_blk'
+    ? `import mmap, os\nfd = os.open(${JSON.stringify(io.path)}, os.O_WRONLY | os.O_DIRECT)\nb = mmap.mmap(-1, 4096)\nb.write(b"x" * 4096)\nwhile True:\n    os.pwrite(fd, b, 0)`
+    : `import os\nfd = os.open(${JSON.stringify(io.path)}, os.O_WRONLY | os.O_CREAT, 0o600)\nb = b"x" * 4096\nwhile True:\n    os.pwrite(fd, b, 0)\n    os.fsync(fd)`;
+  const load = name === 'io' ? ['/usr/bin/python3', '-c', ioPy] : ['/bin/sh', '-c', 'while :; do :; done'];
   const child = spawn('/bin/sh', ['-c', `${join} && exec "$@"`, 'sh', ...load], { stdio: 'ignore', detached: true });
   const pid = child.pid!;
-  defer(`kill workload ${name} (${pid})`, () => {
+  defer(`kill workload ${name} (${pid})`, async () => {
     try {
       process.kill(-pid, 'SIGKILL');
     } catch {
       /* gone */
     }
-    return new Promise<void>((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', () => r())));
+    // bounded: a task stuck in the kernel does not die on SIGKILL, and the run must still end
+    // (the cgroup removal after it then fails too, and says so)
+    const ms = scaledTimeout(5000);
+    if (!(await exited(child, ms))) throw new Error(`workload ${name} (pid ${pid}) did not exit within ${ms / 1000} s of SIGKILL: ${taskState(pid)}`);
   });
-  return { name, dir, capPct, child, pid };
+  return { name, dir, capPct, child, pid, load };
+}
+
+function exited(child: ChildProcess, ms: number): Promise<boolean> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
+  return new Promise((r) => {
+    const t = setTimeout(() => r(false), ms);
+    child.once('exit', () => (clearTimeout(t), r(true)));
+  });
+}
+
+/** "state D, wchan p9_client_rpc" for a report: where a task that does not move is waiting */
+export function taskState(pid: number): string {
+  try {
+    const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = st.slice(st.lastIndexOf(')') + 2).split(' ')[0];
+    let wchan = '';
+    try {
+      wchan = fs.readFileSync(`/proc/${pid}/wchan`, 'utf8').trim();
+    } catch {
+      /* no wchan */
+    }
+    return `state ${state}${wchan && wchan !== '0' ? `, wchan ${wchan}` : ''}`;
+  } catch {
+    return 'gone';
+  }
+}
+
+/**
+ * Wait until every workload has joined its cgroup and exec'd its load (so everything it runs from
+ * then on is charged to that cgroup), polling, at most `ms`. Returns null when they all have, else
+ * what is missing per workload — the caller reports it as a failed check instead of waiting on.
+ */
+export async function waitStarted(ws: Workload[], ms: number, signal?: AbortSignal): Promise<string | null> {
+  const root = cgroup2Root();
+  const deadline = Date.now() + ms;
+  const missing = (w: Workload): string | null => {
+    if (w.child.exitCode !== null || w.child.signalCode !== null) return `${w.name} exited (${w.child.exitCode ?? w.child.signalCode}) before its load started`;
+    try {
+      const cg = /^0::(.*)$/m.exec(fs.readFileSync(`/proc/${w.pid}/cgroup`, 'utf8'))?.[1];
+      if (cg !== `/${path.relative(root, w.dir)}`) return `${w.name} (pid ${w.pid}) is in cgroup ${cg ?? '?'}, not ${w.dir} (${taskState(w.pid)})`;
+      if (fs.readFileSync(`/proc/${w.pid}/cmdline`, 'utf8') !== `${w.load.join('\0')}\0`) return `${w.name} (pid ${w.pid}) has not exec'd its load yet (${taskState(w.pid)})`;
+      return null;
+    } catch (e) {
+      return `${w.name} (pid ${w.pid}): ${(e as Error).message}`;
+    }
+  };
+  for (;;) {
+    const left = ws.map(missing).filter((m): m is string => m !== null);
+    if (!left.length) return null;
+    if (Date.now() > deadline || signal?.aborted) return left.join('; ');
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 export function signalAll(ws: Workload[], sig: 'SIGSTOP' | 'SIGCONT'): void {
