@@ -23,6 +23,8 @@ import type { Results } from './results.ts';
 const hasQemu = spawnSync('qemu-system-x86_64', ['--version']).status === 0;
 const skip = process.getuid?.() !== 0 ? 'needs root' : !hasQemu ? 'qemu-system-x86_64 is not installed (pnpm lab setup vm)' : process.env.EBPF_LAB_SKIP_E2E ? 'EBPF_LAB_SKIP_E2E is set' : '';
 const MIN = 60_000;
+// a slower machine scales every budget (EBPF_LAB_E2E_BUDGET_SCALE=2); a small one shows the stop path
+const scaled = (ms: number) => Math.round(ms * (Number(process.env.EBPF_LAB_E2E_BUDGET_SCALE) || 1));
 
 interface Ran {
   code: number | null; out: string; err: string; results?: Results; dir: string;
@@ -39,6 +41,7 @@ interface Ran {
  */
 function lab(args: string[], dir: string, o: { budgetMs: number; onLine?: (l: string, kill: (sig: NodeJS.Signals) => void) => void }): Promise<Ran> {
   const [node, ...cli] = labCliArgv();
+  const budgetMs = scaled(o.budgetMs);
   return new Promise((resolve) => {
     const t0 = Date.now();
     const p = spawn(node!, [...cli, ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -47,11 +50,11 @@ function lab(args: string[], dir: string, o: { budgetMs: number; onLine?: (l: st
     let overran: string | undefined;
     const lastLine = () => err.trimEnd().split('\n').filter((l) => l.trim()).at(-1)?.trim() ?? '(no output)';
     const killer = setTimeout(() => {
-      overran = `\`pnpm lab ${args.join(' ')}\` was still running after ${Math.round(o.budgetMs / 1000)} s (its budget in this test) and was stopped; last progress line: "${lastLine()}"; report: ${dir}`;
+      overran = `\`pnpm lab ${args.join(' ')}\` was still running after ${Math.round(budgetMs / 1000)} s (its budget in this test) and was stopped; last progress line: "${lastLine()}"; report: ${dir}`;
       process.stderr.write(`e2e: ${overran}\n`);
       p.kill('SIGINT');
       setTimeout(() => p.kill('SIGKILL'), 60_000).unref();
-    }, o.budgetMs);
+    }, budgetMs);
     p.stdout.on('data', (d: Buffer) => (out += d.toString()));
     p.stderr.on('data', (d: Buffer) => {
       err += d.toString();
@@ -93,7 +96,7 @@ describe.skipIf(!!skip)(`the commands users run, in VMs ${skip ? `(skipped: ${sk
       const vm = r.results!.environment.vm as { bootMs: number; inGuestMs: number; runMs: number };
       expect(r.results!.durationMs!).toBeGreaterThan(vm.inGuestMs);
       expect(vm.bootMs).toBeGreaterThan(0);
-    }, 25 * MIN);
+    }, scaled(23 * MIN) + 2 * MIN);
   }
 
   // budget: what a passing run takes here (TCG, 2 shared cores) with room for a loaded machine;
@@ -116,7 +119,7 @@ describe.skipIf(!!skip)(`the commands users run, in VMs ${skip ? `(skipped: ${sk
       expect(r.results!.environment.kernel.release).toMatch(/^6\.1\./);
       expect(r.results!.checks.filter((c) => c.status === 'pass').length).toBeGreaterThanOrEqual(minPass);
       if (headline) expect(r.results!.headline?.length).toBeGreaterThan(0);
-    }, (budgetMin + 2) * MIN);
+    }, scaled(budgetMin * MIN) + 2 * MIN);
   }
 
   it('hello-openat passes on every kernel of the matrix (5.10, 6.1, 6.12, 7.x, host)', async () => {
@@ -129,7 +132,7 @@ describe.skipIf(!!skip)(`the commands users run, in VMs ${skip ? `(skipped: ${sk
     expect(cells.every((c) => !path.isAbsolute(c.dir))).toBe(true);
     const junit = fs.readFileSync(path.join(dir, 'junit.xml'), 'utf8');
     expect(junit).not.toMatch(/<failure|<error/);
-  }, 25 * MIN);
+  }, scaled(23 * MIN) + 2 * MIN);
 
   it('Ctrl-C during a VM run stops the guest and still writes an ERROR report', async () => {
     const dir = tmp();
@@ -152,5 +155,5 @@ describe.skipIf(!!skip)(`the commands users run, in VMs ${skip ? `(skipped: ${sk
     expect(fs.existsSync(path.join(dir, 'report.html'))).toBe(true);
     expect(qemuOf(dir)).toEqual([]);
     expect(r.err).not.toMatch(/^\s+at .+:\d+:\d+\)?$/m);
-  }, 10 * MIN);
+  }, scaled(8 * MIN) + 2 * MIN);
 });

@@ -117,6 +117,8 @@ const scenario: Scenario = {
     if (!c.frequency.ok) ctx.unsupported('power:cpu_frequency tracepoint', 'tracepoint power/cpu_frequency', c.frequency.detail);
     if (!c.idleTracepoint.ok) ctx.unsupported('power:cpu_idle tracepoint', 'tracepoint power/cpu_idle', c.idleTracepoint.detail);
 
+    // the /proc/<pid>/stat tick (getconf CLK_TCK: a child process), asked before the workloads load the guest
+    const tick = tickSeconds();
     ctx.progress.step('creating cgroups busy25, busy50, io and starting the workloads');
     const io = ioTarget(ctx.defer, ctx.outDir, (m) => ctx.progress.info(m));
     const cg = setupCgroups(ctx.defer);
@@ -190,7 +192,6 @@ const scenario: Scenario = {
     // /proc/<pid>/stat counts clock ticks, utime and stime each truncated: a difference of two
     // readings is exact to two ticks, so a light workload (a few hundred ms) is judged at that
     // resolution when 2% is finer than it
-    const tick = tickSeconds();
     for (const r of procRows) {
       const tol = Math.max(0.02 * r.stat, 2 * tick);
       ctx.check(`process ${r.w.name} (pid ${r.w.pid}): BPF on-CPU time within 2% of /proc/<pid>/stat utime+stime`, Math.abs(r.bpf - r.stat) <= tol, `BPF ${f(r.bpf, 4)} s vs /proc stat ${f(r.stat, 2)} s (${f(r.err)}%; tolerance ${f(tol * 1000, 1)} ms = max(2%, 2 ticks of ${f(tick * 1000, 0)} ms))${r.sched != null ? `; schedstat ${f(r.sched, 4)} s` : ''}`);

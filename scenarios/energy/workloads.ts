@@ -267,7 +267,8 @@ export function tickSeconds(): number {
 export function procCpuSeconds(pid: number): number {
   if (!clkTck) {
     try {
-      clkTck = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+      // bounded: a synchronous child that never returned would stall the whole runner
+      clkTck = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8', timeout: scaledTimeout(5000) }).trim()) || 100;
     } catch {
       clkTck = 100;
     }
