@@ -123,6 +123,7 @@ const scenario: Scenario = {
     const io = ioTarget(ctx.defer, ctx.outDir, (m) => ctx.progress.info(m));
     const cg = setupCgroups(ctx.defer);
     ctx.metric('ioWorkload', io);
+    ctx.progress.info(`io workload: ${io.detail}`);
     if (cg.caps.how !== 'cgroup2 cpu.max') ctx.unsupported('cgroup2 cpu.max', 'cgroup v2 cpu controller', `${cg.caps.evidence}${cg.caps.how ? `; the caps are set through ${cg.caps.how} instead (same CFS bandwidth control)` : '; no cpu controller anywhere: the workloads run uncapped'}`);
     const ws: Workload[] = [
       startWorkload(ctx.defer, 'busy25', cg.dirs.busy25, cg.v1.busy25, 25, io),

@@ -132,9 +132,10 @@ export const NULL_BLK_COMPLETION_NS = 4_000_000;
  * The io workload's target. On a host: a file in the run's out dir, rewritten and fsync'd (the
  * disk). In a guest the out dir is a 9p share — the transport the run's results travel back on —
  * so a workload fsyncing there ties what is measured to the measuring harness: instead the guest
- * gets a null_blk device (local to the guest kernel; each 4 KiB O_DIRECT write sleeps until a timer
- * completes it after 4 ms, as on a disk: about 1 ms of CPU per write under TCG, so ~20% busy). tmpfs would not do: its fsync is a no-op, so the
- * "I/O-bound" workload would become a busy loop. Where null_blk cannot be had, the file, and why.
+ * gets a null_blk device (local to the guest kernel; each 4 KiB O_DIRECT write sleeps until a
+ * timer completes it after 4 ms, as on a disk — about 1 ms of CPU per write under TCG, so ~20%
+ * busy). tmpfs would not do: its fsync is a no-op, so the "I/O-bound" workload would become a busy
+ * loop. Where null_blk cannot be had, the file, and why.
  */
 export function ioTarget(defer: Defer, outDir: string, log: (s: string) => void): IoTarget {
   const file = (why: string): IoTarget => {
