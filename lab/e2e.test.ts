@@ -5,9 +5,10 @@
 //   - capabilities that arrived later, on 6.1: socket-lb (10 and 1,000 services: 10,000 under
 //     TCG alone takes minutes), tc-shaping (EDT needs fq, which the host kernel lacks) and energy
 //     (--duration 5: BPF CPU time vs cpu.stat and /proc, energy sums, shares; no RAPL, PMU or
-//     cpufreq in a guest, so it passes as "unsupported" with those gaps named). energy's first run
-//     here hung in the guest after starting its workloads (reports/e2e-EdhmR5); its io workload no
-//     longer does its I/O on the 9p out share in a guest, and every wait in it is bounded
+//     cpufreq in a guest, so it passes as "unsupported" with those gaps named; ~25 s here).
+//     Its first run here hung in the guest after starting its workloads (reports/e2e-EdhmR5; not
+//     reproduced since, cause not pinned): its io workload no longer does its I/O on the 9p out
+//     share in a guest (null_blk instead), and every wait in the scenario is bounded
 //   - every run has a budget: past it the run is stopped (SIGINT, then SIGKILL) and the test fails
 //     with the last progress line, instead of holding the suite until vitest's timeout
 //   - pnpm lab matrix --kernels 5.10,6.1,6.12,7.x,host --scenarios hello-openat
