@@ -47,7 +47,7 @@ const serviceOf = (c: Config) => (schedOf(c) ? 'ebpf' : c);
  * inherit it, and so would a process spawned from here: the load generators are started through
  * `genPrefix`, which puts them back to normal.
  */
-async function setSched(s: Sched, on: boolean): Promise<void> {
+export async function setSched(s: Sched, on: boolean): Promise<void> {
   if (s === 'normal') return;
   if (s === 'idle') {
     await execa('chrt', on ? ['-a', '-i', '-p', '0', String(process.pid)] : ['-a', '-o', '-p', '0', String(process.pid)]);
@@ -61,7 +61,7 @@ async function setSched(s: Sched, on: boolean): Promise<void> {
     }
   }
 }
-const genPrefix = (s: Sched | null): string[] => (s === 'idle' ? ['chrt', '-o', '0'] : s === 'nice' ? ['nice', '-n', '-19'] : []);
+export const genPrefix = (s: Sched | null): string[] => (s === 'idle' ? ['chrt', '-o', '0'] : s === 'nice' ? ['nice', '-n', '-19'] : []);
 
 interface Sample {
   round: number;
