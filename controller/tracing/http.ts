@@ -85,14 +85,20 @@ class HeadHeaders implements HeaderLookup {
   /** values of HOT, by index; undefined = absent */
   readonly hot: (string | undefined)[] = [undefined, undefined, undefined, undefined, undefined];
   private map: Map<string, string> | null = null;
-  /** header lines ("\r\n"-separated, no terminator), copied: the caller's bytes may view the kernel ring */
-  constructor(private readonly raw: Buffer | null) {}
+  /**
+   * header lines ("\r\n"-separated, no terminator) copied as a latin1 string (the caller's bytes
+   * may view the kernel ring): a flat string is cheaper for the GC to keep than a Buffer
+   */
+  constructor(private readonly raw: string | null) {}
 
   get(name: string): string | undefined {
     const i = (HOT as readonly string[]).indexOf(name);
     if (i >= 0) return this.hot[i];
     if (!this.raw) return undefined;
-    if (!this.map) this.map = headerMap(this.raw, 0, this.raw.length);
+    if (!this.map) {
+      const b = Buffer.from(this.raw, 'latin1');
+      this.map = headerMap(b, 0, b.length);
+    }
     return this.map.get(name);
   }
 }
@@ -173,7 +179,7 @@ function parseHead(b: Buffer, end: number, kind: 'request' | 'response'): HttpHe
   if (lineEnd >= end) return out;
   // header lines: check each, take the hot ones
   const first = lineEnd + 2;
-  const h = new HeadHeaders(Buffer.from(b.subarray(first, end)));
+  const h = new HeadHeaders(b.toString('latin1', first, end));
   let lines = 0;
   for (let p = first; p < end;) {
     let e = b.indexOf(CR, p);
