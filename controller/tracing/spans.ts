@@ -36,8 +36,11 @@ export interface Span {
   /** a remote parent from traceparent */
   remoteParent?: { traceId: string; spanId: string };
   link: LinkKind;
-  /** index key of the server side's tuple, for late tuple resolution */
-  tupleKey?: string;
+  /**
+   * a server span's ordinal on its connection, for late tuple resolution (the key is built only
+   * then, and only when there are client spans to find)
+   */
+  tupleOrdinal?: number;
   local: Endpoint;
   peer: Endpoint;
   startTs: bigint;
@@ -187,6 +190,7 @@ export class SpanAssembler {
       this.heldHead = 0;
     } else this.compactHeld();
     if (all) for (const c of [...this.conns.values()]) this.endConn(c, c.lastTs, 'shutdown');
+    if (this.activeByThread.size > 4096) for (const [k, v] of this.activeByThread) if (v.size === 0) this.activeByThread.delete(k);
     // the tuple index only needs to outlive the grace period of the callee's span
     if (this.clientIndex.size > this.maxHeld * 2) {
       const drop = this.clientIndex.size - this.maxHeld;
@@ -322,11 +326,10 @@ export class SpanAssembler {
         s.remoteParent = { traceId: t[1]!, spanId: t[2]! };
         s.link = 'traceparent';
       } else {
-        s.tupleKey = tupleKey(c.peer, c.local, ordinal);
+        s.tupleOrdinal = ordinal;
       }
-      const k = tid;
-      let set = this.activeByThread.get(k);
-      if (!set) this.activeByThread.set(k, (set = new Set()));
+      let set = this.activeByThread.get(tid);
+      if (!set) this.activeByThread.set(tid, (set = new Set()));
       set.add(s);
     } else {
       this.clientIndex.set(tupleKey(c.local, c.peer, ordinal), s);
@@ -357,22 +360,14 @@ export class SpanAssembler {
   /** forget a server request without emitting it */
   private finishQuiet(s: Span): void {
     s.done = true;
-    const set = this.activeByThread.get(s.tid);
-    set?.delete(s);
-    if (set && set.size === 0) this.activeByThread.delete(s.tid);
+    this.activeByThread.get(s.tid)?.delete(s);
   }
 
   private finish(s: Span): void {
     if (s.done) return;
     s.done = true;
-    if (s.kind === 'server') {
-      const k = s.tid;
-      const set = this.activeByThread.get(k);
-      if (set) {
-        set.delete(s);
-        if (set.size === 0) this.activeByThread.delete(k);
-      }
-    }
+    // a thread's set stays when it empties (a Set per request was garbage); flush() sweeps empties
+    if (s.kind === 'server') this.activeByThread.get(s.tid)?.delete(s);
     this.stats.spans++;
     if (this.held.length - this.heldHead >= this.maxHeld) {
       this.stats.heldOverflow++;
@@ -421,12 +416,13 @@ export class SpanAssembler {
     if (s.traceId) return s.traceId;
     if (depth > 32) return (s.traceId = hex(16));
     if (s.remoteParent) return (s.traceId = s.remoteParent.traceId);
-    if (!s.parent && s.tupleKey) {
-      const p = this.clientIndex.get(s.tupleKey);
+    if (!s.parent && s.tupleOrdinal !== undefined && this.clientIndex.size > 0) {
+      const key = tupleKey(s.peer, s.local, s.tupleOrdinal);
+      const p = this.clientIndex.get(key);
       if (p && p !== s) {
         s.parent = p;
         s.link = 'tuple';
-        this.clientIndex.delete(s.tupleKey);
+        this.clientIndex.delete(key);
       }
     }
     s.traceId = s.parent ? this.resolve(s.parent, depth + 1) : hex(16);
