@@ -145,4 +145,55 @@ describe('HttpStream', () => {
     r.feed(req('/ok'));
     expect(r.out.map((m) => m.target)).toEqual(['/ok']);
   });
+
+  it('checks the head byte by byte: bad start lines, header names and values, lone CR/LF give nothing', () => {
+    const bad = [
+      'GET  / HTTP/1.1\r\nHost: x\r\n\r\n', // empty target
+      'GET / x HTTP/1.1\r\nHost: x\r\n\r\n', // space in the target
+      'GET /\x7f HTTP/1.1\r\n\r\n', // DEL in the target
+      'GET / HTTP/1.2\r\n\r\n',
+      'GET / HTTP/1.1\r\nHost : x\r\n\r\n', // space before the colon
+      'GET / HTTP/1.1\r\n: x\r\n\r\n', // empty name
+      'GET / HTTP/1.1\r\nX-A: a\rb\r\n\r\n', // lone CR in a value
+      'GET / HTTP/1.1\r\nX-A: a\nb\r\n\r\n', // lone LF in a value
+      'GET / HTTP/1.1\r\nX-A: a\x01\r\n\r\n',
+      'GET / HTTP/1.1\rX\r\n\r\n',
+    ];
+    for (const h of bad) {
+      const r = collect('request');
+      r.feed(h);
+      expect(r.out, JSON.stringify(h)).toEqual([]);
+    }
+    for (const h of ['HTTP/1.1 20 OK\r\n\r\n', 'HTTP/1.1 600 X\r\n\r\n', 'HTTP/1.1 200OK\r\n\r\n', 'HTTP/1.1 200 O\x01K\r\n\r\n', 'HTTP/1.3 200 OK\r\n\r\n']) {
+      const s = collect('response');
+      s.feed(h);
+      expect(s.out, JSON.stringify(h)).toEqual([]);
+    }
+    // the edges that are valid: an empty reason, no reason, obs-text and tabs in values, blanks trimmed
+    const s = collect('response');
+    s.feed('HTTP/1.1 204 \r\n\r\nHTTP/1.0 204\r\n\r\n');
+    expect(s.out.map((m) => [m.status, m.reason, m.version])).toEqual([[204, '', '1.1'], [204, '', '1.0']]);
+    const r = collect('request');
+    r.feed('OPTIONS * HTTP/1.0\r\nX-Cafe: \t caf\u00e9 \t\r\nHOST:  h:81 \r\nhost: second\r\n\r\n');
+    expect(r.out).toHaveLength(1);
+    expect(r.out[0]).toMatchObject({ method: 'OPTIONS', target: '*', version: '1.0' });
+    expect(r.out[0]!.headers.get('host')).toBe('h:81'); // first of duplicates, case-insensitive, trimmed
+    expect(r.out[0]!.headers.get('x-cafe')).toBe('caf\u00e9');
+    const t = collect('request');
+    t.feed('GET / HTTP/1.1\r\nX-Caf\u00e9: v\r\n\r\n'); // obs-text in a name: not a token
+    expect(t.out).toEqual([]);
+  });
+
+  it('headers the tracer reads and any other name agree with a plain Map of the first 64 names', () => {
+    const r = collect('request');
+    const lines = Array.from({ length: 70 }, (_, i) => `X-${i}: v${i}\r\n`).join('');
+    r.feed(`GET /m HTTP/1.1\r\nUser-Agent: ua\r\nX-Long: ${'l'.repeat(600)}\r\n${lines}Host: late\r\n\r\n`);
+    expect(r.out).toHaveLength(1);
+    const h = r.out[0]!.headers;
+    expect(h.get('user-agent')).toBe('ua');
+    expect(h.get('x-long')).toHaveLength(512);
+    expect(h.get('x-61')).toBe('v61'); // the 64th distinct name
+    expect(h.get('x-62')).toBeUndefined();
+    expect(h.get('host')).toBeUndefined(); // past the limit, hot or not
+  });
 });

@@ -6,6 +6,11 @@
 // a syscall whose bytes begin with a complete, valid start line. Memory per stream is bounded by
 // MAX_HEAD. It never throws on input.
 
+/** what a head's headers can be asked for (a Map satisfies it) */
+export interface HeaderLookup {
+  get(name: string): string | undefined;
+}
+
 export interface HttpHeadFields {
   /** request */
   method?: string;
@@ -15,7 +20,7 @@ export interface HttpHeadFields {
   reason?: string;
   version: string;
   /** lower-cased names, first MAX_HEADERS, values cut at MAX_VALUE; later duplicates ignored */
-  headers: Map<string, string>;
+  headers: HeaderLookup;
 }
 
 export interface HttpMessage extends HttpHeadFields {
@@ -38,7 +43,8 @@ const METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'HEAD', 'OPTIONS', 'PATCH', 'CO
 const REQ_LINE = /^(GET|POST|PUT|DELETE|HEAD|OPTIONS|PATCH|CONNECT|TRACE) ([\x21-\x7e]+) HTTP\/(1\.[01])$/;
 const RES_LINE = /^HTTP\/(1\.[01]) ([1-5]\d\d)(?: ([\t\x20-\x7e\x80-\xff]*))?$/;
 const HEADER = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[\t ]*([\t\x20-\x7e\x80-\xff]*?)[\t ]*$/;
-const CR = 13, LF = 10;
+const CR = 13, LF = 10, SP = 32, HT = 9, COLON = 58;
+const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
 
 /** does `b` (from its start) look like the beginning of a start line of this kind? */
 export function startsLikeHttp(b: Buffer, kind: 'request' | 'response', complete = false): boolean {
@@ -55,52 +61,157 @@ export function startsLikeHttp(b: Buffer, kind: 'request' | 'response', complete
   return !complete || s.length > sp + 1 && /[/*a-zA-Z]/.test(s[sp + 1]!);
 }
 
-function parseHead(head: string, kind: 'request' | 'response'): HttpHeadFields | null {
-  const lines = head.split('\r\n');
-  const first = lines[0]!;
-  const out: HttpHeadFields = { version: '1.1', headers: new Map() };
-  if (kind === 'request') {
-    const m = REQ_LINE.exec(first);
-    if (!m) return null;
-    out.method = m[1];
-    out.target = m[2];
-    out.version = m[3]!;
-  } else {
-    const m = RES_LINE.exec(first);
-    if (!m) return null;
-    out.version = m[1]!;
-    out.status = Number(m[2]);
-    out.reason = m[3] ?? '';
+// Byte classes for the head grammar: a header name is a token; a value may hold HTAB, SP,
+// visible ASCII and obs-text (0x80-0xff), no other control byte; a request target is visible ASCII.
+const TCHAR = new Uint8Array(256);
+const VCHAR = new Uint8Array(256);
+for (let c = 0; c < 256; c++) {
+  const ch = String.fromCharCode(c);
+  TCHAR[c] = /[!#$%&'*+.^_`|~0-9A-Za-z-]/.test(ch) ? 1 : 0;
+  VCHAR[c] = c === HT || (c >= 0x20 && c !== 0x7f) ? 1 : 0;
+}
+const METHOD_BYTES = METHODS.map((m) => Buffer.from(m, 'latin1'));
+
+/**
+ * The headers the tracer itself reads are taken out while the head is checked (first occurrence,
+ * lower-cased name); any other name is looked up in a Map built on first use from a copy of the
+ * header lines. Per message that saves a string and a Map entry per header (the head parse was a
+ * third of the consumer's CPU).
+ */
+const HOT = ['host', 'user-agent', 'traceparent', 'content-length', 'transfer-encoding'] as const;
+const HOT_BYTES = HOT.map((h) => Buffer.from(h, 'latin1'));
+
+class HeadHeaders implements HeaderLookup {
+  /** values of HOT, by index; undefined = absent */
+  readonly hot: (string | undefined)[] = [undefined, undefined, undefined, undefined, undefined];
+  private map: Map<string, string> | null = null;
+  /**
+   * header lines ("\r\n"-separated, no terminator) copied as a latin1 string (the caller's bytes
+   * may view the kernel ring): a flat string is cheaper for the GC to keep than a Buffer
+   */
+  constructor(private readonly raw: string | null) {}
+
+  get(name: string): string | undefined {
+    const i = (HOT as readonly string[]).indexOf(name);
+    if (i >= 0) return this.hot[i];
+    if (!this.raw) return undefined;
+    if (!this.map) {
+      const b = Buffer.from(this.raw, 'latin1');
+      this.map = headerMap(b, 0, b.length);
+    }
+    return this.map.get(name);
   }
-  for (let i = 1; i < lines.length; i++) {
-    const l = lines[i]!;
-    if (l === '') continue;
-    const h = header(l);
-    if (!h) return null;
-    if (out.headers.size < LIMITS.MAX_HEADERS && !out.headers.has(h[0])) out.headers.set(h[0], h[1].slice(0, LIMITS.MAX_VALUE));
+}
+
+/** the header lines in b[start, end) as a Map (grammar already checked) */
+function headerMap(b: Buffer, start: number, end: number): Map<string, string> {
+  const out = new Map<string, string>();
+  for (let p = start; p < end && out.size < LIMITS.MAX_HEADERS;) {
+    let e = b.indexOf(CR, p);
+    if (e < 0 || e > end) e = end;
+    const colon = b.indexOf(COLON, p);
+    if (colon > p && colon < e) {
+      const name = b.toString('latin1', p, colon).toLowerCase();
+      let a = colon + 1, z = e;
+      while (a < z && (b[a] === SP || b[a] === HT)) a++;
+      while (z > a && (b[z - 1] === SP || b[z - 1] === HT)) z--;
+      if (!out.has(name)) out.set(name, b.toString('latin1', a, Math.min(z, a + LIMITS.MAX_VALUE)));
+    }
+    p = e + 2;
   }
   return out;
 }
 
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-const BAD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/;
+/** index in HOT of the header name b[p, colon), case-insensitive, or -1 */
+function hotIndex(b: Buffer, p: number, colon: number): number {
+  const n = colon - p;
+  for (let i = 0; i < HOT_BYTES.length; i++) {
+    const h = HOT_BYTES[i]!;
+    if (h.length !== n) continue;
+    let k = 0;
+    while (k < n && (b[p + k]! | 0x20) === h[k]) k++;
+    if (k === n) return i;
+  }
+  return -1;
+}
+
+/** "HTTP/1.0" or "HTTP/1.1" at b[at] (both start lines end or begin with one) */
+function isVer(b: Buffer, at: number): boolean {
+  return at >= 0 && b[at] === 72 && b[at + 1] === 84 && b[at + 2] === 84 && b[at + 3] === 80 && b[at + 4] === 47 && b[at + 5] === 49 && b[at + 6] === 46 && (b[at + 7] === 48 || b[at + 7] === 49);
+}
 
 /**
- * One header line → [lower-case name, value without surrounding blanks], or null: the same
- * grammar as HEADER, without its backtracking (the lazy value group was a tenth of the consumer).
+ * A head (start line and header lines, without the final CRLFCRLF) in b[0, end) → its fields, or
+ * null when it breaks the grammar. Works on the bytes: strings are made only for what is kept.
  */
-function header(l: string): [string, string] | null {
-  const colon = l.indexOf(':');
-  if (colon <= 0) return null;
-  const name = l.slice(0, colon);
-  if (!TOKEN.test(name)) return null;
-  let a = colon + 1, b = l.length;
-  while (a < b && (l.charCodeAt(a) === 32 || l.charCodeAt(a) === 9)) a++;
-  while (b > a && (l.charCodeAt(b - 1) === 32 || l.charCodeAt(b - 1) === 9)) b--;
-  const value = l.slice(a, b);
-  if (BAD_VALUE.test(value)) return null;
-  return [name.toLowerCase(), value];
+function parseHead(b: Buffer, end: number, kind: 'request' | 'response'): HttpHeadFields | null {
+  let lineEnd = b.indexOf(CR, 0);
+  if (lineEnd < 0 || lineEnd > end) lineEnd = end;
+  if (lineEnd < end && b[lineEnd + 1] !== LF) return null;
+  const out: HttpHeadFields = { method: undefined, target: undefined, status: undefined, reason: undefined, version: '1.1', headers: EMPTY_HEADERS };
+  if (kind === 'request') {
+    const sp = b.indexOf(SP, 0);
+    if (sp <= 0 || sp >= lineEnd) return null;
+    let m = -1;
+    for (let i = 0; i < METHOD_BYTES.length && m < 0; i++) {
+      const mb = METHOD_BYTES[i]!;
+      if (mb.length !== sp) continue;
+      let k = 0;
+      while (k < sp && b[k] === mb[k]) k++;
+      if (k === sp) m = i;
+    }
+    const v = lineEnd - 8;
+    if (m < 0 || v - 1 <= sp + 1 || b[v - 1] !== SP || !isVer(b, v)) return null;
+    for (let i = sp + 1; i < v - 1; i++) if (b[i]! < 0x21 || b[i]! > 0x7e) return null;
+    out.method = METHODS[m];
+    out.target = b.toString('latin1', sp + 1, v - 1);
+    out.version = b[v + 7] === 49 ? '1.1' : '1.0';
+  } else {
+    if (lineEnd < 12 || !isVer(b, 0) || b[8] !== SP) return null;
+    const d0 = b[9]! - 48, d1 = b[10]! - 48, d2 = b[11]! - 48;
+    if (d0 < 1 || d0 > 5 || d1 < 0 || d1 > 9 || d2 < 0 || d2 > 9) return null;
+    if (lineEnd > 12 && b[12] !== SP) return null;
+    for (let i = 13; i < lineEnd; i++) if (!VCHAR[b[i]!]) return null;
+    out.version = b[7] === 49 ? '1.1' : '1.0';
+    out.status = d0 * 100 + d1 * 10 + d2;
+    out.reason = lineEnd > 13 ? (lineEnd === 15 && b[13] === 79 && b[14] === 75 ? 'OK' : b.toString('latin1', 13, lineEnd)) : '';
+  }
+  if (lineEnd >= end) return out;
+  // header lines: check each, take the hot ones
+  const first = lineEnd + 2;
+  const h = new HeadHeaders(b.toString('latin1', first, end));
+  let lines = 0;
+  for (let p = first; p < end;) {
+    let e = b.indexOf(CR, p);
+    if (e < 0 || e > end) e = end;
+    if (e < end && b[e + 1] !== LF) return null;
+    if (e > p) {
+      let colon = p;
+      while (colon < e && TCHAR[b[colon]!]) colon++;
+      if (colon === p || colon === e || b[colon] !== COLON) return null;
+      for (let i = colon + 1; i < e; i++) if (!VCHAR[b[i]!]) return null;
+      if (++lines <= LIMITS.MAX_HEADERS) {
+        const hi = hotIndex(b, p, colon);
+        if (hi >= 0 && h.hot[hi] === undefined) {
+          let a = colon + 1, z = e;
+          while (a < z && (b[a] === SP || b[a] === HT)) a++;
+          while (z > a && (b[z - 1] === SP || b[z - 1] === HT)) z--;
+          h.hot[hi] = b.toString('latin1', a, Math.min(z, a + LIMITS.MAX_VALUE));
+        }
+      }
+    }
+    p = e + 2;
+  }
+  if (lines > LIMITS.MAX_HEADERS) {
+    // past the limit only the first MAX_HEADERS distinct names count: take the hot ones from the Map
+    const all = headerMap(b, first, end);
+    HOT.forEach((n, i) => (h.hot[i] = all.get(n)));
+  }
+  out.headers = h;
+  return out;
 }
+
+const EMPTY_HEADERS: HeaderLookup = new HeadHeaders(null);
 
 type Mode = 'head' | 'length' | 'chunked' | 'open' | 'bad';
 type ChunkState = 'size' | 'data' | 'crlf' | 'trailer';
@@ -118,7 +229,8 @@ export interface StreamStats {
  */
 export class HttpStream {
   private mode: Mode = 'head';
-  private head: Buffer[] = [];
+  /** a head begun in an earlier syscall (a copy), else null */
+  private head: Buffer | null = null;
   private headLen = 0;
   private headStart = 0n;
   private cur: HttpMessage | null = null;
@@ -190,7 +302,7 @@ export class HttpStream {
    */
   close(ts: bigint): void {
     if (this.mode === 'open' && this.cur) this.finish(this.cur.bodyBytes > 0 && this.lastTs ? this.lastTs : ts, true);
-    this.head = [];
+    this.head = null;
     this.headLen = 0;
     this.mode = 'bad';
   }
@@ -212,7 +324,7 @@ export class HttpStream {
 
   private giveUp(countBad = true): void {
     if (countBad) this.stats.bad++;
-    this.head = [];
+    this.head = null;
     this.headLen = 0;
     this.cur = null;
     this.mode = 'bad';
@@ -220,14 +332,14 @@ export class HttpStream {
 
   private takeHead(ts: bigint, data: Buffer, pos: number, cap: number, len: number): number {
     if (this.headLen === 0) this.headStart = ts;
-    const piece = data.subarray(pos, cap);
     const prevLen = this.headLen;
-    this.head.push(piece);
+    // the common case (a whole head in one syscall, at its start) parses the record's bytes as they are
+    const piece = pos === 0 && cap === data.length ? data : data.subarray(pos, cap);
     this.headLen += piece.length;
-    const all = this.head.length === 1 ? piece : Buffer.concat(this.head, this.headLen);
-    this.head = [all];
+    const all = this.head === null ? piece : Buffer.concat([this.head, piece], this.headLen);
+    this.head = all;
     // search from a little before the new piece: the terminator may straddle syscalls
-    const end = all.indexOf('\r\n\r\n', Math.max(0, prevLen - 3), 'latin1');
+    const end = all.indexOf(CRLFCRLF, Math.max(0, prevLen - 3));
     if (end < 0) {
       if (this.headLen > LIMITS.MAX_HEAD || !this.plausible(all)) {
         this.giveUp();
@@ -236,7 +348,7 @@ export class HttpStream {
       if (cap < len) {
         // the head runs on into bytes that were not captured: keep what the start line says
         const lineEnd = all.indexOf('\r\n', 0, 'latin1');
-        const fields = lineEnd > 0 ? parseHead(all.toString('latin1', 0, all.lastIndexOf('\r\n')), this.kind) : null;
+        const fields = lineEnd > 0 ? parseHead(all, all.lastIndexOf('\r\n', undefined, 'latin1'), this.kind) : null;
         if (!fields) {
           this.giveUp(lineEnd > 0);
           return len;
@@ -245,21 +357,21 @@ export class HttpStream {
         this.cur!.bodyBytes = 0;
         this.mode = 'open';
         this.stats.truncated++;
-        this.head = [];
+        this.head = null;
         this.headLen = 0;
         return len;
       }
       // kept for the next syscall: a copy (the caller's bytes may be a view on the kernel ring)
-      if (this.head[0] === piece) this.head = [Buffer.from(piece)];
+      if (this.head === piece) this.head = Buffer.from(piece);
       return cap;
     }
     if (end + 4 > LIMITS.MAX_HEAD) {
       this.giveUp();
       return len;
     }
-    const fields = parseHead(all.toString('latin1', 0, end), this.kind);
+    const fields = parseHead(all, end, this.kind);
     const consumed = end + 4 - prevLen;
-    this.head = [];
+    this.head = null;
     this.headLen = 0;
     if (!fields) {
       this.giveUp();

@@ -47,7 +47,7 @@ class RingRecord implements TraceEvent {
   private dv!: DataView;
   private buf: Buffer | null = null;
   private off = 0;
-  tsNs = 0n; sock = 0n; cgroupId = 0n;
+  tsNs = 0n; sock = 0n;
   pid = 0; tid = 0; service = 0; kind = 0; dir = 0; sys = 0; len = 0; cap_len = 0; old_state = 0; new_state = 0; family = 0; lport = 0; rport = 0;
   skipBytes = 0; skipTs = 0n; skipCalls = 0; skipDir = 0;
 
@@ -55,14 +55,13 @@ class RingRecord implements TraceEvent {
 
   at(dv: DataView, off: number, len: number): this {
     const o = this.o;
-    if (this.buf === null || this.buf.buffer !== dv.buffer) {
+    if (this.dv !== dv) {
       this.buf = Buffer.from(dv.buffer, dv.byteOffset, dv.byteLength);
       this.dv = dv;
     }
     this.off = off;
     this.tsNs = dv.getBigUint64(off + o.ts, true);
     this.sock = dv.getBigUint64(off + o.sock, true);
-    this.cgroupId = dv.getBigUint64(off + o.cg, true);
     this.pid = dv.getUint32(off + o.pid, true);
     this.tid = dv.getUint32(off + o.tid, true);
     this.service = dv.getUint32(off + o.service, true);
@@ -87,6 +86,11 @@ class RingRecord implements TraceEvent {
       this.skipDir = 0;
     }
     return this;
+  }
+
+  /** read when asked (a new connection): a BigInt per record was garbage for nothing */
+  get cgroupId(): bigint {
+    return this.dv.getBigUint64(this.off + this.o.cg, true);
   }
 
   get laddr(): string {
@@ -198,7 +202,7 @@ export class KernelTracer implements Disposable {
     this.ring = new RingBuffer<TraceEvent>(skel.maps.events, {
       decode: (dv, off, len) => {
         const r = new RingRecord(o).at(dv, off, len);
-        return { ...r, tsNs: r.tsNs, laddr: r.laddr, raddr: r.raddr, comm: r.comm, data: Buffer.from(r.data) } as TraceEvent;
+        return { ...r, tsNs: r.tsNs, cgroupId: r.cgroupId, laddr: r.laddr, raddr: r.raddr, comm: r.comm, data: Buffer.from(r.data) } as TraceEvent;
       },
       lostCounter: skel.maps.lost,
       maxBatch: 4096,

@@ -36,8 +36,11 @@ export interface Span {
   /** a remote parent from traceparent */
   remoteParent?: { traceId: string; spanId: string };
   link: LinkKind;
-  /** index key of the server side's tuple, for late tuple resolution */
-  tupleKey?: string;
+  /**
+   * a server span's ordinal on its connection, for late tuple resolution (the key is built only
+   * then, and only when there are client spans to find)
+   */
+  tupleOrdinal?: number;
   local: Endpoint;
   peer: Endpoint;
   startTs: bigint;
@@ -93,6 +96,9 @@ interface Conn {
   lastTs: bigint;
   /** who made the last request/response record (for thread links) */
   lastTid: number;
+  /** LRU clock: when it was (re)inserted into conns, when it was last used */
+  inserted: number;
+  used: number;
 }
 
 // Span and trace ids from a pool of random bytes refilled 64 KiB at a time: one crypto call per
@@ -115,10 +121,11 @@ const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$/;
 export class SpanAssembler {
   readonly stats: AssemblerStats = { events: 0, connections: 0, connectionsEvicted: 0, spans: 0, pendingDropped: 0, heldOverflow: 0, nonHttpConnections: 0, parserBad: 0, rejectedUnparsed: 0, skippedCalls: 0 };
   private readonly conns = new Map<bigint, Conn>();
+  private clock = 0;
   /** client spans by (client tuple → server tuple, ordinal) */
   private readonly clientIndex = new Map<string, Span>();
-  /** server spans in service, per pid:tid, that have no response yet */
-  private readonly activeByThread = new Map<string, Set<Span>>();
+  /** server spans in service, per thread (tids are unique system-wide; a number key, not a string per request), that have no response yet */
+  private readonly activeByThread = new Map<number, Set<Span>>();
   /** finished spans in the order they finished, from `heldHead` on (a queue without shift()) */
   private held: { span: Span; readyAt: number }[] = [];
   private heldHead = 0;
@@ -183,6 +190,7 @@ export class SpanAssembler {
       this.heldHead = 0;
     } else this.compactHeld();
     if (all) for (const c of [...this.conns.values()]) this.endConn(c, c.lastTs, 'shutdown');
+    if (this.activeByThread.size > 4096) for (const [k, v] of this.activeByThread) if (v.size === 0) this.activeByThread.delete(k);
     // the tuple index only needs to outlive the grace period of the callee's span
     if (this.clientIndex.size > this.maxHeld * 2) {
       const drop = this.clientIndex.size - this.maxHeld;
@@ -214,6 +222,15 @@ export class SpanAssembler {
     }
     if (!c) {
       if (this.conns.size >= this.maxConnections) {
+        // LRU by second chance: a connection used since it was (re)inserted goes to the back
+        // instead of being evicted, so a record costs a stamp, not a Map delete and insert
+        for (let tries = 0; tries < 64; tries++) {
+          const old = this.conns.values().next().value!;
+          if (old.used <= old.inserted) break;
+          this.conns.delete(old.sock);
+          this.conns.set(old.sock, old);
+          old.inserted = old.used = ++this.clock;
+        }
         const oldest = this.conns.values().next().value!;
         this.endConn(oldest, e.tsNs, 'evicted');
         this.stats.connectionsEvicted++;
@@ -222,14 +239,11 @@ export class SpanAssembler {
         sock: e.sock, service: e.service, pid: e.pid, comm: e.comm, cgroupId: e.cgroupId,
         local: { addr: e.laddr, port: e.lport }, peer: { addr: e.raddr, port: e.rport },
         pending: [], ordinal: 0, established: false, connectTid: 0, connectTs: 0n, nonHttp: false, lastTs: e.tsNs, lastTid: e.tid,
+        inserted: ++this.clock, used: this.clock,
       };
       this.conns.set(e.sock, c);
       this.stats.connections++;
-    } else {
-      // LRU: move to the end
-      this.conns.delete(e.sock);
-      this.conns.set(e.sock, c);
-    }
+    } else c.used = ++this.clock;
     return c;
   }
 
@@ -312,15 +326,14 @@ export class SpanAssembler {
         s.remoteParent = { traceId: t[1]!, spanId: t[2]! };
         s.link = 'traceparent';
       } else {
-        s.tupleKey = tupleKey(c.peer, c.local, ordinal);
+        s.tupleOrdinal = ordinal;
       }
-      const k = `${c.pid}:${tid}`;
-      let set = this.activeByThread.get(k);
-      if (!set) this.activeByThread.set(k, (set = new Set()));
+      let set = this.activeByThread.get(tid);
+      if (!set) this.activeByThread.set(tid, (set = new Set()));
       set.add(s);
     } else {
       this.clientIndex.set(tupleKey(c.local, c.peer, ordinal), s);
-      const set = this.activeByThread.get(`${c.pid}:${tid}`);
+      const set = this.activeByThread.get(tid);
       if (set && set.size === 1) {
         s.parent = set.values().next().value!;
         s.link = 'thread';
@@ -347,22 +360,14 @@ export class SpanAssembler {
   /** forget a server request without emitting it */
   private finishQuiet(s: Span): void {
     s.done = true;
-    const set = this.activeByThread.get(`${s.pid}:${s.tid}`);
-    set?.delete(s);
-    if (set && set.size === 0) this.activeByThread.delete(`${s.pid}:${s.tid}`);
+    this.activeByThread.get(s.tid)?.delete(s);
   }
 
   private finish(s: Span): void {
     if (s.done) return;
     s.done = true;
-    if (s.kind === 'server') {
-      const k = `${s.pid}:${s.tid}`;
-      const set = this.activeByThread.get(k);
-      if (set) {
-        set.delete(s);
-        if (set.size === 0) this.activeByThread.delete(k);
-      }
-    }
+    // a thread's set stays when it empties (a Set per request was garbage); flush() sweeps empties
+    if (s.kind === 'server') this.activeByThread.get(s.tid)?.delete(s);
     this.stats.spans++;
     if (this.held.length - this.heldHead >= this.maxHeld) {
       this.stats.heldOverflow++;
@@ -384,7 +389,7 @@ export class SpanAssembler {
         local: { addr: e.laddr, port: e.lport }, peer: { addr: e.raddr, port: e.rport }, startTs: c.connectTs || e.tsNs, endTs: e.tsNs,
         errorType: 'connection_refused', done: false,
       };
-      const set = this.activeByThread.get(`${c.pid}:${c.connectTid}`);
+      const set = this.activeByThread.get(c.connectTid);
       if (set && set.size === 1) {
         s.parent = set.values().next().value!;
         s.link = 'thread';
@@ -411,12 +416,13 @@ export class SpanAssembler {
     if (s.traceId) return s.traceId;
     if (depth > 32) return (s.traceId = hex(16));
     if (s.remoteParent) return (s.traceId = s.remoteParent.traceId);
-    if (!s.parent && s.tupleKey) {
-      const p = this.clientIndex.get(s.tupleKey);
+    if (!s.parent && s.tupleOrdinal !== undefined && this.clientIndex.size > 0) {
+      const key = tupleKey(s.peer, s.local, s.tupleOrdinal);
+      const p = this.clientIndex.get(key);
       if (p && p !== s) {
         s.parent = p;
         s.link = 'tuple';
-        this.clientIndex.delete(s.tupleKey);
+        this.clientIndex.delete(key);
       }
     }
     s.traceId = s.parent ? this.resolve(s.parent, depth + 1) : hex(16);

@@ -5,12 +5,20 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import http from 'node:http';
-import { Registry, Counter, Histogram } from 'prom-client';
+import { Registry } from 'prom-client';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import { KernelTracer, type Mechanism } from './kernel.ts';
 import { SpanAssembler, type Span } from './spans.ts';
 import { BoundedExporter, SpanConverter, routeOf, type ServiceInfo } from './export.ts';
+import { RedMetrics } from './red.ts';
 import { cgroup2Root, cgroupDir, cgroupId } from '../security/cgroup.ts';
+
+const STATUS = Array.from({ length: 600 }, (_, i) => String(i));
+const statusString = (n: number) => STATUS[n] ?? String(n);
+const pathOf = (target: string) => {
+  const q = target.indexOf('?');
+  return q < 0 ? target : target.slice(0, q);
+};
 
 export interface WorkloadSelector {
   name: string;
@@ -82,9 +90,7 @@ export interface TracerSnapshot {
 
 export class Tracer {
   readonly registry = new Registry();
-  private readonly requests: Counter;
-  private readonly errors: Counter;
-  private readonly duration: Histogram;
+  private readonly red: RedMetrics;
   private readonly assembler: SpanAssembler;
   private readonly converter: SpanConverter;
   readonly exporter: BoundedExporter | null;
@@ -94,7 +100,6 @@ export class Tracer {
   private server: http.Server | null = null;
   metricsUrl: string | null = null;
   private readonly exeSelected = new Set<number>();
-  private readonly red = new Map<string, { req: { inc(): void }; err: { inc(): void }; dur: { observe(v: number): void } }>();
 
   private constructor(readonly kernel: KernelTracer, private readonly opts: TracerOptions) {
     const services = new Map<number, ServiceInfo>();
@@ -103,13 +108,7 @@ export class Tracer {
     const q = { maxQueue: opts.maxQueue, batch: opts.exportBatch, intervalMs: opts.exportIntervalMs };
     this.exporter = opts.otlp ? BoundedExporter.otlp(opts.otlp, q) : null;
     this.zipkin = opts.zipkin ? BoundedExporter.zipkin(opts.zipkin, q) : null;
-    const labels = ['service', 'kind', 'method', 'route', 'status'];
-    this.requests = new Counter({ name: 'ebpf_http_requests_total', help: 'HTTP requests seen from the kernel', labelNames: labels, registers: [this.registry] });
-    this.errors = new Counter({ name: 'ebpf_http_errors_total', help: 'HTTP requests that ended in an error span', labelNames: labels, registers: [this.registry] });
-    this.duration = new Histogram({
-      name: 'ebpf_http_duration_seconds', help: 'HTTP request duration (first request byte read → last response byte written)', labelNames: ['service', 'kind', 'route'],
-      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [this.registry],
-    });
+    this.red = new RedMetrics(this.registry);
     this.assembler = new SpanAssembler((s) => this.emit(s), { graceMs: opts.graceMs });
   }
 
@@ -169,22 +168,9 @@ export class Tracer {
 
   private emit(s: Span): void {
     const r = this.converter.convert(s);
-    const service = this.converter.serviceName(s);
-    const route = s.request?.target ? routeOf(s.request.target.split('?')[0]!) : '';
-    const status = s.response?.status !== undefined ? String(s.response.status) : s.errorType ?? '';
-    // prom-client children cached per label set: resolving labels per span was a hash per call
-    const method = s.request?.method ?? 'CONNECT';
-    const key = `${service}\0${s.kind}\0${method}\0${route}\0${status}`;
-    let m = this.red.get(key);
-    if (!m) {
-      if (this.red.size > 10_000) this.red.clear();
-      const l = { service, kind: s.kind, method, route, status };
-      m = { req: this.requests.labels(l), err: this.errors.labels(l), dur: this.duration.labels({ service, kind: s.kind, route }) };
-      this.red.set(key, m);
-    }
-    m.req.inc();
-    if (r.status.code === 2) m.err.inc();
-    m.dur.observe(Number(s.endTs - s.startTs) / 1e9);
+    const req = s.request;
+    const status = s.response?.status !== undefined ? statusString(s.response.status) : s.errorType ?? '';
+    this.red.record(this.converter.serviceName(s), s.kind, req?.method ?? 'CONNECT', req?.target ? routeOf(pathOf(req.target)) : '', status, r.status.code === 2, Number(s.endTs - s.startTs) / 1e9);
     this.exporter?.add(r);
     this.zipkin?.add(r);
     this.opts.onSpan?.(s, r);

@@ -28,9 +28,44 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const LAUNCHER = `import os,sys
 open(sys.argv[1]+'/cgroup.procs','w').write(str(os.getpid()))
 os.execv(sys.argv[2], sys.argv[2:])`;
-type Config = 'none' | 'otel' | 'ebpf';
-const CONFIGS: Config[] = ['none', 'otel', 'ebpf'];
-const LABEL: Record<Config, string> = { none: 'no tracing', otel: 'OTel auto-instrumentation (in-process)', ebpf: 'eBPF tracer' };
+/** how the tracer's process is scheduled during its windows (the app and the generator stay as they are) */
+/**
+ * idle-noexport is a diagnostic, not a way to run: SCHED_IDLE and spans built but not exported,
+ * which shows what the backend's ingest (Jaeger shares the 2 cores) and the export cost the app
+ */
+export const SCHEDS = ['normal', 'nice', 'idle', 'idle-noexport'] as const;
+export type Sched = (typeof SCHEDS)[number];
+/** none, otel, and one eBPF configuration per --tracer-sched value: ebpf (normal), ebpf-nice, ebpf-idle */
+type Config = string;
+const ebpfConfig = (s: Sched) => (s === 'normal' ? 'ebpf' : `ebpf-${s}`);
+const SCHED_LABEL: Record<Sched, string> = { normal: '', nice: ' (nice 19)', idle: ' (SCHED_IDLE)', 'idle-noexport': ' (SCHED_IDLE, no export: diagnostic)' };
+const label = (c: Config) => (c === 'none' ? 'no tracing' : c === 'otel' ? 'OTel auto-instrumentation (in-process)' : `eBPF tracer${SCHED_LABEL[schedOf(c)!]}`);
+const schedOf = (c: Config): Sched | null => (c === 'ebpf' ? 'normal' : c.startsWith('ebpf-') ? (c.slice(5) as Sched) : null);
+/** the service a configuration measures: every eBPF configuration traces the same copy */
+const serviceOf = (c: Config) => (schedOf(c) ? 'ebpf' : c);
+
+/**
+ * Lower the priority of every thread of this process (the tracer runs in it: its JS thread, the
+ * ring's epoll worker, V8's GC helpers) for one window, and back. `nice`: CFS weight 15 instead of
+ * 1024; `idle`: SCHED_IDLE, which runs only on a CPU nothing else wants. Threads started meanwhile
+ * inherit it, and so would a process spawned from here: the load generators are started through
+ * `genPrefix`, which puts them back to normal.
+ */
+export async function setSched(s: Sched, on: boolean): Promise<void> {
+  if (s === 'normal') return;
+  if (s === 'idle' || s === 'idle-noexport') {
+    await execa('chrt', on ? ['-a', '-i', '-p', '0', String(process.pid)] : ['-a', '-o', '-p', '0', String(process.pid)]);
+    return;
+  }
+  for (const t of fs.readdirSync('/proc/self/task')) {
+    try {
+      os.setPriority(Number(t), on ? 19 : 0);
+    } catch {
+      /* a thread that ended meanwhile */
+    }
+  }
+}
+export const genPrefix = (s: Sched | null): string[] => (s === 'idle' || s === 'idle-noexport' ? ['chrt', '-o', '0'] : s === 'nice' ? ['nice', '-n', '-19'] : []);
 
 interface Sample {
   round: number;
@@ -50,6 +85,8 @@ interface Sample {
   spansExported?: number;
   spansDropped?: number;
   ringLost?: number;
+  /** spans the tracer finished in the window */
+  spans?: number;
 }
 
 const WRK_LUA = `
@@ -102,8 +139,9 @@ export function pacedConnections(rate: number): number {
   return Math.min(1000, Math.max(1, Math.ceil(rate / 200)));
 }
 
-async function wrk(port: number, secs: number, conns: number, rate: number, lua: string): Promise<{ requests: number; seconds: number; p50: number; p99: number; p999: number }> {
-  const r = await execa('wrk', ['-t1', `-c${conns}`, `-d${secs}s`, '-s', lua, `http://127.0.0.1:${port}/local`], { env: { BENCH_CONNS: String(conns), BENCH_RATE: String(rate) }, reject: false });
+async function wrk(port: number, secs: number, conns: number, rate: number, lua: string, prefix: string[] = []): Promise<{ requests: number; seconds: number; p50: number; p99: number; p999: number }> {
+  const [cmd, ...pre] = [...prefix, 'wrk'];
+  const r = await execa(cmd!, [...pre, '-t1', `-c${conns}`, `-d${secs}s`, '-s', lua, `http://127.0.0.1:${port}/local`], { env: { BENCH_CONNS: String(conns), BENCH_RATE: String(rate) }, reject: false });
   const m = /BENCH (\d+) ([\d.]+) ([\d.]+) ([\d.]+) ([\d.]+)/.exec(r.stdout);
   if (!m) throw new Error(`wrk: ${r.stdout} ${r.stderr}`);
   return { requests: Number(m[1]), seconds: Number(m[2]) / 1e6, p50: Number(m[3]), p99: Number(m[4]), p999: Number(m[5]) };
@@ -144,13 +182,14 @@ type LoadResult = { requests: number; seconds: number; p50: number; p99: number;
  * returned. Returns a function that reads the results: call it after the CPU window closes, since
  * decoding and parsing them runs in this (the tracer's) process and would count as tracer CPU.
  */
-async function vegeta(bin: string, port: number, secs: number, rate: number, dir: string): Promise<() => Promise<LoadResult>> {
+async function vegeta(bin: string, port: number, secs: number, rate: number, dir: string, prefix: string[] = []): Promise<() => Promise<LoadResult>> {
   const out = path.join(dir, 'vegeta.bin');
   // A fixed pool of 16 workers: unbounded, vegeta answered a slow second with thousands of new
   // goroutines and connections and collapsed (15k/s asked, 12.8k sent, p50 300 ms, against an idle
   // server that holds 15k/s at p50 245 µs with 16). Sends stay on schedule while fewer than 16 are
   // outstanding; the achieved rate is recorded next to the target, so a late generator shows.
-  const a = await execa(bin, ['attack', `-rate=${Math.round(rate)}/1s`, `-duration=${secs}s`, '-timeout=10s', '-max-body=0', '-workers=16', '-max-workers=16', '-connections=16', `-output=${out}`], { input: `GET http://127.0.0.1:${port}/local\n`, reject: false });
+  const [cmd, ...pre] = [...prefix, bin];
+  const a = await execa(cmd!, [...pre, 'attack', `-rate=${Math.round(rate)}/1s`, `-duration=${secs}s`, '-timeout=10s', '-max-body=0', '-workers=16', '-max-workers=16', '-connections=16', `-output=${out}`], { input: `GET http://127.0.0.1:${port}/local\n`, reject: false });
   if (a.exitCode !== 0) throw new Error(`vegeta attack: ${a.stderr}`);
   return async () => {
     const e = await execa(bin, ['encode', '--to', 'csv', out], { reject: false, maxBuffer: 1 << 30 });
@@ -182,9 +221,12 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
   fs.writeFileSync(lua, WRK_LUA);
   ctx.defer('remove wrk script', () => fs.rmSync(path.dirname(lua), { recursive: true, force: true }));
 
-  const ports: Record<Config, number> = { none: 0, otel: 0, ebpf: 0 };
-  const cgs: Record<Config, string> = { none: '', otel: '', ebpf: '' };
-  for (const c of CONFIGS) {
+  const scheds = [...new Set(ctx.options['tracer-sched'] as Sched[])];
+  const CONFIGS: Config[] = ['none', 'otel', ...scheds.map(ebpfConfig)];
+  const SERVICES = ['none', 'otel', 'ebpf'];
+  const ports: Record<string, number> = {};
+  const cgs: Record<string, string> = {};
+  for (const c of SERVICES) {
     ports[c] = await freePort();
     cgs[c] = path.join(root, c);
     const { proc: p } = await startService(`bench-${c}`, cgs[c], ports[c], c === 'otel' ? jaeger.otlpUrl : null);
@@ -194,7 +236,7 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
     });
   }
   // warm-up: JIT and connections
-  for (const c of CONFIGS) await wrk(ports[c], 2, conns, 0, lua);
+  for (const c of SERVICES) await wrk(ports[c]!, 2, conns, 0, lua);
 
   const profDir = (ctx.options['cpu-prof'] as string | undefined) || null;
   if (profDir) fs.mkdirSync(profDir, { recursive: true });
@@ -202,41 +244,50 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
   const samples: Sample[] = [];
   const measure = async (round: number, c: Config, load: string, rate: number): Promise<Sample> => {
     let tracer: Tracer | null = null;
-    if (c === 'ebpf') tracer = await Tracer.start({ services: [{ name: 'bench-ebpf', cgroup: cgs.ebpf }], otlp: jaeger.otlpUrl, stats: true, maxQueue: 8192, graceMs: 50 });
+    const sched = schedOf(c);
+    const svc = serviceOf(c);
+    let lowered = false;
+    if (sched) tracer = await Tracer.start({ services: [{ name: 'bench-ebpf', cgroup: cgs.ebpf! }], otlp: sched === 'idle-noexport' ? undefined : jaeger.otlpUrl, stats: true, maxQueue: 8192, graceMs: 50 });
     try {
-      const app0 = cgroupCpuUs(cgs[c]);
+      if (sched) {
+        await setSched(sched, true);
+        lowered = true;
+      }
+      const app0 = cgroupCpuUs(cgs[svc]!);
       const me0 = process.cpuUsage();
       const bpf0 = tracer?.snapshot().bpf?.runTimeNs ?? 0;
       // the profiler starts after the tracer loaded: its SIGPROF sampling makes the verifier give up (EAGAIN)
       const prof = tracer && profDir ? await startProfile() : null;
-      const pending = rate > 0 && veg ? await vegeta(veg.path, ports[c], secs, rate, path.dirname(lua)) : null;
-      const wrkResult = pending ? null : await wrk(ports[c], secs, rate > 0 ? pacedConnections(rate) : conns, rate, lua);
-      const appCpuUs = cgroupCpuUs(cgs[c]) - app0;
+      const pre = genPrefix(lowered ? sched : null);
+      const pending = rate > 0 && veg ? await vegeta(veg.path, ports[svc]!, secs, rate, path.dirname(lua), pre) : null;
+      const wrkResult = pending ? null : await wrk(ports[svc]!, secs, rate > 0 ? pacedConnections(rate) : conns, rate, lua, pre);
+      const appCpuUs = cgroupCpuUs(cgs[svc]!) - app0;
       let agentCpuUs = 0, bpfUs = 0;
       let extra: Partial<Sample> = {};
       if (tracer) {
         await new Promise((r) => setTimeout(r, 300)); // the tracer finishes what the window produced
-        if (prof) profiles.push(await prof.stop(path.join(profDir!, `ebpf-r${round + 1}-${load.replace('%', 'pct')}.cpuprofile`)));
+        if (prof) profiles.push(await prof.stop(path.join(profDir!, `${c}-r${round + 1}-${load.replace('%', 'pct')}.cpuprofile`)));
+        // stop() hands on the spans still held and exports what is queued (bounded wait): that is
+        // work of this window, so the agent's CPU is read after it
+        await tracer.stop();
         const d = process.cpuUsage(me0);
         agentCpuUs = d.user + d.system;
         const snap = tracer.snapshot();
         bpfUs = ((snap.bpf?.runTimeNs ?? 0) - bpf0) / 1000;
-        extra = { spansExported: snap.export?.exported, spansDropped: snap.export?.dropped, ringLost: snap.kernelLost };
+        extra = { spansExported: snap.export?.exported, spansDropped: snap.export?.dropped, ringLost: snap.kernelLost, spans: snap.assembler.spans };
+        tracer = null;
+      }
+      if (lowered) {
+        await setSched(sched!, false);
+        lowered = false;
       }
       const w = wrkResult ?? (await pending!());
-      const s: Sample = {
+      return {
         round, config: c, load, target: rate > 0 ? rate : undefined, rps: w.requests / w.seconds, requests: w.requests, p50: w.p50, p99: w.p99, p999: w.p999,
         cpuUsPerReq: (appCpuUs + agentCpuUs + bpfUs) / Math.max(1, w.requests), appCpuUs, agentCpuUs, bpfUs, ...extra,
       };
-      if (tracer) {
-        await tracer.stop();
-        const snap = tracer.snapshot();
-        s.spansExported = snap.export?.exported;
-        s.spansDropped = snap.export?.dropped;
-        tracer = null;
-      }
-      return s;
     } finally {
+      if (lowered) await setSched(sched!, false);
       await tracer?.stop();
     }
   };
@@ -275,46 +326,53 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
   }
   const expected = rounds * CONFIGS.length * 4;
   ctx.check('every configuration measured in every round and load', samples.length === expected && samples.every((s) => s.requests > 0), `${samples.length}/${expected} samples`);
-  const eb = samples.filter((s) => s.config === 'ebpf');
+  const eb = samples.filter((s) => schedOf(s.config) && schedOf(s.config) !== 'idle-noexport');
   ctx.check('the eBPF tracer exported spans in every measurement (drops and ring losses reported, not hidden)', eb.length > 0 && eb.every((s) => (s.spansExported ?? 0) > 0),
-    `exported ${eb.map((s) => s.spansExported).join('/')}; dropped ${eb.map((s) => s.spansDropped).join('/')}; ring lost ${eb.map((s) => s.ringLost).join('/')}`);
+    `spans ${eb.map((s) => s.spans).join('/')}; exported ${eb.map((s) => s.spansExported).join('/')}; dropped ${eb.map((s) => s.spansDropped).join('/')}; ring lost ${eb.map((s) => s.ringLost).join('/')}`);
   ctx.metric('bench', { rounds, seconds: secs, connections: conns, ceilings, pacedGenerator: veg ? `vegeta ${VEGETA_VERSION} (open loop, constant rate)` : 'wrk delay() (closed loop)', samples, note: 'latency in µs (wrk), cpuUsPerReq = app cgroup + tracer process + BPF run time' });
 
   const get = (r: number, c: Config, load: string) => samples.find((s) => s.round === r && s.config === c && s.load === load);
   const perRound = (f: (r: number) => number | null) => Array.from({ length: rounds }, (_, r) => f(r)).filter((x): x is number => x !== null && Number.isFinite(x));
-  const rpsCost = perRound((r) => (get(r, 'ebpf', 'max') && get(r, 'none', 'max') ? (1 - get(r, 'ebpf', 'max')!.rps / get(r, 'none', 'max')!.rps) * 100 : null));
   const otelRpsCost = perRound((r) => (get(r, 'otel', 'max') && get(r, 'none', 'max') ? (1 - get(r, 'otel', 'max')!.rps / get(r, 'none', 'max')!.rps) * 100 : null));
   // a paced run that fell behind its target rate (generator or server saturated) is no 50% point
   const onRate = (x: Sample | undefined) => !!x && (x.target === undefined || x.rps >= 0.95 * x.target);
-  const p99Added = perRound((r) => (onRate(get(r, 'ebpf', '50%')) && onRate(get(r, 'none', '50%')) ? get(r, 'ebpf', '50%')!.p99 - get(r, 'none', '50%')!.p99 : null));
   const offRate = samples.filter((x) => x.target !== undefined && !onRate(x)).map((x) => `r${x.round + 1} ${x.config} ${x.load}: ${x.rps.toFixed(0)}/${x.target!.toFixed(0)} rps`);
   if (offRate.length) ctx.progress.info(`paced runs below 95% of their target rate (left out of the p99 goal): ${offRate.join('; ')}`);
-  const cpuRatio = perRound((r) => (get(r, 'ebpf', 'max') && get(r, 'otel', 'max') ? get(r, 'ebpf', 'max')!.cpuUsPerReq / get(r, 'otel', 'max')!.cpuUsPerReq : null));
   const sp = (xs: number[]) => {
     const s = summary(xs);
     return { n: s.n, min: s.min, max: s.max, mad: s.mad };
   };
-  if (rpsCost.length) ctx.headline({ name: 'bench.ebpf.rpsCostAtSaturation', label: 'eBPF tracer: max RPS lost vs untraced', unit: '%', better: 'lower', value: median(rpsCost), rounds: rpsCost, spread: sp(rpsCost), comparator: { name: 'no tracing (same service, same round)', likeForLike: true, note: `OTel auto-instrumentation loses ${median(otelRpsCost).toFixed(1)}% (median)` }, goal: { op: '<=', target: 5, verdict: median(rpsCost) <= 5 ? 'met' : 'not met' } });
-  if (p99Added.length) ctx.headline({ name: 'bench.ebpf.p99AddedAt50', label: 'eBPF tracer: p99 added at 50% load', unit: 'µs', better: 'lower', value: median(p99Added), rounds: p99Added, spread: sp(p99Added), comparator: { name: 'no tracing', likeForLike: !!veg, note: `${veg ? `open loop: vegeta ${VEGETA_VERSION} at a constant rate` : 'closed loop (wrk delay): queueing before a send is not measured'}; rounds where a run fell below 95% of its target rate are left out (${offRate.length} such runs)` }, goal: { op: '<=', target: 50, verdict: median(p99Added) <= 50 ? 'met' : 'not met' } });
-  if (!p99Added.length) ctx.metric('p99AddedAt50', { measured: false, why: `no round where both the untraced and the eBPF run held 95% of the 50% target rate (${offRate.join('; ')})` });
-  if (cpuRatio.length) ctx.headline({ name: 'bench.ebpf.cpuPerReqVsOtel', label: 'CPU per request: eBPF tracer / OTel in-process SDK (at max)', unit: '×', better: 'lower', value: median(cpuRatio), rounds: cpuRatio, spread: sp(cpuRatio), comparator: { name: 'OTel auto-instrumentation-node (http only)', likeForLike: true }, goal: { op: '<=', target: 1 / 3, of: 'value', verdict: median(cpuRatio) <= 1 / 3 ? 'met' : 'not met' } });
+  const noExport = samples.filter((s) => schedOf(s.config) === 'idle-noexport');
+  if (noExport.length) ctx.metric('diagnosticNoExport', { note: 'eBPF tracer at SCHED_IDLE with spans built but not exported: no goal verdict (it does not deliver spans); compare its p99 with ebpf-idle to see the export and backend share', samples: noExport });
+  for (const e of CONFIGS.filter((c) => schedOf(c) && schedOf(c) !== 'idle-noexport')) {
+    // headline names: bench.ebpf.* for the normally scheduled tracer, bench.ebpf.<sched>.* for the others
+    const hn = (n: string) => (e === 'ebpf' ? `bench.ebpf.${n}` : `bench.ebpf.${schedOf(e)}.${n}`);
+    const who = label(e);
+    const rpsCost = perRound((r) => (get(r, e, 'max') && get(r, 'none', 'max') ? (1 - get(r, e, 'max')!.rps / get(r, 'none', 'max')!.rps) * 100 : null));
+    const p99Added = perRound((r) => (onRate(get(r, e, '50%')) && onRate(get(r, 'none', '50%')) ? get(r, e, '50%')!.p99 - get(r, 'none', '50%')!.p99 : null));
+    const cpuRatio = perRound((r) => (get(r, e, 'max') && get(r, 'otel', 'max') ? get(r, e, 'max')!.cpuUsPerReq / get(r, 'otel', 'max')!.cpuUsPerReq : null));
+    if (rpsCost.length) ctx.headline({ name: hn('rpsCostAtSaturation'), label: `${who}: max RPS lost vs untraced`, unit: '%', better: 'lower', value: median(rpsCost), rounds: rpsCost, spread: sp(rpsCost), comparator: { name: 'no tracing (same service, same round)', likeForLike: true, note: `OTel auto-instrumentation loses ${median(otelRpsCost).toFixed(1)}% (median)` }, goal: { op: '<=', target: 5, verdict: median(rpsCost) <= 5 ? 'met' : 'not met' } });
+    if (p99Added.length) ctx.headline({ name: hn('p99AddedAt50'), label: `${who}: p99 added at 50% load`, unit: 'µs', better: 'lower', value: median(p99Added), rounds: p99Added, spread: sp(p99Added), comparator: { name: 'no tracing', likeForLike: !!veg, note: `${veg ? `open loop: vegeta ${VEGETA_VERSION} at a constant rate` : 'closed loop (wrk delay): queueing before a send is not measured'}; rounds where a run fell below 95% of its target rate are left out (${offRate.length} such runs)` }, goal: { op: '<=', target: 50, verdict: median(p99Added) <= 50 ? 'met' : 'not met' } });
+    if (!p99Added.length) ctx.metric(`p99AddedAt50.${e}`, { measured: false, why: `no round where both the untraced and the eBPF run held 95% of the 50% target rate (${offRate.join('; ')})` });
+    if (cpuRatio.length) ctx.headline({ name: hn('cpuPerReqVsOtel'), label: `CPU per request: ${who} / OTel in-process SDK (at max)`, unit: '×', better: 'lower', value: median(cpuRatio), rounds: cpuRatio, spread: sp(cpuRatio), comparator: { name: 'OTel auto-instrumentation-node (http only)', likeForLike: true }, goal: { op: '<=', target: 1 / 3, of: 'value', verdict: median(cpuRatio) <= 1 / 3 ? 'met' : 'not met' } });
+  }
 
   const loads = ['max', '75%', '50%', '25%'];
   const rows = loads.flatMap((l) => CONFIGS.map((c) => {
     const xs = samples.filter((s) => s.config === c && s.load === l);
     const m = (f: (s: Sample) => number) => (xs.length ? median(xs.map(f)) : null);
     const fx = (v: number | null, d = 0) => (v === null ? null : Number(v.toFixed(d)));
-    return [l, LABEL[c], l === 'max' ? null : fx(m((s) => s.target ?? 0)), fx(m((s) => s.rps)), fx(m((s) => s.p50)), fx(m((s) => s.p99)), fx(m((s) => s.p999)), fx(m((s) => s.cpuUsPerReq), 1), fx(m((s) => s.appCpuUs / s.requests), 1), fx(m((s) => s.agentCpuUs / s.requests), 1), fx(m((s) => s.bpfUs / s.requests), 2),
-      c === 'ebpf' ? fx(m((s) => (s.spansExported ?? 0) / secs)) : null, c === 'ebpf' ? fx(m((s) => s.spansDropped ?? 0)) : null, c === 'ebpf' ? fx(m((s) => s.ringLost ?? 0)) : null];
+    return [l, label(c), l === 'max' ? null : fx(m((s) => s.target ?? 0)), fx(m((s) => s.rps)), fx(m((s) => s.p50)), fx(m((s) => s.p99)), fx(m((s) => s.p999)), fx(m((s) => s.cpuUsPerReq), 1), fx(m((s) => s.appCpuUs / s.requests), 1), fx(m((s) => s.agentCpuUs / s.requests), 1), fx(m((s) => s.bpfUs / s.requests), 2),
+      schedOf(c) ? fx(m((s) => (s.spansExported ?? 0) / secs)) : null, schedOf(c) ? fx(m((s) => s.spansDropped ?? 0)) : null, schedOf(c) ? fx(m((s) => s.ringLost ?? 0)) : null];
   }));
   ctx.section('Benchmark: overhead of tracing (medians over rounds)', {
     kind: 'text',
     text: `${rounds} rounds × (max + 25/50/75% load) × 3 configurations, interleaved, ${secs} s each, wrk 1 thread, ${conns} connections flat out (closed loop: max RPS); paced runs ${veg ? `with vegeta ${VEGETA_VERSION} at a constant rate (open loop: requests leave on schedule, so queueing shows in p99; RPS is the achieved rate), at 25/50/75% of the rate vegeta itself reaches against the untraced service in that round (its ceiling: ${ceilings.map((c) => `${c.vegetaCeiling.toFixed(0)} vs wrk's ${c.wrkMax.toFixed(0)}`).join(', ')} rps — the generator, not the service, is the limit there)` : 'with wrk\'s per-connection delay (closed loop: latency excludes queueing before a send)'}, on loopback, 2 shared cores. Like-for-like: the same Node service and route in all three; OTel exports HTTP spans only (OTEL_NODE_ENABLED_INSTRUMENTATIONS=http) to the same Jaeger. CPU per request = service cgroup + tracer process + BPF run time (Jaeger excluded for both). Ratios per round, then the median; raw samples in results.json.`,
   }, { kind: 'table', columns: ['load', 'configuration', 'target RPS', 'RPS', 'p50 µs', 'p99 µs', 'p99.9 µs', 'CPU µs/req', 'app', 'agent', 'BPF', 'spans/s', 'dropped', 'ring lost'], rows }, {
     kind: 'chart', title: 'max RPS per round', type: 'bar', labels: Array.from({ length: rounds }, (_, r) => `round ${r + 1}`),
-    datasets: CONFIGS.map((c) => ({ label: LABEL[c], data: Array.from({ length: rounds }, (_, r) => get(r, c, 'max')?.rps ?? null) })), yLabel: 'requests/s',
+    datasets: CONFIGS.map((c) => ({ label: label(c), data: Array.from({ length: rounds }, (_, r) => get(r, c, 'max')?.rps ?? null) })), yLabel: 'requests/s',
   }, {
-    kind: 'chart', title: 'CPU per request at max load (median)', type: 'bar', labels: CONFIGS.map((c) => LABEL[c]),
+    kind: 'chart', title: 'CPU per request at max load (median)', type: 'bar', labels: CONFIGS.map((c) => label(c)),
     datasets: [
       { label: 'app (cgroup)', data: CONFIGS.map((c) => median(samples.filter((s) => s.config === c && s.load === 'max').map((s) => s.appCpuUs / s.requests))) },
       { label: 'agent (tracer process)', data: CONFIGS.map((c) => median(samples.filter((s) => s.config === c && s.load === 'max').map((s) => s.agentCpuUs / s.requests))) },

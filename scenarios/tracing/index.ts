@@ -15,7 +15,7 @@ import fs from 'node:fs';
 import { Jaeger, Zipkin, ensureJaeger, zipkinPath, JAEGER_VERSION, ZIPKIN_VERSION } from '../../controller/tracing/backend.ts';
 import { routeOf } from '../../controller/tracing/export.ts';
 import { Chain, generate, sendGarbage } from './chain.ts';
-import { bench } from './bench.ts';
+import { bench, SCHEDS } from './bench.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -377,6 +377,7 @@ const scenario: Scenario = {
     repeat: { type: 'int', description: 'bench: interleaved rounds', default: 3, min: 1, max: 50, valueName: 'N' },
     seconds: { type: 'int', description: 'bench: seconds per measurement', default: 5, min: 1, max: 600, valueName: 'S' },
     connections: { type: 'int', description: 'bench: wrk connections', default: 16, min: 1, max: 4096, valueName: 'N' },
+    'tracer-sched': { type: 'list', choices: SCHEDS, default: 'normal', description: 'bench: how the tracer is scheduled in its windows, one eBPF configuration each (normal; nice: nice 19; idle: SCHED_IDLE; idle-noexport: SCHED_IDLE without export, a diagnostic), interleaved with the others', valueName: 'normal,nice,idle,idle-noexport' },
     'cpu-prof': { type: 'string', description: 'bench: write a V8 CPU profile of the tracer for each eBPF measurement into DIR (summary in the report)', valueName: 'DIR' },
   },
   run: async (ctx) => (ctx.mode === 'bench' ? bench(ctx) : run(ctx)),
