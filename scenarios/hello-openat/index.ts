@@ -14,7 +14,7 @@ import { OpenatTracer, formatEvent } from '../../controller/hello/openat.ts';
 import { OUT_DIR } from '../../bpf/build.ts';
 import { numberOption, scaledTimeout, type Headline, type Scenario, type ScenarioContext } from '../../lab/scenario.ts';
 import { GEN_PATHS, buildLoadgen, runOpensnoop, runTs, runUntraced, type ConsumerRun, type GenKind } from './consumer.ts';
-import { buildCConsumer, runCConsumer } from './c-consumer.ts';
+import { buildCConsumer, runCConsumer, runTsProcess } from './c-consumer.ts';
 import { headlineFromRounds, perRoundRatios, runInterleaved, spreadOf } from '../../lab/rounds.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -129,7 +129,7 @@ async function row(which: Consumer, gen: GenKind, rate: number, ms: number, bin:
   try {
     switch (which) {
       case 'untraced': return await runUntraced(bin, rate, ms, p);
-      case 'ts': return await runTs(bin, rate, ms, p, out, injectDelayNs, coalesceMs);
+      case 'ts': return await runTsProcess(bin, rate, ms, p, out, coalesceMs, injectDelayNs);
       case 'c-coalesced': return await runCConsumer(cBin, bin, rate, ms, p, out, coalesceMs);
       case 'c': return await runCConsumer(cBin, bin, rate, ms, p, out);
       case 'opensnoop': return await runOpensnoop(bin, rate, ms, p, out);
