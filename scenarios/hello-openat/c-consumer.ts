@@ -28,6 +28,9 @@ export async function buildCConsumer(): Promise<string> {
   return bin;
 }
 
+const REPO = path.join(HERE, '..', '..');
+const TS_MAIN = path.join(HERE, 'ts-consumer.ts');
+
 /**
  * One benchmark row with the C consumer: generator paused → consumer attached and filtered on the
  * generator's pid → go → wait until deliveries stop. Records go to outFile, one formatted line each.
@@ -36,19 +39,35 @@ export async function buildCConsumer(): Promise<string> {
  */
 export async function runCConsumer(consumerBin: string, genBin: string, rate: number, durationMs: number, openPath: string, outFile: string, coalesceMs?: number): Promise<ConsumerRun> {
   const obj = await ensureObject('hello_openat');
+  return runConsumerProcess(coalesceMs === undefined ? 'c' : 'c-coalesced', (pid) => [consumerBin, obj, String(pid), ...(coalesceMs === undefined ? [] : [String(coalesceMs)])], genBin, rate, durationMs, openPath, outFile);
+}
+
+/**
+ * The same row with the TS consumer in a Node process of its own (ts-consumer.ts, the C consumer's
+ * contract): started, measured and stopped exactly like the C consumer, so CPU per event compares
+ * the two consumers and nothing of the lab's process.
+ */
+export async function runTsProcess(genBin: string, rate: number, durationMs: number, openPath: string, outFile: string, coalesceMs = 5, injectDelayNs = 0): Promise<ConsumerRun> {
+  const env = injectDelayNs > 0 ? { ...process.env, EBPF_LAB_INJECT_DELAY_NS: String(injectDelayNs) } : undefined;
+  return runConsumerProcess('ts', (pid) => [process.execPath, '--import', 'tsx', TS_MAIN, String(pid), String(coalesceMs)], genBin, rate, durationMs, openPath, outFile, env);
+}
+
+/** the driver both consumer processes share: argv(pid) starts one with c-consumer.c's contract */
+export async function runConsumerProcess(kind: 'c' | 'c-coalesced' | 'ts', argv: (pid: number) => string[], genBin: string, rate: number, durationMs: number, openPath: string, outFile: string, env?: NodeJS.ProcessEnv): Promise<ConsumerRun> {
   const g = startGenerator(genBin, rate, durationMs, openPath);
   const pid = await g.pid;
   const out = fs.openSync(outFile, 'w');
   let stderr = '';
-  const c = spawn(consumerBin, [obj, String(pid), ...(coalesceMs === undefined ? [] : [String(coalesceMs)])], { stdio: ['ignore', out, 'pipe'] });
+  const [cmd, ...args] = argv(pid);
+  const c = spawn(cmd!, args, { stdio: ['ignore', out, 'pipe'], cwd: REPO, env });
   c.stderr!.setEncoding('utf8');
   c.stderr!.on('data', (d: string) => (stderr += d));
   const exited = new Promise<number | null>((r) => c.once('exit', (code) => r(code)));
   const size = () => fs.fstatSync(out).size;
   try {
-    const deadline = Date.now() + scaledTimeout(15000);
+    const deadline = Date.now() + scaledTimeout(kind === 'ts' ? 60000 : 15000);
     while (!stderr.includes('READY')) {
-      if (Date.now() > deadline || c.exitCode !== null) throw new Error(`C consumer did not start: ${stderr.trim()}`);
+      if (Date.now() > deadline || c.exitCode !== null) throw new Error(`${kind} consumer did not start: ${stderr.trim()}`);
       await new Promise((r) => setTimeout(r, 10));
     }
     const s = sampler(size);
@@ -66,11 +85,11 @@ export async function runCConsumer(consumerBin: string, genBin: string, rate: nu
     try {
       stats = JSON.parse(last) as typeof stats;
     } catch {
-      throw new Error(`C consumer ended without its summary: ${stderr.trim().slice(-300)}`);
+      throw new Error(`${kind} consumer ended without its summary: ${stderr.trim().slice(-300)}`);
     }
     const bytesPerLine = size() / Math.max(stats.delivered, 1);
     return {
-      consumer: coalesceMs === undefined ? 'c' : 'c-coalesced', targetRate: rate, gen, delivered: stats.delivered, lost: stats.lost, batches: stats.batches,
+      consumer: kind, targetRate: rate, gen, delivered: stats.delivered, lost: stats.lost, batches: stats.batches,
       deliveredPerSec: perSec(stats.delivered, goNs, BigInt(stats.last_ns)), consumerCpuNs: cpu, cpuNsPerEvent: stats.delivered ? cpu / stats.delivered : null,
       timeline: timeline.map((p) => ({ t: p.t, rate: p.rate / bytesPerLine })),
     };

@@ -76,6 +76,33 @@ describeRoot('hello-openat', () => {
     }
   }, 60_000);
 
+  it('the TS consumer in a process of its own (the bench\'s TS row) delivers every event, lines as the C consumer prints them, and reports on SIGINT', async () => {
+    const { runTsProcess } = await import('./c-consumer.ts');
+    const { buildLoadgen } = await import('./consumer.ts');
+    const gen = await buildLoadgen();
+    const out = path.join(os.tmpdir(), `hello-tsp-${process.pid}.out`);
+    try {
+      const r = await runTsProcess(gen, 5000, 400, '/nonexistent/hello-ts-test', out, 2);
+      expect(r.consumer).toBe('ts');
+      expect(r.lost).toBe(0);
+      expect(r.delivered).toBe(r.gen.ops);
+      expect(r.batches).toBeGreaterThan(0);
+      expect(r.batches!).toBeLessThan(r.delivered / 4); // coalesced, not woken per record
+      expect(r.deliveredPerSec).toBeGreaterThan(0); // its last_ns is on the driver's clock
+      const lines = fs.readFileSync(out, 'utf8').split('\n').filter(Boolean);
+      expect(lines).toHaveLength(r.gen.ops);
+      expect(lines[0]).toMatch(/^ {0,6}\d+ openat-loadgen {3}\/nonexistent\/hello-ts-test$/);
+    } finally {
+      fs.rmSync(out, { force: true });
+    }
+  }, 90_000);
+
+  it('the TS consumer process rejects bad arguments with its usage line', async () => {
+    const r = await execa(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 'ts-consumer.ts'), 'nope'], { reject: false });
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toMatch(/^usage: ts-consumer\.ts PID \[COALESCE_MS\]/);
+  }, 60_000);
+
   it('the TS line sink writes byte for byte what the C consumer prints, for the same events (UTF-8, invalid UTF-8, truncated names)', async () => {
     const { buildCConsumer } = await import('./c-consumer.ts');
     const { ensureObject } = await import('../../bpf/build.ts');

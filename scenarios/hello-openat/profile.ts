@@ -50,6 +50,12 @@ if (process.argv[2] === '--top') {
   const bin = await buildLoadgen();
   const out = path.join(os.tmpdir(), `ebpf-lab-profile-${process.pid}.out`);
   try {
+    // a warm-up run first (EBPF_LAB_PROFILE_WARMUP_MS, default 0): the bench's rounds after the
+    // first run JIT-compiled code, a cold profile is mostly the compiler's
+    const warm = Number(process.env.EBPF_LAB_PROFILE_WARMUP_MS ?? 0);
+    if (warm > 0) await runTs(bin, rate, warm, GEN_PATHS[gen], out);
+    // CLOCK_MONOTONIC seconds, for `perf record -k CLOCK_MONOTONIC` + `perf report --time START,`
+    console.error(`measure-start ${(Number(process.hrtime.bigint()) / 1e9).toFixed(6)}`);
     const before = threadCpu();
     const r = await runTs(bin, rate, ms, GEN_PATHS[gen], out);
     const after = threadCpu();
