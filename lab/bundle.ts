@@ -53,6 +53,11 @@ export function entryPoints(): string[] {
   return [
     path.join(REPO_ROOT, 'lab', 'cli.ts'),
     ...fs.readdirSync(scen).map((d) => path.join(scen, d, 'index.ts')).filter((f) => fs.existsSync(f)),
+    // programs a scenario starts as processes of their own (lab/dist.ts nodeProgramArgv)
+    ...fs.readdirSync(scen).flatMap((d) => {
+      const dir = path.join(scen, d);
+      return fs.statSync(dir).isDirectory() ? fs.readdirSync(dir).filter((f) => f.endsWith('.main.ts')).map((f) => path.join(dir, f)) : [];
+    }),
   ];
 }
 

@@ -20,6 +20,16 @@ export function entryPath(tsFile: string): string {
   return path.join(BUNDLE_DIR, path.relative(REPO_ROOT, tsFile)).replace(/\.ts$/, '.js');
 }
 
+/**
+ * argv that starts a repository .ts program (a scenario's `*.main.ts`, bundled as an entry point of
+ * its own) as a child process: the bundled .js where this process runs from the bundle — nothing is
+ * transpiled at start in a guest — else through tsx's loader.
+ */
+export function nodeProgramArgv(tsFile: string): string[] {
+  if (BUNDLE_DIR) return [process.execPath, entryPath(tsFile)];
+  return [process.execPath, '--import', pathToFileURL(path.join(REPO_ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href, tsFile];
+}
+
 /** argv that starts `pnpm lab …` as a child process: [node, …, cli] — append the lab arguments. */
 export function labCliArgv(): string[] {
   if (BUNDLE_DIR) return [process.execPath, path.join(BUNDLE_DIR, 'lab', 'cli.js')];

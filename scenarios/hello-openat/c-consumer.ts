@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { OUT_DIR, ensureObject } from '../../bpf/build.ts';
 import { LabError } from '../../lab/errors.ts';
+import { nodeProgramArgv } from '../../lab/dist.ts';
 import { scaledTimeout } from '../../lab/scenario.ts';
 import { perSec, procCpuNs, sampler, settle, startGenerator, type ConsumerRun } from './consumer.ts';
 
@@ -29,7 +30,7 @@ export async function buildCConsumer(): Promise<string> {
 }
 
 const REPO = path.join(HERE, '..', '..');
-const TS_MAIN = path.join(HERE, 'ts-consumer.ts');
+const TS_MAIN = path.join(HERE, 'ts-consumer.main.ts');
 
 /**
  * One benchmark row with the C consumer: generator paused → consumer attached and filtered on the
@@ -43,13 +44,13 @@ export async function runCConsumer(consumerBin: string, genBin: string, rate: nu
 }
 
 /**
- * The same row with the TS consumer in a Node process of its own (ts-consumer.ts, the C consumer's
+ * The same row with the TS consumer in a Node process of its own (ts-consumer.main.ts, the C consumer's
  * contract): started, measured and stopped exactly like the C consumer, so CPU per event compares
  * the two consumers and nothing of the lab's process.
  */
 export async function runTsProcess(genBin: string, rate: number, durationMs: number, openPath: string, outFile: string, coalesceMs = 5, injectDelayNs = 0): Promise<ConsumerRun> {
   const env = injectDelayNs > 0 ? { ...process.env, EBPF_LAB_INJECT_DELAY_NS: String(injectDelayNs) } : undefined;
-  return runConsumerProcess('ts', (pid) => [process.execPath, '--import', 'tsx', TS_MAIN, String(pid), String(coalesceMs)], genBin, rate, durationMs, openPath, outFile, env);
+  return runConsumerProcess('ts', (pid) => [...nodeProgramArgv(TS_MAIN), String(pid), String(coalesceMs)], genBin, rate, durationMs, openPath, outFile, env);
 }
 
 /** the driver both consumer processes share: argv(pid) starts one with c-consumer.c's contract */

@@ -98,9 +98,9 @@ describeRoot('hello-openat', () => {
   }, 90_000);
 
   it('the TS consumer process rejects bad arguments with its usage line', async () => {
-    const r = await execa(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 'ts-consumer.ts'), 'nope'], { reject: false });
+    const r = await execa(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 'ts-consumer.main.ts'), 'nope'], { reject: false });
     expect(r.exitCode).toBe(2);
-    expect(r.stderr).toMatch(/^usage: ts-consumer\.ts PID \[COALESCE_MS\]/);
+    expect(r.stderr).toMatch(/^usage: ts-consumer\.main\.ts PID \[COALESCE_MS\]/);
   }, 60_000);
 
   it('the TS line sink writes byte for byte what the C consumer prints, for the same events (UTF-8, invalid UTF-8, truncated names)', async () => {

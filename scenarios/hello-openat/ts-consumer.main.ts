@@ -5,7 +5,7 @@
 // the garbage collections of the runner's heap that each new ring's 32 MiB of external views set
 // off ("external memory pressure") — none of which a C consumer in its own process pays.
 //
-// usage: node --import tsx scenarios/hello-openat/ts-consumer.ts PID [COALESCE_MS]   (records to stdout)
+// usage: node --import tsx scenarios/hello-openat/ts-consumer.main.ts PID [COALESCE_MS]   (records to stdout)
 // stderr: "READY" once attached; on SIGINT/SIGTERM it stops, flushes and prints
 //         {"delivered":N,"lost":N,"batches":N,"last_ns":N} as its last line (last_ns:
 //         CLOCK_MONOTONIC of the last batch that delivered, as the C consumer's).
@@ -15,7 +15,7 @@ import { deferSignalsToCaller } from '../../controller/libbpf/lifecycle.ts';
 const [pidArg, coalesceArg] = process.argv.slice(2);
 const pid = Number(pidArg);
 if (!Number.isInteger(pid) || pid <= 0 || (coalesceArg !== undefined && !/^\d+$/.test(coalesceArg))) {
-  process.stderr.write('usage: ts-consumer.ts PID [COALESCE_MS]\n');
+  process.stderr.write('usage: ts-consumer.main.ts PID [COALESCE_MS]\n');
   process.exit(2);
 }
 const tracer = await OpenatTracer.start({ pid, coalesceMs: coalesceArg === undefined ? undefined : Number(coalesceArg) });
