@@ -10,12 +10,32 @@ import { validateConfig } from '../../controller/tc/config.ts';
 export type Kind = 'edt' | 'htb' | 'tbf';
 export const KINDS: Kind[] = ['edt', 'htb', 'tbf'];
 
-/** a class: its rate, and the destination port that selects it (null: everything else to the peer) */
-export interface ClassDef { name: string; mbit: number; port: number | null }
+/**
+ * a class: its rate, and the destination port that selects it (null: everything else to the peer);
+ * EDT: its drop horizon (default: the controller's 2 s, Cilium's); HTB: the leaf qdisc under the
+ * class (default: none given, i.e. HTB's own pfifo of txqueuelen packets)
+ */
+export interface ClassDef { name: string; mbit: number; port: number | null; horizonMs?: number; leaf?: 'fq_codel' }
+
+/**
+ * A per-class latency budget for EDT: the serialisation time, at the class's rate, of one
+ * maximum-size TSO/GSO packet (64 KiB: 45 segments of 1448 bytes, 68,130 bytes on the wire) plus
+ * 10%, at least 1 ms. The program charges a GSO packet as one slot, so a shorter horizon would
+ * drop even a lone 64 KiB packet on an idle class. A local drop is not a loss to TCP: the
+ * qdisc layer returns NET_XMIT_DROP, TCP keeps the segment queued and enters CWR (cwnd cut, no
+ * retransmit), so the horizon acts as back-pressure that holds the class's queue near one GSO
+ * packet instead of TSQ's allowance (~2 of them). 10 Mbit/s: 60 ms; 100 Mbit/s: 6 ms.
+ */
+export const MAX_GSO_WIRE_BYTES = 45 * (1448 + 66);
+export function latencyHorizonMs(mbit: number): number {
+  return Math.max(1, Math.ceil((MAX_GSO_WIRE_BYTES * 8 * 1.1) / (mbit * 1e6) * 1000));
+}
 
 export interface Shaping {
   kind: Kind;
   setRate(name: string, mbit: number): Promise<void>;
+  /** packets the shaper dropped so far (EDT: horizon drops of all classes; HTB/TBF: the root qdisc's drops, leaves included) */
+  drops(): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -29,7 +49,7 @@ export async function shape(kind: Kind, l: Link, classes: ClassDef[]): Promise<S
     const s = TcShaper.start({ dev: l.dev, netns: l.ns, ingress: false });
     try {
       s.control.apply(validateConfig({
-        classes: classes.map((c) => ({ name: c.name, rate: mbit(c.mbit), match: [c.port ? { dst: `${l.peer}/32`, port: c.port } : { dst: `${l.peer}/32` }] })),
+        classes: classes.map((c) => ({ name: c.name, rate: mbit(c.mbit), ...(c.horizonMs ? { horizon: `${c.horizonMs}ms` } : {}), match: [c.port ? { dst: `${l.peer}/32`, port: c.port } : { dst: `${l.peer}/32` }] })),
       }));
     } catch (e) {
       s.close();
@@ -38,13 +58,26 @@ export async function shape(kind: Kind, l: Link, classes: ClassDef[]): Promise<S
     return {
       kind,
       async setRate(name, m) {
-        s.control.setRate(name, BigInt(m) * 1_000_000n);
+        // a class with a latency budget keeps it in time at the new rate (same rule as at start)
+        const c = classes.find((x) => x.name === name);
+        s.control.setRate(name, BigInt(m) * 1_000_000n, c?.horizonMs ? BigInt(latencyHorizonMs(m)) * 1_000_000n : undefined);
+      },
+      async drops() {
+        return s.control.classStats().reduce((a, c) => a + Number(c.horizonDrops), 0);
       },
       async close() {
         s.close();
       },
     };
   }
+  const drops = async () => {
+    const r = await l.topo.exec(l.role, 'tc', ['-s', '-j', 'qdisc', 'show', 'dev', l.dev, 'root'], { reject: false });
+    try {
+      return (JSON.parse(String(r.stdout)) as { drops?: number }[])[0]?.drops ?? NaN;
+    } catch {
+      return NaN;
+    }
+  };
   const undo = async () => {
     await tc(['qdisc', 'del', 'dev', l.dev, 'root']).catch(() => {});
   };
@@ -61,6 +94,7 @@ export async function shape(kind: Kind, l: Link, classes: ClassDef[]): Promise<S
         async setRate(_n, m) {
           await tc(['qdisc', 'change', 'dev', l.dev, 'root', 'handle', '1:', 'tbf', 'rate', mbit(m), 'burst', String(Math.max(140_000, Math.round((m * 1e6) / 8 / 250))), 'latency', '50ms']);
         },
+        drops,
         close: undo,
       };
     }
@@ -73,6 +107,9 @@ export async function shape(kind: Kind, l: Link, classes: ClassDef[]): Promise<S
       const id = `1:${10 + i * 10}`;
       ids.set(c.name, id);
       await tc(['class', 'add', 'dev', l.dev, 'parent', '1:1', 'classid', id, 'htb', 'rate', mbit(c.mbit), 'ceil', mbit(c.mbit)]);
+      // fq_codel with its defaults (target 5 ms, ECN on, 1024 flow queues): per-flow queues and
+      // CoDel inside the class, as a latency-minded administrator would add
+      if (c.leaf) await tc(['qdisc', 'add', 'dev', l.dev, 'parent', id, 'handle', `${10 + i * 10}:`, c.leaf]);
       if (c.port) await tc(['filter', 'add', 'dev', l.dev, 'parent', '1:', 'protocol', 'ip', 'prio', '1', 'u32', 'match', 'ip', 'dport', String(c.port), '0xffff', 'flowid', id]);
     }
     return {
@@ -80,6 +117,7 @@ export async function shape(kind: Kind, l: Link, classes: ClassDef[]): Promise<S
       async setRate(name, m) {
         await tc(['class', 'change', 'dev', l.dev, 'parent', '1:1', 'classid', ids.get(name)!, 'htb', 'rate', mbit(m), 'ceil', mbit(m)]);
       },
+      drops,
       close: undo,
     };
   } catch (e) {
