@@ -94,7 +94,7 @@ async function probeQdisc(link: Link, kind: string): Promise<{ ok: true } | { ok
  */
 async function rateRun(ctx: ScenarioContext, link: Link, cfg: RateConfig, target: number, secs: number, round: number): Promise<RateRow> {
   const horizonMs = cfg.horizon ? latencyHorizonMs(target) : undefined;
-  const s = await shape(cfg.kind, link, [{ name: 'bulk', mbit: target, port: null, horizonMs, leaf: cfg.leaf }]);
+  const s = await shape(cfg.kind, link, [{ name: 'bulk', mbit: target, port: null, horizon: cfg.horizon ? 'auto' : undefined, leaf: cfg.leaf }]);
   try {
     const flowP = iperf(link.topo, 'snd', RCV, PORT_A, secs);
     const probeS = Math.max(1, secs - 1.5);

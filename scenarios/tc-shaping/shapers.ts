@@ -5,7 +5,7 @@
 import type { Topology } from '../../lab/netns.ts';
 import { LabError } from '../../lab/errors.ts';
 import { TcShaper } from '../../controller/tc/shaper.ts';
-import { validateConfig } from '../../controller/tc/config.ts';
+import { latencyHorizonNs, validateConfig } from '../../controller/tc/config.ts';
 
 export type Kind = 'edt' | 'htb' | 'tbf';
 export const KINDS: Kind[] = ['edt', 'htb', 'tbf'];
@@ -15,21 +15,10 @@ export const KINDS: Kind[] = ['edt', 'htb', 'tbf'];
  * EDT: its drop horizon (default: the controller's 2 s, Cilium's); HTB: the leaf qdisc under the
  * class (default: none given, i.e. HTB's own pfifo of txqueuelen packets)
  */
-export interface ClassDef { name: string; mbit: number; port: number | null; horizonMs?: number; leaf?: 'fq_codel' }
+export interface ClassDef { name: string; mbit: number; port: number | null; horizon?: 'auto'; leaf?: 'fq_codel' }
 
-/**
- * A per-class latency budget for EDT: the serialisation time, at the class's rate, of one
- * maximum-size TSO/GSO packet (64 KiB: 45 segments of 1448 bytes, 68,130 bytes on the wire) plus
- * 10%, at least 1 ms. The program charges a GSO packet as one slot, so a shorter horizon would
- * drop even a lone 64 KiB packet on an idle class. A local drop is not a loss to TCP: the
- * qdisc layer returns NET_XMIT_DROP, TCP keeps the segment queued and enters CWR (cwnd cut, no
- * retransmit), so the horizon acts as back-pressure that holds the class's queue near one GSO
- * packet instead of TSQ's allowance (~2 of them). 10 Mbit/s: 60 ms; 100 Mbit/s: 6 ms.
- */
-export const MAX_GSO_WIRE_BYTES = 45 * (1448 + 66);
-export function latencyHorizonMs(mbit: number): number {
-  return Math.max(1, Math.ceil((MAX_GSO_WIRE_BYTES * 8 * 1.1) / (mbit * 1e6) * 1000));
-}
+/** the EDT horizon `auto` gives a class at `mbit` (controller/tc/config.ts latencyHorizonNs), in ms */
+export const latencyHorizonMs = (mbit: number) => Number(latencyHorizonNs(BigInt(Math.round(mbit * 1e6)))) / 1e6;
 
 export interface Shaping {
   kind: Kind;
@@ -49,7 +38,7 @@ export async function shape(kind: Kind, l: Link, classes: ClassDef[]): Promise<S
     const s = TcShaper.start({ dev: l.dev, netns: l.ns, ingress: false });
     try {
       s.control.apply(validateConfig({
-        classes: classes.map((c) => ({ name: c.name, rate: mbit(c.mbit), ...(c.horizonMs ? { horizon: `${c.horizonMs}ms` } : {}), match: [c.port ? { dst: `${l.peer}/32`, port: c.port } : { dst: `${l.peer}/32` }] })),
+        classes: classes.map((c) => ({ name: c.name, rate: mbit(c.mbit), ...(c.horizon ? { horizon: c.horizon } : {}), match: [c.port ? { dst: `${l.peer}/32`, port: c.port } : { dst: `${l.peer}/32` }] })),
       }));
     } catch (e) {
       s.close();
@@ -58,9 +47,7 @@ export async function shape(kind: Kind, l: Link, classes: ClassDef[]): Promise<S
     return {
       kind,
       async setRate(name, m) {
-        // a class with a latency budget keeps it in time at the new rate (same rule as at start)
-        const c = classes.find((x) => x.name === name);
-        s.control.setRate(name, BigInt(m) * 1_000_000n, c?.horizonMs ? BigInt(latencyHorizonMs(m)) * 1_000_000n : undefined);
+        s.control.setRate(name, BigInt(m) * 1_000_000n); // an auto horizon follows the rate
       },
       async drops() {
         return s.control.classStats().reduce((a, c) => a + Number(c.horizonDrops), 0);
