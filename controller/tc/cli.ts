@@ -36,7 +36,11 @@ function planFromFile(file: string): Plan {
 function printClasses(c: TcControl): void {
   const rows = c.classStats();
   if (!rows.length) console.log('(no classes)');
-  for (const s of rows) console.log(`${s.name.padEnd(16)} id ${String(s.id).padStart(3)}  rate ${formatRate(s.rateBps).padEnd(10)} packets ${s.packets}  bytes ${s.bytes}  delayed ${s.delayed}  horizon-drops ${s.horizonDrops}`);
+  const horizon = (name: string) => {
+    const m = c.model.classes.find((x) => x.name === name);
+    return m ? `${+(Number(m.horizonNs) / 1e6).toFixed(3)}ms${m.horizonAuto ? ' (auto)' : ''}` : '?';
+  };
+  for (const s of rows) console.log(`${s.name.padEnd(16)} id ${String(s.id).padStart(3)}  rate ${formatRate(s.rateBps).padEnd(10)} horizon ${horizon(s.name)}  packets ${s.packets}  bytes ${s.bytes}  delayed ${s.delayed}  horizon-drops ${s.horizonDrops}`);
 }
 
 function printRules(c: TcControl): void {
