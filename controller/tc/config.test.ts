@@ -83,11 +83,12 @@ describe('validateConfig', () => {
       expect(ps.some((x) => re.test(x)), `${re} in ${ps.join(' | ')}`).toBe(true);
     }
   });
-  it('horizon auto: the wire time of one 64 KiB GSO packet at the rate +10%, within 1 ms-10 s', () => {
+  it('horizon auto: the wire time of one 64 KiB GSO packet at the rate +10%, at least 8 ms, at most 10 s', () => {
     expect(MAX_GSO_WIRE_BYTES).toBe(68_130n);
     expect(latencyHorizonNs(10_000_000n)).toBe(59_954_400n); // 54.5 ms × 1.1
-    expect(latencyHorizonNs(100_000_000n)).toBe(5_995_440n);
-    expect(latencyHorizonNs(1_000_000_000n)).toBe(1_000_000n); // 0.6 ms → the 1 ms minimum
+    expect(latencyHorizonNs(50_000_000n)).toBe(11_990_880n);
+    expect(latencyHorizonNs(100_000_000n)).toBe(8_000_000n); // 6 ms → the 8 ms floor
+    expect(latencyHorizonNs(1_000_000_000n)).toBe(8_000_000n);
     expect(latencyHorizonNs(8_000n)).toBe(10_000_000_000n); // 75 s → the 10 s maximum
     for (const r of [1_000_000n, 3_000_000n, 16_000_000n, 24_000_000n, 250_000_000n]) expect(latencyHorizonNs(r)).toBeGreaterThan((MAX_GSO_WIRE_BYTES * 8n * 1_000_000_000n) / r);
     const p = validateConfig({ classes: [{ name: 'a', rate: '10mbit', horizon: 'auto' }, { name: 'b', rate: '10mbit', horizon: '60ms' }] }, cg);

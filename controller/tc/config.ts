@@ -18,16 +18,21 @@ const MAX_HORIZON_NS = 10_000_000_000n;
 export const MAX_GSO_WIRE_BYTES = 45n * (1448n + 66n);
 /**
  * `horizon: auto` — the horizon as a latency budget: the wire time of one maximum GSO packet at
- * the class's rate, +10% (10 Mbit/s: 60 ms; 100 Mbit/s: 6 ms), within 1 ms-10 s. The program
- * charges a GSO packet as one slot, so anything shorter would drop a lone 64 KiB packet on an
- * idle class. A drop at the tc hook is local: TCP gets NET_XMIT_DROP, keeps the segment and
- * enters CWR (no retransmission), so the class's queue stays near one GSO packet instead of the
- * ~2 that TCP Small Queues allows a socket, and the rest waits in the socket. Cilium's 2 s
- * default only guards against runaway SO_TXTIME. A live rate change recomputes it.
+ * the class's rate +10% (10 Mbit/s: 60 ms), but at least AUTO_HORIZON_FLOOR_NS, within 1 ms-10 s.
+ * The program charges a GSO packet as one slot, so a shorter budget would drop a lone 64 KiB
+ * packet on an idle class. A drop at the tc hook is local: TCP gets NET_XMIT_DROP, keeps the
+ * segment and enters CWR (no retransmission), so the class's queue stays near one GSO packet
+ * instead of the ~2 that TCP Small Queues allows a socket, and the rest waits in the socket.
+ * The floor: after a CWR cut the queue is ~0.7 of the budget, and it must outlast the flow's
+ * unloaded RTT or the link idles until the next ACKs — measured under TCG at 100 Mbit/s, a 6 ms
+ * budget lost 3-5% of the rate (reports/20261130-092829-tc-shaping-6.1). Cilium's 2 s default
+ * only guards against runaway SO_TXTIME. A live rate change recomputes it.
  */
+export const AUTO_HORIZON_FLOOR_NS = 8_000_000n;
 export function latencyHorizonNs(rateBps: bigint): bigint {
-  const ns = (MAX_GSO_WIRE_BYTES * 8n * 11n * 1_000_000_000n + rateBps * 10n - 1n) / (rateBps * 10n);
-  return ns < MIN_HORIZON_NS ? MIN_HORIZON_NS : ns > MAX_HORIZON_NS ? MAX_HORIZON_NS : ns;
+  const gso = (MAX_GSO_WIRE_BYTES * 8n * 11n * 1_000_000_000n + rateBps * 10n - 1n) / (rateBps * 10n);
+  const ns = gso < AUTO_HORIZON_FLOOR_NS ? AUTO_HORIZON_FLOOR_NS : gso;
+  return ns > MAX_HORIZON_NS ? MAX_HORIZON_NS : ns;
 }
 
 /** a `horizon` value: "auto" or a duration 1ms-10s; undefined if neither */
