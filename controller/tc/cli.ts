@@ -9,7 +9,7 @@ import { serveMetrics } from '../../common/metrics-http.ts';
 import { parseArgs, suggest, UsageError, type CommandSpec, type Opts } from '../../lab/args.ts';
 import { LabError } from '../../lab/errors.ts';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
-import { formatRate, loadConfigFile, parseDuration, parseRate, PROTO_NAMES, validateConfig, type Plan } from './config.ts';
+import { formatRate, loadConfigFile, parseHorizon, parseRate, PROTO_NAMES, validateConfig, type Plan } from './config.ts';
 import { formatIp, fromLeading16 } from '../../common/ip.ts';
 import { tcRegistry } from './metrics.ts';
 import { decodeModel, openInstance, statePath, TcShaper, type TcControl } from './shaper.ts';
@@ -36,7 +36,11 @@ function planFromFile(file: string): Plan {
 function printClasses(c: TcControl): void {
   const rows = c.classStats();
   if (!rows.length) console.log('(no classes)');
-  for (const s of rows) console.log(`${s.name.padEnd(16)} id ${String(s.id).padStart(3)}  rate ${formatRate(s.rateBps).padEnd(10)} packets ${s.packets}  bytes ${s.bytes}  delayed ${s.delayed}  horizon-drops ${s.horizonDrops}`);
+  const horizon = (name: string) => {
+    const m = c.model.classes.find((x) => x.name === name);
+    return m ? `${+(Number(m.horizonNs) / 1e6).toFixed(3)}ms${m.horizonAuto ? ' (auto)' : ''}` : '?';
+  };
+  for (const s of rows) console.log(`${s.name.padEnd(16)} id ${String(s.id).padStart(3)}  rate ${formatRate(s.rateBps).padEnd(10)} horizon ${horizon(s.name)}  packets ${s.packets}  bytes ${s.bytes}  delayed ${s.delayed}  horizon-drops ${s.horizonDrops}`);
 }
 
 function printRules(c: TcControl): void {
@@ -109,14 +113,14 @@ const COMMANDS: Record<string, Cmd> = {
     return 0;
   }),
   'shape set': cmd('shape set <class> <rate> [--horizon D] [--instance NAME]', 'change one class\'s rate live (one map write, no reload)', {
-    horizon: { type: 'string', valueName: 'D', description: 'drop horizon, e.g. 2s, 500ms' },
+    horizon: { type: 'string', valueName: 'D', description: 'drop horizon, e.g. 2s, 500ms, or auto (one 64 KiB GSO packet\'s wire time at the rate +10%, at least 8 ms)' },
     ...instance,
   }, { names: ['class', 'rate'], min: 2, max: 2 }, async (p) => {
     const [name, rateS] = p.positionals as [string, string];
     const rate = parseRate(rateS);
     if (rate === undefined || rate < 8_000n || rate > 400_000_000_000n) throw new UsageError(`<rate> ${JSON.stringify(rateS)}: expected a rate 8kbit-400gbit`, 'e.g. pnpm lab tc shape set bulk 50mbit');
-    const h = p.values.horizon === undefined ? undefined : parseDuration(p.values.horizon as string);
-    if (p.values.horizon !== undefined && (h === undefined || h < 1_000_000n || h > 10_000_000_000n)) throw new UsageError(`--horizon ${JSON.stringify(p.values.horizon)}: expected 1ms-10s`, 'e.g. --horizon 2s');
+    const h = p.values.horizon === undefined ? undefined : parseHorizon(p.values.horizon);
+    if (p.values.horizon !== undefined && h === undefined) throw new UsageError(`--horizon ${JSON.stringify(p.values.horizon)}: expected 1ms-10s or auto`, 'e.g. --horizon 2s');
     withInstance(p.values.instance as string, (c) => c.setRate(name, rate, h));
     console.log(`${name}: ${formatRate(rate)}`);
     return 0;
@@ -155,7 +159,7 @@ const COMMANDS: Record<string, Cmd> = {
     const raw = loadConfigFile(p.values.config as string) as Record<string, unknown>;
     const rules = validateConfig({ filters: raw?.filters ?? [] }).rules;
     withInstance(p.values.instance as string, (c) => {
-      c.apply({ classes: c.model.classes.map((x) => ({ name: x.name, rateBps: x.rateBps, horizonNs: x.horizonNs, matches: x.matches })), rules });
+      c.apply({ classes: c.model.classes.map((x) => ({ name: x.name, rateBps: x.rateBps, horizonNs: x.horizonNs, horizonAuto: x.horizonAuto, matches: x.matches })), rules });
     });
     console.log(`${rules.length} rule(s) live`);
     return 0;

@@ -1,6 +1,6 @@
 // Config validation and rate/CIDR parsing (pure: no kernel, no root).
 import { describe, expect, it } from 'vitest';
-import { ConfigError, formatRate, netPort, parseCidr, parseDuration, parseRate, validateConfig } from './config.ts';
+import { ConfigError, formatRate, latencyHorizonNs, MAX_GSO_WIRE_BYTES, netPort, parseCidr, parseDuration, parseHorizon, parseRate, validateConfig } from './config.ts';
 
 const cg = (p: string) => (p === '/sys/fs/cgroup/app' ? 4242n : undefined);
 
@@ -82,6 +82,21 @@ describe('validateConfig', () => {
     for (const re of [/match\[0\]\.flow: src is IPv4, dst is IPv6/, /match\[1\]\.dst/, /filters\[0\]\.proto: icmp never matches an IPv6/, /filters\[1\]\.proto: icmpv6 never matches an IPv4/]) {
       expect(ps.some((x) => re.test(x)), `${re} in ${ps.join(' | ')}`).toBe(true);
     }
+  });
+  it('horizon auto: the wire time of one 64 KiB GSO packet at the rate +10%, at least 8 ms, at most 10 s', () => {
+    expect(MAX_GSO_WIRE_BYTES).toBe(68_130n);
+    expect(latencyHorizonNs(10_000_000n)).toBe(59_954_400n); // 54.5 ms × 1.1
+    expect(latencyHorizonNs(50_000_000n)).toBe(11_990_880n);
+    expect(latencyHorizonNs(100_000_000n)).toBe(8_000_000n); // 6 ms → the 8 ms floor
+    expect(latencyHorizonNs(1_000_000_000n)).toBe(8_000_000n);
+    expect(latencyHorizonNs(8_000n)).toBe(10_000_000_000n); // 75 s → the 10 s maximum
+    for (const r of [1_000_000n, 3_000_000n, 16_000_000n, 24_000_000n, 250_000_000n]) expect(latencyHorizonNs(r)).toBeGreaterThan((MAX_GSO_WIRE_BYTES * 8n * 1_000_000_000n) / r);
+    const p = validateConfig({ classes: [{ name: 'a', rate: '10mbit', horizon: 'auto' }, { name: 'b', rate: '10mbit', horizon: '60ms' }] }, cg);
+    expect(p.classes.map((c) => [c.horizonNs, c.horizonAuto])).toEqual([[59_954_400n, true], [60_000_000n, undefined]]);
+    expect(parseHorizon('auto')).toBe('auto');
+    expect(parseHorizon('2s')).toBe(2_000_000_000n);
+    for (const bad of ['Auto', '0.5ms', '11s', 5, '']) expect(parseHorizon(bad)).toBeUndefined();
+    expect(problems({ classes: [{ name: 'a', rate: '10mbit', horizon: 'automatic' }] })[0]).toMatch(/classes\[0\]\.horizon: "automatic" must be a duration 1ms-10s \(e\.g\. "2s"\) or "auto"/);
   });
   it('refuses the same match in two classes and too many rules', () => {
     expect(problems({ classes: [{ name: 'a', rate: '1mbit', match: [{ dst: '10.0.0.0/24' }] }, { name: 'b', rate: '1mbit', match: [{ dst: '10.0.0.0/24' }] }] })[0]).toMatch(/already in class "a"/);

@@ -11,6 +11,36 @@ export const MAX_CLASSES = 255; // ids 1..255 (bpf/tc_shape.h TC_MAX_CLASSES - 1
 export const MAX_RULES = 64; // TC_MAX_RULES
 export const MAX_MATCHES = 4096; // TC_MAX_MATCHES per classification map
 export const DEFAULT_HORIZON_NS = 2_000_000_000n; // Cilium's bandwidth manager drops beyond 2 s
+const MIN_HORIZON_NS = 1_000_000n;
+const MAX_HORIZON_NS = 10_000_000_000n;
+
+/** one maximum-size TSO/GSO packet on the wire: 64 KiB of TCP as 45 segments of 1448 bytes + 66 bytes of headers each */
+export const MAX_GSO_WIRE_BYTES = 45n * (1448n + 66n);
+/**
+ * `horizon: auto` — the horizon as a latency budget: the wire time of one maximum GSO packet at
+ * the class's rate +10% (10 Mbit/s: 60 ms), but at least AUTO_HORIZON_FLOOR_NS, within 1 ms-10 s.
+ * The program charges a GSO packet as one slot, so a shorter budget would drop a lone 64 KiB
+ * packet on an idle class. A drop at the tc hook is local: TCP gets NET_XMIT_DROP, keeps the
+ * segment and enters CWR (no retransmission), so the class's queue stays near one GSO packet
+ * instead of the ~2 that TCP Small Queues allows a socket, and the rest waits in the socket.
+ * The floor: after a CWR cut the queue is ~0.7 of the budget, and it must outlast the flow's
+ * unloaded RTT or the link idles until the next ACKs — measured under TCG at 100 Mbit/s, a 6 ms
+ * budget lost 3-5% of the rate (reports/20261130-092829-tc-shaping-6.1). Cilium's 2 s default
+ * only guards against runaway SO_TXTIME. A live rate change recomputes it.
+ */
+export const AUTO_HORIZON_FLOOR_NS = 8_000_000n;
+export function latencyHorizonNs(rateBps: bigint): bigint {
+  const gso = (MAX_GSO_WIRE_BYTES * 8n * 11n * 1_000_000_000n + rateBps * 10n - 1n) / (rateBps * 10n);
+  const ns = gso < AUTO_HORIZON_FLOOR_NS ? AUTO_HORIZON_FLOOR_NS : gso;
+  return ns > MAX_HORIZON_NS ? MAX_HORIZON_NS : ns;
+}
+
+/** a `horizon` value: "auto" or a duration 1ms-10s; undefined if neither */
+export function parseHorizon(s: unknown): bigint | 'auto' | undefined {
+  if (s === 'auto') return 'auto';
+  const h = typeof s === 'string' ? parseDuration(s) : undefined;
+  return h === undefined || h < MIN_HORIZON_NS || h > MAX_HORIZON_NS ? undefined : h;
+}
 const MIN_RATE = 8_000n; // 8 kbit/s: below that one MTU packet waits > 1.5 s
 const MAX_RATE = 400_000_000_000n;
 
@@ -23,6 +53,7 @@ export type MatchSpec =
 export interface ClassSpec {
   name: string;
   rate: string;
+  /** a duration ("2s", "60ms") or "auto" (latencyHorizonNs of the rate) */
   horizon?: string;
   match?: MatchSpec[];
 }
@@ -52,6 +83,8 @@ export interface ClassPlan {
   name: string;
   rateBps: bigint;
   horizonNs: bigint;
+  /** horizon: auto — recomputed from the rate whenever it changes */
+  horizonAuto?: boolean;
   matches: Match[];
 }
 
@@ -173,11 +206,14 @@ export function validateConfig(raw: unknown, cgroupId: (p: string) => bigint | u
     if (rate === undefined) problems.push(`${at}.rate: ${JSON.stringify(c.rate)} is not a rate (e.g. "10mbit", "1gbit")`);
     else if (rate < MIN_RATE || rate > MAX_RATE) problems.push(`${at}.rate: ${c.rate} is outside 8kbit-400gbit`);
     let horizon = DEFAULT_HORIZON_NS;
+    let horizonAuto = false;
     if (c.horizon !== undefined) {
-      const h = typeof c.horizon === 'string' ? parseDuration(c.horizon) : undefined;
-      if (h === undefined || h < 1_000_000n || h > 10_000_000_000n) problems.push(`${at}.horizon: ${JSON.stringify(c.horizon)} must be a duration 1ms-10s (e.g. "2s")`);
+      const h = parseHorizon(c.horizon);
+      if (h === undefined) problems.push(`${at}.horizon: ${JSON.stringify(c.horizon)} must be a duration 1ms-10s (e.g. "2s") or "auto"`);
+      else if (h === 'auto') horizonAuto = true;
       else horizon = h;
     }
+    if (horizonAuto && rate !== undefined) horizon = latencyHorizonNs(rate);
     const matches: Match[] = [];
     const rawMatch = c.match ?? [];
     if (!Array.isArray(rawMatch)) problems.push(`${at}.match: must be a list`);
@@ -235,7 +271,7 @@ export function validateConfig(raw: unknown, cgroupId: (p: string) => bigint | u
         else seenMatch.set(key, name);
       }
     }
-    if (typeof name === 'string' && rate !== undefined) classes.push({ name, rateBps: rate, horizonNs: horizon, matches });
+    if (typeof name === 'string' && rate !== undefined) classes.push({ name, rateBps: rate, horizonNs: horizon, ...(horizonAuto ? { horizonAuto } : {}), matches });
   }
   for (const [k, n] of Object.entries(matchCount)) if (n > MAX_MATCHES) problems.push(`classes: ${n} ${k} matches, at most ${MAX_MATCHES}`);
   matchCount = { cgroup: 0, dst: 0, flow: 0 };

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeRoot } from '../../lab/testing.ts';
 import type { TcControl } from './shaper.ts';
-import { validateConfig } from './config.ts';
+import { latencyHorizonNs, validateConfig } from './config.ts';
 import { EdtBench, edtSelfTest, udp6Frame, udpFrame } from './selftest.ts';
 
 const TC_ACT_OK = 0;
@@ -87,6 +87,28 @@ describeRoot('EDT departure times (BPF_PROG_TEST_RUN)', () => {
     const b = send(f, 2084).tstamp;
     expect(b - a).toBe(200_000_000n); // 2084 bytes at 83.36 kbit/s
     expect(c.classStats()[0]!.bytes).toBe(1042n + 2n * 2084n);
+  });
+
+  it('horizon auto: one 64 KiB GSO packet may wait behind another, a third is dropped; the horizon follows a live rate change', () => {
+    // 83.36 kbit/s: the auto horizon is 7.19 s; a GSO packet of 65,536 bytes on the wire (the most
+    // BPF_PROG_TEST_RUN accepts as wire_len) is a 6.29 s slot
+    c.apply(validateConfig({ classes: [{ name: 'auto', rate: '83360bit', horizon: 'auto', match: [{ dst: '10.0.0.2/32' }] }] }));
+    const id = c.model.classes[0]!.id;
+    expect(c.maps.classes.get(id)).toMatchObject({ horizon_ns: latencyHorizonNs(83_360n) });
+    const f = udpFrame('10.0.0.2', 9, 1000);
+    const v = [send(f, 65_536), send(f, 65_536), send(f, 65_536), send(f)];
+    // idle: leaves now; one GSO slot ahead: waits; two ahead: beyond the budget; a small frame still fits
+    expect(v.map((x) => x.verdict)).toEqual([TC_ACT_OK, TC_ACT_OK, TC_ACT_SHOT, TC_ACT_OK]);
+    expect(c.classStats()[0]!.horizonDrops).toBe(1n);
+    c.setRate('auto', 833_600n); // ten times the rate: a tenth of the budget (719 ms)
+    expect(c.maps.classes.get(id)).toMatchObject({ rate_bps: 833_600n, horizon_ns: latencyHorizonNs(833_600n) });
+    expect(c.model.classes[0]).toMatchObject({ horizonNs: latencyHorizonNs(833_600n), horizonAuto: true });
+    expect(send(f, 65_536).verdict).toBe(TC_ACT_SHOT); // the class is still ~6.4 s ahead
+    // an explicit horizon ends auto
+    c.setRate('auto', 83_360n, 2_000_000_000n);
+    expect(c.model.classes[0]!.horizonAuto).toBeUndefined();
+    c.setRate('auto', 833_600n);
+    expect(c.maps.classes.get(id)).toMatchObject({ horizon_ns: 2_000_000_000n });
   });
 
   it('IPv6: classified by destination CIDR + port, 5-tuple, through an extension header; IPv4 prefixes never match IPv6', () => {

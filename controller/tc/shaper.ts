@@ -16,7 +16,7 @@ import { BpfMap, attachTc, removePinDir, type BpfObject, type Link } from '../li
 import { objectPath } from '../../bpf/build.ts';
 import { withNetns } from '../../lab/netns.ts';
 import { LabError } from '../../lab/errors.ts';
-import { MAX_RULES, netPort, type ClassPlan, type Match, type Plan, type RulePlan } from './config.ts';
+import { MAX_RULES, latencyHorizonNs, netPort, type ClassPlan, type Match, type Plan, type RulePlan } from './config.ts';
 import { tcShape, type TcShape, type tc_class, type tc_class_stats, type tc_dst_key, type tc_flow_key, type tc_global_stats, type tc_rule, type tc_rule_stats } from '../../bpf/gen/tc_shape.ts';
 
 export const MAP_NAMES = ['classes', 'class_state', 'class_stats', 'flow_class', 'cgroup_class', 'dst_class', 'rules', 'rule_stats', 'filter_gen', 'globals'] as const;
@@ -30,7 +30,7 @@ const TC_HANDLE = 0x16ed;
 const TC_PRIO = 0x16;
 const CLASS_ACTIVE = 1;
 
-export interface ClassState { name: string; id: number; rateBps: bigint; horizonNs: bigint; matches: Match[] }
+export interface ClassState { name: string; id: number; rateBps: bigint; horizonNs: bigint; horizonAuto?: boolean; matches: Match[] }
 export interface Model { classes: ClassState[]; rules: RulePlan[]; gen: number }
 
 export interface ClassStats { name: string; id: number; rateBps: bigint; packets: bigint; bytes: bigint; delayed: bigint; horizonDrops: bigint }
@@ -162,14 +162,21 @@ export class TcControl {
     return { writes: j.writes };
   }
 
-  /** live rate change of one class: one map write, no reload, departure state kept */
-  setRate(name: string, rateBps: bigint, horizonNs?: bigint): void {
+  /**
+   * live rate change of one class: one map write, no reload, departure state kept. The horizon:
+   * a new one if given ('auto': the latency budget of the new rate), else as it was — an auto
+   * horizon follows the rate.
+   */
+  setRate(name: string, rateBps: bigint, horizon?: bigint | 'auto'): void {
     const c = this.model.classes.find((x) => x.name === name);
     if (!c) throw new LabError(`no class "${name}"`, `classes: ${this.model.classes.map((x) => x.name).join(', ') || '(none)'}`);
-    const h = horizonNs ?? c.horizonNs;
+    const auto = horizon === 'auto' || (horizon === undefined && !!c.horizonAuto);
+    const h = auto ? latencyHorizonNs(rateBps) : (horizon as bigint | undefined) ?? c.horizonNs;
     this.maps.classes.set(c.id, { rate_bps: rateBps, horizon_ns: h, flags: CLASS_ACTIVE } satisfies Partial<tc_class>);
     c.rateBps = rateBps;
     c.horizonNs = h;
+    if (auto) c.horizonAuto = true;
+    else delete c.horizonAuto;
     this.onChange(this.model);
   }
 

@@ -51,13 +51,30 @@ export async function iperf(t: Topology, from: string, to: string, port: number,
 }
 
 /**
- * ping every 5 ms for `seconds` (from now); RTTs in ms. 5 ms, not 10: twice the samples, so p99
- * is the 1% tail of ~500 probes rather than the 3rd-worst of ~250 (0.16 Mbit/s of probes, counted
- * in the class's rate)
+ * ping every 5 ms for about `seconds` (from now): the RTTs in ms and how many requests were sent.
+ * 5 ms, not 10: twice the samples, so p99 is the 1% tail of ~500 probes rather than the 3rd-worst
+ * of ~250 (0.16 Mbit/s of probes, counted in the class's rate). A fixed count with a generous
+ * deadline (not `-w seconds` alone, which ends with the last replies still in flight) so that
+ * every request that got no reply was really lost — by a shaper that drops (EDT's horizon, a
+ * leaf's AQM) — and can be counted against the shaper in the percentiles (probeLatency).
  */
-export async function pingRtts(t: Topology, from: string, to: string, seconds: number): Promise<number[]> {
-  const r = await t.exec(from, 'ping', ['-n', '-i', '0.005', '-s', '56', '-w', String(Math.max(1, Math.round(seconds))), to], { reject: false, timeout: scaledTimeout((seconds + 10) * 1000) });
-  return [...String(r.stdout).matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
+export async function pingRtts(t: Topology, from: string, to: string, seconds: number): Promise<{ rtts: number[]; sent: number }> {
+  const count = Math.max(1, Math.round(seconds / 0.005));
+  const r = await t.exec(from, 'ping', ['-n', '-i', '0.005', '-s', '56', '-c', String(count), '-w', String(Math.ceil(seconds) + 5), to], { reject: false, timeout: scaledTimeout((seconds + 15) * 1000) });
+  const out = String(r.stdout);
+  const rtts = [...out.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
+  const sent = Number(/(\d+) packets transmitted/.exec(out)?.[1] ?? rtts.length);
+  return { rtts, sent: Math.max(sent, rtts.length) };
+}
+
+/**
+ * p50/p99 of a probe with its losses counted as infinitely late: a shaper that drops the probe
+ * (so the survivors look fast) does not get a better percentile for it. `lost` is kept beside.
+ */
+export function probeLatency(rtts: number[], sent: number): { p50: number; p99: number; lost: number } {
+  const lost = Math.max(0, sent - rtts.length);
+  const all = [...rtts, ...Array<number>(lost).fill(Infinity)];
+  return { p50: percentile(all, 0.5), p99: percentile(all, 0.99), lost };
 }
 
 /** wait (polling every 250 ms, up to `maxS`) until the device transmits at ≥ `mbit` */
@@ -82,6 +99,23 @@ export async function qdiscBacklog(t: Topology, role: string, dev: string): Prom
   } catch {
     return { bytes: NaN, packets: NaN };
   }
+}
+
+/** the sending socket's TCP state toward `to:port` (ss -ti): where the bytes in flight sit */
+export interface TcpSample { cwnd: number; unacked: number; notsentKB: number; rttMs: number; pacingMbit: number }
+export function parseSs(out: string): TcpSample | undefined {
+  // the bulk flow is the connection with data in flight (iperf3's control connection has none)
+  let best: TcpSample | undefined;
+  for (const block of out.split(/\n(?=ESTAB)/)) {
+    const num = (re: RegExp) => Number(re.exec(block)?.[1] ?? NaN);
+    const s = { cwnd: num(/\bcwnd:(\d+)/), unacked: num(/\bunacked:(\d+)/), notsentKB: num(/\bnotsent:(\d+)/) / 1000, rttMs: num(/\brtt:([\d.]+)\//), pacingMbit: num(/\bpacing_rate (\d+)bps/) / 1e6 };
+    if (Number.isFinite(s.unacked) && (!best || s.unacked > best.unacked)) best = s;
+  }
+  return best;
+}
+export async function tcpSample(t: Topology, role: string, to: string, port: number): Promise<TcpSample | undefined> {
+  const r = await t.exec(role, 'ss', ['-tin', 'dst', to, 'dport', '=', String(port)], { reject: false });
+  return parseSs(String(r.stdout));
 }
 
 /** sample `f` every `everyMs` until `stop` resolves */

@@ -5,17 +5,26 @@
 import type { Topology } from '../../lab/netns.ts';
 import { LabError } from '../../lab/errors.ts';
 import { TcShaper } from '../../controller/tc/shaper.ts';
-import { validateConfig } from '../../controller/tc/config.ts';
+import { latencyHorizonNs, validateConfig } from '../../controller/tc/config.ts';
 
 export type Kind = 'edt' | 'htb' | 'tbf';
 export const KINDS: Kind[] = ['edt', 'htb', 'tbf'];
 
-/** a class: its rate, and the destination port that selects it (null: everything else to the peer) */
-export interface ClassDef { name: string; mbit: number; port: number | null }
+/**
+ * a class: its rate, and the destination port that selects it (null: everything else to the peer);
+ * EDT: its drop horizon (default: the controller's 2 s, Cilium's); HTB: the leaf qdisc under the
+ * class (default: none given, i.e. HTB's own pfifo of txqueuelen packets)
+ */
+export interface ClassDef { name: string; mbit: number; port: number | null; horizon?: 'auto'; leaf?: 'fq_codel' }
+
+/** the EDT horizon `auto` gives a class at `mbit` (controller/tc/config.ts latencyHorizonNs), in ms */
+export const latencyHorizonMs = (mbit: number) => Number(latencyHorizonNs(BigInt(Math.round(mbit * 1e6)))) / 1e6;
 
 export interface Shaping {
   kind: Kind;
   setRate(name: string, mbit: number): Promise<void>;
+  /** packets the shaper dropped so far (EDT: horizon drops of all classes; HTB/TBF: the root qdisc's drops, leaves included) */
+  drops(): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -29,7 +38,7 @@ export async function shape(kind: Kind, l: Link, classes: ClassDef[]): Promise<S
     const s = TcShaper.start({ dev: l.dev, netns: l.ns, ingress: false });
     try {
       s.control.apply(validateConfig({
-        classes: classes.map((c) => ({ name: c.name, rate: mbit(c.mbit), match: [c.port ? { dst: `${l.peer}/32`, port: c.port } : { dst: `${l.peer}/32` }] })),
+        classes: classes.map((c) => ({ name: c.name, rate: mbit(c.mbit), ...(c.horizon ? { horizon: c.horizon } : {}), match: [c.port ? { dst: `${l.peer}/32`, port: c.port } : { dst: `${l.peer}/32` }] })),
       }));
     } catch (e) {
       s.close();
@@ -38,13 +47,24 @@ export async function shape(kind: Kind, l: Link, classes: ClassDef[]): Promise<S
     return {
       kind,
       async setRate(name, m) {
-        s.control.setRate(name, BigInt(m) * 1_000_000n);
+        s.control.setRate(name, BigInt(m) * 1_000_000n); // an auto horizon follows the rate
+      },
+      async drops() {
+        return s.control.classStats().reduce((a, c) => a + Number(c.horizonDrops), 0);
       },
       async close() {
         s.close();
       },
     };
   }
+  const drops = async () => {
+    const r = await l.topo.exec(l.role, 'tc', ['-s', '-j', 'qdisc', 'show', 'dev', l.dev, 'root'], { reject: false });
+    try {
+      return (JSON.parse(String(r.stdout)) as { drops?: number }[])[0]?.drops ?? NaN;
+    } catch {
+      return NaN;
+    }
+  };
   const undo = async () => {
     await tc(['qdisc', 'del', 'dev', l.dev, 'root']).catch(() => {});
   };
@@ -61,6 +81,7 @@ export async function shape(kind: Kind, l: Link, classes: ClassDef[]): Promise<S
         async setRate(_n, m) {
           await tc(['qdisc', 'change', 'dev', l.dev, 'root', 'handle', '1:', 'tbf', 'rate', mbit(m), 'burst', String(Math.max(140_000, Math.round((m * 1e6) / 8 / 250))), 'latency', '50ms']);
         },
+        drops,
         close: undo,
       };
     }
@@ -73,6 +94,9 @@ export async function shape(kind: Kind, l: Link, classes: ClassDef[]): Promise<S
       const id = `1:${10 + i * 10}`;
       ids.set(c.name, id);
       await tc(['class', 'add', 'dev', l.dev, 'parent', '1:1', 'classid', id, 'htb', 'rate', mbit(c.mbit), 'ceil', mbit(c.mbit)]);
+      // fq_codel with its defaults (target 5 ms, ECN on, 1024 flow queues): per-flow queues and
+      // CoDel inside the class, as a latency-minded administrator would add
+      if (c.leaf) await tc(['qdisc', 'add', 'dev', l.dev, 'parent', id, 'handle', `${10 + i * 10}:`, c.leaf]);
       if (c.port) await tc(['filter', 'add', 'dev', l.dev, 'parent', '1:', 'protocol', 'ip', 'prio', '1', 'u32', 'match', 'ip', 'dport', String(c.port), '0xffff', 'flowid', id]);
     }
     return {
@@ -80,6 +104,7 @@ export async function shape(kind: Kind, l: Link, classes: ClassDef[]): Promise<S
       async setRate(name, m) {
         await tc(['class', 'change', 'dev', l.dev, 'parent', '1:1', 'classid', ids.get(name)!, 'htb', 'rate', mbit(m), 'ceil', mbit(m)]);
       },
+      drops,
       close: undo,
     };
   } catch (e) {
