@@ -11,6 +11,8 @@
 
 /* set before load by the controller when it opened cycles/instructions perf events on every CPU */
 const volatile bool use_counters = false;
+/* task-storage flavour: a thread's pending stints are added to `tasks` once they reach this much */
+const volatile __u64 flush_ns = 1000000;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
@@ -52,6 +54,14 @@ struct {
 	__type(value, struct energy_thread);
 } charged SEC(".maps");
 
+/* the task-storage flavour's per-thread state (created by the controller only for that flavour) */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct energy_pending);
+} threads SEC(".maps");
+
 /*
  * How long did the task that is switching out run? ktime between two switches is wall time; the
  * scheduler charges tasks by its own clock (rq clock_task: no steal time, no IRQ time where that is
@@ -76,16 +86,15 @@ struct {
  * the nanosecond (reports/20261130-055621-energy-6.1). Such stints are counted (`over_wall`, by how
  * much in `over_wall_ns`, the largest in `over_wall_max_ns`).
  */
-static __always_inline __u64 stint_of(__u32 tid, __u64 start, unsigned int policy, __u64 sum, __u64 prev, __u64 wall, struct energy_cpu *c, __u64 *old, __u64 *over)
+static __always_inline __u64 stint_core(__u64 *charged, unsigned int policy, __u64 sum, __u64 prev, __u64 wall, struct energy_cpu *c, __u64 *old, __u64 *over)
 {
 	__u64 bound = wall + wall / 8 + 100000;
 	bool fair = policy == 0 /* NORMAL */ || policy == 3 /* BATCH */ || policy == 5 /* IDLE */;
 	__u64 by_prev = fair && sum >= prev ? sum - prev : ~0ULL;
 	*old = by_prev <= bound ? by_prev : wall;
-	struct energy_thread *th = bpf_map_lookup_elem(&charged, &tid);
-	if (th && th->start_ns == start && sum >= th->charged_ns) {
-		__u64 d = sum - th->charged_ns;
-		th->charged_ns = sum;
+	if (*charged && sum >= *charged) {
+		__u64 d = sum - *charged;
+		*charged = sum;
 		if (by_prev != ~0ULL) {
 			if (d > by_prev + 100000) {
 				c->resyncs++;
@@ -103,15 +112,25 @@ static __always_inline __u64 stint_of(__u32 tid, __u64 start, unsigned int polic
 			*over = d - wall;
 		}
 		return d;
-	} else {
-		struct energy_thread n = { .start_ns = start, .charged_ns = sum };
-		bpf_map_update_elem(&charged, &tid, &n, BPF_ANY);
-		c->first_stints++;
 	}
+	*charged = sum;
+	c->first_stints++;
 	if (by_prev <= bound)
 		return by_prev;
 	c->ktime_fallbacks++;
 	return wall;
+}
+
+/* hash flavours: `charged` keyed by thread id, start_time telling a reused id from its old owner */
+static __always_inline __u64 stint_of(__u32 tid, __u64 start, unsigned int policy, __u64 sum, __u64 prev, __u64 wall, struct energy_cpu *c, __u64 *old, __u64 *over)
+{
+	struct energy_thread *th = bpf_map_lookup_elem(&charged, &tid);
+	if (th && th->start_ns == start)
+		return stint_core(&th->charged_ns, policy, sum, prev, wall, c, old, over);
+	struct energy_thread n = { .start_ns = start };
+	__u64 d = stint_core(&n.charged_ns, policy, sum, prev, wall, c, old, over);
+	bpf_map_update_elem(&charged, &tid, &n, BPF_ANY);
+	return d;
 }
 
 /* tp_btf: `prev` is a trusted BTF pointer, its fields read directly (no probe reads) */
@@ -188,6 +207,8 @@ static __always_inline void on_switch(struct task_struct *prev, struct task_stru
 	__u64 old = 0, over = 0;
 	d = prev ? stint_btf(prev, d, c, &exiting, &old, &over) : stint_current(d, c, &exiting, &old, &over);
 	c->busy_ns += d;
+	c->flushed_ns += d; /* charged to `tasks` (or unattributed) below, at once */
+	c->flushes++;
 	c->busy_cycles += cyc;
 	struct energy_key k = { .cgroup_id = bpf_get_current_cgroup_id(), .tgid = pid_tgid >> 32 };
 	struct energy_task *t = bpf_map_lookup_elem(&tasks, &k);
@@ -213,6 +234,165 @@ static __always_inline void on_switch(struct task_struct *prev, struct task_stru
 		t->exit_switches++;
 	t->cycles += cyc;
 	t->instructions += ins;
+}
+
+/* CO-RE: task_struct.state became __state in 5.14 */
+struct task_struct___pre514 {
+	long state;
+} __attribute__((preserve_access_index));
+
+static __always_inline unsigned int task_state(struct task_struct *t)
+{
+	if (bpf_core_field_exists(t->__state))
+		return t->__state;
+	return ((struct task_struct___pre514 *)t)->state;
+}
+
+#define TS_STOPPED 0x4 /* __TASK_STOPPED */
+#define TS_TRACED 0x8  /* __TASK_TRACED */
+
+/*
+ * Add a thread's pending stints to `tasks` in the slot of the CPU they ran on (s->cpu), and that
+ * CPU's flushed_ns. `cpu` is the CPU running this; when the thread has moved (s->cpu != cpu) the
+ * slots written are another CPU's, which that CPU's program updates too: every add here is atomic
+ * (these adds are the rare path; the per-switch path touches only this CPU's slot and the thread's
+ * storage). exiting: the thread's last switch (counted in exit_switches).
+ */
+static __always_inline void flush(struct energy_pending *s, __u32 tgid, __u32 cpu, bool exiting, struct energy_cpu *c)
+{
+	__u32 zero = 0;
+	bool remote = s->cpu != cpu;
+	struct energy_cpu *cx = remote ? bpf_map_lookup_percpu_elem(&cpus, &zero, s->cpu) : c;
+	if (!cx)
+		cx = c; /* CPU gone: keep the time on this one */
+	if (remote)
+		c->remote_flushes++;
+	struct energy_key k = { .cgroup_id = s->cgroup_id, .tgid = tgid };
+	struct energy_task *t = bpf_map_lookup_percpu_elem(&tasks, &k, s->cpu);
+	if (!t) {
+		struct energy_task init = {};
+		bpf_get_current_comm(init.comm, sizeof(init.comm));
+		if (bpf_map_update_elem(&tasks, &k, &init, BPF_NOEXIST) == 0)
+			c->new_keys++;
+		t = bpf_map_lookup_percpu_elem(&tasks, &k, s->cpu);
+	}
+	__u64 ns = s->ns;
+	if (t) {
+		__sync_fetch_and_add(&t->on_cpu_ns, ns);
+		__sync_fetch_and_add(&t->switches, s->switches);
+		__sync_fetch_and_add(&t->by_prev_ns, s->by_prev_ns);
+		if (s->over_wall_ns)
+			__sync_fetch_and_add(&t->over_wall_ns, s->over_wall_ns);
+		if (use_counters) {
+			__sync_fetch_and_add(&t->cycles, s->cycles);
+			__sync_fetch_and_add(&t->instructions, s->instructions);
+		}
+		if (exiting)
+			__sync_fetch_and_add(&t->exit_switches, 1);
+		/* a fresh child carries its parent's name until exec: refresh it early and then now and then */
+		if (!remote && (s->flushes < 4 || !(s->flushes & 15)))
+			bpf_get_current_comm(t->comm, sizeof(t->comm));
+	} else {
+		__sync_fetch_and_add(&cx->unattributed_ns, ns);
+	}
+	__sync_fetch_and_add(&cx->flushed_ns, ns);
+	c->flushes++;
+	s->flushes++;
+	s->ns = 0;
+	s->by_prev_ns = 0;
+	s->over_wall_ns = 0;
+	s->cycles = 0;
+	s->instructions = 0;
+	s->switches = 0;
+}
+
+/*
+ * tp_btf with task-local storage (`threads`), the cheap flavour: the per-switch work is this CPU's
+ * `cpus` slot and the outgoing thread's own storage (no hash lookup). The thread's stints are summed
+ * in its storage and added to `tasks` (a 16-byte-key hash: the dearest step) only when
+ *   - they reach flush_ns (1 ms), so a thread's pending time is bounded;
+ *   - the thread stops (SIGSTOP, ptrace) or exits, so a stopped or reaped workload is complete in
+ *     `tasks` (the scenario stops its workloads around each snapshot; the tests reap);
+ *   - its css_set changes (cgroup move: the pending time belongs to the old cgroup) or it switches
+ *     out on another CPU (the pending time belongs to the old CPU's slot and energy).
+ * busy_ns counts every stint at once; flushed_ns counts what reached `tasks`, and the collector
+ * splits each CPU's energy by flushed_ns, so the two maps agree and the node sum stays exact; what
+ * is pending shows up one flush later (≤ 1 ms per thread).
+ */
+static __always_inline void on_switch_ts(struct task_struct *prev, struct task_struct *next)
+{
+	__u32 zero = 0;
+	struct energy_cpu *c = bpf_map_lookup_elem(&cpus, &zero);
+	if (!c)
+		return;
+	__u64 now = switch_clock(prev, next);
+	__u64 last = c->last_ns;
+	c->last_ns = now;
+	c->switches++;
+	__u64 cyc = 0, ins = 0;
+	if (use_counters) {
+		cyc = counter_delta(&hw_cycles, &c->last_cycles, c);
+		ins = counter_delta(&hw_instructions, &c->last_instructions, c);
+	}
+	if (!last)
+		return;
+	__u64 wall = now > last ? now - last : 0;
+	if (prev->pid == 0) {
+		c->idle_ns += wall;
+		c->idle_cycles += cyc;
+		return;
+	}
+	c->busy_wall_ns += wall;
+	__u32 cpu = c->cpu;
+	if (!cpu) {
+		cpu = bpf_get_smp_processor_id() + 1;
+		c->cpu = cpu;
+	}
+	cpu--;
+	bool exiting = prev->exit_state != 0;
+	__u64 old = 0, over = 0, d;
+	struct energy_pending *s = bpf_task_storage_get(&threads, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!s) {
+		/* no storage (no memory, or the helper refused to recurse): charge this stint at once */
+		struct energy_pending one = { .cgroup_id = bpf_get_current_cgroup_id(), .cpu = cpu, .switches = 1 };
+		c->storage_misses++;
+		d = stint_core(&one.charged_ns, prev->policy, prev->se.sum_exec_runtime, prev->se.prev_sum_exec_runtime, wall, c, &old, &over);
+		c->busy_ns += d;
+		c->busy_cycles += cyc;
+		one.ns = d;
+		one.by_prev_ns = old;
+		one.over_wall_ns = over;
+		one.cycles = cyc;
+		one.instructions = ins;
+		flush(&one, prev->tgid, cpu, exiting, c);
+		return;
+	}
+	d = stint_core(&s->charged_ns, prev->policy, prev->se.sum_exec_runtime, prev->se.prev_sum_exec_runtime, wall, c, &old, &over);
+	c->busy_ns += d;
+	c->busy_cycles += cyc;
+	__u64 css = (__u64)prev->cgroups;
+	if (s->switches && (s->cpu != cpu || s->css != css))
+		flush(s, prev->tgid, cpu, false, c);
+	if (s->css != css) {
+		s->css = css;
+		s->cgroup_id = bpf_get_current_cgroup_id();
+	}
+	s->cpu = cpu;
+	s->ns += d;
+	s->by_prev_ns += old;
+	s->over_wall_ns += over;
+	s->cycles += cyc;
+	s->instructions += ins;
+	s->switches++;
+	if (s->ns >= flush_ns || exiting || (task_state(prev) & (TS_STOPPED | TS_TRACED)))
+		flush(s, prev->tgid, cpu, exiting, c);
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(energy_switch_ts, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	on_switch_ts(prev, next);
+	return 0;
 }
 
 SEC("tp_btf/sched_switch")
@@ -258,3 +438,4 @@ LAB_EXPORT(energy_task);
 LAB_EXPORT(energy_cpu);
 LAB_EXPORT(energy_freq);
 LAB_EXPORT(energy_thread);
+LAB_EXPORT(energy_pending);
