@@ -252,37 +252,35 @@ static __always_inline unsigned int task_state(struct task_struct *t)
 #define TS_TRACED 0x8  /* __TASK_TRACED */
 
 /*
- * Add a thread's pending stints to `tasks` in the slot of the CPU they ran on (s->cpu), and that
- * CPU's flushed_ns. `cpu` is the CPU running this; when the thread has moved (s->cpu != cpu) the
- * slots written are another CPU's, which that CPU's program updates too: every add here is atomic
- * (these adds are the rare path; the per-switch path touches only this CPU's slot and the thread's
- * storage). exiting: the thread's last switch (counted in exit_switches).
+ * Add a thread's pending stints to `tasks` and to the per-CPU totals, in the slots of the CPU they
+ * ran on (s->cpu). When the thread has moved (s->cpu is not the CPU running this) those are another
+ * CPU's slots, which that CPU's flushes update too: every add here is atomic. Flushes are the rare
+ * path (once per flush_ns of a thread's CPU time, or on stop, exit, cgroup move, migration); the
+ * per-switch path touches only the thread's own storage.
  */
-static __always_inline void flush(struct energy_pending *s, __u32 tgid, __u32 cpu, bool exiting, struct energy_cpu *c)
+static __always_inline void flush(struct energy_pending *s, __u32 tgid, __u32 cpu, bool exiting)
 {
 	__u32 zero = 0;
-	bool remote = s->cpu != cpu;
-	struct energy_cpu *cx = remote ? bpf_map_lookup_percpu_elem(&cpus, &zero, s->cpu) : c;
-	if (!cx)
-		cx = c; /* CPU gone: keep the time on this one */
-	if (remote)
-		c->remote_flushes++;
+	struct energy_cpu *c = bpf_map_lookup_percpu_elem(&cpus, &zero, s->cpu);
+	if (!c)
+		return; /* a CPU id beyond the map: cannot happen (nr_cpu_ids) */
+	if (s->cpu != cpu)
+		__sync_fetch_and_add(&c->remote_flushes, 1);
 	struct energy_key k = { .cgroup_id = s->cgroup_id, .tgid = tgid };
 	struct energy_task *t = bpf_map_lookup_percpu_elem(&tasks, &k, s->cpu);
 	if (!t) {
 		struct energy_task init = {};
 		bpf_get_current_comm(init.comm, sizeof(init.comm));
 		if (bpf_map_update_elem(&tasks, &k, &init, BPF_NOEXIST) == 0)
-			c->new_keys++;
+			__sync_fetch_and_add(&c->new_keys, 1);
 		t = bpf_map_lookup_percpu_elem(&tasks, &k, s->cpu);
 	}
 	__u64 ns = s->ns;
 	if (t) {
 		__sync_fetch_and_add(&t->on_cpu_ns, ns);
 		__sync_fetch_and_add(&t->switches, s->switches);
-		__sync_fetch_and_add(&t->by_prev_ns, s->by_prev_ns);
-		if (s->over_wall_ns)
-			__sync_fetch_and_add(&t->over_wall_ns, s->over_wall_ns);
+		if (s->by_prev_ns)
+			__sync_fetch_and_add(&t->by_prev_ns, s->by_prev_ns);
 		if (use_counters) {
 			__sync_fetch_and_add(&t->cycles, s->cycles);
 			__sync_fetch_and_add(&t->instructions, s->instructions);
@@ -290,102 +288,110 @@ static __always_inline void flush(struct energy_pending *s, __u32 tgid, __u32 cp
 		if (exiting)
 			__sync_fetch_and_add(&t->exit_switches, 1);
 		/* a fresh child carries its parent's name until exec: refresh it early and then now and then */
-		if (!remote && (s->flushes < 4 || !(s->flushes & 15)))
+		if (s->cpu == cpu && (s->flushes < 4 || !(s->flushes & 15)))
 			bpf_get_current_comm(t->comm, sizeof(t->comm));
 	} else {
-		__sync_fetch_and_add(&cx->unattributed_ns, ns);
+		__sync_fetch_and_add(&c->unattributed_ns, ns);
 	}
-	__sync_fetch_and_add(&cx->flushed_ns, ns);
-	c->flushes++;
+	__sync_fetch_and_add(&c->busy_ns, ns);
+	__sync_fetch_and_add(&c->flushed_ns, ns);
+	__sync_fetch_and_add(&c->switches, s->switches);
+	__sync_fetch_and_add(&c->flushes, 1);
+	if (use_counters)
+		__sync_fetch_and_add(&c->busy_cycles, s->cycles);
 	s->flushes++;
 	s->ns = 0;
 	s->by_prev_ns = 0;
-	s->over_wall_ns = 0;
 	s->cycles = 0;
 	s->instructions = 0;
 	s->switches = 0;
 }
 
-/*
- * tp_btf with task-local storage (`threads`), the cheap flavour: the per-switch work is this CPU's
- * `cpus` slot and the outgoing thread's own storage (no hash lookup). The thread's stints are summed
- * in its storage and added to `tasks` (a 16-byte-key hash: the dearest step) only when
- *   - they reach flush_ns (1 ms), so a thread's pending time is bounded;
- *   - the thread stops (SIGSTOP, ptrace) or exits, so a stopped or reaped workload is complete in
- *     `tasks` (the scenario stops its workloads around each snapshot; the tests reap);
- *   - its css_set changes (cgroup move: the pending time belongs to the old cgroup) or it switches
- *     out on another CPU (the pending time belongs to the old CPU's slot and energy).
- * busy_ns counts every stint at once; flushed_ns counts what reached `tasks`, and the collector
- * splits each CPU's energy by flushed_ns, so the two maps agree and the node sum stays exact; what
- * is pending shows up one flush later (≤ 1 ms per thread).
- */
-static __always_inline void on_switch_ts(struct task_struct *prev, struct task_struct *next)
+/* hardware counters of this CPU since its previous switch (only with use_counters) */
+static __always_inline void counters_now(bool idle, __u64 *cyc, __u64 *ins)
 {
 	__u32 zero = 0;
 	struct energy_cpu *c = bpf_map_lookup_elem(&cpus, &zero);
 	if (!c)
 		return;
-	__u64 now = switch_clock(prev, next);
-	__u64 last = c->last_ns;
-	c->last_ns = now;
-	c->switches++;
+	*cyc = counter_delta(&hw_cycles, &c->last_cycles, c);
+	*ins = counter_delta(&hw_instructions, &c->last_instructions, c);
+	if (idle)
+		c->idle_cycles += *cyc;
+}
+
+/*
+ * tp_btf with task-local storage (`threads`), the cheap flavour. Per switch it only reads the
+ * outgoing thread's runtime and adds it to the thread's own storage: no hash lookup, no clock read,
+ * no per-CPU slot. The pending stints go to `tasks` and the per-CPU totals (flush) only when
+ *   - they reach flush_ns (1 ms), so a thread's pending time is bounded;
+ *   - the thread stops (SIGSTOP, ptrace) or exits, so a stopped or reaped workload is complete in
+ *     `tasks` (the scenario stops its workloads around each snapshot; the tests reap);
+ *   - its css_set changes (a cgroup move: the pending time belongs to the old cgroup) or it
+ *     switches out on another CPU (the pending time belongs to the old CPU's slots and energy).
+ * The per-CPU totals therefore count flushed time (busy_ns = flushed_ns here), and `tasks` agrees
+ * with them at every read: the node sum stays exact; what threads hold pending shows one flush
+ * later (≤ flush_ns per thread). The stint is sum_exec_runtime − charged as in stint_core; the
+ * first stint of a thread (its storage is new) is sum − prev_sum for the fair classes (exact for a
+ * thread born after attach: both start at 0) and nothing for RT/DL ones (their prev_sum is stale;
+ * counted in ktime_fallbacks). The wall-clock diagnostics (idle_ns, busy_wall_ns, over_wall,
+ * resyncs) need a clock read per switch and are kept by the hash flavours only.
+ */
+static __always_inline void on_switch_ts(struct task_struct *prev, struct task_struct *next)
+{
 	__u64 cyc = 0, ins = 0;
-	if (use_counters) {
-		cyc = counter_delta(&hw_cycles, &c->last_cycles, c);
-		ins = counter_delta(&hw_instructions, &c->last_instructions, c);
-	}
-	if (!last)
+	bool idle = prev->pid == 0;
+	if (use_counters)
+		counters_now(idle, &cyc, &ins);
+	if (idle)
 		return;
-	__u64 wall = now > last ? now - last : 0;
-	if (prev->pid == 0) {
-		c->idle_ns += wall;
-		c->idle_cycles += cyc;
-		return;
-	}
-	c->busy_wall_ns += wall;
-	__u32 cpu = c->cpu;
-	if (!cpu) {
-		cpu = bpf_get_smp_processor_id() + 1;
-		c->cpu = cpu;
-	}
-	cpu--;
-	bool exiting = prev->exit_state != 0;
-	__u64 old = 0, over = 0, d;
 	struct energy_pending *s = bpf_task_storage_get(&threads, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	__u32 cpu = bpf_get_smp_processor_id();
+	__u64 sum = prev->se.sum_exec_runtime;
+	bool exiting = prev->exit_state != 0;
+	struct energy_pending one = {};
 	if (!s) {
-		/* no storage (no memory, or the helper refused to recurse): charge this stint at once */
-		struct energy_pending one = { .cgroup_id = bpf_get_current_cgroup_id(), .cpu = cpu, .switches = 1 };
-		c->storage_misses++;
-		d = stint_core(&one.charged_ns, prev->policy, prev->se.sum_exec_runtime, prev->se.prev_sum_exec_runtime, wall, c, &old, &over);
-		c->busy_ns += d;
-		c->busy_cycles += cyc;
-		one.ns = d;
-		one.by_prev_ns = old;
-		one.over_wall_ns = over;
-		one.cycles = cyc;
-		one.instructions = ins;
-		flush(&one, prev->tgid, cpu, exiting, c);
-		return;
+		/* no storage (no memory, or the helper refused to recurse): this stint alone, at once */
+		s = &one;
+		__u32 zero = 0;
+		struct energy_cpu *c = bpf_map_lookup_elem(&cpus, &zero);
+		if (c)
+			c->storage_misses++;
 	}
-	d = stint_core(&s->charged_ns, prev->policy, prev->se.sum_exec_runtime, prev->se.prev_sum_exec_runtime, wall, c, &old, &over);
-	c->busy_ns += d;
-	c->busy_cycles += cyc;
+	__u64 d;
+	if (s->charged_ns && sum >= s->charged_ns) {
+		d = sum - s->charged_ns;
+	} else {
+		/* first stint: see above */
+		__u64 prev_sum = prev->se.prev_sum_exec_runtime;
+		unsigned int policy = prev->policy;
+		bool fair = policy == 0 /* NORMAL */ || policy == 3 /* BATCH */ || policy == 5 /* IDLE */;
+		d = fair && sum >= prev_sum ? sum - prev_sum : 0;
+		__u32 zero = 0;
+		struct energy_cpu *c = bpf_map_lookup_elem(&cpus, &zero);
+		if (c) {
+			c->first_stints++;
+			if (!fair)
+				c->ktime_fallbacks++;
+		}
+	}
+	s->charged_ns = sum;
 	__u64 css = (__u64)prev->cgroups;
 	if (s->switches && (s->cpu != cpu || s->css != css))
-		flush(s, prev->tgid, cpu, false, c);
+		flush(s, prev->tgid, cpu, false);
 	if (s->css != css) {
 		s->css = css;
 		s->cgroup_id = bpf_get_current_cgroup_id();
 	}
 	s->cpu = cpu;
 	s->ns += d;
-	s->by_prev_ns += old;
-	s->over_wall_ns += over;
-	s->cycles += cyc;
-	s->instructions += ins;
 	s->switches++;
-	if (s->ns >= flush_ns || exiting || (task_state(prev) & (TS_STOPPED | TS_TRACED)))
-		flush(s, prev->tgid, cpu, exiting, c);
+	if (use_counters) {
+		s->cycles += cyc;
+		s->instructions += ins;
+	}
+	if (s == &one || s->ns >= flush_ns || exiting || (task_state(prev) & (TS_STOPPED | TS_TRACED)))
+		flush(s, prev->tgid, cpu, exiting);
 }
 
 SEC("tp_btf/sched_switch")

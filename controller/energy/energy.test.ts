@@ -161,6 +161,50 @@ describeRoot('energy collector (host kernel)', () => {
     }
   }, 60_000);
 
+  it('task storage: stints stay pending in the thread until it stops, then reach the map to the nanosecond', async (tctx) => {
+    // flush threshold out of reach: only the stop can move the sleeper's stints into the task map
+    const t = await EnergyCollector.open({ power: 'model', flushNs: 60e9 });
+    let p: ReturnType<typeof execa> | null = null;
+    try {
+      if (t.perThread.name !== 'task_storage') return tctx.skip(`no task-storage flavour on this kernel: ${t.perThread.detail}`);
+      // pinned (a CPU change flushes too), many short stints
+      p = execa('taskset', ['-c', '0', PY, '-c', 'import time\nwhile True:\n  for i in range(2000): pass\n  time.sleep(0.0005)'], { reject: false });
+      const pid = p.pid!;
+      await new Promise((r) => setTimeout(r, 400));
+      const ran = Number(fs.readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
+      const before = [...t.onCpuNow().values()].filter((v) => v.tgid === pid).reduce((s, v) => s + v.ns, 0);
+      expect(ran).toBeGreaterThan(20e6);
+      expect(before).toBe(0); // all of it pending in the thread's storage
+      process.kill(pid, 'SIGSTOP');
+      await new Promise((r) => setTimeout(r, 100));
+      const stopped = Number(fs.readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
+      const after = [...t.onCpuNow().values()].filter((v) => v.tgid === pid).reduce((s, v) => s + v.ns, 0);
+      // its first stint is sum − prev_sum (0 at fork): so everything since fork, exactly
+      expect(after).toBe(stopped);
+      // and the per-CPU totals hold what reached the map, so a sample divides by the same time
+      const iv = t.sample();
+      expect(iv.nodeJ).toBeCloseTo(iv.idleJ + iv.unattributedJ + iv.workloads.reduce((s, w) => s + w.joules, 0), 6);
+    } finally {
+      if (p?.pid) process.kill(p.pid, 'SIGKILL');
+      await p;
+      t.close();
+    }
+  }, 60_000);
+
+  it('the tp_btf flavour with the thread hash (no task storage) accounts the same way', async () => {
+    const t = await EnergyCollector.open({ power: 'model', hook: 'tp_btf', perThread: 'hash' });
+    try {
+      expect(t.perThread.name).toBe('hash');
+      const { pid, truthNs } = await burnReaped(0.5);
+      await exited(t, [pid]);
+      const mine = [...t.onCpuNow().values()].filter((v) => v.tgid === pid);
+      const bpfNs = mine.reduce((s, v) => s + v.ns, 0);
+      expect(Math.abs(bpfNs - truthNs) / truthNs, why(t, truthNs, bpfNs, mine.reduce((s, v) => s + v.byPrevNs, 0))).toBeLessThan(0.02);
+    } finally {
+      t.close();
+    }
+  }, 60_000);
+
   it('the classic tracepoint flavour accounts the same way', async () => {
     const t = await EnergyCollector.open({ power: 'model', hook: 'tracepoint' });
     try {
