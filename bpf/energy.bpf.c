@@ -1,10 +1,16 @@
 /*
  * Energy attribution from scheduler events: on every sched_switch the stint of the task that is
- * switching out (still `current` here) is charged to it (see stint_of for which clock), keyed
+ * switching out (still `current` here) is charged to it (see stint_core for which clock), keyed
  * by (cgroup v2 id, tgid), in a per-CPU LRU hash, so the TS side gets on-CPU ns per workload per
  * CPU. The idle task (pid 0) is counted apart: idle power is reported, never spread over workloads.
- * Two attach flavours of the same code: tp_btf (cheaper, no tracepoint buffer) where it loads,
- * the classic tracepoint otherwise; the controller loads exactly one of them.
+ * Three flavours; the controller loads exactly one (and creates only its per-thread map):
+ *   - energy_switch_ts: tp_btf + task-local storage (`threads`). Stints are summed in the thread's
+ *     own storage and reach `tasks` in batches (see on_switch_ts). The cheap one: the hook's cost
+ *     on a pinned pipe ping-pong went from 7.3% (reports/20261130-064800-energy-host, the hash
+ *     flavour, 156 ns BPF per switch by kernel.bpf_stats) to the figure in ARCHITECTURE.md.
+ *   - energy_switch_btf: tp_btf + the `charged` hash, every stint into `tasks` at once: kernels
+ *     where task storage in tracing programs or bpf_map_lookup_percpu_elem (5.19) is missing.
+ *   - energy_switch_tp: the classic tracepoint (no BTF task pointers) with the hash.
  */
 #include "lab.h"
 #include "energy.h"
@@ -133,7 +139,7 @@ static __always_inline __u64 stint_of(__u32 tid, __u64 start, unsigned int polic
 	return d;
 }
 
-/* tp_btf: `prev` is a trusted BTF pointer, its fields read directly (no probe reads) */
+/* hash flavours. tp_btf: `prev` is a trusted BTF pointer, its fields read directly (no probe reads) */
 static __always_inline __u64 stint_btf(struct task_struct *t, __u64 wall, struct energy_cpu *c, bool *exiting, __u64 *old, __u64 *over)
 {
 	*exiting = t->exit_state != 0;

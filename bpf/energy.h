@@ -23,9 +23,9 @@ struct energy_task {
 	__u64 switches;
 	__u64 cycles;
 	__u64 instructions;
-	__u64 by_prev_ns;      /* the same stints as sum - prev_sum (bounded, else ktime): the pre-fix estimate, for comparison */
+	__u64 by_prev_ns;      /* the same stints as sum - prev_sum (bounded, else ktime): the pre-fix estimate, for comparison (hash flavours only) */
 	__u64 exit_switches;   /* switches out of an exiting thread (exit_state set): its last stint is in */
-	__u64 over_wall_ns;    /* how much of its stints exceeded the interval between the switches (see stint_of) */
+	__u64 over_wall_ns;    /* how much of its stints exceeded the interval between the switches (see stint_core; hash flavours only) */
 	char comm[ENERGY_COMM_LEN];
 };
 
@@ -59,13 +59,13 @@ struct energy_pending {
 
 /* per-CPU state and totals (`cpus`, a per-CPU array of one entry) */
 struct energy_cpu {
-	__u64 last_ns;         /* time of the previous sched_switch on this CPU (0: none yet); tp_btf: rq clock_task, tracepoint: ktime */
-	__u64 busy_ns;         /* time non-idle tasks ran, by the scheduler's clock (see stint_ns) */
-	__u64 busy_wall_ns;    /* the same stints by the clock between switches (see switch_clock) */
-	__u64 ktime_fallbacks; /* stints charged by ktime (RT/DL tasks, implausible runtime values) */
-	__u64 idle_ns;         /* time the idle task (pid 0) ran (by the clock between switches) */
+	__u64 last_ns;         /* time of the previous sched_switch on this CPU (0: none yet); tp_btf: rq clock_task, tracepoint: ktime (hash flavours) */
+	__u64 busy_ns;         /* time non-idle tasks ran, by the scheduler's clock (see stint_core); task-storage flavour: as flushed (= flushed_ns) */
+	__u64 busy_wall_ns;    /* the same stints by the clock between switches (see switch_clock; hash flavours only) */
+	__u64 ktime_fallbacks; /* first stints of RT/DL threads (no usable prev_sum): hash flavours charge ktime, task storage nothing */
+	__u64 idle_ns;         /* time the idle task (pid 0) ran (by the clock between switches; hash flavours only) */
 	__u64 unattributed_ns; /* busy time that found no slot in `tasks` (map full, entry evicted at once) */
-	__u64 switches;
+	__u64 switches;        /* switches seen (task-storage flavour: non-idle ones, counted at flushes) */
 	__u64 new_keys;        /* entries this CPU created in `tasks`: evictions = sum(new_keys) - live entries */
 	__u64 idle_events;     /* power:cpu_idle entries (state != -1) */
 	__u64 last_cycles;
@@ -74,10 +74,10 @@ struct energy_cpu {
 	__u64 idle_cycles;
 	__u64 counter_errors;  /* bpf_perf_event_read_value failures while counters were enabled */
 	__u64 first_stints;    /* stints of threads with no `charged` entry: charged sum - prev_sum */
-	__u64 resyncs;         /* stints where sum - charged and sum - prev_sum differ by more than 100 us */
+	__u64 resyncs;         /* hash flavours: stints where sum - charged and sum - prev_sum differ by more than 100 us */
 	__u64 resync_lost_ns;  /* ... where sum - charged was larger (prev_sum moved while the task ran) */
 	__u64 resync_over_ns;  /* ... where sum - prev_sum was larger (prev_sum older than the last switch out) */
-	__u64 over_wall;       /* stints whose sum - charged exceeded the interval between the switches (+ 1/8 + 100 us): charged in full */
+	__u64 over_wall;       /* hash flavours: stints whose sum - charged exceeded the interval between the switches (+ 1/8 + 100 us): charged in full */
 	__u64 over_wall_ns;    /* ... by how much in total (sum - charged - wall) */
 	__u64 over_wall_max_ns; /* ... the largest excess */
 	/*

@@ -2,13 +2,15 @@
 // controller/energy), validated against the kernel's own CPU accounting.
 //   Three workloads in their own cgroups: a busy loop capped at 25% of a CPU, one at 50%, and an
 //   I/O-bound loop. Over one measurement window (the workloads are SIGSTOPped at both ends so every
-//   nanosecond is accounted by BPF and by the kernel alike):
+//   nanosecond is accounted by BPF and by the kernel alike; a stop also moves the stints a thread
+//   holds pending in task storage into the task map):
 //   - per-cgroup on-CPU time from BPF vs cpu.stat usage_usec (≤ 2%), per process vs /proc/<pid>/stat (≤ 2%);
 //   - attributed energy + idle sums to the node's total (≤ 1%): the per-task LRU map kept all busy time;
 //   - the 50% / 25% energy ratio matches their CPU ratio (≤ 5%);
-//   - bench mode: the sched_switch hook's cost on the context-switch rate: a pipe ping-pong (perf
-//     bench sched pipe) pinned to one CPU, hook on vs off in many short interleaved rounds
-//     (--repeat); goal ≤ 3% of the switch rate.
+//   - bench mode: the sched_switch hook's cost on the context-switch rate: one pipe ping-pong (perf
+//     bench sched pipe) pinned to one CPU, the hook attached and detached under it in adjacent
+//     windows (--repeat rounds of --window ms each); goal ≤ 3% of the switch rate per CPU second
+//     (the wall-clock rate is reported beside it). See pingpong.ts.
 //   Report: energy over time per workload, stacked.
 import fs from 'node:fs';
 import type { Scenario, ScenarioContext } from '../../lab/scenario.ts';
@@ -84,7 +86,7 @@ const scenario: Scenario = {
     power: { type: 'string', choices: ['auto', 'model'], default: 'auto', description: 'auto: RAPL when a meter advances, else the model' },
     tdp: { type: 'number', min: 0.1, max: 5000, default: 65, valueName: 'W', description: 'model: package power at full load' },
     idle: { type: 'number', min: 0, max: 5000, default: 10, valueName: 'W', description: 'model: package power when idle' },
-    repeat: { type: 'int', min: 2, max: 500, default: 40, valueName: 'N', description: 'bench: interleaved hook off/on rounds (order alternating)' },
+    repeat: { type: 'int', min: 2, max: 2000, default: 150, valueName: 'N', description: 'bench: interleaved hook off/on rounds (order alternating)' },
     rounds: { type: 'int', min: 2, max: 500, hidden: true, valueName: 'N', description: 'old name of --repeat' },
     window: { type: 'int', min: 20, max: 10_000, default: 100, valueName: 'MS', description: 'bench: length of each hook-on and hook-off window under the running ping-pong' },
     'pin-cpu': { type: 'int', min: -1, default: -1, valueName: 'CPU', description: 'bench: the CPU both ping-pong tasks are pinned to (-1: the highest online CPU)' },
