@@ -343,32 +343,15 @@ static __always_inline void counters_now(bool idle, __u64 *cyc, __u64 *ins)
  * counted in ktime_fallbacks). The wall-clock diagnostics (idle_ns, busy_wall_ns, over_wall,
  * resyncs) need a clock read per switch and are kept by the hash flavours only.
  */
-static __always_inline void on_switch_ts(struct task_struct *prev, struct task_struct *next)
+/* charge the stint that just ended to the thread's pending sum (s), flushing as on_switch_ts says */
+static __always_inline void account(struct energy_pending *s, struct task_struct *prev, __u32 cpu, __u64 cyc, __u64 ins, bool at_once)
 {
-	__u64 cyc = 0, ins = 0;
-	bool idle = prev->pid == 0;
-	if (use_counters)
-		counters_now(idle, &cyc, &ins);
-	if (idle)
-		return;
-	struct energy_pending *s = bpf_task_storage_get(&threads, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	__u32 cpu = bpf_get_smp_processor_id();
 	__u64 sum = prev->se.sum_exec_runtime;
-	bool exiting = prev->exit_state != 0;
-	struct energy_pending one = {};
-	if (!s) {
-		/* no storage (no memory, or the helper refused to recurse): this stint alone, at once */
-		s = &one;
-		__u32 zero = 0;
-		struct energy_cpu *c = bpf_map_lookup_elem(&cpus, &zero);
-		if (c)
-			c->storage_misses++;
-	}
 	__u64 d;
 	if (s->charged_ns && sum >= s->charged_ns) {
 		d = sum - s->charged_ns;
 	} else {
-		/* first stint: see above */
+		/* first stint: see on_switch_ts */
 		__u64 prev_sum = prev->se.prev_sum_exec_runtime;
 		unsigned int policy = prev->policy;
 		bool fair = policy == 0 /* NORMAL */ || policy == 3 /* BATCH */ || policy == 5 /* IDLE */;
@@ -396,8 +379,32 @@ static __always_inline void on_switch_ts(struct task_struct *prev, struct task_s
 		s->cycles += cyc;
 		s->instructions += ins;
 	}
-	if (s == &one || s->ns >= flush_ns || exiting || (task_state(prev) & (TS_STOPPED | TS_TRACED)))
+	bool exiting = prev->exit_state != 0;
+	if (at_once || s->ns >= flush_ns || exiting || (task_state(prev) & (TS_STOPPED | TS_TRACED)))
 		flush(s, prev->tgid, cpu, exiting);
+}
+
+static __always_inline void on_switch_ts(struct task_struct *prev, struct task_struct *next)
+{
+	__u64 cyc = 0, ins = 0;
+	bool idle = prev->pid == 0;
+	if (use_counters)
+		counters_now(idle, &cyc, &ins);
+	if (idle)
+		return;
+	struct energy_pending *s = bpf_task_storage_get(&threads, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	__u32 cpu = bpf_get_smp_processor_id();
+	if (s) {
+		account(s, prev, cpu, cyc, ins, false);
+		return;
+	}
+	/* no storage (no memory, or the helper refused to recurse): this stint alone, at once */
+	struct energy_pending one = {};
+	__u32 zero = 0;
+	struct energy_cpu *c = bpf_map_lookup_elem(&cpus, &zero);
+	if (c)
+		c->storage_misses++;
+	account(&one, prev, cpu, cyc, ins, true);
 }
 
 SEC("tp_btf/sched_switch")

@@ -41,7 +41,7 @@ interface Snap {
 }
 
 // per-CPU counters of bpf/energy.bpf.c summed over CPUs, for the accounting diagnostics
-const CPU_COUNTERS = ['busy_ns', 'busy_wall_ns', 'idle_ns', 'unattributed_ns', 'switches', 'ktime_fallbacks', 'first_stints', 'resyncs', 'resync_lost_ns', 'resync_over_ns', 'over_wall', 'over_wall_ns', 'over_wall_max_ns'] as const;
+const CPU_COUNTERS = ['busy_ns', 'flushed_ns', 'busy_wall_ns', 'idle_ns', 'unattributed_ns', 'switches', 'flushes', 'remote_flushes', 'storage_misses', 'ktime_fallbacks', 'first_stints', 'resyncs', 'resync_lost_ns', 'resync_over_ns', 'over_wall', 'over_wall_ns', 'over_wall_max_ns'] as const;
 
 function snapshot(c: EnergyCollector, ws: Workload[]): Snap {
   const now = c.onCpuNow();
