@@ -357,7 +357,9 @@ export class EnergyCollector {
    * out of exiting threads: a reaped process's last stint is charged only at its final switch,
    * which can come after the parent saw it exit (the exiting CPU may be preempted, e.g. by the host).
    * `byPrevNs`: the same stints measured as sum_exec_runtime − prev_sum_exec_runtime (diagnostic);
-   * `overWallNs`: by how much its stints exceeded the ktime interval they ran in (charged in full; diagnostic)
+   * `overWallNs`: by how much its stints exceeded the ktime interval they ran in (charged in full;
+   * diagnostic). Both diagnostics are kept by the hash flavours only (0 with task storage). With
+   * task storage a running thread's last ≤ flushNs are not in here yet (a stop or exit flushes them).
    */
   onCpuNow(): Map<string, { cgroupId: bigint; tgid: number; comm: string; ns: number; exits: number; byPrevNs: number; overWallNs: number }> {
     const out = new Map<string, { cgroupId: bigint; tgid: number; comm: string; ns: number; exits: number; byPrevNs: number; overWallNs: number }>();

@@ -5,7 +5,8 @@
 //
 // One ping-pong runs for the whole measurement and the hook is attached and detached under it in
 // short windows (off, on, on, off, …: the order alternates per round), the program loaded once.
-// Per window: the pair's voluntary context switches (/proc/<pid>/status) over the wall time, and
+// Per window: the pair's context switches (/proc/<pid>/status, voluntary + involuntary: a woken
+// partner often preempts its waker) over the wall time, and
 // over the CPU time the pair got (/proc/<pid>/schedstat, the scheduler's own clock_task, which
 // holds the hook: it runs in __schedule after the incoming task's exec_start was taken). Windows
 // next to each other share the machine's state, which on this lab's shared, nested-virtualised
@@ -30,7 +31,7 @@ export interface PingPongRound {
   /** on / off switch rate per wall second */
   wallRatio: number;
   order: 'off→on' | 'on→off';
-  /** switches the BPF program saw on the pinned CPU per switch of the pair in the on window (≈ 1: the pinning works; task storage counts at flushes, so a little lag) */
+  /** switches the BPF program saw on the pinned CPU per switch of the pair in the on window (≈ 1: the pinning works, nothing else ran there; task storage counts at flushes, so a little lag) */
   seenPerSwitch: number;
 }
 
@@ -59,7 +60,7 @@ export interface PingPongResult {
 }
 
 interface PairSample {
-  /** voluntary context switches of both tasks */
+  /** context switches of both tasks (voluntary: blocked on the pipe; involuntary: preempted by the partner it woke) */
   sw: number;
   /** on-CPU ns of both tasks (schedstat) */
   runNs: number;
@@ -71,7 +72,7 @@ function readPair(pids: number[]): PairSample {
   let runNs = 0;
   for (const pid of pids) {
     const st = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-    sw += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(st)![1]);
+    sw += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(st)![1]) + Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(st)![1]);
     runNs += Number(fs.readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
   }
   return { sw, runNs, t: process.hrtime.bigint() };
@@ -90,12 +91,16 @@ async function keepOffCpu(cpu: number, online: number[]): Promise<() => Promise<
   };
 }
 
-/** start `perf bench sched pipe` pinned to `cpu` with no end; resolves with its two ping-pong pids */
+/**
+ * start `perf bench sched pipe` pinned to `cpu` with no end; resolves with its two ping-pong pids
+ * (perf and the child it forks, both named sched-pipe). No pipes to it: the forked child would hold
+ * them open past its parent, and the lab would wait on them.
+ */
 async function startPingPong(cpu: number): Promise<{ proc: ResultPromise; pids: number[] }> {
-  const proc = execa('taskset', ['-c', String(cpu), 'perf', 'bench', 'sched', 'pipe', '-l', '2000000000'], { reject: false, all: true });
+  const proc = execa('taskset', ['-c', String(cpu), 'perf', 'bench', 'sched', 'pipe', '-l', '2000000000'], { reject: false, stdio: 'ignore' });
   proc.catch(() => {});
   const parent = proc.pid!;
-  for (let i = 0; i < 200; i++) {
+  for (let i = 0; i < 500; i++) {
     await sleep(10);
     let kids = '';
     try {
@@ -103,12 +108,11 @@ async function startPingPong(cpu: number): Promise<{ proc: ResultPromise; pids: 
     } catch {
       break; // gone
     }
-    const comm = fs.readFileSync(`/proc/${parent}/comm`, 'utf8').trim();
-    if (kids && comm === 'perf') return { proc, pids: [parent, Number(kids.split(' ')[0])] };
+    if (kids) return { proc, pids: [parent, Number(kids.split(' ')[0])] };
   }
   proc.kill('SIGKILL');
   const r = await proc;
-  throw new Error(`taskset -c ${cpu} perf bench sched pipe did not start its ping-pong pair (exit ${r.exitCode}): ${(r.all ?? '').split('\n').slice(-3).join(' | ')}`);
+  throw new Error(`taskset -c ${cpu} perf bench sched pipe did not fork its ping-pong partner within 5 s (exit ${r.exitCode ?? r.signal ?? 'none'}; try it by hand)`);
 }
 
 export async function pingPong(opts: { rounds: number; windowMs: number; cpu: number; goalPct: number; signal?: AbortSignal; onRound?: (i: number) => void }): Promise<PingPongResult> {
@@ -164,14 +168,15 @@ export async function pingPong(opts: { rounds: number; windowMs: number; cpu: nu
   } finally {
     stats?.close();
     if (pp) {
-      pp.proc.kill('SIGKILL');
+      // the forked partner first: it is not execa's child
       for (const pid of pp.pids.slice(1)) {
         try {
           process.kill(pid, 'SIGKILL');
         } catch {
-          /* gone with its parent */
+          /* already gone */
         }
       }
+      pp.proc.kill('SIGKILL');
       await pp.proc;
     }
     await restore?.();
