@@ -90,6 +90,7 @@ const scenario: Scenario = {
     rounds: { type: 'int', min: 2, max: 500, hidden: true, valueName: 'N', description: 'old name of --repeat' },
     window: { type: 'int', min: 20, max: 10_000, default: 100, valueName: 'MS', description: 'bench: length of each hook-on and hook-off window under the running ping-pong' },
     'pin-cpu': { type: 'int', min: -1, default: -1, valueName: 'CPU', description: 'bench: the CPU both ping-pong tasks are pinned to (-1: the highest online CPU)' },
+    'per-thread': { type: 'string', choices: ['auto', 'task_storage', 'hash'], default: 'auto', description: 'tp_btf per-thread state: task storage (batched) or the thread hash; auto: task storage where it loads' },
     'overhead-goal': { type: 'number', min: 0, max: 99, default: 3, valueName: 'PCT', description: 'goal for the context-switch rate the hook may cost' },
   },
   async run(ctx) {
@@ -97,11 +98,11 @@ const scenario: Scenario = {
       ctx.unsupported('energy scenario', 'root', 'loading BPF programs and creating cgroups needs root');
       return;
     }
-    const o = ctx.options as { duration: number; interval: number; power: 'auto' | 'model'; tdp: number; idle: number; repeat: number; rounds?: number; window: number; 'pin-cpu': number; 'overhead-goal': number };
+    const o = ctx.options as { duration: number; interval: number; power: 'auto' | 'model'; tdp: number; idle: number; repeat: number; rounds?: number; window: number; 'per-thread': 'auto' | 'task_storage' | 'hash'; 'pin-cpu': number; 'overhead-goal': number };
     const kernel = ctx.kernel.release;
 
     ctx.progress.step('loading bpf/energy.bpf.o and finding a power source');
-    const c = await EnergyCollector.open({ power: o.power, model: { tdpWatts: o.tdp, idleWatts: o.idle }, log: (s) => ctx.progress.info(s) });
+    const c = await EnergyCollector.open({ power: o.power, perThread: o['per-thread'], model: { tdpWatts: o.tdp, idleWatts: o.idle }, log: (s) => ctx.progress.info(s) });
     ctx.defer('close the energy collector', () => c.close());
     const features = {
       'sched_switch hook': c.hook.detail,
@@ -283,7 +284,7 @@ const scenario: Scenario = {
       const cpu = o['pin-cpu'] >= 0 ? o['pin-cpu'] : Math.max(...c.onlineCpus);
       if (!c.onlineCpus.includes(cpu)) throw new LabError(`--pin-cpu ${cpu} is not an online CPU (online: ${c.onlineCpus.join(',')})`, `pass one of ${c.onlineCpus.join(', ')} or -1`);
       ctx.progress.step(`context-switch rate: perf bench sched pipe pinned to CPU ${cpu}, hook off/on, ${rounds} rounds of 2 × ${windowMs} ms`);
-      const pp = await pingPong({ rounds, windowMs, cpu, goalPct: o['overhead-goal'], signal: ctx.signal, onRound: (i) => ctx.progress.update(i / rounds, `round ${i + 1}/${rounds}`) });
+      const pp = await pingPong({ rounds, windowMs, cpu, perThread: o['per-thread'], goalPct: o['overhead-goal'], signal: ctx.signal, onRound: (i) => ctx.progress.update(i / rounds, `round ${i + 1}/${rounds}`) });
       ctx.metric('pingpong', pp);
       const ovh = pp.overheadPct.median;
       // the CI is of the time per switch (on/off); as rate lost: 1 − 1/ratio

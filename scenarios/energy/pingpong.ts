@@ -115,9 +115,9 @@ async function startPingPong(cpu: number): Promise<{ proc: ResultPromise; pids: 
   throw new Error(`taskset -c ${cpu} perf bench sched pipe did not fork its ping-pong partner within 5 s (exit ${r.exitCode ?? r.signal ?? 'none'}; try it by hand)`);
 }
 
-export async function pingPong(opts: { rounds: number; windowMs: number; cpu: number; goalPct: number; signal?: AbortSignal; onRound?: (i: number) => void }): Promise<PingPongResult> {
+export async function pingPong(opts: { rounds: number; windowMs: number; cpu: number; goalPct: number; perThread?: 'auto' | 'task_storage' | 'hash'; signal?: AbortSignal; onRound?: (i: number) => void }): Promise<PingPongResult> {
   const { cpu, windowMs } = opts;
-  const c = await EnergyCollector.open({ power: 'model', counters: 'off' });
+  const c = await EnergyCollector.open({ power: 'model', counters: 'off', perThread: opts.perThread });
   const rounds: PingPongRound[] = [];
   let stats: { close(): void } | null = null;
   let bpfRuns = 0;
