@@ -5,9 +5,11 @@
  * CPU. The idle task (pid 0) is counted apart: idle power is reported, never spread over workloads.
  * Three flavours; the controller loads exactly one (and creates only its per-thread map):
  *   - energy_switch_ts: tp_btf + task-local storage (`threads`). Stints are summed in the thread's
- *     own storage and reach `tasks` in batches (see on_switch_ts). The cheap one: the hook's cost
- *     on a pinned pipe ping-pong went from 7.3% (reports/20261130-064800-energy-host, the hash
- *     flavour, 156 ns BPF per switch by kernel.bpf_stats) to the figure in ARCHITECTURE.md.
+ *     own storage and reach `tasks` in batches (see on_switch_ts). The cheap one, made for the
+ *     hook's cost on a pinned pipe ping-pong: 4.5% of the switch rate (95% CI 3.3–5.6%, 58 ns per
+ *     run by kernel.bpf_stats; reports/20261130-095913-energy-host), where the hash flavour cost
+ *     7.3% (156 ns; reports/20261130-064800-energy-host, older bench method) — most of what is
+ *     left is the tp_btf dispatch itself (ARCHITECTURE.md, energy).
  *   - energy_switch_btf: tp_btf + the `charged` hash, every stint into `tasks` at once: kernels
  *     where task storage in tracing programs or bpf_map_lookup_percpu_elem (5.19) is missing.
  *   - energy_switch_tp: the classic tracepoint (no BTF task pointers) with the hash.
