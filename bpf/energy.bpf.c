@@ -8,7 +8,7 @@
  *     own storage and reach `tasks` in batches (see on_switch_ts). The cheap one, made for the
  *     hook's cost on a pinned pipe ping-pong: 4.5% of the switch rate (95% CI 3.3–5.6%, 58 ns per
  *     run by kernel.bpf_stats; reports/20261130-095913-energy-host), where the hash flavour cost
- *     7.3% (156 ns; reports/20261130-064800-energy-host, older bench method) — most of what is
+ *     8.1% in the same bench (111 ns; reports/20261130-100604-energy-host) — most of what is
  *     left is the tp_btf dispatch itself (ARCHITECTURE.md, energy).
  *   - energy_switch_btf: tp_btf + the `charged` hash, every stint into `tasks` at once: kernels
  *     where task storage in tracing programs or bpf_map_lookup_percpu_elem (5.19) is missing.
