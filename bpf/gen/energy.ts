@@ -9,7 +9,7 @@ export interface energy_freq {
 }
 export const energy_freq_size = 16;
 
-/** struct energy_cpu: 168 bytes */
+/** struct energy_cpu: 208 bytes */
 export interface energy_cpu {
   last_ns: bigint;
   busy_ns: bigint;
@@ -32,8 +32,14 @@ export interface energy_cpu {
   over_wall: bigint;
   over_wall_ns: bigint;
   over_wall_max_ns: bigint;
+  flushed_ns: bigint;
+  flushes: bigint;
+  remote_flushes: bigint;
+  storage_misses: bigint;
+  cpu: number;
+  pad: number;
 }
-export const energy_cpu_size = 168;
+export const energy_cpu_size = 208;
 
 /** struct energy_key: 16 bytes */
 export interface energy_key {
@@ -63,6 +69,29 @@ export interface energy_thread {
 }
 export const energy_thread_size = 16;
 
+/** struct energy_pending: 80 bytes */
+export interface energy_pending {
+  charged_ns: bigint;
+  css: bigint;
+  cgroup_id: bigint;
+  ns: bigint;
+  by_prev_ns: bigint;
+  over_wall_ns: bigint;
+  cycles: bigint;
+  instructions: bigint;
+  switches: number;
+  cpu: number;
+  flushes: number;
+  pad: number;
+}
+export const energy_pending_size = 80;
+
+/** struct task_struct___pre514: 8 bytes */
+export interface task_struct___pre514 {
+  state: bigint;
+}
+export const task_struct___pre514_size = 8;
+
 // --- skeleton: maps, programs and globals of energy.bpf.o, typed ---
 export interface EnergyShape {
   maps: {
@@ -72,10 +101,12 @@ export interface EnergyShape {
     hw_cycles: { key: number; value: number };
     hw_instructions: { key: number; value: number };
     charged: { key: number; value: energy_thread };
+    threads: { key: number; value: energy_pending };
   };
-  programs: 'energy_switch_btf' | 'energy_switch_tp' | 'energy_cpu_frequency' | 'energy_cpu_idle';
+  programs: 'energy_switch_ts' | 'energy_switch_btf' | 'energy_switch_tp' | 'energy_cpu_frequency' | 'energy_cpu_idle';
   rodata: {
     use_counters: boolean;
+    flush_ns: bigint;
   };
   bss: Record<never, never>;
 }
@@ -87,13 +118,14 @@ export const energy = defineSkeleton<EnergyShape>({
   object: 'energy',
   maps: {
     freq: { type: MapType.ARRAY, keySize: 4, valueSize: 16 },
-    cpus: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 168 },
+    cpus: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 208 },
     tasks: { type: MapType.LRU_PERCPU_HASH, keySize: 16, valueSize: 72 },
     hw_cycles: { type: MapType.PERF_EVENT_ARRAY, keySize: 4, valueSize: 4 },
     hw_instructions: { type: MapType.PERF_EVENT_ARRAY, keySize: 4, valueSize: 4 },
     charged: { type: MapType.LRU_HASH, keySize: 4, valueSize: 16 },
+    threads: { type: MapType.TASK_STORAGE, keySize: 4, valueSize: 80 },
   },
-  programs: ['energy_switch_btf', 'energy_switch_tp', 'energy_cpu_frequency', 'energy_cpu_idle'],
-  rodata: ['use_counters'],
+  programs: ['energy_switch_ts', 'energy_switch_btf', 'energy_switch_tp', 'energy_cpu_frequency', 'energy_cpu_idle'],
+  rodata: ['use_counters', 'flush_ns'],
   bss: [],
 });

@@ -14,6 +14,14 @@ import { findMeter, type Meter } from './power.ts';
 export interface CollectorOptions {
   /** sched_switch flavour: auto tries tp_btf first */
   hook?: 'auto' | 'tp_btf' | 'tracepoint';
+  /**
+   * per-thread state of the tp_btf flavour: task-local storage (stints batched per thread, the
+   * cheap one) or the `charged` hash (every stint into `tasks` at once); auto: task storage when it
+   * loads. The tracepoint flavour always uses the hash.
+   */
+  perThread?: 'auto' | 'task_storage' | 'hash';
+  /** task storage: a thread's pending stints go to the task map once they reach this many ns (default 1 ms) */
+  flushNs?: number;
   /** power source: auto = a meter when one advances, else the model */
   power?: 'auto' | 'model';
   /** hardware cycles/instructions: auto = when perf_event_open gives them on every CPU */
@@ -107,12 +115,17 @@ export function parseCpuList(s: string): number[] {
   });
 }
 
-const SWITCH_PROGS: EnergyShape['programs'][] = ['energy_switch_btf', 'energy_switch_tp'];
+type Flavour = 'task_storage' | 'tp_btf' | 'tracepoint';
+const SWITCH_PROG: Record<Flavour, EnergyShape['programs']> = { task_storage: 'energy_switch_ts', tp_btf: 'energy_switch_btf', tracepoint: 'energy_switch_tp' };
+const SWITCH_PROGS = Object.values(SWITCH_PROG);
 
 const keyOf = (cg: bigint, tgid: number) => `${cg}:${tgid}`;
 
 export class EnergyCollector {
   readonly hook: Feature & { name: 'tp_btf' | 'tracepoint' };
+  /** where per-thread state lives: task storage (stints batched, flushed_ns) or the `charged` hash */
+  readonly perThread: Feature & { name: 'task_storage' | 'hash' };
+  private readonly switchProg: EnergyShape['programs'];
   readonly counters: Feature;
   /** which clock measures on-CPU time */
   readonly clock: Feature;
@@ -143,6 +156,8 @@ export class EnergyCollector {
     private readonly meter: Meter | null,
     init: {
       hook: EnergyCollector['hook'];
+      perThread: EnergyCollector['perThread'];
+      switchProg: EnergyShape['programs'];
       clock: Feature;
       counters: Feature;
       counterFds: number[];
@@ -154,6 +169,8 @@ export class EnergyCollector {
     private readonly cgroupRoot: string,
   ) {
     this.hook = init.hook;
+    this.perThread = init.perThread;
+    this.switchProg = init.switchProg;
     this.clock = init.clock;
     this.counters = init.counters;
     this.counterFds = init.counterFds;
@@ -172,7 +189,7 @@ export class EnergyCollector {
     this.busyAt = this.onlineCpus.map((cpu) => {
       let keyed = Number(p.cpusBefore[cpu]?.unattributed_ns ?? 0n);
       for (const x of p.tasks.values()) keyed += x.ns[cpu] ?? 0;
-      return busyAtRead(null, Number(p.cpusBefore[cpu]?.busy_ns ?? 0n), Number(p.cpus[cpu]?.busy_ns ?? 0n), keyed);
+      return busyAtRead(null, flushed(p.cpusBefore[cpu]), flushed(p.cpus[cpu]), keyed);
     });
   }
 
@@ -208,12 +225,14 @@ export class EnergyCollector {
       }
     }
 
-    const tryLoad = (flavour: 'tp_btf' | 'tracepoint'): { skel: Energy; links: Link[] } => {
+    const flushNs = opts.flushNs ?? 1_000_000;
+    const tryLoad = (flavour: Flavour): { skel: Energy; links: Link[] } => {
       const skel = energy.open(file);
       try {
-        skel.setRodata({ use_counters: counters.ok });
-        const sw = flavour === 'tp_btf' ? 'energy_switch_btf' : 'energy_switch_tp';
-        skel.load({ skip: SWITCH_PROGS.filter((p) => p !== sw), maxEntries: opts.maxTasks ? { tasks: opts.maxTasks } : undefined });
+        skel.setRodata({ use_counters: counters.ok, flush_ns: BigInt(flushNs) });
+        const sw = SWITCH_PROG[flavour];
+        // only the flavour's own per-thread map is created (task storage needs 5.11+)
+        skel.load({ skip: SWITCH_PROGS.filter((p) => p !== sw), noCreate: [flavour === 'task_storage' ? 'charged' : 'threads'], maxEntries: opts.maxTasks ? { tasks: opts.maxTasks } : undefined });
         if (counters.ok) {
           const cm = skel.maps.hw_cycles;
           const im = skel.maps.hw_instructions;
@@ -221,7 +240,7 @@ export class EnergyCollector {
           for (const [cpu, fd] of insFds) im.set(cpu, fd);
         }
         const prog = skel.programs[sw];
-        return { skel, links: [flavour === 'tp_btf' ? attachTrace(prog) : attachTracepoint(prog, 'sched', 'sched_switch')] };
+        return { skel, links: [flavour === 'tracepoint' ? attachTracepoint(prog, 'sched', 'sched_switch') : attachTrace(prog)] };
       } catch (e) {
         skel.close();
         throw e;
@@ -229,12 +248,28 @@ export class EnergyCollector {
     };
     let loaded: { skel: Energy; links: Link[] } | null = null;
     let hook: EnergyCollector['hook'] | null = null;
+    let perThread: EnergyCollector['perThread'] = { name: 'hash', ok: false, detail: '' };
+    let switchProg: EnergyShape['programs'] = SWITCH_PROG.tracepoint;
     let btfErr = '';
+    let tsErr = opts.hook === 'tracepoint' ? 'the tracepoint flavour has no task pointer' : 'not requested (perThread: hash)';
     try {
-      if (opts.hook !== 'tracepoint') {
+      if (opts.hook !== 'tracepoint' && opts.perThread !== 'hash') {
+        try {
+          loaded = tryLoad('task_storage');
+          hook = { name: 'tp_btf', ok: true, detail: 'tp_btf/sched_switch loads and attaches' };
+          perThread = { name: 'task_storage', ok: true, detail: `task-local storage: stints summed per thread, added to the task map at ${flushNs / 1e6} ms, on stop, exit, cgroup move or CPU change` };
+          switchProg = SWITCH_PROG.task_storage;
+        } catch (e) {
+          tsErr = (e as Error).message.split('\n')[0]!;
+          if (opts.perThread === 'task_storage') throw e;
+          log(`tp_btf/sched_switch with task storage: ${tsErr}; trying the thread hash`);
+        }
+      }
+      if (!loaded && opts.hook !== 'tracepoint') {
         try {
           loaded = tryLoad('tp_btf');
           hook = { name: 'tp_btf', ok: true, detail: 'tp_btf/sched_switch loads and attaches' };
+          switchProg = SWITCH_PROG.tp_btf;
         } catch (e) {
           btfErr = (e as Error).message.split('\n')[0]!;
           if (opts.hook === 'tp_btf') throw e;
@@ -244,7 +279,9 @@ export class EnergyCollector {
       if (!loaded) {
         loaded = tryLoad('tracepoint');
         hook = { name: 'tracepoint', ok: true, detail: `tracepoint sched/sched_switch${btfErr ? ` (tp_btf: ${btfErr})` : ''}` };
+        switchProg = SWITCH_PROG.tracepoint;
       }
+      if (perThread.name === 'hash') perThread = { name: 'hash', ok: true, detail: `thread hash \`charged\`, every stint into the task map at once (task storage: ${tsErr})` };
     } catch (e) {
       counterFds.forEach((fd) => fs.closeSync(fd));
       throw e;
@@ -271,7 +308,7 @@ export class EnergyCollector {
         meter = ch.meter;
         power = meter ? { source: 'rapl', detail: meter.detail, evidence: ch.evidence } : { source: 'model', detail: modelDetail(model), evidence: ch.evidence };
       }
-      return new EnergyCollector(skel, links, meter, { hook: hook!, clock: { ok: true, detail: 'the scheduler\'s runtime per stint (se.sum_exec_runtime minus what was already charged to the thread, read at sched_switch); ktime for idle and implausible values' }, counters, counterFds, frequency, idleTracepoint, power, model }, root);
+      return new EnergyCollector(skel, links, meter, { hook: hook!, perThread, switchProg, clock: { ok: true, detail: 'the scheduler\'s runtime per stint (se.sum_exec_runtime minus what was already charged to the thread, read at sched_switch); ktime for idle and implausible values' }, counters, counterFds, frequency, idleTracepoint, power, model }, root);
     } catch (e) {
       meter?.close();
       skel.close();
@@ -320,7 +357,9 @@ export class EnergyCollector {
    * out of exiting threads: a reaped process's last stint is charged only at its final switch,
    * which can come after the parent saw it exit (the exiting CPU may be preempted, e.g. by the host).
    * `byPrevNs`: the same stints measured as sum_exec_runtime − prev_sum_exec_runtime (diagnostic);
-   * `overWallNs`: by how much its stints exceeded the ktime interval they ran in (charged in full; diagnostic)
+   * `overWallNs`: by how much its stints exceeded the ktime interval they ran in (charged in full;
+   * diagnostic). Both diagnostics are kept by the hash flavours only (0 with task storage). With
+   * task storage a running thread's last ≤ flushNs are not in here yet (a stop or exit flushes them).
    */
   onCpuNow(): Map<string, { cgroupId: bigint; tgid: number; comm: string; ns: number; exits: number; byPrevNs: number; overWallNs: number }> {
     const out = new Map<string, { cgroupId: bigint; tgid: number; comm: string; ns: number; exits: number; byPrevNs: number; overWallNs: number }>();
@@ -363,7 +402,7 @@ export class EnergyCollector {
       }
     }
     const prevBusy = this.busyAt;
-    this.busyAt = this.onlineCpus.map((cpu, i) => busyAtRead(prevBusy[i]!, Number(cur.cpusBefore[cpu]?.busy_ns ?? 0n), Number(cur.cpus[cpu]?.busy_ns ?? 0n), (usedOn.get(cpu) ?? 0) + d(cur.cpusBefore[cpu]?.unattributed_ns, prev.cpusBefore[cpu]?.unattributed_ns)));
+    this.busyAt = this.onlineCpus.map((cpu, i) => busyAtRead(prevBusy[i]!, flushed(cur.cpusBefore[cpu]), flushed(cur.cpus[cpu]), (usedOn.get(cpu) ?? 0) + d(cur.cpusBefore[cpu]?.unattributed_ns, prev.cpusBefore[cpu]?.unattributed_ns)));
     const cpus: CpuInterval[] = this.onlineCpus.map((cpu, i) => {
       const freq = cur.freqKhz[i] || readKhz(`/sys/devices/system/cpu/cpu${cpu}/cpufreq/scaling_cur_freq`);
       return {
@@ -381,7 +420,7 @@ export class EnergyCollector {
       this.meterLast = now;
     } else energy = modelEnergy(this.model, dtNs, cpus);
     // the same interval with the per-CPU totals as read after the walk: what the skew would cost
-    const afterCpus = cpus.map((c) => ({ ...c, busyNs: d(cur.cpus[c.cpu]?.busy_ns, prev.cpus[c.cpu]?.busy_ns) }));
+    const afterCpus = cpus.map((c) => ({ ...c, busyNs: d(cur.cpus[c.cpu]?.flushed_ns, prev.cpus[c.cpu]?.flushed_ns) }));
     const afterEnergy = this.meter ? meteredEnergy(energy.reduce((s, e) => s + e.idleJ + e.dynamicJ, 0), this.model.idleWatts, dtNs, afterCpus) : modelEnergy(this.model, dtNs, afterCpus);
     const a = attribute(energy, uses);
     const ifAfter = attribute(afterEnergy, uses);
@@ -411,7 +450,7 @@ export class EnergyCollector {
       byCycles: a.byCycles,
       workloads,
       busyNs: cpus.map((c) => c.busyNs),
-      read: { walkMs: cur.walkNs / 1e6, windowBusyNs: this.onlineCpus.reduce((s, cpu) => s + d(cur.cpus[cpu]?.busy_ns, cur.cpusBefore[cpu]?.busy_ns), 0), gapNs: this.busyAt.reduce((s, b) => s + b.gap, 0) },
+      read: { walkMs: cur.walkNs / 1e6, windowBusyNs: this.onlineCpus.reduce((s, cpu) => s + d(cur.cpus[cpu]?.flushed_ns, cur.cpusBefore[cpu]?.flushed_ns), 0), gapNs: this.busyAt.reduce((s, b) => s + b.gap, 0) },
       unattributedJIfReadAfter: ifAfter.unattributedJ,
     };
   }
@@ -453,7 +492,7 @@ export class EnergyCollector {
 
   /** the attached sched_switch program's run count and run time (non-zero while BPF stats are enabled) */
   switchStats(): { runCnt: number; runTimeNs: number } {
-    const i = this.skel.programs[this.hook.name === 'tp_btf' ? 'energy_switch_btf' : 'energy_switch_tp'].info();
+    const i = this.skel.programs[this.switchProg].info();
     return { runCnt: Number(i.runCnt), runTimeNs: Number(i.runTimeNs) };
   }
 
@@ -468,7 +507,7 @@ export class EnergyCollector {
     if (on === attached) return;
     if (!on) this.links[0]!.close();
     else {
-      const prog = this.skel.programs[this.hook.name === 'tp_btf' ? 'energy_switch_btf' : 'energy_switch_tp'];
+      const prog = this.skel.programs[this.switchProg];
       this.links[0] = this.hook.name === 'tp_btf' ? attachTrace(prog) : attachTracepoint(prog, 'sched', 'sched_switch');
     }
   }
@@ -477,7 +516,7 @@ export class EnergyCollector {
   kernelIds(): { progs: number[]; maps: number[]; links: number[] } {
     return {
       progs: [...this.skel.obj.programs.values()].filter((p) => p.loaded).map((p) => p.info().id),
-      maps: [this.tasks, this.cpuMap, this.freqMap].map((m) => mapInfo(m.fd).id),
+      maps: [this.tasks, this.cpuMap, this.freqMap, this.perThread.name === 'task_storage' ? this.skel.maps.threads : this.skel.maps.charged].map((m) => mapInfo(m.fd).id),
       links: this.links.filter((l) => !l.isClosed).map((l) => l.info().id),
     };
   }
@@ -495,6 +534,12 @@ export class EnergyCollector {
     this.close();
   }
 }
+
+/**
+ * a CPU's busy time that has reached the task map (see flushed_ns in bpf/energy.h): what attribution
+ * divides that CPU's energy by, so the task map and the total agree whatever threads hold pending
+ */
+const flushed = (c: energy_cpu | undefined): number => Number(c?.flushed_ns ?? 0n);
 
 function modelDetail(m: ModelConfig): string {
   return `estimate: model P = idle + (TDP − idle) × utilisation × (f/fmax)^${m.freqExponent}, TDP ${m.tdpWatts} W, idle ${m.idleWatts} W (package)`;

@@ -161,6 +161,52 @@ describeRoot('energy collector (host kernel)', () => {
     }
   }, 60_000);
 
+  it('task storage: stints stay pending in the thread until it stops, then reach the map to the nanosecond', async (tctx) => {
+    // flush threshold out of reach: only the stop can move the sleeper's stints into the task map
+    const t = await EnergyCollector.open({ power: 'model', flushNs: 60e9 });
+    let p: ReturnType<typeof execa> | null = null;
+    try {
+      if (t.perThread.name !== 'task_storage') return tctx.skip(`no task-storage flavour on this kernel: ${t.perThread.detail}`);
+      // pinned (a CPU change flushes too), many short stints
+      p = execa('taskset', ['-c', '0', PY, '-c', 'import time\nwhile True:\n  for i in range(2000): pass\n  time.sleep(0.0005)'], { reject: false });
+      const pid = p.pid!;
+      const bpfNs = () => [...t.onCpuNow().values()].filter((v) => v.tgid === pid).reduce((s, v) => s + v.ns, 0);
+      const ranNs = () => Number(fs.readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
+      // (taskset may have moved it once, before exec: that CPU change flushed what ran before it)
+      await new Promise((r) => setTimeout(r, 300));
+      const [bpf1, ran1] = [bpfNs(), ranNs()];
+      await new Promise((r) => setTimeout(r, 300));
+      const [bpf2, ran2] = [bpfNs(), ranNs()];
+      expect(ran2 - ran1).toBeGreaterThan(10e6);
+      expect(bpf2).toBe(bpf1); // what it ran meanwhile is all pending in the thread's storage
+      process.kill(pid, 'SIGSTOP');
+      await new Promise((r) => setTimeout(r, 100));
+      // its first stint is sum − prev_sum (0 at fork): so everything since fork, exactly
+      expect(bpfNs()).toBe(ranNs());
+      // and the per-CPU totals hold what reached the map, so a sample divides by the same time
+      const iv = t.sample();
+      expect(iv.nodeJ).toBeCloseTo(iv.idleJ + iv.unattributedJ + iv.workloads.reduce((s, w) => s + w.joules, 0), 6);
+    } finally {
+      if (p?.pid) process.kill(p.pid, 'SIGKILL');
+      await p;
+      t.close();
+    }
+  }, 60_000);
+
+  it('the tp_btf flavour with the thread hash (no task storage) accounts the same way', async () => {
+    const t = await EnergyCollector.open({ power: 'model', hook: 'tp_btf', perThread: 'hash' });
+    try {
+      expect(t.perThread.name).toBe('hash');
+      const { pid, truthNs } = await burnReaped(0.5);
+      await exited(t, [pid]);
+      const mine = [...t.onCpuNow().values()].filter((v) => v.tgid === pid);
+      const bpfNs = mine.reduce((s, v) => s + v.ns, 0);
+      expect(Math.abs(bpfNs - truthNs) / truthNs, why(t, truthNs, bpfNs, mine.reduce((s, v) => s + v.byPrevNs, 0))).toBeLessThan(0.02);
+    } finally {
+      t.close();
+    }
+  }, 60_000);
+
   it('the classic tracepoint flavour accounts the same way', async () => {
     const t = await EnergyCollector.open({ power: 'model', hook: 'tracepoint' });
     try {

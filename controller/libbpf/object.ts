@@ -31,6 +31,8 @@ export interface LoadOptions {
   logSize?: number;
   /** programs not to load (e.g. a fallback that is not needed on this kernel) */
   skip?: string[];
+  /** maps not to create (only the skipped programs use them, e.g. a map type this kernel lacks) */
+  noCreate?: string[];
   /** set max_entries of maps before they are created */
   maxEntries?: Record<string, number>;
   /** reuse existing (pinned) maps by name: map name → fd or pin path */
@@ -232,6 +234,7 @@ export class BpfObject implements Disposable {
       if (opts.skip?.includes(name)) B.bpf_program__set_autoload(p.ptr, false);
       else p.prepareLog(size, opts.logLevel ?? 0);
     }
+    for (const name of opts.noCreate ?? []) B.bpf_map__set_autocreate(this.mapPtr(name), false);
     for (const [name, n] of Object.entries(opts.maxEntries ?? {})) B.bpf_map__set_max_entries(this.mapPtr(name), n);
     for (const [name, src] of Object.entries(opts.reuseMaps ?? {})) {
       const fd = typeof src === 'number' ? src : (B.bpf_obj_get(src));
