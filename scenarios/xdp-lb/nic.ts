@@ -11,7 +11,9 @@
 // by the driver's NAPI (no second XDP receive in the peer, no skb), which is what a NIC does; what
 // is not NIC-like: QEMU's device emulation moves each frame (one thread; TCG here, vhost-net only
 // with KVM and a tap), so the absolute rates say little and only ratios on this path compare.
+import { execFileSync } from 'node:child_process';
 import { execa } from 'execa';
+import { LabError } from '../../common/errors.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 import { attachXdp, Link, libbpf, type Link as LinkT } from '../../controller/libbpf/index.ts';
@@ -21,7 +23,7 @@ import type { LbConfig } from '../../controller/lb/config.ts';
 import { withNetns } from '../../lab/netns.ts';
 import { scaledTimeout, type ScenarioContext } from '../../lab/scenario.ts';
 import { findWire, WIRE_MACS } from '../../lab/vm/wire.ts';
-import { LB4, VIP4, backend4, loadHelpers, startDaemon, type Daemon, type LbTopology } from './topology.ts';
+import { CLIENT4, LB4, VIP4, backend4, loadHelpers, startDaemon, type Daemon, type LbTopology } from './topology.ts';
 import { measurePath, reportPath, udpFrame, type PathRig, type PpsResult } from './pps.ts';
 
 export interface NicResult extends PpsResult {
@@ -38,6 +40,34 @@ export function nicLbConfig(dev: string, instance: string): LbConfig {
   };
 }
 
+/**
+ * The generator on the wire is the kernel's pktgen, not the live-frames test run used on veth:
+ * a live-frames run pushes frames into the virtio TX ring (256 slots) far faster than QEMU drains
+ * it and drops the rest at the sender without a count, so its rate says nothing about the
+ * receiver. pktgen retries a busy ring (backpressure) and times itself. Returns pktgen's seconds.
+ */
+export function pktgen(ns: string, dev: string, count: number): number {
+  const pg = (f: string, c: string) => `echo "${c}" > /proc/net/pktgen/${f}`;
+  const cmds = [
+    pg('kpktgend_0', 'rem_device_all'), pg('kpktgend_0', `add_device ${dev}`),
+    ...[`count ${count}`, 'pkt_size 60', 'clone_skb 1000', 'burst 32', `dst ${VIP4}`, `src_min ${CLIENT4}`, `src_max ${CLIENT4}`, `dst_mac ${WIRE_MACS.dut}`,
+      'udp_src_min 12345', 'udp_src_max 12345', 'udp_dst_min 9', 'udp_dst_max 9'].map((c) => pg(dev, c)),
+    pg('pgctrl', 'start'), `cat /proc/net/pktgen/${dev}`, pg('kpktgend_0', 'rem_device_all'),
+  ];
+  // /proc/net is the reading thread's namespace: run inside "nicgen", where the port is
+  const out = execFileSync('ip', ['netns', 'exec', ns, 'sh', '-ec', cmds.join('\n')], { encoding: 'utf8' });
+  const m = out.match(/Result: OK: (\d+)\(/);
+  if (!m) throw new LabError(`pktgen on ${dev} gave no result: ${out.trim().split('\n').slice(-3).join(' | ')}`);
+  return Number(m[1]) / 1e6;
+}
+
+/** pktgen is a module on distribution kernels: load it, or say why the NIC path cannot run */
+async function havePktgen(): Promise<string | null> {
+  if (fs.existsSync('/proc/net/pktgen')) return null;
+  const r = await execa('modprobe', ['pktgen'], { reject: false });
+  return r.exitCode === 0 ? null : `modprobe pktgen: ${String(r.stderr).trim() || `exit ${r.exitCode}`}`;
+}
+
 const XDP_MODES: Record<number, string> = { 1: 'native (driver)', 2: 'generic (skb)', 3: 'offloaded', 4: 'several' };
 
 /**
@@ -50,6 +80,12 @@ export async function nicForwardingRates(ctx: ScenarioContext, t: LbTopology, o:
   const wire = findWire();
   if (!wire) {
     ctx.section(title, { kind: 'text', text: `Not measured here: this machine has no virtio-net wire (two ports joined by a QEMU hub, lab/vm/wire.ts), which the lab's guests carry. Run it in a guest: \`pnpm lab run xdp-lb --kernel 6.1\` (or \`pnpm lab bench xdp-lb --only pps --kernel 6.1\`).` });
+    return null;
+  }
+  const noPktgen = await havePktgen();
+  if (noPktgen) {
+    ctx.unsupported('UDP pps on virtio-net', 'the kernel packet generator (pktgen, CONFIG_NET_PKTGEN)', noPktgen);
+    ctx.section(title, { kind: 'text', text: `Not measured: the NIC path's generator is pktgen, which this kernel does not offer (${noPktgen}).` });
     return null;
   }
   ctx.progress.step(`UDP 64-byte frames on virtio-net (${wire.dut}, native XDP): the same five configurations, ${o.rounds} rounds × ${o.frames} frames`);
@@ -86,15 +122,15 @@ export async function nicForwardingRates(ctx: ScenarioContext, t: LbTopology, o:
     const ids = st.vips.flatMap((v) => v.backends.map((b) => b.id));
     const dp = local;
     const rig: PathRig = {
-      link, lb: local.prog, helpers, settleMs: scaledTimeout(20),
-      send: (frame, repeat) => withNetns(t.topo.ns('nicgen'), () => helpers.programs.xdp_gen.testRun({ data: frame, repeat, flags: 2 /* BPF_F_TEST_XDP_LIVE_FRAMES */ })),
+      link, lb: local.prog, helpers, settleMs: scaledTimeout(20), liveFrames: false,
+      send: (_frame, repeat) => pktgen(t.topo.ns('nicgen'), wire.gen, repeat),
       setPorts: async (on) => withNetns(t.topo.ns('nic'), () => { for (const id of ids) dp.setBackendPort(id, on ? dutIfindex : null); }),
     };
     const frame = udpFrame(t, { dst: WIRE_MACS.dut, src: WIRE_MACS.gen });
     const r = await measurePath(ctx, rig, frame, { frames: o.frames, rounds: o.rounds, what: `virtio-net ${wire.dut}` });
     reportPath(ctx, r, o.frames, {
       idPrefix: 'nic.', port: 'virtio-net', title,
-      method: `The NIC-like path beside veth, in the same run: the guest's "wire" is two virtio-net ports (${driver}) joined by a QEMU hub. The LB (a second daemon: one UDP VIP, one backend whose next hop is across the wire) runs on ${wire.dut} in namespace "nic" with XDP in ${xdpMode} mode; the live-frames generator sends a 64-byte UDP frame (one established flow) out of ${wire.gen} in namespace "nicgen", where xdp_sink counts what comes back. The five configurations alternate on the LB's link per round, ${o.frames} frames each; the devmap rows redirect into ${wire.dut} itself (devmap entry = the same port: ndo_xdp_xmit instead of the XDP_TX ring). Unlike veth a forwarded frame is received once (a ring read by the driver, no skb); like veth, generator and LB share the guest's CPUs. QEMU emulates the device (its own thread; under TCG the guest's CPUs are emulated too), so the absolute rates are not a NIC's: only the ratios on this path compare, and only with each other.`,
+      method: `The NIC-like path beside veth, in the same run: the guest's "wire" is two virtio-net ports (${driver}) joined by a QEMU hub. The LB (a second daemon: one UDP VIP, one backend whose next hop is across the wire) runs on ${wire.dut} in namespace "nic" with XDP in ${xdpMode} mode; pktgen sends 64-byte UDP frames (one established flow; pktgen, not the veth path's live-frames test run, because that one overruns the 256-slot virtio TX ring and drops uncounted at the sender) out of ${wire.gen} in namespace "nicgen", where xdp_sink counts what comes back; rates are frames counted at the receiver per second of pktgen's own run time. The five configurations alternate on the LB's link per round, ${o.frames} frames each; the devmap rows redirect into ${wire.dut} itself (devmap entry = the same port: ndo_xdp_xmit instead of the XDP_TX ring). Unlike veth a forwarded frame is received once (a ring read by the driver, no skb); like veth, generator and LB share the guest's CPUs. QEMU emulates the device (its own thread; under TCG the guest's CPUs are emulated too), so the absolute rates are not a NIC's: only the ratios on this path compare, and only with each other.`,
       facts: { driver, xdpMode, settleMs: rig.settleMs, timeScale: process.env.EBPF_LAB_TIME_SCALE ?? '1' },
     });
     return { ...r, driver, xdpMode };
