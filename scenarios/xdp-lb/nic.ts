@@ -15,6 +15,7 @@ import { execFileSync } from 'node:child_process';
 import { execa } from 'execa';
 import { LabError } from '../../common/errors.ts';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { attachXdp, Link, libbpf, type Link as LinkT } from '../../controller/libbpf/index.ts';
 import { Dataplane } from '../../controller/lb/dataplane.ts';
@@ -48,11 +49,13 @@ export function nicLbConfig(dev: string, instance: string): LbConfig {
  */
 export function pktgen(ns: string, dev: string, count: number): number {
   const pg = (f: string, c: string) => `echo "${c}" > /proc/net/pktgen/${f}`;
+  // the last CPU's pktgen thread: device interrupts mostly land on CPU 0
+  const thread = `kpktgend_${os.cpus().length - 1}`;
   const cmds = [
-    pg('kpktgend_0', 'rem_device_all'), pg('kpktgend_0', `add_device ${dev}`),
+    pg(thread, 'rem_device_all'), pg(thread, `add_device ${dev}`),
     ...[`count ${count}`, 'pkt_size 60', 'clone_skb 1000', 'burst 32', `dst ${VIP4}`, `src_min ${CLIENT4}`, `src_max ${CLIENT4}`, `dst_mac ${WIRE_MACS.dut}`,
       'udp_src_min 12345', 'udp_src_max 12345', 'udp_dst_min 9', 'udp_dst_max 9'].map((c) => pg(dev, c)),
-    pg('pgctrl', 'start'), `cat /proc/net/pktgen/${dev}`, pg('kpktgend_0', 'rem_device_all'),
+    pg('pgctrl', 'start'), `cat /proc/net/pktgen/${dev}`, pg(thread, 'rem_device_all'),
   ];
   // /proc/net is the reading thread's namespace: run inside "nicgen", where the port is
   const out = execFileSync('ip', ['netns', 'exec', ns, 'sh', '-ec', cmds.join('\n')], { encoding: 'utf8' });
@@ -76,6 +79,17 @@ const XDP_MODES: Record<number, string> = { 1: 'native (driver)', 2: 'generic (s
  * ports back to the root namespace when deleted).
  */
 export async function nicForwardingRates(ctx: ScenarioContext, t: LbTopology, o: { frames: number; rounds: number }): Promise<NicResult | null> {
+  try {
+    return await nicPath(ctx, t, o);
+  } catch (e) {
+    // the veth results of the same run stand on their own: record the failure, do not lose them
+    const msg = (e as Error).message.split('\n').slice(0, 3).join(' ');
+    ctx.check('UDP pps on virtio-net (native XDP) was measured', false, msg);
+    return null;
+  }
+}
+
+async function nicPath(ctx: ScenarioContext, t: LbTopology, o: { frames: number; rounds: number }): Promise<NicResult | null> {
   const title = 'UDP small packets on a NIC: native XDP on virtio-net';
   const wire = findWire();
   if (!wire) {
