@@ -33,11 +33,11 @@ export interface NicResult extends PpsResult {
 }
 
 /** the second LB on the wire's DUT port: one UDP VIP, one backend whose next hop is the generator port */
-export function nicLbConfig(dev: string, instance: string): LbConfig {
+export function nicLbConfig(dev: string, instance: string, egress?: string): LbConfig {
   return {
     interface: dev,
     instance,
-    vips: [{ vip: `udp://${VIP4}:9`, backends: [{ address: backend4(0), port: 80, mac: WIRE_MACS.gen }], healthCheck: false }],
+    vips: [{ vip: `udp://${VIP4}:9`, backends: [{ address: backend4(0), port: 80, mac: WIRE_MACS.gen, ...(egress ? { egress } : {}) }], healthCheck: false }],
   };
 }
 
@@ -119,7 +119,8 @@ async function nicPath(ctx: ScenarioContext, t: LbTopology, o: { frames: number;
   let local: Dataplane | null = null;
   let link: Link | null = null;
   try {
-    d = await startDaemon(t, nicLbConfig(wire.dut, `xlbn${process.pid}`), 'nic');
+    const instance = `xlbn${process.pid}`;
+    d = await startDaemon(t, nicLbConfig(wire.dut, instance), 'nic');
     const st = await d.api.state();
     local = await Dataplane.open({ pinDir: st.pinDir });
     link = new Link(`${wire.dut} (pinned LB link)`, libbpf.bpf_link__open(path.join(local.pinDir, 'link')));
@@ -133,18 +134,18 @@ async function nicPath(ctx: ScenarioContext, t: LbTopology, o: { frames: number;
     // one port on each side: the devmap path redirects into the DUT port itself (ndo_xdp_xmit
     // instead of the XDP_TX ring write), for the redirect-only ceiling and for the LB's backend
     withNetns(t.topo.ns('nic'), () => helpers.maps.bench_ports.set(0, dutIfindex));
-    const ids = st.vips.flatMap((v) => v.backends.map((b) => b.id));
-    const dp = local;
+    const api = d.api;
     const rig: PathRig = {
       link, lb: local.prog, helpers, settleMs: scaledTimeout(20), liveFrames: false,
       send: (_frame, repeat) => pktgen(t.topo.ns('nicgen'), wire.gen, repeat),
-      setPorts: async (on) => withNetns(t.topo.ns('nic'), () => { for (const id of ids) dp.setBackendPort(id, on ? dutIfindex : null); }),
+      // the LB's devmap port is its configuration (backend "egress"), applied through the daemon
+      setPorts: async (on) => void (await api.apply(nicLbConfig(wire.dut, instance, on ? wire.dut : undefined))),
     };
     const frame = udpFrame(t, { dst: WIRE_MACS.dut, src: WIRE_MACS.gen });
     const r = await measurePath(ctx, rig, frame, { frames: o.frames, rounds: o.rounds, what: `virtio-net ${wire.dut}` });
     reportPath(ctx, r, o.frames, {
       idPrefix: 'nic.', port: 'virtio-net', title,
-      method: `The NIC-like path beside veth, in the same run: the guest's "wire" is two virtio-net ports (${driver}) joined by a QEMU hub. The LB (a second daemon: one UDP VIP, one backend whose next hop is across the wire) runs on ${wire.dut} in namespace "nic" with XDP in ${xdpMode} mode; pktgen sends 64-byte UDP frames (one established flow; pktgen, not the veth path's live-frames test run, because that one overruns the 256-slot virtio TX ring and drops uncounted at the sender) out of ${wire.gen} in namespace "nicgen", where xdp_sink counts what comes back; rates are frames counted at the receiver per second of pktgen's own run time. The five configurations alternate on the LB's link per round, ${o.frames} frames each; the devmap rows redirect into ${wire.dut} itself (devmap entry = the same port: ndo_xdp_xmit instead of the XDP_TX ring). Unlike veth a forwarded frame is received once (a ring read by the driver, no skb); like veth, generator and LB share the guest's CPUs. QEMU emulates the device (its own thread; under TCG the guest's CPUs are emulated too), so the absolute rates are not a NIC's: only the ratios on this path compare, and only with each other.`,
+      method: `The NIC-like path beside veth, in the same run: the guest's "wire" is two virtio-net ports (${driver}) joined by a QEMU hub. The LB (a second daemon: one UDP VIP, one backend whose next hop is across the wire) runs on ${wire.dut} in namespace "nic" with XDP in ${xdpMode} mode; pktgen sends 64-byte UDP frames (one established flow; pktgen, not the veth path's live-frames test run, because that one overruns the 256-slot virtio TX ring and drops uncounted at the sender) out of ${wire.gen} in namespace "nicgen", where xdp_sink counts what comes back; rates are frames counted at the receiver per second of pktgen's own run time. The five configurations alternate on the LB's link per round, ${o.frames} frames each; the devmap rows redirect into ${wire.dut} itself (the backend's "egress" set to ${wire.dut} in the daemon's config, applied through its API: a devmap entry for the same port, ndo_xdp_xmit instead of the XDP_TX ring). Unlike veth a forwarded frame is received once (a ring read by the driver, no skb); like veth, generator and LB share the guest's CPUs. QEMU emulates the device (its own thread; under TCG the guest's CPUs are emulated too), so the absolute rates are not a NIC's: only the ratios on this path compare, and only with each other.`,
       facts: { driver, xdpMode, settleMs: rig.settleMs, timeScale: process.env.EBPF_LAB_TIME_SCALE ?? '1' },
     });
     return { ...r, driver, xdpMode };
