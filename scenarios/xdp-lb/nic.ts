@@ -110,7 +110,9 @@ async function nicPath(ctx: ScenarioContext, t: LbTopology, o: { frames: number;
   await execa('ip', ['link', 'set', 'dev', wire.gen, 'netns', t.topo.ns('nicgen')]);
   await t.topo.addr('nic', wire.dut, `${LB4}/24`);
   await t.topo.exec('nic', 'ip', ['link', 'set', wire.dut, 'up']);
-  await t.topo.exec('nicgen', 'ip', ['link', 'set', wire.gen, 'up']);
+  // promiscuous: the "only" configurations send the frame back unchanged (to the DUT's own MAC),
+  // which QEMU's virtio-net receive filter on the generator port would otherwise drop
+  await t.topo.exec('nicgen', 'ip', ['link', 'set', wire.gen, 'up', 'promisc', 'on']);
   const genIfindex = await t.topo.ifindex('nicgen', wire.gen);
   const dutIfindex = await t.topo.ifindex('nic', wire.dut);
   const helpers = await loadHelpers(genIfindex);

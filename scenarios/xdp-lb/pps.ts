@@ -233,6 +233,9 @@ export function reportPath(ctx: ScenarioContext, r: PpsResult, frames: number, p
   const ratio = (a: (typeof CONFIGS)[number], b: (typeof CONFIGS)[number]) => r.rounds.map((x) => x[a].pps / x[b].pps);
   ctx.check(`UDP frames to the VIP are forwarded on both paths on ${pr.port} (counted at the receiver)`, r.rounds.every((x) => x.lbTx.frames > 0 && x.lbDevmap.frames > 0),
     r.rounds.map((x) => `XDP_TX ${x.lbTx.frames}, devmap ${x.lbDevmap.frames} of ${frames}`).join('; '));
+  // a ceiling that counted nothing would make every ratio against it meaningless
+  ctx.check(`every ceiling configuration on ${pr.port} reached its counter`, r.rounds.every((x) => x.ceiling.frames > 0 && x.txOnly.frames > 0 && x.redirectOnly.frames > 0),
+    r.rounds.map((x) => `XDP_DROP ${x.ceiling.frames}, XDP_TX only ${x.txOnly.frames}, redirect only ${x.redirectOnly.frames} of ${frames}`).join('; '));
   const goals: [string, (typeof CONFIGS)[number], (typeof CONFIGS)[number], number][] = [
     ['XDP_TX path: LB ÷ XDP_DROP ceiling', 'lbTx', 'ceiling', 0.7],
     ['XDP_TX path: LB ÷ XDP_TX only', 'lbTx', 'txOnly', 0.9],
