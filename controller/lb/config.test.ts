@@ -30,6 +30,13 @@ function rejects(c: LbConfig, re: RegExp): void {
 }
 
 describe('forwarding: dsr | ipip', () => {
+  it('takes a backend egress interface by name and refuses what cannot be one', () => {
+    expect(normVip({ vip: 'udp://10.0.0.1:9', backends: [{ address: '10.0.0.11', egress: 'eth1' }, { address: '10.0.0.12' }] }, 'v').backends.map((b) => b.egress)).toEqual(['eth1', undefined]);
+    for (const egress of ['', 'a/b', 'has space', 'x'.repeat(16), 7]) {
+      expect(() => normVip({ vip: 'udp://10.0.0.1:9', backends: [{ address: '10.0.0.11', egress } as never] }, 'v'), JSON.stringify(egress)).toThrow(/egress .* must be an interface name/);
+    }
+  });
+
   it('defaults to dsr, no tunnel source needed; dsr allows mixed families', () => {
     const c = validateConfig(base({ vips: [{ vip: 'tcp://[fd99:100::1]:80', backends: b('10.99.0.11') }] }));
     expect(c.forwarding).toBe('dsr');

@@ -12,6 +12,12 @@ export interface BackendConfig {
   weight?: number;
   /** skip neighbour resolution */
   mac?: string;
+  /**
+   * send this backend's frames into this interface's transmit (a backend_ports devmap entry, as
+   * a NIC LB with a port per backend segment does) instead of XDP_TX / redirect to the next hop's
+   * interface. An interface of the controller's network namespace; the frame keeps the next hop's MAC.
+   */
+  egress?: string;
 }
 
 export interface VipConfig {
@@ -81,6 +87,7 @@ export interface NormBackend {
   port: number;
   weight: number;
   mac?: string;
+  egress?: string;
 }
 
 export interface NormVip extends VipSpec {
@@ -102,7 +109,10 @@ export function normBackend(vip: VipSpec, b: BackendConfig | string, where: stri
   const weight = raw.weight ?? 1;
   if (!Number.isInteger(weight) || weight < 0 || weight > 1000) throw new ValidationError(`${where}: weight ${raw.weight} must be an integer 0-1000`);
   if (raw.mac !== undefined) parseMac(raw.mac);
-  return { address: hp.address, port, weight, ...(raw.mac ? { mac: raw.mac.toLowerCase() } : {}) };
+  if (raw.egress !== undefined && (typeof raw.egress !== 'string' || !/^[^\s/]{1,15}$/.test(raw.egress))) {
+    throw new ValidationError(`${where}: egress ${JSON.stringify(raw.egress)} must be an interface name (at most 15 characters, no blanks or slashes)`);
+  }
+  return { address: hp.address, port, weight, ...(raw.mac ? { mac: raw.mac.toLowerCase() } : {}), ...(raw.egress ? { egress: raw.egress } : {}) };
 }
 
 function checkForwarding(f: unknown, where: string): Forwarding {

@@ -169,6 +169,34 @@ describeRoot('lb controller: all-or-nothing changes, capacity, scale (real maps)
     }
   });
 
+  it('a backend\'s egress port is configuration: written to backend_ports by apply, cleared when dropped or removed; an unknown interface changes nothing', async () => {
+    const port = async (addr: string) => {
+      const b = (await api.state()).vips.find((v) => v.vip === V2)!.backends.find((x) => x.address === addr)!;
+      expect(b.egressIfindex ?? undefined).toBe(c.dp.backendPorts.get(b.id)); // /state says what the kernel holds
+      return c.dp.backendPorts.get(b.id);
+    };
+    const withEgress = (egress?: string) => [BASE[0]!, { ...BASE[1]!, backends: range(10, 3).map((b, i) => (i === 0 && egress ? { ...b, egress } : b)) }, BASE[2]!];
+    try {
+      await api.apply({ interface: 'lo', vips: withEgress('lo') });
+      expect(await port(be(10).address)).toBe(1); // lo is ifindex 1 in every namespace
+      expect(await port(be(11).address)).toBeUndefined();
+      const before = dump(c);
+      await expect(api.apply({ interface: 'lo', vips: withEgress('nosuchif0') })).rejects.toThrow(/egress interface "nosuchif0" does not exist/);
+      expect(dump(c)).toBe(before);
+      expect(await port(be(10).address)).toBe(1);
+      await api.apply({ interface: 'lo', vips: withEgress() });
+      expect(await port(be(10).address)).toBeUndefined();
+      await api.apply({ interface: 'lo', vips: withEgress('lo') });
+      // a devmap is an array: every index exists as a key, a set port is one that looks up
+      const ports = () => Array.from({ length: 64 }, (_, i) => i).filter((i) => c.dp.backendPorts.get(i) !== undefined);
+      expect(ports()).toHaveLength(1);
+      await api.apply({ interface: 'lo', vips: [BASE[0]!, { ...BASE[1]!, backends: range(11, 2) }, BASE[2]!] }); // backend removed
+      expect(ports()).toEqual([]);
+    } finally {
+      await api.apply({ interface: 'lo', vips: BASE });
+    }
+  });
+
   it('after a successful change the kernel rings equal the computed ones and every backend owns ring slots', async () => {
     await api.apply({ interface: 'lo', vips: [{ ...BASE[0]!, backends: range(0, 24) }, BASE[1]!, BASE[2]!] });
     const s = await api.state();

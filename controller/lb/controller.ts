@@ -18,6 +18,7 @@ import { HealthChecker } from './health.ts';
 import { Journal } from './journal.ts';
 import { maglevTable } from './maglev.ts';
 import { resolveNextHops } from './neighbor.ts';
+import { ifindexOf } from '../libbpf/attach/internal.ts';
 import type { backend, vip_key, vip_meta } from '../../bpf/gen/xdp_lb.ts';
 
 const VIP_ACTIVE = 1;
@@ -35,6 +36,10 @@ export interface BackendState {
   mac: string;
   srcMac: string;
   ifindex: number;
+  /** config's egress interface name (unknown after a restart: the kernel keeps only its index) */
+  egress?: string;
+  /** backend_ports entry this controller owns: 0 = none (XDP_TX / redirect) */
+  egressIfindex: number;
 }
 
 export interface VipState extends VipSpec {
@@ -155,7 +160,7 @@ export class LbController {
       const st: BackendState = {
         id, address: formatAddr(b.addr, b.family), port: b.port, weight: b.weight,
         draining: (b.flags & BE_DRAINING) !== 0, down: (b.flags & BE_DOWN) !== 0,
-        mac: formatMac(b.mac), srcMac: formatMac(b.src_mac), ifindex: b.ifindex,
+        mac: formatMac(b.mac), srcMac: formatMac(b.src_mac), ifindex: b.ifindex, egressIfindex: this.dp.backendPorts.get(id) ?? 0,
       };
       v.backends.set(backendKey(st), st);
       this.nextBackendId = Math.max(this.nextBackendId, id + 1) % this.backendCapacity;
@@ -248,7 +253,7 @@ export class LbController {
   private addFresh(d: Draft, v: VipState, list: NormBackend[]): BackendState[] {
     const ids = this.allocIds(d, list.length);
     return list.map((nb, i) => {
-      const b: BackendState = { id: ids[i]!, address: nb.address, port: nb.port, weight: nb.weight, draining: false, down: false, mac: '', srcMac: '', ifindex: 0 };
+      const b: BackendState = { id: ids[i]!, address: nb.address, port: nb.port, weight: nb.weight, draining: false, down: false, mac: '', srcMac: '', ifindex: 0, egressIfindex: 0, ...(nb.egress ? { egress: nb.egress } : {}) };
       v.backends.set(backendKey(b), b);
       d.fresh.push({ b, ...(nb.mac ? { mac: nb.mac } : {}) });
       return b;
@@ -279,6 +284,21 @@ export class LbController {
     if (d.fresh.length) {
       const hops = await resolveNextHops(d.fresh.map((f) => ({ address: f.b.address, ...(f.mac ? { mac: f.mac } : {}) })));
       d.fresh.forEach((f, i) => Object.assign(f.b, { mac: hops[i]!.mac, srcMac: hops[i]!.srcMac, ifindex: hops[i]!.ifindex }));
+    }
+    // egress ports by name, in this process's network namespace; an unknown name fails the change
+    const egress = new Map<string, number>();
+    for (const v of d.vips.values()) {
+      for (const b of v.backends.values()) {
+        if (!b.egress) continue;
+        if (!egress.has(b.egress)) {
+          try {
+            egress.set(b.egress, ifindexOf('xdp', b.egress));
+          } catch {
+            throw new ValidationError(`backend ${backendKey(b)} of ${v.id}: egress interface "${b.egress}" does not exist in the controller's network namespace`);
+          }
+        }
+        b.egressIfindex = egress.get(b.egress)!;
+      }
     }
     for (const v of d.vips.values()) {
       const table = this.computeTable(v);
@@ -313,7 +333,12 @@ export class LbController {
         const cv = cur.get(v.id);
         for (const [k, b] of v.backends) {
           const old = cv?.backends.get(k);
-          if (!old || !cv || backendSig(cv, old) !== backendSig(v, b)) j.setBackend(b.id, this.backendValue(v, b));
+          if (!old || !cv || backendSig(cv, old) !== backendSig(v, b)) {
+            j.setBackend(b.id, this.backendValue(v, b));
+            // ports this controller owns (config "egress"); a port set by someone else on a
+            // backend without egress is left alone (bench tools write backend_ports directly)
+            if (b.egressIfindex || old?.egressIfindex) j.setBackendPort(b.id, b.egressIfindex || null);
+          }
         }
       }
       // 3. rings, then VIP entries: a new VIP becomes visible fully formed
@@ -335,7 +360,11 @@ export class LbController {
       for (const v of next.values()) for (const b of v.backends.values()) nextIds.add(b.id);
       for (const v of cur.values()) {
         const nv = next.get(v.id);
-        for (const [k, b] of v.backends) if (!nv?.backends.has(k) && !nextIds.has(b.id)) j.setBackend(b.id, this.backendValue(v, b, false));
+        for (const [k, b] of v.backends) {
+          if (nv?.backends.has(k) || nextIds.has(b.id)) continue;
+          j.setBackend(b.id, this.backendValue(v, b, false));
+          if (b.egressIfindex) j.setBackendPort(b.id, null);
+        }
       }
       // 5. addresses that carry fewer (or no) VIPs now
       for (const [a, n] of ca) if ((na.get(a) ?? 0) < n) j.setVipAddr(addrBytes(a), na.get(a) ?? 0);
@@ -492,6 +521,13 @@ export class LbController {
           else {
             have.weight = b.weight;
             have.draining = false;
+            // a backend re-applied without egress gives its port back; one adopted after a
+            // restart (index known, name not) keeps it when the config names the same interface
+            if (b.egress) have.egress = b.egress;
+            else {
+              delete have.egress;
+              have.egressIfindex = 0;
+            }
           }
         }
         this.addFresh(d, v, fresh);
@@ -537,6 +573,7 @@ export class LbController {
           ...(v.tunnelSource ? { tunnelSource: v.tunnelSource } : {}),
           backends: [...v.backends.values()].map((b) => ({
             address: b.address, port: b.port, id: b.id, weight: b.weight, mac: b.mac,
+            ...(b.egressIfindex ? { egress: b.egress ?? null, egressIfindex: b.egressIfindex } : {}),
             state: b.draining ? 'draining' : b.down ? 'down' : 'up',
             ringShare: (counts.get(b.id) ?? 0) / this.cfg.ringSize,
           })),
@@ -566,7 +603,7 @@ function hkey(v: VipState, b: { address: string; port: number }): string {
 
 /** everything of a backend that its map entry holds */
 function backendSig(v: VipState, b: BackendState): string {
-  return `${v.slot}|${b.id}|${b.address}|${b.port}|${b.weight}|${b.draining}|${b.down}|${b.mac}|${b.srcMac}|${b.ifindex}`;
+  return `${v.slot}|${b.id}|${b.address}|${b.port}|${b.weight}|${b.draining}|${b.down}|${b.mac}|${b.srcMac}|${b.ifindex}|${b.egressIfindex}`;
 }
 
 function sameTable(a: Uint32Array, b: Uint32Array): boolean {

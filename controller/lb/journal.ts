@@ -48,6 +48,14 @@ export class Journal {
     }
   }
 
+  /** backend id → egress port (devmap), or no port (null) */
+  setBackendPort(id: number, ifindex: number | null): void {
+    this.step();
+    const old = this.dp.backendPorts.get(id);
+    this.dp.setBackendPort(id, ifindex);
+    this.undo.push(() => this.dp.setBackendPort(id, old ?? null));
+  }
+
   /** a VIP's hash entry and its slot (one logical write; see Dataplane.setVip) */
   setVip(k: vip_key, v: vip_meta): void {
     this.step();

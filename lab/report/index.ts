@@ -143,7 +143,7 @@ function round3(v: number): number {
 const spreadText = (s: Headline['spread'], unit = '', f: (v: number) => string = (v) => fmtV(v)) =>
   s && s.n > 1 ? `${f(s.min)}–${f(s.max)}${unit ? ` ${unit}` : ''} · MAD ${f(s.mad)} · n=${s.n}` : s ? `n=${s.n}` : '—';
 /** ratios near 1 need three decimals: 1.03 vs 1.034 decides a 3% goal */
-const fmtR = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '—' : Math.abs(v) >= 10 ? formatNumber(Math.round(v * 10) / 10) : String(Number(v.toFixed(3))));
+const fmtR = (v: number | undefined | null) => (v === undefined || v === null || Number.isNaN(v) ? '—' : Math.abs(v) >= 10 ? formatNumber(Math.round(v * 10) / 10) : String(Number(v.toFixed(3))));
 
 /** the first screen: each headline figure with its spread, against its comparator and goal */
 export function headlineHtml(hs: Headline[] | undefined): string {

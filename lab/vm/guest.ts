@@ -12,6 +12,7 @@ import { buildInitramfs } from './initramfs.ts';
 import { REPO_ROOT } from './paths.ts';
 import { chooseAccel, recordKvmBootFailure } from './kvm.ts';
 import { Vm, shq, type BootOptions } from './qemu.ts';
+import { WIRE_MACS, wireEnabled } from './wire.ts';
 
 export const BOOT_LOG = 'vm-console.log';
 
@@ -87,7 +88,7 @@ export async function bootGuest(g: GuestSpec): Promise<BootedGuest> {
   const cpus = Number(process.env.EBPF_LAB_VM_CPUS) || 2;
   const memMB = Number(process.env.EBPF_LAB_VM_MEM_MB) || 1024;
   const base: BootOptions = {
-    kernel, initramfs: ir, accel, fs, outDir: g.outDir, net, cpus, memMB, consoleLog: g.consoleLog,
+    kernel, initramfs: ir, accel, fs, outDir: g.outDir, net, wire: wireEnabled(), cpus, memMB, consoleLog: g.consoleLog,
     bootTimeoutMs: g.bootTimeoutMs ?? (accel === 'kvm' ? 30_000 : 90_000), progress: g.progress, signal: g.signal,
   };
   let vm: Vm;
@@ -181,6 +182,7 @@ export function vmFacts(b: BootedGuest): Record<string, unknown> {
     bootLog: BOOT_LOG,
     rootfs: b.fs,
     net: b.net === 'tap' ? 'virtio-net multiqueue (tap)' : b.net === 'user' ? 'virtio-net (user-mode, one queue)' : 'none',
+    wire: b.vm.opts.wire ? `two virtio-net ports on a QEMU hub (${WIRE_MACS.gen}, ${WIRE_MACS.dut})` : 'none (EBPF_LAB_VM_WIRE=0)',
     cpus: b.vm.opts.cpus,
     memMB: b.vm.opts.memMB,
     bootModules: b.initramfsModules,

@@ -14,6 +14,7 @@ import type { KernelImage } from './kernels.ts';
 import type { Initramfs } from './initramfs.ts';
 import { archFacts } from '../../common/arch.ts';
 import { guestCmdline, machineArg } from './cmdline.ts';
+import { wireQemuArgs } from './wire.ts';
 
 export const TMP_PREFIX = 'ebpf-lab-vm-';
 /** temp dirs of every guest this process booted: tests check none of them (or a process using them) survives */
@@ -29,6 +30,8 @@ export interface BootOptions {
   /** host dir shared read-write at the same path in the guest */
   outDir?: string;
   net: 'tap' | 'user' | 'none';
+  /** add the two-port virtio-net wire (lab/vm/wire.ts) */
+  wire?: boolean;
   cpus: number;
   memMB: number;
   /** kernel console output goes here */
@@ -189,6 +192,8 @@ export class Vm {
     } else if (o.net === 'user') {
       args.push('-netdev', 'user,id=n0', '-device', 'virtio-net-pci,netdev=n0,romfile=');
     }
+    // two more virtio-net ports joined by a hub: native XDP on a NIC driver (lab/vm/wire.ts)
+    if (o.wire) args.push(...wireQemuArgs());
     this.qemu = spawnKillable(archFacts().qemu, args);
     this.qemu.stderr!.on('data', (b) => (this.qemuStderr += b.toString()));
     this.qemu.on('exit', () => {

@@ -379,7 +379,7 @@ export function lbConfig(t: LbTopology, instance: string, extra: Partial<LbConfi
   };
 }
 
-export async function startDaemon(t: LbTopology, cfg: LbConfig): Promise<Daemon> {
+export async function startDaemon(t: LbTopology, cfg: LbConfig, role = 'lb'): Promise<Daemon> {
   const instance = cfg.instance ?? 'default';
   const configFile = path.join(t.dir, `lb-${instance}.json`);
   fs.writeFileSync(configFile, JSON.stringify(cfg, null, 2));
@@ -387,7 +387,7 @@ export async function startDaemon(t: LbTopology, cfg: LbConfig): Promise<Daemon>
   let out = '';
   const t0 = Date.now();
   const [node, ...cli] = labCliArgv();
-  const child = t.topo.spawn('lb', node!, [...cli, 'lb', 'daemon', '--config', configFile, '--socket', socket], { cwd: REPO, all: true, buffer: false, keepMounts: true });
+  const child = t.topo.spawn(role, node!, [...cli, 'lb', 'daemon', '--config', configFile, '--socket', socket], { cwd: REPO, all: true, buffer: false, keepMounts: true });
   child.all?.on('data', (d: Buffer) => (out += d.toString()));
   const ready = await new Promise<{ startedAs: string }>((resolve, reject) => {
     const waitMs = scaledTimeout(15_000);
