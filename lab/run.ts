@@ -56,6 +56,8 @@ export interface RunArgs {
   options: OptionValues;
   /** the scenario's options as given, passed through to a VM as is */
   rest: string[];
+  /** its guest needs the virtio-net wire (Scenario.vm.wire) */
+  wire?: boolean;
 }
 
 const RUNNER_OPTIONS = {
@@ -94,7 +96,7 @@ export async function parseRunArgs(argv: string[], mode: 'run' | 'bench'): Promi
   const { kernel, out, spec, 'vm-backend': backend, ...options } = p.values as OptionValues & { kernel: string; out?: string; spec?: string; 'vm-backend'?: 'lab' | 'vng' };
   const k = parseKernelSpec(kernel);
   if (backend === 'vng' && k.kind === 'host') throw new UsageError('--vm-backend vng boots a VM kernel', 'e.g. --kernel 6.1 --vm-backend vng');
-  return { scenario: name, kernel: k, backend: backend ?? 'lab', mode, outDir: out, spec, options, rest: toArgv(p.given, Object.keys(RUNNER_OPTIONS)) };
+  return { scenario: name, kernel: k, backend: backend ?? 'lab', mode, outDir: out, spec, options, rest: toArgv(p.given, Object.keys(RUNNER_OPTIONS)), wire: scenario.vm?.wire ?? false };
 }
 
 export function newRunId(scenario: string, kernel: string): string {
@@ -285,7 +287,7 @@ async function runOnVm(args: RunArgs & { kernel: VmKernelSpec }, progress: Progr
   const { runVmRow } = await import('./vm/index.ts');
   // the host's state matters as much as the guest's under emulation: QEMU's vCPUs are host threads
   const hostSnap0 = snapshot();
-  const [r] = await runVmRow({ mode: args.mode, kernel: args.kernel, backend: args.backend, cells: [{ scenario: args.scenario, outDir: args.outDir, options: args.options, rest: args.rest }] }, progress, rowHooks);
+  const [r] = await runVmRow({ mode: args.mode, kernel: args.kernel, backend: args.backend, cells: [{ scenario: args.scenario, outDir: args.outDir, options: args.options, rest: args.rest, wire: args.wire }] }, progress, rowHooks);
   try {
     const results = r!.results;
     const host = runContext(hostSnap0, snapshot(), process.pid, 100, cpuFacts(results.environment.cpu?.cores ?? 1));

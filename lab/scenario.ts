@@ -48,6 +48,8 @@ export interface Scenario {
   tools?: string[];
   /** its command-line options: `pnpm lab run <name> --help` lists them; unknown flags are errors */
   options?: Opts;
+  /** what its guest needs beyond the default: `wire` adds the two-port virtio-net cable (lab/vm/wire.ts; ~0.4 s of TCG boot, so only on request) */
+  vm?: { wire?: boolean };
   run(ctx: ScenarioContext): Promise<void>;
 }
 

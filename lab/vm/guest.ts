@@ -24,6 +24,8 @@ export interface GuestSpec {
   consoleLog: string;
   bootTimeoutMs?: number;
   signal?: AbortSignal;
+  /** a scenario of this guest asked for the virtio-net wire (Scenario.vm.wire) */
+  wire?: boolean;
 }
 
 function pickFs(k: KernelImage): '9p' | 'virtiofs' {
@@ -88,7 +90,7 @@ export async function bootGuest(g: GuestSpec): Promise<BootedGuest> {
   const cpus = Number(process.env.EBPF_LAB_VM_CPUS) || 2;
   const memMB = Number(process.env.EBPF_LAB_VM_MEM_MB) || 1024;
   const base: BootOptions = {
-    kernel, initramfs: ir, accel, fs, outDir: g.outDir, net, wire: wireEnabled(), cpus, memMB, consoleLog: g.consoleLog,
+    kernel, initramfs: ir, accel, fs, outDir: g.outDir, net, wire: wireEnabled(g.wire ?? false), cpus, memMB, consoleLog: g.consoleLog,
     bootTimeoutMs: g.bootTimeoutMs ?? (accel === 'kvm' ? 30_000 : 90_000), progress: g.progress, signal: g.signal,
   };
   let vm: Vm;
@@ -182,7 +184,7 @@ export function vmFacts(b: BootedGuest): Record<string, unknown> {
     bootLog: BOOT_LOG,
     rootfs: b.fs,
     net: b.net === 'tap' ? 'virtio-net multiqueue (tap)' : b.net === 'user' ? 'virtio-net (user-mode, one queue)' : 'none',
-    wire: b.vm.opts.wire ? `two virtio-net ports on a QEMU hub (${WIRE_MACS.gen}, ${WIRE_MACS.dut})` : 'none (EBPF_LAB_VM_WIRE=0)',
+    wire: b.vm.opts.wire ? `two virtio-net ports on a QEMU hub (${WIRE_MACS.gen}, ${WIRE_MACS.dut})` : 'none (no scenario of this guest asked for it; EBPF_LAB_VM_WIRE=1 adds it)',
     cpus: b.vm.opts.cpus,
     memMB: b.vm.opts.memMB,
     bootModules: b.initramfsModules,

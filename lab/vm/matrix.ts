@@ -321,7 +321,7 @@ async function matrixRow(kernel: KernelSpec, scenarios: string[], outDir: string
   for (const s of scenarios) {
     const a = await parseRunArgs([s, '--out', join(outDir, `${s}-${kernelSlug(kernel.text)}`), ...extra], 'run');
     if (!a) return 0;
-    cells.push({ scenario: s, outDir: a.outDir, options: a.options, rest: a.rest });
+    cells.push({ scenario: s, outDir: a.outDir, options: a.options, rest: a.rest, wire: a.wire });
   }
   const runs = await runVmRow({ mode: 'run', kernel, cells }, createProgress(), rowHooks);
   for (const r of runs) console.log(`${r.results.scenario} on ${r.results.environment.kernel.release} (${kernel.text}): ${r.results.status.toUpperCase()}`);

@@ -31,6 +31,8 @@ export interface RowCell {
   options: Record<string, unknown>;
   /** the scenario's options as given, passed to the guest's runner as is */
   rest: string[];
+  /** the scenario asks for the virtio-net wire (Scenario.vm.wire): the row's guest gets it */
+  wire?: boolean;
 }
 
 export interface RowArgs {
@@ -100,13 +102,14 @@ export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHook
       setupFailure = describe(e, interrupted);
     }
     const timeoutMs = args.timeoutMs ?? 30 * 60_000;
+    const wire = args.cells.some((c) => c.wire);
     let boots = 0;
     // under vng: the lab's own boot of the same kernel, once, so both boot-to-ready figures come from one run
     let labBootOnce: Promise<Record<string, unknown> | undefined> | undefined;
     const labBoot = () => (labBootOnce ??= (async () => {
       progress.step('booting the lab\'s own guest once, for its boot-to-ready beside vng\'s');
       try {
-        const g = await bootGuest({ kernel, progress, consoleLog: path.join(dirs[0]!.outDir, 'vm-console-lab.log'), signal: abort.signal, bootTimeoutMs: 90_000 });
+        const g = await bootGuest({ kernel, progress, consoleLog: path.join(dirs[0]!.outDir, 'vm-console-lab.log'), signal: abort.signal, bootTimeoutMs: 90_000, wire });
         await g.vm.close();
         return { bootMs: g.vm.bootMs, boot: g.phases, accel: g.accel };
       } catch (e) {
@@ -142,7 +145,7 @@ export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHook
             // a fresh guest: the first cell's, or after the previous one had to be killed
             if (b) await b.vm.close({ force: true });
             b = undefined;
-            b = await bootGuest({ kernel, progress, outDir: share, consoleLog: boots ? path.join(outDir, BOOT_LOG) : consoleLog, signal: abort.signal, bootTimeoutMs: Math.min(timeoutMs, 90_000) });
+            b = await bootGuest({ kernel, progress, outDir: share, consoleLog: boots ? path.join(outDir, BOOT_LOG) : consoleLog, signal: abort.signal, bootTimeoutMs: Math.min(timeoutMs, 90_000), wire });
             boots++;
             bootedHere = true;
           }

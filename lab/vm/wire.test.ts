@@ -32,8 +32,10 @@ describe('the virtio-net wire', () => {
     expect(a).toContain(`mac=${WIRE_MACS.gen}`);
     expect(a).toContain(`mac=${WIRE_MACS.dut}`);
   });
-  it('is on unless EBPF_LAB_VM_WIRE=0', () => {
-    expect(wireEnabled({})).toBe(true);
-    expect(wireEnabled({ EBPF_LAB_VM_WIRE: '0' })).toBe(false);
+  it('is on where a scenario asks for it, EBPF_LAB_VM_WIRE=0/1 overriding', () => {
+    expect(wireEnabled(false, {})).toBe(false);
+    expect(wireEnabled(true, {})).toBe(true);
+    expect(wireEnabled(true, { EBPF_LAB_VM_WIRE: '0' })).toBe(false);
+    expect(wireEnabled(false, { EBPF_LAB_VM_WIRE: '1' })).toBe(true);
   });
 });

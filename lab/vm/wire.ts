@@ -1,8 +1,8 @@
 // The guest's "wire": two virtio-net NICs joined by a QEMU hub (no host tap, no host stack), so a
 // scenario can run native XDP on a real NIC driver (virtio_net) with a generator on the other end
 // of the cable — the NIC-like path next to veth (issue 14 §2). A frame sent out of one port arrives
-// at the other; XDP_TX on one comes back to the other. QEMU adds the pair to every guest unless
-// EBPF_LAB_VM_WIRE=0; the guest finds the ports by these MACs. This module is imported by
+// at the other; XDP_TX on one comes back to the other. QEMU adds the pair to a guest whose scenarios ask
+// for it (Scenario.vm.wire; EBPF_LAB_VM_WIRE=0/1 overrides); the guest finds the ports by these MACs. This module is imported by
 // scenarios (bundled into the guest), so it holds only constants and /sys reads.
 import fs from 'node:fs';
 
@@ -17,8 +17,15 @@ export function wireQemuArgs(): string[] {
   return out;
 }
 
-export function wireEnabled(env = process.env): boolean {
-  return env.EBPF_LAB_VM_WIRE !== '0';
+/**
+ * Does a guest get the wire? Only where one of its scenarios asks for it (Scenario.vm.wire): its
+ * two extra PCI NICs cost ~0.4 s of boot-to-ready under TCG (6.1, 4 interleaved boots each,
+ * median 4.18 vs 3.67 s, reports/vm-boot-wire-ab-20261130). EBPF_LAB_VM_WIRE=0 / =1 overrides.
+ */
+export function wireEnabled(requested = false, env = process.env): boolean {
+  if (env.EBPF_LAB_VM_WIRE === '0') return false;
+  if (env.EBPF_LAB_VM_WIRE === '1') return true;
+  return requested;
 }
 
 /** the wire's interfaces in this network namespace (by MAC), or null when this machine has none */

@@ -190,6 +190,8 @@ const scenario: Scenario = {
   name: 'xdp-lb',
   description: 'XDP L4 load balancer (Maglev, conntrack, L2 DSR and IPIP/IP6IP6) vs HAProxy and nginx stream on one netns topology',
   tools: ['build', 'lb'],
+  // the NIC-like path (scenarios/xdp-lb/nic.ts): native XDP on virtio-net over the guest's wire
+  vm: { wire: true },
   options: {
     backends: { type: 'int', min: 1, max: 64, valueName: 'N', description: 'nginx backends behind the VIPs (default 3)' },
     duration: { type: 'int', min: 1, valueName: 'S', description: 'seconds per wrk load run (default 2; bench 10)' },
