@@ -423,6 +423,17 @@ int BPF_PROG(energy_switch_btf, bool preempt, struct task_struct *prev, struct t
 	return 0;
 }
 
+/*
+ * Does nothing: the bench attaches it alone, beside the real hook, to measure what any tp_btf
+ * program on sched_switch costs (dispatch, recursion guard, the indirect call) — the floor under
+ * the accounting's own cost. Never loaded with the collector.
+ */
+SEC("tp_btf/sched_switch")
+int BPF_PROG(energy_switch_empty, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	return 0;
+}
+
 SEC("tp/sched/sched_switch")
 int energy_switch_tp(void *ctx)
 {

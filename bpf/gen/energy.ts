@@ -103,7 +103,7 @@ export interface EnergyShape {
     charged: { key: number; value: energy_thread };
     threads: { key: number; value: energy_pending };
   };
-  programs: 'energy_switch_ts' | 'energy_switch_btf' | 'energy_switch_tp' | 'energy_cpu_frequency' | 'energy_cpu_idle';
+  programs: 'energy_switch_ts' | 'energy_switch_btf' | 'energy_switch_empty' | 'energy_switch_tp' | 'energy_cpu_frequency' | 'energy_cpu_idle';
   rodata: {
     use_counters: boolean;
     flush_ns: bigint;
@@ -125,7 +125,7 @@ export const energy = defineSkeleton<EnergyShape>({
     charged: { type: MapType.LRU_HASH, keySize: 4, valueSize: 16 },
     threads: { type: MapType.TASK_STORAGE, keySize: 4, valueSize: 80 },
   },
-  programs: ['energy_switch_ts', 'energy_switch_btf', 'energy_switch_tp', 'energy_cpu_frequency', 'energy_cpu_idle'],
+  programs: ['energy_switch_ts', 'energy_switch_btf', 'energy_switch_empty', 'energy_switch_tp', 'energy_cpu_frequency', 'energy_cpu_idle'],
   rodata: ['use_counters', 'flush_ns'],
   bss: [],
 });

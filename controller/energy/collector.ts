@@ -117,7 +117,8 @@ export function parseCpuList(s: string): number[] {
 
 type Flavour = 'task_storage' | 'tp_btf' | 'tracepoint';
 const SWITCH_PROG: Record<Flavour, EnergyShape['programs']> = { task_storage: 'energy_switch_ts', tp_btf: 'energy_switch_btf', tracepoint: 'energy_switch_tp' };
-const SWITCH_PROGS = Object.values(SWITCH_PROG);
+// the bench's do-nothing program (EnergyCollector.emptyHook) is never loaded with the accounting
+const SWITCH_PROGS: EnergyShape['programs'][] = [...Object.values(SWITCH_PROG), 'energy_switch_empty'];
 
 const keyOf = (cg: bigint, tgid: number) => `${cg}:${tgid}`;
 
@@ -452,6 +453,35 @@ export class EnergyCollector {
       busyNs: cpus.map((c) => c.busyNs),
       read: { walkMs: cur.walkNs / 1e6, windowBusyNs: this.onlineCpus.reduce((s, cpu) => s + d(cur.cpus[cpu]?.flushed_ns, cur.cpusBefore[cpu]?.flushed_ns), 0), gapNs: this.busyAt.reduce((s, b) => s + b.gap, 0) },
       unattributedJIfReadAfter: ifAfter.unattributedJ,
+    };
+  }
+
+  /**
+   * The do-nothing tp_btf sched_switch program of the same object, loaded alone (no other program),
+   * for the bench: what any program on this hook costs, attached and detached like the real one.
+   */
+  static async emptyHook(): Promise<{ set(on: boolean): void; close(): void }> {
+    const skel = energy.open(await ensureObject('energy'));
+    try {
+      skel.load({ skip: SWITCH_PROGS.filter((p) => p !== 'energy_switch_empty').concat(['energy_cpu_frequency', 'energy_cpu_idle']), noCreate: ['charged', 'threads'], maxEntries: { tasks: 16 } });
+    } catch (e) {
+      skel.close();
+      throw e;
+    }
+    let link: Link | null = null;
+    return {
+      set(on: boolean) {
+        if (on && !link) link = attachTrace(skel.programs.energy_switch_empty);
+        else if (!on && link) {
+          link.close();
+          link = null;
+        }
+      },
+      close() {
+        link?.close();
+        link = null;
+        skel.close();
+      },
     };
   }
 

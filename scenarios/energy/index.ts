@@ -296,7 +296,8 @@ const scenario: Scenario = {
       const cpu = o['pin-cpu'] >= 0 ? o['pin-cpu'] : Math.max(...c.onlineCpus);
       if (!c.onlineCpus.includes(cpu)) throw new LabError(`--pin-cpu ${cpu} is not an online CPU (online: ${c.onlineCpus.join(',')})`, `pass one of ${c.onlineCpus.join(', ')} or -1`);
       ctx.progress.step(`context-switch rate: perf bench sched pipe pinned to CPU ${cpu}, hook off/on, ${rounds} rounds of 2 × ${windowMs} ms`);
-      const pp = await pingPong({ rounds, windowMs, cpu, perThread: o['per-thread'], goalPct: o['overhead-goal'], signal: ctx.signal, onRound: (i) => ctx.progress.update(i / rounds, `round ${i + 1}/${rounds}`) });
+      // a third window per round with a do-nothing tp_btf program alone: the floor any program on this hook pays
+      const pp = await pingPong({ rounds, windowMs, cpu, perThread: o['per-thread'], goalPct: o['overhead-goal'], floor: c.hook.name === 'tp_btf', signal: ctx.signal, onRound: (i) => ctx.progress.update(i / rounds, `round ${i + 1}/${rounds}`) });
       ctx.metric('pingpong', pp);
       const ovh = pp.overheadPct.median;
       // the CI is of the time per switch (on/off); as rate lost: 1 − 1/ratio
@@ -314,8 +315,15 @@ const scenario: Scenario = {
         rounds: pp.wallOverheadPct.values, spread: { n: pp.wallOverheadPct.n, min: pp.wallOverheadPct.min, max: pp.wallOverheadPct.max, mad: pp.wallOverheadPct.mad },
         comparator: { name: 'hook off', value: median(pp.rounds.map((r) => r.off)), ratio: median(pp.rounds.map((r) => r.on)) / median(pp.rounds.map((r) => r.off)), ci: [1 / pp.wallCi.upper, 1 / pp.wallCi.lower], likeForLike: true, note: 'the same windows by wall time' },
       });
+      if (pp.floorPct) {
+        ctx.headline({
+          name: 'sched_switch.floor', label: `context-switch rate per CPU second lost to a do-nothing tp_btf program on sched_switch (the floor under ${hookName}; same windows)`, unit: '%', better: 'lower', value: pp.floorPct.median,
+          rounds: pp.floorPct.values, spread: { n: pp.floorPct.n, min: pp.floorPct.min, max: pp.floorPct.max, mad: pp.floorPct.mad },
+          comparator: { name: 'hook off', value: pp.off.median, ratio: median(pp.rounds.map((r) => r.emptyCpu!)) / pp.off.median, likeForLike: true, note: 'a third window per round (position rotating), the do-nothing program of the same object attached alone: dispatch, recursion guard and the call, no work' },
+        });
+      }
       const seen = pp.rounds.reduce((s, r) => s + r.seenPerSwitch, 0) / Math.max(1, pp.rounds.length);
-      const overheadDetail = `per CPU second: median ${f(ovh)}% of the switch rate (MAD ${f(pp.overheadPct.mad)}, min ${f(pp.overheadPct.min)}, max ${f(pp.overheadPct.max)} over ${pp.rounds.length} rounds), 95% CI ${f(lost(pp.ci.lower))}–${f(lost(pp.ci.upper))}%; per wall second: median ${f(pp.wallOverheadPct.median)}% (MAD ${f(pp.wallOverheadPct.mad)}), CI ${f(lost(pp.wallCi.lower))}–${f(lost(pp.wallCi.upper))}%; off ${f(pp.off.median / 1000, 1)}k switches per CPU second (${f(pp.offNsPerSwitch, 0)} ns per switch), on ${f(pp.on.median / 1000, 1)}k; BPF ${pp.bpfNsPerSwitch == null ? 'n/a' : `${f(pp.bpfNsPerSwitch, 0)} ns`} per switch (kernel.bpf_stats, its own clock reads included); the program saw ${f(seen, 3)} switches on CPU ${cpu} per switch of the pair`;
+      const overheadDetail = `per CPU second: median ${f(ovh)}% of the switch rate (MAD ${f(pp.overheadPct.mad)}, min ${f(pp.overheadPct.min)}, max ${f(pp.overheadPct.max)} over ${pp.rounds.length} rounds), 95% CI ${f(lost(pp.ci.lower))}–${f(lost(pp.ci.upper))}%; per wall second: median ${f(pp.wallOverheadPct.median)}% (MAD ${f(pp.wallOverheadPct.mad)}), CI ${f(lost(pp.wallCi.lower))}–${f(lost(pp.wallCi.upper))}%; off ${f(pp.off.median / 1000, 1)}k switches per CPU second (${f(pp.offNsPerSwitch, 0)} ns per switch), on ${f(pp.on.median / 1000, 1)}k; BPF ${pp.bpfNsPerSwitch == null ? 'n/a' : `${f(pp.bpfNsPerSwitch, 0)} ns`} per switch (kernel.bpf_stats, its own clock reads included); the program saw ${f(seen, 3)} switches on CPU ${cpu} per switch of the pair${pp.floorPct ? `; a do-nothing tp_btf program alone (same windows, same pair) costs ${f(pp.floorPct.median)}% (MAD ${f(pp.floorPct.mad)}): the hook's floor, the accounting's own share is the difference` : ''}`;
       // inconclusive (the CI straddles the goal) is neither a pass nor a fail: the headline says so
       if (pp.verdict === 'inconclusive') ctx.progress.warn(`hook overhead inconclusive: ${overheadDetail}`);
       else ctx.check(`sched_switch hook costs ≤ ${o['overhead-goal']}% of the context-switch rate (bootstrap CI)`, pp.verdict === 'pass', `${pp.verdict}: ${overheadDetail}`);

@@ -31,6 +31,8 @@ export interface PingPongRound {
   /** on / off switch rate per wall second */
   wallRatio: number;
   order: 'off→on' | 'on→off';
+  /** switches per CPU second with only a do-nothing tp_btf program attached (the hook's floor), when measured */
+  emptyCpu?: number;
   /** switches the BPF program saw on the pinned CPU per switch of the pair in the on window (≈ 1: the pinning works, nothing else ran there; task storage counts at flushes, so a little lag) */
   seenPerSwitch: number;
 }
@@ -57,6 +59,8 @@ export interface PingPongResult {
   bpfNsPerSwitch: number | null;
   /** the pair's CPU time per switch with the hook off (ns): the denominator of the figure */
   offNsPerSwitch: number;
+  /** switch rate per CPU second lost to a do-nothing tp_btf program, (1 − empty/off) × 100 per round: what any program on this hook costs */
+  floorPct?: ReturnType<typeof summary> & { values: number[] };
 }
 
 interface PairSample {
@@ -115,7 +119,7 @@ async function startPingPong(cpu: number): Promise<{ proc: ResultPromise; pids: 
   throw new Error(`taskset -c ${cpu} perf bench sched pipe did not fork its ping-pong partner within 5 s (exit ${r.exitCode ?? r.signal ?? 'none'}; try it by hand)`);
 }
 
-export async function pingPong(opts: { rounds: number; windowMs: number; cpu: number; goalPct: number; perThread?: 'auto' | 'task_storage' | 'hash'; signal?: AbortSignal; onRound?: (i: number) => void }): Promise<PingPongResult> {
+export async function pingPong(opts: { rounds: number; windowMs: number; cpu: number; goalPct: number; perThread?: 'auto' | 'task_storage' | 'hash'; floor?: boolean; signal?: AbortSignal; onRound?: (i: number) => void }): Promise<PingPongResult> {
   const { cpu, windowMs } = opts;
   const c = await EnergyCollector.open({ power: 'model', counters: 'off', perThread: opts.perThread });
   const rounds: PingPongRound[] = [];
@@ -124,14 +128,19 @@ export async function pingPong(opts: { rounds: number; windowMs: number; cpu: nu
   let bpfNs = 0;
   let restore: (() => Promise<void>) | null = null;
   let pp: Awaited<ReturnType<typeof startPingPong>> | null = null;
+  let empty: Awaited<ReturnType<typeof EnergyCollector.emptyHook>> | null = null;
   try {
+    if (opts.floor) empty = await EnergyCollector.emptyHook();
     c.setSwitchHook(false);
     restore = await keepOffCpu(cpu, c.onlineCpus);
     pp = await startPingPong(cpu);
     const pids = pp.pids;
     await sleep(200); // warm-up
-    const measure = async (on: boolean) => {
+    const measure = async (cfg: 'on' | 'off' | 'empty') => {
+      const on = cfg === 'on';
+      empty?.set(false);
       c.setSwitchHook(on);
+      empty?.set(cfg === 'empty');
       await sleep(5); // the attach/detach's own work settles
       const seen0 = Number(c.cpuTotals()[cpu]?.switches ?? 0n);
       const a = readPair(pids);
@@ -144,13 +153,16 @@ export async function pingPong(opts: { rounds: number; windowMs: number; cpu: nu
     };
     for (let i = 0; i < opts.rounds && !opts.signal?.aborted; i++) {
       opts.onRound?.(i);
-      const order = i % 2 ? (['on', 'off'] as const) : (['off', 'on'] as const);
-      const m: Partial<Record<'on' | 'off', Awaited<ReturnType<typeof measure>>>> = {};
-      for (const cfg of order) m[cfg] = await measure(cfg === 'on');
+      const order: ('on' | 'off' | 'empty')[] = i % 2 ? ['on', 'off'] : ['off', 'on'];
+      // the floor's window goes first, between or last in turn, so no configuration always follows another
+      if (empty) order.splice(i % 3, 0, 'empty');
+      const m: Partial<Record<'on' | 'off' | 'empty', Awaited<ReturnType<typeof measure>>>> = {};
+      for (const cfg of order) m[cfg] = await measure(cfg);
       const off = m.off!;
       const on = m.on!;
-      rounds.push({ off: off.wall, on: on.wall, offCpu: off.cpu, onCpu: on.cpu, ratio: on.cpu / off.cpu, wallRatio: on.wall / off.wall, order: order[0] === 'off' ? 'off→on' : 'on→off', seenPerSwitch: on.seenPerSwitch });
+      rounds.push({ off: off.wall, on: on.wall, offCpu: off.cpu, onCpu: on.cpu, ratio: on.cpu / off.cpu, wallRatio: on.wall / off.wall, order: order.indexOf('off') < order.indexOf('on') ? 'off→on' : 'on→off', seenPerSwitch: on.seenPerSwitch, ...(m.empty ? { emptyCpu: m.empty.cpu } : {}) });
     }
+    empty?.set(false);
     c.setSwitchHook(false);
     // the program's own run time per switch, in one extra window after the rounds: the kernel's
     // run-time stats cost two clock reads per run, so they stay off while rates are compared
@@ -167,6 +179,7 @@ export async function pingPong(opts: { rounds: number; windowMs: number; cpu: nu
     }
   } finally {
     stats?.close();
+    empty?.close();
     if (pp) {
       // the forked partner first: it is not execa's child
       for (const pid of pp.pids.slice(1)) {
@@ -184,6 +197,7 @@ export async function pingPong(opts: { rounds: number; windowMs: number; cpu: nu
   }
   const pct = rounds.map((r) => (1 - r.ratio) * 100);
   const wallPct = rounds.map((r) => (1 - r.wallRatio) * 100);
+  const floorPct = rounds.filter((r) => r.emptyCpu !== undefined).map((r) => (1 - r.emptyCpu! / r.offCpu) * 100);
   // time per switch is 1 / rate: the CI of the time ratio on/off, judged against 1 / (1 − goal)
   const ci = bootstrapRatioCI(rounds.map((r) => 1 / r.offCpu), rounds.map((r) => 1 / r.onCpu));
   const wallCi = bootstrapRatioCI(rounds.map((r) => 1 / r.off), rounds.map((r) => 1 / r.on));
@@ -204,5 +218,6 @@ export async function pingPong(opts: { rounds: number; windowMs: number; cpu: nu
     verdict: verdict(ci, limit),
     bpfNsPerSwitch: bpfRuns > 0 && bpfNs > 0 ? bpfNs / bpfRuns : null,
     offNsPerSwitch: off.median > 0 ? 1e9 / off.median : 0,
+    ...(opts.floor ? { floorPct: { ...summary(floorPct), values: floorPct } } : {}),
   };
 }
