@@ -1,6 +1,7 @@
 // How long a policy change takes to reach the hooks. A workload process keeps sending UDP to a port
 // the policy allows; the controller applies a version without it; the kernel timestamp of the first
 // blocked send (CLOCK_MONOTONIC, as process.hrtime) minus the start of apply() is the effect time.
+import { scaledTimeout } from '../../lab/timeouts.ts';
 import { launchBackground, PYTHON } from './workload.ts';
 import { workloadPolicy, type Lab } from './setup.ts';
 
@@ -35,7 +36,9 @@ export async function measureUpdateLatency(lab: Lab, n: number): Promise<Latency
   const probe = launchBackground(lab.cgroupDir, [PYTHON, '-c', PROBE, String(port)], lab.env);
   const samples: LatencyResult['samples'] = [];
   try {
-    await new Promise((r) => setTimeout(r, 300)); // python started and sending
+    // python started and sending; under TCG with a second guest beside it, python's start alone
+    // took longer than a fixed 300 ms and the first update saw no send (matrix-3x5-20261130-103147, 7.x)
+    await new Promise((r) => setTimeout(r, scaledTimeout(300)));
     for (let i = 0; i < n; i++) {
       store.apply(allowPolicy);
       await new Promise((r) => setTimeout(r, 30));
@@ -45,7 +48,7 @@ export async function measureUpdateLatency(lab: Lab, n: number): Promise<Latency
       const t1 = process.hrtime.bigint();
       let effectUs: number | null = null;
       let afterSwitchUs: number | null = null;
-      const deadline = Date.now() + 1000;
+      const deadline = Date.now() + scaledTimeout(1000);
       while (effectUs === null && Date.now() < deadline) {
         await new Promise((r) => setTimeout(r, 5));
         const e = lab.controller.drainEvents().find((x) => x.kind === 'sendmsg' && x.destination === `127.0.0.1:${port}` && BigInt(x.tsNs) >= t0);
