@@ -193,24 +193,14 @@ describeRoot('energy collector (host kernel)', () => {
     }
   }, 60_000);
 
-  it('the tp_btf flavour with the thread hash (no task storage) accounts the same way', async () => {
-    const t = await EnergyCollector.open({ power: 'model', hook: 'tp_btf', perThread: 'hash' });
+  // the two fallbacks of the task-storage default: same burner, same 2% bound
+  it.each([
+    { flavour: 'the tp_btf flavour with the thread hash (no task storage)', opts: { hook: 'tp_btf', perThread: 'hash' } as const, check: (t: EnergyCollector) => expect(t.perThread.name).toBe('hash') },
+    { flavour: 'the classic tracepoint flavour', opts: { hook: 'tracepoint' } as const, check: (t: EnergyCollector) => expect(t.hook.name).toBe('tracepoint') },
+  ])('$flavour accounts the same way', async ({ opts, check }) => {
+    const t = await EnergyCollector.open({ power: 'model', ...opts });
     try {
-      expect(t.perThread.name).toBe('hash');
-      const { pid, truthNs } = await burnReaped(0.5);
-      await exited(t, [pid]);
-      const mine = [...t.onCpuNow().values()].filter((v) => v.tgid === pid);
-      const bpfNs = mine.reduce((s, v) => s + v.ns, 0);
-      expect(Math.abs(bpfNs - truthNs) / truthNs, why(t, truthNs, bpfNs, mine.reduce((s, v) => s + v.byPrevNs, 0))).toBeLessThan(0.02);
-    } finally {
-      t.close();
-    }
-  }, 60_000);
-
-  it('the classic tracepoint flavour accounts the same way', async () => {
-    const t = await EnergyCollector.open({ power: 'model', hook: 'tracepoint' });
-    try {
-      expect(t.hook.name).toBe('tracepoint');
+      check(t);
       const { pid, truthNs } = await burnReaped(0.5);
       await exited(t, [pid]);
       const mine = [...t.onCpuNow().values()].filter((v) => v.tgid === pid);
