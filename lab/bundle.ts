@@ -50,14 +50,12 @@ function walk(dir: string, out: string[] = []): string[] {
 
 export function entryPoints(): string[] {
   const scen = path.join(REPO_ROOT, 'scenarios');
+  const dirs = fs.readdirSync(scen, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => path.join(scen, d.name));
   return [
     path.join(REPO_ROOT, 'lab', 'cli.ts'),
-    ...fs.readdirSync(scen).map((d) => path.join(scen, d, 'index.ts')).filter((f) => fs.existsSync(f)),
+    ...dirs.map((d) => path.join(d, 'index.ts')).filter((f) => fs.existsSync(f)),
     // programs a scenario starts as processes of their own (lab/dist.ts nodeProgramArgv)
-    ...fs.readdirSync(scen).flatMap((d) => {
-      const dir = path.join(scen, d);
-      return fs.statSync(dir).isDirectory() ? fs.readdirSync(dir).filter((f) => f.endsWith('.main.ts')).map((f) => path.join(dir, f)) : [];
-    }),
+    ...dirs.flatMap((d) => fs.readdirSync(d).filter((f) => f.endsWith('.main.ts')).map((f) => path.join(d, f))),
   ];
 }
 

@@ -27,12 +27,11 @@ export function entryPath(tsFile: string): string {
  */
 export function nodeProgramArgv(tsFile: string): string[] {
   if (BUNDLE_DIR) return [process.execPath, entryPath(tsFile)];
+  // tsx's ESM loader by path: the child may start anywhere, and `--import tsx` resolves from its cwd
   return [process.execPath, '--import', pathToFileURL(path.join(REPO_ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href, tsFile];
 }
 
 /** argv that starts `pnpm lab …` as a child process: [node, …, cli] — append the lab arguments. */
 export function labCliArgv(): string[] {
-  if (BUNDLE_DIR) return [process.execPath, path.join(BUNDLE_DIR, 'lab', 'cli.js')];
-  // tsx's ESM loader by path: the child may start anywhere, and `--import tsx` resolves from its cwd
-  return [process.execPath, '--import', pathToFileURL(path.join(REPO_ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href, path.join(REPO_ROOT, 'lab', 'cli.ts')];
+  return nodeProgramArgv(path.join(REPO_ROOT, 'lab', 'cli.ts'));
 }
