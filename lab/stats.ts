@@ -31,6 +31,12 @@ export function rng(seed: number): () => number {
   };
 }
 
+/** nearest-rank quantile of sorted values (a value that occurred: latency percentiles) */
+export function nearestRank(sorted: readonly number[], q: number): number {
+  if (!sorted.length) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
+}
+
 function quantile(sorted: readonly number[], q: number): number {
   if (!sorted.length) return NaN;
   const pos = (sorted.length - 1) * q;

@@ -1,5 +1,6 @@
 // Traffic for the shaping scenario: iperf3 TCP flows (JSON output) and a small-packet RTT probe
 // (ping every 5 ms) sharing the shaped link, both started from the sending namespace.
+import { nearestRank } from '../../lab/stats.ts';
 import type { Topology } from '../../lab/netns.ts';
 import { scaledTimeout } from '../../lab/timeouts.ts';
 
@@ -131,9 +132,7 @@ export async function sampleUntil<T>(stop: Promise<unknown>, everyMs: number, f:
 }
 
 export function percentile(xs: number[], q: number): number {
-  if (!xs.length) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))]!;
+  return nearestRank([...xs].sort((a, b) => a - b), q);
 }
 
 /** Jain's fairness index of the classes' shares of their targets (1 = each got the same fraction) */

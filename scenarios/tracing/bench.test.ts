@@ -1,16 +1,17 @@
 // The bench's pure parts (no root): vegeta's CSV and the quantiles taken from it, the paced-run
 // connection count for wrk, and the CPU profile summary.
 import { describe, expect, it } from 'vitest';
-import { pacedConnections, parseVegetaCsv, quantile, summariseProfile } from './bench.ts';
+import { nearestRank } from '../../lab/stats.ts';
+import { pacedConnections, parseVegetaCsv, summariseProfile } from './bench.ts';
 
 describe('tracing bench helpers', () => {
-  it('quantile is nearest-rank', () => {
+  it('nearestRank (lab/stats) is nearest-rank', () => {
     const xs = Array.from({ length: 1000 }, (_, i) => i + 1);
-    expect(quantile(xs, 0.5)).toBe(500);
-    expect(quantile(xs, 0.99)).toBe(990);
-    expect(quantile(xs, 0.999)).toBe(999);
-    expect(quantile([7], 0.99)).toBe(7);
-    expect(Number.isNaN(quantile([], 0.5))).toBe(true);
+    expect(nearestRank(xs, 0.5)).toBe(500);
+    expect(nearestRank(xs, 0.99)).toBe(990);
+    expect(nearestRank(xs, 0.999)).toBe(999);
+    expect(nearestRank([7], 0.99)).toBe(7);
+    expect(Number.isNaN(nearestRank([], 0.5))).toBe(true);
   });
 
   it('parses vegeta CSV: achieved rate from send times, latencies in µs, non-200 counted apart', () => {

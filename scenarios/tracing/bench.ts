@@ -17,7 +17,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
 import { scaledTimeout, type ScenarioContext } from '../../lab/scenario.ts';
-import { median, summary } from '../../lab/stats.ts';
+import { median, nearestRank, summary } from '../../lab/stats.ts';
 import { Tracer } from '../../controller/tracing/tracer.ts';
 import { Jaeger, ensureJaeger, ensureVegeta, VEGETA_VERSION } from '../../controller/tracing/backend.ts';
 import { cgroup2Root, createCgroup, removeCgroup } from '../../controller/security/cgroup.ts';
@@ -147,11 +147,6 @@ async function wrk(port: number, secs: number, conns: number, rate: number, lua:
   return { requests: Number(m[1]), seconds: Number(m[2]) / 1e6, p50: Number(m[3]), p99: Number(m[4]), p999: Number(m[5]) };
 }
 
-/** nearest-rank quantile of sorted values */
-export function quantile(sorted: readonly number[], q: number): number {
-  if (!sorted.length) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
-}
 
 /**
  * vegeta's results as CSV (timestamp ns, status, latency ns, …) → what the bench records. The rate
@@ -171,7 +166,7 @@ export function parseVegetaCsv(csv: string): { requests: number; ok: number; sec
     lat.push(Number(line.slice(b + 1, c)) / 1000);
   }
   lat.sort((x, y) => x - y);
-  return { requests: lat.length, ok, seconds: lat.length > 1 ? t1 - t0 : 0, p50: quantile(lat, 0.5), p99: quantile(lat, 0.99), p999: quantile(lat, 0.999) };
+  return { requests: lat.length, ok, seconds: lat.length > 1 ? t1 - t0 : 0, p50: nearestRank(lat, 0.5), p99: nearestRank(lat, 0.99), p999: nearestRank(lat, 0.999) };
 }
 
 /** an open-loop run at a constant rate: requests leave on schedule whether or not earlier ones returned */
