@@ -21,6 +21,15 @@
 const volatile bool use_counters = false;
 /* task-storage flavour: a thread's pending stints are added to `tasks` once they reach this much */
 const volatile __u64 flush_ns = 1000000;
+/*
+ * task-storage flavour: CLOCK_MONOTONIC (task->start_time's clock) when the controller loaded the
+ * program. A thread started after it has run only while the hook could see it, so its first stint
+ * is its whole sum_exec_runtime — not sum − prev_sum, which the scheduler resets without a switch
+ * when it re-sets a running task (sched_setaffinity from `taskset -c`, a nice or cgroup change):
+ * charged that way such a thread lost what ran before the reset (~2 ms of a taskset'd process,
+ * controller/energy/energy.test.ts "task storage …", 4 failures in 5 runs before this).
+ */
+const volatile __u64 born_after_ns = ~0ULL;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
@@ -340,9 +349,9 @@ static __always_inline void counters_now(bool idle, __u64 *cyc, __u64 *ins)
  * The per-CPU totals therefore count flushed time (busy_ns = flushed_ns here), and `tasks` agrees
  * with them at every read: the node sum stays exact; what threads hold pending shows one flush
  * later (≤ flush_ns per thread). The stint is sum_exec_runtime − charged as in stint_core; the
- * first stint of a thread (its storage is new) is sum − prev_sum for the fair classes (exact for a
- * thread born after attach: both start at 0) and nothing for RT/DL ones (their prev_sum is stale;
- * counted in ktime_fallbacks). The wall-clock diagnostics (idle_ns, busy_wall_ns, over_wall,
+ * first stint of a thread (its storage is new) is its whole sum for a thread started after load
+ * (born_after_ns: all of it ran under the hook), else sum − prev_sum for the fair classes and
+ * nothing for RT/DL ones (their prev_sum is stale; counted in ktime_fallbacks). The wall-clock diagnostics (idle_ns, busy_wall_ns, over_wall,
  * resyncs) need a clock read per switch and are kept by the hash flavours only.
  */
 /* charge the stint that just ended to the thread's pending sum (s), flushing as on_switch_ts says */
@@ -353,11 +362,14 @@ static __always_inline void account(struct energy_pending *s, struct task_struct
 	if (s->charged_ns && sum >= s->charged_ns) {
 		d = sum - s->charged_ns;
 	} else {
-		/* first stint: see on_switch_ts */
+		/* first stint: see on_switch_ts and born_after_ns */
 		__u64 prev_sum = prev->se.prev_sum_exec_runtime;
 		unsigned int policy = prev->policy;
 		bool fair = policy == 0 /* NORMAL */ || policy == 3 /* BATCH */ || policy == 5 /* IDLE */;
-		d = fair && sum >= prev_sum ? sum - prev_sum : 0;
+		if (prev->start_time >= born_after_ns)
+			d = sum;
+		else
+			d = fair && sum >= prev_sum ? sum - prev_sum : 0;
 		__u32 zero = 0;
 		struct energy_cpu *c = bpf_map_lookup_elem(&cpus, &zero);
 		if (c) {

@@ -73,7 +73,7 @@ struct energy_cpu {
 	__u64 busy_cycles;
 	__u64 idle_cycles;
 	__u64 counter_errors;  /* bpf_perf_event_read_value failures while counters were enabled */
-	__u64 first_stints;    /* stints of threads with no `charged` entry: charged sum - prev_sum */
+	__u64 first_stints;    /* stints of threads with no `charged` entry: sum - prev_sum (task storage: whole sum if started after load) */
 	__u64 resyncs;         /* hash flavours: stints where sum - charged and sum - prev_sum differ by more than 100 us */
 	__u64 resync_lost_ns;  /* ... where sum - charged was larger (prev_sum moved while the task ran) */
 	__u64 resync_over_ns;  /* ... where sum - prev_sum was larger (prev_sum older than the last switch out) */

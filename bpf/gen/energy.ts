@@ -107,6 +107,7 @@ export interface EnergyShape {
   rodata: {
     use_counters: boolean;
     flush_ns: bigint;
+    born_after_ns: bigint;
   };
   bss: Record<never, never>;
 }
@@ -126,6 +127,6 @@ export const energy = defineSkeleton<EnergyShape>({
     threads: { type: MapType.TASK_STORAGE, keySize: 4, valueSize: 80 },
   },
   programs: ['energy_switch_ts', 'energy_switch_btf', 'energy_switch_empty', 'energy_switch_tp', 'energy_cpu_frequency', 'energy_cpu_idle'],
-  rodata: ['use_counters', 'flush_ns'],
+  rodata: ['use_counters', 'flush_ns', 'born_after_ns'],
   bss: [],
 });

@@ -230,7 +230,8 @@ export class EnergyCollector {
     const tryLoad = (flavour: Flavour): { skel: Energy; links: Link[] } => {
       const skel = energy.open(file);
       try {
-        skel.setRodata({ use_counters: counters.ok, flush_ns: BigInt(flushNs) });
+        // born_after_ns: the kernel's task start_time is CLOCK_MONOTONIC, as is process.hrtime
+        skel.setRodata({ use_counters: counters.ok, flush_ns: BigInt(flushNs), born_after_ns: process.hrtime.bigint() });
         const sw = SWITCH_PROG[flavour];
         // only the flavour's own per-thread map is created (task storage needs 5.11+)
         skel.load({ skip: SWITCH_PROGS.filter((p) => p !== sw), noCreate: [flavour === 'task_storage' ? 'charged' : 'threads'], maxEntries: opts.maxTasks ? { tasks: opts.maxTasks } : undefined });

@@ -181,7 +181,7 @@ describeRoot('energy collector (host kernel)', () => {
       expect(bpf2).toBe(bpf1); // what it ran meanwhile is all pending in the thread's storage
       process.kill(pid, 'SIGSTOP');
       await new Promise((r) => setTimeout(r, 100));
-      // its first stint is sum − prev_sum (0 at fork): so everything since fork, exactly
+      // born after load, its first stint is its whole runtime (taskset's setaffinity reset prev_sum without a switch): so everything since fork, exactly
       expect(bpfNs()).toBe(ranNs());
       // and the per-CPU totals hold what reached the map, so a sample divides by the same time
       const iv = t.sample();
