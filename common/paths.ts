@@ -13,6 +13,14 @@ export const GEN_DIR = path.join(BPF_DIR, 'gen');
 export const SCENARIOS_DIR = path.join(REPO_ROOT, 'scenarios');
 export const REPORTS_DIR = path.join(REPO_ROOT, 'reports');
 
+/**
+ * The lab's cache of things built or fetched once (`<repo>/.cache/<what>`, git-ignored;
+ * EBPF_LAB_CACHE overrides): read by VM guests too, which see the host's tree read-only.
+ */
+export function cacheDir(what: string): string {
+  return path.join(process.env.EBPF_LAB_CACHE ?? path.join(REPO_ROOT, '.cache'), what);
+}
+
 /** bpf/.output/<name>.bpf.o */
 export function objectPath(name: string): string {
   return path.join(OUT_DIR, `${name}.bpf.o`);

@@ -305,6 +305,7 @@ async function runOnVm(args: RunArgs & { kernel: VmKernelSpec }, progress: Progr
 export const rowHooks = {
   makeOutDir: (c: { scenario: string; outDir?: string }, label: string) => makeOutDir(c, label),
   writeReport: (outDir: string, results: Results) => report(outDir, results),
+  prepare: async (c: { scenario: string }, log: (s: string) => void) => (await loadScenario(c.scenario)).vm?.prepare?.(log),
 };
 
 export async function runScenario(args: RunArgs, progress: Progress = createProgress()) {

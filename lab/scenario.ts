@@ -48,8 +48,13 @@ export interface Scenario {
   tools?: string[];
   /** its command-line options: `pnpm lab run <name> --help` lists them; unknown flags are errors */
   options?: Opts;
-  /** what its guest needs beyond the default: `wire` adds the two-port virtio-net cable (lab/vm/wire.ts; ~0.4 s of TCG boot, so only on request) */
-  vm?: { wire?: boolean };
+  /**
+   * what its guest needs beyond the default: `wire` adds the two-port virtio-net cable
+   * (lab/vm/wire.ts; ~0.4 s of TCG boot, so only on request); `prepare` runs on the host before
+   * the guest boots, for work that is cheap natively and slow under TCG (the guest reads the
+   * host's tree read-only, so what it writes to the lab cache the guest can use)
+   */
+  vm?: { wire?: boolean; prepare?: (log: (s: string) => void) => Promise<unknown> };
   run(ctx: ScenarioContext): Promise<void>;
 }
 

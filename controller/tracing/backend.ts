@@ -10,7 +10,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
-import { REPO_ROOT } from '../../lab/dist.ts';
+import { cacheDir as labCache } from '../../common/paths.ts';
 import { LabError } from '../../lab/errors.ts';
 import { freePort } from '../../common/net.ts';
 
@@ -18,7 +18,7 @@ export const JAEGER_MODULE = 'github.com/jaegertracing/jaeger';
 export const JAEGER_VERSION = 'v1.76.0';
 
 export function cacheDir(): string {
-  return path.join(process.env.EBPF_LAB_CACHE ?? path.join(REPO_ROOT, '.cache'), 'tracing');
+  return labCache('tracing');
 }
 
 export function jaegerPath(): string {

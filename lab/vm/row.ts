@@ -53,6 +53,8 @@ export interface RowHooks {
   writeReport(outDir: string, results: Results): Promise<string>;
   /** where the guest's own output goes (default: stderr) */
   out?: (b: Buffer) => void;
+  /** host-side work of a cell's scenario before the guest boots (Scenario.vm.prepare) */
+  prepare?(cell: RowCell, log: (s: string) => void): Promise<unknown>;
 }
 
 /** The deepest directory containing every cell's out dir: the one host dir shared with the guest. */
@@ -98,6 +100,7 @@ export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHook
       progress.step('building BPF objects and the guest bundle');
       await buildBpf({ log: (s) => progress.info(s) });
       cli = await ensureBundle((s) => progress.info(s));
+      for (const c of args.cells) await hooks.prepare?.(c, (s) => progress.info(s));
     } catch (e) {
       setupFailure = describe(e, interrupted);
     }

@@ -11,6 +11,7 @@ import type { Scenario, ScenarioContext } from '../../lab/scenario.ts';
 import type { SecurityEvent } from '../../controller/security/controller.ts';
 import { ATTACKS, CONTROLS, mechanismShort, proof, runAttack, type Attack, type AttackResult } from './suite.ts';
 import { setupLab, workloadPolicy, type Lab } from './setup.ts';
+import { preparePostgresTemplate } from './workload.ts';
 import { measureUpdateLatency } from './latency.ts';
 import { runBench } from './bench.ts';
 import { headlineFromRounds } from '../../lab/rounds.ts';
@@ -27,6 +28,8 @@ const scenario: Scenario = {
   name: 'security',
   description: 'exec and egress policies enforced by BPF (LSM or tracepoint+SIGKILL; cgroup sock hooks), attacked by a suite of bypass attempts',
   tools: ['security'],
+  // initdb takes 25-65 s under TCG: the host makes the cluster template a guest copies
+  vm: { prepare: (log) => preparePostgresTemplate(log) },
   options: {
     lsm: { type: 'string', choices: ['auto', 'off'], default: 'auto', description: 'off: enforce exec without BPF LSM (the tracepoint + SIGKILL fallback)' },
     repeat: { type: 'int', min: 2, default: 5, valueName: 'N', description: 'bench: interleaved rounds (none / non-matching / matching once each per round; the bootstrap interval needs ≥ 2, 5+ to be decisive)' },

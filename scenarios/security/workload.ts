@@ -9,6 +9,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../../common/net.ts';
+import { cacheDir } from '../../common/paths.ts';
 
 export const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const ATTACKS_DIR = path.join(HERE, 'attacks');
@@ -111,21 +112,83 @@ async function portFree(port: number): Promise<boolean> {
  * Debian's PostgreSQL, initdb'd into a temp dir as the postgres user and started on 127.0.0.1
  * (5432 when free; another developer's run may hold it, then a free port, reported as such).
  */
-export async function startPostgres(log: (s: string) => void): Promise<Postgres> {
+function postgresInstall(): { bin: string; version: string; user: { uid: number; gid: number } } {
   const versions = fs.existsSync('/usr/lib/postgresql') ? fs.readdirSync('/usr/lib/postgresql').sort((a, b) => Number(b) - Number(a)) : [];
   const bin = versions.map((v) => `/usr/lib/postgresql/${v}/bin`).find((d) => fs.existsSync(path.join(d, 'initdb')));
   if (!bin) throw new Error('PostgreSQL is not installed (pnpm lab setup installs the "security" group)');
   const pw = fs.readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith('postgres:'))?.split(':');
   if (!pw) throw new Error('no postgres user (the postgresql package creates it)');
-  const user = { uid: Number(pw[2]), gid: Number(pw[3]) };
+  return { bin, version: path.basename(path.dirname(bin)), user: { uid: Number(pw[2]), gid: Number(pw[3]) } };
+}
+
+// 1 MB WAL segments: the template's pg_wal is 1 MB instead of 16, which a guest copies over 9p
+const INITDB_ARGS = ['-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync', '--wal-segsize=1'];
+
+async function initdb(bin: string, user: { uid: number; gid: number }, dir: string): Promise<void> {
+  const init = await execa(path.join(bin, 'initdb'), ['-D', dir, ...INITDB_ARGS], { ...user, reject: false, cwd: path.dirname(dir), env: { LANG: 'C' } });
+  if (init.exitCode !== 0) throw new Error(`initdb failed: ${init.stderr}`);
+}
+
+/**
+ * An initdb'd cluster to copy per run, in the lab cache, keyed by the server's build and the
+ * initdb arguments. initdb takes 0.7 s here natively but 25-65 s in a TCG guest (a 5-kernel
+ * matrix paid it in every security cell, reports/matrix-3x5-20261130-103147); a guest copies the
+ * host's template instead (its tree is the host's, read-only). Built on the host only, before a
+ * VM boots (the scenario's vm.prepare) or on a host run's first start.
+ */
+function templateDir(bin: string, version: string): string {
+  const build = fs.statSync(path.join(bin, 'postgres'));
+  const key = `${version}-${build.size}-${Math.round(build.mtimeMs)}-${INITDB_ARGS.join('').replace(/[^\w]/g, '')}`;
+  return path.join(cacheDir('postgres'), key, 'data');
+}
+
+/** build the template cluster if missing (host side; a guest cannot write the cache) */
+export async function preparePostgresTemplate(log: (s: string) => void = () => {}): Promise<string | null> {
+  let pg: ReturnType<typeof postgresInstall>;
+  try {
+    pg = postgresInstall();
+  } catch {
+    return null; // not installed: the run says so where it needs PostgreSQL
+  }
+  const tpl = templateDir(pg.bin, pg.version);
+  if (fs.existsSync(path.join(tpl, 'PG_VERSION'))) return tpl;
+  if (process.env.EBPF_LAB_IN_VM === '1') return null;
+  const parent = path.dirname(tpl);
+  fs.mkdirSync(path.dirname(parent), { recursive: true });
+  const tmp = fs.mkdtempSync(`${parent}.tmp-`);
+  try {
+    fs.chmodSync(tmp, 0o755);
+    fs.chownSync(tmp, pg.user.uid, pg.user.gid);
+    log(`initdb a template cluster for PostgreSQL ${pg.version} in ${parent}`);
+    await initdb(pg.bin, pg.user, path.join(tmp, 'data'));
+    fs.rmSync(parent, { recursive: true, force: true });
+    fs.renameSync(tmp, parent); // whole or not at all
+    return tpl;
+  } catch (e) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    log(`no PostgreSQL template (${(e as Error).message.split('\n')[0]}): each run initdbs its own`);
+    return null;
+  }
+}
+
+export async function startPostgres(log: (s: string) => void): Promise<Postgres> {
+  const { bin, version, user } = postgresInstall();
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-pg-'));
   fs.chownSync(dataDir, user.uid, user.gid);
   const port = (await portFree(5432)) ? 5432 : await freePort();
-  log(`initdb ${dataDir} (PostgreSQL ${path.basename(path.dirname(bin))}), port ${port}`);
-  const init = await execa(path.join(bin, 'initdb'), ['-D', path.join(dataDir, 'data'), '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync'], { ...user, reject: false, cwd: dataDir, env: { LANG: 'C' } });
-  if (init.exitCode !== 0) {
+  const tpl = await preparePostgresTemplate(log);
+  try {
+    if (tpl) {
+      log(`PostgreSQL ${version}: copy of the template cluster in ${dataDir}, port ${port}`);
+      // cp -a keeps the owner (postgres) and the 0700 the server insists on
+      await execa('cp', ['-a', tpl, path.join(dataDir, 'data')]);
+    } else {
+      log(`initdb ${dataDir} (PostgreSQL ${version}), port ${port}`);
+      await initdb(bin, user, path.join(dataDir, 'data'));
+    }
+  } catch (e) {
     fs.rmSync(dataDir, { recursive: true, force: true });
-    throw new Error(`initdb failed: ${init.stderr}`);
+    throw e;
   }
   const proc = execa(path.join(bin, 'postgres'), ['-D', path.join(dataDir, 'data'), '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-k', dataDir, '-c', 'fsync=off', '-c', 'shared_buffers=16MB', '-c', 'max_connections=20'], {
     ...user, reject: false, cwd: dataDir, env: { LANG: 'C' }, stdin: 'ignore', stdout: 'ignore', stderr: ['pipe'],
