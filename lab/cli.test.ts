@@ -74,6 +74,7 @@ describe('lab CLI', () => {
     [['run', 'hello-openat', '--vm-backend', 'vng'], /--vm-backend vng boots a VM kernel/],
     [['run', 'hello-openat', '--kernel', '6.1', '--vm-backend', 'vgn'], /--vm-backend "vgn": expected one of lab, vng/],
     [['report'], /missing <run dir>/],
+    [['run', 'hello-openat', '--timeout', '3'], /--timeout "3": must be ≥ 10/],
   ])('usage error %j: one line and a fix, exit 2, no stack, nothing created', (args, msg) => {
     const before = reportDirs();
     const r = lab(args as string[]);
@@ -135,4 +136,31 @@ describe('lab CLI', () => {
       for (const d of made) fs.rmSync(d, { recursive: true, force: true });
     }
   });
+
+  it.skipIf(process.getuid?.() !== 0)('--timeout stops a host run at its limit: cleaned up, reported as an error, exit 1, no process left [needs root: loads BPF]', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-timeout-'));
+    try {
+      const t0 = Date.now();
+      // a paced load of 2 minutes (an odd length, to find its generator by), stopped after 10 s
+      const r = spawnSync(process.execPath, [cli, 'run', 'hello-openat', '--load-ms', '123457', '--timeout', '10', '--out', dir], { cwd: REPO_ROOT, encoding: 'utf8', timeout: 90_000 });
+      const s = (Date.now() - t0) / 1000;
+      expect(r.status).toBe(1);
+      expect(s).toBeLessThan(40);
+      expect(r.stdout).toMatch(/ERROR .*\nerror: .*timed out after 10 s \(--timeout\)/);
+      const res = JSON.parse(fs.readFileSync(path.join(dir, 'results.json'), 'utf8')) as { status: string; error: string };
+      expect(res.status).toBe('error');
+      expect(fs.existsSync(path.join(dir, 'report.html'))).toBe(true);
+      // the generator it started is gone with it
+      const left = fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)).filter((d) => {
+        try {
+          return fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0').includes('123457');
+        } catch {
+          return false;
+        }
+      });
+      expect(left).toEqual([]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });

@@ -58,12 +58,15 @@ export interface RunArgs {
   rest: string[];
   /** its guest needs the virtio-net wire (Scenario.vm.wire) */
   wire?: boolean;
+  /** --timeout: the scenario's time limit in seconds (a VM kernel: in the guest, boot not counted) */
+  timeoutS?: number;
 }
 
 const RUNNER_OPTIONS = {
   kernel: { type: 'string', valueName: 'K', default: 'host', description: 'host | 5.10 | 6.1 | 6.12 | 7.x | a Debian kernel version | path to a bzImage[:modules dir]' },
   out: { type: 'string', valueName: 'DIR', description: 'write results.json and report.html here instead of reports/<run-id>/' },
   'vm-backend': { type: 'string', choices: ['lab', 'vng'], default: 'lab', description: "VM kernels only: the lab's own QEMU runner, or virtme-ng (pnpm lab setup vng)" },
+  timeout: { type: 'int', min: 10, max: 86_400, valueName: 'S', description: 'stop the scenario after S seconds, clean up and report what it measured (exit 1; default: none on the host, 1800 in a VM)' },
   spec: { type: 'string', hidden: true, description: "the user's --kernel (set by the VM target for the runner in the guest)" },
 } satisfies Opts;
 
@@ -93,10 +96,10 @@ export async function parseRunArgs(argv: string[], mode: 'run' | 'bench'): Promi
     positionals: { max: 0 },
   });
   if (!p) return null;
-  const { kernel, out, spec, 'vm-backend': backend, ...options } = p.values as OptionValues & { kernel: string; out?: string; spec?: string; 'vm-backend'?: 'lab' | 'vng' };
+  const { kernel, out, spec, timeout, 'vm-backend': backend, ...options } = p.values as OptionValues & { kernel: string; out?: string; spec?: string; timeout?: number; 'vm-backend'?: 'lab' | 'vng' };
   const k = parseKernelSpec(kernel);
   if (backend === 'vng' && k.kind === 'host') throw new UsageError('--vm-backend vng boots a VM kernel', 'e.g. --kernel 6.1 --vm-backend vng');
-  return { scenario: name, kernel: k, backend: backend ?? 'lab', mode, outDir: out, spec, options, rest: toArgv(p.given, Object.keys(RUNNER_OPTIONS)), wire: scenario.vm?.wire ?? false };
+  return { scenario: name, kernel: k, backend: backend ?? 'lab', mode, outDir: out, spec, options, rest: toArgv(p.given, Object.keys(RUNNER_OPTIONS)), wire: scenario.vm?.wire ?? false, timeoutS: timeout };
 }
 
 export function newRunId(scenario: string, kernel: string): string {
@@ -148,7 +151,7 @@ function overall(checks: Check[], error?: string): Results['status'] {
 }
 
 /** Run a scenario on this machine's kernel. Returns the results (also written to outDir). */
-export async function runOnHost(args: RunArgs, progress: Progress = createProgress()): Promise<{ results: Results; outDir: string; html: string }> {
+export async function runOnHost(args: RunArgs, progress: Progress = createProgress()): Promise<{ results: Results; outDir: string; html: string; stopped?: boolean }> {
   const scenario = await loadScenario(args.scenario);
   // the guest side of a VM run is told the user's --kernel; on the host it is this kernel
   const inGuest = args.spec !== undefined;
@@ -237,6 +240,13 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // --timeout: the same path as Ctrl-C (stop, clean up, report), as an error of its own
+  const limit = args.timeoutS ? setTimeout(() => {
+    if (interrupted) return;
+    interrupted = true;
+    progress.warn(`--timeout ${args.timeoutS}: stopping and cleaning up`);
+    abort.abort(new Error(`timed out after ${args.timeoutS} s (--timeout)`));
+  }, args.timeoutS * 1000) : undefined;
   const { deferSignalsToCaller } = await import('../controller/libbpf/index.ts');
   deferSignalsToCaller(true);
 
@@ -264,6 +274,7 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
     await runCleanups();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    clearTimeout(limit);
     const { closeAll } = await import('../controller/libbpf/index.ts');
     closeAll();
     deferSignalsToCaller(false);
@@ -279,7 +290,25 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
   }
   progress.step('writing report');
   const html = await report(outDir, results);
-  return { results, outDir, html };
+  return { results, outDir, html, stopped: interrupted };
+}
+
+/**
+ * After Ctrl-C or --timeout on this kernel: the cleanups have run and the report is written, but
+ * the scenario's own awaits may still hold children (a load generator runs its full duration):
+ * end them and exit now rather than when they finish.
+ */
+function endStoppedRun(code: number): never {
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const st = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+      if (Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]) === process.pid) process.kill(Number(d), 'SIGKILL');
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  process.exit(code);
 }
 
 /** Run on a VM kernel: a row of one (lab/vm/row.ts) — the guest runs runOnHost, we add the VM facts and re-render. */
@@ -287,7 +316,7 @@ async function runOnVm(args: RunArgs & { kernel: VmKernelSpec }, progress: Progr
   const { runVmRow } = await import('./vm/index.ts');
   // the host's state matters as much as the guest's under emulation: QEMU's vCPUs are host threads
   const hostSnap0 = snapshot();
-  const [r] = await runVmRow({ mode: args.mode, kernel: args.kernel, backend: args.backend, cells: [{ scenario: args.scenario, outDir: args.outDir, options: args.options, rest: args.rest, wire: args.wire }] }, progress, rowHooks);
+  const [r] = await runVmRow({ mode: args.mode, kernel: args.kernel, backend: args.backend, cells: [{ scenario: args.scenario, outDir: args.outDir, options: args.options, rest: args.rest, wire: args.wire }], ...(args.timeoutS ? { timeoutMs: args.timeoutS * 1000 } : {}) }, progress, rowHooks);
   try {
     const results = r!.results;
     const host = runContext(hostSnap0, snapshot(), process.pid, 100, cpuFacts(results.environment.cpu?.cores ?? 1));
@@ -317,14 +346,17 @@ async function runOrBench(argv: string[], mode: 'run' | 'bench'): Promise<number
   const args = await parseRunArgs(argv, mode);
   if (!args) return 0;
   const progress = createProgress();
-  const { results, html } = await runScenario(args, progress);
+  const r = await runScenario(args, progress);
+  const { results, html } = r;
+  const code = results.status === 'pass' || results.status === 'unsupported' ? 0 : 1;
+  const stopped = 'stopped' in r && r.stopped;
   // the guest side of a VM run stays quiet: the host prints the one summary
-  if (args.spec) return results.status === 'pass' || results.status === 'unsupported' ? 0 : 1;
+  if (args.spec) return stopped ? endStoppedRun(code) : code;
   const counts = (s: string) => results.checks.filter((c) => c.status === s).length;
   console.log(`${results.scenario} on ${results.environment.kernel.release} (${args.kernel.text}): ${results.status.toUpperCase()} — ${counts('pass')} passed, ${counts('fail')} failed, ${counts('unsupported')} unsupported in ${((results.durationMs ?? 0) / 1000).toFixed(1)} s`);
   if (results.error) console.log(`error: ${results.error.split('\n')[0]}`);
   console.log(`report: ${html}`);
-  return results.status === 'pass' || results.status === 'unsupported' ? 0 : 1;
+  return stopped ? endStoppedRun(code) : code;
 }
 
 export const runCommand = (argv: string[]) => runOrBench(argv, 'run');

@@ -318,12 +318,14 @@ async function matrixRow(kernel: KernelSpec, scenarios: string[], outDir: string
   const { createProgress } = await import('../progress.ts');
   // each scenario validates the shared run options itself, before the guest boots
   const cells = [];
+  let timeoutS: number | undefined; // -- --timeout S: per cell, the same for all
   for (const s of scenarios) {
     const a = await parseRunArgs([s, '--out', join(outDir, `${s}-${kernelSlug(kernel.text)}`), ...extra], 'run');
     if (!a) return 0;
+    timeoutS = a.timeoutS;
     cells.push({ scenario: s, outDir: a.outDir, options: a.options, rest: a.rest, wire: a.wire });
   }
-  const runs = await runVmRow({ mode: 'run', kernel, cells }, createProgress(), rowHooks);
+  const runs = await runVmRow({ mode: 'run', kernel, cells, ...(timeoutS ? { timeoutMs: timeoutS * 1000 } : {}) }, createProgress(), rowHooks);
   for (const r of runs) console.log(`${r.results.scenario} on ${r.results.environment.kernel.release} (${kernel.text}): ${r.results.status.toUpperCase()}`);
   return runs.every((r) => r.results.status === 'pass' || r.results.status === 'unsupported') ? 0 : 1;
 }
