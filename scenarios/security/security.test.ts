@@ -1,11 +1,14 @@
 // Every attack of the suite on the host path (whichever exec mechanism this kernel allows), the
 // positive controls with a real PostgreSQL, and the deny-list-only expectations.
 import fs from 'node:fs';
+import path from 'node:path';
+import { execa } from 'execa';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 
 import { describeRoot } from '../../lab/testing.ts';
 import { ATTACKS, CONTROLS, proof, runAttack } from './suite.ts';
 import { setupLab, workloadPolicy, type Lab } from './setup.ts';
+import { preparePostgresTemplate } from './workload.ts';
 
 describeRoot('security attack suite (host)', () => {
   let lab: Lab;
@@ -118,6 +121,21 @@ describeRoot('security attack suite (host)', () => {
     } finally {
       lab.controller.store.apply(workloadPolicy(lab));
     }
+  });
+
+  it('PostgreSQL runs from the template cluster in the lab cache, made once (what a VM guest unpacks)', async () => {
+    const tpl = await preparePostgresTemplate();
+    expect(tpl).not.toBeNull();
+    const made = fs.statSync(tpl!).mtimeMs;
+    expect(await preparePostgresTemplate()).toBe(tpl); // not made again
+    expect(fs.statSync(tpl!).mtimeMs).toBe(made);
+    // the running cluster is that template: its system identifier (initdb makes a new one each time)
+    const ctl = await execa(path.join(lab.pg!.bin, 'pg_controldata'), [path.join(lab.pg!.dataDir, 'data')], { env: { LANG: 'C' } });
+    const sysid = /Database system identifier:\s+(\d+)/.exec(ctl.stdout)?.[1];
+    expect(sysid).toBeDefined();
+    // pg_control starts with the 8-byte system identifier (little-endian on x86)
+    const raw = Buffer.from((await execa('tar', ['-xOf', tpl!, './global/pg_control'], { encoding: 'buffer' })).stdout);
+    expect(raw.readBigUInt64LE(0).toString()).toBe(sysid);
   });
 
   it('teardown removes the cgroups, the PostgreSQL data dir and the scratch dir', async () => {
