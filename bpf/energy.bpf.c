@@ -27,7 +27,11 @@ const volatile __u64 flush_ns = 1000000;
  * is its whole sum_exec_runtime — not sum − prev_sum, which the scheduler resets without a switch
  * when it re-sets a running task (sched_setaffinity from `taskset -c`, a nice or cgroup change):
  * charged that way such a thread lost what ran before the reset (~2 ms of a taskset'd process,
- * controller/energy/energy.test.ts "task storage …", 4 failures in 5 runs before this).
+ * controller/energy/energy.test.ts "task storage …", 4 failures in 5 runs before this). Not in the
+ * hash flavours: a thread whose `charged` entry the LRU evicted comes back as a first stint, and
+ * its whole sum would charge it twice (task storage lives as long as the task). A thread whose
+ * storage could not be created at a switch (`storage_misses`, 0 in every run so far) has that stint
+ * charged at once as sum − prev_sum, and again inside its whole sum when its storage does appear.
  */
 const volatile __u64 born_after_ns = ~0ULL;
 
@@ -366,7 +370,8 @@ static __always_inline void account(struct energy_pending *s, struct task_struct
 		__u64 prev_sum = prev->se.prev_sum_exec_runtime;
 		unsigned int policy = prev->policy;
 		bool fair = policy == 0 /* NORMAL */ || policy == 3 /* BATCH */ || policy == 5 /* IDLE */;
-		if (prev->start_time >= born_after_ns)
+		/* not for the no-storage fallback (at_once): that thread's next storage would charge it again */
+		if (!at_once && prev->start_time >= born_after_ns)
 			d = sum;
 		else
 			d = fair && sum >= prev_sum ? sum - prev_sum : 0;
