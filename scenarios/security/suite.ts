@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { SecurityController, SecurityEvent } from '../../controller/security/controller.ts';
-import { interpreterFor, launch, type LaunchResult } from './workload.ts';
+import { attackArgv, launch, type LaunchResult } from './workload.ts';
 
 export type Expect = 'blocked' | 'allowed';
 export interface Attack {
@@ -86,7 +86,7 @@ export async function runAttack(a: Attack, r: RunEnv, opts: { expect?: Expect; l
   const mark = path.join(r.scratch, `mark-${a.name}-${Date.now()}`);
   r.controller.drainEvents(); // whatever came before is not this attack's
   const file = path.join(r.scratch, 'attacks', a.file); // world-readable copy (see setup.ts)
-  const res: LaunchResult = await launch(r.cgroupDir, [interpreterFor(a.file), file], { ...r.env, MARK: mark }, a.asRoot ? { user: { uid: 0, gid: 0 } } : {});
+  const res: LaunchResult = await launch(r.cgroupDir, attackArgv(file), { ...r.env, MARK: mark }, a.asRoot ? { user: { uid: 0, gid: 0 } } : {});
   // every event of this attack was written before its syscalls returned, hence before it exited
   const events = r.controller.drainEvents();
   const line = res.stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();

@@ -23,6 +23,18 @@ open(cg+'/cgroup.procs','w').write(str(os.getpid()))
 os.setgroups([]); os.setgid(gid); os.setuid(uid)
 os.execve(sys.argv[4], sys.argv[4:], os.environ)`;
 
+/**
+ * Python without the site module: the launcher and the attacks use only the standard library, and
+ * `import site` is half of a Python start under TCG (6.1 guest: 0.54 s → 0.28 s per start; each
+ * attack starts two). Exploratory, `pnpm lab vm exec 6.1`, no stored run.
+ */
+export const PY_FAST = ['-S'];
+
+/** argv to run an attack file: its interpreter (Python without site) and the file */
+export function attackArgv(file: string): string[] {
+  return file.endsWith('.py') ? [PYTHON, ...PY_FAST, file] : [interpreterFor(file), file];
+}
+
 export function interpreterFor(file: string): string {
   if (file.endsWith('.py')) return PYTHON;
   if (file.endsWith('.pl')) return '/usr/bin/perl';
@@ -42,7 +54,7 @@ export interface LaunchResult {
 export async function launch(cgDir: string, argv: string[], env: Record<string, string>, opts: { user?: { uid: number; gid: number }; timeoutMs?: number } = {}): Promise<LaunchResult> {
   const u = opts.user ?? NOBODY;
   const t0 = performance.now();
-  const r = await execa(PYTHON, ['-c', LAUNCHER, cgDir, String(u.uid), String(u.gid), ...argv], {
+  const r = await execa(PYTHON, [...PY_FAST, '-c', LAUNCHER, cgDir, String(u.uid), String(u.gid), ...argv], {
     env, extendEnv: false, reject: false, timeout: opts.timeoutMs ?? 30_000, stdin: 'ignore',
   });
   return { exitCode: r.exitCode, signal: r.signal ?? undefined, stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? ''), ms: performance.now() - t0 };
@@ -50,7 +62,7 @@ export async function launch(cgDir: string, argv: string[], env: Record<string, 
 
 /** Start a long-running process in a cgroup (for probes and benchmarks). */
 export function launchBackground(cgDir: string, argv: string[], env: Record<string, string>, user = NOBODY) {
-  return execa(PYTHON, ['-c', LAUNCHER, cgDir, String(user.uid), String(user.gid), ...argv], { env, extendEnv: false, reject: false, stdin: 'ignore', buffer: false });
+  return execa(PYTHON, [...PY_FAST, '-c', LAUNCHER, cgDir, String(user.uid), String(user.gid), ...argv], { env, extendEnv: false, reject: false, stdin: 'ignore', buffer: false });
 }
 
 // ------------------------------------------------------------------ listeners
