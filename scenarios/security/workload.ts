@@ -214,7 +214,10 @@ export async function startPostgres(log: (s: string) => void): Promise<Postgres>
   const stop = async () => {
     if (proc.exitCode === null && proc.pid) {
       process.kill(proc.pid, 'SIGINT'); // fast shutdown
-      await Promise.race([proc, new Promise((r) => setTimeout(r, 10_000))]);
+      // the timer cleared after: a pending one held the runner's exit ~10 s after every run
+      let t: NodeJS.Timeout | undefined;
+      await Promise.race([proc, new Promise((r) => (t = setTimeout(r, 10_000)))]);
+      clearTimeout(t);
       if (proc.exitCode === null) process.kill(proc.pid, 'SIGKILL');
     }
     fs.rmSync(dataDir, { recursive: true, force: true });
