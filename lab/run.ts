@@ -294,9 +294,9 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
 }
 
 /**
- * After Ctrl-C or --timeout on this kernel: the cleanups have run and the report is written, but
- * the scenario's own awaits may still hold children (a load generator runs its full duration):
- * end them and exit now rather than when they finish.
+ * After Ctrl-C or --timeout on this kernel, and always on a guest's side of a VM run: the cleanups
+ * have run and the report is written, but the scenario's own awaits may still hold children (a
+ * load generator runs its full duration): end them and exit now rather than when they finish.
  */
 function endStoppedRun(code: number): never {
   for (const d of fs.readdirSync('/proc')) {
@@ -350,8 +350,10 @@ async function runOrBench(argv: string[], mode: 'run' | 'bench'): Promise<number
   const { results, html } = r;
   const code = results.status === 'pass' || results.status === 'unsupported' ? 0 : 1;
   const stopped = 'stopped' in r && r.stopped;
-  // the guest side of a VM run stays quiet: the host prints the one summary
-  if (args.spec) return stopped ? endStoppedRun(code) : code;
+  // the guest side of a VM run stays quiet: the host prints the one summary. It exits as soon as
+  // its results.json is written: a timer or child a scenario left behind would otherwise hold the
+  // row (security's PostgreSQL stop guard held every run ~10 s) and the next scenario's guest
+  if (args.spec) return endStoppedRun(code);
   const counts = (s: string) => results.checks.filter((c) => c.status === s).length;
   console.log(`${results.scenario} on ${results.environment.kernel.release} (${args.kernel.text}): ${results.status.toUpperCase()} — ${counts('pass')} passed, ${counts('fail')} failed, ${counts('unsupported')} unsupported in ${((results.durationMs ?? 0) / 1000).toFixed(1)} s`);
   if (results.error) console.log(`error: ${results.error.split('\n')[0]}`);
