@@ -298,7 +298,7 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
  * have run and the report is written, but the scenario's own awaits may still hold children (a
  * load generator runs its full duration): end them and exit now rather than when they finish.
  */
-function endStoppedRun(code: number): never {
+function endRunNow(code: number): never {
   for (const d of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     try {
@@ -353,12 +353,12 @@ async function runOrBench(argv: string[], mode: 'run' | 'bench'): Promise<number
   // the guest side of a VM run stays quiet: the host prints the one summary. It exits as soon as
   // its results.json is written: a timer or child a scenario left behind would otherwise hold the
   // row (security's PostgreSQL stop guard held every run ~10 s) and the next scenario's guest
-  if (args.spec) return endStoppedRun(code);
+  if (args.spec) return endRunNow(code);
   const counts = (s: string) => results.checks.filter((c) => c.status === s).length;
   console.log(`${results.scenario} on ${results.environment.kernel.release} (${args.kernel.text}): ${results.status.toUpperCase()} — ${counts('pass')} passed, ${counts('fail')} failed, ${counts('unsupported')} unsupported in ${((results.durationMs ?? 0) / 1000).toFixed(1)} s`);
   if (results.error) console.log(`error: ${results.error.split('\n')[0]}`);
   console.log(`report: ${html}`);
-  return stopped ? endStoppedRun(code) : code;
+  return stopped ? endRunNow(code) : code;
 }
 
 export const runCommand = (argv: string[]) => runOrBench(argv, 'run');
