@@ -74,9 +74,7 @@ async function startTarget(defer: Defer): Promise<{ target: Target; env: Record<
     rx.kill('SIGKILL');
     await rx.catch(() => {});
   });
-  let t: NodeJS.Timeout | undefined;
-  await Promise.race([isReady, new Promise((r) => (t = setTimeout(r, 10_000)))]);
-  clearTimeout(t);
+  await Promise.race([isReady, new Promise((r) => setTimeout(r, 10_000).unref())]);
   return { target: { ns, ip, port, received: () => count }, env: { TARGET_IP: ip, TARGET_PORT: String(port), TARGET_DEV: hostDev, TARGET_MAC: mac, TARGET_SRC: hostIp } };
 }
 

@@ -120,10 +120,7 @@ async function portFree(port: number): Promise<boolean> {
 }
 
 
-/**
- * Debian's PostgreSQL, initdb'd into a temp dir as the postgres user and started on 127.0.0.1
- * (5432 when free; another developer's run may hold it, then a free port, reported as such).
- */
+/** Debian's PostgreSQL server binaries and the postgres user */
 function postgresInstall(): { bin: string; version: string; user: { uid: number; gid: number } } {
   const versions = fs.existsSync('/usr/lib/postgresql') ? fs.readdirSync('/usr/lib/postgresql').sort((a, b) => Number(b) - Number(a)) : [];
   const bin = versions.map((v) => `/usr/lib/postgresql/${v}/bin`).find((d) => fs.existsSync(path.join(d, 'initdb')));
@@ -133,7 +130,7 @@ function postgresInstall(): { bin: string; version: string; user: { uid: number;
   return { bin, version: path.basename(path.dirname(bin)), user: { uid: Number(pw[2]), gid: Number(pw[3]) } };
 }
 
-// 1 MB WAL segments: the template's pg_wal is 1 MB instead of 16, which a guest copies over 9p
+// 1 MB WAL segments: the template's pg_wal is 1 MB instead of 16, which a guest reads over 9p
 const INITDB_ARGS = ['-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync', '--wal-segsize=1'];
 
 async function initdb(bin: string, user: { uid: number; gid: number }, dir: string): Promise<void> {
@@ -187,6 +184,11 @@ export async function preparePostgresTemplate(log: (s: string) => void = () => {
   }
 }
 
+/**
+ * Debian's PostgreSQL, unpacked from the template (or initdb'd) into a temp dir and started as the
+ * postgres user on 127.0.0.1 (5432 when free; another developer's run may hold it, then a free
+ * port, reported as such).
+ */
 export async function startPostgres(log: (s: string) => void): Promise<Postgres> {
   const { bin, version, user } = postgresInstall();
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-pg-'));
@@ -214,10 +216,8 @@ export async function startPostgres(log: (s: string) => void): Promise<Postgres>
   const stop = async () => {
     if (proc.exitCode === null && proc.pid) {
       process.kill(proc.pid, 'SIGINT'); // fast shutdown
-      // the timer cleared after: a pending one held the runner's exit ~10 s after every run
-      let t: NodeJS.Timeout | undefined;
-      await Promise.race([proc, new Promise((r) => (t = setTimeout(r, 10_000)))]);
-      clearTimeout(t);
+      // unref'd: a pending guard held the runner's exit ~10 s after every run
+      await Promise.race([proc, new Promise((r) => setTimeout(r, 10_000).unref())]);
       if (proc.exitCode === null) process.kill(proc.pid, 'SIGKILL');
     }
     fs.rmSync(dataDir, { recursive: true, force: true });
