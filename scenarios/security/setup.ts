@@ -106,7 +106,12 @@ export async function setupLab(defer: Defer, opts: { postgres?: boolean; log?: (
     hardlink = undefined;
   }
 
+  // each step's time in the progress log: under TCG they take seconds each (6.12/7.x in a loaded
+  // matrix: 30-40 s from here to PostgreSQL, not yet broken down)
+  const t0 = performance.now();
+  const took = () => `${((performance.now() - t0) / 1000).toFixed(1)} s`;
   const controller = await SecurityController.start({ log, lsm: opts.lsm });
+  log(`security controller loaded and attached (${took()})`);
   defer('close security controller (links, programs, maps)', () => controller.close());
   let hardlinkSameInode: boolean | undefined;
   if (hardlink) {
@@ -116,12 +121,14 @@ export async function setupLab(defer: Defer, opts: { postgres?: boolean; log?: (
     hardlinkSameInode = a.dev === b.dev && a.ino === b.ino;
   }
   const { target, env: targetEnv } = await startTarget(defer);
+  log(`egress target namespace up (${took()})`);
   const listeners = await startListeners();
   defer('close listeners', () => listeners.close());
   let pg: Postgres | undefined;
   if (opts.postgres) {
     pg = await startPostgres(log);
     defer(`stop PostgreSQL and delete ${pg.dataDir}`, () => pg!.stop());
+    log(`PostgreSQL accepting connections (${took()})`);
   }
   const env: Record<string, string> = {
     PATH: '/usr/bin:/bin',
