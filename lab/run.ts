@@ -10,7 +10,7 @@ import { entryPath } from './dist.ts';
 import { parseArgs, toArgv, UsageError, suggest, type Opts } from './args.ts';
 import { LabError } from './errors.ts';
 import { collectEnvironment, gitState, REPO_ROOT } from './env.ts';
-import { cpuFacts, runContext, snapshot } from './context.ts';
+import { cpuFacts, parsePidStat, runContext, snapshot } from './context.ts';
 import { ensureMounts } from './host.ts';
 import { createProgress, type Progress } from './progress.ts';
 import { probeKernel, type ProbeTable } from './probes.ts';
@@ -302,8 +302,7 @@ function endRunNow(code: number): never {
   for (const d of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     try {
-      const st = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
-      if (Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]) === process.pid) process.kill(Number(d), 'SIGKILL');
+      if (parsePidStat(fs.readFileSync(`/proc/${d}/stat`, 'utf8'))?.ppid === process.pid) process.kill(Number(d), 'SIGKILL');
     } catch {
       /* gone meanwhile */
     }
