@@ -1,11 +1,16 @@
-// Zero-code HTTP tracing, kernel side. Only tracepoints (syscalls + sock:inet_sock_set_state), so
-// one object runs on every kernel of the matrix, including hosts without kprobes/fentry.
+// Zero-code HTTP tracing, kernel side. Only tracepoints (raw_syscalls sys_exit + sock:
+// inet_sock_set_state), so one object runs on every kernel of the matrix, including hosts without
+// kprobes/fentry.
 //
-// Payload: sys_enter_* saves the buffer pointer of the selected workloads' socket syscalls per
-// thread; sys_exit_* knows how many bytes really moved, resolves the fd to its struct sock
-// (task → files → fdtable → file → socket → sk) and copies the first cap_bytes into the ring.
-// Reading at exit, not at enter, means a read's buffer holds what arrived and a partial write is
-// reported with the length that went out. HTTP parsing happens in TypeScript (bounded there).
+// Payload: one raw tracepoint on sys_exit sees every syscall's return with the task's saved user
+// registers, so the arguments (fd, buffer, iovec count) are read there: no sys_enter program and no
+// per-thread map of saved arguments. Per-syscall tracepoints (syscalls:sys_{enter,exit}_*) did the
+// same with two programs, an LRU map update and delete per syscall and perf's trace-buffer setup
+// around each run: 1.2 µs of BPF per traced syscall against ~0.5 µs here (ARCHITECTURE.md,
+// tracing). Reading at exit, not at enter, means a read's buffer holds what arrived and a partial
+// write is reported with the length that went out. The fd is resolved to its struct sock
+// (task → files → fdtable → file → socket → sk) and the first cap_bytes are copied into the ring.
+// HTTP parsing happens in TypeScript (bounded there).
 //
 // Kernel-side filter (per socket, map `conns`): a record crosses only for the first bytes of each
 // run of one direction (the first cap_bytes of a request or a response, split reads included) and
@@ -17,7 +22,7 @@
 //
 // Lifecycle: the CLOSE→SYN_SENT transition runs in the connecting task's context, so selection
 // works there; later transitions (ESTABLISHED, CLOSE) run in softirq and are reported only for
-// sockets in `tracked`. Server sockets enter `tracked` at accept4's exit.
+// sockets in `tracked`. Server sockets enter `tracked` when accept/accept4 returns.
 #include "include/lab.h"
 #include "tracing.h"
 
@@ -28,8 +33,38 @@
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
 
+#if defined(__TARGET_ARCH_x86)
+/* arch/x86/entry/syscalls/syscall_64.tbl: the ABI, fixed forever */
+#define NR_READ 0
+#define NR_WRITE 1
+#define NR_READV 19
+#define NR_WRITEV 20
+#define NR_SENDFILE 40
+#define NR_ACCEPT 43
+#define NR_SENDTO 44
+#define NR_RECVFROM 45
+#define NR_SENDMSG 46
+#define NR_RECVMSG 47
+#define NR_ACCEPT4 288
+/* in_ia32_syscall(): a 32-bit task's numbers are another table (ia32 20 is getpid, not writev) */
+#define TS_COMPAT 0x0002
+#define SYSCALL_NR(regs) BPF_CORE_READ(regs, orig_ax)
+#else
+#error "tracing.bpf.c knows x86-64 syscall numbers only: add this architecture's (and common/arch.ts)"
+#endif
+/* accept/accept4 beside enum tr_sys (never sent: they become TR_EV_ACCEPT records) */
+#define SYS_ACCEPT 100
+
 /* set by the loader before load */
 const volatile __u32 cap_bytes = 256;
+/*
+ * Sampling (0: every exchange crosses). Client sockets and server sockets whose peer is a traced
+ * client on this node (`local_clients`) always cross, so a crossed trace is whole and tuple links
+ * keep their ordinals; on any other server socket (the roots: traffic from outside the selected
+ * workloads) a request crosses when bpf_get_prandom_u32() < sample_thresh, decided where its first
+ * byte is read, and its response goes with it. Every request is counted in `red` either way.
+ */
+const volatile __u32 sample_thresh = 0;
 
 /* workloads: cgroup v2 id → service index, tgid → service index */
 struct {
@@ -46,14 +81,6 @@ struct {
 	__type(value, __u32);
 } sel_pids SEC(".maps");
 
-/* syscall arguments between enter and exit, per thread */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u32);
-	__type(value, struct tr_args);
-} inflight SEC(".maps");
-
 /* sockets whose softirq-side transitions are reported: sk address → owner */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -69,6 +96,32 @@ struct {
 	__type(key, __u64);
 	__type(value, struct tr_conn);
 } conns SEC(".maps");
+
+/* traced client sockets on this node by their tuple (set at ESTABLISHED): a server accepting one always crosses */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct tr_tuple);
+	__type(value, __u32);
+} local_clients SEC(".maps");
+
+/* per thread: server requests it read that did not cross and whose response has not started */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u32);
+} unsampled SEC(".maps");
+
+/* in-kernel RED (tracing.h, struct tr_red) */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct tr_red_key);
+	__type(value, struct tr_red);
+} red SEC(".maps");
+
+static const struct tr_red red_zero;
 
 /* a data record is assembled here, then only its used part goes into the ring */
 struct {
@@ -168,6 +221,8 @@ static __always_inline void fill_header(struct tr_event *e, __u32 kind, __u32 se
 	e->cap_len = 0;
 	e->old_state = 0;
 	e->new_state = 0;
+	e->unsampled = 0;
+	e->_pad2 = 0;
 	e->_pad = 0;
 	__builtin_memset(e->laddr, 0, sizeof(e->laddr));
 	__builtin_memset(e->raddr, 0, sizeof(e->raddr));
@@ -203,17 +258,6 @@ static __always_inline bool http_start(__u32 w)
 #undef W
 }
 
-static __always_inline int save_args(struct trace_event_raw_sys_enter *ctx, __u32 sys, __u64 buf, __u32 iovcnt)
-{
-	__u32 service = selected();
-	if (!service)
-		return 0;
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct tr_args a = { .buf = buf, .fd = (__u32)ctx->args[0], .sys = sys, .iovcnt = iovcnt, .service = service };
-	bpf_map_update_elem(&inflight, &tid, &a, BPF_ANY);
-	return 0;
-}
-
 /* copy up to `want` bytes from a user iovec array into e->data */
 static __always_inline __u32 copy_iov(struct tr_event *e, const struct iovec *iov, __u32 iovcnt, __u64 want)
 {
@@ -241,19 +285,19 @@ static __always_inline __u32 copy_iov(struct tr_event *e, const struct iovec *io
 }
 
 /* user address of the first bytes a syscall moved (0: none to look at, e.g. sendfile) */
-static __always_inline __u64 first_bytes(const struct tr_args *a)
+static __always_inline __u64 first_bytes(__u32 sys, __u64 buf, __u32 iovcnt)
 {
 	struct iovec v = {};
-	switch (a->sys) {
+	switch (sys) {
 	case TR_SYS_READ: case TR_SYS_WRITE: case TR_SYS_SENDTO: case TR_SYS_RECVFROM:
-		return a->buf;
+		return buf;
 	case TR_SYS_READV: case TR_SYS_WRITEV:
-		if (a->iovcnt && !bpf_probe_read_user(&v, sizeof(v), (const void *)a->buf))
+		if (iovcnt && !bpf_probe_read_user(&v, sizeof(v), (const void *)buf))
 			return (__u64)v.iov_base;
 		return 0;
 	case TR_SYS_SENDMSG: case TR_SYS_RECVMSG: {
 		struct user_msghdr m;
-		if (bpf_probe_read_user(&m, sizeof(m), (const void *)a->buf) || !m.msg_iovlen)
+		if (bpf_probe_read_user(&m, sizeof(m), (const void *)buf) || !m.msg_iovlen)
 			return 0;
 		if (!bpf_probe_read_user(&v, sizeof(v), m.msg_iov))
 			return (__u64)v.iov_base;
@@ -264,24 +308,94 @@ static __always_inline __u64 first_bytes(const struct tr_args *a)
 	}
 }
 
-static __always_inline int data_exit(struct trace_event_raw_sys_exit *ctx)
+/* 0 for 0, else floor(log2(v)) + 1 */
+static __always_inline __u32 log2_bucket(__u64 v)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct tr_args *ap = bpf_map_lookup_elem(&inflight, &tid);
-	if (!ap)
+	if (!v)
 		return 0;
-	struct tr_args a = *ap;
-	bpf_map_delete_elem(&inflight, &tid);
-	long ret = ctx->ret;
-	if (ret <= 0)
-		return 0;
+	__u32 r = 1;
+	if (v >> 32) { v >>= 32; r += 32; }
+	if (v >> 16) { v >>= 16; r += 16; }
+	if (v >> 8) { v >>= 8; r += 8; }
+	if (v >> 4) { v >>= 4; r += 4; }
+	if (v >> 2) { v >>= 2; r += 2; }
+	if (v >> 1) r += 1;
+	return r;
+}
+
+static __always_inline void red_observe(__u32 service, __u32 role, __u32 cls, __u64 dur_ns)
+{
+	struct tr_red_key k = { .service = service, .role = role, .status_class = cls };
+	struct tr_red *r = bpf_map_lookup_elem(&red, &k);
+	if (!r) {
+		bpf_map_update_elem(&red, &k, &red_zero, BPF_NOEXIST);
+		r = bpf_map_lookup_elem(&red, &k);
+		if (!r)
+			return;
+	}
+	__u32 b = log2_bucket(dur_ns / 1000);
+	if (b >= TR_RED_BUCKETS)
+		b = TR_RED_BUCKETS - 1;
+	r->count[b]++;
+	r->sum_ns += dur_ns;
+}
+
+static __always_inline void unsampled_add(__u32 tid, int d)
+{
+	__u32 *n = bpf_map_lookup_elem(&unsampled, &tid);
+	if (d > 0) {
+		if (n)
+			__sync_fetch_and_add(n, 1);
+		else {
+			__u32 one = 1;
+			bpf_map_update_elem(&unsampled, &tid, &one, BPF_NOEXIST);
+		}
+	} else if (n && *n)
+		__sync_fetch_and_add(n, -1);
+}
+
+/* a socket's tuple as tr_tuple, IPv4 v4-mapped; `mirror` swaps the ends (the peer's view) */
+static __always_inline void sock_tuple(struct tr_tuple *t, struct sock *sk, bool mirror)
+{
+	__u8 l[16] = {}, r[16] = {};
+	if (BPF_CORE_READ(sk, __sk_common.skc_family) == AF_INET) {
+		__u32 la = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__u32 ra = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		l[10] = l[11] = r[10] = r[11] = 0xff;
+		__builtin_memcpy(&l[12], &la, 4);
+		__builtin_memcpy(&r[12], &ra, 4);
+	} else {
+		BPF_CORE_READ_INTO(&l, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&r, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	}
+	__u16 lp = BPF_CORE_READ(sk, __sk_common.skc_num);
+	__u16 rp = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	__builtin_memcpy(t->laddr, mirror ? r : l, 16);
+	__builtin_memcpy(t->raddr, mirror ? l : r, 16);
+	t->lport = mirror ? rp : lp;
+	t->rport = mirror ? lp : rp;
+}
+
+#define W4(a, b, c, d) ((__u32)(a) | (__u32)(b) << 8 | (__u32)(c) << 16 | (__u32)(d) << 24)
+
+struct tr_call {
+	__u64 buf;      /* user buffer, or iovec array, or msghdr */
+	__u32 fd;
+	__u32 sys;      /* enum tr_sys */
+	__u32 iovcnt;
+	__u32 service;
+};
+
+static __always_inline int data_exit(struct tr_call a, long ret)
+{
 	struct sock *sk = fd_to_tcp_sock(a.fd);
 	if (!sk)
 		return 0;
 	__u64 key = (__u64)sk;
 	struct tr_conn *st = bpf_map_lookup_elem(&conns, &key);
 	if (!st) {
-		struct tr_conn z = {};
+		/* a socket first seen here (it predates the tracer): its first bytes tell its role */
+		struct tr_conn z = { .capture = 1 };
 		bpf_map_update_elem(&conns, &key, &z, BPF_NOEXIST);
 		st = bpf_map_lookup_elem(&conns, &key);
 		if (!st)
@@ -296,14 +410,91 @@ static __always_inline int data_exit(struct trace_event_raw_sys_exit *ctx)
 		   a.sys == TR_SYS_SENDFILE;
 	__u32 dir = out ? TR_DIR_OUT : TR_DIR_IN;
 	__u32 cap = cap_bytes < TR_MAX_CAP ? cap_bytes : TR_MAX_CAP;
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u32 parent_unsampled = 0;
+	bool skip_flush = false;
+	if (st->dir != dir) {
+		/* a new run: its first bytes give the role (first run), the status (a response) and where a request starts */
+		__u8 h[16] = {};
+		__u64 p = first_bytes(a.sys, a.buf, a.iovcnt);
+		bool peeked = p && len >= 4 && !bpf_probe_read_user(h, len < 12 ? 4 : 12, (const void *)p);
+		__u32 w = 0;
+		__builtin_memcpy(&w, h, 4);
+		if (st->dir == 0 && peeked) {
+			if (!http_start(w)) {
+				/* not HTTP/1.x from its first bytes: this socket sends nothing from now on */
+				st->non_http = 1;
+				count_filtered(1);
+				return 0;
+			}
+			if (!st->role)
+				st->role = (w == W4('H', 'T', 'T', 'P')) == (dir == TR_DIR_IN) ? TR_ROLE_CLIENT : TR_ROLE_SERVER;
+		}
+		bool is_req = st->role == TR_ROLE_SERVER ? dir == TR_DIR_IN : st->role == TR_ROLE_CLIENT && dir == TR_DIR_OUT;
+		__u64 now = bpf_ktime_get_ns();
+		if (is_req) {
+			if (st->req_ts)
+				/* the previous request never saw a response start (a run of requests, e.g. pipelined) */
+				red_observe(a.service, st->role, 0, now - st->req_ts);
+			if (!st->capture && st->req_tid)
+				unsampled_add(st->req_tid, -1);
+			st->req_ts = now;
+			st->req_tid = 0;
+			bool keep = !sample_thresh || st->always || st->role == TR_ROLE_CLIENT || bpf_get_prandom_u32() < sample_thresh;
+			/* counts of a crossed exchange still pending when the next one does not cross: sent on their own */
+			skip_flush = !keep && st->capture && st->skip_calls;
+			st->capture = keep;
+			if (!keep) {
+				st->req_tid = tid;
+				unsampled_add(tid, 1);
+			}
+		} else if (st->req_ts) {
+			/* a response starts: RED for the request it answers (status class from "HTTP/1.x NNN") */
+			__u32 cls = w == W4('H', 'T', 'T', 'P') && h[9] >= '1' && h[9] <= '5' ? h[9] - '0' : 0;
+			red_observe(a.service, st->role, cls, now - st->req_ts);
+			st->req_ts = 0;
+			if (!st->capture && st->req_tid) {
+				unsampled_add(st->req_tid, -1);
+				st->req_tid = 0;
+			}
+		}
+		if (is_req && st->role == TR_ROLE_CLIENT) {
+			__u32 *n = bpf_map_lookup_elem(&unsampled, &tid);
+			parent_unsampled = n ? *n : 0;
+		}
+	}
+	if (skip_flush) {
+		struct tr_event *f = reserve(TR_EV_SKIP, a.service);
+		if (f) {
+			f->sock = key;
+			f->skip_bytes = st->skip_bytes;
+			f->skip_ts = st->skip_ts;
+			f->skip_calls = st->skip_calls;
+			f->skip_dir = st->skip_dir;
+			bpf_ringbuf_submit(f, 0);
+		}
+		st->skip_bytes = 0;
+		st->skip_ts = 0;
+		st->skip_calls = 0;
+	}
+	if (!st->capture) {
+		/* an exchange that does not cross: only the run state moves */
+		if (st->dir != dir) {
+			st->dir = dir;
+			st->run_bytes = 0;
+		}
+		st->run_bytes = st->run_bytes + len < st->run_bytes ? 0xffffffffu : st->run_bytes + len;
+		return 0;
+	}
 	if (st->dir == dir && st->run_bytes >= cap) {
 		/* a continuation past the captured start of this run: only a new HTTP message crosses */
-		__u64 p = first_bytes(&a);
+		__u64 p = first_bytes(a.sys, a.buf, a.iovcnt);
 		__u32 w = 0;
 		if (!p || len < 4 || bpf_probe_read_user(&w, 4, (const void *)p) || !http_start(w)) {
 			st->skip_bytes += len;
 			st->skip_ts = bpf_ktime_get_ns();
 			st->skip_calls++;
+			st->skip_dir = dir;
 			count_filtered(0);
 			return 0;
 		}
@@ -317,12 +508,12 @@ static __always_inline int data_exit(struct trace_event_raw_sys_exit *ctx)
 		e->skip_bytes = st->skip_bytes;
 		e->skip_ts = st->skip_ts;
 		e->skip_calls = st->skip_calls;
-		e->skip_dir = st->dir;
+		e->skip_dir = st->skip_dir;
 		st->skip_bytes = 0;
 		st->skip_ts = 0;
 		st->skip_calls = 0;
 	}
-	bool first = st->dir == 0;
+	e->unsampled = parent_unsampled;
 	if (st->dir != dir) {
 		st->dir = dir;
 		st->run_bytes = 0;
@@ -354,16 +545,6 @@ static __always_inline int data_exit(struct trace_event_raw_sys_exit *ctx)
 	default: /* sendfile: the bytes come from a file, only their count crosses */
 		break;
 	}
-	if (first && got >= 4) {
-		__u32 w;
-		__builtin_memcpy(&w, e->data, 4);
-		if (!http_start(w)) {
-			/* not HTTP/1.x from its first bytes: this socket sends nothing from now on */
-			st->non_http = 1;
-			count_filtered(1);
-			return 0;
-		}
-	}
 	got &= 2 * TR_MAX_CAP - 1;
 	e->cap_len = got;
 	if (bpf_ringbuf_output(&events, e, TR_HDR_SIZE + got, 0))
@@ -371,65 +552,23 @@ static __always_inline int data_exit(struct trace_event_raw_sys_exit *ctx)
 	return 0;
 }
 
-#define DATA_PAIR(name, sysno, bufarg, cntarg)                                                 \
-	SEC("tracepoint/syscalls/sys_enter_" #name)                                            \
-	int enter_##name(struct trace_event_raw_sys_enter *ctx)                                 \
-	{                                                                                      \
-		return save_args(ctx, sysno, (__u64)ctx->args[bufarg], cntarg);               \
-	}                                                                                      \
-	SEC("tracepoint/syscalls/sys_exit_" #name)                                             \
-	int exit_##name(struct trace_event_raw_sys_exit *ctx)                                   \
-	{                                                                                      \
-		return data_exit(ctx);                                                         \
-	}
-
-DATA_PAIR(read, TR_SYS_READ, 1, 0)
-DATA_PAIR(write, TR_SYS_WRITE, 1, 0)
-DATA_PAIR(readv, TR_SYS_READV, 1, (__u32)ctx->args[2])
-DATA_PAIR(writev, TR_SYS_WRITEV, 1, (__u32)ctx->args[2])
-DATA_PAIR(sendto, TR_SYS_SENDTO, 1, 0)
-DATA_PAIR(recvfrom, TR_SYS_RECVFROM, 1, 0)
-DATA_PAIR(sendmsg, TR_SYS_SENDMSG, 1, 0)
-DATA_PAIR(recvmsg, TR_SYS_RECVMSG, 1, 0)
-
-/* sendfile(out_fd, in_fd, …): the socket is out_fd (args[0]) */
-SEC("tracepoint/syscalls/sys_enter_sendfile64")
-int enter_sendfile(struct trace_event_raw_sys_enter *ctx)
+/* accept/accept4 returned `fd`: the server side of a connection, tracked from now on */
+static __always_inline int accept_exit(__u32 fd, __u32 service)
 {
-	return save_args(ctx, TR_SYS_SENDFILE, 0, 0);
-}
-
-SEC("tracepoint/syscalls/sys_exit_sendfile64")
-int exit_sendfile(struct trace_event_raw_sys_exit *ctx)
-{
-	return data_exit(ctx);
-}
-
-SEC("tracepoint/syscalls/sys_enter_accept4")
-int enter_accept4(struct trace_event_raw_sys_enter *ctx)
-{
-	return save_args(ctx, 0, 0, 0);
-}
-
-SEC("tracepoint/syscalls/sys_exit_accept4")
-int exit_accept4(struct trace_event_raw_sys_exit *ctx)
-{
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct tr_args *ap = bpf_map_lookup_elem(&inflight, &tid);
-	if (!ap)
-		return 0;
-	__u32 service = ap->service;
-	bpf_map_delete_elem(&inflight, &tid);
-	if (ctx->ret < 0)
-		return 0;
-	struct sock *sk = fd_to_tcp_sock((__u32)ctx->ret);
+	struct sock *sk = fd_to_tcp_sock(fd);
 	if (!sk)
 		return 0;
 	__u64 key = (__u64)sk;
 	struct tr_sock t = { .pid = bpf_get_current_pid_tgid() >> 32, .service = service, .cgroup_id = bpf_get_current_cgroup_id() };
 	bpf_map_update_elem(&tracked, &key, &t, BPF_ANY);
 	/* a struct sock address is reused: a new connection starts with fresh filter state */
-	bpf_map_delete_elem(&conns, &key);
+	struct tr_conn z = { .role = TR_ROLE_SERVER, .capture = 1 };
+	if (sample_thresh) {
+		struct tr_tuple peer;
+		sock_tuple(&peer, sk, true);
+		z.always = bpf_map_lookup_elem(&local_clients, &peer) != NULL;
+	}
+	bpf_map_update_elem(&conns, &key, &z, BPF_ANY);
 	struct tr_event *e = reserve(TR_EV_ACCEPT, service);
 	if (!e)
 		return 0;
@@ -437,6 +576,74 @@ int exit_accept4(struct trace_event_raw_sys_exit *ctx)
 	fill_tuple(e, sk);
 	bpf_ringbuf_submit(e, 0);
 	return 0;
+}
+
+static __always_inline __u32 sys_of(__u64 nr)
+{
+	switch (nr) {
+	case NR_READ: return TR_SYS_READ;
+	case NR_WRITE: return TR_SYS_WRITE;
+	case NR_READV: return TR_SYS_READV;
+	case NR_WRITEV: return TR_SYS_WRITEV;
+	case NR_SENDTO: return TR_SYS_SENDTO;
+	case NR_RECVFROM: return TR_SYS_RECVFROM;
+	case NR_SENDMSG: return TR_SYS_SENDMSG;
+	case NR_RECVMSG: return TR_SYS_RECVMSG;
+	case NR_SENDFILE: return TR_SYS_SENDFILE;
+	case NR_ACCEPT: case NR_ACCEPT4: return SYS_ACCEPT;
+	default: return 0;
+	}
+}
+
+static __always_inline bool compat_task(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	if (!bpf_core_field_exists(task->thread_info.status))
+		return false;
+	return BPF_CORE_READ(task, thread_info.status) & TS_COMPAT;
+}
+
+/*
+ * Every syscall of every task returns through here, so the order is by cost: the syscall number
+ * (one read) rules out all but a few, a failed call or EOF ends it, then the workload filter.
+ */
+static __always_inline int on_sys_exit(struct pt_regs *regs, __u32 sys, long ret)
+{
+	if (ret < 0 || (ret == 0 && sys != SYS_ACCEPT))
+		return 0;
+	__u32 service = selected();
+	if (!service || compat_task())
+		return 0;
+	/* sendfile(out_fd, in_fd, …): the socket is out_fd, the first argument like every other */
+	__u32 fd = (__u32)PT_REGS_PARM1_CORE_SYSCALL(regs);
+	if (sys == SYS_ACCEPT)
+		return accept_exit((__u32)ret, service);
+	struct tr_call a = { .fd = fd, .sys = sys, .service = service };
+	if (sys != TR_SYS_SENDFILE)
+		a.buf = PT_REGS_PARM2_CORE_SYSCALL(regs);
+	if (sys == TR_SYS_READV || sys == TR_SYS_WRITEV)
+		a.iovcnt = (__u32)PT_REGS_PARM3_CORE_SYSCALL(regs);
+	return data_exit(a, ret);
+}
+
+SEC("raw_tp/sys_exit")
+int sys_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
+	__u32 sys = sys_of(SYSCALL_NR(regs));
+	if (!sys)
+		return 0;
+	return on_sys_exit(regs, sys, (long)ctx->args[1]);
+}
+
+/* the same with BTF: regs is a typed pointer, the syscall number a plain load instead of a helper call */
+SEC("tp_btf/sys_exit")
+int BPF_PROG(sys_exit_btf, struct pt_regs *regs, long ret)
+{
+	__u32 sys = sys_of(regs->orig_ax);
+	if (!sys)
+		return 0;
+	return on_sys_exit(regs, sys, ret);
 }
 
 #define TCP_ESTABLISHED 1
@@ -459,15 +666,25 @@ int sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
 			return 0;
 		struct tr_sock n = { .pid = bpf_get_current_pid_tgid() >> 32, .service = service, .cgroup_id = bpf_get_current_cgroup_id() };
 		bpf_map_update_elem(&tracked, &key, &n, BPF_ANY);
-		bpf_map_delete_elem(&conns, &key);
+		struct tr_conn z = { .role = TR_ROLE_CLIENT, .always = 1, .capture = 1 };
+		bpf_map_update_elem(&conns, &key, &z, BPF_ANY);
 		kind = TR_EV_CONNECT;
 	} else {
 		t = bpf_map_lookup_elem(&tracked, &key);
 		if (!t)
 			return 0;
 		service = t->service;
-		if (ctx->newstate == TCP_ESTABLISHED)
+		if (ctx->newstate == TCP_ESTABLISHED) {
 			kind = TR_EV_ESTABLISHED;
+			if (sample_thresh) {
+				/* this client's tuple: the server that accepts it (if traced) always crosses */
+				struct tr_tuple tu = { .lport = ctx->sport, .rport = ctx->dport };
+				bpf_probe_read_kernel(tu.laddr, 16, ctx->saddr_v6);
+				bpf_probe_read_kernel(tu.raddr, 16, ctx->daddr_v6);
+				__u32 one = 1;
+				bpf_map_update_elem(&local_clients, &tu, &one, BPF_ANY);
+			}
+		}
 		else if (ctx->newstate == TCP_CLOSE)
 			kind = TR_EV_CLOSE;
 		else
@@ -489,11 +706,24 @@ int sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
 			/* body bytes still only counted ride on the close record */
 			struct tr_conn *st = bpf_map_lookup_elem(&conns, &key);
 			if (st) {
-				e->skip_bytes = st->skip_bytes;
-				e->skip_ts = st->skip_ts;
-				e->skip_calls = st->skip_calls;
-				e->skip_dir = st->dir;
+				if (st->capture) {
+					e->skip_bytes = st->skip_bytes;
+					e->skip_ts = st->skip_ts;
+					e->skip_calls = st->skip_calls;
+					e->skip_dir = st->skip_dir;
+				}
+				if (st->req_ts)
+					/* a request closed before any response: status class 0 */
+					red_observe(service, st->role, 0, bpf_ktime_get_ns() - st->req_ts);
+				if (!st->capture && st->req_tid)
+					unsampled_add(st->req_tid, -1);
 				bpf_map_delete_elem(&conns, &key);
+			}
+			if (sample_thresh) {
+				struct tr_tuple tu = { .lport = ctx->sport, .rport = ctx->dport };
+				bpf_probe_read_kernel(tu.laddr, 16, ctx->saddr_v6);
+				bpf_probe_read_kernel(tu.raddr, 16, ctx->daddr_v6);
+				bpf_map_delete_elem(&local_clients, &tu);
 			}
 		}
 	}

@@ -4,7 +4,7 @@
  *
  * One record per syscall that moved bytes on a TCP socket of a selected workload (the first
  * `cap_bytes` of them), plus connection lifecycle records from sock:inet_sock_set_state and
- * accept4. User space reassembles each connection's byte stream from these and parses HTTP/1.1.
+ * accept/accept4. User space reassembles each connection's byte stream from these and parses HTTP/1.1.
  */
 #pragma once
 
@@ -16,11 +16,16 @@
 
 enum tr_kind {
 	TR_EV_DATA = 1,     /* payload: dir says which way, len = bytes the syscall moved */
-	TR_EV_ACCEPT = 2,   /* accept4 returned a TCP socket: the server side of a connection */
+	TR_EV_ACCEPT = 2,   /* accept/accept4 returned a TCP socket: the server side of a connection */
 	TR_EV_CONNECT = 3,  /* a selected process's socket entered SYN_SENT (connect) */
 	TR_EV_ESTABLISHED = 4, /* a tracked client socket reached ESTABLISHED */
 	TR_EV_CLOSE = 5,    /* a tracked socket reached TCP_CLOSE (old_state says from where) */
+	TR_EV_SKIP = 6,     /* header only: the skip_* counts of a crossed exchange, sent when the
+			     * socket's next exchange does not cross (sampling) */
 };
+
+/* what a socket is to its workload (tr_conn.role, tr_red_key.role) */
+enum tr_role { TR_ROLE_SERVER = 1, TR_ROLE_CLIENT = 2 };
 
 enum tr_dir { TR_DIR_IN = 1, TR_DIR_OUT = 2 };
 
@@ -54,6 +59,12 @@ struct tr_event {
 	__u32 cap_len;   /* bytes of data[] that are valid (≤ cap_bytes) */
 	__s32 old_state; /* lifecycle: TCP state before */
 	__s32 new_state; /* lifecycle: TCP state after */
+	/*
+	 * data: server requests this thread read that did not cross (sampling) and whose response has
+	 * not started. Non-zero on a client request means its parent may be one of them: unlinkable.
+	 */
+	__u32 unsampled;
+	__u32 _pad2;
 	__u16 family;    /* AF_INET / AF_INET6 */
 	__u16 lport;     /* local port, host order */
 	__u16 rport;     /* remote port, host order */
@@ -73,18 +84,43 @@ struct tr_conn {
 	__u64 skip_bytes;
 	__u64 skip_ts;
 	__u32 skip_calls;
+	__u32 skip_dir;  /* direction of the skipped continuations */
 	__u32 dir;       /* direction of the current run (0 = no data yet) */
 	__u32 run_bytes; /* bytes moved in the current run (saturating) */
 	__u32 non_http;  /* the first bytes were not HTTP/1.x: nothing more is sent */
+	__u32 req_tid;   /* the thread that read the open request when it did not cross */
+	__u64 req_ts;    /* in-kernel RED: when the open request began (0: none open) */
+	__u8 role;       /* enum tr_role, 0 until known */
+	__u8 always;     /* every exchange crosses: a client, or a server whose peer is a traced local client */
+	__u8 capture;    /* the current exchange crosses to user space */
+	__u8 _pad;
 };
 
-/* the saved arguments of a syscall between sys_enter and sys_exit, per thread */
-struct tr_args {
-	__u64 buf;      /* user buffer, or iovec array, or msghdr */
-	__u32 fd;
-	__u32 sys;      /* enum tr_sys */
-	__u32 iovcnt;
+/* a connection's 4-tuple, IPv4 as v4-mapped IPv6 (the form inet_sock_set_state stores) */
+struct tr_tuple {
+	__u8 laddr[16];
+	__u8 raddr[16];
+	__u16 lport;
+	__u16 rport;
+};
+
+/*
+ * In-kernel RED, for every request whether it crossed or not: per service, role and status class
+ * (the response's first digit, 0 = none: closed before a response), a log2 histogram of the time
+ * from the request's first byte read to the response's first byte written (server) or from the
+ * request's first byte written to the response's first byte read (client). count[0]: < 1 µs,
+ * count[b]: [2^(b-1), 2^b) µs, the last also everything above.
+ */
+#define TR_RED_BUCKETS 30
+struct tr_red_key {
 	__u32 service;
+	__u16 role;
+	__u16 status_class;
+};
+
+struct tr_red {
+	__u64 count[TR_RED_BUCKETS];
+	__u64 sum_ns;
 };
 
 /* what the kernel knows of a socket user space asked about (tracked sockets) */

@@ -2,16 +2,6 @@
 // change the C struct in bpf/ and rebuild.
 import { MapType, defineSkeleton, type Skeleton } from '../../controller/libbpf/index.ts';
 
-/** struct tr_args: 24 bytes */
-export interface tr_args {
-  buf: bigint;
-  fd: number;
-  sys: number;
-  iovcnt: number;
-  service: number;
-}
-export const tr_args_size = 24;
-
 /** struct tr_sock: 16 bytes */
 export interface tr_sock {
   pid: number;
@@ -20,18 +10,49 @@ export interface tr_sock {
 }
 export const tr_sock_size = 16;
 
-/** struct tr_conn: 32 bytes */
+/** struct tr_conn: 56 bytes */
 export interface tr_conn {
   skip_bytes: bigint;
   skip_ts: bigint;
   skip_calls: number;
+  skip_dir: number;
   dir: number;
   run_bytes: number;
   non_http: number;
+  req_tid: number;
+  req_ts: bigint;
+  role: number;
+  always: number;
+  capture: number;
+  _pad: number;
 }
-export const tr_conn_size = 32;
+export const tr_conn_size = 56;
 
-/** struct tr_event: 1168 bytes */
+/** struct tr_tuple: 36 bytes */
+export interface tr_tuple {
+  laddr: Uint8Array;
+  raddr: Uint8Array;
+  lport: number;
+  rport: number;
+}
+export const tr_tuple_size = 36;
+
+/** struct tr_red_key: 8 bytes */
+export interface tr_red_key {
+  service: number;
+  role: number;
+  status_class: number;
+}
+export const tr_red_key_size = 8;
+
+/** struct tr_red: 248 bytes */
+export interface tr_red {
+  count: bigint[];
+  sum_ns: bigint;
+}
+export const tr_red_size = 248;
+
+/** struct tr_event: 1176 bytes */
 export interface tr_event {
   ts_ns: bigint;
   skip_bytes: bigint;
@@ -50,6 +71,8 @@ export interface tr_event {
   cap_len: number;
   old_state: number;
   new_state: number;
+  unsampled: number;
+  _pad2: number;
   family: number;
   lport: number;
   rport: number;
@@ -59,24 +82,28 @@ export interface tr_event {
   comm: string;
   data: Uint8Array;
 }
-export const tr_event_size = 1168;
+export const tr_event_size = 1176;
 
 // --- skeleton: maps, programs and globals of tracing.bpf.o, typed ---
 export interface TracingShape {
   maps: {
-    inflight: { key: number; value: tr_args };
     tracked: { key: bigint; value: tr_sock };
     conns: { key: bigint; value: tr_conn };
+    local_clients: { key: tr_tuple; value: number };
     sel_cgroups: { key: bigint; value: number };
     sel_pids: { key: number; value: number };
+    unsampled: { key: number; value: number };
+    red: { key: tr_red_key; value: tr_red };
     scratch: { key: number; value: tr_event };
     filtered: { key: number; value: bigint };
     events: { key: Uint8Array; value: Uint8Array };
     lost: { key: number; value: bigint };
   };
-  programs: 'enter_read' | 'exit_read' | 'enter_write' | 'exit_write' | 'enter_readv' | 'exit_readv' | 'enter_writev' | 'exit_writev' | 'enter_sendto' | 'exit_sendto' | 'enter_recvfrom' | 'exit_recvfrom' | 'enter_sendmsg' | 'exit_sendmsg' | 'enter_recvmsg' | 'exit_recvmsg' | 'enter_sendfile' | 'exit_sendfile' | 'enter_accept4' | 'exit_accept4' | 'sock_state';
+  programs: 'sys_exit' | 'sys_exit_btf' | 'sock_state';
   rodata: {
     cap_bytes: number;
+    sample_thresh: number;
+    red_zero: { count: bigint[]; sum_ns: bigint };
   };
   bss: Record<never, never>;
 }
@@ -87,17 +114,19 @@ export type Tracing = Skeleton<TracingShape>;
 export const tracing = defineSkeleton<TracingShape>({
   object: 'tracing',
   maps: {
-    inflight: { type: MapType.LRU_HASH, keySize: 4, valueSize: 24 },
     tracked: { type: MapType.LRU_HASH, keySize: 8, valueSize: 16 },
-    conns: { type: MapType.LRU_HASH, keySize: 8, valueSize: 32 },
+    conns: { type: MapType.LRU_HASH, keySize: 8, valueSize: 56 },
+    local_clients: { type: MapType.LRU_HASH, keySize: 36, valueSize: 4 },
     sel_cgroups: { type: MapType.HASH, keySize: 8, valueSize: 4 },
     sel_pids: { type: MapType.HASH, keySize: 4, valueSize: 4 },
-    scratch: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 1168 },
+    unsampled: { type: MapType.LRU_HASH, keySize: 4, valueSize: 4 },
+    red: { type: MapType.PERCPU_HASH, keySize: 8, valueSize: 248 },
+    scratch: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 1176 },
     filtered: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 8 },
     events: { type: MapType.RINGBUF, keySize: 0, valueSize: 0 },
     lost: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 8 },
   },
-  programs: ['enter_read', 'exit_read', 'enter_write', 'exit_write', 'enter_readv', 'exit_readv', 'enter_writev', 'exit_writev', 'enter_sendto', 'exit_sendto', 'enter_recvfrom', 'exit_recvfrom', 'enter_sendmsg', 'exit_sendmsg', 'enter_recvmsg', 'exit_recvmsg', 'enter_sendfile', 'exit_sendfile', 'enter_accept4', 'exit_accept4', 'sock_state'],
-  rodata: ['cap_bytes'],
+  programs: ['sys_exit', 'sys_exit_btf', 'sock_state'],
+  rodata: ['cap_bytes', 'sample_thresh', 'red_zero'],
   bss: [],
 });

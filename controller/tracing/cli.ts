@@ -17,6 +17,7 @@ export async function traceCommand(argv: string[]): Promise<number> {
       zipkin: { type: 'string', description: 'also export to Zipkin, e.g. http://127.0.0.1:9411 (JSON v2 to /api/v2/spans)', valueName: 'URL',
         check: (v) => (/^https?:\/\/[^/\s]+\/?$/.test(v) ? undefined : { message: 'not an http(s)://host:port URL', fix: '--zipkin http://127.0.0.1:9411' }) },
       'metrics-port': { type: 'int', description: 'serve Prometheus metrics on 127.0.0.1:N/metrics (0 = any free port)', min: 0, max: 65535 },
+      sample: { type: 'number', description: 'share of root requests (from outside the traced workloads) traced, 0 < R ≤ 1; calls between traced workloads are always traced whole, and RED metrics count every request', default: 1, min: 1e-6, max: 1, valueName: 'R' },
       'capture-bytes': { type: 'int', description: 'payload bytes per syscall that cross to user space', default: 256, min: 1, max: 512 },
       'max-queue': { type: 'int', description: 'export queue bound in spans (drops beyond it are counted)', default: 4096, min: 1, max: 10_000_000 },
       duration: { type: 'number', description: 'stop after N seconds (default: until Ctrl-C)', min: 0.1, valueName: 'S' },
@@ -47,6 +48,7 @@ export async function traceCommand(argv: string[]): Promise<number> {
     otlp: p.values.otlp,
     zipkin: p.values.zipkin,
     captureBytes: p.values['capture-bytes'],
+    sampleRatio: p.values.sample,
     maxQueue: p.values['max-queue'],
     metricsPort: p.values['metrics-port'],
     onSpan: quiet ? undefined : (s, r) => {

@@ -1,26 +1,30 @@
 // The tracer's kernel side: loads bpf/tracing.bpf.o, selects workloads (cgroup v2 ids, pids) in
-// its maps, attaches every tracepoint this kernel has, and decodes ring-buffer records.
+// its maps, attaches its two hooks, and decodes ring-buffer records.
 //
-// The mechanism is chosen by probing, not by kernel version: each syscall tracepoint is attached
-// only if tracefs lists it (sendfile64 is missing on some configurations); the set that attached
-// is reported as `mechanism`. kprobe/fentry variants are not needed: syscall tracepoints see the
-// same bytes on every kernel the lab runs, and this host has neither kprobes nor fentry.
+// The mechanism is the same on every kernel the lab runs (5.10 … 7.x and this host): the raw
+// tracepoint sys_exit (every syscall's return, arguments from the saved user registers) and the
+// tracepoint sock:inet_sock_set_state; both are probed by attaching, and what attached is reported
+// as `mechanism`. kprobe/fentry variants are not needed: a syscall's return sees the same bytes on
+// every kernel, and this host has neither kprobes nor fentry.
 import fs from 'node:fs';
 import path from 'node:path';
-import { RingBuffer, attachTracepoint, enableStats, type BpfMap, type BpfObject, type Link } from '../libbpf/index.ts';
+import { RingBuffer, attachRawTracepoint, attachTrace, attachTracepoint, enableStats, type BpfMap, type BpfObject, type Link } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { tracefsRoot } from '../../lab/host.ts';
 import { tracing, type Tracing, type TracingShape, type tr_event } from '../../bpf/gen/tracing.ts';
 
 export const TR = {
-  EV_DATA: 1, EV_ACCEPT: 2, EV_CONNECT: 3, EV_ESTABLISHED: 4, EV_CLOSE: 5,
+  EV_DATA: 1, EV_ACCEPT: 2, EV_CONNECT: 3, EV_ESTABLISHED: 4, EV_CLOSE: 5, EV_SKIP: 6,
+  ROLE_SERVER: 1, ROLE_CLIENT: 2,
   DIR_IN: 1, DIR_OUT: 2,
   MAX_CAP: 512,
 } as const;
 export const SYS_NAMES = ['', 'read', 'write', 'readv', 'writev', 'sendto', 'recvfrom', 'sendmsg', 'recvmsg', 'sendfile'];
+/** the syscalls sys_exit looks at (bpf/tracing.bpf.c, sys_of) */
+const TRACED_SYSCALLS = 'read/write/readv/writev/sendto/recvfrom/sendmsg/recvmsg/sendfile/accept/accept4';
 
 /** A decoded record: tr_event (bpf/tracing.h) with addresses as strings and only the valid payload. */
-export type TraceEvent = Omit<tr_event, 'laddr' | 'raddr' | 'data' | '_pad' | 'ts_ns' | 'sock' | 'cgroup_id' | 'comm' | 'skip_bytes' | 'skip_ts' | 'skip_calls' | 'skip_dir'> & {
+export type TraceEvent = Omit<tr_event, 'laddr' | 'raddr' | 'data' | '_pad' | '_pad2' | 'ts_ns' | 'sock' | 'cgroup_id' | 'comm' | 'skip_bytes' | 'skip_ts' | 'skip_calls' | 'skip_dir'> & {
   tsNs: bigint;
   sock: bigint;
   cgroupId: bigint;
@@ -35,7 +39,7 @@ export type TraceEvent = Omit<tr_event, 'laddr' | 'raddr' | 'data' | '_pad' | 't
   skipDir?: number;
 };
 
-type Offsets = Record<'ts' | 'sock' | 'cg' | 'pid' | 'tid' | 'service' | 'kind' | 'dir' | 'sys' | 'len' | 'cap' | 'old' | 'neu' | 'family' | 'lport' | 'rport' | 'laddr' | 'raddr' | 'comm' | 'data' | 'skipBytes' | 'skipTs' | 'skipCalls' | 'skipDir', number>;
+type Offsets = Record<'ts' | 'sock' | 'cg' | 'pid' | 'tid' | 'service' | 'kind' | 'dir' | 'sys' | 'len' | 'cap' | 'old' | 'neu' | 'unsampled' | 'family' | 'lport' | 'rport' | 'laddr' | 'raddr' | 'comm' | 'data' | 'skipBytes' | 'skipTs' | 'skipCalls' | 'skipDir', number>;
 
 /**
  * One ring record seen in place: the numbers are read when it is positioned, addresses, comm and
@@ -48,7 +52,7 @@ class RingRecord implements TraceEvent {
   private buf: Buffer | null = null;
   private off = 0;
   tsNs = 0n; sock = 0n;
-  pid = 0; tid = 0; service = 0; kind = 0; dir = 0; sys = 0; len = 0; cap_len = 0; old_state = 0; new_state = 0; family = 0; lport = 0; rport = 0;
+  pid = 0; tid = 0; service = 0; kind = 0; dir = 0; sys = 0; len = 0; cap_len = 0; old_state = 0; new_state = 0; unsampled = 0; family = 0; lport = 0; rport = 0;
   skipBytes = 0; skipTs = 0n; skipCalls = 0; skipDir = 0;
 
   constructor(private readonly o: Offsets) {}
@@ -73,6 +77,7 @@ class RingRecord implements TraceEvent {
     this.cap_len = Math.max(0, Math.min(dv.getUint32(off + o.cap, true), TR.MAX_CAP, len - o.data));
     this.old_state = dv.getInt32(off + o.old, true);
     this.new_state = dv.getInt32(off + o.neu, true);
+    this.unsampled = dv.getUint32(off + o.unsampled, true);
     this.family = dv.getUint16(off + o.family, true);
     this.lport = dv.getUint16(off + o.lport, true);
     this.rport = dv.getUint16(off + o.rport, true);
@@ -114,17 +119,15 @@ class RingRecord implements TraceEvent {
   }
 }
 
-/** [category, tracepoint, program] */
+/** [category (raw_syscalls: a raw tracepoint), tracepoint, program] */
 type Hook = [string, string, TracingShape['programs']];
 const HOOKS: Hook[] = [
   ['sock', 'inet_sock_set_state', 'sock_state'],
-  ...(['read', 'write', 'readv', 'writev', 'sendto', 'recvfrom', 'sendmsg', 'recvmsg', 'accept4'] as const).flatMap((n): Hook[] => [
-    ['syscalls', `sys_enter_${n}`, `enter_${n}` as const],
-    ['syscalls', `sys_exit_${n}`, `exit_${n}` as const],
-  ]),
-  ['syscalls', 'sys_enter_sendfile64', 'enter_sendfile'],
-  ['syscalls', 'sys_exit_sendfile64', 'exit_sendfile'],
+  ['raw_syscalls', 'sys_exit', 'sys_exit_btf'],
+  ['raw_syscalls', 'sys_exit', 'sys_exit'],
 ];
+/** the two flavours of the sys_exit hook: one is loaded */
+export type SysExitHook = 'tp_btf' | 'raw_tp';
 
 export function addrString(family: number, b: Uint8Array): string {
   if (family === 2) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
@@ -144,12 +147,34 @@ export interface KernelTracerOptions {
   capBytes?: number;
   ringBytes?: number;
   stats?: boolean;
+  /**
+   * tp_btf (default where the kernel has BTF): the saved registers are a typed pointer, read with
+   * plain loads; raw_tp: the same program body reading them through helpers (kernels without BTF)
+   */
+  sysExit?: SysExitHook;
+  /**
+   * Share of root requests (on server sockets whose peer is not a traced local client) whose
+   * records cross to user space, 0 < ratio ≤ 1 (default 1: every request). Clients and servers
+   * called by a traced local client always cross; in-kernel RED counts every request.
+   */
+  sampleRatio?: number;
+}
+
+/** in-kernel RED of one service/role/status class (tracing.h, struct tr_red), summed over CPUs */
+export interface KernelRedSeries {
+  service: number;
+  role: 'server' | 'client';
+  /** the response's first status digit; 0: closed, or followed by another request, before a response started */
+  statusClass: number;
+  /** count[b]: durations in [2^(b-1), 2^b) µs (b = 0: < 1 µs; the last bucket holds everything above) */
+  counts: number[];
+  sumNs: number;
 }
 
 export interface Mechanism {
   /** tracepoints attached, category:name */
   attached: string[];
-  /** tracepoints this kernel lacks (their programs were not loaded) */
+  /** hooks this kernel lacks (their programs were not loaded) */
   missing: string[];
   summary: string;
 }
@@ -193,7 +218,7 @@ export class KernelTracer implements Disposable {
     const f = (n: string) => L[n]!.offset;
     const o: Offsets = {
       ts: f('ts_ns'), sock: f('sock'), cg: f('cgroup_id'), pid: f('pid'), tid: f('tid'), service: f('service'), kind: f('kind'), dir: f('dir'),
-      sys: f('sys'), len: f('len'), cap: f('cap_len'), old: f('old_state'), neu: f('new_state'), family: f('family'), lport: f('lport'),
+      sys: f('sys'), len: f('len'), cap: f('cap_len'), old: f('old_state'), neu: f('new_state'), unsampled: f('unsampled'), family: f('family'), lport: f('lport'),
       rport: f('rport'), laddr: f('laddr'), raddr: f('raddr'), comm: f('comm'), data: f('data'),
       skipBytes: f('skip_bytes'), skipTs: f('skip_ts'), skipCalls: f('skip_calls'), skipDir: f('skip_dir'),
     };
@@ -211,16 +236,20 @@ export class KernelTracer implements Disposable {
     this.selPids = skel.maps.sel_pids;
     this.statsHandle = opts.stats ? enableStats() : null;
     try {
-      for (const [cat, name, prog] of present) this.links.push(attachTracepoint(skel.programs[prog], cat, name));
+      for (const [cat, name, prog] of present) {
+        const p = skel.programs[prog];
+        this.links.push(prog === 'sys_exit_btf' ? attachTrace(p) : cat === 'raw_syscalls' ? attachRawTracepoint(p, name) : attachTracepoint(p, cat, name));
+      }
     } catch (e) {
       this.close();
       throw e;
     }
-    const attached = present.map(([c, n]) => `${c}:${n}`);
+    const attached = present.map(([c, n, p]) => (p === 'sys_exit_btf' ? `tp_btf:${n}` : c === 'raw_syscalls' ? `raw_tp:${n}` : `${c}:${n}`));
+    const how = present.some(([, , p]) => p === 'sys_exit_btf') ? 'tp_btf' : 'raw_tp';
     this.mechanism = {
       attached,
       missing: missing.map(([c, n]) => `${c}:${n}`),
-      summary: `tracepoints: sock:inet_sock_set_state + ${present.filter(([c, n]) => c === 'syscalls' && n.startsWith('sys_exit_')).map(([, n]) => n.slice(9)).join('/')} (syscalls enter/exit)`,
+      summary: `tracepoints: sys_exit as ${how} (${TRACED_SYSCALLS}, arguments from the saved registers) + sock:inet_sock_set_state`,
     };
   }
 
@@ -229,16 +258,21 @@ export class KernelTracer implements Disposable {
     if (!(Number.isInteger(cap) && cap >= 1 && cap <= TR.MAX_CAP)) throw new Error(`capture bytes must be an integer 1…${TR.MAX_CAP}, got ${cap}`);
     const tfs = tracefsRoot() ?? '/sys/kernel/tracing';
     const has = (cat: string, name: string) => fs.existsSync(path.join(tfs, 'events', cat, name));
-    const present = HOOKS.filter(([c, n]) => has(c, n));
-    const missing = HOOKS.filter(([c, n]) => !has(c, n));
-    // without the lifecycle tracepoint or the basic read/write pairs there is nothing to trace
-    for (const need of ['inet_sock_set_state', 'sys_exit_read', 'sys_exit_write', 'sys_exit_accept4']) {
-      if (!present.some(([, n]) => n === need)) throw new Error(`tracepoint ${need} is missing on this kernel (${tfs}/events)`);
-    }
+    const sysExit = opts.sysExit ?? (fs.existsSync('/sys/kernel/btf/vmlinux') ? 'tp_btf' : 'raw_tp');
+    const unused = sysExit === 'tp_btf' ? 'sys_exit' : 'sys_exit_btf';
+    const wanted = HOOKS.filter(([, , p]) => p !== unused);
+    const present = wanted.filter(([c, n]) => has(c, n));
+    const missing = wanted.filter(([c, n]) => !has(c, n));
+    // both are needed: without either there is nothing to trace
+    for (const [c, n] of missing) throw new Error(`tracepoint ${c}:${n} is missing on this kernel (${tfs}/events/${c}/${n})`);
+    const ratio = opts.sampleRatio ?? 1;
+    if (!(typeof ratio === 'number' && ratio > 0 && ratio <= 1)) throw new Error(`sample ratio must be in (0, 1], got ${ratio}`);
+    // a request crosses when a u32 random draw is below the threshold; 0 turns sampling off
+    const sampleThresh = ratio >= 1 ? 0 : Math.max(1, Math.floor(ratio * 2 ** 32));
     const skel = tracing.open(await ensureObject('tracing'));
     try {
-      skel.setRodata({ cap_bytes: cap });
-      skel.load({ skip: missing.map(([, , p]) => p), maxEntries: opts.ringBytes ? { events: opts.ringBytes } : undefined });
+      skel.setRodata({ cap_bytes: cap, sample_thresh: sampleThresh });
+      skel.load({ skip: [unused], maxEntries: opts.ringBytes ? { events: opts.ringBytes } : undefined });
       return new KernelTracer(skel, present, missing, opts);
     } catch (e) {
       skel.close();
@@ -273,6 +307,22 @@ export class KernelTracer implements Disposable {
       }
     }
     return { runCnt, runTimeNs };
+  }
+
+  /** in-kernel RED: every request of every selected workload, crossed or not */
+  red(): KernelRedSeries[] {
+    const out: KernelRedSeries[] = [];
+    for (const [k, perCpu] of this.skel.maps.red.entries()) {
+      const vals = perCpu as unknown as { count: bigint[]; sum_ns: bigint }[];
+      const counts = vals[0]!.count.map(() => 0);
+      let sumNs = 0;
+      for (const v of vals) {
+        v.count.forEach((c, i) => (counts[i]! += Number(c)));
+        sumNs += Number(v.sum_ns);
+      }
+      out.push({ service: k.service, role: k.role === TR.ROLE_CLIENT ? 'client' : 'server', statusClass: k.status_class, counts, sumNs });
+    }
+    return out;
   }
 
   get lost(): number {

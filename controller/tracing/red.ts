@@ -110,3 +110,39 @@ export class RedMetrics {
     this.count = 0;
   }
 }
+
+/** the in-kernel RED series (controller/tracing/kernel.ts KernelTracer.red) */
+export interface KernelRedSource {
+  red(): { service: number; role: 'server' | 'client'; statusClass: number; counts: number[]; sumNs: number }[];
+}
+
+/**
+ * In-kernel RED (bpf/tracing.bpf.c, `red`): every request of every selected workload, whether its
+ * records crossed to user space or not, so these stay exact under sampling. Per service, kind and
+ * status class only (routes need the path, which is parsed in user space: the series above). The
+ * kernel keeps log2 buckets of µs; they are exposed as they are (le = 2^b µs). Read at scrape.
+ */
+export function registerKernelRed(registry: Registry, src: KernelRedSource, serviceName: (index: number) => string): void {
+  const name = 'ebpf_http_kernel_duration_seconds';
+  const labelsOf = (s: ReturnType<KernelRedSource['red']>[number]) => ({ service: serviceName(s.service), kind: s.role, status_class: s.statusClass ? `${s.statusClass}xx` : 'none' });
+  const histogram = {
+    name, help: 'every HTTP request, counted in the kernel (sampled or not): first request byte → first response byte; status_class none = closed before a response', type: 'histogram', aggregator: 'sum',
+    get: async () => {
+      const values: { labels: Record<string, string | number>; value: number; metricName: string }[] = [];
+      for (const s of src.red()) {
+        const labels = labelsOf(s);
+        let acc = 0;
+        s.counts.forEach((c, b) => {
+          acc += c;
+          if (b < s.counts.length - 1) values.push({ labels: { ...labels, le: 2 ** b / 1e6 }, value: acc, metricName: `${name}_bucket` });
+        });
+        values.push({ labels: { ...labels, le: '+Inf' }, value: acc, metricName: `${name}_bucket` });
+        values.push({ labels, value: s.sumNs / 1e9, metricName: `${name}_sum` });
+        values.push({ labels, value: acc, metricName: `${name}_count` });
+      }
+      return { name, help: histogram.help, type: 'histogram', aggregator: 'sum', values };
+    },
+    reset: () => {},
+  };
+  registry.registerMetric(histogram as unknown as Metric);
+}

@@ -7,7 +7,7 @@ import { TR, type TraceEvent } from './kernel.ts';
 let ts = 1000n;
 function ev(p: Partial<TraceEvent> & { sock: bigint; kind: number }): TraceEvent {
   return {
-    tsNs: (ts += 1000n), cgroupId: 1n, pid: 10, tid: 10, service: 1, dir: 0, sys: 0, len: 0, cap_len: 0, old_state: 0, new_state: 0, family: 2,
+    tsNs: (ts += 1000n), cgroupId: 1n, pid: 10, tid: 10, service: 1, dir: 0, sys: 0, len: 0, cap_len: 0, old_state: 0, new_state: 0, unsampled: 0, family: 2,
     lport: 0, rport: 0, laddr: '127.0.0.1', raddr: '127.0.0.1', comm: 'x', data: Buffer.alloc(0), ...p,
   };
 }

@@ -9,7 +9,9 @@
 //     write and the server's read are two records from two CPUs that may arrive in either order;
 //  3. inside a service: a client request written by the thread that is serving exactly one server
 //     request becomes its child. A thread serving several at once (an event loop) is ambiguous:
-//     the span stays unlinked and says so (`ebpf.link = ambiguous`), never a guess.
+//     the span stays unlinked and says so (`ebpf.link = ambiguous`), never a guess. With sampling,
+//     the kernel also counts, per thread, server requests it read that did not cross: a client
+//     request written while there are any is ambiguous too (its parent may be one of them).
 // Everything is bounded: connections (LRU), per-connection pending requests, the tuple index,
 // and the hold queue; overflows are counted in `stats`.
 import { randomFillSync } from 'node:crypto';
@@ -171,6 +173,12 @@ export class SpanAssembler {
       case TR.EV_CLOSE:
         this.closeConn(e);
         break;
+      case TR.EV_SKIP: {
+        // the body counts of a crossed exchange, sent alone because the next exchange did not cross
+        const c = this.conns.get(e.sock);
+        if (c) this.skipped(c, e);
+        break;
+      }
       case TR.EV_DATA:
         this.data(e);
         break;
@@ -276,6 +284,7 @@ export class SpanAssembler {
     const inbound = e.dir === TR.DIR_IN;
     const isReq = (c.role === 'server') === inbound;
     c.lastTid = e.tid;
+    this.curUnsampled = e.unsampled;
     if (isReq) {
       // a new request on the connection ends a response whose end was unknown
       c.resStream!.endOpen(e.tsNs);
@@ -302,6 +311,8 @@ export class SpanAssembler {
 
   /** tid of the record being parsed: the stream callbacks run synchronously inside push() */
   private curTid = 0;
+  /** that record's count of its thread's server requests that did not cross (kernel, sampling) */
+  private curUnsampled = 0;
 
   private makeStreams(c: Conn): void {
     c.reqStream = new HttpStream('request', (m) => this.onRequest(c, m));
@@ -334,7 +345,8 @@ export class SpanAssembler {
     } else {
       this.clientIndex.set(tupleKey(c.local, c.peer, ordinal), s);
       const set = this.activeByThread.get(tid);
-      if (set && set.size === 1) {
+      if (this.curUnsampled > 0) s.link = 'ambiguous';
+      else if (set && set.size === 1) {
         s.parent = set.values().next().value!;
         s.link = 'thread';
       } else if (set && set.size > 1) s.link = 'ambiguous';

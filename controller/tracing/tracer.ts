@@ -10,7 +10,7 @@ import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import { KernelTracer, type Mechanism } from './kernel.ts';
 import { SpanAssembler, type Span } from './spans.ts';
 import { BoundedExporter, SpanConverter, routeOf, type ServiceInfo } from './export.ts';
-import { RedMetrics } from './red.ts';
+import { RedMetrics, registerKernelRed } from './red.ts';
 import { cgroup2Root, cgroupDir, cgroupId } from '../security/cgroup.ts';
 
 const STATUS = Array.from({ length: 600 }, (_, i) => String(i));
@@ -34,6 +34,8 @@ export interface TracerOptions {
   /** Zipkin base URL (…:9411): the same spans as Zipkin JSON v2, through a queue of their own */
   zipkin?: string;
   captureBytes?: number;
+  /** share of root requests traced (KernelTracerOptions.sampleRatio; default 1: all) */
+  sampleRatio?: number;
   graceMs?: number;
   maxQueue?: number;
   exportBatch?: number;
@@ -109,12 +111,13 @@ export class Tracer {
     this.exporter = opts.otlp ? BoundedExporter.otlp(opts.otlp, q) : null;
     this.zipkin = opts.zipkin ? BoundedExporter.zipkin(opts.zipkin, q) : null;
     this.red = new RedMetrics(this.registry);
+    registerKernelRed(this.registry, kernel, (i) => opts.services[i - 1]?.name ?? `service-${i}`);
     this.assembler = new SpanAssembler((s) => this.emit(s), { graceMs: opts.graceMs });
   }
 
   static async start(opts: TracerOptions): Promise<Tracer> {
     if (!opts.services.length) throw new Error('no workloads selected');
-    const kernel = await KernelTracer.start({ capBytes: opts.captureBytes, stats: opts.stats });
+    const kernel = await KernelTracer.start({ capBytes: opts.captureBytes, stats: opts.stats, sampleRatio: opts.sampleRatio });
     const t = new Tracer(kernel, opts);
     try {
       opts.services.forEach((s, i) => {
