@@ -49,6 +49,10 @@
 /* in_ia32_syscall(): a 32-bit task's numbers are another table (ia32 20 is getpid, not writev) */
 #define TS_COMPAT 0x0002
 #define SYSCALL_NR(regs) BPF_CORE_READ(regs, orig_ax)
+/* the first three arguments in a typed (tp_btf) pt_regs */
+#define SYSCALL_ARG1(regs) ((regs)->di)
+#define SYSCALL_ARG2(regs) ((regs)->si)
+#define SYSCALL_ARG3(regs) ((regs)->dx)
 #else
 #error "tracing.bpf.c knows x86-64 syscall numbers only: add this architecture's (and common/arch.ts)"
 #endif
@@ -528,10 +532,15 @@ static __always_inline int data_exit(struct tr_call a, long ret)
 	__u32 got = 0;
 	switch (a.sys) {
 	case TR_SYS_READ: case TR_SYS_WRITE: case TR_SYS_SENDTO: case TR_SYS_RECVFROM:
-		if (want > TR_MAX_CAP)
-			want = TR_MAX_CAP;
-		if (want && !bpf_probe_read_user(e->data, want, (const void *)a.buf))
-			got = want;
+	{
+		/* bounded right at the call: 6.1's verifier loses a bound checked before a spill */
+		__u32 n = want;
+		barrier_var(n);
+		if (n > TR_MAX_CAP)
+			n = TR_MAX_CAP;
+		if (n && !bpf_probe_read_user(e->data, n, (const void *)a.buf))
+			got = n;
+	}
 		break;
 	case TR_SYS_READV: case TR_SYS_WRITEV:
 		got = copy_iov(e, (const struct iovec *)a.buf, a.iovcnt, want);
@@ -607,7 +616,8 @@ static __always_inline bool compat_task(void)
  * Every syscall of every task returns through here, so the order is by cost: the syscall number
  * (one read) rules out all but a few, a failed call or EOF ends it, then the workload filter.
  */
-static __always_inline int on_sys_exit(struct pt_regs *regs, __u32 sys, long ret)
+/* `btf`: regs is a typed pointer (tp_btf) and its fields are plain loads; else helper reads (raw_tp) */
+static __always_inline int on_sys_exit(struct pt_regs *regs, __u32 sys, long ret, const bool btf)
 {
 	if (ret < 0 || (ret == 0 && sys != SYS_ACCEPT))
 		return 0;
@@ -615,14 +625,14 @@ static __always_inline int on_sys_exit(struct pt_regs *regs, __u32 sys, long ret
 	if (!service || compat_task())
 		return 0;
 	/* sendfile(out_fd, in_fd, …): the socket is out_fd, the first argument like every other */
-	__u32 fd = (__u32)PT_REGS_PARM1_CORE_SYSCALL(regs);
 	if (sys == SYS_ACCEPT)
 		return accept_exit((__u32)ret, service);
-	struct tr_call a = { .fd = fd, .sys = sys, .service = service };
+	struct tr_call a = { .sys = sys, .service = service };
+	a.fd = (__u32)(btf ? SYSCALL_ARG1(regs) : PT_REGS_PARM1_CORE_SYSCALL(regs));
 	if (sys != TR_SYS_SENDFILE)
-		a.buf = PT_REGS_PARM2_CORE_SYSCALL(regs);
+		a.buf = btf ? SYSCALL_ARG2(regs) : PT_REGS_PARM2_CORE_SYSCALL(regs);
 	if (sys == TR_SYS_READV || sys == TR_SYS_WRITEV)
-		a.iovcnt = (__u32)PT_REGS_PARM3_CORE_SYSCALL(regs);
+		a.iovcnt = (__u32)(btf ? SYSCALL_ARG3(regs) : PT_REGS_PARM3_CORE_SYSCALL(regs));
 	return data_exit(a, ret);
 }
 
@@ -633,7 +643,7 @@ int sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	__u32 sys = sys_of(SYSCALL_NR(regs));
 	if (!sys)
 		return 0;
-	return on_sys_exit(regs, sys, (long)ctx->args[1]);
+	return on_sys_exit(regs, sys, (long)ctx->args[1], false);
 }
 
 /* the same with BTF: regs is a typed pointer, the syscall number a plain load instead of a helper call */
@@ -643,7 +653,7 @@ int BPF_PROG(sys_exit_btf, struct pt_regs *regs, long ret)
 	__u32 sys = sys_of(regs->orig_ax);
 	if (!sys)
 		return 0;
-	return on_sys_exit(regs, sys, ret);
+	return on_sys_exit(regs, sys, ret, true);
 }
 
 #define TCP_ESTABLISHED 1

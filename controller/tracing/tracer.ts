@@ -7,7 +7,7 @@ import path from 'node:path';
 import http from 'node:http';
 import { Registry } from 'prom-client';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
-import { KernelTracer, type Mechanism } from './kernel.ts';
+import { KernelTracer, type Mechanism, type SysExitHook } from './kernel.ts';
 import { SpanAssembler, type Span } from './spans.ts';
 import { BoundedExporter, SpanConverter, routeOf, type ServiceInfo } from './export.ts';
 import { RedMetrics, registerKernelRed } from './red.ts';
@@ -36,6 +36,8 @@ export interface TracerOptions {
   captureBytes?: number;
   /** share of root requests traced (KernelTracerOptions.sampleRatio; default 1: all) */
   sampleRatio?: number;
+  /** the sys_exit hook's flavour (KernelTracerOptions.sysExit; default tp_btf where there is BTF) */
+  sysExit?: SysExitHook;
   graceMs?: number;
   maxQueue?: number;
   exportBatch?: number;
@@ -117,7 +119,7 @@ export class Tracer {
 
   static async start(opts: TracerOptions): Promise<Tracer> {
     if (!opts.services.length) throw new Error('no workloads selected');
-    const kernel = await KernelTracer.start({ capBytes: opts.captureBytes, stats: opts.stats, sampleRatio: opts.sampleRatio });
+    const kernel = await KernelTracer.start({ capBytes: opts.captureBytes, stats: opts.stats, sampleRatio: opts.sampleRatio, sysExit: opts.sysExit });
     const t = new Tracer(kernel, opts);
     try {
       opts.services.forEach((s, i) => {

@@ -148,6 +148,39 @@ describeRoot('sampling (real kernel)', () => {
   }, 60_000);
 });
 
+describeRoot('sys_exit flavours (real kernel)', () => {
+  // tp_btf is the default where the kernel has BTF; raw_tp is what a kernel without BTF gets: the
+  // same body reading the saved registers through helpers. Both must see the same request.
+  const SERVER = `require('node:http').createServer((q, s) => s.end('ok')).listen(0, '127.0.0.1', function () { process.stdout.write(String(this.address().port) + '\\n'); });`;
+  for (const flavour of ['raw_tp', 'tp_btf'] as const) {
+    it(`${flavour}: a request to a selected pid becomes a server span`, async () => {
+      const { spawn } = await import('node:child_process');
+      const child = spawn(process.execPath, ['-e', SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const spans: Span[] = [];
+      let tracer: Tracer | null = null;
+      try {
+        const port = await new Promise<number>((res, rej) => {
+          child.stdout!.once('data', (d: Buffer) => res(Number(d.toString().trim())));
+          child.once('exit', () => rej(new Error('server exited')));
+        });
+        tracer = await Tracer.start({ services: [{ name: 'flavour', pid: child.pid! }], graceMs: 50, sysExit: flavour, onSpan: (s) => spans.push(s) });
+        expect(tracer.kernel.mechanism.attached).toContain(`${flavour}:sys_exit`);
+        const [g] = await generate(port, [`/${flavour}?x=1`], 1);
+        expect(g!.status).toBe(200);
+        for (let i = 0; i < 30 && !spans.length; i++) await sleep(100);
+        await sleep(200);
+        const s = spans.find((x) => x.kind === 'server');
+        expect(s?.request?.target).toBe(`/${flavour}?x=1`);
+        expect(s!.response!.status).toBe(200);
+        expect(s!.peer.port).toBe(g!.localPort);
+      } finally {
+        await tracer?.stop();
+        child.kill('SIGKILL');
+      }
+    }, 30_000);
+  }
+});
+
 describeRoot('bounded export queue (real sockets)', () => {
   it('drops beyond the bound while the backend is down, and exports when it returns', async () => {
     // a port nobody listens on, then a real OTLP/HTTP endpoint on the same port
