@@ -312,6 +312,15 @@ static __always_inline __u64 first_bytes(__u32 sys, __u64 buf, __u32 iovcnt)
 	}
 }
 
+/* in_ia32_syscall() */
+static __always_inline bool compat_task(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	if (!bpf_core_field_exists(task->thread_info.status))
+		return false;
+	return BPF_CORE_READ(task, thread_info.status) & TS_COMPAT;
+}
+
 /* 0 for 0, else floor(log2(v)) + 1 */
 static __always_inline __u32 log2_bucket(__u64 v)
 {
@@ -398,8 +407,12 @@ static __always_inline int data_exit(struct tr_call a, long ret)
 	__u64 key = (__u64)sk;
 	struct tr_conn *st = bpf_map_lookup_elem(&conns, &key);
 	if (!st) {
-		/* a socket first seen here (it predates the tracer): its first bytes tell its role */
-		struct tr_conn z = { .capture = 1 };
+		/*
+		 * A socket first seen here (it predates the tracer): its first bytes tell its role. A
+		 * 32-bit task's syscall numbers are another table, so what got here was some other call
+		 * with a stray fd: the socket is ignored from now on. Checked once per socket, not per call.
+		 */
+		struct tr_conn z = { .capture = 1, .non_http = compat_task() };
 		bpf_map_update_elem(&conns, &key, &z, BPF_NOEXIST);
 		st = bpf_map_lookup_elem(&conns, &key);
 		if (!st)
@@ -564,6 +577,8 @@ static __always_inline int data_exit(struct tr_call a, long ret)
 /* accept/accept4 returned `fd`: the server side of a connection, tracked from now on */
 static __always_inline int accept_exit(__u32 fd, __u32 service)
 {
+	if (compat_task())
+		return 0;
 	struct sock *sk = fd_to_tcp_sock(fd);
 	if (!sk)
 		return 0;
@@ -604,13 +619,6 @@ static __always_inline __u32 sys_of(__u64 nr)
 	}
 }
 
-static __always_inline bool compat_task(void)
-{
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	if (!bpf_core_field_exists(task->thread_info.status))
-		return false;
-	return BPF_CORE_READ(task, thread_info.status) & TS_COMPAT;
-}
 
 /*
  * Every syscall of every task returns through here, so the order is by cost: the syscall number
@@ -622,7 +630,7 @@ static __always_inline int on_sys_exit(struct pt_regs *regs, __u32 sys, long ret
 	if (ret < 0 || (ret == 0 && sys != SYS_ACCEPT))
 		return 0;
 	__u32 service = selected();
-	if (!service || compat_task())
+	if (!service)
 		return 0;
 	/* sendfile(out_fd, in_fd, …): the socket is out_fd, the first argument like every other */
 	if (sys == SYS_ACCEPT)
@@ -676,7 +684,7 @@ int sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
 			return 0;
 		struct tr_sock n = { .pid = bpf_get_current_pid_tgid() >> 32, .service = service, .cgroup_id = bpf_get_current_cgroup_id() };
 		bpf_map_update_elem(&tracked, &key, &n, BPF_ANY);
-		struct tr_conn z = { .role = TR_ROLE_CLIENT, .always = 1, .capture = 1 };
+		struct tr_conn z = { .role = TR_ROLE_CLIENT, .always = 1, .capture = 1, .non_http = compat_task() };
 		bpf_map_update_elem(&conns, &key, &z, BPF_ANY);
 		kind = TR_EV_CONNECT;
 	} else {
