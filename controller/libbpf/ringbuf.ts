@@ -49,13 +49,6 @@ export interface RingBufferOptions<T> {
   coalesceMs?: number;
   /** records one coalesced batch aims for (see coalesceMs) */
   targetBatch?: number;
-  /**
-   * Poll instead of waiting for the kernel's wake-up (ms, 0 = epoll): when the ring is empty, sleep
-   * this long on a timer and look at the producer position (a load from the mapping, no syscall).
-   * For a trickle of records: each epoll wait is an async call through a worker thread, ~0.5 ms
-   * of CPU per wake-up here, against a timer tick's few µs; the price is up to pollMs of latency.
-   */
-  pollMs?: number;
   /** a map (array or per-CPU array, key 0) where the BPF side counts failed reservations */
   lostCounter?: BpfMap<number, unknown>;
 }
@@ -273,10 +266,6 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
       if (this.pending > 0) {
         // a record is still being written (busy bit): yield the loop briefly
         await new Promise((r) => setImmediate(r));
-        continue;
-      }
-      if (this.opts.pollMs) {
-        await new Promise((r) => setTimeout(r, this.opts.pollMs));
         continue;
       }
       woke = await this.wait();

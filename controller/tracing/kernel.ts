@@ -233,7 +233,7 @@ export class KernelTracer implements Disposable {
       maxBatch: 4096,
       // a trickle (a sampled service) must not wake the consumer per record: each loop turn cost
       // ~130 µs of CPU on this host whatever it found. Spans wait out a grace period anyway.
-      coalesceMs: Number(process.env.TR_COALESCE_MS ?? 50),
+      coalesceMs: 50,
     });
     this.selCgroups = skel.maps.sel_cgroups;
     this.selPids = skel.maps.sel_pids;
