@@ -162,8 +162,12 @@ static __always_inline __u32 selected(void)
 	return s ? *s : 0;
 }
 
-/* fd of the current task → its TCP struct sock, or NULL */
-static __always_inline struct sock *fd_to_tcp_sock(__u32 fd)
+/*
+ * fd of the current task → the struct sock behind it, if it is a socket (the socket's sk points
+ * back to it), or NULL. The socket's type is not checked here: a socket already in `conns` was
+ * checked when it got there, so the per-syscall path skips those five reads (tcp_sock() does them).
+ */
+static __always_inline struct sock *fd_to_sock(__u32 fd)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
@@ -173,19 +177,38 @@ static __always_inline struct sock *fd_to_tcp_sock(__u32 fd)
 	struct file *f = NULL;
 	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
 		return NULL;
-	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
-	if ((mode & S_IFMT) != S_IFSOCK)
-		return NULL;
+	/* private_data is a struct socket only for a socket file: its sk's back-pointer proves it */
 	struct socket *so = BPF_CORE_READ(f, private_data);
+	if (!so)
+		return NULL;
 	struct sock *sk = BPF_CORE_READ(so, sk);
-	if (!sk)
-		return NULL;
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	if (family != AF_INET && family != AF_INET6)
-		return NULL;
-	if (BPF_CORE_READ(sk, sk_type) != SOCK_STREAM || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+	if (!sk || BPF_CORE_READ(sk, sk_socket) != so)
 		return NULL;
 	return sk;
+}
+
+/* is this socket an IPv4/IPv6 TCP one (and its file a socket inode)? */
+static __always_inline bool tcp_sock(__u32 fd, struct sock *sk)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct file **fds = BPF_CORE_READ(task, files, fdt, fd);
+	struct file *f = NULL;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
+		return false;
+	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
+	if ((mode & S_IFMT) != S_IFSOCK)
+		return false;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return false;
+	return BPF_CORE_READ(sk, sk_type) == SOCK_STREAM && BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP;
+}
+
+/* fd of the current task → its TCP struct sock, or NULL (every check: for paths that run once per connection) */
+static __always_inline struct sock *fd_to_tcp_sock(__u32 fd)
+{
+	struct sock *sk = fd_to_sock(fd);
+	return sk && tcp_sock(fd, sk) ? sk : NULL;
 }
 
 static __always_inline void fill_tuple(struct tr_event *e, struct sock *sk)
@@ -401,12 +424,14 @@ struct tr_call {
 
 static __always_inline int data_exit(struct tr_call a, long ret)
 {
-	struct sock *sk = fd_to_tcp_sock(a.fd);
+	struct sock *sk = fd_to_sock(a.fd);
 	if (!sk)
 		return 0;
 	__u64 key = (__u64)sk;
 	struct tr_conn *st = bpf_map_lookup_elem(&conns, &key);
 	if (!st) {
+		if (!tcp_sock(a.fd, sk))
+			return 0;
 		/*
 		 * A socket first seen here (it predates the tracer): its first bytes tell its role. A
 		 * 32-bit task's syscall numbers are another table, so what got here was some other call

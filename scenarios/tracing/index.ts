@@ -317,6 +317,17 @@ async function run(ctx: ScenarioContext): Promise<void> {
   const snap = tracer.snapshot();
   ctx.metric('tracer', snap);
   const prom = await (await fetch(tracer.metricsUrl!)).text();
+  // in-kernel RED (every request, crossed or not; nothing is sampled here) against the spans
+  const kred = tracer.kernel.red();
+  const kcount = (service: number, role: string) => kred.filter((r) => r.service === service && r.role === role).reduce((a, r) => a + r.counts.reduce((x, y) => x + y, 0), 0);
+  const redRows = ([1, 2, 3] as const).flatMap((sv) => (['server', 'client'] as const).map((role) => [SERVICE_NAMES[sv]!, role, kcount(sv, role), col.spans.filter((x) => x.service === sv && x.kind === role).length]));
+  ctx.metric('kernelRed', { series: kred, perService: redRows });
+  ctx.section('In-kernel RED against spans', { kind: 'text', text: 'Requests counted by the BPF side (every request, whether its records crossed or not) beside the spans user space built from the records. Nothing is sampled in this run, so they differ only where a request produced no span: a head refused with 400/431, garbage, or a request still open at the end.' },
+    { kind: 'table', columns: ['service', 'kind', 'kernel count', 'spans'], rows: redRows });
+  const feKernel = kcount(1, 'server'), feSpans = col.spans.filter((x) => x.service === 1 && x.kind === 'server').length;
+  // a head the server refused (400/431 to a truncated head) is counted by the kernel but is no span; garbage is neither
+  ctx.check('in-kernel RED counts every frontend request (spans + heads refused unparsed)', feKernel === feSpans + snap.assembler.rejectedUnparsed, `kernel ${feKernel}, spans ${feSpans}, refused heads ${snap.assembler.rejectedUnparsed}, garbage connections ${garbage.length} (not counted)`);
+  ctx.check('in-kernel RED on the Prometheus endpoint', /ebpf_http_kernel_duration_seconds_count\{service="frontend",kind="server",status_class="2xx"\}/.test(prom), tracer.metricsUrl!);
   ctx.check('RED metrics on the Prometheus endpoint', /ebpf_http_requests_total\{[^}]*service="frontend"/.test(prom) && /ebpf_http_duration_seconds_bucket/.test(prom), tracer.metricsUrl!);
   const calls = new Map<string, number>();
   calls.set('loadgen → frontend', col.spans.filter((s) => s.service === 1 && s.kind === 'server').length);
