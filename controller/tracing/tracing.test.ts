@@ -14,6 +14,17 @@ import { Jaeger, Zipkin, jaegerPath, zipkinPath } from './backend.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** a Node server from source (it prints its port), for tests that select it by pid */
+async function spawnServer(src: string): Promise<{ child: import('node:child_process').ChildProcess; port: number }> {
+  const { spawn } = await import('node:child_process');
+  const child = spawn(process.execPath, ['-e', src], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((res, rej) => {
+    child.stdout!.once('data', (d: Buffer) => res(Number(d.toString().trim())));
+    child.once('exit', () => rej(new Error('server exited')));
+  });
+  return { child, port };
+}
+
 describeRoot('tracing (real kernel)', () => {
   let chain: Chain;
   let tracer: Tracer;
@@ -154,15 +165,10 @@ describeRoot('sys_exit flavours (real kernel)', () => {
   const SERVER = `require('node:http').createServer((q, s) => s.end('ok')).listen(0, '127.0.0.1', function () { process.stdout.write(String(this.address().port) + '\\n'); });`;
   for (const flavour of ['raw_tp', 'tp_btf'] as const) {
     it(`${flavour}: a request to a selected pid becomes a server span`, async () => {
-      const { spawn } = await import('node:child_process');
-      const child = spawn(process.execPath, ['-e', SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const { child, port } = await spawnServer(SERVER);
       const spans: Span[] = [];
       let tracer: Tracer | null = null;
       try {
-        const port = await new Promise<number>((res, rej) => {
-          child.stdout!.once('data', (d: Buffer) => res(Number(d.toString().trim())));
-          child.once('exit', () => rej(new Error('server exited')));
-        });
         tracer = await Tracer.start({ services: [{ name: 'flavour', pid: child.pid! }], graceMs: 50, sysExit: flavour, onSpan: (s) => spans.push(s) });
         expect(tracer.kernel.mechanism.attached).toContain(`${flavour}:sys_exit`);
         const [g] = await generate(port, [`/${flavour}?x=1`], 1);
@@ -302,16 +308,11 @@ net.createServer((s) => {
 }).listen(0, '127.0.0.1', function () { process.stdout.write(String(this.address().port) + '\\n'); });`;
 
   it('sends only the start of each message and nothing from non-HTTP sockets; body sizes and ends stay right', async () => {
-    const { spawn } = await import('node:child_process');
     const net = await import('node:net');
-    const child = spawn(process.execPath, ['-e', SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const { child, port } = await spawnServer(SERVER);
     const spans: Span[] = [];
     let tracer: Tracer | null = null;
     try {
-      const port = await new Promise<number>((res, rej) => {
-        child.stdout!.once('data', (d: Buffer) => res(Number(d.toString().trim())));
-        child.once('exit', () => rej(new Error('server exited')));
-      });
       tracer = await Tracer.start({ services: [{ name: 'raw', pid: child.pid! }], graceMs: 50, onSpan: (s) => spans.push(s) });
       const sock = net.connect(port, '127.0.0.1');
       await new Promise((r) => sock.once('connect', r));
