@@ -167,7 +167,7 @@ static __always_inline __u32 selected(void)
  * back to it), or NULL. The socket's type is not checked here: a socket already in `conns` was
  * checked when it got there, so the per-syscall path skips those five reads (tcp_sock() does them).
  */
-static __always_inline struct sock *fd_to_sock(__u32 fd)
+static __always_inline struct sock *fd_to_sock(__u32 fd, struct file **fp)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
@@ -184,17 +184,13 @@ static __always_inline struct sock *fd_to_sock(__u32 fd)
 	struct sock *sk = BPF_CORE_READ(so, sk);
 	if (!sk || BPF_CORE_READ(sk, sk_socket) != so)
 		return NULL;
+	*fp = f;
 	return sk;
 }
 
-/* is this socket an IPv4/IPv6 TCP one (and its file a socket inode)? */
-static __always_inline bool tcp_sock(__u32 fd, struct sock *sk)
+/* is this socket (from fd_to_sock) an IPv4/IPv6 TCP one, and its file a socket inode? */
+static __always_inline bool tcp_sock(struct file *f, struct sock *sk)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct file **fds = BPF_CORE_READ(task, files, fdt, fd);
-	struct file *f = NULL;
-	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
-		return false;
 	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
 	if ((mode & S_IFMT) != S_IFSOCK)
 		return false;
@@ -207,8 +203,9 @@ static __always_inline bool tcp_sock(__u32 fd, struct sock *sk)
 /* fd of the current task → its TCP struct sock, or NULL (every check: for paths that run once per connection) */
 static __always_inline struct sock *fd_to_tcp_sock(__u32 fd)
 {
-	struct sock *sk = fd_to_sock(fd);
-	return sk && tcp_sock(fd, sk) ? sk : NULL;
+	struct file *f = NULL;
+	struct sock *sk = fd_to_sock(fd, &f);
+	return sk && tcp_sock(f, sk) ? sk : NULL;
 }
 
 static __always_inline void fill_tuple(struct tr_event *e, struct sock *sk)
@@ -424,13 +421,14 @@ struct tr_call {
 
 static __always_inline int data_exit(struct tr_call a, long ret)
 {
-	struct sock *sk = fd_to_sock(a.fd);
+	struct file *f = NULL;
+	struct sock *sk = fd_to_sock(a.fd, &f);
 	if (!sk)
 		return 0;
 	__u64 key = (__u64)sk;
 	struct tr_conn *st = bpf_map_lookup_elem(&conns, &key);
 	if (!st) {
-		if (!tcp_sock(a.fd, sk))
+		if (!tcp_sock(f, sk))
 			return 0;
 		/*
 		 * A socket first seen here (it predates the tracer): its first bytes tell its role. A
