@@ -10,6 +10,24 @@ import { Counter, type Metric, type Registry } from 'prom-client';
 
 export const DURATION_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 
+type Sample = { labels: Record<string, string | number>; value: number; metricName: string };
+
+/** one histogram's samples: counts[i] below les[i] (not cumulative), counts[les.length] above the last */
+function histogramSamples(out: Sample[], name: string, labels: Record<string, string>, les: number[], counts: ArrayLike<number>, sum: number): void {
+  let acc = 0;
+  les.forEach((le, i) => out.push({ labels: { ...labels, le }, value: (acc += counts[i]!), metricName: `${name}_bucket` }));
+  acc += counts[les.length]!;
+  out.push({ labels: { ...labels, le: '+Inf' }, value: acc, metricName: `${name}_bucket` });
+  out.push({ labels, value: sum, metricName: `${name}_sum` });
+  out.push({ labels, value: acc, metricName: `${name}_count` });
+}
+
+/** a histogram prom-client reads through its registry at scrape time, from samples built then */
+function registerHistogram(registry: Registry, name: string, help: string, samples: () => Sample[]): void {
+  const metric = { name, help, type: 'histogram', aggregator: 'sum', get: async () => ({ name, help, type: 'histogram', aggregator: 'sum', values: samples() }), reset: () => {} };
+  registry.registerMetric(metric as unknown as Metric);
+}
+
 interface Series {
   service: string;
   kind: string;
@@ -47,33 +65,20 @@ export class RedMetrics {
         each((s) => s.errors && this.inc(label(s), s.errors));
       },
     });
-    const name = 'ebpf_http_duration_seconds';
-    const histogram = {
-      name, help: 'HTTP request duration (first request byte read → last response byte written)', type: 'histogram', aggregator: 'sum',
-      get: async () => {
-        // one histogram per service/kind/route: the series of a route that differ in method or status are added up
-        const merged = new Map<string, { labels: Record<string, string>; buckets: Float64Array; sum: number }>();
-        each((s) => {
-          const k = `${s.service}\0${s.kind}\0${s.route}`;
-          let m = merged.get(k);
-          if (!m) merged.set(k, (m = { labels: { service: s.service, kind: s.kind, route: s.route }, buckets: new Float64Array(DURATION_BUCKETS.length + 1), sum: 0 }));
-          for (let i = 0; i < m.buckets.length; i++) m.buckets[i]! += s.buckets[i]!;
-          m.sum += s.sum;
-        });
-        const values: { labels: Record<string, string | number>; value: number; metricName: string }[] = [];
-        for (const m of merged.values()) {
-          let acc = 0;
-          DURATION_BUCKETS.forEach((le, i) => values.push({ labels: { ...m.labels, le }, value: (acc += m.buckets[i]!), metricName: `${name}_bucket` }));
-          acc += m.buckets[DURATION_BUCKETS.length]!;
-          values.push({ labels: { ...m.labels, le: '+Inf' }, value: acc, metricName: `${name}_bucket` });
-          values.push({ labels: m.labels, value: m.sum, metricName: `${name}_sum` });
-          values.push({ labels: m.labels, value: acc, metricName: `${name}_count` });
-        }
-        return { name, help: histogram.help, type: 'histogram', aggregator: 'sum', values };
-      },
-      reset: () => {},
-    };
-    registry.registerMetric(histogram as unknown as Metric);
+    registerHistogram(registry, 'ebpf_http_duration_seconds', 'HTTP request duration (first request byte read → last response byte written)', () => {
+      // one histogram per service/kind/route: the series of a route that differ in method or status are added up
+      const merged = new Map<string, { labels: Record<string, string>; buckets: Float64Array; sum: number }>();
+      each((s) => {
+        const k = `${s.service}\0${s.kind}\0${s.route}`;
+        let m = merged.get(k);
+        if (!m) merged.set(k, (m = { labels: { service: s.service, kind: s.kind, route: s.route }, buckets: new Float64Array(DURATION_BUCKETS.length + 1), sum: 0 }));
+        for (let i = 0; i < m.buckets.length; i++) m.buckets[i]! += s.buckets[i]!;
+        m.sum += s.sum;
+      });
+      const values: Sample[] = [];
+      for (const m of merged.values()) histogramSamples(values, 'ebpf_http_duration_seconds', m.labels, DURATION_BUCKETS, m.buckets, m.sum);
+      return values;
+    });
   }
 
   /** one finished request; `route` should come from routeOf (a cached string) */
@@ -124,25 +129,13 @@ export interface KernelRedSource {
  */
 export function registerKernelRed(registry: Registry, src: KernelRedSource, serviceName: (index: number) => string): void {
   const name = 'ebpf_http_kernel_duration_seconds';
-  const labelsOf = (s: ReturnType<KernelRedSource['red']>[number]) => ({ service: serviceName(s.service), kind: s.role, status_class: s.statusClass ? `${s.statusClass}xx` : 'none' });
-  const histogram = {
-    name, help: 'every HTTP request, counted in the kernel (sampled or not): first request byte → first response byte; status_class none = closed before a response', type: 'histogram', aggregator: 'sum',
-    get: async () => {
-      const values: { labels: Record<string, string | number>; value: number; metricName: string }[] = [];
-      for (const s of src.red()) {
-        const labels = labelsOf(s);
-        let acc = 0;
-        s.counts.forEach((c, b) => {
-          acc += c;
-          if (b < s.counts.length - 1) values.push({ labels: { ...labels, le: 2 ** b / 1e6 }, value: acc, metricName: `${name}_bucket` });
-        });
-        values.push({ labels: { ...labels, le: '+Inf' }, value: acc, metricName: `${name}_bucket` });
-        values.push({ labels, value: s.sumNs / 1e9, metricName: `${name}_sum` });
-        values.push({ labels, value: acc, metricName: `${name}_count` });
-      }
-      return { name, help: histogram.help, type: 'histogram', aggregator: 'sum', values };
-    },
-    reset: () => {},
-  };
-  registry.registerMetric(histogram as unknown as Metric);
+  registerHistogram(registry, name, 'every HTTP request, counted in the kernel (sampled or not): first request byte → first response byte; status_class none = closed before a response', () => {
+    const values: Sample[] = [];
+    for (const s of src.red()) {
+      const labels = { service: serviceName(s.service), kind: s.role, status_class: s.statusClass ? `${s.statusClass}xx` : 'none' };
+      // the kernel's last bucket is everything above 2^(n-2) µs: it is the +Inf one
+      histogramSamples(values, name, labels, s.counts.slice(0, -1).map((_, b) => 2 ** b / 1e6), s.counts, s.sumNs / 1e9);
+    }
+    return values;
+  });
 }
