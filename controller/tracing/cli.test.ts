@@ -23,6 +23,8 @@ describe('pnpm lab trace', () => {
     ['duplicate names', ['trace', '--service', 'a=1', '--service', 'a=1'], /error: service name "a" is given twice/],
     ['bad otlp url', ['trace', '--service', 'a=1', '--otlp', 'ftp://x'], /error: --otlp "ftp:\/\/x": not an http\(s\):\/\/host:port URL/],
     ['capture out of range', ['trace', '--service', 'a=1', '--capture-bytes', '9999'], /error: --capture-bytes "9999"/],
+    ['sample ratio of 0', ['trace', '--service', 'a=1', '--sample', '0'], /error: --sample "0": must be ≥ 0\.000001\n\s+fix: /],
+    ['sample ratio above 1', ['trace', '--service', 'a=1', '--sample', '1.5'], /error: --sample "1\.5": must be ≤ 1\n\s+fix: /],
     ['typo in a flag', ['trace', '--servce', 'a=1'], /did you mean --service/],
   ];
   for (const [name, args, want] of cases) {
