@@ -409,6 +409,36 @@ static __always_inline void sock_tuple(struct tr_tuple *t, struct sock *sk, bool
 	t->rport = mirror ? lp : rp;
 }
 
+/* body counts pending on a socket go onto record e (and leave the socket) */
+static __always_inline void move_skips(struct tr_event *e, struct tr_conn *st)
+{
+	e->skip_bytes = st->skip_bytes;
+	e->skip_ts = st->skip_ts;
+	e->skip_calls = st->skip_calls;
+	e->skip_dir = st->skip_dir;
+	st->skip_bytes = 0;
+	st->skip_ts = 0;
+	st->skip_calls = 0;
+}
+
+/* the open request that did not cross is over: its thread's count goes down */
+static __always_inline void release_unsampled(struct tr_conn *st)
+{
+	if (!st->capture && st->req_tid)
+		unsampled_add(st->req_tid, -1);
+	st->req_tid = 0;
+}
+
+/* a syscall of `len` bytes in direction `dir`: a new run or more of the current one (saturating) */
+static __always_inline void advance_run(struct tr_conn *st, __u32 dir, __u32 len)
+{
+	if (st->dir != dir) {
+		st->dir = dir;
+		st->run_bytes = 0;
+	}
+	st->run_bytes = st->run_bytes + len < st->run_bytes ? 0xffffffffu : st->run_bytes + len;
+}
+
 #define W4(a, b, c, d) ((__u32)(a) | (__u32)(b) << 8 | (__u32)(c) << 16 | (__u32)(d) << 24)
 
 struct tr_call {
@@ -476,10 +506,8 @@ static __always_inline int data_exit(struct tr_call a, long ret)
 			if (st->req_ts)
 				/* the previous request never saw a response start (a run of requests, e.g. pipelined) */
 				red_observe(a.service, st->role, 0, now - st->req_ts);
-			if (!st->capture && st->req_tid)
-				unsampled_add(st->req_tid, -1);
+			release_unsampled(st);
 			st->req_ts = now;
-			st->req_tid = 0;
 			bool keep = !sample_thresh || st->always || st->role == TR_ROLE_CLIENT || bpf_get_prandom_u32() < sample_thresh;
 			/* counts of a crossed exchange still pending when the next one does not cross: sent on their own */
 			skip_flush = !keep && st->capture && st->skip_calls;
@@ -493,10 +521,7 @@ static __always_inline int data_exit(struct tr_call a, long ret)
 			__u32 cls = w == W4('H', 'T', 'T', 'P') && h[9] >= '1' && h[9] <= '5' ? h[9] - '0' : 0;
 			red_observe(a.service, st->role, cls, now - st->req_ts);
 			st->req_ts = 0;
-			if (!st->capture && st->req_tid) {
-				unsampled_add(st->req_tid, -1);
-				st->req_tid = 0;
-			}
+			release_unsampled(st);
 		}
 		if (is_req && st->role == TR_ROLE_CLIENT) {
 			__u32 *n = bpf_map_lookup_elem(&unsampled, &tid);
@@ -507,10 +532,7 @@ static __always_inline int data_exit(struct tr_call a, long ret)
 		struct tr_event *f = reserve(TR_EV_SKIP, a.service);
 		if (f) {
 			f->sock = key;
-			f->skip_bytes = st->skip_bytes;
-			f->skip_ts = st->skip_ts;
-			f->skip_calls = st->skip_calls;
-			f->skip_dir = st->skip_dir;
+			move_skips(f, st);
 			bpf_ringbuf_submit(f, 0);
 		}
 		st->skip_bytes = 0;
@@ -519,11 +541,7 @@ static __always_inline int data_exit(struct tr_call a, long ret)
 	}
 	if (!st->capture) {
 		/* an exchange that does not cross: only the run state moves */
-		if (st->dir != dir) {
-			st->dir = dir;
-			st->run_bytes = 0;
-		}
-		st->run_bytes = st->run_bytes + len < st->run_bytes ? 0xffffffffu : st->run_bytes + len;
+		advance_run(st, dir, len);
 		return 0;
 	}
 	if (st->dir == dir && st->run_bytes >= cap) {
@@ -544,21 +562,10 @@ static __always_inline int data_exit(struct tr_call a, long ret)
 	if (!e)
 		return 0;
 	fill_header(e, TR_EV_DATA, a.service);
-	if (st->skip_calls) {
-		e->skip_bytes = st->skip_bytes;
-		e->skip_ts = st->skip_ts;
-		e->skip_calls = st->skip_calls;
-		e->skip_dir = st->skip_dir;
-		st->skip_bytes = 0;
-		st->skip_ts = 0;
-		st->skip_calls = 0;
-	}
+	if (st->skip_calls)
+		move_skips(e, st);
 	e->unsampled = parent_unsampled;
-	if (st->dir != dir) {
-		st->dir = dir;
-		st->run_bytes = 0;
-	}
-	st->run_bytes = st->run_bytes + len < st->run_bytes ? 0xffffffffu : st->run_bytes + len;
+	advance_run(st, dir, len);
 	e->sock = key;
 	fill_tuple(e, sk);
 	e->sys = a.sys;
@@ -691,6 +698,15 @@ int BPF_PROG(sys_exit_btf, struct pt_regs *regs, long ret)
 #define TCP_SYN_SENT 2
 #define TCP_CLOSE 7
 
+/* the tuple of a state change, as `local_clients` keys it (the tracepoint stores IPv4 v4-mapped) */
+static __always_inline void state_tuple(struct tr_tuple *tu, struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	tu->lport = ctx->sport;
+	tu->rport = ctx->dport;
+	bpf_probe_read_kernel(tu->laddr, 16, ctx->saddr_v6);
+	bpf_probe_read_kernel(tu->raddr, 16, ctx->daddr_v6);
+}
+
 SEC("tracepoint/sock/inet_sock_set_state")
 int sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
 {
@@ -719,9 +735,8 @@ int sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
 			kind = TR_EV_ESTABLISHED;
 			if (sample_thresh) {
 				/* this client's tuple: the server that accepts it (if traced) always crosses */
-				struct tr_tuple tu = { .lport = ctx->sport, .rport = ctx->dport };
-				bpf_probe_read_kernel(tu.laddr, 16, ctx->saddr_v6);
-				bpf_probe_read_kernel(tu.raddr, 16, ctx->daddr_v6);
+				struct tr_tuple tu;
+				state_tuple(&tu, ctx);
 				__u32 one = 1;
 				bpf_map_update_elem(&local_clients, &tu, &one, BPF_ANY);
 			}
@@ -747,23 +762,17 @@ int sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
 			/* body bytes still only counted ride on the close record */
 			struct tr_conn *st = bpf_map_lookup_elem(&conns, &key);
 			if (st) {
-				if (st->capture) {
-					e->skip_bytes = st->skip_bytes;
-					e->skip_ts = st->skip_ts;
-					e->skip_calls = st->skip_calls;
-					e->skip_dir = st->skip_dir;
-				}
+				if (st->capture)
+					move_skips(e, st);
 				if (st->req_ts)
 					/* a request closed before any response: status class 0 */
 					red_observe(service, st->role, 0, bpf_ktime_get_ns() - st->req_ts);
-				if (!st->capture && st->req_tid)
-					unsampled_add(st->req_tid, -1);
+				release_unsampled(st);
 				bpf_map_delete_elem(&conns, &key);
 			}
 			if (sample_thresh) {
-				struct tr_tuple tu = { .lport = ctx->sport, .rport = ctx->dport };
-				bpf_probe_read_kernel(tu.laddr, 16, ctx->saddr_v6);
-				bpf_probe_read_kernel(tu.raddr, 16, ctx->daddr_v6);
+				struct tr_tuple tu;
+				state_tuple(&tu, ctx);
 				bpf_map_delete_elem(&local_clients, &tu);
 			}
 		}
