@@ -20,6 +20,17 @@
 // Records carry only the bytes captured (bpf_ringbuf_output of header + cap_len from a per-CPU
 // scratch record), lifecycle records only the header.
 //
+// Preemptible syscall tracepoints: since syscall tracepoints may fault, their programs run with
+// migration disabled but preemption enabled; on a preemptible kernel (preempt=full or lazy: the
+// only models 7.x offers) a task preempted inside the program keeps that program's per-CPU
+// recursion guard, and the kernel skips the program for every other syscall exit on that CPU
+// until the task runs again (recursion_misses: 77 in one scenario run on 7.2, requests lost,
+// reports/20261130-180204-tracing-7.x). There the loader attaches a second copy behind the
+// first (`standby`): per thread the primary counts the exits it took (`relay`), and the standby
+// does the work only for an exit the primary's count did not move for, i.e. one it skipped. Each
+// copy has its own scratch record, and per-CPU counters are bumped atomically, because a
+// preempted run and another on the same CPU can now interleave.
+//
 // Lifecycle: the CLOSE→SYN_SENT transition runs in the connecting task's context, so selection
 // works there; later transitions (ESTABLISHED, CLOSE) run in softirq and are reported only for
 // sockets in `tracked`. Server sockets enter `tracked` when accept/accept4 returns.
@@ -69,6 +80,8 @@ const volatile __u32 cap_bytes = 256;
  * byte is read, and its response goes with it. Every request is counted in `red` either way.
  */
 const volatile __u32 sample_thresh = 0;
+/* 1: the standby copy of the sys_exit program is attached behind the primary (see the top) */
+const volatile __u32 standby_on = 0;
 
 /* workloads: cgroup v2 id → service index, tgid → service index */
 struct {
@@ -127,18 +140,31 @@ struct {
 
 static const struct tr_red red_zero;
 
-/* a data record is assembled here, then only its used part goes into the ring */
+/* per thread: sys_exit runs the primary took, and the count as the standby last saw it */
+struct tr_relay {
+	__u32 primary;
+	__u32 seen;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct tr_relay);
+} relay SEC(".maps");
+
+/* a data record is assembled here, then only its used part goes into the ring: one per copy of sys_exit */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, __u32);
 	__type(value, struct tr_event);
 } scratch SEC(".maps");
 
-/* syscalls the filter kept out of the ring: [0] body continuations, [1] non-HTTP sockets */
+/* syscalls the filter kept out of the ring: [0] body continuations, [1] non-HTTP sockets; [2] exits the standby took */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, 3);
 	__type(key, __u32);
 	__type(value, __u64);
 } filtered SEC(".maps");
@@ -269,7 +295,7 @@ static __always_inline void count_filtered(__u32 k)
 {
 	__u64 *c = bpf_map_lookup_elem(&filtered, &k);
 	if (c)
-		(*c)++;
+		__sync_fetch_and_add(c, 1);
 }
 
 /* do these 4 bytes (little-endian load) begin an HTTP/1.x request or response? */
@@ -369,8 +395,9 @@ static __always_inline void red_observe(__u32 service, __u32 role, __u32 cls, __
 	__u32 b = log2_bucket(dur_ns / 1000);
 	if (b >= TR_RED_BUCKETS)
 		b = TR_RED_BUCKETS - 1;
-	r->count[b]++;
-	r->sum_ns += dur_ns;
+	/* atomic: a preempted run and another on this CPU may both be here (see the top) */
+	__sync_fetch_and_add(&r->count[b], 1);
+	__sync_fetch_and_add(&r->sum_ns, dur_ns);
 }
 
 static __always_inline void unsampled_add(__u32 tid, int d)
@@ -447,6 +474,7 @@ struct tr_call {
 	__u32 sys;      /* enum tr_sys */
 	__u32 iovcnt;
 	__u32 service;
+	__u32 copy;     /* which copy of sys_exit: 0 primary, 1 standby (its scratch record) */
 };
 
 static __always_inline int data_exit(struct tr_call a, long ret)
@@ -557,8 +585,8 @@ static __always_inline int data_exit(struct tr_call a, long ret)
 			return 0;
 		}
 	}
-	__u32 zero = 0;
-	struct tr_event *e = bpf_map_lookup_elem(&scratch, &zero);
+	__u32 slot = a.copy ? 1 : 0;
+	struct tr_event *e = bpf_map_lookup_elem(&scratch, &slot);
 	if (!e)
 		return 0;
 	fill_header(e, TR_EV_DATA, a.service);
@@ -655,17 +683,40 @@ static __always_inline __u32 sys_of(__u64 nr)
  * (one read) rules out all but a few, a failed call or EOF ends it, then the workload filter.
  */
 /* `btf`: regs is a typed pointer (tp_btf) and its fields are plain loads; else helper reads (raw_tp) */
-static __always_inline int on_sys_exit(struct pt_regs *regs, __u32 sys, long ret, const bool btf)
+static __always_inline int on_sys_exit(struct pt_regs *regs, __u32 sys, long ret, const bool btf, const __u32 copy)
 {
 	if (ret < 0 || (ret == 0 && sys != SYS_ACCEPT))
 		return 0;
 	__u32 service = selected();
 	if (!service)
 		return 0;
+	if (standby_on) {
+		/* primary: count the exit taken; standby: take it only if the primary did not (see the top) */
+		__u32 tid = (__u32)bpf_get_current_pid_tgid();
+		struct tr_relay *r = bpf_map_lookup_elem(&relay, &tid);
+		if (!copy) {
+			if (r)
+				r->primary++;
+			else {
+				struct tr_relay n = { .primary = 1 };
+				bpf_map_update_elem(&relay, &tid, &n, BPF_NOEXIST);
+			}
+		} else {
+			if (r && r->primary != r->seen) {
+				r->seen = r->primary;
+				return 0;
+			}
+			if (!r) {
+				struct tr_relay n = {};
+				bpf_map_update_elem(&relay, &tid, &n, BPF_NOEXIST);
+			}
+			count_filtered(2);
+		}
+	}
 	/* sendfile(out_fd, in_fd, …): the socket is out_fd, the first argument like every other */
 	if (sys == SYS_ACCEPT)
 		return accept_exit((__u32)ret, service);
-	struct tr_call a = { .sys = sys, .service = service };
+	struct tr_call a = { .sys = sys, .service = service, .copy = copy };
 	a.fd = (__u32)(btf ? SYSCALL_ARG1(regs) : PT_REGS_PARM1_CORE_SYSCALL(regs));
 	if (sys != TR_SYS_SENDFILE)
 		a.buf = btf ? SYSCALL_ARG2(regs) : PT_REGS_PARM2_CORE_SYSCALL(regs);
@@ -681,7 +732,7 @@ int sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	__u32 sys = sys_of(SYSCALL_NR(regs));
 	if (!sys)
 		return 0;
-	return on_sys_exit(regs, sys, (long)ctx->args[1], false);
+	return on_sys_exit(regs, sys, (long)ctx->args[1], false, 0);
 }
 
 /* the same with BTF: regs is a typed pointer, the syscall number a plain load instead of a helper call */
@@ -691,7 +742,17 @@ int BPF_PROG(sys_exit_btf, struct pt_regs *regs, long ret)
 	__u32 sys = sys_of(regs->orig_ax);
 	if (!sys)
 		return 0;
-	return on_sys_exit(regs, sys, ret, true);
+	return on_sys_exit(regs, sys, ret, true, 0);
+}
+
+/* the standby copy, attached behind sys_exit_btf where syscall tracepoints run preemptibly */
+SEC("tp_btf/sys_exit")
+int BPF_PROG(sys_exit_standby, struct pt_regs *regs, long ret)
+{
+	__u32 sys = sys_of(regs->orig_ax);
+	if (!sys)
+		return 0;
+	return on_sys_exit(regs, sys, ret, true, 1);
 }
 
 #define TCP_ESTABLISHED 1

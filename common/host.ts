@@ -2,6 +2,7 @@
 // pins, securityfs to read the active LSMs, debugfs), found or mounted, and the cgroup v2 root
 // (hybrid hosts mount it at /sys/fs/cgroup/unified, pure v2 hosts and our VMs at /sys/fs/cgroup).
 import fs from 'node:fs';
+import zlib from 'node:zlib';
 import { execa } from 'execa';
 
 const MOUNTS: [type: string, target: string][] = [
@@ -50,4 +51,55 @@ export function activeLsms(): string[] | null {
   } catch {
     return null;
   }
+}
+
+export type PreemptModel = 'none' | 'voluntary' | 'full' | 'lazy' | 'rt';
+export interface Preemption {
+  /** undefined: no source told */
+  model?: PreemptModel;
+  /** where it came from, as the report states it */
+  source: string;
+}
+
+const MODELS: PreemptModel[] = ['none', 'voluntary', 'full', 'lazy', 'rt'];
+
+/**
+ * The kernel's preemption model from what the host offers, best source first: debugfs's
+ * sched/preempt ("none voluntary (full) lazy": the current one in parentheses), else the build
+ * config's default with a valid `preempt=` from the command line (PREEMPT_DYNAMIC; a mode the
+ * config does not offer is refused by the kernel, as 7.x does with none).
+ */
+export function preemptModelFrom(o: { debugfs?: string; config?: string; cmdline?: string }): Preemption {
+  const cur = o.debugfs && /\((\w+)\)/.exec(o.debugfs)?.[1];
+  if (cur && (MODELS as string[]).includes(cur)) return { model: cur as PreemptModel, source: 'debugfs sched/preempt' };
+  if (!o.config) return { source: 'unknown (no debugfs sched/preempt, no kernel config)' };
+  const set = (k: string) => new RegExp(`^CONFIG_${k}=y$`, 'm').test(o.config!);
+  const offered = (k: string) => new RegExp(`^(CONFIG_${k}=y|# CONFIG_${k} is not set)$`, 'm').test(o.config!);
+  const byConfig: PreemptModel | undefined = set('PREEMPT_RT') ? 'rt' : set('PREEMPT_LAZY') ? 'lazy' : set('PREEMPT') ? 'full' : set('PREEMPT_VOLUNTARY') ? 'voluntary' : set('PREEMPT_NONE') ? 'none' : undefined;
+  const arg = o.cmdline && /(?:^|\s)preempt=(\w+)/.exec(o.cmdline)?.[1];
+  if (arg && set('PREEMPT_DYNAMIC') && (MODELS as string[]).includes(arg) && arg !== 'rt') {
+    const key = { none: 'PREEMPT_NONE', voluntary: 'PREEMPT_VOLUNTARY', full: 'PREEMPT', lazy: 'PREEMPT_LAZY' }[arg as 'none' | 'voluntary' | 'full' | 'lazy'];
+    if (offered(key)) return { model: arg as PreemptModel, source: `preempt=${arg} on the command line` };
+  }
+  return byConfig ? { model: byConfig, source: 'kernel config default' } : { source: 'unknown (kernel config names no model)' };
+}
+
+/** This kernel's preemption model (debugfs, else /proc/config.gz or the packaged config, with /proc/cmdline). */
+export function preemptModel(): Preemption {
+  const read = (p: string) => {
+    try {
+      return fs.readFileSync(p, 'utf8');
+    } catch {
+      return undefined;
+    }
+  };
+  const release = read('/proc/sys/kernel/osrelease')?.trim() ?? '';
+  let config: string | undefined;
+  for (const p of [`/boot/config-${release}`, `/lib/modules/${release}/config`, `/usr/lib/modules/${release}/config`]) if ((config = read(p))) break;
+  if (!config) {
+    try {
+      config = zlib.gunzipSync(fs.readFileSync('/proc/config.gz')).toString('utf8');
+    } catch { /* none */ }
+  }
+  return preemptModelFrom({ debugfs: read('/sys/kernel/debug/sched/preempt'), config, cmdline: read('/proc/cmdline') });
 }

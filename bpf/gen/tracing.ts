@@ -52,6 +52,13 @@ export interface tr_red {
 }
 export const tr_red_size = 248;
 
+/** struct tr_relay: 8 bytes */
+export interface tr_relay {
+  primary: number;
+  seen: number;
+}
+export const tr_relay_size = 8;
+
 /** struct tr_event: 1176 bytes */
 export interface tr_event {
   ts_ns: bigint;
@@ -94,15 +101,17 @@ export interface TracingShape {
     sel_pids: { key: number; value: number };
     unsampled: { key: number; value: number };
     red: { key: tr_red_key; value: tr_red };
+    relay: { key: number; value: tr_relay };
     scratch: { key: number; value: tr_event };
     filtered: { key: number; value: bigint };
     events: { key: Uint8Array; value: Uint8Array };
     lost: { key: number; value: bigint };
   };
-  programs: 'sys_exit' | 'sys_exit_btf' | 'sock_state';
+  programs: 'sys_exit' | 'sys_exit_btf' | 'sys_exit_standby' | 'sock_state';
   rodata: {
     cap_bytes: number;
     sample_thresh: number;
+    standby_on: number;
     red_zero: { count: bigint[]; sum_ns: bigint };
   };
   bss: Record<never, never>;
@@ -121,12 +130,13 @@ export const tracing = defineSkeleton<TracingShape>({
     sel_pids: { type: MapType.HASH, keySize: 4, valueSize: 4 },
     unsampled: { type: MapType.LRU_HASH, keySize: 4, valueSize: 4 },
     red: { type: MapType.PERCPU_HASH, keySize: 8, valueSize: 248 },
+    relay: { type: MapType.LRU_HASH, keySize: 4, valueSize: 8 },
     scratch: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 1176 },
     filtered: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 8 },
     events: { type: MapType.RINGBUF, keySize: 0, valueSize: 0 },
     lost: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 8 },
   },
-  programs: ['sys_exit', 'sys_exit_btf', 'sock_state'],
-  rodata: ['cap_bytes', 'sample_thresh', 'red_zero'],
+  programs: ['sys_exit', 'sys_exit_btf', 'sys_exit_standby', 'sock_state'],
+  rodata: ['cap_bytes', 'sample_thresh', 'standby_on', 'red_zero'],
   bss: [],
 });

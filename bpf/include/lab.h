@@ -26,8 +26,9 @@ static __always_inline void lab_count(void *map)
 {
 	__u32 k = 0;
 	__u64 *c = bpf_map_lookup_elem(map, &k);
+	/* atomic: where programs run preemptibly (syscall tracepoints on 7.x) two runs on one CPU can interleave */
 	if (c)
-		(*c)++;
+		__sync_fetch_and_add(c, 1);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -55,6 +55,8 @@ export interface ProgInfo {
   type: number;
   runTimeNs: bigint;
   runCnt: bigint;
+  /** runs the kernel skipped because the program was already running on that CPU (5.12+; counted without BPF stats) */
+  recursionMisses: bigint;
   verifiedInsns: number;
   xlatedLen: number;
   jitedLen: number;
@@ -142,6 +144,7 @@ export function progInfo(fd: number): ProgInfo {
     type: info.type,
     runTimeNs: BigInt(info.run_time_ns),
     runCnt: BigInt(info.run_cnt),
+    recursionMisses: BigInt(info.recursion_misses ?? 0),
     verifiedInsns: info.verified_insns,
     xlatedLen: info.xlated_prog_len,
     jitedLen: info.jited_prog_len,

@@ -6,11 +6,16 @@
 // tracepoint sock:inet_sock_set_state; both are probed by attaching, and what attached is reported
 // as `mechanism`. kprobe/fentry variants are not needed: a syscall's return sees the same bytes on
 // every kernel, and this host has neither kprobes nor fentry.
+//
+// Where the kernel preempts (preempt=full/lazy, the only models 7.x has) syscall tracepoints run
+// their programs preemptibly, and a preempted run makes the kernel skip the program for the other
+// syscall exits on its CPU: a standby copy is attached behind the primary to take those (see
+// bpf/tracing.bpf.c). It costs one more program run per syscall, so it is attached only there.
 import fs from 'node:fs';
 import path from 'node:path';
 import { RingBuffer, attachRawTracepoint, attachTrace, attachTracepoint, enableStats, type BpfMap, type BpfObject, type Link } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
-import { tracefsRoot } from '../../lab/host.ts';
+import { preemptModel, tracefsRoot, type Preemption } from '../../lab/host.ts';
 import { tracing, type Tracing, type TracingShape, type tr_event } from '../../bpf/gen/tracing.ts';
 
 export const TR = {
@@ -125,6 +130,8 @@ const HOOKS: Hook[] = [
   ['sock', 'inet_sock_set_state', 'sock_state'],
   ['raw_syscalls', 'sys_exit', 'sys_exit_btf'],
   ['raw_syscalls', 'sys_exit', 'sys_exit'],
+  // after the primary: tracepoint probes run in the order they were attached
+  ['raw_syscalls', 'sys_exit', 'sys_exit_standby'],
 ];
 /** the two flavours of the sys_exit hook: one is loaded */
 export type SysExitHook = 'tp_btf' | 'raw_tp';
@@ -158,6 +165,12 @@ export interface KernelTracerOptions {
    * called by a traced local client always cross; in-kernel RED counts every request.
    */
   sampleRatio?: number;
+  /**
+   * Attach the standby copy of the sys_exit program (tp_btf only). Default: where the kernel's
+   * preemption model is full, lazy or rt, or cannot be told (a preempted run would make the kernel
+   * skip the program for other tasks' syscalls on that CPU).
+   */
+  standby?: boolean;
 }
 
 /** in-kernel RED of one service/role/status class (tracing.h, struct tr_red), summed over CPUs */
@@ -177,6 +190,8 @@ export interface Mechanism {
   /** hooks this kernel lacks (their programs were not loaded) */
   missing: string[];
   summary: string;
+  /** the preemption model the standby decision was made on */
+  preemption?: Preemption & { standby: boolean };
 }
 
 export class KernelTracer implements Disposable {
@@ -206,13 +221,13 @@ export class KernelTracer implements Disposable {
   }
 
   /** syscalls the kernel-side filter kept out of the ring: body continuations and non-HTTP sockets */
-  filtered(): { continuations: number; nonHttp: number } {
+  filtered(): { continuations: number; nonHttp: number; standby: number } {
     const m = this.skel.maps.filtered;
     const sum = (k: number) => (m.getPerCpu(k) ?? []).reduce<number>((a, v) => a + Number(v), 0);
-    return { continuations: sum(0), nonHttp: sum(1) };
+    return { continuations: sum(0), nonHttp: sum(1), standby: sum(2) };
   }
 
-  private constructor(readonly skel: Tracing, present: Hook[], missing: Hook[], opts: KernelTracerOptions) {
+  private constructor(readonly skel: Tracing, present: Hook[], missing: Hook[], opts: KernelTracerOptions, preemption: Preemption & { standby: boolean }) {
     const obj = (this.obj = skel.obj);
     const L = obj.btf.layout('tr_event');
     const f = (n: string) => L[n]!.offset;
@@ -241,18 +256,20 @@ export class KernelTracer implements Disposable {
     try {
       for (const [cat, name, prog] of present) {
         const p = skel.programs[prog];
-        this.links.push(prog === 'sys_exit_btf' ? attachTrace(p) : cat === 'raw_syscalls' ? attachRawTracepoint(p, name) : attachTracepoint(p, cat, name));
+        this.links.push(prog === 'sys_exit_btf' || prog === 'sys_exit_standby' ? attachTrace(p) : cat === 'raw_syscalls' ? attachRawTracepoint(p, name) : attachTracepoint(p, cat, name));
       }
     } catch (e) {
       this.close();
       throw e;
     }
-    const attached = present.map(([c, n, p]) => (p === 'sys_exit_btf' ? `tp_btf:${n}` : c === 'raw_syscalls' ? `raw_tp:${n}` : `${c}:${n}`));
+    const attached = present.map(([c, n, p]) => (p === 'sys_exit_standby' ? `tp_btf:${n} (standby)` : p === 'sys_exit_btf' ? `tp_btf:${n}` : c === 'raw_syscalls' ? `raw_tp:${n}` : `${c}:${n}`));
     const how = present.some(([, , p]) => p === 'sys_exit_btf') ? 'tp_btf' : 'raw_tp';
+    const standby = preemption.standby ? `; a standby copy behind it (preemption ${preemption.model ?? 'unknown'}, from ${preemption.source})` : '';
     this.mechanism = {
       attached,
       missing: missing.map(([c, n]) => `${c}:${n}`),
-      summary: `tracepoints: sys_exit as ${how} (${TRACED_SYSCALLS}, arguments from the saved registers) + sock:inet_sock_set_state`,
+      summary: `tracepoints: sys_exit as ${how} (${TRACED_SYSCALLS}, arguments from the saved registers${standby}) + sock:inet_sock_set_state`,
+      preemption,
     };
   }
 
@@ -262,8 +279,11 @@ export class KernelTracer implements Disposable {
     const tfs = tracefsRoot() ?? '/sys/kernel/tracing';
     const has = (cat: string, name: string) => fs.existsSync(path.join(tfs, 'events', cat, name));
     const sysExit = opts.sysExit ?? (fs.existsSync('/sys/kernel/btf/vmlinux') ? 'tp_btf' : 'raw_tp');
-    const unused = sysExit === 'tp_btf' ? 'sys_exit' : 'sys_exit_btf';
-    const wanted = HOOKS.filter(([, , p]) => p !== unused);
+    const preemption = preemptModel();
+    const standby = sysExit === 'tp_btf' && (opts.standby ?? !(preemption.model === 'none' || preemption.model === 'voluntary'));
+    const unused: TracingShape['programs'][] = sysExit === 'tp_btf' ? ['sys_exit'] : ['sys_exit_btf', 'sys_exit_standby'];
+    if (!standby) unused.push('sys_exit_standby');
+    const wanted = HOOKS.filter(([, , p]) => !unused.includes(p));
     const present = wanted.filter(([c, n]) => has(c, n));
     const missing = wanted.filter(([c, n]) => !has(c, n));
     // both are needed: without either there is nothing to trace
@@ -274,9 +294,9 @@ export class KernelTracer implements Disposable {
     const sampleThresh = ratio >= 1 ? 0 : Math.max(1, Math.floor(ratio * 2 ** 32));
     const skel = tracing.open(await ensureObject('tracing'));
     try {
-      skel.setRodata({ cap_bytes: cap, sample_thresh: sampleThresh });
-      skel.load({ skip: [unused], maxEntries: opts.ringBytes ? { events: opts.ringBytes } : undefined });
-      return new KernelTracer(skel, present, missing, opts);
+      skel.setRodata({ cap_bytes: cap, sample_thresh: sampleThresh, standby_on: standby ? 1 : 0 });
+      skel.load({ skip: [...new Set(unused)], maxEntries: opts.ringBytes ? { events: opts.ringBytes } : undefined });
+      return new KernelTracer(skel, present, missing, opts, { ...preemption, standby });
     } catch (e) {
       skel.close();
       throw e;
@@ -295,7 +315,25 @@ export class KernelTracer implements Disposable {
     this.selPids.delete(pid);
   }
 
+  /**
+   * Runs the kernel skipped per program (recursion on a CPU). The primary sys_exit's misses are
+   * taken by the standby where it is attached; the standby's own are syscalls nobody saw.
+   */
+  missedRuns(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [, , p] of HOOKS) {
+      try {
+        const prog = this.skel.programs[p];
+        if (prog.loaded) out[p] = Number(prog.info().recursionMisses);
+      } catch {
+        /* skipped */
+      }
+    }
+    return out;
+  }
+
   /** BPF run time of all programs so far (needs stats: true) */
+
   programStats(): { runCnt: number; runTimeNs: number } {
     let runCnt = 0, runTimeNs = 0;
     for (const [, , p] of HOOKS) {

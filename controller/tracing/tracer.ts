@@ -38,6 +38,8 @@ export interface TracerOptions {
   sampleRatio?: number;
   /** the sys_exit hook's flavour (KernelTracerOptions.sysExit; default tp_btf where there is BTF) */
   sysExit?: SysExitHook;
+  /** attach the standby copy of sys_exit (KernelTracerOptions.standby; default where the kernel preempts) */
+  standby?: boolean;
   graceMs?: number;
   maxQueue?: number;
   exportBatch?: number;
@@ -84,12 +86,18 @@ export function parseSelector(spec: string): WorkloadSelector {
 export interface TracerSnapshot {
   mechanism: Mechanism;
   kernelLost: number;
+  /**
+   * Program runs the kernel skipped (recursion misses), per program, and how many syscall exits or
+   * state changes that may have left unseen (at most; the primary sys_exit's misses do not count
+   * where the standby copy took them)
+   */
+  kernelMissed: { perProgram: Record<string, number>; unseen: number; standbyTook: number };
   assembler: SpanAssembler['stats'];
   export: BoundedExporter['stats'] | null;
   zipkin: BoundedExporter['stats'] | null;
   bpf?: { runCnt: number; runTimeNs: number };
   /** syscalls the kernel-side filter kept out of the ring */
-  filtered?: { continuations: number; nonHttp: number };
+  filtered?: { continuations: number; nonHttp: number; standby: number };
 }
 
 export class Tracer {
@@ -119,7 +127,7 @@ export class Tracer {
 
   static async start(opts: TracerOptions): Promise<Tracer> {
     if (!opts.services.length) throw new Error('no workloads selected');
-    const kernel = await KernelTracer.start({ capBytes: opts.captureBytes, stats: opts.stats, sampleRatio: opts.sampleRatio, sysExit: opts.sysExit });
+    const kernel = await KernelTracer.start({ capBytes: opts.captureBytes, stats: opts.stats, sampleRatio: opts.sampleRatio, sysExit: opts.sysExit, standby: opts.standby });
     const t = new Tracer(kernel, opts);
     try {
       opts.services.forEach((s, i) => {
@@ -209,10 +217,11 @@ export class Tracer {
   }
 
   snapshot(): TracerSnapshot {
-    const k = this.final ?? { lost: this.kernel.lost, bpf: this.opts.stats ? this.kernel.programStats() : undefined, filtered: this.kernel.filtered() };
+    const k = this.final ?? { lost: this.kernel.lost, missed: this.missed(), bpf: this.opts.stats ? this.kernel.programStats() : undefined, filtered: this.kernel.filtered() };
     return {
       mechanism: this.kernel.mechanism,
       kernelLost: k.lost,
+      kernelMissed: k.missed,
       assembler: { ...this.assembler.stats },
       export: this.exporter ? { ...this.exporter.stats } : null,
       zipkin: this.zipkin ? { ...this.zipkin.stats } : null,
@@ -222,7 +231,14 @@ export class Tracer {
   }
 
   /** kernel-side figures read just before the object was closed */
-  private final: { lost: number; bpf?: { runCnt: number; runTimeNs: number }; filtered?: { continuations: number; nonHttp: number } } | null = null;
+  private final: { lost: number; missed: TracerSnapshot['kernelMissed']; bpf?: { runCnt: number; runTimeNs: number }; filtered?: { continuations: number; nonHttp: number; standby: number } } | null = null;
+
+  private missed(): TracerSnapshot['kernelMissed'] {
+    const perProgram = this.kernel.missedRuns();
+    const standby = 'sys_exit_standby' in perProgram;
+    const unseen = Object.entries(perProgram).reduce((a, [p, n]) => a + (standby && p === 'sys_exit_btf' ? 0 : n), 0);
+    return { perProgram, unseen, standbyTook: this.kernel.filtered().standby };
+  }
 
   /** hand every finished span on now (end of a run) */
   flush(): void {
@@ -237,7 +253,7 @@ export class Tracer {
     for (const t of this.timers) clearInterval(t);
     // drain what the kernel still holds, then end every open connection
     this.kernel.drainInPlace((e) => this.assembler.push(e));
-    this.final = { lost: this.kernel.lost, bpf: this.opts.stats ? this.kernel.programStats() : undefined, filtered: this.kernel.filtered() };
+    this.final = { lost: this.kernel.lost, missed: this.missed(), bpf: this.opts.stats ? this.kernel.programStats() : undefined, filtered: this.kernel.filtered() };
     this.kernel.close();
     await this.loop?.catch(() => {});
     this.assembler.flush(true);

@@ -161,24 +161,34 @@ describeRoot('sampling (real kernel)', () => {
 
 describeRoot('sys_exit flavours (real kernel)', () => {
   // tp_btf is the default where the kernel has BTF; raw_tp is what a kernel without BTF gets: the
-  // same body reading the saved registers through helpers. Both must see the same request.
+  // same body reading the saved registers through helpers. Both must see the same request. With
+  // the standby copy attached (default where the kernel preempts, forced here) each syscall exit
+  // must still be taken once: by the primary, or by the standby only where the primary was skipped.
   const SERVER = `require('node:http').createServer((q, s) => s.end('ok')).listen(0, '127.0.0.1', function () { process.stdout.write(String(this.address().port) + '\\n'); });`;
-  for (const flavour of ['raw_tp', 'tp_btf'] as const) {
-    it(`${flavour}: a request to a selected pid becomes a server span`, async () => {
+  for (const [name, flavour, standby] of [['raw_tp', 'raw_tp', false], ['tp_btf', 'tp_btf', false], ['tp_btf with the standby copy', 'tp_btf', true]] as const) {
+    it(`${name}: a request to a selected pid becomes one server span`, async () => {
       const { child, port } = await spawnServer(SERVER);
       const spans: Span[] = [];
       let tracer: Tracer | null = null;
       try {
-        tracer = await Tracer.start({ services: [{ name: 'flavour', pid: child.pid! }], graceMs: 50, sysExit: flavour, onSpan: (s) => spans.push(s) });
+        tracer = await Tracer.start({ services: [{ name: 'flavour', pid: child.pid! }], graceMs: 50, sysExit: flavour, standby, onSpan: (s) => spans.push(s) });
         expect(tracer.kernel.mechanism.attached).toContain(`${flavour}:sys_exit`);
-        const [g] = await generate(port, [`/${flavour}?x=1`], 1);
+        expect(tracer.kernel.mechanism.attached.includes('tp_btf:sys_exit (standby)')).toBe(standby);
+        const target = `/${flavour}${standby ? '-standby' : ''}?x=1`;
+        const [g] = await generate(port, [target, target], 1);
         expect(g!.status).toBe(200);
-        for (let i = 0; i < 30 && !spans.length; i++) await sleep(100);
+        for (let i = 0; i < 30 && spans.filter((x) => x.kind === 'server').length < 2; i++) await sleep(100);
         await sleep(200);
-        const s = spans.find((x) => x.kind === 'server');
-        expect(s?.request?.target).toBe(`/${flavour}?x=1`);
-        expect(s!.response!.status).toBe(200);
-        expect(s!.peer.port).toBe(g!.localPort);
+        const server = spans.filter((x) => x.kind === 'server');
+        // a syscall taken twice would make a second request (or a broken one) out of the same bytes
+        expect(server).toHaveLength(2);
+        const s = server[0]!;
+        expect(s.request?.target).toBe(target);
+        expect(s.response!.status).toBe(200);
+        expect(s.peer.port).toBe(g!.localPort);
+        const m = tracer.snapshot().kernelMissed;
+        if (standby) expect(m.standbyTook).toBeLessThanOrEqual(m.perProgram.sys_exit_btf ?? 0);
+        else expect(m.standbyTook).toBe(0);
       } finally {
         await tracer?.stop();
         child.kill('SIGKILL');

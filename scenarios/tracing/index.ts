@@ -372,6 +372,7 @@ async function run(ctx: ScenarioContext): Promise<void> {
       'capture bytes per syscall': ctx.options['capture-bytes'] as number,
       'kernel records': snap.assembler.events,
       'ring buffer lost': snap.kernelLost,
+      'program runs the kernel skipped (recursion)': Object.entries(snap.kernelMissed.perProgram).map(([p, n]) => `${p} ${n}`).join(', ') + (snap.kernelMissed.standbyTook ? `; the standby copy took ${snap.kernelMissed.standbyTook} syscall exits` : ''),
       spans: col.spans.length,
       'exported / dropped': `${snap.export?.exported} / ${snap.export?.dropped}`,
       'BPF run time': snap.bpf ? `${(snap.bpf.runTimeNs / 1e6).toFixed(1)} ms over ${snap.bpf.runCnt} runs (${(snap.bpf.runTimeNs / Math.max(1, snap.bpf.runCnt)).toFixed(0)} ns/run)` : 'n/a',

@@ -1,0 +1,34 @@
+import { describe, expect, it } from 'vitest';
+import { preemptModelFrom } from './host.ts';
+
+// the configs as Debian ships them (trimmed to the lines that matter)
+const DEB_6_12 = 'CONFIG_PREEMPT_BUILD=y\nCONFIG_PREEMPT_VOLUNTARY=y\n# CONFIG_PREEMPT_NONE is not set\n# CONFIG_PREEMPT is not set\n# CONFIG_PREEMPT_LAZY is not set\nCONFIG_PREEMPT_DYNAMIC=y\n';
+const DEB_7_2 = 'CONFIG_PREEMPT_BUILD=y\nCONFIG_PREEMPT_LAZY=y\n# CONFIG_PREEMPT is not set\nCONFIG_PREEMPT_DYNAMIC=y\n';
+
+describe('preemption model', () => {
+  it('takes the current mode from debugfs first', () => {
+    expect(preemptModelFrom({ debugfs: 'none voluntary full (lazy)\n', config: DEB_6_12 })).toEqual({ model: 'lazy', source: 'debugfs sched/preempt' });
+    expect(preemptModelFrom({ debugfs: '(none) voluntary full lazy\n' }).model).toBe('none');
+  });
+
+  it('falls back to the config default', () => {
+    expect(preemptModelFrom({ config: DEB_6_12 }).model).toBe('voluntary');
+    expect(preemptModelFrom({ config: DEB_7_2 }).model).toBe('lazy');
+    expect(preemptModelFrom({ config: 'CONFIG_PREEMPT=y\n' }).model).toBe('full');
+    expect(preemptModelFrom({ config: 'CONFIG_PREEMPT_RT=y\nCONFIG_PREEMPT=y\n' }).model).toBe('rt');
+  });
+
+  it('applies preempt= only where the kernel is dynamic and offers that mode', () => {
+    expect(preemptModelFrom({ config: DEB_6_12, cmdline: 'console=ttyS0 preempt=full quiet' })).toEqual({ model: 'full', source: 'preempt=full on the command line' });
+    // 7.x has no none: the kernel says "unsupported mode: none" and keeps lazy
+    expect(preemptModelFrom({ config: DEB_7_2, cmdline: 'preempt=none' }).model).toBe('lazy');
+    expect(preemptModelFrom({ config: 'CONFIG_PREEMPT_VOLUNTARY=y\n', cmdline: 'preempt=full' }).model).toBe('voluntary');
+    expect(preemptModelFrom({ config: DEB_6_12, cmdline: 'preempt=bogus' }).model).toBe('voluntary');
+  });
+
+  it('says when it cannot tell', () => {
+    expect(preemptModelFrom({}).model).toBeUndefined();
+    expect(preemptModelFrom({ config: 'CONFIG_HZ=250\n' }).source).toMatch(/unknown/);
+    expect(preemptModelFrom({ debugfs: 'garbage' }).model).toBeUndefined();
+  });
+});
