@@ -7,7 +7,7 @@ const DEB_7_2 = 'CONFIG_PREEMPT_BUILD=y\nCONFIG_PREEMPT_LAZY=y\n# CONFIG_PREEMPT
 
 describe('preemption model', () => {
   it('takes the current mode from debugfs first', () => {
-    expect(preemptModelFrom({ debugfs: 'none voluntary full (lazy)\n', config: DEB_6_12 })).toEqual({ model: 'lazy', source: 'debugfs sched/preempt' });
+    expect(preemptModelFrom({ debugfs: 'none voluntary full (lazy)\n', config: DEB_6_12 })).toEqual({ model: 'lazy', preemptible: true, source: 'debugfs sched/preempt' });
     expect(preemptModelFrom({ debugfs: '(none) voluntary full lazy\n' }).model).toBe('none');
   });
 
@@ -19,7 +19,7 @@ describe('preemption model', () => {
   });
 
   it('applies preempt= only where the kernel is dynamic and offers that mode', () => {
-    expect(preemptModelFrom({ config: DEB_6_12, cmdline: 'console=ttyS0 preempt=full quiet' })).toEqual({ model: 'full', source: 'preempt=full on the command line' });
+    expect(preemptModelFrom({ config: DEB_6_12, cmdline: 'console=ttyS0 preempt=full quiet' })).toEqual({ model: 'full', preemptible: true, source: 'preempt=full on the command line' });
     // 7.x has no none: the kernel says "unsupported mode: none" and keeps lazy
     expect(preemptModelFrom({ config: DEB_7_2, cmdline: 'preempt=none' }).model).toBe('lazy');
     expect(preemptModelFrom({ config: 'CONFIG_PREEMPT_VOLUNTARY=y\n', cmdline: 'preempt=full' }).model).toBe('voluntary');
@@ -30,5 +30,17 @@ describe('preemption model', () => {
     expect(preemptModelFrom({}).model).toBeUndefined();
     expect(preemptModelFrom({ config: 'CONFIG_HZ=250\n' }).source).toMatch(/unknown/);
     expect(preemptModelFrom({ debugfs: 'garbage' }).model).toBeUndefined();
+    expect(preemptModelFrom({ version: '#1 SMP PREEMPT_DYNAMIC Debian 6.12.117-1' }).preemptible).toBeUndefined();
+  });
+
+  it('reads a fixed model from uname -v when nothing else tells', () => {
+    expect(preemptModelFrom({ version: '#1 SMP Debian 5.10.223-1 (2024-08-10)' })).toEqual({ preemptible: false, source: 'uname -v (none or voluntary)' });
+    expect(preemptModelFrom({ version: '#1 SMP PREEMPT Tue Jan 1' })).toMatchObject({ model: 'full', preemptible: true });
+    expect(preemptModelFrom({ version: '#1 SMP PREEMPT_RT Tue Jan 1' })).toMatchObject({ model: 'rt', preemptible: true });
+  });
+
+  it('says whether kernel code is preemptible', () => {
+    expect(preemptModelFrom({ config: DEB_7_2 }).preemptible).toBe(true);
+    expect(preemptModelFrom({ config: DEB_6_12 }).preemptible).toBe(false);
   });
 });

@@ -55,8 +55,10 @@ export function activeLsms(): string[] | null {
 
 export type PreemptModel = 'none' | 'voluntary' | 'full' | 'lazy' | 'rt';
 export interface Preemption {
-  /** undefined: no source told */
+  /** undefined: no source told which one */
   model?: PreemptModel;
+  /** can a task be preempted in kernel code (full, lazy, rt); undefined: unknown */
+  preemptible?: boolean;
   /** where it came from, as the report states it */
   source: string;
 }
@@ -69,10 +71,23 @@ const MODELS: PreemptModel[] = ['none', 'voluntary', 'full', 'lazy', 'rt'];
  * config's default with a valid `preempt=` from the command line (PREEMPT_DYNAMIC; a mode the
  * config does not offer is refused by the kernel, as 7.x does with none).
  */
-export function preemptModelFrom(o: { debugfs?: string; config?: string; cmdline?: string }): Preemption {
+export function preemptModelFrom(o: { debugfs?: string; config?: string; cmdline?: string; version?: string }): Preemption {
+  const r = preemptModelOf(o);
+  return r.model ? { ...r, preemptible: !(r.model === 'none' || r.model === 'voluntary') } : r;
+}
+
+function preemptModelOf(o: { debugfs?: string; config?: string; cmdline?: string; version?: string }): Preemption {
   const cur = o.debugfs && /\((\w+)\)/.exec(o.debugfs)?.[1];
   if (cur && (MODELS as string[]).includes(cur)) return { model: cur as PreemptModel, source: 'debugfs sched/preempt' };
-  if (!o.config) return { source: 'unknown (no debugfs sched/preempt, no kernel config)' };
+  if (!o.config) {
+    // uname -v names the build's model unless it is dynamic: "SMP PREEMPT_RT", "SMP PREEMPT", or
+    // neither for none/voluntary (which one does not matter here: neither preempts kernel code)
+    const v = o.version ?? '';
+    if (!v || /PREEMPT_DYNAMIC/.test(v)) return { source: 'unknown (no debugfs sched/preempt, no kernel config)' };
+    if (/\bPREEMPT_RT\b/.test(v)) return { model: 'rt', source: 'uname -v' };
+    if (/\bPREEMPT\b/.test(v)) return { model: 'full', source: 'uname -v' };
+    return { preemptible: false, source: 'uname -v (none or voluntary)' };
+  }
   const set = (k: string) => new RegExp(`^CONFIG_${k}=y$`, 'm').test(o.config!);
   const offered = (k: string) => new RegExp(`^(CONFIG_${k}=y|# CONFIG_${k} is not set)$`, 'm').test(o.config!);
   const byConfig: PreemptModel | undefined = set('PREEMPT_RT') ? 'rt' : set('PREEMPT_LAZY') ? 'lazy' : set('PREEMPT') ? 'full' : set('PREEMPT_VOLUNTARY') ? 'voluntary' : set('PREEMPT_NONE') ? 'none' : undefined;
@@ -101,5 +116,5 @@ export function preemptModel(): Preemption {
       config = zlib.gunzipSync(fs.readFileSync('/proc/config.gz')).toString('utf8');
     } catch { /* none */ }
   }
-  return preemptModelFrom({ debugfs: read('/sys/kernel/debug/sched/preempt'), config, cmdline: read('/proc/cmdline') });
+  return preemptModelFrom({ debugfs: read('/sys/kernel/debug/sched/preempt'), config, cmdline: read('/proc/cmdline'), version: read('/proc/sys/kernel/version') });
 }

@@ -264,7 +264,7 @@ export class KernelTracer implements Disposable {
     }
     const attached = present.map(([c, n, p]) => (p === 'sys_exit_standby' ? `tp_btf:${n} (standby)` : p === 'sys_exit_btf' ? `tp_btf:${n}` : c === 'raw_syscalls' ? `raw_tp:${n}` : `${c}:${n}`));
     const how = present.some(([, , p]) => p === 'sys_exit_btf') ? 'tp_btf' : 'raw_tp';
-    const standby = preemption.standby ? `; a standby copy behind it (preemption ${preemption.model ?? 'unknown'}, from ${preemption.source})` : '';
+    const standby = preemption.standby ? `; a standby copy behind it (preemption ${preemption.model ?? (preemption.preemptible === undefined ? 'unknown' : 'on')}, from ${preemption.source})` : '';
     this.mechanism = {
       attached,
       missing: missing.map(([c, n]) => `${c}:${n}`),
@@ -280,7 +280,7 @@ export class KernelTracer implements Disposable {
     const has = (cat: string, name: string) => fs.existsSync(path.join(tfs, 'events', cat, name));
     const sysExit = opts.sysExit ?? (fs.existsSync('/sys/kernel/btf/vmlinux') ? 'tp_btf' : 'raw_tp');
     const preemption = preemptModel();
-    const standby = sysExit === 'tp_btf' && (opts.standby ?? !(preemption.model === 'none' || preemption.model === 'voluntary'));
+    const standby = sysExit === 'tp_btf' && (opts.standby ?? preemption.preemptible !== false);
     const unused: TracingShape['programs'][] = sysExit === 'tp_btf' ? ['sys_exit'] : ['sys_exit_btf', 'sys_exit_standby'];
     if (!standby) unused.push('sys_exit_standby');
     const wanted = HOOKS.filter(([, , p]) => !unused.includes(p));
