@@ -736,23 +736,25 @@ int sys_exit(struct bpf_raw_tracepoint_args *ctx)
 }
 
 /* the same with BTF: regs is a typed pointer, the syscall number a plain load instead of a helper call */
-SEC("tp_btf/sys_exit")
-int BPF_PROG(sys_exit_btf, struct pt_regs *regs, long ret)
+static __always_inline int btf_sys_exit(struct pt_regs *regs, long ret, const __u32 copy)
 {
 	__u32 sys = sys_of(regs->orig_ax);
 	if (!sys)
 		return 0;
-	return on_sys_exit(regs, sys, ret, true, 0);
+	return on_sys_exit(regs, sys, ret, true, copy);
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(sys_exit_btf, struct pt_regs *regs, long ret)
+{
+	return btf_sys_exit(regs, ret, 0);
 }
 
 /* the standby copy, attached behind sys_exit_btf where syscall tracepoints run preemptibly */
 SEC("tp_btf/sys_exit")
 int BPF_PROG(sys_exit_standby, struct pt_regs *regs, long ret)
 {
-	__u32 sys = sys_of(regs->orig_ax);
-	if (!sys)
-		return 0;
-	return on_sys_exit(regs, sys, ret, true, 1);
+	return btf_sys_exit(regs, ret, 1);
 }
 
 #define TCP_ESTABLISHED 1
