@@ -36,7 +36,13 @@ os.execv(sys.argv[2], sys.argv[2:])`;
  * idle-noexport is a diagnostic, not a way to run: SCHED_IDLE and spans built but not exported,
  * which shows what the backend's ingest (Jaeger shares the 2 cores) and the export cost the app
  */
-export const SCHEDS = ['normal', 'nice', 'idle', 'idle-noexport'] as const;
+export const SCHEDS = ['normal', 'nice', 'idle', 'idle-noexport', 'floor'] as const;
+/**
+ * floor is a diagnostic too: the tracer loaded and its hooks attached, but selecting an empty
+ * cgroup, so every program run ends at the filter. What the service loses then is the mechanism's
+ * own cost (every syscall through the sys_exit tracepoint), which no work on the program removes.
+ */
+const diagnostic = (s: Sched | null) => s === 'idle-noexport' || s === 'floor';
 /**
  * An eBPF configuration: one per --tracer-sched value, plus `sampled` (normally scheduled, root
  * requests sampled in the kernel at --sample) when --sample < 1, measured beside `otel-sampled`
@@ -47,7 +53,7 @@ export type Sched = (typeof SCHEDS)[number] | 'sampled';
 type Config = string;
 const ebpfConfig = (s: Sched) => (s === 'normal' ? 'ebpf' : `ebpf-${s}`);
 let sampleRatio = 1;
-const schedLabel = (s: Sched) => ({ normal: '', nice: ' (nice 19)', idle: ' (SCHED_IDLE)', 'idle-noexport': ' (SCHED_IDLE, no export: diagnostic)', sampled: ` (roots sampled ${sampleRatio})` })[s];
+const schedLabel = (s: Sched) => ({ normal: '', nice: ' (nice 19)', idle: ' (SCHED_IDLE)', 'idle-noexport': ' (SCHED_IDLE, no export: diagnostic)', floor: ' (hooks attached, nothing selected: diagnostic)', sampled: ` (roots sampled ${sampleRatio})` })[s];
 const label = (c: Config) => (c === 'none' ? 'no tracing' : c === 'otel' ? 'OTel auto-instrumentation (in-process)' : c === 'otel-sampled' ? `OTel auto-instrumentation (in-process, sampled ${sampleRatio})` : `eBPF tracer${schedLabel(schedOf(c)!)}`);
 const schedOf = (c: Config): Sched | null => (c === 'ebpf' ? 'normal' : c.startsWith('ebpf-') ? (c.slice(5) as Sched) : null);
 /** the service a configuration measures: every eBPF configuration traces the same copy */
@@ -61,7 +67,7 @@ const serviceOf = (c: Config) => (schedOf(c) ? 'ebpf' : c);
  * `genPrefix`, which puts them back to normal.
  */
 export async function setSched(s: Sched, on: boolean): Promise<void> {
-  if (s === 'normal' || s === 'sampled') return;
+  if (s === 'normal' || s === 'sampled' || s === 'floor') return;
   if (s === 'idle' || s === 'idle-noexport') {
     await execa('chrt', on ? ['-a', '-i', '-p', '0', String(process.pid)] : ['-a', '-o', '-p', '0', String(process.pid)]);
     return;
@@ -243,6 +249,9 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
   const SERVICES = ['none', 'otel', 'ebpf', ...(sampled ? ['otel-sampled'] : [])];
   const ports: Record<string, number> = {};
   const cgs: Record<string, string> = {};
+  // the floor configuration selects this cgroup, which nothing runs in
+  const floorCg = path.join(root, 'floor-empty');
+  if (scheds.includes('floor')) createCgroup(floorCg);
   for (const c of SERVICES) {
     ports[c] = await freePort();
     cgs[c] = path.join(root, c);
@@ -264,7 +273,7 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
     const sched = schedOf(c);
     const svc = serviceOf(c);
     let lowered = false;
-    if (sched) tracer = await Tracer.start({ services: [{ name: 'bench-ebpf', cgroup: cgs.ebpf! }], otlp: sched === 'idle-noexport' ? undefined : jaeger.otlpUrl, stats: rate > 0, maxQueue: 8192, graceMs: 50, sampleRatio: sched === 'sampled' ? sampleRatio : 1 });
+    if (sched) tracer = await Tracer.start({ services: [{ name: 'bench-ebpf', cgroup: sched === 'floor' ? floorCg : cgs.ebpf! }], otlp: diagnostic(sched) ? undefined : jaeger.otlpUrl, stats: rate > 0, maxQueue: 8192, graceMs: 50, sampleRatio: sched === 'sampled' ? sampleRatio : 1 });
     try {
       if (sched) {
         await setSched(sched, true);
@@ -368,7 +377,7 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
   const expected = rounds * CONFIGS.length * 4;
   const main = samples.filter((s) => s.load !== 'max-ref');
   ctx.check('every configuration measured in every round and load', main.length === expected && samples.every((s) => s.requests > 0), `${main.length}/${expected} samples (+ ${samples.length - main.length} untraced reference windows flat out)`);
-  const eb = samples.filter((s) => schedOf(s.config) && schedOf(s.config) !== 'idle-noexport');
+  const eb = samples.filter((s) => schedOf(s.config) && !diagnostic(schedOf(s.config)));
   ctx.check('the eBPF tracer exported spans in every measurement (drops and ring losses reported, not hidden)', eb.length > 0 && eb.every((s) => (s.spansExported ?? 0) > 0),
     `spans ${eb.map((s) => s.spans).join('/')}; exported ${eb.map((s) => s.spansExported).join('/')}; dropped ${eb.map((s) => s.spansDropped).join('/')}; ring lost ${eb.map((s) => s.ringLost).join('/')}`);
   ctx.metric('bench', { rounds, seconds: secs, connections: conns, ceilings, pacedGenerator: veg ? `vegeta ${VEGETA_VERSION} (open loop, constant rate)` : 'wrk delay() (closed loop)', samples, note: 'latency in µs (wrk), cpuUsPerReq = app cgroup (BPF in its syscalls included) + tracer process; bpfUs: BPF run time from kernel stats, paced windows only (0 at max: no stats there)' });
@@ -388,7 +397,11 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
   };
   const noExport = samples.filter((s) => schedOf(s.config) === 'idle-noexport');
   if (noExport.length) ctx.metric('diagnosticNoExport', { note: 'eBPF tracer at SCHED_IDLE with spans built but not exported: no goal verdict (it does not deliver spans); compare its p99 with ebpf-idle to see the export and backend share', samples: noExport });
-  for (const e of CONFIGS.filter((c) => schedOf(c) && schedOf(c) !== 'idle-noexport')) {
+  if (CONFIGS.includes(ebpfConfig('floor'))) {
+    const f = perRound((r) => lost(get(r, ebpfConfig('floor'), 'max')));
+    if (f.length) ctx.headline({ name: 'bench.ebpf.floor.rpsCostAtSaturation', label: 'tracer hooks attached, nothing selected: max RPS lost vs untraced (the mechanism\'s floor)', unit: '%', better: 'lower', value: median(f), rounds: f, spread: sp(f), comparator: { name: 'no tracing (same service; mean of the untraced windows just before and after)', likeForLike: true, note: 'diagnostic: every syscall passes the sys_exit tracepoint and its program ends at the workload filter' } });
+  }
+  for (const e of CONFIGS.filter((c) => schedOf(c) && !diagnostic(schedOf(c)))) {
     // headline names: bench.ebpf.* for the normally scheduled tracer, bench.ebpf.<sched>.* for the others
     const hn = (n: string) => (e === 'ebpf' ? `bench.ebpf.${n}` : `bench.ebpf.${schedOf(e)}.${n}`);
     const who = label(e);

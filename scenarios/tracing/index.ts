@@ -393,7 +393,7 @@ const scenario: Scenario = {
     repeat: { type: 'int', description: 'bench: interleaved rounds', default: 3, min: 1, max: 50, valueName: 'N' },
     seconds: { type: 'int', description: 'bench: seconds per measurement', default: 5, min: 1, max: 600, valueName: 'S' },
     connections: { type: 'int', description: 'bench: wrk connections', default: 16, min: 1, max: 4096, valueName: 'N' },
-    'tracer-sched': { type: 'list', choices: SCHEDS, default: 'normal', description: 'bench: how the tracer is scheduled in its windows, one eBPF configuration each (normal; nice: nice 19; idle: SCHED_IDLE; idle-noexport: SCHED_IDLE without export, a diagnostic), interleaved with the others', valueName: 'normal,nice,idle,idle-noexport' },
+    'tracer-sched': { type: 'list', choices: SCHEDS, default: 'normal', description: 'bench: how the tracer is scheduled in its windows, one eBPF configuration each (normal; nice: nice 19; idle: SCHED_IDLE; idle-noexport: SCHED_IDLE without export, a diagnostic; floor: hooks attached but nothing selected, the mechanism\'s own cost, a diagnostic), interleaved with the others', valueName: 'normal,nice,idle,idle-noexport,floor' },
     sample: { type: 'number', description: 'bench: also measure the tracer sampling this share of root requests in the kernel, beside the SDK sampling the same share (1: no sampled pair)', default: 0.01, min: 1e-6, max: 1, valueName: 'R' },
     'cpu-prof': { type: 'string', description: 'bench: write a V8 CPU profile of the tracer for each eBPF measurement into DIR (summary in the report)', valueName: 'DIR' },
   },
