@@ -13,7 +13,7 @@
 // bpf/tracing.bpf.c). It costs one more program run per syscall, so it is attached only there.
 import fs from 'node:fs';
 import path from 'node:path';
-import { RingBuffer, attachRawTracepoint, attachTrace, attachTracepoint, enableStats, type BpfMap, type BpfObject, type Link } from '../libbpf/index.ts';
+import { RingBuffer, attachRawTracepoint, attachTrace, attachTracepoint, enableStats, type BpfMap, type BpfObject, type Link, type ProgInfo } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { preemptModel, tracefsRoot, type Preemption } from '../../lab/host.ts';
 import { tracing, type Tracing, type TracingShape, type tr_event } from '../../bpf/gen/tracing.ts';
@@ -281,8 +281,7 @@ export class KernelTracer implements Disposable {
     const sysExit = opts.sysExit ?? (fs.existsSync('/sys/kernel/btf/vmlinux') ? 'tp_btf' : 'raw_tp');
     const preemption = preemptModel();
     const standby = sysExit === 'tp_btf' && (opts.standby ?? preemption.preemptible !== false);
-    const unused: TracingShape['programs'][] = sysExit === 'tp_btf' ? ['sys_exit'] : ['sys_exit_btf', 'sys_exit_standby'];
-    if (!standby) unused.push('sys_exit_standby');
+    const unused: TracingShape['programs'][] = sysExit === 'tp_btf' ? ['sys_exit', ...(standby ? [] : ['sys_exit_standby' as const])] : ['sys_exit_btf', 'sys_exit_standby'];
     const wanted = HOOKS.filter(([, , p]) => !unused.includes(p));
     const present = wanted.filter(([c, n]) => has(c, n));
     const missing = wanted.filter(([c, n]) => !has(c, n));
@@ -295,7 +294,7 @@ export class KernelTracer implements Disposable {
     const skel = tracing.open(await ensureObject('tracing'));
     try {
       skel.setRodata({ cap_bytes: cap, sample_thresh: sampleThresh, standby_on: standby ? 1 : 0 });
-      skel.load({ skip: [...new Set(unused)], maxEntries: opts.ringBytes ? { events: opts.ringBytes } : undefined });
+      skel.load({ skip: unused, maxEntries: opts.ringBytes ? { events: opts.ringBytes } : undefined });
       return new KernelTracer(skel, present, missing, opts, { ...preemption, standby });
     } catch (e) {
       skel.close();
@@ -320,34 +319,31 @@ export class KernelTracer implements Disposable {
    * taken by the standby where it is attached; the standby's own are syscalls nobody saw.
    */
   missedRuns(): Record<string, number> {
-    const out: Record<string, number> = {};
+    return Object.fromEntries(this.programInfos().map(([p, i]) => [p, Number(i.recursionMisses)]));
+  }
+
+  /** BPF run time of all programs so far (needs stats: true) */
+  programStats(): { runCnt: number; runTimeNs: number } {
+    let runCnt = 0, runTimeNs = 0;
+    for (const [, i] of this.programInfos()) {
+      runCnt += Number(i.runCnt);
+      runTimeNs += Number(i.runTimeNs);
+    }
+    return { runCnt, runTimeNs };
+  }
+
+  /** the kernel's view of each loaded program (one that cannot be read is left out) */
+  private programInfos(): [TracingShape['programs'], ProgInfo][] {
+    const out: [TracingShape['programs'], ProgInfo][] = [];
     for (const [, , p] of HOOKS) {
       try {
         const prog = this.skel.programs[p];
-        if (prog.loaded) out[p] = Number(prog.info().recursionMisses);
+        if (prog.loaded) out.push([p, prog.info()]);
       } catch {
         /* skipped */
       }
     }
     return out;
-  }
-
-  /** BPF run time of all programs so far (needs stats: true) */
-
-  programStats(): { runCnt: number; runTimeNs: number } {
-    let runCnt = 0, runTimeNs = 0;
-    for (const [, , p] of HOOKS) {
-      try {
-        const prog = this.skel.programs[p];
-        if (!prog.loaded) continue;
-        const i = prog.info();
-        runCnt += Number(i.runCnt);
-        runTimeNs += Number(i.runTimeNs);
-      } catch {
-        /* skipped */
-      }
-    }
-    return { runCnt, runTimeNs };
   }
 
   /** in-kernel RED: every request of every selected workload, crossed or not */

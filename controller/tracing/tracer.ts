@@ -217,7 +217,7 @@ export class Tracer {
   }
 
   snapshot(): TracerSnapshot {
-    const k = this.final ?? { lost: this.kernel.lost, missed: this.missed(), bpf: this.opts.stats ? this.kernel.programStats() : undefined, filtered: this.kernel.filtered() };
+    const k = this.final ?? this.kernelFigures();
     return {
       mechanism: this.kernel.mechanism,
       kernelLost: k.lost,
@@ -233,11 +233,12 @@ export class Tracer {
   /** kernel-side figures read just before the object was closed */
   private final: { lost: number; missed: TracerSnapshot['kernelMissed']; bpf?: { runCnt: number; runTimeNs: number }; filtered?: { continuations: number; nonHttp: number; standby: number } } | null = null;
 
-  private missed(): TracerSnapshot['kernelMissed'] {
+  private kernelFigures(): NonNullable<Tracer['final']> {
+    const filtered = this.kernel.filtered();
     const perProgram = this.kernel.missedRuns();
     const standby = 'sys_exit_standby' in perProgram;
     const unseen = Object.entries(perProgram).reduce((a, [p, n]) => a + (standby && p === 'sys_exit_btf' ? 0 : n), 0);
-    return { perProgram, unseen, standbyTook: this.kernel.filtered().standby };
+    return { lost: this.kernel.lost, missed: { perProgram, unseen, standbyTook: filtered.standby }, bpf: this.opts.stats ? this.kernel.programStats() : undefined, filtered };
   }
 
   /** hand every finished span on now (end of a run) */
@@ -253,7 +254,7 @@ export class Tracer {
     for (const t of this.timers) clearInterval(t);
     // drain what the kernel still holds, then end every open connection
     this.kernel.drainInPlace((e) => this.assembler.push(e));
-    this.final = { lost: this.kernel.lost, missed: this.missed(), bpf: this.opts.stats ? this.kernel.programStats() : undefined, filtered: this.kernel.filtered() };
+    this.final = this.kernelFigures();
     this.kernel.close();
     await this.loop?.catch(() => {});
     this.assembler.flush(true);
