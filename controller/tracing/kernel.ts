@@ -15,7 +15,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { RingBuffer, attachRawTracepoint, attachTrace, attachTracepoint, enableStats, type BpfMap, type BpfObject, type Link, type ProgInfo } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
-import { preemptModel, tracefsRoot, type Preemption } from '../../lab/host.ts';
+import { preemptModel, tracefsRoot, type Preemption } from '../../common/host.ts';
 import { tracing, type Tracing, type TracingShape, type tr_event } from '../../bpf/gen/tracing.ts';
 
 export const TR = {
