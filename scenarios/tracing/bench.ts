@@ -243,6 +243,7 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
   ctx.defer('remove wrk script', () => fs.rmSync(path.dirname(lua), { recursive: true, force: true }));
 
   const scheds = [...new Set(ctx.options['tracer-sched'] as Sched[])];
+  const warmSecs = ctx.options['tracer-warmup'] as number;
   sampleRatio = ctx.options.sample as number;
   const sampled = sampleRatio < 1;
   const CONFIGS: Config[] = ['none', 'otel', ...scheds.map(ebpfConfig), ...(sampled ? ['otel-sampled', ebpfConfig('sampled')] : [])];
@@ -278,6 +279,16 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
       if (sched) {
         await setSched(sched, true);
         lowered = true;
+      }
+      // The tracer is a daemon: users run it warm. A fresh one spends its first seconds compiling
+      // (V8's optimising compiler and GC on helper threads): in a 3 s window at 1% sampling 108–204 ms
+      // of agent CPU in a fresh tracer's first window against 43–61 ms in its later ones (scratch, 3
+      // tracers × 4 windows). The SDK runs inside a service warmed up once at the start, so an
+      // unwarmed tracer was charged a start-up cost the other side was not: it now gets the same
+      // load for `tracer-warmup` seconds before its window, unmeasured.
+      if (sched && warmSecs > 0) {
+        const pre = genPrefix(lowered ? sched : null);
+        await wrk(ports[svc]!, warmSecs, rate > 0 ? pacedConnections(rate) : conns, rate, lua, pre);
       }
       const app0 = cgroupCpuUs(cgs[svc]!);
       const me0 = process.cpuUsage();
@@ -427,7 +438,7 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
   }));
   ctx.section('Benchmark: overhead of tracing (medians over rounds)', {
     kind: 'text',
-    text: `${rounds} rounds × (max + 25/50/75% load) × ${CONFIGS.length} configurations, interleaved, ${secs} s each, wrk 1 thread, ${conns} connections flat out (closed loop: max RPS; each traced configuration between two untraced windows, its RPS lost against their mean, as the machine's speed drifts within a round); paced runs ${veg ? `with vegeta ${VEGETA_VERSION} at a constant rate (open loop: requests leave on schedule, so queueing shows in p99; RPS is the achieved rate), at 25/50/75% of the rate vegeta itself reaches against the untraced service in that round (its ceiling: ${ceilings.map((c) => `${c.vegetaCeiling.toFixed(0)} vs wrk's ${c.wrkMax.toFixed(0)}`).join(', ')} rps — the generator, not the service, is the limit there)` : 'with wrk\'s per-connection delay (closed loop: latency excludes queueing before a send)'}, on loopback, 2 shared cores. Like-for-like: the same Node service and route in all of them; OTel exports HTTP spans only (OTEL_NODE_ENABLED_INSTRUMENTATIONS=http) to the same Jaeger.${sampled ? ` Sampled pair: the eBPF tracer keeps ${sampleRatio} of root requests (decided in the kernel; every request still counted by the in-kernel RED) against the SDK with parentbased_traceidratio ${sampleRatio} (every request still runs its instrumentation); the sampled tracer's CPU ratio is against the sampled SDK.` : ''} CPU per request = service cgroup (which holds the BPF programs' run time: they run in its syscalls) + tracer (this process's CPU in the window minus the same in the untraced window: the harness); Jaeger excluded for both. The BPF column is the part of the app's CPU spent in the programs, from kernel BPF stats, measured in the paced windows only: stats add two clock reads per program run, so the max-RPS windows run without them, as users do. Ratios per round, then the median; raw samples in results.json.`,
+    text: `${rounds} rounds × (max + 25/50/75% load) × ${CONFIGS.length} configurations, interleaved, ${secs} s each, wrk 1 thread, ${conns} connections flat out (closed loop: max RPS; each traced configuration between two untraced windows, its RPS lost against their mean, as the machine's speed drifts within a round); paced runs ${veg ? `with vegeta ${VEGETA_VERSION} at a constant rate (open loop: requests leave on schedule, so queueing shows in p99; RPS is the achieved rate), at 25/50/75% of the rate vegeta itself reaches against the untraced service in that round (its ceiling: ${ceilings.map((c) => `${c.vegetaCeiling.toFixed(0)} vs wrk's ${c.wrkMax.toFixed(0)}`).join(', ')} rps — the generator, not the service, is the limit there)` : 'with wrk\'s per-connection delay (closed loop: latency excludes queueing before a send)'}, on loopback, 2 shared cores. Each eBPF window starts a fresh tracer and runs ${warmSecs} s of the same load through it first, unmeasured (a daemon runs warm; the services were warmed once at the start). Like-for-like: the same Node service and route in all of them; OTel exports HTTP spans only (OTEL_NODE_ENABLED_INSTRUMENTATIONS=http) to the same Jaeger.${sampled ? ` Sampled pair: the eBPF tracer keeps ${sampleRatio} of root requests (decided in the kernel; every request still counted by the in-kernel RED) against the SDK with parentbased_traceidratio ${sampleRatio} (every request still runs its instrumentation); the sampled tracer's CPU ratio is against the sampled SDK.` : ''} CPU per request = service cgroup (which holds the BPF programs' run time: they run in its syscalls) + tracer (this process's CPU in the window minus the same in the untraced window: the harness); Jaeger excluded for both. The BPF column is the part of the app's CPU spent in the programs, from kernel BPF stats, measured in the paced windows only: stats add two clock reads per program run, so the max-RPS windows run without them, as users do. Ratios per round, then the median; raw samples in results.json.`,
   }, { kind: 'table', columns: ['load', 'configuration', 'target RPS', 'RPS', 'p50 µs', 'p99 µs', 'p99.9 µs', 'CPU µs/req', 'app', 'agent', 'of which BPF (app)', 'spans/s', 'dropped', 'ring lost'], rows }, {
     kind: 'chart', title: 'max RPS per round', type: 'bar', labels: Array.from({ length: rounds }, (_, r) => `round ${r + 1}`),
     datasets: CONFIGS.map((c) => ({ label: label(c), data: Array.from({ length: rounds }, (_, r) => get(r, c, 'max')?.rps ?? null) })), yLabel: 'requests/s',

@@ -395,6 +395,7 @@ const scenario: Scenario = {
     connections: { type: 'int', description: 'bench: wrk connections', default: 16, min: 1, max: 4096, valueName: 'N' },
     'tracer-sched': { type: 'list', choices: SCHEDS, default: 'normal', description: 'bench: how the tracer is scheduled in its windows, one eBPF configuration each (normal; nice: nice 19; idle: SCHED_IDLE; idle-noexport: SCHED_IDLE without export, a diagnostic; floor: hooks attached but nothing selected, the mechanism\'s own cost, a diagnostic), interleaved with the others', valueName: 'normal,nice,idle,idle-noexport,floor' },
     sample: { type: 'number', description: 'bench: also measure the tracer sampling this share of root requests in the kernel, beside the SDK sampling the same share (1: no sampled pair)', default: 0.01, min: 1e-6, max: 1, valueName: 'R' },
+    'tracer-warmup': { type: 'int', description: 'bench: seconds of the same load with the tracer attached before each eBPF window, not measured (a fresh tracer spends its first seconds compiling; users run it as a daemon)', default: 2, min: 0, max: 60, valueName: 'S' },
     'cpu-prof': { type: 'string', description: 'bench: write a V8 CPU profile of the tracer for each eBPF measurement into DIR (summary in the report)', valueName: 'DIR' },
   },
   run: async (ctx) => (ctx.mode === 'bench' ? bench(ctx) : run(ctx)),
