@@ -10,7 +10,7 @@ import { OUT_DIR, ensureObject } from '../../bpf/build.ts';
 import { LabError } from '../../lab/errors.ts';
 import { nodeProgramArgv } from '../../lab/dist.ts';
 import { scaledTimeout } from '../../lab/scenario.ts';
-import { perSec, procCpuNs, sampler, settle, startGenerator, type ConsumerRun } from './consumer.ts';
+import { perSec, procCpuNs, sampler, settle, startGenerator, warmDelivered, warmUp, type ConsumerRun } from './consumer.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const SRC = path.join(HERE, 'c-consumer.c');
@@ -38,9 +38,9 @@ const TS_MAIN = path.join(HERE, 'ts-consumer.main.ts');
  * coalesceMs: undefined = libbpf's ring_buffer__poll loop; a number = the TS consumer's wake-up
  * policy with that bound (c-consumer.c run_coalesced).
  */
-export async function runCConsumer(consumerBin: string, genBin: string, rate: number, durationMs: number, openPath: string, outFile: string, coalesceMs?: number): Promise<ConsumerRun> {
+export async function runCConsumer(consumerBin: string, genBin: string, rate: number, durationMs: number, openPath: string, outFile: string, coalesceMs?: number, warmupMs = 0): Promise<ConsumerRun> {
   const obj = await ensureObject('hello_openat');
-  return runConsumerProcess(coalesceMs === undefined ? 'c' : 'c-coalesced', (pid) => [consumerBin, obj, String(pid), ...(coalesceMs === undefined ? [] : [String(coalesceMs)])], genBin, rate, durationMs, openPath, outFile);
+  return runConsumerProcess(coalesceMs === undefined ? 'c' : 'c-coalesced', (pid) => [consumerBin, obj, String(pid), ...(coalesceMs === undefined ? [] : [String(coalesceMs)])], genBin, rate, durationMs, openPath, outFile, { warmupMs });
 }
 
 /**
@@ -48,14 +48,19 @@ export async function runCConsumer(consumerBin: string, genBin: string, rate: nu
  * contract): started, measured and stopped exactly like the C consumer, so CPU per event compares
  * the two consumers and nothing of the lab's process.
  */
-export async function runTsProcess(genBin: string, rate: number, durationMs: number, openPath: string, outFile: string, coalesceMs = 5, injectDelayNs = 0): Promise<ConsumerRun> {
+export async function runTsProcess(genBin: string, rate: number, durationMs: number, openPath: string, outFile: string, coalesceMs = 5, injectDelayNs = 0, warmupMs = 0): Promise<ConsumerRun> {
   const env = injectDelayNs > 0 ? { ...process.env, EBPF_LAB_INJECT_DELAY_NS: String(injectDelayNs) } : undefined;
-  return runConsumerProcess('ts', (pid) => [...nodeProgramArgv(TS_MAIN), String(pid), String(coalesceMs)], genBin, rate, durationMs, openPath, outFile, env);
+  return runConsumerProcess('ts', (pid) => [...nodeProgramArgv(TS_MAIN), String(pid), String(coalesceMs)], genBin, rate, durationMs, openPath, outFile, { env, warmupMs });
 }
 
-/** the driver both consumer processes share: argv(pid) starts one with c-consumer.c's contract */
-export async function runConsumerProcess(kind: 'c' | 'c-coalesced' | 'ts', argv: (pid: number) => string[], genBin: string, rate: number, durationMs: number, openPath: string, outFile: string, env?: NodeJS.ProcessEnv): Promise<ConsumerRun> {
-  const g = startGenerator(genBin, rate, durationMs, openPath);
+/**
+ * The driver both consumer processes share: argv(pid) starts one with c-consumer.c's contract.
+ * warmupMs: the generator first runs that long at the row's rate through the consumer, unmeasured
+ * (see loadgen.c --warmup); CPU, deliveries and rate are then taken over the measured run only.
+ */
+export async function runConsumerProcess(kind: 'c' | 'c-coalesced' | 'ts', argv: (pid: number) => string[], genBin: string, rate: number, durationMs: number, openPath: string, outFile: string, opts: { env?: NodeJS.ProcessEnv; warmupMs?: number } = {}): Promise<ConsumerRun> {
+  const { env, warmupMs = 0 } = opts;
+  const g = startGenerator(genBin, rate, durationMs, openPath, warmupMs);
   const pid = await g.pid;
   const out = fs.openSync(outFile, 'w');
   let stderr = '';
@@ -71,10 +76,12 @@ export async function runConsumerProcess(kind: 'c' | 'c-coalesced' | 'ts', argv:
       if (Date.now() > deadline || c.exitCode !== null) throw new Error(`${kind} consumer did not start: ${stderr.trim()}`);
       await new Promise((r) => setTimeout(r, 10));
     }
+    const warm = warmupMs > 0 ? await warmUp(g, outFile, size) : null;
     const s = sampler(size);
     const cpu0 = procCpuNs(c.pid!);
     const goNs = process.hrtime.bigint();
-    g.go();
+    if (warmupMs > 0) g.measure();
+    else g.go();
     const gen = await g.done;
     await settle(size);
     const cpu = procCpuNs(c.pid!) - cpu0;
@@ -89,9 +96,13 @@ export async function runConsumerProcess(kind: 'c' | 'c-coalesced' | 'ts', argv:
       throw new Error(`${kind} consumer ended without its summary: ${stderr.trim().slice(-300)}`);
     }
     const bytesPerLine = size() / Math.max(stats.delivered, 1);
+    // the consumer counts from its start; the warm-up's deliveries come off (its batches and
+    // losses stay in: losses are never hidden, batches only describe the wake-up policy)
+    const warmEvents = warm ? warmDelivered(warm, stats.lost) : 0;
+    const delivered = stats.delivered - warmEvents;
     return {
-      consumer: kind, targetRate: rate, gen, delivered: stats.delivered, lost: stats.lost, batches: stats.batches,
-      deliveredPerSec: perSec(stats.delivered, goNs, BigInt(stats.last_ns)), consumerCpuNs: cpu, cpuNsPerEvent: stats.delivered ? cpu / stats.delivered : null,
+      consumer: kind, targetRate: rate, gen, delivered, lost: stats.lost, batches: stats.batches, ...(warm ? { warmup: { ms: warmupMs, delivered: warmEvents } } : {}),
+      deliveredPerSec: perSec(delivered, goNs, BigInt(stats.last_ns)), consumerCpuNs: cpu, cpuNsPerEvent: delivered ? cpu / delivered : null,
       timeline: timeline.map((p) => ({ t: p.t, rate: p.rate / bytesPerLine })),
     };
   } finally {

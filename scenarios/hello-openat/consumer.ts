@@ -43,21 +43,32 @@ export interface ConsumerRun {
   deliveredPerSec: number;
   consumerCpuNs: number;
   cpuNsPerEvent: number | null;
+  /** the unmeasured warm-up before the row (bench --bench-warmup-ms): its length and the events the consumer delivered in it */
+  warmup?: { ms: number; delivered: number };
   /** BPF program cost (TS consumer only: run_time_ns / run_cnt) */
   progNsPerEvent?: number | null;
   timeline: { t: number; rate: number }[];
 }
 
-/** Start the generator paused; resolves with its pid, a go() and its result. */
-export function startGenerator(bin: string, rate: number, durationMs: number, path: string) {
-  const child = spawn(bin, [String(rate), String(durationMs), path, '--wait'], { stdio: ['pipe', 'pipe', 'inherit'] });
+/**
+ * Start the generator paused; resolves with its pid, a go() and its result. With warmupMs, go()
+ * starts a warm-up run at the same rate (`warmed` resolves with its ops when it ends) and measure()
+ * the measured one; the result covers the measured run only. Without, go() starts the measured run.
+ */
+export function startGenerator(bin: string, rate: number, durationMs: number, path: string, warmupMs = 0) {
+  const args = [String(rate), String(durationMs), path, '--wait', ...(warmupMs > 0 ? ['--warmup', String(warmupMs)] : [])];
+  const child = spawn(bin, args, { stdio: ['pipe', 'pipe', 'inherit'] });
   let out = '';
   child.stdout!.setEncoding('utf8');
+  let onWarm: (ops: number) => void = () => {};
+  const warmed = new Promise<number>((resolve) => (onWarm = resolve));
   const pid = new Promise<number>((resolve, reject) => {
     child.stdout!.on('data', (d: string) => {
       out += d;
       const first = out.split('\n')[0];
       if (out.includes('\n') && first) resolve(Number(first));
+      const w = /^warm (\d+)$/m.exec(out);
+      if (w) onWarm(Number(w[1]));
     });
     child.on('error', reject);
     child.on('exit', (c) => reject(new Error(`loadgen exited early (${c})`)));
@@ -69,10 +80,54 @@ export function startGenerator(bin: string, rate: number, durationMs: number, pa
       else resolve(JSON.parse(line) as GenResult);
     });
   });
+  // a generator that dies during its warm-up must not leave a driver waiting for `warmed`
+  done.then(() => onWarm(0), () => onWarm(0));
   // a run that fails elsewhere kills the generator; that rejection is not news
   done.catch(() => {});
   pid.catch(() => {});
-  return { child, pid, go: () => child.stdin!.end('go\n'), done };
+  return {
+    child, pid, warmed, done,
+    go: () => (warmupMs > 0 ? child.stdin!.write('go\n') : child.stdin!.end('go\n')),
+    measure: () => child.stdin!.end('go\n'),
+  };
+}
+
+/**
+ * Run the generator's warm-up through a consumer that writes one line per event into `outFile` and
+ * wait until the consumer has caught up. Returns the warm-up's ops and the lines written so far;
+ * the measured row subtracts one of them from the consumer's final count (warmDelivered).
+ */
+export async function warmUp(g: ReturnType<typeof startGenerator>, outFile: string, size: () => number): Promise<{ ops: number; lines: number }> {
+  g.go();
+  const ops = await g.warmed;
+  await settle(size);
+  return { ops, lines: countLines(outFile) };
+}
+
+/**
+ * Events the consumer delivered during the warm-up. The consumer traces every openat of the
+ * generator's pid, so with nothing lost it delivered exactly the warm-up's ops; the lines on disk
+ * can fall short of that for a consumer that buffers its output (stdio's 4 KiB in c-consumer.c's
+ * libbpf mode and in opensnoop: up to ~100 lines still in the buffer). With losses, which are
+ * reported whole, the lines are the best count there is.
+ */
+export function warmDelivered(w: { ops: number; lines: number }, lost: number): number {
+  return lost === 0 ? w.ops : w.lines;
+}
+
+/** newlines in a file, read in 1 MiB chunks */
+export function countLines(file: string): number {
+  const fd = fs.openSync(file, 'r');
+  const buf = Buffer.allocUnsafe(1 << 20);
+  let n = 0;
+  try {
+    for (let got; (got = fs.readSync(fd, buf, 0, buf.length, null)) > 0; ) {
+      for (let i = buf.indexOf(10, 0); i !== -1 && i < got; i = buf.indexOf(10, i + 1)) n++;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return n;
 }
 
 /** Poll `count` every 50 ms until it has not grown for quietMs; returns when it last grew. */
@@ -163,10 +218,14 @@ export function procCpuNs(pid: number): number {
   return ns;
 }
 
-export async function runUntraced(bin: string, rate: number, durationMs: number, path: string): Promise<ConsumerRun> {
-  const g = startGenerator(bin, rate, durationMs, path);
+export async function runUntraced(bin: string, rate: number, durationMs: number, path: string, warmupMs = 0): Promise<ConsumerRun> {
+  const g = startGenerator(bin, rate, durationMs, path, warmupMs);
   await g.pid;
   g.go();
+  if (warmupMs > 0) {
+    await g.warmed;
+    g.measure();
+  }
   const gen = await g.done;
   return { consumer: 'untraced', targetRate: rate, gen, delivered: 0, lost: 0, deliveredPerSec: 0, consumerCpuNs: 0, cpuNsPerEvent: null, timeline: [] };
 }
@@ -222,8 +281,8 @@ export function perSec(delivered: number, goNs: bigint, lastNs: bigint): number 
 }
 
 /** libbpf-tools' opensnoop (C, perf buffer), filtered on the generator's pid, stdout to a file. */
-export async function runOpensnoop(bin: string, rate: number, durationMs: number, path: string, outFile: string): Promise<ConsumerRun> {
-  const g = startGenerator(bin, rate, durationMs, path);
+export async function runOpensnoop(bin: string, rate: number, durationMs: number, path: string, outFile: string, warmupMs = 0): Promise<ConsumerRun> {
+  const g = startGenerator(bin, rate, durationMs, path, warmupMs);
   const pid = await g.pid;
   const out = fs.openSync(outFile, 'w');
   let stderr = '';
@@ -238,10 +297,12 @@ export async function runOpensnoop(bin: string, rate: number, durationMs: number
       if (Date.now() > deadline || snoop.exitCode !== null) throw new Error(`opensnoop did not start: ${stderr}`);
       await new Promise((r) => setTimeout(r, 20));
     }
+    const warm = warmupMs > 0 ? await warmUp(g, outFile, size) : { ops: 0, lines: 0 };
     const s = sampler(size);
     const cpu0 = procCpuNs(snoop.pid!);
     const t0 = performance.now();
-    g.go();
+    if (warmupMs > 0) g.measure();
+    else g.go();
     const gen = await g.done;
     const tLast = await settle(size);
     const cpu = procCpuNs(snoop.pid!) - cpu0;
@@ -249,12 +310,14 @@ export async function runOpensnoop(bin: string, rate: number, durationMs: number
     snoop.kill('SIGINT');
     await new Promise((r) => snoop.once('exit', r));
     const r = await execa('wc', ['-l', outFile]);
-    const delivered = Number(r.stdout.trim().split(/\s+/)[0]) - 1;
-    const header = fs.readFileSync(outFile, 'utf8').indexOf('\n') + 1;
-    const bytesPerLine = (size() - header) / Math.max(delivered, 1);
     const lost = [...stderr.matchAll(/[Ll]ost (\d+) events/g)].reduce((a, m) => a + Number(m[1]), 0);
+    // its header line is not an event (and may still have been in its buffer at the warm-up's end)
+    const warmEvents = warmupMs > 0 ? warmDelivered({ ops: warm.ops, lines: Math.max(warm.lines - 1, 0) }, lost) : 0;
+    const delivered = Number(r.stdout.trim().split(/\s+/)[0]) - 1 - warmEvents;
+    const header = fs.readFileSync(outFile, 'utf8').indexOf('\n') + 1;
+    const bytesPerLine = (size() - header) / Math.max(delivered + warmEvents, 1);
     return {
-      consumer: 'opensnoop', targetRate: rate, gen, delivered, lost,
+      consumer: 'opensnoop', targetRate: rate, gen, delivered, lost, ...(warmupMs > 0 ? { warmup: { ms: warmupMs, delivered: warmEvents } } : {}),
       deliveredPerSec: delivered / ((tLast - t0) / 1000), consumerCpuNs: cpu, cpuNsPerEvent: delivered ? cpu / delivered : null,
       timeline: timeline.map((p) => ({ t: p.t, rate: p.rate / bytesPerLine })),
     };

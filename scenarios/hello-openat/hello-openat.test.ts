@@ -59,7 +59,7 @@ describeRoot('hello-openat', () => {
     const { OUT_DIR } = await import('../../bpf/build.ts');
     const cBin = await buildCConsumer();
     const gen = path.join(OUT_DIR, 'openat-loadgen');
-    if (!fs.existsSync(gen)) await execa('clang', ['-O2', '-o', gen, path.join(import.meta.dirname, 'loadgen.c')]);
+    await (await import('./consumer.ts')).buildLoadgen();
     const out = path.join(os.tmpdir(), `hello-c-${process.pid}.out`);
     try {
       const r = await runCConsumer(cBin, gen, 5000, 400, '/nonexistent/hello-c-test', out);
@@ -96,6 +96,43 @@ describeRoot('hello-openat', () => {
       fs.rmSync(out, { force: true });
     }
   }, 90_000);
+
+  it('a bench row with a warm-up measures only the run after it: the generator\'s count, the consumer\'s deliveries and its CPU exclude the warm-up', async () => {
+    const { runTsProcess } = await import('./c-consumer.ts');
+    const { buildLoadgen } = await import('./consumer.ts');
+    const gen = await buildLoadgen();
+    const out = path.join(os.tmpdir(), `hello-warm-${process.pid}.out`);
+    try {
+      const r = await runTsProcess(gen, 5000, 400, '/nonexistent/hello-warm-test', out, 2, 0, 600);
+      expect(r.lost).toBe(0);
+      // paced at 5000/s: 400 ms measured is ~2000 ops, the 600 ms warm-up another ~3000 not in it
+      expect(r.gen.ops).toBeGreaterThan(1800);
+      expect(r.gen.ops).toBeLessThan(2300);
+      expect(r.warmup?.ms).toBe(600);
+      expect(r.warmup!.delivered).toBeGreaterThan(2500);
+      expect(r.delivered).toBe(r.gen.ops);
+      const lines = fs.readFileSync(out, 'utf8').split('\n').filter(Boolean);
+      expect(lines).toHaveLength(r.warmup!.delivered + r.delivered);
+    } finally {
+      fs.rmSync(out, { force: true });
+    }
+  }, 90_000);
+
+  it('with a warm-up, a consumer that buffers its output (the C consumer in libbpf\'s loop, stdio) is still counted exactly', async () => {
+    const { buildCConsumer, runCConsumer } = await import('./c-consumer.ts');
+    const { buildLoadgen } = await import('./consumer.ts');
+    const [cBin, gen] = await Promise.all([buildCConsumer(), buildLoadgen()]);
+    const out = path.join(os.tmpdir(), `hello-cwarm-${process.pid}.out`);
+    try {
+      const r = await runCConsumer(cBin, gen, 5000, 400, '/nonexistent/hello-cwarm-test', out, undefined, 600);
+      expect(r.consumer).toBe('c');
+      expect(r.lost).toBe(0);
+      expect(r.delivered).toBe(r.gen.ops);
+      expect(fs.readFileSync(out, 'utf8').split('\n').filter(Boolean)).toHaveLength(r.warmup!.delivered + r.delivered);
+    } finally {
+      fs.rmSync(out, { force: true });
+    }
+  }, 60_000);
 
   it('the TS consumer process rejects bad arguments with its usage line', async () => {
     const r = await execa(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 'ts-consumer.main.ts'), 'nope'], { reject: false });

@@ -123,16 +123,16 @@ async function pacedLoad(ctx: ScenarioContext, bin: string, tmp: string): Promis
 }
 
 /** one benchmark row: the generator (`gen`) at `rate` for `ms`, traced by `which` (or not at all) */
-async function row(which: Consumer, gen: GenKind, rate: number, ms: number, bin: string, cBin: string, tmp: string, coalesceMs: number, injectDelayNs = 0): Promise<ConsumerRun> {
+async function row(which: Consumer, gen: GenKind, rate: number, ms: number, bin: string, cBin: string, tmp: string, coalesceMs: number, injectDelayNs = 0, warmupMs = 0): Promise<ConsumerRun> {
   const p = GEN_PATHS[gen];
   const out = path.join(tmp, `${which}-${gen}-${rate}.out`);
   try {
     switch (which) {
-      case 'untraced': return await runUntraced(bin, rate, ms, p);
-      case 'ts': return await runTsProcess(bin, rate, ms, p, out, coalesceMs, injectDelayNs);
-      case 'c-coalesced': return await runCConsumer(cBin, bin, rate, ms, p, out, coalesceMs);
-      case 'c': return await runCConsumer(cBin, bin, rate, ms, p, out);
-      case 'opensnoop': return await runOpensnoop(bin, rate, ms, p, out);
+      case 'untraced': return await runUntraced(bin, rate, ms, p, warmupMs);
+      case 'ts': return await runTsProcess(bin, rate, ms, p, out, coalesceMs, injectDelayNs, warmupMs);
+      case 'c-coalesced': return await runCConsumer(cBin, bin, rate, ms, p, out, coalesceMs, warmupMs);
+      case 'c': return await runCConsumer(cBin, bin, rate, ms, p, out, undefined, warmupMs);
+      case 'opensnoop': return await runOpensnoop(bin, rate, ms, p, out, warmupMs);
     }
   } finally {
     fs.rmSync(out, { force: true });
@@ -147,13 +147,14 @@ async function benchmark(ctx: ScenarioContext, bin: string, tmp: string): Promis
   const ms = numberOption(ctx, 'bench-ms');
   const repeat = numberOption(ctx, 'repeat');
   const coalesceMs = numberOption(ctx, 'coalesce-ms');
+  const warmupMs = numberOption(ctx, 'bench-warmup-ms');
   const cBin = await buildCConsumer();
   const injectDelayNs = injected(ctx);
   const configs: Cfg[] = gens.flatMap((g) => rates.flatMap((r) => CONSUMERS.map((c) => `${c}@${g}@${r}` as Cfg)));
-  ctx.progress.step(`benchmark: ${repeat} interleaved rounds × ${gens.map((g) => GEN_LABEL[g]).join(', ')} × ${rates.map(rateLabel).join(', ')} × (${CONSUMERS.join(', ')}), ${ms} ms each`);
+  ctx.progress.step(`benchmark: ${repeat} interleaved rounds × ${gens.map((g) => GEN_LABEL[g]).join(', ')} × ${rates.map(rateLabel).join(', ')} × (${CONSUMERS.join(', ')}), ${ms} ms each${warmupMs ? ` after ${warmupMs} ms of warm-up` : ''}`);
   const res = await runInterleaved(configs, repeat, async (cfg) => {
     const [c, g, r] = cfg.split('@') as [Consumer, GenKind, string];
-    return row(c, g, Number(r), ms, bin, cBin, tmp, coalesceMs, injectDelayNs);
+    return row(c, g, Number(r), ms, bin, cBin, tmp, coalesceMs, injectDelayNs, warmupMs);
   }, { signal: ctx.signal, onStep: (st, i, n) => ctx.progress.update(i / n, `round ${st.round + 1}/${repeat}: ${st.config}`) });
   ctx.progress.update(1);
   const rounds = (c: Consumer, g: GenKind, rate: number) => res.byConfig[`${c}@${g}@${rate}`] ?? [];
@@ -206,7 +207,7 @@ async function benchmark(ctx: ScenarioContext, bin: string, tmp: string): Promis
   const shown = ['ts', 'c-coalesced', 'c', 'opensnoop'] as const;
   ctx.section(
     'Benchmark: TS consumer vs C consumer vs opensnoop',
-    { kind: 'text', text: `${n} interleaved rounds (every configuration once per round, in the same order), ${ms} ms of generator per row; all rows come from this one run. Figures are medians over rounds; ratios are taken inside each round, then the median. Two generators: a failing openat (a missing path: one cheap syscall per event) and openat+close of a file that exists. Every consumer filters on the generator's pid in the kernel and writes one formatted line per event to a file.\n\nTS vs "C, same wake-up policy" is the language comparison and the one the goals are judged on (like-for-like): ${lfl}. TS vs "C, libbpf default" keeps libbpf's own loop (woken by the kernel whenever it had caught up, stdio's 4 KiB buffer): same object and output, different wake-ups — it also slows the traced process more. TS vs opensnoop is the design comparison: ${design}.\n\nDelivered events/s = delivered ÷ (last delivery − start), both on CLOCK_MONOTONIC (the TS and C consumers stamp their last batch; opensnoop is timed by its output file, to 50 ms). Consumer CPU = the consumer process's run time from start to the end of the run, summed over its threads from the scheduler's exact per-thread counters (/proc/PID/task/*/schedstat, not 10 ms ticks); the TS and C consumers each run as a process of their own (scenarios/hello-openat/ts-consumer.main.ts, c-consumer.c), started and stopped by the same driver, and each is charged its own process's every thread — nothing of the lab's process. Lost = failed ring reservations counted by the BPF program (the same counter for TS and C). Batches = non-empty drains (useful wake-ups).\n\nFlat out, a consumer that keeps up (0 lost) delivers what the generator produces, and the generator shares the machine's cores with the consumer and everything else: events/s flat out is the generator's rate under that consumer, so a consumer that spends more CPU per event also lowers its own events/s (see the slowdown line).` },
+    { kind: 'text', text: `${n} interleaved rounds (every configuration once per round, in the same order), ${ms} ms of generator per row${warmupMs ? `, each after ${warmupMs} ms of the same load through the freshly started consumer that is not measured (a consumer runs warm: in its first second V8 compiles the TS consumer's hot loop, a cost a long-running consumer has paid long before; the C consumers get the same warm-up)` : ''}; all rows come from this one run. Figures are medians over rounds; ratios are taken inside each round, then the median. Two generators: a failing openat (a missing path: one cheap syscall per event) and openat+close of a file that exists. Every consumer filters on the generator's pid in the kernel and writes one formatted line per event to a file.\n\nTS vs "C, same wake-up policy" is the language comparison and the one the goals are judged on (like-for-like): ${lfl}. TS vs "C, libbpf default" keeps libbpf's own loop (woken by the kernel whenever it had caught up, stdio's 4 KiB buffer): same object and output, different wake-ups — it also slows the traced process more. TS vs opensnoop is the design comparison: ${design}.\n\nDelivered events/s = delivered ÷ (last delivery − start), both on CLOCK_MONOTONIC (the TS and C consumers stamp their last batch; opensnoop is timed by its output file, to 50 ms). Consumer CPU = the consumer process's run time from the start of the measured run to its end, summed over its threads from the scheduler's exact per-thread counters (/proc/PID/task/*/schedstat, not 10 ms ticks); the TS and C consumers each run as a process of their own (scenarios/hello-openat/ts-consumer.main.ts, c-consumer.c), started and stopped by the same driver, and each is charged its own process's every thread — nothing of the lab's process. Lost = failed ring reservations counted by the BPF program (the same counter for TS and C). Batches = non-empty drains (useful wake-ups).\n\nFlat out, a consumer that keeps up (0 lost) delivers what the generator produces, and the generator shares the machine's cores with the consumer and everything else: events/s flat out is the generator's rate under that consumer, so a consumer that spends more CPU per event also lowers its own events/s (see the slowdown line).` },
     { kind: 'kv', items: summary },
     { kind: 'table', caption: 'median over rounds (min–max beside it); lost = the worst round', columns: ['consumer', 'generator', 'target', 'generated ev/s', 'delivered ev/s', 'range', 'lost', 'CPU ns/event', 'range', 'batches', 'BPF prog ns/event'], rows: tableRows },
     ...gens.map((g) => ({ kind: 'chart' as const, type: 'bar' as const, title: `Consumer CPU per event, ${GEN_LABEL[g]} (median over rounds)`, labels: chartRates, datasets: shown.map((c) => ({ label: NAME[c], data: rates.map((r) => r0(med(cpu(c, g, r)))) })), yLabel: 'ns/event' })),
@@ -244,6 +245,7 @@ const scenario: Scenario = {
     gens: { type: 'list', default: 'fail,open', choices: ['fail', 'open'], valueName: 'G,G', description: 'bench: generators (fail = openat of a missing path, open = openat+close of /etc/passwd)' },
     'coalesce-ms': { type: 'int', min: 0, max: 100, default: 5, valueName: 'MS', description: 'bench: upper bound of the consumers\' adaptive coalescing delay (TS and the like-for-like C consumer; 0 = woken by the kernel)' },
     'bench-ms': { type: 'int', min: 100, default: 4000, valueName: 'MS', description: 'bench: duration of each row' },
+    'bench-warmup-ms': { type: 'int', min: 0, default: 1000, valueName: 'MS', description: 'bench: each row first runs the generator this long at its rate through the freshly started consumer, unmeasured (a consumer runs warm: V8 compiles the TS consumer\'s hot loop in its first second); 0 = measure from the start' },
     repeat: { type: 'int', min: 1, default: 3, valueName: 'N', description: 'bench: interleaved rounds (every consumer and rate once per round)' },
     'inject-delay-us': { type: 'number', min: 0, max: 1000, default: 0, valueName: 'US', description: 'TESTING ONLY: busy-wait US µs per event in the TS consumer (paced load and bench) — an injected regression to validate pnpm lab compare' },
   },
