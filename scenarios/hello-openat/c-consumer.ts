@@ -80,8 +80,7 @@ export async function runConsumerProcess(kind: 'c' | 'c-coalesced' | 'ts', argv:
     const s = sampler(size);
     const cpu0 = procCpuNs(c.pid!);
     const goNs = process.hrtime.bigint();
-    if (warmupMs > 0) g.measure();
-    else g.go();
+    g.measure();
     const gen = await g.done;
     await settle(size);
     const cpu = procCpuNs(c.pid!) - cpu0;

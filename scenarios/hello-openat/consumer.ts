@@ -51,9 +51,10 @@ export interface ConsumerRun {
 }
 
 /**
- * Start the generator paused; resolves with its pid, a go() and its result. With warmupMs, go()
- * starts a warm-up run at the same rate (`warmed` resolves with its ops when it ends) and measure()
- * the measured one; the result covers the measured run only. Without, go() starts the measured run.
+ * Start the generator paused; resolves with its pid, a go() and its result. measure() starts the
+ * measured run; with warmupMs, go() first starts a warm-up run at the same rate (`warmed` resolves
+ * with its ops when it ends) and measure() follows it. Without, go() and measure() are the same.
+ * The result covers the measured run only.
  */
 export function startGenerator(bin: string, rate: number, durationMs: number, path: string, warmupMs = 0) {
   const args = [String(rate), String(durationMs), path, '--wait', ...(warmupMs > 0 ? ['--warmup', String(warmupMs)] : [])];
@@ -221,11 +222,11 @@ export function procCpuNs(pid: number): number {
 export async function runUntraced(bin: string, rate: number, durationMs: number, path: string, warmupMs = 0): Promise<ConsumerRun> {
   const g = startGenerator(bin, rate, durationMs, path, warmupMs);
   await g.pid;
-  g.go();
   if (warmupMs > 0) {
+    g.go();
     await g.warmed;
-    g.measure();
   }
+  g.measure();
   const gen = await g.done;
   return { consumer: 'untraced', targetRate: rate, gen, delivered: 0, lost: 0, deliveredPerSec: 0, consumerCpuNs: 0, cpuNsPerEvent: null, timeline: [] };
 }
@@ -301,8 +302,7 @@ export async function runOpensnoop(bin: string, rate: number, durationMs: number
     const s = sampler(size);
     const cpu0 = procCpuNs(snoop.pid!);
     const t0 = performance.now();
-    if (warmupMs > 0) g.measure();
-    else g.go();
+    g.measure();
     const gen = await g.done;
     const tLast = await settle(size);
     const cpu = procCpuNs(snoop.pid!) - cpu0;

@@ -56,10 +56,8 @@ describeRoot('hello-openat', () => {
 
   it('the C consumer of the same object delivers every event, formatted like the TS consumer', async () => {
     const { buildCConsumer, runCConsumer } = await import('./c-consumer.ts');
-    const { OUT_DIR } = await import('../../bpf/build.ts');
-    const cBin = await buildCConsumer();
-    const gen = path.join(OUT_DIR, 'openat-loadgen');
-    await (await import('./consumer.ts')).buildLoadgen();
+    const { buildLoadgen } = await import('./consumer.ts');
+    const [cBin, gen] = await Promise.all([buildCConsumer(), buildLoadgen()]);
     const out = path.join(os.tmpdir(), `hello-c-${process.pid}.out`);
     try {
       const r = await runCConsumer(cBin, gen, 5000, 400, '/nonexistent/hello-c-test', out);
