@@ -56,7 +56,15 @@ export function entryPoints(): string[] {
     ...dirs.map((d) => path.join(d, 'index.ts')).filter((f) => fs.existsSync(f)),
     // programs a scenario starts as processes of their own (lab/dist.ts nodeProgramArgv)
     ...dirs.flatMap((d) => fs.readdirSync(d).filter((f) => f.endsWith('.main.ts')).map((f) => path.join(d, f))),
+    // worker_threads entry points of the control planes (lab/dist.ts workerEntry)
+    ...workerEntries(),
   ];
+}
+
+function workerEntries(): string[] {
+  const ctl = path.join(REPO_ROOT, 'controller');
+  return fs.readdirSync(ctl, { withFileTypes: true }).filter((d) => d.isDirectory())
+    .flatMap((d) => fs.readdirSync(path.join(ctl, d.name)).filter((f) => f.endsWith('.worker.ts')).map((f) => path.join(ctl, d.name, f)));
 }
 
 /** lab/.dist/current.json names the newest build; each build has a directory of its own */

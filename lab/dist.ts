@@ -27,8 +27,24 @@ export function entryPath(tsFile: string): string {
  */
 export function nodeProgramArgv(tsFile: string): string[] {
   if (BUNDLE_DIR) return [process.execPath, entryPath(tsFile)];
-  // tsx's ESM loader by path: the child may start anywhere, and `--import tsx` resolves from its cwd
-  return [process.execPath, '--import', pathToFileURL(path.join(REPO_ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href, tsFile];
+  return [process.execPath, ...tsxArgv(), tsFile];
+}
+
+// tsx's ESM loader by path: the child may start anywhere, and `--import tsx` resolves from its cwd
+const tsxArgv = () => ['--import', pathToFileURL(path.join(REPO_ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href];
+
+/**
+ * A worker_threads Worker's (filename, options) for a repository `*.worker.ts`: the bundled .js
+ * where this process runs from the bundle (a bundled entry point of its own), else a small eval'd
+ * bootstrap that registers tsx's loader in the worker and imports the .ts — Node 20 does not apply
+ * an `--import`ed loader to a worker's main module, and the parent may run under another loader
+ * (vitest) that a worker would not inherit anyway.
+ */
+export function workerEntry(tsFile: string): [string, { eval?: boolean; execArgv?: string[] }] {
+  if (BUNDLE_DIR) return [entryPath(tsFile), {}];
+  const api = pathToFileURL(path.join(REPO_ROOT, 'node_modules', 'tsx', 'dist', 'esm', 'api', 'index.mjs')).href;
+  const src = `import(${JSON.stringify(api)}).then((t) => { t.register(); return import(${JSON.stringify(pathToFileURL(tsFile).href)}); });`;
+  return [src, { eval: true, execArgv: [] }];
 }
 
 /** argv that starts `pnpm lab …` as a child process: [node, …, cli] — append the lab arguments. */

@@ -8,9 +8,14 @@
 // into one reusable output buffer (no JS string, object or array per record) and writes once per
 // batch — the profile of the decode-then-format path was dominated by string building, UTF-8
 // decoding and the garbage both leave behind.
-import fs from 'node:fs';
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { fileURLToPath } from 'node:url';
 import { RingBuffer, attachAuto, enableStats, type BpfObject, type Link } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
+import { workerEntry } from '../../lab/dist.ts';
+import { lineSink, type LineLayout } from './lines.ts';
+import type { LineWorkerData } from './lines.worker.ts';
 import { helloOpenat, type HelloOpenat, type openat_event } from '../../bpf/gen/hello_openat.ts';
 
 /** What the consumer decodes of struct openat_event (bpf/hello_openat.h): all but the timestamp. */
@@ -29,6 +34,20 @@ export interface OpenatTracerOptions {
   coalesceMs?: number;
 }
 
+const LINE_WORKER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'lines.worker.ts');
+
+/** the line sink on its worker thread (OpenatTracer.writeLinesInWorker) */
+export interface LineWorker {
+  /** records written, non-empty batches, CLOCK_MONOTONIC ns of the last one */
+  stats(): { delivered: number; batches: number; lastNs: bigint };
+  /** end the loop after a last drain; resolves when the worker has exited */
+  stop(): Promise<void>;
+  /** resolves when the worker exits, rejects if it failed */
+  done: Promise<void>;
+  /** resolves once the worker has mapped the ring and is about to consume */
+  ready: Promise<void>;
+}
+
 export class OpenatTracer implements Disposable {
   readonly ring: RingBuffer<OpenatEvent>;
   private readonly link: Link;
@@ -36,7 +55,8 @@ export class OpenatTracer implements Disposable {
 
   readonly obj: BpfObject;
   /** byte offsets in struct openat_event of what a line prints (from BTF) */
-  private readonly at: { pid: number; comm: number; commLen: number; filename: number; filenameLen: number };
+  private readonly at: LineLayout;
+  private readonly coalesceMs: number | undefined;
 
   private constructor(
     readonly skel: HelloOpenat,
@@ -45,6 +65,7 @@ export class OpenatTracer implements Disposable {
     const obj = (this.obj = skel.obj);
     const L = obj.btf.layout('openat_event');
     const o = { pid: L.pid!.offset, tid: L.tid!.offset, uid: L.uid!.offset, flags: L.flags!.offset, comm: L.comm!, filename: L.filename! };
+    this.coalesceMs = opts.coalesceMs;
     this.at = { pid: o.pid, comm: o.comm.offset, commLen: o.comm.size, filename: o.filename.offset, filenameLen: o.filename.size };
     let buf: Buffer | null = null;
     const str = (start: number, size: number) => {
@@ -98,83 +119,62 @@ export class OpenatTracer implements Disposable {
     return this.ring.lost;
   }
 
-  /** longest line formatLine() writes: 10 pid digits, comm, filename, 2 spaces, newline */
-  get maxLineBytes(): number {
-    return 10 + this.at.commLen + this.at.filenameLen + 3;
-  }
-
   /**
-   * Format the record at ring offset `off` as formatEvent() does ("%7u %-16s %s\n", the C
-   * consumer's printf) into `out` at `pos`, byte for byte from the ring; returns the new position.
-   * Strings are copied as bytes up to their NUL, as printf does: no decoding, no allocation.
-   */
-  formatLine(off: number, out: Uint8Array, pos: number): number {
-    const src = this.ring.bytes;
-    const at = this.at;
-    let pid = this.ring.view.getUint32(off + at.pid, true);
-    let digits = 1;
-    for (let p = pid; p >= 10; p = (p / 10) | 0) digits++;
-    for (let i = digits; i < 7; i++) out[pos++] = 0x20;
-    let d = pos + digits;
-    pos = d;
-    do {
-      out[--d] = 0x30 + (pid % 10);
-      pid = (pid / 10) | 0;
-    } while (pid > 0);
-    out[pos++] = 0x20;
-    let s = off + at.comm;
-    let end = s + at.commLen;
-    const commEnd = pos + 16;
-    while (s < end) {
-      const b = src[s++]!;
-      if (b === 0) break;
-      out[pos++] = b;
-    }
-    while (pos < commEnd) out[pos++] = 0x20;
-    out[pos++] = 0x20;
-    s = off + at.filename;
-    end = s + at.filenameLen;
-    while (s < end) {
-      const b = src[s++]!;
-      if (b === 0) break;
-      out[pos++] = b;
-    }
-    out[pos++] = 0x0a;
-    return pos;
-  }
-
-  /**
-   * The line sink: every record as one formatLine() line to `fd`, formatted into one reusable
-   * buffer and written once per batch (or when the buffer fills), with the ring's wake-up policy.
+   * The line sink: every record as one line (lines.ts formatLine: the C consumer's printf, byte
+   * for byte from the ring) to `fd`, formatted into one reusable buffer and written once per batch
+   * (or when the buffer fills), with the ring's wake-up policy, on this thread's event loop.
    * Resolves when the tracer is closed; onBatch sees each batch's record count after its write.
    */
   async writeLines(fd: number, onBatch?: (n: number) => void, bufBytes = 1 << 20): Promise<void> {
-    const out = Buffer.allocUnsafe(Math.max(bufBytes, 2 * this.maxLineBytes));
-    const limit = out.length - this.maxLineBytes;
-    let pos = 0;
-    const flush = () => {
-      for (let w = 0; w < pos; ) w += fs.writeSync(fd, out, w, pos - w);
-      pos = 0;
-    };
-    const ring = this.ring;
-    const offs = ring.offsets();
-    // one loop over the batch's offsets (take/release), not a callback per record
-    const step = (max: number) => {
-      const n = ring.take(offs, max);
-      for (let i = 0; i < n; i++) {
-        if (pos > limit) flush();
-        pos = this.formatLine(offs[i]!, out, pos);
-      }
-      ring.release();
-      return n;
-    };
-    for await (const n of ring.pump({ step })) {
-      flush();
+    const sink = lineSink(this.ring, this.at, fd, bufBytes);
+    for await (const n of this.ring.pump({ step: sink.step })) {
+      sink.flush();
       onBatch?.(n);
     }
   }
 
+  /**
+   * writeLines() on a worker thread of its own (lines.worker.ts), in a blocking loop: the same
+   * formatting and wake-up policy, but each coalescing sleep is a futex wait and an empty ring a
+   * blocking epoll_wait, where the event loop pays a timer, a libuv turn and an async generator
+   * step per batch, plus koffi's thread pool for every idle wait. Costs a thread (and its V8
+   * isolate, ~10 MiB) and gives up onBatch: the counters are read with stats(). stop() ends the
+   * loop after a last drain; close() the tracer only after it resolved.
+   */
+  writeLinesInWorker(fd: number, opts: { bufBytes?: number; injectDelayNs?: number } = {}): LineWorker {
+    const shared = new SharedArrayBuffer(32);
+    const ctl = new Int32Array(shared, 0, 1);
+    const counters = new BigInt64Array(shared, 8, 3);
+    const data: LineWorkerData = { ringFd: this.ring.map.fd, ringBytes: this.ring.map.meta.maxEntries, at: this.at, outFd: fd, coalesceMs: this.coalesceMs, injectDelayNs: opts.injectDelayNs ?? 0, bufBytes: opts.bufBytes ?? 1 << 20, shared };
+    const [file, how] = workerEntry(LINE_WORKER);
+    const w = new Worker(file, { ...how, workerData: data });
+    const exited = new Promise<void>((resolve, reject) => {
+      w.once('error', reject);
+      w.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`line worker exited with ${code}`))));
+    });
+    exited.catch(() => {}); // seen by whoever awaits stop()
+    const ready = new Promise<void>((resolve, reject) => {
+      w.once('message', () => resolve());
+      exited.then(() => reject(new Error('line worker exited before it was ready')), reject);
+    });
+    ready.catch(() => {});
+    return {
+      ready,
+      stats: () => ({ delivered: Number(Atomics.load(counters, 0)), batches: Number(Atomics.load(counters, 1)), lastNs: Atomics.load(counters, 2) }),
+      stop: () => {
+        Atomics.store(ctl, 0, 1);
+        Atomics.notify(ctl, 0);
+        return exited;
+      },
+      done: exited,
+    };
+  }
+
+  private closed = false;
+
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     this.link.close();
     this.ring.close();
     this.statsHandle?.close();

@@ -275,6 +275,8 @@ export const C = {
   epoll_create1: c('int epoll_create1(int flags)'),
   epoll_ctl: c('int epoll_ctl(int epfd, int op, int fd, epoll_event *ev)'),
   epoll_wait: declareAsync(libc, 'int epoll_wait(int epfd, _Out_ epoll_event *events, int maxevents, int timeout)'),
+  /** blocking, on the calling thread: only for a thread of its own (RingBuffer.pumpBlocking in a worker) */
+  epoll_wait_sync: c('int epoll_wait(int epfd, _Out_ epoll_event *events, int maxevents, int timeout)'),
   open: c('int open(const char *path, int flags, int mode)'),
   sysconf: c('long sysconf(int name)'),
   syscall_perf_event_open: c('long syscall(long nr, perf_event_attr *attr, int pid, int cpu, int group_fd, unsigned long flags)'),

@@ -53,6 +53,17 @@ export interface RingBufferOptions<T> {
   lostCounter?: BpfMap<number, unknown>;
 }
 
+/**
+ * What a RingBuffer needs of its map: a BpfMap, or (in a worker thread, which cannot share the
+ * main thread's BpfMap) the ring's fd, name and size as plain values — the fd is the process's, so
+ * a worker maps the same ring on its own (RingBuffer.fromFd).
+ */
+export interface RingMap {
+  readonly name: string;
+  readonly fd: number;
+  readonly meta: { readonly type: number; readonly maxEntries: number };
+}
+
 export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
   private consumerPage: Ptr;
   private producerArea: Ptr;
@@ -81,8 +92,13 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
   /** records the BPF side discarded (bpf_ringbuf_discard) */
   discarded = 0;
 
+  /** a ring over a ring-buffer map fd this process holds (e.g. handed to a worker thread) */
+  static fromFd<T>(fd: number, maxEntries: number, name: string, opts: RingBufferOptions<T>): RingBuffer<T> {
+    return new RingBuffer<T>({ name, fd, meta: { type: MapType.RINGBUF, maxEntries } }, opts);
+  }
+
   constructor(
-    readonly map: BpfMap,
+    readonly map: RingMap,
     private readonly opts: RingBufferOptions<T>,
   ) {
     if (map.meta.type !== MapType.RINGBUF) throw new BpfError(`map "${map.name}" is not a ring buffer (type ${map.meta.type})`);
@@ -236,6 +252,51 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
     const n = await C.epoll_wait(this.epfd, { events: 0, data: 0 }, 1, timeoutMs);
     if (n > 0) this.wakeups++;
     return n > 0;
+  }
+
+  /** wait() that blocks the calling thread: for a worker thread's blocking loop (pumpBlocking) */
+  waitSync(timeoutMs = this.idleWaitMs): boolean {
+    if (this.closed) return false;
+    const n = C.epoll_wait_sync(this.epfd, { events: 0, data: 0 }, 1, timeoutMs);
+    if (n > 0) this.wakeups++;
+    return n > 0;
+  }
+
+  /**
+   * pump()'s loop and wake-up policy as a blocking loop, for a thread of its own (a worker): the
+   * coalescing sleeps are Atomics.wait on `ctl[0]` (a futex, like the C consumer's nanosleep)
+   * instead of a timer and a trip through the event loop, and an empty ring waits in a blocking
+   * epoll_wait instead of koffi's thread pool. `step(max)` visits what the ring holds and returns
+   * the count; `onBatch(n)` follows each non-empty step. Returns once ctl[0] is non-zero (set it,
+   * then Atomics.notify(ctl, 0): a sleep ends at once, an idle wait within idleWaitMs), after one
+   * last drain.
+   */
+  pumpBlocking(step: (max: number) => number, ctl: Int32Array, onBatch?: (n: number) => void): void {
+    const sleep = (ms: number) => {
+      if (ms > 0) Atomics.wait(ctl, 0, 0, ms);
+    };
+    let last = performance.now();
+    let rate = 0;
+    while (Atomics.load(ctl, 0) === 0 && !this.closed) {
+      const n = step(this.maxBatch);
+      if (n > 0) {
+        const now = performance.now();
+        rate = (n * 1000) / Math.max(now - last, 0.05);
+        last = now;
+        onBatch?.(n);
+        if (n < this.maxBatch) sleep(coalesceDelayMs(rate, this.targetBatch, this.coalesceMs));
+        continue;
+      }
+      if (this.pending > 0) {
+        sleep(0.05); // a record is still being written (busy bit)
+        continue;
+      }
+      if (this.waitSync() && this.coalesceMs > 0) {
+        last = performance.now();
+        sleep(coalesceDelayMs(rate, this.targetBatch, this.coalesceMs));
+      }
+    }
+    for (let n; !this.closed && (n = step(this.maxBatch)) > 0; ) onBatch?.(n);
   }
 
   /**

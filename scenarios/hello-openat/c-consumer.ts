@@ -48,9 +48,9 @@ export async function runCConsumer(consumerBin: string, genBin: string, rate: nu
  * contract): started, measured and stopped exactly like the C consumer, so CPU per event compares
  * the two consumers and nothing of the lab's process.
  */
-export async function runTsProcess(genBin: string, rate: number, durationMs: number, openPath: string, outFile: string, coalesceMs = 5, injectDelayNs = 0, warmupMs = 0): Promise<ConsumerRun> {
+export async function runTsProcess(genBin: string, rate: number, durationMs: number, openPath: string, outFile: string, coalesceMs = 5, injectDelayNs = 0, warmupMs = 0, thread: 'worker' | 'loop' = 'worker'): Promise<ConsumerRun> {
   const env = injectDelayNs > 0 ? { ...process.env, EBPF_LAB_INJECT_DELAY_NS: String(injectDelayNs) } : undefined;
-  return runConsumerProcess('ts', (pid) => [...nodeProgramArgv(TS_MAIN), String(pid), String(coalesceMs)], genBin, rate, durationMs, openPath, outFile, { env, warmupMs });
+  return runConsumerProcess(thread === 'worker' ? 'ts' : 'ts-loop', (pid) => [...nodeProgramArgv(TS_MAIN), String(pid), String(coalesceMs), thread], genBin, rate, durationMs, openPath, outFile, { env, warmupMs });
 }
 
 /**
@@ -58,7 +58,7 @@ export async function runTsProcess(genBin: string, rate: number, durationMs: num
  * warmupMs: the generator first runs that long at the row's rate through the consumer, unmeasured
  * (see loadgen.c --warmup); CPU, deliveries and rate are then taken over the measured run only.
  */
-export async function runConsumerProcess(kind: 'c' | 'c-coalesced' | 'ts', argv: (pid: number) => string[], genBin: string, rate: number, durationMs: number, openPath: string, outFile: string, opts: { env?: NodeJS.ProcessEnv; warmupMs?: number } = {}): Promise<ConsumerRun> {
+export async function runConsumerProcess(kind: 'c' | 'c-coalesced' | 'ts' | 'ts-loop', argv: (pid: number) => string[], genBin: string, rate: number, durationMs: number, openPath: string, outFile: string, opts: { env?: NodeJS.ProcessEnv; warmupMs?: number } = {}): Promise<ConsumerRun> {
   const { env, warmupMs = 0 } = opts;
   const g = startGenerator(genBin, rate, durationMs, openPath, warmupMs);
   const pid = await g.pid;
@@ -71,7 +71,7 @@ export async function runConsumerProcess(kind: 'c' | 'c-coalesced' | 'ts', argv:
   const exited = new Promise<number | null>((r) => c.once('exit', (code) => r(code)));
   const size = () => fs.fstatSync(out).size;
   try {
-    const deadline = Date.now() + scaledTimeout(kind === 'ts' ? 60000 : 15000);
+    const deadline = Date.now() + scaledTimeout(kind.startsWith('ts') ? 60000 : 15000);
     while (!stderr.includes('READY')) {
       if (Date.now() > deadline || c.exitCode !== null) throw new Error(`${kind} consumer did not start: ${stderr.trim()}`);
       await new Promise((r) => setTimeout(r, 10));

@@ -32,7 +32,7 @@ export interface GenResult {
 }
 
 export interface ConsumerRun {
-  consumer: 'untraced' | 'ts' | 'c' | 'c-coalesced' | 'opensnoop';
+  consumer: 'untraced' | 'ts' | 'ts-loop' | 'c' | 'c-coalesced' | 'opensnoop';
   targetRate: number;
   gen: GenResult;
   delivered: number;

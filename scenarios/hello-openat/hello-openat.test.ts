@@ -116,6 +116,25 @@ describeRoot('hello-openat', () => {
     }
   }, 90_000);
 
+  it('the bundled TS consumer (what a VM guest runs: its line worker is a bundle entry point of its own) delivers every event', async () => {
+    const { runConsumerProcess } = await import('./c-consumer.ts');
+    const { buildLoadgen } = await import('./consumer.ts');
+    const { ensureBundle } = await import('../../lab/bundle.ts');
+    const [gen, cli] = await Promise.all([buildLoadgen(), ensureBundle()]);
+    const main = path.join(path.dirname(path.dirname(cli)), 'scenarios', 'hello-openat', 'ts-consumer.main.js');
+    const out = path.join(os.tmpdir(), `hello-bundled-${process.pid}.out`);
+    try {
+      const r = await runConsumerProcess('ts', (pid) => [process.execPath, main, String(pid), '2', 'worker'], gen, 5000, 400, '/nonexistent/hello-bundled-test', out);
+      expect(r.lost).toBe(0);
+      expect(r.gen.ops).toBeGreaterThan(1000);
+      expect(r.delivered).toBe(r.gen.ops);
+      expect(r.batches).toBeGreaterThan(0);
+      expect(fs.readFileSync(out, 'utf8').split('\n').filter((l) => l.endsWith(' /nonexistent/hello-bundled-test'))).toHaveLength(r.delivered);
+    } finally {
+      fs.rmSync(out, { force: true });
+    }
+  }, 90_000);
+
   it('with a warm-up, a consumer that buffers its output (the C consumer in libbpf\'s loop, stdio) is still counted exactly', async () => {
     const { buildCConsumer, runCConsumer } = await import('./c-consumer.ts');
     const { buildLoadgen } = await import('./consumer.ts');
@@ -135,10 +154,10 @@ describeRoot('hello-openat', () => {
   it('the TS consumer process rejects bad arguments with its usage line', async () => {
     const r = await execa(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 'ts-consumer.main.ts'), 'nope'], { reject: false });
     expect(r.exitCode).toBe(2);
-    expect(r.stderr).toMatch(/^usage: ts-consumer\.main\.ts PID \[COALESCE_MS\]/);
+    expect(r.stderr).toMatch(/^usage: ts-consumer\.main\.ts PID \[COALESCE_MS\] \[worker\|loop\]/);
   }, 60_000);
 
-  it('the TS line sink writes byte for byte what the C consumer prints, for the same events (UTF-8, invalid UTF-8, truncated names)', async () => {
+  it.each(['loop', 'worker'] as const)('the TS line sink (%s) writes byte for byte what the C consumer prints, for the same events (UTF-8, invalid UTF-8, truncated names)', async (thread) => {
     const { buildCConsumer } = await import('./c-consumer.ts');
     const { ensureObject } = await import('../../bpf/build.ts');
     const { spawn } = await import('node:child_process');
@@ -153,7 +172,10 @@ describeRoot('hello-openat', () => {
     c.stderr!.on('data', (d) => (stderr += d));
     const tracer = await OpenatTracer.start({ pid: process.pid, coalesceMs: 2 });
     let batches = 0;
-    const sink = tracer.writeLines(fd, () => batches++, 4096); // a small buffer: flushes inside a batch too
+    // a small buffer: flushes inside a batch too
+    const worker = thread === 'worker' ? tracer.writeLinesInWorker(fd, { bufBytes: 4096 }) : null;
+    const sink = worker ? worker.ready.then(() => worker.done) : tracer.writeLines(fd, () => batches++, 4096);
+    await worker?.ready;
     try {
       expect(await until(() => (stderr.includes('READY') ? true : undefined), 15000)).toBe(true);
       const names: (string | Buffer)[] = ['/nonexistent/plain', '/nonexistent/ü-ß-日本', Buffer.from([0x2f, 0x6e, 0x6f, 0xff, 0xfe, 0x41]), `/nonexistent/${'x'.repeat(300)}`];
@@ -178,9 +200,15 @@ describeRoot('hello-openat', () => {
       const long = ts.find((l) => l.includes('xxxx'))!;
       expect(long.length).toBe(7 + 1 + 16 + 1 + 255); // the BPF side keeps 255 bytes + NUL
       expect(ts).toContain(`${String(process.pid).padStart(7)} ${fs.readFileSync('/proc/self/comm', 'latin1').trim().padEnd(16)} ${Buffer.from('/nonexistent/ü-ß-日本').toString('latin1')}`);
+      if (worker) {
+        await worker.stop();
+        batches = worker.stats().batches;
+        expect(worker.stats().delivered).toBeGreaterThanOrEqual(names.length);
+      }
       expect(batches).toBeLessThan(names.length / 4); // coalesced, not woken per record
     } finally {
       if (c.exitCode === null) c.kill('SIGKILL');
+      await worker?.stop();
       tracer.close();
       await sink;
       fs.closeSync(fd);

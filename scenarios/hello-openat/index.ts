@@ -68,11 +68,12 @@ async function livePrint(ctx: ScenarioContext): Promise<void> {
   ctx.section('Live trace', { kind: 'kv', items: { filter: `${pid ? `pid=${pid} ` : ''}${comm ? `comm=${comm}` : ''}` || 'none', seconds: secs, events: n, lost: tracer.lost } }, { kind: 'pre', caption: 'first events', text: sample.join('\n') || '(none)' });
 }
 
-const CONSUMERS = ['untraced', 'ts', 'c-coalesced', 'c', 'opensnoop'] as const;
+const CONSUMERS = ['untraced', 'ts', 'ts-loop', 'c-coalesced', 'c', 'opensnoop'] as const;
 type Consumer = (typeof CONSUMERS)[number];
 const NAME: Record<Consumer, string> = {
   untraced: 'untraced (no tracer)',
-  ts: 'TS consumer',
+  ts: 'TS consumer (line worker: blocking loop on a thread of its own)',
+  'ts-loop': 'TS consumer on the event loop (writeLines)',
   'c-coalesced': 'C consumer, same wake-up policy (libbpf ring_buffer__consume)',
   c: 'C consumer, libbpf default (ring_buffer__poll)',
   opensnoop: 'opensnoop (libbpf-tools)',
@@ -129,7 +130,8 @@ async function row(which: Consumer, gen: GenKind, rate: number, ms: number, bin:
   try {
     switch (which) {
       case 'untraced': return await runUntraced(bin, rate, ms, p, warmupMs);
-      case 'ts': return await runTsProcess(bin, rate, ms, p, out, coalesceMs, injectDelayNs, warmupMs);
+      case 'ts': return await runTsProcess(bin, rate, ms, p, out, coalesceMs, injectDelayNs, warmupMs, 'worker');
+      case 'ts-loop': return await runTsProcess(bin, rate, ms, p, out, coalesceMs, injectDelayNs, warmupMs, 'loop');
       case 'c-coalesced': return await runCConsumer(cBin, bin, rate, ms, p, out, coalesceMs, warmupMs);
       case 'c': return await runCConsumer(cBin, bin, rate, ms, p, out, undefined, warmupMs);
       case 'opensnoop': return await runOpensnoop(bin, rate, ms, p, out, warmupMs);
@@ -219,7 +221,8 @@ async function benchmark(ctx: ScenarioContext, bin: string, tmp: string): Promis
     },
   );
   const gd = (h: typeof evVsSnoop) => `${h.goal?.detail}; per-round ratios ${h.comparator?.ratioRounds?.map((x) => x.toFixed(2)).join(', ')}`;
-  ctx.check(`benchmark: TS consumer delivers ≥2x opensnoop's events/s ${rateLabel(flat)} in every round`, evVsSnoop.goal?.verdict === 'met', gd(evVsSnoop));
+  // events/s only tells consumers apart flat out: at a paced rate every consumer that keeps up delivers that rate
+  if (flat === 0) ctx.check(`benchmark: TS consumer delivers ≥2x opensnoop's events/s ${rateLabel(flat)} in every round`, evVsSnoop.goal?.verdict === 'met', gd(evVsSnoop));
   ctx.check(`benchmark: TS consumer uses less CPU per event than opensnoop ${rateLabel(flat)} in every round`, cpuVsSnoop.goal?.verdict === 'met', gd(cpuVsSnoop));
   if (rates.includes(100000)) {
     for (const g of gens) {

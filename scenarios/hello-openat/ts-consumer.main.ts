@@ -5,43 +5,54 @@
 // the garbage collections of the runner's heap that each new ring's 32 MiB of external views set
 // off ("external memory pressure") — none of which a C consumer in its own process pays.
 //
-// usage: node --import tsx scenarios/hello-openat/ts-consumer.main.ts PID [COALESCE_MS]   (records to stdout)
+// usage: node --import tsx scenarios/hello-openat/ts-consumer.main.ts PID [COALESCE_MS] [worker|loop]
+//          worker (default): OpenatTracer.writeLinesInWorker, the blocking loop on a thread of its own
+//          loop: OpenatTracer.writeLines on the main thread's event loop
+//        records to stdout.
 // stderr: "READY" once attached; on SIGINT/SIGTERM it stops, flushes and prints
 //         {"delivered":N,"lost":N,"batches":N,"last_ns":N} as its last line (last_ns:
 //         CLOCK_MONOTONIC of the last batch that delivered, as the C consumer's).
 import { OpenatTracer } from '../../controller/hello/openat.ts';
 import { deferSignalsToCaller } from '../../controller/libbpf/lifecycle.ts';
 
-const [pidArg, coalesceArg] = process.argv.slice(2);
+const [pidArg, coalesceArg, threadArg = 'worker'] = process.argv.slice(2);
 const pid = Number(pidArg);
-if (!Number.isInteger(pid) || pid <= 0 || (coalesceArg !== undefined && !/^\d+$/.test(coalesceArg))) {
-  process.stderr.write('usage: ts-consumer.main.ts PID [COALESCE_MS]\n');
+if (!Number.isInteger(pid) || pid <= 0 || (coalesceArg !== undefined && !/^\d+$/.test(coalesceArg)) || (threadArg !== 'worker' && threadArg !== 'loop')) {
+  process.stderr.write('usage: ts-consumer.main.ts PID [COALESCE_MS] [worker|loop]\n');
   process.exit(2);
 }
 const tracer = await OpenatTracer.start({ pid, coalesceMs: coalesceArg === undefined ? undefined : Number(coalesceArg) });
-let delivered = 0;
-let batches = 0;
-let lastNs = 0n;
-let lost = 0;
-let stopped = false;
-const stop = () => {
-  if (stopped) return;
-  stopped = true;
-  lost = tracer.lost; // read before close() drops the map
-  tracer.close(); // ends writeLines after its current batch
-};
 // our stop drains and reports; the binding's own handler would close everything and exit at once
 deferSignalsToCaller();
-process.on('SIGINT', stop);
-process.on('SIGTERM', stop);
+const stopped = new Promise<void>((resolve) => {
+  process.once('SIGINT', () => resolve());
+  process.once('SIGTERM', () => resolve());
+});
 // the bench's --inject-delay-us (a deliberate, labelled slowdown for validating `lab compare`)
 const injectNs = Number(process.env.EBPF_LAB_INJECT_DELAY_NS ?? 0);
-const done = tracer.writeLines(1, (n) => {
-  delivered += n;
-  batches++;
-  lastNs = process.hrtime.bigint();
-  if (injectNs > 0) for (const until = lastNs + BigInt(injectNs * n); process.hrtime.bigint() < until; );
-});
-process.stderr.write('READY\n');
-await done;
-process.stderr.write(`${JSON.stringify({ delivered, lost, batches, last_ns: Number(lastNs) })}\n`);
+let stats: { delivered: number; batches: number; lastNs: bigint };
+let lost: number;
+if (threadArg === 'worker') {
+  const w = tracer.writeLinesInWorker(1, { injectDelayNs: injectNs });
+  await w.ready;
+  process.stderr.write('READY\n');
+  await Promise.race([stopped, w.done]);
+  await w.stop(); // the worker's last drain, then its exit
+  stats = w.stats();
+  lost = tracer.lost;
+} else {
+  stats = { delivered: 0, batches: 0, lastNs: 0n };
+  const done = tracer.writeLines(1, (n) => {
+    stats.delivered += n;
+    stats.batches++;
+    stats.lastNs = process.hrtime.bigint();
+    if (injectNs > 0) for (const until = stats.lastNs + BigInt(injectNs * n); process.hrtime.bigint() < until; );
+  });
+  process.stderr.write('READY\n');
+  await stopped;
+  lost = tracer.lost; // read before close() drops the map
+  tracer.close(); // ends writeLines after its current batch
+  await done;
+}
+tracer.close();
+process.stderr.write(`${JSON.stringify({ delivered: stats.delivered, lost, batches: stats.batches, last_ns: Number(stats.lastNs) })}\n`);

@@ -1,0 +1,84 @@
+// The hello tracer's line format ("%7u %-16s %s\n", the C consumer's printf), written byte for
+// byte from a ring record into an output buffer. A leaf (no libbpf object), so the line worker
+// (lines.worker.ts) formats exactly as the tracer on the main thread does.
+import fs from 'node:fs';
+
+/** byte offsets in struct openat_event of what a line prints (from BTF; OpenatTracer reads them) */
+export interface LineLayout {
+  pid: number;
+  comm: number;
+  commLen: number;
+  filename: number;
+  filenameLen: number;
+}
+
+/** longest line formatLine() writes: 10 pid digits, comm, filename, 2 spaces, newline */
+export function maxLineBytes(at: LineLayout): number {
+  return 10 + at.commLen + at.filenameLen + 3;
+}
+
+/**
+ * Format the record at `off` of the ring's data area (`src` bytes, `dv` the same memory) into `out`
+ * at `pos`; returns the new position. Strings are copied as bytes up to their NUL, as printf does:
+ * no decoding, no allocation.
+ */
+export function formatLine(src: Uint8Array, dv: DataView, at: LineLayout, off: number, out: Uint8Array, pos: number): number {
+  let pid = dv.getUint32(off + at.pid, true);
+  let digits = 1;
+  for (let p = pid; p >= 10; p = (p / 10) | 0) digits++;
+  for (let i = digits; i < 7; i++) out[pos++] = 0x20;
+  let d = pos + digits;
+  pos = d;
+  do {
+    out[--d] = 0x30 + (pid % 10);
+    pid = (pid / 10) | 0;
+  } while (pid > 0);
+  out[pos++] = 0x20;
+  let s = off + at.comm;
+  let end = s + at.commLen;
+  const commEnd = pos + 16;
+  while (s < end) {
+    const b = src[s++]!;
+    if (b === 0) break;
+    out[pos++] = b;
+  }
+  while (pos < commEnd) out[pos++] = 0x20;
+  out[pos++] = 0x20;
+  s = off + at.filename;
+  end = s + at.filenameLen;
+  while (s < end) {
+    const b = src[s++]!;
+    if (b === 0) break;
+    out[pos++] = b;
+  }
+  out[pos++] = 0x0a;
+  return pos;
+}
+
+/**
+ * The line sink's loop body over a ring: take a batch (take/release, one monomorphic loop, no
+ * callback per record), format every record into `out`, flushing to `fd` when it fills; the caller
+ * flushes after each batch. Shared by writeLines on the main thread and the line worker.
+ */
+export function lineSink(ring: { bytes: Uint8Array; view: DataView; offsets(): Int32Array; take(into: Int32Array, max: number): number; release(): void }, at: LineLayout, fd: number, bufBytes = 1 << 20) {
+  const out = Buffer.allocUnsafe(Math.max(bufBytes, 2 * maxLineBytes(at)));
+  const limit = out.length - maxLineBytes(at);
+  const offs = ring.offsets();
+  const src = ring.bytes;
+  const dv = ring.view;
+  let pos = 0;
+  const flush = () => {
+    for (let w = 0; w < pos; ) w += fs.writeSync(fd, out, w, pos - w);
+    pos = 0;
+  };
+  const step = (max: number) => {
+    const n = ring.take(offs, max);
+    for (let i = 0; i < n; i++) {
+      if (pos > limit) flush();
+      pos = formatLine(src, dv, at, offs[i]!, out, pos);
+    }
+    ring.release();
+    return n;
+  };
+  return { step, flush };
+}
