@@ -1,13 +1,14 @@
 // `pnpm lab vm …`: kernels, fetch, exec, probe-kvm, boot-times.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import path, { join } from 'node:path';
 import { parseArgs, suggest, UsageError, type CommandSpec, type Opts } from '../args.ts';
 import { createProgress } from '../progress.ts';
 import { availableKernels, cachedKernels, configFacts, resolveKernel } from './kernels.ts';
 import { bootGuest, guestScript } from './guest.ts';
 import { parseKernelSpec, type VmKernelSpec } from './spec.ts';
 import { probeKvm } from './kvm.ts';
+import { bootTimes } from './boot-times.ts';
 import { bootedTempDirs, shq, TMP_PREFIX } from './qemu.ts';
 
 const USAGE = `usage: pnpm lab vm <command>
@@ -75,8 +76,12 @@ const SUB = {
   },
   'probe-kvm': { usage: 'pnpm lab vm probe-kvm [--force]', summary: 'does KVM run guests here? (else the lab uses TCG)', options: { force: { type: 'boolean', description: 'ignore the cached answer' } } },
   'boot-times': {
-    usage: 'pnpm lab vm boot-times [--kernels 5.10,6.1,…] [--runs N]', summary: 'measure qemu start → control channel ready per kernel',
-    options: { kernels: { type: 'list', default: '5.10,6.1,6.12,7.x', valueName: 'K,K', description: 'kernels to boot' }, runs: { type: 'int', min: 1, default: 1, valueName: 'N', description: 'boots per kernel' } },
+    usage: 'pnpm lab vm boot-times [--kernels 5.10,6.1,…] [--runs N] [--out DIR]', summary: 'measure qemu start → control channel ready per kernel, stored as a run',
+    options: {
+      kernels: { type: 'list', default: '5.10,6.1,6.12,7.x', valueName: 'K,K', description: 'kernels to boot' },
+      runs: { type: 'int', min: 1, default: 1, valueName: 'N', description: 'boots per kernel (interleaved rounds: every kernel once per round)' },
+      out: { type: 'string', valueName: 'DIR', description: 'where results.json and report.html go (default reports/boot-times-<stamp>)' },
+    },
   },
 } as const satisfies Record<string, CommandSpec<Opts>>;
 
@@ -144,14 +149,19 @@ export async function vmCommand(argv: string[]): Promise<number> {
       const { signal, dispose } = interruptSignal();
       try {
         const specs = (p.values.kernels ?? []).map(vmKernelArg);
+        const byText = new Map(specs.map((k) => [k.text, k]));
         const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
-        for (const k of specs) {
-          for (let i = 0; i < (p.values.runs ?? 1); i++) {
-            const r = await vmExec(k, 'true', { quiet: true, signal });
-            const ph = r.phases;
-            console.log(`${k.text.padEnd(6)} ${r.release.padEnd(22)} ${r.accel}  boot-to-ready ${s(r.bootMs)}  = qemu ${s(ph.qemuMs)} + kernel ${s(ph.kernelMs)} + init ${s(ph.initMs)} + root mount ${s(ph.mountMs)}   total ${s(r.totalMs)}`);
-          }
-        }
+        const { results, outDir } = await bootTimes([...byText.keys()], p.values.runs ?? 1, async (k) => {
+          const r = await vmExec(byText.get(k)!, 'true', { quiet: true, signal });
+          if (r.exitCode !== 0) throw new Error(`the guest on ${k} could not run \`true\` (exit ${r.exitCode})`);
+          return { release: r.release, accel: r.accel, phases: r.phases, totalMs: r.totalMs };
+        }, {
+          outDir: p.values.out,
+          onSample: (x) => console.log(`${x.kernel.padEnd(6)} ${x.release.padEnd(22)} ${x.accel}  boot-to-ready ${s(x.phases.readyMs)}  = qemu ${s(x.phases.qemuMs)} + kernel ${s(x.phases.kernelMs)} + init ${s(x.phases.initMs)} + root mount ${s(x.phases.mountMs)}   total ${s(x.totalMs)}`),
+        });
+        for (const k of results.summary) console.log(`${k.kernel.padEnd(6)} median ${s(k.readyMs.median)} (${s(k.readyMs.min)}–${s(k.readyMs.max)}); ≤ 3 s: ${k.goal.verdict}, ${k.goal.detail}`);
+        if (results.context?.busy.length) console.log(`busy machine: ${results.context.busy.join('; ')}`);
+        console.log(`report: ${path.join(outDir, 'report.html')}`);
       } finally {
         dispose();
       }
