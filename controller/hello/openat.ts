@@ -7,7 +7,9 @@
 // The line sink (writeLines) goes further: it formats each record's bytes straight from the ring
 // into one reusable output buffer (no JS string, object or array per record) and writes once per
 // batch — the profile of the decode-then-format path was dominated by string building, UTF-8
-// decoding and the garbage both leave behind.
+// decoding and the garbage both leave behind. writeLinesInWorker runs that sink on a thread of its
+// own in a blocking loop, with none of the event loop's per-batch cost (ARCHITECTURE.md, ring
+// buffer consumer).
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
@@ -144,6 +146,7 @@ export class OpenatTracer implements Disposable {
   writeLinesInWorker(fd: number, opts: { bufBytes?: number; injectDelayNs?: number } = {}): LineWorker {
     const shared = new SharedArrayBuffer(32);
     const ctl = new Int32Array(shared, 0, 1);
+    this.workerCtls.push(ctl);
     const counters = new BigInt64Array(shared, 8, 3);
     const data: LineWorkerData = { ringFd: this.ring.map.fd, ringBytes: this.ring.map.meta.maxEntries, at: this.at, outFd: fd, coalesceMs: this.coalesceMs, injectDelayNs: opts.injectDelayNs ?? 0, bufBytes: opts.bufBytes ?? 1 << 20, shared };
     const [file, how] = workerEntry(LINE_WORKER);
@@ -171,10 +174,17 @@ export class OpenatTracer implements Disposable {
   }
 
   private closed = false;
+  /** the stop flags of line workers started on this tracer: close() raises them */
+  private readonly workerCtls: Int32Array[] = [];
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    // a worker maps the ring on its own and would outlive the tracer (and keep the process alive)
+    for (const ctl of this.workerCtls) {
+      Atomics.store(ctl, 0, 1);
+      Atomics.notify(ctl, 0);
+    }
     this.link.close();
     this.ring.close();
     this.statsHandle?.close();

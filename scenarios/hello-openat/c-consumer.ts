@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { OUT_DIR, ensureObject } from '../../bpf/build.ts';
 import { LabError } from '../../lab/errors.ts';
-import { nodeProgramArgv } from '../../lab/dist.ts';
+import { bundledProgramArgv } from '../../lab/bundle.ts';
 import { scaledTimeout } from '../../lab/scenario.ts';
 import { perSec, procCpuNs, sampler, settle, startGenerator, warmDelivered, warmUp, type ConsumerRun } from './consumer.ts';
 
@@ -50,7 +50,9 @@ export async function runCConsumer(consumerBin: string, genBin: string, rate: nu
  */
 export async function runTsProcess(genBin: string, rate: number, durationMs: number, openPath: string, outFile: string, coalesceMs = 5, injectDelayNs = 0, warmupMs = 0, thread: 'worker' | 'loop' = 'worker'): Promise<ConsumerRun> {
   const env = injectDelayNs > 0 ? { ...process.env, EBPF_LAB_INJECT_DELAY_NS: String(injectDelayNs) } : undefined;
-  return runConsumerProcess(thread === 'worker' ? 'ts' : 'ts-loop', (pid) => [...nodeProgramArgv(TS_MAIN), String(pid), String(coalesceMs), thread], genBin, rate, durationMs, openPath, outFile, { env, warmupMs });
+  // compiled ahead of time, as the C consumer is (lab/bundle.ts bundledProgramArgv)
+  const node = await bundledProgramArgv(TS_MAIN);
+  return runConsumerProcess(thread === 'worker' ? 'ts' : 'ts-loop', (pid) => [...node, String(pid), String(coalesceMs), thread], genBin, rate, durationMs, openPath, outFile, { env, warmupMs });
 }
 
 /**

@@ -74,14 +74,14 @@ describeRoot('hello-openat', () => {
     }
   }, 60_000);
 
-  it('the TS consumer in a process of its own (the bench\'s TS row) delivers every event, lines as the C consumer prints them, and reports on SIGINT', async () => {
+  it.each(['worker', 'loop'] as const)('the TS consumer in a process of its own, compiled (the bench\'s TS rows; %s) delivers every event, lines as the C consumer prints them, and reports on SIGINT', async (thread) => {
     const { runTsProcess } = await import('./c-consumer.ts');
     const { buildLoadgen } = await import('./consumer.ts');
     const gen = await buildLoadgen();
     const out = path.join(os.tmpdir(), `hello-tsp-${process.pid}.out`);
     try {
-      const r = await runTsProcess(gen, 5000, 400, '/nonexistent/hello-ts-test', out, 2);
-      expect(r.consumer).toBe('ts');
+      const r = await runTsProcess(gen, 5000, 400, '/nonexistent/hello-ts-test', out, 2, 0, 0, thread);
+      expect(r.consumer).toBe(thread === 'worker' ? 'ts' : 'ts-loop');
       expect(r.lost).toBe(0);
       expect(r.delivered).toBe(r.gen.ops);
       expect(r.batches).toBeGreaterThan(0);
@@ -111,25 +111,6 @@ describeRoot('hello-openat', () => {
       expect(r.delivered).toBe(r.gen.ops);
       const lines = fs.readFileSync(out, 'utf8').split('\n').filter(Boolean);
       expect(lines).toHaveLength(r.warmup!.delivered + r.delivered);
-    } finally {
-      fs.rmSync(out, { force: true });
-    }
-  }, 90_000);
-
-  it('the bundled TS consumer (what a VM guest runs: its line worker is a bundle entry point of its own) delivers every event', async () => {
-    const { runConsumerProcess } = await import('./c-consumer.ts');
-    const { buildLoadgen } = await import('./consumer.ts');
-    const { ensureBundle } = await import('../../lab/bundle.ts');
-    const [gen, cli] = await Promise.all([buildLoadgen(), ensureBundle()]);
-    const main = path.join(path.dirname(path.dirname(cli)), 'scenarios', 'hello-openat', 'ts-consumer.main.js');
-    const out = path.join(os.tmpdir(), `hello-bundled-${process.pid}.out`);
-    try {
-      const r = await runConsumerProcess('ts', (pid) => [process.execPath, main, String(pid), '2', 'worker'], gen, 5000, 400, '/nonexistent/hello-bundled-test', out);
-      expect(r.lost).toBe(0);
-      expect(r.gen.ops).toBeGreaterThan(1000);
-      expect(r.delivered).toBe(r.gen.ops);
-      expect(r.batches).toBeGreaterThan(0);
-      expect(fs.readFileSync(out, 'utf8').split('\n').filter((l) => l.endsWith(' /nonexistent/hello-bundled-test'))).toHaveLength(r.delivered);
     } finally {
       fs.rmSync(out, { force: true });
     }
@@ -215,6 +196,22 @@ describeRoot('hello-openat', () => {
       fs.rmSync(dir, { recursive: true, force: true });
     }
   }, 60_000);
+
+  it('closing the tracer ends its line worker (which maps the ring on its own and would otherwise keep the process alive)', async () => {
+    const tracer = await OpenatTracer.start({ pid: process.pid, coalesceMs: 2 });
+    const fd = fs.openSync('/dev/null', 'w');
+    try {
+      const w = tracer.writeLinesInWorker(fd);
+      await w.ready;
+      const t0 = Date.now();
+      tracer.close();
+      await w.done;
+      expect(Date.now() - t0).toBeLessThan(5000);
+    } finally {
+      tracer.close();
+      fs.closeSync(fd);
+    }
+  }, 30_000);
 
   it('the scenario runs end to end and writes results.json and a self-contained report', async () => {
     const { runOnHost, parseRunArgs } = await import('../../lab/run.ts');
