@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { BUNDLE_DIR, REPO_ROOT, nodeProgramArgv } from './dist.ts';
+import { BUNDLE_DIR, REPO_ROOT, entryPath, nodeProgramArgv } from './dist.ts';
 import { LabError } from './errors.ts';
 
 export const DIST_DIR = distDir();
@@ -85,7 +85,7 @@ function current(entries: string[]): Stamp | undefined {
   try {
     const s = JSON.parse(fs.readFileSync(CURRENT(), 'utf8')) as Stamp;
     const fresh = s.root === REPO_ROOT && s.entries.join('\n') === entries.join('\n') && s.builtAt >= newestInput() &&
-      entries.every((e) => fs.existsSync(path.join(s.dir, path.relative(REPO_ROOT, e)).replace(/\.ts$/, '.js')));
+      entries.every((e) => fs.existsSync(entryPath(e, s.dir)));
     return fresh ? s : undefined;
   } catch {
     return undefined;
@@ -176,6 +176,5 @@ export async function ensureBundle(log: (s: string) => void = () => {}): Promise
  */
 export async function bundledProgramArgv(tsFile: string): Promise<string[]> {
   if (BUNDLE_DIR) return nodeProgramArgv(tsFile);
-  const dir = path.dirname(path.dirname(await ensureBundle()));
-  return [process.execPath, path.join(dir, path.relative(REPO_ROOT, tsFile)).replace(/\.ts$/, '.js')];
+  return [process.execPath, entryPath(tsFile, path.dirname(path.dirname(await ensureBundle())))];
 }

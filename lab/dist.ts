@@ -14,10 +14,13 @@ import { REPO_ROOT } from '../common/paths.ts';
 
 export { REPO_ROOT };
 
-/** A repository .ts module as the path to import in this mode (bundled entry points end in .js). */
-export function entryPath(tsFile: string): string {
-  if (!BUNDLE_DIR) return tsFile;
-  return path.join(BUNDLE_DIR, path.relative(REPO_ROOT, tsFile)).replace(/\.ts$/, '.js');
+/**
+ * A repository .ts module as the path to import in this mode (bundled entry points end in .js),
+ * or in the bundle built at `bundleDir`.
+ */
+export function entryPath(tsFile: string, bundleDir = BUNDLE_DIR): string {
+  if (!bundleDir) return tsFile;
+  return path.join(bundleDir, path.relative(REPO_ROOT, tsFile)).replace(/\.ts$/, '.js');
 }
 
 /**

@@ -2,6 +2,7 @@
 // byte from a ring record into an output buffer. A leaf (no libbpf object), so the line worker
 // (lines.worker.ts) formats exactly as the tracer on the main thread does.
 import fs from 'node:fs';
+import type { RingBuffer } from '../libbpf/ringbuf.ts';
 
 /** byte offsets in struct openat_event of what a line prints (from BTF; OpenatTracer reads them) */
 export interface LineLayout {
@@ -60,7 +61,7 @@ export function formatLine(src: Uint8Array, dv: DataView, at: LineLayout, off: n
  * callback per record), format every record into `out`, flushing to `fd` when it fills; the caller
  * flushes after each batch. Shared by writeLines on the main thread and the line worker.
  */
-export function lineSink(ring: { bytes: Uint8Array; view: DataView; offsets(): Int32Array; take(into: Int32Array, max: number): number; release(): void }, at: LineLayout, fd: number, bufBytes = 1 << 20) {
+export function lineSink(ring: Pick<RingBuffer<unknown>, 'bytes' | 'view' | 'offsets' | 'take' | 'release'>, at: LineLayout, fd: number, bufBytes = 1 << 20) {
   const out = Buffer.allocUnsafe(Math.max(bufBytes, 2 * maxLineBytes(at)));
   const limit = out.length - maxLineBytes(at);
   const offs = ring.offsets();

@@ -141,7 +141,7 @@ export class OpenatTracer implements Disposable {
    * blocking epoll_wait, where the event loop pays a timer, a libuv turn and an async generator
    * step per batch, plus koffi's thread pool for every idle wait. Costs a thread (and its V8
    * isolate, ~10 MiB) and gives up onBatch: the counters are read with stats(). stop() ends the
-   * loop after a last drain; close() the tracer only after it resolved.
+   * loop after a last drain (close() of the tracer stops it too, without waiting).
    */
   writeLinesInWorker(fd: number, opts: { bufBytes?: number; injectDelayNs?: number } = {}): LineWorker {
     const shared = new SharedArrayBuffer(32);

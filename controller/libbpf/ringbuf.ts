@@ -275,28 +275,42 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
     const sleep = (ms: number) => {
       if (ms > 0) Atomics.wait(ctl, 0, 0, ms);
     };
-    let last = performance.now();
-    let rate = 0;
+    const pace = this.pacer();
     while (Atomics.load(ctl, 0) === 0 && !this.closed) {
       const n = step(this.maxBatch);
       if (n > 0) {
-        const now = performance.now();
-        rate = (n * 1000) / Math.max(now - last, 0.05);
-        last = now;
+        const d = pace.afterBatch(n);
         onBatch?.(n);
-        if (n < this.maxBatch) sleep(coalesceDelayMs(rate, this.targetBatch, this.coalesceMs));
+        sleep(d);
         continue;
       }
       if (this.pending > 0) {
         sleep(0.05); // a record is still being written (busy bit)
         continue;
       }
-      if (this.waitSync() && this.coalesceMs > 0) {
-        last = performance.now();
-        sleep(coalesceDelayMs(rate, this.targetBatch, this.coalesceMs));
-      }
+      if (this.waitSync() && this.coalesceMs > 0) sleep(pace.afterWake());
     }
     for (let n; !this.closed && (n = step(this.maxBatch)) > 0; ) onBatch?.(n);
+  }
+
+  /** the wake-up policy's state, one per consumer loop (pump, pumpBlocking) */
+  private pacer() {
+    let last = performance.now();
+    let rate = 0; // records/s over the last interval that delivered
+    return {
+      /** after a batch of n: ms to sleep before draining again (0 = at once: the consumer is behind when n hit maxBatch) */
+      afterBatch: (n: number): number => {
+        const now = performance.now();
+        rate = (n * 1000) / Math.max(now - last, 0.05);
+        last = now;
+        return n >= this.maxBatch ? 0 : coalesceDelayMs(rate, this.targetBatch, this.coalesceMs);
+      },
+      /** after a kernel wake-up (the first record after the consumer caught up): ms to let a batch gather, at the rate seen before */
+      afterWake: (): number => {
+        last = performance.now();
+        return coalesceDelayMs(rate, this.targetBatch, this.coalesceMs);
+      },
+    };
   }
 
   /**
@@ -309,18 +323,13 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
    */
   async *pump(visit: ((off: number, len: number) => void) | { step: (max: number) => number }): AsyncGenerator<number> {
     const step = typeof visit === 'function' ? (max: number) => this.consume(visit, max) : visit.step;
-    let last = performance.now();
-    let rate = 0; // records/s over the last interval that delivered
-    let woke = false;
+    const pace = this.pacer();
     while (!this.closed) {
       const n = step(this.maxBatch);
       if (n > 0) {
-        const now = performance.now();
-        rate = (n * 1000) / Math.max(now - last, 0.05);
-        last = now;
+        const d = pace.afterBatch(n);
         yield n;
         if (n >= this.maxBatch || this.closed) continue;
-        const d = coalesceDelayMs(rate, this.targetBatch, this.coalesceMs);
         await (d > 0 ? new Promise((r) => setTimeout(r, d)) : new Promise((r) => setImmediate(r)));
         continue;
       }
@@ -329,13 +338,9 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
         await new Promise((r) => setImmediate(r));
         continue;
       }
-      woke = await this.wait();
       // a kernel wake-up comes with the first record after we caught up: let a batch gather
       // before draining, at the rate seen before the ring went empty
-      if (woke && this.coalesceMs > 0 && !this.closed) {
-        last = performance.now();
-        await new Promise((r) => setTimeout(r, coalesceDelayMs(rate, this.targetBatch, this.coalesceMs)));
-      }
+      if ((await this.wait()) && this.coalesceMs > 0 && !this.closed) await new Promise((r) => setTimeout(r, pace.afterWake()));
     }
   }
 
