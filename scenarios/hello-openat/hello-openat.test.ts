@@ -155,7 +155,7 @@ describeRoot('hello-openat', () => {
     let batches = 0;
     // a small buffer: flushes inside a batch too
     const worker = thread === 'worker' ? tracer.writeLinesInWorker(fd, { bufBytes: 4096 }) : null;
-    const sink = worker ? worker.ready.then(() => worker.done) : tracer.writeLines(fd, () => batches++, 4096);
+    const sink = worker ? worker.done : tracer.writeLines(fd, () => batches++, 4096);
     await worker?.ready;
     try {
       expect(await until(() => (stderr.includes('READY') ? true : undefined), 15000)).toBe(true);

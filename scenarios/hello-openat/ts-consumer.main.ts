@@ -31,7 +31,7 @@ const stopped = new Promise<void>((resolve) => {
 // the bench's --inject-delay-us (a deliberate, labelled slowdown for validating `lab compare`)
 const injectNs = Number(process.env.EBPF_LAB_INJECT_DELAY_NS ?? 0);
 let stats: { delivered: number; batches: number; lastNs: bigint };
-let lost: number;
+let done: Promise<void> | undefined;
 if (threadArg === 'worker') {
   const w = tracer.writeLinesInWorker(1, { injectDelayNs: injectNs });
   await w.ready;
@@ -39,20 +39,18 @@ if (threadArg === 'worker') {
   await Promise.race([stopped, w.done]);
   await w.stop(); // the worker's last drain, then its exit
   stats = w.stats();
-  lost = tracer.lost;
 } else {
-  stats = { delivered: 0, batches: 0, lastNs: 0n };
-  const done = tracer.writeLines(1, (n) => {
-    stats.delivered += n;
-    stats.batches++;
-    stats.lastNs = process.hrtime.bigint();
-    if (injectNs > 0) for (const until = stats.lastNs + BigInt(injectNs * n); process.hrtime.bigint() < until; );
+  const s = (stats = { delivered: 0, batches: 0, lastNs: 0n });
+  done = tracer.writeLines(1, (n) => {
+    s.delivered += n;
+    s.batches++;
+    s.lastNs = process.hrtime.bigint();
+    if (injectNs > 0) for (const until = s.lastNs + BigInt(injectNs * n); process.hrtime.bigint() < until; );
   });
   process.stderr.write('READY\n');
   await stopped;
-  lost = tracer.lost; // read before close() drops the map
-  tracer.close(); // ends writeLines after its current batch
-  await done;
 }
-tracer.close();
+const lost = tracer.lost; // read before close() drops the map
+tracer.close(); // ends writeLines after its current batch
+await done;
 process.stderr.write(`${JSON.stringify({ delivered: stats.delivered, lost, batches: stats.batches, last_ns: Number(stats.lastNs) })}\n`);
