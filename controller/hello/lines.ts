@@ -1,8 +1,8 @@
 // The hello tracer's line format ("%7u %-16s %s\n", the C consumer's printf), written byte for
 // byte from a ring record into an output buffer. A leaf (no libbpf object), so the line worker
 // (lines.worker.ts) formats exactly as the tracer on the main thread does.
-import fs from 'node:fs';
 import type { RingBuffer } from '../libbpf/ringbuf.ts';
+import { writeAll } from '../libbpf/fdio.ts';
 
 /** byte offsets in struct openat_event of what a line prints (from BTF; OpenatTracer reads them) */
 export interface LineLayout {
@@ -58,8 +58,8 @@ export function formatLine(src: Uint8Array, dv: DataView, at: LineLayout, off: n
 
 /**
  * The line sink's loop body over a ring: take a batch (take/release, one monomorphic loop, no
- * callback per record), format every record into `out`, flushing to `fd` when it fills; the caller
- * flushes after each batch. Shared by writeLines on the main thread and the line worker.
+ * callback per record), format every record into `out`, flushing to `fd` when it fills (libc
+ * write: fdio.ts); the caller flushes after each batch. Shared by writeLines on the main thread and the line worker.
  */
 export function lineSink(ring: Pick<RingBuffer<unknown>, 'bytes' | 'view' | 'offsets' | 'take' | 'release'>, at: LineLayout, fd: number, bufBytes = 1 << 20) {
   const out = Buffer.allocUnsafe(Math.max(bufBytes, 2 * maxLineBytes(at)));
@@ -69,7 +69,7 @@ export function lineSink(ring: Pick<RingBuffer<unknown>, 'bytes' | 'view' | 'off
   const dv = ring.view;
   let pos = 0;
   const flush = () => {
-    for (let w = 0; w < pos; ) w += fs.writeSync(fd, out, w, pos - w);
+    if (pos > 0) writeAll(fd, out, pos);
     pos = 0;
   };
   const step = (max: number) => {

@@ -147,7 +147,7 @@ export class OpenatTracer implements Disposable {
     const shared = new SharedArrayBuffer(32);
     const ctl = new Int32Array(shared, 0, 1);
     this.workerCtls.push(ctl);
-    const counters = new BigInt64Array(shared, 8, 3);
+    const counters = new Float64Array(shared, 8, 3);
     const data: LineWorkerData = { ringFd: this.ring.map.fd, ringBytes: this.ring.map.meta.maxEntries, at: this.at, outFd: fd, coalesceMs: this.coalesceMs, injectDelayNs: opts.injectDelayNs ?? 0, bufBytes: opts.bufBytes ?? 1 << 20, shared };
     const [file, how] = workerEntry(LINE_WORKER);
     const w = new Worker(file, { ...how, workerData: data });
@@ -163,7 +163,7 @@ export class OpenatTracer implements Disposable {
     ready.catch(() => {});
     return {
       ready,
-      stats: () => ({ delivered: Number(Atomics.load(counters, 0)), batches: Number(Atomics.load(counters, 1)), lastNs: Atomics.load(counters, 2) }),
+      stats: () => ({ delivered: counters[0]!, batches: counters[1]!, lastNs: BigInt(Math.round(counters[2]!)) }),
       stop: () => {
         Atomics.store(ctl, 0, 1);
         Atomics.notify(ctl, 0);

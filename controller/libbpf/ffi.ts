@@ -278,6 +278,7 @@ export const C = {
   /** blocking, on the calling thread: only for a thread of its own (RingBuffer.pumpBlocking in a worker) */
   epoll_wait_sync: c('int epoll_wait(int epfd, _Out_ epoll_event *events, int maxevents, int timeout)'),
   open: c('int open(const char *path, int flags, int mode)'),
+  write: c('long write(int fd, const uint8_t *buf, size_t len)'),
   sysconf: c('long sysconf(int name)'),
   syscall_perf_event_open: c('long syscall(long nr, perf_event_attr *attr, int pid, int cpu, int group_fd, unsigned long flags)'),
   ioctl: c('int ioctl(int fd, unsigned long req, unsigned long arg)'),

@@ -3,7 +3,10 @@
 // `cp bpf/.output/test/fixture.bpf.o controller/libbpf/testdata/` after the root tests built it)
 // is opened, never loaded: libbpf parses ELF and BTF in user space, so codecs, map specs,
 // skeleton checks, globals' initial values and attach input validation are all testable here.
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, expectTypeOf, it } from 'vitest';
 import { archFacts } from '../../common/arch.ts';
@@ -13,6 +16,7 @@ import {
   defineSkeleton, errnoCode, type XdpMode,
 } from './index.ts';
 import { B, type Mem, type Ptr } from './ffi.ts';
+import { writeAll } from './fdio.ts';
 
 const FIXTURE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'testdata', 'fixture.bpf.o');
 
@@ -107,5 +111,56 @@ describe('binding offline (stored object, no kernel, no root)', () => {
     expectTypeOf(B.bpf_map__name).returns.toEqualTypeOf<string | null>();
     expectTypeOf(B.bpf_map__initial_value).parameters.toEqualTypeOf<[Mem, number[]]>();
     expect(B.libbpf_major_version()).toBeGreaterThanOrEqual(1);
+  });
+});
+
+describe('writeAll (libc write for the ring consumers’ sinks)', () => {
+  it('writes every byte of a buffer, and of a prefix of it, to a file', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fdio-'));
+    try {
+      const buf = Buffer.from(Array.from({ length: 300_000 }, (_, i) => i % 251));
+      const fd = fs.openSync(path.join(dir, 'out'), 'w');
+      writeAll(fd, buf);
+      writeAll(fd, buf, 1000);
+      fs.closeSync(fd);
+      expect(fs.readFileSync(path.join(dir, 'out')).equals(Buffer.concat([buf, buf.subarray(0, 1000)]))).toBe(true);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('waits out a full non-blocking pipe (EAGAIN) instead of failing, and delivers everything in order', async () => {
+    // libuv makes the child's stdin pipe non-blocking on our side; the reader starts late, so
+    // 1 MiB cannot fit the pipe's 64 KiB and write(2) says EAGAIN until it drains. The reader
+    // writes to a file, not back to us: this thread is blocked in writeAll meanwhile.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fdio-'));
+    try {
+      const out = path.join(dir, 'out');
+      const child = spawn('sh', ['-c', 'sleep 0.3; exec cat > "$0"', out], { stdio: ['pipe', 'ignore', 'inherit'] });
+      const fd = (child.stdin as unknown as { _handle: { fd: number } })._handle.fd;
+      const flags = parseInt(/^flags:\s+(\d+)/m.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))![1]!, 8);
+      expect(flags & 0o4000 /* O_NONBLOCK */).not.toBe(0); // else this would test a blocking write
+      const buf = Buffer.from(Array.from({ length: 1 << 20 }, (_, i) => (i * 7) % 256));
+      const t0 = Date.now();
+      writeAll(fd, buf);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(200);
+      child.stdin!.end();
+      await new Promise((r) => child.once('close', r));
+      expect(fs.readFileSync(out).equals(buf)).toBe(true);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('names the errno of a write that cannot succeed', () => {
+    const fd = fs.openSync(os.devNull, 'r');
+    try {
+      const e = thrown(() => writeAll(fd, Buffer.from('x')));
+      expect(e).toBeInstanceOf(BpfError);
+      expect((e as BpfError).code).toBe('EBADF');
+      expect((e as Error).message).toMatch(/^write to fd \d+: EBADF/);
+    } finally {
+      fs.closeSync(fd);
+    }
   });
 });
