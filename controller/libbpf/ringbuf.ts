@@ -194,13 +194,17 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
     if (this.closed) return 0;
     let cons = this.readPos(this.cons);
     const prod = this.readPos(this.prod);
-    const size = this.size;
+    const mask = this.size - 1; // a ring's size is a power of two (≤ 2^31)
     const hdrs = this.hdrs;
     const lens = into === this.offs ? this.lens : null;
     const limit = Math.min(max, into.length);
     let n = 0;
     while (cons < prod && n < limit) {
-      const off = cons % size; // positions are 64-bit; JS bit ops are 32-bit, so no masking
+      // positions are 64-bit and held as doubles (exact below 2^53): `&` takes them modulo 2^32
+      // first, which the power-of-two mask divides, so this is cons mod size. `%` was exact too,
+      // but V8 compiled it to a division: 9–14 ns per record against ~1 (Node 20, a loop over
+      // positions from 0, 2^31 and 2^40; exploratory)
+      const off = cons & mask;
       const hdr = plainAcquire ? hdrs[off >>> 2]! : Atomics.load(hdrs, off >>> 2); // acquire; records are 8-byte aligned
       if (hdr & BUSY) break;
       const len = hdr & 0x3fffffff;
