@@ -9,6 +9,11 @@ describe('interleaving order', () => {
     expect(o).toEqual(['A0', 'B0', 'C0', 'A1', 'B1', 'C1', 'A2', 'B2', 'C2']);
   });
 
+  it('alternate reverses every second round, so each pair swaps which runs first', () => {
+    const o = interleavedOrder(['A', 'B', 'C'], 4, { alternate: true }).map((s) => `${s.config}${s.round}`);
+    expect(o).toEqual(['A0', 'B0', 'C0', 'C1', 'B1', 'A1', 'A2', 'B2', 'C2', 'C3', 'B3', 'A3']);
+  });
+
   it('refuses a bad repeat or duplicate configurations', () => {
     expect(() => interleavedOrder(['A'], 0)).toThrow(/repeat/);
     expect(() => interleavedOrder(['A', 'A'], 1)).toThrow(/duplicate/);
@@ -37,6 +42,16 @@ describe('interleaving order', () => {
     }, { signal: ac.signal });
     expect(r.byConfig).toEqual({ x: [0], y: [0], z: [0] });
     expect(r.order.map((s) => s.config)).toEqual(['x', 'y', 'z']);
+  });
+
+  it('an alternating run still groups per configuration in round order', async () => {
+    const seen: string[] = [];
+    const r = await runInterleaved(['x', 'y'], 3, async (c, round) => {
+      seen.push(`${c}${round}`);
+      return round;
+    }, { alternate: true });
+    expect(seen).toEqual(['x0', 'y0', 'y1', 'x1', 'x2', 'y2']);
+    expect(r.byConfig).toEqual({ x: [0, 1, 2], y: [0, 1, 2] });
   });
 });
 

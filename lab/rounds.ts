@@ -11,12 +11,20 @@ export interface Step<C extends string> {
   config: C;
 }
 
-/** the run order: every configuration once per round, rounds one after another */
-export function interleavedOrder<C extends string>(configs: readonly C[], repeat: number): Step<C>[] {
+/**
+ * The run order: every configuration once per round, rounds one after another. `alternate`
+ * reverses every second round (A B C, C B A, …): whichever of two configurations ran first in one
+ * round runs second in the next, so a machine that drifts steadily during a round does not always
+ * favour the same one (counterbalancing; a fixed order charged the drift to the later row).
+ */
+export function interleavedOrder<C extends string>(configs: readonly C[], repeat: number, opts: { alternate?: boolean } = {}): Step<C>[] {
   if (!Number.isInteger(repeat) || repeat < 1) throw new Error(`repeat must be a positive integer, got ${repeat}`);
   if (new Set(configs).size !== configs.length) throw new Error(`duplicate configuration in ${configs.join(', ')}`);
   const out: Step<C>[] = [];
-  for (let round = 0; round < repeat; round++) for (const config of configs) out.push({ round, config });
+  for (let round = 0; round < repeat; round++) {
+    const inRound = opts.alternate && round % 2 === 1 ? [...configs].reverse() : configs;
+    for (const config of inRound) out.push({ round, config });
+  }
   return out;
 }
 
@@ -36,9 +44,9 @@ export async function runInterleaved<C extends string, M>(
   configs: readonly C[],
   repeat: number,
   measure: (config: C, round: number) => Promise<M>,
-  opts: { signal?: AbortSignal; onStep?: (step: Step<C>, index: number, total: number) => void } = {},
+  opts: { signal?: AbortSignal; onStep?: (step: Step<C>, index: number, total: number) => void; alternate?: boolean } = {},
 ): Promise<Rounds<C, M>> {
-  const order = interleavedOrder(configs, repeat);
+  const order = interleavedOrder(configs, repeat, { alternate: opts.alternate });
   const byConfig = Object.fromEntries(configs.map((c) => [c, [] as M[]])) as Record<C, M[]>;
   const done: Step<C>[] = [];
   for (const [i, step] of order.entries()) {

@@ -4,9 +4,9 @@
 // no leaked programs, links or cgroups afterwards.
 import fs from 'node:fs';
 import http from 'node:http';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bpfObjects, describeRoot } from '../../lab/testing.ts';
-import { Chain, generate } from '../../scenarios/tracing/chain.ts';
+import { Chain, chainMissing, generate } from '../../scenarios/tracing/chain.ts';
 import { Tracer } from './tracer.ts';
 import { BoundedExporter, SpanConverter } from './export.ts';
 import type { Span } from './spans.ts';
@@ -25,7 +25,11 @@ async function spawnServer(src: string): Promise<{ child: import('node:child_pro
   return { child, port };
 }
 
-describeRoot('tracing (real kernel)', () => {
+// the chain's leaf and middle service are Debian's nginx and python3: without them there is no subject
+const noChain = chainMissing();
+const describeChain = noChain ? (name: string, fn: () => void) => describe.skip(`${name} [skipped: ${noChain}]`, fn) : describeRoot;
+
+describeChain('tracing (real kernel)', () => {
   let chain: Chain;
   let tracer: Tracer;
   const spans: Span[] = [];
@@ -102,7 +106,7 @@ describeRoot('tracing (real kernel)', () => {
   });
 });
 
-describeRoot('sampling (real kernel)', () => {
+describeChain('sampling (real kernel)', () => {
   let chain: Chain;
   let tracer: Tracer;
   const spans: Span[] = [];

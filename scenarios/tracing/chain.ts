@@ -30,6 +30,12 @@ export interface ServiceProc {
   output: () => string;
 }
 
+/** why the chain cannot start here (a binary it runs is missing), or null */
+export function chainMissing(): string | null {
+  const missing = [PYTHON, NGINX].filter((bin) => !fs.existsSync(bin));
+  return missing.length ? `${missing.join(' and ')} missing — pnpm lab setup tracing` : null;
+}
+
 export class Chain {
   readonly services: ServiceProc[] = [];
   refusedPort = 0;
@@ -40,7 +46,8 @@ export class Chain {
   }
 
   static async start(timeoutMs: number): Promise<Chain> {
-    for (const bin of [PYTHON, NGINX]) if (!fs.existsSync(bin)) throw new Error(`${bin} is missing (pnpm lab setup tracing)`);
+    const missing = chainMissing();
+    if (missing) throw new Error(missing);
     const root = cgroup2Root();
     const c = new Chain(path.join(root, `ebpf-lab-tracing-${process.pid}`), fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-tracing-')));
     try {
