@@ -69,7 +69,8 @@ export function formatLine(src: Uint8Array, dv: DataView, at: LineLayout, off: n
 /**
  * The line sink's loop body over a ring: take a batch (take/release, one monomorphic loop, no
  * callback per record), format every record into `out`, flushing to `fd` when it fills (libc
- * write: fdio.ts); the caller flushes after each batch. Shared by writeLines on the main thread and the line worker.
+ * write: fdio.ts); the caller flushes after each batch. Shared by writeLines on the main thread
+ * and the line worker.
  */
 export function lineSink(ring: Pick<RingBuffer<unknown>, 'bytes' | 'view' | 'offsets' | 'take' | 'release'>, at: LineLayout, fd: number, bufBytes = 1 << 20) {
   const out = Buffer.allocUnsafe(Math.max(bufBytes, 2 * maxLineBytes(at)));
