@@ -7,7 +7,12 @@ export const rootSkipReason: string | null = process.getuid?.() === 0 ? null : '
 
 /** describe() for tests that need root; elsewhere the suite is skipped with the reason in its name. */
 export function describeRoot(name: string, fn: () => void): void {
-  if (rootSkipReason) describe.skip(`${name} [skipped: ${rootSkipReason}]`, fn);
+  describeUnless(rootSkipReason, name, fn);
+}
+
+/** describe(), or describe.skip() with the reason in its name when `skipReason` is set (the subject is missing here) */
+export function describeUnless(skipReason: string | null, name: string, fn: () => void): void {
+  if (skipReason) describe.skip(`${name} [skipped: ${skipReason}]`, fn);
   else describe(name, fn);
 }
 

@@ -4,8 +4,8 @@
 // no leaked programs, links or cgroups afterwards.
 import fs from 'node:fs';
 import http from 'node:http';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bpfObjects, describeRoot } from '../../lab/testing.ts';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { bpfObjects, describeRoot, describeUnless, rootSkipReason } from '../../lab/testing.ts';
 import { Chain, chainMissing, generate } from '../../scenarios/tracing/chain.ts';
 import { Tracer } from './tracer.ts';
 import { BoundedExporter, SpanConverter } from './export.ts';
@@ -26,8 +26,8 @@ async function spawnServer(src: string): Promise<{ child: import('node:child_pro
 }
 
 // the chain's leaf and middle service are Debian's nginx and python3: without them there is no subject
-const noChain = chainMissing();
-const describeChain = noChain ? (name: string, fn: () => void) => describe.skip(`${name} [skipped: ${noChain}]`, fn) : describeRoot;
+const chainSkipReason = rootSkipReason ?? chainMissing();
+const describeChain = (name: string, fn: () => void) => describeUnless(chainSkipReason, name, fn);
 
 describeChain('tracing (real kernel)', () => {
   let chain: Chain;
