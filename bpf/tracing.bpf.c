@@ -98,6 +98,18 @@ struct {
 	__type(value, __u32);
 } sel_pids SEC(".maps");
 
+/*
+ * Which selector maps hold entries (enum tr_sel), kept by the loader. The
+ * exits of every task on the machine ask selected(); with this, a task outside the workloads pays
+ * one inlined array read and one hash miss (the map in use), not a miss in each of the two maps.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} sel_kinds SEC(".maps");
+
 /* sockets whose softirq-side transitions are reported: sk address → owner */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -179,10 +191,18 @@ LAB_EXPORT(tr_event);
 
 static __always_inline __u32 selected(void)
 {
-	__u64 cg = bpf_get_current_cgroup_id();
-	__u32 *s = bpf_map_lookup_elem(&sel_cgroups, &cg);
-	if (s)
-		return *s;
+	__u32 zero = 0;
+	__u32 *kinds = bpf_map_lookup_elem(&sel_kinds, &zero);
+	__u32 k = kinds ? *kinds : 0;
+	__u32 *s;
+	if (k & TR_SEL_CGROUPS) {
+		__u64 cg = bpf_get_current_cgroup_id();
+		s = bpf_map_lookup_elem(&sel_cgroups, &cg);
+		if (s)
+			return *s;
+	}
+	if (!(k & TR_SEL_PIDS))
+		return 0;
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	s = bpf_map_lookup_elem(&sel_pids, &tgid);
 	return s ? *s : 0;

@@ -29,6 +29,9 @@ enum tr_role { TR_ROLE_SERVER = 1, TR_ROLE_CLIENT = 2 };
 
 enum tr_dir { TR_DIR_IN = 1, TR_DIR_OUT = 2 };
 
+/* which selector maps hold entries (the value of map sel_kinds, written by the loader) */
+enum tr_sel { TR_SEL_CGROUPS = 1, TR_SEL_PIDS = 2 };
+
 /* which syscall produced a data record (the report lists the mix) */
 enum tr_sys {
 	TR_SYS_READ = 1, TR_SYS_WRITE, TR_SYS_READV, TR_SYS_WRITEV, TR_SYS_SENDTO, TR_SYS_RECVFROM,

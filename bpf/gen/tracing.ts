@@ -99,6 +99,7 @@ export interface TracingShape {
     local_clients: { key: tr_tuple; value: number };
     sel_cgroups: { key: bigint; value: number };
     sel_pids: { key: number; value: number };
+    sel_kinds: { key: number; value: number };
     unsampled: { key: number; value: number };
     red: { key: tr_red_key; value: tr_red };
     relay: { key: number; value: tr_relay };
@@ -128,6 +129,7 @@ export const tracing = defineSkeleton<TracingShape>({
     local_clients: { type: MapType.LRU_HASH, keySize: 36, valueSize: 4 },
     sel_cgroups: { type: MapType.HASH, keySize: 8, valueSize: 4 },
     sel_pids: { type: MapType.HASH, keySize: 4, valueSize: 4 },
+    sel_kinds: { type: MapType.ARRAY, keySize: 4, valueSize: 4 },
     unsampled: { type: MapType.LRU_HASH, keySize: 4, valueSize: 4 },
     red: { type: MapType.PERCPU_HASH, keySize: 8, valueSize: 248 },
     relay: { type: MapType.LRU_HASH, keySize: 4, valueSize: 8 },

@@ -22,6 +22,7 @@ export const TR = {
   EV_DATA: 1, EV_ACCEPT: 2, EV_CONNECT: 3, EV_ESTABLISHED: 4, EV_CLOSE: 5, EV_SKIP: 6,
   ROLE_SERVER: 1, ROLE_CLIENT: 2,
   DIR_IN: 1, DIR_OUT: 2,
+  SEL_CGROUPS: 1, SEL_PIDS: 2,
   MAX_CAP: 512,
 } as const;
 export const SYS_NAMES = ['', 'read', 'write', 'readv', 'writev', 'sendto', 'recvfrom', 'sendmsg', 'recvmsg', 'sendfile'];
@@ -201,6 +202,9 @@ export class KernelTracer implements Disposable {
   private readonly statsHandle: { close(): void } | null;
   private readonly selCgroups: BpfMap<bigint, number>;
   private readonly selPids: BpfMap<number, number>;
+  private readonly selKinds: BpfMap<number, number>;
+  private readonly cgroupsSelected = new Set<bigint>();
+  private readonly pidsSelected = new Set<number>();
 
   readonly obj: BpfObject;
   private readonly rec: RingRecord;
@@ -252,6 +256,7 @@ export class KernelTracer implements Disposable {
     });
     this.selCgroups = skel.maps.sel_cgroups;
     this.selPids = skel.maps.sel_pids;
+    this.selKinds = skel.maps.sel_kinds;
     this.statsHandle = opts.stats ? enableStats() : null;
     try {
       for (const [cat, name, prog] of present) {
@@ -304,14 +309,29 @@ export class KernelTracer implements Disposable {
 
   selectCgroup(id: bigint, service: number): void {
     this.selCgroups.set(id, service);
+    this.cgroupsSelected.add(id);
+    this.writeSelKinds();
   }
 
   selectPid(pid: number, service: number): void {
     this.selPids.set(pid, service);
+    this.pidsSelected.add(pid);
+    this.writeSelKinds();
   }
 
   unselectPid(pid: number): void {
     this.selPids.delete(pid);
+    this.pidsSelected.delete(pid);
+    this.writeSelKinds();
+  }
+
+  /*
+   * sel_kinds tells the programs which selector maps to look in (tracing.bpf.c, selected()). It is
+   * written after an entry is added and after one is removed, so a map is never skipped while it
+   * holds an entry.
+   */
+  private writeSelKinds(): void {
+    this.selKinds.set(0, (this.cgroupsSelected.size ? TR.SEL_CGROUPS : 0) | (this.pidsSelected.size ? TR.SEL_PIDS : 0));
   }
 
   /**

@@ -201,6 +201,46 @@ describeRoot('sys_exit flavours (real kernel)', () => {
   }
 });
 
+describeRoot('selection by cgroup and by pid (real kernel)', () => {
+  // The programs look only in the selector maps that hold entries (sel_kinds): a workload selected
+  // by cgroup must stay traced beside one selected by pid, and removing the last pid must stop the
+  // pid's spans without touching the cgroup's.
+  const SERVER = `require('node:http').createServer((q, s) => s.end('ok')).listen(0, '127.0.0.1', function () { process.stdout.write(String(this.address().port) + '\\n'); });`;
+  it('both kinds at once, then the pid removed: only the cgroup\'s requests still become spans', async () => {
+    const { cgroup2Root, createCgroup, joinCgroup, removeCgroup } = await import('../security/cgroup.ts');
+    const dir = `${cgroup2Root()}/ebpf-lab-test-sel-${process.pid}`;
+    createCgroup(dir);
+    const a = await spawnServer(SERVER);
+    const b = await spawnServer(SERVER);
+    const spans: Span[] = [];
+    let tracer: Tracer | null = null;
+    try {
+      joinCgroup(dir, a.child.pid!);
+      tracer = await Tracer.start({ services: [{ name: 'bycg', cgroup: dir }, { name: 'bypid', pid: b.child.pid! }], graceMs: 50, onSpan: (s) => spans.push(s) });
+      const served = async (want: number) => {
+        for (let i = 0; i < 30 && spans.filter((x) => x.kind === 'server').length < want; i++) await sleep(100);
+        await sleep(200);
+        return spans.filter((x) => x.kind === 'server').map((x) => `${x.service}${x.request?.target}`).sort();
+      };
+      await generate(a.port, ['/a1'], 1);
+      await generate(b.port, ['/b1'], 1);
+      // services are numbered from 1 in the order given: 1 = bycg, 2 = bypid
+      expect(await served(2)).toEqual(['1/a1', '2/b1']);
+      tracer.kernel.unselectPid(b.child.pid!);
+      spans.length = 0;
+      await generate(b.port, ['/b2'], 1);
+      await generate(a.port, ['/a2'], 1);
+      expect(await served(1)).toEqual(['1/a2']);
+    } finally {
+      await tracer?.stop();
+      a.child.kill('SIGKILL');
+      b.child.kill('SIGKILL');
+      await new Promise((r) => setTimeout(r, 100));
+      removeCgroup(dir);
+    }
+  }, 30_000);
+});
+
 describeRoot('bounded export queue (real sockets)', () => {
   it('drops beyond the bound while the backend is down, and exports when it returns', async () => {
     // a port nobody listens on, then a real OTLP/HTTP endpoint on the same port
