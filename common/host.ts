@@ -1,6 +1,6 @@
 // Host plumbing every BPF run needs: the pseudo filesystems (tracefs for tracepoints, bpffs for
-// pins, securityfs to read the active LSMs, debugfs), found or mounted, and the cgroup v2 root
-// (hybrid hosts mount it at /sys/fs/cgroup/unified, pure v2 hosts and our VMs at /sys/fs/cgroup).
+// pins, securityfs to read the active LSMs, debugfs), found or mounted. The cgroup v2 root is
+// common/cgroup.ts's.
 import fs from 'node:fs';
 import zlib from 'node:zlib';
 import { execa } from 'execa';
@@ -33,11 +33,6 @@ export async function ensureMounts(): Promise<void> {
     fs.mkdirSync(target, { recursive: true });
     await execa('mount', ['-t', type, type, target], { reject: false });
   }
-}
-
-export function cgroup2Root(): string | null {
-  const m = mounts().find((x) => x.type === 'cgroup2');
-  return m ? m.target : null;
 }
 
 export function tracefsRoot(): string | null {

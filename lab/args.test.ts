@@ -1,6 +1,6 @@
 // The argument layer and the probe-table reconciliation: pure logic, no root needed.
 import { describe, expect, it } from 'vitest';
-import { editDistance, parseArgs, suggest, toArgv, UsageError } from './args.ts';
+import { editDistance, parseArgs, suggest, toArgv, UsageError } from '../common/args.ts';
 import { reconcile } from './probes.ts';
 
 const spec = {

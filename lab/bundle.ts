@@ -11,8 +11,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { BUNDLE_DIR, REPO_ROOT, entryPath, nodeProgramArgv } from './dist.ts';
-import { LabError } from './errors.ts';
+import { BUNDLE_DIR, REPO_ROOT, entryPath, nodeProgramArgv } from '../common/dist.ts';
+import { LabError } from '../common/errors.ts';
 
 export const DIST_DIR = distDir();
 
@@ -54,9 +54,9 @@ export function entryPoints(): string[] {
   return [
     path.join(REPO_ROOT, 'lab', 'cli.ts'),
     ...dirs.map((d) => path.join(d, 'index.ts')).filter((f) => fs.existsSync(f)),
-    // programs a scenario starts as processes of their own (lab/dist.ts nodeProgramArgv)
+    // programs a scenario starts as processes of their own (common/dist.ts nodeProgramArgv)
     ...dirs.flatMap((d) => fs.readdirSync(d).filter((f) => f.endsWith('.main.ts')).map((f) => path.join(d, f))),
-    // worker_threads entry points of the control planes (lab/dist.ts workerEntry)
+    // worker_threads entry points of the control planes (common/dist.ts workerEntry)
     ...workerEntries(),
   ];
 }

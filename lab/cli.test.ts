@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ensureBundle } from './bundle.ts';
-import { REPO_ROOT } from './dist.ts';
+import { REPO_ROOT } from '../common/dist.ts';
 import { sampleResults } from './report/fixture.ts';
 import { REPORTS_DIR, makeOutDir } from './run.ts';
 

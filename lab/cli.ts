@@ -1,9 +1,9 @@
 #!/usr/bin/env -S npx tsx
 // The lab's one entry point: `pnpm lab <command> …`. Commands are loaded lazily so that
 // `pnpm lab doctor` does not pay for chart rendering or QEMU code it never uses.
-import { suggest, UsageError } from './args.ts';
-import { LabError } from './errors.ts';
-import { quietOnEpipe } from './stdio.ts';
+import { suggest, UsageError } from '../common/args.ts';
+import { LabError } from '../common/errors.ts';
+import { quietOnEpipe } from '../common/stdio.ts';
 
 quietOnEpipe();
 

@@ -1,5 +1,5 @@
 // `pnpm lab doctor`: what this kernel lets the lab do, probed (see lab/probes.ts).
-import { parseArgs } from './args.ts';
+import { parseArgs } from '../common/args.ts';
 import { formatProbeTable, probeKernel } from './probes.ts';
 import { ensureTools } from './setup.ts';
 

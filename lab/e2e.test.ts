@@ -18,7 +18,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { labCliArgv, REPO_ROOT } from './dist.ts';
+import { labCliArgv, REPO_ROOT } from '../common/dist.ts';
 import type { Results } from './results.ts';
 
 const hasQemu = spawnSync('qemu-system-x86_64', ['--version']).status === 0;

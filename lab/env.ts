@@ -5,7 +5,7 @@ import { execa } from 'execa';
 import { simpleGit } from 'simple-git';
 import type { Environment } from './results.ts';
 
-import { REPO_ROOT } from './dist.ts';
+import { REPO_ROOT } from '../common/dist.ts';
 
 export { REPO_ROOT };
 

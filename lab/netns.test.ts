@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import { execa } from 'execa';
 import { expect, it } from 'vitest';
-import { createTopology, listNamespaces, sweepStale, withNetns } from './netns.ts';
+import { createTopology, listNamespaces, sweepStale } from './netns.ts';
+import { withNetns } from '../controller/libbpf/index.ts';
 import { describeRoot } from './testing.ts';
 
 describeRoot('lab/netns', () => {

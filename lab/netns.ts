@@ -7,32 +7,6 @@ import { execFileSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import { execa, type Options as ExecaOptions, type ResultPromise } from 'execa';
 
-import { setNetns as setns } from '../controller/libbpf/index.ts';
-
-/**
- * Run a synchronous function with the calling thread in network namespace `name` (a name under
- * /run/netns). Only this thread moves, and only for the call: FFI calls made inside (attaching
- * XDP to an interface of that namespace, BPF_PROG_TEST_RUN with live frames) see its devices.
- * Anything asynchronous would run after the thread moved back, so fn must not return a promise.
- */
-export function withNetns<T>(name: string, fn: () => T): T {
-  const self = fs.openSync('/proc/thread-self/ns/net', 'r');
-  const target = fs.openSync(`/run/netns/${name}`, 'r');
-  try {
-    setns(target);
-    try {
-      const r = fn();
-      if (r && typeof (r as { then?: unknown }).then === 'function') throw new Error('withNetns: fn must be synchronous');
-      return r;
-    } finally {
-      setns(self);
-    }
-  } finally {
-    fs.closeSync(self);
-    fs.closeSync(target);
-  }
-}
-
 export interface VethEnd {
   ns: string; // role
   dev: string;

@@ -7,7 +7,8 @@ import { execa } from 'execa';
 import { BpfError, Btf, attachAuto, attachCgroup, attachPerfEventAllCpus, attachTc, attachXdp, enableStats, libbpf, type Link, type Program } from '../controller/libbpf/index.ts';
 import { probe, type Probe as ProbeSkeleton, type ProbeShape } from '../bpf/gen/probe.ts';
 import { ensureObject } from '../bpf/build.ts';
-import { activeLsms, cgroup2Root, ensureMounts } from './host.ts';
+import { activeLsms, ensureMounts } from '../common/host.ts';
+import { findCgroup2Root } from '../common/cgroup.ts';
 
 export interface Probe {
   ok: boolean;
@@ -115,7 +116,7 @@ export async function probeKernel(opts: { kvm?: boolean } = {}): Promise<ProbeTa
         await execa('ip', ['link', 'set', name, 'up'], { reject: false });
         await execa('ip', ['link', 'set', `${name}p`, 'up'], { reject: false });
       }
-      const cgRoot = cgroup2Root();
+      const cgRoot = findCgroup2Root();
       if (cgRoot) {
         cg = fs.mkdtempSync(`${cgRoot}/ebpf-lab-probe-`);
         cleanup.push(() => fs.rmdirSync(cg!));

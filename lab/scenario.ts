@@ -2,9 +2,9 @@
 // scenarios/<name>/ whose index.ts default-exports a Scenario. The same code runs on the host
 // and inside a VM (the VM target re-invokes the runner in the guest with --kernel host).
 import type { Block, Check, Headline, Results, Section } from './results.ts';
-import type { Progress } from './progress.ts';
+import type { Progress } from '../common/progress.ts';
 import type { ProbeTable } from './probes.ts';
-import type { Opts } from './args.ts';
+import type { Opts } from '../common/args.ts';
 import { LabError } from '../common/errors.ts';
 
 export interface ScenarioContext {

@@ -2,8 +2,8 @@
 // dpkg-query says what is missing, and only that goes to apt-get. The main-job commands call
 // ensureTools() so a fresh machine needs no manual step.
 import { execa } from 'execa';
-import { parseArgs, suggest, UsageError } from './args.ts';
-import { LabError } from './errors.ts';
+import { parseArgs, suggest, UsageError } from '../common/args.ts';
+import { LabError } from '../common/errors.ts';
 
 /** Debian package per capability; scenarios name the groups they need (Scenario.tools). */
 export const PACKAGES: Record<string, string[]> = {

@@ -3,9 +3,9 @@
 // maps (nothing stays attached: this tool pins nothing).
 import http from 'node:http';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
-import { parseArgs, suggest, UsageError, type CommandSpec, type Opts } from '../../lab/args.ts';
-import { LabError } from '../../lab/errors.ts';
-import { ensureMounts } from '../../lab/host.ts';
+import { parseArgs, suggest, UsageError, type CommandSpec, type Opts } from '../../common/args.ts';
+import { LabError } from '../../common/errors.ts';
+import { ensureMounts } from '../../common/host.ts';
 import { EnergyCollector, type Interval } from './collector.ts';
 import { energyMetrics } from './metrics.ts';
 

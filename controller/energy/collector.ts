@@ -6,10 +6,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { attachTrace, attachTracepoint, enableStats, mapInfo, perfEventOpen, type BpfMap, type Link } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
-import { LabError } from '../../lab/errors.ts';
+import { LabError } from '../../common/errors.ts';
 import { energy, type Energy, type EnergyShape, type energy_cpu, type energy_freq, type energy_key, type energy_task } from '../../bpf/gen/energy.ts';
 import { attribute, busyAtRead, DEFAULT_MODEL, type BusyAtRead, meteredEnergy, modelEnergy, validateModel, type CpuInterval, type ModelConfig, type PowerSourceName, type Use } from './model.ts';
 import { findMeter, type Meter } from './power.ts';
+import { findCgroup2Root } from '../../common/cgroup.ts';
 
 export interface CollectorOptions {
   /** sched_switch flavour: auto tries tp_btf first */
@@ -584,12 +585,9 @@ function readKhz(p: string): number {
   }
 }
 
+/** the cgroup2 root, or where it would be (a host without cgroup2 then attributes to no cgroup) */
 export function cgroup2Mount(): string {
-  for (const l of fs.readFileSync('/proc/mounts', 'utf8').split('\n')) {
-    const f = l.split(' ');
-    if (f[2] === 'cgroup2') return f[1]!;
-  }
-  return '/sys/fs/cgroup';
+  return findCgroup2Root() ?? '/sys/fs/cgroup';
 }
 
 function scanCgroups(root: string, maxDepth = 8): Map<bigint, string> {

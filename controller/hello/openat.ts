@@ -15,7 +15,7 @@ import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { RingBuffer, attachAuto, enableStats, type BpfObject, type Link } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
-import { workerEntry } from '../../lab/dist.ts';
+import { workerEntry } from '../../common/dist.ts';
 import { lineSink, type LineLayout } from './lines.ts';
 import type { LineWorkerData } from './lines.worker.ts';
 import { helloOpenat, type HelloOpenat, type openat_event } from '../../bpf/gen/hello_openat.ts';

@@ -1,4 +1,4 @@
-// `pnpm lab lb …`: the LB daemon and its admin CLI. Arguments go through lab/args.ts (strict,
+// `pnpm lab lb …`: the LB daemon and its admin CLI. Arguments go through common/args.ts (strict,
 // typed, --help per command, usage errors exit 2); expected failures are LabErrors (one line and
 // the fix); the admin API's 4xx answers become LabErrors too. The CLI talks to the daemon's unix
 // socket (--instance NAME or --socket PATH).

@@ -20,11 +20,35 @@ export { B as libbpf, koffi } from './ffi.ts';
 
 /**
  * Move the calling thread into the network namespace open at `fd` (CLONE_NEWNET). Attaching XDP/tc
- * or BPF_PROG_TEST_RUN with live frames acts on the namespace the calling thread is in; lab/netns.ts
- * builds withNetns() on this. Throws when the kernel refuses (needs CAP_SYS_ADMIN).
+ * or BPF_PROG_TEST_RUN with live frames acts on the namespace the calling thread is in; withNetns()
+ * below is built on this. Throws when the kernel refuses (needs CAP_SYS_ADMIN).
  */
 export function setNetns(fd: number): void {
   if ((C.setns(fd, 0x40000000)) !== 0) throw new BpfError(`setns(CLONE_NEWNET): ${errnoName(errno())}`, errno(), 'needs root');
+}
+
+/**
+ * Run a synchronous function with the calling thread in network namespace `name` (a name under
+ * /run/netns). Only this thread moves, and only for the call: FFI calls made inside (attaching
+ * XDP to an interface of that namespace, BPF_PROG_TEST_RUN with live frames) see its devices.
+ * Anything asynchronous would run after the thread moved back, so fn must not return a promise.
+ */
+export function withNetns<T>(name: string, fn: () => T): T {
+  const self = fs.openSync('/proc/thread-self/ns/net', 'r');
+  const target = fs.openSync(`/run/netns/${name}`, 'r');
+  try {
+    setNetns(target);
+    try {
+      const r = fn();
+      if (r && typeof (r as { then?: unknown }).then === 'function') throw new Error('withNetns: fn must be synchronous');
+      return r;
+    } finally {
+      setNetns(self);
+    }
+  } finally {
+    fs.closeSync(self);
+    fs.closeSync(target);
+  }
 }
 
 /**

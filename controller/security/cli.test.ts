@@ -104,7 +104,7 @@ setTimeout(() => process.stderr.write('finished\\n'), 200);`;
     expect(err).not.toContain('rc=0');
   });
 
-  it('with lab/stdio quietOnEpipe the command finishes normally and exits 0', async () => {
+  it('with common/stdio quietOnEpipe the command finishes normally and exits 0', async () => {
     const err = await run(true);
     expect(err).toContain('finished');
     expect(err).toContain('rc=0');

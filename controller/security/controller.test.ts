@@ -5,7 +5,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { bpfObjects, describeRoot } from '../../lab/testing.ts';
 import { PIN_DIR, SecurityController, pinnedLinks } from './controller.ts';
-import { cgroup2Root, createCgroup, removeCgroup } from './cgroup.ts';
+import { cgroup2Root, createCgroup, removeCgroup } from '../../common/cgroup.ts';
 import { PolicyError, parsePolicies } from './policy.ts';
 import { policyCommand } from './cli.ts';
 

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { BpfObject, Link, RingBuffer, attachCgroup, attachLsm, attachTrace, attachTracepoint, removePinDir, type BpfMap } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { security, type Security as SecuritySkeleton, type SecurityShape, type sec_event } from '../../bpf/gen/security.ts';
-import { cgroup2Root } from './cgroup.ts';
+import { cgroup2Root } from '../../common/cgroup.ts';
 import { formatAddr } from './policy.ts';
 import { F_ENFORCE, MAP_NAMES, PolicyStore, emptyState, type SecMaps, type StoreState, type StoredPolicy } from './store.ts';
 import { KernelIdentity } from './identity.ts';

@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { BpfMap } from '../libbpf/index.ts';
 import type { sec_config, sec_file_key } from '../../bpf/gen/security.ts';
-import { cgroup2Root, cgroupId, createCgroup } from './cgroup.ts';
+import { cgroup2Root, cgroupId, createCgroup } from '../../common/cgroup.ts';
 import { fileId, type FileId } from './files.ts';
 import { LabError } from '../../common/errors.ts';
 

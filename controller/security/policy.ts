@@ -21,7 +21,7 @@
 import fs from 'node:fs';
 import { formatIp, fromMapped16, parseCidr, toMapped16 } from '../../common/ip.ts';
 import path from 'node:path';
-import { cgroup2Root, cgroupDir } from './cgroup.ts';
+import { cgroup2Root, cgroupDir } from '../../common/cgroup.ts';
 import { isMap, isScalar, isSeq, type Node as YNode } from 'yaml';
 import { ConfigFile } from '../../common/config-file.ts';
 import { LabError } from '../../common/errors.ts';

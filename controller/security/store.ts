@@ -16,7 +16,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { BpfMap } from '../libbpf/index.ts';
 import type { sec_config, sec_egress_key, sec_exec_key, sec_file_key, sec_policy, sec_proc, sec_rule } from '../../bpf/gen/security.ts';
-import { cgroup2Root, cgroupDir, cgroupId, cgroupLevel } from './cgroup.ts';
+import { cgroup2Root, cgroupDir, cgroupId, cgroupLevel } from '../../common/cgroup.ts';
 import { fileId, resolveShells, type FileId } from './files.ts';
 import type { Identified } from './identity.ts';
 import { cidrBytes, type EgressRule, type Policy } from './policy.ts';

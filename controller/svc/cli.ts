@@ -2,12 +2,12 @@
 // with `svc daemon` (foreground: health checks; everything removed on exit) or `svc start`
 // (detached: maps and links pinned, balancing lasts until `svc stop`). Every other command opens
 // the pinned maps and the state file under the instance's lock, plans the change, writes it all
-// or nothing and exits. Arguments go through lab/args.ts; expected failures are one-line LabErrors.
+// or nothing and exits. Arguments go through common/args.ts; expected failures are one-line LabErrors.
 import fs from 'node:fs';
 import type http from 'node:http';
 import { serveMetrics } from '../../common/metrics-http.ts';
 import { UsageError, parseArgs, pickCommand, type CommandSpec, type Opts } from '../../common/args.ts';
-import { LabError } from '../../lab/errors.ts';
+import { LabError } from '../../common/errors.ts';
 import { ValidationError } from '../lb/addr.ts';
 import { loadSvcConfigFile } from './config.ts';
 import { svcRegistry } from './metrics.ts';

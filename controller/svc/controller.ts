@@ -18,12 +18,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { BpfMap, BpfError, Link, attachCgroup, removePinDir } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
-import { LabError } from '../../lab/errors.ts';
+import { LabError } from '../../common/errors.ts';
 import { socketLb, type SocketLb, type revnat_key, type revnat_val, type svc_backend, type svc_key, type svc_val } from '../../bpf/gen/socket_lb.ts';
 import { addrBytes, parseHostPort, parseVip, PROTO_NUM, vipString, ValidationError } from '../lb/addr.ts';
 import { HealthChecker } from '../lb/health.ts';
 import { maglevTable } from '../lb/maglev.ts';
-import { cgroupDir } from '../security/cgroup.ts';
+import { cgroupDir } from '../../common/cgroup.ts';
 import { backendKey, normService, validateSvcConfig, type Algorithm, type NormService, type NormSvcConfig, type ServiceConfig, type SvcConfig } from './config.ts';
 
 export const PIN_ROOT = '/sys/fs/bpf/ebpf-lab';

@@ -2,12 +2,12 @@
 // `tc shape start` runs in the foreground (it owns the fq qdisc and the tc filters and removes
 // them when it ends); it pins its maps and writes a state file, so the other commands — run from
 // any shell — validate their input first and then only write maps (no reload). Arguments go
-// through lab/args.ts; expected failures are LabErrors (one line and the fix).
+// through common/args.ts; expected failures are LabErrors (one line and the fix).
 import fs from 'node:fs';
 import type http from 'node:http';
 import { serveMetrics } from '../../common/metrics-http.ts';
-import { parseArgs, suggest, UsageError, type CommandSpec, type Opts } from '../../lab/args.ts';
-import { LabError } from '../../lab/errors.ts';
+import { parseArgs, suggest, UsageError, type CommandSpec, type Opts } from '../../common/args.ts';
+import { LabError } from '../../common/errors.ts';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
 import { formatRate, loadConfigFile, parseHorizon, parseRate, PROTO_NAMES, validateConfig, type Plan } from './config.ts';
 import { formatIp, fromLeading16 } from '../../common/ip.ts';

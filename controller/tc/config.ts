@@ -4,7 +4,7 @@
 // cgroup paths to ids (a stat), which the caller passes in.
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
-import { LabError } from '../../lab/errors.ts';
+import { LabError } from '../../common/errors.ts';
 import { parseCidr as parseIpCidr, parseIp, toLeading16, type Family } from '../../common/ip.ts';
 
 export const MAX_CLASSES = 255; // ids 1..255 (bpf/tc_shape.h TC_MAX_CLASSES - 1)

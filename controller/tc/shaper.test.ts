@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { execa } from 'execa';
 import { bpfObjects, describeRoot } from '../../lab/testing.ts';
-import { cgroup2Root } from '../../lab/host.ts';
+import { findCgroup2Root } from '../../common/cgroup.ts';
 import { createTopology, listNamespaces, type Topology } from '../../lab/netns.ts';
 import { FqUnsupported, MAP_NAMES, TcShaper, type TcControl } from './shaper.ts';
 import { ConfigError, validateConfig } from './config.ts';
@@ -213,7 +213,7 @@ describeRoot('tc shaper on a veth', () => {
 
   it('classifies by the sending socket\'s cgroup', async (ctx) => {
     if (fqReason) ctx.skip(`EDT classes need the fq qdisc: ${fqReason}`);
-    const root = cgroup2Root();
+    const root = findCgroup2Root();
     if (!root) ctx.skip('no cgroup2 hierarchy mounted');
     const dir = `${root}/ebpf-lab-tc-test-${process.pid}`;
     fs.mkdirSync(dir);

@@ -12,10 +12,9 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { BpfMap, attachTc, removePinDir, type BpfObject, type Link } from '../libbpf/index.ts';
+import { BpfMap, attachTc, removePinDir, withNetns, type BpfObject, type Link } from '../libbpf/index.ts';
 import { objectPath } from '../../bpf/build.ts';
-import { withNetns } from '../../lab/netns.ts';
-import { LabError } from '../../lab/errors.ts';
+import { LabError } from '../../common/errors.ts';
 import { MAX_RULES, latencyHorizonNs, netPort, type ClassPlan, type Match, type Plan, type RulePlan } from './config.ts';
 import { tcShape, type TcShape, type tc_class, type tc_class_stats, type tc_dst_key, type tc_flow_key, type tc_global_stats, type tc_rule, type tc_rule_stats } from '../../bpf/gen/tc_shape.ts';
 

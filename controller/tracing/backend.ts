@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { cacheDir as labCache } from '../../common/paths.ts';
-import { LabError } from '../../lab/errors.ts';
+import { LabError } from '../../common/errors.ts';
 import { freePort } from '../../common/net.ts';
 
 export const JAEGER_MODULE = 'github.com/jaegertracing/jaeger';

@@ -1,8 +1,8 @@
 // `pnpm lab trace --service name=<cgroup|exe|pid> …`: the tracing daemon. Runs until Ctrl-C (or
 // --duration), prints one line per span unless --quiet, exports OTLP/HTTP protobuf to --otlp and
 // serves RED metrics on --metrics-port. Every selector is validated before anything is loaded.
-import { parseArgs, UsageError } from '../../lab/args.ts';
-import { LabError } from '../../lab/errors.ts';
+import { parseArgs, UsageError } from '../../common/args.ts';
+import { LabError } from '../../common/errors.ts';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
 import { Tracer, parseSelector, type WorkloadSelector } from './tracer.ts';
 

@@ -11,7 +11,7 @@ import { KernelTracer, type Mechanism, type SysExitHook } from './kernel.ts';
 import { SpanAssembler, type Span } from './spans.ts';
 import { BoundedExporter, SpanConverter, routeOf, type ServiceInfo } from './export.ts';
 import { RedMetrics, registerKernelRed } from './red.ts';
-import { cgroup2Root, cgroupDir, cgroupId } from '../security/cgroup.ts';
+import { cgroup2Root, cgroupDir, cgroupId } from '../../common/cgroup.ts';
 
 const STATUS = Array.from({ length: 600 }, (_, i) => String(i));
 const statusString = (n: number) => STATUS[n] ?? String(n);

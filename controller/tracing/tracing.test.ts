@@ -207,7 +207,7 @@ describeRoot('selection by cgroup and by pid (real kernel)', () => {
   // pid's spans without touching the cgroup's.
   const SERVER = `require('node:http').createServer((q, s) => s.end('ok')).listen(0, '127.0.0.1', function () { process.stdout.write(String(this.address().port) + '\\n'); });`;
   it('both kinds at once, then the pid removed: only the cgroup\'s requests still become spans', async () => {
-    const { cgroup2Root, createCgroup, joinCgroup, removeCgroup } = await import('../security/cgroup.ts');
+    const { cgroup2Root, createCgroup, joinCgroup, removeCgroup } = await import('../../common/cgroup.ts');
     const dir = `${cgroup2Root()}/ebpf-lab-test-sel-${process.pid}`;
     createCgroup(dir);
     const a = await spawnServer(SERVER);

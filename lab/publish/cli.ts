@@ -1,8 +1,8 @@
 // `pnpm lab compare` and `pnpm lab publish`: both read results.json files only (the runner's
 // output), so they work on runs copied from other machines, CI artifacts and old nights alike.
 import { appendFile, writeFile } from 'node:fs/promises';
-import { parseArgs, UsageError } from '../args.ts';
-import { LabError } from '../errors.ts';
+import { parseArgs, UsageError } from '../../common/args.ts';
+import { LabError } from '../../common/errors.ts';
 import { runKey, compareRuns, DEFAULT_FLOOR, DEFAULT_K, loadRuns, markdownTable, textTable } from './compare.ts';
 
 const compareOptions = {

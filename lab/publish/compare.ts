@@ -6,7 +6,7 @@
 // carries both within-run noise and run-to-run drift when the baseline has several nights.
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { LabError } from '../errors.ts';
+import { LabError } from '../../common/errors.ts';
 import { resultsProblem, type Environment, type Headline, type Results } from '../results.ts';
 import { mad, median } from '../stats.ts';
 import { formatNumber } from '../report/html.ts';

@@ -8,7 +8,7 @@
 import { createRequire } from 'node:module';
 import { mkdir, readFile, rename, rm, stat, writeFile, readdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { LabError } from '../errors.ts';
+import { LabError } from '../../common/errors.ts';
 import { CSS, escapeHtml, formatNumber, statusBadge } from '../report/html.ts';
 import { renderReport } from '../report/index.ts';
 import type { Headline, Results } from '../results.ts';

@@ -1,6 +1,6 @@
 // `pnpm lab report <outDir>…`: re-render outDir/report.html from outDir/results.json (after a
 // renderer change, or for a results.json copied from another machine).
-import { parseArgs } from '../args.ts';
+import { parseArgs } from '../../common/args.ts';
 import { rerenderReport } from './index.ts';
 
 export async function reportCommand(argv: string[]): Promise<number> {

@@ -2,7 +2,7 @@
 // PNG, no scripts, no network). Rendering uses the JSON alone, so any run can be re-rendered.
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { LabError } from '../errors.ts';
+import { LabError } from '../../common/errors.ts';
 import { resultsProblem, type Block, type Check, type Environment, type Headline, type Results, type RunContext, type Section } from '../results.ts';
 import { CHART_HEIGHT, CHART_WIDTH, chartPng, type ChartBlock } from './chart.ts';
 import { cellHtml, escapeHtml, formatBytes, formatDuration, formatNumber, htmlPage, kvTable, statusBadge, valueHtml } from './html.ts';

@@ -2,8 +2,8 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path, { join } from 'node:path';
-import { parseArgs, suggest, UsageError, type CommandSpec, type Opts } from '../args.ts';
-import { createProgress } from '../progress.ts';
+import { parseArgs, suggest, UsageError, type CommandSpec, type Opts } from '../../common/args.ts';
+import { createProgress } from '../../common/progress.ts';
 import { availableKernels, cachedKernels, configFacts, resolveKernel } from './kernels.ts';
 import { bootGuest, guestScript } from './guest.ts';
 import { parseKernelSpec, type VmKernelSpec } from './spec.ts';

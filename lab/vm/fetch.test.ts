@@ -7,11 +7,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createProgress } from '../progress.ts';
+import { createProgress } from '../../common/progress.ts';
 import { candidates, debianMirror, type Pkg } from './debian.ts';
 import { resolveKernel } from './kernels.ts';
 import { parseKernelSpec, type VmKernelSpec } from './spec.ts';
-import { LabError } from '../errors.ts';
+import { LabError } from '../../common/errors.ts';
 
 const quiet = createProgress(process.stderr, true);
 const parse = (t: string) => parseKernelSpec(t) as VmKernelSpec;

@@ -5,8 +5,8 @@
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { LabError } from '../errors.ts';
-import type { Progress } from '../progress.ts';
+import { LabError } from '../../common/errors.ts';
+import type { Progress } from '../../common/progress.ts';
 import { configFacts, type KernelImage } from './kernels.ts';
 import { buildInitramfs } from './initramfs.ts';
 import { REPO_ROOT } from './paths.ts';

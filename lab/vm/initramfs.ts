@@ -6,7 +6,7 @@ import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { LabError } from '../errors.ts';
+import { LabError } from '../../common/errors.ts';
 import { run } from './exec.ts';
 import type { KernelImage } from './kernels.ts';
 import { cacheDir } from './paths.ts';

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { cacheDir } from './paths.ts';
 import { buildProbeInitramfs } from './initramfs.ts';
 import { cachedKernels, readKernelMeta, resolveKernel } from './kernels.ts';
-import { createProgress, type Progress } from '../progress.ts';
+import { createProgress, type Progress } from '../../common/progress.ts';
 import { parseKernelSpec, type VmKernelSpec } from './spec.ts';
 import { archFacts } from '../../common/arch.ts';
 

@@ -8,8 +8,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, join, relative, resolve } from 'node:path';
-import { parseArgs, UsageError } from '../args.ts';
-import { labCliArgv } from '../dist.ts';
+import { parseArgs, UsageError } from '../../common/args.ts';
+import { labCliArgv } from '../../common/dist.ts';
 import type { Results } from '../results.ts';
 import { escapeHtml, htmlPage, statusBadge } from '../report/html.ts';
 import { REPO_ROOT } from './paths.ts';
@@ -315,7 +315,7 @@ async function matrixRow(kernel: KernelSpec, scenarios: string[], outDir: string
   if (kernel.kind === 'host') throw new UsageError('--row runs a VM kernel', 'host cells run as `lab run`');
   const { parseRunArgs, rowHooks } = await import('../run.ts');
   const { runVmRow } = await import('./row.ts');
-  const { createProgress } = await import('../progress.ts');
+  const { createProgress } = await import('../../common/progress.ts');
   // each scenario validates the shared run options itself, before the guest boots
   const cells = [];
   let timeoutS: number | undefined; // -- --timeout S: per cell, the same for all

@@ -2,7 +2,7 @@
 // (vm-images/cache, git-ignored) so a machine that keeps the work tree keeps its kernels;
 // EBPF_LAB_VM_CACHE moves it (tests use a temp dir so they never touch the real cache).
 import { join } from 'node:path';
-import { REPO_ROOT } from '../dist.ts';
+import { REPO_ROOT } from '../../common/dist.ts';
 
 export { REPO_ROOT };
 

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { UsageError } from '../args.ts';
+import { UsageError } from '../../common/args.ts';
 import { bootPhases } from './guest.ts';
 import { commonDir } from './row.ts';
 import { parseKernelSpec } from './spec.ts';

@@ -2,7 +2,7 @@
 // switches on `kind` instead of comparing strings: only `host` runs in this process, the other
 // three resolve to a kernel image on disk (lab/vm/kernels.ts) and boot a guest.
 import { existsSync, statSync } from 'node:fs';
-import { UsageError } from '../args.ts';
+import { UsageError } from '../../common/args.ts';
 import { SERIES } from './debian.ts';
 
 export type KernelSpec =

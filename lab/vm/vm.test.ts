@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createProgress } from '../progress.ts';
+import { createProgress } from '../../common/progress.ts';
 import { REPO_ROOT } from './paths.ts';
 import { resolveKernel } from './kernels.ts';
 import { vmExec, vmKernelArg } from './cli.ts';

@@ -3,7 +3,7 @@
 // decompression at all (every Debian kernel has CONFIG_PVH=y).
 import { readFile, writeFile, rename } from 'node:fs/promises';
 import { run } from './exec.ts';
-import { LabError } from '../errors.ts';
+import { LabError } from '../../common/errors.ts';
 
 /** The bzImage setup header carries the payload's offset and length, so no magic scanning is needed. */
 export function bzImagePayload(img: Buffer): { data: Buffer; format: 'xz' | 'zstd' | 'gzip' | 'lz4' | 'lzma' | 'bzip2' | 'lzo' | 'unknown' } {

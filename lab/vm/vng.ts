@@ -13,7 +13,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REPO_ROOT } from './paths.ts';
-import { LabError } from '../errors.ts';
+import { LabError } from '../../common/errors.ts';
 import { run } from './exec.ts';
 import type { KernelImage } from './kernels.ts';
 import { archFacts } from '../../common/arch.ts';

@@ -18,7 +18,7 @@ import { scaledTimeout } from '../../lab/scenario.ts';
 import { EnergyCollector, type Interval } from '../../controller/energy/collector.ts';
 import { cgroupId, cgroupUsageUs, procCpuSeconds, procSchedNs, tickSeconds, ioTarget, setupCgroups, signalAll, startWorkload, waitStarted, type Workload } from './workloads.ts';
 import { pingPong } from './pingpong.ts';
-import { LabError } from '../../lab/errors.ts';
+import { LabError } from '../../common/errors.ts';
 import { median } from '../../lab/stats.ts';
 
 const sleep = (ms: number, signal?: AbortSignal) => new Promise<void>((r) => {

@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { OUT_DIR, ensureObject } from '../../bpf/build.ts';
-import { LabError } from '../../lab/errors.ts';
+import { LabError } from '../../common/errors.ts';
 import { bundledProgramArgv } from '../../lab/bundle.ts';
 import { scaledTimeout } from '../../lab/scenario.ts';
 import { perSec, procCpuNs, sampler, settle, startGenerator, warmDelivered, warmUp, type ConsumerRun } from './consumer.ts';

@@ -5,7 +5,7 @@ import { execa } from 'execa';
 import os from 'node:os';
 import path from 'node:path';
 import { SecurityController } from '../../controller/security/controller.ts';
-import { cgroup2Root, createCgroup, removeCgroup } from '../../controller/security/cgroup.ts';
+import { cgroup2Root, createCgroup, removeCgroup } from '../../common/cgroup.ts';
 import { parsePolicies, type Policy } from '../../controller/security/policy.ts';
 import { ATTACKS_DIR, NOBODY, PYTHON, startListeners, startPostgres, type Listeners, type Postgres } from './workload.ts';
 import type { RunEnv } from './suite.ts';

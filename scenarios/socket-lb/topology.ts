@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { createTopology, sweepStale, type Topology } from '../../lab/netns.ts';
 import { OUT_DIR } from '../../bpf/build.ts';
-import { cgroup2Root, createCgroup, joinCgroup, removeCgroup } from '../../controller/security/cgroup.ts';
+import { cgroup2Root, createCgroup, joinCgroup, removeCgroup } from '../../common/cgroup.ts';
 import { scaledTimeout } from '../../lab/timeouts.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));

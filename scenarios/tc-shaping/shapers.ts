@@ -3,7 +3,7 @@
 // configured with iproute2 as a user would). Each returns how to change a class's rate live and
 // how to undo itself; the root qdisc goes back to the device default either way.
 import type { Topology } from '../../lab/netns.ts';
-import { LabError } from '../../lab/errors.ts';
+import { LabError } from '../../common/errors.ts';
 import { TcShaper } from '../../controller/tc/shaper.ts';
 import { latencyHorizonNs, validateConfig } from '../../controller/tc/config.ts';
 

@@ -23,7 +23,7 @@ import { scaledTimeout, type ScenarioContext } from '../../lab/scenario.ts';
 import { median, nearestRank, summary } from '../../lab/stats.ts';
 import { Tracer } from '../../controller/tracing/tracer.ts';
 import { Jaeger, ensureJaeger, ensureVegeta, VEGETA_VERSION } from '../../controller/tracing/backend.ts';
-import { cgroup2Root, createCgroup, removeCgroup } from '../../controller/security/cgroup.ts';
+import { cgroup2Root, createCgroup, removeCgroup } from '../../common/cgroup.ts';
 import { freePort } from '../../common/net.ts';
 import { Session } from 'node:inspector/promises';
 

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
-import { cgroup2Root, createCgroup, removeCgroup } from '../../controller/security/cgroup.ts';
+import { cgroup2Root, createCgroup, removeCgroup } from '../../common/cgroup.ts';
 import { freePort } from '../../common/net.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));

@@ -21,7 +21,7 @@ import { attachXdp, Link, libbpf, type Link as LinkT } from '../../controller/li
 import { Dataplane } from '../../controller/lb/dataplane.ts';
 import { htons } from '../../controller/lb/addr.ts';
 import type { LbConfig } from '../../controller/lb/config.ts';
-import { withNetns } from '../../lab/netns.ts';
+import { withNetns } from '../../controller/libbpf/index.ts';
 import { scaledTimeout, type ScenarioContext } from '../../lab/scenario.ts';
 import { findWire, WIRE_MACS } from '../../lab/vm/wire.ts';
 import { CLIENT4, LB4, VIP4, backend4, loadHelpers, startDaemon, type Daemon, type LbTopology } from './topology.ts';

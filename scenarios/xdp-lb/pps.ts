@@ -13,7 +13,7 @@ import { Link, libbpf, type Program } from '../../controller/libbpf/index.ts';
 import type { XdpBench } from '../../bpf/gen/xdp_bench.ts';
 import { Dataplane } from '../../controller/lb/dataplane.ts';
 import { addrBytes, htons } from '../../controller/lb/addr.ts';
-import { withNetns } from '../../lab/netns.ts';
+import { withNetns } from '../../controller/libbpf/index.ts';
 import type { ScenarioContext } from '../../lab/scenario.ts';
 import { goalByRounds, headlineFromRounds, spreadOf } from '../../lab/rounds.ts';
 import { CLIENT4, VIP4, backend4, backend6, type Daemon, type LbTopology } from './topology.ts';

@@ -2,7 +2,7 @@
 // this process runs from it, otherwise through tsx. A guest under TCG spends 30-77 s
 // transpiling with tsx; every process the lab starts inside a VM (the runner, the LB and policy
 // daemons) therefore runs the bundle, and children follow their parent's mode.
-// This module is a leaf: it imports nothing of the lab, so anything may use it.
+// A leaf (it imports only common/paths.ts), so the control planes may use it too.
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
@@ -10,7 +10,7 @@ import { pathToFileURL } from 'node:url';
 declare const LAB_BUNDLE_DIR: string | undefined;
 
 export const BUNDLE_DIR: string | undefined = typeof LAB_BUNDLE_DIR === 'string' ? LAB_BUNDLE_DIR : undefined;
-import { REPO_ROOT } from '../common/paths.ts';
+import { REPO_ROOT } from './paths.ts';
 
 export { REPO_ROOT };
 

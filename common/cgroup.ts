@@ -1,14 +1,22 @@
-// cgroup v2 helpers. Hosts differ: pure v2 mounts cgroup2 at /sys/fs/cgroup, hybrid systemd hosts
+// cgroup v2 helpers shared by every capability that selects workloads by cgroup (security,
+// tracing, socket LB, energy, tc). Hosts differ: pure v2 mounts cgroup2 at /sys/fs/cgroup, hybrid systemd hosts
 // at /sys/fs/cgroup/unified; so the mount point is read from /proc/mounts, never assumed.
 import fs from 'node:fs';
 import path from 'node:path';
 
-export function cgroup2Root(): string {
+/** where cgroup2 is mounted, or null (no cgroup2 mount) */
+export function findCgroup2Root(): string | null {
   for (const l of fs.readFileSync('/proc/mounts', 'utf8').split('\n')) {
     const f = l.split(' ');
     if (f[2] === 'cgroup2') return f[1]!;
   }
-  throw new Error('no cgroup2 mount in /proc/mounts (mount -t cgroup2 none /sys/fs/cgroup/unified)');
+  return null;
+}
+
+export function cgroup2Root(): string {
+  const root = findCgroup2Root();
+  if (root === null) throw new Error('no cgroup2 mount in /proc/mounts (mount -t cgroup2 none /sys/fs/cgroup/unified)');
+  return root;
 }
 
 /** "/a/b" relative to the cgroup2 root, or an absolute path under it → absolute directory */
