@@ -11,8 +11,7 @@ import { Tracer } from './tracer.ts';
 import { BoundedExporter, SpanConverter } from './export.ts';
 import type { Span } from './spans.ts';
 import { Jaeger, Zipkin, jaegerPath, zipkinPath } from './backend.ts';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /** a Node server from source (it prints its port), for tests that select it by pid */
 async function spawnServer(src: string): Promise<{ child: import('node:child_process').ChildProcess; port: number }> {

@@ -18,6 +18,7 @@ import fs from 'node:fs';
 import { execa, type ResultPromise } from 'execa';
 import { bootstrapRatioCI, summary, verdict } from '../../lab/stats.ts';
 import { EnergyCollector } from '../../controller/energy/collector.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface PingPongRound {
   /** context switches per second of wall time on the pinned CPU, hook off / on */
@@ -81,8 +82,6 @@ function readPair(pids: number[]): PairSample {
   }
   return { sw, runNs, t: process.hrtime.bigint() };
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** the CPUs this process may run on, and a way back */
 async function keepOffCpu(cpu: number, online: number[]): Promise<() => Promise<void>> {

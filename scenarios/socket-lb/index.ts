@@ -20,6 +20,7 @@ import { median, mad, rng, summary } from '../../lab/stats.ts';
 import type { Block, Headline, Scenario, ScenarioContext } from '../../lab/scenario.ts';
 import { BACKEND_PORT, buildLab, buildTool, CLIENT_PY, PYTHON, type SockLab } from './topology.ts';
 import { ipvsRestore, kubeProxyNat, kubeProxyPartial, natRuleCount, timed, vipOf, type SvcSpec } from './baselines.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 type Mech = 'direct' | 'bpf' | 'iptables' | 'ipvs';
 interface Cfg { mech: Mech; n: number; ns: string; cgroup?: string; targets: string }
@@ -27,7 +28,6 @@ interface Sample { p50Us: number; p99Us: number; cpuNsPerConn: number; errors: n
 interface Reply { reply?: string; peer?: string; error?: string }
 
 const parseLines = (s: string): Reply[] => s.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Reply);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const schedstat = (pid: number) => Number(fs.readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
 const fmt = (x: number, d = 1) => (Number.isFinite(x) ? Number(x.toFixed(d)) : null);
 

@@ -16,8 +16,7 @@ import { Jaeger, Zipkin, ensureJaeger, zipkinPath, JAEGER_VERSION, ZIPKIN_VERSIO
 import { routeOf } from '../../controller/tracing/export.ts';
 import { Chain, generate, sendGarbage } from './chain.ts';
 import { bench, SCHEDS } from './bench.ts';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { setTimeout as sleep } from 'node:timers/promises';
 
 interface Collected {
   spans: Span[];

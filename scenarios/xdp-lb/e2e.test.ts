@@ -11,11 +11,10 @@ import {
   LB4, REPO, VIP4, VIP4_IPIP, VIP6, VIP6_IPIP, backend4, backend6, buildTopology, lbConfig, probeIpip, setupIpipBackends, sweepStalePins, startBackend, startDaemon,
   startNginxBackends, stopBackend, tunnelRx, type Daemon, type LbTopology,
 } from './topology.ts';
-
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const PREFIX = 'xlbt';
 const V4 = `tcp://${VIP4}:80`;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function until(what: string, fn: () => Promise<boolean>, timeoutMs = 8000): Promise<void> {
   const end = Date.now() + timeoutMs;

@@ -23,6 +23,7 @@ import { controlPlaneScaling } from './scaling.ts';
 import { forwardingRates, setBackendPorts } from './pps.ts';
 import { nicForwardingRates } from './nic.ts';
 import { goalByRounds, headlineFromRounds, perRoundRatios, spreadOf } from '../../lab/rounds.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 function swept0(ns: string[], pins: string[], ctx: ScenarioContext): void {
   if (ns.length + pins.length) ctx.progress.warn(`removed namespaces/pins of a crashed run: ${[...ns, ...pins].join(', ')}`);
@@ -30,8 +31,6 @@ function swept0(ns: string[], pins: string[], ctx: ScenarioContext): void {
 
 /** the XDP LB redirecting into each backend's own port (backend_ports devmap) */
 const XDP_DEVMAP = 'XDP LB devmap';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** options are validated and defaulted by the runner (see `options` below) */
 
