@@ -188,8 +188,6 @@ export interface KernelRedSeries {
 export interface Mechanism {
   /** tracepoints attached, category:name */
   attached: string[];
-  /** hooks this kernel lacks (their programs were not loaded) */
-  missing: string[];
   summary: string;
   /** the preemption model the standby decision was made on */
   preemption?: Preemption & { standby: boolean };
@@ -231,7 +229,7 @@ export class KernelTracer implements Disposable {
     return { continuations: sum(0), nonHttp: sum(1), standby: sum(2) };
   }
 
-  private constructor(readonly skel: Tracing, present: Hook[], missing: Hook[], opts: KernelTracerOptions, preemption: Preemption & { standby: boolean }) {
+  private constructor(readonly skel: Tracing, present: Hook[], opts: KernelTracerOptions, preemption: Preemption & { standby: boolean }) {
     const obj = (this.obj = skel.obj);
     const L = obj.btf.layout('tr_event');
     const f = (n: string) => L[n]!.offset;
@@ -272,7 +270,6 @@ export class KernelTracer implements Disposable {
     const standby = preemption.standby ? `; a standby copy behind it (preemption ${preemption.model ?? (preemption.preemptible === undefined ? 'unknown' : 'on')}, from ${preemption.source})` : '';
     this.mechanism = {
       attached,
-      missing: missing.map(([c, n]) => `${c}:${n}`),
       summary: `tracepoints: sys_exit as ${how} (${TRACED_SYSCALLS}, arguments from the saved registers${standby}) + sock:inet_sock_set_state`,
       preemption,
     };
@@ -300,7 +297,7 @@ export class KernelTracer implements Disposable {
     try {
       skel.setRodata({ cap_bytes: cap, sample_thresh: sampleThresh, standby_on: standby ? 1 : 0 });
       skel.load({ skip: unused, maxEntries: opts.ringBytes ? { events: opts.ringBytes } : undefined });
-      return new KernelTracer(skel, present, missing, opts, { ...preemption, standby });
+      return new KernelTracer(skel, present, opts, { ...preemption, standby });
     } catch (e) {
       skel.close();
       throw e;
