@@ -52,9 +52,6 @@ export type Sched = (typeof SCHEDS)[number] | 'sampled';
 /** none, otel, and one eBPF configuration per --tracer-sched value: ebpf (normal), ebpf-nice, ebpf-idle */
 type Config = string;
 const ebpfConfig = (s: Sched) => (s === 'normal' ? 'ebpf' : `ebpf-${s}`);
-let sampleRatio = 1;
-const schedLabel = (s: Sched) => ({ normal: '', nice: ' (nice 19)', idle: ' (SCHED_IDLE)', 'idle-noexport': ' (SCHED_IDLE, no export: diagnostic)', floor: ' (hooks attached, nothing selected: diagnostic)', sampled: ` (roots sampled ${sampleRatio})` })[s];
-const label = (c: Config) => (c === 'none' ? 'no tracing' : c === 'otel' ? 'OTel auto-instrumentation (in-process)' : c === 'otel-sampled' ? `OTel auto-instrumentation (in-process, sampled ${sampleRatio})` : `eBPF tracer${schedLabel(schedOf(c)!)}`);
 const schedOf = (c: Config): Sched | null => (c === 'ebpf' ? 'normal' : c.startsWith('ebpf-') ? (c.slice(5) as Sched) : null);
 /** the service a configuration measures: every eBPF configuration traces the same copy */
 const serviceOf = (c: Config) => (schedOf(c) ? 'ebpf' : c);
@@ -173,7 +170,6 @@ async function wrk(port: number, secs: number, conns: number, rate: number, lua:
   return { requests: Number(m[1]), seconds: Number(m[2]) / 1e6, p50: Number(m[3]), p99: Number(m[4]), p999: Number(m[5]) };
 }
 
-
 /**
  * vegeta's results as CSV (timestamp ns, status, latency ns, …) → what the bench records. The rate
  * is what was achieved (requests over the span of their send times), not what was asked for.
@@ -244,7 +240,9 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
 
   const scheds = [...new Set(ctx.options['tracer-sched'] as Sched[])];
   const warmSecs = ctx.options['tracer-warmup'] as number;
-  sampleRatio = ctx.options.sample as number;
+  const sampleRatio = ctx.options.sample as number;
+  const schedLabel = (s: Sched) => ({ normal: '', nice: ' (nice 19)', idle: ' (SCHED_IDLE)', 'idle-noexport': ' (SCHED_IDLE, no export: diagnostic)', floor: ' (hooks attached, nothing selected: diagnostic)', sampled: ` (roots sampled ${sampleRatio})` })[s];
+  const label = (c: Config) => (c === 'none' ? 'no tracing' : c === 'otel' ? 'OTel auto-instrumentation (in-process)' : c === 'otel-sampled' ? `OTel auto-instrumentation (in-process, sampled ${sampleRatio})` : `eBPF tracer${schedLabel(schedOf(c)!)}`);
   const sampled = sampleRatio < 1;
   const CONFIGS: Config[] = ['none', 'otel', ...scheds.map(ebpfConfig), ...(sampled ? ['otel-sampled', ebpfConfig('sampled')] : [])];
   const SERVICES = ['none', 'otel', 'ebpf', ...(sampled ? ['otel-sampled'] : [])];
