@@ -1,4 +1,6 @@
 // Test helpers shared by the *.test.ts files next to the code they test.
+import fs from 'node:fs';
+import path from 'node:path';
 import { execa } from 'execa';
 import { describe, expect } from 'vitest';
 
@@ -14,6 +16,16 @@ export function describeRoot(name: string, fn: () => void): void {
 export function describeUnless(skipReason: string | null, name: string, fn: () => void): void {
   if (skipReason) describe.skip(`${name} [skipped: ${skipReason}]`, fn);
   else describe(name, fn);
+}
+
+/**
+ * Why tests that drive traffic with these system commands cannot run here (the first missing one
+ * and the setup command that installs it), or null. `.ci/run` installs them all, so CI never skips.
+ */
+export function toolMissing(setup: string, ...commands: string[]): string | null {
+  const dirs = (process.env.PATH ?? '/usr/bin:/bin').split(':').concat('/usr/sbin', '/sbin');
+  const gone = commands.find((c) => !dirs.some((d) => fs.existsSync(path.join(d, c))));
+  return gone ? `${gone} is not installed — pnpm lab setup ${setup}` : null;
 }
 
 /** Kernel BPF objects (programs, maps, links) by kind, as bpftool sees them. */

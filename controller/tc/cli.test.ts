@@ -2,7 +2,7 @@
 // failures exit 1 with `error: … / fix: …` and no stack trace. Nothing is started (no root needed).
 import { describe, expect, it } from 'vitest';
 import { execa } from 'execa';
-import { describeRoot, expectOneError, labCommand } from '../../lab/testing.ts';
+import { describeRoot, expectOneError, labCommand, toolMissing } from '../../lab/testing.ts';
 import { createTopology } from '../../lab/netns.ts';
 
 const tc = labCommand('tc');
@@ -59,7 +59,9 @@ describe('pnpm lab tc: arguments and errors', () => {
 });
 
 describeRoot('pnpm lab tc: a running daemon', () => {
-  it('shape start stays up without --metrics-port; filter list shows IPv6 rules and counts real IPv6 packets; shape stop removes it all', async () => {
+  it('shape start stays up without --metrics-port; filter list shows IPv6 rules and counts real IPv6 packets; shape stop removes it all', async (ctx) => {
+    const noPing = toolMissing('tc', 'ping');
+    if (noPing) ctx.skip(noPing);
     const fs = await import('node:fs');
     const t = createTopology('tccli');
     const f = `/tmp/ebpf-lab-tc-cli6-${process.pid}.json`;

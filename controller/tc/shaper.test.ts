@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { execa } from 'execa';
-import { bpfObjects, describeRoot } from '../../lab/testing.ts';
+import { bpfObjects, describeRoot, toolMissing } from '../../lab/testing.ts';
 import { findCgroup2Root } from '../../common/cgroup.ts';
 import { createTopology, listNamespaces, type Topology } from '../../lab/netns.ts';
 import { FqUnsupported, MAP_NAMES, TcShaper, type TcControl } from './shaper.ts';
@@ -78,7 +78,9 @@ describeRoot('tc shaper on a veth', () => {
 
   const start = (opts: { instance?: string } = {}) => TcShaper.start({ dev: 'va', netns: t.ns('a'), filterOnly: fqReason !== null, ...opts });
 
-  it('filter rules count and drop with exact deltas, both directions', async () => {
+  it('filter rules count and drop with exact deltas, both directions', async (ctx) => {
+    const noPing = toolMissing('tc', 'ping');
+    if (noPing) ctx.skip(noPing);
     const s = start();
     try {
       s.control.apply(validateConfig({ filters: [
@@ -119,7 +121,9 @@ describeRoot('tc shaper on a veth', () => {
     expect(await tcQdisc()).not.toMatch(/clsact|fq /);
   });
 
-  it('IPv6 traffic: filter rules by IPv6 CIDR count and drop with exact deltas; IPv4 rules do not see it', async () => {
+  it('IPv6 traffic: filter rules by IPv6 CIDR count and drop with exact deltas; IPv4 rules do not see it', async (ctx) => {
+    const noPing = toolMissing('tc', 'ping');
+    if (noPing) ctx.skip(noPing);
     const s = start();
     try {
       s.control.apply(validateConfig({ filters: [
