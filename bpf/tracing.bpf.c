@@ -99,9 +99,9 @@ struct {
 } sel_pids SEC(".maps");
 
 /*
- * Which selector maps hold entries (enum tr_sel), kept by the loader. The
- * exits of every task on the machine ask selected(); with this, a task outside the workloads pays
- * one inlined array read and one hash miss (the map in use), not a miss in each of the two maps.
+ * Which selector maps hold entries (enum tr_sel), written by the controller after each add and
+ * remove. The exits of every task on the machine ask selected(); with this, a task outside the
+ * workloads pays one inlined array read and one hash miss (the map in use), not one per map.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

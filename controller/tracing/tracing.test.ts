@@ -11,6 +11,7 @@ import { Tracer } from './tracer.ts';
 import { BoundedExporter, SpanConverter } from './export.ts';
 import type { Span } from './spans.ts';
 import { Jaeger, Zipkin, jaegerPath, zipkinPath } from './backend.ts';
+import { cgroup2Root, createCgroup, joinCgroup, removeCgroup } from '../../common/cgroup.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** a Node server from source (it prints its port), for tests that select it by pid */
@@ -206,7 +207,6 @@ describeRoot('selection by cgroup and by pid (real kernel)', () => {
   // pid's spans without touching the cgroup's.
   const SERVER = `require('node:http').createServer((q, s) => s.end('ok')).listen(0, '127.0.0.1', function () { process.stdout.write(String(this.address().port) + '\\n'); });`;
   it('both kinds at once, then the pid removed: only the cgroup\'s requests still become spans', async () => {
-    const { cgroup2Root, createCgroup, joinCgroup, removeCgroup } = await import('../../common/cgroup.ts');
     const dir = `${cgroup2Root()}/ebpf-lab-test-sel-${process.pid}`;
     createCgroup(dir);
     const a = await spawnServer(SERVER);
@@ -234,7 +234,7 @@ describeRoot('selection by cgroup and by pid (real kernel)', () => {
       await tracer?.stop();
       a.child.kill('SIGKILL');
       b.child.kill('SIGKILL');
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
       removeCgroup(dir);
     }
   }, 30_000);
