@@ -1,6 +1,7 @@
 // cgroup v2 helpers shared by every capability that selects workloads by cgroup (security,
-// tracing, socket LB, energy, tc). Hosts differ: pure v2 mounts cgroup2 at /sys/fs/cgroup, hybrid systemd hosts
-// at /sys/fs/cgroup/unified; so the mount point is read from /proc/mounts, never assumed.
+// tracing, socket LB, energy, tc). Hosts differ: pure v2 mounts cgroup2 at /sys/fs/cgroup, hybrid
+// systemd hosts at /sys/fs/cgroup/unified; so the mount point is read from /proc/mounts, never
+// assumed.
 import fs from 'node:fs';
 import path from 'node:path';
 
