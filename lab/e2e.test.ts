@@ -8,7 +8,8 @@
 //     cpufreq in a guest, so it passes as "unsupported" with those gaps named; ~25 s here).
 //     Its first run here hung in the guest after starting its workloads (reports/e2e-EdhmR5; not
 //     reproduced since, cause not pinned): its io workload no longer does its I/O on the 9p out
-//     share in a guest (null_blk instead), and every wait in the scenario is bounded
+//     share in a guest (null_blk instead), and every wait in the scenario is bounded; tracing
+//     (Node → Python → nginx chain into Jaeger, built on the host first when not cached)
 //   - every run has a budget: past it the run is stopped (SIGINT, then SIGKILL) and the test fails
 //     with the last progress line, instead of holding the suite until vitest's timeout
 //   - pnpm lab matrix --kernels 5.10,6.1,6.12,7.x,host --scenarios hello-openat
@@ -107,6 +108,9 @@ describe.skipIf(!!skip)(`the commands users run, in VMs ${skip ? `(skipped: ${sk
     { scenario: 'tc-shaping', opts: ['--rates', '10,100', '--duration', '3'], budgetMin: 12, minPass: 4, headline: true },
     // run mode judges accounting and attribution (8 checks); the hook's cost is a bench figure, so no headline
     { scenario: 'energy', opts: ['--duration', '5'], budgetMin: 6, minPass: 8, headline: false },
+    // the chain through the real Jaeger (15 checks, ~90 s in the guest); the budget includes the
+    // host-side Jaeger build of a fresh checkout (3.5 min cold); its cost is a bench figure, so no headline
+    { scenario: 'tracing', opts: [], budgetMin: 15, minPass: 15, headline: false },
   ];
   for (const { scenario, opts, budgetMin, minPass, headline } of runs) {
     it(`pnpm lab run ${scenario} --kernel 6.1${opts.length ? ` ${opts.join(' ')}` : ''} passes`, async () => {

@@ -396,6 +396,9 @@ const scenario: Scenario = {
     'tracer-warmup': { type: 'int', description: 'bench: seconds of the same load with the tracer attached before each eBPF window, not measured (a fresh tracer spends its first seconds compiling; users run it as a daemon)', default: 2, min: 0, max: 60, valueName: 'S' },
     'cpu-prof': { type: 'string', description: 'bench: write a V8 CPU profile of the tracer for each eBPF measurement into DIR (summary in the report)', valueName: 'DIR' },
   },
+  // Jaeger is built on the host before a guest boots (3.5 min cold here, seconds with Go's build
+  // cache): the guest reads the host's tree read-only and has no route to the Go module proxy
+  vm: { prepare: (log) => ensureJaeger(log) },
   run: async (ctx) => (ctx.mode === 'bench' ? bench(ctx) : run(ctx)),
 };
 export default scenario;
