@@ -41,17 +41,32 @@ export function jaegerBuildInfo(): BuildInfo | null {
   }
 }
 
+/**
+ * The Go toolchain: `go` on PATH, else where Go's tarball (/usr/local/go) or Debian's golang-go
+ * (/usr/lib/go) put it. Machines of this kind ship Go in /usr/local/go without putting it on a
+ * login shell's PATH, so a fresh checkout's CI found no `go` there. Null when there is none.
+ */
+export async function findGo(): Promise<{ bin: string; version: string } | null> {
+  const onPath = (process.env.PATH ?? '').split(':').filter(Boolean).map((d) => path.join(d, 'go'));
+  for (const bin of [...onPath, '/usr/local/go/bin/go', '/usr/lib/go/bin/go']) {
+    if (!fs.existsSync(bin)) continue;
+    const v = await execa(bin, ['version'], { reject: false });
+    if (v.exitCode === 0) return { bin, version: v.stdout.trim() };
+  }
+  return null;
+}
+
 /** Build Jaeger once (minutes on 2 cores); later calls return the cached binary. */
 export async function ensureJaeger(log: (s: string) => void = (s) => console.error(s)): Promise<{ path: string; built: boolean; info: BuildInfo | null }> {
   const bin = jaegerPath();
   if (fs.existsSync(bin)) return { path: bin, built: false, info: jaegerBuildInfo() };
-  const go = await execa('go', ['version'], { reject: false });
-  if (go.exitCode !== 0) throw new LabError('Go is not installed (Jaeger v2 is built from the Go module proxy)', 'install Go ≥ 1.24.6, then pnpm lab setup tracing');
+  const go = await findGo();
+  if (!go) throw new LabError('Go is not installed (Jaeger v2 is built from the Go module proxy; looked on PATH, in /usr/local/go and /usr/lib/go)', 'install Go ≥ 1.24.6, then pnpm lab setup tracing');
   fs.mkdirSync(cacheDir(), { recursive: true, mode: 0o755 });
   const t0 = Date.now();
-  log(`building Jaeger ${JAEGER_VERSION} from the Go module proxy (${go.stdout.trim()}); this takes minutes …`);
+  log(`building Jaeger ${JAEGER_VERSION} from the Go module proxy (${go.version}); this takes minutes …`);
   const env = { ...process.env, GOTOOLCHAIN: 'local', GOFLAGS: '-mod=mod' };
-  const dl = await execa('go', ['mod', 'download', '-json', `${JAEGER_MODULE}@${JAEGER_VERSION}`], { env, reject: false, cwd: os.tmpdir() });
+  const dl = await execa(go.bin, ['mod', 'download', '-json', `${JAEGER_MODULE}@${JAEGER_VERSION}`], { env, reject: false, cwd: os.tmpdir() });
   if (dl.exitCode !== 0) throw new LabError(`go mod download ${JAEGER_MODULE}@${JAEGER_VERSION} failed: ${dl.stderr.split('\n').slice(-3).join(' ')}`, 'check GOPROXY and the network, then pnpm lab setup tracing');
   const src = (JSON.parse(dl.stdout) as { Dir: string }).Dir;
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-jaeger-'));
@@ -59,14 +74,14 @@ export async function ensureJaeger(log: (s: string) => void = (s) => console.err
     fs.cpSync(src, work, { recursive: true });
     await execa('chmod', ['-R', 'u+w', work]);
     const tmp = `${bin}.tmp`;
-    const b = await execa('go', ['build', '-trimpath', '-o', tmp, './cmd/jaeger'], { env, cwd: work, reject: false, all: true });
+    const b = await execa(go.bin, ['build', '-trimpath', '-o', tmp, './cmd/jaeger'], { env, cwd: work, reject: false, all: true });
     if (b.exitCode !== 0) throw new LabError(`building Jaeger failed:\n${b.all?.split('\n').slice(-10).join('\n')}`, 'see the Go error above; pnpm lab setup tracing retries');
     fs.chmodSync(tmp, 0o755);
     fs.renameSync(tmp, bin);
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }
-  const info: BuildInfo = { version: JAEGER_VERSION, seconds: Math.round((Date.now() - t0) / 1000), go: go.stdout.trim(), builtAt: new Date().toISOString(), path: bin };
+  const info: BuildInfo = { version: JAEGER_VERSION, seconds: Math.round((Date.now() - t0) / 1000), go: go.version, builtAt: new Date().toISOString(), path: bin };
   fs.writeFileSync(`${bin}.json`, `${JSON.stringify(info, null, 2)}\n`, { mode: 0o644 });
   log(`Jaeger built in ${info.seconds} s → ${bin}`);
   return { path: bin, built: true, info };
@@ -327,14 +342,14 @@ export function vegetaPath(): string {
 export async function ensureVegeta(log: (s: string) => void = (s) => console.error(s)): Promise<{ path: string; built: boolean; seconds?: number }> {
   const bin = vegetaPath();
   if (fs.existsSync(bin)) return { path: bin, built: false };
-  const go = await execa('go', ['version'], { reject: false });
-  if (go.exitCode !== 0) throw new LabError('Go is not installed (vegeta is built from the Go module proxy)', 'install Go, then pnpm lab setup tracing');
+  const go = await findGo();
+  if (!go) throw new LabError('Go is not installed (vegeta is built from the Go module proxy; looked on PATH, in /usr/local/go and /usr/lib/go)', 'install Go, then pnpm lab setup tracing');
   fs.mkdirSync(cacheDir(), { recursive: true, mode: 0o755 });
   const t0 = Date.now();
-  log(`building vegeta ${VEGETA_VERSION} from the Go module proxy (${go.stdout.trim()}) …`);
+  log(`building vegeta ${VEGETA_VERSION} from the Go module proxy (${go.version}) …`);
   const gobin = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-vegeta-'));
   try {
-    const b = await execa('go', ['install', `${VEGETA_MODULE}@${VEGETA_VERSION}`], { env: { ...process.env, GOTOOLCHAIN: 'local', GOBIN: gobin }, cwd: os.tmpdir(), reject: false, all: true });
+    const b = await execa(go.bin, ['install', `${VEGETA_MODULE}@${VEGETA_VERSION}`], { env: { ...process.env, GOTOOLCHAIN: 'local', GOBIN: gobin }, cwd: os.tmpdir(), reject: false, all: true });
     if (b.exitCode !== 0) throw new LabError(`building vegeta failed:\n${b.all?.split('\n').slice(-10).join('\n')}`, 'see the Go error above; pnpm lab setup tracing retries');
     fs.copyFileSync(path.join(gobin, 'vegeta'), `${bin}.tmp`);
     fs.chmodSync(`${bin}.tmp`, 0o755);
