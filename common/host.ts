@@ -2,6 +2,7 @@
 // pins, securityfs to read the active LSMs, debugfs), found or mounted. The cgroup v2 root is
 // common/cgroup.ts's.
 import fs from 'node:fs';
+import path from 'node:path';
 import zlib from 'node:zlib';
 import { execa } from 'execa';
 
@@ -33,6 +34,12 @@ export async function ensureMounts(): Promise<void> {
     fs.mkdirSync(target, { recursive: true });
     await execa('mount', ['-t', type, type, target], { reject: false });
   }
+}
+
+/** Where `command` is on PATH (or in /usr/sbin, /sbin, which a non-login PATH may lack), or null. */
+export function findOnPath(command: string): string | null {
+  const dirs = (process.env.PATH ?? '/usr/bin:/bin').split(':').filter(Boolean).concat('/usr/sbin', '/sbin');
+  return dirs.map((d) => path.join(d, command)).find((p) => fs.existsSync(p)) ?? null;
 }
 
 export function tracefsRoot(): string | null {

@@ -1,8 +1,7 @@
 // Test helpers shared by the *.test.ts files next to the code they test.
-import fs from 'node:fs';
-import path from 'node:path';
 import { execa } from 'execa';
 import { describe, expect } from 'vitest';
+import { findOnPath } from '../common/host.ts';
 
 /** Why a root/BPF test cannot run here, or null when it can. */
 export const rootSkipReason: string | null = process.getuid?.() === 0 ? null : 'needs root (loads BPF programs)';
@@ -23,8 +22,7 @@ export function describeUnless(skipReason: string | null, name: string, fn: () =
  * and the setup command that installs it), or null. `.ci/run` installs them all, so CI never skips.
  */
 export function toolMissing(setup: string, ...commands: string[]): string | null {
-  const dirs = (process.env.PATH ?? '/usr/bin:/bin').split(':').concat('/usr/sbin', '/sbin');
-  const gone = commands.find((c) => !dirs.some((d) => fs.existsSync(path.join(d, c))));
+  const gone = commands.find((c) => !findOnPath(c));
   return gone ? `${gone} is not installed — pnpm lab setup ${setup}` : null;
 }
 

@@ -13,6 +13,7 @@ import { execa, type ResultPromise } from 'execa';
 import { cacheDir as labCache } from '../../common/paths.ts';
 import { LabError } from '../../common/errors.ts';
 import { freePort } from '../../common/net.ts';
+import { findOnPath } from '../../common/host.ts';
 
 export const JAEGER_MODULE = 'github.com/jaegertracing/jaeger';
 export const JAEGER_VERSION = 'v1.76.0';
@@ -47,9 +48,8 @@ export function jaegerBuildInfo(): BuildInfo | null {
  * login shell's PATH, so a fresh checkout's CI found no `go` there. Null when there is none.
  */
 export async function findGo(): Promise<{ bin: string; version: string } | null> {
-  const onPath = (process.env.PATH ?? '').split(':').filter(Boolean).map((d) => path.join(d, 'go'));
-  for (const bin of [...onPath, '/usr/local/go/bin/go', '/usr/lib/go/bin/go']) {
-    if (!fs.existsSync(bin)) continue;
+  for (const bin of [findOnPath('go'), '/usr/local/go/bin/go', '/usr/lib/go/bin/go']) {
+    if (!bin || !fs.existsSync(bin)) continue;
     const v = await execa(bin, ['version'], { reject: false });
     if (v.exitCode === 0) return { bin, version: v.stdout.trim() };
   }
