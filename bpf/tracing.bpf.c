@@ -1,16 +1,19 @@
-// Zero-code HTTP tracing, kernel side. Only tracepoints (raw_syscalls sys_exit + sock:
-// inet_sock_set_state), so one object runs on every kernel of the matrix, including hosts without
-// kprobes/fentry.
+// Zero-code HTTP tracing, kernel side. Only tracepoints, so one object runs on every kernel of the
+// matrix, including hosts without kprobes/fentry.
 //
-// Payload: one raw tracepoint on sys_exit sees every syscall's return with the task's saved user
-// registers, so the arguments (fd, buffer, iovec count) are read there: no sys_enter program and no
-// per-thread map of saved arguments. Per-syscall tracepoints (syscalls:sys_{enter,exit}_*) did the
-// same with two programs, an LRU map update and delete per syscall and perf's trace-buffer setup
-// around each run: 1.2 µs of BPF per traced syscall against ~0.5 µs here (ARCHITECTURE.md,
-// tracing). Reading at exit, not at enter, means a read's buffer holds what arrived and a partial
-// write is reported with the length that went out. The fd is resolved to its struct sock
-// (task → files → fdtable → file → socket → sk) and the first cap_bytes are copied into the ring.
-// HTTP parsing happens in TypeScript (bounded there).
+// Payload, one of two hooks per kernel (the loader picks; controller/tracing/kernel.ts):
+// - sock (6.3+): sock:sock_recv_length and sock:sock_send_length, which fire inside
+//   sock_recvmsg/sock_sendmsg with the struct sock, i.e. only for socket I/O (see sock_io below).
+// - sys_exit (older kernels): one raw tracepoint sees every syscall's return with the task's saved
+//   user registers, and the fd is resolved to its struct sock (task → files → fdtable → file →
+//   socket → sk) per call. Per-syscall tracepoints (syscalls:sys_{enter,exit}_*) did the same
+//   with two programs, an LRU map update and delete per syscall and perf's trace-buffer setup
+//   around each run: 1.2 µs of BPF per traced syscall against ~0.5 µs here (ARCHITECTURE.md,
+//   tracing).
+// Both read the syscall's arguments (fd, buffer, iovec count) from the saved registers after the
+// bytes moved, so a read's buffer holds what arrived and a partial write is reported with the
+// length that went out, and both copy the first cap_bytes into the ring. HTTP parsing happens in
+// TypeScript (bounded there).
 //
 // Kernel-side filter (per socket, map `conns`): a record crosses only for the first bytes of each
 // run of one direction (the first cap_bytes of a request or a response, split reads included) and
@@ -20,16 +23,17 @@
 // Records carry only the bytes captured (bpf_ringbuf_output of header + cap_len from a per-CPU
 // scratch record), lifecycle records only the header.
 //
-// Preemptible syscall tracepoints: since syscall tracepoints may fault, their programs run with
-// migration disabled but preemption enabled; on a preemptible kernel (preempt=full or lazy: the
-// only models 7.x offers) a task preempted inside the program keeps that program's per-CPU
-// recursion guard, and the kernel skips the program for every other syscall exit on that CPU
-// until the task runs again (recursion_misses: 77 in one scenario run on 7.2, requests lost,
-// reports/20261130-180204-tracing-7.x). There the loader attaches a second copy behind the
-// first (`standby`): per thread the primary counts the exits it took (`relay`), and the standby
-// does the work only for an exit the primary's count did not move for, i.e. one it skipped. Each
-// copy has its own scratch record, and per-CPU counters are bumped atomically, because a
-// preempted run and another on the same CPU can now interleave.
+// Preemptible tracepoint programs: since syscall tracepoints may fault, their programs run with
+// migration disabled but preemption enabled, and from 7.0 every tracepoint's do (SRCU-fast). On a
+// preemptible kernel (preempt=full or lazy: the only models 7.x offers) a task preempted inside
+// the program keeps that program's per-CPU recursion guard, and the kernel skips the program for
+// every other event on that CPU until the task runs again (recursion_misses: 77 in one scenario
+// run on 7.2, requests lost, reports/20261130-180204-tracing-7.x). There the loader attaches a
+// second copy behind each data program (`standby`): per thread the primary counts the events it
+// took (`relay`), and the standby does the work only for an event the primary's count did not
+// move for, i.e. one it skipped. Each data program has its own scratch record, and per-CPU
+// counters are bumped atomically, because a preempted run and another on the same CPU can now
+// interleave.
 //
 // Lifecycle: the CLOSE→SYN_SENT transition runs in the connecting task's context, so selection
 // works there; later transitions (ESTABLISHED, CLOSE) run in softirq and are reported only for
@@ -80,7 +84,7 @@ const volatile __u32 cap_bytes = 256;
  * byte is read, and its response goes with it. Every request is counted in `red` either way.
  */
 const volatile __u32 sample_thresh = 0;
-/* 1: the standby copy of the sys_exit program is attached behind the primary (see the top) */
+/* 1: the standby copies of the data programs are attached behind the primaries (see the top) */
 const volatile __u32 standby_on = 0;
 
 /* workloads: cgroup v2 id → service index, tgid → service index */
@@ -165,10 +169,10 @@ struct {
 	__type(value, struct tr_relay);
 } relay SEC(".maps");
 
-/* a data record is assembled here, then only its used part goes into the ring: one per copy of sys_exit */
+/* a data record is assembled here, then only its used part goes into the ring: one per data program (tr_call.slot) */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, 4);
 	__type(key, __u32);
 	__type(value, struct tr_event);
 } scratch SEC(".maps");
@@ -518,28 +522,70 @@ struct tr_call {
 	__u32 sys;      /* enum tr_sys */
 	__u32 iovcnt;
 	__u32 service;
-	__u32 copy;     /* which copy of sys_exit: 0 primary, 1 standby (its scratch record) */
+	__u32 slot;     /* the program's own scratch record (a preempted run keeps its record to itself) */
 };
 
-static __always_inline int data_exit(struct tr_call a, long ret, const bool btf)
+/*
+ * A socket first seen by a data hook: with sys_exit one that predates the tracer (accept_exit and
+ * connect register the others); with the sock hooks every accepted one too, since they see no
+ * accept. It must be a TCP socket behind the syscall's own fd (sock hooks: the kernel's own
+ * sockets, e.g. NFS's, also pass there, in whatever task's context). A 32-bit task's syscall
+ * numbers are another table, so what got here was some other call with a stray fd: the socket is
+ * ignored from now on. Checked once per socket, not per call.
+ */
+static __always_inline struct tr_conn *first_sight(struct tr_call *a, struct sock *sk, struct file *f, const bool sockhook)
 {
-	struct file *f = NULL;
-	struct sock *sk = fd_to_sock(a.fd, &f, btf);
-	if (!sk)
-		return 0;
+	if (sockhook) {
+		struct file *ff = NULL;
+		if (fd_to_sock(a->fd, &ff, true) != sk)
+			return NULL;
+		f = ff;
+	}
+	if (!tcp_sock(f, sk))
+		return NULL;
+	__u64 key = (__u64)sk;
+	/*
+	 * Tracked from now on, HTTP or not, so its close clears this state before the struct sock is
+	 * reused: with the sock hooks nothing else resets it (no accept), and a reused address would
+	 * inherit, say, non_http.
+	 */
+	struct tr_sock t = { .pid = bpf_get_current_pid_tgid() >> 32, .service = a->service, .cgroup_id = bpf_get_current_cgroup_id() };
+	bpf_map_update_elem(&tracked, &key, &t, BPF_ANY);
+	struct tr_conn z = { .capture = 1, .fresh = 1, .non_http = compat_task() };
+	bpf_map_update_elem(&conns, &key, &z, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&conns, &key);
+}
+
+/*
+ * A first-seen socket's role is known (its first bytes): a server socket gets the accept record
+ * accept_exit would have sent, and its `always` (a traced local client at the other end).
+ */
+static __always_inline void first_role(struct tr_conn *st, struct sock *sk, __u32 service)
+{
+	__u64 key = (__u64)sk;
+	st->fresh = 0;
+	if (st->role != TR_ROLE_SERVER)
+		return;
+	if (sample_thresh) {
+		struct tr_tuple peer;
+		sock_tuple(&peer, sk, true);
+		st->always = bpf_map_lookup_elem(&local_clients, &peer) != NULL;
+	}
+	struct tr_event *e = reserve(TR_EV_ACCEPT, service);
+	if (!e)
+		return;
+	e->sock = key;
+	fill_tuple(e, sk);
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* a syscall of `a` moved `ret` bytes on socket sk (f: its file where the caller resolved it) */
+static __always_inline int sock_data(struct tr_call a, struct sock *sk, struct file *f, long ret, const bool sockhook)
+{
 	__u64 key = (__u64)sk;
 	struct tr_conn *st = bpf_map_lookup_elem(&conns, &key);
 	if (!st) {
-		if (!tcp_sock(f, sk))
-			return 0;
-		/*
-		 * A socket first seen here (it predates the tracer): its first bytes tell its role. A
-		 * 32-bit task's syscall numbers are another table, so what got here was some other call
-		 * with a stray fd: the socket is ignored from now on. Checked once per socket, not per call.
-		 */
-		struct tr_conn z = { .capture = 1, .non_http = compat_task() };
-		bpf_map_update_elem(&conns, &key, &z, BPF_NOEXIST);
-		st = bpf_map_lookup_elem(&conns, &key);
+		st = first_sight(&a, sk, f, sockhook);
 		if (!st)
 			return 0;
 	}
@@ -571,6 +617,8 @@ static __always_inline int data_exit(struct tr_call a, long ret, const bool btf)
 			}
 			if (!st->role)
 				st->role = (w == W4('H', 'T', 'T', 'P')) == (dir == TR_DIR_IN) ? TR_ROLE_CLIENT : TR_ROLE_SERVER;
+			if (st->fresh)
+				first_role(st, sk, a.service);
 		}
 		bool is_req = st->role == TR_ROLE_SERVER ? dir == TR_DIR_IN : st->role == TR_ROLE_CLIENT && dir == TR_DIR_OUT;
 		__u64 now = bpf_ktime_get_ns();
@@ -629,7 +677,7 @@ static __always_inline int data_exit(struct tr_call a, long ret, const bool btf)
 			return 0;
 		}
 	}
-	__u32 slot = a.copy ? 1 : 0;
+	__u32 slot = a.slot;
 	struct tr_event *e = bpf_map_lookup_elem(&scratch, &slot);
 	if (!e)
 		return 0;
@@ -674,6 +722,15 @@ static __always_inline int data_exit(struct tr_call a, long ret, const bool btf)
 	if (bpf_ringbuf_output(&events, e, TR_HDR_SIZE + got, 0))
 		lab_count(&lost);
 	return 0;
+}
+
+static __always_inline int data_exit(struct tr_call a, long ret, const bool btf)
+{
+	struct file *f = NULL;
+	struct sock *sk = fd_to_sock(a.fd, &f, btf);
+	if (!sk)
+		return 0;
+	return sock_data(a, sk, f, ret, false);
 }
 
 /* accept/accept4 returned `fd`: the server side of a connection, tracked from now on */
@@ -723,6 +780,36 @@ static __always_inline __u32 sys_of(__u64 nr)
 
 
 /*
+ * With a standby copy attached (see the top): the primary counts the events it took, per thread;
+ * the standby takes an event only if the primary's count did not move for it, i.e. the kernel
+ * skipped the primary. false: this copy leaves the event alone.
+ */
+static __always_inline bool relay_take(const __u32 copy)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct tr_relay *r = bpf_map_lookup_elem(&relay, &tid);
+	if (!copy) {
+		if (r)
+			r->primary++;
+		else {
+			struct tr_relay n = { .primary = 1 };
+			bpf_map_update_elem(&relay, &tid, &n, BPF_NOEXIST);
+		}
+		return true;
+	}
+	if (r && r->primary != r->seen) {
+		r->seen = r->primary;
+		return false;
+	}
+	if (!r) {
+		struct tr_relay n = {};
+		bpf_map_update_elem(&relay, &tid, &n, BPF_NOEXIST);
+	}
+	count_filtered(2);
+	return true;
+}
+
+/*
  * Every syscall of every task returns through here, so the order is by cost: the syscall number
  * (one read) rules out all but a few, a failed call or EOF ends it, then the workload filter.
  */
@@ -734,33 +821,12 @@ static __always_inline int on_sys_exit(struct pt_regs *regs, __u32 sys, long ret
 	__u32 service = selected();
 	if (!service)
 		return 0;
-	if (standby_on) {
-		/* primary: count the exit taken; standby: take it only if the primary did not (see the top) */
-		__u32 tid = (__u32)bpf_get_current_pid_tgid();
-		struct tr_relay *r = bpf_map_lookup_elem(&relay, &tid);
-		if (!copy) {
-			if (r)
-				r->primary++;
-			else {
-				struct tr_relay n = { .primary = 1 };
-				bpf_map_update_elem(&relay, &tid, &n, BPF_NOEXIST);
-			}
-		} else {
-			if (r && r->primary != r->seen) {
-				r->seen = r->primary;
-				return 0;
-			}
-			if (!r) {
-				struct tr_relay n = {};
-				bpf_map_update_elem(&relay, &tid, &n, BPF_NOEXIST);
-			}
-			count_filtered(2);
-		}
-	}
+	if (standby_on && !relay_take(copy))
+		return 0;
 	/* sendfile(out_fd, in_fd, …): the socket is out_fd, the first argument like every other */
 	if (sys == SYS_ACCEPT)
 		return accept_exit((__u32)ret, service, btf);
-	struct tr_call a = { .sys = sys, .service = service, .copy = copy };
+	struct tr_call a = { .sys = sys, .service = service, .slot = copy };
 	a.fd = (__u32)(btf ? SYSCALL_ARG1(regs) : PT_REGS_PARM1_CORE_SYSCALL(regs));
 	if (sys != TR_SYS_SENDFILE)
 		a.buf = btf ? SYSCALL_ARG2(regs) : PT_REGS_PARM2_CORE_SYSCALL(regs);
@@ -799,6 +865,74 @@ SEC("tp_btf/sys_exit")
 int BPF_PROG(sys_exit_standby, struct pt_regs *regs, long ret)
 {
 	return btf_sys_exit(regs, ret, 1);
+}
+
+/*
+ * The sock hooks (6.3+): sock:sock_recv_length and sock:sock_send_length fire in sock_recvmsg and
+ * sock_sendmsg, i.e. only for socket I/O, with the struct sock in hand. Where they exist they
+ * replace sys_exit: no program on every other syscall of every task (sys_exit made every syscall
+ * take the kernel's slow exit path as well) and no fd → file → socket walk per call. Ordinary
+ * tracepoints ran their programs with preemption off until 7.0, which made them preemptible
+ * (SRCU-fast, a46023d5616): there, on a preempting kernel, they get the standby copy as sys_exit
+ * does (see the top). The user buffer is still the
+ * syscall's, from the task's saved registers: the hook fires after the copy, so it holds the bytes.
+ * I/O not made by one of the traced syscalls (io_uring, splice, the kernel's own sockets in a
+ * task's context) has another or no syscall number there, or a direction that disagrees: skipped.
+ */
+#define MSG_PEEK 2
+
+static __always_inline int sock_io(struct sock *sk, int ret, int flags, const bool out, const __u32 copy)
+{
+	/* MSG_PEEK: the same bytes come again with the read that takes them */
+	if (ret <= 0 || (!out && (flags & MSG_PEEK)))
+		return 0;
+	__u32 service = selected();
+	if (!service)
+		return 0;
+	if (standby_on && !relay_take(copy))
+		return 0;
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	if (!regs)
+		return 0;
+	__u32 sys = sys_of(regs->orig_ax);
+	if (!sys || sys == SYS_ACCEPT)
+		return 0;
+	bool sys_out = sys == TR_SYS_WRITE || sys == TR_SYS_WRITEV || sys == TR_SYS_SENDTO || sys == TR_SYS_SENDMSG || sys == TR_SYS_SENDFILE;
+	if (sys_out != out)
+		return 0;
+	/* slots: recv 0, send 1, their standbys 2 and 3 */
+	struct tr_call a = { .sys = sys, .service = service, .slot = copy * 2 + out };
+	a.fd = (__u32)SYSCALL_ARG1(regs);
+	if (sys != TR_SYS_SENDFILE)
+		a.buf = SYSCALL_ARG2(regs);
+	if (sys == TR_SYS_READV || sys == TR_SYS_WRITEV)
+		a.iovcnt = (__u32)SYSCALL_ARG3(regs);
+	return sock_data(a, sk, NULL, ret, true);
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(sock_recv, struct sock *sk, int ret, int flags)
+{
+	return sock_io(sk, ret, flags, false, 0);
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(sock_send, struct sock *sk, int ret, int flags)
+{
+	return sock_io(sk, ret, flags, true, 0);
+}
+
+/* standby copies (see the top): where tracepoint programs run preemptibly (7.0+ on a preempting kernel) */
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(sock_recv_standby, struct sock *sk, int ret, int flags)
+{
+	return sock_io(sk, ret, flags, false, 1);
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(sock_send_standby, struct sock *sk, int ret, int flags)
+{
+	return sock_io(sk, ret, flags, true, 1);
 }
 
 #define TCP_ESTABLISHED 1

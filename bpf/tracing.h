@@ -4,7 +4,7 @@
  *
  * One record per syscall that moved bytes on a TCP socket of a selected workload (the first
  * `cap_bytes` of them), plus connection lifecycle records from sock:inet_sock_set_state and
- * accept/accept4. User space reassembles each connection's byte stream from these and parses HTTP/1.1.
+ * accept/accept4 (or a server socket's first bytes, where the sock hooks carry the payload). User space reassembles each connection's byte stream from these and parses HTTP/1.1.
  */
 #pragma once
 
@@ -96,7 +96,7 @@ struct tr_conn {
 	__u8 role;       /* enum tr_role, 0 until known */
 	__u8 always;     /* every exchange crosses: a client, or a server whose peer is a traced local client */
 	__u8 capture;    /* the current exchange crosses to user space */
-	__u8 _pad;
+	__u8 fresh;      /* first seen by a data hook, role not yet known (tracing.bpf.c, first_sight) */
 };
 
 /* a connection's 4-tuple, IPv4 as v4-mapped IPv6 (the form inet_sock_set_state stores) */

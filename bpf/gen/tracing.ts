@@ -24,7 +24,7 @@ export interface tr_conn {
   role: number;
   always: number;
   capture: number;
-  _pad: number;
+  fresh: number;
 }
 export const tr_conn_size = 56;
 
@@ -108,7 +108,7 @@ export interface TracingShape {
     events: { key: Uint8Array; value: Uint8Array };
     lost: { key: number; value: bigint };
   };
-  programs: 'sys_exit' | 'sys_exit_btf' | 'sys_exit_standby' | 'sock_state';
+  programs: 'sys_exit' | 'sys_exit_btf' | 'sys_exit_standby' | 'sock_recv' | 'sock_recv_standby' | 'sock_send' | 'sock_send_standby' | 'sock_state';
   rodata: {
     cap_bytes: number;
     sample_thresh: number;
@@ -138,7 +138,7 @@ export const tracing = defineSkeleton<TracingShape>({
     events: { type: MapType.RINGBUF, keySize: 0, valueSize: 0 },
     lost: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 8 },
   },
-  programs: ['sys_exit', 'sys_exit_btf', 'sys_exit_standby', 'sock_state'],
+  programs: ['sys_exit', 'sys_exit_btf', 'sys_exit_standby', 'sock_recv', 'sock_recv_standby', 'sock_send', 'sock_send_standby', 'sock_state'],
   rodata: ['cap_bytes', 'sample_thresh', 'standby_on', 'red_zero'],
   bss: [],
 });

@@ -1,17 +1,24 @@
 // The tracer's kernel side: loads bpf/tracing.bpf.o, selects workloads (cgroup v2 ids, pids) in
-// its maps, attaches its two hooks, and decodes ring-buffer records.
+// its maps, attaches its hooks, and decodes ring-buffer records.
 //
-// The mechanism is the same on every kernel the lab runs (5.10 … 7.x and this host): the raw
-// tracepoint sys_exit (every syscall's return, arguments from the saved user registers) and the
-// tracepoint sock:inet_sock_set_state; both are probed by attaching, and what attached is reported
-// as `mechanism`. kprobe/fentry variants are not needed: a syscall's return sees the same bytes on
+// Payload comes from one of two hooks, chosen per kernel and reported as `mechanism`:
+// - `sock` (6.3+ with BTF): tp_btf on sock:sock_recv_length and sock:sock_send_length, which fire
+//   for socket I/O only, with the struct sock in hand; the syscall's arguments from the task's
+//   saved registers. The cheaper one (bpf/tracing.bpf.c, sock_io).
+// - sys_exit (older kernels): the raw tracepoint every syscall returns through, as tp_btf where
+//   there is BTF, else raw_tp; the fd resolved to its socket per call.
+// Both with sock:inet_sock_set_state for the lifecycle; every hook is probed in tracefs before
+// load. kprobe/fentry variants are not needed: a syscall's bytes are the same at these points on
 // every kernel, and this host has neither kprobes nor fentry.
 //
 // Where the kernel preempts (preempt=full/lazy, the only models 7.x has) syscall tracepoints run
 // their programs preemptibly, and a preempted run makes the kernel skip the program for the other
 // syscall exits on its CPU: a standby copy is attached behind the primary to take those (see
-// bpf/tracing.bpf.c). It costs one more program run per syscall, so it is attached only there.
+// bpf/tracing.bpf.c). It costs one more program run per event, so it is attached only there. The
+// sock hooks are ordinary tracepoints, which ran their programs with preemption off until 7.0
+// (SRCU-fast tracepoints, a46023d5616): they get standby copies on a preempting 7.0+ kernel.
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { RingBuffer, attachRawTracepoint, attachTrace, attachTracepoint, enableStats, type BpfMap, type BpfObject, type Link, type ProgInfo } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
@@ -26,8 +33,8 @@ export const TR = {
   MAX_CAP: 512,
 } as const;
 export const SYS_NAMES = ['', 'read', 'write', 'readv', 'writev', 'sendto', 'recvfrom', 'sendmsg', 'recvmsg', 'sendfile'];
-/** the syscalls sys_exit looks at (bpf/tracing.bpf.c, sys_of) */
-const TRACED_SYSCALLS = 'read/write/readv/writev/sendto/recvfrom/sendmsg/recvmsg/sendfile/accept/accept4';
+/** the syscalls the data hooks look at (bpf/tracing.bpf.c, sys_of; accept only with sys_exit) */
+const TRACED_SYSCALLS = 'read/write/readv/writev/sendto/recvfrom/sendmsg/recvmsg/sendfile';
 
 /** A decoded record: tr_event (bpf/tracing.h) with addresses as strings and only the valid payload. */
 export type TraceEvent = Omit<tr_event, 'laddr' | 'raddr' | 'data' | '_pad' | '_pad2' | 'ts_ns' | 'sock' | 'cgroup_id' | 'comm' | 'skip_bytes' | 'skip_ts' | 'skip_calls' | 'skip_dir'> & {
@@ -129,13 +136,42 @@ class RingRecord implements TraceEvent {
 type Hook = [string, string, TracingShape['programs']];
 const HOOKS: Hook[] = [
   ['sock', 'inet_sock_set_state', 'sock_state'],
+  ['sock', 'sock_recv_length', 'sock_recv'],
+  ['sock', 'sock_send_length', 'sock_send'],
+  ['sock', 'sock_recv_length', 'sock_recv_standby'],
+  ['sock', 'sock_send_length', 'sock_send_standby'],
   ['raw_syscalls', 'sys_exit', 'sys_exit_btf'],
   ['raw_syscalls', 'sys_exit', 'sys_exit'],
   // after the primary: tracepoint probes run in the order they were attached
   ['raw_syscalls', 'sys_exit', 'sys_exit_standby'],
 ];
-/** the two flavours of the sys_exit hook: one is loaded */
-export type SysExitHook = 'tp_btf' | 'raw_tp';
+/** programs attached as tp_btf (the others: raw_tp for raw_syscalls, else a perf tracepoint) */
+const TP_BTF = new Set<TracingShape['programs']>(['sys_exit_btf', 'sys_exit_standby', 'sock_recv', 'sock_send', 'sock_recv_standby', 'sock_send_standby']);
+const STANDBY = new Set<TracingShape['programs']>(['sys_exit_standby', 'sock_recv_standby', 'sock_send_standby']);
+/**
+ * Where the payload comes from: sock (the sock_{recv,send}_length tracepoints, 6.3+), or the
+ * sys_exit raw tracepoint typed (tp_btf) or not (raw_tp). One is loaded.
+ */
+export type DataHook = 'sock' | 'tp_btf' | 'raw_tp';
+const DATA_PROGS: Record<DataHook, TracingShape['programs'][]> = { sock: ['sock_recv', 'sock_send', 'sock_recv_standby', 'sock_send_standby'], tp_btf: ['sys_exit_btf', 'sys_exit_standby'], raw_tp: ['sys_exit'] };
+/** 7.0 made tracepoint programs preemptible (SRCU-fast); the sock hooks need the standby from there on */
+const PREEMPTIBLE_TRACEPOINTS = [7, 0];
+
+/** the payload hook this kernel gets by default (KernelTracerOptions.hook) */
+export function defaultHook(): DataHook {
+  const tfs = tracefsRoot() ?? '/sys/kernel/tracing';
+  const btf = fs.existsSync('/sys/kernel/btf/vmlinux');
+  const sock = ['sock_recv_length', 'sock_send_length'].every((t) => fs.existsSync(path.join(tfs, 'events', 'sock', t)));
+  return btf && sock ? 'sock' : btf ? 'tp_btf' : 'raw_tp';
+}
+
+/** is this kernel release (uname -r) at least major.minor? An unreadable one counts as yes (the safe side) */
+export function releaseAtLeast(release: string, [major, minor]: number[]): boolean {
+  const m = /^(\d+)\.(\d+)/.exec(release);
+  if (!m) return true;
+  const a = Number(m[1]), b = Number(m[2]);
+  return a > major! || (a === major && b >= minor!);
+}
 
 export function addrString(family: number, b: Uint8Array): string {
   if (family === 2) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
@@ -156,10 +192,11 @@ export interface KernelTracerOptions {
   ringBytes?: number;
   stats?: boolean;
   /**
-   * tp_btf (default where the kernel has BTF): the saved registers are a typed pointer, read with
-   * plain loads; raw_tp: the same program body reading them through helpers (kernels without BTF)
+   * Where payload is read. Default: sock where the kernel has sock:sock_recv_length and
+   * sock_send_length and BTF, else tp_btf (sys_exit, the saved registers a typed pointer read with
+   * plain loads) where it has BTF, else raw_tp (the same program reading them through helpers).
    */
-  sysExit?: SysExitHook;
+  hook?: DataHook;
   /**
    * Share of root requests (on server sockets whose peer is not a traced local client) whose
    * records cross to user space, 0 < ratio ≤ 1 (default 1: every request). Clients and servers
@@ -167,7 +204,7 @@ export interface KernelTracerOptions {
    */
   sampleRatio?: number;
   /**
-   * Attach the standby copy of the sys_exit program (tp_btf only). Default: where the kernel's
+   * Attach the standby copies (hooks tp_btf and sock; sock from 7.0 on). Default: where the kernel's
    * preemption model is full, lazy or rt, or cannot be told (a preempted run would make the kernel
    * skip the program for other tasks' syscalls on that CPU).
    */
@@ -229,7 +266,10 @@ export class KernelTracer implements Disposable {
     return { continuations: sum(0), nonHttp: sum(1), standby: sum(2) };
   }
 
-  private constructor(readonly skel: Tracing, present: Hook[], opts: KernelTracerOptions, preemption: Preemption & { standby: boolean }) {
+  /** where payload is read (KernelTracerOptions.hook) */
+  readonly hook: DataHook;
+
+  private constructor(readonly skel: Tracing, present: Hook[], hook: DataHook, opts: KernelTracerOptions, preemption: Preemption & { standby: boolean }) {
     const obj = (this.obj = skel.obj);
     const L = obj.btf.layout('tr_event');
     const f = (n: string) => L[n]!.offset;
@@ -259,18 +299,21 @@ export class KernelTracer implements Disposable {
     try {
       for (const [cat, name, prog] of present) {
         const p = skel.programs[prog];
-        this.links.push(prog === 'sys_exit_btf' || prog === 'sys_exit_standby' ? attachTrace(p) : cat === 'raw_syscalls' ? attachRawTracepoint(p, name) : attachTracepoint(p, cat, name));
+        this.links.push(TP_BTF.has(prog) ? attachTrace(p) : cat === 'raw_syscalls' ? attachRawTracepoint(p, name) : attachTracepoint(p, cat, name));
       }
     } catch (e) {
       this.close();
       throw e;
     }
-    const attached = present.map(([c, n, p]) => (p === 'sys_exit_standby' ? `tp_btf:${n} (standby)` : p === 'sys_exit_btf' ? `tp_btf:${n}` : c === 'raw_syscalls' ? `raw_tp:${n}` : `${c}:${n}`));
-    const how = present.some(([, , p]) => p === 'sys_exit_btf') ? 'tp_btf' : 'raw_tp';
-    const standby = preemption.standby ? `; a standby copy behind it (preemption ${preemption.model ?? (preemption.preemptible === undefined ? 'unknown' : 'on')}, from ${preemption.source})` : '';
+    const attached = present.map(([c, n, p]) => (TP_BTF.has(p) ? `tp_btf:${c === 'raw_syscalls' ? '' : `${c}:`}${n}${STANDBY.has(p) ? ' (standby)' : ''}` : c === 'raw_syscalls' ? `raw_tp:${n}` : `${c}:${n}`));
+    const standby = preemption.standby ? `; a standby copy behind ${hook === 'sock' ? 'each' : 'it'} (preemption ${preemption.model ?? (preemption.preemptible === undefined ? 'unknown' : 'on')}, from ${preemption.source})` : '';
+    this.hook = hook;
     this.mechanism = {
       attached,
-      summary: `tracepoints: sys_exit as ${how} (${TRACED_SYSCALLS}, arguments from the saved registers${standby}) + sock:inet_sock_set_state`,
+      summary:
+        hook === 'sock'
+          ? `tracepoints: sock:sock_recv_length + sock:sock_send_length as tp_btf (socket I/O of ${TRACED_SYSCALLS}, arguments from the saved registers${standby}) + sock:inet_sock_set_state`
+          : `tracepoints: sys_exit as ${hook} (${TRACED_SYSCALLS}/accept/accept4, arguments from the saved registers${standby}) + sock:inet_sock_set_state`,
       preemption,
     };
   }
@@ -280,15 +323,17 @@ export class KernelTracer implements Disposable {
     if (!(Number.isInteger(cap) && cap >= 1 && cap <= TR.MAX_CAP)) throw new Error(`capture bytes must be an integer 1…${TR.MAX_CAP}, got ${cap}`);
     const tfs = tracefsRoot() ?? '/sys/kernel/tracing';
     const has = (cat: string, name: string) => fs.existsSync(path.join(tfs, 'events', cat, name));
-    const sysExit = opts.sysExit ?? (fs.existsSync('/sys/kernel/btf/vmlinux') ? 'tp_btf' : 'raw_tp');
+    const hook: DataHook = opts.hook ?? defaultHook();
+    if (hook !== 'raw_tp' && !fs.existsSync('/sys/kernel/btf/vmlinux')) throw new Error(`hook ${hook} needs the kernel's BTF (/sys/kernel/btf/vmlinux), which this kernel lacks: use raw_tp`);
     const preemption = preemptModel();
-    const standby = sysExit === 'tp_btf' && (opts.standby ?? preemption.preemptible !== false);
-    const unused: TracingShape['programs'][] = sysExit === 'tp_btf' ? ['sys_exit', ...(standby ? [] : ['sys_exit_standby' as const])] : ['sys_exit_btf', 'sys_exit_standby'];
-    const wanted = HOOKS.filter(([, , p]) => !unused.includes(p));
-    const present = wanted.filter(([c, n]) => has(c, n));
+    const standby = hook !== 'raw_tp' && (opts.standby ?? (preemption.preemptible !== false && (hook === 'tp_btf' || releaseAtLeast(os.release(), PREEMPTIBLE_TRACEPOINTS))));
+    const used = new Set<TracingShape['programs']>(['sock_state', ...DATA_PROGS[hook].filter((p) => !STANDBY.has(p) || standby)]);
+    const unused = HOOKS.map(([, , p]) => p).filter((p) => !used.has(p));
+    const wanted = HOOKS.filter(([, , p]) => used.has(p));
     const missing = wanted.filter(([c, n]) => !has(c, n));
-    // both are needed: without either there is nothing to trace
-    for (const [c, n] of missing) throw new Error(`tracepoint ${c}:${n} is missing on this kernel (${tfs}/events/${c}/${n})`);
+    // all are needed: without lifecycle or payload there is nothing to trace
+    for (const [c, n] of missing) throw new Error(`tracepoint ${c}:${n} is missing on this kernel (${tfs}/events/${c}/${n})${hook === 'sock' ? ': the sock hook needs 6.3+, use tp_btf' : ''}`);
+    const present = wanted;
     const ratio = opts.sampleRatio ?? 1;
     if (!(typeof ratio === 'number' && ratio > 0 && ratio <= 1)) throw new Error(`sample ratio must be in (0, 1], got ${ratio}`);
     // a request crosses when a u32 random draw is below the threshold; 0 turns sampling off
@@ -297,7 +342,7 @@ export class KernelTracer implements Disposable {
     try {
       skel.setRodata({ cap_bytes: cap, sample_thresh: sampleThresh, standby_on: standby ? 1 : 0 });
       skel.load({ skip: unused, maxEntries: opts.ringBytes ? { events: opts.ringBytes } : undefined });
-      return new KernelTracer(skel, present, opts, { ...preemption, standby });
+      return new KernelTracer(skel, present, hook, opts, { ...preemption, standby });
     } catch (e) {
       skel.close();
       throw e;
@@ -332,8 +377,8 @@ export class KernelTracer implements Disposable {
   }
 
   /**
-   * Runs the kernel skipped per program (recursion on a CPU). The primary sys_exit's misses are
-   * taken by the standby where it is attached; the standby's own are syscalls nobody saw.
+   * Runs the kernel skipped per program (recursion on a CPU). A primary's misses are taken by its
+   * standby where one is attached; the standby's own are events nobody saw.
    */
   missedRuns(): Record<string, number> {
     return Object.fromEntries(this.programInfos().map(([p, i]) => [p, Number(i.recursionMisses)]));

@@ -7,7 +7,7 @@ import path from 'node:path';
 import http from 'node:http';
 import { Registry } from 'prom-client';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
-import { KernelTracer, type Mechanism, type SysExitHook } from './kernel.ts';
+import { KernelTracer, type DataHook, type Mechanism } from './kernel.ts';
 import { SpanAssembler, type Span } from './spans.ts';
 import { BoundedExporter, SpanConverter, routeOf, type ServiceInfo } from './export.ts';
 import { RedMetrics, registerKernelRed } from './red.ts';
@@ -36,9 +36,9 @@ export interface TracerOptions {
   captureBytes?: number;
   /** share of root requests traced (KernelTracerOptions.sampleRatio; default 1: all) */
   sampleRatio?: number;
-  /** the sys_exit hook's flavour (KernelTracerOptions.sysExit; default tp_btf where there is BTF) */
-  sysExit?: SysExitHook;
-  /** attach the standby copy of sys_exit (KernelTracerOptions.standby; default where the kernel preempts) */
+  /** where payload is read (KernelTracerOptions.hook; default sock on 6.3+, else sys_exit as tp_btf where there is BTF) */
+  hook?: DataHook;
+  /** attach the standby copies (KernelTracerOptions.standby; default where the kernel runs tracepoint programs preemptibly) */
   standby?: boolean;
   graceMs?: number;
   maxQueue?: number;
@@ -127,7 +127,7 @@ export class Tracer {
 
   static async start(opts: TracerOptions): Promise<Tracer> {
     if (!opts.services.length) throw new Error('no workloads selected');
-    const kernel = await KernelTracer.start({ capBytes: opts.captureBytes, stats: opts.stats, sampleRatio: opts.sampleRatio, sysExit: opts.sysExit, standby: opts.standby });
+    const kernel = await KernelTracer.start({ capBytes: opts.captureBytes, stats: opts.stats, sampleRatio: opts.sampleRatio, hook: opts.hook, standby: opts.standby });
     const t = new Tracer(kernel, opts);
     try {
       opts.services.forEach((s, i) => {
@@ -236,8 +236,9 @@ export class Tracer {
   private kernelFigures(): NonNullable<Tracer['final']> {
     const filtered = this.kernel.filtered();
     const perProgram = this.kernel.missedRuns();
-    const standby = 'sys_exit_standby' in perProgram;
-    const unseen = Object.entries(perProgram).reduce((a, [p, n]) => a + (standby && p === 'sys_exit_btf' ? 0 : n), 0);
+    // a primary's skipped runs are taken by its standby copy where one is attached
+    const covered = (p: string) => `${p === 'sys_exit_btf' ? 'sys_exit' : p}_standby` in perProgram;
+    const unseen = Object.entries(perProgram).reduce((a, [p, n]) => a + (covered(p) ? 0 : n), 0);
     return { lost: this.kernel.lost, missed: { perProgram, unseen, standbyTook: filtered.standby }, bpf: this.opts.stats ? this.kernel.programStats() : undefined, filtered };
   }
 

@@ -22,6 +22,7 @@ import { execa, type ResultPromise } from 'execa';
 import { scaledTimeout, type ScenarioContext } from '../../lab/scenario.ts';
 import { median, nearestRank, summary } from '../../lab/stats.ts';
 import { Tracer } from '../../controller/tracing/tracer.ts';
+import { defaultHook, type DataHook } from '../../controller/tracing/kernel.ts';
 import { Jaeger, ensureJaeger, ensureVegeta, VEGETA_VERSION } from '../../controller/tracing/backend.ts';
 import { cgroup2Root, createCgroup, removeCgroup } from '../../common/cgroup.ts';
 import { freePort } from '../../common/net.ts';
@@ -40,7 +41,8 @@ export const SCHEDS = ['normal', 'nice', 'idle', 'idle-noexport', 'floor'] as co
 /**
  * floor is a diagnostic too: the tracer loaded and its hooks attached, but selecting an empty
  * cgroup, so every program run ends at the filter. What the service loses then is the mechanism's
- * own cost (every syscall through the sys_exit tracepoint), which no work on the program removes.
+ * own cost (every socket I/O through the sock tracepoints, or with sys_exit every syscall), which
+ * no work on the program body removes.
  */
 const diagnostic = (s: Sched | null) => s === 'idle-noexport' || s === 'floor';
 /**
@@ -49,10 +51,17 @@ const diagnostic = (s: Sched | null) => s === 'idle-noexport' || s === 'floor';
  * (the SDK with the same ratio: OTEL_TRACES_SAMPLER=parentbased_traceidratio).
  */
 export type Sched = (typeof SCHEDS)[number] | 'sampled';
-/** none, otel, and one eBPF configuration per --tracer-sched value: ebpf (normal), ebpf-nice, ebpf-idle */
+/**
+ * none, otel, and one eBPF configuration per --tracer-sched value: ebpf (normal), ebpf-nice,
+ * ebpf-idle; with --compare-hook each eBPF one again per hook named: ebpf-sampled@tp_btf
+ */
 type Config = string;
 const ebpfConfig = (s: Sched) => (s === 'normal' ? 'ebpf' : `ebpf-${s}`);
-const schedOf = (c: Config): Sched | null => (c === 'ebpf' ? 'normal' : c.startsWith('ebpf-') ? (c.slice(5) as Sched) : null);
+const hookOf = (c: Config): DataHook | undefined => (c.includes('@') ? (c.slice(c.indexOf('@') + 1) as DataHook) : undefined);
+const schedOf = (c: Config): Sched | null => {
+  const b = c.split('@')[0]!;
+  return b === 'ebpf' ? 'normal' : b.startsWith('ebpf-') ? (b.slice(5) as Sched) : null;
+};
 /** the service a configuration measures: every eBPF configuration traces the same copy */
 const serviceOf = (c: Config) => (schedOf(c) ? 'ebpf' : c);
 
@@ -242,9 +251,13 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
   const warmSecs = ctx.options['tracer-warmup'] as number;
   const sampleRatio = ctx.options.sample as number;
   const schedLabel = (s: Sched) => ({ normal: '', nice: ' (nice 19)', idle: ' (SCHED_IDLE)', 'idle-noexport': ' (SCHED_IDLE, no export: diagnostic)', floor: ' (hooks attached, nothing selected: diagnostic)', sampled: ` (roots sampled ${sampleRatio})` })[s];
-  const label = (c: Config) => (c === 'none' ? 'no tracing' : c === 'otel' ? 'OTel auto-instrumentation (in-process)' : c === 'otel-sampled' ? `OTel auto-instrumentation (in-process, sampled ${sampleRatio})` : `eBPF tracer${schedLabel(schedOf(c)!)}`);
+  const hookLabel = (h: DataHook | undefined) => (h === undefined ? '' : h === 'sock' ? ' [sock hooks]' : ` [sys_exit as ${h}]`);
+  const label = (c: Config) => (c === 'none' ? 'no tracing' : c === 'otel' ? 'OTel auto-instrumentation (in-process)' : c === 'otel-sampled' ? `OTel auto-instrumentation (in-process, sampled ${sampleRatio})` : `eBPF tracer${schedLabel(schedOf(c)!)}${hookLabel(hookOf(c))}`);
   const sampled = sampleRatio < 1;
-  const CONFIGS: Config[] = ['none', 'otel', ...scheds.map(ebpfConfig), ...(sampled ? ['otel-sampled', ebpfConfig('sampled')] : [])];
+  const ebpfConfigs = [...scheds.map(ebpfConfig), ...(sampled ? [ebpfConfig('sampled')] : [])];
+  const kernelHook = defaultHook();
+  const compareHooks = [...new Set((ctx.options['compare-hook'] as DataHook[] | undefined) ?? [])].filter((h) => h !== kernelHook);
+  const CONFIGS: Config[] = ['none', 'otel', ...scheds.map(ebpfConfig), ...(sampled ? ['otel-sampled', ebpfConfig('sampled')] : []), ...compareHooks.flatMap((h) => ebpfConfigs.map((e) => `${e}@${h}`))];
   const SERVICES = ['none', 'otel', 'ebpf', ...(sampled ? ['otel-sampled'] : [])];
   const ports: Record<string, number> = {};
   const cgs: Record<string, string> = {};
@@ -272,7 +285,7 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
     const sched = schedOf(c);
     const svc = serviceOf(c);
     let lowered = false;
-    if (sched) tracer = await Tracer.start({ services: [{ name: 'bench-ebpf', cgroup: sched === 'floor' ? floorCg : cgs.ebpf! }], otlp: diagnostic(sched) ? undefined : jaeger.otlpUrl, stats: rate > 0, maxQueue: 8192, graceMs: 50, sampleRatio: sched === 'sampled' ? sampleRatio : 1 });
+    if (sched) tracer = await Tracer.start({ services: [{ name: 'bench-ebpf', cgroup: sched === 'floor' ? floorCg : cgs.ebpf! }], otlp: diagnostic(sched) ? undefined : jaeger.otlpUrl, stats: rate > 0, maxQueue: 8192, graceMs: 50, sampleRatio: sched === 'sampled' ? sampleRatio : 1, hook: hookOf(c) });
     try {
       if (sched) {
         await setSched(sched, true);
@@ -406,13 +419,15 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
   };
   const noExport = samples.filter((s) => schedOf(s.config) === 'idle-noexport');
   if (noExport.length) ctx.metric('diagnosticNoExport', { note: 'eBPF tracer at SCHED_IDLE with spans built but not exported: no goal verdict (it does not deliver spans); compare its p99 with ebpf-idle to see the export and backend share', samples: noExport });
-  if (CONFIGS.includes(ebpfConfig('floor'))) {
-    const f = perRound((r) => lost(get(r, ebpfConfig('floor'), 'max')));
-    if (f.length) ctx.headline({ name: 'bench.ebpf.floor.rpsCostAtSaturation', label: 'tracer hooks attached, nothing selected: max RPS lost vs untraced (the mechanism\'s floor)', unit: '%', better: 'lower', value: median(f), rounds: f, spread: sp(f), comparator: { name: 'no tracing (same service; mean of the untraced windows just before and after)', likeForLike: true, note: 'diagnostic: every syscall passes the sys_exit tracepoint and its program ends at the workload filter' } });
+  // headline names: bench.ebpf.* for the normally scheduled tracer, bench.ebpf.<sched>.* for the others, .<hook> after it for a compared hook
+  const headlineName = (e: Config, n: string) => `bench.ebpf.${e.split('@')[0] === 'ebpf' ? '' : `${schedOf(e)}.`}${hookOf(e) ? `${hookOf(e)}.` : ''}${n}`;
+  for (const e of CONFIGS.filter((c) => schedOf(c) === 'floor')) {
+    const f = perRound((r) => lost(get(r, e, 'max')));
+    const what = (hookOf(e) ?? kernelHook) === 'sock' ? 'every socket send and receive passes the sock tracepoints' : 'every syscall passes the sys_exit tracepoint';
+    if (f.length) ctx.headline({ name: headlineName(e, 'rpsCostAtSaturation'), label: `tracer hooks attached, nothing selected${hookLabel(hookOf(e))}: max RPS lost vs untraced (the mechanism\'s floor)`, unit: '%', better: 'lower', value: median(f), rounds: f, spread: sp(f), comparator: { name: 'no tracing (same service; mean of the untraced windows just before and after)', likeForLike: true, note: `diagnostic: ${what} and its program ends at the workload filter` } });
   }
   for (const e of CONFIGS.filter((c) => schedOf(c) && !diagnostic(schedOf(c)))) {
-    // headline names: bench.ebpf.* for the normally scheduled tracer, bench.ebpf.<sched>.* for the others
-    const hn = (n: string) => (e === 'ebpf' ? `bench.ebpf.${n}` : `bench.ebpf.${schedOf(e)}.${n}`);
+    const hn = (n: string) => headlineName(e, n);
     const who = label(e);
     const rpsCost = perRound((r) => lost(get(r, e, 'max')));
     const p99Added = perRound((r) => (onRate(get(r, e, '50%')) && onRate(get(r, 'none', '50%')) ? get(r, e, '50%')!.p99 - get(r, 'none', '50%')!.p99 : null));
@@ -436,7 +451,7 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
   }));
   ctx.section('Benchmark: overhead of tracing (medians over rounds)', {
     kind: 'text',
-    text: `${rounds} rounds × (max + 25/50/75% load) × ${CONFIGS.length} configurations, interleaved, ${secs} s each, wrk 1 thread, ${conns} connections flat out (closed loop: max RPS; each traced configuration between two untraced windows, its RPS lost against their mean, as the machine's speed drifts within a round); paced runs ${veg ? `with vegeta ${VEGETA_VERSION} at a constant rate (open loop: requests leave on schedule, so queueing shows in p99; RPS is the achieved rate), at 25/50/75% of the rate vegeta itself reaches against the untraced service in that round (its ceiling: ${ceilings.map((c) => `${c.vegetaCeiling.toFixed(0)} vs wrk's ${c.wrkMax.toFixed(0)}`).join(', ')} rps — the generator, not the service, is the limit there)` : 'with wrk\'s per-connection delay (closed loop: latency excludes queueing before a send)'}, on loopback, 2 shared cores. Each eBPF window starts a fresh tracer and runs ${warmSecs} s of the same load through it first, unmeasured (a daemon runs warm; the services were warmed once at the start). Like-for-like: the same Node service and route in all of them; OTel exports HTTP spans only (OTEL_NODE_ENABLED_INSTRUMENTATIONS=http) to the same Jaeger.${sampled ? ` Sampled pair: the eBPF tracer keeps ${sampleRatio} of root requests (decided in the kernel; every request still counted by the in-kernel RED) against the SDK with parentbased_traceidratio ${sampleRatio} (every request still runs its instrumentation); the sampled tracer's CPU ratio is against the sampled SDK.` : ''} CPU per request = service cgroup (which holds the BPF programs' run time: they run in its syscalls) + tracer (this process's CPU in the window minus the same in the untraced window: the harness); Jaeger excluded for both. The BPF column is the part of the app's CPU spent in the programs, from kernel BPF stats, measured in the paced windows only: stats add two clock reads per program run, so the max-RPS windows run without them, as users do. Ratios per round, then the median; raw samples in results.json.`,
+    text: `${rounds} rounds × (max + 25/50/75% load) × ${CONFIGS.length} configurations, interleaved, ${secs} s each, wrk 1 thread, ${conns} connections flat out (closed loop: max RPS; each traced configuration between two untraced windows, its RPS lost against their mean, as the machine's speed drifts within a round); paced runs ${veg ? `with vegeta ${VEGETA_VERSION} at a constant rate (open loop: requests leave on schedule, so queueing shows in p99; RPS is the achieved rate), at 25/50/75% of the rate vegeta itself reaches against the untraced service in that round (its ceiling: ${ceilings.map((c) => `${c.vegetaCeiling.toFixed(0)} vs wrk's ${c.wrkMax.toFixed(0)}`).join(', ')} rps — the generator, not the service, is the limit there)` : 'with wrk\'s per-connection delay (closed loop: latency excludes queueing before a send)'}, on loopback, 2 shared cores. The eBPF tracer reads payload through ${kernelHook === 'sock' ? 'the sock:sock_recv_length/sock_send_length tracepoints' : `the sys_exit tracepoint as ${kernelHook}`} (this kernel's default)${compareHooks.length ? `, and through ${compareHooks.map((h) => hookLabel(h).trim()).join(', ')} in the configurations marked so` : ''}. Each eBPF window starts a fresh tracer and runs ${warmSecs} s of the same load through it first, unmeasured (a daemon runs warm; the services were warmed once at the start). Like-for-like: the same Node service and route in all of them; OTel exports HTTP spans only (OTEL_NODE_ENABLED_INSTRUMENTATIONS=http) to the same Jaeger.${sampled ? ` Sampled pair: the eBPF tracer keeps ${sampleRatio} of root requests (decided in the kernel; every request still counted by the in-kernel RED) against the SDK with parentbased_traceidratio ${sampleRatio} (every request still runs its instrumentation); the sampled tracer's CPU ratio is against the sampled SDK.` : ''} CPU per request = service cgroup (which holds the BPF programs' run time: they run in its syscalls) + tracer (this process's CPU in the window minus the same in the untraced window: the harness); Jaeger excluded for both. The BPF column is the part of the app's CPU spent in the programs, from kernel BPF stats, measured in the paced windows only: stats add two clock reads per program run, so the max-RPS windows run without them, as users do. Ratios per round, then the median; raw samples in results.json.`,
   }, { kind: 'table', columns: ['load', 'configuration', 'target RPS', 'RPS', 'p50 µs', 'p99 µs', 'p99.9 µs', 'CPU µs/req', 'app', 'agent', 'of which BPF (app)', 'spans/s', 'dropped', 'ring lost'], rows }, {
     kind: 'chart', title: 'max RPS per round', type: 'bar', labels: Array.from({ length: rounds }, (_, r) => `round ${r + 1}`),
     datasets: CONFIGS.map((c) => ({ label: label(c), data: Array.from({ length: rounds }, (_, r) => get(r, c, 'max')?.rps ?? null) })), yLabel: 'requests/s',
