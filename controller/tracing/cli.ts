@@ -5,6 +5,7 @@ import { parseArgs, UsageError } from '../../common/args.ts';
 import { LabError } from '../../common/errors.ts';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
 import { Tracer, parseSelector, type WorkloadSelector } from './tracer.ts';
+import type { DataHook } from './kernel.ts';
 
 export async function traceCommand(argv: string[]): Promise<number> {
   const p = parseArgs(argv, {
@@ -17,6 +18,7 @@ export async function traceCommand(argv: string[]): Promise<number> {
       zipkin: { type: 'string', description: 'also export to Zipkin, e.g. http://127.0.0.1:9411 (JSON v2 to /api/v2/spans)', valueName: 'URL',
         check: (v) => (/^https?:\/\/[^/\s]+\/?$/.test(v) ? undefined : { message: 'not an http(s)://host:port URL', fix: '--zipkin http://127.0.0.1:9411' }) },
       'metrics-port': { type: 'int', description: 'serve Prometheus metrics on 127.0.0.1:N/metrics (0 = any free port)', min: 0, max: 65535 },
+      hook: { type: 'string', choices: ['sock', 'tp_btf', 'raw_tp'], description: 'where payload is read: sock (sock_recv_length/sock_send_length, 6.3+), tp_btf or raw_tp (the sys_exit raw tracepoint); default: sock where the kernel has it, else tp_btf where it has BTF, else raw_tp' },
       sample: { type: 'number', description: 'share of root requests (from outside the traced workloads) traced, 0 < R ≤ 1; calls between traced workloads are always traced whole, and RED metrics count every request', default: 1, min: 1e-6, max: 1, valueName: 'R' },
       'capture-bytes': { type: 'int', description: 'payload bytes per syscall that cross to user space', default: 256, min: 1, max: 512 },
       'max-queue': { type: 'int', description: 'export queue bound in spans (drops beyond it are counted)', default: 4096, min: 1, max: 10_000_000 },
@@ -49,6 +51,7 @@ export async function traceCommand(argv: string[]): Promise<number> {
     zipkin: p.values.zipkin,
     captureBytes: p.values['capture-bytes'],
     sampleRatio: p.values.sample,
+    hook: p.values.hook as DataHook | undefined,
     maxQueue: p.values['max-queue'],
     metricsPort: p.values['metrics-port'],
     onSpan: quiet ? undefined : (s, r) => {

@@ -22,6 +22,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { RingBuffer, attachRawTracepoint, attachTrace, attachTracepoint, enableStats, type BpfMap, type BpfObject, type Link, type ProgInfo } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
+import { LabError } from '../../common/errors.ts';
 import { preemptModel, tracefsRoot, type Preemption } from '../../common/host.ts';
 import { tracing, type Tracing, type TracingShape, type tr_event } from '../../bpf/gen/tracing.ts';
 
@@ -324,7 +325,7 @@ export class KernelTracer implements Disposable {
     const tfs = tracefsRoot() ?? '/sys/kernel/tracing';
     const has = (cat: string, name: string) => fs.existsSync(path.join(tfs, 'events', cat, name));
     const hook: DataHook = opts.hook ?? defaultHook();
-    if (hook !== 'raw_tp' && !fs.existsSync('/sys/kernel/btf/vmlinux')) throw new Error(`hook ${hook} needs the kernel's BTF (/sys/kernel/btf/vmlinux), which this kernel lacks: use raw_tp`);
+    if (hook !== 'raw_tp' && !fs.existsSync('/sys/kernel/btf/vmlinux')) throw new LabError(`hook ${hook} needs the kernel's BTF (/sys/kernel/btf/vmlinux), which this kernel lacks`, '--hook raw_tp, or leave --hook out');
     const preemption = preemptModel();
     const standby = hook !== 'raw_tp' && (opts.standby ?? (preemption.preemptible !== false && (hook === 'tp_btf' || releaseAtLeast(os.release(), PREEMPTIBLE_TRACEPOINTS))));
     const used = new Set<TracingShape['programs']>(['sock_state', ...DATA_PROGS[hook].filter((p) => !STANDBY.has(p) || standby)]);
@@ -332,7 +333,7 @@ export class KernelTracer implements Disposable {
     const wanted = HOOKS.filter(([, , p]) => used.has(p));
     const missing = wanted.filter(([c, n]) => !has(c, n));
     // all are needed: without lifecycle or payload there is nothing to trace
-    for (const [c, n] of missing) throw new Error(`tracepoint ${c}:${n} is missing on this kernel (${tfs}/events/${c}/${n})${hook === 'sock' ? ': the sock hook needs 6.3+, use tp_btf' : ''}`);
+    for (const [c, n] of missing) throw new LabError(`unsupported: tracepoint ${c}:${n} on ${os.release()} (not in ${tfs}/events/${c})`, hook === 'sock' ? 'the sock hook needs 6.3+: --hook tp_btf, or leave --hook out' : 'a kernel with this tracepoint (CONFIG_FTRACE_SYSCALLS for raw_syscalls)');
     const present = wanted;
     const ratio = opts.sampleRatio ?? 1;
     if (!(typeof ratio === 'number' && ratio > 0 && ratio <= 1)) throw new Error(`sample ratio must be in (0, 1], got ${ratio}`);
