@@ -192,6 +192,12 @@ struct {
 
 LAB_LOST_COUNTER(lost);
 LAB_EXPORT(tr_event);
+/* enums only used as constants would be dropped from BTF; the TS side (TR in kernel.ts) reads them from there */
+enum tr_kind *__lab_export_kind __attribute__((unused));
+enum tr_role *__lab_export_role __attribute__((unused));
+enum tr_dir *__lab_export_dir __attribute__((unused));
+enum tr_sel *__lab_export_sel __attribute__((unused));
+enum tr_sys *__lab_export_sys __attribute__((unused));
 
 static __always_inline __u32 selected(void)
 {

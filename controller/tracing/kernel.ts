@@ -24,16 +24,17 @@ import { RingBuffer, attachRawTracepoint, attachTrace, attachTracepoint, enableS
 import { ensureObject } from '../../bpf/build.ts';
 import { LabError } from '../../common/errors.ts';
 import { preemptModel, tracefsRoot, type Preemption } from '../../common/host.ts';
-import { tracing, type Tracing, type TracingShape, type tr_event } from '../../bpf/gen/tracing.ts';
+import { tr_dir, tr_kind, tr_role, tr_sel, tracing, type Tracing, type TracingShape, type tr_event } from '../../bpf/gen/tracing.ts';
 
+/** the record's constants, from the enums in bpf/tracing.h (read from the object's BTF into bpf/gen/tracing.ts) */
 export const TR = {
-  EV_DATA: 1, EV_ACCEPT: 2, EV_CONNECT: 3, EV_ESTABLISHED: 4, EV_CLOSE: 5, EV_SKIP: 6,
-  ROLE_SERVER: 1, ROLE_CLIENT: 2,
-  DIR_IN: 1, DIR_OUT: 2,
-  SEL_CGROUPS: 1, SEL_PIDS: 2,
+  EV_DATA: tr_kind.TR_EV_DATA, EV_ACCEPT: tr_kind.TR_EV_ACCEPT, EV_CONNECT: tr_kind.TR_EV_CONNECT, EV_ESTABLISHED: tr_kind.TR_EV_ESTABLISHED, EV_CLOSE: tr_kind.TR_EV_CLOSE, EV_SKIP: tr_kind.TR_EV_SKIP,
+  ROLE_SERVER: tr_role.TR_ROLE_SERVER, ROLE_CLIENT: tr_role.TR_ROLE_CLIENT,
+  DIR_IN: tr_dir.TR_DIR_IN, DIR_OUT: tr_dir.TR_DIR_OUT,
+  SEL_CGROUPS: tr_sel.TR_SEL_CGROUPS, SEL_PIDS: tr_sel.TR_SEL_PIDS,
+  /** TR_MAX_CAP, a #define (not in BTF): the loader checks it against the record's data[], which is twice it */
   MAX_CAP: 512,
 } as const;
-export const SYS_NAMES = ['', 'read', 'write', 'readv', 'writev', 'sendto', 'recvfrom', 'sendmsg', 'recvmsg', 'sendfile'];
 /** the syscalls the data hooks look at (bpf/tracing.bpf.c, sys_of; accept only with sys_exit) */
 const TRACED_SYSCALLS = 'read/write/readv/writev/sendto/recvfrom/sendmsg/recvmsg/sendfile';
 
@@ -273,6 +274,7 @@ export class KernelTracer implements Disposable {
   private constructor(readonly skel: Tracing, present: Hook[], hook: DataHook, opts: KernelTracerOptions, preemption: Preemption & { standby: boolean }) {
     const obj = (this.obj = skel.obj);
     const L = obj.btf.layout('tr_event');
+    if (L.data!.size !== 2 * TR.MAX_CAP) throw new Error(`tr_event.data is ${L.data!.size} bytes, TR.MAX_CAP says ${2 * TR.MAX_CAP}: update TR.MAX_CAP to bpf/tracing.h's TR_MAX_CAP`);
     const f = (n: string) => L[n]!.offset;
     const o: Offsets = {
       ts: f('ts_ns'), sock: f('sock'), cg: f('cgroup_id'), pid: f('pid'), tid: f('tid'), service: f('service'), kind: f('kind'), dir: f('dir'),
