@@ -104,7 +104,7 @@ export async function setupCommand(argv: string[]): Promise<number> {
     console.log(`virtme-ng: ${await installVng((s) => console.error(s))}`);
   }
   console.log(installed.length ? `installed: ${installed.join(' ')}` : `all set (${groups.join(', ')})`);
-  // extras (Jaeger: a Go build of 10–25 min on 2 cores) run only when their group is named, so a
+  // extras (Jaeger: a Go build of ~3.5 min cold on 2 cores, seconds with Go's build cache) run only when their group is named, so a
   // plain `setup` (and the test suite's) stays minutes; `run tracing` builds Jaeger on first use
   for (const g of p.positionals) if (EXTRA[g]) console.log(await EXTRA[g]!());
   const skipped = p.positionals.length ? [] : Object.keys(EXTRA);

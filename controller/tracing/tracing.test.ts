@@ -290,7 +290,7 @@ describeRoot('bounded export queue (real sockets)', () => {
     }
   }, 30_000);
 
-  it.skipIf(!fs.existsSync(jaegerPath()))(`Jaeger accepts what the exporter sends${fs.existsSync(jaegerPath()) ? '' : ' (skipped: Jaeger not built — pnpm lab setup tracing, a 10–25 min Go build)'}`, async () => {
+  it.skipIf(!fs.existsSync(jaegerPath()))(`Jaeger accepts what the exporter sends${fs.existsSync(jaegerPath()) ? '' : ' (skipped: Jaeger not built — pnpm lab setup tracing, a Go build of ~3.5 min cold on 2 cores)'}`, async () => {
     const j = await Jaeger.create();
     try {
       await j.start(30_000);
