@@ -221,6 +221,11 @@ export class SpanAssembler {
     return this.held.length - this.heldHead;
   }
 
+  /** when the first held span's grace period ends (ms, the assembler's clock), or null: none held */
+  nextReadyAt(): number | null {
+    return this.heldHead < this.held.length ? this.held[this.heldHead]!.readyAt : null;
+  }
+
   private conn(e: TraceEvent, fresh = false): Conn {
     let c = this.conns.get(e.sock);
     if (c && fresh && (c.role !== undefined || c.ordinal > 0)) {
