@@ -239,11 +239,25 @@ export class BoundedExporter {
   constructor(readonly url: string, private readonly exporter: SpanExporter, opts: QueueOptions = {}, private readonly perResource = false) {
     this.stats = { queued: 0, exported: 0, dropped: 0, failedBatches: 0, batches: 0, maxQueue: opts.maxQueue ?? 4096, highWater: 0 };
     this.batch = opts.batch ?? 512;
-    this.timer = setInterval(() => void this.pump(), opts.intervalMs ?? 200);
-    this.timer.unref();
+    this.intervalMs = opts.intervalMs ?? 200;
   }
 
   private readonly batch: number;
+  private readonly intervalMs: number;
+
+  /*
+   * A partial batch leaves intervalMs after the queue became non-empty (or after a failed send,
+   * the retry). The timer runs only while something is queued: an idle exporter does not wake
+   * the process (Tracer.armFlush says what a wake-up costs).
+   */
+  private arm(): void {
+    if (this.timer || this.closed || this.q.length === 0) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      void this.pump();
+    }, this.intervalMs);
+    this.timer.unref();
+  }
 
   add(s: ReadableSpan): void {
     if (this.q.length >= this.stats.maxQueue) {
@@ -254,6 +268,7 @@ export class BoundedExporter {
     this.stats.queued = this.q.length;
     if (this.q.length > this.stats.highWater) this.stats.highWater = this.q.length;
     if (this.q.length >= this.batch) void this.pump();
+    else this.arm();
   }
 
   async pump(): Promise<void> {
@@ -278,6 +293,7 @@ export class BoundedExporter {
     } finally {
       this.stats.queued = this.q.length;
       this.busy = false;
+      this.arm();
     }
   }
 
@@ -298,7 +314,6 @@ export class BoundedExporter {
 
   /** export what is queued (bounded wait) and stop */
   async close(timeoutMs = 3000): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
     const until = Date.now() + timeoutMs;
     while (this.q.length && Date.now() < until) {
       const before = this.stats.exported;
@@ -306,6 +321,8 @@ export class BoundedExporter {
       if (this.stats.exported === before) await new Promise((r) => setTimeout(r, 100));
     }
     this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
     this.stats.dropped += this.q.length;
     this.q.length = 0;
     await this.exporter.shutdown().catch(() => {});
