@@ -268,16 +268,20 @@ static __always_inline struct sock *fd_to_sock(__u32 fd, struct file **fp, const
 	return sk;
 }
 
-/* is this socket (from fd_to_sock) an IPv4/IPv6 TCP one, and its file a socket inode? */
-static __always_inline bool tcp_sock(struct file *f, struct sock *sk)
+/* is this an IPv4/IPv6 TCP socket? */
+static __always_inline bool tcp_sk(struct sock *sk)
 {
-	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
-	if ((mode & S_IFMT) != S_IFSOCK)
-		return false;
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	if (family != AF_INET && family != AF_INET6)
 		return false;
 	return BPF_CORE_READ(sk, sk_type) == SOCK_STREAM && BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP;
+}
+
+/* is this socket (from fd_to_sock) an IPv4/IPv6 TCP one, and its file a socket inode? */
+static __always_inline bool tcp_sock(struct file *f, struct sock *sk)
+{
+	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
+	return (mode & S_IFMT) == S_IFSOCK && tcp_sk(sk);
 }
 
 /* fd of the current task → its TCP struct sock, or NULL (every check: for paths that run once per connection) */
@@ -531,6 +535,12 @@ struct tr_call {
 	__u32 slot;     /* the program's own scratch record (a preempted run keeps its record to itself) */
 };
 
+/* does this syscall send (the write family, sendfile) rather than receive? */
+static __always_inline bool sys_sends(__u32 sys)
+{
+	return sys == TR_SYS_WRITE || sys == TR_SYS_WRITEV || sys == TR_SYS_SENDTO || sys == TR_SYS_SENDMSG || sys == TR_SYS_SENDFILE;
+}
+
 /*
  * A socket first seen by a data hook: with sys_exit one that predates the tracer (accept_exit and
  * connect register the others); with the sock hooks every accepted one too, since they see no
@@ -542,12 +552,11 @@ struct tr_call {
 static __always_inline struct tr_conn *first_sight(struct tr_call *a, struct sock *sk, struct file *f, const bool sockhook)
 {
 	if (sockhook) {
+		/* the sock's own fields first: a unix socket's I/O ends here, before the fd walk */
 		struct file *ff = NULL;
-		if (fd_to_sock(a->fd, &ff, true) != sk)
+		if (!tcp_sk(sk) || fd_to_sock(a->fd, &ff, true) != sk)
 			return NULL;
-		f = ff;
-	}
-	if (!tcp_sock(f, sk))
+	} else if (!tcp_sock(f, sk))
 		return NULL;
 	__u64 key = (__u64)sk;
 	/*
@@ -600,9 +609,7 @@ static __always_inline int sock_data(struct tr_call a, struct sock *sk, struct f
 		return 0;
 	}
 	__u32 len = ret > 0xffffffffL ? 0xffffffffu : (__u32)ret;
-	bool out = a.sys == TR_SYS_WRITE || a.sys == TR_SYS_WRITEV || a.sys == TR_SYS_SENDTO || a.sys == TR_SYS_SENDMSG ||
-		   a.sys == TR_SYS_SENDFILE;
-	__u32 dir = out ? TR_DIR_OUT : TR_DIR_IN;
+	__u32 dir = sys_sends(a.sys) ? TR_DIR_OUT : TR_DIR_IN;
 	__u32 cap = cap_bytes < TR_MAX_CAP ? cap_bytes : TR_MAX_CAP;
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	__u32 parent_unsampled = 0;
@@ -903,8 +910,7 @@ static __always_inline int sock_io(struct sock *sk, int ret, int flags, const bo
 	__u32 sys = sys_of(regs->orig_ax);
 	if (!sys || sys == SYS_ACCEPT)
 		return 0;
-	bool sys_out = sys == TR_SYS_WRITE || sys == TR_SYS_WRITEV || sys == TR_SYS_SENDTO || sys == TR_SYS_SENDMSG || sys == TR_SYS_SENDFILE;
-	if (sys_out != out)
+	if (sys_sends(sys) != out)
 		return 0;
 	/* slots: recv 0, send 1, their standbys 2 and 3 */
 	struct tr_call a = { .sys = sys, .service = service, .slot = copy * 2 + out };
