@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { BpfObject, Link, RingBuffer, attachCgroup, attachLsm, attachTrace, attachTracepoint, removePinDir, type BpfMap } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
-import { security, type Security as SecuritySkeleton, type SecurityShape, type sec_event } from '../../bpf/gen/security.ts';
+import { sec_event_action, sec_event_kind, sec_exec_mode, sec_mech, security, type Security as SecuritySkeleton, type SecurityShape, type sec_event } from '../../bpf/gen/security.ts';
 import { cgroup2Root } from '../../common/cgroup.ts';
 import { formatAddr } from './policy.ts';
 import { F_ENFORCE, MAP_NAMES, PolicyStore, emptyState, type SecMaps, type StoreState, type StoredPolicy } from './store.ts';
@@ -42,20 +42,21 @@ export const HOOKS: { prog: SecurityShape['programs']; hook: string; kind: 'trac
   { prog: 'sec_sock_create', hook: 'cgroup/sock_create', kind: 'cgroup' },
   { prog: 'sec_socket_tp', hook: 'tracepoint/syscalls/sys_enter_socket', kind: 'tracepoint' },
 ];
-const EXEC_MODE = { none: 0, lsm: 1, 'tp-kill': 2 } as const;
+// keyed by the C enums (bpf/security.h), read from the object's BTF into bpf/gen/security.ts
+const EXEC_MODE = { none: sec_exec_mode.SEC_EXEC_NONE, lsm: sec_exec_mode.SEC_EXEC_LSM, 'tp-kill': sec_exec_mode.SEC_EXEC_TP_KILL } as const;
 export const MECHANISM: Record<number, string> = {
-  1: 'lsm/bprm_check_security (-EPERM)',
-  2: 'tp_btf/sched_process_exec + bpf_send_signal(SIGKILL)',
-  3: 'cgroup/connect4',
-  4: 'cgroup/connect6',
-  5: 'cgroup/sendmsg4',
-  6: 'cgroup/sendmsg6',
-  7: 'lsm/socket_connect (-EPERM)',
-  8: 'cgroup/sock_create',
-  9: 'lsm/socket_create (-EPERM)',
-  10: 'tracepoint/syscalls/sys_enter_socket + bpf_send_signal(SIGKILL)',
+  [sec_mech.SEC_MECH_LSM_BPRM]: 'lsm/bprm_check_security (-EPERM)',
+  [sec_mech.SEC_MECH_TP_EXEC_KILL]: 'tp_btf/sched_process_exec + bpf_send_signal(SIGKILL)',
+  [sec_mech.SEC_MECH_CGROUP_CONNECT4]: 'cgroup/connect4',
+  [sec_mech.SEC_MECH_CGROUP_CONNECT6]: 'cgroup/connect6',
+  [sec_mech.SEC_MECH_CGROUP_SENDMSG4]: 'cgroup/sendmsg4',
+  [sec_mech.SEC_MECH_CGROUP_SENDMSG6]: 'cgroup/sendmsg6',
+  [sec_mech.SEC_MECH_LSM_CONNECT]: 'lsm/socket_connect (-EPERM)',
+  [sec_mech.SEC_MECH_CGROUP_SOCK_CREATE]: 'cgroup/sock_create',
+  [sec_mech.SEC_MECH_LSM_SOCKET_CREATE]: 'lsm/socket_create (-EPERM)',
+  [sec_mech.SEC_MECH_TP_SOCKET_KILL]: 'tracepoint/syscalls/sys_enter_socket + bpf_send_signal(SIGKILL)',
 };
-const KIND: Record<number, SecurityEvent['kind']> = { 1: 'exec', 2: 'connect', 3: 'sendmsg', 4: 'socket' };
+const KIND: Record<number, SecurityEvent['kind']> = { [sec_event_kind.SEC_EV_EXEC]: 'exec', [sec_event_kind.SEC_EV_CONNECT]: 'connect', [sec_event_kind.SEC_EV_SENDMSG]: 'sendmsg', [sec_event_kind.SEC_EV_SOCKET]: 'socket' };
 const FAMILY: Record<number, string> = { 2: 'AF_INET', 10: 'AF_INET6', 17: 'AF_PACKET' };
 const SOCK_TYPE: Record<number, string> = { 1: 'SOCK_STREAM', 2: 'SOCK_DGRAM', 3: 'SOCK_RAW', 5: 'SOCK_SEQPACKET', 10: 'SOCK_PACKET' };
 
@@ -453,7 +454,7 @@ export function formatEvent(e: sec_event, store: PolicyStore, clockOffsetNs: big
     time: new Date(Number((e.ts_ns + clockOffsetNs) / 1_000_000n)).toISOString(),
     tsNs: String(e.ts_ns),
     kind: KIND[e.kind] ?? 'exec',
-    action: e.action === 1 ? 'blocked' : 'would-block',
+    action: e.action === sec_event_action.SEC_BLOCKED ? 'blocked' : 'would-block',
     mechanism: MECHANISM[e.mech] ?? `mech ${e.mech}`,
     pid: e.pid,
     ppid: e.ppid || ppidOf(e.pid),
@@ -465,10 +466,10 @@ export function formatEvent(e: sec_event, store: PolicyStore, clockOffsetNs: big
     ruleId: e.rule_id,
     rule: store.ruleName(e.rule_id),
   };
-  if (e.kind === 4) {
+  if (e.kind === sec_event_kind.SEC_EV_SOCKET) {
     out.socket = `${FAMILY[e.family] ?? `family ${e.family}`} ${SOCK_TYPE[e.sock_type] ?? `type ${e.sock_type}`}`;
     out.protocol = e.proto === 6 ? 'tcp' : e.proto === 17 ? 'udp' : e.proto === 1 ? 'icmp' : e.proto === 255 ? 'raw' : String(e.proto);
-  } else if (e.kind === 1) {
+  } else if (e.kind === sec_event_kind.SEC_EV_EXEC) {
     out.binary = e.binary;
     out.file = e.file;
     out.inode = `${e.dev >> 20n}:${e.dev & 0xfffffn}:${e.ino}`;

@@ -15,16 +15,17 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { BpfMap } from '../libbpf/index.ts';
-import type { sec_config, sec_egress_key, sec_exec_key, sec_file_key, sec_policy, sec_proc, sec_rule } from '../../bpf/gen/security.ts';
+import { sec_policy_flag, sec_rule_action, type sec_config, type sec_egress_key, type sec_exec_key, type sec_file_key, type sec_policy, type sec_proc, type sec_rule } from '../../bpf/gen/security.ts';
 import { cgroup2Root, cgroupDir, cgroupId, cgroupLevel } from '../../common/cgroup.ts';
 import { fileId, resolveShells, type FileId } from './files.ts';
 import type { Identified } from './identity.ts';
 import { cidrBytes, type EgressRule, type Policy } from './policy.ts';
 import { LabError } from '../../common/errors.ts';
 
-// values of the C enums (bpf/security.h; also generated into bpf/gen/security.ts)
-export const F_ENFORCE = 1, F_EXEC_ALLOWLIST = 2, F_DENY_ANON_EXEC = 4, F_EGRESS_ALLOWLIST = 8, F_DENY_RAW = 16;
-export const ACTION_ALLOW = 1, ACTION_DENY = 2;
+// the C enums (bpf/security.h), read from the object's BTF into bpf/gen/security.ts
+export const F_ENFORCE = sec_policy_flag.SEC_F_ENFORCE, F_EXEC_ALLOWLIST = sec_policy_flag.SEC_F_EXEC_ALLOWLIST, F_DENY_ANON_EXEC = sec_policy_flag.SEC_F_DENY_ANON_EXEC;
+export const F_EGRESS_ALLOWLIST = sec_policy_flag.SEC_F_EGRESS_ALLOWLIST, F_DENY_RAW = sec_policy_flag.SEC_F_DENY_RAW;
+export const ACTION_ALLOW = sec_rule_action.SEC_ACTION_ALLOW, ACTION_DENY = sec_rule_action.SEC_ACTION_DENY;
 export const MAX_POLICIES = 64;
 export const ANY_UID = 0xffffffff;
 const EGRESS_HDR_BITS = 64;
