@@ -159,12 +159,15 @@ const DATA_PROGS: Record<DataHook, TracingShape['programs'][]> = { sock: ['sock_
 /** 7.0 made tracepoint programs preemptible (SRCU-fast); the sock hooks need the standby from there on */
 const PREEMPTIBLE_TRACEPOINTS = [7, 0];
 
+const tracefs = () => tracefsRoot() ?? '/sys/kernel/tracing';
+/** does this kernel have tracepoint category:name (its tracefs events directory)? */
+export const hasTracepoint = (cat: string, name: string): boolean => fs.existsSync(path.join(tracefs(), 'events', cat, name));
+const hasBtf = () => fs.existsSync('/sys/kernel/btf/vmlinux');
+
 /** the payload hook this kernel gets by default (KernelTracerOptions.hook) */
 export function defaultHook(): DataHook {
-  const tfs = tracefsRoot() ?? '/sys/kernel/tracing';
-  const btf = fs.existsSync('/sys/kernel/btf/vmlinux');
-  const sock = ['sock_recv_length', 'sock_send_length'].every((t) => fs.existsSync(path.join(tfs, 'events', 'sock', t)));
-  return btf && sock ? 'sock' : btf ? 'tp_btf' : 'raw_tp';
+  const sock = hasTracepoint('sock', 'sock_recv_length') && hasTracepoint('sock', 'sock_send_length');
+  return hasBtf() && sock ? 'sock' : hasBtf() ? 'tp_btf' : 'raw_tp';
 }
 
 /** is this kernel release (uname -r) at least major.minor? An unreadable one counts as yes (the safe side) */
@@ -324,19 +327,16 @@ export class KernelTracer implements Disposable {
   static async start(opts: KernelTracerOptions = {}): Promise<KernelTracer> {
     const cap = opts.capBytes ?? 256;
     if (!(Number.isInteger(cap) && cap >= 1 && cap <= TR.MAX_CAP)) throw new Error(`capture bytes must be an integer 1…${TR.MAX_CAP}, got ${cap}`);
-    const tfs = tracefsRoot() ?? '/sys/kernel/tracing';
-    const has = (cat: string, name: string) => fs.existsSync(path.join(tfs, 'events', cat, name));
     const hook: DataHook = opts.hook ?? defaultHook();
-    if (hook !== 'raw_tp' && !fs.existsSync('/sys/kernel/btf/vmlinux')) throw new LabError(`hook ${hook} needs the kernel's BTF (/sys/kernel/btf/vmlinux), which this kernel lacks`, '--hook raw_tp, or leave --hook out');
+    if (hook !== 'raw_tp' && !hasBtf()) throw new LabError(`hook ${hook} needs the kernel's BTF (/sys/kernel/btf/vmlinux), which this kernel lacks`, '--hook raw_tp, or leave --hook out');
     const preemption = preemptModel();
     const standby = hook !== 'raw_tp' && (opts.standby ?? (preemption.preemptible !== false && (hook === 'tp_btf' || releaseAtLeast(os.release(), PREEMPTIBLE_TRACEPOINTS))));
     const used = new Set<TracingShape['programs']>(['sock_state', ...DATA_PROGS[hook].filter((p) => !STANDBY.has(p) || standby)]);
     const unused = HOOKS.map(([, , p]) => p).filter((p) => !used.has(p));
     const wanted = HOOKS.filter(([, , p]) => used.has(p));
-    const missing = wanted.filter(([c, n]) => !has(c, n));
+    const missing = wanted.filter(([c, n]) => !hasTracepoint(c, n));
     // all are needed: without lifecycle or payload there is nothing to trace
-    for (const [c, n] of missing) throw new LabError(`unsupported: tracepoint ${c}:${n} on ${os.release()} (not in ${tfs}/events/${c})`, hook === 'sock' ? 'the sock hook needs 6.3+: --hook tp_btf, or leave --hook out' : 'a kernel with this tracepoint (CONFIG_FTRACE_SYSCALLS for raw_syscalls)');
-    const present = wanted;
+    for (const [c, n] of missing) throw new LabError(`unsupported: tracepoint ${c}:${n} on ${os.release()} (not in ${tracefs()}/events/${c})`, hook === 'sock' ? 'the sock hook needs 6.3+: --hook tp_btf, or leave --hook out' : 'a kernel with this tracepoint (CONFIG_FTRACE_SYSCALLS for raw_syscalls)');
     const ratio = opts.sampleRatio ?? 1;
     if (!(typeof ratio === 'number' && ratio > 0 && ratio <= 1)) throw new Error(`sample ratio must be in (0, 1], got ${ratio}`);
     // a request crosses when a u32 random draw is below the threshold; 0 turns sampling off
@@ -345,7 +345,7 @@ export class KernelTracer implements Disposable {
     try {
       skel.setRodata({ cap_bytes: cap, sample_thresh: sampleThresh, standby_on: standby ? 1 : 0 });
       skel.load({ skip: unused, maxEntries: opts.ringBytes ? { events: opts.ringBytes } : undefined });
-      return new KernelTracer(skel, present, hook, opts, { ...preemption, standby });
+      return new KernelTracer(skel, wanted, hook, opts, { ...preemption, standby });
     } catch (e) {
       skel.close();
       throw e;

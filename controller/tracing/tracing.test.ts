@@ -14,7 +14,7 @@ import type { Span } from './spans.ts';
 import { Jaeger, Zipkin, jaegerPath, zipkinPath } from './backend.ts';
 import { cgroup2Root, createCgroup, joinCgroup, removeCgroup } from '../../common/cgroup.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { tracefsRoot } from '../../common/host.ts';
+import { hasTracepoint } from './kernel.ts';
 
 /** a Node server from source (it prints its port), for tests that select it by pid */
 async function spawnServer(src: string): Promise<{ child: import('node:child_process').ChildProcess; port: number }> {
@@ -172,10 +172,9 @@ describeRoot('payload hooks (real kernel)', () => {
   // where the kernel runs tracepoint programs preemptibly, forced here) each event must still be
   // taken once: by the primary, or by the standby only where the primary was skipped.
   const SERVER = `require('node:http').createServer((q, s) => s.end('ok')).listen(0, '127.0.0.1', function () { process.stdout.write(String(this.address().port) + '\\n'); });`;
-  const tfs = tracefsRoot() ?? '/sys/kernel/tracing';
-  const noSockHook = ['sock_recv_length', 'sock_send_length'].some((t) => !fs.existsSync(`${tfs}/events/sock/${t}`));
+  const noSockHook = !hasTracepoint('sock', 'sock_recv_length') || !hasTracepoint('sock', 'sock_send_length');
   for (const [name, hook, standby] of [['sock', 'sock', false], ['sock with the standby copies', 'sock', true], ['raw_tp', 'raw_tp', false], ['tp_btf', 'tp_btf', false], ['tp_btf with the standby copy', 'tp_btf', true]] as const) {
-    const skip = hook === 'sock' && noSockHook ? ` [skipped: unsupported: sock:sock_recv_length on ${os.release()} (not in ${tfs}/events/sock)]` : '';
+    const skip = hook === 'sock' && noSockHook ? ` [skipped: unsupported: sock:sock_recv_length on ${os.release()} (no such tracepoint in tracefs)]` : '';
     (skip ? it.skip : it)(`${name}: a request to a selected pid becomes one server span${skip}`, async () => {
       const { child, port } = await spawnServer(SERVER);
       const spans: Span[] = [];
