@@ -149,6 +149,7 @@ export interface TracingShape {
     cap_bytes: number;
     sample_thresh: number;
     standby_on: number;
+    wake_bytes: bigint;
     red_zero: { count: bigint[]; sum_ns: bigint };
   };
   bss: Record<never, never>;
@@ -175,6 +176,6 @@ export const tracing = defineSkeleton<TracingShape>({
     lost: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 8 },
   },
   programs: ['sys_exit', 'sys_exit_btf', 'sys_exit_standby', 'sock_recv', 'sock_recv_standby', 'sock_send', 'sock_send_standby', 'sock_state'],
-  rodata: ['cap_bytes', 'sample_thresh', 'standby_on', 'red_zero'],
+  rodata: ['cap_bytes', 'sample_thresh', 'standby_on', 'wake_bytes', 'red_zero'],
   bss: [],
 });

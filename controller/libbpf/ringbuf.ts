@@ -51,6 +51,13 @@ export interface RingBufferOptions<T> {
   targetBatch?: number;
   /** a map (array or per-CPU array, key 0) where the BPF side counts failed reservations */
   lostCounter?: BpfMap<number, unknown>;
+  /**
+   * The producer paces wake-ups itself: it commits with BPF_RB_NO_WAKEUP until a fill level, then
+   * BPF_RB_FORCE_WAKEUP. pump() then drains when woken or every idleWaitMs (the wait's timeout),
+   * never sleeps to coalesce, and yields after every pass, an empty one included (a consumer can
+   * do its periodic work there instead of on a timer of its own).
+   */
+  polled?: boolean;
 }
 
 /**
@@ -242,12 +249,10 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
     return this.consume((off, len) => fn(data, off, len), max);
   }
 
-  /** Call `fn` for records as they arrive, with pump()'s wake-up policy; ends on close(). */
-  async visitAll(fn: (dv: DataView, off: number, len: number) => void): Promise<void> {
+  /** Call `fn` for records as they arrive, with pump()'s wake-up policy, and `onPass` after each pass; ends on close(). */
+  async visitAll(fn: (dv: DataView, off: number, len: number) => void, onPass?: (n: number) => void): Promise<void> {
     const data = this.data;
-    for await (const _n of this.pump((off, len) => fn(data, off, len))) {
-      /* pump paces the loop */
-    }
+    for await (const n of this.pump((off, len) => fn(data, off, len))) onPass?.(n);
   }
 
   /** Wait (on a worker thread) until the kernel signals data or the timeout passes. */
@@ -327,6 +332,16 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
    */
   async *pump(visit: ((off: number, len: number) => void) | { step: (max: number) => number }): AsyncGenerator<number> {
     const step = typeof visit === 'function' ? (max: number) => this.consume(visit, max) : visit.step;
+    if (this.opts.polled) {
+      while (!this.closed) {
+        const n = step(this.maxBatch);
+        yield n;
+        // a full batch: more is waiting. Else the ring was empty at take() (or its head was being
+        // written: it goes with the next pass)
+        if (n < this.maxBatch && !this.closed) await this.wait();
+      }
+      return;
+    }
     const pace = this.pacer();
     while (!this.closed) {
       const n = step(this.maxBatch);

@@ -35,6 +35,11 @@ export const TR = {
   /** TR_MAX_CAP, a #define (not in BTF): the loader checks it against the record's data[], which is twice it */
   MAX_CAP: 512,
 } as const;
+/**
+ * How often the consumer drains the ring when the programs did not wake it (ms): the most a record
+ * of a trickle waits. Also how long close() may wait for the consumer's last pass.
+ */
+const POLL_MS = 100;
 /** the syscalls the data hooks look at (bpf/tracing.bpf.c, sys_of; accept only with sys_exit) */
 const TRACED_SYSCALLS = 'read/write/readv/writev/sendto/recvfrom/sendmsg/recvmsg/sendfile';
 
@@ -253,9 +258,9 @@ export class KernelTracer implements Disposable {
    * Hand every record to `fn` as it arrives, in place (one reused record whose `data` views the
    * ring: valid during the call only). Resolves when the tracer is closed.
    */
-  consume(fn: (e: TraceEvent) => void): Promise<void> {
+  consume(fn: (e: TraceEvent) => void, onPass?: () => void): Promise<void> {
     const rec = this.rec;
-    return this.ring.visitAll((dv, off, len) => fn(rec.at(dv, off, len)));
+    return this.ring.visitAll((dv, off, len) => fn(rec.at(dv, off, len)), onPass);
   }
 
   /** what is in the ring now, in place (see consume) */
@@ -294,9 +299,11 @@ export class KernelTracer implements Disposable {
       },
       lostCounter: skel.maps.lost,
       maxBatch: 4096,
-      // a trickle (a sampled service) must not wake the consumer per record: each loop turn cost
-      // ~130 µs of CPU on this host whatever it found. Spans wait out a grace period anyway.
-      coalesceMs: 50,
+      // the programs wake the consumer only once wake_bytes wait (tracing.bpf.c): a trickle (a
+      // sampled service) is drained every POLL_MS, a flood when an eighth of the ring is full.
+      // Spans wait out a grace period anyway.
+      polled: true,
+      idleWaitMs: POLL_MS,
     });
     this.selCgroups = skel.maps.sel_cgroups;
     this.selPids = skel.maps.sel_pids;
@@ -343,7 +350,7 @@ export class KernelTracer implements Disposable {
     const sampleThresh = ratio >= 1 ? 0 : Math.max(1, Math.floor(ratio * 2 ** 32));
     const skel = tracing.open(await ensureObject('tracing'));
     try {
-      skel.setRodata({ cap_bytes: cap, sample_thresh: sampleThresh, standby_on: standby ? 1 : 0 });
+      skel.setRodata({ cap_bytes: cap, sample_thresh: sampleThresh, standby_on: standby ? 1 : 0, wake_bytes: BigInt(Math.floor((opts.ringBytes ?? skel.obj.maxEntries('events')) / 8)) });
       skel.load({ skip: unused, maxEntries: opts.ringBytes ? { events: opts.ringBytes } : undefined });
       return new KernelTracer(skel, wanted, hook, opts, { ...preemption, standby });
     } catch (e) {

@@ -100,9 +100,6 @@ export interface TracerSnapshot {
   filtered?: { continuations: number; nonHttp: number; standby: number };
 }
 
-/** the shortest time between two flushes of held spans (ms) */
-const FLUSH_MS = 50;
-
 export class Tracer {
   readonly registry = new Registry();
   private readonly red: RedMetrics;
@@ -177,33 +174,18 @@ export class Tracer {
   }
 
   private async consume(): Promise<void> {
-    // records are visited in place in the mapped ring (no per-record object or copy)
-    await this.kernel.consume((e) => {
-      this.assembler.push(e);
-      if (!this.flushTimer) this.armFlush();
-    });
-  }
-
-  /*
-   * Finished spans wait out a grace period in the assembler before they are linked and handed on.
-   * The timer that flushes them runs only while some are held, at most every FLUSH_MS: an idle
-   * tracer has nothing to wake up for, and a wake-up is dear where the tracer runs beside the
-   * services (an empty 20/s interval cost a bare Node process 5.6 ms of CPU per second on this
-   * host; the tracer idled at 8.1 ms/s with a 50 ms flush interval, 5.0 ms/s with this).
-   */
-  private flushTimer: NodeJS.Timeout | null = null;
-  private lastFlush = 0;
-  private armFlush(): void {
-    const next = this.assembler.nextReadyAt();
-    if (next === null || this.stopped) return;
-    const at = Math.max(next, this.lastFlush + FLUSH_MS);
-    this.flushTimer = setTimeout(() => {
-      this.flushTimer = null;
-      this.lastFlush = Date.now();
-      this.assembler.flush();
-      this.armFlush();
-    }, Math.max(0, at - Date.now()));
-    this.flushTimer.unref();
+    // records are visited in place in the mapped ring (no per-record object or copy). Finished
+    // spans wait out a grace period in the assembler before they are linked and handed on: the
+    // consumer's passes (at least every POLL_MS, kernel.ts) hand on those whose time is up. No
+    // timer of its own: a wake-up is dear where the tracer runs beside the services (an empty
+    // 20/s interval cost a bare Node process 5.6 ms of CPU per second on this host).
+    await this.kernel.consume(
+      (e) => this.assembler.push(e),
+      () => {
+        const next = this.assembler.nextReadyAt();
+        if (next !== null && next <= Date.now()) this.assembler.flush();
+      },
+    );
   }
 
   private emit(s: Span): void {
@@ -280,7 +262,6 @@ export class Tracer {
     if (this.stopped) return;
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
-    if (this.flushTimer) clearTimeout(this.flushTimer);
     // drain what the kernel still holds, then end every open connection
     this.kernel.drainInPlace((e) => this.assembler.push(e));
     this.final = this.kernelFigures();

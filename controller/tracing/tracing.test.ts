@@ -14,7 +14,7 @@ import type { Span } from './spans.ts';
 import { Jaeger, Zipkin, jaegerPath, zipkinPath } from './backend.ts';
 import { cgroup2Root, createCgroup, joinCgroup, removeCgroup } from '../../common/cgroup.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { hasTracepoint } from './kernel.ts';
+import { KernelTracer, hasTracepoint } from './kernel.ts';
 
 /** a Node server from source (it prints its port), for tests that select it by pid */
 async function spawnServer(src: string): Promise<{ child: import('node:child_process').ChildProcess; port: number }> {
@@ -207,6 +207,35 @@ describeRoot('payload hooks (real kernel)', () => {
       }
     }, 30_000);
   }
+});
+
+describeRoot('ring wake-ups (real kernel)', () => {
+  // The programs wake the consumer only once wake_bytes (an eighth of the ring) wait; a trickle is
+  // drained on the consumer's own poll. With the ring's default flags the first record after the
+  // consumer caught up would wake it: here a few requests' records must wait unannounced, and a
+  // burst past the level must wake it.
+  const SERVER = `require('node:http').createServer((q, s) => s.end('ok')).listen(0, '127.0.0.1', function () { process.stdout.write(String(this.address().port) + '\\n'); });`;
+  it('a few records do not wake the consumer; a ring an eighth full does', async () => {
+    const { child, port } = await spawnServer(SERVER);
+    let k: KernelTracer | null = null;
+    try {
+      // 64 KiB: the level is 8 KiB, about 20 data records of a short request or response
+      k = await KernelTracer.start({ ringBytes: 1 << 16 });
+      k.selectPid(child.pid!, 1);
+      await generate(port, ['/one', '/two'], 1);
+      await sleep(50);
+      const few = k.ring.pending;
+      expect(few).toBeGreaterThan(0);
+      expect(few).toBeLessThan(1 << 13);
+      expect(await k.ring.wait(0)).toBe(false);
+      await generate(port, Array.from({ length: 40 }, (_, i) => `/burst/${i}?${'q'.repeat(200)}`), 1);
+      expect(k.ring.pending).toBeGreaterThanOrEqual(1 << 13);
+      expect(await k.ring.wait(1000)).toBe(true);
+    } finally {
+      k?.close();
+      child.kill('SIGKILL');
+    }
+  }, 30_000);
 });
 
 describeRoot('selection by cgroup and by pid (real kernel)', () => {
