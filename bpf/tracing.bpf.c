@@ -156,13 +156,11 @@ struct {
 
 /* in-kernel RED (tracing.h, struct tr_red) */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 1024);
-	__type(key, struct tr_red_key);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TR_RED_SERVICES * TR_RED_ROLES * TR_RED_CLASSES);
+	__type(key, __u32);
 	__type(value, struct tr_red);
 } red SEC(".maps");
-
-static const struct tr_red red_zero;
 
 /* per thread: sys_exit runs the primary took, and the count as the standby last saw it */
 struct tr_relay {
@@ -206,6 +204,7 @@ enum tr_role *__lab_export_role __attribute__((unused));
 enum tr_dir *__lab_export_dir __attribute__((unused));
 enum tr_sel *__lab_export_sel __attribute__((unused));
 enum tr_sys *__lab_export_sys __attribute__((unused));
+enum tr_red_layout *__lab_export_red_layout __attribute__((unused));
 
 static __always_inline __u32 selected(void)
 {
@@ -457,14 +456,12 @@ static __always_inline __u32 log2_bucket(__u64 v)
 
 static __always_inline void red_observe(__u32 service, __u32 role, __u32 cls, __u64 dur_ns)
 {
-	struct tr_red_key k = { .service = service, .role = role, .status_class = cls };
+	if (service >= TR_RED_SERVICES || role < 1 || role > TR_RED_ROLES || cls >= TR_RED_CLASSES)
+		return;
+	__u32 k = (service * TR_RED_ROLES + role - 1) * TR_RED_CLASSES + cls;
 	struct tr_red *r = bpf_map_lookup_elem(&red, &k);
-	if (!r) {
-		bpf_map_update_elem(&red, &k, &red_zero, BPF_NOEXIST);
-		r = bpf_map_lookup_elem(&red, &k);
-		if (!r)
-			return;
-	}
+	if (!r)
+		return;
 	__u32 b = log2_bucket(dur_ns / 1000);
 	if (b >= TR_RED_BUCKETS)
 		b = TR_RED_BUCKETS - 1;
@@ -626,14 +623,21 @@ static __always_inline int sock_data(struct tr_call a, struct sock *sk, struct f
 	__u32 len = ret > 0xffffffffL ? 0xffffffffu : (__u32)ret;
 	__u32 dir = sys_sends(a.sys) ? TR_DIR_OUT : TR_DIR_IN;
 	__u32 cap = cap_bytes < TR_MAX_CAP ? cap_bytes : TR_MAX_CAP;
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	__u32 parent_unsampled = 0;
 	bool skip_flush = false;
 	if (st->dir != dir) {
-		/* a new run: its first bytes give the role (first run), the status (a response) and where a request starts */
+		/*
+		 * A new run: its first bytes give the role and whether it is HTTP (first run) and the
+		 * status (a response). A request's run on a socket whose role is known needs none of them:
+		 * no peek there (a user-memory read per request).
+		 */
 		__u8 h[16] = {};
-		__u64 p = first_bytes(a.sys, a.buf, a.iovcnt);
-		bool peeked = p && len >= 4 && !bpf_probe_read_user(h, len < 12 ? 4 : 12, (const void *)p);
+		bool req_side = st->role == TR_ROLE_SERVER ? dir == TR_DIR_IN : st->role == TR_ROLE_CLIENT && dir == TR_DIR_OUT;
+		bool peeked = false;
+		if (st->dir == 0 || (!req_side && st->req_ts)) {
+			__u64 p = first_bytes(a.sys, a.buf, a.iovcnt);
+			peeked = p && len >= 4 && !bpf_probe_read_user(h, len < 12 ? 4 : 12, (const void *)p);
+		}
 		__u32 w = 0;
 		__builtin_memcpy(&w, h, 4);
 		if (st->dir == 0 && peeked) {
@@ -661,6 +665,7 @@ static __always_inline int sock_data(struct tr_call a, struct sock *sk, struct f
 			skip_flush = !keep && st->capture && st->skip_calls;
 			st->capture = keep;
 			if (!keep) {
+				__u32 tid = (__u32)bpf_get_current_pid_tgid();
 				st->req_tid = tid;
 				unsampled_add(tid, 1);
 			}
@@ -672,6 +677,7 @@ static __always_inline int sock_data(struct tr_call a, struct sock *sk, struct f
 			release_unsampled(st);
 		}
 		if (is_req && st->role == TR_ROLE_CLIENT) {
+			__u32 tid = (__u32)bpf_get_current_pid_tgid();
 			__u32 *n = bpf_map_lookup_elem(&unsampled, &tid);
 			parent_unsampled = n ? *n : 0;
 		}

@@ -24,7 +24,7 @@ enum tr_kind {
 			     * socket's next exchange does not cross (sampling) */
 };
 
-/* what a socket is to its workload (tr_conn.role, tr_red_key.role) */
+/* what a socket is to its workload (tr_conn.role, and a dimension of map red) */
 enum tr_role { TR_ROLE_SERVER = 1, TR_ROLE_CLIENT = 2 };
 
 enum tr_dir { TR_DIR_IN = 1, TR_DIR_OUT = 2 };
@@ -113,13 +113,13 @@ struct tr_tuple {
  * from the request's first byte read to the response's first byte written (server) or from the
  * request's first byte written to the response's first byte read (client). count[0]: < 1 µs,
  * count[b]: [2^(b-1), 2^b) µs, the last also everything above.
+ *
+ * Map red is a per-CPU array indexed by (service × TR_RED_ROLES + role − 1) × TR_RED_CLASSES +
+ * class: an index, not a hashed key, on a path every request of a traced service takes. Service
+ * indexes run from 1 to TR_RED_SERVICES − 1 (the controller refuses more workloads).
  */
 #define TR_RED_BUCKETS 30
-struct tr_red_key {
-	__u32 service;
-	__u16 role;
-	__u16 status_class;
-};
+enum tr_red_layout { TR_RED_CLASSES = 6, TR_RED_ROLES = 2, TR_RED_SERVICES = 64 };
 
 struct tr_red {
 	__u64 count[TR_RED_BUCKETS];

@@ -37,14 +37,6 @@ export interface tr_tuple {
 }
 export const tr_tuple_size = 36;
 
-/** struct tr_red_key: 8 bytes */
-export interface tr_red_key {
-  service: number;
-  role: number;
-  status_class: number;
-}
-export const tr_red_key_size = 8;
-
 /** struct tr_red: 248 bytes */
 export interface tr_red {
   count: bigint[];
@@ -127,6 +119,12 @@ export const enum tr_sys {
   TR_SYS_SENDFILE = 9,
 }
 
+export const enum tr_red_layout {
+  TR_RED_CLASSES = 6,
+  TR_RED_ROLES = 2,
+  TR_RED_SERVICES = 64,
+}
+
 // --- skeleton: maps, programs and globals of tracing.bpf.o, typed ---
 export interface TracingShape {
   maps: {
@@ -137,7 +135,7 @@ export interface TracingShape {
     sel_pids: { key: number; value: number };
     sel_kinds: { key: number; value: number };
     unsampled: { key: number; value: number };
-    red: { key: tr_red_key; value: tr_red };
+    red: { key: number; value: tr_red };
     relay: { key: number; value: tr_relay };
     scratch: { key: number; value: tr_event };
     filtered: { key: number; value: bigint };
@@ -150,7 +148,6 @@ export interface TracingShape {
     sample_thresh: number;
     standby_on: number;
     wake_bytes: bigint;
-    red_zero: { count: bigint[]; sum_ns: bigint };
   };
   bss: Record<never, never>;
 }
@@ -168,7 +165,7 @@ export const tracing = defineSkeleton<TracingShape>({
     sel_pids: { type: MapType.HASH, keySize: 4, valueSize: 4 },
     sel_kinds: { type: MapType.ARRAY, keySize: 4, valueSize: 4 },
     unsampled: { type: MapType.LRU_HASH, keySize: 4, valueSize: 4 },
-    red: { type: MapType.PERCPU_HASH, keySize: 8, valueSize: 248 },
+    red: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 248 },
     relay: { type: MapType.LRU_HASH, keySize: 4, valueSize: 8 },
     scratch: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 1176 },
     filtered: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 8 },
@@ -176,6 +173,6 @@ export const tracing = defineSkeleton<TracingShape>({
     lost: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 8 },
   },
   programs: ['sys_exit', 'sys_exit_btf', 'sys_exit_standby', 'sock_recv', 'sock_recv_standby', 'sock_send', 'sock_send_standby', 'sock_state'],
-  rodata: ['cap_bytes', 'sample_thresh', 'standby_on', 'wake_bytes', 'red_zero'],
+  rodata: ['cap_bytes', 'sample_thresh', 'standby_on', 'wake_bytes'],
   bss: [],
 });

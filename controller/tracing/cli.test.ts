@@ -26,6 +26,7 @@ describe('pnpm lab trace', () => {
     ['sample ratio of 0', ['trace', '--service', 'a=1', '--sample', '0'], /error: --sample "0": must be ≥ 0\.000001\n\s+fix: /],
     ['sample ratio above 1', ['trace', '--service', 'a=1', '--sample', '1.5'], /error: --sample "1\.5": must be ≤ 1\n\s+fix: /],
     ['typo in a flag', ['trace', '--servce', 'a=1'], /did you mean --service/],
+    ['more services than the kernel side indexes', ['trace', ...Array.from({ length: 64 }, (_, i) => ['--service', `s${i}=1`]).flat()], /error: 64 services given: the tracer takes at most 63\n\s+fix: /],
   ];
   for (const [name, args, want] of cases) {
     it(name, async () => {

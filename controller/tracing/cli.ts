@@ -5,7 +5,7 @@ import { parseArgs, UsageError } from '../../common/args.ts';
 import { LabError } from '../../common/errors.ts';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
 import { Tracer, parseSelector, type WorkloadSelector } from './tracer.ts';
-import type { DataHook } from './kernel.ts';
+import { TR, type DataHook } from './kernel.ts';
 
 export async function traceCommand(argv: string[]): Promise<number> {
   const p = parseArgs(argv, {
@@ -42,6 +42,7 @@ export async function traceCommand(argv: string[]): Promise<number> {
   const names = services.map((s) => s.name);
   const dup = names.find((n, i) => names.indexOf(n) !== i);
   if (dup) throw new UsageError(`service name "${dup}" is given twice`, 'give each workload its own name');
+  if (services.length >= TR.RED_SERVICES) throw new UsageError(`${services.length} services given: the tracer takes at most ${TR.RED_SERVICES - 1}`, 'select fewer, e.g. a parent cgroup for several workloads');
   if (process.getuid?.() !== 0) throw new LabError('tracing needs root (BPF programs on syscall tracepoints)', 'run as root');
   deferSignalsToCaller();
   const quiet = p.values.quiet ?? false;

@@ -24,7 +24,7 @@ import { RingBuffer, attachRawTracepoint, attachTrace, attachTracepoint, enableS
 import { ensureObject } from '../../bpf/build.ts';
 import { LabError } from '../../common/errors.ts';
 import { preemptModel, tracefsRoot, type Preemption } from '../../common/host.ts';
-import { tr_dir, tr_kind, tr_role, tr_sel, tracing, type Tracing, type TracingShape, type tr_event } from '../../bpf/gen/tracing.ts';
+import { tr_dir, tr_kind, tr_red_layout, tr_role, tr_sel, tracing, type Tracing, type TracingShape, type tr_event } from '../../bpf/gen/tracing.ts';
 
 /** the record's constants, from the enums in bpf/tracing.h (read from the object's BTF into bpf/gen/tracing.ts) */
 export const TR = {
@@ -32,6 +32,7 @@ export const TR = {
   ROLE_SERVER: tr_role.TR_ROLE_SERVER, ROLE_CLIENT: tr_role.TR_ROLE_CLIENT,
   DIR_IN: tr_dir.TR_DIR_IN, DIR_OUT: tr_dir.TR_DIR_OUT,
   SEL_CGROUPS: tr_sel.TR_SEL_CGROUPS, SEL_PIDS: tr_sel.TR_SEL_PIDS,
+  RED_CLASSES: tr_red_layout.TR_RED_CLASSES, RED_ROLES: tr_red_layout.TR_RED_ROLES, RED_SERVICES: tr_red_layout.TR_RED_SERVICES,
   /** TR_MAX_CAP, a #define (not in BTF): the loader checks it against the record's data[], which is twice it */
   MAX_CAP: 512,
 } as const;
@@ -359,13 +360,23 @@ export class KernelTracer implements Disposable {
     }
   }
 
+  /** service indexes ever selected (their RED series are read) */
+  private readonly servicesSelected = new Set<number>();
+
+  private checkService(service: number): void {
+    if (!Number.isInteger(service) || service < 1 || service >= TR.RED_SERVICES) throw new LabError(`service index ${service} is out of range: the tracer takes at most ${TR.RED_SERVICES - 1} workloads`, `select at most ${TR.RED_SERVICES - 1} services (--service)`);
+    this.servicesSelected.add(service);
+  }
+
   selectCgroup(id: bigint, service: number): void {
+    this.checkService(service);
     this.selCgroups.set(id, service);
     this.cgroupsSelected.add(id);
     this.writeSelKinds();
   }
 
   selectPid(pid: number, service: number): void {
+    this.checkService(service);
     this.selPids.set(pid, service);
     this.pidsSelected.add(pid);
     this.writeSelKinds();
@@ -421,15 +432,22 @@ export class KernelTracer implements Disposable {
   /** in-kernel RED: every request of every selected workload, crossed or not */
   red(): KernelRedSeries[] {
     const out: KernelRedSeries[] = [];
-    for (const [k, perCpu] of this.skel.maps.red.entries()) {
-      const vals = perCpu as unknown as { count: bigint[]; sum_ns: bigint }[];
-      const counts = vals[0]!.count.map(() => 0);
-      let sumNs = 0;
-      for (const v of vals) {
-        v.count.forEach((c, i) => (counts[i]! += Number(c)));
-        sumNs += Number(v.sum_ns);
+    const m = this.skel.maps.red;
+    // an array indexed by service, role and class (tracing.h): only the services ever selected are read
+    for (const service of [...this.servicesSelected].sort((a, b) => a - b)) {
+      for (const role of [TR.ROLE_SERVER, TR.ROLE_CLIENT]) {
+        for (let statusClass = 0; statusClass < TR.RED_CLASSES; statusClass++) {
+          const vals = m.getPerCpu((service * TR.RED_ROLES + role - 1) * TR.RED_CLASSES + statusClass) as unknown as { count: bigint[]; sum_ns: bigint }[] | undefined;
+          if (!vals?.length) continue;
+          const counts = vals[0]!.count.map(() => 0);
+          let sumNs = 0;
+          for (const v of vals) {
+            v.count.forEach((c, i) => (counts[i]! += Number(c)));
+            sumNs += Number(v.sum_ns);
+          }
+          if (counts.some((c) => c > 0)) out.push({ service, role: role === TR.ROLE_CLIENT ? 'client' : 'server', statusClass, counts, sumNs });
+        }
       }
-      out.push({ service: k.service, role: k.role === TR.ROLE_CLIENT ? 'client' : 'server', statusClass: k.status_class, counts, sumNs });
     }
     return out;
   }
