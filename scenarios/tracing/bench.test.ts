@@ -2,7 +2,7 @@
 // connection count for wrk, and the CPU profile summary.
 import { describe, expect, it } from 'vitest';
 import { nearestRank } from '../../lab/stats.ts';
-import { pacedConnections, parseVegetaCsv, summariseProfile } from './bench.ts';
+import { addedCpuRatio, pacedConnections, parseVegetaCsv, summariseProfile } from './bench.ts';
 
 describe('tracing bench helpers', () => {
   it('nearestRank (lab/stats) is nearest-rank', () => {
@@ -24,6 +24,13 @@ describe('tracing bench helpers', () => {
     expect(r.p50).toBe(51);
     expect(r.p99).toBe(100);
     expect(r.p999).toBe(101);
+  });
+
+  it('added CPU per request: the untraced cost taken out of both sides; no ratio where the SDK added nothing', () => {
+    expect(addedCpuRatio(12, 33, 11)).toBeCloseTo(1 / 22, 9);
+    expect(addedCpuRatio(10.9, 33, 11)).toBe(0);
+    expect(addedCpuRatio(12, 11, 11)).toBeNull();
+    expect(addedCpuRatio(12, 10, 11)).toBeNull();
   });
 
   it('paces wrk with whole-millisecond delays', () => {

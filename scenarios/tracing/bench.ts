@@ -438,7 +438,22 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
     if (rpsCost.length) ctx.headline({ name: hn('rpsCostAtSaturation'), label: `${who}: max RPS lost vs untraced`, unit: '%', better: 'lower', value: median(rpsCost), rounds: rpsCost, spread: sp(rpsCost), comparator: { name: 'no tracing (same service; mean of the untraced windows just before and after)', likeForLike: true, note: `${label(sdk)} loses ${median(sdk === 'otel' ? otelRpsCost : sdkRpsCost).toFixed(1)}% (median)` }, goal: { op: '<=', target: 5, verdict: median(rpsCost) <= 5 ? 'met' : 'not met' } });
     if (p99Added.length) ctx.headline({ name: hn('p99AddedAt50'), label: `${who}: p99 added at 50% load`, unit: 'µs', better: 'lower', value: median(p99Added), rounds: p99Added, spread: sp(p99Added), comparator: { name: 'no tracing', likeForLike: !!veg, note: `${veg ? `open loop: vegeta ${VEGETA_VERSION} at a constant rate` : 'closed loop (wrk delay): queueing before a send is not measured'}; rounds where a run fell below 95% of its target rate are left out (${offRate.length} such runs)` }, goal: { op: '<=', target: 50, verdict: median(p99Added) <= 50 ? 'met' : 'not met' } });
     if (!p99Added.length) ctx.metric(`p99AddedAt50.${e}`, { measured: false, why: `no round where both the untraced and the eBPF run held 95% of the 50% target rate (${offRate.join('; ')})` });
-    if (cpuRatio.length) ctx.headline({ name: hn('cpuPerReqVsOtel'), label: `CPU per request: ${who} / ${label(sdk)} (at max)`, unit: '×', better: 'lower', value: median(cpuRatio), rounds: cpuRatio, spread: sp(cpuRatio), comparator: { name: `${label(sdk)} (http only)`, likeForLike: true }, goal: { op: '<=', target: 1 / 3, of: 'value', verdict: median(cpuRatio) <= 1 / 3 ? 'met' : 'not met' } });
+    /*
+     * The same goal read as the tracer's own CPU: what each adds per request over the untraced
+     * service (eBPF: agent + BPF in the app's syscalls + whatever else the app slows by; SDK: its
+     * in-process work). Against the total, the untraced service's own cost sits in both terms and
+     * bounds the ratio from below (none/SDK: about 1/3 when the SDK samples 1%).
+     */
+    const noneCpu = (r: number) => {
+      const xs = samples.filter((x) => x.round === r && x.config === 'none' && (x.load === 'max' || x.load === 'max-ref')).map((x) => x.cpuUsPerReq);
+      return xs.length ? median(xs) : null;
+    };
+    const addedRatio = perRound((r) => {
+      const a = get(r, e, 'max'), b = get(r, sdk, 'max'), n = noneCpu(r);
+      return a && b && n !== null ? addedCpuRatio(a.cpuUsPerReq, b.cpuUsPerReq, n) : null;
+    });
+    if (addedRatio.length) ctx.headline({ name: hn('addedCpuPerReqVsOtel'), label: `CPU added per request over the untraced service: ${who} / ${label(sdk)} (at max; the goal read as the tracer's own CPU)`, unit: '×', better: 'lower', value: median(addedRatio), rounds: addedRatio, spread: sp(addedRatio), comparator: { name: `${label(sdk)} (http only)`, likeForLike: true, note: 'untraced CPU per request: median of the round\'s untraced max windows' }, goal: { op: '<=', target: 1 / 3, of: 'value', verdict: median(addedRatio) <= 1 / 3 ? 'met' : 'not met' } });
+    if (cpuRatio.length) ctx.headline({ name: hn('cpuPerReqVsOtel'), label: `CPU per request: ${who} / ${label(sdk)} (at max; the goal read as total CPU, the service's own included)`, unit: '×', better: 'lower', value: median(cpuRatio), rounds: cpuRatio, spread: sp(cpuRatio), comparator: { name: `${label(sdk)} (http only)`, likeForLike: true }, goal: { op: '<=', target: 1 / 3, of: 'value', verdict: median(cpuRatio) <= 1 / 3 ? 'met' : 'not met' } });
   }
 
   const loads = ['max', '75%', '50%', '25%'];
@@ -504,6 +519,17 @@ export function summariseProfile(p: CpuProfile, file: string, n = 15): ProfileSu
   }
   const top = [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, n).map(([fn, us]) => ({ fn, selfMs: us / 1000, pct: total ? (us / total) * 100 : 0 }));
   return { file, totalMs: total / 1000, top };
+}
+
+/**
+ * CPU per request added over the untraced service, traced / SDK (µs per request in, a ratio out);
+ * null where the SDK added nothing measurable (the ratio would mean nothing). A traced run cheaper
+ * than the untraced one (noise) counts as 0 added.
+ */
+export function addedCpuRatio(traced: number, sdk: number, untraced: number): number | null {
+  const s = sdk - untraced;
+  if (!(s > 0)) return null;
+  return Math.max(0, traced - untraced) / s;
 }
 
 async function startProfile(): Promise<{ stop(file: string): Promise<ProfileSummary> }> {
