@@ -2,7 +2,7 @@
 // connection count for wrk, and the CPU profile summary.
 import { describe, expect, it } from 'vitest';
 import { nearestRank } from '../../lab/stats.ts';
-import { addedCpuRatio, placement, pacedConnections, parseVegetaCsv, summariseProfile } from './bench.ts';
+import { addedCpuRatio, pacedConnections, parseVegetaCsv, summariseProfile } from './bench.ts';
 
 describe('tracing bench helpers', () => {
   it('nearestRank (lab/stats) is nearest-rank', () => {
@@ -31,13 +31,6 @@ describe('tracing bench helpers', () => {
     expect(addedCpuRatio(10.9, 33, 11)).toBe(0);
     expect(addedCpuRatio(12, 11, 11)).toBeNull();
     expect(addedCpuRatio(12, 10, 11)).toBeNull();
-  });
-
-  it('pins the services to the last CPU and the generators to the rest, or nothing', () => {
-    expect(placement(2, true)).toEqual({ service: [1], generator: [0] });
-    expect(placement(4, true)).toEqual({ service: [3], generator: [0, 1, 2] });
-    expect(placement(1, true)).toEqual({ service: null, generator: null });
-    expect(placement(8, false)).toEqual({ service: null, generator: null });
   });
 
   it('paces wrk with whole-millisecond delays', () => {

@@ -31,24 +31,7 @@ import { Session } from 'node:inspector/promises';
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const LAUNCHER = `import os,sys
 open(sys.argv[1]+'/cgroup.procs','w').write(str(os.getpid()))
-if os.environ.get('BENCH_CPUS'): os.sched_setaffinity(0, [int(c) for c in os.environ.pop('BENCH_CPUS').split(',')])
 os.execv(sys.argv[2], sys.argv[2:])`;
-/**
- * CPU placement (--pin on, ≥2 CPUs): the services share the last CPU, the generators get the rest.
- * Unpinned, the scheduler leaves each service on a CPU of its own choosing for minutes; when one
- * CPU slowed mid-run (a neighbour on its host core, say), only the services it held slowed, and
- * those were different configurations from round to round. Two runs here showed it: from round 3
- * the eBPF service's CPU per request rose ~4 µs in every eBPF window, the hooks-alone one included,
- * and the SDK's service's too, while the untraced service in the windows between them did not
- * (reports/20261201-130346-tracing-host, -161639-). Pinned, such a slowdown hits every
- * configuration alike and the per-round ratios cancel it.
- */
-export function placement(cpus: number, pin: boolean): { service: number[] | null; generator: number[] | null } {
-  if (!pin || cpus < 2) return { service: null, generator: null };
-  return { service: [cpus - 1], generator: Array.from({ length: cpus - 1 }, (_, i) => i) };
-}
-let PLACE: ReturnType<typeof placement> = { service: null, generator: null };
-const pinPrefix = (): string[] => (PLACE.generator ? ['taskset', '-c', PLACE.generator.join(',')] : []);
 /** how the tracer's process is scheduled during its windows (the app and the generator stay as they are) */
 /**
  * idle-noexport is a diagnostic, not a way to run: SCHED_IDLE and spans built but not exported,
@@ -103,7 +86,7 @@ export async function setSched(s: Sched, on: boolean): Promise<void> {
     }
   }
 }
-export const genPrefix = (s: Sched | null): string[] => [...pinPrefix(), ...(s === 'idle' || s === 'idle-noexport' ? ['chrt', '-o', '0'] : s === 'nice' ? ['nice', '-n', '-19'] : [])];
+export const genPrefix = (s: Sched | null): string[] => (s === 'idle' || s === 'idle-noexport' ? ['chrt', '-o', '0'] : s === 'nice' ? ['nice', '-n', '-19'] : []);
 
 interface Sample {
   round: number;
@@ -158,7 +141,7 @@ async function startService(name: string, cg: string, port: number, otel: string
   createCgroup(cg);
   const req = createRequire(path.join(HERE, '..', '..', 'package.json'));
   const argv = otel ? [process.execPath, '--require', req.resolve('@opentelemetry/auto-instrumentations-node/register'), path.join(HERE, 'bench-server.cjs')] : [process.execPath, path.join(HERE, 'bench-server.cjs')];
-  const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', PORT: String(port), ...(PLACE.service ? { BENCH_CPUS: PLACE.service.join(',') } : {}) };
+  const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', PORT: String(port) };
   if (otel) {
     Object.assign(env, {
       OTEL_SERVICE_NAME: name, OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/protobuf', OTEL_EXPORTER_OTLP_ENDPOINT: otel,
@@ -281,8 +264,6 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
   // the floor configuration selects this cgroup, which nothing runs in
   const floorCg = path.join(root, 'floor-empty');
   if (scheds.includes('floor')) createCgroup(floorCg);
-  PLACE = placement(os.cpus().length, ctx.options.pin !== 'off');
-  ctx.progress.info(PLACE.service ? `pinned: services on CPU ${PLACE.service.join(',')}, load generators on CPU ${PLACE.generator!.join(',')}, the tracer unpinned` : 'unpinned');
   for (const c of SERVICES) {
     ports[c] = await freePort();
     cgs[c] = path.join(root, c);
@@ -293,7 +274,7 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
     });
   }
   // warm-up: JIT and connections
-  for (const c of SERVICES) await wrk(ports[c]!, 2, conns, 0, lua, genPrefix(null));
+  for (const c of SERVICES) await wrk(ports[c]!, 2, conns, 0, lua);
 
   const profDir = (ctx.options['cpu-prof'] as string | undefined) || null;
   if (profDir) fs.mkdirSync(profDir, { recursive: true });
@@ -395,7 +376,7 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
     // generator can hold; the report gives both maxima.
     let base = sat.none!.rps;
     if (veg) {
-      const ceil = await (await vegeta(veg.path, ports.none, Math.min(secs, 3), sat.none!.rps * 2, path.dirname(lua), genPrefix(null)))();
+      const ceil = await (await vegeta(veg.path, ports.none, Math.min(secs, 3), sat.none!.rps * 2, path.dirname(lua)))();
       ceilings.push({ round: r, wrkMax: sat.none!.rps, vegetaCeiling: ceil.requests / ceil.seconds });
       base = Math.min(base, ceil.requests / ceil.seconds);
       ctx.progress.info(`round ${r + 1}: open-loop ceiling ${base.toFixed(0)} rps (wrk max ${sat.none!.rps.toFixed(0)})`);
@@ -485,7 +466,7 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
   }));
   ctx.section('Benchmark: overhead of tracing (medians over rounds)', {
     kind: 'text',
-    text: `${rounds} rounds × (max + 25/50/75% load) × ${CONFIGS.length} configurations, interleaved, ${secs} s each, wrk 1 thread, ${conns} connections flat out (closed loop: max RPS; each traced configuration between two untraced windows, its RPS lost against their mean, as the machine's speed drifts within a round); paced runs ${veg ? `with vegeta ${VEGETA_VERSION} at a constant rate (open loop: requests leave on schedule, so queueing shows in p99; RPS is the achieved rate), at 25/50/75% of the rate vegeta itself reaches against the untraced service in that round (its ceiling: ${ceilings.map((c) => `${c.vegetaCeiling.toFixed(0)} vs wrk's ${c.wrkMax.toFixed(0)}`).join(', ')} rps — the generator, not the service, is the limit there)` : 'with wrk\'s per-connection delay (closed loop: latency excludes queueing before a send)'}, on loopback, ${os.cpus().length} shared cores${PLACE.service ? ` (every service pinned to CPU ${PLACE.service.join(',')}, wrk and vegeta to CPU ${PLACE.generator!.join(',')}, the tracer and Jaeger unpinned: a CPU that slows mid-run slows every configuration alike)` : ', nothing pinned'}. The eBPF tracer reads payload through ${kernelHook === 'sock' ? 'the sock:sock_recv_length/sock_send_length tracepoints' : `the sys_exit tracepoint as ${kernelHook}`} (this kernel's default)${compareHooks.length ? `, and through ${compareHooks.map((h) => hookLabel(h).trim()).join(', ')} in the configurations marked so` : ''}. Each eBPF window starts a fresh tracer and runs ${warmSecs} s of the same load through it first, unmeasured (a daemon runs warm; the services were warmed once at the start). Like-for-like: the same Node service and route in all of them; OTel exports HTTP spans only (OTEL_NODE_ENABLED_INSTRUMENTATIONS=http) to the same Jaeger.${sampled ? ` Sampled pair: the eBPF tracer keeps ${sampleRatio} of root requests (decided in the kernel; every request still counted by the in-kernel RED) against the SDK with parentbased_traceidratio ${sampleRatio} (every request still runs its instrumentation); the sampled tracer's CPU ratio is against the sampled SDK.` : ''} CPU per request = service cgroup (which holds the BPF programs' run time: they run in its syscalls) + tracer (this process's CPU in the window minus the same in the untraced window: the harness); Jaeger excluded for both. The BPF column is the part of the app's CPU spent in the programs, from kernel BPF stats, measured in the paced windows only: stats add two clock reads per program run, so the max-RPS windows run without them, as users do. Ratios per round, then the median; raw samples in results.json.`,
+    text: `${rounds} rounds × (max + 25/50/75% load) × ${CONFIGS.length} configurations, interleaved, ${secs} s each, wrk 1 thread, ${conns} connections flat out (closed loop: max RPS; each traced configuration between two untraced windows, its RPS lost against their mean, as the machine's speed drifts within a round); paced runs ${veg ? `with vegeta ${VEGETA_VERSION} at a constant rate (open loop: requests leave on schedule, so queueing shows in p99; RPS is the achieved rate), at 25/50/75% of the rate vegeta itself reaches against the untraced service in that round (its ceiling: ${ceilings.map((c) => `${c.vegetaCeiling.toFixed(0)} vs wrk's ${c.wrkMax.toFixed(0)}`).join(', ')} rps — the generator, not the service, is the limit there)` : 'with wrk\'s per-connection delay (closed loop: latency excludes queueing before a send)'}, on loopback, 2 shared cores. The eBPF tracer reads payload through ${kernelHook === 'sock' ? 'the sock:sock_recv_length/sock_send_length tracepoints' : `the sys_exit tracepoint as ${kernelHook}`} (this kernel's default)${compareHooks.length ? `, and through ${compareHooks.map((h) => hookLabel(h).trim()).join(', ')} in the configurations marked so` : ''}. Each eBPF window starts a fresh tracer and runs ${warmSecs} s of the same load through it first, unmeasured (a daemon runs warm; the services were warmed once at the start). Like-for-like: the same Node service and route in all of them; OTel exports HTTP spans only (OTEL_NODE_ENABLED_INSTRUMENTATIONS=http) to the same Jaeger.${sampled ? ` Sampled pair: the eBPF tracer keeps ${sampleRatio} of root requests (decided in the kernel; every request still counted by the in-kernel RED) against the SDK with parentbased_traceidratio ${sampleRatio} (every request still runs its instrumentation); the sampled tracer's CPU ratio is against the sampled SDK.` : ''} CPU per request = service cgroup (which holds the BPF programs' run time: they run in its syscalls) + tracer (this process's CPU in the window minus the same in the untraced window: the harness); Jaeger excluded for both. The BPF column is the part of the app's CPU spent in the programs, from kernel BPF stats, measured in the paced windows only: stats add two clock reads per program run, so the max-RPS windows run without them, as users do. Ratios per round, then the median; raw samples in results.json.`,
   }, { kind: 'table', columns: ['load', 'configuration', 'target RPS', 'RPS', 'p50 µs', 'p99 µs', 'p99.9 µs', 'CPU µs/req', 'app', 'agent', 'of which BPF (app)', 'spans/s', 'dropped', 'ring lost'], rows }, {
     kind: 'chart', title: 'max RPS per round', type: 'bar', labels: Array.from({ length: rounds }, (_, r) => `round ${r + 1}`),
     datasets: CONFIGS.map((c) => ({ label: label(c), data: Array.from({ length: rounds }, (_, r) => get(r, c, 'max')?.rps ?? null) })), yLabel: 'requests/s',

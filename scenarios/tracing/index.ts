@@ -395,7 +395,6 @@ const scenario: Scenario = {
     'compare-hook': { type: 'list', choices: ['sock', 'tp_btf', 'raw_tp'], description: 'bench: also measure every eBPF configuration with these payload hooks, interleaved with the rest (the tracer uses the kernel\'s own otherwise: sock on 6.3+, else sys_exit as tp_btf)', valueName: 'sock,tp_btf,raw_tp' },
     sample: { type: 'number', description: 'bench: also measure the tracer sampling this share of root requests in the kernel, beside the SDK sampling the same share (1: no sampled pair)', default: 0.01, min: 1e-6, max: 1, valueName: 'R' },
     'tracer-warmup': { type: 'int', description: 'bench: seconds of the same load with the tracer attached before each eBPF window, not measured (a fresh tracer spends its first seconds compiling; users run it as a daemon)', default: 2, min: 0, max: 60, valueName: 'S' },
-    pin: { type: 'string', choices: ['on', 'off'], default: 'on', description: 'bench: on (≥2 CPUs): every service on the last CPU, the load generators on the others, the tracer wherever the scheduler puts it; off: all unpinned' },
     'cpu-prof': { type: 'string', description: 'bench: write a V8 CPU profile of the tracer for each eBPF measurement into DIR (summary in the report)', valueName: 'DIR' },
   },
   // Jaeger is built on the host before a guest boots (3.5 min cold here, seconds with Go's build
