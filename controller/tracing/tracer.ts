@@ -7,8 +7,7 @@ import path from 'node:path';
 import http from 'node:http';
 import { Registry } from 'prom-client';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
-import { KernelTracer, TR, type DataHook, type Mechanism } from './kernel.ts';
-import { LabError } from '../../common/errors.ts';
+import { KernelTracer, type DataHook, type Mechanism } from './kernel.ts';
 import { SpanAssembler, type Span } from './spans.ts';
 import { BoundedExporter, SpanConverter, routeOf, type ServiceInfo } from './export.ts';
 import { RedMetrics, registerKernelRed } from './red.ts';
@@ -128,7 +127,6 @@ export class Tracer {
 
   static async start(opts: TracerOptions): Promise<Tracer> {
     if (!opts.services.length) throw new Error('no workloads selected');
-    if (opts.services.length >= TR.RED_SERVICES) throw new LabError(`${opts.services.length} workloads given: the tracer takes at most ${TR.RED_SERVICES - 1}`, 'trace fewer services, or group them by a common cgroup');
     const kernel = await KernelTracer.start({ capBytes: opts.captureBytes, stats: opts.stats, sampleRatio: opts.sampleRatio, hook: opts.hook, standby: opts.standby });
     const t = new Tracer(kernel, opts);
     try {
