@@ -553,6 +553,12 @@ static __always_inline bool sys_sends(__u32 sys)
 	return sys == TR_SYS_WRITE || sys == TR_SYS_WRITEV || sys == TR_SYS_SENDTO || sys == TR_SYS_SENDMSG || sys == TR_SYS_SENDFILE;
 }
 
+/* does a run in direction `dir` carry requests on this socket (server: in, client: out; no role: neither)? */
+static __always_inline bool request_dir(const struct tr_conn *st, __u32 dir)
+{
+	return st->role == TR_ROLE_SERVER ? dir == TR_DIR_IN : st->role == TR_ROLE_CLIENT && dir == TR_DIR_OUT;
+}
+
 /*
  * A socket first seen by a data hook: with sys_exit one that predates the tracer (accept_exit and
  * connect register the others); with the sock hooks every accepted one too, since they see no
@@ -632,7 +638,7 @@ static __always_inline int sock_data(struct tr_call a, struct sock *sk, struct f
 		 * no peek there (a user-memory read per request).
 		 */
 		__u8 h[16] = {};
-		bool req_side = st->role == TR_ROLE_SERVER ? dir == TR_DIR_IN : st->role == TR_ROLE_CLIENT && dir == TR_DIR_OUT;
+		bool req_side = request_dir(st, dir);
 		bool peeked = false;
 		if (st->dir == 0 || (!req_side && st->req_ts)) {
 			__u64 p = first_bytes(a.sys, a.buf, a.iovcnt);
@@ -652,7 +658,8 @@ static __always_inline int sock_data(struct tr_call a, struct sock *sk, struct f
 			if (st->fresh)
 				first_role(st, sk, a.service);
 		}
-		bool is_req = st->role == TR_ROLE_SERVER ? dir == TR_DIR_IN : st->role == TR_ROLE_CLIENT && dir == TR_DIR_OUT;
+		/* again: a first run may just have set the role */
+		bool is_req = request_dir(st, dir);
 		__u64 now = bpf_ktime_get_ns();
 		if (is_req) {
 			if (st->req_ts)

@@ -251,7 +251,7 @@ export class BoundedExporter {
   /*
    * A partial batch leaves intervalMs after the queue became non-empty (or after a failed send,
    * the retry). The timer runs only while something is queued: an idle exporter does not wake
-   * the process (Tracer.armFlush says what a wake-up costs).
+   * the process (Tracer.consume says what a wake-up costs).
    */
   private arm(): void {
     if (this.timer || this.closed || this.q.length === 0) return;
