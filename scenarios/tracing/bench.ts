@@ -264,17 +264,31 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
   // the floor configuration selects this cgroup, which nothing runs in
   const floorCg = path.join(root, 'floor-empty');
   if (scheds.includes('floor')) createCgroup(floorCg);
+  // Each round starts every service afresh (new process, same port and cgroup) and warms it. In
+  // one run the traced service's process fell onto V8's slow path for object literals from ~140 s
+  // on and stayed there (Runtime_DefineKeyedOwnPropertyInLiteral, MigrateToMap: 0% of its samples
+  // before, 7–16% after; perf, reports/20261201-174137-tracing-host), and every later round's
+  // ratios carried it. With fresh processes per round each round is its own draw of that, and the
+  // median over rounds sets a stray one aside.
+  const procs: Record<string, ResultPromise> = {};
+  const stopServices = async () => {
+    for (const [c, p] of Object.entries(procs)) {
+      p.kill('SIGKILL');
+      await p.catch(() => {});
+      delete procs[c];
+    }
+  };
+  ctx.defer('stop the services', stopServices);
   for (const c of SERVICES) {
     ports[c] = await freePort();
     cgs[c] = path.join(root, c);
-    const { proc: p } = await startService(`bench-${c}`, cgs[c], ports[c], c.startsWith('otel') ? jaeger.otlpUrl : null, c === 'otel-sampled' ? sampleRatio : 1);
-    ctx.defer(`stop ${c} service`, async () => {
-      p.kill('SIGKILL');
-      await p.catch(() => {});
-    });
   }
-  // warm-up: JIT and connections
-  for (const c of SERVICES) await wrk(ports[c]!, 2, conns, 0, lua);
+  const startServices = async () => {
+    await stopServices();
+    for (const c of SERVICES) procs[c] = (await startService(`bench-${c}`, cgs[c]!, ports[c]!, c.startsWith('otel') ? jaeger.otlpUrl : null, c === 'otel-sampled' ? sampleRatio : 1)).proc;
+    // warm-up: JIT and connections
+    for (const c of SERVICES) await wrk(ports[c]!, 2, conns, 0, lua);
+  };
 
   const profDir = (ctx.options['cpu-prof'] as string | undefined) || null;
   if (profDir) fs.mkdirSync(profDir, { recursive: true });
@@ -349,6 +363,7 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
   const ceilings: { round: number; wrkMax: number; vegetaCeiling: number }[] = [];
   for (let r = 0; r < rounds && !ctx.signal.aborted; r++) {
     ctx.progress.step(`round ${r + 1}/${rounds}`);
+    await startServices();
     // rotate the order each round so no configuration always runs first
     const order = CONFIGS.map((_, i) => CONFIGS[(i + r) % CONFIGS.length]!);
     const sat: Partial<Record<Config, Sample>> = {};
@@ -466,7 +481,7 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
   }));
   ctx.section('Benchmark: overhead of tracing (medians over rounds)', {
     kind: 'text',
-    text: `${rounds} rounds × (max + 25/50/75% load) × ${CONFIGS.length} configurations, interleaved, ${secs} s each, wrk 1 thread, ${conns} connections flat out (closed loop: max RPS; each traced configuration between two untraced windows, its RPS lost against their mean, as the machine's speed drifts within a round); paced runs ${veg ? `with vegeta ${VEGETA_VERSION} at a constant rate (open loop: requests leave on schedule, so queueing shows in p99; RPS is the achieved rate), at 25/50/75% of the rate vegeta itself reaches against the untraced service in that round (its ceiling: ${ceilings.map((c) => `${c.vegetaCeiling.toFixed(0)} vs wrk's ${c.wrkMax.toFixed(0)}`).join(', ')} rps — the generator, not the service, is the limit there)` : 'with wrk\'s per-connection delay (closed loop: latency excludes queueing before a send)'}, on loopback, 2 shared cores. The eBPF tracer reads payload through ${kernelHook === 'sock' ? 'the sock:sock_recv_length/sock_send_length tracepoints' : `the sys_exit tracepoint as ${kernelHook}`} (this kernel's default)${compareHooks.length ? `, and through ${compareHooks.map((h) => hookLabel(h).trim()).join(', ')} in the configurations marked so` : ''}. Each eBPF window starts a fresh tracer and runs ${warmSecs} s of the same load through it first, unmeasured (a daemon runs warm; the services were warmed once at the start). Like-for-like: the same Node service and route in all of them; OTel exports HTTP spans only (OTEL_NODE_ENABLED_INSTRUMENTATIONS=http) to the same Jaeger.${sampled ? ` Sampled pair: the eBPF tracer keeps ${sampleRatio} of root requests (decided in the kernel; every request still counted by the in-kernel RED) against the SDK with parentbased_traceidratio ${sampleRatio} (every request still runs its instrumentation); the sampled tracer's CPU ratio is against the sampled SDK.` : ''} CPU per request = service cgroup (which holds the BPF programs' run time: they run in its syscalls) + tracer (this process's CPU in the window minus the same in the untraced window: the harness); Jaeger excluded for both. The BPF column is the part of the app's CPU spent in the programs, from kernel BPF stats, measured in the paced windows only: stats add two clock reads per program run, so the max-RPS windows run without them, as users do. Ratios per round, then the median; raw samples in results.json.`,
+    text: `${rounds} rounds × (max + 25/50/75% load) × ${CONFIGS.length} configurations, interleaved, ${secs} s each, wrk 1 thread, ${conns} connections flat out (closed loop: max RPS; each traced configuration between two untraced windows, its RPS lost against their mean, as the machine's speed drifts within a round); paced runs ${veg ? `with vegeta ${VEGETA_VERSION} at a constant rate (open loop: requests leave on schedule, so queueing shows in p99; RPS is the achieved rate), at 25/50/75% of the rate vegeta itself reaches against the untraced service in that round (its ceiling: ${ceilings.map((c) => `${c.vegetaCeiling.toFixed(0)} vs wrk's ${c.wrkMax.toFixed(0)}`).join(', ')} rps — the generator, not the service, is the limit there)` : 'with wrk\'s per-connection delay (closed loop: latency excludes queueing before a send)'}, on loopback, 2 shared cores. The eBPF tracer reads payload through ${kernelHook === 'sock' ? 'the sock:sock_recv_length/sock_send_length tracepoints' : `the sys_exit tracepoint as ${kernelHook}`} (this kernel's default)${compareHooks.length ? `, and through ${compareHooks.map((h) => hookLabel(h).trim()).join(', ')} in the configurations marked so` : ''}. Each eBPF window starts a fresh tracer and runs ${warmSecs} s of the same load through it first, unmeasured (a daemon runs warm). Every round starts the services afresh and warms each with 2 s flat out, so a process's age is the same in every round and a slow path one process falls onto stays in its round. Like-for-like: the same Node service and route in all of them; OTel exports HTTP spans only (OTEL_NODE_ENABLED_INSTRUMENTATIONS=http) to the same Jaeger.${sampled ? ` Sampled pair: the eBPF tracer keeps ${sampleRatio} of root requests (decided in the kernel; every request still counted by the in-kernel RED) against the SDK with parentbased_traceidratio ${sampleRatio} (every request still runs its instrumentation); the sampled tracer's CPU ratio is against the sampled SDK.` : ''} CPU per request = service cgroup (which holds the BPF programs' run time: they run in its syscalls) + tracer (this process's CPU in the window minus the same in the untraced window: the harness); Jaeger excluded for both. The BPF column is the part of the app's CPU spent in the programs, from kernel BPF stats, measured in the paced windows only: stats add two clock reads per program run, so the max-RPS windows run without them, as users do. Ratios per round, then the median; raw samples in results.json.`,
   }, { kind: 'table', columns: ['load', 'configuration', 'target RPS', 'RPS', 'p50 µs', 'p99 µs', 'p99.9 µs', 'CPU µs/req', 'app', 'agent', 'of which BPF (app)', 'spans/s', 'dropped', 'ring lost'], rows }, {
     kind: 'chart', title: 'max RPS per round', type: 'bar', labels: Array.from({ length: rounds }, (_, r) => `round ${r + 1}`),
     datasets: CONFIGS.map((c) => ({ label: label(c), data: Array.from({ length: rounds }, (_, r) => get(r, c, 'max')?.rps ?? null) })), yLabel: 'requests/s',
