@@ -101,12 +101,13 @@ struct {
 LAB_LOST_COUNTER(lost);
 LAB_EXPORT(sec_event);
 /* enums only used as constants would be dropped from BTF; the TS side reads them from there */
-enum sec_policy_flag *__lab_export_flag __attribute__((unused));
-enum sec_rule_action *__lab_export_action __attribute__((unused));
-enum sec_event_kind *__lab_export_kind __attribute__((unused));
-enum sec_event_action *__lab_export_evaction __attribute__((unused));
-enum sec_mech *__lab_export_mech __attribute__((unused));
-enum sec_exec_mode *__lab_export_mode __attribute__((unused));
+LAB_EXPORT_ENUM(sec_policy_flag);
+LAB_EXPORT_ENUM(sec_rule_action);
+LAB_EXPORT_ENUM(sec_event_kind);
+LAB_EXPORT_ENUM(sec_event_action);
+LAB_EXPORT_ENUM(sec_mech);
+LAB_EXPORT_ENUM(sec_exec_mode);
+LAB_EXPORT_ENUM(sec_limits);
 
 struct selected {
 	struct sec_policy *pol;

@@ -6,13 +6,17 @@
  */
 #pragma once
 
-#define SEC_MAX_POLICIES 64
+/* an enum so that it reaches BTF and bpf/gen/security.enums.ts (controller/security/store.ts) */
+enum sec_limits {
+	SEC_MAX_POLICIES = 64,
+	/* bits of the egress LPM key before the address: slot (32) + proto (8) + pad (8) + port (16) */
+	SEC_EGRESS_KEY_HDR_BITS = 64,
+};
+/* a #define: 0xffffffff does not fit BTF's signed 32-bit enum values */
 #define SEC_ANY_UID 0xffffffffu
 #define SEC_COMM_LEN 16
 #define SEC_PATH_LEN 160
 #define SEC_NAME_LEN 64
-/* bits of the egress LPM key before the address: slot (32) + proto (8) + pad (8) + port (16) */
-#define SEC_EGRESS_KEY_HDR_BITS 64
 
 enum sec_policy_flag {
 	SEC_F_ENFORCE = 1,          /* else log-only: decisions become would-block events */

@@ -6,24 +6,34 @@
 #define SVC_AF_INET 4
 #define SVC_AF_INET6 6
 
+/* Constants the control plane uses too are enums: they reach the object's BTF, so
+ * bpf/gen/socket_lb.enums.ts carries them (the __lab_export_ pointers in socket_lb.bpf.c keep
+ * them there). */
+
 /* svc_val.alg */
-#define SVC_ALG_RANDOM 0 /* a uniformly random slot among the live backends, per connect/datagram */
-#define SVC_ALG_MAGLEV 1 /* slot = hash(socket cookie) % ring size over a Maglev table */
+enum socket_lb_alg {
+	SVC_ALG_RANDOM = 0, /* a uniformly random slot among the live backends, per connect/datagram */
+	SVC_ALG_MAGLEV = 1, /* slot = hash(socket cookie) % ring size over a Maglev table */
+};
 
 /* defaults as compiled; the controller sets the real sizes before load */
-#define SVC_DEFAULT_SERVICES 1024
-#define SVC_DEFAULT_BACKENDS 4096
-#define SVC_DEFAULT_RING 251
-#define SVC_REVNAT_ENTRIES 65536
+enum socket_lb_limits {
+	SVC_DEFAULT_SERVICES = 1024,
+	SVC_DEFAULT_BACKENDS = 4096,
+	SVC_DEFAULT_RING = 251,
+	SVC_REVNAT_ENTRIES = 65536,
+};
 
 /* stats indexes (per-CPU counters) */
-#define SVC_ST_CONNECT 0     /* connect4/6 rewritten to a backend */
-#define SVC_ST_SENDMSG 1     /* sendmsg4/6 rewritten */
-#define SVC_ST_RECVMSG 2     /* recvmsg4/6: backend source shown as the VIP */
-#define SVC_ST_PEERNAME 3    /* getpeername4/6: backend shown as the VIP */
-#define SVC_ST_NO_BACKEND 4  /* a service with an empty ring: the connect is refused (EPERM) */
-#define SVC_ST_BAD_SLOT 5    /* a ring slot names no backend (should never happen: counted) */
-#define SVC_ST_MAX 6
+enum socket_lb_stat {
+	SVC_ST_CONNECT = 0,     /* connect4/6 rewritten to a backend */
+	SVC_ST_SENDMSG = 1,     /* sendmsg4/6 rewritten */
+	SVC_ST_RECVMSG = 2,     /* recvmsg4/6: backend source shown as the VIP */
+	SVC_ST_PEERNAME = 3,    /* getpeername4/6: backend shown as the VIP */
+	SVC_ST_NO_BACKEND = 4,  /* a service with an empty ring: the connect is refused (EPERM) */
+	SVC_ST_BAD_SLOT = 5,    /* a ring slot names no backend (should never happen: counted) */
+	SVC_ST_MAX = 6,
+};
 
 struct svc_key {
 	__u8 addr[16];

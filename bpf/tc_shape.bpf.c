@@ -326,3 +326,7 @@ int tc_filter_ingress(struct __sk_buff *skb)
 }
 
 LAB_EXPORT(tc_class_stats);
+LAB_EXPORT_ENUM(tc_shape_limits);
+LAB_EXPORT_ENUM(tc_shape_class_flags);
+LAB_EXPORT_ENUM(tc_shape_rule_action);
+LAB_EXPORT_ENUM(tc_shape_dir);

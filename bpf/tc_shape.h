@@ -5,19 +5,29 @@
  * network byte order, as they sit in the header. */
 #pragma once
 
-#define TC_MAX_CLASSES 256 /* class ids 1..255; 0 means "not shaped" */
-#define TC_MAX_RULES 64    /* filter rules per generation */
-#define TC_MAX_MATCHES 4096
+/* enums rather than #defines: they reach the object's BTF, so bpf/gen/tc_shape.enums.ts carries
+ * them to the control plane (the __lab_export_ pointers in tc_shape.bpf.c keep them there) */
+enum tc_shape_limits {
+	TC_MAX_CLASSES = 256, /* class ids 1..255; 0 means "not shaped" */
+	TC_MAX_RULES = 64,    /* filter rules per generation */
+	TC_MAX_MATCHES = 4096,
+};
 
 /* tc_class.flags */
-#define TC_CLASS_ACTIVE 1
+enum tc_shape_class_flags {
+	TC_CLASS_ACTIVE = 1,
+};
 
 /* tc_rule.action */
-#define TC_RULE_COUNT 0 /* count and go on to the next rule */
-#define TC_RULE_DROP 1  /* count and drop (TC_ACT_SHOT) */
+enum tc_shape_rule_action {
+	TC_RULE_COUNT = 0, /* count and go on to the next rule */
+	TC_RULE_DROP = 1,  /* count and drop (TC_ACT_SHOT) */
+};
 /* tc_rule.dir (bit mask) */
-#define TC_DIR_INGRESS 1
-#define TC_DIR_EGRESS 2
+enum tc_shape_dir {
+	TC_DIR_INGRESS = 1,
+	TC_DIR_EGRESS = 2,
+};
 
 /* A shaping class: its rate and how far ahead of now a packet may be scheduled before it is
  * dropped (the horizon). Written whole by the controller: a rate change is one map write. */

@@ -198,13 +198,14 @@ struct {
 
 LAB_LOST_COUNTER(lost);
 LAB_EXPORT(tr_event);
-/* enums only used as constants would be dropped from BTF; the TS side (TR in kernel.ts) reads them from there */
-enum tr_kind *__lab_export_kind __attribute__((unused));
-enum tr_role *__lab_export_role __attribute__((unused));
-enum tr_dir *__lab_export_dir __attribute__((unused));
-enum tr_sel *__lab_export_sel __attribute__((unused));
-enum tr_sys *__lab_export_sys __attribute__((unused));
-enum tr_red_layout *__lab_export_red_layout __attribute__((unused));
+/* the enums of tracing.h into BTF (bpf/gen/tracing.enums.ts; TR in kernel.ts) */
+LAB_EXPORT_ENUM(tr_kind);
+LAB_EXPORT_ENUM(tr_role);
+LAB_EXPORT_ENUM(tr_dir);
+LAB_EXPORT_ENUM(tr_sel);
+LAB_EXPORT_ENUM(tr_sys);
+LAB_EXPORT_ENUM(tr_red_layout);
+LAB_EXPORT_ENUM(tr_limits);
 
 static __always_inline __u32 selected(void)
 {

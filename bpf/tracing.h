@@ -8,11 +8,13 @@
  */
 #pragma once
 
-/* the record carries at most this many payload bytes; the run-time limit is cap_bytes (≤ this) */
-#define TR_MAX_CAP 512
+enum tr_limits {
+	/* the record carries at most this many payload bytes; the run-time limit is cap_bytes (≤ this) */
+	TR_MAX_CAP = 512,
+	/* how many iovecs of a readv/writev/sendmsg/recvmsg are copied from (the rest is counted only) */
+	TR_MAX_IOV = 8,
+};
 #define TR_COMM_LEN 16
-/* how many iovecs of a readv/writev/sendmsg/recvmsg are copied from (the rest is counted only) */
-#define TR_MAX_IOV 8
 
 enum tr_kind {
 	TR_EV_DATA = 1,     /* payload: dir says which way, len = bytes the syscall moved */

@@ -14,6 +14,11 @@
 #include "xdp_lb_hash.h"
 #include "xdp_lb_encap.h"
 
+LAB_EXPORT_ENUM(xdp_lb_limits);
+LAB_EXPORT_ENUM(xdp_lb_vip_flags);
+LAB_EXPORT_ENUM(xdp_lb_fwd);
+LAB_EXPORT_ENUM(xdp_lb_be_flags);
+
 static __always_inline struct vip_meta *lookup_vip(const struct flow_key *f)
 {
 	struct vip_key vk = {};

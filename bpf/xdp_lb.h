@@ -4,31 +4,46 @@
  * ports in network byte order too, so the data plane compares raw header bytes. */
 #pragma once
 
-#define LB_MAX_VIPS 64
-/* backends array size as compiled; the controller sets the real size before load
- * (backendTableSize, default like Katran's reals table). Stats hold LB_MAX_VIPS + that many. */
-#define LB_DEFAULT_BACKENDS 4096
-/* a ring slot that names no backend (empty ring): the data plane drops, counted */
+/*
+ * Constants the control plane uses too are enums, not #defines: enums reach the object's BTF, so
+ * bpf/gen/xdp_lb.ts carries them and the TS side never restates a number (the __lab_export_
+ * pointers in xdp_lb.bpf.c keep them in BTF).
+ */
+enum xdp_lb_limits {
+	LB_MAX_VIPS = 64,
+	/* backends array size as compiled; the controller sets the real size before load
+	 * (backendTableSize, default like Katran's reals table). Stats hold LB_MAX_VIPS + that many. */
+	LB_DEFAULT_BACKENDS = 4096,
+	/* IPv6 extension headers (hop-by-hop, routing, destination options) walked to find TCP/UDP */
+	LB_MAX_EXT_HDRS = 4,
+	LB_CT_ENTRIES = 262144,
+	LB_DEFAULT_RING = 65537,
+};
+/* a ring slot that names no backend (empty ring): the data plane drops, counted. A #define: as an
+ * enum value 0xffffffff would not fit BTF's signed 32-bit enum values (controller/lb/maglev.ts) */
 #define LB_EMPTY_SLOT 0xffffffff
-/* IPv6 extension headers (hop-by-hop, routing, destination options) walked to find TCP/UDP */
-#define LB_MAX_EXT_HDRS 4
-#define LB_CT_ENTRIES 262144
-#define LB_DEFAULT_RING 65537
 
 #define LB_AF_INET 4
 #define LB_AF_INET6 6
 
-/* vip_meta.flags */
-#define LB_VIP_F_ACTIVE 1
+/* vip_meta.flags (LB_VIP_F_HEALTHCHECK: the controller's own, the data plane ignores it) */
+enum xdp_lb_vip_flags {
+	LB_VIP_F_ACTIVE = 1,
+	LB_VIP_F_HEALTHCHECK = 2,
+};
 
 /* vip_meta.fwd: how frames for this VIP reach a backend */
-#define LB_FWD_DSR 0  /* L2 direct server return: rewrite MACs only */
-#define LB_FWD_IPIP 1 /* encapsulate: IPIP for an IPv4 VIP, IP6IP6 for an IPv6 VIP (Katran) */
+enum xdp_lb_fwd {
+	LB_FWD_DSR = 0,  /* L2 direct server return: rewrite MACs only */
+	LB_FWD_IPIP = 1, /* encapsulate: IPIP for an IPv4 VIP, IP6IP6 for an IPv6 VIP (Katran) */
+};
 
 /* backend.flags */
-#define LB_BE_F_ACTIVE 1   /* present: conntrack hits may keep using it */
-#define LB_BE_F_DRAINING 2 /* informational: weight 0 in the ring, old flows stay */
-#define LB_BE_F_DOWN 4     /* health check failed: out of the ring */
+enum xdp_lb_be_flags {
+	LB_BE_F_ACTIVE = 1,   /* present: conntrack hits may keep using it */
+	LB_BE_F_DRAINING = 2, /* informational: weight 0 in the ring, old flows stay */
+	LB_BE_F_DOWN = 4,     /* health check failed: out of the ring */
+};
 
 struct vip_key {
 	__u8 addr[16];

@@ -91,49 +91,7 @@ export interface sec_event {
 }
 export const sec_event_size = 384;
 
-export const enum sec_policy_flag {
-  SEC_F_ENFORCE = 1,
-  SEC_F_EXEC_ALLOWLIST = 2,
-  SEC_F_DENY_ANON_EXEC = 4,
-  SEC_F_EGRESS_ALLOWLIST = 8,
-  SEC_F_DENY_RAW = 16,
-}
-
-export const enum sec_rule_action {
-  SEC_ACTION_ALLOW = 1,
-  SEC_ACTION_DENY = 2,
-}
-
-export const enum sec_event_kind {
-  SEC_EV_EXEC = 1,
-  SEC_EV_CONNECT = 2,
-  SEC_EV_SENDMSG = 3,
-  SEC_EV_SOCKET = 4,
-}
-
-export const enum sec_event_action {
-  SEC_BLOCKED = 1,
-  SEC_WOULD_BLOCK = 2,
-}
-
-export const enum sec_mech {
-  SEC_MECH_LSM_BPRM = 1,
-  SEC_MECH_TP_EXEC_KILL = 2,
-  SEC_MECH_CGROUP_CONNECT4 = 3,
-  SEC_MECH_CGROUP_CONNECT6 = 4,
-  SEC_MECH_CGROUP_SENDMSG4 = 5,
-  SEC_MECH_CGROUP_SENDMSG6 = 6,
-  SEC_MECH_LSM_CONNECT = 7,
-  SEC_MECH_CGROUP_SOCK_CREATE = 8,
-  SEC_MECH_LSM_SOCKET_CREATE = 9,
-  SEC_MECH_TP_SOCKET_KILL = 10,
-}
-
-export const enum sec_exec_mode {
-  SEC_EXEC_NONE = 0,
-  SEC_EXEC_LSM = 1,
-  SEC_EXEC_TP_KILL = 2,
-}
+export * from './security.enums.ts';
 
 // --- skeleton: maps, programs and globals of security.bpf.o, typed ---
 export interface SecurityShape {

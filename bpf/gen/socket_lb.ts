@@ -48,6 +48,8 @@ export interface revnat_val {
 }
 export const revnat_val_size = 24;
 
+export * from './socket_lb.enums.ts';
+
 // --- skeleton: maps, programs and globals of socket_lb.bpf.o, typed ---
 export interface SocketLbShape {
   maps: {

@@ -78,6 +78,8 @@ export interface tc_rule_stats {
 }
 export const tc_rule_stats_size = 16;
 
+export * from './tc_shape.enums.ts';
+
 // --- skeleton: maps, programs and globals of tc_shape.bpf.o, typed ---
 export interface TcShapeShape {
   maps: {

@@ -83,47 +83,7 @@ export interface tr_event {
 }
 export const tr_event_size = 1176;
 
-export const enum tr_kind {
-  TR_EV_DATA = 1,
-  TR_EV_ACCEPT = 2,
-  TR_EV_CONNECT = 3,
-  TR_EV_ESTABLISHED = 4,
-  TR_EV_CLOSE = 5,
-  TR_EV_SKIP = 6,
-}
-
-export const enum tr_role {
-  TR_ROLE_SERVER = 1,
-  TR_ROLE_CLIENT = 2,
-}
-
-export const enum tr_dir {
-  TR_DIR_IN = 1,
-  TR_DIR_OUT = 2,
-}
-
-export const enum tr_sel {
-  TR_SEL_CGROUPS = 1,
-  TR_SEL_PIDS = 2,
-}
-
-export const enum tr_sys {
-  TR_SYS_READ = 1,
-  TR_SYS_WRITE = 2,
-  TR_SYS_READV = 3,
-  TR_SYS_WRITEV = 4,
-  TR_SYS_SENDTO = 5,
-  TR_SYS_RECVFROM = 6,
-  TR_SYS_SENDMSG = 7,
-  TR_SYS_RECVMSG = 8,
-  TR_SYS_SENDFILE = 9,
-}
-
-export const enum tr_red_layout {
-  TR_RED_CLASSES = 6,
-  TR_RED_ROLES = 2,
-  TR_RED_SERVICES = 64,
-}
+export * from './tracing.enums.ts';
 
 // --- skeleton: maps, programs and globals of tracing.bpf.o, typed ---
 export interface TracingShape {

@@ -109,6 +109,8 @@ export interface lb_global {
 }
 export const lb_global_size = 112;
 
+export * from './xdp_lb.enums.ts';
+
 // --- skeleton: maps, programs and globals of xdp_lb.bpf.o, typed ---
 export interface XdpLbShape {
   maps: {

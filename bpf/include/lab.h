@@ -12,6 +12,12 @@
  * the C struct stays the single definition of the layout.
  */
 #define LAB_EXPORT(T) struct T *__lab_export_##T __attribute__((unused))
+/*
+ * LAB_EXPORT_ENUM(T) does the same for enum T, whose constants are otherwise dropped from BTF when
+ * only used as values. Constants the TS side needs are enums, not #defines, for this: they reach
+ * bpf/gen/<name>.enums.ts, and no number is written twice.
+ */
+#define LAB_EXPORT_ENUM(T) enum T *__lab_export_##T __attribute__((unused))
 
 /* A per-CPU counter array the TS side reads as "lost": failed ring buffer reservations. */
 #define LAB_LOST_COUNTER(name)                                                                 \

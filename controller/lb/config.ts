@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import { ConfigFile, fieldPath } from '../../common/config-file.ts';
 import { ValidationError, addrBytes, familyOf, parseHostPort, parseMac, parsePort, parseVip, vipString, canonical, type VipSpec } from './addr.ts';
 import { isPrime } from './maglev.ts';
+import { xdp_lb_limits } from '../../bpf/gen/xdp_lb.enums.ts';
 
 export interface BackendConfig {
   address: string;
@@ -77,8 +78,8 @@ export interface LbConfig {
 
 export const DEFAULT_HEALTH: HealthConfig = { intervalMs: 1000, timeoutMs: 500, fall: 2, rise: 2 };
 export const DEFAULT_PIN_ROOT = '/sys/fs/bpf/ebpf-lab';
-/** Katran's default reals table; LB_DEFAULT_BACKENDS in bpf/xdp_lb.h */
-export const DEFAULT_BACKEND_TABLE = 4096;
+/** Katran's default reals table (LB_DEFAULT_BACKENDS in bpf/xdp_lb.h) */
+export const DEFAULT_BACKEND_TABLE = xdp_lb_limits.LB_DEFAULT_BACKENDS;
 /** backend ids index a per-CPU stats array too: keep it a size the kernel allocates without fuss */
 export const MAX_BACKEND_TABLE = 1 << 20;
 
@@ -178,7 +179,7 @@ export function validateConfig(c: LbConfig): NormConfig {
   if (typeof c.interface !== 'string' || !/^[\w.-]{1,15}$/.test(c.interface)) throw new ValidationError(`"interface" must be an interface name, got ${JSON.stringify(c.interface)}`);
   const instance = c.instance ?? 'default';
   if (!/^[\w-]{1,40}$/.test(instance)) throw new ValidationError(`malformed instance name "${instance}"`);
-  const ringSize = c.ringSize ?? 65537;
+  const ringSize = c.ringSize ?? xdp_lb_limits.LB_DEFAULT_RING;
   if (!isPrime(ringSize) || ringSize < 7 || ringSize > 1_000_003) throw new ValidationError(`ringSize ${ringSize} must be a prime between 7 and 1000003`);
   const forwarding = checkForwarding(c.forwarding ?? 'dsr', 'config');
   const tunnelSource = normTunnelSource(c.tunnelSource);
@@ -191,7 +192,7 @@ export function validateConfig(c: LbConfig): NormConfig {
     if (ids.has(v.id)) throw new ValidationError(`duplicate VIP ${v.id}`, 409);
     ids.add(v.id);
   }
-  const ct = c.conntrackEntries ?? 262144;
+  const ct = c.conntrackEntries ?? xdp_lb_limits.LB_CT_ENTRIES;
   if (!Number.isInteger(ct) || ct < 1024) throw new ValidationError('conntrackEntries must be an integer >= 1024');
   const bt = c.backendTableSize ?? DEFAULT_BACKEND_TABLE;
   if (!Number.isInteger(bt) || bt < 16 || bt > MAX_BACKEND_TABLE) throw new ValidationError(`backendTableSize ${JSON.stringify(c.backendTableSize)} must be an integer 16-${MAX_BACKEND_TABLE}`);

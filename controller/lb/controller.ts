@@ -19,12 +19,12 @@ import { Journal } from './journal.ts';
 import { maglevTable } from './maglev.ts';
 import { resolveNextHops } from './neighbor.ts';
 import { ifindexOf } from '../libbpf/attach/internal.ts';
-import type { backend, vip_key, vip_meta } from '../../bpf/gen/xdp_lb.ts';
+import { xdp_lb_fwd, xdp_lb_vip_flags, type backend, type vip_key, type vip_meta } from '../../bpf/gen/xdp_lb.ts';
 
-const VIP_ACTIVE = 1;
-const VIP_HEALTHCHECK = 2;
+const VIP_ACTIVE = xdp_lb_vip_flags.LB_VIP_F_ACTIVE;
+const VIP_HEALTHCHECK = xdp_lb_vip_flags.LB_VIP_F_HEALTHCHECK;
 /** vip_meta.fwd (LB_FWD_*) */
-const FWD_NUM: Record<Forwarding, number> = { dsr: 0, ipip: 1 };
+const FWD_NUM: Record<Forwarding, number> = { dsr: xdp_lb_fwd.LB_FWD_DSR, ipip: xdp_lb_fwd.LB_FWD_IPIP };
 
 export interface BackendState {
   id: number;

@@ -6,14 +6,16 @@ import path from 'node:path';
 import { BpfObject, BpfMap, Link, MapType, attachXdp, libbpf, mapInfo, rawCodec, removePinDir, type Program } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { ValidationError } from './addr.ts';
-import { xdpLb, type XdpLb, type XdpLbShape, type backend, type ct_value, type flow_key, type lb_global, type lb_stats, type vip_key, type vip_meta, type vip_slot } from '../../bpf/gen/xdp_lb.ts';
+import { xdp_lb_be_flags, xdp_lb_limits, xdpLb, type XdpLb, type XdpLbShape, type backend, type ct_value, type flow_key, type lb_global, type lb_stats, type vip_key, type vip_meta, type vip_slot } from '../../bpf/gen/xdp_lb.ts';
 
-export const MAX_VIPS = 64; // LB_MAX_VIPS
-/** backends array size unless configured (LB_DEFAULT_BACKENDS; Katran's reals table is 4096 too) */
-export const DEFAULT_BACKENDS = 4096;
-export const BE_ACTIVE = 1;
-export const BE_DRAINING = 2;
-export const BE_DOWN = 4;
+// constants from the enums in bpf/xdp_lb.h (read from the object's BTF into bpf/gen/xdp_lb.ts)
+export const MAX_VIPS = xdp_lb_limits.LB_MAX_VIPS;
+/** backends array size unless configured (Katran's reals table is 4096 too) */
+export const DEFAULT_BACKENDS = xdp_lb_limits.LB_DEFAULT_BACKENDS;
+export const DEFAULT_CONNTRACK = xdp_lb_limits.LB_CT_ENTRIES;
+export const BE_ACTIVE = xdp_lb_be_flags.LB_BE_F_ACTIVE;
+export const BE_DRAINING = xdp_lb_be_flags.LB_BE_F_DRAINING;
+export const BE_DOWN = xdp_lb_be_flags.LB_BE_F_DOWN;
 const BPF_F_INNER_MAP = 1 << 12;
 
 /** maps whose contents must survive a controller restart */
@@ -91,7 +93,7 @@ export class Dataplane implements Disposable {
       }
       const devmapPin = path.join(opts.pinDir, PINNED_DEVMAP);
       const reuse = !opts.noPin && fs.existsSync(devmapPin);
-      obj.load({ maxEntries: { conntrack: opts.conntrackEntries ?? 262144, backends, backend_ports: backends, stats: MAX_VIPS + backends }, ...(reuse ? { reuseMaps: { [PINNED_DEVMAP]: devmapPin } } : {}) });
+      obj.load({ maxEntries: { conntrack: opts.conntrackEntries ?? DEFAULT_CONNTRACK, backends, backend_ports: backends, stats: MAX_VIPS + backends }, ...(reuse ? { reuseMaps: { [PINNED_DEVMAP]: devmapPin } } : {}) });
       if (!opts.noPin && !reuse) skel.maps.backend_ports.pin(devmapPin);
     } catch (e) {
       obj.close();

@@ -365,13 +365,17 @@ describeRoot('libbpf binding', () => {
   });
 
   it('generated TS types match the object BTF (bpf/gen is not stale)', async () => {
-    const { renderTypes } = await import('../../bpf/gen-types.ts');
+    const { renderTypes, renderEnums } = await import('../../bpf/gen-types.ts');
     const { buildBpf } = await import('../../bpf/build.ts');
     const r = await buildBpf({ gen: false, log: () => {} });
     for (const [name, obj] of Object.entries(r.objects)) {
       const file = path.join(OUT_DIR, '..', 'gen', `${name}.ts`);
       expect(fs.existsSync(file), `${file} exists`).toBe(true);
       expect(fs.readFileSync(file, 'utf8'), `${file} is current: run pnpm lab build`).toBe(renderTypes(name, obj));
+      const enums = renderEnums(name, obj);
+      const efile = path.join(OUT_DIR, '..', 'gen', `${name}.enums.ts`);
+      if (enums === null) expect(fs.existsSync(efile), `${efile} is stale: run pnpm lab build`).toBe(false);
+      else expect(fs.existsSync(efile) ? fs.readFileSync(efile, 'utf8') : null, `${efile} is current: run pnpm lab build`).toBe(enums);
     }
   }, 120_000);
 });

@@ -15,7 +15,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { BpfMap } from '../libbpf/index.ts';
-import { sec_policy_flag, sec_rule_action, type sec_config, type sec_egress_key, type sec_exec_key, type sec_file_key, type sec_policy, type sec_proc, type sec_rule } from '../../bpf/gen/security.ts';
+import { sec_limits, sec_policy_flag, sec_rule_action, type sec_config, type sec_egress_key, type sec_exec_key, type sec_file_key, type sec_policy, type sec_proc, type sec_rule } from '../../bpf/gen/security.ts';
 import { cgroup2Root, cgroupDir, cgroupId, cgroupLevel } from '../../common/cgroup.ts';
 import { fileId, resolveShells, type FileId } from './files.ts';
 import type { Identified } from './identity.ts';
@@ -26,9 +26,9 @@ import { LabError } from '../../common/errors.ts';
 export const F_ENFORCE = sec_policy_flag.SEC_F_ENFORCE, F_EXEC_ALLOWLIST = sec_policy_flag.SEC_F_EXEC_ALLOWLIST, F_DENY_ANON_EXEC = sec_policy_flag.SEC_F_DENY_ANON_EXEC;
 export const F_EGRESS_ALLOWLIST = sec_policy_flag.SEC_F_EGRESS_ALLOWLIST, F_DENY_RAW = sec_policy_flag.SEC_F_DENY_RAW;
 export const ACTION_ALLOW = sec_rule_action.SEC_ACTION_ALLOW, ACTION_DENY = sec_rule_action.SEC_ACTION_DENY;
-export const MAX_POLICIES = 64;
-export const ANY_UID = 0xffffffff;
-const EGRESS_HDR_BITS = 64;
+export const MAX_POLICIES = sec_limits.SEC_MAX_POLICIES;
+export const ANY_UID = 0xffffffff; // SEC_ANY_UID, a #define (too large for a BTF enum value)
+const EGRESS_HDR_BITS = sec_limits.SEC_EGRESS_KEY_HDR_BITS;
 const PROTO: Record<string, number> = { tcp: 6, udp: 17, any: 0 };
 
 export interface SecMaps {

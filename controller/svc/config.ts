@@ -6,6 +6,7 @@ import { createRequire } from 'node:module';
 import { ValidationError, parseVip, vipString, type VipSpec } from '../lb/addr.ts';
 import { DEFAULT_HEALTH, backendKey, normBackend, type BackendConfig, type HealthConfig } from '../lb/config.ts';
 import { isPrime } from '../lb/maglev.ts';
+import { socket_lb_limits } from '../../bpf/gen/socket_lb.enums.ts';
 
 export type Algorithm = 'maglev' | 'random';
 export const ALGORITHMS: readonly Algorithm[] = ['maglev', 'random'];
@@ -56,7 +57,7 @@ export interface NormSvcConfig {
   services: NormService[];
 }
 
-export const DEFAULT_RING = 251; // SVC_DEFAULT_RING in bpf/socket_lb.h
+export const DEFAULT_RING = socket_lb_limits.SVC_DEFAULT_RING;
 export const MAX_RING = 65537;
 
 function int(v: unknown, what: string, min: number, max: number, dflt: number): number {
@@ -101,8 +102,8 @@ export function validateSvcConfig(c: SvcConfig): NormSvcConfig {
   if (typeof instance !== 'string' || !/^[\w-]{1,40}$/.test(instance)) throw new ValidationError(`malformed instance name ${JSON.stringify(instance)} (letters, digits, _ and -)`);
   const ringSize = int(c.ringSize, 'ringSize', 7, MAX_RING, DEFAULT_RING);
   if (!isPrime(ringSize)) throw new ValidationError(`ringSize ${ringSize} must be a prime (Maglev needs one), e.g. 251 or 1021`);
-  const maxServices = int(c.maxServices, 'maxServices', 1, 1 << 20, 1024);
-  const maxBackends = int(c.maxBackends, 'maxBackends', 1, 1 << 20, 4096);
+  const maxServices = int(c.maxServices, 'maxServices', 1, 1 << 20, socket_lb_limits.SVC_DEFAULT_SERVICES);
+  const maxBackends = int(c.maxBackends, 'maxBackends', 1, 1 << 20, socket_lb_limits.SVC_DEFAULT_BACKENDS);
   if (maxServices * 2 * ringSize > 1 << 28) throw new ValidationError(`maxServices × 2 × ringSize = ${maxServices * 2 * ringSize} ring slots is too large (limit ${1 << 28}); lower ringSize or maxServices`);
   const health = { ...DEFAULT_HEALTH, ...(c.healthCheck ?? {}) };
   for (const [k, v] of Object.entries(health)) if (!Number.isInteger(v) || (v as number) <= 0) throw new ValidationError(`healthCheck.${k} must be a positive integer`);

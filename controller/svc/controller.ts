@@ -19,7 +19,7 @@ import path from 'node:path';
 import { BpfMap, BpfError, Link, attachCgroup, removePinDir } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { LabError } from '../../common/errors.ts';
-import { socketLb, type SocketLb, type revnat_key, type revnat_val, type svc_backend, type svc_key, type svc_val } from '../../bpf/gen/socket_lb.ts';
+import { socketLb, socket_lb_alg, socket_lb_stat, type SocketLb, type revnat_key, type revnat_val, type svc_backend, type svc_key, type svc_val } from '../../bpf/gen/socket_lb.ts';
 import { addrBytes, parseHostPort, parseVip, PROTO_NUM, vipString, ValidationError } from '../lb/addr.ts';
 import { HealthChecker } from '../lb/health.ts';
 import { maglevTable } from '../lb/maglev.ts';
@@ -34,8 +34,13 @@ export const PROGRAMS = {
   udp: ['svc_sendmsg4', 'svc_sendmsg6', 'svc_recvmsg4', 'svc_recvmsg6'],
   getpeername: ['svc_getpeername4', 'svc_getpeername6'],
 } as const;
-const ALG_NUM: Record<Algorithm, number> = { random: 0, maglev: 1 };
-export const STAT_NAMES = ['connect', 'sendmsg', 'recvmsg', 'getpeername', 'noBackend', 'badSlot'] as const;
+const ALG_NUM: Record<Algorithm, number> = { random: socket_lb_alg.SVC_ALG_RANDOM, maglev: socket_lb_alg.SVC_ALG_MAGLEV };
+/** the data plane's counters by name, each at its index in svc_stats (enum socket_lb_stat) */
+const STAT_INDEX = {
+  connect: socket_lb_stat.SVC_ST_CONNECT, sendmsg: socket_lb_stat.SVC_ST_SENDMSG, recvmsg: socket_lb_stat.SVC_ST_RECVMSG,
+  getpeername: socket_lb_stat.SVC_ST_PEERNAME, noBackend: socket_lb_stat.SVC_ST_NO_BACKEND, badSlot: socket_lb_stat.SVC_ST_BAD_SLOT,
+} as const;
+export const STAT_NAMES = Object.keys(STAT_INDEX) as (keyof typeof STAT_INDEX)[];
 
 export type BackendStateName = 'active' | 'draining' | 'down';
 export interface BackendState {
@@ -453,9 +458,7 @@ export class SvcController {
   /** per-CPU counters summed */
   stats(): Record<(typeof STAT_NAMES)[number], number> {
     const out = {} as Record<(typeof STAT_NAMES)[number], number>;
-    STAT_NAMES.forEach((n, i) => {
-      out[n] = (this.maps.svc_stats.getPerCpu(i) ?? []).reduce((a, b) => a + Number(b), 0);
-    });
+    for (const n of STAT_NAMES) out[n] = (this.maps.svc_stats.getPerCpu(STAT_INDEX[n]) ?? []).reduce((a, b) => a + Number(b), 0);
     return out;
   }
 

@@ -6,10 +6,12 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { LabError } from '../../common/errors.ts';
 import { parseCidr as parseIpCidr, parseIp, toLeading16, type Family } from '../../common/ip.ts';
+import { tc_shape_dir, tc_shape_limits, tc_shape_rule_action } from '../../bpf/gen/tc_shape.enums.ts';
 
-export const MAX_CLASSES = 255; // ids 1..255 (bpf/tc_shape.h TC_MAX_CLASSES - 1)
-export const MAX_RULES = 64; // TC_MAX_RULES
-export const MAX_MATCHES = 4096; // TC_MAX_MATCHES per classification map
+// limits from the enums in bpf/tc_shape.h (read from the object's BTF into bpf/gen/tc_shape.enums.ts)
+export const MAX_CLASSES = tc_shape_limits.TC_MAX_CLASSES - 1; // ids 1..255: 0 is "not shaped"
+export const MAX_RULES = tc_shape_limits.TC_MAX_RULES;
+export const MAX_MATCHES = tc_shape_limits.TC_MAX_MATCHES; // per classification map
 export const DEFAULT_HORIZON_NS = 2_000_000_000n; // Cilium's bandwidth manager drops beyond 2 s
 const MIN_HORIZON_NS = 1_000_000n;
 const MAX_HORIZON_NS = 10_000_000_000n;
@@ -156,7 +158,7 @@ export function parseCidr(s: string): { family: Family; addr: Uint8Array; prefix
 
 const PROTOS: Record<string, number> = { any: 0, icmp: 1, tcp: 6, udp: 17, icmpv6: 58 };
 export const PROTO_NAMES: Record<number, string> = Object.fromEntries(Object.entries(PROTOS).map(([k, v]) => [v, k]));
-const DIRS: Record<string, number> = { ingress: 1, egress: 2, both: 3 };
+const DIRS: Record<string, number> = { ingress: tc_shape_dir.TC_DIR_INGRESS, egress: tc_shape_dir.TC_DIR_EGRESS, both: tc_shape_dir.TC_DIR_INGRESS | tc_shape_dir.TC_DIR_EGRESS };
 const NAME = /^[a-z][a-z0-9_-]{0,31}$/;
 
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -301,7 +303,7 @@ export function validateConfig(raw: unknown, cgroupId: (p: string) => bigint | u
     if (proto === undefined) problems.push(`${at}.proto: ${JSON.stringify(r.proto)} must be tcp, udp, icmp, icmpv6 or any`);
     else if (cidr && ((proto === 1 && cidr.family === 6) || (proto === 58 && cidr.family === 4))) problems.push(`${at}.proto: ${r.proto} never matches an IPv${cidr.family} cidr (IPv4 has icmp, IPv6 icmpv6)`);
     if (r.port !== undefined && proto !== 6 && proto !== 17) problems.push(`${at}.port: a port needs proto tcp or udp`);
-    const action = r.action === 'drop' ? 1 : r.action === 'count' ? 0 : undefined;
+    const action = r.action === 'drop' ? tc_shape_rule_action.TC_RULE_DROP : r.action === 'count' ? tc_shape_rule_action.TC_RULE_COUNT : undefined;
     if (action === undefined) problems.push(`${at}.action: ${JSON.stringify(r.action)} must be drop or count`);
     if (typeof name === 'string' && dir !== undefined && cidr && proto !== undefined && action !== undefined) {
       rules.push({ name, dir, ...cidr, port: (r.port as number | undefined) ?? 0, proto, action });

@@ -16,7 +16,7 @@ import { BpfMap, attachTc, removePinDir, withNetns, type BpfObject, type Link } 
 import { objectPath } from '../../bpf/build.ts';
 import { LabError } from '../../common/errors.ts';
 import { MAX_RULES, latencyHorizonNs, netPort, type ClassPlan, type Match, type Plan, type RulePlan } from './config.ts';
-import { tcShape, type TcShape, type tc_class, type tc_class_stats, type tc_dst_key, type tc_flow_key, type tc_global_stats, type tc_rule, type tc_rule_stats } from '../../bpf/gen/tc_shape.ts';
+import { tcShape, tc_shape_class_flags, tc_shape_rule_action, type TcShape, type tc_class, type tc_class_stats, type tc_dst_key, type tc_flow_key, type tc_global_stats, type tc_rule, type tc_rule_stats } from '../../bpf/gen/tc_shape.ts';
 
 export const MAP_NAMES = ['classes', 'class_state', 'class_stats', 'flow_class', 'cgroup_class', 'dst_class', 'rules', 'rule_stats', 'filter_gen', 'globals'] as const;
 type MapName = (typeof MAP_NAMES)[number];
@@ -27,7 +27,7 @@ export const PIN_ROOT = '/sys/fs/bpf/ebpf-lab';
 /** distinctive tc handle/priority: a detach can only ever remove our own filter */
 const TC_HANDLE = 0x16ed;
 const TC_PRIO = 0x16;
-const CLASS_ACTIVE = 1;
+const CLASS_ACTIVE = tc_shape_class_flags.TC_CLASS_ACTIVE;
 
 export interface ClassState { name: string; id: number; rateBps: bigint; horizonNs: bigint; horizonAuto?: boolean; matches: Match[] }
 export interface Model { classes: ClassState[]; rules: RulePlan[]; gen: number }
@@ -196,7 +196,7 @@ export class TcControl {
     return this.model.rules.map((r, i) => {
       const slot = this.model.gen * MAX_RULES + i;
       const s = this.sum<tc_rule_stats & Record<string, bigint>>(this.maps.rule_stats, slot);
-      return { name: r.name, slot, action: r.action ? 'drop' : 'count', packets: s.packets ?? 0n, bytes: s.bytes ?? 0n };
+      return { name: r.name, slot, action: r.action === tc_shape_rule_action.TC_RULE_DROP ? 'drop' : 'count', packets: s.packets ?? 0n, bytes: s.bytes ?? 0n };
     });
   }
 

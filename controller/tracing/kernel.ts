@@ -24,7 +24,7 @@ import { RingBuffer, attachRawTracepoint, attachTrace, attachTracepoint, enableS
 import { ensureObject } from '../../bpf/build.ts';
 import { LabError } from '../../common/errors.ts';
 import { preemptModel, tracefsRoot, type Preemption } from '../../common/host.ts';
-import { tr_dir, tr_kind, tr_red_layout, tr_role, tr_sel, tracing, type Tracing, type TracingShape, type tr_event } from '../../bpf/gen/tracing.ts';
+import { tr_dir, tr_kind, tr_limits, tr_red_layout, tr_role, tr_sel, tracing, type Tracing, type TracingShape, type tr_event } from '../../bpf/gen/tracing.ts';
 
 /** the record's constants, from the enums in bpf/tracing.h (read from the object's BTF into bpf/gen/tracing.ts) */
 export const TR = {
@@ -33,8 +33,7 @@ export const TR = {
   DIR_IN: tr_dir.TR_DIR_IN, DIR_OUT: tr_dir.TR_DIR_OUT,
   SEL_CGROUPS: tr_sel.TR_SEL_CGROUPS, SEL_PIDS: tr_sel.TR_SEL_PIDS,
   RED_CLASSES: tr_red_layout.TR_RED_CLASSES, RED_ROLES: tr_red_layout.TR_RED_ROLES, RED_SERVICES: tr_red_layout.TR_RED_SERVICES,
-  /** TR_MAX_CAP, a #define (not in BTF): the loader checks it against the record's data[], which is twice it */
-  MAX_CAP: 512,
+  MAX_CAP: tr_limits.TR_MAX_CAP,
 } as const;
 /**
  * How often the consumer drains the ring when the programs did not wake it (ms): the most a record
@@ -283,7 +282,7 @@ export class KernelTracer implements Disposable {
   private constructor(readonly skel: Tracing, present: Hook[], hook: DataHook, opts: KernelTracerOptions, preemption: Preemption & { standby: boolean }) {
     const obj = (this.obj = skel.obj);
     const L = obj.btf.layout('tr_event');
-    if (L.data!.size !== 2 * TR.MAX_CAP) throw new Error(`tr_event.data is ${L.data!.size} bytes, TR.MAX_CAP says ${2 * TR.MAX_CAP}: update TR.MAX_CAP to bpf/tracing.h's TR_MAX_CAP`);
+    if (L.data!.size !== 2 * TR.MAX_CAP) throw new Error(`tr_event.data is ${L.data!.size} bytes, bpf/gen/tracing.enums.ts says TR_MAX_CAP ${TR.MAX_CAP} (data is twice it): bpf/gen is stale, run pnpm lab build`);
     const f = (n: string) => L[n]!.offset;
     const o: Offsets = {
       ts: f('ts_ns'), sock: f('sock'), cg: f('cgroup_id'), pid: f('pid'), tid: f('tid'), service: f('service'), kind: f('kind'), dir: f('dir'),
