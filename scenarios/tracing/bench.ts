@@ -27,8 +27,15 @@ import { Jaeger, ensureJaeger, ensureVegeta, VEGETA_VERSION } from '../../contro
 import { cgroup2Root, createCgroup, removeCgroup } from '../../common/cgroup.ts';
 import { freePort } from '../../common/net.ts';
 import { Session } from 'node:inspector/promises';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
+/** a full, synchronous V8 collection of this process (--expose-gc set at run time, then its gc()) */
+function fullGc(): void {
+  v8.setFlagsFromString('--expose-gc');
+  (vm.runInNewContext('gc') as () => void)();
+}
 const LAUNCHER = `import os,sys
 open(sys.argv[1]+'/cgroup.procs','w').write(str(os.getpid()))
 os.execv(sys.argv[2], sys.argv[2:])`;
@@ -315,6 +322,13 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
         const pre = genPrefix(lowered ? sched : null);
         await wrk(ports[svc]!, warmSecs, rate > 0 ? pacedConnections(rate) : conns, rate, lua, pre);
       }
+      // The tracer runs in this process, so this process's CPU in the window is the agent's plus the
+      // harness's (the untraced window's figure, subtracted below). Garbage is collected when V8
+      // decides: an earlier window's (another tracer's, the harness's) landed in later windows and
+      // this window's could land after it — harness 2–30 ms/s in untraced windows (scratch). A full
+      // collection before the window starts it clean, and one after it, inside the measurement,
+      // charges the window with collecting what it made, in every configuration alike.
+      fullGc();
       const app0 = cgroupCpuUs(cgs[svc]!);
       const me0 = process.cpuUsage();
       const bpf0 = tracer?.snapshot().bpf?.runTimeNs ?? 0;
@@ -327,6 +341,7 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
       let agentCpuUs = 0, bpfUs = 0;
       let extra: Partial<Sample> = {};
       if (!tracer) {
+        fullGc();
         const d = process.cpuUsage(me0);
         extra = { processCpuUs: d.user + d.system };
       }
@@ -336,6 +351,7 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
         // stop() hands on the spans still held and exports what is queued (bounded wait): that is
         // work of this window, so the agent's CPU is read after it
         await tracer.stop();
+        fullGc();
         const d = process.cpuUsage(me0);
         agentCpuUs = d.user + d.system;
         const snap = tracer.snapshot();
@@ -481,7 +497,7 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
   }));
   ctx.section('Benchmark: overhead of tracing (medians over rounds)', {
     kind: 'text',
-    text: `${rounds} rounds × (max + 25/50/75% load) × ${CONFIGS.length} configurations, interleaved, ${secs} s each, wrk 1 thread, ${conns} connections flat out (closed loop: max RPS; each traced configuration between two untraced windows, its RPS lost against their mean, as the machine's speed drifts within a round); paced runs ${veg ? `with vegeta ${VEGETA_VERSION} at a constant rate (open loop: requests leave on schedule, so queueing shows in p99; RPS is the achieved rate), at 25/50/75% of the rate vegeta itself reaches against the untraced service in that round (its ceiling: ${ceilings.map((c) => `${c.vegetaCeiling.toFixed(0)} vs wrk's ${c.wrkMax.toFixed(0)}`).join(', ')} rps — the generator, not the service, is the limit there)` : 'with wrk\'s per-connection delay (closed loop: latency excludes queueing before a send)'}, on loopback, 2 shared cores. The eBPF tracer reads payload through ${kernelHook === 'sock' ? 'the sock:sock_recv_length/sock_send_length tracepoints' : `the sys_exit tracepoint as ${kernelHook}`} (this kernel's default)${compareHooks.length ? `, and through ${compareHooks.map((h) => hookLabel(h).trim()).join(', ')} in the configurations marked so` : ''}. Each eBPF window starts a fresh tracer and runs ${warmSecs} s of the same load through it first, unmeasured (a daemon runs warm). Every round starts the services afresh and warms each with 2 s flat out, so a process's age is the same in every round and a slow path one process falls onto stays in its round. Like-for-like: the same Node service and route in all of them; OTel exports HTTP spans only (OTEL_NODE_ENABLED_INSTRUMENTATIONS=http) to the same Jaeger.${sampled ? ` Sampled pair: the eBPF tracer keeps ${sampleRatio} of root requests (decided in the kernel; every request still counted by the in-kernel RED) against the SDK with parentbased_traceidratio ${sampleRatio} (every request still runs its instrumentation); the sampled tracer's CPU ratio is against the sampled SDK.` : ''} CPU per request = service cgroup (which holds the BPF programs' run time: they run in its syscalls) + tracer (this process's CPU in the window minus the same in the untraced window: the harness); Jaeger excluded for both. The BPF column is the part of the app's CPU spent in the programs, from kernel BPF stats, measured in the paced windows only: stats add two clock reads per program run, so the max-RPS windows run without them, as users do. Ratios per round, then the median; raw samples in results.json.`,
+    text: `${rounds} rounds × (max + 25/50/75% load) × ${CONFIGS.length} configurations, interleaved, ${secs} s each, wrk 1 thread, ${conns} connections flat out (closed loop: max RPS; each traced configuration between two untraced windows, its RPS lost against their mean, as the machine's speed drifts within a round); paced runs ${veg ? `with vegeta ${VEGETA_VERSION} at a constant rate (open loop: requests leave on schedule, so queueing shows in p99; RPS is the achieved rate), at 25/50/75% of the rate vegeta itself reaches against the untraced service in that round (its ceiling: ${ceilings.map((c) => `${c.vegetaCeiling.toFixed(0)} vs wrk's ${c.wrkMax.toFixed(0)}`).join(', ')} rps — the generator, not the service, is the limit there)` : 'with wrk\'s per-connection delay (closed loop: latency excludes queueing before a send)'}, on loopback, 2 shared cores. The eBPF tracer reads payload through ${kernelHook === 'sock' ? 'the sock:sock_recv_length/sock_send_length tracepoints' : `the sys_exit tracepoint as ${kernelHook}`} (this kernel's default)${compareHooks.length ? `, and through ${compareHooks.map((h) => hookLabel(h).trim()).join(', ')} in the configurations marked so` : ''}. Each eBPF window starts a fresh tracer and runs ${warmSecs} s of the same load through it first, unmeasured (a daemon runs warm). Every round starts the services afresh and warms each with 2 s flat out, so a process's age is the same in every round and a slow path one process falls onto stays in its round. Like-for-like: the same Node service and route in all of them; OTel exports HTTP spans only (OTEL_NODE_ENABLED_INSTRUMENTATIONS=http) to the same Jaeger.${sampled ? ` Sampled pair: the eBPF tracer keeps ${sampleRatio} of root requests (decided in the kernel; every request still counted by the in-kernel RED) against the SDK with parentbased_traceidratio ${sampleRatio} (every request still runs its instrumentation); the sampled tracer's CPU ratio is against the sampled SDK.` : ''} CPU per request = service cgroup (which holds the BPF programs' run time: they run in its syscalls) + tracer (this process's CPU in the window, with a full garbage collection before it and one inside it at its end, minus the same in the untraced window: the harness); Jaeger excluded for both. The BPF column is the part of the app's CPU spent in the programs, from kernel BPF stats, measured in the paced windows only: stats add two clock reads per program run, so the max-RPS windows run without them, as users do. Ratios per round, then the median; raw samples in results.json.`,
   }, { kind: 'table', columns: ['load', 'configuration', 'target RPS', 'RPS', 'p50 µs', 'p99 µs', 'p99.9 µs', 'CPU µs/req', 'app', 'agent', 'of which BPF (app)', 'spans/s', 'dropped', 'ring lost'], rows }, {
     kind: 'chart', title: 'max RPS per round', type: 'bar', labels: Array.from({ length: rounds }, (_, r) => `round ${r + 1}`),
     datasets: CONFIGS.map((c) => ({ label: label(c), data: Array.from({ length: rounds }, (_, r) => get(r, c, 'max')?.rps ?? null) })), yLabel: 'requests/s',
