@@ -15,11 +15,11 @@
 #include "include/lab.h"
 #include "socket_lb.h"
 
-/* slots per ring half; set by the controller before load (a prime for Maglev) */
 LAB_EXPORT_ENUM(socket_lb_alg);
 LAB_EXPORT_ENUM(socket_lb_limits);
 LAB_EXPORT_ENUM(socket_lb_stat);
 
+/* slots per ring half; set by the controller before load (a prime for Maglev) */
 const volatile __u32 ring_size = SVC_DEFAULT_RING;
 
 struct {
