@@ -460,4 +460,37 @@ net.createServer((s) => {
       child.kill('SIGKILL');
     }
   }, 30_000);
+
+  it('a response the client has already closed leaves no socket state behind (a reused address starts fresh)', async () => {
+    const net = await import('node:net');
+    // The server answers 150 ms late; the client has closed by then, so that write is answered with
+    // a reset, which the kernel handles at the end of the same send: the socket is closed (its state
+    // cleared) before the send hook runs (allowHalfOpen: the server must not end its side at the
+    // client's FIN, Node's default, which closes the socket before the write). Tracked again there, it was never cleared, and the next
+    // socket at its address inherited it (an untraced client's connection then crossed always).
+    const LATE = `require('node:net').createServer({ allowHalfOpen: true }, (s) => {
+  s.on('error', () => {});
+  s.once('data', () => setTimeout(() => { s.write('HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok'); setTimeout(() => s.destroy(), 100); }, 150));
+}).listen(0, '127.0.0.1', function () { process.stdout.write(String(this.address().port) + '\\n'); });`;
+    const { child, port } = await spawnServer(LATE);
+    let tracer: Tracer | null = null;
+    try {
+      tracer = await Tracer.start({ services: [{ name: 'late', pid: child.pid! }], sampleRatio: 0.5, graceMs: 50 });
+      for (let i = 0; i < 5; i++) {
+        const c = net.connect(port, '127.0.0.1');
+        await new Promise((r) => c.once('connect', r));
+        c.write('GET /late HTTP/1.1\r\nHost: x\r\n\r\n');
+        await sleep(30);
+        c.destroy();
+      }
+      await sleep(700);
+      const conns = [...tracer.kernel.skel.maps.conns.keys()].length;
+      const tracked = [...tracer.kernel.skel.maps.tracked.keys()].length;
+      expect(conns, 'connection state left after the resets').toBe(0);
+      expect(tracked, 'sockets still tracked after the resets').toBe(0);
+    } finally {
+      await tracer?.stop();
+      child.kill('SIGKILL');
+    }
+  }, 30_000);
 });
