@@ -25,6 +25,7 @@ describe('pnpm lab trace', () => {
     ['capture out of range', ['trace', '--service', 'a=1', '--capture-bytes', '9999'], /error: --capture-bytes "9999"/],
     ['sample ratio of 0', ['trace', '--service', 'a=1', '--sample', '0'], /error: --sample "0": must be ≥ 0\.000001\n\s+fix: /],
     ['sample ratio above 1', ['trace', '--service', 'a=1', '--sample', '1.5'], /error: --sample "1\.5": must be ≤ 1\n\s+fix: /],
+    ['profile into a missing directory', ['trace', '--service', 'a=1', '--cpu-prof', '/no/such/dir/p.cpuprofile'], /error: --cpu-prof "\/no\/such\/dir\/p\.cpuprofile": its directory does not exist\n\s+fix: /],
     ['typo in a flag', ['trace', '--servce', 'a=1'], /did you mean --service/],
     ['more services than the kernel side indexes', ['trace', ...Array.from({ length: 64 }, (_, i) => ['--service', `s${i}=1`]).flat()], /error: 64 services given: the tracer takes at most 63\n\s+fix: /],
   ];
@@ -53,6 +54,37 @@ describe('pnpm lab trace', () => {
       const r = await t;
       expect(r.exitCode).toBe(0);
       expect(String(r.stdout)).toMatch(/web\s+server GET \/hello\s+200/);
+    } finally {
+      srv.kill();
+    }
+  }, 60_000);
+
+  it.skipIf(process.getuid?.() !== 0)('--json: counters on SIGUSR2 and at exit, with the programs\' run time under --bpf-stats', async () => {
+    const srv = execa(process.execPath, ['-e', "require('http').createServer((q,s)=>s.end('hi')).listen(0,'127.0.0.1',function(){console.log('PORT',this.address().port)})"], { reject: false, buffer: false });
+    try {
+      const port = await new Promise<number>((resolve) => srv.stdout!.on('data', (d: Buffer) => {
+        const m = /PORT (\d+)/.exec(d.toString());
+        if (m) resolve(Number(m[1]));
+      }));
+      const t = execa(process.execPath, ['--import', 'tsx', CLI, 'trace', '--service', `web=${srv.pid}`, '--json', '--bpf-stats'], { reject: false, cwd: ROOT, all: true, buffer: true });
+      let out = '';
+      t.all!.on('data', (d: Buffer) => (out += d.toString()));
+      for (let i = 0; i < 400 && !out.includes('tracing web='); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(out).toContain('tracing web=');
+      t.kill('SIGUSR2');
+      for (let i = 0; i < 100 && !out.includes('"snapshot"'); i++) await new Promise((r) => setTimeout(r, 50));
+      for (let i = 0; i < 3; i++) await new Promise<void>((r) => http.get(`http://127.0.0.1:${port}/n${i}`, (res) => res.resume().on('end', () => r())));
+      await new Promise((r) => setTimeout(r, 500));
+      t.kill('SIGTERM');
+      const r = await t;
+      expect(r.exitCode).toBe(0);
+      const lines = String(r.stdout).split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { event: string; spans: number; bpfRunTimeNs: number | null; bpfRunCnt: number | null });
+      expect(lines.map((l) => l.event)).toEqual(['snapshot', 'exit']);
+      expect(lines[0]!.spans).toBe(0);
+      expect(lines[1]!.spans).toBe(3);
+      expect(lines[1]!.bpfRunCnt).toBeGreaterThan(lines[0]!.bpfRunCnt ?? Infinity);
+      expect(lines[1]!.bpfRunTimeNs).toBeGreaterThan(0);
+      expect(String(r.stdout)).not.toMatch(/server GET/);
     } finally {
       srv.kill();
     }

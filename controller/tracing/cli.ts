@@ -1,6 +1,9 @@
 // `pnpm lab trace --service name=<cgroup|exe|pid> …`: the tracing daemon. Runs until Ctrl-C (or
 // --duration), prints one line per span unless --quiet, exports OTLP/HTTP protobuf to --otlp and
 // serves RED metrics on --metrics-port. Every selector is validated before anything is loaded.
+import fs from 'node:fs';
+import path from 'node:path';
+import { Session } from 'node:inspector/promises';
 import { parseArgs, UsageError } from '../../common/args.ts';
 import { LabError } from '../../common/errors.ts';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
@@ -24,6 +27,10 @@ export async function traceCommand(argv: string[]): Promise<number> {
       'max-queue': { type: 'int', description: 'export queue bound in spans (drops beyond it are counted)', default: 4096, min: 1, max: 10_000_000 },
       duration: { type: 'number', description: 'stop after N seconds (default: until Ctrl-C)', min: 0.1, valueName: 'S' },
       quiet: { type: 'boolean', description: 'do not print spans' },
+      json: { type: 'boolean', description: 'print counters (spans, exported, dropped, ring lost, BPF run time with --bpf-stats) as one JSON line on stdout on SIGUSR2 and at exit, instead of spans' },
+      'bpf-stats': { type: 'boolean', description: 'count the programs\' run time (kernel.bpf_stats: two clock reads per program run, a cost of its own) and report it at exit' },
+      'cpu-prof': { type: 'string', description: 'write a V8 CPU profile of this daemon to FILE at exit, sampled from after the programs loaded (the profiler\'s signals make the verifier give up)', valueName: 'FILE',
+        check: (v) => (fs.existsSync(path.dirname(path.resolve(v))) ? undefined : { message: 'its directory does not exist', fix: 'create the directory first, or give a path in an existing one' }) },
     },
     epilog: 'example: pnpm lab trace --service web=/sys/fs/cgroup/web.slice --service api=/usr/sbin/nginx --otlp http://127.0.0.1:4318 --metrics-port 9464',
   });
@@ -45,7 +52,8 @@ export async function traceCommand(argv: string[]): Promise<number> {
   if (services.length >= TR.RED_SERVICES) throw new UsageError(`${services.length} services given: the tracer takes at most ${TR.RED_SERVICES - 1}`, 'select fewer, e.g. a parent cgroup for several workloads');
   if (process.getuid?.() !== 0) throw new LabError('tracing needs root (BPF programs on syscall tracepoints)', 'run as root');
   deferSignalsToCaller();
-  const quiet = p.values.quiet ?? false;
+  const json = p.values.json ?? false;
+  const quiet = (p.values.quiet ?? false) || json;
   const t = await Tracer.start({
     services,
     otlp: p.values.otlp,
@@ -55,12 +63,21 @@ export async function traceCommand(argv: string[]): Promise<number> {
     hook: p.values.hook as DataHook | undefined,
     maxQueue: p.values['max-queue'],
     metricsPort: p.values['metrics-port'],
+    stats: p.values['bpf-stats'] ?? false,
     onSpan: quiet ? undefined : (s, r) => {
       const dur = Number(s.endTs - s.startTs) / 1000;
       const st = (r.attributes['http.response.status_code'] as number | undefined) ?? r.attributes['error.type'] ?? '';
       console.log(`${String(r.resource.attributes['service.name']).padEnd(12)} ${s.kind.padEnd(6)} ${r.name.padEnd(32).slice(0, 32)} ${String(st).padStart(4)} ${dur.toFixed(0).padStart(8)}µs trace=${s.traceId} span=${s.spanId} parent=${s.parent?.spanId ?? s.remoteParent?.spanId ?? '-'} [${s.link}]`);
     },
   });
+  const prof = p.values['cpu-prof'] ? await startProfile() : null;
+  // counters on demand (SIGUSR1 is Node's inspector signal): what a harness reads at a window's start
+  const counters = (event: string) => {
+    const s = t.snapshot();
+    process.stdout.write(`${JSON.stringify({ event, spans: s.assembler.spans, records: s.assembler.events, ringLost: s.kernelLost, exported: s.export?.exported ?? null, dropped: s.export?.dropped ?? null, bpfRunTimeNs: s.bpf?.runTimeNs ?? null, bpfRunCnt: s.bpf?.runCnt ?? null })}\n`);
+  };
+  const onUsr2 = () => counters('snapshot');
+  if (json) process.on('SIGUSR2', onUsr2);
   console.error(`tracing ${services.map((s) => `${s.name}=${s.cgroup ?? s.exe ?? s.pid}`).join(' ')} — ${t.kernel.mechanism.summary}`);
   if (t.metricsUrl) console.error(`metrics: ${t.metricsUrl}`);
   if (p.values.otlp) console.error(`exporting to ${p.values.otlp}/v1/traces (OTLP/HTTP protobuf)`);
@@ -71,8 +88,27 @@ export async function traceCommand(argv: string[]): Promise<number> {
     process.once('SIGTERM', done);
     if (p.values.duration) setTimeout(done, p.values.duration * 1000);
   });
+  process.off('SIGUSR2', onUsr2);
   await t.stop();
+  if (prof) await prof.stop(p.values['cpu-prof']!);
+  if (json) counters('exit');
   const s = t.snapshot();
   console.error(`spans ${s.assembler.spans}, kernel records ${s.assembler.events}, ring lost ${s.kernelLost}${s.export ? `, exported ${s.export.exported}, dropped ${s.export.dropped}` : ''}${s.zipkin ? `, zipkin exported ${s.zipkin.exported}, dropped ${s.zipkin.dropped}` : ''}`);
   return 0;
+}
+
+/** V8's sampling profiler on this process (1 ms), written as a .cpuprofile (Chrome DevTools opens it) */
+async function startProfile(): Promise<{ stop(file: string): Promise<void> }> {
+  const s = new Session();
+  s.connect();
+  await s.post('Profiler.enable');
+  await s.post('Profiler.setSamplingInterval', { interval: 1000 });
+  await s.post('Profiler.start');
+  return {
+    async stop(file: string) {
+      const { profile } = await s.post('Profiler.stop');
+      s.disconnect();
+      fs.writeFileSync(file, JSON.stringify(profile));
+    },
+  };
 }

@@ -5,8 +5,8 @@
 // untraced max (wrk paced by a per-connection delay). Ratios are formed per round, then the median.
 //
 // CPU per request = the service's cgroup CPU (app, the SDK inside it, and the BPF programs that run
-// in its syscalls) + the tracer process's CPU during the window (agent) — divided by requests
-// served. BPF run time is read from kernel stats in the paced windows only and shown as a part of
+// in its syscalls) + the tracer daemon's cgroup CPU during the window and until it has exported
+// the window's spans (agent) — divided by requests served. BPF run time is read from kernel stats in the paced windows only and shown as a part of
 // the app's CPU: stats put two clock reads around every program run, a cost users do not run
 // with, so the max-RPS windows (the ≤5% goal) run without them.
 // Jaeger's CPU is common to (b) and (c) and left out. Latency at max: wrk's histogram (closed
@@ -21,31 +21,17 @@ import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
 import { scaledTimeout, type ScenarioContext } from '../../lab/scenario.ts';
 import { median, nearestRank, summary } from '../../lab/stats.ts';
-import { Tracer } from '../../controller/tracing/tracer.ts';
 import { defaultHook, type DataHook } from '../../controller/tracing/kernel.ts';
 import { Jaeger, ensureJaeger, ensureVegeta, VEGETA_VERSION } from '../../controller/tracing/backend.ts';
 import { cgroup2Root, createCgroup, removeCgroup } from '../../common/cgroup.ts';
 import { freePort } from '../../common/net.ts';
-import { Session } from 'node:inspector/promises';
-import v8 from 'node:v8';
-import vm from 'node:vm';
+import { labCliArgv } from '../../common/dist.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-/**
- * A full, synchronous V8 collection of this process: --expose-gc set at run time, then gc() taken
- * from a fresh context, once (a new context costs CPU, and a call sits inside each measurement).
- */
-let gcFn: (() => void) | null = null;
-function fullGc(): void {
-  if (!gcFn) {
-    v8.setFlagsFromString('--expose-gc');
-    gcFn = vm.runInNewContext('gc') as () => void;
-  }
-  gcFn();
-}
+// joins the cgroup, then execs the program (looked up on PATH): everything it runs is counted there
 const LAUNCHER = `import os,sys
 open(sys.argv[1]+'/cgroup.procs','w').write(str(os.getpid()))
-os.execv(sys.argv[2], sys.argv[2:])`;
+os.execvp(sys.argv[2], sys.argv[2:])`;
 /** how the tracer's process is scheduled during its windows (the app and the generator stay as they are) */
 /**
  * idle-noexport is a diagnostic, not a way to run: SCHED_IDLE and spans built but not exported,
@@ -80,27 +66,98 @@ const schedOf = (c: Config): Sched | null => {
 const serviceOf = (c: Config) => (schedOf(c) ? 'ebpf' : c);
 
 /**
- * Lower the priority of every thread of this process (the tracer runs in it: its JS thread, the
- * ring's epoll worker, V8's GC helpers) for one window, and back. `nice`: CFS weight 15 instead of
- * 1024; `idle`: SCHED_IDLE, which runs only on a CPU nothing else wants. Threads started meanwhile
- * inherit it, and so would a process spawned from here: the load generators are started through
- * `genPrefix`, which puts them back to normal.
+ * After a window: the assembler's grace (250 ms) plus the exporter's partial-batch interval (1 s)
+ * and a margin, before the daemon is asked whether it has handed everything on
  */
-export async function setSched(s: Sched, on: boolean): Promise<void> {
-  if (s === 'normal' || s === 'sampled' || s === 'floor') return;
-  if (s === 'idle' || s === 'idle-noexport') {
-    await execa('chrt', on ? ['-a', '-i', '-p', '0', String(process.pid)] : ['-a', '-o', '-p', '0', String(process.pid)]);
-    return;
+const TAIL_MS = 1500;
+
+/** what `pnpm lab trace --json` prints on SIGUSR2 and at exit */
+interface DaemonCounters { event: string; spans: number; records: number; ringLost: number; exported: number | null; dropped: number | null; bpfRunTimeNs: number | null }
+
+/**
+ * The eBPF tracer as users run it: `pnpm lab trace` in a process and cgroup of its own, so its CPU
+ * (JS thread, the ring's epoll worker, V8's compiler and GC threads, the exporter's sockets, and
+ * the garbage it leaves to collect) is that cgroup's, read like the services' — nothing of the
+ * harness's mixed in, no forced collections. `nice` and `idle` start it under nice 19 or
+ * SCHED_IDLE; the load generators are the harness's children and stay normal.
+ */
+class TraceDaemon {
+  private out = '';
+  private err = '';
+  private waiters: ((c: DaemonCounters) => void)[] = [];
+  private constructor(private readonly p: ResultPromise) {
+    p.stdout!.on('data', (d: Buffer) => {
+      this.out += d.toString();
+      let i;
+      while ((i = this.out.indexOf('\n')) >= 0) {
+        const line = this.out.slice(0, i);
+        this.out = this.out.slice(i + 1);
+        if (!line.startsWith('{')) continue;
+        const c = JSON.parse(line) as DaemonCounters;
+        this.waiters.shift()?.(c);
+      }
+    });
+    p.stderr!.on('data', (d: Buffer) => (this.err = (this.err + d.toString()).slice(-4000)));
   }
-  for (const t of fs.readdirSync('/proc/self/task')) {
-    try {
-      os.setPriority(Number(t), on ? 19 : 0);
-    } catch {
-      /* a thread that ended meanwhile */
+
+  static async start(cg: string, sched: Sched, args: string[]): Promise<TraceDaemon> {
+    createCgroup(cg);
+    const prefix = sched === 'nice' ? ['nice', '-n', '19'] : sched === 'idle' || sched === 'idle-noexport' ? ['chrt', '-i', '0'] : [];
+    const p = execa('/usr/bin/python3', ['-c', LAUNCHER, cg, ...prefix, ...labCliArgv(), 'trace', '--json', ...args], { reject: false, buffer: false, stdin: 'ignore' });
+    const d = new TraceDaemon(p);
+    const until = Date.now() + scaledTimeout(60_000);
+    while (!/^tracing /m.test(d.err)) {
+      if (p.exitCode !== null && p.exitCode !== undefined) throw new Error(`pnpm lab trace exited (${p.exitCode}): ${d.err.trim().split('\n').slice(-3).join(' | ')}`);
+      if (Date.now() > until) {
+        await d.kill();
+        throw new Error(`pnpm lab trace did not start: ${d.err.trim().split('\n').slice(-3).join(' | ')}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return d;
+  }
+
+  private next(signal: NodeJS.Signals, ms: number): Promise<DaemonCounters> {
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`pnpm lab trace did not answer ${signal} within ${ms} ms: ${this.err.trim().split('\n').slice(-3).join(' | ')}`)), ms);
+      this.waiters.push((c) => (clearTimeout(t), resolve(c)));
+      this.p.kill(signal);
+    });
+  }
+
+  /** its counters now (SIGUSR2) */
+  snapshot(): Promise<DaemonCounters> {
+    return this.next('SIGUSR2', scaledTimeout(10_000));
+  }
+
+  /**
+   * Wait `tailMs`, then until every span it finished has been exported or dropped (bounded by
+   * `maxMs`): its counters then.
+   */
+  async settled(tailMs: number, maxMs: number): Promise<DaemonCounters> {
+    const until = Date.now() + maxMs;
+    await new Promise((r) => setTimeout(r, tailMs));
+    for (;;) {
+      const c = await this.snapshot();
+      if (c.exported === null || c.exported + (c.dropped ?? 0) >= c.spans || Date.now() > until) return c;
+      await new Promise((r) => setTimeout(r, 200));
     }
   }
+
+  /** SIGTERM: it exports what is queued, detaches and exits; its final counters */
+  async stop(): Promise<DaemonCounters> {
+    const c = await this.next('SIGTERM', scaledTimeout(30_000));
+    const r = await this.p;
+    if (r.exitCode !== 0) throw new Error(`pnpm lab trace exited ${r.exitCode}: ${this.err.trim().split('\n').slice(-3).join(' | ')}`);
+    return c;
+  }
+
+  async kill(): Promise<void> {
+    if (this.p.exitCode !== null && this.p.exitCode !== undefined) return;
+    this.p.kill('SIGKILL');
+    await this.p.catch(() => {});
+  }
 }
-export const genPrefix = (s: Sched | null): string[] => (s === 'idle' || s === 'idle-noexport' ? ['chrt', '-o', '0'] : s === 'nice' ? ['nice', '-n', '-19'] : []);
 
 interface Sample {
   round: number;
@@ -118,20 +175,16 @@ interface Sample {
   p999: number;
   cpuUsPerReq: number;
   appCpuUs: number;
+  /** the tracer daemon's cgroup over the window and until it has handed on the window's spans (TraceDaemon.settled), the warm-up's having been handed on before it opened */
   agentCpuUs: number;
-  /**
-   * this process's CPU over the window (the harness: starting the generator, reading its output;
-   * and in eBPF windows the tracer, which runs in this process). agentCpuUs is this minus the
-   * same figure of the untraced window of the same round and load, so the harness is not billed
-   * to the tracer.
-   */
-  processCpuUs?: number;
   bpfUs: number;
   spansExported?: number;
   spansDropped?: number;
   ringLost?: number;
   /** spans the tracer finished in the window */
   spans?: number;
+  /** spans finished but neither exported nor dropped when the agent's CPU was read (0 normally) */
+  exportUnsettled?: number;
 }
 
 const WRK_LUA = `
@@ -308,67 +361,48 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
   if (profDir) fs.mkdirSync(profDir, { recursive: true });
   const profiles: ProfileSummary[] = [];
   const samples: Sample[] = [];
+  const tracerCg = path.join(root, 'tracer');
   const measure = async (round: number, c: Config, load: string, rate: number): Promise<Sample> => {
-    let tracer: Tracer | null = null;
+    let daemon: TraceDaemon | null = null;
     const sched = schedOf(c);
     const svc = serviceOf(c);
-    let lowered = false;
-    if (sched) tracer = await Tracer.start({ services: [{ name: 'bench-ebpf', cgroup: sched === 'floor' ? floorCg : cgs.ebpf! }], otlp: diagnostic(sched) ? undefined : jaeger.otlpUrl, stats: rate > 0, maxQueue: 8192, graceMs: 50, sampleRatio: sched === 'sampled' ? sampleRatio : 1, hook: hookOf(c) });
+    const profFile = sched && profDir ? path.join(profDir, `${c}-r${round + 1}-${load.replace('%', 'pct')}.cpuprofile`) : null;
+    if (sched) {
+      daemon = await TraceDaemon.start(tracerCg, sched, [
+        '--service', `bench-ebpf=${sched === 'floor' ? floorCg : cgs.ebpf!}`, ...(diagnostic(sched) ? [] : ['--otlp', jaeger.otlpUrl]), '--max-queue', '8192',
+        '--sample', String(sched === 'sampled' ? sampleRatio : 1), ...(hookOf(c) ? ['--hook', hookOf(c)!] : []), ...(rate > 0 ? ['--bpf-stats'] : []), ...(profFile ? ['--cpu-prof', profFile] : []),
+      ]);
+    }
     try {
-      if (sched) {
-        await setSched(sched, true);
-        lowered = true;
-      }
       // The tracer is a daemon: users run it warm. A fresh one spends its first seconds compiling
       // (V8's optimising compiler and GC on helper threads): in a 3 s window at 1% sampling 108–204 ms
       // of agent CPU in a fresh tracer's first window against 43–61 ms in its later ones (scratch, 3
       // tracers × 4 windows). The SDK runs inside a service warmed up once at the start, so an
       // unwarmed tracer was charged a start-up cost the other side was not: it now gets the same
       // load for `tracer-warmup` seconds before its window, unmeasured.
-      if (sched && warmSecs > 0) {
-        const pre = genPrefix(lowered ? sched : null);
-        await wrk(ports[svc]!, warmSecs, rate > 0 ? pacedConnections(rate) : conns, rate, lua, pre);
-      }
-      // The tracer runs in this process, so this process's CPU in the window is the agent's plus the
-      // harness's (the untraced window's figure, subtracted below). Garbage is collected when V8
-      // decides: an earlier window's (another tracer's, the harness's) landed in later windows and
-      // this window's could land after it — harness 2–30 ms/s in untraced windows (scratch). A full
-      // collection before the window starts it clean, and one after it, inside the measurement,
-      // charges the window with collecting what it made, in every configuration alike.
-      fullGc();
+      if (daemon && warmSecs > 0) await wrk(ports[svc]!, warmSecs, rate > 0 ? pacedConnections(rate) : conns, rate, lua);
+      // the warm-up's spans are handed on before the window opens, so it is charged for its own only
+      const c0 = daemon ? await daemon.settled(warmSecs > 0 ? scaledTimeout(TAIL_MS) : 0, scaledTimeout(10_000)) : null;
+      const agent0 = daemon ? cgroupCpuUs(tracerCg) : 0;
       const app0 = cgroupCpuUs(cgs[svc]!);
-      const me0 = process.cpuUsage();
-      const bpf0 = tracer?.snapshot().bpf?.runTimeNs ?? 0;
-      // the profiler starts after the tracer loaded: its SIGPROF sampling makes the verifier give up (EAGAIN)
-      const prof = tracer && profDir ? await startProfile() : null;
-      const pre = genPrefix(lowered ? sched : null);
-      const pending = rate > 0 && veg ? await vegeta(veg.path, ports[svc]!, secs, rate, path.dirname(lua), pre) : null;
-      const wrkResult = pending ? null : await wrk(ports[svc]!, secs, rate > 0 ? pacedConnections(rate) : conns, rate, lua, pre);
+      const pending = rate > 0 && veg ? await vegeta(veg.path, ports[svc]!, secs, rate, path.dirname(lua)) : null;
+      const wrkResult = pending ? null : await wrk(ports[svc]!, secs, rate > 0 ? pacedConnections(rate) : conns, rate, lua);
       const appCpuUs = cgroupCpuUs(cgs[svc]!) - app0;
       let agentCpuUs = 0, bpfUs = 0;
       let extra: Partial<Sample> = {};
-      if (!tracer) {
-        fullGc();
-        const d = process.cpuUsage(me0);
-        extra = { processCpuUs: d.user + d.system };
-      }
-      if (tracer) {
-        await new Promise((r) => setTimeout(r, 300)); // the tracer finishes what the window produced
-        if (prof) profiles.push(await prof.stop(path.join(profDir!, `${c}-r${round + 1}-${load.replace('%', 'pct')}.cpuprofile`)));
-        // stop() hands on the spans still held and exports what is queued (bounded wait): that is
-        // work of this window, so the agent's CPU is read after it
-        await tracer.stop();
-        fullGc();
-        const d = process.cpuUsage(me0);
-        agentCpuUs = d.user + d.system;
-        const snap = tracer.snapshot();
-        bpfUs = ((snap.bpf?.runTimeNs ?? 0) - bpf0) / 1000;
-        extra = { processCpuUs: agentCpuUs, spansExported: snap.export?.exported, spansDropped: snap.export?.dropped, ringLost: snap.kernelLost, spans: snap.assembler.spans };
-        tracer = null;
-      }
-      if (lowered) {
-        await setSched(sched!, false);
-        lowered = false;
+      if (daemon && c0) {
+        // The window's spans are still being finished (grace) and exported (a partial batch leaves
+        // after 1 s) when the load stops: that is work of this window, so the daemon's CPU is read
+        // once it has handed on every span it finished, and only then is it stopped. Its exit
+        // (detach, maps freed, V8 teardown) is not charged: a daemon does not exit every 5 s.
+        const c1 = await daemon.settled(scaledTimeout(TAIL_MS), scaledTimeout(10_000));
+        agentCpuUs = cgroupCpuUs(tracerCg) - agent0;
+        bpfUs = ((c1.bpfRunTimeNs ?? 0) - (c0.bpfRunTimeNs ?? 0)) / 1000;
+        const d = (a: number | null, b: number | null) => (a === null || b === null ? undefined : a - b);
+        extra = { spansExported: d(c1.exported, c0.exported), spansDropped: d(c1.dropped, c0.dropped), ringLost: c1.ringLost - c0.ringLost, spans: c1.spans - c0.spans, exportUnsettled: c1.exported === null ? undefined : c1.spans - (c1.exported + (c1.dropped ?? 0)) };
+        await daemon.stop();
+        daemon = null;
+        if (profFile) profiles.push(summariseProfile(JSON.parse(fs.readFileSync(profFile, 'utf8')) as CpuProfile, profFile));
       }
       const w = wrkResult ?? (await pending!());
       return {
@@ -376,8 +410,7 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
         cpuUsPerReq: (appCpuUs + agentCpuUs) / Math.max(1, w.requests), appCpuUs, agentCpuUs, bpfUs, ...extra,
       };
     } finally {
-      if (lowered) await setSched(sched!, false);
-      await tracer?.stop();
+      await daemon?.kill();
     }
   };
 
@@ -426,13 +459,6 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
         ctx.progress.update(++done / total, `${c} ${f * 100}%`);
       }
     }
-  }
-  // the harness's own CPU (measured in the untraced window of the same round and load) is not the tracer's
-  for (const x of samples) {
-    if (!schedOf(x.config)) continue;
-    const base = samples.find((y) => y.config === 'none' && y.round === x.round && y.load === x.load)?.processCpuUs ?? 0;
-    x.agentCpuUs = Math.max(0, (x.processCpuUs ?? 0) - base);
-    x.cpuUsPerReq = (x.appCpuUs + x.agentCpuUs) / Math.max(1, x.requests);
   }
   const expected = rounds * CONFIGS.length * 4;
   const main = samples.filter((s) => s.load !== 'max-ref');
@@ -504,7 +530,7 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
   }));
   ctx.section('Benchmark: overhead of tracing (medians over rounds)', {
     kind: 'text',
-    text: `${rounds} rounds × (max + 25/50/75% load) × ${CONFIGS.length} configurations, interleaved, ${secs} s each, wrk 1 thread, ${conns} connections flat out (closed loop: max RPS; each traced configuration between two untraced windows, its RPS lost against their mean, as the machine's speed drifts within a round); paced runs ${veg ? `with vegeta ${VEGETA_VERSION} at a constant rate (open loop: requests leave on schedule, so queueing shows in p99; RPS is the achieved rate), at 25/50/75% of the rate vegeta itself reaches against the untraced service in that round (its ceiling: ${ceilings.map((c) => `${c.vegetaCeiling.toFixed(0)} vs wrk's ${c.wrkMax.toFixed(0)}`).join(', ')} rps — the generator, not the service, is the limit there)` : 'with wrk\'s per-connection delay (closed loop: latency excludes queueing before a send)'}, on loopback, ${os.cpus().length} shared cores. The eBPF tracer reads payload through ${kernelHook === 'sock' ? 'the sock:sock_recv_length/sock_send_length tracepoints' : `the sys_exit tracepoint as ${kernelHook}`} (this kernel's default)${compareHooks.length ? `, and through ${compareHooks.map((h) => hookLabel(h).trim()).join(', ')} in the configurations marked so` : ''}. Each eBPF window starts a fresh tracer and runs ${warmSecs} s of the same load through it first, unmeasured (a daemon runs warm). Every round starts the services afresh and warms each with 2 s flat out, so a process's age is the same in every round and a slow path one process falls onto stays in its round. Like-for-like: the same Node service and route in all of them; OTel exports HTTP spans only (OTEL_NODE_ENABLED_INSTRUMENTATIONS=http) to the same Jaeger.${sampled ? ` Sampled pair: the eBPF tracer keeps ${sampleRatio} of root requests (decided in the kernel; every request still counted by the in-kernel RED) against the SDK with parentbased_traceidratio ${sampleRatio} (every request still runs its instrumentation); the sampled tracer's CPU ratio is against the sampled SDK.` : ''} CPU per request = service cgroup (which holds the BPF programs' run time: they run in its syscalls) + tracer (this process's CPU in the window, with a full garbage collection before it and one inside it at its end, minus the same in the untraced window: the harness); Jaeger excluded for both. The BPF column is the part of the app's CPU spent in the programs, from kernel BPF stats, measured in the paced windows only: stats add two clock reads per program run, so the max-RPS windows run without them, as users do. Ratios per round, then the median; raw samples in results.json.`,
+    text: `${rounds} rounds × (max + 25/50/75% load) × ${CONFIGS.length} configurations, interleaved, ${secs} s each, wrk 1 thread, ${conns} connections flat out (closed loop: max RPS; each traced configuration between two untraced windows, its RPS lost against their mean, as the machine's speed drifts within a round); paced runs ${veg ? `with vegeta ${VEGETA_VERSION} at a constant rate (open loop: requests leave on schedule, so queueing shows in p99; RPS is the achieved rate), at 25/50/75% of the rate vegeta itself reaches against the untraced service in that round (its ceiling: ${ceilings.map((c) => `${c.vegetaCeiling.toFixed(0)} vs wrk's ${c.wrkMax.toFixed(0)}`).join(', ')} rps — the generator, not the service, is the limit there)` : 'with wrk\'s per-connection delay (closed loop: latency excludes queueing before a send)'}, on loopback, ${os.cpus().length} shared cores. The eBPF tracer reads payload through ${kernelHook === 'sock' ? 'the sock:sock_recv_length/sock_send_length tracepoints' : `the sys_exit tracepoint as ${kernelHook}`} (this kernel's default)${compareHooks.length ? `, and through ${compareHooks.map((h) => hookLabel(h).trim()).join(', ')} in the configurations marked so` : ''}. Each eBPF window starts a fresh tracer as users run it, pnpm lab trace in a process and cgroup of its own (nice 19 or SCHED_IDLE where the configuration says so), and runs ${warmSecs} s of the same load through it first, unmeasured (a daemon runs warm). Every round starts the services afresh and warms each with 2 s flat out, so a process's age is the same in every round and a slow path one process falls onto stays in its round. Like-for-like: the same Node service and route in all of them; OTel exports HTTP spans only (OTEL_NODE_ENABLED_INSTRUMENTATIONS=http) to the same Jaeger.${sampled ? ` Sampled pair: the eBPF tracer keeps ${sampleRatio} of root requests (decided in the kernel; every request still counted by the in-kernel RED) against the SDK with parentbased_traceidratio ${sampleRatio} (every request still runs its instrumentation); the sampled tracer's CPU ratio is against the sampled SDK.` : ''} CPU per request = service cgroup (which holds the BPF programs' run time: they run in its syscalls) + tracer (the pnpm lab trace daemon's cgroup, all its threads, from the window's start until it has exported or dropped every span it finished, at least ${TAIL_MS / 1000} s after the load stopped; its exit is not charged); Jaeger excluded for both. The BPF column is the part of the app's CPU spent in the programs, from kernel BPF stats, measured in the paced windows only: stats add two clock reads per program run, so the max-RPS windows run without them, as users do. Ratios per round, then the median; raw samples in results.json.`,
   }, { kind: 'table', columns: ['load', 'configuration', 'target RPS', 'RPS', 'p50 µs', 'p99 µs', 'p99.9 µs', 'CPU µs/req', 'app', 'agent', 'of which BPF (app)', 'spans/s', 'dropped', 'ring lost'], rows }, {
     kind: 'chart', title: 'max RPS per round', type: 'bar', labels: Array.from({ length: rounds }, (_, r) => `round ${r + 1}`),
     datasets: CONFIGS.map((c) => ({ label: label(c), data: Array.from({ length: rounds }, (_, r) => get(r, c, 'max')?.rps ?? null) })), yLabel: 'requests/s',
@@ -528,7 +554,7 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
     ctx.metric('cpuProfiles', profiles);
     ctx.section('Where the eBPF tracer\'s consumer spends its time (V8 CPU profile)', {
       kind: 'text',
-      text: `Sampled (1 ms) in the tracer's process during the eBPF measurements at ${atMax.length ? 'max load' : 'all loads'} (${use.length} windows, ${total.toFixed(0)} ms profiled; "(idle)" is time spent waiting). Self time per function; the .cpuprofile files (open in Chrome DevTools) are in ${profDir}.`,
+      text: `Sampled (1 ms) in the tracer daemon from after its programs loaded to its exit (warm-up included) for the eBPF measurements at ${atMax.length ? 'max load' : 'all loads'} (${use.length} windows, ${total.toFixed(0)} ms profiled; "(idle)" is time spent waiting). Self time per function; the .cpuprofile files (open in Chrome DevTools) are in ${profDir}.`,
     }, { kind: 'table', columns: ['function', 'self ms', '% of profiled'], rows: rowsP });
   }
 }
@@ -568,20 +594,4 @@ export function addedCpuRatio(traced: number, sdk: number, untraced: number): nu
   const s = sdk - untraced;
   if (!(s > 0)) return null;
   return Math.max(0, traced - untraced) / s;
-}
-
-async function startProfile(): Promise<{ stop(file: string): Promise<ProfileSummary> }> {
-  const s = new Session();
-  s.connect();
-  await s.post('Profiler.enable');
-  await s.post('Profiler.setSamplingInterval', { interval: 1000 });
-  await s.post('Profiler.start');
-  return {
-    async stop(file: string) {
-      const { profile } = (await s.post('Profiler.stop')) as unknown as { profile: CpuProfile };
-      s.disconnect();
-      fs.writeFileSync(file, JSON.stringify(profile));
-      return summariseProfile(profile, file);
-    },
-  };
 }
