@@ -117,8 +117,11 @@ export class OpenatTracer implements Disposable {
     return { runCnt, runTimeNs, nsPerEvent: runCnt ? runTimeNs / runCnt : null };
   }
 
+  /** read as the tracer closes: the counter's map is gone after that */
+  private lostAtClose: number | null = null;
+
   get lost(): number {
-    return this.ring.lost;
+    return this.lostAtClose ?? this.ring.lost;
   }
 
   /**
@@ -180,6 +183,11 @@ export class OpenatTracer implements Disposable {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    try {
+      this.lostAtClose = this.ring.lost;
+    } catch {
+      this.lostAtClose = 0;
+    }
     // a worker maps the ring on its own and would outlive the tracer (and keep the process alive)
     for (const ctl of this.workerCtls) {
       Atomics.store(ctl, 0, 1);

@@ -50,6 +50,12 @@ describeRoot('hello-openat', () => {
     expect(seen.every((x) => x.comm === 'cat')).toBe(true);
   });
 
+  it('the lost count is still readable once the tracer is closed (live print reads it after its timer closed the tracer)', async () => {
+    const tracer = await OpenatTracer.start({ comm: 'cat' });
+    tracer.close();
+    expect(tracer.lost).toBe(0);
+  });
+
   it('rejects a comm longer than the kernel keeps', async () => {
     await expect(OpenatTracer.start({ comm: 'a-very-long-command-name' })).rejects.toThrow(/15-character/);
   });
