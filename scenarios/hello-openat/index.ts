@@ -11,6 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { OpenatTracer, formatEvent } from '../../controller/hello/openat.ts';
+import { LabError } from '../../common/errors.ts';
 import { OUT_DIR } from '../../bpf/build.ts';
 import { numberOption, scaledTimeout, type Headline, type Scenario, type ScenarioContext } from '../../lab/scenario.ts';
 import { GEN_PATHS, buildLoadgen, runOpensnoop, runTs, runUntraced, type ConsumerRun, type GenKind } from './consumer.ts';
@@ -46,6 +47,7 @@ async function livePrint(ctx: ScenarioContext): Promise<void> {
   const pid = ctx.options.pid as number | undefined;
   const comm = typeof ctx.options.comm === 'string' ? ctx.options.comm : undefined;
   const secs = numberOption(ctx, 'duration');
+  if (pid !== undefined && !fs.existsSync(`/proc/${pid}`)) throw new LabError(`--pid ${pid}: no such process`, 'give the pid of a running process (pgrep NAME), or --comm NAME');
   ctx.progress.step(`tracing openat${pid ? ` pid ${pid}` : ''}${comm ? ` comm ${comm}` : ''} for ${secs} s`);
   const tracer = await OpenatTracer.start({ pid, comm });
   ctx.defer('close live tracer', () => tracer.close());
@@ -242,9 +244,9 @@ const scenario: Scenario = {
     print: { type: 'boolean', description: 'live print every openat (no filter)' },
     duration: { type: 'int', min: 1, default: 5, valueName: 'S', description: 'live print: seconds to trace' },
     'max-print': { type: 'int', min: 0, default: 1000, valueName: 'N', description: 'live print: at most N lines' },
-    rate: { type: 'int', min: 1, default: 20000, valueName: 'N', description: 'paced load: openat calls per second' },
+    rate: { type: 'int', min: 1, max: 10_000_000, default: 20000, valueName: 'N', description: 'paced load: openat calls per second' },
     'load-ms': { type: 'int', min: 100, default: 3000, valueName: 'MS', description: 'paced load: duration' },
-    rates: { type: 'list', default: '100000,0', valueName: 'R,R,…', description: 'bench: target rates in events/s (0 = flat out)' },
+    rates: { type: 'list', default: '100000,0', valueName: 'R,R,…', description: 'bench: target rates in events/s (0 = flat out)', check: (v) => (v.split(',').map((x) => x.trim()).filter(Boolean).every((x) => /^\d+$/.test(x) && Number(x) <= 10_000_000) ? undefined : { message: 'each rate is a whole number of events/s up to 10,000,000 (0 = flat out)', fix: '--rates 100000,0' }) },
     gens: { type: 'list', default: 'fail,open', choices: ['fail', 'open'], valueName: 'G,G', description: 'bench: generators (fail = openat of a missing path, open = openat+close of /etc/passwd)' },
     'coalesce-ms': { type: 'int', min: 0, max: 100, default: 5, valueName: 'MS', description: 'bench: upper bound of the consumers\' adaptive coalescing delay (TS and the like-for-like C consumer; 0 = woken by the kernel)' },
     'bench-ms': { type: 'int', min: 100, default: 4000, valueName: 'MS', description: 'bench: duration of each row' },
