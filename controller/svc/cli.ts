@@ -9,6 +9,7 @@ import { serveMetrics } from '../../common/metrics-http.ts';
 import { UsageError, parseArgs, pickCommand, type CommandSpec, type Opts } from '../../common/args.ts';
 import { LabError } from '../../common/errors.ts';
 import { ValidationError } from '../lb/addr.ts';
+import { deferSignalsToCaller } from '../libbpf/index.ts';
 import { loadSvcConfigFile } from './config.ts';
 import { svcRegistry } from './metrics.ts';
 import { SvcController, cleanupPins, statePath, withLock, type ApplyResult } from './controller.ts';
@@ -54,6 +55,9 @@ function readConfig(p: Args): ReturnType<typeof loadSvcConfigFile> {
 
 const COMMANDS: Record<string, Cmd> = {
   daemon: cmd('daemon --config FILE [--metrics-port N]', 'start an instance in the foreground with health checks; Ctrl-C/SIGTERM detaches and removes everything', { ...configOpt, ...target, ...metricsPort }, { max: 0 }, async (p) => {
+    // Ctrl-C/SIGTERM are ours: the stop below detaches and removes everything, then exits 0 (the
+    // binding's own handler would close the objects and exit 128+signal, skipping it)
+    deferSignalsToCaller(true);
     const c = await SvcController.start(readConfig(p), { pin: true, log: (s) => console.error(`[svc] ${s}`) });
     const inst = c.instance;
     const bye = () => c.stop();
@@ -70,9 +74,13 @@ const COMMANDS: Record<string, Cmd> = {
     }
     c.enableHealthChecks((s) => console.error(`[svc ${inst}] ${s}`));
     console.log(JSON.stringify({ ready: true, instance: inst, services: c.list().length, getpeername: c.model.getpeername, ...(port !== undefined ? { metrics: `http://127.0.0.1:${port}/metrics` } : {}) }));
+    // a pending promise does not keep Node alive: without health checks or a metrics server
+    // nothing else would, and the daemon exited at once, removing what it had just set up
+    const alive = setInterval(() => {}, 1 << 30);
     await new Promise<void>((res) => {
       for (const s of ['SIGINT', 'SIGTERM'] as const) process.once(s, () => res());
     });
+    clearInterval(alive);
     server?.close();
     c.stop();
     process.off('exit', bye);
