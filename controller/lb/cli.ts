@@ -10,6 +10,8 @@ import { ValidationError } from './addr.ts';
 import { LbApiError, LbClient } from './client.ts';
 import { validateConfigFile } from './config.ts';
 import { LbController } from './controller.ts';
+import { deferSignalsToCaller } from '../libbpf/index.ts';
+import net from 'node:net';
 import { serveAdmin, socketPath } from './server.ts';
 
 const target = {
@@ -123,8 +125,16 @@ export function usage(): string {
 export async function runDaemon(configFile: string, socketOverride?: string): Promise<number> {
   const { config: raw, norm: cfg } = validateConfigFile(configFile);
   const log = (m: string) => console.error(`[lb ${cfg.instance}] ${m}`);
-  const c = await LbController.start(raw, { log });
   const socket = socketOverride ?? socketPath(cfg.instance);
+  // A second daemon of an instance would adopt the first one's pinned program and maps and take
+  // its admin socket over, leaving the first running and unreachable: refuse while one answers.
+  for (const s of new Set([socket, socketPath(cfg.instance)])) {
+    if (await answers(s)) throw new LabError(`an LB daemon of instance "${cfg.instance}" is already running (admin socket ${s})`, `stop it first (pnpm lab lb stop --instance ${cfg.instance}), or give this one another instance name in its config`);
+  }
+  // Ctrl-C/SIGTERM are ours: the admin socket is closed (and its file removed) before the
+  // controller stops; the binding's own handler would exit 128+signal and leave the socket file
+  deferSignalsToCaller(true);
+  const c = await LbController.start(raw, { log });
   let srv;
   try {
     srv = await serveAdmin(c, { socket, listen: cfg.listen });
@@ -142,6 +152,17 @@ export async function runDaemon(configFile: string, socketOverride?: string): Pr
   c.stop({ purge });
   log(purge ? 'stopped and purged (XDP detached, pins removed)' : 'stopped; XDP program and maps stay pinned for the next start');
   return 0;
+}
+
+/** does a process accept connections on this unix socket? (a file left by a crashed daemon does not) */
+function answers(socket: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = net.connect(socket);
+    const done = (v: boolean) => (clearTimeout(t), c.destroy(), resolve(v));
+    // a daemon too busy to accept within 2 s is still a daemon
+    const t = setTimeout(() => done(true), 2000);
+    c.once('connect', () => done(true)).once('error', () => done(false));
+  });
 }
 
 /** an admin API or validation failure as a one-line error with the fix */

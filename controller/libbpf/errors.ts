@@ -51,9 +51,17 @@ export class AttachError extends BpfError {
     hint?: string,
     libbpfLog = '',
   ) {
-    super(`attaching ${program} (${target}): ${errnoName(errno)}`, Math.abs(errno), hint ?? hintFor(errno, libbpfLog), libbpfLog);
+    super(`attaching ${program} (${target}): ${errnoName(errno)}`, Math.abs(errno), hint ?? busyHint(kind, errno) ?? hintFor(errno, libbpfLog), libbpfLog);
     this.name = 'AttachError';
   }
+}
+
+/** the hook is taken: one XDP program per interface and mode, one tc filter per handle and priority */
+function busyHint(kind: AttachKind, errno: number): string | undefined {
+  const e = Math.abs(errno);
+  if (kind === 'xdp' && e === Errno.EBUSY) return 'another XDP program is attached to this interface (another LB instance?): stop it, or detach it (ip link set dev DEV xdp off)';
+  if (kind === 'tc' && e === Errno.EEXIST) return 'a tc filter with this handle and priority is on this device already (another shaper instance?): stop it (pnpm lab tc shape stop --instance NAME)';
+  return undefined;
 }
 
 /** An attach refused before any syscall: the input itself is wrong (no such interface, bad name …). */

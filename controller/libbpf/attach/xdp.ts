@@ -29,10 +29,13 @@ export function attachXdp(prog: Program, ifname: string | number, opts: XdpOptio
   const ifindex = ifindexOf('xdp', ifname);
   if (mode === 'auto' && !opts.replace) return linkFrom('xdp', prog, `xdp ${ifname}`, () => B.bpf_program__attach_xdp(prog.ptr, ifindex));
 
-  const flags = (mode === 'native' ? XdpFlags.DRV_MODE : mode === 'generic' ? XdpFlags.SKB_MODE : 0) | (opts.replace ? XdpFlags.REPLACE : 0);
+  // without `replace`, never over another program: netlink would swap it out silently (a second
+  // LB instance on a device took the first one's traffic that way); the kernel says EBUSY instead
+  const modeFlags = mode === 'native' ? XdpFlags.DRV_MODE : mode === 'generic' ? XdpFlags.SKB_MODE : 0;
+  const flags = modeFlags | (opts.replace ? XdpFlags.REPLACE : XdpFlags.UPDATE_IF_NOEXIST);
   const { result: r, log } = captureLibbpf(() => B.bpf_xdp_attach(ifindex, prog.fd, flags, attachOpts(opts.replace?.fd ?? 0)));
   if (r < 0) throw new AttachError('xdp', prog.name, `xdp ${ifname} (${mode})`, r, hintFor(r, log) ?? (mode === 'native' ? 'the driver has no native XDP: try mode generic' : undefined), log);
-  const detachFlags = (flags & ~XdpFlags.REPLACE) | XdpFlags.REPLACE;
+  const detachFlags = modeFlags | XdpFlags.REPLACE;
   const myFd = prog.fd;
   return netlinkLink(prog, `xdp ${ifname} (${mode})`, () => {
     // detach only if it is still our program (someone may have replaced it); the kernel refuses
