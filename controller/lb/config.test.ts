@@ -29,6 +29,16 @@ function rejects(c: LbConfig, re: RegExp): void {
   expect((err as Error).message).toMatch(re);
 }
 
+describe('unknown keys', () => {
+  it('a misspelt key anywhere is refused with where it is, not ignored', () => {
+    rejects({ ...base(), colour: 'red' } as never, /^config\.colour: unknown key \(allowed: interface, /);
+    rejects(base({ vips: [{ vip: 'tcp://10.99.100.1:80', backends: b('10.99.0.11'), healtCheck: true } as never] }), /^vips\[0\]\.healtCheck: unknown key/);
+    rejects(base({ vips: [{ vip: 'tcp://10.99.100.1:80', backends: [{ address: '10.99.0.11', wieght: 2 } as never] }] }), /^vips\[0\]\.backends\[0\]\.wieght: unknown key/);
+    rejects(base({ healthCheck: { intervalMs: 100, fal: 3 } as never }), /^healthCheck\.fal: unknown key/);
+    expect(() => validateConfig(base({ healthCheck: { intervalMs: 100, fall: 3 } }))).not.toThrow();
+  });
+});
+
 describe('forwarding: dsr | ipip', () => {
   it('takes a backend egress interface by name and refuses what cannot be one', () => {
     expect(normVip({ vip: 'udp://10.0.0.1:9', backends: [{ address: '10.0.0.11', egress: 'eth1' }, { address: '10.0.0.12' }] }, 'v').backends.map((b) => b.egress)).toEqual(['eth1', undefined]);

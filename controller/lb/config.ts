@@ -102,9 +102,16 @@ export function backendKey(b: { address: string; port: number }): string {
   return `${b.address.includes(':') ? `[${b.address}]` : b.address}:${b.port}`;
 }
 
+/** a misspelt key would otherwise be a setting silently not made */
+function noUnknownKeys(o: object, allowed: string[], where: string): void {
+  const k = Object.keys(o).find((x) => !allowed.includes(x));
+  if (k !== undefined) throw new ValidationError(`${where}.${k}: unknown key (allowed: ${allowed.join(', ')})`);
+}
+
 export function normBackend(vip: VipSpec, b: BackendConfig | string, where: string): NormBackend {
   const raw: BackendConfig = typeof b === 'string' ? { address: b } : b;
   if (!raw || typeof raw !== 'object' || typeof raw.address !== 'string') throw new ValidationError(`${where}: a backend needs an "address"`);
+  noUnknownKeys(raw, ['address', 'port', 'weight', 'mac', 'egress'], where);
   const hp = parseHostPort(raw.address, raw.port ?? vip.port);
   const port = raw.port !== undefined ? parsePort(raw.port, `${where} port`) : hp.port!;
   const weight = raw.weight ?? 1;
@@ -138,6 +145,7 @@ export function tunnelSourceFor(t: TunnelSource, family: number): string | undef
 
 export function normVip(v: VipConfig, where: string, allowEmpty = false, defaults: VipDefaults = DSR_DEFAULTS): NormVip {
   if (!v || typeof v !== 'object' || typeof v.vip !== 'string') throw new ValidationError(`${where}: needs "vip": "tcp://ADDR:PORT"`);
+  noUnknownKeys(v, ['vip', 'backends', 'healthCheck', 'forwarding'], where);
   const spec = parseVip(v.vip);
   if (!Array.isArray(v.backends)) throw new ValidationError(`${where} (${v.vip}): "backends" must be a list`);
   if (!allowEmpty && v.backends.length === 0) throw new ValidationError(`${where} (${v.vip}): zero backends; a VIP needs at least one`);
@@ -175,7 +183,12 @@ export interface NormConfig {
 }
 
 export function validateConfig(c: LbConfig): NormConfig {
-  if (!c || typeof c !== 'object') throw new ValidationError('config must be an object');
+  if (!c || typeof c !== 'object' || Array.isArray(c)) throw new ValidationError('config must be an object');
+  noUnknownKeys(c, ['interface', 'instance', 'pinRoot', 'forwarding', 'tunnelSource', 'ringSize', 'conntrackEntries', 'backendTableSize', 'xdpMode', 'healthCheck', 'vips', 'listen'], 'config');
+  if (c.healthCheck !== undefined) {
+    if (!c.healthCheck || typeof c.healthCheck !== 'object' || Array.isArray(c.healthCheck)) throw new ValidationError('"healthCheck" must be { intervalMs, timeoutMs, fall, rise }');
+    noUnknownKeys(c.healthCheck, Object.keys(DEFAULT_HEALTH), 'healthCheck');
+  }
   if (typeof c.interface !== 'string' || !/^[\w.-]{1,15}$/.test(c.interface)) throw new ValidationError(`"interface" must be an interface name, got ${JSON.stringify(c.interface)}`);
   const instance = c.instance ?? 'default';
   if (!/^[\w-]{1,40}$/.test(instance)) throw new ValidationError(`malformed instance name "${instance}"`);
