@@ -18,7 +18,7 @@ export interface Opt {
   /** shown in help: --rate N */
   valueName?: string;
   short?: string;
-  /** extra validation of a string value: an error message, or undefined when fine */
+  /** extra validation of the value as given (any type, after its own checks): an error message, or undefined when fine */
   check?: (v: string) => { message: string; fix: string } | undefined;
   /** accepted but not listed in help (internal plumbing such as the VM runner's --spec) */
   hidden?: boolean;
@@ -100,6 +100,8 @@ function convert(name: string, o: Opt, raw: string): string | number | string[] 
     if (!Number.isFinite(v) || (o.type === 'int' && !Number.isInteger(v))) throw bad(`expected ${o.type === 'int' ? 'a whole number' : 'a number'}`);
     if (o.min !== undefined && v < o.min) throw bad(`must be ≥ ${o.min}`);
     if (o.max !== undefined && v > o.max) throw bad(`must be ≤ ${o.max}`);
+    const badN = o.check?.(raw);
+    if (badN) throw new UsageError(`--${name} ${JSON.stringify(raw)}: ${badN.message}`, badN.fix);
     return v;
   }
   if (o.type === 'list') {
@@ -109,6 +111,8 @@ function convert(name: string, o: Opt, raw: string): string | number | string[] 
       const s = suggest(wrong, o.choices!);
       throw new UsageError(`--${name} ${JSON.stringify(raw)}: ${JSON.stringify(wrong)} is not one of ${o.choices!.join(', ')}`, s ? `did you mean ${s}?` : `e.g. --${name} ${o.choices!.join(',')}`);
     }
+    const badL = o.check?.(raw);
+    if (badL) throw new UsageError(`--${name} ${JSON.stringify(raw)}: ${badL.message}`, badL.fix);
     return items;
   }
   if (o.choices && !o.choices.includes(raw)) {

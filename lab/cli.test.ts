@@ -75,6 +75,12 @@ describe('lab CLI', () => {
     [['run', 'hello-openat', '--kernel', '6.1', '--vm-backend', 'vgn'], /--vm-backend "vgn": expected one of lab, vng/],
     [['report'], /missing <run dir>/],
     [['run', 'hello-openat', '--timeout', '3'], /--timeout "3": must be ≥ 10/],
+    [['run', 'hello-openat', '--rate', '1e99'], /--rate "1e99": must be ≤ 10000000/],
+    [['run', 'hello-openat', '--rates', 'abc'], /--rates "abc": each rate is a whole number/],
+    [['run', 'socket-lb', '--services', 'abc'], /--services "abc": each count is a whole number 1-100000/],
+    [['run', 'energy', '--tdp', '5', '--idle', '50'], /--idle 50 exceeds --tdp 5/],
+    [['run', 'hello-openat', '--out', '/proc/nope'], /--out \/proc\/nope: \/proc is on procfs/],
+    [['run', 'hello-openat', '--out', '/etc/passwd/x'], /--out \/etc\/passwd\/x: \/etc\/passwd is not a directory/],
   ])('usage error %j: one line and a fix, exit 2, no stack, nothing created', (args, msg) => {
     const before = reportDirs();
     const r = lab(args as string[]);

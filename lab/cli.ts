@@ -57,6 +57,14 @@ main(process.argv.slice(2)).then(
       process.exitCode = err instanceof UsageError ? err.exitCode : 1;
       return;
     }
+    // an attach refused for the user's setup (no such interface, a device another instance holds)
+    // names its fix as a hint: that is an expected failure too (by name: no libbpf loaded here)
+    const a = err as { name?: string; message?: string; hint?: string };
+    if ((a?.name === 'AttachInputError' || a?.name === 'AttachError') && a.hint && typeof a.message === 'string') {
+      console.error(`error: ${a.message.split('\n  hint: ')[0]}\n  fix: ${a.hint}`);
+      process.exitCode = 1;
+      return;
+    }
     // anything else is a bug of the lab: say so, keep the stack behind a switch
     const e = err as Error;
     console.error(`error: ${e?.message ?? String(err)}`);

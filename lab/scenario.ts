@@ -55,6 +55,11 @@ export interface Scenario {
    * host's tree read-only, so what it writes to the lab cache the guest can use)
    */
   vm?: { wire?: boolean; prepare?: (log: (s: string) => void) => Promise<unknown> };
+  /**
+   * checks across options (each option's own type and range are the parser's): a problem and its
+   * fix, or undefined. Run before anything is built or booted; a problem exits 2.
+   */
+  validate?(options: Record<string, unknown>): { message: string; fix: string } | undefined;
   run(ctx: ScenarioContext): Promise<void>;
 }
 

@@ -93,6 +93,7 @@ const scenario: Scenario = {
     'per-thread': { type: 'string', choices: ['auto', 'task_storage', 'hash'], default: 'auto', description: 'tp_btf per-thread state: task storage (batched) or the thread hash; auto: task storage where it loads' },
     'overhead-goal': { type: 'number', min: 0, max: 99, default: 3, valueName: 'PCT', description: 'goal for the context-switch rate the hook may cost' },
   },
+  validate: (o) => ((o.idle as number) > (o.tdp as number) ? { message: `--idle ${o.idle} exceeds --tdp ${o.tdp}`, fix: 'the model\'s idle power is at most its full-load power: lower --idle or raise --tdp' } : undefined),
   async run(ctx) {
     if (process.getuid?.() !== 0) {
       ctx.unsupported('energy scenario', 'root', 'loading BPF programs and creating cgroups needs root');

@@ -137,7 +137,7 @@ const scenario: Scenario = {
   description: 'service load balancing at connect time (cgroup sock_addr hooks, no NAT) vs kube-proxy iptables DNAT and IPVS at 10 / 1,000 / 10,000 services',
   tools: ['build', 'svc'],
   options: {
-    services: { type: 'list', default: '10,1000,10000', valueName: 'N,N,…', description: 'service counts to measure at' },
+    services: { type: 'list', default: '10,1000,10000', valueName: 'N,N,…', description: 'service counts to measure at', check: (v) => (v.split(',').map((x) => x.trim()).filter(Boolean).every((x) => /^\d+$/.test(x) && Number(x) >= 1 && Number(x) <= 100_000) ? undefined : { message: 'each count is a whole number 1-100000', fix: '--services 10,1000,10000' }) },
     repeat: { type: 'int', min: 1, max: 50, valueName: 'N', description: 'interleaved rounds (default: run 2, bench 5)' },
     connections: { type: 'int', min: 20, max: 1_000_000, valueName: 'N', description: 'new connections per configuration per round (default: run 300, bench 2000)' },
     'ring-size': { type: 'int', min: 7, max: 65537, default: 251, valueName: 'P', description: 'Maglev ring slots per service (a prime)', check: undefined },
