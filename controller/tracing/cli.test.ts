@@ -59,6 +59,20 @@ describe('pnpm lab trace', () => {
     }
   }, 60_000);
 
+  it.skipIf(process.getuid?.() !== 0)('a taken --metrics-port is one error line with the fix, nothing left loaded', async () => {
+    const taken = http.createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', () => r()));
+    const port = (taken.address() as { port: number }).port;
+    try {
+      const r = await lab(['trace', '--service', `web=${process.pid}`, '--metrics-port', String(port), '--duration', '5']);
+      expect(r.exitCode).toBe(1);
+      expect(String(r.stderr)).toMatch(new RegExp(`error: cannot serve metrics on 127\\.0\\.0\\.1:${port}: EADDRINUSE\\n\\s+fix: port ${port} is taken`));
+      expect(String(r.stderr)).not.toMatch(/internal error/);
+    } finally {
+      taken.close();
+    }
+  }, 60_000);
+
   it.skipIf(process.getuid?.() !== 0)('--json: counters on SIGUSR2 and at exit, with the programs\' run time under --bpf-stats', async () => {
     const srv = execa(process.execPath, ['-e', "require('http').createServer((q,s)=>s.end('hi')).listen(0,'127.0.0.1',function(){console.log('PORT',this.address().port)})"], { reject: false, buffer: false });
     try {

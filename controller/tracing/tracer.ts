@@ -12,6 +12,7 @@ import { SpanAssembler, type Span } from './spans.ts';
 import { BoundedExporter, SpanConverter, routeOf, type ServiceInfo } from './export.ts';
 import { RedMetrics, registerKernelRed } from './red.ts';
 import { cgroup2Root, cgroupDir, cgroupId } from '../../common/cgroup.ts';
+import { serveMetrics } from '../../common/metrics-http.ts';
 
 const STATUS = Array.from({ length: 600 }, (_, i) => String(i));
 const statusString = (n: number) => STATUS[n] ?? String(n);
@@ -207,22 +208,10 @@ export class Tracer {
     return this.converter.wallNs(ts);
   }
 
-  private serveMetrics(port: number): Promise<void> {
-    this.server = http.createServer((req, res) => {
-      if (req.url !== '/metrics') {
-        res.writeHead(404).end();
-        return;
-      }
-      this.registry.metrics().then((m) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(m), () => res.writeHead(500).end());
-    });
-    return new Promise((resolve, reject) => {
-      this.server!.once('error', reject);
-      this.server!.listen(port, '127.0.0.1', () => {
-        const a = this.server!.address() as { port: number };
-        this.metricsUrl = `http://127.0.0.1:${a.port}/metrics`;
-        resolve();
-      });
-    });
+  /** RED and tracer metrics on 127.0.0.1:port/metrics; a taken port is the user's to change (LabError) */
+  private async serveMetrics(port: number): Promise<void> {
+    this.server = await serveMetrics(this.registry, port);
+    this.metricsUrl = `http://127.0.0.1:${(this.server.address() as { port: number }).port}/metrics`;
   }
 
   snapshot(): TracerSnapshot {
