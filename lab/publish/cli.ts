@@ -34,7 +34,14 @@ export async function compareCommand(argv: string[]): Promise<number> {
   const [b, c] = [await loadRuns(base), await loadRuns(cand)];
   if (!c.length) throw new LabError(`no results.json under ${cand.join(', ')}`, 'pass run directories written by pnpm lab run|bench|matrix');
   const candIds = new Set(c.map((r) => runKey(r.results)));
-  const rows = compareRuns(b.filter((r) => !candIds.has(runKey(r.results))), c, { k: p.values.k, defaultFloor: p.values.floor, window: p.values.window });
+  const baseRuns = b.filter((r) => !candIds.has(runKey(r.results)));
+  if (b.length && !baseRuns.length) throw new LabError('nothing to compare: the baseline runs are the candidate runs (a run is never its own baseline)', 'give earlier runs of the same scenario and kernel as the baseline');
+  const rows = compareRuns(baseRuns, c, { k: p.values.k, defaultFloor: p.values.floor, window: p.values.window });
+  // a gate that compared nothing must not pass: every figure only on one side is a mismatch
+  if (rows.length && !rows.some((r) => r.baseline && r.candidate)) {
+    const side = (v: string) => [...new Set(rows.filter((r) => r.verdict === v).map((r) => `${r.scenario} on ${r.kernel} (${r.machine})`))].join(', ') || 'none with headline figures';
+    throw new LabError(`nothing to compare: no baseline run matches a candidate's scenario, kernel and machine class (candidates: ${side('new')}; baseline: ${side('missing')})`, 'compare runs of the same scenario and kernel from the same machine class');
+  }
   const regressions = rows.filter((r) => r.verdict === 'regression').length;
   const fmt = p.values.format ?? 'text';
   if (!rows.length) console.log('no headline figures in these runs (scenarios declare them with ctx.headline)');

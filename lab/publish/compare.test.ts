@@ -153,6 +153,17 @@ describe('lab compare (CLI)', () => {
     expect(r2.stderr).not.toMatch(/\n\s+at /);
   }, 60_000);
 
+  it('comparing nothing is an error, not a pass: other scenario, or a run against itself', async () => {
+    const other = await write('other', synthRun({ index: 8, seed: 300, noise: 0.05, value: 100, scenario: 'hello-openat' }));
+    const r = await cli(['--fail-on-regression', join(dir, 'base'), other]);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/^error: nothing to compare: no baseline run matches a candidate's scenario, kernel and machine class \(candidates: hello-openat on /);
+    expect(r.stderr).toMatch(/\n  fix: compare runs of the same scenario/);
+    const self = await cli([other, other]);
+    expect(self.exitCode).toBe(1);
+    expect(self.stderr).toMatch(/^error: nothing to compare: the baseline runs are the candidate runs/);
+  }, 60_000);
+
   it('loadRuns dedupes a run seen under two trees', async () => {
     const runs = await loadRuns([join(dir, 'base'), join(dir, 'base')]);
     expect(runs).toHaveLength(5);

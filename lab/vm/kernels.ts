@@ -141,7 +141,7 @@ async function pathKernel(k: Extract<VmKernelSpec, { kind: 'image' }>): Promise<
   const spec = k.text;
   const mods = k.modules;
   const bz = resolve(k.path);
-  if (!existsSync(bz) || !statSync(bz).isFile()) throw new LabError(`kernel image ${bz} does not exist`);
+  if (!existsSync(bz) || !statSync(bz).isFile()) throw new LabError(`kernel image ${bz} does not exist`, 'give the path of a bzImage/vmlinuz file, or a kernel the lab fetches: --kernel 6.1 (pnpm lab vm kernels lists them)');
   const release = bzImageRelease(readFileSync(bz)) ?? 'unknown';
   let modulesDir = mods ? resolve(mods) : undefined;
   if (modulesDir && existsSync(join(modulesDir, 'lib/modules', release))) modulesDir = join(modulesDir, 'lib/modules', release);
