@@ -34,8 +34,10 @@ export function attachTc(prog: Program, ifname: string | number, direction: TcDi
 
   const hook = { sz: koffi.sizeof(bpf_tc_hook), ifindex, attach_point: direction === 'ingress' ? TcAttachPoint.INGRESS : TcAttachPoint.EGRESS, parent: 0 };
   const qdisc = { ...hook, attach_point: TcAttachPoint.INGRESS | TcAttachPoint.EGRESS };
-  const created = B.bpf_tc_hook_create(hook);
-  if (created < 0 && created !== -Errno.EEXIST) throw new AttachError('tc', prog.name, `creating clsact on ${ifname}`, created);
+  // a clsact already there (the other direction's attach made it) is fine: libbpf's warning about
+  // it ("Exclusivity flag on, cannot modify") is captured and dropped, kept for a real failure
+  const { result: created, log: hookLog } = captureLibbpf(() => B.bpf_tc_hook_create(hook));
+  if (created < 0 && created !== -Errno.EEXIST) throw new AttachError('tc', prog.name, `creating clsact on ${ifname}`, created, undefined, hookLog);
   const removeQdisc = () => {
     if (created === 0) B.bpf_tc_hook_destroy(qdisc);
   };
