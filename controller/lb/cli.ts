@@ -167,6 +167,8 @@ function answers(socket: string): Promise<boolean> {
 
 /** an admin API or validation failure as a one-line error with the fix */
 function asLabError(e: unknown, name: string, socket: string): LabError | null {
+  // a config file checked here, before anything is sent or attached: the fix is in that file
+  if (e instanceof ValidationError && (name === 'daemon' || name === 'apply')) return new LabError(e.message, 'correct the config file where the message points (controller/lb/README.md has an example); nothing was changed');
   if (e instanceof LbApiError || e instanceof ValidationError) {
     const status = e instanceof LbApiError ? e.status : e.status;
     const fix = /backend table full/.test(e.message) ? 'remove backends, or start the daemon with a larger backendTableSize (lb stop --purge first: it is a map size)'

@@ -48,7 +48,14 @@ function readConfig(p: Args): ReturnType<typeof loadSvcConfigFile> {
   const file = p.values.config as string | undefined;
   if (!file) throw new UsageError('--config FILE is required', 'see controller/svc/README.md for an example config');
   if (!fs.existsSync(file)) throw new LabError(`config file ${file} does not exist`, 'give the path of a YAML or JSON socket LB config');
-  const cfg = loadSvcConfigFile(file);
+  let cfg: ReturnType<typeof loadSvcConfigFile>;
+  try {
+    cfg = loadSvcConfigFile(file);
+  } catch (e) {
+    // the fix is in the file, whatever the check (a duplicate is not something `svc list` shows)
+    if (e instanceof ValidationError) throw new LabError(e.message, 'correct the config file where the message points (controller/svc/README.md has an example); nothing was changed');
+    throw e;
+  }
   if (p.values.instance !== undefined && p.values.instance !== 'default') cfg.instance = p.values.instance as string;
   return cfg;
 }
