@@ -522,10 +522,14 @@ export class EnergyCollector {
     return enableStats();
   }
 
-  /** the attached sched_switch program's run count and run time (non-zero while BPF stats are enabled) */
-  switchStats(): { runCnt: number; runTimeNs: number } {
+  /**
+   * the attached sched_switch program's run count and run time (non-zero while BPF stats are
+   * enabled), and the runs the kernel skipped (always counted: a classic tracepoint's program is
+   * skipped on a CPU where another BPF program, or a map syscall, holds bpf_prog_active)
+   */
+  switchStats(): { runCnt: number; runTimeNs: number; missed: number } {
     const i = this.skel.programs[this.switchProg].info();
-    return { runCnt: Number(i.runCnt), runTimeNs: Number(i.runTimeNs) };
+    return { runCnt: Number(i.runCnt), runTimeNs: Number(i.runTimeNs), missed: Number(i.recursionMisses) };
   }
 
   /**

@@ -201,11 +201,22 @@ describeRoot('energy collector (host kernel)', () => {
     const t = await EnergyCollector.open({ power: 'model', ...opts });
     try {
       check(t);
-      const { pid, truthNs } = await burnReaped(0.5);
-      await exited(t, [pid]);
-      const mine = [...t.onCpuNow().values()].filter((v) => v.tgid === pid);
-      const bpfNs = mine.reduce((s, v) => s + v.ns, 0);
-      expect(Math.abs(bpfNs - truthNs) / truthNs, why(t, truthNs, bpfNs, mine.reduce((s, v) => s + v.byPrevNs, 0))).toBeLessThan(0.02);
+      // The classic tracepoint's program is skipped on a CPU where bpf_prog_active is held (another
+      // tracing program, or a map syscall preempted there — other test files run beside this one);
+      // the kernel counts those skips. A miss with skips is measured again (at most twice); without
+      // skips, or a third time, it fails.
+      for (let attempt = 1; ; attempt++) {
+        const m0 = t.switchStats().missed;
+        const { pid, truthNs } = await burnReaped(0.5);
+        await exited(t, [pid]);
+        const skipped = t.switchStats().missed - m0;
+        const mine = [...t.onCpuNow().values()].filter((v) => v.tgid === pid);
+        const bpfNs = mine.reduce((s, v) => s + v.ns, 0);
+        const err = Math.abs(bpfNs - truthNs) / truthNs;
+        if (err >= 0.02 && skipped > 0 && attempt < 3) continue;
+        expect(err, `${why(t, truthNs, bpfNs, mine.reduce((s, v) => s + v.byPrevNs, 0))}; switches the kernel skipped: ${skipped} (attempt ${attempt})`).toBeLessThan(0.02);
+        break;
+      }
     } finally {
       t.close();
     }
