@@ -238,9 +238,8 @@ export function pacedConnections(rate: number): number {
   return Math.min(1000, Math.max(1, Math.ceil(rate / 200)));
 }
 
-async function wrk(port: number, secs: number, conns: number, rate: number, lua: string, prefix: string[] = []): Promise<{ requests: number; seconds: number; p50: number; p99: number; p999: number }> {
-  const [cmd, ...pre] = [...prefix, 'wrk'];
-  const r = await execa(cmd!, [...pre, '-t1', `-c${conns}`, `-d${secs}s`, '-s', lua, `http://127.0.0.1:${port}/local`], { env: { BENCH_CONNS: String(conns), BENCH_RATE: String(rate) }, reject: false });
+async function wrk(port: number, secs: number, conns: number, rate: number, lua: string): Promise<{ requests: number; seconds: number; p50: number; p99: number; p999: number }> {
+  const r = await execa('wrk', ['-t1', `-c${conns}`, `-d${secs}s`, '-s', lua, `http://127.0.0.1:${port}/local`], { env: { BENCH_CONNS: String(conns), BENCH_RATE: String(rate) }, reject: false });
   const m = /BENCH (\d+) ([\d.]+) ([\d.]+) ([\d.]+) ([\d.]+)/.exec(r.stdout);
   if (!m) throw new Error(`wrk: ${r.stdout} ${r.stderr}`);
   return { requests: Number(m[1]), seconds: Number(m[2]) / 1e6, p50: Number(m[3]), p99: Number(m[4]), p999: Number(m[5]) };
@@ -275,14 +274,13 @@ type LoadResult = { requests: number; seconds: number; p50: number; p99: number;
  * returned. Returns a function that reads the results: call it after the CPU window closes, since
  * decoding and parsing them runs in this (the tracer's) process and would count as tracer CPU.
  */
-async function vegeta(bin: string, port: number, secs: number, rate: number, dir: string, prefix: string[] = []): Promise<() => Promise<LoadResult>> {
+async function vegeta(bin: string, port: number, secs: number, rate: number, dir: string): Promise<() => Promise<LoadResult>> {
   const out = path.join(dir, 'vegeta.bin');
   // A fixed pool of 16 workers: unbounded, vegeta answered a slow second with thousands of new
   // goroutines and connections and collapsed (15k/s asked, 12.8k sent, p50 300 ms, against an idle
   // server that holds 15k/s at p50 245 µs with 16). Sends stay on schedule while fewer than 16 are
   // outstanding; the achieved rate is recorded next to the target, so a late generator shows.
-  const [cmd, ...pre] = [...prefix, bin];
-  const a = await execa(cmd!, [...pre, 'attack', `-rate=${Math.round(rate)}/1s`, `-duration=${secs}s`, '-timeout=10s', '-max-body=0', '-workers=16', '-max-workers=16', '-connections=16', `-output=${out}`], { input: `GET http://127.0.0.1:${port}/local\n`, reject: false });
+  const a = await execa(bin, ['attack', `-rate=${Math.round(rate)}/1s`, `-duration=${secs}s`, '-timeout=10s', '-max-body=0', '-workers=16', '-max-workers=16', '-connections=16', `-output=${out}`], { input: `GET http://127.0.0.1:${port}/local\n`, reject: false });
   if (a.exitCode !== 0) throw new Error(`vegeta attack: ${a.stderr}`);
   return async () => {
     const e = await execa(bin, ['encode', '--to', 'csv', out], { reject: false, maxBuffer: 1 << 30 });
