@@ -94,14 +94,18 @@ export function helpText<O extends Opts>(spec: CommandSpec<O>): string {
 }
 
 function convert(name: string, o: Opt, raw: string): string | number | string[] {
+  // the option's own check, after its type's: the same error for every type
+  const checked = () => {
+    const c = o.check?.(raw);
+    if (c) throw new UsageError(`--${name} ${JSON.stringify(raw)}: ${c.message}`, c.fix);
+  };
   const bad = (what: string) => new UsageError(`--${name} ${JSON.stringify(raw)}: ${what}`, `e.g. --${name} ${o.default ?? (o.choices?.[0] ?? (o.type === 'int' || o.type === 'number' ? '10' : 'VALUE'))}`);
   if (o.type === 'int' || o.type === 'number') {
     const v = raw.trim() === '' ? NaN : Number(raw);
     if (!Number.isFinite(v) || (o.type === 'int' && !Number.isInteger(v))) throw bad(`expected ${o.type === 'int' ? 'a whole number' : 'a number'}`);
     if (o.min !== undefined && v < o.min) throw bad(`must be ≥ ${o.min}`);
     if (o.max !== undefined && v > o.max) throw bad(`must be ≤ ${o.max}`);
-    const badN = o.check?.(raw);
-    if (badN) throw new UsageError(`--${name} ${JSON.stringify(raw)}: ${badN.message}`, badN.fix);
+    checked();
     return v;
   }
   if (o.type === 'list') {
@@ -111,8 +115,7 @@ function convert(name: string, o: Opt, raw: string): string | number | string[] 
       const s = suggest(wrong, o.choices!);
       throw new UsageError(`--${name} ${JSON.stringify(raw)}: ${JSON.stringify(wrong)} is not one of ${o.choices!.join(', ')}`, s ? `did you mean ${s}?` : `e.g. --${name} ${o.choices!.join(',')}`);
     }
-    const badL = o.check?.(raw);
-    if (badL) throw new UsageError(`--${name} ${JSON.stringify(raw)}: ${badL.message}`, badL.fix);
+    checked();
     return items;
   }
   if (o.choices && !o.choices.includes(raw)) {
@@ -120,8 +123,7 @@ function convert(name: string, o: Opt, raw: string): string | number | string[] 
     throw new UsageError(`--${name} ${JSON.stringify(raw)}: expected one of ${o.choices.join(', ')}`, s ? `did you mean --${name} ${s}?` : `e.g. --${name} ${o.default ?? o.choices[0]}`);
   }
   if (raw === '') throw bad('must not be empty');
-  const bad2 = o.check?.(raw);
-  if (bad2) throw new UsageError(`--${name} ${JSON.stringify(raw)}: ${bad2.message}`, bad2.fix);
+  checked();
   return raw;
 }
 
