@@ -6,9 +6,10 @@
 //
 // CPU per request = the service's cgroup CPU (app, the SDK inside it, and the BPF programs that run
 // in its syscalls) + the tracer daemon's cgroup CPU during the window and until it has exported
-// the window's spans (agent) — divided by requests served. BPF run time is read from kernel stats in the paced windows only and shown as a part of
-// the app's CPU: stats put two clock reads around every program run, a cost users do not run
-// with, so the max-RPS windows (the ≤5% goal) run without them.
+// the window's spans (agent) — divided by requests served. BPF run time is read from kernel stats
+// in the paced windows only and shown as a part of the app's CPU: stats put two clock reads
+// around every program run, a cost users do not run with, so the max-RPS windows (the ≤5% goal)
+// run without them.
 // Jaeger's CPU is common to (b) and (c) and left out. Latency at max: wrk's histogram (closed
 // loop). Paced runs: vegeta (Go, built once from the module proxy into the lab cache) at a constant
 // rate, open loop, so a slow response does not delay the next send and queueing shows in p99;
@@ -100,6 +101,11 @@ class TraceDaemon {
     p.stderr!.on('data', (d: Buffer) => (this.err = (this.err + d.toString()).slice(-4000)));
   }
 
+  /** its stderr's last three lines, for an error about it */
+  private lastLines(): string {
+    return this.err.trim().split('\n').slice(-3).join(' | ');
+  }
+
   static async start(cg: string, sched: Sched, args: string[]): Promise<TraceDaemon> {
     createCgroup(cg);
     const prefix = sched === 'nice' ? ['nice', '-n', '19'] : sched === 'idle' || sched === 'idle-noexport' ? ['chrt', '-i', '0'] : [];
@@ -107,10 +113,10 @@ class TraceDaemon {
     const d = new TraceDaemon(p);
     const until = Date.now() + scaledTimeout(60_000);
     while (!/^tracing /m.test(d.err)) {
-      if (p.exitCode !== null && p.exitCode !== undefined) throw new Error(`pnpm lab trace exited (${p.exitCode}): ${d.err.trim().split('\n').slice(-3).join(' | ')}`);
+      if (p.exitCode !== null && p.exitCode !== undefined) throw new Error(`pnpm lab trace exited (${p.exitCode}): ${d.lastLines()}`);
       if (Date.now() > until) {
         await d.kill();
-        throw new Error(`pnpm lab trace did not start: ${d.err.trim().split('\n').slice(-3).join(' | ')}`);
+        throw new Error(`pnpm lab trace did not start: ${d.lastLines()}`);
       }
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -119,7 +125,7 @@ class TraceDaemon {
 
   private next(signal: NodeJS.Signals, ms: number): Promise<DaemonCounters> {
     return new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`pnpm lab trace did not answer ${signal} within ${ms} ms: ${this.err.trim().split('\n').slice(-3).join(' | ')}`)), ms);
+      const t = setTimeout(() => reject(new Error(`pnpm lab trace did not answer ${signal} within ${ms} ms: ${this.lastLines()}`)), ms);
       this.waiters.push((c) => (clearTimeout(t), resolve(c)));
       this.p.kill(signal);
     });
@@ -148,7 +154,7 @@ class TraceDaemon {
   async stop(): Promise<DaemonCounters> {
     const c = await this.next('SIGTERM', scaledTimeout(30_000));
     const r = await this.p;
-    if (r.exitCode !== 0) throw new Error(`pnpm lab trace exited ${r.exitCode}: ${this.err.trim().split('\n').slice(-3).join(' | ')}`);
+    if (r.exitCode !== 0) throw new Error(`pnpm lab trace exited ${r.exitCode}: ${this.lastLines()}`);
     return c;
   }
 
