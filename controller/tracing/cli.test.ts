@@ -13,6 +13,16 @@ function lab(args: string[]) {
   return execa(process.execPath, ['--import', 'tsx', CLI, ...args], { reject: false, cwd: ROOT, env: { EBPF_LAB_DEBUG: '' } });
 }
 
+/** a one-route HTTP server in a process of its own (the workload a test traces by pid) */
+async function helloServer() {
+  const srv = execa(process.execPath, ['-e', "require('http').createServer((q,s)=>s.end('hi')).listen(0,'127.0.0.1',function(){console.log('PORT',this.address().port)})"], { reject: false, buffer: false });
+  const port = await new Promise<number>((resolve) => srv.stdout!.on('data', (d: Buffer) => {
+    const m = /PORT (\d+)/.exec(d.toString());
+    if (m) resolve(Number(m[1]));
+  }));
+  return { srv, port };
+}
+
 describe('pnpm lab trace', () => {
   const cases: [string, string[], RegExp][] = [
     ['no workload', ['trace'], /error: no workload selected\n\s+fix: add --service/],
@@ -39,12 +49,8 @@ describe('pnpm lab trace', () => {
   }
 
   it.skipIf(process.getuid?.() !== 0)('traces a request to a selected pid and exits cleanly after --duration', async () => {
-    const srv = execa(process.execPath, ['-e', "require('http').createServer((q,s)=>s.end('hi')).listen(0,'127.0.0.1',function(){console.log('PORT',this.address().port)})"], { reject: false, buffer: false });
+    const { srv, port } = await helloServer();
     try {
-      const port = await new Promise<number>((resolve) => srv.stdout!.on('data', (d: Buffer) => {
-        const m = /PORT (\d+)/.exec(d.toString());
-        if (m) resolve(Number(m[1]));
-      }));
       const t = execa(process.execPath, ['--import', 'tsx', CLI, 'trace', '--service', `web=${srv.pid}`, '--duration', '12'], { reject: false, cwd: ROOT, all: true, buffer: true });
       let out = '';
       t.all!.on('data', (d: Buffer) => (out += d.toString()));
@@ -74,12 +80,8 @@ describe('pnpm lab trace', () => {
   }, 60_000);
 
   it.skipIf(process.getuid?.() !== 0)('--json: counters on SIGUSR2 and at exit, with the programs\' run time under --bpf-stats', async () => {
-    const srv = execa(process.execPath, ['-e', "require('http').createServer((q,s)=>s.end('hi')).listen(0,'127.0.0.1',function(){console.log('PORT',this.address().port)})"], { reject: false, buffer: false });
+    const { srv, port } = await helloServer();
     try {
-      const port = await new Promise<number>((resolve) => srv.stdout!.on('data', (d: Buffer) => {
-        const m = /PORT (\d+)/.exec(d.toString());
-        if (m) resolve(Number(m[1]));
-      }));
       const t = execa(process.execPath, ['--import', 'tsx', CLI, 'trace', '--service', `web=${srv.pid}`, '--json', '--bpf-stats'], { reject: false, cwd: ROOT, all: true, buffer: true });
       let out = '';
       t.all!.on('data', (d: Buffer) => (out += d.toString()));
