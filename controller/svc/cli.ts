@@ -8,6 +8,7 @@ import type http from 'node:http';
 import { serveMetrics } from '../../common/metrics-http.ts';
 import { UsageError, parseArgs, pickCommand, type CommandSpec, type Opts } from '../../common/args.ts';
 import { LabError } from '../../common/errors.ts';
+import { untilSignal } from '../../common/signals.ts';
 import { ValidationError } from '../lb/addr.ts';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
 import { loadSvcConfigFile } from './config.ts';
@@ -81,13 +82,7 @@ const COMMANDS: Record<string, Cmd> = {
     }
     c.enableHealthChecks((s) => console.error(`[svc ${inst}] ${s}`));
     console.log(JSON.stringify({ ready: true, instance: inst, services: c.list().length, getpeername: c.model.getpeername, ...(port !== undefined ? { metrics: `http://127.0.0.1:${port}/metrics` } : {}) }));
-    // a pending promise does not keep Node alive: without health checks or a metrics server
-    // nothing else would, and the daemon exited at once, removing what it had just set up
-    const alive = setInterval(() => {}, 1 << 30);
-    await new Promise<void>((res) => {
-      for (const s of ['SIGINT', 'SIGTERM'] as const) process.once(s, () => res());
-    });
-    clearInterval(alive);
+    await untilSignal();
     server?.close();
     c.stop();
     process.off('exit', bye);

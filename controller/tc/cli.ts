@@ -8,6 +8,7 @@ import type http from 'node:http';
 import { serveMetrics } from '../../common/metrics-http.ts';
 import { parseArgs, suggest, UsageError, type CommandSpec, type Opts } from '../../common/args.ts';
 import { LabError } from '../../common/errors.ts';
+import { untilSignal } from '../../common/signals.ts';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
 import { formatRate, loadConfigFile, parseHorizon, parseRate, PROTO_NAMES, validateConfig, type Plan } from './config.ts';
 import { formatIp, fromLeading16 } from '../../common/ip.ts';
@@ -81,13 +82,7 @@ async function daemon(p: Args): Promise<number> {
     throw e;
   }
   console.log(`shaping ${dev}${p.values.netns ? ` (netns ${p.values.netns})` : ''}: instance ${p.values.instance}, ${plan.classes.length} class(es), ${plan.rules.length} rule(s)${p.values['metrics-port'] !== undefined ? `, metrics http://127.0.0.1:${p.values['metrics-port']}/metrics` : ''}; Ctrl-C removes everything`);
-  // signal listeners do not keep Node's event loop alive: without --metrics-port nothing else
-  // would, and the daemon would exit (removing everything) right after printing this line
-  const keepAlive = setInterval(() => {}, 1 << 30);
-  await new Promise<void>((resolve) => {
-    for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(sig, () => resolve());
-  });
-  clearInterval(keepAlive);
+  await untilSignal(['SIGINT', 'SIGTERM', 'SIGHUP']);
   server?.close();
   shaper.close();
   return 0;
