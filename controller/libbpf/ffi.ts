@@ -274,6 +274,7 @@ export const C = {
   munmap: c('int munmap(void *addr, size_t len)'),
   epoll_create1: c('int epoll_create1(int flags)'),
   epoll_ctl: c('int epoll_ctl(int epfd, int op, int fd, epoll_event *ev)'),
+  eventfd: c('int eventfd(unsigned int initval, int flags)'),
   epoll_wait: declareAsync(libc, 'int epoll_wait(int epfd, _Out_ epoll_event *events, int maxevents, int timeout)'),
   /** blocking, on the calling thread: only for a thread of its own (RingBuffer.pumpBlocking in a worker) */
   epoll_wait_sync: c('int epoll_wait(int epfd, _Out_ epoll_event *events, int maxevents, int timeout)'),

@@ -248,6 +248,25 @@ describeRoot('libbpf binding', () => {
     }
   });
 
+  it('close() ends a consumer waiting on an empty ring at once, not at the wait\'s timeout', async () => {
+    const obj = BpfObject.open(FIXTURE);
+    obj.setGlobal('target_tgid', process.pid);
+    obj.load();
+    const rb = new RingBuffer(obj.map('rb'), { decode: (dv, off) => dv.getBigUint64(off, true), polled: true, idleWaitMs: 10_000 });
+    try {
+      const loop = rb.visitAll(() => {});
+      await new Promise((r) => setTimeout(r, 200)); // inside epoll_wait by now
+      const t0 = Date.now();
+      rb.close();
+      await loop;
+      expect(Date.now() - t0, 'ms from close() to the loop\'s end').toBeLessThan(2000);
+      expect(rb.wakeups, 'the close is not a wake-up for data').toBe(0);
+    } finally {
+      rb.close();
+      obj.close();
+    }
+  });
+
   it('pinning: a pinned map outlives its object and reopens with BTF codecs', () => {
     const pin = `/sys/fs/bpf/ebpf-lab-test-${process.pid}`;
     const obj = BpfObject.load(FIXTURE);

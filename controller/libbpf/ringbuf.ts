@@ -16,6 +16,8 @@ const PROT_READ = 1;
 const PROT_WRITE = 2;
 const MAP_SHARED = 1;
 const BUSY = 0x80000000;
+/** an eventfd counter increment (host byte order) */
+const WAKE = new Uint8Array(new BigUint64Array([1n]).buffer);
 const DISCARD = 0x40000000;
 const HDR = 8;
 const EPOLLIN = 1;
@@ -84,6 +86,8 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
   private readonly hdrs: Uint32Array;
   private readonly size: number;
   private readonly epfd: number;
+  /** in the epoll set beside the ring: close() writes it, so a wait in progress ends at once */
+  private readonly wakefd: number;
   private closed = false;
   private readonly maxBatch: number;
   private readonly idleWaitMs: number;
@@ -130,14 +134,18 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
     this.bytes = new Uint8Array(data);
     this.hdrs = new Uint32Array(data);
     this.epfd = C.epoll_create1(0o2000000 /* EPOLL_CLOEXEC */);
-    const ev = { events: EPOLLIN, data: 0 };
-    if ((C.epoll_ctl(this.epfd, 1 /* ADD */, fd, ev)) < 0) {
+    this.wakefd = C.eventfd(0, 0o2000000 /* EFD_CLOEXEC */ | 0o4000 /* EFD_NONBLOCK */);
+    const add = (what: string, f: number, data: number) => {
+      if (f >= 0 && C.epoll_ctl(this.epfd, 1 /* ADD */, f, { events: EPOLLIN, data }) >= 0) return;
       const e = errno();
       C.munmap(this.consumerPage, pageSize);
       C.munmap(this.producerArea, pageSize + 2 * this.size);
+      if (this.wakefd >= 0) C.close(this.wakefd);
       C.close(this.epfd);
-      throw new BpfError(`epoll_ctl on ring buffer "${map.name}": ${errnoName(e)}`, e);
-    }
+      throw new BpfError(`${what} for ring buffer "${map.name}": ${errnoName(e)}`, e);
+    };
+    add('epoll_ctl', fd, 0);
+    add('eventfd', this.wakefd, 1);
     track(this);
   }
 
@@ -259,6 +267,7 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
   async wait(timeoutMs = this.idleWaitMs): Promise<boolean> {
     if (this.closed) return false;
     const n = await C.epoll_wait(this.epfd, { events: 0, data: 0 }, 1, timeoutMs);
+    if (this.closed) return false; // close() woke it
     if (n > 0) this.wakeups++;
     return n > 0;
   }
@@ -391,9 +400,13 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
     if (this.closed) return;
     this.closed = true;
     untrack(this);
+    // end a wait in progress now rather than at its timeout (the epoll file stays alive until that
+    // wait returns, though its fd is closed below)
+    C.write(this.wakefd, WAKE, 8);
     C.munmap(this.consumerPage, pageSize);
     C.munmap(this.producerArea, pageSize + 2 * this.size);
     C.close(this.epfd);
+    C.close(this.wakefd);
     this.consumerPage = NULL;
     this.producerArea = NULL;
   }
