@@ -240,9 +240,9 @@ export class BoundedExporter {
     this.stats = { queued: 0, exported: 0, dropped: 0, failedBatches: 0, batches: 0, maxQueue: opts.maxQueue ?? 4096, highWater: 0 };
     this.batch = opts.batch ?? 512;
     // an export costs its CPU per call more than per span (an HTTP request: 3–6 ms of the
-    // tracer's CPU on this host, whether it carried 20 spans or 150): a trickle goes once a
-    // second, not five times (the SDK's BatchSpanProcessor waits 5 s)
-    this.intervalMs = opts.intervalMs ?? 1000;
+    // tracer's CPU on this host, whether it carried 20 spans or 150): a partial batch waits 5 s,
+    // as the SDK's BatchSpanProcessor does (scheduledDelayMillis); a full one leaves at once
+    this.intervalMs = opts.intervalMs ?? 5000;
   }
 
   private readonly batch: number;

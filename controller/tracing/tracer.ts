@@ -199,9 +199,12 @@ export class Tracer {
     this.opts.onSpan?.(s, r);
   }
 
-  /** finished spans still waiting out their grace period */
-  get held(): number {
-    return this.assembler.heldCount;
+  /**
+   * Nothing waits: no record unread in the ring (the consumer drains a trickle every POLL_MS,
+   * kernel.ts) and no finished span still in its grace period.
+   */
+  get settled(): boolean {
+    return this.assembler.heldCount === 0 && this.kernel.ring.pending === 0;
   }
 
   wallNs(ts: bigint): bigint {

@@ -63,7 +63,7 @@ describeChain('tracing (real kernel)', () => {
     let last = -1;
     for (let i = 0; i < 40; i++) {
       await sleep(100);
-      if (tracer.held === 0 && spans.length === last) return;
+      if (tracer.settled && spans.length === last) return;
       last = spans.length;
     }
   }
@@ -132,7 +132,7 @@ describeChain('sampling (real kernel)', () => {
     let last = -1;
     for (let i = 0; i < 40; i++) {
       await sleep(100);
-      if (tracer.held === 0 && spans.length === last) break;
+      if (tracer.settled && spans.length === last) break;
       last = spans.length;
     }
     expect(spans.filter((x) => x.service === 1 && x.kind === 'server'), 'frontend server spans (roots sampled out)').toHaveLength(0);

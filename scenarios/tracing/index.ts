@@ -28,7 +28,7 @@ async function settle(t: Tracer, c: Collected, ms: number): Promise<void> {
   let last = -1;
   while (Date.now() < until) {
     await sleep(150);
-    if (t.held === 0 && c.spans.length === last) return;
+    if (t.settled && c.spans.length === last) return;
     last = c.spans.length;
   }
 }
