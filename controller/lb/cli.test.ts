@@ -37,6 +37,7 @@ describe('pnpm lab lb: arguments and errors', () => {
       [['backend', 'add', 'tcp://10.0.0.1:80', '10.0.0.2', '--weight', 'heavy'], /--weight "heavy": expected a whole number/, /--weight/],
       [['backend', 'weight', 'tcp://10.0.0.1:80', '10.0.0.2', '-1'], /unknown option|expected a whole number/, /./],
       [['vip', 'add', 'tcp://10.0.0.1:80', '10.0.0.2', '--forwarding', 'gre'], /expected one of dsr, ipip/, /./],
+      [['backend', 'add', 'tcp://10.0.0.1:80', '10.0.0.2', '--mac', 'zz:zz'], /--mac "zz:zz": is not a MAC address/, /six hex pairs/],
       [['stop', '--purge=yes'], /takes no value/, /--purge alone/],
       [['daemon'], /needs --config FILE/, /README/],
     ];

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { UsageError, helpText, parseArgs, pickCommand, type CommandSpec, type Opts } from '../../common/args.ts';
 import { LabError } from '../../common/errors.ts';
-import { ValidationError } from './addr.ts';
+import { ValidationError, parseMac } from './addr.ts';
 import { LbApiError, LbClient } from './client.ts';
 import { validateConfigFile } from './config.ts';
 import { LbController } from './controller.ts';
@@ -61,7 +61,15 @@ const COMMANDS: Record<string, Cmd> = {
   }),
   'backend add': cmd('backend add <vip> <addr> [--weight N] [--mac MAC]', 'add a backend to a VIP (its ring is rebuilt; established flows stay)', {
     weight: { type: 'int', min: 0, max: 1000, valueName: 'N', description: 'Maglev weight', default: 1 },
-    mac: { type: 'string', valueName: 'MAC', description: 'next-hop MAC (skips neighbour resolution)' },
+    mac: { type: 'string', valueName: 'MAC', description: 'next-hop MAC (skips neighbour resolution)',
+      check: (v) => {
+        try {
+          parseMac(v);
+          return undefined;
+        } catch {
+          return { message: 'is not a MAC address', fix: 'six hex pairs separated by colons, e.g. 02:00:00:00:00:01' };
+        }
+      } },
     ...target,
   }, { names: ['vip', 'addr'], min: 2, max: 2 }, async (p, api) => {
     print(await api().addBackend(p.positionals[0]!, p.positionals[1]!, { weight: p.values.weight as number, ...(p.values.mac ? { mac: p.values.mac as string } : {}) }));
