@@ -52,7 +52,7 @@ function intArg(v: string, what: string, min: number, max: number): number {
 const COMMANDS: Record<string, Cmd> = {
   daemon: cmd('daemon --config FILE [--socket PATH]', 'run the controller (inside the LB\'s network namespace: nsenter --net=/run/netns/NAME -- …)', {
     config: { type: 'string', valueName: 'FILE', description: 'LB config (YAML or JSON), see controller/lb/README.md' },
-    socket: target.socket,
+    socket: { type: 'string', valueName: 'PATH', description: 'admin socket to listen on (default /run/ebpf-lab/lb-INSTANCE.sock, INSTANCE from the config\'s `instance`)' },
   }, { max: 0 }, async (p) => {
     const file = p.values.config as string | undefined;
     if (!file) throw new UsageError('lb daemon needs --config FILE', 'see controller/lb/README.md for an example config');
