@@ -151,6 +151,7 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
 
   /** bytes written by the producer and not yet consumed */
   get pending(): number {
+    if (this.closed) return 0; // the positions' pages are unmapped
     return this.readPos(this.prod) - this.readPos(this.cons);
   }
 

@@ -38,10 +38,10 @@ export const TR = {
 /**
  * How often the consumer drains the ring when the programs did not wake it (ms): the most a record
  * of a trickle waits before user space sees it. Each pass is a wake-up of the daemon through
- * koffi's thread pool, dear on this lab's host: an idle tracer cost 26–39 ms of CPU per second at
- * 100 ms against 21–30 at 500 ms, and 69–83 against 55–59 with a service at 25k req/s sampled 1%
- * (with the export interval going 1 s → 5 s; 3 interleaved rounds, scratch). Spans reach the
- * exporter's 5 s batches anyway. close() does not wait it out (RingBuffer's wake-up eventfd).
+ * koffi's thread pool, dear on this lab's host: a daemon 40 s old with nothing to trace used 16–33
+ * ms of CPU per second at 100 ms (with 1 s export batches) against 6.7–11 at 500 ms (with 5 s;
+ * 3 interleaved rounds, exploratory; ARCHITECTURE.md, tracing). Spans reach the exporter's 5 s
+ * batches anyway. close() does not wait it out (RingBuffer's wake-up eventfd).
  */
 const POLL_MS = 500;
 /** the syscalls the data hooks look at (bpf/tracing.bpf.c, sys_of; accept only with sys_exit) */
