@@ -136,14 +136,17 @@ describe('writeAll (libc write for the ring consumers’ sinks)', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fdio-'));
     try {
       const out = path.join(dir, 'out');
+      const buf = Buffer.from(Array.from({ length: 1 << 20 }, (_, i) => (i * 7) % 256));
+      // timed from the spawn: the reader cannot start before 300 ms after it, so a writeAll that
+      // returned sooner did not wait for it (timed from after the set-up below, a loaded machine
+      // had spent 107+ ms of the 300 there, and a 200 ms bound failed once)
+      const t0 = Date.now();
       const child = spawn('sh', ['-c', 'sleep 0.3; exec cat > "$0"', out], { stdio: ['pipe', 'ignore', 'inherit'] });
       const fd = (child.stdin as unknown as { _handle: { fd: number } })._handle.fd;
       const flags = parseInt(/^flags:\s+(\d+)/m.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))![1]!, 8);
       expect(flags & 0o4000 /* O_NONBLOCK */).not.toBe(0); // else this would test a blocking write
-      const buf = Buffer.from(Array.from({ length: 1 << 20 }, (_, i) => (i * 7) % 256));
-      const t0 = Date.now();
       writeAll(fd, buf);
-      expect(Date.now() - t0).toBeGreaterThanOrEqual(200);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(299);
       child.stdin!.end();
       await new Promise((r) => child.once('close', r));
       expect(fs.readFileSync(out).equals(buf)).toBe(true);
