@@ -4,6 +4,7 @@
 // cgroup paths to ids (a stat), which the caller passes in.
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
+import { cgroupId as dirCgroupId } from '../../common/cgroup.ts';
 import { LabError } from '../../common/errors.ts';
 import { parseCidr as parseIpCidr, parseIp, toLeading16, type Family } from '../../common/ip.ts';
 import { tc_shape_dir, tc_shape_limits, tc_shape_rule_action } from '../../bpf/gen/tc_shape.enums.ts';
@@ -168,11 +169,10 @@ function unknownKeys(o: Record<string, unknown>, allowed: string[], at: string, 
   for (const k of Object.keys(o)) if (!allowed.includes(k)) problems.push(`${at}.${k}: unknown field (allowed: ${allowed.join(', ')})`);
 }
 
-/** the kernel's cgroup id of a cgroup2 directory is its inode number */
+/** the cgroup id of a cgroup2 directory (common/cgroup.ts), undefined where path is not one */
 export function cgroupIdOf(path: string): bigint | undefined {
   try {
-    const st = fs.statSync(path, { bigint: true });
-    return st.isDirectory() && fs.existsSync(`${path}/cgroup.procs`) ? st.ino : undefined;
+    return fs.statSync(path).isDirectory() && fs.existsSync(`${path}/cgroup.procs`) ? dirCgroupId(path) : undefined;
   } catch {
     return undefined;
   }

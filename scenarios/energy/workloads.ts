@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { scaledTimeout } from '../../lab/timeouts.ts';
+import { cgroup2Root } from '../../common/cgroup.ts';
 
 export type Defer = (what: string, fn: () => unknown | Promise<unknown>) => void;
 
@@ -27,14 +28,6 @@ export interface Caps {
   how: string | null;
   /** why cpu.max is not used (empty when it is) */
   evidence: string;
-}
-
-export function cgroup2Root(): string {
-  for (const l of fs.readFileSync('/proc/mounts', 'utf8').split('\n')) {
-    const f = l.split(' ');
-    if (f[2] === 'cgroup2') return f[1]!;
-  }
-  throw new Error('no cgroup2 mount in /proc/mounts');
 }
 
 function v1CpuMount(): string | null {
@@ -289,6 +282,3 @@ export function procSchedNs(pid: number): number | null {
   }
 }
 
-export function cgroupId(dir: string): bigint {
-  return fs.statSync(dir, { bigint: true }).ino;
-}
