@@ -50,7 +50,19 @@ export function workerEntry(tsFile: string): [string, { eval?: boolean; execArgv
   return [src, { eval: true, execArgv: [] }];
 }
 
+/**
+ * V8 flags of every `pnpm lab` process (package.json's "lab" script passes the same). The lab's
+ * daemons (trace, lb, policy, svc, tc, energy top) run beside the workloads they watch, and what
+ * they use is measured against them. V8's memory reducer shrinks the heap again each time a
+ * process's allocation rate drops, with two full mark-compacts about every 16 s: a `pnpm lab
+ * trace` beside a service at 5k req/s (1% sampled) spent a quarter to a third less CPU over its
+ * first 40 s without it, in 5 interleaved pairs out of 5 (ARCHITECTURE.md, tracing). The price
+ * is a heap kept at its high-water mark (~50 MB committed instead of ~18 for the tracer).
+ */
+export const LAB_V8_FLAGS = ['--no-memory-reducer'];
+
 /** argv that starts `pnpm lab …` as a child process: [node, …, cli] — append the lab arguments. */
 export function labCliArgv(): string[] {
-  return nodeProgramArgv(path.join(REPO_ROOT, 'lab', 'cli.ts'));
+  const [node, ...rest] = nodeProgramArgv(path.join(REPO_ROOT, 'lab', 'cli.ts'));
+  return [node!, ...LAB_V8_FLAGS, ...rest];
 }
