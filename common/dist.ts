@@ -55,8 +55,8 @@ export function workerEntry(tsFile: string): [string, { eval?: boolean; execArgv
  * daemons (trace, lb, policy, svc, tc, energy top) run beside the workloads they watch, and what
  * they use is measured against them. V8's memory reducer shrinks the heap again each time a
  * process's allocation rate drops, with two full mark-compacts about every 16 s: a `pnpm lab
- * trace` beside a service at 5k req/s (1% sampled) spent a quarter to a third less CPU over its
- * first 40 s without it, in 5 interleaved pairs out of 5 (ARCHITECTURE.md, tracing). The price
+ * trace` beside a service at 5k req/s (1% sampled) spent a third less CPU over its first 40 s
+ * without it (16–51% less, lower in 5 interleaved pairs out of 5; ARCHITECTURE.md, tracing). The price
  * is a heap kept at its high-water mark (~50 MB committed instead of ~18 for the tracer).
  */
 export const LAB_V8_FLAGS = ['--no-memory-reducer'];
