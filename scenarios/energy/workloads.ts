@@ -281,4 +281,3 @@ export function procSchedNs(pid: number): number | null {
     return null;
   }
 }
-
