@@ -1046,7 +1046,12 @@ int sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
 	struct tr_event *e = reserve(kind, service);
 	if (!e)
 		return 0;
-	if (kind != TR_EV_CONNECT) {
+	if (kind == TR_EV_CONNECT && sample_thresh) {
+		/* a refused connect's span is linked from this record: the caller's open requests that did not cross */
+		__u32 tid = (__u32)bpf_get_current_pid_tgid();
+		__u32 *n = bpf_map_lookup_elem(&unsampled, &tid);
+		e->unsampled = n ? *n : 0;
+	} else if (kind != TR_EV_CONNECT) {
 		/* softirq context: the current task is whoever was interrupted */
 		t = bpf_map_lookup_elem(&tracked, &key);
 		if (t) {

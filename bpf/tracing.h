@@ -65,8 +65,9 @@ struct tr_event {
 	__s32 old_state; /* lifecycle: TCP state before */
 	__s32 new_state; /* lifecycle: TCP state after */
 	/*
-	 * data: server requests this thread read that did not cross (sampling) and whose response has
-	 * not started. Non-zero on a client request means its parent may be one of them: unlinkable.
+	 * data and connect: server requests this thread read that did not cross (sampling) and whose
+	 * response has not started. Non-zero on a client request (or a connect that is refused) means
+	 * its parent may be one of them: unlinkable.
 	 */
 	__u32 unsampled;
 	__u32 _pad2;

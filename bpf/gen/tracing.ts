@@ -91,10 +91,10 @@ export interface TracingShape {
     tracked: { key: bigint; value: tr_sock };
     conns: { key: bigint; value: tr_conn };
     local_clients: { key: tr_tuple; value: number };
+    unsampled: { key: number; value: number };
     sel_cgroups: { key: bigint; value: number };
     sel_pids: { key: number; value: number };
     sel_kinds: { key: number; value: number };
-    unsampled: { key: number; value: number };
     red: { key: number; value: tr_red };
     relay: { key: number; value: tr_relay };
     scratch: { key: number; value: tr_event };
@@ -121,10 +121,10 @@ export const tracing = defineSkeleton<TracingShape>({
     tracked: { type: MapType.LRU_HASH, keySize: 8, valueSize: 16 },
     conns: { type: MapType.LRU_HASH, keySize: 8, valueSize: 56 },
     local_clients: { type: MapType.LRU_HASH, keySize: 36, valueSize: 4 },
+    unsampled: { type: MapType.LRU_HASH, keySize: 4, valueSize: 4 },
     sel_cgroups: { type: MapType.HASH, keySize: 8, valueSize: 4 },
     sel_pids: { type: MapType.HASH, keySize: 4, valueSize: 4 },
     sel_kinds: { type: MapType.ARRAY, keySize: 4, valueSize: 4 },
-    unsampled: { type: MapType.LRU_HASH, keySize: 4, valueSize: 4 },
     red: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 248 },
     relay: { type: MapType.LRU_HASH, keySize: 4, valueSize: 8 },
     scratch: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 1176 },

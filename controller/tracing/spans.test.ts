@@ -117,6 +117,23 @@ describe('SpanAssembler', () => {
     expect(out.map((s) => [s.kind, s.errorType])).toEqual([['client', 'connection_refused'], ['server', 'connection_closed']]);
   });
 
+  it('a refused connect is the child of the one request its thread serves, unless requests that did not cross are open there too', () => {
+    const { a, out, done } = setup();
+    a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, lport: 80, rport: 5000 }));
+    a.push(data(1n, IN, REQ('/x'), { tid: 11, lport: 80, rport: 5000 }));
+    a.push(ev({ sock: 2n, kind: TR.EV_CONNECT, tid: 11 }));
+    a.push(ev({ sock: 2n, kind: TR.EV_CLOSE, old_state: 2, new_state: 7 }));
+    a.push(ev({ sock: 3n, kind: TR.EV_CONNECT, tid: 11, unsampled: 1 }));
+    a.push(ev({ sock: 3n, kind: TR.EV_CLOSE, old_state: 2, new_state: 7 }));
+    // a thread serving no request that crossed, but one that did not: not a root either
+    a.push(ev({ sock: 4n, kind: TR.EV_CONNECT, tid: 12, unsampled: 1 }));
+    a.push(ev({ sock: 4n, kind: TR.EV_CLOSE, old_state: 2, new_state: 7 }));
+    a.push(data(1n, OUT, RES(200), { tid: 11, lport: 80, rport: 5000 }));
+    done();
+    const refused = out.filter((s) => s.errorType === 'connection_refused');
+    expect(refused.map((s) => [s.tid, s.link, s.parent?.request?.target])).toEqual([[11, 'thread', '/x'], [11, 'ambiguous', undefined], [12, 'ambiguous', undefined]]);
+  });
+
   it('ignores connections whose first bytes are not HTTP', () => {
     const { a, out, done } = setup();
     a.push(data(7n, IN, '\x16\x03\x01\x00\xa5garbage'));

@@ -11,7 +11,8 @@
 //     request becomes its child. A thread serving several at once (an event loop) is ambiguous:
 //     the span stays unlinked and says so (`ebpf.link = ambiguous`), never a guess. With sampling,
 //     the kernel also counts, per thread, server requests it read that did not cross: a client
-//     request written while there are any is ambiguous too (its parent may be one of them).
+//     request written (or a refused connect made) while there are any is ambiguous too (its
+//     parent may be one of them).
 // Everything is bounded: connections (LRU), per-connection pending requests, the tuple index,
 // and the hold queue; overflows are counted in `stats`.
 import { randomFillSync } from 'node:crypto';
@@ -93,6 +94,8 @@ interface Conn {
   ordinal: number;
   established: boolean;
   connectTid: number;
+  /** server requests that did not cross open on the connecting thread at connect() */
+  connectUnsampled: number;
   connectTs: bigint;
   nonHttp: boolean;
   lastTs: bigint;
@@ -159,6 +162,7 @@ export class SpanAssembler {
         c.role = 'client';
         c.connectTid = e.tid;
         c.connectTs = e.tsNs;
+        c.connectUnsampled = e.unsampled;
         break;
       }
       case TR.EV_ESTABLISHED: {
@@ -251,7 +255,7 @@ export class SpanAssembler {
       c = {
         sock: e.sock, service: e.service, pid: e.pid, comm: e.comm, cgroupId: e.cgroupId,
         local: { addr: e.laddr, port: e.lport }, peer: { addr: e.raddr, port: e.rport },
-        pending: [], ordinal: 0, established: false, connectTid: 0, connectTs: 0n, nonHttp: false, lastTs: e.tsNs, lastTid: e.tid,
+        pending: [], ordinal: 0, established: false, connectTid: 0, connectTs: 0n, connectUnsampled: 0, nonHttp: false, lastTs: e.tsNs, lastTid: e.tid,
         inserted: ++this.clock, used: this.clock,
       };
       this.conns.set(e.sock, c);
@@ -407,7 +411,8 @@ export class SpanAssembler {
         errorType: 'connection_refused', done: false,
       };
       const set = this.activeByThread.get(c.connectTid);
-      if (set && set.size === 1) {
+      if (c.connectUnsampled > 0) s.link = 'ambiguous';
+      else if (set && set.size === 1) {
         s.parent = set.values().next().value!;
         s.link = 'thread';
       } else if (set && set.size > 1) s.link = 'ambiguous';

@@ -163,6 +163,22 @@ describeChain('sampling (real kernel)', () => {
     const metrics = await tracer.registry.metrics();
     expect(metrics).toMatch(/ebpf_http_kernel_duration_seconds_count\{service="frontend",kind="server",status_class="2xx"\} 5/);
   }, 60_000);
+
+  it('a refused connect made while serving a request that did not cross is marked ambiguous, not a root', async () => {
+    // straight to the middle service: its request does not cross, its connect to a closed port is refused
+    const middle = chain.services[1]!;
+    const [g] = await generate(middle.port, ['/mid-refused'], 1);
+    expect(g!.status).toBe(502);
+    let refused: Span | undefined;
+    for (let i = 0; i < 40 && !refused; i++) {
+      await sleep(100);
+      refused = spans.find((x) => x.service === 2 && x.kind === 'client' && x.errorType === 'connection_refused');
+    }
+    expect(refused, 'the refused connect as a client span').toBeDefined();
+    expect(refused!.peer.port).toBe(chain.refusedPort);
+    expect(refused!.link).toBe('ambiguous');
+    expect(refused!.parent).toBeUndefined();
+  }, 30_000);
 });
 
 describeRoot('payload hooks (real kernel)', () => {
