@@ -18,7 +18,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { labCliArgv, REPO_ROOT } from '../common/dist.ts';
 import type { Results } from './results.ts';
 
@@ -76,7 +76,15 @@ function lab(args: string[], dir: string, o: { budgetMs: number; onLine?: (l: st
 /** the run finished within its budget: the first assertion of every test, so a hang reads as one */
 const finished = (r: Ran) => expect(r.overran, r.overran).toBeUndefined();
 
-const tmp = () => fs.mkdtempSync(path.join(REPO_ROOT, 'reports', 'e2e-'));
+/** a run's --out dir: removed when its test passes, kept (and named) when it fails, to be read */
+const tmp = () => {
+  const dir = fs.mkdtempSync(path.join(REPO_ROOT, 'reports', 'e2e-'));
+  onTestFinished(({ task }) => {
+    if (task.result?.state === 'pass') fs.rmSync(dir, { recursive: true, force: true });
+    else process.stderr.write(`e2e: the failed run's report is kept in ${dir}\n`);
+  });
+  return dir;
+};
 const failed = (r: Results | undefined) => JSON.stringify({ status: r?.status, error: r?.error?.split('\n')[0], failed: r?.checks.filter((c) => c.status === 'fail') });
 const qemuOf = (dir: string) => spawnSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).stdout.split('\n').filter((l) => l.includes('qemu-system') && l.includes(dir));
 
