@@ -11,9 +11,17 @@ export class ValidationError extends Error {
     message: string,
     /** HTTP status the admin API answers with */
     readonly status: 400 | 404 | 409 = 400,
+    /** the separate problems this one reports together (a config with several faults) */
+    readonly parts: ValidationError[] = [],
   ) {
     super(message);
     this.name = 'ValidationError';
+  }
+
+  /** one error for all `problems` (one line, each named; 409 only when every one is a conflict), or none */
+  static of(problems: ValidationError[]): ValidationError | null {
+    if (problems.length <= 1) return problems[0] ?? null;
+    return new ValidationError(problems.map((p) => p.message).join('; '), problems.every((p) => p.status === 409) ? 409 : 400, problems);
   }
 }
 

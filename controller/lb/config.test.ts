@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { thrown } from '../../lab/testing.ts';
 import { ValidationError } from './addr.ts';
-import { normVip, validateConfig, validateConfigFile, type LbConfig } from './config.ts';
+import { MAX_BACKEND_TABLE, normVip, validateConfig, validateConfigFile, type LbConfig } from './config.ts';
 
 const b = (...addrs: string[]) => addrs.map((address) => ({ address }));
 
@@ -130,5 +130,34 @@ describe('config files: errors name file:line:col of the field', () => {
     expect(message(f)).toBe(`${f}:3:9: tunnelSource.ipv4: "fd00::1" is an IPv6 address`);
     const g = write('d.yaml', 'interface: lb0\nvips:\n  - { vip: "tcp://10.0.0.1:80", backends: [10.0.0.2] }\n  - { vip: "tcp://10.0.0.1:80", backends: [10.0.0.3] }\n');
     expect(message(g)).toBe(`${g}: duplicate VIP tcp://10.0.0.1:80`);
+  });
+
+  it('several faults: all named in one line, each at its own position (a VIP by its first)', () => {
+    const f = write('many.yaml', 'interface: lb0\nringSize: 8\ncolour: red\nvips:\n  - vip: tcp://10.99.100.1:80\n    backends: [{ address: 10.99.0.11, weight: -1 }, nope]\n  - vip: tcp://10.99.100.2:80\n    backends: [10.99.0.12]\n  - vip: tcp://10.99.100.3:80\n    backends: []\n');
+    expect(message(f)).toBe([
+      `${f}:3:9: config.colour: unknown key (allowed: interface, instance, pinRoot, forwarding, tunnelSource, ringSize, conntrackEntries, backendTableSize, xdpMode, healthCheck, vips, listen)`,
+      `${f}:2:11: ringSize 8 must be a prime between 7 and 1000003`,
+      `${f}:6:16: vips[0].backends[0]: weight -1 must be an integer 0-1000`,
+      `${f}:9:5: vips[2] (tcp://10.99.100.3:80): zero backends; a VIP needs at least one`,
+    ].join('; '));
+  });
+});
+
+describe('several faults at once', () => {
+  it('each is its own part; the admin API answers 409 only when every one is a conflict', () => {
+    const dup = { vip: 'tcp://10.99.100.1:80', backends: b('10.99.0.11') };
+    const both = thrown(() => validateConfig(base({ vips: [dup, dup], backendTableSize: 1, xdpMode: 'fast' as never }))) as ValidationError;
+    expect(both.parts.map((p) => [p.status, p.message])).toEqual([
+      [409, 'duplicate VIP tcp://10.99.100.1:80'],
+      [400, `backendTableSize 1 must be an integer 16-${MAX_BACKEND_TABLE}`],
+      [400, 'xdpMode "fast" must be auto, native or generic'],
+    ]);
+    expect(both.status).toBe(400);
+    expect(both.message).not.toContain('\n');
+    const conflicts = thrown(() => validateConfig(base({ vips: [dup, dup, dup], backendTableSize: 16 }))) as ValidationError;
+    expect(conflicts.parts.map((p) => p.status)).toEqual([409, 409]);
+    expect(conflicts.status).toBe(409);
+    // one fault stays exactly what it was
+    expect((thrown(() => validateConfig(base({ ringSize: 8 }))) as ValidationError).parts).toEqual([]);
   });
 });

@@ -184,35 +184,62 @@ export interface NormConfig {
 
 export function validateConfig(c: LbConfig): NormConfig {
   if (!c || typeof c !== 'object' || Array.isArray(c)) throw new ValidationError('config must be an object');
-  noUnknownKeys(c, ['interface', 'instance', 'pinRoot', 'forwarding', 'tunnelSource', 'ringSize', 'conntrackEntries', 'backendTableSize', 'xdpMode', 'healthCheck', 'vips', 'listen'], 'config');
+  // every fault is named at once (a VIP by its first): a user fixing a file learns them in one go
+  const problems: ValidationError[] = [];
+  const check = <T>(f: () => T, fallback: T): T => {
+    try {
+      return f();
+    } catch (e) {
+      if (!(e instanceof ValidationError)) throw e;
+      problems.push(e);
+      return fallback;
+    }
+  };
+  const keys = ['interface', 'instance', 'pinRoot', 'forwarding', 'tunnelSource', 'ringSize', 'conntrackEntries', 'backendTableSize', 'xdpMode', 'healthCheck', 'vips', 'listen'];
+  for (const k of Object.keys(c)) if (!keys.includes(k)) problems.push(new ValidationError(`config.${k}: unknown key (allowed: ${keys.join(', ')})`));
+  let health = DEFAULT_HEALTH;
   if (c.healthCheck !== undefined) {
-    if (!c.healthCheck || typeof c.healthCheck !== 'object' || Array.isArray(c.healthCheck)) throw new ValidationError('"healthCheck" must be { intervalMs, timeoutMs, fall, rise }');
-    noUnknownKeys(c.healthCheck, Object.keys(DEFAULT_HEALTH), 'healthCheck');
+    health = check(() => {
+      if (!c.healthCheck || typeof c.healthCheck !== 'object' || Array.isArray(c.healthCheck)) throw new ValidationError('"healthCheck" must be { intervalMs, timeoutMs, fall, rise }');
+      noUnknownKeys(c.healthCheck, Object.keys(DEFAULT_HEALTH), 'healthCheck');
+      const h = { ...DEFAULT_HEALTH, ...c.healthCheck };
+      for (const [k, v] of Object.entries(h)) if (!Number.isInteger(v) || v <= 0) throw new ValidationError(`healthCheck.${k} must be a positive integer`);
+      return h;
+    }, DEFAULT_HEALTH);
   }
-  if (typeof c.interface !== 'string' || !/^[\w.-]{1,15}$/.test(c.interface)) throw new ValidationError(`"interface" must be an interface name, got ${JSON.stringify(c.interface)}`);
+  check(() => {
+    if (typeof c.interface !== 'string' || !/^[\w.-]{1,15}$/.test(c.interface)) throw new ValidationError(`"interface" must be an interface name, got ${JSON.stringify(c.interface)}`);
+  }, undefined);
   const instance = c.instance ?? 'default';
-  if (!/^[\w-]{1,40}$/.test(instance)) throw new ValidationError(`malformed instance name "${instance}"`);
+  check(() => {
+    if (!/^[\w-]{1,40}$/.test(instance)) throw new ValidationError(`malformed instance name "${instance}"`);
+  }, undefined);
   const ringSize = c.ringSize ?? xdp_lb_limits.LB_DEFAULT_RING;
-  if (!isPrime(ringSize) || ringSize < 7 || ringSize > 1_000_003) throw new ValidationError(`ringSize ${ringSize} must be a prime between 7 and 1000003`);
-  const forwarding = checkForwarding(c.forwarding ?? 'dsr', 'config');
-  const tunnelSource = normTunnelSource(c.tunnelSource);
-  const health = { ...DEFAULT_HEALTH, ...(c.healthCheck ?? {}) };
-  for (const [k, v] of Object.entries(health)) if (!Number.isInteger(v) || v <= 0) throw new ValidationError(`healthCheck.${k} must be a positive integer`);
-  if (!Array.isArray(c.vips)) throw new ValidationError('"vips" must be a list');
-  const vips = c.vips.map((v, i) => normVip(v, `vips[${i}]`, false, { forwarding, tunnelSource }));
+  check(() => {
+    if (!isPrime(ringSize) || ringSize < 7 || ringSize > 1_000_003) throw new ValidationError(`ringSize ${ringSize} must be a prime between 7 and 1000003`);
+  }, undefined);
+  const forwarding = check(() => checkForwarding(c.forwarding ?? 'dsr', 'config'), 'dsr' as Forwarding);
+  const tunnelSource = check(() => normTunnelSource(c.tunnelSource), {});
+  const vips: NormVip[] = [];
+  if (!Array.isArray(c.vips)) problems.push(new ValidationError('"vips" must be a list'));
+  else c.vips.forEach((v, i) => check(() => void vips.push(normVip(v, `vips[${i}]`, false, { forwarding, tunnelSource })), undefined));
   const ids = new Set<string>();
   for (const v of vips) {
-    if (ids.has(v.id)) throw new ValidationError(`duplicate VIP ${v.id}`, 409);
+    if (ids.has(v.id)) problems.push(new ValidationError(`duplicate VIP ${v.id}`, 409));
     ids.add(v.id);
   }
   const ct = c.conntrackEntries ?? xdp_lb_limits.LB_CT_ENTRIES;
-  if (!Number.isInteger(ct) || ct < 1024) throw new ValidationError('conntrackEntries must be an integer >= 1024');
+  if (!Number.isInteger(ct) || ct < 1024) problems.push(new ValidationError('conntrackEntries must be an integer >= 1024'));
   const bt = c.backendTableSize ?? DEFAULT_BACKEND_TABLE;
-  if (!Number.isInteger(bt) || bt < 16 || bt > MAX_BACKEND_TABLE) throw new ValidationError(`backendTableSize ${JSON.stringify(c.backendTableSize)} must be an integer 16-${MAX_BACKEND_TABLE}`);
-  const total = vips.reduce((n, v) => n + v.backends.length, 0);
-  if (total > bt) throw new ValidationError(`backend table full: the config has ${total} backends but backendTableSize is ${bt}; raise backendTableSize`, 409);
+  if (!Number.isInteger(bt) || bt < 16 || bt > MAX_BACKEND_TABLE) problems.push(new ValidationError(`backendTableSize ${JSON.stringify(c.backendTableSize)} must be an integer 16-${MAX_BACKEND_TABLE}`));
+  else {
+    const total = vips.reduce((n, v) => n + v.backends.length, 0);
+    if (total > bt) problems.push(new ValidationError(`backend table full: the config has ${total} backends but backendTableSize is ${bt}; raise backendTableSize`, 409));
+  }
   const xdpMode = c.xdpMode ?? 'auto';
-  if (!['auto', 'native', 'generic'].includes(xdpMode)) throw new ValidationError(`xdpMode "${xdpMode}" must be auto, native or generic`);
+  if (!['auto', 'native', 'generic'].includes(xdpMode)) problems.push(new ValidationError(`xdpMode "${xdpMode}" must be auto, native or generic`));
+  const err = ValidationError.of(problems);
+  if (err) throw err;
   return { interface: c.interface, instance, pinRoot: c.pinRoot ?? DEFAULT_PIN_ROOT, forwarding, tunnelSource, ringSize, conntrackEntries: ct, backendTableSize: bt, xdpMode, health, vips, listen: c.listen };
 }
 
@@ -272,10 +299,14 @@ export function validateConfigFile(file: string, adjust: (c: LbConfig) => LbConf
     return { config, norm: validateConfig(adjust(config)) };
   } catch (e) {
     if (!(e instanceof ValidationError)) throw e;
-    const field = /^"?([A-Za-z]\w*(?:\[\d+\]|\.\w+)*)/.exec(e.message)?.[1];
-    const path = field ? fieldPath(field) : [];
-    const known = path.length > 0 && typeof config === 'object' && config !== null && String(path[0]) in config;
-    throw new ValidationError(`${known ? source().where(path) : file}: ${e.message}`, e.status);
+    const placed = (x: ValidationError) => {
+      const field = /^"?([A-Za-z]\w*(?:\[\d+\]|\.\w+)*)/.exec(x.message)?.[1];
+      // "config.k" (an unknown top-level key) is at k
+      const path = field ? fieldPath(field.replace(/^config\./, '')) : [];
+      const known = path.length > 0 && typeof config === 'object' && config !== null && String(path[0]) in config;
+      return new ValidationError(`${known ? source().where(path) : file}: ${x.message}`, x.status);
+    };
+    throw e.parts.length ? ValidationError.of(e.parts.map(placed))! : placed(e);
   }
 }
 
