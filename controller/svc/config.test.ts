@@ -1,6 +1,6 @@
 // Config validation and ring planning of the socket LB: pure logic, no root.
 import { describe, expect, it } from 'vitest';
-import { validateSvcConfig, normService } from './config.ts';
+import { ValidationError, validateSvcConfig, normService } from './config.ts';
 import { ringOf, type ServiceState } from './controller.ts';
 
 const ok = { cgroup: '/ebpf-lab/clients', services: [{ vip: 'tcp://10.96.0.10:80', backends: ['10.0.0.11:8080', '10.0.0.12:8080'] }] };
@@ -32,6 +32,25 @@ describe('socket LB config', () => {
     [{ ...ok, maxServices: 1 << 20, ringSize: 65537 }, /too large/],
   ])('rejects %j', (c, msg) => {
     expect(() => validateSvcConfig(c as never)).toThrow(msg);
+  });
+
+  it('names every fault at once, on one line (a service by its first)', () => {
+    const bad = { cgroup: '', ringSize: 100, colour: 1, services: [{ vip: 'tcp://10.96.0.10:80', backends: [] }, ok.services[0], { vip: 'tcp://10.96.0.11:80', backends: ['fd00::1', 'x'] }] };
+    let err: unknown;
+    try {
+      validateSvcConfig(bad as never);
+    } catch (e) {
+      err = e;
+    }
+    expect((err as ValidationError).parts.map((p) => p.message)).toEqual([
+      expect.stringMatching(/^unknown key "colour"/),
+      expect.stringMatching(/^"cgroup" must be/),
+      'ringSize 100 must be a prime (Maglev needs one), e.g. 251 or 1021',
+      'services[0] (tcp://10.96.0.10:80): zero backends; a service needs at least one',
+      expect.stringMatching(/^services\[2\]\.backends\[0\]: backend fd00::1 is not IPv4/),
+    ]);
+    expect((err as Error).message).not.toContain('\n');
+    expect((err as ValidationError).status).toBe(400);
   });
 });
 

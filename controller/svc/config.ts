@@ -95,29 +95,47 @@ export function normService(s: ServiceConfig, where: string, allowEmpty = false)
 
 export function validateSvcConfig(c: SvcConfig): NormSvcConfig {
   if (!c || typeof c !== 'object' || Array.isArray(c)) throw new ValidationError('config must be an object');
+  // every fault is named at once (a service by its first), as the XDP LB's config does
+  const problems: ValidationError[] = [];
+  const check = <T>(f: () => T, fallback: T): T => {
+    try {
+      return f();
+    } catch (e) {
+      if (!(e instanceof ValidationError)) throw e;
+      problems.push(e);
+      return fallback;
+    }
+  };
   const known = new Set(['cgroup', 'instance', 'ringSize', 'maxServices', 'maxBackends', 'healthCheck', 'services']);
-  for (const k of Object.keys(c)) if (!known.has(k)) throw new ValidationError(`unknown key "${k}" (known: ${[...known].join(', ')})`);
-  if (typeof c.cgroup !== 'string' || !c.cgroup || c.cgroup.includes('..')) throw new ValidationError(`"cgroup" must be a cgroup2 path such as /ebpf-lab/clients, got ${JSON.stringify(c.cgroup)}`);
+  for (const k of Object.keys(c)) if (!known.has(k)) problems.push(new ValidationError(`unknown key "${k}" (known: ${[...known].join(', ')})`));
+  if (typeof c.cgroup !== 'string' || !c.cgroup || c.cgroup.includes('..')) problems.push(new ValidationError(`"cgroup" must be a cgroup2 path such as /ebpf-lab/clients, got ${JSON.stringify(c.cgroup)}`));
   const instance = c.instance ?? 'default';
-  if (typeof instance !== 'string' || !/^[\w-]{1,40}$/.test(instance)) throw new ValidationError(`malformed instance name ${JSON.stringify(instance)} (letters, digits, _ and -)`);
-  const ringSize = int(c.ringSize, 'ringSize', 7, MAX_RING, DEFAULT_RING);
-  if (!isPrime(ringSize)) throw new ValidationError(`ringSize ${ringSize} must be a prime (Maglev needs one), e.g. 251 or 1021`);
-  const maxServices = int(c.maxServices, 'maxServices', 1, 1 << 20, socket_lb_limits.SVC_DEFAULT_SERVICES);
-  const maxBackends = int(c.maxBackends, 'maxBackends', 1, 1 << 20, socket_lb_limits.SVC_DEFAULT_BACKENDS);
-  if (maxServices * 2 * ringSize > 1 << 28) throw new ValidationError(`maxServices × 2 × ringSize = ${maxServices * 2 * ringSize} ring slots is too large (limit ${1 << 28}); lower ringSize or maxServices`);
+  if (typeof instance !== 'string' || !/^[\w-]{1,40}$/.test(instance)) problems.push(new ValidationError(`malformed instance name ${JSON.stringify(instance)} (letters, digits, _ and -)`));
+  const ringSize = check(() => {
+    const r = int(c.ringSize, 'ringSize', 7, MAX_RING, DEFAULT_RING);
+    if (!isPrime(r)) throw new ValidationError(`ringSize ${r} must be a prime (Maglev needs one), e.g. 251 or 1021`);
+    return r;
+  }, null);
+  const maxServices = check(() => int(c.maxServices, 'maxServices', 1, 1 << 20, socket_lb_limits.SVC_DEFAULT_SERVICES), null);
+  const maxBackends = check(() => int(c.maxBackends, 'maxBackends', 1, 1 << 20, socket_lb_limits.SVC_DEFAULT_BACKENDS), null);
+  if (maxServices !== null && ringSize !== null && maxServices * 2 * ringSize > 1 << 28) problems.push(new ValidationError(`maxServices × 2 × ringSize = ${maxServices * 2 * ringSize} ring slots is too large (limit ${1 << 28}); lower ringSize or maxServices`));
   const health = { ...DEFAULT_HEALTH, ...(c.healthCheck ?? {}) };
-  for (const [k, v] of Object.entries(health)) if (!Number.isInteger(v) || (v as number) <= 0) throw new ValidationError(`healthCheck.${k} must be a positive integer`);
-  if (!Array.isArray(c.services)) throw new ValidationError('"services" must be a list');
-  const services = c.services.map((s, i) => normService(s, `services[${i}]`));
+  for (const [k, v] of Object.entries(health)) if (!Number.isInteger(v) || (v as number) <= 0) problems.push(new ValidationError(`healthCheck.${k} must be a positive integer`));
+  const services: NormService[] = [];
+  if (!Array.isArray(c.services)) problems.push(new ValidationError('"services" must be a list'));
+  else c.services.forEach((s, i) => check(() => void services.push(normService(s, `services[${i}]`)), undefined));
   const ids = new Set<string>();
   for (const s of services) {
-    if (ids.has(s.id)) throw new ValidationError(`duplicate service ${s.id}`, 409);
+    if (ids.has(s.id)) problems.push(new ValidationError(`duplicate service ${s.id}`, 409));
     ids.add(s.id);
   }
-  if (services.length > maxServices) throw new ValidationError(`${services.length} services but maxServices is ${maxServices}; raise maxServices`, 409);
+  if (maxServices !== null && services.length > maxServices) problems.push(new ValidationError(`${services.length} services but maxServices is ${maxServices}; raise maxServices`, 409));
   const distinct = new Set(services.flatMap((s) => s.backends.map(backendKey)));
-  if (distinct.size > maxBackends) throw new ValidationError(`${distinct.size} distinct backends but maxBackends is ${maxBackends}; raise maxBackends`, 409);
-  return { cgroup: c.cgroup, instance, ringSize, maxServices, maxBackends, health, services };
+  if (maxBackends !== null && distinct.size > maxBackends) problems.push(new ValidationError(`${distinct.size} distinct backends but maxBackends is ${maxBackends}; raise maxBackends`, 409));
+  const err = ValidationError.of(problems);
+  if (err) throw err;
+  // (each null above is a problem: none is left here)
+  return { cgroup: c.cgroup, instance, ringSize: ringSize!, maxServices: maxServices!, maxBackends: maxBackends!, health, services };
 }
 
 export function loadSvcConfigFile(file: string): SvcConfig {
