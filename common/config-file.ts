@@ -59,3 +59,35 @@ export class ConfigFile {
 export function fieldPath(s: string): (string | number)[] {
   return [...s.matchAll(/([^.[\]]+)|\[(\d+)\]/g)].map((m) => (m[2] !== undefined ? Number(m[2]) : m[1]!));
 }
+
+/**
+ * A JSON.parse failure of `text` as a position and one line. A .json file is held to JSON (YAML
+ * would also take a trailing comma or a comment); V8 gives an offset for most faults, none for
+ * some, and quotes the text after others. A trailing comma, the usual fault, is named at the comma.
+ */
+export function jsonSyntaxError(text: string, err: unknown): SourcePos & { message: string } {
+  const full = String((err as Error)?.message ?? err);
+  const msg = full.replace(/, (?:\.\.\.)?"[\s\S]*$/, '').split('\n')[0]!;
+  const at = /at position (\d+)/.exec(msg);
+  let offset = at ? Number(at[1]) : -1;
+  // V8's quoted context instead of an offset: up to 10 characters either side of the fault, "..."
+  // where it cut the text (json-parser.cc, kMaxContextCharacters)
+  const ctx = at ? null : /, (\.\.\.)?"([\s\S]*?)"(\.\.\.)? is not valid JSON$/.exec(full);
+  if (ctx && (ctx[1] || ctx[3])) {
+    const start = text.indexOf(ctx[2]!);
+    if (start >= 0) offset = ctx[1] ? start + 10 : ctx[2]!.length - 10;
+  }
+  let message = msg.replace(/ (?:in JSON )?at position \d+/, '');
+  const closer = offset >= 0 ? text[offset] : /^Unexpected token '([\]}])'/.exec(msg)?.[1];
+  if (closer === ']' || closer === '}') {
+    // the comma just before that closer (at the offset), or the first one before any closer
+    const before = offset >= 0 ? /,\s*$/.exec(text.slice(0, offset)) : /,\s*[\]}]/.exec(text);
+    if (before) {
+      offset = before.index;
+      message = `a trailing comma before '${closer}'`;
+    }
+  }
+  const upTo = text.slice(0, Math.max(0, offset));
+  const line = upTo.split('\n').length;
+  return { line, col: offset < 0 ? 1 : upTo.length - upTo.lastIndexOf('\n'), message: `not valid JSON: ${message}` };
+}

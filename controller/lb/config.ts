@@ -1,7 +1,7 @@
 // The LB's desired state as a file (YAML or JSON) and its validation. Validation is pure: it
 // runs before anything touches a map, so bad input changes nothing.
 import fs from 'node:fs';
-import { ConfigFile, fieldPath } from '../../common/config-file.ts';
+import { ConfigFile, fieldPath, jsonSyntaxError } from '../../common/config-file.ts';
 import { ValidationError, addrBytes, familyOf, parseHostPort, parseMac, parsePort, parseVip, vipString, canonical, type VipSpec } from './addr.ts';
 import { isPrime } from './maglev.ts';
 import { xdp_lb_limits } from '../../bpf/gen/xdp_lb.enums.ts';
@@ -280,8 +280,8 @@ function readConfigFile(file: string): { config: LbConfig; source: () => ConfigF
     try {
       return { config: JSON.parse(text) as LbConfig, source: parsed };
     } catch (e) {
-      parsed(); // throws with the position where YAML's parser finds the fault too
-      throw new ValidationError(`${file}: ${(e as Error).message}`);
+      const f = jsonSyntaxError(text, e);
+      throw new ValidationError(`${file}:${f.line}:${f.col}: ${f.message}`);
     }
   }
   const source = parsed();

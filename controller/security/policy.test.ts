@@ -42,6 +42,22 @@ describe('policy schema', () => {
     expect(is).toEqual([{ line: 4, col: 14, field: 'policies[0].mode', message: 'expected "enforce" or "log", got "block"' }]);
   });
 
+  it('a .json file is held to JSON (YAML would take a trailing comma or a comment); YAML is not', () => {
+    const text = '{\n  "policies": [\n    {"name": "a", "select": {"cgroup": "/x"}},\n  ]\n}\n';
+    const got = (file: string) => {
+      try {
+        parsePolicies(text, file, { checkPaths: false });
+      } catch (e) {
+        return (e as PolicyError).issues;
+      }
+      return [];
+    };
+    expect(got('p.json')).toEqual([{ line: 3, col: 46, field: '(syntax)', message: "not valid JSON: a trailing comma before ']'" }]);
+    expect(got('p.yaml')).toEqual([]);
+    const comment = '{\n  # no\n  "policies": []\n}\n';
+    expect(() => parsePolicies(comment, 'q.json', { checkPaths: false })).toThrow(/q\.json:2:3: \(syntax\): not valid JSON: Unexpected token '#'|q\.json:\d+:\d+: \(syntax\): not valid JSON/);
+  });
+
   it('reports every error with line, column, field and what is allowed', () => {
     const is = issues(`policies:
   - name: Bad Name

@@ -23,7 +23,7 @@ import { formatIp, fromMapped16, parseCidr, toMapped16 } from '../../common/ip.t
 import path from 'node:path';
 import { cgroup2Root, cgroupDir } from '../../common/cgroup.ts';
 import { isMap, isScalar, isSeq, type Node as YNode } from 'yaml';
-import { ConfigFile } from '../../common/config-file.ts';
+import { ConfigFile, jsonSyntaxError } from '../../common/config-file.ts';
 import { LabError } from '../../common/errors.ts';
 import { suggest } from '../../common/args.ts';
 
@@ -72,6 +72,13 @@ export function parsePolicies(text: string, file = 'policy', opts: { checkPaths?
   const { source, syntaxErrors } = ConfigFile.parse(text, file);
   const doc = source.doc;
   const issues: PolicyIssue[] = syntaxErrors.map((e) => ({ line: e.line, col: e.col, field: '(syntax)', message: e.message }));
+  if (!issues.length && file.endsWith('.json')) {
+    try {
+      JSON.parse(text);
+    } catch (e) {
+      issues.push({ ...jsonSyntaxError(text, e), field: '(syntax)' });
+    }
+  }
   const at = (node: YNode | null | undefined, field: string, message: string, offset?: number) => {
     const p = source.pos(offset ?? (node?.range ? node.range[0] : 0));
     issues.push({ line: p.line, col: p.col, field, message });

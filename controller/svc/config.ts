@@ -6,6 +6,7 @@ import { createRequire } from 'node:module';
 import { ValidationError, parseVip, vipString, type VipSpec } from '../lb/addr.ts';
 import { DEFAULT_HEALTH, backendKey, normBackend, type BackendConfig, type HealthConfig } from '../lb/config.ts';
 import { isPrime } from '../lb/maglev.ts';
+import { jsonSyntaxError } from '../../common/config-file.ts';
 import { socket_lb_limits } from '../../bpf/gen/socket_lb.enums.ts';
 
 export type Algorithm = 'maglev' | 'random';
@@ -145,8 +146,16 @@ export function loadSvcConfigFile(file: string): SvcConfig {
   } catch (e) {
     throw new ValidationError(`${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
   }
+  if (file.endsWith('.json')) {
+    try {
+      return JSON.parse(text) as SvcConfig;
+    } catch (e) {
+      const f = jsonSyntaxError(text, e);
+      throw new ValidationError(`${file}:${f.line}:${f.col}: ${f.message}`);
+    }
+  }
   try {
-    return (file.endsWith('.json') ? JSON.parse(text) : (createRequire(import.meta.url)('yaml') as typeof import('yaml')).parse(text)) as SvcConfig;
+    return (createRequire(import.meta.url)('yaml') as typeof import('yaml')).parse(text) as SvcConfig;
   } catch (e) {
     throw new ValidationError(`${file}: ${(e as Error).message.split('\n')[0]}`);
   }

@@ -1,0 +1,35 @@
+// JSON syntax errors as file positions (pure).
+import { describe, expect, it } from 'vitest';
+import { jsonSyntaxError } from './config-file.ts';
+
+const fault = (text: string) => {
+  try {
+    JSON.parse(text);
+  } catch (e) {
+    return jsonSyntaxError(text, e);
+  }
+  throw new Error(`valid JSON: ${text}`);
+};
+
+describe('jsonSyntaxError', () => {
+  it('names a trailing comma at the comma, in an object or a list, whatever V8 says', () => {
+    expect(fault('{\n  "a": 1,\n}\n')).toEqual({ line: 2, col: 9, message: "not valid JSON: a trailing comma before '}'" });
+    expect(fault('{\n  "a": [1,\n  ]\n}')).toEqual({ line: 2, col: 10, message: "not valid JSON: a trailing comma before ']'" });
+  });
+
+  it('other faults at V8\'s offset, on one line, without the quoted text', () => {
+    expect(fault('{"a": 1} x')).toEqual({ line: 1, col: 10, message: 'not valid JSON: Unexpected non-whitespace character after JSON' });
+    expect(fault('{\n  "a": 1\n  "b": 2\n}')).toEqual({ line: 3, col: 3, message: "not valid JSON: Expected ',' or '}' after property value" });
+    const noPos = fault('{\n  # comment\n  "a": 1\n}');
+    expect(noPos.message).toMatch(/^not valid JSON: [^\n]*$/);
+    expect(noPos.message).not.toContain('comment');
+  });
+});
+
+describe('jsonSyntaxError where V8 quotes context instead of an offset', () => {
+  it('places the fault from the quoted context', () => {
+    expect(fault('{\n  "interface": "lb0",\n  "vips": [,]\n}\n')).toEqual({ line: 3, col: 12, message: "not valid JSON: Unexpected token ','" });
+    expect(fault('[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, ]')).toEqual({ line: 1, col: 47, message: "not valid JSON: a trailing comma before ']'" });
+    expect(fault('{"a": [1, 2,]}')).toEqual({ line: 1, col: 12, message: "not valid JSON: a trailing comma before ']'" });
+  });
+});
