@@ -18,6 +18,19 @@ export class ValidationError extends Error {
     this.name = 'ValidationError';
   }
 
+  /** `check(f, fallback)`: f's result, or, where f throws a ValidationError, that error added to `problems` and `fallback` */
+  static collector(problems: ValidationError[]): <T>(f: () => T, fallback: T) => T {
+    return (f, fallback) => {
+      try {
+        return f();
+      } catch (e) {
+        if (!(e instanceof ValidationError)) throw e;
+        problems.push(e);
+        return fallback;
+      }
+    };
+  }
+
   /** one error for all `problems` (one line, each named; 409 only when every one is a conflict), or none */
   static of(problems: ValidationError[]): ValidationError | null {
     if (problems.length <= 1) return problems[0] ?? null;

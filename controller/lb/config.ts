@@ -186,15 +186,7 @@ export function validateConfig(c: LbConfig): NormConfig {
   if (!c || typeof c !== 'object' || Array.isArray(c)) throw new ValidationError('config must be an object');
   // every fault is named at once (a VIP by its first): a user fixing a file learns them in one go
   const problems: ValidationError[] = [];
-  const check = <T>(f: () => T, fallback: T): T => {
-    try {
-      return f();
-    } catch (e) {
-      if (!(e instanceof ValidationError)) throw e;
-      problems.push(e);
-      return fallback;
-    }
-  };
+  const check = ValidationError.collector(problems);
   const keys = ['interface', 'instance', 'pinRoot', 'forwarding', 'tunnelSource', 'ringSize', 'conntrackEntries', 'backendTableSize', 'xdpMode', 'healthCheck', 'vips', 'listen'];
   for (const k of Object.keys(c)) if (!keys.includes(k)) problems.push(new ValidationError(`config.${k}: unknown key (allowed: ${keys.join(', ')})`));
   let health = DEFAULT_HEALTH;

@@ -98,15 +98,7 @@ export function validateSvcConfig(c: SvcConfig): NormSvcConfig {
   if (!c || typeof c !== 'object' || Array.isArray(c)) throw new ValidationError('config must be an object');
   // every fault is named at once (a service by its first), as the XDP LB's config does
   const problems: ValidationError[] = [];
-  const check = <T>(f: () => T, fallback: T): T => {
-    try {
-      return f();
-    } catch (e) {
-      if (!(e instanceof ValidationError)) throw e;
-      problems.push(e);
-      return fallback;
-    }
-  };
+  const check = ValidationError.collector(problems);
   const known = new Set(['cgroup', 'instance', 'ringSize', 'maxServices', 'maxBackends', 'healthCheck', 'services']);
   for (const k of Object.keys(c)) if (!known.has(k)) problems.push(new ValidationError(`unknown key "${k}" (known: ${[...known].join(', ')})`));
   if (typeof c.cgroup !== 'string' || !c.cgroup || c.cgroup.includes('..')) problems.push(new ValidationError(`"cgroup" must be a cgroup2 path such as /ebpf-lab/clients, got ${JSON.stringify(c.cgroup)}`));
