@@ -199,17 +199,11 @@ export function validateConfig(c: LbConfig): NormConfig {
       return h;
     }, DEFAULT_HEALTH);
   }
-  check(() => {
-    if (typeof c.interface !== 'string' || !/^[\w.-]{1,15}$/.test(c.interface)) throw new ValidationError(`"interface" must be an interface name, got ${JSON.stringify(c.interface)}`);
-  }, undefined);
+  if (typeof c.interface !== 'string' || !/^[\w.-]{1,15}$/.test(c.interface)) problems.push(new ValidationError(`"interface" must be an interface name, got ${JSON.stringify(c.interface)}`));
   const instance = c.instance ?? 'default';
-  check(() => {
-    if (!/^[\w-]{1,40}$/.test(instance)) throw new ValidationError(`malformed instance name "${instance}"`);
-  }, undefined);
+  if (!/^[\w-]{1,40}$/.test(instance)) problems.push(new ValidationError(`malformed instance name "${instance}"`));
   const ringSize = c.ringSize ?? xdp_lb_limits.LB_DEFAULT_RING;
-  check(() => {
-    if (!isPrime(ringSize) || ringSize < 7 || ringSize > 1_000_003) throw new ValidationError(`ringSize ${ringSize} must be a prime between 7 and 1000003`);
-  }, undefined);
+  if (!isPrime(ringSize) || ringSize < 7 || ringSize > 1_000_003) problems.push(new ValidationError(`ringSize ${ringSize} must be a prime between 7 and 1000003`));
   const forwarding = check(() => checkForwarding(c.forwarding ?? 'dsr', 'config'), 'dsr' as Forwarding);
   const tunnelSource = check(() => normTunnelSource(c.tunnelSource), {});
   const vips: NormVip[] = [];
