@@ -1,6 +1,6 @@
 // JSON syntax errors as file positions (pure).
 import { describe, expect, it } from 'vitest';
-import { jsonSyntaxError } from './config-file.ts';
+import { jsonSyntaxError, parseJson } from './config-file.ts';
 
 const fault = (text: string) => {
   try {
@@ -31,5 +31,13 @@ describe('jsonSyntaxError where V8 quotes context instead of an offset', () => {
     expect(fault('{\n  "interface": "lb0",\n  "vips": [,]\n}\n')).toEqual({ line: 3, col: 12, message: "not valid JSON: Unexpected token ','" });
     expect(fault('[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, ]')).toEqual({ line: 1, col: 47, message: "not valid JSON: a trailing comma before ']'" });
     expect(fault('{"a": [1, 2,]}')).toEqual({ line: 1, col: 12, message: "not valid JSON: a trailing comma before ']'" });
+  });
+});
+
+describe('parseJson', () => {
+  it('returns the value, or throws the caller\'s error naming file:line:col', () => {
+    expect(parseJson('{"a": [1]}', 'f.json', (m) => new Error(m))).toEqual({ a: [1] });
+    class Mine extends Error {}
+    expect(() => parseJson('{\n  "a": 1,\n}', 'f.json', (m) => new Mine(m))).toThrow(new Mine("f.json:2:9: not valid JSON: a trailing comma before '}'"));
   });
 });

@@ -91,3 +91,13 @@ export function jsonSyntaxError(text: string, err: unknown): SourcePos & { messa
   const line = upTo.split('\n').length;
   return { line, col: offset < 0 ? 1 : upTo.length - upTo.lastIndexOf('\n'), message: `not valid JSON: ${message}` };
 }
+
+/** `text` of a .json `file` parsed; a syntax error is thrown as `fail("file:line:col: not valid JSON: …")` */
+export function parseJson<T>(text: string, file: string, fail: (message: string) => Error): T {
+  try {
+    return JSON.parse(text) as T;
+  } catch (e) {
+    const f = jsonSyntaxError(text, e);
+    throw fail(`${file}:${f.line}:${f.col}: ${f.message}`);
+  }
+}

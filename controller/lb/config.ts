@@ -1,7 +1,7 @@
 // The LB's desired state as a file (YAML or JSON) and its validation. Validation is pure: it
 // runs before anything touches a map, so bad input changes nothing.
 import fs from 'node:fs';
-import { ConfigFile, fieldPath, jsonSyntaxError } from '../../common/config-file.ts';
+import { ConfigFile, fieldPath, parseJson } from '../../common/config-file.ts';
 import { ValidationError, addrBytes, familyOf, parseHostPort, parseMac, parsePort, parseVip, vipString, canonical, type VipSpec } from './addr.ts';
 import { isPrime } from './maglev.ts';
 import { xdp_lb_limits } from '../../bpf/gen/xdp_lb.enums.ts';
@@ -263,12 +263,7 @@ function readConfigFile(file: string): { config: LbConfig; source: () => ConfigF
     return source;
   };
   if (file.endsWith('.json')) {
-    try {
-      return { config: JSON.parse(text) as LbConfig, source: parsed };
-    } catch (e) {
-      const f = jsonSyntaxError(text, e);
-      throw new ValidationError(`${file}:${f.line}:${f.col}: ${f.message}`);
-    }
+    return { config: parseJson<LbConfig>(text, file, (m) => new ValidationError(m)), source: parsed };
   }
   const source = parsed();
   return { config: source.value as LbConfig, source: () => source };

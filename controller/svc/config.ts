@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import { ValidationError, parseVip, vipString, type VipSpec } from '../lb/addr.ts';
 import { DEFAULT_HEALTH, backendKey, normBackend, type BackendConfig, type HealthConfig } from '../lb/config.ts';
 import { isPrime } from '../lb/maglev.ts';
-import { jsonSyntaxError } from '../../common/config-file.ts';
+import { parseJson } from '../../common/config-file.ts';
 import { socket_lb_limits } from '../../bpf/gen/socket_lb.enums.ts';
 
 export type Algorithm = 'maglev' | 'random';
@@ -138,14 +138,7 @@ export function loadSvcConfigFile(file: string): SvcConfig {
   } catch (e) {
     throw new ValidationError(`${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
   }
-  if (file.endsWith('.json')) {
-    try {
-      return JSON.parse(text) as SvcConfig;
-    } catch (e) {
-      const f = jsonSyntaxError(text, e);
-      throw new ValidationError(`${file}:${f.line}:${f.col}: ${f.message}`);
-    }
-  }
+  if (file.endsWith('.json')) return parseJson<SvcConfig>(text, file, (m) => new ValidationError(m));
   try {
     return (createRequire(import.meta.url)('yaml') as typeof import('yaml')).parse(text) as SvcConfig;
   } catch (e) {

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { cgroupId as dirCgroupId } from '../../common/cgroup.ts';
-import { jsonSyntaxError } from '../../common/config-file.ts';
+import { parseJson } from '../../common/config-file.ts';
 import { LabError } from '../../common/errors.ts';
 import { parseCidr as parseIpCidr, parseIp, toLeading16, type Family } from '../../common/ip.ts';
 import { tc_shape_dir, tc_shape_limits, tc_shape_rule_action } from '../../bpf/gen/tc_shape.enums.ts';
@@ -322,14 +322,7 @@ export function loadConfigFile(file: string): unknown {
   } catch (e) {
     throw new LabError(`cannot read tc config ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'give the path of a YAML or JSON file');
   }
-  if (file.endsWith('.json')) {
-    try {
-      return JSON.parse(text);
-    } catch (e) {
-      const f = jsonSyntaxError(text, e);
-      throw new LabError(`${file}:${f.line}:${f.col}: ${f.message}`, 'fix the JSON syntax; nothing was changed');
-    }
-  }
+  if (file.endsWith('.json')) return parseJson(text, file, (m) => new LabError(m, 'fix the JSON syntax; nothing was changed'));
   try {
     return (createRequire(import.meta.url)('yaml') as typeof import('yaml')).parse(text);
   } catch (e) {
