@@ -18,8 +18,8 @@ export const PACKAGES: Record<string, string[]> = {
   // udev: vng's guest init finds its command's stdin/stdout/exit-status ports under
   // /dev/virtio-ports, which only udevd (run from the host's tree in the guest) creates
   vng: ['python3-venv', 'qemu-system-x86', 'busybox-static', 'udev'],
-  // load balancer benchmark peers and load generators
-  lb: ['haproxy', 'nginx', 'libnginx-mod-stream', 'wrk', 'iperf3', 'ethtool', 'curl'],
+  // load balancer benchmark peers and load generators (+ perf for `bench xdp-lb --profile`)
+  lb: ['haproxy', 'nginx', 'libnginx-mod-stream', 'wrk', 'iperf3', 'ethtool', 'curl', 'linux-perf'],
   // runtime security positive controls and attack interpreters
   security: ['postgresql', 'postgresql-client', 'python3', 'perl'],
   // the published site's browser tests: headless Chromium driven over CDP by puppeteer-core

@@ -53,6 +53,16 @@ describeRoot('xdp-lb end to end (netns, real sockets)', () => {
     expect(m).toMatch(/xdp_lb_backend_packets_total\{vip="tcp:\/\/10\.99\.100\.1:80",backend="10\.99\.0\.11:80"\} [1-9]/);
   }, 60_000);
 
+  it('paces load at a fixed rate through the VIP (the bench\'s paced runs), far below what the path can answer', async () => {
+    // 10 connections, 10 ms between a response and the next request: ~1,000 requests/s
+    const paced = await runWrk(t, { url: `http://${VIP4}/`, connections: 10, durationS: 2, delayMs: 10 });
+    expect(totalErrors(paced)).toBe(0);
+    expect(paced.rps).toBeGreaterThan(500);
+    expect(paced.rps).toBeLessThanOrEqual(1050);
+    const flat = await runWrk(t, { url: `http://${VIP4}/`, connections: 10, durationS: 2 });
+    expect(flat.rps).toBeGreaterThan(paced.rps * 2);
+  }, 60_000);
+
   it('rejects bad input with a clear error and changes nothing', async () => {
     const before = JSON.stringify(await d.api.state());
     const expectErr = async (p: Promise<unknown>, status: number, msg: RegExp) => {

@@ -7,10 +7,12 @@
 // Order matters for fairness: the proxies run before any XDP program is attached to the LB's
 // veths (an XDP program changes the veth's receive path for every packet).
 import os from 'node:os';
+import path from 'node:path';
 import { execa } from 'execa';
 import { enableStats } from '../../controller/libbpf/index.ts';
 import { LbApiError } from '../../controller/lb/client.ts';
 import { sweepStale } from '../../lab/netns.ts';
+import { findOnPath } from '../../common/host.ts';
 import { numberOption, scaledTimeout, timeScale } from '../../lab/scenario.ts';
 import type { Block, Scenario, ScenarioContext } from '../../lab/scenario.ts';
 import { cpuTimes, curlMany, processCpuNs, rssBytes, runWrk, totalErrors, type WrkResult } from './load.ts';
@@ -22,6 +24,7 @@ import {
 import { controlPlaneScaling } from './scaling.ts';
 import { forwardingRates, setBackendPorts } from './pps.ts';
 import { nicForwardingRates } from './nic.ts';
+import { addedBy, areaOf, busyNsPerRequest, kernelFunction, processOf, recordSystemWide, requirePerf, type Profile } from './profile.ts';
 import { goalByRounds, headlineFromRounds, perRoundRatios, spreadOf } from '../../lab/rounds.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -37,6 +40,8 @@ const XDP_DEVMAP = 'XDP LB devmap';
 interface Row {
   config: string;
   conn: 'keep-alive' | 'new connection';
+  /** saturated: wrk as fast as the path answers; paced: every configuration at the same request rate */
+  load?: 'saturated' | 'paced';
   rps: number;
   requests: number;
   errors: number;
@@ -54,18 +59,18 @@ interface Row {
   round?: number;
 }
 
-async function measure(ctx: ScenarioContext, t: LbTopology, config: string, url: string, close: boolean, o: { durationS: number; connections: number }, lbCpu: () => Promise<number | null>, mem: () => Promise<number | null>): Promise<Row> {
+async function measure(ctx: ScenarioContext, t: LbTopology, config: string, url: string, close: boolean, o: { durationS: number; connections: number; delayMs?: number }, lbCpu: () => Promise<number | null>, mem: () => Promise<number | null>): Promise<Row> {
   const conn = close ? 'new connection' : 'keep-alive';
-  ctx.progress.info(`${config}, ${conn}: wrk -c${o.connections} ${o.durationS}s`);
+  ctx.progress.info(`${config}, ${conn}${o.delayMs ? `, paced at ~${Math.round((o.connections * 1000) / o.delayMs)} requests/s` : ''}: wrk -c${o.connections} ${o.durationS}s${o.delayMs ? ` (${o.delayMs} ms between a response and the next request)` : ''}`);
   const c0 = cpuTimes();
   const l0 = await lbCpu();
-  const r: WrkResult = await runWrk(t, { url, connections: o.connections, durationS: o.durationS, close, signal: ctx.signal });
+  const r: WrkResult = await runWrk(t, { url, connections: o.connections, durationS: o.durationS, close, delayMs: o.delayMs, signal: ctx.signal });
   const l1 = await lbCpu();
   const c1 = cpuTimes();
   const m = await mem();
   const n = Math.max(r.requests, 1);
   return {
-    config, conn: conn as Row['conn'], rps: r.rps, requests: r.requests, errors: totalErrors(r),
+    config, conn: conn as Row['conn'], load: o.delayMs ? 'paced' : 'saturated', rps: r.rps, requests: r.requests, errors: totalErrors(r),
     p50Us: r.latencyUs.p50, p99Us: r.latencyUs.p99, p999Us: r.latencyUs.p999,
     lbCpuNsPerReq: l0 === null || l1 === null ? null : (l1 - l0) / n,
     softirqNsPerReq: (c1.softirqNs - c0.softirqNs) / n,
@@ -185,6 +190,105 @@ async function ipipCheck(ctx: ScenarioContext, t: LbTopology, d: Daemon): Promis
   }
 }
 
+const PROFILE_HZ = 999;
+
+/**
+ * Paced runs (bench): each connection waits this long after a response before its next request,
+ * and the connection count sets the rate (--paced-rps, --paced-rps-close). At saturation wrk is
+ * closed-loop and busy time per request approaches cores ÷ RPS, so the saturated figure also
+ * carries throughput; at one fixed rate, well below every configuration's maximum, the figure is
+ * the CPU a configuration adds per request at that load, which is what capacity is planned on.
+ * The two answer different questions and both are reported. Measured (--profile): at saturation
+ * most of the XDP LB's added CPU showed in the scheduler (finish_task_switch,
+ * _raw_spin_unlock_irqrestore); at the paced rate it is larger and spread over the client's and
+ * the backend's kernel time (reports/20261202-092808-xdp-lb-host).
+ */
+const PACE_DELAY_MS: Record<'keep-alive' | 'new connection', number> = { 'keep-alive': 2, 'new connection': 10 };
+
+/** a paced run's wrk settings: the delay of its connection kind, connections = rate × delay */
+function pacedLoad(ctx: ScenarioContext, durationS: number, conn: Row['conn']): { durationS: number; connections: number; delayMs: number } {
+  const delayMs = PACE_DELAY_MS[conn];
+  const rate = numberOption(ctx, conn === 'keep-alive' ? 'paced-rps' : 'paced-rps-close', conn === 'keep-alive' ? 20_000 : 4_000);
+  return { durationS, delayMs, connections: Math.max(1, Math.round((rate * delayMs) / 1000)) };
+}
+
+/**
+ * Profiled keep-alive runs of the XDP LB (attached now), then of the direct path and HAProxy with
+ * the LB stopped and detached, each saturated and paced; then the LB is started again for what
+ * follows. Reported as the XDP LB's and HAProxy's added ns per request over the direct path at the
+ * same load, by area and by function.
+ */
+async function profileConfigs(ctx: ScenarioContext, t: LbTopology, d: Daemon, loads: { saturated: { durationS: number; connections: number }; paced: { durationS: number; connections: number; delayMs: number } }, instance: string): Promise<Daemon> {
+  requirePerf();
+  type Load = keyof typeof loads;
+  const profiles: (Profile & { load: Load })[] = [];
+  const one = async (config: string, url: string) => {
+    for (const load of ['saturated', 'paced'] as const) {
+      const o = loads[load];
+      ctx.progress.info(`profile: ${config}, keep-alive, ${load}: perf record -a -F ${PROFILE_HZ} (cpu-clock) around wrk -c${o.connections} ${o.durationS}s`);
+      const c0 = cpuTimes();
+      const file = path.join(ctx.outDir, `perf-${config.replace(/[^A-Za-z]+/g, '-').replace(/-$/, '').toLowerCase()}-${load}.data`);
+      const { result, samples } = await recordSystemWide(file, PROFILE_HZ, () => runWrk(t, { url, ...o, signal: ctx.signal }), { signal: ctx.signal, keep: true });
+      const c1 = cpuTimes();
+      profiles.push({ config, load, requests: result.requests, hz: PROFILE_HZ, busyNsPerReq: (c1.busyNs - c0.busyNs) / Math.max(result.requests, 1), samples });
+    }
+  };
+  ctx.progress.step('profile: where the added CPU per request sits (perf, system-wide)');
+  await one('XDP LB', `http://${VIP4}/`);
+  await d.stop(true);
+  t.detachPeer();
+  await one('direct (no LB)', `http://${backend4(0)}/`);
+  const h = await startHaproxy(t);
+  try {
+    await one(h.name, `http://${LB4}:${HAPROXY_PORT}/`);
+  } finally {
+    await h.stop();
+  }
+  t.attachPeer();
+  const d2 = await startDaemon(t, lbConfig(t, instance));
+
+  const get = (config: string, load: Load) => profiles.find((p) => p.config === config && p.load === load)!;
+  const n0 = (x: number) => Math.round(x);
+  const out: Record<string, unknown> = { hz: PROFILE_HZ, event: 'cpu-clock' };
+  const areaCols: Map<string, number>[] = [];
+  const procCols: Map<string, number>[] = [];
+  const headline: string[] = [];
+  for (const load of ['saturated', 'paced'] as const) {
+    const base = get('direct (no LB)', load), xdp = get('XDP LB', load), prox = get(h.name, load);
+    const addedXdp = busyNsPerRequest(xdp) - busyNsPerRequest(base);
+    const addedProxy = busyNsPerRequest(prox) - busyNsPerRequest(base);
+    headline.push(`${load}: XDP LB ${n0(addedXdp)} ns, HAProxy ${n0(addedProxy)} ns (ratio ${addedXdp > 0 ? (addedProxy / addedXdp).toFixed(1) : 'n/a'})`);
+    areaCols.push(new Map(addedBy(base, xdp, areaOf).map((r) => [r.key, r.addedNsPerReq])), new Map(addedBy(base, prox, areaOf).map((r) => [r.key, r.addedNsPerReq])));
+    out[load] = {
+      totals: [base, xdp, prox].map((p) => ({ config: p.config, requests: p.requests, samples: p.samples.reduce((a, s) => a + s.samples, 0), perfBusyNsPerReq: busyNsPerRequest(p), procStatBusyNsPerReq: p.busyNsPerReq })),
+      byArea: addedBy(base, xdp, areaOf), byAreaHaproxy: addedBy(base, prox, areaOf),
+      byFunction: addedBy(base, xdp, kernelFunction).slice(0, 60), byFunctionHaproxy: addedBy(base, prox, kernelFunction).slice(0, 60),
+      byProcess: addedBy(base, xdp, processOf), byProcessHaproxy: addedBy(base, prox, processOf),
+    };
+    procCols.push(new Map(addedBy(base, xdp, processOf).map((r) => [r.key, r.addedNsPerReq])), new Map(addedBy(base, prox, processOf).map((r) => [r.key, r.addedNsPerReq])));
+  }
+  ctx.metric('profile', out);
+  const areas = [...new Set(areaCols.flatMap((m) => [...m.keys()]))].sort((a, b) => (areaCols[2]!.get(b) ?? 0) - (areaCols[2]!.get(a) ?? 0));
+  const fnTable = (load: Load) => {
+    const rows = addedBy(get('direct (no LB)', load), get('XDP LB', load), kernelFunction);
+    const top = [...rows.slice(0, 12), ...rows.slice(-4).filter((r) => r.addedNsPerReq < 0)];
+    return { kind: 'table' as const, caption: `XDP LB, ${load}: the functions that add the most (and the most negative) ns per request over the direct path`, columns: ['function', 'area', 'direct ns/req', 'XDP LB ns/req', 'added'],
+      rows: top.map((r) => [r.key, r.key.endsWith('(user space)') ? 'user space' : areaOf({ comm: '', dso: '[kernel.kallsyms]', kernel: true, sym: r.key, samples: 0 }), n0(r.baseNsPerReq), n0(r.nsPerReq), n0(r.addedNsPerReq)]) };
+  };
+  ctx.section('Where the added CPU sits (perf profile)',
+    { kind: 'text', text: `Keep-alive runs of the direct path, HAProxy and the XDP LB, saturated (wrk -c${loads.saturated.connections}) and paced (wrk -c${loads.paced.connections}, ${loads.paced.delayMs} ms between a response and the next request), ${loads.saturated.durationS} s each, recorded on every CPU with perf (cpu-clock, ${PROFILE_HZ} Hz, the function the CPU was in; no call chains). A sample is worth ${(1e6 / PROFILE_HZ).toFixed(0)} µs of CPU; samples per request are compared with the direct path's at the same load, function by function. The idle loop is left out; softirq work done on an idle CPU is not. Work that runs with interrupts off is charged where they are enabled again (finish_task_switch, _raw_spin_unlock_irqrestore: mostly the scheduler's context switches). These runs are extra (not the rounds above) and have BPF stats off. Added per request by this profile — ${headline.join('; ')}.` },
+    { kind: 'table', caption: 'added ns per request over the direct path at the same load, by area', columns: ['area', 'XDP LB, saturated', 'HAProxy, saturated', 'XDP LB, paced', 'HAProxy, paced'],
+      rows: areas.map((k) => [k, ...areaCols.map((m) => n0(m.get(k) ?? 0))]) },
+    { kind: 'table', caption: 'added ns per request over the direct path at the same load, by process (its kernel and user time; swapper is softirq work done on an idle CPU; ≥ 20 ns somewhere)', columns: ['process', 'XDP LB, saturated', 'HAProxy, saturated', 'XDP LB, paced', 'HAProxy, paced'],
+      rows: [...new Set(procCols.flatMap((m) => [...m.keys()]))].filter((k) => procCols.some((m) => Math.abs(m.get(k) ?? 0) >= 20)).sort((a, b) => (procCols[2]!.get(b) ?? 0) - (procCols[2]!.get(a) ?? 0)).map((k) => [k, ...procCols.map((m) => n0(m.get(k) ?? 0))]) },
+    fnTable('saturated'),
+    fnTable('paced'),
+    { kind: 'table', caption: 'cross-check: busy ns per request by perf (idle left out) against /proc/stat over the same run', columns: ['configuration', 'load', 'requests', 'samples', 'perf busy ns/req', '/proc/stat busy ns/req'],
+      rows: profiles.map((p) => [p.config, p.load, p.requests, p.samples.reduce((a, s) => a + s.samples, 0), n0(busyNsPerRequest(p)), n0(p.busyNsPerReq)]) },
+  );
+  return d2;
+}
+
 const scenario: Scenario = {
   name: 'xdp-lb',
   description: 'XDP L4 load balancer (Maglev, conntrack, L2 DSR and IPIP/IP6IP6) vs HAProxy and nginx stream on one netns topology',
@@ -198,7 +302,16 @@ const scenario: Scenario = {
     'pps-frames': { type: 'int', min: 1000, valueName: 'N', description: 'frames per UDP pps measurement (default 1000000; bench 5000000)' },
     repeat: { type: 'int', min: 1, valueName: 'N', description: 'bench: interleaved rounds of direct / HAProxy / nginx / XDP LB and of the pps pair (default 3)' },
     napi: { type: 'string', choices: ['softirq', 'threaded'], description: 'bench, pps section: veth receives in softirq (default) or in NAPI kernel threads on both cores' },
-    only: { type: 'string', choices: ['scaling', 'pps'], description: 'bench: run only this part (scaling: control-plane apply time and memory for 10/1,000/10,000 backends; pps: UDP forwarding rates against the ceilings, XDP_TX and devmap paths)' },
+    'paced-rps': { type: 'int', min: 100, valueName: 'N', description: 'bench: the fixed rate of the paced keep-alive runs, requests/s (default 20000; 2 ms between a response and the next request, N/500 connections)' },
+    'paced-rps-close': { type: 'int', min: 100, valueName: 'N', description: 'bench: the fixed rate of the paced new-connection runs, requests/s (default 4000; 10 ms between requests, N/100 connections)' },
+    profile: { type: 'boolean', description: 'also record one keep-alive load run each of the direct path, HAProxy and the XDP LB system-wide with perf (cpu-clock) and break the added CPU per request down by kernel function and area (needs perf: linux-perf)' },
+    only: { type: 'string', choices: ['scaling', 'pps', 'profile'], description: 'bench: run only this part (scaling: control-plane apply time and memory for 10/1,000/10,000 backends; pps: UDP forwarding rates against the ceilings, XDP_TX and devmap paths; profile: the --profile section alone)' },
+  },
+  validate(o) {
+    if (o.profile !== true && o.only !== 'profile') return undefined;
+    if (o.only !== undefined && o.only !== 'profile') return { message: `--profile records the load runs, which --only ${String(o.only)} leaves out`, fix: 'drop --only, or drop --profile' };
+    if (!findOnPath('perf')) return { message: '--profile needs perf, which is not installed', fix: 'apt-get install linux-perf (or `pnpm lab setup`)' };
+    return undefined;
   },
   async run(ctx) {
     const bench = ctx.mode === 'bench';
@@ -217,6 +330,18 @@ const scenario: Scenario = {
       const t = await buildTopology({ prefix: 'xlb', backends: 0, peerXdp: false, log: (s) => ctx.progress.info(s) });
       ctx.defer('remove namespaces, veths, helper programs', () => t.dispose());
       await controlPlaneScaling(ctx, t);
+      return;
+    }
+
+    // `pnpm lab bench xdp-lb --only profile`: the perf profile section alone (~1.5 min)
+    if (ctx.options.only === 'profile') {
+      swept0(await sweepStale('xlb'), sweepStalePins('xlb'), ctx);
+      const t = await buildTopology({ prefix: 'xlb', backends: n, peerXdp: true, log: (s) => ctx.progress.info(s) });
+      ctx.defer('remove namespaces, veths, helper programs', () => t.dispose());
+      await startNginxBackends(t);
+      let d = await startDaemon(t, lbConfig(t, instance));
+      ctx.defer('stop LB daemon (detach, unpin)', () => d.stop(true));
+      d = await profileConfigs(ctx, t, d, { saturated: load, paced: pacedLoad(ctx, load.durationS, 'keep-alive') }, instance);
       return;
     }
 
@@ -259,6 +384,12 @@ const scenario: Scenario = {
     // peer's xdp_sink) is detached between rounds, so every proxy run sees veths without XDP.
     const rows: Row[] = [];
     const none = async () => null;
+    // bench: after a configuration's saturated runs, the same at a fixed request rate (pacedLoad)
+    const measureAll = async (config: string, url: string, lbCpu: () => Promise<number | null>, mem: () => Promise<number | null>, round: number) => {
+      for (const close of [false, true]) rows.push({ ...(await measure(ctx, t, config, url, close, load, lbCpu, mem)), round });
+      if (!bench) return;
+      for (const close of [false, true]) rows.push({ ...(await measure(ctx, t, config, url, close, pacedLoad(ctx, load.durationS, close ? 'new connection' : 'keep-alive'), lbCpu, mem)), round });
+    };
     const stats = enableStats(); // run_time_ns accounting, system-wide while open
     ctx.defer('BPF stats off', () => stats.close());
     let d: Daemon | undefined;
@@ -268,13 +399,13 @@ const scenario: Scenario = {
       if (ctx.signal.aborted) break;
       const tag = repeat > 1 ? `round ${round + 1}/${repeat}: ` : '';
       ctx.progress.step(`${tag}reference: client → one backend directly (no LB)`);
-      for (const close of [false, true]) rows.push({ ...(await measure(ctx, t, 'direct (no LB)', `http://${backend4(0)}/`, close, load, none, none)), round });
+      await measureAll('direct (no LB)', `http://${backend4(0)}/`, none, none, round);
       for (const [start, port] of [[startHaproxy, HAPROXY_PORT], [startNginxStream, NGINX_PORT]] as const) {
         const p = await start(t);
         ctx.progress.step(`${tag}${p.name} in the LB namespace`);
         const cpu = async () => processCpuNs(p.pids());
         const mem = async () => rssBytes(p.pids());
-        for (const close of [false, true]) rows.push({ ...(await measure(ctx, t, p.name, `http://${LB4}:${port}/`, close, load, cpu, mem)), round });
+        await measureAll(p.name, `http://${LB4}:${port}/`, cpu, mem, round);
         await p.stop();
       }
       ctx.progress.step(`${tag}XDP load balancer`);
@@ -295,7 +426,7 @@ const scenario: Scenario = {
       const bpfNs = async () => Number((await dd.api.stats()).prog.runTimeNs);
       const xdpMem = async () => (await dd.api.stats()).mapMemoryBytes;
       ctx.progress.step(`${tag}XDP load balancer under load`);
-      for (const close of [false, true]) rows.push({ ...(await measure(ctx, t, 'XDP LB', `http://${VIP4}/`, close, load, bpfNs, xdpMem)), round });
+      await measureAll('XDP LB', `http://${VIP4}/`, bpfNs, xdpMem, round);
       // the devmap path: the same LB redirecting into each backend's own port (its bridge port),
       // no second receive at the LB's bridge port and no bridge; the backends' eth0 run xdp_sink
       // (pass) for it, which this configuration alone pays
@@ -303,7 +434,7 @@ const scenario: Scenario = {
       t.attachBackendSinks();
       try {
         await setBackendPorts(t, d, true);
-        for (const close of [false, true]) rows.push({ ...(await measure(ctx, t, XDP_DEVMAP, `http://${VIP4}/`, close, load, bpfNs, xdpMem)), round });
+        await measureAll(XDP_DEVMAP, `http://${VIP4}/`, bpfNs, xdpMem, round);
         await setBackendPorts(t, d, false);
       } finally {
         t.detachBackendSinks();
@@ -318,12 +449,15 @@ const scenario: Scenario = {
 
     // UDP pps (pps.ts): BPF stats are off here, they cost two clock reads per program run
     stats.close();
+    // --profile: where the added CPU sits, by kernel function (profile.ts); BPF stats off, as the
+    // clock reads would show up as XDP cost. The XDP LB is profiled first, while attached.
+    if (ctx.options.profile === true) d = await profileConfigs(ctx, t, d, { saturated: load, paced: pacedLoad(ctx, load.durationS, 'keep-alive') }, instance);
     const pps = await forwardingRates(ctx, t, d, { frames: ppsRepeat, rounds: ppsReps, threadedNapi: ctx.options.napi === 'threaded' });
     const nic = await nicForwardingRates(ctx, t, { frames: nicFrames, rounds: ppsReps });
 
     // ---- results ----
     const nRounds = Math.max(...rows.map((r) => r.round ?? 0)) + 1;
-    const perRound = (config: string, conn: Row['conn']) => Array.from({ length: nRounds }, (_, i) => rows.find((r) => r.config === config && r.conn === conn && r.round === i)).filter((r): r is Row => !!r);
+    const perRound = (config: string, conn: Row['conn'], load: Row['load'] = 'saturated') => Array.from({ length: nRounds }, (_, i) => rows.find((r) => r.config === config && r.conn === conn && r.round === i && (r.load ?? 'saturated') === load)).filter((r): r is Row => !!r);
     /** the median of every numeric field over rounds: what the tables and charts show */
     const get = (config: string, conn: Row['conn']): Row => {
       const xs = perRound(config, conn);
@@ -337,9 +471,9 @@ const scenario: Scenario = {
     const PROXIES = ['HAProxy', 'nginx stream'] as const;
     // added machine CPU per request over the direct path, inside each round: every configuration
     // is charged the same way (all CPUs' busy time from /proc/stat), whatever context the work ran in
-    const added = (config: string, conn: Row['conn']) => {
-      const base = perRound('direct (no LB)', conn);
-      return perRound(config, conn).map((r, i) => (base[i] ? r.busyNsPerReq - base[i]!.busyNsPerReq : NaN));
+    const added = (config: string, conn: Row['conn'], load: Row['load'] = 'saturated') => {
+      const base = perRound('direct (no LB)', conn, load);
+      return perRound(config, conn, load).map((r, i) => (base[i] ? r.busyNsPerReq - base[i]!.busyNsPerReq : NaN));
     };
     // a ratio of added CPU needs a positive denominator: a round where the XDP hop added nothing
     // measurable (noise at or below zero) gives no ratio rather than a negative or infinite one
@@ -348,14 +482,31 @@ const scenario: Scenario = {
     const fin = (x: number) => (Number.isFinite(x) ? x : null);
     const slug = (s: string) => s.replace(/ stream$/, '').replace(/[^A-Za-z]/g, '').toLowerCase();
     const connSlug = (c: Row['conn']) => (c === 'keep-alive' ? 'keepAlive' : 'newConnection');
+    const pacedRps = (config: string, conn: Row['conn']) => spreadOf(perRound(config, conn, 'paced').map((r) => r.rps)).median;
     for (const conn of CONNS) {
+      // paced (bench): every configuration at the same request rate; the like-for-like CPU figure
+      const xPaced = added('XDP LB', conn, 'paced');
+      if (xPaced.length) {
+        for (const p of PROXIES) {
+          const pPaced = added(p, conn, 'paced');
+          ratios[`added_machine_cpu paced ${p} ${conn} / XDP`] = fin(spreadOf(ratioPos(pPaced, xPaced)).median);
+          ratios[`added_machine_cpu paced ${p} ${conn} / XDP devmap`] = fin(spreadOf(ratioPos(pPaced, added(XDP_DEVMAP, conn, 'paced'))).median);
+          ctx.headline(headlineFromRounds({
+            name: `lb.addedCpuPerRequest.paced.${connSlug(conn)}.vs${slug(p) === 'haproxy' ? 'Haproxy' : 'Nginx'}`,
+            label: `XDP LB at a fixed rate (~${Math.round(pacedRps('XDP LB', conn))} requests/s, every configuration alike): added machine CPU per request over the direct path (${conn}) vs ${p}`, unit: 'µs/request', better: 'lower',
+            rounds: xPaced.map((x) => x / 1000),
+            comparator: { name: p, rounds: pPaced.map((x) => x / 1000), ratioRounds: ratioPos(pPaced, xPaced), likeForLike: false, note: `ratio = ${p} ÷ XDP LB at the same request rate. The XDP LB (L2 DSR) never sees responses; the proxy carries both directions over two connections` },
+            goal: { op: '>=', target: conn === 'keep-alive' ? 10 : 5, of: 'ratio' },
+          }));
+        }
+      }
       for (const p of PROXIES) {
         const pAdded = added(p, conn);
         const dAdded = added(XDP_DEVMAP, conn);
         ratios[`added_machine_cpu ${p} ${conn} / XDP devmap`] = fin(spreadOf(ratioPos(pAdded, dAdded)).median);
         ctx.headline(headlineFromRounds({
           name: `lb.addedCpuPerRequest.${connSlug(conn)}.vs${slug(p) === 'haproxy' ? 'Haproxy' : 'Nginx'}.devmap`,
-          label: `XDP LB, devmap path: added machine CPU per request over the direct path (${conn}) vs ${p}`, unit: 'µs/request', better: 'lower',
+          label: `XDP LB, devmap path, at saturation (wrk closed-loop): added machine CPU per request over the direct path (${conn}) vs ${p}`, unit: 'µs/request', better: 'lower',
           rounds: dAdded.map((x) => x / 1000),
           comparator: { name: p, rounds: pAdded.map((x) => x / 1000), ratioRounds: ratioPos(pAdded, dAdded), likeForLike: false, note: `ratio = ${p} ÷ XDP LB (devmap path). The LB redirects into the backend's own port; the proxy carries both directions over two connections` },
           goal: { op: '>=', target: conn === 'keep-alive' ? 10 : 5, of: 'ratio' },
@@ -373,7 +524,7 @@ const scenario: Scenario = {
         ratios[`rps XDP / ${key}`] = fin(spreadOf(perRoundRatios(perRound('XDP LB', conn).map((r) => r.rps), perRound(p, conn).map((r) => r.rps))).median);
         ctx.headline(headlineFromRounds({
           name: `lb.addedCpuPerRequest.${connSlug(conn)}.vs${slug(p) === 'haproxy' ? 'Haproxy' : 'Nginx'}`,
-          label: `XDP LB: added machine CPU per request over the direct path (${conn}) vs ${p}`, unit: 'µs/request', better: 'lower',
+          label: `XDP LB at saturation (wrk closed-loop): added machine CPU per request over the direct path (${conn}) vs ${p}`, unit: 'µs/request', better: 'lower',
           rounds: xAdded.map((x) => x / 1000),
           comparator: { name: p, rounds: pAdded.map((x) => x / 1000), ratioRounds: ratioPos(pAdded, xAdded), likeForLike: false, note: `ratio = ${p} ÷ XDP LB (times more CPU the proxy adds). The XDP LB (L2 DSR) never sees responses; the proxy carries both directions over two connections` },
           goal: { op: '>=', target: conn === 'keep-alive' ? 10 : 5, of: 'ratio' },
@@ -413,6 +564,19 @@ const scenario: Scenario = {
         })) },
       { kind: 'kv', items: { 'XDP LB controller RSS (not on the packet path)': `${(daemonRss / 1048576).toFixed(1)} MiB` } },
     );
+    if (rows.some((r) => r.load === 'paced')) {
+      ctx.section('CPU per request',
+        { kind: 'text', text: `At a fixed request rate (paced runs, bench): wrk waits ${PACE_DELAY_MS['keep-alive']} ms (keep-alive) or ${PACE_DELAY_MS['new connection']} ms (new connection) after each response before that connection's next request, and the number of connections sets the rate, the same for every configuration (--paced-rps, --paced-rps-close) and well below each one's maximum. The saturated figures above also carry throughput (wrk is closed-loop: busy time per request approaches cores ÷ RPS, and a path that answers slower batches fewer requests per wake-up); these are the CPU each configuration adds per request at one load, which is what capacity is planned on. At this rate nothing is batched: every request pays its wake-ups and softirq work in full, in every configuration. Same rounds, interleaved with the saturated runs. The LB daemon's own background work (health checks of every backend, every interval) is part of the XDP LB's machine CPU; the proxies here run no active health checks.` },
+        { kind: 'chart', type: 'bar', title: 'Added machine CPU per request over the direct path at a fixed rate (median over rounds)', labels: lbConfigs, datasets: CONNS.map((c) => ({ label: c, data: lbConfigs.map((k) => us(spreadOf(added(k, c, 'paced')).median)) })), yLabel: 'µs/request' },
+        { kind: 'table', caption: 'paced runs: every configuration at the same request rate', columns: ['configuration', 'connections', 'requests/s (median)', 'range', 'added machine CPU µs/req', 'range', 'machine busy µs/req', 'machine busy', 'p99 µs'],
+          rows: ['direct (no LB)', ...lbConfigs].flatMap((k) => CONNS.map((c) => {
+            const xs = perRound(k, c, 'paced');
+            const a = added(k, c, 'paced');
+            const m = (f: (r: Row) => number) => spreadOf(xs.map(f)).median;
+            return [k, c, Math.round(m((r) => r.rps)), rangeOf(xs.map((r) => r.rps)), k === 'direct (no LB)' ? null : us(spreadOf(a).median), k === 'direct (no LB)' ? '' : rangeOf(a.map((x) => x / 1000), 2), us(m((r) => r.busyNsPerReq)), `${Math.round(m((r) => r.busyShare ?? NaN) * 100)}%`, m((r) => r.p99Us)];
+          })) },
+      );
+    }
     const goalRows: (string | number | null)[][] = [];
     const byRounds = (xs: number[], op: '<=' | '>=', target: number) => {
       const g = goalByRounds(xs, op, target);
@@ -421,9 +585,15 @@ const scenario: Scenario = {
     for (const conn of CONNS) {
       for (const p of PROXIES) {
         const a = ratioPos(added(p, conn), added('XDP LB', conn));
-        goalRows.push([`added machine CPU per request, ${p} ÷ XDP LB (${conn})`, conn === 'keep-alive' ? '≥ 10' : '≥ 5', fin(r1(spreadOf(a).median)), byRounds(a, '>=', conn === 'keep-alive' ? 10 : 5)]);
+        goalRows.push([`added machine CPU per request at saturation, ${p} ÷ XDP LB (${conn})`, conn === 'keep-alive' ? '≥ 10' : '≥ 5', fin(r1(spreadOf(a).median)), byRounds(a, '>=', conn === 'keep-alive' ? 10 : 5)]);
+        if (added('XDP LB', conn, 'paced').length) {
+          for (const [what, cfg] of [['XDP LB', 'XDP LB'], ['XDP LB devmap path', XDP_DEVMAP]] as const) {
+            const pr = ratioPos(added(p, conn, 'paced'), added(cfg, conn, 'paced'));
+            goalRows.push([`added machine CPU per request at a fixed rate, ${p} ÷ ${what} (${conn}) — like-for-like`, conn === 'keep-alive' ? '≥ 10' : '≥ 5', fin(r1(spreadOf(pr).median)), byRounds(pr, '>=', conn === 'keep-alive' ? 10 : 5)]);
+          }
+        }
         const dv = ratioPos(added(p, conn), added(XDP_DEVMAP, conn));
-        goalRows.push([`added machine CPU per request, ${p} ÷ XDP LB devmap path (${conn})`, conn === 'keep-alive' ? '≥ 10' : '≥ 5', fin(r1(spreadOf(dv).median)), byRounds(dv, '>=', conn === 'keep-alive' ? 10 : 5)]);
+        goalRows.push([`added machine CPU per request at saturation, ${p} ÷ XDP LB devmap path (${conn})`, conn === 'keep-alive' ? '≥ 10' : '≥ 5', fin(r1(spreadOf(dv).median)), byRounds(dv, '>=', conn === 'keep-alive' ? 10 : 5)]);
         const po = ratioPos(perRound(p, conn).map((r) => r.lbCpuNsPerReq ?? NaN), perRound('XDP LB', conn).map((r) => r.lbCpuNsPerReq ?? NaN));
         goalRows.push([`${p} process CPU ÷ XDP program run time (${conn}) — the XDP side is a lower bound, so this ratio is an upper bound`, '(informational)', fin(r1(spreadOf(po).median)), '']);
         const l = perRoundRatios(perRound('XDP LB', conn).map((r) => r.p99Us), perRound(p, conn).map((r) => r.p99Us));

@@ -23,9 +23,14 @@ done = function(summary, latency, requests)
 end
 `;
 
-export async function runWrk(t: LbTopology, o: { url: string; connections: number; durationS: number; threads?: number; close?: boolean; signal?: AbortSignal }): Promise<WrkResult> {
-  const script = path.join(t.dir, 'report.lua');
-  if (!fs.existsSync(script)) fs.writeFileSync(script, LUA);
+/**
+ * `delayMs`: each connection waits that long after a response before its next request (wrk's Lua
+ * `delay`), so the load is paced at about connections × 1000 / delayMs requests/s instead of as
+ * fast as the path answers — the rate no longer depends on the configuration under test.
+ */
+export async function runWrk(t: LbTopology, o: { url: string; connections: number; durationS: number; threads?: number; close?: boolean; delayMs?: number; signal?: AbortSignal }): Promise<WrkResult> {
+  const script = path.join(t.dir, o.delayMs ? `report-delay${o.delayMs}.lua` : 'report.lua');
+  if (!fs.existsSync(script)) fs.writeFileSync(script, o.delayMs ? `${LUA}\ndelay = function()\n  return ${o.delayMs}\nend\n` : LUA);
   const args = ['-t', String(o.threads ?? 1), '-c', String(o.connections), '-d', `${o.durationS}s`, '--timeout', '5s', '-s', script, ...(o.close ? ['-H', 'Connection: close'] : []), o.url];
   const r = await t.topo.exec('client', 'wrk', args, { reject: false, timeout: (o.durationS + 30) * 1000, cancelSignal: o.signal });
   const m = String(r.stdout).match(/WRKJSON (\{.*\})/);
