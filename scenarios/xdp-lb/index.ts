@@ -218,7 +218,7 @@ function pacedLoad(ctx: ScenarioContext, durationS: number, conn: Row['conn']): 
  * follows. Reported as the XDP LB's and HAProxy's added ns per request over the direct path at the
  * same load, by area and by function.
  */
-async function profileConfigs(ctx: ScenarioContext, t: LbTopology, d: Daemon, loads: { saturated: { durationS: number; connections: number }; paced: { durationS: number; connections: number; delayMs: number } }, instance: string): Promise<Daemon> {
+async function profileConfigs(ctx: ScenarioContext, t: LbTopology, d: Daemon, loads: { saturated: { durationS: number; connections: number }; paced: { durationS: number; connections: number; delayMs: number } }, instance: string, servers: number): Promise<Daemon> {
   requirePerf();
   type Load = keyof typeof loads;
   const profiles: (Profile & { load: Load })[] = [];
@@ -238,7 +238,7 @@ async function profileConfigs(ctx: ScenarioContext, t: LbTopology, d: Daemon, lo
   await d.stop(true);
   t.detachPeer();
   await one('direct (no LB)', `http://${backend4(0)}/`);
-  const h = await startHaproxy(t);
+  const h = await startHaproxy(t, servers);
   try {
     await one(h.name, `http://${LB4}:${HAPROXY_PORT}/`);
   } finally {
@@ -296,7 +296,8 @@ const scenario: Scenario = {
   // the NIC-like path (scenarios/xdp-lb/nic.ts): native XDP on virtio-net over the guest's wire
   vm: { wire: true },
   options: {
-    backends: { type: 'int', min: 1, max: 64, valueName: 'N', description: 'nginx backends behind the VIPs (default 3)' },
+    backends: { type: 'int', min: 2, max: 64, valueName: 'N', description: 'nginx backends behind the VIPs (default 3; the functional checks take one out, so at least 2)' },
+    'load-backends': { type: 'int', min: 1, max: 64, valueName: 'N', description: 'how many of the backends the load runs go to, through every LB alike (default 1: the one the direct path reaches, so the LB hop is the only difference)' },
     duration: { type: 'int', min: 1, valueName: 'S', description: 'seconds per wrk load run (default 2; bench 10)' },
     connections: { type: 'int', min: 1, valueName: 'N', description: 'wrk connections (default 50)' },
     'pps-frames': { type: 'int', min: 1000, valueName: 'N', description: 'frames per UDP pps measurement (default 1000000; bench 5000000)' },
@@ -308,6 +309,7 @@ const scenario: Scenario = {
     only: { type: 'string', choices: ['scaling', 'pps', 'profile'], description: 'bench: run only this part (scaling: control-plane apply time and memory for 10/1,000/10,000 backends; pps: UDP forwarding rates against the ceilings, XDP_TX and devmap paths; profile: the --profile section alone)' },
   },
   validate(o) {
+    if (typeof o['load-backends'] === 'number' && o['load-backends'] > (typeof o.backends === 'number' ? o.backends : 3)) return { message: `--load-backends ${o['load-backends']} is more than the ${typeof o.backends === 'number' ? o.backends : 3} backends`, fix: `--backends ${o['load-backends']} or fewer --load-backends` };
     if (o.profile !== true && o.only !== 'profile') return undefined;
     if (o.only !== undefined && o.only !== 'profile') return { message: `--profile records the load runs, which --only ${String(o.only)} leaves out`, fix: 'drop --only, or drop --profile' };
     if (!findOnPath('perf')) return { message: '--profile needs perf, which is not installed', fix: 'apt-get install linux-perf (or `pnpm lab setup`)' };
@@ -323,6 +325,7 @@ const scenario: Scenario = {
     // the virtio-net wire exists only in guests, where QEMU moves every frame: fewer frames per run
     const nicFrames = Math.max(10_000, Math.round(ppsRepeat / timeScale()));
     const instance = `xlb${process.pid}`;
+    const loadN = numberOption(ctx, 'load-backends', 1);
 
     // `pnpm lab bench xdp-lb --only scaling`: the control-plane scaling section alone (~1 min)
     if (ctx.options.only === 'scaling') {
@@ -339,9 +342,9 @@ const scenario: Scenario = {
       const t = await buildTopology({ prefix: 'xlb', backends: n, peerXdp: true, log: (s) => ctx.progress.info(s) });
       ctx.defer('remove namespaces, veths, helper programs', () => t.dispose());
       await startNginxBackends(t);
-      let d = await startDaemon(t, lbConfig(t, instance));
+      let d = await startDaemon(t, lbConfig(t, instance, { vips: lbConfig(t, instance).vips.map((v) => ({ ...v, backends: v.backends.slice(0, loadN) })) }));
       ctx.defer('stop LB daemon (detach, unpin)', () => d.stop(true));
-      d = await profileConfigs(ctx, t, d, { saturated: load, paced: pacedLoad(ctx, load.durationS, 'keep-alive') }, instance);
+      d = await profileConfigs(ctx, t, d, { saturated: load, paced: pacedLoad(ctx, load.durationS, 'keep-alive') }, instance, loadN);
       return;
     }
 
@@ -384,6 +387,12 @@ const scenario: Scenario = {
     // peer's xdp_sink) is detached between rounds, so every proxy run sees veths without XDP.
     const rows: Row[] = [];
     const none = async () => null;
+    // the load runs reach the same loadN backends whatever the path: the direct path goes to
+    // backend 1, so by default every LB balances over backend 1 alone. Spread over 3 backends
+    // while the direct path used 1, each nginx batched fewer requests per wake-up and that
+    // showed as CPU "added" by the LB (--profile: nginx's own CPU per request 1.9x the direct
+    // run's at the paced rate, reports/20261202-094810-xdp-lb-host).
+    const loadConfig = () => lbConfig(t, instance, { vips: lbConfig(t, instance).vips.map((v) => ({ ...v, backends: v.backends.slice(0, loadN) })) });
     // bench: after a configuration's saturated runs, the same at a fixed request rate (pacedLoad)
     const measureAll = async (config: string, url: string, lbCpu: () => Promise<number | null>, mem: () => Promise<number | null>, round: number) => {
       for (const close of [false, true]) rows.push({ ...(await measure(ctx, t, config, url, close, load, lbCpu, mem)), round });
@@ -401,7 +410,7 @@ const scenario: Scenario = {
       ctx.progress.step(`${tag}reference: client → one backend directly (no LB)`);
       await measureAll('direct (no LB)', `http://${backend4(0)}/`, none, none, round);
       for (const [start, port] of [[startHaproxy, HAPROXY_PORT], [startNginxStream, NGINX_PORT]] as const) {
-        const p = await start(t);
+        const p = await start(t, loadN);
         ctx.progress.step(`${tag}${p.name} in the LB namespace`);
         const cpu = async () => processCpuNs(p.pids());
         const mem = async () => rssBytes(p.pids());
@@ -410,17 +419,18 @@ const scenario: Scenario = {
       }
       ctx.progress.step(`${tag}XDP load balancer`);
       t.attachPeer();
-      d = await startDaemon(t, lbConfig(t, instance));
+      d = await startDaemon(t, round === 0 ? lbConfig(t, instance) : loadConfig());
       ctx.progress.info(`LB daemon ready ${(d.readyMs / 1000).toFixed(1)} s after its process started (load, attach, admin API)`);
       if (round === 0) {
         ctx.metric('daemonStartMs', d.readyMs);
         const st0 = await d.api.state();
         ctx.section('Setup',
-          { kind: 'kv', items: { kernel: ctx.kernel.release, backends: n, 'forwarding mode': `L2 DSR (MAC rewrite + XDP_TX on the LB veth) for every load run; IPIP/IP6IP6: ${ipipMissing === null ? `functional check on ${VIP4_IPIP} and ${VIP6_IPIP}` : 'unsupported on this kernel (no ipip/ip6tnl modules)'}`, 'XDP attach': `${st0.attach}, bpf_link (native on veth)`, 'Maglev ring size': st0.ringSize, 'load': `wrk -t1 -c${load.connections} -d${load.durationS}s, keep-alive and "Connection: close"`, 'proxies': 'HAProxy mode tcp nbthread 1; nginx stream worker_processes 1', 'cores': (await import('node:os')).cpus().length } },
+          { kind: 'kv', items: { kernel: ctx.kernel.release, backends: n, 'forwarding mode': `L2 DSR (MAC rewrite + XDP_TX on the LB veth) for every load run; IPIP/IP6IP6: ${ipipMissing === null ? `functional check on ${VIP4_IPIP} and ${VIP6_IPIP}` : 'unsupported on this kernel (no ipip/ip6tnl modules)'}`, 'XDP attach': `${st0.attach}, bpf_link (native on veth)`, 'Maglev ring size': st0.ringSize, 'load': `wrk -t1 -c${load.connections} -d${load.durationS}s, keep-alive and "Connection: close"`, 'load runs reach': `${loadN === 1 ? 'backend 1 only' : `backends 1–${loadN}`} through every LB (--load-backends); the direct path reaches backend 1`, 'proxies': 'HAProxy mode tcp nbthread 1; nginx stream worker_processes 1', 'cores': (await import('node:os')).cpus().length } },
           offloads,
         );
         d = await functionalChecks(ctx, t, d, instance);
         if (ipipMissing === null) await ipipCheck(ctx, t, d);
+        if (loadN < n) await d.api.apply(loadConfig());
       }
       const dd = d;
       const bpfNs = async () => Number((await dd.api.stats()).prog.runTimeNs);
@@ -451,7 +461,8 @@ const scenario: Scenario = {
     stats.close();
     // --profile: where the added CPU sits, by kernel function (profile.ts); BPF stats off, as the
     // clock reads would show up as XDP cost. The XDP LB is profiled first, while attached.
-    if (ctx.options.profile === true) d = await profileConfigs(ctx, t, d, { saturated: load, paced: pacedLoad(ctx, load.durationS, 'keep-alive') }, instance);
+    if (ctx.options.profile === true) d = await profileConfigs(ctx, t, d, { saturated: load, paced: pacedLoad(ctx, load.durationS, 'keep-alive') }, instance, loadN);
+    else if (loadN < n) await d.api.apply(lbConfig(t, instance)); // all backends again for the pps section
     const pps = await forwardingRates(ctx, t, d, { frames: ppsRepeat, rounds: ppsReps, threadedNapi: ctx.options.napi === 'threaded' });
     const nic = await nicForwardingRates(ctx, t, { frames: nicFrames, rounds: ppsReps });
 

@@ -302,7 +302,8 @@ function descendants(root: number): number[] {
   return out;
 }
 
-export async function startHaproxy(t: LbTopology): Promise<Proxy> {
+/** `servers`: the first N backends (default all); the bench's load runs use as many as the XDP LB's VIP */
+export async function startHaproxy(t: LbTopology, servers = t.n): Promise<Proxy> {
   const f = path.join(t.dir, 'haproxy.cfg');
   fs.writeFileSync(f, `
 global
@@ -318,14 +319,14 @@ frontend fe
   default_backend be
 backend be
   balance roundrobin
-${Array.from({ length: t.n }, (_, i) => `  server b${i + 1} ${backend4(i)}:80`).join('\n')}
+${Array.from({ length: servers }, (_, i) => `  server b${i + 1} ${backend4(i)}:80`).join('\n')}
 `);
   const child = t.topo.spawn('lb', 'haproxy', ['-f', f, '-db']);
   await waitPort(t, 'client', LB4, HAPROXY_PORT);
   return { name: 'HAProxy', pids: () => descendants(child.pid!), stop: () => t.topo.kill(child) };
 }
 
-export async function startNginxStream(t: LbTopology): Promise<Proxy> {
+export async function startNginxStream(t: LbTopology, servers = t.n): Promise<Proxy> {
   const d = path.join(t.dir, 'stream');
   fs.mkdirSync(d, { recursive: true });
   fs.writeFileSync(path.join(d, 'nginx.conf'), `
@@ -337,7 +338,7 @@ error_log ${d}/error.log warn;
 events { worker_connections 8192; }
 stream {
   upstream be {
-${Array.from({ length: t.n }, (_, i) => `    server ${backend4(i)}:80;`).join('\n')}
+${Array.from({ length: servers }, (_, i) => `    server ${backend4(i)}:80;`).join('\n')}
   }
   server { listen ${LB4}:${NGINX_PORT} backlog=4096; proxy_pass be; }
 }
