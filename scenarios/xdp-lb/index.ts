@@ -198,10 +198,10 @@ const PROFILE_HZ = 999;
  * closed-loop and busy time per request approaches cores ÷ RPS, so the saturated figure also
  * carries throughput; at one fixed rate, well below every configuration's maximum, the figure is
  * the CPU a configuration adds per request at that load, which is what capacity is planned on.
- * The two answer different questions and both are reported. Measured (--profile): at saturation
- * most of the XDP LB's added CPU showed in the scheduler (finish_task_switch,
- * _raw_spin_unlock_irqrestore); at the paced rate it is larger and spread over the client's and
- * the backend's kernel time (reports/20261202-092808-xdp-lb-host).
+ * The two answer different questions and both are reported, but the paced CPU is informational:
+ * /proc/stat charges by ticks, and at this load (work woken by wrk's millisecond timers) its busy
+ * time ran 8–38% above perf's sampled figure, unevenly per configuration (2–4% saturated) (--profile's cross-check,
+ * reports/20261202-100423-xdp-lb-host); the profile compares the paced runs by perf instead.
  */
 const PACE_DELAY_MS: Record<'keep-alive' | 'new connection', number> = { 'keep-alive': 2, 'new connection': 10 };
 
@@ -506,8 +506,7 @@ const scenario: Scenario = {
             name: `lb.addedCpuPerRequest.paced.${connSlug(conn)}.vs${slug(p) === 'haproxy' ? 'Haproxy' : 'Nginx'}`,
             label: `XDP LB at a fixed rate (~${Math.round(pacedRps('XDP LB', conn))} requests/s, every configuration alike): added machine CPU per request over the direct path (${conn}) vs ${p}`, unit: 'µs/request', better: 'lower',
             rounds: xPaced.map((x) => x / 1000),
-            comparator: { name: p, rounds: pPaced.map((x) => x / 1000), ratioRounds: ratioPos(pPaced, xPaced), likeForLike: false, note: `ratio = ${p} ÷ XDP LB at the same request rate. The XDP LB (L2 DSR) never sees responses; the proxy carries both directions over two connections` },
-            goal: { op: '>=', target: conn === 'keep-alive' ? 10 : 5, of: 'ratio' },
+            comparator: { name: p, rounds: pPaced.map((x) => x / 1000), ratioRounds: ratioPos(pPaced, xPaced), likeForLike: false, note: `ratio = ${p} ÷ XDP LB at the same request rate. Informational, no goal: /proc/stat charges CPU by ticks, which at a paced load disagrees with perf's sampling (--profile's cross-check). The XDP LB (L2 DSR) never sees responses; the proxy carries both directions over two connections` },
           }));
         }
       }
@@ -577,7 +576,7 @@ const scenario: Scenario = {
     );
     if (rows.some((r) => r.load === 'paced')) {
       ctx.section('CPU per request',
-        { kind: 'text', text: `At a fixed request rate (paced runs, bench): wrk waits ${PACE_DELAY_MS['keep-alive']} ms (keep-alive) or ${PACE_DELAY_MS['new connection']} ms (new connection) after each response before that connection's next request, and the number of connections sets the rate, the same for every configuration (--paced-rps, --paced-rps-close) and well below each one's maximum. The saturated figures above also carry throughput (wrk is closed-loop: busy time per request approaches cores ÷ RPS, and a path that answers slower batches fewer requests per wake-up); these are the CPU each configuration adds per request at one load, which is what capacity is planned on. At this rate nothing is batched: every request pays its wake-ups and softirq work in full, in every configuration. Same rounds, interleaved with the saturated runs. The LB daemon's own background work (health checks of every backend, every interval) is part of the XDP LB's machine CPU; the proxies here run no active health checks.` },
+        { kind: 'text', text: `At a fixed request rate (paced runs, bench): wrk waits ${PACE_DELAY_MS['keep-alive']} ms (keep-alive) or ${PACE_DELAY_MS['new connection']} ms (new connection) after each response before that connection's next request, and the number of connections sets the rate, the same for every configuration (--paced-rps, --paced-rps-close) and well below each one's maximum. The saturated figures above also carry throughput (wrk is closed-loop: busy time per request approaches cores ÷ RPS, and a path that answers slower batches fewer requests per wake-up); these are the CPU each configuration adds per request at one load, which is what capacity is planned on. But /proc/stat charges CPU by ticks, and at a paced load (work woken by wrk's millisecond timers) the tick-based busy time disagreed with perf's sampling by up to ~40% per configuration (the perf profile's cross-check table: --profile), so these rows are informational and carry no goal; the profile's perf figures are the ones to compare at this load. At this rate nothing is batched: every request pays its wake-ups and softirq work in full, in every configuration. Same rounds, interleaved with the saturated runs. The LB daemon's own background work (health checks of every backend, every interval) is part of the XDP LB's machine CPU; the proxies here run no active health checks.` },
         { kind: 'chart', type: 'bar', title: 'Added machine CPU per request over the direct path at a fixed rate (median over rounds)', labels: lbConfigs, datasets: CONNS.map((c) => ({ label: c, data: lbConfigs.map((k) => us(spreadOf(added(k, c, 'paced')).median)) })), yLabel: 'µs/request' },
         { kind: 'table', caption: 'paced runs: every configuration at the same request rate', columns: ['configuration', 'connections', 'requests/s (median)', 'range', 'added machine CPU µs/req', 'range', 'machine busy µs/req', 'machine busy', 'p99 µs'],
           rows: ['direct (no LB)', ...lbConfigs].flatMap((k) => CONNS.map((c) => {
@@ -600,7 +599,7 @@ const scenario: Scenario = {
         if (added('XDP LB', conn, 'paced').length) {
           for (const [what, cfg] of [['XDP LB', 'XDP LB'], ['XDP LB devmap path', XDP_DEVMAP]] as const) {
             const pr = ratioPos(added(p, conn, 'paced'), added(cfg, conn, 'paced'));
-            goalRows.push([`added machine CPU per request at a fixed rate, ${p} ÷ ${what} (${conn}) — like-for-like`, conn === 'keep-alive' ? '≥ 10' : '≥ 5', fin(r1(spreadOf(pr).median)), byRounds(pr, '>=', conn === 'keep-alive' ? 10 : 5)]);
+            goalRows.push([`added machine CPU per request at a fixed rate, ${p} ÷ ${what} (${conn}) — tick-based CPU at a paced load, see the perf cross-check`, '(informational)', fin(r1(spreadOf(pr).median)), '']);
           }
         }
         const dv = ratioPos(added(p, conn), added(XDP_DEVMAP, conn));
