@@ -24,7 +24,7 @@ import {
 import { controlPlaneScaling } from './scaling.ts';
 import { forwardingRates, setBackendPorts } from './pps.ts';
 import { nicForwardingRates } from './nic.ts';
-import { addedBy, areaOf, busyNsPerRequest, kernelFunction, processOf, recordSystemWide, requirePerf, type Profile } from './profile.ts';
+import { addedBy, areaOf, busyNsPerRequest, isIdle, kernelFunction, processOf, readProfile, recordSystemWide, requirePerf, type Profile } from './profile.ts';
 import { goalByRounds, headlineFromRounds, perRoundRatios, spreadOf } from '../../lab/rounds.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -222,15 +222,17 @@ async function profileConfigs(ctx: ScenarioContext, t: LbTopology, d: Daemon, lo
   requirePerf();
   type Load = keyof typeof loads;
   const profiles: (Profile & { load: Load })[] = [];
+  const files: string[] = [];
   const one = async (config: string, url: string) => {
     for (const load of ['saturated', 'paced'] as const) {
       const o = loads[load];
       ctx.progress.info(`profile: ${config}, keep-alive, ${load}: perf record -a -F ${PROFILE_HZ} (cpu-clock) around wrk -c${o.connections} ${o.durationS}s`);
-      const c0 = cpuTimes();
       const file = path.join(ctx.outDir, `perf-${config.replace(/[^A-Za-z]+/g, '-').replace(/-$/, '').toLowerCase()}-${load}.data`);
-      const { result, samples } = await recordSystemWide(file, PROFILE_HZ, () => runWrk(t, { url, ...o, signal: ctx.signal }), { signal: ctx.signal, keep: true });
+      const c0 = cpuTimes();
+      const result = await recordSystemWide(file, PROFILE_HZ, () => runWrk(t, { url, ...o, signal: ctx.signal }), { signal: ctx.signal });
       const c1 = cpuTimes();
-      profiles.push({ config, load, requests: result.requests, hz: PROFILE_HZ, busyNsPerReq: (c1.busyNs - c0.busyNs) / Math.max(result.requests, 1), samples });
+      files.push(file);
+      profiles.push({ config, load, requests: result.requests, hz: PROFILE_HZ, busyNsPerReq: (c1.busyNs - c0.busyNs) / Math.max(result.requests, 1), samples: [] });
     }
   };
   ctx.progress.step('profile: where the added CPU per request sits (perf, system-wide)');
@@ -246,6 +248,8 @@ async function profileConfigs(ctx: ScenarioContext, t: LbTopology, d: Daemon, lo
   }
   t.attachPeer();
   const d2 = await startDaemon(t, lbConfig(t, instance));
+  // read the recordings only now (see recordSystemWide); the files stay in the report's directory
+  for (const [i, f] of files.entries()) profiles[i]!.samples = await readProfile(f);
 
   const get = (config: string, load: Load) => profiles.find((p) => p.config === config && p.load === load)!;
   const n0 = (x: number) => Math.round(x);
@@ -268,6 +272,9 @@ async function profileConfigs(ctx: ScenarioContext, t: LbTopology, d: Daemon, lo
     procCols.push(new Map(addedBy(base, xdp, processOf).map((r) => [r.key, r.addedNsPerReq])), new Map(addedBy(base, prox, processOf).map((r) => [r.key, r.addedNsPerReq])));
   }
   ctx.metric('profile', out);
+  const thin = profiles.filter((p) => p.requests === 0 || busyNsPerRequest(p) <= 0);
+  ctx.check('perf profiled every configuration under load (saturated and paced)', thin.length === 0,
+    profiles.map((p) => `${p.config} ${p.load}: ${p.requests} requests, ${p.samples.filter((x) => !isIdle(x)).reduce((a, x) => a + x.samples, 0)} busy samples`).join('; '));
   const areas = [...new Set(areaCols.flatMap((m) => [...m.keys()]))].sort((a, b) => (areaCols[2]!.get(b) ?? 0) - (areaCols[2]!.get(a) ?? 0));
   const fnTable = (load: Load) => {
     const rows = addedBy(get('direct (no LB)', load), get('XDP LB', load), kernelFunction);
@@ -276,7 +283,7 @@ async function profileConfigs(ctx: ScenarioContext, t: LbTopology, d: Daemon, lo
       rows: top.map((r) => [r.key, r.key.endsWith('(user space)') ? 'user space' : areaOf({ comm: '', dso: '[kernel.kallsyms]', kernel: true, sym: r.key, samples: 0 }), n0(r.baseNsPerReq), n0(r.nsPerReq), n0(r.addedNsPerReq)]) };
   };
   ctx.section('Where the added CPU sits (perf profile)',
-    { kind: 'text', text: `Keep-alive runs of the direct path, HAProxy and the XDP LB, saturated (wrk -c${loads.saturated.connections}) and paced (wrk -c${loads.paced.connections}, ${loads.paced.delayMs} ms between a response and the next request), ${loads.saturated.durationS} s each, recorded on every CPU with perf (cpu-clock, ${PROFILE_HZ} Hz, the function the CPU was in; no call chains). A sample is worth ${(1e6 / PROFILE_HZ).toFixed(0)} µs of CPU; samples per request are compared with the direct path's at the same load, function by function. The idle loop is left out; softirq work done on an idle CPU is not. Work that runs with interrupts off is charged where they are enabled again (finish_task_switch, _raw_spin_unlock_irqrestore: mostly the scheduler's context switches). These runs are extra (not the rounds above) and have BPF stats off. Added per request by this profile — ${headline.join('; ')}.` },
+    { kind: 'text', text: `Keep-alive runs of the direct path, HAProxy and the XDP LB, saturated (wrk -c${loads.saturated.connections}) and paced (wrk -c${loads.paced.connections}, ${loads.paced.delayMs} ms between a response and the next request), ${loads.saturated.durationS} s each, recorded on every CPU with perf (cpu-clock, ${PROFILE_HZ} Hz, the function the CPU was in; no call chains). A sample is worth ${(1000 / PROFILE_HZ).toFixed(3)} ms of CPU; samples per request are compared with the direct path's at the same load, function by function. The idle loop is left out; softirq work done on an idle CPU is not. Work that runs with interrupts off is charged where they are enabled again (finish_task_switch, _raw_spin_unlock_irqrestore: mostly the scheduler's context switches). These runs are extra (not the rounds above) and have BPF stats off. Added per request by this profile — ${headline.join('; ')}.` },
     { kind: 'table', caption: 'added ns per request over the direct path at the same load, by area', columns: ['area', 'XDP LB, saturated', 'HAProxy, saturated', 'XDP LB, paced', 'HAProxy, paced'],
       rows: areas.map((k) => [k, ...areaCols.map((m) => n0(m.get(k) ?? 0))]) },
     { kind: 'table', caption: 'added ns per request over the direct path at the same load, by process (its kernel and user time; swapper is softirq work done on an idle CPU; ≥ 20 ns somewhere)', columns: ['process', 'XDP LB, saturated', 'HAProxy, saturated', 'XDP LB, paced', 'HAProxy, paced'],

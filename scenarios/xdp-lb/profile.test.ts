@@ -45,6 +45,11 @@ describe('classification', () => {
     expect(areaOf(s[7]!)).toMatch(/^XDP and BPF/);
     expect(areaOf({ comm: 'x', dso: '[kernel.kallsyms]', kernel: true, sym: 'schedule', samples: 1 })).toMatch(/^other kernel/);
     expect(areaOf({ comm: 'x', dso: '[kernel.kallsyms]', kernel: true, sym: '__napi_poll', samples: 1 })).toMatch(/^device layer/);
+    const k = (sym: string) => areaOf({ comm: 'x', dso: '[kernel.kallsyms]', kernel: true, sym, samples: 1 });
+    expect(k('lookup_nulls_elem_raw')).toMatch(/^XDP and BPF/); // a BPF hash map's bucket walk
+    expect(k('fdb_find_rcu')).toBe('bridge');
+    expect(k('page_frag_free')).toMatch(/^skb memory/);
+    expect(k('bbr_main')).toMatch(/^TCP\/IP/);
     expect(kernelFunction(s[3]!)).toBe('nginx (user space)');
     expect(kernelFunction(s[1]!)).toBe('veth_xdp_rcv');
   });

@@ -58,12 +58,12 @@ export function isIdle(s: LeafSamples): boolean {
 }
 
 const AREAS: [string, RegExp][] = [
-  ['XDP and BPF (programs, redirect, devmap)', /^(bpf_prog_|bpf_xdp|bpf_dispatcher|xdp_|__xdp|dev_map|__dev_map|bq_|bpf_redirect|bpf_trace|__bpf_prog|bpf_)/],
+  ['XDP and BPF (programs, maps, redirect, devmap)', /^(bpf_prog_|bpf_xdp|bpf_dispatcher|xdp_|__xdp|dev_map|__dev_map|bq_|bpf_redirect|bpf_trace|__bpf_prog|bpf_|__bpf_|htab_|__htab_|lookup_nulls_elem_raw|lookup_elem_raw|pcpu_freelist|array_map_|percpu_array_)/],
   ['veth (ring, NAPI poll, XDP frames)', /^(veth_|__veth)/],
-  ['skb memory (alloc, copy, free, page pool)', /(skb_(copy|clone|release|free|pp_|head|add_rx|put|push|pull|reserve|segment|orphan)|^(__)?(alloc_skb|build_skb|napi_build_skb|__napi_alloc|napi_alloc|__build_skb|kfree|kmem_cache|__kmem_cache|__kmalloc|kmalloc|page_pool|__page_pool|memcpy|__memcpy|memset|__memset|memmove|copy_|_copy_|__alloc_pages|free_|__free|get_page_from_freelist|rep_movs|clear_page|__slab|slab_|___slab|consume_skb|napi_consume|__consume|kfree_skb|sk_skb_reason|skb_attempt))/],
-  ['bridge', /^(br_|nbp_|__br_)/],
+  ['skb memory (alloc, copy, free, page pool)', /(skb_(copy|clone|release|free|pp_|head|add_rx|put|push|pull|reserve|segment|orphan)|^(__)?(alloc_skb|build_skb|napi_build_skb|__napi_alloc|napi_alloc|__build_skb|kfree|kmem_cache|page_frag|__kmem_cache|__kmalloc|kmalloc|page_pool|__page_pool|memcpy|__memcpy|memset|__memset|memmove|copy_|_copy_|__alloc_pages|free_|__free|get_page_from_freelist|rep_movs|clear_page|__slab|slab_|___slab|consume_skb|napi_consume|__consume|kfree_skb|sk_skb_reason|skb_attempt))/],
+  ['bridge', /^(br_|nbp_|__br_|fdb_|__fdb_)/],
   ['device layer (xmit, NAPI, softirq, GRO)', /^(dev_|__dev_|netif_|__netif_|napi_|__napi|net_rx_action|process_backlog|validate_xmit|sch_direct|__qdisc|qdisc_|pfifo|dev_hard|gro_|__gro|inet_gro|tcp_gro|tcp4_gro|ipv6_gro|eth_type|eth_header|__do_softirq|handle_softirqs|do_softirq|__local_bh|local_bh|irq_exit|skb_gro|rps_|enqueue_to_backlog|__raise_softirq|raise_softirq)/],
-  ['TCP/IP and sockets', /^(tcp|__tcp|ip_|__ip_|ip6_|__ip6|ipv4_|ipv6_|inet|__inet|sk_|__sk_|sock_|__sock|lock_sock|release_sock|udp|__udp|raw_|dst_|fib|__fib|neigh|__neigh|arp_|nf_|__nf_|ipt_|security_sock|tcp_v|csum|__csum|rt_|ip4_|l3mdev|__sys_(recv|send|accept|connect)|sys_(recv|send))/],
+  ['TCP/IP and sockets', /^(tcp|__tcp|bbr_|cubictcp_|ip_|__ip_|ip6_|__ip6|ipv4_|ipv6_|inet|__inet|sk_|__sk_|sock_|__sock|lock_sock|release_sock|udp|__udp|raw_|dst_|fib|__fib|neigh|__neigh|arp_|nf_|__nf_|ipt_|security_sock|tcp_v|csum|__csum|rt_|ip4_|l3mdev|__sys_(recv|send|accept|connect)|sys_(recv|send))/],
 ];
 
 /** the area of a sample: user space by process name, kernel by function family */
@@ -123,15 +123,15 @@ export function requirePerf(): string {
 export const processOf = (s: LeafSamples) => s.comm.replace(/\/\d+$/, '/N');
 
 /**
- * Record every CPU while `fn` runs and return its result with the leaf samples. perf is started
- * first and given time to open its per-CPU events; the idle time before and after the load is
- * idle-loop samples, which nsPerRequest leaves out. `file` (perf.data) stays for `perf report -i`
- * when `keep`, else it is removed.
+ * Record every CPU while `fn` runs into `file` (perf.data) and return fn's result. perf is
+ * started first and given time to open its per-CPU events; the idle time before and after the
+ * load is idle-loop samples, which nsPerRequest leaves out. Read the samples with readProfile
+ * after the last recording: parsing perf's report is work of this process (and its garbage
+ * collection afterwards), which would otherwise land in the next recording's window.
  */
-export async function recordSystemWide<T extends { requests: number }>(file: string, hz: number, fn: () => Promise<T>, o: { signal?: AbortSignal; keep?: boolean } = {}): Promise<{ result: T; samples: LeafSamples[] }> {
+export async function recordSystemWide<T>(file: string, hz: number, fn: () => Promise<T>, o: { signal?: AbortSignal } = {}): Promise<T> {
   const perf = requirePerf();
-  const signal = o.signal;
-  const rec = execa(perf, ['record', '-a', '-F', String(hz), '-e', 'cpu-clock', '-o', file], { reject: false, all: true, cancelSignal: signal, forceKillAfterDelay: 5000 });
+  const rec = execa(perf, ['record', '-a', '-F', String(hz), '-e', 'cpu-clock', '-o', file], { reject: false, all: true, cancelSignal: o.signal, forceKillAfterDelay: 5000 });
   try {
     await sleep(700);
     if (rec.exitCode !== null) throw new LabError(`perf record exited at once: ${String((await rec).all).trim().split('\n').pop()}`, 'check that `perf record -a -e cpu-clock true` works as root (kernel.perf_event_paranoid)');
@@ -139,13 +139,17 @@ export async function recordSystemWide<T extends { requests: number }>(file: str
     rec.kill('SIGINT');
     const r = await rec;
     if (!fs.existsSync(file)) throw new LabError(`perf record wrote no data (exit ${r.exitCode}): ${String(r.all).trim().split('\n').pop()}`, 'check that `perf record -a -e cpu-clock true` works as root');
-    const rep = await execa(perf, ['report', '-i', file, '--stdio', '-q', '--sort', 'comm,dso,sym', '-F', 'sample,comm,dso,sym', '-t', '\t', '--percent-limit', '0'], { reject: false, maxBuffer: 64 * 1024 * 1024 });
-    if (rep.exitCode !== 0) throw new LabError(`perf report failed (exit ${rep.exitCode}): ${rep.stderr.trim().split('\n').pop()}`, 'run `perf report -i <file>` by hand to see why');
-    return { result, samples: parsePerfReport(rep.stdout) };
+    return result;
   } finally {
     if (rec.exitCode === null) rec.kill('SIGKILL');
     await rec.catch(() => undefined);
-    if (!o.keep) fs.rmSync(file, { force: true });
     fs.rmSync(`${file}.old`, { force: true });
   }
+}
+
+/** the leaf samples of a perf.data file (comm, object, symbol, count) */
+export async function readProfile(file: string): Promise<LeafSamples[]> {
+  const rep = await execa(requirePerf(), ['report', '-i', file, '--stdio', '-q', '--sort', 'comm,dso,sym', '-F', 'sample,comm,dso,sym', '-t', '\t', '--percent-limit', '0'], { reject: false, maxBuffer: 64 * 1024 * 1024 });
+  if (rep.exitCode !== 0) throw new LabError(`perf report -i ${file} failed (exit ${rep.exitCode}): ${rep.stderr.trim().split('\n').pop()}`, 'run `perf report -i <file>` by hand to see why');
+  return parsePerfReport(rep.stdout);
 }
