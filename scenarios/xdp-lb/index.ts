@@ -205,6 +205,11 @@ const PROFILE_HZ = 999;
  */
 const PACE_DELAY_MS: Record<'keep-alive' | 'new connection', number> = { 'keep-alive': 2, 'new connection': 10 };
 
+/** the daemon's config with every VIP cut down to the first k backends (the load runs') */
+function loadConfigOf(t: LbTopology, instance: string, k: number) {
+  return lbConfig(t, instance, { vips: lbConfig(t, instance).vips.map((v) => ({ ...v, backends: v.backends.slice(0, k) })) });
+}
+
 /** a paced run's wrk settings: the delay of its connection kind, connections = rate × delay */
 function pacedLoad(ctx: ScenarioContext, durationS: number, conn: Row['conn']): { durationS: number; connections: number; delayMs: number } {
   const delayMs = PACE_DELAY_MS[conn];
@@ -312,7 +317,7 @@ const scenario: Scenario = {
     napi: { type: 'string', choices: ['softirq', 'threaded'], description: 'bench, pps section: veth receives in softirq (default) or in NAPI kernel threads on both cores' },
     'paced-rps': { type: 'int', min: 100, valueName: 'N', description: 'bench: the fixed rate of the paced keep-alive runs, requests/s (default 20000; 2 ms between a response and the next request, N/500 connections)' },
     'paced-rps-close': { type: 'int', min: 100, valueName: 'N', description: 'bench: the fixed rate of the paced new-connection runs, requests/s (default 4000; 10 ms between requests, N/100 connections)' },
-    profile: { type: 'boolean', description: 'also record one keep-alive load run each of the direct path, HAProxy and the XDP LB system-wide with perf (cpu-clock) and break the added CPU per request down by kernel function and area (needs perf: linux-perf)' },
+    profile: { type: 'boolean', description: 'also record keep-alive load runs (saturated and paced) of the direct path, HAProxy and the XDP LB system-wide with perf (cpu-clock) and break the added CPU per request down by area, process and kernel function; the perf.data files stay in the report directory (needs perf: linux-perf)' },
     only: { type: 'string', choices: ['scaling', 'pps', 'profile'], description: 'bench: run only this part (scaling: control-plane apply time and memory for 10/1,000/10,000 backends; pps: UDP forwarding rates against the ceilings, XDP_TX and devmap paths; profile: the --profile section alone)' },
   },
   validate(o) {
@@ -349,7 +354,7 @@ const scenario: Scenario = {
       const t = await buildTopology({ prefix: 'xlb', backends: n, peerXdp: true, log: (s) => ctx.progress.info(s) });
       ctx.defer('remove namespaces, veths, helper programs', () => t.dispose());
       await startNginxBackends(t);
-      let d = await startDaemon(t, lbConfig(t, instance, { vips: lbConfig(t, instance).vips.map((v) => ({ ...v, backends: v.backends.slice(0, loadN) })) }));
+      let d = await startDaemon(t, loadConfigOf(t, instance, loadN));
       ctx.defer('stop LB daemon (detach, unpin)', () => d.stop(true));
       d = await profileConfigs(ctx, t, d, { saturated: load, paced: pacedLoad(ctx, load.durationS, 'keep-alive') }, instance, loadN);
       return;
@@ -399,7 +404,7 @@ const scenario: Scenario = {
     // while the direct path used 1, each nginx batched fewer requests per wake-up and that
     // showed as CPU "added" by the LB (--profile: nginx's own CPU per request 1.9x the direct
     // run's at the paced rate, reports/20261202-094810-xdp-lb-host).
-    const loadConfig = () => lbConfig(t, instance, { vips: lbConfig(t, instance).vips.map((v) => ({ ...v, backends: v.backends.slice(0, loadN) })) });
+    const loadConfig = () => loadConfigOf(t, instance, loadN);
     // bench: after a configuration's saturated runs, the same at a fixed request rate (pacedLoad)
     const measureAll = async (config: string, url: string, lbCpu: () => Promise<number | null>, mem: () => Promise<number | null>, round: number) => {
       for (const close of [false, true]) rows.push({ ...(await measure(ctx, t, config, url, close, load, lbCpu, mem)), round });
@@ -502,7 +507,7 @@ const scenario: Scenario = {
     const connSlug = (c: Row['conn']) => (c === 'keep-alive' ? 'keepAlive' : 'newConnection');
     const pacedRps = (config: string, conn: Row['conn']) => spreadOf(perRound(config, conn, 'paced').map((r) => r.rps)).median;
     for (const conn of CONNS) {
-      // paced (bench): every configuration at the same request rate; the like-for-like CPU figure
+      // paced (bench): every configuration at the same request rate; informational (tick-based CPU)
       const xPaced = added('XDP LB', conn, 'paced');
       if (xPaced.length) {
         for (const p of PROXIES) {
