@@ -24,7 +24,7 @@ import {
 import { controlPlaneScaling } from './scaling.ts';
 import { forwardingRates, setBackendPorts } from './pps.ts';
 import { nicForwardingRates } from './nic.ts';
-import { addedBy, areaOf, busyNsPerRequest, isIdle, kernelFunction, processOf, readProfile, recordSystemWide, requirePerf, type Profile } from './profile.ts';
+import { PERF_MISSING, addedBy, areaOf, busyNsPerRequest, isIdle, kernelFunction, processOf, readProfile, recordSystemWide, requirePerf, type AddedRow, type Profile } from './profile.ts';
 import { goalByRounds, headlineFromRounds, perRoundRatios, spreadOf } from '../../lab/rounds.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -261,20 +261,26 @@ async function profileConfigs(ctx: ScenarioContext, t: LbTopology, d: Daemon, lo
   const out: Record<string, unknown> = { hz: PROFILE_HZ, event: 'cpu-clock' };
   const areaCols: Map<string, number>[] = [];
   const procCols: Map<string, number>[] = [];
+  const fnRows = new Map<Load, AddedRow[]>();
   const headline: string[] = [];
+  const added = (rows: AddedRow[]) => new Map(rows.map((r) => [r.key, r.addedNsPerReq]));
   for (const load of ['saturated', 'paced'] as const) {
     const base = get('direct (no LB)', load), xdp = get('XDP LB', load), prox = get(h.name, load);
     const addedXdp = busyNsPerRequest(xdp) - busyNsPerRequest(base);
     const addedProxy = busyNsPerRequest(prox) - busyNsPerRequest(base);
     headline.push(`${load}: XDP LB ${n0(addedXdp)} ns, HAProxy ${n0(addedProxy)} ns (ratio ${addedXdp > 0 ? (addedProxy / addedXdp).toFixed(1) : 'n/a'})`);
-    areaCols.push(new Map(addedBy(base, xdp, areaOf).map((r) => [r.key, r.addedNsPerReq])), new Map(addedBy(base, prox, areaOf).map((r) => [r.key, r.addedNsPerReq])));
+    const r = {
+      byArea: addedBy(base, xdp, areaOf), byAreaHaproxy: addedBy(base, prox, areaOf),
+      byProcess: addedBy(base, xdp, processOf), byProcessHaproxy: addedBy(base, prox, processOf),
+      byFunction: addedBy(base, xdp, kernelFunction), byFunctionHaproxy: addedBy(base, prox, kernelFunction),
+    };
+    areaCols.push(added(r.byArea), added(r.byAreaHaproxy));
+    procCols.push(added(r.byProcess), added(r.byProcessHaproxy));
+    fnRows.set(load, r.byFunction);
     out[load] = {
       totals: [base, xdp, prox].map((p) => ({ config: p.config, requests: p.requests, samples: p.samples.reduce((a, s) => a + s.samples, 0), perfBusyNsPerReq: busyNsPerRequest(p), procStatBusyNsPerReq: p.busyNsPerReq })),
-      byArea: addedBy(base, xdp, areaOf), byAreaHaproxy: addedBy(base, prox, areaOf),
-      byFunction: addedBy(base, xdp, kernelFunction).slice(0, 60), byFunctionHaproxy: addedBy(base, prox, kernelFunction).slice(0, 60),
-      byProcess: addedBy(base, xdp, processOf), byProcessHaproxy: addedBy(base, prox, processOf),
+      ...r, byFunction: r.byFunction.slice(0, 60), byFunctionHaproxy: r.byFunctionHaproxy.slice(0, 60),
     };
-    procCols.push(new Map(addedBy(base, xdp, processOf).map((r) => [r.key, r.addedNsPerReq])), new Map(addedBy(base, prox, processOf).map((r) => [r.key, r.addedNsPerReq])));
   }
   ctx.metric('profile', out);
   const thin = profiles.filter((p) => p.requests === 0 || busyNsPerRequest(p) <= 0);
@@ -282,7 +288,7 @@ async function profileConfigs(ctx: ScenarioContext, t: LbTopology, d: Daemon, lo
     profiles.map((p) => `${p.config} ${p.load}: ${p.requests} requests, ${p.samples.filter((x) => !isIdle(x)).reduce((a, x) => a + x.samples, 0)} busy samples`).join('; '));
   const areas = [...new Set(areaCols.flatMap((m) => [...m.keys()]))].sort((a, b) => (areaCols[2]!.get(b) ?? 0) - (areaCols[2]!.get(a) ?? 0));
   const fnTable = (load: Load) => {
-    const rows = addedBy(get('direct (no LB)', load), get('XDP LB', load), kernelFunction);
+    const rows = fnRows.get(load)!;
     const top = [...rows.slice(0, 12), ...rows.slice(-4).filter((r) => r.addedNsPerReq < 0)];
     return { kind: 'table' as const, caption: `XDP LB, ${load}: the functions that add the most (and the most negative) ns per request over the direct path`, columns: ['function', 'area', 'direct ns/req', 'XDP LB ns/req', 'added'],
       rows: top.map((r) => [r.key, r.key.endsWith('(user space)') ? 'user space' : areaOf({ comm: '', dso: '[kernel.kallsyms]', kernel: true, sym: r.key, samples: 0 }), n0(r.baseNsPerReq), n0(r.nsPerReq), n0(r.addedNsPerReq)]) };
@@ -321,10 +327,11 @@ const scenario: Scenario = {
     only: { type: 'string', choices: ['scaling', 'pps', 'profile'], description: 'bench: run only this part (scaling: control-plane apply time and memory for 10/1,000/10,000 backends; pps: UDP forwarding rates against the ceilings, XDP_TX and devmap paths; profile: the --profile section alone)' },
   },
   validate(o) {
-    if (typeof o['load-backends'] === 'number' && o['load-backends'] > (typeof o.backends === 'number' ? o.backends : 3)) return { message: `--load-backends ${o['load-backends']} is more than the ${typeof o.backends === 'number' ? o.backends : 3} backends`, fix: `--backends ${o['load-backends']} or fewer --load-backends` };
+    const backends = typeof o.backends === 'number' ? o.backends : 3;
+    if (typeof o['load-backends'] === 'number' && o['load-backends'] > backends) return { message: `--load-backends ${o['load-backends']} is more than the ${backends} backends`, fix: `--backends ${o['load-backends']} or fewer --load-backends` };
     if (o.profile !== true && o.only !== 'profile') return undefined;
     if (o.only !== undefined && o.only !== 'profile') return { message: `--profile records the load runs, which --only ${String(o.only)} leaves out`, fix: 'drop --only, or drop --profile' };
-    if (!findOnPath('perf')) return { message: '--profile needs perf, which is not installed', fix: 'apt-get install linux-perf (or `pnpm lab setup`)' };
+    if (!findOnPath('perf')) return PERF_MISSING;
     return undefined;
   },
   async run(ctx) {

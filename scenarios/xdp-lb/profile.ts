@@ -1,7 +1,7 @@
 // Where the XDP LB's added CPU sits (issue 14 §2: "show by measurement where the remaining cost
 // sits"). /proc/stat says how much machine CPU a configuration adds per request over the direct
-// path; this says in which kernel functions. One keep-alive load run per configuration is recorded
-// system-wide with perf (cpu-clock, every CPU, leaf function only: no call chains, so the sampling
+// path; this says in which kernel functions. Keep-alive load runs of each configuration (saturated
+// and paced) are recorded system-wide with perf (cpu-clock, every CPU, leaf function only: no call chains, so the sampling
 // costs little and the leaf is what the CPU was executing), each sample is worth 1/hz s, and
 // samples per request are compared function by function and by area (veth, skb memory, XDP and
 // BPF, bridge, TCP/IP, user space). The idle loop's leaf functions are left out: softirq work that
@@ -112,10 +112,13 @@ export function busyNsPerRequest(p: Profile): number {
 
 export const kernelFunction = (s: LeafSamples) => (s.kernel ? s.sym : `${s.comm} (user space)`);
 
+/** the one error for a missing perf: the scenario's option check and requirePerf give it alike */
+export const PERF_MISSING = { message: '--profile needs perf, which is not installed', fix: 'apt-get install linux-perf (or `pnpm lab setup`)' };
+
 /** perf on PATH, or a LabError naming the package */
 export function requirePerf(): string {
   const p = findOnPath('perf');
-  if (!p) throw new LabError('--profile needs perf, which is not installed', 'apt-get install linux-perf (or `pnpm lab setup`)');
+  if (!p) throw new LabError(PERF_MISSING.message, PERF_MISSING.fix);
   return p;
 }
 
