@@ -8,7 +8,7 @@ import { LbApiError } from '../../controller/lb/client.ts';
 import { listNamespaces } from '../../lab/netns.ts';
 import { curlMany, runWrk, totalErrors } from './load.ts';
 import {
-  LB4, REPO, VIP4, VIP4_IPIP, VIP6, VIP6_IPIP, backend4, backend6, buildTopology, lbConfig, probeIpip, setupIpipBackends, sweepStalePins, startBackend, startDaemon,
+  LB4, REPO, VIP4, VIP4_IPIP, VIP6, VIP6_IPIP, backend4, backend6, buildTopology, clientPortConfig, lbConfig, probeIpip, setupIpipBackends, sweepStalePins, startBackend, startDaemon,
   startNginxBackends, stopBackend, tunnelRx, type Daemon, type LbTopology,
 } from './topology.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -199,6 +199,34 @@ describeRoot('xdp-lb end to end (netns, real sockets)', () => {
     } finally {
       await d.api.removeVip(I4);
       await d.api.removeVip(I6);
+    }
+  }, 60_000);
+
+  it('an LB on the client-facing port sends VIP frames straight into each backend\'s port, and leaves the port bare when it stops', async () => {
+    // a second daemon, in "fabric" on pclient: the client's VIP frames never reach the bridge or
+    // the first LB (its counters stay put), and non-VIP traffic on that port still passes
+    const xdpOn = async () => /\bxdp\b|prog\/xdp/.test(String((await t.topo.exec('fabric', 'ip', ['-d', 'link', 'show', 'dev', 'pclient'])).stdout));
+    expect(await xdpOn()).toBe(false);
+    const first0 = (await d.api.stats()).global.forwarded!;
+    t.attachBackendSinks();
+    const e = await startDaemon(t, clientPortConfig(t, `e2ec${process.pid}`), 'fabric');
+    try {
+      expect(await xdpOn()).toBe(true);
+      const bodies = await curlMany(t, `http://${VIP4}/`, 30);
+      expect(bodies.filter((b) => b === 'FAIL')).toEqual([]);
+      expect(new Set(bodies)).toEqual(new Set(['b1', 'b2', 'b3']));
+      const st = await e.api.stats();
+      expect(st.global.forwarded).toBeGreaterThanOrEqual(30);
+      expect(st.global.redirect_fail).toBe(0);
+      expect((await d.api.stats()).global.forwarded).toBe(first0);
+      expect(await curlMany(t, `http://${backend4(1)}/`, 3)).toEqual(['b2', 'b2', 'b2']); // passed to the bridge
+      const pinDir = (await e.api.state()).pinDir;
+      await e.stop(true);
+      expect(fs.existsSync(pinDir)).toBe(false);
+      expect(await xdpOn()).toBe(false);
+    } finally {
+      await e.stop(true);
+      t.detachBackendSinks();
     }
   }, 60_000);
 

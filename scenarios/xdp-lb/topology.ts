@@ -113,6 +113,11 @@ export async function buildTopology(opts: { prefix: string; backends: number; lo
     await topo.sysctl('client', 'net.ipv4.tcp_tw_reuse', 1);
     await topo.sysctl('lb', 'net.ipv4.ip_local_port_range', '10000 65000');
     await topo.sysctl('lb', 'net.ipv4.tcp_tw_reuse', 1);
+    // the fabric has no address of its own; a link route lets an LB daemon there (the client-port
+    // path, clientPortConfig) find each backend's egress by the kernel's route lookup, as it does
+    // in the LB namespace. Bridged frames are forwarded at L2 and never consult it.
+    await topo.exec('fabric', 'ip', ['route', 'add', '10.99.0.0/24', 'dev', 'br0']);
+    await topo.exec('fabric', 'ip', ['-6', 'route', 'add', 'fd99::/64', 'dev', 'br0']);
     const fabricLbIfindex = await topo.ifindex('fabric', 'plb');
     const helpers = await loadHelpers(fabricLbIfindex);
     // the bridge port facing the LB receives XDP_TX'd frames: it needs an XDP program of its own.
@@ -378,6 +383,24 @@ export function lbConfig(t: LbTopology, instance: string, extra: Partial<LbConfi
       { vip: `udp://${VIP4}:9`, backends: bs.map((b) => ({ ...b, port: 80 })), healthCheck: true },
     ],
     ...extra,
+  };
+}
+
+/**
+ * The XDP LB on the client-facing port instead of its own: attached to "pclient" (the bridge's
+ * port towards the client, in "fabric"), where the client's frames arrive, and redirecting each
+ * VIP frame straight into its backend's port (config "egress": pbN, the devmap path), so VIP
+ * traffic never crosses the bridge. This is where an XDP LB sits on a host whose NIC receives the
+ * traffic (Cilium's XDP service LB, Katran on the LB host's NIC); a proxy cannot sit there. The
+ * backends' MACs are configuration (nothing in "fabric" resolves neighbours), and no health checks:
+ * "fabric" has no address to probe from. Run it with startDaemon(t, cfg, 'fabric').
+ */
+export function clientPortConfig(t: LbTopology, instance: string, servers = t.n): LbConfig {
+  const bs = Array.from({ length: servers }, (_, i) => ({ address: backend4(i), mac: t.macs.backends[i]!, egress: `pb${i + 1}` }));
+  return {
+    interface: 'pclient',
+    instance,
+    vips: [{ vip: `tcp://${VIP4}:80`, backends: bs, healthCheck: false }],
   };
 }
 
