@@ -221,9 +221,9 @@ function pacedLoad(ctx: ScenarioContext, durationS: number, conn: Row['conn']): 
 
 /**
  * Profiled keep-alive runs of the XDP LB (attached now), then of the direct path and HAProxy with
- * the LB stopped and detached, each saturated and paced; then the LB is started again for what
- * follows. Reported as the XDP LB's and HAProxy's added ns per request over the direct path at the
- * same load, by area and by function.
+ * the LB stopped and detached, and of the LB on the client-facing port, each saturated and paced;
+ * then the LB is started again for what follows. Reported as each one's added ns per request over
+ * the direct path at the same load, by area, process and function.
  */
 async function profileConfigs(ctx: ScenarioContext, t: LbTopology, d: Daemon, loads: { saturated: { durationS: number; connections: number }; paced: { durationS: number; connections: number; delayMs: number } }, instance: string, servers: number): Promise<Daemon> {
   requirePerf();
@@ -253,6 +253,17 @@ async function profileConfigs(ctx: ScenarioContext, t: LbTopology, d: Daemon, lo
   } finally {
     await h.stop();
   }
+  t.attachBackendSinks();
+  try {
+    const e = await startDaemon(t, clientPortConfig(t, `xlbc${process.pid}`, servers), 'fabric');
+    try {
+      await one(XDP_CLIENT_PORT, `http://${VIP4}/`);
+    } finally {
+      await e.stop(true);
+    }
+  } finally {
+    t.detachBackendSinks();
+  }
   t.attachPeer();
   const d2 = await startDaemon(t, lbConfig(t, instance));
   // read the recordings only now (see recordSystemWide); the files stay in the report's directory
@@ -263,46 +274,51 @@ async function profileConfigs(ctx: ScenarioContext, t: LbTopology, d: Daemon, lo
   const out: Record<string, unknown> = { hz: PROFILE_HZ, event: 'cpu-clock' };
   const areaCols: Map<string, number>[] = [];
   const procCols: Map<string, number>[] = [];
-  const fnRows = new Map<Load, AddedRow[]>();
+  const fnRows = new Map<string, AddedRow[]>();
   const headline: string[] = [];
   const added = (rows: AddedRow[]) => new Map(rows.map((r) => [r.key, r.addedNsPerReq]));
   for (const load of ['saturated', 'paced'] as const) {
-    const base = get('direct (no LB)', load), xdp = get('XDP LB', load), prox = get(h.name, load);
+    const base = get('direct (no LB)', load), xdp = get('XDP LB', load), prox = get(h.name, load), cport = get(XDP_CLIENT_PORT, load);
     const addedXdp = busyNsPerRequest(xdp) - busyNsPerRequest(base);
     const addedProxy = busyNsPerRequest(prox) - busyNsPerRequest(base);
-    headline.push(`${load}: XDP LB ${n0(addedXdp)} ns, HAProxy ${n0(addedProxy)} ns (ratio ${addedXdp > 0 ? (addedProxy / addedXdp).toFixed(1) : 'n/a'})`);
+    const addedCport = busyNsPerRequest(cport) - busyNsPerRequest(base);
+    headline.push(`${load}: XDP LB ${n0(addedXdp)} ns, on the client-facing port ${n0(addedCport)} ns, HAProxy ${n0(addedProxy)} ns (HAProxy ÷ XDP LB ${addedXdp > 0 ? (addedProxy / addedXdp).toFixed(1) : 'n/a'}; client port ÷ HAProxy ${(addedCport / addedProxy).toFixed(2)})`);
     const r = {
-      byArea: addedBy(base, xdp, areaOf), byAreaHaproxy: addedBy(base, prox, areaOf),
-      byProcess: addedBy(base, xdp, processOf), byProcessHaproxy: addedBy(base, prox, processOf),
-      byFunction: addedBy(base, xdp, kernelFunction), byFunctionHaproxy: addedBy(base, prox, kernelFunction),
+      byArea: addedBy(base, xdp, areaOf), byAreaHaproxy: addedBy(base, prox, areaOf), byAreaClientPort: addedBy(base, cport, areaOf),
+      byProcess: addedBy(base, xdp, processOf), byProcessHaproxy: addedBy(base, prox, processOf), byProcessClientPort: addedBy(base, cport, processOf),
+      byFunction: addedBy(base, xdp, kernelFunction), byFunctionHaproxy: addedBy(base, prox, kernelFunction), byFunctionClientPort: addedBy(base, cport, kernelFunction),
     };
-    areaCols.push(added(r.byArea), added(r.byAreaHaproxy));
-    procCols.push(added(r.byProcess), added(r.byProcessHaproxy));
-    fnRows.set(load, r.byFunction);
+    areaCols.push(added(r.byArea), added(r.byAreaClientPort), added(r.byAreaHaproxy));
+    procCols.push(added(r.byProcess), added(r.byProcessClientPort), added(r.byProcessHaproxy));
+    fnRows.set(`XDP LB ${load}`, r.byFunction);
+    fnRows.set(`${XDP_CLIENT_PORT} ${load}`, r.byFunctionClientPort);
     out[load] = {
-      totals: [base, xdp, prox].map((p) => ({ config: p.config, requests: p.requests, samples: p.samples.reduce((a, s) => a + s.samples, 0), perfBusyNsPerReq: busyNsPerRequest(p), procStatBusyNsPerReq: p.busyNsPerReq })),
-      ...r, byFunction: r.byFunction.slice(0, 60), byFunctionHaproxy: r.byFunctionHaproxy.slice(0, 60),
+      totals: [base, xdp, cport, prox].map((p) => ({ config: p.config, requests: p.requests, samples: p.samples.reduce((a, s) => a + s.samples, 0), perfBusyNsPerReq: busyNsPerRequest(p), procStatBusyNsPerReq: p.busyNsPerReq })),
+      ...r, byFunction: r.byFunction.slice(0, 60), byFunctionHaproxy: r.byFunctionHaproxy.slice(0, 60), byFunctionClientPort: r.byFunctionClientPort.slice(0, 60),
     };
   }
   ctx.metric('profile', out);
   const thin = profiles.filter((p) => p.requests === 0 || busyNsPerRequest(p) <= 0);
   ctx.check('perf profiled every configuration under load (saturated and paced)', thin.length === 0,
     profiles.map((p) => `${p.config} ${p.load}: ${p.requests} requests, ${p.samples.filter((x) => !isIdle(x)).reduce((a, x) => a + x.samples, 0)} busy samples`).join('; '));
-  const areas = [...new Set(areaCols.flatMap((m) => [...m.keys()]))].sort((a, b) => (areaCols[2]!.get(b) ?? 0) - (areaCols[2]!.get(a) ?? 0));
-  const fnTable = (load: Load) => {
-    const rows = fnRows.get(load)!;
+  // columns: XDP LB, client port, HAProxy (saturated), then the same paced; sorted by the XDP LB paced
+  const areas = [...new Set(areaCols.flatMap((m) => [...m.keys()]))].sort((a, b) => (areaCols[3]!.get(b) ?? 0) - (areaCols[3]!.get(a) ?? 0));
+  const fnTable = (config: string, load: Load) => {
+    const rows = fnRows.get(`${config} ${load}`)!;
     const top = [...rows.slice(0, 12), ...rows.slice(-4).filter((r) => r.addedNsPerReq < 0)];
-    return { kind: 'table' as const, caption: `XDP LB, ${load}: the functions that add the most (and the most negative) ns per request over the direct path`, columns: ['function', 'area', 'direct ns/req', 'XDP LB ns/req', 'added'],
+    return { kind: 'table' as const, caption: `${config}, ${load}: the functions that add the most (and the most negative) ns per request over the direct path`, columns: ['function', 'area', 'direct ns/req', `${config} ns/req`, 'added'],
       rows: top.map((r) => [r.key, r.key.endsWith('(user space)') ? 'user space' : areaOf({ comm: '', dso: '[kernel.kallsyms]', kernel: true, sym: r.key, samples: 0 }), n0(r.baseNsPerReq), n0(r.nsPerReq), n0(r.addedNsPerReq)]) };
   };
   ctx.section('Where the added CPU sits (perf profile)',
-    { kind: 'text', text: `Keep-alive runs of the direct path, HAProxy and the XDP LB, saturated (wrk -c${loads.saturated.connections}) and paced (wrk -c${loads.paced.connections}, ${loads.paced.delayMs} ms between a response and the next request), ${loads.saturated.durationS} s each, recorded on every CPU with perf (cpu-clock, ${PROFILE_HZ} Hz, the function the CPU was in; no call chains). A sample is worth ${(1000 / PROFILE_HZ).toFixed(3)} ms of CPU; samples per request are compared with the direct path's at the same load, function by function. The idle loop is left out; softirq work done on an idle CPU is not. Work that runs with interrupts off is charged where they are enabled again (finish_task_switch, _raw_spin_unlock_irqrestore: mostly the scheduler's context switches). These runs are extra (not the rounds above) and have BPF stats off. Added per request by this profile — ${headline.join('; ')}.` },
-    { kind: 'table', caption: 'added ns per request over the direct path at the same load, by area', columns: ['area', 'XDP LB, saturated', 'HAProxy, saturated', 'XDP LB, paced', 'HAProxy, paced'],
+    { kind: 'text', text: `Keep-alive runs of the direct path, HAProxy, the XDP LB (XDP_TX path) and the XDP LB on the client-facing port, saturated (wrk -c${loads.saturated.connections}) and paced (wrk -c${loads.paced.connections}, ${loads.paced.delayMs} ms between a response and the next request), ${loads.saturated.durationS} s each, recorded on every CPU with perf (cpu-clock, ${PROFILE_HZ} Hz, the function the CPU was in; no call chains). A sample is worth ${(1000 / PROFILE_HZ).toFixed(3)} ms of CPU; samples per request are compared with the direct path's at the same load, function by function. The idle loop is left out; softirq work done on an idle CPU is not. Work that runs with interrupts off is charged where they are enabled again (finish_task_switch, _raw_spin_unlock_irqrestore: mostly the scheduler's context switches). These runs are extra (not the rounds above) and have BPF stats off. Added per request by this profile — ${headline.join('; ')}.` },
+    { kind: 'table', caption: 'added ns per request over the direct path at the same load, by area', columns: ['area', 'XDP LB, saturated', 'client port, saturated', 'HAProxy, saturated', 'XDP LB, paced', 'client port, paced', 'HAProxy, paced'],
       rows: areas.map((k) => [k, ...areaCols.map((m) => n0(m.get(k) ?? 0))]) },
-    { kind: 'table', caption: 'added ns per request over the direct path at the same load, by process (its kernel and user time; swapper is softirq work done on an idle CPU; ≥ 20 ns somewhere)', columns: ['process', 'XDP LB, saturated', 'HAProxy, saturated', 'XDP LB, paced', 'HAProxy, paced'],
-      rows: [...new Set(procCols.flatMap((m) => [...m.keys()]))].filter((k) => procCols.some((m) => Math.abs(m.get(k) ?? 0) >= 20)).sort((a, b) => (procCols[2]!.get(b) ?? 0) - (procCols[2]!.get(a) ?? 0)).map((k) => [k, ...procCols.map((m) => n0(m.get(k) ?? 0))]) },
-    fnTable('saturated'),
-    fnTable('paced'),
+    { kind: 'table', caption: 'added ns per request over the direct path at the same load, by process (its kernel and user time; swapper is softirq work done on an idle CPU; ≥ 20 ns somewhere)', columns: ['process', 'XDP LB, saturated', 'client port, saturated', 'HAProxy, saturated', 'XDP LB, paced', 'client port, paced', 'HAProxy, paced'],
+      rows: [...new Set(procCols.flatMap((m) => [...m.keys()]))].filter((k) => procCols.some((m) => Math.abs(m.get(k) ?? 0) >= 20)).sort((a, b) => (procCols[3]!.get(b) ?? 0) - (procCols[3]!.get(a) ?? 0)).map((k) => [k, ...procCols.map((m) => n0(m.get(k) ?? 0))]) },
+    fnTable('XDP LB', 'saturated'),
+    fnTable('XDP LB', 'paced'),
+    fnTable(XDP_CLIENT_PORT, 'saturated'),
+    fnTable(XDP_CLIENT_PORT, 'paced'),
     { kind: 'table', caption: 'cross-check: busy ns per request by perf (idle left out) against /proc/stat over the same run', columns: ['configuration', 'load', 'requests', 'samples', 'perf busy ns/req', '/proc/stat busy ns/req'],
       rows: profiles.map((p) => [p.config, p.load, p.requests, p.samples.reduce((a, s) => a + s.samples, 0), n0(busyNsPerRequest(p)), n0(p.busyNsPerReq)]) },
   );
