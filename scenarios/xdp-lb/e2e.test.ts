@@ -31,6 +31,7 @@ describeRoot('xdp-lb end to end (netns, real sockets)', () => {
 
   beforeAll(async () => {
     sweepStalePins('e2e');
+    sweepStalePins('e2ec');
     t = await buildTopology({ prefix: PREFIX, backends: 3 });
     await startNginxBackends(t);
     d = await startDaemon(t, lbConfig(t, instance));

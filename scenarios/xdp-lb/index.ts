@@ -375,7 +375,7 @@ const scenario: Scenario = {
 
     // `pnpm lab bench xdp-lb --only profile`: the perf profile section alone (~1.5 min)
     if (ctx.options.only === 'profile') {
-      swept0(await sweepStale('xlb'), sweepStalePins('xlb'), ctx);
+      swept0(await sweepStale('xlb'), [...sweepStalePins('xlb'), ...sweepStalePins('xlbc')], ctx);
       const t = await buildTopology({ prefix: 'xlb', backends: n, peerXdp: true, log: (s) => ctx.progress.info(s) });
       ctx.defer('remove namespaces, veths, helper programs', () => t.dispose());
       await startNginxBackends(t);
