@@ -100,6 +100,8 @@ const rangeOf = (xs: number[], digits = 0) => {
 };
 const us = (ns: number | null) => (ns === null ? null : Math.round(ns / 10) / 100);
 const r1 = (x: number) => Math.round(x * 10) / 10;
+/** a configuration's name in a file name: "XDP LB client port" → "xdp-lb-client-port" */
+const fileSlug = (config: string) => config.replace(/[^A-Za-z]+/g, '-').replace(/-$/, '').toLowerCase();
 
 async function functionalChecks(ctx: ScenarioContext, t: LbTopology, d: Daemon, instance: string): Promise<Daemon> {
   const V4 = `tcp://${VIP4}:80`;
@@ -245,7 +247,7 @@ async function profileConfigs(ctx: ScenarioContext, t: LbTopology, d: Daemon, lo
     for (const load of ['saturated', 'paced'] as const) {
       const o = loads[load];
       ctx.progress.info(`profile: ${config}, keep-alive, ${load}: perf record -a -F ${PROFILE_HZ} (cpu-clock) around wrk -c${o.connections} ${o.durationS}s`);
-      const file = path.join(ctx.outDir, `perf-${config.replace(/[^A-Za-z]+/g, '-').replace(/-$/, '').toLowerCase()}-${load}.data`);
+      const file = path.join(ctx.outDir, `perf-${fileSlug(config)}-${load}.data`);
       const c0 = cpuTimes();
       const result = await recordSystemWide(file, PROFILE_HZ, () => runWrk(t, { url, ...o, signal: ctx.signal }), { signal: ctx.signal });
       const c1 = cpuTimes();
@@ -450,7 +452,7 @@ const scenario: Scenario = {
       for (const close of [false, true]) rows.push({ ...(await measure(ctx, t, config, url, close, load, lbCpu, mem)), round });
       if (!bench) return;
       for (const close of [false, true]) {
-        const file = pacedPerf ? path.join(ctx.outDir, `paced-${config.replace(/[^A-Za-z]+/g, '-').replace(/-$/, '').toLowerCase()}-${close ? 'close' : 'keepalive'}-r${round + 1}.data`) : undefined;
+        const file = pacedPerf ? path.join(ctx.outDir, `paced-${fileSlug(config)}-${close ? 'close' : 'keepalive'}-r${round + 1}.data`) : undefined;
         rows.push({ ...(await measure(ctx, t, config, url, close, pacedLoad(ctx, load.durationS, close ? 'new connection' : 'keep-alive'), lbCpu, mem, file)), round });
       }
     };
@@ -573,8 +575,9 @@ const scenario: Scenario = {
       const base = perRound('direct (no LB)', conn, load);
       return perRound(config, conn, load).map((r, i) => (base[i] ? r.busyNsPerReq - base[i]!.busyNsPerReq : NaN));
     };
-    // a ratio of added CPU needs a positive denominator: a round where the XDP hop added nothing
-    // measurable (noise at or below zero) gives no ratio rather than a negative or infinite one
+    // a ratio of added CPU needs a positive denominator: a round where the denominator added nothing
+    // measurable (noise at or below zero) gives no ratio rather than a negative or infinite one.
+    // proxy ÷ XDP, or XDP ÷ proxy (a fraction, defined where the XDP path adds ≤ 0)
     const ratioPos = (num: number[], den: number[]) => num.map((x, i) => (den[i]! > 0 ? x / den[i]! : NaN));
     const ratios: Record<string, number | null> = {};
     const fin = (x: number) => (Number.isFinite(x) ? x : null);
@@ -602,7 +605,7 @@ const scenario: Scenario = {
         for (const p of PROXIES) {
           const pPaced = addedPaced(p, conn);
           const target = conn === 'keep-alive' ? 10 : 5;
-          const frac = xPaced.map((x, i) => (pPaced[i]! > 0 ? x / pPaced[i]! : NaN));
+          const frac = ratioPos(xPaced, pPaced);
           ratios[`added_machine_cpu paced ${what} / ${p} ${conn}`] = fin(spreadOf(frac).median);
           ctx.headline(headlineFromRounds({
             name: `lb.pacedAddedCpuPerRequest.${connSlug(conn)}.vs${slug(p) === 'haproxy' ? 'Haproxy' : 'Nginx'}${suffix}`,
@@ -634,7 +637,7 @@ const scenario: Scenario = {
       for (const p of PROXIES) {
         const pAdded = added(p, conn);
         const cAdded = added(XDP_CLIENT_PORT, conn);
-        const frac = cAdded.map((x, i) => (pAdded[i]! > 0 ? x / pAdded[i]! : NaN));
+        const frac = ratioPos(cAdded, pAdded);
         ratios[`added_machine_cpu XDP client port / ${p} ${conn}`] = fin(spreadOf(frac).median);
         ctx.headline(headlineFromRounds({
           name: `lb.addedCpuPerRequest.${connSlug(conn)}.vs${slug(p) === 'haproxy' ? 'Haproxy' : 'Nginx'}.clientPort`,
@@ -723,14 +726,14 @@ const scenario: Scenario = {
           const target = conn === 'keep-alive' ? 10 : 5;
           for (const [cfg, , what] of XDP_PATHS) {
             const xp = addedPaced(cfg, conn), pp = addedPaced(p, conn);
-            const f = xp.map((x, i) => (pp[i]! > 0 ? x / pp[i]! : NaN));
+            const f = ratioPos(xp, pp);
             goalRows.push([`added machine CPU per request at a fixed rate${pacedByPerf ? ' (perf)' : ', tick-based'}, ${what} ÷ ${p} (${conn}; a fraction, ≤ 0 where the path costs no more than the direct one)`, pacedByPerf ? `≤ ${1 / target}` : '(informational)', fin(Math.round(spreadOf(f).median * 100) / 100), pacedByPerf ? byRounds(f, '<=', 1 / target) : '']);
           }
         }
         const dv = ratioPos(added(p, conn), added(XDP_DEVMAP, conn));
         goalRows.push([`added machine CPU per request at saturation, ${p} ÷ XDP LB devmap path (${conn})`, conn === 'keep-alive' ? '≥ 10' : '≥ 5', fin(r1(spreadOf(dv).median)), byRounds(dv, '>=', conn === 'keep-alive' ? 10 : 5)]);
         const pa = added(p, conn);
-        const cf = added(XDP_CLIENT_PORT, conn).map((x, i) => (pa[i]! > 0 ? x / pa[i]! : NaN));
+        const cf = ratioPos(added(XDP_CLIENT_PORT, conn), pa);
         goalRows.push([`added machine CPU per request at saturation, XDP LB on the client-facing port ÷ ${p} (${conn}; a fraction, ≤ 0 when that path costs less than the direct one)`, conn === 'keep-alive' ? '≤ 0.1' : '≤ 0.2', fin(Math.round(spreadOf(cf).median * 100) / 100), byRounds(cf, '<=', conn === 'keep-alive' ? 0.1 : 0.2)]);
         const po = ratioPos(perRound(p, conn).map((r) => r.lbCpuNsPerReq ?? NaN), perRound('XDP LB', conn).map((r) => r.lbCpuNsPerReq ?? NaN));
         goalRows.push([`${p} process CPU ÷ XDP program run time (${conn}) — the XDP side is a lower bound, so this ratio is an upper bound`, '(informational)', fin(r1(spreadOf(po).median)), '']);
