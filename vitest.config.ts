@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { defineConfig } from 'vitest/config';
+import { BaseSequencer, type TestSpecification } from 'vitest/node';
 
 // A checkout the test user cannot write (`pnpm test` as nobody, see README): vitest's cache and
 // the JSON results go to a temp dir instead. The config itself is loaded with
@@ -17,6 +18,19 @@ const writable = (() => {
 const scratch = writable ? null : path.join(os.tmpdir(), `ebpf-lab-vitest-${os.userInfo().uid}`);
 if (scratch) fs.mkdirSync(scratch, { recursive: true });
 
+/**
+ * vitest's order (failed, then slowest, first), except that the files needing the Jaeger binary go
+ * last: `./lab.sh test` builds it in the background meanwhile (minutes cold), and they wait for it.
+ * The VM runs go very last, the host-side Jaeger test just before them.
+ */
+const last = ['controller/tracing/tracing.test.ts', 'lab/e2e.test.ts'];
+class JaegerLast extends BaseSequencer {
+  override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
+    const rank = (f: TestSpecification) => last.findIndex((l) => f.moduleId.endsWith(`/${l}`)) + 1;
+    return (await super.sort(files)).sort((a, b) => rank(a) - rank(b));
+  }
+}
+
 export default defineConfig({
   cacheDir: scratch ? path.join(scratch, 'vite') : undefined,
   test: {
@@ -24,6 +38,7 @@ export default defineConfig({
     exclude: ['node_modules/**', 'reports/**', 'vm-images/cache/**'],
     // BPF tests share one kernel: files run one at a time so leak checks and timings are honest
     fileParallelism: false,
+    sequence: { sequencer: JaegerLast },
     testTimeout: 60_000,
     hookTimeout: 120_000,
     reporters: ['default', 'json'],

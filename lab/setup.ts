@@ -38,10 +38,11 @@ export const PACKAGES: Record<string, string[]> = {
 const EXTRA: Record<string, () => Promise<string>> = {
   tracing: async () => {
     const { ensureJaeger, ensureZipkin, ensureVegeta } = await import('../controller/tracing/backend.ts');
+    // Zipkin is the optional second backend: its absence (no mvn, no Maven Central) is not fatal.
+    // It comes first: a download, where Jaeger is a build of minutes that tests may be waiting on
+    const z = await ensureZipkin().then((x) => (x.fetched ? `Zipkin fetched in ${x.seconds} s → ${x.path}` : `Zipkin cached at ${x.path}`), (e: Error) => `Zipkin skipped: ${e.message}`);
     const r = await ensureJaeger();
     const jaeger = r.built ? `Jaeger built in ${r.info?.seconds} s → ${r.path}` : `Jaeger cached at ${r.path}${r.info ? ` (built in ${r.info.seconds} s with ${r.info.go})` : ''}`;
-    // Zipkin is the optional second backend: its absence (no mvn, no Maven Central) is not fatal
-    const z = await ensureZipkin().then((x) => (x.fetched ? `Zipkin fetched in ${x.seconds} s → ${x.path}` : `Zipkin cached at ${x.path}`), (e: Error) => `Zipkin skipped: ${e.message}`);
     // the bench's open-loop generator for its paced runs
     const v = await ensureVegeta();
     const vegeta = v.built ? `vegeta built in ${v.seconds} s → ${v.path}` : `vegeta cached at ${v.path}`;

@@ -56,34 +56,108 @@ export async function findGo(): Promise<{ bin: string; version: string } | null>
   return null;
 }
 
-/** Build Jaeger once (minutes on 2 cores); later calls return the cached binary. */
+/** The file a build holds while it runs: the builder's pid. */
+const lockPath = () => `${jaegerPath()}.building`;
+
+/**
+ * The pid of a Jaeger build running in another process (`./lab.sh test` starts one in the
+ * background so the build overlaps the tests that do not need it), or null.
+ */
+export function jaegerBuildRunning(): number | null {
+  try {
+    const pid = Number(fs.readFileSync(lockPath(), 'utf8').trim());
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return null;
+    process.kill(pid, 0);
+    return pid;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Take the build lock, or wait for the build holding it: true when this process holds it, false
+ * when the other build produced the binary meanwhile. A lock whose holder is gone is stale.
+ */
+async function lockOrWait(bin: string, log: (s: string) => void): Promise<boolean> {
+  let told = false;
+  for (;;) {
+    try {
+      fs.writeFileSync(lockPath(), `${process.pid}\n`, { flag: 'wx', mode: 0o644 });
+      return true;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    const pid = jaegerBuildRunning();
+    if (pid === null) {
+      fs.rmSync(lockPath(), { force: true });
+      if (fs.existsSync(bin)) return false;
+      continue;
+    }
+    if (!told) log(`waiting for the Jaeger build already running (pid ${pid}) …`);
+    told = true;
+    await new Promise((r) => setTimeout(r, 2000));
+    if (fs.existsSync(bin)) return false;
+  }
+}
+
+/**
+ * Build Jaeger once (minutes on 2 cores); later calls return the cached binary. Concurrent callers
+ * (another process's build) wait for it rather than build twice.
+ */
 export async function ensureJaeger(log: (s: string) => void = (s) => console.error(s)): Promise<{ path: string; built: boolean; info: BuildInfo | null }> {
   const bin = jaegerPath();
   if (fs.existsSync(bin)) return { path: bin, built: false, info: jaegerBuildInfo() };
   const go = await findGo();
   if (!go) throw new LabError('Go is not installed (Jaeger v2 is built from the Go module proxy; looked on PATH, in /usr/local/go and /usr/lib/go)', 'install Go ≥ 1.24.6, then pnpm lab setup tracing');
   fs.mkdirSync(cacheDir(), { recursive: true, mode: 0o755 });
+  if (!(await lockOrWait(bin, log))) return { path: bin, built: false, info: jaegerBuildInfo() };
   const t0 = Date.now();
-  log(`building Jaeger ${JAEGER_VERSION} from the Go module proxy (${go.version}); this takes minutes …`);
-  const env = { ...process.env, GOTOOLCHAIN: 'local', GOFLAGS: '-mod=mod' };
-  const dl = await execa(go.bin, ['mod', 'download', '-json', `${JAEGER_MODULE}@${JAEGER_VERSION}`], { env, reject: false, cwd: os.tmpdir() });
-  if (dl.exitCode !== 0) throw new LabError(`go mod download ${JAEGER_MODULE}@${JAEGER_VERSION} failed: ${dl.stderr.split('\n').slice(-3).join(' ')}`, 'check GOPROXY and the network, then pnpm lab setup tracing');
-  const src = (JSON.parse(dl.stdout) as { Dir: string }).Dir;
-  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-jaeger-'));
+  let work: string | null = null;
+  let child: ResultPromise | null = null;
+  let info: BuildInfo | null = null;
+  // an interrupted build (Ctrl-C, or ./lab.sh test ending its background build) leaves no lock,
+  // no half-copied module tree and no compiler behind
+  // (on, not once: a signal sent to the process group arrives again through tsx's relay, and with
+  // no listener left the second one would kill the process halfway through this cleanup)
+  let stopping = false;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    fs.rmSync(lockPath(), { force: true });
+    child?.kill('SIGKILL');
+    if (work) fs.rmSync(work, { recursive: true, force: true });
+    // inside a run the runner's own handler stops the scenario and writes the report
+    if (process.listenerCount(sig) === 1) process.exit(sig === 'SIGINT' ? 130 : 143);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   try {
+    log(`building Jaeger ${JAEGER_VERSION} from the Go module proxy (${go.version}); this takes minutes …`);
+    const env = { ...process.env, GOTOOLCHAIN: 'local', GOFLAGS: '-mod=mod' };
+    const dl = await execa(go.bin, ['mod', 'download', '-json', `${JAEGER_MODULE}@${JAEGER_VERSION}`], { env, reject: false, cwd: os.tmpdir() });
+    if (dl.exitCode !== 0) throw new LabError(`go mod download ${JAEGER_MODULE}@${JAEGER_VERSION} failed: ${dl.stderr.split('\n').slice(-3).join(' ')}`, 'check GOPROXY and the network, then pnpm lab setup tracing');
+    const src = (JSON.parse(dl.stdout) as { Dir: string }).Dir;
+    work = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-jaeger-'));
     fs.cpSync(src, work, { recursive: true });
     await execa('chmod', ['-R', 'u+w', work]);
     const tmp = `${bin}.tmp`;
-    const b = await execa(go.bin, ['build', '-trimpath', '-o', tmp, './cmd/jaeger'], { env, cwd: work, reject: false, all: true });
-    if (b.exitCode !== 0) throw new LabError(`building Jaeger failed:\n${b.all?.split('\n').slice(-10).join('\n')}`, 'see the Go error above; pnpm lab setup tracing retries');
+    // -s -w: no symbol table or DWARF (nobody debugs this binary here), which shortens the link
+    child = execa(go.bin, ['build', '-trimpath', '-ldflags=-s -w', '-o', tmp, './cmd/jaeger'], { env, cwd: work, reject: false, all: true });
+    const b = await child;
+    const all = String(b.all ?? '');
+    if (b.exitCode !== 0) throw new LabError(`building Jaeger failed:\n${all.split('\n').slice(-10).join('\n')}`, 'see the Go error above; pnpm lab setup tracing retries');
     fs.chmodSync(tmp, 0o755);
+    // the facts first: a waiting process reads them as soon as the binary appears
+    info = { version: JAEGER_VERSION, seconds: Math.round((Date.now() - t0) / 1000), go: go.version, builtAt: new Date().toISOString(), path: bin };
+    fs.writeFileSync(`${bin}.json`, `${JSON.stringify(info, null, 2)}\n`, { mode: 0o644 });
     fs.renameSync(tmp, bin);
   } finally {
-    fs.rmSync(work, { recursive: true, force: true });
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    if (work) fs.rmSync(work, { recursive: true, force: true });
+    fs.rmSync(lockPath(), { force: true });
   }
-  const info: BuildInfo = { version: JAEGER_VERSION, seconds: Math.round((Date.now() - t0) / 1000), go: go.version, builtAt: new Date().toISOString(), path: bin };
-  fs.writeFileSync(`${bin}.json`, `${JSON.stringify(info, null, 2)}\n`, { mode: 0o644 });
-  log(`Jaeger built in ${info.seconds} s → ${bin}`);
+  log(`Jaeger built in ${info!.seconds} s → ${bin}`);
   return { path: bin, built: true, info };
 }
 
