@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { execa } from 'execa';
 import { expect, it } from 'vitest';
-import { createTopology, listNamespaces, sweepStale } from './netns.ts';
+import { Topology, createTopology, listNamespaces, sweepStale } from './netns.ts';
 import { withNetns } from '../controller/libbpf/index.ts';
 import { describeRoot } from './testing.ts';
 
@@ -33,6 +33,30 @@ describeRoot('lab/netns', () => {
       await child;
       expect(child.exitCode !== 0 || child.signalCode !== null).toBe(true);
       expect(await listNamespaces(`nstest-${process.pid}-`)).toEqual([]);
+    } finally {
+      await t.dispose();
+    }
+  });
+
+  it('runs a batch of ip commands in one namespace in order, and stops at the first bad line naming it', async () => {
+    const t = createTopology('nstest');
+    try {
+      await t.addNs('a');
+      await t.batch('a', [Topology.addrCmd('lo', '10.78.0.1/32'), Topology.addrCmd('lo', 'fd78::1/128'), ['route', 'add', 'fd79::/64', 'dev', 'lo']]);
+      const addrs = String((await t.exec('a', 'ip', ['-j', 'addr', 'show', 'dev', 'lo'])).stdout);
+      expect(addrs).toContain('10.78.0.1');
+      expect(addrs).toContain('fd78::1');
+      expect(String((await t.exec('a', 'ip', ['-6', 'route', 'show', 'fd79::/64'])).stdout)).toContain('fd79::/64');
+      // line 2 fails: line 3 never runs, and the error names the bad value
+      const bad = t.batch('a', [Topology.addrCmd('lo', '10.78.0.2/32'), Topology.addrCmd('lo', '10.78.0.300/32'), Topology.addrCmd('lo', '10.78.0.3/32')]);
+      await expect(bad).rejects.toThrow(/^ip -batch in namespace nstest-\d+-a: .*"10\.78\.0\.300\/32"/);
+      // a kernel refusal (the address is there) is named by its line
+      await expect(t.batch('a', [['route', 'add', 'fd7a::/64', 'dev', 'lo'], Topology.addrCmd('lo', '10.78.0.1/32')])).rejects.toThrow(/failed at "ip addr add 10\.78\.0\.1\/32 dev lo": .*already assigned/);
+      const after = String((await t.exec('a', 'ip', ['-j', 'addr', 'show', 'dev', 'lo'])).stdout);
+      expect(after).toContain('10.78.0.2');
+      expect(after).not.toContain('10.78.0.3"');
+      await t.sysctls('a', { 'net.ipv4.ip_local_port_range': '20000 30000', 'net.ipv4.tcp_tw_reuse': 1 });
+      expect(String((await t.exec('a', 'sysctl', ['-n', 'net.ipv4.ip_local_port_range'])).stdout).trim().split(/\s+/)).toEqual(['20000', '30000']);
     } finally {
       await t.dispose();
     }

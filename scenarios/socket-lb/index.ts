@@ -160,10 +160,7 @@ const scenario: Scenario = {
     const roles = ['bpf', ...scales.flatMap((n) => [`ipt${n}`, `ipvs${n}`])];
     const lab = await buildLab({ clients: roles });
     ctx.defer('remove namespaces and cgroups', () => lab.dispose());
-    for (const r of roles) {
-      await lab.topo.sysctl(r, 'net.ipv4.tcp_tw_reuse', 1);
-      await lab.topo.sysctl(r, 'net.ipv4.ip_local_port_range', '1024 65000');
-    }
+    for (const r of roles) await lab.topo.sysctls(r, { 'net.ipv4.tcp_tw_reuse': 1, 'net.ipv4.ip_local_port_range': '1024 65000' });
     const connlat = await buildTool('connlat');
 
     await functional(ctx, lab);

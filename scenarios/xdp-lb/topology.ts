@@ -16,7 +16,7 @@ import { attachXdp, type Link } from '../../controller/libbpf/index.ts';
 import { xdpBench, type XdpBench } from '../../bpf/gen/xdp_bench.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { LbClient } from '../../controller/lb/client.ts';
-import { createTopology, type Topology } from '../../lab/netns.ts';
+import { createTopology, Topology } from '../../lab/netns.ts';
 import { withNetns } from '../../controller/libbpf/index.ts';
 import { labCliArgv } from '../../common/dist.ts';
 import { LabError } from '../../common/errors.ts';
@@ -76,48 +76,50 @@ export async function buildTopology(opts: { prefix: string; backends: number; lo
     await topo.veth({ ns: 'lb', dev: 'lb0' }, { ns: 'fabric', dev: 'plb' });
     for (let i = 0; i < n; i++) await topo.veth({ ns: `b${i + 1}`, dev: 'eth0' }, { ns: 'fabric', dev: `pb${i + 1}` });
     await topo.bridge('fabric', 'br0', ['pclient', 'plb', ...Array.from({ length: n }, (_, i) => `pb${i + 1}`)]);
-    await topo.addr('client', 'c0', `${CLIENT4}/24`);
-    await topo.addr('client', 'c0', `${CLIENT6}/64`);
-    await topo.addr('lb', 'lb0', `${LB4}/24`);
-    await topo.addr('lb', 'lb0', `${LB6}/64`);
+    // one `ip -batch` per namespace (a process costs ~0.4 s in a TCG guest)
+    const { addrCmd: addr, neighCmd: neigh } = Topology;
     const macs = { client: await topo.mac('client', 'c0'), lb: await topo.mac('lb', 'lb0'), backends: [] as string[] };
+    for (let i = 0; i < n; i++) macs.backends.push(await topo.mac(`b${i + 1}`, 'eth0'));
     for (let i = 0; i < n; i++) {
-      const r = `b${i + 1}`;
-      await topo.addr(r, 'eth0', `${backend4(i)}/24`);
-      await topo.addr(r, 'eth0', `${backend6(i)}/64`);
-      // DSR: the backend owns the VIPs (on lo) and answers from them straight to the client
-      await topo.addr(r, 'lo', `${VIP4}/32`);
-      await topo.addr(r, 'lo', `${VIP6}/128`);
-      await topo.addr(r, 'lo', `${VIP4_IPIP}/32`);
-      await topo.addr(r, 'lo', `${VIP6_IPIP}/128`);
-      await topo.neigh(r, 'eth0', CLIENT4, macs.client);
-      await topo.neigh(r, 'eth0', CLIENT6, macs.client);
-      await topo.neigh(r, 'eth0', LB4, macs.lb);
-      await topo.neigh(r, 'eth0', LB6, macs.lb);
-      macs.backends.push(await topo.mac(r, 'eth0'));
-      await topo.neigh('lb', 'lb0', backend4(i), macs.backends[i]!);
-      await topo.neigh('lb', 'lb0', backend6(i), macs.backends[i]!);
+      await topo.batch(`b${i + 1}`, [
+        addr('eth0', `${backend4(i)}/24`),
+        addr('eth0', `${backend6(i)}/64`),
+        // DSR: the backend owns the VIPs (on lo) and answers from them straight to the client
+        addr('lo', `${VIP4}/32`),
+        addr('lo', `${VIP6}/128`),
+        addr('lo', `${VIP4_IPIP}/32`),
+        addr('lo', `${VIP6_IPIP}/128`),
+        neigh('eth0', CLIENT4, macs.client),
+        neigh('eth0', CLIENT6, macs.client),
+        neigh('eth0', LB4, macs.lb),
+        neigh('eth0', LB6, macs.lb),
+      ]);
     }
-    await topo.neigh('client', 'c0', LB4, macs.lb);
-    await topo.neigh('client', 'c0', LB6, macs.lb);
-    await topo.neigh('lb', 'lb0', CLIENT4, macs.client);
-    await topo.neigh('lb', 'lb0', CLIENT6, macs.client);
-    await topo.route('client', `${VIP4}/32`, LB4);
-    await topo.route('client', `${VIP6}/128`, LB6);
-    await topo.exec('client', 'ip', ['route', 'add', `${VIP4_IPIP}/32`, 'via', LB4, 'mtu', 'lock', String(IPIP_CLIENT_MTU)]);
-    await topo.exec('client', 'ip', ['-6', 'route', 'add', `${VIP6_IPIP}/128`, 'via', LB6, 'mtu', 'lock', String(IPIP_CLIENT_MTU)]);
+    await topo.batch('lb', [
+      addr('lb0', `${LB4}/24`),
+      addr('lb0', `${LB6}/64`),
+      ...macs.backends.flatMap((m, i) => [neigh('lb0', backend4(i), m), neigh('lb0', backend6(i), m)]),
+      neigh('lb0', CLIENT4, macs.client),
+      neigh('lb0', CLIENT6, macs.client),
+    ]);
+    await topo.batch('client', [
+      addr('c0', `${CLIENT4}/24`),
+      addr('c0', `${CLIENT6}/64`),
+      neigh('c0', LB4, macs.lb),
+      neigh('c0', LB6, macs.lb),
+      ['route', 'add', `${VIP4}/32`, 'via', LB4],
+      ['route', 'add', `${VIP6}/128`, 'via', LB6],
+      ['route', 'add', `${VIP4_IPIP}/32`, 'via', LB4, 'mtu', 'lock', String(IPIP_CLIENT_MTU)],
+      ['route', 'add', `${VIP6_IPIP}/128`, 'via', LB6, 'mtu', 'lock', String(IPIP_CLIENT_MTU)],
+    ]);
     // frames the XDP program rewrites lose CHECKSUM_PARTIAL on the way through XDP: the client
     // must send complete checksums and MTU-sized frames (same client for every configuration)
     await topo.offload('client', 'c0', { tx: false, tso: false, gso: false, sg: false });
-    await topo.sysctl('client', 'net.ipv4.ip_local_port_range', '10000 65000');
-    await topo.sysctl('client', 'net.ipv4.tcp_tw_reuse', 1);
-    await topo.sysctl('lb', 'net.ipv4.ip_local_port_range', '10000 65000');
-    await topo.sysctl('lb', 'net.ipv4.tcp_tw_reuse', 1);
+    for (const r of ['client', 'lb']) await topo.sysctls(r, { 'net.ipv4.ip_local_port_range': '10000 65000', 'net.ipv4.tcp_tw_reuse': 1 });
     // the fabric has no address of its own; a link route lets an LB daemon there (the client-port
     // path, clientPortConfig) find each backend's egress by the kernel's route lookup, as it does
     // in the LB namespace. Bridged frames are forwarded at L2 and never consult it.
-    await topo.exec('fabric', 'ip', ['route', 'add', '10.99.0.0/24', 'dev', 'br0']);
-    await topo.exec('fabric', 'ip', ['-6', 'route', 'add', 'fd99::/64', 'dev', 'br0']);
+    await topo.batch('fabric', [['route', 'add', '10.99.0.0/24', 'dev', 'br0'], ['route', 'add', 'fd99::/64', 'dev', 'br0']]);
     const fabricLbIfindex = await topo.ifindex('fabric', 'plb');
     const helpers = await loadHelpers(fabricLbIfindex);
     // the bridge port facing the LB receives XDP_TX'd frames: it needs an XDP program of its own.
