@@ -213,10 +213,12 @@ const PROFILE_HZ = 999;
  * closed-loop and busy time per request approaches cores ÷ RPS, so the saturated figure also
  * carries throughput; at one fixed rate, well below every configuration's maximum, the figure is
  * the CPU a configuration adds per request at that load, which is what capacity is planned on.
- * The two answer different questions and both are reported, but the paced CPU is informational:
- * /proc/stat charges by ticks, and at this load (work woken by wrk's millisecond timers) its busy
- * time ran 8–38% above perf's sampled figure, unevenly per configuration (2–4% saturated) (--profile's cross-check,
- * reports/20261202-100423-xdp-lb-host); the profile compares the paced runs by perf instead.
+ * The two answer different questions and both are reported. The paced figure is judged by perf
+ * (`perfBusyNsPerReq`: every paced bench run is recorded system-wide) because /proc/stat charges
+ * by ticks, and at this load (work woken by wrk's millisecond timers) its busy time ran 8–38%
+ * above perf's sampled figure, unevenly per configuration (2–4% saturated) (--profile's
+ * cross-check, reports/20261202-100423-xdp-lb-host); without perf the tick figure is reported
+ * with no goal.
  */
 const PACE_DELAY_MS: Record<'keep-alive' | 'new connection', number> = { 'keep-alive': 2, 'new connection': 10 };
 
@@ -415,9 +417,15 @@ const scenario: Scenario = {
     const swept = await sweepStale('xlb');
     swept.push(...sweepStalePins('xlb'), ...sweepStalePins('xlbs'), ...sweepStalePins('xlbc'));
     if (swept.length) ctx.progress.warn(`removed namespaces/pins of a crashed run: ${swept.join(', ')}`);
+    let t0 = performance.now();
+    const since = () => `${((performance.now() - t0) / 1000).toFixed(1)} s`;
     const t = await buildTopology({ prefix: 'xlb', backends: n, peerXdp: false, log: (s) => ctx.progress.info(s) });
     ctx.defer('remove namespaces, veths, helper programs', () => t.dispose());
+    ctx.progress.info(`namespaces, links, addresses and helper programs ready (${since()})`);
+    t0 = performance.now();
     await startNginxBackends(t);
+    ctx.progress.info(`${n} nginx backends answering (${since()})`);
+    t0 = performance.now();
 
     // forwarding modes: L2 DSR always (and for every load run); IPIP/IP6IP6 where the kernel can
     // decapsulate on the backends (checked end to end after the DSR checks, on VIPs of its own)
@@ -432,6 +440,7 @@ const scenario: Scenario = {
       const o = await t.topo.offloadState(role, dev);
       offloads.rows.push([`${role}/${dev}`, o['tx-checksumming'] ?? '?', o['scatter-gather'] ?? '?', o['tcp-segmentation-offload'] ?? '?', o['generic-segmentation-offload'] ?? '?', o['generic-receive-offload'] ?? '?']);
     }
+    ctx.progress.info(`IPIP probe and offload state read (${since()})`);
 
     // Interleaved rounds: direct, HAProxy, nginx stream, XDP LB, then again. The XDP program (and the
     // peer's xdp_sink) is detached between rounds, so every proxy run sees veths without XDP.
