@@ -62,6 +62,26 @@ describeRoot('lab/netns', () => {
     }
   });
 
+  it('creates several namespaces and veth pairs at once, each end renamed and up; a failed create leaves nothing after dispose', async () => {
+    const t = createTopology('nstest');
+    try {
+      await t.create(['x', 'y', 'z'], [[{ ns: 'x', dev: 'eth0' }, { ns: 'y', dev: 'px' }], [{ ns: 'z', dev: 'eth0' }, { ns: 'y', dev: 'pz' }]], { mtu: 1400 });
+      const links = async (role: string) => (JSON.parse(String((await t.exec(role, 'ip', ['-j', 'link', 'show'])).stdout)) as { ifname: string; flags: string[]; mtu: number }[]);
+      for (const [role, devs] of [['x', ['lo', 'eth0']], ['y', ['lo', 'px', 'pz']], ['z', ['lo', 'eth0']]] as const) {
+        const l = await links(role);
+        expect(l.map((x) => x.ifname).sort()).toEqual([...devs].sort());
+        expect(l.every((x) => x.flags.includes('UP'))).toBe(true);
+        expect(l.filter((x) => x.ifname !== 'lo').every((x) => x.mtu === 1400)).toBe(true);
+      }
+      // a second pair into x named eth0 again: the rename fails inside x, named
+      await expect(t.create(['w'], [[{ ns: 'x', dev: 'eth0' }, { ns: 'w', dev: 'px2' }]])).rejects.toThrow(/namespace nstest-\d+-x failed at "ip link set lt\w+ name eth0 up"/);
+      expect(t.namespaces).toHaveLength(4);
+    } finally {
+      await t.dispose();
+    }
+    expect(await listNamespaces(`nstest-${process.pid}-`)).toEqual([]);
+  });
+
   it('sweeps namespaces left by a dead owner, and only those', async () => {
     const dead = 'nstest-2147483-x';
     const mine = createTopology('nstest');

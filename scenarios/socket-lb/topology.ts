@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import { createTopology, sweepStale, Topology } from '../../lab/netns.ts';
+import { createTopology, sweepStale, Topology, type VethEnd } from '../../lab/netns.ts';
 import { OUT_DIR } from '../../bpf/build.ts';
 import { cgroup2Root, createCgroup, joinCgroup, removeCgroup } from '../../common/cgroup.ts';
 import { scaledTimeout } from '../../lab/timeouts.ts';
@@ -67,15 +67,13 @@ export async function buildLab(opts: { clients: string[]; nBackends?: number; ta
   };
   try {
     createCgroup(cgClient);
-    await topo.addNs('srv');
     const backends4 = Array.from({ length: nb }, (_, i) => `10.91.0.${11 + i}`);
     const backends6 = Array.from({ length: nb }, (_, i) => `fd91::${(0x11 + i).toString(16)}`);
     // one `ip -batch` per namespace (a process costs ~0.4 s in a TCG guest)
     const addr = Topology.addrCmd;
     const srvCmds = [...backends4.map((a) => addr('lo', `${a}/32`)), ...backends6.map((a) => addr('lo', `${a}/128`))];
+    await topo.create(['srv', ...opts.clients], opts.clients.map((role, i): [VethEnd, VethEnd] => [{ ns: role, dev: 'eth0' }, { ns: 'srv', dev: `v${i}` }]));
     for (const [i, role] of opts.clients.entries()) {
-      await topo.addNs(role);
-      await topo.veth({ ns: role, dev: 'eth0' }, { ns: 'srv', dev: `v${i}` });
       srvCmds.push(addr(`v${i}`, `10.90.${i}.1/24`), addr(`v${i}`, `fd90:${i}::1/64`));
       await topo.batch(role, [
         addr('eth0', `10.90.${i}.2/24`),

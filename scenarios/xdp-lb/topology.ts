@@ -16,7 +16,7 @@ import { attachXdp, type Link } from '../../controller/libbpf/index.ts';
 import { xdpBench, type XdpBench } from '../../bpf/gen/xdp_bench.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { LbClient } from '../../controller/lb/client.ts';
-import { createTopology, Topology } from '../../lab/netns.ts';
+import { createTopology, Topology, type VethEnd } from '../../lab/netns.ts';
 import { withNetns } from '../../controller/libbpf/index.ts';
 import { labCliArgv } from '../../common/dist.ts';
 import { LabError } from '../../common/errors.ts';
@@ -73,10 +73,11 @@ export async function buildTopology(opts: { prefix: string; backends: number; lo
     log(`namespaces ${opts.prefix}-${process.pid}-*`);
     const t0 = performance.now();
     const took = () => `${((performance.now() - t0) / 1000).toFixed(1)} s`;
-    for (const r of ['fabric', 'client', 'lb', ...Array.from({ length: n }, (_, i) => `b${i + 1}`)]) await topo.addNs(r);
-    await topo.veth({ ns: 'client', dev: 'c0' }, { ns: 'fabric', dev: 'pclient' });
-    await topo.veth({ ns: 'lb', dev: 'lb0' }, { ns: 'fabric', dev: 'plb' });
-    for (let i = 0; i < n; i++) await topo.veth({ ns: `b${i + 1}`, dev: 'eth0' }, { ns: 'fabric', dev: `pb${i + 1}` });
+    await topo.create(['fabric', 'client', 'lb', ...Array.from({ length: n }, (_, i) => `b${i + 1}`)], [
+      [{ ns: 'client', dev: 'c0' }, { ns: 'fabric', dev: 'pclient' }],
+      [{ ns: 'lb', dev: 'lb0' }, { ns: 'fabric', dev: 'plb' }],
+      ...Array.from({ length: n }, (_, i): [VethEnd, VethEnd] => [{ ns: `b${i + 1}`, dev: 'eth0' }, { ns: 'fabric', dev: `pb${i + 1}` }]),
+    ]);
     await topo.bridge('fabric', 'br0', ['pclient', 'plb', ...Array.from({ length: n }, (_, i) => `pb${i + 1}`)]);
     // one `ip -batch` per namespace (a process costs ~0.4 s in a TCG guest)
     log(`namespaces, veth pairs and the bridge up (${took()})`);
