@@ -21,9 +21,10 @@ if (scratch) fs.mkdirSync(scratch, { recursive: true });
 /**
  * vitest's order (failed, then slowest, first), except that the files needing the Jaeger binary go
  * last: `./lab.sh test` builds it in the background meanwhile (minutes cold), and they wait for it.
- * The VM runs go very last, the host-side Jaeger test just before them.
+ * The VM runs come first of the two (their tracing run is their last test): with the host-side
+ * Jaeger test before them, a slow window's CI waited 140 s for the build there.
  */
-const last = ['controller/tracing/tracing.test.ts', 'lab/e2e.test.ts'];
+const last = ['lab/e2e.test.ts', 'controller/tracing/tracing.test.ts'];
 class JaegerLast extends BaseSequencer {
   override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
     const rank = (f: TestSpecification) => last.findIndex((l) => f.moduleId.endsWith(`/${l}`)) + 1;
