@@ -18,7 +18,7 @@ if [ "${1:-}" = "test" ]; then
   pnpm -s lab setup >/dev/null
   bg=""
   if [ $# -eq 0 ]; then
-    # The whole suite: the tracing backends (Jaeger is a Go build, 4-7 min cold on 2 cores) build
+    # The whole suite: the tracing backends (Jaeger is a Go build, 4-8 min cold on 2 cores) build
     # in the background at idle priority while the tests that do not need them run; the tests that
     # do run last (vitest.config.ts) and wait for it. Cached builds return at once.
     mkdir -p .cache

@@ -153,7 +153,7 @@ describe.skipIf(!!skip)(`the commands users run, in VMs ${skip ? `(skipped: ${sk
     // run mode judges accounting and attribution (8 checks); the hook's cost is a bench figure, so no headline
     { scenario: 'energy', opts: ['--duration', '5'], budgetMin: 6, minPass: 8, headline: false },
     // the chain through the real Jaeger (15 checks, ~90 s in the guest); the budget includes what is
-    // left of the background Jaeger build (all of it when this file runs alone: 4-7 min cold); its
+    // left of the background Jaeger build (all of it when this file runs alone: 4-8 min cold); its
     // cost is a bench figure, so no headline
     { scenario: 'tracing', opts: [], budgetMin: 15, minPass: 15, headline: false },
   ];

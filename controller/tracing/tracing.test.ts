@@ -339,7 +339,7 @@ describeRoot('bounded export queue (real sockets)', () => {
 
   // built, or being built by ./lab.sh test in the background (this file runs near the end then)
   const jaeger = fs.existsSync(jaegerPath()) || jaegerBuildRunning() !== null;
-  it.skipIf(!jaeger)(`Jaeger accepts what the exporter sends${jaeger ? '' : ' (skipped: Jaeger not built — pnpm lab setup tracing, a Go build of 4-7 min cold on 2 cores)'}`, async () => {
+  it.skipIf(!jaeger)(`Jaeger accepts what the exporter sends${jaeger ? '' : ' (skipped: Jaeger not built — pnpm lab setup tracing, a Go build of 4-8 min cold on 2 cores)'}`, async () => {
     await ensureJaeger(() => {});
     const j = await Jaeger.create();
     try {
