@@ -79,8 +79,8 @@ export async function buildTopology(opts: { prefix: string; backends: number; lo
       ...Array.from({ length: n }, (_, i): [VethEnd, VethEnd] => [{ ns: `b${i + 1}`, dev: 'eth0' }, { ns: 'fabric', dev: `pb${i + 1}` }]),
     ]);
     await topo.bridge('fabric', 'br0', ['pclient', 'plb', ...Array.from({ length: n }, (_, i) => `pb${i + 1}`)]);
-    // one `ip -batch` per namespace (a process costs ~0.4 s in a TCG guest)
     log(`namespaces, veth pairs and the bridge up (${took()})`);
+    // one `ip -batch` per namespace (a process costs ~0.4 s in a TCG guest)
     const { addrCmd: addr, neighCmd: neigh } = Topology;
     const macs = { client: await topo.mac('client', 'c0'), lb: await topo.mac('lb', 'lb0'), backends: [] as string[] };
     for (let i = 0; i < n; i++) macs.backends.push(await topo.mac(`b${i + 1}`, 'eth0'));
