@@ -75,7 +75,7 @@ export class Topology implements AsyncDisposable {
     for (const r of fresh) this.names.set(r, `${this.prefix}-${process.pid}-${r}`);
     const here = fresh.map((r) => ['netns', 'add', this.ns(r)]);
     const inside = new Map<string, string[][]>(fresh.map((r) => [r, [['link', 'set', 'lo', 'up']]]));
-    const add = (role: string, cmd: string[]) => inside.set(role, [...(inside.get(role) ?? []), cmd]);
+    const add = (role: string, cmd: string[]) => (inside.get(role) ?? inside.set(role, []).get(role)!).push(cmd);
     for (const [a, b] of veths) {
       const tmp = `lt${process.pid.toString(36)}${(vethSeq++).toString(36)}`;
       const mtu = opts.mtu ? ['mtu', String(opts.mtu)] : [];

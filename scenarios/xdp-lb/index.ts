@@ -417,12 +417,11 @@ const scenario: Scenario = {
     const swept = await sweepStale('xlb');
     swept.push(...sweepStalePins('xlb'), ...sweepStalePins('xlbs'), ...sweepStalePins('xlbc'));
     if (swept.length) ctx.progress.warn(`removed namespaces/pins of a crashed run: ${swept.join(', ')}`);
-    let t0 = performance.now();
-    const since = () => `${((performance.now() - t0) / 1000).toFixed(1)} s`;
+    // (buildTopology reports its own phases' times)
     const t = await buildTopology({ prefix: 'xlb', backends: n, peerXdp: false, log: (s) => ctx.progress.info(s) });
     ctx.defer('remove namespaces, veths, helper programs', () => t.dispose());
-    ctx.progress.info(`namespaces, links, addresses and helper programs ready (${since()})`);
-    t0 = performance.now();
+    let t0 = performance.now();
+    const since = () => `${((performance.now() - t0) / 1000).toFixed(1)} s`;
     await startNginxBackends(t);
     ctx.progress.info(`${n} nginx backends answering (${since()})`);
     t0 = performance.now();
