@@ -2,6 +2,8 @@
 import { execa } from 'execa';
 import { describe, expect } from 'vitest';
 import { findOnPath } from '../common/host.ts';
+import { LAB_V8_FLAGS, labCliArgv } from '../common/dist.ts';
+import { ensureBundle } from './bundle.ts';
 
 /** Why a root/BPF test cannot run here, or null when it can. */
 export const rootSkipReason: string | null = process.getuid?.() === 0 ? null : 'needs root (loads BPF programs)';
@@ -46,11 +48,27 @@ export function thrown(fn: () => unknown): unknown {
   throw new Error('expected a throw, but the call returned');
 }
 
-/** `pnpm lab <command> …` as a user runs it (through node + tsx, so npm's warnings never reach stderr). */
+let bundle: Promise<string> | undefined;
+/**
+ * argv that starts `pnpm lab` in a test: [node, V8 flags, the prebuilt bundle's cli.js] — append
+ * the lab arguments. The bundle (lab/bundle.ts, rebuilt when a source is newer) is the code a VM
+ * guest runs; a process starts in ~0.35 s instead of ~1.1 s through tsx's loader, and the suite
+ * starts a hundred-odd. The daemons such a process starts run from the bundle too (common/dist.ts).
+ * `pnpm lab` through tsx, as a user types it, is what lab/e2e.test.ts runs.
+ */
+export async function labCli(): Promise<[string, ...string[]]> {
+  // EBPF_LAB_TEST_TSX=1: through tsx instead (to tell a bundling problem from a code one, and to time both)
+  if (process.env.EBPF_LAB_TEST_TSX === '1') return labCliArgv() as [string, ...string[]];
+  bundle ??= ensureBundle();
+  return [process.execPath, ...LAB_V8_FLAGS, await bundle];
+}
+
+/** `pnpm lab <command> …` (labCli; npm's warnings never reach stderr). */
 export function labCommand(command: string): (...args: string[]) => Promise<{ exitCode?: number; stdout: string; stderr: string }> {
   const cwd = new URL('..', import.meta.url).pathname;
   return async (...args: string[]) => {
-    const r = await execa(process.execPath, ['--import', 'tsx', 'lab/cli.ts', command, ...args], { reject: false, cwd, env: { EBPF_LAB_DEBUG: '' } });
+    const [node, ...cli] = await labCli();
+    const r = await execa(node, [...cli, command, ...args], { reject: false, cwd, env: { EBPF_LAB_DEBUG: '' } });
     return { exitCode: r.exitCode, stdout: String(r.stdout), stderr: String(r.stderr) };
   };
 }

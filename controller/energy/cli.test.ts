@@ -4,14 +4,15 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { bpfObjects, rootSkipReason } from '../../lab/testing.ts';
+import { bpfObjects, rootSkipReason, labCli } from '../../lab/testing.ts';
+
+const [NODE, ...LAB] = await labCli();
 
 const ROOT = path.join(import.meta.dirname, '../..');
-const CLI = path.join(ROOT, 'lab/cli.ts');
 const STACK = /^\s+at .+\(?.*:\d+:\d+\)?$/m;
 
 async function lab(args: string[]) {
-  const r = await execa(process.execPath, ['--import', 'tsx', CLI, ...args], { reject: false, cwd: ROOT, env: { EBPF_LAB_DEBUG: '' } });
+  const r = await execa(NODE, [...LAB, ...args], { reject: false, cwd: ROOT, env: { EBPF_LAB_DEBUG: '' } });
   return { code: r.exitCode, stdout: String(r.stdout), stderr: String(r.stderr) };
 }
 
@@ -49,7 +50,7 @@ describe('pnpm lab energy', () => {
   }, 60_000);
 
   it.skipIf(!!rootSkipReason)('Ctrl-C ends the live view cleanly, nothing left attached', async () => {
-    const p = execa(process.execPath, ['--import', 'tsx', CLI, 'energy', 'top', '--interval', '300', '--plain', '--power', 'model'], { reject: false, cwd: ROOT });
+    const p = execa(NODE, [...LAB, 'energy', 'top', '--interval', '300', '--plain', '--power', 'model'], { reject: false, cwd: ROOT });
     // wait for the first refresh: the programs are attached by then
     await new Promise<void>((ok, fail) => {
       const t = setTimeout(() => fail(new Error('no refresh within 30 s')), 30_000);

@@ -4,8 +4,10 @@
 import fs from 'node:fs';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { describeRoot, expectOneError, labCommand } from '../../lab/testing.ts';
+import { describeRoot, expectOneError, labCommand, labCli } from '../../lab/testing.ts';
 import { createTopology } from '../../lab/netns.ts';
+
+const [NODE, ...LAB] = await labCli();
 
 const lb = labCommand('lb');
 
@@ -72,7 +74,7 @@ describeRoot('pnpm lab lb daemon (root)', () => {
       await t.veth({ ns: 'lb', dev: 'l0' }, { ns: 'peer', dev: 'p0' });
       await t.addr('lb', 'l0', '10.98.7.1/24');
       fs.writeFileSync(cfg, JSON.stringify({ interface: 'l0', instance: inst, xdpMode: 'generic', vips: [{ vip: 'tcp://10.98.77.1:80', backends: [{ address: '10.98.7.11', mac: '02:00:00:00:07:11' }], healthCheck: false }] }));
-      const daemon = () => execa('nsenter', [`--net=/run/netns/${t.ns('lb')}`, '--', process.execPath, '--import', 'tsx', 'lab/cli.ts', 'lb', 'daemon', '--config', cfg], { reject: false, cwd, all: true, buffer: true, env: { EBPF_LAB_DEBUG: '' } });
+      const daemon = () => execa('nsenter', [`--net=/run/netns/${t.ns('lb')}`, '--', NODE, ...LAB, 'lb', 'daemon', '--config', cfg], { reject: false, cwd, all: true, buffer: true, env: { EBPF_LAB_DEBUG: '' } });
       first = daemon();
       let out = '';
       first.all!.on('data', (b: Buffer) => (out += b.toString()));
@@ -84,14 +86,14 @@ describeRoot('pnpm lab lb daemon (root)', () => {
       // another instance on the same interface: the hook is taken, one line with the fix, nothing left
       const cfg2 = `${cfg}.2.json`;
       fs.writeFileSync(cfg2, JSON.stringify({ ...JSON.parse(fs.readFileSync(cfg, 'utf8')), instance: `${inst}b` }));
-      const other = await execa('nsenter', [`--net=/run/netns/${t.ns('lb')}`, '--', process.execPath, '--import', 'tsx', 'lab/cli.ts', 'lb', 'daemon', '--config', cfg2], { reject: false, cwd, env: { EBPF_LAB_DEBUG: '' } });
+      const other = await execa('nsenter', [`--net=/run/netns/${t.ns('lb')}`, '--', NODE, ...LAB, 'lb', 'daemon', '--config', cfg2], { reject: false, cwd, env: { EBPF_LAB_DEBUG: '' } });
       fs.rmSync(cfg2, { force: true });
       expect(other.exitCode).toBe(1);
       oneError(String(other.stderr), /attaching xdp_lb \(xdp l0 \(generic\)\): EBUSY/, /another XDP program is attached/);
       expect(fs.existsSync(`/run/ebpf-lab/lb-${inst}b.sock`)).toBe(false);
       // a config naming an interface that is not there
       fs.writeFileSync(cfg2, JSON.stringify({ ...JSON.parse(fs.readFileSync(cfg, 'utf8')), interface: 'nosuchdev0', instance: `${inst}c` }));
-      const noDev = await execa('nsenter', [`--net=/run/netns/${t.ns('lb')}`, '--', process.execPath, '--import', 'tsx', 'lab/cli.ts', 'lb', 'daemon', '--config', cfg2], { reject: false, cwd, env: { EBPF_LAB_DEBUG: '' } });
+      const noDev = await execa('nsenter', [`--net=/run/netns/${t.ns('lb')}`, '--', NODE, ...LAB, 'lb', 'daemon', '--config', cfg2], { reject: false, cwd, env: { EBPF_LAB_DEBUG: '' } });
       fs.rmSync(cfg2, { force: true });
       expect(noDev.exitCode).toBe(1);
       oneError(String(noDev.stderr), /no interface "nosuchdev0"/, /create it first/);

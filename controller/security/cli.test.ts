@@ -6,6 +6,9 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
 import { PIN_DIR } from './controller.ts';
+import { labCli } from '../../lab/testing.ts';
+
+const [NODE, ...LAB] = await labCli();
 
 const ROOT = path.join(import.meta.dirname, '../..');
 const CLI = path.join(ROOT, 'lab/cli.ts');
@@ -13,7 +16,7 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'seccli-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 async function lab(args: string[], cwd = ROOT) {
-  const r = await execa(process.execPath, ['--import', 'tsx', CLI, ...args], { reject: false, cwd, env: { EBPF_LAB_DEBUG: '' } });
+  const r = await execa(NODE, [...LAB, ...args], { reject: false, cwd, env: { EBPF_LAB_DEBUG: '' } });
   return { code: r.exitCode, stdout: String(r.stdout), stderr: String(r.stderr) };
 }
 

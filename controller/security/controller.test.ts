@@ -3,11 +3,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { bpfObjects, describeRoot } from '../../lab/testing.ts';
+import { bpfObjects, describeRoot, labCli } from '../../lab/testing.ts';
 import { PIN_DIR, SecurityController, pinnedLinks } from './controller.ts';
 import { cgroup2Root, createCgroup, removeCgroup } from '../../common/cgroup.ts';
 import { PolicyError, parsePolicies } from './policy.ts';
 import { policyCommand } from './cli.ts';
+
+const [NODE, ...LAB] = await labCli();
 
 // put the child into the cgroup and drop privileges before it execs, as a service manager would
 const LAUNCHER = `import os,sys
@@ -283,9 +285,8 @@ describeRoot('security teardown and the policy CLI', () => {
     const rel = `/ebpf-lab-seccli-${process.pid}`;
     const cg = path.join(root, rel.slice(1));
     createCgroup(cg);
-    const cli = path.join(import.meta.dirname, '../../lab/cli.ts');
     const startDaemon = async () => {
-      const d = execa(process.execPath, ['--import', 'tsx', cli, 'policy', 'daemon'], { reject: false, cwd: path.join(import.meta.dirname, '../..') });
+      const d = execa(NODE, [...LAB, 'policy', 'daemon'], { reject: false, cwd: path.join(import.meta.dirname, '../..') });
       for (let i = 0; i < 300; i++) {
         try {
           if (JSON.parse(fs.readFileSync('/run/ebpf-lab/security/daemon.json', 'utf8')).pid === d.pid) break;

@@ -6,8 +6,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { expectOneError, labCommand } from '../../lab/testing.ts';
+import { expectOneError, labCommand, labCli } from '../../lab/testing.ts';
 import { cgroup2Root, findCgroup2Root, createCgroup, removeCgroup } from '../../common/cgroup.ts';
+
+const [NODE, ...LAB] = await labCli();
 
 const svc = labCommand('svc');
 
@@ -58,7 +60,7 @@ describe.skipIf(process.getuid?.() !== 0 || !findCgroup2Root())('pnpm lab svc da
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'svc-fg-'));
     const cfg = path.join(dir, 'svc.yaml');
     fs.writeFileSync(cfg, `cgroup: ${cg}\ninstance: ${inst}\nservices:\n  - vip: tcp://10.96.77.10:80\n    backends: [10.0.77.11:8080]\n`);
-    const d = execa(process.execPath, ['--import', 'tsx', 'lab/cli.ts', 'svc', 'daemon', '--config', cfg], { reject: false, cwd: new URL('../..', import.meta.url).pathname, all: true, buffer: true });
+    const d = execa(NODE, [...LAB, 'svc', 'daemon', '--config', cfg], { reject: false, cwd: new URL('../..', import.meta.url).pathname, all: true, buffer: true });
     try {
       let out = '';
       d.all!.on('data', (b: Buffer) => (out += b.toString()));

@@ -10,6 +10,9 @@ import { SvcController, pinDir, statePath } from './controller.ts';
 import { buildLab, CLIENT_PY, PYTHON, PREFIX, type SockLab } from '../../scenarios/socket-lb/topology.ts';
 import { listNamespaces } from '../../lab/netns.ts';
 import { liveCount } from '../libbpf/index.ts';
+import { labCli } from '../../lab/testing.ts';
+
+const [NODE, ...LAB] = await labCli();
 
 const root = process.getuid?.() === 0;
 
@@ -174,13 +177,13 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
     const busy = (taken.address() as { port: number }).port;
     try {
       // a port in use: one line with the fix, and the instance it had started is gone again
-      const bad = await execa(process.execPath, ['--import', 'tsx', 'lab/cli.ts', 'svc', 'daemon', '--config', cfgFile, '--metrics-port', String(busy)], { cwd, reject: false, env: { EBPF_LAB_DEBUG: '' } });
+      const bad = await execa(NODE, [...LAB, 'svc', 'daemon', '--config', cfgFile, '--metrics-port', String(busy)], { cwd, reject: false, env: { EBPF_LAB_DEBUG: '' } });
       expect(bad.exitCode).toBe(1);
       expect(String(bad.stderr)).toMatch(/^error: cannot serve metrics on 127\.0\.0\.1:\d+: EADDRINUSE\n {2}fix: port \d+ is taken: choose another --metrics-port\n?$/);
       expect(fs.existsSync(statePath(instance))).toBe(false);
       expect(fs.existsSync(pinDir(instance))).toBe(false);
       const port = await new Promise<number>((r) => taken.close(() => r(busy)));
-      const d = execa(process.execPath, ['--import', 'tsx', 'lab/cli.ts', 'svc', 'daemon', '--config', cfgFile, '--metrics-port', String(port)], { cwd, reject: false, env: { EBPF_LAB_DEBUG: '' } });
+      const d = execa(NODE, [...LAB, 'svc', 'daemon', '--config', cfgFile, '--metrics-port', String(port)], { cwd, reject: false, env: { EBPF_LAB_DEBUG: '' } });
       try {
         await new Promise<void>((ok, fail) => {
           d.stdout!.on('data', (b: Buffer) => String(b).includes('"ready":true') && ok());
@@ -207,7 +210,7 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
         cli.drainBackend(vip, `${lab.backends4[0]}:8080`);
         cli.close();
         expect((await scrape()).text).toMatch(/^svc_backends\{service="tcp:\/\/10\.96\.0\.40:80",state="draining"\} 1$/m);
-        const once2 = await execa(process.execPath, ['--import', 'tsx', 'lab/cli.ts', 'svc', 'metrics', '--instance', instance], { cwd, reject: false, env: { EBPF_LAB_DEBUG: '' } });
+        const once2 = await execa(NODE, [...LAB, 'svc', 'metrics', '--instance', instance], { cwd, reject: false, env: { EBPF_LAB_DEBUG: '' } });
         expect(once2.exitCode).toBe(0);
         expect(String(once2.stdout)).toMatch(new RegExp(`^svc_service_connections_total\\{service="tcp://10\\.96\\.0\\.40:80"\\} ${after.service}$`, 'm'));
       } finally {

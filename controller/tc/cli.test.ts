@@ -2,8 +2,10 @@
 // failures exit 1 with `error: … / fix: …` and no stack trace. Nothing is started (no root needed).
 import { describe, expect, it } from 'vitest';
 import { execa } from 'execa';
-import { describeRoot, expectOneError, labCommand, toolMissing } from '../../lab/testing.ts';
+import { describeRoot, expectOneError, labCommand, toolMissing, labCli } from '../../lab/testing.ts';
 import { createTopology } from '../../lab/netns.ts';
+
+const [NODE, ...LAB] = await labCli();
 
 const tc = labCommand('tc');
 
@@ -75,7 +77,7 @@ describeRoot('pnpm lab tc: a running daemon', () => {
       await t.neigh('a', 'ca', 'fd00:18::2', await t.mac('b', 'cb'));
       await t.neigh('b', 'cb', 'fd00:18::1', await t.mac('a', 'ca'));
       fs.writeFileSync(f, JSON.stringify({ filters: [{ name: 'ping6', dir: 'both', cidr: 'fd00:18::/64', proto: 'icmpv6', action: 'count' }] }));
-      daemon = execa('node', ['--import', 'tsx', 'lab/cli.ts', 'tc', 'shape', 'start', '--dev', 'ca', '--netns', t.ns('a'), '--filter-only', '--instance', 'clitest6', '--config', f], { reject: false });
+      daemon = execa(NODE, [...LAB, 'tc', 'shape', 'start', '--dev', 'ca', '--netns', t.ns('a'), '--filter-only', '--instance', 'clitest6', '--config', f], { reject: false });
       const state = '/run/ebpf-lab/tc/clitest6.json';
       for (let i = 0; i < 100 && !fs.existsSync(state); i++) await new Promise((r) => setTimeout(r, 100));
       expect(fs.existsSync(state)).toBe(true);

@@ -4,13 +4,15 @@ import http from 'node:http';
 import path from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
+import { labCli } from '../../lab/testing.ts';
+
+const [NODE, ...LAB] = await labCli();
 
 const ROOT = path.join(import.meta.dirname, '../..');
-const CLI = path.join(ROOT, 'lab/cli.ts');
 const STACK = /^\s+at .+\(?.*:\d+:\d+\)?$/m;
 
 function lab(args: string[]) {
-  return execa(process.execPath, ['--import', 'tsx', CLI, ...args], { reject: false, cwd: ROOT, env: { EBPF_LAB_DEBUG: '' } });
+  return execa(NODE, [...LAB, ...args], { reject: false, cwd: ROOT, env: { EBPF_LAB_DEBUG: '' } });
 }
 
 /** a one-route HTTP server in a process of its own (the workload a test traces by pid) */
@@ -51,7 +53,7 @@ describe('pnpm lab trace', () => {
   it.skipIf(process.getuid?.() !== 0)('traces a request to a selected pid and exits cleanly after --duration', async () => {
     const { srv, port } = await helloServer();
     try {
-      const t = execa(process.execPath, ['--import', 'tsx', CLI, 'trace', '--service', `web=${srv.pid}`, '--duration', '12'], { reject: false, cwd: ROOT, all: true, buffer: true });
+      const t = execa(NODE, [...LAB, 'trace', '--service', `web=${srv.pid}`, '--duration', '12'], { reject: false, cwd: ROOT, all: true, buffer: true });
       let out = '';
       t.all!.on('data', (d: Buffer) => (out += d.toString()));
       for (let i = 0; i < 200 && !out.includes('tracing web='); i++) await new Promise((r) => setTimeout(r, 50));
@@ -82,7 +84,7 @@ describe('pnpm lab trace', () => {
   it.skipIf(process.getuid?.() !== 0)('--json: counters on SIGUSR2 and at exit, with the programs\' run time under --bpf-stats', async () => {
     const { srv, port } = await helloServer();
     try {
-      const t = execa(process.execPath, ['--import', 'tsx', CLI, 'trace', '--service', `web=${srv.pid}`, '--json', '--bpf-stats'], { reject: false, cwd: ROOT, all: true, buffer: true });
+      const t = execa(NODE, [...LAB, 'trace', '--service', `web=${srv.pid}`, '--json', '--bpf-stats'], { reject: false, cwd: ROOT, all: true, buffer: true });
       let out = '';
       t.all!.on('data', (d: Buffer) => (out += d.toString()));
       for (let i = 0; i < 400 && !out.includes('tracing web='); i++) await new Promise((r) => setTimeout(r, 50));

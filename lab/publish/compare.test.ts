@@ -8,6 +8,9 @@ import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
 import { compareRuns, flagHistory, kernelLabel, runKey, loadRuns, machineClass, markdownTable, textTable, type LoadedRun } from './compare.ts';
 import { synthRun } from './fixture.ts';
+import { labCli } from '../testing.ts';
+
+const [NODE, ...LAB] = await labCli();
 
 const run = (r: ReturnType<typeof synthRun>): LoadedRun => ({ file: `${r.runId}/results.json`, results: r });
 
@@ -122,7 +125,7 @@ describe('lab compare (CLI)', () => {
     await writeFile(join(d, 'results.json'), JSON.stringify(r));
     return d;
   }
-  const cli = (args: string[]) => execa(process.execPath, ['--import', 'tsx', 'lab/cli.ts', 'compare', ...args], { reject: false, cwd: join(import.meta.dirname, '../..') });
+  const cli = (args: string[]) => execa(NODE, [...LAB, 'compare', ...args], { reject: false, cwd: join(import.meta.dirname, '../..') });
 
   it('exits 1 with --fail-on-regression on a step, 0 without the flag, 0 on a rerun; directories searched recursively', async () => {
     dir = await mkdtemp(join(tmpdir(), 'lab-compare-'));

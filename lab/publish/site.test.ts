@@ -7,6 +7,9 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixtureHistory } from './fixture.ts';
 import { publishSite, safeName } from './site.ts';
+import { labCli } from '../testing.ts';
+
+const [NODE, ...LAB] = await labCli();
 
 const runs = fixtureHistory().map((r) => ({ file: r.runId, results: r }));
 
@@ -66,13 +69,13 @@ describe('publishSite', () => {
       await writeFile(join(src, x.results.runId, 'results.json'), JSON.stringify(x.results));
     }
     const cwd = join(import.meta.dirname, '../..');
-    const ok = await execa(process.execPath, ['--import', 'tsx', 'lab/cli.ts', 'publish', src, '--out', join(dir, 'cli-site')], { cwd, reject: false });
+    const ok = await execa(NODE, [...LAB, 'publish', src, '--out', join(dir, 'cli-site')], { cwd, reject: false });
     expect(ok.exitCode, ok.stderr).toBe(0);
     expect(ok.stdout).toMatch(/pages from 6 runs/);
-    const bad = await execa(process.execPath, ['--import', 'tsx', 'lab/cli.ts', 'publish', src], { cwd, reject: false });
+    const bad = await execa(NODE, [...LAB, 'publish', src], { cwd, reject: false });
     expect(bad.exitCode).toBe(2);
     expect(bad.stderr).toMatch(/^error: --out is required\n  fix: /);
-    const empty = await execa(process.execPath, ['--import', 'tsx', 'lab/cli.ts', 'publish', join(dir, 'foreign'), '--out', join(dir, 'x')], { cwd, reject: false });
+    const empty = await execa(NODE, [...LAB, 'publish', join(dir, 'foreign'), '--out', join(dir, 'x')], { cwd, reject: false });
     expect(empty.exitCode).toBe(1);
     expect(empty.stderr).toMatch(/no results\.json under/);
   }, 60_000);

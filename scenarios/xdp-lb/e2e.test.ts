@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import { execa } from 'execa';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { describeRoot } from '../../lab/testing.ts';
+import { describeRoot, labCli } from '../../lab/testing.ts';
 import { libbpf } from '../../controller/libbpf/index.ts';
 import { LbApiError } from '../../controller/lb/client.ts';
 import { listNamespaces } from '../../lab/netns.ts';
@@ -12,6 +12,8 @@ import {
   startNginxBackends, stopBackend, tunnelRx, type Daemon, type LbTopology,
 } from './topology.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
+
+const [NODE, ...LAB] = await labCli();
 
 const PREFIX = 'xlbt';
 const V4 = `tcp://${VIP4}:80`;
@@ -117,7 +119,7 @@ describeRoot('xdp-lb end to end (netns, real sockets)', () => {
     const heavier = { ...cfg, vips: cfg.vips.map((v) => (v.vip === V4 ? { ...v, backends: v.backends.map((b, i) => (i === 2 ? { ...b, weight: 2 } : b)) } : v)) };
     const file = `${t.dir}/apply.json`;
     fs.writeFileSync(file, JSON.stringify(heavier));
-    const cli = (...args: string[]) => execa(process.execPath, ['--import', 'tsx', 'lab/cli.ts', 'lb', ...args, '--socket', d.socket], { cwd: REPO, reject: false });
+    const cli = (...args: string[]) => execa(NODE, [...LAB, 'lb', ...args, '--socket', d.socket], { cwd: REPO, reject: false });
     const r = await cli('apply', file);
     expect(r.exitCode).toBe(0);
     expect(JSON.parse(r.stdout).changed).toEqual([V4]);
