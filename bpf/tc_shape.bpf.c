@@ -276,8 +276,11 @@ static __always_inline int shape(struct __sk_buff *skb, __u32 id)
 	__u64 t = skb->tstamp;
 	if (t < now)
 		t = now;
-	__u64 t_next = READ_ONCE(st->t_last) + delay;
+	__u64 t_last = READ_ONCE(st->t_last);
+	__u64 t_next = t_last + delay;
 	if (t_next <= t) {
+		if (t_last) /* not the class's first packet */
+			s->idle_ns += t - t_next;
 		WRITE_ONCE(st->t_last, t);
 		return TC_ACT_OK;
 	}

@@ -49,6 +49,9 @@ struct tc_class_stats {
 	__u64 bytes;
 	__u64 delayed;        /* packets given a departure time in the future */
 	__u64 horizon_drops;  /* packets dropped because they would leave beyond the horizon */
+	__u64 idle_ns;        /* time the class's timeline fell behind now: nothing was left to
+	                       * pace, so the class sent below its rate (the sender, not the
+	                       * shaper, was the limit; EDT keeps no credit for it, HTB a burst) */
 };
 
 /* address families as they appear in the keys and rules (0 in a rule: any) */

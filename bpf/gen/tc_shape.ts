@@ -26,14 +26,15 @@ export interface tc_class_state {
 }
 export const tc_class_state_size = 8;
 
-/** struct tc_class_stats: 32 bytes */
+/** struct tc_class_stats: 40 bytes */
 export interface tc_class_stats {
   packets: bigint;
   bytes: bigint;
   delayed: bigint;
   horizon_drops: bigint;
+  idle_ns: bigint;
 }
-export const tc_class_stats_size = 32;
+export const tc_class_stats_size = 40;
 
 /** struct tc_flow_key: 40 bytes */
 export interface tc_flow_key {
@@ -108,7 +109,7 @@ export const tcShape = defineSkeleton<TcShapeShape>({
     globals: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 32 },
     classes: { type: MapType.ARRAY, keySize: 4, valueSize: 24 },
     class_state: { type: MapType.ARRAY, keySize: 4, valueSize: 8 },
-    class_stats: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 32 },
+    class_stats: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 40 },
     flow_class: { type: MapType.HASH, keySize: 40, valueSize: 4 },
     cgroup_class: { type: MapType.HASH, keySize: 8, valueSize: 4 },
     dst_class: { type: MapType.LPM_TRIE, keySize: 24, valueSize: 4 },

@@ -41,7 +41,7 @@ function printClasses(c: TcControl): void {
     const m = c.model.classes.find((x) => x.name === name);
     return m ? `${+(Number(m.horizonNs) / 1e6).toFixed(3)}ms${m.horizonAuto ? ' (auto)' : ''}` : '?';
   };
-  for (const s of rows) console.log(`${s.name.padEnd(16)} id ${String(s.id).padStart(3)}  rate ${formatRate(s.rateBps).padEnd(10)} horizon ${horizon(s.name)}  packets ${s.packets}  bytes ${s.bytes}  delayed ${s.delayed}  horizon-drops ${s.horizonDrops}`);
+  for (const s of rows) console.log(`${s.name.padEnd(16)} id ${String(s.id).padStart(3)}  rate ${formatRate(s.rateBps).padEnd(10)} horizon ${horizon(s.name)}  packets ${s.packets}  bytes ${s.bytes}  delayed ${s.delayed}  horizon-drops ${s.horizonDrops}  idle ${(Number(s.idleNs) / 1e9).toFixed(3)}s`);
 }
 
 function printRules(c: TcControl): void {

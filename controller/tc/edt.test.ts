@@ -8,6 +8,7 @@ import { describeRoot } from '../../lab/testing.ts';
 import type { TcControl } from './shaper.ts';
 import { latencyHorizonNs, validateConfig } from './config.ts';
 import { EdtBench, edtSelfTest, udp6Frame, udpFrame } from './selftest.ts';
+import { tcRegistry } from './metrics.ts';
 
 const TC_ACT_OK = 0;
 const TC_ACT_SHOT = 2;
@@ -32,7 +33,25 @@ describeRoot('EDT departure times (BPF_PROG_TEST_RUN)', () => {
     expect(t[1]! - t[0]!).toBe(100_000_000n);
     expect(t[2]! - t[1]!).toBe(100_000_000n);
     const st = c.classStats()[0]!;
-    expect([st.packets, st.bytes, st.delayed, st.horizonDrops]).toEqual([4n, 4n * 1042n, 3n, 0n]);
+    expect([st.packets, st.bytes, st.delayed, st.horizonDrops, st.idleNs]).toEqual([4n, 4n * 1042n, 3n, 0n, 0n]); // backlogged: never idle
+  });
+
+  it('idle time: a class given nothing while its timeline is behind now counts the gap, the first packet none', async () => {
+    // 1 Gbit/s: a 1042-byte frame's slot is 8336 ns, far less than the 50 ms pause
+    c.apply(validateConfig({ classes: [{ name: 'fast', rate: '1gbit', match: [{ dst: '10.0.0.2/32', port: 7778 }] }] }));
+    const f = udpFrame('10.0.0.2', 7778, 1000);
+    const idle = () => c.classStats().find((x) => x.name === 'fast')!.idleNs;
+    const t0 = process.hrtime.bigint();
+    send(f);
+    expect(idle()).toBe(0n);
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
+    send(f);
+    const gap = process.hrtime.bigint() - t0;
+    expect(idle()).toBeGreaterThanOrEqual(50_000_000n - 8336n);
+    expect(idle()).toBeLessThanOrEqual(gap);
+    // the same through Prometheus, in seconds
+    const m = /^tc_shape_class_idle_seconds_total\{class="fast"\} ([\d.e-]+)$/m.exec(await tcRegistry(() => c).metrics());
+    expect(Number(m?.[1])).toBeCloseTo(Number(idle()) / 1e9, 9);
   });
 
   it('classification: 5-tuple before destination+port before destination; others unclassified', () => {

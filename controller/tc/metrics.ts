@@ -12,6 +12,13 @@ export function tcRegistry(control: () => TcControl): client.Registry {
     ['tc_shape_class_delayed_packets_total', 'delayed', 'packets given a departure time in the future'],
     ['tc_shape_class_horizon_drops_total', 'horizonDrops', 'packets dropped: departure beyond the class horizon'],
   ];
+  new client.Counter({
+    name: 'tc_shape_class_idle_seconds_total', help: 'time the class had nothing to pace (its departure timeline behind now): the sender, not the shaper, limited its rate', labelNames: ['class'], registers: [reg],
+    collect() {
+      this.reset();
+      for (const s of control().classStats()) this.inc({ class: s.name }, Number(s.idleNs) / 1e9);
+    },
+  });
   for (const [name, field, help] of perClass) {
     new client.Counter({
       name, help, labelNames: ['class'], registers: [reg],

@@ -32,7 +32,7 @@ const CLASS_ACTIVE = tc_shape_class_flags.TC_CLASS_ACTIVE;
 export interface ClassState { name: string; id: number; rateBps: bigint; horizonNs: bigint; horizonAuto?: boolean; matches: Match[] }
 export interface Model { classes: ClassState[]; rules: RulePlan[]; gen: number }
 
-export interface ClassStats { name: string; id: number; rateBps: bigint; packets: bigint; bytes: bigint; delayed: bigint; horizonDrops: bigint }
+export interface ClassStats { name: string; id: number; rateBps: bigint; packets: bigint; bytes: bigint; delayed: bigint; horizonDrops: bigint; idleNs: bigint }
 export interface RuleStats { name: string; slot: number; action: 'drop' | 'count'; packets: bigint; bytes: bigint }
 
 // ---- model (de)serialisation for the state file the CLI shares with the daemon ----
@@ -188,7 +188,7 @@ export class TcControl {
   classStats(): ClassStats[] {
     return this.model.classes.map((c) => {
       const s = this.sum<tc_class_stats & Record<string, bigint>>(this.maps.class_stats, c.id);
-      return { name: c.name, id: c.id, rateBps: c.rateBps, packets: s.packets ?? 0n, bytes: s.bytes ?? 0n, delayed: s.delayed ?? 0n, horizonDrops: s.horizon_drops ?? 0n };
+      return { name: c.name, id: c.id, rateBps: c.rateBps, packets: s.packets ?? 0n, bytes: s.bytes ?? 0n, delayed: s.delayed ?? 0n, horizonDrops: s.horizon_drops ?? 0n, idleNs: s.idle_ns ?? 0n };
     });
   }
 
