@@ -169,7 +169,8 @@ describe.skipIf(!!skipReason)(`VM on ${KERNEL} ${skipReason ? `(skipped: ${skipR
     const outDir = mkdtempSync(join(REPO_ROOT, 'reports', 'vmtest-'));
     try {
       const kernel = await resolveKernel(vmKernelArg(KERNEL), progress);
-      const b = await bootGuest({ kernel, progress, consoleLog: join(outDir, 'console.log'), bootTimeoutMs: 20_000 });
+      // a working KVM boot takes ~1 s; a hung one costs this much before the TCG retry (≥90 s of its own)
+      const b = await bootGuest({ kernel, progress, consoleLog: join(outDir, 'console.log'), bootTimeoutMs: 10_000 });
       try {
         const f = vmFacts(b);
         // where KVM runs kernels the boot stays on KVM; where it hangs (nested kvm-pvm here) TCG takes over
