@@ -51,21 +51,48 @@ export async function iperf(t: Topology, from: string, to: string, port: number,
   };
 }
 
+/** one echo reply: when it arrived (epoch ms, ping -D) and its RTT (ms) */
+export interface Reply { at: number; rtt: number }
+export interface PingResult { replies: Reply[]; sent: number }
+
 /**
- * ping every 5 ms for about `seconds` (from now): the RTTs in ms and how many requests were sent.
+ * ping every 5 ms for about `seconds` (from now): its replies and how many requests were sent.
  * 5 ms, not 10: twice the samples, so p99 is the 1% tail of ~500 probes rather than the 3rd-worst
  * of ~250 (0.16 Mbit/s of probes, counted in the class's rate). A fixed count with a generous
  * deadline (not `-w seconds` alone, which ends with the last replies still in flight) so that
  * every request that got no reply was really lost — by a shaper that drops (EDT's horizon, a
- * leaf's AQM) — and can be counted against the shaper in the percentiles (probeLatency).
+ * leaf's AQM) — and can be counted against the shaper in the percentiles (probeLatency). -D
+ * stamps each reply with the wall clock, so replies that came after the bulk flow had ended can
+ * be told apart (inFlow).
  */
-export async function pingRtts(t: Topology, from: string, to: string, seconds: number): Promise<{ rtts: number[]; sent: number }> {
+export async function pingRtts(t: Topology, from: string, to: string, seconds: number): Promise<PingResult> {
   const count = Math.max(1, Math.round(seconds / 0.005));
-  const r = await t.exec(from, 'ping', ['-n', '-i', '0.005', '-s', '56', '-c', String(count), '-w', String(Math.ceil(seconds) + 5), to], { reject: false, timeout: scaledTimeout((seconds + 15) * 1000) });
-  const out = String(r.stdout);
-  const rtts = [...out.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
-  const sent = Number(/(\d+) packets transmitted/.exec(out)?.[1] ?? rtts.length);
-  return { rtts, sent: Math.max(sent, rtts.length) };
+  const r = await t.exec(from, 'ping', ['-D', '-n', '-i', '0.005', '-s', '56', '-c', String(count), '-w', String(Math.ceil(seconds) + 5), to], { reject: false, timeout: scaledTimeout((seconds + 15) * 1000) });
+  return parsePing(String(r.stdout));
+}
+
+export function parsePing(out: string): PingResult {
+  const replies = [...out.matchAll(/^\[(\d+\.\d+)\].*\btime=([\d.]+) ms/gm)].map((m) => ({ at: Number(m[1]) * 1000, rtt: Number(m[2]) }));
+  const sent = Number(/(\d+) packets transmitted/.exec(out)?.[1] ?? replies.length);
+  return { replies, sent: Math.max(sent, replies.length) };
+}
+
+/**
+ * The probes that measured the shaped link while the bulk flow was on it: those sent by `endAt`
+ * (epoch ms; reply stamp − RTT). A probe's RTT is the queue it joined when sent, so one sent
+ * during the flow counts even if its reply came after the flow ended; one sent after it found the
+ * link draining or idle and would lower the percentiles of whichever shaper's run it fell in. It
+ * is left out (and out of `sent`) and counted in `late`. ping's pace is not fixed: for a wait
+ * shorter than a clock tick with replies outstanding, iputils polls for up to MININTERVAL (10 ms)
+ * instead of spinning, so behind a queue longer than the interval the 5 ms became ~8–11 ms
+ * (natively too: HTB at 10 Mbit/s), and a probe sized by count outlasted the flow in just the
+ * runs with the longest queues (reports/20261203-040641-tc-shaping-host). Lost probes stay counted against the shaper (when
+ * they were sent is not known).
+ */
+export function inFlow(p: PingResult, endAt: number): { rtts: number[]; sent: number; late: number } {
+  const kept = p.replies.filter((x) => x.at - x.rtt <= endAt);
+  const late = p.replies.length - kept.length;
+  return { rtts: kept.map((x) => x.rtt), sent: p.sent - late, late };
 }
 
 /**
@@ -78,17 +105,22 @@ export function probeLatency(rtts: number[], sent: number): { p50: number; p99: 
   return { p50: percentile(all, 0.5), p99: percentile(all, 0.99), lost };
 }
 
-/** wait (polling every 250 ms, up to `maxS`) until the device transmits at ≥ `mbit` */
-export async function waitFlowing(t: Topology, role: string, dev: string, mbit: number, maxS: number): Promise<boolean> {
+/**
+ * wait (polling every 250 ms, up to `maxS`) until the device transmits at ≥ `mbit`. Returns when
+ * the flow was last seen below that (`since`, epoch ms of the previous reading: the flow started
+ * about then, not at the reading that saw it — under emulation one reading takes ~0.5 s) and how
+ * long starting a process took here (`spawnS`, the last reading's), or undefined if it never got there.
+ */
+export async function waitFlowing(t: Topology, role: string, dev: string, mbit: number, maxS: number): Promise<{ since: number; spawnS: number } | undefined> {
   let prev = await txBytes(t, role, dev);
   const until = performance.now() + maxS * 1000;
   while (performance.now() < until) {
     await new Promise((r) => setTimeout(r, 250));
     const cur = await txBytes(t, role, dev);
-    if (((cur.b - prev.b) * 8) / ((cur.t - prev.t) / 1000) / 1e6 >= mbit) return true;
+    if (((cur.b - prev.b) * 8) / ((cur.t - prev.t) / 1000) / 1e6 >= mbit) return { since: performance.timeOrigin + prev.t, spawnS: cur.cost / 1000 };
     prev = cur;
   }
-  return false;
+  return undefined;
 }
 
 /** the root qdisc's backlog (bytes, packets) now: what the shaper holds back (HTB/TBF: their queue; fq: packets waiting for their departure time) */
@@ -145,8 +177,10 @@ export function jain(xs: number[]): number {
 /** the rate on the wire (L2, as qdiscs and the shaper count it) for a goodput */
 export const wireMbit = (f: FlowResult) => (f.mbit * (f.mss + 66)) / f.mss;
 
-/** the device's transmitted bytes (L2) and when they were read */
-export async function txBytes(t: Topology, role: string, dev: string): Promise<{ b: number; t: number }> {
+/** the device's transmitted bytes (L2), when they were read and how long the reading took (ms) */
+export async function txBytes(t: Topology, role: string, dev: string): Promise<{ b: number; t: number; cost: number }> {
+  const t0 = performance.now();
   const r = await t.exec(role, 'ip', ['-j', '-s', 'link', 'show', 'dev', dev]);
-  return { b: (JSON.parse(String(r.stdout)) as { stats64: { tx: { bytes: number } } }[])[0]!.stats64.tx.bytes, t: performance.now() };
+  const now = performance.now();
+  return { b: (JSON.parse(String(r.stdout)) as { stats64: { tx: { bytes: number } } }[])[0]!.stats64.tx.bytes, t: now, cost: now - t0 };
 }

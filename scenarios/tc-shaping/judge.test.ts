@@ -51,3 +51,28 @@ describe('probe helpers', () => {
     expect(out.length).toBeLessThanOrEqual(4);
   });
 });
+
+describe('RTT goal rounds', () => {
+  const row = (round: number, achieved: number, rttP99: number, probes = 400) => ({ round, achieved, rttP99, probes });
+  it('judges rounds where both classes were full and both probes had enough replies', async () => {
+    const { judgeRttRounds } = await import('./judge.ts');
+    const r = judgeRttRounds([row(0, 9.9, 54), row(1, 9.95, 55)], [row(0, 9.8, 164), row(1, 9.9, 110)], 10);
+    expect(r.judged.map((x) => Math.round(x * 100) / 100)).toEqual([0.33, 0.5]);
+    expect(r.skipped).toEqual([]);
+  });
+  it('a round where HTB was starved (no queue, flattering p99) or a probe was too short is shown, not judged', async () => {
+    const { judgeRttRounds } = await import('./judge.ts');
+    const r = judgeRttRounds([row(0, 99, 8), row(1, 99, 8, 60), row(2, 99, 8)], [row(0, 74, 2.7), row(1, 99, 20), row(2, 99, 20)], 100);
+    expect(r.ratios).toHaveLength(3);
+    // no probes at all: no p99, skipped for the probes
+    expect(judgeRttRounds([row(0, 10, NaN, 0)], [row(0, 10, 20)], 10).skipped).toEqual([{ round: 0, why: 'EDT had 0 in-flow probes' }]);
+    expect(r.judged).toEqual([0.4]);
+    expect(r.skipped).toEqual([{ round: 0, why: 'HTB carried 74% of the rate' }, { round: 1, why: 'EDT had 60 in-flow probes' }]);
+  });
+  it('a p99 that is a lost probe counts as infinitely late; two of them give no ratio', async () => {
+    const { judgeRttRounds } = await import('./judge.ts');
+    expect(judgeRttRounds([row(0, 10, Infinity)], [row(0, 10, 100)], 10).judged).toEqual([Infinity]);
+    expect(judgeRttRounds([row(0, 10, 50)], [row(0, 10, Infinity)], 10).judged).toEqual([0]);
+    expect(judgeRttRounds([row(0, 10, Infinity)], [row(0, 10, Infinity)], 10)).toEqual({ ratios: [], judged: [], skipped: [{ round: 0, why: 'no ratio (both p99s were lost probes)' }] });
+  });
+});

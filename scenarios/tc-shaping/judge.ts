@@ -53,3 +53,38 @@ export function compTotalFor(ceiling: number, emulated: boolean): number {
   const t = Math.max(10, Math.min(100, Math.floor((ceiling * 0.6) / 10) * 10));
   return emulated ? Math.min(40, t) : t;
 }
+
+/**
+ * The RTT goal (EDT's p99 ≤ ½ HTB's) compares the queue each shaper keeps while its class is
+ * full. A round says that only where both flows held their class near its rate — HTB's probe
+ * saw no queue in a round where the machine starved its flow (−26%, p99 2.7 ms;
+ * reports/20261130-100020-tc-shaping-6.1), which would flatter HTB — and where both probes have
+ * enough in-flow replies for a p99 that is not just the worst one. Other rounds are shown, not
+ * judged; with none left the verdict is inconclusive. A p99 that is a lost probe counts as
+ * infinitely late (probeLatency), in the ratio too.
+ */
+export const RTT_JUDGE = { minAchieved: 0.9, minProbes: 100 } as const;
+
+export interface RttRound { round: number; achieved: number; rttP99: number; probes: number }
+
+export function judgeRttRounds(edt: RttRound[], htb: RttRound[], target: number): { ratios: number[]; judged: number[]; skipped: { round: number; why: string }[] } {
+  const judged: number[] = [];
+  const ratios: number[] = [];
+  const skipped: { round: number; why: string }[] = [];
+  for (const e of edt) {
+    const h = htb.find((x) => x.round === e.round);
+    if (!h) continue;
+    // a p99 that is a lost probe is infinite: EDT's gives ∞ (not met), HTB's 0 (met)
+    const r = e.rttP99 / h.rttP99;
+    if (!Number.isNaN(r)) ratios.push(r);
+    const sides = [['EDT', e], ['HTB', h]] as const;
+    const why = [
+      ...sides.flatMap(([n, x]) => (x.achieved < RTT_JUDGE.minAchieved * target ? [`${n} carried ${Math.round((x.achieved / target) * 100)}% of the rate`] : [])),
+      ...sides.flatMap(([n, x]) => (x.probes < RTT_JUDGE.minProbes ? [`${n} had ${x.probes} in-flow probes`] : [])),
+    ];
+    if (!why.length && Number.isNaN(r)) why.push('no ratio (both p99s were lost probes)');
+    if (why.length) skipped.push({ round: e.round, why: why.join(', ') });
+    else judged.push(r);
+  }
+  return { ratios, judged, skipped };
+}

@@ -1,7 +1,7 @@
 // The latency side of tc-shaping, without root: the EDT latency horizon per rate, lost probes
 // counted against the shaper, and reading the bulk socket's state out of `ss -tin`.
 import { describe, expect, it } from 'vitest';
-import { probeLatency, parseSs } from './flows.ts';
+import { probeLatency, parseSs, parsePing, inFlow } from './flows.ts';
 import { latencyHorizonMs } from './shapers.ts';
 
 describe('EDT latency horizon (horizon: auto) in ms, as the report shows it', () => {
@@ -42,5 +42,36 @@ ESTAB 0      1303200     10.16.0.1:48806    10.16.0.2:5201
   it('no connection with data in flight: nothing', () => {
     expect(parseSs(out.split('\nESTAB 0      1303200')[0]!)).toBeUndefined();
     expect(parseSs('')).toBeUndefined();
+  });
+});
+
+describe('ping -D replies and the flow window', () => {
+  // iputils ping -D output (bookworm), two replies and the summary of 3 sent
+  const out = `PING 10.16.0.2 (10.16.0.2) 56(84) bytes of data.
+[1764730000.100000] 64 bytes from 10.16.0.2: icmp_seq=1 ttl=64 time=12.5 ms
+[1764730000.110250] 64 bytes from 10.16.0.2: icmp_seq=2 ttl=64 time=7.25 ms
+
+--- 10.16.0.2 ping statistics ---
+3 packets transmitted, 2 received, 33.3333% packet loss, time 10ms
+rtt min/avg/max/mdev = 7.250/9.875/12.500/2.625 ms
+`;
+  it('reads each reply with its wall-clock arrival (ms) and RTT, and the sent count', () => {
+    const p = parsePing(out);
+    expect(p.sent).toBe(3);
+    expect(p.replies.map((r) => r.rtt)).toEqual([12.5, 7.25]);
+    expect(p.replies[0]!.at).toBeCloseTo(1764730000100, 0);
+    expect(p.replies[1]!.at).toBeCloseTo(1764730000110.25, 0);
+  });
+  it('probes sent after the flow ended are left out of the percentiles and of sent, and counted late', () => {
+    const p = parsePing(out); // sent at …087.5 and …103.0
+    const end = 1764730000095;
+    expect(inFlow(p, end)).toEqual({ rtts: [12.5], sent: 2, late: 1 });
+    // the lost probe stays counted against the shaper
+    expect(probeLatency(inFlow(p, end).rtts, inFlow(p, end).sent)).toEqual({ p50: 12.5, p99: Infinity, lost: 1 });
+    // sent inside the flow, answered after it: it measured the flow's queue and counts
+    expect(inFlow(p, 1764730000104)).toEqual({ rtts: [12.5, 7.25], sent: 3, late: 0 });
+  });
+  it('output without -D stamps gives no replies rather than misread ones', () => {
+    expect(parsePing('64 bytes from 10.16.0.2: icmp_seq=1 ttl=64 time=1 ms\n1 packets transmitted, 1 received').replies).toEqual([]);
   });
 });
