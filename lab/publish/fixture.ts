@@ -72,7 +72,7 @@ export function fixtureHistory(): Results[] {
       out.push(lb);
       const ho = synthRun({ index: night, seed: seed++, noise: 0.03, value: ki ? 2.5e5 : 1.2e6, better: 'higher', kernel: k, scenario: 'hello-openat' });
       ho.runId += `-${ki}`;
-      ho.headline = [headlineFrom('events.rate', 'events per second', 'events/s', 'higher', ho.headline![0]!.rounds!, { comparator: { name: 'opensnoop (C)', ratio: 0.92, likeForLike: true }, goal: { op: '>=', target: 0.8, of: 'ratio', verdict: 'met' } })];
+      ho.headline = [headlineFrom('events.rate', 'events per second', 'events/s', 'higher', ho.headline![0]!.rounds!, { comparator: { name: 'opensnoop (C)', ratio: 0.92, likeForLike: true }, goal: { op: '>=', target: 0.8, of: 'ratio', verdict: night === 3 && ki === 1 ? 'not met' : 'met' } })];
       ho.startedAt = new Date(Date.parse(ho.startedAt) + 3_600_000).toISOString();
       out.push(ho);
     }

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixtureHistory } from './fixture.ts';
-import { publishSite, safeName } from './site.ts';
+import { goalTally, publishSite, safeName } from './site.ts';
 import { labCli } from '../testing.ts';
 
 const [NODE, ...LAB] = await labCli();
@@ -34,6 +34,21 @@ describe('publishSite', () => {
     }
   });
 
+  it('a trend page says, per kernel, in how many runs each headline goal held', async () => {
+    const out = join(dir, 'site-goals');
+    await publishSite(runs, out);
+    const html = (await readFile(join(out, 'scenarios/hello-openat.html'), 'utf8')).replace(/<[^>]+>/g, '');
+    // the fixture's goal held every night except night 3 on 6.1
+    expect(html).toMatch(/6\.1 [^:]*: goal ratio ≥ 0\.8 met in 5 of 6 runs, not met in 1; newest: met/);
+    expect(html).toMatch(/6\.18\.0-test [^:]*: goal ratio ≥ 0\.8 met in 6 of 6 runs, not met in 0; newest: met/);
+    expect(html).toContain('not met (ratio ≥ 0.8)');
+  });
+  it('goal tally: only runs that stated the newest goal are counted; no goal, no tally', () => {
+    const g = (verdict: 'met' | 'not met' | 'inconclusive', target = 10) => ({ op: '>=' as const, target, of: 'ratio' as const, verdict });
+    const t = goalTally([{ x: 3, run: 'c', goal: g('inconclusive') }, { x: 1, run: 'a', goal: g('met', 5) }, { x: 2, run: 'b', goal: g('not met') }, { x: 0, run: 'z' }]);
+    expect(t).toMatchObject({ met: 0, notMet: 1, inconclusive: 1, n: 2, otherGoal: 1, latest: { run: 'c', verdict: 'inconclusive' } });
+    expect(goalTally([{ x: 0, run: 'z' }])).toBeUndefined();
+  });
   it('replaces its own earlier site but refuses a directory it did not write, leaving it untouched', async () => {
     const out = join(dir, 'site');
     await writeFile(join(out, 'stale.html'), 'old');

@@ -148,7 +148,7 @@ const PALETTE = ['#0969da', '#cf222e', '#1a7f37', '#8250df', '#9a6700', '#bf3989
 /** the trend chart data for one metric of one scenario: a series per kernel (× machine class when there are several) */
 function trendData(runs: Results[], metric: string, flags: Map<string, Comparison[]>) {
   const classes = new Set(runs.map((r) => machineClass(r.environment)));
-  const series = new Map<string, { x: number; y: number; min: number; max: number; run: string; url: string; commit: string; kernel: string; verdict: string; change: string }[]>();
+  const series = new Map<string, { x: number; y: number; min: number; max: number; run: string; url: string; commit: string; kernel: string; verdict: string; change: string; goal?: NonNullable<Headline['goal']> }[]>();
   let meta: Headline | undefined;
   for (const r of runs) {
     const h = r.headline?.find((x) => x.name === metric);
@@ -159,7 +159,7 @@ function trendData(runs: Results[], metric: string, flags: Map<string, Compariso
     const f = flags.get(runKey(r))?.find((x) => x.metric === metric);
     const list = series.get(name) ?? [];
     series.set(name, list);
-    list.push({ x: Date.parse(r.startedAt), y: h.value, min: h.spread?.min ?? h.value, max: h.spread?.max ?? h.value, run: r.runId, url: runHref(r, 1), commit: shortCommit(r), kernel: r.environment.kernel.release, verdict: f ? VERDICT_TEXT[f.verdict] : '', change: f?.change !== undefined ? formatChange(f.change) : '' });
+    list.push({ x: Date.parse(r.startedAt), y: h.value, min: h.spread?.min ?? h.value, max: h.spread?.max ?? h.value, run: r.runId, url: runHref(r, 1), commit: shortCommit(r), kernel: r.environment.kernel.release, verdict: f ? VERDICT_TEXT[f.verdict] : '', change: f?.change !== undefined ? formatChange(f.change) : '', ...(h.goal ? { goal: h.goal } : {}) });
   }
   return { meta, series: [...series.entries()].map(([name, points], i) => ({ name, color: PALETTE[i % PALETTE.length]!, points })) };
 }
@@ -198,6 +198,34 @@ const TREND_JS = `
 })();
 `;
 
+type Goal = NonNullable<Headline['goal']>;
+const goalText = (g: Goal) => `${g.of === 'ratio' ? 'ratio' : 'value'} ${g.op === '<=' ? '≤' : '≥'} ${formatNumber(g.target)}`;
+
+/**
+ * A goal's record across runs, per series: one run's verdict is one sample of a noisy machine
+ * (a goal met in 5 of 9 rounds is neither), so the trend page says how often the goal held.
+ * Counted only over runs that stated the same goal as the newest one (goals have changed).
+ */
+export function goalTally(points: readonly { x: number; run: string; goal?: Goal }[]): { goal: Goal; met: number; notMet: number; inconclusive: number; n: number; otherGoal: number; latest: { run: string; verdict: string } } | undefined {
+  const withGoal = points.filter((p) => p.goal).sort((a, b) => a.x - b.x);
+  const last = withGoal.at(-1);
+  if (!last) return undefined;
+  const g = last.goal!;
+  const same = withGoal.filter((p) => p.goal!.op === g.op && p.goal!.target === g.target && (p.goal!.of ?? 'value') === (g.of ?? 'value'));
+  const count = (v: string) => same.filter((p) => p.goal!.verdict === v).length;
+  return { goal: g, met: count('met'), notMet: count('not met'), inconclusive: count('inconclusive'), n: same.length, otherGoal: withGoal.length - same.length, latest: { run: last.run, verdict: g.verdict ?? 'not judged' } };
+}
+
+function goalSummary(series: { name: string; points: Parameters<typeof goalTally>[0] }[]): string {
+  const parts = series.flatMap((s) => {
+    const t = goalTally(s.points);
+    if (!t) return [];
+    const extra = [t.inconclusive ? `${t.inconclusive} inconclusive` : '', t.n - t.met - t.notMet - t.inconclusive ? `${t.n - t.met - t.notMet - t.inconclusive} not judged` : '', t.otherGoal ? `${t.otherGoal} earlier run(s) with another goal left out` : ''].filter(Boolean).join(', ');
+    return [`<li><b>${escapeHtml(s.name)}</b>: goal ${escapeHtml(goalText(t.goal))} met in <b>${t.met} of ${t.n}</b> runs, not met in ${t.notMet}${extra ? ` (${escapeHtml(extra)})` : ''}; newest: ${escapeHtml(t.latest.verdict)}</li>`];
+  });
+  return parts.length ? `<ul class="summary goals">${parts.join('')}</ul>` : '';
+}
+
 async function scenarioPage(c: Ctx, scenario: string): Promise<string> {
   // an errored run measured nothing trustworthy: listed below, not drawn
   const all = c.runs.filter((r) => r.scenario === scenario);
@@ -211,8 +239,9 @@ async function scenarioPage(c: Ctx, scenario: string): Promise<string> {
       `<section id="${escapeHtml(safeName(ch.metric))}"><h2>${escapeHtml(m.label ?? m.name)} <small class="muted">(${escapeHtml(m.unit ?? '')}, ${escapeHtml(m.better)} is better)</small></h2>` +
       `<div class="chartbox"><canvas id="${ch.id}" role="img" aria-label="${escapeHtml(`${m.label ?? m.name} over time, one line per kernel`)}"></canvas></div>` +
       `<p class="summary">line: median per run; band: min–max over its rounds; red triangle: regression against the runs before it. Click a point to open its run.</p>` +
-      `<details><summary>data (${rows.length} runs)</summary><div class="tablewrap"><table><thead><tr><th>run</th><th>series</th><th>commit</th><th>median</th><th>min–max</th><th>verdict</th></tr></thead><tbody>` +
-      rows.map(({ s, p }) => `<tr><td><a href="${escapeHtml(p.url)}">${escapeHtml(p.run)}</a></td><td>${escapeHtml(s.name)}</td><td><code>${escapeHtml(p.commit)}</code></td><td class="num">${escapeHtml(formatNumber(p.y))}</td><td class="num">${escapeHtml(formatNumber(p.min))}–${escapeHtml(formatNumber(p.max))}</td><td>${escapeHtml(`${p.verdict} ${p.change}`.trim())}</td></tr>`).join('') +
+      goalSummary(ch.series) +
+      `<details><summary>data (${rows.length} runs)</summary><div class="tablewrap"><table><thead><tr><th>run</th><th>series</th><th>commit</th><th>median</th><th>min–max</th><th>verdict</th><th>goal</th></tr></thead><tbody>` +
+      rows.map(({ s, p }) => `<tr><td><a href="${escapeHtml(p.url)}">${escapeHtml(p.run)}</a></td><td>${escapeHtml(s.name)}</td><td><code>${escapeHtml(p.commit)}</code></td><td class="num">${escapeHtml(formatNumber(p.y))}</td><td class="num">${escapeHtml(formatNumber(p.min))}–${escapeHtml(formatNumber(p.max))}</td><td>${escapeHtml(`${p.verdict} ${p.change}`.trim())}</td><td>${p.goal ? escapeHtml(`${p.goal.verdict ?? 'not judged'} (${goalText(p.goal)})`) : ''}</td></tr>`).join('') +
       `</tbody></table></div></details></section>`
     );
   });
@@ -224,7 +253,8 @@ async function scenarioPage(c: Ctx, scenario: string): Promise<string> {
   const script = charts.length ? `<script>${await chartJs()}</script>\n<script type="application/json" id="trend-data">${scriptJson(charts.map(({ id, unit, series }) => {
     // x-axis labels: dates for a long history, date and time when all runs are within days
     const xs = series.flatMap((x) => x.points.map((p) => p.x));
-    return { id, unit, series, span: xs.length ? Math.max(...xs) - Math.min(...xs) : 0 };
+    // goals are stated in the page's text, not needed by the chart
+    return { id, unit, series: series.map((x) => ({ ...x, points: x.points.map(({ goal: _goal, ...p }) => p) })), span: xs.length ? Math.max(...xs) - Math.min(...xs) : 0 };
   }))}</script>\n<script>${TREND_JS}</script>` : '';
   return sitePage(`${scenario} · trends`, 1, body, script);
 }
