@@ -92,6 +92,9 @@ describe('goal by rounds', () => {
     expect(goalByRounds([1.01, 1.05, 1.0], '<=', 1.03)).toMatchObject({ verdict: 'inconclusive', met: 2 });
     expect(goalByRounds([5, 6], '>=', 10)).toMatchObject({ verdict: 'not met', met: 0, n: 2 });
     expect(goalByRounds([], '>=', 1).verdict).toBe('inconclusive');
+    // ∞ is a value (proxy ÷ an XDP path that added ≤ 0), NaN is no value
+    expect(goalByRounds([12, Infinity, NaN], '>=', 10)).toMatchObject({ verdict: 'met', met: 2, n: 2 });
+    expect(goalByRounds([Infinity], '<=', 1)).toMatchObject({ verdict: 'not met', met: 0, n: 1 });
   });
 });
 

@@ -78,9 +78,13 @@ export function spreadOf(xs: readonly number[]): { median: number; spread: Sprea
   return { median: s.median, spread: { n: s.n, min: s.min, max: s.max, mad: s.mad } };
 }
 
-/** judge a goal round by round: met when every round meets it, not met when none does */
+/**
+ * judge a goal round by round: met when every round meets it, not met when none does. NaN rounds
+ * (no value) are left out; ±∞ are values (a ratio whose denominator was ≤ 0 on purpose: ∞ meets a
+ * "≥" goal and fails a "≤" one).
+ */
 export function goalByRounds(values: readonly number[], op: '<=' | '>=', target: number): { verdict: 'met' | 'not met' | 'inconclusive'; met: number; n: number; detail: string } {
-  const xs = values.filter(Number.isFinite);
+  const xs = values.filter((x) => !Number.isNaN(x));
   const met = xs.filter((x) => (op === '<=' ? x <= target : x >= target)).length;
   const n = xs.length;
   const verdict = n === 0 ? 'inconclusive' : met === n ? 'met' : met === 0 ? 'not met' : 'inconclusive';
