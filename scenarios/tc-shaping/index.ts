@@ -64,7 +64,9 @@ async function topology(ctx: ScenarioContext): Promise<{ t: Topology; link: Link
   for (const p of [PORT_A, PORT_B]) t.spawn('rcv', 'iperf3', ['-s', '-p', String(p)]);
   // the servers listen within milliseconds; a short wait saves a retry loop per flow
   await new Promise((r) => setTimeout(r, scaledTimeout(500)));
-  return { t, link: { topo: t, ns: t.ns('snd'), role: 'snd', dev: 'snd0', peer: RCV } };
+  // lives in the sending namespace for the device counters (txBytes), killed by dispose()
+  const anchor = t.spawn('snd', 'sleep', ['infinity']);
+  return { t, link: { topo: t, ns: t.ns('snd'), role: 'snd', dev: 'snd0', peer: RCV, ...(anchor.pid !== undefined ? { pid: anchor.pid } : {}) } };
 }
 
 /** can fq be put on this device? (the kernel may be built without sch_fq) */
@@ -95,35 +97,42 @@ const MIN_PROBE_S = 0.5;
  * the same class until shortly before the flow ends, so every probe shares the link with the
  * bulk flow. The flow lasts secs + 1 s (iperf3 adds its omitted first second) from about when the
  * device first saw it; the ping's length is what is left of that, less 0.5 s and less the time a
- * process takes to start here (measured while waiting). Probes sent after the flow's end are
- * still left out (inFlow) and counted (`lateProbes`): ping's pace stretches behind a long queue,
- * and the earlier fixed count (secs − 1.5 s of 5 ms echoes) had probes sent after iperf3 exited
- * in 8 of 10 runs under TCG (reports/20261203-035955-tc-shaping-6.1) and, natively, 308 of 640
- * under HTB at 10 Mbit/s (reports/20261203-040641-tc-shaping-host: their replies, at least) —
- * where the queue they measured was draining or gone. Sampled meanwhile: the root qdisc's backlog (the queue
- * the probe waits behind) and the sending socket (ss: segments in flight, cwnd), which together
- * say where the bytes sit — in the shaper, or held back in the socket by TSQ / cwnd.
+ * process takes to start here (the previous probe's ping, measured from its first echo). Probes
+ * sent after the flow's end are still left out (inFlow) and counted (`lateProbes`): ping's pace
+ * stretches behind a long queue, and the earlier fixed count (secs − 1.5 s of 5 ms echoes) had
+ * probes sent after iperf3 exited in 8 of 10 runs under TCG
+ * (reports/20261203-035955-tc-shaping-6.1) and, natively, 308 of 640 under HTB at 10 Mbit/s
+ * (reports/20261203-040641-tc-shaping-host: their replies, at least) — where the queue they
+ * measured was draining or gone. Sampled meanwhile: the root qdisc's backlog (the queue the probe
+ * waits behind) and the sending socket (ss: segments in flight, cwnd), which together say where
+ * the bytes sit — in the shaper, or held back in the socket by TSQ / cwnd.
  */
-async function rateRun(ctx: ScenarioContext, link: Link, cfg: RateConfig, target: number, secs: number, round: number): Promise<RateRow> {
+async function rateRun(ctx: ScenarioContext, link: Link, cfg: RateConfig, target: number, secs: number, round: number, probeStart: { s: number }): Promise<RateRow> {
   const horizonMs = cfg.horizon ? latencyHorizonMs(target) : undefined;
   const s = await shape(cfg.kind, link, [{ name: 'bulk', mbit: target, port: null, horizon: cfg.horizon ? 'auto' : undefined, leaf: cfg.leaf }]);
   try {
     const spawnAt = Date.now();
     const flowP = iperf(link.topo, 'snd', RCV, PORT_A, secs).then((f) => ({ f, exitAt: Date.now() }));
     const probe = (async () => {
-      const seen = await waitFlowing(link.topo, 'snd', link.dev, Math.min(target, 1000) * 0.2, scaledTimeout(5000) / 1000);
+      const since = await waitFlowing(link.topo, 'snd', link.dev, Math.min(target, 1000) * 0.2, scaledTimeout(5000) / 1000, link.pid);
       await new Promise((r) => setTimeout(r, 1000)); // slow start (iperf3 omits it too)
-      const endBy = (seen?.since ?? spawnAt) + (secs + 1 - 0.5) * 1000;
-      const probeS = Math.max(MIN_PROBE_S, (endBy - Date.now()) / 1000 - (seen?.spawnS ?? 0));
+      const endBy = (since ?? spawnAt) + (secs + 1 - 0.5) * 1000;
+      const probeS = Math.max(MIN_PROBE_S, (endBy - Date.now()) / 1000 - probeStart.s);
+      const pingAt = Date.now();
       const pingP = pingRtts(link.topo, 'snd', RCV, probeS);
-      const samples = await sampleUntil(pingP, 500, async () => ({ q: await qdiscBacklog(link.topo, 'snd', link.dev), tcp: await tcpSample(link.topo, 'snd', RCV, PORT_A) }));
-      return { ping: await pingP, samples, spawnS: seen?.spawnS ?? 0 };
+      // each sample is two processes (tc, ss), ~0.4 s of a guest CPU under TCG: fewer there
+      const samples = await sampleUntil(pingP, timeScale() >= 5 ? 1500 : 500, async () => ({ q: await qdiscBacklog(link.topo, 'snd', link.dev), tcp: await tcpSample(link.topo, 'snd', RCV, PORT_A) }));
+      const ping = await pingP;
+      // how long ping took to start here (its first echo's send time): the next probe's sizing
+      const first = ping.replies[0];
+      if (first) probeStart.s = Math.max(0, (first.at - first.rtt - pingAt) / 1000);
+      return { ping, samples };
     })();
-    const [{ f: flow, exitAt }, { ping, samples, spawnS }] = await Promise.all([flowP, probe]);
+    const [{ f: flow, exitAt }, { ping, samples }] = await Promise.all([flowP, probe]);
     const drops = await s.drops();
     // iperf3 exits after its results exchange: its exit is an upper bound of the flow's end, less
-    // one process start-up as measured here (~5 ms natively, ~0.5 s under TCG) a closer one
-    const inside = inFlow(ping, exitAt - spawnS * 1000);
+    // one process start-up as measured here (ping's; ~5 ms natively, ~0.3-1 s under TCG) a closer one
+    const inside = inFlow(ping, exitAt - probeStart.s * 1000);
     // the class's L2 rate: the flow's frames (iperf3's own timing) plus the ping's 98-byte
     // requests out of this device (the replies come back on the peer's egress, not shaped here)
     const pingMbit = (inside.rtts.length * 98 * 8) / secs / 1e6; // inside the flow's measured seconds
@@ -152,7 +161,7 @@ async function rateRun(ctx: ScenarioContext, link: Link, cfg: RateConfig, target
 async function rateChange(t: Topology, link: Link, s: Shaping, from: number, to: number, phaseS: number) {
   const child = t.exec('snd', 'iperf3', ['-c', RCV, '-p', String(PORT_A), '-t', String(4 * phaseS + 20), '-i', '0'], { reject: false, timeout: scaledTimeout((4 * phaseS + 40) * 1000) });
   const samples: { end: number; mbit: number }[] = [];
-  let prev = await txBytes(t, 'snd', link.dev);
+  let prev = await txBytes(t, 'snd', link.dev, link.pid);
   const t0 = prev.t;
   let started = -1;
   let changed = -1;
@@ -160,7 +169,7 @@ async function rateChange(t: Topology, link: Link, s: Shaping, from: number, to:
   try {
     for (let i = 0; i < 8 * per && !(changed >= 0 && samples.length - changed >= per); i++) {
       await new Promise((r) => setTimeout(r, 500));
-      const cur = await txBytes(t, 'snd', link.dev);
+      const cur = await txBytes(t, 'snd', link.dev, link.pid);
       const mbit = ((cur.b - prev.b) * 8) / ((cur.t - prev.t) / 1000) / 1e6;
       prev = cur;
       samples.push({ end: Math.round((cur.t - t0) / 100) / 10, mbit });
@@ -236,6 +245,11 @@ const scenario: Scenario = {
 
     // ---- per rate, configurations interleaved per round ----
     const rows: RateRow[] = [];
+    // how long a process takes to start in the namespace (sizes the first probe; each probe then
+    // carries its own ping's start-up forward)
+    const t0 = performance.now();
+    await t.exec('snd', 'true');
+    const probeStart = { s: (performance.now() - t0) / 1000 };
     const total = rounds * rates.length * configs.length;
     let n = 0;
     for (let round = 0; round < rounds; round++) {
@@ -244,7 +258,7 @@ const scenario: Scenario = {
         for (const cfg of order) {
           ctx.progress.step(`round ${round + 1}/${rounds}: ${cfg.label} at ${target} Mbit/s (${++n}/${total})`);
           if (ctx.signal.aborted) return;
-          rows.push(await rateRun(ctx, link, cfg, target, secs, round));
+          rows.push(await rateRun(ctx, link, cfg, target, secs, round, probeStart));
         }
       }
     }

@@ -75,3 +75,18 @@ rtt min/avg/max/mdev = 7.250/9.875/12.500/2.625 ms
     expect(parsePing('64 bytes from 10.16.0.2: icmp_seq=1 ttl=64 time=1 ms\n1 packets transmitted, 1 received').replies).toEqual([]);
   });
 });
+
+describe('/proc/<pid>/net/dev', () => {
+  const text = `Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:       0       0    0    0    0     0          0         0        0       0    0    0    0     0       0          0
+  snd0: 1234567    8901    0    0    0     0          0         0 98765432   65432    0    0    0     0       0          0
+`;
+  it('reads the device\'s transmitted bytes (the 9th counter), not another device\'s or the received ones', async () => {
+    const { parseNetDevTx } = await import('./flows.ts');
+    expect(parseNetDevTx(text, 'snd0')).toBe(98765432);
+    expect(parseNetDevTx(text, 'lo')).toBe(0);
+    expect(parseNetDevTx(text, 'snd1')).toBeUndefined();
+    expect(parseNetDevTx('', 'snd0')).toBeUndefined();
+  });
+});

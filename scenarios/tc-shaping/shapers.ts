@@ -28,7 +28,8 @@ export interface Shaping {
   close(): Promise<void>;
 }
 
-export interface Link { topo: Topology; ns: string; role: string; dev: string; peer: string }
+/** `pid`: a process living in the sending namespace (its /proc/<pid>/net/dev has the device's counters) */
+export interface Link { topo: Topology; ns: string; role: string; dev: string; peer: string; pid?: number }
 
 const mbit = (m: number) => `${m}mbit`;
 
