@@ -584,8 +584,8 @@ const scenario: Scenario = {
       return perRound(config, conn, load).map((r, i) => (base[i] ? r.busyNsPerReq - base[i]!.busyNsPerReq : NaN));
     };
     // a ratio of added CPU needs a positive denominator: a round where the denominator added nothing
-    // measurable (noise at or below zero) gives no ratio rather than a negative or infinite one.
-    // proxy ÷ XDP, or XDP ÷ proxy (a fraction, defined where the XDP path adds ≤ 0)
+    // measurable (noise at or below zero) gives no ratio rather than a negative one. Used for
+    // XDP ÷ proxy (a fraction, defined where the XDP path adds ≤ 0) and program-only ratios
     const ratioPos = (num: number[], den: number[]) => num.map((x, i) => (den[i]! > 0 ? x / den[i]! : NaN));
     // proxy ÷ XDP ("times below"): a round where the XDP path added nothing measurable (≤ 0) while
     // the proxy added CPU is ∞ — it meets a "≥ N× below" goal and is counted (goalByRounds), rather
