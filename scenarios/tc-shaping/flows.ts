@@ -63,8 +63,8 @@ export interface PingResult { replies: Reply[]; sent: number }
  * deadline (not `-w seconds` alone, which ends with the last replies still in flight) so that
  * every request that got no reply was really lost — by a shaper that drops (EDT's horizon, a
  * leaf's AQM) — and can be counted against the shaper in the percentiles (probeLatency). -D
- * stamps each reply with the wall clock, so replies that came after the bulk flow had ended can
- * be told apart (inFlow).
+ * stamps each reply with the wall clock, so echoes sent after the bulk flow had ended can be told
+ * apart (inFlow).
  */
 export async function pingRtts(t: Topology, from: string, to: string, seconds: number): Promise<PingResult> {
   const count = Math.max(1, Math.round(seconds / 0.005));
@@ -87,8 +87,8 @@ export function parsePing(out: string): PingResult {
  * shorter than a clock tick with replies outstanding, iputils polls for up to MININTERVAL (10 ms)
  * instead of spinning, so behind a queue longer than the interval the 5 ms became ~8–11 ms
  * (natively too: HTB at 10 Mbit/s), and a probe sized by count outlasted the flow in just the
- * runs with the longest queues (reports/20261203-040641-tc-shaping-host). Lost probes stay counted against the shaper (when
- * they were sent is not known).
+ * runs with the longest queues (reports/20261203-040641-tc-shaping-host). Lost probes stay
+ * counted against the shaper (when they were sent is not known).
  */
 export function inFlow(p: PingResult, endAt: number): { rtts: number[]; sent: number; late: number } {
   const kept = p.replies.filter((x) => x.at - x.rtt <= endAt);

@@ -88,6 +88,9 @@ async function probeQdisc(link: Link, kind: string): Promise<{ ok: true } | { ok
   return { ok: true };
 }
 
+/** a TCG guest (time scaled ≥5x): where the scenario caps what it judges and samples less */
+const isEmulated = () => timeScale() >= 5;
+
 /** a shorter probe than this (100 echoes) would make p99 its worst sample */
 const MIN_PROBE_S = 0.5;
 
@@ -121,7 +124,7 @@ async function rateRun(ctx: ScenarioContext, link: Link, cfg: RateConfig, target
       const pingAt = Date.now();
       const pingP = pingRtts(link.topo, 'snd', RCV, probeS);
       // each sample is two processes (tc, ss), ~0.4 s of a guest CPU under TCG: fewer there
-      const samples = await sampleUntil(pingP, timeScale() >= 5 ? 1500 : 500, async () => ({ q: await qdiscBacklog(link.topo, 'snd', link.dev), tcp: await tcpSample(link.topo, 'snd', RCV, PORT_A) }));
+      const samples = await sampleUntil(pingP, isEmulated() ? 1500 : 500, async () => ({ q: await qdiscBacklog(link.topo, 'snd', link.dev), tcp: await tcpSample(link.topo, 'snd', RCV, PORT_A) }));
       const ping = await pingP;
       // how long ping took to start here (its first echo's send time): the next probe's sizing
       const first = ping.replies[0];
@@ -271,7 +274,7 @@ const scenario: Scenario = {
     // class's share of its own target) is judged always: it does not depend on the machine.
     // Under TCG two shaped flows at 60+40 Mbit/s were CPU-starved (both EDT and HTB 15-27%
     // short while one flow held 100), so an emulated run uses 24+16 Mbit/s.
-    const emulated = timeScale() >= 5;
+    const emulated = isEmulated();
     const compTotal = compTotalFor(ceiling, emulated);
     const comp: ClassDef[] = [{ name: 'a', mbit: Math.round(compTotal * 0.6), port: null }, { name: 'b', mbit: Math.round(compTotal * 0.4), port: PORT_B }];
     const compRows: CompRow[] = [];
