@@ -121,6 +121,9 @@ export function generateTypes(name: string, objPath: string): string {
   const write = (f: string, text: string | null) => {
     if (text === null) fs.rmSync(f, { force: true });
     else if (!fs.existsSync(f) || fs.readFileSync(f, 'utf8') !== text) fs.writeFileSync(f, text);
+    // unchanged: keep the text (no editor or watcher sees a write) but date it, so buildBpf
+    // knows these types were checked against this object
+    else fs.utimesSync(f, new Date(), new Date());
   };
   write(path.join(GEN_DIR, `${name}.enums.ts`), renderEnums(name, objPath));
   write(file, renderTypes(name, objPath));
