@@ -2,7 +2,6 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { execa } from 'execa';
-import { simpleGit } from 'simple-git';
 import type { Environment } from './results.ts';
 
 import { REPO_ROOT } from '../common/dist.ts';
@@ -16,6 +15,9 @@ async function firstLine(cmd: string, args: string[]): Promise<string | undefine
 
 export async function gitState(): Promise<Environment['git']> {
   try {
+    // loaded here, not at the top: a guest's runner never asks, and compiling simple-git's
+    // bundle is a measurable share of a process start under TCG
+    const { simpleGit } = await import('simple-git');
     const git = simpleGit(REPO_ROOT);
     const commit = (await git.revparse(['HEAD'])).trim();
     const status = await git.status();
