@@ -17,6 +17,7 @@ import { probeKernel, type ProbeTable } from './probes.ts';
 import type { Block, Check, Results } from './results.ts';
 import type { Scenario, ScenarioContext } from './scenario.ts';
 import { ensureTools } from './setup.ts';
+import { scaledTimeout } from './timeouts.ts';
 import { parseKernelSpec, type KernelSpec, type VmKernelSpec } from './vm/index.ts';
 
 import { REPORTS_DIR, SCENARIOS_DIR } from '../common/paths.ts';
@@ -284,6 +285,7 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
     progress.step('building BPF objects');
     // in a guest the host has built everything (and the tree is its read-only copy): only check
     await buildBpf({ log: (s) => progress.info(s), gen: !inGuest });
+    if (inGuest) await preloadedModules(progress);
     progress.step('probing kernel features');
     results.environment.probes = await ctx.probes();
     progress.step(`scenario ${scenario.name} (${args.mode}) on ${results.environment.kernel.release}`);
@@ -316,6 +318,22 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
   progress.step('writing report');
   const html = await report(outDir, results);
   return { results, outDir, html, stopped: interrupted };
+}
+
+/**
+ * A guest's script loads the modules runs use beside the runner's start (lab/vm/guest.ts
+ * PRELOAD_MODULES); nothing may use them before that is over, or a qdisc or link type could be
+ * asked for while its module is half loaded. Usually over by now: the wait shows only if not.
+ */
+async function preloadedModules(progress: Progress): Promise<void> {
+  const done = process.env.EBPF_LAB_PRELOAD_DONE;
+  if (!done) return;
+  const t0 = Date.now();
+  const limit = t0 + scaledTimeout(10_000);
+  while (!fs.existsSync(done) && Date.now() < limit) await new Promise((r) => setTimeout(r, 50));
+  const ms = Date.now() - t0;
+  if (!fs.existsSync(done)) progress.warn(`the guest's module preload did not finish in ${(ms / 1000).toFixed(1)} s; going on (modules load on first use)`);
+  else if (ms >= 500) progress.info(`waited ${(ms / 1000).toFixed(1)} s for the guest's module preload`);
 }
 
 /**

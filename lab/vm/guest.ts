@@ -146,8 +146,19 @@ export function guestEnv(accel: 'kvm' | 'tcg'): string[] {
   return env.map(([k, v]) => `export ${k}=${shq(v!)}`);
 }
 
+/**
+ * Modules a lab run loads on demand (the probe's veth and tc trials, the scenarios' bridges and
+ * qdiscs). Under TCG each first use cost ~0.3–1.5 s inside the run (veth alone ~1.5 s in the
+ * probe); loaded while node starts they cost the otherwise idle second vCPU instead. Only
+ * modules whose loading changes nothing a run observes: no netfilter hooks (ip_vs, conntrack),
+ * no devices made at load (ipip's tunl0, null_blk's nullb0, whose parameters a scenario sets).
+ */
+export const PRELOAD_MODULES = ['veth', 'bridge', 'sch_ingress', 'cls_bpf', 'sch_htb', 'sch_tbf', 'sch_fq'];
+/** made once the preload is over; the guest's runner waits for it before it probes (lab/run.ts) */
+export const PRELOAD_DONE = '/run/lab-modules-preloaded';
+
 /** The guest-side prelude: environment, modules for modprobe, the shared out dir. */
-export function guestScript(b: BootedGuest, body: string, opts: { outDir?: string; cwd?: string } = {}): string {
+export function guestScript(b: BootedGuest, body: string, opts: { outDir?: string; cwd?: string; preload?: boolean } = {}): string {
   const lines = guestEnv(b.accel);
   const k = b.kernel;
   if (k.modulesDir) {
@@ -155,6 +166,12 @@ export function guestScript(b: BootedGuest, body: string, opts: { outDir?: strin
     // one guest runs several scripts (a matrix row): mount once
     const mp = `/lib/modules/${shq(k.release)}`;
     lines.push(`mountpoint -q ${mp} 2>/dev/null || { mkdir -p ${mp} && mount --bind ${shq(k.modulesDir)} ${mp} 2>/dev/null; }`);
+    if (opts.preload) {
+      // in the background, beside the runner's start; a module that is missing or built in is
+      // not an error here (a run that needs it fails where it uses it, with its own message)
+      lines.push(`[ -e ${PRELOAD_DONE} ] || { modprobe -a -q ${PRELOAD_MODULES.join(' ')} </dev/null >/dev/null 2>&1; : >${PRELOAD_DONE}; } &`);
+      lines.push(`export EBPF_LAB_PRELOAD_DONE=${PRELOAD_DONE}`);
+    }
   }
   if (opts.outDir) {
     const m = b.fs === 'virtiofs' ? `mount -t virtiofs labout ${shq(opts.outDir)}` : `mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 labout ${shq(opts.outDir)}`;
@@ -234,7 +251,7 @@ async function runInVmInner(opts: Parameters<typeof runInVm>[0], t0: number, tim
     // the prebuilt bundle (lab/bundle.ts, built by the caller before boot): tsx would transpile
     // for 30-77 s under TCG before the runner printed its first line
     const cmd = [process.execPath, opts.cli, ...opts.argv].map(shq).join(' ');
-    const script = guestScript(b, `exec ${cmd}`, { outDir: opts.outDir, cwd: REPO_ROOT });
+    const script = guestScript(b, `exec ${cmd}`, { outDir: opts.outDir, cwd: REPO_ROOT, preload: true });
     opts.progress.step(`running in the guest: lab ${opts.argv.join(' ')}`);
     const tRun = Date.now();
     const exitCode = await b.vm.exec(script, {
