@@ -285,7 +285,7 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
     progress.step('building BPF objects');
     // in a guest the host has built everything (and the tree is its read-only copy): only check
     await buildBpf({ log: (s) => progress.info(s), gen: !inGuest });
-    if (inGuest) await preloadedModules(progress);
+    if (inGuest) await preloadedModules(progress, abort.signal);
     progress.step('probing kernel features');
     results.environment.probes = await ctx.probes();
     progress.step(`scenario ${scenario.name} (${args.mode}) on ${results.environment.kernel.release}`);
@@ -325,13 +325,14 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
  * PRELOAD_MODULES); nothing may use them before that is over, or a qdisc or link type could be
  * asked for while its module is half loaded. Usually over by now: the wait shows only if not.
  */
-async function preloadedModules(progress: Progress): Promise<void> {
+async function preloadedModules(progress: Progress, signal: AbortSignal): Promise<void> {
   const done = process.env.EBPF_LAB_PRELOAD_DONE;
   if (!done) return;
   const t0 = Date.now();
   const limit = t0 + scaledTimeout(10_000);
-  while (!fs.existsSync(done) && Date.now() < limit) await new Promise((r) => setTimeout(r, 50));
+  while (!fs.existsSync(done) && Date.now() < limit && !signal.aborted) await new Promise((r) => setTimeout(r, 50));
   const ms = Date.now() - t0;
+  if (signal.aborted) return;
   if (!fs.existsSync(done)) progress.warn(`the guest's module preload did not finish in ${(ms / 1000).toFixed(1)} s; going on (modules load on first use)`);
   else if (ms >= 500) progress.info(`waited ${(ms / 1000).toFixed(1)} s for the guest's module preload`);
 }
