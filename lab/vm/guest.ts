@@ -157,8 +157,22 @@ export const PRELOAD_MODULES = ['veth', 'bridge', 'sch_ingress', 'cls_bpf', 'sch
 /** made once the preload is over; the guest's runner waits for it before it probes (lab/run.ts) */
 export const PRELOAD_DONE = '/run/lab-modules-preloaded';
 
-/** The guest-side prelude: environment, modules for modprobe, the shared out dir. */
-export function guestScript(b: BootedGuest, body: string, opts: { outDir?: string; cwd?: string; preload?: boolean } = {}): string {
+/**
+ * 9p before 5.15 (no netfs) fills the page cache one 4 KiB request at a time: the first `node` of
+ * a 5.10 guest took 21–25 s to start, the next 1.4–1.7 s. Read with O_DIRECT (512 KiB requests)
+ * into the guest's RAM the same binary took 3.4 s to copy and 0.5 s to start (scratch, `pnpm lab
+ * vm exec 5.10`, one window). On 6.1 the copy cost as much as the cold start it saves, so there
+ * the binary stays on 9p. The copy is bind-mounted over the path, so every node the run starts
+ * (daemons, workers, `#!/usr/bin/env node`) uses it; ~100 MB of the guest's memory.
+ */
+export function nodeInRam(release: string, fs: BootedGuest['fs']): boolean {
+  const m = /^(\d+)\.(\d+)/.exec(release);
+  return fs === '9p' && !!m && (Number(m[1]) < 5 || (Number(m[1]) === 5 && Number(m[2]) < 15));
+}
+
+/** The guest-side prelude: environment, modules for modprobe, the shared out dir. `runner`: the
+ * script starts the lab's runner (preloads the modules runs use; node into RAM where 9p is slow). */
+export function guestScript(b: BootedGuest, body: string, opts: { outDir?: string; cwd?: string; runner?: boolean } = {}): string {
   const lines = guestEnv(b.accel);
   const k = b.kernel;
   if (k.modulesDir) {
@@ -166,12 +180,18 @@ export function guestScript(b: BootedGuest, body: string, opts: { outDir?: strin
     // one guest runs several scripts (a matrix row): mount once
     const mp = `/lib/modules/${shq(k.release)}`;
     lines.push(`mountpoint -q ${mp} 2>/dev/null || { mkdir -p ${mp} && mount --bind ${shq(k.modulesDir)} ${mp} 2>/dev/null; }`);
-    if (opts.preload) {
+    if (opts.runner) {
       // in the background, beside the runner's start; a module that is missing or built in is
       // not an error here (a run that needs it fails where it uses it, with its own message)
       lines.push(`[ -e ${PRELOAD_DONE} ] || { modprobe -a -q ${PRELOAD_MODULES.join(' ')} </dev/null >/dev/null 2>&1; : >${PRELOAD_DONE}; } &`);
       lines.push(`export EBPF_LAB_PRELOAD_DONE=${PRELOAD_DONE}`);
     }
+  }
+  if (opts.runner && nodeInRam(k.release, b.fs)) {
+    // after the module preload has started, beside it; a failed copy leaves the binary where it
+    // was: slower, not broken
+    const node = shq(process.execPath);
+    lines.push(`mountpoint -q ${node} 2>/dev/null || { mkdir -p /run/lab-node && dd if=${node} of=/run/lab-node/node bs=512k iflag=direct status=none && chmod 755 /run/lab-node/node && mount --bind /run/lab-node/node ${node}; } || rm -f /run/lab-node/node`);
   }
   if (opts.outDir) {
     const m = b.fs === 'virtiofs' ? `mount -t virtiofs labout ${shq(opts.outDir)}` : `mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 labout ${shq(opts.outDir)}`;
@@ -251,7 +271,7 @@ async function runInVmInner(opts: Parameters<typeof runInVm>[0], t0: number, tim
     // the prebuilt bundle (lab/bundle.ts, built by the caller before boot): tsx would transpile
     // for 30-77 s under TCG before the runner printed its first line
     const cmd = [process.execPath, opts.cli, ...opts.argv].map(shq).join(' ');
-    const script = guestScript(b, `exec ${cmd}`, { outDir: opts.outDir, cwd: REPO_ROOT, preload: true });
+    const script = guestScript(b, `exec ${cmd}`, { outDir: opts.outDir, cwd: REPO_ROOT, runner: true });
     opts.progress.step(`running in the guest: lab ${opts.argv.join(' ')}`);
     const tRun = Date.now();
     const exitCode = await b.vm.exec(script, {

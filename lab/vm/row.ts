@@ -161,7 +161,7 @@ export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHook
             const cmd = ['timeout', '-k', '20', String(secs), process.execPath, cli!, ...argv].map(shq).join(' ');
             progress.step(`running in the guest${args.cells.length > 1 ? ` (${i + 1}/${args.cells.length})` : ''}: lab ${argv.join(' ')}`);
             const tRun = Date.now();
-            exitCode = await b.vm.exec(guestScript(b, `exec ${cmd}`, { outDir: share, cwd: REPO_ROOT, preload: true }), {
+            exitCode = await b.vm.exec(guestScript(b, `exec ${cmd}`, { outDir: share, cwd: REPO_ROOT, runner: true }), {
               onStdout: out, onStderr: out,
               // the guest's own timeout fires first; this one catches a guest that stopped answering
               timeoutMs: timeoutMs + 60_000,
