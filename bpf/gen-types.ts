@@ -122,8 +122,15 @@ export function generateTypes(name: string, objPath: string): string {
     if (text === null) fs.rmSync(f, { force: true });
     else if (!fs.existsSync(f) || fs.readFileSync(f, 'utf8') !== text) fs.writeFileSync(f, text);
     // unchanged: keep the text (no editor or watcher sees a write) but date it, so buildBpf
-    // knows these types were checked against this object
-    else fs.utimesSync(f, new Date(), new Date());
+    // knows these types were checked against this object; a tree this user cannot write keeps
+    // its dates (the types are current all the same)
+    else {
+      try {
+        fs.utimesSync(f, new Date(), new Date());
+      } catch {
+        /* read-only checkout */
+      }
+    }
   };
   write(path.join(GEN_DIR, `${name}.enums.ts`), renderEnums(name, objPath));
   write(file, renderTypes(name, objPath));
