@@ -104,6 +104,8 @@ describe.skipIf(!!skip)(`the commands users run, in VMs ${skip ? `(skipped: ${sk
       expect(fs.readFileSync(path.join(dir, 'report.html'), 'utf8')).toContain(scenario);
       // one summary line, from the host
       expect(r.out.match(/: PASS — /g)?.length).toBe(1);
+      // the guest script's module preload (lab/vm/guest.ts) finished before the runner probed
+      expect(r.out).not.toContain('module preload did not finish');
       // one definition of duration: host wall time, the guest's own time beside it
       const vm = r.results!.environment.vm as { bootMs: number; inGuestMs: number; runMs: number };
       expect(r.results!.durationMs!).toBeGreaterThan(vm.inGuestMs);
