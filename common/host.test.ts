@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { preemptModelFrom } from './host.ts';
+import { preemptModelFrom, releaseAtLeast } from './host.ts';
 
 // the configs as Debian ships them (trimmed to the lines that matter)
 const DEB_6_12 = 'CONFIG_PREEMPT_BUILD=y\nCONFIG_PREEMPT_VOLUNTARY=y\n# CONFIG_PREEMPT_NONE is not set\n# CONFIG_PREEMPT is not set\n# CONFIG_PREEMPT_LAZY is not set\nCONFIG_PREEMPT_DYNAMIC=y\n';
@@ -42,5 +42,21 @@ describe('preemption model', () => {
   it('says whether kernel code is preemptible', () => {
     expect(preemptModelFrom({ config: DEB_7_2 }).preemptible).toBe(true);
     expect(preemptModelFrom({ config: DEB_6_12 }).preemptible).toBe(false);
+  });
+});
+
+
+describe('releaseAtLeast (tracing: preemptible tracepoint programs; the VM: 9p reads before 5.15)', () => {
+  it('compares major.minor of a uname -r release', () => {
+    expect(releaseAtLeast('7.2.13+deb14-amd64', [7, 0])).toBe(true);
+    expect(releaseAtLeast('7.0.0', [7, 0])).toBe(true);
+    expect(releaseAtLeast('6.18.44-fc-v1045', [7, 0])).toBe(false);
+    expect(releaseAtLeast('6.12.117+deb13-amd64', [6, 3])).toBe(true);
+    expect(releaseAtLeast('6.1.0-50-amd64', [6, 3])).toBe(false);
+    expect(releaseAtLeast('10.1', [7, 0])).toBe(true);
+  });
+
+  it('counts an unreadable release as new enough (the standby is the safe side)', () => {
+    expect(releaseAtLeast('custom', [7, 0])).toBe(true);
   });
 });

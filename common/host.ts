@@ -120,3 +120,12 @@ export function preemptModel(): Preemption {
   }
   return preemptModelFrom({ debugfs: read('/sys/kernel/debug/sched/preempt'), config, cmdline: read('/proc/cmdline'), version: read('/proc/sys/kernel/version') });
 }
+
+/** is this kernel release (uname -r) at least major.minor? An unreadable one counts as
+ * yes: callers ask whether something newer is there and take the side that is safe without it */
+export function releaseAtLeast(release: string, [major, minor]: number[]): boolean {
+  const m = /^(\d+)\.(\d+)/.exec(release);
+  if (!m) return true;
+  const a = Number(m[1]), b = Number(m[2]);
+  return a > major! || (a === major && b >= minor!);
+}

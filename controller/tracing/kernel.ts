@@ -23,7 +23,7 @@ import path from 'node:path';
 import { RingBuffer, attachRawTracepoint, attachTrace, attachTracepoint, enableStats, type BpfMap, type BpfObject, type Link, type ProgInfo } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { LabError } from '../../common/errors.ts';
-import { preemptModel, tracefsRoot, type Preemption } from '../../common/host.ts';
+import { preemptModel, releaseAtLeast, tracefsRoot, type Preemption } from '../../common/host.ts';
 import { tr_dir, tr_kind, tr_limits, tr_red_layout, tr_role, tr_sel, tracing, type Tracing, type TracingShape, type tr_event } from '../../bpf/gen/tracing.ts';
 
 /** the record's constants, from the enums in bpf/tracing.h (read from the object's BTF into bpf/gen/tracing.ts) */
@@ -177,14 +177,6 @@ const hasBtf = () => fs.existsSync('/sys/kernel/btf/vmlinux');
 export function defaultHook(): DataHook {
   const sock = hasTracepoint('sock', 'sock_recv_length') && hasTracepoint('sock', 'sock_send_length');
   return hasBtf() && sock ? 'sock' : hasBtf() ? 'tp_btf' : 'raw_tp';
-}
-
-/** is this kernel release (uname -r) at least major.minor? An unreadable one counts as yes (the safe side) */
-export function releaseAtLeast(release: string, [major, minor]: number[]): boolean {
-  const m = /^(\d+)\.(\d+)/.exec(release);
-  if (!m) return true;
-  const a = Number(m[1]), b = Number(m[2]);
-  return a > major! || (a === major && b >= minor!);
 }
 
 export function addrString(family: number, b: Uint8Array): string {

@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LabError } from '../../common/errors.ts';
+import { releaseAtLeast } from '../../common/host.ts';
 import type { Progress } from '../../common/progress.ts';
 import { configFacts, type KernelImage } from './kernels.ts';
 import { buildInitramfs } from './initramfs.ts';
@@ -166,8 +167,7 @@ export const PRELOAD_DONE = '/run/lab-modules-preloaded';
  * (daemons, workers, `#!/usr/bin/env node`) uses it; ~100 MB of the guest's memory.
  */
 export function nodeInRam(release: string, fs: BootedGuest['fs']): boolean {
-  const m = /^(\d+)\.(\d+)/.exec(release);
-  return fs === '9p' && !!m && (Number(m[1]) < 5 || (Number(m[1]) === 5 && Number(m[2]) < 15));
+  return fs === '9p' && !releaseAtLeast(release, [5, 15]);
 }
 
 /** The guest-side prelude: environment, modules for modprobe, the shared out dir. `runner`: the
