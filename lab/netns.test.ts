@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { execa } from 'execa';
-import { expect, it } from 'vitest';
-import { Topology, createTopology, listNamespaces, sweepStale } from './netns.ts';
+import { describe, expect, it } from 'vitest';
+import { Topology, createTopology, listNamespaces, listeningPorts, sweepStale } from './netns.ts';
 import { withNetns } from '../controller/libbpf/index.ts';
 import { describeRoot } from './testing.ts';
 
@@ -94,6 +94,47 @@ describeRoot('lab/netns', () => {
     } finally {
       await execa('ip', ['netns', 'del', dead], { reject: false });
       await mine.dispose();
+    }
+  });
+});
+
+describe('listeningPorts', () => {
+  it('takes the local ports of LISTEN rows only, from IPv4 and IPv6 tables', () => {
+    const v4 = [
+      '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode',
+      '   0: 00000000:1451 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000 100 0 0 10 0',
+      '   1: 0100007F:0016 0100007F:B2C4 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0000000000000000 20 4 30 10 -1',
+    ].join('\n');
+    const v6 = [
+      '  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode',
+      '   0: 00000000000000000000000000000000:1452 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 3 1 0000000000000000 100 0 0 10 0',
+      '',
+    ].join('\n');
+    expect(listeningPorts(v4)).toEqual([5201]);
+    expect(listeningPorts(v6)).toEqual([5202]);
+    expect(listeningPorts('  sl  local_address rem_address   st\n')).toEqual([]);
+  });
+});
+
+describeRoot('lab/netns waitListening', () => {
+  it('returns once a spawned server listens in its namespace, and fails for one that exits first', async () => {
+    const t = createTopology('nslisten');
+    try {
+      await t.addNs('a');
+      // a listener on the same port in the caller's namespace must not count
+      const here = execa('/usr/bin/python3', ['-c', 'import socket,time; s=socket.socket(); s.bind(("127.0.0.1",5299)); s.listen(); print("up", flush=True); time.sleep(60)'], { reject: false });
+      await new Promise<void>((r) => here.stdout!.once('data', () => r()));
+      const t0 = Date.now();
+      try {
+        await t.waitListening(t.spawn('a', '/usr/bin/python3', ['-c', 'import socket,time; time.sleep(0.3); s=socket.socket(); s.bind(("0.0.0.0",5299)); s.listen(); time.sleep(60)']), [5299], 10_000);
+      } finally {
+        here.kill('SIGKILL');
+      }
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
+      await expect(t.waitListening(t.spawn('a', 'true'), [5298], 10_000)).rejects.toThrow(/exited before it listened on 5298/);
+      await expect(t.waitListening(t.spawn('a', 'sleep', ['30']), [5297], 300)).rejects.toThrow(/did not listen on 5297 within 0.3 s/);
+    } finally {
+      await t.dispose();
     }
   });
 });

@@ -209,6 +209,28 @@ export class Topology implements AsyncDisposable {
     return child;
   }
 
+  /**
+   * Wait until a process spawned here listens on every TCP port given (IPv4 or IPv6), read from
+   * its own /proc/<pid>/net — its namespace's sockets, no `ss` process (0.2 s of a vCPU each under
+   * TCG). Until nsenter has exec'd the command the pid is still in this namespace, so its tables
+   * are read only once the pid no longer runs nsenter. Throws after timeoutMs, or if it exited.
+   */
+  async waitListening(child: ChildProcess, ports: number[], timeoutMs: number): Promise<void> {
+    const pid = child.pid;
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      if (pid === undefined || child.exitCode !== null || child.signalCode !== null) throw new Error(`${child.spawnargs.slice(3).join(' ')} exited before it listened on ${ports.join(', ')}`);
+      try {
+        if (fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== 'nsenter') {
+          const open = new Set([...listeningPorts(fs.readFileSync(`/proc/${pid}/net/tcp`, 'utf8')), ...listeningPorts(fs.readFileSync(`/proc/${pid}/net/tcp6`, 'utf8'))]);
+          if (ports.every((p) => open.has(p))) return;
+        }
+      } catch { /* gone between the check and the read: the next round says so */ }
+      if (Date.now() > until) throw new Error(`${child.spawnargs.slice(3).join(' ')} did not listen on ${ports.join(', ')} within ${(timeoutMs / 1000).toFixed(1)} s`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
   /** end a spawned process group: SIGTERM, then SIGKILL after graceMs */
   async kill(child: ChildProcess, graceMs = 2000): Promise<void> {
     if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
@@ -256,6 +278,16 @@ export class Topology implements AsyncDisposable {
   [Symbol.asyncDispose](): Promise<void> {
     return this.dispose();
   }
+}
+
+/** local ports in state LISTEN (0A) of a /proc/net/tcp or tcp6 table */
+export function listeningPorts(table: string): number[] {
+  const out: number[] = [];
+  for (const line of table.split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f[3] === '0A' && f[1]) out.push(parseInt(f[1].slice(f[1].lastIndexOf(':') + 1), 16));
+  }
+  return out;
 }
 
 export function createTopology(prefix: string): Topology {

@@ -61,9 +61,9 @@ async function topology(ctx: ScenarioContext): Promise<{ t: Topology; link: Link
   // permanent neighbours: no neighbour discovery traffic of its own in the exact IPv6 counts
   await t.neigh('snd', 'snd0', RCV6, await t.mac('rcv', 'rcv0'));
   await t.neigh('rcv', 'rcv0', SND6, await t.mac('snd', 'snd0'));
-  for (const p of [PORT_A, PORT_B]) t.spawn('rcv', 'iperf3', ['-s', '-p', String(p)]);
-  // the servers listen within milliseconds; a short wait saves a retry loop per flow
-  await new Promise((r) => setTimeout(r, scaledTimeout(500)));
+  // a client started before its server listens fails at once: wait for both, not a fixed time
+  // (a scaled 500 ms was 5 s of every TCG run; the servers listen well before that)
+  await Promise.all([PORT_A, PORT_B].map((p) => t.waitListening(t.spawn('rcv', 'iperf3', ['-s', '-p', String(p)]), [p], scaledTimeout(5000))));
   // lives in the sending namespace for the device counters (txBytes), killed by dispose()
   const anchor = t.spawn('snd', 'sleep', ['infinity']);
   return { t, link: { topo: t, ns: t.ns('snd'), role: 'snd', dev: 'snd0', peer: RCV, ...(anchor.pid !== undefined ? { pid: anchor.pid } : {}) } };
