@@ -49,6 +49,15 @@ describe('pnpm lab energy', () => {
     expect(after.progs.filter((p) => p.name?.startsWith('energy_') && !(p as { pids?: unknown[] }).pids?.length)).toEqual([]);
   }, 60_000);
 
+  it.skipIf(!!rootSkipReason)('--metrics-port 0 serves on a free port and names it; without the option nothing is served', async () => {
+    const on = await lab(['energy', 'top', '--interval', '300', '--count', '1', '--plain', '--power', 'model', '--metrics-port', '0']);
+    expect(on.code).toBe(0);
+    expect(Number(on.stdout.match(/metrics: http:\/\/127\.0\.0\.1:(\d+)\/metrics/)?.[1])).toBeGreaterThan(0);
+    const off = await lab(['energy', 'top', '--interval', '300', '--count', '1', '--plain', '--power', 'model']);
+    expect(off.code).toBe(0);
+    expect(off.stdout).not.toMatch(/metrics:/);
+  }, 60_000);
+
   it.skipIf(!!rootSkipReason)('Ctrl-C ends the live view cleanly, nothing left attached', async () => {
     const p = execa(NODE, [...LAB, 'energy', 'top', '--interval', '300', '--plain', '--power', 'model'], { reject: false, cwd: ROOT });
     // wait for the first refresh: the programs are attached by then

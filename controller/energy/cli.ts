@@ -2,6 +2,7 @@
 // --interval, optionally serving the Kepler-named Prometheus metrics. Ctrl-C closes the links and
 // maps (nothing stays attached: this tool pins nothing).
 import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
 import { parseArgs, suggest, UsageError, type CommandSpec, type Opts } from '../../common/args.ts';
 import { LabError } from '../../common/errors.ts';
@@ -18,7 +19,7 @@ const TOP_OPTS = {
   tdp: { type: 'number', min: 0.1, max: 5000, default: 65, valueName: 'W', description: 'model: package power at full load' },
   idle: { type: 'number', min: 0, max: 5000, default: 10, valueName: 'W', description: 'model: package power when idle (also the idle share of a RAPL reading)' },
   hook: { type: 'string', choices: ['auto', 'tp_btf', 'tracepoint'], default: 'auto', description: 'sched_switch flavour' },
-  'metrics-port': { type: 'int', min: 0, max: 65535, default: 0, valueName: 'PORT', description: 'serve Prometheus metrics on 127.0.0.1:PORT/metrics (0: off)' },
+  'metrics-port': { type: 'int', min: 0, max: 65535, valueName: 'PORT', description: 'serve Prometheus metrics on 127.0.0.1:PORT/metrics (0: any free port, as in `lab trace`; not given: none)' },
   plain: { type: 'boolean', description: 'append each refresh instead of redrawing the screen' },
 } satisfies Opts;
 
@@ -51,7 +52,7 @@ function fmtJ(j: number): string {
   return j >= 1000 ? `${(j / 1000).toFixed(2)} kJ` : `${j.toFixed(j < 10 ? 2 : 1)} J`;
 }
 
-async function top(v: { interval: number; by: string; limit: number; count: number; power: string; tdp: number; idle: number; hook: string; 'metrics-port': number; plain?: boolean }): Promise<number> {
+async function top(v: { interval: number; by: string; limit: number; count: number; power: string; tdp: number; idle: number; hook: string; 'metrics-port'?: number; plain?: boolean }): Promise<number> {
   deferSignalsToCaller(); // we close in order ourselves on Ctrl-C
   await ensureMounts();
   const c = await EnergyCollector.open({ power: v.power as 'auto' | 'model', hook: v.hook as 'auto', model: { tdpWatts: v.tdp, idleWatts: v.idle } });
@@ -62,7 +63,7 @@ async function top(v: { interval: number; by: string; limit: number; count: numb
   process.on('SIGTERM', stop);
   try {
     const metrics = energyMetrics(c);
-    if (v['metrics-port']) {
+    if (v['metrics-port'] !== undefined) {
       server = http.createServer(async (req, res) => {
         if (req.url !== '/metrics') return void res.writeHead(404).end('see /metrics\n');
         res.setHeader('Content-Type', metrics.registry.contentType);
@@ -73,7 +74,7 @@ async function top(v: { interval: number; by: string; limit: number; count: numb
         server!.listen(v['metrics-port'], '127.0.0.1', () => ok());
       });
     }
-    const head = `source: ${c.power.source}${c.power.source === 'model' ? ' (estimate)' : ''} — ${c.power.detail}\nhook: ${c.hook.detail}; counters: ${c.counters.ok ? 'cycles' : 'none'}${server ? `; metrics: http://127.0.0.1:${v['metrics-port']}/metrics` : ''}`;
+    const head = `source: ${c.power.source}${c.power.source === 'model' ? ' (estimate)' : ''} — ${c.power.detail}\nhook: ${c.hook.detail}; counters: ${c.counters.ok ? 'cycles' : 'none'}${server ? `; metrics: http://127.0.0.1:${(server.address() as AddressInfo).port}/metrics` : ''}`;
     const totals = new Map<string, number>();
     for (let n = 0; v.count === 0 || n < v.count; n++) {
       let timer: NodeJS.Timeout | undefined;
