@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
-import { PIN_DIR } from './controller.ts';
+import { EVENTS_PATH, PIN_DIR, runningDaemon } from './controller.ts';
 import { labCli } from '../../lab/testing.ts';
 
 const [NODE, ...LAB] = await labCli();
@@ -83,6 +83,27 @@ describe('lab CLI failure modes: one line, a fix, no stack trace', () => {
     expect(r.stdout).toContain('c: 0 exec and 3 egress entries; raw/packet sockets denied');
     expect(r.stdout).toMatch(/capacity: exec_rules 16384, egress_rules 16384 entries/);
   });
+});
+
+describe('policy events without a daemon', () => {
+  const why = process.getuid?.() !== 0 ? 'needs root (/run/ebpf-lab)' : runningDaemon() ? 'a policy daemon is running' : '';
+  it.skipIf(!!why)(`prints the recorded events with a note that nothing records them now${why ? ` (skipped: ${why})` : ''}`, async () => {
+    const made = !fs.existsSync(EVENTS_PATH);
+    const madeDir = made && fs.mkdirSync(path.dirname(EVENTS_PATH), { recursive: true });
+    if (made) {
+      fs.writeFileSync(EVENTS_PATH, '{"kind":"exec","verdict":"deny","test":true}\n');
+    }
+    try {
+      const r = await lab(['policy', 'events']);
+      expect(r.code).toBe(0);
+      expect(r.stderr).toMatch(/^note: no daemon is running: these events were recorded up to \d{4}-\d\d-\d\dT/);
+      if (made) expect(r.stdout).toBe('{"kind":"exec","verdict":"deny","test":true}');
+    } finally {
+      if (made) fs.rmSync(EVENTS_PATH);
+      // mkdirSync gives the first directory it made: remove exactly what this test added
+      if (madeDir) fs.rmSync(madeDir, { recursive: true });
+    }
+  }, 30_000);
 });
 
 describe('output into a closed pipe (pnpm lab … | head)', () => {

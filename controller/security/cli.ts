@@ -320,6 +320,8 @@ async function daemon(lsmOff: boolean): Promise<number> {
 
 async function events(follow: boolean): Promise<number> {
   if (!fs.existsSync(EVENTS_PATH)) throw new LabError(`no events file ${EVENTS_PATH}`, 'start the controller: pnpm lab policy daemon');
+  // the file outlives its daemon: say so, or a past run's events read as what is happening now
+  if (!runningDaemon()) console.error(`note: no daemon is running: these events were recorded up to ${fs.statSync(EVENTS_PATH).mtime.toISOString()}; new ones are recorded only while \`pnpm lab policy daemon\` runs`);
   let pos = 0;
   const dump = () => {
     const size = fs.statSync(EVENTS_PATH).size;
