@@ -119,7 +119,16 @@ export async function buildCommand(argv: string[]): Promise<number> {
     positionals: { names: ['name'] },
   });
   if (!p) return 0;
-  const r = await buildBpf({ force: p.values.force === true, only: p.positionals.length ? p.positionals : undefined });
+  // names are checked before anything is built; a scenario's name (hello-openat) names its object
+  const { suggest, UsageError } = await import('../common/args.ts');
+  const have = sources();
+  const only = p.positionals.map((n) => {
+    if (have.includes(n)) return n;
+    if (have.includes(n.replaceAll('-', '_'))) return n.replaceAll('-', '_');
+    const near = suggest(n, have);
+    throw new UsageError(`no BPF source bpf/${n}.bpf.c${near ? ` (did you mean "${near}"?)` : ''}`, `names: ${have.join(', ')}`);
+  });
+  const r = await buildBpf({ force: p.values.force === true, only: only.length ? only : undefined });
   console.log(`built: ${r.built.join(', ') || '-'}; up to date: ${r.upToDate.join(', ') || '-'}`);
   return 0;
 }
