@@ -34,6 +34,14 @@ describe('pnpm lab svc: arguments and errors', () => {
       [['backend', 'add', 'tcp://10.0.0.1:80', '10.0.0.2', '--wieght', '2'], /unknown option --wieght \(did you mean --weight\?\)/, /--help/],
       [['backend', 'weight', 'tcp://10.0.0.1:80', '10.0.0.2', 'heavy'], /expected a whole number/, /svc backend weight/],
       [['daemon'], /--config FILE is required/, /README/],
+      // addresses are checked before any instance is looked for (none runs here)
+      [['backend', 'add', 'tcp://10.96.0.10:80', '10.99.0.300'], /^error: <addr>: malformed IP address "10\.99\.0\.300"$/, /svc backend add tcp:/],
+      [['backend', 'drain', 'tcp://10.96.0.10:80', 'fd00::1'], /<addr>: backend fd00::1 is not IPv4 like the VIP/, /svc backend drain/],
+      [['backend', 'remove', 'tcp://10.96.0.10:99999', '10.0.0.1'], /<vip>: malformed VIP port "99999"/, /svc backend remove/],
+      [['backend', 'weight', 'tcp://10.96.0.10:80', '10.0.0.1', '-1'], /<weight> "-1": a weight cannot be negative/, /0 takes a backend out/],
+      [['backend', 'add', 'tcp://10.96.0.10:80', '10.0.0.1', '--weight', '-1'], /--weight "-1": must be ≥ 0/, /--weight/],
+      [['--instance', 'qa'], /needs a command/, /--help/],
+      [['--instance', 'qa', 'lsit'], /unknown svc command "lsit"/, /--help/],
     ];
     for (const [args, msg, fix] of cases) {
       const r = await svc(...args);
@@ -41,6 +49,29 @@ describe('pnpm lab svc: arguments and errors', () => {
       oneError(r.stderr, msg, fix);
     }
   }, 120_000);
+
+  it('options before the command are the command\'s; --weight 0 is accepted like weight 0 elsewhere', async () => {
+    const inst = `nope-${process.pid}`;
+    for (const args of [['--instance', inst, 'list'], [`--instance=${inst}`, 'backend', 'add', 'tcp://10.0.0.1:80', '10.0.0.2', '--weight', '0'], ['backend', '--instance', inst, 'weight', 'tcp://10.0.0.1:80', '10.0.0.2', '0']]) {
+      // past the argument checks: the instance named is looked for
+      const r = await svc(...args);
+      expect(r.exitCode, args.join(' ')).toBe(1);
+      oneError(r.stderr, new RegExp(`no running socket LB instance "${inst}"`), /svc daemon/);
+    }
+  }, 60_000);
+
+  it('config faults name the file and where in it, and the fix is the file', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'svc-cfg-'));
+    try {
+      const f = path.join(dir, 'svc.yaml');
+      fs.writeFileSync(f, 'cgroup: /ebpf-lab/none\nservices:\n  - vip: tcp://10.96.0.10:80\n    backends: [10.0.0.1:8080, 10.0.0.1:8080]\n  - vip: tcp://10.96.0.11:80\n    backends: [10.0.0.2:99999]\n');
+      const r = await svc('start', '--config', f);
+      expect(r.exitCode).toBe(1);
+      oneError(r.stderr, new RegExp(`^error: ${f.replace(/\./g, '\\.')}: services\\[0\\] \\(tcp://10\\.96\\.0\\.10:80\\): duplicate backend 10\\.0\\.0\\.1:8080; services\\[1\\]\\.backends\\[0\\]: malformed port "99999"`), /correct the config file/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 
   it('commands against an instance that does not run fail with one line (exit 1)', async () => {
     const r = await svc('backend', 'remove', 'tcp://10.0.0.1:80', '10.0.0.2', '--instance', `nope-${process.pid}`);
@@ -53,6 +84,51 @@ describe('pnpm lab svc: arguments and errors', () => {
 });
 
 describe.skipIf(process.getuid?.() !== 0 || !findCgroup2Root())('pnpm lab svc daemon (root)', () => {
+  it('a second instance for the same services on the same or a nested cgroup is refused before it attaches anything', async () => {
+    const [qa, qb] = [`qa${process.pid}`, `qb${process.pid}`];
+    const cg = path.join(cgroup2Root(), `ebpf-lab-svc-ov-${process.pid}`);
+    createCgroup(path.join(cg, 'kid'));
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'svc-ov-'));
+    const cfg = (name: string, cgroup: string, vip: string) => {
+      const f = path.join(dir, `${name}.yaml`);
+      fs.writeFileSync(f, `cgroup: ${cgroup}\nservices:\n  - vip: ${vip}\n    backends: [10.0.78.11:8080]\n`);
+      return f;
+    };
+    /** links on exactly this cgroup (bpftool cgroup show: a header line, then one per program) */
+    const hooks = async (dir: string) => String((await execa('bpftool', ['cgroup', 'show', dir], { reject: false })).stdout).split('\n').filter((l) => /^\d+\s/.test(l.trim())).length;
+    try {
+      const a = await svc('start', '--config', cfg('a', cg, 'tcp://10.96.78.10:80'), '--instance', qa);
+      expect(a.exitCode, a.stderr).toBe(0);
+      const n = await hooks(cg);
+      expect(n).toBeGreaterThanOrEqual(6);
+      for (const [f, where] of [[cfg('same', cg, 'tcp://10.96.78.10:80'), /on the same cgroup/], [cfg('kid', path.join(cg, 'kid'), 'tcp://10.96.78.10:80'), /on \S+, which contains \S+\/kid;/]] as const) {
+        const b = await svc('start', '--config', f, '--instance', qb);
+        expect(b.exitCode).toBe(1);
+        oneError(b.stderr, new RegExp(`instance "${qa}" already balances tcp://10\\.96\\.78\\.10:80 ${where.source}`), new RegExp(`svc stop --instance ${qa}.*nothing was attached`));
+        expect(fs.existsSync(`/run/ebpf-lab/svc-${qb}.json`)).toBe(false);
+        expect(fs.existsSync(`/sys/fs/bpf/ebpf-lab/svc-${qb}`)).toBe(false);
+      }
+      expect(await hooks(cg)).toBe(n);
+      expect(await hooks(path.join(cg, 'kid'))).toBe(0);
+      // other services on the same cgroup: each program leaves the other's VIPs alone
+      const c = await svc('start', '--config', cfg('other', cg, 'tcp://10.96.78.11:80'), '--instance', qb);
+      expect(c.exitCode, c.stderr).toBe(0);
+      expect(await hooks(cg)).toBe(2 * n);
+      // weight 0 on add, as in a config or svc backend weight: listed, no new connections
+      const z = await svc('backend', 'add', 'tcp://10.96.78.10:80', '10.0.78.12:8080', '--weight', '0', '--instance', qa);
+      expect(z.exitCode, z.stderr).toBe(0);
+      expect((await svc('--instance', qa, 'list')).stdout).toMatch(/^ {2}10\.0\.78\.12:8080 {2}weight 0 {2}active$/m);
+      const d = await svc('backend', 'add', 'tcp://10.96.78.10:80', '10.0.78.12:8080', '--instance', qa);
+      expect(d.exitCode).toBe(1);
+      oneError(d.stderr, /^error: tcp:\/\/10\.96\.78\.10:80 already has backend 10\.0\.78\.12:8080$/, new RegExp(`svc list --instance ${qa}`));
+    } finally {
+      for (const i of [qa, qb]) await svc('stop', '--instance', i);
+      fs.rmSync(dir, { recursive: true, force: true });
+      removeCgroup(cg);
+    }
+    expect(fs.existsSync(cg)).toBe(false);
+  }, 120_000);
+
   it('stays in the foreground without health checks until SIGTERM, then removes its instance', async () => {
     const inst = `fg${process.pid}`;
     const cg = path.join(cgroup2Root(), `ebpf-lab-svc-fg-${process.pid}`);

@@ -11,7 +11,7 @@ import { LabError } from '../../common/errors.ts';
 import { untilSignal } from '../../common/signals.ts';
 import { ValidationError } from '../lb/addr.ts';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
-import { loadSvcConfigFile } from './config.ts';
+import { checkBackendArgs, loadSvcConfigFile, validateSvcConfig } from './config.ts';
 import { svcRegistry } from './metrics.ts';
 import { SvcController, cleanupPins, statePath, withLock, type ApplyResult } from './controller.ts';
 
@@ -49,16 +49,29 @@ function readConfig(p: Args): ReturnType<typeof loadSvcConfigFile> {
   const file = p.values.config as string | undefined;
   if (!file) throw new UsageError('--config FILE is required', 'see controller/svc/README.md for an example config');
   if (!fs.existsSync(file)) throw new LabError(`config file ${file} does not exist`, 'give the path of a YAML or JSON socket LB config');
-  let cfg: ReturnType<typeof loadSvcConfigFile>;
   try {
-    cfg = loadSvcConfigFile(file);
+    const cfg = loadSvcConfigFile(file);
+    if (p.values.instance !== undefined && p.values.instance !== 'default' && cfg && typeof cfg === 'object') cfg.instance = p.values.instance as string;
+    // validated here, before the controller starts, so that every config fault is reported as one
+    // in the file (a duplicate is not something `svc list` shows); start validates it again (pure)
+    validateSvcConfig(cfg);
+    return cfg;
   } catch (e) {
-    // the fix is in the file, whatever the check (a duplicate is not something `svc list` shows)
-    if (e instanceof ValidationError) throw new LabError(e.message, 'correct the config file where the message points (controller/svc/README.md has an example); nothing was changed');
+    if (e instanceof ValidationError) throw new LabError(e.message.startsWith(`${file}:`) ? e.message : `${file}: ${e.message}`, 'correct the config file where the message points (controller/svc/README.md has an example); nothing was changed');
     throw e;
   }
-  if (p.values.instance !== undefined && p.values.instance !== 'default') cfg.instance = p.values.instance as string;
-  return cfg;
+}
+
+/** <vip> and <addr> checked here, so a typo exits 2 before the instance is even opened */
+function backendArgs(p: Args, name: string): { vip: string; addr: string } {
+  const [vip, addr] = p.positionals as [string, string];
+  try {
+    checkBackendArgs(vip, addr);
+  } catch (e) {
+    if (e instanceof ValidationError) throw new UsageError(e.message, `e.g. pnpm lab svc ${name} tcp://10.96.0.10:80 10.0.0.11:8080${name === 'backend weight' ? ' 2' : ''}`);
+    throw e;
+  }
+  return { vip, addr };
 }
 
 const COMMANDS: Record<string, Cmd> = {
@@ -132,13 +145,24 @@ const COMMANDS: Record<string, Cmd> = {
     }
     return 0;
   }),
-  'backend add': cmd('backend add <vip> <addr> [--weight N]', 'add a backend (the service\'s ring is rebuilt and switched in one write)', { weight: { type: 'int', min: 1, max: 1000, default: 1, valueName: 'N', description: 'Maglev weight' }, ...target }, { names: ['vip', 'addr'], min: 2, max: 2 }, (p) => change(p, (c) => c.addBackend(p.positionals[0]!, p.positionals[1]!, p.values.weight as number))),
-  'backend remove': cmd('backend remove <vip> <addr>', 'remove a backend: new connections avoid it; established ones are untouched', { ...target }, { names: ['vip', 'addr'], min: 2, max: 2 }, (p) => change(p, (c) => c.removeBackend(p.positionals[0]!, p.positionals[1]!))),
-  'backend drain': cmd('backend drain <vip> <addr>', 'no new connections to a backend; it stays listed (undo with backend weight)', { ...target }, { names: ['vip', 'addr'], min: 2, max: 2 }, (p) => change(p, (c) => c.drainBackend(p.positionals[0]!, p.positionals[1]!))),
-  'backend weight': cmd('backend weight <vip> <addr> <weight>', 'set a backend\'s weight 0-1000 (also ends draining)', { ...target }, { names: ['vip', 'addr', 'weight'], min: 3, max: 3 }, (p) => {
+  // weight 0 is accepted wherever a weight is (config, add, weight): listed, no new connections
+  'backend add': cmd('backend add <vip> <addr> [--weight N]', 'add a backend (the service\'s ring is rebuilt and switched in one write)', { weight: { type: 'int', min: 0, max: 1000, default: 1, valueName: 'N', description: 'weight 0-1000 (0: listed but given no new connections, as after drain)' }, ...target }, { names: ['vip', 'addr'], min: 2, max: 2 }, (p) => {
+    const { vip, addr } = backendArgs(p, 'backend add');
+    return change(p, (c) => c.addBackend(vip, addr, p.values.weight as number));
+  }),
+  'backend remove': cmd('backend remove <vip> <addr>', 'remove a backend: new connections avoid it; established ones are untouched', { ...target }, { names: ['vip', 'addr'], min: 2, max: 2 }, (p) => {
+    const { vip, addr } = backendArgs(p, 'backend remove');
+    return change(p, (c) => c.removeBackend(vip, addr));
+  }),
+  'backend drain': cmd('backend drain <vip> <addr>', 'no new connections to a backend; it stays listed (undo with backend weight)', { ...target }, { names: ['vip', 'addr'], min: 2, max: 2 }, (p) => {
+    const { vip, addr } = backendArgs(p, 'backend drain');
+    return change(p, (c) => c.drainBackend(vip, addr));
+  }),
+  'backend weight': cmd('backend weight <vip> <addr> <weight>', 'set a backend\'s weight 0-1000 (0: no new connections, as drain; a weight also ends draining)', { ...target }, { names: ['vip', 'addr', 'weight'], min: 3, max: 3 }, (p) => {
     const w = /^\d+$/.test(p.positionals[2]!) ? Number(p.positionals[2]) : NaN;
     if (!(w >= 0 && w <= 1000)) throw new UsageError(`<weight> ${JSON.stringify(p.positionals[2])}: expected a whole number 0-1000`, 'e.g. pnpm lab svc backend weight tcp://10.96.0.10:80 10.0.0.11 2');
-    return change(p, (c) => c.setWeight(p.positionals[0]!, p.positionals[1]!, w));
+    const { vip, addr } = backendArgs(p, 'backend weight');
+    return change(p, (c) => c.setWeight(vip, addr, w));
   }),
 };
 
@@ -147,8 +171,49 @@ export function usage(): string {
   return ['usage: pnpm lab svc <command> [options]   (pnpm lab svc <command> --help for its options)', '', ...Object.entries(COMMANDS).map(([k, c]) => `  ${k.padEnd(w)}  ${c.spec.summary}`), '', NOTE].join('\n');
 }
 
+const GROUPS = ['backend'];
+/** options that take a value, of any command: their value is never a command word */
+const VALUE_OPTS = new Set(Object.values(COMMANDS).flatMap((c) => Object.entries(c.spec.options).filter(([, o]) => o.type !== 'boolean').map(([n]) => n)));
+
+/**
+ * The indexes of the command's words in argv. Options may come first (`svc --instance qa list`):
+ * pickCommand takes the first words that are not options, which would make "qa" the command.
+ */
+export function commandWords(argv: string[]): number[] {
+  const at: number[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') break;
+    if (a.startsWith('-')) {
+      if (/^--[^=]+$/.test(a) && VALUE_OPTS.has(a.slice(2))) i++;
+      continue;
+    }
+    at.push(i);
+    if (at.length === 2 || !GROUPS.includes(a)) break;
+  }
+  return at;
+}
+
+/**
+ * Negative numbers: node's parseArgs reads "-1" as a short option ("unknown option -1"). As an
+ * option's value it is rejoined (`--weight=-1`, then range-checked like any value); as an argument
+ * it is named for what it is.
+ */
+function negatives(name: string, args: string[]): string[] {
+  const out: string[] = [];
+  for (const a of args) {
+    const prev = out[out.length - 1];
+    if (!/^-\d/.test(a)) out.push(a);
+    else if (prev !== undefined && /^--[^=]+$/.test(prev) && VALUE_OPTS.has(prev.slice(2))) out[out.length - 1] = `${prev}=${a}`;
+    else if (name === 'backend weight') throw new UsageError(`<weight> ${JSON.stringify(a)}: a weight cannot be negative; expected a whole number 0-1000`, '0 takes a backend out of new connections (as drain does), e.g. pnpm lab svc backend weight tcp://10.96.0.10:80 10.0.0.11 0');
+    else throw new UsageError(`unexpected argument ${JSON.stringify(a)}: svc ${name} takes no negative numbers`, `pnpm lab svc ${name} --help`);
+  }
+  return out;
+}
+
 export async function svcCommand(argv: string[]): Promise<number> {
-  const picked = pickCommand('svc', argv, COMMANDS, ['backend']);
+  const words = commandWords(argv);
+  const picked = pickCommand('svc', words.map((i) => argv[i]!), COMMANDS, GROUPS);
   if (!picked) {
     if (argv.includes('--help') || argv.includes('-h')) {
       console.log(usage());
@@ -156,14 +221,15 @@ export async function svcCommand(argv: string[]): Promise<number> {
     }
     throw new UsageError('svc needs a command', 'pnpm lab svc --help lists the commands');
   }
-  const { name, command: c, rest } = picked;
+  const { name, command: c } = picked;
+  const rest = negatives(name, argv.filter((_, i) => !words.includes(i)));
   const p = parseArgs(rest, c.spec);
   if (!p) return 0;
   try {
     return await c.run({ values: p.values as Record<string, unknown>, positionals: p.positionals });
   } catch (e) {
     if (e instanceof ValidationError) {
-      const fix = e.status === 404 ? `pnpm lab svc list --instance ${p.values.instance ?? 'default'} shows the services and backends` : e.status === 409 ? 'pnpm lab svc list shows what is there already' : `pnpm lab svc ${name} --help`;
+      const fix = e.status === 400 ? `pnpm lab svc ${name} --help` : `pnpm lab svc list --instance ${p.values.instance ?? 'default'} shows the services and backends${name === 'backend add' ? '; svc backend weight changes a listed one' : ''}`;
       throw new LabError(e.message, fix);
     }
     throw e;

@@ -1,7 +1,7 @@
 // Config validation and ring planning of the socket LB: pure logic, no root.
 import { describe, expect, it } from 'vitest';
-import { ValidationError, validateSvcConfig, normService } from './config.ts';
-import { ringOf, type ServiceState } from './controller.ts';
+import { ValidationError, checkBackendArgs, validateSvcConfig, normService } from './config.ts';
+import { cgroupsNest, findOverlap, ringOf, type ServiceState } from './controller.ts';
 
 const ok = { cgroup: '/ebpf-lab/clients', services: [{ vip: 'tcp://10.96.0.10:80', backends: ['10.0.0.11:8080', '10.0.0.12:8080'] }] };
 
@@ -22,8 +22,12 @@ describe('socket LB config', () => {
     [{ ...ok, extra: 1 }, /unknown key "extra"/],
     [{ ...ok, services: [{ vip: 'tcp://10.96.0.10', backends: ['10.0.0.1'] }] }, /malformed VIP/],
     [{ ...ok, services: [{ vip: 'tcp://10.96.0.10:80', backends: [] }] }, /zero backends/],
-    [{ ...ok, services: [{ vip: 'tcp://10.96.0.10:80', backends: ['fd00::1'] }] }, /not IPv4/],
-    [{ ...ok, services: [{ vip: 'tcp://10.96.0.10:80', backends: ['10.0.0.1', '10.0.0.1:80'] }] }, /duplicate backend/],
+    [{ ...ok, services: [{ vip: 'tcp://10.96.0.10:80', backends: ['fd00::1'] }] }, /^services\[0\]\.backends\[0\]: backend fd00::1 is not IPv4/],
+    [{ ...ok, services: [{ vip: 'tcp://10.96.0.10:80', backends: ['10.0.0.1', '10.0.0.1:80'] }] }, /^services\[0\] \(tcp:\/\/10\.96\.0\.10:80\): duplicate backend 10\.0\.0\.1:80$/],
+    // parse errors of addresses and ports say where in the file they are
+    [{ ...ok, services: [{ vip: 'tcp://10.96.0.10:80', backends: ['10.0.0.1', '10.0.0.2:99999'] }] }, /^services\[0\]\.backends\[1\]: malformed port "99999": want 1-65535$/],
+    [{ ...ok, services: [{ vip: 'tcp://10.96.0.10:80', backends: ['10.99.0.300'] }] }, /^services\[0\]\.backends\[0\]: malformed IP address "10\.99\.0\.300"$/],
+    [{ ...ok, services: [{ vip: 'tcp://10.96.0.10:99999', backends: ['10.0.0.1'] }] }, /^services\[0\]\.vip: malformed VIP port "99999"/],
     [{ ...ok, services: [{ vip: 'tcp://10.96.0.10:80', backends: [{ address: '10.0.0.1', weight: 0 }] }] }, /weight 0/],
     [{ ...ok, services: [{ vip: 'tcp://10.96.0.10:80', backends: ['10.0.0.1'], algorithm: 'rr' }] }, /algorithm/],
     [{ ...ok, services: [ok.services[0], ok.services[0]] }, /duplicate service/],
@@ -51,6 +55,39 @@ describe('socket LB config', () => {
     ]);
     expect((err as Error).message).not.toContain('\n');
     expect((err as ValidationError).status).toBe(400);
+  });
+});
+
+describe('svc backend arguments (checked before the instance is opened)', () => {
+  it('names the argument at fault', () => {
+    expect(checkBackendArgs('tcp://10.96.0.10:80', '10.0.0.11')).toMatchObject({ id: 'tcp://10.96.0.10:80', backend: { address: '10.0.0.11', port: 80, weight: 1 } });
+    expect(checkBackendArgs('udp://[fd96::0010]:53', '[fd00::11]:5353').backend).toMatchObject({ address: 'fd00::11', port: 5353 });
+    expect(() => checkBackendArgs('tcp://10.96.0.10:80', '10.99.0.300')).toThrow(/^<addr>: malformed IP address "10\.99\.0\.300"$/);
+    expect(() => checkBackendArgs('tcp://10.96.0.10:80', '10.0.0.1:0')).toThrow(/^<addr>: malformed port "0"/);
+    expect(() => checkBackendArgs('tcp://10.96.0.10:80', 'fd00::1')).toThrow(/^<addr>: backend fd00::1 is not IPv4 like the VIP/);
+    expect(() => checkBackendArgs('tcp://10.96.0.10:99999', '10.0.0.1')).toThrow(/^<vip>: malformed VIP port "99999"/);
+    expect(() => checkBackendArgs('10.96.0.10:80', '10.0.0.1')).toThrow(/^<vip>: malformed VIP "10\.96\.0\.10:80": want tcp:\/\/ADDR:PORT/);
+  });
+});
+
+describe('instances that would balance the same sockets', () => {
+  const qa = { instance: 'qa', cgroupPath: '/sys/fs/cgroup/unified/qa-svc', services: ['tcp://10.96.0.10:80', 'udp://10.96.0.10:53'] };
+
+  it('cgroups nest by path components, not by string prefix', () => {
+    expect(cgroupsNest('/cg/qa', '/cg/qa/')).toBe('same');
+    expect(cgroupsNest('/cg/qa/kid', '/cg/qa')).toBe('inside');
+    expect(cgroupsNest('/cg', '/cg/qa')).toBe('contains');
+    expect(cgroupsNest('/cg/qa2', '/cg/qa')).toBeNull();
+  });
+
+  it('the same service on the same, an inner or an outer cgroup overlaps; other services or sibling cgroups do not', () => {
+    expect(findOverlap(qa.cgroupPath, ['tcp://10.96.0.10:80'], [qa])).toMatchObject({ instance: 'qa', how: 'same', services: ['tcp://10.96.0.10:80'] });
+    expect(findOverlap(`${qa.cgroupPath}/pods/a`, ['udp://10.96.0.10:53', 'tcp://10.96.0.11:80'], [qa])).toMatchObject({ instance: 'qa', how: 'inside', services: ['udp://10.96.0.10:53'] });
+    expect(findOverlap('/sys/fs/cgroup/unified', qa.services, [qa])).toMatchObject({ how: 'contains', services: qa.services });
+    // each program leaves addresses it does not balance alone: sharing a cgroup is fine
+    expect(findOverlap(qa.cgroupPath, ['tcp://10.96.0.10:81', 'udp://10.96.0.11:53'], [qa])).toBeNull();
+    expect(findOverlap('/sys/fs/cgroup/unified/qa-svc2', qa.services, [qa])).toBeNull();
+    expect(findOverlap(qa.cgroupPath, qa.services, [])).toBeNull();
   });
 });
 

@@ -67,8 +67,19 @@ function int(v: unknown, what: string, min: number, max: number, dflt: number): 
   return n;
 }
 
+/** f's result; a ValidationError that does not say where it happened gets `where: ` in front */
+function at<T>(where: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    // address and port parsing (controller/lb/addr.ts) knows the value, not where it was written
+    if (e instanceof ValidationError && !e.message.includes(where)) e.message = `${where}: ${e.message}`; // status and the rest kept
+    throw e;
+  }
+}
+
 export function normBackendS(spec: VipSpec, b: string | BackendConfig, where: string): NormBackendS {
-  const n = normBackend(spec, b, where);
+  const n = at(where, () => normBackend(spec, b, where));
   // the rewrite changes the address a socket connects to, never its family
   if (n.address.includes(':') !== (spec.family === 6)) throw new ValidationError(`${where}: backend ${n.address} is not IPv${spec.family} like the VIP; a socket cannot change its address family`);
   return { address: n.address, port: n.port, weight: n.weight };
@@ -76,7 +87,7 @@ export function normBackendS(spec: VipSpec, b: string | BackendConfig, where: st
 
 export function normService(s: ServiceConfig, where: string, allowEmpty = false): NormService {
   if (!s || typeof s !== 'object' || typeof s.vip !== 'string') throw new ValidationError(`${where}: needs "vip": "tcp://ADDR:PORT"`);
-  const spec = parseVip(s.vip);
+  const spec = at(`${where}.vip`, () => parseVip(s.vip));
   const id = vipString(spec);
   if (!Array.isArray(s.backends)) throw new ValidationError(`${where} (${id}): "backends" must be a list`);
   if (!allowEmpty && s.backends.length === 0) throw new ValidationError(`${where} (${id}): zero backends; a service needs at least one`);
@@ -129,6 +140,15 @@ export function validateSvcConfig(c: SvcConfig): NormSvcConfig {
   if (err) throw err;
   // (each null above is a problem: none is left here)
   return { cgroup: c.cgroup, instance, ringSize: ringSize!, maxServices: maxServices!, maxBackends: maxBackends!, health, services };
+}
+
+/**
+ * `svc backend … <vip> <addr>` as typed, checked before the instance is opened: a malformed address
+ * is the caller's mistake, named by the argument it was given as, whatever the instance holds.
+ */
+export function checkBackendArgs(vip: string, addr: string): { spec: VipSpec; id: string; backend: NormBackendS } {
+  const spec = at('<vip>', () => parseVip(vip));
+  return { spec, id: vipString(spec), backend: normBackendS(spec, addr, '<addr>') };
 }
 
 export function loadSvcConfigFile(file: string): SvcConfig {

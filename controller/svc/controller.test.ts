@@ -140,7 +140,7 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
     const before = svc.maps.services.lookupBatch();
     expect(() => svc.addBackend(VIP4, 'fd91::11')).toThrow(/not IPv4/);
     expect(() => svc.addBackend(VIP4, 'not-an-ip')).toThrow(/malformed/);
-    expect(() => svc.addBackend(VIP4, `${lab.backends4[0]}:8080`)).toThrow(/duplicate/);
+    expect(() => svc.addBackend(VIP4, `${lab.backends4[0]}:8080`)).toThrow(/^tcp:\/\/10\.96\.0\.10:80 already has backend 10\.91\.0\.\d+:8080$/);
     expect(() => svc.removeBackend('tcp://10.96.9.9:80', '10.91.0.11')).toThrow(/unknown service/);
     expect(() => svc.removeBackend(VIP4, '10.91.0.99:8080')).toThrow(/has no backend/);
     expect(() => svc.setWeight(VIP4, `${lab.backends4[0]}:8080`, -1)).toThrow(/weight/);
@@ -156,9 +156,17 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
     try {
       const cli = SvcController.open(instance);
       cli.addBackend('tcp://10.96.0.20:80', `${lab.backends4[1]}:8080`);
+      cli.addBackend('tcp://10.96.0.20:80', `${lab.backends4[2]}:8080`, 0); // listed, no new connections
       cli.close();
       const rs = await once('tcp', '10.96.0.20', 80, 30);
-      expect(new Set(rs.map((r) => r.reply)).size).toBe(2);
+      expect(new Set(rs.map((r) => r.reply))).toEqual(new Set(lab.backends4.slice(0, 2).map((a) => `${a}:8080`)));
+      // the same service on the same cgroup from another instance, pinned or not: refused before a load
+      const progs = await progIds();
+      for (const pin of [true, false]) {
+        await expect(SvcController.start({ cgroup: lab.cgClientRel, instance: `pin2-${process.pid}`, services: [{ vip: 'tcp://10.96.0.20:80', backends: [`${lab.backends4[2]}:8080`] }] }, { pin })).rejects.toThrow(new RegExp(`^instance "${instance}" already balances tcp://10\\.96\\.0\\.20:80 on the same cgroup`));
+      }
+      expect(await progIds()).toEqual(progs);
+      expect(fs.existsSync(pinDir(`pin2-${process.pid}`))).toBe(false);
     } finally {
       d.stop();
     }

@@ -23,8 +23,8 @@ import { socketLb, socket_lb_alg, socket_lb_stat, type SocketLb, type revnat_key
 import { addrBytes, parseHostPort, parseVip, PROTO_NUM, vipString, ValidationError } from '../lb/addr.ts';
 import { HealthChecker } from '../lb/health.ts';
 import { maglevTable } from '../lb/maglev.ts';
-import { cgroupDir } from '../../common/cgroup.ts';
-import { backendKey, normService, validateSvcConfig, type Algorithm, type NormService, type NormSvcConfig, type ServiceConfig, type SvcConfig } from './config.ts';
+import { cgroupDir, cgroupId } from '../../common/cgroup.ts';
+import { backendKey, normBackendS, normService, validateSvcConfig, type Algorithm, type NormService, type NormSvcConfig, type ServiceConfig, type SvcConfig } from './config.ts';
 
 export const PIN_ROOT = '/sys/fs/bpf/ebpf-lab';
 export const RUN_DIR = '/run/ebpf-lab';
@@ -62,6 +62,8 @@ export interface ServiceState {
 export interface Model {
   config: Omit<NormSvcConfig, 'services'>;
   cgroupPath: string;
+  /** the cgroup's inode (cgroup id) at start: a cgroup of the same path made later is another one */
+  cgroupId?: string;
   getpeername: boolean;
   services: Record<string, ServiceState>;
   backendIds: Record<string, number>;
@@ -96,6 +98,76 @@ export class InjectedFault extends Error {
 export const pinDir = (instance: string) => path.join(PIN_ROOT, `svc-${instance}`);
 export const statePath = (instance: string) => path.join(RUN_DIR, `svc-${instance}.json`);
 const lockPath = (instance: string) => path.join(RUN_DIR, `svc-${instance}.lock`);
+/** starts hold this while they check for overlapping instances and attach (not an instance name: those are [\w-]) */
+const START_LOCK = '.start';
+
+/**
+ * Programs attached with BPF_F_ALLOW_MULTI run for the cgroup and every cgroup below it, so two
+ * instances on nested cgroups (or the same one) both see a socket of the inner one.
+ */
+export function cgroupsNest(a: string, b: string): 'same' | 'inside' | 'contains' | null {
+  const x = path.resolve(a);
+  const y = path.resolve(b);
+  if (x === y) return 'same';
+  if (x.startsWith(`${y}/`)) return 'inside';
+  if (y.startsWith(`${x}/`)) return 'contains';
+  return null;
+}
+
+export interface RunningInstance {
+  instance: string;
+  cgroupPath: string;
+  services: string[];
+}
+
+/**
+ * The first running instance whose hooks would see the same sockets and rewrite the same services
+ * as a new one: both programs would rewrite the VIP, and which wins depends on attach order.
+ * Different services on a shared cgroup are fine (each program leaves other addresses alone).
+ */
+export function findOverlap(cgroupPath: string, services: string[], running: RunningInstance[]): { instance: string; cgroupPath: string; how: 'same' | 'inside' | 'contains'; services: string[] } | null {
+  const mine = new Set(services);
+  for (const r of running) {
+    const how = cgroupsNest(cgroupPath, r.cgroupPath);
+    if (!how) continue;
+    const both = r.services.filter((id) => mine.has(id));
+    if (both.length) return { instance: r.instance, cgroupPath: r.cgroupPath, how, services: both };
+  }
+  return null;
+}
+
+/** pinned instances whose programs are attached: a state file, its pins, and its cgroup still the one it was started on */
+export function runningInstances(): RunningInstance[] {
+  if (!fs.existsSync(RUN_DIR)) return [];
+  const out: RunningInstance[] = [];
+  for (const f of fs.readdirSync(RUN_DIR)) {
+    const m = /^svc-([\w-]+)\.json$/.exec(f);
+    if (!m) continue;
+    let model: Model;
+    try {
+      model = JSON.parse(fs.readFileSync(path.join(RUN_DIR, f), 'utf8')) as Model;
+      // a removed cgroup took its links with it: a new one of the same path is not balanced
+      if (!fs.existsSync(path.join(pinDir(m[1]!), 'links')) || !fs.existsSync(model.cgroupPath)) continue;
+      if (model.cgroupId !== undefined && String(cgroupId(model.cgroupPath)) !== model.cgroupId) continue;
+    } catch {
+      continue; // written half by a crash or removed meanwhile: nothing attached from it that we can name
+    }
+    out.push({ instance: m[1]!, cgroupPath: model.cgroupPath, services: Object.keys(model.services ?? {}) });
+  }
+  return out;
+}
+
+/** refuse a start that would share services and sockets with a running instance (nothing attached yet) */
+function checkOverlap(instance: string, cg: string, services: string[]): void {
+  const o = findOverlap(cg, services, runningInstances().filter((r) => r.instance !== instance));
+  if (!o) return;
+  const where = o.how === 'same' ? `on the same cgroup ${cg}` : o.how === 'inside' ? `on ${o.cgroupPath}, which contains ${cg}` : `on ${o.cgroupPath}, inside ${cg}`;
+  const vips = o.services.length > 3 ? `${o.services.slice(0, 3).join(', ')} and ${o.services.length - 3} more` : o.services.join(', ');
+  throw new LabError(
+    `instance "${o.instance}" already balances ${vips} ${where}; both would rewrite those connections and which one does would depend on attach order`,
+    `stop it first (pnpm lab svc stop --instance ${o.instance}), or move this one to a cgroup outside its subtree or drop those services from the config; nothing was attached`,
+  );
+}
 
 function svcKey(s: { address: string; port: number; protocol: 'tcp' | 'udp'; family: number }): svc_key {
   return { addr: addrBytes(s.address), port: htons(s.port), proto: PROTO_NUM[s.protocol], family: s.family };
@@ -144,10 +216,17 @@ export class SvcController {
   static async start(raw: SvcConfig, opts: StartOptions = {}): Promise<SvcController> {
     const cfg = validateSvcConfig(raw);
     const cg = cgroupDir(cfg.cgroup);
-    if (!fs.existsSync(cg) || !fs.statSync(cg).isDirectory()) throw new ValidationError(`cgroup ${cfg.cgroup} does not exist (${cg})`);
-    const dir = pinDir(cfg.instance);
-    if (opts.pin && fs.existsSync(statePath(cfg.instance))) throw new ValidationError(`instance "${cfg.instance}" is already running (${statePath(cfg.instance)}); stop it first: pnpm lab svc stop --instance ${cfg.instance}`, 409);
+    if (!fs.existsSync(cg) || !fs.statSync(cg).isDirectory()) throw new LabError(`cgroup ${cfg.cgroup} does not exist (${cg})`, `create it (mkdir ${cg}) or correct "cgroup" in the config`);
     const file = await ensureObject('socket_lb');
+    // a start registers itself (state file) only at its end: two concurrent starts would each find
+    // the other absent, so the check and the attach are one step for pinned instances
+    return opts.pin ? withLock(START_LOCK, () => SvcController.startChecked(cfg, cg, file, opts), 120_000) : SvcController.startChecked(cfg, cg, file, opts);
+  }
+
+  private static startChecked(cfg: NormSvcConfig, cg: string, file: string, opts: StartOptions): SvcController {
+    const dir = pinDir(cfg.instance);
+    if (opts.pin && fs.existsSync(statePath(cfg.instance))) throw new LabError(`instance "${cfg.instance}" is already running (${statePath(cfg.instance)})`, `stop it first (pnpm lab svc stop --instance ${cfg.instance}) or give this one another --instance`);
+    checkOverlap(cfg.instance, cg, cfg.services.map((s) => s.id));
     const loadWith = (skip: string[]) => {
       const sk = socketLb.open(file);
       try {
@@ -183,7 +262,7 @@ export class SvcController {
       }
       const maps: Maps = skel.maps;
       const { services: _s, ...rest } = cfg;
-      const model: Model = { config: rest, cgroupPath: cg, getpeername, services: {}, backendIds: {}, backendRefs: {} };
+      const model: Model = { config: rest, cgroupPath: cg, cgroupId: String(cgroupId(cg)), getpeername, services: {}, backendIds: {}, backendRefs: {} };
       const c = new SvcController(model, maps, skel, links, !!opts.pin);
       if (opts.pin) c.pinAll(dir, links);
       c.applyServices(cfg.services, []);
@@ -402,12 +481,17 @@ export class SvcController {
     return this.applyServices([], [vipString(parseVip(vip))]);
   }
 
+  /** weight 0 is allowed as in setWeight: listed, but no new connections (what drain does) */
   addBackend(vip: string, addr: string, weight = 1): ApplyResult {
-    const id = vipString(parseVip(vip));
+    const spec = parseVip(vip);
+    const id = vipString(spec);
     const s = this.model.services[id];
     if (!s) throw new ValidationError(`unknown service ${id}; pnpm lab svc list shows the services`, 404);
-    const cur: ServiceConfig = { vip: id, algorithm: s.algorithm, healthCheck: s.healthCheck, backends: [...s.backends.map((b) => ({ address: backendKey(b), weight: b.weight })), { address: addr, weight }] };
-    const n = normService(cur, id); // validates the new backend (family, duplicate, port)
+    // only the new backend is checked: the others were when they came, and a service whose
+    // backends all have weight 0 (set one by one) may get another one at 0
+    const b = normBackendS(spec, { address: addr, weight }, `new backend of ${id}`);
+    if (s.backends.some((x) => backendKey(x) === backendKey(b))) throw new ValidationError(`${id} already has backend ${backendKey(b)}`, 409);
+    const n: NormService = { ...spec, id, algorithm: s.algorithm, healthCheck: s.healthCheck, backends: [...s.backends.map(({ address, port, weight: w }) => ({ address, port, weight: w })), b] };
     return this.applyServices([n], []);
   }
 
@@ -576,7 +660,7 @@ export async function withLock<T>(instance: string, fn: () => T | Promise<T>, ti
         fs.rmSync(lp, { force: true });
         continue;
       }
-      if (Date.now() > deadline) throw new ValidationError(`instance "${instance}" is locked by pid ${holder}`, 409);
+      if (Date.now() > deadline) throw new LabError(`${instance === START_LOCK ? 'another svc start' : `instance "${instance}"`} is locked by pid ${holder}`, `wait for pid ${holder} to finish (another svc command or the daemon's health check) and try again`);
       await new Promise((r) => setTimeout(r, 20));
     }
   }
