@@ -10,10 +10,10 @@ import { parseArgs, suggest, UsageError, type CommandSpec, type Opts } from '../
 import { LabError } from '../../common/errors.ts';
 import { untilSignal } from '../../common/signals.ts';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
-import { formatRate, loadConfigFile, parseHorizon, parseRate, PROTO_NAMES, validateConfig, type Plan } from './config.ts';
+import { checkReplaceKeys, formatRate, loadConfigFile, parseHorizon, parseRate, PROTO_NAMES, validateConfig, type Plan } from './config.ts';
 import { formatIp, fromLeading16 } from '../../common/ip.ts';
 import { tcRegistry } from './metrics.ts';
-import { decodeModel, openInstance, statePath, TcShaper, type TcControl } from './shaper.ts';
+import { decodeModel, instanceAlive, openInstance, readState, reapDeadInstance, statePath, TcShaper, type ReapReport, type TcControl } from './shaper.ts';
 
 const instance = { instance: { type: 'string', valueName: 'NAME', default: 'default', description: 'which running shaper (state in /run/ebpf-lab/tc/NAME.json)' } } as const satisfies Opts;
 
@@ -32,6 +32,12 @@ function withInstance<T>(name: string, fn: (c: TcControl) => T): T {
 
 function planFromFile(file: string): Plan {
   return validateConfig(loadConfigFile(file));
+}
+
+/** one line about what was removed of a crashed daemon, and what was left and why */
+function reapLine(instance: string, r: ReapReport): string {
+  const removed = r.removed.length ? `removed ${r.removed.join(', ')}` : 'nothing of it was still attached';
+  return `tc instance "${instance}" had died (pid ${r.pid}): ${removed}${r.kept.length ? `; left: ${r.kept.join('; ')}` : ''}`;
 }
 
 function printClasses(c: TcControl): void {
@@ -62,6 +68,7 @@ async function daemon(p: Args): Promise<number> {
   const plan = p.values.config ? planFromFile(p.values.config as string) : { classes: [], rules: [] };
   deferSignalsToCaller(true);
   const shaper = TcShaper.start({ dev, netns: p.values.netns as string | undefined, instance: p.values.instance as string, filterOnly: !!p.values['filter-only'] });
+  if (shaper.reaped) console.error(reapLine(p.values.instance as string, shaper.reaped));
   let server: http.Server | undefined;
   try {
     shaper.control.apply(plan);
@@ -102,8 +109,12 @@ const COMMANDS: Record<string, Cmd> = {
     ...instance,
   }, { max: 0 }, async (p) => {
     if (!p.values.config) throw new UsageError('tc shape apply needs --config FILE', 'see controller/tc/README.md for the format');
-    const plan = planFromFile(p.values.config as string);
-    const r = withInstance(p.values.instance as string, (c) => c.apply(plan));
+    const raw = loadConfigFile(p.values.config as string);
+    const plan = validateConfig(raw);
+    const r = withInstance(p.values.instance as string, (c) => {
+      checkReplaceKeys(p.values.config as string, raw, { classes: c.model.classes.length, filters: c.model.rules.length });
+      return c.apply(plan);
+    });
     console.log(`applied: ${plan.classes.length} class(es), ${plan.rules.length} rule(s), ${r.writes} map write(s)`);
     return 0;
   }),
@@ -133,26 +144,30 @@ const COMMANDS: Record<string, Cmd> = {
     }
     return 0;
   }),
-  'shape stop': cmd('shape stop [--instance NAME]', 'stop a running shaper (it removes its qdisc and filters)', { ...instance }, { max: 0 }, async (p) => {
-    const file = statePath(p.values.instance as string);
-    if (!fs.existsSync(file)) throw new LabError(`no running tc instance "${p.values.instance}"`, 'pnpm lab tc shape start … starts one');
-    const pid = decodeModel(fs.readFileSync(file, 'utf8')).pid as number;
-    try {
-      process.kill(pid, 'SIGTERM');
-    } catch {
-      fs.rmSync(file, { force: true });
-      throw new LabError(`tc instance "${p.values.instance}" was not running (pid ${pid}); removed its stale state`, 'start it again with pnpm lab tc shape start');
+  'shape stop': cmd('shape stop [--instance NAME]', 'stop a running shaper (it removes its qdisc and filters); of one that was killed, remove what its state file says it attached', { ...instance }, { max: 0 }, async (p) => {
+    const name = p.values.instance as string;
+    if (!fs.existsSync(statePath(name))) throw new LabError(`no running tc instance "${name}"`, 'pnpm lab tc shape start … starts one');
+    const st = readState(name);
+    if (instanceAlive(st)) {
+      // the daemon removes its qdisc, filters and pins itself on SIGTERM
+      process.kill(st.pid, 'SIGTERM');
+      console.log(`stopping pid ${st.pid}`);
+      return 0;
     }
-    console.log(`stopping pid ${pid}`);
+    // killed outright, it left its filters enforcing (fail closed) until this explicit stop
+    const r = reapDeadInstance(name)!;
+    if (r.unproven.length) throw new LabError(`${reapLine(name, r)}; but ${r.dev}${r.netns ? ` (netns ${r.netns})` : ''} still has shaper filters its state does not record as its own`, `if no shaper runs there, remove them: ${r.unproven.join('; ')}`);
+    console.log(reapLine(name, r));
     return 0;
   }),
   'filter set': cmd('filter set --config FILE [--instance NAME]', 'replace the filter rules (the config\'s "filters"; classes stay) in one switch', {
-    config: { type: 'string', valueName: 'FILE', description: 'a config with a "filters" list' },
+    config: { type: 'string', valueName: 'FILE', description: 'a config with a "filters" list (required; "filters: []" removes every rule)' },
     ...instance,
   }, { max: 0 }, async (p) => {
     if (!p.values.config) throw new UsageError('tc filter set needs --config FILE', 'see controller/tc/README.md for the format');
-    const raw = loadConfigFile(p.values.config as string) as Record<string, unknown>;
-    const rules = validateConfig({ filters: raw?.filters ?? [] }).rules;
+    const raw = loadConfigFile(p.values.config as string);
+    checkReplaceKeys(p.values.config as string, raw, { filters: 'always' });
+    const rules = validateConfig({ filters: (raw as { filters: unknown }).filters }).rules;
     withInstance(p.values.instance as string, (c) => {
       c.apply({ classes: c.model.classes.map((x) => ({ name: x.name, rateBps: x.rateBps, horizonNs: x.horizonNs, horizonAuto: x.horizonAuto, matches: x.matches })), rules });
     });

@@ -1,6 +1,7 @@
 // Config validation and rate/CIDR parsing (pure: no kernel, no root).
 import { describe, expect, it } from 'vitest';
-import { ConfigError, formatRate, latencyHorizonNs, MAX_GSO_WIRE_BYTES, netPort, parseCidr, parseDuration, parseHorizon, parseRate, validateConfig } from './config.ts';
+import { UsageError } from '../../common/args.ts';
+import { checkReplaceKeys, ConfigError, formatRate, latencyHorizonNs, MAX_GSO_WIRE_BYTES, netPort, parseCidr, parseDuration, parseHorizon, parseRate, validateConfig } from './config.ts';
 
 const cg = (p: string) => (p === '/sys/fs/cgroup/app' ? 4242n : undefined);
 
@@ -102,5 +103,35 @@ describe('validateConfig', () => {
     expect(problems({ classes: [{ name: 'a', rate: '1mbit', match: [{ dst: '10.0.0.0/24' }] }, { name: 'b', rate: '1mbit', match: [{ dst: '10.0.0.0/24' }] }] })[0]).toMatch(/already in class "a"/);
     expect(problems({ filters: Array.from({ length: 65 }, () => ({ action: 'count' })) }).join()).toMatch(/65 rules, at most 64/);
     expect(problems([])[0]).toMatch(/must be an object/);
+  });
+});
+
+describe('commands that replace live lists: a missing key is not an empty list', () => {
+  const refused = (raw: unknown, live: Parameters<typeof checkReplaceKeys>[2]): UsageError => {
+    try {
+      checkReplaceKeys('c.yaml', raw, live);
+    } catch (e) {
+      expect(e).toBeInstanceOf(UsageError); // exit 2
+      return e as UsageError;
+    }
+    throw new Error('accepted');
+  };
+  it('tc filter set: {}, an empty file, "filters:" with no value are refused; filters: [] clears', () => {
+    for (const raw of [{}, null, undefined, { filters: null }, { classes: [] }, []]) {
+      const e = refused(raw, { filters: 'always' });
+      expect(e.message).toMatch(/^--config c\.yaml has no "filters" list: refusing to read a missing list as an empty one \(nothing was changed\)$/);
+      expect(e.fix).toMatch(/"filters: \[\]"/);
+    }
+    expect(() => checkReplaceKeys('c.yaml', { filters: [] }, { filters: 'always' })).not.toThrow();
+  });
+  it('tc shape apply: a missing key is refused only where it would remove live entries, both named at once', () => {
+    expect(refused({ filters: [] }, { classes: 2, filters: 1 }).message).toMatch(/has no "classes" list, and 2 class\(es\) are live/);
+    const both = refused({}, { classes: 2, filters: 3 });
+    expect(both.message).toMatch(/has no "classes" or "filters" list, and 2 class\(es\) and 3 rule\(s\) are live/);
+    expect(both.fix).toMatch(/"classes: \[\]" and "filters: \[\]"/);
+    // a filter-only instance has no classes: a file of filters alone removes nothing
+    expect(() => checkReplaceKeys('c.yaml', { filters: [] }, { classes: 0, filters: 5 })).not.toThrow();
+    expect(() => checkReplaceKeys('c.yaml', {}, { classes: 0, filters: 0 })).not.toThrow();
+    expect(() => checkReplaceKeys('c.yaml', { classes: [], filters: [] }, { classes: 9, filters: 9 })).not.toThrow();
   });
 });

@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import { cgroupId as dirCgroupId } from '../../common/cgroup.ts';
 import { parseJson } from '../../common/config-file.ts';
 import { LabError } from '../../common/errors.ts';
+import { UsageError } from '../../common/args.ts';
 import { parseCidr as parseIpCidr, parseIp, toLeading16, type Family } from '../../common/ip.ts';
 import { tc_shape_dir, tc_shape_limits, tc_shape_rule_action } from '../../bpf/gen/tc_shape.enums.ts';
 
@@ -312,6 +313,26 @@ export function validateConfig(raw: unknown, cgroupId: (p: string) => bigint | u
   }
   if (problems.length) throw new ConfigError(problems);
   return { classes, rules };
+}
+
+/**
+ * For the commands that replace live lists (`tc filter set`, `tc shape apply`): a key the file
+ * does not have (or leaves empty, `filters:` in YAML) is not read as an empty list, or a file with
+ * a typo or the wrong file would silently remove every live rule — fail-open for a filter. An
+ * explicit `[]` clears. `live`: per key, how many entries are live (a missing key is refused only
+ * when it would remove some), or 'always' (the command is about that key). Usage error (exit 2).
+ */
+export function checkReplaceKeys(file: string, raw: unknown, live: Partial<Record<'classes' | 'filters', number | 'always'>>): void {
+  const has = (k: string) => isObj(raw) && raw[k] !== undefined && raw[k] !== null;
+  const noun = { classes: 'class(es)', filters: 'rule(s)' } as const;
+  const missing = (Object.entries(live) as ['classes' | 'filters', number | 'always'][]).filter(([k, n]) => !has(k) && (n === 'always' || n > 0));
+  if (!missing.length) return;
+  const keys = missing.map(([k]) => `"${k}"`).join(' or ');
+  const counted = missing.filter(([, n]) => n !== 'always').map(([k, n]) => `${n} ${noun[k]}`);
+  throw new UsageError(
+    `--config ${file} has no ${keys} list${counted.length ? `, and ${counted.join(' and ')} are live` : ''}: refusing to read a missing list as an empty one (nothing was changed)`,
+    `give the list in full; to remove them all write ${missing.map(([k]) => `"${k}: []"`).join(' and ')}`,
+  );
 }
 
 /** read a YAML or JSON config file; parse errors name the file */

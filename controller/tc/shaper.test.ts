@@ -8,7 +8,7 @@ import { execa } from 'execa';
 import { bpfObjects, describeRoot, toolMissing } from '../../lab/testing.ts';
 import { findCgroup2Root } from '../../common/cgroup.ts';
 import { createTopology, listNamespaces, type Topology } from '../../lab/netns.ts';
-import { FqUnsupported, MAP_NAMES, TcShaper, type TcControl } from './shaper.ts';
+import { FqUnsupported, instanceAlive, MAP_NAMES, procStart, TcShaper, type TcControl } from './shaper.ts';
 import { ConfigError, validateConfig } from './config.ts';
 import { tcRegistry } from './metrics.ts';
 
@@ -287,4 +287,15 @@ describeRoot('tc shaper on a veth', () => {
 
 it('pure: a shaper refuses a missing namespace before touching anything', () => {
   expect(() => TcShaper.start({ dev: 'x0', netns: 'no-such-ns-tc' })).toThrow(/no network namespace/);
+});
+
+it('pure: a state file\'s daemon is alive only if its pid exists and started when the daemon did (a reused pid is not it)', () => {
+  const start = procStart(process.pid)!;
+  expect(start).toMatch(/^\d+$/);
+  expect(instanceAlive({ pid: process.pid })).toBe(true); // an older state file: no start time recorded
+  expect(instanceAlive({ pid: process.pid, owned: { pidStart: start } })).toBe(true);
+  expect(instanceAlive({ pid: process.pid, owned: { pidStart: `${BigInt(start) + 1n}` } })).toBe(false);
+  // never kill(0|-1, 0): a process group or everyone would answer
+  for (const pid of [0, -1, 1.5, '123', undefined]) expect(instanceAlive({ pid })).toBe(false);
+  expect(instanceAlive({ pid: 2 ** 30 })).toBe(false); // above any pid_max
 });

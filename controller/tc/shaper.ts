@@ -9,6 +9,12 @@
 // Everything started is undone by close(), on a failed start, and from a process 'exit' hook:
 // the hook runs before the binding's own (registered first), inside the device's namespace, so
 // bpf_tc_detach never acts on a same-numbered interface of the caller's namespace.
+//
+// A daemon killed outright (SIGKILL, OOM) runs none of that: its tc filters stay attached and keep
+// enforcing (fail closed: its drop rules go on dropping), its pins stay. So the state file records,
+// before anything is attached, what the instance will own — the programs' ids, the filter
+// handle/priority, whether it creates the clsact and sets fq — and reapDeadInstance() removes
+// exactly that (`tc shape stop` of a dead instance, or a `start` under the same name).
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -242,6 +248,167 @@ function tcSync(netns: string | undefined, args: string[]): string {
 /** root qdisc kinds a device gets by default: replacing (and later deleting) them loses nothing */
 const DEFAULT_ROOTS = new Set(['noqueue', 'pfifo_fast', 'fq_codel', 'mq', 'fq', 'pfifo']);
 
+/** the tc commands' exit status without throwing: a missing device is an answer here, not an error */
+function tcTry(netns: string | undefined, args: string[]): { ok: true; out: string } | { ok: false; err: string } {
+  try {
+    return { ok: true, out: tcSync(netns, args) };
+  } catch (e) {
+    return { ok: false, err: (e as Error).message };
+  }
+}
+const devGone = (err: string) => /cannot find device|no such device/i.test(err);
+
+interface TcFilterRow { pref?: number; kind?: string; options?: { handle?: string; prog?: { id?: number; name?: string } } }
+/** the filters on one clsact direction (none without a clsact); undefined when the device is absent */
+function listFilters(netns: string | undefined, dev: string, dir: 'egress' | 'ingress'): TcFilterRow[] | undefined {
+  const r = tcTry(netns, ['-j', 'filter', 'show', 'dev', dev, dir]);
+  if (!r.ok) {
+    if (devGone(r.err)) return undefined;
+    throw new LabError(r.err, 'is iproute2 installed (pnpm lab setup)?');
+  }
+  // every row: a priority's head row, and other kinds' filters (u32 names them by "fh", not "handle")
+  return JSON.parse(r.out || '[]') as TcFilterRow[];
+}
+function hasClsact(netns: string | undefined, dev: string): boolean {
+  const r = tcTry(netns, ['-j', 'qdisc', 'show', 'dev', dev]);
+  return r.ok && (JSON.parse(r.out || '[]') as { kind: string }[]).some((q) => q.kind === 'clsact');
+}
+function rootQdisc(netns: string | undefined, dev: string): { kind: string; handle: string } | undefined {
+  const r = tcTry(netns, ['-j', 'qdisc', 'show', 'dev', dev, 'root']);
+  return r.ok ? (JSON.parse(r.out || '[]') as { kind: string; handle: string }[])[0] : undefined;
+}
+const hex = (n: number) => `0x${n.toString(16)}`;
+const isOurs = (f: TcFilterRow, handle: number, prio: number) => f.kind === 'bpf' && f.pref === prio && f.options?.handle !== undefined && Number(f.options.handle) === handle;
+/** the command a user runs to remove one of our filters by hand (`tc -n` takes the netns name) */
+const filterDelCmd = (netns: string | undefined, dev: string, dir: string) => `tc${netns ? ` -n ${netns}` : ''} filter del dev ${dev} ${dir} protocol all pref ${TC_PRIO} handle ${hex(TC_HANDLE)} bpf`;
+
+/** What an instance attaches, recorded in its state file before it attaches it (see the header). */
+export interface Owned {
+  /** /proc/PID/stat start time: a reused pid is not the daemon */
+  pidStart: string | null;
+  handle: number;
+  prio: number;
+  /** one per direction; the program id tells our filter from any other, even one with our handle */
+  filters: { dir: 'egress' | 'ingress'; progId: number }[];
+  /** no clsact was there before: the instance's attach creates it */
+  clsactCreated: boolean;
+  fqSet: boolean;
+  fqHandle: string | null;
+}
+export type InstanceState = Model & { pid: number; dev: string; netns: string | null; filterOnly: boolean; owned?: Owned };
+
+export function procStart(pid: number): string | undefined {
+  try {
+    const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // field 22 (starttime); the fields after the parenthesised comm start at field 3
+    return s.slice(s.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+export function readState(instance: string): InstanceState {
+  const file = statePath(instance);
+  try {
+    return decodeModel(fs.readFileSync(file, 'utf8')) as unknown as InstanceState;
+  } catch (e) {
+    throw new LabError(`cannot read the state of tc instance "${instance}" (${file}): ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, `remove it (rm ${file}) and check the device's filters (tc filter show dev DEV egress)`);
+  }
+}
+
+/** the state's daemon is running: its pid exists and, where recorded, started when it did */
+export function instanceAlive(st: { pid: unknown; owned?: { pidStart: string | null } }): boolean {
+  const pid = st.pid;
+  // kill(0 or -1, 0) would ask about a process group or everyone
+  if (typeof pid !== 'number' || !Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  const want = st.owned?.pidStart;
+  return !want || procStart(pid) === want;
+}
+
+/** removed/kept: what was done and left (informational); unproven: commands for shaper filters nothing proves its own */
+export interface ReapReport { pid: number; dev: string; netns: string | null; removed: string[]; kept: string[]; unproven: string[] }
+
+/**
+ * Remove what a dead instance left behind: the filters its state file names (by handle, priority
+ * and program id, so nobody else's), the clsact it created if no filter is left on it, its fq root
+ * if that is still the same qdisc, its pins and the state file. undefined: no state file. Throws if
+ * the daemon is alive, or if a removal fails (the state file is then kept, so it can be retried).
+ */
+export function reapDeadInstance(instance: string): ReapReport | undefined {
+  if (!fs.existsSync(statePath(instance))) return undefined;
+  const st = readState(instance);
+  if (instanceAlive(st)) throw new LabError(`tc instance "${instance}" is running (pid ${st.pid})`, `stop it: pnpm lab tc shape stop --instance ${instance}`);
+  const { dev, owned: o } = st;
+  const netns = st.netns ?? undefined;
+  const report: ReapReport = { pid: st.pid, dev, netns: st.netns, removed: [], kept: [], unproven: [] };
+  const where = `${dev}${netns ? ` (netns ${netns})` : ''}`;
+  try {
+    if (netns && !fs.existsSync(`/run/netns/${netns}`)) report.kept.push(`netns ${netns} is gone, and its filters with it`);
+    else if (!o) {
+      // a state file of an older version records no program ids: nothing here proves a filter ours
+      const left = (['egress', 'ingress'] as const).filter((d) => listFilters(netns, dev, d)?.some((f) => isOurs(f, TC_HANDLE, TC_PRIO)));
+      report.unproven = left.map((d) => filterDelCmd(netns, dev, d));
+    } else {
+      for (const f of o.filters) {
+        const rows = listFilters(netns, dev, f.dir);
+        if (rows === undefined) break; // device gone: its filters went with it
+        if (!rows.some((r) => isOurs(r, o.handle, o.prio) && r.options?.prog?.id === f.progId)) continue;
+        tcSync(netns, ['filter', 'del', 'dev', dev, f.dir, 'protocol', 'all', 'pref', String(o.prio), 'handle', hex(o.handle), 'bpf']);
+        report.removed.push(`${f.dir} filter on ${where} (prog ${f.progId})`);
+      }
+      if (o.clsactCreated && hasClsact(netns, dev)) {
+        // it may have gained someone else's filters since: then it is theirs too
+        if ((listFilters(netns, dev, 'egress') ?? []).length + (listFilters(netns, dev, 'ingress') ?? []).length === 0) {
+          tcSync(netns, ['qdisc', 'del', 'dev', dev, 'clsact']);
+          report.removed.push(`clsact qdisc on ${dev}`);
+        } else report.kept.push(`clsact qdisc on ${where} (other filters are on it)`);
+      }
+      if (o.fqSet) {
+        const root = rootQdisc(netns, dev);
+        if (root?.kind === 'fq' && (o.fqHandle === null || root.handle === o.fqHandle)) {
+          tcSync(netns, ['qdisc', 'del', 'dev', dev, 'root']);
+          report.removed.push(`fq root qdisc on ${dev}`);
+        }
+      }
+    }
+  } catch (e) {
+    throw new LabError(`could not remove what dead tc instance "${instance}" (pid ${st.pid}) left on ${where}: ${(e as Error).message}`, `its state is kept: fix that and run pnpm lab tc shape stop --instance ${instance} again`, { cause: e });
+  }
+  const pins = pinDir(instance);
+  const pinned = MAP_NAMES.filter((m) => fs.existsSync(path.join(pins, m)));
+  for (const m of pinned) fs.rmSync(path.join(pins, m), { force: true });
+  removePinDir(pins);
+  if (pinned.length) report.removed.push(`${pinned.length} map pin(s) under ${pins}`);
+  fs.rmSync(statePath(instance), { force: true });
+  return report;
+}
+
+/**
+ * Before attaching: filters with our handle/priority already on the device would fail the attach
+ * with EEXIST. Name whose they are and how to remove them, instead of the bare errno.
+ */
+function checkNoForeignShaper(netns: string | undefined, dev: string, ingress: boolean): void {
+  const dirs = (ingress ? ['egress', 'ingress'] as const : ['egress'] as const).filter((d) => listFilters(netns, dev, d)?.some((f) => isOurs(f, TC_HANDLE, TC_PRIO)));
+  if (!dirs.length) return;
+  const where = `${dev}${netns ? ` (netns ${netns})` : ''}`;
+  for (const f of fs.existsSync(STATE_DIR) ? fs.readdirSync(STATE_DIR) : []) {
+    if (!f.endsWith('.json')) continue;
+    let st: InstanceState;
+    try {
+      st = readState(f.slice(0, -5));
+    } catch {
+      continue;
+    }
+    if (st.dev === dev && (st.netns ?? undefined) === netns && instanceAlive(st)) throw new LabError(`${where} is shaped by running tc instance "${f.slice(0, -5)}" (pid ${st.pid})`, `stop it first: pnpm lab tc shape stop --instance ${f.slice(0, -5)}`);
+  }
+  throw new LabError(`${where} has ${dirs.join(' and ')} filters of a tc shaper that no instance's state file accounts for (left by a daemon killed before it recorded them, or a shaper run in-process)`, `if no shaper runs there, remove them: ${dirs.map((d) => filterDelCmd(netns, dev, d)).join('; ')}`);
+}
+
 export function statePath(instance: string): string {
   return path.join(STATE_DIR, `${instance}.json`);
 }
@@ -265,39 +432,52 @@ export class TcShaper {
     if (!/^[A-Za-z0-9_.-]{1,15}$/.test(opts.dev)) throw new LabError(`bad device name "${opts.dev}"`, 'give an interface name (ip link)');
     if (opts.netns && !fs.existsSync(`/run/netns/${opts.netns}`)) throw new LabError(`no network namespace "${opts.netns}"`, 'ip netns list shows them');
     if (opts.instance && !/^[a-z0-9][a-z0-9_-]{0,31}$/.test(opts.instance)) throw new LabError(`bad instance name "${opts.instance}"`, 'use a-z 0-9 _ -');
+    if (opts.instance && fs.existsSync(statePath(opts.instance))) {
+      const st = readState(opts.instance);
+      if (instanceAlive(st)) throw new LabError(`tc instance "${opts.instance}" is already running (pid ${st.pid})`, `stop it first (pnpm lab tc shape stop --instance ${opts.instance}) or pick another --instance`);
+    }
     const root = JSON.parse(tcSync(opts.netns, ['-j', 'qdisc', 'show', 'dev', opts.dev, 'root']) || '[]') as { kind: string }[];
     const kind = root[0]?.kind ?? 'noqueue';
     if (!DEFAULT_ROOTS.has(kind)) throw new LabError(`${opts.dev} already has a configured root qdisc (${kind})`, `remove it first (tc qdisc del dev ${opts.dev} root): the shaper replaces the root with fq and removes it on exit`);
-    if (opts.instance && fs.existsSync(statePath(opts.instance))) {
-      const st = decodeModel(fs.readFileSync(statePath(opts.instance), 'utf8'));
-      let alive = false;
-      try {
-        process.kill(st.pid as number, 0);
-        alive = true;
-      } catch { /* dead: stale state */ }
-      if (alive) throw new LabError(`tc instance "${opts.instance}" is already running (pid ${st.pid})`, 'stop it first or pick another --instance');
-      fs.rmSync(statePath(opts.instance), { force: true });
-    }
-    const pins = opts.instance ? pinDir(opts.instance) : undefined;
-    if (pins) {
-      // a crashed daemon's pins: start clean (its attachments died with its namespace or process)
-      for (const m of MAP_NAMES) fs.rmSync(path.join(pins, m), { force: true });
-    }
     const skel = tcShape.open(objectPath('tc_shape'));
     let shaper: TcShaper | undefined;
+    let reaped: ReapReport | undefined;
     try {
       skel.load();
+      // A crashed daemon of this name: remove what its state file proves it attached, only now that
+      // our own program has loaded, so a start that cannot work leaves the old filters enforcing.
+      if (opts.instance) reaped = reapDeadInstance(opts.instance);
+      // filters of a shaper on this device that no state file vouches for: refuse, naming the commands
+      checkNoForeignShaper(opts.netns, opts.dev, opts.ingress !== false);
+      const pins = opts.instance ? pinDir(opts.instance) : undefined;
+      if (pins) {
+        // pins with no state file (a crash before the state was written): a fresh map is pinned here
+        for (const m of MAP_NAMES) fs.rmSync(path.join(pins, m), { force: true });
+      }
       const maps: TcMaps = skel.maps;
       const control = new TcControl(maps, { classes: [], rules: [], gen: 0 });
       shaper = new TcShaper(opts, skel, control);
+      shaper.reaped = reaped;
       process.prependListener('exit', shaper.exitHook);
       if (pins) {
+        // What this instance will own, written before it owns it: a SIGKILL between an attach and
+        // a later write would otherwise leave filters no state file proves to be ours.
+        const owned: Owned = {
+          pidStart: procStart(process.pid) ?? null,
+          handle: TC_HANDLE,
+          prio: TC_PRIO,
+          filters: [{ dir: 'egress', progId: skel.programs.tc_shape_egress.info().id }, ...(opts.ingress !== false ? [{ dir: 'ingress' as const, progId: skel.programs.tc_filter_ingress.info().id }] : [])],
+          clsactCreated: !hasClsact(opts.netns, opts.dev),
+          fqSet: !opts.filterOnly,
+          fqHandle: null,
+        };
         fs.mkdirSync(pins, { recursive: true });
         for (const m of MAP_NAMES) maps[m].pin(path.join(pins, m));
         shaper.persist = (m) => {
           fs.mkdirSync(STATE_DIR, { recursive: true });
-          fs.writeFileSync(statePath(opts.instance!), encodeModel({ ...m, pid: process.pid, dev: opts.dev, netns: opts.netns ?? null, filterOnly: !!opts.filterOnly }));
+          fs.writeFileSync(statePath(opts.instance!), encodeModel({ ...m, pid: process.pid, dev: opts.dev, netns: opts.netns ?? null, filterOnly: !!opts.filterOnly, owned }));
         };
+        shaper.owned = owned;
         shaper.persist(control.model);
         (control as unknown as { onChange: (m: Model) => void }).onChange = (m) => shaper!.persist(m);
       }
@@ -309,6 +489,11 @@ export class TcShaper {
           throw e;
         }
         shaper.fqSet = true;
+        if (shaper.owned) {
+          // the fq's handle: a reaper removes the root only if it is still this fq
+          shaper.owned.fqHandle = rootQdisc(opts.netns, opts.dev)?.handle ?? null;
+          shaper.persist(control.model);
+        }
       } else control.filterOnly = true;
       const attach = () => {
         shaper!.links.push(attachTc(skel.programs.tc_shape_egress, opts.dev, 'egress', { handle: TC_HANDLE, priority: TC_PRIO }));
@@ -325,6 +510,9 @@ export class TcShaper {
   }
 
   private persist: (m: Model) => void = () => {};
+  private owned?: Owned;
+  /** what start removed of a crashed daemon of the same instance name (for the CLI to report) */
+  reaped?: ReapReport;
 
   /** Detach, remove fq (the device gets its default root back), unpin, delete the state file. */
   close(): void {
@@ -376,12 +564,8 @@ export class TcShaper {
 export function openInstance(instance: string): TcControl & Disposable {
   const file = statePath(instance);
   if (!fs.existsSync(file)) throw new LabError(`no running tc instance "${instance}"`, 'start one: pnpm lab tc shape start --dev DEV --config FILE');
-  const st = decodeModel(fs.readFileSync(file, 'utf8'));
-  try {
-    process.kill(st.pid as number, 0);
-  } catch {
-    throw new LabError(`tc instance "${instance}" is not running (pid ${st.pid} is gone)`, 'start it again: pnpm lab tc shape start …');
-  }
+  const st = readState(instance);
+  if (!instanceAlive(st)) throw new LabError(`tc instance "${instance}" is not running (pid ${st.pid} is gone)`, `pnpm lab tc shape stop --instance ${instance} removes what it left attached; or start it again (pnpm lab tc shape start … removes it too)`);
   const maps = Object.fromEntries(MAP_NAMES.map((n) => [n, BpfMap.openPinned(path.join(pinDir(instance), n))])) as TcMaps;
   const c = new TcControl(maps, { classes: st.classes, rules: st.rules, gen: st.gen }, (m) => {
     fs.writeFileSync(file, encodeModel({ ...st, ...m }));
