@@ -110,6 +110,8 @@ function convert(name: string, o: Opt, raw: string): string | number | string[] 
   }
   if (o.type === 'list') {
     const items = raw.split(',').map((s) => s.trim()).filter(Boolean);
+    // "--kernels ," would otherwise pass as [] and a command would run on nothing (and report it)
+    if (!items.length) throw new UsageError(`--${name} ${JSON.stringify(raw)}: the list has no items`, `e.g. --${name} ${o.default ?? o.choices?.join(',') ?? 'A,B'}`);
     const wrong = o.choices && items.find((i) => !o.choices!.includes(i));
     if (wrong !== undefined) {
       const s = suggest(wrong, o.choices!);

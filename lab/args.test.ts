@@ -52,6 +52,19 @@ describe('parseArgs', () => {
     expect(p.values.list).toEqual(['x', 'y', 'z', 'w']);
     expect(toArgv(p.given)).toEqual(['--list=x,y', '--list=z', '--list=w']);
   });
+  it('a list given with no items is refused, naming the option (an empty list once ran a command on nothing)', () => {
+    expect(err(['--list', ','])).toMatch(/^--list ",": the list has no items$/);
+    expect(err(['--list', ''])).toMatch(/--list "": the list has no items/);
+    expect(err(['--kinds', ',,'])).toMatch(/--kinds ",,": the list has no items/);
+    expect(err(['--list', 'a', '--list', ','])).toMatch(/--list ",": the list has no items/);
+    try {
+      parseArgs(['--kinds', ','], spec, () => {});
+    } catch (e) {
+      expect((e as UsageError).fix).toBe('e.g. --kinds fail,open');
+    }
+    // empty items between real ones are still dropped
+    expect(parseArgs(['--list', 'a,,b,'], spec)!.values.list).toEqual(['a', 'b']);
+  });
   it('an unknown choice names the fix even without a close suggestion', () => {
     try {
       parseArgs(['--mode', 'zzzzzz'], spec, () => {});

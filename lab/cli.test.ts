@@ -8,6 +8,7 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ensureBundle } from './bundle.ts';
 import { REPO_ROOT } from '../common/dist.ts';
+import { archFacts } from '../common/arch.ts';
 import { sampleResults } from './report/fixture.ts';
 import { REPORTS_DIR, makeOutDir } from './run.ts';
 
@@ -40,7 +41,7 @@ describe('lab CLI', () => {
   });
 
   it.each([
-    ['run', 'hello-openat'], ['bench', 'xdp-lb'], ['run', 'security'], ['doctor'], ['build'], ['matrix'], ['setup'], ['report'], ['list'], ['vm'], ['vm', 'exec'], ['vm', 'boot-times'],
+    ['run', 'hello-openat'], ['bench', 'xdp-lb'], ['run', 'security'], ['doctor'], ['build'], ['matrix'], ['setup'], ['report'], ['list'], ['vm'], ['vm', 'exec'], ['vm', 'boot-times'], ['vm', 'kernels'],
   ])('%s %s --help prints usage and exits 0 without doing anything', (...cmd) => {
     const before = reportDirs();
     const r = lab([...cmd.filter(Boolean), '--help']);
@@ -48,6 +49,11 @@ describe('lab CLI', () => {
     expect(r.out).toMatch(/usage: pnpm lab /);
     expect(r.err).toBe('');
     expect(reportDirs()).toEqual(before);
+  });
+
+  it('vm --help and vm kernels --help agree on --refresh', () => {
+    expect(lab(['vm', '--help']).out).toMatch(/kernels \[--refresh\]/);
+    expect(lab(['vm', 'kernels', '--help']).out).toMatch(/--refresh +read the indices from the mirror again/);
   });
 
   it('a scenario\'s --help lists its own options', () => {
@@ -81,6 +87,27 @@ describe('lab CLI', () => {
     [['run', 'energy', '--tdp', '5', '--idle', '50'], /--idle 50 exceeds --tdp 5/],
     [['run', 'hello-openat', '--out', '/proc/nope'], /--out \/proc\/nope: \/proc is on procfs/],
     [['run', 'hello-openat', '--out', '/etc/passwd/x'], /--out \/etc\/passwd\/x: \/etc\/passwd is not a directory/],
+    // a list with no items
+    [['run', 'hello-openat', '--rates', ',,'], /--rates ",,": the list has no items/],
+    [['run', 'tracing', '--tracer-sched', ','], /--tracer-sched ",": the list has no items/],
+    [['run', 'socket-lb', '--services', ','], /--services ",": the list has no items/],
+    [['vm', 'boot-times', '--kernels', ','], /--kernels ",": the list has no items/],
+    // scenario values the scenario itself used to refuse only after the tools check or boot
+    [['run', 'socket-lb', '--ring-size', '250'], /--ring-size "250": not a prime \(Maglev needs one\)\n {2}fix: the nearest primes: --ring-size 241 or --ring-size 251/],
+    [['run', 'hello-openat', '--pid', '99999999999'], /--pid "99999999999": must be ≤ 4194304/],
+    // QEMU would refuse the share with its own message, after starting
+    [['vm', 'exec', '6.1', '--out', '/nonexistent/d', '--', 'uname'], /--out \/nonexistent\/d: no such directory/],
+    // a matrix refuses what its cells would, before it makes its directory
+    [['matrix', '--scenarios', 'hello-openat', '--', '--bogus'], /unknown option --bogus/],
+    [['matrix', '--scenarios', 'hello-openat', '--', '--duration', '0'], /--duration "0": must be ≥ 1/],
+    [['matrix', '--scenarios', 'hello-openat', '--', '--kernel', '6.1'], /--kernel after "--": the matrix sets it for every cell/],
+    [['matrix', '--scenarios', 'hello-openat', '--kernels', 'host,/nonexistent/bz'], /kernel \/nonexistent\/bz: no such file/],
+    [['matrix', '--report-only', '--scenarios', 'hello-openat', '--out', '/nonexistent/dir'], /no runs in \/nonexistent\/dir: no such directory/],
+    // paths of compare, publish and report, checked before any work
+    [['compare', '--summary', '/nonexistent/dir/f', 'A', 'B'], /--summary \/nonexistent\/dir\/f: no such directory \/nonexistent\/dir/],
+    [['compare', '/nonexistent/a', '/nonexistent/b'], /cannot read \/nonexistent\/a: no such file or directory/],
+    [['publish', '/nonexistent/runs', '--out', '/etc/passwd'], /--out \/etc\/passwd: \/etc\/passwd is not a directory/],
+    [['report', '/nonexistent/run'], /cannot read \/nonexistent\/run: no such file or directory/],
   ])('usage error %j: one line and a fix, exit 2, no stack, nothing created', (args, msg) => {
     const before = reportDirs();
     const r = lab(args as string[]);
@@ -91,17 +118,36 @@ describe('lab CLI', () => {
     expect(reportDirs()).toEqual(before);
   });
 
-  it('an unknown kernel fails before any report directory exists', () => {
-    const before = reportDirs();
-    const r = lab(['run', 'hello-openat', '--kernel', '5.4']);
-    expect(r.code).toBe(1);
-    expect(r.err).toMatch(/error: unknown kernel "5\.4"\n {2}fix: use host, a series or a version — .*6\.1 \(bookworm\)/);
-    noStack(r.err);
-    expect(reportDirs()).toEqual(before);
-    const missing = lab(['run', 'hello-openat', '--kernel', '/nonexistent/bzImage']);
-    expect(missing.code).toBe(1);
-    expect(missing.err).toMatch(/kernel image \/nonexistent\/bzImage does not exist/);
-    expect(reportDirs()).toEqual(before);
+  it('an unknown kernel is a usage error before the tools check, with a short fix', () => {
+    // the indices as suiteIndex caches them, fresh, behind a mirror nobody serves: no network
+    const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-cli-kernels-'));
+    const mirror = 'http://127.0.0.1:1/debian';
+    try {
+      fs.mkdirSync(path.join(cache, 'index'));
+      for (const [suite, v] of [['bullseye', '5.10'], ['bookworm', '6.1'], ['trixie', '6.12'], ['sid', '7.2']] as const) {
+        const pkg = { name: `linux-image-${v}.0-99-${archFacts().debian}`, version: `${v}.999-1`, filename: 'pool/x.deb', size: 1, sha256: '00', depends: 'kmod' };
+        fs.writeFileSync(path.join(cache, 'index', `${suite}.json`), JSON.stringify({ mirror, fetchedAt: Date.now(), packages: [pkg] }));
+      }
+      const env = { EBPF_LAB_VM_CACHE: cache, EBPF_LAB_DEBIAN_MIRROR: mirror };
+      const before = reportDirs();
+      for (const args of [
+        ['run', 'hello-openat', '--kernel', '9.9'], ['vm', 'fetch', '9.9'], ['vm', 'exec', '9.9', '--', 'uname'], ['vm', 'boot-times', '--kernels', '9.9'],
+        ['matrix', '--scenarios', 'hello-openat', '--kernels', 'host,9.9'],
+      ]) {
+        const r = lab(args, env);
+        expect(r.code, args.join(' ')).toBe(2);
+        expect(r.err).toMatch(/^error: unknown kernel "9\.9"\n {2}fix: known: host, 5\.10 \(5\.10\.999-1\), 6\.1 \(6\.1\.999-1\), .*\n$/);
+        expect(r.err.split('\n')[1]!.length).toBeLessThan(200);
+        noStack(r.err);
+      }
+      const missing = lab(['run', 'hello-openat', '--kernel', '/nonexistent/bzImage'], env);
+      expect(missing.code).toBe(2);
+      expect(missing.err).toMatch(/^error: kernel \/nonexistent\/bzImage: no such file\n {2}fix: /);
+      expect(reportDirs()).toEqual(before);
+      expect(fs.readdirSync(cache)).toEqual(['index']);
+    } finally {
+      fs.rmSync(cache, { recursive: true, force: true });
+    }
   }, 120_000);
 
   it('`report` on results.json of the wrong shape prints one clean error', () => {

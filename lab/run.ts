@@ -18,7 +18,8 @@ import type { Block, Check, Results } from './results.ts';
 import type { Scenario, ScenarioContext } from './scenario.ts';
 import { ensureTools } from './setup.ts';
 import { scaledTimeout } from './timeouts.ts';
-import { parseKernelSpec, type KernelSpec, type VmKernelSpec } from './vm/index.ts';
+import { checkOutDir } from './out-dir.ts';
+import { checkKernel, parseKernelSpec, type KernelSpec, type VmKernelSpec } from './vm/index.ts';
 
 import { REPORTS_DIR, SCENARIOS_DIR } from '../common/paths.ts';
 
@@ -103,29 +104,9 @@ export async function parseRunArgs(argv: string[], mode: 'run' | 'bench'): Promi
   if (invalid) throw new UsageError(invalid.message, invalid.fix);
   if (out !== undefined) checkOutDir(out);
   if (backend === 'vng' && k.kind === 'host') throw new UsageError('--vm-backend vng boots a VM kernel', 'e.g. --kernel 6.1 --vm-backend vng');
+  // last: the only check that may read a Debian index
+  await checkKernel(k);
   return { scenario: name, kernel: k, backend: backend ?? 'lab', mode, outDir: out, spec, options, rest: toArgv(p.given, Object.keys(RUNNER_OPTIONS)), wire: scenario.vm?.wire ?? false, timeoutS: timeout };
-}
-
-// statfs magic numbers of file systems that hold no reports (Node's mkdirSync even loops on /proc)
-const NOT_FOR_FILES: Record<number, string> = { 0x9fa0: 'procfs', 0x62656572: 'sysfs', 0xcafe4a11: 'bpffs', 0x63677270: 'cgroup2', 0x27e0eb: 'cgroup', 0x64626720: 'debugfs', 0x74726163: 'tracefs', 0x1cd1: 'devpts' };
-
-/**
- * --out must be a directory the report can be written into: checked before the run, so a typo
- * costs nothing (the run would otherwise end with a failed write, after all its work).
- */
-export function checkOutDir(out: string): void {
-  const abs = path.resolve(out);
-  let at = abs;
-  while (!fs.existsSync(at)) at = path.dirname(at);
-  const fix = 'give a directory on a normal file system that you can write, e.g. --out /tmp/lab-run';
-  if (!fs.statSync(at).isDirectory()) throw new UsageError(`--out ${out}: ${at} is not a directory`, fix);
-  const kind = NOT_FOR_FILES[Number(fs.statfsSync(at).type)];
-  if (kind) throw new UsageError(`--out ${out}: ${at} is on ${kind}, which holds no report files`, fix);
-  try {
-    fs.accessSync(at, fs.constants.W_OK);
-  } catch {
-    throw new UsageError(`--out ${out}: ${at} is not writable`, fix);
-  }
 }
 
 export function newRunId(scenario: string, kernel: string): string {

@@ -3,6 +3,7 @@
 import { appendFile, writeFile } from 'node:fs/promises';
 import { parseArgs, UsageError } from '../../common/args.ts';
 import { LabError } from '../../common/errors.ts';
+import { checkOutDir, checkOutFile } from '../out-dir.ts';
 import { runKey, compareRuns, DEFAULT_FLOOR, DEFAULT_K, loadRuns, markdownTable, textTable } from './compare.ts';
 
 const compareOptions = {
@@ -31,6 +32,8 @@ export async function compareCommand(argv: string[]): Promise<number> {
   else if (p.positionals.length === 2) [base, cand] = [[p.positionals[0]!], [p.positionals[1]!]];
   else throw new UsageError(p.positionals.length < 2 ? 'need a baseline and a candidate' : `${p.positionals.length} paths: cannot tell baseline from candidate`, 'pnpm lab compare <baseline> <candidate>, or separate several: <baseline…> -- <candidate…>');
   if (!base.length || !cand.length) throw new UsageError('need at least one baseline and one candidate path', 'pnpm lab compare <baseline…> -- <candidate…>');
+  // before the table: a summary that cannot be written would fail after it, as an internal error
+  if (p.values.summary !== undefined && p.values.summary !== '-') checkOutFile(p.values.summary, 'summary', '"$GITHUB_STEP_SUMMARY" or /tmp/summary.md');
   const [b, c] = [await loadRuns(base), await loadRuns(cand)];
   if (!c.length) throw new LabError(`no results.json under ${cand.join(', ')}`, 'pass run directories written by pnpm lab run|bench|matrix');
   const candIds = new Set(c.map((r) => runKey(r.results)));
@@ -72,6 +75,7 @@ export async function publishCommand(argv: string[]): Promise<number> {
   });
   if (!p) return 0;
   if (!p.values.out) throw new UsageError('--out is required', 'pnpm lab publish reports/ --out site/');
+  checkOutDir(p.values.out, { example: '--out site/' });
   const { publishSite } = await import('./site.ts');
   const runs = await loadRuns(p.positionals);
   if (!runs.length) throw new LabError(`no results.json under ${p.positionals.join(', ')}`, 'pass directories of runs written by pnpm lab run|bench|matrix (e.g. reports/)');

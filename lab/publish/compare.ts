@@ -7,6 +7,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { LabError } from '../../common/errors.ts';
+import { UsageError } from '../../common/args.ts';
 import { resultsProblem, type Environment, type Headline, type Results } from '../results.ts';
 import { mad, median } from '../stats.ts';
 import { formatNumber } from '../report/html.ts';
@@ -174,7 +175,10 @@ async function walk(path: string, out: string[]): Promise<void> {
   try {
     st = await stat(path);
   } catch (err) {
-    throw new LabError(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 'pass results.json files or directories that contain them (e.g. reports/)', { cause: err });
+    const fix = 'pass results.json files or directories that contain them (e.g. reports/)';
+    // a mistyped path is the caller's mistake (exit 2), not a failure of the comparison
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new UsageError(`cannot read ${path}: no such file or directory`, fix);
+    throw new LabError(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, fix, { cause: err });
   }
   if (st.isFile()) {
     out.push(path);

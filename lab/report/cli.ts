@@ -1,12 +1,12 @@
-// `pnpm lab report <outDir>…`: re-render outDir/report.html from outDir/results.json (after a
-// renderer change, or for a results.json copied from another machine).
+// `pnpm lab report <outDir|results.json>…`: re-render outDir/report.html from outDir/results.json
+// (after a renderer change, or for a results.json copied from another machine).
 import { parseArgs } from '../../common/args.ts';
 import { rerenderReport } from './index.ts';
 
 export async function reportCommand(argv: string[]): Promise<number> {
   const p = parseArgs(argv, {
     usage: 'pnpm lab report <run dir>…',
-    summary: 're-render <run dir>/report.html from <run dir>/results.json',
+    summary: 're-render <run dir>/report.html from <run dir>/results.json (a results.json path works too; boot-times runs included)',
     options: {},
     positionals: { names: ['run dir'], min: 1 },
   });

@@ -1,7 +1,8 @@
 // The run report: results.json → one self-contained report.html (inline CSS, charts as inline
 // PNG, no scripts, no network). Rendering uses the JSON alone, so any run can be re-rendered.
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { UsageError } from '../../common/args.ts';
 import { LabError } from '../../common/errors.ts';
 import { resultsProblem, type Block, type Check, type Environment, type Headline, type Results, type RunContext, type Section } from '../results.ts';
 import { CHART_HEIGHT, CHART_WIDTH, chartPng, type ChartBlock } from './chart.ts';
@@ -262,13 +263,26 @@ export async function writeReport(outDir: string, results: Results): Promise<str
   return path;
 }
 
-/** read outDir/results.json and (re)write outDir/report.html; returns the HTML path */
-export async function rerenderReport(outDir: string): Promise<string> {
-  const file = join(outDir, 'results.json');
+/**
+ * Read a run's results.json (its run directory, or the file itself, as compare takes it) and
+ * (re)write report.html beside it; returns the HTML path. A boot-times run (vm boot-times) has
+ * its own shape and page, and is re-rendered with that page.
+ */
+export async function rerenderReport(arg: string): Promise<string> {
+  let st;
+  try {
+    st = await stat(arg);
+  } catch {
+    throw new UsageError(`cannot read ${arg}: no such file or directory`, 'pass a run directory (reports/<run-id>) or its results.json');
+  }
+  const file = st.isDirectory() ? join(arg, 'results.json') : arg;
+  const outDir = dirname(file);
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new UsageError(`cannot read ${file}: no such file (is ${arg} a run directory?)`, 'pass a run directory (reports/<run-id>) or its results.json');
     throw new LabError(`cannot read ${file}: ${(err as Error).message}`, 'pass the run directory, e.g. reports/<run-id>', { cause: err });
   }
   let results: Results;
@@ -277,9 +291,18 @@ export async function rerenderReport(outDir: string): Promise<string> {
   } catch (err) {
     throw new LabError(`${file} is not valid JSON: ${(err as Error).message}`, 'the run may have been cut short: rerun it', { cause: err });
   }
+  const path = join(outDir, 'report.html');
+  const kind = (results as { kind?: unknown } | null)?.kind;
+  if (kind === 'boot-times') {
+    // lazily: the VM package is only needed for this one kind of run
+    const { bootTimesHtml } = await import('../vm/index.ts');
+    const b = results as unknown as Parameters<typeof bootTimesHtml>[0];
+    if (typeof b.runId !== 'string' || !Array.isArray(b.samples) || !Array.isArray(b.summary)) throw new LabError(`${file}: a boot-times run without runId, samples or summary`, 'pass a results.json written by pnpm lab vm boot-times');
+    await writeAtomic(path, bootTimesHtml(b));
+    return path;
+  }
   const problem = resultsProblem(results);
   if (problem) throw new LabError(`${file}: ${problem}`, 'pass a results.json written by pnpm lab run|bench|matrix');
-  const path = join(outDir, 'report.html');
   await writeAtomic(path, await renderReport(results));
   return path;
 }

@@ -191,8 +191,31 @@ describe('writeReport / rerenderReport / reportCommand', () => {
     await expect(reportCommand([])).rejects.toThrow(/missing <run dir>/);
   });
 
+  it('takes the results.json path as well as its directory', async () => {
+    const path = join(dir, 'report.html');
+    await writeFile(path, 'stale');
+    expect(await rerenderReport(join(dir, 'results.json'))).toBe(path);
+    expect(await readFile(path, 'utf8')).toMatch(/^<!DOCTYPE html>/);
+  });
+
+  it('re-renders a boot-times run with its own page', async () => {
+    const bt = await mkdtemp(join(tmpdir(), 'lab-report-bt-'));
+    try {
+      const phases = { qemuMs: 400, kernelMs: 1700, initMs: 650, mountMs: 150, readyMs: 2900 };
+      const samples = [{ round: 0, kernel: '6.1', release: '6.1.0-50-amd64', accel: 'tcg', phases, totalMs: 4000 }];
+      const { summarizeBoots } = await import('../vm/boot-times.ts');
+      await writeFile(join(bt, 'results.json'), JSON.stringify({ kind: 'boot-times', runId: 'boot-times-x', startedAt: '2026-01-01T00:00:00Z', durationMs: 4000, rounds: 1, samples, summary: summarizeBoots(samples) }));
+      expect(await rerenderReport(bt)).toBe(join(bt, 'report.html'));
+      expect(await readFile(join(bt, 'report.html'), 'utf8')).toMatch(/VM boot-to-ready[\s\S]*2\.90 s/);
+      await writeFile(join(bt, 'results.json'), JSON.stringify({ kind: 'boot-times', runId: 'x' }));
+      await expect(rerenderReport(bt)).rejects.toThrow(/a boot-times run without runId, samples or summary/);
+    } finally {
+      await rm(bt, { recursive: true, force: true });
+    }
+  });
+
   it('fails clearly on a missing or foreign results.json', async () => {
-    await expect(rerenderReport(join(dir, 'nope'))).rejects.toThrow(/cannot read .*results\.json/);
+    await expect(rerenderReport(join(dir, 'nope'))).rejects.toThrow(/cannot read .*nope: no such file or directory/);
     const other = await mkdtemp(join(tmpdir(), 'lab-report-'));
     await writeFile(join(other, 'results.json'), '{"schema":2}');
     await expect(rerenderReport(other)).rejects.toThrow(/unsupported results schema 2/);

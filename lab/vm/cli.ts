@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import path, { join } from 'node:path';
 import { parseArgs, suggest, UsageError, type CommandSpec, type Opts } from '../../common/args.ts';
 import { createProgress } from '../../common/progress.ts';
-import { availableKernels, cachedKernels, configFacts, resolveKernel } from './kernels.ts';
+import { availableKernels, cachedKernels, checkKernel, configFacts, resolveKernel } from './kernels.ts';
+import { checkOutDir } from '../out-dir.ts';
 import { bootGuest, guestScript } from './guest.ts';
 import { parseKernelSpec, type VmKernelSpec } from './spec.ts';
 import { probeKvm } from './kvm.ts';
@@ -17,7 +18,7 @@ const USAGE = `usage: pnpm lab vm <command>
   exec <kernel> [--timeout S] [--out DIR] -- <cmd…>
                                           boot a guest and run a shell command in it; exits with its code
   probe-kvm [--force]                     does KVM run guests here? (else the lab uses TCG)
-  boot-times [--kernels 5.10,6.1,…] [--runs N]
+  boot-times [--kernels 5.10,6.1,…] [--runs N] [--out DIR]
                                           measure qemu start → control channel ready per kernel`;
 
 /** SIGINT/SIGTERM → abort, so QEMU and temp dirs are cleaned up on Ctrl-C. */
@@ -34,6 +35,13 @@ export function vmKernelArg(text: string): VmKernelSpec {
   const k = parseKernelSpec(text);
   if (k.kind === 'host') throw new UsageError('"host" is this machine\'s kernel, not a VM kernel', 'name a VM kernel: 5.10, 6.1, 6.12, 7.x, a Debian version or a bzImage path');
   return k;
+}
+
+/** Every kernel argument parsed and checked before the first fetch or boot (a typo in the last one costs nothing). */
+export async function vmKernelArgs(texts: string[]): Promise<VmKernelSpec[]> {
+  const ks = texts.map(vmKernelArg);
+  for (const k of ks) await checkKernel(k);
+  return ks;
 }
 
 /** Boot a guest, run one shell command, stream its output; resolves to its exit code. */
@@ -67,11 +75,11 @@ export async function vmExec(spec: VmKernelSpec, command: string, o: { timeoutMs
 }
 
 const SUB = {
-  kernels: { usage: 'pnpm lab vm kernels', summary: 'series and versions in the Debian indices, and what is cached', options: {} },
+  kernels: { usage: 'pnpm lab vm kernels [--refresh]', summary: 'series and versions in the Debian indices, and what is cached', options: { refresh: { type: 'boolean', description: 'read the indices from the mirror again (cached copies are kept 6 h)' } } },
   fetch: { usage: 'pnpm lab vm fetch <kernel>…', summary: 'download, verify and extract kernels (5.10, 6.1, 6.12, 7.x, a version, a release)', options: {}, positionals: { names: ['kernel'], min: 1 } },
   exec: {
     usage: 'pnpm lab vm exec <kernel> [--timeout S] [--out DIR] -- <cmd…>', summary: 'boot a guest and run a shell command in it; exits with its code',
-    options: { timeout: { type: 'int', min: 1, valueName: 'S', description: 'seconds before the guest is killed (default 1800)' }, out: { type: 'string', valueName: 'DIR', description: 'host directory shared read-write at the same path' } },
+    options: { timeout: { type: 'int', min: 1, valueName: 'S', description: 'seconds before the guest is killed (default 1800)' }, out: { type: 'string', valueName: 'DIR', description: 'existing host directory shared read-write at the same path' } },
     positionals: { names: ['kernel'], min: 1, max: 1 },
   },
   'probe-kvm': { usage: 'pnpm lab vm probe-kvm [--force]', summary: 'does KVM run guests here? (else the lab uses TCG)', options: { force: { type: 'boolean', description: 'ignore the cached answer' } } },
@@ -98,10 +106,11 @@ export async function vmCommand(argv: string[]): Promise<number> {
   const progress = createProgress();
   switch (sub as keyof typeof SUB) {
     case 'kernels': {
-      if (!parseArgs(rest, SUB.kernels)) return 0;
+      const p = parseArgs(rest, SUB.kernels);
+      if (!p) return 0;
       const cached = cachedKernels();
       const isCached = (v: string) => cached.some((k) => k.version === v);
-      for (const s of await availableKernels(progress)) {
+      for (const s of await availableKernels(progress, { refresh: p.values.refresh === true })) {
         console.log(`${s.series.padEnd(5)} ${s.suite.padEnd(9)} ${s.versions.map((v) => `${v.version} (${v.release})${isCached(v.version) ? ' [cached]' : ''}`).join(', ') || 'index unavailable'}`);
       }
       const other = cached.filter((k) => !k.suite);
@@ -112,8 +121,9 @@ export async function vmCommand(argv: string[]): Promise<number> {
     case 'fetch': {
       const p = parseArgs(rest, SUB.fetch);
       if (!p) return 0;
-      for (const spec of p.positionals) {
-        const k = await resolveKernel(vmKernelArg(spec), progress);
+      const specs = await vmKernelArgs(p.positionals);
+      for (const [i, spec] of p.positionals.entries()) {
+        const k = await resolveKernel(specs[i]!, progress);
         console.log(`${spec}: ${k.version} (${k.release}) → ${k.vmlinux ?? k.bzImage}`);
         const c = configFacts(k);
         console.log(`  ${['BTF', 'BPF_LSM', 'KPROBES', 'XDP_SOCKETS', 'NET_9P', 'VIRTIO_FS'].map((x) => `${x}=${c[x]}`).join(' ')}`);
@@ -125,11 +135,14 @@ export async function vmCommand(argv: string[]): Promise<number> {
       if (!p) return 0;
       const cmd = p.rest;
       if (!cmd.length) throw new UsageError('vm exec needs a command after --', `usage: ${SUB.exec.usage}`);
+      const [kernel] = await vmKernelArgs(p.positionals);
+      // QEMU shares the directory as it is: a missing one fails the boot with QEMU's own message
+      if (p.values.out !== undefined) checkOutDir(p.values.out, { mustExist: true, example: '--out /tmp' });
       // one argument is a shell command line; several are an argv to quote
       const command = cmd.length === 1 ? cmd[0]! : cmd.map(shq).join(' ');
       const { signal, dispose } = interruptSignal();
       try {
-        const r = await vmExec(vmKernelArg(p.positionals[0]!), command, { timeoutMs: p.values.timeout ? p.values.timeout * 1000 : undefined, outDir: p.values.out, signal });
+        const r = await vmExec(kernel!, command, { timeoutMs: p.values.timeout ? p.values.timeout * 1000 : undefined, outDir: p.values.out, signal });
         progress.info(`exit ${r.exitCode}; boot ${(r.bootMs / 1000).toFixed(1)} s, total ${(r.totalMs / 1000).toFixed(1)} s (${r.release}, ${r.accel})`);
         return r.exitCode;
       } finally {
@@ -146,9 +159,10 @@ export async function vmCommand(argv: string[]): Promise<number> {
     case 'boot-times': {
       const p = parseArgs(rest, SUB['boot-times']);
       if (!p) return 0;
+      const specs = await vmKernelArgs(p.values.kernels ?? []);
+      if (p.values.out !== undefined) checkOutDir(p.values.out, { example: '--out /tmp/boot-times' });
       const { signal, dispose } = interruptSignal();
       try {
-        const specs = (p.values.kernels ?? []).map(vmKernelArg);
         const byText = new Map(specs.map((k) => [k.text, k]));
         const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
         const { results, outDir } = await bootTimes([...byText.keys()], p.values.runs ?? 1, async (k) => {

@@ -90,14 +90,14 @@ async function fetchOk(url: string, signal?: AbortSignal): Promise<Response> {
 }
 
 /** Kernel packages of one suite, cached as JSON for INDEX_MAX_AGE_MS; a stale copy is used when offline. */
-export async function suiteIndex(suite: string, opts: { refresh?: boolean; progress?: Progress } = {}): Promise<Pkg[]> {
+export async function suiteIndex(suite: string, opts: { refresh?: boolean; progress?: Progress; maxAgeMs?: number } = {}): Promise<Pkg[]> {
   const mirror = debianMirror();
   const file = join(cacheDir(), 'index', `${suite}.json`);
   let cached: { mirror: string; fetchedAt: number; packages: Pkg[] } | undefined;
   try {
     cached = JSON.parse(await readFile(file, 'utf8'));
   } catch { /* none yet */ }
-  if (cached && cached.mirror === mirror && !opts.refresh && Date.now() - cached.fetchedAt < INDEX_MAX_AGE_MS) return cached.packages;
+  if (cached && cached.mirror === mirror && !opts.refresh && Date.now() - cached.fetchedAt < (opts.maxAgeMs ?? INDEX_MAX_AGE_MS)) return cached.packages;
   const url = `${mirror}/dists/${suite}/main/binary-${archFacts().debian}/Packages.xz`;
   opts.progress?.info(`reading ${url}`);
   try {

@@ -83,11 +83,12 @@ describe('kernel fetcher', () => {
     const err = await resolveKernel(parse('4.19'), quiet).catch((e) => e);
     expect(err).toBeInstanceOf(LabError);
     expect(err.message).toMatch(/unknown kernel "4\.19"/);
-    expect(err.fix).toMatch(/6\.1 +\(bookworm\): 6\.1\.999-1 \[6\.1\.0-99-amd64\]/);
-    // suites the (fake) mirror lacks are still listed, marked unavailable
-    expect(err.fix).toMatch(/5\.10 +\(bullseye\): index unavailable/);
-    expect(err.fix).toMatch(/7\.x/);
+    // the series with their newest version, briefly (every version made a ~600-character line)
+    expect(err.fix).toMatch(/6\.1 \(6\.1\.999-1\)/);
+    // suites the (fake) mirror lacks are still listed, by name
+    expect(err.fix).toMatch(/^known: host, 5\.10, 6\.1 .*, 6\.12, 7\.x;/);
     expect(`${err.message}${err.fix}`).not.toContain('\n');
+    expect(err.fix.length).toBeLessThan(200);
   });
 });
 

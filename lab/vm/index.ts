@@ -9,7 +9,8 @@
 //   kvm.ts       does KVM really run a kernel here?   vng.ts: virtme-ng as a second backend
 //   matrix.ts, cli.ts: the commands
 export { HOST, parseKernelSpec, parseKernelSpecs, type KernelSpec, type VmKernelSpec } from './spec.ts';
-export { resolveKernel, cachedKernels, configFacts, type KernelImage } from './kernels.ts';
+export { resolveKernel, cachedKernels, checkKernel, configFacts, type KernelImage } from './kernels.ts';
+export { bootTimesHtml, type BootTimesResults } from './boot-times.ts';
 export { bootGuest, guestScript, runInVm, vmFacts, BOOT_LOG, type BootedGuest, type BootPhases } from './guest.ts';
 export { runVmRow, type RowArgs, type RowCell, type RowRun } from './row.ts';
 export { installVng, vngStatus } from './vng.ts';

@@ -4,12 +4,13 @@ import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { LabError } from '../../common/errors.ts';
+import { UsageError } from '../../common/args.ts';
 import type { Progress } from '../../common/progress.ts';
 import { SERIES, candidates, compareVersions, downloadPackage, suiteIndex, verifyPackageFile, type Candidate } from './debian.ts';
 import { cacheDir } from './paths.ts';
 import { run } from './exec.ts';
 import { bzImageRelease, extractVmlinux } from './vmlinux.ts';
-import type { VmKernelSpec } from './spec.ts';
+import type { KernelSpec, VmKernelSpec } from './spec.ts';
 import { archFacts } from '../../common/arch.ts';
 
 export interface KernelImage {
@@ -141,7 +142,7 @@ async function pathKernel(k: Extract<VmKernelSpec, { kind: 'image' }>): Promise<
   const spec = k.text;
   const mods = k.modules;
   const bz = resolve(k.path);
-  if (!existsSync(bz) || !statSync(bz).isFile()) throw new LabError(`kernel image ${bz} does not exist`, 'give the path of a bzImage/vmlinuz file, or a kernel the lab fetches: --kernel 6.1 (pnpm lab vm kernels lists them)');
+  if (!existsSync(bz) || !statSync(bz).isFile()) throw new LabError(`kernel image ${bz}: no such file`, 'give the path of a bzImage/vmlinuz file, or a kernel the lab fetches: --kernel 6.1 (pnpm lab vm kernels lists them)');
   const release = bzImageRelease(readFileSync(bz)) ?? 'unknown';
   let modulesDir = mods ? resolve(mods) : undefined;
   if (modulesDir && existsSync(join(modulesDir, 'lib/modules', release))) modulesDir = join(modulesDir, 'lib/modules', release);
@@ -160,12 +161,12 @@ async function pathKernel(k: Extract<VmKernelSpec, { kind: 'image' }>): Promise<
 }
 
 /** Every spec the lab can resolve right now: series, versions in the indices, cached entries. */
-export async function availableKernels(progress?: Progress): Promise<{ series: string; suite: string; versions: Candidate[] }[]> {
+export async function availableKernels(progress?: Progress, opts: { refresh?: boolean } = {}): Promise<{ series: string; suite: string; versions: Candidate[] }[]> {
   const out = [];
   for (const [series, suite] of Object.entries(SERIES)) {
     let versions: Candidate[] = [];
     try {
-      versions = candidates(suite, await suiteIndex(suite, { progress }));
+      versions = candidates(suite, await suiteIndex(suite, { progress, refresh: opts.refresh }));
     } catch (e) {
       progress?.warn(`${suite}: ${(e as Error).message}`);
     }
@@ -174,14 +175,70 @@ export async function availableKernels(progress?: Progress): Promise<{ series: s
   return out;
 }
 
-async function unknownKernel(spec: string, progress: Progress): Promise<LabError> {
-  const series = (await availableKernels(progress)).map((s) => `${s.series} (${s.suite}): ${s.versions.map((v) => `${v.version} [${v.release}]`).join(', ') || 'index unavailable'}`);
-  const cached = cachedKernels().map((k) => `${k.version} [${k.release}]`);
-  // one line: the fix lists what there is
-  return new LabError(
-    `unknown kernel "${spec}"`,
-    `use host, a series or a version — ${series.join('; ')}${cached.length ? `; cached: ${cached.join(', ')}` : ''}; or a path to a bzImage[:modules dir]`,
-  );
+type IndexSpec = Extract<VmKernelSpec, { kind: 'series' | 'debian' }>;
+
+/** Does a Debian kernel of an index match what the user named? (one rule for the edge and resolution) */
+function matches(k: IndexSpec, c: Candidate): boolean {
+  if (k.kind === 'series') return c.version.startsWith(k.prefix);
+  return c.version === k.version || c.release === k.version || c.release === `${k.version}-${archFacts().debian}` || c.packages[0]!.name === k.version;
+}
+
+/** A cached kernel resolveKernel takes without reading an index (an exact name, or offline a series' newest). */
+function cachedMatch(k: IndexSpec, c: KernelImage): boolean {
+  return c.version === k.text || c.release === k.text || c.release === `${k.text}-${archFacts().debian}` || (k.kind === 'series' && c.version.startsWith(k.prefix));
+}
+
+/**
+ * What to offer for a kernel the lab does not know: the series with their newest version, in one
+ * short line (every version of every suite made a fix of ~600 characters; vm kernels lists them).
+ */
+async function knownKernels(): Promise<string> {
+  const series = [];
+  for (const [name, suite] of Object.entries(SERIES)) {
+    let newest: string | undefined;
+    try {
+      newest = candidates(suite, await suiteIndex(suite, { maxAgeMs: Infinity }))[0]?.version;
+    } catch { /* offline without a copy: the series alone */ }
+    series.push(newest ? `${name} (${newest})` : name);
+  }
+  return `known: host, ${series.join(', ')}; a Debian version (pnpm lab vm kernels lists them) or a bzImage path`;
+}
+
+/**
+ * The CLI edge's check of a kernel (before tools, builds, report dirs or boots): a missing bzImage,
+ * or a series or version no index carries, is a usage error. Reads the indices' cached copies
+ * whatever their age first, so a kernel the lab knows costs no network here, and refreshes only
+ * on a miss. An index it cannot read at all (offline, no copy) leaves the verdict to resolution.
+ */
+export async function checkKernel(k: KernelSpec): Promise<void> {
+  if (k.kind === 'host') return;
+  if (k.kind === 'image') {
+    const fix = 'give the path of a bzImage/vmlinuz file, or a kernel the lab fetches: 5.10, 6.1, 6.12, 7.x';
+    const bz = resolve(k.path);
+    if (!existsSync(bz)) throw new UsageError(`kernel ${k.text}: no such file`, fix);
+    if (!statSync(bz).isFile()) throw new UsageError(`kernel ${k.text}: ${bz} is not a file`, fix);
+    if (k.modules && !existsSync(resolve(k.modules))) throw new UsageError(`kernel ${k.text}: no such modules directory ${k.modules}`, 'give bzImage:modules-dir with an existing directory, or the bzImage alone');
+    return;
+  }
+  if (k.kind === 'series' && SERIES[k.text]) return;
+  if (cachedKernels().some((c) => cachedMatch(k, c))) return;
+  const suites = k.kind === 'series' && k.suites ? k.suites : Object.values(SERIES);
+  for (const maxAgeMs of [Infinity, undefined]) {
+    let unreadable = false;
+    for (const suite of suites) {
+      try {
+        if (candidates(suite, await suiteIndex(suite, { maxAgeMs })).some((c) => matches(k, c))) return;
+      } catch {
+        unreadable = true;
+      }
+    }
+    if (unreadable) return;
+  }
+  throw new UsageError(`unknown kernel "${k.text}"`, await knownKernels());
+}
+
+async function unknownKernel(spec: string): Promise<LabError> {
+  return new LabError(`unknown kernel "${spec}"`, await knownKernels());
 }
 
 /** Resolve a parsed --kernel to a kernel on disk, downloading and extracting it if needed. */
@@ -199,7 +256,7 @@ export async function resolveKernel(k: VmKernelSpec, progress: Progress, signal?
     const errors: Error[] = [];
     for (const suite of suites) {
       try {
-        all.push(...candidates(suite, await suiteIndex(suite, { progress })).filter((c) => c.version.startsWith(k.prefix)));
+        all.push(...candidates(suite, await suiteIndex(suite, { progress })).filter((c) => matches(k, c)));
       } catch (e) {
         errors.push(e as Error);
       }
@@ -220,11 +277,11 @@ export async function resolveKernel(k: VmKernelSpec, progress: Progress, signal?
       try {
         list = candidates(suite, await suiteIndex(suite, { progress }));
       } catch { continue; }
-      pick = list.find((c) => c.version === k.version || c.release === k.version || c.release === `${k.version}-${archFacts().debian}` || c.packages[0]!.name === k.version);
+      pick = list.find((c) => matches(k, c));
       if (pick) break;
     }
   }
-  if (!pick) throw await unknownKernel(spec, progress);
+  if (!pick) throw await unknownKernel(spec);
   const hit = cachedEntry(pick.version);
   if (hit) return { ...hit, spec };
   progress.step(`fetching kernel ${pick.release} (${pick.version}) from ${pick.suite}`);

@@ -1,10 +1,11 @@
 // The matrix report is built from results.json files alone: feed it runs on disk, read the HTML and JUnit.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Results } from '../results.ts';
-import { kernelSlug, readCell, writeMatrixReport, type MatrixCell } from './matrix.ts';
+import { UsageError } from '../../common/args.ts';
+import { kernelSlug, matrixCommand, readCell, runsInDir, writeMatrixReport, type MatrixCell } from './matrix.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ebpf-lab-matrix-test-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -108,5 +109,43 @@ describe('matrix index: boot phases and accel per cell', () => {
     const mj = JSON.parse(readFileSync(join(d3, 'matrix.json'), 'utf8')) as Record<string, unknown>[];
     expect(Object.keys(mj[0]!).sort()).toEqual(['dir', 'durationMs', 'exitCode', 'kernel', 'scenario', 'status', 'vm', 'wallMs']);
     expect((mj[0]!.vm as { boot: { kernelMs: number } }).boot.kernelMs).toBe(1700);
+  });
+});
+
+describe('matrix --report-only', () => {
+  const refused = async (argv: string[], msg: RegExp) => {
+    const e = await matrixCommand(argv).then(() => undefined, (x: unknown) => x);
+    expect(e).toBeInstanceOf(UsageError);
+    expect((e as UsageError).message).toMatch(msg);
+  };
+
+  it('refuses a directory without runs, and creates or writes nothing', async () => {
+    const missing = join(dir, 'ro-missing', 'sub');
+    await refused(['--report-only', '--scenarios', 'hello-openat', '--out', missing], /^no runs in .*ro-missing\/sub: no such directory$/);
+    expect(existsSync(join(dir, 'ro-missing'))).toBe(false);
+    const empty = mkdtempSync(join(dir, 'ro-empty-'));
+    await refused(['--report-only', '--out', empty], /^no runs in /);
+    await refused(['--report-only', '--scenarios', 'hello-openat', '--kernels', '6.1', '--out', empty], /^no runs of hello-openat on 6\.1 in /);
+    expect(readdirSync(empty)).toEqual([]);
+  });
+
+  it('without --scenarios/--kernels takes the cells from the runs in the directory', async () => {
+    const d = mkdtempSync(join(dir, 'ro-found-'));
+    for (const [sc, k] of [['hello-openat', '6.1'], ['security', '6.1'], ['hello-openat', '/boot/vmlinuz-x'], ['security', '/boot/vmlinuz-x']] as const) {
+      const cd = join(d, `${sc}-${kernelSlug(k)}`);
+      mkdirSync(cd);
+      writeFileSync(join(cd, 'results.json'), JSON.stringify({ ...results(k, 'pass', true), scenario: sc }));
+    }
+    mkdirSync(join(d, 'not-a-run'));
+    expect(runsInDir(d)).toEqual([
+      { scenario: 'hello-openat', kernel: '6.1' }, { scenario: 'hello-openat', kernel: '/boot/vmlinuz-x' },
+      { scenario: 'security', kernel: '6.1' }, { scenario: 'security', kernel: '/boot/vmlinuz-x' },
+    ]);
+    expect(await matrixCommand(['--report-only', '--out', d])).toBe(0);
+    const mj = JSON.parse(readFileSync(join(d, 'matrix.json'), 'utf8')) as { scenario: string; kernel: string; status: string; dir: string }[];
+    expect(mj.map((c) => `${c.scenario}@${c.kernel}=${c.status}`)).toEqual(['hello-openat@6.1=pass', 'security@6.1=pass', 'hello-openat@/boot/vmlinuz-x=pass', 'security@/boot/vmlinuz-x=pass']);
+    // --scenarios alone: the kernels are still the ones found, not the default five
+    expect(await matrixCommand(['--report-only', '--scenarios', 'security', '--out', d])).toBe(0);
+    expect((JSON.parse(readFileSync(join(d, 'matrix.json'), 'utf8')) as { kernel: string }[]).map((c) => c.kernel)).toEqual(['6.1', '/boot/vmlinuz-x']);
   });
 });

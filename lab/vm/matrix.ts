@@ -5,7 +5,7 @@
 // in-process calls: a crashed or hung row cannot take the others down, and each keeps the
 // Ctrl-C/cleanup logic `lab run` already has.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, readFileSync } from 'node:fs';
+import { createWriteStream, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, join, relative, resolve } from 'node:path';
 import { parseArgs, UsageError } from '../../common/args.ts';
@@ -14,6 +14,8 @@ import type { Results } from '../results.ts';
 import { escapeHtml, htmlPage, statusBadge } from '../report/html.ts';
 import { REPO_ROOT } from './paths.ts';
 import { parseKernelSpec, type KernelSpec } from './spec.ts';
+import { checkKernel } from './kernels.ts';
+import { checkOutDir } from '../out-dir.ts';
 
 export interface MatrixCell {
   scenario: string;
@@ -243,30 +245,83 @@ export const MATRIX_SPEC = {
   epilog: 'options after "--" go to every run, e.g. -- --duration 2',
 } as const;
 
+/**
+ * The runs already in a matrix directory, by what their results.json says (--report-only without
+ * --scenarios/--kernels). A cell's kernel is the --kernel it ran with when that names its
+ * directory, else the directory's own kernel part, so the cell is found again by its dir name.
+ */
+export function runsInDir(outDir: string): { scenario: string; kernel: string }[] {
+  const found: { scenario: string; kernel: string }[] = [];
+  for (const e of readdirSync(outDir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+    if (!e.isDirectory()) continue;
+    let r: Partial<Results>;
+    try {
+      r = JSON.parse(readFileSync(join(outDir, e.name, 'results.json'), 'utf8')) as Partial<Results>;
+    } catch {
+      continue;
+    }
+    const scenario = r.scenario;
+    if (typeof scenario !== 'string' || !e.name.startsWith(`${scenario}-`)) continue;
+    const slug = e.name.slice(scenario.length + 1);
+    const spec = r.environment?.kernel?.spec;
+    found.push({ scenario, kernel: typeof spec === 'string' && kernelSlug(spec) === slug ? spec : slug });
+  }
+  return found;
+}
+
+/** The cells --report-only rebuilds: the ones named, else the ones the directory holds. */
+function reportOnlyCells(out: string, scenarios: string[] | undefined, kernels: string[] | undefined): { scenarios: string[]; kernels: string[] } {
+  const outDir = resolve(out);
+  const fix = 'point --out at a matrix directory: its <scenario>-<kernel>/ dirs hold the runs\' results.json';
+  if (!existsSync(outDir) || !statSync(outDir).isDirectory()) throw new UsageError(`no runs in ${out}: no such directory`, fix);
+  const runs = runsInDir(outDir).filter((r) => (!scenarios || scenarios.includes(r.scenario)) && (!kernels || kernels.map(kernelSlug).includes(kernelSlug(r.kernel))));
+  const present = (s: string, k: string) => [join(outDir, `${s}-${kernelSlug(k)}`, 'results.json'), join(outDir, `${s}-${kernelSlug(k)}.log`)].some((f) => existsSync(f));
+  const ss = scenarios ?? [...new Set(runs.map((r) => r.scenario))];
+  const ks = kernels ?? [...new Set(runs.map((r) => r.kernel))];
+  // a cell with only a log (its run crashed) is still a run to report; nothing at all is not
+  if (!ss.some((s) => ks.some((k) => present(s, k)))) {
+    const which = [scenarios && `of ${scenarios.join(',')}`, kernels && `on ${kernels.join(',')}`].filter(Boolean).join(' ');
+    throw new UsageError(`no runs${which ? ` ${which}` : ''} in ${out}`, fix);
+  }
+  return { scenarios: ss, kernels: ks };
+}
+
 export async function matrixCommand(argv: string[]): Promise<number> {
   const p = parseArgs(argv, MATRIX_SPEC);
   if (!p) return 0;
-  const kernels = p.values.kernels ?? [];
-  const scenarios = p.values.scenarios ?? [];
-  if (!scenarios.length) throw new UsageError('matrix needs --scenarios', 'e.g. pnpm lab matrix --kernels 6.1,host --scenarios hello-openat');
-  if (!kernels.length) throw new UsageError('matrix needs at least one kernel', 'e.g. --kernels 6.1,host');
+  const given = new Set(p.given.map((g) => g.name));
+  const reportOnly = p.values['report-only'] === true;
+  let kernels = p.values.kernels ?? [];
+  let scenarios = p.values.scenarios ?? [];
   const { listScenarios } = await import('../run.ts');
   for (const s of scenarios) if (!listScenarios().includes(s)) throw new UsageError(`unknown scenario "${s}"`, `available: ${listScenarios().join(', ')}`);
+  if (reportOnly) {
+    if (!p.values.out) throw new UsageError('--report-only needs --out <dir with the runs>', 'e.g. pnpm lab matrix --report-only --out reports/matrix-<time>');
+    // the runs may come from other machines (CI shards): their kernels are not checked here
+    ({ scenarios, kernels } = reportOnlyCells(p.values.out, given.has('scenarios') ? scenarios : undefined, given.has('kernels') ? kernels : undefined));
+  } else if (!scenarios.length) throw new UsageError('matrix needs --scenarios', 'e.g. pnpm lab matrix --kernels 6.1,host --scenarios hello-openat');
   const jobs = p.values.jobs ?? 1;
   // parsed once here; cells keep the text as given (matrix.json, directory names)
   const specs = new Map<string, KernelSpec>(kernels.map((k) => [k, parseKernelSpec(k)]));
-  // --report-only: rebuild index.html/junit.xml from runs already in --out (CI shards each ran one kernel)
-  const reportOnly = p.values['report-only'] === true;
   const started = new Date().toISOString();
   const t0 = Date.now();
-  if (reportOnly && !p.values.out) throw new UsageError('--report-only needs --out <dir with the runs>');
   if (p.values.row) {
     if (!p.values.out || kernels.length !== 1) throw new UsageError('--row needs --out and exactly one kernel');
     return matrixRow(specs.get(kernels[0]!)!, scenarios, resolve(p.values.out), p.rest);
   }
-  const outDir = resolve(p.values.out ?? join(REPO_ROOT, 'reports', `matrix-${started.replace(/[:.]/g, '-')}`));
   const extra = p.rest;
-  await mkdir(outDir, { recursive: true });
+  if (!reportOnly) {
+    // everything a cell would refuse is refused here, before a directory, a fetch or a boot:
+    // otherwise each mistake costs a matrix directory of ERROR cells and exit 1
+    const own = extra.find((a) => /^--(kernel|out|spec)(=|$)/.test(a));
+    if (own) throw new UsageError(`${own.split('=')[0]} after "--": the matrix sets it for every cell`, 'use matrix --kernels K,K and --out DIR');
+    const { parseRunArgs } = await import('../run.ts');
+    for (const s of scenarios) if (!(await parseRunArgs([s, ...extra], 'run'))) return 0;
+    if (p.values.out !== undefined) checkOutDir(p.values.out, { example: '--out /tmp/matrix' });
+    for (const k of specs.values()) await checkKernel(k);
+  }
+  const outDir = resolve(p.values.out ?? join(REPO_ROOT, 'reports', `matrix-${started.replace(/[:.]/g, '-')}`));
+  if (!reportOnly) await mkdir(outDir, { recursive: true });
 
   // kernel-major order: runs of one kernel are adjacent, so a fetch is paid once, before its runs
   const cells: MatrixCell[] = kernels.flatMap((k) => scenarios.map((s) => ({ scenario: s, kernel: k, dir: join(outDir, `${s}-${kernelSlug(k)}`), exitCode: null, wallMs: 0, status: 'pending' })));

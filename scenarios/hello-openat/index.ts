@@ -239,7 +239,8 @@ const scenario: Scenario = {
   description: 'openat tracepoint → ring buffer → TypeScript consumer (bench: vs a C consumer of the same object and vs opensnoop)',
   tools: ['libbpf-tools'],
   options: {
-    pid: { type: 'int', min: 1, valueName: 'PID', description: 'live print: trace this process only' },
+    // 2^22 is the kernel's PID_MAX_LIMIT on 64-bit: no pid_max (host or guest) allows more
+    pid: { type: 'int', min: 1, max: 4_194_304, valueName: 'PID', description: 'live print: trace this process only' },
     comm: { type: 'string', valueName: 'NAME', description: 'live print: trace processes with this command name (as in /proc/PID/comm, ≤15 chars)', check: (v) => (Buffer.byteLength(v) > 15 ? { message: "longer than the kernel's 15-byte comm", fix: `the kernel keeps the first 15 bytes: --comm ${v.slice(0, 15)}` } : undefined) },
     print: { type: 'boolean', description: 'live print every openat (no filter)' },
     duration: { type: 'int', min: 1, default: 5, valueName: 'S', description: 'live print: seconds to trace' },

@@ -132,6 +132,18 @@ async function runConnlat(lab: SockLab, bin: string, c: Cfg, k: number, seed: nu
   return { p50Us: j.p50Us, p99Us: j.p99Us, cpuNsPerConn: (j.onCpuNs + (e1 - e0)) / Math.max(j.n, 1), errors: j.errors, n: j.n, replies: j.replies };
 }
 
+/** Maglev's permutation needs a prime ring: refused at the CLI edge, before tools, builds or a boot. */
+function ringSizeCheck(v: string): { message: string; fix: string } | undefined {
+  const n = Number(v);
+  if (isPrime(n)) return undefined;
+  let lo = n - 1;
+  while (lo > 7 && !isPrime(lo)) lo--;
+  let hi = n + 1;
+  while (!isPrime(hi)) hi++;
+  const near = [lo >= 7 && isPrime(lo) ? lo : undefined, hi <= 65537 ? hi : undefined].filter((x) => x !== undefined);
+  return { message: 'not a prime (Maglev needs one)', fix: `the nearest primes: --ring-size ${near.join(' or --ring-size ')}` };
+}
+
 const scenario: Scenario = {
   name: 'socket-lb',
   description: 'service load balancing at connect time (cgroup sock_addr hooks, no NAT) vs kube-proxy iptables DNAT and IPVS at 10 / 1,000 / 10,000 services',
@@ -140,7 +152,7 @@ const scenario: Scenario = {
     services: { type: 'list', default: '10,1000,10000', valueName: 'N,N,…', description: 'service counts to measure at', check: (v) => (v.split(',').map((x) => x.trim()).filter(Boolean).every((x) => /^\d+$/.test(x) && Number(x) >= 1 && Number(x) <= 100_000) ? undefined : { message: 'each count is a whole number 1-100000', fix: '--services 10,1000,10000' }) },
     repeat: { type: 'int', min: 1, max: 50, valueName: 'N', description: 'interleaved rounds (default: run 2, bench 5)' },
     connections: { type: 'int', min: 20, max: 1_000_000, valueName: 'N', description: 'new connections per configuration per round (default: run 300, bench 2000)' },
-    'ring-size': { type: 'int', min: 7, max: 65537, default: 251, valueName: 'P', description: 'Maglev ring slots per service (a prime)', check: undefined },
+    'ring-size': { type: 'int', min: 7, max: 65537, default: 251, valueName: 'P', description: 'Maglev ring slots per service (a prime)', check: ringSizeCheck },
     algorithm: { type: 'string', choices: ['maglev', 'random'], default: 'maglev', description: 'backend choice of the measured services' },
   },
   async run(ctx) {

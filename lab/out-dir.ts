@@ -1,0 +1,53 @@
+// Where a command will write, checked before it does any work: a typo in --out costs nothing
+// (a run would otherwise end with a failed write, after all its work; QEMU would refuse a
+// missing share with its own message; compare would print its table and then fail).
+import fs from 'node:fs';
+import path from 'node:path';
+import { UsageError } from '../common/args.ts';
+
+// statfs magic numbers of file systems that hold no reports (Node's mkdirSync even loops on /proc)
+const NOT_FOR_FILES: Record<number, string> = { 0x9fa0: 'procfs', 0x62656572: 'sysfs', 0xcafe4a11: 'bpffs', 0x63677270: 'cgroup2', 0x27e0eb: 'cgroup', 0x64626720: 'debugfs', 0x74726163: 'tracefs', 0x1cd1: 'devpts' };
+
+/**
+ * `--<option> DIR` must be a directory the command can write into (created later unless
+ * mustExist: a VM share must exist before QEMU starts).
+ */
+export function checkOutDir(out: string, o: { option?: string; mustExist?: boolean; example?: string } = {}): void {
+  const opt = `--${o.option ?? 'out'} ${out}`;
+  const fix = `give a directory on a normal file system that you can write, e.g. ${o.example ?? '--out /tmp/lab-run'}`;
+  const abs = path.resolve(out);
+  let at = abs;
+  while (!fs.existsSync(at)) at = path.dirname(at);
+  if (!fs.statSync(at).isDirectory()) throw new UsageError(`${opt}: ${at} is not a directory`, fix);
+  if (o.mustExist && at !== abs) throw new UsageError(`${opt}: no such directory`, `create it first (mkdir -p ${out}), or give an existing directory`);
+  const kind = NOT_FOR_FILES[Number(fs.statfsSync(at).type)];
+  if (kind) throw new UsageError(`${opt}: ${at} is on ${kind}, which holds no report files`, fix);
+  try {
+    fs.accessSync(at, fs.constants.W_OK);
+  } catch {
+    throw new UsageError(`${opt}: ${at} is not writable`, fix);
+  }
+}
+
+/** `--<option> FILE` that is appended to: its directory must exist (appendFile creates no parents). */
+export function checkOutFile(file: string, option: string, example: string): void {
+  const fix = `give a file in an existing directory that you can write, e.g. --${option} ${example}`;
+  const abs = path.resolve(file);
+  if (fs.existsSync(abs)) {
+    if (fs.statSync(abs).isDirectory()) throw new UsageError(`--${option} ${file}: is a directory`, fix);
+    try {
+      fs.accessSync(abs, fs.constants.W_OK);
+    } catch {
+      throw new UsageError(`--${option} ${file}: not writable`, fix);
+    }
+    return;
+  }
+  const dir = path.dirname(abs);
+  if (!fs.existsSync(dir)) throw new UsageError(`--${option} ${file}: no such directory ${dir}`, fix);
+  if (!fs.statSync(dir).isDirectory()) throw new UsageError(`--${option} ${file}: ${dir} is not a directory`, fix);
+  try {
+    fs.accessSync(dir, fs.constants.W_OK);
+  } catch {
+    throw new UsageError(`--${option} ${file}: ${dir} is not writable`, fix);
+  }
+}

@@ -1,0 +1,92 @@
+// The CLI edge's kernel check: a kernel the lab cannot resolve is a usage error before any tool
+// check, build, report directory or boot, with a short fix. Uses a temp cache holding Debian
+// indices written by the test and an unreachable mirror: no network, no root.
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { UsageError } from '../../common/args.ts';
+import { archFacts } from '../../common/arch.ts';
+import { checkKernel } from './kernels.ts';
+import { parseKernelSpec } from './spec.ts';
+
+const saved = { mirror: process.env.EBPF_LAB_DEBIAN_MIRROR, cache: process.env.EBPF_LAB_VM_CACHE };
+let cache: string;
+// nothing listens on port 1: a fetch fails at once
+const MIRROR = 'http://127.0.0.1:1/debian';
+
+/** Write fresh cached indices (what suiteIndex keeps): one generic kernel per suite. */
+function writeIndices(dir: string, mirror: string, suites: Record<string, string>): void {
+  mkdirSync(join(dir, 'index'), { recursive: true });
+  const arch = archFacts().debian;
+  for (const [suite, version] of Object.entries(suites)) {
+    const abi = `${version.split('-')[0]!.split('.').slice(0, 2).join('.')}.0-99`;
+    const pkg = { name: `linux-image-${abi}-${arch}`, version, filename: `pool/${suite}.deb`, size: 1, sha256: '00', depends: 'kmod' };
+    writeFileSync(join(dir, 'index', `${suite}.json`), JSON.stringify({ mirror, fetchedAt: Date.now(), packages: [pkg] }));
+  }
+}
+
+const refusal = async (text: string) => {
+  const e = await checkKernel(parseKernelSpec(text)).then(() => undefined, (x: unknown) => x);
+  expect(e, text).toBeInstanceOf(UsageError);
+  const u = e as UsageError;
+  expect(u.exitCode).toBe(2);
+  expect(`${u.message}${u.fix}`).not.toContain('\n');
+  expect(u.fix!.length).toBeLessThan(200);
+  return u;
+};
+
+beforeAll(() => {
+  cache = mkdtempSync(join(tmpdir(), 'ebpf-lab-kernels-test-'));
+  process.env.EBPF_LAB_VM_CACHE = cache;
+  process.env.EBPF_LAB_DEBIAN_MIRROR = MIRROR;
+});
+afterAll(() => {
+  rmSync(cache, { recursive: true, force: true });
+  for (const [k, v] of [['EBPF_LAB_DEBIAN_MIRROR', saved.mirror], ['EBPF_LAB_VM_CACHE', saved.cache]] as const) {
+    if (v === undefined) delete process.env[k];
+    else process.env[k] = v;
+  }
+});
+
+describe('checkKernel (the CLI edge)', () => {
+  it('lets host and the named series through without reading any index', async () => {
+    for (const k of ['host', '5.10', '6.1', '6.12', '7.x']) await expect(checkKernel(parseKernelSpec(k))).resolves.toBeUndefined();
+  });
+
+  it('cannot tell without any index (offline, no copy): resolution decides later', async () => {
+    await expect(checkKernel(parseKernelSpec('9.9'))).resolves.toBeUndefined();
+  });
+
+  it('refuses a series or version no index carries, with a short fix naming the known ones', async () => {
+    writeIndices(cache, MIRROR, { bullseye: '5.10.223-1', bookworm: '6.1.176-1', trixie: '6.12.117-1', sid: '7.2.13-1' });
+    const u = await refusal('9.9');
+    expect(u.message).toBe('unknown kernel "9.9"');
+    expect(u.fix).toMatch(/^known: host, 5\.10 \(5\.10\.223-1\), 6\.1 \(6\.1\.176-1\), 6\.12 \(6\.12\.117-1\), 7\.x \(7\.2\.13-1\); .*pnpm lab vm kernels/);
+    await refusal('6.1.999-1');
+    // what the indices carry passes: a version, a release, an X.Y series of a suite
+    for (const k of ['6.1.176-1', `6.1.0-99-${archFacts().debian}`, '6.1.0-99', '6.12', '7.2', '7']) await expect(checkKernel(parseKernelSpec(k)), k).resolves.toBeUndefined();
+  });
+
+  it('an old cached index is enough to pass; a miss in it reads the mirror again before refusing', async () => {
+    writeIndices(cache, MIRROR, { bullseye: '5.10.223-1', bookworm: '6.1.176-1', trixie: '6.12.117-1', sid: '7.2.13-1' });
+    const { readFileSync } = await import('node:fs');
+    for (const s of ['bullseye', 'bookworm', 'trixie', 'sid']) {
+      const f = join(cache, 'index', `${s}.json`);
+      writeFileSync(f, JSON.stringify({ ...JSON.parse(readFileSync(f, 'utf8')), fetchedAt: 0 }));
+    }
+    await expect(checkKernel(parseKernelSpec('6.1.176-1'))).resolves.toBeUndefined();
+    // the refresh fails (unreachable mirror) and suiteIndex falls back to the old copy: still unknown
+    await refusal('9.9');
+  });
+
+  it('a bzImage path that does not exist says "no such file"', async () => {
+    const u = await refusal('/nonexistent/bzImage');
+    expect(u.message).toBe('kernel /nonexistent/bzImage: no such file');
+    expect((await refusal(`${cache}`)).message).toMatch(/is not a file/);
+    const bz = join(cache, 'bzImage');
+    writeFileSync(bz, 'x');
+    await expect(checkKernel(parseKernelSpec(bz))).resolves.toBeUndefined();
+    expect((await refusal(`${bz}:/nonexistent/mods`)).message).toMatch(/no such modules directory \/nonexistent\/mods/);
+  });
+});
