@@ -13,6 +13,8 @@ export class ValidationError extends Error {
     readonly status: 400 | 404 | 409 = 400,
     /** the separate problems this one reports together (a config with several faults) */
     readonly parts: ValidationError[] = [],
+    /** what the user should do, where the generic fix for the status would mislead (the CLI prints it) */
+    readonly fix?: string,
   ) {
     super(message);
     this.name = 'ValidationError';

@@ -1,11 +1,14 @@
 // `pnpm lab lb …` as a user runs it: usage errors exit 2 with one line and the fix, expected
-// failures exit 1 with `error: … / fix: …` and no stack trace (no daemon, no root). With root: a
-// second daemon of a running instance is refused, and SIGTERM removes the admin socket.
+// failures exit 1 with `error: … / fix: …` and no stack trace (no daemon, no root); malformed
+// addresses are usage errors before any daemon is looked for. With root: a second daemon of a
+// running instance is refused, apply refuses a file whose start settings differ from the running
+// daemon's, a daemon under `ip netns exec` names nsenter, and SIGTERM removes the admin socket.
 import fs from 'node:fs';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { describeRoot, expectOneError, labCommand, labCli } from '../../lab/testing.ts';
 import { createTopology } from '../../lab/netns.ts';
+import { LbClient } from './client.ts';
 
 const [NODE, ...LAB] = await labCli();
 
@@ -31,6 +34,7 @@ describe('pnpm lab lb: arguments and errors', () => {
   }, 60_000);
 
   it('usage mistakes exit 2 with one line and the fix', async () => {
+    const NO_DAEMON = ['--socket', '/nonexistent/lb.sock'];
     const cases: [string[], RegExp, RegExp][] = [
       [['backend'], /needs a subcommand/, /backend add/],
       [['frobnicate'], /unknown lb command "frobnicate"/, /--help/],
@@ -42,13 +46,25 @@ describe('pnpm lab lb: arguments and errors', () => {
       [['backend', 'add', 'tcp://10.0.0.1:80', '10.0.0.2', '--mac', 'zz:zz'], /--mac "zz:zz": is not a MAC address/, /six hex pairs/],
       [['stop', '--purge=yes'], /takes no value/, /--purge alone/],
       [['daemon'], /needs --config FILE/, /README/],
+      // addresses are checked before any daemon is contacted (none runs at this socket)
+      [['backend', 'add', 'tcp://10.0.0.1:80', '10.0.0.300', ...NO_DAEMON], /<addr> malformed IP address "10\.0\.0\.300"/, /ADDR:PORT or \[ADDR6\]:PORT/],
+      [['backend', 'add', 'tcp://10.0.0.1', '10.0.0.2', ...NO_DAEMON], /<vip> malformed VIP "tcp:\/\/10\.0\.0\.1"/, /tcp:\/\/ADDR:PORT/],
+      [['backend', 'remove', 'tcp://10.0.0.1:80', '10.0.0.2:0', ...NO_DAEMON], /<addr> malformed port "0"/, /ADDR:PORT/],
+      [['backend', 'drain', 'udp://[fd00::1:53', '10.0.0.2', ...NO_DAEMON], /<vip> malformed VIP/, /udp:\/\/\[ADDR6\]:PORT/],
+      [['backend', 'weight', 'tcp://10.0.0.1:80', 'nope', '2', ...NO_DAEMON], /<addr> malformed IP address "nope"/, /ADDR:PORT/],
+      [['backend', 'weight', 'tcp://10.0.0.1:80', '10.0.0.2', '1001', ...NO_DAEMON], /<weight> "1001": expected a whole number 0-1000/, /backend weight/],
+      [['vip', 'add', 'tcp://10.0.0.1:80', '10.0.0.2', '10.0.0.2:80', ...NO_DAEMON], /"10\.0\.0\.2:80" and "10\.0\.0\.2" are the same backend/, /each backend once/],
+      [['vip', 'add', 'tcp://10.0.0.1:80', 'fd00::2', '--forwarding', 'ipip', ...NO_DAEMON], /backend fd00::2 is IPv6 but tcp:\/\/10\.0\.0\.1:80 is IPv4/, /IPv4 backends .* or --forwarding dsr/],
+      [['vip', 'remove', 'tcp://10.0.0.1:http', ...NO_DAEMON], /<vip> malformed VIP/, /tcp:\/\/ADDR:PORT/],
+      [['vip', 'list', 'tcp://10.0.0.999:80', ...NO_DAEMON], /<vip> malformed IP address/, /tcp:\/\/ADDR:PORT/],
+      [['backend', 'list', 'http://10.0.0.1:80', ...NO_DAEMON], /<vip> malformed VIP/, /tcp:\/\/ADDR:PORT/],
     ];
     for (const [args, msg, fix] of cases) {
       const r = await lb(...args);
       expect(r.exitCode, args.join(' ')).toBe(2);
       oneError(r.stderr, msg, fix);
     }
-  }, 120_000);
+  }, 240_000);
 
   it('expected failures exit 1 with the fix: no daemon, missing config file', async () => {
     const r = await lb('backend', 'list', '--socket', '/nonexistent/lb.sock');
@@ -57,6 +73,16 @@ describe('pnpm lab lb: arguments and errors', () => {
     const a = await lb('apply', '/nonexistent/lb.yaml', '--socket', '/nonexistent/lb.sock');
     expect(a.exitCode).toBe(1);
     oneError(a.stderr, /config file \/nonexistent\/lb\.yaml does not exist/, /YAML or JSON/);
+    // a faulty file is named before the daemon is looked for
+    const bad = `/tmp/ebpf-lab-lb-bad-${process.pid}.yaml`;
+    fs.writeFileSync(bad, 'interface: lb0\nvips:\n  - vip: tcp://10.0.0.1:80\n    backends: [{ address: 10.0.0.300 }]\n');
+    try {
+      const f = await lb('apply', bad, '--socket', '/nonexistent/lb.sock');
+      expect(f.exitCode).toBe(1);
+      oneError(f.stderr, new RegExp(`${bad}:4:.*malformed IP address "10\\.0\\.0\\.300"`), /correct the config file/);
+    } finally {
+      fs.rmSync(bad, { force: true });
+    }
   }, 30_000);
 });
 
@@ -100,6 +126,33 @@ describeRoot('pnpm lab lb daemon (root)', () => {
       const l = await lb('vip', 'list', '--instance', inst);
       expect(l.exitCode, `the first daemon still answers: ${l.stderr}`).toBe(0);
       expect(l.stdout).toMatch(/10\.98\.77\.1:80/);
+      // apply of a file whose start settings differ: refused by the daemon, each field named, nothing changed
+      const state = async () => JSON.stringify(await new LbClient(sock).state());
+      const before = await state();
+      const base = JSON.parse(fs.readFileSync(cfg, 'utf8'));
+      fs.writeFileSync(cfg2, JSON.stringify({ ...base, interface: 'nosuchdev', ringSize: 1021, vips: [...base.vips, { vip: 'tcp://10.98.77.2:80', backends: [{ address: '10.98.7.12', mac: '02:00:00:00:07:12' }], healthCheck: false }] }));
+      const fixed = await lb('apply', cfg2, '--instance', inst);
+      expect(fixed.exitCode).toBe(1);
+      oneError(fixed.stderr, /differs from the running LB in settings fixed when the daemon starts .*interface: running "l0", file "nosuchdev"; ringSize: running 65537, file 1021; nothing was changed/,
+        new RegExp(`pnpm lab lb stop --purge --instance ${inst} .*then nsenter --net=/run/netns/${t.ns('lb')} -- pnpm lab lb daemon --config ${cfg2}`));
+      fs.writeFileSync(cfg2, JSON.stringify({ ...base, instance: 'someother' }));
+      const wrongInst = await lb('apply', cfg2, '--instance', inst);
+      expect(wrongInst.exitCode).toBe(1);
+      oneError(wrongInst.stderr, new RegExp(`is for LB instance "someother", this daemon runs instance "${inst}"`), new RegExp(`pnpm lab lb apply ${cfg2} --instance someother`));
+      fs.rmSync(cfg2, { force: true });
+      expect(await state()).toBe(before);
+      // its own file applies (nothing to do)
+      const same = await lb('apply', cfg, '--instance', inst);
+      expect(same.exitCode, same.stderr).toBe(0);
+      expect(JSON.parse(same.stdout)).toEqual({ added: [], removed: [], changed: [] });
+      // under `ip netns exec` (a fresh /sys: no bpffs) the daemon names the way to start it; nothing is left
+      fs.writeFileSync(cfg2, JSON.stringify({ ...base, instance: `${inst}d` }));
+      const netnsExec = await execa('ip', ['netns', 'exec', t.ns('lb'), NODE, ...LAB, 'lb', 'daemon', '--config', cfg2], { reject: false, cwd, env: { EBPF_LAB_DEBUG: '' } });
+      fs.rmSync(cfg2, { force: true });
+      expect(netnsExec.exitCode).toBe(1);
+      oneError(String(netnsExec.stderr), /\/sys\/fs\/bpf\/ebpf-lab is not on a bpffs \(it is on sysfs mounted at \/sys\)/, new RegExp(`nsenter --net=/run/netns/${t.ns('lb')} -- pnpm lab lb daemon --config FILE" instead of "ip netns exec"`));
+      expect(fs.existsSync(`/run/ebpf-lab/lb-${inst}d.sock`)).toBe(false);
+      expect(fs.existsSync(`/sys/fs/bpf/ebpf-lab/${inst}d`)).toBe(false);
       first.kill('SIGTERM');
       expect((await first).exitCode).toBe(0);
       expect(fs.existsSync(sock), 'admin socket left after SIGTERM').toBe(false);
@@ -115,11 +168,12 @@ describeRoot('pnpm lab lb daemon (root)', () => {
       first?.kill('SIGKILL');
       await first?.catch(() => {});
       // what a killed daemon keeps (restart-safe): its pins and socket file; the XDP link goes with the namespace
-      for (const i of [inst, `${inst}b`, `${inst}c`]) {
+      for (const i of [inst, `${inst}b`, `${inst}c`, `${inst}d`]) {
         fs.rmSync(`/sys/fs/bpf/ebpf-lab/${i}`, { recursive: true, force: true });
         fs.rmSync(`/run/ebpf-lab/lb-${i}.sock`, { force: true });
       }
       fs.rmSync(cfg, { force: true });
+      fs.rmSync(`${cfg}.2.json`, { force: true });
       await t.dispose();
     }
   }, 120_000);

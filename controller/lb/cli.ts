@@ -6,9 +6,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { UsageError, helpText, parseArgs, pickCommand, type CommandSpec, type Opts } from '../../common/args.ts';
 import { LabError } from '../../common/errors.ts';
-import { ValidationError, parseMac } from './addr.ts';
+import { ValidationError, parseHostPort, parseMac, parseVip, vipString } from './addr.ts';
 import { LbApiError, LbClient } from './client.ts';
-import { validateConfigFile } from './config.ts';
+import { backendKey, checkIpipBackend, normBackend, validateConfigFile, type LbConfig } from './config.ts';
 import { LbController } from './controller.ts';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
 import net from 'node:net';
@@ -32,8 +32,8 @@ function cmd(usage: string, summary: string, options: Opts, positionals: Command
 }
 
 async function list(p: Args, api: () => LbClient): Promise<number> {
+  const want = p.positionals[0] === undefined ? undefined : vipArg(p.positionals[0]);
   const s = await api().state();
-  const want = p.positionals[0];
   const rows = s.vips.filter((v) => !want || v.vip === want);
   if (want && rows.length === 0) throw new LabError(`unknown VIP ${want}`, 'pnpm lab lb vip list shows the VIPs');
   for (const v of rows) {
@@ -47,6 +47,43 @@ function intArg(v: string, what: string, min: number, max: number): number {
   const n = /^\d+$/.test(v) ? Number(v) : NaN;
   if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`<${what}> ${JSON.stringify(v)}: expected a whole number ${min}-${max}`, `e.g. pnpm lab lb backend weight tcp://10.0.0.1:80 10.0.0.11 2`);
   return n;
+}
+
+// Addresses are checked here, before the daemon is contacted: a typo is a usage error (exit 2)
+// whether or not a daemon runs, not "no LB daemon" first and the typo after the user started one.
+// The daemon checks again (other API clients); these use its parsers, so both agree.
+function usageFrom<T>(what: string, fix: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof ValidationError) throw new UsageError(`<${what}> ${e.message}`, fix);
+    throw e;
+  }
+}
+
+/** <vip> in its canonical form (so `vip list "tcp://[fd00::0001]:80"` finds tcp://[fd00::1]:80) */
+function vipArg(v: string): string {
+  return usageFrom('vip', 'write it as tcp://ADDR:PORT or udp://[ADDR6]:PORT, e.g. tcp://10.0.0.1:80', () => vipString(parseVip(v)));
+}
+
+function addrArg(a: string): string {
+  usageFrom('addr', 'write a backend as ADDR, ADDR:PORT or [ADDR6]:PORT, e.g. 10.0.0.11, 10.0.0.11:8080 or [fd00::11]:8080', () => parseHostPort(a));
+  return a;
+}
+
+/** <vip> <addr>… as `vip add` sends them: each parsed, no duplicates, families matching for ipip */
+function vipWithBackends(vip: string, addrs: string[], forwarding: 'dsr' | 'ipip' | undefined): void {
+  const v = parseVip(vipArg(vip));
+  const seen = new Map<string, string>();
+  for (const a of addrs) {
+    addrArg(a);
+    const nb = normBackend(v, a, 'backend');
+    const k = backendKey(nb);
+    if (seen.has(k)) throw new UsageError(`<addr> ${JSON.stringify(a)} and ${JSON.stringify(seen.get(k))} are the same backend ${k}`, 'give each backend once');
+    seen.set(k, a);
+    // the daemon's default forwarding is not known here; an explicit --forwarding ipip is
+    if (forwarding === 'ipip') usageFrom('addr', `give IPv${v.family} backends for ${vipString(v)}, or --forwarding dsr`, () => checkIpipBackend({ id: vipString(v), family: v.family }, nb, '--forwarding ipip'));
+  }
 }
 
 const COMMANDS: Record<string, Cmd> = {
@@ -72,19 +109,23 @@ const COMMANDS: Record<string, Cmd> = {
       } },
     ...target,
   }, { names: ['vip', 'addr'], min: 2, max: 2 }, async (p, api) => {
-    print(await api().addBackend(p.positionals[0]!, p.positionals[1]!, { weight: p.values.weight as number, ...(p.values.mac ? { mac: p.values.mac as string } : {}) }));
+    const [vip, addr] = [vipArg(p.positionals[0]!), addrArg(p.positionals[1]!)];
+    print(await api().addBackend(vip, addr, { weight: p.values.weight as number, ...(p.values.mac ? { mac: p.values.mac as string } : {}) }));
     return 0;
   }),
   'backend remove': cmd('backend remove <vip> <addr>', 'remove a backend (its flows re-hash)', { ...target }, { names: ['vip', 'addr'], min: 2, max: 2 }, async (p, api) => {
-    print(await api().removeBackend(p.positionals[0]!, p.positionals[1]!));
+    const [vip, addr] = [vipArg(p.positionals[0]!), addrArg(p.positionals[1]!)];
+    print(await api().removeBackend(vip, addr));
     return 0;
   }),
   'backend drain': cmd('backend drain <vip> <addr>', 'take a backend out of the ring, keep its established flows', { ...target }, { names: ['vip', 'addr'], min: 2, max: 2 }, async (p, api) => {
-    print(await api().drain(p.positionals[0]!, p.positionals[1]!));
+    const [vip, addr] = [vipArg(p.positionals[0]!), addrArg(p.positionals[1]!)];
+    print(await api().drain(vip, addr));
     return 0;
   }),
   'backend weight': cmd('backend weight <vip> <addr> <weight>', 'set a backend\'s weight (0-1000; also ends draining)', { ...target }, { names: ['vip', 'addr', 'weight'], min: 3, max: 3 }, async (p, api) => {
-    print(await api().weight(p.positionals[0]!, p.positionals[1]!, intArg(p.positionals[2]!, 'weight', 0, 1000)));
+    const [vip, addr, weight] = [vipArg(p.positionals[0]!), addrArg(p.positionals[1]!), intArg(p.positionals[2]!, 'weight', 0, 1000)];
+    print(await api().weight(vip, addr, weight));
     return 0;
   }),
   'backend list': cmd('backend list [<vip>]', 'backends per VIP with state, weight, ring share and MAC', { ...target }, { names: ['vip'], max: 1 }, list),
@@ -93,17 +134,23 @@ const COMMANDS: Record<string, Cmd> = {
     ...target,
   }, { names: ['vip', 'addr…'], min: 2 }, async (p, api) => {
     const [vip, ...addrs] = p.positionals;
-    print(await api().addVip(vip!, addrs.map((a) => ({ address: a })), undefined, p.values.forwarding as 'dsr' | 'ipip' | undefined));
+    const forwarding = p.values.forwarding as 'dsr' | 'ipip' | undefined;
+    vipWithBackends(vip!, addrs, forwarding);
+    print(await api().addVip(vipArg(vip!), addrs.map((a) => ({ address: a })), undefined, forwarding));
     return 0;
   }),
   'vip remove': cmd('vip remove <vip>', 'remove a VIP and its backends', { ...target }, { names: ['vip'], min: 1, max: 1 }, async (p, api) => {
-    print(await api().removeVip(p.positionals[0]!));
+    print(await api().removeVip(vipArg(p.positionals[0]!)));
     return 0;
   }),
   'vip list': cmd('vip list [<vip>]', 'VIPs and their backends', { ...target }, { names: ['vip'], max: 1 }, list),
   apply: cmd('apply <config-file>', 'make the running LB match a config file: plan, check, write; all or nothing', { ...target }, { names: ['config-file'], min: 1, max: 1 }, async (p, api) => {
     const file = path.resolve(p.positionals[0]!);
     if (!fs.existsSync(file)) throw new LabError(`config file ${p.positionals[0]} does not exist`, 'give the path of a YAML or JSON LB config');
+    // the file's own faults before the daemon is asked (the daemon reads it again and compares its
+    // start settings with what runs). apply takes `interface` from the daemon when the file has
+    // none: a stand-in name lets the rest be checked here.
+    validateConfigFile(file, (c: LbConfig) => (c && typeof c === 'object' && !Array.isArray(c) && c.interface === undefined ? { ...c, interface: 'lo' } : c));
     print(await api().apply({ file }));
     return 0;
   }),
@@ -175,6 +222,8 @@ function answers(socket: string): Promise<boolean> {
 
 /** an admin API or validation failure as a one-line error with the fix */
 function asLabError(e: unknown, name: string, socket: string): LabError | null {
+  // an error that knows its fix (a start setting apply cannot change, pins off the bpffs) says it
+  if ((e instanceof ValidationError || e instanceof LbApiError) && e.fix) return new LabError(e.message, e.fix);
   // a config file checked here, before anything is sent or attached: the fix is in that file
   if (e instanceof ValidationError && (name === 'daemon' || name === 'apply')) return new LabError(e.message, 'correct the config file where the message points (controller/lb/README.md has an example); nothing was changed');
   if (e instanceof LbApiError || e instanceof ValidationError) {

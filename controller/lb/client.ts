@@ -2,7 +2,7 @@
 import http from 'node:http';
 
 export class LbApiError extends Error {
-  constructor(readonly status: number, message: string) {
+  constructor(readonly status: number, message: string, readonly fix?: string) {
     super(message);
     this.name = 'LbApiError';
   }
@@ -28,7 +28,8 @@ export class LbClient {
           } catch {
             v = { error: text };
           }
-          if ((res.statusCode ?? 500) >= 400) reject(new LbApiError(res.statusCode ?? 500, (v as { error?: string }).error ?? text));
+          const err = v as { error?: string; fix?: string };
+          if ((res.statusCode ?? 500) >= 400) reject(new LbApiError(res.statusCode ?? 500, err.error ?? text, typeof err.fix === 'string' ? err.fix : undefined));
           else resolve(v as T);
         });
       });

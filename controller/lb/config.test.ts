@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { thrown } from '../../lab/testing.ts';
 import { ValidationError } from './addr.ts';
-import { MAX_BACKEND_TABLE, normVip, validateConfig, validateConfigFile, type LbConfig } from './config.ts';
+import { MAX_BACKEND_TABLE, normVip, startSettingsDiff, validateConfig, validateConfigFile, type LbConfig } from './config.ts';
 
 const b = (...addrs: string[]) => addrs.map((address) => ({ address }));
 
@@ -159,5 +159,30 @@ describe('several faults at once', () => {
     expect(conflicts.status).toBe(409);
     // one fault stays exactly what it was
     expect((thrown(() => validateConfig(base({ ringSize: 8 }))) as ValidationError).parts).toEqual([]);
+  });
+});
+
+describe('start settings: what lb apply cannot change live', () => {
+  it('a config equal to the running one in its start settings differs in nothing, whatever its VIPs and default forwarding', () => {
+    const run = validateConfig(base({ ringSize: 1021, tunnelSource: { ipv4: '10.99.0.2' } }));
+    expect(startSettingsDiff(run, validateConfig(base({ ringSize: 1021, tunnelSource: { ipv4: '10.99.0.2' }, forwarding: 'ipip', vips: [{ vip: 'tcp://10.99.100.7:80', backends: b('10.99.0.13') }] })))).toEqual([]);
+  });
+
+  it('names each differing field with its running and its file value', () => {
+    const run = validateConfig(base({ ringSize: 1021, tunnelSource: { ipv4: '10.99.0.2' } }));
+    const file = validateConfig(base({ interface: 'nosuchdev', instance: 'b', ringSize: 65537, conntrackEntries: 4096, backendTableSize: 64, xdpMode: 'generic', healthCheck: { rise: 3 }, tunnelSource: { ipv6: 'fd99::2' }, listen: '127.0.0.1:9100', pinRoot: '/sys/fs/bpf/x' }));
+    expect(startSettingsDiff(run, file)).toEqual([
+      { field: 'interface', running: '"lb0"', file: '"nosuchdev"' },
+      { field: 'instance', running: '"default"', file: '"b"' },
+      { field: 'pinRoot', running: '"/sys/fs/bpf/ebpf-lab"', file: '"/sys/fs/bpf/x"' },
+      { field: 'ringSize', running: '1021', file: '65537' },
+      { field: 'conntrackEntries', running: String(run.conntrackEntries), file: '4096' },
+      { field: 'backendTableSize', running: String(run.backendTableSize), file: '64' },
+      { field: 'xdpMode', running: '"auto"', file: '"generic"' },
+      { field: 'healthCheck.rise', running: '2', file: '3' },
+      { field: 'tunnelSource.ipv4', running: '"10.99.0.2"', file: 'unset' },
+      { field: 'tunnelSource.ipv6', running: 'unset', file: '"fd99::2"' },
+      { field: 'listen', running: 'unset', file: '"127.0.0.1:9100"' },
+    ]);
   });
 });

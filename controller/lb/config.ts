@@ -102,6 +102,16 @@ export function backendKey(b: { address: string; port: number }): string {
   return `${b.address.includes(':') ? `[${b.address}]` : b.address}:${b.port}`;
 }
 
+/** f's ValidationError prefixed with where: a config file's error is then placed at its file:line:col */
+function at<T>(where: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof ValidationError) throw new ValidationError(`${where}: ${e.message}`, e.status, e.parts, e.fix);
+    throw e;
+  }
+}
+
 /** a misspelt key would otherwise be a setting silently not made */
 function noUnknownKeys(o: object, allowed: string[], where: string): void {
   const k = Object.keys(o).find((x) => !allowed.includes(x));
@@ -112,7 +122,7 @@ export function normBackend(vip: VipSpec, b: BackendConfig | string, where: stri
   const raw: BackendConfig = typeof b === 'string' ? { address: b } : b;
   if (!raw || typeof raw !== 'object' || typeof raw.address !== 'string') throw new ValidationError(`${where}: a backend needs an "address"`);
   noUnknownKeys(raw, ['address', 'port', 'weight', 'mac', 'egress'], where);
-  const hp = parseHostPort(raw.address, raw.port ?? vip.port);
+  const hp = at(where, () => parseHostPort(raw.address, raw.port ?? vip.port));
   const port = raw.port !== undefined ? parsePort(raw.port, `${where} port`) : hp.port!;
   const weight = raw.weight ?? 1;
   if (!Number.isInteger(weight) || weight < 0 || weight > 1000) throw new ValidationError(`${where}: weight ${raw.weight} must be an integer 0-1000`);
@@ -146,7 +156,7 @@ export function tunnelSourceFor(t: TunnelSource, family: number): string | undef
 export function normVip(v: VipConfig, where: string, allowEmpty = false, defaults: VipDefaults = DSR_DEFAULTS): NormVip {
   if (!v || typeof v !== 'object' || typeof v.vip !== 'string') throw new ValidationError(`${where}: needs "vip": "tcp://ADDR:PORT"`);
   noUnknownKeys(v, ['vip', 'backends', 'healthCheck', 'forwarding'], where);
-  const spec = parseVip(v.vip);
+  const spec = at(where, () => parseVip(v.vip));
   if (!Array.isArray(v.backends)) throw new ValidationError(`${where} (${v.vip}): "backends" must be a list`);
   if (!allowEmpty && v.backends.length === 0) throw new ValidationError(`${where} (${v.vip}): zero backends; a VIP needs at least one`);
   const backends = v.backends.map((b, i) => normBackend(spec, b, `${where}.backends[${i}]`));
@@ -227,6 +237,35 @@ export function validateConfig(c: LbConfig): NormConfig {
   const err = ValidationError.of(problems);
   if (err) throw err;
   return { interface: c.interface, instance, pinRoot: c.pinRoot ?? DEFAULT_PIN_ROOT, forwarding, tunnelSource, ringSize, conntrackEntries: ct, backendTableSize: bt, xdpMode, health, vips, listen: c.listen };
+}
+
+/**
+ * Settings the daemon takes when it starts and cannot change while it runs: the interface the XDP
+ * link is on, pin and socket names, map sizes (fixed when the maps are created), the ring size
+ * (the model of a restart is rebuilt at the start config's), the attach mode, health-check timing,
+ * tunnel sources and the TCP listener. `forwarding` is not one: it is each VIP's default, and apply
+ * switches VIPs live.
+ */
+export type StartSettings = Pick<NormConfig, 'interface' | 'instance' | 'pinRoot' | 'ringSize' | 'conntrackEntries' | 'backendTableSize' | 'xdpMode' | 'health' | 'tunnelSource' | 'listen'>;
+
+export interface SettingDiff {
+  field: string;
+  running: string;
+  file: string;
+}
+
+/** each start setting where `want` differs from `running`, by its config path (healthCheck.fall, tunnelSource.ipv4) */
+export function startSettingsDiff(running: StartSettings, want: StartSettings): SettingDiff[] {
+  const show = (v: unknown) => (v === undefined ? 'unset' : typeof v === 'string' ? JSON.stringify(v) : String(v));
+  const out: SettingDiff[] = [];
+  const cmp = (field: string, r: unknown, w: unknown) => {
+    if (r !== w) out.push({ field, running: show(r), file: show(w) });
+  };
+  for (const k of ['interface', 'instance', 'pinRoot', 'ringSize', 'conntrackEntries', 'backendTableSize', 'xdpMode'] as const) cmp(k, running[k], want[k]);
+  for (const k of Object.keys(DEFAULT_HEALTH) as (keyof HealthConfig)[]) cmp(`healthCheck.${k}`, running.health[k], want.health[k]);
+  for (const k of ['ipv4', 'ipv6'] as const) cmp(`tunnelSource.${k}`, running.tunnelSource[k], want.tunnelSource[k]);
+  cmp('listen', running.listen, want.listen);
+  return out;
 }
 
 function normTunnelSource(t: unknown): TunnelSource {

@@ -94,6 +94,27 @@ describeRoot('lb controller: all-or-nothing changes, capacity, scale (real maps)
     expect(await snapshot()).toEqual(before);
   });
 
+  it('apply refuses a config whose start settings differ from the running LB, naming each field and the fix; nothing changes', async () => {
+    const before = await snapshot();
+    const e = await api.apply({ interface: 'nosuchdev', ringSize: 65537, backendTableSize: 128, healthCheck: { fall: 5 }, vips: [...BASE, { vip: 'tcp://10.250.0.9:80', backends: [be(1)], healthCheck: false }] }).then(() => null, (x: unknown) => x);
+    expect(e).toBeInstanceOf(LbApiError);
+    const err = e as LbApiError;
+    expect(err.status).toBe(409);
+    expect(err.message).toMatch(/interface: running "lo", file "nosuchdev"; ringSize: running 1021, file 65537; backendTableSize: running 64, file 128; healthCheck.fall: running 2, file 5; nothing was changed/);
+    expect(err.fix).toMatch(new RegExp(`lb stop --purge --instance ${instance} .*lb daemon --config FILE; to keep the running LB, put the running values in the file`));
+    // another instance's config: the daemon addressed is the mistake
+    await rejects(api.apply({ instance: 'other', vips: BASE }), 409, new RegExp(`for LB instance "other", this daemon runs instance "${instance}"`));
+    // a file means what \`lb daemon --config\` of it would run: an omitted ringSize is the default one
+    const file = path.join(dir, 'apply.yaml');
+    const yaml = (extra: string) => fs.writeFileSync(file, `interface: lo\n${extra}vips:\n${BASE.map((v) => `  - vip: ${v.vip}\n    healthCheck: false\n    backends: [${v.backends.map((b) => `{ address: ${b.address}, mac: "${b.mac}"${'weight' in b ? `, weight: ${b.weight}` : ''} }`).join(', ')}]\n`).join('')}`);
+    yaml('backendTableSize: 64\n');
+    await rejects(api.apply({ file }), 409, /ringSize: running 1021, file 65537; nothing was changed/);
+    expect(await snapshot()).toEqual(before);
+    yaml('ringSize: 1021\nbackendTableSize: 64\n');
+    expect(await api.apply({ file })).toEqual({ added: [], removed: [], changed: [] });
+    expect(await snapshot()).toEqual(before);
+  });
+
   it('a change beyond the backend table is a 409 before anything is resolved or written, in milliseconds', async () => {
     const before = await snapshot();
     // 64 slots, 9 in use: 60 more do not fit

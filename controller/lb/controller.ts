@@ -12,8 +12,8 @@
 import path from 'node:path';
 import { setImmediate as yieldNow } from 'node:timers/promises';
 import { ValidationError, addrBytes, formatAddr, formatMac, htons, parseMac, parseVip, vipString, PROTO_NUM, type Protocol, type VipSpec } from './addr.ts';
-import { backendKey, checkIpipBackend, normBackend, normVip, tunnelSourceFor, validateConfig, type BackendConfig, type Forwarding, type LbConfig, type NormBackend, type NormConfig, type VipConfig, type VipDefaults } from './config.ts';
-import { BE_ACTIVE, BE_DOWN, BE_DRAINING, Dataplane, MAX_VIPS } from './dataplane.ts';
+import { backendKey, checkIpipBackend, normBackend, normVip, startSettingsDiff, tunnelSourceFor, validateConfig, type BackendConfig, type Forwarding, type LbConfig, type NormBackend, type NormConfig, type StartSettings, type VipConfig, type VipDefaults } from './config.ts';
+import { BE_ACTIVE, BE_DOWN, BE_DRAINING, Dataplane, MAX_VIPS, netnsName } from './dataplane.ts';
 import { HealthChecker } from './health.ts';
 import { Journal } from './journal.ts';
 import { maglevTable } from './maglev.ts';
@@ -475,6 +475,35 @@ export class LbController {
     }));
   }
 
+  /** the start settings in force; map sizes as the kernel has them (pinned maps keep theirs) */
+  startSettings(): StartSettings {
+    const { interface: ifname, instance, pinRoot, ringSize, xdpMode, health, tunnelSource, listen } = this.cfg;
+    return { interface: ifname, instance, pinRoot, ringSize, conntrackEntries: this.dp.conntrack.meta.maxEntries, backendTableSize: this.backendCapacity, xdpMode, health, tunnelSource, listen };
+  }
+
+  /**
+   * `lb apply`: make the LB match a whole config. Only VIPs and backends change live; a config
+   * that differs in a start setting is refused before anything is planned, because applying its
+   * VIPs alone would report success for a file the LB does not run (it would stay on its old
+   * interface, ring size, map sizes). `file` names the config in the error (and in its fix).
+   */
+  applyConfig(norm: NormConfig, file?: string): Promise<{ added: string[]; removed: string[]; changed: string[] }> {
+    const running = this.startSettings();
+    const diff = startSettingsDiff(running, norm);
+    if (diff.length) {
+      const what = file ?? 'the config';
+      const inst = diff.find((d) => d.field === 'instance');
+      // another instance's file: most likely the wrong daemon was addressed, the rest follows from that
+      if (inst) throw new ValidationError(`${what} is for LB instance ${inst.file}, this daemon runs instance ${inst.running}; nothing was changed`, 409, [], `send it to that instance's daemon: pnpm lab lb apply ${file ?? 'FILE'} --instance ${norm.instance}`);
+      throw new ValidationError(
+        `${what} differs from the running LB in settings fixed when the daemon starts (apply changes VIPs and backends only): ${diff.map((d) => `${d.field}: running ${d.running}, file ${d.file}`).join('; ')}; nothing was changed`,
+        409, [],
+        `to run the file's settings, restart the LB with it: pnpm lab lb stop --purge --instance ${running.instance} (detaches XDP and drops conntrack), then ${nsenterPrefix()}pnpm lab lb daemon --config ${file ?? 'FILE'}; to keep the running LB, put the running values in the file`,
+      );
+    }
+    return this.apply(norm.vips.map((v) => ({ vip: v.id, backends: v.backends, healthCheck: v.healthCheck, forwarding: v.forwarding })));
+  }
+
   /** Make the data plane match a list of VIPs (the vips of a config file): diff, then apply. */
   apply(vips: VipConfig[]): Promise<{ added: string[]; removed: string[]; changed: string[] }> {
     return this.serial(() => this.applyNow(vips));
@@ -595,6 +624,12 @@ export class LbController {
     if (opts.purge) this.dp.purge();
     else this.dp.close();
   }
+}
+
+/** how to start a daemon in this process's network namespace, for a fix line */
+function nsenterPrefix(): string {
+  const ns = netnsName();
+  return ns === undefined ? '' : `nsenter --net=/run/netns/${ns} -- `;
 }
 
 function hkey(v: VipState, b: { address: string; port: number }): string {

@@ -3,7 +3,7 @@
 // pinned bpf_link (so traffic flows while no controller runs), swaps Maglev rings whole.
 import fs from 'node:fs';
 import path from 'node:path';
-import { BpfObject, BpfMap, Link, MapType, attachXdp, libbpf, mapInfo, rawCodec, removePinDir, type Program } from '../libbpf/index.ts';
+import { BpfObject, BpfMap, Link, MapType, attachXdp, ifindexOf, libbpf, mapInfo, rawCodec, removePinDir, type Program } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { ValidationError } from './addr.ts';
 import { xdp_lb_be_flags, xdp_lb_limits, xdpLb, type XdpLb, type XdpLbShape, type backend, type ct_value, type flow_key, type lb_global, type lb_stats, type vip_key, type vip_meta, type vip_slot } from '../../bpf/gen/xdp_lb.ts';
@@ -114,11 +114,29 @@ export class Dataplane implements Disposable {
     if (fs.existsSync(this.linkPin)) {
       const p = libbpf.bpf_link__open(this.linkPin);
       if (p !== 0n && p !== null) {
-        this.link = this.obj.adopt(new Link(`xdp_lb → ${ifname} (pinned)`, p));
-        this.link.update(this.prog.ptr);
-        return 'adopted';
-      }
-      fs.rmSync(this.linkPin, { force: true });
+        const link = new Link(`xdp_lb → ${ifname} (pinned)`, p);
+        // A restart whose config names another interface must not take over the old one's link
+        // (it would report the new interface while still balancing on the old). Checked before
+        // the update, so the pinned link keeps running the old program there: nothing changes.
+        const on = link.info().ifindex;
+        const want = ifindexOf('xdp', ifname);
+        if (on === 0) {
+          // its device was removed (and maybe made again): the link attaches nothing any more
+          link.close();
+          fs.rmSync(this.linkPin, { force: true });
+        } else if (on !== undefined && on !== want) {
+          link.close(); // our reference only: the pin keeps it attached
+          throw new ValidationError(
+            `the pinned XDP link ${this.linkPin} is on interface index ${on}, not on ${ifname} (index ${want}): a restart cannot move the LB to another interface; nothing was changed`,
+            409, [],
+            `to move it, purge this instance (pnpm lab lb stop --purge --instance NAME: detaches XDP, drops conntrack) and start again; or start with the interface it runs on`,
+          );
+        } else {
+          this.link = this.obj.adopt(link);
+          this.link.update(this.prog.ptr);
+          return 'adopted';
+        }
+      } else fs.rmSync(this.linkPin, { force: true });
     }
     if (mode === 'auto') {
       this.link = attachXdp(this.prog, ifname);
@@ -272,8 +290,37 @@ export function assertBpffs(dir: string): void {
     if ((p === mnt || p.startsWith(mnt.endsWith('/') ? mnt : `${mnt}/`)) && mnt.length >= best.mnt.length) best = { mnt, type };
   }
   if (best.type !== 'bpf') {
-    throw new ValidationError(
-      `${dir} is not on a bpffs (it is on ${best.type || 'nothing'} mounted at ${best.mnt || '?'}): pinned maps would not outlive the controller. In a network namespace start it with "nsenter --net=/run/netns/NAME", not "ip netns exec" (which remounts /sys), or set pinRoot on a bpffs`,
-    );
+    // the usual cause: `ip netns exec` mounts a fresh /sys for the namespace, without the host's
+    // bpffs; nsenter --net keeps the mounts. Elsewhere the bpffs is just not mounted (or pinRoot
+    // points off it), and that is the fix to name.
+    const underSys = path.resolve(dir).startsWith('/sys/');
+    const ns = netnsName();
+    const fix = underSys && best.mnt === '/sys' && ns !== undefined
+      ? `start the daemon with "nsenter --net=/run/netns/${ns} -- pnpm lab lb daemon --config FILE" instead of "ip netns exec" (which remounts /sys and hides the host's bpffs); nothing was changed`
+      : underSys
+        ? 'mount the bpffs (mount -t bpf bpf /sys/fs/bpf), then start the daemon again; nothing was changed'
+        : `set pinRoot in the config to a directory on a bpffs (e.g. the default /sys/fs/bpf/ebpf-lab); nothing was changed`;
+    throw new ValidationError(`${dir} is not on a bpffs (it is on ${best.type || 'nothing'} mounted at ${best.mnt || '?'}): pinned maps would not outlive the controller`, 400, [], fix);
+  }
+}
+
+/**
+ * The `ip netns` name of this process's network namespace, for fix lines (`nsenter
+ * --net=/run/netns/NAME`); undefined outside a named one (the host). By the namespace file's
+ * identity: /proc/1/ns/net, the obvious reference for "the host", is not readable in every sandbox.
+ */
+export function netnsName(): string | undefined {
+  try {
+    const self = fs.statSync('/proc/self/ns/net');
+    return fs.readdirSync('/run/netns').find((n) => {
+      try {
+        const st = fs.statSync(path.join('/run/netns', n));
+        return st.dev === self.dev && st.ino === self.ino;
+      } catch {
+        return false;
+      }
+    });
+  } catch {
+    return undefined;
   }
 }

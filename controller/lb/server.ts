@@ -97,10 +97,21 @@ export async function serveAdmin(c: LbController, opts: { socket: string; listen
         }
         case 'POST /apply': {
           const b = await body(req);
-          // the running table is the capacity that counts (the controller checks it before any write)
-          const running = (cfg: LbConfig): LbConfig => ({ ...cfg, interface: cfg.interface ?? c.cfg.interface, backendTableSize: c.backendCapacity });
-          const norm = typeof b.file === 'string' ? validateConfigFile(b.file, running).norm : validateConfig(running(b as unknown as LbConfig));
-          return send(200, await c.apply(norm.vips.map((v) => ({ vip: v.id, backends: v.backends, healthCheck: v.healthCheck, forwarding: v.forwarding }))));
+          const run = c.startSettings();
+          const plain = (x: unknown): x is Record<string, unknown> => !!x && typeof x === 'object' && !Array.isArray(x);
+          // A file means what `lb daemon --config` of it would run: a start setting it leaves out
+          // is its default, and applyConfig refuses it if that is not what runs. Two exceptions
+          // name the target rather than a setting: without `interface` or `instance` the file is
+          // for the daemon it was sent to.
+          const ofFile = (cfg: LbConfig): LbConfig => (plain(cfg) ? { ...cfg, interface: cfg.interface ?? run.interface, instance: cfg.instance ?? run.instance } : cfg);
+          // A JSON body (API clients, the bench) sends what it changes: what it leaves out is the running value.
+          const ofBody = (cfg: Record<string, unknown>): LbConfig => ({
+            interface: run.interface, instance: run.instance, pinRoot: run.pinRoot, ringSize: run.ringSize, conntrackEntries: run.conntrackEntries,
+            backendTableSize: run.backendTableSize, xdpMode: run.xdpMode, healthCheck: run.health, tunnelSource: run.tunnelSource,
+            ...(run.listen !== undefined ? { listen: run.listen } : {}), ...cfg,
+          } as LbConfig);
+          if (typeof b.file === 'string') return send(200, await c.applyConfig(validateConfigFile(b.file, ofFile).norm, b.file));
+          return send(200, await c.applyConfig(validateConfig(ofBody(b))));
         }
         case 'POST /shutdown': {
           const b = await body(req);
@@ -112,7 +123,7 @@ export async function serveAdmin(c: LbController, opts: { socket: string; listen
           return send(404, { error: `no route ${route}` });
       }
     } catch (e) {
-      if (e instanceof ValidationError) return send(e.status, { error: e.message });
+      if (e instanceof ValidationError) return send(e.status, { error: e.message, ...(e.fix ? { fix: e.fix } : {}) });
       return send(500, { error: (e as Error).message });
     }
   };

@@ -13,6 +13,7 @@ export {
 } from './attach/index.ts';
 export { RingBuffer, coalesceDelayMs, type RingBufferOptions } from './ringbuf.ts';
 export { Btf, Kind, type Codec, type BtfType } from './btf.ts';
+export { ifindexOf } from './attach/internal.ts';
 export { BpfError, VerifierError, AttachError, AttachInputError, Errno, errnoCode, errnoName, hintFor, type AttachKind, type ErrnoName } from './errors.ts';
 export { closeAll, liveCount, deferSignalsToCaller } from './lifecycle.ts';
 export { captureLibbpf } from './log.ts';

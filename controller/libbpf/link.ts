@@ -28,15 +28,20 @@ export class Link implements Disposable {
     return new Link(description, p);
   }
 
-  /** the kernel's view: link id, type (enum bpf_link_type) and the id of the program it runs */
-  info(): { id: number; type: number; progId: number } {
+  /**
+   * The kernel's view: link id, type (enum bpf_link_type), the id of the program it runs and, for
+   * an XDP link, the interface it is on (ifindex 0: its device is gone).
+   */
+  info(): { id: number; type: number; progId: number; ifindex?: number } {
     if (this.ptr === NULL) throw new BpfError(`${this.description}: not a bpf_link`);
     // struct bpf_link_info starts with type, id, prog_id (u32 each); the rest is per link type
     const b = Buffer.alloc(128);
     const len = [b.length];
     const r = B.bpf_obj_get_info_by_fd(this.fd, b, len);
     if (r < 0) throw new BpfError(`link info of ${this.description}: ${errnoName(r)}`, -r);
-    return { type: b.readUInt32LE(0), id: b.readUInt32LE(4), progId: b.readUInt32LE(8) };
+    const type = b.readUInt32LE(0);
+    // BPF_LINK_TYPE_XDP (6): the union after prog_id is 8-byte aligned, xdp.ifindex its first u32
+    return { type, id: b.readUInt32LE(4), progId: b.readUInt32LE(8), ...(type === 6 ? { ifindex: b.readUInt32LE(16) } : {}) };
   }
 
   /** the link fd (-1 for netlink attachments) */

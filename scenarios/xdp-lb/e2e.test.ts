@@ -129,7 +129,7 @@ describeRoot('xdp-lb end to end (netns, real sockets)', () => {
     const list = await cli('backend', 'list');
     expect(list.stdout).toContain(`${backend4(2)}:80  weight 2`);
     const bad = await cli('backend', 'add', V4, 'not-an-ip');
-    expect(bad.exitCode).toBe(1);
+    expect(bad.exitCode).toBe(2); // a usage error, found by the CLI before the daemon is asked
     expect(bad.stderr).toMatch(/malformed IP address "not-an-ip"/);
     expect((await d.api.apply(cfg)).changed).toEqual([V4]);
   }, 60_000);

@@ -1,0 +1,54 @@
+// A daemon restart and its pinned XDP link, against the real kernel: a restart adopts the link on
+// the interface it runs on, refuses one whose config names another interface (the old link keeps
+// balancing there), and replaces a link whose device is gone instead of adopting a dead one.
+import { execa } from 'execa';
+import { expect, it } from 'vitest';
+import { describeRoot } from '../../lab/testing.ts';
+import { LbController } from './controller.ts';
+import type { LbConfig } from './config.ts';
+
+const MAC = '02:00:00:00:00:01';
+
+async function xdpProgId(dev: string): Promise<number | undefined> {
+  const r = await execa('ip', ['-j', '-d', 'link', 'show', 'dev', dev]);
+  return (JSON.parse(r.stdout) as { xdp?: { prog?: { id: number } } }[])[0]?.xdp?.prog?.id;
+}
+
+describeRoot('lb restart: the pinned XDP link', () => {
+  it('a restart naming another interface is refused and changes nothing; a link whose device is gone is replaced', async () => {
+    const n = process.pid % 100_000;
+    const [a, b] = [`lbra${n}`, `lbrb${n}`];
+    const instance = `lbr${process.pid}`;
+    const cfg = (iface: string): LbConfig => ({ interface: iface, instance, ringSize: 1021, backendTableSize: 64, vips: [{ vip: 'tcp://10.251.0.1:80', backends: [{ address: '127.0.0.2', mac: MAC }], healthCheck: false }] });
+    const veth = () => execa('ip', ['link', 'add', a, 'up', 'type', 'veth', 'peer', 'name', b]).then(() => execa('ip', ['link', 'set', b, 'up']));
+    await veth();
+    let last: LbController | undefined;
+    try {
+      const c1 = await LbController.start(cfg(a));
+      expect(c1.attachResult).toBe('attached');
+      const prog1 = await xdpProgId(a);
+      expect(prog1).toBeGreaterThan(0);
+      c1.stop(); // no purge: what a crashed daemon leaves (pinned link and maps)
+
+      await expect(LbController.start(cfg(b))).rejects.toThrow(new RegExp(`is on interface index \\d+, not on ${b} \\(index \\d+\\): a restart cannot move the LB`));
+      expect(await xdpProgId(a)).toBe(prog1); // the old program still balances on a
+      expect(await xdpProgId(b)).toBeUndefined();
+
+      const c2 = await LbController.start(cfg(a));
+      expect(c2.attachResult).toBe('adopted');
+      expect(await xdpProgId(a)).not.toBe(prog1); // the link now runs this process's program
+      c2.stop();
+
+      // the device goes away and comes back: the pinned link is dead (ifindex 0), not adopted
+      await execa('ip', ['link', 'del', a]);
+      await veth();
+      last = await LbController.start(cfg(a));
+      expect(last.attachResult).toBe('attached');
+      expect(await xdpProgId(a)).toBeGreaterThan(0);
+    } finally {
+      if (!last) last = await LbController.start(cfg(a)).catch(() => undefined);
+      last?.stop({ purge: true });
+      await execa('ip', ['link', 'del', a], { reject: false });
+    }
+  }, 60_000);
+});
