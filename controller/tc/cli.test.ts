@@ -214,7 +214,7 @@ describeRoot('pnpm lab tc: a daemon killed outright (SIGKILL)', () => {
       fs.rmSync(state);
       const refused = await execa(NODE, [...LAB, 'tc', 'shape', 'start', '--dev', 'ka', '--netns', t.ns('a'), '--filter-only', '--instance', name, '--config', f], { reject: false });
       expect(refused.exitCode).toBe(1);
-      oneError(String(refused.stderr), /ka \(netns tccrash-[^)]+\) has egress and ingress filters of a tc shaper that no instance's state file accounts for/, /remove them: tc -n tccrash-\S+ filter del dev ka egress protocol all pref 22 handle 0x16ed bpf; tc -n/);
+      oneError(String(refused.stderr), /ka \(netns tccrash-[^)]+\) has egress and ingress filters of a tc shaper that no instance's state file accounts for/, /remove them: nsenter --net=\/run\/netns\/tccrash-\S+ tc filter del dev ka egress protocol all pref 22 handle 0x16ed bpf; nsenter --net=/);
       expect(fs.existsSync(state)).toBe(false);
       for (const cmd of String(refused.stderr).split('remove them: ')[1]!.trim().split('; ')) await execa(cmd.split(' ')[0]!, cmd.split(' ').slice(1));
       await start();

@@ -279,8 +279,11 @@ function rootQdisc(netns: string | undefined, dev: string): { kind: string; hand
 }
 const hex = (n: number) => `0x${n.toString(16)}`;
 const isOurs = (f: TcFilterRow, handle: number, prio: number) => f.kind === 'bpf' && f.pref === prio && f.options?.handle !== undefined && Number(f.options.handle) === handle;
-/** the command a user runs to remove one of our filters by hand (`tc -n` takes the netns name) */
-const filterDelCmd = (netns: string | undefined, dev: string, dir: string) => `tc${netns ? ` -n ${netns}` : ''} filter del dev ${dev} ${dir} protocol all pref ${TC_PRIO} handle ${hex(TC_HANDLE)} bpf`;
+/**
+ * The command a user runs to remove one of our filters by hand. nsenter, not `tc -n`: that one
+ * remounts / and /sys like `ip netns exec`, and fails where / is not a mount point (a chroot).
+ */
+const filterDelCmd = (netns: string | undefined, dev: string, dir: string) => `${netns ? `nsenter --net=/run/netns/${netns} ` : ''}tc filter del dev ${dev} ${dir} protocol all pref ${TC_PRIO} handle ${hex(TC_HANDLE)} bpf`;
 
 /** What an instance attaches, recorded in its state file before it attaches it (see the header). */
 export interface Owned {
