@@ -22,6 +22,16 @@ interface Collected {
   spans: Span[];
 }
 
+/**
+ * Wait until cond holds, at most ms (each step ~200 ms): the waits below were fixed scaled sleeps,
+ * ~10 s each under TCG where what they wait for is there after a second or two. Bounded by the
+ * old sleep, so a slow machine waits no less than it did.
+ */
+async function pollUntil(cond: () => boolean | Promise<boolean>, ms: number): Promise<void> {
+  const until = Date.now() + ms;
+  while (Date.now() < until && !(await cond())) await sleep(200);
+}
+
 async function settle(t: Tracer, c: Collected, ms: number): Promise<void> {
   // records reach user space within coalesceMs; spans wait graceMs; then nothing new arrives
   const until = Date.now() + ms;
@@ -212,7 +222,12 @@ async function run(ctx: ScenarioContext): Promise<void> {
   // Jaeger's own API
   ctx.progress.step('Jaeger: query API');
   const sample = genA.map((g) => front.get(g.path)).find((s) => s && s.request!.target!.startsWith('/api/') && !chainProblem(col, s));
-  await sleep(scaledTimeout(1000));
+  // exported spans are in Jaeger's store once its receiver has them: wait for the ones checked below
+  await pollUntil(async () => {
+    const have = await jaeger.services();
+    if (!['frontend', 'middle', 'leaf'].every((x) => have.includes(x))) return false;
+    return !sample || (await jaeger.trace(sample.traceId!))?.spans.length === traceOf(col, sample.traceId!).length;
+  }, scaledTimeout(1000));
   const services = await jaeger.services();
   ctx.check('Jaeger lists the three services', ['frontend', 'middle', 'leaf'].every((x) => services.includes(x)), `services: ${services.join(', ')}`);
   if (sample) {
@@ -287,13 +302,15 @@ async function run(ctx: ScenarioContext): Promise<void> {
   // ---------------------------------------------------------------- phase C: backend outage
   ctx.progress.step('phase C: Jaeger stopped mid-run, then restarted');
   const ex = tracer.exporter!;
-  await sleep(scaledTimeout(500));
+  // the counts before the outage: taken once what phases A and B queued has gone out
+  await pollUntil(() => ex.stats.queued === 0, scaledTimeout(500));
   const before = { ...ex.stats };
   await jaeger.stop();
   const outageN = Math.max(n, Math.ceil((maxQueue * 2) / 5));
   const genC = await generate(chain.frontend.port, Array.from({ length: outageN }, (_, i) => `/api/o${i}`), 1, ctx.signal);
   await settle(tracer, col, scaledTimeout(5000));
-  await sleep(scaledTimeout(1000));
+  // the export attempts against the stopped Jaeger fail and the overflow is dropped
+  await pollUntil(() => ex.stats.dropped > before.dropped, scaledTimeout(1000));
   const during = { ...ex.stats };
   const rss = process.memoryUsage().rss;
   ctx.check('with Jaeger down the export queue stays bounded and drops are counted', during.highWater <= maxQueue && during.dropped > before.dropped,
@@ -303,10 +320,14 @@ async function run(ctx: ScenarioContext): Promise<void> {
   await settle(tracer, col, scaledTimeout(5000));
   const resumeUntil = Date.now() + scaledTimeout(10_000);
   while (Date.now() < resumeUntil && (ex.stats.queued > 0 || ex.stats.exported <= during.exported)) await sleep(200);
-  await sleep(scaledTimeout(1000));
+  const newIds = new Set(genD.map((g) => frontendServer(col).get(g.path)?.traceId).filter(Boolean));
+  // one small lookup per trace (the list query below returns up to 2000 traces: too heavy to poll)
+  await pollUntil(async () => {
+    for (const id of newIds) if (!(await jaeger.trace(id!))) return false;
+    return true;
+  }, scaledTimeout(1000));
   const after = { ...ex.stats };
   const jAfter = await jaeger.traces('frontend', 2000);
-  const newIds = new Set(genD.map((g) => frontendServer(col).get(g.path)?.traceId).filter(Boolean));
   const found = jAfter.filter((t) => newIds.has(t.traceID)).length;
   ctx.check('export resumes when Jaeger returns', after.exported > during.exported && found === newIds.size && newIds.size === genD.length,
     `exported ${after.exported - during.exported} spans after the restart (queue held ${during.queued}); ${found}/${genD.length} new traces in the restarted Jaeger`);
