@@ -129,3 +129,16 @@ export function releaseAtLeast(release: string, [major, minor]: number[]): boole
   const a = Number(m[1]), b = Number(m[2]);
   return a > major! || (a === major && b >= minor!);
 }
+
+/**
+ * utime+stime ticks, comm, ppid and the start time (clock ticks after boot, as text: with the pid it
+ * names one process, a reused pid has another) from /proc/<pid>/stat (comm may hold spaces and
+ * parentheses)
+ */
+export function parsePidStat(text: string): { comm: string; ppid: number; ticks: number; startTime: string } | null {
+  const open = text.indexOf('(');
+  const close = text.lastIndexOf(')');
+  if (open < 0 || close < open) return null;
+  const f = text.slice(close + 2).split(' ');
+  return { comm: text.slice(open + 1, close), ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]), startTime: f[19] ?? '' };
+}

@@ -4,6 +4,7 @@
 // A run is flagged busy when others held a sizeable share of the CPUs or the hypervisor stole time.
 // The parsers are pure (tested on fixtures); snapshot() reads /proc.
 import fs from 'node:fs';
+import { parsePidStat } from '../common/host.ts';
 
 export interface CpuStat {
   /** USER_HZ ticks summed over all CPUs */
@@ -27,14 +28,6 @@ export function parseLoadavg(text: string): [number, number, number] {
   return [a, b, c];
 }
 
-/** utime+stime ticks, comm and ppid from /proc/<pid>/stat (comm may hold spaces and parentheses) */
-export function parsePidStat(text: string): { comm: string; ppid: number; ticks: number } | null {
-  const open = text.indexOf('(');
-  const close = text.lastIndexOf(')');
-  if (open < 0 || close < open) return null;
-  const f = text.slice(close + 2).split(' ');
-  return { comm: text.slice(open + 1, close), ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) };
-}
 
 /** model name and MHz from /proc/cpuinfo (the MHz of every CPU, as the kernel reported it) */
 export function parseCpuinfo(text: string): { model?: string; mhz: number[] } {

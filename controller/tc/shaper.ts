@@ -21,6 +21,7 @@ import path from 'node:path';
 import { BpfMap, attachTc, removePinDir, withNetns, type BpfObject, type Link } from '../libbpf/index.ts';
 import { objectPath } from '../../bpf/build.ts';
 import { LabError } from '../../common/errors.ts';
+import { parsePidStat } from '../../common/host.ts';
 import { MAX_RULES, latencyHorizonNs, netPort, type ClassPlan, type Match, type Plan, type RulePlan } from './config.ts';
 import { tcShape, tc_shape_class_flags, tc_shape_rule_action, type TcShape, type tc_class, type tc_class_stats, type tc_dst_key, type tc_flow_key, type tc_global_stats, type tc_rule, type tc_rule_stats } from '../../bpf/gen/tc_shape.ts';
 
@@ -302,9 +303,7 @@ export type InstanceState = Model & { pid: number; dev: string; netns: string | 
 
 export function procStart(pid: number): string | undefined {
   try {
-    const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // field 22 (starttime); the fields after the parenthesised comm start at field 3
-    return s.slice(s.lastIndexOf(')') + 2).split(' ')[19];
+    return parsePidStat(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'))?.startTime;
   } catch {
     return undefined;
   }
