@@ -130,15 +130,33 @@ export function releaseAtLeast(release: string, [major, minor]: number[]): boole
   return a > major! || (a === major && b >= minor!);
 }
 
-/**
- * utime+stime ticks, comm, ppid and the start time (clock ticks after boot, as text: with the pid it
- * names one process, a reused pid has another) from /proc/<pid>/stat (comm may hold spaces and
- * parentheses)
- */
-export function parsePidStat(text: string): { comm: string; ppid: number; ticks: number; startTime: string } | null {
+export interface PidStat {
+  comm: string;
+  /** R, S, D, Z, … */
+  state: string;
+  ppid: number;
+  /** utime + stime, in clock ticks */
+  ticks: number;
+  /** stime alone, in clock ticks */
+  sysTicks: number;
+  /** clock ticks after boot, as text: with the pid it names one process, a reused pid has another */
+  startTime: string;
+}
+
+/** /proc/<pid>/stat (or /proc/<pid>/task/<tid>/stat) parsed; comm may hold spaces and parentheses */
+export function parsePidStat(text: string): PidStat | null {
   const open = text.indexOf('(');
   const close = text.lastIndexOf(')');
   if (open < 0 || close < open) return null;
   const f = text.slice(close + 2).split(' ');
-  return { comm: text.slice(open + 1, close), ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]), startTime: f[19] ?? '' };
+  return { comm: text.slice(open + 1, close), state: f[0] ?? '', ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]), sysTicks: Number(f[12]), startTime: f[19] ?? '' };
+}
+
+/** parsePidStat of a stat file, null when the process (or thread) is gone */
+export function readPidStat(file: string): PidStat | null {
+  try {
+    return parsePidStat(fs.readFileSync(file, 'utf8'));
+  } catch {
+    return null;
+  }
 }

@@ -1,7 +1,7 @@
 // Run context parsers and the busy verdict on fixtures (no root).
 import { describe, expect, it } from 'vitest';
 import { parseCpuinfo, parseLoadavg, parseProcStat, runContext, type Snapshot } from './context.ts';
-import { parsePidStat } from '../common/host.ts';
+import { parsePidStat, readPidStat } from '../common/host.ts';
 
 const STAT = `cpu  1000 10 500 8000 100 0 90 300 0 0
 cpu0 500 5 250 4000 50 0 45 150 0 0
@@ -15,8 +15,11 @@ describe('parsers', () => {
   it('reads loadavg and a pid stat whose comm holds ") ("', () => {
     expect(parseLoadavg('0.52 1.10 2.00 3/400 999\n')).toEqual([0.52, 1.1, 2]);
     const s = '42 (a) (b c) S 7 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 100 0 0';
-    expect(parsePidStat(s)).toEqual({ comm: 'a) (b c', ppid: 7, ticks: 300, startTime: '100' });
+    expect(parsePidStat(s)).toEqual({ comm: 'a) (b c', state: 'S', ppid: 7, ticks: 300, sysTicks: 50, startTime: '100' });
     expect(parsePidStat('garbage')).toBeNull();
+    // the live file: this process, its parent, and a pid that cannot exist
+    expect(readPidStat(`/proc/${process.pid}/stat`)).toMatchObject({ state: 'R', ppid: process.ppid });
+    expect(readPidStat('/proc/0/stat')).toBeNull();
   });
   it('reads model and MHz from cpuinfo', () => {
     const t = 'processor\t: 0\nmodel name\t: Some CPU @ 2.0GHz\ncpu MHz\t\t: 1999.998\n\nprocessor\t: 1\nmodel name\t: Some CPU @ 2.0GHz\ncpu MHz\t\t: 2100.5\n';

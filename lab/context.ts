@@ -58,7 +58,7 @@ export function snapshot(): Snapshot {
     if (!/^\d+$/.test(d)) continue;
     const s = read(`/proc/${d}/stat`);
     const p = s && parsePidStat(s);
-    if (p) procs.set(Number(d), p);
+    if (p) procs.set(Number(d), { comm: p.comm, ppid: p.ppid, ticks: p.ticks });
   }
   return { at: Date.now(), loadavg: parseLoadavg(read('/proc/loadavg') ?? ''), cpu: parseProcStat(read('/proc/stat') ?? ''), procs };
 }

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { scaledTimeout } from '../../lab/timeouts.ts';
 import { cgroup2Root } from '../../common/cgroup.ts';
+import { parsePidStat, readPidStat } from '../../common/host.ts';
 
 export type Defer = (what: string, fn: () => unknown | Promise<unknown>) => void;
 
@@ -194,19 +195,15 @@ function exited(child: ChildProcess, ms: number): Promise<boolean> {
 
 /** "state D, wchan p9_client_rpc" for a report: where a task that does not move is waiting */
 export function taskState(pid: number): string {
+  const st = readPidStat(`/proc/${pid}/stat`);
+  if (!st) return 'gone';
+  let wchan = '';
   try {
-    const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = st.slice(st.lastIndexOf(')') + 2).split(' ')[0];
-    let wchan = '';
-    try {
-      wchan = fs.readFileSync(`/proc/${pid}/wchan`, 'utf8').trim();
-    } catch {
-      /* no wchan */
-    }
-    return `state ${state}${wchan && wchan !== '0' ? `, wchan ${wchan}` : ''}`;
+    wchan = fs.readFileSync(`/proc/${pid}/wchan`, 'utf8').trim();
   } catch {
-    return 'gone';
+    /* no wchan */
   }
+  return `state ${st.state}${wchan && wchan !== '0' ? `, wchan ${wchan}` : ''}`;
 }
 
 /**
@@ -267,10 +264,8 @@ export function procCpuSeconds(pid: number): number {
       clkTck = 100;
     }
   }
-  const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-  // fields after "(comm)": state is f[0], utime is field 14 → f[11], stime f[12]
-  return (Number(f[11]) + Number(f[12])) / clkTck;
+  const st = parsePidStat(fs.readFileSync(`/proc/${pid}/stat`, 'utf8')); // throws when gone, as before
+  return st ? st.ticks / clkTck : NaN;
 }
 
 /** sum_exec_runtime of the thread group leader in ns (/proc/<pid>/schedstat), when schedstats exist */

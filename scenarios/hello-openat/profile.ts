@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { readPidStat } from '../../common/host.ts';
 import { buildLoadgen, GEN_PATHS, runTs, type GenKind } from './consumer.ts';
 
 interface Node { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount: number }
@@ -27,13 +28,8 @@ export function topSelf(profile: { nodes: Node[]; startTime: number; endTime: nu
 function threadCpu(): Map<string, { name: string; ns: number; sys: number }> {
   const m = new Map<string, { name: string; ns: number; sys: number }>();
   for (const tid of fs.readdirSync('/proc/self/task')) {
-    try {
-      const st = fs.readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-      const rest = st.slice(st.lastIndexOf(')') + 2).split(' ');
-      m.set(tid, { name: st.slice(st.indexOf('(') + 1, st.lastIndexOf(')')), ns: ((Number(rest[11]) + Number(rest[12])) * 1e9) / 100, sys: (Number(rest[12]) * 1e9) / 100 });
-    } catch {
-      // thread ended
-    }
+    const st = readPidStat(`/proc/self/task/${tid}/stat`);
+    if (st) m.set(tid, { name: st.comm, ns: (st.ticks * 1e9) / 100, sys: (st.sysTicks * 1e9) / 100 }); // else the thread ended
   }
   return m;
 }

@@ -3,6 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { LbTopology } from './topology.ts';
+import { readPidStat } from '../../common/host.ts';
 import { scaledTimeout } from '../../lab/scenario.ts';
 
 export interface WrkResult {
@@ -68,11 +69,7 @@ export const CLK_TCK = 100;
 export function processCpuNs(pids: number[]): number {
   let ticks = 0;
   for (const p of pids) {
-    try {
-      const st = fs.readFileSync(`/proc/${p}/stat`, 'utf8');
-      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(f[11]) + Number(f[12]);
-    } catch { /* gone */ }
+    ticks += readPidStat(`/proc/${p}/stat`)?.ticks ?? 0; // 0: gone
   }
   return (ticks * 1e9) / CLK_TCK;
 }

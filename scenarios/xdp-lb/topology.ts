@@ -20,6 +20,7 @@ import { createTopology, Topology, type VethEnd } from '../../lab/netns.ts';
 import { withNetns } from '../../controller/libbpf/index.ts';
 import { labCliArgv } from '../../common/dist.ts';
 import { LabError } from '../../common/errors.ts';
+import { readPidStat } from '../../common/host.ts';
 import { scaledTimeout } from '../../lab/scenario.ts';
 import { DEFAULT_PIN_ROOT, type LbConfig } from '../../controller/lb/config.ts';
 
@@ -300,11 +301,8 @@ export interface Proxy {
 function descendants(root: number): number[] {
   const kids = new Map<number, number[]>();
   for (const p of fs.readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
-    try {
-      const st = fs.readFileSync(`/proc/${p}/stat`, 'utf8');
-      const ppid = Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]);
-      (kids.get(ppid) ?? kids.set(ppid, []).get(ppid)!).push(Number(p));
-    } catch { /* exited */ }
+    const ppid = readPidStat(`/proc/${p}/stat`)?.ppid; // undefined: exited
+    if (ppid !== undefined) (kids.get(ppid) ?? kids.set(ppid, []).get(ppid)!).push(Number(p));
   }
   const out: number[] = [];
   const stack = [root];
