@@ -36,11 +36,11 @@ async function exited(c: EnergyCollector, pids: number[]): Promise<void> {
 
 // what the sched_switch program saw, for failure messages (ground truth vs BPF is judged, not these)
 const why = (c: EnergyCollector, truthNs: number, bpfNs: number, byPrevNs = NaN, pid = 0) => {
-  const t = c.cpuTotals().reduce((a, x) => ({ first: a.first + Number(x.first_stints), resyncs: a.resyncs + Number(x.resyncs), lostMs: a.lostMs + Number(x.resync_lost_ns) / 1e6, overMs: a.overMs + Number(x.resync_over_ns) / 1e6, fallbacks: a.fallbacks + Number(x.ktime_fallbacks), unattributedMs: a.unattributedMs + Number(x.unattributed_ns) / 1e6, switches: a.switches + Number(x.switches) }), { first: 0, resyncs: 0, lostMs: 0, overMs: 0, fallbacks: 0, unattributedMs: 0, switches: 0 });
+  const t = c.cpuTotals().reduce((a, x) => ({ first: a.first + Number(x.first_stints), resyncs: a.resyncs + Number(x.resyncs), lostMs: a.lostMs + Number(x.resync_lost_ns) / 1e6, overMs: a.overMs + Number(x.resync_over_ns) / 1e6, fallbacks: a.fallbacks + Number(x.ktime_fallbacks), unattributedMs: a.unattributedMs + Number(x.unattributed_ns) / 1e6, switches: a.switches + Number(x.switches), newKeys: a.newKeys + Number(x.new_keys) }), { first: 0, resyncs: 0, lostMs: 0, overMs: 0, fallbacks: 0, unattributedMs: 0, switches: 0, newKeys: 0 });
   const mine = pid ? [...c.onCpuNow().values()].filter((v) => v.tgid === pid).map((v) => ({ comm: v.comm, ms: v.ns / 1e6, exits: v.exits })) : [];
-  return `truth ${(truthNs / 1e6).toFixed(1)} ms, BPF ${(bpfNs / 1e6).toFixed(1)} ms (as sum − prev_sum: ${(byPrevNs / 1e6).toFixed(1)} ms); its entries: ${JSON.stringify(mine)}; stints: ${JSON.stringify(t)}; LRU evictions ${c.evictions()}`;
+  return `truth ${(truthNs / 1e6).toFixed(1)} ms, BPF ${(bpfNs / 1e6).toFixed(1)} ms (as sum − prev_sum: ${(byPrevNs / 1e6).toFixed(1)} ms); its entries: ${JSON.stringify(mine)}; stints: ${JSON.stringify(t)}; task-map keys created ${t.newKeys}, alive ${c.onCpuNow().size} (the difference: LRU evictions)`;
 };
-/** time the program could not put in the task map (a map update the kernel refused), summed over CPUs */
+/** time the program charged to no workload (a task-map insert that failed), summed over CPUs */
 const unattributedNs = (c: EnergyCollector) => c.cpuTotals().reduce((s, x) => s + Number(x.unattributed_ns), 0);
 
 describeRoot('energy collector (host kernel)', () => {
@@ -199,7 +199,7 @@ describeRoot('energy collector (host kernel)', () => {
     }
   }, 60_000);
 
-  // the two fallbacks of the task-storage default: same burner, same 2% bound
+  // the two fallbacks of the task-storage default: the same 2% bound, on short burners
   it.each([
     { flavour: 'the tp_btf flavour with the thread hash (no task storage)', opts: { hook: 'tp_btf', perThread: 'hash' } as const, check: (t: EnergyCollector) => expect(t.perThread.name).toBe('hash') },
     { flavour: 'the classic tracepoint flavour', opts: { hook: 'tracepoint' } as const, check: (t: EnergyCollector) => expect(t.hook.name).toBe('tracepoint') },
@@ -210,23 +210,28 @@ describeRoot('energy collector (host kernel)', () => {
       // The classic tracepoint's program is skipped on a CPU where bpf_prog_active is held (another
       // tracing program, or a map syscall preempted there — other test files run beside this one);
       // the kernel counts those skips. A miss with skips is measured again (at most twice); without
-      // skips, or a third time, it fails. Likewise time the program counted as unattributed: since
-      // 6.16 hash-map bucket locks are resilient spinlocks that give up (deadlock check, timeout
-      // when the holder's vCPU stalls), so an insert into the task map can be refused; the stint is
-      // then counted in unattributed_ns (the node total keeps it), not lost silently.
-      for (let attempt = 1; ; attempt++) {
+      // skips, or a third time, it fails.
+      // Eight short burners, one after another: on a quiet machine a 0.15 s process often runs its
+      // whole life in one stint, and the scheduler resets se.prev_sum_exec_runtime on the way out
+      // without a switch. Before the whole-sum rule for threads born after load (bpf/energy.bpf.c,
+      // born_after_ns) such a burner was charged the last ~30 µs of its life: 10 of 24 burners of
+      // the hash flavour on the quiet host (8 of 60 at 0.3 s, 13 of 40 of the classic tracepoint),
+      // so eight pass together by chance about once in 80.
+      for (let i = 1, retries = 0; i <= 8; i++) {
         const m0 = t.switchStats().missed;
         const u0 = unattributedNs(t);
-        const { pid, truthNs } = await burnReaped(0.5);
+        const { pid, truthNs } = await burnReaped(0.15);
         await exited(t, [pid]);
         const skipped = t.switchStats().missed - m0;
-        const refusedNs = unattributedNs(t) - u0;
         const mine = [...t.onCpuNow().values()].filter((v) => v.tgid === pid);
         const bpfNs = mine.reduce((s, v) => s + v.ns, 0);
         const err = Math.abs(bpfNs - truthNs) / truthNs;
-        if (err >= 0.02 && (skipped > 0 || refusedNs > 0) && attempt < 3) continue;
-        expect(err, `${why(t, truthNs, bpfNs, mine.reduce((s, v) => s + v.byPrevNs, 0), pid)}; switches the kernel skipped: ${skipped}; unattributed meanwhile ${(refusedNs / 1e6).toFixed(1)} ms (attempt ${attempt})`).toBeLessThan(0.02);
-        break;
+        if (err >= 0.02 && skipped > 0 && retries < 2) {
+          retries++;
+          i--;
+          continue;
+        }
+        expect(err, `burner ${i}/8: ${why(t, truthNs, bpfNs, mine.reduce((s, v) => s + v.byPrevNs, 0), pid)}; switches the kernel skipped: ${skipped}; unattributed meanwhile ${((unattributedNs(t) - u0) / 1e6).toFixed(1)} ms (re-measured ${retries})`).toBeLessThan(0.02);
       }
     } finally {
       t.close();
