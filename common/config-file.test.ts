@@ -1,6 +1,6 @@
-// JSON syntax errors as file positions (pure).
+// Config syntax errors as file positions (pure).
 import { describe, expect, it } from 'vitest';
-import { jsonSyntaxError, parseJson } from './config-file.ts';
+import { jsonSyntaxError, parseJson, parseYamlFile } from './config-file.ts';
 
 const fault = (text: string) => {
   try {
@@ -39,5 +39,14 @@ describe('parseJson', () => {
     expect(parseJson('{"a": [1]}', 'f.json', (m) => new Error(m))).toEqual({ a: [1] });
     class Mine extends Error {}
     expect(() => parseJson('{\n  "a": 1,\n}', 'f.json', (m) => new Mine(m))).toThrow(new Mine("f.json:2:9: not valid JSON: a trailing comma before '}'"));
+  });
+});
+
+describe('parseYamlFile', () => {
+  it('returns the value, or throws the caller\'s error as file:line:col and one line', () => {
+    expect(parseYamlFile('a: [1, 2]\nb: x\n', 'f.yaml', (m) => new Error(m)).value).toEqual({ a: [1, 2], b: 'x' });
+    class Mine extends Error {}
+    expect(() => parseYamlFile('a: 1\nb: 2\na: 3\n', 'f.yaml', (m) => new Mine(m))).toThrow(new Mine('f.yaml:3:1: Map keys must be unique'));
+    expect(() => parseYamlFile('vips: [\n', 'f.yaml', (m) => new Mine(m))).toThrow(/^f\.yaml:2:1: [^\n]+$/);
   });
 });

@@ -55,6 +55,18 @@ export class ConfigFile {
   }
 }
 
+/**
+ * A YAML (or JSON-as-YAML) file's value; its first syntax error as `mkErr("file:line:col: message")`.
+ * One format for every config the lab reads (LB, socket LB, tc), where yaml.parse's own message
+ * ends in "at line L, column C:" and a code excerpt.
+ */
+export function parseYamlFile<E extends Error>(text: string, file: string, mkErr: (message: string) => E): { value: unknown; source: ConfigFile } {
+  const { source, syntaxErrors } = ConfigFile.parse(text, file);
+  const first = syntaxErrors[0];
+  if (first) throw mkErr(`${file}:${first.line}:${first.col}: ${first.message}`);
+  return { value: source.value, source };
+}
+
 /** 'vips[0].backends[1]' → ['vips', 0, 'backends', 1] */
 export function fieldPath(s: string): (string | number)[] {
   return [...s.matchAll(/([^.[\]]+)|\[(\d+)\]/g)].map((m) => (m[2] !== undefined ? Number(m[2]) : m[1]!));

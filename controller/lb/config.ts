@@ -1,7 +1,7 @@
 // The LB's desired state as a file (YAML or JSON) and its validation. Validation is pure: it
 // runs before anything touches a map, so bad input changes nothing.
 import fs from 'node:fs';
-import { ConfigFile, fieldPath, parseJson } from '../../common/config-file.ts';
+import { type ConfigFile, fieldPath, parseJson, parseYamlFile } from '../../common/config-file.ts';
 import { ValidationError, addrBytes, familyOf, parseHostPort, parseMac, parsePort, parseVip, vipString, canonical, type VipSpec } from './addr.ts';
 import { isPrime } from './maglev.ts';
 import { xdp_lb_limits } from '../../bpf/gen/xdp_lb.enums.ts';
@@ -295,12 +295,7 @@ function readConfigFile(file: string): { config: LbConfig; source: () => ConfigF
   } catch (e) {
     throw new ValidationError(`${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
   }
-  const parsed = () => {
-    const { source, syntaxErrors } = ConfigFile.parse(text, file);
-    const first = syntaxErrors[0];
-    if (first) throw new ValidationError(`${file}:${first.line}:${first.col}: ${first.message}`);
-    return source;
-  };
+  const parsed = () => parseYamlFile(text, file, (m) => new ValidationError(m)).source;
   if (file.endsWith('.json')) {
     return { config: parseJson<LbConfig>(text, file, (m) => new ValidationError(m)), source: parsed };
   }

@@ -2,11 +2,10 @@
 // loaded or written, so a malformed config changes nothing. Address parsing, backend normalisation
 // and the Maglev prime check are the XDP LB's (controller/lb), imported rather than copied.
 import fs from 'node:fs';
-import { createRequire } from 'node:module';
 import { ValidationError, parseVip, vipString, type VipSpec } from '../lb/addr.ts';
 import { DEFAULT_HEALTH, backendKey, normBackend, type BackendConfig, type HealthConfig } from '../lb/config.ts';
 import { isPrime } from '../lb/maglev.ts';
-import { parseJson } from '../../common/config-file.ts';
+import { parseJson, parseYamlFile } from '../../common/config-file.ts';
 import { socket_lb_limits } from '../../bpf/gen/socket_lb.enums.ts';
 
 export type Algorithm = 'maglev' | 'random';
@@ -159,11 +158,7 @@ export function loadSvcConfigFile(file: string): SvcConfig {
     throw new ValidationError(`${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
   }
   if (file.endsWith('.json')) return parseJson<SvcConfig>(text, file, (m) => new ValidationError(m));
-  try {
-    return (createRequire(import.meta.url)('yaml') as typeof import('yaml')).parse(text) as SvcConfig;
-  } catch (e) {
-    throw new ValidationError(`${file}: ${(e as Error).message.split('\n')[0]}`);
-  }
+  return parseYamlFile(text, file, (m) => new ValidationError(m)).value as SvcConfig;
 }
 
 export { backendKey, ValidationError };

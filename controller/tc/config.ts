@@ -3,9 +3,8 @@
 // wrong), so `pnpm lab tc …` never leaves half a config in the kernel. Pure except for resolving
 // cgroup paths to ids (a stat), which the caller passes in.
 import fs from 'node:fs';
-import { createRequire } from 'node:module';
 import { cgroupId as dirCgroupId } from '../../common/cgroup.ts';
-import { parseJson } from '../../common/config-file.ts';
+import { parseJson, parseYamlFile } from '../../common/config-file.ts';
 import { LabError } from '../../common/errors.ts';
 import { UsageError } from '../../common/args.ts';
 import { parseCidr as parseIpCidr, parseIp, toLeading16, type Family } from '../../common/ip.ts';
@@ -344,11 +343,7 @@ export function loadConfigFile(file: string): unknown {
     throw new LabError(`cannot read tc config ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'give the path of a YAML or JSON file');
   }
   if (file.endsWith('.json')) return parseJson(text, file, (m) => new LabError(m, 'fix the JSON syntax; nothing was changed'));
-  try {
-    return (createRequire(import.meta.url)('yaml') as typeof import('yaml')).parse(text);
-  } catch (e) {
-    throw new LabError(`${file}: ${(e as Error).message.split('\n')[0]}`, 'fix the YAML syntax; nothing was changed');
-  }
+  return parseYamlFile(text, file, (m) => new LabError(m, 'fix the YAML syntax; nothing was changed')).value;
 }
 
 /** network-order u16 as the BPF side reads it from the packet (a little-endian load) */
