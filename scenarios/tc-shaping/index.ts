@@ -19,6 +19,7 @@ import { validateConfig } from '../../controller/tc/config.ts';
 import { edtSelfTest } from '../../controller/tc/selftest.ts';
 import { shape, KINDS, latencyHorizonMs, type Kind, type Link, type ClassDef, type Shaping } from './shapers.ts';
 import { iperf, pingRtts, inFlow, probeLatency, wireMbit, txBytes, waitFlowing, qdiscBacklog, sampleUntil, tcpSample, type FlowResult } from './flows.ts';
+import { crashCheck } from './crash.ts';
 import { compTotalFor, judgePair, judgeRttRounds, RTT_JUDGE, type CompRow } from './judge.ts';
 
 const SND = '10.16.0.1';
@@ -210,7 +211,7 @@ const pct = (x: number) => (Number.isFinite(x) ? `${x >= 0 ? '+' : ''}${(x * 100
 
 const scenario: Scenario = {
   name: 'tc-shaping',
-  description: 'EDT bandwidth shaping at TC egress (BPF sets skb->tstamp, fq enforces) vs HTB and TBF at 10/100/1000 Mbit/s: accuracy, fairness, latency, CPU; live rate change; filter counters',
+  description: 'EDT bandwidth shaping at TC egress (BPF sets skb->tstamp, fq enforces) vs HTB and TBF at 10/100/1000 Mbit/s: accuracy, fairness, latency, CPU; live rate change; filter counters; a SIGKILLed shaper daemon keeps enforcing until tc shape stop',
   tools: ['tc'],
   options: {
     rates: {
@@ -369,6 +370,10 @@ const scenario: Scenario = {
         s6.close();
       }
     }
+
+    // ---- a shaper daemon killed outright, then stopped ----
+    ctx.progress.step('a tc shaper daemon killed with SIGKILL: still enforcing; then tc shape stop');
+    await crashCheck(ctx, link, { fq: fq.ok, rcv: RCV, rcvRole: 'rcv', port: PORT_A, secs: 2 });
 
     report(ctx, { rows, kinds, configs: configs.map((c) => c.label), rates, ceiling, comp, compRows, emulated, changeFrom, changeTo, changeRows, rounds, secs });
   },

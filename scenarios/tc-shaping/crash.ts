@@ -1,0 +1,106 @@
+// A shaper daemon killed outright — SIGKILL, as a crash or the OOM killer would — run as users run
+// it (`pnpm lab tc shape start`), on the scenario's veth. What it attached must keep enforcing
+// (fail closed: the drop rule still drops, the class still holds its rate through fq) until
+// `pnpm lab tc shape stop` removes exactly that: filters, clsact, fq, pins and state. The
+// controller's own test does this on the host, where sch_fq is missing, so only here (the VM
+// kernels have it) is the fq half of a dead instance's cleanup exercised.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execa } from 'execa';
+import { labCliArgv } from '../../common/dist.ts';
+import { pinDir, statePath } from '../../controller/tc/shaper.ts';
+import type { Topology } from '../../lab/netns.ts';
+import { scaledTimeout, type ScenarioContext } from '../../lab/scenario.ts';
+import { iperf, wireMbit } from './flows.ts';
+import type { Link } from './shapers.ts';
+
+const INSTANCE = 'tcs-crash';
+const RATE_MBIT = 10;
+const DATAGRAMS = 5;
+
+/** UDP datagrams a namespace received for a port nobody listens on (/proc/net/snmp Udp NoPorts) */
+export function parseUdpNoPorts(snmp: string): number {
+  const [head, vals] = snmp.split('\n').filter((l) => l.startsWith('Udp: ')).map((l) => l.trim().split(/\s+/));
+  const i = head?.indexOf('NoPorts') ?? -1;
+  const v = i > 0 ? Number(vals?.[i]) : NaN;
+  if (!Number.isFinite(v)) throw new Error('/proc/net/snmp has no Udp NoPorts counter');
+  return v;
+}
+
+async function noPorts(t: Topology, role: string): Promise<number> {
+  return parseUdpNoPorts(String((await t.exec(role, 'cat', ['/proc/net/snmp'])).stdout));
+}
+
+/** `n` one-byte datagrams to to:9 from the sending namespace: how many reached the receiver's stack */
+async function udpReached(t: Topology, to: string, rcvRole: string, n: number): Promise<number> {
+  const before = await noPorts(t, rcvRole);
+  // one process for all of them: each costs ~0.3 s of a guest CPU under TCG
+  await t.exec('snd', 'bash', ['-c', `for i in $(seq ${n}); do printf x > /dev/udp/${to}/9; done`], { reject: false });
+  return (await noPorts(t, rcvRole)) - before;
+}
+
+export async function crashCheck(ctx: ScenarioContext, link: Link, o: { fq: boolean; rcv: string; rcvRole: string; port: number; secs: number }): Promise<void> {
+  const t = link.topo;
+  const file = path.join(os.tmpdir(), `ebpf-lab-tcs-crash-${process.pid}.json`);
+  fs.writeFileSync(file, JSON.stringify({
+    ...(o.fq ? { classes: [{ name: 'crash', rate: `${RATE_MBIT}mbit`, match: [{ dst: `${o.rcv}/32` }] }] } : {}),
+    filters: [{ name: 'udp-drop', dir: 'egress', cidr: `${o.rcv}/32`, proto: 'udp', port: 9, action: 'drop' }],
+  }));
+  const [node, ...cli] = labCliArgv();
+  const lab = (args: string[]) => execa(node!, [...cli, ...args], { reject: false, all: true, timeout: scaledTimeout(60_000) });
+  const tcShow = async (...what: string[]) => String((await t.exec(link.role, 'tc', [...what.slice(0, 1), 'show', 'dev', link.dev, ...what.slice(1)], { reject: false })).stdout);
+  const filters = async () => (await tcShow('filter', 'egress')) + (await tcShow('filter', 'ingress'));
+  // whatever fails below, the instance does not outlive the run: its namespace takes the filters
+  // along, but not its pins and state file
+  ctx.defer('stop the crash-test tc instance', async () => {
+    fs.rmSync(file, { force: true });
+    if (fs.existsSync(statePath(INSTANCE))) await lab(['tc', 'shape', 'stop', '--instance', INSTANCE]);
+  });
+
+  const d = execa(node!, [...cli, 'tc', 'shape', 'start', '--dev', link.dev, '--netns', link.ns, '--instance', INSTANCE, '--config', file, ...(o.fq ? [] : ['--filter-only'])], { reject: false, all: true });
+  let out = '';
+  d.all!.on('data', (b: Buffer) => (out += String(b)));
+  for (const until = performance.now() + scaledTimeout(20_000); !/^shaping /m.test(out) && d.exitCode === null && performance.now() < until; ) await new Promise((r) => setTimeout(r, 100));
+  if (!/^shaping /m.test(out)) {
+    d.kill('SIGKILL');
+    await d;
+    ctx.check('a tc shaper daemon killed with SIGKILL keeps enforcing (fail closed)', false, `pnpm lab tc shape start did not report shaping: ${out.trim().split('\n').slice(-4).join(' | ') || '(no output)'}`);
+    return;
+  }
+  const pid = (JSON.parse(fs.readFileSync(statePath(INSTANCE), 'utf8')) as { pid: number }).pid;
+  process.kill(pid, 'SIGKILL');
+  await d;
+
+  // dead daemon: everything it attached is still there and still acts
+  const attached = await filters();
+  const root = await tcShow('qdisc');
+  const reached = await udpReached(t, o.rcv, o.rcvRole, DATAGRAMS);
+  const flow = o.fq ? await iperf(t, 'snd', o.rcv, o.port, o.secs) : undefined;
+  const wire = flow ? wireMbit(flow) : NaN;
+  const held = !o.fq || (/^qdisc fq /m.test(root) && wire <= RATE_MBIT * 1.03 && wire >= RATE_MBIT * 0.9);
+  ctx.check(
+    `a tc shaper daemon killed with SIGKILL keeps enforcing (fail closed): its drop rule still drops${o.fq ? `, its ${RATE_MBIT} Mbit/s class still holds (±3% over, 10% under)` : ''}`,
+    /tc_shape_egress/.test(attached) && reached === 0 && held,
+    `UDP to ${o.rcv}:9 reached the receiver ${reached} of ${DATAGRAMS} times; egress filter ${/tc_shape_egress/.test(attached) ? 'attached' : 'gone'}${o.fq ? `; root qdisc ${/^qdisc fq /m.test(root) ? 'fq' : 'not fq'}; one TCP flow ${wire.toFixed(2)} Mbit/s on the wire` : ' (no sch_fq on this kernel: the class half is not exercised)'}`,
+  );
+
+  // and `stop` removes exactly that
+  const stop = await lab(['tc', 'shape', 'stop', '--instance', INSTANCE]);
+  const filtersAfter = await filters();
+  const qdiscsAfter = await tcShow('qdisc');
+  const reachedAfter = await udpReached(t, o.rcv, o.rcvRole, DATAGRAMS);
+  const left = [
+    /tc_shape/.test(filtersAfter) && 'filters',
+    /clsact/.test(qdiscsAfter) && 'clsact',
+    /^qdisc fq /m.test(qdiscsAfter) && 'fq',
+    fs.existsSync(pinDir(INSTANCE)) && `pins (${pinDir(INSTANCE)})`,
+    fs.existsSync(statePath(INSTANCE)) && 'state file',
+  ].filter(Boolean);
+  ctx.check(
+    `pnpm lab tc shape stop after the crash removes what the daemon attached (filters, clsact${o.fq ? ', fq' : ''}, pins, state) and traffic flows again`,
+    stop.exitCode === 0 && /had died/.test(String(stop.stdout)) && left.length === 0 && reachedAfter === DATAGRAMS,
+    `exit ${stop.exitCode}: ${String(stop.all).trim().split('\n')[0]}; left: ${left.length ? left.join(', ') : 'nothing'}; UDP to :9 then reached the receiver ${reachedAfter} of ${DATAGRAMS} times`,
+  );
+  ctx.metric('crash', { reachedWhileDead: reached, mbitWhileDead: flow ? wire : null, stop: String(stop.stdout).trim(), left, reachedAfterStop: reachedAfter });
+}
