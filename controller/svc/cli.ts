@@ -79,7 +79,7 @@ const COMMANDS: Record<string, Cmd> = {
     // Ctrl-C/SIGTERM are ours: the stop below detaches and removes everything, then exits 0 (the
     // binding's own handler would close the objects and exit 128+signal, skipping it)
     deferSignalsToCaller(true);
-    const c = await SvcController.start(readConfig(p), { pin: true, log: (s) => console.error(`[svc] ${s}`) });
+    const c = await SvcController.start(readConfig(p), { pin: true, daemon: true, log: (s) => console.error(`[svc] ${s}`) });
     const inst = c.instance;
     const bye = () => c.stop();
     process.once('exit', bye); // synchronous: also on an uncaught error

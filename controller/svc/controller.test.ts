@@ -233,6 +233,68 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
     }
   }, 120_000);
 
+  it('svc daemon killed with SIGKILL: the instance keeps balancing; the next daemon takes it over with its config, unless a setting fixed at load differs; a live one is refused', async () => {
+    const instance = `crash-${process.pid}`;
+    const vip = 'tcp://10.96.0.50:80';
+    const cfgFile = path.join(os.tmpdir(), `svc-crash-${process.pid}.json`);
+    const write = (backends: string[], extra: object = {}) => fs.writeFileSync(cfgFile, JSON.stringify({ cgroup: lab.cgClientRel, instance, ...extra, services: [{ vip, algorithm: 'random', backends: backends.map((a) => `${a}:8080`) }] }));
+    const cwd = new URL('../..', import.meta.url).pathname;
+    const daemon = () => execa(NODE, [...LAB, 'svc', 'daemon', '--config', cfgFile], { cwd, reject: false, all: true, env: { EBPF_LAB_DEBUG: '' } });
+    const ready = (d: ReturnType<typeof daemon>) => new Promise<string>((ok, fail) => {
+      let out = '';
+      d.all!.on('data', (b: Buffer) => ((out += String(b)), out.includes('"ready":true') && ok(out)));
+      void d.then((r) => fail(new Error(`daemon exited ${r.exitCode}: ${String(r.all)}`)));
+    });
+    const owner = () => (JSON.parse(fs.readFileSync(statePath(instance), 'utf8')) as { daemon?: { pid: number } }).daemon?.pid;
+    const reached = async (n: number) => {
+      const rs = await once('tcp', '10.96.0.50', 80, n);
+      expect(rs.filter((r) => r.error)).toEqual([]);
+      return new Set(rs.map((r) => r.reply));
+    };
+    const [b1, b2, b3] = lab.backends4 as [string, string, string];
+    const live: ReturnType<typeof daemon>[] = [];
+    try {
+      write([b1, b2]);
+      const d1 = daemon();
+      live.push(d1);
+      await ready(d1);
+      expect(owner()).toBe(d1.pid);
+      process.kill(d1.pid!, 'SIGKILL');
+      await d1;
+      // pinned links: the dead daemon's rewrite goes on (no health checks meanwhile)
+      expect([...(await reached(8))].every((r) => r === `${b1}:8080` || r === `${b2}:8080`)).toBe(true);
+      // a ring size is fixed at load: refused, nothing changed, still balancing
+      write([b1, b2], { ringSize: 13 });
+      const bad = await daemon();
+      expect(bad.exitCode).toBe(1);
+      expect(String(bad.all)).toMatch(new RegExp(`^error: instance "${instance}" was left by svc daemon pid ${d1.pid}, which died, and cannot be taken over with this config: ringSize 251 → 13\\n {2}fix: pnpm lab svc stop --instance ${instance}, then start the daemon again`));
+      expect(owner()).toBe(d1.pid);
+      expect((await reached(4)).size).toBeGreaterThan(0);
+      // a daemon with a changed backend list takes over and applies it
+      write([b1, b2, b3]);
+      const d2 = daemon();
+      live.push(d2);
+      expect(await ready(d2)).toMatch(new RegExp(`took over instance ${instance} from svc daemon pid ${d1.pid}, which died \\(its programs kept balancing\\): 1 service\\(s\\) changed`));
+      expect(owner()).toBe(d2.pid);
+      expect((await reached(24)).has(`${b3}:8080`)).toBe(true);
+      // while it lives, another daemon for the instance is refused
+      const third = await daemon();
+      expect(third.exitCode).toBe(1);
+      expect(String(third.all)).toMatch(new RegExp(`^error: instance "${instance}" is already running \\(its svc daemon, pid ${d2.pid}, is alive;`));
+      d2.kill('SIGTERM');
+      expect((await d2).exitCode).toBe(0);
+      expect(fs.existsSync(statePath(instance))).toBe(false);
+      expect(fs.existsSync(pinDir(instance))).toBe(false);
+    } finally {
+      for (const d of live) {
+        d.kill('SIGKILL');
+        await d;
+      }
+      if (fs.existsSync(statePath(instance))) await execa(NODE, [...LAB, 'svc', 'stop', '--instance', instance], { cwd, reject: false });
+      fs.rmSync(cfgFile, { force: true });
+    }
+  }, 180_000);
+
   it('health checks (the XDP LB\'s) take a dead backend out of the ring and bring it back', async () => {
     const net = await import('node:net');
     const up = net.createServer((c) => c.end());

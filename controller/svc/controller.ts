@@ -24,6 +24,7 @@ import { addrBytes, parseHostPort, parseVip, PROTO_NUM, vipString, ValidationErr
 import { HealthChecker } from '../lb/health.ts';
 import { maglevTable } from '../lb/maglev.ts';
 import { cgroupDir, cgroupId } from '../../common/cgroup.ts';
+import { readPidStat } from '../../common/host.ts';
 import { backendKey, normBackendS, normService, validateSvcConfig, type Algorithm, type NormService, type NormSvcConfig, type ServiceConfig, type SvcConfig } from './config.ts';
 
 export const PIN_ROOT = '/sys/fs/bpf/ebpf-lab';
@@ -69,6 +70,8 @@ export interface Model {
   backendIds: Record<string, number>;
   /** how many services list each backend: ids are freed at zero, without a scan of every service */
   backendRefs: Record<string, number>;
+  /** the `svc daemon` that owns the instance (none: `svc start`); the start time tells a reused pid apart */
+  daemon?: { pid: number; startTime: string };
 }
 
 export interface Maps {
@@ -191,7 +194,22 @@ export function ringOf(s: ServiceState, ids: Record<string, number>, ringSize: n
 export interface StartOptions {
   /** pin maps and links and keep the state file (daemon / CLI mode) */
   pin?: boolean;
+  /**
+   * `svc daemon`: record this process as the instance's owner, and take over an instance whose
+   * recorded daemon has died (pinned, so it kept balancing, without health checks) instead of
+   * refusing it
+   */
+  daemon?: boolean;
   log?: (s: string) => void;
+}
+
+/** this process as a daemon record (its start time from /proc: a reused pid has another) */
+function selfDaemon(): Model['daemon'] {
+  return { pid: process.pid, startTime: readPidStat(`/proc/${process.pid}/stat`)?.startTime ?? '' };
+}
+function daemonAlive(d: NonNullable<Model['daemon']>): boolean {
+  const st = readPidStat(`/proc/${d.pid}/stat`);
+  return !!st && st.state !== 'Z' && st.startTime === d.startTime;
 }
 
 export class SvcController {
@@ -223,9 +241,19 @@ export class SvcController {
     return opts.pin ? withLock(START_LOCK, () => SvcController.startChecked(cfg, cg, file, opts), 120_000) : SvcController.startChecked(cfg, cg, file, opts);
   }
 
-  private static startChecked(cfg: NormSvcConfig, cg: string, file: string, opts: StartOptions): SvcController {
+  private static startChecked(cfg: NormSvcConfig, cg: string, file: string, opts: StartOptions): SvcController | Promise<SvcController> {
     const dir = pinDir(cfg.instance);
-    if (opts.pin && fs.existsSync(statePath(cfg.instance))) throw new LabError(`instance "${cfg.instance}" is already running (${statePath(cfg.instance)})`, `stop it first (pnpm lab svc stop --instance ${cfg.instance}) or give this one another --instance`);
+    if (opts.pin && fs.existsSync(statePath(cfg.instance))) {
+      let old: Model | null = null;
+      try {
+        old = JSON.parse(fs.readFileSync(statePath(cfg.instance), 'utf8')) as Model;
+      } catch {
+        /* unreadable: refused below like any running instance */
+      }
+      if (opts.daemon && old?.daemon && !daemonAlive(old.daemon)) return SvcController.adopt(cfg, cg, old, opts);
+      const who = old?.daemon ? `its svc daemon, pid ${old.daemon.pid}, is alive` : 'started by svc start, no daemon';
+      throw new LabError(`instance "${cfg.instance}" is already running (${who}; ${statePath(cfg.instance)})`, `stop it first (pnpm lab svc stop --instance ${cfg.instance}) or give this one another --instance`);
+    }
     checkOverlap(cfg.instance, cg, cfg.services.map((s) => s.id));
     const loadWith = (skip: string[]) => {
       const sk = socketLb.open(file);
@@ -262,7 +290,7 @@ export class SvcController {
       }
       const maps: Maps = skel.maps;
       const { services: _s, ...rest } = cfg;
-      const model: Model = { config: rest, cgroupPath: cg, cgroupId: String(cgroupId(cg)), getpeername, services: {}, backendIds: {}, backendRefs: {} };
+      const model: Model = { config: rest, cgroupPath: cg, cgroupId: String(cgroupId(cg)), getpeername, services: {}, backendIds: {}, backendRefs: {}, ...(opts.daemon ? { daemon: selfDaemon() } : {}) };
       const c = new SvcController(model, maps, skel, links, !!opts.pin);
       if (opts.pin) c.pinAll(dir, links);
       c.applyServices(cfg.services, []);
@@ -274,6 +302,38 @@ export class SvcController {
       if (opts.pin) cleanupPins(cfg.instance);
       throw e;
     }
+  }
+
+  /**
+   * A `svc daemon` takes over the instance a dead daemon left: its pinned links kept balancing all
+   * along (fail static), so nothing is detached or reloaded — the config's services are applied as
+   * a change (rings rewritten only where they differ) and health checks resume. Settings fixed at
+   * load (cgroup, ring and map sizes) must match: changing them needs a new instance.
+   */
+  private static async adopt(cfg: NormSvcConfig, cg: string, old: Model, opts: StartOptions): Promise<SvcController> {
+    const dead = old.daemon!.pid;
+    const fix = `pnpm lab svc stop --instance ${cfg.instance}, then start the daemon again (new connections to its services are not balanced in between)`;
+    const diff: string[] = [];
+    if (path.resolve(old.cgroupPath) !== path.resolve(cg)) diff.push(`cgroup ${old.cgroupPath} → ${cg}`);
+    else if (old.cgroupId !== undefined && fs.existsSync(cg) && String(cgroupId(cg)) !== old.cgroupId) diff.push(`cgroup ${cg} was removed and made again (its programs went with the old one)`);
+    for (const k of ['ringSize', 'maxServices', 'maxBackends'] as const) if (old.config[k] !== cfg[k]) diff.push(`${k} ${old.config[k]} → ${cfg[k]}`);
+    if (diff.length) throw new LabError(`instance "${cfg.instance}" was left by svc daemon pid ${dead}, which died, and cannot be taken over with this config: ${diff.join('; ')}`, fix);
+    checkOverlap(cfg.instance, cg, cfg.services.map((s) => s.id));
+    return withLock(cfg.instance, () => {
+      const c = SvcController.open(cfg.instance);
+      try {
+        const want = new Set(cfg.services.map((s) => s.id));
+        const r = c.applyServices(cfg.services, Object.keys(c.model.services).filter((id) => !want.has(id)));
+        const { services: _s, ...rest } = cfg;
+        c.model = { ...c.model, config: rest, daemon: selfDaemon() };
+        c.saveState();
+        opts.log?.(`took over instance ${cfg.instance} from svc daemon pid ${dead}, which died (its programs kept balancing): ${r.changed} service(s) changed to match the config`);
+        return c;
+      } catch (e) {
+        c.close(); // the instance stays as it was found: pinned, balancing, owned by nobody alive
+        throw e;
+      }
+    });
   }
 
   /** an instance started elsewhere with pin: true (CLI commands) */
