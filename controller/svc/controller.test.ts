@@ -263,6 +263,10 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
       await d1;
       // pinned links: the dead daemon's rewrite goes on (no health checks meanwhile)
       expect([...(await reached(8))].every((r) => r === `${b1}:8080` || r === `${b2}:8080`)).toBe(true);
+      // svc start (no daemon) does not take over; it says who can
+      const started = await execa(NODE, [...LAB, 'svc', 'start', '--config', cfgFile], { cwd, reject: false, env: { EBPF_LAB_DEBUG: '' } });
+      expect(started.exitCode).toBe(1);
+      expect(String(started.stderr)).toMatch(new RegExp(`^error: instance "${instance}" is still balancing, left by svc daemon pid ${d1.pid}, which died .*\\n {2}fix: pnpm lab svc daemon --config FILE --instance ${instance} takes it over without a gap; or stop it first`));
       // a ring size is fixed at load: refused, nothing changed, still balancing
       write([b1, b2], { ringSize: 13 });
       const bad = await daemon();

@@ -251,8 +251,10 @@ export class SvcController {
         /* unreadable: refused below like any running instance */
       }
       if (opts.daemon && old?.daemon && !daemonAlive(old.daemon)) return SvcController.adopt(cfg, cg, old, opts);
+      const stop = `stop it first (pnpm lab svc stop --instance ${cfg.instance}) or give this one another --instance`;
+      if (old?.daemon && !daemonAlive(old.daemon)) throw new LabError(`instance "${cfg.instance}" is still balancing, left by svc daemon pid ${old.daemon.pid}, which died (${statePath(cfg.instance)})`, `pnpm lab svc daemon --config FILE --instance ${cfg.instance} takes it over without a gap; or ${stop}`);
       const who = old?.daemon ? `its svc daemon, pid ${old.daemon.pid}, is alive` : 'started by svc start, no daemon';
-      throw new LabError(`instance "${cfg.instance}" is already running (${who}; ${statePath(cfg.instance)})`, `stop it first (pnpm lab svc stop --instance ${cfg.instance}) or give this one another --instance`);
+      throw new LabError(`instance "${cfg.instance}" is already running (${who}; ${statePath(cfg.instance)})`, stop);
     }
     checkOverlap(cfg.instance, cg, cfg.services.map((s) => s.id));
     const loadWith = (skip: string[]) => {
