@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { preemptModelFrom, releaseAtLeast } from './host.ts';
+import { preemptModelFrom, processAlive, procStart, readPidStat, releaseAtLeast } from './host.ts';
 
 // the configs as Debian ships them (trimmed to the lines that matter)
 const DEB_6_12 = 'CONFIG_PREEMPT_BUILD=y\nCONFIG_PREEMPT_VOLUNTARY=y\n# CONFIG_PREEMPT_NONE is not set\n# CONFIG_PREEMPT is not set\n# CONFIG_PREEMPT_LAZY is not set\nCONFIG_PREEMPT_DYNAMIC=y\n';
@@ -58,5 +58,26 @@ describe('releaseAtLeast (tracing: preemptible tracepoint programs; the VM: 9p r
 
   it('counts an unreadable release as new enough (the standby is the safe side)', () => {
     expect(releaseAtLeast('custom', [7, 0])).toBe(true);
+  });
+});
+
+describe('processAlive (what the tc and svc daemons\' state files are judged by)', () => {
+  it('alive: this process; not: a zombie, a reused pid (other start time), a pid that is not one', async () => {
+    expect(processAlive(process.pid, procStart(process.pid))).toBe(true);
+    expect(processAlive(process.pid)).toBe(true); // an older state file: no start time recorded
+    expect(processAlive(process.pid, `${BigInt(procStart(process.pid)!) + 1n}`)).toBe(false);
+    for (const pid of [0, -1, 1.5, '123', undefined, 2 ** 30]) expect(processAlive(pid)).toBe(false);
+    // a child that exited and is not reaped yet (its parent sleeps): dead, though /proc still lists it
+    const { spawn } = await import('node:child_process');
+    const py = spawn('python3', ['-c', 'import os, time\npid = os.fork()\nif pid == 0: os._exit(0)\nprint(pid, flush=True)\ntime.sleep(30)']);
+    try {
+      const zombie = Number(await new Promise<string>((r) => py.stdout.once('data', (b: Buffer) => r(String(b)))));
+      for (let i = 0; i < 100 && readPidStat(`/proc/${zombie}/stat`)?.state !== 'Z'; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(readPidStat(`/proc/${zombie}/stat`)?.state).toBe('Z');
+      expect(processAlive(zombie)).toBe(false);
+      expect(processAlive(py.pid)).toBe(true);
+    } finally {
+      py.kill('SIGKILL');
+    }
   });
 });

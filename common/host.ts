@@ -160,3 +160,21 @@ export function readPidStat(file: string): PidStat | null {
     return null;
   }
 }
+
+/** a live process's start time (PidStat.startTime), undefined when it is gone */
+export function procStart(pid: number): string | undefined {
+  return readPidStat(`/proc/${pid}/stat`)?.startTime;
+}
+
+/**
+ * Is the process a state file recorded (pid, and its start time where recorded: older files lack
+ * it) still running? Not when the pid is gone, is a zombie (dead, not yet reaped), or now names a
+ * process started at another time (a reused pid). What the daemons' state files (tc shaper, svc)
+ * are judged by before a dead one's leftovers are removed or taken over.
+ */
+export function processAlive(pid: unknown, startTime?: string | null): boolean {
+  // never /proc/0 or a negative or fractional "pid" from a damaged file
+  if (typeof pid !== 'number' || !Number.isInteger(pid) || pid <= 0) return false;
+  const st = readPidStat(`/proc/${pid}/stat`);
+  return !!st && st.state !== 'Z' && (!startTime || st.startTime === startTime);
+}

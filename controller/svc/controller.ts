@@ -24,7 +24,7 @@ import { addrBytes, parseHostPort, parseVip, PROTO_NUM, vipString, ValidationErr
 import { HealthChecker } from '../lb/health.ts';
 import { maglevTable } from '../lb/maglev.ts';
 import { cgroupDir, cgroupId } from '../../common/cgroup.ts';
-import { readPidStat } from '../../common/host.ts';
+import { processAlive, procStart } from '../../common/host.ts';
 import { backendKey, normBackendS, normService, validateSvcConfig, type Algorithm, type NormService, type NormSvcConfig, type ServiceConfig, type SvcConfig } from './config.ts';
 
 export const PIN_ROOT = '/sys/fs/bpf/ebpf-lab';
@@ -205,12 +205,9 @@ export interface StartOptions {
 
 /** this process as a daemon record (its start time from /proc: a reused pid has another) */
 function selfDaemon(): Model['daemon'] {
-  return { pid: process.pid, startTime: readPidStat(`/proc/${process.pid}/stat`)?.startTime ?? '' };
+  return { pid: process.pid, startTime: procStart(process.pid) ?? '' };
 }
-function daemonAlive(d: NonNullable<Model['daemon']>): boolean {
-  const st = readPidStat(`/proc/${d.pid}/stat`);
-  return !!st && st.state !== 'Z' && st.startTime === d.startTime;
-}
+const daemonAlive = (d: NonNullable<Model['daemon']>) => processAlive(d.pid, d.startTime);
 
 export class SvcController {
   private closed = false;

@@ -8,7 +8,8 @@ import { execa } from 'execa';
 import { bpfObjects, describeRoot, toolMissing } from '../../lab/testing.ts';
 import { findCgroup2Root } from '../../common/cgroup.ts';
 import { createTopology, listNamespaces, type Topology } from '../../lab/netns.ts';
-import { FqUnsupported, instanceAlive, MAP_NAMES, procStart, TcShaper, type TcControl } from './shaper.ts';
+import { FqUnsupported, instanceAlive, MAP_NAMES, TcShaper, type TcControl } from './shaper.ts';
+import { procStart } from '../../common/host.ts';
 import { ConfigError, validateConfig } from './config.ts';
 import { tcRegistry } from './metrics.ts';
 
@@ -295,7 +296,7 @@ it('pure: a state file\'s daemon is alive only if its pid exists and started whe
   expect(instanceAlive({ pid: process.pid })).toBe(true); // an older state file: no start time recorded
   expect(instanceAlive({ pid: process.pid, owned: { pidStart: start } })).toBe(true);
   expect(instanceAlive({ pid: process.pid, owned: { pidStart: `${BigInt(start) + 1n}` } })).toBe(false);
-  // never kill(0|-1, 0): a process group or everyone would answer
+  // not a pid: never looked up
   for (const pid of [0, -1, 1.5, '123', undefined]) expect(instanceAlive({ pid })).toBe(false);
   expect(instanceAlive({ pid: 2 ** 30 })).toBe(false); // above any pid_max
 });

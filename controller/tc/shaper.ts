@@ -21,7 +21,7 @@ import path from 'node:path';
 import { BpfMap, attachTc, removePinDir, withNetns, type BpfObject, type Link } from '../libbpf/index.ts';
 import { objectPath } from '../../bpf/build.ts';
 import { LabError } from '../../common/errors.ts';
-import { parsePidStat } from '../../common/host.ts';
+import { processAlive, procStart } from '../../common/host.ts';
 import { MAX_RULES, latencyHorizonNs, netPort, type ClassPlan, type Match, type Plan, type RulePlan } from './config.ts';
 import { tcShape, tc_shape_class_flags, tc_shape_rule_action, type TcShape, type tc_class, type tc_class_stats, type tc_dst_key, type tc_flow_key, type tc_global_stats, type tc_rule, type tc_rule_stats } from '../../bpf/gen/tc_shape.ts';
 
@@ -301,14 +301,6 @@ export interface Owned {
 }
 export type InstanceState = Model & { pid: number; dev: string; netns: string | null; filterOnly: boolean; owned?: Owned };
 
-export function procStart(pid: number): string | undefined {
-  try {
-    return parsePidStat(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'))?.startTime;
-  } catch {
-    return undefined;
-  }
-}
-
 export function readState(instance: string): InstanceState {
   const file = statePath(instance);
   try {
@@ -320,16 +312,7 @@ export function readState(instance: string): InstanceState {
 
 /** the state's daemon is running: its pid exists and, where recorded, started when it did */
 export function instanceAlive(st: { pid: unknown; owned?: { pidStart: string | null } }): boolean {
-  const pid = st.pid;
-  // kill(0 or -1, 0) would ask about a process group or everyone
-  if (typeof pid !== 'number' || !Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  const want = st.owned?.pidStart;
-  return !want || procStart(pid) === want;
+  return processAlive(st.pid, st.owned?.pidStart);
 }
 
 /** removed/kept: what was done and left (informational); unproven: commands for shaper filters nothing proves its own */
