@@ -15,6 +15,7 @@ import { parseArgs, suggest, UsageError, type CommandSpec, type Opts } from '../
 import { LabError } from '../../common/errors.ts';
 import { outputClosed } from '../../common/stdio.ts';
 import { ensureMounts } from '../../common/host.ts';
+import { tryLock, unlock } from '../../common/lockfile.ts';
 
 const COMMANDS: Record<string, CommandSpec<Opts> & { run: (a: { values: Record<string, unknown>; positionals: string[] }) => Promise<number> }> = {
   daemon: {
@@ -108,26 +109,15 @@ function withLock<T>(fn: () => T): T {
   fs.mkdirSync(RUN_DIR, { recursive: true });
   const lock = path.join(RUN_DIR, 'apply.lock');
   for (let i = 0; ; i++) {
-    try {
-      fs.writeFileSync(lock, String(process.pid), { flag: 'wx' });
-      break;
-    } catch {
-      const holder = Number(fs.readFileSync(lock, 'utf8') || 0);
-      let alive = false;
-      try {
-        if (holder) process.kill(holder, 0), (alive = true);
-      } catch {
-        /* dead holder */
-      }
-      if (!alive) fs.rmSync(lock, { force: true });
-      else if (i > 100) throw new LabError(`another policy command (pid ${holder}) is changing the maps`, 'wait for it to finish and retry');
-      else Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
-    }
+    const holder = tryLock(lock);
+    if (holder === true) break;
+    if (i > 100) throw new LabError(`another policy command (pid ${holder}) is changing the maps`, 'wait for it to finish and retry');
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
   }
   try {
     return fn();
   } finally {
-    fs.rmSync(lock, { force: true });
+    unlock(lock);
   }
 }
 

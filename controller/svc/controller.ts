@@ -25,6 +25,7 @@ import { HealthChecker } from '../lb/health.ts';
 import { maglevTable } from '../lb/maglev.ts';
 import { cgroupDir, cgroupId } from '../../common/cgroup.ts';
 import { processAlive, procStart } from '../../common/host.ts';
+import { tryLock, unlock } from '../../common/lockfile.ts';
 import { backendKey, normBackendS, normService, validateSvcConfig, type Algorithm, type NormService, type NormSvcConfig, type ServiceConfig, type SvcConfig } from './config.ts';
 
 export const PIN_ROOT = '/sys/fs/bpf/ebpf-lab';
@@ -703,29 +704,14 @@ export async function withLock<T>(instance: string, fn: () => T | Promise<T>, ti
   const lp = lockPath(instance);
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    try {
-      fs.writeFileSync(lp, String(process.pid), { flag: 'wx' });
-      break;
-    } catch {
-      const holder = Number(fs.readFileSync(lp, 'utf8') || 0);
-      let alive = false;
-      try {
-        if (holder) process.kill(holder, 0);
-        alive = holder > 0;
-      } catch {
-        alive = false;
-      }
-      if (!alive) {
-        fs.rmSync(lp, { force: true });
-        continue;
-      }
-      if (Date.now() > deadline) throw new LabError(`${instance === START_LOCK ? 'another svc start' : `instance "${instance}"`} is locked by pid ${holder}`, `wait for pid ${holder} to finish (another svc command or the daemon's health check) and try again`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    const holder = tryLock(lp);
+    if (holder === true) break;
+    if (Date.now() > deadline) throw new LabError(`${instance === START_LOCK ? 'another svc start' : `instance "${instance}"`} is locked by pid ${holder}`, `wait for pid ${holder} to finish (another svc command or the daemon's health check) and try again`);
+    await new Promise((r) => setTimeout(r, 20));
   }
   try {
     return await fn();
   } finally {
-    fs.rmSync(lp, { force: true });
+    unlock(lp);
   }
 }

@@ -14,6 +14,7 @@ import { cacheDir as labCache } from '../../common/paths.ts';
 import { LabError } from '../../common/errors.ts';
 import { freePort } from '../../common/net.ts';
 import { findOnPath } from '../../common/host.ts';
+import { lockHolderAlive, tryLock, unlock } from '../../common/lockfile.ts';
 
 export const JAEGER_MODULE = 'github.com/jaegertracing/jaeger';
 export const JAEGER_VERSION = 'v1.76.0';
@@ -56,7 +57,7 @@ export async function findGo(): Promise<{ bin: string; version: string } | null>
   return null;
 }
 
-/** The file a build holds while it runs: the builder's pid. */
+/** The file a build holds while it runs: the builder's pid and start time (common/lockfile.ts). */
 const lockPath = () => `${jaegerPath()}.building`;
 
 /**
@@ -64,14 +65,8 @@ const lockPath = () => `${jaegerPath()}.building`;
  * background so the build overlaps the tests that do not need it), or null.
  */
 export function jaegerBuildRunning(): number | null {
-  try {
-    const pid = Number(fs.readFileSync(lockPath(), 'utf8').trim());
-    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return null;
-    process.kill(pid, 0);
-    return pid;
-  } catch {
-    return null;
-  }
+  const pid = lockHolderAlive(lockPath());
+  return pid === process.pid ? null : pid;
 }
 
 /**
@@ -81,18 +76,9 @@ export function jaegerBuildRunning(): number | null {
 async function lockOrWait(bin: string, log: (s: string) => void): Promise<boolean> {
   let told = false;
   for (;;) {
-    try {
-      fs.writeFileSync(lockPath(), `${process.pid}\n`, { flag: 'wx', mode: 0o644 });
-      return true;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    }
-    const pid = jaegerBuildRunning();
-    if (pid === null) {
-      fs.rmSync(lockPath(), { force: true });
-      if (fs.existsSync(bin)) return false;
-      continue;
-    }
+    if (fs.existsSync(bin)) return false;
+    const pid = tryLock(lockPath());
+    if (pid === true) return true;
     if (!told) log(`waiting for the Jaeger build already running (pid ${pid}) …`);
     told = true;
     await new Promise((r) => setTimeout(r, 2000));
@@ -123,7 +109,7 @@ export async function ensureJaeger(log: (s: string) => void = (s) => console.err
   const onSignal = (sig: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
-    fs.rmSync(lockPath(), { force: true });
+    unlock(lockPath());
     child?.kill('SIGKILL');
     if (work) fs.rmSync(work, { recursive: true, force: true });
     // inside a run the runner's own handler stops the scenario and writes the report
@@ -155,7 +141,7 @@ export async function ensureJaeger(log: (s: string) => void = (s) => console.err
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     if (work) fs.rmSync(work, { recursive: true, force: true });
-    fs.rmSync(lockPath(), { force: true });
+    unlock(lockPath());
   }
   log(`Jaeger built in ${info!.seconds} s → ${bin}`);
   return { path: bin, built: true, info };
