@@ -178,3 +178,22 @@ export function processAlive(pid: unknown, startTime?: string | null): boolean {
   const st = readPidStat(`/proc/${pid}/stat`);
   return !!st && st.state !== 'Z' && (!startTime || st.startTime === startTime);
 }
+
+/**
+ * `stop` of a daemon recorded in a state file: SIGTERM it (it removes what it attached itself) and
+ * wait, by the clock, until it has gone, so that the command returns when the stop is done. True
+ * when it is gone, false when it still runs after timeoutMs.
+ */
+export async function terminate(pid: number, startTime?: string | null, timeoutMs = 10_000): Promise<boolean> {
+  if (!processAlive(pid, startTime)) return true;
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    return true;
+  }
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; ) {
+    await new Promise((r) => setTimeout(r, 50));
+    if (!processAlive(pid, startTime)) return true;
+  }
+  return !processAlive(pid, startTime);
+}

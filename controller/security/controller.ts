@@ -13,6 +13,7 @@ import { BpfObject, Link, RingBuffer, attachCgroup, attachLsm, attachTrace, atta
 import { ensureObject } from '../../bpf/build.ts';
 import { sec_event_action, sec_event_kind, sec_exec_mode, sec_mech, security, type Security as SecuritySkeleton, type SecurityShape, type sec_event } from '../../bpf/gen/security.ts';
 import { cgroup2Root } from '../../common/cgroup.ts';
+import { processAlive, procStart, terminate } from '../../common/host.ts';
 import { formatAddr } from './policy.ts';
 import { F_ENFORCE, MAP_NAMES, PolicyStore, emptyState, type SecMaps, type StoreState, type StoredPolicy } from './store.ts';
 import { KernelIdentity } from './identity.ts';
@@ -249,7 +250,7 @@ export class SecurityController {
     this.store.state = reconcile(this.store, state, say);
     this.store.saveState();
     for (const sw of this.store.sweep()) say(`swept slot ${sw.slot}: ${sw.entries} entries no live policy references`);
-    fs.writeFileSync(path.join(RUN_DIR, 'daemon.json'), JSON.stringify({ pid: process.pid, mechanisms: this.mechanisms, startedAt: new Date().toISOString() }));
+    fs.writeFileSync(path.join(RUN_DIR, 'daemon.json'), JSON.stringify({ pid: process.pid, startTime: procStart(process.pid), mechanisms: this.mechanisms, startedAt: new Date().toISOString() }));
   }
 
   /** the event ring buffer (one consumer per controller) */
@@ -314,15 +315,20 @@ function mapsOf(skel: SecuritySkeleton): SecMaps {
   return { config: m.sec_config, oracle: m.oracle, policies: m.policies, cg_sel: m.cg_sel, exe_sel: m.exe_sel, procs: m.procs, exec_rules: m.exec_rules, egress_rules: m.egress_rules };
 }
 
-/** pid of a live `policy daemon`, if any */
-export function runningDaemon(): number | null {
+/** the live `policy daemon` (not this process), if any */
+function daemonRecord(): { pid: number; startTime?: string } | null {
   try {
-    const { pid } = JSON.parse(fs.readFileSync(path.join(RUN_DIR, 'daemon.json'), 'utf8')) as { pid: number };
-    process.kill(pid, 0);
-    return pid === process.pid ? null : pid;
+    const d = JSON.parse(fs.readFileSync(path.join(RUN_DIR, 'daemon.json'), 'utf8')) as { pid: number; startTime?: string };
+    // the start time: a daemon killed outright leaves the file, and its pid may name another process by now
+    return processAlive(d.pid, d.startTime) && d.pid !== process.pid ? d : null;
   } catch {
     return null;
   }
+}
+
+/** pid of a live `policy daemon`, if any */
+export function runningDaemon(): number | null {
+  return daemonRecord()?.pid ?? null;
 }
 
 /**
@@ -389,19 +395,9 @@ export function pinnedLinks(): { prog: string; hook: string; linkId: number; pro
  * pinned links (the kernel detaches a link when its last reference goes) and maps.
  */
 export async function stopDaemon(log: (s: string) => void = () => {}): Promise<{ links: number; maps: number; daemon: number | null }> {
-  const pid = runningDaemon();
-  if (pid) {
-    process.kill(pid, 'SIGTERM');
-    for (let i = 0; i < 100; i++) {
-      try {
-        process.kill(pid, 0);
-      } catch {
-        break;
-      }
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    log(`daemon ${pid} stopped`);
-  }
+  const d = daemonRecord();
+  const pid = d?.pid ?? null;
+  if (d) log((await terminate(d.pid, d.startTime)) ? `daemon ${d.pid} stopped` : `daemon ${d.pid} did not exit within 10 s of SIGTERM; its links and maps are removed anyway`);
   let links = 0;
   let maps = 0;
   if (fs.existsSync(LINK_DIR)) for (const f of fs.readdirSync(LINK_DIR)) (fs.rmSync(path.join(LINK_DIR, f), { force: true }), links++);

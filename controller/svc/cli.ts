@@ -13,7 +13,7 @@ import { ValidationError } from '../lb/addr.ts';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
 import { checkBackendArgs, loadSvcConfigFile, validateSvcConfig } from './config.ts';
 import { svcRegistry } from './metrics.ts';
-import { SvcController, cleanupPins, statePath, withLock, type ApplyResult } from './controller.ts';
+import { SvcController, statePath, stopInstance, withLock, type ApplyResult } from './controller.ts';
 
 const target = {
   instance: { type: 'string', valueName: 'NAME', description: 'the socket LB instance', default: 'default' },
@@ -108,11 +108,10 @@ const COMMANDS: Record<string, Cmd> = {
     c.close();
     return 0;
   }),
-  stop: cmd('stop', 'detach the instance\'s programs and remove its pins and state', { ...target }, { max: 0 }, async (p) => {
+  stop: cmd('stop', 'detach the instance\'s programs and remove its pins and state (a live svc daemon is stopped, and removes them itself)', { ...target }, { max: 0 }, async (p) => {
     const inst = p.values.instance as string;
     if (!fs.existsSync(statePath(inst))) throw new LabError(`no running socket LB instance "${inst}"`, 'pnpm lab svc list --instance NAME; nothing to stop');
-    cleanupPins(inst);
-    console.log(`stopped instance ${inst}`);
+    console.log(await stopInstance(inst));
     return 0;
   }),
   list: cmd('list', 'services with their backends, state, weight and algorithm', { ...target }, { max: 0 }, async (p) => {

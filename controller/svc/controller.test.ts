@@ -233,7 +233,7 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
     }
   }, 120_000);
 
-  it('svc daemon killed with SIGKILL: the instance keeps balancing; the next daemon takes it over with its config, unless a setting fixed at load differs; a live one is refused', async () => {
+  it('svc daemon killed with SIGKILL: the instance keeps balancing; the next daemon takes it over with its config, unless a setting fixed at load differs; a live one is refused; svc stop ends it through the daemon', async () => {
     const instance = `crash-${process.pid}`;
     const vip = 'tcp://10.96.0.50:80';
     const cfgFile = path.join(os.tmpdir(), `svc-crash-${process.pid}.json`);
@@ -285,8 +285,14 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
       const third = await daemon();
       expect(third.exitCode).toBe(1);
       expect(String(third.all)).toMatch(new RegExp(`^error: instance "${instance}" is already running \\(its svc daemon, pid ${d2.pid}, is alive;`));
-      d2.kill('SIGTERM');
-      expect((await d2).exitCode).toBe(0);
+      // svc stop ends a live daemon's instance through the daemon, and returns when it is gone
+      const stopped = await execa(NODE, [...LAB, 'svc', 'stop', '--instance', instance], { cwd, reject: false, env: { EBPF_LAB_DEBUG: '' } });
+      expect(String(stopped.stderr)).toBe('');
+      expect(String(stopped.stdout)).toBe(`stopped instance ${instance}: its svc daemon (pid ${d2.pid}) exited and removed it`);
+      expect(stopped.exitCode).toBe(0);
+      const end = await d2;
+      expect(end.exitCode).toBe(0);
+      expect(String(end.all)).toMatch(`[svc ${instance}] stopped: programs detached, pins and state removed`);
       expect(fs.existsSync(statePath(instance))).toBe(false);
       expect(fs.existsSync(pinDir(instance))).toBe(false);
     } finally {

@@ -24,7 +24,7 @@ import { addrBytes, parseHostPort, parseVip, PROTO_NUM, vipString, ValidationErr
 import { HealthChecker } from '../lb/health.ts';
 import { maglevTable } from '../lb/maglev.ts';
 import { cgroupDir, cgroupId } from '../../common/cgroup.ts';
-import { processAlive, procStart } from '../../common/host.ts';
+import { processAlive, procStart, terminate } from '../../common/host.ts';
 import { tryLock, unlock } from '../../common/lockfile.ts';
 import { backendKey, normBackendS, normService, validateSvcConfig, type Algorithm, type NormService, type NormSvcConfig, type ServiceConfig, type SvcConfig } from './config.ts';
 
@@ -684,6 +684,30 @@ function sameRing(a: number[], b: number[]): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
+}
+
+/**
+ * `svc stop`. An instance whose daemon is alive is stopped through its daemon (SIGTERM: it detaches
+ * and removes everything itself, as on Ctrl-C): removed under it, the daemon would go on health-
+ * checking an instance that no longer exists. Otherwise (svc start, or a daemon that died) the pins
+ * and state are removed here. Returns what was done.
+ */
+export async function stopInstance(instance: string): Promise<string> {
+  let d: Model['daemon'];
+  try {
+    d = (JSON.parse(fs.readFileSync(statePath(instance), 'utf8')) as Model).daemon;
+  } catch {
+    /* unreadable: its pins are removed below */
+  }
+  if (d && daemonAlive(d)) {
+    if (!(await terminate(d.pid, d.startTime))) throw new LabError(`the svc daemon of instance "${instance}" (pid ${d.pid}) did not exit within 10 s of SIGTERM; nothing was removed`, `find out why from its log, or end it with kill -9 ${d.pid} and run pnpm lab svc stop --instance ${instance} again`);
+    // it removes its instance on the way out; what one that failed at that left is removed here
+    const left = fs.existsSync(statePath(instance));
+    if (left) cleanupPins(instance);
+    return `stopped instance ${instance}: its svc daemon (pid ${d.pid}) exited${left ? '; what it left was removed' : ' and removed it'}`;
+  }
+  cleanupPins(instance);
+  return `stopped instance ${instance}`;
 }
 
 /** remove an instance's pins (links first: that detaches) and its state file */

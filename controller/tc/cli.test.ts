@@ -101,9 +101,12 @@ describeRoot('pnpm lab tc: a running daemon', () => {
       const list = await tc('filter', 'list', '--instance', 'clitest6');
       expect(list.exitCode).toBe(0);
       expect(list.stdout).toMatch(/^ping6\s+count\s+both fd00:18::\/64 proto icmpv6\s+packets 6 /m);
-      expect((await tc('shape', 'stop', '--instance', 'clitest6')).exitCode).toBe(0);
-      expect((await daemon).exitCode).toBe(0);
+      // stop returns when the daemon has removed what it attached
+      const stop = await tc('shape', 'stop', '--instance', 'clitest6');
+      expect(stop.stdout).toBe(`stopped tc instance "clitest6": pid ${daemon.pid} exited and removed its qdisc, filters and pins`);
+      expect(stop.exitCode).toBe(0);
       expect(fs.existsSync(state)).toBe(false);
+      expect((await daemon).exitCode).toBe(0);
       expect(String((await t.exec('a', 'tc', ['filter', 'show', 'dev', 'ca', 'egress'])).stdout)).toBe('');
     } finally {
       daemon?.kill('SIGTERM');

@@ -9,6 +9,7 @@ import { serveMetrics } from '../../common/metrics-http.ts';
 import { parseArgs, suggest, UsageError, type CommandSpec, type Opts } from '../../common/args.ts';
 import { LabError } from '../../common/errors.ts';
 import { untilSignal } from '../../common/signals.ts';
+import { terminate } from '../../common/host.ts';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
 import { checkReplaceKeys, formatRate, loadConfigFile, parseHorizon, parseRate, PROTO_NAMES, validateConfig, type Plan } from './config.ts';
 import { formatIp, fromLeading16 } from '../../common/ip.ts';
@@ -149,10 +150,14 @@ const COMMANDS: Record<string, Cmd> = {
     if (!fs.existsSync(statePath(name))) throw new LabError(`no running tc instance "${name}"`, 'pnpm lab tc shape start … starts one');
     const st = readState(name);
     if (instanceAlive(st)) {
-      // the daemon removes its qdisc, filters and pins itself on SIGTERM
-      process.kill(st.pid, 'SIGTERM');
-      console.log(`stopping pid ${st.pid}`);
-      return 0;
+      // the daemon removes its qdisc, filters and pins itself on SIGTERM; the stop returns when it
+      // is done, so that a script's next step finds the device unshaped
+      if (!(await terminate(st.pid, st.owned?.pidStart))) throw new LabError(`tc instance "${name}" (pid ${st.pid}) did not exit within 10 s of SIGTERM; nothing was removed`, `find out why from its log, or end it with kill -9 ${st.pid} and run pnpm lab tc shape stop --instance ${name} again (it removes what the daemon left)`);
+      if (!fs.existsSync(statePath(name))) {
+        console.log(`stopped tc instance "${name}": pid ${st.pid} exited and removed its qdisc, filters and pins`);
+        return 0;
+      }
+      // it exited without removing its state: what it attached is removed below, as for a crash
     }
     // killed outright, it left its filters enforcing (fail closed) until this explicit stop
     const r = reapDeadInstance(name)!;
