@@ -8,6 +8,7 @@ import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { expectOneError, labCommand, labCli } from '../../lab/testing.ts';
 import { cgroup2Root, findCgroup2Root, createCgroup, removeCgroup } from '../../common/cgroup.ts';
+import { collectOutput, untilReady } from '../../common/child.ts';
 
 const [NODE, ...LAB] = await labCli();
 
@@ -138,12 +139,10 @@ describe.skipIf(process.getuid?.() !== 0 || !findCgroup2Root())('pnpm lab svc da
     fs.writeFileSync(cfg, `cgroup: ${cg}\ninstance: ${inst}\nservices:\n  - vip: tcp://10.96.77.10:80\n    backends: [10.0.77.11:8080]\n`);
     const d = execa(NODE, [...LAB, 'svc', 'daemon', '--config', cfg], { reject: false, cwd: new URL('../..', import.meta.url).pathname, all: true, buffer: true });
     try {
-      let out = '';
-      d.all!.on('data', (b: Buffer) => (out += b.toString()));
-      for (let i = 0; i < 600 && !out.includes('"ready":true') && d.exitCode === null; i++) await new Promise((r) => setTimeout(r, 50));
-      expect(out).toContain('"ready":true');
+      const out = collectOutput([d.all]);
+      await untilReady(d, out, /"ready":true/, 30_000, 'svc daemon');
       await new Promise((r) => setTimeout(r, 1500));
-      expect(d.exitCode, `the daemon exited on its own: ${out}`).toBeNull();
+      expect(d.exitCode, `the daemon exited on its own: ${out()}`).toBeNull();
       const l = await svc('list', '--instance', inst);
       expect(l.exitCode, l.stderr).toBe(0);
       expect(l.stdout).toMatch(/tcp:\/\/10\.96\.77\.10:80/);

@@ -11,6 +11,7 @@ import { buildLab, CLIENT_PY, PYTHON, PREFIX, type SockLab } from '../../scenari
 import { listNamespaces } from '../../lab/netns.ts';
 import { liveCount } from '../libbpf/index.ts';
 import { labCli } from '../../lab/testing.ts';
+import { collectOutput, untilReady } from '../../common/child.ts';
 
 const [NODE, ...LAB] = await labCli();
 
@@ -240,11 +241,11 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
     const write = (backends: string[], extra: object = {}) => fs.writeFileSync(cfgFile, JSON.stringify({ cgroup: lab.cgClientRel, instance, ...extra, services: [{ vip, algorithm: 'random', backends: backends.map((a) => `${a}:8080`) }] }));
     const cwd = new URL('../..', import.meta.url).pathname;
     const daemon = () => execa(NODE, [...LAB, 'svc', 'daemon', '--config', cfgFile], { cwd, reject: false, all: true, env: { EBPF_LAB_DEBUG: '' } });
-    const ready = (d: ReturnType<typeof daemon>) => new Promise<string>((ok, fail) => {
-      let out = '';
-      d.all!.on('data', (b: Buffer) => ((out += String(b)), out.includes('"ready":true') && ok(out)));
-      void d.then((r) => fail(new Error(`daemon exited ${r.exitCode}: ${String(r.all)}`)));
-    });
+    const ready = async (d: ReturnType<typeof daemon>) => {
+      const out = collectOutput([d.all]);
+      await untilReady(d, out, /"ready":true/, 60_000, 'svc daemon');
+      return out();
+    };
     const owner = () => (JSON.parse(fs.readFileSync(statePath(instance), 'utf8')) as { daemon?: { pid: number } }).daemon?.pid;
     const reached = async (n: number) => {
       const rs = await once('tcp', '10.96.0.50', 80, n);

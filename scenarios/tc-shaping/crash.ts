@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { labCliArgv } from '../../common/dist.ts';
+import { collectOutput, untilReady } from '../../common/child.ts';
 import { pinDir, statePath } from '../../controller/tc/shaper.ts';
 import type { Topology } from '../../lab/netns.ts';
 import { scaledTimeout, type ScenarioContext } from '../../lab/scenario.ts';
@@ -32,11 +33,12 @@ async function noPorts(t: Topology, role: string): Promise<number> {
   return parseUdpNoPorts(String((await t.exec(role, 'cat', ['/proc/net/snmp'])).stdout));
 }
 
-/** `n` one-byte datagrams to to:9 from the sending namespace: how many reached the receiver's stack */
-async function udpReached(t: Topology, to: string, rcvRole: string, n: number): Promise<number> {
+/** `n` one-byte datagrams to to:9 from the shaped device's namespace: how many reached the receiver's stack */
+async function udpReached(link: Link, to: string, rcvRole: string, n: number): Promise<number> {
+  const t = link.topo;
   const before = await noPorts(t, rcvRole);
   // one process for all of them: each costs ~0.3 s of a guest CPU under TCG
-  await t.exec('snd', 'bash', ['-c', `for i in $(seq ${n}); do printf x > /dev/udp/${to}/9; done`], { reject: false });
+  await t.exec(link.role, 'bash', ['-c', `for i in $(seq ${n}); do printf x > /dev/udp/${to}/9; done`], { reject: false });
   return (await noPorts(t, rcvRole)) - before;
 }
 
@@ -59,13 +61,12 @@ export async function crashCheck(ctx: ScenarioContext, link: Link, o: { fq: bool
   });
 
   const d = execa(node!, [...cli, 'tc', 'shape', 'start', '--dev', link.dev, '--netns', link.ns, '--instance', INSTANCE, '--config', file, ...(o.fq ? [] : ['--filter-only'])], { reject: false, all: true });
-  let out = '';
-  d.all!.on('data', (b: Buffer) => (out += String(b)));
-  for (const until = performance.now() + scaledTimeout(20_000); !/^shaping /m.test(out) && d.exitCode === null && performance.now() < until; ) await new Promise((r) => setTimeout(r, 100));
-  if (!/^shaping /m.test(out)) {
+  try {
+    await untilReady(d, collectOutput([d.all]), /^shaping /m, scaledTimeout(20_000), 'pnpm lab tc shape start');
+  } catch (e) {
     d.kill('SIGKILL');
     await d;
-    ctx.check('a tc shaper daemon killed with SIGKILL keeps enforcing (fail closed)', false, `pnpm lab tc shape start did not report shaping: ${out.trim().split('\n').slice(-4).join(' | ') || '(no output)'}`);
+    ctx.check('a tc shaper daemon killed with SIGKILL keeps enforcing (fail closed)', false, (e as Error).message);
     return;
   }
   const pid = (JSON.parse(fs.readFileSync(statePath(INSTANCE), 'utf8')) as { pid: number }).pid;
@@ -75,8 +76,8 @@ export async function crashCheck(ctx: ScenarioContext, link: Link, o: { fq: bool
   // dead daemon: everything it attached is still there and still acts
   const attached = await filters();
   const root = await tcShow('qdisc');
-  const reached = await udpReached(t, o.rcv, o.rcvRole, DATAGRAMS);
-  const flow = o.fq ? await iperf(t, 'snd', o.rcv, o.port, o.secs) : undefined;
+  const reached = await udpReached(link, o.rcv, o.rcvRole, DATAGRAMS);
+  const flow = o.fq ? await iperf(t, link.role, o.rcv, o.port, o.secs) : undefined;
   const wire = flow ? wireMbit(flow) : NaN;
   const held = !o.fq || (/^qdisc fq /m.test(root) && wire <= RATE_MBIT * 1.03 && wire >= RATE_MBIT * 0.9);
   ctx.check(
@@ -89,7 +90,7 @@ export async function crashCheck(ctx: ScenarioContext, link: Link, o: { fq: bool
   const stop = await lab(['tc', 'shape', 'stop', '--instance', INSTANCE]);
   const filtersAfter = await filters();
   const qdiscsAfter = await tcShow('qdisc');
-  const reachedAfter = await udpReached(t, o.rcv, o.rcvRole, DATAGRAMS);
+  const reachedAfter = await udpReached(link, o.rcv, o.rcvRole, DATAGRAMS);
   const left = [
     /tc_shape/.test(filtersAfter) && 'filters',
     /clsact/.test(qdiscsAfter) && 'clsact',

@@ -27,6 +27,7 @@ import { Jaeger, ensureJaeger, ensureVegeta, VEGETA_VERSION } from '../../contro
 import { cgroup2Root, createCgroup, removeCgroup } from '../../common/cgroup.ts';
 import { freePort } from '../../common/net.ts';
 import { labCliArgv } from '../../common/dist.ts';
+import { collectOutput, untilReady } from '../../common/child.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 // joins the cgroup, then execs the program (looked up on PATH): everything it runs is counted there
@@ -111,14 +112,11 @@ class TraceDaemon {
     const prefix = sched === 'nice' ? ['nice', '-n', '19'] : sched === 'idle' || sched === 'idle-noexport' ? ['chrt', '-i', '0'] : [];
     const p = execa('/usr/bin/python3', ['-c', LAUNCHER, cg, ...prefix, ...labCliArgv(), 'trace', '--json', ...args], { reject: false, buffer: false, stdin: 'ignore' });
     const d = new TraceDaemon(p);
-    const until = Date.now() + scaledTimeout(60_000);
-    while (!/^tracing /m.test(d.err)) {
-      if (p.exitCode !== null && p.exitCode !== undefined) throw new Error(`pnpm lab trace exited (${p.exitCode}): ${d.lastLines()}`);
-      if (Date.now() > until) {
-        await d.kill();
-        throw new Error(`pnpm lab trace did not start: ${d.lastLines()}`);
-      }
-      await new Promise((r) => setTimeout(r, 50));
+    try {
+      await untilReady(p, () => d.err, /^tracing /m, scaledTimeout(60_000), 'pnpm lab trace');
+    } catch (e) {
+      await d.kill();
+      throw e;
     }
     return d;
   }
@@ -222,15 +220,8 @@ async function startService(name: string, cg: string, port: number, otel: string
     });
     if (otelRatio < 1) Object.assign(env, { OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: String(otelRatio) });
   }
-  let out = '';
   const p = execa('/usr/bin/python3', ['-c', LAUNCHER, cg, ...argv], { env, extendEnv: false, reject: false, buffer: false, stdin: 'ignore', all: true });
-  p.all?.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-4000)));
-  const until = Date.now() + scaledTimeout(20_000);
-  while (!out.includes('READY')) {
-    if (p.exitCode !== null && p.exitCode !== undefined) throw new Error(`${name} exited: ${out}`);
-    if (Date.now() > until) throw new Error(`${name} did not start: ${out}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await untilReady(p, collectOutput([p.all], 4000), /READY/, scaledTimeout(20_000), name);
   // wrapped: an async function returning the subprocess (a thenable) would wait for its exit
   return { proc: p };
 }

@@ -21,6 +21,7 @@ import { withNetns } from '../../controller/libbpf/index.ts';
 import { labCliArgv } from '../../common/dist.ts';
 import { LabError } from '../../common/errors.ts';
 import { readPidStat } from '../../common/host.ts';
+import { collectOutput, untilReady } from '../../common/child.ts';
 import { scaledTimeout } from '../../lab/scenario.ts';
 import { DEFAULT_PIN_ROOT, type LbConfig } from '../../controller/lb/config.ts';
 
@@ -416,31 +417,15 @@ export async function startDaemon(t: LbTopology, cfg: LbConfig, role = 'lb'): Pr
   const configFile = path.join(t.dir, `lb-${instance}.json`);
   fs.writeFileSync(configFile, JSON.stringify(cfg, null, 2));
   const socket = path.join(t.dir, `lb-${instance}.sock`);
-  let out = '';
   const t0 = Date.now();
   const [node, ...cli] = labCliArgv();
   const child = t.topo.spawn(role, node!, [...cli, 'lb', 'daemon', '--config', configFile, '--socket', socket], { cwd: REPO, all: true, buffer: false, keepMounts: true });
-  child.all?.on('data', (d: Buffer) => (out += d.toString()));
-  const ready = await new Promise<{ startedAs: string }>((resolve, reject) => {
-    const waitMs = scaledTimeout(15_000);
-    const timer = setTimeout(() => reject(new LabError(`LB daemon (pid ${child.pid}) not ready after ${(waitMs / 1000).toFixed(0)} s; it printed: ${out.trim() ? out.trim().split('\n').slice(-10).join(' | ') : '(nothing)'}`, 'see the scenario log; under TCG raise EBPF_LAB_TIME_SCALE')), waitMs);
-    const onData = () => {
-      const m = out.match(/\{"ready":true.*\}/);
-      if (m) {
-        clearTimeout(timer);
-        resolve(JSON.parse(m[0]));
-      }
-    };
-    child.all?.on('data', onData);
-    void Promise.resolve(child).then(() => {
-      clearTimeout(timer);
-      reject(new LabError(`LB daemon exited before it was ready (exit ${child.exitCode ?? child.signalCode}); it printed: ${out.trim().split('\n').slice(-10).join(' | ') || '(nothing)'}`));
-    });
-  });
+  const out = collectOutput([child.all], Infinity);
+  const ready = JSON.parse((await untilReady(child, out, /\{"ready":true.*\}/, scaledTimeout(15_000), 'LB daemon', 'see the scenario log; under TCG raise EBPF_LAB_TIME_SCALE'))[0]) as { startedAs: string };
   const api = new LbClient(socket);
   return {
     api, socket, configFile, startedAs: ready.startedAs, readyMs: Date.now() - t0,
-    log: () => out,
+    log: out,
     async crash() {
       if (child.pid) process.kill(-child.pid, 'SIGKILL');
       await Promise.resolve(child);
