@@ -192,12 +192,9 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
       expect(fs.existsSync(statePath(instance))).toBe(false);
       expect(fs.existsSync(pinDir(instance))).toBe(false);
       const port = await new Promise<number>((r) => taken.close(() => r(busy)));
-      const d = execa(NODE, [...LAB, 'svc', 'daemon', '--config', cfgFile, '--metrics-port', String(port)], { cwd, reject: false, env: { EBPF_LAB_DEBUG: '' } });
+      const d = execa(NODE, [...LAB, 'svc', 'daemon', '--config', cfgFile, '--metrics-port', String(port)], { cwd, reject: false, all: true, env: { EBPF_LAB_DEBUG: '' } });
       try {
-        await new Promise<void>((ok, fail) => {
-          d.stdout!.on('data', (b: Buffer) => String(b).includes('"ready":true') && ok());
-          void d.then((r) => fail(new Error(`daemon exited ${r.exitCode}: ${String(r.stderr)}`)));
-        });
+        await untilReady(d, collectOutput([d.all]), /"ready":true/, 60_000, 'svc daemon');
         const scrape = async () => {
           const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
           const val = (re: RegExp) => Number(re.exec(text)?.[1] ?? 0);

@@ -1,9 +1,12 @@
 // `pnpm lab tc …` as a user runs it: usage errors exit 2 with one line and the fix, expected
 // failures exit 1 with `error: … / fix: …` and no stack trace. Nothing is started (no root needed).
 import { describe, expect, it } from 'vitest';
+import net from 'node:net';
 import { execa } from 'execa';
 import { bpfObjects, describeRoot, expectOneError, labCommand, toolMissing, labCli } from '../../lab/testing.ts';
 import { createTopology } from '../../lab/netns.ts';
+import { collectOutput, untilReady } from '../../common/child.ts';
+import { parseUdpNoPorts } from '../../scenarios/tc-shaping/crash.ts';
 import { removePinDir } from '../libbpf/index.ts';
 
 const [NODE, ...LAB] = await labCli();
@@ -75,7 +78,7 @@ describe('pnpm lab tc: arguments and errors', () => {
 });
 
 describeRoot('pnpm lab tc: a running daemon', () => {
-  it('shape start stays up without --metrics-port; filter list shows IPv6 rules and counts real IPv6 packets; shape stop removes it all', async (ctx) => {
+  it('shape start: a taken --metrics-port fails with nothing attached; it stays up and serves metrics; filter list shows IPv6 rules and counts real IPv6 packets; shape stop removes it all', async (ctx) => {
     const noPing = toolMissing('tc', 'ping');
     if (noPing) ctx.skip(noPing);
     const fs = await import('node:fs');
@@ -91,9 +94,20 @@ describeRoot('pnpm lab tc: a running daemon', () => {
       await t.neigh('a', 'ca', 'fd00:18::2', await t.mac('b', 'cb'));
       await t.neigh('b', 'cb', 'fd00:18::1', await t.mac('a', 'ca'));
       fs.writeFileSync(f, JSON.stringify({ filters: [{ name: 'ping6', dir: 'both', cidr: 'fd00:18::/64', proto: 'icmpv6', action: 'count' }] }));
-      daemon = execa(NODE, [...LAB, 'tc', 'shape', 'start', '--dev', 'ca', '--netns', t.ns('a'), '--filter-only', '--instance', 'clitest6', '--config', f], { reject: false });
       const state = '/run/ebpf-lab/tc/clitest6.json';
-      for (let i = 0; i < 100 && !fs.existsSync(state); i++) await new Promise((r) => setTimeout(r, 100));
+      const start = (port: number) => execa(NODE, [...LAB, 'tc', 'shape', 'start', '--dev', 'ca', '--netns', t.ns('a'), '--filter-only', '--instance', 'clitest6', '--config', f, '--metrics-port', String(port)], { reject: false, all: true });
+      // a metrics port that is taken: one line with the fix, and nothing attached or written
+      const taken = net.createServer();
+      await new Promise<void>((r) => taken.listen(0, '127.0.0.1', () => r()));
+      const port = (taken.address() as net.AddressInfo).port;
+      const bad = await start(port);
+      await new Promise((r) => taken.close(r));
+      expect(bad.exitCode).toBe(1);
+      expect(String(bad.all)).toMatch(/^error: cannot serve metrics on 127\.0\.0\.1:\d+: EADDRINUSE\n {2}fix: port \d+ is taken: choose another --metrics-port\n?$/);
+      expect(fs.existsSync(state)).toBe(false);
+      expect(String((await t.exec('a', 'tc', ['qdisc', 'show', 'dev', 'ca'])).stdout)).not.toMatch(/clsact/);
+      daemon = start(port);
+      await untilReady(daemon, collectOutput([daemon.all]), /^shaping ca/m, 30_000, 'tc shape start');
       expect(fs.existsSync(state)).toBe(true);
       await new Promise((r) => setTimeout(r, 1000)); // still there a second later
       expect(fs.existsSync(state)).toBe(true);
@@ -101,6 +115,9 @@ describeRoot('pnpm lab tc: a running daemon', () => {
       const list = await tc('filter', 'list', '--instance', 'clitest6');
       expect(list.exitCode).toBe(0);
       expect(list.stdout).toMatch(/^ping6\s+count\s+both fd00:18::\/64 proto icmpv6\s+packets 6 /m);
+      // the daemon's endpoint counts the same packets
+      const scraped = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      expect(scraped).toMatch(/^tc_filter_rule_packets_total\{rule="ping6",action="count"\} 6$/m);
       // stop returns when the daemon has removed what it attached
       const stop = await tc('shape', 'stop', '--instance', 'clitest6');
       expect(stop.stdout).toBe(`stopped tc instance "clitest6": pid ${daemon.pid} exited and removed its qdisc, filters and pins`);
@@ -118,7 +135,7 @@ describeRoot('pnpm lab tc: a running daemon', () => {
 });
 
 describeRoot('pnpm lab tc: a daemon killed outright (SIGKILL)', () => {
-  it('its filters keep enforcing until shape stop removes exactly what it attached; start under its name cleans up after it; state-less leftovers are refused with the commands that remove them; missing lists are refused', async (ctx) => {
+  it('its filters keep enforcing until shape stop removes exactly what it attached; start under its name takes its filters over in place (the drop rule never lapses); state-less leftovers are refused with the commands that remove them; missing lists are refused', async (ctx) => {
     const noTc = toolMissing('tc', 'tc');
     if (noTc) ctx.skip(noTc);
     const fs = await import('node:fs');
@@ -134,12 +151,14 @@ describeRoot('pnpm lab tc: a daemon killed outright (SIGKILL)', () => {
     const start = async (): Promise<string> => {
       const d = execa(NODE, [...LAB, 'tc', 'shape', 'start', '--dev', 'ka', '--netns', t.ns('a'), '--filter-only', '--instance', name, '--config', f], { reject: false, all: true });
       daemons.push(d);
-      let out = '';
-      d.all!.on('data', (b: Buffer) => (out += String(b)));
-      for (let i = 0; i < 200 && !/^shaping /m.test(out) && d.exitCode === null; i++) await new Promise((r) => setTimeout(r, 100));
-      expect(out).toMatch(/^shaping ka/m);
-      return out;
+      const out = collectOutput([d.all]);
+      await untilReady(d, out, /^shaping ka/m, 20_000, 'tc shape start');
+      return out();
     };
+    /** UDP datagrams b's stack took for port 9 (nobody listens: Udp NoPorts) */
+    const noPorts = async () => parseUdpNoPorts(String((await t.exec('b', 'cat', ['/proc/net/snmp'])).stdout));
+    /** a steady stream of datagrams a → b:9 (~2k/s) for `secs`: how many were sent */
+    const flood = (secs: number) => t.exec('a', 'python3', ['-c', 'import socket, sys, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nn, end = 0, time.time() + float(sys.argv[1])\nwhile time.time() < end:\n    s.sendto(b"x", ("10.23.0.2", 9)); n += 1; time.sleep(0.0005)\nprint(n)', String(secs)]);
     const crash = async () => {
       const pid = JSON.parse(fs.readFileSync(state, 'utf8')).pid as number;
       process.kill(pid, 'SIGKILL');
@@ -149,7 +168,9 @@ describeRoot('pnpm lab tc: a daemon killed outright (SIGKILL)', () => {
       await t.addNs('a');
       await t.addNs('b');
       await t.veth({ ns: 'a', dev: 'ka' }, { ns: 'b', dev: 'kb' });
-      fs.writeFileSync(f, JSON.stringify({ filters: [{ name: 'no-telnet', cidr: '10.0.0.0/8', proto: 'tcp', port: 23, action: 'drop' }] }));
+      await t.addr('a', 'ka', '10.23.0.1/24');
+      await t.addr('b', 'kb', '10.23.0.2/24');
+      fs.writeFileSync(f, JSON.stringify({ filters: [{ name: 'no-telnet', cidr: '10.0.0.0/8', proto: 'tcp', port: 23, action: 'drop' }, { name: 'no-udp9', dir: 'egress', cidr: '10.23.0.2/32', proto: 'udp', port: 9, action: 'drop' }] }));
       await start();
       // someone else's filter on the same clsact: never ours to remove (u32 without an action
       // classifies only; where cls_u32 is missing, that half is not exercised)
@@ -190,11 +211,27 @@ describeRoot('pnpm lab tc: a daemon killed outright (SIGKILL)', () => {
       expect(again.exitCode).toBe(1);
       oneError(again.stderr, /no running tc instance "clicrash"/, /shape start/);
 
-      // start, crash, start again under the same name: the second start removes the first's leftovers
+      // start, crash, start again under the same name: the second start takes the first's filters
+      // over in place, with the config already in them, so its drop rule never lapses (a removal
+      // and a fresh attach let 69–81 of these datagrams through in between, in 3 runs of 3)
       await start();
+      const before = await noPorts();
+      const stream = flood(3);
+      await new Promise((r) => setTimeout(r, 300));
       await crash();
-      expect(await start()).toMatch(/^tc instance "clicrash" had died \(pid \d+\): removed egress filter on ka .*ingress filter on ka .*clsact qdisc on ka, 10 map pin\(s\)/m);
+      const oldIds = [...(await show('egress')).matchAll(/ id (\d+) /g)].map((m) => Number(m[1]));
+      expect(await start()).toMatch(new RegExp(`^tc instance "clicrash" had died \\(pid \\d+\\): took over its filters in place, never detached \\(egress prog ${oldIds[0]} → \\d+, ingress prog \\d+ → \\d+\\); this config is live in them`, 'm'));
+      const sent = Number(String((await stream).stdout).trim());
+      expect(sent).toBeGreaterThan(500);
+      expect(await noPorts()).toBe(before); // not one datagram through, while dead or while taken over
       expect((await show('egress')).match(/handle 0x16ed/g)).toHaveLength(1); // one filter: the new daemon's
+      expect((await show('egress')).match(/ id (\d+) /)?.[1]).not.toBe(String(oldIds[0]));
+      expect(JSON.parse(fs.readFileSync(state, 'utf8')).owned.filters.map((x: { was?: number }) => x.was)).toEqual([undefined, undefined]);
+      // the clsact the first daemon created is the taker's to remove
+      expect((await tc('shape', 'stop', '--instance', name)).exitCode).toBe(0);
+      expect(await show('egress')).toBe('');
+      expect(await qdiscs()).not.toMatch(/clsact/);
+      await start();
 
       // a config with no "filters" list does not wipe the live rules; an explicit [] does
       const g = `${f}.empty.json`;
@@ -225,6 +262,10 @@ describeRoot('pnpm lab tc: a daemon killed outright (SIGKILL)', () => {
       expect((await daemons.at(-1))!.exitCode).toBe(0);
       expect(fs.existsSync(state)).toBe(false);
       expect(await show('egress')).toBe('');
+      // the control: with the shaper gone the same stream reaches b
+      const open = await noPorts();
+      await flood(0.3);
+      expect(await noPorts()).toBeGreaterThan(open + 50);
     } finally {
       for (const d of daemons) {
         d.kill('SIGKILL');

@@ -68,27 +68,27 @@ async function daemon(p: Args): Promise<number> {
   // validate the config before anything is attached
   const plan = p.values.config ? planFromFile(p.values.config as string) : { classes: [], rules: [] };
   deferSignalsToCaller(true);
-  const shaper = TcShaper.start({ dev, netns: p.values.netns as string | undefined, instance: p.values.instance as string, filterOnly: !!p.values['filter-only'] });
-  if (shaper.reaped) console.error(reapLine(p.values.instance as string, shaper.reaped));
-  let server: http.Server | undefined;
+  const instance = p.values.instance as string;
+  let shaper: TcShaper | undefined;
+  // the port first: one that is taken fails the start before a dead instance's filters are touched
+  const port = p.values['metrics-port'] as number | undefined;
+  const server = port === undefined ? undefined : await serveMetrics(tcRegistry(() => {
+    if (!shaper) throw new Error('the shaper is starting');
+    // the CLI may have changed the model from another process: re-read it per scrape
+    const st = decodeModel(fs.readFileSync(statePath(instance), 'utf8'));
+    shaper.control.model = { classes: st.classes, rules: st.rules, gen: st.gen };
+    return shaper.control;
+  }), port);
   try {
-    shaper.control.apply(plan);
-    const port = p.values['metrics-port'] as number | undefined;
-    if (port !== undefined) {
-      // the CLI may have changed the model from another process: re-read it per scrape
-      const file = statePath(p.values.instance as string);
-      const control = () => {
-        const st = decodeModel(fs.readFileSync(file, 'utf8'));
-        shaper.control.model = { classes: st.classes, rules: st.rules, gen: st.gen };
-        return shaper.control;
-      };
-      server = await serveMetrics(tcRegistry(control), port);
-    }
+    // the plan is in the maps before the filters are attached: enforced from the first packet, and
+    // a dead daemon's filters of this instance are replaced in place by ones that already hold it
+    shaper = TcShaper.start({ dev, netns: p.values.netns as string | undefined, instance, filterOnly: !!p.values['filter-only'], plan });
   } catch (e) {
-    shaper.close();
     server?.close();
     throw e;
   }
+  if (shaper.reaped) console.error(reapLine(instance, shaper.reaped));
+  if (shaper.tookOver) console.error(`tc instance "${instance}" had died (pid ${shaper.tookOver.pid}): took over its filters in place, never detached (${shaper.tookOver.filters.map((f) => `${f.dir} prog ${f.from} → ${f.to}`).join(', ')}); this config is live in them`);
   console.log(`shaping ${dev}${p.values.netns ? ` (netns ${p.values.netns})` : ''}: instance ${p.values.instance}, ${plan.classes.length} class(es), ${plan.rules.length} rule(s)${p.values['metrics-port'] !== undefined ? `, metrics http://127.0.0.1:${p.values['metrics-port']}/metrics` : ''}; Ctrl-C removes everything`);
   await untilSignal(['SIGINT', 'SIGTERM', 'SIGHUP']);
   server?.close();

@@ -226,6 +226,12 @@ export interface ShaperOptions {
    * departure times, so a "shaped" class would silently not be). For kernels built without sch_fq.
    */
   filterOnly?: boolean;
+  /**
+   * The classes and rules to enforce from the first packet: written to the maps after load, before
+   * anything is attached (a plan the control refuses leaves nothing changed), and what a takeover of
+   * a dead instance's filters switches to in one step.
+   */
+  plan?: Plan;
 }
 
 /** the fq qdisc is missing from this kernel (CONFIG_NET_SCH_FQ): EDT shaping cannot be enforced */
@@ -292,8 +298,12 @@ export interface Owned {
   pidStart: string | null;
   handle: number;
   prio: number;
-  /** one per direction; the program id tells our filter from any other, even one with our handle */
-  filters: { dir: 'egress' | 'ingress'; progId: number }[];
+  /**
+   * One per direction; the program id tells our filter from any other, even one with our handle.
+   * `was`: the dead instance's program a takeover is replacing there (either is ours until the
+   * replace is done and recorded).
+   */
+  filters: { dir: 'egress' | 'ingress'; progId: number; was?: number }[];
   /** no clsact was there before: the instance's attach creates it */
   clsactCreated: boolean;
   fqSet: boolean;
@@ -319,6 +329,37 @@ export function instanceAlive(st: { pid: unknown; owned?: { pidStart: string | n
 export interface ReapReport { pid: number; dev: string; netns: string | null; removed: string[]; kept: string[]; unproven: string[] }
 
 /**
+ * A dead instance a start under its name takes over instead of removing: its daemon is gone, it was
+ * on this device, and every filter its state records is still attached under its program, with the
+ * handle, priority, directions and fq use this start would have. Then the new filters replace the old
+ * ones in place (BPF_TC_F_REPLACE) with the config already in their maps, and the device's drop
+ * rules and classes never lapse, where a removal and a fresh attach leave it open in between.
+ */
+function takeoverTarget(instance: string, opts: ShaperOptions): { state: InstanceState; raw: string; progs: Partial<Record<'egress' | 'ingress', number>> } | undefined {
+  if (!fs.existsSync(statePath(instance))) return undefined;
+  const raw = fs.readFileSync(statePath(instance), 'utf8');
+  const st = readState(instance);
+  const o = st.owned;
+  if (instanceAlive(st) || !o || st.dev !== opts.dev || (st.netns ?? undefined) !== opts.netns) return undefined;
+  if (opts.netns && !fs.existsSync(`/run/netns/${opts.netns}`)) return undefined;
+  if (o.handle !== TC_HANDLE || o.prio !== TC_PRIO || o.fqSet !== !opts.filterOnly) return undefined;
+  const dirs = opts.ingress !== false ? ['egress', 'ingress'] : ['egress'];
+  if (o.filters.length !== dirs.length || !o.filters.every((f) => dirs.includes(f.dir))) return undefined;
+  // a takeover that itself died half way records the program each filter had before (`was`)
+  const progs: Partial<Record<'egress' | 'ingress', number>> = {};
+  for (const f of o.filters) {
+    const id = listFilters(opts.netns, opts.dev, f.dir)?.find((r) => isOurs(r, o.handle, o.prio) && (r.options?.prog?.id === f.progId || (f.was !== undefined && r.options?.prog?.id === f.was)))?.options?.prog?.id;
+    if (id === undefined) return undefined;
+    progs[f.dir] = id;
+  }
+  if (o.fqSet) {
+    const root = rootQdisc(opts.netns, opts.dev);
+    if (root?.kind !== 'fq' || (o.fqHandle !== null && root.handle !== o.fqHandle)) return undefined;
+  }
+  return { state: st, raw, progs };
+}
+
+/**
  * Remove what a dead instance left behind: the filters its state file names (by handle, priority
  * and program id, so nobody else's), the clsact it created if no filter is left on it, its fq root
  * if that is still the same qdisc, its pins and the state file. undefined: no state file. Throws if
@@ -342,7 +383,7 @@ export function reapDeadInstance(instance: string): ReapReport | undefined {
       for (const f of o.filters) {
         const rows = listFilters(netns, dev, f.dir);
         if (rows === undefined) break; // device gone: its filters went with it
-        if (!rows.some((r) => isOurs(r, o.handle, o.prio) && r.options?.prog?.id === f.progId)) continue;
+        if (!rows.some((r) => isOurs(r, o.handle, o.prio) && (r.options?.prog?.id === f.progId || (f.was !== undefined && r.options?.prog?.id === f.was)))) continue;
         tcSync(netns, ['filter', 'del', 'dev', dev, f.dir, 'protocol', 'all', 'pref', String(o.prio), 'handle', hex(o.handle), 'bpf']);
         report.removed.push(`${f.dir} filter on ${where} (prog ${f.progId})`);
       }
@@ -427,32 +468,44 @@ export class TcShaper {
     const skel = tcShape.open(objectPath('tc_shape'));
     let shaper: TcShaper | undefined;
     let reaped: ReapReport | undefined;
+    let dead: ReturnType<typeof takeoverTarget>;
     try {
       skel.load();
-      // A crashed daemon of this name: remove what its state file proves it attached, only now that
-      // our own program has loaded, so a start that cannot work leaves the old filters enforcing.
-      if (opts.instance) reaped = reapDeadInstance(opts.instance);
-      // filters of a shaper on this device that no state file vouches for: refuse, naming the commands
-      checkNoForeignShaper(opts.netns, opts.dev, opts.ingress !== false);
-      const pins = opts.instance ? pinDir(opts.instance) : undefined;
-      if (pins) {
-        // pins with no state file (a crash before the state was written): a fresh map is pinned here
-        for (const m of MAP_NAMES) fs.rmSync(path.join(pins, m), { force: true });
-      }
       const maps: TcMaps = skel.maps;
       const control = new TcControl(maps, { classes: [], rules: [], gen: 0 });
+      control.filterOnly = !!opts.filterOnly;
+      // the plan goes into the maps before anything else is touched: one the control refuses
+      // (classes on a filter-only instance) leaves a dead instance's filters and state as they were
+      if (opts.plan) control.apply(opts.plan);
+      // A crashed daemon of this name, on this device, whose filters are still there: take them
+      // over in place (below). Otherwise remove what its state file proves it attached, only now
+      // that our own program has loaded, so a start that cannot work leaves the old filters enforcing.
+      dead = opts.instance ? takeoverTarget(opts.instance, opts) : undefined;
+      if (opts.instance && !dead) reaped = reapDeadInstance(opts.instance);
+      // filters of a shaper on this device that no state file vouches for: refuse, naming the commands
+      if (!dead) checkNoForeignShaper(opts.netns, opts.dev, opts.ingress !== false);
+      const pins = opts.instance ? pinDir(opts.instance) : undefined;
+      if (pins) {
+        // pins with no state file (a crash before the state was written), or the dead daemon's that
+        // is taken over (its filters hold its maps): a fresh map is pinned here
+        for (const m of MAP_NAMES) fs.rmSync(path.join(pins, m), { force: true });
+      }
       shaper = new TcShaper(opts, skel, control);
       shaper.reaped = reaped;
       process.prependListener('exit', shaper.exitHook);
+      const progs = { egress: skel.programs.tc_shape_egress, ingress: skel.programs.tc_filter_ingress };
+      const dirs: ('egress' | 'ingress')[] = opts.ingress !== false ? ['egress', 'ingress'] : ['egress'];
       if (pins) {
         // What this instance will own, written before it owns it: a SIGKILL between an attach and
-        // a later write would otherwise leave filters no state file proves to be ours.
+        // a later write would otherwise leave filters no state file proves to be ours. In a
+        // takeover each filter is ours under either program until the replace is recorded.
         const owned: Owned = {
           pidStart: procStart(process.pid) ?? null,
           handle: TC_HANDLE,
           prio: TC_PRIO,
-          filters: [{ dir: 'egress', progId: skel.programs.tc_shape_egress.info().id }, ...(opts.ingress !== false ? [{ dir: 'ingress' as const, progId: skel.programs.tc_filter_ingress.info().id }] : [])],
-          clsactCreated: !hasClsact(opts.netns, opts.dev),
+          filters: dirs.map((dir) => ({ dir, progId: progs[dir].info().id, ...(dead ? { was: dead.progs[dir] } : {}) })),
+          // taken over: the clsact is the dead daemon's to remove if it created it, so now ours
+          clsactCreated: dead ? dead.state.owned!.clsactCreated : !hasClsact(opts.netns, opts.dev),
           fqSet: !opts.filterOnly,
           fqHandle: null,
         };
@@ -468,32 +521,45 @@ export class TcShaper {
       }
       if (!opts.filterOnly) {
         try {
+          // a dead daemon's fq stays the same qdisc: replace of a root of the same kind changes it in place
           tcSync(opts.netns, ['qdisc', 'replace', 'dev', opts.dev, 'root', 'fq']);
         } catch (e) {
           if (/qdisc kind is unknown/i.test((e as Error).message)) throw new FqUnsupported(`tc qdisc replace dev ${opts.dev} root fq: "Specified qdisc kind is unknown"`);
           throw e;
         }
-        shaper.fqSet = true;
+        // taken over, the fq is the dead daemon's until the filters are ours (a failure before that
+        // leaves it to the dead daemon's state, restored below)
+        shaper.fqSet = !dead;
         if (shaper.owned) {
           // the fq's handle: a reaper removes the root only if it is still this fq
           shaper.owned.fqHandle = rootQdisc(opts.netns, opts.dev)?.handle ?? null;
           shaper.persist(control.model);
         }
-      } else control.filterOnly = true;
+      }
       const attach = () => {
-        shaper!.links.push(attachTc(skel.programs.tc_shape_egress, opts.dev, 'egress', { handle: TC_HANDLE, priority: TC_PRIO }));
-        if (opts.ingress !== false) shaper!.links.push(attachTc(skel.programs.tc_filter_ingress, opts.dev, 'ingress', { handle: TC_HANDLE, priority: TC_PRIO }));
+        for (const dir of dirs) shaper!.links.push(attachTc(progs[dir], opts.dev, dir, { handle: TC_HANDLE, priority: TC_PRIO, replace: !!dead }));
       };
       if (opts.netns) withNetns(opts.netns, attach);
       else attach();
+      if (dead && shaper.owned) {
+        shaper.tookOver = { pid: dead.state.pid, filters: shaper.owned.filters.map((f) => ({ dir: f.dir, from: f.was!, to: f.progId })) };
+        for (const f of shaper.owned.filters) delete f.was;
+        shaper.fqSet = !opts.filterOnly;
+        shaper.persist(control.model);
+      }
       return shaper;
     } catch (e) {
       if (shaper) shaper.close();
       else skel.close();
+      // a takeover that did not get as far as the replace: the dead daemon's filters still enforce,
+      // and its state file is what proves them its own (for stop, or the next start)
+      if (dead && !shaper?.tookOver && (!opts.netns || fs.existsSync(`/run/netns/${opts.netns}`))) fs.writeFileSync(statePath(opts.instance!), dead.raw);
       throw e;
     }
   }
 
+  /** what start took over from a crashed daemon of the same instance: its filters, replaced in place (for the CLI to report) */
+  tookOver?: { pid: number; filters: { dir: 'egress' | 'ingress'; from: number; to: number }[] };
   private persist: (m: Model) => void = () => {};
   private owned?: Owned;
   /** what start removed of a crashed daemon of the same instance name (for the CLI to report) */
@@ -527,6 +593,12 @@ export class TcShaper {
         }
       }
     } catch { /* keep tearing down */ }
+    if (this.tookOver && this.owned?.clsactCreated) {
+      // the dead daemon created the clsact, so its detach would have removed it; ours did not create it
+      try {
+        if (hasClsact(netns, dev) && (listFilters(netns, dev, 'egress') ?? []).length + (listFilters(netns, dev, 'ingress') ?? []).length === 0) tcSync(netns, ['qdisc', 'del', 'dev', dev, 'clsact']);
+      } catch { /* device gone */ }
+    }
     if (this.fqSet) {
       try {
         tcSync(netns, ['qdisc', 'del', 'dev', dev, 'root']);

@@ -1,7 +1,8 @@
 // A shaper daemon killed outright — SIGKILL, as a crash or the OOM killer would — run as users run
 // it (`pnpm lab tc shape start`), on the scenario's veth. What it attached must keep enforcing
 // (fail closed: the drop rule still drops, the class still holds its rate through fq) until
-// `pnpm lab tc shape stop` removes exactly that: filters, clsact, fq, pins and state. The
+// `pnpm lab tc shape stop` removes exactly that: filters, clsact, fq, pins and state; and a restart
+// under the same name takes those filters over in place, so the drop rule never lapses. The
 // controller's own test does this on the host, where sch_fq is missing, so only here (the VM
 // kernels have it) is the fq half of a dead instance's cleanup exercised.
 import fs from 'node:fs';
@@ -60,18 +61,28 @@ export async function crashCheck(ctx: ScenarioContext, link: Link, o: { fq: bool
     if (fs.existsSync(statePath(INSTANCE))) await lab(['tc', 'shape', 'stop', '--instance', INSTANCE]);
   });
 
-  const d = execa(node!, [...cli, 'tc', 'shape', 'start', '--dev', link.dev, '--netns', link.ns, '--instance', INSTANCE, '--config', file, ...(o.fq ? [] : ['--filter-only'])], { reject: false, all: true });
-  try {
-    await untilReady(d, collectOutput([d.all]), /^shaping /m, scaledTimeout(20_000), 'pnpm lab tc shape start');
-  } catch (e) {
-    d.kill('SIGKILL');
+  /** `tc shape start` of this instance, ready: its output; a check that failed when it does not come up */
+  const startDaemon = async (what: string): Promise<{ d: ReturnType<typeof execa>; out: () => string } | undefined> => {
+    const d = execa(node!, [...cli, 'tc', 'shape', 'start', '--dev', link.dev, '--netns', link.ns, '--instance', INSTANCE, '--config', file, ...(o.fq ? [] : ['--filter-only'])], { reject: false, all: true });
+    const out = collectOutput([d.all]);
+    try {
+      await untilReady(d, out, /^shaping /m, scaledTimeout(20_000), 'pnpm lab tc shape start');
+      return { d, out };
+    } catch (e) {
+      d.kill('SIGKILL');
+      await d;
+      ctx.check(what, false, (e as Error).message);
+      return undefined;
+    }
+  };
+  const kill = async (d: ReturnType<typeof execa>) => {
+    const pid = (JSON.parse(fs.readFileSync(statePath(INSTANCE), 'utf8')) as { pid: number }).pid;
+    process.kill(pid, 'SIGKILL');
     await d;
-    ctx.check('a tc shaper daemon killed with SIGKILL keeps enforcing (fail closed)', false, (e as Error).message);
-    return;
-  }
-  const pid = (JSON.parse(fs.readFileSync(statePath(INSTANCE), 'utf8')) as { pid: number }).pid;
-  process.kill(pid, 'SIGKILL');
-  await d;
+  };
+  const first = await startDaemon('a tc shaper daemon killed with SIGKILL keeps enforcing (fail closed)');
+  if (!first) return;
+  await kill(first.d);
 
   // dead daemon: everything it attached is still there and still acts
   const attached = await filters();
@@ -85,6 +96,35 @@ export async function crashCheck(ctx: ScenarioContext, link: Link, o: { fq: bool
     /tc_shape_egress/.test(attached) && reached === 0 && held,
     `UDP to ${o.rcv}:9 reached the receiver ${reached} of ${DATAGRAMS} times; egress filter ${/tc_shape_egress/.test(attached) ? 'attached' : 'gone'}${o.fq ? `; root qdisc ${/^qdisc fq /m.test(root) ? 'fq' : 'not fq'}; one TCP flow ${wire.toFixed(2)} Mbit/s on the wire` : ' (no sch_fq on this kernel: the class half is not exercised)'}`,
   );
+
+  // a restart under the same name takes the dead daemon's filters over in place, with the config
+  // already in them: a stream of datagrams to the dropped port, sent all through the restart, must
+  // not get one through (a removal and a fresh attach left a gap: the controller's test saw 69–81
+  // datagrams of ~2k/s pass)
+  const tookOver = 'a restarted tc shaper takes the dead one\'s filters over in place: its drop rule never lapses' + (o.fq ? `, its ${RATE_MBIT} Mbit/s class holds after` : '');
+  const stopFile = path.join(os.tmpdir(), `ebpf-lab-tcs-stream-${process.pid}`);
+  fs.rmSync(stopFile, { force: true });
+  const rcvBefore = await noPorts(t, o.rcvRole);
+  // one bash process, no fork per datagram (a fork costs ~0.3 s of a guest CPU under TCG)
+  const stream = t.exec(link.role, 'bash', ['-c', `n=0; while [ ! -e ${stopFile} ]; do printf x > /dev/udp/${o.rcv}/9; n=$((n+1)); done; echo $n`], { reject: false });
+  const second = await startDaemon(tookOver);
+  fs.writeFileSync(stopFile, '');
+  const sent = Number(String((await stream).stdout).trim()) || 0;
+  fs.rmSync(stopFile, { force: true });
+  const leaked = (await noPorts(t, o.rcvRole)) - rcvBefore;
+  if (second) {
+    const flow2 = o.fq ? await iperf(t, link.role, o.rcv, o.port, o.secs) : undefined;
+    const wire2 = flow2 ? wireMbit(flow2) : NaN;
+    const line = second.out().split('\n').find((l) => /took over its filters in place/.test(l)) ?? '';
+    ctx.check(
+      tookOver,
+      !!line && sent > 0 && leaked === 0 && (!o.fq || (wire2 <= RATE_MBIT * 1.03 && wire2 >= RATE_MBIT * 0.9)),
+      `${line || `no takeover reported: ${second.out().trim().split('\n').slice(-3).join(' | ')}`}; ${sent} datagrams to ${o.rcv}:9 sent through the restart, ${leaked} reached the receiver${o.fq ? `; one TCP flow ${wire2.toFixed(2)} Mbit/s on the wire after` : ''}`,
+    );
+    ctx.metric('crash-takeover', { sent, leaked, mbitAfter: o.fq ? wire2 : null, line });
+    // killed in turn: the stop below removes what the taker now holds (its clsact is the first's)
+    await kill(second.d);
+  }
 
   // and `stop` removes exactly that
   const stop = await lab(['tc', 'shape', 'stop', '--instance', INSTANCE]);

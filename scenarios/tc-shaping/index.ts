@@ -211,7 +211,7 @@ const pct = (x: number) => (Number.isFinite(x) ? `${x >= 0 ? '+' : ''}${(x * 100
 
 const scenario: Scenario = {
   name: 'tc-shaping',
-  description: 'EDT bandwidth shaping at TC egress (BPF sets skb->tstamp, fq enforces) vs HTB and TBF at 10/100/1000 Mbit/s: accuracy, fairness, latency, CPU; live rate change; filter counters; a SIGKILLed shaper daemon keeps enforcing until tc shape stop',
+  description: 'EDT bandwidth shaping at TC egress (BPF sets skb->tstamp, fq enforces) vs HTB and TBF at 10/100/1000 Mbit/s: accuracy, fairness, latency, CPU; live rate change; filter counters; a SIGKILLed shaper daemon keeps enforcing, a restart takes its filters over in place, tc shape stop removes them',
   tools: ['tc'],
   options: {
     rates: {
@@ -372,7 +372,7 @@ const scenario: Scenario = {
     }
 
     // ---- a shaper daemon killed outright, then stopped ----
-    ctx.progress.step('a tc shaper daemon killed with SIGKILL: still enforcing; then tc shape stop');
+    ctx.progress.step('a tc shaper daemon killed with SIGKILL: still enforcing; a restart takes over in place; then tc shape stop');
     await crashCheck(ctx, link, { fq: fq.ok, rcv: RCV, rcvRole: 'rcv', port: PORT_A, secs: 2 });
 
     report(ctx, { rows, kinds, configs: configs.map((c) => c.label), rates, ceiling, comp, compRows, emulated, changeFrom, changeTo, changeRows, rounds, secs });

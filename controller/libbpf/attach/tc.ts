@@ -16,6 +16,12 @@ export interface TcOptions {
   priority?: number;
   /** filter handle, > 0 */
   handle?: number;
+  /**
+   * Replace the filter already at this handle and priority (BPF_TC_F_REPLACE) in one netlink
+   * request, so the device is never without one: how a restarted daemon takes over the filter a
+   * dead one left enforcing. Where there is none, the filter is added.
+   */
+  replace?: boolean;
 }
 
 function checkU16(what: string, v: number): number {
@@ -41,13 +47,13 @@ export function attachTc(prog: Program, ifname: string | number, direction: TcDi
   const removeQdisc = () => {
     if (created === 0) B.bpf_tc_hook_destroy(qdisc);
   };
-  const tcOpts = { sz: koffi.sizeof(bpf_tc_opts), prog_fd: prog.fd, flags: 0, prog_id: 0, handle, priority };
+  const tcOpts = { sz: koffi.sizeof(bpf_tc_opts), prog_fd: prog.fd, flags: opts.replace ? 1 /* BPF_TC_F_REPLACE */ : 0, prog_id: 0, handle, priority };
   const { result: r, log } = captureLibbpf(() => B.bpf_tc_attach(hook, tcOpts));
   if (r < 0) {
     removeQdisc();
     throw new AttachError('tc', prog.name, target, r, undefined, log);
   }
-  const detach = { ...tcOpts, prog_fd: 0, prog_id: 0 };
+  const detach = { ...tcOpts, prog_fd: 0, prog_id: 0, flags: 0 };
   return netlinkLink(prog, target, () => {
     B.bpf_tc_detach(hook, detach);
     removeQdisc();
