@@ -4,7 +4,8 @@
 //   functional (run and bench): every backend reached over TCP v4/v6, the VIP visible to the
 //     application (getpeername, recvfrom), UDP request/response through the rewrite, an established
 //     connection surviving the removal of its backend, drain, malformed changes rejected with the
-//     maps unchanged.
+//     maps unchanged; a `svc daemon` killed with SIGKILL keeps balancing, the next one takes it
+//     over, `svc stop` ends it (crash.ts).
 //   measured (run: short; bench: --repeat N rounds, longer): at each --services scale, each
 //     configuration in its own client namespace/cgroup; every round runs all of them in a shuffled
 //     order: connection setup latency (connect → first response byte, p50/p99), CPU per new
@@ -19,6 +20,7 @@ import { isPrime } from '../../controller/lb/maglev.ts';
 import { median, mad, rng, summary } from '../../lab/stats.ts';
 import type { Block, Headline, Scenario, ScenarioContext } from '../../lab/scenario.ts';
 import { BACKEND_PORT, buildLab, buildTool, CLIENT_PY, PYTHON, type SockLab } from './topology.ts';
+import { daemonCrashCheck } from './crash.ts';
 import { ipvsRestore, kubeProxyNat, kubeProxyPartial, natRuleCount, timed, vipOf, type SvcSpec } from './baselines.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -116,6 +118,9 @@ async function functional(ctx: ScenarioContext, lab: SockLab): Promise<void> {
   ctx.check('malformed changes and configs are rejected with the maps unchanged', rejected.length === 7 && JSON.stringify(svc.maps.services.lookupBatch()) === before, rejected.join(' | '));
   ctx.metric('functional', { stats: svc.stats(), getpeername: svc.model.getpeername });
   svc.close();
+
+  ctx.progress.step('a svc daemon killed with SIGKILL: still balancing; the next daemon takes over; svc stop');
+  await daemonCrashCheck(ctx, lab, once);
 }
 
 function specs(n: number, lab: SockLab): SvcSpec[] {
