@@ -8,6 +8,7 @@ import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { describeRoot, expectOneError, labCommand, labCli } from '../../lab/testing.ts';
 import { createTopology } from '../../lab/netns.ts';
+import { collectOutput, untilReady } from '../../common/child.ts';
 import { LbClient } from './client.ts';
 
 const [NODE, ...LAB] = await labCli();
@@ -87,7 +88,7 @@ describe('pnpm lab lb: arguments and errors', () => {
 });
 
 describeRoot('pnpm lab lb daemon (root)', () => {
-  it('a second daemon of a running instance is refused and changes nothing; SIGTERM removes the admin socket', async () => {
+  it('a second daemon of a running instance is refused and changes nothing; SIGTERM removes the admin socket; a SIGKILLed one keeps forwarding, is taken over by the next daemon also when attached by netlink, and lb stop --purge without a daemon removes a pinned link', async () => {
     const t = createTopology('lbcli');
     const inst = `cli${process.pid}`;
     const cfg = `/tmp/ebpf-lab-lb-cli-${process.pid}.json`;
@@ -156,11 +157,52 @@ describeRoot('pnpm lab lb daemon (root)', () => {
       expect(out, out).toContain('restored 1 VIP');
       expect((await lb('stop', '--purge', '--instance', inst)).exitCode).toBe(0);
       expect((await first).exitCode).toBe(0);
+      // a daemon killed outright: its XDP program goes on forwarding (fail static); lb stop says so.
+      // Attached by netlink (xdpMode generic: no link to pin), it is taken over by the next daemon
+      // (before, that one failed with EBUSY on its own instance's program), and only then purged
+      const xdp = async (dev = 'l0') => /\bxdp/.test(String((await t.exec('lb', 'ip', ['-d', 'link', 'show', 'dev', dev])).stdout));
+      first = daemon();
+      await untilReady(first, collectOutput([first.all]), /"ready":true/, 30_000, 'lb daemon');
+      first.kill('SIGKILL');
+      await first;
+      expect(await xdp()).toBe(true);
+      const plain = await lb('stop', '--instance', inst);
+      expect(plain.exitCode).toBe(1);
+      oneError(plain.stderr, new RegExp(`no LB daemon at ${sock}, but instance "${inst}" still forwards from its pins under /sys/fs/bpf/ebpf-lab/${inst}`), new RegExp(`pnpm lab lb stop --purge --instance ${inst} detaches it`));
+      const netlink = await lb('stop', '--purge', '--instance', inst);
+      expect(netlink.exitCode).toBe(1);
+      oneError(netlink.stderr, /has no pinned XDP link: its daemon attached by netlink .*its program \(id \d+\) is still attached .*nothing was removed/, /start the daemon again .*it takes the program over\), then pnpm lab lb stop --purge/);
+      expect(fs.existsSync(`/sys/fs/bpf/ebpf-lab/${inst}/vips`)).toBe(true);
+      first = daemon();
+      await untilReady(first, collectOutput([first.all]), /"ready":true/, 30_000, 'lb daemon');
+      expect((await new LbClient(sock).state()).attach).toBe('adopted');
+      expect((await lb('stop', '--purge', '--instance', inst)).exitCode).toBe(0);
+      expect((await first).exitCode).toBe(0);
+      expect(await xdp()).toBe(false);
+      expect(fs.existsSync(`/sys/fs/bpf/ebpf-lab/${inst}`)).toBe(false);
+      // the default mode pins a bpf_link: with the daemon dead, lb stop --purge removes it all
+      await t.veth({ ns: 'lb', dev: 'l1' }, { ns: 'peer', dev: 'p1' });
+      const cfg3 = `${cfg}.3.json`;
+      const inst3 = `${inst}d`;
+      fs.writeFileSync(cfg3, JSON.stringify({ ...JSON.parse(fs.readFileSync(cfg, 'utf8')), interface: 'l1', instance: inst3, xdpMode: undefined }));
+      first = execa('nsenter', [`--net=/run/netns/${t.ns('lb')}`, '--', NODE, ...LAB, 'lb', 'daemon', '--config', cfg3], { reject: false, cwd, all: true, env: { EBPF_LAB_DEBUG: '' } });
+      await untilReady(first, collectOutput([first.all]), /"ready":true/, 30_000, 'lb daemon');
+      first.kill('SIGKILL');
+      await first;
+      fs.rmSync(cfg3, { force: true });
+      expect(await xdp('l1')).toBe(true);
+      const purged = await lb('stop', '--purge', '--instance', inst3);
+      expect(purged.stderr).toBe('');
+      expect(purged.stdout).toBe(`no LB daemon was running: detached its XDP program (pinned link removed), removed 9 map pin(s) under /sys/fs/bpf/ebpf-lab/${inst3}`);
+      expect(purged.exitCode).toBe(0);
+      expect(await xdp('l1')).toBe(false);
+      expect(fs.existsSync(`/sys/fs/bpf/ebpf-lab/${inst3}`)).toBe(false);
+      expect(fs.existsSync(`/run/ebpf-lab/lb-${inst3}.sock`)).toBe(false);
     } finally {
       first?.kill('SIGKILL');
       await first?.catch(() => {});
       // what a killed daemon keeps (restart-safe): its pins and socket file; the XDP link goes with the namespace
-      for (const i of [inst, `${inst}b`, `${inst}c`]) {
+      for (const i of [inst, `${inst}b`, `${inst}c`, `${inst}d`]) {
         fs.rmSync(`/sys/fs/bpf/ebpf-lab/${i}`, { recursive: true, force: true });
         fs.rmSync(`/run/ebpf-lab/lb-${i}.sock`, { force: true });
       }

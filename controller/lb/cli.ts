@@ -8,7 +8,8 @@ import { UsageError, helpText, parseArgs, pickCommand, type CommandSpec, type Op
 import { LabError } from '../../common/errors.ts';
 import { ValidationError, parseHostPort, parseMac, parseVip, vipString } from './addr.ts';
 import { LbApiError, LbClient } from './client.ts';
-import { backendKey, checkIpipBackend, normBackend, validateConfigFile, type LbConfig } from './config.ts';
+import { DEFAULT_PIN_ROOT, backendKey, checkIpipBackend, normBackend, validateConfigFile, type LbConfig } from './config.ts';
+import { purgePinned } from './dataplane.ts';
 import { LbController } from './controller.ts';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
 import net from 'node:net';
@@ -162,12 +163,29 @@ const COMMANDS: Record<string, Cmd> = {
     print(await api().metrics());
     return 0;
   }),
-  stop: cmd('stop [--purge]', 'stop the daemon; XDP and pins stay (restart-safe) unless --purge', {
+  stop: cmd('stop [--purge] [--pin-root DIR]', 'stop the daemon; XDP and pins stay (restart-safe) unless --purge, which also removes what a daemon that died left pinned', {
     purge: { type: 'boolean', description: 'also detach XDP and remove the pins' },
+    'pin-root': { type: 'string', valueName: 'DIR', description: `where the instance's pins are when its daemon is gone: the config's pinRoot (default ${DEFAULT_PIN_ROOT})` },
     ...target,
   }, { max: 0 }, async (p, api) => {
-    print(await api().shutdown(p.values.purge === true));
-    return 0;
+    try {
+      print(await api().shutdown(p.values.purge === true));
+      return 0;
+    } catch (e) {
+      // no daemon answers: one killed outright left its XDP program forwarding from the pins
+      // (fail static); --purge removes them here, without it
+      const code = (e as NodeJS.ErrnoException).code;
+      const inst = p.values.instance as string;
+      const dir = path.join((p.values['pin-root'] as string | undefined) ?? DEFAULT_PIN_ROOT, inst);
+      if ((code !== 'ENOENT' && code !== 'ECONNREFUSED') || !fs.existsSync(dir)) throw e;
+      const socket = (p.values.socket as string | undefined) ?? socketPath(inst);
+      if (p.values.purge !== true) throw new LabError(`no LB daemon at ${socket}, but instance "${inst}" still forwards from its pins under ${dir} (a daemon that died leaves its XDP program attached)`, `pnpm lab lb stop --purge --instance ${inst} detaches it and removes the pins; or start the daemon again: it adopts them`);
+      const r = purgePinned(dir);
+      if (r.attachedBy) throw new LabError(`no LB daemon at ${socket}, and instance "${inst}" has no pinned XDP link: its daemon attached by netlink (xdpMode native/generic), and its program (id ${r.attachedBy.join(', ')}) is still attached in a namespace this command cannot detach from; nothing was removed`, `start the daemon again (nsenter --net=/run/netns/NAME -- pnpm lab lb daemon --config FILE: it takes the program over), then pnpm lab lb stop --purge --instance ${inst}`);
+      if (code === 'ECONNREFUSED') fs.rmSync(socket, { force: true }); // the dead daemon's socket file
+      print(`no LB daemon was running: ${r.link ? 'detached its XDP program (pinned link removed)' : 'no XDP link was pinned'}, removed ${r.maps} map pin(s) under ${dir}`);
+      return 0;
+    }
   }),
 };
 

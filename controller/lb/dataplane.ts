@@ -3,7 +3,7 @@
 // pinned bpf_link (so traffic flows while no controller runs), swaps Maglev rings whole.
 import fs from 'node:fs';
 import path from 'node:path';
-import { BpfObject, BpfMap, Link, MapType, attachXdp, ifindexOf, libbpf, mapInfo, rawCodec, removePinDir, type Program } from '../libbpf/index.ts';
+import { BpfObject, BpfMap, Link, MapType, attachXdp, ifindexOf, libbpf, libc, mapInfo, progMapIds, progsUsingMap, rawCodec, removePinDir, xdpAttachedId, type Program } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { ValidationError } from './addr.ts';
 import { xdp_lb_be_flags, xdp_lb_limits, xdpLb, type XdpLb, type XdpLbShape, type backend, type ct_value, type flow_key, type lb_global, type lb_stats, type vip_key, type vip_meta, type vip_slot } from '../../bpf/gen/xdp_lb.ts';
@@ -142,8 +142,17 @@ export class Dataplane implements Disposable {
       this.link = attachXdp(this.prog, ifname);
       this.link.pin(this.linkPin);
     } else {
-      // netlink attachments cannot be pinned; they stay until detached
-      this.link = attachXdp(this.prog, ifname, { mode });
+      // Netlink attachments cannot be pinned; they stay until detached, so a daemon killed outright
+      // leaves its program attached. A restart swaps that program out atomically (XDP_FLAGS_REPLACE
+      // naming it) when it is this instance's, i.e. uses the pinned maps this one reopened: the
+      // netlink twin of the link update above. Anyone else's program is never replaced (EBUSY).
+      const old = this.restored ? ownedNetlinkProg(ifname, mode, mapInfo(this.vips.fd).id) : -1;
+      try {
+        this.link = attachXdp(this.prog, ifname, { mode, ...(old >= 0 ? { replaceFd: old } : {}) });
+      } finally {
+        if (old >= 0) libc.close(old);
+      }
+      if (old >= 0) return 'adopted';
     }
     return 'attached';
   }
@@ -271,6 +280,53 @@ export class Dataplane implements Disposable {
   [Symbol.dispose](): void {
     this.close();
   }
+}
+
+/**
+ * An fd of the program attached to ifname in this mode if it uses the map with this id (so it is
+ * this instance's: a dead daemon's program over the pinned maps), else -1. The caller closes it.
+ */
+function ownedNetlinkProg(ifname: string, mode: 'native' | 'generic', mapId: number): number {
+  const id = xdpAttachedId(ifname, mode);
+  if (!id) return -1;
+  const fd = libbpf.bpf_prog_get_fd_by_id(id);
+  if (fd < 0) return -1;
+  try {
+    if (progMapIds(fd).includes(mapId)) return fd;
+  } catch { /* gone meanwhile: not ours to replace */ }
+  libc.close(fd);
+  return -1;
+}
+
+/**
+ * What a daemon that died left pinned under pinDir, removed without it (`lb stop --purge` with no
+ * daemon): the link pin, whose removal drops the last reference and so detaches the XDP program,
+ * and the maps. Without a link pin (xdpMode native/generic attach by netlink, which cannot be
+ * pinned) a program still using the pinned maps is attached somewhere only its namespace can
+ * detach: then nothing is removed and `attachedBy` names it (a restarted daemon takes it over and
+ * its stop --purge detaches it). Files this module does not pin are left, and with them the directory.
+ */
+export function purgePinned(pinDir: string): { link: boolean; maps: number; attachedBy?: number[] } {
+  const link = fs.existsSync(path.join(pinDir, 'link'));
+  if (!link && fs.existsSync(path.join(pinDir, 'vips'))) {
+    const vips = BpfMap.openPinned(path.join(pinDir, 'vips'));
+    let users: number[];
+    try {
+      users = progsUsingMap(mapInfo(vips.fd).id);
+    } finally {
+      vips.close();
+    }
+    if (users.length) return { link, maps: 0, attachedBy: users };
+  }
+  fs.rmSync(path.join(pinDir, 'link'), { force: true });
+  let maps = 0;
+  for (const m of [...PINNED, PINNED_DEVMAP]) {
+    if (!fs.existsSync(path.join(pinDir, m))) continue;
+    fs.rmSync(path.join(pinDir, m), { force: true });
+    maps++;
+  }
+  removePinDir(pinDir);
+  return { link, maps };
 }
 
 const sameKey = (a: vip_key, b: vip_key) =>

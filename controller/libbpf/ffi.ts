@@ -269,6 +269,7 @@ export const B = lazy({
   bpf_map_freeze: () => f('int bpf_map_freeze(int fd)'),
   bpf_map_get_fd_by_id: () => f('int bpf_map_get_fd_by_id(uint32 id)'),
   bpf_prog_get_fd_by_id: () => f('int bpf_prog_get_fd_by_id(uint32 id)'),
+  bpf_prog_get_next_id: () => f('int bpf_prog_get_next_id(uint32 start_id, _Out_ uint32 *next_id)'),
   bpf_obj_pin: () => f('int bpf_obj_pin(int fd, const char *pathname)'),
   bpf_obj_get: () => f('int bpf_obj_get(const char *pathname)'),
   bpf_obj_get_info_by_fd: () => f('int bpf_obj_get_info_by_fd(int bpf_fd, void *info, _Inout_ uint32 *info_len)'),

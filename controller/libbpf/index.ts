@@ -3,12 +3,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { C, errno } from './ffi.ts';
 import { BpfError, errnoName } from './errors.ts';
-export { BpfObject, Program, enableStats, progInfo, XdpFlags, type OpenOptions, type LoadOptions, type TestRunResult, type ProgInfo, type MapShape, type MapSpec } from './object.ts';
+export { BpfObject, Program, enableStats, progInfo, progMapIds, progsUsingMap, XdpFlags, type OpenOptions, type LoadOptions, type TestRunResult, type ProgInfo, type MapShape, type MapSpec } from './object.ts';
 export { BpfMap, MapType, UpdateFlags, mapInfo, mapTypeName, rawCodec } from './map.ts';
 export { Skeleton, defineSkeleton, type SkeletonFactory, type SkeletonShape, type SkeletonSpec, type SkeletonMaps, type SkeletonPrograms } from './skeleton.ts';
 export { Link } from './link.ts';
 export {
-  attachAuto, attachTracepoint, attachRawTracepoint, attachTrace, attachLsm, attachKprobe, attachXdp, attachTc, attachCgroup,
+  attachAuto, attachTracepoint, attachRawTracepoint, attachTrace, attachLsm, attachKprobe, attachXdp, xdpAttachedId, attachTc, attachCgroup,
   attachPerfEvent, attachPerfEventAllCpus, perfEventOpen, attachNetns, XDP_MODES, type XdpMode, type XdpOptions, type TcDirection, type TcOptions, type PerfEventAttr,
 } from './attach/index.ts';
 export { RingBuffer, coalesceDelayMs, type RingBufferOptions } from './ringbuf.ts';
@@ -17,7 +17,7 @@ export { ifindexOf } from './attach/internal.ts';
 export { BpfError, VerifierError, AttachError, AttachInputError, Errno, errnoCode, errnoName, hintFor, type AttachKind, type ErrnoName } from './errors.ts';
 export { closeAll, liveCount, deferSignalsToCaller } from './lifecycle.ts';
 export { captureLibbpf } from './log.ts';
-export { B as libbpf, koffi } from './ffi.ts';
+export { B as libbpf, C as libc, koffi } from './ffi.ts';
 
 /**
  * Move the calling thread into the network namespace open at `fd` (CLONE_NEWNET). Attaching XDP/tc

@@ -132,6 +132,40 @@ export class Program {
   }
 }
 
+/** The ids of the maps a loaded program uses (bpf_prog_info.map_ids: a second info call with room for them). */
+export function progMapIds(fd: number): number[] {
+  const len = [koffi.sizeof(bpf_prog_info_head)];
+  const head = Buffer.alloc(len[0]!);
+  let r = B.bpf_obj_get_info_by_fd(fd, head, len);
+  if (r < 0) throw new BpfError(`prog info: ${errnoName(r)}`, -r);
+  const n = decodeProgInfo(head).nr_map_ids;
+  if (!n) return [];
+  const ids = Buffer.alloc(4 * n);
+  const q = Buffer.alloc(koffi.sizeof(bpf_prog_info_head));
+  q.writeUInt32LE(n, koffi.offsetof(bpf_prog_info_head, 'nr_map_ids'));
+  q.writeBigUInt64LE(BigInt(koffi.address(ids) as bigint), koffi.offsetof(bpf_prog_info_head, 'map_ids'));
+  len[0] = q.length;
+  r = B.bpf_obj_get_info_by_fd(fd, q, len);
+  if (r < 0) throw new BpfError(`prog info: ${errnoName(r)}`, -r);
+  return Array.from({ length: Math.min(n, decodeProgInfo(q).nr_map_ids) }, (_, i) => ids.readUInt32LE(4 * i));
+}
+
+/** The ids of the loaded programs that use the map with this id (all programs walked: a CLI-time question). */
+export function progsUsingMap(mapId: number): number[] {
+  const found: number[] = [];
+  const next = [0];
+  for (let id = 0; B.bpf_prog_get_next_id(id, next) === 0; id = next[0]!) {
+    const fd = B.bpf_prog_get_fd_by_id(next[0]!);
+    if (fd < 0) continue; // gone meanwhile
+    try {
+      if (progMapIds(fd).includes(mapId)) found.push(next[0]!);
+    } catch { /* gone meanwhile */ } finally {
+      C.close(fd);
+    }
+  }
+  return found;
+}
+
 export function progInfo(fd: number): ProgInfo {
   const len = [koffi.sizeof(bpf_prog_info_head)];
   const buf = Buffer.alloc(len[0]!);

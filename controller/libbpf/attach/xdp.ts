@@ -17,9 +17,18 @@ export interface XdpOptions {
   mode?: XdpMode;
   /** the program attached now, to swap atomically (REPLACE) */
   replace?: Program;
+  /** the same by a file descriptor of the attached program, when it is not one of ours (bpf_prog_get_fd_by_id) */
+  replaceFd?: number;
 }
 
 const attachOpts = (oldFd: number) => ({ sz: koffi.sizeof(bpf_xdp_attach_opts), old_prog_fd: oldFd });
+
+/** the id of the program attached to a device in this mode (native/generic), 0 when none */
+export function xdpAttachedId(ifname: string | number, mode: 'native' | 'generic'): number {
+  const id = [0];
+  const r = B.bpf_xdp_query_id(ifindexOf('xdp', ifname), mode === 'native' ? XdpFlags.DRV_MODE : XdpFlags.SKB_MODE, id);
+  return r < 0 ? 0 : id[0]!;
+}
 
 export function attachXdp(prog: Program, ifname: string | number, opts: XdpOptions = {}): Link {
   const mode = opts.mode ?? 'auto';
@@ -27,13 +36,14 @@ export function attachXdp(prog: Program, ifname: string | number, opts: XdpOptio
   if (opts.replace) requireLoaded('xdp', opts.replace);
   requireLoaded('xdp', prog);
   const ifindex = ifindexOf('xdp', ifname);
-  if (mode === 'auto' && !opts.replace) return linkFrom('xdp', prog, `xdp ${ifname}`, () => B.bpf_program__attach_xdp(prog.ptr, ifindex));
+  const oldFd = opts.replace?.fd ?? opts.replaceFd;
+  if (mode === 'auto' && oldFd === undefined) return linkFrom('xdp', prog, `xdp ${ifname}`, () => B.bpf_program__attach_xdp(prog.ptr, ifindex));
 
   // without `replace`, never over another program: netlink would swap it out silently (a second
   // LB instance on a device took the first one's traffic that way); the kernel says EBUSY instead
   const modeFlags = mode === 'native' ? XdpFlags.DRV_MODE : mode === 'generic' ? XdpFlags.SKB_MODE : 0;
-  const flags = modeFlags | (opts.replace ? XdpFlags.REPLACE : XdpFlags.UPDATE_IF_NOEXIST);
-  const { result: r, log } = captureLibbpf(() => B.bpf_xdp_attach(ifindex, prog.fd, flags, attachOpts(opts.replace?.fd ?? 0)));
+  const flags = modeFlags | (oldFd !== undefined ? XdpFlags.REPLACE : XdpFlags.UPDATE_IF_NOEXIST);
+  const { result: r, log } = captureLibbpf(() => B.bpf_xdp_attach(ifindex, prog.fd, flags, attachOpts(oldFd ?? 0)));
   if (r < 0) throw new AttachError('xdp', prog.name, `xdp ${ifname} (${mode})`, r, hintFor(r, log) ?? (mode === 'native' ? 'the driver has no native XDP: try mode generic' : undefined), log);
   const detachFlags = modeFlags | XdpFlags.REPLACE;
   const myFd = prog.fd;
