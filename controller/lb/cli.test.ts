@@ -155,6 +155,8 @@ describeRoot('pnpm lab lb daemon (root)', () => {
       first.all!.on('data', (b: Buffer) => (out += b.toString()));
       for (let i = 0; i < 600 && !out.includes('"ready":true') && first.exitCode === null; i++) await new Promise((r) => setTimeout(r, 50));
       expect(out, out).toContain('restored 1 VIP');
+      // xdpMode generic attaches by netlink: kept through the stop all the same, and taken over
+      expect((await new LbClient(sock).state()).attach).toBe('adopted');
       expect((await lb('stop', '--purge', '--instance', inst)).exitCode).toBe(0);
       expect((await first).exitCode).toBe(0);
       // a daemon killed outright: its XDP program goes on forwarding (fail static); lb stop says so.

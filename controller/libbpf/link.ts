@@ -10,7 +10,7 @@ export class Link implements Disposable {
   constructor(
     readonly description: string,
     private ptr: Ptr,
-    private readonly detach?: () => void,
+    private detach?: () => void,
   ) {
     track(this);
   }
@@ -60,9 +60,14 @@ export class Link implements Disposable {
     if (this.ptr !== NULL) B.bpf_link__unpin(this.ptr);
   }
 
-  /** keep the kernel attachment when this object is closed (pinned links) */
+  /**
+   * Keep the kernel attachment when this object is closed: a pinned bpf_link, or a netlink
+   * attachment left for a later process to take over (an LB restart replaces its XDP program with
+   * XDP_FLAGS_REPLACE).
+   */
   disconnect(): void {
     if (this.ptr !== NULL) B.bpf_link__disconnect(this.ptr);
+    else this.detach = undefined;
   }
 
   /** atomically replace the attached program (BPF_LINK_UPDATE) */
