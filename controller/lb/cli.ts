@@ -172,14 +172,14 @@ const COMMANDS: Record<string, Cmd> = {
       print(await api().shutdown(p.values.purge === true));
       return 0;
     } catch (e) {
-      // no daemon answers: one killed outright left its XDP program forwarding from the pins
-      // (fail static); --purge removes them here, without it
+      // no daemon answers: one stopped without --purge or killed outright left its XDP program
+      // forwarding from the pins (fail static); --purge removes them here, without it
       const code = (e as NodeJS.ErrnoException).code;
       const inst = p.values.instance as string;
       const dir = path.join((p.values['pin-root'] as string | undefined) ?? DEFAULT_PIN_ROOT, inst);
       if ((code !== 'ENOENT' && code !== 'ECONNREFUSED') || !fs.existsSync(dir)) throw e;
       const socket = (p.values.socket as string | undefined) ?? socketPath(inst);
-      if (p.values.purge !== true) throw new LabError(`no LB daemon at ${socket}, but instance "${inst}" still forwards from its pins under ${dir} (a daemon that died leaves its XDP program attached)`, `pnpm lab lb stop --purge --instance ${inst} detaches it and removes the pins; or start the daemon again: it adopts them`);
+      if (p.values.purge !== true) throw new LabError(`no LB daemon at ${socket}, but instance "${inst}" still forwards from its pins under ${dir} (a daemon stopped without --purge, or killed, leaves its XDP program attached)`, `pnpm lab lb stop --purge --instance ${inst} detaches it and removes the pins; or start the daemon again: it adopts them`);
       const r = purgePinned(dir);
       if (r.attachedBy) throw new LabError(`no LB daemon at ${socket}, and instance "${inst}" has no pinned XDP link: its daemon attached by netlink (xdpMode native/generic), and its program (id ${r.attachedBy.join(', ')}) is still attached in a namespace this command cannot detach from; nothing was removed`, `start the daemon again (nsenter --net=/run/netns/NAME -- pnpm lab lb daemon --config FILE: it takes the program over), then pnpm lab lb stop --purge --instance ${inst}`);
       if (code === 'ECONNREFUSED') fs.rmSync(socket, { force: true }); // the dead daemon's socket file

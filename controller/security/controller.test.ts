@@ -4,7 +4,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { bpfObjects, describeRoot, labCli } from '../../lab/testing.ts';
-import { PIN_DIR, SecurityController, pinnedLinks } from './controller.ts';
+import { EVENTS_PATH, PIN_DIR, SecurityController, pinnedLinks } from './controller.ts';
 import { cgroup2Root, createCgroup, removeCgroup } from '../../common/cgroup.ts';
 import { PolicyError, parsePolicies } from './policy.ts';
 import { policyCommand } from './cli.ts';
@@ -316,6 +316,8 @@ except OSError as e: print('tcp', e.errno)
 try: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP); print('raw ok')
 except OSError as e: print('raw', e.errno)`;
     const f = path.join(os.tmpdir(), `cli-${process.pid}.yaml`);
+    // the daemon keeps its audit log after stop (policy events reads it): one this test made goes
+    const hadEvents = fs.existsSync(EVENTS_PATH);
     let { d } = await startDaemon();
     let progIds: number[] = [];
     try {
@@ -370,6 +372,7 @@ except OSError as e: print('raw', e.errno)`;
       const ended = await d;
       expect(ended.exitCode).toBe(0);
       removeCgroup(cg, root);
+      if (!hadEvents) fs.rmSync(EVENTS_PATH, { force: true });
     }
     expect(fs.existsSync(PIN_DIR)).toBe(false);
     let after = await bpfObjects();
