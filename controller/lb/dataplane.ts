@@ -271,10 +271,8 @@ export class Dataplane implements Disposable {
       this.link.unpin();
       this.link.close();
     }
-    fs.rmSync(this.linkPin, { force: true });
-    for (const m of [...PINNED, PINNED_DEVMAP]) fs.rmSync(path.join(this.pinDir, m), { force: true });
+    removePins(this.pinDir);
     this.obj.close();
-    removePinDir(this.pinDir);
   }
 
   [Symbol.dispose](): void {
@@ -318,6 +316,11 @@ export function purgePinned(pinDir: string): { link: boolean; maps: number; atta
     }
     if (users.length) return { link, maps: 0, attachedBy: users };
   }
+  return { link, maps: removePins(pinDir) };
+}
+
+/** Remove the pins this module makes under pinDir (the link, the maps) and the directory if that empties it: the count of map pins removed. */
+function removePins(pinDir: string): number {
   fs.rmSync(path.join(pinDir, 'link'), { force: true });
   let maps = 0;
   for (const m of [...PINNED, PINNED_DEVMAP]) {
@@ -326,7 +329,7 @@ export function purgePinned(pinDir: string): { link: boolean; maps: number; atta
     maps++;
   }
   removePinDir(pinDir);
-  return { link, maps };
+  return maps;
 }
 
 const sameKey = (a: vip_key, b: vip_key) =>

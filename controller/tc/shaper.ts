@@ -286,6 +286,14 @@ function rootQdisc(netns: string | undefined, dev: string): { kind: string; hand
 }
 const hex = (n: number) => `0x${n.toString(16)}`;
 const isOurs = (f: TcFilterRow, handle: number, prio: number) => f.kind === 'bpf' && f.pref === prio && f.options?.handle !== undefined && Number(f.options.handle) === handle;
+/** the filter a state file records: our handle and priority, running its program (or, mid-takeover, the one it replaces) */
+const ownFilter = (r: TcFilterRow, o: Owned, f: Owned['filters'][number]) => isOurs(r, o.handle, o.prio) && (r.options?.prog?.id === f.progId || (f.was !== undefined && r.options?.prog?.id === f.was));
+/** remove the clsact on a device if no filter is left on it (someone else's may be): whether it was removed */
+function removeClsactIfBare(netns: string | undefined, dev: string): boolean {
+  if ((listFilters(netns, dev, 'egress') ?? []).length + (listFilters(netns, dev, 'ingress') ?? []).length !== 0) return false;
+  tcSync(netns, ['qdisc', 'del', 'dev', dev, 'clsact']);
+  return true;
+}
 /**
  * The command a user runs to remove one of our filters by hand. nsenter, not `tc -n`: that one
  * remounts / and /sys like `ip netns exec`, and fails where / is not a mount point (a chroot).
@@ -348,7 +356,7 @@ function takeoverTarget(instance: string, opts: ShaperOptions): { state: Instanc
   // a takeover that itself died half way records the program each filter had before (`was`)
   const progs: Partial<Record<'egress' | 'ingress', number>> = {};
   for (const f of o.filters) {
-    const id = listFilters(opts.netns, opts.dev, f.dir)?.find((r) => isOurs(r, o.handle, o.prio) && (r.options?.prog?.id === f.progId || (f.was !== undefined && r.options?.prog?.id === f.was)))?.options?.prog?.id;
+    const id = listFilters(opts.netns, opts.dev, f.dir)?.find((r) => ownFilter(r, o, f))?.options?.prog?.id;
     if (id === undefined) return undefined;
     progs[f.dir] = id;
   }
@@ -383,16 +391,14 @@ export function reapDeadInstance(instance: string): ReapReport | undefined {
       for (const f of o.filters) {
         const rows = listFilters(netns, dev, f.dir);
         if (rows === undefined) break; // device gone: its filters went with it
-        if (!rows.some((r) => isOurs(r, o.handle, o.prio) && (r.options?.prog?.id === f.progId || (f.was !== undefined && r.options?.prog?.id === f.was)))) continue;
+        if (!rows.some((r) => ownFilter(r, o, f))) continue;
         tcSync(netns, ['filter', 'del', 'dev', dev, f.dir, 'protocol', 'all', 'pref', String(o.prio), 'handle', hex(o.handle), 'bpf']);
         report.removed.push(`${f.dir} filter on ${where} (prog ${f.progId})`);
       }
       if (o.clsactCreated && hasClsact(netns, dev)) {
         // it may have gained someone else's filters since: then it is theirs too
-        if ((listFilters(netns, dev, 'egress') ?? []).length + (listFilters(netns, dev, 'ingress') ?? []).length === 0) {
-          tcSync(netns, ['qdisc', 'del', 'dev', dev, 'clsact']);
-          report.removed.push(`clsact qdisc on ${dev}`);
-        } else report.kept.push(`clsact qdisc on ${where} (other filters are on it)`);
+        if (removeClsactIfBare(netns, dev)) report.removed.push(`clsact qdisc on ${dev}`);
+        else report.kept.push(`clsact qdisc on ${where} (other filters are on it)`);
       }
       if (o.fqSet) {
         const root = rootQdisc(netns, dev);
@@ -596,7 +602,7 @@ export class TcShaper {
     if (this.tookOver && this.owned?.clsactCreated) {
       // the dead daemon created the clsact, so its detach would have removed it; ours did not create it
       try {
-        if (hasClsact(netns, dev) && (listFilters(netns, dev, 'egress') ?? []).length + (listFilters(netns, dev, 'ingress') ?? []).length === 0) tcSync(netns, ['qdisc', 'del', 'dev', dev, 'clsact']);
+        if (hasClsact(netns, dev)) removeClsactIfBare(netns, dev);
       } catch { /* device gone */ }
     }
     if (this.fqSet) {
