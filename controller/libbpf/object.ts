@@ -132,22 +132,22 @@ export class Program {
   }
 }
 
+/** bpf_obj_get_info_by_fd into buf (a struct bpf_prog_info head, array pointers set where wanted): the decoded head */
+function progInfoHead(fd: number, buf = Buffer.alloc(koffi.sizeof(bpf_prog_info_head))): ReturnType<typeof decodeProgInfo> {
+  const r = B.bpf_obj_get_info_by_fd(fd, buf, [buf.length]);
+  if (r < 0) throw new BpfError(`prog info: ${errnoName(r)}`, -r);
+  return decodeProgInfo(buf);
+}
+
 /** The ids of the maps a loaded program uses (bpf_prog_info.map_ids: a second info call with room for them). */
 export function progMapIds(fd: number): number[] {
-  const len = [koffi.sizeof(bpf_prog_info_head)];
-  const head = Buffer.alloc(len[0]!);
-  let r = B.bpf_obj_get_info_by_fd(fd, head, len);
-  if (r < 0) throw new BpfError(`prog info: ${errnoName(r)}`, -r);
-  const n = decodeProgInfo(head).nr_map_ids;
+  const n = progInfoHead(fd).nr_map_ids;
   if (!n) return [];
   const ids = Buffer.alloc(4 * n);
   const q = Buffer.alloc(koffi.sizeof(bpf_prog_info_head));
   q.writeUInt32LE(n, koffi.offsetof(bpf_prog_info_head, 'nr_map_ids'));
   q.writeBigUInt64LE(BigInt(koffi.address(ids) as bigint), koffi.offsetof(bpf_prog_info_head, 'map_ids'));
-  len[0] = q.length;
-  r = B.bpf_obj_get_info_by_fd(fd, q, len);
-  if (r < 0) throw new BpfError(`prog info: ${errnoName(r)}`, -r);
-  return Array.from({ length: Math.min(n, decodeProgInfo(q).nr_map_ids) }, (_, i) => ids.readUInt32LE(4 * i));
+  return Array.from({ length: Math.min(n, progInfoHead(fd, q).nr_map_ids) }, (_, i) => ids.readUInt32LE(4 * i));
 }
 
 /** The ids of the loaded programs that use the map with this id (all programs walked: a CLI-time question). */
@@ -167,11 +167,7 @@ export function progsUsingMap(mapId: number): number[] {
 }
 
 export function progInfo(fd: number): ProgInfo {
-  const len = [koffi.sizeof(bpf_prog_info_head)];
-  const buf = Buffer.alloc(len[0]!);
-  const r = B.bpf_obj_get_info_by_fd(fd, buf, len);
-  if (r < 0) throw new BpfError(`prog info: ${errnoName(r)}`, -r);
-  const info = decodeProgInfo(buf);
+  const info = progInfoHead(fd);
   return {
     id: info.id,
     name: String(info.name ?? ''),
