@@ -5,10 +5,12 @@
 import fs from 'node:fs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { execa } from 'execa';
-import { bpfObjects, describeRoot, toolMissing } from '../../lab/testing.ts';
+import { bpfObjects, describeRoot, labCli, toolMissing } from '../../lab/testing.ts';
+import { collectOutput, untilReady } from '../../common/child.ts';
+import { parseUdpNoPorts } from '../../scenarios/tc-shaping/crash.ts';
 import { findCgroup2Root } from '../../common/cgroup.ts';
 import { createTopology, listNamespaces, type Topology } from '../../lab/netns.ts';
-import { FqUnsupported, instanceAlive, MAP_NAMES, TcShaper, type TcControl } from './shaper.ts';
+import { faults, FqUnsupported, instanceAlive, MAP_NAMES, TcShaper, type TcControl } from './shaper.ts';
 import { procStart } from '../../common/host.ts';
 import { ConfigError, validateConfig } from './config.ts';
 import { tcRegistry } from './metrics.ts';
@@ -186,6 +188,67 @@ describeRoot('tc shaper on a veth', () => {
       expect(await listNamespaces('tcgone-')).toEqual([]);
     } finally {
       await u.dispose();
+    }
+  });
+
+  it('a takeover that fails after one replace leaves no direction open: the replaced filter keeps the new program, the dead state records both, the next start takes both over', async () => {
+    const name = 'tcpart';
+    const state = `/run/ebpf-lab/tc/${name}.json`;
+    const f = `/tmp/ebpf-lab-tcpart-${process.pid}.json`;
+    // a → b:9 dropped on a's egress, b → a:10 on its ingress; nobody listens there (Udp NoPorts)
+    const cfg = { filters: [{ name: 'out9', dir: 'egress', cidr: `${B}/32`, proto: 'udp', port: 9, action: 'drop' }, { name: 'in10', dir: 'ingress', cidr: `${B}/32`, proto: 'udp', port: 10, action: 'drop' }] };
+    fs.writeFileSync(f, JSON.stringify(cfg));
+    const [node, ...lab] = await labCli();
+    const d = execa(node, [...lab, 'tc', 'shape', 'start', '--dev', 'va', '--netns', t.ns('a'), '--filter-only', '--instance', name, '--config', f], { reject: false, all: true });
+    const progId = async (dir: string) => Number(String((await t.exec('a', 'tc', ['filter', 'show', 'dev', 'va', dir])).stdout).match(/ id (\d+) /)?.[1]);
+    const noPorts = async (ns: string) => parseUdpNoPorts(String((await t.exec(ns, 'cat', ['/proc/net/snmp'])).stdout));
+    /** both drop rules hold: not one of 30 datagrams each way reaches a port */
+    const bothDrop = async () => {
+      const [b0, a0] = [await noPorts('b'), await noPorts('a')];
+      await udp(30, 9);
+      await t.exec('b', 'python3', ['-c', `import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nfor i in range(30): s.sendto(b'x',('${A}',10))`]);
+      return [(await noPorts('b')) - b0, (await noPorts('a')) - a0];
+    };
+    let s: TcShaper | undefined;
+    try {
+      await untilReady(d, collectOutput([d.all]), /^shaping va/m, 20_000, 'tc shape start');
+      d.kill('SIGKILL');
+      await d;
+      const old = { egress: await progId('egress'), ingress: await progId('ingress') };
+      const plan = validateConfig(cfg);
+      faults.beforeAttach = (dir) => {
+        if (dir === 'ingress') throw new Error('injected: the ingress replace was refused');
+      };
+      try {
+        expect(() => TcShaper.start({ dev: 'va', netns: t.ns('a'), filterOnly: true, instance: name, plan })).toThrow(/^taking over tc instance "tcpart" on va failed after its egress filter was replaced: injected/);
+      } finally {
+        faults.beforeAttach = undefined;
+      }
+      const now = { egress: await progId('egress'), ingress: await progId('ingress') };
+      expect(now.egress).not.toBe(old.egress);
+      expect(now.ingress).toBe(old.ingress);
+      // the dead daemon's state, recording the program each filter runs now
+      const st = JSON.parse(fs.readFileSync(state, 'utf8'));
+      expect(st.pid).toBe(d.pid);
+      expect(st.owned.filters).toEqual([{ dir: 'egress', progId: now.egress }, { dir: 'ingress', progId: old.ingress }]);
+      expect(await bothDrop()).toEqual([0, 0]);
+      s = TcShaper.start({ dev: 'va', netns: t.ns('a'), filterOnly: true, instance: name, plan });
+      expect(s.tookOver?.filters).toEqual([{ dir: 'egress', from: now.egress, to: await progId('egress') }, { dir: 'ingress', from: old.ingress, to: await progId('ingress') }]);
+      expect(await bothDrop()).toEqual([0, 0]);
+      s.close();
+      s = undefined;
+      expect(String((await t.exec('a', 'tc', ['filter', 'show', 'dev', 'va', 'egress'])).stdout)).toBe('');
+      expect(fs.existsSync(state)).toBe(false);
+      expect(fs.existsSync(`/sys/fs/bpf/ebpf-lab/tc-${name}`)).toBe(false);
+      // the control: with the shaper gone the same datagrams reach both ports
+      expect(await bothDrop()).toEqual([30, 30]);
+    } finally {
+      s?.close();
+      d.kill('SIGKILL');
+      fs.rmSync(f, { force: true });
+      if (fs.existsSync(state)) {
+        await execa(node, [...lab, 'tc', 'shape', 'stop', '--instance', name], { reject: false });
+      }
     }
   });
 

@@ -300,6 +300,13 @@ function removeClsactIfBare(netns: string | undefined, dev: string): boolean {
  */
 const filterDelCmd = (netns: string | undefined, dev: string, dir: string) => `${netns ? `nsenter --net=/run/netns/${netns} ` : ''}tc filter del dev ${dev} ${dir} protocol all pref ${TC_PRIO} handle ${hex(TC_HANDLE)} bpf`;
 
+/**
+ * Fault injection for one test: runs before each direction's attach. A takeover's second replace
+ * can fail on a real kernel (ENOMEM, a netlink error) but not on demand, and what happens then
+ * decides whether a direction is left open. Nothing but that test sets it.
+ */
+export const faults: { beforeAttach?: (dir: 'egress' | 'ingress') => void } = {};
+
 /** What an instance attaches, recorded in its state file before it attaches it (see the header). */
 export interface Owned {
   /** /proc/PID/stat start time: a reused pid is not the daemon */
@@ -391,9 +398,11 @@ export function reapDeadInstance(instance: string): ReapReport | undefined {
       for (const f of o.filters) {
         const rows = listFilters(netns, dev, f.dir);
         if (rows === undefined) break; // device gone: its filters went with it
-        if (!rows.some((r) => ownFilter(r, o, f))) continue;
+        const row = rows.find((r) => ownFilter(r, o, f));
+        if (!row) continue;
         tcSync(netns, ['filter', 'del', 'dev', dev, f.dir, 'protocol', 'all', 'pref', String(o.prio), 'handle', hex(o.handle), 'bpf']);
-        report.removed.push(`${f.dir} filter on ${where} (prog ${f.progId})`);
+        // the program it ran: mid-takeover that may still be the one it was replacing (`was`)
+        report.removed.push(`${f.dir} filter on ${where} (prog ${row.options?.prog?.id ?? f.progId})`);
       }
       if (o.clsactCreated && hasClsact(netns, dev)) {
         // it may have gained someone else's filters since: then it is theirs too
@@ -475,6 +484,8 @@ export class TcShaper {
     let shaper: TcShaper | undefined;
     let reaped: ReapReport | undefined;
     let dead: ReturnType<typeof takeoverTarget>;
+    /** a partly replaced takeover's filters, as the dead instance's state (see the attach) */
+    let handBack: string | undefined;
     try {
       skel.load();
       const maps: TcMaps = skel.maps;
@@ -543,10 +554,32 @@ export class TcShaper {
         }
       }
       const attach = () => {
-        for (const dir of dirs) shaper!.links.push(attachTc(progs[dir], opts.dev, dir, { handle: TC_HANDLE, priority: TC_PRIO, replace: !!dead }));
+        for (const dir of dirs) {
+          faults.beforeAttach?.(dir);
+          shaper!.links.push(attachTc(progs[dir], opts.dev, dir, { handle: TC_HANDLE, priority: TC_PRIO, replace: !!dead }));
+        }
       };
-      if (opts.netns) withNetns(opts.netns, attach);
-      else attach();
+      try {
+        if (opts.netns) withNetns(opts.netns, attach);
+        else attach();
+      } catch (e) {
+        if (!dead || !shaper.links.length) throw e;
+        // A takeover that failed after one direction's replace: that filter runs the new program
+        // already, the old one is gone. Detaching it (what a failed start does) would leave that
+        // direction open until the next start: it stays, and the dead instance's state is written
+        // back recording the program each filter runs now, so the next start takes both over and
+        // stop removes both (its pins go: the filters hold their maps).
+        const replaced = dirs.slice(0, shaper.links.length);
+        for (const l of shaper.links) l.disconnect();
+        const filters = dirs.map((dir) => ({ dir, progId: replaced.includes(dir) ? progs[dir].info().id : dead!.progs[dir]! }));
+        handBack = encodeModel({ ...dead.state, owned: { ...dead.state.owned!, filters } } as unknown as Model & Record<string, unknown>);
+        const rest = dirs.filter((d) => !replaced.includes(d));
+        throw new LabError(
+          `taking over tc instance "${opts.instance}" on ${opts.dev} failed after its ${replaced.join(' and ')} filter was replaced: ${(e as Error).message}`,
+          `nothing is open: that filter enforces this config${rest.length ? `, the ${rest.join(' and ')} one still the dead daemon's` : ''}. Start it again (it takes them over) or pnpm lab tc shape stop --instance ${opts.instance} (removes them)`,
+          { cause: e },
+        );
+      }
       if (dead && shaper.owned) {
         shaper.tookOver = { pid: dead.state.pid, filters: shaper.owned.filters.map((f) => ({ dir: f.dir, from: f.was!, to: f.progId })) };
         for (const f of shaper.owned.filters) delete f.was;
@@ -559,7 +592,7 @@ export class TcShaper {
       else skel.close();
       // a takeover that did not get as far as the replace: the dead daemon's filters still enforce,
       // and its state file is what proves them its own (for stop, or the next start)
-      if (dead && !shaper?.tookOver && (!opts.netns || fs.existsSync(`/run/netns/${opts.netns}`))) fs.writeFileSync(statePath(opts.instance!), dead.raw);
+      if (dead && !shaper?.tookOver && (!opts.netns || fs.existsSync(`/run/netns/${opts.netns}`))) fs.writeFileSync(statePath(opts.instance!), handBack ?? dead.raw);
       throw e;
     }
   }
