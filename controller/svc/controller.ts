@@ -61,6 +61,9 @@ export interface ServiceState {
   backends: BackendState[];
 }
 /** what the state file holds: everything needed to recompute the maps' contents */
+/** what a state file keeps of a config: its settings (the services are kept as applied) */
+const settingsOf = ({ services: _s, ...rest }: NormSvcConfig): Model['config'] => rest;
+
 export interface Model {
   config: Omit<NormSvcConfig, 'services'>;
   cgroupPath: string;
@@ -289,8 +292,7 @@ export class SvcController {
         }
       }
       const maps: Maps = skel.maps;
-      const { services: _s, ...rest } = cfg;
-      const model: Model = { config: rest, cgroupPath: cg, cgroupId: String(cgroupId(cg)), getpeername, services: {}, backendIds: {}, backendRefs: {}, ...(opts.daemon ? { daemon: selfDaemon() } : {}) };
+      const model: Model = { config: settingsOf(cfg), cgroupPath: cg, cgroupId: String(cgroupId(cg)), getpeername, services: {}, backendIds: {}, backendRefs: {}, ...(opts.daemon ? { daemon: selfDaemon() } : {}) };
       const c = new SvcController(model, maps, skel, links, !!opts.pin);
       if (opts.pin) c.pinAll(dir, links);
       c.applyServices(cfg.services, []);
@@ -324,8 +326,7 @@ export class SvcController {
       try {
         const want = new Set(cfg.services.map((s) => s.id));
         const r = c.applyServices(cfg.services, Object.keys(c.model.services).filter((id) => !want.has(id)));
-        const { services: _s, ...rest } = cfg;
-        c.model = { ...c.model, config: rest, daemon: selfDaemon() };
+        c.model = { ...c.model, config: settingsOf(cfg), daemon: selfDaemon() };
         c.saveState();
         opts.log?.(`took over instance ${cfg.instance} from svc daemon pid ${dead}, which died (its programs kept balancing): ${r.changed} service(s) changed to match the config`);
         return c;
