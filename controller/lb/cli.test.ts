@@ -94,6 +94,7 @@ describeRoot('pnpm lab lb daemon (root)', () => {
     const cfg = `/tmp/ebpf-lab-lb-cli-${process.pid}.json`;
     const sock = `/run/ebpf-lab/lb-${inst}.sock`;
     const cwd = new URL('../..', import.meta.url).pathname;
+    const pinRoot3 = `/sys/fs/bpf/ebpf-lab-t${process.pid}`;
     let first: ReturnType<typeof execa> | undefined;
     try {
       await t.addNs('lb');
@@ -182,11 +183,12 @@ describeRoot('pnpm lab lb daemon (root)', () => {
       expect((await first).exitCode).toBe(0);
       expect(await xdp()).toBe(false);
       expect(fs.existsSync(`/sys/fs/bpf/ebpf-lab/${inst}`)).toBe(false);
-      // the default mode pins a bpf_link: with the daemon dead, lb stop --purge removes it all
+      // the default mode pins a bpf_link: with the daemon dead, lb stop --purge removes it all,
+      // found under the pinRoot the daemon recorded at its start (the config's, not the default)
       await t.veth({ ns: 'lb', dev: 'l1' }, { ns: 'peer', dev: 'p1' });
       const cfg3 = `${cfg}.3.json`;
       const inst3 = `${inst}d`;
-      fs.writeFileSync(cfg3, JSON.stringify({ ...JSON.parse(fs.readFileSync(cfg, 'utf8')), interface: 'l1', instance: inst3, xdpMode: undefined }));
+      fs.writeFileSync(cfg3, JSON.stringify({ ...JSON.parse(fs.readFileSync(cfg, 'utf8')), interface: 'l1', instance: inst3, xdpMode: undefined, pinRoot: pinRoot3 }));
       first = execa('nsenter', [`--net=/run/netns/${t.ns('lb')}`, '--', NODE, ...LAB, 'lb', 'daemon', '--config', cfg3], { reject: false, cwd, all: true, env: { EBPF_LAB_DEBUG: '' } });
       await untilReady(first, collectOutput([first.all]), /"ready":true/, 30_000, 'lb daemon');
       first.kill('SIGKILL');
@@ -195,11 +197,12 @@ describeRoot('pnpm lab lb daemon (root)', () => {
       expect(await xdp('l1')).toBe(true);
       const purged = await lb('stop', '--purge', '--instance', inst3);
       expect(purged.stderr).toBe('');
-      expect(purged.stdout).toBe(`no LB daemon was running: detached its XDP program (pinned link removed), removed 9 map pin(s) under /sys/fs/bpf/ebpf-lab/${inst3}`);
+      expect(purged.stdout).toBe(`no LB daemon was running: detached its XDP program (pinned link removed), removed 9 map pin(s) under ${pinRoot3}/${inst3}`);
       expect(purged.exitCode).toBe(0);
       expect(await xdp('l1')).toBe(false);
-      expect(fs.existsSync(`/sys/fs/bpf/ebpf-lab/${inst3}`)).toBe(false);
+      expect(fs.existsSync(`${pinRoot3}/${inst3}`)).toBe(false);
       expect(fs.existsSync(`/run/ebpf-lab/lb-${inst3}.sock`)).toBe(false);
+      expect(fs.existsSync(`/run/ebpf-lab/lb-${inst3}.pins`)).toBe(false);
     } finally {
       first?.kill('SIGKILL');
       await first?.catch(() => {});
@@ -207,7 +210,9 @@ describeRoot('pnpm lab lb daemon (root)', () => {
       for (const i of [inst, `${inst}b`, `${inst}c`, `${inst}d`]) {
         fs.rmSync(`/sys/fs/bpf/ebpf-lab/${i}`, { recursive: true, force: true });
         fs.rmSync(`/run/ebpf-lab/lb-${i}.sock`, { force: true });
+        fs.rmSync(`/run/ebpf-lab/lb-${i}.pins`, { force: true });
       }
+      fs.rmSync(pinRoot3, { recursive: true, force: true });
       fs.rmSync(cfg, { force: true });
       fs.rmSync(`${cfg}.2.json`, { force: true });
       await t.dispose();

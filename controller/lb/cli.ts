@@ -13,7 +13,7 @@ import { purgePinned } from './dataplane.ts';
 import { LbController } from './controller.ts';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
 import net from 'node:net';
-import { serveAdmin, socketPath } from './server.ts';
+import { pinsRecordPath, serveAdmin, socketPath } from './server.ts';
 
 const target = {
   instance: { type: 'string', valueName: 'NAME', description: 'the daemon of this instance (socket /run/ebpf-lab/lb-NAME.sock)', default: 'default' },
@@ -165,7 +165,7 @@ const COMMANDS: Record<string, Cmd> = {
   }),
   stop: cmd('stop [--purge] [--pin-root DIR]', 'stop the daemon; XDP and pins stay (restart-safe) unless --purge, which also removes what a daemon that died left pinned', {
     purge: { type: 'boolean', description: 'also detach XDP and remove the pins' },
-    'pin-root': { type: 'string', valueName: 'DIR', description: `where the instance's pins are when its daemon is gone: the config's pinRoot (default ${DEFAULT_PIN_ROOT})` },
+    'pin-root': { type: 'string', valueName: 'DIR', description: `where the instance's pins are when its daemon is gone: the config's pinRoot (default: where its last daemon pinned, else ${DEFAULT_PIN_ROOT})` },
     ...target,
   }, { max: 0 }, async (p, api) => {
     try {
@@ -176,13 +176,16 @@ const COMMANDS: Record<string, Cmd> = {
       // forwarding from the pins (fail static); --purge removes them here, without it
       const code = (e as NodeJS.ErrnoException).code;
       const inst = p.values.instance as string;
-      const dir = path.join((p.values['pin-root'] as string | undefined) ?? DEFAULT_PIN_ROOT, inst);
+      const record = pinsRecordPath(inst);
+      const recorded = fs.existsSync(record) ? fs.readFileSync(record, 'utf8').trim() : undefined;
+      const dir = p.values['pin-root'] !== undefined ? path.join(p.values['pin-root'] as string, inst) : recorded || path.join(DEFAULT_PIN_ROOT, inst);
       if ((code !== 'ENOENT' && code !== 'ECONNREFUSED') || !fs.existsSync(dir)) throw e;
       const socket = (p.values.socket as string | undefined) ?? socketPath(inst);
       if (p.values.purge !== true) throw new LabError(`no LB daemon at ${socket}, but instance "${inst}" still forwards from its pins under ${dir} (a daemon stopped without --purge, or killed, leaves its XDP program attached)`, `pnpm lab lb stop --purge --instance ${inst} detaches it and removes the pins; or start the daemon again: it adopts them`);
       const r = purgePinned(dir);
       if (r.attachedBy) throw new LabError(`no LB daemon at ${socket}, and instance "${inst}" has no pinned XDP link: its daemon attached by netlink (xdpMode native/generic), and its program (id ${r.attachedBy.join(', ')}) is still attached in a namespace this command cannot detach from; nothing was removed`, `start the daemon again (nsenter --net=/run/netns/NAME -- pnpm lab lb daemon --config FILE: it takes the program over), then pnpm lab lb stop --purge --instance ${inst}`);
       if (code === 'ECONNREFUSED') fs.rmSync(socket, { force: true }); // the dead daemon's socket file
+      if (recorded === dir) fs.rmSync(record, { force: true });
       print(`no LB daemon was running: ${r.link ? 'detached its XDP program (pinned link removed)' : 'no XDP link was pinned'}, removed ${r.maps} map pin(s) under ${dir}`);
       return 0;
     }
@@ -208,11 +211,15 @@ export async function runDaemon(configFile: string, socketOverride?: string): Pr
   // controller stops; the binding's own handler would exit 128+signal and leave the socket file
   deferSignalsToCaller(true);
   const c = await LbController.start(raw, { log });
+  const record = pinsRecordPath(cfg.instance);
+  fs.mkdirSync(path.dirname(record), { recursive: true });
+  fs.writeFileSync(record, `${LbController.pinDir(cfg)}\n`);
   let srv;
   try {
     srv = await serveAdmin(c, { socket, listen: cfg.listen });
   } catch (e) {
     c.stop({ purge: c.startedAs === 'fresh' }); // nothing half-applied: a fresh start leaves no pins
+    if (c.startedAs === 'fresh') fs.rmSync(record, { force: true });
     throw new LabError(`admin API on ${socket}${cfg.listen ? ` / ${cfg.listen}` : ''}: ${(e as Error).message}`, 'another daemon of this instance runs, or the address is taken: pick --socket / listen, or stop it');
   }
   log(`admin API on ${socket}${cfg.listen ? ` and http://${cfg.listen}` : ''} (${c.startedAs}, backend table ${c.backendCapacity})`);
@@ -223,6 +230,7 @@ export async function runDaemon(configFile: string, socketOverride?: string): Pr
   const { purge } = await Promise.race([srv.shutdown, sig]);
   await srv.close();
   c.stop({ purge });
+  if (purge) fs.rmSync(record, { force: true });
   log(purge ? 'stopped and purged (XDP detached, pins removed)' : 'stopped; XDP program and maps stay pinned for the next start');
   return 0;
 }

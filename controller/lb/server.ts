@@ -13,6 +13,14 @@ export const SOCKET_DIR = '/run/ebpf-lab';
 export function socketPath(instance: string): string {
   return path.join(SOCKET_DIR, `lb-${instance}.sock`);
 }
+/**
+ * Where a daemon of this instance pinned (its config's pinRoot/instance), written at its start:
+ * `lb stop --purge` with the daemon dead finds pins under a pinRoot other than the default without
+ * being told. /run is cleared on reboot like the bpffs, so a record never outlives its pins.
+ */
+export function pinsRecordPath(instance: string): string {
+  return path.join(SOCKET_DIR, `lb-${instance}.pins`);
+}
 
 async function body(req: http.IncomingMessage): Promise<Record<string, unknown>> {
   const chunks: Buffer[] = [];

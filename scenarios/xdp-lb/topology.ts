@@ -16,6 +16,7 @@ import { attachXdp, type Link } from '../../controller/libbpf/index.ts';
 import { xdpBench, type XdpBench } from '../../bpf/gen/xdp_bench.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { LbClient } from '../../controller/lb/client.ts';
+import { pinsRecordPath } from '../../controller/lb/server.ts';
 import { createTopology, Topology, type VethEnd } from '../../lab/netns.ts';
 import { withNetns } from '../../controller/libbpf/index.ts';
 import { labCliArgv } from '../../common/dist.ts';
@@ -458,6 +459,7 @@ export function sweepStalePins(prefix: string, root = DEFAULT_PIN_ROOT): string[
       continue; // owner alive
     } catch { /* dead */ }
     fs.rmSync(path.join(root, name), { recursive: true, force: true });
+    fs.rmSync(pinsRecordPath(name), { force: true }); // its daemon's note of where it pinned
     removed.push(name);
   }
   return removed;
