@@ -102,7 +102,8 @@ http {
     this.services.push({ name, cgroup: cg, port, proc, output: () => out });
     const until = Date.now() + timeoutMs;
     for (;;) {
-      if (proc.exitCode !== null && proc.exitCode !== undefined) throw new Error(`${name} exited (${proc.exitCode}): ${out.slice(-400)}`);
+      // killed by a signal: exitCode stays null, signalCode says it (not a wait for the timeout)
+      if ((proc.exitCode ?? null) !== null || (proc.signalCode ?? null) !== null) throw new Error(`${name} exited (${proc.signalCode ?? proc.exitCode}): ${out.slice(-400)}`);
       if (ready ? out.includes(ready) : await canConnect(port)) return;
       if (Date.now() > until) throw new Error(`${name} did not start within ${timeoutMs} ms: ${out.slice(-400)}`);
       await new Promise((r) => setTimeout(r, 50));
