@@ -3,7 +3,8 @@
 // guest under TCG here (KVM where the runner has it), its results.json and report read back.
 //   - pnpm lab run xdp-lb --kernel 6.1, pnpm lab run security --kernel 6.1
 //   - capabilities that arrived later, on 6.1: socket-lb (10 and 1,000 services: 10,000 under
-//     TCG alone takes minutes), tc-shaping (EDT needs fq, which the host kernel lacks) and energy
+//     TCG alone takes minutes), tc-shaping at 10 Mbit/s (EDT needs fq, which the host kernel
+//     lacks; above 50 Mbit/s a TCG guest's figures are shown, not judged) and energy
 //     (--duration 5: BPF CPU time vs cpu.stat and /proc, energy sums, shares; no RAPL, PMU or
 //     cpufreq in a guest, so it passes as "unsupported" with those gaps named; ~25 s here).
 //     Its first run here hung in the guest after starting its workloads (reports/e2e-EdhmR5; not
@@ -153,7 +154,9 @@ describe.skipIf(!!skip)(`the commands users run, in VMs ${skip ? `(skipped: ${sk
   // past it the run is stopped and the test fails naming the last progress line (see lab())
   const runs: { scenario: string; opts: string[]; budgetMin: number; minPass: number; headline: boolean }[] = [
     { scenario: 'socket-lb', opts: ['--services', '10,1000', '--connections', '100'], budgetMin: 12, minPass: 4, headline: true },
-    { scenario: 'tc-shaping', opts: ['--rates', '10,100', '--duration', '3'], budgetMin: 12, minPass: 4, headline: true },
+    // 10 Mbit/s only: under TCG accuracy above 50 Mbit/s is shown, not judged, and 100 cost
+    // ~34 s of the run in a slow window (fresh-check, 5 configurations × one flow)
+    { scenario: 'tc-shaping', opts: ['--rates', '10', '--duration', '3'], budgetMin: 12, minPass: 4, headline: true },
     // run mode judges accounting and attribution (8 checks); the hook's cost is a bench figure, so no headline
     { scenario: 'energy', opts: ['--duration', '5'], budgetMin: 6, minPass: 8, headline: false },
     // the chain through the real Jaeger (15 checks, ~90 s in the guest); the budget includes what is
