@@ -3,6 +3,10 @@
 // transpiling with tsx; every process the lab starts inside a VM (the runner, the LB and policy
 // daemons) therefore runs the bundle, and children follow their parent's mode.
 // A leaf (it imports only common/paths.ts), so the control planes may use it too.
+// `pnpm lab` (package.json) is `node --import tsx lab/cli.ts`, one process, like labCliArgv(). Not
+// the tsx CLI: that is a parent process that relays a signal and SIGKILLs the lab unless it
+// acknowledges within ~60 ms, which a lab busy in a BPF load or a sync tool call cannot — a Ctrl-C
+// there ended the run with no cleanup and no report (common/dist.test.ts shows it).
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 

@@ -59,6 +59,9 @@ export interface ConsumerRun {
 export function startGenerator(bin: string, rate: number, durationMs: number, path: string, warmupMs = 0) {
   const args = [String(rate), String(durationMs), path, '--wait', ...(warmupMs > 0 ? ['--warmup', String(warmupMs)] : [])];
   const child = spawn(bin, args, { stdio: ['pipe', 'pipe', 'inherit'] });
+  // a generator already gone (a terminal's Ctrl-C reaches the whole process group) makes the 'go'
+  // write fail with EPIPE: `done` reports its exit; unhandled, the error killed the run uncleaned
+  child.stdin!.on('error', () => {});
   let out = '';
   child.stdout!.setEncoding('utf8');
   let onWarm: (ops: number) => void = () => {};
