@@ -19,6 +19,7 @@ import type { Scenario, ScenarioContext } from './scenario.ts';
 import { ensureTools } from './setup.ts';
 import { scaledTimeout } from './timeouts.ts';
 import { checkOutDir } from './out-dir.ts';
+import { Cleanups } from './cleanups.ts';
 import { checkKernel, parseKernelSpec, type KernelSpec, type VmKernelSpec } from './vm/index.ts';
 
 import { REPORTS_DIR, SCENARIOS_DIR } from '../common/paths.ts';
@@ -188,7 +189,7 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
     sections: [],
   };
 
-  const cleanups: { what: string; fn: () => unknown }[] = [];
+  const cleanups = new Cleanups((s) => progress.warn(s));
   const abort = new AbortController();
   let probes: Promise<ProbeTable> | null = null;
   const ctx: ScenarioContext = {
@@ -200,11 +201,18 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
     signal: abort.signal,
     probes: () => (probes ??= probeKernel({ kvm: false })),
     check(name, ok, detail) {
+      // a stopped scenario's code that runs on sees its setup torn down under it: what it then
+      // checks says nothing about the subject (an attack "not blocked" because its script is gone)
+      if (abort.signal.aborted) {
+        progress.info(`not recorded (after the stop): ${name}`);
+        return ok;
+      }
       results.checks.push({ name, status: ok ? 'pass' : 'fail', detail });
       progress.info(`${ok ? 'pass' : 'FAIL'}  ${name}${detail ? ` — ${detail}` : ''}`);
       return ok;
     },
     unsupported(name, feature, evidence) {
+      if (abort.signal.aborted) return;
       results.checks.push({ name, status: 'unsupported', detail: `unsupported: ${feature} on ${results.environment.kernel.release}`, evidence });
       progress.info(`unsupported  ${name} — ${feature}`);
     },
@@ -223,20 +231,10 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
       else results.sections.push({ title, blocks });
     },
     defer(what, fn) {
-      cleanups.push({ what, fn });
+      cleanups.defer(what, fn);
     },
   };
 
-  const runCleanups = async () => {
-    while (cleanups.length) {
-      const c = cleanups.pop()!;
-      try {
-        await c.fn();
-      } catch (e) {
-        progress.warn(`cleanup "${c.what}" failed: ${(e as Error).message}`);
-      }
-    }
-  };
   // Ctrl-C: stop the scenario's loops, undo what it set up, still write what was measured
   let interrupted = false;
   const onSignal = (sig: NodeJS.Signals) => {
@@ -257,6 +255,7 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
   const { deferSignalsToCaller } = await import('../controller/libbpf/index.ts');
   deferSignalsToCaller(true);
 
+  let running: Promise<void> | undefined;
   const t0 = Date.now();
   // the machine's state around the run (load, steal, other processes' CPU): see lab/context.ts
   const snap0 = snapshot();
@@ -270,8 +269,9 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
     progress.step('probing kernel features');
     results.environment.probes = await ctx.probes();
     progress.step(`scenario ${scenario.name} (${args.mode}) on ${results.environment.kernel.release}`);
+    running = scenario.run(ctx);
     await Promise.race([
-      scenario.run(ctx),
+      running,
       new Promise((_, rej) => abort.signal.addEventListener('abort', () => rej(abort.signal.reason), { once: true })),
     ]);
   } catch (e) {
@@ -279,13 +279,17 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
     progress.warn(`scenario failed: ${e instanceof Error ? e.message : e}`);
   } finally {
     progress.step('cleaning up');
-    await runCleanups();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    await cleanups.run();
+    if (running && interrupted) {
+      // what the stopped scenario is still in the middle of (a start that creates a temp dir, a
+      // namespace) finishes or fails within moments once its children are gone: its own error
+      // paths and late defers then undo it, before the process exits
+      await Promise.race([running.then(() => {}, () => {}), new Promise((r) => setTimeout(r, scaledTimeout(3000)).unref())]);
+    }
+    await cleanups.drain();
     clearTimeout(limit);
     const { closeAll } = await import('../controller/libbpf/index.ts');
     closeAll();
-    deferSignalsToCaller(false);
   }
   results.finishedAt = new Date().toISOString();
   results.durationMs = Date.now() - t0;
@@ -297,7 +301,15 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
     progress.warn(`run context not recorded: ${(e as Error).message}`);
   }
   progress.step('writing report');
-  const html = await report(outDir, results);
+  let html: string;
+  try {
+    html = await report(outDir, results);
+  } finally {
+    // until here: a Ctrl-C while the report is written is noted, not a kill with half a report
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    deferSignalsToCaller(false);
+  }
   return { results, outDir, html, stopped: interrupted };
 }
 
