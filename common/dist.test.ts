@@ -67,4 +67,39 @@ describe.skipIf(process.getuid?.() !== 0)('`pnpm lab` and Ctrl-C (root: runs hel
       fs.rmSync(dir, { recursive: true, force: true });
     }
   }, 60_000);
+
+  // A terminal or ssh session that goes away (SIGHUP, then EIO on every write to it) stops the run
+  // like a Ctrl-C. Before, the hangup was ignored and the next progress line crashed the run with no
+  // cleanup and no report. `script` gives the run a terminal; killing it hangs that terminal up.
+  it('a hung-up terminal stops the run like Ctrl-C: cleaned up, ERROR report written', async (ctx) => {
+    const { spawn, spawnSync } = await import('node:child_process');
+    if (spawnSync('script', ['--version']).status !== 0) ctx.skip('script(1) (util-linux) is not installed');
+    const os = await import('node:os');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-sighup-'));
+    const out = path.join(dir, 'run');
+    const typescript = path.join(dir, 'tty.log');
+    const temps = () => new Set(fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith('ebpf-lab-hello-')));
+    const before = temps();
+    try {
+      const p = spawn('script', ['-qfc', `pnpm -s lab run hello-openat --kernel host --out ${out}`, typescript], { cwd: REPO_ROOT, detached: true, stdio: 'ignore' });
+      const log = () => (fs.existsSync(typescript) ? fs.readFileSync(typescript, 'utf8') : '');
+      for (let i = 0; i < 600 && !log().includes('paced load'); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(log()).toContain('paced load');
+      const lab = Math.max(...spawnSync('pgrep', ['-f', `lab/cli.ts run hello-openat --kernel host --out ${out}`], { encoding: 'utf8' }).stdout.trim().split('\n').map(Number));
+      process.kill(p.pid!, 'SIGKILL'); // the terminal's master side closes: a hangup
+      for (let i = 0; i < 200; i++) {
+        try {
+          process.kill(lab, 0);
+          await new Promise((r) => setTimeout(r, 100));
+        } catch {
+          break;
+        }
+      }
+      expect(fs.existsSync(path.join(out, 'report.html')), log()).toBe(true);
+      expect(JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8')).error).toMatch(/interrupted by SIGHUP/);
+      expect([...temps()].filter((f) => !before.has(f))).toEqual([]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

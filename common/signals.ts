@@ -13,3 +13,19 @@ export function untilSignal(signals: readonly NodeJS.Signals[] = ['SIGINT', 'SIG
     for (const s of signals) process.once(s, on);
   });
 }
+
+// The signals that end a run the way Ctrl-C does: SIGINT (Ctrl-C), SIGTERM (kill, a CI job
+// cancelled) and SIGHUP (the terminal or ssh session went away). Each stops the work, runs the
+// cleanups and writes the report. SIGHUP was missing: with the binding's deferring listener in
+// place a hangup was ignored, and the run went on into its dead terminal (see common/stdio.ts).
+export const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+export type StopSignal = (typeof STOP_SIGNALS)[number];
+
+/** call `fn` on any stop signal until the returned function is called */
+export function onStopSignals(fn: (sig: StopSignal) => void): () => void {
+  const handlers = STOP_SIGNALS.map((sig) => [sig, () => fn(sig)] as const);
+  for (const [sig, h] of handlers) process.on(sig, h);
+  return () => {
+    for (const [sig, h] of handlers) process.off(sig, h);
+  };
+}

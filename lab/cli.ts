@@ -3,9 +3,9 @@
 // `pnpm lab doctor` does not pay for chart rendering or QEMU code it never uses.
 import { suggest, UsageError } from '../common/args.ts';
 import { LabError } from '../common/errors.ts';
-import { quietOnEpipe } from '../common/stdio.ts';
+import { quietOnLostOutput } from '../common/stdio.ts';
 
-quietOnEpipe();
+quietOnLostOutput();
 
 type Command = { summary: string; load: () => Promise<(argv: string[]) => Promise<number>> };
 

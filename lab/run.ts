@@ -20,6 +20,7 @@ import { ensureTools } from './setup.ts';
 import { scaledTimeout } from './timeouts.ts';
 import { checkOutDir } from './out-dir.ts';
 import { Cleanups } from './cleanups.ts';
+import { onStopSignals } from '../common/signals.ts';
 import { checkKernel, parseKernelSpec, type KernelSpec, type VmKernelSpec } from './vm/index.ts';
 
 import { REPORTS_DIR, SCENARIOS_DIR } from '../common/paths.ts';
@@ -243,8 +244,7 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
     progress.warn(`${sig}: stopping and cleaning up`);
     abort.abort(new Error(`interrupted by ${sig}`));
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const offSignals = onStopSignals(onSignal);
   // --timeout: the same path as Ctrl-C (stop, clean up, report), as an error of its own
   const limit = args.timeoutS ? setTimeout(() => {
     if (interrupted) return;
@@ -306,8 +306,7 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
     html = await report(outDir, results);
   } finally {
     // until here: a Ctrl-C while the report is written is noted, not a kill with half a report
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    offSignals();
     deferSignalsToCaller(false);
   }
   return { results, outDir, html, stopped: interrupted };

@@ -107,7 +107,7 @@ describe('policy events without a daemon', () => {
 });
 
 describe('output into a closed pipe (pnpm lab … | head)', () => {
-  const writer = (quiet: boolean) => `${quiet ? `import { quietOnEpipe } from ${JSON.stringify(path.join(ROOT, 'common', 'stdio.ts'))}; quietOnEpipe();` : ''}
+  const writer = (quiet: boolean) => `${quiet ? `import { quietOnLostOutput } from ${JSON.stringify(path.join(ROOT, 'common', 'stdio.ts'))}; quietOnLostOutput();` : ''}
 const line = 'x'.repeat(1000) + '\\n';
 for (let i = 0; i < 5000; i++) process.stdout.write(line);
 setTimeout(() => process.stderr.write('finished\\n'), 200);`;
@@ -128,7 +128,7 @@ setTimeout(() => process.stderr.write('finished\\n'), 200);`;
     expect(err).not.toContain('rc=0');
   });
 
-  it('with common/stdio quietOnEpipe the command finishes normally and exits 0', async () => {
+  it('with common/stdio quietOnLostOutput the command finishes normally and exits 0', async () => {
     const err = await run(true);
     expect(err).toContain('finished');
     expect(err).toContain('rc=0');

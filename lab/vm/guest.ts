@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LabError } from '../../common/errors.ts';
+import { onStopSignals } from '../../common/signals.ts';
 import { releaseAtLeast } from '../../common/host.ts';
 import type { Progress } from '../../common/progress.ts';
 import { configFacts, type KernelImage } from './kernels.ts';
@@ -248,14 +249,13 @@ export async function runInVm(opts: {
 }): Promise<{ exitCode: number; vm: Record<string, unknown> }> {
   const t0 = Date.now();
   const timeoutMs = opts.timeoutMs ?? 30 * 60_000;
-  // No signal from the caller: Ctrl-C/SIGTERM still stop the guest and clean up before we return.
+  // No signal from the caller: Ctrl-C/SIGTERM/SIGHUP still stop the guest and clean up before we return.
   const own = opts.signal ? undefined : new AbortController();
-  const onSig = () => own?.abort();
-  if (own) { process.on('SIGINT', onSig); process.on('SIGTERM', onSig); }
+  const off = own ? onStopSignals(() => own.abort()) : undefined;
   try {
     return await runInVmInner({ ...opts, signal: opts.signal ?? own!.signal }, t0, timeoutMs);
   } finally {
-    if (own) { process.off('SIGINT', onSig); process.off('SIGTERM', onSig); }
+    off?.();
   }
 }
 

@@ -6,6 +6,7 @@
 // Ctrl-C/cleanup logic `lab run` already has.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { onStopSignals } from '../../common/signals.ts';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, join, relative, resolve } from 'node:path';
 import { parseArgs, UsageError } from '../../common/args.ts';
@@ -337,8 +338,7 @@ export async function matrixCommand(argv: string[]): Promise<number> {
     // each `lab run` / row cleans up on SIGINT (kills its VM, removes netns …) and writes ERROR reports
     for (const c of children) c.kill('SIGINT');
   };
-  process.on('SIGINT', onSig);
-  process.on('SIGTERM', onSig);
+  const offSignals = onStopSignals(onSig);
   try {
     let next = 0;
     const worker = async () => {
@@ -355,8 +355,7 @@ export async function matrixCommand(argv: string[]): Promise<number> {
       for (const c of cells) readCell(c);
     } else await Promise.all(Array.from({ length: Math.min(jobs, units.length) }, worker));
   } finally {
-    process.off('SIGINT', onSig);
-    process.off('SIGTERM', onSig);
+    offSignals();
   }
   for (const c of cells) if (c.status === 'pending') { c.status = 'error'; c.error = 'not run (interrupted)'; }
   await writeMatrixReport(cells, scenarios, kernels, outDir, started, reportOnly ? undefined : Date.now() - t0);

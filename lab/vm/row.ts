@@ -14,6 +14,7 @@ import { buildBpf } from '../../bpf/build.ts';
 import { ensureBundle } from '../bundle.ts';
 import { collectEnvironment, gitState, REPO_ROOT } from '../env.ts';
 import { LabError } from '../../common/errors.ts';
+import { onStopSignals } from '../../common/signals.ts';
 import type { Progress } from '../../common/progress.ts';
 import type { Results } from '../results.ts';
 import { ensureTools } from '../setup.ts';
@@ -76,8 +77,7 @@ export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHook
     progress.warn(`${sig}: stopping the guest and cleaning up`);
     abort.abort(new Error(`interrupted by ${sig}`));
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const offSignals = onStopSignals(onSignal);
   // building the objects opens BTF through the binding, whose own handler would exit at once on
   // SIGINT: this runner owns the signals, so the guest is stopped and the reports still written
   const { deferSignalsToCaller } = await import('../../controller/libbpf/index.ts');
@@ -191,8 +191,7 @@ export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHook
     return runs;
   } finally {
     if (b) await b.vm.close({ force: true });
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    offSignals();
     deferSignalsToCaller(false);
   }
 }
