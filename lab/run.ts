@@ -242,7 +242,22 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
     if (interrupted) return;
     interrupted = true;
     progress.warn(`${sig}: stopping and cleaning up`);
+    stopWatchdog();
     abort.abort(new Error(`interrupted by ${sig}`));
+  };
+  // A stop must end the process. Once (a fresh-check, not reproduced since) a stopped hello-openat
+  // run sat idle in its event loop with no report instead: past this limit the runner saves Node's
+  // diagnostic report (JS stack, libuv handles: what kept it alive) beside the results and exits.
+  const stopWatchdog = () => {
+    const limitMs = scaledTimeout(60_000);
+    setTimeout(() => {
+      const file = path.join(outDir, 'stop-diagnostic.json');
+      try {
+        process.report.writeReport(file);
+      } catch { /* best effort */ }
+      progress.warn(`the stop did not finish within ${Math.round(limitMs / 1000)} s: exiting now (what held it: ${file})`);
+      endRunNow(1);
+    }, limitMs).unref();
   };
   const offSignals = onStopSignals(onSignal);
   // --timeout: the same path as Ctrl-C (stop, clean up, report), as an error of its own
@@ -250,6 +265,7 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
     if (interrupted) return;
     interrupted = true;
     progress.warn(`--timeout ${args.timeoutS}: stopping and cleaning up`);
+    stopWatchdog();
     abort.abort(new Error(`timed out after ${args.timeoutS} s (--timeout)`));
   }, args.timeoutS * 1000) : undefined;
   const { deferSignalsToCaller } = await import('../controller/libbpf/index.ts');
