@@ -29,3 +29,9 @@ export function onStopSignals(fn: (sig: StopSignal) => void): () => void {
     for (const [sig, h] of handlers) process.off(sig, h);
   };
 }
+
+/** A stop signal → abort, so QEMU and temp dirs are cleaned up on Ctrl-C; dispose() stops listening. */
+export function interruptSignal(): { signal: AbortSignal; dispose: () => void } {
+  const ac = new AbortController();
+  return { signal: ac.signal, dispose: onStopSignals(() => ac.abort()) };
+}

@@ -61,9 +61,6 @@ export interface ServiceState {
   backends: BackendState[];
 }
 /** what the state file holds: everything needed to recompute the maps' contents */
-/** what a state file keeps of a config: its settings (the services are kept as applied) */
-const settingsOf = ({ services: _s, ...rest }: NormSvcConfig): Model['config'] => rest;
-
 export interface Model {
   config: Omit<NormSvcConfig, 'services'>;
   cgroupPath: string;
@@ -77,6 +74,8 @@ export interface Model {
   /** the `svc daemon` that owns the instance (none: `svc start`); the start time tells a reused pid apart */
   daemon?: { pid: number; startTime: string };
 }
+/** what a state file keeps of a config: its settings (the services are kept as applied) */
+const settingsOf = ({ services: _s, ...rest }: NormSvcConfig): Model['config'] => rest;
 
 export interface Maps {
   services: BpfMap<svc_key, svc_val>;

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path, { join } from 'node:path';
 import { parseArgs, suggest, UsageError, type CommandSpec, type Opts } from '../../common/args.ts';
 import { createProgress } from '../../common/progress.ts';
-import { onStopSignals } from '../../common/signals.ts';
+import { interruptSignal } from '../../common/signals.ts';
 import { availableKernels, cachedKernels, checkKernel, configFacts, resolveKernel } from './kernels.ts';
 import { checkOutDir } from '../out-dir.ts';
 import { bootGuest, guestScript } from './guest.ts';
@@ -21,12 +21,6 @@ const USAGE = `usage: pnpm lab vm <command>
   probe-kvm [--force]                     does KVM run guests here? (else the lab uses TCG)
   boot-times [--kernels 5.10,6.1,…] [--runs N] [--out DIR]
                                           measure qemu start → control channel ready per kernel`;
-
-/** SIGINT/SIGTERM/SIGHUP → abort, so QEMU and temp dirs are cleaned up on Ctrl-C. */
-export function interruptSignal(): { signal: AbortSignal; dispose: () => void } {
-  const ac = new AbortController();
-  return { signal: ac.signal, dispose: onStopSignals(() => ac.abort()) };
-}
 
 /** A kernel argument of a vm command: any --kernel except host (these commands boot a guest). */
 export function vmKernelArg(text: string): VmKernelSpec {

@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LabError } from '../../common/errors.ts';
-import { onStopSignals } from '../../common/signals.ts';
+import { interruptSignal } from '../../common/signals.ts';
 import { releaseAtLeast } from '../../common/host.ts';
 import type { Progress } from '../../common/progress.ts';
 import { configFacts, type KernelImage } from './kernels.ts';
@@ -250,12 +250,11 @@ export async function runInVm(opts: {
   const t0 = Date.now();
   const timeoutMs = opts.timeoutMs ?? 30 * 60_000;
   // No signal from the caller: Ctrl-C/SIGTERM/SIGHUP still stop the guest and clean up before we return.
-  const own = opts.signal ? undefined : new AbortController();
-  const off = own ? onStopSignals(() => own.abort()) : undefined;
+  const own = opts.signal ? undefined : interruptSignal();
   try {
     return await runInVmInner({ ...opts, signal: opts.signal ?? own!.signal }, t0, timeoutMs);
   } finally {
-    off?.();
+    own?.dispose();
   }
 }
 
