@@ -7,6 +7,8 @@ export class Cleanups {
   private readonly list: { what: string; fn: () => unknown }[] = [];
   private readonly late: Promise<void>[] = [];
   private closing = false;
+  /** the cleanup running now, for a stop that hangs (the runner's stop watchdog names it) */
+  current: string | null = null;
 
   constructor(private readonly warn: (s: string) => void) {}
 
@@ -27,10 +29,13 @@ export class Cleanups {
   }
 
   private async runOne(c: { what: string; fn: () => unknown }): Promise<void> {
+    this.current = c.what;
     try {
       await c.fn();
     } catch (e) {
       this.warn(`cleanup "${c.what}" failed: ${(e as Error).message}`);
+    } finally {
+      if (this.current === c.what) this.current = null;
     }
   }
 }

@@ -248,14 +248,19 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
   // A stop must end the process. Once (a fresh-check, not reproduced since) a stopped hello-openat
   // run sat idle in its event loop with no report instead: past this limit the runner saves Node's
   // diagnostic report (JS stack, libuv handles: what kept it alive) beside the results and exits.
+  // Node's report lists handles but not requests (thread-pool work, pending writes), which keep a
+  // process alive as well: where the stop got to and the active resources go in a file of their own.
+  let stopPhase = 'the scenario';
   const stopWatchdog = () => {
     const limitMs = scaledTimeout(60_000);
     setTimeout(() => {
       const file = path.join(outDir, 'stop-diagnostic.json');
+      const held = { phase: stopPhase, cleanup: cleanups.current, resources: process.getActiveResourcesInfo() };
       try {
         process.report.writeReport(file);
+        fs.writeFileSync(path.join(outDir, 'stop-held.json'), `${JSON.stringify(held)}\n`);
       } catch { /* best effort */ }
-      progress.warn(`the stop did not finish within ${Math.round(limitMs / 1000)} s: exiting now (what held it: ${file})`);
+      progress.warn(`the stop did not finish within ${Math.round(limitMs / 1000)} s: exiting now (held in ${held.phase}${held.cleanup ? `, cleanup "${held.cleanup}"` : ''}; active: ${held.resources.join(', ')}; Node's report: ${file})`);
       endRunNow(1);
     }, limitMs).unref();
   };
@@ -295,18 +300,23 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
     progress.warn(`scenario failed: ${e instanceof Error ? e.message : e}`);
   } finally {
     progress.step('cleaning up');
+    stopPhase = 'the cleanups';
     await cleanups.run();
     if (running && interrupted) {
       // what the stopped scenario is still in the middle of (a start that creates a temp dir, a
       // namespace) finishes or fails within moments once its children are gone: its own error
       // paths and late defers then undo it, before the process exits
+      stopPhase = 'waiting for the stopped scenario to settle';
       await Promise.race([running.then(() => {}, () => {}), new Promise((r) => setTimeout(r, scaledTimeout(3000)).unref())]);
     }
+    stopPhase = 'the late cleanups';
     await cleanups.drain();
     clearTimeout(limit);
+    stopPhase = 'closing BPF objects';
     const { closeAll } = await import('../controller/libbpf/index.ts');
     closeAll();
   }
+  stopPhase = 'the run context';
   results.finishedAt = new Date().toISOString();
   results.durationMs = Date.now() - t0;
   results.status = overall(results.checks, results.error);
@@ -317,6 +327,7 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
     progress.warn(`run context not recorded: ${(e as Error).message}`);
   }
   progress.step('writing report');
+  stopPhase = 'writing the report';
   let html: string;
   try {
     html = await report(outDir, results);
@@ -325,6 +336,7 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
     offSignals();
     deferSignalsToCaller(false);
   }
+  stopPhase = 'after the report';
   return { results, outDir, html, stopped: interrupted };
 }
 
