@@ -91,15 +91,18 @@ describe.skipIf(process.getuid?.() !== 0)('`pnpm lab` and Ctrl-C (root: runs hel
   // no report (the security scenario leaked its cgroups and temp dir that way). The lab process is
   // stopped here (SIGSTOP: as busy as it gets) while the whole process group gets SIGINT, as from a
   // terminal, then continued: it must still stop cleanly and write its ERROR report.
-  // In the full suite (2 of 2 fresh-checks, session 30) the stopped run once hung after "scenario
-  // failed" until the stop watchdog; alone it passed 13 of 13. A failure message carries what the
-  // watchdog saw (the stop's phase, active requests) and the lab's threads and fds while it hung.
+  // The same Ctrl-C ends esbuild's service, which tsx transpiles with (a child in the group): the
+  // report module, first imported after the stop, failed and the run hung until the stop watchdog
+  // with no report. Only with tsx's cache cold (a fresh checkout; the full suite, whose other runs
+  // start from the bundle), so the run here has it off. A failure message carries what the
+  // watchdog saw (the stop's phase, active resources) and the lab's threads and fds while it hung.
   it('a Ctrl-C that lands while the lab is busy still cleans up and writes the report', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-sigint-'));
     const out = path.join(dir, 'run');
     const before = helloTemps();
     try {
-      const p = spawn('pnpm', ['-s', 'lab', 'run', 'hello-openat', '--kernel', 'host', '--out', out], { cwd: REPO_ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+      // tsx's cache off: every module is transpiled on its first import, as on a fresh checkout
+      const p = spawn('pnpm', ['-s', 'lab', 'run', 'hello-openat', '--kernel', 'host', '--out', out], { cwd: REPO_ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TSX_DISABLE_CACHE: '1' } });
       let log = '';
       p.stdout.on('data', (d: Buffer) => (log += d.toString()));
       p.stderr.on('data', (d: Buffer) => (log += d.toString()));
@@ -137,7 +140,8 @@ describe.skipIf(process.getuid?.() !== 0)('`pnpm lab` and Ctrl-C (root: runs hel
     const typescript = path.join(dir, 'tty.log');
     const before = helloTemps();
     try {
-      const p = spawn('script', ['-qfc', `pnpm -s lab run hello-openat --kernel host --out ${out}`, typescript], { cwd: REPO_ROOT, detached: true, stdio: 'ignore' });
+      // tsx's cache off, as in the Ctrl-C test above: the hangup reaches esbuild's service too
+      const p = spawn('script', ['-qfc', `pnpm -s lab run hello-openat --kernel host --out ${out}`, typescript], { cwd: REPO_ROOT, detached: true, stdio: 'ignore', env: { ...process.env, TSX_DISABLE_CACHE: '1' } });
       const log = () => (fs.existsSync(typescript) ? fs.readFileSync(typescript, 'utf8') : '');
       for (let i = 0; i < 600 && !log().includes('paced load'); i++) await new Promise((r) => setTimeout(r, 50));
       expect(log()).toContain('paced load');

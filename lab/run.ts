@@ -116,14 +116,27 @@ export function newRunId(scenario: string, kernel: string): string {
   return `${ts}-${scenario}-${kernel.replace(/[^\w.]+/g, '_')}`;
 }
 
+/**
+ * The report module, loaded as a run starts rather than when its report is written. Through tsx
+ * (`pnpm lab`) a module is transpiled on its first import by esbuild's service, a child process in
+ * the lab's process group: a terminal's Ctrl-C ends it with the rest of the group, and a module
+ * first imported after that fails ("The service is no longer running"). A stopped run then wrote
+ * no report and hung until the stop watchdog — on every fresh checkout (tsx's cache cold), seen in
+ * fresh-checks; common/dist.test.ts runs with tsx's cache off to keep it covered.
+ */
+let reportModule: Promise<typeof import('./report/index.ts')> | undefined;
+function loadReport(): Promise<typeof import('./report/index.ts')> {
+  reportModule ??= import('./report/index.ts');
+  reportModule.catch(() => {}); // seen by report(), which awaits it
+  return reportModule;
+}
+
 async function report(outDir: string, results: Results): Promise<string> {
-  // Inside a VM the host re-renders after adding the VM facts; rendering charts under TCG costs
-  // 30-55 s, so the guest writes only the JSON.
-  if (process.env.EBPF_LAB_IN_VM === '1') {
-    fs.writeFileSync(path.join(outDir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
-    return path.join(outDir, 'results.json');
-  }
-  const { writeReport } = await import('./report/index.ts');
+  // the measurements first: they survive a renderer that fails. Inside a VM that is all: the host
+  // re-renders after adding the VM facts (charts under TCG cost 30-55 s).
+  fs.writeFileSync(path.join(outDir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
+  if (process.env.EBPF_LAB_IN_VM === '1') return path.join(outDir, 'results.json');
+  const { writeReport } = await loadReport();
   return writeReport(outDir, results);
 }
 
@@ -170,6 +183,7 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
   }
   const { runId, outDir } = makeOutDir(args, spec);
   progress.step(`${args.mode} ${scenario.name}: starting (node up ${(process.uptime()).toFixed(1)} s)`);
+  if (!inGuest) void loadReport(); // while nothing can have stopped the run yet: see loadReport
   if (!inGuest) {
     progress.step('checking tools');
     await ensureTools(['build', ...(scenario.tools ?? [])], (s) => progress.info(s));
@@ -331,6 +345,11 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
   let html: string;
   try {
     html = await report(outDir, results);
+  } catch (e) {
+    if (!interrupted) throw e;
+    // a stopped run still ends now, its leftovers killed (runOrBench): with its measurements
+    progress.warn(`report not rendered: ${(e as Error).message}; the results are in ${path.join(outDir, 'results.json')}`);
+    html = path.join(outDir, 'results.json');
   } finally {
     // until here: a Ctrl-C while the report is written is noted, not a kill with half a report
     offSignals();
@@ -376,6 +395,7 @@ function endRunNow(code: number): never {
 
 /** Run on a VM kernel: a row of one (lab/vm/row.ts) — the guest runs runOnHost, we add the VM facts and re-render. */
 async function runOnVm(args: RunArgs & { kernel: VmKernelSpec }, progress: Progress): Promise<{ results: Results; outDir: string; html: string }> {
+  void loadReport(); // the host renders the row's report, also after a stop: see loadReport
   const { runVmRow } = await import('./vm/index.ts');
   // the host's state matters as much as the guest's under emulation: QEMU's vCPUs are host threads
   const hostSnap0 = snapshot();
