@@ -9,6 +9,7 @@ import { LabError } from '../../common/errors.ts';
 import { ensureMounts } from '../../common/host.ts';
 import { EnergyCollector, type Interval } from './collector.ts';
 import { energyMetrics } from './metrics.ts';
+import { onStopSignals } from '../../common/signals.ts';
 
 const TOP_OPTS = {
   interval: { type: 'int', min: 200, max: 60_000, default: 2000, valueName: 'MS', description: 'refresh interval (ms)' },
@@ -59,8 +60,7 @@ async function top(v: { interval: number; by: string; limit: number; count: numb
   let server: http.Server | null = null;
   let stop!: () => void;
   const stopped = new Promise<void>((r) => (stop = r));
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
+  const offSignals = onStopSignals(stop);
   try {
     const metrics = energyMetrics(c);
     if (v['metrics-port'] !== undefined) {
@@ -86,8 +86,7 @@ async function top(v: { interval: number; by: string; limit: number; count: numb
       process.stdout.write(render(iv, c, v, head, totals));
     }
   } finally {
-    process.off('SIGINT', stop);
-    process.off('SIGTERM', stop);
+    offSignals();
     server?.close();
     c.close();
   }

@@ -14,6 +14,7 @@ import { LbController } from './controller.ts';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
 import net from 'node:net';
 import { pinsRecordPath, serveAdmin, socketPath } from './server.ts';
+import { STOP_SIGNALS } from '../../common/signals.ts';
 
 const target = {
   instance: { type: 'string', valueName: 'NAME', description: 'the daemon of this instance (socket /run/ebpf-lab/lb-NAME.sock)', default: 'default' },
@@ -225,7 +226,7 @@ export async function runDaemon(configFile: string, socketOverride?: string): Pr
   log(`admin API on ${socket}${cfg.listen ? ` and http://${cfg.listen}` : ''} (${c.startedAs}, backend table ${c.backendCapacity})`);
   console.log(JSON.stringify({ ready: true, socket, startedAs: c.startedAs, attach: c.attachResult }));
   const sig = new Promise<{ purge: boolean }>((res) => {
-    for (const s of ['SIGINT', 'SIGTERM'] as const) process.once(s, () => res({ purge: false }));
+    for (const s of STOP_SIGNALS) process.once(s, () => res({ purge: false }));
   });
   const { purge } = await Promise.race([srv.shutdown, sig]);
   await srv.close();

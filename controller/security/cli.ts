@@ -16,6 +16,7 @@ import { LabError } from '../../common/errors.ts';
 import { outputClosed } from '../../common/stdio.ts';
 import { ensureMounts } from '../../common/host.ts';
 import { tryLock, unlock } from '../../common/lockfile.ts';
+import { onStopSignals } from '../../common/signals.ts';
 
 const COMMANDS: Record<string, CommandSpec<Opts> & { run: (a: { values: Record<string, unknown>; positionals: string[] }) => Promise<number> }> = {
   daemon: {
@@ -288,9 +289,8 @@ async function daemon(lsmOff: boolean): Promise<number> {
   fs.writeFileSync(EVENTS_PATH, '', { flag: 'a' });
   let stop!: () => void;
   const stopped = new Promise<void>((r) => (stop = r));
-  const onSig = () => stop();
-  process.on('SIGINT', onSig);
-  process.on('SIGTERM', onSig);
+  // a hangup too (the terminal went away): the pins keep enforcing, only this process ends
+  const offSignals = onStopSignals(() => stop());
   const rb = c.events();
   const pump = (async () => {
     for await (const batch of rb.batches()) {
@@ -303,8 +303,7 @@ async function daemon(lsmOff: boolean): Promise<number> {
   await stopped;
   c.close(); // closes the ring buffer (ends the pump) and our handles; pinned links keep enforcing
   await pump.catch(() => {});
-  process.off('SIGINT', onSig);
-  process.off('SIGTERM', onSig);
+  offSignals();
   return 0;
 }
 

@@ -90,7 +90,7 @@ async function daemon(p: Args): Promise<number> {
   if (shaper.reaped) console.error(reapLine(instance, shaper.reaped));
   if (shaper.tookOver) console.error(`tc instance "${instance}" had died (pid ${shaper.tookOver.pid}): took over its filters in place, never detached (${shaper.tookOver.filters.map((f) => `${f.dir} prog ${f.from} → ${f.to}`).join(', ')}); this config is live in them`);
   console.log(`shaping ${dev}${p.values.netns ? ` (netns ${p.values.netns})` : ''}: instance ${p.values.instance}, ${plan.classes.length} class(es), ${plan.rules.length} rule(s)${p.values['metrics-port'] !== undefined ? `, metrics http://127.0.0.1:${p.values['metrics-port']}/metrics` : ''}; Ctrl-C removes everything`);
-  await untilSignal(['SIGINT', 'SIGTERM', 'SIGHUP']);
+  await untilSignal();
   server?.close();
   shaper.close();
   return 0;

@@ -15,6 +15,7 @@ import { LabError } from '../../common/errors.ts';
 import { freePort } from '../../common/net.ts';
 import { findOnPath } from '../../common/host.ts';
 import { lockHolderAlive, tryLock, unlock } from '../../common/lockfile.ts';
+import { onStopSignals, type StopSignal } from '../../common/signals.ts';
 
 export const JAEGER_MODULE = 'github.com/jaegertracing/jaeger';
 export const JAEGER_VERSION = 'v1.76.0';
@@ -106,17 +107,16 @@ export async function ensureJaeger(log: (s: string) => void = (s) => console.err
   // (on, not once: a signal sent to the process group arrives again through tsx's relay, and with
   // no listener left the second one would kill the process halfway through this cleanup)
   let stopping = false;
-  const onSignal = (sig: NodeJS.Signals) => {
+  const onSignal = (sig: StopSignal) => {
     if (stopping) return;
     stopping = true;
     unlock(lockPath());
     child?.kill('SIGKILL');
     if (work) fs.rmSync(work, { recursive: true, force: true });
     // inside a run the runner's own handler stops the scenario and writes the report
-    if (process.listenerCount(sig) === 1) process.exit(sig === 'SIGINT' ? 130 : 143);
+    if (process.listenerCount(sig) === 1) process.exit(128 + os.constants.signals[sig]);
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const offSignals = onStopSignals(onSignal);
   try {
     log(`building Jaeger ${JAEGER_VERSION} from the Go module proxy (${go.version}); this takes minutes …`);
     const env = { ...process.env, GOTOOLCHAIN: 'local', GOFLAGS: '-mod=mod' };
@@ -138,8 +138,7 @@ export async function ensureJaeger(log: (s: string) => void = (s) => console.err
     fs.writeFileSync(`${bin}.json`, `${JSON.stringify(info, null, 2)}\n`, { mode: 0o644 });
     fs.renameSync(tmp, bin);
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    offSignals();
     if (work) fs.rmSync(work, { recursive: true, force: true });
     unlock(lockPath());
   }

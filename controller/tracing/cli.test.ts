@@ -67,6 +67,24 @@ describe('pnpm lab trace', () => {
     }
   }, 60_000);
 
+  // a trace started in an ssh session that drops gets SIGHUP: it ran on unseen (the binding's
+  // deferring listener swallowed the signal); it must end like Ctrl-C, with its summary
+  it.skipIf(process.getuid?.() !== 0)('a hangup (SIGHUP) ends a trace like Ctrl-C', async () => {
+    const t = execa(NODE, [...LAB, 'trace', '--service', `web=${process.pid}`], { reject: false, cwd: ROOT, all: true, buffer: true });
+    let out = '';
+    t.all!.on('data', (d: Buffer) => (out += d.toString()));
+    try {
+      for (let i = 0; i < 400 && !out.includes('tracing web='); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(out).toContain('tracing web=');
+      t.kill('SIGHUP');
+      const r = await Promise.race([t, new Promise<never>((_, no) => setTimeout(() => no(new Error(`still running 20 s after SIGHUP:\n${out}`)), 20_000))]);
+      expect(r.exitCode, out).toBe(0);
+      expect(String(r.stderr)).toMatch(/^spans \d+, kernel records/m);
+    } finally {
+      t.kill('SIGKILL');
+    }
+  }, 60_000);
+
   it.skipIf(process.getuid?.() !== 0)('a taken --metrics-port is one error line with the fix, nothing left loaded', async () => {
     const taken = http.createServer();
     await new Promise<void>((r) => taken.listen(0, '127.0.0.1', () => r()));

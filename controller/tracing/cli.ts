@@ -9,6 +9,7 @@ import { LabError } from '../../common/errors.ts';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
 import { Tracer, parseSelector, type WorkloadSelector } from './tracer.ts';
 import { TR, type DataHook } from './kernel.ts';
+import { onStopSignals } from '../../common/signals.ts';
 
 export async function traceCommand(argv: string[]): Promise<number> {
   const p = parseArgs(argv, {
@@ -89,10 +90,9 @@ export async function traceCommand(argv: string[]): Promise<number> {
   if (p.values.otlp) console.error(`exporting to ${p.values.otlp}/v1/traces (OTLP/HTTP protobuf)`);
   if (p.values.zipkin) console.error(`exporting to ${p.values.zipkin}/api/v2/spans (Zipkin JSON v2)`);
   await new Promise<void>((resolve) => {
-    const done = () => resolve();
-    process.once('SIGINT', done);
-    process.once('SIGTERM', done);
-    if (p.values.duration) setTimeout(done, p.values.duration * 1000);
+    // a hangup too: a trace started in an ssh session that drops must not run on unseen
+    const off = onStopSignals(() => (off(), resolve()));
+    if (p.values.duration) setTimeout(() => (off(), resolve()), p.values.duration * 1000);
   });
   process.off('SIGUSR2', onUsr2);
   await t.stop();
