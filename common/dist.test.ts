@@ -70,6 +70,8 @@ describe.skipIf(process.getuid?.() !== 0)('`pnpm lab` and Ctrl-C (root: runs hel
       return '';
     }
   };
+  /** package.json's "lab" script: what `pnpm lab` runs through sh */
+  const labScript = () => (JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts.lab!;
   const helloTemps = () => new Set(fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith('ebpf-lab-hello-')));
   /** the run was stopped by `sig`, wrote its ERROR report, and its cleanups removed its temp dir */
   const stoppedCleanly = (out: string, sig: string, before: Set<string>, log: string) => {
@@ -140,8 +142,15 @@ describe.skipIf(process.getuid?.() !== 0)('`pnpm lab` and Ctrl-C (root: runs hel
     const typescript = path.join(dir, 'tty.log');
     const before = helloTemps();
     try {
-      // tsx's cache off, as in the Ctrl-C test above: the hangup reaches esbuild's service too
-      const p = spawn('script', ['-qfc', `pnpm -s lab run hello-openat --kernel host --out ${out}`, typescript], { cwd: REPO_ROOT, detached: true, stdio: 'ignore', env: { ...process.env, TSX_DISABLE_CACHE: '1' } });
+      // tsx's cache off, as in the Ctrl-C test above: the hangup reaches esbuild's service too.
+      // package.json's "lab" command as pnpm runs it (sh -c), under a shell that outlives the
+      // hangup to record the lab's exit status: a hangup once crashed the lab at exit (SIGSEGV in
+      // Node's terminal reset, after the report; common/stdio.ts releaseDeadTerminalAtExit)
+      const rcFile = path.join(dir, 'rc');
+      const cmd = `${labScript()} run hello-openat --kernel host --out ${out}`;
+      // (`; true`: the shell script starts stays the session leader, whose exit on the hangup sends
+      // the foreground group its SIGHUP, as a login shell's does)
+      const p = spawn('script', ['-qfc', `sh -c 'trap "" HUP; ${cmd}; echo $? > ${rcFile}'; true`, typescript], { cwd: REPO_ROOT, detached: true, stdio: 'ignore', env: { ...process.env, TSX_DISABLE_CACHE: '1' } });
       const log = () => (fs.existsSync(typescript) ? fs.readFileSync(typescript, 'utf8') : '');
       for (let i = 0; i < 600 && !log().includes('paced load'); i++) await new Promise((r) => setTimeout(r, 50));
       expect(log()).toContain('paced load');
@@ -149,6 +158,8 @@ describe.skipIf(process.getuid?.() !== 0)('`pnpm lab` and Ctrl-C (root: runs hel
       process.kill(p.pid!, 'SIGKILL'); // the terminal's master side closes: a hangup
       await gone(lab);
       stoppedCleanly(out, 'SIGHUP', before, log());
+      for (let i = 0; i < 50 && !fs.existsSync(rcFile); i++) await new Promise((r) => setTimeout(r, 100));
+      expect(fs.readFileSync(rcFile, 'utf8').trim(), 'exit status of the stopped run (139: crashed at exit)').toBe('1');
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -3,9 +3,10 @@
 // `pnpm lab doctor` does not pay for chart rendering or QEMU code it never uses.
 import { suggest, UsageError } from '../common/args.ts';
 import { LabError } from '../common/errors.ts';
-import { quietOnLostOutput } from '../common/stdio.ts';
+import { quietOnLostOutput, releaseDeadTerminalAtExit } from '../common/stdio.ts';
 
 quietOnLostOutput();
+releaseDeadTerminalAtExit();
 
 type Command = { summary: string; load: () => Promise<(argv: string[]) => Promise<number>> };
 
