@@ -102,8 +102,17 @@ while read -r cmd arg <&3; do
       [ -n "$NETLOAD" ] && wait "$NETLOAD"
       NETLOAD=
       echo "$arg" | base64 -d >/newroot/tmp/.lab-run.sh
-      chroot /newroot /bin/sh /tmp/.lab-run.sh </dev/null >"$OUT" 2>"$ERR"
+      chroot /newroot /bin/sh /tmp/.lab-run.sh </dev/null >"$OUT" 2>"$ERR" &
+      run=$!
+      # STOP (the host's Ctrl-C): the command gets SIGTERM (the runner's timeout(1) passes it on),
+      # and a run stops as on the host — cleanups, its results so far — and answers EXIT as usual.
+      # The watcher reads the channel only while the command runs: the host sends nothing else then.
+      (while read -r c _ <&3; do [ "$c" = STOP ] && kill -TERM "$run" 2>/dev/null; done) &
+      watch=$!
+      wait "$run"
       rc=$?
+      kill "$watch" 2>/dev/null
+      wait "$watch" 2>/dev/null
       sync
       echo "EXIT $rc" >&3
       ;;

@@ -264,6 +264,11 @@ export class Vm {
     }
   }
 
+  /** Ask the running command to stop: SIGTERM in the guest (init.sh); exec() still ends with its EXIT. */
+  requestStop(): void {
+    if (this.busy && !this.exited) this.ports.ctl?.write('STOP\n');
+  }
+
   private async drain(): Promise<void> {
     let last = Date.now();
     const bump = () => (last = Date.now());

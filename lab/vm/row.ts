@@ -70,9 +70,16 @@ export function commonDir(dirs: string[]): string {
 export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHooks): Promise<RowRun[]> {
   const t0 = Date.now();
   const abort = new AbortController();
+  // a guest's run is first asked to stop (see below); this one kills it: a second stop signal, or
+  // a run that does not stop within its grace period
+  const kill = new AbortController();
   let interrupted: string | undefined;
   const onSignal = (sig: NodeJS.Signals) => {
-    if (interrupted) return;
+    if (interrupted) {
+      if (!kill.signal.aborted) progress.warn(`${sig} again: killing the guest now`);
+      kill.abort(new Error(`interrupted by ${interrupted}`));
+      return;
+    }
     interrupted = sig;
     progress.warn(`${sig}: stopping the guest and cleaning up`);
     abort.abort(new Error(`interrupted by ${sig}`));
@@ -152,7 +159,19 @@ export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHook
             boots++;
             bootedHere = true;
           }
-          const unhook = onAbortKill(abort.signal, b.vm);
+          // A stop asks the guest's run to stop like a run on the host (its cleanups, its results
+          // so far: the checks it made stay in the report) before the guest is killed, which takes
+          // at most the grace period, or a second Ctrl-C. Killed at once, a run's report held none.
+          const g = b;
+          const graceMs = g.accel === 'kvm' ? 20_000 : 90_000;
+          let grace: NodeJS.Timeout | undefined;
+          const onStop = () => {
+            progress.info(`asking the guest's run to stop (killed after ${graceMs / 1000} s, or at once on a second Ctrl-C)`);
+            g.vm.requestStop();
+            grace = setTimeout(() => kill.abort(new Error(`interrupted by ${interrupted}`)), graceMs);
+          };
+          abort.signal.addEventListener('abort', onStop, { once: true });
+          const unhook = onAbortKill(kill.signal, b.vm);
           try {
             // the prebuilt bundle (lab/bundle.ts): tsx would transpile for 30-77 s under TCG.
             // `timeout` sends SIGTERM, which the runner turns into an ERROR report of its own.
@@ -165,12 +184,15 @@ export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHook
               onStdout: out, onStderr: out,
               // the guest's own timeout fires first; this one catches a guest that stopped answering
               timeoutMs: timeoutMs + 60_000,
-              signal: abort.signal,
+              signal: kill.signal,
             });
             runMs = Date.now() - tRun;
-            if (exitCode === 124 || exitCode === 137) failure = `scenario timed out after ${secs} s in the guest`;
+            if (interrupted) failure = `interrupted by ${interrupted}`;
+            else if (exitCode === 124 || exitCode === 137) failure = `scenario timed out after ${secs} s in the guest`;
           } finally {
             unhook();
+            abort.signal.removeEventListener('abort', onStop);
+            clearTimeout(grace);
           }
         } catch (e) {
           failure = describe(e, interrupted);
@@ -299,7 +321,8 @@ async function finishCell(o: {
       row: { index: o.i, of: args.cells.length, scenarios: args.cells.map((c) => c.scenario), sharedBoot: !o.bootedHere },
     };
   }
-  if (o.failure && (results.status !== 'error' || o.exitCode === 124 || o.exitCode === 137)) {
+  // a stopped guest run's own error names the SIGTERM it was stopped with: the user's stop wins
+  if (o.failure && (results.status !== 'error' || o.exitCode === 124 || o.exitCode === 137 || o.failure.startsWith('interrupted by '))) {
     results.status = 'error';
     results.error = o.failure;
   } else if (o.exitCode !== undefined && o.exitCode !== 0 && results.status === 'pass') {
