@@ -259,11 +259,10 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
     stopWatchdog();
     abort.abort(new Error(`interrupted by ${sig}`));
   };
-  // A stop must end the process. Once (a fresh-check, not reproduced since) a stopped hello-openat
-  // run sat idle in its event loop with no report instead: past this limit the runner saves Node's
-  // diagnostic report (JS stack, libuv handles: what kept it alive) beside the results and exits.
-  // Node's report lists handles but not requests (thread-pool work, pending writes), which keep a
-  // process alive as well: where the stop got to and the active resources go in a file of their own.
+  // A stop must end the process. A stopped run once sat idle with no report instead (its report
+  // module failed to load: see loadReport): past this limit the runner saves Node's diagnostic
+  // report (JS stack, libuv handles) beside the results, and where the stop got to with the active
+  // resources (requests included, which keep a process alive as well and the report omits), and exits.
   let stopPhase = 'the scenario';
   const stopWatchdog = () => {
     const limitMs = scaledTimeout(60_000);
