@@ -278,6 +278,22 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
     }, limitMs).unref();
   };
   const offSignals = onStopSignals(onSignal);
+  // A scenario's promise that fails while nobody awaits it yet (a load started beside other steps)
+  // ended Node at once: no cleanup, no report. After a stop that is the rule, since the stop kills
+  // its child: xdp-lb stopped during its live-change step left its pins and temp dir. Before a
+  // stop such a failure stops the run like Ctrl-C, with its error; after one it is only noted.
+  const onUnhandled = (e: unknown) => {
+    const msg = (e instanceof Error ? e.message : String(e)).split('\n')[0];
+    if (interrupted) {
+      progress.info(`after the stop: ${msg}`);
+      return;
+    }
+    interrupted = true;
+    progress.warn(`a scenario step failed with nobody waiting for it (${msg}): stopping and cleaning up`);
+    stopWatchdog();
+    abort.abort(e instanceof Error ? e : new Error(msg));
+  };
+  process.on('unhandledRejection', onUnhandled);
   // --timeout: the same path as Ctrl-C (stop, clean up, report), as an error of its own
   const limit = args.timeoutS ? setTimeout(() => {
     if (interrupted) return;
@@ -309,7 +325,8 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
       new Promise((_, rej) => abort.signal.addEventListener('abort', () => rej(abort.signal.reason), { once: true })),
     ]);
   } catch (e) {
-    results.error = e instanceof Error ? (e.stack ?? e.message) : String(e);
+    // a stop's own error is its reason, not a stack
+    results.error = e instanceof Error ? ((interrupted ? undefined : e.stack) ?? e.message) : String(e);
     progress.warn(`scenario failed: ${e instanceof Error ? e.message : e}`);
   } finally {
     progress.step('cleaning up');
@@ -352,6 +369,8 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
   } finally {
     // until here: a Ctrl-C while the report is written is noted, not a kill with half a report
     offSignals();
+    // a stopped run ends now (runOrBench); one that was not has no scenario promise left
+    if (!interrupted) process.off('unhandledRejection', onUnhandled);
     deferSignalsToCaller(false);
   }
   stopPhase = 'after the report';
