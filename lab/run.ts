@@ -282,6 +282,7 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
   // ended Node at once: no cleanup, no report. After a stop that is the rule, since the stop kills
   // its child: xdp-lb stopped during its live-change step left its pins and temp dir. Before a
   // stop such a failure stops the run like Ctrl-C, with its error; after one it is only noted.
+  let failedUnawaited = false;
   const onUnhandled = (e: unknown) => {
     const msg = (e instanceof Error ? e.message : String(e)).split('\n')[0];
     if (interrupted) {
@@ -289,6 +290,7 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
       return;
     }
     interrupted = true;
+    failedUnawaited = true;
     progress.warn(`a scenario step failed with nobody waiting for it (${msg}): stopping and cleaning up`);
     stopWatchdog();
     abort.abort(e instanceof Error ? e : new Error(msg));
@@ -325,8 +327,9 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
       new Promise((_, rej) => abort.signal.addEventListener('abort', () => rej(abort.signal.reason), { once: true })),
     ]);
   } catch (e) {
-    // a stop's own error is its reason, not a stack
-    results.error = e instanceof Error ? ((interrupted ? undefined : e.stack) ?? e.message) : String(e);
+    // a stop's own error (Ctrl-C, --timeout) is its reason, not a stack
+    const reasonOnly = e === abort.signal.reason && !failedUnawaited;
+    results.error = e instanceof Error ? ((reasonOnly ? undefined : e.stack) ?? e.message) : String(e);
     progress.warn(`scenario failed: ${e instanceof Error ? e.message : e}`);
   } finally {
     progress.step('cleaning up');
