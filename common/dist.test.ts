@@ -21,16 +21,25 @@ describe('how lab processes start', () => {
 });
 
 describe.skipIf(process.getuid?.() !== 0)('`pnpm lab` and Ctrl-C (root: runs hello-openat on this kernel)', () => {
-  /** the node process that runs lab/cli.ts (not the `sh -c` pnpm puts in front; pids wrap, so not the largest) */
+  /**
+   * the node process that runs lab/cli.ts: not the `sh -c` pnpm puts in front, and not a child the
+   * lab is spawning at that moment (between fork and exec a child is a `node` with the lab's command
+   * line: CI once caught one), so the node whose parent is not itself a match. Pids wrap, so not the
+   * smallest either.
+   */
   const labPid = (out: string) => {
     const pids = spawnSync('pgrep', ['-f', `lab/cli.ts run hello-openat --kernel host --out ${out}`], { encoding: 'utf8' }).stdout.trim().split('\n').map(Number);
-    const node = pids.filter((p) => {
+    const stat = (p: number) => {
       try {
-        return fs.readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'node';
+        // comm may hold spaces or parens: the fields after the last ')' are state, ppid, …
+        const s = fs.readFileSync(`/proc/${p}/stat`, 'utf8');
+        return { comm: s.slice(s.indexOf('(') + 1, s.lastIndexOf(')')), ppid: Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[1]) };
       } catch {
-        return false;
+        return undefined;
       }
-    });
+    };
+    const nodes = new Map(pids.map((p) => [p, stat(p)] as const).filter(([, s]) => s?.comm === 'node'));
+    const node = [...nodes].filter(([, s]) => !nodes.has(s!.ppid)).map(([p]) => p);
     expect(node, `pgrep found ${pids.join(', ')}`).toHaveLength(1);
     return node[0]!;
   };
