@@ -164,6 +164,11 @@ export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHook
           // at most the grace period, or a second Ctrl-C. Killed at once, a run's report held none.
           const g = b;
           const graceMs = g.accel === 'kvm' ? 20_000 : 90_000;
+          // the guest's timeout(1) kills the run this long after passing it the SIGTERM: within the
+          // host's grace, so a run that does not stop is killed in the guest, which still answers
+          // EXIT and keeps the guest for the next cell (it once killed after 20 s even under TCG,
+          // where the host waited 90 s)
+          const killAfterS = graceMs / 1000 - 10;
           let grace: NodeJS.Timeout | undefined;
           const onStop = () => {
             progress.info(`asking the guest's run to stop (killed after ${graceMs / 1000} s, or at once on a second Ctrl-C)`);
@@ -177,13 +182,13 @@ export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHook
             // `timeout` sends SIGTERM, which the runner turns into an ERROR report of its own.
             const argv = [args.mode, cell.scenario, '--kernel', 'host', '--out', outDir, '--spec', spec, ...cell.rest];
             const secs = Math.max(1, Math.round(timeoutMs / 1000));
-            const cmd = ['timeout', '-k', '20', String(secs), process.execPath, cli!, ...argv].map(shq).join(' ');
+            const cmd = ['timeout', '-k', String(killAfterS), String(secs), process.execPath, cli!, ...argv].map(shq).join(' ');
             progress.step(`running in the guest${args.cells.length > 1 ? ` (${i + 1}/${args.cells.length})` : ''}: lab ${argv.join(' ')}`);
             const tRun = Date.now();
             exitCode = await b.vm.exec(guestScript(b, `exec ${cmd}`, { outDir: share, cwd: REPO_ROOT, runner: true }), {
               onStdout: out, onStderr: out,
               // the guest's own timeout fires first; this one catches a guest that stopped answering
-              timeoutMs: timeoutMs + 60_000,
+              timeoutMs: timeoutMs + killAfterS * 1000 + 40_000,
               signal: kill.signal,
             });
             runMs = Date.now() - tRun;
