@@ -181,7 +181,6 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
   if (process.getuid?.() !== 0) {
     throw new LabError(`scenario ${args.scenario} loads BPF programs and needs root`, 'run it as root (sudo pnpm lab run …), or in a VM: --kernel 6.1');
   }
-  const { runId, outDir } = makeOutDir(args, spec);
   progress.step(`${args.mode} ${scenario.name}: starting (node up ${(process.uptime()).toFixed(1)} s)`);
   if (!inGuest) void loadReport(); // while nothing can have stopped the run yet: see loadReport
   if (!inGuest) {
@@ -189,16 +188,22 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
     await ensureTools(['build', ...(scenario.tools ?? [])], (s) => progress.info(s));
   }
   await ensureMounts();
+  const startedAt = new Date().toISOString();
+  const environment = await collectEnvironment(spec);
+  // The report directory is made only now, with the stop handlers installed in the same tick
+  // (below): a Ctrl-C during the steps above, which set nothing up, ends the process at once, and
+  // it once left an empty report directory behind when the directory came first.
+  const { runId, outDir } = makeOutDir(args, spec);
 
   const results: Results = {
     schema: 1,
     runId,
     scenario: scenario.name,
     mode: args.mode,
-    startedAt: new Date().toISOString(),
+    startedAt,
     status: 'error',
     options: args.options,
-    environment: await collectEnvironment(spec),
+    environment,
     checks: [],
     metrics: {},
     sections: [],
