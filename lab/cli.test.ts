@@ -51,6 +51,15 @@ describe('lab CLI', () => {
     expect(reportDirs()).toEqual(before);
   });
 
+  // `vm` alone once printed its usage and exited 0, unlike the other command groups
+  it.each([['vm'], ['lb'], ['policy'], ['svc'], ['energy']])('%s without a command is an error: exit 2, the usage or its pointer on stderr', (cmd) => {
+    const r = lab([cmd]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/usage|--help/);
+    expect(r.out).toBe('');
+    noStack(r.err);
+  });
+
   it('vm --help and vm kernels --help agree on --refresh', () => {
     expect(lab(['vm', '--help']).out).toMatch(/kernels \[--refresh\]/);
     expect(lab(['vm', 'kernels', '--help']).out).toMatch(/--refresh +read the indices from the mirror again/);

@@ -88,8 +88,9 @@ const SUB = {
 export async function vmCommand(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
   if (!sub || sub === '--help' || sub === '-h') {
-    console.log(USAGE);
-    return 0;
+    // asked for, the usage is the answer; with no command it is the error (as lb, policy, energy)
+    (sub ? console.log : console.error)(USAGE);
+    return sub ? 0 : 2;
   }
   if (!(sub in SUB)) {
     const s = suggest(sub, Object.keys(SUB));
