@@ -24,7 +24,7 @@ if (scratch) fs.mkdirSync(scratch, { recursive: true });
  * The VM runs come first of the two (their tracing run is their last test): with the host-side
  * Jaeger test before them, a slow window's CI waited 140 s for the build there.
  */
-const last = ['lab/e2e.test.ts', 'controller/tracing/tracing.test.ts'];
+const last = ['lab/e2e.test.ts', 'controller/tracing/tracing.test.ts', 'scenarios/tracing/stop.test.ts'];
 class JaegerLast extends BaseSequencer {
   override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
     const rank = (f: TestSpecification) => last.findIndex((l) => f.moduleId.endsWith(`/${l}`)) + 1;

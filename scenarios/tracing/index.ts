@@ -27,16 +27,17 @@ interface Collected {
  * ~10 s each under TCG where what they wait for is there after a second or two. Bounded by the
  * old sleep, so a slow machine waits no less than it did.
  */
-async function pollUntil(cond: () => boolean | Promise<boolean>, ms: number): Promise<void> {
+// both end early on the run's stop: what they wait for went with the cleanups
+async function pollUntil(cond: () => boolean | Promise<boolean>, ms: number, signal: AbortSignal): Promise<void> {
   const until = Date.now() + ms;
-  while (Date.now() < until && !(await cond())) await sleep(200);
+  while (Date.now() < until && !signal.aborted && !(await cond())) await sleep(200);
 }
 
-async function settle(t: Tracer, c: Collected, ms: number): Promise<void> {
+async function settle(t: Tracer, c: Collected, ms: number, signal: AbortSignal): Promise<void> {
   // records reach user space within coalesceMs; spans wait graceMs; then nothing new arrives
   const until = Date.now() + ms;
   let last = -1;
-  while (Date.now() < until) {
+  while (Date.now() < until && !signal.aborted) {
     await sleep(150);
     if (t.settled && c.spans.length === last) return;
     last = c.spans.length;
@@ -102,6 +103,10 @@ async function run(ctx: ScenarioContext): Promise<void> {
   const n = ctx.options.requests as number;
   const conc = ctx.options.concurrency as number;
   const maxQueue = ctx.options['max-queue'] as number;
+  // A stopped run ends at its next step: its generators return early and the runner's cleanups
+  // take the chain and Jaeger down, but phase C went on regardless — its checks not recorded, and
+  // Jaeger started again after the cleanups had stopped it (10–16 s more under TCG)
+  const stopped = () => ctx.signal.throwIfAborted();
 
   ctx.progress.step('backend: Jaeger v2 (built once into the lab cache)');
   const built = await ensureJaeger((s) => ctx.progress.info(s));
@@ -113,6 +118,7 @@ async function run(ctx: ScenarioContext): Promise<void> {
   // Zipkin as a second backend, when `pnpm lab setup tracing` could fetch it (JSON v2 exporter)
   let zipkin: Zipkin | null = null;
   // (not under TCG: a JVM starting there takes minutes and proves nothing Jaeger does not)
+  stopped();
   if (ctx.options.zipkin === 'auto' && fs.existsSync(zipkinPath()) && timeScale() <= 2) {
     ctx.progress.step(`backend: Zipkin ${ZIPKIN_VERSION} (jar from Maven Central)`);
     zipkin = await Zipkin.create();
@@ -120,10 +126,12 @@ async function run(ctx: ScenarioContext): Promise<void> {
     await zipkin.start(scaledTimeout(90_000));
   }
 
+  stopped();
   ctx.progress.step('chain: Node frontend → Python http.server → nginx, one cgroup each');
   const chain = await Chain.start(scaledTimeout(15_000));
   ctx.defer('stop the chain', () => chain.close());
 
+  stopped();
   const col: Collected = { spans: [] };
   const tracer = await Tracer.start({
     services: chain.services.map((s) => ({ name: s.name, cgroup: s.cgroup })),
@@ -166,7 +174,7 @@ async function run(ctx: ScenarioContext): Promise<void> {
     await junk(chain.services[2]!.port, Buffer.from(Array.from({ length: 300 }, (_, i) => (i * 7919) & 255))),
     await junk(chain.frontend.port, Buffer.from(`GET / HTTP/1.1\r\n${'X-Huge: '.padEnd(20000, 'h')}\r\n\r\n`)),
   ];
-  await settle(tracer, col, scaledTimeout(5000));
+  await settle(tracer, col, scaledTimeout(5000), ctx.signal);
 
   const front = frontendServer(col);
   const bad: string[] = [];
@@ -220,6 +228,7 @@ async function run(ctx: ScenarioContext): Promise<void> {
   ctx.check('non-HTTP traffic and garbage produce no spans', garbageSpans.length === 0, `${garbage.length} garbage connections, ${garbageSpans.length} spans from them${garbageSpans.map((s) => `; ${SERVICE_NAMES[s.service]} ${s.request?.method ?? ''} ${(s.request?.target ?? '').slice(0, 40)} ${s.response?.status ?? s.errorType ?? ''} from :${s.peer.port}`).join('')}`);
 
   // Jaeger's own API
+  stopped();
   ctx.progress.step('Jaeger: query API');
   const sample = genA.map((g) => front.get(g.path)).find((s) => s && s.request!.target!.startsWith('/api/') && !chainProblem(col, s));
   // exported spans are in Jaeger's store once its receiver has them: wait for the ones checked below
@@ -227,7 +236,7 @@ async function run(ctx: ScenarioContext): Promise<void> {
     const have = await jaeger.services();
     if (!['frontend', 'middle', 'leaf'].every((x) => have.includes(x))) return false;
     return !sample || (await jaeger.trace(sample.traceId!))?.spans.length === traceOf(col, sample.traceId!).length;
-  }, scaledTimeout(1000));
+  }, scaledTimeout(1000), ctx.signal);
   const services = await jaeger.services();
   ctx.check('Jaeger lists the three services', ['frontend', 'middle', 'leaf'].every((x) => services.includes(x)), `services: ${services.join(', ')}`);
   if (sample) {
@@ -260,10 +269,11 @@ async function run(ctx: ScenarioContext): Promise<void> {
   ctx.check('Jaeger holds a frontend trace for every generated request', jFront.length >= expectFront, `${jFront.length} frontend traces in Jaeger, ${expectFront} requests`);
 
   // ---------------------------------------------------------------- phase B: concurrency
+  stopped();
   ctx.progress.step(`phase B: ${n} requests over ${conc} connections (event-loop ambiguity)`);
   const pathsB = Array.from({ length: n }, (_, i) => `/api/c${i}`);
   const genB = await generate(chain.frontend.port, pathsB, conc, ctx.signal);
-  await settle(tracer, col, scaledTimeout(5000));
+  await settle(tracer, col, scaledTimeout(5000), ctx.signal);
   const frontB = frontendServer(col);
   const missingB = genB.filter((g) => !frontB.has(g.path));
   ctx.check(`concurrent requests (${conc} connections) all become frontend spans`, missingB.length === 0, `${genB.length - missingB.length}/${genB.length}`);
@@ -300,24 +310,26 @@ async function run(ctx: ScenarioContext): Promise<void> {
   }, { kind: 'table', columns: ['service', 'kind', 'spans', 'traceparent', 'tuple', 'thread', 'ambiguous', 'root', 'linked'], rows });
 
   // ---------------------------------------------------------------- phase C: backend outage
+  stopped();
   ctx.progress.step('phase C: Jaeger stopped mid-run, then restarted');
   const ex = tracer.exporter!;
   // the counts before the outage: taken once what phases A and B queued has gone out
-  await pollUntil(() => ex.stats.queued === 0, scaledTimeout(500));
+  await pollUntil(() => ex.stats.queued === 0, scaledTimeout(500), ctx.signal);
   const before = { ...ex.stats };
   await jaeger.stop();
   const outageN = Math.max(n, Math.ceil((maxQueue * 2) / 5));
   const genC = await generate(chain.frontend.port, Array.from({ length: outageN }, (_, i) => `/api/o${i}`), 1, ctx.signal);
-  await settle(tracer, col, scaledTimeout(5000));
+  await settle(tracer, col, scaledTimeout(5000), ctx.signal);
   // the export attempts against the stopped Jaeger fail and the overflow is dropped
-  await pollUntil(() => ex.stats.dropped > before.dropped, scaledTimeout(1000));
+  await pollUntil(() => ex.stats.dropped > before.dropped, scaledTimeout(1000), ctx.signal);
   const during = { ...ex.stats };
   const rss = process.memoryUsage().rss;
   ctx.check('with Jaeger down the export queue stays bounded and drops are counted', during.highWater <= maxQueue && during.dropped > before.dropped,
     `${genC.length} requests (${genC.length * 5} spans) during the outage; queue high water ${during.highWater}/${maxQueue}, dropped ${during.dropped - before.dropped}, failed batches ${during.failedBatches - before.failedBatches}`);
+  stopped();
   await jaeger.start(scaledTimeout(30_000));
   const genD = await generate(chain.frontend.port, Array.from({ length: 10 }, (_, i) => `/api/r${i}`), 1, ctx.signal);
-  await settle(tracer, col, scaledTimeout(5000));
+  await settle(tracer, col, scaledTimeout(5000), ctx.signal);
   const resumeUntil = Date.now() + scaledTimeout(10_000);
   while (Date.now() < resumeUntil && (ex.stats.queued > 0 || ex.stats.exported <= during.exported)) await sleep(200);
   const newIds = new Set(genD.map((g) => frontendServer(col).get(g.path)?.traceId).filter(Boolean));
@@ -325,7 +337,7 @@ async function run(ctx: ScenarioContext): Promise<void> {
   await pollUntil(async () => {
     for (const id of newIds) if (!(await jaeger.trace(id!))) return false;
     return true;
-  }, scaledTimeout(1000));
+  }, scaledTimeout(1000), ctx.signal);
   const after = { ...ex.stats };
   const jAfter = await jaeger.traces('frontend', 2000);
   const found = jAfter.filter((t) => newIds.has(t.traceID)).length;
