@@ -211,13 +211,26 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
 
   const cleanups = new Cleanups((s) => progress.warn(s));
   const abort = new AbortController();
+  // A stopped scenario ends at its next step: its step() throws the stop. Its loops and waits end
+  // early on the signal, but the code after them went on: security ran its remaining attacks and
+  // controls, socket-lb built its 10- and 1,000-service tables, tracing started Jaeger again — all
+  // after the cleanups, their checks discarded. (Scenarios call step() outside finally blocks.)
+  const scenarioProgress: Progress = {
+    step: (m) => {
+      abort.signal.throwIfAborted();
+      progress.step(m);
+    },
+    update: (f, d) => progress.update(f, d),
+    info: (m) => progress.info(m),
+    warn: (m) => progress.warn(m),
+  };
   let probes: Promise<ProbeTable> | null = null;
   const ctx: ScenarioContext = {
     mode: args.mode,
     kernel: { release: results.environment.kernel.release, spec },
     outDir,
     options: args.options,
-    progress,
+    progress: scenarioProgress,
     signal: abort.signal,
     probes: () => (probes ??= probeKernel({ kvm: false })),
     check(name, ok, detail) {

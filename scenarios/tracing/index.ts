@@ -103,9 +103,9 @@ async function run(ctx: ScenarioContext): Promise<void> {
   const n = ctx.options.requests as number;
   const conc = ctx.options.concurrency as number;
   const maxQueue = ctx.options['max-queue'] as number;
-  // A stopped run ends at its next step: its generators return early and the runner's cleanups
-  // take the chain and Jaeger down, but phase C went on regardless — its checks not recorded, and
-  // Jaeger started again after the cleanups had stopped it (10–16 s more under TCG)
+  // A stopped run ends at its next step (ctx.progress.step throws then: lab/run.ts). Between
+  // steps, what starts a process checks too: phase C once started Jaeger again after the
+  // cleanups had stopped it (10–16 s more before the report under TCG).
   const stopped = () => ctx.signal.throwIfAborted();
 
   ctx.progress.step('backend: Jaeger v2 (built once into the lab cache)');
@@ -118,7 +118,6 @@ async function run(ctx: ScenarioContext): Promise<void> {
   // Zipkin as a second backend, when `pnpm lab setup tracing` could fetch it (JSON v2 exporter)
   let zipkin: Zipkin | null = null;
   // (not under TCG: a JVM starting there takes minutes and proves nothing Jaeger does not)
-  stopped();
   if (ctx.options.zipkin === 'auto' && fs.existsSync(zipkinPath()) && timeScale() <= 2) {
     ctx.progress.step(`backend: Zipkin ${ZIPKIN_VERSION} (jar from Maven Central)`);
     zipkin = await Zipkin.create();
@@ -126,7 +125,6 @@ async function run(ctx: ScenarioContext): Promise<void> {
     await zipkin.start(scaledTimeout(90_000));
   }
 
-  stopped();
   ctx.progress.step('chain: Node frontend → Python http.server → nginx, one cgroup each');
   const chain = await Chain.start(scaledTimeout(15_000));
   ctx.defer('stop the chain', () => chain.close());
@@ -228,7 +226,6 @@ async function run(ctx: ScenarioContext): Promise<void> {
   ctx.check('non-HTTP traffic and garbage produce no spans', garbageSpans.length === 0, `${garbage.length} garbage connections, ${garbageSpans.length} spans from them${garbageSpans.map((s) => `; ${SERVICE_NAMES[s.service]} ${s.request?.method ?? ''} ${(s.request?.target ?? '').slice(0, 40)} ${s.response?.status ?? s.errorType ?? ''} from :${s.peer.port}`).join('')}`);
 
   // Jaeger's own API
-  stopped();
   ctx.progress.step('Jaeger: query API');
   const sample = genA.map((g) => front.get(g.path)).find((s) => s && s.request!.target!.startsWith('/api/') && !chainProblem(col, s));
   // exported spans are in Jaeger's store once its receiver has them: wait for the ones checked below
@@ -269,7 +266,6 @@ async function run(ctx: ScenarioContext): Promise<void> {
   ctx.check('Jaeger holds a frontend trace for every generated request', jFront.length >= expectFront, `${jFront.length} frontend traces in Jaeger, ${expectFront} requests`);
 
   // ---------------------------------------------------------------- phase B: concurrency
-  stopped();
   ctx.progress.step(`phase B: ${n} requests over ${conc} connections (event-loop ambiguity)`);
   const pathsB = Array.from({ length: n }, (_, i) => `/api/c${i}`);
   const genB = await generate(chain.frontend.port, pathsB, conc, ctx.signal);
@@ -310,7 +306,6 @@ async function run(ctx: ScenarioContext): Promise<void> {
   }, { kind: 'table', columns: ['service', 'kind', 'spans', 'traceparent', 'tuple', 'thread', 'ambiguous', 'root', 'linked'], rows });
 
   // ---------------------------------------------------------------- phase C: backend outage
-  stopped();
   ctx.progress.step('phase C: Jaeger stopped mid-run, then restarted');
   const ex = tracer.exporter!;
   // the counts before the outage: taken once what phases A and B queued has gone out

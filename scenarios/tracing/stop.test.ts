@@ -1,7 +1,8 @@
 // A Ctrl-C during the tracing scenario's phase B. Its generator returned early and the runner's
 // cleanups took the chain and Jaeger down, but the scenario went on into phase C regardless: its
 // checks were not recorded, and it started Jaeger again after the cleanups had stopped it (10–16 s
-// more before the report under TCG). It now ends at its next step.
+// more before the report under TCG). A stopped scenario now ends at its next step, where the
+// runner's ctx.progress.step throws the stop (lab/run.ts), security and socket-lb as well.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
