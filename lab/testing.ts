@@ -83,3 +83,26 @@ export function expectOneError(stderr: string, msg: RegExp, fix: RegExp): void {
   expect(lines).toHaveLength(2);
   expect(stderr).not.toMatch(/\n\s+at /);
 }
+
+/**
+ * A `pnpm lab run <scenario> --kernel host --out <out>` (labCli) stopped with SIGINT once its output
+ * shows `marker` (after `delayMs` more): the exit code ('hung' if it had not ended 90 s on, when it
+ * is killed), everything it printed, and its pid (which names its namespaces and pins). `marker`
+ * never showing fails the test.
+ */
+export async function runStoppedAt(scenario: string, out: string, marker: string, delayMs = 0): Promise<{ code: number | null | 'hung'; log: string; pid: number }> {
+  const { spawn } = await import('node:child_process');
+  const [node, ...cli] = await labCli();
+  const p = spawn(node, [...cli, 'run', scenario, '--kernel', 'host', '--out', out], { cwd: new URL('..', import.meta.url).pathname, stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  p.stdout.on('data', (d: Buffer) => (log += d.toString()));
+  p.stderr.on('data', (d: Buffer) => (log += d.toString()));
+  const exited = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
+  for (let i = 0; i < 2400 && !log.includes(marker) && p.exitCode === null; i++) await new Promise((r) => setTimeout(r, 50));
+  expect(log).toContain(marker);
+  if (delayMs) await new Promise((r) => setTimeout(r, delayMs));
+  p.kill('SIGINT');
+  const code = await Promise.race([exited, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 90_000))]);
+  if (code === 'hung') p.kill('SIGKILL');
+  return { code, log, pid: p.pid! };
+}

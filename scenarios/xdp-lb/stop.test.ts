@@ -2,37 +2,24 @@
 // stop kills wrk, and the load's promise, which nobody awaited yet, failed: Node ended the run at
 // once — no cleanup, no report; the instance's pins (an XDP link among them) and its temp dir were
 // left. The runner now takes such a failure as what it is after a stop (lab/run.ts onUnhandled).
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { expect, it } from 'vitest';
-import { describeRoot, labCli } from '../../lab/testing.ts';
+import { describeRoot, runStoppedAt } from '../../lab/testing.ts';
 import { listNamespaces } from '../../lab/netns.ts';
-import { REPO } from './topology.ts';
 import type { Results } from '../../lab/results.ts';
 
 const PIN_ROOT = '/sys/fs/bpf/ebpf-lab';
 
 describeRoot('xdp-lb stopped mid-run', () => {
   it('a Ctrl-C while a load runs beside other steps: cleaned up, ERROR report with the checks so far', async () => {
-    const [node, ...cli] = await labCli();
     const out = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-xlbstop-'));
     const temps = () => new Set(fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith('xlb-')));
     const before = temps();
     try {
-      const p = spawn(node, [...cli, 'run', 'xdp-lb', '--kernel', 'host', '--out', out], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
-      let log = '';
-      p.stdout.on('data', (d: Buffer) => (log += d.toString()));
-      p.stderr.on('data', (d: Buffer) => (log += d.toString()));
-      const exited = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
-      // the step before the live changes under load
-      for (let i = 0; i < 1200 && !log.includes('bad input is rejected') && p.exitCode === null; i++) await new Promise((r) => setTimeout(r, 100));
-      expect(log).toContain('bad input is rejected');
-      await new Promise((r) => setTimeout(r, 1500)); // wrk is running, the main path sleeps between changes
-      p.kill('SIGINT');
-      const code = await Promise.race([exited, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 90_000))]);
-      if (code === 'hung') p.kill('SIGKILL');
+      // the step before the live changes under load; then wrk is running, the main path sleeps between changes
+      const { code, log, pid } = await runStoppedAt('xdp-lb', out, 'bad input is rejected', 1500);
       expect(code, log).toBe(1);
       expect(log).not.toMatch(/^\s+at .+:\d+:\d+\)?$/m);
       const r = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8')) as Results;
@@ -40,9 +27,9 @@ describeRoot('xdp-lb stopped mid-run', () => {
       expect(r.checks.filter((c) => c.status === 'pass').length, log).toBeGreaterThanOrEqual(3);
       expect(fs.existsSync(path.join(out, 'report.html'))).toBe(true);
       // what the run set up is gone: its instance's pins, namespaces and temp dirs
-      const pins = fs.existsSync(PIN_ROOT) ? fs.readdirSync(PIN_ROOT).filter((d) => d === `xlb${p.pid}` || d === `xlbc${p.pid}`) : [];
+      const pins = fs.existsSync(PIN_ROOT) ? fs.readdirSync(PIN_ROOT).filter((d) => d === `xlb${pid}` || d === `xlbc${pid}`) : [];
       expect(pins).toEqual([]);
-      expect((await listNamespaces('xlb')).filter((n) => n.startsWith(`xlb-${p.pid}-`))).toEqual([]);
+      expect((await listNamespaces('xlb')).filter((n) => n.startsWith(`xlb-${pid}-`))).toEqual([]);
       expect([...temps()].filter((f) => !before.has(f))).toEqual([]);
     } finally {
       fs.rmSync(out, { recursive: true, force: true });
