@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+
 // How a foreground daemon waits to be stopped. A signal listener does not keep Node's event loop
 // alive: a daemon with nothing else pending (no metrics server, no health checks) would exit at
 // once, removing what it had just set up — so the wait holds a timer of its own until a signal.
@@ -34,4 +36,24 @@ export function onStopSignals(fn: (sig: StopSignal) => void): () => void {
 export function interruptSignal(): { signal: AbortSignal; dispose: () => void } {
   const ac = new AbortController();
   return { signal: ac.signal, dispose: onStopSignals(() => ac.abort()) };
+}
+
+/**
+ * Under virtme-ng the host has no channel into the guest's run (the lab's own guest takes a STOP
+ * line on a virtio port, lab/vm/init.sh): it asks the run to stop by creating the file named in
+ * EBPF_LAB_STOP_FILE in the directory both share, and the run takes that as the SIGTERM a run on
+ * the host gets: its cleanups, its ERROR report with the checks so far. Without it a Ctrl-C
+ * killed the vng guest at once and the report held no checks. A stat per 250 ms, no fork.
+ */
+export function stopOnFile(env: NodeJS.ProcessEnv = process.env): void {
+  const file = env.EBPF_LAB_STOP_FILE;
+  if (!file) return;
+  // the run stops its own children (daemons, load generators): they must not stop on their own
+  delete env.EBPF_LAB_STOP_FILE;
+  const t = setInterval(() => {
+    if (!existsSync(file)) return;
+    clearInterval(t);
+    process.kill(process.pid, 'SIGTERM');
+  }, 250);
+  t.unref();
 }

@@ -4,9 +4,11 @@
 import { suggest, UsageError } from '../common/args.ts';
 import { LabError } from '../common/errors.ts';
 import { quietOnLostOutput, releaseDeadTerminalAtExit } from '../common/stdio.ts';
+import { stopOnFile } from '../common/signals.ts';
 
 quietOnLostOutput();
 releaseDeadTerminalAtExit();
+stopOnFile();
 
 type Command = { summary: string; load: () => Promise<(argv: string[]) => Promise<number>> };
 

@@ -6,8 +6,9 @@
 // Isolation between the scenarios of a row: each runs in its own runner process in the guest
 // (the guest's `timeout` stops it with SIGTERM, so the runner still writes its ERROR report);
 // if the guest itself stops answering, the host kills it and boots a fresh one for the rest.
-// Ctrl-C kills the guest and writes an ERROR report for the running scenario and every one
-// that had not started.
+// Ctrl-C asks the running scenario to stop (it writes its ERROR report with the checks so far),
+// kills the guest if it has not within a grace period or on a second Ctrl-C, and writes an ERROR
+// report for every scenario that had not started.
 import fs from 'node:fs';
 import path from 'node:path';
 import { buildBpf } from '../../bpf/build.ts';
@@ -67,6 +68,15 @@ export function commonDir(dirs: string[]): string {
   return first.slice(0, n).join(path.sep) || path.sep;
 }
 
+/** How long a stopped guest run may take to stop before the guest is killed: TCG is 10-30x slower */
+const stopGraceMs = (accel: 'kvm' | 'tcg') => (accel === 'kvm' ? 20_000 : 90_000);
+/**
+ * The guest's timeout(1) kills the run this long after passing it the SIGTERM: within the host's
+ * grace, so a run that does not stop is killed in the guest, which still answers EXIT and keeps
+ * the guest for the next cell (it once killed after 20 s even under TCG, where the host waited 90 s)
+ */
+const guestKillAfterS = (accel: 'kvm' | 'tcg') => stopGraceMs(accel) / 1000 - 10;
+
 export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHooks): Promise<RowRun[]> {
   const t0 = Date.now();
   const abort = new AbortController();
@@ -90,6 +100,24 @@ export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHook
   const { deferSignalsToCaller } = await import('../../controller/libbpf/index.ts');
   deferSignalsToCaller(true);
   const out = hooks.out ?? ((d: Buffer) => process.stderr.write(d));
+  // A stop asks the guest's run to stop like a run on the host (its cleanups, its results so far:
+  // the checks it made stay in the report) before the guest is killed, which takes at most the
+  // grace period, or a second Ctrl-C. Killed at once, a run's report held none.
+  const askThenKill = (accel: 'kvm' | 'tcg', ask: () => void): (() => void) => {
+    const graceMs = stopGraceMs(accel);
+    let grace: NodeJS.Timeout | undefined;
+    const onStop = () => {
+      progress.info(`asking the guest's run to stop (killed after ${graceMs / 1000} s, or at once on a second Ctrl-C)`);
+      ask();
+      grace = setTimeout(() => kill.abort(new Error(`interrupted by ${interrupted}`)), graceMs);
+    };
+    if (abort.signal.aborted) onStop();
+    else abort.signal.addEventListener('abort', onStop, { once: true });
+    return () => {
+      abort.signal.removeEventListener('abort', onStop);
+      clearTimeout(grace);
+    };
+  };
   const spec = args.kernel.text;
   let b: BootedGuest | undefined;
   try {
@@ -139,12 +167,16 @@ export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHook
       let vngFacts: Record<string, unknown> | undefined;
       if (!failure && args.backend === 'vng') {
         try {
-          const v = await runVngCell({ args, cell, kernel, outDir, share, cli: cli!, timeoutMs, progress, out, signal: abort.signal, spec, labBoot: await labBoot() });
+          const lab = await labBoot();
+          // a stop during the lab's own boot ends the row here, before vng boots
+          if (interrupted) throw new LabError(`interrupted by ${interrupted}`);
+          const v = await runVngCell({ args, cell, kernel, outDir, share, cli: cli!, timeoutMs, progress, out, signal: kill.signal, askThenKill, spec, labBoot: lab });
           exitCode = v.exitCode;
           runMs = v.runMs;
           vngFacts = v.facts;
           bootedHere = true;
-          if (exitCode === 124 || exitCode === 137) failure = `scenario timed out after ${Math.round(timeoutMs / 1000)} s in the guest`;
+          if (interrupted) failure = `interrupted by ${interrupted}`;
+          else if (exitCode === 124 || exitCode === 137) failure = `scenario timed out after ${Math.round(timeoutMs / 1000)} s in the guest`;
         } catch (e) {
           failure = describe(e, interrupted);
           progress.warn(`vng run failed: ${failure.split('\n')[0]}`);
@@ -159,23 +191,9 @@ export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHook
             boots++;
             bootedHere = true;
           }
-          // A stop asks the guest's run to stop like a run on the host (its cleanups, its results
-          // so far: the checks it made stay in the report) before the guest is killed, which takes
-          // at most the grace period, or a second Ctrl-C. Killed at once, a run's report held none.
           const g = b;
-          const graceMs = g.accel === 'kvm' ? 20_000 : 90_000;
-          // the guest's timeout(1) kills the run this long after passing it the SIGTERM: within the
-          // host's grace, so a run that does not stop is killed in the guest, which still answers
-          // EXIT and keeps the guest for the next cell (it once killed after 20 s even under TCG,
-          // where the host waited 90 s)
-          const killAfterS = graceMs / 1000 - 10;
-          let grace: NodeJS.Timeout | undefined;
-          const onStop = () => {
-            progress.info(`asking the guest's run to stop (killed after ${graceMs / 1000} s, or at once on a second Ctrl-C)`);
-            g.vm.requestStop();
-            grace = setTimeout(() => kill.abort(new Error(`interrupted by ${interrupted}`)), graceMs);
-          };
-          abort.signal.addEventListener('abort', onStop, { once: true });
+          const killAfterS = guestKillAfterS(g.accel);
+          const disarm = askThenKill(g.accel, () => g.vm.requestStop());
           const unhook = onAbortKill(kill.signal, b.vm);
           try {
             // the prebuilt bundle (lab/bundle.ts): tsx would transpile for 30-77 s under TCG.
@@ -196,8 +214,7 @@ export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHook
             else if (exitCode === 124 || exitCode === 137) failure = `scenario timed out after ${secs} s in the guest`;
           } finally {
             unhook();
-            abort.signal.removeEventListener('abort', onStop);
-            clearTimeout(grace);
+            disarm();
           }
         } catch (e) {
           failure = describe(e, interrupted);
@@ -226,7 +243,10 @@ export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHook
 /** One scenario through virtme-ng: same runner command, same env, the out dir given read-write. */
 async function runVngCell(o: {
   args: RowArgs; cell: RowCell; kernel: Awaited<ReturnType<typeof resolveKernel>>; outDir: string; share: string; cli: string; timeoutMs: number;
-  progress: Progress; out: (b: Buffer) => void; signal: AbortSignal; spec: string; labBoot?: Record<string, unknown>;
+  progress: Progress; out: (b: Buffer) => void; spec: string; labBoot?: Record<string, unknown>;
+  /** kills the guest; a first stop goes through askThenKill */
+  signal: AbortSignal;
+  askThenKill: (accel: 'kvm' | 'tcg', ask: () => void) => () => void;
 }): Promise<{ exitCode: number; runMs: number; facts: Record<string, unknown> }> {
   const { runInVng, vngStatus } = await import('./vng.ts');
   const st = await vngStatus();
@@ -234,15 +254,23 @@ async function runVngCell(o: {
   const { accel, note } = await chooseAccel();
   const argv = [o.args.mode, o.cell.scenario, '--kernel', 'host', '--out', o.outDir, '--spec', o.spec, ...o.cell.rest];
   const secs = Math.max(1, Math.round(o.timeoutMs / 1000));
-  const body = [...guestEnv(accel), `cd ${shq(REPO_ROOT)} || exit 125`, `exec ${['timeout', '-k', '20', String(secs), process.execPath, o.cli, ...argv].map(shq).join(' ')}`].join('\n');
+  // how the host asks the run to stop (common/signals.ts stopOnFile): a file in the rw share
+  const stopFile = path.join(o.share, `.ebpf-lab-stop-${process.pid}-${Date.now()}`);
+  const cmd = ['timeout', '-k', String(guestKillAfterS(accel)), String(secs), process.execPath, o.cli, ...argv].map(shq).join(' ');
+  const body = [...guestEnv(accel), `export EBPF_LAB_STOP_FILE=${shq(stopFile)}`, `cd ${shq(REPO_ROOT)} || exit 125`, `exec ${cmd}`].join('\n');
   o.progress.step(`booting ${o.kernel.release} with virtme-ng (${accel}) and running: lab ${argv.join(' ')}`);
   const cpus = Number(process.env.EBPF_LAB_VM_CPUS) || 2;
   const memMB = Number(process.env.EBPF_LAB_VM_MEM_MB) || 1024;
+  const disarm = o.askThenKill(accel, () => fs.writeFileSync(stopFile, ''));
   const r = await runInVng({ kernel: o.kernel, script: body, rwdir: o.share,
     // vng overlays only /etc, /usr, /var, /tmp …: the checkout read-only would fail every scenario
     // that writes beside its sources (hello-openat links its load generator into bpf/.output),
     // which the lab's own guest allows through its all-root overlay
-    overlays: [REPO_ROOT], accel, cpus, memMB, timeoutMs: o.timeoutMs + 120_000, signal: o.signal, out: o.out });
+    overlays: [REPO_ROOT], accel, cpus, memMB, timeoutMs: o.timeoutMs + 120_000, signal: o.signal, out: o.out,
+  }).finally(() => {
+    disarm();
+    fs.rmSync(stopFile, { force: true });
+  });
   o.progress.info(`vng guest ready after ${(r.bootMs / 1000).toFixed(1)} s${o.labBoot ? ` (the lab's own: ${((o.labBoot.bootMs as number) / 1000).toFixed(1)} s)` : ''}`);
   const k = o.kernel;
   // the same phases as the lab's own guest where they exist: vng's init (its initramfs, the

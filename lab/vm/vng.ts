@@ -99,6 +99,8 @@ export async function runInVng(o: {
 }): Promise<VngRun> {
   const bin = vngBinary();
   if (!bin) throw new LabError(`virtme-ng is not installed in ${VNG_PREFIX()}`, 'pnpm lab setup vng');
+  // an abort listener added now would never fire: the guest would run to its end
+  if (o.signal?.aborted) throw new LabError('interrupted before vng started');
   // the kernel's "Run /init" line stays in its log buffer however quiet the console: it splits
   // the guest's part into kernel and vng's init (initramfs, virtme-ng-init, udev)
   const script = `echo "${READY} $(cut -d' ' -f1 /proc/uptime) $(dmesg 2>/dev/null | sed -n 's/^\\[ *\\([0-9.]*\\)\\] Run .* as init process.*/\\1/p' | head -n 1)"\n${o.script}`;
