@@ -220,7 +220,11 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
       abort.signal.throwIfAborted();
       progress.step(m);
     },
-    update: (f, d) => progress.update(f, d),
+    // a loop woken by the stop draws once more before it sees the signal: a progress line after
+    // "cleaning up" read as if the measurement went on
+    update: (f, d) => {
+      if (!abort.signal.aborted) progress.update(f, d);
+    },
     info: (m) => progress.info(m),
     warn: (m) => progress.warn(m),
   };
