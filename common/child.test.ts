@@ -1,7 +1,7 @@
 // The wait for a daemon's ready line (no root): real child processes.
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { collectOutput, untilReady } from './child.ts';
+import { collectOutput, untilReady, untilTrue } from './child.ts';
 
 describe('untilReady', () => {
   it('returns the ready line\'s match from either stream', async () => {
@@ -38,5 +38,29 @@ describe('untilReady', () => {
       q.kill('SIGKILL');
       await q;
     }
+  });
+
+  it('untilTrue: a child ready when a test says so (nginx: a connect), and one that dies first named', async () => {
+    const net = await import('node:net');
+    const probe = net.createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const port = (probe.address() as { port: number }).port;
+    await new Promise((r) => probe.close(r));
+    const connects = () => new Promise<boolean>((r) => {
+      const s = net.connect(port, '127.0.0.1', () => { s.destroy(); r(true); });
+      s.on('error', () => r(false));
+    });
+    // listens after 0.3 s, prints nothing
+    const p = execa(process.execPath, ['-e', `setTimeout(() => require('net').createServer().listen(${port}, '127.0.0.1'), 300)`], { all: true, buffer: false, reject: false });
+    try {
+      const t0 = performance.now();
+      await untilTrue(p, collectOutput([p.all]), connects, 20_000, 'leaf');
+      expect(performance.now() - t0).toBeGreaterThan(250);
+    } finally {
+      p.kill('SIGKILL');
+      await p;
+    }
+    const q = execa('sh', ['-c', 'echo bind failed >&2; exit 1'], { all: true, buffer: false, reject: false });
+    await expect(untilTrue(q, collectOutput([q.all]), connects, 20_000, 'leaf')).rejects.toThrow(/^leaf exited before it was ready \(exit 1\); it printed: bind failed$/);
   });
 });

@@ -26,10 +26,16 @@ const lastLines = (s: string) => s.trim().split('\n').slice(-6).join(' | ') || '
  * running then: the caller's cleanup owns it).
  */
 export async function untilReady(child: Child, output: () => string, ready: RegExp, timeoutMs: number, what: string, fix?: string): Promise<RegExpMatchArray> {
+  let m: RegExpMatchArray | null = null;
+  await untilTrue(child, output, () => (m = output().match(ready)) !== null, timeoutMs, what, fix);
+  return m!;
+}
+
+/** The same wait for a child that prints nothing when ready (nginx): `test` says it is (a connect). */
+export async function untilTrue(child: Child, output: () => string, test: () => boolean | Promise<boolean>, timeoutMs: number, what: string, fix?: string): Promise<void> {
   const until = performance.now() + timeoutMs;
   for (;;) {
-    const m = output().match(ready);
-    if (m) return m;
+    if (await test()) return;
     if (child.exitCode !== null || child.signalCode !== null) throw new LabError(`${what} exited before it was ready (${child.signalCode ?? `exit ${child.exitCode}`}); it printed: ${lastLines(output())}`, fix);
     if (performance.now() > until) throw new LabError(`${what} (pid ${child.pid}) not ready after ${(timeoutMs / 1000).toFixed(0)} s; it printed: ${lastLines(output())}`, fix);
     await new Promise((r) => setTimeout(r, 50));

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
 import { cgroup2Root, createCgroup, removeCgroup } from '../../common/cgroup.ts';
+import { collectOutput, untilTrue } from '../../common/child.ts';
 import { freePort } from '../../common/net.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -96,18 +97,10 @@ http {
   private async spawn(name: string, port: number, argv: string[], ready: string | null, timeoutMs: number, env: Record<string, string> = {}): Promise<void> {
     const cg = path.join(this.cgRoot, name);
     createCgroup(cg);
-    let out = '';
     const proc = execa(PYTHON, ['-c', LAUNCHER, cg, ...argv], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env }, extendEnv: false, reject: false, buffer: false, stdin: 'ignore', all: true });
-    proc.all?.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-4000)));
-    this.services.push({ name, cgroup: cg, port, proc, output: () => out });
-    const until = Date.now() + timeoutMs;
-    for (;;) {
-      // killed by a signal: exitCode stays null, signalCode says it (not a wait for the timeout)
-      if ((proc.exitCode ?? null) !== null || (proc.signalCode ?? null) !== null) throw new Error(`${name} exited (${proc.signalCode ?? proc.exitCode}): ${out.slice(-400)}`);
-      if (ready ? out.includes(ready) : await canConnect(port)) return;
-      if (Date.now() > until) throw new Error(`${name} did not start within ${timeoutMs} ms: ${out.slice(-400)}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    const out = collectOutput([proc.all], 4000);
+    this.services.push({ name, cgroup: cg, port, proc, output: out });
+    await untilTrue(proc, out, () => (ready ? out().includes(ready) : canConnect(port)), timeoutMs, name);
   }
 
   async close(): Promise<void> {
