@@ -46,22 +46,76 @@ export function joinCgroup(dir: string, pid: number): void {
   fs.writeFileSync(path.join(dir, 'cgroup.procs'), String(pid));
 }
 
-/** Remove a cgroup tree (children first), moving stragglers to the root first. */
+/**
+ * Remove a cgroup tree (children first), moving stragglers to the root first. A task that is still
+ * exiting keeps its cgroup busy for a moment after it left cgroup.procs (EBUSY): retried for ~1 s,
+ * moving whatever entered meanwhile, then the error is thrown (the caller's cleanup names it).
+ */
 export function removeCgroup(dir: string, root = cgroup2Root()): void {
   if (!fs.existsSync(dir)) return;
   for (const e of fs.readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) removeCgroup(path.join(dir, e.name), root);
-  try {
-    for (const pid of fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) {
-      try {
-        joinCgroup(root, Number(pid));
-      } catch {
-        /* exited */
+  for (let i = 0; ; i++) {
+    try {
+      for (const pid of fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) {
+        try {
+          joinCgroup(root, Number(pid));
+        } catch {
+          /* exited */
+        }
       }
+    } catch {
+      /* gone */
     }
-  } catch {
-    /* gone */
+    try {
+      fs.rmdirSync(dir);
+      return;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return;
+      if (code !== 'EBUSY' || i >= 50) throw e;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+    }
   }
-  fs.rmdirSync(dir);
+}
+
+/** `ebpf-lab-<what>-<pid>…` at the cgroup2 root: a cgroup a lab process made and names itself by */
+const OWNED = /^ebpf-lab-[a-z]+(?:-[a-z]+)*-(\d+)(?:-|$)/;
+
+/**
+ * Remove the cgroups lab processes left at the cgroup2 root when they died without their cleanup
+ * (SIGKILL, a second Ctrl-C, a removal that failed): every `ebpf-lab-<what>-<pid>…` whose pid is
+ * gone. Its processes (orphans of the dead run) are moved to the root, not killed. A reused pid
+ * keeps a stale cgroup (a leak), never removes a live process's. Returns what was removed.
+ */
+export function sweepStaleCgroups(root = findCgroup2Root()): string[] {
+  if (!root) return [];
+  const removed: string[] = [];
+  let names: string[];
+  try {
+    names = fs.readdirSync(root);
+  } catch {
+    return [];
+  }
+  for (const name of names) {
+    const m = OWNED.exec(name);
+    if (!m || pidAlive(Number(m[1]))) continue;
+    try {
+      removeCgroup(path.join(root, name), root);
+      removed.push(name);
+    } catch {
+      /* busy: the next run tries again */
+    }
+  }
+  return removed;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /** the cgroup2 path of a process (relative to the root) */

@@ -115,7 +115,8 @@ export async function probeKernel(opts: { kvm?: boolean } = {}): Promise<ProbeTa
       if (r.exitCode === 0) vethName = name;
       const cgRoot = findCgroup2Root();
       if (cgRoot) {
-        cg = fs.mkdtempSync(`${cgRoot}/ebpf-lab-probe-`);
+        // the pid in the name: a dead probe's cgroup is swept (common/cgroup.ts sweepStaleCgroups)
+        cg = fs.mkdtempSync(`${cgRoot}/ebpf-lab-probe-${process.pid}-`);
         cleanup.push(() => fs.rmdirSync(cg!));
       }
       // Every trial program in one load where the kernel takes them all (each load parses the

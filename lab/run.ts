@@ -12,6 +12,7 @@ import { LabError } from '../common/errors.ts';
 import { collectEnvironment, gitState, REPO_ROOT } from './env.ts';
 import { cpuFacts, runContext, snapshot } from './context.ts';
 import { ensureMounts, parsePidStat } from '../common/host.ts';
+import { sweepStaleCgroups } from '../common/cgroup.ts';
 import { createProgress, type Progress } from '../common/progress.ts';
 import { probeKernel, type ProbeTable } from './probes.ts';
 import type { Block, Check, Results } from './results.ts';
@@ -188,6 +189,9 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
     await ensureTools(['build', ...(scenario.tools ?? [])], (s) => progress.info(s));
   }
   await ensureMounts();
+  // what runs killed before their cleanup left (a cgroup leaked unnoticed at a Ctrl-C in session 32)
+  const swept = sweepStaleCgroups();
+  if (swept.length) progress.info(`removed ${swept.length} cgroup(s) dead lab runs left: ${swept.join(', ')}`);
   const startedAt = new Date().toISOString();
   const environment = await collectEnvironment(spec);
   // The report directory is made only now, with the stop handlers installed in the same tick

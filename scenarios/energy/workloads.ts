@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { scaledTimeout } from '../../lab/timeouts.ts';
-import { cgroup2Root } from '../../common/cgroup.ts';
+import { cgroup2Root, removeCgroup } from '../../common/cgroup.ts';
 import { parsePidStat, readPidStat } from '../../common/host.ts';
 
 export type Defer = (what: string, fn: () => unknown | Promise<unknown>) => void;
@@ -39,28 +39,13 @@ function v1CpuMount(): string | null {
   return null;
 }
 
-function rmTree(dir: string): void {
-  if (!fs.existsSync(dir)) return;
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) rmTree(path.join(dir, e.name));
-  for (let i = 0; ; i++) {
-    try {
-      fs.rmdirSync(dir);
-      return;
-    } catch (e) {
-      // EBUSY while the last task is still exiting
-      if (i > 50) throw e;
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
-    }
-  }
-}
-
 /** Create the three cgroups and their caps; everything is removed through `defer`. */
 export function setupCgroups(defer: Defer): { base: string; dirs: Record<Workload['name'], string>; caps: Caps; v1: Record<string, string> } {
   const root = cgroup2Root();
   const name = `ebpf-lab-energy-${process.pid}`;
   const base = path.join(root, name);
   fs.mkdirSync(base);
-  defer(`remove cgroup ${base}`, () => rmTree(base));
+  defer(`remove cgroup ${base}`, () => removeCgroup(base, root));
   const dirs = { busy25: path.join(base, 'busy25'), busy50: path.join(base, 'busy50'), io: path.join(base, 'io') };
   const caps: Caps = { how: null, evidence: '' };
   const ctl = fs.readFileSync(path.join(root, 'cgroup.controllers'), 'utf8').trim().split(/\s+/).filter(Boolean);
@@ -94,7 +79,7 @@ export function setupCgroups(defer: Defer): { base: string; dirs: Record<Workloa
     if (m) {
       const b1 = path.join(m, name);
       fs.mkdirSync(b1);
-      defer(`remove cgroup ${b1}`, () => rmTree(b1));
+      defer(`remove cgroup ${b1}`, () => removeCgroup(b1, m));
       // shares are relative among siblings: the parent competes with the root's tasks, so it needs them too
       fs.writeFileSync(path.join(b1, 'cpu.shares'), '20480');
       for (const [w, pct] of [['busy25', 25], ['busy50', 50]] as const) {

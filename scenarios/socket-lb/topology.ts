@@ -59,11 +59,8 @@ export async function buildLab(opts: { clients: string[]; nBackends?: number; ta
   const cgClient = path.join(cgBase, 'client');
   const dispose = async () => {
     await topo.dispose();
-    try {
-      removeCgroup(cgBase, root);
-    } catch {
-      /* already gone */
-    }
+    // not swallowed: a cgroup left behind is named by the runner's cleanup report
+    removeCgroup(cgBase, root);
   };
   try {
     createCgroup(cgClient);
@@ -119,7 +116,7 @@ export async function buildLab(opts: { clients: string[]; nBackends?: number; ta
       dispose,
     };
   } catch (e) {
-    await dispose();
+    await dispose().catch(() => {});
     throw e;
   }
 }
