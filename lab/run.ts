@@ -340,13 +340,14 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
   // the host splits a VM run into phases: node start → runner ready is the guest runner's start
   if (inGuest) results.environment.vm = { runnerStartMs: Math.round(process.uptime() * 1000) };
   try {
-    progress.step('building BPF objects');
+    // scenarioProgress.step: a stop during one of these steps ends the run at the next
+    scenarioProgress.step('building BPF objects');
     // in a guest the host has built everything (and the tree is its read-only copy): only check
     await buildBpf({ log: (s) => progress.info(s), gen: !inGuest });
     if (inGuest) await preloadedModules(progress, abort.signal);
-    progress.step('probing kernel features');
+    scenarioProgress.step('probing kernel features');
     results.environment.probes = await ctx.probes();
-    progress.step(`scenario ${scenario.name} (${args.mode}) on ${results.environment.kernel.release}`);
+    scenarioProgress.step(`scenario ${scenario.name} (${args.mode}) on ${results.environment.kernel.release}`);
     running = scenario.run(ctx);
     await Promise.race([
       running,
