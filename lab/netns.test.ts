@@ -138,3 +138,39 @@ describeRoot('lab/netns waitListening', () => {
     }
   });
 });
+
+// A stopped run's scenario code can still be building when the runner's cleanups dispose its
+// topology. Before, a process it spawned while dispose() awaited was never killed (xdp-lb's nginx
+// backends outlived a Ctrl-C), and a child's orphaned group members outlived its leader.
+describeRoot('lab/netns teardown under a stopped run', () => {
+  it('makes nothing once dispose has begun, kills what was spawned before it, and what is left of a leader\'s group', async () => {
+    const t = createTopology('nsclose');
+    let orphan: number | undefined;
+    try {
+      await t.addNs('a');
+      // a leader that leaves a member of its group behind when it exits (nginx's master and workers)
+      // (the member ignores SIGTERM, so only the SIGKILL after the leader's exit ends it)
+      const leader = t.spawn('a', 'sh', ['-c', '(trap "" TERM; exec sleep 300) & echo $!; trap "exit 0" TERM; while :; do sleep 0.05; done']);
+      orphan = await new Promise<number>((r) => leader.stdout!.once('data', (d: Buffer) => r(Number(String(d).trim()))));
+      const closing = t.dispose();
+      // while the teardown awaits: what a still-running scenario would do next
+      expect(() => t.spawn('a', 'sleep', ['300'])).toThrow(/torn down \(the run is stopping\)/);
+      await expect(t.create(['b'])).rejects.toThrow(/torn down/);
+      await closing;
+      expect(await listNamespaces(`nsclose-${process.pid}-`)).toEqual([]);
+      // gone or a zombie (reparented to an init that may not reap)
+      const running = () => {
+        try {
+          return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${orphan}/stat`, 'utf8'));
+        } catch {
+          return false;
+        }
+      };
+      for (let i = 0; i < 50 && running(); i++) await new Promise((r) => setTimeout(r, 20));
+      expect(running()).toBe(false);
+    } finally {
+      await t.dispose();
+      if (orphan) try { process.kill(orphan, 'SIGKILL'); } catch { /* gone */ }
+    }
+  });
+});

@@ -36,6 +36,8 @@ export class Topology implements AsyncDisposable {
   private readonly names = new Map<string, string>();
   private readonly children = new Set<ChildProcess>();
   private disposed = false;
+  /** set when dispose() starts: nothing new is made while (or after) it runs */
+  private closing = false;
 
   constructor(readonly prefix: string) {
     installExitHook();
@@ -70,6 +72,7 @@ export class Topology implements AsyncDisposable {
    * VM's own eth0 exists: pairs are created under unique temporary names and renamed inside.
    */
   async create(roles: string[], veths: [VethEnd, VethEnd][] = [], opts: { mtu?: number } = {}): Promise<void> {
+    this.assertLive();
     const fresh = roles.filter((r) => !this.names.has(r));
     // registered first: should the batch fail halfway, dispose() deletes whichever exist
     for (const r of fresh) this.names.set(r, `${this.prefix}-${process.pid}-${r}`);
@@ -83,8 +86,24 @@ export class Topology implements AsyncDisposable {
       add(a.ns, ['link', 'set', `${tmp}a`, 'name', a.dev, 'up']);
       add(b.ns, ['link', 'set', `${tmp}b`, 'name', b.dev, 'up']);
     }
-    await this.runBatch(null, here);
+    try {
+      await this.runBatch(null, here);
+    } finally {
+      // disposed while the batch ran (a stopped run's cleanups): its `ip netns del` may have come
+      // before the adds, so what the batch made is deleted here, and the caller stops
+      if (this.closing) for (const r of fresh) await execa('ip', ['netns', 'del', `${this.prefix}-${process.pid}-${r}`], { reject: false });
+    }
+    this.assertLive();
     for (const [role, cmds] of inside) await this.batch(role, cmds);
+  }
+
+  /**
+   * A stopped run's scenario code can still be in the middle of building when the cleanups dispose
+   * its topology: a namespace or process made after that was never removed. A Ctrl-C sweep left
+   * xdp-lb's nginx backends running, spawned while dispose() awaited its kills and deletions.
+   */
+  private assertLive(): void {
+    if (this.closing) throw new Error(`topology ${this.prefix} was torn down (the run is stopping)`);
   }
 
   async bridge(role: string, dev: string, ports: string[]): Promise<void> {
@@ -201,6 +220,7 @@ export class Topology implements AsyncDisposable {
    * kill()) ends that group. Returns the execa child (await it for the exit).
    */
   spawn(role: string, cmd: string, args: string[] = [], opts: ExecaOptions & { keepMounts?: boolean } = {}): ResultPromise {
+    this.assertLive();
     const { keepMounts, ...rest } = opts;
     const [bin, argv] = this.argv(role, cmd, args, { keepMounts });
     const child = execa(bin, argv, { detached: true, reject: false, ...rest });
@@ -247,10 +267,17 @@ export class Topology implements AsyncDisposable {
     }, graceMs);
     await gone;
     clearTimeout(t);
+    // whatever is left of its group once the leader is gone (a daemon's workers: nginx's were seen
+    // orphaned after a stop)
+    try {
+      process.kill(-child.pid, 'SIGKILL');
+    } catch { /* none left */ }
   }
 
   async dispose(): Promise<void> {
     if (this.disposed) return;
+    // first: a process spawned while the kills and deletions below await was never killed
+    this.closing = true;
     await Promise.all([...this.children].map((c) => this.kill(c)));
     for (const n of this.names.values()) await execa('ip', ['netns', 'del', n], { reject: false });
     this.names.clear();

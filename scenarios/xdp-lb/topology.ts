@@ -173,6 +173,10 @@ export async function buildTopology(opts: { prefix: string; backends: number; lo
         } finally {
           await topo.dispose();
           fs.rmSync(dir, { recursive: true, force: true });
+          // the daemons just stopped with SIGTERM, which keeps an instance's pins (restart-safe):
+          // a stop while the run was starting one, before the scenario held it to purge, left
+          // this run's pins to the next run's sweep
+          for (const prefix of ['xlb', 'xlbs', 'xlbc']) removePins(`${prefix}${process.pid}`);
         }
       },
     };
@@ -458,9 +462,14 @@ export function sweepStalePins(prefix: string, root = DEFAULT_PIN_ROOT): string[
       process.kill(Number(m[1]), 0);
       continue; // owner alive
     } catch { /* dead */ }
-    fs.rmSync(path.join(root, name), { recursive: true, force: true });
-    fs.rmSync(pinsRecordPath(name), { force: true }); // its daemon's note of where it pinned
+    removePins(name, root);
     removed.push(name);
   }
   return removed;
+}
+
+/** an LB instance's pin directory (its maps, its XDP link) and its daemon's note of where it pinned */
+function removePins(instance: string, root = DEFAULT_PIN_ROOT): void {
+  fs.rmSync(path.join(root, instance), { recursive: true, force: true });
+  fs.rmSync(pinsRecordPath(instance), { force: true });
 }
