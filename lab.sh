@@ -18,6 +18,8 @@ if [ "${1:-}" = "test" ]; then
   pnpm -s lab setup >/dev/null
   bg=""
   if [ $# -eq 0 ]; then
+    # virtme-ng from PyPI (~5 s), so CI runs the --vm-backend vng tests too; without PyPI they skip
+    pnpm -s lab setup vng >/dev/null 2>&1 || echo "virtme-ng could not be installed (pnpm lab setup vng): its tests are skipped"
     # The whole suite: the tracing backends (Jaeger is a Go build, 4-8 min cold on 2 cores) build
     # in the background at idle priority while the tests that do not need them run; the tests that
     # do run last (vitest.config.ts) and wait for it. Before it, the VM kernels the suite boots are
