@@ -16,8 +16,10 @@ export const PACKAGES: Record<string, string[]> = {
   vm: ['qemu-system-x86', 'qemu-utils', 'busybox-static', 'zstd', 'xz-utils', 'kmod', 'cpio'],
   // --vm-backend vng: virtme-ng itself comes from PyPI into a lab-owned venv (lab/vm/vng.ts)
   // udev: vng's guest init finds its command's stdin/stdout/exit-status ports under
-  // /dev/virtio-ports, which only udevd (run from the host's tree in the guest) creates
-  vng: ['python3-venv', 'qemu-system-x86', 'busybox-static', 'udev'],
+  // /dev/virtio-ports, which only udevd (run from the host's tree in the guest) creates;
+  // file: vng runs `file -L` on busybox and fails without it (a bare Debian has none), and
+  // `file`/`strings` (binutils) on the bzImage for its version
+  vng: ['python3-venv', 'qemu-system-x86', 'busybox-static', 'udev', 'file', 'binutils'],
   // load balancer benchmark peers and load generators (+ perf for `bench xdp-lb --profile`)
   lb: ['haproxy', 'nginx', 'libnginx-mod-stream', 'wrk', 'iperf3', 'ethtool', 'curl', 'linux-perf'],
   // runtime security positive controls and attack interpreters

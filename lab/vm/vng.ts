@@ -39,6 +39,9 @@ export async function vngStatus(): Promise<{ ok: boolean; version?: string; why?
   // port as /dev/virtio-ports/virtme.*, links only udevd creates; without it the command runs on
   // the console and vng exits 255 whatever the command returned
   if (!udevd()) return { ok: false, why: 'udev is not installed: vng\'s guest finds its command and exit-status ports only through udevd (without it every run exits 255); pnpm lab setup vng installs it' };
+  // vng runs `file -L` on busybox before it boots, and exits 1 with a traceback without it
+  const f = await run('file', ['--version'], { reject: false }).catch(() => ({ exitCode: 127 }));
+  if (f.exitCode !== 0) return { ok: false, why: 'file(1) is not installed: vng runs it before every boot and fails without it; pnpm lab setup vng installs it' };
   return { ok: true, version: v.stdout.toString().trim() };
 }
 
@@ -161,6 +164,9 @@ export async function runInVng(o: {
   killAll();
   await rm(logDir, { recursive: true, force: true });
   if (o.signal?.aborted) throw new LabError('interrupted while vng ran the guest command');
-  if (!bootMs) throw new LabError(`vng exited (${code}) before the guest command started${buf.trim() ? `: ${buf.trim().slice(-400)}` : ''}`);
+  // its last lines: a Python traceback ends with the exception (cut at 400 characters, the message
+  // once began mid-traceback)
+  const tail = buf.trim().split('\n').filter((l) => l.trim()).slice(-2).join(' | ').slice(-400);
+  if (!bootMs) throw new LabError(`vng exited (${code}) before the guest command started${tail ? `: ${tail}` : ''}`);
   return { exitCode: code, bootMs, guestReadyMs, guestInitMs, runMs: Date.now() - t0 - bootMs, argv: [bin, ...argv.slice(0, -1), '<script>'] };
 }
