@@ -7,6 +7,7 @@ import { createProgress } from '../../common/progress.ts';
 import { interruptSignal } from '../../common/signals.ts';
 import { availableKernels, cachedKernels, checkKernel, configFacts, resolveKernel } from './kernels.ts';
 import { checkOutDir } from '../out-dir.ts';
+import { ensureTools } from '../setup.ts';
 import { bootGuest, guestScript } from './guest.ts';
 import { parseKernelSpec, type VmKernelSpec } from './spec.ts';
 import { probeKvm } from './kvm.ts';
@@ -115,6 +116,8 @@ export async function vmCommand(argv: string[]): Promise<number> {
       const p = parseArgs(rest, SUB.fetch);
       if (!p) return 0;
       const specs = await vmKernelArgs(p.positionals);
+      // xz/zstd/cpio: without them a fetch died with "spawn xz ENOENT" as an internal error
+      await ensureTools(['vm'], (s) => progress.info(s));
       for (const [i, spec] of p.positionals.entries()) {
         const k = await resolveKernel(specs[i]!, progress);
         console.log(`${spec}: ${k.version} (${k.release}) → ${k.vmlinux ?? k.bzImage}`);
@@ -129,6 +132,7 @@ export async function vmCommand(argv: string[]): Promise<number> {
       const cmd = p.rest;
       if (!cmd.length) throw new UsageError('vm exec needs a command after --', `usage: ${SUB.exec.usage}`);
       const [kernel] = await vmKernelArgs(p.positionals);
+      await ensureTools(['vm'], (s) => progress.info(s));
       // QEMU shares the directory as it is: a missing one fails the boot with QEMU's own message
       if (p.values.out !== undefined) checkOutDir(p.values.out, { mustExist: true, example: '--out /tmp' });
       // one argument is a shell command line; several are an argv to quote
