@@ -2,7 +2,7 @@
 // The lab's one entry point: `pnpm lab <command> …`. Commands are loaded lazily so that
 // `pnpm lab doctor` does not pay for chart rendering or QEMU code it never uses.
 import { suggest, UsageError } from '../common/args.ts';
-import { LabError } from '../common/errors.ts';
+import { describeFailure } from '../common/errors.ts';
 import { quietOnLostOutput, releaseDeadTerminalAtExit } from '../common/stdio.ts';
 import { stopOnFile } from '../common/signals.ts';
 
@@ -54,25 +54,8 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => { process.exitCode = code; },
   (err) => {
-    if (err instanceof LabError) {
-      // expected failures: one line (plus the fix), no stack
-      console.error(`error: ${err.message}${err.fix ? `\n  fix: ${err.fix}` : ''}`);
-      process.exitCode = err instanceof UsageError ? err.exitCode : 1;
-      return;
-    }
-    // an attach refused for the user's setup (no such interface, a device another instance holds)
-    // names its fix as a hint: that is an expected failure too (by name: no libbpf loaded here)
-    const a = err as { name?: string; message?: string; hint?: string };
-    if ((a?.name === 'AttachInputError' || a?.name === 'AttachError') && a.hint && typeof a.message === 'string') {
-      console.error(`error: ${a.message.split('\n  hint: ')[0]}\n  fix: ${a.hint}`);
-      process.exitCode = 1;
-      return;
-    }
-    // anything else is a bug of the lab: say so, keep the stack behind a switch
-    const e = err as Error;
-    console.error(`error: ${e?.message ?? String(err)}`);
-    if (process.env.EBPF_LAB_DEBUG) console.error(e?.stack);
-    else console.error('  (an internal error of the lab; EBPF_LAB_DEBUG=1 prints the stack)');
-    process.exitCode = 1;
+    const f = describeFailure(err, !!process.env.EBPF_LAB_DEBUG);
+    console.error(f.text);
+    process.exitCode = f.exitCode;
   },
 );
