@@ -132,9 +132,10 @@ export async function vmCommand(argv: string[]): Promise<number> {
       const cmd = p.rest;
       if (!cmd.length) throw new UsageError('vm exec needs a command after --', `usage: ${SUB.exec.usage}`);
       const [kernel] = await vmKernelArgs(p.positionals);
-      await ensureTools(['vm'], (s) => progress.info(s));
       // QEMU shares the directory as it is: a missing one fails the boot with QEMU's own message
       if (p.values.out !== undefined) checkOutDir(p.values.out, { mustExist: true, example: '--out /tmp' });
+      // after the input checks: bad input installs nothing
+      await ensureTools(['vm'], (s) => progress.info(s));
       // one argument is a shell command line; several are an argv to quote
       const command = cmd.length === 1 ? cmd[0]! : cmd.map(shq).join(' ');
       const { signal, dispose } = interruptSignal();
