@@ -13,9 +13,11 @@ describeRoot('sweepStaleCgroups', () => {
     const stale = path.join(root, `ebpf-lab-cgtest-${dead}-x`);
     const live = path.join(root, `ebpf-lab-cgtest-${process.pid}`);
     const other = path.join(root, `ebpf-lab-cgtest-nopid`);
-    const sleeper = spawn('sh', ['-c', 'echo $$ > "$0" && exec sleep 30', path.join(stale, 'client', 'cgroup.procs')], { stdio: 'ignore' });
+    let sleeper: ReturnType<typeof spawn> | undefined;
     try {
+      // the cgroups first: a sleeper started before them could not join and exited (a flake)
       for (const d of [path.join(stale, 'client'), live, other]) createCgroup(d);
+      sleeper = spawn('sh', ['-c', 'echo $$ > "$0" && exec sleep 30', path.join(stale, 'client', 'cgroup.procs')], { stdio: 'ignore' });
       for (let i = 0; i < 100 && !fs.readFileSync(path.join(stale, 'client', 'cgroup.procs'), 'utf8').trim(); i++) await new Promise((r) => setTimeout(r, 20));
       expect(cgroupOf(sleeper.pid!)).toBe(`/ebpf-lab-cgtest-${dead}-x/client`);
       const removed = sweepStaleCgroups(root);
@@ -26,7 +28,7 @@ describeRoot('sweepStaleCgroups', () => {
       expect(sleeper.exitCode).toBe(null);
       expect(cgroupOf(sleeper.pid!)).toBe('/');
     } finally {
-      sleeper.kill('SIGKILL');
+      sleeper?.kill('SIGKILL');
       for (const d of [stale, live, other]) removeCgroup(d, root);
     }
   });
