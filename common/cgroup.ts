@@ -4,6 +4,7 @@
 // assumed.
 import fs from 'node:fs';
 import path from 'node:path';
+import { processAlive } from './host.ts';
 
 /** where cgroup2 is mounted, or null (no cgroup2 mount) */
 export function findCgroup2Root(): string | null {
@@ -84,8 +85,9 @@ const OWNED = /^ebpf-lab-[a-z]+(?:-[a-z]+)*-(\d+)(?:-|$)/;
 /**
  * Remove the cgroups lab processes left at the cgroup2 root when they died without their cleanup
  * (SIGKILL, a second Ctrl-C, a removal that failed): every `ebpf-lab-<what>-<pid>…` whose pid is
- * gone. Its processes (orphans of the dead run) are moved to the root, not killed. A reused pid
- * keeps a stale cgroup (a leak), never removes a live process's. Returns what was removed.
+ * gone or a zombie (common/host.ts processAlive). Its processes (orphans of the dead run) are
+ * moved to the root, not killed. A reused pid keeps a stale cgroup (a leak), never removes a live
+ * process's. Returns what was removed.
  */
 export function sweepStaleCgroups(root = findCgroup2Root()): string[] {
   if (!root) return [];
@@ -98,7 +100,7 @@ export function sweepStaleCgroups(root = findCgroup2Root()): string[] {
   }
   for (const name of names) {
     const m = OWNED.exec(name);
-    if (!m || pidAlive(Number(m[1]))) continue;
+    if (!m || processAlive(Number(m[1]))) continue;
     try {
       removeCgroup(path.join(root, name), root);
       removed.push(name);
@@ -107,15 +109,6 @@ export function sweepStaleCgroups(root = findCgroup2Root()): string[] {
     }
   }
   return removed;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** the cgroup2 path of a process (relative to the root) */
