@@ -76,6 +76,8 @@ export class Topology implements AsyncDisposable {
     const fresh = roles.filter((r) => !this.names.has(r));
     // registered first: should the batch fail halfway, dispose() deletes whichever exist
     for (const r of fresh) this.names.set(r, `${this.prefix}-${process.pid}-${r}`);
+    // kept here: a dispose() during the batch below clears the names
+    const made = fresh.map((r) => this.ns(r));
     const here = fresh.map((r) => ['netns', 'add', this.ns(r)]);
     const inside = new Map<string, string[][]>(fresh.map((r) => [r, [['link', 'set', 'lo', 'up']]]));
     const add = (role: string, cmd: string[]) => (inside.get(role) ?? inside.set(role, []).get(role)!).push(cmd);
@@ -91,7 +93,7 @@ export class Topology implements AsyncDisposable {
     } finally {
       // disposed while the batch ran (a stopped run's cleanups): its `ip netns del` may have come
       // before the adds, so what the batch made is deleted here, and the caller stops
-      if (this.closing) for (const r of fresh) await execa('ip', ['netns', 'del', `${this.prefix}-${process.pid}-${r}`], { reject: false });
+      if (this.closing) for (const n of made) await execa('ip', ['netns', 'del', n], { reject: false });
     }
     this.assertLive();
     for (const [role, cmds] of inside) await this.batch(role, cmds);
