@@ -6,6 +6,7 @@
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import { execa, type Options as ExecaOptions, type ResultPromise } from 'execa';
+import { processAlive } from '../common/host.ts';
 
 export interface VethEnd {
   ns: string; // role
@@ -332,14 +333,8 @@ export async function sweepStale(prefix: string): Promise<string[]> {
     const name = line.split(' ')[0] ?? '';
     const m = name.match(new RegExp(`^${prefix}-(\\d+)-`));
     if (!m) continue;
-    const pid = Number(m[1]);
-    let alive = true;
-    try {
-      process.kill(pid, 0);
-    } catch {
-      alive = false;
-    }
-    if (alive) continue;
+    // a zombie owner is dead too (its parent never reaped it: this machine's init does not)
+    if (processAlive(Number(m[1]))) continue;
     await execa('ip', ['netns', 'del', name], { reject: false });
     removed.push(name);
   }
