@@ -47,7 +47,13 @@ const scenario: Scenario = {
     const lab = await setupLab(ctx.defer, { postgres: true, log: (s) => ctx.progress.info(s), lsm: ctx.options.lsm === 'off' ? 'off' : 'auto' });
     const m = lab.controller.mechanisms;
     const allEvents: SecurityEvent[] = [];
-    const keep = (r: AttackResult) => (allEvents.push(...r.events), r);
+    // an attack ends a stopped run (the controls launch several before their first check, and
+    // changed the policy of a controller being torn down)
+    const keep = (r: AttackResult) => {
+      ctx.signal.throwIfAborted();
+      allEvents.push(...r.events);
+      return r;
+    };
 
     ctx.section(
       `Enforcement on ${kernel}`,
