@@ -35,6 +35,7 @@ describe('pnpm lab tc: arguments and errors', () => {
       [['shape', 'sett'], /did you mean tc shape set\?/, /--help/],
       [['shape', 'set', 'bulk'], /missing <rate>/, /usage/],
       [['shape', 'set', 'bulk', '10mbps'], /<rate> "10mbps"/, /50mbit/],
+      [['shape', '--dev', 'x'], /tc shape needs a command before its options \(start, apply, set, list, metrics, stop\)/, /tc shape start --dev/],
       [['shape', 'start', '--dve', 'x'], /unknown option --dve \(did you mean --dev\?\)/, /--help/],
       [['shape', 'start'], /needs --dev/, /--config/],
       [['shape', 'start', '--dev', 'x', '--metrics-port', '0'], /--metrics-port "0": must be ≥ 1/, /e\.g\./],

@@ -205,6 +205,11 @@ export async function tcCommand(argv: string[]): Promise<number> {
     return sub ? 0 : 2;
   }
   const c = COMMANDS[`${group} ${sub}`];
+  if (!c && sub.startsWith('-')) {
+    // `tc shape --dev x` read as the command "tc shape --dev"
+    const names = Object.keys(COMMANDS).filter((n) => n.startsWith(`${group} `)).map((n) => n.slice(group.length + 1));
+    throw new UsageError(`tc ${group} needs a command before its options (${names.join(', ')})`, `e.g. pnpm lab tc ${group} ${names[0]} ${sub} …; pnpm lab tc --help lists the commands`);
+  }
   if (!c) {
     const s = suggest(`${group} ${sub}`, Object.keys(COMMANDS));
     throw new UsageError(`unknown command "tc ${group} ${sub}"${s ? ` (did you mean tc ${s}?)` : ''}`, 'pnpm lab tc --help lists the commands');
