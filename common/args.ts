@@ -190,13 +190,38 @@ export function toArgv(given: Parsed<Opts>['given'], skip: Iterable<string> = []
 }
 
 /**
- * For tools whose commands are a word ("list") or a group and a word ("backend add"): the command
- * the non-flag words of argv name, and argv without those words (first occurrences only: a value
- * never equals a command word). null when argv names no command at all; an unknown or incomplete
- * command is a UsageError that says what exists.
+ * The indexes of the command's words in argv. Options may come first (`svc --instance qa list`,
+ * `lb --instance qa list`): the first words that are not options would make "qa" the command, so
+ * the value after an option that takes one is skipped.
  */
-export function pickCommand<C>(tool: string, argv: string[], commands: Record<string, C>, groups: readonly string[]): { name: string; command: C; rest: string[] } | null {
-  const [w0, w1] = argv.filter((a) => !a.startsWith('-'));
+export function commandWords(argv: string[], groups: readonly string[], valueOpts: ReadonlySet<string>): number[] {
+  const at: number[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') break;
+    if (a.startsWith('-')) {
+      if (/^--[^=]+$/.test(a) && valueOpts.has(a.slice(2))) i++;
+      continue;
+    }
+    at.push(i);
+    if (at.length === 2 || !groups.includes(a)) break;
+  }
+  return at;
+}
+
+/** The options of any of these commands that take a value (what commandWords skips). */
+export function valueOptions(commands: Record<string, { spec: { options: Opts } }>): Set<string> {
+  return new Set(Object.values(commands).flatMap((c) => Object.entries(c.spec.options).filter(([, o]) => o.type !== 'boolean').map(([n]) => n)));
+}
+
+/**
+ * For tools whose commands are a word ("list") or a group and a word ("backend add"): the command
+ * argv's words name (commandWords), and argv without them. null when argv names no command at
+ * all; an unknown or incomplete command is a UsageError that says what exists.
+ */
+export function pickCommand<C extends { spec: { options: Opts } }>(tool: string, argv: string[], commands: Record<string, C>, groups: readonly string[]): { name: string; command: C; rest: string[] } | null {
+  const at = commandWords(argv, groups, valueOptions(commands));
+  const [w0, w1] = at.map((i) => argv[i]!);
   if (!w0) return null;
   const name = groups.includes(w0) && w1 ? `${w0} ${w1}` : w0;
   const command = commands[name];
@@ -205,7 +230,7 @@ export function pickCommand<C>(tool: string, argv: string[], commands: Record<st
     const s = suggest(name, Object.keys(commands));
     throw new UsageError(`unknown ${tool} command "${name}"${s ? ` (did you mean "${s}"?)` : ''}`, `pnpm lab ${tool} --help lists the commands`);
   }
-  const rest = [...argv];
-  for (const word of name.split(' ')) rest.splice(rest.indexOf(word), 1);
+  const used = new Set(at);
+  const rest = argv.filter((_, i) => !used.has(i));
   return { name, command, rest };
 }

@@ -39,6 +39,9 @@ describe('pnpm lab lb: arguments and errors', () => {
     const cases: [string[], RegExp, RegExp][] = [
       [['backend'], /needs a subcommand/, /backend add/],
       [['frobnicate'], /unknown lb command "frobnicate"/, /--help/],
+      // options before the command: their values are not the command ("x" was "unknown lb command")
+      [['--config', 'x'], /lb needs a command/, /--help/],
+      [['--instance', 'x', 'backend', 'lst'], /unknown lb command "backend lst" \(did you mean "backend list"\?\)/, /--help/],
       [['backend', 'add', 'tcp://10.0.0.1:80'], /missing <addr>/, /usage/],
       [['backend', 'add', 'tcp://10.0.0.1:80', '10.0.0.2', '--wieght', '2'], /unknown option --wieght \(did you mean --weight\?\)/, /--help/],
       [['backend', 'add', 'tcp://10.0.0.1:80', '10.0.0.2', '--weight', 'heavy'], /--weight "heavy": expected a whole number/, /--weight/],

@@ -283,8 +283,7 @@ export async function lbCommand(argv: string[]): Promise<number> {
         console.log(usage());
         return 0;
       }
-      console.error(usage());
-      return 2;
+      throw new UsageError('lb needs a command', 'pnpm lab lb --help lists the commands');
     }
     const { name, command: c, rest } = picked;
     const p = parseArgs(rest, c.spec);

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import type http from 'node:http';
 import { serveMetrics } from '../../common/metrics-http.ts';
-import { UsageError, parseArgs, pickCommand, type CommandSpec, type Opts } from '../../common/args.ts';
+import { UsageError, commandWords as commonCommandWords, parseArgs, pickCommand, valueOptions, type CommandSpec, type Opts } from '../../common/args.ts';
 import { LabError } from '../../common/errors.ts';
 import { untilSignal } from '../../common/signals.ts';
 import { ValidationError } from '../lb/addr.ts';
@@ -172,26 +172,9 @@ export function usage(): string {
 
 const GROUPS = ['backend'];
 /** options that take a value, of any command: their value is never a command word */
-const VALUE_OPTS = new Set(Object.values(COMMANDS).flatMap((c) => Object.entries(c.spec.options).filter(([, o]) => o.type !== 'boolean').map(([n]) => n)));
+const VALUE_OPTS = valueOptions(COMMANDS);
 
-/**
- * The indexes of the command's words in argv. Options may come first (`svc --instance qa list`):
- * pickCommand takes the first words that are not options, which would make "qa" the command.
- */
-export function commandWords(argv: string[]): number[] {
-  const at: number[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--') break;
-    if (a.startsWith('-')) {
-      if (/^--[^=]+$/.test(a) && VALUE_OPTS.has(a.slice(2))) i++;
-      continue;
-    }
-    at.push(i);
-    if (at.length === 2 || !GROUPS.includes(a)) break;
-  }
-  return at;
-}
+const commandWords = (argv: string[]): number[] => commonCommandWords(argv, GROUPS, VALUE_OPTS);
 
 /**
  * Negative numbers: node's parseArgs reads "-1" as a short option ("unknown option -1"). As an
