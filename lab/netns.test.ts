@@ -82,20 +82,28 @@ describeRoot('lab/netns', () => {
     expect(await listNamespaces(`nstest-${process.pid}-`)).toEqual([]);
   });
 
-  it('sweeps namespaces left by a dead owner, and only those', async () => {
+  it('sweeps namespaces left by a dead owner and what runs in them, and only those', async () => {
     const dead = 'nstest-2147483-x';
     const mine = createTopology('nstest');
+    let orphan: ReturnType<typeof execa> | undefined;
     try {
       await execa('ip', ['netns', 'add', dead]);
       await mine.addNs('live');
+      // left running by the dead owner (detached, as a SIGKILLed run's children are) and by us
+      orphan = execa('ip', ['netns', 'exec', dead, 'sleep', '300'], { reject: false, detached: true });
+      const ours = mine.spawn('live', 'sleep', ['300']);
+      for (let i = 0; i < 50 && !String((await execa('ip', ['netns', 'pids', dead])).stdout).trim(); i++) await new Promise((r) => setTimeout(r, 50));
       const removed = await sweepStale('nstest');
       expect(removed).toEqual([dead]);
       expect(await listNamespaces('nstest-')).toEqual([mine.ns('live')]);
+      expect(await Promise.race([orphan.then((r) => r.signal), new Promise((r) => setTimeout(() => r('still running after 5 s'), 5000))])).toBe('SIGKILL');
+      expect(ours.exitCode).toBeNull();
     } finally {
+      orphan?.kill('SIGKILL');
       await execa('ip', ['netns', 'del', dead], { reject: false });
       await mine.dispose();
     }
-  });
+  }, 20_000);
 });
 
 describe('listeningPorts', () => {

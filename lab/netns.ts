@@ -335,6 +335,14 @@ export async function sweepStale(prefix: string): Promise<string[]> {
     if (!m) continue;
     // a zombie owner is dead too (its parent never reaped it: this machine's init does not)
     if (processAlive(Number(m[1]))) continue;
+    // what its run left running inside dies with it: a SIGKILLed tc-shaping run's datagram loop
+    // (bash, a whole CPU) outlived its namespace's name and ran on into the next runs
+    const pids = await execa('ip', ['netns', 'pids', name], { reject: false });
+    for (const pid of String(pids.stdout).split('\n').map(Number).filter((p) => p > 1 && p !== process.pid)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch { /* gone already */ }
+    }
     await execa('ip', ['netns', 'del', name], { reject: false });
     removed.push(name);
   }

@@ -11,13 +11,17 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { labCliArgv } from '../../common/dist.ts';
 import { collectOutput, untilReady } from '../../common/child.ts';
-import { pinDir, statePath } from '../../controller/tc/shaper.ts';
+import { STATE_DIR, instanceAlive, pinDir, readState, reapDeadInstance, statePath } from '../../controller/tc/shaper.ts';
+import { processAlive, terminate } from '../../common/host.ts';
 import type { Topology } from '../../lab/netns.ts';
 import { scaledTimeout, type ScenarioContext } from '../../lab/scenario.ts';
 import { iperf, wireMbit } from './flows.ts';
 import type { Link } from './shapers.ts';
 
-const INSTANCE = 'tcs-crash';
+// the run's pid in the name: two runs at once (nightly beside a user's) each crashed and took over
+// the other's "tcs-crash", reaping its filters mid-check (both failed their takeover check)
+const INSTANCE_PREFIX = 'tcs-crash-';
+const INSTANCE = `${INSTANCE_PREFIX}${process.pid}`;
 const RATE_MBIT = 10;
 const DATAGRAMS = 5;
 
@@ -41,6 +45,36 @@ async function udpReached(link: Link, to: string, rcvRole: string, n: number): P
   // one process for all of them: each costs ~0.3 s of a guest CPU under TCG
   await t.exec(link.role, 'bash', ['-c', `for i in $(seq ${n}); do printf x > /dev/udp/${to}/9; done`], { reject: false });
   return (await noPorts(t, rcvRole)) - before;
+}
+
+/**
+ * The crash-test instances of runs that are gone (SIGKILLed before their cleanup): a daemon of
+ * theirs still running is stopped (it removes what it attached), else its pins and state file are
+ * removed, and its filters where the namespace is still there (its sweep comes after). A fixed
+ * name did this by accident: the next run's start took the dead one over. Returns what could not
+ * be removed, for the run to warn about.
+ */
+export async function sweepStaleCrashInstances(): Promise<string[]> {
+  const kept: string[] = [];
+  let files: string[] = [];
+  try {
+    files = fs.readdirSync(STATE_DIR);
+  } catch {
+    return kept;
+  }
+  for (const f of files) {
+    const m = new RegExp(`^(${INSTANCE_PREFIX}(\\d+))\\.json$`).exec(f);
+    if (!m || processAlive(Number(m[2]))) continue;
+    const name = m[1]!;
+    try {
+      const st = readState(name);
+      if (instanceAlive(st) && !(await terminate(st.pid, st.owned?.pidStart))) throw new Error(`its daemon (pid ${st.pid}) did not exit on SIGTERM`);
+      reapDeadInstance(name);
+    } catch (e) {
+      kept.push(`${name}: ${(e as Error).message}`);
+    }
+  }
+  return kept;
 }
 
 export async function crashCheck(ctx: ScenarioContext, link: Link, o: { fq: boolean; rcv: string; rcvRole: string; port: number; secs: number }): Promise<void> {
