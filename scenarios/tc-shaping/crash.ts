@@ -56,6 +56,11 @@ async function udpReached(link: Link, to: string, rcvRole: string, n: number): P
  */
 export async function sweepStaleCrashInstances(): Promise<string[]> {
   const kept: string[] = [];
+  // its config and stream-stop files (crashCheck)
+  for (const f of fs.readdirSync(os.tmpdir())) {
+    const m = /^ebpf-lab-tcs-(?:crash|stream)-(\d+)(?:\.json)?$/.exec(f);
+    if (m && !processAlive(Number(m[1]))) fs.rmSync(path.join(os.tmpdir(), f), { force: true });
+  }
   let files: string[] = [];
   try {
     files = fs.readdirSync(STATE_DIR);
