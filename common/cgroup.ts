@@ -82,30 +82,57 @@ export function removeCgroup(dir: string, root = cgroup2Root()): void {
 /** `ebpf-lab-<what>-<pid>…` at the cgroup2 root: a cgroup a lab process made and names itself by */
 const OWNED = /^ebpf-lab-[a-z]+(?:-[a-z]+)*-(\d+)(?:-|$)/;
 
-/**
- * Remove the cgroups lab processes left at the cgroup2 root when they died without their cleanup
- * (SIGKILL, a second Ctrl-C, a removal that failed): every `ebpf-lab-<what>-<pid>…` whose pid is
- * gone or a zombie (common/host.ts processAlive). Its processes (orphans of the dead run) are
- * moved to the root, not killed. A reused pid keeps a stale cgroup (a leak), never removes a live
- * process's. Returns what was removed.
- */
-export function sweepStaleCgroups(root = findCgroup2Root()): string[] {
-  if (!root) return [];
-  const removed: string[] = [];
-  let names: string[];
+/** SIGKILL every process in a cgroup tree (but this one) */
+function killCgroupTree(dir: string): void {
+  let entries: fs.Dirent[] = [];
   try {
-    names = fs.readdirSync(root);
-  } catch {
-    return [];
-  }
-  for (const name of names) {
-    const m = OWNED.exec(name);
-    if (!m || processAlive(Number(m[1]))) continue;
+    entries = fs.readdirSync(dir, { withFileTypes: true });
+    for (const pid of fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number)) {
+      if (pid === process.pid) continue;
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch { /* exited */ }
+    }
+  } catch { /* gone */ }
+  for (const e of entries) if (e.isDirectory()) killCgroupTree(path.join(dir, e.name));
+}
+
+/** mount points of cgroup v1 hierarchies (hybrid hosts: energy caps CPU through v1's cpu controller) */
+export function cgroupV1Roots(): string[] {
+  return fs.readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' ')).filter((f) => f[2] === 'cgroup').map((f) => f[1]!);
+}
+
+/**
+ * Remove the cgroups lab processes left at the cgroup2 root, and at the roots of v1 hierarchies,
+ * when they died without their cleanup (SIGKILL, a second Ctrl-C, a removal that failed): every
+ * `ebpf-lab-<what>-<pid>…` whose pid is gone or a zombie (common/host.ts processAlive). Its
+ * processes are the dead run's orphans and are killed: moved to the root instead, a SIGKILLed
+ * energy run's two busy loops and its fsync writer ran on at a whole CPU into every later run and
+ * benchmark (session 34). A reused pid keeps a stale cgroup (a leak), never removes a live
+ * process's. Returns what was removed (v1 ones by path: that energy run's cpu cgroup on this
+ * hybrid host stayed too).
+ */
+export function sweepStaleCgroups(roots: string | (string | null)[] = [findCgroup2Root(), ...cgroupV1Roots()]): string[] {
+  const removed: string[] = [];
+  const v2 = findCgroup2Root();
+  for (const root of typeof roots === 'string' ? [roots] : roots) {
+    if (!root) continue;
+    let names: string[];
     try {
-      removeCgroup(path.join(root, name), root);
-      removed.push(name);
+      names = fs.readdirSync(root);
     } catch {
-      /* busy: the next run tries again */
+      continue;
+    }
+    for (const name of names) {
+      const m = OWNED.exec(name);
+      if (!m || processAlive(Number(m[1]))) continue;
+      try {
+        killCgroupTree(path.join(root, name));
+        removeCgroup(path.join(root, name), root);
+        removed.push(root === v2 ? name : path.join(root, name));
+      } catch {
+        /* busy: the next run tries again */
+      }
     }
   }
   return removed;

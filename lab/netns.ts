@@ -325,13 +325,13 @@ export function createTopology(prefix: string): Topology {
   return new Topology(prefix);
 }
 
-/** Namespaces named <prefix>-<pid>-… whose pid is dead: left behind by a crashed run. */
+/** Namespaces named <prefix>-<pid>-… or <prefix>-<pid> whose pid is dead: left behind by a crashed run. */
 export async function sweepStale(prefix: string): Promise<string[]> {
   const r = await execa('ip', ['netns', 'list'], { reject: false });
   const removed: string[] = [];
   for (const line of String(r.stdout).split('\n')) {
     const name = line.split(' ')[0] ?? '';
-    const m = name.match(new RegExp(`^${prefix}-(\\d+)-`));
+    const m = name.match(new RegExp(`^${prefix}-(\\d+)(?:-|$)`));
     if (!m) continue;
     // a zombie owner is dead too (its parent never reaped it: this machine's init does not)
     if (processAlive(Number(m[1]))) continue;

@@ -13,6 +13,7 @@ import { collectEnvironment, gitState, REPO_ROOT } from './env.ts';
 import { cpuFacts, runContext, snapshot } from './context.ts';
 import { ensureMounts, parsePidStat } from '../common/host.ts';
 import { sweepStaleCgroups } from '../common/cgroup.ts';
+import { sweepStaleTemp } from '../common/stale.ts';
 import { createProgress, type Progress } from '../common/progress.ts';
 import { probeKernel, type ProbeTable } from './probes.ts';
 import type { Block, Check, Results } from './results.ts';
@@ -192,6 +193,8 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
   // what runs killed before their cleanup left (a cgroup leaked unnoticed at a Ctrl-C in session 32)
   const swept = sweepStaleCgroups();
   if (swept.length) progress.info(`removed ${swept.length} cgroup(s) dead lab runs left: ${swept.join(', ')}`);
+  const sweptTemp = await sweepStaleTemp();
+  if (sweptTemp.length) progress.info(`removed ${sweptTemp.length} temp dir(s)/file(s) dead lab runs left (and stopped what ran from them): ${sweptTemp.join(', ')}`);
   const startedAt = new Date().toISOString();
   const environment = await collectEnvironment(spec);
   // The report directory is made only now, with the stop handlers installed in the same tick

@@ -16,6 +16,7 @@ import { freePort } from '../../common/net.ts';
 import { findOnPath } from '../../common/host.ts';
 import { lockHolderAlive, tryLock, unlock } from '../../common/lockfile.ts';
 import { onStopSignals, type StopSignal } from '../../common/signals.ts';
+import { runTempDir } from '../../common/stale.ts';
 
 export const JAEGER_MODULE = 'github.com/jaegertracing/jaeger';
 export const JAEGER_VERSION = 'v1.76.0';
@@ -123,7 +124,7 @@ export async function ensureJaeger(log: (s: string) => void = (s) => console.err
     const dl = await execa(go.bin, ['mod', 'download', '-json', `${JAEGER_MODULE}@${JAEGER_VERSION}`], { env, reject: false, cwd: os.tmpdir() });
     if (dl.exitCode !== 0) throw new LabError(`go mod download ${JAEGER_MODULE}@${JAEGER_VERSION} failed: ${dl.stderr.split('\n').slice(-3).join(' ')}`, 'check GOPROXY and the network, then pnpm lab setup tracing');
     const src = (JSON.parse(dl.stdout) as { Dir: string }).Dir;
-    work = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-jaeger-'));
+    work = runTempDir('jaeger');
     fs.cpSync(src, work, { recursive: true });
     await execa('chmod', ['-R', 'u+w', work]);
     const tmp = `${bin}.tmp`;
@@ -224,7 +225,7 @@ export class Jaeger extends BackendProcess {
 
   static async create(bin = jaegerPath()): Promise<Jaeger> {
     if (!fs.existsSync(bin)) throw new LabError(`no Jaeger binary at ${bin}`, 'pnpm lab setup tracing (builds it once from the Go module proxy)');
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-jaeger-run-'));
+    const dir = runTempDir('jaeger-run');
     return new Jaeger(bin, await freePort(), await freePort(), dir);
   }
 
@@ -406,7 +407,7 @@ export async function ensureVegeta(log: (s: string) => void = (s) => console.err
   fs.mkdirSync(cacheDir(), { recursive: true, mode: 0o755 });
   const t0 = Date.now();
   log(`building vegeta ${VEGETA_VERSION} from the Go module proxy (${go.version}) …`);
-  const gobin = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-vegeta-'));
+  const gobin = runTempDir('vegeta');
   try {
     const b = await execa(go.bin, ['install', `${VEGETA_MODULE}@${VEGETA_VERSION}`], { env: { ...process.env, GOTOOLCHAIN: 'local', GOBIN: gobin }, cwd: os.tmpdir(), reject: false, all: true });
     if (b.exitCode !== 0) throw new LabError(`building vegeta failed:\n${b.all?.split('\n').slice(-10).join('\n')}`, 'see the Go error above; pnpm lab setup tracing retries');

@@ -40,7 +40,7 @@ export async function vmKernelArgs(texts: string[]): Promise<VmKernelSpec[]> {
 /** Boot a guest, run one shell command, stream its output; resolves to its exit code. */
 export async function vmExec(spec: VmKernelSpec, command: string, o: { timeoutMs?: number; outDir?: string; quiet?: boolean; signal?: AbortSignal; stdout?: (b: Buffer) => void; stderr?: (b: Buffer) => void } = {}) {
   const progress = createProgress(process.stderr, o.quiet);
-  const tmp = await mkdtemp(join(tmpdir(), `${TMP_PREFIX}exec-`));
+  const tmp = await mkdtemp(join(tmpdir(), `${TMP_PREFIX}exec-${process.pid}-`));
   bootedTempDirs.push(tmp);
   const t0 = Date.now();
   const timeoutMs = o.timeoutMs ?? 30 * 60_000;

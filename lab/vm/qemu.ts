@@ -105,7 +105,7 @@ export class Vm {
   private constructor(readonly opts: BootOptions, readonly tmp: string) {}
 
   static async boot(opts: BootOptions): Promise<Vm> {
-    const tmp = await mkdtemp(join(tmpdir(), TMP_PREFIX));
+    const tmp = await mkdtemp(join(tmpdir(), `${TMP_PREFIX}${process.pid}-`));
     bootedTempDirs.push(tmp);
     const vm = new Vm(opts, tmp);
     live.add(vm);

@@ -113,7 +113,7 @@ export async function runInVng(o: {
     ...maskArgs(), ...(o.accel === 'tcg' ? ['--disable-kvm'] : []), '--exec', script];
   // vng wires the guest's stdout/stderr to /proc/self/fd/{1,2}, which it must be able to reopen
   // read-write: Node's stdio pipes are sockets and cannot be, so vng writes to a file we follow
-  const logDir = await mkdtemp(join(tmpdir(), 'ebpf-lab-vng-'));
+  const logDir = await mkdtemp(join(tmpdir(), `ebpf-lab-vng-${process.pid}-`));
   const logFile = join(logDir, 'out.log');
   const fd = openSync(logFile, 'w+');
   const t0 = Date.now();

@@ -17,6 +17,7 @@ import { numberOption, scaledTimeout, type Headline, type Scenario, type Scenari
 import { GEN_PATHS, buildLoadgen, runOpensnoop, runTs, runUntraced, type ConsumerRun, type GenKind } from './consumer.ts';
 import { buildCConsumer, runCConsumer, runTsProcess } from './c-consumer.ts';
 import { headlineFromRounds, perRoundRatios, runInterleaved, spreadOf } from '../../lab/rounds.ts';
+import { runTempDir } from '../../common/stale.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
@@ -263,7 +264,7 @@ const scenario: Scenario = {
         return;
       }
     }
-    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-hello-'));
+    const tmp = runTempDir('hello');
     ctx.defer('remove temp dir', () => fs.rmSync(tmp, { recursive: true, force: true }));
     await selfCheck(ctx);
     if (ctx.options.pid !== undefined || ctx.options.comm !== undefined || ctx.options.print) await livePrint(ctx);

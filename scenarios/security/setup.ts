@@ -2,13 +2,14 @@
 // workload's policy. Used by the scenario and the tests; every piece registers its own teardown.
 import fs from 'node:fs';
 import { execa } from 'execa';
-import os from 'node:os';
 import path from 'node:path';
 import { SecurityController } from '../../controller/security/controller.ts';
 import { cgroup2Root, createCgroup, removeCgroup } from '../../common/cgroup.ts';
 import { parsePolicies, type Policy } from '../../controller/security/policy.ts';
 import { ATTACKS_DIR, NOBODY, PYTHON, startListeners, startPostgres, type Listeners, type Postgres } from './workload.ts';
 import type { RunEnv } from './suite.ts';
+import { runTempDir } from '../../common/stale.ts';
+import { sweepStale } from '../../lab/netns.ts';
 
 export interface Lab extends RunEnv {
   root: string;
@@ -48,6 +49,8 @@ async function startTarget(defer: Defer): Promise<{ target: Target; env: Record<
   const net = `10.${250 + (tag % 4)}.${(tag >> 2) % 256}`;
   const [hostIp, ip] = [`${net}.1`, `${net}.2`];
   const inNs = (args: string[]) => execa('nsenter', [`--net=/run/netns/${ns}`, ...args]);
+  // a SIGKILLed run's target (and its listener) stayed for good: swept by its pid
+  await sweepStale('ebpf-lab-sectgt');
   await execa('ip', ['netns', 'add', ns]);
   defer(`delete netns ${ns} (and the veth)`, () => execa('ip', ['netns', 'del', ns], { reject: false }));
   await execa('ip', ['link', 'add', hostDev, 'type', 'veth', 'peer', 'name', 'tgt0', 'netns', ns]);
@@ -89,7 +92,7 @@ export async function setupLab(defer: Defer, opts: { postgres?: boolean; log?: (
   createCgroup(path.join(base, 'outside'));
   defer(`remove cgroups ${base}`, () => removeCgroup(base, root));
 
-  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-sec-'));
+  const scratch = runTempDir('sec');
   fs.chmodSync(scratch, 0o1777);
   defer(`remove ${scratch}`, () => fs.rmSync(scratch, { recursive: true, force: true }));
   // the workload runs as nobody, which may not read the checkout (e.g. a clone under /root):

@@ -10,6 +10,7 @@ import { execa } from 'execa';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../../common/net.ts';
 import { cacheDir } from '../../common/paths.ts';
+import { runTempDir } from '../../common/stale.ts';
 
 export const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const ATTACKS_DIR = path.join(HERE, 'attacks');
@@ -165,7 +166,7 @@ export async function preparePostgresTemplate(log: (s: string) => void = () => {
   if (fs.existsSync(tpl)) return tpl;
   if (process.env.EBPF_LAB_IN_VM === '1') return null;
   // initdb in the temp dir (the postgres user may not enter the checkout, e.g. under /root)
-  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-pg-template-'));
+  const work = runTempDir('pg-template');
   const part = `${tpl}.part-${process.pid}`;
   try {
     fs.chownSync(work, pg.user.uid, pg.user.gid);
@@ -191,7 +192,7 @@ export async function preparePostgresTemplate(log: (s: string) => void = () => {
  */
 export async function startPostgres(log: (s: string) => void): Promise<Postgres> {
   const { bin, version, user } = postgresInstall();
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-pg-'));
+  const dataDir = runTempDir('pg');
   fs.chownSync(dataDir, user.uid, user.gid);
   const port = (await portFree(5432)) ? 5432 : await freePort();
   const tpl = await preparePostgresTemplate(log);

@@ -5,10 +5,9 @@
 // daemon, leaving nothing. The controller's own test does the same on the host; here it runs on
 // the VM kernels too, where pinned cgroup links' lifetime is the kernel's, not this host's.
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { execa } from 'execa';
 import { labCliArgv } from '../../common/dist.ts';
+import { runTempFile } from '../../common/stale.ts';
 import { collectOutput, untilReady } from '../../common/child.ts';
 import { pinDir, statePath } from '../../controller/svc/controller.ts';
 import { scaledTimeout, type ScenarioContext } from '../../lab/scenario.ts';
@@ -21,7 +20,7 @@ const VIP = '10.97.0.20';
 
 export async function daemonCrashCheck(ctx: ScenarioContext, lab: SockLab, once: Once): Promise<void> {
   const instance = `slb-crash-${process.pid}`;
-  const file = path.join(os.tmpdir(), `ebpf-lab-slb-crash-${process.pid}.json`);
+  const file = runTempFile('slb-crash', 'json');
   const be = lab.backends4.map((a) => `${a}:${BACKEND_PORT}`);
   const write = (backends: string[]) => fs.writeFileSync(file, JSON.stringify({ cgroup: lab.cgClientRel, instance, services: [{ vip: `tcp://${VIP}:80`, algorithm: 'random', backends }] }));
   const [node, ...cli] = labCliArgv();

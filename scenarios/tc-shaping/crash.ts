@@ -6,13 +6,12 @@
 // controller's own test does this on the host, where sch_fq is missing, so only here (the VM
 // kernels have it) is the fq half of a dead instance's cleanup exercised.
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { execa } from 'execa';
 import { labCliArgv } from '../../common/dist.ts';
 import { collectOutput, untilReady } from '../../common/child.ts';
 import { STATE_DIR, instanceAlive, pinDir, readState, reapDeadInstance, statePath } from '../../controller/tc/shaper.ts';
 import { processAlive, terminate } from '../../common/host.ts';
+import { runTempFile } from '../../common/stale.ts';
 import type { Topology } from '../../lab/netns.ts';
 import { scaledTimeout, type ScenarioContext } from '../../lab/scenario.ts';
 import { iperf, wireMbit } from './flows.ts';
@@ -56,11 +55,6 @@ async function udpReached(link: Link, to: string, rcvRole: string, n: number): P
  */
 export async function sweepStaleCrashInstances(): Promise<string[]> {
   const kept: string[] = [];
-  // its config and stream-stop files (crashCheck)
-  for (const f of fs.readdirSync(os.tmpdir())) {
-    const m = /^ebpf-lab-tcs-(?:crash|stream)-(\d+)(?:\.json)?$/.exec(f);
-    if (m && !processAlive(Number(m[1]))) fs.rmSync(path.join(os.tmpdir(), f), { force: true });
-  }
   let files: string[] = [];
   try {
     files = fs.readdirSync(STATE_DIR);
@@ -84,7 +78,7 @@ export async function sweepStaleCrashInstances(): Promise<string[]> {
 
 export async function crashCheck(ctx: ScenarioContext, link: Link, o: { fq: boolean; rcv: string; rcvRole: string; port: number; secs: number }): Promise<void> {
   const t = link.topo;
-  const file = path.join(os.tmpdir(), `ebpf-lab-tcs-crash-${process.pid}.json`);
+  const file = runTempFile('tcs-crash', 'json');
   fs.writeFileSync(file, JSON.stringify({
     ...(o.fq ? { classes: [{ name: 'crash', rate: `${RATE_MBIT}mbit`, match: [{ dst: `${o.rcv}/32` }] }] } : {}),
     filters: [{ name: 'udp-drop', dir: 'egress', cidr: `${o.rcv}/32`, proto: 'udp', port: 9, action: 'drop' }],
@@ -141,7 +135,7 @@ export async function crashCheck(ctx: ScenarioContext, link: Link, o: { fq: bool
   // not get one through (a removal and a fresh attach left a gap: the controller's test saw 69–81
   // datagrams of ~2k/s pass)
   const tookOver = 'a restarted tc shaper takes the dead one\'s filters over in place: its drop rule never lapses' + (o.fq ? `, its ${RATE_MBIT} Mbit/s class holds after` : '');
-  const stopFile = path.join(os.tmpdir(), `ebpf-lab-tcs-stream-${process.pid}`);
+  const stopFile = runTempFile('tcs-stream', 'stop');
   fs.rmSync(stopFile, { force: true });
   const rcvBefore = await noPorts(t, o.rcvRole);
   // one bash process, no fork per datagram (a fork costs ~0.3 s of a guest CPU under TCG)

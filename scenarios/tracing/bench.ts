@@ -28,6 +28,7 @@ import { cgroup2Root, createCgroup, removeCgroup } from '../../common/cgroup.ts'
 import { freePort } from '../../common/net.ts';
 import { labCliArgv } from '../../common/dist.ts';
 import { collectOutput, untilReady } from '../../common/child.ts';
+import { runTempDir } from '../../common/stale.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 // joins the cgroup, then execs the program (looked up on PATH): everything it runs is counted there
@@ -305,7 +306,7 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
   const root = path.join(cgroup2Root(), `ebpf-lab-tracing-bench-${process.pid}`);
   createCgroup(root);
   ctx.defer('remove bench cgroups', () => removeCgroup(root));
-  const lua = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-wrk-')), 'bench.lua');
+  const lua = path.join(runTempDir('wrk'), 'bench.lua');
   fs.writeFileSync(lua, WRK_LUA);
   ctx.defer('remove wrk script', () => fs.rmSync(path.dirname(lua), { recursive: true, force: true }));
 

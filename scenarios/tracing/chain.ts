@@ -12,6 +12,7 @@ import { execa, type ResultPromise } from 'execa';
 import { cgroup2Root, createCgroup, removeCgroup } from '../../common/cgroup.ts';
 import { collectOutput, untilTrue } from '../../common/child.ts';
 import { freePort } from '../../common/net.ts';
+import { runTempDir } from '../../common/stale.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const PYTHON = '/usr/bin/python3';
@@ -50,7 +51,7 @@ export class Chain {
     const missing = chainMissing();
     if (missing) throw new Error(missing);
     const root = cgroup2Root();
-    const c = new Chain(path.join(root, `ebpf-lab-tracing-${process.pid}`), fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-tracing-')));
+    const c = new Chain(path.join(root, `ebpf-lab-tracing-${process.pid}`), runTempDir('tracing'));
     try {
       createCgroup(c.cgRoot);
       const [fport, mport, lport, refused] = [await freePort(), await freePort(), await freePort(), await freePort()];
