@@ -193,7 +193,9 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
   // what runs killed before their cleanup left (a cgroup leaked unnoticed at a Ctrl-C in session 32)
   const swept = sweepStaleCgroups();
   if (swept.length) progress.info(`removed ${swept.length} cgroup(s) dead lab runs left: ${swept.join(', ')}`);
-  const sweptTemp = await sweepStaleTemp();
+  // not in a guest: its /tmp shows the host's through the root overlay, and the host's pids are
+  // not its own (it took the host's live VM temp dir for a dead run's)
+  const sweptTemp = inGuest ? [] : await sweepStaleTemp();
   if (sweptTemp.length) progress.info(`removed ${sweptTemp.length} temp dir(s)/file(s) dead lab runs left (and stopped what ran from them): ${sweptTemp.join(', ')}`);
   const startedAt = new Date().toISOString();
   const environment = await collectEnvironment(spec);
