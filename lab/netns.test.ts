@@ -90,7 +90,7 @@ describeRoot('lab/netns', () => {
       await execa('ip', ['netns', 'add', dead]);
       await mine.addNs('live');
       // left running by the dead owner (detached, as a SIGKILLed run's children are) and by us
-      orphan = execa('ip', ['netns', 'exec', dead, 'sleep', '300'], { reject: false, detached: true });
+      orphan = execa('nsenter', [`--net=/run/netns/${dead}`, 'sleep', '300'], { reject: false, detached: true });
       const ours = mine.spawn('live', 'sleep', ['300']);
       for (let i = 0; i < 50 && !String((await execa('ip', ['netns', 'pids', dead])).stdout).trim(); i++) await new Promise((r) => setTimeout(r, 50));
       const removed = await sweepStale('nstest');
