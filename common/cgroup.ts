@@ -4,7 +4,7 @@
 // assumed.
 import fs from 'node:fs';
 import path from 'node:path';
-import { processAlive } from './host.ts';
+import { processAlive, signalAll } from './host.ts';
 
 /** where cgroup2 is mounted, or null (no cgroup2 mount) */
 export function findCgroup2Root(): string | null {
@@ -87,12 +87,7 @@ function killCgroupTree(dir: string): void {
   let entries: fs.Dirent[] = [];
   try {
     entries = fs.readdirSync(dir, { withFileTypes: true });
-    for (const pid of fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number)) {
-      if (pid === process.pid) continue;
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch { /* exited */ }
-    }
+    signalAll(fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number), 'SIGKILL');
   } catch { /* gone */ }
   for (const e of entries) if (e.isDirectory()) killCgroupTree(path.join(dir, e.name));
 }

@@ -179,6 +179,16 @@ export function processAlive(pid: unknown, startTime?: string | null): boolean {
   return !!st && st.state !== 'Z' && (!startTime || st.startTime === startTime);
 }
 
+/** Send sig to each pid but this process's; one already gone is skipped (the sweeps' orphan kills). */
+export function signalAll(pids: Iterable<number>, sig: NodeJS.Signals): void {
+  for (const pid of pids) {
+    if (pid === process.pid) continue;
+    try {
+      process.kill(pid, sig);
+    } catch { /* gone */ }
+  }
+}
+
 /**
  * `stop` of a daemon recorded in a state file: SIGTERM it (it removes what it attached itself) and
  * wait, by the clock, until it has gone, so that the command returns when the stop is done. True

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { processAlive } from './host.ts';
+import { processAlive, signalAll } from './host.ts';
 
 /** A temp dir owned by this process: `ebpf-lab-<what>-<pid>-XXXXXX`, swept once the pid is dead. */
 export function runTempDir(what: string): string {
@@ -65,17 +65,9 @@ export async function sweepStaleTemp(tmp = os.tmpdir()): Promise<string[]> {
     if (owner === undefined || processAlive(owner)) continue;
     const p = path.join(tmp, name);
     const users = usersOf(p);
-    for (const pid of users) {
-      try {
-        process.kill(pid, 'SIGTERM');
-      } catch { /* gone */ }
-    }
+    signalAll(users, 'SIGTERM');
     for (let i = 0; i < 40 && users.some((u) => processAlive(u)); i++) await new Promise((r) => setTimeout(r, 50));
-    for (const pid of users.filter((u) => processAlive(u))) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch { /* gone */ }
-    }
+    signalAll(users.filter((u) => processAlive(u)), 'SIGKILL');
     try {
       fs.rmSync(p, { recursive: true, force: true });
       removed.push(name);

@@ -6,7 +6,7 @@
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import { execa, type Options as ExecaOptions, type ResultPromise } from 'execa';
-import { processAlive } from '../common/host.ts';
+import { processAlive, signalAll } from '../common/host.ts';
 
 export interface VethEnd {
   ns: string; // role
@@ -338,11 +338,7 @@ export async function sweepStale(prefix: string): Promise<string[]> {
     // what its run left running inside dies with it: a SIGKILLed tc-shaping run's datagram loop
     // (bash, a whole CPU) outlived its namespace's name and ran on into the next runs
     const pids = await execa('ip', ['netns', 'pids', name], { reject: false });
-    for (const pid of String(pids.stdout).split('\n').map(Number).filter((p) => p > 1 && p !== process.pid)) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch { /* gone already */ }
-    }
+    signalAll(String(pids.stdout).split('\n').map(Number).filter((p) => p > 1), 'SIGKILL');
     await execa('ip', ['netns', 'del', name], { reject: false });
     removed.push(name);
   }
