@@ -15,7 +15,7 @@ const PIN_ROOT = '/sys/fs/bpf/ebpf-lab';
 describeRoot('xdp-lb stopped mid-run', () => {
   it('a Ctrl-C while a load runs beside other steps: cleaned up, ERROR report with the checks so far', async () => {
     const out = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-xlbstop-'));
-    const temps = () => new Set(fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith('xlb-')));
+    const temps = () => new Set(fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith('ebpf-lab-xlb-')));
     const before = temps();
     try {
       // the step before the live changes under load; then wrk is running, the main path sleeps between changes

@@ -8,7 +8,6 @@
 // MACs and sends the frame back out (XDP_TX) to the chosen backend, the backend answers the
 // client directly. The proxies use the same segment: client → LB address → backends.
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
@@ -25,6 +24,7 @@ import { processAlive, readPidStat } from '../../common/host.ts';
 import { collectOutput, untilReady } from '../../common/child.ts';
 import { scaledTimeout } from '../../lab/scenario.ts';
 import { DEFAULT_PIN_ROOT, type LbConfig } from '../../controller/lb/config.ts';
+import { runTempDir } from '../../common/stale.ts';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const CLIENT4 = '10.99.0.1';
@@ -70,7 +70,8 @@ export interface LbTopology {
 export async function buildTopology(opts: { prefix: string; backends: number; log?: (s: string) => void; peerXdp?: boolean }): Promise<LbTopology> {
   const log = opts.log ?? (() => {});
   const topo = createTopology(opts.prefix);
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${opts.prefix}-`));
+  // the pid in the name (common/stale.ts): a SIGKILLed run's dir is removed by the next run
+  const dir = runTempDir(opts.prefix);
   const n = opts.backends;
   try {
     log(`namespaces ${opts.prefix}-${process.pid}-*`);
