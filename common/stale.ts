@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { processAlive, signalAll } from './host.ts';
+import { processAlive, signalAll, terminate } from './host.ts';
 
 /** A temp dir owned by this process: `ebpf-lab-<what>-<pid>-XXXXXX`, swept once the pid is dead. */
 export function runTempDir(what: string): string {
@@ -65,9 +65,8 @@ export async function sweepStaleTemp(tmp = os.tmpdir()): Promise<string[]> {
     if (owner === undefined || processAlive(owner)) continue;
     const p = path.join(tmp, name);
     const users = usersOf(p);
-    signalAll(users, 'SIGTERM');
-    for (let i = 0; i < 40 && users.some((u) => processAlive(u)); i++) await new Promise((r) => setTimeout(r, 50));
-    signalAll(users.filter((u) => processAlive(u)), 'SIGKILL');
+    const ended = await Promise.all(users.map((u) => terminate(u, undefined, 2000)));
+    signalAll(users.filter((_, i) => !ended[i]), 'SIGKILL');
     try {
       fs.rmSync(p, { recursive: true, force: true });
       removed.push(name);
