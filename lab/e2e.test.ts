@@ -45,12 +45,15 @@ interface Ran {
  * (QEMU dies with it: pdeathsig), so a hung guest fails its test with a message naming the last
  * progress line instead of holding the suite until vitest's timeout and leaving QEMU behind.
  */
-function lab(args: string[], dir: string, o: { budgetMs: number; onLine?: (l: string, kill: (sig: NodeJS.Signals) => void) => void }): Promise<Ran> {
+function lab(args: string[], dir: string, o: { budgetMs: number; onLine?: (l: string, kill: (sig: NodeJS.Signals) => void) => void; group?: boolean }): Promise<Ran> {
   const [node, ...cli] = labCliArgv();
   const budgetMs = scaled(o.budgetMs);
   return new Promise((resolve) => {
     const t0 = Date.now();
-    const p = spawn(node!, [...cli, ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    // group: the command leads a process group of its own, and onLine's kill signals the whole
+    // group, as a terminal's Ctrl-C does (every process of the foreground group gets it)
+    const p = spawn(node!, [...cli, ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: !!o.group });
+    const signal = (sig: NodeJS.Signals) => (o.group ? process.kill(-p.pid!, sig) : p.kill(sig));
     let out = '';
     let err = '';
     let overran: string | undefined;
@@ -66,7 +69,7 @@ function lab(args: string[], dir: string, o: { budgetMs: number; onLine?: (l: st
       err += d.toString();
       // progress goes to the test log, so a slow CI run shows where it is
       process.stderr.write(d);
-      if (o.onLine) for (const l of d.toString().split('\n')) o.onLine(l, (sig) => p.kill(sig));
+      if (o.onLine) for (const l of d.toString().split('\n')) o.onLine(l, signal);
     });
     p.on('close', (code) => {
       clearTimeout(killer);
@@ -162,6 +165,34 @@ describe.skipIf(!!skip)(`the commands users run, in VMs ${skip ? `(skipped: ${sk
       expect(r.err).not.toMatch(/^\s+at .+:\d+:\d+\)?$/m);
     }, scaled(8 * MIN) + 2 * MIN);
   }
+
+  // A terminal's Ctrl-C reaches every process of its foreground group: the matrix and the row it
+  // runs in a subprocess. The matrix also passes the stop on (it must, when it alone is signalled),
+  // so the row got two and took the second for the user's "kill now": its guest was killed at once
+  // and the cell's report held no checks. The row now leads a group of its own: the stop it gets is
+  // the matrix's, once per Ctrl-C.
+  it('Ctrl-C to a matrix (its whole process group) stops the row\'s guest run cleanly: its checks so far in the report, no guest left', async () => {
+    const dir = tmp();
+    let inGuest = false;
+    let sent = false;
+    const r = await lab(['matrix', '--kernels', '6.1,host', '--scenarios', 'hello-openat', '--out', dir], dir, { budgetMs: 8 * MIN, group: true, onLine: (l, kill) => {
+      if (l.includes('running in the guest')) inGuest = true;
+      else if (inGuest && !sent && l.includes('paced load')) {
+        sent = true;
+        kill('SIGINT');
+      }
+    } });
+    finished(r);
+    expect(sent).toBe(true);
+    expect(r.code).not.toBe(0);
+    expect(r.err).toMatch(/\[6\.1\] .*SIGINT: stopping the guest and cleaning up/);
+    expect(r.err).not.toMatch(/again: killing the guest now/);
+    const cells = JSON.parse(fs.readFileSync(path.join(dir, 'matrix.json'), 'utf8')) as { kernel: string; status: string; error?: string; dir: string }[];
+    expect(cells.map((c) => [c.kernel, c.status, c.error])).toEqual([['6.1', 'error', 'interrupted by SIGINT'], ['host', 'error', 'not run (interrupted)']]);
+    const cell = JSON.parse(fs.readFileSync(path.join(dir, cells[0]!.dir, 'results.json'), 'utf8')) as Results;
+    expect(cell.checks.filter((c) => c.status === 'pass').map((c) => c.name)).toEqual(['openat event arrives through the ring buffer', 'event carries our pid and comm']);
+    expect(qemuOf(dir)).toEqual([]);
+  }, scaled(8 * MIN) + 2 * MIN);
 
   // last: tracing needs the Jaeger binary, which `./lab.sh test` builds in the background meanwhile.
   // budget: what a passing run takes here (TCG, 2 shared cores) with room for a loaded machine;

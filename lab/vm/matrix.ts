@@ -44,7 +44,10 @@ function runUnit(u: Unit, children: Set<ChildProcess>, extra: string[]): Promise
     ? [...cli, 'matrix', '--row', '--kernels', u.kernel, '--scenarios', u.cells.map((c) => c.scenario).join(','), '--out', u.outDir, ...(extra.length ? ['--', ...extra] : [])]
     : [...cli, 'run', u.cells[0]!.scenario, '--kernel', u.kernel, '--out', u.cells[0]!.dir, ...extra];
   return new Promise((res) => {
-    const p = spawn(node!, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    // detached: the subprocess leads a process group of its own, so a stop reaches it once, from
+    // the matrix (onSig below). In the terminal's group it got a Ctrl-C twice, the terminal's and the
+    // matrix's, and a row takes a second stop for "kill the guest now": the cell lost its checks.
+    const p = spawn(node!, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     children.add(p);
     const pipe = (d: Buffer) => {
       for (const l of logs) l.write(d);
@@ -339,6 +342,10 @@ export async function matrixCommand(argv: string[]): Promise<number> {
     for (const c of children) c.kill('SIGINT');
   };
   const offSignals = onStopSignals(onSig);
+  // out of the terminal's group, a subprocess no longer gets the Ctrl-C of a matrix that died
+  // before passing it on (an uncaught error): it is stopped as the matrix exits
+  const stopChildren = () => { for (const c of children) c.kill('SIGINT'); };
+  process.on('exit', stopChildren);
   try {
     let next = 0;
     const worker = async () => {
@@ -356,6 +363,7 @@ export async function matrixCommand(argv: string[]): Promise<number> {
     } else await Promise.all(Array.from({ length: Math.min(jobs, units.length) }, worker));
   } finally {
     offSignals();
+    process.off('exit', stopChildren);
   }
   for (const c of cells) if (c.status === 'pending') { c.status = 'error'; c.error = 'not run (interrupted)'; }
   await writeMatrixReport(cells, scenarios, kernels, outDir, started, reportOnly ? undefined : Date.now() - t0);
