@@ -33,9 +33,10 @@ const TOP: CommandSpec<typeof TOP_OPTS> = {
 
 export async function energyCommand(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
-  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
-    (cmd ? console.log : console.error)('usage: pnpm lab energy <command>\n\n  top   live energy per cgroup / process (pnpm lab energy top --help)');
-    return cmd ? 0 : 2;
+  if (!cmd) throw new UsageError('energy needs a command', 'pnpm lab energy --help lists the commands');
+  if (cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    console.log('usage: pnpm lab energy <command>\n\n  top   live energy per cgroup / process (pnpm lab energy top --help)');
+    return 0;
   }
   if (cmd !== 'top') {
     const near = suggest(cmd, ['top']);

@@ -33,7 +33,7 @@ describe('lab CLI failure modes: one line, a fix, no stack trace', () => {
   // [args, exit code, stderr must match]
   const cgroup = isRoot ? '/' : '/';
   const cases: [string, () => string[], number, RegExp][] = [
-    ['policy without a command', () => ['policy'], 2, /usage: pnpm lab policy <command>/],
+    ['policy without a command', () => ['policy'], 2, /error: policy needs a command\n\s+fix: pnpm lab policy --help/],
     ['policy with a typo', () => ['policy', 'lst'], 2, /error: unknown policy command "lst" \(did you mean "list"\?\)\n\s+fix: commands: /],
     ['policy apply without a file', () => ['policy', 'apply'], 2, /error: missing <file>\n\s+fix: usage: pnpm lab policy apply <file>/],
     ['policy apply of a missing file', () => ['policy', 'apply', 'no/such.yaml'], 1, /error: cannot read policy file no\/such\.yaml: no such file\n\s+fix: /],

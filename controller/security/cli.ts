@@ -90,10 +90,10 @@ function usage(): string {
 
 export async function policyCommand(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
-  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
-    // asked for: stdout, exit 0; a missing command is a usage error: stderr, exit 2
-    (cmd ? console.log : console.error)(usage());
-    return cmd ? 0 : 2;
+  if (!cmd) throw new UsageError('policy needs a command', 'pnpm lab policy --help lists the commands');
+  if (cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    console.log(usage());
+    return 0;
   }
   const spec = COMMANDS[cmd];
   if (!spec) {

@@ -192,7 +192,8 @@ function usage(): string {
 
 export async function tcCommand(argv: string[]): Promise<number> {
   const [group, sub, ...rest] = argv;
-  if (!group || group === '--help' || group === '-h' || group === 'help') {
+  if (!group) throw new UsageError('tc needs a command', 'pnpm lab tc --help lists the commands');
+  if (group === '--help' || group === '-h' || group === 'help') {
     console.log(usage());
     return 0;
   }
@@ -200,9 +201,10 @@ export async function tcCommand(argv: string[]): Promise<number> {
     const s = suggest(group, ['shape', 'filter']);
     throw new UsageError(`unknown tc command "${group}"${s ? ` (did you mean ${s}?)` : ''}`, 'pnpm lab tc --help lists the commands');
   }
-  if (!sub || sub === '--help' || sub === '-h') {
+  if (!sub) throw new UsageError(`tc ${group} needs a command`, 'pnpm lab tc --help lists the commands');
+  if (sub === '--help' || sub === '-h') {
     console.log(usage());
-    return sub ? 0 : 2;
+    return 0;
   }
   const c = COMMANDS[`${group} ${sub}`];
   if (!c && sub.startsWith('-')) {

@@ -88,10 +88,11 @@ const SUB = {
 
 export async function vmCommand(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
-  if (!sub || sub === '--help' || sub === '-h') {
-    // asked for, the usage is the answer; with no command it is the error (as lb, policy, energy)
-    (sub ? console.log : console.error)(USAGE);
-    return sub ? 0 : 2;
+  // a missing command is a usage mistake: one line and the fix, as every command group (lb, svc, tc …)
+  if (!sub) throw new UsageError('vm needs a command', 'pnpm lab vm --help lists the commands');
+  if (sub === '--help' || sub === '-h') {
+    console.log(USAGE);
+    return 0;
   }
   if (!(sub in SUB)) {
     const s = suggest(sub, Object.keys(SUB));
