@@ -74,3 +74,9 @@ export async function sweepStaleTemp(tmp = os.tmpdir()): Promise<string[]> {
   }
   return removed;
 }
+
+/** sweepStaleTemp before a run (on the host or a VM row), saying what it removed in one line */
+export async function sweepStaleTempBeforeRun(info: (line: string) => void): Promise<void> {
+  const removed = await sweepStaleTemp();
+  if (removed.length) info(`removed ${removed.length} temp dir(s)/file(s) dead lab runs left (and stopped what ran from them): ${removed.join(', ')}`);
+}

@@ -13,7 +13,7 @@ import { collectEnvironment, gitState, REPO_ROOT } from './env.ts';
 import { cpuFacts, runContext, snapshot } from './context.ts';
 import { ensureMounts, parsePidStat } from '../common/host.ts';
 import { sweepStaleCgroups } from '../common/cgroup.ts';
-import { sweepStaleTemp } from '../common/stale.ts';
+import { sweepStaleTempBeforeRun } from '../common/stale.ts';
 import { createProgress, type Progress } from '../common/progress.ts';
 import { probeKernel, type ProbeTable } from './probes.ts';
 import type { Block, Check, Results } from './results.ts';
@@ -195,8 +195,7 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
   if (swept.length) progress.info(`removed ${swept.length} cgroup(s) dead lab runs left: ${swept.join(', ')}`);
   // not in a guest: its /tmp shows the host's through the root overlay, and the host's pids are
   // not its own (it took the host's live VM temp dir for a dead run's)
-  const sweptTemp = inGuest ? [] : await sweepStaleTemp();
-  if (sweptTemp.length) progress.info(`removed ${sweptTemp.length} temp dir(s)/file(s) dead lab runs left (and stopped what ran from them): ${sweptTemp.join(', ')}`);
+  if (!inGuest) await sweepStaleTempBeforeRun((s) => progress.info(s));
   const startedAt = new Date().toISOString();
   const environment = await collectEnvironment(spec);
   // The report directory is made only now, with the stop handlers installed in the same tick

@@ -24,7 +24,7 @@ import { configFacts, resolveKernel } from './kernels.ts';
 import { chooseAccel } from './kvm.ts';
 import { shq } from './qemu.ts';
 import type { VmKernelSpec } from './spec.ts';
-import { sweepStaleTemp } from '../../common/stale.ts';
+import { sweepStaleTempBeforeRun } from '../../common/stale.ts';
 
 export interface RowCell {
   scenario: string;
@@ -125,8 +125,7 @@ export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHook
     progress.step('checking tools');
     await ensureTools(['build', 'vm'], (s) => progress.info(s));
     // a SIGKILLed VM run's temp dir (QEMU dies with it; its sockets and overlay stayed)
-    const sweptTemp = await sweepStaleTemp();
-    if (sweptTemp.length) progress.info(`removed ${sweptTemp.length} temp dir(s)/file(s) dead lab runs left: ${sweptTemp.join(', ')}`);
+    await sweepStaleTempBeforeRun((s) => progress.info(s));
     // the kernel first: a mistyped or missing kernel fails before a report directory exists
     const kernel = await resolveKernel(args.kernel, progress, abort.signal);
     const dirs = args.cells.map((c) => hooks.makeOutDir(c, spec));
