@@ -4,7 +4,7 @@ import { appendFile, writeFile } from 'node:fs/promises';
 import { parseArgs, UsageError } from '../../common/args.ts';
 import { LabError } from '../../common/errors.ts';
 import { checkOutDir, checkOutFile } from '../out-dir.ts';
-import { runKey, compareRuns, DEFAULT_FLOOR, DEFAULT_K, loadRuns, markdownTable, textTable } from './compare.ts';
+import { runKey, compareRuns, type LoadedRun, DEFAULT_FLOOR, DEFAULT_K, loadRuns, markdownTable, textTable } from './compare.ts';
 
 const compareOptions = {
   k: { type: 'number', min: 0, valueName: 'N', default: DEFAULT_K, description: 'a change must exceed N × the baseline MAD (and the floor) to count' },
@@ -36,17 +36,28 @@ export async function compareCommand(argv: string[]): Promise<number> {
   if (p.values.summary !== undefined && p.values.summary !== '-') checkOutFile(p.values.summary, 'summary', '"$GITHUB_STEP_SUMMARY" or /tmp/summary.md');
   const [b, c] = [await loadRuns(base), await loadRuns(cand)];
   if (!c.length) throw new LabError(`no results.json under ${cand.join(', ')}`, 'pass run directories written by pnpm lab run|bench|matrix');
+  // A candidate that ended in error measured nothing a gate can vouch for. Alone it made the gate
+  // pass with "no headline figures" when the baseline had none either; now it is named, and a
+  // comparison whose every candidate erred is an error.
+  const erred = c.filter((r) => r.results.status === 'error');
+  const errLine = (r: LoadedRun) => `${r.results.runId} (${(r.results.error ?? 'no error recorded').split('\n')[0]})`;
+  if (erred.length === c.length) throw new LabError(`nothing to compare: the candidate run${c.length === 1 ? '' : 's'} ended in error: ${erred.map(errLine).join('; ')}`, 'its report.html says why; compare a run that finished');
+  for (const r of erred) console.error(`warning: candidate ${errLine(r)} ended in error: its figures are not compared`);
   const candIds = new Set(c.map((r) => runKey(r.results)));
   const baseRuns = b.filter((r) => !candIds.has(runKey(r.results)));
   if (b.length && !baseRuns.length) throw new LabError('nothing to compare: the baseline runs are the candidate runs (a run is never its own baseline)', 'give earlier runs of the same scenario and kernel as the baseline');
   const rows = compareRuns(baseRuns, c, { k: p.values.k, defaultFloor: p.values.floor, window: p.values.window });
-  // a gate that compared nothing must not pass: every figure only on one side is a mismatch
-  if (rows.length && !rows.some((r) => r.baseline && r.candidate)) {
+  // a gate that compared nothing must not pass: every figure only on one side is a mismatch. An
+  // empty baseline is not one: the first night's history has no runs yet, and every figure is new
+  // (the nightly failed its first night with "nothing to compare").
+  if (!rows.length && p.values['fail-on-regression']) throw new LabError('nothing to compare: no headline figures in the candidate runs', 'compare runs of scenarios that declare headline figures (pnpm lab bench <scenario> records the most)');
+  if (b.length && rows.length && !rows.some((r) => r.baseline && r.candidate)) {
     const side = (v: string) => [...new Set(rows.filter((r) => r.verdict === v).map((r) => `${r.scenario} on ${r.kernel} (${r.machine})`))].join(', ') || 'none with headline figures';
     throw new LabError(`nothing to compare: no baseline run matches a candidate's scenario, kernel and machine class (candidates: ${side('new')}; baseline: ${side('missing')})`, 'compare runs of the same scenario and kernel from the same machine class');
   }
   const regressions = rows.filter((r) => r.verdict === 'regression').length;
   const fmt = p.values.format ?? 'text';
+  if (!b.length) console.error(`no baseline runs under ${base.join(', ')} (a first run): every figure is new, none is judged`);
   if (!rows.length) console.log('no headline figures in these runs (scenarios declare them with ctx.headline)');
   else if (fmt === 'json') console.log(JSON.stringify(rows, null, 2));
   else console.log(fmt === 'markdown' ? markdownTable(rows) : textTable(rows));

@@ -167,6 +167,30 @@ describe('lab compare (CLI)', () => {
     expect(self.stderr).toMatch(/^error: nothing to compare: the baseline runs are the candidate runs/);
   }, 60_000);
 
+  // the nightly gate: its first night has an empty history; a night whose run errored has no figures
+  it('an empty baseline (a first night) passes with every figure new; a candidate that ended in error fails the gate, named', async () => {
+    const empty = join(dir, 'empty-history');
+    await mkdir(empty, { recursive: true });
+    const good = await write('first', synthRun({ index: 9, seed: 301, noise: 0.05, value: 100 }));
+    const first = await cli(['--fail-on-regression', empty, '--', good]);
+    expect(first.exitCode, first.stderr).toBe(0);
+    expect(first.stdout).toContain('new (no baseline)');
+    expect(first.stderr).toMatch(/no baseline runs under .*empty-history \(a first run\): every figure is new/);
+    const erred = synthRun({ index: 10, seed: 302, noise: 0.05, value: 100, status: 'error' });
+    erred.error = 'interrupted by SIGINT';
+    const bad = await write('erred', erred);
+    for (const baseline of [empty, join(dir, 'base')]) {
+      const r = await cli(['--fail-on-regression', baseline, bad]);
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr).toBe(`error: nothing to compare: the candidate run ended in error: ${erred.runId} (interrupted by SIGINT)\n  fix: its report.html says why; compare a run that finished`);
+    }
+    // beside a good candidate it is named and left out; the good one is judged
+    const both = await cli(['--fail-on-regression', join(dir, 'base'), '--', bad, good]);
+    expect(both.exitCode, both.stderr).toBe(0);
+    expect(both.stderr).toContain(`warning: candidate ${erred.runId} (interrupted by SIGINT) ended in error: its figures are not compared`);
+    expect(both.stdout).toContain('within noise');
+  }, 60_000);
+
   it('loadRuns dedupes a run seen under two trees', async () => {
     const runs = await loadRuns([join(dir, 'base'), join(dir, 'base')]);
     expect(runs).toHaveLength(5);
