@@ -4,7 +4,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { bpfObjects, describeRoot, labCli } from '../../lab/testing.ts';
-import { EVENTS_PATH, PIN_DIR, SecurityController, pinnedLinks } from './controller.ts';
+import { EVENTS_PATH, PIN_DIR, SecurityController, pinnedLinks, runningDaemon } from './controller.ts';
 import { cgroup2Root, createCgroup, removeCgroup } from '../../common/cgroup.ts';
 import { PolicyError, parsePolicies } from './policy.ts';
 import { policyCommand } from './cli.ts';
@@ -382,6 +382,41 @@ except OSError as e: print('raw', e.errno)`;
     }
     expect(after.progs.filter((p) => progIds.includes(p.id))).toEqual([]);
   });
+
+  // Two started at once both found no daemon.json: one pinned every link, the other failed each pin
+  // with EEXIST, called the hooks "unsupported" and ran on; `policy stop` stopped that one, and the
+  // first kept its programs attached through its fds after "nothing is enforced any more".
+  it.skipIf(pinsInUse)(`two daemons started at once: one owns the pins, the other refuses; stop then leaves no program${pinsInUse ? ` [skipped: ${PIN_DIR} is in use by another controller]` : ''}`, async () => {
+    const hadEvents = fs.existsSync(EVENTS_PATH);
+    const before = await bpfObjects();
+    const start = () => execa(NODE, [...LAB, 'policy', 'daemon'], { reject: false, cwd: path.join(import.meta.dirname, '../..') });
+    const ds = [start(), start()];
+    try {
+      // the refused one exits on its own; the other runs until stopped
+      const timeout = new Promise<never>((_, no) => setTimeout(() => no(new Error('neither daemon exited within 30 s: both ran')), 30_000).unref());
+      const refused = await Promise.race([...ds.map((d) => d.then((r) => ({ d, r }))), timeout]);
+      expect(refused.r.exitCode).toBe(1);
+      expect(refused.r.stderr).toMatch(/^error: a security controller \(pid \d+\) already owns \/sys\/fs\/bpf\/ebpf-lab\/security\n\s+fix: stop it first/);
+      const owner = ds.find((d) => d !== refused.d)!;
+      expect(runningDaemon()).toBe(owner.pid);
+    } finally {
+      await policyCommand(['stop']);
+      // a daemon that stop did not reach (the failure above) is killed, so the test fails, not hangs
+      const kill = setTimeout(() => { for (const d of ds) d.kill('SIGKILL'); }, 15_000);
+      await Promise.all(ds);
+      clearTimeout(kill);
+      if (!hadEvents) fs.rmSync(EVENTS_PATH, { force: true });
+    }
+    expect(ds.map((d) => d.exitCode).sort()).toEqual([0, 1]);
+    let after = await bpfObjects();
+    const ours = () => after.progs.filter((p) => !before.progs.some((b) => b.id === p.id) && p.name?.startsWith('sec_'));
+    for (let i = 0; i < 30 && ours().length; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      after = await bpfObjects();
+    }
+    expect(ours()).toEqual([]);
+    expect(fs.existsSync(PIN_DIR)).toBe(false);
+  }, 90_000);
 });
 
 function cgroupRootSafe(): string {

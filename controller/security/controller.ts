@@ -14,6 +14,7 @@ import { ensureObject } from '../../bpf/build.ts';
 import { sec_event_action, sec_event_kind, sec_exec_mode, sec_mech, security, type Security as SecuritySkeleton, type SecurityShape, type sec_event } from '../../bpf/gen/security.ts';
 import { cgroup2Root } from '../../common/cgroup.ts';
 import { processAlive, procStart, terminate } from '../../common/host.ts';
+import { readLockHolder, tryLock, unlock } from '../../common/lockfile.ts';
 import { formatAddr } from './policy.ts';
 import { F_ENFORCE, MAP_NAMES, PolicyStore, emptyState, type SecMaps, type StoreState, type StoredPolicy } from './store.ts';
 import { KernelIdentity } from './identity.ts';
@@ -26,6 +27,14 @@ export const LINK_DIR = path.join(PIN_DIR, 'links');
 export const RUN_DIR = '/run/ebpf-lab/security';
 export const STATE_PATH = path.join(RUN_DIR, 'state.json');
 export const EVENTS_PATH = path.join(RUN_DIR, 'events.jsonl');
+/**
+ * Held by the daemon from before it looks at the pins until it exits. Two daemons started at once
+ * both found no daemon.json (written only once a daemon is up): one pinned every link, the other
+ * failed each pin with EEXIST, called the hooks "unsupported" and ran on enforcing nothing of its
+ * own; `policy stop` then stopped that one and unpinned, while the first kept its links attached
+ * through its fds, unrecorded, after "nothing is enforced any more".
+ */
+const DAEMON_LOCK = path.join(RUN_DIR, 'daemon.lock');
 
 const LSM_PROGS = ['sec_exec_lsm', 'sec_connect_lsm', 'sec_socket_lsm'];
 /** every program the controller attaches, and where */
@@ -142,8 +151,13 @@ export class SecurityController {
     // links a previous daemon pinned: kept exactly as they are (no gap in enforcement)
     const adopted = new Map<string, Link>();
     if (opts.pin) {
-      const other = runningDaemon();
-      if (other) throw new LabError(`a security controller (pid ${other}) already owns ${PIN_DIR}`, `stop it first (Ctrl-C or kill ${other}; enforcement stays pinned), or use that one`);
+      fs.mkdirSync(RUN_DIR, { recursive: true });
+      const held = tryLock(DAEMON_LOCK);
+      const other = held === true ? runningDaemon() : held;
+      if (other) {
+        if (held === true) unlock(DAEMON_LOCK);
+        throw new LabError(`a security controller (pid ${other}) already owns ${PIN_DIR}`, `stop it first (Ctrl-C or kill ${other}; enforcement stays pinned), or use that one`);
+      }
       fs.mkdirSync(LINK_DIR, { recursive: true });
       for (const h of HOOKS) {
         const l = Link.openPinned(path.join(LINK_DIR, h.prog), `${h.prog} → ${h.hook} (pinned)`);
@@ -189,6 +203,7 @@ export class SecurityController {
     } catch (e) {
       for (const l of adopted.values()) l.close(); // our fds only: the pins keep them attached
       obj.close();
+      if (opts.pin) unlock(DAEMON_LOCK);
       throw e;
     }
   }
@@ -206,24 +221,30 @@ export class SecurityController {
       if (h.kind === 'lsm' && !lsmOk) continue;
       // a fallback is only attached where its mechanism is not covered by LSM
       if (h.prog === 'sec_socket_tp' && attached.has('sec_socket_lsm')) continue;
+      let l: Link;
       try {
         const p = this.skel.program(h.prog);
-        const l = h.kind === 'trace' ? attachTrace(p) : h.kind === 'lsm' ? attachLsm(p) : h.kind === 'cgroup' ? attachCgroup(p, cg) : attachTracepoint(p, 'syscalls', 'sys_enter_socket');
-        // pinned, the attachment lives until the pin is removed: closing our fd (all that libbpf's
-        // destroy does for a bpf_link) at exit or on a crash does not detach it
-        if (this.pinned) {
-          try {
-            l.pin(path.join(LINK_DIR, h.prog));
-          } catch (e) {
-            l.close(); // an attachment that could not be pinned would end with this process: fail loudly instead
-            throw e;
-          }
-        }
-        this.links.push(l);
-        attached.add(h.prog);
+        l = h.kind === 'trace' ? attachTrace(p) : h.kind === 'lsm' ? attachLsm(p) : h.kind === 'cgroup' ? attachCgroup(p, cg) : attachTracepoint(p, 'syscalls', 'sys_enter_socket');
       } catch (e) {
         m.unsupported.push({ hook: h.hook, evidence: firstLine(e) });
+        continue;
       }
+      // pinned, the attachment lives until the pin is removed: closing our fd (all that libbpf's
+      // destroy does for a bpf_link) at exit or on a crash does not detach it. One that cannot be
+      // pinned would end with this process: the start fails, never "unsupported" (the kernel has
+      // the hook) with the daemon running on without it.
+      if (this.pinned) {
+        const at = path.join(LINK_DIR, h.prog);
+        try {
+          l.pin(at);
+        } catch (e) {
+          l.close();
+          for (const made of this.links.filter((x) => ![...adopted.values()].includes(x))) (made.unpin(), made.close());
+          throw new LabError(`cannot pin ${h.prog} (${h.hook}) at ${at}: ${firstLine(e)}`, `something else holds that path: pnpm lab policy stop removes the old enforcement, then start the daemon again`);
+        }
+      }
+      this.links.push(l);
+      attached.add(h.prog);
     }
     const has = (p: string) => attached.has(p);
     m.exec = has('sec_exec_lsm') ? 'lsm' : has('sec_exec_tp') ? 'tp-kill' : 'none';
@@ -303,6 +324,7 @@ export class SecurityController {
     if (this.pinned) fs.rmSync(path.join(RUN_DIR, 'daemon.json'), { force: true });
     for (const l of this.links.reverse()) l.close();
     this.obj.close();
+    if (this.pinned) unlock(DAEMON_LOCK);
   }
 
   [Symbol.dispose](): void {
@@ -320,10 +342,13 @@ function daemonRecord(): { pid: number; startTime?: string } | null {
   try {
     const d = JSON.parse(fs.readFileSync(path.join(RUN_DIR, 'daemon.json'), 'utf8')) as { pid: number; startTime?: string };
     // the start time: a daemon killed outright leaves the file, and its pid may name another process by now
-    return processAlive(d.pid, d.startTime) && d.pid !== process.pid ? d : null;
+    if (processAlive(d.pid, d.startTime) && d.pid !== process.pid) return d;
   } catch {
-    return null;
+    /* no file: no daemon, or one still starting (below) */
   }
+  // a daemon still starting holds the lock before it writes daemon.json
+  const h = readLockHolder(DAEMON_LOCK);
+  return h && processAlive(h.pid, h.startTime) && h.pid !== process.pid ? h : null;
 }
 
 /** pid of a live `policy daemon`, if any */
@@ -407,6 +432,7 @@ export async function stopDaemon(log: (s: string) => void = () => {}): Promise<{
   fs.rmSync(STATE_PATH, { force: true });
   fs.rmSync(path.join(RUN_DIR, 'daemon.json'), { force: true });
   fs.rmSync(path.join(RUN_DIR, 'apply.lock'), { force: true });
+  fs.rmSync(DAEMON_LOCK, { force: true });
   return { links, maps, daemon: pid };
 }
 
