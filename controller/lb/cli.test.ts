@@ -206,6 +206,7 @@ describeRoot('pnpm lab lb daemon (root)', () => {
       expect(fs.existsSync(`${pinRoot3}/${inst3}`)).toBe(false);
       expect(fs.existsSync(`/run/ebpf-lab/lb-${inst3}.sock`)).toBe(false);
       expect(fs.existsSync(`/run/ebpf-lab/lb-${inst3}.pins`)).toBe(false);
+      expect(fs.existsSync(`/run/ebpf-lab/lb-${inst3}.lock`)).toBe(false);
     } finally {
       first?.kill('SIGKILL');
       await first?.catch(() => {});
@@ -214,10 +215,52 @@ describeRoot('pnpm lab lb daemon (root)', () => {
         fs.rmSync(`/sys/fs/bpf/ebpf-lab/${i}`, { recursive: true, force: true });
         fs.rmSync(`/run/ebpf-lab/lb-${i}.sock`, { force: true });
         fs.rmSync(`/run/ebpf-lab/lb-${i}.pins`, { force: true });
+        fs.rmSync(`/run/ebpf-lab/lb-${i}.lock`, { force: true });
       }
       fs.rmSync(pinRoot3, { recursive: true, force: true });
       fs.rmSync(cfg, { force: true });
       fs.rmSync(`${cfg}.2.json`, { force: true });
+      await t.dispose();
+    }
+  }, 120_000);
+
+  // Both found no daemon answering: one made the pins, the other "restored" them while still empty
+  // (its config's VIP ignored) and attached first; the first then failed with EBUSY and purged the
+  // pins it had made. Left: a daemon balancing nothing, with nothing pinned.
+  it('two daemons of one instance started at once: one runs with its config, the other is refused; stop --purge leaves nothing', async () => {
+    const t = createTopology('lbrace');
+    const inst = `race${process.pid}`;
+    const cfg = `/tmp/ebpf-lab-lb-race-${process.pid}.json`;
+    const cwd = new URL('../..', import.meta.url).pathname;
+    let ds: ReturnType<typeof execa>[] = [];
+    try {
+      await t.addNs('lb');
+      await t.addNs('peer');
+      await t.veth({ ns: 'lb', dev: 'l0' }, { ns: 'peer', dev: 'p0' });
+      await t.addr('lb', 'l0', '10.98.8.1/24');
+      fs.writeFileSync(cfg, JSON.stringify({ interface: 'l0', instance: inst, vips: [{ vip: 'tcp://10.98.88.1:80', backends: [{ address: '10.98.8.11', mac: '02:00:00:00:08:11' }], healthCheck: false }] }));
+      const daemon = () => execa('nsenter', [`--net=/run/netns/${t.ns('lb')}`, '--', NODE, ...LAB, 'lb', 'daemon', '--config', cfg], { reject: false, cwd, all: true, env: { EBPF_LAB_DEBUG: '' } });
+      ds = [daemon(), daemon()];
+      const timeout = new Promise<never>((_, no) => setTimeout(() => no(new Error('neither daemon exited within 60 s')), 60_000).unref());
+      const refused = await Promise.race([...ds.map((d) => d.then((r) => ({ d, r }))), timeout]);
+      expect(refused.r.exitCode, String(refused.r.all)).toBe(1);
+      oneError(String(refused.r.stderr), new RegExp(`an LB daemon of instance "${inst}" is already running`), /lb stop --instance/);
+      const owner = ds.find((d) => d !== refused.d)!;
+      await untilReady(owner, collectOutput([owner.all]), /"ready":true/, 30_000, 'lb daemon');
+      const l = await lb('vip', 'list', '--instance', inst);
+      expect(l.exitCode, l.stderr).toBe(0);
+      expect(l.stdout).toMatch(/10\.98\.88\.1:80 .*1 backend/);
+      expect(fs.existsSync(`/sys/fs/bpf/ebpf-lab/${inst}/vips`)).toBe(true);
+      expect((await lb('stop', '--purge', '--instance', inst)).exitCode).toBe(0);
+      expect((await owner).exitCode).toBe(0);
+      expect(fs.existsSync(`/sys/fs/bpf/ebpf-lab/${inst}`)).toBe(false);
+      expect(fs.readdirSync('/run/ebpf-lab').filter((f) => f.startsWith(`lb-${inst}.`))).toEqual([]);
+    } finally {
+      for (const d of ds) d.kill('SIGKILL');
+      await Promise.all(ds.map((d) => d.catch(() => {})));
+      fs.rmSync(`/sys/fs/bpf/ebpf-lab/${inst}`, { recursive: true, force: true });
+      for (const x of ['sock', 'pins', 'lock']) fs.rmSync(`/run/ebpf-lab/lb-${inst}.${x}`, { force: true });
+      fs.rmSync(cfg, { force: true });
       await t.dispose();
     }
   }, 120_000);

@@ -13,7 +13,8 @@ import { purgePinned } from './dataplane.ts';
 import { LbController } from './controller.ts';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
 import net from 'node:net';
-import { pinsRecordPath, serveAdmin, socketPath } from './server.ts';
+import { daemonLockPath, pinsRecordPath, serveAdmin, socketPath } from './server.ts';
+import { lockHolderAlive, tryLock, unlock } from '../../common/lockfile.ts';
 import { STOP_SIGNALS } from '../../common/signals.ts';
 
 const target = {
@@ -187,6 +188,7 @@ const COMMANDS: Record<string, Cmd> = {
       if (r.attachedBy) throw new LabError(`no LB daemon at ${socket}, and instance "${inst}" has no pinned XDP link: its daemon attached by netlink (xdpMode native/generic), and its program (id ${r.attachedBy.join(', ')}) is still attached in a namespace this command cannot detach from; nothing was removed`, `start the daemon again (nsenter --net=/run/netns/NAME -- pnpm lab lb daemon --config FILE: it takes the program over), then pnpm lab lb stop --purge --instance ${inst}`);
       if (code === 'ECONNREFUSED') fs.rmSync(socket, { force: true }); // the dead daemon's socket file
       if (recorded === dir) fs.rmSync(record, { force: true });
+      if (!lockHolderAlive(daemonLockPath(inst))) fs.rmSync(daemonLockPath(inst), { force: true }); // the dead daemon's
       print(`no LB daemon was running: ${r.link ? 'detached its XDP program (pinned link removed)' : 'no XDP link was pinned'}, removed ${r.maps} map pin(s) under ${dir}`);
       return 0;
     }
@@ -203,10 +205,27 @@ export async function runDaemon(configFile: string, socketOverride?: string): Pr
   const { config: raw, norm: cfg } = validateConfigFile(configFile);
   const log = (m: string) => console.error(`[lb ${cfg.instance}] ${m}`);
   const socket = socketOverride ?? socketPath(cfg.instance);
+  const running = (what: string) => new LabError(`an LB daemon of instance "${cfg.instance}" is already running (${what})`, `stop it first (pnpm lab lb stop --instance ${cfg.instance}), or give this one another instance name in its config`);
   // A second daemon of an instance would adopt the first one's pinned program and maps and take
   // its admin socket over, leaving the first running and unreachable: refuse while one answers.
+  // Two started at once both found no socket answering: one created the pins, the other "restored"
+  // them while still empty (its config's VIPs ignored) and attached first, and the one that then
+  // failed to attach purged the pins it had made: a daemon balancing nothing, with nothing pinned.
+  // The lock settles it before either opens the pins.
+  fs.mkdirSync(path.dirname(daemonLockPath(cfg.instance)), { recursive: true });
+  const held = tryLock(daemonLockPath(cfg.instance));
+  if (held !== true) throw running(`pid ${held}`);
+  try {
+    return await runLocked(cfg, raw, socket, log, running);
+  } finally {
+    unlock(daemonLockPath(cfg.instance));
+  }
+}
+
+/** the daemon once it holds its instance's lock */
+async function runLocked(cfg: ReturnType<typeof validateConfigFile>['norm'], raw: LbConfig, socket: string, log: (m: string) => void, running: (what: string) => LabError): Promise<number> {
   for (const s of new Set([socket, socketPath(cfg.instance)])) {
-    if (await answers(s)) throw new LabError(`an LB daemon of instance "${cfg.instance}" is already running (admin socket ${s})`, `stop it first (pnpm lab lb stop --instance ${cfg.instance}), or give this one another instance name in its config`);
+    if (await answers(s)) throw running(`admin socket ${s}`);
   }
   // Ctrl-C/SIGTERM are ours: the admin socket is closed (and its file removed) before the
   // controller stops; the binding's own handler would exit 128+signal and leave the socket file

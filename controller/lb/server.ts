@@ -21,6 +21,10 @@ export function socketPath(instance: string): string {
 export function pinsRecordPath(instance: string): string {
   return path.join(SOCKET_DIR, `lb-${instance}.pins`);
 }
+/** held by an instance's daemon from before it opens the pins until it exits (common/lockfile.ts) */
+export function daemonLockPath(instance: string): string {
+  return path.join(SOCKET_DIR, `lb-${instance}.lock`);
+}
 
 async function body(req: http.IncomingMessage): Promise<Record<string, unknown>> {
   const chunks: Buffer[] = [];
