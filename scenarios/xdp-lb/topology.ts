@@ -15,7 +15,7 @@ import { attachXdp, type Link } from '../../controller/libbpf/index.ts';
 import { xdpBench, type XdpBench } from '../../bpf/gen/xdp_bench.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { LbClient } from '../../controller/lb/client.ts';
-import { pinsRecordPath } from '../../controller/lb/server.ts';
+import { pinsRecordPath, daemonLockPath } from '../../controller/lb/server.ts';
 import { createTopology, Topology, type VethEnd } from '../../lab/netns.ts';
 import { withNetns } from '../../controller/libbpf/index.ts';
 import { labCliArgv } from '../../common/dist.ts';
@@ -470,4 +470,5 @@ export function sweepStalePins(prefix: string, root = DEFAULT_PIN_ROOT): string[
 function removePins(instance: string, root = DEFAULT_PIN_ROOT): void {
   fs.rmSync(path.join(root, instance), { recursive: true, force: true });
   fs.rmSync(pinsRecordPath(instance), { force: true });
+  fs.rmSync(daemonLockPath(instance), { force: true }); // a killed daemon's (a live one removes its own)
 }
