@@ -14,7 +14,8 @@
 //   - every run has a budget: past it the run is stopped (SIGINT, then SIGKILL) and the test fails
 //     with the last progress line, instead of holding the suite until vitest's timeout
 //   - pnpm lab matrix --kernels 5.10,6.1,6.12,7.x,host --scenarios hello-openat
-//   - Ctrl-C during a VM run stops the guest's run: an ERROR report with its checks so far, no guest
+//   - Ctrl-C during a VM run stops the guest's run: an ERROR report with its checks so far, no guest;
+//     the same for a Ctrl-C to a matrix's whole process group (as a terminal sends it)
 // Slow (minutes); EBPF_LAB_SKIP_E2E=1 skips it for a quick local loop.
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
