@@ -3,6 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path, { join } from 'node:path';
 import { parseArgs, suggest, UsageError, type CommandSpec, type Opts } from '../../common/args.ts';
+import { LabError } from '../../common/errors.ts';
 import { createProgress } from '../../common/progress.ts';
 import { interruptSignal } from '../../common/signals.ts';
 import { availableKernels, cachedKernels, checkKernel, configFacts, resolveKernel } from './kernels.ts';
@@ -50,11 +51,19 @@ export async function vmExec(spec: VmKernelSpec, command: string, o: { timeoutMs
     const kill = () => void b.vm.close({ force: true });
     o.signal?.addEventListener('abort', kill, { once: true });
     try {
+      const left = Math.max(1000, timeoutMs - (Date.now() - t0));
       const code = await b.vm.exec(guestScript(b, command, { outDir: o.outDir, cwd: process.cwd() }), {
         onStdout: o.stdout ?? ((d) => process.stdout.write(d)),
         onStderr: o.stderr ?? ((d) => process.stderr.write(d)),
-        timeoutMs: Math.max(1000, timeoutMs - (Date.now() - t0)),
+        timeoutMs: left,
         signal: o.signal,
+      }).catch((e: unknown) => {
+        // the budget covers the boot too: "timed out after 3 s" read as a mistake with --timeout 5,
+        // and the console tail that follows it is the boot log, which says nothing about a command
+        if (e instanceof Error && /^timed out after/.test(e.message)) {
+          throw new LabError(`the command did not finish within --timeout ${Math.round(timeoutMs / 1000)} s (the guest booted in ${(b.vm.bootMs / 1000).toFixed(1)} s, the command had the ${(left / 1000).toFixed(0)} s left); the guest was killed`, 'raise --timeout');
+        }
+        throw e;
       });
       await b.vm.close();
       return { exitCode: code, bootMs: b.vm.bootMs, guestBootMs: Math.round(b.vm.guestUptime * 1000), totalMs: Date.now() - t0, release: b.kernel.release, accel: b.accel, phases: b.phases };
