@@ -88,6 +88,8 @@ describe('lab CLI', () => {
     [['vm', 'exec', 'host', '--', 'true'], /"host" is this machine's kernel, not a VM kernel/],
     [['run', 'hello-openat', '--vm-backend', 'vng'], /--vm-backend vng boots a VM kernel/],
     [['run', 'hello-openat', '--kernel', '6.1', '--vm-backend', 'vgn'], /--vm-backend "vgn": expected one of lab, vng/],
+    // virtme-ng refuses such a shared dir at start; the lab's own runner takes it
+    [['run', 'hello-openat', '--kernel', '6.1', '--vm-backend', 'vng', '--out', '/tmp/a,b'], /--vm-backend vng cannot share \/tmp\/a,b: virtme-ng takes only letters/],
     [['report'], /missing <run dir>/],
     [['run', 'hello-openat', '--timeout', '3'], /--timeout "3": must be ≥ 10/],
     [['run', 'hello-openat', '--rate', '1e99'], /--rate "1e99": must be ≤ 10000000/],

@@ -108,6 +108,11 @@ export async function parseRunArgs(argv: string[], mode: 'run' | 'bench'): Promi
   if (invalid) throw new UsageError(invalid.message, invalid.fix);
   if (out !== undefined) checkOutDir(out);
   if (backend === 'vng' && k.kind === 'host') throw new UsageError('--vm-backend vng boots a VM kernel', 'e.g. --kernel 6.1 --vm-backend vng');
+  if (backend === 'vng') {
+    const { vngCannotShare } = await import('./vm/vng.ts');
+    const e = vngCannotShare(path.resolve(out ?? REPORTS_DIR));
+    if (e) throw new UsageError(e.message, e.fix);
+  }
   // last: the only check that may read a Debian index
   await checkKernel(k);
   return { scenario: name, kernel: k, backend: backend ?? 'lab', mode, outDir: out, spec, options, rest: toArgv(p.given, Object.keys(RUNNER_OPTIONS)), wire: scenario.vm?.wire ?? false, timeoutS: timeout };

@@ -16,6 +16,19 @@ import { archFacts } from '../../common/arch.ts';
 import { guestCmdline, machineArg } from './cmdline.ts';
 import { wireQemuArgs } from './wire.ts';
 
+/**
+ * A value inside a QEMU option list (-chardev, -fsdev …): a comma there ends the value, and QEMU
+ * reads a doubled one as a comma. An --out dir named "a,b" made QEMU refuse to start.
+ */
+export function qemuOpt(v: string): string {
+  return v.replaceAll(',', ',,');
+}
+
+/** a value inside the C virtiofsd's -o list (FUSE option syntax: backslash escapes a comma) */
+export function fuseOpt(v: string): string {
+  return v.replace(/[\\,]/g, (c) => `\\${c}`);
+}
+
 export const TMP_PREFIX = 'ebpf-lab-vm-';
 /** temp dirs of every guest this process booted: tests check none of them (or a process using them) survives */
 export const bootedTempDirs: string[] = [];
@@ -147,13 +160,13 @@ export class Vm {
     if (!existsSync(VIRTIOFSD)) throw new LabError(`${VIRTIOFSD} not found`, 'apt-get install qemu-system-x86');
     const sock = join(this.tmp, `${tag}.vfs.sock`);
     // QEMU 7.2's C virtiofsd has no read-only mode: the guest mounts the root ro, which is what protects the host tree.
-    const d = spawnKillable(VIRTIOFSD, [`--socket-path=${sock}`, '-o', `source=${source}`, '-o', 'sandbox=chroot', '-o', 'cache=auto', '-o', 'xattr']);
+    const d = spawnKillable(VIRTIOFSD, [`--socket-path=${sock}`, '-o', `source=${fuseOpt(source)}`, '-o', 'sandbox=chroot', '-o', 'cache=auto', '-o', 'xattr']);
     let err = '';
     d.stderr!.on('data', (b) => (err += b.toString()));
     this.daemons.push(d);
     await waitFor(() => existsSync(sock) || d.exitCode !== null, 5000, 'virtiofsd');
     if (d.exitCode !== null) throw new LabError(`virtiofsd failed: ${err.trim()}`);
-    return ['-chardev', `socket,id=${tag}fs,path=${sock}`, '-device', `vhost-user-fs-pci,chardev=${tag}fs,tag=${tag}`];
+    return ['-chardev', `socket,id=${tag}fs,path=${qemuOpt(sock)}`, '-device', `vhost-user-fs-pci,chardev=${tag}fs,tag=${tag}`];
   }
 
   private async start(): Promise<void> {
@@ -170,10 +183,10 @@ export class Vm {
     args.push('-kernel', k.vmlinux ?? k.bzImage, '-initrd', o.initramfs.path);
     // the kernel command line and its boot trims: lab/vm/cmdline.ts; EBPF_LAB_VM_APPEND (experiments) last, so it wins
     args.push('-append', guestCmdline(k, o.fs, o.accel, [o.append, process.env.EBPF_LAB_VM_APPEND]));
-    args.push('-chardev', `file,id=con,path=${o.consoleLog}`, '-serial', 'chardev:con');
+    args.push('-chardev', `file,id=con,path=${qemuOpt(o.consoleLog)}`, '-serial', 'chardev:con');
     args.push('-device', 'virtio-serial-pci,id=vser');
     for (const [name, path] of [['ctl', ctl], ['out', out], ['err', err]] as const) {
-      args.push('-chardev', `socket,id=${name},path=${path}`, '-device', `virtserialport,bus=vser.0,chardev=${name},name=lab.${name}`);
+      args.push('-chardev', `socket,id=${name},path=${qemuOpt(path)}`, '-device', `virtserialport,bus=vser.0,chardev=${name},name=lab.${name}`);
     }
     if (o.fs === 'virtiofs') {
       // vhost-user needs guest RAM shared with virtiofsd
@@ -182,7 +195,7 @@ export class Vm {
       if (o.outDir) args.push(...(await this.startVirtiofsd('labout', o.outDir)));
     } else {
       args.push('-fsdev', 'local,id=root,path=/,security_model=none,readonly=on,multidevs=remap', '-device', 'virtio-9p-pci,fsdev=root,mount_tag=labroot');
-      if (o.outDir) args.push('-fsdev', `local,id=out,path=${o.outDir},security_model=none,multidevs=remap`, '-device', 'virtio-9p-pci,fsdev=out,mount_tag=labout');
+      if (o.outDir) args.push('-fsdev', `local,id=out,path=${qemuOpt(o.outDir)},security_model=none,multidevs=remap`, '-device', 'virtio-9p-pci,fsdev=out,mount_tag=labout');
     }
     if (o.net === 'tap') {
       // multiqueue needs a tap backend (slirp has one queue): XDP_TX/REDIRECT then get their own

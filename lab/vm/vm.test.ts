@@ -51,10 +51,11 @@ describe.skipIf(!!skipReason)(`VM on ${KERNEL} ${skipReason ? `(skipped: ${skipR
 
   it('boots, runs a command, and brings back stdout, stderr, exit code and files written to the out dir', async () => {
     const booted = bootedTempDirs.length;
-    const outDir = mkdtempSync(join(REPO_ROOT, 'reports', 'vmtest-'));
+    // a comma and a space in the shared dir's path: a comma in a QEMU option value once ended it
+    const outDir = mkdtempSync(join(REPO_ROOT, 'reports', 'vmtest, a-'));
     try {
       const c = collect();
-      const r = await vmExec(vmKernelArg(KERNEL), `uname -r; echo to-stdout; echo to-stderr >&2; echo written-in-guest > ${outDir}/from-guest.txt; ip link add lab-va type veth peer name lab-vb && echo veth-autoloaded; grep -c bpf /proc/mounts; exit 0`, { quiet: true, outDir, stdout: c.stdout, stderr: c.stderr, timeoutMs: 120_000 });
+      const r = await vmExec(vmKernelArg(KERNEL), `uname -r; echo to-stdout; echo to-stderr >&2; echo written-in-guest > '${outDir}/from-guest.txt'; ip link add lab-va type veth peer name lab-vb && echo veth-autoloaded; grep -c bpf /proc/mounts; exit 0`, { quiet: true, outDir, stdout: c.stdout, stderr: c.stderr, timeoutMs: 120_000 });
       const t = c.text();
       expect(r.exitCode).toBe(0);
       expect(t.out).toContain(release);

@@ -92,6 +92,17 @@ const READY = 'LAB-VNG-READY';
 export const UDEV_MASK_DIR = join(REPO_ROOT, 'lab', 'vm', 'vng-udev');
 const maskArgs = () => (process.env.EBPF_LAB_VNG_COLDPLUG === '1' ? [] : ['--rodir', `/etc/udev/rules.d=${UDEV_MASK_DIR}`]);
 
+/**
+ * The paths virtme-ng shares (its --rwdir pattern, _SAFE_PATH_PATTERN in virtme/commands/run.py):
+ * it refuses anything else at start ("invalid --rwdir parameter"), e.g. an --out dir with a comma
+ * or a quote, which the lab's own runner shares. Checked before a run starts.
+ */
+const VNG_SHARABLE = /^[a-zA-Z0-9_+ /.-]+$/;
+export function vngCannotShare(dir: string): LabError | undefined {
+  if (VNG_SHARABLE.test(dir)) return undefined;
+  return new LabError(`--vm-backend vng cannot share ${dir}: virtme-ng takes only letters, digits, spaces and _ + / . - in a shared directory's path`, 'give --out a directory whose path has only those, or use --vm-backend lab');
+}
+
 /** Boot `kernel` with vng and run a /bin/sh script in it; resolves with its exit code and the boot figures. */
 export async function runInVng(o: {
   kernel: KernelImage; script: string; rwdir: string;
@@ -104,6 +115,8 @@ export async function runInVng(o: {
   if (!bin) throw new LabError(`virtme-ng is not installed in ${VNG_PREFIX()}`, 'pnpm lab setup vng');
   // an abort listener added now would never fire: the guest would run to its end
   if (o.signal?.aborted) throw new LabError('interrupted before vng started');
+  const unsharable = vngCannotShare(o.rwdir);
+  if (unsharable) throw unsharable;
   // the kernel's "Run /init" line stays in its log buffer however quiet the console: it splits
   // the guest's part into kernel and vng's init (initramfs, virtme-ng-init, udev)
   const script = `echo "${READY} $(cut -d' ' -f1 /proc/uptime) $(dmesg 2>/dev/null | sed -n 's/^\\[ *\\([0-9.]*\\)\\] Run .* as init process.*/\\1/p' | head -n 1)"\n${o.script}`;
