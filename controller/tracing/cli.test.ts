@@ -33,6 +33,7 @@ describe('pnpm lab trace', () => {
     ['not a cgroup/exe/pid', ['trace', '--service', 'web=/no/such/thing'], /neither a pid, a cgroup v2 directory nor an executable file\n\s+fix: /],
     ['bad name', ['trace', '--service', 'we b=1'], /service name "we b" must be/],
     ['duplicate names', ['trace', '--service', 'a=1', '--service', 'a=1'], /error: service name "a" is given twice/],
+    ['one workload under two names', ['trace', '--service', 'a=/bin/sh,b=/bin/sh'], /error: --service a and b select the same workload \(executable \/usr\/bin\/dash\)/],
     ['bad otlp url', ['trace', '--service', 'a=1', '--otlp', 'ftp://x'], /error: --otlp "ftp:\/\/x": not an http\(s\):\/\/host:port URL/],
     ['capture out of range', ['trace', '--service', 'a=1', '--capture-bytes', '9999'], /error: --capture-bytes "9999"/],
     ['sample ratio of 0', ['trace', '--service', 'a=1', '--sample', '0'], /error: --sample "0": must be ≥ 0\.000001\n\s+fix: /],
