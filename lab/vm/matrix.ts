@@ -344,8 +344,7 @@ export async function matrixCommand(argv: string[]): Promise<number> {
   const offSignals = onStopSignals(onSig);
   // out of the terminal's group, a subprocess no longer gets the Ctrl-C of a matrix that died
   // before passing it on (an uncaught error): it is stopped as the matrix exits
-  const stopChildren = () => { for (const c of children) c.kill('SIGINT'); };
-  process.on('exit', stopChildren);
+  process.on('exit', onSig);
   try {
     let next = 0;
     const worker = async () => {
@@ -363,7 +362,7 @@ export async function matrixCommand(argv: string[]): Promise<number> {
     } else await Promise.all(Array.from({ length: Math.min(jobs, units.length) }, worker));
   } finally {
     offSignals();
-    process.off('exit', stopChildren);
+    process.off('exit', onSig);
   }
   for (const c of cells) if (c.status === 'pending') { c.status = 'error'; c.error = 'not run (interrupted)'; }
   await writeMatrixReport(cells, scenarios, kernels, outDir, started, reportOnly ? undefined : Date.now() - t0);
