@@ -76,14 +76,35 @@ export async function ensureTools(groups: string[], log: (s: string) => void = (
     throw new LabError(`missing Debian packages: ${todo.join(' ')}`, `run as root: pnpm lab setup   (or apt-get install ${todo.join(' ')})`);
   }
   log(`installing ${todo.join(' ')} …`);
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   if (!aptUpdated) {
-    await execa('apt-get', ['update', '-qq'], { env });
+    const u = await aptGet(['update', '-qq'], log);
+    if (u.exitCode !== 0) throw new LabError(`apt-get update failed:\n${u.all?.split('\n').slice(-15).join('\n')}`, 'check the apt sources and network, then run pnpm lab setup again');
     aptUpdated = true;
   }
-  const r = await execa('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...todo], { env, reject: false, all: true });
+  const r = await aptGet(['install', '-y', '-qq', '--no-install-recommends', ...todo], log);
   if (r.exitCode !== 0) throw new LabError(`apt-get install failed:\n${r.all?.split('\n').slice(-15).join('\n')}`, 'check the apt sources and network, then run pnpm lab setup again');
   return todo;
+}
+
+/** how long apt-get waits for a lock another apt holds (unattended-upgrades, a second lab run) */
+const APT_LOCK_WAIT_MS = 5 * 60_000;
+
+/**
+ * apt-get, waiting for its locks instead of failing at once with "Could not get lock" (apt-get's
+ * default: on a Debian machine unattended-upgrades often holds them, and two lab runs started on a
+ * fresh machine both install). DPkg::Lock::Timeout covers the dpkg lock of `install`; `update`'s
+ * lists lock ignores it (apt 2.6), so a failure naming a lock is retried until the same bound.
+ */
+export async function aptGet(args: string[], log: (s: string) => void) {
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const until = Date.now() + APT_LOCK_WAIT_MS;
+  for (let said = false; ; said = true) {
+    const r = await execa('apt-get', ['-o', `DPkg::Lock::Timeout=${APT_LOCK_WAIT_MS / 1000}`, ...args], { env, reject: false, all: true });
+    const held = r.exitCode !== 0 && /Could not get lock|Unable to lock/.test(r.all ?? '');
+    if (!held || Date.now() > until) return r;
+    if (!said) log(`waiting for another apt to finish (${(r.all ?? '').match(/held by process \d+ \([^)]*\)/)?.[0] ?? 'it holds its lock'}) …`);
+    await new Promise((res) => setTimeout(res, 2000));
+  }
 }
 
 export async function setupCommand(argv: string[]): Promise<number> {
