@@ -53,9 +53,9 @@ export async function traceCommand(argv: string[]): Promise<number> {
   if (services.length >= TR.RED_SERVICES) throw new UsageError(`${services.length} services given: the tracer takes at most ${TR.RED_SERVICES - 1}`, 'select fewer, e.g. a parent cgroup for several workloads');
   // one workload under two names: the kernel's selector maps hold one service per key, so the later
   // name silently took every span of the earlier one
-  const target = (s: WorkloadSelector) => (s.pid !== undefined ? `pid ${s.pid}` : s.cgroup !== undefined ? `cgroup ${s.cgroup}` : `executable ${s.exe}`);
-  const same = services.find((s, i) => services.findIndex((o) => target(o) === target(s)) !== i);
-  if (same) throw new UsageError(`--service ${services.find((o) => target(o) === target(same))!.name} and ${same.name} select the same workload (${target(same)})`, 'name each workload once');
+  const targets = services.map((s) => (s.pid !== undefined ? `pid ${s.pid}` : s.cgroup !== undefined ? `cgroup ${s.cgroup}` : `executable ${s.exe}`));
+  const again = targets.findIndex((t, i) => targets.indexOf(t) !== i);
+  if (again >= 0) throw new UsageError(`--service ${services[targets.indexOf(targets[again]!)]!.name} and ${services[again]!.name} select the same workload (${targets[again]})`, 'name each workload once');
   if (process.getuid?.() !== 0) throw new LabError('tracing needs root (BPF programs on syscall tracepoints)', 'run as root');
   deferSignalsToCaller();
   const json = p.values.json ?? false;

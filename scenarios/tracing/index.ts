@@ -264,7 +264,7 @@ async function run(ctx: ScenarioContext): Promise<void> {
   // the sample being complete does not mean every batch is in: one run counted 75 of 80 (its later
   // batches still on their way). Waited for, bounded: a trace that never arrives still fails.
   const expectFront = genA.length;
-  let jFront = await jaeger.traces('frontend', 2000);
+  let jFront: Awaited<ReturnType<typeof jaeger.traces>> = [];
   await pollUntil(async () => (jFront = await jaeger.traces('frontend', 2000)).length >= expectFront, scaledTimeout(5000), ctx.signal);
   ctx.check('Jaeger holds a frontend trace for every generated request', jFront.length >= expectFront, `${jFront.length} frontend traces in Jaeger, ${expectFront} requests`);
 
