@@ -49,6 +49,21 @@ describe('pnpm lab energy', () => {
     expect(after.progs.filter((p) => p.name?.startsWith('energy_') && !(p as { pids?: unknown[] }).pids?.length)).toEqual([]);
   }, 60_000);
 
+  it.skipIf(!!rootSkipReason)('--by process shows a comm that carries terminal controls escaped, not raw', async () => {
+    // a busy process (so it is on the view) that renamed itself with an OSC: retitle the window
+    const busy = execa('python3', ['-c', 'import ctypes, time\nctypes.CDLL(None).prctl(15, b"\\x1b]0;pwned\\x07", 0, 0, 0)\nt = time.time()\nwhile time.time() - t < 20: pass'], { reject: false });
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      const r = await lab(['energy', 'top', '--by', 'process', '--interval', '1000', '--count', '1', '--plain', '--power', 'model', '--limit', '50']);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain(`${busy.pid} \\x1b]0;pwned\\x07 `);
+      expect(r.stdout).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f]/);
+    } finally {
+      busy.kill('SIGKILL');
+      await busy;
+    }
+  }, 60_000);
+
   it.skipIf(!!rootSkipReason)('--metrics-port 0 serves on a free port and names it; without the option nothing is served', async () => {
     const on = await lab(['energy', 'top', '--interval', '300', '--count', '1', '--plain', '--power', 'model', '--metrics-port', '0']);
     expect(on.code).toBe(0);

@@ -10,6 +10,7 @@ import { ensureMounts } from '../../common/host.ts';
 import { EnergyCollector, type Interval } from './collector.ts';
 import { energyMetrics } from './metrics.ts';
 import { onStopSignals } from '../../common/signals.ts';
+import { printable } from '../../common/printable.ts';
 
 const TOP_OPTS = {
   interval: { type: 'int', min: 200, max: 60_000, default: 2000, valueName: 'MS', description: 'refresh interval (ms)' },
@@ -97,7 +98,8 @@ async function top(v: { interval: number; by: string; limit: number; count: numb
 function render(iv: Interval, c: EnergyCollector, v: { by: string; limit: number; plain?: boolean }, head: string, totals: Map<string, number>): string {
   const rows = new Map<string, { name: string; j: number; ns: number }>();
   for (const w of iv.workloads) {
-    const k = v.by === 'process' ? `${w.tgid} ${w.comm} ${w.cgroup}` : w.cgroup;
+    // a comm and a cgroup's name are their owners' to choose: escaped for the terminal
+    const k = v.by === 'process' ? `${w.tgid} ${printable(w.comm)} ${printable(w.cgroup)}` : printable(w.cgroup);
     const r = rows.get(k) ?? { name: k, j: 0, ns: 0 };
     r.j += w.joules;
     r.ns += w.onCpuNs;

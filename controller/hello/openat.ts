@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { RingBuffer, attachAuto, enableStats, type BpfObject, type Link } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { workerEntry } from '../../common/dist.ts';
+import { printable } from '../../common/printable.ts';
 import { lineSink, type LineLayout } from './lines.ts';
 import type { LineWorkerData } from './lines.worker.ts';
 import { helloOpenat, type HelloOpenat, type openat_event } from '../../bpf/gen/hello_openat.ts';
@@ -205,5 +206,6 @@ export class OpenatTracer implements Disposable {
 }
 
 export function formatEvent(e: OpenatEvent): string {
-  return `${String(e.pid).padStart(7)} ${e.comm.padEnd(16)} ${e.filename}`;
+  // comm and file name are the traced process's to choose: escaped, not sent raw to a terminal
+  return `${String(e.pid).padStart(7)} ${printable(e.comm).padEnd(16)} ${printable(e.filename)}`;
 }

@@ -10,6 +10,7 @@ import { deferSignalsToCaller } from '../libbpf/index.ts';
 import { Tracer, parseSelector, type WorkloadSelector } from './tracer.ts';
 import { TR, type DataHook } from './kernel.ts';
 import { onStopSignals } from '../../common/signals.ts';
+import { printable } from '../../common/printable.ts';
 
 export async function traceCommand(argv: string[]): Promise<number> {
   const p = parseArgs(argv, {
@@ -73,7 +74,8 @@ export async function traceCommand(argv: string[]): Promise<number> {
     onSpan: quiet ? undefined : (s, r) => {
       const dur = Number(s.endTs - s.startTs) / 1000;
       const st = (r.attributes['http.response.status_code'] as number | undefined) ?? r.attributes['error.type'] ?? '';
-      console.log(`${String(r.resource.attributes['service.name']).padEnd(12)} ${s.kind.padEnd(6)} ${r.name.padEnd(32).slice(0, 32)} ${String(st).padStart(4)} ${dur.toFixed(0).padStart(8)}µs trace=${s.traceId} span=${s.spanId} parent=${s.parent?.spanId ?? s.remoteParent?.spanId ?? '-'} [${s.link}]`);
+      // the span's name comes off the wire (method and path as the client sent them): escaped for the terminal
+      console.log(`${String(r.resource.attributes['service.name']).padEnd(12)} ${s.kind.padEnd(6)} ${printable(r.name).padEnd(32).slice(0, 32)} ${printable(String(st)).padStart(4)} ${dur.toFixed(0).padStart(8)}µs trace=${s.traceId} span=${s.spanId} parent=${s.parent?.spanId ?? s.remoteParent?.spanId ?? '-'} [${s.link}]`);
     },
   });
   const prof = p.values['cpu-prof'] ? await startProfile() : null;

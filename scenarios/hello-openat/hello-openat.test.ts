@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { OpenatTracer } from '../../controller/hello/openat.ts';
+import { OpenatTracer, formatEvent, type OpenatEvent } from '../../controller/hello/openat.ts';
 import { describeRoot } from '../../lab/testing.ts';
 import { coalesceDelayMs } from '../../controller/libbpf/index.ts';
 import { trimQuietTail } from './consumer.ts';
@@ -33,6 +33,33 @@ describeRoot('hello-openat', () => {
     expect(e!.comm).toBe(fs.readFileSync('/proc/self/comm', 'utf8').trim());
     // the pid filter runs in the kernel: nothing from other processes
     expect(seen.every((x) => x.pid === process.pid)).toBe(true);
+  });
+
+  it('live print escapes a comm and a file name that carry terminal controls (any process picks both)', async () => {
+    // the child renames itself and opens a name with an OSC (retitle) and a CSI (clear screen) in it
+    const py = `import ctypes, os, sys, time
+ctypes.CDLL(None).prctl(15, b"\\x1b[31mRED\\x07", 0, 0, 0)
+sys.stdin.readline()
+try: os.open("/nonexistent/\\x1b]0;pwned\\x07\\x1b[2J\\u202ename", os.O_RDONLY)
+except OSError: pass`;
+    const child = execa('python3', ['-c', py], { stdin: 'pipe' });
+    try {
+      using tracer = await OpenatTracer.start({ pid: child.pid });
+      child.stdin!.write('go\n');
+      const seen: OpenatEvent[] = [];
+      const e = await until(() => {
+        seen.push(...tracer.ring.drain());
+        return seen.find((x) => x.filename.startsWith('/nonexistent/'));
+      });
+      expect(e, `saw ${seen.length} events from the child, none of its crafted name`).toBeDefined();
+      expect(e!.comm).toBe('\x1b[31mRED\x07'); // decoded as the kernel holds it
+      const line = formatEvent(e!);
+      expect(line).not.toMatch(/[\x00-\x1f\x7f-\x9f\u202e]/);
+      expect(line).toContain('\\x1b[31mRED\\x07');
+      expect(line).toContain('/nonexistent/\\x1b]0;pwned\\x07\\x1b[2J\\u202ename');
+    } finally {
+      await child.catch(() => {});
+    }
   });
 
   it('filters by comm in the kernel', async () => {

@@ -1,0 +1,22 @@
+import { describe, expect, it } from 'vitest';
+import { printable } from './printable.ts';
+
+describe('common/printable: outside strings on a terminal', () => {
+  it('leaves ordinary text, UTF-8 included, as it is', () => {
+    for (const s of ['', 'bash', '/etc/passwd', 'kworker/0:1H', 'naïve café 日本', 'a b']) expect(printable(s)).toBe(s);
+  });
+
+  it('escapes what a terminal would act on', () => {
+    expect(printable('\x1b]0;pwned\x07')).toBe('\\x1b]0;pwned\\x07'); // retitle the window
+    expect(printable('\x1b[2J\x1b[31mRED')).toBe('\\x1b[2J\\x1b[31mRED'); // clear, recolour
+    expect(printable('a\nb\r\tc\0')).toBe('a\\nb\\r\\tc\\x00'); // one line stays one line
+    expect(printable('x\x7fy\u009b1m')).toBe('x\\x7fy\\x9b1m'); // DEL, 8-bit CSI
+    expect(printable('evil\u202etxt.exe')).toBe('evil\\u202etxt.exe'); // right-to-left override
+    expect(printable('\u2066\u2069\u200e\u061c')).toBe('\\u2066\\u2069\\u200e\\u061c');
+  });
+
+  it('doubles a backslash, so an escape shown reads back to one string', () => {
+    expect(printable('C:\\x1b')).toBe('C:\\\\x1b');
+    expect(printable('C:\\x1b')).not.toBe(printable('C:\x1b'));
+  });
+});

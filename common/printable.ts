@@ -1,0 +1,26 @@
+// Strings the lab did not write — a process's comm, a file name, an HTTP request line, a cgroup
+// path — printed on an operator's terminal. Any unprivileged process picks its own comm
+// (prctl PR_SET_NAME) and file names, and any client its request path: raw, an ESC in one of
+// them is a terminal command (retitle the window, clear the screen, recolour what follows), and a
+// bidi override reorders what the operator reads. Such characters are shown as escapes instead,
+// the way `ls -b` and strace do; a backslash is doubled so that what is shown reads back to one
+// string. Machine outputs (JSON lines, results.json, the Prometheus text format) are left to their
+// own encoders.
+
+// C0 controls, DEL, C1 controls (U+0080–U+009F: CSI is U+009B on terminals that take 8-bit C1),
+// the backslash, and the bidi marks, embeddings, overrides and isolates ("Trojan Source")
+const UNSAFE = /[\x00-\x1f\x7f-\x9f\\\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
+const UNSAFE_ALL = new RegExp(UNSAFE.source, 'g');
+const NAMED: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t', '\\': '\\\\' };
+
+function escape(ch: string): string {
+  const named = NAMED[ch];
+  if (named) return named;
+  const c = ch.charCodeAt(0);
+  return c < 0x100 ? `\\x${c.toString(16).padStart(2, '0')}` : `\\u${c.toString(16).padStart(4, '0')}`;
+}
+
+/** s as one line that is safe to write to a terminal: control and bidi characters escaped */
+export function printable(s: string): string {
+  return UNSAFE.test(s) ? s.replace(UNSAFE_ALL, escape) : s;
+}
