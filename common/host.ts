@@ -190,14 +190,14 @@ export function signalAll(pids: Iterable<number>, sig: NodeJS.Signals): void {
 }
 
 /**
- * `stop` of a daemon recorded in a state file: SIGTERM it (it removes what it attached itself) and
- * wait, by the clock, until it has gone, so that the command returns when the stop is done. True
+ * `stop` of a daemon recorded in a state file: SIGTERM it (it removes what it attached itself), or
+ * send `signal`, and wait, by the clock, until it has gone, so that the command returns when the stop is done. True
  * when it is gone, false when it still runs after timeoutMs.
  */
-export async function terminate(pid: number, startTime?: string | null, timeoutMs = 10_000): Promise<boolean> {
+export async function terminate(pid: number, startTime?: string | null, timeoutMs = 10_000, signal: NodeJS.Signals = 'SIGTERM'): Promise<boolean> {
   if (!processAlive(pid, startTime)) return true;
   try {
-    process.kill(pid, 'SIGTERM');
+    process.kill(pid, signal);
   } catch {
     return true;
   }

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { bpfObjects, describeRoot, labCli } from '../../lab/testing.ts';
-import { EVENTS_PATH, PIN_DIR, SecurityController, pinnedLinks, runningDaemon } from './controller.ts';
+import { EVENTS_PATH, PIN_DIR, SecurityController, pinnedLinks, runningDaemon, stopDaemon } from './controller.ts';
 import { cgroup2Root, createCgroup, removeCgroup } from '../../common/cgroup.ts';
 import { PolicyError, parsePolicies } from './policy.ts';
 import { policyCommand } from './cli.ts';
@@ -416,6 +416,41 @@ except OSError as e: print('raw', e.errno)`;
     }
     expect(ours()).toEqual([]);
     expect(fs.existsSync(PIN_DIR)).toBe(false);
+  }, 90_000);
+  // A daemon that does not exit on SIGTERM (here: stopped) holds the links through its fds. Stop
+  // gave up after 10 s, removed the pins and printed "nothing is enforced any more" while the stopped
+  // daemon's programs stayed attached.
+  it.skipIf(pinsInUse)(`stop of a daemon that ignores SIGTERM kills it: no program stays attached${pinsInUse ? ` [skipped: ${PIN_DIR} is in use by another controller]` : ''}`, async () => {
+    const hadEvents = fs.existsSync(EVENTS_PATH);
+    const before = await bpfObjects();
+    const d = execa(NODE, [...LAB, 'policy', 'daemon'], { reject: false, cwd: path.join(import.meta.dirname, '../..') });
+    try {
+      // up once daemon.json names it (the lock names it from before its links are pinned)
+      const up = () => { try { return JSON.parse(fs.readFileSync('/run/ebpf-lab/security/daemon.json', 'utf8')).pid === d.pid; } catch { return false; } };
+      for (let i = 0; i < 300 && !up(); i++) await new Promise((r) => setTimeout(r, 100));
+      expect(up(), 'the daemon did not start within 30 s').toBe(true);
+      expect(pinnedLinks().length).toBeGreaterThan(0);
+      process.kill(d.pid!, 'SIGSTOP');
+      const logged: string[] = [];
+      const r = await stopDaemon((s) => logged.push(s));
+      expect(r.daemon).toBe(d.pid);
+      // what stop promises, checked before anything else touches the daemon
+      let after = await bpfObjects();
+      const ours = () => after.progs.filter((p) => !before.progs.some((b) => b.id === p.id) && p.name?.startsWith('sec_'));
+      for (let i = 0; i < 30 && ours().length; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        after = await bpfObjects();
+      }
+      expect(ours().map((p) => p.name), 'programs still attached after stop').toEqual([]);
+      expect(fs.existsSync(PIN_DIR)).toBe(false);
+      expect(logged.join('\n')).toMatch(/did not exit within 10 s of SIGTERM: killed/);
+      expect((await d).signal).toBe('SIGKILL');
+    } finally {
+      d.kill('SIGKILL');
+      await d;
+      await policyCommand(['stop']);
+      if (!hadEvents) fs.rmSync(EVENTS_PATH, { force: true });
+    }
   }, 90_000);
 });
 

@@ -422,7 +422,19 @@ export function pinnedLinks(): { prog: string; hook: string; linkId: number; pro
 export async function stopDaemon(log: (s: string) => void = () => {}): Promise<{ links: number; maps: number; daemon: number | null }> {
   const d = daemonRecord();
   const pid = d?.pid ?? null;
-  if (d) log((await terminate(d.pid, d.startTime)) ? `daemon ${d.pid} stopped` : `daemon ${d.pid} did not exit within 10 s of SIGTERM; its links and maps are removed anyway`);
+  if (d) {
+    if (await terminate(d.pid, d.startTime)) log(`daemon ${d.pid} stopped`);
+    else {
+      // A daemon that ignores SIGTERM (stopped, wedged) holds every link through its fds: with the
+      // pins gone its programs would stay attached, enforcing, after "nothing is enforced any more".
+      // Stop is the one way to end enforcement, so it is killed; one that survives even that (stuck
+      // in the kernel) leaves everything as it was.
+      if (!(await terminate(d.pid, d.startTime, 5000, 'SIGKILL'))) {
+        throw new LabError(`the policy daemon (pid ${d.pid}) outlived SIGTERM and SIGKILL; nothing was removed, enforcement goes on`, `see where it is stuck (cat /proc/${d.pid}/stack), then run pnpm lab policy stop again`);
+      }
+      log(`daemon ${d.pid} did not exit within 10 s of SIGTERM: killed`);
+    }
+  }
   let links = 0;
   let maps = 0;
   if (fs.existsSync(LINK_DIR)) for (const f of fs.readdirSync(LINK_DIR)) (fs.rmSync(path.join(LINK_DIR, f), { force: true }), links++);
