@@ -57,3 +57,24 @@ export function stopOnFile(env: NodeJS.ProcessEnv = process.env): void {
   }, 250);
   t.unref();
 }
+
+/**
+ * A matrix's subprocesses (a VM row, a host cell) lead process groups of their own, so no
+ * terminal signal reaches them, and a matrix that dies without passing a stop on (SIGKILL, the OOM
+ * killer, a CI runner ending the job) left them running: a row went on booting its guest and
+ * running its remaining cells with nobody to collect them. The matrix gives each its stdin as a
+ * pipe and sets EBPF_LAB_STOP_WITH_PARENT: the pipe's end — the matrix gone, however it went — is
+ * the SIGTERM a run takes as a stop (cleanups, an ERROR report with the checks so far). The pipe
+ * is never written; a matrix that exits normally has already stopped or waited for them.
+ */
+export function stopWithParent(env: NodeJS.ProcessEnv = process.env): void {
+  if (!env.EBPF_LAB_STOP_WITH_PARENT) return;
+  // the run's own children (daemons, load generators, QEMU) get other stdins: they must not act on it
+  delete env.EBPF_LAB_STOP_WITH_PARENT;
+  const stdin = process.stdin as NodeJS.ReadStream & { unref?: () => void };
+  stdin.on('data', () => {});
+  stdin.once('end', () => process.kill(process.pid, 'SIGTERM'));
+  stdin.on('error', () => process.kill(process.pid, 'SIGTERM'));
+  // the watch alone must not keep a finished run alive
+  stdin.unref?.();
+}

@@ -4,11 +4,12 @@
 import { suggest, UsageError } from '../common/args.ts';
 import { describeFailure } from '../common/errors.ts';
 import { quietOnLostOutput, releaseDeadTerminalAtExit } from '../common/stdio.ts';
-import { stopOnFile } from '../common/signals.ts';
+import { stopOnFile, stopWithParent } from '../common/signals.ts';
 
 quietOnLostOutput();
 releaseDeadTerminalAtExit();
 stopOnFile();
+stopWithParent();
 
 type Command = { summary: string; load: () => Promise<(argv: string[]) => Promise<number>> };
 

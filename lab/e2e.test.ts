@@ -15,7 +15,8 @@
 //     with the last progress line, instead of holding the suite until vitest's timeout
 //   - pnpm lab matrix --kernels 5.10,6.1,6.12,7.x,host --scenarios hello-openat
 //   - Ctrl-C during a VM run stops the guest's run: an ERROR report with its checks so far, no guest;
-//     the same for a Ctrl-C to a matrix's whole process group (as a terminal sends it)
+//     the same for a Ctrl-C to a matrix's whole process group (as a terminal sends it); a matrix
+//     killed outright takes its row down the same way
 // Slow (minutes); EBPF_LAB_SKIP_E2E=1 skips it for a quick local loop.
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -194,6 +195,31 @@ describe.skipIf(!!skip)(`the commands users run, in VMs ${skip ? `(skipped: ${sk
     expect(cell.checks.filter((c) => c.status === 'pass').map((c) => c.name)).toEqual(['openat event arrives through the ring buffer', 'event carries our pid and comm']);
     expect(qemuOf(dir)).toEqual([]);
   }, scaled(8 * MIN) + 2 * MIN);
+
+  // The row runs detached (no terminal signal reaches it): a matrix killed outright left it running
+  // its guest and its remaining cells, with nobody to collect them. Its stdin's end stops it now.
+  it('a matrix killed outright (SIGKILL) takes its row down: the row stops its guest and writes its report', async () => {
+    const dir = tmp();
+    let inGuest = false;
+    let sent = false;
+    const r = await lab(['matrix', '--kernels', '6.1', '--scenarios', 'hello-openat', '--out', dir], dir, { budgetMs: 8 * MIN, onLine: (l, kill) => {
+      if (l.includes('running in the guest')) inGuest = true;
+      else if (inGuest && !sent && l.includes('paced load')) {
+        sent = true;
+        kill('SIGKILL');
+      }
+    } });
+    expect(sent).toBe(true);
+    expect(r.code).toBe(null);
+    const row = () => spawnSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).stdout.split('\n').filter((l) => l.includes('matrix --row') && l.includes(dir));
+    const f = path.join(dir, 'hello-openat-6.1', 'results.json');
+    for (let i = 0; i < scaled(120) && (row().length || qemuOf(dir).length || !fs.existsSync(f)); i++) await new Promise((res) => setTimeout(res, 1000));
+    expect(row(), 'the row outlived its matrix').toEqual([]);
+    expect(qemuOf(dir)).toEqual([]);
+    const cell = JSON.parse(fs.readFileSync(f, 'utf8')) as Results;
+    expect([cell.status, cell.error]).toEqual(['error', 'interrupted by SIGTERM']);
+    expect(cell.checks.filter((c) => c.status === 'pass').map((c) => c.name)).toEqual(['openat event arrives through the ring buffer', 'event carries our pid and comm']);
+  }, scaled(8 * MIN) + 4 * MIN);
 
   // last: tracing needs the Jaeger binary, which `./lab.sh test` builds in the background meanwhile.
   // budget: what a passing run takes here (TCG, 2 shared cores) with room for a loaded machine;

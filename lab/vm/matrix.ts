@@ -47,7 +47,8 @@ function runUnit(u: Unit, children: Set<ChildProcess>, extra: string[]): Promise
     // detached: the subprocess leads a process group of its own, so a stop reaches it once, from
     // the matrix (onSig below). In the terminal's group it got a Ctrl-C twice, the terminal's and the
     // matrix's, and a row takes a second stop for "kill the guest now": the cell lost its checks.
-    const p = spawn(node!, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    // stdin: a pipe never written, whose end tells the subprocess the matrix is gone (stopWithParent)
+    const p = spawn(node!, args, { cwd: REPO_ROOT, stdio: ['pipe', 'pipe', 'pipe'], detached: true, env: { ...process.env, EBPF_LAB_STOP_WITH_PARENT: '1' } });
     children.add(p);
     const pipe = (d: Buffer) => {
       for (const l of logs) l.write(d);
