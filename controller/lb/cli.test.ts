@@ -251,6 +251,13 @@ describeRoot('pnpm lab lb daemon (root)', () => {
       expect(l.exitCode, l.stderr).toBe(0);
       expect(l.stdout).toMatch(/10\.98\.88\.1:80 .*1 backend/);
       expect(fs.existsSync(`/sys/fs/bpf/ebpf-lab/${inst}/vips`)).toBe(true);
+      // a purge that reaches no daemon (here: the wrong socket; or one still starting) while one
+      // holds the instance: refused, nothing removed. It purged the running daemon's pins.
+      const wrong = await lb('stop', '--purge', '--instance', inst, '--socket', `/tmp/ebpf-lab-lb-nosock-${process.pid}`);
+      expect(wrong.exitCode).toBe(1);
+      oneError(wrong.stderr, new RegExp(`a daemon of instance "${inst}" \\(pid ${owner.pid}\\) is running but does not answer`), /--socket PATH/);
+      expect(fs.existsSync(`/sys/fs/bpf/ebpf-lab/${inst}/vips`)).toBe(true);
+      expect((await lb('vip', 'list', '--instance', inst)).stdout).toMatch(/10\.98\.88\.1:80 .*1 backend/);
       expect((await lb('stop', '--purge', '--instance', inst)).exitCode).toBe(0);
       expect((await owner).exitCode).toBe(0);
       expect(fs.existsSync(`/sys/fs/bpf/ebpf-lab/${inst}`)).toBe(false);

@@ -14,7 +14,7 @@ import { LbController } from './controller.ts';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
 import net from 'node:net';
 import { daemonLockPath, pinsRecordPath, serveAdmin, socketPath } from './server.ts';
-import { lockHolderAlive, tryLock, unlock } from '../../common/lockfile.ts';
+import { tryLock, unlock } from '../../common/lockfile.ts';
 import { STOP_SIGNALS } from '../../common/signals.ts';
 
 const target = {
@@ -184,13 +184,24 @@ const COMMANDS: Record<string, Cmd> = {
       if ((code !== 'ENOENT' && code !== 'ECONNREFUSED') || !fs.existsSync(dir)) throw e;
       const socket = (p.values.socket as string | undefined) ?? socketPath(inst);
       if (p.values.purge !== true) throw new LabError(`no LB daemon at ${socket}, but instance "${inst}" still forwards from its pins under ${dir} (a daemon stopped without --purge, or killed, leaves its XDP program attached)`, `pnpm lab lb stop --purge --instance ${inst} detaches it and removes the pins; or start the daemon again: it adopts them`);
-      const r = purgePinned(dir);
-      if (r.attachedBy) throw new LabError(`no LB daemon at ${socket}, and instance "${inst}" has no pinned XDP link: its daemon attached by netlink (xdpMode native/generic), and its program (id ${r.attachedBy.join(', ')}) is still attached in a namespace this command cannot detach from; nothing was removed`, `start the daemon again (nsenter --net=/run/netns/NAME -- pnpm lab lb daemon --config FILE: it takes the program over), then pnpm lab lb stop --purge --instance ${inst}`);
-      if (code === 'ECONNREFUSED') fs.rmSync(socket, { force: true }); // the dead daemon's socket file
-      if (recorded === dir) fs.rmSync(record, { force: true });
-      if (!lockHolderAlive(daemonLockPath(inst))) fs.rmSync(daemonLockPath(inst), { force: true }); // the dead daemon's
-      print(`no LB daemon was running: ${r.link ? 'detached its XDP program (pinned link removed)' : 'no XDP link was pinned'}, removed ${r.maps} map pin(s) under ${dir}`);
-      return 0;
+      // The instance's lock, held while purging: a daemon holds it from before it opens the pins
+      // until it exits, so a live one that does not answer here (starting, or on another --socket)
+      // is not purged under, and none starts meanwhile. Without it such a purge removed the pins a
+      // running daemon had made or adopted, and it ran on from maps nothing else could reach.
+      const lock = daemonLockPath(inst);
+      fs.mkdirSync(path.dirname(lock), { recursive: true });
+      const held = tryLock(lock);
+      if (held !== true) throw new LabError(`a daemon of instance "${inst}" (pid ${held}) is running but does not answer on ${socket} (still starting, or serving another --socket); nothing was removed`, `wait until it is up, or name its socket: pnpm lab lb stop --purge --instance ${inst} --socket PATH`);
+      try {
+        const r = purgePinned(dir);
+        if (r.attachedBy) throw new LabError(`no LB daemon at ${socket}, and instance "${inst}" has no pinned XDP link: its daemon attached by netlink (xdpMode native/generic), and its program (id ${r.attachedBy.join(', ')}) is still attached in a namespace this command cannot detach from; nothing was removed`, `start the daemon again (nsenter --net=/run/netns/NAME -- pnpm lab lb daemon --config FILE: it takes the program over), then pnpm lab lb stop --purge --instance ${inst}`);
+        if (code === 'ECONNREFUSED') fs.rmSync(socket, { force: true }); // the dead daemon's socket file
+        if (recorded === dir) fs.rmSync(record, { force: true });
+        print(`no LB daemon was running: ${r.link ? 'detached its XDP program (pinned link removed)' : 'no XDP link was pinned'}, removed ${r.maps} map pin(s) under ${dir}`);
+        return 0;
+      } finally {
+        unlock(lock); // and with it a dead daemon's, which tryLock took over
+      }
     }
   }),
 };
