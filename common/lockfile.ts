@@ -80,3 +80,23 @@ export function tryLock(lockPath: string): true | number {
 export function unlock(lockPath: string): void {
   if (readLockHolder(lockPath)?.pid === process.pid) fs.rmSync(lockPath, { force: true });
 }
+
+/**
+ * Run fn holding the lock, waiting for another holder up to timeoutMs: the CLI's writers of one
+ * instance (read the model, write the maps, write the model back) one at a time. busy names the
+ * holder in the error when the wait runs out.
+ */
+export async function withLockWait<T>(lockPath: string, fn: () => T | Promise<T>, busy: (pid: number) => Error, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const holder = tryLock(lockPath);
+    if (holder === true) break;
+    if (Date.now() > deadline) throw busy(holder);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  try {
+    return await fn();
+  } finally {
+    unlock(lockPath);
+  }
+}

@@ -19,6 +19,7 @@ import { formatAddr } from './policy.ts';
 import { F_ENFORCE, MAP_NAMES, PolicyStore, emptyState, type SecMaps, type StoreState, type StoredPolicy } from './store.ts';
 import { KernelIdentity } from './identity.ts';
 import { LabError } from '../../common/errors.ts';
+import { writeFileAtomic } from '../../common/state-file.ts';
 import type { sec_exec_key, sec_egress_key, sec_file_key } from '../../bpf/gen/security.ts';
 
 export const PIN_DIR = '/sys/fs/bpf/ebpf-lab/security';
@@ -271,7 +272,7 @@ export class SecurityController {
     this.store.state = reconcile(this.store, state, say);
     this.store.saveState();
     for (const sw of this.store.sweep()) say(`swept slot ${sw.slot}: ${sw.entries} entries no live policy references`);
-    fs.writeFileSync(path.join(RUN_DIR, 'daemon.json'), JSON.stringify({ pid: process.pid, startTime: procStart(process.pid), mechanisms: this.mechanisms, startedAt: new Date().toISOString() }));
+    writeFileAtomic(path.join(RUN_DIR, 'daemon.json'), JSON.stringify({ pid: process.pid, startTime: procStart(process.pid), mechanisms: this.mechanisms, startedAt: new Date().toISOString() }));
   }
 
   /** the event ring buffer (one consumer per controller) */

@@ -21,6 +21,7 @@ import { fileId, resolveShells, type FileId } from './files.ts';
 import type { Identified } from './identity.ts';
 import { cidrBytes, type EgressRule, type Policy } from './policy.ts';
 import { LabError } from '../../common/errors.ts';
+import { writeFileAtomic } from '../../common/state-file.ts';
 
 // the C enums (bpf/security.h), read from the object's BTF into bpf/gen/security.ts
 export const F_ENFORCE = sec_policy_flag.SEC_F_ENFORCE, F_EXEC_ALLOWLIST = sec_policy_flag.SEC_F_EXEC_ALLOWLIST, F_DENY_ANON_EXEC = sec_policy_flag.SEC_F_DENY_ANON_EXEC;
@@ -144,8 +145,7 @@ export class PolicyStore {
   private save(): void {
     if (!this.statePath) return;
     fs.mkdirSync(path.dirname(this.statePath), { recursive: true });
-    fs.writeFileSync(`${this.statePath}.tmp`, JSON.stringify(this.state, null, 1));
-    fs.renameSync(`${this.statePath}.tmp`, this.statePath);
+    writeFileAtomic(this.statePath, JSON.stringify(this.state, null, 1));
   }
 
   ruleName(id: number): string {

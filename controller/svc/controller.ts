@@ -25,7 +25,8 @@ import { HealthChecker } from '../lb/health.ts';
 import { maglevTable } from '../lb/maglev.ts';
 import { cgroupDir, cgroupId } from '../../common/cgroup.ts';
 import { processAlive, procStart, terminate } from '../../common/host.ts';
-import { tryLock, unlock } from '../../common/lockfile.ts';
+import { withLockWait } from '../../common/lockfile.ts';
+import { writeFileAtomic } from '../../common/state-file.ts';
 import { backendKey, normBackendS, normService, validateSvcConfig, type Algorithm, type NormService, type NormSvcConfig, type ServiceConfig, type SvcConfig } from './config.ts';
 
 export const PIN_ROOT = '/sys/fs/bpf/ebpf-lab';
@@ -363,8 +364,7 @@ export class SvcController {
     if (!this.pinned) return;
     fs.mkdirSync(RUN_DIR, { recursive: true });
     const sp = statePath(this.model.config.instance);
-    fs.writeFileSync(`${sp}.tmp`, JSON.stringify(this.model));
-    fs.renameSync(`${sp}.tmp`, sp);
+    writeFileAtomic(sp, JSON.stringify(this.model));
   }
 
   get instance(): string {
@@ -725,17 +725,5 @@ export function cleanupPins(instance: string): void {
 /** Run fn holding the instance's lock file (CLI commands and the daemon's health checks serialise here). */
 export async function withLock<T>(instance: string, fn: () => T | Promise<T>, timeoutMs = 10_000): Promise<T> {
   fs.mkdirSync(RUN_DIR, { recursive: true });
-  const lp = lockPath(instance);
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const holder = tryLock(lp);
-    if (holder === true) break;
-    if (Date.now() > deadline) throw new LabError(`${instance === START_LOCK ? 'another svc start' : `instance "${instance}"`} is locked by pid ${holder}`, `wait for pid ${holder} to finish (another svc command or the daemon's health check) and try again`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  try {
-    return await fn();
-  } finally {
-    unlock(lp);
-  }
+  return withLockWait(lockPath(instance), fn, (holder) => new LabError(`${instance === START_LOCK ? 'another svc start' : `instance "${instance}"`} is locked by pid ${holder}`, `wait for pid ${holder} to finish (another svc command or the daemon's health check) and try again`), timeoutMs);
 }

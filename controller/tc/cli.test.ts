@@ -280,3 +280,52 @@ describeRoot('pnpm lab tc: a daemon killed outright (SIGKILL)', () => {
     }
   }, 120_000);
 });
+
+// Writers read the model from the state file, write the idle rule slots and flip the generation:
+// two at once wrote into the same idle slots and flipped in turn, so the kernel could enforce a
+// mix of both rule lists (or one being rewritten while live) while the state file, and with it
+// `filter list`, named the other.
+describeRoot('pnpm lab tc: concurrent writers', () => {
+  it('filter set and shape apply from several shells at once: the kernel enforces exactly the rules the state names', async () => {
+    const fs = await import('node:fs');
+    const { openInstance } = await import('./shaper.ts');
+    const { MAX_RULES, netPort } = await import('./config.ts');
+    const t = createTopology('tcrace');
+    const inst = `race${process.pid}`;
+    const files = ['a', 'b', 'c'].map((x) => `/tmp/ebpf-lab-tc-race-${process.pid}-${x}.json`);
+    let daemon: ReturnType<typeof execa> | undefined;
+    try {
+      await t.addNs('a');
+      await t.addNs('b');
+      await t.veth({ ns: 'a', dev: 'ra' }, { ns: 'b', dev: 'rb' });
+      // three rule lists of different lengths and ports: any mix of two is none of them
+      const lists = [[1001, 1002, 1003, 1004, 1005, 1006, 1007], [2001, 2002], [3001, 3002, 3003, 3004]];
+      lists.forEach((ports, i) => fs.writeFileSync(files[i]!, JSON.stringify({ filters: ports.map((p) => ({ name: `r${p}`, proto: 'tcp', port: p, action: 'drop' })) })));
+      daemon = execa(NODE, [...LAB, 'tc', 'shape', 'start', '--dev', 'ra', '--netns', t.ns('a'), '--filter-only', '--instance', inst], { reject: false, all: true });
+      await untilReady(daemon, collectOutput([daemon.all]), /^shaping ra/m, 30_000, 'tc shape start');
+      for (let round = 0; round < 3; round++) {
+        const rs = await Promise.all(Array.from({ length: 6 }, (_, k) => k % 2
+          ? tc('filter', 'set', '--config', files[(k + round) % 3]!, '--instance', inst)
+          : tc('shape', 'apply', '--config', files[(k + round) % 3]!, '--instance', inst)));
+        for (const r of rs) expect(r.exitCode, r.stderr).toBe(0);
+        using c = openInstance(inst);
+        const names = c.model.rules.map((r) => r.name);
+        const gen = c.maps.filter_gen.get(0) as number;
+        expect(gen).toBe(c.model.gen);
+        const live: number[] = [];
+        for (let i = 0; i < MAX_RULES; i++) {
+          const r = c.maps.rules.get(gen * MAX_RULES + i) as { active: number; port: number } | undefined;
+          if (!r?.active) break;
+          live.push(r.port);
+        }
+        expect(lists.map((l) => l.map((p) => `r${p}`))).toContainEqual(names);
+        expect(live, `round ${round}: the state names ${names.join(',')}`).toEqual(c.model.rules.map((r) => netPort(r.port)));
+      }
+    } finally {
+      daemon?.kill('SIGTERM');
+      await daemon;
+      for (const f of files) fs.rmSync(f, { force: true });
+      await t.dispose();
+    }
+  }, 120_000);
+});

@@ -10,11 +10,12 @@ import { parseArgs, suggest, UsageError, type CommandSpec, type Opts } from '../
 import { LabError } from '../../common/errors.ts';
 import { untilSignal } from '../../common/signals.ts';
 import { terminate } from '../../common/host.ts';
+import { withLockWait } from '../../common/lockfile.ts';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
 import { checkReplaceKeys, formatRate, loadConfigFile, parseHorizon, parseRate, PROTO_NAMES, validateConfig, type Plan } from './config.ts';
 import { formatIp, fromLeading16 } from '../../common/ip.ts';
 import { tcRegistry } from './metrics.ts';
-import { decodeModel, instanceAlive, openInstance, readState, reapDeadInstance, statePath, TcShaper, type ReapReport, type TcControl } from './shaper.ts';
+import { decodeModel, instanceAlive, openInstance, readState, reapDeadInstance, statePath, TcShaper, writerLockPath, type ReapReport, type TcControl } from './shaper.ts';
 
 const instance = { instance: { type: 'string', valueName: 'NAME', default: 'default', description: 'which running shaper (state in /run/ebpf-lab/tc/NAME.json)' } } as const satisfies Opts;
 
@@ -29,6 +30,17 @@ function withInstance<T>(name: string, fn: (c: TcControl) => T): T {
   } finally {
     c[Symbol.dispose]();
   }
+}
+
+/**
+ * A change from the CLI: read the model, write the maps, write the model back, one writer at a
+ * time. Two `filter set`s at once both wrote the same idle rule slots and flipped the generation in
+ * turn: the kernel could enforce a mix of both lists (or a list being rewritten while live) while
+ * the state, and `filter list`, named one of them.
+ */
+async function changeInstance<T>(name: string, fn: (c: TcControl) => T): Promise<T> {
+  if (!fs.existsSync(statePath(name))) return withInstance(name, fn); // its "no running instance" error
+  return withLockWait(writerLockPath(name), () => withInstance(name, fn), (pid) => new LabError(`tc instance "${name}" is being changed by another command (pid ${pid})`, 'wait for it to finish and try again'));
 }
 
 function planFromFile(file: string): Plan {
@@ -112,7 +124,7 @@ const COMMANDS: Record<string, Cmd> = {
     if (!p.values.config) throw new UsageError('tc shape apply needs --config FILE', 'see controller/tc/README.md for the format');
     const raw = loadConfigFile(p.values.config as string);
     const plan = validateConfig(raw);
-    const r = withInstance(p.values.instance as string, (c) => {
+    const r = await changeInstance(p.values.instance as string, (c) => {
       checkReplaceKeys(p.values.config as string, raw, { classes: c.model.classes.length, filters: c.model.rules.length });
       return c.apply(plan);
     });
@@ -128,7 +140,7 @@ const COMMANDS: Record<string, Cmd> = {
     if (rate === undefined || rate < 8_000n || rate > 400_000_000_000n) throw new UsageError(`<rate> ${JSON.stringify(rateS)}: expected a rate 8kbit-400gbit`, 'e.g. pnpm lab tc shape set bulk 50mbit');
     const h = p.values.horizon === undefined ? undefined : parseHorizon(p.values.horizon);
     if (p.values.horizon !== undefined && h === undefined) throw new UsageError(`--horizon ${JSON.stringify(p.values.horizon)}: expected 1ms-10s or auto`, 'e.g. --horizon 2s');
-    withInstance(p.values.instance as string, (c) => c.setRate(name, rate, h));
+    await changeInstance(p.values.instance as string, (c) => c.setRate(name, rate, h));
     console.log(`${name}: ${formatRate(rate)}`);
     return 0;
   }),
@@ -173,7 +185,7 @@ const COMMANDS: Record<string, Cmd> = {
     const raw = loadConfigFile(p.values.config as string);
     checkReplaceKeys(p.values.config as string, raw, { filters: 'always' });
     const rules = validateConfig({ filters: (raw as { filters: unknown }).filters }).rules;
-    withInstance(p.values.instance as string, (c) => {
+    await changeInstance(p.values.instance as string, (c) => {
       c.apply({ classes: c.model.classes.map((x) => ({ name: x.name, rateBps: x.rateBps, horizonNs: x.horizonNs, horizonAuto: x.horizonAuto, matches: x.matches })), rules });
     });
     console.log(`${rules.length} rule(s) live`);

@@ -22,6 +22,8 @@ import { BpfMap, attachTc, removePinDir, withNetns, type BpfObject, type Link } 
 import { objectPath } from '../../bpf/build.ts';
 import { LabError } from '../../common/errors.ts';
 import { processAlive, procStart } from '../../common/host.ts';
+import { lockHolderAlive } from '../../common/lockfile.ts';
+import { writeFileAtomic } from '../../common/state-file.ts';
 import { MAX_RULES, latencyHorizonNs, netPort, type ClassPlan, type Match, type Plan, type RulePlan } from './config.ts';
 import { tcShape, tc_shape_class_flags, tc_shape_rule_action, type TcShape, type tc_class, type tc_class_stats, type tc_dst_key, type tc_flow_key, type tc_global_stats, type tc_rule, type tc_rule_stats } from '../../bpf/gen/tc_shape.ts';
 
@@ -426,6 +428,7 @@ export function reapDeadInstance(instance: string): ReapReport | undefined {
   removePinDir(pins);
   if (pinned.length) report.removed.push(`${pinned.length} map pin(s) under ${pins}`);
   fs.rmSync(statePath(instance), { force: true });
+  if (!lockHolderAlive(writerLockPath(instance))) fs.rmSync(writerLockPath(instance), { force: true }); // a killed writer's
   return report;
 }
 
@@ -452,6 +455,10 @@ function checkNoForeignShaper(netns: string | undefined, dev: string, ingress: b
 
 export function statePath(instance: string): string {
   return path.join(STATE_DIR, `${instance}.json`);
+}
+/** held by a CLI writer of the instance (apply, set, filter set) from reading the model to writing it back */
+export function writerLockPath(instance: string): string {
+  return path.join(STATE_DIR, `${instance}.lock`);
 }
 export function pinDir(instance: string): string {
   return path.join(PIN_ROOT, `tc-${instance}`);
@@ -530,7 +537,7 @@ export class TcShaper {
         for (const m of MAP_NAMES) maps[m].pin(path.join(pins, m));
         shaper.persist = (m) => {
           fs.mkdirSync(STATE_DIR, { recursive: true });
-          fs.writeFileSync(statePath(opts.instance!), encodeModel({ ...m, pid: process.pid, dev: opts.dev, netns: opts.netns ?? null, filterOnly: !!opts.filterOnly, owned }));
+          writeFileAtomic(statePath(opts.instance!), encodeModel({ ...m, pid: process.pid, dev: opts.dev, netns: opts.netns ?? null, filterOnly: !!opts.filterOnly, owned }));
         };
         shaper.owned = owned;
         shaper.persist(control.model);
@@ -592,7 +599,7 @@ export class TcShaper {
       else skel.close();
       // a takeover that did not get as far as the replace: the dead daemon's filters still enforce,
       // and its state file is what proves them its own (for stop, or the next start)
-      if (dead && !shaper?.tookOver && (!opts.netns || fs.existsSync(`/run/netns/${opts.netns}`))) fs.writeFileSync(statePath(opts.instance!), handBack ?? dead.raw);
+      if (dead && !shaper?.tookOver && (!opts.netns || fs.existsSync(`/run/netns/${opts.netns}`))) writeFileAtomic(statePath(opts.instance!), handBack ?? dead.raw);
       throw e;
     }
   }
@@ -647,6 +654,7 @@ export class TcShaper {
       for (const m of MAP_NAMES) fs.rmSync(path.join(pinDir(instance), m), { force: true });
       removePinDir(pinDir(instance));
       fs.rmSync(statePath(instance), { force: true });
+      if (!lockHolderAlive(writerLockPath(instance))) fs.rmSync(writerLockPath(instance), { force: true }); // a killed writer's
     }
     this.skel.close();
   }
@@ -664,7 +672,7 @@ export function openInstance(instance: string): TcControl & Disposable {
   if (!instanceAlive(st)) throw new LabError(`tc instance "${instance}" is not running (pid ${st.pid} is gone)`, `pnpm lab tc shape stop --instance ${instance} removes what it left attached; or start it again (pnpm lab tc shape start … removes it too)`);
   const maps = Object.fromEntries(MAP_NAMES.map((n) => [n, BpfMap.openPinned(path.join(pinDir(instance), n))])) as TcMaps;
   const c = new TcControl(maps, { classes: st.classes, rules: st.rules, gen: st.gen }, (m) => {
-    fs.writeFileSync(file, encodeModel({ ...st, ...m }));
+    writeFileAtomic(file, encodeModel({ ...st, ...m }));
   });
   c.filterOnly = !!st.filterOnly;
   return Object.assign(c, { [Symbol.dispose]: () => Object.values(maps).forEach((m) => m.close()) });
