@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { readPolicyFile, type Policy } from './policy.ts';
-import { EVENTS_PATH, LINK_DIR, PIN_DIR, RUN_DIR, HOOKS, SecurityController, pinnedLinks, pinnedStore, runningDaemon, stopDaemon } from './controller.ts';
+import { EVENTS_PATH, LINK_DIR, PIN_DIR, RUN_DIR, HOOKS, SecurityController, pinnedLinks, pinnedStore, runningDaemon, stopDaemon, withApplyLock } from './controller.ts';
 import { resolveShells } from './files.ts';
 import { entriesNeeded, denyRaw } from './store.ts';
 import { deferSignalsToCaller, BpfObject } from '../libbpf/index.ts';
@@ -15,7 +15,6 @@ import { parseArgs, suggest, UsageError, type CommandSpec, type Opts } from '../
 import { LabError } from '../../common/errors.ts';
 import { outputClosed } from '../../common/stdio.ts';
 import { ensureMounts } from '../../common/host.ts';
-import { tryLock, unlock } from '../../common/lockfile.ts';
 import { onStopSignals } from '../../common/signals.ts';
 
 const COMMANDS: Record<string, CommandSpec<Opts> & { run: (a: { values: Record<string, unknown>; positionals: string[] }) => Promise<number> }> = {
@@ -105,29 +104,12 @@ export async function policyCommand(argv: string[]): Promise<number> {
   return spec.run({ values: parsed.values as Record<string, unknown>, positionals: parsed.positionals });
 }
 
-/** serialise CLI writers: a sweep in one must never clear the slot another is filling */
-function withLock<T>(fn: () => T): T {
-  fs.mkdirSync(RUN_DIR, { recursive: true });
-  const lock = path.join(RUN_DIR, 'apply.lock');
-  for (let i = 0; ; i++) {
-    const holder = tryLock(lock);
-    if (holder === true) break;
-    if (i > 100) throw new LabError(`another policy command (pid ${holder}) is changing the maps`, 'wait for it to finish and retry');
-    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
-  }
-  try {
-    return fn();
-  } finally {
-    unlock(lock);
-  }
-}
-
 async function apply(file: string): Promise<number> {
   const policies = readPolicyFile(file);
   if (!policies.length) throw new LabError(`nothing was applied: ${file} lists no policies`, 'add a policy under "policies:" (to remove policies: pnpm lab policy delete <name>|--all)');
   const h = await pinnedStore();
   try {
-    const reports = withLock(() => h.store.apply(policies));
+    const reports = withApplyLock(() => h.store.apply(policies));
     for (const r of reports) {
       console.log(`${r.action} ${r.name} (policy ${r.policyId}, slot ${r.slot}): ${r.execEntries} exec and ${r.egressEntries} egress entries written in ${r.writeMs.toFixed(2)} ms`);
       for (const rule of r.rules) console.log(`  rule ${rule.id}: ${rule.name}`);
@@ -250,7 +232,7 @@ async function del(names: string[], all: boolean): Promise<number> {
   if (all && names.length) throw new UsageError('give policy names or --all, not both', 'usage: pnpm lab policy delete <name…> | --all');
   const h = await pinnedStore();
   try {
-    withLock(() => {
+    withApplyLock(() => {
       if (all) {
         const n = Object.keys(h.store.state.policies).length;
         h.store.deleteAll();

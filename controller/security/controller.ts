@@ -258,9 +258,18 @@ export class SecurityController {
     m.oracle = this.identity.available = has('sec_exec_tp');
   }
 
-  /** daemon start: load the state file, reconcile it with the kernel, sweep unreferenced slots */
+  /**
+   * daemon start: load the state file, reconcile it with the kernel, sweep unreferenced slots —
+   * under the writers' lock: a `policy apply` in a restarting daemon's first second wrote its slot
+   * and state between this read of the state and its save and sweep, which then dropped the
+   * new policy's entries as unreferenced after apply had reported it enforced
+   */
   private adopt(hadLinks: boolean): void {
     fs.mkdirSync(RUN_DIR, { recursive: true });
+    withApplyLock(() => this.adoptLocked(hadLinks), 60_000);
+  }
+
+  private adoptLocked(hadLinks: boolean): void {
     const say = (s: string) => this.adoption.push(s);
     let state = emptyState();
     try {
@@ -398,6 +407,27 @@ export function reconcile(store: PolicyStore, state: StoreState, say: (s: string
   // ids in use must not be handed out again
   for (const p of Object.values(out.policies)) if (p.id >= out.nextId) out.nextId = p.id + 1;
   return out;
+}
+
+/**
+ * Serialise the writers of the pinned maps and state (the CLI's apply and delete, a daemon's start):
+ * a sweep in one must never clear the slot another is filling.
+ */
+export function withApplyLock<T>(fn: () => T, timeoutMs = 10_000): T {
+  fs.mkdirSync(RUN_DIR, { recursive: true });
+  const lock = path.join(RUN_DIR, 'apply.lock');
+  for (const deadline = Date.now() + timeoutMs; ; ) {
+    const holder = tryLock(lock);
+    if (holder === true) break;
+    if (Date.now() > deadline) throw new LabError(`another policy command (pid ${holder}) is changing the maps`, 'wait for it to finish and retry');
+    // synchronous on purpose: the store's writes are, and nothing else of this process may run meanwhile
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
+  }
+  try {
+    return fn();
+  } finally {
+    unlock(lock);
+  }
 }
 
 /** Facts about the pinned links, from the kernel: which programs are attached right now. */
