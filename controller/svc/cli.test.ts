@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { expectOneError, labCommand, labCli } from '../../lab/testing.ts';
 import { cgroup2Root, findCgroup2Root, createCgroup, removeCgroup } from '../../common/cgroup.ts';
 import { collectOutput, untilReady } from '../../common/child.ts';
+import { tryLock, unlock } from '../../common/lockfile.ts';
 
 const [NODE, ...LAB] = await labCli();
 
@@ -129,6 +130,45 @@ describe.skipIf(process.getuid?.() !== 0 || !findCgroup2Root())('pnpm lab svc da
     }
     expect(fs.existsSync(cg)).toBe(false);
   }, 120_000);
+
+  // `svc stop` removed the pins and state without the instance's lock: a `svc backend add` that had
+  // opened the instance wrote its state back afterwards, and the instance looked alive with no
+  // pins behind it (its next command: an internal error opening a pinned map)
+  it('svc stop waits for a writer holding the instance; a state file without pins is one line with the fix', async () => {
+    const inst = `sw${process.pid}`;
+    const cg = path.join(cgroup2Root(), `ebpf-lab-svc-sw-${process.pid}`);
+    createCgroup(cg);
+    const f = path.join(os.tmpdir(), `svc-sw-${process.pid}.yaml`);
+    fs.writeFileSync(f, `cgroup: ${cg}\nservices:\n  - vip: tcp://10.96.79.10:80\n    backends: [10.0.79.11:8080]\n`);
+    const lock = `/run/ebpf-lab/svc-${inst}.lock`;
+    let held = false;
+    try {
+      expect((await svc('start', '--config', f, '--instance', inst)).exitCode).toBe(0);
+      expect(tryLock(lock)).toBe(true);
+      held = true;
+      const stop = svc('stop', '--instance', inst);
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(fs.existsSync(`/run/ebpf-lab/svc-${inst}.json`), 'stop removed the instance under its lock').toBe(true);
+      unlock(lock);
+      held = false;
+      const r = await stop;
+      expect(r.exitCode, r.stderr).toBe(0);
+      expect(fs.existsSync(`/run/ebpf-lab/svc-${inst}.json`)).toBe(false);
+      expect(fs.existsSync(`/sys/fs/bpf/ebpf-lab/svc-${inst}`)).toBe(false);
+      // a state file whose pins are gone (removed by hand, or by the race above)
+      fs.writeFileSync(`/run/ebpf-lab/svc-${inst}.json`, '{}');
+      const ghost = await svc('backend', 'add', 'tcp://10.96.79.10:80', '10.0.79.12:8080', '--instance', inst);
+      expect(ghost.exitCode).toBe(1);
+      oneError(ghost.stderr, new RegExp(`^error: socket LB instance "${inst}" has a state file but its pins under \\S+ are gone`), new RegExp(`svc stop --instance ${inst} removes what is left`));
+      expect((await svc('stop', '--instance', inst)).exitCode).toBe(0);
+      expect(fs.existsSync(`/run/ebpf-lab/svc-${inst}.json`)).toBe(false);
+    } finally {
+      if (held) unlock(lock);
+      await svc('stop', '--instance', inst);
+      fs.rmSync(f, { force: true });
+      removeCgroup(cg);
+    }
+  }, 60_000);
 
   it('stays in the foreground without health checks until SIGTERM, then removes its instance', async () => {
     const inst = `fg${process.pid}`;

@@ -97,7 +97,9 @@ const COMMANDS: Record<string, Cmd> = {
     console.log(JSON.stringify({ ready: true, instance: inst, services: c.list().length, getpeername: c.model.getpeername, ...(port !== undefined ? { metrics: `http://127.0.0.1:${port}/metrics` } : {}) }));
     await untilSignal();
     server?.close();
-    c.stop();
+    // under the instance's lock, so that no `svc backend …` writes its state back after the
+    // removal; a lock that is not freed in time does not hold the stop up
+    await withLock(inst, () => c.stop(), 15_000).catch(() => c.stop());
     process.off('exit', bye);
     console.error(`[svc ${inst}] stopped: programs detached, pins and state removed`);
     return 0;

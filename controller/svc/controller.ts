@@ -348,6 +348,9 @@ export class SvcController {
       for (const n of MAP_NAMES) opened.push(BpfMap.openPinned(path.join(dir, n)));
     } catch (e) {
       for (const m of opened) m.close();
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT' || /ENOENT/.test(String((e as Error).message))) {
+        throw new LabError(`socket LB instance "${instance}" has a state file but its pins under ${dir} are gone: nothing balances its services`, `pnpm lab svc stop --instance ${instance} removes what is left; then start it again`, { cause: e });
+      }
       throw e;
     }
     const maps = Object.fromEntries(MAP_NAMES.map((n, i) => [n, opened[i]])) as unknown as Maps;
@@ -706,7 +709,9 @@ export async function stopInstance(instance: string): Promise<string> {
     if (left) cleanupPins(instance);
     return `stopped instance ${instance}: its svc daemon (pid ${d.pid}) exited${left ? '; what it left was removed' : ' and removed it'}`;
   }
-  cleanupPins(instance);
+  // under the instance's lock: a `svc backend …` that had opened the instance wrote its state
+  // back after the pins were gone, and the instance looked alive with nothing behind it
+  await withLock(instance, () => cleanupPins(instance));
   return `stopped instance ${instance}`;
 }
 
