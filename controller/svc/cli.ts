@@ -99,7 +99,11 @@ const COMMANDS: Record<string, Cmd> = {
     server?.close();
     // under the instance's lock, so that no `svc backend …` writes its state back after the
     // removal; a lock that is not freed in time does not hold the stop up
-    await withLock(inst, () => c.stop(), 15_000).catch(() => c.stop());
+    let ran = false;
+    await withLock(inst, () => ((ran = true), c.stop()), 15_000).catch((e) => {
+      if (ran) throw e;
+      c.stop();
+    });
     process.off('exit', bye);
     console.error(`[svc ${inst}] stopped: programs detached, pins and state removed`);
     return 0;

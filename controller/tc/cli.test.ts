@@ -286,7 +286,7 @@ describeRoot('pnpm lab tc: a daemon killed outright (SIGKILL)', () => {
 // mix of both rule lists (or one being rewritten while live) while the state file, and with it
 // `filter list`, named the other.
 describeRoot('pnpm lab tc: concurrent writers', () => {
-  it('filter set and shape apply from several shells at once: the kernel enforces exactly the rules the state names', async () => {
+  it('filter set and shape apply from several shells at once: the kernel enforces exactly the rules the state names; the daemon\'s removal waits for a writer', async () => {
     const fs = await import('node:fs');
     const { openInstance } = await import('./shaper.ts');
     const { MAX_RULES, netPort } = await import('./config.ts');
@@ -321,6 +321,21 @@ describeRoot('pnpm lab tc: concurrent writers', () => {
         expect(lists.map((l) => l.map((p) => `r${p}`))).toContainEqual(names);
         expect(live, `round ${round}: the state names ${names.join(',')}`).toEqual(c.model.rules.map((r) => netPort(r.port)));
       }
+      // the daemon's removal waits for a writer (held here by the test), or the writer's state
+      // came back after it: an instance "not running" with nothing behind it
+      const { tryLock, unlock } = await import('../../common/lockfile.ts');
+      const { writerLockPath, statePath } = await import('./shaper.ts');
+      expect(tryLock(writerLockPath(inst))).toBe(true);
+      const stop = tc('shape', 'stop', '--instance', inst);
+      await new Promise((r) => setTimeout(r, 1500));
+      const stateDuring = fs.existsSync(statePath(inst));
+      unlock(writerLockPath(inst));
+      expect(stateDuring, 'the daemon removed its instance under a writer').toBe(true);
+      const st = await stop;
+      expect(st.exitCode, st.stderr).toBe(0);
+      expect(st.stdout).toMatch(/exited and removed its qdisc, filters and pins/);
+      expect(fs.existsSync(statePath(inst))).toBe(false);
+      expect(fs.existsSync(writerLockPath(inst))).toBe(false);
     } finally {
       daemon?.kill('SIGTERM');
       await daemon;

@@ -104,7 +104,13 @@ async function daemon(p: Args): Promise<number> {
   console.log(`shaping ${dev}${p.values.netns ? ` (netns ${p.values.netns})` : ''}: instance ${p.values.instance}, ${plan.classes.length} class(es), ${plan.rules.length} rule(s)${p.values['metrics-port'] !== undefined ? `, metrics http://127.0.0.1:${p.values['metrics-port']}/metrics` : ''}; Ctrl-C removes everything`);
   await untilSignal();
   server?.close();
-  shaper.close();
+  // under the writers' lock, so that a change from the CLI that had opened the instance does not
+  // write its state back after the removal; a lock that is not freed in time does not hold the stop up
+  let ran = false;
+  await withLockWait(writerLockPath(instance), () => ((ran = true), shaper!.close()), () => new Error('busy'), 15_000).catch((e) => {
+    if (ran) throw e;
+    shaper!.close();
+  });
   return 0;
 }
 
