@@ -12,6 +12,7 @@ import { untilSignal } from '../../common/signals.ts';
 import { terminate } from '../../common/host.ts';
 import { withLockWait } from '../../common/lockfile.ts';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
+import { ensureObject } from '../../bpf/build.ts';
 import { checkReplaceKeys, formatRate, loadConfigFile, parseHorizon, parseRate, PROTO_NAMES, validateConfig, type Plan } from './config.ts';
 import { formatIp, fromLeading16 } from '../../common/ip.ts';
 import { tcRegistry } from './metrics.ts';
@@ -92,6 +93,8 @@ async function daemon(p: Args): Promise<number> {
     return shaper.control;
   }), port);
   try {
+    // built here when missing (a fresh clone): start is synchronous and only opens it
+    await ensureObject('tc_shape');
     // the plan is in the maps before the filters are attached: enforced from the first packet, and
     // a dead daemon's filters of this instance are replaced in place by ones that already hold it
     shaper = TcShaper.start({ dev, netns: p.values.netns as string | undefined, instance, filterOnly: !!p.values['filter-only'], plan });

@@ -12,6 +12,7 @@ import { findCgroup2Root } from '../../common/cgroup.ts';
 import { createTopology, listNamespaces, type Topology } from '../../lab/netns.ts';
 import { faults, FqUnsupported, instanceAlive, MAP_NAMES, TcShaper, type TcControl } from './shaper.ts';
 import { procStart } from '../../common/host.ts';
+import { ensureObject } from '../../bpf/build.ts';
 import { ConfigError, validateConfig } from './config.ts';
 import { tcRegistry } from './metrics.ts';
 
@@ -49,6 +50,7 @@ async function tcQdisc(): Promise<string> {
 
 describeRoot('tc shaper on a veth', () => {
   beforeAll(async () => {
+    await ensureObject('tc_shape'); // start only opens it: no test file may rely on another having built it
     t = createTopology('tct');
     await t.addNs('a');
     await t.addNs('b');
