@@ -4,6 +4,8 @@
 // leaves every map and /state exactly as before; capacity is checked before anything else; many
 // backends apply in seconds while the admin API keeps answering reads.
 import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest';
@@ -113,6 +115,45 @@ describeRoot('lb controller: all-or-nothing changes, capacity, scale (real maps)
     yaml('ringSize: 1021\nbackendTableSize: 64\n');
     expect(await api.apply({ file })).toEqual({ added: [], removed: [], changed: [] });
     expect(await snapshot()).toEqual(before);
+  });
+
+  // The TCP listener served the whole admin API: any local user (the unix socket is root's), a page
+  // in the operator's browser, or anyone on the network when bound wider could change or purge the LB.
+  it('the TCP listener (listen) answers GET queries and metrics only: changes, shutdown and a rebinding Host are 403', async () => {
+    const free = net.createServer();
+    await new Promise<void>((r) => free.listen(0, '127.0.0.1', () => r()));
+    const port = (free.address() as net.AddressInfo).port;
+    await new Promise((r) => free.close(r));
+    const tcp = await serveAdmin(c, { socket: path.join(dir, 'lb2.sock'), listen: `127.0.0.1:${port}` });
+    const ask = (method: string, p: string, host = `127.0.0.1:${port}`, body = '') => new Promise<{ status: number; text: string }>((ok, fail) => {
+      const q = http.request({ host: '127.0.0.1', port, method, path: p, headers: { host, 'content-type': 'text/plain' } }, (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => (text += d));
+        res.on('end', () => ok({ status: res.statusCode!, text }));
+      });
+      q.on('error', (e) => fail(new Error(`${method} ${p} (Host ${host}): ${e.message}`)));
+      q.end(body);
+    });
+    try {
+      const before = await snapshot();
+      expect((await ask('GET', '/metrics')).status).toBe(200);
+      expect((await ask('GET', '/state', `localhost:${port}`)).status).toBe(200);
+      // what a web page's form can send (text/plain, no preflight)
+      for (const [m, p, b] of [['POST', '/shutdown', '{"purge":true}'], ['POST', '/backends', JSON.stringify({ vip: V1, address: '127.9.9.9' })], ['DELETE', '/vips', JSON.stringify({ vip: V1 })], ['POST', '/apply', '{"file":"/etc/shadow"}']] as const) {
+        const r = await ask(m, p, undefined, b);
+        expect(r.status, `${m} ${p}`).toBe(403);
+        expect(JSON.parse(r.text).error).toMatch(/read-only/);
+      }
+      const rebound = await ask('GET', '/state', `evil.example:${port}`);
+      expect(rebound.status).toBe(403);
+      expect(JSON.parse(rebound.text).error).toMatch(/DNS rebinding/);
+      expect(await snapshot()).toEqual(before);
+      // the admin socket still changes it
+      await api.addBackend(V1, '127.9.9.9', { mac: MAC });
+      expect(JSON.stringify(await api.state())).toContain('127.9.9.9');
+    } finally {
+      await tcp.close();
+    }
   });
 
   it('a change beyond the backend table is a 409 before anything is resolved or written, in milliseconds', async () => {

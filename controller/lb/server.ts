@@ -3,6 +3,7 @@
 // come back as 400/404/409 with the message, and change nothing.
 import fs from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import path from 'node:path';
 import { ValidationError } from './addr.ts';
 import { validateConfig, validateConfigFile, type Forwarding, type LbConfig } from './config.ts';
@@ -59,13 +60,24 @@ export async function serveAdmin(c: LbController, opts: { socket: string; listen
   const reg = lbRegistry(c);
   let requestShutdown!: (v: { purge: boolean }) => void;
   const shutdown = new Promise<{ purge: boolean }>((r) => (requestShutdown = r));
-  const handler = async (req: http.IncomingMessage, res: http.ServerResponse) => {
+  const handler = async (req: http.IncomingMessage, res: http.ServerResponse, tcp: boolean) => {
     const url = new URL(req.url ?? '/', 'http://lb');
     const route = `${req.method} ${url.pathname}`;
     const send = (status: number, v: unknown) => {
       res.writeHead(status, { 'content-type': 'application/json' });
       res.end(`${JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? Number(x) : x), 1)}\n`);
     };
+    // The TCP listener is read-only. The unix socket is root's (0600); on TCP any local user, a
+    // web page in the operator's browser (a form POST needs no preflight) or, bound wider, anyone
+    // on the network could add backends, read files as root through apply's "file", or purge.
+    // A name other than an address or localhost in Host is a DNS-rebinding page reading it.
+    if (tcp) {
+      const host = (req.headers.host ?? '').replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+      // refused unread: the connection is not reused for a next request behind an unread body
+      const refuse = (v: { error: string; fix: string }) => (res.setHeader('connection', 'close'), send(403, v));
+      if (req.method !== 'GET') return refuse( { error: `${route}: the TCP listener is read-only (metrics and GET queries)`, fix: 'make changes through the admin socket as root: pnpm lab lb … --instance NAME (or --socket PATH)' });
+      if (host !== 'localhost' && net.isIP(host) === 0) return refuse({ error: `Host "${host}" is not an address: refused (DNS rebinding)`, fix: `use the address the daemon listens on: http://${opts.listen}` });
+    }
     try {
       switch (route) {
         case 'GET /metrics':
@@ -142,14 +154,14 @@ export async function serveAdmin(c: LbController, opts: { socket: string; listen
   const servers: http.Server[] = [];
   fs.mkdirSync(path.dirname(opts.socket), { recursive: true });
   fs.rmSync(opts.socket, { force: true });
-  const unix = http.createServer((q, r) => void handler(q, r));
+  const unix = http.createServer((q, r) => void handler(q, r, false));
   await new Promise<void>((res, rej) => unix.once('error', rej).listen(opts.socket, () => res()));
   fs.chmodSync(opts.socket, 0o600);
   servers.push(unix);
   if (opts.listen) {
     const m = opts.listen.match(/^(.*):(\d+)$/);
     if (!m) throw new ValidationError(`listen "${opts.listen}" must be HOST:PORT`);
-    const tcp = http.createServer((q, r) => void handler(q, r));
+    const tcp = http.createServer((q, r) => void handler(q, r, true));
     await new Promise<void>((res, rej) => tcp.once('error', rej).listen(Number(m[2]), m[1]!.replace(/^\[|\]$/g, ''), () => res()));
     servers.push(tcp);
   }
