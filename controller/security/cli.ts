@@ -268,7 +268,9 @@ async function daemon(lsmOff: boolean): Promise<number> {
   for (const a of c.adoption) console.error(`adopt: ${a}`);
   for (const u of m.unsupported) console.error(`unsupported: ${u.hook} on ${fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()}: ${u.evidence}`);
   console.error(`links and maps are pinned under ${PIN_DIR}: enforcement continues if this process ends; \`pnpm lab policy stop\` ends it`);
-  fs.writeFileSync(EVENTS_PATH, '', { flag: 'a' });
+  // the audit log (who ran what, where they connected) is root's alone, as the kernel's pins are
+  fs.writeFileSync(EVENTS_PATH, '', { flag: 'a', mode: 0o600 });
+  fs.chmodSync(EVENTS_PATH, 0o600); // one an older daemon made world-readable
   let stop!: () => void;
   const stopped = new Promise<void>((r) => (stop = r));
   // a hangup too (the terminal went away): the pins keep enforcing, only this process ends

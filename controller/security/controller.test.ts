@@ -365,6 +365,8 @@ except OSError as e: print('raw', e.errno)`;
       const ev = fs.readFileSync('/run/ebpf-lab/security/events.jsonl', 'utf8');
       // events raised while no daemon ran were kept in the pinned ring buffer and written on restart
       expect(ev).toMatch(/"kind":"socket","action":"blocked".*"policy":"cli"/);
+      // the audit log is root's alone (it was world-readable: who ran what, where they connected)
+      expect((fs.statSync(EVENTS_PATH).mode & 0o777).toString(8)).toBe('600');
       progIds = pinnedLinks().map((l) => l.progId);
     } finally {
       fs.rmSync(f, { force: true });
