@@ -16,3 +16,15 @@ it('an unknown object name is a usage error naming the nearest one and every nam
   expect(String(r.stderr)).not.toMatch(/clang/);
   expect(String(r.stdout)).toBe('');
 }, 30_000);
+
+// Two runs on a fresh clone, or a matrix's parallel cells, build at once. They shared one .tmp
+// per object: one renamed it from under the other (llvm-strip: No such file, an internal error)
+// or both clangs wrote into it.
+it('builds running at once all succeed, and the object is whole', async () => {
+  const runs = await Promise.all(Array.from({ length: 4 }, () => execa(NODE, [...LAB, 'build', '--force', 'xdp_bench', 'probe'], { reject: false, cwd: ROOT, env: { EBPF_LAB_DEBUG: '' } })));
+  for (const r of runs) expect([r.exitCode, String(r.stderr).split('\n').filter((l) => !l.startsWith('clang ')).join('\n')]).toEqual([0, '']);
+  for (const name of ['xdp_bench', 'probe']) {
+    const o = await execa('bpftool', ['btf', 'dump', 'file', path.join(ROOT, 'bpf', '.output', `${name}.bpf.o`)], { reject: false });
+    expect(o.exitCode, String(o.stderr)).toBe(0);
+  }
+}, 120_000);

@@ -45,8 +45,10 @@ async function vmlinuxH(log: (s: string) => void): Promise<string> {
   fs.mkdirSync(OUT_DIR, { recursive: true });
   const r = await execa('bpftool', ['btf', 'dump', 'file', VMLINUX_BTF, 'format', 'c'], { reject: false, maxBuffer: 1 << 30 });
   if (r.exitCode !== 0) throw new LabError(`bpftool btf dump failed: ${r.stderr}`, 'pnpm lab setup (installs bpftool)');
-  fs.writeFileSync(`${out}.tmp`, r.stdout);
-  fs.renameSync(`${out}.tmp`, out);
+  // per-process temporary names: two builds at once (two runs on a fresh clone, a matrix's
+  // parallel cells) wrote one .tmp together and one renamed it from under the other
+  fs.writeFileSync(`${out}.${process.pid}.tmp`, r.stdout);
+  fs.renameSync(`${out}.${process.pid}.tmp`, out);
   return out;
 }
 
@@ -54,7 +56,7 @@ async function vmlinuxH(log: (s: string) => void): Promise<string> {
 export async function compile(src: string, obj: string): Promise<void> {
   await vmlinuxH(() => {});
   fs.mkdirSync(path.dirname(obj), { recursive: true });
-  const tmp = `${obj}.tmp`;
+  const tmp = `${obj}.${process.pid}.tmp`; // per process: see vmlinuxH
   const { execa } = await import('execa');
   const cc = await execa(
     'clang',

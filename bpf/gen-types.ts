@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { BpfObject, Btf, Kind, mapTypeName, type BtfType } from '../controller/libbpf/index.ts';
 import { GEN_DIR } from '../common/paths.ts';
+import { writeFileAtomic } from '../common/state-file.ts';
 
 let vmlinux: Btf | null | undefined;
 
@@ -120,7 +121,7 @@ export function generateTypes(name: string, objPath: string): string {
   const file = path.join(GEN_DIR, `${name}.ts`);
   const write = (f: string, text: string | null) => {
     if (text === null) fs.rmSync(f, { force: true });
-    else if (!fs.existsSync(f) || fs.readFileSync(f, 'utf8') !== text) fs.writeFileSync(f, text);
+    else if (!fs.existsSync(f) || fs.readFileSync(f, 'utf8') !== text) writeFileAtomic(f, text); // whole: another process may import it meanwhile
     // unchanged: keep the text (no editor or watcher sees a write) but date it, so buildBpf
     // knows these types were checked against this object; a tree this user cannot write keeps
     // its dates (the types are current all the same)

@@ -127,7 +127,7 @@ export async function ensureJaeger(log: (s: string) => void = (s) => console.err
     work = runTempDir('jaeger');
     fs.cpSync(src, work, { recursive: true });
     await execa('chmod', ['-R', 'u+w', work]);
-    const tmp = `${bin}.tmp`;
+    const tmp = `${bin}.${process.pid}.tmp`;
     // -s -w: no symbol table or DWARF (nobody debugs this binary here), which shortens the link
     child = execa(go.bin, ['build', '-trimpath', '-ldflags=-s -w', '-o', tmp, './cmd/jaeger'], { env, cwd: work, reject: false, all: true });
     const b = await child;
@@ -339,9 +339,9 @@ export async function ensureZipkin(log: (s: string) => void = (s) => console.err
   const m2 = path.join(os.homedir(), '.m2', 'repository', 'io', 'zipkin', 'zipkin-server', ZIPKIN_VERSION, `zipkin-server-${ZIPKIN_VERSION}-exec.jar`);
   if (r.exitCode !== 0 || !fs.existsSync(m2)) throw new LabError(`mvn could not fetch the Zipkin server: ${r.all?.split('\n').slice(-3).join(' ')}`, 'check Maven and its access to Maven Central, then pnpm lab setup tracing');
   fs.mkdirSync(cacheDir(), { recursive: true, mode: 0o755 });
-  fs.copyFileSync(m2, `${jar}.tmp`);
-  fs.chmodSync(`${jar}.tmp`, 0o644);
-  fs.renameSync(`${jar}.tmp`, jar);
+  fs.copyFileSync(m2, `${jar}.${process.pid}.tmp`);
+  fs.chmodSync(`${jar}.${process.pid}.tmp`, 0o644);
+  fs.renameSync(`${jar}.${process.pid}.tmp`, jar);
   return { path: jar, fetched: true, seconds: Math.round((Date.now() - t0) / 1000) };
 }
 
@@ -411,9 +411,9 @@ export async function ensureVegeta(log: (s: string) => void = (s) => console.err
   try {
     const b = await execa(go.bin, ['install', `${VEGETA_MODULE}@${VEGETA_VERSION}`], { env: { ...process.env, GOTOOLCHAIN: 'local', GOBIN: gobin }, cwd: os.tmpdir(), reject: false, all: true });
     if (b.exitCode !== 0) throw new LabError(`building vegeta failed:\n${b.all?.split('\n').slice(-10).join('\n')}`, 'see the Go error above; pnpm lab setup tracing retries');
-    fs.copyFileSync(path.join(gobin, 'vegeta'), `${bin}.tmp`);
-    fs.chmodSync(`${bin}.tmp`, 0o755);
-    fs.renameSync(`${bin}.tmp`, bin);
+    fs.copyFileSync(path.join(gobin, 'vegeta'), `${bin}.${process.pid}.tmp`);
+    fs.chmodSync(`${bin}.${process.pid}.tmp`, 0o755);
+    fs.renameSync(`${bin}.${process.pid}.tmp`, bin);
   } finally {
     fs.rmSync(gobin, { recursive: true, force: true });
   }

@@ -23,9 +23,9 @@ export async function buildCConsumer(): Promise<string> {
   if (fs.existsSync(bin) && fs.statSync(bin).mtimeMs > newest) return bin;
   fs.mkdirSync(OUT_DIR, { recursive: true });
   const cc = fs.existsSync('/usr/bin/cc') ? 'cc' : 'clang';
-  const r = await execa(cc, ['-O2', '-Wall', '-o', `${bin}.tmp`, SRC, '-lbpf'], { reject: false });
+  const r = await execa(cc, ['-O2', '-Wall', '-o', `${bin}.${process.pid}.tmp`, SRC, '-lbpf'], { reject: false });
   if (r.exitCode !== 0) throw new LabError(`building the C consumer failed: ${String(r.stderr).split('\n').slice(0, 5).join(' ')}`, 'install the C toolchain and libbpf headers: pnpm lab setup build');
-  fs.renameSync(`${bin}.tmp`, bin);
+  fs.renameSync(`${bin}.${process.pid}.tmp`, bin);
   return bin;
 }
 

@@ -20,7 +20,9 @@ export async function buildLoadgen(): Promise<string> {
   const bin = path.join(OUT_DIR, 'openat-loadgen');
   if (fs.existsSync(bin) && fs.statSync(bin).mtimeMs > fs.statSync(src).mtimeMs) return bin;
   fs.mkdirSync(OUT_DIR, { recursive: true });
-  await execa('clang', ['-O2', '-o', bin, src]);
+  // built beside and renamed: another run may be executing the old one, or building it too
+  await execa('clang', ['-O2', '-o', `${bin}.${process.pid}.tmp`, src]);
+  fs.renameSync(`${bin}.${process.pid}.tmp`, bin);
   return bin;
 }
 

@@ -25,8 +25,8 @@ export async function buildTool(name: 'echo' | 'connlat'): Promise<string> {
   const bin = path.join(OUT_DIR, `socket-lb-${name}`);
   if (fs.existsSync(bin) && fs.statSync(bin).mtimeMs > fs.statSync(src).mtimeMs) return bin;
   fs.mkdirSync(OUT_DIR, { recursive: true });
-  await execa('clang', ['-O2', '-o', `${bin}.tmp`, src]);
-  fs.renameSync(`${bin}.tmp`, bin);
+  await execa('clang', ['-O2', '-o', `${bin}.${process.pid}.tmp`, src]);
+  fs.renameSync(`${bin}.${process.pid}.tmp`, bin);
   return bin;
 }
 
