@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { printable } from './printable.ts';
+import { jsonLine, printable } from './printable.ts';
 
 describe('common/printable: outside strings on a terminal', () => {
   it('leaves ordinary text, UTF-8 included, as it is', () => {
@@ -18,5 +18,17 @@ describe('common/printable: outside strings on a terminal', () => {
   it('doubles a backslash, so an escape shown reads back to one string', () => {
     expect(printable('C:\\x1b')).toBe('C:\\\\x1b');
     expect(printable('C:\\x1b')).not.toBe(printable('C:\x1b'));
+  });
+});
+
+describe('common/printable: jsonLine', () => {
+  it('is JSON that parses back to the value, with nothing a terminal acts on left raw', () => {
+    const v = { filename: '/tmp/evil\u202egpj.sh', argv0: 'a\x1b]0;x\x07b\u009b31m\x7f', n: 1, ok: 'naïve 日本' };
+    const line = jsonLine(v);
+    expect(JSON.parse(line)).toEqual(v);
+    expect(line).not.toMatch(/[\x00-\x1f\x7f-\x9f\u202e]/);
+    expect(line).toContain('\\u202e');
+    expect(line).toContain('naïve 日本');
+    expect(jsonLine({ a: 'plain' })).toBe(JSON.stringify({ a: 'plain' }));
   });
 });

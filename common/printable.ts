@@ -24,3 +24,15 @@ function escape(ch: string): string {
 export function printable(s: string): string {
   return UNSAFE.test(s) ? s.replace(UNSAFE_ALL, escape) : s;
 }
+
+// JSON.stringify escapes C0 controls but leaves DEL, the C1 controls and the bidi marks raw
+const JSON_UNSAFE = /[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * v as one JSON line that is also safe on a terminal (`policy events` is read there, and its
+ * file names and argv come from the processes it watches): what JSON.stringify leaves raw is
+ * written as \uXXXX, so the line parses to the same value.
+ */
+export function jsonLine(v: unknown): string {
+  return JSON.stringify(v).replace(JSON_UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}

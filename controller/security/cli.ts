@@ -16,6 +16,7 @@ import { LabError } from '../../common/errors.ts';
 import { outputClosed } from '../../common/stdio.ts';
 import { ensureMounts } from '../../common/host.ts';
 import { onStopSignals } from '../../common/signals.ts';
+import { jsonLine } from '../../common/printable.ts';
 
 const COMMANDS: Record<string, CommandSpec<Opts> & { run: (a: { values: Record<string, unknown>; positionals: string[] }) => Promise<number> }> = {
   daemon: {
@@ -279,7 +280,9 @@ async function daemon(lsmOff: boolean): Promise<number> {
   const pump = (async () => {
     for await (const batch of rb.batches()) {
       c.store.reload(); // rule names may have changed through the CLI
-      const lines = batch.map((e) => JSON.stringify(c.format(e))).join('\n') + '\n';
+      // file names and argv are the watched processes' to choose: no raw control or bidi character
+      // reaches the terminal of whoever reads the log (jsonLine)
+      const lines = batch.map((e) => jsonLine(c.format(e))).join('\n') + '\n';
       fs.appendFileSync(EVENTS_PATH, lines);
       process.stdout.write(lines);
     }

@@ -334,6 +334,13 @@ except OSError as e: print('raw', e.errno)`;
         expect(r.stdout).toContain('raw 1');
       };
       await blocked();
+      // an argv[0] made to fool the reader of the log: a right-to-left override and a clear-screen
+      await run(cg, `import subprocess\ntry: subprocess.run(['\\u202eevil\\x1b[2J'], executable='/bin/sh')\nexcept OSError: pass`, { uid: 0 });
+      for (let i = 0; i < 50 && !fs.readFileSync(EVENTS_PATH, 'utf8').includes('\\u202eevil'); i++) await new Promise((r) => setTimeout(r, 100));
+      const logged = fs.readFileSync(EVENTS_PATH, 'utf8');
+      expect(logged, 'the spoofing argv[0] is logged, escaped').toContain('\\u202eevil\\u001b[2J');
+      expect(logged).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]/);
+      expect(logged.split('\n').filter(Boolean).map((l) => JSON.parse(l).argv0)).toContain('\u202eevil\x1b[2J');
 
       // the daemon dies without any chance to clean up: the kernel keeps enforcing
       process.kill(d.pid!, 'SIGKILL');
