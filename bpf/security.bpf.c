@@ -355,14 +355,22 @@ int BPF_PROG(sec_fork_tp, struct task_struct *parent, struct task_struct *child)
 	return 0;
 }
 
+/*
+ * A process's entry goes with its last thread, whichever that is: do_exit() has counted this one
+ * out of signal->live before the tracepoint (every kernel since 5.10), so 0 means the group is
+ * dead. Keyed by "the leader exits" (pid == tgid) as it was, a selected process whose main thread
+ * called SYS_exit (pthread_exit) lost its selection while its other threads ran on: a shell from
+ * one of them was not denied (controller.test.ts, "selects by executable").
+ */
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(sec_exit_tp, struct task_struct *p)
 {
-	__u32 pid = BPF_CORE_READ(p, pid);
-
+	if (BPF_CORE_READ(p, signal, live.counter) != 0)
+		return 0;
+	__u32 tgid = BPF_CORE_READ(p, tgid);
 	/* lookup first: it is lock-free, a delete on an LRU map is not, and most exits are not ours */
-	if (pid == BPF_CORE_READ(p, tgid) && bpf_map_lookup_elem(&procs, &pid))
-		bpf_map_delete_elem(&procs, &pid);
+	if (bpf_map_lookup_elem(&procs, &tgid))
+		bpf_map_delete_elem(&procs, &tgid);
 	return 0;
 }
 

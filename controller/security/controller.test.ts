@@ -251,6 +251,21 @@ describeRoot('security controller (host)', () => {
     expect((await run(null, SH)).sh).toBe(7);
     const e = c.drainEvents().find((x) => x.kind === 'exec')!;
     expect(e).toMatchObject({ policy: 'by-exe', binary: '/bin/sh' });
+    // Its main thread exits first (SYS_exit of the leader alone, as pthread_exit does) while another
+    // thread runs on: the exit of a thread group leader dropped the process's selection, so the
+    // surviving thread's shells ran. A process's entry goes when its last thread does.
+    const leaderExits = `import ctypes, os, subprocess, threading, time
+def worker():
+    time.sleep(0.5)
+    try: rc = subprocess.run(['/bin/sh', '-c', 'exit 7']).returncode
+    except OSError: rc = -1000
+    print('sh', rc, flush=True)
+    os._exit(0)
+threading.Thread(target=worker).start()
+ctypes.CDLL(None).syscall(60 if os.uname().machine == 'x86_64' else 93, 0)`;
+    const orphaned = await run(null, leaderExits, { exe });
+    expect(orphaned.stdout, orphaned.stderr).toMatch(/^sh -?\d+$/m);
+    expect(orphaned.sh, 'a shell ran from a selected process whose main thread had exited').not.toBe(7);
     c.store.delete('by-exe');
     expect((await run(null, SH, { exe })).sh).toBe(7);
     // uid: the same cgroup, only uid 65534 is under the policy
