@@ -119,7 +119,7 @@ describe.skipIf(process.getuid?.() !== 0)('`pnpm lab` and Ctrl-C (root: runs hel
       p.stderr.on('data', (d: Buffer) => (log += d.toString()));
       const exited = new Promise<void>((r) => p.once('exit', () => r()));
       for (let i = 0; i < 600 && !log.includes('paced load') && p.exitCode === null; i++) await new Promise((r) => setTimeout(r, 50));
-      expect(log).toContain('paced load');
+      expect(log, `the run ended before its paced load (exit ${p.exitCode}):\n${log}`).toContain('paced load');
       const lab = labPid(out);
       expect(lab).toBeGreaterThan(1);
       process.kill(lab, 'SIGSTOP');

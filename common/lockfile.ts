@@ -100,3 +100,33 @@ export async function withLockWait<T>(lockPath: string, fn: () => T | Promise<T>
     unlock(lockPath);
   }
 }
+
+/** withLockWait for synchronous writers (the policy store): the thread sleeps between tries */
+export function withLockWaitSync<T>(lockPath: string, fn: () => T, busy: (pid: number) => Error, timeoutMs = 10_000): T {
+  for (const deadline = Date.now() + timeoutMs; ; ) {
+    const holder = tryLock(lockPath);
+    if (holder === true) break;
+    if (Date.now() > deadline) throw busy(holder);
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
+  }
+  try {
+    return fn();
+  } finally {
+    unlock(lockPath);
+  }
+}
+
+/**
+ * A daemon's removal of its instance at exit: under the writers' lock, so that no change that had
+ * opened the instance writes its state back afterwards; but a lock not freed within timeoutMs does
+ * not hold the stop up (fn then runs without it). An error of fn itself is not retried.
+ */
+export async function removeUnderLock(lockPath: string, fn: () => void, timeoutMs = 15_000): Promise<void> {
+  const TIMEOUT = new Error('lock not freed');
+  try {
+    await withLockWait(lockPath, fn, () => TIMEOUT, timeoutMs);
+  } catch (e) {
+    if (e !== TIMEOUT) throw e;
+    fn();
+  }
+}

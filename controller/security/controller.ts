@@ -14,7 +14,7 @@ import { ensureObject } from '../../bpf/build.ts';
 import { sec_event_action, sec_event_kind, sec_exec_mode, sec_mech, security, type Security as SecuritySkeleton, type SecurityShape, type sec_event } from '../../bpf/gen/security.ts';
 import { cgroup2Root } from '../../common/cgroup.ts';
 import { processAlive, procStart, terminate } from '../../common/host.ts';
-import { readLockHolder, tryLock, unlock } from '../../common/lockfile.ts';
+import { readLockHolder, tryLock, unlock, withLockWaitSync } from '../../common/lockfile.ts';
 import { formatAddr } from './policy.ts';
 import { F_ENFORCE, MAP_NAMES, PolicyStore, emptyState, type SecMaps, type StoreState, type StoredPolicy } from './store.ts';
 import { KernelIdentity } from './identity.ts';
@@ -415,19 +415,7 @@ export function reconcile(store: PolicyStore, state: StoreState, say: (s: string
  */
 export function withApplyLock<T>(fn: () => T, timeoutMs = 10_000): T {
   fs.mkdirSync(RUN_DIR, { recursive: true });
-  const lock = path.join(RUN_DIR, 'apply.lock');
-  for (const deadline = Date.now() + timeoutMs; ; ) {
-    const holder = tryLock(lock);
-    if (holder === true) break;
-    if (Date.now() > deadline) throw new LabError(`another policy command (pid ${holder}) is changing the maps`, 'wait for it to finish and retry');
-    // synchronous on purpose: the store's writes are, and nothing else of this process may run meanwhile
-    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
-  }
-  try {
-    return fn();
-  } finally {
-    unlock(lock);
-  }
+  return withLockWaitSync(path.join(RUN_DIR, 'apply.lock'), fn, (holder) => new LabError(`another policy command (pid ${holder}) is changing the maps`, 'wait for it to finish and retry'), timeoutMs);
 }
 
 /** Facts about the pinned links, from the kernel: which programs are attached right now. */

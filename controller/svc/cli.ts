@@ -13,7 +13,8 @@ import { ValidationError } from '../lb/addr.ts';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
 import { checkBackendArgs, loadSvcConfigFile, validateSvcConfig } from './config.ts';
 import { svcRegistry } from './metrics.ts';
-import { SvcController, statePath, stopInstance, withLock, type ApplyResult } from './controller.ts';
+import { SvcController, statePath, stopInstance, withLock, lockPath, type ApplyResult } from './controller.ts';
+import { removeUnderLock } from '../../common/lockfile.ts';
 
 const target = {
   instance: { type: 'string', valueName: 'NAME', description: 'the socket LB instance', default: 'default' },
@@ -99,11 +100,7 @@ const COMMANDS: Record<string, Cmd> = {
     server?.close();
     // under the instance's lock, so that no `svc backend …` writes its state back after the
     // removal; a lock that is not freed in time does not hold the stop up
-    let ran = false;
-    await withLock(inst, () => ((ran = true), c.stop()), 15_000).catch((e) => {
-      if (ran) throw e;
-      c.stop();
-    });
+    await removeUnderLock(lockPath(inst), () => c.stop());
     process.off('exit', bye);
     console.error(`[svc ${inst}] stopped: programs detached, pins and state removed`);
     return 0;

@@ -104,7 +104,7 @@ export class InjectedFault extends Error {
 
 export const pinDir = (instance: string) => path.join(PIN_ROOT, `svc-${instance}`);
 export const statePath = (instance: string) => path.join(RUN_DIR, `svc-${instance}.json`);
-const lockPath = (instance: string) => path.join(RUN_DIR, `svc-${instance}.lock`);
+export const lockPath = (instance: string) => path.join(RUN_DIR, `svc-${instance}.lock`);
 /** starts hold this while they check for overlapping instances and attach (not an instance name: those are [\w-]) */
 const START_LOCK = '.start';
 

@@ -10,7 +10,7 @@ import { parseArgs, suggest, UsageError, type CommandSpec, type Opts } from '../
 import { LabError } from '../../common/errors.ts';
 import { untilSignal } from '../../common/signals.ts';
 import { terminate } from '../../common/host.ts';
-import { withLockWait } from '../../common/lockfile.ts';
+import { removeUnderLock, withLockWait } from '../../common/lockfile.ts';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { checkReplaceKeys, formatRate, loadConfigFile, parseHorizon, parseRate, PROTO_NAMES, validateConfig, type Plan } from './config.ts';
@@ -109,11 +109,7 @@ async function daemon(p: Args): Promise<number> {
   server?.close();
   // under the writers' lock, so that a change from the CLI that had opened the instance does not
   // write its state back after the removal; a lock that is not freed in time does not hold the stop up
-  let ran = false;
-  await withLockWait(writerLockPath(instance), () => ((ran = true), shaper!.close()), () => new Error('busy'), 15_000).catch((e) => {
-    if (ran) throw e;
-    shaper!.close();
-  });
+  await removeUnderLock(writerLockPath(instance), () => shaper!.close());
   return 0;
 }
 
