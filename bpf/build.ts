@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { archFacts } from '../common/arch.ts';
 import { LabError } from '../common/errors.ts';
 import { BPF_DIR, GEN_DIR, OUT_DIR, objectPath } from '../common/paths.ts';
+import { writeFileAtomic } from '../common/state-file.ts';
 
 // the paths live in common/paths.ts; re-exported for existing importers
 export { BPF_DIR, OUT_DIR, GEN_DIR, objectPath } from '../common/paths.ts';
@@ -45,10 +46,9 @@ async function vmlinuxH(log: (s: string) => void): Promise<string> {
   fs.mkdirSync(OUT_DIR, { recursive: true });
   const r = await execa('bpftool', ['btf', 'dump', 'file', VMLINUX_BTF, 'format', 'c'], { reject: false, maxBuffer: 1 << 30 });
   if (r.exitCode !== 0) throw new LabError(`bpftool btf dump failed: ${r.stderr}`, 'pnpm lab setup (installs bpftool)');
-  // per-process temporary names: two builds at once (two runs on a fresh clone, a matrix's
-  // parallel cells) wrote one .tmp together and one renamed it from under the other
-  fs.writeFileSync(`${out}.${process.pid}.tmp`, r.stdout);
-  fs.renameSync(`${out}.${process.pid}.tmp`, out);
+  // per-process temporary names (writeFileAtomic): two builds at once (two runs on a fresh clone,
+  // a matrix's parallel cells) wrote one .tmp together and one renamed it from under the other
+  writeFileAtomic(out, r.stdout);
   return out;
 }
 

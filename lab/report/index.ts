@@ -1,9 +1,10 @@
 // The run report: results.json → one self-contained report.html (inline CSS, charts as inline
 // PNG, no scripts, no network). Rendering uses the JSON alone, so any run can be re-rendered.
-import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { UsageError } from '../../common/args.ts';
 import { LabError } from '../../common/errors.ts';
+import { writeFileAtomic } from '../../common/state-file.ts';
 import { resultsProblem, type Block, type Check, type Environment, type Headline, type Results, type RunContext, type Section } from '../results.ts';
 import { CHART_HEIGHT, CHART_WIDTH, chartPng, type ChartBlock } from './chart.ts';
 import { cellHtml, escapeHtml, formatBytes, formatDuration, formatNumber, htmlPage, kvTable, statusBadge, valueHtml } from './html.ts';
@@ -247,19 +248,13 @@ export async function renderReport(results: Results): Promise<string> {
   return htmlPage(`${r.scenario} · ${r.status} · ${r.runId}`, parts.join('\n'));
 }
 
-async function writeAtomic(path: string, data: string): Promise<void> {
-  const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, data);
-  await rename(tmp, path);
-}
-
 /** write outDir/results.json (first, so the data survives a rendering failure) and outDir/report.html; returns the HTML path */
 export async function writeReport(outDir: string, results: Results): Promise<string> {
   await mkdir(outDir, { recursive: true });
-  await writeAtomic(join(outDir, 'results.json'), JSON.stringify(results, null, 2) + '\n');
+  writeFileAtomic(join(outDir, 'results.json'), JSON.stringify(results, null, 2) + '\n');
   const html = await renderReport(results);
   const path = join(outDir, 'report.html');
-  await writeAtomic(path, html);
+  writeFileAtomic(path, html);
   return path;
 }
 
@@ -298,11 +293,11 @@ export async function rerenderReport(arg: string): Promise<string> {
     const { bootTimesHtml } = await import('../vm/index.ts');
     const b = results as unknown as Parameters<typeof bootTimesHtml>[0];
     if (typeof b.runId !== 'string' || !Array.isArray(b.samples) || !Array.isArray(b.summary)) throw new LabError(`${file}: a boot-times run without runId, samples or summary`, 'pass a results.json written by pnpm lab vm boot-times');
-    await writeAtomic(path, bootTimesHtml(b));
+    writeFileAtomic(path, bootTimesHtml(b));
     return path;
   }
   const problem = resultsProblem(results);
   if (problem) throw new LabError(`${file}: ${problem}`, 'pass a results.json written by pnpm lab run|bench|matrix');
-  await writeAtomic(path, await renderReport(results));
+  writeFileAtomic(path, await renderReport(results));
   return path;
 }
