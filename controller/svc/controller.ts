@@ -16,7 +16,7 @@
 // until `svc stop`.
 import fs from 'node:fs';
 import path from 'node:path';
-import { BpfMap, BpfError, Link, attachCgroup, removePinDir } from '../libbpf/index.ts';
+import { BpfMap, BpfError, Errno, Link, attachCgroup, removePinDir } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { LabError } from '../../common/errors.ts';
 import { socketLb, socket_lb_alg, socket_lb_stat, type SocketLb, type revnat_key, type revnat_val, type svc_backend, type svc_key, type svc_val } from '../../bpf/gen/socket_lb.ts';
@@ -348,7 +348,7 @@ export class SvcController {
       for (const n of MAP_NAMES) opened.push(BpfMap.openPinned(path.join(dir, n)));
     } catch (e) {
       for (const m of opened) m.close();
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT' || /ENOENT/.test(String((e as Error).message))) {
+      if (e instanceof BpfError && e.errno === Errno.ENOENT) {
         throw new LabError(`socket LB instance "${instance}" has a state file but its pins under ${dir} are gone: nothing balances its services`, `pnpm lab svc stop --instance ${instance} removes what is left; then start it again`, { cause: e });
       }
       throw e;
