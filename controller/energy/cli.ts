@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
 import { parseArgs, suggest, UsageError, type CommandSpec, type Opts } from '../../common/args.ts';
 import { LabError } from '../../common/errors.ts';
+import { serveMetrics } from '../../common/metrics-http.ts';
 import { ensureMounts } from '../../common/host.ts';
 import { EnergyCollector, type Interval } from './collector.ts';
 import { energyMetrics } from './metrics.ts';
@@ -66,15 +67,7 @@ async function top(v: { interval: number; by: string; limit: number; count: numb
   try {
     const metrics = energyMetrics(c);
     if (v['metrics-port'] !== undefined) {
-      server = http.createServer(async (req, res) => {
-        if (req.url !== '/metrics') return void res.writeHead(404).end('see /metrics\n');
-        res.setHeader('Content-Type', metrics.registry.contentType);
-        res.end(await metrics.registry.metrics());
-      });
-      await new Promise<void>((ok, fail) => {
-        server!.once('error', (e: NodeJS.ErrnoException) => fail(new LabError(`cannot serve metrics on 127.0.0.1:${v['metrics-port']}: ${e.code ?? e.message}`, 'pick a free port with --metrics-port')));
-        server!.listen(v['metrics-port'], '127.0.0.1', () => ok());
-      });
+      server = await serveMetrics(metrics.registry, v['metrics-port']);
     }
     const head = `source: ${c.power.source}${c.power.source === 'model' ? ' (estimate)' : ''} — ${c.power.detail}\nhook: ${c.hook.detail}; counters: ${c.counters.ok ? 'cycles' : 'none'}${server ? `; metrics: http://127.0.0.1:${(server.address() as AddressInfo).port}/metrics` : ''}`;
     const totals = new Map<string, number>();

@@ -3,12 +3,12 @@
 // come back as 400/404/409 with the message, and change nothing.
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import path from 'node:path';
 import { ValidationError } from './addr.ts';
 import { validateConfig, validateConfigFile, type Forwarding, type LbConfig } from './config.ts';
 import type { LbController } from './controller.ts';
 import { lbRegistry } from './metrics.ts';
+import { rebindingHost } from '../../common/metrics-http.ts';
 
 export const SOCKET_DIR = '/run/ebpf-lab';
 export function socketPath(instance: string): string {
@@ -72,11 +72,11 @@ export async function serveAdmin(c: LbController, opts: { socket: string; listen
     // on the network could add backends, read files as root through apply's "file", or purge.
     // A name other than an address or localhost in Host is a DNS-rebinding page reading it.
     if (tcp) {
-      const host = (req.headers.host ?? '').replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
       // refused unread: the connection is not reused for a next request behind an unread body
       const refuse = (v: { error: string; fix: string }) => (res.setHeader('connection', 'close'), send(403, v));
       if (req.method !== 'GET') return refuse( { error: `${route}: the TCP listener is read-only (metrics and GET queries)`, fix: 'make changes through the admin socket as root: pnpm lab lb … --instance NAME (or --socket PATH)' });
-      if (host !== 'localhost' && net.isIP(host) === 0) return refuse({ error: `Host "${host}" is not an address: refused (DNS rebinding)`, fix: `use the address the daemon listens on: http://${opts.listen}` });
+      const rebound = rebindingHost(req);
+      if (rebound) return refuse({ error: rebound, fix: `use the address the daemon listens on: http://${opts.listen}` });
     }
     try {
       switch (route) {
