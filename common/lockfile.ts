@@ -86,13 +86,21 @@ export function unlock(lockPath: string): void {
  * instance (read the model, write the maps, write the model back) one at a time. busy names the
  * holder in the error when the wait runs out.
  */
-export async function withLockWait<T>(lockPath: string, fn: () => T | Promise<T>, busy: (pid: number) => Error, timeoutMs = 10_000): Promise<T> {
+export async function withLockWait<T>(
+  lockPath: string,
+  fn: () => T | Promise<T>,
+  busy: (pid: number) => Error,
+  timeoutMs = 10_000,
+  opts: { pollMs?: number; signal?: AbortSignal; onWait?: (pid: number) => void } = {},
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
-  for (;;) {
+  for (let waited = false; ; waited = true) {
     const holder = tryLock(lockPath);
     if (holder === true) break;
     if (Date.now() > deadline) throw busy(holder);
-    await new Promise((r) => setTimeout(r, 20));
+    opts.signal?.throwIfAborted();
+    if (!waited) opts.onWait?.(holder);
+    await new Promise((r) => setTimeout(r, opts.pollMs ?? 20));
   }
   try {
     return await fn();

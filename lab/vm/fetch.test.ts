@@ -5,13 +5,14 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync, mkdirSync 
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createProgress } from '../../common/progress.ts';
 import { candidates, debianMirror, type Pkg } from './debian.ts';
 import { resolveKernel } from './kernels.ts';
 import { parseKernelSpec, type VmKernelSpec } from './spec.ts';
 import { LabError } from '../../common/errors.ts';
+import { procStart } from '../../common/host.ts';
 
 const quiet = createProgress(process.stderr, true);
 const parse = (t: string) => parseKernelSpec(t) as VmKernelSpec;
@@ -77,6 +78,33 @@ describe('kernel fetcher', () => {
     expect(err).toBeInstanceOf(LabError);
     expect(err.message).toMatch(/checksum mismatch/);
     expect(existsSync(cached)).toBe(false);
+  });
+
+  it('waits for another process fetching the same kernel and takes its result instead of fetching it again', async () => {
+    // Two fetches at once shared the cached .debs; the first to finish deleted them under the other.
+    const other = spawn('sleep', ['60'], { stdio: 'ignore' });
+    const lock = join(cache, '.fetch-6.1.999-1.lock');
+    try {
+      writeFileSync(lock, `${other.pid} ${procStart(other.pid!)}\n`);
+      const lines: string[] = [];
+      const progress = { ...quiet, info: (m: string) => void lines.push(m) };
+      const fetching = resolveKernel(parse('6.1.999-1'), progress);
+      await new Promise((r) => setTimeout(r, 600));
+      expect(lines.join('\n')).toMatch(new RegExp(`waiting for pid ${other.pid}, which is fetching kernel 6\\.1\\.999-1`));
+      // the other process finishes: its kernel is cached (the mirror serves corrupt bytes, so a
+      // second download would fail the checksum), and it releases the lock
+      mkdirSync(join(cache, '6.1.999-1'), { recursive: true });
+      writeFileSync(join(cache, '6.1.999-1', 'kernel.json'), JSON.stringify({ spec: '6.1', source: 'debian', version: '6.1.999-1', release: '6.1.0-99-amd64', suite: 'bookworm', bzImage: 'vmlinuz', packages: [] }));
+      rmSync(lock);
+      const k = await fetching;
+      expect(k.version).toBe('6.1.999-1');
+      expect(k.bzImage).toBe(join(cache, '6.1.999-1', 'vmlinuz'));
+      expect(existsSync(lock)).toBe(false);
+    } finally {
+      other.kill('SIGKILL');
+      rmSync(join(cache, '6.1.999-1'), { recursive: true, force: true });
+      rmSync(lock, { force: true });
+    }
   });
 
   it('lists the available kernels for an unknown version', async () => {

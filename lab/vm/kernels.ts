@@ -8,6 +8,7 @@ import { UsageError } from '../../common/args.ts';
 import type { Progress } from '../../common/progress.ts';
 import { SERIES, candidates, compareVersions, downloadPackage, suiteIndex, verifyPackageFile, type Candidate } from './debian.ts';
 import { cacheDir } from './paths.ts';
+import { withLockWait } from '../../common/lockfile.ts';
 import { run } from './exec.ts';
 import { bzImageRelease, extractVmlinux } from './vmlinux.ts';
 import type { KernelSpec, VmKernelSpec } from './spec.ts';
@@ -284,8 +285,22 @@ export async function resolveKernel(k: VmKernelSpec, progress: Progress, signal?
   if (!pick) throw await unknownKernel(spec);
   const hit = cachedEntry(pick.version);
   if (hit) return { ...hit, spec };
-  progress.step(`fetching kernel ${pick.release} (${pick.version}) from ${pick.suite}`);
-  return extractCandidate(pick, spec, progress, signal);
+  // One fetch of a version at a time: two at once shared the cached .debs, and the first to finish
+  // deleted them while the other was still verifying or extracting them.
+  await mkdir(cacheDir(), { recursive: true });
+  const chosen = pick;
+  return withLockWait(
+    join(cacheDir(), `.fetch-${chosen.version}.lock`),
+    () => {
+      const done = cachedEntry(chosen.version);
+      if (done) return { ...done, spec };
+      progress.step(`fetching kernel ${chosen.release} (${chosen.version}) from ${chosen.suite}`);
+      return extractCandidate(chosen, spec, progress, signal);
+    },
+    (pid) => new LabError(`another lab process (pid ${pid}) is still fetching kernel ${chosen.version} after 30 min`, `wait for it to finish or stop it, then run the command again`),
+    30 * 60_000,
+    { pollMs: 250, signal, onWait: (pid) => progress.info(`waiting for pid ${pid}, which is fetching kernel ${chosen.version}`) },
+  );
 }
 
 export async function readKernelMeta(dir: string): Promise<KernelImage> {
