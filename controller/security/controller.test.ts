@@ -4,9 +4,10 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { bpfObjects, describeRoot, labCli } from '../../lab/testing.ts';
-import { EVENTS_PATH, PIN_DIR, SecurityController, pinnedLinks, runningDaemon, stopDaemon } from './controller.ts';
+import { EVENTS_PATH, PIN_DIR, RUN_DIR, STATE_PATH, SecurityController, pinnedLinks, runningDaemon, stopDaemon } from './controller.ts';
 import { cgroup2Root, createCgroup, removeCgroup } from '../../common/cgroup.ts';
 import { tryLock, unlock } from '../../common/lockfile.ts';
+import { procStart } from '../../common/host.ts';
 import { PolicyError, parsePolicies } from './policy.ts';
 import { policyCommand } from './cli.ts';
 
@@ -475,6 +476,28 @@ except OSError as e: print('raw', e.errno)`;
     expect(d.exitCode).toBe(0);
     expect(fs.existsSync(PIN_DIR)).toBe(false);
   }, 90_000);
+
+  // Stop removed the state file without the writers' lock: an apply in flight wrote its state after
+  // the removal, and the next daemon took that stale file for the policies in force.
+  it.skipIf(pinsInUse)(`stop waits for a policy command that is changing the maps${pinsInUse ? ` [skipped: ${PIN_DIR} is in use by another controller]` : ''}`, async () => {
+    fs.mkdirSync(RUN_DIR, { recursive: true });
+    const lock = path.join(RUN_DIR, 'apply.lock');
+    // the writer: holds the lock, writes its state 1.5 s later, exits (a dead holder's lock is free)
+    const writer = execa('sh', ['-c', `sleep 1.5; echo '{"policies":{}}' > ${STATE_PATH}`], { reject: false });
+    try {
+      fs.writeFileSync(lock, `${writer.pid} ${procStart(writer.pid!)}\n`);
+      const t0 = Date.now();
+      await stopDaemon();
+      expect(Date.now() - t0).toBeGreaterThan(1200);
+      await writer;
+      expect(fs.existsSync(STATE_PATH), "the writer's state file outlived stop").toBe(false);
+      expect(fs.existsSync(lock)).toBe(false);
+    } finally {
+      writer.kill('SIGKILL');
+      await writer;
+      await policyCommand(['stop']);
+    }
+  }, 60_000);
 
   // A daemon that does not exit on SIGTERM (here: stopped) holds the links through its fds. Stop
   // gave up after 10 s, removed the pins and printed "nothing is enforced any more" while the stopped

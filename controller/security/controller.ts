@@ -415,8 +415,11 @@ export function reconcile(store: PolicyStore, state: StoreState, say: (s: string
  */
 export function withApplyLock<T>(fn: () => T, timeoutMs = 10_000): T {
   fs.mkdirSync(RUN_DIR, { recursive: true });
-  return withLockWaitSync(path.join(RUN_DIR, 'apply.lock'), fn, (holder) => new LabError(`another policy command (pid ${holder}) is changing the maps`, 'wait for it to finish and retry'), timeoutMs);
+  return withLockWaitSync(path.join(RUN_DIR, 'apply.lock'), fn, (holder) => new WritersBusy(`another policy command (pid ${holder}) is changing the maps`, 'wait for it to finish and retry'), timeoutMs);
 }
+
+/** the writers' lock stayed taken for the whole wait */
+class WritersBusy extends LabError {}
 
 /** Facts about the pinned links, from the kernel: which programs are attached right now. */
 export function pinnedLinks(): { prog: string; hook: string; linkId: number; progId: number }[] {
@@ -456,14 +459,26 @@ export async function stopDaemon(log: (s: string) => void = () => {}): Promise<{
   }
   let links = 0;
   let maps = 0;
-  if (fs.existsSync(LINK_DIR)) for (const f of fs.readdirSync(LINK_DIR)) (fs.rmSync(path.join(LINK_DIR, f), { force: true }), links++);
-  fs.rmSync(LINK_DIR, { recursive: true, force: true });
-  for (const n of MAP_NAMES) if (fs.existsSync(path.join(PIN_DIR, n))) (fs.rmSync(path.join(PIN_DIR, n), { force: true }), maps++);
-  if (fs.existsSync(PIN_DIR)) removePinDir(PIN_DIR);
-  fs.rmSync(STATE_PATH, { force: true });
-  fs.rmSync(path.join(RUN_DIR, 'daemon.json'), { force: true });
-  fs.rmSync(path.join(RUN_DIR, 'apply.lock'), { force: true });
-  fs.rmSync(DAEMON_LOCK, { force: true });
+  const remove = () => {
+    if (fs.existsSync(LINK_DIR)) for (const f of fs.readdirSync(LINK_DIR)) (fs.rmSync(path.join(LINK_DIR, f), { force: true }), links++);
+    fs.rmSync(LINK_DIR, { recursive: true, force: true });
+    for (const n of MAP_NAMES) if (fs.existsSync(path.join(PIN_DIR, n))) (fs.rmSync(path.join(PIN_DIR, n), { force: true }), maps++);
+    if (fs.existsSync(PIN_DIR)) removePinDir(PIN_DIR);
+    fs.rmSync(STATE_PATH, { force: true });
+    fs.rmSync(path.join(RUN_DIR, 'daemon.json'), { force: true });
+    fs.rmSync(DAEMON_LOCK, { force: true });
+  };
+  // Between the writers: an apply in flight would otherwise write its state file after this removed
+  // everything, and the next daemon would take that stale file for the policies in force. Stop is
+  // the one way to end enforcement, so a writer that holds the lock for good does not block it.
+  try {
+    withApplyLock(remove, 15_000);
+  } catch (e) {
+    if (!(e instanceof WritersBusy)) throw e;
+    log(`${e.message} for 15 s: removing the pins anyway`);
+    remove();
+    fs.rmSync(path.join(RUN_DIR, 'apply.lock'), { force: true });
+  }
   return { links, maps, daemon: pid };
 }
 
