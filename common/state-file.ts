@@ -4,6 +4,8 @@
 // filter list` beside a `tc filter set` failed with "Unexpected end of JSON input" and a fix that
 // said to delete the running instance's state.
 import fs from 'node:fs';
+import path from 'node:path';
+import { processAlive } from './host.ts';
 
 /** write data to file through a temporary file in the same directory and a rename */
 export function writeFileAtomic(file: string, data: string, mode = 0o644): void {
@@ -14,5 +16,28 @@ export function writeFileAtomic(file: string, data: string, mode = 0o644): void 
   } catch (e) {
     fs.rmSync(tmp, { force: true });
     throw e;
+  }
+  removeDeadWritersTemp(file);
+}
+
+/**
+ * A writer killed between its write and its rename (SIGKILL, the OOM killer) leaves its temporary
+ * file behind: the next write of the same file removes those of writers no longer alive. One whose
+ * pid is alive (a writer right now, or a reused pid) is left.
+ */
+function removeDeadWritersTemp(file: string): void {
+  const dir = path.dirname(file);
+  const prefix = `${path.basename(file)}.`;
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    if (!n.startsWith(prefix) || !n.endsWith('.tmp')) continue;
+    const pid = Number(n.slice(prefix.length, -'.tmp'.length));
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || processAlive(pid)) continue;
+    fs.rmSync(path.join(dir, n), { force: true });
   }
 }
