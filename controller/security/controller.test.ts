@@ -252,6 +252,8 @@ describeRoot('security controller (host)', () => {
     expect((await run(null, SH)).sh).toBe(7);
     const e = c.drainEvents().find((x) => x.kind === 'exec')!;
     expect(e).toMatchObject({ policy: 'by-exe', binary: '/bin/sh' });
+    // it runs outside every selected cgroup, and its event still names its cgroup by path
+    expect(e.cgroup, `cgroup id ${e.cgroupId} has no path`).toMatch(/^\//);
     // Its main thread exits first (SYS_exit of the leader alone, as pthread_exit does) while another
     // thread runs on: the exit of a thread group leader dropped the process's selection, so the
     // surviving thread's shells ran. A process's entry goes when its last thread does.

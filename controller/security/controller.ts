@@ -302,21 +302,27 @@ export class SecurityController {
     return formatEvent(e, this.store, this.clockOffsetNs, (id) => this.cgroupPath(id));
   }
 
-  /** cgroup id → path, by walking the selected cgroups' subtrees (events come only from there) */
+  /**
+   * cgroup id → path, by walking the selected cgroups' subtrees (a cgroup-selected process's events
+   * come from there), then the whole hierarchy (an executable-selected process runs anywhere). An
+   * id found nowhere is remembered as unknown, so a stream of its events walks once.
+   */
   cgroupPath(id: bigint): string | undefined {
     const k = String(id);
-    if (this.cgPaths.has(k)) return this.cgPaths.get(k);
+    if (this.cgPaths.has(k)) return this.cgPaths.get(k) || undefined;
     const root = cgroup2Root();
-    const walk = (dir: string, depth: number) => {
+    const walk = (dir: string, depth: number, maxDepth: number) => {
       try {
-        this.cgPaths.set(String(fs.statSync(dir, { bigint: true }).ino), `/${path.relative(root, dir)}`);
-        if (depth < 4) for (const e of fs.readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) walk(path.join(dir, e.name), depth + 1);
+        this.cgPaths.set(String(fs.statSync(dir, { bigint: true }).ino), dir === root ? '/' : `/${path.relative(root, dir)}`);
+        if (depth < maxDepth) for (const e of fs.readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) walk(path.join(dir, e.name), depth + 1, maxDepth);
       } catch {
         /* raced with rmdir */
       }
     };
-    for (const s of Object.values(this.store.state.policies)) if (s.selector.kind === 'cgroup') walk(s.selector.dir, 0);
-    return this.cgPaths.get(k);
+    for (const s of Object.values(this.store.state.policies)) if (s.selector.kind === 'cgroup') walk(s.selector.dir, 0, 4);
+    if (!this.cgPaths.has(k)) walk(root, 0, 8);
+    if (!this.cgPaths.has(k)) this.cgPaths.set(k, '');
+    return this.cgPaths.get(k) || undefined;
   }
 
   get lostEvents(): number {
