@@ -11,7 +11,8 @@ import type { Scenario, ScenarioContext } from '../../lab/scenario.ts';
 import type { SecurityEvent } from '../../controller/security/controller.ts';
 import { ATTACKS, CONTROLS, mechanismShort, proof, runAttack, type Attack, type AttackResult } from './suite.ts';
 import { setupLab, workloadPolicy, type Lab } from './setup.ts';
-import { preparePostgresTemplate } from './workload.ts';
+import { PYTHON, preparePostgresTemplate } from './workload.ts';
+import { parsePolicies } from '../../controller/security/policy.ts';
 import { measureUpdateLatency } from './latency.ts';
 import { runBench } from './bench.ts';
 import { headlineFromRounds } from '../../lab/rounds.ts';
@@ -136,6 +137,40 @@ const scenario: Scenario = {
       ctx.check(`control ${c.name}: ${c.expect}`, c.ok && !strayEvents, `${c.outcome}: ${c.detail}${c.events.length ? ` | ${proof(c.events)}` : ''}`);
     }
     ctx.section('Positive controls', { kind: 'table', columns: ['control', 'expected', `kernel ${kernel}`, 'detail', 'event'], rows: controls.map((c) => [c.name, c.expect, c.outcome, c.detail, c.events.length ? proof(c.events) : '(none)']) });
+
+    // --------------------------------------------------------------- selection by executable
+    // Everything above selects the workload by its cgroup. A policy can select an executable
+    // instead (its inode; children inherit the selection, and it lasts until the process's last
+    // thread exits): attacks run outside the workload's cgroup by a copy of python3 that such a
+    // policy selects, and python3 itself beside it as the control.
+    ctx.progress.step('attacks from a process selected by its executable');
+    const agent = path.join(lab.scratch, 'agent-python3');
+    fs.copyFileSync(fs.realpathSync(PYTHON), agent);
+    fs.chmodSync(agent, 0o755);
+    lab.controller.store.apply(parsePolicies(`policies:\n  - name: agent\n    select: { executable: ${agent} }\n    exec: { deny: [shells] }\n    egress:\n      allow:\n        - { to: 127.0.0.1, ports: [${lab.listeners.allowedUdpPort}], protocol: udp }\n`, 'agent.yaml'));
+    const byExe: AttackResult[] = [];
+    for (const name of ['exec-sh', 'exec-grandchild', 'exec-leader-exit', 'connect-thread']) {
+      const a = ATTACKS.find((x) => x.name === name)!;
+      const missing = a.class === 'exec' ? (m.exec === 'none' ? 'exec hook (LSM and tp_btf/sched_process_exec)' : '') : m.egress.length < 4 ? 'cgroup sock_addr hooks' : '';
+      if (missing) {
+        ctx.unsupported(`attack ${name} (selected by executable)`, missing, `unsupported: ${missing} on ${kernel}`);
+        continue;
+      }
+      const r = keep(await runAttack(a, outside, { python: agent, label: `${name} (selected by executable)` }));
+      byExe.push(r);
+      const stray = r.events.filter((e) => e.policy !== 'agent');
+      ctx.check(`selected by executable: ${name}: blocked`, r.ok && !stray.length, `${r.outcome}: ${r.detail}${r.events.length ? ` | ${proof(r.events)}` : ''}${stray.length ? ` | events of another policy: ${stray.map((e) => e.policy).join(', ')}` : ''}`);
+    }
+    const notSelected = keep(await runAttack(ATTACKS.find((x) => x.name === 'exec-sh')!, outside, { expect: 'allowed', label: 'exec-sh by python3 itself (not selected)' }));
+    byExe.push(notSelected);
+    ctx.check('selected by executable: python3 itself is not selected', notSelected.ok && notSelected.events.length === 0, `${notSelected.outcome}: ${notSelected.detail}${notSelected.events.length ? ` | ${proof(notSelected.events)}` : ''}`);
+    lab.controller.store.delete('agent');
+    ctx.section(
+      'Selection by executable',
+      { kind: 'text', text: `Policy "agent" selects ${agent} (a copy of python3: its own inode) with the workload's shell deny-list and only UDP to port ${lab.listeners.allowedUdpPort}. The attacks run in ${lab.outsideDir}, outside the workload's cgroup, so nothing but the executable selects them; the last one runs python3 itself.` },
+      { kind: 'table', columns: ['attack', 'expected', `kernel ${kernel}`, 'proving event'], rows: byExe.map((r) => [r.name, r.expect, outcomeCell(r), r.events.length ? proof(r.events) : r.detail]) },
+    );
+    ctx.metric('byExecutable', byExe.map((r) => ({ name: r.name, expect: r.expect, outcome: r.outcome, ok: r.ok, mechanism: mechanismShort(r.events), event: r.events[0] ?? null })));
 
     // --------------------------------------------------------------- deny-list only
     ctx.progress.step('exec attacks under a deny-list-only policy');

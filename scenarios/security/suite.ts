@@ -38,6 +38,7 @@ export const ATTACKS: Attack[] = [
   { name: 'exec-memfd', file: 'exec-memfd.py', class: 'exec', what: 'fexecve of a memfd holding dash', expect: 'blocked', expectDenyOnly: 'allowed', note: 'a memfd has no name and a new inode: the nameless-exec rule (i_nlink == 0) stops it' },
   { name: 'exec-ld-so', file: 'exec-ld-so.py', class: 'exec', what: 'ld.so /usr/bin/dash (loader maps the shell, no exec of it)', expect: 'blocked', expectDenyOnly: 'allowed', note: 'the kernel execs ld.so, which maps dash itself: only the allowlist (which does not list ld.so) stops it' },
   { name: 'exec-grandchild', file: 'exec-grandchild.py', class: 'exec', what: 'shell from a forked grandchild', expect: 'blocked', expectDenyOnly: 'blocked' },
+  { name: 'exec-leader-exit', file: 'exec-leader-exit.py', class: 'exec', what: 'sh from a thread after the main thread exited', expect: 'blocked', expectDenyOnly: 'blocked' },
   { name: 'exec-after-prctl', file: 'exec-after-prctl.py', class: 'exec', what: 'prctl(PR_SET_NAME) then exec sh', expect: 'blocked', expectDenyOnly: 'blocked' },
   { name: 'tcp-disallowed-port', file: 'tcp-disallowed-port.py', class: 'egress', what: 'TCP to a port not allowed', expect: 'blocked' },
   { name: 'udp-sendto', file: 'udp-sendto.py', class: 'egress', what: 'UDP sendto a port not allowed', expect: 'blocked' },
@@ -81,12 +82,12 @@ export interface RunEnv {
 }
 
 /** One attack in the given cgroup; events are drained from the controller right after it exits. */
-export async function runAttack(a: Attack, r: RunEnv, opts: { expect?: Expect; label?: string; wouldBlock?: boolean } = {}): Promise<AttackResult> {
+export async function runAttack(a: Attack, r: RunEnv, opts: { expect?: Expect; label?: string; wouldBlock?: boolean; python?: string } = {}): Promise<AttackResult> {
   const expect = opts.expect ?? a.expect;
   const mark = path.join(r.scratch, `mark-${a.name}-${Date.now()}`);
   r.controller.drainEvents(); // whatever came before is not this attack's
   const file = path.join(r.scratch, 'attacks', a.file); // world-readable copy (see setup.ts)
-  const res: LaunchResult = await launch(r.cgroupDir, attackArgv(file), { ...r.env, MARK: mark }, a.asRoot ? { user: { uid: 0, gid: 0 } } : {});
+  const res: LaunchResult = await launch(r.cgroupDir, attackArgv(file, opts.python), { ...r.env, MARK: mark }, a.asRoot ? { user: { uid: 0, gid: 0 } } : {});
   // every event of this attack was written before its syscalls returned, hence before it exited
   const events = r.controller.drainEvents();
   const line = res.stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();

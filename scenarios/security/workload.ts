@@ -32,8 +32,9 @@ os.execve(sys.argv[4], sys.argv[4:], os.environ)`;
 export const PY_FAST = ['-S'];
 
 /** argv to run an attack file: its interpreter (Python without site) and the file */
-export function attackArgv(file: string): string[] {
-  return file.endsWith('.py') ? [PYTHON, ...PY_FAST, file] : [interpreterFor(file), file];
+/** python: another python3 binary for the .py attacks (a copy, selected by its executable) */
+export function attackArgv(file: string, python = PYTHON): string[] {
+  return file.endsWith('.py') ? [python, ...PY_FAST, file] : [interpreterFor(file), file];
 }
 
 export function interpreterFor(file: string): string {
