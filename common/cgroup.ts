@@ -4,7 +4,7 @@
 // assumed.
 import fs from 'node:fs';
 import path from 'node:path';
-import { processAlive, signalAll } from './host.ts';
+import { ownerAlive, signalAll } from './host.ts';
 
 /** where cgroup2 is mounted, or null (no cgroup2 mount) */
 export function findCgroup2Root(): string | null {
@@ -100,11 +100,11 @@ export function cgroupV1Roots(): string[] {
 /**
  * Remove the cgroups lab processes left at the cgroup2 root, and at the roots of v1 hierarchies,
  * when they died without their cleanup (SIGKILL, a second Ctrl-C, a removal that failed): every
- * `ebpf-lab-<what>-<pid>…` whose pid is gone or a zombie (common/host.ts processAlive). Its
+ * `ebpf-lab-<what>-<pid>…` whose pid is gone, a zombie, or reused by a process started after the
+ * cgroup was made (common/host.ts ownerAlive). Its
  * processes are the dead run's orphans and are killed: moved to the root instead, a SIGKILLed
  * energy run's two busy loops and its fsync writer ran on at a whole CPU into every later run and
- * benchmark (session 34). A reused pid keeps a stale cgroup (a leak), never removes a live
- * process's. Returns what was removed (v1 ones by path: that energy run's cpu cgroup on this
+ * benchmark (session 34). Returns what was removed (v1 ones by path: that energy run's cpu cgroup on this
  * hybrid host stayed too).
  */
 export function sweepStaleCgroups(roots: string | (string | null)[] = [findCgroup2Root(), ...cgroupV1Roots()]): string[] {
@@ -120,7 +120,7 @@ export function sweepStaleCgroups(roots: string | (string | null)[] = [findCgrou
     }
     for (const name of names) {
       const m = OWNED.exec(name);
-      if (!m || processAlive(Number(m[1]))) continue;
+      if (!m || ownerAlive(Number(m[1]), path.join(root, name))) continue;
       try {
         killCgroupTree(path.join(root, name));
         removeCgroup(path.join(root, name), root);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { preemptModelFrom, processAlive, procStart, readPidStat, releaseAtLeast } from './host.ts';
+import { preemptModelFrom, processAlive, procStart, procStartMs, readPidStat, releaseAtLeast } from './host.ts';
 
 // the configs as Debian ships them (trimmed to the lines that matter)
 const DEB_6_12 = 'CONFIG_PREEMPT_BUILD=y\nCONFIG_PREEMPT_VOLUNTARY=y\n# CONFIG_PREEMPT_NONE is not set\n# CONFIG_PREEMPT is not set\n# CONFIG_PREEMPT_LAZY is not set\nCONFIG_PREEMPT_DYNAMIC=y\n';
@@ -79,5 +79,13 @@ describe('processAlive (what the tc and svc daemons\' state files are judged by)
     } finally {
       py.kill('SIGKILL');
     }
+  });
+});
+
+describe('procStartMs (how a reused pid is told from a leftover\'s dead owner)', () => {
+  it('gives this process\'s start in wall-clock ms, to within a few clock ticks', () => {
+    const expected = Date.now() - process.uptime() * 1000;
+    expect(Math.abs(procStartMs(process.pid)! - expected)).toBeLessThan(1000);
+    expect(procStartMs(2 ** 22 + 1)).toBeUndefined();
   });
 });

@@ -179,6 +179,37 @@ export function processAlive(pid: unknown, startTime?: string | null): boolean {
   return !!st && st.state !== 'Z' && (!startTime || st.startTime === startTime);
 }
 
+/** when a live process started, in ms since the epoch (to a clock tick), undefined when it is gone */
+export function procStartMs(pid: number): number | undefined {
+  const st = readPidStat(`/proc/${pid}/stat`);
+  if (!st) return undefined;
+  // both in the boot clock (suspend included): uptime now, and the start's ticks (USER_HZ, 100)
+  const uptimeS = Number(fs.readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
+  return Date.now() - (uptimeS * 1000 - Number(st.startTime) * 10);
+}
+
+/**
+ * Is the owner of a leftover named by its pid (a temp dir, cgroup, namespace, pin dir, state file)
+ * still running? Not when the pid is dead, and not when the process holding it now started after
+ * the leftover was made: the owner is dead and its pid reused (fast in a container restarted with a
+ * new pid namespace, whose /run/netns and cgroups outlive it), and judged by the pid alone its
+ * leftovers stayed for good. The leftover's time is its birth (or mtime, which is later); the slack
+ * keeps a live owner alive across a wall-clock step of up to a minute — a false "dead" would sweep
+ * a running run's resources, a false "alive" only keeps a leak.
+ */
+export function ownerAlive(pid: number, leftover: string, slackMs = 60_000): boolean {
+  if (!processAlive(pid)) return false;
+  let made: number;
+  try {
+    const s = fs.statSync(leftover);
+    made = s.birthtimeMs > 0 ? Math.min(s.birthtimeMs, s.mtimeMs) : s.mtimeMs;
+  } catch {
+    return true; // gone or unreadable: nothing to judge it by
+  }
+  const started = procStartMs(pid);
+  return started === undefined ? false : started <= made + slackMs;
+}
+
 /** Send sig to each pid but this process's; one already gone is skipped (the sweeps' orphan kills). */
 export function signalAll(pids: Iterable<number>, sig: NodeJS.Signals): void {
   for (const pid of pids) {

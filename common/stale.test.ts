@@ -64,4 +64,24 @@ describe('sweepStaleTemp', () => {
       fs.rmSync(tmp, { recursive: true, force: true });
     }
   });
+
+  it('takes an owner whose pid a process started after the entry now holds for dead (a reused pid), and leaves that process alone', async () => {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'stale-sweep-'));
+    const holder = spawn('sleep', ['30'], { stdio: 'ignore' });
+    const entry = path.join(tmp, `ebpf-lab-pg-${holder.pid}-AbC123`);
+    const fresh = path.join(tmp, `ebpf-lab-pg-${holder.pid}-XyZ789`);
+    try {
+      fs.mkdirSync(entry);
+      fs.mkdirSync(fresh);
+      // made two hours before its pid's holder started (a wall-clock step of a minute is tolerated)
+      const past = new Date(Date.now() - 2 * 3600_000);
+      fs.utimesSync(entry, past, past);
+      expect(await sweepStaleTemp(tmp)).toEqual([path.basename(entry)]);
+      expect(fs.existsSync(fresh)).toBe(true);
+      expect(holder.exitCode === null && holder.signalCode === null).toBe(true);
+    } finally {
+      holder.kill('SIGKILL');
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
+  });
 });

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { processAlive, signalAll, terminate } from './host.ts';
+import { ownerAlive, signalAll, terminate } from './host.ts';
 
 /** A temp dir owned by this process: `ebpf-lab-<what>-<pid>-XXXXXX`, swept once the pid is dead. */
 export function runTempDir(what: string): string {
@@ -48,8 +48,8 @@ function usersOf(dir: string): number[] {
 }
 
 /**
- * Remove the temp entries of dead owners (processAlive: a zombie is dead, a reused pid keeps its
- * entry: a leak, never a live run's loss). What still runs from a dead run's dir (PostgreSQL from
+ * Remove the temp entries of dead owners (ownerAlive: a zombie is dead, and so is an owner whose
+ * pid a process started after the entry now holds). What still runs from a dead run's dir (PostgreSQL from
  * its data dir) is its orphan: SIGTERM, then SIGKILL after 2 s. Returns what was removed.
  */
 export async function sweepStaleTemp(tmp = os.tmpdir()): Promise<string[]> {
@@ -62,8 +62,8 @@ export async function sweepStaleTemp(tmp = os.tmpdir()): Promise<string[]> {
   }
   for (const name of names) {
     const owner = tempOwner(name);
-    if (owner === undefined || processAlive(owner)) continue;
     const p = path.join(tmp, name);
+    if (owner === undefined || ownerAlive(owner, p)) continue;
     const users = usersOf(p);
     const ended = await Promise.all(users.map((u) => terminate(u, undefined, 2000)));
     signalAll(users.filter((_, i) => !ended[i]), 'SIGKILL');

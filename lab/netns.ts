@@ -6,7 +6,7 @@
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import { execa, type Options as ExecaOptions, type ResultPromise } from 'execa';
-import { processAlive, signalAll } from '../common/host.ts';
+import { ownerAlive, signalAll } from '../common/host.ts';
 
 export interface VethEnd {
   ns: string; // role
@@ -334,7 +334,7 @@ export async function sweepStale(prefix: string): Promise<string[]> {
     const m = name.match(new RegExp(`^${prefix}-(\\d+)(?:-|$)`));
     if (!m) continue;
     // a zombie owner is dead too (its parent never reaped it: this machine's init does not)
-    if (processAlive(Number(m[1]))) continue;
+    if (ownerAlive(Number(m[1]), `/run/netns/${name}`)) continue;
     // what its run left running inside dies with it: a SIGKILLed tc-shaping run's datagram loop
     // (bash, a whole CPU) outlived its namespace's name and ran on into the next runs
     const pids = await execa('ip', ['netns', 'pids', name], { reject: false });

@@ -10,7 +10,7 @@ import { execa } from 'execa';
 import { labCliArgv } from '../../common/dist.ts';
 import { collectOutput, untilReady } from '../../common/child.ts';
 import { STATE_DIR, instanceAlive, pinDir, readState, reapDeadInstance, statePath } from '../../controller/tc/shaper.ts';
-import { processAlive, terminate } from '../../common/host.ts';
+import { ownerAlive, terminate } from '../../common/host.ts';
 import { runTempFile } from '../../common/stale.ts';
 import type { Topology } from '../../lab/netns.ts';
 import { scaledTimeout, type ScenarioContext } from '../../lab/scenario.ts';
@@ -63,7 +63,7 @@ export async function sweepStaleCrashInstances(): Promise<string[]> {
   }
   for (const f of files) {
     const m = new RegExp(`^(${INSTANCE_PREFIX}(\\d+))\\.json$`).exec(f);
-    if (!m || processAlive(Number(m[2]))) continue;
+    if (!m || ownerAlive(Number(m[2]), statePath(m[1]!))) continue;
     const name = m[1]!;
     try {
       const st = readState(name);

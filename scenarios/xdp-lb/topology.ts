@@ -20,7 +20,7 @@ import { createTopology, Topology, type VethEnd } from '../../lab/netns.ts';
 import { withNetns } from '../../controller/libbpf/index.ts';
 import { labCliArgv } from '../../common/dist.ts';
 import { LabError } from '../../common/errors.ts';
-import { processAlive, readPidStat } from '../../common/host.ts';
+import { ownerAlive, processAlive, readPidStat } from '../../common/host.ts';
 import { collectOutput, untilReady } from '../../common/child.ts';
 import { scaledTimeout } from '../../lab/scenario.ts';
 import { DEFAULT_PIN_ROOT, type LbConfig } from '../../controller/lb/config.ts';
@@ -459,7 +459,7 @@ export function sweepStalePins(prefix: string, root = DEFAULT_PIN_ROOT): string[
   for (const name of fs.readdirSync(root)) {
     const m = name.match(new RegExp(`^${prefix}(\\d+)$`));
     if (!m) continue;
-    if (processAlive(Number(m[1]))) continue;
+    if (ownerAlive(Number(m[1]), path.join(root, name))) continue;
     removePins(name, root);
     removed.push(name);
   }
