@@ -21,6 +21,12 @@
 // created at all: lsm/socket_create where BPF LSM attaches; else cgroup/sock_create (inet families
 // only: inet_create is where the kernel runs it) plus, for AF_PACKET, the sys_enter_socket
 // tracepoint + SIGKILL, which kills the task before socket(2) returns the descriptor.
+//
+// Other processes: a selected process that could attach to one the policy does not select would
+// have it exec or connect in its place (inject an execve through ptrace, write its memory). Access
+// in ptrace's attach mode is denied: lsm/ptrace_access_check where BPF LSM attaches (PTRACE_ATTACH
+// and SEIZE, /proc/<pid>/mem, process_vm_readv/writev, pidfd_getfd all ask it); else the syscalls'
+// tracepoints + SIGKILL for ptrace attach/seize, process_vm_readv/writev and pidfd_getfd.
 #include "include/lab.h"
 #include "security.h"
 
@@ -31,6 +37,9 @@
 #define AF_PACKET 17
 #define SOCK_RAW 3
 #define SOCK_PACKET 10
+#define PTRACE_MODE_ATTACH 0x02
+#define PTRACE_ATTACH 16
+#define PTRACE_SEIZE 0x4206
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -627,3 +636,78 @@ int sec_socket_tp(struct trace_event_raw_sys_enter *ctx)
 		bpf_send_signal(SIGKILL);
 	return 0;
 }
+
+/* ---------------------------------------------------------------- other processes */
+
+/* 1 allow, 0 deny; emits the event for a denial (or would-block in log mode) */
+static __always_inline int ptrace_decide(struct selected *s, __u32 target, __u32 call, __u8 mech)
+{
+	if (!(s->pol->flags & SEC_F_DENY_PTRACE))
+		return 1;
+	struct sec_event *e = ev_begin(s, s->pol->ptrace_rule, SEC_EV_PTRACE, mech);
+	if (e) {
+		ev_ppid_from_procs(e);
+		e->target = target;
+		e->call = call;
+		bpf_ringbuf_submit(e, 0);
+	}
+	return (s->pol->flags & SEC_F_ENFORCE) ? 0 : 1;
+}
+
+/* Every attach-mode access asks this hook; a process's access to its own thread group never does. */
+SEC("lsm/ptrace_access_check")
+long sec_ptrace_lsm(unsigned long long *ctx)
+{
+	struct task_struct *child = (struct task_struct *)ctx[0];
+	unsigned int mode = (unsigned int)ctx[1];
+	int ret = (int)ctx[2];
+	struct selected s = {};
+
+	if (ret)
+		return lsm_deny();
+	if (!(mode & PTRACE_MODE_ATTACH) || !select_current(&s, true))
+		return 0;
+	if (!ptrace_decide(&s, BPF_CORE_READ(child, tgid), 0, SEC_MECH_LSM_PTRACE))
+		return lsm_deny();
+	return 0;
+}
+
+/*
+ * Fallback where BPF LSM is missing: the SIGKILL is delivered on the return from the syscall, before
+ * the caller can use what it got (the attached tracee, the bytes, the descriptor). Not covered:
+ * /proc/<pid>/mem, opened like any file.
+ */
+static __always_inline int ptrace_tp(struct trace_event_raw_sys_enter *ctx, __u32 target)
+{
+	struct sec_config *cfg = get_config();
+	struct selected s = {};
+
+	if (!cfg || cfg->lsm_ptrace || !select_current(&s, true))
+		return 0;
+	/* its own thread group, as the kernel's check has it */
+	if (target == bpf_get_current_pid_tgid() >> 32)
+		return 0;
+	if (!ptrace_decide(&s, target, (__u32)ctx->id, SEC_MECH_TP_PTRACE_KILL))
+		bpf_send_signal(SIGKILL);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_ptrace")
+int sec_ptrace_tp(struct trace_event_raw_sys_enter *ctx)
+{
+	long req = (long)ctx->args[0];
+
+	if (req != PTRACE_ATTACH && req != PTRACE_SEIZE)
+		return 0;
+	return ptrace_tp(ctx, (__u32)ctx->args[1]);
+}
+
+SEC("tracepoint/syscalls/sys_enter_process_vm_readv")
+int sec_vm_readv_tp(struct trace_event_raw_sys_enter *ctx) { return ptrace_tp(ctx, (__u32)ctx->args[0]); }
+
+SEC("tracepoint/syscalls/sys_enter_process_vm_writev")
+int sec_vm_writev_tp(struct trace_event_raw_sys_enter *ctx) { return ptrace_tp(ctx, (__u32)ctx->args[0]); }
+
+/* the target is a pidfd here: its pid is not known without a lookup, so target stays 0 */
+SEC("tracepoint/syscalls/sys_enter_pidfd_getfd")
+int sec_pidfd_getfd_tp(struct trace_event_raw_sys_enter *ctx) { return ptrace_tp(ctx, 0); }

@@ -28,11 +28,17 @@ enum sec_policy_flag {
 	 * SOCK_PACKET) is denied: they build their own headers and never pass connect/sendmsg hooks
 	 */
 	SEC_F_DENY_RAW = 16,
+	/*
+	 * access in ptrace's attach mode to another process is denied: PTRACE_ATTACH/SEIZE, writes
+	 * and reads through /proc/<pid>/mem, process_vm_readv/writev, pidfd_getfd. Through them a
+	 * selected process makes one the policy does not select exec or connect for it.
+	 */
+	SEC_F_DENY_PTRACE = 32,
 };
 
 enum sec_rule_action { SEC_ACTION_ALLOW = 1, SEC_ACTION_DENY = 2 };
 
-enum sec_event_kind { SEC_EV_EXEC = 1, SEC_EV_CONNECT = 2, SEC_EV_SENDMSG = 3, SEC_EV_SOCKET = 4 };
+enum sec_event_kind { SEC_EV_EXEC = 1, SEC_EV_CONNECT = 2, SEC_EV_SENDMSG = 3, SEC_EV_SOCKET = 4, SEC_EV_PTRACE = 5 };
 
 enum sec_event_action { SEC_BLOCKED = 1, SEC_WOULD_BLOCK = 2 };
 
@@ -48,6 +54,8 @@ enum sec_mech {
 	SEC_MECH_CGROUP_SOCK_CREATE = 8, /* cgroup/sock_create: AF_INET/AF_INET6 only (inet_create calls it) */
 	SEC_MECH_LSM_SOCKET_CREATE = 9,  /* lsm/socket_create: every family */
 	SEC_MECH_TP_SOCKET_KILL = 10,    /* tracepoint sys_enter_socket + SIGKILL: AF_PACKET where LSM is missing */
+	SEC_MECH_LSM_PTRACE = 11,        /* lsm/ptrace_access_check: every attach-mode access */
+	SEC_MECH_TP_PTRACE_KILL = 12,    /* tracepoints sys_enter_{ptrace,process_vm_*,pidfd_getfd} + SIGKILL */
 };
 
 /* how exec is enforced on this kernel, chosen by the controller after probing LSM attach */
@@ -58,6 +66,7 @@ struct sec_config {
 	__u32 exec_mode;  /* enum sec_exec_mode */
 	__u32 have_exe_selectors;
 	__u32 lsm_socket; /* lsm/socket_create is attached: the sys_enter_socket fallback stays out */
+	__u32 lsm_ptrace; /* lsm/ptrace_access_check is attached: the syscall tracepoints stay out */
 	/*
 	 * Identity oracle: while non-zero, every exec in this cgroup records the (dev, ino) the kernel
 	 * sees for the file exec'd in `oracle` and is killed before it runs. stat(2) can disagree with
@@ -74,6 +83,7 @@ struct sec_policy {
 	__u32 anon_rule;      /* rule id for nameless (memfd) exec */
 	__u32 egress_rule;    /* rule id reported when egress matches no allow entry */
 	__u32 raw_rule;       /* rule id reported for a denied raw/packet socket */
+	__u32 ptrace_rule;    /* rule id reported for a denied ptrace-mode access */
 };
 
 /* a file by identity: kernel dev_t (MAJOR << 20 | MINOR) of its super block, inode number */
@@ -132,4 +142,6 @@ struct sec_event {
 	char file[SEC_NAME_LEN];   /* name of the file actually executed (dentry), e.g. "dash", "memfd:x" */
 	char argv0[SEC_NAME_LEN];
 	__u32 sock_type; /* socket(2) type of a SEC_EV_SOCKET event (SOCK_RAW, SOCK_DGRAM …) */
+	__u32 target;    /* SEC_EV_PTRACE: the process it tried to reach (tgid; 0 when not known) */
+	__u32 call;      /* SEC_EV_PTRACE: the syscall number where a tracepoint decided, else 0 */
 };

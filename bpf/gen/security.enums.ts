@@ -7,6 +7,7 @@ export const enum sec_policy_flag {
   SEC_F_DENY_ANON_EXEC = 4,
   SEC_F_EGRESS_ALLOWLIST = 8,
   SEC_F_DENY_RAW = 16,
+  SEC_F_DENY_PTRACE = 32,
 }
 
 export const enum sec_rule_action {
@@ -19,6 +20,7 @@ export const enum sec_event_kind {
   SEC_EV_CONNECT = 2,
   SEC_EV_SENDMSG = 3,
   SEC_EV_SOCKET = 4,
+  SEC_EV_PTRACE = 5,
 }
 
 export const enum sec_event_action {
@@ -37,6 +39,8 @@ export const enum sec_mech {
   SEC_MECH_CGROUP_SOCK_CREATE = 8,
   SEC_MECH_LSM_SOCKET_CREATE = 9,
   SEC_MECH_TP_SOCKET_KILL = 10,
+  SEC_MECH_LSM_PTRACE = 11,
+  SEC_MECH_TP_PTRACE_KILL = 12,
 }
 
 export const enum sec_exec_mode {

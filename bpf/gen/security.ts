@@ -2,17 +2,18 @@
 // change the C struct in bpf/ and rebuild.
 import { MapType, defineSkeleton, type Skeleton } from '../../controller/libbpf/index.ts';
 
-/** struct sec_config: 24 bytes */
+/** struct sec_config: 32 bytes */
 export interface sec_config {
   cg_levels: number;
   exec_mode: number;
   have_exe_selectors: number;
   lsm_socket: number;
+  lsm_ptrace: number;
   oracle_cgroup: bigint;
 }
-export const sec_config_size = 24;
+export const sec_config_size = 32;
 
-/** struct sec_policy: 28 bytes */
+/** struct sec_policy: 32 bytes */
 export interface sec_policy {
   id: number;
   flags: number;
@@ -21,8 +22,9 @@ export interface sec_policy {
   anon_rule: number;
   egress_rule: number;
   raw_rule: number;
+  ptrace_rule: number;
 }
-export const sec_policy_size = 28;
+export const sec_policy_size = 32;
 
 /** struct sec_file_key: 16 bytes */
 export interface sec_file_key {
@@ -65,7 +67,7 @@ export interface sec_egress_key {
 }
 export const sec_egress_key_size = 28;
 
-/** struct sec_event: 384 bytes */
+/** struct sec_event: 392 bytes */
 export interface sec_event {
   ts_ns: bigint;
   cgroup_id: bigint;
@@ -88,8 +90,10 @@ export interface sec_event {
   file: string;
   argv0: string;
   sock_type: number;
+  target: number;
+  call: number;
 }
-export const sec_event_size = 384;
+export const sec_event_size = 392;
 
 export * from './security.enums.ts';
 
@@ -107,7 +111,7 @@ export interface SecurityShape {
     events: { key: Uint8Array; value: Uint8Array };
     lost: { key: number; value: bigint };
   };
-  programs: 'sec_exec_tp' | 'sec_fork_tp' | 'sec_exit_tp' | 'sec_exec_lsm' | 'sec_connect4' | 'sec_connect6' | 'sec_sendmsg4' | 'sec_sendmsg6' | 'sec_connect_lsm' | 'sec_sock_create' | 'sec_socket_lsm' | 'sec_socket_tp';
+  programs: 'sec_exec_tp' | 'sec_fork_tp' | 'sec_exit_tp' | 'sec_exec_lsm' | 'sec_connect4' | 'sec_connect6' | 'sec_sendmsg4' | 'sec_sendmsg6' | 'sec_connect_lsm' | 'sec_sock_create' | 'sec_socket_lsm' | 'sec_socket_tp' | 'sec_ptrace_lsm' | 'sec_ptrace_tp' | 'sec_vm_readv_tp' | 'sec_vm_writev_tp' | 'sec_pidfd_getfd_tp';
   rodata: Record<never, never>;
   bss: Record<never, never>;
 }
@@ -118,8 +122,8 @@ export type Security = Skeleton<SecurityShape>;
 export const security = defineSkeleton<SecurityShape>({
   object: 'security',
   maps: {
-    sec_config: { type: MapType.ARRAY, keySize: 4, valueSize: 24 },
-    policies: { type: MapType.ARRAY, keySize: 4, valueSize: 28 },
+    sec_config: { type: MapType.ARRAY, keySize: 4, valueSize: 32 },
+    policies: { type: MapType.ARRAY, keySize: 4, valueSize: 32 },
     cg_sel: { type: MapType.HASH, keySize: 8, valueSize: 4 },
     exe_sel: { type: MapType.HASH, keySize: 16, valueSize: 4 },
     procs: { type: MapType.LRU_HASH, keySize: 4, valueSize: 8 },
@@ -129,7 +133,7 @@ export const security = defineSkeleton<SecurityShape>({
     events: { type: MapType.RINGBUF, keySize: 0, valueSize: 0 },
     lost: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 8 },
   },
-  programs: ['sec_exec_tp', 'sec_fork_tp', 'sec_exit_tp', 'sec_exec_lsm', 'sec_connect4', 'sec_connect6', 'sec_sendmsg4', 'sec_sendmsg6', 'sec_connect_lsm', 'sec_sock_create', 'sec_socket_lsm', 'sec_socket_tp'],
+  programs: ['sec_exec_tp', 'sec_fork_tp', 'sec_exit_tp', 'sec_exec_lsm', 'sec_connect4', 'sec_connect6', 'sec_sendmsg4', 'sec_sendmsg6', 'sec_connect_lsm', 'sec_sock_create', 'sec_socket_lsm', 'sec_socket_tp', 'sec_ptrace_lsm', 'sec_ptrace_tp', 'sec_vm_readv_tp', 'sec_vm_writev_tp', 'sec_pidfd_getfd_tp'],
   rodata: [],
   bss: [],
 });

@@ -151,7 +151,7 @@ async function validate(file: string): Promise<number> {
   const need = policies.map((p) => ({ p, ...entriesNeeded(p, shells) }));
   const total = need.reduce((a, n) => ({ exec: a.exec + n.exec, egress: a.egress + n.egress }), { exec: 0, egress: 0 });
   console.log(`${file}: ${policies.length} polic${policies.length === 1 ? 'y' : 'ies'} valid`);
-  for (const n of need) console.log(`  ${n.p.name}: ${n.exec} exec and ${n.egress} egress entries${denyRaw(n.p) ? '; raw/packet sockets denied' : n.p.egress.rawSockets === 'allow' ? '; raw/packet sockets allowed' : ''}`);
+  for (const n of need) console.log(`  ${n.p.name}: ${n.exec} exec and ${n.egress} egress entries${denyRaw(n.p) ? '; raw/packet sockets denied' : n.p.egress.rawSockets === 'allow' ? '; raw/packet sockets allowed' : ''}${n.p.ptrace === 'allow' ? '; ptrace of other processes allowed' : '; ptrace of other processes denied'}`);
   console.log(`capacity: exec_rules ${cap.exec}, egress_rules ${cap.egress} entries${cap.inUse ? ` (in use now: ${cap.inUse.exec} exec, ${cap.inUse.egress} egress)` : ''}; an update holds the old and the new version at once`);
   const tooBig = need.filter((n) => n.exec > cap.exec / 2 || n.egress > cap.egress / 2);
   if (total.exec > cap.exec || total.egress > cap.egress || tooBig.length) {
@@ -265,7 +265,7 @@ async function daemon(lsmOff: boolean): Promise<number> {
   await ensureMounts(); // bpffs for the pins, tracefs for the socket tracepoint
   const c = await SecurityController.start({ pin: true, lsm: lsmOff ? 'off' : 'auto' });
   const m = c.mechanisms;
-  console.error(`security controller ${process.pid}: exec via ${m.exec} (${m.lsmEvidence}); egress via ${m.egress.join(', ') || 'nothing'}; raw/packet sockets via ${m.rawSockets.join(', ') || 'nothing'}`);
+  console.error(`security controller ${process.pid}: exec via ${m.exec} (${m.lsmEvidence}); egress via ${m.egress.join(', ') || 'nothing'}; raw/packet sockets via ${m.rawSockets.join(', ') || 'nothing'}; other processes via ${m.ptrace.join(', ') || 'nothing'}`);
   for (const a of c.adoption) console.error(`adopt: ${a}`);
   for (const u of m.unsupported) console.error(`unsupported: ${u.hook} on ${fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()}: ${u.evidence}`);
   console.error(`links and maps are pinned under ${PIN_DIR}: enforcement continues if this process ends; \`pnpm lab policy stop\` ends it`);

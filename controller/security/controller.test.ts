@@ -240,6 +240,55 @@ describeRoot('security controller (host)', () => {
     c.store.delete('ev');
   });
 
+  // A selected process that attaches to one the policy does not select can have it exec and
+  // connect in its place: ptrace-mode access to other processes is denied unless `ptrace: allow`.
+  it('denies attaching to another process (ptrace seize, process_vm_readv) unless the policy allows it', async () => {
+    const victim = execa('sleep', ['60'], { reject: false });
+    const seize = `import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+r = libc.ptrace(0x4206, ${victim.pid}, None, None)
+print('got', 0 if r == 0 else -ctypes.get_errno(), flush=True)
+if r == 0: libc.ptrace(17, ${victim.pid}, None, None)`;
+    const readv = `import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+class iov(ctypes.Structure): _fields_ = [('base', ctypes.c_void_p), ('len', ctypes.c_size_t)]
+start = int(open('/proc/${victim.pid}/maps').readline().split('-')[0], 16)
+buf = ctypes.create_string_buffer(8)
+local, remote = iov(ctypes.cast(buf, ctypes.c_void_p), 8), iov(start, 8)
+libc.process_vm_readv.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong]
+r = libc.process_vm_readv(${victim.pid}, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
+print('got', r if r >= 0 else -ctypes.get_errno(), flush=True)`;
+    const got = async (code: string) => (await run(cg, code)).stdout.match(/^got (-?\d+)$/m)?.[1];
+    try {
+      const lsm = c.mechanisms.ptrace.includes('lsm/ptrace_access_check');
+      expect(c.mechanisms.ptrace.length, 'no ptrace hook attached').toBeGreaterThan(0);
+      c.drainEvents();
+      c.store.apply(parsePolicies(yaml(rel, '    exec: { deny: [shells] }\n'), 'p.yaml'));
+      // LSM: the call fails with EPERM; the tracepoint fallback kills the caller on its return
+      for (const [name, code] of [['seize', seize], ['readv', readv]] as const) {
+        const r = await got(code);
+        expect(r, `${name}: ${lsm ? 'EPERM' : 'killed'} expected`).toBe(lsm ? '-1' : undefined);
+      }
+      const evs = c.drainEvents().filter((e) => e.kind === 'ptrace');
+      expect(evs.map((e) => [e.action, e.target, e.rule])).toEqual([
+        ['blocked', victim.pid, 't: ptrace (attaching to another process: not allowed by this policy)'],
+        ['blocked', victim.pid, 't: ptrace (attaching to another process: not allowed by this policy)'],
+      ]);
+      if (!lsm && process.arch === 'x64') expect(evs.map((e) => e.call)).toEqual(['ptrace', 'process_vm_readv']);
+      // the victim was reached by neither: it runs on, untraced
+      expect(fs.readFileSync(`/proc/${victim.pid}/status`, 'utf8')).toMatch(/TracerPid:\s+0\n/);
+      c.store.apply(parsePolicies(yaml(rel, '    exec: { deny: [shells] }\n    ptrace: allow\n'), 'p.yaml'));
+      expect(await got(seize)).toBe('0');
+      expect(await got(readv)).toBe('8');
+      expect(c.drainEvents().filter((e) => e.kind === 'ptrace')).toEqual([]);
+    } finally {
+      if (c.store.list().some((p) => p.name === 't')) c.store.delete('t');
+      victim.kill('SIGKILL');
+      await victim;
+    }
+  });
+
   it('selects by executable (inode, inherited by children) and by uid', async () => {
     // a copy of python3 is another inode: selecting it leaves the real python3 alone
     const exe = path.join(tmp, 'svc-python');

@@ -37,7 +37,7 @@ export const EVENTS_PATH = path.join(RUN_DIR, 'events.jsonl');
  */
 const DAEMON_LOCK = path.join(RUN_DIR, 'daemon.lock');
 
-const LSM_PROGS = ['sec_exec_lsm', 'sec_connect_lsm', 'sec_socket_lsm'];
+const LSM_PROGS = ['sec_exec_lsm', 'sec_connect_lsm', 'sec_socket_lsm', 'sec_ptrace_lsm'];
 /** every program the controller attaches, and where */
 export const HOOKS: { prog: SecurityShape['programs']; hook: string; kind: 'trace' | 'lsm' | 'cgroup' | 'tracepoint' }[] = [
   { prog: 'sec_exec_tp', hook: 'tp_btf/sched_process_exec', kind: 'trace' },
@@ -52,7 +52,14 @@ export const HOOKS: { prog: SecurityShape['programs']; hook: string; kind: 'trac
   { prog: 'sec_sendmsg6', hook: 'cgroup/sendmsg6', kind: 'cgroup' },
   { prog: 'sec_sock_create', hook: 'cgroup/sock_create', kind: 'cgroup' },
   { prog: 'sec_socket_tp', hook: 'tracepoint/syscalls/sys_enter_socket', kind: 'tracepoint' },
+  { prog: 'sec_ptrace_lsm', hook: 'lsm/ptrace_access_check', kind: 'lsm' },
+  { prog: 'sec_ptrace_tp', hook: 'tracepoint/syscalls/sys_enter_ptrace', kind: 'tracepoint' },
+  { prog: 'sec_vm_readv_tp', hook: 'tracepoint/syscalls/sys_enter_process_vm_readv', kind: 'tracepoint' },
+  { prog: 'sec_vm_writev_tp', hook: 'tracepoint/syscalls/sys_enter_process_vm_writev', kind: 'tracepoint' },
+  { prog: 'sec_pidfd_getfd_tp', hook: 'tracepoint/syscalls/sys_enter_pidfd_getfd', kind: 'tracepoint' },
 ];
+/** the tracepoint fallbacks of other processes' access, left out where lsm/ptrace_access_check attaches */
+const PTRACE_TPS = ['sec_ptrace_tp', 'sec_vm_readv_tp', 'sec_vm_writev_tp', 'sec_pidfd_getfd_tp'];
 // keyed by the C enums (bpf/security.h), read from the object's BTF into bpf/gen/security.ts
 const EXEC_MODE = { none: sec_exec_mode.SEC_EXEC_NONE, lsm: sec_exec_mode.SEC_EXEC_LSM, 'tp-kill': sec_exec_mode.SEC_EXEC_TP_KILL } as const;
 export const MECHANISM: Record<number, string> = {
@@ -66,8 +73,12 @@ export const MECHANISM: Record<number, string> = {
   [sec_mech.SEC_MECH_CGROUP_SOCK_CREATE]: 'cgroup/sock_create',
   [sec_mech.SEC_MECH_LSM_SOCKET_CREATE]: 'lsm/socket_create (-EPERM)',
   [sec_mech.SEC_MECH_TP_SOCKET_KILL]: 'tracepoint/syscalls/sys_enter_socket + bpf_send_signal(SIGKILL)',
+  [sec_mech.SEC_MECH_LSM_PTRACE]: 'lsm/ptrace_access_check (-EPERM)',
+  [sec_mech.SEC_MECH_TP_PTRACE_KILL]: 'syscall tracepoint + bpf_send_signal(SIGKILL)',
 };
-const KIND: Record<number, SecurityEvent['kind']> = { [sec_event_kind.SEC_EV_EXEC]: 'exec', [sec_event_kind.SEC_EV_CONNECT]: 'connect', [sec_event_kind.SEC_EV_SENDMSG]: 'sendmsg', [sec_event_kind.SEC_EV_SOCKET]: 'socket' };
+const KIND: Record<number, SecurityEvent['kind']> = { [sec_event_kind.SEC_EV_EXEC]: 'exec', [sec_event_kind.SEC_EV_CONNECT]: 'connect', [sec_event_kind.SEC_EV_SENDMSG]: 'sendmsg', [sec_event_kind.SEC_EV_SOCKET]: 'socket', [sec_event_kind.SEC_EV_PTRACE]: 'ptrace' };
+// the syscalls the ptrace tracepoints watch, by their x86-64 numbers (what the event's `call` holds there)
+const SYSCALL_X86_64: Record<number, string> = { 101: 'ptrace', 310: 'process_vm_readv', 311: 'process_vm_writev', 438: 'pidfd_getfd' };
 const FAMILY: Record<number, string> = { 2: 'AF_INET', 10: 'AF_INET6', 17: 'AF_PACKET' };
 const SOCK_TYPE: Record<number, string> = { 1: 'SOCK_STREAM', 2: 'SOCK_DGRAM', 3: 'SOCK_RAW', 5: 'SOCK_SEQPACKET', 10: 'SOCK_PACKET' };
 
@@ -79,6 +90,8 @@ export interface Mechanisms {
   lsmConnect: boolean;
   /** how raw IP / packet sockets are refused: lsm/socket_create, else cgroup/sock_create (+ the tracepoint for AF_PACKET) */
   rawSockets: string[];
+  /** how access to other processes in ptrace's attach mode is refused: the LSM hook, else the syscalls' tracepoints */
+  ptrace: string[];
   /** binaries are identified by asking the kernel (exec tracepoint attached), else by stat(2) */
   oracle: boolean;
   unsupported: { hook: string; evidence: string }[];
@@ -87,7 +100,7 @@ export interface Mechanisms {
 export interface SecurityEvent {
   time: string;
   tsNs: string;
-  kind: 'exec' | 'connect' | 'sendmsg' | 'socket';
+  kind: 'exec' | 'connect' | 'sendmsg' | 'socket' | 'ptrace';
   action: 'blocked' | 'would-block';
   mechanism: string;
   pid: number;
@@ -107,6 +120,10 @@ export interface SecurityEvent {
   protocol?: string;
   /** socket events: e.g. "AF_INET SOCK_RAW" */
   socket?: string;
+  /** ptrace events: the process it tried to reach (absent when not known: pidfd_getfd) */
+  target?: number;
+  /** ptrace events decided at a syscall tracepoint: which syscall */
+  call?: string;
 }
 
 export interface ControllerOptions {
@@ -148,7 +165,7 @@ export class SecurityController {
   static async start(opts: ControllerOptions = {}): Promise<SecurityController> {
     const log = opts.log ?? (() => {});
     const file = await ensureObject('security', log);
-    const mech: Mechanisms = { exec: 'none', lsmEvidence: '', egress: [], lsmConnect: false, rawSockets: [], oracle: false, unsupported: [] };
+    const mech: Mechanisms = { exec: 'none', lsmEvidence: '', egress: [], lsmConnect: false, rawSockets: [], ptrace: [], oracle: false, unsupported: [] };
     // links a previous daemon pinned: kept exactly as they are (no gap in enforcement)
     const adopted = new Map<string, Link>();
     if (opts.pin) {
@@ -222,10 +239,11 @@ export class SecurityController {
       if (h.kind === 'lsm' && !lsmOk) continue;
       // a fallback is only attached where its mechanism is not covered by LSM
       if (h.prog === 'sec_socket_tp' && attached.has('sec_socket_lsm')) continue;
+      if (PTRACE_TPS.includes(h.prog) && attached.has('sec_ptrace_lsm')) continue;
       let l: Link;
       try {
         const p = this.skel.program(h.prog);
-        l = h.kind === 'trace' ? attachTrace(p) : h.kind === 'lsm' ? attachLsm(p) : h.kind === 'cgroup' ? attachCgroup(p, cg) : attachTracepoint(p, 'syscalls', 'sys_enter_socket');
+        l = h.kind === 'trace' ? attachTrace(p) : h.kind === 'lsm' ? attachLsm(p) : h.kind === 'cgroup' ? attachCgroup(p, cg) : attachTracepoint(p, 'syscalls', h.hook.split('/').pop()!);
       } catch (e) {
         m.unsupported.push({ hook: h.hook, evidence: firstLine(e) });
         continue;
@@ -252,9 +270,10 @@ export class SecurityController {
     m.lsmConnect = has('sec_connect_lsm');
     m.egress = HOOKS.filter((h) => h.kind === 'cgroup' && h.prog !== 'sec_sock_create' && has(h.prog)).map((h) => h.hook);
     m.rawSockets = has('sec_socket_lsm') ? ['lsm/socket_create'] : [...(has('sec_sock_create') ? ['cgroup/sock_create'] : []), ...(has('sec_socket_tp') ? ['tracepoint/syscalls/sys_enter_socket + SIGKILL'] : [])];
+    m.ptrace = has('sec_ptrace_lsm') ? ['lsm/ptrace_access_check'] : PTRACE_TPS.filter(has).map((p) => `${HOOKS.find((h) => h.prog === p)!.hook} + SIGKILL`);
     // keep what an adopted config says about selectors; the mechanisms are this start's
-    const cur = this.store.maps.config.get(0) ?? { cg_levels: 0, exec_mode: 0, have_exe_selectors: 0, lsm_socket: 0, oracle_cgroup: 0n };
-    this.store.maps.config.set(0, { ...cur, exec_mode: EXEC_MODE[m.exec], lsm_socket: has('sec_socket_lsm') ? 1 : 0, oracle_cgroup: 0n });
+    const cur = this.store.maps.config.get(0) ?? { cg_levels: 0, exec_mode: 0, have_exe_selectors: 0, lsm_socket: 0, lsm_ptrace: 0, oracle_cgroup: 0n };
+    this.store.maps.config.set(0, { ...cur, exec_mode: EXEC_MODE[m.exec], lsm_socket: has('sec_socket_lsm') ? 1 : 0, lsm_ptrace: has('sec_ptrace_lsm') ? 1 : 0, oracle_cgroup: 0n });
     m.oracle = this.identity.available = has('sec_exec_tp');
   }
 
@@ -543,6 +562,9 @@ export function formatEvent(e: sec_event, store: PolicyStore, clockOffsetNs: big
   if (e.kind === sec_event_kind.SEC_EV_SOCKET) {
     out.socket = `${FAMILY[e.family] ?? `family ${e.family}`} ${SOCK_TYPE[e.sock_type] ?? `type ${e.sock_type}`}`;
     out.protocol = e.proto === 6 ? 'tcp' : e.proto === 17 ? 'udp' : e.proto === 1 ? 'icmp' : e.proto === 255 ? 'raw' : String(e.proto);
+  } else if (e.kind === sec_event_kind.SEC_EV_PTRACE) {
+    if (e.target) out.target = e.target;
+    if (e.call) out.call = (process.arch === 'x64' ? SYSCALL_X86_64[e.call] : undefined) ?? `syscall ${e.call}`;
   } else if (e.kind === sec_event_kind.SEC_EV_EXEC) {
     out.binary = e.binary;
     out.file = e.file;

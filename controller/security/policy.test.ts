@@ -80,7 +80,7 @@ describe('policy schema', () => {
     expect(by['policies[0].egress.allow[0].ports[2]']).toMatchObject({ line: 7, message: expect.stringContaining('"x" is not a port') });
     expect(by['policies[0].egress.allow[0].protocol']).toMatchObject({ line: 7, message: 'expected tcp, udp or any, got "sctp"' });
     expect(by['policies[0].egress.allow[1].too']).toMatchObject({ line: 8, message: 'unknown field (did you mean "to"?) (allowed: to, ports, protocol)' });
-    expect(by['policies[0].extra']).toMatchObject({ line: 9, col: 5, message: 'unknown field (allowed: name, mode, select, exec, egress)' });
+    expect(by['policies[0].extra']).toMatchObject({ line: 9, col: 5, message: 'unknown field (allowed: name, mode, select, exec, egress, ptrace)' });
     expect(is).toHaveLength(11);
   });
 
@@ -117,7 +117,14 @@ describe('policy mistakes a user makes (messages, not crashes)', () => {
 
   it('"shell" suggests "shells"; a misspelt field suggests the close name', () => {
     const is = issues('policies:\n  - name: a\n    select: { cgroup: /x }\n    exec: { deny: [shell] }\n    egres: {}\n');
-    expect(is.map((i) => i.message).sort()).toEqual(['"shell" is not an absolute path (did you mean "shells"?)', 'unknown field (did you mean "egress"?) (allowed: name, mode, select, exec, egress)']);
+    expect(is.map((i) => i.message).sort()).toEqual(['"shell" is not an absolute path (did you mean "shells"?)', 'unknown field (did you mean "egress"?) (allowed: name, mode, select, exec, egress, ptrace)']);
+  });
+
+  it('ptrace: allow | deny, denied when unset; anything else is an error at its line', () => {
+    const [p, q] = parsePolicies('policies:\n  - { name: a, select: { cgroup: /a } }\n  - { name: b, select: { cgroup: /b }, ptrace: allow }\n', 'p.yaml', { checkPaths: false });
+    expect([p!.ptrace, q!.ptrace]).toEqual([undefined, 'allow']);
+    const is = issues('policies:\n  - name: a\n    select: { cgroup: /x }\n    ptrace: yes\n');
+    expect(is).toEqual([expect.objectContaining({ line: 4, field: 'policies[0].ptrace', message: 'expected "allow" or "deny", got "yes"' })]);
   });
 
   it('rawSockets: allow | deny; denied by default once a policy has egress rules', () => {

@@ -18,6 +18,8 @@
 //         allow: [{to: 127.0.0.1/32, ports: [5432], protocol: tcp}]   # present → allowlist
 //         deny:  [{to: 10.0.0.0/8}]
 //         rawSockets: deny              # default with an egress section: raw IP / AF_PACKET sockets denied
+//       ptrace: deny                    # default: no attaching to other processes (ptrace, /proc/<pid>/mem,
+//                                       # process_vm_*, pidfd_getfd); allow for a debugger in the workload
 import fs from 'node:fs';
 import { formatIp, fromMapped16, parseCidr, toMapped16 } from '../../common/ip.ts';
 import path from 'node:path';
@@ -40,6 +42,11 @@ export interface Policy {
   exec: { deny: string[]; allow?: string[]; denyNameless: boolean };
   /** rawSockets: unset = denied when the policy has egress rules (see store.denyRaw) */
   egress: { allow?: EgressRule[]; deny: EgressRule[]; rawSockets?: 'allow' | 'deny' };
+  /**
+   * access to other processes in ptrace's attach mode; unset = deny: through another process (an
+   * execve injected with ptrace, its memory written) a workload would exec and connect unselected
+   */
+  ptrace?: 'allow' | 'deny';
 }
 
 export interface PolicyIssue {
@@ -61,7 +68,7 @@ export class PolicyError extends LabError {
 
 const NAME_RE = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 const TOP_KEYS = ['policies'];
-const POLICY_KEYS = ['name', 'mode', 'select', 'exec', 'egress'];
+const POLICY_KEYS = ['name', 'mode', 'select', 'exec', 'egress', 'ptrace'];
 const SELECT_KEYS = ['cgroup', 'executable', 'uid'];
 const EXEC_KEYS = ['deny', 'allow', 'denyNameless'];
 const EGRESS_KEYS = ['allow', 'deny', 'rawSockets'];
@@ -162,6 +169,12 @@ export function parsePolicies(text: string, file = 'policy', opts: { checkPaths?
       const m = e.get('mode');
       if (isScalar(m) && (m.value === 'enforce' || m.value === 'log')) mode = m.value;
       else at(m, `${f}.mode`, `expected "enforce" or "log"${isScalar(m) ? `, got ${JSON.stringify(m.value)}` : ''}`);
+    }
+    let ptrace: Policy['ptrace'];
+    if (e.has('ptrace')) {
+      const t = e.get('ptrace');
+      if (isScalar(t) && (t.value === 'allow' || t.value === 'deny')) ptrace = t.value;
+      else at(t, `${f}.ptrace`, `expected "allow" or "deny"${isScalar(t) ? `, got ${JSON.stringify(t.value)}` : ''}`);
     }
 
     const select: Policy['select'] = {};
@@ -276,7 +289,7 @@ export function parsePolicies(text: string, file = 'policy', opts: { checkPaths?
         else at(r, `${f}.egress.rawSockets`, `expected "allow" or "deny"${isScalar(r) ? `, got ${JSON.stringify(r.value)}` : ''}`);
       }
     }
-    if (name) out.push({ name, mode, select, exec, egress });
+    if (name) out.push({ name, mode, select, exec, egress, ...(ptrace ? { ptrace } : {}) });
   });
   if (issues.length) throw new PolicyError(file, issues);
   return out;

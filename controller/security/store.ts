@@ -25,7 +25,7 @@ import { writeFileAtomic } from '../../common/state-file.ts';
 
 // the C enums (bpf/security.h), read from the object's BTF into bpf/gen/security.ts
 export const F_ENFORCE = sec_policy_flag.SEC_F_ENFORCE, F_EXEC_ALLOWLIST = sec_policy_flag.SEC_F_EXEC_ALLOWLIST, F_DENY_ANON_EXEC = sec_policy_flag.SEC_F_DENY_ANON_EXEC;
-export const F_EGRESS_ALLOWLIST = sec_policy_flag.SEC_F_EGRESS_ALLOWLIST, F_DENY_RAW = sec_policy_flag.SEC_F_DENY_RAW;
+export const F_EGRESS_ALLOWLIST = sec_policy_flag.SEC_F_EGRESS_ALLOWLIST, F_DENY_RAW = sec_policy_flag.SEC_F_DENY_RAW, F_DENY_PTRACE = sec_policy_flag.SEC_F_DENY_PTRACE;
 export const ACTION_ALLOW = sec_rule_action.SEC_ACTION_ALLOW, ACTION_DENY = sec_rule_action.SEC_ACTION_DENY;
 export const MAX_POLICIES = sec_limits.SEC_MAX_POLICIES;
 export const ANY_UID = 0xffffffff; // SEC_ANY_UID, a #define (too large for a BTF enum value)
@@ -100,11 +100,12 @@ interface Plan {
   anonRule: number;
   egressRule: number;
   rawRule: number;
+  ptraceRule: number;
   exec: { file: FileId; rule: number; action: number }[];
   egress: { key: Omit<sec_egress_key, 'slot'>; rule: number; action: number }[];
 }
 
-const EMPTY_POLICY: sec_policy = { id: 0, flags: 0, uid: 0, allowlist_rule: 0, anon_rule: 0, egress_rule: 0, raw_rule: 0 };
+const EMPTY_POLICY: sec_policy = { id: 0, flags: 0, uid: 0, allowlist_rule: 0, anon_rule: 0, egress_rule: 0, raw_rule: 0, ptrace_rule: 0 };
 
 /** raw/packet sockets are denied when a policy has an egress section and does not allow them */
 export function denyRaw(p: Policy): boolean {
@@ -225,7 +226,12 @@ export class PolicyStore {
       flags |= F_DENY_RAW;
       rawRule = rule('egress.rawSockets (raw IP / packet socket: not allowed by this policy)');
     }
-    return { p, id, selector, flags, uid: p.select.uid ?? ANY_UID, rules, allowlistRule, anonRule, egressRule, rawRule, exec, egress };
+    let ptraceRule = 0;
+    if (p.ptrace !== 'allow') {
+      flags |= F_DENY_PTRACE;
+      ptraceRule = rule('ptrace (attaching to another process: not allowed by this policy)');
+    }
+    return { p, id, selector, flags, uid: p.select.uid ?? ANY_UID, rules, allowlistRule, anonRule, egressRule, rawRule, ptraceRule, exec, egress };
   }
 
   /** map capacities (max_entries of the kernel's maps) */
@@ -393,7 +399,7 @@ export class PolicyStore {
       m.egress_rules.set({ ...e.key, slot }, { rule_id: e.rule, action: e.action });
     }
     this.beforeWrite?.('policies');
-    m.policies.set(slot, { id: pl.id, flags: pl.flags, uid: pl.uid, allowlist_rule: pl.allowlistRule, anon_rule: pl.anonRule, egress_rule: pl.egressRule, raw_rule: pl.rawRule });
+    m.policies.set(slot, { id: pl.id, flags: pl.flags, uid: pl.uid, allowlist_rule: pl.allowlistRule, anon_rule: pl.anonRule, egress_rule: pl.egressRule, raw_rule: pl.rawRule, ptrace_rule: pl.ptraceRule });
   }
 
   /** 2. point the selector at the filled slot (one map write), 3. empty the old version's slot */
@@ -485,7 +491,7 @@ export class PolicyStore {
 
   /** cgroup levels and the executable-selector flag, from the current set; exec_mode is kept */
   private writeConfig(): void {
-    const cur = this.maps.config.get(0) ?? { cg_levels: 0, exec_mode: 0, have_exe_selectors: 0, lsm_socket: 0, oracle_cgroup: 0n };
+    const cur = this.maps.config.get(0) ?? { cg_levels: 0, exec_mode: 0, have_exe_selectors: 0, lsm_socket: 0, lsm_ptrace: 0, oracle_cgroup: 0n };
     let levels = 0;
     let exe = 0;
     for (const s of Object.values(this.state.policies)) {
