@@ -63,6 +63,7 @@ const scenario: Scenario = {
         'BPF LSM probe': m.lsmEvidence,
         egress: m.egress.join(', ') || 'none',
         'raw / packet sockets': m.rawSockets.length ? `${m.rawSockets.join(', ')}${m.rawSockets.includes('lsm/socket_create') ? '' : ' (AF_PACKET via io_uring IORING_OP_SOCKET is outside the tracepoint fallback)'}` : 'not enforced',
+        'other processes (ptrace attach mode)': m.ptrace.length ? m.ptrace.join(', ') + (m.ptrace.includes('lsm/ptrace_access_check') ? '' : ' (/proc/<pid>/mem is outside the tracepoint fallback)') : 'not enforced',
         'lsm/socket_connect': m.lsmConnect ? 'attached (runs before the cgroup hook for connect)' : `unsupported: lsm/socket_connect on ${kernel} (${m.lsmEvidence}); connect is enforced by the cgroup hooks alone`,
         'exec via BPF LSM': m.exec === 'lsm' ? 'yes' : `unsupported: lsm/bprm_check_security on ${kernel}; the tracepoint fallback enforces exec`,
         'PostgreSQL': lab.pg ? `${path.basename(path.dirname(lab.pg.bin))} on 127.0.0.1:${lab.pg.port}${lab.pg.port !== 5432 ? ' (5432 was taken)' : ''}` : 'not started',
@@ -87,6 +88,7 @@ const scenario: Scenario = {
     for (const [i, a] of ATTACKS.entries()) {
       ctx.progress.step(`attack ${i + 1}/${ATTACKS.length}: ${a.name}`);
       const missing = a.class === 'exec' ? (m.exec === 'none' ? 'exec hook (LSM and tp_btf/sched_process_exec)' : '')
+        : a.class === 'ptrace' ? (m.ptrace.length ? '' : 'lsm/ptrace_access_check or the tracepoint syscalls/sys_enter_ptrace')
         : a.asRoot ? (a.name === 'packet-socket' ? (m.rawSockets.some((x) => /lsm|sys_enter_socket/.test(x)) ? '' : 'lsm/socket_create or tracepoint syscalls/sys_enter_socket') : m.rawSockets.length ? '' : 'cgroup/sock_create or lsm/socket_create')
         : m.egress.length < 4 ? 'cgroup sock_addr hooks' : '';
       if (missing) {
@@ -121,6 +123,9 @@ const scenario: Scenario = {
     const outside = { ...lab, cgroupDir: lab.outsideDir };
     controls.push(keep(await runAttack(ATTACKS.find((a) => a.name === 'exec-sh')!, outside, { expect: 'allowed', label: 'exec-sh outside the cgroup' })));
     controls.push(keep(await runAttack(ATTACKS.find((a) => a.name === 'tcp-disallowed-port')!, outside, { expect: 'allowed', label: 'tcp-disallowed-port outside the cgroup' })));
+    const injected = keep(await runAttack(ATTACKS.find((a) => a.name === 'ptrace-inject')!, outside, { expect: 'allowed', label: 'ptrace-inject outside the cgroup (the shell runs in the victim)' }));
+    if (injected.unsupported) ctx.unsupported('control ptrace-inject outside the cgroup', 'ptrace-inject', `${injected.detail} on ${kernel}`);
+    else controls.push(injected);
     for (const name of ['raw-socket-udp', 'packet-socket']) {
       const before = lab.target.received();
       const r = keep(await runAttack(ATTACKS.find((a) => a.name === name)!, outside, { expect: 'allowed', label: `${name} outside the cgroup (arrives in ${lab.target.ns})` }));
@@ -217,10 +222,10 @@ const scenario: Scenario = {
     lab.controller.store.apply(workloadPolicy(lab));
     fs.writeFileSync(path.join(ctx.outDir, 'security-events.jsonl'), allEvents.map((e) => JSON.stringify(e)).join('\n') + '\n');
     const byKind = (k: string) => allEvents.filter((e) => e.kind === k).length;
-    ctx.metric('events', { total: allEvents.length, exec: byKind('exec'), connect: byKind('connect'), sendmsg: byKind('sendmsg'), lost: lab.controller.lostEvents });
+    ctx.metric('events', { total: allEvents.length, exec: byKind('exec'), connect: byKind('connect'), sendmsg: byKind('sendmsg'), socket: byKind('socket'), ptrace: byKind('ptrace'), lost: lab.controller.lostEvents });
     ctx.section(
       'Events',
-      { kind: 'kv', items: { total: allEvents.length, exec: byKind('exec'), connect: byKind('connect'), sendmsg: byKind('sendmsg'), 'would-block': allEvents.filter((e) => e.action === 'would-block').length, lost: lab.controller.lostEvents, file: 'security-events.jsonl' } },
+      { kind: 'kv', items: { total: allEvents.length, exec: byKind('exec'), connect: byKind('connect'), sendmsg: byKind('sendmsg'), socket: byKind('socket'), ptrace: byKind('ptrace'), 'would-block': allEvents.filter((e) => e.action === 'would-block').length, lost: lab.controller.lostEvents, file: 'security-events.jsonl' } },
       { kind: 'pre', caption: 'first events (JSON lines, as `pnpm lab policy events` prints them)', text: allEvents.slice(0, 6).map((e) => JSON.stringify(e)).join('\n') },
     );
 

@@ -43,6 +43,11 @@ describeRoot('security attack suite (host)', () => {
         const copy = a.name === 'exec-hardlink' && lab.hardlinkSameInode === false; // overlayfs copy-up
         const rule = ['exec-copied-shell', 'exec-ld-so'].includes(a.name) || copy || (lsm && a.name === 'exec-shebang-script') ? 'exec.allow' : a.name === 'exec-memfd' ? 'exec.denyNameless' : 'exec.deny[0] shells';
         expect(e.rule).toContain(rule);
+      } else if (a.class === 'ptrace') {
+        expect(e.kind).toBe('ptrace');
+        expect(e.rule).toContain('ptrace (attaching to another process');
+        expect(e.target).toBeGreaterThan(0);
+        expect(e.mechanism).toMatch(lab.controller.mechanisms.ptrace.includes('lsm/ptrace_access_check') ? /ptrace_access_check/ : /SIGKILL/);
       } else if (a.asRoot) {
         expect(e.kind).toBe('socket');
         expect(e.rule).toContain('egress.rawSockets');
@@ -64,6 +69,14 @@ describeRoot('security attack suite (host)', () => {
       expect(r.events).toEqual([]);
     });
   }
+
+  it('the ptrace victim can be reached: outside the cgroup the injected shell runs in it', async (t) => {
+    const r = await runAttack(ATTACKS.find((a) => a.name === 'ptrace-inject')!, { ...lab, cgroupDir: lab.outsideDir }, { expect: 'allowed' });
+    if (r.unsupported) return t.skip(r.detail);
+    expect(r.outcome, r.detail).toBe('allowed');
+    expect(r.detail).toMatch(/execve injected/);
+    expect(r.events).toEqual([]);
+  });
 
   it('the raw and packet-socket target is reachable: outside the cgroup both attacks arrive', async () => {
     const outside = { ...lab, cgroupDir: lab.outsideDir };

@@ -5,13 +5,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { SecurityController, SecurityEvent } from '../../controller/security/controller.ts';
-import { attackArgv, launch, type LaunchResult } from './workload.ts';
+import { attackArgv, launch, launchBackground, type LaunchResult } from './workload.ts';
 
 export type Expect = 'blocked' | 'allowed';
 export interface Attack {
   name: string;
   file: string;
-  class: 'exec' | 'egress' | 'control';
+  class: 'exec' | 'egress' | 'ptrace' | 'control';
   what: string;
   expect: Expect;
   /** outcome under a deny-list-only exec policy (no allowlist, no nameless rule) */
@@ -20,6 +20,8 @@ export interface Attack {
   note?: string;
   /** run as root inside the workload's cgroup (raw and packet sockets need CAP_NET_RAW) */
   asRoot?: boolean;
+  /** gets VICTIM_PID: a `sleep` as nobody outside the workload's cgroup, started for this attack */
+  victim?: boolean;
 }
 
 export const ATTACKS: Attack[] = [
@@ -52,6 +54,7 @@ export const ATTACKS: Attack[] = [
   { name: 'udp-sendmmsg', file: 'udp-sendmmsg.py', class: 'egress', what: 'sendmmsg: 3 UDP datagrams in one call', expect: 'blocked' },
   { name: 'io-uring-connect', file: 'io-uring-connect.py', class: 'egress', what: 'TCP connect submitted through io_uring (IORING_OP_CONNECT)', expect: 'blocked' },
   { name: 'raw-socket-udp', file: 'raw-socket-udp.py', class: 'egress', what: 'root: AF_INET SOCK_RAW, hand-built UDP to the target netns', expect: 'blocked', asRoot: true },
+  { name: 'ptrace-inject', file: 'ptrace-inject.py', class: 'ptrace', what: 'root: ptrace a process outside the policy, inject execve of sh into it', expect: 'blocked', asRoot: true, victim: true, note: 'as root, so that Yama (ptrace_scope 1) cannot be what stops it' },
   { name: 'packet-socket', file: 'packet-socket.py', class: 'egress', what: 'root: AF_PACKET, hand-built IPv4/UDP frame out of the veth to the target netns', expect: 'blocked', asRoot: true },
 ];
 
@@ -77,6 +80,8 @@ export interface AttackResult {
 export interface RunEnv {
   controller: SecurityController;
   cgroupDir: string;
+  /** where victims of the ptrace attack run: no policy selects it */
+  outsideDir: string;
   scratch: string;
   env: Record<string, string>;
 }
@@ -87,7 +92,13 @@ export async function runAttack(a: Attack, r: RunEnv, opts: { expect?: Expect; l
   const mark = path.join(r.scratch, `mark-${a.name}-${Date.now()}`);
   r.controller.drainEvents(); // whatever came before is not this attack's
   const file = path.join(r.scratch, 'attacks', a.file); // world-readable copy (see setup.ts)
-  const res: LaunchResult = await launch(r.cgroupDir, attackArgv(file, opts.python), { ...r.env, MARK: mark }, a.asRoot ? { user: { uid: 0, gid: 0 } } : {});
+  const victim = a.victim ? await startVictim(r) : undefined;
+  let res: LaunchResult;
+  try {
+    res = await launch(r.cgroupDir, attackArgv(file, opts.python), { ...r.env, MARK: mark, ...(victim ? { VICTIM_PID: String(victim.pid) } : {}) }, a.asRoot ? { user: { uid: 0, gid: 0 } } : {});
+  } finally {
+    await victim?.stop();
+  }
   // every event of this attack was written before its syscalls returned, hence before it exited
   const events = r.controller.drainEvents();
   const line = res.stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
@@ -111,12 +122,28 @@ export async function runAttack(a: Attack, r: RunEnv, opts: { expect?: Expect; l
   return { name: opts.label ?? a.name, class: a.class, what: a.what, expect, outcome, ok, detail: outcome === 'error' && self && !through ? `${detail} (failed, but no blocking event proves it was the policy)` : detail, events, ms: res.ms };
 }
 
+/** a process no policy selects, asleep in a syscall: `sleep` as nobody in the outside cgroup */
+async function startVictim(r: RunEnv): Promise<{ pid: number; stop(): Promise<unknown> }> {
+  const v = launchBackground(r.outsideDir, ['/bin/sleep', '600'], r.env);
+  // (not the subprocess itself: an async function would resolve it, i.e. wait for its end)
+  const handle = { pid: v.pid!, stop: () => (v.kill('SIGKILL'), v.then(() => undefined, () => undefined)) };
+  // the launcher execs sleep under the same pid: ready once that image sleeps
+  for (let i = 0; i < 400; i++) {
+    try {
+      if (fs.readFileSync(`/proc/${v.pid}/comm`, 'utf8').trim() === 'sleep' && /^State:\s+S/m.test(fs.readFileSync(`/proc/${v.pid}/status`, 'utf8'))) return handle;
+    } catch { /* not there yet, or gone */ }
+    await new Promise((res) => setTimeout(res, 25));
+  }
+  await handle.stop();
+  throw new Error(`the ptrace victim (pid ${v.pid}) did not start sleeping within 10 s`);
+}
+
 /** "exec /bin/sh (file dash) pid 12 ppid 11 uid 65534 → rule … via …" */
 export function proof(events: SecurityEvent[]): string {
   const e = events[0];
   if (!e) return '';
   const who = `pid ${e.pid} ppid ${e.ppid} uid ${e.uid} comm ${e.comm} cgroup ${e.cgroup ?? e.cgroupId}`;
-  const what = e.kind === 'exec' ? `exec ${e.binary} (file ${e.file}, ${e.inode}${e.argv0 ? `, argv0 ${e.argv0}` : ''})` : e.kind === 'socket' ? `socket ${e.socket} proto ${e.protocol}` : `${e.kind} ${e.protocol} ${e.destination}`;
+  const what = e.kind === 'exec' ? `exec ${e.binary} (file ${e.file}, ${e.inode}${e.argv0 ? `, argv0 ${e.argv0}` : ''})` : e.kind === 'socket' ? `socket ${e.socket} proto ${e.protocol}` : e.kind === 'ptrace' ? `ptrace-mode access to pid ${e.target ?? '?'}${e.call ? ` (${e.call})` : ''}` : `${e.kind} ${e.protocol} ${e.destination}`;
   return `${e.action}: ${what}; ${who}; rule ${e.ruleId} "${e.rule}" via ${e.mechanism}${events.length > 1 ? ` (+${events.length - 1} more)` : ''}`;
 }
 
