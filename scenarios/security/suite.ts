@@ -54,7 +54,7 @@ export const ATTACKS: Attack[] = [
   { name: 'udp-sendmmsg', file: 'udp-sendmmsg.py', class: 'egress', what: 'sendmmsg: 3 UDP datagrams in one call', expect: 'blocked' },
   { name: 'io-uring-connect', file: 'io-uring-connect.py', class: 'egress', what: 'TCP connect submitted through io_uring (IORING_OP_CONNECT)', expect: 'blocked' },
   { name: 'raw-socket-udp', file: 'raw-socket-udp.py', class: 'egress', what: 'root: AF_INET SOCK_RAW, hand-built UDP to the target netns', expect: 'blocked', asRoot: true },
-  { name: 'ptrace-inject', file: 'ptrace-inject.py', class: 'ptrace', what: 'root: ptrace a process outside the policy, inject execve of sh into it', expect: 'blocked', asRoot: true, victim: true, note: 'as root, so that Yama (ptrace_scope 1) cannot be what stops it' },
+  { name: 'ptrace-inject', file: 'ptrace-inject.py', class: 'ptrace', what: 'ptrace a process of the same user outside the policy, inject execve of sh into it', expect: 'blocked', victim: true },
   { name: 'packet-socket', file: 'packet-socket.py', class: 'egress', what: 'root: AF_PACKET, hand-built IPv4/UDP frame out of the veth to the target netns', expect: 'blocked', asRoot: true },
 ];
 

@@ -1,12 +1,19 @@
-# root inside the workload: attach with ptrace to a process the policy does not select (VICTIM_PID:
-# `sleep`, uid nobody, outside the workload's cgroup) and have it run the shell: an execve written
-# into its registers at the syscall instruction it is sleeping in. Done in a child, because where
-# BPF LSM is missing the fallback kills the task that attaches. x86-64 only.
+# the workload (uid nobody, no capabilities) attaches with ptrace to a process of the same user that
+# the policy does not select (VICTIM_PID: `sleep` outside the workload's cgroup) and has it run the
+# shell: an execve written into its registers at the syscall instruction it is sleeping in. Done in
+# a child, because where BPF LSM is missing the fallback kills the task that attaches. x86-64 only.
 import ctypes, time
 from _common import *
 
 if os.uname().machine != "x86_64":
     print(json.dumps({"through": False, "detail": f"register injection is written for x86-64, not {os.uname().machine}", "unsupported": True}), flush=True)
+    sys.exit(0)
+try:
+    scope = int(open("/proc/sys/kernel/yama/ptrace_scope").read())
+except OSError:
+    scope = 0
+if scope > 0 and os.getuid() != 0:
+    print(json.dumps({"through": False, "detail": f"Yama's ptrace_scope is {scope}: it refuses the attach before any policy would", "unsupported": True}), flush=True)
     sys.exit(0)
 VICTIM = int(os.environ["VICTIM_PID"])
 PTRACE_PEEKTEXT, PTRACE_POKEDATA, PTRACE_GETREGS, PTRACE_SETREGS, PTRACE_DETACH = 1, 5, 12, 13, 17
