@@ -37,6 +37,9 @@
 #define AF_PACKET 17
 #define SOCK_RAW 3
 #define SOCK_PACKET 10
+#define SOCK_DGRAM 2
+#define IPPROTO_ICMP 1
+#define IPPROTO_ICMPV6 58
 #define PTRACE_MODE_ATTACH 0x02
 #define PTRACE_ATTACH 16
 #define PTRACE_SEIZE 0x4206
@@ -559,21 +562,26 @@ long sec_connect_lsm(unsigned long long *ctx)
 /* ---------------------------------------------------------------- raw and packet sockets */
 
 /*
- * Packet paths that bypass connect/sendmsg: raw IP (inet families) and packet sockets. Netlink's
- * SOCK_RAW is not a path to the network (glibc's getaddrinfo uses it), so it stays allowed.
+ * Packet paths that bypass connect/sendmsg: raw IP (inet families), packet sockets, and ICMP
+ * datagram ("ping") sockets, whose sendto the kernel never shows the cgroup sendmsg hooks (only
+ * their connect): open to every user where ping_group_range allows it (systemd's default), an
+ * echo's payload went to any address past an egress allowlist. Netlink's SOCK_RAW is not a path
+ * to the network (glibc's getaddrinfo uses it), so it stays allowed.
  */
-static __always_inline bool raw_or_packet(__u32 family, __u32 type)
+static __always_inline bool raw_or_packet(__u32 family, __u32 type, __u32 proto)
 {
 	type &= 0xf; /* SOCK_NONBLOCK / SOCK_CLOEXEC live in the high bits */
 	if (family == AF_PACKET || type == SOCK_PACKET)
 		return true;
+	if (type == SOCK_DGRAM)
+		return (family == AF_INET && proto == IPPROTO_ICMP) || (family == AF_INET6 && proto == IPPROTO_ICMPV6);
 	return type == SOCK_RAW && (family == AF_INET || family == AF_INET6);
 }
 
 /* 1 allow, 0 deny; emits the event for a denial (or would-block in log mode) */
 static __always_inline int socket_decide(struct selected *s, __u32 family, __u32 type, __u32 proto, __u8 mech)
 {
-	if (!(s->pol->flags & SEC_F_DENY_RAW) || !raw_or_packet(family, type))
+	if (!(s->pol->flags & SEC_F_DENY_RAW) || !raw_or_packet(family, type, proto))
 		return 1;
 	struct sec_event *e = ev_begin(s, s->pol->raw_rule, SEC_EV_SOCKET, mech);
 	if (e) {
@@ -630,7 +638,7 @@ int sec_socket_tp(struct trace_event_raw_sys_enter *ctx)
 		return 0;
 	if ((family == AF_INET || family == AF_INET6) && (type & 0xf) != SOCK_PACKET)
 		return 0;
-	if (!raw_or_packet(family, type) || !select_current(&s, true))
+	if (!raw_or_packet(family, type, (__u32)ctx->args[2]) || !select_current(&s, true))
 		return 0;
 	if (!socket_decide(&s, family, type, (__u32)ctx->args[2], SEC_MECH_TP_SOCKET_KILL))
 		bpf_send_signal(SIGKILL);

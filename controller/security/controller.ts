@@ -561,7 +561,7 @@ export function formatEvent(e: sec_event, store: PolicyStore, clockOffsetNs: big
   };
   if (e.kind === sec_event_kind.SEC_EV_SOCKET) {
     out.socket = `${FAMILY[e.family] ?? `family ${e.family}`} ${SOCK_TYPE[e.sock_type] ?? `type ${e.sock_type}`}`;
-    out.protocol = e.proto === 6 ? 'tcp' : e.proto === 17 ? 'udp' : e.proto === 1 ? 'icmp' : e.proto === 255 ? 'raw' : String(e.proto);
+    out.protocol = e.proto === 6 ? 'tcp' : e.proto === 17 ? 'udp' : e.proto === 1 ? 'icmp' : e.proto === 58 ? 'icmpv6' : e.proto === 255 ? 'raw' : String(e.proto);
   } else if (e.kind === sec_event_kind.SEC_EV_PTRACE) {
     if (e.target) out.target = e.target;
     if (e.call) out.call = (process.arch === 'x64' ? SYSCALL_X86_64[e.call] : undefined) ?? `syscall ${e.call}`;
