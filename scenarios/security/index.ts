@@ -89,6 +89,7 @@ const scenario: Scenario = {
       ctx.progress.step(`attack ${i + 1}/${ATTACKS.length}: ${a.name}`);
       const missing = a.class === 'exec' ? (m.exec === 'none' ? 'exec hook (LSM and tp_btf/sched_process_exec)' : '')
         : a.class === 'ptrace' ? (m.ptrace.length ? '' : 'lsm/ptrace_access_check or the tracepoint syscalls/sys_enter_ptrace')
+        : a.name === 'icmp-ping-socket' ? (m.rawSockets.some((x) => /sock_create|socket_create/.test(x)) ? '' : 'cgroup/sock_create or lsm/socket_create')
         : a.asRoot ? (a.name === 'packet-socket' ? (m.rawSockets.some((x) => /lsm|sys_enter_socket/.test(x)) ? '' : 'lsm/socket_create or tracepoint syscalls/sys_enter_socket') : m.rawSockets.length ? '' : 'cgroup/sock_create or lsm/socket_create')
         : m.egress.length < 4 ? 'cgroup sock_addr hooks' : '';
       if (missing) {
@@ -123,6 +124,7 @@ const scenario: Scenario = {
     const outside = { ...lab, cgroupDir: lab.outsideDir };
     controls.push(keep(await runAttack(ATTACKS.find((a) => a.name === 'exec-sh')!, outside, { expect: 'allowed', label: 'exec-sh outside the cgroup' })));
     controls.push(keep(await runAttack(ATTACKS.find((a) => a.name === 'tcp-disallowed-port')!, outside, { expect: 'allowed', label: 'tcp-disallowed-port outside the cgroup' })));
+    controls.push(keep(await runAttack(ATTACKS.find((a) => a.name === 'icmp-ping-socket')!, outside, { expect: 'allowed', label: 'icmp-ping-socket outside the cgroup' })));
     const injected = keep(await runAttack(ATTACKS.find((a) => a.name === 'ptrace-inject')!, outside, { expect: 'allowed', label: 'ptrace-inject outside the cgroup (the shell runs in the victim)' }));
     if (injected.unsupported) ctx.unsupported('control ptrace-inject outside the cgroup', 'ptrace-inject', `${injected.detail} on ${kernel}`);
     else controls.push(injected);

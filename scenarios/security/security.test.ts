@@ -48,12 +48,12 @@ describeRoot('security attack suite (host)', () => {
         expect(e.rule).toContain('ptrace (attaching to another process');
         expect(e.target).toBeGreaterThan(0);
         expect(e.mechanism).toMatch(lab.controller.mechanisms.ptrace.includes('lsm/ptrace_access_check') ? /ptrace_access_check/ : /SIGKILL/);
-      } else if (a.asRoot) {
+      } else if (a.asRoot || a.name === 'icmp-ping-socket') {
         expect(e.kind).toBe('socket');
         expect(e.rule).toContain('egress.rawSockets');
-        expect(e.socket).toBe(a.name === 'raw-socket-udp' ? 'AF_INET SOCK_RAW' : 'AF_PACKET SOCK_DGRAM');
+        expect(e.socket).toBe(a.name === 'raw-socket-udp' ? 'AF_INET SOCK_RAW' : a.name === 'icmp-ping-socket' ? 'AF_INET SOCK_DGRAM' : 'AF_PACKET SOCK_DGRAM');
         const lsm = lab.controller.mechanisms.rawSockets.includes('lsm/socket_create');
-        expect(e.mechanism).toMatch(lsm ? /lsm\/socket_create/ : a.name === 'raw-socket-udp' ? /cgroup\/sock_create/ : /sys_enter_socket/);
+        expect(e.mechanism).toMatch(lsm ? /lsm\/socket_create/ : a.name === 'packet-socket' ? /sys_enter_socket/ : /cgroup\/sock_create/);
       } else {
         expect(['connect', 'sendmsg']).toContain(e.kind);
         expect(e.destination).toBeTruthy();
@@ -69,6 +69,12 @@ describeRoot('security attack suite (host)', () => {
       expect(r.events).toEqual([]);
     });
   }
+
+  it('ping sockets reach the network from outside the cgroup (what the attack would do unhindered)', async () => {
+    const r = await runAttack(ATTACKS.find((a) => a.name === 'icmp-ping-socket')!, { ...lab, cgroupDir: lab.outsideDir }, { expect: 'allowed' });
+    expect(r.outcome, r.detail).toBe('allowed');
+    expect(r.events).toEqual([]);
+  });
 
   it('the ptrace victim can be reached: outside the cgroup the injected shell runs in it', async (t) => {
     const r = await runAttack(ATTACKS.find((a) => a.name === 'ptrace-inject')!, { ...lab, cgroupDir: lab.outsideDir }, { expect: 'allowed' });

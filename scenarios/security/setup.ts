@@ -1,6 +1,7 @@
 // The lab around one security run: cgroups, scratch dir, controller, listeners, PostgreSQL, and the
 // workload's policy. Used by the scenario and the tests; every piece registers its own teardown.
 import fs from 'node:fs';
+import { holdPingRangeOpen } from './ping-range.ts';
 import { execa } from 'execa';
 import path from 'node:path';
 import { SecurityController } from '../../controller/security/controller.ts';
@@ -123,6 +124,9 @@ export async function setupLab(defer: Defer, opts: { postgres?: boolean; log?: (
     const b = ids.get(hardlink)!;
     hardlinkSameInode = a.dev === b.dev && a.ino === b.ino;
   }
+  // the ping-socket attack needs ping sockets open to the workload's group, as systemd sets it
+  const releasePingRange = holdPingRangeOpen();
+  defer('restore net.ipv4.ping_group_range', releasePingRange);
   const { target, env: targetEnv } = await startTarget(defer);
   log(`egress target namespace up (${took()})`);
   const listeners = await startListeners();

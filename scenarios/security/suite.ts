@@ -54,6 +54,7 @@ export const ATTACKS: Attack[] = [
   { name: 'udp-connected-trick', file: 'udp-connected-trick.py', class: 'egress', what: 'connected UDP: sendto elsewhere; connect to a bad port', expect: 'blocked' },
   { name: 'udp-sendmmsg', file: 'udp-sendmmsg.py', class: 'egress', what: 'sendmmsg: 3 UDP datagrams in one call', expect: 'blocked' },
   { name: 'io-uring-connect', file: 'io-uring-connect.py', class: 'egress', what: 'TCP connect submitted through io_uring (IORING_OP_CONNECT)', expect: 'blocked' },
+  { name: 'icmp-ping-socket', file: 'icmp-ping-socket.py', class: 'egress', what: 'ICMP echo with a payload from an unprivileged ping socket, v4 and v6', expect: 'blocked', note: 'ping_group_range opened for the run, as systemd machines have it' },
   { name: 'raw-socket-udp', file: 'raw-socket-udp.py', class: 'egress', what: 'root: AF_INET SOCK_RAW, hand-built UDP to the target netns', expect: 'blocked', asRoot: true },
   { name: 'ptrace-inject', file: 'ptrace-inject.py', class: 'ptrace', what: 'ptrace a process of the same user outside the policy, inject execve of sh into it', expect: 'blocked', victim: true },
   { name: 'packet-socket', file: 'packet-socket.py', class: 'egress', what: 'root: AF_PACKET, hand-built IPv4/UDP frame out of the veth to the target netns', expect: 'blocked', asRoot: true },
