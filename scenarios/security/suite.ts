@@ -44,6 +44,7 @@ export const ATTACKS: Attack[] = [
   { name: 'exec-after-prctl', file: 'exec-after-prctl.py', class: 'exec', what: 'prctl(PR_SET_NAME) then exec sh', expect: 'blocked', expectDenyOnly: 'blocked' },
   { name: 'tcp-disallowed-port', file: 'tcp-disallowed-port.py', class: 'egress', what: 'TCP to a port not allowed', expect: 'blocked' },
   { name: 'tcp-fastopen', file: 'tcp-fastopen.py', class: 'egress', what: 'TCP Fast Open: sendto(MSG_FASTOPEN) and TCP_FASTOPEN_CONNECT, v4 and v6', expect: 'blocked' },
+  { name: 'tcp-mptcp', file: 'tcp-mptcp.py', class: 'egress', what: 'Multipath TCP connect (a subflow the kernel opens), v4 and v6', expect: 'blocked' },
   { name: 'udp-sendto', file: 'udp-sendto.py', class: 'egress', what: 'UDP sendto a port not allowed', expect: 'blocked' },
   { name: 'udp-sendmsg', file: 'udp-sendmsg.py', class: 'egress', what: 'UDP sendmsg a port not allowed', expect: 'blocked' },
   { name: 'ipv6-loopback', file: 'ipv6-loopback.py', class: 'egress', what: 'TCP and UDP to [::1]', expect: 'blocked' },
