@@ -432,7 +432,48 @@ long sec_exec_lsm(unsigned long long *ctx)
 
 /* ---------------------------------------------------------------- egress */
 
+/*
+ * connect/sendto to the unspecified address reaches this host: the kernel routes 0.0.0.0 (and
+ * ::ffff:0.0.0.0) to 127.0.0.1 and :: to ::1. Looked up as given, a deny rule for loopback was
+ * passed by naming the unspecified address instead. The rules are looked up for the loopback
+ * address it stands for; the event keeps the address the process gave.
+ */
+static __always_inline bool loopback_for_unspecified(__u8 *a)
+{
+	__u64 hi, lo;
+
+	__builtin_memcpy(&hi, a, 8);
+	__builtin_memcpy(&lo, a + 8, 8);
+	if (hi)
+		return false;
+	if (!lo) {
+		a[15] = 1; /* :: → ::1 */
+		return true;
+	}
+	if (a[8] || a[9] || a[10] != 0xff || a[11] != 0xff || a[12] || a[13] || a[14] || a[15])
+		return false;
+	a[12] = 127; /* ::ffff:0.0.0.0 → ::ffff:127.0.0.1 */
+	a[15] = 1;
+	return true;
+}
+
+static __always_inline __u32 egress_lookup(struct selected *s, struct sec_egress_key *k);
+
 static __always_inline __u32 egress_verdict(struct selected *s, struct sec_egress_key *k)
+{
+	__u8 given[16];
+	bool swapped;
+	__u32 rule;
+
+	__builtin_memcpy(given, k->addr, 16);
+	swapped = loopback_for_unspecified(k->addr);
+	rule = egress_lookup(s, k);
+	if (swapped)
+		__builtin_memcpy(k->addr, given, 16);
+	return rule;
+}
+
+static __always_inline __u32 egress_lookup(struct selected *s, struct sec_egress_key *k)
 {
 	__u8 proto = k->proto;
 	__u16 port = k->port;

@@ -240,6 +240,32 @@ describeRoot('security controller (host)', () => {
     c.store.delete('ev');
   });
 
+  // 0.0.0.0, ::ffff:0.0.0.0 and :: reach this host's loopback: a deny rule for loopback was passed
+  // by naming the unspecified address instead (both connected, and a datagram went out).
+  it('a deny rule for loopback holds for the unspecified address the kernel routes there', async () => {
+    const code = `import socket
+srv = socket.socket(socket.AF_INET6); srv.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0); srv.bind(('::', 0)); srv.listen(8)
+port = srv.getsockname()[1]
+for fam, host in ((socket.AF_INET, '0.0.0.0'), (socket.AF_INET6, '::ffff:0.0.0.0'), (socket.AF_INET6, '::'), (socket.AF_INET, '127.0.0.1')):
+    s = socket.socket(fam); s.settimeout(2)
+    try: s.connect((host, port)); print('tcp', host, 'connected')
+    except OSError as e: print('tcp', host, e.errno)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+try: u.sendto(b'x', ('0.0.0.0', port)); print('udp 0.0.0.0 sent')
+except OSError as e: print('udp 0.0.0.0', e.errno)`;
+    c.drainEvents();
+    c.store.apply(parsePolicies(yaml(rel, '    egress: { deny: [{ to: 127.0.0.0/8 }, { to: "::1/128" }] }\n'), 'p.yaml'));
+    try {
+      const r = await run(cg, code);
+      expect(r.stdout.trim().split('\n'), r.stderr).toEqual(['tcp 0.0.0.0 1', 'tcp ::ffff:0.0.0.0 1', 'tcp :: 1', 'tcp 127.0.0.1 1', 'udp 0.0.0.0 1']);
+      // the events name the address the process gave
+      const dests = c.drainEvents().filter((e) => e.kind === 'connect' || e.kind === 'sendmsg').map((e) => e.destination!.replace(/:\d+$/, ''));
+      expect(dests).toEqual(['0.0.0.0', '[::ffff:0.0.0.0]', '[::]', '127.0.0.1', '0.0.0.0']);
+    } finally {
+      c.store.delete('t');
+    }
+  });
+
   // A selected process that attaches to one the policy does not select can have it exec and
   // connect in its place: ptrace-mode access to other processes is denied unless `ptrace: allow`.
   it('denies attaching to another process (ptrace seize, process_vm_readv) unless the policy allows it', async () => {
