@@ -49,6 +49,7 @@ export const ATTACKS: Attack[] = [
   { name: 'udp-sendmsg', file: 'udp-sendmsg.py', class: 'egress', what: 'UDP sendmsg a port not allowed', expect: 'blocked' },
   { name: 'ipv6-loopback', file: 'ipv6-loopback.py', class: 'egress', what: 'TCP and UDP to [::1]', expect: 'blocked' },
   { name: 'ipv4-mapped-ipv6', file: 'ipv4-mapped-ipv6.py', class: 'egress', what: 'TCP and UDP to [::ffff:127.0.0.1]', expect: 'blocked' },
+  { name: 'unspecified-address', file: 'unspecified-address.py', class: 'egress', what: 'TCP to 0.0.0.0, ::ffff:0.0.0.0 and ::, UDP to 0.0.0.0 (the kernel routes them to loopback)', expect: 'blocked' },
   { name: 'connect-forked-child', file: 'connect-forked-child.py', class: 'egress', what: 'connect from a forked child', expect: 'blocked' },
   { name: 'connect-thread', file: 'connect-thread.py', class: 'egress', what: 'connect from a thread', expect: 'blocked' },
   { name: 'port-zero', file: 'port-zero.py', class: 'egress', what: 'TCP connect / UDP sendto port 0', expect: 'blocked' },
