@@ -364,7 +364,16 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
       running,
       new Promise((_, rej) => abort.signal.addEventListener('abort', () => rej(abort.signal.reason), { once: true })),
     ]);
-  } catch (e) {
+  } catch (e0) {
+    // A terminal's Ctrl-C reaches the whole process group: a child killed by it (hello-openat's
+    // load generator) can fail the scenario before this process's own SIGINT handler has run, when
+    // both were pending while it was busy. The run then reported the child's death ("loadgen
+    // failed") as its error instead of the stop. Pending signals land first; a stop that did is the
+    // reason, and the scenario's error its consequence.
+    if (!interrupted) await new Promise((r) => setTimeout(r, 50));
+    const stopped = interrupted && !failedUnawaited && abort.signal.aborted && e0 !== abort.signal.reason;
+    if (stopped) progress.info(`after the stop: ${e0 instanceof Error ? e0.message.split('\n')[0] : e0}`);
+    const e: unknown = stopped ? abort.signal.reason : e0;
     // a stop's own error (Ctrl-C, --timeout) is its reason, not a stack
     const reasonOnly = e === abort.signal.reason && !failedUnawaited;
     results.error = e instanceof Error ? ((reasonOnly ? undefined : e.stack) ?? e.message) : String(e);

@@ -80,9 +80,9 @@ export function startGenerator(bin: string, rate: number, durationMs: number, pa
     child.on('exit', (c) => reject(new Error(`loadgen exited early (${c})`)));
   });
   const done: Promise<GenResult> = new Promise<GenResult>((resolve, reject) => {
-    child.on('exit', (code) => {
+    child.on('exit', (code, signal) => {
       const line = out.trim().split('\n').pop()!;
-      if (code !== 0) reject(new Error(`loadgen failed (${code}): ${out}`));
+      if (code !== 0) reject(new Error(`loadgen failed (${signal ? `killed by ${signal}` : `exit ${code}`}): ${out}`));
       else resolve(JSON.parse(line) as GenResult);
     });
   });
