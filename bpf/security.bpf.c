@@ -457,22 +457,6 @@ static __always_inline bool loopback_for_unspecified(__u8 *a)
 	return true;
 }
 
-static __always_inline __u32 egress_lookup(struct selected *s, struct sec_egress_key *k);
-
-static __always_inline __u32 egress_verdict(struct selected *s, struct sec_egress_key *k)
-{
-	__u8 given[16];
-	bool swapped;
-	__u32 rule;
-
-	__builtin_memcpy(given, k->addr, 16);
-	swapped = loopback_for_unspecified(k->addr);
-	rule = egress_lookup(s, k);
-	if (swapped)
-		__builtin_memcpy(k->addr, given, 16);
-	return rule;
-}
-
 static __always_inline __u32 egress_lookup(struct selected *s, struct sec_egress_key *k)
 {
 	__u8 proto = k->proto;
@@ -499,6 +483,20 @@ static __always_inline __u32 egress_lookup(struct selected *s, struct sec_egress
 	if (s->pol->flags & SEC_F_EGRESS_ALLOWLIST)
 		return s->pol->egress_rule;
 	return 0;
+}
+
+static __always_inline __u32 egress_verdict(struct selected *s, struct sec_egress_key *k)
+{
+	__u8 given[16];
+	bool swapped;
+	__u32 rule;
+
+	__builtin_memcpy(given, k->addr, 16);
+	swapped = loopback_for_unspecified(k->addr);
+	rule = egress_lookup(s, k);
+	if (swapped)
+		__builtin_memcpy(k->addr, given, 16);
+	return rule;
 }
 
 /* 1 allow, 0 deny (the cgroup hook's contract: the syscall fails with EPERM) */
@@ -733,7 +731,8 @@ static __always_inline int ptrace_tp(struct trace_event_raw_sys_enter *ctx, __u3
 
 	if (!cfg || cfg->lsm_ptrace || !select_current(&s, true))
 		return 0;
-	/* its own thread group, as the kernel's check has it */
+	/* its own process, which the kernel never asks about (a thread of its own named by its tid is
+	 * taken for another process here) */
 	if (target == bpf_get_current_pid_tgid() >> 32)
 		return 0;
 	if (!ptrace_decide(&s, target, (__u32)ctx->id, SEC_MECH_TP_PTRACE_KILL))
