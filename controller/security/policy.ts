@@ -115,6 +115,12 @@ export function parsePolicies(text: string, file = 'policy', opts: { checkPaths?
     at(n, field, `expected ${what}${isScalar(n) ? `, got ${JSON.stringify(n.value)}` : ''}`);
     return undefined;
   };
+  /** one of two words (mode, rawSockets, ptrace) */
+  const oneOf = <T extends string>(n: YNode | null | undefined, field: string, words: readonly [T, T]): T | undefined => {
+    if (isScalar(n) && words.includes(n.value as T)) return n.value as T;
+    at(n, field, `expected "${words[0]}" or "${words[1]}"${isScalar(n) ? `, got ${JSON.stringify(n.value)}` : ''}`);
+    return undefined;
+  };
   /** an absolute path to an executable file; `keywords` are the bare words the field also takes */
   const absPath = (n: YNode | null | undefined, field: string, keywords: string[] = []): string | undefined => {
     const s = str(n, field, 'an absolute path');
@@ -164,18 +170,8 @@ export function parsePolicies(text: string, file = 'policy', opts: { checkPaths?
     if (name) names.add(name);
     if (!e.has('name')) at(node, `${f}.name`, 'missing (every policy needs a name)');
 
-    let mode: Policy['mode'] = 'enforce';
-    if (e.has('mode')) {
-      const m = e.get('mode');
-      if (isScalar(m) && (m.value === 'enforce' || m.value === 'log')) mode = m.value;
-      else at(m, `${f}.mode`, `expected "enforce" or "log"${isScalar(m) ? `, got ${JSON.stringify(m.value)}` : ''}`);
-    }
-    let ptrace: Policy['ptrace'];
-    if (e.has('ptrace')) {
-      const t = e.get('ptrace');
-      if (isScalar(t) && (t.value === 'allow' || t.value === 'deny')) ptrace = t.value;
-      else at(t, `${f}.ptrace`, `expected "allow" or "deny"${isScalar(t) ? `, got ${JSON.stringify(t.value)}` : ''}`);
-    }
+    const mode: Policy['mode'] = (e.has('mode') ? oneOf(e.get('mode'), `${f}.mode`, ['enforce', 'log'] as const) : undefined) ?? 'enforce';
+    const ptrace: Policy['ptrace'] = e.has('ptrace') ? oneOf(e.get('ptrace'), `${f}.ptrace`, ['allow', 'deny'] as const) : undefined;
 
     const select: Policy['select'] = {};
     const sn = e.get('select');
@@ -284,9 +280,8 @@ export function parsePolicies(text: string, file = 'policy', opts: { checkPaths?
       egress.allow = ruleList('allow');
       egress.deny = ruleList('deny') ?? [];
       if (g.has('rawSockets')) {
-        const r = g.get('rawSockets');
-        if (isScalar(r) && (r.value === 'allow' || r.value === 'deny')) egress.rawSockets = r.value;
-        else at(r, `${f}.egress.rawSockets`, `expected "allow" or "deny"${isScalar(r) ? `, got ${JSON.stringify(r.value)}` : ''}`);
+        const r = oneOf(g.get('rawSockets'), `${f}.egress.rawSockets`, ['allow', 'deny'] as const);
+        if (r) egress.rawSockets = r;
       }
     }
     if (name) out.push({ name, mode, select, exec, egress, ...(ptrace ? { ptrace } : {}) });
