@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Scenario, ScenarioContext } from '../../lab/scenario.ts';
-import type { SecurityEvent } from '../../controller/security/controller.ts';
+import type { Mechanisms, SecurityEvent } from '../../controller/security/controller.ts';
 import { ATTACKS, CONTROLS, mechanismShort, proof, runAttack, type Attack, type AttackResult } from './suite.ts';
 import { setupLab, workloadPolicy, type Lab } from './setup.ts';
 import { PYTHON, preparePostgresTemplate } from './workload.ts';
@@ -23,6 +23,16 @@ function hardlinkAttack(lab: Lab): Attack {
   return lab.hardlinkSameInode === false
     ? { ...a, expectDenyOnly: 'allowed', note: 'overlayfs: link() copied the lower-layer file up, the link has its own inode (the kernel oracle says so), i.e. it is a copy: only the allowlist stops it' }
     : a;
+}
+
+/** the hook an attack needs that this kernel did not attach, or '' */
+function missingHook(a: Attack, m: Mechanisms): string {
+  if (a.class === 'exec') return m.exec === 'none' ? 'exec hook (LSM and tp_btf/sched_process_exec)' : '';
+  if (a.class === 'ptrace') return m.ptrace.length ? '' : 'lsm/ptrace_access_check or the tracepoint syscalls/sys_enter_ptrace';
+  if (a.name === 'icmp-ping-socket') return m.rawSockets.some((x) => /sock_create|socket_create/.test(x)) ? '' : 'cgroup/sock_create or lsm/socket_create';
+  if (a.name === 'packet-socket') return m.rawSockets.some((x) => /lsm|sys_enter_socket/.test(x)) ? '' : 'lsm/socket_create or tracepoint syscalls/sys_enter_socket';
+  if (a.asRoot) return m.rawSockets.length ? '' : 'cgroup/sock_create or lsm/socket_create';
+  return m.egress.length < 4 ? 'cgroup sock_addr hooks' : '';
 }
 
 const scenario: Scenario = {
@@ -87,11 +97,7 @@ const scenario: Scenario = {
     const rows: AttackResult[] = [];
     for (const [i, a] of ATTACKS.entries()) {
       ctx.progress.step(`attack ${i + 1}/${ATTACKS.length}: ${a.name}`);
-      const missing = a.class === 'exec' ? (m.exec === 'none' ? 'exec hook (LSM and tp_btf/sched_process_exec)' : '')
-        : a.class === 'ptrace' ? (m.ptrace.length ? '' : 'lsm/ptrace_access_check or the tracepoint syscalls/sys_enter_ptrace')
-        : a.name === 'icmp-ping-socket' ? (m.rawSockets.some((x) => /sock_create|socket_create/.test(x)) ? '' : 'cgroup/sock_create or lsm/socket_create')
-        : a.asRoot ? (a.name === 'packet-socket' ? (m.rawSockets.some((x) => /lsm|sys_enter_socket/.test(x)) ? '' : 'lsm/socket_create or tracepoint syscalls/sys_enter_socket') : m.rawSockets.length ? '' : 'cgroup/sock_create or lsm/socket_create')
-        : m.egress.length < 4 ? 'cgroup sock_addr hooks' : '';
+      const missing = missingHook(a, m);
       if (missing) {
         ctx.unsupported(`attack ${a.name}`, missing, `unsupported: ${missing} on ${kernel}`);
         rows.push({ name: a.name, class: a.class, what: a.what, expect: a.expect, outcome: 'error', ok: false, detail: `unsupported: ${missing} on ${kernel}`, events: [], ms: 0 });
@@ -158,7 +164,7 @@ const scenario: Scenario = {
     const byExe: AttackResult[] = [];
     for (const name of ['exec-sh', 'exec-grandchild', 'exec-leader-exit', 'connect-thread']) {
       const a = ATTACKS.find((x) => x.name === name)!;
-      const missing = a.class === 'exec' ? (m.exec === 'none' ? 'exec hook (LSM and tp_btf/sched_process_exec)' : '') : m.egress.length < 4 ? 'cgroup sock_addr hooks' : '';
+      const missing = missingHook(a, m);
       if (missing) {
         ctx.unsupported(`attack ${name} (selected by executable)`, missing, `unsupported: ${missing} on ${kernel}`);
         continue;
