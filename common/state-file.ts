@@ -5,7 +5,7 @@
 // said to delete the running instance's state.
 import fs from 'node:fs';
 import path from 'node:path';
-import { processAlive } from './host.ts';
+import { ownerAlive } from './host.ts';
 
 /** write data to file through a temporary file in the same directory and a rename */
 export function writeFileAtomic(file: string, data: string, mode = 0o644): void {
@@ -22,8 +22,8 @@ export function writeFileAtomic(file: string, data: string, mode = 0o644): void 
 
 /**
  * A writer killed between its write and its rename (SIGKILL, the OOM killer) leaves its temporary
- * file behind: the next write of the same file removes those of writers no longer alive. One whose
- * pid is alive (a writer right now, or a reused pid) is left.
+ * file behind: the next write of the same file removes those of writers no longer alive (a pid now
+ * held by a process started after the file was made is a reused one: common/host.ts ownerAlive).
  */
 function removeDeadWritersTemp(file: string): void {
   const dir = path.dirname(file);
@@ -37,7 +37,7 @@ function removeDeadWritersTemp(file: string): void {
   for (const n of names) {
     if (!n.startsWith(prefix) || !n.endsWith('.tmp')) continue;
     const pid = Number(n.slice(prefix.length, -'.tmp'.length));
-    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || processAlive(pid)) continue;
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || ownerAlive(pid, path.join(dir, n))) continue;
     fs.rmSync(path.join(dir, n), { force: true });
   }
 }
