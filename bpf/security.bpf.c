@@ -40,6 +40,9 @@
 #define SOCK_DGRAM 2
 #define IPPROTO_ICMP 1
 #define IPPROTO_ICMPV6 58
+#define SOL_IPV6 41
+#define IPV6_RTHDR 57
+#define PAGE_SIZE 4096
 #define PTRACE_MODE_ATTACH 0x02
 #define PTRACE_ATTACH 16
 #define PTRACE_SEIZE 0x4206
@@ -682,6 +685,35 @@ int sec_socket_tp(struct trace_event_raw_sys_enter *ctx)
 	if (!socket_decide(&s, family, type, (__u32)ctx->args[2], SEC_MECH_TP_SOCKET_KILL))
 		bpf_send_signal(SIGKILL);
 	return 0;
+}
+
+/*
+ * An IPv6 routing header set on a socket (IPV6_RTHDR, a segment routing header: no privilege
+ * needed) sends every packet to its first segment, while connect and sendmsg are shown the final
+ * address: under an allowlist that allows the final one, a datagram's payload went to any address
+ * named as a segment (seen on lo: sendto 2001:db8::1 left for ::1). Refused like raw sockets.
+ */
+SEC("cgroup/setsockopt")
+int sec_setsockopt(struct bpf_sockopt *ctx)
+{
+	struct selected s = {};
+	int level = ctx->level, optname = ctx->optname, optlen = ctx->optlen;
+
+	/* the kernel's own copy of the value is used, whatever its size: a value over a page is not
+	 * shown here, and left as it came it failed the call with EFAULT on older kernels */
+	ctx->optlen = 0;
+	if (level != SOL_IPV6 || optname != IPV6_RTHDR || optlen <= 0)
+		return 1;
+	if (!select_current(&s, false) || !(s.pol->flags & SEC_F_DENY_RAW))
+		return 1;
+	struct sec_event *e = ev_begin(&s, s.pol->raw_rule, SEC_EV_SOCKOPT, SEC_MECH_CGROUP_SETSOCKOPT);
+	if (e) {
+		ev_ppid_from_procs(e);
+		e->family = AF_INET6;
+		e->optname = level << 16 | optname;
+		bpf_ringbuf_submit(e, 0);
+	}
+	return (s.pol->flags & SEC_F_ENFORCE) ? 0 : 1;
 }
 
 /* ---------------------------------------------------------------- other processes */

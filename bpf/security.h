@@ -38,7 +38,7 @@ enum sec_policy_flag {
 
 enum sec_rule_action { SEC_ACTION_ALLOW = 1, SEC_ACTION_DENY = 2 };
 
-enum sec_event_kind { SEC_EV_EXEC = 1, SEC_EV_CONNECT = 2, SEC_EV_SENDMSG = 3, SEC_EV_SOCKET = 4, SEC_EV_PTRACE = 5 };
+enum sec_event_kind { SEC_EV_EXEC = 1, SEC_EV_CONNECT = 2, SEC_EV_SENDMSG = 3, SEC_EV_SOCKET = 4, SEC_EV_PTRACE = 5, SEC_EV_SOCKOPT = 6 };
 
 enum sec_event_action { SEC_BLOCKED = 1, SEC_WOULD_BLOCK = 2 };
 
@@ -56,6 +56,7 @@ enum sec_mech {
 	SEC_MECH_TP_SOCKET_KILL = 10,    /* tracepoint sys_enter_socket + SIGKILL: AF_PACKET where LSM is missing */
 	SEC_MECH_LSM_PTRACE = 11,        /* lsm/ptrace_access_check: every attach-mode access */
 	SEC_MECH_TP_PTRACE_KILL = 12,    /* tracepoints sys_enter_{ptrace,process_vm_*,pidfd_getfd} + SIGKILL */
+	SEC_MECH_CGROUP_SETSOCKOPT = 13, /* cgroup/setsockopt: an IPv6 routing header refused (EPERM) */
 };
 
 /* how exec is enforced on this kernel, chosen by the controller after probing LSM attach */
@@ -144,4 +145,5 @@ struct sec_event {
 	__u32 sock_type; /* socket(2) type of a SEC_EV_SOCKET event (SOCK_RAW, SOCK_DGRAM …) */
 	__u32 target;    /* SEC_EV_PTRACE: the process it tried to reach (tgid; 0 when not known) */
 	__u32 call;      /* SEC_EV_PTRACE: the syscall number where a tracepoint decided, else 0 */
+	__u32 optname;   /* SEC_EV_SOCKOPT: level << 16 | option */
 };

@@ -21,6 +21,7 @@ export const enum sec_event_kind {
   SEC_EV_SENDMSG = 3,
   SEC_EV_SOCKET = 4,
   SEC_EV_PTRACE = 5,
+  SEC_EV_SOCKOPT = 6,
 }
 
 export const enum sec_event_action {
@@ -41,6 +42,7 @@ export const enum sec_mech {
   SEC_MECH_TP_SOCKET_KILL = 10,
   SEC_MECH_LSM_PTRACE = 11,
   SEC_MECH_TP_PTRACE_KILL = 12,
+  SEC_MECH_CGROUP_SETSOCKOPT = 13,
 }
 
 export const enum sec_exec_mode {

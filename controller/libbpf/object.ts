@@ -279,8 +279,10 @@ export class BpfObject implements Disposable {
     opts.beforeLoad?.(this);
     const { result: r, log } = captureLibbpf(() => B.bpf_object__load(this.ptr));
     if (r < 0) {
-      // programs load in order; the first autoloaded one without an fd is the one that failed
-      const failed = [...this.programs.values()].find((p) => !opts.skip?.includes(p.name) && !p.loaded);
+      // the one libbpf names in its log, else the first autoloaded one without an fd (libbpf's
+      // order is not always ours: a failure of the last program was blamed on the first)
+      const named = /prog '([^']+)': (?:BPF program load failed|failed to load)/.exec(log)?.[1];
+      const failed = (named ? this.programs.get(named) : undefined) ?? [...this.programs.values()].find((p) => !opts.skip?.includes(p.name) && !p.loaded);
       if (failed && (failed.verifierLog || /BPF program load failed|prog '/.test(log))) {
         throw new VerifierError(this.name, failed.name, -r, failed.verifierLog, log);
       }

@@ -51,6 +51,7 @@ export const HOOKS: { prog: SecurityShape['programs']; hook: string; kind: 'trac
   { prog: 'sec_sendmsg4', hook: 'cgroup/sendmsg4', kind: 'cgroup' },
   { prog: 'sec_sendmsg6', hook: 'cgroup/sendmsg6', kind: 'cgroup' },
   { prog: 'sec_sock_create', hook: 'cgroup/sock_create', kind: 'cgroup' },
+  { prog: 'sec_setsockopt', hook: 'cgroup/setsockopt', kind: 'cgroup' },
   { prog: 'sec_socket_tp', hook: 'tracepoint/syscalls/sys_enter_socket', kind: 'tracepoint' },
   { prog: 'sec_ptrace_lsm', hook: 'lsm/ptrace_access_check', kind: 'lsm' },
   { prog: 'sec_ptrace_tp', hook: 'tracepoint/syscalls/sys_enter_ptrace', kind: 'tracepoint' },
@@ -75,8 +76,9 @@ export const MECHANISM: Record<number, string> = {
   [sec_mech.SEC_MECH_TP_SOCKET_KILL]: 'tracepoint/syscalls/sys_enter_socket + bpf_send_signal(SIGKILL)',
   [sec_mech.SEC_MECH_LSM_PTRACE]: 'lsm/ptrace_access_check (-EPERM)',
   [sec_mech.SEC_MECH_TP_PTRACE_KILL]: 'syscall tracepoint + bpf_send_signal(SIGKILL)',
+  [sec_mech.SEC_MECH_CGROUP_SETSOCKOPT]: 'cgroup/setsockopt',
 };
-const KIND: Record<number, SecurityEvent['kind']> = { [sec_event_kind.SEC_EV_EXEC]: 'exec', [sec_event_kind.SEC_EV_CONNECT]: 'connect', [sec_event_kind.SEC_EV_SENDMSG]: 'sendmsg', [sec_event_kind.SEC_EV_SOCKET]: 'socket', [sec_event_kind.SEC_EV_PTRACE]: 'ptrace' };
+const KIND: Record<number, SecurityEvent['kind']> = { [sec_event_kind.SEC_EV_EXEC]: 'exec', [sec_event_kind.SEC_EV_CONNECT]: 'connect', [sec_event_kind.SEC_EV_SENDMSG]: 'sendmsg', [sec_event_kind.SEC_EV_SOCKET]: 'socket', [sec_event_kind.SEC_EV_PTRACE]: 'ptrace', [sec_event_kind.SEC_EV_SOCKOPT]: 'sockopt' };
 // the syscalls the ptrace tracepoints watch, by their x86-64 numbers (what the event's `call` holds there)
 const SYSCALL_X86_64: Record<number, string> = { 101: 'ptrace', 310: 'process_vm_readv', 311: 'process_vm_writev', 438: 'pidfd_getfd' };
 const FAMILY: Record<number, string> = { 2: 'AF_INET', 10: 'AF_INET6', 17: 'AF_PACKET' };
@@ -90,6 +92,8 @@ export interface Mechanisms {
   lsmConnect: boolean;
   /** how raw IP / packet sockets are refused: lsm/socket_create, else cgroup/sock_create (+ the tracepoint for AF_PACKET) */
   rawSockets: string[];
+  /** IPv6 routing headers on a socket are refused (cgroup/setsockopt attached) */
+  routingHeaders: boolean;
   /** how access to other processes in ptrace's attach mode is refused: the LSM hook, else the syscalls' tracepoints */
   ptrace: string[];
   /** binaries are identified by asking the kernel (exec tracepoint attached), else by stat(2) */
@@ -100,7 +104,7 @@ export interface Mechanisms {
 export interface SecurityEvent {
   time: string;
   tsNs: string;
-  kind: 'exec' | 'connect' | 'sendmsg' | 'socket' | 'ptrace';
+  kind: 'exec' | 'connect' | 'sendmsg' | 'socket' | 'ptrace' | 'sockopt';
   action: 'blocked' | 'would-block';
   mechanism: string;
   pid: number;
@@ -124,6 +128,8 @@ export interface SecurityEvent {
   target?: number;
   /** ptrace events decided at a syscall tracepoint: which syscall */
   call?: string;
+  /** sockopt events: the option refused, e.g. "IPV6_RTHDR" */
+  option?: string;
 }
 
 export interface ControllerOptions {
@@ -165,7 +171,7 @@ export class SecurityController {
   static async start(opts: ControllerOptions = {}): Promise<SecurityController> {
     const log = opts.log ?? (() => {});
     const file = await ensureObject('security', log);
-    const mech: Mechanisms = { exec: 'none', lsmEvidence: '', egress: [], lsmConnect: false, rawSockets: [], ptrace: [], oracle: false, unsupported: [] };
+    const mech: Mechanisms = { exec: 'none', lsmEvidence: '', egress: [], lsmConnect: false, rawSockets: [], routingHeaders: false, ptrace: [], oracle: false, unsupported: [] };
     // links a previous daemon pinned: kept exactly as they are (no gap in enforcement)
     const adopted = new Map<string, Link>();
     if (opts.pin) {
@@ -200,6 +206,21 @@ export class SecurityController {
         probe.close();
       }
     } else mech.lsmEvidence = 'BPF LSM not tried (lsm: off)';
+    // cgroup/setsockopt programs get the helpers the selection needs (the current pid, cgroup
+    // ancestors) only on newer kernels (5.10 refuses it: EINVAL): probed alone, like LSM, so that
+    // its refusal leaves routing headers unguarded, stated, and not the whole controller unloaded
+    const skipSockopt: string[] = [];
+    if (!adopted.has('sec_setsockopt')) {
+      const probe = BpfObject.open(file);
+      try {
+        probe.load({ skip: [...probe.programs.keys()].filter((n) => n !== 'sec_setsockopt') });
+      } catch (e) {
+        skipSockopt.push('sec_setsockopt');
+        mech.unsupported.push({ hook: 'cgroup/setsockopt', evidence: `${firstLine(e)} (IPv6 routing headers are not refused)` });
+      } finally {
+        probe.close();
+      }
+    }
     const skel = security.open(file);
     const obj = skel.obj;
     try {
@@ -207,7 +228,7 @@ export class SecurityController {
       // creates and pins them
       if (opts.pin) for (const n of MAP_NAMES) obj.setPinPath(n, path.join(PIN_DIR, n));
       try {
-        obj.load({ skip: [...(lsmOk ? [] : LSM_PROGS), ...adopted.keys()] });
+        obj.load({ skip: [...(lsmOk ? [] : LSM_PROGS), ...skipSockopt, ...adopted.keys()] });
       } catch (e) {
         if (opts.pin && /reuse|incompatib|EINVAL/i.test(String((e as Error).message))) {
           throw new LabError(`the maps pinned at ${PIN_DIR} do not match this build of security.bpf.o`, 'pnpm lab policy stop (removes the old enforcement), then start the daemon again', { cause: e });
@@ -237,6 +258,7 @@ export class SecurityController {
         continue;
       }
       if (h.kind === 'lsm' && !lsmOk) continue;
+      if (m.unsupported.some((u) => u.hook === h.hook)) continue; // refused when probed: not loaded
       // a fallback is only attached where its mechanism is not covered by LSM
       if (h.prog === 'sec_socket_tp' && attached.has('sec_socket_lsm')) continue;
       if (PTRACE_TPS.includes(h.prog) && attached.has('sec_ptrace_lsm')) continue;
@@ -268,7 +290,8 @@ export class SecurityController {
     const has = (p: string) => attached.has(p);
     m.exec = has('sec_exec_lsm') ? 'lsm' : has('sec_exec_tp') ? 'tp-kill' : 'none';
     m.lsmConnect = has('sec_connect_lsm');
-    m.egress = HOOKS.filter((h) => h.kind === 'cgroup' && h.prog !== 'sec_sock_create' && has(h.prog)).map((h) => h.hook);
+    m.egress = HOOKS.filter((h) => h.kind === 'cgroup' && h.prog !== 'sec_sock_create' && h.prog !== 'sec_setsockopt' && has(h.prog)).map((h) => h.hook);
+    m.routingHeaders = has('sec_setsockopt');
     m.rawSockets = has('sec_socket_lsm') ? ['lsm/socket_create'] : [...(has('sec_sock_create') ? ['cgroup/sock_create'] : []), ...(has('sec_socket_tp') ? ['tracepoint/syscalls/sys_enter_socket + SIGKILL'] : [])];
     m.ptrace = has('sec_ptrace_lsm') ? ['lsm/ptrace_access_check'] : PTRACE_TPS.filter(has).map((p) => `${HOOKS.find((h) => h.prog === p)!.hook} + SIGKILL`);
     // keep what an adopted config says about selectors; the mechanisms are this start's
@@ -562,6 +585,8 @@ export function formatEvent(e: sec_event, store: PolicyStore, clockOffsetNs: big
   if (e.kind === sec_event_kind.SEC_EV_SOCKET) {
     out.socket = `${FAMILY[e.family] ?? `family ${e.family}`} ${SOCK_TYPE[e.sock_type] ?? `type ${e.sock_type}`}`;
     out.protocol = e.proto === 6 ? 'tcp' : e.proto === 17 ? 'udp' : e.proto === 1 ? 'icmp' : e.proto === 58 ? 'icmpv6' : e.proto === 255 ? 'raw' : String(e.proto);
+  } else if (e.kind === sec_event_kind.SEC_EV_SOCKOPT) {
+    out.option = e.optname === ((41 << 16) | 57) ? 'IPV6_RTHDR' : `level ${e.optname >> 16} option ${e.optname & 0xffff}`;
   } else if (e.kind === sec_event_kind.SEC_EV_PTRACE) {
     if (e.target) out.target = e.target;
     if (e.call) out.call = (process.arch === 'x64' ? SYSCALL_X86_64[e.call] : undefined) ?? `syscall ${e.call}`;
