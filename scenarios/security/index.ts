@@ -29,6 +29,7 @@ function hardlinkAttack(lab: Lab): Attack {
 function missingHook(a: Attack, m: Mechanisms): string {
   if (a.class === 'exec') return m.exec === 'none' ? 'exec hook (LSM and tp_btf/sched_process_exec)' : '';
   if (a.class === 'ptrace') return m.ptrace.length ? '' : 'lsm/ptrace_access_check or the tracepoint syscalls/sys_enter_ptrace';
+  if (a.name === 'ipv6-routing-header') return m.routingHeaders ? '' : 'cgroup/setsockopt';
   if (a.name === 'icmp-ping-socket') return m.rawSockets.some((x) => /sock_create|socket_create/.test(x)) ? '' : 'cgroup/sock_create or lsm/socket_create';
   if (a.name === 'packet-socket') return m.rawSockets.some((x) => /lsm|sys_enter_socket/.test(x)) ? '' : 'lsm/socket_create or tracepoint syscalls/sys_enter_socket';
   if (a.asRoot) return m.rawSockets.length ? '' : 'cgroup/sock_create or lsm/socket_create';
@@ -74,6 +75,7 @@ const scenario: Scenario = {
         egress: m.egress.join(', ') || 'none',
         'raw / packet sockets': m.rawSockets.length ? `${m.rawSockets.join(', ')}${m.rawSockets.includes('lsm/socket_create') ? '' : ' (AF_PACKET via io_uring IORING_OP_SOCKET is outside the tracepoint fallback)'}` : 'not enforced',
         'other processes (ptrace attach mode)': m.ptrace.length ? m.ptrace.join(', ') + (m.ptrace.includes('lsm/ptrace_access_check') ? '' : ' (/proc/<pid>/mem is outside the tracepoint fallback)') : 'not enforced',
+        'IPv6 routing headers': m.routingHeaders ? 'refused by cgroup/setsockopt (IPV6_RTHDR)' : `unsupported: cgroup/setsockopt on ${kernel}`,
         'lsm/socket_connect': m.lsmConnect ? 'attached (runs before the cgroup hook for connect)' : `unsupported: lsm/socket_connect on ${kernel} (${m.lsmEvidence}); connect is enforced by the cgroup hooks alone`,
         'exec via BPF LSM': m.exec === 'lsm' ? 'yes' : `unsupported: lsm/bprm_check_security on ${kernel}; the tracepoint fallback enforces exec`,
         'PostgreSQL': lab.pg ? `${path.basename(path.dirname(lab.pg.bin))} on 127.0.0.1:${lab.pg.port}${lab.pg.port !== 5432 ? ' (5432 was taken)' : ''}` : 'not started',

@@ -24,6 +24,7 @@ describeRoot('security attack suite (host)', () => {
 
   for (const a of ATTACKS) {
     it(`${a.class} attack ${a.name} (${a.what}) is ${a.expect}`, async (t) => {
+      if (a.name === 'ipv6-routing-header' && !lab.controller.mechanisms.routingHeaders) return t.skip(`this kernel refuses the cgroup/setsockopt program: ${lab.controller.mechanisms.unsupported.find((u) => u.hook === 'cgroup/setsockopt')?.evidence}`);
       if (a.name === 'exec-hardlink' && !lab.hardlink) return t.skip('no hard link to the shell could be made here (the shell and the scratch dir are on different file systems)');
       const r = await runAttack(a, lab);
       // the kernel lacks what the attack needs (e.g. io_uring disabled): skipped with the reason
@@ -48,6 +49,11 @@ describeRoot('security attack suite (host)', () => {
         expect(e.rule).toContain('ptrace (attaching to another process');
         expect(e.target).toBeGreaterThan(0);
         expect(e.mechanism).toMatch(lab.controller.mechanisms.ptrace.includes('lsm/ptrace_access_check') ? /ptrace_access_check/ : /SIGKILL/);
+      } else if (a.name === 'ipv6-routing-header') {
+        expect(e.kind).toBe('sockopt');
+        expect(e.option).toBe('IPV6_RTHDR');
+        expect(e.rule).toContain('egress.rawSockets');
+        expect(e.mechanism).toBe('cgroup/setsockopt');
       } else if (a.asRoot || a.name === 'icmp-ping-socket') {
         expect(e.kind).toBe('socket');
         expect(e.rule).toContain('egress.rawSockets');

@@ -57,6 +57,7 @@ export const ATTACKS: Attack[] = [
   { name: 'udp-sendmmsg', file: 'udp-sendmmsg.py', class: 'egress', what: 'sendmmsg: 3 UDP datagrams in one call', expect: 'blocked' },
   { name: 'io-uring-connect', file: 'io-uring-connect.py', class: 'egress', what: 'TCP connect submitted through io_uring (IORING_OP_CONNECT)', expect: 'blocked' },
   { name: 'icmp-ping-socket', file: 'icmp-ping-socket.py', class: 'egress', what: 'ICMP echo with a payload from an unprivileged ping socket, v4 and v6', expect: 'blocked', note: 'ping_group_range opened for the run, as systemd machines have it' },
+  { name: 'ipv6-routing-header', file: 'ipv6-routing-header.py', class: 'egress', what: 'IPv6 segment routing header on a socket: packets go to its first segment, not to the address connect/sendmsg see', expect: 'blocked' },
   { name: 'raw-socket-udp', file: 'raw-socket-udp.py', class: 'egress', what: 'root: AF_INET SOCK_RAW, hand-built UDP to the target netns', expect: 'blocked', asRoot: true },
   { name: 'ptrace-inject', file: 'ptrace-inject.py', class: 'ptrace', what: 'ptrace a process of the same user outside the policy, inject execve of sh into it', expect: 'blocked', victim: true },
   { name: 'packet-socket', file: 'packet-socket.py', class: 'egress', what: 'root: AF_PACKET, hand-built IPv4/UDP frame out of the veth to the target netns', expect: 'blocked', asRoot: true },
@@ -147,7 +148,7 @@ export function proof(events: SecurityEvent[]): string {
   const e = events[0];
   if (!e) return '';
   const who = `pid ${e.pid} ppid ${e.ppid} uid ${e.uid} comm ${e.comm} cgroup ${e.cgroup ?? e.cgroupId}`;
-  const what = e.kind === 'exec' ? `exec ${e.binary} (file ${e.file}, ${e.inode}${e.argv0 ? `, argv0 ${e.argv0}` : ''})` : e.kind === 'socket' ? `socket ${e.socket} proto ${e.protocol}` : e.kind === 'ptrace' ? `ptrace-mode access to pid ${e.target ?? '?'}${e.call ? ` (${e.call})` : ''}` : `${e.kind} ${e.protocol} ${e.destination}`;
+  const what = e.kind === 'exec' ? `exec ${e.binary} (file ${e.file}, ${e.inode}${e.argv0 ? `, argv0 ${e.argv0}` : ''})` : e.kind === 'socket' ? `socket ${e.socket} proto ${e.protocol}` : e.kind === 'ptrace' ? `ptrace-mode access to pid ${e.target ?? '?'}${e.call ? ` (${e.call})` : ''}` : e.kind === 'sockopt' ? `setsockopt ${e.option}` : `${e.kind} ${e.protocol} ${e.destination}`;
   return `${e.action}: ${what}; ${who}; rule ${e.ruleId} "${e.rule}" via ${e.mechanism}${events.length > 1 ? ` (+${events.length - 1} more)` : ''}`;
 }
 
