@@ -193,34 +193,15 @@ export class SecurityController {
       lsmOk = true;
       mech.lsmEvidence = 'BPF LSM programs attached by the previous controller (pinned links, re-adopted)';
     } else if (opts.lsm !== 'off') {
-      // probe by trial in a throw-away object: a failed LSM load must not take the rest down
-      const probe = BpfObject.open(file);
-      try {
-        probe.load({ skip: [...probe.programs.keys()].filter((n) => !LSM_PROGS.includes(n)) });
-        for (const n of LSM_PROGS) attachLsm(probe.program(n));
-        lsmOk = true;
-        mech.lsmEvidence = 'lsm/bprm_check_security, lsm/socket_connect and lsm/socket_create load and attach';
-      } catch (e) {
-        mech.lsmEvidence = `BPF LSM: ${firstLine(e)}`;
-      } finally {
-        probe.close();
-      }
+      const refused = refusedAlone(file, LSM_PROGS, (o) => LSM_PROGS.forEach((n) => attachLsm(o.program(n))));
+      lsmOk = !refused;
+      mech.lsmEvidence = refused ? `BPF LSM: ${refused}` : `${HOOKS.filter((h) => h.kind === 'lsm').map((h) => h.hook).join(', ')} load and attach`;
     } else mech.lsmEvidence = 'BPF LSM not tried (lsm: off)';
     // cgroup/setsockopt programs get the helpers the selection needs (the current pid, cgroup
-    // ancestors) only on newer kernels (5.10 refuses it: EINVAL): probed alone, like LSM, so that
-    // its refusal leaves routing headers unguarded, stated, and not the whole controller unloaded
-    const skipSockopt: string[] = [];
-    if (!adopted.has('sec_setsockopt')) {
-      const probe = BpfObject.open(file);
-      try {
-        probe.load({ skip: [...probe.programs.keys()].filter((n) => n !== 'sec_setsockopt') });
-      } catch (e) {
-        skipSockopt.push('sec_setsockopt');
-        mech.unsupported.push({ hook: 'cgroup/setsockopt', evidence: `${firstLine(e)} (IPv6 routing headers are not refused)` });
-      } finally {
-        probe.close();
-      }
-    }
+    // ancestors) only on newer kernels (5.10 refuses it: EINVAL): its refusal leaves routing
+    // headers unguarded, stated, and not the whole controller unloaded
+    const sockoptRefused = adopted.has('sec_setsockopt') ? undefined : refusedAlone(file, ['sec_setsockopt']);
+    if (sockoptRefused) mech.unsupported.push({ hook: 'cgroup/setsockopt', evidence: `${sockoptRefused} (IPv6 routing headers are not refused)` });
     const skel = security.open(file);
     const obj = skel.obj;
     try {
@@ -228,7 +209,7 @@ export class SecurityController {
       // creates and pins them
       if (opts.pin) for (const n of MAP_NAMES) obj.setPinPath(n, path.join(PIN_DIR, n));
       try {
-        obj.load({ skip: [...(lsmOk ? [] : LSM_PROGS), ...skipSockopt, ...adopted.keys()] });
+        obj.load({ skip: [...(lsmOk ? [] : LSM_PROGS), ...(sockoptRefused ? ['sec_setsockopt'] : []), ...adopted.keys()] });
       } catch (e) {
         if (opts.pin && /reuse|incompatib|EINVAL/i.test(String((e as Error).message))) {
           throw new LabError(`the maps pinned at ${PIN_DIR} do not match this build of security.bpf.o`, 'pnpm lab policy stop (removes the old enforcement), then start the daemon again', { cause: e });
@@ -610,6 +591,24 @@ function ppidOf(pid: number): number {
     return Number(/PPid:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
   } catch {
     return 0;
+  }
+}
+
+/**
+ * Load only `progs` of the object, in a throw-away copy, and run `then` on it: what the kernel
+ * said when it refused, or undefined. Probed by trial so that a program one kernel refuses does
+ * not take the others down with it.
+ */
+function refusedAlone(file: string, progs: string[], then: (o: BpfObject) => void = () => {}): string | undefined {
+  const probe = BpfObject.open(file);
+  try {
+    probe.load({ skip: [...probe.programs.keys()].filter((n) => !progs.includes(n)) });
+    then(probe);
+    return undefined;
+  } catch (e) {
+    return firstLine(e);
+  } finally {
+    probe.close();
   }
 }
 
