@@ -751,21 +751,32 @@ long sec_ptrace_lsm(unsigned long long *ctx)
 	return 0;
 }
 
+/* the caller's tgid as its own pid namespace numbers it (what getpid() returns there) */
+static __always_inline __u32 current_vtgid(void)
+{
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	struct pid *p = BPF_CORE_READ(t, group_leader, thread_pid);
+	unsigned int level = BPF_CORE_READ(p, level);
+
+	return BPF_CORE_READ(p, numbers[level].nr);
+}
+
 /*
  * Fallback where BPF LSM is missing: the SIGKILL is delivered on the return from the syscall, before
  * the caller can use what it got (the attached tracee, the bytes, the descriptor). Not covered:
  * /proc/<pid>/mem, opened like any file.
  */
-static __always_inline int ptrace_tp(struct trace_event_raw_sys_enter *ctx, __u32 target)
+static __always_inline int ptrace_tp(struct trace_event_raw_sys_enter *ctx, __u32 target, bool by_pidfd)
 {
 	struct sec_config *cfg = get_config();
 	struct selected s = {};
 
 	if (!cfg || cfg->lsm_ptrace || !select_current(&s, true))
 		return 0;
-	/* its own process, which the kernel never asks about (a thread of its own named by its tid is
-	 * taken for another process here) */
-	if (target == bpf_get_current_pid_tgid() >> 32)
+	/* its own process, which the kernel never asks about: compared in the caller's pid namespace,
+	 * where getpid() is not the host's tgid (a container). A thread of its own named by its tid is
+	 * taken for another process here. No pid (<= 0) finds no process: the call fails by itself. */
+	if (!by_pidfd && ((int)target <= 0 || target == current_vtgid()))
 		return 0;
 	if (!ptrace_decide(&s, target, (__u32)ctx->id, SEC_MECH_TP_PTRACE_KILL))
 		bpf_send_signal(SIGKILL);
@@ -779,15 +790,15 @@ int sec_ptrace_tp(struct trace_event_raw_sys_enter *ctx)
 
 	if (req != PTRACE_ATTACH && req != PTRACE_SEIZE)
 		return 0;
-	return ptrace_tp(ctx, (__u32)ctx->args[1]);
+	return ptrace_tp(ctx, (__u32)ctx->args[1], false);
 }
 
 SEC("tracepoint/syscalls/sys_enter_process_vm_readv")
-int sec_vm_readv_tp(struct trace_event_raw_sys_enter *ctx) { return ptrace_tp(ctx, (__u32)ctx->args[0]); }
+int sec_vm_readv_tp(struct trace_event_raw_sys_enter *ctx) { return ptrace_tp(ctx, (__u32)ctx->args[0], false); }
 
 SEC("tracepoint/syscalls/sys_enter_process_vm_writev")
-int sec_vm_writev_tp(struct trace_event_raw_sys_enter *ctx) { return ptrace_tp(ctx, (__u32)ctx->args[0]); }
+int sec_vm_writev_tp(struct trace_event_raw_sys_enter *ctx) { return ptrace_tp(ctx, (__u32)ctx->args[0], false); }
 
 /* the target is a pidfd here: its pid is not known without a lookup, so target stays 0 */
 SEC("tracepoint/syscalls/sys_enter_pidfd_getfd")
-int sec_pidfd_getfd_tp(struct trace_event_raw_sys_enter *ctx) { return ptrace_tp(ctx, 0); }
+int sec_pidfd_getfd_tp(struct trace_event_raw_sys_enter *ctx) { return ptrace_tp(ctx, 0, true); }

@@ -37,6 +37,26 @@ async function run(cg: string | null, code: string, opts: { uid?: number; exe?: 
   return { sh: Number(out.sh), id: Number(out.id), stdout: String(r.stdout), stderr: String(r.stderr) };
 }
 
+// process_vm_readv of its own memory: by its pid, by no pid, then from a new pid namespace (pid 1)
+const SELF_READ = `import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+class iov(ctypes.Structure): _fields_ = [('base', ctypes.c_void_p), ('len', ctypes.c_size_t)]
+libc.process_vm_readv.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong]
+src = ctypes.create_string_buffer(b'selfread')
+def readv(pid):
+    buf = ctypes.create_string_buffer(8)
+    local, remote = iov(ctypes.cast(buf, ctypes.c_void_p), 8), iov(ctypes.cast(src, ctypes.c_void_p), 8)
+    r = libc.process_vm_readv(pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
+    return r if r >= 0 else -ctypes.get_errno()
+print('self', readv(os.getpid()), flush=True)
+print('none', readv(0), flush=True)
+if libc.unshare(0x20000000): raise SystemExit('unshare(CLONE_NEWPID) failed: %d' % ctypes.get_errno())
+pid = os.fork()
+if pid == 0:
+    print('ns', os.getpid(), readv(os.getpid()), flush=True)
+    os._exit(0)
+print('status', os.waitpid(pid, 0)[1], flush=True)`;
+
 const yaml = (cg: string, body: string, name = 't') => `policies:\n  - name: ${name}\n    select: { cgroup: ${cg} }\n${body}`;
 
 describeRoot('security controller (host)', () => {
@@ -304,6 +324,11 @@ print('got', r if r >= 0 else -ctypes.get_errno(), flush=True)`;
       if (!lsm && process.arch === 'x64') expect(evs.map((e) => e.call)).toEqual(['ptrace', 'process_vm_readv']);
       // the victim was reached by neither: it runs on, untraced
       expect(fs.readFileSync(`/proc/${victim.pid}/status`, 'utf8')).toMatch(/TracerPid:\s+0\n/);
+      // its own memory is not another process: neither by its pid nor, in a new pid namespace (a
+      // container), by the pid that namespace gives it; no pid at all fails the call by itself
+      const self = (await run(cg, SELF_READ)).stdout;
+      expect(self, 'reading its own memory').toBe('self 8\nnone -3\nns 1 8\nstatus 0');
+      expect(c.drainEvents().filter((e) => e.kind === 'ptrace')).toEqual([]);
       c.store.apply(parsePolicies(yaml(rel, '    exec: { deny: [shells] }\n    ptrace: allow\n'), 'p.yaml'));
       expect(await got(seize)).toBe('0');
       expect(await got(readv)).toBe('8');
