@@ -124,7 +124,8 @@ export interface SecurityEvent {
   protocol?: string;
   /** socket events: e.g. "AF_INET SOCK_RAW" */
   socket?: string;
-  /** ptrace events: the process it tried to reach (absent when not known: pidfd_getfd) */
+  /** ptrace events: the process it tried to reach (absent when not known: pidfd_getfd). LSM gives
+   *  the host's pid; a syscall tracepoint the pid as the caller named it, in its pid namespace */
   target?: number;
   /** ptrace events decided at a syscall tracepoint: which syscall */
   call?: string;
