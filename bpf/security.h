@@ -12,8 +12,10 @@ enum sec_limits {
 	/* bits of the egress LPM key before the address: slot (32) + proto (8) + pad (8) + port (16) */
 	SEC_EGRESS_KEY_HDR_BITS = 64,
 };
-/* a #define: 0xffffffff does not fit BTF's signed 32-bit enum values */
+/* #defines: 0xffffffff does not fit BTF's signed 32-bit enum values */
 #define SEC_ANY_UID 0xffffffffu
+/* SEC_EV_SOCKOPT's optname for a send with more control messages than lsm/socket_sendmsg reads */
+#define SEC_OPT_CMSG_TOO_MANY 0xffffffffu
 #define SEC_COMM_LEN 16
 #define SEC_PATH_LEN 160
 #define SEC_NAME_LEN 64
@@ -56,7 +58,8 @@ enum sec_mech {
 	SEC_MECH_TP_SOCKET_KILL = 10,    /* tracepoint sys_enter_socket + SIGKILL: AF_PACKET where LSM is missing */
 	SEC_MECH_LSM_PTRACE = 11,        /* lsm/ptrace_access_check: every attach-mode access */
 	SEC_MECH_TP_PTRACE_KILL = 12,    /* tracepoints sys_enter_{ptrace,process_vm_*,pidfd_getfd} + SIGKILL */
-	SEC_MECH_CGROUP_SETSOCKOPT = 13, /* cgroup/setsockopt: an IPv6 routing header refused (EPERM) */
+	SEC_MECH_CGROUP_SETSOCKOPT = 13, /* cgroup/setsockopt: a source route (IPv6 routing header, IPv4 option) refused (EPERM) */
+	SEC_MECH_LSM_SENDMSG = 14,       /* lsm/socket_sendmsg: a source-routed send refused (-EPERM) */
 };
 
 /* how exec is enforced on this kernel, chosen by the controller after probing LSM attach */
@@ -144,6 +147,7 @@ struct sec_event {
 	char argv0[SEC_NAME_LEN];
 	__u32 sock_type; /* socket(2) type of a SEC_EV_SOCKET event (SOCK_RAW, SOCK_DGRAM …) */
 	__u32 target;    /* SEC_EV_PTRACE: the process it tried to reach (tgid; 0 when not known) */
-	__u32 call;      /* SEC_EV_PTRACE: the syscall number where a tracepoint decided, else 0 */
-	__u32 optname;   /* SEC_EV_SOCKOPT: level << 16 | option */
+	__u32 call;      /* SEC_EV_PTRACE: the syscall number where a tracepoint decided, else 0;
+	                  * SEC_EV_SOCKOPT: 1 when the option came in a control message of the send */
+	__u32 optname;   /* SEC_EV_SOCKOPT: level << 16 | option (or control message type) */
 };

@@ -286,6 +286,47 @@ except OSError as e: print('udp 0.0.0.0', e.errno)`;
     }
   });
 
+  it('source routes are refused (rawSockets: deny); other IP options pass', async (t) => {
+    const m = c.mechanisms;
+    if (!m.sourceRouting.includes('cgroup/setsockopt')) return t.skip(`no cgroup/setsockopt here: ${m.unsupported.map((u) => `${u.hook}: ${u.evidence}`).join('; ')}`);
+    // as root (the kernel takes IPv4 source routes from root everywhere): what is refused is the policy's doing
+    const code = `import socket, struct
+a = lambda ip: socket.inet_aton(ip)
+lsrr = bytes([1, 131, 11, 4]) + a('127.0.0.2') + a('0.0.0.0')
+rr = bytes([7, 7, 4]) + bytes(4)                       # record route: no source route
+rr_then_ssrr = rr + bytes([137, 11, 4]) + a('127.0.0.2') + a('0.0.0.0') + bytes(2)
+segs = [socket.inet_pton(socket.AF_INET6, x) for x in ('2001:db8::1', '::1')]
+srh = struct.pack('!BBBBBBH', 0, 4, 4, 1, 1, 0, 0) + b''.join(segs)
+rt2 = struct.pack('!BBBBI', 0, 2, 2, 1, 0) + socket.inet_pton(socket.AF_INET6, '::1')
+pkt = struct.pack('@Qii', socket.CMSG_LEN(len(rt2)), 41, 57) + rt2
+srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); srv.bind(('127.0.0.1', 0)); port = srv.getsockname()[1]
+def t(name, fn):
+    try: fn(); print(name, 0)
+    except OSError as e: print(name, e.errno)
+v4 = lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+v6 = lambda: socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s = v4()
+t('rr', lambda: (s.setsockopt(0, 4, rr), s.sendto(b'x', ('127.0.0.1', port))))
+t('lsrr', lambda: v4().setsockopt(0, 4, lsrr))
+t('rr_then_ssrr', lambda: v4().setsockopt(0, 4, rr_then_ssrr))
+t('srh', lambda: v6().setsockopt(41, 57, srh))
+t('pktoptions', lambda: v6().setsockopt(41, 6, pkt + bytes(socket.CMSG_SPACE(len(rt2)) - len(pkt))))
+t('retopts_cmsg', lambda: v4().sendmsg([b'x'], [(0, 7, lsrr)], 0, ('127.0.0.1', port)))`;
+    c.drainEvents();
+    c.store.apply(parsePolicies(yaml(rel, '    egress: { deny: [{ to: 10.0.0.0/8 }] }\n'), 'p.yaml'));
+    try {
+      const r = await run(cg, code);
+      // a route given per message is seen only at the send, by BPF LSM; without it the kernel sends it
+      const lsm = m.sourceRouting.includes('lsm/socket_sendmsg');
+      expect(r.stdout.trim().split('\n'), r.stderr).toEqual(['rr 0', 'lsrr 1', 'rr_then_ssrr 1', 'srh 1', 'pktoptions 1', `retopts_cmsg ${lsm ? 1 : 0}`]);
+      const evs = c.drainEvents().filter((e) => e.kind === 'sockopt');
+      expect(evs.map((e) => e.option)).toEqual(['IP_OPTIONS', 'IP_OPTIONS', 'IPV6_RTHDR', 'IPV6_2292PKTOPTIONS', ...(lsm ? ['IP_RETOPTS (control message)'] : [])]);
+      expect(evs.every((e) => e.action === 'blocked' && e.rule === 't: egress.rawSockets (raw IP / packet / ICMP socket or source route: not allowed by this policy)')).toBe(true);
+    } finally {
+      c.store.delete('t');
+    }
+  });
+
   // A selected process that attaches to one the policy does not select can have it exec and
   // connect in its place: ptrace-mode access to other processes is denied unless `ptrace: allow`.
   it('denies attaching to another process (ptrace seize, process_vm_readv) unless the policy allows it', async () => {

@@ -54,6 +54,7 @@ export const HOOKS: { prog: SecurityShape['programs']; hook: string; kind: 'trac
   { prog: 'sec_setsockopt', hook: 'cgroup/setsockopt', kind: 'cgroup' },
   { prog: 'sec_socket_tp', hook: 'tracepoint/syscalls/sys_enter_socket', kind: 'tracepoint' },
   { prog: 'sec_ptrace_lsm', hook: 'lsm/ptrace_access_check', kind: 'lsm' },
+  { prog: 'sec_sendmsg_lsm', hook: 'lsm/socket_sendmsg', kind: 'lsm' },
   { prog: 'sec_ptrace_tp', hook: 'tracepoint/syscalls/sys_enter_ptrace', kind: 'tracepoint' },
   { prog: 'sec_vm_readv_tp', hook: 'tracepoint/syscalls/sys_enter_process_vm_readv', kind: 'tracepoint' },
   { prog: 'sec_vm_writev_tp', hook: 'tracepoint/syscalls/sys_enter_process_vm_writev', kind: 'tracepoint' },
@@ -77,10 +78,19 @@ export const MECHANISM: Record<number, string> = {
   [sec_mech.SEC_MECH_LSM_PTRACE]: 'lsm/ptrace_access_check (-EPERM)',
   [sec_mech.SEC_MECH_TP_PTRACE_KILL]: 'syscall tracepoint + bpf_send_signal(SIGKILL)',
   [sec_mech.SEC_MECH_CGROUP_SETSOCKOPT]: 'cgroup/setsockopt',
+  [sec_mech.SEC_MECH_LSM_SENDMSG]: 'lsm/socket_sendmsg (-EPERM)',
 };
 const KIND: Record<number, SecurityEvent['kind']> = { [sec_event_kind.SEC_EV_EXEC]: 'exec', [sec_event_kind.SEC_EV_CONNECT]: 'connect', [sec_event_kind.SEC_EV_SENDMSG]: 'sendmsg', [sec_event_kind.SEC_EV_SOCKET]: 'socket', [sec_event_kind.SEC_EV_PTRACE]: 'ptrace', [sec_event_kind.SEC_EV_SOCKOPT]: 'sockopt' };
 // the syscalls the ptrace tracepoints watch, by their x86-64 numbers (what the event's `call` holds there)
 const SYSCALL_X86_64: Record<number, string> = { 101: 'ptrace', 310: 'process_vm_readv', 311: 'process_vm_writev', 438: 'pidfd_getfd' };
+// level << 16 | option of a source route a sockopt event names (bpf/security.bpf.c)
+const SOURCE_ROUTE_OPTS: Record<number, string> = { [(0 << 16) | 4]: 'IP_OPTIONS', [(0 << 16) | 7]: 'IP_RETOPTS', [(41 << 16) | 5]: 'IPV6_2292RTHDR', [(41 << 16) | 6]: 'IPV6_2292PKTOPTIONS', [(41 << 16) | 57]: 'IPV6_RTHDR' };
+const CMSG_TOO_MANY = 0xffffffff; // SEC_OPT_CMSG_TOO_MANY, a #define
+function optionName(o: number): string {
+  if (o === CMSG_TOO_MANY) return 'more control messages than are inspected (16)';
+  return SOURCE_ROUTE_OPTS[o] ?? `level ${o >>> 16} option ${o & 0xffff}`;
+}
+
 const FAMILY: Record<number, string> = { 2: 'AF_INET', 10: 'AF_INET6', 17: 'AF_PACKET' };
 const SOCK_TYPE: Record<number, string> = { 1: 'SOCK_STREAM', 2: 'SOCK_DGRAM', 3: 'SOCK_RAW', 5: 'SOCK_SEQPACKET', 10: 'SOCK_PACKET' };
 
@@ -92,8 +102,10 @@ export interface Mechanisms {
   lsmConnect: boolean;
   /** how raw IP / packet sockets are refused: lsm/socket_create, else cgroup/sock_create (+ the tracepoint for AF_PACKET) */
   rawSockets: string[];
-  /** IPv6 routing headers on a socket are refused (cgroup/setsockopt attached) */
-  routingHeaders: boolean;
+  /** how source routes (IPv6 routing headers, IPv4 LSRR/SSRR) are refused: cgroup/setsockopt
+   *  (set on the socket), lsm/socket_sendmsg (a send's control messages and the socket's options),
+   *  lsm/socket_connect (the socket's options) */
+  sourceRouting: string[];
   /** how access to other processes in ptrace's attach mode is refused: the LSM hook, else the syscalls' tracepoints */
   ptrace: string[];
   /** binaries are identified by asking the kernel (exec tracepoint attached), else by stat(2) */
@@ -129,7 +141,7 @@ export interface SecurityEvent {
   target?: number;
   /** ptrace events decided at a syscall tracepoint: which syscall */
   call?: string;
-  /** sockopt events: the option refused, e.g. "IPV6_RTHDR" */
+  /** sockopt events: the source route refused, e.g. "IPV6_RTHDR", "IP_RETOPTS (control message)" */
   option?: string;
 }
 
@@ -172,7 +184,7 @@ export class SecurityController {
   static async start(opts: ControllerOptions = {}): Promise<SecurityController> {
     const log = opts.log ?? (() => {});
     const file = await ensureObject('security', log);
-    const mech: Mechanisms = { exec: 'none', lsmEvidence: '', egress: [], lsmConnect: false, rawSockets: [], routingHeaders: false, ptrace: [], oracle: false, unsupported: [] };
+    const mech: Mechanisms = { exec: 'none', lsmEvidence: '', egress: [], lsmConnect: false, rawSockets: [], sourceRouting: [], ptrace: [], oracle: false, unsupported: [] };
     // links a previous daemon pinned: kept exactly as they are (no gap in enforcement)
     const adopted = new Map<string, Link>();
     if (opts.pin) {
@@ -196,13 +208,17 @@ export class SecurityController {
     } else if (opts.lsm !== 'off') {
       const refused = refusedAlone(file, LSM_PROGS, (o) => LSM_PROGS.forEach((n) => attachLsm(o.program(n))));
       lsmOk = !refused;
-      mech.lsmEvidence = refused ? `BPF LSM: ${refused}` : `${HOOKS.filter((h) => h.kind === 'lsm').map((h) => h.hook).join(', ')} load and attach`;
+      mech.lsmEvidence = refused ? `BPF LSM: ${refused}` : `${HOOKS.filter((h) => LSM_PROGS.includes(h.prog)).map((h) => h.hook).join(', ')} load and attach`;
     } else mech.lsmEvidence = 'BPF LSM not tried (lsm: off)';
+    // lsm/socket_sendmsg walks a send's control messages: probed on its own, so that a verifier
+    // that finds it too complex costs the source-routing check, not the other LSM programs
+    const sendmsgRefused = lsmOk && !adopted.has('sec_sendmsg_lsm') ? refusedAlone(file, ['sec_sendmsg_lsm'], (o) => attachLsm(o.program('sec_sendmsg_lsm'))) : undefined;
+    if (sendmsgRefused) mech.unsupported.push({ hook: 'lsm/socket_sendmsg', evidence: `${sendmsgRefused} (source routes given per message are not refused)` });
     // cgroup/setsockopt programs get the helpers the selection needs (the current pid, cgroup
-    // ancestors) only on newer kernels (5.10 refuses it: EINVAL): its refusal leaves routing
-    // headers unguarded, stated, and not the whole controller unloaded
+    // ancestors) only on newer kernels (5.10 refuses it: EINVAL): its refusal is stated, and does
+    // not unload the whole controller
     const sockoptRefused = adopted.has('sec_setsockopt') ? undefined : refusedAlone(file, ['sec_setsockopt']);
-    if (sockoptRefused) mech.unsupported.push({ hook: 'cgroup/setsockopt', evidence: `${sockoptRefused} (IPv6 routing headers are not refused)` });
+    if (sockoptRefused) mech.unsupported.push({ hook: 'cgroup/setsockopt', evidence: `${sockoptRefused} (source routes set on a socket are refused at the send only, where BPF LSM attaches)` });
     const skel = security.open(file);
     const obj = skel.obj;
     try {
@@ -210,7 +226,7 @@ export class SecurityController {
       // creates and pins them
       if (opts.pin) for (const n of MAP_NAMES) obj.setPinPath(n, path.join(PIN_DIR, n));
       try {
-        obj.load({ skip: [...(lsmOk ? [] : LSM_PROGS), ...(sockoptRefused ? ['sec_setsockopt'] : []), ...adopted.keys()] });
+        obj.load({ skip: [...(lsmOk ? [] : LSM_PROGS), ...(lsmOk && !sendmsgRefused ? [] : ['sec_sendmsg_lsm']), ...(sockoptRefused ? ['sec_setsockopt'] : []), ...adopted.keys()] });
       } catch (e) {
         if (opts.pin && /reuse|incompatib|EINVAL/i.test(String((e as Error).message))) {
           throw new LabError(`the maps pinned at ${PIN_DIR} do not match this build of security.bpf.o`, 'pnpm lab policy stop (removes the old enforcement), then start the daemon again', { cause: e });
@@ -273,7 +289,7 @@ export class SecurityController {
     m.exec = has('sec_exec_lsm') ? 'lsm' : has('sec_exec_tp') ? 'tp-kill' : 'none';
     m.lsmConnect = has('sec_connect_lsm');
     m.egress = HOOKS.filter((h) => h.kind === 'cgroup' && h.prog !== 'sec_sock_create' && h.prog !== 'sec_setsockopt' && has(h.prog)).map((h) => h.hook);
-    m.routingHeaders = has('sec_setsockopt');
+    m.sourceRouting = [['sec_setsockopt', 'cgroup/setsockopt'], ['sec_sendmsg_lsm', 'lsm/socket_sendmsg'], ['sec_connect_lsm', 'lsm/socket_connect']].filter(([p]) => has(p!)).map(([, h]) => h!);
     m.rawSockets = has('sec_socket_lsm') ? ['lsm/socket_create'] : [...(has('sec_sock_create') ? ['cgroup/sock_create'] : []), ...(has('sec_socket_tp') ? ['tracepoint/syscalls/sys_enter_socket + SIGKILL'] : [])];
     m.ptrace = has('sec_ptrace_lsm') ? ['lsm/ptrace_access_check'] : PTRACE_TPS.filter(has).map((p) => `${HOOKS.find((h) => h.prog === p)!.hook} + SIGKILL`);
     // keep what an adopted config says about selectors; the mechanisms are this start's
@@ -568,7 +584,7 @@ export function formatEvent(e: sec_event, store: PolicyStore, clockOffsetNs: big
     out.socket = `${FAMILY[e.family] ?? `family ${e.family}`} ${SOCK_TYPE[e.sock_type] ?? `type ${e.sock_type}`}`;
     out.protocol = e.proto === 6 ? 'tcp' : e.proto === 17 ? 'udp' : e.proto === 1 ? 'icmp' : e.proto === 58 ? 'icmpv6' : e.proto === 255 ? 'raw' : String(e.proto);
   } else if (e.kind === sec_event_kind.SEC_EV_SOCKOPT) {
-    out.option = e.optname === ((41 << 16) | 57) ? 'IPV6_RTHDR' : `level ${e.optname >> 16} option ${e.optname & 0xffff}`;
+    out.option = optionName(e.optname) + (e.call ? ' (control message)' : '');
   } else if (e.kind === sec_event_kind.SEC_EV_PTRACE) {
     if (e.target) out.target = e.target;
     if (e.call) out.call = (process.arch === 'x64' ? SYSCALL_X86_64[e.call] : undefined) ?? `syscall ${e.call}`;

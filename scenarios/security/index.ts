@@ -8,8 +8,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Scenario, ScenarioContext } from '../../lab/scenario.ts';
-import type { Mechanisms, SecurityEvent } from '../../controller/security/controller.ts';
-import { ATTACKS, CONTROLS, mechanismShort, proof, runAttack, type Attack, type AttackResult } from './suite.ts';
+import type { SecurityEvent } from '../../controller/security/controller.ts';
+import { ATTACKS, CONTROLS, mechanismShort, missingHook, proof, refusedByKernel, runAttack, type Attack, type AttackResult } from './suite.ts';
 import { setupLab, workloadPolicy, type Lab } from './setup.ts';
 import { PYTHON, preparePostgresTemplate } from './workload.ts';
 import { parsePolicies } from '../../controller/security/policy.ts';
@@ -23,17 +23,6 @@ function hardlinkAttack(lab: Lab): Attack {
   return lab.hardlinkSameInode === false
     ? { ...a, expectDenyOnly: 'allowed', note: 'overlayfs: link() copied the lower-layer file up, the link has its own inode (the kernel oracle says so), i.e. it is a copy: only the allowlist stops it' }
     : a;
-}
-
-/** the hook an attack needs that this kernel did not attach, or '' */
-function missingHook(a: Attack, m: Mechanisms): string {
-  if (a.class === 'exec') return m.exec === 'none' ? 'exec hook (LSM and tp_btf/sched_process_exec)' : '';
-  if (a.class === 'ptrace') return m.ptrace.length ? '' : 'lsm/ptrace_access_check or the tracepoint syscalls/sys_enter_ptrace';
-  if (a.name === 'ipv6-routing-header') return m.routingHeaders ? '' : 'cgroup/setsockopt';
-  if (a.name === 'icmp-ping-socket') return m.rawSockets.some((x) => /sock_create|socket_create/.test(x)) ? '' : 'cgroup/sock_create or lsm/socket_create';
-  if (a.name === 'packet-socket') return m.rawSockets.some((x) => /lsm|sys_enter_socket/.test(x)) ? '' : 'lsm/socket_create or tracepoint syscalls/sys_enter_socket';
-  if (a.asRoot) return m.rawSockets.length ? '' : 'cgroup/sock_create or lsm/socket_create';
-  return m.egress.length < 4 ? 'cgroup sock_addr hooks' : '';
 }
 
 const scenario: Scenario = {
@@ -75,7 +64,7 @@ const scenario: Scenario = {
         egress: m.egress.join(', ') || 'none',
         'raw / packet sockets': m.rawSockets.length ? `${m.rawSockets.join(', ')}${m.rawSockets.includes('lsm/socket_create') ? '' : ' (AF_PACKET via io_uring IORING_OP_SOCKET is outside the tracepoint fallback)'}` : 'not enforced',
         'other processes (ptrace attach mode)': m.ptrace.length ? m.ptrace.join(', ') + (m.ptrace.includes('lsm/ptrace_access_check') ? '' : ' (/proc/<pid>/mem is outside the tracepoint fallback)') : 'not enforced',
-        'IPv6 routing headers': m.routingHeaders ? 'refused by cgroup/setsockopt (IPV6_RTHDR)' : `unsupported: cgroup/setsockopt on ${kernel}`,
+        'source routing (IPv6 routing headers, IPv4 LSRR/SSRR)': m.sourceRouting.length ? `refused by ${m.sourceRouting.join(', ')}${m.sourceRouting.includes('lsm/socket_sendmsg') ? '' : ' (a route given per message, in a control message, is not: no BPF LSM)'}` : `unsupported: cgroup/setsockopt and lsm/socket_sendmsg on ${kernel}`,
         'lsm/socket_connect': m.lsmConnect ? 'attached (runs before the cgroup hook for connect)' : `unsupported: lsm/socket_connect on ${kernel} (${m.lsmEvidence}); connect is enforced by the cgroup hooks alone`,
         'exec via BPF LSM': m.exec === 'lsm' ? 'yes' : `unsupported: lsm/bprm_check_security on ${kernel}; the tracepoint fallback enforces exec`,
         'PostgreSQL': lab.pg ? `${path.basename(path.dirname(lab.pg.bin))} on 127.0.0.1:${lab.pg.port}${lab.pg.port !== 5432 ? ' (5432 was taken)' : ''}` : 'not started',
@@ -97,8 +86,16 @@ const scenario: Scenario = {
 
     // --------------------------------------------------------------- attacks
     const rows: AttackResult[] = [];
+    const outsideRuns: AttackResult[] = []; // controls of the attacks the kernel may refuse by itself
     for (const [i, a] of ATTACKS.entries()) {
       ctx.progress.step(`attack ${i + 1}/${ATTACKS.length}: ${a.name}`);
+      const { refused, control } = await refusedByKernel(a, lab);
+      if (control) outsideRuns.push(keep(control));
+      if (refused) {
+        ctx.unsupported(`attack ${a.name}`, a.name, `${refused} on ${kernel}`);
+        rows.push({ name: a.name, class: a.class, what: a.what, expect: a.expect, outcome: 'error', ok: false, detail: refused, events: [], ms: 0 });
+        continue;
+      }
       const missing = missingHook(a, m);
       if (missing) {
         ctx.unsupported(`attack ${a.name}`, missing, `unsupported: ${missing} on ${kernel}`);
@@ -133,6 +130,7 @@ const scenario: Scenario = {
     controls.push(keep(await runAttack(ATTACKS.find((a) => a.name === 'exec-sh')!, outside, { expect: 'allowed', label: 'exec-sh outside the cgroup' })));
     controls.push(keep(await runAttack(ATTACKS.find((a) => a.name === 'tcp-disallowed-port')!, outside, { expect: 'allowed', label: 'tcp-disallowed-port outside the cgroup' })));
     controls.push(keep(await runAttack(ATTACKS.find((a) => a.name === 'icmp-ping-socket')!, outside, { expect: 'allowed', label: 'icmp-ping-socket outside the cgroup' })));
+    controls.push(...outsideRuns.filter((r) => !r.unsupported && r.outcome === 'allowed'));
     const injected = keep(await runAttack(ATTACKS.find((a) => a.name === 'ptrace-inject')!, outside, { expect: 'allowed', label: 'ptrace-inject outside the cgroup (the shell runs in the victim)' }));
     if (injected.unsupported) ctx.unsupported('control ptrace-inject outside the cgroup', 'ptrace-inject', `${injected.detail} on ${kernel}`);
     else controls.push(injected);

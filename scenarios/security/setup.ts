@@ -161,7 +161,8 @@ export function workloadBinaries(lab: Lab): string[] {
 
 /**
  * The workload's policy as YAML (so every run goes through the parser): never a shell, only its
- * own binaries, no nameless exec; egress only to PostgreSQL (v4 and v6 loopback) and one UDP port.
+ * own binaries, no nameless exec; egress only to PostgreSQL (v4 and v6 loopback) and one UDP port
+ * (on 127.0.0.1 and a documentation address).
  */
 export function workloadPolicyYaml(lab: Lab, o: { mode?: 'enforce' | 'log'; denyOnly?: boolean; extraUdpPort?: number; name?: string; rawSockets?: 'allow' | 'deny' } = {}): string {
   const pgPort = lab.pg?.port ?? 5432;
@@ -183,6 +184,8 @@ export function workloadPolicyYaml(lab: Lab, o: { mode?: 'enforce' | 'log'; deny
     `        - { to: 127.0.0.1/32, ports: [${pgPort}], protocol: tcp }`,
     `        - { to: "::1", ports: [${pgPort}], protocol: tcp }`,
     `        - { to: 127.0.0.1, ports: [${[lab.listeners.allowedUdpPort, ...(o.extraUdpPort ? [o.extraUdpPort] : [])].join(', ')}], protocol: udp }`,
+    // an address the source-routing attacks send to, allowed, while their packets go elsewhere
+    `        - { to: "2001:db8::1", ports: [${lab.listeners.allowedUdpPort}], protocol: udp }`,
     ...(o.rawSockets ? [`      rawSockets: ${o.rawSockets}`] : []),
   );
   return `${lines.join('\n')}\n`;

@@ -4,7 +4,7 @@
 // file its shell writes exists; a block counts only with the kernel event that proves it.
 import fs from 'node:fs';
 import path from 'node:path';
-import type { SecurityController, SecurityEvent } from '../../controller/security/controller.ts';
+import type { Mechanisms, SecurityController, SecurityEvent } from '../../controller/security/controller.ts';
 import { attackArgv, launch, launchBackground, type LaunchResult } from './workload.ts';
 
 export type Expect = 'blocked' | 'allowed';
@@ -22,6 +22,9 @@ export interface Attack {
   asRoot?: boolean;
   /** gets VICTIM_PID: a `sleep` as nobody outside the workload's cgroup, started for this attack */
   victim?: boolean;
+  /** the kernel itself may refuse it to every unprivileged process (without an event to prove it
+   *  was not the policy): tried outside the workload's cgroup first, see refusedByKernel */
+  kernelMayRefuse?: boolean;
 }
 
 export const ATTACKS: Attack[] = [
@@ -57,7 +60,9 @@ export const ATTACKS: Attack[] = [
   { name: 'udp-sendmmsg', file: 'udp-sendmmsg.py', class: 'egress', what: 'sendmmsg: 3 UDP datagrams in one call', expect: 'blocked' },
   { name: 'io-uring-connect', file: 'io-uring-connect.py', class: 'egress', what: 'TCP connect submitted through io_uring (IORING_OP_CONNECT)', expect: 'blocked' },
   { name: 'icmp-ping-socket', file: 'icmp-ping-socket.py', class: 'egress', what: 'ICMP echo with a payload from an unprivileged ping socket, v4 and v6', expect: 'blocked', note: 'ping_group_range opened for the run, as systemd machines have it' },
-  { name: 'ipv6-routing-header', file: 'ipv6-routing-header.py', class: 'egress', what: 'IPv6 segment routing header on a socket: packets go to its first segment, not to the address connect/sendmsg see', expect: 'blocked' },
+  { name: 'ipv6-routing-header', file: 'ipv6-routing-header.py', class: 'egress', what: 'IPv6 segment routing header on a socket (IPV6_RTHDR), then a datagram to an allowed address: it goes to the first segment', expect: 'blocked' },
+  { name: 'ipv6-rthdr-cmsg', file: 'ipv6-rthdr-cmsg.py', class: 'egress', what: 'type 2 routing header per message (control message IPV6_RTHDR) and as IPV6_2292PKTOPTIONS, datagrams to an allowed address: they go to the header\'s', expect: 'blocked', kernelMayRefuse: true },
+  { name: 'ipv4-source-route', file: 'ipv4-source-route.py', class: 'egress', what: 'IPv4 loose source route (IP_OPTIONS, control message IP_RETOPTS): UDP and a TCP SYN to allowed addresses go to the first hop', expect: 'blocked', kernelMayRefuse: true },
   { name: 'raw-socket-udp', file: 'raw-socket-udp.py', class: 'egress', what: 'root: AF_INET SOCK_RAW, hand-built UDP to the target netns', expect: 'blocked', asRoot: true },
   { name: 'ptrace-inject', file: 'ptrace-inject.py', class: 'ptrace', what: 'ptrace a process of the same user outside the policy, inject execve of sh into it', expect: 'blocked', victim: true },
   { name: 'packet-socket', file: 'packet-socket.py', class: 'egress', what: 'root: AF_PACKET, hand-built IPv4/UDP frame out of the veth to the target netns', expect: 'blocked', asRoot: true },
@@ -127,6 +132,33 @@ export async function runAttack(a: Attack, r: RunEnv, opts: { expect?: Expect; l
   return { name: opts.label ?? a.name, class: a.class, what: a.what, expect, outcome, ok, detail: outcome === 'error' && self && !through ? `${detail} (failed, but no blocking event proves it was the policy)` : detail, events, ms: res.ms };
 }
 
+/** the hook an attack needs that this kernel did not attach, or '' */
+export function missingHook(a: Attack, m: Mechanisms): string {
+  if (a.class === 'exec') return m.exec === 'none' ? 'exec hook (LSM and tp_btf/sched_process_exec)' : '';
+  if (a.class === 'ptrace') return m.ptrace.length ? '' : 'lsm/ptrace_access_check or the tracepoint syscalls/sys_enter_ptrace';
+  // a routing header set on the socket is refused at setsockopt, or at the send; one given per
+  // message (a control message) only at the send, by BPF LSM
+  if (a.name === 'ipv6-routing-header') return m.sourceRouting.some((h) => h === 'cgroup/setsockopt' || h === 'lsm/socket_sendmsg') ? '' : 'cgroup/setsockopt or lsm/socket_sendmsg';
+  if (a.name === 'ipv6-rthdr-cmsg' || a.name === 'ipv4-source-route') return m.sourceRouting.includes('lsm/socket_sendmsg') ? '' : 'lsm/socket_sendmsg';
+  if (a.name === 'icmp-ping-socket') return m.rawSockets.some((x) => /sock_create|socket_create/.test(x)) ? '' : 'cgroup/sock_create or lsm/socket_create';
+  if (a.name === 'packet-socket') return m.rawSockets.some((x) => /lsm|sys_enter_socket/.test(x)) ? '' : 'lsm/socket_create or tracepoint syscalls/sys_enter_socket';
+  if (a.asRoot) return m.rawSockets.length ? '' : 'cgroup/sock_create or lsm/socket_create';
+  return m.egress.length < 4 ? 'cgroup sock_addr hooks' : '';
+}
+
+/**
+ * For an attack the kernel may refuse by itself (kernelMayRefuse): the same attack outside every
+ * policy. Undefined when it got through there (the policy is what must stop it inside), else why
+ * it is moot on this kernel. The run outside is returned too: it is the attack's control.
+ */
+export async function refusedByKernel(a: Attack, r: RunEnv): Promise<{ refused?: string; control?: AttackResult }> {
+  if (!a.kernelMayRefuse) return {};
+  const control = await runAttack(a, { ...r, cgroupDir: r.outsideDir }, { expect: 'allowed', label: `${a.name} outside the cgroup` });
+  if (control.unsupported) return { refused: control.detail, control };
+  if (control.outcome !== 'allowed') return { refused: `unsupported: the kernel refuses it outside every policy too (${control.detail})`, control };
+  return { control };
+}
+
 /** a process no policy selects, asleep in a syscall: `sleep` as nobody in the outside cgroup */
 async function startVictim(r: RunEnv): Promise<{ pid: number; stop(): Promise<unknown> }> {
   const v = launchBackground(r.outsideDir, ['/bin/sleep', '600'], r.env);
@@ -148,7 +180,7 @@ export function proof(events: SecurityEvent[]): string {
   const e = events[0];
   if (!e) return '';
   const who = `pid ${e.pid} ppid ${e.ppid} uid ${e.uid} comm ${e.comm} cgroup ${e.cgroup ?? e.cgroupId}`;
-  const what = e.kind === 'exec' ? `exec ${e.binary} (file ${e.file}, ${e.inode}${e.argv0 ? `, argv0 ${e.argv0}` : ''})` : e.kind === 'socket' ? `socket ${e.socket} proto ${e.protocol}` : e.kind === 'ptrace' ? `ptrace-mode access to pid ${e.target ?? '?'}${e.call ? ` (${e.call})` : ''}` : e.kind === 'sockopt' ? `setsockopt ${e.option}` : `${e.kind} ${e.protocol} ${e.destination}`;
+  const what = e.kind === 'exec' ? `exec ${e.binary} (file ${e.file}, ${e.inode}${e.argv0 ? `, argv0 ${e.argv0}` : ''})` : e.kind === 'socket' ? `socket ${e.socket} proto ${e.protocol}` : e.kind === 'ptrace' ? `ptrace-mode access to pid ${e.target ?? '?'}${e.call ? ` (${e.call})` : ''}` : e.kind === 'sockopt' ? `${/setsockopt/.test(e.mechanism) ? 'setsockopt' : /connect/.test(e.mechanism) ? 'connect with' : 'send with'} ${e.option}` : `${e.kind} ${e.protocol} ${e.destination}`;
   return `${e.action}: ${what}; ${who}; rule ${e.ruleId} "${e.rule}" via ${e.mechanism}${events.length > 1 ? ` (+${events.length - 1} more)` : ''}`;
 }
 
