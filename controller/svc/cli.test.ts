@@ -52,6 +52,24 @@ describe('pnpm lab svc: arguments and errors', () => {
     }
   }, 120_000);
 
+  // `svc stop --instance 'x/../../../tmp/f'` removed /tmp/f.json (the name was joined into the
+  // state path unchecked) and exited 0
+  it('--instance is held to the config\'s rule for instance names on every command: a path is a usage error, nothing touched', async () => {
+    const base = path.join(os.tmpdir(), `svc-inst-${process.pid}`);
+    fs.writeFileSync(`${base}.json`, '{}');
+    try {
+      const inst = `x/../../..${base}`;
+      for (const args of [['stop', '--instance', inst], ['--instance', inst, 'list'], ['backend', 'remove', 'tcp://10.0.0.1:80', '10.0.0.2', `--instance=${inst}`], ['daemon', '--config', '/no/such.yaml', '--instance', 'a b'], ['stats', '--instance', 'x'.repeat(41)]]) {
+        const r = await svc(...args);
+        expect(r.exitCode, args.join(' ')).toBe(2);
+        oneError(r.stderr, /^error: --instance ".*": malformed instance name \(letters, digits, _ and -, at most 40\)$/, /--instance default/);
+      }
+      expect(fs.existsSync(`${base}.json`), 'a file outside the lab\'s directories').toBe(true);
+    } finally {
+      fs.rmSync(`${base}.json`, { force: true });
+    }
+  }, 60_000);
+
   it('options before the command are the command\'s; --weight 0 is accepted like weight 0 elsewhere', async () => {
     const inst = `nope-${process.pid}`;
     for (const args of [['--instance', inst, 'list'], [`--instance=${inst}`, 'backend', 'add', 'tcp://10.0.0.1:80', '10.0.0.2', '--weight', '0'], ['backend', '--instance', inst, 'weight', 'tcp://10.0.0.1:80', '10.0.0.2', '0']]) {

@@ -1,7 +1,7 @@
 // Config validation and ring planning of the socket LB: pure logic, no root.
 import { describe, expect, it } from 'vitest';
 import { ValidationError, checkBackendArgs, validateSvcConfig, normService } from './config.ts';
-import { cgroupsNest, findOverlap, ringOf, type ServiceState } from './controller.ts';
+import { cgroupsNest, findOverlap, lockPath, pinDir, ringOf, statePath, type ServiceState } from './controller.ts';
 
 const ok = { cgroup: '/ebpf-lab/clients', services: [{ vip: 'tcp://10.96.0.10:80', backends: ['10.0.0.11:8080', '10.0.0.12:8080'] }] };
 
@@ -55,6 +55,15 @@ describe('socket LB config', () => {
     ]);
     expect((err as Error).message).not.toContain('\n');
     expect((err as ValidationError).status).toBe(400);
+  });
+});
+
+describe('instance names', () => {
+  it('a name that is not [\\w-]{1,40} never becomes a path (a caller other than the CLI included)', () => {
+    expect(statePath('qa-1_b')).toBe('/run/ebpf-lab/svc-qa-1_b.json');
+    for (const bad of ['x/../../../tmp/f', '..', 'a b', '', 'x'.repeat(41)]) {
+      for (const f of [statePath, pinDir, lockPath]) expect(() => f(bad), `${f.name}(${JSON.stringify(bad)})`).toThrow(/^malformed instance name .* \(letters, digits, _ and -, at most 40\)$/);
+    }
   });
 });
 

@@ -58,6 +58,14 @@ export interface NormSvcConfig {
 }
 
 export const DEFAULT_RING = socket_lb_limits.SVC_DEFAULT_RING;
+
+/**
+ * An instance name becomes part of paths (/sys/fs/bpf/ebpf-lab/svc-NAME, /run/ebpf-lab/svc-NAME.json):
+ * a slash or ".." would let `svc stop --instance` remove files outside the lab's directories.
+ */
+export const INSTANCE_NAME = /^[\w-]{1,40}$/;
+export const INSTANCE_RULE = 'letters, digits, _ and -, at most 40';
+export const validInstance = (v: unknown): v is string => typeof v === 'string' && INSTANCE_NAME.test(v);
 export const MAX_RING = 65537;
 
 function int(v: unknown, what: string, min: number, max: number, dflt: number): number {
@@ -113,7 +121,7 @@ export function validateSvcConfig(c: SvcConfig): NormSvcConfig {
   for (const k of Object.keys(c)) if (!known.has(k)) problems.push(new ValidationError(`unknown key "${k}" (known: ${[...known].join(', ')})`));
   if (typeof c.cgroup !== 'string' || !c.cgroup || c.cgroup.includes('..')) problems.push(new ValidationError(`"cgroup" must be a cgroup2 path such as /ebpf-lab/clients, got ${JSON.stringify(c.cgroup)}`));
   const instance = c.instance ?? 'default';
-  if (typeof instance !== 'string' || !/^[\w-]{1,40}$/.test(instance)) problems.push(new ValidationError(`malformed instance name ${JSON.stringify(instance)} (letters, digits, _ and -)`));
+  if (!validInstance(instance)) problems.push(new ValidationError(`malformed instance name ${JSON.stringify(instance)} (${INSTANCE_RULE})`));
   const ringSize = check(() => {
     const r = int(c.ringSize, 'ringSize', 7, MAX_RING, DEFAULT_RING);
     if (!isPrime(r)) throw new ValidationError(`ringSize ${r} must be a prime (Maglev needs one), e.g. 251 or 1021`);

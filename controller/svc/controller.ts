@@ -27,7 +27,7 @@ import { cgroupDir, cgroupId } from '../../common/cgroup.ts';
 import { processAlive, procStart, terminate } from '../../common/host.ts';
 import { withLockWait } from '../../common/lockfile.ts';
 import { writeFileAtomic } from '../../common/state-file.ts';
-import { backendKey, normBackendS, normService, validateSvcConfig, type Algorithm, type NormService, type NormSvcConfig, type ServiceConfig, type SvcConfig } from './config.ts';
+import { INSTANCE_RULE, backendKey, normBackendS, normService, validInstance, validateSvcConfig, type Algorithm, type NormService, type NormSvcConfig, type ServiceConfig, type SvcConfig } from './config.ts';
 
 export const PIN_ROOT = '/sys/fs/bpf/ebpf-lab';
 export const RUN_DIR = '/run/ebpf-lab';
@@ -102,11 +102,19 @@ export class InjectedFault extends Error {
   }
 }
 
-export const pinDir = (instance: string) => path.join(PIN_ROOT, `svc-${instance}`);
-export const statePath = (instance: string) => path.join(RUN_DIR, `svc-${instance}.json`);
-export const lockPath = (instance: string) => path.join(RUN_DIR, `svc-${instance}.lock`);
 /** starts hold this while they check for overlapping instances and attach (not an instance name: those are [\w-]) */
 const START_LOCK = '.start';
+/**
+ * The CLI and the config check names first; this is the last line for any other caller: a name
+ * with "/" or ".." would put pins, state and their removal outside the lab's directories.
+ */
+function named(instance: string, lock = false): string {
+  if (!validInstance(instance) && !(lock && instance === START_LOCK)) throw new ValidationError(`malformed instance name ${JSON.stringify(instance)} (${INSTANCE_RULE})`);
+  return instance;
+}
+export const pinDir = (instance: string) => path.join(PIN_ROOT, `svc-${named(instance)}`);
+export const statePath = (instance: string) => path.join(RUN_DIR, `svc-${named(instance)}.json`);
+export const lockPath = (instance: string) => path.join(RUN_DIR, `svc-${named(instance, true)}.lock`);
 
 /**
  * Programs attached with BPF_F_ALLOW_MULTI run for the cgroup and every cgroup below it, so two
