@@ -31,6 +31,12 @@ describe('socket LB config', () => {
     [{ ...ok, services: [{ vip: 'tcp://10.96.0.10:80', backends: [{ address: '10.0.0.1', weight: 0 }] }] }, /weight 0/],
     [{ ...ok, services: [{ vip: 'tcp://10.96.0.10:80', backends: ['10.0.0.1'], algorithm: 'rr' }] }, /algorithm/],
     [{ ...ok, services: [ok.services[0], ok.services[0]] }, /duplicate service/],
+    // misspelt or foreign keys were dropped: `algoritm: random` ran Maglev, `healthcheck: true` no checks
+    [{ ...ok, services: [{ ...ok.services[0], algoritm: 'random' }] }, /^services\[0\] \(tcp:\/\/10\.96\.0\.10:80\): unknown key "algoritm" \(known: vip, backends, algorithm, healthCheck\)$/],
+    [{ ...ok, services: [{ ...ok.services[0], healthcheck: true }] }, /^services\[0\] \(tcp:\/\/10\.96\.0\.10:80\): unknown key "healthcheck"/],
+    [{ ...ok, services: [{ vip: 'tcp://10.96.0.10:80', backends: [{ address: '10.0.0.1', mac: '02:00:00:00:00:01' }] }] }, /^services\[0\]\.backends\[0\]: unknown key "mac" \(known: address, port, weight; mac and egress are the XDP LB's\)$/],
+    [{ ...ok, services: [{ vip: 'tcp://10.96.0.10:80', backends: [{ address: '10.0.0.1', egress: 'eth0' }] }] }, /^services\[0\]\.backends\[0\]: unknown key "egress"/],
+    [{ ...ok, services: [{ vip: 'tcp://10.96.0.10:80', backends: [{ address: '10.0.0.1', wieght: 2 }] }] }, /^services\[0\]\.backends\[0\]: unknown key "wieght" \(known: address, port, weight\)$/],
     [{ ...ok, maxServices: 1, services: [ok.services[0], { vip: 'tcp://10.96.0.11:80', backends: ['10.0.0.1'] }] }, /maxServices/],
     [{ ...ok, maxBackends: 1 }, /maxBackends/],
     [{ ...ok, maxServices: 1 << 20, ringSize: 65537 }, /too large/],

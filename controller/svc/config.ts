@@ -85,7 +85,18 @@ function at<T>(where: string, f: () => T): T {
   }
 }
 
+const SERVICE_KEYS = ['vip', 'backends', 'algorithm', 'healthCheck'];
+const BACKEND_KEYS = ['address', 'port', 'weight'];
+
+/** a misspelt key would otherwise be a setting silently not made (`algoritm: random` ran Maglev) */
+function unknownKey(o: object, known: string[], where: string, extra = ''): void {
+  const k = Object.keys(o).find((x) => !known.includes(x));
+  if (k !== undefined) throw new ValidationError(`${where}: unknown key "${k}" (known: ${known.join(', ')}${extra})`);
+}
+
 export function normBackendS(spec: VipSpec, b: string | BackendConfig, where: string): NormBackendS {
+  // the XDP LB's normBackend also takes mac and egress, which mean nothing to a socket rewrite
+  if (b && typeof b === 'object') unknownKey(b, BACKEND_KEYS, where, ['mac', 'egress'].some((k) => k in b) ? '; mac and egress are the XDP LB\'s' : '');
   const n = at(where, () => normBackend(spec, b, where));
   // the rewrite changes the address a socket connects to, never its family
   if (n.address.includes(':') !== (spec.family === 6)) throw new ValidationError(`${where}: backend ${n.address} is not IPv${spec.family} like the VIP; a socket cannot change its address family`);
@@ -96,6 +107,7 @@ export function normService(s: ServiceConfig, where: string, allowEmpty = false)
   if (!s || typeof s !== 'object' || typeof s.vip !== 'string') throw new ValidationError(`${where}: needs "vip": "tcp://ADDR:PORT"`);
   const spec = at(`${where}.vip`, () => parseVip(s.vip));
   const id = vipString(spec);
+  unknownKey(s, SERVICE_KEYS, `${where} (${id})`);
   if (!Array.isArray(s.backends)) throw new ValidationError(`${where} (${id}): "backends" must be a list`);
   if (!allowEmpty && s.backends.length === 0) throw new ValidationError(`${where} (${id}): zero backends; a service needs at least one`);
   const algorithm = s.algorithm ?? 'maglev';
