@@ -128,6 +128,32 @@ describe('rings', () => {
     expect(ringOf(svc('random', [1, 1], ['down', 'draining']), ids, 251)).toEqual([]);
   });
 
+  // the ring filled before the last backends got the one slot each was promised: weights
+  // [1000,1,1] on 251 never chose the third backend
+  it('random: every live backend gets a slot, the rest of the ring is shared by weight and the ring is full', () => {
+    const r = ringOf(svc('random', [1000, 1, 1]), ids, 251);
+    expect(r).toHaveLength(251);
+    const n = (id: number) => r.filter((x) => x === id).length;
+    expect([n(0), n(1), n(2)]).toEqual([249, 1, 1]);
+    const ids10 = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`10.0.0.${i + 1}:80`, i]));
+    const r7 = ringOf(svc('random', [1, 1, 1, 1, 1, 1, 100]), ids10, 7);
+    expect(new Set(r7)).toEqual(new Set([0, 1, 2, 3, 4, 5, 6]));
+    // shares by weight once each has its slot: [5,3] on 7 → 1+3.125 and 1+1.875 → 4 and 3
+    const r53 = ringOf(svc('random', [5, 3]), ids, 7);
+    expect([r53.filter((x) => x === 0).length, r53.filter((x) => x === 1).length]).toEqual([4, 3]);
+    // weights that fit are listed as they are (the data plane picks among `count` slots)
+    expect(ringOf(svc('random', [3, 1]), ids, 7)).toEqual([0, 0, 0, 1]);
+  });
+
+  // 10 backends on a ring of 7: three were never used and validation said nothing
+  it('a service with more backends than ring slots is refused, for Maglev too', () => {
+    const ten = Array.from({ length: 10 }, (_, i) => `10.0.0.${i + 1}:8080`);
+    for (const algorithm of ['random', 'maglev'] as const) {
+      expect(() => validateSvcConfig({ ...ok, ringSize: 7, services: [{ vip: 'tcp://10.96.0.10:80', algorithm, backends: ten }] })).toThrow(/^services\[0\] \(tcp:\/\/10\.96\.0\.10:80\): 10 backends but ringSize is 7: each backend needs a ring slot of its own; raise ringSize to a prime ≥ 10 \(e\.g\. 11\) or split the service$/);
+    }
+    expect(validateSvcConfig({ ...ok, ringSize: 11, services: [{ vip: 'tcp://10.96.0.10:80', backends: ten }] }).services[0]!.backends).toHaveLength(10);
+  });
+
   it('a service parsed from CLI input is validated like a config entry', () => {
     expect(() => normService({ vip: 'tcp://10.96.0.10:80', backends: ['10.0.0.1', 'not-an-ip'] }, 'x')).toThrow(/malformed/);
   });

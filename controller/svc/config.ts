@@ -146,7 +146,16 @@ export function validateSvcConfig(c: SvcConfig): NormSvcConfig {
   for (const [k, v] of Object.entries(health)) if (!Number.isInteger(v) || (v as number) <= 0) problems.push(new ValidationError(`healthCheck.${k} must be a positive integer`));
   const services: NormService[] = [];
   if (!Array.isArray(c.services)) problems.push(new ValidationError('"services" must be a list'));
-  else c.services.forEach((s, i) => check(() => void services.push(normService(s, `services[${i}]`)), undefined));
+  else {
+    c.services.forEach((s, i) => {
+      const n = check(() => normService(s, `services[${i}]`), null);
+      if (!n) return;
+      services.push(n);
+      // a ring lists every backend at least once (random and Maglev alike): with more backends
+      // than slots some would never be chosen, and nothing would say so
+      if (ringSize !== null && n.backends.length > ringSize) problems.push(new ValidationError(`services[${i}] (${n.id}): ${n.backends.length} backends but ringSize is ${ringSize}: each backend needs a ring slot of its own; raise ringSize to a prime ≥ ${n.backends.length} (e.g. ${nextPrime(n.backends.length)}) or split the service`));
+    });
+  }
   const ids = new Set<string>();
   for (const s of services) {
     if (ids.has(s.id)) problems.push(new ValidationError(`duplicate service ${s.id}`, 409));
@@ -159,6 +168,13 @@ export function validateSvcConfig(c: SvcConfig): NormSvcConfig {
   if (err) throw err;
   // (each null above is a problem: none is left here)
   return { cgroup: c.cgroup, instance, ringSize: ringSize!, maxServices: maxServices!, maxBackends: maxBackends!, health, services };
+}
+
+/** the smallest prime ≥ n (a ringSize to suggest) */
+export function nextPrime(n: number): number {
+  let p = Math.max(2, Math.ceil(n));
+  while (!isPrime(p)) p++;
+  return p;
 }
 
 /**

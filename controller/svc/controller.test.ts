@@ -149,6 +149,16 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
     await expect(SvcController.start({ cgroup: lab.cgClientRel, ringSize: 100, services: [] })).rejects.toThrow(/prime/);
     await expect(SvcController.start({ cgroup: '/no/such/cgroup', services: [] })).rejects.toThrow(/does not exist/);
     await expect(SvcController.start({ cgroup: lab.cgClientRel, services: [{ vip: 'tcp://10.96.0.1:80', backends: [] }] })).rejects.toThrow(/zero backends/);
+    // a backend beyond the ring's slots would never be chosen: refused, nothing written
+    const seven = await SvcController.start({ cgroup: lab.cgClientRel, instance: `ring7-${process.pid}`, ringSize: 7, services: [{ vip: 'tcp://10.96.0.60:80', algorithm: 'random', backends: Array.from({ length: 7 }, (_, i) => `10.91.7.${i + 1}:8080`) }] });
+    try {
+      const values = seven.maps.services.lookupBatch();
+      expect(() => seven.addBackend('tcp://10.96.0.60:80', '10.91.7.8:8080', 0)).toThrow(/^tcp:\/\/10\.96\.0\.60:80: 8 backends but the instance's ringSize is 7: each backend needs a ring slot of its own; remove one, or start the instance again with a ringSize of at least 11$/);
+      expect(seven.maps.services.lookupBatch()).toEqual(values);
+      expect(seven.model.services['tcp://10.96.0.60:80']!.backends).toHaveLength(7);
+    } finally {
+      seven.close();
+    }
   });
 
   it('pinned instance: changed from a second controller (what the CLI does), then stopped with nothing left', async () => {

@@ -27,7 +27,7 @@ import { cgroupDir, cgroupId } from '../../common/cgroup.ts';
 import { processAlive, procStart, terminate } from '../../common/host.ts';
 import { withLockWait } from '../../common/lockfile.ts';
 import { writeFileAtomic } from '../../common/state-file.ts';
-import { INSTANCE_RULE, backendKey, normBackendS, normService, validInstance, validateSvcConfig, type Algorithm, type NormService, type NormSvcConfig, type ServiceConfig, type SvcConfig } from './config.ts';
+import { INSTANCE_RULE, backendKey, nextPrime, normBackendS, normService, validInstance, validateSvcConfig, type Algorithm, type NormService, type NormSvcConfig, type ServiceConfig, type SvcConfig } from './config.ts';
 
 export const PIN_ROOT = '/sys/fs/bpf/ebpf-lab';
 export const RUN_DIR = '/run/ebpf-lab';
@@ -196,10 +196,28 @@ export function ringOf(s: ServiceState, ids: Record<string, number>, ringSize: n
   const live = s.backends.filter((b) => b.state === 'active' && b.weight > 0);
   if (live.length === 0) return [];
   if (s.algorithm === 'maglev') return [...maglevTable(live.map((b) => ({ key: backendKey(b), id: ids[backendKey(b)]!, weight: b.weight })), ringSize)];
+  // a ring with fewer slots than backends cannot list them all (validation refuses such services)
+  if (live.length > ringSize) throw new ValidationError(`${s.id}: ${live.length} live backends do not fit a ring of ${ringSize} slots`, 409);
+  const total = live.reduce((n, b) => n + b.weight, 0);
+  let counts = live.map((b) => b.weight);
+  if (total > ringSize) {
+    // Scaling every weight down and flooring let a heavy backend fill the ring before the light
+    // ones got their slot ([1000,1,1] on 251: the third never chosen). Each gets its one slot first;
+    // the rest are shared by weight, largest remainders first, so the ring is exactly full.
+    const rest = ringSize - live.length;
+    const exact = live.map((b) => (b.weight * rest) / total);
+    counts = exact.map((x) => 1 + Math.floor(x));
+    let left = ringSize - counts.reduce((a, b) => a + b, 0);
+    const byRemainder = exact.map((x, i) => [x - Math.floor(x), i] as const).sort((a, b) => b[0] - a[0] || a[1] - b[1]);
+    for (const [, i] of byRemainder) {
+      if (left-- <= 0) break;
+      counts[i]!++;
+    }
+  }
   const out: number[] = [];
-  // weights scaled so the whole ring fits: each live backend keeps at least one slot
-  const scale = Math.min(1, ringSize / live.reduce((n, b) => n + b.weight, 0));
-  for (const b of live) for (let i = 0; i < Math.max(1, Math.floor(b.weight * scale)) && out.length < ringSize; i++) out.push(ids[backendKey(b)]!);
+  live.forEach((b, i) => {
+    for (let k = 0; k < counts[i]!; k++) out.push(ids[backendKey(b)]!);
+  });
   return out;
 }
 
@@ -462,6 +480,11 @@ export class SvcController {
       ids[k] = nextId;
       taken.add(nextId);
       fresh.push(k);
+    }
+    // every listed backend (drained and down ones too: they may come back) needs a slot of its own
+    for (const id of touched) {
+      const n = after(id).backends.length;
+      if (n > R) throw new ValidationError(`${id}: ${n} backends but the instance's ringSize is ${R}: each backend needs a ring slot of its own; remove one, or start the instance again with a ringSize of at least ${nextPrime(n)}`, 409);
     }
     // rings of touched services; unchanged rings are not rewritten
     const rings = new Map<string, number[]>();
