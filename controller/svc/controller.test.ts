@@ -344,6 +344,46 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
     }
   });
 
+  // A daemon (health intervalMs 300, fall 2) never checked a backend added by `svc backend add`
+  // from another shell: 15 s later a dead one was still active and given connections. Its watched
+  // set followed only its own changes.
+  it('health checks follow backends added and removed by another process (the CLI) within about an interval', async () => {
+    const net = await import('node:net');
+    const up = net.createServer((c) => c.end());
+    await new Promise<void>((r) => up.listen(0, '127.0.0.1', () => r()));
+    const port = (up.address() as { port: number }).port;
+    const gone = net.createServer();
+    await new Promise<void>((r) => gone.listen(0, '127.0.0.1', () => r()));
+    const dead = (gone.address() as { port: number }).port;
+    await new Promise((r) => gone.close(r));
+    const instance = `hcsync-${process.pid}`;
+    const vip = 'tcp://10.96.0.32:80';
+    const d = await SvcController.start({ cgroup: lab.cgClientRel, instance, healthCheck: { intervalMs: 100, timeoutMs: 200, fall: 2, rise: 1 }, services: [{ vip, healthCheck: true, backends: [`127.0.0.1:${port}`] }] }, { pin: true });
+    try {
+      d.enableHealthChecks();
+      const saved = () => (JSON.parse(fs.readFileSync(statePath(instance), 'utf8')) as { services: Record<string, { count: number; backends: { port: number; state: string }[] }> }).services[vip]!;
+      const cli = SvcController.open(instance);
+      cli.addBackend(vip, `127.0.0.1:${dead}`);
+      cli.close();
+      const t0 = Date.now();
+      while (Date.now() - t0 < 5000 && !saved().backends.some((b) => b.port === dead && b.state === 'down')) await new Promise((r) => setTimeout(r, 50));
+      expect(saved().backends.map((b) => `${b.port}:${b.state}`).sort(), 'the added backend, checked by the daemon').toEqual([`${dead}:down`, `${port}:active`].sort());
+      // fall 2 × 100 ms, plus up to one interval to notice the file: well under 2 s
+      expect(Date.now() - t0).toBeLessThan(2000);
+      expect(d.healthWatched()).toEqual([`${vip}|127.0.0.1:${dead}`, `${vip}|127.0.0.1:${port}`].sort());
+      // removed from another process: no longer probed
+      const cli2 = SvcController.open(instance);
+      cli2.removeBackend(vip, `127.0.0.1:${dead}`);
+      cli2.close();
+      for (let i = 0; i < 50 && d.healthWatched().length !== 1; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(d.healthWatched()).toEqual([`${vip}|127.0.0.1:${port}`]);
+    } finally {
+      d.stop();
+      up.close();
+    }
+    expect(fs.existsSync(statePath(instance))).toBe(false);
+  });
+
   it('leaves no programs, links, cgroups or namespaces behind', async () => {
     svc.close();
     await lab.dispose();

@@ -394,6 +394,7 @@ export class SvcController {
     fs.mkdirSync(RUN_DIR, { recursive: true });
     const sp = statePath(this.model.config.instance);
     writeFileAtomic(sp, JSON.stringify(this.model));
+    this.seenStamp = this.stateStamp();
   }
 
   get instance(): string {
@@ -672,6 +673,36 @@ export class SvcController {
       (this.pinned ? withLock(this.instance, change) : Promise.resolve().then(change)).catch((e: Error) => log(`health change of ${key} not applied: ${e.message}`));
     });
     this.syncHealth();
+    // `svc backend add/remove` from another shell change only the state file: without a look at it
+    // here a backend added so was never checked (a dead one kept its connections) and a removed one
+    // was probed forever. A stat per interval is cheap; the file is re-read only when it changed.
+    if (this.pinned && !this.stateTimer) {
+      this.stateTimer = setInterval(() => {
+        try {
+          if (this.stateStamp() !== this.seenStamp) this.reload();
+        } catch (e) {
+          log(`state file not re-read: ${(e as Error).message}`);
+        }
+      }, this.model.config.health.intervalMs);
+      this.stateTimer.unref();
+    }
+  }
+
+  private stateTimer: NodeJS.Timeout | null = null;
+  /** the state file as last read or written here (inode, size, mtime: writes replace it by rename) */
+  private seenStamp = '';
+  private stateStamp(): string {
+    try {
+      const st = fs.statSync(statePath(this.instance), { bigint: true });
+      return `${st.ino}:${st.size}:${st.mtimeNs}`;
+    } catch {
+      return '';
+    }
+  }
+
+  /** the health checks' watch keys (service|backend), for tests and diagnostics */
+  healthWatched(): string[] {
+    return [...this.watched].sort();
   }
 
   private syncHealth(): void {
@@ -691,15 +722,24 @@ export class SvcController {
 
   private watched = new Set<string>();
 
-  /** re-read the state file of a pinned instance (another process may have changed it) */
+  /**
+   * Re-read the state file of a pinned instance (another process may have changed it), and follow
+   * its backends with the health checks: the watched set is the model's, whichever process wrote it.
+   */
   reload(): void {
-    if (this.pinned && fs.existsSync(statePath(this.instance))) this.model = JSON.parse(fs.readFileSync(statePath(this.instance), 'utf8')) as Model;
+    if (!this.pinned) return;
+    const stamp = this.stateStamp();
+    if (!stamp) return;
+    this.model = JSON.parse(fs.readFileSync(statePath(this.instance), 'utf8')) as Model;
+    this.seenStamp = stamp;
+    this.syncHealth();
   }
 
   /** detach and free everything this controller made (and, pinned, its pins and state file) */
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.stateTimer) clearInterval(this.stateTimer);
     this.health?.stop();
     for (const l of this.links.reverse()) l.close();
     for (const m of this.ownedMaps) m.close();
