@@ -89,6 +89,29 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
     expect(st.recvmsg).toBeGreaterThanOrEqual(10);
   });
 
+  // An AF_INET6 socket naming ::ffff:<VIP> talks IPv4, but only connect6/sendmsg6/recvmsg6 see
+  // it: TCP and connected UDP failed with ENETUNREACH (the v6 lookup missed, the VIP was dialled
+  // as is), and unconnected UDP replies showed the backend (recvmsg6 missed the IPv4 reverse entry)
+  it('an IPv6 socket calling an IPv4 service by ::ffff:VIP is balanced, and sees ::ffff:VIP as its peer', async () => {
+    const mapped = (p: number) => `[::ffff:10.96.0.10]:${p}`;
+    // one of each first: unbalanced, each would wait out its 3 s timeout
+    for (const proto of ['tcp', 'udp', 'udpc']) expect((await once(proto, '::ffff:10.96.0.10', proto === 'tcp' ? 80 : 53))[0], proto).toMatchObject({ reply: expect.stringMatching(/^10\.91\.0\.\d+:8080$/) });
+    const tcp = await once('tcp', '::ffff:10.96.0.10', 80, 30);
+    expect(tcp.filter((r) => r.error)).toEqual([]);
+    expect(new Set(tcp.map((r) => r.reply))).toEqual(new Set(lab.backends4.map((b) => `${b}:8080`)));
+    if (svc.model.getpeername) for (const r of tcp) expect(r.peer, 'getpeername()').toBe(mapped(80));
+    const un = await once('udp', '::ffff:10.96.0.10', 53, 10);
+    expect(un.filter((r) => r.error)).toEqual([]);
+    for (const r of un) {
+      expect(r.reply).toMatch(/^10\.91\.0\.\d+:8080$/);
+      expect(r.peer, 'recvfrom() source').toBe(mapped(53));
+    }
+    const con = await once('udpc', '::ffff:10.96.0.10', 53, 10);
+    expect(con.filter((r) => r.error)).toEqual([]);
+    for (const r of con) expect(r.reply).toMatch(/^10\.91\.0\.\d+:8080$/);
+    if (svc.model.getpeername) for (const r of con) expect(r.peer, 'getpeername()').toBe(mapped(53));
+  });
+
   it('backend churn: removing the backend of an established connection does not break it; new connections avoid it', async () => {
     const child = execa('sh', ['-c', 'echo $$ > "$0" && exec "$@"', `${lab.cgClient}/cgroup.procs`, 'nsenter', `--net=/run/netns/${lab.clientNs('c')}`, '--', PYTHON, CLIENT_PY, 'hold', '10.96.0.10', '80'], { reject: false });
     const lines: Reply[] = [];
