@@ -188,6 +188,64 @@ describe.skipIf(process.getuid?.() !== 0 || !findCgroup2Root())('pnpm lab svc da
     }
   }, 60_000);
 
+  // svc stop read the daemon record (a dead daemon's) before its lock and not again under it: a
+  // daemon B that took the instance over in between (under the lock) had its pins and state
+  // removed, and went on running with nothing balanced. The race is made certain here: the test
+  // holds the lock while stop waits, with the record as it was before B's takeover, and puts B's
+  // record back (what B's takeover does under the lock) before letting stop in.
+  it('svc stop racing a daemon\'s takeover stops the daemon that owns the instance by then', async () => {
+    const inst = `tk${process.pid}`;
+    const cg = path.join(cgroup2Root(), `ebpf-lab-svc-tk-${process.pid}`);
+    createCgroup(cg);
+    const f = path.join(os.tmpdir(), `svc-tk-${process.pid}.yaml`);
+    fs.writeFileSync(f, `cgroup: ${cg}\ninstance: ${inst}\nservices:\n  - vip: tcp://10.96.76.10:80\n    backends: [10.0.76.11:8080]\n`);
+    const state = `/run/ebpf-lab/svc-${inst}.json`;
+    const lock = `/run/ebpf-lab/svc-${inst}.lock`;
+    const cwd = new URL('../..', import.meta.url).pathname;
+    const daemon = () => execa(NODE, [...LAB, 'svc', 'daemon', '--config', f], { reject: false, cwd, all: true, env: { EBPF_LAB_DEBUG: '' } });
+    const started: ReturnType<typeof daemon>[] = [];
+    let held = false;
+    try {
+      const a = daemon();
+      started.push(a);
+      await untilReady(a, collectOutput([a.all]), /"ready":true/, 30_000, 'svc daemon A');
+      const beforeTakeover = fs.readFileSync(state, 'utf8');
+      a.kill('SIGKILL');
+      await a;
+      const b = daemon();
+      started.push(b);
+      const out = collectOutput([b.all]);
+      await untilReady(b, out, /"ready":true/, 30_000, 'svc daemon B');
+      expect(out()).toMatch(/took over instance/);
+      const afterTakeover = fs.readFileSync(state, 'utf8');
+      expect(tryLock(lock)).toBe(true);
+      held = true;
+      fs.writeFileSync(state, beforeTakeover);
+      const stop = svc('stop', '--instance', inst);
+      await new Promise((r) => setTimeout(r, 1500)); // stop has read the dead daemon's record and waits for the lock
+      fs.writeFileSync(state, afterTakeover);
+      unlock(lock);
+      held = false;
+      const r = await stop;
+      expect(r.stderr).toBe('');
+      expect(r.stdout).toBe(`stopped instance ${inst}: its svc daemon (pid ${b.pid}) exited and removed it`);
+      expect(r.exitCode).toBe(0);
+      const end = await b;
+      expect(end.exitCode).toBe(0);
+      expect(fs.existsSync(state)).toBe(false);
+      expect(fs.existsSync(`/sys/fs/bpf/ebpf-lab/svc-${inst}`)).toBe(false);
+    } finally {
+      if (held) unlock(lock);
+      for (const d of started) {
+        d.kill('SIGKILL');
+        await d;
+      }
+      await svc('stop', '--instance', inst);
+      fs.rmSync(f, { force: true });
+      removeCgroup(cg);
+    }
+  }, 90_000);
+
   it('stays in the foreground without health checks until SIGTERM, then removes its instance', async () => {
     const inst = `fg${process.pid}`;
     const cg = path.join(cgroup2Root(), `ebpf-lab-svc-fg-${process.pid}`);

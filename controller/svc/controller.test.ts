@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SvcController, pinDir, statePath } from './controller.ts';
+import { SvcController, cleanupPins, pinDir, statePath } from './controller.ts';
 import { buildLab, CLIENT_PY, PYTHON, PREFIX, type SockLab } from '../../scenarios/socket-lb/topology.ts';
 import { listNamespaces } from '../../lab/netns.ts';
 import { liveCount } from '../libbpf/index.ts';
@@ -206,6 +206,29 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
     }
     expect(fs.existsSync(pinDir(instance))).toBe(false);
     expect(fs.existsSync(statePath(instance))).toBe(false);
+  });
+
+  // after an instance was removed under it (the svc stop race), a controller's next change wrote
+  // the maps nothing read any more and put the state file back: the instance looked alive
+  it('a change through a controller whose instance was removed meanwhile is refused and does not bring its state file back', async () => {
+    const instance = `gone-${process.pid}`;
+    const d = await SvcController.start({ cgroup: lab.cgClientRel, instance, services: [{ vip: 'tcp://10.96.0.21:80', backends: [`${lab.backends4[0]}:8080`] }] }, { pin: true });
+    try {
+      const cli = SvcController.open(instance);
+      try {
+        cleanupPins(instance); // what svc stop does
+        for (const c of [d, cli]) {
+          expect(() => c.addBackend('tcp://10.96.0.21:80', `${lab.backends4[1]}:8080`)).toThrow(new RegExp(`^socket LB instance "${instance}" was removed \\(svc stop, or its state file deleted\\) while this controller had it open; nothing was written$`));
+          expect(fs.existsSync(statePath(instance))).toBe(false);
+        }
+        expect(d.maps.services.lookupBatch()!.length).toBe(1); // its one service, unchanged
+      } finally {
+        cli.close();
+      }
+    } finally {
+      d.stop();
+    }
+    expect(fs.existsSync(pinDir(instance))).toBe(false);
   });
 
   it('svc daemon --metrics-port: per-service and per-backend counters are exact; svc metrics agrees; a taken port fails with nothing left', async () => {

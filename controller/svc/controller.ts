@@ -380,7 +380,9 @@ export class SvcController {
       throw e;
     }
     const maps = Object.fromEntries(MAP_NAMES.map((n, i) => [n, opened[i]])) as unknown as Maps;
-    return new SvcController(model, maps, null, [], true, opened);
+    const c = new SvcController(model, maps, null, [], true, opened);
+    c.stateKnown = true;
+    return c;
   }
 
   private pinAll(dir: string, links: Link[]): void {
@@ -389,8 +391,24 @@ export class SvcController {
     links.forEach((l, i) => l.pin(path.join(dir, 'links', String(i))));
   }
 
+  /**
+   * A pinned instance removed while this controller had it open (svc stop, the state file deleted):
+   * a change would write into maps nothing reads any more and put its state file back, so that the
+   * instance looked alive with no pins or links behind it.
+   */
+  private checkNotRemoved(): void {
+    if (this.pinned && this.stateKnown && !fs.existsSync(statePath(this.instance))) {
+      throw new LabError(`socket LB instance "${this.instance}" was removed (svc stop, or its state file deleted) while this controller had it open; nothing was written`, `start it again: pnpm lab svc daemon --config FILE (or svc start) --instance ${this.instance}`);
+    }
+  }
+
+  /** the state file has been written or read by this controller (before: a start still making it) */
+  private stateKnown = false;
+
   saveState(): void {
     if (!this.pinned) return;
+    this.checkNotRemoved();
+    this.stateKnown = true;
     fs.mkdirSync(RUN_DIR, { recursive: true });
     const sp = statePath(this.model.config.instance);
     writeFileAtomic(sp, JSON.stringify(this.model));
@@ -455,6 +473,7 @@ export class SvcController {
   }
 
   private commit(changes: Map<string, ServiceState | null>, t0: number): ApplyResult {
+    this.checkNotRemoved(); // before any map write
     const R = this.model.config.ringSize;
     const touched = [...changes].filter(([, v]) => v).map(([k]) => k);
     const removed = [...changes].filter(([, v]) => !v).map(([k]) => k);
@@ -767,23 +786,38 @@ function sameRing(a: number[], b: number[]): boolean {
  * and state are removed here. Returns what was done.
  */
 export async function stopInstance(instance: string): Promise<string> {
-  let d: Model['daemon'];
-  try {
-    d = (JSON.parse(fs.readFileSync(statePath(instance), 'utf8')) as Model).daemon;
-  } catch {
-    /* unreadable: its pins are removed below */
+  const owner = (): Model['daemon'] => {
+    try {
+      const d = (JSON.parse(fs.readFileSync(statePath(instance), 'utf8')) as Model).daemon;
+      return d && daemonAlive(d) ? d : undefined;
+    } catch {
+      return undefined; // unreadable or gone: its pins are removed below
+    }
+  };
+  // A daemon may take the instance over between a look at its record and the lock (it writes itself
+  // in under the lock): the removal went ahead on the dead daemon's record read before, and the new
+  // daemon kept running with nothing behind it. So the record is read again under the lock, and a
+  // live owner found there is stopped through itself, like one found before.
+  for (let round = 0; round < 3; round++) {
+    const d = owner();
+    if (d) return stopDaemon(instance, d);
+    const took = await withLock(instance, () => {
+      const now = owner();
+      if (!now) cleanupPins(instance);
+      return now;
+    });
+    if (!took) return `stopped instance ${instance}`;
   }
-  if (d && daemonAlive(d)) {
-    if (!(await terminate(d.pid, d.startTime))) throw new LabError(`the svc daemon of instance "${instance}" (pid ${d.pid}) did not exit within 10 s of SIGTERM; nothing was removed`, `find out why from its log, or end it with kill -9 ${d.pid} and run pnpm lab svc stop --instance ${instance} again`);
-    // it removes its instance on the way out; what one that failed at that left is removed here
-    const left = fs.existsSync(statePath(instance));
-    if (left) cleanupPins(instance);
-    return `stopped instance ${instance}: its svc daemon (pid ${d.pid}) exited${left ? '; what it left was removed' : ' and removed it'}`;
-  }
-  // under the instance's lock: a `svc backend …` that had opened the instance wrote its state
-  // back after the pins were gone, and the instance looked alive with nothing behind it
-  await withLock(instance, () => cleanupPins(instance));
-  return `stopped instance ${instance}`;
+  throw new LabError(`instance "${instance}" changed owner three times while svc stop ran; nothing was removed`, `pnpm lab svc list --instance ${instance} shows who runs it now; run pnpm lab svc stop --instance ${instance} again`);
+}
+
+/** an instance whose daemon is alive: SIGTERM, and it removes the instance itself */
+async function stopDaemon(instance: string, d: NonNullable<Model['daemon']>): Promise<string> {
+  if (!(await terminate(d.pid, d.startTime))) throw new LabError(`the svc daemon of instance "${instance}" (pid ${d.pid}) did not exit within 10 s of SIGTERM; nothing was removed`, `find out why from its log, or end it with kill -9 ${d.pid} and run pnpm lab svc stop --instance ${instance} again`);
+  // it removes its instance on the way out; what one that failed at that left is removed here
+  const left = fs.existsSync(statePath(instance));
+  if (left) cleanupPins(instance);
+  return `stopped instance ${instance}: its svc daemon (pid ${d.pid}) exited${left ? '; what it left was removed' : ' and removed it'}`;
 }
 
 /** remove an instance's pins (links first: that detaches) and its state file */
