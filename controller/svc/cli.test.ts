@@ -246,6 +246,51 @@ describe.skipIf(process.getuid?.() !== 0 || !findCgroup2Root())('pnpm lab svc da
     }
   }, 90_000);
 
+  // A takeover that swapped one VIP for another at maxServices was refused ("service table full"):
+  // the removed service's index stayed taken during the change. And the fix line of such an error
+  // named --instance default, not the config's instance.
+  it('a takeover swapping a VIP at maxServices is applied; a change that does not fit names the instance in use', async () => {
+    const inst = `sx${process.pid}`;
+    const cg = path.join(cgroup2Root(), `ebpf-lab-svc-sx-${process.pid}`);
+    createCgroup(cg);
+    const f = path.join(os.tmpdir(), `svc-sx-${process.pid}.yaml`);
+    const write = (vip: string, backend: string) => fs.writeFileSync(f, `cgroup: ${cg}\ninstance: ${inst}\nmaxServices: 1\nmaxBackends: 1\nservices:\n  - vip: ${vip}\n    backends: [${backend}]\n`);
+    const cwd = new URL('../..', import.meta.url).pathname;
+    const daemon = () => execa(NODE, [...LAB, 'svc', 'daemon', '--config', f], { reject: false, cwd, all: true, env: { EBPF_LAB_DEBUG: '' } });
+    const started: ReturnType<typeof daemon>[] = [];
+    try {
+      write('tcp://10.96.75.10:80', '10.0.75.11:8080');
+      const a = daemon();
+      started.push(a);
+      await untilReady(a, collectOutput([a.all]), /"ready":true/, 30_000, 'svc daemon A');
+      a.kill('SIGKILL');
+      await a;
+      write('tcp://10.96.75.20:80', '10.0.75.11:8080');
+      const b = daemon();
+      started.push(b);
+      const out = collectOutput([b.all]);
+      await untilReady(b, out, /"ready":true/, 30_000, 'svc daemon B');
+      expect(out()).toMatch(new RegExp(`took over instance ${inst} from svc daemon pid ${a.pid}`));
+      expect((await svc('list', '--instance', inst)).stdout).toMatch(/^tcp:\/\/10\.96\.75\.20:80 {2}\(maglev/m);
+      expect((await svc('list', '--instance', inst)).stdout).not.toMatch(/10\.96\.75\.10/);
+      b.kill('SIGKILL');
+      await b;
+      // a backend swap at maxBackends still does not fit (the old id is read until the switch)
+      write('tcp://10.96.75.20:80', '10.0.75.12:8080');
+      const c = await daemon();
+      expect(c.exitCode).toBe(1);
+      oneError(String(c.all), /^error: backend table full \(maxBackends 1\)$/, new RegExp(`^ {2}fix: pnpm lab svc list --instance ${inst} shows`));
+    } finally {
+      for (const d of started) {
+        d.kill('SIGKILL');
+        await d;
+      }
+      await svc('stop', '--instance', inst);
+      fs.rmSync(f, { force: true });
+      removeCgroup(cg);
+    }
+  }, 90_000);
+
   it('stays in the foreground without health checks until SIGTERM, then removes its instance', async () => {
     const inst = `fg${process.pid}`;
     const cg = path.join(cgroup2Root(), `ebpf-lab-svc-fg-${process.pid}`);

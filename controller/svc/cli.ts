@@ -59,7 +59,8 @@ function readConfig(p: Args): ReturnType<typeof loadSvcConfigFile> {
     if (p.values.instance !== undefined && p.values.instance !== 'default' && cfg && typeof cfg === 'object') cfg.instance = p.values.instance as string;
     // validated here, before the controller starts, so that every config fault is reported as one
     // in the file (a duplicate is not something `svc list` shows); start validates it again (pure)
-    validateSvcConfig(cfg);
+    // the instance in use is the config's unless --instance named one: errors' fix lines name it
+    p.values.instance = validateSvcConfig(cfg).instance;
     return cfg;
   } catch (e) {
     if (e instanceof ValidationError) throw new LabError(e.message.startsWith(`${file}:`) ? e.message : `${file}: ${e.message}`, 'correct the config file where the message points (controller/svc/README.md has an example); nothing was changed');

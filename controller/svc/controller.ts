@@ -4,8 +4,8 @@
 // each step invisible until the last one:
 //   1. backend entries for ids that no ring references yet;
 //   2. each changed service's new ring into the half of its ring pair the data plane is not reading;
-//   3. one update per service value (flips half + count): this is what connects see;
-//   4. deletes of removed services.
+//   3. deletes of removed services (first: the services map has no room beyond maxServices);
+//   4. one update per service value (flips half + count): this is what connects see.
 // Steps 3 and 4 go through an undo list, so a write the kernel refuses puts every service value back
 // and the maps are as they were. Rings are recomputed only for services that changed, which keeps
 // one backend change O(ring) however many services exist.
@@ -433,8 +433,10 @@ export class SvcController {
       if (!old.services[id]) throw new ValidationError(`unknown service ${id}`, 404);
       changes.set(id, null);
     }
-    // indexes of services removed in this change stay taken until the next one (their rings are
-    // read until the delete)
+    // An index of a service removed in this same change is free for a new one: commit writes the
+    // new ring into the half the removed service is not reading, so a connect that read its value
+    // just before the delete still finds its ring. (Kept taken, a takeover that swapped one VIP for
+    // another at maxServices was refused.)
     let usedIdx: Set<number> | null = null; // built only when a new service needs an index
     let freeIdx = 0;
     for (const s of upsert) {
@@ -442,7 +444,7 @@ export class SvcController {
       const keep = new Map(prev?.backends.map((b) => [backendKey(b), b]) ?? []);
       let index = prev?.index;
       if (index === undefined) {
-        usedIdx ??= new Set([...Object.values(old.services).map((x) => x.index), ...[...changes.values()].flatMap((x) => (x ? [x.index] : []))]);
+        usedIdx ??= new Set([...Object.values(old.services).filter((x) => changes.get(x.id) !== null).map((x) => x.index), ...[...changes.values()].flatMap((x) => (x ? [x.index] : []))]);
         while (usedIdx.has(freeIdx)) freeIdx++;
         if (freeIdx >= old.config.maxServices) throw new ValidationError(`service table full (maxServices ${old.config.maxServices}); remove a service or restart with a larger maxServices`, 409);
         index = freeIdx;
@@ -508,12 +510,15 @@ export class SvcController {
     }
     // rings of touched services; unchanged rings are not rewritten
     const rings = new Map<string, number[]>();
+    const freedIdx = new Map(removed.map((id) => [this.model.services[id]!.index, this.model.services[id]!]));
     for (const id of touched) {
       const s = after(id);
       const ring = ringOf(s, ids, R);
       const prev = this.model.services[id];
       if (prev && prev.algorithm === s.algorithm && prev.count === ring.length && sameRing(ringOf(prev, this.model.backendIds, R), ring)) continue;
-      s.half = prev ? 1 - prev.half : 0;
+      // a new service on the index of one removed in this change: the half that one is not reading
+      const freed = prev ? undefined : freedIdx.get(s.index);
+      s.half = prev ? 1 - prev.half : freed ? 1 - freed.half : 0;
       s.count = ring.length;
       rings.set(id, ring);
     }
@@ -525,7 +530,8 @@ export class SvcController {
       this.maps.backend_hits.set(ids[k]!, 0n); // the id's counter starts at zero for its new owner
       writes += 2;
     }
-    // a new service's counter likewise (its index is not read before the switch below)
+    // a new service's counter likewise (its index is not read before the switch below; on a
+    // reused index the removed service's last connects before its delete count to the new one)
     for (const id of touched) {
       if (this.model.services[id]) continue;
       this.maps.service_hits.set(after(id).index, 0n);
@@ -540,10 +546,20 @@ export class SvcController {
     }
     for (let i = 0; i < batch.length; i += 65536) this.maps.svc_ring.updateBatch(batch.slice(i, i + 65536));
     writes += batch.length;
-    // 3 + 4. service values (the switch) and deletes, undone together on failure
+    // 3 + 4. deletes and service values (the switch), undone together on failure
     const undo: (() => void)[] = [];
     let n = 0;
     try {
+      // deletes first: the services map holds maxServices entries, so a change that swaps a VIP for
+      // another at that limit has no room for the new key until the old one is gone (E2BIG)
+      for (const id of removed) {
+        if (this.failAfter !== null && n >= this.failAfter) throw new InjectedFault(n);
+        const k = svcKey(parseVip(id));
+        const before = this.maps.services.get(k);
+        this.maps.services.delete(k);
+        if (before) undo.push(() => this.maps.services.set(k, before));
+        n++;
+      }
       for (const id of rings.keys()) {
         if (this.failAfter !== null && n >= this.failAfter) throw new InjectedFault(n);
         const s = after(id);
@@ -551,14 +567,6 @@ export class SvcController {
         const before = this.maps.services.get(k);
         this.maps.services.set(k, { index: s.index, count: s.count, alg: ALG_NUM[s.algorithm], half: s.half, _pad: 0 });
         undo.push(() => (before ? this.maps.services.set(k, before) : this.maps.services.delete(k)));
-        n++;
-      }
-      for (const id of removed) {
-        if (this.failAfter !== null && n >= this.failAfter) throw new InjectedFault(n);
-        const k = svcKey(parseVip(id));
-        const before = this.maps.services.get(k);
-        this.maps.services.delete(k);
-        if (before) undo.push(() => this.maps.services.set(k, before));
         n++;
       }
     } catch (e) {
