@@ -90,26 +90,52 @@ static __always_inline void count(__u32 i)
 		(*c)++;
 }
 
-static __always_inline void read_addr(struct bpf_sock_addr *ctx, __u8 family, __u8 *out)
+/* An AF_INET6 socket (dual-stack, the default) that names ::ffff:a.b.c.d talks IPv4: the kernel
+ * hands connect/sendmsg on to the IPv4 path without running connect4/sendmsg4 for a TCP or
+ * connected-UDP socket, so the v6 hook is the only chance to balance it, and the service and the
+ * backend are the IPv4 ones. As Cilium's sock6_xlate_v4_in_v6: such an address is looked up under
+ * its IPv4 key and written back in ::ffff: form (unconnected UDP is sent through sendmsg4, but its
+ * replies reach the socket's recvmsg6 in ::ffff: form; the reverse entry is the IPv4 one).
+ *
+ * read_addr: the address a hook was given, as a key's 16 bytes; returns the key's family: the
+ * hook's, or IPv4 for ::ffff:0:0/96 in a v6 hook. All four words are read whatever they hold: the verifier refuses a
+ * context field read through a computed offset, which is what the compiler makes of a read of
+ * user_ip6[3] or user_ip6[0] depending on a branch. */
+static __always_inline __u8 read_addr(struct bpf_sock_addr *ctx, __u8 hook, __u8 *out)
 {
 	__u32 w[4] = {};
-	if (family == SVC_AF_INET) {
+	__u8 family = hook;
+	if (hook == SVC_AF_INET) {
 		w[0] = ctx->user_ip4;
 	} else {
-		w[0] = ctx->user_ip6[0];
-		w[1] = ctx->user_ip6[1];
-		w[2] = ctx->user_ip6[2];
-		w[3] = ctx->user_ip6[3];
+		__u32 a = ctx->user_ip6[0], b = ctx->user_ip6[1], c = ctx->user_ip6[2], d = ctx->user_ip6[3];
+		if (a == 0 && b == 0 && c == bpf_htonl(0xffff)) {
+			w[0] = d;
+			family = SVC_AF_INET;
+		} else {
+			w[0] = a;
+			w[1] = b;
+			w[2] = c;
+			w[3] = d;
+		}
 	}
 	__builtin_memcpy(out, w, 16);
+	return family;
 }
 
-static __always_inline void write_addr(struct bpf_sock_addr *ctx, __u8 family, const __u8 *addr, __u16 port)
+/* hook: the hook's family (which fields hold the address); family: the address's (IPv4 in a v6
+ * hook is written back as ::ffff:a.b.c.d) */
+static __always_inline void write_addr(struct bpf_sock_addr *ctx, __u8 hook, __u8 family, const __u8 *addr, __u16 port)
 {
 	__u32 w[4];
 	__builtin_memcpy(w, addr, 16);
-	if (family == SVC_AF_INET) {
+	if (hook == SVC_AF_INET) {
 		ctx->user_ip4 = w[0];
+	} else if (family == SVC_AF_INET) {
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = bpf_htonl(0xffff);
+		ctx->user_ip6[3] = w[0];
 	} else {
 		ctx->user_ip6[0] = w[0];
 		ctx->user_ip6[1] = w[1];
@@ -120,10 +146,10 @@ static __always_inline void write_addr(struct bpf_sock_addr *ctx, __u8 family, c
 }
 
 /* 1: not a service or rewritten; 0: a service without backends (the caller gets EPERM) */
-static __always_inline int xlate_fwd(struct bpf_sock_addr *ctx, __u8 family, __u32 stat)
+static __always_inline int xlate_fwd(struct bpf_sock_addr *ctx, __u8 hook, __u32 stat)
 {
 	struct svc_key k = {};
-	read_addr(ctx, family, k.addr);
+	__u8 family = read_addr(ctx, hook, k.addr);
 	k.port = (__u16)ctx->user_port;
 	k.proto = (__u8)ctx->protocol;
 	k.family = family;
@@ -158,7 +184,7 @@ static __always_inline int xlate_fwd(struct bpf_sock_addr *ctx, __u8 family, __u
 	struct revnat_val rv = { .port = k.port };
 	__builtin_memcpy(rv.addr, k.addr, 16);
 	bpf_map_update_elem(&revnat, &rk, &rv, BPF_ANY);
-	write_addr(ctx, family, b->addr, b->port);
+	write_addr(ctx, hook, family, b->addr, b->port);
 	count(stat);
 	bump(&backend_hits, *id);
 	bump(&service_hits, s->index);
@@ -166,14 +192,15 @@ static __always_inline int xlate_fwd(struct bpf_sock_addr *ctx, __u8 family, __u
 }
 
 /* the peer a socket reports (datagram source, getpeername) is a backend it reached through a VIP: show the VIP */
-static __always_inline int xlate_rev(struct bpf_sock_addr *ctx, __u8 family, __u32 stat)
+static __always_inline int xlate_rev(struct bpf_sock_addr *ctx, __u8 hook, __u32 stat)
 {
-	struct revnat_key rk = { .cookie = bpf_get_socket_cookie(ctx), .port = (__u16)ctx->user_port, .family = family };
-	read_addr(ctx, family, rk.addr);
+	struct revnat_key rk = { .cookie = bpf_get_socket_cookie(ctx), .port = (__u16)ctx->user_port };
+	__u8 family = read_addr(ctx, hook, rk.addr);
+	rk.family = family;
 	struct revnat_val *v = bpf_map_lookup_elem(&revnat, &rk);
 	if (!v)
 		return 1;
-	write_addr(ctx, family, v->addr, v->port);
+	write_addr(ctx, hook, family, v->addr, v->port);
 	count(stat);
 	return 1;
 }

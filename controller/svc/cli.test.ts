@@ -52,6 +52,24 @@ describe('pnpm lab svc: arguments and errors', () => {
     }
   }, 120_000);
 
+  // `svc stop --instance 'x/../../../tmp/f'` removed /tmp/f.json (the name was joined into the
+  // state path unchecked) and exited 0
+  it('--instance is held to the config\'s rule for instance names on every command: a path is a usage error, nothing touched', async () => {
+    const base = path.join(os.tmpdir(), `svc-inst-${process.pid}`);
+    fs.writeFileSync(`${base}.json`, '{}');
+    try {
+      const inst = `x/../../..${base}`;
+      for (const args of [['stop', '--instance', inst], ['--instance', inst, 'list'], ['backend', 'remove', 'tcp://10.0.0.1:80', '10.0.0.2', `--instance=${inst}`], ['daemon', '--config', '/no/such.yaml', '--instance', 'a b'], ['stats', '--instance', 'x'.repeat(41)]]) {
+        const r = await svc(...args);
+        expect(r.exitCode, args.join(' ')).toBe(2);
+        oneError(r.stderr, /^error: --instance ".*": malformed instance name \(letters, digits, _ and -, at most 40\)$/, /--instance default/);
+      }
+      expect(fs.existsSync(`${base}.json`), 'a file outside the lab\'s directories').toBe(true);
+    } finally {
+      fs.rmSync(`${base}.json`, { force: true });
+    }
+  }, 60_000);
+
   it('options before the command are the command\'s; --weight 0 is accepted like weight 0 elsewhere', async () => {
     const inst = `nope-${process.pid}`;
     for (const args of [['--instance', inst, 'list'], [`--instance=${inst}`, 'backend', 'add', 'tcp://10.0.0.1:80', '10.0.0.2', '--weight', '0'], ['backend', '--instance', inst, 'weight', 'tcp://10.0.0.1:80', '10.0.0.2', '0']]) {
@@ -169,6 +187,109 @@ describe.skipIf(process.getuid?.() !== 0 || !findCgroup2Root())('pnpm lab svc da
       removeCgroup(cg);
     }
   }, 60_000);
+
+  // svc stop read the daemon record (a dead daemon's) before its lock and not again under it: a
+  // daemon B that took the instance over in between (under the lock) had its pins and state
+  // removed, and went on running with nothing balanced. The race is made certain here: the test
+  // holds the lock while stop waits, with the record as it was before B's takeover, and puts B's
+  // record back (what B's takeover does under the lock) before letting stop in.
+  it('svc stop racing a daemon\'s takeover stops the daemon that owns the instance by then', async () => {
+    const inst = `tk${process.pid}`;
+    const cg = path.join(cgroup2Root(), `ebpf-lab-svc-tk-${process.pid}`);
+    createCgroup(cg);
+    const f = path.join(os.tmpdir(), `svc-tk-${process.pid}.yaml`);
+    fs.writeFileSync(f, `cgroup: ${cg}\ninstance: ${inst}\nservices:\n  - vip: tcp://10.96.76.10:80\n    backends: [10.0.76.11:8080]\n`);
+    const state = `/run/ebpf-lab/svc-${inst}.json`;
+    const lock = `/run/ebpf-lab/svc-${inst}.lock`;
+    const cwd = new URL('../..', import.meta.url).pathname;
+    const daemon = () => execa(NODE, [...LAB, 'svc', 'daemon', '--config', f], { reject: false, cwd, all: true, env: { EBPF_LAB_DEBUG: '' } });
+    const started: ReturnType<typeof daemon>[] = [];
+    let held = false;
+    try {
+      const a = daemon();
+      started.push(a);
+      await untilReady(a, collectOutput([a.all]), /"ready":true/, 30_000, 'svc daemon A');
+      const beforeTakeover = fs.readFileSync(state, 'utf8');
+      a.kill('SIGKILL');
+      await a;
+      const b = daemon();
+      started.push(b);
+      const out = collectOutput([b.all]);
+      await untilReady(b, out, /"ready":true/, 30_000, 'svc daemon B');
+      expect(out()).toMatch(/took over instance/);
+      const afterTakeover = fs.readFileSync(state, 'utf8');
+      expect(tryLock(lock)).toBe(true);
+      held = true;
+      fs.writeFileSync(state, beforeTakeover);
+      const stop = svc('stop', '--instance', inst);
+      await new Promise((r) => setTimeout(r, 1500)); // stop has read the dead daemon's record and waits for the lock
+      fs.writeFileSync(state, afterTakeover);
+      unlock(lock);
+      held = false;
+      const r = await stop;
+      expect(r.stderr).toBe('');
+      expect(r.stdout).toBe(`stopped instance ${inst}: its svc daemon (pid ${b.pid}) exited and removed it`);
+      expect(r.exitCode).toBe(0);
+      const end = await b;
+      expect(end.exitCode).toBe(0);
+      expect(fs.existsSync(state)).toBe(false);
+      expect(fs.existsSync(`/sys/fs/bpf/ebpf-lab/svc-${inst}`)).toBe(false);
+    } finally {
+      if (held) unlock(lock);
+      for (const d of started) {
+        d.kill('SIGKILL');
+        await d;
+      }
+      await svc('stop', '--instance', inst);
+      fs.rmSync(f, { force: true });
+      removeCgroup(cg);
+    }
+  }, 90_000);
+
+  // A takeover that swapped one VIP for another at maxServices was refused ("service table full"):
+  // the removed service's index stayed taken during the change. And the fix line of such an error
+  // named --instance default, not the config's instance.
+  it('a takeover swapping a VIP at maxServices is applied; a change that does not fit names the instance in use', async () => {
+    const inst = `sx${process.pid}`;
+    const cg = path.join(cgroup2Root(), `ebpf-lab-svc-sx-${process.pid}`);
+    createCgroup(cg);
+    const f = path.join(os.tmpdir(), `svc-sx-${process.pid}.yaml`);
+    const write = (vip: string, backend: string) => fs.writeFileSync(f, `cgroup: ${cg}\ninstance: ${inst}\nmaxServices: 1\nmaxBackends: 1\nservices:\n  - vip: ${vip}\n    backends: [${backend}]\n`);
+    const cwd = new URL('../..', import.meta.url).pathname;
+    const daemon = () => execa(NODE, [...LAB, 'svc', 'daemon', '--config', f], { reject: false, cwd, all: true, env: { EBPF_LAB_DEBUG: '' } });
+    const started: ReturnType<typeof daemon>[] = [];
+    try {
+      write('tcp://10.96.75.10:80', '10.0.75.11:8080');
+      const a = daemon();
+      started.push(a);
+      await untilReady(a, collectOutput([a.all]), /"ready":true/, 30_000, 'svc daemon A');
+      a.kill('SIGKILL');
+      await a;
+      write('tcp://10.96.75.20:80', '10.0.75.11:8080');
+      const b = daemon();
+      started.push(b);
+      const out = collectOutput([b.all]);
+      await untilReady(b, out, /"ready":true/, 30_000, 'svc daemon B');
+      expect(out()).toMatch(new RegExp(`took over instance ${inst} from svc daemon pid ${a.pid}`));
+      expect((await svc('list', '--instance', inst)).stdout).toMatch(/^tcp:\/\/10\.96\.75\.20:80 {2}\(maglev/m);
+      expect((await svc('list', '--instance', inst)).stdout).not.toMatch(/10\.96\.75\.10/);
+      b.kill('SIGKILL');
+      await b;
+      // a backend swap at maxBackends still does not fit (the old id is read until the switch)
+      write('tcp://10.96.75.20:80', '10.0.75.12:8080');
+      const c = await daemon();
+      expect(c.exitCode).toBe(1);
+      oneError(String(c.all), /^error: backend table full \(maxBackends 1\)$/, new RegExp(`^ {2}fix: pnpm lab svc list --instance ${inst} shows`));
+    } finally {
+      for (const d of started) {
+        d.kill('SIGKILL');
+        await d;
+      }
+      await svc('stop', '--instance', inst);
+      fs.rmSync(f, { force: true });
+      removeCgroup(cg);
+    }
+  }, 90_000);
 
   it('stays in the foreground without health checks until SIGTERM, then removes its instance', async () => {
     const inst = `fg${process.pid}`;

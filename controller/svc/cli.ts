@@ -11,13 +11,17 @@ import { LabError } from '../../common/errors.ts';
 import { untilSignal } from '../../common/signals.ts';
 import { ValidationError } from '../lb/addr.ts';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
-import { checkBackendArgs, loadSvcConfigFile, validateSvcConfig } from './config.ts';
+import { INSTANCE_RULE, checkBackendArgs, loadSvcConfigFile, validInstance, validateSvcConfig } from './config.ts';
 import { svcRegistry } from './metrics.ts';
 import { SvcController, statePath, stopInstance, withLock, lockPath, type ApplyResult } from './controller.ts';
 import { removeUnderLock } from '../../common/lockfile.ts';
 
 const target = {
-  instance: { type: 'string', valueName: 'NAME', description: 'the socket LB instance', default: 'default' },
+  instance: {
+    type: 'string', valueName: 'NAME', description: 'the socket LB instance', default: 'default',
+    // the name is joined into pin and state paths: checked here, before any of them is touched
+    check: (v) => (validInstance(v) ? undefined : { message: `malformed instance name (${INSTANCE_RULE})`, fix: 'e.g. --instance default; pnpm lab svc list --instance NAME names a running one' }),
+  },
 } as const satisfies Opts;
 const NOTE = '<vip> is tcp://ADDR:PORT or udp://[ADDR6]:PORT; <addr> is ADDR, ADDR:PORT or [ADDR6]:PORT (port defaults to the VIP\'s)';
 
@@ -55,7 +59,8 @@ function readConfig(p: Args): ReturnType<typeof loadSvcConfigFile> {
     if (p.values.instance !== undefined && p.values.instance !== 'default' && cfg && typeof cfg === 'object') cfg.instance = p.values.instance as string;
     // validated here, before the controller starts, so that every config fault is reported as one
     // in the file (a duplicate is not something `svc list` shows); start validates it again (pure)
-    validateSvcConfig(cfg);
+    // the instance in use is the config's unless --instance named one: errors' fix lines name it
+    p.values.instance = validateSvcConfig(cfg).instance;
     return cfg;
   } catch (e) {
     if (e instanceof ValidationError) throw new LabError(e.message.startsWith(`${file}:`) ? e.message : `${file}: ${e.message}`, 'correct the config file where the message points (controller/svc/README.md has an example); nothing was changed');

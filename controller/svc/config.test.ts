@@ -1,7 +1,7 @@
 // Config validation and ring planning of the socket LB: pure logic, no root.
 import { describe, expect, it } from 'vitest';
 import { ValidationError, checkBackendArgs, validateSvcConfig, normService } from './config.ts';
-import { cgroupsNest, findOverlap, ringOf, type ServiceState } from './controller.ts';
+import { cgroupsNest, findOverlap, lockPath, pinDir, ringOf, statePath, type ServiceState } from './controller.ts';
 
 const ok = { cgroup: '/ebpf-lab/clients', services: [{ vip: 'tcp://10.96.0.10:80', backends: ['10.0.0.11:8080', '10.0.0.12:8080'] }] };
 
@@ -31,6 +31,12 @@ describe('socket LB config', () => {
     [{ ...ok, services: [{ vip: 'tcp://10.96.0.10:80', backends: [{ address: '10.0.0.1', weight: 0 }] }] }, /weight 0/],
     [{ ...ok, services: [{ vip: 'tcp://10.96.0.10:80', backends: ['10.0.0.1'], algorithm: 'rr' }] }, /algorithm/],
     [{ ...ok, services: [ok.services[0], ok.services[0]] }, /duplicate service/],
+    // misspelt or foreign keys were dropped: `algoritm: random` ran Maglev, `healthcheck: true` no checks
+    [{ ...ok, services: [{ ...ok.services[0], algoritm: 'random' }] }, /^services\[0\] \(tcp:\/\/10\.96\.0\.10:80\): unknown key "algoritm" \(known: vip, backends, algorithm, healthCheck\)$/],
+    [{ ...ok, services: [{ ...ok.services[0], healthcheck: true }] }, /^services\[0\] \(tcp:\/\/10\.96\.0\.10:80\): unknown key "healthcheck"/],
+    [{ ...ok, services: [{ vip: 'tcp://10.96.0.10:80', backends: [{ address: '10.0.0.1', mac: '02:00:00:00:00:01' }] }] }, /^services\[0\]\.backends\[0\]: unknown key "mac" \(known: address, port, weight; mac and egress are the XDP LB's\)$/],
+    [{ ...ok, services: [{ vip: 'tcp://10.96.0.10:80', backends: [{ address: '10.0.0.1', egress: 'eth0' }] }] }, /^services\[0\]\.backends\[0\]: unknown key "egress"/],
+    [{ ...ok, services: [{ vip: 'tcp://10.96.0.10:80', backends: [{ address: '10.0.0.1', wieght: 2 }] }] }, /^services\[0\]\.backends\[0\]: unknown key "wieght" \(known: address, port, weight\)$/],
     [{ ...ok, maxServices: 1, services: [ok.services[0], { vip: 'tcp://10.96.0.11:80', backends: ['10.0.0.1'] }] }, /maxServices/],
     [{ ...ok, maxBackends: 1 }, /maxBackends/],
     [{ ...ok, maxServices: 1 << 20, ringSize: 65537 }, /too large/],
@@ -55,6 +61,15 @@ describe('socket LB config', () => {
     ]);
     expect((err as Error).message).not.toContain('\n');
     expect((err as ValidationError).status).toBe(400);
+  });
+});
+
+describe('instance names', () => {
+  it('a name that is not [\\w-]{1,40} never becomes a path (a caller other than the CLI included)', () => {
+    expect(statePath('qa-1_b')).toBe('/run/ebpf-lab/svc-qa-1_b.json');
+    for (const bad of ['x/../../../tmp/f', '..', 'a b', '', 'x'.repeat(41)]) {
+      for (const f of [statePath, pinDir, lockPath]) expect(() => f(bad), `${f.name}(${JSON.stringify(bad)})`).toThrow(/^malformed instance name .* \(letters, digits, _ and -, at most 40\)$/);
+    }
   });
 });
 
@@ -111,6 +126,32 @@ describe('rings', () => {
   it('random lists live backends by weight; no live backend → empty ring (the data plane refuses the connect)', () => {
     expect(ringOf(svc('random', [1, 2, 0]), ids, 251)).toEqual([0, 1, 1]);
     expect(ringOf(svc('random', [1, 1], ['down', 'draining']), ids, 251)).toEqual([]);
+  });
+
+  // the ring filled before the last backends got the one slot each was promised: weights
+  // [1000,1,1] on 251 never chose the third backend
+  it('random: every live backend gets a slot, the rest of the ring is shared by weight and the ring is full', () => {
+    const r = ringOf(svc('random', [1000, 1, 1]), ids, 251);
+    expect(r).toHaveLength(251);
+    const n = (id: number) => r.filter((x) => x === id).length;
+    expect([n(0), n(1), n(2)]).toEqual([249, 1, 1]);
+    const ids10 = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`10.0.0.${i + 1}:80`, i]));
+    const r7 = ringOf(svc('random', [1, 1, 1, 1, 1, 1, 100]), ids10, 7);
+    expect(new Set(r7)).toEqual(new Set([0, 1, 2, 3, 4, 5, 6]));
+    // shares by weight once each has its slot: [5,3] on 7 → 1+3.125 and 1+1.875 → 4 and 3
+    const r53 = ringOf(svc('random', [5, 3]), ids, 7);
+    expect([r53.filter((x) => x === 0).length, r53.filter((x) => x === 1).length]).toEqual([4, 3]);
+    // weights that fit are listed as they are (the data plane picks among `count` slots)
+    expect(ringOf(svc('random', [3, 1]), ids, 7)).toEqual([0, 0, 0, 1]);
+  });
+
+  // 10 backends on a ring of 7: three were never used and validation said nothing
+  it('a service with more backends than ring slots is refused, for Maglev too', () => {
+    const ten = Array.from({ length: 10 }, (_, i) => `10.0.0.${i + 1}:8080`);
+    for (const algorithm of ['random', 'maglev'] as const) {
+      expect(() => validateSvcConfig({ ...ok, ringSize: 7, services: [{ vip: 'tcp://10.96.0.10:80', algorithm, backends: ten }] })).toThrow(/^services\[0\] \(tcp:\/\/10\.96\.0\.10:80\): 10 backends but ringSize is 7: each backend needs a ring slot of its own; raise ringSize to a prime ≥ 10 \(e\.g\. 11\) or split the service$/);
+    }
+    expect(validateSvcConfig({ ...ok, ringSize: 11, services: [{ vip: 'tcp://10.96.0.10:80', backends: ten }] }).services[0]!.backends).toHaveLength(10);
   });
 
   it('a service parsed from CLI input is validated like a config entry', () => {

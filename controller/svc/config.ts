@@ -58,6 +58,14 @@ export interface NormSvcConfig {
 }
 
 export const DEFAULT_RING = socket_lb_limits.SVC_DEFAULT_RING;
+
+/**
+ * An instance name becomes part of paths (/sys/fs/bpf/ebpf-lab/svc-NAME, /run/ebpf-lab/svc-NAME.json):
+ * a slash or ".." would let `svc stop --instance` remove files outside the lab's directories.
+ */
+export const INSTANCE_NAME = /^[\w-]{1,40}$/;
+export const INSTANCE_RULE = 'letters, digits, _ and -, at most 40';
+export const validInstance = (v: unknown): v is string => typeof v === 'string' && INSTANCE_NAME.test(v);
 export const MAX_RING = 65537;
 
 function int(v: unknown, what: string, min: number, max: number, dflt: number): number {
@@ -77,7 +85,18 @@ function at<T>(where: string, f: () => T): T {
   }
 }
 
+const SERVICE_KEYS = ['vip', 'backends', 'algorithm', 'healthCheck'];
+const BACKEND_KEYS = ['address', 'port', 'weight'];
+
+/** a misspelt key would otherwise be a setting silently not made (`algoritm: random` ran Maglev) */
+function unknownKey(o: object, known: string[], where: string, extra = ''): void {
+  const k = Object.keys(o).find((x) => !known.includes(x));
+  if (k !== undefined) throw new ValidationError(`${where}: unknown key "${k}" (known: ${known.join(', ')}${extra})`);
+}
+
 export function normBackendS(spec: VipSpec, b: string | BackendConfig, where: string): NormBackendS {
+  // the XDP LB's normBackend also takes mac and egress, which mean nothing to a socket rewrite
+  if (b && typeof b === 'object') unknownKey(b, BACKEND_KEYS, where, ['mac', 'egress'].some((k) => k in b) ? '; mac and egress are the XDP LB\'s' : '');
   const n = at(where, () => normBackend(spec, b, where));
   // the rewrite changes the address a socket connects to, never its family
   if (n.address.includes(':') !== (spec.family === 6)) throw new ValidationError(`${where}: backend ${n.address} is not IPv${spec.family} like the VIP; a socket cannot change its address family`);
@@ -88,6 +107,7 @@ export function normService(s: ServiceConfig, where: string, allowEmpty = false)
   if (!s || typeof s !== 'object' || typeof s.vip !== 'string') throw new ValidationError(`${where}: needs "vip": "tcp://ADDR:PORT"`);
   const spec = at(`${where}.vip`, () => parseVip(s.vip));
   const id = vipString(spec);
+  unknownKey(s, SERVICE_KEYS, `${where} (${id})`);
   if (!Array.isArray(s.backends)) throw new ValidationError(`${where} (${id}): "backends" must be a list`);
   if (!allowEmpty && s.backends.length === 0) throw new ValidationError(`${where} (${id}): zero backends; a service needs at least one`);
   const algorithm = s.algorithm ?? 'maglev';
@@ -113,7 +133,7 @@ export function validateSvcConfig(c: SvcConfig): NormSvcConfig {
   for (const k of Object.keys(c)) if (!known.has(k)) problems.push(new ValidationError(`unknown key "${k}" (known: ${[...known].join(', ')})`));
   if (typeof c.cgroup !== 'string' || !c.cgroup || c.cgroup.includes('..')) problems.push(new ValidationError(`"cgroup" must be a cgroup2 path such as /ebpf-lab/clients, got ${JSON.stringify(c.cgroup)}`));
   const instance = c.instance ?? 'default';
-  if (typeof instance !== 'string' || !/^[\w-]{1,40}$/.test(instance)) problems.push(new ValidationError(`malformed instance name ${JSON.stringify(instance)} (letters, digits, _ and -)`));
+  if (!validInstance(instance)) problems.push(new ValidationError(`malformed instance name ${JSON.stringify(instance)} (${INSTANCE_RULE})`));
   const ringSize = check(() => {
     const r = int(c.ringSize, 'ringSize', 7, MAX_RING, DEFAULT_RING);
     if (!isPrime(r)) throw new ValidationError(`ringSize ${r} must be a prime (Maglev needs one), e.g. 251 or 1021`);
@@ -126,7 +146,16 @@ export function validateSvcConfig(c: SvcConfig): NormSvcConfig {
   for (const [k, v] of Object.entries(health)) if (!Number.isInteger(v) || (v as number) <= 0) problems.push(new ValidationError(`healthCheck.${k} must be a positive integer`));
   const services: NormService[] = [];
   if (!Array.isArray(c.services)) problems.push(new ValidationError('"services" must be a list'));
-  else c.services.forEach((s, i) => check(() => void services.push(normService(s, `services[${i}]`)), undefined));
+  else {
+    c.services.forEach((s, i) => {
+      const n = check(() => normService(s, `services[${i}]`), null);
+      if (!n) return;
+      services.push(n);
+      // a ring lists every backend at least once (random and Maglev alike): with more backends
+      // than slots some would never be chosen, and nothing would say so
+      if (ringSize !== null && n.backends.length > ringSize) problems.push(new ValidationError(`services[${i}] (${n.id}): ${n.backends.length} backends but ringSize is ${ringSize}: each backend needs a ring slot of its own; raise ringSize to a prime ≥ ${n.backends.length} (e.g. ${nextPrime(n.backends.length)}) or split the service`));
+    });
+  }
   const ids = new Set<string>();
   for (const s of services) {
     if (ids.has(s.id)) problems.push(new ValidationError(`duplicate service ${s.id}`, 409));
@@ -139,6 +168,13 @@ export function validateSvcConfig(c: SvcConfig): NormSvcConfig {
   if (err) throw err;
   // (each null above is a problem: none is left here)
   return { cgroup: c.cgroup, instance, ringSize: ringSize!, maxServices: maxServices!, maxBackends: maxBackends!, health, services };
+}
+
+/** the smallest prime ≥ n (a ringSize to suggest) */
+export function nextPrime(n: number): number {
+  let p = Math.max(2, Math.ceil(n));
+  while (!isPrime(p)) p++;
+  return p;
 }
 
 /**

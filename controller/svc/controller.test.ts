@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SvcController, pinDir, statePath } from './controller.ts';
+import { SvcController, cleanupPins, pinDir, statePath } from './controller.ts';
 import { buildLab, CLIENT_PY, PYTHON, PREFIX, type SockLab } from '../../scenarios/socket-lb/topology.ts';
 import { listNamespaces } from '../../lab/netns.ts';
 import { liveCount } from '../libbpf/index.ts';
@@ -89,6 +89,29 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
     expect(st.recvmsg).toBeGreaterThanOrEqual(10);
   });
 
+  // An AF_INET6 socket naming ::ffff:<VIP> talks IPv4, but only connect6/sendmsg6/recvmsg6 see
+  // it: TCP and connected UDP failed with ENETUNREACH (the v6 lookup missed, the VIP was dialled
+  // as is), and unconnected UDP replies showed the backend (recvmsg6 missed the IPv4 reverse entry)
+  it('an IPv6 socket calling an IPv4 service by ::ffff:VIP is balanced, and sees ::ffff:VIP as its peer', async () => {
+    const mapped = (p: number) => `[::ffff:10.96.0.10]:${p}`;
+    // one of each first: unbalanced, each would wait out its 3 s timeout
+    for (const proto of ['tcp', 'udp', 'udpc']) expect((await once(proto, '::ffff:10.96.0.10', proto === 'tcp' ? 80 : 53))[0], proto).toMatchObject({ reply: expect.stringMatching(/^10\.91\.0\.\d+:8080$/) });
+    const tcp = await once('tcp', '::ffff:10.96.0.10', 80, 30);
+    expect(tcp.filter((r) => r.error)).toEqual([]);
+    expect(new Set(tcp.map((r) => r.reply))).toEqual(new Set(lab.backends4.map((b) => `${b}:8080`)));
+    if (svc.model.getpeername) for (const r of tcp) expect(r.peer, 'getpeername()').toBe(mapped(80));
+    const un = await once('udp', '::ffff:10.96.0.10', 53, 10);
+    expect(un.filter((r) => r.error)).toEqual([]);
+    for (const r of un) {
+      expect(r.reply).toMatch(/^10\.91\.0\.\d+:8080$/);
+      expect(r.peer, 'recvfrom() source').toBe(mapped(53));
+    }
+    const con = await once('udpc', '::ffff:10.96.0.10', 53, 10);
+    expect(con.filter((r) => r.error)).toEqual([]);
+    for (const r of con) expect(r.reply).toMatch(/^10\.91\.0\.\d+:8080$/);
+    if (svc.model.getpeername) for (const r of con) expect(r.peer, 'getpeername()').toBe(mapped(53));
+  });
+
   it('backend churn: removing the backend of an established connection does not break it; new connections avoid it', async () => {
     const child = execa('sh', ['-c', 'echo $$ > "$0" && exec "$@"', `${lab.cgClient}/cgroup.procs`, 'nsenter', `--net=/run/netns/${lab.clientNs('c')}`, '--', PYTHON, CLIENT_PY, 'hold', '10.96.0.10', '80'], { reject: false });
     const lines: Reply[] = [];
@@ -149,6 +172,16 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
     await expect(SvcController.start({ cgroup: lab.cgClientRel, ringSize: 100, services: [] })).rejects.toThrow(/prime/);
     await expect(SvcController.start({ cgroup: '/no/such/cgroup', services: [] })).rejects.toThrow(/does not exist/);
     await expect(SvcController.start({ cgroup: lab.cgClientRel, services: [{ vip: 'tcp://10.96.0.1:80', backends: [] }] })).rejects.toThrow(/zero backends/);
+    // a backend beyond the ring's slots would never be chosen: refused, nothing written
+    const seven = await SvcController.start({ cgroup: lab.cgClientRel, instance: `ring7-${process.pid}`, ringSize: 7, services: [{ vip: 'tcp://10.96.0.60:80', algorithm: 'random', backends: Array.from({ length: 7 }, (_, i) => `10.91.7.${i + 1}:8080`) }] });
+    try {
+      const values = seven.maps.services.lookupBatch();
+      expect(() => seven.addBackend('tcp://10.96.0.60:80', '10.91.7.8:8080', 0)).toThrow(/^tcp:\/\/10\.96\.0\.60:80: 8 backends but the instance's ringSize is 7: each backend needs a ring slot of its own; remove one, or start the instance again with a ringSize of at least 11$/);
+      expect(seven.maps.services.lookupBatch()).toEqual(values);
+      expect(seven.model.services['tcp://10.96.0.60:80']!.backends).toHaveLength(7);
+    } finally {
+      seven.close();
+    }
   });
 
   it('pinned instance: changed from a second controller (what the CLI does), then stopped with nothing left', async () => {
@@ -173,6 +206,29 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
     }
     expect(fs.existsSync(pinDir(instance))).toBe(false);
     expect(fs.existsSync(statePath(instance))).toBe(false);
+  });
+
+  // after an instance was removed under it (the svc stop race), a controller's next change wrote
+  // the maps nothing read any more and put the state file back: the instance looked alive
+  it('a change through a controller whose instance was removed meanwhile is refused and does not bring its state file back', async () => {
+    const instance = `gone-${process.pid}`;
+    const d = await SvcController.start({ cgroup: lab.cgClientRel, instance, services: [{ vip: 'tcp://10.96.0.21:80', backends: [`${lab.backends4[0]}:8080`] }] }, { pin: true });
+    try {
+      const cli = SvcController.open(instance);
+      try {
+        cleanupPins(instance); // what svc stop does
+        for (const c of [d, cli]) {
+          expect(() => c.addBackend('tcp://10.96.0.21:80', `${lab.backends4[1]}:8080`)).toThrow(new RegExp(`^socket LB instance "${instance}" was removed \\(svc stop, or its state file deleted\\) while this controller had it open; nothing was written$`));
+          expect(fs.existsSync(statePath(instance))).toBe(false);
+        }
+        expect(d.maps.services.lookupBatch()!.length).toBe(1); // its one service, unchanged
+      } finally {
+        cli.close();
+      }
+    } finally {
+      d.stop();
+    }
+    expect(fs.existsSync(pinDir(instance))).toBe(false);
   });
 
   it('svc daemon --metrics-port: per-service and per-backend counters are exact; svc metrics agrees; a taken port fails with nothing left', async () => {
@@ -332,6 +388,46 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
       up.close();
       later.close();
     }
+  });
+
+  // A daemon (health intervalMs 300, fall 2) never checked a backend added by `svc backend add`
+  // from another shell: 15 s later a dead one was still active and given connections. Its watched
+  // set followed only its own changes.
+  it('health checks follow backends added and removed by another process (the CLI) within about an interval', async () => {
+    const net = await import('node:net');
+    const up = net.createServer((c) => c.end());
+    await new Promise<void>((r) => up.listen(0, '127.0.0.1', () => r()));
+    const port = (up.address() as { port: number }).port;
+    const gone = net.createServer();
+    await new Promise<void>((r) => gone.listen(0, '127.0.0.1', () => r()));
+    const dead = (gone.address() as { port: number }).port;
+    await new Promise((r) => gone.close(r));
+    const instance = `hcsync-${process.pid}`;
+    const vip = 'tcp://10.96.0.32:80';
+    const d = await SvcController.start({ cgroup: lab.cgClientRel, instance, healthCheck: { intervalMs: 100, timeoutMs: 200, fall: 2, rise: 1 }, services: [{ vip, healthCheck: true, backends: [`127.0.0.1:${port}`] }] }, { pin: true });
+    try {
+      d.enableHealthChecks();
+      const saved = () => (JSON.parse(fs.readFileSync(statePath(instance), 'utf8')) as { services: Record<string, { count: number; backends: { port: number; state: string }[] }> }).services[vip]!;
+      const cli = SvcController.open(instance);
+      cli.addBackend(vip, `127.0.0.1:${dead}`);
+      cli.close();
+      const t0 = Date.now();
+      while (Date.now() - t0 < 5000 && !saved().backends.some((b) => b.port === dead && b.state === 'down')) await new Promise((r) => setTimeout(r, 50));
+      expect(saved().backends.map((b) => `${b.port}:${b.state}`).sort(), 'the added backend, checked by the daemon').toEqual([`${dead}:down`, `${port}:active`].sort());
+      // fall 2 × 100 ms, plus up to one interval to notice the file: well under 2 s
+      expect(Date.now() - t0).toBeLessThan(2000);
+      expect(d.healthWatched()).toEqual([`${vip}|127.0.0.1:${dead}`, `${vip}|127.0.0.1:${port}`].sort());
+      // removed from another process: no longer probed
+      const cli2 = SvcController.open(instance);
+      cli2.removeBackend(vip, `127.0.0.1:${dead}`);
+      cli2.close();
+      for (let i = 0; i < 50 && d.healthWatched().length !== 1; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(d.healthWatched()).toEqual([`${vip}|127.0.0.1:${port}`]);
+    } finally {
+      d.stop();
+      up.close();
+    }
+    expect(fs.existsSync(statePath(instance))).toBe(false);
   });
 
   it('leaves no programs, links, cgroups or namespaces behind', async () => {

@@ -4,8 +4,8 @@
 // each step invisible until the last one:
 //   1. backend entries for ids that no ring references yet;
 //   2. each changed service's new ring into the half of its ring pair the data plane is not reading;
-//   3. one update per service value (flips half + count): this is what connects see;
-//   4. deletes of removed services.
+//   3. deletes of removed services (first: the services map has no room beyond maxServices);
+//   4. one update per service value (flips half + count): this is what connects see.
 // Steps 3 and 4 go through an undo list, so a write the kernel refuses puts every service value back
 // and the maps are as they were. Rings are recomputed only for services that changed, which keeps
 // one backend change O(ring) however many services exist.
@@ -27,7 +27,7 @@ import { cgroupDir, cgroupId } from '../../common/cgroup.ts';
 import { processAlive, procStart, terminate } from '../../common/host.ts';
 import { withLockWait } from '../../common/lockfile.ts';
 import { writeFileAtomic } from '../../common/state-file.ts';
-import { backendKey, normBackendS, normService, validateSvcConfig, type Algorithm, type NormService, type NormSvcConfig, type ServiceConfig, type SvcConfig } from './config.ts';
+import { INSTANCE_RULE, backendKey, nextPrime, normBackendS, normService, validInstance, validateSvcConfig, type Algorithm, type NormService, type NormSvcConfig, type ServiceConfig, type SvcConfig } from './config.ts';
 
 export const PIN_ROOT = '/sys/fs/bpf/ebpf-lab';
 export const RUN_DIR = '/run/ebpf-lab';
@@ -102,11 +102,19 @@ export class InjectedFault extends Error {
   }
 }
 
-export const pinDir = (instance: string) => path.join(PIN_ROOT, `svc-${instance}`);
-export const statePath = (instance: string) => path.join(RUN_DIR, `svc-${instance}.json`);
-export const lockPath = (instance: string) => path.join(RUN_DIR, `svc-${instance}.lock`);
 /** starts hold this while they check for overlapping instances and attach (not an instance name: those are [\w-]) */
 const START_LOCK = '.start';
+/**
+ * The CLI and the config check names first; this is the last line for any other caller: a name
+ * with "/" or ".." would put pins, state and their removal outside the lab's directories.
+ */
+function named(instance: string, lock = false): string {
+  if (!validInstance(instance) && !(lock && instance === START_LOCK)) throw new ValidationError(`malformed instance name ${JSON.stringify(instance)} (${INSTANCE_RULE})`);
+  return instance;
+}
+export const pinDir = (instance: string) => path.join(PIN_ROOT, `svc-${named(instance)}`);
+export const statePath = (instance: string) => path.join(RUN_DIR, `svc-${named(instance)}.json`);
+export const lockPath = (instance: string) => path.join(RUN_DIR, `svc-${named(instance, true)}.lock`);
 
 /**
  * Programs attached with BPF_F_ALLOW_MULTI run for the cgroup and every cgroup below it, so two
@@ -188,10 +196,28 @@ export function ringOf(s: ServiceState, ids: Record<string, number>, ringSize: n
   const live = s.backends.filter((b) => b.state === 'active' && b.weight > 0);
   if (live.length === 0) return [];
   if (s.algorithm === 'maglev') return [...maglevTable(live.map((b) => ({ key: backendKey(b), id: ids[backendKey(b)]!, weight: b.weight })), ringSize)];
+  // a ring with fewer slots than backends cannot list them all (validation refuses such services)
+  if (live.length > ringSize) throw new ValidationError(`${s.id}: ${live.length} live backends do not fit a ring of ${ringSize} slots`, 409);
+  const total = live.reduce((n, b) => n + b.weight, 0);
+  let counts = live.map((b) => b.weight);
+  if (total > ringSize) {
+    // Scaling every weight down and flooring let a heavy backend fill the ring before the light
+    // ones got their slot ([1000,1,1] on 251: the third never chosen). Each gets its one slot first;
+    // the rest are shared by weight, largest remainders first, so the ring is exactly full.
+    const rest = ringSize - live.length;
+    const exact = live.map((b) => (b.weight * rest) / total);
+    counts = exact.map((x) => 1 + Math.floor(x));
+    let left = ringSize - counts.reduce((a, b) => a + b, 0);
+    const byRemainder = exact.map((x, i) => [x - Math.floor(x), i] as const).sort((a, b) => b[0] - a[0] || a[1] - b[1]);
+    for (const [, i] of byRemainder) {
+      if (left-- <= 0) break;
+      counts[i]!++;
+    }
+  }
   const out: number[] = [];
-  // weights scaled so the whole ring fits: each live backend keeps at least one slot
-  const scale = Math.min(1, ringSize / live.reduce((n, b) => n + b.weight, 0));
-  for (const b of live) for (let i = 0; i < Math.max(1, Math.floor(b.weight * scale)) && out.length < ringSize; i++) out.push(ids[backendKey(b)]!);
+  live.forEach((b, i) => {
+    for (let k = 0; k < counts[i]!; k++) out.push(ids[backendKey(b)]!);
+  });
   return out;
 }
 
@@ -354,7 +380,9 @@ export class SvcController {
       throw e;
     }
     const maps = Object.fromEntries(MAP_NAMES.map((n, i) => [n, opened[i]])) as unknown as Maps;
-    return new SvcController(model, maps, null, [], true, opened);
+    const c = new SvcController(model, maps, null, [], true, opened);
+    c.stateKnown = true;
+    return c;
   }
 
   private pinAll(dir: string, links: Link[]): void {
@@ -363,11 +391,28 @@ export class SvcController {
     links.forEach((l, i) => l.pin(path.join(dir, 'links', String(i))));
   }
 
+  /**
+   * A pinned instance removed while this controller had it open (svc stop, the state file deleted):
+   * a change would write into maps nothing reads any more and put its state file back, so that the
+   * instance looked alive with no pins or links behind it.
+   */
+  private checkNotRemoved(): void {
+    if (this.pinned && this.stateKnown && !fs.existsSync(statePath(this.instance))) {
+      throw new LabError(`socket LB instance "${this.instance}" was removed (svc stop, or its state file deleted) while this controller had it open; nothing was written`, `start it again: pnpm lab svc daemon --config FILE (or svc start) --instance ${this.instance}`);
+    }
+  }
+
+  /** the state file has been written or read by this controller (before: a start still making it) */
+  private stateKnown = false;
+
   saveState(): void {
     if (!this.pinned) return;
+    this.checkNotRemoved();
+    this.stateKnown = true;
     fs.mkdirSync(RUN_DIR, { recursive: true });
     const sp = statePath(this.model.config.instance);
     writeFileAtomic(sp, JSON.stringify(this.model));
+    this.seenStamp = this.stateStamp();
   }
 
   get instance(): string {
@@ -388,8 +433,10 @@ export class SvcController {
       if (!old.services[id]) throw new ValidationError(`unknown service ${id}`, 404);
       changes.set(id, null);
     }
-    // indexes of services removed in this change stay taken until the next one (their rings are
-    // read until the delete)
+    // An index of a service removed in this same change is free for a new one: commit writes the
+    // new ring into the half the removed service is not reading, so a connect that read its value
+    // just before the delete still finds its ring. (Kept taken, a takeover that swapped one VIP for
+    // another at maxServices was refused.)
     let usedIdx: Set<number> | null = null; // built only when a new service needs an index
     let freeIdx = 0;
     for (const s of upsert) {
@@ -397,7 +444,7 @@ export class SvcController {
       const keep = new Map(prev?.backends.map((b) => [backendKey(b), b]) ?? []);
       let index = prev?.index;
       if (index === undefined) {
-        usedIdx ??= new Set([...Object.values(old.services).map((x) => x.index), ...[...changes.values()].flatMap((x) => (x ? [x.index] : []))]);
+        usedIdx ??= new Set([...Object.values(old.services).filter((x) => changes.get(x.id) !== null).map((x) => x.index), ...[...changes.values()].flatMap((x) => (x ? [x.index] : []))]);
         while (usedIdx.has(freeIdx)) freeIdx++;
         if (freeIdx >= old.config.maxServices) throw new ValidationError(`service table full (maxServices ${old.config.maxServices}); remove a service or restart with a larger maxServices`, 409);
         index = freeIdx;
@@ -428,6 +475,7 @@ export class SvcController {
   }
 
   private commit(changes: Map<string, ServiceState | null>, t0: number): ApplyResult {
+    this.checkNotRemoved(); // before any map write
     const R = this.model.config.ringSize;
     const touched = [...changes].filter(([, v]) => v).map(([k]) => k);
     const removed = [...changes].filter(([, v]) => !v).map(([k]) => k);
@@ -455,14 +503,22 @@ export class SvcController {
       taken.add(nextId);
       fresh.push(k);
     }
+    // every listed backend (drained and down ones too: they may come back) needs a slot of its own
+    for (const id of touched) {
+      const n = after(id).backends.length;
+      if (n > R) throw new ValidationError(`${id}: ${n} backends but the instance's ringSize is ${R}: each backend needs a ring slot of its own; remove one, or start the instance again with a ringSize of at least ${nextPrime(n)}`, 409);
+    }
     // rings of touched services; unchanged rings are not rewritten
     const rings = new Map<string, number[]>();
+    const freedIdx = new Map(removed.map((id) => [this.model.services[id]!.index, this.model.services[id]!]));
     for (const id of touched) {
       const s = after(id);
       const ring = ringOf(s, ids, R);
       const prev = this.model.services[id];
       if (prev && prev.algorithm === s.algorithm && prev.count === ring.length && sameRing(ringOf(prev, this.model.backendIds, R), ring)) continue;
-      s.half = prev ? 1 - prev.half : 0;
+      // a new service on the index of one removed in this change: the half that one is not reading
+      const freed = prev ? undefined : freedIdx.get(s.index);
+      s.half = prev ? 1 - prev.half : freed ? 1 - freed.half : 0;
       s.count = ring.length;
       rings.set(id, ring);
     }
@@ -474,7 +530,8 @@ export class SvcController {
       this.maps.backend_hits.set(ids[k]!, 0n); // the id's counter starts at zero for its new owner
       writes += 2;
     }
-    // a new service's counter likewise (its index is not read before the switch below)
+    // a new service's counter likewise (its index is not read before the switch below; on a
+    // reused index the removed service's last connects before its delete count to the new one)
     for (const id of touched) {
       if (this.model.services[id]) continue;
       this.maps.service_hits.set(after(id).index, 0n);
@@ -489,10 +546,20 @@ export class SvcController {
     }
     for (let i = 0; i < batch.length; i += 65536) this.maps.svc_ring.updateBatch(batch.slice(i, i + 65536));
     writes += batch.length;
-    // 3 + 4. service values (the switch) and deletes, undone together on failure
+    // 3 + 4. deletes and service values (the switch), undone together on failure
     const undo: (() => void)[] = [];
     let n = 0;
     try {
+      // deletes first: the services map holds maxServices entries, so a change that swaps a VIP for
+      // another at that limit has no room for the new key until the old one is gone (E2BIG)
+      for (const id of removed) {
+        if (this.failAfter !== null && n >= this.failAfter) throw new InjectedFault(n);
+        const k = svcKey(parseVip(id));
+        const before = this.maps.services.get(k);
+        this.maps.services.delete(k);
+        if (before) undo.push(() => this.maps.services.set(k, before));
+        n++;
+      }
       for (const id of rings.keys()) {
         if (this.failAfter !== null && n >= this.failAfter) throw new InjectedFault(n);
         const s = after(id);
@@ -500,14 +567,6 @@ export class SvcController {
         const before = this.maps.services.get(k);
         this.maps.services.set(k, { index: s.index, count: s.count, alg: ALG_NUM[s.algorithm], half: s.half, _pad: 0 });
         undo.push(() => (before ? this.maps.services.set(k, before) : this.maps.services.delete(k)));
-        n++;
-      }
-      for (const id of removed) {
-        if (this.failAfter !== null && n >= this.failAfter) throw new InjectedFault(n);
-        const k = svcKey(parseVip(id));
-        const before = this.maps.services.get(k);
-        this.maps.services.delete(k);
-        if (before) undo.push(() => this.maps.services.set(k, before));
         n++;
       }
     } catch (e) {
@@ -641,6 +700,36 @@ export class SvcController {
       (this.pinned ? withLock(this.instance, change) : Promise.resolve().then(change)).catch((e: Error) => log(`health change of ${key} not applied: ${e.message}`));
     });
     this.syncHealth();
+    // `svc backend add/remove` from another shell change only the state file: without a look at it
+    // here a backend added so was never checked (a dead one kept its connections) and a removed one
+    // was probed forever. A stat per interval is cheap; the file is re-read only when it changed.
+    if (this.pinned && !this.stateTimer) {
+      this.stateTimer = setInterval(() => {
+        try {
+          if (this.stateStamp() !== this.seenStamp) this.reload();
+        } catch (e) {
+          log(`state file not re-read: ${(e as Error).message}`);
+        }
+      }, this.model.config.health.intervalMs);
+      this.stateTimer.unref();
+    }
+  }
+
+  private stateTimer: NodeJS.Timeout | null = null;
+  /** the state file as last read or written here (inode, size, mtime: writes replace it by rename) */
+  private seenStamp = '';
+  private stateStamp(): string {
+    try {
+      const st = fs.statSync(statePath(this.instance), { bigint: true });
+      return `${st.ino}:${st.size}:${st.mtimeNs}`;
+    } catch {
+      return '';
+    }
+  }
+
+  /** the health checks' watch keys (service|backend), for tests and diagnostics */
+  healthWatched(): string[] {
+    return [...this.watched].sort();
   }
 
   private syncHealth(): void {
@@ -660,15 +749,24 @@ export class SvcController {
 
   private watched = new Set<string>();
 
-  /** re-read the state file of a pinned instance (another process may have changed it) */
+  /**
+   * Re-read the state file of a pinned instance (another process may have changed it), and follow
+   * its backends with the health checks: the watched set is the model's, whichever process wrote it.
+   */
   reload(): void {
-    if (this.pinned && fs.existsSync(statePath(this.instance))) this.model = JSON.parse(fs.readFileSync(statePath(this.instance), 'utf8')) as Model;
+    if (!this.pinned) return;
+    const stamp = this.stateStamp();
+    if (!stamp) return;
+    this.model = JSON.parse(fs.readFileSync(statePath(this.instance), 'utf8')) as Model;
+    this.seenStamp = stamp;
+    this.syncHealth();
   }
 
   /** detach and free everything this controller made (and, pinned, its pins and state file) */
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.stateTimer) clearInterval(this.stateTimer);
     this.health?.stop();
     for (const l of this.links.reverse()) l.close();
     for (const m of this.ownedMaps) m.close();
@@ -696,23 +794,38 @@ function sameRing(a: number[], b: number[]): boolean {
  * and state are removed here. Returns what was done.
  */
 export async function stopInstance(instance: string): Promise<string> {
-  let d: Model['daemon'];
-  try {
-    d = (JSON.parse(fs.readFileSync(statePath(instance), 'utf8')) as Model).daemon;
-  } catch {
-    /* unreadable: its pins are removed below */
+  const owner = (): Model['daemon'] => {
+    try {
+      const d = (JSON.parse(fs.readFileSync(statePath(instance), 'utf8')) as Model).daemon;
+      return d && daemonAlive(d) ? d : undefined;
+    } catch {
+      return undefined; // unreadable or gone: its pins are removed below
+    }
+  };
+  // A daemon may take the instance over between a look at its record and the lock (it writes itself
+  // in under the lock): the removal went ahead on the dead daemon's record read before, and the new
+  // daemon kept running with nothing behind it. So the record is read again under the lock, and a
+  // live owner found there is stopped through itself, like one found before.
+  for (let round = 0; round < 3; round++) {
+    const d = owner();
+    if (d) return stopDaemon(instance, d);
+    const took = await withLock(instance, () => {
+      const now = owner();
+      if (!now) cleanupPins(instance);
+      return now;
+    });
+    if (!took) return `stopped instance ${instance}`;
   }
-  if (d && daemonAlive(d)) {
-    if (!(await terminate(d.pid, d.startTime))) throw new LabError(`the svc daemon of instance "${instance}" (pid ${d.pid}) did not exit within 10 s of SIGTERM; nothing was removed`, `find out why from its log, or end it with kill -9 ${d.pid} and run pnpm lab svc stop --instance ${instance} again`);
-    // it removes its instance on the way out; what one that failed at that left is removed here
-    const left = fs.existsSync(statePath(instance));
-    if (left) cleanupPins(instance);
-    return `stopped instance ${instance}: its svc daemon (pid ${d.pid}) exited${left ? '; what it left was removed' : ' and removed it'}`;
-  }
-  // under the instance's lock: a `svc backend …` that had opened the instance wrote its state
-  // back after the pins were gone, and the instance looked alive with nothing behind it
-  await withLock(instance, () => cleanupPins(instance));
-  return `stopped instance ${instance}`;
+  throw new LabError(`instance "${instance}" changed owner three times while svc stop ran; nothing was removed`, `pnpm lab svc list --instance ${instance} shows who runs it now; run pnpm lab svc stop --instance ${instance} again`);
+}
+
+/** an instance whose daemon is alive: SIGTERM, and it removes the instance itself */
+async function stopDaemon(instance: string, d: NonNullable<Model['daemon']>): Promise<string> {
+  if (!(await terminate(d.pid, d.startTime))) throw new LabError(`the svc daemon of instance "${instance}" (pid ${d.pid}) did not exit within 10 s of SIGTERM; nothing was removed`, `find out why from its log, or end it with kill -9 ${d.pid} and run pnpm lab svc stop --instance ${instance} again`);
+  // it removes its instance on the way out; what one that failed at that left is removed here
+  const left = fs.existsSync(statePath(instance));
+  if (left) cleanupPins(instance);
+  return `stopped instance ${instance}: its svc daemon (pid ${d.pid}) exited${left ? '; what it left was removed' : ' and removed it'}`;
 }
 
 /** remove an instance's pins (links first: that detaches) and its state file */
