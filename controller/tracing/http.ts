@@ -226,6 +226,10 @@ export interface StreamStats {
 /**
  * One direction of one connection. `kind` is what this direction carries. For responses,
  * `noBody(status)` says whether the answered request forbids a body (HEAD; 204/304 are known here).
+ * `onHead` gets each final message when its head is known (complete or cut by the capture), before
+ * its body; `emit` gets the same object when the message is over. A peer may answer a request
+ * whose end we cannot know (truncated head, lost chunk framing, an unread upload), so pairing
+ * must not wait for the end.
  */
 export class HttpStream {
   private mode: Mode = 'head';
@@ -244,6 +248,7 @@ export class HttpStream {
     readonly kind: 'request' | 'response',
     private readonly emit: (m: HttpMessage) => void,
     private readonly noBody: (status: number) => boolean = () => false,
+    private readonly onHead?: (m: HttpMessage) => void,
   ) {}
 
   /** one syscall's worth: `len` bytes moved at `ts`, of which `data` (a prefix) was captured */
@@ -489,6 +494,7 @@ export class HttpStream {
       kind: this.kind, method: f.method, target: f.target, status: f.status, reason: f.reason, version: f.version, headers: f.headers,
       startTs: this.headStart || ts, headEndTs: ts, endTs: ts, bodyBytes: 0, truncated, endInferred: false,
     };
+    this.onHead?.(this.cur);
   }
 
   private finish(ts: bigint, inferred: boolean): void {

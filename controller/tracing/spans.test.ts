@@ -15,6 +15,12 @@ const data = (sock: bigint, dir: number, text: string, o: Partial<TraceEvent> = 
   const b = Buffer.from(text, 'latin1');
   return ev({ sock, kind: TR.EV_DATA, dir, len: b.length, cap_len: b.length, data: b, ...o });
 };
+/** one syscall of `text` as the kernel sends it: all of its length, the first `cap` bytes captured */
+const capped = (sock: bigint, dir: number, text: string, cap = 256, o: Partial<TraceEvent> = {}) => {
+  const b = Buffer.from(text, 'latin1');
+  const d = b.subarray(0, Math.min(cap, b.length));
+  return ev({ sock, kind: TR.EV_DATA, dir, len: b.length, cap_len: d.length, data: d, ...o });
+};
 const IN = TR.DIR_IN, OUT = TR.DIR_OUT;
 const REQ = (p: string, extra = '') => `GET ${p} HTTP/1.1\r\nHost: h\r\n${extra}\r\n`;
 const RES = (status = 200) => `HTTP/1.1 ${status} X\r\nContent-Length: 0\r\n\r\n`;
@@ -132,6 +138,33 @@ describe('SpanAssembler', () => {
     done();
     const refused = out.filter((s) => s.errorType === 'connection_refused');
     expect(refused.map((s) => [s.tid, s.link, s.parent?.request?.target])).toEqual([[11, 'thread', '/x'], [11, 'ambiguous', undefined], [12, 'ambiguous', undefined]]);
+  });
+
+  it('a request whose end is past the capture is answered by the next response, and later pairs stay in step', () => {
+    const cookie = `Cookie: ${'c'.repeat(400)}\r\n`;
+    const cases: [string, string, string][] = [
+      // the head itself runs past the capture
+      ['GET', `GET /big HTTP/1.1\r\nHost: h\r\n${cookie}\r\n`, 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'],
+      // a chunk longer than the capture: the framing after it is lost
+      ['POST', `POST /big HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1f4\r\n${'b'.repeat(500)}\r\n0\r\n\r\n`, 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'],
+      // HEAD: the answer has a length but no body, which only the pending request can tell
+      ['HEAD', `HEAD /big HTTP/1.1\r\nHost: h\r\n${cookie}\r\n`, 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n'],
+    ];
+    for (const [method, big, res] of cases) {
+      const { a, out, done } = setup();
+      a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, lport: 80, rport: 5000 }));
+      a.push(capped(1n, IN, big));
+      a.push(capped(1n, OUT, res));
+      a.push(capped(1n, IN, REQ('/second')));
+      a.push(capped(1n, OUT, 'HTTP/1.1 404 NF\r\nContent-Length: 2\r\n\r\nno'));
+      a.push(ev({ sock: 1n, kind: TR.EV_CLOSE, old_state: 1, new_state: 7 }));
+      done();
+      expect.soft(out.map((s) => [s.request?.method, s.request?.target, s.response?.status, s.errorType]), method).toEqual([
+        [method, '/big', 200, undefined],
+        ['GET', '/second', 404, undefined],
+      ]);
+      expect.soft(out[0]?.request?.endInferred, method).toBe(true);
+    }
   });
 
   it('ignores connections whose first bytes are not HTTP', () => {

@@ -324,8 +324,15 @@ export class SpanAssembler {
   private curUnsampled = 0;
 
   private makeStreams(c: Conn): void {
-    c.reqStream = new HttpStream('request', (m) => this.onRequest(c, m));
-    c.resStream = new HttpStream('response', (m) => this.onResponse(c, m), () => c.pending[0]?.request?.method === 'HEAD');
+    // A request is pending from its head on, not from its end: a request whose end we cannot
+    // know (head or chunk framing past the capture, an upload the server answers before reading
+    // it) would otherwise still be unsent when its response arrives, and the response would go
+    // to the next request. The request message is completed in place when its end comes.
+    c.reqStream = new HttpStream('request', () => {}, undefined, (m) => this.onRequest(c, m));
+    c.resStream = new HttpStream('response', (m) => this.onResponse(c, m), () => c.pending[0]?.request?.method === 'HEAD', (m) => {
+      // a final response has begun: a request whose end was unknown was over before it
+      c.reqStream!.endOpen(m.startTs);
+    });
   }
 
   private onRequest(c: Conn, m: HttpMessage): void {
