@@ -106,6 +106,19 @@ describe('HttpStream', () => {
     expect(t.out[0]).toMatchObject({ status: 200, bodyBytes: 0, endTs: 50n });
   });
 
+  it('a message cut short in its body by the close still comes out, with the bytes counted so far', () => {
+    const r = collect('request');
+    r.feed(`POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: 100000\r\n\r\n${'x'.repeat(100)}`);
+    r.feed('y'.repeat(1000), 0); // ts 2: only counted
+    expect(r.out).toHaveLength(0);
+    r.s.close(100n);
+    expect(r.out[0]).toMatchObject({ method: 'POST', bodyBytes: 1100, endTs: 2n, endInferred: true });
+    const s = collect('response');
+    s.feed('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel');
+    s.s.close(50n);
+    expect(s.out[0]).toMatchObject({ status: 200, bodyBytes: 3, endTs: 1n, endInferred: true });
+  });
+
   it('garbage, TLS, binary and non-HTTP text produce nothing and do not throw', () => {
     const inputs: Buffer[] = [
       Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]),

@@ -303,10 +303,11 @@ export class HttpStream {
   /**
    * The connection closed: an open-ended message ended with the last bytes this stream saw (the
    * close itself comes later: after the peer read them, from softirq). A message with no
-   * body bytes ends at `ts`.
+   * body bytes ends at `ts`. So does one cut short in its body (an upload the server refused
+   * before reading it all, a reset mid-transfer): it happened, with the bytes counted so far.
    */
   close(ts: bigint): void {
-    if (this.mode === 'open' && this.cur) this.finish(this.cur.bodyBytes > 0 && this.lastTs ? this.lastTs : ts, true);
+    if ((this.mode === 'open' || this.mode === 'length' || this.mode === 'chunked') && this.cur) this.finish(this.cur.bodyBytes > 0 && this.lastTs ? this.lastTs : ts, true);
     this.head = null;
     this.headLen = 0;
     this.mode = 'bad';

@@ -167,6 +167,36 @@ describe('SpanAssembler', () => {
     }
   });
 
+  it('a server answering before it read the whole upload: the span has that answer, later pairs stay in step', () => {
+    const upload = `POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: 100000\r\n\r\n${'x'.repeat(100)}`;
+    // refused early, then the connection closes (the client gives up)
+    let { a, out, done } = setup();
+    a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, lport: 80, rport: 5000 }));
+    a.push(capped(1n, IN, upload));
+    a.push(capped(1n, OUT, 'HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n'));
+    a.push(ev({ sock: 1n, kind: TR.EV_CLOSE, old_state: 1, new_state: 7 }));
+    done();
+    expect(out.map((s) => [s.request?.target, s.response?.status, s.errorType, s.request?.bodyBytes, s.request?.endInferred])).toEqual([['/upload', 413, undefined, 100, true]]);
+    // the client resets mid-upload: an error span, not nothing
+    ({ a, out, done } = setup());
+    a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, lport: 80, rport: 5000 }));
+    a.push(capped(1n, IN, upload));
+    a.push(ev({ sock: 1n, kind: TR.EV_CLOSE, old_state: 1, new_state: 7 }));
+    done();
+    expect(out.map((s) => [s.request?.target, s.response?.status, s.errorType])).toEqual([['/upload', undefined, 'connection_closed']]);
+    // answered after 100 of 1000 body bytes; the client sends the rest, then the next request
+    ({ a, out, done } = setup());
+    a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, lport: 80, rport: 5000 }));
+    a.push(capped(1n, IN, `POST /login HTTP/1.1\r\nHost: h\r\nContent-Length: 1000\r\n\r\n${'x'.repeat(100)}`));
+    a.push(capped(1n, OUT, 'HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n'));
+    a.push(capped(1n, IN, 'x'.repeat(900)));
+    a.push(capped(1n, IN, REQ('/next')));
+    a.push(capped(1n, OUT, RES(200)));
+    a.push(ev({ sock: 1n, kind: TR.EV_CLOSE, old_state: 1, new_state: 7 }));
+    done();
+    expect(out.map((s) => [s.request?.target, s.response?.status, s.errorType, s.request?.bodyBytes])).toEqual([['/login', 401, undefined, 1000], ['/next', 200, undefined, 0]]);
+  });
+
   it('ignores connections whose first bytes are not HTTP', () => {
     const { a, out, done } = setup();
     a.push(data(7n, IN, '\x16\x03\x01\x00\xa5garbage'));
