@@ -86,6 +86,16 @@ describe('HttpStream', () => {
     expect(r.out[0]).toMatchObject({ method: 'GET', target: '/long', truncated: true });
   });
 
+  it('a head split over reads whose last bytes were only counted is truncated, as if read at once', () => {
+    const r = collect('request');
+    const long = req('/pieces', `Cookie: ${'c'.repeat(330)}\r\n`);
+    for (let i = 0; i < 300; i += 100) r.feed(long.slice(i, i + 100));
+    r.feed('', 0, long.length - 300); // the rest: counted by the kernel, not captured
+    r.s.endOpen(r.next());
+    expect(r.out).toHaveLength(1);
+    expect(r.out[0]).toMatchObject({ method: 'GET', target: '/pieces', truncated: true, startTs: 1n, endInferred: true });
+  });
+
   it('HEAD responses and 1xx have no body', () => {
     const s = collect('response', () => true);
     s.feed('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n');

@@ -266,8 +266,11 @@ export class HttpStream {
       switch (this.mode) {
         case 'head': {
           if (pos >= cap) {
-            // the next head begins in bytes we did not see
-            this.giveUp(false);
+            // a head split over reads whose last ones were only counted is cut by the capture as
+            // surely as one read at once: keep what its start line says
+            if (this.head !== null && this.headLen > 0) this.cutHead(ts, this.head);
+            // else the next head begins in bytes we did not see
+            else this.giveUp(false);
             pos = len;
             break;
           }
@@ -352,19 +355,8 @@ export class HttpStream {
         return len;
       }
       if (cap < len) {
-        // the head runs on into bytes that were not captured: keep what the start line says
-        const lineEnd = all.indexOf('\r\n', 0, 'latin1');
-        const fields = lineEnd > 0 ? parseHead(all, all.lastIndexOf('\r\n', undefined, 'latin1'), this.kind) : null;
-        if (!fields) {
-          this.giveUp(lineEnd > 0);
-          return len;
-        }
-        this.begin(fields, ts, true);
-        this.cur!.bodyBytes = 0;
-        this.mode = 'open';
-        this.stats.truncated++;
-        this.head = null;
-        this.headLen = 0;
+        // the head runs on into bytes that were not captured
+        this.cutHead(ts, all);
         return len;
       }
       // kept for the next syscall: a copy (the caller's bytes may be a view on the kernel ring)
@@ -416,6 +408,25 @@ export class HttpStream {
       this.mode = 'open';
     }
     return pos + consumed;
+  }
+
+  /**
+   * A head (no terminator yet) whose rest was not captured: keep what its complete lines say; its
+   * end, and so the message's, is inferred (the next message or the close).
+   */
+  private cutHead(ts: bigint, all: Buffer): void {
+    const lineEnd = all.indexOf('\r\n', 0, 'latin1');
+    const fields = lineEnd > 0 ? parseHead(all, all.lastIndexOf('\r\n', undefined, 'latin1'), this.kind) : null;
+    this.head = null;
+    this.headLen = 0;
+    if (!fields) {
+      this.giveUp(lineEnd > 0);
+      return;
+    }
+    this.begin(fields, ts, true);
+    this.cur!.bodyBytes = 0;
+    this.mode = 'open';
+    this.stats.truncated++;
   }
 
   /** could these bytes (no complete head yet) still become a valid head? */

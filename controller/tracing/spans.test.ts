@@ -197,6 +197,31 @@ describe('SpanAssembler', () => {
     expect(out.map((s) => [s.request?.target, s.response?.status, s.errorType, s.request?.bodyBytes])).toEqual([['/login', 401, undefined, 1000], ['/next', 200, undefined, 0]]);
   });
 
+  it('a head read in pieces whose last bytes the kernel only counted still makes a (truncated) span', () => {
+    // request: 100 + 100 + 100 bytes crossed (the run's first 256 and the read that crossed
+    // them), the rest rides as counted bytes on the response's record
+    let { a, out, done } = setup();
+    a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, lport: 80, rport: 5000 }));
+    const head = `GET /pieces HTTP/1.1\r\nHost: h\r\nCookie: ${'c'.repeat(330)}\r\n\r\n`;
+    for (let i = 0; i < 300; i += 100) a.push(capped(1n, IN, head.slice(i, i + 100)));
+    const lastRead = ts + 500n;
+    a.push(capped(1n, OUT, RES(200), 256, { tsNs: lastRead + 1000n, skipBytes: head.length - 300, skipCalls: 1, skipTs: lastRead, skipDir: IN }));
+    a.push(ev({ sock: 1n, kind: TR.EV_CLOSE, old_state: 1, new_state: 7 }));
+    done();
+    expect.soft(out.map((s) => [s.request?.target, s.request?.truncated, s.response?.status, s.errorType])).toEqual([['/pieces', true, 200, undefined]]);
+    // response: 92 + 203 bytes crossed, the rest counted on the close record
+    ({ a, out, done } = setup());
+    a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, lport: 80, rport: 5000 }));
+    a.push(capped(1n, IN, REQ('/r')));
+    const res = `HTTP/1.1 200 OK\r\nSet-Cookie: ${'s'.repeat(400)}\r\nContent-Length: 2\r\n\r\nok`;
+    a.push(capped(1n, OUT, res.slice(0, 92)));
+    a.push(capped(1n, OUT, res.slice(92, 295)));
+    const lastWrite = ts + 500n;
+    a.push(ev({ sock: 1n, kind: TR.EV_CLOSE, old_state: 1, new_state: 7, tsNs: lastWrite + 1000n, skipBytes: res.length - 295, skipCalls: 1, skipTs: lastWrite, skipDir: OUT }));
+    done();
+    expect(out.map((s) => [s.request?.target, s.response?.status, s.response?.truncated, s.errorType])).toEqual([['/r', 200, true, undefined]]);
+  });
+
   it('ignores connections whose first bytes are not HTTP', () => {
     const { a, out, done } = setup();
     a.push(data(7n, IN, '\x16\x03\x01\x00\xa5garbage'));
