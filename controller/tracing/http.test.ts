@@ -102,6 +102,14 @@ describe('HttpStream', () => {
     expect(s.out.map((m) => [m.status, m.bodyBytes])).toEqual([[200, 0]]);
   });
 
+  it('101 Switching Protocols is a final response, ending with its head; nothing after it is parsed', () => {
+    const s = collect('response');
+    s.feed('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x02hi');
+    s.feed('HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n');
+    s.s.close(9n);
+    expect(s.out.map((m) => [m.status, m.endTs, m.endInferred])).toEqual([[101, 1n, false]]);
+  });
+
   it('a response without length ends at close, with the last bytes written (not the close, which comes later)', () => {
     const s = collect('response');
     s.feed('HTTP/1.0 200 OK\r\n\r\nbody');

@@ -213,7 +213,7 @@ function parseHead(b: Buffer, end: number, kind: 'request' | 'response'): HttpHe
 
 const EMPTY_HEADERS: HeaderLookup = new HeadHeaders(null);
 
-type Mode = 'head' | 'length' | 'chunked' | 'open' | 'bad';
+type Mode = 'head' | 'length' | 'chunked' | 'open' | 'bad' | 'upgraded';
 type ChunkState = 'size' | 'data' | 'crlf' | 'trailer';
 
 export interface StreamStats {
@@ -296,6 +296,7 @@ export class HttpStream {
           pos = len;
           break;
         case 'bad':
+        case 'upgraded':
           pos = len;
           break;
       }
@@ -375,6 +376,10 @@ export class HttpStream {
       this.giveUp();
       return len;
     }
+    if (this.kind === 'response' && fields.status === 101) {
+      this.switched(fields, ts, false);
+      return len;
+    }
     if (this.kind === 'response' && fields.status! < 200) {
       // 1xx: informational, the real response follows
       return pos + consumed;
@@ -423,10 +428,29 @@ export class HttpStream {
       this.giveUp(lineEnd > 0);
       return;
     }
+    if (this.kind === 'response' && fields.status === 101) {
+      this.stats.truncated++;
+      this.switched(fields, ts, true);
+      return;
+    }
     this.begin(fields, ts, true);
     this.cur!.bodyBytes = 0;
     this.mode = 'open';
     this.stats.truncated++;
+  }
+
+  /**
+   * 101 Switching Protocols is the final answer to its request (unlike the other 1xx): the
+   * exchange ends with its head, and what follows on the connection (WebSocket frames, h2c) is
+   * not HTTP/1.1, so nothing after it is parsed until the close (binary frames can look like a
+   * start line to a resynchronising parser).
+   */
+  private switched(f: HttpHeadFields, ts: bigint, truncated: boolean): void {
+    this.begin(f, ts, truncated);
+    this.finish(ts, false);
+    this.head = null;
+    this.headLen = 0;
+    this.mode = 'upgraded';
   }
 
   /** could these bytes (no complete head yet) still become a valid head? */

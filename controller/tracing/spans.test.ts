@@ -222,6 +222,22 @@ describe('SpanAssembler', () => {
     expect(out.map((s) => [s.request?.target, s.response?.status, s.response?.truncated, s.errorType])).toEqual([['/r', 200, true, undefined]]);
   });
 
+  it('101 Switching Protocols answers the upgrade request; the frames after it are not HTTP', () => {
+    const { a, out, done } = setup();
+    a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, lport: 80, rport: 5000 }));
+    a.push(capped(1n, IN, REQ('/ws', 'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n')));
+    a.push(capped(1n, OUT, 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n'));
+    const switchedAt = ts;
+    // frames both ways, some of whose payloads look like HTTP
+    a.push(capped(1n, IN, '\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58'));
+    a.push(capped(1n, IN, 'GET /not-a-request HTTP/1.1\r\nHost: h\r\n\r\n'));
+    a.push(capped(1n, OUT, 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n'));
+    a.push(capped(1n, OUT, '\x81\x05hello', 256, { skipBytes: 5000, skipCalls: 3, skipTs: ts, skipDir: IN }));
+    a.push(ev({ sock: 1n, kind: TR.EV_CLOSE, old_state: 1, new_state: 7 }));
+    done();
+    expect(out.map((s) => [s.request?.target, s.response?.status, s.errorType, s.endTs])).toEqual([['/ws', 101, undefined, switchedAt]]);
+  });
+
   it('ignores connections whose first bytes are not HTTP', () => {
     const { a, out, done } = setup();
     a.push(data(7n, IN, '\x16\x03\x01\x00\xa5garbage'));

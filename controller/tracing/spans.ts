@@ -98,6 +98,8 @@ interface Conn {
   connectUnsampled: number;
   connectTs: bigint;
   nonHttp: boolean;
+  /** answered 101 Switching Protocols: another protocol from then on, nothing more to parse */
+  upgraded: boolean;
   lastTs: bigint;
   /** who made the last request/response record (for thread links) */
   lastTid: number;
@@ -255,7 +257,7 @@ export class SpanAssembler {
       c = {
         sock: e.sock, service: e.service, pid: e.pid, comm: e.comm, cgroupId: e.cgroupId,
         local: { addr: e.laddr, port: e.lport }, peer: { addr: e.raddr, port: e.rport },
-        pending: [], ordinal: 0, established: false, connectTid: 0, connectTs: 0n, connectUnsampled: 0, nonHttp: false, lastTs: e.tsNs, lastTid: e.tid,
+        pending: [], ordinal: 0, established: false, connectTid: 0, connectTs: 0n, connectUnsampled: 0, nonHttp: false, upgraded: false, lastTs: e.tsNs, lastTid: e.tid,
         inserted: ++this.clock, used: this.clock,
       };
       this.conns.set(e.sock, c);
@@ -276,7 +278,7 @@ export class SpanAssembler {
       c.cgroupId = e.cgroupId;
     }
     c.lastTs = e.tsNs;
-    if (c.nonHttp) return;
+    if (c.nonHttp || c.upgraded) return;
     if (!c.role) {
       // no lifecycle record (the connection predates the tracer): the first bytes decide
       if (e.cap_len === 0) return;
@@ -311,7 +313,7 @@ export class SpanAssembler {
    * time of the last of them, so lengths stay right and a message ends when its last byte moved.
    */
   private skipped(c: Conn, e: TraceEvent): void {
-    if (!e.skipCalls || !e.skipBytes || !c.reqStream || !c.role) return;
+    if (!e.skipCalls || !e.skipBytes || !c.reqStream || !c.role || c.upgraded) return;
     this.stats.skippedCalls += e.skipCalls;
     const isReq = (c.role === 'server') === (e.skipDir === TR.DIR_IN);
     this.curTid = c.lastTid;
@@ -382,6 +384,8 @@ export class SpanAssembler {
     }
     s.response = m;
     s.endTs = m.endTs > s.startTs ? m.endTs : s.startTs;
+    // after 101 neither direction is HTTP/1.1 (WebSocket frames could look like a request line)
+    if (m.status === 101) c.upgraded = true;
     this.finish(s);
   }
 
