@@ -102,6 +102,23 @@ describe('HttpStream', () => {
     expect(s.out.map((m) => [m.status, m.bodyBytes])).toEqual([[200, 0]]);
   });
 
+  it('a 1xx head longer than the capture is skipped too: the final response follows', () => {
+    const links = Array.from({ length: 10 }, (_, i) => `Link: </static/asset-${i}.css>; rel=preload; as=style\r\n`).join('');
+    const hints = `HTTP/1.1 103 Early Hints\r\n${links}\r\n`;
+    expect(hints.length).toBeGreaterThan(256 + 100);
+    const s = collect('response');
+    s.feed(hints, 256);
+    s.feed('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok', 256);
+    expect(s.out.map((m) => [m.status, m.truncated, m.bodyBytes, m.endInferred])).toEqual([[200, false, 2, false]]);
+    // the hints' head split: its uncaptured rest only counted, then the response
+    const t = collect('response');
+    t.feed(hints.slice(0, 200));
+    t.feed(hints.slice(200, 300));
+    t.feed('', 0, hints.length - 300);
+    t.feed('HTTP/1.1 204 No Content\r\n\r\n', 256);
+    expect(t.out.map((m) => [m.status, m.truncated])).toEqual([[204, false]]);
+  });
+
   it('101 Switching Protocols is a final response, ending with its head; nothing after it is parsed', () => {
     const s = collect('response');
     s.feed('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x02hi');

@@ -433,6 +433,12 @@ export class HttpStream {
       this.switched(fields, ts, true);
       return;
     }
+    if (this.kind === 'response' && fields.status! < 200) {
+      // a long informational head (103 Early Hints with many Link headers): the real response
+      // still follows, in a write of its own that crosses because it starts like a response
+      this.mode = 'head';
+      return;
+    }
     this.begin(fields, ts, true);
     this.cur!.bodyBytes = 0;
     this.mode = 'open';

@@ -222,6 +222,18 @@ describe('SpanAssembler', () => {
     expect(out.map((s) => [s.request?.target, s.response?.status, s.response?.truncated, s.errorType])).toEqual([['/r', 200, true, undefined]]);
   });
 
+  it('a 1xx response whose head is longer than the capture is not the answer', () => {
+    const { a, out, done } = setup();
+    a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, lport: 80, rport: 5000 }));
+    a.push(capped(1n, IN, REQ('/page')));
+    const links = Array.from({ length: 10 }, (_, i) => `Link: </static/asset-${i}.css>; rel=preload; as=style\r\n`).join('');
+    a.push(capped(1n, OUT, `HTTP/1.1 103 Early Hints\r\n${links}\r\n`));
+    a.push(capped(1n, OUT, 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'));
+    a.push(ev({ sock: 1n, kind: TR.EV_CLOSE, old_state: 1, new_state: 7 }));
+    done();
+    expect(out.map((s) => [s.request?.target, s.response?.status, s.errorType])).toEqual([['/page', 200, undefined]]);
+  });
+
   it('101 Switching Protocols answers the upgrade request; the frames after it are not HTTP', () => {
     const { a, out, done } = setup();
     a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, lport: 80, rport: 5000 }));
