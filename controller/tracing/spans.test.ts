@@ -250,6 +250,32 @@ describe('SpanAssembler', () => {
     expect(out.map((s) => [s.request?.target, s.response?.status, s.errorType, s.endTs])).toEqual([['/ws', 101, undefined, switchedAt]]);
   });
 
+  it('requests pushed out of a full pending queue are finished (errors), not left serving on their thread', () => {
+    for (const n of [65, 70]) {
+      const { a, out, done } = setup();
+      a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, lport: 80, rport: 5000 }));
+      for (let i = 0; i < n; i++) a.push(capped(1n, IN, REQ(`/q${i}`), 256, { tid: 10 }));
+      a.push(ev({ sock: 1n, kind: TR.EV_CLOSE, old_state: 1, new_state: 7 }));
+      // later tid 10 calls out with no request in service: a root
+      a.push(ev({ sock: 2n, kind: TR.EV_CONNECT, tid: 10 }));
+      a.push(capped(2n, OUT, REQ('/call'), 256, { tid: 10, lport: 7000, rport: 9000 }));
+      a.push(capped(2n, IN, RES(200), 256, { tid: 10, lport: 7000, rport: 9000 }));
+      // then it serves one request and calls out from it: that request's child
+      a.push(ev({ sock: 3n, kind: TR.EV_ACCEPT, lport: 80, rport: 5001 }));
+      a.push(capped(3n, IN, REQ('/one'), 256, { tid: 10 }));
+      a.push(capped(2n, OUT, REQ('/call2'), 256, { tid: 10, lport: 7000, rport: 9000 }));
+      a.push(capped(2n, IN, RES(200), 256, { tid: 10, lport: 7000, rport: 9000 }));
+      a.push(capped(3n, OUT, RES(200), 256, { tid: 10 }));
+      done();
+      const server = out.filter((s) => s.kind === 'server' && s.request?.target?.startsWith('/q'));
+      expect.soft(server).toHaveLength(n);
+      expect.soft(server.filter((s) => s.errorType === 'pending_overflow').map((s) => s.request?.target)).toEqual(Array.from({ length: n - 64 }, (_, i) => `/q${i}`));
+      expect.soft(a.stats.pendingDropped).toBe(n - 64);
+      const calls = out.filter((s) => s.kind === 'client');
+      expect(calls.map((s) => [s.request?.target, s.link, s.parent?.request?.target]), String(n)).toEqual([['/call', 'root', undefined], ['/call2', 'thread', '/one']]);
+    }
+  });
+
   it('ignores connections whose first bytes are not HTTP', () => {
     const { a, out, done } = setup();
     a.push(data(7n, IN, '\x16\x03\x01\x00\xa5garbage'));

@@ -14,7 +14,8 @@
 //     request written (or a refused connect made) while there are any is ambiguous too (its
 //     parent may be one of them).
 // Everything is bounded: connections (LRU), per-connection pending requests, the tuple index,
-// and the hold queue; overflows are counted in `stats`.
+// and the hold queue; overflows are counted in `stats` (a request pushed out of a full pending
+// queue is finished as an error span, `pending_overflow`).
 import { randomFillSync } from 'node:crypto';
 import { HttpStream, startsLikeHttp, type HttpMessage } from './http.ts';
 import { TR, type TraceEvent } from './kernel.ts';
@@ -341,8 +342,13 @@ export class SpanAssembler {
     const tid = this.curTid;
     const ordinal = c.ordinal++;
     if (c.pending.length >= this.maxPending) {
-      c.pending.shift();
+      // given up on, but finished like any other span: a span left in activeByThread would make
+      // its thread's later calls its children (a parent never exported) or ambiguous, for good
+      const old = c.pending.shift()!;
       this.stats.pendingDropped++;
+      old.errorType = 'pending_overflow';
+      old.endTs = m.startTs > old.startTs ? m.startTs : old.startTs;
+      this.finish(old);
     }
     const s: Span = {
       kind: c.role!, service: c.service, pid: c.pid, tid, comm: c.comm, cgroupId: c.cgroupId, spanId: hex(8), link: 'root',
