@@ -276,6 +276,22 @@ describe('SpanAssembler', () => {
     }
   });
 
+  it('a connection older than the tracer whose first record is a response: the role from its direction', () => {
+    const { a, out, done } = setup();
+    // server side: the rest of an old response, then the next exchange
+    const old = `HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n${'o'.repeat(5000)}`;
+    a.push(capped(1n, OUT, old.slice(0, 1000), 256, { lport: 80, rport: 5000 }));
+    a.push(capped(1n, IN, REQ('/after'), 256, { lport: 80, rport: 5000, skipBytes: old.length - 1000, skipCalls: 4, skipTs: ts, skipDir: OUT }));
+    a.push(capped(1n, OUT, RES(201), 256, { lport: 80, rport: 5000 }));
+    // client side
+    a.push(capped(2n, IN, RES(204), 256, { lport: 6000, rport: 8080 }));
+    a.push(capped(2n, OUT, REQ('/call'), 256, { lport: 6000, rport: 8080 }));
+    a.push(capped(2n, IN, RES(202), 256, { lport: 6000, rport: 8080 }));
+    done();
+    expect(out.map((s) => [s.kind, s.request?.target, s.response?.status, s.errorType])).toEqual([['server', '/after', 201, undefined], ['client', '/call', 202, undefined]]);
+    expect(a.stats.nonHttpConnections).toBe(0);
+  });
+
   it('ignores connections whose first bytes are not HTTP', () => {
     const { a, out, done } = setup();
     a.push(data(7n, IN, '\x16\x03\x01\x00\xa5garbage'));

@@ -285,7 +285,12 @@ export class SpanAssembler {
       if (e.cap_len === 0) return;
       const looksReq = startsLikeHttp(e.data, 'request', true);
       if (looksReq) c.role = e.dir === TR.DIR_IN ? 'server' : 'client';
-      else {
+      else if (startsLikeHttp(e.data, 'response', true)) {
+        // the answer to a request sent before the tracer (the kernel infers the role the same
+        // way): an HTTP connection all the same. The response is parsed, so its body is skipped
+        // by its framing, and answers nothing (no request pending).
+        c.role = e.dir === TR.DIR_IN ? 'client' : 'server';
+      } else {
         c.nonHttp = true;
         this.stats.nonHttpConnections++;
         return;
