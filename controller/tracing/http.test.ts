@@ -1,6 +1,6 @@
 // Pure parser tests (no root): fixtures of what the kernel hands over, split and truncated the
 // ways syscalls split them.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { HttpStream, type HttpMessage } from './http.ts';
 
 function collect(kind: 'request' | 'response', noBody?: (s: number) => boolean) {
@@ -49,6 +49,29 @@ describe('HttpStream', () => {
     expect(s.out).toHaveLength(0);
     s.feed('c');
     expect(s.out).toHaveLength(1);
+  });
+
+  it('a head arriving in many small reads costs work linear in its length', () => {
+    const lines = Array.from({ length: 150 }, (_, i) => `X-Header-${i}: ${'v'.repeat(80)}\r\n`).join('');
+    const head = Buffer.from(`GET /many HTTP/1.1\r\nHost: x\r\n${lines}\r\n`, 'latin1');
+    const r = collect('request');
+    // bytes the parser copied or turned into strings: a partial head rebuilt and rechecked whole
+    // per read was quadratic (200 MB here)
+    const str = vi.spyOn(Buffer.prototype, 'toString');
+    const cat = vi.spyOn(Buffer, 'concat');
+    const copy = vi.spyOn(Buffer.prototype, 'copy');
+    const len = (b: Buffer, a?: number, z?: number) => Math.max(0, Math.min(z ?? b.length, b.length) - (a ?? 0));
+    let work = 0;
+    try {
+      for (let i = 0; i < head.length; i++) r.feed(head.subarray(i, i + 1));
+      work = str.mock.calls.reduce((n, c, i) => n + len(str.mock.contexts[i] as Buffer, c[1] as number, c[2] as number), 0)
+        + cat.mock.results.reduce((n, x) => n + (x.value as Buffer).length, 0)
+        + copy.mock.calls.reduce((n, c, i) => n + len(copy.mock.contexts[i] as Buffer, c[2] as number, c[3] as number), 0);
+    } finally {
+      vi.restoreAllMocks();
+    }
+    expect(r.out.map((m) => [m.target, m.headers.get('x-header-10')])).toEqual([['/many', 'v'.repeat(80)]]);
+    expect(work).toBeLessThan(10 * head.length); // about 4.5x: each byte copied in, grown, stringified
   });
 
   it('skips bodies it did not capture by counting, and finds the next response', () => {
