@@ -1,6 +1,6 @@
 // Pure parser tests (no root): fixtures of what the kernel hands over, split and truncated the
 // ways syscalls split them.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { HttpStream, type HttpMessage } from './http.ts';
 
 function collect(kind: 'request' | 'response', noBody?: (s: number) => boolean) {
@@ -51,6 +51,29 @@ describe('HttpStream', () => {
     expect(s.out).toHaveLength(1);
   });
 
+  it('a head arriving in many small reads costs work linear in its length', () => {
+    const lines = Array.from({ length: 150 }, (_, i) => `X-Header-${i}: ${'v'.repeat(80)}\r\n`).join('');
+    const head = Buffer.from(`GET /many HTTP/1.1\r\nHost: x\r\n${lines}\r\n`, 'latin1');
+    const r = collect('request');
+    // bytes the parser copied or turned into strings: a partial head rebuilt and rechecked whole
+    // per read was quadratic (200 MB here)
+    const str = vi.spyOn(Buffer.prototype, 'toString');
+    const cat = vi.spyOn(Buffer, 'concat');
+    const copy = vi.spyOn(Buffer.prototype, 'copy');
+    const len = (b: Buffer, a?: number, z?: number) => Math.max(0, Math.min(z ?? b.length, b.length) - (a ?? 0));
+    let work = 0;
+    try {
+      for (let i = 0; i < head.length; i++) r.feed(head.subarray(i, i + 1));
+      work = str.mock.calls.reduce((n, c, i) => n + len(str.mock.contexts[i] as Buffer, c[1] as number, c[2] as number), 0)
+        + cat.mock.results.reduce((n, x) => n + (x.value as Buffer).length, 0)
+        + copy.mock.calls.reduce((n, c, i) => n + len(copy.mock.contexts[i] as Buffer, c[2] as number, c[3] as number), 0);
+    } finally {
+      vi.restoreAllMocks();
+    }
+    expect(r.out.map((m) => [m.target, m.headers.get('x-header-10')])).toEqual([['/many', 'v'.repeat(80)]]);
+    expect(work).toBeLessThan(10 * head.length); // about 4.5x: each byte copied in, grown, stringified
+  });
+
   it('skips bodies it did not capture by counting, and finds the next response', () => {
     const s = collect('response');
     const body = 'x'.repeat(100_000);
@@ -86,10 +109,45 @@ describe('HttpStream', () => {
     expect(r.out[0]).toMatchObject({ method: 'GET', target: '/long', truncated: true });
   });
 
+  it('a head split over reads whose last bytes were only counted is truncated, as if read at once', () => {
+    const r = collect('request');
+    const long = req('/pieces', `Cookie: ${'c'.repeat(330)}\r\n`);
+    for (let i = 0; i < 300; i += 100) r.feed(long.slice(i, i + 100));
+    r.feed('', 0, long.length - 300); // the rest: counted by the kernel, not captured
+    r.s.endOpen(r.next());
+    expect(r.out).toHaveLength(1);
+    expect(r.out[0]).toMatchObject({ method: 'GET', target: '/pieces', truncated: true, startTs: 1n, endInferred: true });
+  });
+
   it('HEAD responses and 1xx have no body', () => {
     const s = collect('response', () => true);
     s.feed('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n');
     expect(s.out.map((m) => [m.status, m.bodyBytes])).toEqual([[200, 0]]);
+  });
+
+  it('a 1xx head longer than the capture is skipped too: the final response follows', () => {
+    const links = Array.from({ length: 10 }, (_, i) => `Link: </static/asset-${i}.css>; rel=preload; as=style\r\n`).join('');
+    const hints = `HTTP/1.1 103 Early Hints\r\n${links}\r\n`;
+    expect(hints.length).toBeGreaterThan(256 + 100);
+    const s = collect('response');
+    s.feed(hints, 256);
+    s.feed('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok', 256);
+    expect(s.out.map((m) => [m.status, m.truncated, m.bodyBytes, m.endInferred])).toEqual([[200, false, 2, false]]);
+    // the hints' head split: its uncaptured rest only counted, then the response
+    const t = collect('response');
+    t.feed(hints.slice(0, 200));
+    t.feed(hints.slice(200, 300));
+    t.feed('', 0, hints.length - 300);
+    t.feed('HTTP/1.1 204 No Content\r\n\r\n', 256);
+    expect(t.out.map((m) => [m.status, m.truncated])).toEqual([[204, false]]);
+  });
+
+  it('101 Switching Protocols is a final response, ending with its head; nothing after it is parsed', () => {
+    const s = collect('response');
+    s.feed('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x02hi');
+    s.feed('HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n');
+    s.s.close(9n);
+    expect(s.out.map((m) => [m.status, m.endTs, m.endInferred])).toEqual([[101, 1n, false]]);
   });
 
   it('a response without length ends at close, with the last bytes written (not the close, which comes later)', () => {
@@ -104,6 +162,19 @@ describe('HttpStream', () => {
     t.feed('HTTP/1.0 200 OK\r\n\r\n');
     t.s.close(50n);
     expect(t.out[0]).toMatchObject({ status: 200, bodyBytes: 0, endTs: 50n });
+  });
+
+  it('a message cut short in its body by the close still comes out, with the bytes counted so far', () => {
+    const r = collect('request');
+    r.feed(`POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: 100000\r\n\r\n${'x'.repeat(100)}`);
+    r.feed('y'.repeat(1000), 0); // ts 2: only counted
+    expect(r.out).toHaveLength(0);
+    r.s.close(100n);
+    expect(r.out[0]).toMatchObject({ method: 'POST', bodyBytes: 1100, endTs: 2n, endInferred: true });
+    const s = collect('response');
+    s.feed('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel');
+    s.s.close(50n);
+    expect(s.out[0]).toMatchObject({ status: 200, bodyBytes: 3, endTs: 1n, endInferred: true });
   });
 
   it('garbage, TLS, binary and non-HTTP text produce nothing and do not throw', () => {

@@ -213,7 +213,7 @@ function parseHead(b: Buffer, end: number, kind: 'request' | 'response'): HttpHe
 
 const EMPTY_HEADERS: HeaderLookup = new HeadHeaders(null);
 
-type Mode = 'head' | 'length' | 'chunked' | 'open' | 'bad';
+type Mode = 'head' | 'length' | 'chunked' | 'open' | 'bad' | 'upgraded';
 type ChunkState = 'size' | 'data' | 'crlf' | 'trailer';
 
 export interface StreamStats {
@@ -226,12 +226,23 @@ export interface StreamStats {
 /**
  * One direction of one connection. `kind` is what this direction carries. For responses,
  * `noBody(status)` says whether the answered request forbids a body (HEAD; 204/304 are known here).
+ * `onHead` gets each final message when its head is known (complete or cut by the capture), before
+ * its body; `emit` gets the same object when the message is over. A peer may answer a request
+ * whose end we cannot know (truncated head, lost chunk framing, an unread upload), so pairing
+ * must not wait for the end.
  */
 export class HttpStream {
   private mode: Mode = 'head';
-  /** a head begun in an earlier syscall (a copy), else null */
+  /**
+   * a head begun in an earlier syscall: a copy, in a buffer with room to grow (its first headLen
+   * bytes), else null. Appending in place and checking only the new lines keeps a head that
+   * arrives in many small reads linear: concatenating and rechecking the whole head per read was
+   * quadratic in its length.
+   */
   private head: Buffer | null = null;
   private headLen = 0;
+  /** where the first line of the partial head not yet checked whole begins (0: the start line) */
+  private checked = 0;
   private headStart = 0n;
   private cur: HttpMessage | null = null;
   private remaining = 0;
@@ -244,6 +255,7 @@ export class HttpStream {
     readonly kind: 'request' | 'response',
     private readonly emit: (m: HttpMessage) => void,
     private readonly noBody: (status: number) => boolean = () => false,
+    private readonly onHead?: (m: HttpMessage) => void,
   ) {}
 
   /** one syscall's worth: `len` bytes moved at `ts`, of which `data` (a prefix) was captured */
@@ -261,8 +273,11 @@ export class HttpStream {
       switch (this.mode) {
         case 'head': {
           if (pos >= cap) {
-            // the next head begins in bytes we did not see
-            this.giveUp(false);
+            // a head split over reads whose last ones were only counted is cut by the capture as
+            // surely as one read at once: keep what its start line says
+            if (this.head !== null && this.headLen > 0) this.cutHead(ts, this.head.subarray(0, this.headLen));
+            // else the next head begins in bytes we did not see
+            else this.giveUp(false);
             pos = len;
             break;
           }
@@ -288,6 +303,7 @@ export class HttpStream {
           pos = len;
           break;
         case 'bad':
+        case 'upgraded':
           pos = len;
           break;
       }
@@ -298,12 +314,12 @@ export class HttpStream {
   /**
    * The connection closed: an open-ended message ended with the last bytes this stream saw (the
    * close itself comes later: after the peer read them, from softirq). A message with no
-   * body bytes ends at `ts`.
+   * body bytes ends at `ts`. So does one cut short in its body (an upload the server refused
+   * before reading it all, a reset mid-transfer): it happened, with the bytes counted so far.
    */
   close(ts: bigint): void {
-    if (this.mode === 'open' && this.cur) this.finish(this.cur.bodyBytes > 0 && this.lastTs ? this.lastTs : ts, true);
-    this.head = null;
-    this.headLen = 0;
+    if ((this.mode === 'open' || this.mode === 'length' || this.mode === 'chunked') && this.cur) this.finish(this.cur.bodyBytes > 0 && this.lastTs ? this.lastTs : ts, true);
+    this.dropHead();
     this.mode = 'bad';
   }
 
@@ -322,10 +338,15 @@ export class HttpStream {
     return this.mode;
   }
 
-  private giveUp(countBad = true): void {
-    if (countBad) this.stats.bad++;
+  private dropHead(): void {
     this.head = null;
     this.headLen = 0;
+    this.checked = 0;
+  }
+
+  private giveUp(countBad = true): void {
+    if (countBad) this.stats.bad++;
+    this.dropHead();
     this.cur = null;
     this.mode = 'bad';
   }
@@ -335,34 +356,35 @@ export class HttpStream {
     const prevLen = this.headLen;
     // the common case (a whole head in one syscall, at its start) parses the record's bytes as they are
     const piece = pos === 0 && cap === data.length ? data : data.subarray(pos, cap);
-    this.headLen += piece.length;
-    const all = this.head === null ? piece : Buffer.concat([this.head, piece], this.headLen);
-    this.head = all;
+    let all = piece;
+    if (this.head !== null) {
+      const need = prevLen + piece.length;
+      if (need > this.head.length) {
+        const grown = Buffer.allocUnsafe(Math.max(need, Math.min(this.head.length * 2, LIMITS.MAX_HEAD + 1)));
+        this.head.copy(grown, 0, 0, prevLen);
+        this.head = grown;
+      }
+      piece.copy(this.head, prevLen);
+      all = this.head.subarray(0, need);
+    }
+    this.headLen = prevLen + piece.length;
     // search from a little before the new piece: the terminator may straddle syscalls
     const end = all.indexOf(CRLFCRLF, Math.max(0, prevLen - 3));
     if (end < 0) {
-      if (this.headLen > LIMITS.MAX_HEAD || !this.plausible(all)) {
+      if (this.headLen > LIMITS.MAX_HEAD || !this.plausible(all, prevLen)) {
         this.giveUp();
         return len;
       }
       if (cap < len) {
-        // the head runs on into bytes that were not captured: keep what the start line says
-        const lineEnd = all.indexOf('\r\n', 0, 'latin1');
-        const fields = lineEnd > 0 ? parseHead(all, all.lastIndexOf('\r\n', undefined, 'latin1'), this.kind) : null;
-        if (!fields) {
-          this.giveUp(lineEnd > 0);
-          return len;
-        }
-        this.begin(fields, ts, true);
-        this.cur!.bodyBytes = 0;
-        this.mode = 'open';
-        this.stats.truncated++;
-        this.head = null;
-        this.headLen = 0;
+        // the head runs on into bytes that were not captured
+        this.cutHead(ts, all);
         return len;
       }
       // kept for the next syscall: a copy (the caller's bytes may be a view on the kernel ring)
-      if (this.head === piece) this.head = Buffer.from(piece);
+      if (this.head === null) {
+        this.head = Buffer.allocUnsafe(Math.max(2 * piece.length, 512));
+        piece.copy(this.head);
+      }
       return cap;
     }
     if (end + 4 > LIMITS.MAX_HEAD) {
@@ -371,10 +393,13 @@ export class HttpStream {
     }
     const fields = parseHead(all, end, this.kind);
     const consumed = end + 4 - prevLen;
-    this.head = null;
-    this.headLen = 0;
+    this.dropHead();
     if (!fields) {
       this.giveUp();
+      return len;
+    }
+    if (this.kind === 'response' && fields.status === 101) {
+      this.switched(fields, ts, false);
       return len;
     }
     if (this.kind === 'response' && fields.status! < 200) {
@@ -412,17 +437,75 @@ export class HttpStream {
     return pos + consumed;
   }
 
-  /** could these bytes (no complete head yet) still become a valid head? */
-  private plausible(b: Buffer): boolean {
-    if (!startsLikeHttp(b, this.kind)) return false;
-    const lineEnd = b.indexOf('\r\n', 0, 'latin1');
-    if (lineEnd < 0) return b.length <= 8192 && !b.includes(0);
-    const lines = b.toString('latin1').split('\r\n');
-    const first = lines[0]!;
-    if (this.kind === 'request' ? !REQ_LINE.test(first) : !RES_LINE.test(first)) return false;
-    // every complete header line must be a header; the last one may be partial
-    for (let i = 1; i < lines.length - 1; i++) if (lines[i] !== '' && !HEADER.test(lines[i]!)) return false;
-    return !/[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/.test(lines[lines.length - 1]!);
+  /**
+   * A head (no terminator yet) whose rest was not captured: keep what its complete lines say; its
+   * end, and so the message's, is inferred (the next message or the close).
+   */
+  private cutHead(ts: bigint, all: Buffer): void {
+    const lineEnd = all.indexOf('\r\n', 0, 'latin1');
+    const fields = lineEnd > 0 ? parseHead(all, all.lastIndexOf('\r\n', undefined, 'latin1'), this.kind) : null;
+    this.dropHead();
+    if (!fields) {
+      this.giveUp(lineEnd > 0);
+      return;
+    }
+    if (this.kind === 'response' && fields.status === 101) {
+      this.stats.truncated++;
+      this.switched(fields, ts, true);
+      return;
+    }
+    if (this.kind === 'response' && fields.status! < 200) {
+      // a long informational head (103 Early Hints with many Link headers): the real response
+      // still follows, in a write of its own that crosses because it starts like a response
+      this.mode = 'head';
+      return;
+    }
+    this.begin(fields, ts, true);
+    this.cur!.bodyBytes = 0;
+    this.mode = 'open';
+    this.stats.truncated++;
+  }
+
+  /**
+   * 101 Switching Protocols is the final answer to its request (unlike the other 1xx): the
+   * exchange ends with its head, and what follows on the connection (WebSocket frames, h2c) is
+   * not HTTP/1.1, so nothing after it is parsed until the close (binary frames can look like a
+   * start line to a resynchronising parser).
+   */
+  private switched(f: HttpHeadFields, ts: bigint, truncated: boolean): void {
+    this.begin(f, ts, truncated);
+    this.finish(ts, false);
+    this.dropHead();
+    this.mode = 'upgraded';
+  }
+
+  /**
+   * could these bytes (no complete head yet) still become a valid head? `b[0, prevLen)` passed
+   * this check in earlier calls, so only what they completed or added is checked
+   */
+  private plausible(b: Buffer, prevLen: number): boolean {
+    if (this.checked === 0) {
+      if (!startsLikeHttp(b, this.kind)) return false;
+      // a CRLF may straddle the pieces
+      const lineEnd = b.indexOf('\r\n', Math.max(0, prevLen - 1), 'latin1');
+      if (lineEnd < 0) return b.length <= 8192 && b.indexOf(0, prevLen) < 0;
+      const first = b.toString('latin1', 0, lineEnd);
+      if (this.kind === 'request' ? !REQ_LINE.test(first) : !RES_LINE.test(first)) return false;
+      this.checked = lineEnd + 2;
+    }
+    // every complete header line must be a header
+    for (;;) {
+      const e = b.indexOf('\r\n', Math.max(this.checked, prevLen - 1), 'latin1');
+      if (e < 0) break;
+      if (e > this.checked && !HEADER.test(b.toString('latin1', this.checked, e))) return false;
+      this.checked = e + 2;
+    }
+    // the last line may be partial: no control bytes but HTAB, CR, LF in it
+    for (let i = Math.max(this.checked, prevLen); i < b.length; i++) {
+      const c = b[i]!;
+      if ((c < 0x20 && c !== HT && c !== LF && c !== CR) || c === 0x7f) return false;
+    }
+    return true;
   }
 
   private takeChunked(ts: bigint, data: Buffer, pos: number, cap: number, len: number): number {
@@ -489,6 +572,7 @@ export class HttpStream {
       kind: this.kind, method: f.method, target: f.target, status: f.status, reason: f.reason, version: f.version, headers: f.headers,
       startTs: this.headStart || ts, headEndTs: ts, endTs: ts, bodyBytes: 0, truncated, endInferred: false,
     };
+    this.onHead?.(this.cur);
   }
 
   private finish(ts: bigint, inferred: boolean): void {

@@ -15,6 +15,12 @@ const data = (sock: bigint, dir: number, text: string, o: Partial<TraceEvent> = 
   const b = Buffer.from(text, 'latin1');
   return ev({ sock, kind: TR.EV_DATA, dir, len: b.length, cap_len: b.length, data: b, ...o });
 };
+/** one syscall of `text` as the kernel sends it: all of its length, the first `cap` bytes captured */
+const capped = (sock: bigint, dir: number, text: string, cap = 256, o: Partial<TraceEvent> = {}) => {
+  const b = Buffer.from(text, 'latin1');
+  const d = b.subarray(0, Math.min(cap, b.length));
+  return ev({ sock, kind: TR.EV_DATA, dir, len: b.length, cap_len: d.length, data: d, ...o });
+};
 const IN = TR.DIR_IN, OUT = TR.DIR_OUT;
 const REQ = (p: string, extra = '') => `GET ${p} HTTP/1.1\r\nHost: h\r\n${extra}\r\n`;
 const RES = (status = 200) => `HTTP/1.1 ${status} X\r\nContent-Length: 0\r\n\r\n`;
@@ -132,6 +138,158 @@ describe('SpanAssembler', () => {
     done();
     const refused = out.filter((s) => s.errorType === 'connection_refused');
     expect(refused.map((s) => [s.tid, s.link, s.parent?.request?.target])).toEqual([[11, 'thread', '/x'], [11, 'ambiguous', undefined], [12, 'ambiguous', undefined]]);
+  });
+
+  it('a request whose end is past the capture is answered by the next response, and later pairs stay in step', () => {
+    const cookie = `Cookie: ${'c'.repeat(400)}\r\n`;
+    const cases: [string, string, string][] = [
+      // the head itself runs past the capture
+      ['GET', `GET /big HTTP/1.1\r\nHost: h\r\n${cookie}\r\n`, 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'],
+      // a chunk longer than the capture: the framing after it is lost
+      ['POST', `POST /big HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1f4\r\n${'b'.repeat(500)}\r\n0\r\n\r\n`, 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'],
+      // HEAD: the answer has a length but no body, which only the pending request can tell
+      ['HEAD', `HEAD /big HTTP/1.1\r\nHost: h\r\n${cookie}\r\n`, 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n'],
+    ];
+    for (const [method, big, res] of cases) {
+      const { a, out, done } = setup();
+      a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, lport: 80, rport: 5000 }));
+      a.push(capped(1n, IN, big));
+      a.push(capped(1n, OUT, res));
+      a.push(capped(1n, IN, REQ('/second')));
+      a.push(capped(1n, OUT, 'HTTP/1.1 404 NF\r\nContent-Length: 2\r\n\r\nno'));
+      a.push(ev({ sock: 1n, kind: TR.EV_CLOSE, old_state: 1, new_state: 7 }));
+      done();
+      expect.soft(out.map((s) => [s.request?.method, s.request?.target, s.response?.status, s.errorType]), method).toEqual([
+        [method, '/big', 200, undefined],
+        ['GET', '/second', 404, undefined],
+      ]);
+      expect.soft(out[0]?.request?.endInferred, method).toBe(true);
+    }
+  });
+
+  it('a server answering before it read the whole upload: the span has that answer, later pairs stay in step', () => {
+    const upload = `POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: 100000\r\n\r\n${'x'.repeat(100)}`;
+    // refused early, then the connection closes (the client gives up)
+    let { a, out, done } = setup();
+    a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, lport: 80, rport: 5000 }));
+    a.push(capped(1n, IN, upload));
+    a.push(capped(1n, OUT, 'HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n'));
+    a.push(ev({ sock: 1n, kind: TR.EV_CLOSE, old_state: 1, new_state: 7 }));
+    done();
+    expect(out.map((s) => [s.request?.target, s.response?.status, s.errorType, s.request?.bodyBytes, s.request?.endInferred])).toEqual([['/upload', 413, undefined, 100, true]]);
+    // the client resets mid-upload: an error span, not nothing
+    ({ a, out, done } = setup());
+    a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, lport: 80, rport: 5000 }));
+    a.push(capped(1n, IN, upload));
+    a.push(ev({ sock: 1n, kind: TR.EV_CLOSE, old_state: 1, new_state: 7 }));
+    done();
+    expect(out.map((s) => [s.request?.target, s.response?.status, s.errorType])).toEqual([['/upload', undefined, 'connection_closed']]);
+    // answered after 100 of 1000 body bytes; the client sends the rest, then the next request
+    ({ a, out, done } = setup());
+    a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, lport: 80, rport: 5000 }));
+    a.push(capped(1n, IN, `POST /login HTTP/1.1\r\nHost: h\r\nContent-Length: 1000\r\n\r\n${'x'.repeat(100)}`));
+    a.push(capped(1n, OUT, 'HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n'));
+    a.push(capped(1n, IN, 'x'.repeat(900)));
+    a.push(capped(1n, IN, REQ('/next')));
+    a.push(capped(1n, OUT, RES(200)));
+    a.push(ev({ sock: 1n, kind: TR.EV_CLOSE, old_state: 1, new_state: 7 }));
+    done();
+    expect(out.map((s) => [s.request?.target, s.response?.status, s.errorType, s.request?.bodyBytes])).toEqual([['/login', 401, undefined, 1000], ['/next', 200, undefined, 0]]);
+  });
+
+  it('a head read in pieces whose last bytes the kernel only counted still makes a (truncated) span', () => {
+    // request: 100 + 100 + 100 bytes crossed (the run's first 256 and the read that crossed
+    // them), the rest rides as counted bytes on the response's record
+    let { a, out, done } = setup();
+    a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, lport: 80, rport: 5000 }));
+    const head = `GET /pieces HTTP/1.1\r\nHost: h\r\nCookie: ${'c'.repeat(330)}\r\n\r\n`;
+    for (let i = 0; i < 300; i += 100) a.push(capped(1n, IN, head.slice(i, i + 100)));
+    const lastRead = ts + 500n;
+    a.push(capped(1n, OUT, RES(200), 256, { tsNs: lastRead + 1000n, skipBytes: head.length - 300, skipCalls: 1, skipTs: lastRead, skipDir: IN }));
+    a.push(ev({ sock: 1n, kind: TR.EV_CLOSE, old_state: 1, new_state: 7 }));
+    done();
+    expect.soft(out.map((s) => [s.request?.target, s.request?.truncated, s.response?.status, s.errorType])).toEqual([['/pieces', true, 200, undefined]]);
+    // response: 92 + 203 bytes crossed, the rest counted on the close record
+    ({ a, out, done } = setup());
+    a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, lport: 80, rport: 5000 }));
+    a.push(capped(1n, IN, REQ('/r')));
+    const res = `HTTP/1.1 200 OK\r\nSet-Cookie: ${'s'.repeat(400)}\r\nContent-Length: 2\r\n\r\nok`;
+    a.push(capped(1n, OUT, res.slice(0, 92)));
+    a.push(capped(1n, OUT, res.slice(92, 295)));
+    const lastWrite = ts + 500n;
+    a.push(ev({ sock: 1n, kind: TR.EV_CLOSE, old_state: 1, new_state: 7, tsNs: lastWrite + 1000n, skipBytes: res.length - 295, skipCalls: 1, skipTs: lastWrite, skipDir: OUT }));
+    done();
+    expect(out.map((s) => [s.request?.target, s.response?.status, s.response?.truncated, s.errorType])).toEqual([['/r', 200, true, undefined]]);
+  });
+
+  it('a 1xx response whose head is longer than the capture is not the answer', () => {
+    const { a, out, done } = setup();
+    a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, lport: 80, rport: 5000 }));
+    a.push(capped(1n, IN, REQ('/page')));
+    const links = Array.from({ length: 10 }, (_, i) => `Link: </static/asset-${i}.css>; rel=preload; as=style\r\n`).join('');
+    a.push(capped(1n, OUT, `HTTP/1.1 103 Early Hints\r\n${links}\r\n`));
+    a.push(capped(1n, OUT, 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'));
+    a.push(ev({ sock: 1n, kind: TR.EV_CLOSE, old_state: 1, new_state: 7 }));
+    done();
+    expect(out.map((s) => [s.request?.target, s.response?.status, s.errorType])).toEqual([['/page', 200, undefined]]);
+  });
+
+  it('101 Switching Protocols answers the upgrade request; the frames after it are not HTTP', () => {
+    const { a, out, done } = setup();
+    a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, lport: 80, rport: 5000 }));
+    a.push(capped(1n, IN, REQ('/ws', 'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n')));
+    a.push(capped(1n, OUT, 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n'));
+    const switchedAt = ts;
+    // frames both ways, some of whose payloads look like HTTP
+    a.push(capped(1n, IN, '\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58'));
+    a.push(capped(1n, IN, 'GET /not-a-request HTTP/1.1\r\nHost: h\r\n\r\n'));
+    a.push(capped(1n, OUT, 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n'));
+    a.push(capped(1n, OUT, '\x81\x05hello', 256, { skipBytes: 5000, skipCalls: 3, skipTs: ts, skipDir: IN }));
+    a.push(ev({ sock: 1n, kind: TR.EV_CLOSE, old_state: 1, new_state: 7 }));
+    done();
+    expect(out.map((s) => [s.request?.target, s.response?.status, s.errorType, s.endTs])).toEqual([['/ws', 101, undefined, switchedAt]]);
+  });
+
+  it('requests pushed out of a full pending queue are finished (errors), not left serving on their thread', () => {
+    for (const n of [65, 70]) {
+      const { a, out, done } = setup();
+      a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, lport: 80, rport: 5000 }));
+      for (let i = 0; i < n; i++) a.push(capped(1n, IN, REQ(`/q${i}`), 256, { tid: 10 }));
+      a.push(ev({ sock: 1n, kind: TR.EV_CLOSE, old_state: 1, new_state: 7 }));
+      // later tid 10 calls out with no request in service: a root
+      a.push(ev({ sock: 2n, kind: TR.EV_CONNECT, tid: 10 }));
+      a.push(capped(2n, OUT, REQ('/call'), 256, { tid: 10, lport: 7000, rport: 9000 }));
+      a.push(capped(2n, IN, RES(200), 256, { tid: 10, lport: 7000, rport: 9000 }));
+      // then it serves one request and calls out from it: that request's child
+      a.push(ev({ sock: 3n, kind: TR.EV_ACCEPT, lport: 80, rport: 5001 }));
+      a.push(capped(3n, IN, REQ('/one'), 256, { tid: 10 }));
+      a.push(capped(2n, OUT, REQ('/call2'), 256, { tid: 10, lport: 7000, rport: 9000 }));
+      a.push(capped(2n, IN, RES(200), 256, { tid: 10, lport: 7000, rport: 9000 }));
+      a.push(capped(3n, OUT, RES(200), 256, { tid: 10 }));
+      done();
+      const server = out.filter((s) => s.kind === 'server' && s.request?.target?.startsWith('/q'));
+      expect.soft(server).toHaveLength(n);
+      expect.soft(server.filter((s) => s.errorType === 'pending_overflow').map((s) => s.request?.target)).toEqual(Array.from({ length: n - 64 }, (_, i) => `/q${i}`));
+      expect.soft(a.stats.pendingDropped).toBe(n - 64);
+      const calls = out.filter((s) => s.kind === 'client');
+      expect(calls.map((s) => [s.request?.target, s.link, s.parent?.request?.target]), String(n)).toEqual([['/call', 'root', undefined], ['/call2', 'thread', '/one']]);
+    }
+  });
+
+  it('a connection older than the tracer whose first record is a response: the role from its direction', () => {
+    const { a, out, done } = setup();
+    // server side: the rest of an old response, then the next exchange
+    const old = `HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n${'o'.repeat(5000)}`;
+    a.push(capped(1n, OUT, old.slice(0, 1000), 256, { lport: 80, rport: 5000 }));
+    a.push(capped(1n, IN, REQ('/after'), 256, { lport: 80, rport: 5000, skipBytes: old.length - 1000, skipCalls: 4, skipTs: ts, skipDir: OUT }));
+    a.push(capped(1n, OUT, RES(201), 256, { lport: 80, rport: 5000 }));
+    // client side
+    a.push(capped(2n, IN, RES(204), 256, { lport: 6000, rport: 8080 }));
+    a.push(capped(2n, OUT, REQ('/call'), 256, { lport: 6000, rport: 8080 }));
+    a.push(capped(2n, IN, RES(202), 256, { lport: 6000, rport: 8080 }));
+    done();
+    expect(out.map((s) => [s.kind, s.request?.target, s.response?.status, s.errorType])).toEqual([['server', '/after', 201, undefined], ['client', '/call', 202, undefined]]);
+    expect(a.stats.nonHttpConnections).toBe(0);
   });
 
   it('ignores connections whose first bytes are not HTTP', () => {

@@ -14,7 +14,8 @@
 //     request written (or a refused connect made) while there are any is ambiguous too (its
 //     parent may be one of them).
 // Everything is bounded: connections (LRU), per-connection pending requests, the tuple index,
-// and the hold queue; overflows are counted in `stats`.
+// and the hold queue; overflows are counted in `stats` (a request pushed out of a full pending
+// queue is finished as an error span, `pending_overflow`).
 import { randomFillSync } from 'node:crypto';
 import { HttpStream, startsLikeHttp, type HttpMessage } from './http.ts';
 import { TR, type TraceEvent } from './kernel.ts';
@@ -98,6 +99,8 @@ interface Conn {
   connectUnsampled: number;
   connectTs: bigint;
   nonHttp: boolean;
+  /** answered 101 Switching Protocols: another protocol from then on, nothing more to parse */
+  upgraded: boolean;
   lastTs: bigint;
   /** who made the last request/response record (for thread links) */
   lastTid: number;
@@ -255,7 +258,7 @@ export class SpanAssembler {
       c = {
         sock: e.sock, service: e.service, pid: e.pid, comm: e.comm, cgroupId: e.cgroupId,
         local: { addr: e.laddr, port: e.lport }, peer: { addr: e.raddr, port: e.rport },
-        pending: [], ordinal: 0, established: false, connectTid: 0, connectTs: 0n, connectUnsampled: 0, nonHttp: false, lastTs: e.tsNs, lastTid: e.tid,
+        pending: [], ordinal: 0, established: false, connectTid: 0, connectTs: 0n, connectUnsampled: 0, nonHttp: false, upgraded: false, lastTs: e.tsNs, lastTid: e.tid,
         inserted: ++this.clock, used: this.clock,
       };
       this.conns.set(e.sock, c);
@@ -276,13 +279,18 @@ export class SpanAssembler {
       c.cgroupId = e.cgroupId;
     }
     c.lastTs = e.tsNs;
-    if (c.nonHttp) return;
+    if (c.nonHttp || c.upgraded) return;
     if (!c.role) {
       // no lifecycle record (the connection predates the tracer): the first bytes decide
       if (e.cap_len === 0) return;
       const looksReq = startsLikeHttp(e.data, 'request', true);
       if (looksReq) c.role = e.dir === TR.DIR_IN ? 'server' : 'client';
-      else {
+      else if (startsLikeHttp(e.data, 'response', true)) {
+        // the answer to a request sent before the tracer (the kernel infers the role the same
+        // way): an HTTP connection all the same. The response is parsed, so its body is skipped
+        // by its framing, and answers nothing (no request pending).
+        c.role = e.dir === TR.DIR_IN ? 'client' : 'server';
+      } else {
         c.nonHttp = true;
         this.stats.nonHttpConnections++;
         return;
@@ -311,7 +319,7 @@ export class SpanAssembler {
    * time of the last of them, so lengths stay right and a message ends when its last byte moved.
    */
   private skipped(c: Conn, e: TraceEvent): void {
-    if (!e.skipCalls || !e.skipBytes || !c.reqStream || !c.role) return;
+    if (!e.skipCalls || !e.skipBytes || !c.reqStream || !c.role || c.upgraded) return;
     this.stats.skippedCalls += e.skipCalls;
     const isReq = (c.role === 'server') === (e.skipDir === TR.DIR_IN);
     this.curTid = c.lastTid;
@@ -324,16 +332,28 @@ export class SpanAssembler {
   private curUnsampled = 0;
 
   private makeStreams(c: Conn): void {
-    c.reqStream = new HttpStream('request', (m) => this.onRequest(c, m));
-    c.resStream = new HttpStream('response', (m) => this.onResponse(c, m), () => c.pending[0]?.request?.method === 'HEAD');
+    // A request is pending from its head on, not from its end: a request whose end we cannot
+    // know (head or chunk framing past the capture, an upload the server answers before reading
+    // it) would otherwise still be unsent when its response arrives, and the response would go
+    // to the next request. The request message is completed in place when its end comes.
+    c.reqStream = new HttpStream('request', () => {}, undefined, (m) => this.onRequest(c, m));
+    c.resStream = new HttpStream('response', (m) => this.onResponse(c, m), () => c.pending[0]?.request?.method === 'HEAD', (m) => {
+      // a final response has begun: a request whose end was unknown was over before it
+      c.reqStream!.endOpen(m.startTs);
+    });
   }
 
   private onRequest(c: Conn, m: HttpMessage): void {
     const tid = this.curTid;
     const ordinal = c.ordinal++;
     if (c.pending.length >= this.maxPending) {
-      c.pending.shift();
+      // given up on, but finished like any other span: a span left in activeByThread would make
+      // its thread's later calls its children (a parent never exported) or ambiguous, for good
+      const old = c.pending.shift()!;
       this.stats.pendingDropped++;
+      old.errorType = 'pending_overflow';
+      old.endTs = m.startTs > old.startTs ? m.startTs : old.startTs;
+      this.finish(old);
     }
     const s: Span = {
       kind: c.role!, service: c.service, pid: c.pid, tid, comm: c.comm, cgroupId: c.cgroupId, spanId: hex(8), link: 'root',
@@ -375,6 +395,8 @@ export class SpanAssembler {
     }
     s.response = m;
     s.endTs = m.endTs > s.startTs ? m.endTs : s.startTs;
+    // after 101 neither direction is HTTP/1.1 (WebSocket frames could look like a request line)
+    if (m.status === 101) c.upgraded = true;
     this.finish(s);
   }
 
