@@ -85,6 +85,8 @@ export interface AttackResult {
   ms: number;
   /** the kernel lacks what the attack needs (e.g. io_uring disabled): neither pass nor fail */
   unsupported?: boolean;
+  /** blocked by the kernel itself, as it is outside every policy (see refusedByKernel) */
+  byKernel?: boolean;
 }
 
 export interface RunEnv {
@@ -154,8 +156,8 @@ export function missingHook(a: Attack, m: Mechanisms): string {
 export async function refusedByKernel(a: Attack, r: RunEnv): Promise<{ refused?: string; control?: AttackResult }> {
   if (!a.kernelMayRefuse) return {};
   const control = await runAttack(a, { ...r, cgroupDir: r.outsideDir }, { expect: 'allowed', label: `${a.name} outside the cgroup` });
-  if (control.unsupported) return { refused: control.detail, control };
-  if (control.outcome !== 'allowed') return { refused: `unsupported: the kernel refuses it outside every policy too (${control.detail})`, control };
+  if (control.unsupported) return { refused: control.detail.replace(/^unsupported: /, ''), control };
+  if (control.outcome !== 'allowed') return { refused: `the kernel refuses it outside every policy too (${control.detail})`, control };
   return { control };
 }
 
