@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { thrown } from '../../lab/testing.ts';
 import { ValidationError } from './addr.ts';
-import { MAX_BACKEND_TABLE, normVip, startSettingsDiff, validateConfig, validateConfigFile, type LbConfig } from './config.ts';
+import { MAX_BACKEND_TABLE, MAX_CONNTRACK, normVip, startSettingsDiff, validateConfig, validateConfigFile, type LbConfig } from './config.ts';
 
 const b = (...addrs: string[]) => addrs.map((address) => ({ address }));
 
@@ -184,5 +184,17 @@ describe('start settings: what lb apply cannot change live', () => {
       { field: 'tunnelSource.ipv6', running: 'unset', file: '"fd99::2"' },
       { field: 'listen', running: 'unset', file: '"127.0.0.1:9100"' },
     ]);
+  });
+});
+
+describe('numbers that become map sizes (uint32 in the libbpf call)', () => {
+  it('conntrackEntries past 2**26 is refused, not wrapped (2**32+1024 became 1024 and every later apply was refused)', () => {
+    rejects(base({ conntrackEntries: 2 ** 32 + 1024 }), /^conntrackEntries 4294968320 must be an integer 1024-67108864$/);
+    rejects(base({ conntrackEntries: MAX_CONNTRACK + 1 }), /conntrackEntries 67108865 must be/);
+    rejects(base({ conntrackEntries: 1023 }), /conntrackEntries 1023 must be/);
+    expect(validateConfig(base({ conntrackEntries: MAX_CONNTRACK })).conntrackEntries).toBe(MAX_CONNTRACK);
+    // the other map sizes were bounded already
+    rejects(base({ backendTableSize: 2 ** 32 + 16 }), /backendTableSize 4294967312 must be an integer 16-1048576/);
+    rejects(base({ ringSize: 4294967311 }), /ringSize 4294967311 must be a prime between 7 and 1000003/);
   });
 });

@@ -82,6 +82,12 @@ export const DEFAULT_PIN_ROOT = '/sys/fs/bpf/ebpf-lab';
 export const DEFAULT_BACKEND_TABLE = xdp_lb_limits.LB_DEFAULT_BACKENDS;
 /** backend ids index a per-CPU stats array too: keep it a size the kernel allocates without fuss */
 export const MAX_BACKEND_TABLE = 1 << 20;
+/**
+ * Map sizes reach bpf_map__set_max_entries as a uint32, which wrapped a larger number (2**32+1024
+ * became 1024, and the file then never matched the running size again). 2**26 entries of ~100
+ * bytes (key, value, LRU node) are ~6.7 GB of kernel memory: far past what this LB is for.
+ */
+export const MAX_CONNTRACK = 1 << 26;
 
 export interface NormBackend {
   address: string;
@@ -225,7 +231,7 @@ export function validateConfig(c: LbConfig): NormConfig {
     ids.add(v.id);
   }
   const ct = c.conntrackEntries ?? xdp_lb_limits.LB_CT_ENTRIES;
-  if (!Number.isInteger(ct) || ct < 1024) problems.push(new ValidationError('conntrackEntries must be an integer >= 1024'));
+  if (!Number.isInteger(ct) || ct < 1024 || ct > MAX_CONNTRACK) problems.push(new ValidationError(`conntrackEntries ${JSON.stringify(c.conntrackEntries)} must be an integer 1024-${MAX_CONNTRACK}`));
   const bt = c.backendTableSize ?? DEFAULT_BACKEND_TABLE;
   if (!Number.isInteger(bt) || bt < 16 || bt > MAX_BACKEND_TABLE) problems.push(new ValidationError(`backendTableSize ${JSON.stringify(c.backendTableSize)} must be an integer 16-${MAX_BACKEND_TABLE}`));
   else {
