@@ -198,3 +198,24 @@ describe('numbers that become map sizes (uint32 in the libbpf call)', () => {
     rejects(base({ ringSize: 4294967311 }), /ringSize 4294967311 must be a prime between 7 and 1000003/);
   });
 });
+
+describe('listen', () => {
+  it('is checked with the config (before anything is attached): HOST:PORT, HOST an address or localhost', () => {
+    for (const ok of ['127.0.0.1:9100', '[::1]:9100', 'localhost:9100', '0.0.0.0:1']) expect(validateConfig(base({ listen: ok })).listen).toBe(ok);
+    const msg = /^listen .* must be "HOST:PORT" with HOST an IPv4 address, \[IPv6\] or localhost \(e\.g\. "127\.0\.0\.1:9100"\)$/;
+    for (const bad of ['nonsense', 9100, '9100', ':9100', '127.0.0.1', '::1:9100', '[127.0.0.1]:9100', 'example.com:9100', '127.0.0.1:9100 ', null]) rejects(base({ listen: bad as never }), msg);
+    rejects(base({ listen: '127.0.0.1:99999' }), /^malformed listen port "99999": want 1-65535$/);
+    rejects(base({ listen: '127.0.0.1:0' }), /^malformed listen port "0"/);
+  });
+
+  it('a bad listen in a file is placed at its line, beside the other faults', () => {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lbcfg-'));
+    try {
+      const f = path.join(tmp, 'l.yaml');
+      fs.writeFileSync(f, 'interface: lb0\nlisten: 9100\nringSize: 8\nvips: []\n');
+      expect((thrown(() => validateConfigFile(f)) as Error).message).toBe(`${f}:3:11: ringSize 8 must be a prime between 7 and 1000003; ${f}:2:9: listen 9100 must be "HOST:PORT" with HOST an IPv4 address, [IPv6] or localhost (e.g. "127.0.0.1:9100")`);
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+});

@@ -198,6 +198,28 @@ export interface NormConfig {
   listen?: string;
 }
 
+/**
+ * `listen`: ADDR:PORT, [ADDR6]:PORT or localhost:PORT. Checked with the config, before the data
+ * plane is touched: the server parsed it only after XDP was attached, and a YAML number (9100) or
+ * a port past 65535 failed there with Node's own messages. A name other than localhost is refused
+ * as the listener itself would refuse it in Host (DNS rebinding).
+ */
+export function parseListen(v: unknown): { host: string; port: number } {
+  const m = typeof v === 'string' ? /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d+)$/.exec(v) : null;
+  const host = m ? (m[1] ?? m[2]!) : '';
+  const ok = m && (m[1] !== undefined ? familyOrNull(host) === 6 : host === 'localhost' || familyOrNull(host) === 4);
+  if (!ok) throw new ValidationError(`listen ${JSON.stringify(v)} must be "HOST:PORT" with HOST an IPv4 address, [IPv6] or localhost (e.g. "127.0.0.1:9100")`);
+  return { host, port: parsePort(m![3]!, 'listen port') };
+}
+
+function familyOrNull(a: string): number | null {
+  try {
+    return familyOf(a);
+  } catch {
+    return null;
+  }
+}
+
 export function validateConfig(c: LbConfig): NormConfig {
   if (!c || typeof c !== 'object' || Array.isArray(c)) throw new ValidationError('config must be an object');
   // every fault is named at once (a VIP by its first): a user fixing a file learns them in one go
@@ -238,6 +260,7 @@ export function validateConfig(c: LbConfig): NormConfig {
     const total = vips.reduce((n, v) => n + v.backends.length, 0);
     if (total > bt) problems.push(new ValidationError(`backend table full: the config has ${total} backends but backendTableSize is ${bt}; raise backendTableSize`, 409));
   }
+  if (c.listen !== undefined) check(() => parseListen(c.listen), null);
   const xdpMode = c.xdpMode ?? 'auto';
   if (!['auto', 'native', 'generic'].includes(xdpMode)) problems.push(new ValidationError(`xdpMode "${xdpMode}" must be auto, native or generic`));
   const err = ValidationError.of(problems);

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { ValidationError } from './addr.ts';
-import { validateConfig, validateConfigFile, type Forwarding, type LbConfig } from './config.ts';
+import { parseListen, validateConfig, validateConfigFile, type Forwarding, type LbConfig } from './config.ts';
 import type { LbController } from './controller.ts';
 import { lbRegistry } from './metrics.ts';
 import { rebindingHost } from '../../common/metrics-http.ts';
@@ -159,10 +159,9 @@ export async function serveAdmin(c: LbController, opts: { socket: string; listen
   fs.chmodSync(opts.socket, 0o600);
   servers.push(unix);
   if (opts.listen) {
-    const m = opts.listen.match(/^(.*):(\d+)$/);
-    if (!m) throw new ValidationError(`listen "${opts.listen}" must be HOST:PORT`);
+    const { host, port } = parseListen(opts.listen);
     const tcp = http.createServer((q, r) => void handler(q, r, true));
-    await new Promise<void>((res, rej) => tcp.once('error', rej).listen(Number(m[2]), m[1]!.replace(/^\[|\]$/g, ''), () => res()));
+    await new Promise<void>((res, rej) => tcp.once('error', rej).listen(port, host, () => res()));
     servers.push(tcp);
   }
   return {
