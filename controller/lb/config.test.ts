@@ -219,3 +219,11 @@ describe('listen', () => {
     }
   });
 });
+
+describe('health-check timing', () => {
+  it('intervalMs and timeoutMs past 2**31-1 are refused (setTimeout made 2147483648 ms into 1 ms: a probe per backend every millisecond)', () => {
+    rejects(base({ healthCheck: { intervalMs: 2 ** 31 } }), /^healthCheck\.intervalMs 2147483648 must be at most 2147483647 \(2\*\*31-1 ms, the longest timer Node keeps\)$/);
+    rejects(base({ healthCheck: { timeoutMs: 2 ** 31 } }), /^healthCheck\.timeoutMs 2147483648 must be at most 2147483647/);
+    expect(validateConfig(base({ healthCheck: { intervalMs: 2 ** 31 - 1, timeoutMs: 2 ** 31 - 1 } })).health.intervalMs).toBe(2 ** 31 - 1);
+  });
+});

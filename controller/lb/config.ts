@@ -88,6 +88,8 @@ export const MAX_BACKEND_TABLE = 1 << 20;
  * bytes (key, value, LRU node) are ~6.7 GB of kernel memory: far past what this LB is for.
  */
 export const MAX_CONNTRACK = 1 << 26;
+/** the longest delay setTimeout honours (~24.8 days) */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export interface NormBackend {
   address: string;
@@ -234,6 +236,8 @@ export function validateConfig(c: LbConfig): NormConfig {
       noUnknownKeys(c.healthCheck, Object.keys(DEFAULT_HEALTH), 'healthCheck');
       const h = { ...DEFAULT_HEALTH, ...c.healthCheck };
       for (const [k, v] of Object.entries(h)) if (!Number.isInteger(v) || v <= 0) throw new ValidationError(`healthCheck.${k} must be a positive integer`);
+      // setTimeout takes a longer delay as 1 ms (with a warning): every backend probed every millisecond
+      for (const k of ['intervalMs', 'timeoutMs'] as const) if (h[k] > MAX_TIMER_MS) throw new ValidationError(`healthCheck.${k} ${h[k]} must be at most ${MAX_TIMER_MS} (2**31-1 ms, the longest timer Node keeps)`);
       return h;
     }, DEFAULT_HEALTH);
   }
