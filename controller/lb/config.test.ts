@@ -227,3 +227,16 @@ describe('health-check timing', () => {
     expect(validateConfig(base({ healthCheck: { intervalMs: 2 ** 31 - 1, timeoutMs: 2 ** 31 - 1 } })).health.intervalMs).toBe(2 ** 31 - 1);
   });
 });
+
+describe('backend ports', () => {
+  it('a port in address and a different "port" is refused (the "port" won silently); the same port twice is one port', () => {
+    const v = (backend: object) => base({ vips: [{ vip: 'tcp://10.99.100.1:80', backends: [backend as never] }] });
+    rejects(v({ address: '10.99.0.11:8080', port: 9090 }), /^vips\[0\]\.backends\[0\]: address "10\.99\.0\.11:8080" has port 8080 but "port" is 9090; give the port once$/);
+    rejects(v({ address: '[fd99::11]:8080', port: 9090 }), /address "\[fd99::11\]:8080" has port 8080 but "port" is 9090/);
+    expect(validateConfig(v({ address: '10.99.0.11:8080', port: 8080 })).vips[0]!.backends[0]!.port).toBe(8080);
+    expect(validateConfig(v({ address: '10.99.0.11:8080' })).vips[0]!.backends[0]!.port).toBe(8080);
+    expect(validateConfig(v({ address: '10.99.0.11', port: 9090 })).vips[0]!.backends[0]!.port).toBe(9090);
+    expect(validateConfig(v({ address: '10.99.0.11' })).vips[0]!.backends[0]!.port).toBe(80);
+    expect(validateConfig(v({ address: '[fd99::11]' })).vips[0]!.backends[0]!.port).toBe(80);
+  });
+});

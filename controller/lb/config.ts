@@ -130,8 +130,10 @@ export function normBackend(vip: VipSpec, b: BackendConfig | string, where: stri
   const raw: BackendConfig = typeof b === 'string' ? { address: b } : b;
   if (!raw || typeof raw !== 'object' || typeof raw.address !== 'string') throw new ValidationError(`${where}: a backend needs an "address"`);
   noUnknownKeys(raw, ['address', 'port', 'weight', 'mac', 'egress'], where);
-  const hp = at(where, () => parseHostPort(raw.address, raw.port ?? vip.port));
-  const port = raw.port !== undefined ? parsePort(raw.port, `${where} port`) : hp.port!;
+  const hp = at(where, () => parseHostPort(raw.address));
+  const port = raw.port !== undefined ? parsePort(raw.port, `${where} port`) : hp.port ?? vip.port;
+  // two ports for one backend: taking either silently sends health checks (and proxies) to the wrong one
+  if (hp.port !== undefined && raw.port !== undefined && hp.port !== port) throw new ValidationError(`${where}: address "${raw.address}" has port ${hp.port} but "port" is ${port}; give the port once`);
   const weight = raw.weight ?? 1;
   if (!Number.isInteger(weight) || weight < 0 || weight > 1000) throw new ValidationError(`${where}: weight ${raw.weight} must be an integer 0-1000`);
   if (raw.mac !== undefined) parseMac(raw.mac);
