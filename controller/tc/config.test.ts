@@ -104,6 +104,29 @@ describe('validateConfig', () => {
     expect(problems({ filters: Array.from({ length: 65 }, () => ({ action: 'count' })) }).join()).toMatch(/65 rules, at most 64/);
     expect(problems([])[0]).toMatch(/must be an object/);
   });
+  it('the same match spelled differently is the same match (keyed by the parsed bytes, as the map is): refused, not a silent last-class-wins', () => {
+    const two = (a: object, b: object) => problems({ classes: [{ name: 'a', rate: '1mbit', match: [a] }, { name: 'b', rate: '1mbit', match: [b] }] });
+    const flow = (src: string, dst = '10.0.0.2') => ({ flow: { src, dst, sport: 1000, dport: 80, proto: 'tcp' } });
+    for (const [x, y] of [
+      [{ dst: 'fd00::/64' }, { dst: 'fd00:0::/64' }],
+      [{ dst: 'FD00::/64' }, { dst: 'fd00::/64' }],
+      [{ dst: '10.0.0.5' }, { dst: '10.0.0.5/32' }],
+      [{ dst: '10.0.0.0/24', port: 80 }, { dst: '10.0.0.0/024', port: 80 }],
+      [{ dst: 'fd00::1' }, { dst: 'fd00::0001/128' }],
+      [flow('fd00::1', 'fd00::2'), flow('fd00::0001', 'FD00::2')],
+    ] as const) {
+      expect(two(x, y), `${JSON.stringify(x)} vs ${JSON.stringify(y)}`).toEqual(['classes[1].match[0]: the same match is already in class "a"']);
+    }
+    // different matches stay apart: another port, prefix, family or protocol
+    for (const [x, y] of [
+      [{ dst: '10.0.0.0/24', port: 80 }, { dst: '10.0.0.0/24' }],
+      [{ dst: '10.0.0.0/24' }, { dst: '10.0.0.0/25' }],
+      [{ dst: '::/0' }, { dst: '0.0.0.0/0' }],
+      [flow('10.0.0.1'), { flow: { src: '10.0.0.1', dst: '10.0.0.2', sport: 1000, dport: 80, proto: 'udp' } }],
+    ] as const) {
+      expect(() => validateConfig({ classes: [{ name: 'a', rate: '1mbit', match: [x] }, { name: 'b', rate: '1mbit', match: [y] }] }, cg), `${JSON.stringify(x)} vs ${JSON.stringify(y)}`).not.toThrow();
+    }
+  });
 });
 
 describe('commands that replace live lists: a missing key is not an empty list', () => {

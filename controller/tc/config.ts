@@ -158,6 +158,18 @@ export function parseCidr(s: string): { family: Family; addr: Uint8Array; prefix
   return { family: c.ip.family, addr, prefixlen: c.bits };
 }
 
+/**
+ * A match's identity in its map, from the parsed bytes: the duplicate check must see what the
+ * kernel key will be. On the text, fd00::/64 and fd00:0::/64, FD00::/64, 10.0.0.5 and
+ * 10.0.0.5/32, /24 and /024, fd00::1 and fd00::0001 were all different, both were accepted, and
+ * the later class silently took the traffic. The shaper keys its map entries by it too.
+ */
+export function matchKey(m: Match): string {
+  if (m.kind === 'cgroup') return `c${m.id}`;
+  if (m.kind === 'dst') return `d${m.family}:${[...m.addr].join('.')}/${m.prefixlen}:${m.port}`;
+  return `f${m.family}:${[...m.saddr].join('.')}:${m.sport}-${[...m.daddr].join('.')}:${m.dport}/${m.proto}`;
+}
+
 const PROTOS: Record<string, number> = { any: 0, icmp: 1, tcp: 6, udp: 17, icmpv6: 58 };
 export const PROTO_NAMES: Record<number, string> = Object.fromEntries(Object.entries(PROTOS).map(([k, v]) => [v, k]));
 const DIRS: Record<string, number> = { ingress: tc_shape_dir.TC_DIR_INGRESS, egress: tc_shape_dir.TC_DIR_EGRESS, both: tc_shape_dir.TC_DIR_INGRESS | tc_shape_dir.TC_DIR_EGRESS };
@@ -233,7 +245,7 @@ export function validateConfig(raw: unknown, cgroupId: (p: string) => bigint | u
         if (id === undefined) problems.push(`${mat}.cgroup: ${JSON.stringify(m.cgroup)} is not a cgroup2 directory`);
         else {
           matches.push({ kind: 'cgroup', path: m.cgroup as string, id });
-          key = `cgroup:${id}`;
+          key = matchKey(matches.at(-1)!);
           matchCount.cgroup++;
         }
       } else if ('dst' in m) {
@@ -244,7 +256,7 @@ export function validateConfig(raw: unknown, cgroupId: (p: string) => bigint | u
         if (cidr && (m.port === undefined || isPort(m.port))) {
           const port = (m.port as number | undefined) ?? 0;
           matches.push({ kind: 'dst', ...cidr, port });
-          key = `dst:${m.dst}:${port}`;
+          key = matchKey(matches.at(-1)!);
           matchCount.dst++;
         }
       } else if ('flow' in m) {
@@ -263,7 +275,7 @@ export function validateConfig(raw: unknown, cgroupId: (p: string) => bigint | u
           if (f.proto !== 'tcp' && f.proto !== 'udp') problems.push(`${mat}.flow.proto: must be tcp or udp`);
           if (s && d && s.family === d.family && isPort(f.sport) && isPort(f.dport) && (f.proto === 'tcp' || f.proto === 'udp')) {
             matches.push({ kind: 'flow', family: s.family, saddr: s.addr, daddr: d.addr, sport: f.sport as number, dport: f.dport as number, proto: PROTOS[f.proto]! });
-            key = `flow:${f.src}:${f.sport}:${f.dst}:${f.dport}:${f.proto}`;
+            key = matchKey(matches.at(-1)!);
             matchCount.flow++;
           }
         }

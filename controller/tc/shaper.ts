@@ -24,7 +24,7 @@ import { LabError } from '../../common/errors.ts';
 import { processAlive, procStart } from '../../common/host.ts';
 import { lockHolderAlive } from '../../common/lockfile.ts';
 import { writeFileAtomic } from '../../common/state-file.ts';
-import { MAX_RULES, latencyHorizonNs, netPort, type ClassPlan, type Match, type Plan, type RulePlan } from './config.ts';
+import { MAX_RULES, latencyHorizonNs, matchKey, netPort, type ClassPlan, type Match, type Plan, type RulePlan } from './config.ts';
 import { tcShape, tc_shape_class_flags, tc_shape_rule_action, type TcShape, type tc_class, type tc_class_stats, type tc_dst_key, type tc_flow_key, type tc_global_stats, type tc_rule, type tc_rule_stats } from '../../bpf/gen/tc_shape.ts';
 
 export const MAP_NAMES = ['classes', 'class_state', 'class_stats', 'flow_class', 'cgroup_class', 'dst_class', 'rules', 'rule_stats', 'filter_gen', 'globals'] as const;
@@ -51,14 +51,14 @@ export const encodeModel = (m: Model & Record<string, unknown>) => JSON.stringif
 export const decodeModel = (s: string) => JSON.parse(s, reviver) as Model & Record<string, unknown>;
 
 function entryKey(m: Match): { map: 'flow_class' | 'cgroup_class' | 'dst_class'; id: string; key: unknown } {
-  if (m.kind === 'cgroup') return { map: 'cgroup_class', id: `c${m.id}`, key: m.id };
+  if (m.kind === 'cgroup') return { map: 'cgroup_class', id: matchKey(m), key: m.id };
   if (m.kind === 'dst') {
     // LPM data: port (16 bits), family (8), then the address
     const key: Partial<tc_dst_key> = { prefixlen: 16 + 8 + m.prefixlen, port: netPort(m.port), family: m.family, addr: m.addr };
-    return { map: 'dst_class', id: `d${m.family}:${[...m.addr].join('.')}/${m.prefixlen}:${m.port}`, key };
+    return { map: 'dst_class', id: matchKey(m), key };
   }
   const key: Partial<tc_flow_key> = { saddr: m.saddr, daddr: m.daddr, sport: netPort(m.sport), dport: netPort(m.dport), proto: m.proto, family: m.family };
-  return { map: 'flow_class', id: `f${m.family}:${[...m.saddr].join('.')}:${m.sport}-${[...m.daddr].join('.')}:${m.dport}/${m.proto}`, key };
+  return { map: 'flow_class', id: matchKey(m), key };
 }
 
 /** One change's undo log: every write reads the old value first; rollback restores in reverse. */
