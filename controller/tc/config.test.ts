@@ -104,6 +104,13 @@ describe('validateConfig', () => {
     expect(problems({ filters: Array.from({ length: 65 }, () => ({ action: 'count' })) }).join()).toMatch(/65 rules, at most 64/);
     expect(problems([])[0]).toMatch(/must be an object/);
   });
+  it('dir and proto are one of their words, not any key an object inherits (proto "constructor" was any, dir "toString" a rule that never fired)', () => {
+    for (const w of ['constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf']) {
+      expect(problems({ filters: [{ proto: w, action: 'drop' }] }), w).toEqual([`filters[0].proto: "${w}" must be tcp, udp, icmp, icmpv6 or any`]);
+      expect(problems({ filters: [{ dir: w, action: 'drop' }] }), w).toEqual([`filters[0].dir: "${w}" must be egress, ingress or both`]);
+    }
+    expect(validateConfig({ filters: [{ dir: 'both', proto: 'icmpv6', action: 'count' }] }, cg).rules.map((r) => [r.dir, r.proto])).toEqual([[3, 58]]);
+  });
   it('the same match spelled differently is the same match (keyed by the parsed bytes, as the map is): refused, not a silent last-class-wins', () => {
     const two = (a: object, b: object) => problems({ classes: [{ name: 'a', rate: '1mbit', match: [a] }, { name: 'b', rate: '1mbit', match: [b] }] });
     const flow = (src: string, dst = '10.0.0.2') => ({ flow: { src, dst, sport: 1000, dport: 80, proto: 'tcp' } });

@@ -170,9 +170,11 @@ export function matchKey(m: Match): string {
   return `f${m.family}:${[...m.saddr].join('.')}:${m.sport}-${[...m.daddr].join('.')}:${m.dport}/${m.proto}`;
 }
 
-const PROTOS: Record<string, number> = { any: 0, icmp: 1, tcp: 6, udp: 17, icmpv6: 58 };
-export const PROTO_NAMES: Record<number, string> = Object.fromEntries(Object.entries(PROTOS).map(([k, v]) => [v, k]));
-const DIRS: Record<string, number> = { ingress: tc_shape_dir.TC_DIR_INGRESS, egress: tc_shape_dir.TC_DIR_EGRESS, both: tc_shape_dir.TC_DIR_INGRESS | tc_shape_dir.TC_DIR_EGRESS };
+// Maps, not object literals: a lookup by the user's word found inherited keys, so "proto:
+// constructor" or "__proto__" became proto 0 (any) and "dir: toString" mask 0, a rule that never fires
+const PROTOS = new Map<string, number>([['any', 0], ['icmp', 1], ['tcp', 6], ['udp', 17], ['icmpv6', 58]]);
+export const PROTO_NAMES: Record<number, string> = Object.fromEntries([...PROTOS].map(([k, v]) => [v, k]));
+const DIRS = new Map<string, number>([['ingress', tc_shape_dir.TC_DIR_INGRESS], ['egress', tc_shape_dir.TC_DIR_EGRESS], ['both', tc_shape_dir.TC_DIR_INGRESS | tc_shape_dir.TC_DIR_EGRESS]]);
 const NAME = /^[a-z][a-z0-9_-]{0,31}$/;
 
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -274,7 +276,7 @@ export function validateConfig(raw: unknown, cgroupId: (p: string) => bigint | u
           if (!isPort(f.dport)) problems.push(`${mat}.flow.dport: must be 1-65535`);
           if (f.proto !== 'tcp' && f.proto !== 'udp') problems.push(`${mat}.flow.proto: must be tcp or udp`);
           if (s && d && s.family === d.family && isPort(f.sport) && isPort(f.dport) && (f.proto === 'tcp' || f.proto === 'udp')) {
-            matches.push({ kind: 'flow', family: s.family, saddr: s.addr, daddr: d.addr, sport: f.sport as number, dport: f.dport as number, proto: PROTOS[f.proto]! });
+            matches.push({ kind: 'flow', family: s.family, saddr: s.addr, daddr: d.addr, sport: f.sport as number, dport: f.dport as number, proto: PROTOS.get(f.proto as string)! });
             key = matchKey(matches.at(-1)!);
             matchCount.flow++;
           }
@@ -307,12 +309,12 @@ export function validateConfig(raw: unknown, cgroupId: (p: string) => bigint | u
     if (typeof name !== 'string' || !NAME.test(name)) problems.push(`${at}.name: ${JSON.stringify(name)} must be 1-32 of a-z 0-9 _ - starting with a letter`);
     else if (ruleNames.has(name)) problems.push(`${at}.name: "${name}" is used twice`);
     else ruleNames.add(name);
-    const dir = DIRS[(r.dir as string) ?? 'egress'];
+    const dir = DIRS.get((r.dir as string) ?? 'egress');
     if (dir === undefined) problems.push(`${at}.dir: ${JSON.stringify(r.dir)} must be egress, ingress or both`);
     const cidr = r.cidr === undefined ? { family: 0 as const, addr: new Uint8Array(16), prefixlen: 0 } : typeof r.cidr === 'string' ? parseCidr(r.cidr) : undefined;
     if (!cidr) problems.push(`${at}.cidr: ${JSON.stringify(r.cidr)} is not an IPv4/IPv6 CIDR with zero host bits`);
     if (r.port !== undefined && !isPort(r.port)) problems.push(`${at}.port: ${JSON.stringify(r.port)} must be 1-65535`);
-    const proto = PROTOS[(r.proto as string) ?? 'any'];
+    const proto = PROTOS.get((r.proto as string) ?? 'any');
     if (proto === undefined) problems.push(`${at}.proto: ${JSON.stringify(r.proto)} must be tcp, udp, icmp, icmpv6 or any`);
     else if (cidr && ((proto === 1 && cidr.family === 6) || (proto === 58 && cidr.family === 4))) problems.push(`${at}.proto: ${r.proto} never matches an IPv${cidr.family} cidr (IPv4 has icmp, IPv6 icmpv6)`);
     if (r.port !== undefined && proto !== 6 && proto !== 17) problems.push(`${at}.port: a port needs proto tcp or udp`);
