@@ -70,7 +70,9 @@ static __always_inline struct backend *pick_backend(struct lb_global *g, const s
 	if (ct && ct->vip_id == vip_id) {
 		*be_id = ct->backend_id;
 		struct backend *be = active_backend(be_id);
-		if (be) {
+		/* the id must still be this VIP's: a removed backend's id is reused (for another VIP too)
+		 * while the LRU still holds its flows, and they would follow it there and stay */
+		if (be && be->vip_id == vip_id) {
 			*hit = 1;
 			return be; /* a removed backend's flows are re-hashed below */
 		}

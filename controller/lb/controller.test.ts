@@ -11,6 +11,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest';
 import { describeRoot } from '../../lab/testing.ts';
 import { LbApiError, LbClient } from './client.ts';
+import { formatMac, htons } from './addr.ts';
 import { DEFAULT_PIN_ROOT, type VipConfig } from './config.ts';
 import { LbController } from './controller.ts';
 import { Journal } from './journal.ts';
@@ -27,6 +28,23 @@ const BASE: VipConfig[] = [
   { vip: V2, backends: range(10, 3), healthCheck: false },
   { vip: V4, backends: [be(0), be(20, { weight: 3 })], healthCheck: false },
 ];
+
+/** a TCP ACK (not a SYN: it may follow conntrack) from client to vip, Ethernet + IPv4 + TCP */
+function ack(client: string, vip: string, sport: number, dport: number): Buffer {
+  const f = Buffer.alloc(14 + 20 + 20);
+  f.writeUInt16BE(0x0800, 12);
+  f[14] = 0x45;
+  f.writeUInt16BE(40, 16);
+  f[22] = 64;
+  f[23] = 6;
+  Buffer.from(client.split('.').map(Number)).copy(f, 26);
+  Buffer.from(vip.split('.').map(Number)).copy(f, 30);
+  f.writeUInt16BE(sport, 34);
+  f.writeUInt16BE(dport, 36);
+  f[46] = 5 << 4;
+  f[47] = 0x10;
+  return f;
+}
 
 function json(v: unknown): string {
   return JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? x.toString() : x instanceof Uint8Array ? Buffer.from(x).toString('hex') : x));
@@ -257,6 +275,36 @@ describeRoot('lb controller: all-or-nothing changes, capacity, scale (real maps)
     } finally {
       await api.apply({ interface: 'lo', vips: BASE });
     }
+  });
+
+  // A removed backend's id goes back to the round robin while the conntrack LRU still names it;
+  // another VIP's backend may get it. The slow path kept such an entry (same VIP slot, backend
+  // active) without asking whose backend it now is, so the flow went to the other VIP's backend.
+  it('an established flow whose backend id was reused by another VIP re-hashes within its own VIP (XDP, BPF_PROG_TEST_RUN)', async () => {
+    const OTHER = '02:00:00:00:00:bb';
+    const cport = 40123;
+    const frame = ack('10.9.9.9', '10.250.0.1', cport, 80); // V1
+    const sent = () => {
+      const r = c.dp.prog.testRun({ data: frame });
+      expect(r.retval).toBe(3); // XDP_TX: the backends' next hop is on lo, where test runs arrive
+      return formatMac(r.dataOut);
+    };
+    const ctKey = { src: Uint8Array.from([10, 9, 9, 9, ...new Array(12).fill(0)]), dst: Uint8Array.from([10, 250, 0, 1, ...new Array(12).fill(0)]), sport: htons(cport), dport: htons(80), proto: 6, family: 4, pad: 0 };
+    expect(sent()).toBe(MAC);
+    const id = c.dp.conntrack.get(ctKey)!.backend_id;
+    const v1 = (await api.state()).vips.find((v) => v.vip === V1)!;
+    const pinned = v1.backends.find((b) => b.id === id)!;
+    await api.removeBackend(V1, pinned.address);
+    // churn V2 until the round robin hands it the id (the table has 64)
+    let reused = false;
+    for (let i = 0; i < 64 && !reused; i++) reused = (await c.addBackend(V2, { address: `127.0.9.${i}`, mac: OTHER })).id === id;
+    expect(reused, 'the round robin never reused the id').toBe(true);
+    expect(c.dp.conntrack.get(ctKey)?.backend_id).toBe(id); // the LRU still holds the flow
+    expect(sent()).toBe(MAC); // a backend of V1, not V2's
+    const now = c.dp.conntrack.get(ctKey)!;
+    expect(now.vip_id).toBe(v1.slot);
+    expect(now.backend_id).not.toBe(id);
+    expect(v1.backends.map((b) => b.id)).toContain(now.backend_id);
   });
 
   it('after a successful change the kernel rings equal the computed ones and every backend owns ring slots', async () => {
