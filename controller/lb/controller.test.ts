@@ -277,6 +277,16 @@ describeRoot('lb controller: all-or-nothing changes, capacity, scale (real maps)
     }
   });
 
+  it('apply of a corrected backend mac rewrites its entry and reports the VIP changed; the same file again changes nothing', async () => {
+    const FIXED = '02:00:00:00:00:2a';
+    const fixed = [{ ...BASE[0]!, backends: BASE[0]!.backends.map((b, i) => (i === 1 ? { ...b, mac: FIXED.toUpperCase() } : b)) }, BASE[1]!, BASE[2]!];
+    const id = c.vips.get(V1)!.backends.get(`${be(1).address}:80`)!.id;
+    expect(await api.apply({ interface: 'lo', vips: fixed })).toEqual({ added: [], removed: [], changed: [V1] });
+    expect(formatMac(c.dp.backends.get(id)!.mac)).toBe(FIXED);
+    expect((await api.state()).vips.find((v) => v.vip === V1)!.backends.find((b) => b.id === id)!.mac).toBe(FIXED);
+    expect(await api.apply({ interface: 'lo', vips: fixed })).toEqual({ added: [], removed: [], changed: [] });
+  });
+
   // A removed backend's id goes back to the round robin while the conntrack LRU still names it;
   // another VIP's backend may get it. The slow path kept such an entry (same VIP slot, backend
   // active) without asking whose backend it now is, so the flow went to the other VIP's backend.

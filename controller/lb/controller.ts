@@ -557,6 +557,10 @@ export class LbController {
               delete have.egress;
               have.egressIfindex = 0;
             }
+            // a corrected MAC (a typo fixed in the file) must reach the map: resolved again with
+            // it, like a new backend, so the entry is rewritten and reported as changed. Without
+            // a mac in the file the resolved one stays (no neighbour lookup on every apply).
+            if (b.mac && b.mac !== have.mac) d.fresh.push({ b: have, mac: b.mac });
           }
         }
         this.addFresh(d, v, fresh);
