@@ -228,6 +228,16 @@ describe('health-check timing', () => {
   });
 });
 
+describe('ring slots', () => {
+  it('a VIP with more backends than ringSize is refused (Maglev gave the extra ones no slot, silently), naming a ringSize that fits', () => {
+    const ten = Array.from({ length: 10 }, (_, i) => ({ address: `10.99.0.${i + 1}`, weight: i === 9 ? 0 : 1 }));
+    rejects(base({ ringSize: 7, vips: [{ vip: 'tcp://10.99.100.1:80', backends: b('10.99.0.1') }, { vip: 'tcp://10.99.100.2:80', backends: ten }] }),
+      /^vips\[1\] \(tcp:\/\/10\.99\.100\.2:80\): 10 backends but ringSize is 7: each backend needs a ring slot of its own; raise ringSize to a prime ≥ 10 \(e\.g\. 11\) or split the VIP$/);
+    expect(validateConfig(base({ ringSize: 11, vips: [{ vip: 'tcp://10.99.100.2:80', backends: ten }] })).vips[0]!.backends).toHaveLength(10);
+    expect(validateConfig(base({ ringSize: 7, vips: [{ vip: 'tcp://10.99.100.2:80', backends: ten.slice(0, 7) }] })).vips).toHaveLength(1);
+  });
+});
+
 describe('backend ports', () => {
   it('a port in address and a different "port" is refused (the "port" won silently); the same port twice is one port', () => {
     const v = (backend: object) => base({ vips: [{ vip: 'tcp://10.99.100.1:80', backends: [backend as never] }] });

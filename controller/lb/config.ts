@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import { type ConfigFile, fieldPath, parseJson, parseYamlFile } from '../../common/config-file.ts';
 import { ValidationError, addrBytes, familyOf, parseHostPort, parseMac, parsePort, parseVip, vipString, canonical, type VipSpec } from './addr.ts';
-import { isPrime } from './maglev.ts';
+import { isPrime, nextPrime } from './maglev.ts';
 import { xdp_lb_limits } from '../../bpf/gen/xdp_lb.enums.ts';
 
 export interface BackendConfig {
@@ -224,6 +224,16 @@ function familyOrNull(a: string): number | null {
   }
 }
 
+/**
+ * A VIP's backends each need a ring slot of their own: Maglev fills a ring of M slots with at most
+ * M backends, and the rest got none, silently (ringSize 7, 10 backends: 3 never chosen). Every
+ * listed backend counts (a drained or weight-0 one may serve again without a new check).
+ * `fix` names the way out with N (the count) and P (the smallest prime that fits).
+ */
+export function tooManyForRing(where: string, n: number, ringSize: number, fix: string, status: 400 | 409 = 400): ValidationError {
+  return new ValidationError(`${where}: ${n} backends but ringSize is ${ringSize}: each backend needs a ring slot of its own; ${fix.replace('N', String(n)).replace('P', String(nextPrime(n)))}`, status);
+}
+
 export function validateConfig(c: LbConfig): NormConfig {
   if (!c || typeof c !== 'object' || Array.isArray(c)) throw new ValidationError('config must be an object');
   // every fault is named at once (a VIP by its first): a user fixing a file learns them in one go
@@ -252,7 +262,15 @@ export function validateConfig(c: LbConfig): NormConfig {
   const tunnelSource = check(() => normTunnelSource(c.tunnelSource), {});
   const vips: NormVip[] = [];
   if (!Array.isArray(c.vips)) problems.push(new ValidationError('"vips" must be a list'));
-  else c.vips.forEach((v, i) => check(() => void vips.push(normVip(v, `vips[${i}]`, false, { forwarding, tunnelSource })), undefined));
+  else {
+    const ringOk = isPrime(ringSize) && ringSize >= 7 && ringSize <= 1_000_003;
+    c.vips.forEach((v, i) => {
+      const n = check(() => normVip(v, `vips[${i}]`, false, { forwarding, tunnelSource }), null);
+      if (!n) return;
+      vips.push(n);
+      if (ringOk && n.backends.length > ringSize) problems.push(tooManyForRing(`vips[${i}] (${n.id})`, n.backends.length, ringSize, 'raise ringSize to a prime ≥ N (e.g. P) or split the VIP'));
+    });
+  }
   const ids = new Set<string>();
   for (const v of vips) {
     if (ids.has(v.id)) problems.push(new ValidationError(`duplicate VIP ${v.id}`, 409));

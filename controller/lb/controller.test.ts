@@ -328,6 +328,33 @@ describeRoot('lb controller: all-or-nothing changes, capacity, scale (real maps)
   });
 });
 
+// Maglev fills a ring of M slots with at most M backends: with more, the rest got no slot and
+// nothing said so. The config check covers files; this is the live operations' half.
+describeRoot('lb controller: a VIP never gets more backends than ring slots (real maps)', () => {
+  let c: LbController;
+  const instance = `lbring${process.pid}`;
+  const seven = range(0, 7);
+  beforeAll(async () => {
+    c = await LbController.start({ interface: 'lo', instance, ringSize: 7, backendTableSize: 32, vips: [{ vip: V1, backends: seven, healthCheck: false }] }, { attach: false });
+  }, 60_000);
+  afterAll(() => {
+    c?.stop({ purge: true });
+    expect(fs.existsSync(path.join(DEFAULT_PIN_ROOT, instance))).toBe(false);
+  });
+
+  it('backend add, VIP add and apply past ringSize are a 409 naming a ringSize that fits; nothing changes', async () => {
+    const before = dump(c);
+    const eighth = be(7);
+    await expect(c.addBackend(V1, eighth)).rejects.toThrow(/^tcp:\/\/10\.250\.0\.1:80: 8 backends but ringSize is 7: each backend needs a ring slot of its own; remove one, or restart the LB with a ringSize of at least 11 \(lb stop --purge, then lb daemon\)$/);
+    await expect(c.addVip({ vip: V2, backends: range(10, 8), healthCheck: false })).rejects.toMatchObject({ status: 409, message: expect.stringMatching(/^tcp:\/\/10\.250\.0\.2:80: 8 backends but ringSize is 7/) });
+    await expect(c.apply([{ vip: V1, backends: [...seven, eighth], healthCheck: false }])).rejects.toThrow(/8 backends but ringSize is 7/);
+    expect(dump(c)).toBe(before);
+    // up to the ring size every backend owns a slot
+    await c.addVip({ vip: V2, backends: range(10, 7), healthCheck: false });
+    for (const v of c.vips.values()) expect(new Set(v.table).size, v.id).toBe(7);
+  });
+});
+
 describeRoot('lb controller at scale: 10,000 backends (real maps)', () => {
   let c: LbController;
   let srv: AdminServer;

@@ -12,7 +12,7 @@
 import path from 'node:path';
 import { setImmediate as yieldNow } from 'node:timers/promises';
 import { ValidationError, addrBytes, formatAddr, formatMac, htons, parseMac, parseVip, vipString, PROTO_NUM, type Protocol, type VipSpec } from './addr.ts';
-import { backendKey, checkIpipBackend, normBackend, normVip, startSettingsDiff, tunnelSourceFor, validateConfig, type BackendConfig, type Forwarding, type LbConfig, type NormBackend, type NormConfig, type StartSettings, type VipConfig, type VipDefaults } from './config.ts';
+import { backendKey, checkIpipBackend, normBackend, normVip, startSettingsDiff, tooManyForRing, tunnelSourceFor, validateConfig, type BackendConfig, type Forwarding, type LbConfig, type NormBackend, type NormConfig, type StartSettings, type VipConfig, type VipDefaults } from './config.ts';
 import { BE_ACTIVE, BE_DOWN, BE_DRAINING, Dataplane, MAX_VIPS, netnsName } from './dataplane.ts';
 import { HealthChecker } from './health.ts';
 import { Journal } from './journal.ts';
@@ -281,6 +281,14 @@ export class LbController {
   private async change<R>(what: string, plan: (d: Draft) => R): Promise<R> {
     const d = this.draft();
     const result = plan(d);
+    // one check for every operation that can grow a VIP (add, apply, add VIP); a VIP that only
+    // shrinks or keeps its size passes (pins restored under a smaller ringSize stay changeable)
+    for (const v of d.vips.values()) {
+      const n = v.backends.size;
+      if (n > this.cfg.ringSize && n > (this.vips.get(v.id)?.backends.size ?? 0)) {
+        throw tooManyForRing(v.id, n, this.cfg.ringSize, 'remove one, or restart the LB with a ringSize of at least P (lb stop --purge, then lb daemon)', 409);
+      }
+    }
     if (d.fresh.length) {
       const hops = await resolveNextHops(d.fresh.map((f) => ({ address: f.b.address, ...(f.mac ? { mac: f.mac } : {}) })));
       d.fresh.forEach((f, i) => Object.assign(f.b, { mac: hops[i]!.mac, srcMac: hops[i]!.srcMac, ifindex: hops[i]!.ifindex }));

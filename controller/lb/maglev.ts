@@ -20,6 +20,13 @@ export function isPrime(n: number): boolean {
   return true;
 }
 
+/** the smallest prime ≥ n (a ringSize to suggest) */
+export function nextPrime(n: number): number {
+  let p = Math.max(2, Math.ceil(n));
+  while (!isPrime(p)) p++;
+  return p;
+}
+
 // two independent 32-bit string hashes (FNV-1a with different bases, then a murmur finaliser)
 function hash32(s: string, seed: number): number {
   let h = (0x811c9dc5 ^ seed) >>> 0;
