@@ -38,6 +38,10 @@
 #define SOCK_RAW 3
 #define SOCK_PACKET 10
 #define SOCK_DGRAM 2
+#define SOCK_SEQPACKET 5
+#define SOCK_DCCP 6
+#define IPPROTO_DCCP 33
+#define IPPROTO_SCTP 132
 #define IPPROTO_ICMP 1
 #define IPPROTO_ICMPV6 58
 #define SOL_IP 0
@@ -704,17 +708,26 @@ long sec_connect_lsm(unsigned long long *ctx)
  * Packet paths that bypass connect/sendmsg: raw IP (inet families), packet sockets, and ICMP
  * datagram ("ping") sockets, whose sendto the kernel never shows the cgroup sendmsg hooks (only
  * their connect): open to every user where ping_group_range allows it (systemd's default), an
- * echo's payload went to any address past an egress allowlist. Netlink's SOCK_RAW is not a path
- * to the network (glibc's getaddrinfo uses it), so it stays allowed.
+ * echo's payload went to any address past an egress allowlist. SCTP and DCCP, modules any user
+ * loads by opening a socket: SCTP's connectx (a setsockopt) and its sendto to a new peer (an
+ * association set up by the send) reached a port the allowlist did not allow in the 6.1 guest, no
+ * cgroup hook running; DCCP's connect has no cgroup hook either (its proto has no pre_connect).
+ * socket(AF_INET, SOCK_SEQPACKET, 0) is SCTP, SOCK_DCCP is DCCP, whatever the protocol given (LSM
+ * sees the arguments, cgroup/sock_create the socket made). Netlink's SOCK_RAW is not a path to the
+ * network (glibc's getaddrinfo uses it), so it stays allowed.
  */
 static __always_inline bool raw_or_packet(__u32 family, __u32 type, __u32 proto)
 {
 	type &= 0xf; /* SOCK_NONBLOCK / SOCK_CLOEXEC live in the high bits */
 	if (family == AF_PACKET || type == SOCK_PACKET)
 		return true;
+	if (family != AF_INET && family != AF_INET6)
+		return false;
+	if (proto == IPPROTO_SCTP || proto == IPPROTO_DCCP || type == SOCK_SEQPACKET || type == SOCK_DCCP)
+		return true;
 	if (type == SOCK_DGRAM)
 		return (family == AF_INET && proto == IPPROTO_ICMP) || (family == AF_INET6 && proto == IPPROTO_ICMPV6);
-	return type == SOCK_RAW && (family == AF_INET || family == AF_INET6);
+	return type == SOCK_RAW;
 }
 
 /* 1 allow, 0 deny; emits the event for a denial (or would-block in log mode) */

@@ -321,7 +321,7 @@ t('retopts_cmsg', lambda: v4().sendmsg([b'x'], [(0, 7, lsrr)], 0, ('127.0.0.1', 
       expect(r.stdout.trim().split('\n'), r.stderr).toEqual(['rr 0', 'lsrr 1', 'rr_then_ssrr 1', 'srh 1', 'pktoptions 1', `retopts_cmsg ${lsm ? 1 : 0}`]);
       const evs = c.drainEvents().filter((e) => e.kind === 'sockopt');
       expect(evs.map((e) => e.option)).toEqual(['IP_OPTIONS', 'IP_OPTIONS', 'IPV6_RTHDR', 'IPV6_2292PKTOPTIONS', ...(lsm ? ['IP_RETOPTS (control message)'] : [])]);
-      expect(evs.every((e) => e.action === 'blocked' && e.rule === 't: egress.rawSockets (raw IP / packet / ICMP socket or source route: not allowed by this policy)')).toBe(true);
+      expect(evs.every((e) => e.action === 'blocked' && e.rule === 't: egress.rawSockets (raw IP / packet / ICMP / SCTP / DCCP socket or source route: not allowed by this policy)')).toBe(true);
     } finally {
       c.store.delete('t');
     }

@@ -92,7 +92,7 @@ function optionName(o: number): string {
 }
 
 const FAMILY: Record<number, string> = { 2: 'AF_INET', 10: 'AF_INET6', 17: 'AF_PACKET' };
-const SOCK_TYPE: Record<number, string> = { 1: 'SOCK_STREAM', 2: 'SOCK_DGRAM', 3: 'SOCK_RAW', 5: 'SOCK_SEQPACKET', 10: 'SOCK_PACKET' };
+const SOCK_TYPE: Record<number, string> = { 1: 'SOCK_STREAM', 2: 'SOCK_DGRAM', 3: 'SOCK_RAW', 5: 'SOCK_SEQPACKET', 6: 'SOCK_DCCP', 10: 'SOCK_PACKET' };
 
 export interface Mechanisms {
   exec: 'lsm' | 'tp-kill' | 'none';
@@ -582,7 +582,7 @@ export function formatEvent(e: sec_event, store: PolicyStore, clockOffsetNs: big
   };
   if (e.kind === sec_event_kind.SEC_EV_SOCKET) {
     out.socket = `${FAMILY[e.family] ?? `family ${e.family}`} ${SOCK_TYPE[e.sock_type] ?? `type ${e.sock_type}`}`;
-    out.protocol = e.proto === 6 ? 'tcp' : e.proto === 17 ? 'udp' : e.proto === 1 ? 'icmp' : e.proto === 58 ? 'icmpv6' : e.proto === 255 ? 'raw' : String(e.proto);
+    out.protocol = ({ 6: 'tcp', 17: 'udp', 1: 'icmp', 58: 'icmpv6', 255: 'raw', 132: 'sctp', 33: 'dccp' } as Record<number, string>)[e.proto] ?? String(e.proto);
   } else if (e.kind === sec_event_kind.SEC_EV_SOCKOPT) {
     out.option = optionName(e.optname) + (e.call ? ' (control message)' : '');
   } else if (e.kind === sec_event_kind.SEC_EV_PTRACE) {
@@ -597,7 +597,7 @@ export function formatEvent(e: sec_event, store: PolicyStore, clockOffsetNs: big
     const a = formatAddr(e.daddr);
     const shown = e.family === 10 && a.includes('.') ? `::ffff:${a}` : a;
     out.destination = e.family === 10 ? `[${shown}]:${e.dport}` : `${shown}:${e.dport}`;
-    out.protocol = e.proto === 6 ? 'tcp' : e.proto === 17 ? 'udp' : String(e.proto);
+    out.protocol = ({ 6: 'tcp', 17: 'udp', 132: 'sctp', 33: 'dccp' } as Record<number, string>)[e.proto] ?? String(e.proto);
   }
   return out;
 }

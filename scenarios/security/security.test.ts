@@ -60,10 +60,11 @@ describeRoot('security attack suite (host)', () => {
         expect(e.option).toMatch(a.name === 'ipv4-source-route' ? /^IP_(OPTIONS|RETOPTS)\b/ : /^IPV6_(RTHDR|2292PKTOPTIONS)\b/);
         expect(e.rule).toContain('egress.rawSockets');
         expect(e.mechanism).toMatch(/^(cgroup\/setsockopt|lsm\/socket_(sendmsg|connect) \(-EPERM\))$/);
-      } else if (a.asRoot || a.name === 'icmp-ping-socket') {
+      } else if (a.asRoot || a.name === 'icmp-ping-socket' || a.name === 'sctp-dccp') {
         expect(e.kind).toBe('socket');
         expect(e.rule).toContain('egress.rawSockets');
-        expect(e.socket).toBe(a.name === 'raw-socket-udp' ? 'AF_INET SOCK_RAW' : a.name === 'icmp-ping-socket' ? 'AF_INET SOCK_DGRAM' : 'AF_PACKET SOCK_DGRAM');
+        expect(e.socket).toBe(a.name === 'raw-socket-udp' ? 'AF_INET SOCK_RAW' : a.name === 'icmp-ping-socket' ? 'AF_INET SOCK_DGRAM' : a.name === 'sctp-dccp' ? 'AF_INET SOCK_STREAM' : 'AF_PACKET SOCK_DGRAM');
+        if (a.name === 'sctp-dccp') expect(e.protocol).toBe('sctp');
         const lsm = lab.controller.mechanisms.rawSockets.includes('lsm/socket_create');
         expect(e.mechanism).toMatch(lsm ? /lsm\/socket_create/ : a.name === 'packet-socket' ? /sys_enter_socket/ : /cgroup\/sock_create/);
       } else {
