@@ -91,6 +91,17 @@ export const MAX_CONNTRACK = 1 << 26;
 /** the longest delay setTimeout honours (~24.8 days) */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/** a config's healthCheck (the XDP LB's and the socket LB's), over the defaults */
+export function normHealthCheck(raw: unknown): HealthConfig {
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new ValidationError('"healthCheck" must be { intervalMs, timeoutMs, fall, rise }');
+  noUnknownKeys(raw as Record<string, unknown>, Object.keys(DEFAULT_HEALTH), 'healthCheck');
+  const h = { ...DEFAULT_HEALTH, ...(raw as Partial<HealthConfig>) };
+  for (const [k, v] of Object.entries(h)) if (!Number.isInteger(v) || v <= 0) throw new ValidationError(`healthCheck.${k} must be a positive integer`);
+  // setTimeout takes a longer delay as 1 ms (with a warning): every backend probed every millisecond
+  for (const k of ['intervalMs', 'timeoutMs'] as const) if (h[k] > MAX_TIMER_MS) throw new ValidationError(`healthCheck.${k} ${h[k]} must be at most ${MAX_TIMER_MS} (2**31-1 ms, the longest timer Node keeps)`);
+  return h;
+}
+
 export interface NormBackend {
   address: string;
   port: number;
@@ -243,15 +254,7 @@ export function validateConfig(c: LbConfig): NormConfig {
   for (const k of Object.keys(c)) if (!keys.includes(k)) problems.push(new ValidationError(`config.${k}: unknown key (allowed: ${keys.join(', ')})`));
   let health = DEFAULT_HEALTH;
   if (c.healthCheck !== undefined) {
-    health = check(() => {
-      if (!c.healthCheck || typeof c.healthCheck !== 'object' || Array.isArray(c.healthCheck)) throw new ValidationError('"healthCheck" must be { intervalMs, timeoutMs, fall, rise }');
-      noUnknownKeys(c.healthCheck, Object.keys(DEFAULT_HEALTH), 'healthCheck');
-      const h = { ...DEFAULT_HEALTH, ...c.healthCheck };
-      for (const [k, v] of Object.entries(h)) if (!Number.isInteger(v) || v <= 0) throw new ValidationError(`healthCheck.${k} must be a positive integer`);
-      // setTimeout takes a longer delay as 1 ms (with a warning): every backend probed every millisecond
-      for (const k of ['intervalMs', 'timeoutMs'] as const) if (h[k] > MAX_TIMER_MS) throw new ValidationError(`healthCheck.${k} ${h[k]} must be at most ${MAX_TIMER_MS} (2**31-1 ms, the longest timer Node keeps)`);
-      return h;
-    }, DEFAULT_HEALTH);
+    health = check(() => normHealthCheck(c.healthCheck), DEFAULT_HEALTH);
   }
   if (typeof c.interface !== 'string' || !/^[\w.-]{1,15}$/.test(c.interface)) problems.push(new ValidationError(`"interface" must be an interface name, got ${JSON.stringify(c.interface)}`));
   const instance = c.instance ?? 'default';

@@ -39,6 +39,10 @@ describe('socket LB config', () => {
     [{ ...ok, services: [{ vip: 'tcp://10.96.0.10:80', backends: [{ address: '10.0.0.1', wieght: 2 }] }] }, /^services\[0\]\.backends\[0\]: unknown key "wieght" \(known: address, port, weight\)$/],
     [{ ...ok, maxServices: 1, services: [ok.services[0], { vip: 'tcp://10.96.0.11:80', backends: ['10.0.0.1'] }] }, /maxServices/],
     [{ ...ok, maxBackends: 1 }, /maxBackends/],
+    // the XDP LB's healthCheck rules: a misspelt key was kept and ignored, and a timer past 2**31-1
+    // ms fires after 1 ms (every backend probed every millisecond)
+    [{ ...ok, healthCheck: { intervalMS: 5000 } }, /^healthCheck\.intervalMS: unknown key/],
+    [{ ...ok, healthCheck: { intervalMs: 2 ** 31 } }, /^healthCheck\.intervalMs 2147483648 must be at most 2147483647/],
     [{ ...ok, maxServices: 1 << 20, ringSize: 65537 }, /too large/],
   ])('rejects %j', (c, msg) => {
     expect(() => validateSvcConfig(c as never)).toThrow(msg);

@@ -3,8 +3,8 @@
 // and the Maglev prime check are the XDP LB's (controller/lb), imported rather than copied.
 import fs from 'node:fs';
 import { ValidationError, parseVip, vipString, type VipSpec } from '../lb/addr.ts';
-import { DEFAULT_HEALTH, backendKey, normBackend, type BackendConfig, type HealthConfig } from '../lb/config.ts';
-import { isPrime } from '../lb/maglev.ts';
+import { DEFAULT_HEALTH, backendKey, normBackend, normHealthCheck, type BackendConfig, type HealthConfig } from '../lb/config.ts';
+import { isPrime, nextPrime } from '../lb/maglev.ts';
 import { parseJson, parseYamlFile } from '../../common/config-file.ts';
 import { socket_lb_limits } from '../../bpf/gen/socket_lb.enums.ts';
 
@@ -142,8 +142,8 @@ export function validateSvcConfig(c: SvcConfig): NormSvcConfig {
   const maxServices = check(() => int(c.maxServices, 'maxServices', 1, 1 << 20, socket_lb_limits.SVC_DEFAULT_SERVICES), null);
   const maxBackends = check(() => int(c.maxBackends, 'maxBackends', 1, 1 << 20, socket_lb_limits.SVC_DEFAULT_BACKENDS), null);
   if (maxServices !== null && ringSize !== null && maxServices * 2 * ringSize > 1 << 28) problems.push(new ValidationError(`maxServices × 2 × ringSize = ${maxServices * 2 * ringSize} ring slots is too large (limit ${1 << 28}); lower ringSize or maxServices`));
-  const health = { ...DEFAULT_HEALTH, ...(c.healthCheck ?? {}) };
-  for (const [k, v] of Object.entries(health)) if (!Number.isInteger(v) || (v as number) <= 0) problems.push(new ValidationError(`healthCheck.${k} must be a positive integer`));
+  // the XDP LB's rules: known keys only (a misspelt intervalMS was kept and ignored), timers Node can keep
+  const health = c.healthCheck === undefined ? DEFAULT_HEALTH : check(() => normHealthCheck(c.healthCheck), DEFAULT_HEALTH);
   const services: NormService[] = [];
   if (!Array.isArray(c.services)) problems.push(new ValidationError('"services" must be a list'));
   else {
@@ -170,12 +170,6 @@ export function validateSvcConfig(c: SvcConfig): NormSvcConfig {
   return { cgroup: c.cgroup, instance, ringSize: ringSize!, maxServices: maxServices!, maxBackends: maxBackends!, health, services };
 }
 
-/** the smallest prime ≥ n (a ringSize to suggest) */
-export function nextPrime(n: number): number {
-  let p = Math.max(2, Math.ceil(n));
-  while (!isPrime(p)) p++;
-  return p;
-}
 
 /**
  * `svc backend … <vip> <addr>` as typed, checked before the instance is opened: a malformed address

@@ -27,7 +27,8 @@ import { cgroupDir, cgroupId } from '../../common/cgroup.ts';
 import { processAlive, procStart, terminate } from '../../common/host.ts';
 import { withLockWait } from '../../common/lockfile.ts';
 import { writeFileAtomic } from '../../common/state-file.ts';
-import { INSTANCE_RULE, backendKey, nextPrime, normBackendS, normService, validInstance, validateSvcConfig, type Algorithm, type NormService, type NormSvcConfig, type ServiceConfig, type SvcConfig } from './config.ts';
+import { nextPrime } from '../lb/maglev.ts';
+import { INSTANCE_RULE, backendKey, normBackendS, normService, validInstance, validateSvcConfig, type Algorithm, type NormService, type NormSvcConfig, type ServiceConfig, type SvcConfig } from './config.ts';
 
 export const PIN_ROOT = '/sys/fs/bpf/ebpf-lab';
 export const RUN_DIR = '/run/ebpf-lab';
