@@ -241,12 +241,16 @@ describeRoot('pnpm lab lb daemon (root)', () => {
       fs.writeFileSync(cfg, JSON.stringify({ interface: 'l0', instance: inst, vips: [{ vip: 'tcp://10.98.88.1:80', backends: [{ address: '10.98.8.11', mac: '02:00:00:00:08:11' }], healthCheck: false }] }));
       const daemon = () => execa('nsenter', [`--net=/run/netns/${t.ns('lb')}`, '--', NODE, ...LAB, 'lb', 'daemon', '--config', cfg], { reject: false, cwd, all: true, env: { EBPF_LAB_DEBUG: '' } });
       ds = [daemon(), daemon()];
+      // collected from the start: execa reads the stream for its result, so a listener added once
+      // the loser has exited misses what the winner printed before (under load its "ready" line
+      // came first, and the wait saw nothing for 30 s)
+      const outs = ds.map((d) => collectOutput([d.all]));
       const timeout = new Promise<never>((_, no) => setTimeout(() => no(new Error('neither daemon exited within 60 s')), 60_000).unref());
       const refused = await Promise.race([...ds.map((d) => d.then((r) => ({ d, r }))), timeout]);
       expect(refused.r.exitCode, String(refused.r.all)).toBe(1);
       oneError(String(refused.r.stderr), new RegExp(`an LB daemon of instance "${inst}" is already running`), /lb stop --instance/);
       const owner = ds.find((d) => d !== refused.d)!;
-      await untilReady(owner, collectOutput([owner.all]), /"ready":true/, 30_000, 'lb daemon');
+      await untilReady(owner, outs[ds.indexOf(owner)]!, /"ready":true/, 30_000, 'lb daemon');
       const l = await lb('vip', 'list', '--instance', inst);
       expect(l.exitCode, l.stderr).toBe(0);
       expect(l.stdout).toMatch(/10\.98\.88\.1:80 .*1 backend/);
