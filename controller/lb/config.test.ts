@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { thrown } from '../../lab/testing.ts';
 import { ValidationError } from './addr.ts';
 import { MAX_BACKEND_TABLE, MAX_CONNTRACK, normVip, startSettingsDiff, validateConfig, validateConfigFile, type LbConfig } from './config.ts';
@@ -104,7 +104,9 @@ describe('forwarding: dsr | ipip', () => {
 });
 
 describe('config files: errors name file:line:col of the field', () => {
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lbcfg-'));
+  // made in beforeAll: a describe body runs even where its tests are filtered out (-t), its hooks do not
+  let tmp = '';
+  beforeAll(() => void (tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lbcfg-'))));
   afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
   const write = (name: string, text: string) => {
     const f = path.join(tmp, name);

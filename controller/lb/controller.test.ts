@@ -69,7 +69,9 @@ describeRoot('lb controller: all-or-nothing changes, capacity, scale (real maps)
   let c: LbController;
   let srv: AdminServer;
   let api: LbClient;
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lbct-'));
+  // made in beforeAll: a describe body runs even where its tests are skipped (not root, -t), its hooks do not
+  let dir = '';
+  beforeAll(() => void (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lbct-'))));
   const instance = `lbct${process.pid}`;
 
   beforeAll(async () => {
@@ -359,7 +361,8 @@ describeRoot('lb controller at scale: 10,000 backends (real maps)', () => {
   let c: LbController;
   let srv: AdminServer;
   let api: LbClient;
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lbcs-'));
+  let dir = ''; // made in beforeAll (see above)
+  beforeAll(() => void (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lbcs-'))));
   const instance = `lbcs${process.pid}`;
 
   beforeAll(async () => {

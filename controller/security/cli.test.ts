@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EVENTS_PATH, PIN_DIR, runningDaemon } from './controller.ts';
 import { labCli } from '../../lab/testing.ts';
 
@@ -12,7 +12,9 @@ const [NODE, ...LAB] = await labCli();
 
 const ROOT = path.join(import.meta.dirname, '../..');
 const CLI = path.join(ROOT, 'lab/cli.ts');
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'seccli-'));
+// made in beforeAll: the module runs even where every test is skipped or filtered out, the hooks do not
+let tmp = '';
+beforeAll(() => void (tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'seccli-'))));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 async function lab(args: string[], cwd = ROOT) {

@@ -64,9 +64,11 @@ describeRoot('security controller (host)', () => {
   const rel = `/ebpf-lab-sectest-${process.pid}`;
   const cg = path.join(root, rel.slice(1));
   let c: SecurityController;
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sectest-'));
+  // made in beforeAll: a describe body runs even where its tests are skipped (not root, -t), its hooks do not
+  let tmp = '';
 
   beforeAll(async () => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sectest-'));
     createCgroup(cg);
     c = await SecurityController.start();
   });

@@ -3,10 +3,12 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BOOT_MODULE_GROUPS, planModules } from './initramfs.ts';
 
-const root = mkdtempSync(join(tmpdir(), 'ebpf-lab-initramfs-test-'));
+// made in beforeAll: the module runs even where every test is filtered out (-t), the hooks do not
+let root = '';
+beforeAll(() => void (root = mkdtempSync(join(tmpdir(), 'ebpf-lab-initramfs-test-'))));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 function ko(name: string, depends: string[]) {
