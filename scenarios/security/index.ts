@@ -120,7 +120,7 @@ const scenario: Scenario = {
     const outcomeCell = (r: AttackResult) => (r.outcome === 'blocked' ? `blocked (${r.byKernel ? 'by the kernel itself' : mechanismShort(r.events)})` : r.outcome === 'allowed' ? `allowed${r.expect === 'blocked' ? ' — GOT THROUGH' : ''}` : r.detail.startsWith('unsupported') ? 'unsupported' : 'error');
     ctx.section(
       'Attack × kernel',
-      { kind: 'text', text: `Each attack runs as the protected workload (its cgroup, uid nobody; the raw and packet-socket attacks as root inside it, aimed at ${lab.target.ip} in network namespace ${lab.target.ns}). "blocked" requires both: the attack did not get through (no marker from the shell, EPERM from the socket call, a killed socket creator) and a kernel event that names the rule.` },
+      { kind: 'text', text: `Each attack runs as the protected workload (its cgroup, uid nobody; the raw and packet-socket attacks as root inside it, aimed at ${lab.target.ip} in network namespace ${lab.target.ns}). "blocked" requires both: the attack did not get through (no marker from the shell, EPERM from the socket call, a killed socket creator) and a kernel event that names the rule; "blocked (by the kernel itself)" instead that the same attack outside every policy was refused too, so no rule was needed.` },
       { kind: 'table', columns: ['attack', 'class', 'what', 'expected', `kernel ${kernel}`, 'proving event'], rows: rows.map((r) => [r.name, r.class, r.what, r.expect, outcomeCell(r), r.events.length ? proof(r.events) : r.detail]) },
     );
     ctx.metric('attacks', rows.map((r) => ({ name: r.name, class: r.class, expect: r.expect, outcome: r.outcome, ok: r.ok, mechanism: mechanismShort(r.events), detail: r.detail, event: r.events[0] ?? null })));
