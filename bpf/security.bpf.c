@@ -26,7 +26,8 @@
 // have it exec or connect in its place (inject an execve through ptrace, write its memory). Access
 // in ptrace's attach mode is denied: lsm/ptrace_access_check where BPF LSM attaches (PTRACE_ATTACH
 // and SEIZE, /proc/<pid>/mem, process_vm_readv/writev, pidfd_getfd all ask it); else the syscalls'
-// tracepoints + SIGKILL for ptrace attach/seize, process_vm_readv/writev and pidfd_getfd.
+// tracepoints + SIGKILL for ptrace attach/seize, process_vm_readv/writev, pidfd_getfd and, at the
+// return of open/openat/openat2, a descriptor of another process's /proc/<pid>/mem.
 #include "include/lab.h"
 #include "security.h"
 
@@ -60,6 +61,7 @@
 #define PTRACE_MODE_ATTACH 0x02
 #define PTRACE_ATTACH 16
 #define PTRACE_SEIZE 0x4206
+#define PROC_SUPER_MAGIC 0x9fa0
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -948,8 +950,8 @@ static __always_inline __u32 current_vtgid(void)
 
 /*
  * Fallback where BPF LSM is missing: the SIGKILL is delivered on the return from the syscall, before
- * the caller can use what it got (the attached tracee, the bytes, the descriptor). Not covered:
- * /proc/<pid>/mem, opened like any file.
+ * the caller can use what it got (the attached tracee, the bytes, the descriptor). /proc/<pid>/mem,
+ * opened like any file, is caught at the open's return (below).
  */
 static __always_inline int ptrace_tp(struct trace_event_raw_sys_enter *ctx, __u32 target, bool by_pidfd)
 {
@@ -987,3 +989,72 @@ int sec_vm_writev_tp(struct trace_event_raw_sys_enter *ctx) { return ptrace_tp(c
 /* the target is a pidfd here: its pid is not known without a lookup, so target stays 0 */
 SEC("tracepoint/syscalls/sys_enter_pidfd_getfd")
 int sec_pidfd_getfd_tp(struct trace_event_raw_sys_enter *ctx) { return ptrace_tp(ctx, 0, true); }
+
+/*
+ * /proc/<pid>/mem (and /proc/<pid>/task/<tid>/mem) of another process, where BPF LSM is missing: the
+ * open itself is the attach-mode check (mem_open → proc_mem_open(PTRACE_MODE_ATTACH)), with no
+ * tracepoint of its own, so the descriptor the open returned is looked at on the syscall's exit
+ * and the caller killed before it returns to use it. The file is known by what it is, not by the
+ * path asked for (a dirfd, a symlink, /proc/self/../<pid> all end there): procfs, named "mem", its
+ * private_data the mm it reads. Its own memory (the same mm: itself, its threads, a CLONE_VM child)
+ * is no other process. Not covered: an open through io_uring (no syscall tracepoint), and a second
+ * thread that moves the descriptor away between the open's install and its return.
+ */
+static __always_inline int proc_mem_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	long fd = ctx->ret;
+	struct sec_config *cfg;
+	struct task_struct *t;
+	struct fdtable *fdt;
+	struct file **fds;
+	struct file *f = NULL;
+	struct dentry *d;
+	struct selected s = {};
+	char name[4] = {};
+
+	if (fd < 0)
+		return 0;
+	cfg = get_config();
+	if (!cfg || cfg->lsm_ptrace)
+		return 0;
+	t = (struct task_struct *)bpf_get_current_task();
+	fdt = BPF_CORE_READ(t, files, fdt);
+	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
+		return 0;
+	d = BPF_CORE_READ(f, f_path.dentry);
+	if (BPF_CORE_READ(d, d_sb, s_magic) != PROC_SUPER_MAGIC || BPF_CORE_READ(d, d_name.len) != 3)
+		return 0;
+	bpf_probe_read_kernel(name, 3, BPF_CORE_READ(d, d_name.name));
+	if (name[0] != 'm' || name[1] != 'e' || name[2] != 'm')
+		return 0;
+	void *mm = BPF_CORE_READ(f, private_data);
+	if (!mm || mm == (void *)BPF_CORE_READ(t, mm) || !select_current(&s, true))
+		return 0;
+	/* the target for the event: the directory above, /proc/<pid> or task/<tid> */
+	char num[11] = {};
+	__u32 target = 0;
+	bpf_probe_read_kernel_str(num, sizeof(num), BPF_CORE_READ(d, d_parent, d_name.name));
+	for (int i = 0; i < 10; i++) {
+		if (num[i] < '0' || num[i] > '9') {
+			if (num[i])
+				target = 0;
+			break;
+		}
+		target = target * 10 + (num[i] - '0');
+	}
+	if (!ptrace_decide(&s, target, (__u32)ctx->id, SEC_MECH_TP_PTRACE_KILL))
+		bpf_send_signal(SIGKILL);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_openat")
+int sec_openat_exit_tp(struct trace_event_raw_sys_exit *ctx) { return proc_mem_exit(ctx); }
+
+SEC("tracepoint/syscalls/sys_exit_open")
+int sec_open_exit_tp(struct trace_event_raw_sys_exit *ctx) { return proc_mem_exit(ctx); }
+
+SEC("tracepoint/syscalls/sys_exit_openat2")
+int sec_openat2_exit_tp(struct trace_event_raw_sys_exit *ctx) { return proc_mem_exit(ctx); }

@@ -37,7 +37,8 @@ async function run(cg: string | null, code: string, opts: { uid?: number; exe?: 
   return { sh: Number(out.sh), id: Number(out.id), stdout: String(r.stdout), stderr: String(r.stderr) };
 }
 
-// process_vm_readv of its own memory: by its pid, by no pid, then from a new pid namespace (pid 1)
+// process_vm_readv of its own memory: by its pid, by no pid, then from a new pid namespace (pid 1);
+// and its own /proc/<pid>/mem, by the pid and through a thread's task/<tid> entry
 const SELF_READ = `import ctypes, os
 libc = ctypes.CDLL(None, use_errno=True)
 class iov(ctypes.Structure): _fields_ = [('base', ctypes.c_void_p), ('len', ctypes.c_size_t)]
@@ -50,6 +51,12 @@ def readv(pid):
     return r if r >= 0 else -ctypes.get_errno()
 print('self', readv(os.getpid()), flush=True)
 print('none', readv(0), flush=True)
+import threading
+t = threading.Thread(target=threading.Event().wait, args=(5,), daemon=True); t.start()
+got = []
+for p in (f'/proc/{os.getpid()}/mem', f'/proc/self/task/{t.native_id}/mem'):
+    fd = os.open(p, os.O_RDONLY); got.append(len(os.pread(fd, 8, ctypes.addressof(src)))); os.close(fd)
+print('mem', *got, flush=True)
 if libc.unshare(0x20000000): raise SystemExit('unshare(CLONE_NEWPID) failed: %d' % ctypes.get_errno())
 pid = os.fork()
 if pid == 0:
@@ -331,7 +338,7 @@ t('retopts_cmsg', lambda: v4().sendmsg([b'x'], [(0, 7, lsrr)], 0, ('127.0.0.1', 
 
   // A selected process that attaches to one the policy does not select can have it exec and
   // connect in its place: ptrace-mode access to other processes is denied unless `ptrace: allow`.
-  it('denies attaching to another process (ptrace seize, process_vm_readv) unless the policy allows it', async () => {
+  it('denies attaching to another process (ptrace seize, process_vm_readv, /proc/<pid>/mem) unless the policy allows it', async () => {
     const victim = execa('sleep', ['60'], { reject: false });
     const seize = `import ctypes
 libc = ctypes.CDLL(None, use_errno=True)
@@ -348,6 +355,14 @@ local, remote = iov(ctypes.cast(buf, ctypes.c_void_p), 8), iov(start, 8)
 libc.process_vm_readv.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong]
 r = libc.process_vm_readv(${victim.pid}, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
 print('got', r if r >= 0 else -ctypes.get_errno(), flush=True)`;
+    // another process's /proc/<pid>/mem, opened relative to a descriptor of its /proc/<pid>
+    const mem = `import os
+d = os.open('/proc/${victim.pid}', os.O_PATH | os.O_DIRECTORY)
+try:
+    fd = os.open('mem', os.O_RDONLY, dir_fd=d)
+    print('got', len(os.pread(fd, 8, int(open('/proc/${victim.pid}/maps').readline().split('-')[0], 16))), flush=True)
+except OSError as e:
+    print('got', -e.errno, flush=True)`;
     const got = async (code: string) => (await run(cg, code)).stdout.match(/^got (-?\d+)$/m)?.[1];
     try {
       const lsm = c.mechanisms.ptrace.includes('lsm/ptrace_access_check');
@@ -355,26 +370,25 @@ print('got', r if r >= 0 else -ctypes.get_errno(), flush=True)`;
       c.drainEvents();
       c.store.apply(parsePolicies(yaml(rel, '    exec: { deny: [shells] }\n'), 'p.yaml'));
       // LSM: the call fails with EPERM; the tracepoint fallback kills the caller on its return
-      for (const [name, code] of [['seize', seize], ['readv', readv]] as const) {
+      // (/proc/<pid>/mem's open fails with EACCES there: mm_access)
+      for (const [name, code, refused] of [['seize', seize, '-1'], ['readv', readv, '-1'], ['mem', mem, '-13']] as const) {
         const r = await got(code);
-        expect(r, `${name}: ${lsm ? 'EPERM' : 'killed'} expected`).toBe(lsm ? '-1' : undefined);
+        expect(r, `${name}: ${lsm ? refused : 'killed'} expected`).toBe(lsm ? refused : undefined);
       }
       const evs = c.drainEvents().filter((e) => e.kind === 'ptrace');
-      expect(evs.map((e) => [e.action, e.target, e.rule])).toEqual([
-        ['blocked', victim.pid, 't: ptrace (attaching to another process: not allowed by this policy)'],
-        ['blocked', victim.pid, 't: ptrace (attaching to another process: not allowed by this policy)'],
-      ]);
-      if (!lsm && process.arch === 'x64') expect(evs.map((e) => e.call)).toEqual(['ptrace', 'process_vm_readv']);
+      expect(evs.map((e) => [e.action, e.target, e.rule])).toEqual(Array(3).fill(['blocked', victim.pid, 't: ptrace (attaching to another process: not allowed by this policy)']));
+      if (!lsm && process.arch === 'x64') expect(evs.map((e) => e.call)).toEqual(['ptrace', 'process_vm_readv', 'openat']);
       // the victim was reached by neither: it runs on, untraced
       expect(fs.readFileSync(`/proc/${victim.pid}/status`, 'utf8')).toMatch(/TracerPid:\s+0\n/);
       // its own memory is not another process: neither by its pid nor, in a new pid namespace (a
       // container), by the pid that namespace gives it; no pid at all fails the call by itself
       const self = (await run(cg, SELF_READ)).stdout;
-      expect(self, 'reading its own memory').toBe('self 8\nnone -3\nns 1 8\nstatus 0');
+      expect(self, 'reading its own memory').toBe('self 8\nnone -3\nmem 8 8\nns 1 8\nstatus 0');
       expect(c.drainEvents().filter((e) => e.kind === 'ptrace')).toEqual([]);
       c.store.apply(parsePolicies(yaml(rel, '    exec: { deny: [shells] }\n    ptrace: allow\n'), 'p.yaml'));
       expect(await got(seize)).toBe('0');
       expect(await got(readv)).toBe('8');
+      expect(await got(mem)).toBe('8');
       expect(c.drainEvents().filter((e) => e.kind === 'ptrace')).toEqual([]);
     } finally {
       if (c.store.list().some((p) => p.name === 't')) c.store.delete('t');

@@ -59,9 +59,13 @@ export const HOOKS: { prog: SecurityShape['programs']; hook: string; kind: 'trac
   { prog: 'sec_vm_readv_tp', hook: 'tracepoint/syscalls/sys_enter_process_vm_readv', kind: 'tracepoint' },
   { prog: 'sec_vm_writev_tp', hook: 'tracepoint/syscalls/sys_enter_process_vm_writev', kind: 'tracepoint' },
   { prog: 'sec_pidfd_getfd_tp', hook: 'tracepoint/syscalls/sys_enter_pidfd_getfd', kind: 'tracepoint' },
+  { prog: 'sec_openat_exit_tp', hook: 'tracepoint/syscalls/sys_exit_openat', kind: 'tracepoint' },
+  { prog: 'sec_open_exit_tp', hook: 'tracepoint/syscalls/sys_exit_open', kind: 'tracepoint' },
+  { prog: 'sec_openat2_exit_tp', hook: 'tracepoint/syscalls/sys_exit_openat2', kind: 'tracepoint' },
 ];
-/** the tracepoint fallbacks of other processes' access, left out where lsm/ptrace_access_check attaches */
-const PTRACE_TPS = ['sec_ptrace_tp', 'sec_vm_readv_tp', 'sec_vm_writev_tp', 'sec_pidfd_getfd_tp'];
+/** the tracepoint fallbacks of other processes' access, left out where lsm/ptrace_access_check
+ *  attaches (the sys_exit_open* ones catch a descriptor of another process's /proc/<pid>/mem) */
+const PTRACE_TPS = ['sec_ptrace_tp', 'sec_vm_readv_tp', 'sec_vm_writev_tp', 'sec_pidfd_getfd_tp', 'sec_openat_exit_tp', 'sec_open_exit_tp', 'sec_openat2_exit_tp'];
 // keyed by the C enums (bpf/security.h), read from the object's BTF into bpf/gen/security.ts
 const EXEC_MODE = { none: sec_exec_mode.SEC_EXEC_NONE, lsm: sec_exec_mode.SEC_EXEC_LSM, 'tp-kill': sec_exec_mode.SEC_EXEC_TP_KILL } as const;
 export const MECHANISM: Record<number, string> = {
@@ -82,7 +86,7 @@ export const MECHANISM: Record<number, string> = {
 };
 const KIND: Record<number, SecurityEvent['kind']> = { [sec_event_kind.SEC_EV_EXEC]: 'exec', [sec_event_kind.SEC_EV_CONNECT]: 'connect', [sec_event_kind.SEC_EV_SENDMSG]: 'sendmsg', [sec_event_kind.SEC_EV_SOCKET]: 'socket', [sec_event_kind.SEC_EV_PTRACE]: 'ptrace', [sec_event_kind.SEC_EV_SOCKOPT]: 'sockopt' };
 // the syscalls the ptrace tracepoints watch, by their x86-64 numbers (what the event's `call` holds there)
-const SYSCALL_X86_64: Record<number, string> = { 101: 'ptrace', 310: 'process_vm_readv', 311: 'process_vm_writev', 438: 'pidfd_getfd' };
+const SYSCALL_X86_64: Record<number, string> = { 2: 'open', 101: 'ptrace', 257: 'openat', 310: 'process_vm_readv', 311: 'process_vm_writev', 437: 'openat2', 438: 'pidfd_getfd' };
 // level << 16 | option of a source route a sockopt event names (bpf/security.bpf.c)
 const SOURCE_ROUTE_OPTS: Record<number, string> = { [(0 << 16) | 4]: 'IP_OPTIONS', [(0 << 16) | 7]: 'IP_RETOPTS', [(41 << 16) | 5]: 'IPV6_2292RTHDR', [(41 << 16) | 6]: 'IPV6_2292PKTOPTIONS', [(41 << 16) | 57]: 'IPV6_RTHDR' };
 const CMSG_TOO_MANY = 0xffffffff; // SEC_OPT_CMSG_TOO_MANY, a #define

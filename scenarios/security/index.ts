@@ -63,7 +63,7 @@ const scenario: Scenario = {
         'BPF LSM probe': m.lsmEvidence,
         egress: m.egress.join(', ') || 'none',
         'raw / packet sockets': m.rawSockets.length ? `${m.rawSockets.join(', ')}${m.rawSockets.includes('lsm/socket_create') ? '' : ' (AF_PACKET via io_uring IORING_OP_SOCKET is outside the tracepoint fallback)'}` : 'not enforced',
-        'other processes (ptrace attach mode)': m.ptrace.length ? m.ptrace.join(', ') + (m.ptrace.includes('lsm/ptrace_access_check') ? '' : ' (/proc/<pid>/mem is outside the tracepoint fallback)') : 'not enforced',
+        'other processes (ptrace attach mode)': m.ptrace.length ? m.ptrace.join(', ') + (m.ptrace.includes('lsm/ptrace_access_check') ? '' : ' (the tracepoint fallback kills at the syscall\'s return; a /proc/<pid>/mem opened through io_uring is outside it)') : 'not enforced',
         'source routing (IPv6 routing headers, IPv4 LSRR/SSRR)': m.sourceRouting.length ? `refused by ${m.sourceRouting.join(', ')}${m.sourceRouting.includes('lsm/socket_sendmsg') ? '' : ' (a route given per message, in a control message, is not: no BPF LSM)'}` : `unsupported: cgroup/setsockopt and lsm/socket_sendmsg on ${kernel}`,
         'lsm/socket_connect': m.lsmConnect ? 'attached (runs before the cgroup hook for connect)' : `unsupported: lsm/socket_connect on ${kernel} (${m.lsmEvidence}); connect is enforced by the cgroup hooks alone`,
         'exec via BPF LSM': m.exec === 'lsm' ? 'yes' : `unsupported: lsm/bprm_check_security on ${kernel}; the tracepoint fallback enforces exec`,
@@ -134,9 +134,11 @@ const scenario: Scenario = {
     controls.push(keep(await runAttack(ATTACKS.find((a) => a.name === 'tcp-disallowed-port')!, outside, { expect: 'allowed', label: 'tcp-disallowed-port outside the cgroup' })));
     controls.push(keep(await runAttack(ATTACKS.find((a) => a.name === 'icmp-ping-socket')!, outside, { expect: 'allowed', label: 'icmp-ping-socket outside the cgroup' })));
     controls.push(...outsideRuns.filter((r) => !r.unsupported && r.outcome === 'allowed'));
-    const injected = keep(await runAttack(ATTACKS.find((a) => a.name === 'ptrace-inject')!, outside, { expect: 'allowed', label: 'ptrace-inject outside the cgroup (the shell runs in the victim)' }));
-    if (injected.unsupported) ctx.unsupported('control ptrace-inject outside the cgroup', 'ptrace-inject', `${injected.detail} on ${kernel}`);
-    else controls.push(injected);
+    for (const [name, label] of [['ptrace-inject', 'the shell runs in the victim'], ['proc-mem', 'its memory is read and written']] as const) {
+      const r = keep(await runAttack(ATTACKS.find((a) => a.name === name)!, outside, { expect: 'allowed', label: `${name} outside the cgroup (${label})` }));
+      if (r.unsupported) ctx.unsupported(`control ${name} outside the cgroup`, name, `${r.detail} on ${kernel}`);
+      else controls.push(r);
+    }
     for (const name of ['raw-socket-udp', 'packet-socket']) {
       const before = lab.target.received();
       const r = keep(await runAttack(ATTACKS.find((a) => a.name === name)!, outside, { expect: 'allowed', label: `${name} outside the cgroup (arrives in ${lab.target.ns})` }));

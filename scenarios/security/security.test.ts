@@ -97,6 +97,14 @@ describeRoot('security attack suite (host)', () => {
     expect(r.events).toEqual([]);
   });
 
+  it('the /proc/<pid>/mem victim can be reached: outside the cgroup its memory is read and written', async (t) => {
+    const r = await runAttack(ATTACKS.find((a) => a.name === 'proc-mem')!, { ...lab, cgroupDir: lab.outsideDir }, { expect: 'allowed' });
+    if (r.unsupported) return t.skip(r.detail);
+    expect(r.outcome, r.detail).toBe('allowed');
+    expect(r.detail).toMatch(/read 16 bytes of its stack, wrote 16 back/);
+    expect(r.events).toEqual([]);
+  });
+
   it('the raw and packet-socket target is reachable: outside the cgroup both attacks arrive', async () => {
     const outside = { ...lab, cgroupDir: lab.outsideDir };
     for (const name of ['raw-socket-udp', 'packet-socket']) {

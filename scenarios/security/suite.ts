@@ -66,6 +66,7 @@ export const ATTACKS: Attack[] = [
   { name: 'ipv4-source-route', file: 'ipv4-source-route.py', class: 'egress', what: 'IPv4 loose source route (IP_OPTIONS, control message IP_RETOPTS): UDP and a TCP SYN to allowed addresses go to the first hop', expect: 'blocked', kernelMayRefuse: true },
   { name: 'raw-socket-udp', file: 'raw-socket-udp.py', class: 'egress', what: 'root: AF_INET SOCK_RAW, hand-built UDP to the target netns', expect: 'blocked', asRoot: true },
   { name: 'ptrace-inject', file: 'ptrace-inject.py', class: 'ptrace', what: 'ptrace a process of the same user outside the policy, inject execve of sh into it', expect: 'blocked', victim: true },
+  { name: 'proc-mem', file: 'proc-mem.py', class: 'ptrace', what: 'open /proc/<pid>/mem of a process of the same user outside the policy (relative to a /proc/<pid> descriptor), read its stack and write it back', expect: 'blocked', victim: true },
   { name: 'packet-socket', file: 'packet-socket.py', class: 'egress', what: 'root: AF_PACKET, hand-built IPv4/UDP frame out of the veth to the target netns', expect: 'blocked', asRoot: true },
 ];
 

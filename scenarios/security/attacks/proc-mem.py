@@ -1,0 +1,46 @@
+# the workload (uid nobody, no capabilities) opens /proc/<pid>/mem of a process of the same user that
+# the policy does not select (VICTIM_PID: `sleep` outside the workload's cgroup), reads bytes of its
+# stack and writes them back: what it would do to plant code or data there. The file is opened
+# relative to a descriptor of /proc/<pid>, not by its full path, so a check of the path asked for
+# would miss it. Done in a child, because where BPF LSM is missing the fallback kills the task that
+# opened it.
+from _common import *
+
+try:
+    scope = int(open("/proc/sys/kernel/yama/ptrace_scope").read())
+except OSError:
+    scope = 0
+if scope > 0 and os.getuid() != 0:
+    print(json.dumps({"through": False, "detail": f"Yama's ptrace_scope is {scope}: it refuses the open before any policy would", "unsupported": True}), flush=True)
+    sys.exit(0)
+VICTIM = int(os.environ["VICTIM_PID"])
+
+
+def touch():
+    # /proc/<pid>/maps needs ptrace's read mode only, which no policy here refuses
+    with open(f"/proc/{VICTIM}/maps") as f:
+        stack = next((l for l in f if l.rstrip().endswith("[stack]")), None)
+    if not stack:
+        return "no [stack] in the victim's maps"
+    end = int(stack.split()[0].split("-")[1], 16)
+    d = os.open(f"/proc/{VICTIM}", os.O_PATH | os.O_DIRECTORY)
+    fd = os.open("mem", os.O_RDWR, dir_fd=d)
+    got = os.pread(fd, 16, end - 16)
+    put = os.pwrite(fd, got, end - 16)
+    return f"opened, read {len(got)} bytes of its stack, wrote {put} back"
+
+
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(r)
+    try:
+        said = touch()
+    except OSError as e:
+        said = f"{e.strerror or e}"
+    os.write(w, said.encode())
+    os._exit(0)
+os.close(w)
+how = wait_child(pid)
+said = os.read(r, 300).decode()
+report(said.startswith("opened"), f"/proc/{VICTIM}/mem (outside the policy): child {said or 'said nothing'}, {how}")
