@@ -104,6 +104,32 @@ describe('pnpm lab svc: arguments and errors', () => {
 });
 
 describe.skipIf(process.getuid?.() !== 0 || !findCgroup2Root())('pnpm lab svc daemon (root)', () => {
+  // --instance had a default of 'default', so an explicit `--instance default` could not be told
+  // from none, and a config naming another instance won over it
+  it('--instance wins over the config\'s instance, --instance default too; without it the config\'s is used', async (t) => {
+    if (fs.existsSync('/run/ebpf-lab/svc-default.json')) return t.skip('a socket LB instance "default" runs on this machine: not touched');
+    const named = `qc${process.pid}`;
+    const cg = path.join(cgroup2Root(), `ebpf-lab-svc-in-${process.pid}`);
+    createCgroup(cg);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'svc-in-'));
+    const f = path.join(dir, 'c.yaml');
+    fs.writeFileSync(f, `instance: ${named}\ncgroup: ${cg}\nservices:\n  - vip: tcp://10.96.79.10:80\n    backends: [10.0.79.11:8080]\n`);
+    try {
+      for (const [args, used, not] of [[['--instance', 'default'], 'default', named], [[], named, 'default']] as const) {
+        const r = await svc('start', '--config', f, ...args);
+        expect(r.exitCode, r.stderr).toBe(0);
+        expect(r.stdout).toMatch(new RegExp(`started instance ${used}:`));
+        expect(fs.existsSync(`/run/ebpf-lab/svc-${used}.json`), `instance ${used} runs`).toBe(true);
+        expect(fs.existsSync(`/run/ebpf-lab/svc-${not}.json`), `instance ${not} does not`).toBe(false);
+        expect((await svc('stop', '--instance', used)).exitCode).toBe(0);
+      }
+    } finally {
+      for (const i of ['default', named]) if (fs.existsSync(`/run/ebpf-lab/svc-${i}.json`)) await svc('stop', '--instance', i);
+      fs.rmSync(dir, { recursive: true, force: true });
+      removeCgroup(cg);
+    }
+  }, 120_000);
+
   it('a second instance for the same services on the same or a nested cgroup is refused before it attaches anything', async () => {
     const [qa, qb] = [`qa${process.pid}`, `qb${process.pid}`];
     const cg = path.join(cgroup2Root(), `ebpf-lab-svc-ov-${process.pid}`);

@@ -18,7 +18,9 @@ import { removeUnderLock } from '../../common/lockfile.ts';
 
 const target = {
   instance: {
-    type: 'string', valueName: 'NAME', description: 'the socket LB instance', default: 'default',
+    // no `default` here: an explicit --instance default must win over the config's instance, and a
+    // default would be indistinguishable from it (instanceOf gives 'default' where none is named)
+    type: 'string', valueName: 'NAME', description: 'the socket LB instance (default: the config\'s, else "default")',
     // the name is joined into pin and state paths: checked here, before any of them is touched
     check: (v) => (validInstance(v) ? undefined : { message: `malformed instance name (${INSTANCE_RULE})`, fix: 'e.g. --instance default; pnpm lab svc list --instance NAME names a running one' }),
   },
@@ -36,9 +38,12 @@ function printResult(r: ApplyResult): void {
   console.log(`ok: ${r.changed} service(s) switched, ${r.writes} map write(s), ${r.ms.toFixed(2)} ms`);
 }
 
+/** the instance a command without a config acts on */
+const instanceOf = (p: Args): string => (p.values.instance as string | undefined) ?? 'default';
+
 /** run one change against a pinned instance, under its lock */
 async function change(p: Args, fn: (c: SvcController) => ApplyResult): Promise<number> {
-  const inst = p.values.instance as string;
+  const inst = instanceOf(p);
   await withLock(inst, () => {
     const c = SvcController.open(inst);
     try {
@@ -56,7 +61,7 @@ function readConfig(p: Args): ReturnType<typeof loadSvcConfigFile> {
   if (!fs.existsSync(file)) throw new LabError(`config file ${file} does not exist`, 'give the path of a YAML or JSON socket LB config');
   try {
     const cfg = loadSvcConfigFile(file);
-    if (p.values.instance !== undefined && p.values.instance !== 'default' && cfg && typeof cfg === 'object') cfg.instance = p.values.instance as string;
+    if (p.values.instance !== undefined && cfg && typeof cfg === 'object') cfg.instance = instanceOf(p);
     // validated here, before the controller starts, so that every config fault is reported as one
     // in the file (a duplicate is not something `svc list` shows); start validates it again (pure)
     // the instance in use is the config's unless --instance named one: errors' fix lines name it
@@ -117,13 +122,13 @@ const COMMANDS: Record<string, Cmd> = {
     return 0;
   }),
   stop: cmd('stop', 'detach the instance\'s programs and remove its pins and state (a live svc daemon is stopped, and removes them itself)', { ...target }, { max: 0 }, async (p) => {
-    const inst = p.values.instance as string;
+    const inst = instanceOf(p);
     if (!fs.existsSync(statePath(inst))) throw new LabError(`no running socket LB instance "${inst}"`, 'pnpm lab svc list --instance NAME; nothing to stop');
     console.log(await stopInstance(inst));
     return 0;
   }),
   list: cmd('list', 'services with their backends, state, weight and algorithm', { ...target }, { max: 0 }, async (p) => {
-    const c = SvcController.open(p.values.instance as string);
+    const c = SvcController.open(instanceOf(p));
     try {
       for (const s of c.list()) {
         console.log(`${s.id}  (${s.algorithm}, ${s.count} ring slot(s) in use${s.healthCheck ? ', health-checked' : ''})`);
@@ -135,7 +140,7 @@ const COMMANDS: Record<string, Cmd> = {
     return 0;
   }),
   metrics: cmd('metrics', 'print the instance\'s Prometheus metrics once (per-service and per-backend connections, rewrites, backend states)', { ...target }, { max: 0 }, async (p) => {
-    const c = SvcController.open(p.values.instance as string);
+    const c = SvcController.open(instanceOf(p));
     try {
       process.stdout.write(await svcRegistry(() => c).metrics());
     } finally {
@@ -144,7 +149,7 @@ const COMMANDS: Record<string, Cmd> = {
     return 0;
   }),
   stats: cmd('stats', 'rewrite counters (connect, sendmsg, recvmsg, getpeername, refused)', { ...target }, { max: 0 }, async (p) => {
-    const c = SvcController.open(p.values.instance as string);
+    const c = SvcController.open(instanceOf(p));
     try {
       console.log(JSON.stringify(c.stats(), null, 2));
     } finally {
