@@ -17,10 +17,11 @@
 //
 // Egress: cgroup/connect{4,6} and sendmsg{4,6} attached at the cgroup2 root; addresses are looked
 // up IPv4-mapped in one LPM trie so v4, v6 and ::ffff:a.b.c.d cannot disagree. Raw IP and packet
-// sockets carry hand-built headers past those hooks, so (unless a policy allows them) they are not
+// sockets carry hand-built headers past those hooks, and non-inet network families (vsock,
+// AppleTalk, Bluetooth, …) never meet them, so (unless a policy allows them) they are not
 // created at all: lsm/socket_create where BPF LSM attaches; else cgroup/sock_create (inet families
-// only: inet_create is where the kernel runs it) plus, for AF_PACKET, the sys_enter_socket
-// tracepoint + SIGKILL, which kills the task before socket(2) returns the descriptor.
+// only: inet_create is where the kernel runs it) plus, for AF_PACKET and the other families, the
+// sys_enter_socket tracepoint + SIGKILL, which kills the task before socket(2) returns the descriptor.
 //
 // Other processes: a selected process that could attach to one the policy does not select would
 // have it exec or connect in its place (inject an execve through ptrace, write its memory). Access
@@ -715,16 +716,23 @@ long sec_connect_lsm(unsigned long long *ctx)
  * association set up by the send) reached a port the allowlist did not allow in the 6.1 guest, no
  * cgroup hook running; DCCP's connect has no cgroup hook either (its proto has no pre_connect).
  * socket(AF_INET, SOCK_SEQPACKET, 0) is SCTP, SOCK_DCCP is DCCP, whatever the protocol given (LSM
- * sees the arguments, cgroup/sock_create the socket made). Netlink's SOCK_RAW is not a path to the
- * network (glibc's getaddrinfo uses it), so it stays allowed.
+ * sees the arguments, cgroup/sock_create the socket made). Every other family that is not local
+ * to the machine is a path no egress hook sees either: AF_VSOCK reaches the hypervisor's host
+ * (opened as nobody on this lab's host, a Firecracker guest), and the Debian guests let any user
+ * open AppleTalk datagram, PPPoX, Bluetooth, NFC, KCM, QIPCRTR and SMC sockets (modules loaded on
+ * demand). So only the local families stay allowed besides inet: unix, netlink (glibc's
+ * getaddrinfo uses its SOCK_RAW) and alg (the kernel's crypto API).
  */
+#define AF_UNIX 1
+#define AF_NETLINK 16
+#define AF_ALG 38
 static __always_inline bool raw_or_packet(__u32 family, __u32 type, __u32 proto)
 {
 	type &= 0xf; /* SOCK_NONBLOCK / SOCK_CLOEXEC live in the high bits */
 	if (family == AF_PACKET || type == SOCK_PACKET)
 		return true;
 	if (family != AF_INET && family != AF_INET6)
-		return false;
+		return family != AF_UNIX && family != AF_NETLINK && family != AF_ALG;
 	if (proto == IPPROTO_SCTP || proto == IPPROTO_DCCP || type == SOCK_SEQPACKET || type == SOCK_DCCP)
 		return true;
 	if (type == SOCK_DGRAM)
@@ -775,9 +783,10 @@ long sec_socket_lsm(unsigned long long *ctx)
 }
 
 /*
- * Fallback for packet sockets where BPF LSM is missing (cgroup/sock_create never sees them). The
- * SIGKILL is delivered on the return from socket(2), so the descriptor never reaches user space.
- * Not covered: IORING_OP_SOCKET, which creates sockets without this syscall.
+ * Fallback for packet sockets and the other non-inet families where BPF LSM is missing
+ * (cgroup/sock_create never sees them). The SIGKILL is delivered on the return from socket(2), so
+ * the descriptor never reaches user space. Not covered: IORING_OP_SOCKET, which creates sockets
+ * without this syscall.
  */
 SEC("tracepoint/syscalls/sys_enter_socket")
 int sec_socket_tp(struct trace_event_raw_sys_enter *ctx)

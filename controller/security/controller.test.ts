@@ -64,6 +64,7 @@ if pid == 0:
     os._exit(0)
 print('status', os.waitpid(pid, 0)[1], flush=True)`;
 
+const RAW_RULE = 't: egress.rawSockets (raw IP / packet / ICMP / SCTP / DCCP / non-inet network socket or source route: not allowed by this policy)';
 const yaml = (cg: string, body: string, name = 't') => `policies:\n  - name: ${name}\n    select: { cgroup: ${cg} }\n${body}`;
 
 describeRoot('security controller (host)', () => {
@@ -295,6 +296,34 @@ except OSError as e: print('udp 0.0.0.0', e.errno)`;
     }
   });
 
+  // vsock (to the hypervisor's host) and the other non-inet network families meet no egress hook
+  it('non-inet network families are refused under rawSockets: deny; unix, netlink and alg stay open', async () => {
+    // each in a child: where BPF LSM is missing the fallback kills the task at socket(2)
+    const code = `import os, socket
+for name, fam, typ, proto in (('unix', 1, 1, 0), ('netlink', 16, 3, 0), ('alg', 38, 5, 0), ('vsock', 40, 1, 0)):
+    pid = os.fork()
+    if pid == 0:
+        try: socket.socket(fam, typ, proto).close(); os._exit(0)
+        except OSError as e: os._exit(e.errno)
+    st = os.waitpid(pid, 0)[1]
+    print(name, 'killed' if os.WIFSIGNALED(st) else os.WEXITSTATUS(st))`;
+    const lines = async () => (await run(cg, code)).stdout.trim().split('\n');
+    // outside every policy first: what this kernel offers (alg or vsock may be missing: EAFNOSUPPORT)
+    const before = await lines();
+    expect(before.slice(0, 2)).toEqual(['unix 0', 'netlink 0']);
+    c.drainEvents();
+    c.store.apply(parsePolicies(yaml(rel, '    egress: { deny: [{ to: 10.0.0.0/8 }] }\n'), 'p.yaml'));
+    try {
+      const refused = c.mechanisms.rawSockets.includes('lsm/socket_create') ? '1' : 'killed';
+      const vsock = before[3] === 'vsock 0' ? `vsock ${refused}` : before[3];
+      expect(await lines()).toEqual([...before.slice(0, 3), vsock]);
+      const evs = c.drainEvents().filter((e) => e.kind === 'socket');
+      expect(evs.map((e) => [e.socket, e.rule])).toEqual(before[3] === 'vsock 0' ? [['AF_VSOCK SOCK_STREAM', RAW_RULE]] : []);
+    } finally {
+      c.store.delete('t');
+    }
+  });
+
   it('source routes are refused (rawSockets: deny); other IP options pass', async (t) => {
     const m = c.mechanisms;
     if (!m.sourceRouting.includes('cgroup/setsockopt')) return t.skip(`no cgroup/setsockopt here: ${m.unsupported.map((u) => `${u.hook}: ${u.evidence}`).join('; ')}`);
@@ -330,7 +359,7 @@ t('retopts_cmsg', lambda: v4().sendmsg([b'x'], [(0, 7, lsrr)], 0, ('127.0.0.1', 
       expect(r.stdout.trim().split('\n'), r.stderr).toEqual(['rr 0', 'lsrr 1', 'rr_then_ssrr 1', 'srh 1', 'pktoptions 1', `retopts_cmsg ${lsm ? 1 : 0}`]);
       const evs = c.drainEvents().filter((e) => e.kind === 'sockopt');
       expect(evs.map((e) => e.option)).toEqual(['IP_OPTIONS', 'IP_OPTIONS', 'IPV6_RTHDR', 'IPV6_2292PKTOPTIONS', ...(lsm ? ['IP_RETOPTS (control message)'] : [])]);
-      expect(evs.every((e) => e.action === 'blocked' && e.rule === 't: egress.rawSockets (raw IP / packet / ICMP / SCTP / DCCP socket or source route: not allowed by this policy)')).toBe(true);
+      expect(evs.every((e) => e.action === 'blocked' && e.rule === RAW_RULE)).toBe(true);
     } finally {
       c.store.delete('t');
     }

@@ -17,7 +17,7 @@
 //       egress:
 //         allow: [{to: 127.0.0.1/32, ports: [5432], protocol: tcp}]   # present → allowlist
 //         deny:  [{to: 10.0.0.0/8}]
-//         rawSockets: deny              # default with an egress section: raw IP / AF_PACKET / ICMP (ping) sockets denied
+//         rawSockets: deny              # default with an egress section: raw IP / AF_PACKET / ICMP (ping) / SCTP / DCCP / non-inet family sockets denied
 //       ptrace: deny                    # default: no attaching to other processes (ptrace, /proc/<pid>/mem,
 //                                       # process_vm_*, pidfd_getfd); allow for a debugger in the workload
 import fs from 'node:fs';

@@ -224,7 +224,7 @@ export class PolicyStore {
     let rawRule = 0;
     if (denyRaw(p)) {
       flags |= F_DENY_RAW;
-      rawRule = rule('egress.rawSockets (raw IP / packet / ICMP / SCTP / DCCP socket or source route: not allowed by this policy)');
+      rawRule = rule('egress.rawSockets (raw IP / packet / ICMP / SCTP / DCCP / non-inet network socket or source route: not allowed by this policy)');
     }
     let ptraceRule = 0;
     if (p.ptrace !== 'allow') {
