@@ -84,6 +84,31 @@ describe('validateConfig', () => {
       expect(ps.some((x) => re.test(x)), `${re} in ${ps.join(' | ')}`).toBe(true);
     }
   });
+  // both parsed: the zone was dropped (a rule for fe80::1%eth0 matched fe80::1 from any link), and
+  // ::ffff:a.b.c.d became a family-6 key that IPv4 packets (keyed as family 4) never match — a
+  // drop rule that never dropped (edt.test.ts shows the kernel side)
+  it('IPv4 in IPv6 form and zone ids are refused, naming what to write', () => {
+    const ps = problems({
+      classes: [{ name: 'x', rate: '1mbit', match: [
+        { dst: '::ffff:10.0.0.0/120' },
+        { dst: 'fe80::%eth0/64', port: 80 },
+        { flow: { src: '::ffff:10.0.0.1', dst: '::10.0.0.2', sport: 1, dport: 2, proto: 'tcp' } },
+      ] }],
+      filters: [{ cidr: '::ffff:192.168.0.0/112', action: 'drop' }, { cidr: 'fe80::1%eth1', action: 'count' }, { cidr: '::ffff:10.0.0.1', action: 'drop' }],
+    });
+    expect(ps).toEqual([
+      'classes[0].match[0].dst: "::ffff:10.0.0.0/120" is an IPv4-mapped IPv6 address (::ffff:a.b.c.d, how an IPv6 socket names an IPv4 peer): its traffic is IPv4 and never matches an IPv6 key; write 10.0.0.0/24',
+      'classes[0].match[1].dst: "fe80::%eth0/64" has a zone id (%eth0): an address here is its 16 bytes, with no interface, so the zone would be dropped; write fe80::/64 without it, or a global address',
+      expect.stringMatching(/^classes\[0\]\.match\[2\]\.flow\.src: "::ffff:10\.0\.0\.1" is an IPv4-mapped .*; write 10\.0\.0\.1$/),
+      expect.stringMatching(/^classes\[0\]\.match\[2\]\.flow\.dst: "::10\.0\.0\.2" is an IPv4-compatible IPv6 address .*; write 10\.0\.0\.2$/),
+      expect.stringMatching(/^filters\[0\]\.cidr: "::ffff:192\.168\.0\.0\/112" is an IPv4-mapped .*; write 192\.168\.0\.0\/16$/),
+      expect.stringMatching(/^filters\[1\]\.cidr: "fe80::1%eth1" has a zone id \(%eth1\)/),
+      expect.stringMatching(/^filters\[2\]\.cidr: "::ffff:10\.0\.0\.1" is an IPv4-mapped .*; write 10\.0\.0\.1$/),
+    ]);
+    // what they mean is taken, and so is all of IPv6 (::/0) and NAT64
+    expect(validateConfig({ filters: [{ cidr: '10.0.0.0/24', action: 'drop' }, { cidr: '::/0', action: 'count' }, { cidr: '64:ff9b::/96', action: 'count' }, { cidr: 'fe80::/64', action: 'count' }] }, cg).rules).toHaveLength(4);
+  });
+
   it('horizon auto: the wire time of one 64 KiB GSO packet at the rate +10%, at least 8 ms, at most 10 s', () => {
     expect(MAX_GSO_WIRE_BYTES).toBe(68_130n);
     expect(latencyHorizonNs(10_000_000n)).toBe(59_954_400n); // 54.5 ms × 1.1

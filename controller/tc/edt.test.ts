@@ -9,6 +9,8 @@ import type { TcControl } from './shaper.ts';
 import { latencyHorizonNs, validateConfig } from './config.ts';
 import { EdtBench, edtSelfTest, udp6Frame, udpFrame } from './selftest.ts';
 import { tcRegistry } from './metrics.ts';
+import { parseIp, toLeading16 } from '../../common/ip.ts';
+import { tc_shape_dir, tc_shape_rule_action } from '../../bpf/gen/tc_shape.enums.ts';
 
 const TC_ACT_OK = 0;
 const TC_ACT_SHOT = 2;
@@ -163,6 +165,18 @@ describeRoot('EDT departure times (BPF_PROG_TEST_RUN)', () => {
     expect(send(udp6Frame('fd00:17::2', 9, 10)).verdict).toBe(TC_ACT_OK);
     expect(send(udpFrame('10.0.0.2', 9, 10)).verdict).toBe(TC_ACT_OK);
     expect(c.ruleStats().map((r) => r.packets)).toEqual([1n, 1n, 3n]);
+    c.apply(validateConfig({}));
+  });
+
+  // what validateConfig built from cidr "::ffff:10.0.0.0/120" before it refused it: a family-6
+  // key, which an IPv4 packet (family 4, address in the first 4 bytes) never matches
+  it('a rule keyed on ::ffff:10.0.0.0/120 never drops IPv4 traffic to 10.0.0.0/24: why config.ts refuses it', () => {
+    const mapped = parseIp('::ffff:10.0.0.0')!;
+    c.apply({ classes: [], rules: [{ name: 'mapped', dir: tc_shape_dir.TC_DIR_EGRESS, family: 6, addr: toLeading16(mapped), prefixlen: 120, port: 0, proto: 0, action: tc_shape_rule_action.TC_RULE_DROP }] });
+    expect(send(udpFrame('10.0.0.2', 9, 10)).verdict).toBe(TC_ACT_OK);
+    expect(c.ruleStats().map((r) => r.packets)).toEqual([0n]);
+    c.apply(validateConfig({ filters: [{ name: 'v4', cidr: '10.0.0.0/24', action: 'drop' }] })); // the form the refusal names
+    expect(send(udpFrame('10.0.0.2', 9, 10)).verdict).toBe(TC_ACT_SHOT);
     c.apply(validateConfig({}));
   });
 
