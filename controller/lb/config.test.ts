@@ -300,3 +300,17 @@ describe('addresses a VIP or backend can never work with', () => {
     for (const ok of ['127.0.0.2', '169.254.0.7', 'fe80::7', '::1']) expect(validateConfig(one(ok.includes(':') ? 'tcp://[fd99:100::1]:80' : 'tcp://10.99.100.1:80', ok)).vips, ok).toHaveLength(1);
   });
 });
+
+describe('one backend host per VIP', () => {
+  // the data plane forwards to a host (MAC rewrite or IPIP) and never touches the port: two
+  // entries of one host on two ports were two ring owners, i.e. twice the share for that host
+  it('the same host on two ports is refused, naming both and the fix (a weight)', () => {
+    rejects(base({ vips: [{ vip: 'tcp://10.99.100.1:80', backends: [{ address: '10.99.0.11' }, { address: '10.99.0.12' }, { address: '10.99.0.11:8080' }] }] }),
+      /^vips\[0\] \(tcp:\/\/10\.99\.100\.1:80\): backend 10\.99\.0\.11 is listed twice \(10\.99\.0\.11:80 and 10\.99\.0\.11:8080\); the XDP LB forwards packets to a host and never changes their port \(the port is only where health checks go\), so these are one backend with twice the share: list it once, with a weight for a larger share$/);
+    rejects(base({ vips: [{ vip: 'udp://[fd99:100::1]:53', backends: [{ address: '[fd99::11]:53' }, { address: 'fd99::11', port: 5353 }] }] }), /backend fd99::11 is listed twice \(\[fd99::11\]:53 and \[fd99::11\]:5353\)/);
+    const err = thrown(() => normVip({ vip: 'tcp://10.99.100.1:80', backends: ['10.99.0.11:81', '10.99.0.11:82'] as never }, 'vip')) as ValidationError;
+    expect(err.status).toBe(409);
+    // one host in two VIPs, or on the VIP's port once with a health-check port, is fine
+    expect(validateConfig(base({ vips: [{ vip: 'tcp://10.99.100.1:80', backends: ['10.99.0.11:8080' as never] }, { vip: 'tcp://10.99.100.1:443', backends: b('10.99.0.11') }] })).vips).toHaveLength(2);
+  });
+});

@@ -216,6 +216,16 @@ function checkForwarding(f: unknown, where: string): Forwarding {
  * IPIP encapsulates IPv4 in IPv4 and IPv6 in IPv6 (IP6IP6), from the LB's tunnel source of that
  * family: a mixed-family backend or a missing tunnel source is a config error, not a data-plane drop.
  */
+/**
+ * The XDP LB forwards a packet to a backend host unchanged: DSR rewrites the MACs, IPIP wraps it,
+ * neither touches the port (the backend answers on the VIP's), and a backend's `port` is only where
+ * health checks go. So one host listed on two ports was two backends to Maglev and got twice its
+ * share, with each entry health-checked and drained on its own. Refused (409, as a duplicate).
+ */
+export function sameHost(vipId: string, b: { address: string; port: number }, other: { address: string; port: number }, where: string): ValidationError {
+  return new ValidationError(`${where} (${vipId}): backend ${b.address} is listed twice (${backendKey(other)} and ${backendKey(b)}); the XDP LB forwards packets to a host and never changes their port (the port is only where health checks go), so these are one backend with twice the share: list it once, with a weight for a larger share`, 409);
+}
+
 export function checkIpipBackend(vip: { id: string; family: number }, b: { address: string }, where: string): void {
   const fam = familyOf(b.address);
   if (fam !== vip.family) {
@@ -236,13 +246,17 @@ export function normVip(v: VipConfig, where: string, allowEmpty = false, default
   if (!allowEmpty && v.backends.length === 0) throw new ValidationError(`${where} (${v.vip}): zero backends; a VIP needs at least one`);
   const backends = v.backends.map((b, i) => normBackend(spec, b, `${where}.backends[${i}]`));
   const seen = new Set<string>();
+  const hosts = new Map<string, NormBackend>();
+  const id = vipString(spec);
   for (const b of backends) {
     const k = backendKey(b);
     if (seen.has(k)) throw new ValidationError(`${where} (${v.vip}): duplicate backend ${k}`, 409);
     seen.add(k);
+    const other = hosts.get(b.address);
+    if (other) throw sameHost(id, b, other, where);
+    hosts.set(b.address, b);
   }
   if (backends.length && backends.every((b) => b.weight === 0)) throw new ValidationError(`${where} (${v.vip}): every backend has weight 0`);
-  const id = vipString(spec);
   const forwarding = checkForwarding(v.forwarding ?? defaults.forwarding, `${where} (${v.vip})`);
   if (forwarding === 'ipip') {
     const key = spec.family === 6 ? 'ipv6' : 'ipv4';
