@@ -30,13 +30,28 @@ export const MAX_GSO_WIRE_BYTES = 45n * (1448n + 66n);
  * The floor: after a CWR cut the queue is ~0.7 of the budget, and it must outlast the flow's
  * unloaded RTT or the link idles until the next ACKs — measured under TCG at 100 Mbit/s, a 6 ms
  * budget lost 3-5% of the rate (reports/20261130-092829-tc-shaping-6.1). Cilium's 2 s default
- * only guards against runaway SO_TXTIME. A live rate change recomputes it.
+ * only guards against runaway SO_TXTIME. A live rate change recomputes it. Validation (and
+ * setRate) refuse auto below AUTO_HORIZON_MIN_RATE, where the 10 s maximum would cut the budget.
  */
 export const AUTO_HORIZON_FLOOR_NS = 8_000_000n;
 export function latencyHorizonNs(rateBps: bigint): bigint {
   const gso = (MAX_GSO_WIRE_BYTES * 8n * 11n * 1_000_000_000n + rateBps * 10n - 1n) / (rateBps * 10n);
   const ns = gso < AUTO_HORIZON_FLOOR_NS ? AUTO_HORIZON_FLOOR_NS : gso;
   return ns > MAX_HORIZON_NS ? MAX_HORIZON_NS : ns;
+}
+
+/**
+ * The lowest rate `horizon: auto` takes: below it one maximum GSO packet's wire time +10% is past
+ * the 10 s maximum, and the budget was silently capped at 10 s, so a 64 KiB GSO packet behind
+ * another was dropped (in a class kept busy, every time it was sent) — not what auto promises.
+ * The maximum is not raised: fq drops a departure more than its horizon (10 s by default) ahead anyway.
+ */
+export const AUTO_HORIZON_MIN_RATE = (MAX_GSO_WIRE_BYTES * 8n * 11n * 1_000_000_000n + MAX_HORIZON_NS * 10n - 1n) / (MAX_HORIZON_NS * 10n);
+
+/** why `horizon: auto` cannot keep its budget at this rate, or undefined */
+export function autoHorizonProblem(rateBps: bigint): string | undefined {
+  if (rateBps >= AUTO_HORIZON_MIN_RATE) return undefined;
+  return `horizon auto needs a rate of at least ${formatRate(AUTO_HORIZON_MIN_RATE)}: at ${formatRate(rateBps)} one 64 KiB GSO packet's wire time +10% is ${Math.ceil(Number(MAX_GSO_WIRE_BYTES * 88n) / Number(rateBps)) / 10} s, past the 10 s horizon maximum (fq drops departures further ahead), so a GSO packet behind another would be dropped; give a higher rate, or an explicit horizon (e.g. "10s") and accept those drops`;
 }
 
 /** a `horizon` value: "auto" or a duration 1ms-10s; undefined if neither */
@@ -239,7 +254,11 @@ export function validateConfig(raw: unknown, cgroupId: (p: string) => bigint | u
       else if (h === 'auto') horizonAuto = true;
       else horizon = h;
     }
-    if (horizonAuto && rate !== undefined) horizon = latencyHorizonNs(rate);
+    if (horizonAuto && rate !== undefined && rate >= MIN_RATE && rate <= MAX_RATE) {
+      const p = autoHorizonProblem(rate);
+      if (p) problems.push(`${at}.horizon: ${p}`);
+      horizon = latencyHorizonNs(rate);
+    }
     const matches: Match[] = [];
     const rawMatch = c.match ?? [];
     if (!Array.isArray(rawMatch)) problems.push(`${at}.match: must be a list`);

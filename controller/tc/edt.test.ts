@@ -132,6 +132,36 @@ describeRoot('EDT departure times (BPF_PROG_TEST_RUN)', () => {
     expect(c.maps.classes.get(id)).toMatchObject({ horizon_ns: 2_000_000_000n });
   });
 
+  // auto promises room for one GSO packet behind another; below ~60 kbit/s the 10 s cap broke that
+  // (at 8 kbit/s the second one was dropped, and in a busy class every resend of it too). Now
+  // validation refuses those rates, and every rate it takes keeps the promise.
+  it('horizon auto at every rate validation takes: a 64 KiB GSO packet behind another waits, it is not dropped', () => {
+    const f = udpFrame('10.0.0.2', 9, 1000);
+    const taken: bigint[] = [];
+    for (const rate of [8_000n, 30_000n, 59_954n, 59_955n, 83_360n]) {
+      let plan;
+      try {
+        plan = validateConfig({ classes: [{ name: `r${rate}`, rate: `${rate}bit`, horizon: 'auto', match: [{ dst: '10.0.0.2/32' }] }] });
+      } catch (e) {
+        expect((e as Error).message, `${rate}`).toMatch(/horizon auto needs a rate of at least 59\.955kbit/);
+        continue;
+      }
+      c.apply(plan); // a new class name: a new class, idle
+      const v = [send(f, 65_536), send(f, 65_536)];
+      expect(v.map((x) => x.verdict), `${rate} bit/s`).toEqual([TC_ACT_OK, TC_ACT_OK]);
+      taken.push(rate);
+    }
+    expect(taken).toEqual([59_955n, 83_360n]);
+    // a live rate change of an auto class below it is refused and changes nothing; with an explicit horizon it is taken
+    const id = c.model.classes[0]!.id;
+    expect(() => c.setRate('r83360', 50_000n)).toThrow(/^class "r83360": horizon auto needs a rate of at least 59\.955kbit: at 50kbit /);
+    expect(c.maps.classes.get(id)).toMatchObject({ rate_bps: 83_360n, horizon_ns: latencyHorizonNs(83_360n) });
+    expect(c.model.classes[0]).toMatchObject({ rateBps: 83_360n, horizonAuto: true });
+    c.setRate('r83360', 50_000n, 10_000_000_000n);
+    expect(c.maps.classes.get(id)).toMatchObject({ rate_bps: 50_000n, horizon_ns: 10_000_000_000n });
+    c.apply(validateConfig({}));
+  });
+
   it('IPv6: classified by destination CIDR + port, 5-tuple, through an extension header; IPv4 prefixes never match IPv6', () => {
     c.apply(validateConfig({ classes: [
       { name: 'v6port', rate: '83360bit', match: [{ dst: 'fd00:16::/64', port: 7777 }] },
