@@ -142,6 +142,13 @@ describe('rings', () => {
     expect(new Set(d)).toEqual(new Set([0]));
   });
 
+  // Maglev (controller/lb/maglev.ts, shared) gave weights [1000, 1, 1] on 251 slots to the heavy
+  // backend alone: the light ones were never chosen, as random already promised they would be
+  it('maglev: a backend with weight > 0 owns a slot however light beside the others, as with random', () => {
+    const r = ringOf(svc('maglev', [1000, 1, 1]), ids, 251);
+    expect([0, 1, 2].map((id) => r.filter((x) => x === id).length)).toEqual([249, 1, 1]);
+  });
+
   it('random lists live backends by weight; no live backend → empty ring (the data plane refuses the connect)', () => {
     expect(ringOf(svc('random', [1, 2, 0]), ids, 251)).toEqual([0, 1, 1]);
     expect(ringOf(svc('random', [1, 1], ['down', 'draining']), ids, 251)).toEqual([]);
