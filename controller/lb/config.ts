@@ -222,8 +222,10 @@ function checkForwarding(f: unknown, where: string): Forwarding {
  * health checks go. So one host listed on two ports was two backends to Maglev and got twice its
  * share, with each entry health-checked and drained on its own. Refused (409, as a duplicate).
  */
-export function sameHost(vipId: string, b: { address: string; port: number }, other: { address: string; port: number }, where: string): ValidationError {
-  return new ValidationError(`${where} (${vipId}): backend ${b.address} is listed twice (${backendKey(other)} and ${backendKey(b)}); the XDP LB forwards packets to a host and never changes their port (the port is only where health checks go), so these are one backend with twice the share: list it once, with a weight for a larger share`, 409);
+export function sameHost(vipId: string, b: { address: string; port: number }, other: { address: string; port: number }, where: string | null): ValidationError {
+  const why = 'the XDP LB forwards packets to a host and never changes their port (the port is only where health checks go)';
+  if (where === null) return new ValidationError(`VIP ${vipId} already has backend ${b.address}, as ${backendKey(other)}; ${why}, so ${backendKey(b)} would be the same backend again: change its weight for a larger share`, 409);
+  return new ValidationError(`${where} (${vipId}): backend ${b.address} is listed twice (${backendKey(other)} and ${backendKey(b)}); ${why}, so these are one backend with twice the share: list it once, with a weight for a larger share`, 409);
 }
 
 export function checkIpipBackend(vip: { id: string; family: number }, b: { address: string }, where: string): void {

@@ -445,7 +445,7 @@ export class LbController {
         vid = v.id;
         if (v.backends.has(key)) throw new ValidationError(`VIP ${v.id} already has backend ${key}`, 409);
         const other = [...v.backends.values()].find((x) => x.address === nb.address);
-        if (other) throw sameHost(v.id, nb, other, 'backend');
+        if (other) throw sameHost(v.id, nb, other, null);
         this.addFresh(d, v, [nb]);
       });
       const b = this.vips.get(vid)!.backends.get(key)!;
