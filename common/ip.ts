@@ -54,6 +54,30 @@ export function fromMapped16(b: Uint8Array): Ip {
   return mapped ? { family: 4, bytes: b.slice(12, 16) } : { family: 6, bytes: b.slice(0, 16) };
 }
 
+/**
+ * Why an address (or CIDR) as written is not a key a packet of the family it names can match, or
+ * null. Node and ipaddr.js accept both of these and the bytes lose what the text said:
+ * - a zone id (fe80::1%eth0): the 16 bytes have no interface, so the zone was silently dropped;
+ * - IPv4 in IPv6 form: ::ffff:a.b.c.d (IPv4-mapped) is how an IPv6 socket names an IPv4 peer, and
+ *   the packets are IPv4, so an IPv6 key never matches them; ::a.b.c.d (IPv4-compatible,
+ *   deprecated by RFC 4291) is even parsed as ::ffff:a.b.c.d by ipaddr.js.
+ * The message names the IPv4 form to write (with the prefix length less 96 for a CIDR).
+ */
+export function ipTextProblem(s: string): string | null {
+  const [addr = '', len] = s.split('/');
+  const zone = addr.indexOf('%');
+  if (zone >= 0 && net.isIP(addr) === 6) return `"${s}" has a zone id (${addr.slice(zone)}): an address here is its 16 bytes, with no interface, so the zone would be dropped; write ${addr.slice(0, zone)}${len === undefined ? '' : `/${len}`} without it, or a global address`;
+  const ip = parseIp(addr);
+  if (!ip || ip.family !== 6) return null;
+  const b = ip.bytes;
+  if (!b.subarray(0, 10).every((x) => x === 0) || b[10] !== 0xff || b[11] !== 0xff) return null;
+  const v4 = [...b.subarray(12, 16)].join('.');
+  const bits = len === undefined ? 128 : Number(len);
+  const as4 = len === undefined ? v4 : bits >= 96 && bits <= 128 ? `${v4}/${bits - 96}` : undefined;
+  const kind = /ffff/i.test(addr) ? 'an IPv4-mapped IPv6 address (::ffff:a.b.c.d, how an IPv6 socket names an IPv4 peer)' : 'an IPv4-compatible IPv6 address (::a.b.c.d, deprecated by RFC 4291)';
+  return `"${s}" is ${kind}: its traffic is IPv4 and never matches an IPv6 key; ${as4 ? `write ${as4}` : 'write the IPv4 prefix it means'}`;
+}
+
 /** "a.b.c.d[/n]" or "v6[/n]" (no length: the whole address); null when malformed */
 export function parseCidr(s: unknown): { ip: Ip; bits: number } | null {
   if (typeof s !== 'string') return null;

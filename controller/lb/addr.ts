@@ -1,6 +1,6 @@
 // Address parsing shared by the config, the API and the data plane encoding. The data plane keys
 // on raw header bytes, so addresses become 16 network-order bytes (IPv4 in the first 4).
-import { formatIp, fromLeading16, parseIp, toLeading16, type Family, type Ip } from '../../common/ip.ts';
+import { formatIp, fromLeading16, ipTextProblem, parseIp, toLeading16, type Family, type Ip } from '../../common/ip.ts';
 
 export type { Family };
 export type Protocol = 'tcp' | 'udp';
@@ -55,6 +55,18 @@ export function canonical(addr: string): string {
   return formatIp(ip(addr));
 }
 
+/**
+ * canonical(), for a VIP's or a backend's host: a zone id (fe80::1%eth0) was dropped silently,
+ * and ::ffff:a.b.c.d (or ::a.b.c.d) became an IPv6 VIP or backend that no IPv4 packet or socket
+ * ever matches (the socket LB looks ::ffff: destinations up under the IPv4 service): both are
+ * refused, naming what to write.
+ */
+export function hostAddr(addr: string): string {
+  const problem = typeof addr === 'string' ? ipTextProblem(addr) : null;
+  if (problem) throw new ValidationError(problem);
+  return canonical(addr);
+}
+
 /** 16 network-order bytes, IPv4 in the first 4: the data plane's layout */
 export function addrBytes(addr: string): Uint8Array {
   return toLeading16(ip(addr));
@@ -81,7 +93,7 @@ export interface VipSpec {
 export function parseVip(s: string): VipSpec {
   const m = typeof s === 'string' ? s.match(/^(tcp|udp):\/\/(?:\[([^\]]+)\]|([^:/\]]+)):(\d+)$/) : null;
   if (!m) throw new ValidationError(`malformed VIP "${s}": want tcp://ADDR:PORT or udp://[ADDR6]:PORT`);
-  const address = canonical(m[2] ?? m[3]!);
+  const address = hostAddr(m[2] ?? m[3]!);
   return { protocol: m[1] as Protocol, address, port: parsePort(m[4]!, 'VIP port'), family: familyOf(address) };
 }
 
@@ -93,10 +105,10 @@ export function vipString(v: { protocol: Protocol; address: string; port: number
 export function parseHostPort(s: string, defaultPort?: number): { address: string; port: number | undefined } {
   if (typeof s !== 'string' || !s) throw new ValidationError(`malformed backend address "${s}"`);
   let m = s.match(/^\[([^\]]+)\](?::(\d+))?$/);
-  if (m) return { address: canonical(m[1]!), port: m[2] ? parsePort(m[2]) : defaultPort };
+  if (m) return { address: hostAddr(m[1]!), port: m[2] ? parsePort(m[2]) : defaultPort };
   m = s.match(/^([\d.]+):(\d+)$/);
-  if (m) return { address: canonical(m[1]!), port: parsePort(m[2]!) };
-  return { address: canonical(s), port: defaultPort };
+  if (m) return { address: hostAddr(m[1]!), port: parsePort(m[2]!) };
+  return { address: hostAddr(s), port: defaultPort };
 }
 
 export function parseMac(s: string): Uint8Array {

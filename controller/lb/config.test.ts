@@ -252,3 +252,65 @@ describe('backend ports', () => {
     expect(validateConfig(v({ address: '[fd99::11]' })).vips[0]!.backends[0]!.port).toBe(80);
   });
 });
+
+describe('addresses a VIP or backend can never work with', () => {
+  const one = (vip: string, backend: string) => base({ vips: [{ vip, backends: b(backend) }] });
+  // ::ffff:a.b.c.d parsed as an IPv6 VIP/backend: its key has family 6, and the IPv4 packets sent
+  // to a.b.c.d are looked up with family 4, so the VIP never matched (the same for ::a.b.c.d,
+  // which ipaddr.js reads as ::ffff:a.b.c.d)
+  it('IPv4 written in IPv6 form is refused, naming the IPv4 form', () => {
+    rejects(one('tcp://[::ffff:10.99.100.1]:80', 'fd99::11'), /^vips\[0\]: "::ffff:10\.99\.100\.1" is an IPv4-mapped IPv6 address .*never matches an IPv6 key; write 10\.99\.100\.1$/);
+    rejects(one('tcp://[::10.99.100.1]:80', 'fd99::11'), /^vips\[0\]: "::10\.99\.100\.1" is an IPv4-compatible IPv6 address .*; write 10\.99\.100\.1$/);
+    rejects(one('tcp://[fd99:100::1]:80', '[::ffff:10.99.0.11]:8080'), /^vips\[0\]\.backends\[0\]: "::ffff:10\.99\.0\.11" is an IPv4-mapped .*; write 10\.99\.0\.11$/);
+    rejects(base({ tunnelSource: { ipv6: '::ffff:10.99.0.2' } }), /^tunnelSource\.ipv6: "::ffff:10\.99\.0\.2" is an IPv4-mapped/);
+    expect(validateConfig(one('tcp://[64:ff9b::a63:6401]:80', 'fd99::11')).vips[0]!.address).toBe('64:ff9b::a63:6401'); // NAT64 is IPv6
+  });
+
+  // the zone was dropped by the parse: fe80::1%eth0 and fe80::1%eth1 were one backend, on
+  // whichever interface the route lookup found
+  it('a zone id is refused, not dropped', () => {
+    rejects(one('tcp://[fe80::1%lb0]:80', 'fd99::11'), /^vips\[0\]: "fe80::1%lb0" has a zone id \(%lb0\).*write fe80::1 without it/);
+    rejects(one('tcp://[fd99:100::1]:80', 'fe80::11%eth1'), /^vips\[0\]\.backends\[0\]: "fe80::11%eth1" has a zone id/);
+    rejects(one('tcp://[fd99:100::1]:80', '[fe80::11%eth1]:8080'), /^vips\[0\]\.backends\[0\]: "fe80::11%eth1" has a zone id/);
+    rejects(base({ tunnelSource: { ipv6: 'fe80::2%lb0' } }), /^tunnelSource\.ipv6: "fe80::2%lb0" has a zone id/);
+  });
+
+  it('VIPs no packet is sent to, or whose replies are dropped, are refused with why', () => {
+    const vip = (v: string, re: RegExp) => rejects(one(v, v.includes('[') ? 'fd99::11' : '10.99.0.11'), re);
+    vip('tcp://0.0.0.0:80', /^vips\[0\]: VIP address 0\.0\.0\.0 is the unspecified address: no packet is sent to it; give a unicast address of the LB that clients connect to$/);
+    vip('tcp://0.1.2.3:80', /VIP address 0\.1\.2\.3 is in 0\.0\.0\.0\/8 \("this network", a source address only\)/);
+    vip('tcp://[::]:80', /VIP address :: is the unspecified address/);
+    vip('udp://255.255.255.255:53', /VIP address 255\.255\.255\.255 is the limited broadcast address: TCP cannot connect to it, and a backend's reply would come from it/);
+    vip('udp://224.0.0.251:5353', /VIP address 224\.0\.0\.251 is a multicast address/);
+    vip('udp://239.1.2.3:53', /is a multicast address/);
+    vip('udp://[ff02::fb]:5353', /VIP address ff02::fb is a multicast address/);
+    vip('tcp://127.0.0.1:80', /VIP address 127\.0\.0\.1 is a loopback address: no host sends a loopback destination onto the wire/);
+    vip('tcp://[::1]:80', /VIP address ::1 is a loopback address/);
+    // one link can use these: taken
+    for (const ok of ['tcp://169.254.10.1:80', 'tcp://[fe80::10]:80', 'tcp://10.99.100.255:80', 'tcp://223.255.255.1:80']) expect(validateConfig(one(ok, ok.includes('[') ? 'fd99::11' : '10.99.0.11')).vips, ok).toHaveLength(1);
+  });
+
+  it('backends that are not one host are refused; loopback (with mac, the controller tests\' shape) and link-local are taken', () => {
+    for (const [a, kind] of [['0.0.0.0', 'the unspecified address'], ['0.0.0.9', 'in 0.0.0.0/8'], ['255.255.255.255', 'the limited broadcast address'], ['224.0.0.5', 'a multicast address']] as const) {
+      rejects(one('tcp://10.99.100.1:80', a), new RegExp(`^vips\\[0\\]\\.backends\\[0\\]: backend ${a.replace(/\./g, '\\.')} is ${kind}.*: a backend is one host the LB forwards frames to; give that host's unicast address$`));
+    }
+    rejects(one('tcp://[fd99:100::1]:80', '::'), /backend :: is the unspecified address/);
+    rejects(one('tcp://[fd99:100::1]:80', 'ff02::1'), /backend ff02::1 is a multicast address/);
+    expect(() => normVip({ vip: 'tcp://10.99.100.1:80', backends: ['224.0.0.5' as never] }, 'vip')).toThrow(/backend 224\.0\.0\.5 is a multicast address/);
+    for (const ok of ['127.0.0.2', '169.254.0.7', 'fe80::7', '::1']) expect(validateConfig(one(ok.includes(':') ? 'tcp://[fd99:100::1]:80' : 'tcp://10.99.100.1:80', ok)).vips, ok).toHaveLength(1);
+  });
+});
+
+describe('one backend host per VIP', () => {
+  // the data plane forwards to a host (MAC rewrite or IPIP) and never touches the port: two
+  // entries of one host on two ports were two ring owners, i.e. twice the share for that host
+  it('the same host on two ports is refused, naming both and the fix (a weight)', () => {
+    rejects(base({ vips: [{ vip: 'tcp://10.99.100.1:80', backends: [{ address: '10.99.0.11' }, { address: '10.99.0.12' }, { address: '10.99.0.11:8080' }] }] }),
+      /^vips\[0\] \(tcp:\/\/10\.99\.100\.1:80\): backend 10\.99\.0\.11 is listed twice \(10\.99\.0\.11:80 and 10\.99\.0\.11:8080\); the XDP LB forwards packets to a host and never changes their port \(the port is only where health checks go\), so these are one backend with twice the share: list it once, with a weight for a larger share$/);
+    rejects(base({ vips: [{ vip: 'udp://[fd99:100::1]:53', backends: [{ address: '[fd99::11]:53' }, { address: 'fd99::11', port: 5353 }] }] }), /backend fd99::11 is listed twice \(\[fd99::11\]:53 and \[fd99::11\]:5353\)/);
+    const err = thrown(() => normVip({ vip: 'tcp://10.99.100.1:80', backends: ['10.99.0.11:81', '10.99.0.11:82'] as never }, 'vip')) as ValidationError;
+    expect(err.status).toBe(409);
+    // one host in two VIPs, or on the VIP's port once with a health-check port, is fine
+    expect(validateConfig(base({ vips: [{ vip: 'tcp://10.99.100.1:80', backends: ['10.99.0.11:8080' as never] }, { vip: 'tcp://10.99.100.1:443', backends: b('10.99.0.11') }] })).vips).toHaveLength(2);
+  });
+});

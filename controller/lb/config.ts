@@ -2,7 +2,7 @@
 // runs before anything touches a map, so bad input changes nothing.
 import fs from 'node:fs';
 import { type ConfigFile, fieldPath, parseJson, parseYamlFile } from '../../common/config-file.ts';
-import { ValidationError, addrBytes, familyOf, parseHostPort, parseMac, parsePort, parseVip, vipString, canonical, type VipSpec } from './addr.ts';
+import { ValidationError, addrBytes, familyOf, hostAddr, parseHostPort, parseMac, parsePort, parseVip, vipString, canonical, type VipSpec } from './addr.ts';
 import { isPrime, nextPrime } from './maglev.ts';
 import { xdp_lb_limits } from '../../bpf/gen/xdp_lb.enums.ts';
 
@@ -137,11 +137,64 @@ function noUnknownKeys(o: object, allowed: string[], where: string): void {
   if (k !== undefined) throw new ValidationError(`${where}.${k}: unknown key (allowed: ${allowed.join(', ')})`);
 }
 
-export function normBackend(vip: VipSpec, b: BackendConfig | string, where: string): NormBackend {
+/** what kind of address the XDP LB cannot use as a VIP or a backend is, or null */
+function specialKind(addr: string): 'unspecified' | 'this-network' | 'broadcast' | 'multicast' | 'loopback' | null {
+  const b = addrBytes(addr);
+  if (familyOf(addr) === 4) {
+    if (b[0] === 0) return b.subarray(0, 4).every((x) => x === 0) ? 'unspecified' : 'this-network';
+    if (b.subarray(0, 4).every((x) => x === 255)) return 'broadcast';
+    if (b[0]! >= 224 && b[0]! <= 239) return 'multicast';
+    return b[0] === 127 ? 'loopback' : null;
+  }
+  if (b.every((x) => x === 0)) return 'unspecified';
+  if (b[0] === 0xff) return 'multicast';
+  return b.subarray(0, 15).every((x) => x === 0) && b[15] === 1 ? 'loopback' : null;
+}
+
+const KIND_TEXT = {
+  unspecified: 'the unspecified address',
+  'this-network': 'in 0.0.0.0/8 ("this network", a source address only)',
+  broadcast: 'the limited broadcast address',
+  multicast: 'a multicast address (224.0.0.0/4, ff00::/8)',
+  loopback: 'a loopback address',
+} as const;
+
+/**
+ * A VIP the XDP program can never see, or whose replies no client takes: no packet is sent to
+ * 0.0.0.0, :: or 0.0.0.0/8; TCP never connects to broadcast or multicast, and a DSR backend's reply
+ * would come from that address, which receivers drop as a martian; no host puts a loopback
+ * destination on the wire. (Link-local VIPs can work on one segment and are taken.) The socket LB
+ * does not use this: it rewrites connect() before routing, where a loopback VIP is a normal one.
+ */
+export function checkXdpVipAddr(address: string): void {
+  const k = specialKind(address);
+  if (!k) return;
+  const why = k === 'loopback'
+    ? 'no host sends a loopback destination onto the wire, so the XDP program never sees a packet for it (the socket LB, `pnpm lab svc`, balances loopback VIPs)'
+    : k === 'broadcast' || k === 'multicast'
+      ? 'TCP cannot connect to it, and a backend\'s reply would come from it, which receivers drop as a martian source'
+      : 'no packet is sent to it';
+  throw new ValidationError(`VIP address ${address} is ${KIND_TEXT[k]}: ${why}; give a unicast address of the LB that clients connect to`);
+}
+
+/**
+ * A backend the XDP LB cannot send a frame to: it forwards to one host, by the neighbour entry
+ * (or IPIP header) of this address. Loopback addresses are taken: with `mac` given the frame goes
+ * to that MAC and the address only names the backend (the controller tests use 127.0.0.0/8 so).
+ */
+export function checkXdpBackendAddr(address: string): void {
+  const k = specialKind(address);
+  if (!k || k === 'loopback') return;
+  throw new ValidationError(`backend ${address} is ${KIND_TEXT[k]}: a backend is one host the LB forwards frames to; give that host's unicast address`);
+}
+
+/** `lb`: 'socket' when the socket LB normalises (it rewrites connect() and takes any address a socket can) */
+export function normBackend(vip: VipSpec, b: BackendConfig | string, where: string, lb: 'xdp' | 'socket' = 'xdp'): NormBackend {
   const raw: BackendConfig = typeof b === 'string' ? { address: b } : b;
   if (!raw || typeof raw !== 'object' || typeof raw.address !== 'string') throw new ValidationError(`${where}: a backend needs an "address"`);
   noUnknownKeys(raw, ['address', 'port', 'weight', 'mac', 'egress'], where);
   const hp = at(where, () => parseHostPort(raw.address));
+  if (lb === 'xdp') at(where, () => checkXdpBackendAddr(hp.address));
   const port = raw.port !== undefined ? parsePort(raw.port, `${where} port`) : hp.port ?? vip.port;
   // two ports for one backend: taking either silently sends health checks (and proxies) to the wrong one
   if (hp.port !== undefined && raw.port !== undefined && hp.port !== port) throw new ValidationError(`${where}: address "${raw.address}" has port ${hp.port} but "port" is ${port}; give the port once`);
@@ -163,6 +216,18 @@ function checkForwarding(f: unknown, where: string): Forwarding {
  * IPIP encapsulates IPv4 in IPv4 and IPv6 in IPv6 (IP6IP6), from the LB's tunnel source of that
  * family: a mixed-family backend or a missing tunnel source is a config error, not a data-plane drop.
  */
+/**
+ * The XDP LB forwards a packet to a backend host unchanged: DSR rewrites the MACs, IPIP wraps it,
+ * neither touches the port (the backend answers on the VIP's), and a backend's `port` is only where
+ * health checks go. So one host listed on two ports was two backends to Maglev and got twice its
+ * share, with each entry health-checked and drained on its own. Refused (409, as a duplicate).
+ */
+export function sameHost(vipId: string, b: { address: string; port: number }, other: { address: string; port: number }, where: string | null): ValidationError {
+  const why = 'the XDP LB forwards packets to a host and never changes their port (the port is only where health checks go)';
+  if (where === null) return new ValidationError(`VIP ${vipId} already has backend ${b.address}, as ${backendKey(other)}; ${why}, so ${backendKey(b)} would be the same backend again: change its weight for a larger share`, 409);
+  return new ValidationError(`${where} (${vipId}): backend ${b.address} is listed twice (${backendKey(other)} and ${backendKey(b)}); ${why}, so these are one backend with twice the share: list it once, with a weight for a larger share`, 409);
+}
+
 export function checkIpipBackend(vip: { id: string; family: number }, b: { address: string }, where: string): void {
   const fam = familyOf(b.address);
   if (fam !== vip.family) {
@@ -178,17 +243,22 @@ export function normVip(v: VipConfig, where: string, allowEmpty = false, default
   if (!v || typeof v !== 'object' || typeof v.vip !== 'string') throw new ValidationError(`${where}: needs "vip": "tcp://ADDR:PORT"`);
   noUnknownKeys(v, ['vip', 'backends', 'healthCheck', 'forwarding'], where);
   const spec = at(where, () => parseVip(v.vip));
+  at(where, () => checkXdpVipAddr(spec.address));
   if (!Array.isArray(v.backends)) throw new ValidationError(`${where} (${v.vip}): "backends" must be a list`);
   if (!allowEmpty && v.backends.length === 0) throw new ValidationError(`${where} (${v.vip}): zero backends; a VIP needs at least one`);
   const backends = v.backends.map((b, i) => normBackend(spec, b, `${where}.backends[${i}]`));
   const seen = new Set<string>();
+  const hosts = new Map<string, NormBackend>();
+  const id = vipString(spec);
   for (const b of backends) {
     const k = backendKey(b);
     if (seen.has(k)) throw new ValidationError(`${where} (${v.vip}): duplicate backend ${k}`, 409);
     seen.add(k);
+    const other = hosts.get(b.address);
+    if (other) throw sameHost(id, b, other, where);
+    hosts.set(b.address, b);
   }
   if (backends.length && backends.every((b) => b.weight === 0)) throw new ValidationError(`${where} (${v.vip}): every backend has weight 0`);
-  const id = vipString(spec);
   const forwarding = checkForwarding(v.forwarding ?? defaults.forwarding, `${where} (${v.vip})`);
   if (forwarding === 'ipip') {
     const key = spec.family === 6 ? 'ipv6' : 'ipv4';
@@ -331,7 +401,7 @@ function normTunnelSource(t: unknown): TunnelSource {
   for (const [k, v] of Object.entries(t)) {
     if (k !== 'ipv4' && k !== 'ipv6') throw new ValidationError(`tunnelSource.${k}: unknown key (want ipv4 / ipv6)`);
     if (typeof v !== 'string') throw new ValidationError(`tunnelSource.${k} must be an address string`);
-    const fam = familyOf(v);
+    const fam = familyOf(at(`tunnelSource.${k}`, () => hostAddr(v)));
     if (fam !== (k === 'ipv6' ? 6 : 4)) throw new ValidationError(`tunnelSource.${k}: "${v}" is an IPv${fam} address`);
     if (addrBytes(v).every((x) => x === 0)) throw new ValidationError(`tunnelSource.${k}: "${v}" is unspecified; give an address of the LB`);
     out[k] = canonical(v);

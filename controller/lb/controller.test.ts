@@ -106,6 +106,11 @@ describeRoot('lb controller: all-or-nothing changes, capacity, scale (real maps)
     await rejects(api.addVip('tcp://10.250.0.9:80', []), 400, /zero backends/);
     await rejects(api.addVip('tcp://10.250.0.9:80', [be(1), be(1)]), 409, /duplicate backend/);
     await rejects(api.addBackend(V1, be(0).address), 409, /already has backend/);
+    // the host of be(0) on another port: one host, to the data plane (it never changes the port)
+    await rejects(api.addBackend(V1, be(0).address, { port: 8080, mac: MAC }), 409, /^VIP tcp:\/\/10\.250\.0\.1:80 already has backend 127\.0\.1\.0, as 127\.0\.1\.0:80; the XDP LB forwards packets to a host and never changes their port \(the port is only where health checks go\), so 127\.0\.1\.0:8080 would be the same backend again: change its weight for a larger share$/);
+    await rejects(api.addVip('tcp://10.250.0.9:80', [be(1), be(1, { port: 8080 })]), 409, /backend 127\.0\.1\.1 is listed twice/);
+    await rejects(api.addVip('tcp://[::ffff:10.250.0.9]:80', [be(1)]), 400, /IPv4-mapped IPv6 address .*; write 10\.250\.0\.9$/);
+    await rejects(api.addBackend(V1, '224.0.0.5', { mac: MAC }), 400, /backend 224\.0\.0\.5 is a multicast address/);
     await rejects(api.addBackend('tcp://10.250.9.9:80', be(0).address), 404, /unknown VIP/);
     await rejects(api.addBackend(V1, '192.0.2.'), 400, /malformed/);
     await rejects(api.removeBackend(V1, '127.9.9.9'), 404, /has no backend/);

@@ -12,7 +12,7 @@
 import path from 'node:path';
 import { setImmediate as yieldNow } from 'node:timers/promises';
 import { ValidationError, addrBytes, formatAddr, formatMac, htons, parseMac, parseVip, vipString, PROTO_NUM, type Protocol, type VipSpec } from './addr.ts';
-import { backendKey, checkIpipBackend, normBackend, normVip, startSettingsDiff, tooManyForRing, tunnelSourceFor, validateConfig, type BackendConfig, type Forwarding, type LbConfig, type NormBackend, type NormConfig, type StartSettings, type VipConfig, type VipDefaults } from './config.ts';
+import { backendKey, checkIpipBackend, normBackend, sameHost, normVip, startSettingsDiff, tooManyForRing, tunnelSourceFor, validateConfig, type BackendConfig, type Forwarding, type LbConfig, type NormBackend, type NormConfig, type StartSettings, type VipConfig, type VipDefaults } from './config.ts';
 import { BE_ACTIVE, BE_DOWN, BE_DRAINING, Dataplane, MAX_VIPS, netnsName } from './dataplane.ts';
 import { HealthChecker } from './health.ts';
 import { Journal } from './journal.ts';
@@ -444,6 +444,8 @@ export class LbController {
         key = backendKey(nb);
         vid = v.id;
         if (v.backends.has(key)) throw new ValidationError(`VIP ${v.id} already has backend ${key}`, 409);
+        const other = [...v.backends.values()].find((x) => x.address === nb.address);
+        if (other) throw sameHost(v.id, nb, other, null);
         this.addFresh(d, v, [nb]);
       });
       const b = this.vips.get(vid)!.backends.get(key)!;

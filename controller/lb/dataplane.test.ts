@@ -331,6 +331,23 @@ describeRoot('xdp_lb packet fixtures (BPF_PROG_TEST_RUN)', () => {
     expect(run(pkt).retval).toBe(XDP_TX);
   });
 
+  // what validation built from tcp://[::ffff:10.1.0.77]:80 before it refused it (config.ts): an
+  // IPv6 key; IPv4 packets to 10.1.0.77 are looked up as family 4, so the VIP never balanced any
+  it('a VIP keyed on ::ffff:10.1.0.77 never matches IPv4 traffic to 10.1.0.77: why config.ts refuses it', () => {
+    const key = { addr: addrBytes('::ffff:10.1.0.77'), port: htons(80), proto: 6, family: 6 };
+    dp.swapRing(12, maglevTable([0, 1, 2].map((id) => ({ key: `b${id}`, id, weight: 1 })), RING));
+    dp.setVip(key, { vip_id: 12, ring_size: RING, flags: 1, generation: 1, fwd: FWD_DSR, tun_src: new Uint8Array(16) });
+    try {
+      const pkt = ipv4(CLIENT4, '10.1.0.77', 6, l4(6, 1000, 80));
+      const r = run(pkt);
+      expect(r.retval).toBe(XDP_PASS);
+      expect(r.dataOut).toEqual(pkt);
+    } finally {
+      dp.deleteVip(key);
+      dp.clearRing(12);
+    }
+  });
+
   it('non-VIP traffic passes untouched', () => {
     for (const pkt of [
       ipv4(CLIENT4, '10.1.0.99', 6, l4(6, 1000, 80)),

@@ -59,4 +59,32 @@ describe('maglev', () => {
     const bs = be(6, (i) => (i % 3) + 1);
     expect(maglevTable([...bs].reverse(), 65537)).toEqual(maglevTable(bs, 65537));
   });
+
+  // weighted Maglev hands out weight/maxWeight claims per turn: a backend whose share is below one
+  // slot got none, and took no traffic although configured with weight > 0
+  it('every live backend owns at least one slot, however small its weight beside the others', () => {
+    const t = maglevTable([{ key: 'heavy', id: 0, weight: 1000 }, { key: 'l1', id: 1, weight: 1 }, { key: 'l2', id: 2, weight: 1 }], 251);
+    expect([...shares(t)].sort()).toEqual([[0, 249], [1, 1], [2, 1]]);
+    const bs = be(200, (i) => (i === 199 ? 1 : 1000));
+    const big = shares(maglevTable(bs, 65537));
+    expect(big.size).toBe(200);
+    expect(big.get(199)).toBe(1); // a share of 1/65537 (its weight asks for 0.33 slots)
+    // the heavy ones keep their weighted share ±5%
+    for (let i = 0; i < 199; i++) expect(Math.abs(big.get(i)! - 65537 / 199) / (65537 / 199)).toBeLessThan(0.05);
+    // weight 0 still means no slot
+    expect(shares(maglevTable([{ key: 'a', id: 0, weight: 1000 }, { key: 'b', id: 1, weight: 0 }], 7)).has(1)).toBe(false);
+  });
+
+  it('a backend too light for a slot of its own moves one slot when it comes or goes (minimal disruption kept)', () => {
+    const heavy = be(3, () => 1000);
+    const light = { key: 'light', id: 9, weight: 1 };
+    const diff = (a: Uint32Array, b: Uint32Array) => a.reduce((n, x, i) => n + (x !== b[i] ? 1 : 0), 0);
+    const without = maglevTable(heavy, 251);
+    const withLight = maglevTable([...heavy, light], 251);
+    expect(shares(withLight).get(9)).toBe(1);
+    expect(diff(without, withLight)).toBe(1);
+    // on a ring with room for its weighted share (65537/3001 ≈ 22 slots) it gets that, not the minimum
+    const got = shares(maglevTable([...heavy, light], 65537)).get(9)!;
+    expect(Math.abs(got - 65537 / 3001)).toBeLessThan(3);
+  });
 });

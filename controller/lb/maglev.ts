@@ -2,7 +2,9 @@
 // the table slots (offset + j·skip mod M, M prime); backends take turns claiming their next
 // preferred free slot until the table is full. Weights: a backend claims a slot per turn in
 // proportion to its weight (credit accumulates by weight and is spent in units of the maximum
-// weight), which keeps each backend's share within a small error of weight/Σweight.
+// weight), which keeps each backend's share within a small error of weight/Σweight. A backend
+// whose weight is too small for one slot of its own (weights [1000, 1, 1] on 251 slots: 0.25
+// each) still gets one — the skew is at most one slot per backend: its share is at least 1/size.
 export interface MaglevBackend {
   /** stable identity: the permutation depends on it, so the same backend always prefers the same slots */
   key: string;
@@ -76,6 +78,29 @@ export function maglevTable(backends: MaglevBackend[], size: number): Uint32Arra
         table[c] = live[i]!.id;
         next[i]++;
         filled++;
+      }
+    }
+  }
+  // A live backend left without a slot took no traffic although its weight is > 0, silently. Each
+  // such one (in key order) takes the first slot of its own permutation whose owner has more than
+  // one, so nobody is starved in turn. Only such backends change the table: one whose backends all
+  // own a slot is the plain weighted Maglev table, and adding or removing a starved backend moves
+  // one slot. With at most `size` backends (the configs refuse more) some owner always has two.
+  if (live.length <= size) {
+    const owned = new Map<number, number>();
+    for (const v of table) owned.set(v, (owned.get(v) ?? 0) + 1);
+    for (let i = 0; i < n; i++) {
+      const id = live[i]!.id;
+      if (owned.has(id)) continue;
+      for (let j = 0; j < size; j++) {
+        const c = (offset[i]! + j * skip[i]!) % size;
+        const o = table[c]!;
+        if (owned.get(o)! > 1) {
+          owned.set(o, owned.get(o)! - 1);
+          owned.set(id, 1);
+          table[c] = id;
+          break;
+        }
       }
     }
   }

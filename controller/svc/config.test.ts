@@ -44,8 +44,23 @@ describe('socket LB config', () => {
     [{ ...ok, healthCheck: { intervalMS: 5000 } }, /^healthCheck\.intervalMS: unknown key/],
     [{ ...ok, healthCheck: { intervalMs: 2 ** 31 } }, /^healthCheck\.intervalMs 2147483648 must be at most 2147483647/],
     [{ ...ok, maxServices: 1 << 20, ringSize: 65537 }, /too large/],
+    // an IPv6 service ::ffff:a.b.c.d was never looked up: the v6 hooks look ::ffff: destinations up
+    // under the IPv4 service (as Cilium does), so the VIP to write is the IPv4 one
+    [{ ...ok, services: [{ vip: 'tcp://[::ffff:10.96.0.10]:80', backends: ['fd00::11'] }] }, /^services\[0\]\.vip: "::ffff:10\.96\.0\.10" is an IPv4-mapped IPv6 address .*; write 10\.96\.0\.10$/],
+    // a ::ffff: backend of an IPv6 service turned the socket into an IPv4 one, whose UDP replies
+    // recvmsg6 looks up under IPv4 reverse keys (the entry is IPv6): the "no family change" rule
+    [{ ...ok, services: [{ vip: 'tcp://[fd96::10]:80', backends: ['[::ffff:10.0.0.11]:8080'] }] }, /^services\[0\]\.backends\[0\]: "::ffff:10\.0\.0\.11" is an IPv4-mapped IPv6 address .*; write 10\.0\.0\.11$/],
+    // the zone was dropped: a socket address rewrite sets the address, never the scope id
+    [{ ...ok, services: [{ vip: 'tcp://[fd96::10]:80', backends: ['fe80::11%eth0'] }] }, /^services\[0\]\.backends\[0\]: "fe80::11%eth0" has a zone id \(%eth0\)/],
   ])('rejects %j', (c, msg) => {
     expect(() => validateSvcConfig(c as never)).toThrow(msg);
+  });
+
+  // the XDP LB's refusals of special addresses are its own: connect() is rewritten before routing,
+  // so a loopback VIP (or backend) is an ordinary one here
+  it('takes loopback VIPs and backends, which the XDP LB refuses as VIPs', () => {
+    const c = validateSvcConfig({ ...ok, services: [{ vip: 'tcp://127.0.0.53:80', backends: ['127.0.0.1:8080'] }, { vip: 'tcp://[::1]:80', backends: ['[::1]:8080'] }] });
+    expect(c.services.map((x) => x.id)).toEqual(['tcp://127.0.0.53:80', 'tcp://[::1]:80']);
   });
 
   it('names every fault at once, on one line (a service by its first)', () => {
@@ -125,6 +140,13 @@ describe('rings', () => {
     expect(share(0)).toBeGreaterThan(0.2);
     const d = ringOf(svc('maglev', [1, 1, 1], ['active', 'draining', 'down']), ids, 251);
     expect(new Set(d)).toEqual(new Set([0]));
+  });
+
+  // Maglev (controller/lb/maglev.ts, shared) gave weights [1000, 1, 1] on 251 slots to the heavy
+  // backend alone: the light ones were never chosen, as random already promised they would be
+  it('maglev: a backend with weight > 0 owns a slot however light beside the others, as with random', () => {
+    const r = ringOf(svc('maglev', [1000, 1, 1]), ids, 251);
+    expect([0, 1, 2].map((id) => r.filter((x) => x === id).length)).toEqual([249, 1, 1]);
   });
 
   it('random lists live backends by weight; no live backend → empty ring (the data plane refuses the connect)', () => {

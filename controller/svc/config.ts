@@ -97,7 +97,7 @@ function unknownKey(o: object, known: string[], where: string, extra = ''): void
 export function normBackendS(spec: VipSpec, b: string | BackendConfig, where: string): NormBackendS {
   // the XDP LB's normBackend also takes mac and egress, which mean nothing to a socket rewrite
   if (b && typeof b === 'object') unknownKey(b, BACKEND_KEYS, where, ['mac', 'egress'].some((k) => k in b) ? '; mac and egress are the XDP LB\'s' : '');
-  const n = at(where, () => normBackend(spec, b, where));
+  const n = at(where, () => normBackend(spec, b, where, 'socket'));
   // the rewrite changes the address a socket connects to, never its family
   if (n.address.includes(':') !== (spec.family === 6)) throw new ValidationError(`${where}: backend ${n.address} is not IPv${spec.family} like the VIP; a socket cannot change its address family`);
   return { address: n.address, port: n.port, weight: n.weight };

@@ -137,7 +137,7 @@ const COMMANDS: Record<string, Cmd> = {
     return 0;
   }),
   'shape set': cmd('shape set <class> <rate> [--horizon D] [--instance NAME]', 'change one class\'s rate live (one map write, no reload)', {
-    horizon: { type: 'string', valueName: 'D', description: 'drop horizon, e.g. 2s, 500ms, or auto (one 64 KiB GSO packet\'s wire time at the rate +10%, at least 8 ms)' },
+    horizon: { type: 'string', valueName: 'D', description: 'drop horizon, e.g. 2s, 500ms, or auto (one 64 KiB GSO packet\'s wire time at the rate +10%, at least 8 ms; rates from 59.955kbit)' },
     ...instance,
   }, { names: ['class', 'rate'], min: 2, max: 2 }, async (p) => {
     const [name, rateS] = p.positionals as [string, string];

@@ -7,7 +7,7 @@ import { cgroupId as dirCgroupId } from '../../common/cgroup.ts';
 import { parseJson, parseYamlFile } from '../../common/config-file.ts';
 import { LabError } from '../../common/errors.ts';
 import { UsageError } from '../../common/args.ts';
-import { parseCidr as parseIpCidr, parseIp, toLeading16, type Family } from '../../common/ip.ts';
+import { ipTextProblem, parseCidr as parseIpCidr, parseIp, toLeading16, type Family } from '../../common/ip.ts';
 import { tc_shape_dir, tc_shape_limits, tc_shape_rule_action } from '../../bpf/gen/tc_shape.enums.ts';
 
 // limits from the enums in bpf/tc_shape.h (read from the object's BTF into bpf/gen/tc_shape.enums.ts)
@@ -30,13 +30,28 @@ export const MAX_GSO_WIRE_BYTES = 45n * (1448n + 66n);
  * The floor: after a CWR cut the queue is ~0.7 of the budget, and it must outlast the flow's
  * unloaded RTT or the link idles until the next ACKs — measured under TCG at 100 Mbit/s, a 6 ms
  * budget lost 3-5% of the rate (reports/20261130-092829-tc-shaping-6.1). Cilium's 2 s default
- * only guards against runaway SO_TXTIME. A live rate change recomputes it.
+ * only guards against runaway SO_TXTIME. A live rate change recomputes it. Validation (and
+ * setRate) refuse auto below AUTO_HORIZON_MIN_RATE, where the 10 s maximum would cut the budget.
  */
 export const AUTO_HORIZON_FLOOR_NS = 8_000_000n;
 export function latencyHorizonNs(rateBps: bigint): bigint {
   const gso = (MAX_GSO_WIRE_BYTES * 8n * 11n * 1_000_000_000n + rateBps * 10n - 1n) / (rateBps * 10n);
   const ns = gso < AUTO_HORIZON_FLOOR_NS ? AUTO_HORIZON_FLOOR_NS : gso;
   return ns > MAX_HORIZON_NS ? MAX_HORIZON_NS : ns;
+}
+
+/**
+ * The lowest rate `horizon: auto` takes: below it one maximum GSO packet's wire time +10% is past
+ * the 10 s maximum, and the budget was silently capped at 10 s, so a 64 KiB GSO packet behind
+ * another was dropped (in a class kept busy, every time it was sent) — not what auto promises.
+ * The maximum is not raised: fq drops a departure more than its horizon (10 s by default) ahead anyway.
+ */
+export const AUTO_HORIZON_MIN_RATE = (MAX_GSO_WIRE_BYTES * 8n * 11n * 1_000_000_000n + MAX_HORIZON_NS * 10n - 1n) / (MAX_HORIZON_NS * 10n);
+
+/** why `horizon: auto` cannot keep its budget at this rate, or undefined */
+export function autoHorizonProblem(rateBps: bigint): string | undefined {
+  if (rateBps >= AUTO_HORIZON_MIN_RATE) return undefined;
+  return `horizon auto needs a rate of at least ${formatRate(AUTO_HORIZON_MIN_RATE)}: at ${formatRate(rateBps)} one 64 KiB GSO packet's wire time +10% is ${Math.ceil(Number(MAX_GSO_WIRE_BYTES * 88n) / Number(rateBps)) / 10} s, past the 10 s horizon maximum (fq drops departures further ahead), so a GSO packet behind another would be dropped; give a higher rate, or an explicit horizon (e.g. "10s") and accept those drops`;
 }
 
 /** a `horizon` value: "auto" or a duration 1ms-10s; undefined if neither */
@@ -159,6 +174,15 @@ export function parseCidr(s: string): { family: Family; addr: Uint8Array; prefix
 }
 
 /**
+ * An address or CIDR that parses but is not what it says (common/ip.ts ipTextProblem): a zone id
+ * was dropped (fe80::1%eth0 matched fe80::1 on every link), and ::ffff:10.0.0.0/120 became an IPv6
+ * key that no IPv4 packet — keyed as IPv4 — ever matched: a drop rule that never drops.
+ */
+function textProblem(v: unknown): string | null {
+  return typeof v === 'string' ? ipTextProblem(v) : null;
+}
+
+/**
  * A match's identity in its map, from the parsed bytes: the duplicate check must see what the
  * kernel key will be. On the text, fd00::/64 and fd00:0::/64, FD00::/64, 10.0.0.5 and
  * 10.0.0.5/32, /24 and /024, fd00::1 and fd00::0001 were all different, both were accepted, and
@@ -230,7 +254,11 @@ export function validateConfig(raw: unknown, cgroupId: (p: string) => bigint | u
       else if (h === 'auto') horizonAuto = true;
       else horizon = h;
     }
-    if (horizonAuto && rate !== undefined) horizon = latencyHorizonNs(rate);
+    if (horizonAuto && rate !== undefined && rate >= MIN_RATE && rate <= MAX_RATE) {
+      const p = autoHorizonProblem(rate);
+      if (p) problems.push(`${at}.horizon: ${p}`);
+      horizon = latencyHorizonNs(rate);
+    }
     const matches: Match[] = [];
     const rawMatch = c.match ?? [];
     if (!Array.isArray(rawMatch)) problems.push(`${at}.match: must be a list`);
@@ -252,8 +280,10 @@ export function validateConfig(raw: unknown, cgroupId: (p: string) => bigint | u
         }
       } else if ('dst' in m) {
         unknownKeys(m, ['dst', 'port'], mat, problems);
-        const cidr = typeof m.dst === 'string' ? parseCidr(m.dst) : undefined;
-        if (!cidr) problems.push(`${mat}.dst: ${JSON.stringify(m.dst)} is not an IPv4/IPv6 CIDR with zero host bits (e.g. "10.0.0.0/24", "fd00::/64")`);
+        const odd = textProblem(m.dst);
+        const cidr = typeof m.dst === 'string' && !odd ? parseCidr(m.dst) : undefined;
+        if (odd) problems.push(`${mat}.dst: ${odd}`);
+        else if (!cidr) problems.push(`${mat}.dst: ${JSON.stringify(m.dst)} is not an IPv4/IPv6 CIDR with zero host bits (e.g. "10.0.0.0/24", "fd00::/64")`);
         if (m.port !== undefined && !isPort(m.port)) problems.push(`${mat}.port: ${JSON.stringify(m.port)} must be 1-65535`);
         if (cidr && (m.port === undefined || isPort(m.port))) {
           const port = (m.port as number | undefined) ?? 0;
@@ -267,10 +297,11 @@ export function validateConfig(raw: unknown, cgroupId: (p: string) => bigint | u
         if (!isObj(f)) problems.push(`${mat}.flow: must be {src, dst, sport, dport, proto}`);
         else {
           unknownKeys(f, ['src', 'dst', 'sport', 'dport', 'proto'], `${mat}.flow`, problems);
-          const s = typeof f.src === 'string' ? parseAddr(f.src) : undefined;
-          const d = typeof f.dst === 'string' ? parseAddr(f.dst) : undefined;
-          if (!s) problems.push(`${mat}.flow.src: ${JSON.stringify(f.src)} is not an IPv4/IPv6 address`);
-          if (!d) problems.push(`${mat}.flow.dst: ${JSON.stringify(f.dst)} is not an IPv4/IPv6 address`);
+          const oddS = textProblem(f.src), oddD = textProblem(f.dst);
+          const s = typeof f.src === 'string' && !oddS ? parseAddr(f.src) : undefined;
+          const d = typeof f.dst === 'string' && !oddD ? parseAddr(f.dst) : undefined;
+          if (!s) problems.push(`${mat}.flow.src: ${oddS ?? `${JSON.stringify(f.src)} is not an IPv4/IPv6 address`}`);
+          if (!d) problems.push(`${mat}.flow.dst: ${oddD ?? `${JSON.stringify(f.dst)} is not an IPv4/IPv6 address`}`);
           if (s && d && s.family !== d.family) problems.push(`${mat}.flow: src is IPv${s.family}, dst is IPv${d.family}`);
           if (!isPort(f.sport)) problems.push(`${mat}.flow.sport: must be 1-65535`);
           if (!isPort(f.dport)) problems.push(`${mat}.flow.dport: must be 1-65535`);
@@ -311,8 +342,10 @@ export function validateConfig(raw: unknown, cgroupId: (p: string) => bigint | u
     else ruleNames.add(name);
     const dir = DIRS.get((r.dir as string) ?? 'egress');
     if (dir === undefined) problems.push(`${at}.dir: ${JSON.stringify(r.dir)} must be egress, ingress or both`);
-    const cidr = r.cidr === undefined ? { family: 0 as const, addr: new Uint8Array(16), prefixlen: 0 } : typeof r.cidr === 'string' ? parseCidr(r.cidr) : undefined;
-    if (!cidr) problems.push(`${at}.cidr: ${JSON.stringify(r.cidr)} is not an IPv4/IPv6 CIDR with zero host bits`);
+    const odd = textProblem(r.cidr);
+    const cidr = r.cidr === undefined ? { family: 0 as const, addr: new Uint8Array(16), prefixlen: 0 } : typeof r.cidr === 'string' && !odd ? parseCidr(r.cidr) : undefined;
+    if (odd) problems.push(`${at}.cidr: ${odd}`);
+    else if (!cidr) problems.push(`${at}.cidr: ${JSON.stringify(r.cidr)} is not an IPv4/IPv6 CIDR with zero host bits`);
     if (r.port !== undefined && !isPort(r.port)) problems.push(`${at}.port: ${JSON.stringify(r.port)} must be 1-65535`);
     const proto = PROTOS.get((r.proto as string) ?? 'any');
     if (proto === undefined) problems.push(`${at}.proto: ${JSON.stringify(r.proto)} must be tcp, udp, icmp, icmpv6 or any`);

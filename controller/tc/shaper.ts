@@ -24,7 +24,7 @@ import { LabError } from '../../common/errors.ts';
 import { processAlive, procStart } from '../../common/host.ts';
 import { lockHolderAlive } from '../../common/lockfile.ts';
 import { writeFileAtomic } from '../../common/state-file.ts';
-import { MAX_RULES, latencyHorizonNs, matchKey, netPort, type ClassPlan, type Match, type Plan, type RulePlan } from './config.ts';
+import { MAX_RULES, autoHorizonProblem, latencyHorizonNs, matchKey, netPort, type ClassPlan, type Match, type Plan, type RulePlan } from './config.ts';
 import { tcShape, tc_shape_class_flags, tc_shape_rule_action, type TcShape, type tc_class, type tc_class_stats, type tc_dst_key, type tc_flow_key, type tc_global_stats, type tc_rule, type tc_rule_stats } from '../../bpf/gen/tc_shape.ts';
 
 export const MAP_NAMES = ['classes', 'class_state', 'class_stats', 'flow_class', 'cgroup_class', 'dst_class', 'rules', 'rule_stats', 'filter_gen', 'globals'] as const;
@@ -179,6 +179,8 @@ export class TcControl {
     const c = this.model.classes.find((x) => x.name === name);
     if (!c) throw new LabError(`no class "${name}"`, `classes: ${this.model.classes.map((x) => x.name).join(', ') || '(none)'}`);
     const auto = horizon === 'auto' || (horizon === undefined && !!c.horizonAuto);
+    const low = auto ? autoHorizonProblem(rateBps) : undefined;
+    if (low) throw new LabError(`class "${name}": ${low}`, horizon === 'auto' ? 'nothing was changed' : `the class's horizon is auto; nothing was changed (--horizon 10s keeps this rate with a fixed horizon)`);
     const h = auto ? latencyHorizonNs(rateBps) : (horizon as bigint | undefined) ?? c.horizonNs;
     this.maps.classes.set(c.id, { rate_bps: rateBps, horizon_ns: h, flags: CLASS_ACTIVE } satisfies Partial<tc_class>);
     c.rateBps = rateBps;
