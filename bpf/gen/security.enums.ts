@@ -44,6 +44,7 @@ export const enum sec_mech {
   SEC_MECH_TP_PTRACE_KILL = 12,
   SEC_MECH_CGROUP_SETSOCKOPT = 13,
   SEC_MECH_LSM_SENDMSG = 14,
+  SEC_MECH_TP_IO_URING_KILL = 15,
 }
 
 export const enum sec_exec_mode {

@@ -53,6 +53,7 @@ export const HOOKS: { prog: SecurityShape['programs']; hook: string; kind: 'trac
   { prog: 'sec_sock_create', hook: 'cgroup/sock_create', kind: 'cgroup' },
   { prog: 'sec_setsockopt', hook: 'cgroup/setsockopt', kind: 'cgroup' },
   { prog: 'sec_socket_tp', hook: 'tracepoint/syscalls/sys_enter_socket', kind: 'tracepoint' },
+  { prog: 'sec_io_uring_socket', hook: 'tp_btf/io_uring_submit_req', kind: 'trace' },
   { prog: 'sec_ptrace_lsm', hook: 'lsm/ptrace_access_check', kind: 'lsm' },
   { prog: 'sec_sendmsg_lsm', hook: 'lsm/socket_sendmsg', kind: 'lsm' },
   { prog: 'sec_ptrace_tp', hook: 'tracepoint/syscalls/sys_enter_ptrace', kind: 'tracepoint' },
@@ -83,6 +84,7 @@ export const MECHANISM: Record<number, string> = {
   [sec_mech.SEC_MECH_TP_PTRACE_KILL]: 'syscall tracepoint + bpf_send_signal(SIGKILL)',
   [sec_mech.SEC_MECH_CGROUP_SETSOCKOPT]: 'cgroup/setsockopt',
   [sec_mech.SEC_MECH_LSM_SENDMSG]: 'lsm/socket_sendmsg (-EPERM)',
+  [sec_mech.SEC_MECH_TP_IO_URING_KILL]: 'tp_btf/io_uring_submit_req (IORING_OP_SOCKET) + bpf_send_signal(SIGKILL)',
 };
 const KIND: Record<number, SecurityEvent['kind']> = { [sec_event_kind.SEC_EV_EXEC]: 'exec', [sec_event_kind.SEC_EV_CONNECT]: 'connect', [sec_event_kind.SEC_EV_SENDMSG]: 'sendmsg', [sec_event_kind.SEC_EV_SOCKET]: 'socket', [sec_event_kind.SEC_EV_PTRACE]: 'ptrace', [sec_event_kind.SEC_EV_SOCKOPT]: 'sockopt' };
 // the syscalls the ptrace tracepoints watch, by their x86-64 numbers (what the event's `call` holds there)
@@ -230,6 +232,10 @@ export class SecurityController {
     // ancestors) only on newer kernels (5.10 refuses it: EINVAL): its refusal is stated, and does
     // not unload the whole controller
     const sockoptRefused = adopted.has('sec_setsockopt') ? undefined : refusedAlone(file, ['sec_setsockopt']);
+    // IORING_OP_SOCKET's fallback: needed only where lsm/socket_create is missing, and the
+    // tracepoint (named so since 6.0) or the operation (5.19) may be missing too
+    const uringRefused = lsmOk || adopted.has('sec_io_uring_socket') ? undefined : refusedAlone(file, ['sec_io_uring_socket'], (o) => attachTrace(o.program('sec_io_uring_socket')).close());
+    if (uringRefused) mech.unsupported.push({ hook: 'tp_btf/io_uring_submit_req', evidence: `${uringRefused} (non-inet sockets made through io_uring IORING_OP_SOCKET are not refused)` });
     if (sockoptRefused) mech.unsupported.push({ hook: 'cgroup/setsockopt', evidence: `${sockoptRefused} (source routes set on a socket are refused at the send only, where BPF LSM attaches)` });
     const skel = security.open(file);
     const obj = skel.obj;
@@ -238,7 +244,7 @@ export class SecurityController {
       // creates and pins them
       if (opts.pin) for (const n of MAP_NAMES) obj.setPinPath(n, path.join(PIN_DIR, n));
       try {
-        obj.load({ skip: [...(lsmOk ? [] : LSM_PROGS), ...(lsmOk && !sendmsgRefused ? [] : ['sec_sendmsg_lsm']), ...(sockoptRefused ? ['sec_setsockopt'] : []), ...adopted.keys()] });
+        obj.load({ skip: [...(lsmOk ? [] : LSM_PROGS), ...(lsmOk && !sendmsgRefused ? [] : ['sec_sendmsg_lsm']), ...(sockoptRefused ? ['sec_setsockopt'] : []), ...(lsmOk || uringRefused ? ['sec_io_uring_socket'] : []), ...adopted.keys()] });
       } catch (e) {
         if (opts.pin && /reuse|incompatib|EINVAL/i.test(String((e as Error).message))) {
           throw new LabError(`the maps pinned at ${PIN_DIR} do not match this build of security.bpf.o`, 'pnpm lab policy stop (removes the old enforcement), then start the daemon again', { cause: e });
@@ -271,6 +277,7 @@ export class SecurityController {
       if (m.unsupported.some((u) => u.hook === h.hook)) continue; // refused when probed: not loaded
       // a fallback is only attached where its mechanism is not covered by LSM
       if (h.prog === 'sec_socket_tp' && attached.has('sec_socket_lsm')) continue;
+      if (h.prog === 'sec_io_uring_socket' && lsmOk) continue; // not loaded: lsm/socket_create sees io_uring's sockets
       if (PTRACE_TPS.includes(h.prog) && attached.has('sec_ptrace_lsm')) continue;
       let l: Link;
       try {
@@ -302,7 +309,7 @@ export class SecurityController {
     m.lsmConnect = has('sec_connect_lsm');
     m.egress = HOOKS.filter((h) => h.kind === 'cgroup' && h.prog !== 'sec_sock_create' && h.prog !== 'sec_setsockopt' && has(h.prog)).map((h) => h.hook);
     m.sourceRouting = [['sec_setsockopt', 'cgroup/setsockopt'], ['sec_sendmsg_lsm', 'lsm/socket_sendmsg'], ['sec_connect_lsm', 'lsm/socket_connect']].filter(([p]) => has(p!)).map(([, h]) => h!);
-    m.rawSockets = has('sec_socket_lsm') ? ['lsm/socket_create'] : [...(has('sec_sock_create') ? ['cgroup/sock_create'] : []), ...(has('sec_socket_tp') ? ['tracepoint/syscalls/sys_enter_socket + SIGKILL'] : [])];
+    m.rawSockets = has('sec_socket_lsm') ? ['lsm/socket_create'] : [...(has('sec_sock_create') ? ['cgroup/sock_create'] : []), ...(has('sec_socket_tp') ? ['tracepoint/syscalls/sys_enter_socket + SIGKILL'] : []), ...(has('sec_io_uring_socket') ? ['tp_btf/io_uring_submit_req (IORING_OP_SOCKET) + SIGKILL'] : [])];
     m.ptrace = has('sec_ptrace_lsm') ? ['lsm/ptrace_access_check'] : PTRACE_TPS.filter(has).map((p) => `${HOOKS.find((h) => h.prog === p)!.hook} + SIGKILL`);
     // keep what an adopted config says about selectors; the mechanisms are this start's
     const cur = this.store.maps.config.get(0) ?? { cg_levels: 0, exec_mode: 0, have_exe_selectors: 0, lsm_socket: 0, lsm_ptrace: 0, oracle_cgroup: 0n };

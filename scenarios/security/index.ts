@@ -62,7 +62,7 @@ const scenario: Scenario = {
         exec: m.exec === 'lsm' ? 'BPF LSM: lsm/bprm_check_security returns -EPERM' : m.exec === 'tp-kill' ? 'fallback: tp_btf/sched_process_exec + bpf_send_signal(SIGKILL) (the task dies before returning to user space)' : 'none',
         'BPF LSM probe': m.lsmEvidence,
         egress: m.egress.join(', ') || 'none',
-        'raw / packet sockets': m.rawSockets.length ? `${m.rawSockets.join(', ')}${m.rawSockets.includes('lsm/socket_create') ? '' : ' (AF_PACKET and the other non-inet families via io_uring IORING_OP_SOCKET are outside the tracepoint fallback)'}` : 'not enforced',
+        'raw / packet sockets': m.rawSockets.length ? `${m.rawSockets.join(', ')}${m.rawSockets.includes('lsm/socket_create') || m.rawSockets.some((x) => x.includes('io_uring')) ? '' : ' (AF_PACKET and the other non-inet families via io_uring IORING_OP_SOCKET are outside the tracepoint fallback)'}` : 'not enforced',
         'other processes (ptrace attach mode)': m.ptrace.length ? m.ptrace.join(', ') + (m.ptrace.includes('lsm/ptrace_access_check') ? '' : ' (the tracepoint fallback kills at the syscall\'s return; a /proc/<pid>/mem opened through io_uring is outside it)') : 'not enforced',
         'source routing (IPv6 routing headers, IPv4 LSRR/SSRR)': m.sourceRouting.length ? `refused by ${m.sourceRouting.join(', ')}${m.sourceRouting.includes('lsm/socket_sendmsg') ? '' : ' (a route given per message, in a control message, is not: no BPF LSM)'}` : `unsupported: cgroup/setsockopt and lsm/socket_sendmsg on ${kernel}`,
         'lsm/socket_connect': m.lsmConnect ? 'attached (runs before the cgroup hook for connect)' : `unsupported: lsm/socket_connect on ${kernel} (${m.lsmEvidence}); connect is enforced by the cgroup hooks alone`,

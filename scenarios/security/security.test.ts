@@ -67,6 +67,11 @@ describeRoot('security attack suite (host)', () => {
         if (a.name === 'sctp-dccp') expect(e.protocol).toBe('sctp');
         const lsm = lab.controller.mechanisms.rawSockets.includes('lsm/socket_create');
         expect(e.mechanism).toMatch(lsm ? /lsm\/socket_create/ : a.name === 'packet-socket' ? /sys_enter_socket/ : /cgroup\/sock_create/);
+      } else if (a.name === 'other-families' || a.name === 'io-uring-socket') {
+        // one event per family the workload tried, each naming it
+        expect(r.events.every((x) => x.kind === 'socket' && /^AF_(?!INET|PACKET|UNIX|NETLINK|ALG)[A-Z0-9]+ SOCK_/.test(x.socket ?? '') && x.rule.includes('egress.rawSockets'))).toBe(true);
+        const lsm = lab.controller.mechanisms.rawSockets.includes('lsm/socket_create');
+        expect(e.mechanism).toMatch(lsm ? /lsm\/socket_create/ : a.name === 'io-uring-socket' ? /io_uring_submit_req/ : /sys_enter_socket/);
       } else {
         expect(['connect', 'sendmsg']).toContain(e.kind);
         expect(e.destination).toBeTruthy();

@@ -59,6 +59,7 @@ export const ATTACKS: Attack[] = [
   { name: 'udp-connected-trick', file: 'udp-connected-trick.py', class: 'egress', what: 'connected UDP: sendto elsewhere; connect to a bad port', expect: 'blocked' },
   { name: 'udp-sendmmsg', file: 'udp-sendmmsg.py', class: 'egress', what: 'sendmmsg: 3 UDP datagrams in one call', expect: 'blocked' },
   { name: 'other-families', file: 'other-families.py', class: 'egress', what: 'sockets of non-inet network families (vsock, AppleTalk, PPPoX, Bluetooth, NFC, KCM, SMC, …): no egress hook sees their traffic', expect: 'blocked', kernelMayRefuse: true },
+  { name: 'io-uring-socket', file: 'io-uring-socket.py', class: 'egress', what: 'sockets of non-inet network families made through io_uring (IORING_OP_SOCKET), not socket(2)', expect: 'blocked', kernelMayRefuse: true },
   { name: 'sctp-dccp', file: 'sctp-dccp.py', class: 'egress', what: 'SCTP (connect, connectx, sendto a new peer) and DCCP connect to a port not allowed: no cgroup hook sees the last two SCTP ways nor DCCP', expect: 'blocked', kernelMayRefuse: true },
   { name: 'io-uring-connect', file: 'io-uring-connect.py', class: 'egress', what: 'TCP connect submitted through io_uring (IORING_OP_CONNECT)', expect: 'blocked' },
   { name: 'icmp-ping-socket', file: 'icmp-ping-socket.py', class: 'egress', what: 'ICMP echo with a payload from an unprivileged ping socket, v4 and v6', expect: 'blocked', note: 'ping_group_range opened for the run, as systemd machines have it' },
@@ -146,6 +147,7 @@ export function missingHook(a: Attack, m: Mechanisms): string {
   if (a.name === 'ipv6-routing-header') return m.sourceRouting.some((h) => h === 'cgroup/setsockopt' || h === 'lsm/socket_sendmsg') ? '' : 'cgroup/setsockopt or lsm/socket_sendmsg';
   if (a.name === 'ipv6-rthdr-cmsg' || a.name === 'ipv4-source-route') return m.sourceRouting.includes('lsm/socket_sendmsg') ? '' : 'lsm/socket_sendmsg';
   if (a.name === 'icmp-ping-socket' || a.name === 'sctp-dccp') return m.rawSockets.some((x) => /sock_create|socket_create/.test(x)) ? '' : 'cgroup/sock_create or lsm/socket_create';
+  if (a.name === 'io-uring-socket') return m.rawSockets.some((x) => /lsm|io_uring/.test(x)) ? '' : 'lsm/socket_create or tp_btf/io_uring_submit_req';
   if (a.name === 'packet-socket' || a.name === 'other-families') return m.rawSockets.some((x) => /lsm|sys_enter_socket/.test(x)) ? '' : 'lsm/socket_create or tracepoint syscalls/sys_enter_socket';
   if (a.asRoot) return m.rawSockets.length ? '' : 'cgroup/sock_create or lsm/socket_create';
   return m.egress.length < 4 ? 'cgroup sock_addr hooks' : '';
