@@ -292,6 +292,30 @@ describe('SpanAssembler', () => {
     expect(a.stats.nonHttpConnections).toBe(0);
   });
 
+  it('traceparent: a future version is read as version 00 where it fits (W3C Trace Context); ff, 00 with more and malformed ones are not', () => {
+    const t = '4bf92f3577b34da6a3ce929d0e0e4736', p = '00f067aa0ba902b7';
+    const cases: [string, boolean][] = [
+      [`00-${t}-${p}-01`, true],
+      [`01-${t}-${p}-01`, true],
+      [`cc-${t}-${p}-00-what-the-future-holds`, true],
+      [`01-${t}-${p}-01x`, false], // longer, and the 56th character is not a dash
+      [`ff-${t}-${p}-01`, false], // version ff is invalid
+      [`00-${t}-${p}-01-extra`, false], // version 00 is exactly 55 characters
+      [`01-${t}-${p}-0`, false], // shorter than version 00
+      [`0g-${t}-${p}-01`, false],
+      [`01-${t.toUpperCase()}-${p}-01`, false],
+      [`01-${'0'.repeat(32)}-${p}-01`, false],
+    ];
+    for (const [tp, ok] of cases) {
+      const { a, out, done } = setup();
+      a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT }));
+      a.push(data(1n, IN, REQ('/t', `traceparent: ${tp}\r\n`)));
+      a.push(data(1n, OUT, RES(200)));
+      done();
+      expect.soft(out.map((s) => [s.link, s.remoteParent?.traceId, s.remoteParent?.spanId]), tp).toEqual([ok ? ['traceparent', t, p] : ['root', undefined, undefined]]);
+    }
+  });
+
   it('ignores connections whose first bytes are not HTTP', () => {
     const { a, out, done } = setup();
     a.push(data(7n, IN, '\x16\x03\x01\x00\xa5garbage'));

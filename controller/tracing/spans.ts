@@ -124,7 +124,21 @@ const hex = (n: number) => {
 };
 const EMPTY = Buffer.alloc(0);
 const tupleKey = (from: Endpoint, to: Endpoint, ordinal: number) => `${from.addr}:${from.port}>${to.addr}:${to.port}#${ordinal}`;
-const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$/;
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$/;
+
+/**
+ * A traceparent header's trace and parent ids (W3C Trace Context, "Versioning of traceparent"), or
+ * null: version ff is invalid; version 00 is exactly its format; a later version is read with
+ * version 00's format when it is at least as long and, if longer, goes on with a dash. All-zero
+ * ids are invalid.
+ */
+export function parseTraceparent(v: string): { traceId: string; spanId: string } | null {
+  if (v.length < 55) return null;
+  const m = TRACEPARENT.exec(v.length === 55 ? v : v.slice(0, 55));
+  if (!m || m[1] === 'ff' || (v.length > 55 && (m[1] === '00' || v[55] !== '-'))) return null;
+  if (/^0+$/.test(m[2]!) || /^0+$/.test(m[3]!)) return null;
+  return { traceId: m[2]!, spanId: m[3]! };
+}
 
 export class SpanAssembler {
   readonly stats: AssemblerStats = { events: 0, connections: 0, connectionsEvicted: 0, spans: 0, pendingDropped: 0, heldOverflow: 0, nonHttpConnections: 0, parserBad: 0, rejectedUnparsed: 0, skippedCalls: 0 };
@@ -361,9 +375,9 @@ export class SpanAssembler {
     };
     if (c.role === 'server') {
       const tp = m.headers.get('traceparent');
-      const t = tp ? TRACEPARENT.exec(tp) : null;
-      if (t && !/^0+$/.test(t[1]!) && !/^0+$/.test(t[2]!)) {
-        s.remoteParent = { traceId: t[1]!, spanId: t[2]! };
+      const t = tp ? parseTraceparent(tp) : null;
+      if (t) {
+        s.remoteParent = t;
         s.link = 'traceparent';
       } else {
         s.tupleOrdinal = ordinal;
