@@ -3,6 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { SpanAssembler, type Span } from './spans.ts';
 import { TR, type TraceEvent } from './kernel.ts';
+import { SpanConverter } from './export.ts';
 
 let ts = 1000n;
 function ev(p: Partial<TraceEvent> & { sock: bigint; kind: number }): TraceEvent {
@@ -314,6 +315,37 @@ describe('SpanAssembler', () => {
       done();
       expect.soft(out.map((s) => [s.link, s.remoteParent?.traceId, s.remoteParent?.spanId]), tp).toEqual([ok ? ['traceparent', t, p] : ['root', undefined, undefined]]);
     }
+  });
+
+  it('a request line longer than the capture is a span with its method and the known start of its target, marked truncated', () => {
+    const { a, out, done } = setup();
+    a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, lport: 80, rport: 5000 }));
+    a.push(capped(1n, IN, `GET /search/${'q'.repeat(600)} HTTP/1.1\r\nHost: h\r\n\r\n`));
+    a.push(capped(1n, OUT, 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'));
+    a.push(capped(1n, IN, REQ('/next')));
+    a.push(capped(1n, OUT, RES(404)));
+    a.push(ev({ sock: 1n, kind: TR.EV_CLOSE, old_state: 1, new_state: 7 }));
+    done();
+    expect(out.map((s) => [s.request?.method, s.request?.target?.slice(0, 10), s.request?.targetTruncated, s.request?.truncated, s.response?.status])).toEqual([
+      ['GET', '/search/qq', true, true, 200],
+      ['GET', '/next', false, false, 404],
+    ]);
+    // exported: no path, route or query that would be a wrong one; the known start is an attribute of its own
+    const conv = new SpanConverter(new Map([[1, { name: 'svc' }]]));
+    const r = conv.convert(out[0]!);
+    expect(r.name).toBe('GET');
+    expect(r.attributes).toMatchObject({ 'http.request.method': 'GET', 'ebpf.truncated': true, 'ebpf.url.target_prefix': out[0]!.request!.target });
+    for (const k of ['url.path', 'http.route', 'url.query', 'network.protocol.version']) expect(r.attributes, k).not.toHaveProperty(k);
+    // a cut inside the query: the path is whole, the query is not
+    const b = setup();
+    b.a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, lport: 80, rport: 5000 }));
+    b.a.push(capped(1n, IN, `GET /api/7?q=${'x'.repeat(600)} HTTP/1.1\r\n\r\n`));
+    b.a.push(capped(1n, OUT, RES(200)));
+    b.done();
+    const q = conv.convert(b.out[0]!);
+    expect(q.name).toBe('GET /api/{id}');
+    expect(q.attributes).toMatchObject({ 'url.path': '/api/7', 'http.route': '/api/{id}' });
+    expect(q.attributes).not.toHaveProperty('url.query');
   });
 
   it('ignores connections whose first bytes are not HTTP', () => {
