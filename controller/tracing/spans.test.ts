@@ -348,6 +348,36 @@ describe('SpanAssembler', () => {
     expect(q.attributes).not.toHaveProperty('url.query');
   });
 
+  it('extension methods (WebDAV) are requests, on a connection seen first by its data too', () => {
+    const { a, out, done } = setup();
+    a.push(data(1n, IN, 'PROPFIND /dav/ HTTP/1.1\r\nDepth: 1\r\n\r\n'));
+    a.push(data(1n, OUT, 'HTTP/1.1 207 Multi-Status\r\nContent-Length: 0\r\n\r\n'));
+    a.push(data(2n, OUT, 'MKCOL /dav/new/ HTTP/1.1\r\n\r\n'));
+    a.push(data(2n, IN, 'HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n'));
+    done();
+    expect(out.map((s) => [s.kind, s.request?.method, s.response?.status])).toEqual([['server', 'PROPFIND', 207], ['client', 'MKCOL', 201]]);
+  });
+
+  it('a first read too short to tell (one byte) waits for the next instead of marking the connection non-HTTP', () => {
+    // the kernel sends the accept record only once the first bytes say HTTP (sock hooks): after the first read
+    const { a, out, done } = setup();
+    a.push(data(1n, IN, 'G', { lport: 80, rport: 5000 }));
+    a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, lport: 80, rport: 5000 }));
+    a.push(data(1n, IN, 'ET /one HTTP/1.1\r\nHost: h\r\n\r\n', { lport: 80, rport: 5000 }));
+    a.push(data(1n, OUT, RES(200), { lport: 80, rport: 5000 }));
+    // a connection older than the tracer, no lifecycle record at all
+    a.push(data(2n, IN, 'PROP', { lport: 80, rport: 5001 }));
+    a.push(data(2n, IN, 'FIND /two HTTP/1.1\r\n\r\n', { lport: 80, rport: 5001 }));
+    a.push(data(2n, OUT, RES(207), { lport: 80, rport: 5001 }));
+    // short and not HTTP after all
+    a.push(data(3n, IN, 'S', { lport: 80, rport: 5002 }));
+    a.push(data(3n, IN, 'SH-2.0-OpenSSH_9.2p1\r\n', { lport: 80, rport: 5002 }));
+    done();
+    expect(out.map((s) => [s.request?.target, s.response?.status, s.request?.startTs !== undefined])).toEqual([['/one', 200, true], ['/two', 207, true]]);
+    expect(out[0]!.startTs).toBeLessThan(out[0]!.request!.headEndTs);
+    expect(a.stats.nonHttpConnections).toBe(1);
+  });
+
   it('ignores connections whose first bytes are not HTTP', () => {
     const { a, out, done } = setup();
     a.push(data(7n, IN, '\x16\x03\x01\x00\xa5garbage'));
