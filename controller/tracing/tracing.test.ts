@@ -487,6 +487,66 @@ net.createServer((s) => {
     }
   }, 30_000);
 
+  // sock: the kernel learns a server socket from its first bytes; sys_exit (tp_btf, raw_tp) from accept
+  for (const hook of ['sock', 'tp_btf', 'raw_tp'] as const)
+  it.skipIf(hook === 'sock' && !hasTracepoint('sock', 'sock_recv_length'))(`extension methods and requests whose first read is one byte (a fresh connection, after a resync) are spans and counted; an SSH banner is not HTTP (${hook})`, async () => {
+    const net = await import('node:net');
+    const { child, port } = await spawnServer(SERVER);
+    const spans: Span[] = [];
+    let tracer: Tracer | null = null;
+    const RES = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok';
+    try {
+      tracer = await Tracer.start({ services: [{ name: 'raw', pid: child.pid! }], graceMs: 50, hook, onSpan: (s) => spans.push(s) });
+      const open = async () => {
+        const s = net.connect(port, '127.0.0.1');
+        await new Promise((r) => s.once('connect', r));
+        let got = 0;
+        s.on('data', (d: Buffer) => (got += d.length));
+        // each piece its own write, far enough apart that the server reads it alone
+        const ask = async (...pieces: string[]) => {
+          const want = got + RES.length;
+          for (const p of pieces) {
+            s.write(p);
+            await sleep(40);
+          }
+          for (let i = 0; i < 100 && got < want; i++) await sleep(10);
+          expect(got, 'the server answered').toBe(want);
+        };
+        return { s, ask };
+      };
+      const dav = await open();
+      await dav.ask('PROPFIND /dav/ HTTP/1.1\r\nHost: x\r\nDepth: 1\r\n\r\n');
+      dav.s.end();
+      const one = await open();
+      await one.ask('G', 'ET /one HTTP/1.1\r\nHost: x\r\n\r\n');
+      // a head the parser refuses (the server answers it anyway), then one byte first again
+      await one.ask('GET / HTTP/1.1\r\nBad Header\r\n\r\n');
+      await one.ask('G', 'ET /two HTTP/1.1\r\nHost: x\r\n\r\n');
+      one.s.end();
+      const ssh = net.connect(port, '127.0.0.1');
+      await new Promise((r) => ssh.once('connect', r));
+      ssh.write('SSH-2.0-OpenSSH_9.2p1\r\n');
+      await sleep(50);
+      ssh.write('SSH-2.0-again\r\n');
+      await sleep(100);
+      ssh.destroy();
+      await sleep(300);
+      const f = tracer.kernel.filtered();
+      const red = tracer.kernel.red().filter((r) => r.service === 1 && r.role === 'server').reduce((n, r) => n + r.counts.reduce((a, b) => a + b, 0), 0);
+      await tracer.stop();
+      const server = spans.filter((s) => s.kind === 'server');
+      expect.soft(server.map((s) => [s.request?.method, s.request?.target, s.response?.status])).toEqual([['PROPFIND', '/dav/', 200], ['GET', '/one', 200], ['GET', '/two', 200]]);
+      // the span starts with the request's first byte, read 40 ms before the rest
+      const split = server.find((s) => s.request?.target === '/one');
+      expect.soft(split && split.request!.headEndTs - split.startTs, 'the /one span from its first byte').toBeGreaterThan(20_000_000n);
+      expect.soft(red, 'requests in the kernel\'s RED: the three and the refused head').toBe(4);
+      expect(f.nonHttp, 'the SSH connection\'s reads kept in the kernel').toBeGreaterThanOrEqual(2);
+    } finally {
+      await tracer?.stop();
+      child.kill('SIGKILL');
+    }
+  }, 30_000);
+
   it('a response the client has already closed leaves no socket state behind (a reused address starts fresh)', async () => {
     const net = await import('node:net');
     // The server answers 150 ms late; the client has closed by then, so that write is answered with
