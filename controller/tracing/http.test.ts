@@ -371,6 +371,21 @@ describe('HttpStream', () => {
     expect(o.out.map((m) => [m.status, m.bodyBytes])).toEqual([[200, 1002 + 1 + 15]]);
   });
 
+  it('bytes held back at a resync that do not begin the next message leave it alone', () => {
+    // the last byte of a lost body, then a request: not a request with the method "xGET"
+    const r = collect('request');
+    r.feed('GET / HTTP/1.1\r\nBad Header\r\n\r\n');
+    r.feed('x');
+    r.feed(req('/c'));
+    expect(r.out.map((m) => [m.method, m.target, m.startTs])).toEqual([['GET', '/c', 3n]]);
+    // an open response's last body bytes in a write of their own, then the next response
+    const s = collect('response');
+    s.feed(`HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n${'y'.repeat(1000)}\r\n`, 64);
+    s.feed('ok');
+    s.feed('HTTP/1.1 204 No Content\r\n\r\n');
+    expect(s.out.map((m) => [m.status, m.bodyBytes, m.endTs])).toEqual([[200, 1004, 2n], [204, 0, 3n]]);
+  });
+
   it('headers the tracer reads and any other name agree with a plain Map of the first 64 names', () => {
     const r = collect('request');
     const lines = Array.from({ length: 70 }, (_, i) => `X-${i}: v${i}\r\n`).join('');

@@ -134,6 +134,17 @@ function startLine(b: Buffer, lineEnd: number, kind: 'request' | 'response', out
   return true;
 }
 
+/** does b begin with one of the common methods and a space? */
+export function commonMethod(b: Buffer): boolean {
+  for (const mb of METHOD_BYTES) {
+    if (b.length <= mb.length || b[mb.length] !== SP) continue;
+    let k = 0;
+    while (k < mb.length && b[k] === mb[k]) k++;
+    if (k === mb.length) return true;
+  }
+  return false;
+}
+
 /** the method b[0, n) as a string: a shared one for the common methods */
 function methodString(b: Buffer, n: number): string {
   for (let i = 0; i < METHOD_BYTES.length; i++) {
@@ -408,24 +419,36 @@ export class HttpStream {
     let pos = 0;
     // a new message may begin at a syscall boundary: that is where open/bad streams resynchronise
     if ((this.mode === 'open' || this.mode === 'bad') && cap > 0) {
+      const alone = data.subarray(0, cap);
       const held = this.held;
-      const start = held ? Buffer.concat([held.data, data.subarray(0, cap)]) : data.subarray(0, cap);
-      if (startsLikeHttp(start, this.kind, true)) {
-        if (this.mode === 'open') this.finish(this.lastTs, true);
-        this.mode = 'head';
-        if (held) {
+      if (held) {
+        const start = Buffer.concat([held.data, alone]);
+        // 'x' then 'GET / …' is a request after a stray byte, not one with the method xGET
+        if (this.kind === 'request' && commonMethod(alone) && !commonMethod(start)) this.releaseHeld();
+        else if (startsLikeHttp(start, this.kind, true)) {
+          if (this.mode === 'open') this.finish(this.lastTs, true);
+          this.mode = 'head';
           // the head began with the bytes held back: it starts with them
           this.held = null;
           this.head = Buffer.allocUnsafe(Math.max(512, 2 * held.data.length));
           held.data.copy(this.head);
           this.headLen = held.data.length;
           this.headStart = held.ts;
+        } else if (cap === len && start.length < START_WINDOW && startsLikeHttp(start, this.kind)) {
+          this.held = { ts: held.ts, last: ts, len: held.len + len, data: start };
+          return;
+        } else this.releaseHeld();
+      }
+      if (this.mode === 'open' || this.mode === 'bad') {
+        if (startsLikeHttp(alone, this.kind, true)) {
+          if (this.mode === 'open') this.finish(this.lastTs, true);
+          this.mode = 'head';
+        } else if (cap === len && cap < START_WINDOW && startsLikeHttp(alone, this.kind)) {
+          // too short to tell (a read of one byte): held back until the next syscall says
+          this.held = { ts, last: ts, len, data: Buffer.from(alone) };
+          return;
         }
-      } else if (cap === len && start.length < START_WINDOW && startsLikeHttp(start, this.kind)) {
-        // too short to tell (a read of one byte): held back until the next syscall says
-        this.held = { ts: held ? held.ts : ts, last: ts, len: (held ? held.len : 0) + len, data: Buffer.from(start) };
-        return;
-      } else if (held) this.releaseHeld();
+      }
     }
     let guard = 0;
     while (pos < len && guard++ < 10_000) {

@@ -376,6 +376,13 @@ describe('SpanAssembler', () => {
     expect(out.map((s) => [s.request?.target, s.response?.status, s.request?.startTs !== undefined])).toEqual([['/one', 200, true], ['/two', 207, true]]);
     expect(out[0]!.startTs).toBeLessThan(out[0]!.request!.headEndTs);
     expect(a.stats.nonHttpConnections).toBe(1);
+    // a byte kept that was not the start after all: the next record alone is the request
+    const b = setup();
+    b.a.push(data(4n, IN, 'x', { lport: 80, rport: 5003 }));
+    b.a.push(data(4n, IN, REQ('/three'), { lport: 80, rport: 5003 }));
+    b.a.push(data(4n, OUT, RES(200), { lport: 80, rport: 5003 }));
+    b.done();
+    expect(b.out.map((s) => [s.request?.method, s.request?.target])).toEqual([['GET', '/three']]);
   });
 
   it('ignores connections whose first bytes are not HTTP', () => {

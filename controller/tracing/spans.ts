@@ -17,7 +17,7 @@
 // and the hold queue; overflows are counted in `stats` (a request pushed out of a full pending
 // queue is finished as an error span, `pending_overflow`).
 import { randomFillSync } from 'node:crypto';
-import { HttpStream, startsLikeHttp, type HttpMessage } from './http.ts';
+import { HttpStream, commonMethod, startsLikeHttp, type HttpMessage } from './http.ts';
 import { TR, type TraceEvent } from './kernel.ts';
 
 export type LinkKind = 'traceparent' | 'tuple' | 'thread' | 'root' | 'ambiguous';
@@ -300,8 +300,13 @@ export class SpanAssembler {
       // no lifecycle record (the connection predates the tracer, or the kernel sends the accept
       // record only once the first bytes said HTTP): the first bytes decide
       if (e.cap_len === 0) return;
-      const early = c.early;
-      const first = early ? Buffer.concat([...early.map((x) => x.data), e.data]) : e.data;
+      let early = c.early;
+      let first = early ? Buffer.concat([...early.map((x) => x.data), e.data]) : e.data;
+      // 'x' then 'GET / …': the request starts with this record, not with the byte kept (as http.ts)
+      if (early && commonMethod(e.data) && !commonMethod(first)) {
+        early = c.early = undefined;
+        first = e.data;
+      }
       const dir = early ? early[0]!.dir : e.dir;
       if (startsLikeHttp(first, 'request', true)) c.role = dir === TR.DIR_IN ? 'server' : 'client';
       else if (startsLikeHttp(first, 'response', true)) {
