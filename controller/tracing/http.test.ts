@@ -386,6 +386,15 @@ describe('HttpStream', () => {
     expect(s.out.map((m) => [m.status, m.bodyBytes, m.endTs])).toEqual([[200, 1004, 2n], [204, 0, 3n]]);
   });
 
+  it('a message lost because it began in bytes that were not captured is counted', () => {
+    // two responses in one write past the capture: the second's head was never seen
+    const s = collect('response');
+    const one = 'HTTP/1.1 200 OK\r\nContent-Length: 300\r\n\r\n' + 'b'.repeat(300);
+    s.feed(one + 'HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n', 256);
+    expect(s.out.map((m) => m.status)).toEqual([200]);
+    expect(s.s.stats.bad).toBe(1);
+  });
+
   it('headers the tracer reads and any other name agree with a plain Map of the first 64 names', () => {
     const r = collect('request');
     const lines = Array.from({ length: 70 }, (_, i) => `X-${i}: v${i}\r\n`).join('');

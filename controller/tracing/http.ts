@@ -458,8 +458,8 @@ export class HttpStream {
             // a head split over reads whose last ones were only counted is cut by the capture as
             // surely as one read at once: keep what its start line says
             if (this.head !== null && this.headLen > 0) this.cutHead(ts, this.head.subarray(0, this.headLen));
-            // else the next head begins in bytes we did not see
-            else this.giveUp(false);
+            // else the next head begins in bytes we did not see: a message lost, so counted
+            else this.giveUp();
             pos = len;
             break;
           }
@@ -543,8 +543,8 @@ export class HttpStream {
     }
   }
 
-  private giveUp(countBad = true): void {
-    if (countBad) this.stats.bad++;
+  private giveUp(): void {
+    this.stats.bad++;
     this.dropHead();
     this.cur = null;
     this.mode = 'bad';
