@@ -281,7 +281,7 @@ describe('HttpStream', () => {
   });
 
   it('a cut start line that is not one is counted as a parser error, not dropped silently', () => {
-    for (const [line, cap] of [[`GET /a b${'c'.repeat(300)} HTTP/1.1\r\n\r\n`, 256], [`GET /a HTTX/1.1\r\n\r\n`, 12], [`HTTP/1.1 200 ${'\x01'.repeat(300)}\r\n\r\n`, 256]] as const) {
+    for (const [line, cap] of [[`GET /a b${'c'.repeat(300)} HTTP/1.1\r\n\r\n`, 256], [`GET /a HTTX/1.1\r\n\r\n`, 12], [`HTTP/1.1 200 ${'\x01'.repeat(300)}\r\n\r\n`, 256], [`HTTP/1.1 200\r${'x'.repeat(300)}\r\n\r\n`, 256]] as const) {
       const kind = line.startsWith('HTTP') ? 'response' : 'request';
       const r = collect(kind);
       r.feed(line, cap);

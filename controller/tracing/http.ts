@@ -168,7 +168,7 @@ function cutStartLine(b: Buffer, kind: 'request' | 'response'): HttpHeadFields |
   if (n > 0 && b[n - 1] === CR) n--;
   const out: HttpHeadFields = { method: undefined, target: undefined, status: undefined, reason: undefined, version: '', headers: EMPTY_HEADERS, targetTruncated: false };
   if (kind === 'response') {
-    if (n < 12 || !startsLikeHttp(b.subarray(0, Math.min(n, 13)), 'response')) return null;
+    if (n < 12 || !startsLikeHttp(b.subarray(0, 12), 'response') || (n > 12 && b[12] !== SP)) return null;
     for (let i = 13; i < n; i++) if (!VCHAR[b[i]!]) return null;
     out.version = b[7] === 49 ? '1.1' : '1.0';
     out.status = (b[9]! - 48) * 100 + (b[10]! - 48) * 10 + (b[11]! - 48);
