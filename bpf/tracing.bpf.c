@@ -401,7 +401,7 @@ enum { FIRST_MORE, FIRST_REQ, FIRST_RES, FIRST_NOT, FIRST_UNKNOWN, FIRST_MORE_VE
 __noinline int tr_first_classify(__u64 w0, __u64 w1, __u64 w2, __u32 n, __u32 state)
 {
 	__u32 have = state & 0xff;
-	bool ver = state >> 8;
+	bool ver = (state >> 8) & 1, strict = (state >> 9) & 1;
 	if (n > TR_FIRST_WIN)
 		n = TR_FIRST_WIN;
 	/* "HTTP/1." from byte `have` on (have ≤ 4 where ver), 0 past its end */
@@ -411,8 +411,20 @@ __noinline int tr_first_classify(__u64 w0, __u64 w1, __u64 w2, __u32 n, __u32 st
 		if (i >= n)
 			break;
 		__u8 c = (i < 8 ? w0 >> (i * 8) : i < 16 ? w1 >> ((i - 8) * 8) : w2 >> ((i - 16) * 8)) & 0xff;
-		if (!tchar(c)) {
+		bool mc = strict ? (c >= 'A' && c <= 'Z') || (i && ((c >= '0' && c <= '9') || c == '-' || c == '_')) : tchar(c);
+		if (!mc) {
 			tok = (have | i) && c == ' ' ? FIRST_REQ : FIRST_NOT;
+			if (strict && tok == FIRST_REQ) {
+				/* and the target's first byte: origin-form, asterisk, absolute-form (a scheme) */
+				__u32 j = i + 1;
+				if (j >= n || j >= TR_FIRST_WIN) {
+					tok = FIRST_NOT;
+				} else {
+					__u8 t = (j < 8 ? w0 >> (j * 8) : j < 16 ? w1 >> ((j - 8) * 8) : w2 >> ((j - 16) * 8)) & 0xff;
+					if (!(t == '/' || t == '*' || (t >= 'a' && t <= 'z') || (t >= 'A' && t <= 'Z')))
+						tok = FIRST_NOT;
+				}
+			}
 			break;
 		}
 	}
@@ -439,10 +451,16 @@ __noinline int tr_first_classify(__u64 w0, __u64 w1, __u64 w2, __u32 n, __u32 st
 	return still ? FIRST_MORE_VER : FIRST_MORE;
 }
 
-/* classify the `n` first bytes a syscall moved, after `have` undecided ones (see tr_first_classify) */
-static __always_inline int classify(const __u64 *w, __u32 n, __u32 have, bool ver)
+/*
+ * classify the `n` first bytes a syscall moved, after `have` undecided ones (see
+ * tr_first_classify). `strict` (a continuation inside a run: pipelining): the method must look
+ * like one in use (capitals, then capitals, digits, '-', '_') and the target must begin: body
+ * text at a write's start ("Hello world") is a token and a space, and would cross the ring for
+ * every such write of a text body.
+ */
+static __always_inline int classify(const __u64 *w, __u32 n, __u32 have, bool ver, bool strict)
 {
-	return tr_first_classify(w[0], w[1], w[2], n, have | (ver ? 0x100 : 0));
+	return tr_first_classify(w[0], w[1], w[2], n, have | (ver ? 0x100 : 0) | (strict ? 0x200 : 0));
 }
 
 /* copy up to `want` bytes from a user iovec array into e->data */
@@ -721,7 +739,7 @@ static __always_inline int first_add(struct tr_conn *st, struct tr_call *a, __u3
 		return FIRST_UNKNOWN;
 	if (!have)
 		st->first_ts = bpf_ktime_get_ns();
-	int c = classify(h, n, have, have ? st->first_ver : true);
+	int c = classify(h, n, have, have ? st->first_ver : true, false);
 	if (c == FIRST_MORE || c == FIRST_MORE_VER) {
 		st->first_len = have + n;
 		st->first_ver = c == FIRST_MORE_VER;
@@ -841,7 +859,7 @@ static __always_inline int sock_data(struct tr_call a, struct sock *sk, struct f
 		/* a continuation past the captured start of this run: only a new HTTP message crosses */
 		__u64 h[3] = {};
 		__u32 n = peek_first(&a, len, (__u8 *)h, TR_FIRST_WIN);
-		int c = n ? classify(h, n, 0, true) : FIRST_NOT;
+		int c = n ? classify(h, n, 0, true, true) : FIRST_NOT;
 		if (c != FIRST_REQ && c != FIRST_RES) {
 			st->skip_bytes += len;
 			st->skip_ts = bpf_ktime_get_ns();
