@@ -386,6 +386,29 @@ describe('HttpStream', () => {
     expect(s.out.map((m) => [m.status, m.bodyBytes, m.endTs])).toEqual([[200, 1004, 2n], [204, 0, 3n]]);
   });
 
+  it('a resync takes a start line with a method in use; text that only looks like one is not a new message, nor counted again', () => {
+    const r = collect('request');
+    r.feed('GET / HTTP/1.1\r\nBad Header\r\n\r\n');
+    expect(r.s.stats.bad).toBe(1);
+    // a bad stream's later bytes: words and a space, the tail of a request line (method cut)
+    r.feed('Hello world, more text\r\n\r\n');
+    r.feed('HELLO WORLD and more\r\n\r\n');
+    r.feed('T /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n');
+    // a line cut by the capture that looks like a start until its version does not: tried, not counted
+    r.feed(`HELLO world and more ${'x'.repeat(300)}`, 256);
+    expect(r.out).toEqual([]);
+    expect(r.s.stats.bad).toBe(1);
+    r.feed('PROPFIND /dav/ HTTP/1.1\r\n\r\n');
+    expect(r.out.map((m) => m.method)).toEqual(['PROPFIND']);
+    // an open request (its head cut by the capture): a body read beginning with words is body
+    const u = collect('request');
+    u.feed(`POST /up HTTP/1.1\r\nCookie: ${'c'.repeat(400)}\r\n\r\n`, 64);
+    u.feed('upload text with words in it');
+    u.s.endOpen(u.next());
+    expect(u.out.map((m) => [m.target, m.bodyBytes, m.endTs])).toEqual([['/up', 28, 2n]]);
+    expect(u.s.stats.bad).toBe(0);
+  });
+
   it('a message lost because it began in bytes that were not captured is counted', () => {
     // two responses in one write past the capture: the second's head was never seen
     const s = collect('response');

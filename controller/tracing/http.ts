@@ -397,6 +397,8 @@ export class HttpStream {
    * byte of a start line): their time, length and bytes, until the next syscall decides
    */
   private held: { ts: bigint; last: bigint; len: number; data: Buffer } | null = null;
+  /** the head being read began at a resync of a bad stream: not a message until it parses */
+  private tentative = false;
   private headStart = 0n;
   private cur: HttpMessage | null = null;
   private remaining = 0;
@@ -425,8 +427,9 @@ export class HttpStream {
         const start = Buffer.concat([held.data, alone]);
         // 'x' then 'GET / …' is a request after a stray byte, not one with the method xGET
         if (this.kind === 'request' && commonMethod(alone) && !commonMethod(start)) this.releaseHeld();
-        else if (startsLikeHttp(start, this.kind, true)) {
+        else if (this.resyncAt(start)) {
           if (this.mode === 'open') this.finish(this.lastTs, true);
+          this.tentative = this.mode === 'bad';
           this.mode = 'head';
           // the head began with the bytes held back: it starts with them
           this.held = null;
@@ -440,8 +443,9 @@ export class HttpStream {
         } else this.releaseHeld();
       }
       if (this.mode === 'open' || this.mode === 'bad') {
-        if (startsLikeHttp(alone, this.kind, true)) {
+        if (this.resyncAt(alone)) {
           if (this.mode === 'open') this.finish(this.lastTs, true);
+          this.tentative = this.mode === 'bad';
           this.mode = 'head';
         } else if (cap === len && cap < START_WINDOW && startsLikeHttp(alone, this.kind)) {
           // too short to tell (a read of one byte): held back until the next syscall says
@@ -543,8 +547,25 @@ export class HttpStream {
     }
   }
 
+  /**
+   * Do these bytes at a syscall boundary of an open or bad stream begin a message? A start line
+   * (whole, if its end is here), and for a request a method in use: a common one, or capitals
+   * then capitals, digits, '-', '_', at least 3 (every registered method). A bare token would
+   * take a line's tail ('T /a HTTP/1.1' after 'GE' went with garbage) or body text ('Hello
+   * world') for a request.
+   */
+  private resyncAt(b: Buffer): boolean {
+    if (!startsLikeHttp(b, this.kind, true)) return false;
+    if (this.kind === 'response' || commonMethod(b)) return true;
+    let k = 0;
+    while (k < b.length && ((b[k]! >= 65 && b[k]! <= 90) || (k > 0 && ((b[k]! >= 48 && b[k]! <= 57) || b[k] === 45 || b[k] === 95)))) k++;
+    return k >= 3 && b[k] === SP;
+  }
+
   private giveUp(): void {
-    this.stats.bad++;
+    // a resync that was not a message after all: the stream was counted when it went bad
+    if (!this.tentative) this.stats.bad++;
+    this.tentative = false;
     this.dropHead();
     this.cur = null;
     this.mode = 'bad';
@@ -785,6 +806,7 @@ export class HttpStream {
   }
 
   private begin(f: HttpHeadFields, ts: bigint, truncated: boolean): void {
+    this.tentative = false;
     // explicit fields, not a spread of f: one object shape, and the spread was 7% of the consumer
     this.cur = {
       kind: this.kind, method: f.method, target: f.target, status: f.status, reason: f.reason, version: f.version, headers: f.headers,
