@@ -414,6 +414,9 @@ __noinline int tr_first_classify(__u64 w0, __u64 w1, __u64 w2, __u32 n, __u32 st
 		bool mc = strict ? (c >= 'A' && c <= 'Z') || (i && ((c >= '0' && c <= '9') || c == '-' || c == '_')) : tchar(c);
 		if (!mc) {
 			tok = (have | i) && c == ' ' ? FIRST_REQ : FIRST_NOT;
+			/* a method in use has 3 characters at least: 'T /a …' is the tail of a request line */
+			if (strict && i < 3)
+				tok = FIRST_NOT;
 			if (strict && tok == FIRST_REQ) {
 				/* and the target's first byte: origin-form, asterisk, absolute-form (a scheme) */
 				__u32 j = i + 1;
@@ -454,7 +457,8 @@ __noinline int tr_first_classify(__u64 w0, __u64 w1, __u64 w2, __u32 n, __u32 st
 /*
  * classify the `n` first bytes a syscall moved, after `have` undecided ones (see
  * tr_first_classify). `strict` (a continuation inside a run: pipelining): the method must look
- * like one in use (capitals, then capitals, digits, '-', '_') and the target must begin: body
+ * like one in use (capitals, then capitals, digits, '-', '_', 3 at least; as user space's resync
+ * in controller/tracing/http.ts) and the target must begin: body
  * text at a write's start ("Hello world") is a token and a space, and would cross the ring for
  * every such write of a text body.
  */
