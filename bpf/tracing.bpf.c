@@ -17,7 +17,7 @@
 //
 // Kernel-side filter (per socket, map `conns`): a record crosses only for the first bytes of each
 // run of one direction (the first cap_bytes of a request or a response, split reads included) and
-// for a continuation that starts like an HTTP message (pipelining). Other continuation syscalls
+// for a continuation that starts like an HTTP message (pipelining: `HTTP/` or any token method and a space). Other continuation syscalls
 // (body bytes) are only counted; the count and the time of the last one ride on the socket's next
 // record. A socket whose first bytes are not HTTP/1.x sends nothing more (TLS, databases, …).
 // Records carry only the bytes captured (bpf_ringbuf_output of header + cap_len from a per-CPU
@@ -371,14 +371,100 @@ static __always_inline void count_filtered(__u32 k)
 		__sync_fetch_and_add(c, 1);
 }
 
-/* do these 4 bytes (little-endian load) begin an HTTP/1.x request or response? */
-static __always_inline bool http_start(__u32 w)
+/* is c a token character (RFC 9110 §5.6.2: !#$%&'*+-.^_`|~, digits, letters)? */
+static __always_inline bool tchar(__u8 c)
 {
-#define W(a, b, c, d) ((__u32)(a) | (__u32)(b) << 8 | (__u32)(c) << 16 | (__u32)(d) << 24)
-	return w == W('G', 'E', 'T', ' ') || w == W('P', 'O', 'S', 'T') || w == W('P', 'U', 'T', ' ') || w == W('H', 'E', 'A', 'D') ||
-	       w == W('D', 'E', 'L', 'E') || w == W('O', 'P', 'T', 'I') || w == W('P', 'A', 'T', 'C') || w == W('C', 'O', 'N', 'N') ||
-	       w == W('T', 'R', 'A', 'C') || w == W('H', 'T', 'T', 'P');
-#undef W
+	const __u64 lo = 0x03ff6cfa00000000ULL, hi = 0x57ffffffc7fffffeULL;
+	return c < 64 ? (lo >> c) & 1 : c < 128 ? (hi >> (c - 64)) & 1 : 0;
+}
+
+/* what the first bytes of a message say */
+/* FIRST_UNKNOWN: no bytes to look at (sendfile); FIRST_MORE_VER: FIRST_MORE, and still "HTTP/1." */
+enum { FIRST_MORE, FIRST_REQ, FIRST_RES, FIRST_NOT, FIRST_UNKNOWN, FIRST_MORE_VER };
+
+/* "HTTP/1." as a little-endian word: byte i is (HTTP_VER >> 8i) & 0xff */
+#define HTTP_VER ((__u64)'H' | (__u64)'T' << 8 | (__u64)'T' << 16 | (__u64)'P' << 24 | (__u64)'/' << 32 | (__u64)'1' << 40 | (__u64)'.' << 48)
+
+/*
+ * Do the bytes w[0, n) (n ≤ TR_FIRST_WIN: three little-endian words), which follow `have` bytes
+ * that were all token characters (and the start of "HTTP/1." if `ver`), begin an HTTP/1.x
+ * message? A response starts "HTTP/" (no method has a '/'), a request with a method, which is any
+ * token (RFC 9110 §9.1: PROPFIND, MKCOL, …), and a space. FIRST_MORE: all tokens so far, too few
+ * bytes to tell (FIRST_MORE_VER: and still "HTTP/1."). TLS, SSH banners ("SSH-2.0-…" then CRLF),
+ * binary, a token longer than the window: FIRST_NOT. User space checks the whole start line.
+ *
+ * A global function, so the verifier checks it once on its own: inlined, its loops were walked
+ * again for every path that reaches them, and sys_exit (a path per syscall kind) went past a
+ * million insns. Its arguments are scalars (the bytes as words, have | ver << 8), which global
+ * functions take on every kernel of the matrix.
+ */
+__noinline int tr_first_classify(__u64 w0, __u64 w1, __u64 w2, __u32 n, __u32 state)
+{
+	__u32 have = state & 0xff;
+	bool ver = (state >> 8) & 1, strict = (state >> 9) & 1;
+	if (n > TR_FIRST_WIN)
+		n = TR_FIRST_WIN;
+	/* "HTTP/1." from byte `have` on (have ≤ 4 where ver), 0 past its end */
+	__u64 want = ver && have <= 4 ? HTTP_VER >> (have * 8) : 0;
+	int tok = FIRST_MORE;
+	for (__u32 i = 0; i < TR_FIRST_WIN; i++) {
+		if (i >= n)
+			break;
+		__u8 c = (i < 8 ? w0 >> (i * 8) : i < 16 ? w1 >> ((i - 8) * 8) : w2 >> ((i - 16) * 8)) & 0xff;
+		bool mc = strict ? (c >= 'A' && c <= 'Z') || (i && ((c >= '0' && c <= '9') || c == '-' || c == '_')) : tchar(c);
+		if (!mc) {
+			tok = (have | i) && c == ' ' ? FIRST_REQ : FIRST_NOT;
+			/* a method in use has 3 characters at least: 'T /a …' is the tail of a request line */
+			if (strict && i < 3)
+				tok = FIRST_NOT;
+			if (strict && tok == FIRST_REQ) {
+				/* and the target's first byte: origin-form, asterisk, absolute-form (a scheme) */
+				__u32 j = i + 1;
+				if (j >= n || j >= TR_FIRST_WIN) {
+					tok = FIRST_NOT;
+				} else {
+					__u8 t = (j < 8 ? w0 >> (j * 8) : j < 16 ? w1 >> ((j - 8) * 8) : w2 >> ((j - 16) * 8)) & 0xff;
+					if (!(t == '/' || t == '*' || (t >= 'a' && t <= 'z') || (t >= 'A' && t <= 'Z')))
+						tok = FIRST_NOT;
+				}
+			}
+			break;
+		}
+	}
+	bool res = false, still = want != 0;
+	/* 8: the pattern's end (a zero byte) is a stop of its own */
+	for (__u32 i = 0; i < 8; i++) {
+		__u8 w = (want >> (i * 8)) & 0xff;
+		if (!w || i >= n) {
+			/* "HTTP/" at least, and as far as there are bytes "1." */
+			res = still && have + i >= 5;
+			break;
+		}
+		if (((w0 >> (i * 8)) & 0xff) != w) {
+			still = false;
+			break;
+		}
+	}
+	if (res)
+		return FIRST_RES;
+	if (tok != FIRST_MORE)
+		return tok;
+	if (have + n >= TR_FIRST_WIN)
+		return FIRST_NOT;
+	return still ? FIRST_MORE_VER : FIRST_MORE;
+}
+
+/*
+ * classify the `n` first bytes a syscall moved, after `have` undecided ones (see
+ * tr_first_classify). `strict` (a continuation inside a run: pipelining): the method must look
+ * like one in use (capitals, then capitals, digits, '-', '_', 3 at least; as user space's resync
+ * in controller/tracing/http.ts) and the target must begin: body
+ * text at a write's start ("Hello world") is a token and a space, and would cross the ring for
+ * every such write of a text body.
+ */
+static __always_inline int classify(const __u64 *w, __u32 n, __u32 have, bool ver, bool strict)
+{
+	return tr_first_classify(w[0], w[1], w[2], n, have | (ver ? 0x100 : 0) | (strict ? 0x200 : 0));
 }
 
 /* copy up to `want` bytes from a user iovec array into e->data */
@@ -537,8 +623,6 @@ static __always_inline void advance_run(struct tr_conn *st, __u32 dir, __u32 len
 	st->run_bytes = st->run_bytes + len < st->run_bytes ? 0xffffffffu : st->run_bytes + len;
 }
 
-#define W4(a, b, c, d) ((__u32)(a) | (__u32)(b) << 8 | (__u32)(c) << 16 | (__u32)(d) << 24)
-
 struct tr_call {
 	__u64 buf;      /* user buffer, or iovec array, or msghdr */
 	__u32 fd;
@@ -630,6 +714,44 @@ static __always_inline void first_role(struct tr_conn *st, struct sock *sk, __u3
 	bpf_ringbuf_submit(e, wake_flags());
 }
 
+/* up to `max` (≤ TR_FIRST_WIN) first bytes a syscall moved, into h: how many (0: none to look at) */
+static __always_inline __u32 peek_first(struct tr_call *a, __u32 len, __u8 *h, __u32 max)
+{
+	__u64 p = first_bytes(a->sys, a->buf, a->iovcnt);
+	__u32 n = len < max ? len : max;
+	barrier_var(n);
+	if (n > TR_FIRST_WIN)
+		n = TR_FIRST_WIN;
+	/* unlinked from len (see classify) */
+	barrier_var(n);
+	n &= 31;
+	if (!p || !n || bpf_probe_read_user(h, n, (const void *)p))
+		return 0;
+	return n;
+}
+
+/*
+ * This read's first bytes go on from the socket's undecided first bytes; what they all say now.
+ * Bytes that cannot be read (sendfile: none in user memory) leave the socket unclassified, as HTTP.
+ */
+static __always_inline int first_add(struct tr_conn *st, struct tr_call *a, __u32 len)
+{
+	__u64 h[3] = {};
+	__u32 have = st->first_len;
+	__u32 n = peek_first(a, len, (__u8 *)h, TR_FIRST_WIN);
+	if (!n)
+		return FIRST_UNKNOWN;
+	if (!have)
+		st->first_ts = bpf_ktime_get_ns();
+	int c = classify(h, n, have, have ? st->first_ver : true, false);
+	if (c == FIRST_MORE || c == FIRST_MORE_VER) {
+		st->first_len = have + n;
+		st->first_ver = c == FIRST_MORE_VER;
+		return FIRST_MORE;
+	}
+	return c;
+}
+
 /* a syscall of `a` moved `ret` bytes on socket sk (f: its file where the caller resolved it) */
 static __always_inline int sock_data(struct tr_call a, struct sock *sk, struct file *f, long ret, const bool sockhook)
 {
@@ -649,43 +771,57 @@ static __always_inline int sock_data(struct tr_call a, struct sock *sk, struct f
 	__u32 cap = cap_bytes < TR_MAX_CAP ? cap_bytes : TR_MAX_CAP;
 	__u32 parent_unsampled = 0;
 	bool skip_flush = false;
-	if (st->dir != dir) {
+	bool run_start = st->dir != dir;
+	/* the first bytes decided the role on a later read of the first run: that run's request starts now */
+	bool late_request = false;
+	if (st->dir == 0 || st->first_len) {
 		/*
-		 * A new run: its first bytes give the role and whether it is HTTP (first run) and the
-		 * status (a response). A request's run on a socket whose role is known needs none of them:
-		 * no peek there (a user-memory read per request).
+		 * The socket's first bytes say whether it is HTTP and its role. They may come in pieces
+		 * (a first read of one byte, a long method split): kept in the socket until they tell.
+		 * The other side speaking before they did is not HTTP.
 		 */
-		__u8 h[16] = {};
-		bool req_side = request_dir(st, dir);
-		bool peeked = false;
-		if (st->dir == 0 || (!req_side && st->req_ts)) {
-			__u64 p = first_bytes(a.sys, a.buf, a.iovcnt);
-			peeked = p && len >= 4 && !bpf_probe_read_user(h, len < 12 ? 4 : 12, (const void *)p);
+		bool role_known = st->role;
+		int c = st->first_len && run_start ? FIRST_NOT : first_add(st, &a, len);
+		if (c == FIRST_NOT) {
+			/* not HTTP/1.x from its first bytes: this socket sends nothing from now on */
+			st->non_http = 1;
+			st->first_len = 0;
+			count_filtered(1);
+			return 0;
 		}
-		__u32 w = 0;
-		__builtin_memcpy(&w, h, 4);
-		if (st->dir == 0 && peeked) {
-			if (!http_start(w)) {
-				/* not HTTP/1.x from its first bytes: this socket sends nothing from now on */
-				st->non_http = 1;
-				count_filtered(1);
-				return 0;
-			}
+		if (c == FIRST_UNKNOWN)
+			st->first_len = 0;
+		if (c == FIRST_REQ || c == FIRST_RES) {
+			late_request = !run_start && !role_known;
+			st->first_len = 0;
 			if (!st->role)
-				st->role = (w == W4('H', 'T', 'T', 'P')) == (dir == TR_DIR_IN) ? TR_ROLE_CLIENT : TR_ROLE_SERVER;
+				st->role = (c == FIRST_RES) == (dir == TR_DIR_IN) ? TR_ROLE_CLIENT : TR_ROLE_SERVER;
 			if (st->fresh)
 				first_role(st, sk, a.service);
 		}
-		/* again: a first run may just have set the role */
+	}
+	if (run_start || late_request) {
+		/*
+		 * A new run: a request's (RED, sampling) or a response's (RED: its status class from its
+		 * first bytes; no peek for a request: a user-memory read per request).
+		 */
+		__u8 h[16] = {};
 		bool is_req = request_dir(st, dir);
+		if (run_start && !is_req && st->req_ts) {
+			__u64 p = first_bytes(a.sys, a.buf, a.iovcnt);
+			if (p && len >= 12)
+				bpf_probe_read_user(h, 12, (const void *)p);
+		}
 		__u64 now = bpf_ktime_get_ns();
 		if (is_req) {
 			if (st->req_ts)
 				/* the previous request never saw a response start (a run of requests, e.g. pipelined) */
 				red_observe(a.service, st->role, 0, now - st->req_ts);
 			release_unsampled(st);
-			st->req_ts = now;
-			bool keep = !sample_thresh || st->always || st->role == TR_ROLE_CLIENT || bpf_get_prandom_u32() < sample_thresh;
+			/* a request whose first bytes came before its role was known started with them */
+			st->req_ts = late_request ? st->first_ts : now;
+			/* … and those bytes have crossed already: so does the rest of it */
+			bool keep = late_request || !sample_thresh || st->always || st->role == TR_ROLE_CLIENT || bpf_get_prandom_u32() < sample_thresh;
 			/* counts of a crossed exchange still pending when the next one does not cross: sent on their own */
 			skip_flush = !keep && st->capture && st->skip_calls;
 			st->capture = keep;
@@ -696,7 +832,7 @@ static __always_inline int sock_data(struct tr_call a, struct sock *sk, struct f
 			}
 		} else if (st->req_ts) {
 			/* a response starts: RED for the request it answers (status class from "HTTP/1.x NNN") */
-			__u32 cls = w == W4('H', 'T', 'T', 'P') && h[9] >= '1' && h[9] <= '5' ? h[9] - '0' : 0;
+			__u32 cls = h[0] == 'H' && h[1] == 'T' && h[2] == 'T' && h[3] == 'P' && h[9] >= '1' && h[9] <= '5' ? h[9] - '0' : 0;
 			red_observe(a.service, st->role, cls, now - st->req_ts);
 			st->req_ts = 0;
 			release_unsampled(st);
@@ -725,9 +861,10 @@ static __always_inline int sock_data(struct tr_call a, struct sock *sk, struct f
 	}
 	if (st->dir == dir && st->run_bytes >= cap) {
 		/* a continuation past the captured start of this run: only a new HTTP message crosses */
-		__u64 p = first_bytes(a.sys, a.buf, a.iovcnt);
-		__u32 w = 0;
-		if (!p || len < 4 || bpf_probe_read_user(&w, 4, (const void *)p) || !http_start(w)) {
+		__u64 h[3] = {};
+		__u32 n = peek_first(&a, len, (__u8 *)h, TR_FIRST_WIN);
+		int c = n ? classify(h, n, 0, true, true) : FIRST_NOT;
+		if (c != FIRST_REQ && c != FIRST_RES) {
 			st->skip_bytes += len;
 			st->skip_ts = bpf_ktime_get_ns();
 			st->skip_calls++;

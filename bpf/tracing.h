@@ -13,6 +13,11 @@ enum tr_limits {
 	TR_MAX_CAP = 512,
 	/* how many iovecs of a readv/writev/sendmsg/recvmsg are copied from (the rest is counted only) */
 	TR_MAX_IOV = 8,
+	/*
+	 * how many first bytes of a socket (or of a continuation) are looked at to tell an HTTP/1.x
+	 * start line: a method is any token, and the longest registered one has 17 characters
+	 */
+	TR_FIRST_WIN = 24,
 };
 #define TR_COMM_LEN 16
 
@@ -96,10 +101,19 @@ struct tr_conn {
 	__u32 non_http;  /* the first bytes were not HTTP/1.x: nothing more is sent */
 	__u32 req_tid;   /* the thread that read the open request when it did not cross */
 	__u64 req_ts;    /* in-kernel RED: when the open request began (0: none open) */
+	__u64 first_ts;  /* when the first of the undecided first bytes moved */
 	__u8 role;       /* enum tr_role, 0 until known */
 	__u8 always;     /* every exchange crosses: a client, or a server whose peer is a traced local client */
 	__u8 capture;    /* the current exchange crosses to user space */
 	__u8 fresh;      /* first seen by a data hook, role not yet known (tracing.bpf.c, first_sight) */
+	/*
+	 * the socket's first bytes while they are too few to tell whether it speaks HTTP/1.x (a first
+	 * read of one byte, a long method split over reads): how many (0: decided), all token
+	 * characters, and whether they are the start of "HTTP/1." too. Nothing more is needed to go
+	 * on with the next read's bytes.
+	 */
+	__u8 first_len;
+	__u8 first_ver;
 };
 
 /* a connection's 4-tuple, IPv4 as v4-mapped IPv6 (the form inet_sock_set_state stores) */

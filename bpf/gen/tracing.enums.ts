@@ -46,4 +46,5 @@ export const enum tr_red_layout {
 export const enum tr_limits {
   TR_MAX_CAP = 512,
   TR_MAX_IOV = 8,
+  TR_FIRST_WIN = 24,
 }

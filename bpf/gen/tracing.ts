@@ -10,7 +10,7 @@ export interface tr_sock {
 }
 export const tr_sock_size = 16;
 
-/** struct tr_conn: 56 bytes */
+/** struct tr_conn: 64 bytes */
 export interface tr_conn {
   skip_bytes: bigint;
   skip_ts: bigint;
@@ -21,12 +21,15 @@ export interface tr_conn {
   non_http: number;
   req_tid: number;
   req_ts: bigint;
+  first_ts: bigint;
   role: number;
   always: number;
   capture: number;
   fresh: number;
+  first_len: number;
+  first_ver: number;
 }
-export const tr_conn_size = 56;
+export const tr_conn_size = 64;
 
 /** struct tr_tuple: 36 bytes */
 export interface tr_tuple {
@@ -119,7 +122,7 @@ export const tracing = defineSkeleton<TracingShape>({
   object: 'tracing',
   maps: {
     tracked: { type: MapType.LRU_HASH, keySize: 8, valueSize: 16 },
-    conns: { type: MapType.LRU_HASH, keySize: 8, valueSize: 56 },
+    conns: { type: MapType.LRU_HASH, keySize: 8, valueSize: 64 },
     local_clients: { type: MapType.LRU_HASH, keySize: 36, valueSize: 4 },
     unsampled: { type: MapType.LRU_HASH, keySize: 4, valueSize: 4 },
     sel_cgroups: { type: MapType.HASH, keySize: 8, valueSize: 4 },

@@ -139,6 +139,11 @@ export class SpanConverter {
     const target = req?.target ?? '';
     const q = target.indexOf('?');
     const path = q >= 0 ? target.slice(0, q) : target;
+    // a request line cut by the capture: its target is only known to start so; the path is whole
+    // only if the query had begun, and the query is not. Nothing built from a part is reported as
+    // if it were the whole (a prefix would be a wrong url.path and a route of its own).
+    const cut = req?.targetTruncated === true;
+    const pathKnown = !cut || q >= 0;
     const host = req?.headers.get('host');
     const status = res?.status;
     const attrs: Record<string, string | number | boolean> = {
@@ -151,19 +156,22 @@ export class SpanConverter {
       'ebpf.link': s.link,
       'thread.id': s.tid,
     };
-    if (req) attrs[ATTR_NETWORK_PROTOCOL_VERSION] = req.version;
+    if (req?.version) attrs[ATTR_NETWORK_PROTOCOL_VERSION] = req.version;
+    if (cut) attrs['ebpf.url.target_prefix'] = target;
     if (status !== undefined) attrs[ATTR_HTTP_RESPONSE_STATUS_CODE] = status;
     const ua = req?.headers.get('user-agent');
     if (ua) attrs[ATTR_USER_AGENT_ORIGINAL] = ua;
     if (req?.truncated || res?.truncated) attrs['ebpf.truncated'] = true;
     if (res) attrs['http.response.body.size'] = res.bodyBytes;
     if (req) attrs['http.request.body.size'] = req.bodyBytes;
-    const route = routeOf(path);
+    const route = pathKnown ? routeOf(path) : '';
     if (s.kind === 'server') {
-      attrs[ATTR_URL_PATH] = path;
-      if (q >= 0) attrs[ATTR_URL_QUERY] = target.slice(q + 1);
+      if (pathKnown) {
+        attrs[ATTR_URL_PATH] = path;
+        attrs[ATTR_HTTP_ROUTE] = route;
+      }
+      if (q >= 0 && !cut) attrs[ATTR_URL_QUERY] = target.slice(q + 1);
       attrs[ATTR_URL_SCHEME] = 'http';
-      attrs[ATTR_HTTP_ROUTE] = route;
       attrs[ATTR_SERVER_ADDRESS] = host ? hostName(host) : s.local.addr;
       attrs[ATTR_SERVER_PORT] = s.local.port;
       attrs[ATTR_CLIENT_ADDRESS] = s.peer.addr;
@@ -171,7 +179,7 @@ export class SpanConverter {
     } else {
       attrs[ATTR_SERVER_ADDRESS] = host ? hostName(host) : s.peer.addr;
       attrs[ATTR_SERVER_PORT] = s.peer.port;
-      if (req) attrs[ATTR_URL_FULL] = `http://${host ?? `${s.peer.addr}:${s.peer.port}`}${target}`;
+      if (req && !cut) attrs[ATTR_URL_FULL] = `http://${host ?? `${s.peer.addr}:${s.peer.port}`}${target}`;
     }
     // semconv: server spans are errors on 5xx, client spans on ≥400; no response is an error
     let error: string | undefined = s.errorType;
@@ -183,7 +191,7 @@ export class SpanConverter {
     const end = this.hr(s.endTs);
     const durNs = (end[0] - start[0]) * 1e9 + (end[1] - start[1]);
     return new KernelSpan(
-      req ? (s.kind === 'server' ? `${method} ${route}` : method) : 'connect',
+      req ? (s.kind === 'server' && pathKnown ? `${method} ${route}` : method) : 'connect',
       s.kind === 'server' ? SpanKind.SERVER : SpanKind.CLIENT,
       { traceId, spanId: s.spanId, traceFlags: 1 },
       parent,

@@ -181,7 +181,7 @@ describe('HttpStream', () => {
     const inputs: Buffer[] = [
       Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]),
       Buffer.from('SSH-2.0-OpenSSH_9.2\r\n'),
-      Buffer.from('GETX / HTTP/1.1\r\n\r\n'),
+      Buffer.from('GE(T / HTTP/1.1\r\n\r\n'),
       Buffer.from('GET / HTTP/2.0\r\n\r\n'),
       Buffer.from('GET / HTTP/1.1\r\nBad Header\r\n\r\n'),
       Buffer.from('GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n'),
@@ -253,6 +253,169 @@ describe('HttpStream', () => {
     const t = collect('request');
     t.feed('GET / HTTP/1.1\r\nX-Caf\u00e9: v\r\n\r\n'); // obs-text in a name: not a token
     expect(t.out).toEqual([]);
+  });
+
+  it('a request line longer than the capture gives the method and the target known so far, truncated', () => {
+    const r = collect('request');
+    const target = `/files/${'a'.repeat(400)}?q=1`;
+    r.feed(`GET ${target} HTTP/1.1\r\nHost: x\r\n\r\n`, 256);
+    r.s.endOpen(r.next());
+    expect(r.out).toHaveLength(1);
+    expect(r.out[0]).toMatchObject({ method: 'GET', target: target.slice(0, 252), targetTruncated: true, truncated: true, endInferred: true, version: '' });
+    expect(r.s.stats).toMatchObject({ messages: 1, truncated: 1, bad: 0 });
+    // the target complete, the version cut: the target is whole
+    const t = collect('request');
+    t.feed(`PUT /x HTTP/1.1\r\nHost: x\r\n\r\n`, 10);
+    t.s.endOpen(t.next());
+    expect(t.out[0]).toMatchObject({ method: 'PUT', target: '/x', targetTruncated: false, truncated: true });
+    // only the method and its space: the target is unknown, not empty
+    const u = collect('request');
+    u.feed(`DELETE /y HTTP/1.1\r\n\r\n`, 7);
+    u.s.endOpen(u.next());
+    expect(u.out[0]).toMatchObject({ method: 'DELETE', target: '', targetTruncated: true, truncated: true });
+    // a status line longer than the capture (a long reason phrase): the status is known
+    const s = collect('response');
+    s.feed(`HTTP/1.1 503 ${'Busy '.repeat(80)}\r\nContent-Length: 0\r\n\r\n`, 256);
+    s.s.close(s.next());
+    expect(s.out.map((m) => [m.status, m.truncated, m.version])).toEqual([[503, true, '1.1']]);
+  });
+
+  it('a cut start line that is not one is counted as a parser error, not dropped silently', () => {
+    for (const [line, cap] of [[`GET /a b${'c'.repeat(300)} HTTP/1.1\r\n\r\n`, 256], [`GET /a HTTX/1.1\r\n\r\n`, 12], [`HTTP/1.1 200 ${'\x01'.repeat(300)}\r\n\r\n`, 256], [`HTTP/1.1 200\r${'x'.repeat(300)}\r\n\r\n`, 256]] as const) {
+      const kind = line.startsWith('HTTP') ? 'response' : 'request';
+      const r = collect(kind);
+      r.feed(line, cap);
+      r.s.close(r.next());
+      expect(r.out, JSON.stringify(line.slice(0, 20))).toEqual([]);
+      expect(r.s.stats.bad, JSON.stringify(line.slice(0, 20))).toBe(1);
+    }
+    // nothing known yet (the capture ends inside the method): counted too
+    const r = collect('request');
+    r.feed('PROPFIND /dav/ HTTP/1.1\r\n\r\n', 4);
+    r.s.close(r.next());
+    expect(r.out).toEqual([]);
+    expect(r.s.stats.bad).toBe(1);
+  });
+
+  it('obs-fold and bare LF line ends (RFC 9112 §2.2, §5.2) are read as a recipient may', () => {
+    const s = collect('response');
+    s.feed('HTTP/1.1 200 OK\r\nX-Long: a \r\n \t b\r\nTransfer-Encoding: gzip,\r\n chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n');
+    expect(s.out.map((m) => [m.status, m.bodyBytes, m.headers.get('x-long'), m.headers.get('transfer-encoding')])).toEqual([[200, 2, 'a b', 'gzip, chunked']]);
+    const t = collect('response');
+    t.feed('HTTP/1.1 200 OK\nContent-Length: 2\n\nokHTTP/1.1 404 Not Found\r\nContent-Length: 1\r\n\nx');
+    t.feed('HTTP/1.0 204 No Content\n\r\n');
+    expect(t.out.map((m) => [m.status, m.bodyBytes, m.reason])).toEqual([[200, 2, 'OK'], [404, 1, 'Not Found'], [204, 0, 'No Content']]);
+    // a bare-LF head split across reads, its blank line too; a body with CRLFCRLF in it does not end the head
+    const u = collect('response');
+    const msg = 'HTTP/1.1 200 OK\nX-A: 1\n  folded\nContent-Length: 6\n\n\r\n\r\nab';
+    for (let i = 0; i < msg.length; i += 3) u.feed(msg.slice(i, i + 3));
+    expect(u.out.map((m) => [m.status, m.bodyBytes, m.headers.get('x-a')])).toEqual([[200, 6, '1 folded']]);
+    const r = collect('request');
+    r.feed('GET /lf HTTP/1.1\nHost: h\ntraceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\n\n');
+    expect(r.out.map((m) => [m.target, m.headers.get('host'), m.headers.get('traceparent')?.slice(0, 6)])).toEqual([['/lf', 'h', '00-0af']]);
+    // a head cut by the capture with bare LFs keeps its complete lines
+    const v = collect('request');
+    v.feed(`GET /cut HTTP/1.1\nHost: h\nCookie: ${'c'.repeat(400)}\n\n`, 64);
+    v.s.endOpen(v.next());
+    expect(v.out.map((m) => [m.target, m.headers.get('host'), m.truncated])).toEqual([['/cut', 'h', true]]);
+    // still invalid: a bare CR, a fold before the first header, a fold line in a start line's place
+    for (const h of ['HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n', 'HTTP/1.1 200 OK\r\n folded\r\nX: 1\r\n\r\n', 'HTTP/1.1 200 OK\n\rX: 1\n\n']) {
+      const w = collect('response');
+      w.feed(h);
+      expect(w.out, JSON.stringify(h)).toEqual([]);
+    }
+  });
+
+  it('any token is a method (RFC 9110 §9.1): WebDAV and extension methods parse, non-tokens do not', () => {
+    const r = collect('request');
+    r.feed('PROPFIND /dav/ HTTP/1.1\r\nDepth: 1\r\n\r\nMKCOL /dav/new/ HTTP/1.1\r\n\r\nREPORT /cal HTTP/1.1\r\n\r\nM-SEARCH * HTTP/1.1\r\n\r\nVERSION-CONTROL /v HTTP/1.1\r\n\r\n');
+    // split inside a long method too
+    r.feed('BASELINE-CON');
+    r.feed('TROL /b HTTP/1.1\r\n\r\n');
+    expect(r.out.map((m) => [m.method, m.target])).toEqual([['PROPFIND', '/dav/'], ['MKCOL', '/dav/new/'], ['REPORT', '/cal'], ['M-SEARCH', '*'], ['VERSION-CONTROL', '/v'], ['BASELINE-CONTROL', '/b']]);
+    for (const h of ['GE(T / HTTP/1.1\r\n\r\n', 'G\u00c9T / HTTP/1.1\r\n\r\n', '\x16\x03\x01 / HTTP/1.1\r\n\r\n', 'SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n\r\n', '220 mail.example.com ESMTP\r\n\r\n']) {
+      const t = collect('request');
+      t.feed(h);
+      expect(t.out, JSON.stringify(h)).toEqual([]);
+    }
+  });
+
+  it('after a resync a request whose first read is a single byte is not lost', () => {
+    const r = collect('request');
+    r.feed('GET / HTTP/1.1\r\nBad Header\r\n\r\n');
+    expect(r.s.state).toBe('bad');
+    r.feed('G');
+    r.feed('ET /ok HTTP/1.1\r\nHost: x\r\n\r\n');
+    expect(r.out.map((m) => [m.target, m.startTs])).toEqual([['/ok', 2n]]);
+    expect(r.s.stats.bad).toBe(1);
+    // a held byte that does not begin a request after all: still bad, not counted again
+    r.feed('GET / HTTP/1.1\r\nBad Header\r\n\r\n');
+    r.feed('P');
+    r.feed('\x00\x01garbage');
+    r.feed(req('/again'));
+    expect(r.out.map((m) => m.target)).toEqual(['/ok', '/again']);
+    expect(r.s.stats.bad).toBe(2);
+    // an open response (chunk framing lost in uncaptured bytes): bytes held are body if no head follows
+    const lost = `HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n${'y'.repeat(1000)}\r\n`;
+    const s = collect('response');
+    s.feed(lost, 64);
+    expect(s.s.state).toBe('open');
+    s.feed('H');
+    s.feed('TTP/1.1 204 No Content\r\n\r\n');
+    expect(s.out.map((m) => [m.status, m.bodyBytes, m.endInferred])).toEqual([[200, 1002, true], [204, 0, false]]);
+    const o = collect('response');
+    o.feed(lost, 64);
+    o.feed('H');
+    o.feed('ello, more body');
+    o.s.close(o.next());
+    expect(o.out.map((m) => [m.status, m.bodyBytes])).toEqual([[200, 1002 + 1 + 15]]);
+  });
+
+  it('bytes held back at a resync that do not begin the next message leave it alone', () => {
+    // the last byte of a lost body, then a request: not a request with the method "xGET"
+    const r = collect('request');
+    r.feed('GET / HTTP/1.1\r\nBad Header\r\n\r\n');
+    r.feed('x');
+    r.feed(req('/c'));
+    expect(r.out.map((m) => [m.method, m.target, m.startTs])).toEqual([['GET', '/c', 3n]]);
+    // an open response's last body bytes in a write of their own, then the next response
+    const s = collect('response');
+    s.feed(`HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n${'y'.repeat(1000)}\r\n`, 64);
+    s.feed('ok');
+    s.feed('HTTP/1.1 204 No Content\r\n\r\n');
+    expect(s.out.map((m) => [m.status, m.bodyBytes, m.endTs])).toEqual([[200, 1004, 2n], [204, 0, 3n]]);
+  });
+
+  it('a resync takes a start line with a method in use; text that only looks like one is not a new message, nor counted again', () => {
+    const r = collect('request');
+    r.feed('GET / HTTP/1.1\r\nBad Header\r\n\r\n');
+    expect(r.s.stats.bad).toBe(1);
+    // a bad stream's later bytes: words and a space, the tail of a request line (method cut)
+    r.feed('Hello world, more text\r\n\r\n');
+    r.feed('HELLO WORLD and more\r\n\r\n');
+    r.feed('T /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n');
+    // a line cut by the capture that looks like a start until its version does not: tried, not counted
+    r.feed(`HELLO world and more ${'x'.repeat(300)}`, 256);
+    expect(r.out).toEqual([]);
+    expect(r.s.stats.bad).toBe(1);
+    r.feed('PROPFIND /dav/ HTTP/1.1\r\n\r\n');
+    expect(r.out.map((m) => m.method)).toEqual(['PROPFIND']);
+    // an open request (its head cut by the capture): a body read beginning with words is body
+    const u = collect('request');
+    u.feed(`POST /up HTTP/1.1\r\nCookie: ${'c'.repeat(400)}\r\n\r\n`, 64);
+    u.feed('upload text with words in it');
+    u.s.endOpen(u.next());
+    expect(u.out.map((m) => [m.target, m.bodyBytes, m.endTs])).toEqual([['/up', 28, 2n]]);
+    expect(u.s.stats.bad).toBe(0);
+  });
+
+  it('a message lost because it began in bytes that were not captured is counted', () => {
+    // two responses in one write past the capture: the second's head was never seen
+    const s = collect('response');
+    const one = 'HTTP/1.1 200 OK\r\nContent-Length: 300\r\n\r\n' + 'b'.repeat(300);
+    s.feed(one + 'HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n', 256);
+    expect(s.out.map((m) => m.status)).toEqual([200]);
+    expect(s.s.stats.bad).toBe(1);
   });
 
   it('headers the tracer reads and any other name agree with a plain Map of the first 64 names', () => {

@@ -18,7 +18,10 @@ export interface HttpHeadFields {
   /** response */
   status?: number;
   reason?: string;
+  /** '1.1' or '1.0'; '' where the capture cut the start line before it */
   version: string;
+  /** the capture cut the request line inside the target: `target` is only its first bytes */
+  targetTruncated?: boolean;
   /** lower-cased names, first MAX_HEADERS, values cut at MAX_VALUE; later duplicates ignored */
   headers: HeaderLookup;
 }
@@ -39,30 +42,21 @@ export interface HttpMessage extends HttpHeadFields {
 
 export const LIMITS = { MAX_HEAD: 16 * 1024, MAX_HEADERS: 64, MAX_VALUE: 512, MAX_CHUNK_LINE: 256 } as const;
 
+/** the registered methods a message most often has: their strings are shared, not made per message */
 const METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'HEAD', 'OPTIONS', 'PATCH', 'CONNECT', 'TRACE'];
-const REQ_LINE = /^(GET|POST|PUT|DELETE|HEAD|OPTIONS|PATCH|CONNECT|TRACE) ([\x21-\x7e]+) HTTP\/(1\.[01])$/;
-const RES_LINE = /^HTTP\/(1\.[01]) ([1-5]\d\d)(?: ([\t\x20-\x7e\x80-\xff]*))?$/;
 const HEADER = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[\t ]*([\t\x20-\x7e\x80-\xff]*?)[\t ]*$/;
 const CR = 13, LF = 10, SP = 32, HT = 9, COLON = 58;
 const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
+/**
+ * How far a start line is looked at to tell whether bytes at a syscall boundary begin a message:
+ * a method is any token (RFC 9110 §9.1), and the longest registered one (UPDATEREDIRECTREF) has 17
+ * characters
+ */
+const START_WINDOW = 32;
 
-/** does `b` (from its start) look like the beginning of a start line of this kind? */
-export function startsLikeHttp(b: Buffer, kind: 'request' | 'response', complete = false): boolean {
-  const n = Math.min(b.length, 32);
-  const s = b.toString('latin1', 0, n);
-  if (kind === 'response') {
-    if (complete) return /^HTTP\/1\.[01] [1-5]\d\d[ \r]/.test(s);
-    const want = 'HTTP/1.';
-    return want.startsWith(s.slice(0, want.length)) && (s.length <= want.length || /^HTTP\/1\.[01]( [1-5]?\d?\d?)?/.test(s));
-  }
-  const sp = s.indexOf(' ');
-  if (sp < 0) return !complete && METHODS.some((m) => m.startsWith(s));
-  if (!METHODS.includes(s.slice(0, sp))) return false;
-  return !complete || s.length > sp + 1 && /[/*a-zA-Z]/.test(s[sp + 1]!);
-}
-
-// Byte classes for the head grammar: a header name is a token; a value may hold HTAB, SP,
-// visible ASCII and obs-text (0x80-0xff), no other control byte; a request target is visible ASCII.
+// Byte classes for the head grammar: a method and a header name are tokens; a value may hold
+// HTAB, SP, visible ASCII and obs-text (0x80-0xff), no other control byte; a request target is
+// visible ASCII.
 const TCHAR = new Uint8Array(256);
 const VCHAR = new Uint8Array(256);
 for (let c = 0; c < 256; c++) {
@@ -71,6 +65,185 @@ for (let c = 0; c < 256; c++) {
   VCHAR[c] = c === HT || (c >= 0x20 && c !== 0x7f) ? 1 : 0;
 }
 const METHOD_BYTES = METHODS.map((m) => Buffer.from(m, 'latin1'));
+const VERSION = Buffer.from('HTTP/1.', 'latin1');
+
+/**
+ * Does `b` (from its start) look like the beginning of a start line of this kind? `complete`: it
+ * must say so already (a request: method, SP and the target's first byte; a response: version,
+ * status and what follows it), and a first line that ends inside `b` must be a whole valid one.
+ * Otherwise it need only not be ruled out yet (a prefix of one).
+ */
+export function startsLikeHttp(b: Buffer, kind: 'request' | 'response', complete = false): boolean {
+  const n = Math.min(b.length, START_WINDOW);
+  let lf = complete ? b.indexOf(LF) : -1;
+  if (lf >= 0) {
+    // the whole first line is here: it decides
+    const e = lf > 0 && b[lf - 1] === CR ? lf - 1 : lf;
+    return startLine(b, e, kind, null);
+  }
+  if (kind === 'response') {
+    let i = 0;
+    while (i < n && i < VERSION.length && b[i] === VERSION[i]) i++;
+    if (i < n && i < VERSION.length) return false;
+    if (n <= VERSION.length) return !complete;
+    if (b[7] !== 48 && b[7] !== 49) return false;
+    if (n > 8 && b[8] !== SP) return false;
+    for (let k = 9; k < Math.min(n, 12); k++) if (b[k]! < 48 || b[k]! > 57 || (k === 9 && (b[k]! < 49 || b[k]! > 53))) return false;
+    if (complete) return n > 12 && (b[12] === SP || b[12] === CR);
+    return n <= 12 || b[12] === SP || b[12] === CR;
+  }
+  let k = 0;
+  while (k < n && TCHAR[b[k]!]) k++;
+  if (k === n) return !complete && n > 0 && n < START_WINDOW;
+  if (k === 0 || b[k] !== SP) return false;
+  if (!complete) return true;
+  if (k + 1 >= n) return false;
+  // origin-form, asterisk-form, absolute-form (a scheme), authority-form (a host: name, IPv4, [IPv6])
+  const t = b[k + 1]!;
+  return t === 47 || t === 42 || t === 91 || (t >= 48 && t <= 57) || ((t | 0x20) >= 97 && (t | 0x20) <= 122);
+}
+
+/**
+ * Is b[0, lineEnd) a valid start line of this kind (request-line or status-line, RFC 9112 §3,
+ * §4)? Its fields go into `out` when given.
+ */
+function startLine(b: Buffer, lineEnd: number, kind: 'request' | 'response', out: HttpHeadFields | null): boolean {
+  if (kind === 'request') {
+    let sp = 0;
+    while (sp < lineEnd && TCHAR[b[sp]!]) sp++;
+    const v = lineEnd - 8;
+    if (sp === 0 || b[sp] !== SP || v - 1 <= sp + 1 || b[v - 1] !== SP || !isVer(b, v)) return false;
+    for (let i = sp + 1; i < v - 1; i++) if (b[i]! < 0x21 || b[i]! > 0x7e) return false;
+    if (out) {
+      out.method = methodString(b, sp);
+      out.target = b.toString('latin1', sp + 1, v - 1);
+      out.version = b[v + 7] === 49 ? '1.1' : '1.0';
+    }
+    return true;
+  }
+  if (lineEnd < 12 || !isVer(b, 0) || b[8] !== SP) return false;
+  const d0 = b[9]! - 48, d1 = b[10]! - 48, d2 = b[11]! - 48;
+  if (d0 < 1 || d0 > 5 || d1 < 0 || d1 > 9 || d2 < 0 || d2 > 9) return false;
+  if (lineEnd > 12 && b[12] !== SP) return false;
+  for (let i = 13; i < lineEnd; i++) if (!VCHAR[b[i]!]) return false;
+  if (out) {
+    out.version = b[7] === 49 ? '1.1' : '1.0';
+    out.status = d0 * 100 + d1 * 10 + d2;
+    out.reason = lineEnd > 13 ? (lineEnd === 15 && b[13] === 79 && b[14] === 75 ? 'OK' : b.toString('latin1', 13, lineEnd)) : '';
+  }
+  return true;
+}
+
+/** does b begin with one of the common methods and a space? */
+export function commonMethod(b: Buffer): boolean {
+  for (const mb of METHOD_BYTES) {
+    if (b.length <= mb.length || b[mb.length] !== SP) continue;
+    let k = 0;
+    while (k < mb.length && b[k] === mb[k]) k++;
+    if (k === mb.length) return true;
+  }
+  return false;
+}
+
+/** the method b[0, n) as a string: a shared one for the common methods */
+function methodString(b: Buffer, n: number): string {
+  for (let i = 0; i < METHOD_BYTES.length; i++) {
+    const mb = METHOD_BYTES[i]!;
+    if (mb.length !== n) continue;
+    let k = 0;
+    while (k < n && b[k] === mb[k]) k++;
+    if (k === n) return METHODS[i]!;
+  }
+  return b.toString('latin1', 0, n);
+}
+
+/**
+ * A start line cut by the capture: b holds its first bytes and no line end. What they say for
+ * sure, or null when they say nothing or break the grammar. A request keeps its method and the
+ * target as far as it was captured (`targetTruncated` unless the version after it began); its
+ * version is unknown (''). A response needs its status code.
+ */
+function cutStartLine(b: Buffer, kind: 'request' | 'response'): HttpHeadFields | null {
+  let n = b.length;
+  if (n > 0 && b[n - 1] === CR) n--;
+  const out: HttpHeadFields = { method: undefined, target: undefined, status: undefined, reason: undefined, version: '', headers: EMPTY_HEADERS, targetTruncated: false };
+  if (kind === 'response') {
+    if (n < 12 || !startsLikeHttp(b.subarray(0, 12), 'response') || (n > 12 && b[12] !== SP)) return null;
+    for (let i = 13; i < n; i++) if (!VCHAR[b[i]!]) return null;
+    out.version = b[7] === 49 ? '1.1' : '1.0';
+    out.status = (b[9]! - 48) * 100 + (b[10]! - 48) * 10 + (b[11]! - 48);
+    out.reason = n > 13 ? b.toString('latin1', 13, n) : '';
+    return out;
+  }
+  let sp = 0;
+  while (sp < n && TCHAR[b[sp]!]) sp++;
+  if (sp === 0 || sp === n || b[sp] !== SP) return null;
+  let t = sp + 1;
+  while (t < n && b[t]! >= 0x21 && b[t]! <= 0x7e) t++;
+  if (t < n) {
+    // a second SP: the target is whole, and what follows must be the start of the version
+    if (b[t] !== SP || t === sp + 1) return null;
+    for (let i = t + 1; i < n; i++) {
+      const k = i - t - 1;
+      if (k >= 8 || (k < 7 ? b[i] !== VERSION[k] : b[i] !== 48 && b[i] !== 49)) return null;
+    }
+    if (n - t - 1 === 8) out.version = b[n - 1] === 49 ? '1.1' : '1.0';
+  } else out.targetTruncated = true;
+  out.method = methodString(b, sp);
+  out.target = b.toString('latin1', sp + 1, t);
+  return out;
+}
+
+/** the first blank line in b[from, to): the LF that ends the last head line (head = b[0, end)) and where the body starts */
+function blankLine(b: Buffer, from: number, to: number): { end: number; next: number } | null {
+  for (let i = b.indexOf(LF, from); i >= 0 && i < to; i = b.indexOf(LF, i + 1)) {
+    if (b[i + 1] === LF) return { end: i, next: i + 2 };
+    if (b[i + 1] === CR && b[i + 2] === LF) return { end: i, next: i + 3 };
+  }
+  return null;
+}
+
+/**
+ * The head b[0, end) (no blank line) rewritten as a recipient may read it (RFC 9112): a bare LF
+ * ends a line as CRLF does (§2.2), and each obs-fold (a line continued by one starting with SP or
+ * HTAB) becomes one SP (§5.2). A CR not before a LF stays, for the grammar to refuse; so does a
+ * fold right after the start line (§2.2: whitespace there is not a header line). null: invalid.
+ */
+function normalizeHead(b: Buffer, end: number): Buffer | null {
+  const out: Buffer[] = [];
+  let p = 0;
+  let lines = 0;
+  while (p < end) {
+    let e = b.indexOf(LF, p);
+    if (e < 0 || e > end) e = end;
+    const z = e > p && b[e - 1] === CR ? e - 1 : e;
+    if (lines > 0 && z > p && (b[p] === SP || b[p] === HT)) {
+      if (lines === 1) return null;
+      // obs-fold: OWS CRLF RWS → SP
+      let a = p;
+      while (a < z && (b[a] === SP || b[a] === HT)) a++;
+      let prev = out.pop()!;
+      let pz = prev.length;
+      while (pz > 0 && (prev[pz - 1] === SP || prev[pz - 1] === HT)) pz--;
+      prev = Buffer.concat([prev.subarray(0, pz), Buffer.from(' ', 'latin1'), b.subarray(a, z)]);
+      out.push(prev);
+    } else {
+      out.push(b.subarray(p, z));
+      lines++;
+    }
+    p = e + 1;
+  }
+  const crlf = Buffer.from('\r\n', 'latin1');
+  const parts: Buffer[] = [];
+  out.forEach((l, i) => (i ? parts.push(crlf, l) : parts.push(l)));
+  return Buffer.concat(parts);
+}
+
+/** a head in b[0, end) in any form a recipient may accept (CRLF, bare LF, obs-fold) → its fields, or null */
+function parseHeadLenient(b: Buffer, end: number, kind: 'request' | 'response'): HttpHeadFields | null {
+  const n = normalizeHead(b, end);
+  return n ? parseHead(n, n.length, kind) : null;
+}
 
 /**
  * The headers the tracer itself reads are taken out while the head is checked (first occurrence,
@@ -148,34 +321,8 @@ function parseHead(b: Buffer, end: number, kind: 'request' | 'response'): HttpHe
   let lineEnd = b.indexOf(CR, 0);
   if (lineEnd < 0 || lineEnd > end) lineEnd = end;
   if (lineEnd < end && b[lineEnd + 1] !== LF) return null;
-  const out: HttpHeadFields = { method: undefined, target: undefined, status: undefined, reason: undefined, version: '1.1', headers: EMPTY_HEADERS };
-  if (kind === 'request') {
-    const sp = b.indexOf(SP, 0);
-    if (sp <= 0 || sp >= lineEnd) return null;
-    let m = -1;
-    for (let i = 0; i < METHOD_BYTES.length && m < 0; i++) {
-      const mb = METHOD_BYTES[i]!;
-      if (mb.length !== sp) continue;
-      let k = 0;
-      while (k < sp && b[k] === mb[k]) k++;
-      if (k === sp) m = i;
-    }
-    const v = lineEnd - 8;
-    if (m < 0 || v - 1 <= sp + 1 || b[v - 1] !== SP || !isVer(b, v)) return null;
-    for (let i = sp + 1; i < v - 1; i++) if (b[i]! < 0x21 || b[i]! > 0x7e) return null;
-    out.method = METHODS[m];
-    out.target = b.toString('latin1', sp + 1, v - 1);
-    out.version = b[v + 7] === 49 ? '1.1' : '1.0';
-  } else {
-    if (lineEnd < 12 || !isVer(b, 0) || b[8] !== SP) return null;
-    const d0 = b[9]! - 48, d1 = b[10]! - 48, d2 = b[11]! - 48;
-    if (d0 < 1 || d0 > 5 || d1 < 0 || d1 > 9 || d2 < 0 || d2 > 9) return null;
-    if (lineEnd > 12 && b[12] !== SP) return null;
-    for (let i = 13; i < lineEnd; i++) if (!VCHAR[b[i]!]) return null;
-    out.version = b[7] === 49 ? '1.1' : '1.0';
-    out.status = d0 * 100 + d1 * 10 + d2;
-    out.reason = lineEnd > 13 ? (lineEnd === 15 && b[13] === 79 && b[14] === 75 ? 'OK' : b.toString('latin1', 13, lineEnd)) : '';
-  }
+  const out: HttpHeadFields = { method: undefined, target: undefined, status: undefined, reason: undefined, version: '1.1', headers: EMPTY_HEADERS, targetTruncated: false };
+  if (!startLine(b, lineEnd, kind, out)) return null;
   if (lineEnd >= end) return out;
   // header lines: check each, take the hot ones
   const first = lineEnd + 2;
@@ -243,6 +390,15 @@ export class HttpStream {
   private headLen = 0;
   /** where the first line of the partial head not yet checked whole begins (0: the start line) */
   private checked = 0;
+  /** plausible(): a header line was checked, so a line starting with SP/HTAB may be an obs-fold of it */
+  private afterHeader = false;
+  /**
+   * an open or bad stream's syscall(s) too short to tell whether a new message starts there (one
+   * byte of a start line): their time, length and bytes, until the next syscall decides
+   */
+  private held: { ts: bigint; last: bigint; len: number; data: Buffer } | null = null;
+  /** the head being read began at a resync of a bad stream: not a message until it parses */
+  private tentative = false;
   private headStart = 0n;
   private cur: HttpMessage | null = null;
   private remaining = 0;
@@ -264,9 +420,39 @@ export class HttpStream {
     const cap = Math.min(data.length, len);
     let pos = 0;
     // a new message may begin at a syscall boundary: that is where open/bad streams resynchronise
-    if ((this.mode === 'open' || this.mode === 'bad') && cap > 0 && startsLikeHttp(data.subarray(0, cap), this.kind, true)) {
-      if (this.mode === 'open') this.finish(this.lastTs, true);
-      this.mode = 'head';
+    if ((this.mode === 'open' || this.mode === 'bad') && cap > 0) {
+      const alone = data.subarray(0, cap);
+      const held = this.held;
+      if (held) {
+        const start = Buffer.concat([held.data, alone]);
+        // 'x' then 'GET / …' is a request after a stray byte, not one with the method xGET
+        if (this.kind === 'request' && commonMethod(alone) && !commonMethod(start)) this.releaseHeld();
+        else if (this.resyncAt(start)) {
+          if (this.mode === 'open') this.finish(this.lastTs, true);
+          this.tentative = this.mode === 'bad';
+          this.mode = 'head';
+          // the head began with the bytes held back: it starts with them
+          this.held = null;
+          this.head = Buffer.allocUnsafe(Math.max(512, 2 * held.data.length));
+          held.data.copy(this.head);
+          this.headLen = held.data.length;
+          this.headStart = held.ts;
+        } else if (cap === len && start.length < START_WINDOW && startsLikeHttp(start, this.kind)) {
+          this.held = { ts: held.ts, last: ts, len: held.len + len, data: start };
+          return;
+        } else this.releaseHeld();
+      }
+      if (this.mode === 'open' || this.mode === 'bad') {
+        if (this.resyncAt(alone)) {
+          if (this.mode === 'open') this.finish(this.lastTs, true);
+          this.tentative = this.mode === 'bad';
+          this.mode = 'head';
+        } else if (cap === len && cap < START_WINDOW && startsLikeHttp(alone, this.kind)) {
+          // too short to tell (a read of one byte): held back until the next syscall says
+          this.held = { ts, last: ts, len, data: Buffer.from(alone) };
+          return;
+        }
+      }
     }
     let guard = 0;
     while (pos < len && guard++ < 10_000) {
@@ -276,8 +462,8 @@ export class HttpStream {
             // a head split over reads whose last ones were only counted is cut by the capture as
             // surely as one read at once: keep what its start line says
             if (this.head !== null && this.headLen > 0) this.cutHead(ts, this.head.subarray(0, this.headLen));
-            // else the next head begins in bytes we did not see
-            else this.giveUp(false);
+            // else the next head begins in bytes we did not see: a message lost, so counted
+            else this.giveUp();
             pos = len;
             break;
           }
@@ -318,6 +504,7 @@ export class HttpStream {
    * before reading it all, a reset mid-transfer): it happened, with the bytes counted so far.
    */
   close(ts: bigint): void {
+    this.releaseHeld();
     if ((this.mode === 'open' || this.mode === 'length' || this.mode === 'chunked') && this.cur) this.finish(this.cur.bodyBytes > 0 && this.lastTs ? this.lastTs : ts, true);
     this.dropHead();
     this.mode = 'bad';
@@ -328,6 +515,7 @@ export class HttpStream {
    * anew (a new request): it ended with the last bytes this stream saw, not at `ts`.
    */
   endOpen(ts: bigint): void {
+    this.releaseHeld();
     if (this.mode === 'open' && this.cur) {
       this.finish(this.lastTs || ts, true);
       this.mode = 'head';
@@ -342,10 +530,42 @@ export class HttpStream {
     this.head = null;
     this.headLen = 0;
     this.checked = 0;
+    this.afterHeader = false;
   }
 
-  private giveUp(countBad = true): void {
-    if (countBad) this.stats.bad++;
+  /**
+   * Bytes held back at a syscall boundary of an open or bad stream turned out not to begin a
+   * message: an open message's body after all (its last bytes then), else nothing.
+   */
+  private releaseHeld(): void {
+    const h = this.held;
+    if (!h) return;
+    this.held = null;
+    if (this.mode === 'open' && this.cur) {
+      this.cur.bodyBytes += h.len;
+      this.lastTs = h.last;
+    }
+  }
+
+  /**
+   * Do these bytes at a syscall boundary of an open or bad stream begin a message? A start line
+   * (whole, if its end is here), and for a request a method in use: a common one, or capitals
+   * then capitals, digits, '-', '_', at least 3 (every registered method). A bare token would
+   * take a line's tail ('T /a HTTP/1.1' after 'GE' went with garbage) or body text ('Hello
+   * world') for a request.
+   */
+  private resyncAt(b: Buffer): boolean {
+    if (!startsLikeHttp(b, this.kind, true)) return false;
+    if (this.kind === 'response' || commonMethod(b)) return true;
+    let k = 0;
+    while (k < b.length && ((b[k]! >= 65 && b[k]! <= 90) || (k > 0 && ((b[k]! >= 48 && b[k]! <= 57) || b[k] === 45 || b[k] === 95)))) k++;
+    return k >= 3 && b[k] === SP;
+  }
+
+  private giveUp(): void {
+    // a resync that was not a message after all: the stream was counted when it went bad
+    if (!this.tentative) this.stats.bad++;
+    this.tentative = false;
     this.dropHead();
     this.cur = null;
     this.mode = 'bad';
@@ -369,7 +589,17 @@ export class HttpStream {
     }
     this.headLen = prevLen + piece.length;
     // search from a little before the new piece: the terminator may straddle syscalls
-    const end = all.indexOf(CRLFCRLF, Math.max(0, prevLen - 3));
+    let end = all.indexOf(CRLFCRLF, Math.max(0, prevLen - 3));
+    let next = end + 4;
+    // the common case, a CRLF head, is checked as it is: if it passes, no bare LF is in it (the
+    // grammar refuses one), so no blank line came before this one
+    let fields = end >= 0 && next <= LIMITS.MAX_HEAD ? parseHead(all, end, this.kind) : null;
+    if (!fields) {
+      // bare LF line ends, obs-fold, or a head that breaks the grammar: the first blank line in any form
+      const blank = blankLine(all, Math.max(0, prevLen - 2), end >= 0 ? end + 2 : all.length);
+      end = blank ? blank.end : -1;
+      next = blank ? blank.next : -1;
+    }
     if (end < 0) {
       if (this.headLen > LIMITS.MAX_HEAD || !this.plausible(all, prevLen)) {
         this.giveUp();
@@ -387,12 +617,12 @@ export class HttpStream {
       }
       return cap;
     }
-    if (end + 4 > LIMITS.MAX_HEAD) {
+    if (next > LIMITS.MAX_HEAD) {
       this.giveUp();
       return len;
     }
-    const fields = parseHead(all, end, this.kind);
-    const consumed = end + 4 - prevLen;
+    fields ??= parseHeadLenient(all, end, this.kind);
+    const consumed = next - prevLen;
     this.dropHead();
     if (!fields) {
       this.giveUp();
@@ -442,11 +672,13 @@ export class HttpStream {
    * end, and so the message's, is inferred (the next message or the close).
    */
   private cutHead(ts: bigint, all: Buffer): void {
-    const lineEnd = all.indexOf('\r\n', 0, 'latin1');
-    const fields = lineEnd > 0 ? parseHead(all, all.lastIndexOf('\r\n', undefined, 'latin1'), this.kind) : null;
+    // the complete lines, or the start line as far as it was captured
+    const last = all.lastIndexOf(LF);
+    const fields = last >= 0 ? parseHeadLenient(all, last, this.kind) : cutStartLine(all, this.kind);
     this.dropHead();
     if (!fields) {
-      this.giveUp(lineEnd > 0);
+      // a start that said nothing sure, or broke the grammar: a message lost, so counted
+      this.giveUp();
       return;
     }
     if (this.kind === 'response' && fields.status === 101) {
@@ -486,19 +718,26 @@ export class HttpStream {
   private plausible(b: Buffer, prevLen: number): boolean {
     if (this.checked === 0) {
       if (!startsLikeHttp(b, this.kind)) return false;
-      // a CRLF may straddle the pieces
-      const lineEnd = b.indexOf('\r\n', Math.max(0, prevLen - 1), 'latin1');
-      if (lineEnd < 0) return b.length <= 8192 && b.indexOf(0, prevLen) < 0;
-      const first = b.toString('latin1', 0, lineEnd);
-      if (this.kind === 'request' ? !REQ_LINE.test(first) : !RES_LINE.test(first)) return false;
-      this.checked = lineEnd + 2;
+      // a line ends at LF, a CR before it is the CRLF's (RFC 9112 §2.2)
+      const lf = b.indexOf(LF, Math.max(0, prevLen - 1));
+      if (lf < 0) return b.length <= 8192 && b.indexOf(0, prevLen) < 0;
+      if (!startLine(b, lf > 0 && b[lf - 1] === CR ? lf - 1 : lf, this.kind, null)) return false;
+      this.checked = lf + 1;
     }
-    // every complete header line must be a header
+    // every complete header line must be a header, or the obs-fold of one
     for (;;) {
-      const e = b.indexOf('\r\n', Math.max(this.checked, prevLen - 1), 'latin1');
+      const e = b.indexOf(LF, Math.max(this.checked, prevLen - 1));
       if (e < 0) break;
-      if (e > this.checked && !HEADER.test(b.toString('latin1', this.checked, e))) return false;
-      this.checked = e + 2;
+      const z = e > this.checked && b[e - 1] === CR ? e - 1 : e;
+      if (z > this.checked) {
+        const c = b[this.checked];
+        if (c === SP || c === HT) {
+          if (!this.afterHeader) return false;
+          for (let i = this.checked; i < z; i++) if (!VCHAR[b[i]!]) return false;
+        } else if (!HEADER.test(b.toString('latin1', this.checked, z))) return false;
+        this.afterHeader = true;
+      }
+      this.checked = e + 1;
     }
     // the last line may be partial: no control bytes but HTAB, CR, LF in it
     for (let i = Math.max(this.checked, prevLen); i < b.length; i++) {
@@ -567,10 +806,11 @@ export class HttpStream {
   }
 
   private begin(f: HttpHeadFields, ts: bigint, truncated: boolean): void {
+    this.tentative = false;
     // explicit fields, not a spread of f: one object shape, and the spread was 7% of the consumer
     this.cur = {
       kind: this.kind, method: f.method, target: f.target, status: f.status, reason: f.reason, version: f.version, headers: f.headers,
-      startTs: this.headStart || ts, headEndTs: ts, endTs: ts, bodyBytes: 0, truncated, endInferred: false,
+      startTs: this.headStart || ts, headEndTs: ts, endTs: ts, bodyBytes: 0, truncated, endInferred: false, targetTruncated: f.targetTruncated === true,
     };
     this.onHead?.(this.cur);
   }

@@ -3,6 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { SpanAssembler, type Span } from './spans.ts';
 import { TR, type TraceEvent } from './kernel.ts';
+import { SpanConverter } from './export.ts';
 
 let ts = 1000n;
 function ev(p: Partial<TraceEvent> & { sock: bigint; kind: number }): TraceEvent {
@@ -290,6 +291,98 @@ describe('SpanAssembler', () => {
     done();
     expect(out.map((s) => [s.kind, s.request?.target, s.response?.status, s.errorType])).toEqual([['server', '/after', 201, undefined], ['client', '/call', 202, undefined]]);
     expect(a.stats.nonHttpConnections).toBe(0);
+  });
+
+  it('traceparent: a future version is read as version 00 where it fits (W3C Trace Context); ff, 00 with more and malformed ones are not', () => {
+    const t = '4bf92f3577b34da6a3ce929d0e0e4736', p = '00f067aa0ba902b7';
+    const cases: [string, boolean][] = [
+      [`00-${t}-${p}-01`, true],
+      [`01-${t}-${p}-01`, true],
+      [`cc-${t}-${p}-00-what-the-future-holds`, true],
+      [`01-${t}-${p}-01x`, false], // longer, and the 56th character is not a dash
+      [`ff-${t}-${p}-01`, false], // version ff is invalid
+      [`00-${t}-${p}-01-extra`, false], // version 00 is exactly 55 characters
+      [`01-${t}-${p}-0`, false], // shorter than version 00
+      [`0g-${t}-${p}-01`, false],
+      [`01-${t.toUpperCase()}-${p}-01`, false],
+      [`01-${'0'.repeat(32)}-${p}-01`, false],
+    ];
+    for (const [tp, ok] of cases) {
+      const { a, out, done } = setup();
+      a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT }));
+      a.push(data(1n, IN, REQ('/t', `traceparent: ${tp}\r\n`)));
+      a.push(data(1n, OUT, RES(200)));
+      done();
+      expect.soft(out.map((s) => [s.link, s.remoteParent?.traceId, s.remoteParent?.spanId]), tp).toEqual([ok ? ['traceparent', t, p] : ['root', undefined, undefined]]);
+    }
+  });
+
+  it('a request line longer than the capture is a span with its method and the known start of its target, marked truncated', () => {
+    const { a, out, done } = setup();
+    a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, lport: 80, rport: 5000 }));
+    a.push(capped(1n, IN, `GET /search/${'q'.repeat(600)} HTTP/1.1\r\nHost: h\r\n\r\n`));
+    a.push(capped(1n, OUT, 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'));
+    a.push(capped(1n, IN, REQ('/next')));
+    a.push(capped(1n, OUT, RES(404)));
+    a.push(ev({ sock: 1n, kind: TR.EV_CLOSE, old_state: 1, new_state: 7 }));
+    done();
+    expect(out.map((s) => [s.request?.method, s.request?.target?.slice(0, 10), s.request?.targetTruncated, s.request?.truncated, s.response?.status])).toEqual([
+      ['GET', '/search/qq', true, true, 200],
+      ['GET', '/next', false, false, 404],
+    ]);
+    // exported: no path, route or query that would be a wrong one; the known start is an attribute of its own
+    const conv = new SpanConverter(new Map([[1, { name: 'svc' }]]));
+    const r = conv.convert(out[0]!);
+    expect(r.name).toBe('GET');
+    expect(r.attributes).toMatchObject({ 'http.request.method': 'GET', 'ebpf.truncated': true, 'ebpf.url.target_prefix': out[0]!.request!.target });
+    for (const k of ['url.path', 'http.route', 'url.query', 'network.protocol.version']) expect(r.attributes, k).not.toHaveProperty(k);
+    // a cut inside the query: the path is whole, the query is not
+    const b = setup();
+    b.a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, lport: 80, rport: 5000 }));
+    b.a.push(capped(1n, IN, `GET /api/7?q=${'x'.repeat(600)} HTTP/1.1\r\n\r\n`));
+    b.a.push(capped(1n, OUT, RES(200)));
+    b.done();
+    const q = conv.convert(b.out[0]!);
+    expect(q.name).toBe('GET /api/{id}');
+    expect(q.attributes).toMatchObject({ 'url.path': '/api/7', 'http.route': '/api/{id}' });
+    expect(q.attributes).not.toHaveProperty('url.query');
+  });
+
+  it('extension methods (WebDAV) are requests, on a connection seen first by its data too', () => {
+    const { a, out, done } = setup();
+    a.push(data(1n, IN, 'PROPFIND /dav/ HTTP/1.1\r\nDepth: 1\r\n\r\n'));
+    a.push(data(1n, OUT, 'HTTP/1.1 207 Multi-Status\r\nContent-Length: 0\r\n\r\n'));
+    a.push(data(2n, OUT, 'MKCOL /dav/new/ HTTP/1.1\r\n\r\n'));
+    a.push(data(2n, IN, 'HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n'));
+    done();
+    expect(out.map((s) => [s.kind, s.request?.method, s.response?.status])).toEqual([['server', 'PROPFIND', 207], ['client', 'MKCOL', 201]]);
+  });
+
+  it('a first read too short to tell (one byte) waits for the next instead of marking the connection non-HTTP', () => {
+    // the kernel sends the accept record only once the first bytes say HTTP (sock hooks): after the first read
+    const { a, out, done } = setup();
+    a.push(data(1n, IN, 'G', { lport: 80, rport: 5000 }));
+    a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, lport: 80, rport: 5000 }));
+    a.push(data(1n, IN, 'ET /one HTTP/1.1\r\nHost: h\r\n\r\n', { lport: 80, rport: 5000 }));
+    a.push(data(1n, OUT, RES(200), { lport: 80, rport: 5000 }));
+    // a connection older than the tracer, no lifecycle record at all
+    a.push(data(2n, IN, 'PROP', { lport: 80, rport: 5001 }));
+    a.push(data(2n, IN, 'FIND /two HTTP/1.1\r\n\r\n', { lport: 80, rport: 5001 }));
+    a.push(data(2n, OUT, RES(207), { lport: 80, rport: 5001 }));
+    // short and not HTTP after all
+    a.push(data(3n, IN, 'S', { lport: 80, rport: 5002 }));
+    a.push(data(3n, IN, 'SH-2.0-OpenSSH_9.2p1\r\n', { lport: 80, rport: 5002 }));
+    done();
+    expect(out.map((s) => [s.request?.target, s.response?.status, s.request?.startTs !== undefined])).toEqual([['/one', 200, true], ['/two', 207, true]]);
+    expect(out[0]!.startTs).toBeLessThan(out[0]!.request!.headEndTs);
+    expect(a.stats.nonHttpConnections).toBe(1);
+    // a byte kept that was not the start after all: the next record alone is the request
+    const b = setup();
+    b.a.push(data(4n, IN, 'x', { lport: 80, rport: 5003 }));
+    b.a.push(data(4n, IN, REQ('/three'), { lport: 80, rport: 5003 }));
+    b.a.push(data(4n, OUT, RES(200), { lport: 80, rport: 5003 }));
+    b.done();
+    expect(b.out.map((s) => [s.request?.method, s.request?.target])).toEqual([['GET', '/three']]);
   });
 
   it('ignores connections whose first bytes are not HTTP', () => {

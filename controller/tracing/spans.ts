@@ -17,7 +17,7 @@
 // and the hold queue; overflows are counted in `stats` (a request pushed out of a full pending
 // queue is finished as an error span, `pending_overflow`).
 import { randomFillSync } from 'node:crypto';
-import { HttpStream, startsLikeHttp, type HttpMessage } from './http.ts';
+import { HttpStream, commonMethod, startsLikeHttp, type HttpMessage } from './http.ts';
 import { TR, type TraceEvent } from './kernel.ts';
 
 export type LinkKind = 'traceparent' | 'tuple' | 'thread' | 'root' | 'ambiguous';
@@ -99,6 +99,8 @@ interface Conn {
   connectUnsampled: number;
   connectTs: bigint;
   nonHttp: boolean;
+  /** first reads too short to tell whether the connection is HTTP, and which end it is (role unknown) */
+  early?: { ts: bigint; dir: number; len: number; data: Buffer; tid: number; unsampled: number }[];
   /** answered 101 Switching Protocols: another protocol from then on, nothing more to parse */
   upgraded: boolean;
   lastTs: bigint;
@@ -124,7 +126,21 @@ const hex = (n: number) => {
 };
 const EMPTY = Buffer.alloc(0);
 const tupleKey = (from: Endpoint, to: Endpoint, ordinal: number) => `${from.addr}:${from.port}>${to.addr}:${to.port}#${ordinal}`;
-const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$/;
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$/;
+
+/**
+ * A traceparent header's trace and parent ids (W3C Trace Context, "Versioning of traceparent"), or
+ * null: version ff is invalid; version 00 is exactly its format; a later version is read with
+ * version 00's format when it is at least as long and, if longer, goes on with a dash. All-zero
+ * ids are invalid.
+ */
+export function parseTraceparent(v: string): { traceId: string; spanId: string } | null {
+  if (v.length < 55) return null;
+  const m = TRACEPARENT.exec(v.length === 55 ? v : v.slice(0, 55));
+  if (!m || m[1] === 'ff' || (v.length > 55 && (m[1] === '00' || v[55] !== '-'))) return null;
+  if (/^0+$/.test(m[2]!) || /^0+$/.test(m[3]!)) return null;
+  return { traceId: m[2]!, spanId: m[3]! };
+}
 
 export class SpanAssembler {
   readonly stats: AssemblerStats = { events: 0, connections: 0, connectionsEvicted: 0, spans: 0, pendingDropped: 0, heldOverflow: 0, nonHttpConnections: 0, parserBad: 0, rejectedUnparsed: 0, skippedCalls: 0 };
@@ -281,36 +297,57 @@ export class SpanAssembler {
     c.lastTs = e.tsNs;
     if (c.nonHttp || c.upgraded) return;
     if (!c.role) {
-      // no lifecycle record (the connection predates the tracer): the first bytes decide
+      // no lifecycle record (the connection predates the tracer, or the kernel sends the accept
+      // record only once the first bytes said HTTP): the first bytes decide
       if (e.cap_len === 0) return;
-      const looksReq = startsLikeHttp(e.data, 'request', true);
-      if (looksReq) c.role = e.dir === TR.DIR_IN ? 'server' : 'client';
-      else if (startsLikeHttp(e.data, 'response', true)) {
+      let early = c.early;
+      let first = early ? Buffer.concat([...early.map((x) => x.data), e.data]) : e.data;
+      // 'x' then 'GET / …': the request starts with this record, not with the byte kept (as http.ts)
+      if (early && commonMethod(e.data) && !commonMethod(first)) {
+        early = c.early = undefined;
+        first = e.data;
+      }
+      const dir = early ? early[0]!.dir : e.dir;
+      if (startsLikeHttp(first, 'request', true)) c.role = dir === TR.DIR_IN ? 'server' : 'client';
+      else if (startsLikeHttp(first, 'response', true)) {
         // the answer to a request sent before the tracer (the kernel infers the role the same
         // way): an HTTP connection all the same. The response is parsed, so its body is skipped
         // by its framing, and answers nothing (no request pending).
-        c.role = e.dir === TR.DIR_IN ? 'client' : 'server';
+        c.role = dir === TR.DIR_IN ? 'client' : 'server';
+      } else if (e.cap_len === e.len && e.dir === dir && first.length < 32 && (startsLikeHttp(first, 'request') || startsLikeHttp(first, 'response'))) {
+        // too short to tell (a first read of one byte): kept (a copy: records are views on the
+        // ring) until a later read or the lifecycle record decides
+        (c.early ??= []).push({ ts: e.tsNs, dir: e.dir, len: e.len, data: Buffer.from(e.data), tid: e.tid, unsampled: e.unsampled });
+        return;
       } else {
+        c.early = undefined;
         c.nonHttp = true;
         this.stats.nonHttpConnections++;
         return;
       }
     }
     if (!c.reqStream) this.makeStreams(c);
+    if (c.early) {
+      const early = c.early;
+      c.early = undefined;
+      for (const x of early) this.feed(c, x.ts, x.dir, x.len, x.data, x.tid, x.unsampled);
+    }
     this.skipped(c, e);
-    const inbound = e.dir === TR.DIR_IN;
+    this.feed(c, e.tsNs, e.dir, e.len, e.data, e.tid, e.unsampled);
+  }
+
+  /** one syscall's bytes into the stream of its direction */
+  private feed(c: Conn, ts: bigint, dir: number, len: number, data: Buffer, tid: number, unsampled: number): void {
+    const inbound = dir === TR.DIR_IN;
     const isReq = (c.role === 'server') === inbound;
-    c.lastTid = e.tid;
-    this.curUnsampled = e.unsampled;
+    c.lastTid = tid;
+    this.curUnsampled = unsampled;
+    this.curTid = tid;
     if (isReq) {
       // a new request on the connection ends a response whose end was unknown
-      c.resStream!.endOpen(e.tsNs);
-      this.curTid = e.tid;
-      c.reqStream!.push(e.tsNs, e.len, e.data);
-    } else {
-      this.curTid = e.tid;
-      c.resStream!.push(e.tsNs, e.len, e.data);
-    }
+      c.resStream!.endOpen(ts);
+      c.reqStream!.push(ts, len, data);
+    } else c.resStream!.push(ts, len, data);
   }
 
   /**
@@ -361,9 +398,9 @@ export class SpanAssembler {
     };
     if (c.role === 'server') {
       const tp = m.headers.get('traceparent');
-      const t = tp ? TRACEPARENT.exec(tp) : null;
-      if (t && !/^0+$/.test(t[1]!) && !/^0+$/.test(t[2]!)) {
-        s.remoteParent = { traceId: t[1]!, spanId: t[2]! };
+      const t = tp ? parseTraceparent(tp) : null;
+      if (t) {
+        s.remoteParent = t;
         s.link = 'traceparent';
       } else {
         s.tupleOrdinal = ordinal;

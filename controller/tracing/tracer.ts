@@ -193,7 +193,7 @@ export class Tracer {
     const r = this.converter.convert(s);
     const req = s.request;
     const status = s.response?.status !== undefined ? statusString(s.response.status) : s.errorType ?? '';
-    this.red.record(this.converter.serviceName(s), s.kind, req?.method ?? 'CONNECT', req?.target ? routeOf(pathOf(req.target)) : '', status, r.status.code === 2, Number(s.endTs - s.startTs) / 1e9);
+    this.red.record(this.converter.serviceName(s), s.kind, req?.method ?? 'CONNECT', req?.target && (!req.targetTruncated || req.target.includes('?')) ? routeOf(pathOf(req.target)) : '', status, r.status.code === 2, Number(s.endTs - s.startTs) / 1e9);
     this.exporter?.add(r);
     this.zipkin?.add(r);
     this.opts.onSpan?.(s, r);
