@@ -913,8 +913,16 @@ static __always_inline __u32 cmsg_source_route(struct msghdr *msg)
 	return off + sizeof(struct cmsg_head) <= len ? SEC_OPT_CMSG_TOO_MANY : 0;
 }
 
-/* every send on a socket (sendmsg, sendto, send, write; io_uring's too): the message's control
- * messages and the socket's own options */
+/*
+ * every send on a socket (sendmsg, sendto, send, write; io_uring's too): the message's control
+ * messages and the socket's own options. A send with neither (no control messages, no source route
+ * on the socket) has nothing this program refuses, whoever sends it: it returns before the
+ * selection (select_current's cgroup walk: reads and map lookups) and the control-message walk.
+ * Every send of every process pays this program: on a 16-byte connected UDP send in the 6.1 guest
+ * (TCG) it took 925 ns per run for a process not selected and 1854 ns for a selected one, 8.5% and
+ * 17% of the send; with the early return 587 and 573 ns (pnpm lab bench security --ops
+ * sendto,send,tcp-send; reports 20261205-014302-security-6.1, 20261205-015221-security-6.1).
+ */
 SEC("lsm/socket_sendmsg")
 long sec_sendmsg_lsm(unsigned long long *ctx)
 {
@@ -922,22 +930,28 @@ long sec_sendmsg_lsm(unsigned long long *ctx)
 	struct msghdr *msg = (struct msghdr *)ctx[1];
 	int ret = (int)ctx[3];
 	struct selected s = {};
-	__u32 opt;
-	bool cmsg = true;
+	__u32 opt = 0, sticky;
+	bool cmsg = false;
 
 	if (ret)
 		return lsm_deny();
-	if (!select_current(&s, true) || !(s.pol->flags & SEC_F_DENY_RAW))
-		return 0;
 	struct sock *sk = BPF_CORE_READ(sock, sk);
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	if (family != AF_INET && family != AF_INET6)
 		return 0;
-	opt = cmsg_source_route(msg);
-	if (!opt) {
-		opt = sticky_source_route(sk);
-		cmsg = false;
+	/* cmsg_source_route finds nothing in an empty control buffer either: it is only not walked */
+	bool ctl = BPF_CORE_READ(msg, msg_controllen) != 0;
+	sticky = sticky_source_route(sk);
+	if (!ctl && !sticky)
+		return 0;
+	if (!select_current(&s, true) || !(s.pol->flags & SEC_F_DENY_RAW))
+		return 0;
+	if (ctl) {
+		opt = cmsg_source_route(msg);
+		cmsg = opt != 0;
 	}
+	if (!opt)
+		opt = sticky;
 	if (opt && !route_decide(&s, family, opt, cmsg, SEC_MECH_LSM_SENDMSG))
 		return lsm_deny();
 	return 0;

@@ -365,6 +365,41 @@ t('retopts_cmsg', lambda: v4().sendmsg([b'x'], [(0, 7, lsrr)], 0, ('127.0.0.1', 
     }
   });
 
+  // lsm/socket_sendmsg returns before the selection when a send has no control message and its
+  // socket no source route: these are the sends it must still see (a routing header set on the
+  // socket before the process was selected, where cgroup/setsockopt did not refuse it; one given
+  // per message), beside ones it lets through (none; a control message that routes nothing)
+  it('refuses sends on a socket given a routing header before the process was selected (lsm/socket_sendmsg)', async (t) => {
+    if (!c.mechanisms.sourceRouting.includes('lsm/socket_sendmsg')) return t.skip('no BPF LSM here: lsm/socket_sendmsg is not attached');
+    const code = `import socket, struct, os, sys
+segs = [socket.inet_pton(socket.AF_INET6, x) for x in ('2001:db8::1', '::1')]
+srh = struct.pack('!BBBBBBH', 0, 4, 4, 1, 1, 0, 0) + b''.join(segs)
+rt2 = struct.pack('!BBBBI', 0, 2, 2, 1, 0) + socket.inet_pton(socket.AF_INET6, '::1')
+sink = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); sink.bind(('::1', 0)); dst = sink.getsockname()[:2]
+def t(name, fn):
+    try: fn(); print(name, 0)
+    except OSError as e: print(name, e.errno)
+v6 = lambda: socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+sticky, plain = v6(), v6()
+t('setsockopt', lambda: sticky.setsockopt(41, 57, srh))
+open(sys.argv[1] + '/cgroup.procs', 'w').write(str(os.getpid()))
+t('plain', lambda: plain.sendto(b'x', dst))
+t('sticky', lambda: sticky.sendto(b'x', dst))
+t('cmsg_rthdr', lambda: plain.sendmsg([b'x'], [(41, 57, rt2)], 0, dst))
+t('cmsg_tclass', lambda: plain.sendmsg([b'x'], [(41, 67, struct.pack('i', 0))], 0, dst))`;
+    c.drainEvents();
+    c.store.apply(parsePolicies(yaml(rel, '    egress: { deny: [{ to: 10.0.0.0/8 }] }\n'), 'p.yaml'));
+    try {
+      // started outside the cgroup (setsockopt unselected), joins it itself
+      const r = await run(null, code.replace("sys.argv[1]", JSON.stringify(cg)));
+      expect(r.stdout.trim().split('\n'), r.stderr).toEqual(['setsockopt 0', 'plain 0', 'sticky 1', 'cmsg_rthdr 1', 'cmsg_tclass 0']);
+      const evs = c.drainEvents().filter((e) => e.kind === 'sockopt');
+      expect(evs.map((e) => [e.option, e.mechanism])).toEqual([['IPV6_RTHDR', 'lsm/socket_sendmsg (-EPERM)'], ['IPV6_RTHDR (control message)', 'lsm/socket_sendmsg (-EPERM)']]);
+    } finally {
+      c.store.delete('t');
+    }
+  });
+
   // A selected process that attaches to one the policy does not select can have it exec and
   // connect in its place: ptrace-mode access to other processes is denied unless `ptrace: allow`.
   it('denies attaching to another process (ptrace seize, process_vm_readv, /proc/<pid>/mem) unless the policy allows it', async () => {

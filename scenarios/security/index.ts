@@ -3,8 +3,8 @@
 //   run:   attack × kernel table (each row with the event that proves it), positive controls,
 //          processes outside the cgroup, log-only mode, a deny-list-only pass that shows what the
 //          allowlist is for, and how long a policy update takes to reach the hooks.
-//   bench: the above plus fork+exec and connect micro-benchmarks: no programs / programs loaded
-//          with a non-matching policy / matching, side by side in one run.
+//   bench: the above plus fork+exec, connect and send (UDP sendto/send, TCP send) micro-benchmarks:
+//          no programs / programs loaded with a non-matching policy / matching, side by side in one run.
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Scenario, ScenarioContext } from '../../lab/scenario.ts';
@@ -14,7 +14,7 @@ import { setupLab, workloadPolicy, type Lab } from './setup.ts';
 import { PYTHON, preparePostgresTemplate } from './workload.ts';
 import { parsePolicies } from '../../controller/security/policy.ts';
 import { measureUpdateLatency } from './latency.ts';
-import { runBench } from './bench.ts';
+import { OPS, parseOps, runBench } from './bench.ts';
 import { headlineFromRounds } from '../../lab/rounds.ts';
 
 /** the hard-link row's deny-list-only expectation depends on the file system (see Lab.hardlinkSameInode) */
@@ -37,6 +37,11 @@ const scenario: Scenario = {
     rounds: { type: 'int', min: 2, hidden: true, valueName: 'N', description: 'old name of --repeat' },
     'exec-n': { type: 'int', min: 1, default: 300, valueName: 'N', description: 'bench: fork+exec per round' },
     'connect-n': { type: 'int', min: 1, default: 3000, valueName: 'N', description: 'bench: connects per round' },
+    'send-n': { type: 'int', min: 1, default: 20000, valueName: 'N', description: 'bench: sends per round, of each kind (UDP sendto, UDP send, TCP send)' },
+    ops: {
+      type: 'string', default: OPS.join(','), valueName: 'OP,…', description: `bench: the operations measured (${OPS.join(', ')})`,
+      check: (v) => (parseOps(v) ? undefined : { message: `expected a comma-separated list of ${OPS.join(', ')}`, fix: 'e.g. --ops sendto,send,tcp-send' }),
+    },
   },
   async run(ctx) {
     if (process.getuid?.() !== 0) {
