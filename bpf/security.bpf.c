@@ -1054,6 +1054,30 @@ int sec_pidfd_getfd_tp(struct trace_event_raw_sys_enter *ctx) { return ptrace_tp
  * is no other process. Not covered: an open through io_uring (no syscall tracepoint), and a second
  * thread that moves the descriptor away between the open's install and its return.
  */
+/* another process's mem file is open: the caller, if selected, is refused. `dir` names the
+ * directory above, /proc/<pid> or task/<tid>: the event's target. */
+static __always_inline int proc_mem_decide(struct trace_event_raw_sys_exit *ctx, const unsigned char *dir)
+{
+	struct selected s = {};
+	char num[11] = {};
+	__u32 target = 0;
+
+	if (!select_current(&s, true))
+		return 0;
+	bpf_probe_read_kernel_str(num, sizeof(num), dir);
+	for (int i = 0; i < 10; i++) {
+		if (num[i] < '0' || num[i] > '9') {
+			if (num[i])
+				target = 0;
+			break;
+		}
+		target = target * 10 + (num[i] - '0');
+	}
+	if (!ptrace_decide(&s, target, (__u32)ctx->id, SEC_MECH_TP_PTRACE_KILL))
+		bpf_send_signal(SIGKILL);
+	return 0;
+}
+
 static __always_inline int proc_mem_exit(struct trace_event_raw_sys_exit *ctx)
 {
 	long fd = ctx->ret;
@@ -1063,7 +1087,6 @@ static __always_inline int proc_mem_exit(struct trace_event_raw_sys_exit *ctx)
 	struct file **fds;
 	struct file *f = NULL;
 	struct dentry *d;
-	struct selected s = {};
 	char name[4] = {};
 
 	if (fd < 0)
@@ -1085,23 +1108,9 @@ static __always_inline int proc_mem_exit(struct trace_event_raw_sys_exit *ctx)
 	if (name[0] != 'm' || name[1] != 'e' || name[2] != 'm')
 		return 0;
 	void *mm = BPF_CORE_READ(f, private_data);
-	if (!mm || mm == (void *)BPF_CORE_READ(t, mm) || !select_current(&s, true))
+	if (!mm || mm == (void *)BPF_CORE_READ(t, mm))
 		return 0;
-	/* the target for the event: the directory above, /proc/<pid> or task/<tid> */
-	char num[11] = {};
-	__u32 target = 0;
-	bpf_probe_read_kernel_str(num, sizeof(num), BPF_CORE_READ(d, d_parent, d_name.name));
-	for (int i = 0; i < 10; i++) {
-		if (num[i] < '0' || num[i] > '9') {
-			if (num[i])
-				target = 0;
-			break;
-		}
-		target = target * 10 + (num[i] - '0');
-	}
-	if (!ptrace_decide(&s, target, (__u32)ctx->id, SEC_MECH_TP_PTRACE_KILL))
-		bpf_send_signal(SIGKILL);
-	return 0;
+	return proc_mem_decide(ctx, BPF_CORE_READ(d, d_parent, d_name.name));
 }
 
 SEC("tracepoint/syscalls/sys_exit_openat")
@@ -1112,3 +1121,51 @@ int sec_open_exit_tp(struct trace_event_raw_sys_exit *ctx) { return proc_mem_exi
 
 SEC("tracepoint/syscalls/sys_exit_openat2")
 int sec_openat2_exit_tp(struct trace_event_raw_sys_exit *ctx) { return proc_mem_exit(ctx); }
+
+/*
+ * The same check with BTF-typed loads instead of a helper call per pointer (bpf_get_current_task_btf,
+ * 5.11; bpf_rdonly_cast, 6.2): it runs at the exit of every open on the machine, and on this lab's
+ * host its own time per open+close fell from 11% to 5% (pnpm lab bench security --ops open). The
+ * controller loads it where it loads, else the variants above.
+ */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
+
+static __always_inline int proc_mem_exit_btf(struct trace_event_raw_sys_exit *ctx)
+{
+	long fd = ctx->ret;
+	struct sec_config *cfg;
+	struct file *raw = NULL;
+
+	if (fd < 0)
+		return 0;
+	cfg = get_config();
+	if (!cfg || cfg->lsm_ptrace)
+		return 0;
+	struct task_struct *t = bpf_get_current_task_btf();
+	struct fdtable *fdt = t->files->fdt;
+	if (fd >= fdt->max_fds)
+		return 0;
+	/* a variable index into a BTF-typed array is not allowed: one helper read */
+	if (bpf_probe_read_kernel(&raw, sizeof(raw), &fdt->fd[fd]) || !raw)
+		return 0;
+	struct file *f = bpf_rdonly_cast(raw, bpf_core_type_id_kernel(struct file));
+	struct dentry *d = f->f_path.dentry;
+	if (d->d_sb->s_magic != PROC_SUPER_MAGIC || d->d_name.len != 3)
+		return 0;
+	const unsigned char *n = d->d_name.name;
+	if (n[0] != 'm' || n[1] != 'e' || n[2] != 'm')
+		return 0;
+	void *mm = f->private_data;
+	if (!mm || mm == (void *)t->mm)
+		return 0;
+	return proc_mem_decide(ctx, d->d_parent->d_name.name);
+}
+
+SEC("tracepoint/syscalls/sys_exit_openat")
+int sec_openat_exit_btf(struct trace_event_raw_sys_exit *ctx) { return proc_mem_exit_btf(ctx); }
+
+SEC("tracepoint/syscalls/sys_exit_open")
+int sec_open_exit_btf(struct trace_event_raw_sys_exit *ctx) { return proc_mem_exit_btf(ctx); }
+
+SEC("tracepoint/syscalls/sys_exit_openat2")
+int sec_openat2_exit_btf(struct trace_event_raw_sys_exit *ctx) { return proc_mem_exit_btf(ctx); }

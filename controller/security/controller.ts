@@ -60,13 +60,20 @@ export const HOOKS: { prog: SecurityShape['programs']; hook: string; kind: 'trac
   { prog: 'sec_vm_readv_tp', hook: 'tracepoint/syscalls/sys_enter_process_vm_readv', kind: 'tracepoint' },
   { prog: 'sec_vm_writev_tp', hook: 'tracepoint/syscalls/sys_enter_process_vm_writev', kind: 'tracepoint' },
   { prog: 'sec_pidfd_getfd_tp', hook: 'tracepoint/syscalls/sys_enter_pidfd_getfd', kind: 'tracepoint' },
+  { prog: 'sec_openat_exit_btf', hook: 'tracepoint/syscalls/sys_exit_openat', kind: 'tracepoint' },
+  { prog: 'sec_open_exit_btf', hook: 'tracepoint/syscalls/sys_exit_open', kind: 'tracepoint' },
+  { prog: 'sec_openat2_exit_btf', hook: 'tracepoint/syscalls/sys_exit_openat2', kind: 'tracepoint' },
   { prog: 'sec_openat_exit_tp', hook: 'tracepoint/syscalls/sys_exit_openat', kind: 'tracepoint' },
   { prog: 'sec_open_exit_tp', hook: 'tracepoint/syscalls/sys_exit_open', kind: 'tracepoint' },
   { prog: 'sec_openat2_exit_tp', hook: 'tracepoint/syscalls/sys_exit_openat2', kind: 'tracepoint' },
 ];
 /** the tracepoint fallbacks of other processes' access, left out where lsm/ptrace_access_check
  *  attaches (the sys_exit_open* ones catch a descriptor of another process's /proc/<pid>/mem) */
-const PTRACE_TPS = ['sec_ptrace_tp', 'sec_vm_readv_tp', 'sec_vm_writev_tp', 'sec_pidfd_getfd_tp', 'sec_openat_exit_tp', 'sec_open_exit_tp', 'sec_openat2_exit_tp'];
+const PTRACE_TPS = ['sec_ptrace_tp', 'sec_vm_readv_tp', 'sec_vm_writev_tp', 'sec_pidfd_getfd_tp', 'sec_openat_exit_btf', 'sec_open_exit_btf', 'sec_openat2_exit_btf', 'sec_openat_exit_tp', 'sec_open_exit_tp', 'sec_openat2_exit_tp'];
+/** the /proc/<pid>/mem check at every open's exit, in two builds of one check: BTF-typed loads
+ *  (5.11+/6.2+, less than half the cost per open on this lab's host) where they load, else helper reads */
+const MEM_BTF = ['sec_openat_exit_btf', 'sec_open_exit_btf', 'sec_openat2_exit_btf'];
+const MEM_HELPER = ['sec_openat_exit_tp', 'sec_open_exit_tp', 'sec_openat2_exit_tp'];
 // keyed by the C enums (bpf/security.h), read from the object's BTF into bpf/gen/security.ts
 const EXEC_MODE = { none: sec_exec_mode.SEC_EXEC_NONE, lsm: sec_exec_mode.SEC_EXEC_LSM, 'tp-kill': sec_exec_mode.SEC_EXEC_TP_KILL } as const;
 export const MECHANISM: Record<number, string> = {
@@ -236,6 +243,8 @@ export class SecurityController {
     // tracepoint (named so since 6.0) or the operation (5.19) may be missing too
     const uringRefused = lsmOk || adopted.has('sec_io_uring_socket') ? undefined : refusedAlone(file, ['sec_io_uring_socket'], (o) => attachTrace(o.program('sec_io_uring_socket')).close());
     if (uringRefused) mech.unsupported.push({ hook: 'tp_btf/io_uring_submit_req', evidence: `${uringRefused} (non-inet sockets made through io_uring IORING_OP_SOCKET are not refused)` });
+    // the /proc/<pid>/mem check: only where lsm/ptrace_access_check is missing; one build of it
+    const memBtf = !lsmOk && !adopted.has('sec_openat_exit_tp') && !refusedAlone(file, ['sec_openat_exit_btf']);
     if (sockoptRefused) mech.unsupported.push({ hook: 'cgroup/setsockopt', evidence: `${sockoptRefused} (source routes set on a socket are refused at the send only, where BPF LSM attaches)` });
     const skel = security.open(file);
     const obj = skel.obj;
@@ -244,7 +253,7 @@ export class SecurityController {
       // creates and pins them
       if (opts.pin) for (const n of MAP_NAMES) obj.setPinPath(n, path.join(PIN_DIR, n));
       try {
-        obj.load({ skip: [...(lsmOk ? [] : LSM_PROGS), ...(lsmOk && !sendmsgRefused ? [] : ['sec_sendmsg_lsm']), ...(sockoptRefused ? ['sec_setsockopt'] : []), ...(lsmOk || uringRefused ? ['sec_io_uring_socket'] : []), ...adopted.keys()] });
+        obj.load({ skip: [...(lsmOk ? [] : LSM_PROGS), ...(lsmOk && !sendmsgRefused ? [] : ['sec_sendmsg_lsm']), ...(sockoptRefused ? ['sec_setsockopt'] : []), ...(lsmOk || uringRefused ? ['sec_io_uring_socket'] : []), ...(memBtf ? MEM_HELPER : MEM_BTF), ...adopted.keys()] });
       } catch (e) {
         if (opts.pin && /reuse|incompatib|EINVAL/i.test(String((e as Error).message))) {
           throw new LabError(`the maps pinned at ${PIN_DIR} do not match this build of security.bpf.o`, 'pnpm lab policy stop (removes the old enforcement), then start the daemon again', { cause: e });
@@ -278,6 +287,8 @@ export class SecurityController {
       // a fallback is only attached where its mechanism is not covered by LSM
       if (h.prog === 'sec_socket_tp' && attached.has('sec_socket_lsm')) continue;
       if (h.prog === 'sec_io_uring_socket' && lsmOk) continue; // not loaded: lsm/socket_create sees io_uring's sockets
+      if (!this.skel.program(h.prog).loaded) continue; // the build of the mem check not chosen
+      if (MEM_HELPER.includes(h.prog) && attached.has(MEM_BTF[MEM_HELPER.indexOf(h.prog)]!)) continue; // adopted
       if (PTRACE_TPS.includes(h.prog) && attached.has('sec_ptrace_lsm')) continue;
       let l: Link;
       try {

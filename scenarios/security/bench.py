@@ -10,6 +10,8 @@
 #               lsm/socket_sendmsg alone)
 #   tcp-send N  send of 16 bytes on an established loopback TCP connection (TCP_NODELAY), the
 #               receiving end drained every 64 sends (lsm/socket_sendmsg alone)
+#   open N      open + close of a small regular file, N times (where BPF LSM is missing, the exit of
+#               every open on the machine runs the /proc/<pid>/mem check)
 # The UDP sink is never read: its receive buffer is the smallest the kernel allows, filled during
 # the warm-up, after which every datagram goes the whole loopback path and is dropped at the sink's
 # queue. The loop then times sends alone, no recv beside each one.
@@ -90,6 +92,11 @@ elif kind == "tcp-send":
             if i & 63 == 63:
                 drain()
         drain()
+    warm = 2000
+elif kind == "open":
+    def loop(k, o=os.open, c=os.close, f=sys.executable, r=os.O_RDONLY):
+        for _ in range(k):
+            c(o(f, r))
     warm = 2000
 else:
     sys.exit(f"unknown operation {kind}")

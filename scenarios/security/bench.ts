@@ -26,7 +26,7 @@ import { bootstrapRatioCI, verdict } from '../../lab/stats.ts';
 import { headlineFromRounds } from '../../lab/rounds.ts';
 
 type Cond = 'none' | 'non-matching' | 'matching';
-export const OPS = ['exec', 'connect', 'sendto', 'send', 'tcp-send'] as const;
+export const OPS = ['exec', 'connect', 'sendto', 'send', 'tcp-send', 'open'] as const;
 type Op = (typeof OPS)[number];
 const CONDS: Cond[] = ['none', 'non-matching', 'matching'];
 /**
@@ -34,7 +34,9 @@ const CONDS: Cond[] = ['none', 'non-matching', 'matching'];
  * exec = fork + exec + exit tracepoints and bprm_check_security; connect = socket() (sock_create,
  * the sys_enter_socket fallback or socket_create) + connect (cgroup hook and socket_connect);
  * sendto (unconnected UDP) = cgroup sendmsg4 + socket_sendmsg; send (connected UDP) and tcp-send =
- * socket_sendmsg alone (the kernel runs the cgroup hook only for a send that names an address).
+ * socket_sendmsg alone (the kernel runs the cgroup hook only for a send that names an address);
+ * open = the exit tracepoint of openat (the /proc/<pid>/mem check, attached where BPF LSM is missing;
+ * one of its two builds).
  */
 const OP_PROGS: Record<Op, string[]> = {
   exec: ['sec_fork_tp', 'sec_exec_tp', 'sec_exit_tp', 'sec_exec_lsm'],
@@ -42,6 +44,7 @@ const OP_PROGS: Record<Op, string[]> = {
   sendto: ['sec_sendmsg4', 'sec_sendmsg_lsm'],
   send: ['sec_sendmsg_lsm'],
   'tcp-send': ['sec_sendmsg_lsm'],
+  open: ['sec_openat_exit_btf', 'sec_openat_exit_tp'],
 };
 const OP_LABEL: Record<Op, string> = {
   exec: 'fork+exec /bin/true',
@@ -49,10 +52,11 @@ const OP_LABEL: Record<Op, string> = {
   sendto: 'UDP sendto 16 B, unconnected, loopback',
   send: 'UDP send 16 B, connected, loopback',
   'tcp-send': 'TCP send 16 B, established, loopback',
+  open: 'open+close of a regular file',
 };
-const OP_SHORT: Record<Op, string> = { exec: 'fork+exec', connect: 'connect', sendto: 'UDP sendto', send: 'UDP send', 'tcp-send': 'TCP send' };
-const HEADLINE_OP: Record<Op, string> = { exec: 'fork+exec', connect: 'connect+accept+close', sendto: 'UDP sendto (16 B, unconnected)', send: 'UDP send (16 B, connected)', 'tcp-send': 'TCP send (16 B)' };
-const METRIC_OP: Record<Op, string> = { exec: 'exec', connect: 'connect', sendto: 'sendto', send: 'send', 'tcp-send': 'tcpSend' };
+const OP_SHORT: Record<Op, string> = { exec: 'fork+exec', connect: 'connect', sendto: 'UDP sendto', send: 'UDP send', 'tcp-send': 'TCP send', open: 'open+close' };
+const HEADLINE_OP: Record<Op, string> = { exec: 'fork+exec', connect: 'connect+accept+close', sendto: 'UDP sendto (16 B, unconnected)', send: 'UDP send (16 B, connected)', 'tcp-send': 'TCP send (16 B)', open: 'open+close' };
+const METRIC_OP: Record<Op, string> = { exec: 'exec', connect: 'connect', sendto: 'sendto', send: 'send', 'tcp-send': 'tcpSend', open: 'open' };
 
 /** --ops: a comma-separated subset of OPS, in OPS order */
 export function parseOps(v: string): Op[] | undefined {
@@ -176,7 +180,8 @@ export async function runBench(ctx: ScenarioContext, lab: Lab): Promise<void> {
     }])),
   });
   const perRound = ops.filter((k) => k === 'exec' || k === 'connect').map((k) => `${nOf(k)} ${k === 'exec' ? 'fork+execs' : 'connects'}`);
-  if (ops.some((k) => k !== 'exec' && k !== 'connect')) perRound.push(`${nSend} sends of each kind`);
+  if (ops.some((k) => k !== 'exec' && k !== 'connect' && k !== 'open')) perRound.push(`${nSend} sends of each kind`);
+  if (ops.includes('open')) perRound.push(`${nSend} opens`);
   const progRows = (k: Op) => {
     const names = new Set([...Object.keys(prog.matching[k]), ...Object.keys(prog['non-matching'][k])]);
     return [...names].filter((p) => prog.matching[k][p]?.runs || prog['non-matching'][k][p]?.runs).map((p) => [OP_SHORT[k], p, prog['non-matching'][k][p]?.runs ?? 0, Math.round(nsPerRun('non-matching', k, p)), prog.matching[k][p]?.runs ?? 0, Math.round(nsPerRun('matching', k, p))]);
@@ -193,6 +198,7 @@ export async function runBench(ctx: ScenarioContext, lab: Lab): Promise<void> {
     { kind: 'table', caption: 'ns per program run (BPF_ENABLE_STATS), per operation and condition', columns: ['operation', 'program', 'non-matching runs', 'non-matching ns/run', 'matching runs', 'matching ns/run'], rows: ops.flatMap(progRows) },
     ...chart(['exec', 'connect'], 'µs per operation (median)'),
     ...chart(['sendto', 'send', 'tcp-send'], 'µs per send (median)'),
+    ...chart(['open'], 'µs per open+close (median)'),
   );
   // the verdict: CPU time per op, paired per round, bootstrap CI of non-matching / none
   const ciRows: (string | number)[][] = [];
