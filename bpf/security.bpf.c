@@ -818,8 +818,7 @@ int sec_socket_tp(struct trace_event_raw_sys_enter *ctx)
  * of the process, and the kill still reaches the whole process. Inet families are refused by
  * cgroup/sock_create inside the operation itself.
  */
-SEC("tp_btf/io_uring_submit_req")
-int BPF_PROG(sec_io_uring_socket, struct io_kiocb *req)
+static __always_inline int io_uring_socket(struct io_kiocb *req)
 {
 	struct sec_config *cfg = get_config();
 	struct selected s = {};
@@ -838,6 +837,13 @@ int BPF_PROG(sec_io_uring_socket, struct io_kiocb *req)
 		bpf_send_signal(SIGKILL);
 	return 0;
 }
+
+SEC("tp_btf/io_uring_submit_req")
+int BPF_PROG(sec_io_uring_socket, struct io_kiocb *req) { return io_uring_socket(req); }
+
+/* the same tracepoint's name from 5.19 (IORING_OP_SOCKET's first kernel) to 6.3 */
+SEC("tp_btf/io_uring_submit_sqe")
+int BPF_PROG(sec_io_uring_socket_sqe, struct io_kiocb *req, bool force_nonblock) { return io_uring_socket(req); }
 
 SEC("cgroup/setsockopt")
 int sec_setsockopt(struct bpf_sockopt *ctx)

@@ -60,7 +60,7 @@ enum sec_mech {
 	SEC_MECH_TP_PTRACE_KILL = 12,    /* tracepoints sys_enter_{ptrace,process_vm_*,pidfd_getfd} + SIGKILL */
 	SEC_MECH_CGROUP_SETSOCKOPT = 13, /* cgroup/setsockopt: a source route (IPv6 routing header, IPv4 option) refused (EPERM) */
 	SEC_MECH_LSM_SENDMSG = 14,       /* lsm/socket_sendmsg: a source-routed send refused (-EPERM) */
-	SEC_MECH_TP_IO_URING_KILL = 15,  /* tp_btf/io_uring_submit_req + SIGKILL: IORING_OP_SOCKET where LSM is missing */
+	SEC_MECH_TP_IO_URING_KILL = 15,  /* tp_btf/io_uring_submit_{req,sqe} + SIGKILL: IORING_OP_SOCKET where LSM is missing */
 };
 
 /* how exec is enforced on this kernel, chosen by the controller after probing LSM attach */

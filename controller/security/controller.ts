@@ -54,6 +54,7 @@ export const HOOKS: { prog: SecurityShape['programs']; hook: string; kind: 'trac
   { prog: 'sec_setsockopt', hook: 'cgroup/setsockopt', kind: 'cgroup' },
   { prog: 'sec_socket_tp', hook: 'tracepoint/syscalls/sys_enter_socket', kind: 'tracepoint' },
   { prog: 'sec_io_uring_socket', hook: 'tp_btf/io_uring_submit_req', kind: 'trace' },
+  { prog: 'sec_io_uring_socket_sqe', hook: 'tp_btf/io_uring_submit_sqe', kind: 'trace' },
   { prog: 'sec_ptrace_lsm', hook: 'lsm/ptrace_access_check', kind: 'lsm' },
   { prog: 'sec_sendmsg_lsm', hook: 'lsm/socket_sendmsg', kind: 'lsm' },
   { prog: 'sec_ptrace_tp', hook: 'tracepoint/syscalls/sys_enter_ptrace', kind: 'tracepoint' },
@@ -72,6 +73,8 @@ export const HOOKS: { prog: SecurityShape['programs']; hook: string; kind: 'trac
 const PTRACE_TPS = ['sec_ptrace_tp', 'sec_vm_readv_tp', 'sec_vm_writev_tp', 'sec_pidfd_getfd_tp', 'sec_openat_exit_btf', 'sec_open_exit_btf', 'sec_openat2_exit_btf', 'sec_openat_exit_tp', 'sec_open_exit_tp', 'sec_openat2_exit_tp'];
 /** the /proc/<pid>/mem check at every open's exit, in two builds of one check: BTF-typed loads
  *  (5.11+/6.2+, less than half the cost per open on this lab's host) where they load, else helper reads */
+/** IORING_OP_SOCKET's fallback under the submission tracepoint's two names: the one that loads is loaded */
+const URING_PROGS = ['sec_io_uring_socket', 'sec_io_uring_socket_sqe'];
 const MEM_BTF = ['sec_openat_exit_btf', 'sec_open_exit_btf', 'sec_openat2_exit_btf'];
 const MEM_HELPER = ['sec_openat_exit_tp', 'sec_open_exit_tp', 'sec_openat2_exit_tp'];
 // keyed by the C enums (bpf/security.h), read from the object's BTF into bpf/gen/security.ts
@@ -91,7 +94,7 @@ export const MECHANISM: Record<number, string> = {
   [sec_mech.SEC_MECH_TP_PTRACE_KILL]: 'syscall tracepoint + bpf_send_signal(SIGKILL)',
   [sec_mech.SEC_MECH_CGROUP_SETSOCKOPT]: 'cgroup/setsockopt',
   [sec_mech.SEC_MECH_LSM_SENDMSG]: 'lsm/socket_sendmsg (-EPERM)',
-  [sec_mech.SEC_MECH_TP_IO_URING_KILL]: 'tp_btf/io_uring_submit_req (IORING_OP_SOCKET) + bpf_send_signal(SIGKILL)',
+  [sec_mech.SEC_MECH_TP_IO_URING_KILL]: 'tp_btf/io_uring_submit_{req,sqe} (IORING_OP_SOCKET) + bpf_send_signal(SIGKILL)',
 };
 const KIND: Record<number, SecurityEvent['kind']> = { [sec_event_kind.SEC_EV_EXEC]: 'exec', [sec_event_kind.SEC_EV_CONNECT]: 'connect', [sec_event_kind.SEC_EV_SENDMSG]: 'sendmsg', [sec_event_kind.SEC_EV_SOCKET]: 'socket', [sec_event_kind.SEC_EV_PTRACE]: 'ptrace', [sec_event_kind.SEC_EV_SOCKOPT]: 'sockopt' };
 // the syscalls the ptrace tracepoints watch, by their x86-64 numbers (what the event's `call` holds there)
@@ -239,10 +242,11 @@ export class SecurityController {
     // ancestors) only on newer kernels (5.10 refuses it: EINVAL): its refusal is stated, and does
     // not unload the whole controller
     const sockoptRefused = adopted.has('sec_setsockopt') ? undefined : refusedAlone(file, ['sec_setsockopt']);
-    // IORING_OP_SOCKET's fallback: needed only where lsm/socket_create is missing, and the
-    // tracepoint (named so since 6.0) or the operation (5.19) may be missing too
-    const uringRefused = lsmOk || adopted.has('sec_io_uring_socket') ? undefined : refusedAlone(file, ['sec_io_uring_socket'], (o) => attachTrace(o.program('sec_io_uring_socket')).close());
-    if (uringRefused) mech.unsupported.push({ hook: 'tp_btf/io_uring_submit_req', evidence: `${uringRefused} (non-inet sockets made through io_uring IORING_OP_SOCKET are not refused)` });
+    // IORING_OP_SOCKET's fallback: needed only where lsm/socket_create is missing; the operation
+    // exists since 5.19, its submission tracepoint is io_uring_submit_sqe until 6.3, then _req
+    const tryUring = (p: string) => refusedAlone(file, [p], (o) => attachTrace(o.program(p)).close());
+    const uringProg = lsmOk ? undefined : URING_PROGS.find((p) => adopted.has(p)) ?? URING_PROGS.find((p) => !tryUring(p));
+    if (!lsmOk && !uringProg) mech.unsupported.push({ hook: 'tp_btf/io_uring_submit_req', evidence: `${tryUring(URING_PROGS[0]!)}; io_uring_submit_sqe: ${tryUring(URING_PROGS[1]!)} (non-inet sockets made through io_uring IORING_OP_SOCKET are not refused)` });
     // the /proc/<pid>/mem check: only where lsm/ptrace_access_check is missing; one build of it
     const memBtf = !lsmOk && !adopted.has('sec_openat_exit_tp') && !refusedAlone(file, ['sec_openat_exit_btf']);
     if (sockoptRefused) mech.unsupported.push({ hook: 'cgroup/setsockopt', evidence: `${sockoptRefused} (source routes set on a socket are refused at the send only, where BPF LSM attaches)` });
@@ -253,7 +257,7 @@ export class SecurityController {
       // creates and pins them
       if (opts.pin) for (const n of MAP_NAMES) obj.setPinPath(n, path.join(PIN_DIR, n));
       try {
-        obj.load({ skip: [...(lsmOk ? [] : LSM_PROGS), ...(lsmOk && !sendmsgRefused ? [] : ['sec_sendmsg_lsm']), ...(sockoptRefused ? ['sec_setsockopt'] : []), ...(lsmOk || uringRefused ? ['sec_io_uring_socket'] : []), ...(memBtf ? MEM_HELPER : MEM_BTF), ...adopted.keys()] });
+        obj.load({ skip: [...(lsmOk ? [] : LSM_PROGS), ...(lsmOk && !sendmsgRefused ? [] : ['sec_sendmsg_lsm']), ...(sockoptRefused ? ['sec_setsockopt'] : []), ...URING_PROGS.filter((p) => p !== uringProg), ...(memBtf ? MEM_HELPER : MEM_BTF), ...adopted.keys()] });
       } catch (e) {
         if (opts.pin && /reuse|incompatib|EINVAL/i.test(String((e as Error).message))) {
           throw new LabError(`the maps pinned at ${PIN_DIR} do not match this build of security.bpf.o`, 'pnpm lab policy stop (removes the old enforcement), then start the daemon again', { cause: e });
@@ -286,7 +290,6 @@ export class SecurityController {
       if (m.unsupported.some((u) => u.hook === h.hook)) continue; // refused when probed: not loaded
       // a fallback is only attached where its mechanism is not covered by LSM
       if (h.prog === 'sec_socket_tp' && attached.has('sec_socket_lsm')) continue;
-      if (h.prog === 'sec_io_uring_socket' && lsmOk) continue; // not loaded: lsm/socket_create sees io_uring's sockets
       if (!this.skel.program(h.prog).loaded) continue; // the build of the mem check not chosen
       if (MEM_HELPER.includes(h.prog) && attached.has(MEM_BTF[MEM_HELPER.indexOf(h.prog)]!)) continue; // adopted
       if (PTRACE_TPS.includes(h.prog) && attached.has('sec_ptrace_lsm')) continue;
@@ -320,7 +323,7 @@ export class SecurityController {
     m.lsmConnect = has('sec_connect_lsm');
     m.egress = HOOKS.filter((h) => h.kind === 'cgroup' && h.prog !== 'sec_sock_create' && h.prog !== 'sec_setsockopt' && has(h.prog)).map((h) => h.hook);
     m.sourceRouting = [['sec_setsockopt', 'cgroup/setsockopt'], ['sec_sendmsg_lsm', 'lsm/socket_sendmsg'], ['sec_connect_lsm', 'lsm/socket_connect']].filter(([p]) => has(p!)).map(([, h]) => h!);
-    m.rawSockets = has('sec_socket_lsm') ? ['lsm/socket_create'] : [...(has('sec_sock_create') ? ['cgroup/sock_create'] : []), ...(has('sec_socket_tp') ? ['tracepoint/syscalls/sys_enter_socket + SIGKILL'] : []), ...(has('sec_io_uring_socket') ? ['tp_btf/io_uring_submit_req (IORING_OP_SOCKET) + SIGKILL'] : [])];
+    m.rawSockets = has('sec_socket_lsm') ? ['lsm/socket_create'] : [...(has('sec_sock_create') ? ['cgroup/sock_create'] : []), ...(has('sec_socket_tp') ? ['tracepoint/syscalls/sys_enter_socket + SIGKILL'] : []), ...URING_PROGS.filter(has).map((p) => `${HOOKS.find((h) => h.prog === p)!.hook} (IORING_OP_SOCKET) + SIGKILL`)];
     m.ptrace = has('sec_ptrace_lsm') ? ['lsm/ptrace_access_check'] : PTRACE_TPS.filter(has).map((p) => `${HOOKS.find((h) => h.prog === p)!.hook} + SIGKILL`);
     // keep what an adopted config says about selectors; the mechanisms are this start's
     const cur = this.store.maps.config.get(0) ?? { cg_levels: 0, exec_mode: 0, have_exe_selectors: 0, lsm_socket: 0, lsm_ptrace: 0, oracle_cgroup: 0n };

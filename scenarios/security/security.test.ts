@@ -71,7 +71,7 @@ describeRoot('security attack suite (host)', () => {
         // one event per family the workload tried, each naming it
         expect(r.events.every((x) => x.kind === 'socket' && /^AF_(?!INET|PACKET|UNIX|NETLINK|ALG)[A-Z0-9]+ SOCK_/.test(x.socket ?? '') && x.rule.includes('egress.rawSockets'))).toBe(true);
         const lsm = lab.controller.mechanisms.rawSockets.includes('lsm/socket_create');
-        expect(e.mechanism).toMatch(lsm ? /lsm\/socket_create/ : a.name === 'io-uring-socket' ? /io_uring_submit_req/ : /sys_enter_socket/);
+        expect(e.mechanism).toMatch(lsm ? /lsm\/socket_create/ : a.name === 'io-uring-socket' ? /io_uring_submit_/ : /sys_enter_socket/);
       } else {
         expect(['connect', 'sendmsg']).toContain(e.kind);
         expect(e.destination).toBeTruthy();
