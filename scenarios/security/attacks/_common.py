@@ -52,3 +52,25 @@ def net_result(what, fn):
     except OSError as e:
         name = errno.errorcode.get(e.errno, str(e.errno))
         return e.errno in REACHED, f"{what}: {name}"
+
+
+def unsupported(detail):
+    print(json.dumps({"through": False, "detail": detail, "unsupported": True}), flush=True)
+    sys.exit(0)
+
+
+def yama_refuses(what):
+    """ends the attack as unsupported where Yama refuses attach-mode access to a non-child first"""
+    try:
+        scope = int(open("/proc/sys/kernel/yama/ptrace_scope").read())
+    except OSError:
+        scope = 0
+    if scope > 0 and os.getuid() != 0:
+        unsupported(f"Yama's ptrace_scope is {scope}: it refuses the {what} before any policy would")
+
+
+def families_report(opened, refused, missing, how):
+    """one verdict over many socket families: through when any opened; unsupported when none exists"""
+    if not opened and not refused:
+        unsupported(f"no non-inet network family opens {how}here: " + ", ".join(missing))
+    report(bool(opened), "; ".join(x for x in [f"opened {how}".rstrip() + f": {', '.join(opened)}" if opened else "", f"refused: {'; '.join(refused)}" if refused else "", f"not in this kernel: {len(missing)}"] if x))

@@ -53,8 +53,7 @@ for fam, (name, typ) in FAMILIES.items():
     said = os.read(r, 50).decode()
     os.close(r)
     if said == "none":
-        print(json.dumps({"through": False, "detail": "io_uring_setup failed: no io_uring for this user here", "unsupported": True}), flush=True)
-        sys.exit(0)
+        unsupported("io_uring_setup failed: no io_uring for this user here")
     if not said:
         refused.append(f"{name}: child {how}")
     elif int(said) >= 0:
@@ -66,7 +65,4 @@ for fam, (name, typ) in FAMILIES.items():
         missing.append(name)
     else:
         refused.append(f"{name}: {errno.errorcode.get(-int(said), said)}")
-if not opened and not refused:
-    print(json.dumps({"through": False, "detail": "no non-inet family opens through io_uring here: " + ", ".join(missing), "unsupported": True}), flush=True)
-    sys.exit(0)
-report(bool(opened), "; ".join(x for x in [f"IORING_OP_SOCKET opened: {', '.join(opened)}" if opened else "", f"refused: {'; '.join(refused)}" if refused else "", f"not in this kernel: {len(missing)}"] if x))
+families_report(opened, refused, missing, "through IORING_OP_SOCKET ")

@@ -45,7 +45,4 @@ for fam, name in FAMILIES.items():
         missing.append(name)
     else:
         refused.append(f"{name}: {said}")
-if not opened and not refused:
-    print(json.dumps({"through": False, "detail": "no non-inet network family opens here: " + ", ".join(missing), "unsupported": True}), flush=True)
-    sys.exit(0)
-report(bool(opened), "; ".join(x for x in [f"opened: {', '.join(opened)}" if opened else "", f"refused: {'; '.join(refused)}" if refused else "", f"not in this kernel: {len(missing)}"] if x))
+families_report(opened, refused, missing, "")

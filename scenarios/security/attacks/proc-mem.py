@@ -6,13 +6,7 @@
 # opened it.
 from _common import *
 
-try:
-    scope = int(open("/proc/sys/kernel/yama/ptrace_scope").read())
-except OSError:
-    scope = 0
-if scope > 0 and os.getuid() != 0:
-    print(json.dumps({"through": False, "detail": f"Yama's ptrace_scope is {scope}: it refuses the open before any policy would", "unsupported": True}), flush=True)
-    sys.exit(0)
+yama_refuses("open")
 VICTIM = int(os.environ["VICTIM_PID"])
 
 

@@ -8,13 +8,7 @@ from _common import *
 if os.uname().machine != "x86_64":
     print(json.dumps({"through": False, "detail": f"register injection is written for x86-64, not {os.uname().machine}", "unsupported": True}), flush=True)
     sys.exit(0)
-try:
-    scope = int(open("/proc/sys/kernel/yama/ptrace_scope").read())
-except OSError:
-    scope = 0
-if scope > 0 and os.getuid() != 0:
-    print(json.dumps({"through": False, "detail": f"Yama's ptrace_scope is {scope}: it refuses the attach before any policy would", "unsupported": True}), flush=True)
-    sys.exit(0)
+yama_refuses("attach")
 VICTIM = int(os.environ["VICTIM_PID"])
 PTRACE_PEEKTEXT, PTRACE_POKEDATA, PTRACE_GETREGS, PTRACE_SETREGS, PTRACE_DETACH = 1, 5, 12, 13, 17
 PTRACE_SEIZE, PTRACE_INTERRUPT = 0x4206, 0x4207
