@@ -32,6 +32,26 @@ def run_exec(argv, **kw):
     report(marker(), f"{' '.join(map(str, argv))[:80]}: {detail}")
 
 
+def in_child(fn):
+    """fn() in a forked child, where the fallback may kill it before it returns: what it returned
+    (an OSError's text; '' if it died first) and how the child ended"""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            said = fn()
+        except OSError as e:
+            said = e.strerror or str(e)
+        os.write(w, said.encode())
+        os._exit(0)
+    os.close(w)
+    how = wait_child(pid)
+    said = os.read(r, 300).decode()
+    os.close(r)
+    return said, how
+
+
 def wait_child(pid):
     _, status = os.waitpid(pid, 0)
     if os.WIFSIGNALED(status):

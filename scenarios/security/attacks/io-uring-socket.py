@@ -41,18 +41,8 @@ def uring_socket(domain, typ):
 
 opened, refused, missing = [], [], []
 for fam, (name, typ) in FAMILIES.items():
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        res = uring_socket(fam, typ)
-        os.write(w, (b"none" if res is None else str(res).encode()))
-        os._exit(0)
-    os.close(w)
-    how = wait_child(pid)
-    said = os.read(r, 50).decode()
-    os.close(r)
-    if said == "none":
+    said, how = in_child(lambda: str(uring_socket(fam, typ)))
+    if said == "None":
         unsupported("io_uring_setup failed: no io_uring for this user here")
     if not said:
         refused.append(f"{name}: child {how}")

@@ -27,16 +27,7 @@ def try_family(fam):
 
 opened, refused, missing = [], [], []
 for fam, name in FAMILIES.items():
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        os.write(w, try_family(fam).encode())
-        os._exit(0)
-    os.close(w)
-    how = wait_child(pid)
-    said = os.read(r, 200).decode()
-    os.close(r)
+    said, how = in_child(lambda: try_family(fam))
     if said.startswith("ok"):
         opened.append(f"{name} (type {said.split()[1]})")
     elif not said:

@@ -24,17 +24,5 @@ def touch():
     return f"opened, read {len(got)} bytes of its stack, wrote {put} back"
 
 
-r, w = os.pipe()
-pid = os.fork()
-if pid == 0:
-    os.close(r)
-    try:
-        said = touch()
-    except OSError as e:
-        said = f"{e.strerror or e}"
-    os.write(w, said.encode())
-    os._exit(0)
-os.close(w)
-how = wait_child(pid)
-said = os.read(r, 300).decode()
+said, how = in_child(touch)
 report(said.startswith("opened"), f"/proc/{VICTIM}/mem (outside the policy): child {said or 'said nothing'}, {how}")

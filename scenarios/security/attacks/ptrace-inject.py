@@ -61,19 +61,7 @@ def inject():
     return "attached, execve injected"
 
 
-r, w = os.pipe()
-pid = os.fork()
-if pid == 0:
-    os.close(r)
-    try:
-        said = inject()
-    except OSError as e:
-        said = e.strerror or str(e)
-    os.write(w, said.encode())
-    os._exit(0)
-os.close(w)
-how = wait_child(pid)
-said = os.read(r, 300).decode()
+said, how = in_child(inject)
 # the victim's shell writes the marker once it runs (a moment, longer in a TCG guest)
 for _ in range(200 if "injected" in said else 0):
     if marker():
