@@ -71,10 +71,10 @@ export const HOOKS: { prog: SecurityShape['programs']; hook: string; kind: 'trac
 /** the tracepoint fallbacks of other processes' access, left out where lsm/ptrace_access_check
  *  attaches (the sys_exit_open* ones catch a descriptor of another process's /proc/<pid>/mem) */
 const PTRACE_TPS = ['sec_ptrace_tp', 'sec_vm_readv_tp', 'sec_vm_writev_tp', 'sec_pidfd_getfd_tp', 'sec_openat_exit_btf', 'sec_open_exit_btf', 'sec_openat2_exit_btf', 'sec_openat_exit_tp', 'sec_open_exit_tp', 'sec_openat2_exit_tp'];
-/** the /proc/<pid>/mem check at every open's exit, in two builds of one check: BTF-typed loads
- *  (5.11+/6.2+, less than half the cost per open on this lab's host) where they load, else helper reads */
 /** IORING_OP_SOCKET's fallback under the submission tracepoint's two names: the one that loads is loaded */
 const URING_PROGS = ['sec_io_uring_socket', 'sec_io_uring_socket_sqe'];
+/** the /proc/<pid>/mem check at every open's exit, in two builds of one check: BTF-typed loads
+ *  (5.11+/6.2+, less than half the cost per open on this lab's host) where they load, else helper reads */
 const MEM_BTF = ['sec_openat_exit_btf', 'sec_open_exit_btf', 'sec_openat2_exit_btf'];
 const MEM_HELPER = ['sec_openat_exit_tp', 'sec_open_exit_tp', 'sec_openat2_exit_tp'];
 // keyed by the C enums (bpf/security.h), read from the object's BTF into bpf/gen/security.ts
@@ -244,9 +244,14 @@ export class SecurityController {
     const sockoptRefused = adopted.has('sec_setsockopt') ? undefined : refusedAlone(file, ['sec_setsockopt']);
     // IORING_OP_SOCKET's fallback: needed only where lsm/socket_create is missing; the operation
     // exists since 5.19, its submission tracepoint is io_uring_submit_sqe until 6.3, then _req
-    const tryUring = (p: string) => refusedAlone(file, [p], (o) => attachTrace(o.program(p)).close());
-    const uringProg = lsmOk ? undefined : URING_PROGS.find((p) => adopted.has(p)) ?? URING_PROGS.find((p) => !tryUring(p));
-    if (!lsmOk && !uringProg) mech.unsupported.push({ hook: 'tp_btf/io_uring_submit_req', evidence: `${tryUring(URING_PROGS[0]!)}; io_uring_submit_sqe: ${tryUring(URING_PROGS[1]!)} (non-inet sockets made through io_uring IORING_OP_SOCKET are not refused)` });
+    const uringRefused: string[] = [];
+    const tryUring = (p: string) => {
+      const why = refusedAlone(file, [p], (o) => attachTrace(o.program(p)).close());
+      if (why) uringRefused.push(`${HOOKS.find((h) => h.prog === p)!.hook}: ${why}`);
+      return !why;
+    };
+    const uringProg = lsmOk ? undefined : URING_PROGS.find((p) => adopted.has(p)) ?? URING_PROGS.find(tryUring);
+    if (!lsmOk && !uringProg) mech.unsupported.push({ hook: 'tp_btf/io_uring_submit_req', evidence: `${uringRefused.join('; ')} (non-inet sockets made through io_uring IORING_OP_SOCKET are not refused)` });
     // the /proc/<pid>/mem check: only where lsm/ptrace_access_check is missing; one build of it
     const memBtf = !lsmOk && !adopted.has('sec_openat_exit_tp') && !refusedAlone(file, ['sec_openat_exit_btf']);
     if (sockoptRefused) mech.unsupported.push({ hook: 'cgroup/setsockopt', evidence: `${sockoptRefused} (source routes set on a socket are refused at the send only, where BPF LSM attaches)` });
