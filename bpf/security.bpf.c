@@ -785,8 +785,8 @@ long sec_socket_lsm(unsigned long long *ctx)
 /*
  * Fallback for packet sockets and the other non-inet families where BPF LSM is missing
  * (cgroup/sock_create never sees them). The SIGKILL is delivered on the return from socket(2), so
- * the descriptor never reaches user space. Not covered: IORING_OP_SOCKET, which creates sockets
- * without this syscall.
+ * the descriptor never reaches user space. io_uring's IORING_OP_SOCKET, which creates sockets
+ * without this syscall, is caught at its submission (below).
  */
 SEC("tracepoint/syscalls/sys_enter_socket")
 int sec_socket_tp(struct trace_event_raw_sys_enter *ctx)
@@ -925,9 +925,10 @@ static __always_inline __u32 cmsg_source_route(struct msghdr *msg)
  * on the socket) has nothing this program refuses, whoever sends it: it returns before the
  * selection (select_current's cgroup walk: reads and map lookups) and the control-message walk.
  * Every send of every process pays this program: on a 16-byte connected UDP send in the 6.1 guest
- * (TCG) it took 925 ns per run for a process not selected and 1854 ns for a selected one, 8.5% and
- * 17% of the send; with the early return 587 and 573 ns (pnpm lab bench security --ops
- * sendto,send,tcp-send; reports 20261205-014302-security-6.1, 20261205-015221-security-6.1).
+ * (TCG) it takes 621 ns per run for a process not selected and 683 ns for a selected one, about 5%
+ * of the send (pnpm lab bench security --kernel 6.1 --ops sendto,send,tcp-send; reports/
+ * 20261205-030840-security-6.1). Without the early return it was 0.9 and 1.4-1.9 µs, 8.5% and up to
+ * 17% (runs of the same bench that were not kept).
  */
 SEC("lsm/socket_sendmsg")
 long sec_sendmsg_lsm(unsigned long long *ctx)
@@ -1131,8 +1132,9 @@ int sec_openat2_exit_tp(struct trace_event_raw_sys_exit *ctx) { return proc_mem_
 /*
  * The same check with BTF-typed loads instead of a helper call per pointer (bpf_get_current_task_btf,
  * 5.11; bpf_rdonly_cast, 6.2): it runs at the exit of every open on the machine, and on this lab's
- * host its own time per open+close fell from 11% to 5% (pnpm lab bench security --ops open). The
- * controller loads it where it loads, else the variants above.
+ * host its own time per open+close fell from 11% to 5% (pnpm lab bench security --ops open:
+ * reports/20261205-022125-security-host, reports/20261205-022800-security-host). The controller
+ * loads it where it loads, else the variants above.
  */
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
 
