@@ -296,7 +296,6 @@ export class SecurityController {
       // a fallback is only attached where its mechanism is not covered by LSM
       if (h.prog === 'sec_socket_tp' && attached.has('sec_socket_lsm')) continue;
       if (!this.skel.program(h.prog).loaded) continue; // the build of the mem check not chosen
-      if (MEM_HELPER.includes(h.prog) && attached.has(MEM_BTF[MEM_HELPER.indexOf(h.prog)]!)) continue; // adopted
       if (PTRACE_TPS.includes(h.prog) && attached.has('sec_ptrace_lsm')) continue;
       let l: Link;
       try {
