@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { readPolicyFile, type Policy } from './policy.ts';
-import { EVENTS_PATH, LINK_DIR, PIN_DIR, RUN_DIR, HOOKS, SecurityController, pinnedLinks, pinnedStore, runningDaemon, stopDaemon, withApplyLock } from './controller.ts';
+import { EVENTS_PATH, LINK_DIR, PIN_DIR, RUN_DIR, HOOKS, SecurityController, enforcementGaps, pinnedLinks, pinnedStore, runningDaemon, stopDaemon, withApplyLock } from './controller.ts';
 import { resolveShells } from './files.ts';
 import { entriesNeeded, denyRaw } from './store.ts';
 import { deferSignalsToCaller, BpfObject } from '../libbpf/index.ts';
@@ -20,10 +20,13 @@ import { jsonLine } from '../../common/printable.ts';
 
 const COMMANDS: Record<string, CommandSpec<Opts> & { run: (a: { values: Record<string, unknown>; positionals: string[] }) => Promise<number> }> = {
   daemon: {
-    usage: 'pnpm lab policy daemon [--lsm auto|off]',
+    usage: 'pnpm lab policy daemon [--lsm auto|off] [--require-all]',
     summary: 'Load and attach the programs, pin links and maps (enforcement outlives this process), stream events until Ctrl-C. A restart re-adopts what is pinned.',
-    options: { lsm: { type: 'string', choices: ['auto', 'off'], default: 'auto', description: 'off: never try BPF LSM (use the tracepoint fallback)' } },
-    run: async ({ values }) => daemon(values.lsm === 'off'),
+    options: {
+      lsm: { type: 'string', choices: ['auto', 'off'], default: 'auto', description: 'off: never try BPF LSM (use the tracepoint fallback)' },
+      'require-all': { type: 'boolean', description: 'refuse to start, leaving nothing attached, if any rule kind is not enforced on this kernel (a hook refused, or a fallback weaker than BPF LSM)' },
+    },
+    run: async ({ values }) => daemon(values.lsm === 'off', values['require-all'] === true),
   },
   apply: {
     usage: 'pnpm lab policy apply <file>',
@@ -259,15 +262,18 @@ async function del(names: string[], all: boolean): Promise<number> {
   return 0;
 }
 
-async function daemon(lsmOff: boolean): Promise<number> {
+async function daemon(lsmOff: boolean, requireAll: boolean): Promise<number> {
   // our stop path closes handles in order; the binding's default would just exit
   deferSignalsToCaller();
   await ensureMounts(); // bpffs for the pins, tracefs for the socket tracepoint
-  const c = await SecurityController.start({ pin: true, lsm: lsmOff ? 'off' : 'auto' });
+  const c = await SecurityController.start({ pin: true, lsm: lsmOff ? 'off' : 'auto', requireAll });
   const m = c.mechanisms;
   console.error(`security controller ${process.pid}: exec via ${m.exec} (${m.lsmEvidence}); egress via ${m.egress.join(', ') || 'nothing'}; raw/packet sockets via ${m.rawSockets.join(', ') || 'nothing'}; other processes via ${m.ptrace.join(', ') || 'nothing'}`);
   for (const a of c.adoption) console.error(`adopt: ${a}`);
-  for (const u of m.unsupported) console.error(`unsupported: ${u.hook} on ${fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()}: ${u.evidence}`);
+  const kernel = fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim();
+  for (const u of m.unsupported) console.error(`unsupported: ${u.hook} on ${kernel}: ${u.evidence}`);
+  // what the fallbacks cover less than BPF LSM would: said at every start, not only in the docs
+  for (const g of enforcementGaps(m).filter((g) => !m.unsupported.some((u) => u.hook === g.what))) console.error(`not enforced on ${kernel}: ${g.what} (${g.evidence})`);
   console.error(`links and maps are pinned under ${PIN_DIR}: enforcement continues if this process ends; \`pnpm lab policy stop\` ends it`);
   // the audit log (who ran what, where they connected) is root's alone, as the kernel's pins are
   fs.writeFileSync(EVENTS_PATH, '', { flag: 'a', mode: 0o600 });

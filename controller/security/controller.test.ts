@@ -4,7 +4,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { bpfObjects, describeRoot, labCli } from '../../lab/testing.ts';
-import { EVENTS_PATH, PIN_DIR, RUN_DIR, STATE_PATH, SecurityController, pinnedLinks, runningDaemon, stopDaemon } from './controller.ts';
+import { EVENTS_PATH, PIN_DIR, RUN_DIR, STATE_PATH, SecurityController, enforcementGaps, pinnedLinks, runningDaemon, stopDaemon } from './controller.ts';
 import { cgroup2Root, createCgroup, removeCgroup } from '../../common/cgroup.ts';
 import { tryLock, unlock } from '../../common/lockfile.ts';
 import { procStart } from '../../common/host.ts';
@@ -721,6 +721,64 @@ except OSError as e: print('raw', e.errno)`;
       await policyCommand(['stop']);
     }
   }, 60_000);
+
+  // The daemon started on whatever a kernel allows and said so; a user who needs every rule kind
+  // enforced had no way to make a weaker kernel a failure. --require-all refuses then, and a refused
+  // start leaves nothing attached or pinned (expected outcome from an in-process probe of this kernel).
+  it.skipIf(pinsInUse)(`daemon --require-all starts only where every rule kind is enforced; refused, it leaves nothing${pinsInUse ? ` [skipped: ${PIN_DIR} is in use by another controller]` : ''}`, async () => {
+    const probe = await SecurityController.start();
+    const gaps = enforcementGaps(probe.mechanisms);
+    probe.close();
+    const hadEvents = fs.existsSync(EVENTS_PATH);
+    const before = await bpfObjects();
+    const d = execa(NODE, [...LAB, 'policy', 'daemon', '--require-all'], { reject: false, cwd: path.join(import.meta.dirname, '../..') });
+    try {
+      const up = () => { try { return JSON.parse(fs.readFileSync('/run/ebpf-lab/security/daemon.json', 'utf8')).pid === d.pid; } catch { return false; } };
+      for (let i = 0; i < 600 && !up() && d.exitCode === null; i++) await new Promise((r) => setTimeout(r, 100));
+      if (gaps.length) {
+        const r = await d;
+        expect(r.exitCode).toBe(1);
+        const lines = r.stderr.split('\n');
+        expect(lines[0]).toMatch(/^error: not every rule would be enforced on \S+ \(--require-all\): /);
+        for (const g of gaps) expect(lines[0]).toContain(g.what);
+        expect(lines[1]).toMatch(/^\s+fix: run on a kernel with BPF LSM enabled .* or start without --require-all/);
+        expect(lines.filter(Boolean)).toHaveLength(2);
+        expect(fs.existsSync(PIN_DIR), 'a refused start left pins').toBe(false);
+        expect(fs.existsSync('/run/ebpf-lab/security/daemon.lock'), 'a refused start left its lock').toBe(false);
+        let after = await bpfObjects();
+        const ours = () => after.progs.filter((p) => !before.progs.some((b) => b.id === p.id) && p.name?.startsWith('sec_'));
+        for (let i = 0; i < 30 && ours().length; i++) {
+          await new Promise((r) => setTimeout(r, 100));
+          after = await bpfObjects();
+        }
+        expect(ours().map((p) => p.name), 'programs left attached by a refused start').toEqual([]);
+        // a refused restart over a killed daemon's pins leaves its enforcement exactly as it was
+        const first = execa(NODE, [...LAB, 'policy', 'daemon'], { reject: false, cwd: path.join(import.meta.dirname, '../..') });
+        const firstUp = () => { try { return JSON.parse(fs.readFileSync('/run/ebpf-lab/security/daemon.json', 'utf8')).pid === first.pid; } catch { return false; } };
+        for (let i = 0; i < 600 && !firstUp(); i++) await new Promise((r) => setTimeout(r, 100));
+        expect(firstUp(), 'the daemon did not start within 60 s').toBe(true);
+        first.kill('SIGKILL');
+        await first;
+        const pins = pinnedLinks();
+        const pinnedFiles = fs.readdirSync(PIN_DIR).sort();
+        expect(pins.length).toBeGreaterThan(0);
+        const again = await execa(NODE, [...LAB, 'policy', 'daemon', '--require-all'], { reject: false, cwd: path.join(import.meta.dirname, '../..') });
+        expect(again.exitCode).toBe(1);
+        expect(again.stderr).toMatch(/^error: not every rule would be enforced/);
+        expect(pinnedLinks()).toEqual(pins);
+        expect(fs.readdirSync(PIN_DIR).sort()).toEqual(pinnedFiles);
+      } else {
+        expect(up(), 'the daemon did not start within 60 s').toBe(true);
+        expect(pinnedLinks().length).toBeGreaterThan(0);
+      }
+    } finally {
+      await policyCommand(['stop']);
+      const kill = setTimeout(() => d.kill('SIGKILL'), 15_000);
+      await d;
+      clearTimeout(kill);
+      if (!hadEvents) fs.rmSync(EVENTS_PATH, { force: true });
+    }
+  }, 120_000);
 
   // A daemon that does not exit on SIGTERM (here: stopped) holds the links through its fds. Stop
   // gave up after 10 s, removed the pins and printed "nothing is enforced any more" while the stopped

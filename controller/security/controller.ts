@@ -137,6 +137,26 @@ export interface Mechanisms {
   unsupported: { hook: string; evidence: string }[];
 }
 
+/**
+ * What a policy can say that this kernel's mechanisms do not enforce: every hook refused
+ * (m.unsupported), and what a fallback covers less than BPF LSM would. The daemon prints these at
+ * start; `--require-all` refuses to start while any is left.
+ */
+export function enforcementGaps(m: Mechanisms): { what: string; evidence: string }[] {
+  const gaps = m.unsupported.map((u) => ({ what: u.hook, evidence: u.evidence }));
+  const had = (h: string) => gaps.some((g) => g.what === h);
+  const noLsm = m.lsmEvidence ? `; ${m.lsmEvidence}` : '';
+  if (m.exec === 'none') gaps.push({ what: 'exec rules', evidence: `no exec hook attached${noLsm}` });
+  if (!m.oracle && m.exec !== 'none') gaps.push({ what: 'binary identity from the kernel', evidence: 'the exec tracepoint is not attached: binaries are identified by stat(2), which disagrees with the kernel on overlayfs' });
+  if (!m.egress.length) gaps.push({ what: 'egress rules', evidence: 'no cgroup connect/sendmsg hook attached' });
+  if (!m.rawSockets.length) gaps.push({ what: 'rawSockets: deny', evidence: `no socket-creation hook attached${noLsm}` });
+  if (!m.ptrace.length) gaps.push({ what: 'ptrace: deny', evidence: `no hook for access to other processes attached${noLsm}` });
+  if (!m.sourceRouting.includes('lsm/socket_sendmsg') && !had('lsm/socket_sendmsg')) {
+    gaps.push({ what: 'source routes given per message (control messages)', evidence: `only lsm/socket_sendmsg sees them${noLsm}` });
+  }
+  return gaps;
+}
+
 export interface SecurityEvent {
   time: string;
   tsNs: string;
@@ -176,6 +196,9 @@ export interface ControllerOptions {
   lsm?: 'auto' | 'off';
   /** cgroup where the egress hooks attach (default: the cgroup2 root, i.e. every process) */
   attachCgroup?: string;
+  /** refuse to start (leaving nothing attached or pinned) if any rule kind is not enforced here:
+   *  a hook refused, or a fallback that covers less than BPF LSM (enforcementGaps) */
+  requireAll?: boolean;
   log?: (s: string) => void;
 }
 
@@ -261,6 +284,8 @@ export class SecurityController {
       // libbpf reuses the maps pinned at these paths (the adopted programs use the same ones) or
       // creates and pins them
       if (opts.pin) for (const n of MAP_NAMES) obj.setPinPath(n, path.join(PIN_DIR, n));
+      // what this start pins anew: all that a refused start removes again
+      const fresh = opts.pin ? MAP_NAMES.filter((n) => !fs.existsSync(path.join(PIN_DIR, n))) : [];
       try {
         obj.load({ skip: [...(lsmOk ? [] : LSM_PROGS), ...(lsmOk && !sendmsgRefused ? [] : ['sec_sendmsg_lsm']), ...(sockoptRefused ? ['sec_setsockopt'] : []), ...URING_PROGS.filter((p) => p !== uringProg), ...(memBtf ? MEM_HELPER : MEM_BTF), ...adopted.keys()] });
       } catch (e) {
@@ -271,6 +296,15 @@ export class SecurityController {
       }
       const c = new SecurityController(skel, mech, !!opts.pin, emptyState());
       c.attach(lsmOk, opts.attachCgroup ?? cgroup2Root(), adopted);
+      const gaps = opts.requireAll ? enforcementGaps(mech) : [];
+      if (gaps.length) {
+        // before adopt(): the state file and the policies' slots are as the previous daemon left them
+        c.undoStart(adopted, fresh);
+        throw new LabError(
+          `not every rule would be enforced on ${fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()} (--require-all): ${gaps.map((g) => `${g.what} (${g.evidence})`).join('; ')}`,
+          'run on a kernel with BPF LSM enabled (CONFIG_BPF_LSM=y and "bpf" in lsm= on its command line), or start without --require-all to enforce what this kernel allows (the gaps are printed at start)',
+        );
+      }
       if (opts.pin) c.adopt(adopted.size > 0);
       return c;
     } catch (e) {
@@ -333,6 +367,24 @@ export class SecurityController {
     const cur = this.store.maps.config.get(0) ?? { cg_levels: 0, exec_mode: 0, have_exe_selectors: 0, lsm_socket: 0, lsm_ptrace: 0, oracle_cgroup: 0n };
     this.store.maps.config.set(0, { ...cur, exec_mode: EXEC_MODE[m.exec], lsm_socket: has('sec_socket_lsm') ? 1 : 0, lsm_ptrace: has('sec_ptrace_lsm') ? 1 : 0, oracle_cgroup: 0n });
     m.oracle = this.identity.available = has('sec_exec_tp');
+  }
+
+  /**
+   * A start refused after attaching: detach what this start attached and unpin what it pinned
+   * (links, and maps it created); links adopted from a previous daemon stay as they were, so a
+   * refused restart never ends enforcement that was in force.
+   */
+  private undoStart(adopted: Map<string, Link>, freshMaps: string[]): void {
+    const prior = new Set(adopted.values());
+    for (const l of this.links.filter((x) => !prior.has(x))) {
+      if (this.pinned) l.unpin();
+      l.close();
+    }
+    this.links.length = 0;
+    if (!this.pinned) return;
+    for (const n of freshMaps) fs.rmSync(path.join(PIN_DIR, n), { force: true });
+    if (adopted.size === 0 && fs.existsSync(LINK_DIR) && fs.readdirSync(LINK_DIR).length === 0) fs.rmdirSync(LINK_DIR);
+    if (fs.existsSync(PIN_DIR) && fs.readdirSync(PIN_DIR).length === 0) removePinDir(PIN_DIR);
   }
 
   /**

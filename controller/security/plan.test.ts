@@ -3,6 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { parsePolicies } from './policy.ts';
 import { denyRaw, entriesNeeded } from './store.ts';
+import { enforcementGaps, type Mechanisms } from './controller.ts';
 
 const one = (body: string) => parsePolicies(`policies:\n  - name: p\n    select: { cgroup: / }\n${body}`, 'p.yaml', { checkPaths: false })[0]!;
 
@@ -24,5 +25,23 @@ describe('policy planning (pure)', () => {
     expect(denyRaw(one('    egress:\n      allow: []\n'))).toBe(true);
     expect(denyRaw(one('    egress:\n      deny: [{ to: 192.0.2.1 }]\n      rawSockets: allow\n'))).toBe(false);
     expect(denyRaw(one('    egress:\n      rawSockets: deny\n'))).toBe(true);
+  });
+});
+
+describe('enforcement gaps (pure): what --require-all refuses', () => {
+  const full: Mechanisms = { exec: 'lsm', lsmEvidence: 'lsm/bprm_check_security load and attach', egress: ['cgroup/connect4'], lsmConnect: true, rawSockets: ['lsm/socket_create'], sourceRouting: ['cgroup/setsockopt', 'lsm/socket_sendmsg', 'lsm/socket_connect'], ptrace: ['lsm/ptrace_access_check'], oracle: true, unsupported: [] };
+  it('BPF LSM with every hook attached leaves none', () => {
+    expect(enforcementGaps(full)).toEqual([]);
+  });
+  it('the tracepoint fallbacks leave per-message source routes, with the LSM probe as evidence', () => {
+    const lsmOff: Mechanisms = { ...full, exec: 'tp-kill', lsmEvidence: 'BPF LSM: EPERM', lsmConnect: false, rawSockets: ['cgroup/sock_create'], sourceRouting: ['cgroup/setsockopt'], ptrace: ['tracepoint/syscalls/sys_enter_ptrace + SIGKILL'] };
+    expect(enforcementGaps(lsmOff)).toEqual([{ what: 'source routes given per message (control messages)', evidence: 'only lsm/socket_sendmsg sees them; BPF LSM: EPERM' }]);
+  });
+  it('every refused hook is one, named once; a missing mechanism is one', () => {
+    const m: Mechanisms = { ...full, sourceRouting: ['cgroup/setsockopt', 'lsm/socket_connect'], exec: 'none', oracle: false, egress: [], ptrace: [], unsupported: [{ hook: 'lsm/socket_sendmsg', evidence: 'verifier: too complex' }, { hook: 'cgroup/setsockopt', evidence: 'EINVAL' }] };
+    expect(enforcementGaps(m).map((g) => g.what)).toEqual(['lsm/socket_sendmsg', 'cgroup/setsockopt', 'exec rules', 'egress rules', 'ptrace: deny']);
+  });
+  it('identity by stat(2) is one where exec is enforced', () => {
+    expect(enforcementGaps({ ...full, oracle: false }).map((g) => g.what)).toEqual(['binary identity from the kernel']);
   });
 });
