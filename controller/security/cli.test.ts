@@ -72,7 +72,7 @@ describe('lab CLI failure modes: one line, a fix, no stack trace', () => {
   }
 
   it('--help on every policy command prints its usage and exits 0', async () => {
-    for (const c of ['daemon', 'apply', 'validate', 'list', 'delete', 'events', 'shells', 'stop']) {
+    for (const c of ['daemon', 'apply', 'validate', 'list', 'connections', 'delete', 'events', 'shells', 'stop']) {
       const r = await lab(['policy', c, '--help']);
       expect(r.code, c).toBe(0);
       expect(r.stdout).toContain(`usage: pnpm lab policy ${c}`);

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { readPolicyFile, type Policy } from './policy.ts';
 import { EVENTS_PATH, LINK_DIR, PIN_DIR, RUN_DIR, HOOKS, SecurityController, enforcementGaps, pinnedLinks, pinnedStore, runningDaemon, stopDaemon, withApplyLock } from './controller.ts';
 import { resolveShells } from './files.ts';
+import { closeConnections, describeHeld, heldDeniedConnections, type HeldConnection } from './existing.ts';
 import { entriesNeeded, denyRaw } from './store.ts';
 import { deferSignalsToCaller, BpfObject } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
@@ -29,11 +30,20 @@ const COMMANDS: Record<string, CommandSpec<Opts> & { run: (a: { values: Record<s
     run: async ({ values }) => daemon(values.lsm === 'off', values['require-all'] === true),
   },
   apply: {
-    usage: 'pnpm lab policy apply <file>',
-    summary: 'Create or update the policies in a YAML/JSON file (live: map writes, no program reload; all or nothing).',
-    options: {},
+    usage: 'pnpm lab policy apply <file> [--close-held]',
+    summary: 'Create or update the policies in a YAML/JSON file (live: map writes, no program reload; all or nothing). Connections their processes already hold that the new egress rules deny are listed.',
+    options: { 'close-held': { type: 'boolean', description: 'also close those connections (enforce-mode policies; the process sees ECONNABORTED)' } },
     positionals: { names: ['file'], min: 1, max: 1 },
-    run: async ({ positionals }) => apply(positionals[0]!),
+    run: async ({ values, positionals }) => apply(positionals[0]!, values['close-held'] === true),
+  },
+  connections: {
+    usage: 'pnpm lab policy connections [--close] [--json]',
+    summary: 'Connections selected processes hold that the egress rules in force deny (made before the rule or the selection: egress is judged at connect and send). Exit 1 while any is open.',
+    options: {
+      close: { type: 'boolean', description: 'close them (enforce-mode policies), with the kernel\'s socket destroy' },
+      json: { type: 'boolean', description: 'machine-readable output' },
+    },
+    run: async ({ values }) => connections(!!values.close, !!values.json),
   },
   validate: {
     usage: 'pnpm lab policy validate <file>',
@@ -108,7 +118,7 @@ export async function policyCommand(argv: string[]): Promise<number> {
   return spec.run({ values: parsed.values as Record<string, unknown>, positionals: parsed.positionals });
 }
 
-async function apply(file: string): Promise<number> {
+async function apply(file: string, closeHeld: boolean): Promise<number> {
   const policies = readPolicyFile(file);
   if (!policies.length) throw new LabError(`nothing was applied: ${file} lists no policies`, 'add a policy under "policies:" (to remove policies: pnpm lab policy delete <name>|--all)');
   const h = await pinnedStore();
@@ -119,10 +129,53 @@ async function apply(file: string): Promise<number> {
       for (const rule of r.rules) console.log(`  rule ${rule.id}: ${rule.name}`);
     }
     if (!runningDaemon()) console.error('note: no daemon process is running: the policy is enforced (links are pinned), but events are not recorded until `pnpm lab policy daemon` runs');
+    const held = heldDeniedConnections(h.store, reports.map((r) => r.name));
+    if (held.length) {
+      const left = await reportHeld(held, closeHeld);
+      if (left && !closeHeld) console.error(`note: ${left} connection${left === 1 ? '' : 's'} made before these rules stay${left === 1 ? 's' : ''} open (egress is judged at connect and send): pnpm lab policy connections --close closes them`);
+    }
   } finally {
     h.close();
   }
   return 0;
+}
+
+/** print each held connection and, with close, close the enforce-mode ones; returns how many stay open */
+async function reportHeld(held: HeldConnection[], close: boolean): Promise<number> {
+  const toClose = close ? held.filter((c) => c.mode === 'enforce') : [];
+  const closed = await closeConnections(toClose);
+  let left = 0;
+  for (const c of held) {
+    const why = closed.get(c);
+    if (why === null) console.log(`closed: ${describeHeld(c)}`);
+    else {
+      left++;
+      console.log(`held, denied: ${describeHeld(c)}${why ? ` — could not close: ${why}` : close && c.mode === 'log' ? ' (log mode: left open)' : ''}`);
+    }
+  }
+  return left;
+}
+
+async function connections(close: boolean, json: boolean): Promise<number> {
+  const h = await pinnedStore();
+  try {
+    const held = heldDeniedConnections(h.store);
+    if (json) {
+      const closed = await closeConnections(close ? held.filter((c) => c.mode === 'enforce') : []);
+      const out = held.map((c) => ({ ...c, closed: closed.get(c) === null, ...(closed.get(c) ? { error: closed.get(c) } : {}) }));
+      console.log(JSON.stringify(out, null, 2));
+      return out.some((c) => !c.closed) ? 1 : 0;
+    }
+    if (!held.length) {
+      console.log('no connection of a selected process is denied by the egress rules in force');
+      return 0;
+    }
+    const left = await reportHeld(held, close);
+    if (left && !close) console.error(`note: ${left} held connection${left === 1 ? '' : 's'} denied by the rules in force: pnpm lab policy connections --close closes them`);
+    return left ? 1 : 0;
+  } finally {
+    h.close();
+  }
 }
 
 /** capacity of the maps: the daemon's pinned maps when one runs, else the object file's */

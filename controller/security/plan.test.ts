@@ -4,6 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { parsePolicies } from './policy.ts';
 import { denyRaw, entriesNeeded } from './store.ts';
 import { enforcementGaps, type Mechanisms } from './controller.ts';
+import { egressSockets, parseProcNet, procNetAddr } from './existing.ts';
+import { formatIp, fromMapped16 } from '../../common/ip.ts';
 
 const one = (body: string) => parsePolicies(`policies:\n  - name: p\n    select: { cgroup: / }\n${body}`, 'p.yaml', { checkPaths: false })[0]!;
 
@@ -43,5 +45,33 @@ describe('enforcement gaps (pure): what --require-all refuses', () => {
   });
   it('identity by stat(2) is one where exec is enforced', () => {
     expect(enforcementGaps({ ...full, oracle: false }).map((g) => g.what)).toEqual(['binary identity from the kernel']);
+  });
+});
+
+describe('held connections: /proc/net rows (pure)', () => {
+  // rows as the kernel prints them (x86-64): a listener on 0.0.0.0:2024, a connection accepted on it,
+  // an outgoing one to 127.0.0.2:80, a TIME_WAIT; tcp6: a dual-stack listener on :::8080, a
+  // connection accepted on it from ::ffff:127.0.0.2, an outgoing one to ::1 port 443
+  const tcp = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:07E8 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 242 1 0 100 0 0 10 0
+   1: 0100007F:07E8 0200007F:D431 01 00000000:00000000 00:00000000 00000000     0        0 301 1 0 20 4 30 10 -1
+   2: 0100007F:D432 0200007F:0050 01 00000000:00000000 00:00000000 00000000     0        0 302 1 0 20 4 30 10 -1
+   3: 0100007F:D433 0200007F:0050 06 00000000:00000000 03:00001770 00000000     0        0 0 3 0`;
+  const tcp6 = `  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000000000000:1F90 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 400 1 0 100 0 0 10 0
+   1: 0000000000000000FFFF00000100007F:1F90 0000000000000000FFFF00000200007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 401 1 0 20 4 30 10 -1
+   2: 00000000000000000000000001000000:A000 00000000000000000000000001000000:01BB 01 00000000:00000000 00:00000000 00000000     0        0 402 1 0 20 4 30 10 -1`;
+  const udp = `   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+  10: 00000000:0044 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 500 2 0 0
+  11: 0100007F:C000 0200007F:0009 01 00000000:00000000 00:00000000 00000000     0        0 501 2 0 0`;
+  const rows = [...parseProcNet(tcp, 'tcp', false), ...parseProcNet(tcp6, 'tcp', true), ...parseProcNet(udp, 'udp', false)];
+  it('decodes addresses in the machine byte order, IPv4 as ::ffff:a.b.c.d', () => {
+    expect(formatIp(fromMapped16(procNetAddr('0200007F')))).toBe('127.0.0.2');
+    expect(formatIp(fromMapped16(procNetAddr('00000000000000000000000001000000')))).toBe('::1');
+    expect(formatIp(fromMapped16(procNetAddr('0000000000000000FFFF00000200007F')))).toBe('127.0.0.2');
+    expect(rows.find((r) => r.inode === '302')).toMatchObject({ lport: 0xd432, rport: 80, st: '01', v6: false });
+  });
+  it('egress: outgoing TCP and connected UDP; not listeners, accepted connections (v4 or on a dual-stack listener), TIME_WAIT or unconnected UDP', () => {
+    expect(egressSockets(rows).map((r) => r.inode)).toEqual(['302', '402', '501']);
   });
 });

@@ -1,0 +1,226 @@
+// Connections that selected processes already hold when an egress rule starts to deny them.
+//
+// Egress rules are checked where a destination is chosen: the cgroup connect and sendmsg hooks (and
+// lsm/socket_connect). A connection made before a policy selected the process, or before an apply
+// added the deny rule, was never shown to them — a TCP stream, or a connected UDP socket's sends
+// (send(2) on a connected socket names no address, so sendmsg4/6 do not run) — and goes on
+// carrying data to a destination the policy now denies. This finds those connections by asking the
+// kernel's own maps the same questions the hooks ask (which slot selects the process: cg_sel by the
+// cgroup's ancestors, deepest first, else procs by tgid; then egress_rules in the hooks' order), so
+// the answer is the hooks' answer, and closes them on request with the kernel's socket destroy
+// (`ss -K`: SOCK_DESTROY, CONFIG_INET_DIAG_DESTROY), which the process sees as ECONNABORTED.
+//
+// What counts as egress: a TCP socket that is not a listener and not accepted from one (its local
+// address and port are a listener's in the same network namespace), and a connected UDP socket —
+// the sockets whose destination a connect hook would have judged.
+import fs from 'node:fs';
+import path from 'node:path';
+import { execa } from 'execa';
+import type { sec_policy } from '../../bpf/gen/security.ts';
+import { sec_limits } from '../../bpf/gen/security.ts';
+import { cgroup2Root } from '../../common/cgroup.ts';
+import { formatIp, fromMapped16 } from '../../common/ip.ts';
+import { ACTION_DENY, ANY_UID, F_EGRESS_ALLOWLIST, F_ENFORCE, type PolicyStore } from './store.ts';
+
+export interface HeldConnection {
+  pid: number;
+  comm: string;
+  policy: string;
+  mode: 'enforce' | 'log';
+  ruleId: number;
+  rule: string;
+  proto: 'tcp' | 'udp';
+  local: string;
+  lport: number;
+  remote: string;
+  rport: number;
+  /** the kernel's state name (TCP), "connected" for UDP */
+  state: string;
+  /** the socket's inode: one socket held by several processes (fork, SCM_RIGHTS) is listed once per holder */
+  inode: string;
+  /** an AF_INET6 socket (an IPv4 peer of one is ::ffff:a.b.c.d to ss) */
+  v6: boolean;
+}
+
+const TCP_STATES: Record<string, string> = { '01': 'ESTABLISHED', '02': 'SYN_SENT', '03': 'SYN_RECV', '04': 'FIN_WAIT1', '05': 'FIN_WAIT2', '06': 'TIME_WAIT', '07': 'CLOSE', '08': 'CLOSE_WAIT', '09': 'LAST_ACK', '0A': 'LISTEN', '0B': 'CLOSING' };
+
+interface SockRow {
+  proto: 'tcp' | 'udp';
+  /** from tcp6/udp6: an AF_INET6 socket, whose IPv4 peers are ::ffff:a.b.c.d */
+  v6: boolean;
+  local: Uint8Array; // 16 bytes, IPv4 as ::ffff:a.b.c.d
+  lport: number;
+  remote: Uint8Array;
+  rport: number;
+  st: string;
+  inode: string;
+}
+
+/** /proc/net/{tcp,udp}[6] address: 32-bit words printed in the machine's byte order */
+export function procNetAddr(hex: string): Uint8Array {
+  const out = new Uint8Array(16);
+  const words = hex.length === 8 ? 1 : 4;
+  const base = words === 1 ? 12 : 0;
+  if (words === 1) (out[10] = 0xff), (out[11] = 0xff);
+  for (let w = 0; w < words; w++) {
+    const v = parseInt(hex.slice(w * 8, w * 8 + 8), 16);
+    const b = Buffer.alloc(4);
+    b.writeUInt32LE(v >>> 0); // x86-64, arm64: little-endian, as every lab kernel
+    out.set(b, base + w * 4);
+  }
+  return out;
+}
+
+/** rows of /proc/<pid>/net/{tcp,tcp6,udp,udp6}: the sockets of that process's network namespace */
+export function parseProcNet(text: string, proto: 'tcp' | 'udp', v6: boolean): SockRow[] {
+  const rows: SockRow[] = [];
+  for (const line of text.split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 10) continue;
+    const [la, lp] = f[1]!.split(':');
+    const [ra, rp] = f[2]!.split(':');
+    rows.push({ proto, v6, local: procNetAddr(la!), lport: parseInt(lp!, 16), remote: procNetAddr(ra!), rport: parseInt(rp!, 16), st: f[3]!, inode: f[9]! });
+  }
+  return rows;
+}
+
+/** 0.0.0.0 / :: (an unconnected socket's remote, a listener's wildcard) */
+const zero = (b: Uint8Array) => b.subarray(0, 10).every((x) => x === 0) && ((b[10] === 0 && b[11] === 0) || (b[10] === 0xff && b[11] === 0xff)) && b.subarray(12).every((x) => x === 0);
+const same = (a: Uint8Array, b: Uint8Array) => a.every((x, i) => x === b[i]);
+
+/** sockets whose destination a connect hook judged: connected UDP, TCP neither listening nor accepted */
+export function egressSockets(rows: SockRow[]): SockRow[] {
+  const listeners = rows.filter((r) => r.proto === 'tcp' && r.st === '0A');
+  return rows.filter((r) => {
+    if (r.inode === '0' || zero(r.remote)) return false;
+    if (r.proto === 'udp') return true;
+    if (r.st === '0A' || r.st === '06' || r.st === '07') return false;
+    return !listeners.some((l) => l.lport === r.lport && (zero(l.local) || same(l.local, r.local)));
+  });
+}
+
+const read = (p: string) => {
+  try {
+    return fs.readFileSync(p, 'utf8');
+  } catch {
+    return undefined; // the process exited meanwhile
+  }
+};
+
+/**
+ * The connections selected processes hold that the rules in force deny, as the hooks would judge
+ * them now. `only`: policy names to look at (default: every policy in force).
+ */
+export function heldDeniedConnections(store: PolicyStore, only?: string[]): HeldConnection[] {
+  const m = store.maps;
+  const policies = store.list().filter((p) => !only || only.includes(p.name));
+  const bySlot = new Map(policies.map((p) => [p.slot, p]));
+  if (!bySlot.size) return [];
+  const root = cgroup2Root();
+  const cgSlot = new Map<string, number | null>();
+  const slotOfCgroup = (rel: string): number | null => {
+    // deepest selected ancestor first, as cg_slot_walk: a nested selected cgroup wins
+    for (let d = rel; ; d = path.posix.dirname(d)) {
+      if (!cgSlot.has(d)) {
+        let s: number | null = null;
+        try {
+          s = m.cg_sel.get(fs.statSync(path.join(root, d), { bigint: true }).ino) ?? null;
+        } catch {
+          /* gone */
+        }
+        cgSlot.set(d, s);
+      }
+      const s = cgSlot.get(d)!;
+      if (s !== null) return s;
+      if (d === '/' || d === '.') return null;
+    }
+  };
+  const netns = new Map<string, SockRow[]>();
+  const out: HeldConnection[] = [];
+  for (const ent of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(ent)) continue;
+    const pid = Number(ent);
+    const cg = read(`/proc/${pid}/cgroup`)?.split('\n').find((l) => l.startsWith('0::'))?.slice(3);
+    if (cg === undefined) continue;
+    let slot = slotOfCgroup(cg);
+    if (slot === null) {
+      const p = m.procs.get(pid);
+      slot = p?.slot ? p.slot - 1 : null;
+    }
+    if (slot === null) continue;
+    const sp = bySlot.get(slot);
+    if (!sp) continue;
+    const pol: sec_policy | undefined = m.policies.get(slot);
+    if (!pol?.id) continue;
+    if (pol.uid !== ANY_UID) {
+      const uid = Number(read(`/proc/${pid}/status`)?.match(/^Uid:\s+(\d+)/m)?.[1] ?? -1);
+      if (uid !== pol.uid) continue;
+    }
+    let inodes: Set<string>;
+    try {
+      inodes = new Set(fs.readdirSync(`/proc/${pid}/fd`).map((fd) => { try { return fs.readlinkSync(`/proc/${pid}/fd/${fd}`); } catch { return ''; } }).filter((l) => l.startsWith('socket:[')).map((l) => l.slice(8, -1)));
+    } catch {
+      continue;
+    }
+    if (!inodes.size) continue;
+    let ns: string;
+    try {
+      ns = fs.readlinkSync(`/proc/${pid}/ns/net`);
+    } catch {
+      continue;
+    }
+    if (!netns.has(ns)) netns.set(ns, egressSockets((['tcp', 'tcp6', 'udp', 'udp6'] as const).flatMap((f) => parseProcNet(read(`/proc/${pid}/net/${f}`) ?? '', f.startsWith('tcp') ? 'tcp' : 'udp', f.endsWith('6')))));
+    const comm = read(`/proc/${pid}/comm`)?.trim() ?? '?';
+    for (const r of netns.get(ns)!.filter((r) => inodes.has(r.inode))) {
+      const rule = verdict(store, slot, pol, r.proto === 'tcp' ? 6 : 17, r.rport, r.remote);
+      if (!rule) continue;
+      out.push({
+        pid, comm, policy: sp.name, mode: pol.flags & F_ENFORCE ? 'enforce' : 'log', ruleId: rule, rule: store.state.rules[String(rule)] ?? `rule ${rule}`,
+        proto: r.proto, local: formatIp(fromMapped16(r.local)), lport: r.lport, remote: formatIp(fromMapped16(r.remote)), rport: r.rport,
+        state: r.proto === 'udp' ? 'connected' : TCP_STATES[r.st] ?? r.st, inode: r.inode, v6: r.v6,
+      });
+    }
+  }
+  return out;
+}
+
+/** egress_lookup of bpf/security.bpf.c, on the same map: most specific first, port 0 never a wildcard */
+function verdict(store: PolicyStore, slot: number, pol: sec_policy, proto: number, port: number, addr: Uint8Array): number {
+  for (let i = 0; i < 4; i++) {
+    if (i & 1 && port === 0) continue;
+    const r = store.maps.egress_rules.get({ prefixlen: sec_limits.SEC_EGRESS_KEY_HDR_BITS + 128, slot, proto: i & 2 ? 0 : proto, _pad: 0, port: i & 1 ? 0 : port, addr });
+    if (r) return r.action === ACTION_DENY ? r.rule_id : 0;
+  }
+  return pol.flags & F_EGRESS_ALLOWLIST ? pol.egress_rule : 0;
+}
+
+const hostPort = (a: string, p: number) => (a.includes(':') ? `[${a}]:${p}` : `${a}:${p}`);
+
+/**
+ * Close each connection with the kernel's socket destroy, in the holder's network namespace, and
+ * check it is gone. Returns why each one that is still there could not be closed.
+ */
+export async function closeConnections(conns: HeldConnection[]): Promise<Map<HeldConnection, string | null>> {
+  const result = new Map<HeldConnection, string | null>();
+  const ours = fs.readlinkSync('/proc/self/ns/net');
+  for (const c of conns) {
+    let ns: string;
+    try {
+      ns = fs.readlinkSync(`/proc/${c.pid}/ns/net`);
+    } catch {
+      result.set(c, null); // the process has exited: its sockets went with it (or with another holder, listed too)
+      continue;
+    }
+    const addr = (a: string) => (c.v6 && !a.includes(':') ? `::ffff:${a}` : a);
+    const ss = ['ss', '-K', '-n', '-H', c.proto === 'tcp' ? '-t' : '-u', c.v6 ? '-6' : '-4', ...(c.proto === 'tcp' ? ['state', 'all'] : []), 'src', hostPort(addr(c.local), c.lport), 'dst', hostPort(addr(c.remote), c.rport)];
+    const cmd = ns === ours ? ss : ['nsenter', `--net=/proc/${c.pid}/ns/net`, ...ss];
+    const r = await execa(cmd[0]!, cmd.slice(1), { reject: false });
+    // a destroyed TCP socket leaves the table; a UDP one stays bound but is no longer connected
+    const f = `${c.proto}${c.v6 ? '6' : ''}`;
+    const still = egressSockets(parseProcNet(read(`/proc/${c.pid}/net/${f}`) ?? '', c.proto, c.v6)).some((x) => x.inode === c.inode);
+    result.set(c, still ? (r.stderr.split('\n').find(Boolean) ?? `ss -K exited ${r.exitCode}`) + (/Operation not supported|Invalid argument/.test(r.stderr) ? ' (socket destroy needs CONFIG_INET_DIAG_DESTROY and the protocol\'s diag module: tcp_diag/udp_diag)' : '') : null);
+  }
+  return result;
+}
+
+export const describeHeld = (c: HeldConnection) => `pid ${c.pid} (${c.comm}) ${c.proto} ${hostPort(c.local, c.lport)} → ${hostPort(c.remote, c.rport)} ${c.state}, policy ${c.policy} (${c.mode}), rule ${c.ruleId}: ${c.rule}`;
