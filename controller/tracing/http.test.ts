@@ -409,6 +409,41 @@ describe('HttpStream', () => {
     expect(u.s.stats.bad).toBe(0);
   });
 
+  it('a resync takes a request line only where a line starts: a method seen from its middle is no method', () => {
+    // a head cut by the capture (open), the next request's first byte at the end of that read,
+    // the rest in the next read: after the answer to the first, 'ET /b …' is the tail of 'GET'
+    const r = collect('request');
+    r.feed(`GET /a HTTP/1.1\r\nCookie: ${'c'.repeat(400)}\r\n\r\nG`, 64);
+    r.s.endOpen(r.next());
+    r.feed('ET /b HTTP/1.1\r\nHost: x\r\n\r\n');
+    // the read after it began at a line start (its bytes were all seen): a request there is one
+    r.feed(req('/c'));
+    expect(r.out.map((m) => [m.method, m.target])).toEqual([['GET', '/a'], ['GET', '/c']]);
+    expect(r.s.stats.bad, 'the request lost in the cut is counted').toBe(1);
+    // a bad stream after bytes only counted: 'OST', 'ELETE', 'PTIONS' are tails of methods, and a
+    // pipelined request after the clipped one, at a line start inside the same read, is taken
+    for (const tail of ['OST', 'ELETE', 'PTIONS', 'ATCH', 'OCK']) {
+      const b = collect('request');
+      b.feed('GET / HTTP/1.1\r\nBad Header\r\n\r\n');
+      b.feed('', 0, 700);
+      b.feed(`${tail} /b HTTP/1.1\r\nHost: x\r\n\r\nGET /c HTTP/1.1\r\nHost: x\r\n\r\n`);
+      expect(b.out.map((m) => [m.method, m.target]), tail).toEqual([['GET', '/c']]);
+    }
+    // an open request's read that begins inside a line: the bytes before the next line start
+    // are its body, the request at that line start is the next one
+    const o = collect('request');
+    o.feed(`POST /up HTTP/1.1\r\nCookie: ${'c'.repeat(400)}\r\n\r\n`, 64);
+    o.feed('OST /d HTTP/1.1\r\nHost: x\r\n\r\nPUT /e HTTP/1.1\r\nContent-Length: 0\r\n\r\n');
+    expect(o.out.map((m) => [m.method, m.target, m.bodyBytes])).toEqual([['POST', '/up', 28], ['PUT', '/e', 0]]);
+    // where the byte before was seen to end a line, any method in use starts a request
+    const l = collect('request');
+    l.feed('GET / HTTP/1.1\r\nBad Header\r\n\r\n');
+    l.feed('MKCALENDAR /cal/ HTTP/1.1\r\n\r\n');
+    l.feed('garbage\r\n');
+    l.feed('ELETE /x HTTP/1.1\r\n\r\n');
+    expect(l.out.map((m) => m.method)).toEqual(['MKCALENDAR', 'ELETE']);
+  });
+
   it('a message lost because it began in bytes that were not captured is counted', () => {
     // two responses in one write past the capture: the second's head was never seen
     const s = collect('response');

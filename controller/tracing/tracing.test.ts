@@ -568,6 +568,37 @@ net.createServer((s) => {
     }
   }, 30_000);
 
+  it('a request line whose read begins inside its method (the read before it cut by the capture) is no request; the next one is', async () => {
+    const net = await import('node:net');
+    const { child, port } = await spawnServer(SERVER);
+    const spans: Span[] = [];
+    let tracer: Tracer | null = null;
+    const RES = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok';
+    try {
+      tracer = await Tracer.start({ services: [{ name: 'raw', pid: child.pid! }], graceMs: 50, onSpan: (s) => spans.push(s) });
+      const s = net.connect(port, '127.0.0.1');
+      await new Promise((r) => s.once('connect', r));
+      let got = 0;
+      s.on('data', (d: Buffer) => (got += d.length));
+      // a head longer than the capture and the next request's first byte in one write, the rest
+      // of that request in a write of its own (pipelined: the server reads 'ET /b …' alone)
+      const pieces = [`GET /a HTTP/1.1\r\nHost: x\r\nCookie: ${'c'.repeat(400)}\r\n\r\nG`, 'ET /b HTTP/1.1\r\nHost: x\r\n\r\n', 'GET /c HTTP/1.1\r\nHost: x\r\n\r\n'];
+      for (const [i, p] of pieces.entries()) {
+        await new Promise<void>((r) => s.write(p, () => r()));
+        for (let k = 0; k < 100 && got < (i + 1) * RES.length; k++) await sleep(10);
+        expect(got, 'the server answered').toBe((i + 1) * RES.length);
+      }
+      s.end();
+      await sleep(300);
+      await tracer.stop();
+      const server = spans.filter((x) => x.kind === 'server');
+      expect(server.map((x) => [x.request?.method, x.request?.target?.slice(0, 2), x.response?.status])).toEqual([['GET', '/a', 200], ['GET', '/c', 200]]);
+    } finally {
+      await tracer?.stop();
+      child.kill('SIGKILL');
+    }
+  }, 30_000);
+
   it('a response the client has already closed leaves no socket state behind (a reused address starts fresh)', async () => {
     const net = await import('node:net');
     // The server answers 150 ms late; the client has closed by then, so that write is answered with
