@@ -90,6 +90,27 @@ describe('HttpStream', () => {
     expect(s.out.map((m) => [m.status, m.bodyBytes])).toEqual([[200, 11], [204, 0]]);
   });
 
+  it('obs-fold in chunked trailers is read as in a head: the next message on the connection still parses', () => {
+    const s = collect('response');
+    s.feed('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-Checksum: a\r\n \tb\r\nX-More: 1\n\tfolded\n\r\n');
+    s.feed('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n');
+    expect(s.out.map((m) => [m.status, m.bodyBytes, m.endInferred])).toEqual([[200, 2, false], [404, 0, false]]);
+    expect(s.s.stats.bad).toBe(0);
+    // a request, in pieces split inside the fold, then the next one
+    const r = collect('request');
+    const up = 'POST /up HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-T: 1\r\n  2\r\n\r\n';
+    for (let i = 0; i < up.length; i += 5) r.feed(up.slice(i, i + 5));
+    r.feed(req('/next'));
+    expect(r.out.map((m) => [m.target, m.bodyBytes])).toEqual([['/up', 3], ['/next', 0]]);
+    // still invalid as in a head: a fold with no field before it, a control byte in one
+    for (const t of ['0\r\n folded\r\n\r\n', '0\r\nX: 1\r\n \x01\r\n\r\n']) {
+      const w = collect('response');
+      w.feed(`HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n${t}`);
+      expect(w.out, JSON.stringify(t)).toEqual([]);
+      expect(w.s.stats.bad, JSON.stringify(t)).toBe(1);
+    }
+  });
+
   it('chunked framing lost in uncaptured bytes: the message ends where the next one starts', () => {
     const s = collect('response');
     const big = 'y'.repeat(1000);

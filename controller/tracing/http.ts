@@ -46,6 +46,8 @@ export const LIMITS = { MAX_HEAD: 16 * 1024, MAX_HEADERS: 64, MAX_VALUE: 512, MA
 /** the registered methods a message most often has: their strings are shared, not made per message */
 const METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'HEAD', 'OPTIONS', 'PATCH', 'CONNECT', 'TRACE'];
 const HEADER = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[\t ]*([\t\x20-\x7e\x80-\xff]*?)[\t ]*$/;
+/** an obs-fold line: blanks, then value bytes */
+const FOLD = /^[\t ]+[\t\x20-\x7e\x80-\xff]*$/;
 const CR = 13, LF = 10, SP = 32, HT = 9, COLON = 58;
 const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
 /**
@@ -425,6 +427,8 @@ export class HttpStream {
   private remaining = 0;
   private chunk: ChunkState = 'size';
   private line = '';
+  /** a field line was read in this message's trailer section: a line starting with SP/HTAB may fold it */
+  private trailerField = false;
   private lastTs = 0n;
   readonly stats: StreamStats = { messages: 0, bad: 0, truncated: 0 };
 
@@ -858,12 +862,22 @@ export class HttpStream {
         }
         this.remaining = parseInt(sz[1]!, 16);
         this.chunk = this.remaining === 0 ? 'trailer' : 'data';
+        this.trailerField = false;
       } else if (line === '') {
         // end of trailers: message complete
         this.finish(ts, false);
         this.mode = 'head';
         return pos;
-      } else if (!HEADER.test(line)) {
+      } else if (line.charCodeAt(0) === SP || line.charCodeAt(0) === HT) {
+        // obs-fold (RFC 9112 §5.2, trailer fields are field lines as in a head, §7.1.2): part of
+        // the field before it, which the tracer does not read; a fold with no field before it,
+        // or a control byte in it, is refused as in a head
+        if (!this.trailerField || !FOLD.test(line)) {
+          this.giveUp();
+          return len;
+        }
+      } else if (HEADER.test(line)) this.trailerField = true;
+      else {
         this.giveUp();
         return len;
       }

@@ -385,6 +385,19 @@ describe('SpanAssembler', () => {
     expect(b.out.map((s) => [s.request?.method, s.request?.target])).toEqual([['GET', '/three']]);
   });
 
+  it('a chunked response with a folded trailer line is a span, and so is the next exchange on the connection', () => {
+    const { a, out, done } = setup();
+    a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, lport: 80, rport: 5000 }));
+    a.push(capped(1n, IN, REQ('/first')));
+    a.push(capped(1n, OUT, 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n2\r\nok\r\n0\r\nX-Sum: 1\r\n\t2\r\n\r\n'));
+    a.push(capped(1n, IN, REQ('/second')));
+    a.push(capped(1n, OUT, RES(404)));
+    a.push(ev({ sock: 1n, kind: TR.EV_CLOSE, old_state: 1, new_state: 7 }));
+    done();
+    expect(out.map((s) => [s.request?.target, s.response?.status, s.response?.bodyBytes, s.response?.endInferred])).toEqual([['/first', 200, 2, false], ['/second', 404, 0, false]]);
+    expect(a.stats.parserBad).toBe(0);
+  });
+
   it('ignores connections whose first bytes are not HTTP', () => {
     const { a, out, done } = setup();
     a.push(data(7n, IN, '\x16\x03\x01\x00\xa5garbage'));
