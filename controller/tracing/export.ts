@@ -157,13 +157,20 @@ export class SpanConverter {
       'thread.id': s.tid,
     };
     if (req?.version) attrs[ATTR_NETWORK_PROTOCOL_VERSION] = req.version;
-    if (cut) attrs['ebpf.url.target_prefix'] = target;
+    if (cut) {
+      attrs['ebpf.url.target_prefix'] = target;
+      // the request line was cut by the capture (a 414 answers such a line): said outright, not
+      // left to be inferred from a prefix attribute
+      attrs['ebpf.url.truncated'] = true;
+    }
     if (status !== undefined) attrs[ATTR_HTTP_RESPONSE_STATUS_CODE] = status;
     const ua = req?.headers.get('user-agent');
     if (ua) attrs[ATTR_USER_AGENT_ORIGINAL] = ua;
     if (req?.truncated || res?.truncated) attrs['ebpf.truncated'] = true;
-    if (res) attrs['http.response.body.size'] = res.bodyBytes;
-    if (req) attrs['http.request.body.size'] = req.bodyBytes;
+    // a head cut by the capture has no known end: what was counted after it is the head's rest
+    // and the body together (a long request line read in pieces had a "body" of its own tail)
+    if (res && !res.truncated) attrs['http.response.body.size'] = res.bodyBytes;
+    if (req && !req.truncated) attrs['http.request.body.size'] = req.bodyBytes;
     const route = pathKnown ? routeOf(path) : '';
     if (s.kind === 'server') {
       if (pathKnown) {

@@ -398,6 +398,37 @@ describe('SpanAssembler', () => {
     expect(a.stats.parserBad).toBe(0);
   });
 
+  it('a 414 to a request line longer than the capture is a span that says the line was cut and claims no size it cannot know', () => {
+    const { a, out, done } = setup();
+    a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, lport: 80, rport: 5000 }));
+    // the server reads the line in 8 KiB pieces: the first crosses (its first 256 bytes), the
+    // rest is only counted and rides on the response's record
+    const line = `GET /${'a'.repeat(9000)} HTTP/1.1\r\nHost: h\r\n\r\n`;
+    a.push(capped(1n, IN, line.slice(0, 8192)));
+    const read = ts;
+    a.push(capped(1n, OUT, 'HTTP/1.1 414 URI Too Long\r\nContent-Length: 0\r\nConnection: close\r\n\r\n', 256, { skipBytes: line.length - 8192, skipCalls: 1, skipTs: read + 500n, skipDir: IN }));
+    a.push(ev({ sock: 1n, kind: TR.EV_CLOSE, old_state: 1, new_state: 7 }));
+    done();
+    expect(out.map((s) => [s.request?.method, s.request?.targetTruncated, s.response?.status])).toEqual([['GET', true, 414]]);
+    const r = new SpanConverter(new Map([[1, { name: 'svc' }]])).convert(out[0]!);
+    expect(r.name).toBe('GET');
+    expect(r.status.code, 'a 4xx on a server span is no error').toBe(0);
+    expect(r.attributes).toMatchObject({ 'http.request.method': 'GET', 'http.response.status_code': 414, 'ebpf.url.truncated': true, 'ebpf.truncated': true, 'http.response.body.size': 0 });
+    expect(String(r.attributes['ebpf.url.target_prefix'])).toMatch(/^\/a{200,}$/);
+    // the rest of the line was counted as if it were a body: how much of it was head is unknown
+    for (const k of ['http.request.body.size', 'http.route', 'url.query', 'network.protocol.version', 'error.type']) expect(r.attributes, k).not.toHaveProperty(k);
+    // the capture cut inside the method: nothing says a request was made, so the 414 answers
+    // nothing and is no span; the lost request is counted
+    const b = setup();
+    b.a.push(ev({ sock: 2n, kind: TR.EV_ACCEPT, lport: 80, rport: 5001 }));
+    b.a.push(capped(2n, IN, `PROPFIND /${'d'.repeat(9000)} HTTP/1.1\r\n\r\n`, 4));
+    b.a.push(capped(2n, OUT, 'HTTP/1.1 414 URI Too Long\r\nContent-Length: 0\r\n\r\n'));
+    b.a.push(ev({ sock: 2n, kind: TR.EV_CLOSE, old_state: 1, new_state: 7 }));
+    b.done();
+    expect(b.out).toEqual([]);
+    expect(b.a.stats.parserBad).toBe(1);
+  });
+
   it('ignores connections whose first bytes are not HTTP', () => {
     const { a, out, done } = setup();
     a.push(data(7n, IN, '\x16\x03\x01\x00\xa5garbage'));
