@@ -330,13 +330,14 @@ describe('SpanAssembler', () => {
       ['GET', '/search/qq', true, true, 200],
       ['GET', '/next', false, false, 404],
     ]);
-    // exported: no path, route or query that would be a wrong one; the known start is an attribute of its own
+    // exported: url.path is required on a server span (semconv), so it holds what is known, the
+    // path as far as it was captured, marked cut; no route or span name is built from a part
     const conv = new SpanConverter(new Map([[1, { name: 'svc' }]]));
     const r = conv.convert(out[0]!);
     expect(r.name).toBe('GET');
-    expect(r.attributes).toMatchObject({ 'http.request.method': 'GET', 'ebpf.truncated': true, 'ebpf.url.target_prefix': out[0]!.request!.target });
-    for (const k of ['url.path', 'http.route', 'url.query', 'network.protocol.version']) expect(r.attributes, k).not.toHaveProperty(k);
-    // a cut inside the query: the path is whole, the query is not
+    expect(r.attributes).toMatchObject({ 'http.request.method': 'GET', 'url.path': out[0]!.request!.target, 'url.scheme': 'http', 'ebpf.url.truncated': true, 'ebpf.truncated': true, 'ebpf.url.target_prefix': out[0]!.request!.target });
+    for (const k of ['http.route', 'url.query', 'network.protocol.version']) expect(r.attributes, k).not.toHaveProperty(k);
+    // a cut inside the query: the path is whole (a route, the span's name), the query as far as it was captured
     const b = setup();
     b.a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, lport: 80, rport: 5000 }));
     b.a.push(capped(1n, IN, `GET /api/7?q=${'x'.repeat(600)} HTTP/1.1\r\n\r\n`));
@@ -344,8 +345,22 @@ describe('SpanAssembler', () => {
     b.done();
     const q = conv.convert(b.out[0]!);
     expect(q.name).toBe('GET /api/{id}');
-    expect(q.attributes).toMatchObject({ 'url.path': '/api/7', 'http.route': '/api/{id}' });
-    expect(q.attributes).not.toHaveProperty('url.query');
+    expect(q.attributes).toMatchObject({ 'url.path': '/api/7', 'http.route': '/api/{id}', 'url.query': b.out[0]!.request!.target!.slice('/api/7?'.length), 'ebpf.url.truncated': true });
+    // only the method and its space were captured: nothing of the path is known, and it is still set
+    const c = setup();
+    c.a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, lport: 80, rport: 5000 }));
+    c.a.push(capped(1n, IN, 'DELETE /y HTTP/1.1\r\n\r\n', 7));
+    c.a.push(capped(1n, OUT, RES(204)));
+    c.done();
+    expect(conv.convert(c.out[0]!).attributes).toMatchObject({ 'http.request.method': 'DELETE', 'url.path': '', 'ebpf.url.truncated': true });
+    // a client span: url.full (required there) as far as the target was captured, marked cut
+    const d = setup();
+    d.a.push(ev({ sock: 3n, kind: TR.EV_CONNECT, lport: 6000, rport: 9000 }));
+    d.a.push(capped(3n, OUT, `GET /files/${'f'.repeat(600)} HTTP/1.1\r\nHost: api:9000\r\n\r\n`, 256, { lport: 6000, rport: 9000 }));
+    d.a.push(capped(3n, IN, RES(200), 256, { lport: 6000, rport: 9000 }));
+    d.done();
+    const cl = conv.convert(d.out[0]!);
+    expect(cl.attributes).toMatchObject({ 'url.full': `http://127.0.0.1:9000${d.out[0]!.request!.target}`, 'ebpf.url.truncated': true });
   });
 
   it('extension methods (WebDAV) are requests, on a connection seen first by its data too', () => {
