@@ -140,8 +140,10 @@ export class SpanConverter {
     const q = target.indexOf('?');
     const path = q >= 0 ? target.slice(0, q) : target;
     // a request line cut by the capture: its target is only known to start so; the path is whole
-    // only if the query had begun, and the query is not. Nothing built from a part is reported as
-    // if it were the whole (a prefix would be a wrong url.path and a route of its own).
+    // only if the query had begun, and the query is not. url.path (server) and url.full (client)
+    // are required by semconv, and url.query is set when one was received: each holds what is
+    // known, as far as it was captured, and ebpf.url.truncated says the last of them is cut.
+    // Nothing is derived from a part as if it were the whole: no route, no route in the name.
     const cut = req?.targetTruncated === true;
     const pathKnown = !cut || q >= 0;
     const host = req?.headers.get('host');
@@ -157,20 +159,25 @@ export class SpanConverter {
       'thread.id': s.tid,
     };
     if (req?.version) attrs[ATTR_NETWORK_PROTOCOL_VERSION] = req.version;
-    if (cut) attrs['ebpf.url.target_prefix'] = target;
+    if (cut) {
+      attrs['ebpf.url.target_prefix'] = target;
+      // the request line was cut by the capture (a 414 answers such a line): said outright, not
+      // left to be inferred from a prefix attribute
+      attrs['ebpf.url.truncated'] = true;
+    }
     if (status !== undefined) attrs[ATTR_HTTP_RESPONSE_STATUS_CODE] = status;
     const ua = req?.headers.get('user-agent');
     if (ua) attrs[ATTR_USER_AGENT_ORIGINAL] = ua;
     if (req?.truncated || res?.truncated) attrs['ebpf.truncated'] = true;
-    if (res) attrs['http.response.body.size'] = res.bodyBytes;
-    if (req) attrs['http.request.body.size'] = req.bodyBytes;
+    // a head cut by the capture has no known end: what was counted after it is the head's rest
+    // and the body together (a long request line read in pieces had a "body" of its own tail)
+    if (res && !res.truncated) attrs['http.response.body.size'] = res.bodyBytes;
+    if (req && !req.truncated) attrs['http.request.body.size'] = req.bodyBytes;
     const route = pathKnown ? routeOf(path) : '';
     if (s.kind === 'server') {
-      if (pathKnown) {
-        attrs[ATTR_URL_PATH] = path;
-        attrs[ATTR_HTTP_ROUTE] = route;
-      }
-      if (q >= 0 && !cut) attrs[ATTR_URL_QUERY] = target.slice(q + 1);
+      attrs[ATTR_URL_PATH] = path;
+      if (pathKnown) attrs[ATTR_HTTP_ROUTE] = route;
+      if (q >= 0) attrs[ATTR_URL_QUERY] = target.slice(q + 1);
       attrs[ATTR_URL_SCHEME] = 'http';
       attrs[ATTR_SERVER_ADDRESS] = host ? hostName(host) : s.local.addr;
       attrs[ATTR_SERVER_PORT] = s.local.port;
@@ -179,7 +186,7 @@ export class SpanConverter {
     } else {
       attrs[ATTR_SERVER_ADDRESS] = host ? hostName(host) : s.peer.addr;
       attrs[ATTR_SERVER_PORT] = s.peer.port;
-      if (req && !cut) attrs[ATTR_URL_FULL] = `http://${host ?? `${s.peer.addr}:${s.peer.port}`}${target}`;
+      if (req) attrs[ATTR_URL_FULL] = `http://${host ?? `${s.peer.addr}:${s.peer.port}`}${target}`;
     }
     // semconv: server spans are errors on 5xx, client spans on ≥400; no response is an error
     let error: string | undefined = s.errorType;

@@ -90,6 +90,27 @@ describe('HttpStream', () => {
     expect(s.out.map((m) => [m.status, m.bodyBytes])).toEqual([[200, 11], [204, 0]]);
   });
 
+  it('obs-fold in chunked trailers is read as in a head: the next message on the connection still parses', () => {
+    const s = collect('response');
+    s.feed('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-Checksum: a\r\n \tb\r\nX-More: 1\n\tfolded\n\r\n');
+    s.feed('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n');
+    expect(s.out.map((m) => [m.status, m.bodyBytes, m.endInferred])).toEqual([[200, 2, false], [404, 0, false]]);
+    expect(s.s.stats.bad).toBe(0);
+    // a request, in pieces split inside the fold, then the next one
+    const r = collect('request');
+    const up = 'POST /up HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-T: 1\r\n  2\r\n\r\n';
+    for (let i = 0; i < up.length; i += 5) r.feed(up.slice(i, i + 5));
+    r.feed(req('/next'));
+    expect(r.out.map((m) => [m.target, m.bodyBytes])).toEqual([['/up', 3], ['/next', 0]]);
+    // still invalid as in a head: a fold with no field before it, a control byte in one
+    for (const t of ['0\r\n folded\r\n\r\n', '0\r\nX: 1\r\n \x01\r\n\r\n']) {
+      const w = collect('response');
+      w.feed(`HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n${t}`);
+      expect(w.out, JSON.stringify(t)).toEqual([]);
+      expect(w.s.stats.bad, JSON.stringify(t)).toBe(1);
+    }
+  });
+
   it('chunked framing lost in uncaptured bytes: the message ends where the next one starts', () => {
     const s = collect('response');
     const big = 'y'.repeat(1000);
@@ -407,6 +428,41 @@ describe('HttpStream', () => {
     u.s.endOpen(u.next());
     expect(u.out.map((m) => [m.target, m.bodyBytes, m.endTs])).toEqual([['/up', 28, 2n]]);
     expect(u.s.stats.bad).toBe(0);
+  });
+
+  it('a resync takes a request line only where a line starts: a method seen from its middle is no method', () => {
+    // a head cut by the capture (open), the next request's first byte at the end of that read,
+    // the rest in the next read: after the answer to the first, 'ET /b …' is the tail of 'GET'
+    const r = collect('request');
+    r.feed(`GET /a HTTP/1.1\r\nCookie: ${'c'.repeat(400)}\r\n\r\nG`, 64);
+    r.s.endOpen(r.next());
+    r.feed('ET /b HTTP/1.1\r\nHost: x\r\n\r\n');
+    // the read after it began at a line start (its bytes were all seen): a request there is one
+    r.feed(req('/c'));
+    expect(r.out.map((m) => [m.method, m.target])).toEqual([['GET', '/a'], ['GET', '/c']]);
+    expect(r.s.stats.bad, 'the request lost in the cut is counted').toBe(1);
+    // a bad stream after bytes only counted: 'OST', 'ELETE', 'PTIONS' are tails of methods, and a
+    // pipelined request after the clipped one, at a line start inside the same read, is taken
+    for (const tail of ['OST', 'ELETE', 'PTIONS', 'ATCH', 'OCK']) {
+      const b = collect('request');
+      b.feed('GET / HTTP/1.1\r\nBad Header\r\n\r\n');
+      b.feed('', 0, 700);
+      b.feed(`${tail} /b HTTP/1.1\r\nHost: x\r\n\r\nGET /c HTTP/1.1\r\nHost: x\r\n\r\n`);
+      expect(b.out.map((m) => [m.method, m.target]), tail).toEqual([['GET', '/c']]);
+    }
+    // an open request's read that begins inside a line: the bytes before the next line start
+    // are its body, the request at that line start is the next one
+    const o = collect('request');
+    o.feed(`POST /up HTTP/1.1\r\nCookie: ${'c'.repeat(400)}\r\n\r\n`, 64);
+    o.feed('OST /d HTTP/1.1\r\nHost: x\r\n\r\nPUT /e HTTP/1.1\r\nContent-Length: 0\r\n\r\n');
+    expect(o.out.map((m) => [m.method, m.target, m.bodyBytes])).toEqual([['POST', '/up', 28], ['PUT', '/e', 0]]);
+    // where the byte before was seen to end a line, any method in use starts a request
+    const l = collect('request');
+    l.feed('GET / HTTP/1.1\r\nBad Header\r\n\r\n');
+    l.feed('MKCALENDAR /cal/ HTTP/1.1\r\n\r\n');
+    l.feed('garbage\r\n');
+    l.feed('ELETE /x HTTP/1.1\r\n\r\n');
+    expect(l.out.map((m) => m.method)).toEqual(['MKCALENDAR', 'ELETE']);
   });
 
   it('a message lost because it began in bytes that were not captured is counted', () => {

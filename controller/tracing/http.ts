@@ -3,8 +3,9 @@
 // (`data`, at most the capture limit). Bodies are skipped by counting, so a 10 MB response costs
 // nothing; heads must be inside captured bytes. Whatever does not parse (binary garbage, non-HTTP
 // on an HTTP port, huge heads) yields no message: the stream goes "bad" and only resynchronises at
-// a syscall whose bytes begin with a complete, valid start line. Memory per stream is bounded by
-// MAX_HEAD. It never throws on input.
+// a complete, valid start line that begins a syscall's bytes or a line in them, a request line
+// only where a line is known to start or with a method that cannot be another's tail. Memory per
+// stream is bounded by MAX_HEAD. It never throws on input.
 
 /** what a head's headers can be asked for (a Map satisfies it) */
 export interface HeaderLookup {
@@ -45,6 +46,8 @@ export const LIMITS = { MAX_HEAD: 16 * 1024, MAX_HEADERS: 64, MAX_VALUE: 512, MA
 /** the registered methods a message most often has: their strings are shared, not made per message */
 const METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'HEAD', 'OPTIONS', 'PATCH', 'CONNECT', 'TRACE'];
 const HEADER = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[\t ]*([\t\x20-\x7e\x80-\xff]*?)[\t ]*$/;
+/** an obs-fold line: blanks, then value bytes */
+const FOLD = /^[\t ]+[\t\x20-\x7e\x80-\xff]*$/;
 const CR = 13, LF = 10, SP = 32, HT = 9, COLON = 58;
 const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
 /**
@@ -65,6 +68,15 @@ for (let c = 0; c < 256; c++) {
   VCHAR[c] = c === HT || (c >= 0x20 && c !== 0x7f) ? 1 : 0;
 }
 const METHOD_BYTES = METHODS.map((m) => Buffer.from(m, 'latin1'));
+/** the IANA HTTP Method Registry (RFC 9110 §16.1) */
+const REGISTERED = ['ACL', 'BASELINE-CONTROL', 'BIND', 'CHECKIN', 'CHECKOUT', 'CONNECT', 'COPY', 'DELETE', 'GET', 'HEAD', 'LABEL', 'LINK', 'LOCK', 'MERGE', 'MKACTIVITY', 'MKCALENDAR', 'MKCOL', 'MKREDIRECTREF', 'MKWORKSPACE', 'MOVE', 'OPTIONS', 'ORDERPATCH', 'PATCH', 'POST', 'PRI', 'PROPFIND', 'PROPPATCH', 'PUT', 'QUERY', 'REBIND', 'REPORT', 'SEARCH', 'TRACE', 'UNBIND', 'UNCHECKOUT', 'UNLINK', 'UNLOCK', 'UPDATE', 'UPDATEREDIRECTREF', 'VERSION-CONTROL'];
+/**
+ * The methods a request may begin with where the byte before it was not seen (after bytes the
+ * capture cut or the kernel only counted): registered ones that are not the tail of another
+ * registered one. Any token there may be the tail of a longer one ('OST' of POST, 'PTIONS' of
+ * OPTIONS); so may LOCK (UNLOCK), BIND, LINK, CHECKOUT and PATCH (PROPPATCH, ORDERPATCH).
+ */
+const WHOLE_METHODS = new Set(REGISTERED.filter((m) => !REGISTERED.some((o) => o !== m && o.endsWith(m))));
 const VERSION = Buffer.from('HTTP/1.', 'latin1');
 
 /**
@@ -396,7 +408,18 @@ export class HttpStream {
    * an open or bad stream's syscall(s) too short to tell whether a new message starts there (one
    * byte of a start line): their time, length and bytes, until the next syscall decides
    */
-  private held: { ts: bigint; last: bigint; len: number; data: Buffer } | null = null;
+  private held: { ts: bigint; last: bigint; len: number; data: Buffer; line: boolean } | null = null;
+  /**
+   * the next syscall's first byte is known to start a line: the byte before it was seen and is a
+   * LF, or nothing came before it. Where it is not, a request line there may be seen from its
+   * middle ('ET /a HTTP/1.1' of 'GET /a HTTP/1.1', pipelined, the read boundary inside it).
+   */
+  private nextLine = true;
+  /**
+   * a request whose end was inferred (the peer answered) is over, and the next one's first byte
+   * follows bytes not seen: it is taken as a resync takes one (a request stream only)
+   */
+  private sync = false;
   /** the head being read began at a resync of a bad stream: not a message until it parses */
   private tentative = false;
   private headStart = 0n;
@@ -404,6 +427,8 @@ export class HttpStream {
   private remaining = 0;
   private chunk: ChunkState = 'size';
   private line = '';
+  /** a field line was read in this message's trailer section: a line starting with SP/HTAB may fold it */
+  private trailerField = false;
   private lastTs = 0n;
   readonly stats: StreamStats = { messages: 0, bad: 0, truncated: 0 };
 
@@ -419,38 +444,49 @@ export class HttpStream {
     if (len <= 0) return;
     const cap = Math.min(data.length, len);
     let pos = 0;
+    const line = this.nextLine;
+    this.nextLine = cap === len && data[cap - 1] === LF;
     // a new message may begin at a syscall boundary: that is where open/bad streams resynchronise
-    if ((this.mode === 'open' || this.mode === 'bad') && cap > 0) {
+    if ((this.mode === 'open' || this.mode === 'bad' || this.sync) && cap > 0) {
       const alone = data.subarray(0, cap);
       const held = this.held;
       if (held) {
         const start = Buffer.concat([held.data, alone]);
         // 'x' then 'GET / …' is a request after a stray byte, not one with the method xGET
         if (this.kind === 'request' && commonMethod(alone) && !commonMethod(start)) this.releaseHeld();
-        else if (this.resyncAt(start)) {
-          if (this.mode === 'open') this.finish(this.lastTs, true);
-          this.tentative = this.mode === 'bad';
-          this.mode = 'head';
+        else if (this.startsAt(start, held.line)) {
+          this.resynced();
           // the head began with the bytes held back: it starts with them
           this.held = null;
           this.head = Buffer.allocUnsafe(Math.max(512, 2 * held.data.length));
           held.data.copy(this.head);
           this.headLen = held.data.length;
           this.headStart = held.ts;
-        } else if (cap === len && start.length < START_WINDOW && startsLikeHttp(start, this.kind)) {
-          this.held = { ts: held.ts, last: ts, len: held.len + len, data: start };
+        } else if (cap === len && start.length < START_WINDOW && alone.indexOf(LF) < 0 && startsLikeHttp(start, this.kind)) {
+          this.held = { ts: held.ts, last: ts, len: held.len + len, data: start, line: held.line };
           return;
         } else this.releaseHeld();
       }
-      if (this.mode === 'open' || this.mode === 'bad') {
-        if (this.resyncAt(alone)) {
-          if (this.mode === 'open') this.finish(this.lastTs, true);
-          this.tentative = this.mode === 'bad';
-          this.mode = 'head';
-        } else if (cap === len && cap < START_WINDOW && startsLikeHttp(alone, this.kind)) {
-          // too short to tell (a read of one byte): held back until the next syscall says
-          this.held = { ts, last: ts, len, data: Buffer.from(alone) };
+      if (this.mode === 'open' || this.mode === 'bad' || this.sync) {
+        // after bytes held back and let go, this read follows a token's bytes: not a line start
+        const at = this.startIn(alone, held ? false : line);
+        if (at >= 0) {
+          // the bytes before the line it starts at end an open message
+          if (at > 0 && this.mode === 'open') {
+            this.cur!.bodyBytes += at;
+            this.lastTs = ts;
+          }
+          this.resynced();
+          pos = at;
+        } else if (cap === len && cap < START_WINDOW && alone.indexOf(LF) < 0 && startsLikeHttp(alone, this.kind)) {
+          // too short to tell (a read of one byte): held back until the next syscall says (a
+          // line that ends here was judged whole)
+          this.held = { ts, last: ts, len, data: Buffer.from(alone), line: held ? false : line };
           return;
+        } else if (this.sync) {
+          // the request after one whose end was inferred, seen from inside a line: lost, so counted
+          this.sync = false;
+          this.giveUp();
         }
       }
     }
@@ -519,6 +555,9 @@ export class HttpStream {
     if (this.mode === 'open' && this.cur) {
       this.finish(this.lastTs || ts, true);
       this.mode = 'head';
+      // its last bytes were not seen, so neither is where the next request begins (pipelined,
+      // a read may end inside its request line)
+      this.sync = this.kind === 'request' && !this.nextLine;
     }
   }
 
@@ -560,6 +599,37 @@ export class HttpStream {
     let k = 0;
     while (k < b.length && ((b[k]! >= 65 && b[k]! <= 90) || (k > 0 && ((b[k]! >= 48 && b[k]! <= 57) || b[k] === 45 || b[k] === 95)))) k++;
     return k >= 3 && b[k] === SP;
+  }
+
+  /**
+   * Does a message start at b[0]? `line`: b[0] is known to start a line. A status line cannot be
+   * seen from its middle ("HTTP/1." is no tail of one), but a request line can, so where the byte
+   * before was not seen its method must be a whole one (WHOLE_METHODS).
+   */
+  private startsAt(b: Buffer, line: boolean): boolean {
+    if (!this.resyncAt(b)) return false;
+    if (this.kind === 'response' || line) return true;
+    const sp = b.indexOf(SP);
+    return WHOLE_METHODS.has(b.toString('latin1', 0, sp));
+  }
+
+  /**
+   * Where in b (a syscall's captured bytes) a message starts: at 0 (see startsAt), or for a
+   * request at the first line start after it whose line is a request line. -1: none.
+   */
+  private startIn(b: Buffer, line: boolean): number {
+    if (this.startsAt(b, line)) return 0;
+    if (this.kind === 'response') return -1;
+    for (let i = b.indexOf(LF); i >= 0 && i + 1 < b.length; i = b.indexOf(LF, i + 1)) if (this.startsAt(b.subarray(i + 1), true)) return i + 1;
+    return -1;
+  }
+
+  /** a resync found a start: an open message ends before it; a head begins (tentative if the stream was bad) */
+  private resynced(): void {
+    if (this.mode === 'open') this.finish(this.lastTs, true);
+    this.tentative = this.mode === 'bad';
+    this.mode = 'head';
+    this.sync = false;
   }
 
   private giveUp(): void {
@@ -792,12 +862,22 @@ export class HttpStream {
         }
         this.remaining = parseInt(sz[1]!, 16);
         this.chunk = this.remaining === 0 ? 'trailer' : 'data';
+        this.trailerField = false;
       } else if (line === '') {
         // end of trailers: message complete
         this.finish(ts, false);
         this.mode = 'head';
         return pos;
-      } else if (!HEADER.test(line)) {
+      } else if (line.charCodeAt(0) === SP || line.charCodeAt(0) === HT) {
+        // obs-fold (RFC 9112 §5.2, trailer fields are field lines as in a head, §7.1.2): part of
+        // the field before it, which the tracer does not read; a fold with no field before it,
+        // or a control byte in it, is refused as in a head
+        if (!this.trailerField || !FOLD.test(line)) {
+          this.giveUp();
+          return len;
+        }
+      } else if (HEADER.test(line)) this.trailerField = true;
+      else {
         this.giveUp();
         return len;
       }

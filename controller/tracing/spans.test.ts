@@ -330,13 +330,14 @@ describe('SpanAssembler', () => {
       ['GET', '/search/qq', true, true, 200],
       ['GET', '/next', false, false, 404],
     ]);
-    // exported: no path, route or query that would be a wrong one; the known start is an attribute of its own
+    // exported: url.path is required on a server span (semconv), so it holds what is known, the
+    // path as far as it was captured, marked cut; no route or span name is built from a part
     const conv = new SpanConverter(new Map([[1, { name: 'svc' }]]));
     const r = conv.convert(out[0]!);
     expect(r.name).toBe('GET');
-    expect(r.attributes).toMatchObject({ 'http.request.method': 'GET', 'ebpf.truncated': true, 'ebpf.url.target_prefix': out[0]!.request!.target });
-    for (const k of ['url.path', 'http.route', 'url.query', 'network.protocol.version']) expect(r.attributes, k).not.toHaveProperty(k);
-    // a cut inside the query: the path is whole, the query is not
+    expect(r.attributes).toMatchObject({ 'http.request.method': 'GET', 'url.path': out[0]!.request!.target, 'url.scheme': 'http', 'ebpf.url.truncated': true, 'ebpf.truncated': true, 'ebpf.url.target_prefix': out[0]!.request!.target });
+    for (const k of ['http.route', 'url.query', 'network.protocol.version']) expect(r.attributes, k).not.toHaveProperty(k);
+    // a cut inside the query: the path is whole (a route, the span's name), the query as far as it was captured
     const b = setup();
     b.a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, lport: 80, rport: 5000 }));
     b.a.push(capped(1n, IN, `GET /api/7?q=${'x'.repeat(600)} HTTP/1.1\r\n\r\n`));
@@ -344,8 +345,22 @@ describe('SpanAssembler', () => {
     b.done();
     const q = conv.convert(b.out[0]!);
     expect(q.name).toBe('GET /api/{id}');
-    expect(q.attributes).toMatchObject({ 'url.path': '/api/7', 'http.route': '/api/{id}' });
-    expect(q.attributes).not.toHaveProperty('url.query');
+    expect(q.attributes).toMatchObject({ 'url.path': '/api/7', 'http.route': '/api/{id}', 'url.query': b.out[0]!.request!.target!.slice('/api/7?'.length), 'ebpf.url.truncated': true });
+    // only the method and its space were captured: nothing of the path is known, and it is still set
+    const c = setup();
+    c.a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, lport: 80, rport: 5000 }));
+    c.a.push(capped(1n, IN, 'DELETE /y HTTP/1.1\r\n\r\n', 7));
+    c.a.push(capped(1n, OUT, RES(204)));
+    c.done();
+    expect(conv.convert(c.out[0]!).attributes).toMatchObject({ 'http.request.method': 'DELETE', 'url.path': '', 'ebpf.url.truncated': true });
+    // a client span: url.full (required there) as far as the target was captured, marked cut
+    const d = setup();
+    d.a.push(ev({ sock: 3n, kind: TR.EV_CONNECT, lport: 6000, rport: 9000 }));
+    d.a.push(capped(3n, OUT, `GET /files/${'f'.repeat(600)} HTTP/1.1\r\nHost: api:9000\r\n\r\n`, 256, { lport: 6000, rport: 9000 }));
+    d.a.push(capped(3n, IN, RES(200), 256, { lport: 6000, rport: 9000 }));
+    d.done();
+    const cl = conv.convert(d.out[0]!);
+    expect(cl.attributes).toMatchObject({ 'url.full': `http://127.0.0.1:9000${d.out[0]!.request!.target}`, 'ebpf.url.truncated': true });
   });
 
   it('extension methods (WebDAV) are requests, on a connection seen first by its data too', () => {
@@ -383,6 +398,50 @@ describe('SpanAssembler', () => {
     b.a.push(data(4n, OUT, RES(200), { lport: 80, rport: 5003 }));
     b.done();
     expect(b.out.map((s) => [s.request?.method, s.request?.target])).toEqual([['GET', '/three']]);
+  });
+
+  it('a chunked response with a folded trailer line is a span, and so is the next exchange on the connection', () => {
+    const { a, out, done } = setup();
+    a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, lport: 80, rport: 5000 }));
+    a.push(capped(1n, IN, REQ('/first')));
+    a.push(capped(1n, OUT, 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n2\r\nok\r\n0\r\nX-Sum: 1\r\n\t2\r\n\r\n'));
+    a.push(capped(1n, IN, REQ('/second')));
+    a.push(capped(1n, OUT, RES(404)));
+    a.push(ev({ sock: 1n, kind: TR.EV_CLOSE, old_state: 1, new_state: 7 }));
+    done();
+    expect(out.map((s) => [s.request?.target, s.response?.status, s.response?.bodyBytes, s.response?.endInferred])).toEqual([['/first', 200, 2, false], ['/second', 404, 0, false]]);
+    expect(a.stats.parserBad).toBe(0);
+  });
+
+  it('a 414 to a request line longer than the capture is a span that says the line was cut and claims no size it cannot know', () => {
+    const { a, out, done } = setup();
+    a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, lport: 80, rport: 5000 }));
+    // the server reads the line in 8 KiB pieces: the first crosses (its first 256 bytes), the
+    // rest is only counted and rides on the response's record
+    const line = `GET /${'a'.repeat(9000)} HTTP/1.1\r\nHost: h\r\n\r\n`;
+    a.push(capped(1n, IN, line.slice(0, 8192)));
+    const read = ts;
+    a.push(capped(1n, OUT, 'HTTP/1.1 414 URI Too Long\r\nContent-Length: 0\r\nConnection: close\r\n\r\n', 256, { skipBytes: line.length - 8192, skipCalls: 1, skipTs: read + 500n, skipDir: IN }));
+    a.push(ev({ sock: 1n, kind: TR.EV_CLOSE, old_state: 1, new_state: 7 }));
+    done();
+    expect(out.map((s) => [s.request?.method, s.request?.targetTruncated, s.response?.status])).toEqual([['GET', true, 414]]);
+    const r = new SpanConverter(new Map([[1, { name: 'svc' }]])).convert(out[0]!);
+    expect(r.name).toBe('GET');
+    expect(r.status.code, 'a 4xx on a server span is no error').toBe(0);
+    expect(r.attributes).toMatchObject({ 'http.request.method': 'GET', 'http.response.status_code': 414, 'ebpf.url.truncated': true, 'ebpf.truncated': true, 'http.response.body.size': 0 });
+    expect(String(r.attributes['ebpf.url.target_prefix'])).toMatch(/^\/a{200,}$/);
+    // the rest of the line was counted as if it were a body: how much of it was head is unknown
+    for (const k of ['http.request.body.size', 'http.route', 'url.query', 'network.protocol.version', 'error.type']) expect(r.attributes, k).not.toHaveProperty(k);
+    // the capture cut inside the method: nothing says a request was made, so the 414 answers
+    // nothing and is no span; the lost request is counted
+    const b = setup();
+    b.a.push(ev({ sock: 2n, kind: TR.EV_ACCEPT, lport: 80, rport: 5001 }));
+    b.a.push(capped(2n, IN, `PROPFIND /${'d'.repeat(9000)} HTTP/1.1\r\n\r\n`, 4));
+    b.a.push(capped(2n, OUT, 'HTTP/1.1 414 URI Too Long\r\nContent-Length: 0\r\n\r\n'));
+    b.a.push(ev({ sock: 2n, kind: TR.EV_CLOSE, old_state: 1, new_state: 7 }));
+    b.done();
+    expect(b.out).toEqual([]);
+    expect(b.a.stats.parserBad).toBe(1);
   });
 
   it('ignores connections whose first bytes are not HTTP', () => {

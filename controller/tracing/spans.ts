@@ -425,7 +425,11 @@ export class SpanAssembler {
     if (!s) return; // a response to nothing we saw (the request predates the tracer)
     if (s.request?.truncated && (m.status === 400 || m.status === 431)) {
       // a head we saw only the start of, refused by the server's parser (e.g. huge headers): it
-      // was never served, as in-process instrumentation would also see it; no span
+      // was never served, as in-process instrumentation would also see it; no span. A 414 to a
+      // request line cut by the capture stays a span on purpose: a request reached the server
+      // and was answered, and the span claims only what is known (its method, which the request
+      // has or it is no request, the target's start marked cut, no route); a 431/400 span would
+      // name a whole route the application never served
       this.stats.rejectedUnparsed++;
       this.finishQuiet(s);
       return;

@@ -415,7 +415,11 @@ net.createServer((s) => {
     while (buf.includes('\\r\\n\\r\\n')) {
       const head = buf.slice(0, buf.indexOf('\\r\\n\\r\\n'));
       buf = buf.slice(buf.indexOf('\\r\\n\\r\\n') + 4);
-      if (head.startsWith('GET /text')) {
+      if (head.indexOf('\\r\\n') > 4096) {
+        // a request line past the server's limit
+        s.end('HTTP/1.1 414 URI Too Long\\r\\nContent-Length: 0\\r\\nConnection: close\\r\\n\\r\\n');
+        return;
+      } else if (head.startsWith('GET /text')) {
         // a text body in three writes, each beginning like words do (a token and a space, capitals even)
         const words = Buffer.from('OK so, here are some words. '.repeat(70), 'latin1');
         s.write('HTTP/1.1 200 OK\\r\\nContent-Length: ' + 3 * words.length + '\\r\\n\\r\\n');
@@ -562,6 +566,68 @@ net.createServer((s) => {
       expect.soft(split && [split.startTs < split.request!.headEndTs, split.request!.headEndTs > rest![0]], 'the /one span from its first byte').toEqual([true, true]);
       expect.soft(red, 'requests in the kernel\'s RED: the four and the refused head').toBe(5);
       expect(f.nonHttp, 'the SSH connection\'s reads kept in the kernel').toBeGreaterThanOrEqual(2);
+    } finally {
+      await tracer?.stop();
+      child.kill('SIGKILL');
+    }
+  }, 30_000);
+
+  it('a request line whose read begins inside its method (the read before it cut by the capture) is no request; the next one is', async () => {
+    const net = await import('node:net');
+    const { child, port } = await spawnServer(SERVER);
+    const spans: Span[] = [];
+    let tracer: Tracer | null = null;
+    const RES = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok';
+    try {
+      tracer = await Tracer.start({ services: [{ name: 'raw', pid: child.pid! }], graceMs: 50, onSpan: (s) => spans.push(s) });
+      const s = net.connect(port, '127.0.0.1');
+      await new Promise((r) => s.once('connect', r));
+      let got = 0;
+      s.on('data', (d: Buffer) => (got += d.length));
+      // a head longer than the capture and the next request's first byte in one write, the rest
+      // of that request in a write of its own (pipelined: the server reads 'ET /b …' alone)
+      const pieces = [`GET /a HTTP/1.1\r\nHost: x\r\nCookie: ${'c'.repeat(400)}\r\n\r\nG`, 'ET /b HTTP/1.1\r\nHost: x\r\n\r\n', 'GET /c HTTP/1.1\r\nHost: x\r\n\r\n'];
+      for (const [i, p] of pieces.entries()) {
+        await new Promise<void>((r) => s.write(p, () => r()));
+        for (let k = 0; k < 100 && got < (i + 1) * RES.length; k++) await sleep(10);
+        expect(got, 'the server answered').toBe((i + 1) * RES.length);
+      }
+      s.end();
+      await sleep(300);
+      await tracer.stop();
+      const server = spans.filter((x) => x.kind === 'server');
+      expect(server.map((x) => [x.request?.method, x.request?.target?.slice(0, 2), x.response?.status])).toEqual([['GET', '/a', 200], ['GET', '/c', 200]]);
+    } finally {
+      await tracer?.stop();
+      child.kill('SIGKILL');
+    }
+  }, 30_000);
+
+  it('a 414 to a request line longer than the capture, read in two pieces, is a span with the method, the line marked cut and no body size', async () => {
+    const net = await import('node:net');
+    const { child, port } = await spawnServer(SERVER);
+    const spans: Span[] = [];
+    let tracer: Tracer | null = null;
+    try {
+      tracer = await Tracer.start({ services: [{ name: 'raw', pid: child.pid! }], graceMs: 50, onSpan: (s) => spans.push(s) });
+      const s = net.connect(port, '127.0.0.1');
+      await new Promise((r) => s.once('connect', r));
+      let answer = '';
+      s.on('data', (d: Buffer) => (answer += d.toString('latin1')));
+      const closed = new Promise((r) => s.once('close', r));
+      // the second piece a read of its own: past the capture, only counted in the kernel
+      await new Promise<void>((r) => s.write(`GET /${'a'.repeat(5000)}`, () => r()));
+      await sleep(50);
+      s.end(`${'a'.repeat(3000)} HTTP/1.1\r\nHost: x\r\n\r\n`);
+      await closed;
+      expect(answer).toMatch(/^HTTP\/1.1 414 /);
+      await sleep(300);
+      await tracer.stop();
+      const server = spans.filter((x) => x.kind === 'server');
+      expect(server.map((x) => [x.request?.method, x.request?.targetTruncated, x.response?.status])).toEqual([['GET', true, 414]]);
+      const r = new SpanConverter(new Map([[1, { name: 'raw' }]])).convert(server[0]!);
+      expect(r.attributes).toMatchObject({ 'http.request.method': 'GET', 'http.response.status_code': 414, 'ebpf.url.truncated': true });
+      expect(r.attributes).not.toHaveProperty('http.request.body.size');
     } finally {
       await tracer?.stop();
       child.kill('SIGKILL');
