@@ -41,6 +41,12 @@ function routeUncached(path: string): string {
     .join('/');
 }
 
+/** semconv's known methods (RFC 9110 and PATCH, RFC 5789) */
+const KNOWN_METHODS = new Set(['CONNECT', 'DELETE', 'GET', 'HEAD', 'OPTIONS', 'PATCH', 'POST', 'PUT', 'TRACE']);
+/** a method as spans and metrics name it: any other token is "_OTHER" (a client's made-up
+ *  methods would otherwise each be a series of their own) */
+export const semconvMethod = (m: string): string => (KNOWN_METHODS.has(m) ? m : '_OTHER');
+
 const SCOPE: ReadableSpan['instrumentationScope'] = { name: 'ebpf-lab/tracing', version: '0.1.0' };
 const NO_EVENTS: TimedEvent[] = [];
 const NO_LINKS: ReadableSpan['links'] = [];
@@ -135,7 +141,11 @@ export class SpanConverter {
   convert(s: Span): ReadableSpan {
     const req = s.request;
     const res = s.response;
-    const method = req?.method ?? 'CONNECT';
+    const original = req?.method ?? 'CONNECT';
+    // semconv: a method outside the known set is "_OTHER", the one received goes in
+    // http.request.method_original, and the span is named "HTTP": an extension method (WebDAV's
+    // PROPFIND, SSDP's M-SEARCH …) or one a client made up does not become a dimension of its own
+    const method = semconvMethod(original);
     const target = req?.target ?? '';
     const q = target.indexOf('?');
     const path = q >= 0 ? target.slice(0, q) : target;
@@ -158,6 +168,7 @@ export class SpanConverter {
       'ebpf.link': s.link,
       'thread.id': s.tid,
     };
+    if (method !== original) attrs['http.request.method_original'] = original;
     if (req?.version) attrs[ATTR_NETWORK_PROTOCOL_VERSION] = req.version;
     if (cut) {
       attrs['ebpf.url.target_prefix'] = target;
@@ -198,7 +209,7 @@ export class SpanConverter {
     const end = this.hr(s.endTs);
     const durNs = (end[0] - start[0]) * 1e9 + (end[1] - start[1]);
     return new KernelSpan(
-      req ? (s.kind === 'server' && pathKnown ? `${method} ${route}` : method) : 'connect',
+      req ? ((n) => (s.kind === 'server' && pathKnown ? `${n} ${route}` : n))(method === '_OTHER' ? 'HTTP' : method) : 'connect',
       s.kind === 'server' ? SpanKind.SERVER : SpanKind.CLIENT,
       { traceId, spanId: s.spanId, traceFlags: 1 },
       parent,

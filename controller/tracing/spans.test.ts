@@ -371,6 +371,14 @@ describe('SpanAssembler', () => {
     a.push(data(2n, IN, 'HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n'));
     done();
     expect(out.map((s) => [s.kind, s.request?.method, s.response?.status])).toEqual([['server', 'PROPFIND', 207], ['client', 'MKCOL', 201]]);
+    // exported as semconv says for a method outside its known set: _OTHER, the original beside it, named HTTP
+    const conv = new SpanConverter(new Map([[1, { name: 'svc' }]]));
+    const [srv, cli] = out.map((s) => conv.convert(s));
+    expect(srv!.name).toBe('HTTP /dav/');
+    expect(srv!.attributes).toMatchObject({ 'http.request.method': '_OTHER', 'http.request.method_original': 'PROPFIND' });
+    expect(cli!.name).toBe('HTTP');
+    expect(cli!.attributes).toMatchObject({ 'http.request.method': '_OTHER', 'http.request.method_original': 'MKCOL' });
+    expect(conv.convert(out[0]!.request ? { ...out[0]!, request: { ...out[0]!.request, method: 'GET' } } : out[0]!).attributes['http.request.method_original']).toBeUndefined();
   });
 
   it('a first read too short to tell (one byte) waits for the next instead of marking the connection non-HTTP', () => {

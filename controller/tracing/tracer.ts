@@ -9,7 +9,7 @@ import { Registry } from 'prom-client';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import { KernelTracer, type DataHook, type Mechanism } from './kernel.ts';
 import { SpanAssembler, type Span } from './spans.ts';
-import { BoundedExporter, SpanConverter, routeOf, type ServiceInfo } from './export.ts';
+import { BoundedExporter, SpanConverter, routeOf, semconvMethod, type ServiceInfo } from './export.ts';
 import { RedMetrics, registerKernelRed } from './red.ts';
 import { cgroup2Root, cgroupDir, cgroupId } from '../../common/cgroup.ts';
 import { serveMetrics } from '../../common/metrics-http.ts';
@@ -193,7 +193,7 @@ export class Tracer {
     const r = this.converter.convert(s);
     const req = s.request;
     const status = s.response?.status !== undefined ? statusString(s.response.status) : s.errorType ?? '';
-    this.red.record(this.converter.serviceName(s), s.kind, req?.method ?? 'CONNECT', req?.target && (!req.targetTruncated || req.target.includes('?')) ? routeOf(pathOf(req.target)) : '', status, r.status.code === 2, Number(s.endTs - s.startTs) / 1e9);
+    this.red.record(this.converter.serviceName(s), s.kind, semconvMethod(req?.method ?? 'CONNECT'), req?.target && (!req.targetTruncated || req.target.includes('?')) ? routeOf(pathOf(req.target)) : '', status, r.status.code === 2, Number(s.endTs - s.startTs) / 1e9);
     this.exporter?.add(r);
     this.zipkin?.add(r);
     this.opts.onSpan?.(s, r);
