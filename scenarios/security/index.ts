@@ -14,6 +14,8 @@ import { setupLab, workloadPolicy, type Lab } from './setup.ts';
 import { PYTHON, preparePostgresTemplate } from './workload.ts';
 import { parsePolicies } from '../../controller/security/policy.ts';
 import { measureUpdateLatency } from './latency.ts';
+import { startHeld } from './held.ts';
+import { describeHeld } from '../../controller/security/existing.ts';
 import { OPS, parseOps, runBench } from './bench.ts';
 import { headlineFromRounds } from '../../lab/rounds.ts';
 
@@ -79,6 +81,9 @@ const scenario: Scenario = {
     ctx.metric('mechanisms', m);
     for (const u of m.unsupported) ctx.unsupported(`hook ${u.hook}`, u.hook, `unsupported: ${u.hook} on ${kernel}: ${u.evidence}`);
 
+    // connections the workload holds from before its policy: judged by no hook (held.ts)
+    const held = await startHeld(lab.cgroupDir, lab.listeners.udpPort, lab.env);
+    ctx.defer('stop the connection holder', () => held.stop());
     ctx.progress.step('applying the workload policy');
     const applied = lab.controller.store.apply(workloadPolicy(lab));
     const ids = lab.controller.store.list().flatMap((p) => p.identities);
@@ -87,6 +92,22 @@ const scenario: Scenario = {
       { kind: 'pre', caption: 'rules in force (ids appear in events)', text: applied.flatMap((a) => a.rules.map((r) => `${r.id}  ${r.name}`)).join('\n') },
       { kind: 'table', caption: `binaries as the kernel identifies them (${m.oracle ? 'asked of the exec tracepoint: stat(2) can differ, e.g. on overlayfs' : 'stat(2): no exec tracepoint to ask'})`, columns: ['binary', 'dev:ino', 'identified by'], rows: ids.map((i) => [i.path, `${BigInt(i.dev) >> 20n}:${BigInt(i.dev) & 0xfffffn}:${i.ino}`, i.how + (i.why ? ` (${i.why})` : '')]) },
     );
+    ctx.progress.step('connections held from before the policy');
+    const h = await held.afterApply(lab.controller);
+    ctx.section(
+      'Connections held from before the policy',
+      { kind: 'kv', items: {
+        'what': 'the workload connected TCP and UDP to destinations its policy denies, before the policy was applied; egress is judged at connect and at sendmsg with an address, so these sockets never meet a hook',
+        'sends after the apply': `${h.before} (the TCP listener got ${h.tcpBytesBefore} bytes)`,
+        'found by policy connections': h.found.map((c) => describeHeld(c)).join('; ') || 'none',
+        'closed (socket destroy)': h.closeErrors.length ? `not all: ${h.closeErrors.join('; ')}` : `${h.found.length} closed`,
+        'sends after closing': `${h.after} (errno 103 ECONNABORTED, 89 EDESTADDRREQ: no longer connected)`,
+      } },
+    );
+    ctx.check('connections held from before the policy are found as the hooks judge them (TCP and connected UDP)', h.found.length === 2 && h.found.some((c) => c.proto === 'tcp') && h.found.some((c) => c.proto === 'udp'), h.found.map((c) => describeHeld(c)).join('; ') || `none found; the holder said ${h.lines.join(' | ')}`);
+    ctx.check('closing them ends the traffic: the workload\'s next sends fail', !h.closeErrors.length && /^tcp=\d+ udp=\d+$/.test(h.after), `${h.after}${h.closeErrors.length ? `; ${h.closeErrors.join('; ')}` : ''}`);
+    await held.stop();
+
     ctx.check('every binary of the policy identified by the kernel', !m.oracle || ids.every((i) => i.how === 'kernel'), ids.filter((i) => i.how !== 'kernel').map((i) => `${i.path}: ${i.why}`).join('; ') || `${ids.length} binaries`);
 
     // --------------------------------------------------------------- attacks

@@ -63,8 +63,8 @@ export async function launch(cgDir: string, argv: string[], env: Record<string, 
 }
 
 /** Start a long-running process in a cgroup (for probes and benchmarks). */
-export function launchBackground(cgDir: string, argv: string[], env: Record<string, string>, user = NOBODY) {
-  return execa(PYTHON, [...PY_FAST, '-c', LAUNCHER, cgDir, String(user.uid), String(user.gid), ...argv], { env, extendEnv: false, reject: false, stdin: 'ignore', buffer: false });
+export function launchBackground(cgDir: string, argv: string[], env: Record<string, string>, user = NOBODY, stdin: 'ignore' | 'pipe' = 'ignore') {
+  return execa(PYTHON, [...PY_FAST, '-c', LAUNCHER, cgDir, String(user.uid), String(user.gid), ...argv], { env, extendEnv: false, reject: false, stdin, buffer: false });
 }
 
 // ------------------------------------------------------------------ listeners
