@@ -10,6 +10,8 @@ import { expectOneError, labCommand, labCli } from '../../lab/testing.ts';
 import { cgroup2Root, findCgroup2Root, createCgroup, removeCgroup } from '../../common/cgroup.ts';
 import { collectOutput, untilReady } from '../../common/child.ts';
 import { tryLock, unlock } from '../../common/lockfile.ts';
+import { addrBytes, vipString } from '../lb/addr.ts';
+import { SvcController } from './controller.ts';
 
 const [NODE, ...LAB] = await labCli();
 
@@ -311,6 +313,61 @@ describe.skipIf(process.getuid?.() !== 0 || !findCgroup2Root())('pnpm lab svc da
         d.kill('SIGKILL');
         await d;
       }
+      await svc('stop', '--instance', inst);
+      fs.rmSync(f, { force: true });
+      removeCgroup(cg);
+    }
+  }, 90_000);
+
+  // Validation refuses ::ffff:a.b.c.d and zone ids now, but an instance started by an older build
+  // still lists such entries in its state file: `svc backend remove` failed with the parser's
+  // refusal, so only `svc stop` (or a takeover's config) could take them out.
+  it('backends and services an older build took are removed, drained and weighted by name; adding them stays refused', async () => {
+    const inst = `ho${process.pid}`;
+    const cg = path.join(cgroup2Root(), `ebpf-lab-svc-ho-${process.pid}`);
+    createCgroup(cg);
+    const f = path.join(os.tmpdir(), `svc-ho-${process.pid}.yaml`);
+    fs.writeFileSync(f, `cgroup: ${cg}\ninstance: ${inst}\nservices:\n  - vip: tcp://10.96.74.20:80\n    backends: [10.0.74.11:8080]\n`);
+    const OLD = 'tcp://[::ffff:10.96.74.10]:80';
+    try {
+      expect((await svc('start', '--config', f)).exitCode).toBe(0);
+      // what the old parse made of the service: an IPv6 VIP over the mapped bytes, a mapped backend,
+      // and fe80::1 from fe80::1%eth0 (the zone dropped); written through the controller, past validation
+      const c = SvcController.open(inst);
+      try {
+        const spec = { protocol: 'tcp' as const, address: '::ffff:a60:4a0a', port: 80, family: 6 as const };
+        c.applyServices([{ ...spec, id: vipString(spec), algorithm: 'maglev', healthCheck: false, backends: ['::ffff:a00:4a0b', 'fe80::1', 'fd00::74:12'].map((address) => ({ address, port: 8080, weight: 1 })) }], []);
+      } finally {
+        c.close();
+      }
+      const held = () => (JSON.parse(fs.readFileSync(`/run/ebpf-lab/svc-${inst}.json`, 'utf8')) as { services: Record<string, { backends: { address: string; weight: number; state: string }[] }> }).services['tcp://[::ffff:a60:4a0a]:80']!.backends;
+      expect(held().map((b) => b.address)).toEqual(['::ffff:a00:4a0b', 'fe80::1', 'fd00::74:12']);
+      const add = await svc('backend', 'add', OLD, '[fd00::74:13]:8080', '--instance', inst);
+      expect(add.exitCode).toBe(2);
+      oneError(add.stderr, /IPv4-mapped IPv6 address .*; write 10\.96\.74\.10$/, /svc backend add/);
+      const notHeld = await svc('backend', 'remove', OLD, '[::ffff:10.0.74.99]:8080', '--instance', inst);
+      expect(notHeld.exitCode).toBe(1);
+      oneError(notHeld.stderr, /IPv4-mapped IPv6 address .*; write 10\.0\.74\.99$/, /./);
+      for (const args of [['drain', '[fe80::1%eth0]:8080'], ['weight', '[::ffff:10.0.74.11]:8080', '2']]) {
+        const r = await svc('backend', ...args.slice(0, 1), OLD, ...args.slice(1), '--instance', inst);
+        expect(r.exitCode, `${args.join(' ')}: ${r.stderr}`).toBe(0);
+      }
+      expect(held().map((b) => `${b.address} ${b.weight} ${b.state}`)).toEqual(['::ffff:a00:4a0b 2 active', 'fe80::1 1 draining', 'fd00::74:12 1 active']);
+      for (const a of ['[::ffff:10.0.74.11]:8080', '[fe80::1%eth0]:8080']) {
+        const r = await svc('backend', 'remove', OLD, a, '--instance', inst);
+        expect(r.exitCode, `${a}: ${r.stderr}`).toBe(0);
+      }
+      expect(held().map((b) => b.address)).toEqual(['fd00::74:12']);
+      // and the service itself, as a takeover whose config lacks it removes it
+      const c2 = SvcController.open(inst);
+      try {
+        c2.removeService(OLD);
+        expect(c2.maps.services.get({ addr: addrBytes('::ffff:10.96.74.10'), port: 80 << 8, proto: 6, family: 6 })).toBeUndefined();
+      } finally {
+        c2.close();
+      }
+      expect((await svc('list', '--instance', inst)).stdout).not.toMatch(/ffff/);
+    } finally {
       await svc('stop', '--instance', inst);
       fs.rmSync(f, { force: true });
       removeCgroup(cg);

@@ -20,7 +20,7 @@ import { BpfMap, BpfError, Errno, Link, attachCgroup, removePinDir } from '../li
 import { ensureObject } from '../../bpf/build.ts';
 import { LabError } from '../../common/errors.ts';
 import { socketLb, socket_lb_alg, socket_lb_stat, type SocketLb, type revnat_key, type revnat_val, type svc_backend, type svc_key, type svc_val } from '../../bpf/gen/socket_lb.ts';
-import { addrBytes, parseHostPort, parseVip, PROTO_NUM, vipString, ValidationError } from '../lb/addr.ts';
+import { addrBytes, heldAddr, parseHostPort, parseVip, PROTO_NUM, vipString, ValidationError } from '../lb/addr.ts';
 import { HealthChecker } from '../lb/health.ts';
 import { maglevTable } from '../lb/maglev.ts';
 import { cgroupDir, cgroupId } from '../../common/cgroup.ts';
@@ -524,9 +524,11 @@ export class SvcController {
       rings.set(id, ring);
     }
     let writes = 0;
+    // keys and ids here are the model's, checked when they came in: read as held (heldAddr), so a
+    // service or backend an older build took (::ffff:a.b.c.d) can still be changed and removed
     // 1. backends (fresh ids: nothing reads them yet)
     for (const k of fresh) {
-      const hp = parseHostPort(k);
+      const hp = parseHostPort(k, undefined, heldAddr);
       this.maps.backends.set(ids[k]!, { addr: addrBytes(hp.address), port: htons(hp.port!), family: hp.address.includes(':') ? 6 : 4, _pad: 0 });
       this.maps.backend_hits.set(ids[k]!, 0n); // the id's counter starts at zero for its new owner
       writes += 2;
@@ -555,7 +557,7 @@ export class SvcController {
       // another at that limit has no room for the new key until the old one is gone (E2BIG)
       for (const id of removed) {
         if (this.failAfter !== null && n >= this.failAfter) throw new InjectedFault(n);
-        const k = svcKey(parseVip(id));
+        const k = svcKey(parseVip(id, heldAddr));
         const before = this.maps.services.get(k);
         this.maps.services.delete(k);
         if (before) undo.push(() => this.maps.services.set(k, before));
@@ -564,7 +566,7 @@ export class SvcController {
       for (const id of rings.keys()) {
         if (this.failAfter !== null && n >= this.failAfter) throw new InjectedFault(n);
         const s = after(id);
-        const k = svcKey(parseVip(id));
+        const k = svcKey(parseVip(id, heldAddr));
         const before = this.maps.services.get(k);
         this.maps.services.set(k, { index: s.index, count: s.count, alg: ALG_NUM[s.algorithm], half: s.half, _pad: 0 });
         undo.push(() => (before ? this.maps.services.set(k, before) : this.maps.services.delete(k)));
@@ -601,7 +603,7 @@ export class SvcController {
   }
 
   removeService(vip: string): ApplyResult {
-    return this.applyServices([], [vipString(parseVip(vip))]);
+    return this.applyServices([], [this.heldId(vip)]);
   }
 
   /** weight 0 is allowed as in setWeight: listed, but no new connections (what drain does) */
@@ -618,17 +620,29 @@ export class SvcController {
     return this.applyServices([n], []);
   }
 
+  /**
+   * A backend of s by name, as the instance holds it: a state file written by an older build may
+   * list one the parser refuses now (::ffff:a.b.c.d in an IPv6 service, a zone id it dropped), and
+   * it must stay removable. A name that matches nothing gets the parser's refusal, else a 404.
+   */
   private findBackend(s: ServiceState, addr: string): BackendState {
-    const spec = parseVip(s.id);
-    const hp = parseHostPort(addr, spec.port);
+    const spec = parseVip(s.id, heldAddr);
+    const hp = parseHostPort(addr, spec.port, heldAddr);
     const b = s.backends.find((x) => x.address === hp.address && x.port === hp.port);
-    if (!b) throw new ValidationError(`${s.id} has no backend ${backendKey({ address: hp.address, port: hp.port! })}; it has ${s.backends.map(backendKey).join(', ') || 'none'}`, 404);
-    return b;
+    if (b) return b;
+    parseHostPort(addr, spec.port);
+    throw new ValidationError(`${s.id} has no backend ${backendKey({ address: hp.address, port: hp.port! })}; it has ${s.backends.map(backendKey).join(', ') || 'none'}`, 404);
+  }
+
+  /** the id of the service named `vip`, found as findBackend finds a backend */
+  private heldId(vip: string): string {
+    const id = vipString(parseVip(vip, heldAddr));
+    return this.model.services[id] ? id : vipString(parseVip(vip));
   }
 
   /** remove: out of the ring; established connections are untouched (they never pass through here) */
   removeBackend(vip: string, addr: string): ApplyResult {
-    const id = vipString(parseVip(vip));
+    const id = this.heldId(vip);
     return this.mutate(id, (s) => {
       const b = this.findBackend(s, addr);
       s.backends = s.backends.filter((x) => x !== b);
@@ -637,7 +651,7 @@ export class SvcController {
 
   /** drain: out of the ring for new connections, still listed (re-enable with setWeight) */
   drainBackend(vip: string, addr: string): ApplyResult {
-    const id = vipString(parseVip(vip));
+    const id = this.heldId(vip);
     return this.mutate(id, (s) => {
       this.findBackend(s, addr).state = 'draining';
     });
@@ -645,7 +659,7 @@ export class SvcController {
 
   setWeight(vip: string, addr: string, weight: number): ApplyResult {
     if (!Number.isInteger(weight) || weight < 0 || weight > 1000) throw new ValidationError(`weight ${weight} must be an integer 0-1000`);
-    const id = vipString(parseVip(vip));
+    const id = this.heldId(vip);
     return this.mutate(id, (s) => {
       const b = this.findBackend(s, addr);
       b.weight = weight;
@@ -654,7 +668,7 @@ export class SvcController {
   }
 
   setDown(vip: string, addr: string, down: boolean): ApplyResult {
-    const id = vipString(parseVip(vip));
+    const id = this.heldId(vip);
     return this.mutate(id, (s) => {
       const b = this.findBackend(s, addr);
       if (down && b.state === 'active') b.state = 'down';
