@@ -64,8 +64,39 @@ export function canonical(addr: string): string {
  */
 export function hostAddr(addr: string): string {
   const problem = typeof addr === 'string' ? ipTextProblem(addr) : null;
+  // a zone on a link-local address: without it the address is refused too (checkLinkLocal), so
+  // "write it without the zone" would only lead to the next refusal
+  const zone = problem && addr.indexOf('%');
+  if (problem && zone && zone > 0 && isLinkLocal(addr.slice(0, zone))) throw new ValidationError(`"${addr}" has a zone id (${addr.slice(zone)}), which an address here cannot hold, and without it ${canonical(addr.slice(0, zone))} is ${LINK_LOCAL}, reachable only through one interface; ${LINK_LOCAL_FIX}`);
   if (problem) throw new ValidationError(problem);
   return canonical(addr);
+}
+
+const LINK_LOCAL = 'an IPv6 link-local address (fe80::/10)';
+const LINK_LOCAL_FIX = 'use a global or ULA (fd00::/8) address';
+
+/** fe80::/10: valid on every link at once, so an address alone never says which */
+export function isLinkLocal(addr: string): boolean {
+  const ip = parseIp(addr);
+  return !!ip && ip.family === 6 && ip.bytes[0] === 0xfe && (ip.bytes[1]! & 0xc0) === 0x80;
+}
+
+/**
+ * An IPv6 link-local VIP, backend or tunnel source, refused with the fix (one line). Such an address
+ * is on every link at once and means something only with an interface, which the 16 bytes a map
+ * holds cannot name (and zone ids are refused): a socket connect() to a backend fe80::x without a
+ * scope id fails with EINVAL (the socket LB's rewrite, the health checks), the route lookup of the
+ * XDP LB's next hop picks one link of many, and replies from a link-local VIP or outer packets from a
+ * link-local tunnel source are never routed off the link they started on.
+ */
+export function checkLinkLocal(address: string, what: 'VIP' | 'backend' | 'tunnel source'): void {
+  if (!isLinkLocal(address)) return;
+  const why = what === 'backend'
+    ? 'it is reachable only through one interface, which an address here cannot name (zone ids are refused)'
+    : what === 'VIP'
+      ? 'a client reaches it only with a zone id naming its own interface, and replies from it are never routed off that link'
+      : 'outer packets from it are never routed off the LB\'s link';
+  throw new ValidationError(`${what === 'VIP' ? 'VIP address' : what} ${address} is ${LINK_LOCAL}: ${why}; ${LINK_LOCAL_FIX}`);
 }
 
 /**

@@ -2,7 +2,7 @@
 // loaded or written, so a malformed config changes nothing. Address parsing, backend normalisation
 // and the Maglev prime check are the XDP LB's (controller/lb), imported rather than copied.
 import fs from 'node:fs';
-import { ValidationError, heldAddr, parseHostPort, parseVip, vipString, type VipSpec } from '../lb/addr.ts';
+import { ValidationError, checkLinkLocal, heldAddr, parseHostPort, parseVip, vipString, type VipSpec } from '../lb/addr.ts';
 import { DEFAULT_HEALTH, backendKey, normBackend, normHealthCheck, type BackendConfig, type HealthConfig } from '../lb/config.ts';
 import { isPrime, nextPrime } from '../lb/maglev.ts';
 import { parseJson, parseYamlFile } from '../../common/config-file.ts';
@@ -106,6 +106,7 @@ export function normBackendS(spec: VipSpec, b: string | BackendConfig, where: st
 export function normService(s: ServiceConfig, where: string, allowEmpty = false): NormService {
   if (!s || typeof s !== 'object' || typeof s.vip !== 'string') throw new ValidationError(`${where}: needs "vip": "tcp://ADDR:PORT"`);
   const spec = at(`${where}.vip`, () => parseVip(s.vip));
+  at(`${where}.vip`, () => checkLinkLocal(spec.address, 'VIP'));
   const id = vipString(spec);
   unknownKey(s, SERVICE_KEYS, `${where} (${id})`);
   if (!Array.isArray(s.backends)) throw new ValidationError(`${where} (${id}): "backends" must be a list`);
