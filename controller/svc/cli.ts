@@ -226,7 +226,7 @@ export async function svcCommand(argv: string[]): Promise<number> {
     return await c.run({ values: p.values as Record<string, unknown>, positionals: p.positionals });
   } catch (e) {
     if (e instanceof ValidationError) {
-      const fix = e.status === 400 ? `pnpm lab svc ${name} --help` : `pnpm lab svc list --instance ${p.values.instance ?? 'default'} shows the services and backends${name === 'backend add' ? '; svc backend weight changes a listed one' : ''}`;
+      const fix = e.fix ?? (e.status === 400 ? `pnpm lab svc ${name} --help` : `pnpm lab svc list --instance ${p.values.instance ?? 'default'} shows the services and backends${name === 'backend add' ? '; svc backend weight changes a listed one' : ''}`);
       throw new LabError(e.message, fix);
     }
     throw e;

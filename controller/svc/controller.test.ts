@@ -7,6 +7,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SvcController, cleanupPins, pinDir, statePath } from './controller.ts';
+import { normService } from './config.ts';
 import { buildLab, CLIENT_PY, PYTHON, PREFIX, type SockLab } from '../../scenarios/socket-lb/topology.ts';
 import { listNamespaces } from '../../lab/netns.ts';
 import { liveCount } from '../libbpf/index.ts';
@@ -143,6 +144,36 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
     expect(new Set(back.map((r) => r.reply)).size).toBe(3);
     child.stdin!.end();
     await child;
+  });
+
+  // At maxBackends a swap needs an id no ring reads (the table's spare ids): connections made all
+  // through swaps back and forth must each reach a backend of the old or the new set, none refused
+  it('backend swaps at maxBackends while connections are made: every one reaches a listed backend', async () => {
+    const [b0, b1, b2] = lab.backends4.map((a) => `${a}:8080`) as [string, string, string];
+    const vip = 'tcp://10.96.0.30:80';
+    const full = await SvcController.start({ cgroup: lab.cgClientRel, instance: `swap-${process.pid}`, maxBackends: 2, services: [{ vip, backends: [b0, b1] }] });
+    try {
+      const stats0 = full.stats();
+      const client = once('tcp', '10.96.0.30', 80, 300);
+      let done = false;
+      void client.finally(() => (done = true));
+      let swaps = 0;
+      for (let on = b2; !done; on = on === b2 ? b1 : b2, swaps++) {
+        full.applyServices([normService({ vip, backends: [b0, on] }, 'swap')], []);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      const rs = await client;
+      expect(swaps).toBeGreaterThan(5);
+      expect(rs.filter((r) => r.error)).toEqual([]);
+      expect(rs).toHaveLength(300);
+      for (const r of rs) expect([b0, b1, b2]).toContain(r.reply);
+      const stats1 = full.stats();
+      expect(stats1.noBackend - stats0.noBackend).toBe(0);
+      expect(stats1.badSlot - stats0.badSlot).toBe(0);
+      expect(Object.keys(full.model.backendIds)).toHaveLength(2);
+    } finally {
+      full.close();
+    }
   });
 
   it('a change the kernel refuses half way leaves every service as it was', async () => {

@@ -232,7 +232,16 @@ export interface StartOptions {
    */
   daemon?: boolean;
   log?: (s: string) => void;
+  /** test hook: a backend table of maxBackends ids, as builds before the spare ids made it */
+  testNoSpareIds?: boolean;
 }
+
+/**
+ * The backend table holds this many times maxBackends ids: the ids in use, and as many for new
+ * backends written while the rings still read the old ones (commit never rewrites an id a ring may
+ * read). Doubling is what replacing every backend at once needs.
+ */
+export const SPARE_FACTOR = 2;
 
 /** this process as a daemon record (its start time from /proc: a reused pid has another) */
 function selfDaemon(): Model['daemon'] {
@@ -285,12 +294,14 @@ export class SvcController {
       throw new LabError(`instance "${cfg.instance}" is already running (${who}; ${statePath(cfg.instance)})`, stop);
     }
     checkOverlap(cfg.instance, cg, cfg.services.map((s) => s.id));
+    // backend ids for maxBackends in use plus as many new ones during a switch (see commit)
+    const backendTable = cfg.maxBackends * (opts.testNoSpareIds ? 1 : SPARE_FACTOR);
     const loadWith = (skip: string[]) => {
       const sk = socketLb.open(file);
       try {
         return sk.setRodata({ ring_size: cfg.ringSize }).load({
           skip,
-          maxEntries: { services: cfg.maxServices, svc_ring: cfg.maxServices * 2 * cfg.ringSize, backends: cfg.maxBackends, backend_hits: cfg.maxBackends, service_hits: cfg.maxServices },
+          maxEntries: { services: cfg.maxServices, svc_ring: cfg.maxServices * 2 * cfg.ringSize, backends: backendTable, backend_hits: backendTable, service_hits: cfg.maxServices },
         });
       } catch (e) {
         sk.close();
@@ -491,15 +502,26 @@ export class SvcController {
       if (n <= 0) delete refs[k];
       else if (this.model.backendIds[k] !== undefined) ids[k] = this.model.backendIds[k]!;
     }
-    // ids the current maps still reference stay taken until the next change: reusing one now would
-    // point a live ring at a different backend before its service flips
+    // maxBackends bounds the backends listed once the change is in
+    const max = this.model.config.maxBackends;
+    const listed = Object.keys(refs).length;
+    if (listed > max) throw new ValidationError(`backend table full (maxBackends ${max}): the change would list ${listed} distinct backends`, 409);
+    // Ids the current maps still reference stay taken until the next change: rewriting one now would
+    // point a live ring at a different backend before its service flips (and a connect reading the
+    // entry while it is written could see half of each address). So the table has room for a whole
+    // table of new ids beside the one in use (SPARE_FACTOR): a change that fits maxBackends once it is
+    // in, swaps included, always finds ids no ring reads; the freed ones are reused by a later change.
     const taken = new Set([...Object.values(ids), ...Object.values(this.model.backendIds)]);
+    const cap = this.maps.backends.meta.maxEntries;
     const fresh: string[] = [];
     let nextId = 0;
     for (const k of Object.keys(refs)) {
       if (ids[k] !== undefined) continue;
       while (taken.has(nextId)) nextId++;
-      if (nextId >= this.model.config.maxBackends) throw new ValidationError(`backend table full (maxBackends ${this.model.config.maxBackends})`, 409);
+      if (nextId >= cap) {
+        // only a table made before the spare ids (cap == maxBackends) gets here
+        throw new ValidationError(`backend table full during the switch: the new backend(s) need ids of their own while the rings still read the ones they replace, and this instance's table has only maxBackends (${max}) ids (it was started by a build without spare ids)`, 409, [], `restart the instance to get a table with room for the switch: pnpm lab svc stop --instance ${this.instance}, then start it again with the config (new connections are not balanced in between); or make the change in two steps that each fit`);
+      }
       ids[k] = nextId;
       taken.add(nextId);
       fresh.push(k);
