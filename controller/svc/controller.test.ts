@@ -390,6 +390,55 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
     }
   }, 180_000);
 
+  // What a takeover does with a backend drained by `svc backend drain`: the config has no drain,
+  // so applying it as a change must not undo one (a daemon restarted by its supervisor would send
+  // new connections to a backend taken out for maintenance), as the XDP LB's restart keeps its
+  // pinned drain flags. A weight the config gives anew ends draining, as `svc backend weight` does.
+  it('a takeover keeps a drained backend drained (and says so); a new weight for it in the config ends draining', async () => {
+    const instance = `drain-${process.pid}`;
+    const vip = 'tcp://10.96.0.51:80';
+    const cfgFile = path.join(os.tmpdir(), `svc-drain-${process.pid}.json`);
+    const [b1, b2] = lab.backends4.map((a) => `${a}:8080`) as [string, string];
+    const write = (w1: number) => fs.writeFileSync(cfgFile, JSON.stringify({ cgroup: lab.cgClientRel, instance, services: [{ vip, algorithm: 'random', backends: [{ address: b1, weight: w1 }, b2] }] }));
+    const cwd = new URL('../..', import.meta.url).pathname;
+    const live: ReturnType<typeof execa>[] = [];
+    const daemon = async () => {
+      const d = execa(NODE, [...LAB, 'svc', 'daemon', '--config', cfgFile], { cwd, reject: false, all: true, env: { EBPF_LAB_DEBUG: '' } });
+      live.push(d);
+      const out = collectOutput([d.all]);
+      await untilReady(d, out, /"ready":true/, 60_000, 'svc daemon');
+      return { d, out: out() };
+    };
+    const kill = async (d: ReturnType<typeof execa>) => {
+      d.kill('SIGKILL');
+      await d;
+    };
+    const state = () => (JSON.parse(fs.readFileSync(statePath(instance), 'utf8')) as { services: Record<string, { backends: { address: string; state: string }[] }> }).services[vip]!.backends.map((b) => `${b.address} ${b.state}`);
+    const reached = async () => new Set((await once('tcp', '10.96.0.51', 80, 24)).map((r) => r.reply ?? r.error));
+    try {
+      write(1);
+      const first = await daemon();
+      const drained = await execa(NODE, [...LAB, 'svc', 'backend', 'drain', vip, b1, '--instance', instance], { cwd, reject: false });
+      expect(drained.exitCode, String(drained.stderr)).toBe(0);
+      expect(await reached()).toEqual(new Set([b2]));
+      await kill(first.d);
+      const second = await daemon();
+      expect(second.out).toMatch(new RegExp(`took over instance ${instance} .*; kept draining: ${b1.replace(/\./g, '\\.')} of ${vip}`));
+      expect(state()).toEqual([`${lab.backends4[0]} draining`, `${lab.backends4[1]} active`]);
+      expect(await reached()).toEqual(new Set([b2]));
+      await kill(second.d);
+      write(2);
+      const third = await daemon();
+      expect(third.out).not.toMatch(/kept draining/);
+      expect(state()).toEqual([`${lab.backends4[0]} active`, `${lab.backends4[1]} active`]);
+      expect(await reached()).toEqual(new Set([b1, b2]));
+    } finally {
+      for (const d of live) await kill(d);
+      if (fs.existsSync(statePath(instance))) await execa(NODE, [...LAB, 'svc', 'stop', '--instance', instance], { cwd, reject: false });
+      fs.rmSync(cfgFile, { force: true });
+    }
+  }, 180_000);
+
   it('health checks (the XDP LB\'s) take a dead backend out of the ring and bring it back', async () => {
     const net = await import('node:net');
     const up = net.createServer((c) => c.end());

@@ -366,7 +366,9 @@ export class SvcController {
         const r = c.applyServices(cfg.services, Object.keys(c.model.services).filter((id) => !want.has(id)));
         c.model = { ...c.model, config: settingsOf(cfg), daemon: selfDaemon() };
         c.saveState();
-        opts.log?.(`took over instance ${cfg.instance} from svc daemon pid ${dead}, which died (its programs kept balancing): ${r.changed} service(s) changed to match the config`);
+        // drain is not in the config: what `svc backend drain` took out stays out, and is named
+        const drained = Object.values(c.model.services).flatMap((s) => s.backends.filter((b) => b.state === 'draining').map((b) => `${backendKey(b)} of ${s.id}`));
+        opts.log?.(`took over instance ${cfg.instance} from svc daemon pid ${dead}, which died (its programs kept balancing): ${r.changed} service(s) changed to match the config${drained.length ? `; kept draining: ${drained.join(', ')} (svc backend weight ends it)` : ''}`);
         return c;
       } catch (e) {
         c.close(); // the instance stays as it was found: pinned, balancing, owned by nobody alive
@@ -469,8 +471,14 @@ export class SvcController {
         index,
         half: prev?.half ?? 1,
         count: prev?.count ?? 0,
-        // a backend keeps its draining/down state across a replace unless its weight was set anew
-        backends: s.backends.map((b) => ({ ...b, state: keep.get(backendKey(b))?.state ?? 'active' })),
+        // A backend keeps its draining/down state across a replace (a takeover applying its config,
+        // an add): drain is not in a config, so a config states nothing about it, and a restarted
+        // daemon must not send new connections to a backend taken out for maintenance. A weight set
+        // anew ends draining, as `svc backend weight` does; down is the health checks' to end.
+        backends: s.backends.map((b) => {
+          const had = keep.get(backendKey(b));
+          return { ...b, state: had?.state === 'draining' && had.weight !== b.weight ? 'active' : had?.state ?? 'active' };
+        }),
       });
     }
     return this.commit(changes, t0);
