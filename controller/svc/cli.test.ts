@@ -37,6 +37,9 @@ describe('pnpm lab svc: arguments and errors', () => {
       [['backend', 'add', 'tcp://10.0.0.1:80'], /missing <addr>/, /usage/],
       [['backend', 'add', 'tcp://10.0.0.1:80', '10.0.0.2', '--wieght', '2'], /unknown option --wieght \(did you mean --weight\?\)/, /--help/],
       [['backend', 'weight', 'tcp://10.0.0.1:80', '10.0.0.2', 'heavy'], /expected a whole number/, /svc backend weight/],
+      [['backend', 'weight', 'tcp://10.0.0.1:80', '10.0.0.2', '+5'], /<weight> "\+5": expected a whole number 0-1000/, /svc backend weight/],
+      [['backend', 'add', 'tcp://10.0.0.1:80', '10.0.0.2', '--weight', '+5'], /^error: --weight "\+5": expected a whole number in decimal digits/, /--weight 1/],
+      [['daemon', '--config', 'x.yaml', '--metrics-port', '0x2382'], /^error: --metrics-port "0x2382": expected a whole number in decimal digits/, /--metrics-port/],
       [['daemon'], /--config FILE is required/, /README/],
       // addresses are checked before any instance is looked for (none runs here)
       [['backend', 'add', 'tcp://10.96.0.10:80', '10.99.0.300'], /^error: <addr>: malformed IP address "10\.99\.0\.300"$/, /svc backend add tcp:/],
