@@ -93,6 +93,11 @@ export function helpText<O extends Opts>(spec: CommandSpec<O>): string {
   return lines.join('\n');
 }
 
+/** an int option's value: decimal digits, a minus for the options whose range goes below 0 */
+const INT_TEXT = /^-?\d+$/;
+/** a number option's: decimal, with an optional fraction and exponent */
+const NUMBER_TEXT = /^-?(?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?$/i;
+
 function convert(name: string, o: Opt, raw: string): string | number | string[] {
   // the option's own check, after its type's: the same error for every type
   const checked = () => {
@@ -101,8 +106,12 @@ function convert(name: string, o: Opt, raw: string): string | number | string[] 
   };
   const bad = (what: string) => new UsageError(`--${name} ${JSON.stringify(raw)}: ${what}`, `e.g. --${name} ${o.default ?? (o.choices?.[0] ?? (o.type === 'int' || o.type === 'number' ? '10' : 'VALUE'))}`);
   if (o.type === 'int' || o.type === 'number') {
-    const v = raw.trim() === '' ? NaN : Number(raw);
-    if (!Number.isFinite(v) || (o.type === 'int' && !Number.isInteger(v))) throw bad(`expected ${o.type === 'int' ? 'a whole number' : 'a number'}`);
+    // Number() also reads 0x10, 0b1, 0o7, " 5", "+5", and for an int 1e3 and 5.0: none is how a
+    // count, port or size is written here, and 0x10 taken as 16 was a setting the user did not
+    // read back. Decimal only: digits (an int), or with a fraction and exponent (a number).
+    const form = o.type === 'int' ? INT_TEXT : NUMBER_TEXT;
+    const v = form.test(raw) ? Number(raw) + 0 : NaN; // + 0: -0 is 0
+    if (!Number.isFinite(v) || (o.type === 'int' && !Number.isSafeInteger(v))) throw bad(o.type === 'int' ? 'expected a whole number in decimal digits (e.g. 16, not 0x10, 1e3, +16 or 16.0)' : 'expected a decimal number (e.g. 0.5 or 1e-3, not 0x10 or +1)');
     if (o.min !== undefined && v < o.min) throw bad(`must be ≥ ${o.min}`);
     if (o.max !== undefined && v > o.max) throw bad(`must be ≤ ${o.max}`);
     checked();

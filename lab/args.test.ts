@@ -41,12 +41,34 @@ describe('parseArgs', () => {
     expect(err(['--n', '0'])).toMatch(/must be ≥ 1/);
     expect(err(['--n', '11'])).toMatch(/must be ≤ 10/);
     expect(err(['--n', '2.5'])).toMatch(/expected a whole number/);
-    expect(err(['--r', 'x'])).toMatch(/expected a number/);
+    expect(err(['--r', 'x'])).toMatch(/expected a decimal number/);
     expect(err(['--mode', 'fas'])).toMatch(/expected one of fast, slow/);
     expect(err(['--flag=1'])).toMatch(/takes no value/);
     expect(err(['--kinds', 'fail,opn'])).toMatch(/"opn" is not one of fail, open/);
     expect(err(['a', 'b'])).toMatch(/unexpected argument "b"/);
   });
+  // Number() took 0x10 as 16, 1e1 and 10.0 as 10, and " 5" and "+5" as 5: a value the user did not
+  // write in the form its help shows, read as something else (0o10 is 8, 010 is 10)
+  it('an int is decimal digits and a number decimal: other forms Number() reads are refused, naming the option and the form', () => {
+    for (const v of ['0x5', '0X5', '0b101', '0o5', '5e0', '5.0', '5.', ' 5', '5 ', '+5', '', '1_0', '5n', 'Infinity']) {
+      expect(err(['--n', v]), JSON.stringify(v)).toBe(`--n ${JSON.stringify(v)}: expected a whole number in decimal digits (e.g. 16, not 0x10, 1e3, +16 or 16.0)`);
+    }
+    for (const v of ['0x1', '+1', ' 1', '1 ', '.', 'e3', '1e', 'NaN']) {
+      expect(err(['--r', v]), JSON.stringify(v)).toBe(`--r ${JSON.stringify(v)}: expected a decimal number (e.g. 0.5 or 1e-3, not 0x10 or +1)`);
+    }
+    // the fix names the option with a value of its form
+    try {
+      parseArgs(['--n', '0x5'], spec, () => {});
+    } catch (e) {
+      expect((e as UsageError).fix).toBe('e.g. --n 3');
+    }
+    expect(parseArgs(['--n', '007'], spec)!.values.n).toBe(7);
+    expect(err(['--n', '99999999999999999999'])).toMatch(/expected a whole number in decimal digits/);
+    for (const [v, n] of [['0.5', 0.5], ['.5', 0.5], ['5.', 5], ['1e-3', 0.001], ['2E3', 2000], ['-1.5', -1.5], ['7', 7]] as const) expect(parseArgs([`--r=${v}`], spec)!.values.r, v).toBe(n);
+    // a range below 0 still takes a minus (energy's --pin-cpu -1)
+    expect(parseArgs(['--m=-1'], { usage: 'x', options: { m: { type: 'int', min: -1, description: 'm' } } } as const)!.values.m).toBe(-1);
+  });
+
   it('a list option may be repeated and comma-separated: every value is kept, in order', () => {
     const p = parseArgs(['--list', 'x,y', '--list', 'z', '--list=w'], spec)!;
     expect(p.values.list).toEqual(['x', 'y', 'z', 'w']);

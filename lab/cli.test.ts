@@ -92,7 +92,10 @@ describe('lab CLI', () => {
     [['run', 'hello-openat', '--kernel', '6.1', '--vm-backend', 'vng', '--out', '/tmp/a,b'], /--vm-backend vng cannot share \/tmp\/a,b: virtme-ng takes only letters/],
     [['report'], /missing <run dir>/],
     [['run', 'hello-openat', '--timeout', '3'], /--timeout "3": must be ≥ 10/],
-    [['run', 'hello-openat', '--rate', '1e99'], /--rate "1e99": must be ≤ 10000000/],
+    [['run', 'hello-openat', '--rate', '99999999'], /--rate "99999999": must be ≤ 10000000/],
+    // Number() read 1e99 (then refused by the range), 1e3 as 1000 and 0x10 as 16: decimal digits only
+    [['run', 'hello-openat', '--rate', '1e3'], /--rate "1e3": expected a whole number in decimal digits \(e\.g\. 16, not 0x10, 1e3, \+16 or 16\.0\)/],
+    [['run', 'hello-openat', '--duration', '0x10'], /--duration "0x10": expected a whole number in decimal digits/],
     [['run', 'hello-openat', '--rates', 'abc'], /--rates "abc": each rate is a whole number/],
     [['run', 'socket-lb', '--services', 'abc'], /--services "abc": each count is a whole number 1-100000/],
     [['run', 'energy', '--tdp', '5', '--idle', '50'], /--idle 50 exceeds --tdp 5/],

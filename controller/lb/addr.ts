@@ -1,5 +1,6 @@
 // Address parsing shared by the config, the API and the data plane encoding. The data plane keys
 // on raw header bytes, so addresses become 16 network-order bytes (IPv4 in the first 4).
+import net from 'node:net';
 import { formatIp, fromLeading16, ipTextProblem, parseIp, toLeading16, type Family, type Ip } from '../../common/ip.ts';
 
 export type { Family };
@@ -63,8 +64,52 @@ export function canonical(addr: string): string {
  */
 export function hostAddr(addr: string): string {
   const problem = typeof addr === 'string' ? ipTextProblem(addr) : null;
+  // a zone on a link-local address: without it the address is refused too (checkLinkLocal), so
+  // "write it without the zone" would only lead to the next refusal
+  const zone = problem && addr.indexOf('%');
+  if (problem && zone && zone > 0 && isLinkLocal(addr.slice(0, zone))) throw new ValidationError(`"${addr}" has a zone id (${addr.slice(zone)}), which an address here cannot hold, and without it ${canonical(addr.slice(0, zone))} is ${LINK_LOCAL}, reachable only through one interface; ${LINK_LOCAL_FIX}`);
   if (problem) throw new ValidationError(problem);
   return canonical(addr);
+}
+
+const LINK_LOCAL = 'an IPv6 link-local address (fe80::/10)';
+const LINK_LOCAL_FIX = 'use a global or ULA (fd00::/8) address';
+
+/** fe80::/10: valid on every link at once, so an address alone never says which */
+export function isLinkLocal(addr: string): boolean {
+  const ip = parseIp(addr);
+  return !!ip && ip.family === 6 && ip.bytes[0] === 0xfe && (ip.bytes[1]! & 0xc0) === 0x80;
+}
+
+/**
+ * An IPv6 link-local VIP, backend or tunnel source, refused with the fix (one line). Such an address
+ * is on every link at once and means something only with an interface, which the 16 bytes a map
+ * holds cannot name (and zone ids are refused): a socket connect() to a backend fe80::x without a
+ * scope id fails with EINVAL (the socket LB's rewrite, the health checks), the route lookup of the
+ * XDP LB's next hop picks one link of many, and replies from a link-local VIP or outer packets from a
+ * link-local tunnel source are never routed off the link they started on.
+ */
+export function checkLinkLocal(address: string, what: 'VIP' | 'backend' | 'tunnel source'): void {
+  if (!isLinkLocal(address)) return;
+  const why = what === 'backend'
+    ? 'it is reachable only through one interface, which an address here cannot name (zone ids are refused)'
+    : what === 'VIP'
+      ? 'a client reaches it only with a zone id naming its own interface, and replies from it are never routed off that link'
+      : 'outer packets from it are never routed off the LB\'s link';
+  throw new ValidationError(`${what === 'VIP' ? 'VIP address' : what} ${address} is ${LINK_LOCAL}: ${why}; ${LINK_LOCAL_FIX}`);
+}
+
+/**
+ * canonical(), for naming an entry a running instance already holds (remove, drain, weight, list):
+ * an instance started by an older build may hold a VIP or backend that hostAddr refuses now
+ * (::ffff:a.b.c.d, a link-local or multicast one), and a user must still be able to name it to take
+ * it out. Only malformed text is refused. A zone id is dropped, as those builds dropped it when
+ * they stored the address (fe80::1%eth0 is held as fe80::1). Never for adding: an address that
+ * goes into a map is checked by hostAddr and the config's rules.
+ */
+export function heldAddr(addr: string): string {
+  const zone = typeof addr === 'string' ? addr.indexOf('%') : -1;
+  return canonical(zone >= 0 && net.isIP(addr) === 6 ? addr.slice(0, zone) : addr);
 }
 
 /** 16 network-order bytes, IPv4 in the first 4: the data plane's layout */
@@ -89,11 +134,14 @@ export interface VipSpec {
   family: Family;
 }
 
-/** "tcp://10.0.100.1:80", "udp://[fd00::100]:53" */
-export function parseVip(s: string): VipSpec {
+/**
+ * "tcp://10.0.100.1:80", "udp://[fd00::100]:53". `host` reads the address: hostAddr for a VIP to
+ * add, heldAddr to name one an instance holds.
+ */
+export function parseVip(s: string, host: (a: string) => string = hostAddr): VipSpec {
   const m = typeof s === 'string' ? s.match(/^(tcp|udp):\/\/(?:\[([^\]]+)\]|([^:/\]]+)):(\d+)$/) : null;
   if (!m) throw new ValidationError(`malformed VIP "${s}": want tcp://ADDR:PORT or udp://[ADDR6]:PORT`);
-  const address = hostAddr(m[2] ?? m[3]!);
+  const address = host(m[2] ?? m[3]!);
   return { protocol: m[1] as Protocol, address, port: parsePort(m[4]!, 'VIP port'), family: familyOf(address) };
 }
 
@@ -101,14 +149,14 @@ export function vipString(v: { protocol: Protocol; address: string; port: number
   return `${v.protocol}://${v.address.includes(':') ? `[${v.address}]` : v.address}:${v.port}`;
 }
 
-/** "10.0.0.11", "10.0.0.11:8080", "[fd00::11]:80", "fd00::11" */
-export function parseHostPort(s: string, defaultPort?: number): { address: string; port: number | undefined } {
+/** "10.0.0.11", "10.0.0.11:8080", "[fd00::11]:80", "fd00::11"; `host` as in parseVip */
+export function parseHostPort(s: string, defaultPort?: number, host: (a: string) => string = hostAddr): { address: string; port: number | undefined } {
   if (typeof s !== 'string' || !s) throw new ValidationError(`malformed backend address "${s}"`);
   let m = s.match(/^\[([^\]]+)\](?::(\d+))?$/);
-  if (m) return { address: hostAddr(m[1]!), port: m[2] ? parsePort(m[2]) : defaultPort };
+  if (m) return { address: host(m[1]!), port: m[2] ? parsePort(m[2]) : defaultPort };
   m = s.match(/^([\d.]+):(\d+)$/);
-  if (m) return { address: hostAddr(m[1]!), port: parsePort(m[2]!) };
-  return { address: hostAddr(s), port: defaultPort };
+  if (m) return { address: host(m[1]!), port: parsePort(m[2]!) };
+  return { address: host(s), port: defaultPort };
 }
 
 export function parseMac(s: string): Uint8Array {

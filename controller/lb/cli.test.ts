@@ -45,6 +45,11 @@ describe('pnpm lab lb: arguments and errors', () => {
       [['backend', 'add', 'tcp://10.0.0.1:80'], /missing <addr>/, /usage/],
       [['backend', 'add', 'tcp://10.0.0.1:80', '10.0.0.2', '--wieght', '2'], /unknown option --wieght \(did you mean --weight\?\)/, /--help/],
       [['backend', 'add', 'tcp://10.0.0.1:80', '10.0.0.2', '--weight', 'heavy'], /--weight "heavy": expected a whole number/, /--weight/],
+      // Number() read these as 16, 1000 and 5: decimal digits only, as the help shows
+      [['backend', 'add', 'tcp://10.0.0.1:80', '10.0.0.2', '--weight', '0x10'], /^error: --weight "0x10": expected a whole number in decimal digits \(e\.g\. 16, not 0x10, 1e3, \+16 or 16\.0\)$/, /e\.g\. --weight 1/],
+      [['backend', 'add', 'tcp://10.0.0.1:80', '10.0.0.2', '--weight=1e3'], /--weight "1e3": expected a whole number in decimal digits/, /--weight/],
+      [['backend', 'add', 'tcp://10.0.0.1:80', '10.0.0.2', '--weight', ' 5'], /--weight " 5": expected a whole number in decimal digits/, /--weight/],
+      [['backend', 'weight', 'tcp://10.0.0.1:80', '10.0.0.2', '0x10'], /<weight> "0x10": expected a whole number 0-1000/, /backend weight/],
       [['backend', 'weight', 'tcp://10.0.0.1:80', '10.0.0.2', '-1'], /unknown option|expected a whole number/, /./],
       [['vip', 'add', 'tcp://10.0.0.1:80', '10.0.0.2', '--forwarding', 'gre'], /expected one of dsr, ipip/, /./],
       [['backend', 'add', 'tcp://10.0.0.1:80', '10.0.0.2', '--mac', 'zz:zz'], /--mac "zz:zz": is not a MAC address/, /six hex pairs/],

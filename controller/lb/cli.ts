@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { UsageError, helpText, parseArgs, pickCommand, type CommandSpec, type Opts } from '../../common/args.ts';
 import { LabError } from '../../common/errors.ts';
-import { ValidationError, parseHostPort, parseMac, parseVip, vipString } from './addr.ts';
+import { ValidationError, heldAddr, parseHostPort, parseMac, parseVip, vipString } from './addr.ts';
 import { LbApiError, LbClient } from './client.ts';
 import { DEFAULT_PIN_ROOT, backendKey, checkIpipBackend, normBackend, validateConfigFile, type LbConfig } from './config.ts';
 import { purgePinned } from './dataplane.ts';
@@ -35,7 +35,7 @@ function cmd(usage: string, summary: string, options: Opts, positionals: Command
 }
 
 async function list(p: Args, api: () => LbClient): Promise<number> {
-  const want = p.positionals[0] === undefined ? undefined : vipArg(p.positionals[0]);
+  const want = p.positionals[0] === undefined ? undefined : vipString(parseVip(heldVipArg(p.positionals[0]), heldAddr));
   const s = await api().state();
   const rows = s.vips.filter((v) => !want || v.vip === want);
   if (want && rows.length === 0) throw new LabError(`unknown VIP ${want}`, 'pnpm lab lb vip list shows the VIPs');
@@ -64,13 +64,30 @@ function usageFrom<T>(what: string, fix: string, f: () => T): T {
   }
 }
 
+const VIP_FIX = 'write it as tcp://ADDR:PORT or udp://[ADDR6]:PORT, e.g. tcp://10.0.0.1:80';
+const ADDR_FIX = 'write a backend as ADDR, ADDR:PORT or [ADDR6]:PORT, e.g. 10.0.0.11, 10.0.0.11:8080 or [fd00::11]:8080';
+
 /** <vip> in its canonical form (so `vip list "tcp://[fd00::0001]:80"` finds tcp://[fd00::1]:80) */
 function vipArg(v: string): string {
-  return usageFrom('vip', 'write it as tcp://ADDR:PORT or udp://[ADDR6]:PORT, e.g. tcp://10.0.0.1:80', () => vipString(parseVip(v)));
+  return usageFrom('vip', VIP_FIX, () => vipString(parseVip(v)));
 }
 
 function addrArg(a: string): string {
-  usageFrom('addr', 'write a backend as ADDR, ADDR:PORT or [ADDR6]:PORT, e.g. 10.0.0.11, 10.0.0.11:8080 or [fd00::11]:8080', () => parseHostPort(a));
+  usageFrom('addr', ADDR_FIX, () => parseHostPort(a));
+  return a;
+}
+
+// A VIP or backend named to be found, not added (remove, drain, weight, list): an instance started
+// by an older build may hold one in a form the parser refuses now (::ffff:a.b.c.d, a zone id it
+// dropped), and it must stay removable. Only malformed text is a usage error here; the daemon
+// matches what it holds, and refuses a name that matches nothing with the parser's reason.
+function heldVipArg(v: string): string {
+  usageFrom('vip', VIP_FIX, () => parseVip(v, heldAddr));
+  return v; // as typed: a refusal from the daemon quotes the user's text
+}
+
+function heldAddrArg(a: string): string {
+  usageFrom('addr', ADDR_FIX, () => parseHostPort(a, undefined, heldAddr));
   return a;
 }
 
@@ -117,17 +134,17 @@ const COMMANDS: Record<string, Cmd> = {
     return 0;
   }),
   'backend remove': cmd('backend remove <vip> <addr>', 'remove a backend (its flows re-hash)', { ...target }, { names: ['vip', 'addr'], min: 2, max: 2 }, async (p, api) => {
-    const [vip, addr] = [vipArg(p.positionals[0]!), addrArg(p.positionals[1]!)];
+    const [vip, addr] = [heldVipArg(p.positionals[0]!), heldAddrArg(p.positionals[1]!)];
     print(await api().removeBackend(vip, addr));
     return 0;
   }),
   'backend drain': cmd('backend drain <vip> <addr>', 'take a backend out of the ring, keep its established flows', { ...target }, { names: ['vip', 'addr'], min: 2, max: 2 }, async (p, api) => {
-    const [vip, addr] = [vipArg(p.positionals[0]!), addrArg(p.positionals[1]!)];
+    const [vip, addr] = [heldVipArg(p.positionals[0]!), heldAddrArg(p.positionals[1]!)];
     print(await api().drain(vip, addr));
     return 0;
   }),
   'backend weight': cmd('backend weight <vip> <addr> <weight>', 'set a backend\'s weight (0-1000; also ends draining)', { ...target }, { names: ['vip', 'addr', 'weight'], min: 3, max: 3 }, async (p, api) => {
-    const [vip, addr, weight] = [vipArg(p.positionals[0]!), addrArg(p.positionals[1]!), intArg(p.positionals[2]!, 'weight', 0, 1000)];
+    const [vip, addr, weight] = [heldVipArg(p.positionals[0]!), heldAddrArg(p.positionals[1]!), intArg(p.positionals[2]!, 'weight', 0, 1000)];
     print(await api().weight(vip, addr, weight));
     return 0;
   }),
@@ -143,7 +160,7 @@ const COMMANDS: Record<string, Cmd> = {
     return 0;
   }),
   'vip remove': cmd('vip remove <vip>', 'remove a VIP and its backends', { ...target }, { names: ['vip'], min: 1, max: 1 }, async (p, api) => {
-    print(await api().removeVip(vipArg(p.positionals[0]!)));
+    print(await api().removeVip(heldVipArg(p.positionals[0]!)));
     return 0;
   }),
   'vip list': cmd('vip list [<vip>]', 'VIPs and their backends', { ...target }, { names: ['vip'], max: 1 }, list),

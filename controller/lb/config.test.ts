@@ -269,7 +269,9 @@ describe('addresses a VIP or backend can never work with', () => {
   // the zone was dropped by the parse: fe80::1%eth0 and fe80::1%eth1 were one backend, on
   // whichever interface the route lookup found
   it('a zone id is refused, not dropped', () => {
-    rejects(one('tcp://[fe80::1%lb0]:80', 'fd99::11'), /^vips\[0\]: "fe80::1%lb0" has a zone id \(%lb0\).*write fe80::1 without it/);
+    // without the zone fe80::1 is link-local, refused too: the message names the way out of both
+    rejects(one('tcp://[fe80::1%lb0]:80', 'fd99::11'), /^vips\[0\]: "fe80::1%lb0" has a zone id \(%lb0\), which an address here cannot hold, and without it fe80::1 is an IPv6 link-local address \(fe80::\/10\), reachable only through one interface; use a global or ULA \(fd00::\/8\) address$/);
+    rejects(one('tcp://[fd99:100::1%lb0]:80', 'fd99::11'), /^vips\[0\]: "fd99:100::1%lb0" has a zone id \(%lb0\).*write fd99:100::1 without it/);
     rejects(one('tcp://[fd99:100::1]:80', 'fe80::11%eth1'), /^vips\[0\]\.backends\[0\]: "fe80::11%eth1" has a zone id/);
     rejects(one('tcp://[fd99:100::1]:80', '[fe80::11%eth1]:8080'), /^vips\[0\]\.backends\[0\]: "fe80::11%eth1" has a zone id/);
     rejects(base({ tunnelSource: { ipv6: 'fe80::2%lb0' } }), /^tunnelSource\.ipv6: "fe80::2%lb0" has a zone id/);
@@ -286,18 +288,26 @@ describe('addresses a VIP or backend can never work with', () => {
     vip('udp://[ff02::fb]:5353', /VIP address ff02::fb is a multicast address/);
     vip('tcp://127.0.0.1:80', /VIP address 127\.0\.0\.1 is a loopback address: no host sends a loopback destination onto the wire/);
     vip('tcp://[::1]:80', /VIP address ::1 is a loopback address/);
-    // one link can use these: taken
-    for (const ok of ['tcp://169.254.10.1:80', 'tcp://[fe80::10]:80', 'tcp://10.99.100.255:80', 'tcp://223.255.255.1:80']) expect(validateConfig(one(ok, ok.includes('[') ? 'fd99::11' : '10.99.0.11')).vips, ok).toHaveLength(1);
+    // a client needs a zone id to reach it (refused in the config), and replies from it stay on one link
+    vip('tcp://[fe80::10]:80', /^vips\[0\]: VIP address fe80::10 is an IPv6 link-local address \(fe80::\/10\): a client reaches it only with a zone id naming its own interface, and replies from it are never routed off that link; use a global or ULA \(fd00::\/8\) address$/);
+    vip('tcp://[febf::10]:80', /VIP address febf::10 is an IPv6 link-local address/);
+    // IPv4 link-local needs no zone: a socket reaches 169.254.0.0/16 by its route
+    for (const ok of ['tcp://169.254.10.1:80', 'tcp://[fec0::10]:80', 'tcp://10.99.100.255:80', 'tcp://223.255.255.1:80']) expect(validateConfig(one(ok, ok.includes('[') ? 'fd99::11' : '10.99.0.11')).vips, ok).toHaveLength(1);
   });
 
-  it('backends that are not one host are refused; loopback (with mac, the controller tests\' shape) and link-local are taken', () => {
+  it('backends that are not one host, or need an interface, are refused; loopback (with mac, the controller tests\' shape) and IPv4 link-local are taken', () => {
     for (const [a, kind] of [['0.0.0.0', 'the unspecified address'], ['0.0.0.9', 'in 0.0.0.0/8'], ['255.255.255.255', 'the limited broadcast address'], ['224.0.0.5', 'a multicast address']] as const) {
       rejects(one('tcp://10.99.100.1:80', a), new RegExp(`^vips\\[0\\]\\.backends\\[0\\]: backend ${a.replace(/\./g, '\\.')} is ${kind}.*: a backend is one host the LB forwards frames to; give that host's unicast address$`));
     }
     rejects(one('tcp://[fd99:100::1]:80', '::'), /backend :: is the unspecified address/);
     rejects(one('tcp://[fd99:100::1]:80', 'ff02::1'), /backend ff02::1 is a multicast address/);
     expect(() => normVip({ vip: 'tcp://10.99.100.1:80', backends: ['224.0.0.5' as never] }, 'vip')).toThrow(/backend 224\.0\.0\.5 is a multicast address/);
-    for (const ok of ['127.0.0.2', '169.254.0.7', 'fe80::7', '::1']) expect(validateConfig(one(ok.includes(':') ? 'tcp://[fd99:100::1]:80' : 'tcp://10.99.100.1:80', ok)).vips, ok).toHaveLength(1);
+    // fe80::/10 is on every link: without an interface (zone ids are refused) the next hop's route
+    // lookup picks one link of many, and the health checks' connect() fails with EINVAL
+    rejects(one('tcp://[fd99:100::1]:80', 'fe80::7'), /^vips\[0\]\.backends\[0\]: backend fe80::7 is an IPv6 link-local address \(fe80::\/10\): it is reachable only through one interface, which an address here cannot name \(zone ids are refused\); use a global or ULA \(fd00::\/8\) address$/);
+    rejects(one('tcp://[fd99:100::1]:80', '[fe80::7]:8080'), /backend fe80::7 is an IPv6 link-local address/);
+    rejects(base({ tunnelSource: { ipv6: 'fe80::2' } }), /^tunnelSource\.ipv6: tunnel source fe80::2 is an IPv6 link-local address \(fe80::\/10\): outer packets from it are never routed off the LB's link; use a global or ULA/);
+    for (const ok of ['127.0.0.2', '169.254.0.7', '::1']) expect(validateConfig(one(ok.includes(':') ? 'tcp://[fd99:100::1]:80' : 'tcp://10.99.100.1:80', ok)).vips, ok).toHaveLength(1);
   });
 });
 

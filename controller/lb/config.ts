@@ -2,7 +2,7 @@
 // runs before anything touches a map, so bad input changes nothing.
 import fs from 'node:fs';
 import { type ConfigFile, fieldPath, parseJson, parseYamlFile } from '../../common/config-file.ts';
-import { ValidationError, addrBytes, familyOf, hostAddr, parseHostPort, parseMac, parsePort, parseVip, vipString, canonical, type VipSpec } from './addr.ts';
+import { ValidationError, addrBytes, checkLinkLocal, familyOf, hostAddr, parseHostPort, parseMac, parsePort, parseVip, vipString, canonical, type VipSpec } from './addr.ts';
 import { isPrime, nextPrime } from './maglev.ts';
 import { xdp_lb_limits } from '../../bpf/gen/xdp_lb.enums.ts';
 
@@ -163,7 +163,7 @@ const KIND_TEXT = {
  * A VIP the XDP program can never see, or whose replies no client takes: no packet is sent to
  * 0.0.0.0, :: or 0.0.0.0/8; TCP never connects to broadcast or multicast, and a DSR backend's reply
  * would come from that address, which receivers drop as a martian; no host puts a loopback
- * destination on the wire. (Link-local VIPs can work on one segment and are taken.) The socket LB
+ * destination on the wire. (Link-local ones are refused by checkLinkLocal, for both LBs.) The socket LB
  * does not use this: it rewrites connect() before routing, where a loopback VIP is a normal one.
  */
 export function checkXdpVipAddr(address: string): void {
@@ -188,13 +188,17 @@ export function checkXdpBackendAddr(address: string): void {
   throw new ValidationError(`backend ${address} is ${KIND_TEXT[k]}: a backend is one host the LB forwards frames to; give that host's unicast address`);
 }
 
-/** `lb`: 'socket' when the socket LB normalises (it rewrites connect() and takes any address a socket can) */
+/**
+ * `lb`: 'socket' when the socket LB normalises (it rewrites connect() and takes any address a
+ * socket can connect to without a scope: not a link-local one, checkLinkLocal)
+ */
 export function normBackend(vip: VipSpec, b: BackendConfig | string, where: string, lb: 'xdp' | 'socket' = 'xdp'): NormBackend {
   const raw: BackendConfig = typeof b === 'string' ? { address: b } : b;
   if (!raw || typeof raw !== 'object' || typeof raw.address !== 'string') throw new ValidationError(`${where}: a backend needs an "address"`);
   noUnknownKeys(raw, ['address', 'port', 'weight', 'mac', 'egress'], where);
   const hp = at(where, () => parseHostPort(raw.address));
   if (lb === 'xdp') at(where, () => checkXdpBackendAddr(hp.address));
+  at(where, () => checkLinkLocal(hp.address, 'backend'));
   const port = raw.port !== undefined ? parsePort(raw.port, `${where} port`) : hp.port ?? vip.port;
   // two ports for one backend: taking either silently sends health checks (and proxies) to the wrong one
   if (hp.port !== undefined && raw.port !== undefined && hp.port !== port) throw new ValidationError(`${where}: address "${raw.address}" has port ${hp.port} but "port" is ${port}; give the port once`);
@@ -244,6 +248,7 @@ export function normVip(v: VipConfig, where: string, allowEmpty = false, default
   noUnknownKeys(v, ['vip', 'backends', 'healthCheck', 'forwarding'], where);
   const spec = at(where, () => parseVip(v.vip));
   at(where, () => checkXdpVipAddr(spec.address));
+  at(where, () => checkLinkLocal(spec.address, 'VIP'));
   if (!Array.isArray(v.backends)) throw new ValidationError(`${where} (${v.vip}): "backends" must be a list`);
   if (!allowEmpty && v.backends.length === 0) throw new ValidationError(`${where} (${v.vip}): zero backends; a VIP needs at least one`);
   const backends = v.backends.map((b, i) => normBackend(spec, b, `${where}.backends[${i}]`));
@@ -404,6 +409,7 @@ function normTunnelSource(t: unknown): TunnelSource {
     const fam = familyOf(at(`tunnelSource.${k}`, () => hostAddr(v)));
     if (fam !== (k === 'ipv6' ? 6 : 4)) throw new ValidationError(`tunnelSource.${k}: "${v}" is an IPv${fam} address`);
     if (addrBytes(v).every((x) => x === 0)) throw new ValidationError(`tunnelSource.${k}: "${v}" is unspecified; give an address of the LB`);
+    at(`tunnelSource.${k}`, () => checkLinkLocal(canonical(v), 'tunnel source'));
     out[k] = canonical(v);
   }
   return out;

@@ -11,7 +11,7 @@
 // rebuilds it from the pins and only rewrites a ring that differs from what it would compute.
 import path from 'node:path';
 import { setImmediate as yieldNow } from 'node:timers/promises';
-import { ValidationError, addrBytes, formatAddr, formatMac, htons, parseMac, parseVip, vipString, PROTO_NUM, type Protocol, type VipSpec } from './addr.ts';
+import { ValidationError, addrBytes, formatAddr, formatMac, heldAddr, htons, parseHostPort, parseMac, parseVip, vipString, PROTO_NUM, type Protocol, type VipSpec } from './addr.ts';
 import { backendKey, checkIpipBackend, normBackend, sameHost, normVip, startSettingsDiff, tooManyForRing, tunnelSourceFor, validateConfig, type BackendConfig, type Forwarding, type LbConfig, type NormBackend, type NormConfig, type StartSettings, type VipConfig, type VipDefaults } from './config.ts';
 import { BE_ACTIVE, BE_DOWN, BE_DRAINING, Dataplane, MAX_VIPS, netnsName } from './dataplane.ts';
 import { HealthChecker } from './health.ts';
@@ -396,18 +396,26 @@ export class LbController {
     this.nextBackendId = d.nextBackendId;
   }
 
+  /**
+   * The VIP named `id`, as this instance holds it. Pins written by an older build may hold a VIP
+   * that validation refuses now (tcp://[::ffff:10.0.0.1]:80, a multicast one): it is looked up by
+   * its canonical text all the same, so `vip remove` can take out what is in force. A name that
+   * matches nothing held gets the parser's refusal if it has one (it says what to write), else 404.
+   */
   private vipIn(d: Draft, id: string): VipState {
-    const spec = parseVip(id);
-    const v = d.vips.get(vipString(spec));
-    if (!v) throw new ValidationError(`unknown VIP ${id}`, 404);
-    return v;
+    const v = d.vips.get(vipString(parseVip(id, heldAddr)));
+    if (v) return v;
+    parseVip(id);
+    throw new ValidationError(`unknown VIP ${id}`, 404);
   }
 
+  /** a backend of v by its name, found as vipIn finds a VIP (a refused form it holds included) */
   private backendIn(v: VipState, addr: string): BackendState {
+    const hp = parseHostPort(addr, v.port, heldAddr);
+    const b = v.backends.get(backendKey({ address: hp.address, port: hp.port! }));
+    if (b) return b;
     const nb = normBackend(v, { address: addr }, 'backend');
-    const b = v.backends.get(backendKey(nb));
-    if (!b) throw new ValidationError(`VIP ${v.id} has no backend ${backendKey(nb)}`, 404);
-    return b;
+    throw new ValidationError(`VIP ${v.id} has no backend ${backendKey(nb)}`, 404);
   }
 
   private serving(v: VipState, except: BackendState): BackendState[] {
@@ -438,6 +446,8 @@ export class LbController {
     return this.serial(async () => {
       let key = '', vid = '';
       await this.change('', (d) => {
+        // a VIP validation refuses now is only named to be taken out, not grown
+        parseVip(vipId);
         const v = this.vipIn(d, vipId);
         const nb = normBackend(v, c, 'backend');
         if (v.forwarding === 'ipip') checkIpipBackend(v, nb, 'backend');
@@ -626,7 +636,7 @@ export class LbController {
   }
 
   ring(vipId: string): { computed: number[]; dataplane: number[] | null } {
-    const v = this.vips.get(vipString(parseVip(vipId)));
+    const v = this.vips.get(vipString(parseVip(vipId, heldAddr)));
     if (!v) throw new ValidationError(`unknown VIP ${vipId}`, 404);
     const dp = this.dp.readRing(v.slot);
     return { computed: [...(v.table ?? [])], dataplane: dp ? [...dp] : null };

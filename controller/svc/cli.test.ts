@@ -10,6 +10,8 @@ import { expectOneError, labCommand, labCli } from '../../lab/testing.ts';
 import { cgroup2Root, findCgroup2Root, createCgroup, removeCgroup } from '../../common/cgroup.ts';
 import { collectOutput, untilReady } from '../../common/child.ts';
 import { tryLock, unlock } from '../../common/lockfile.ts';
+import { addrBytes, parseVip, vipString } from '../lb/addr.ts';
+import { SvcController } from './controller.ts';
 
 const [NODE, ...LAB] = await labCli();
 
@@ -35,6 +37,9 @@ describe('pnpm lab svc: arguments and errors', () => {
       [['backend', 'add', 'tcp://10.0.0.1:80'], /missing <addr>/, /usage/],
       [['backend', 'add', 'tcp://10.0.0.1:80', '10.0.0.2', '--wieght', '2'], /unknown option --wieght \(did you mean --weight\?\)/, /--help/],
       [['backend', 'weight', 'tcp://10.0.0.1:80', '10.0.0.2', 'heavy'], /expected a whole number/, /svc backend weight/],
+      [['backend', 'weight', 'tcp://10.0.0.1:80', '10.0.0.2', '+5'], /<weight> "\+5": expected a whole number 0-1000/, /svc backend weight/],
+      [['backend', 'add', 'tcp://10.0.0.1:80', '10.0.0.2', '--weight', '+5'], /^error: --weight "\+5": expected a whole number in decimal digits/, /--weight 1/],
+      [['daemon', '--config', 'x.yaml', '--metrics-port', '0x2382'], /^error: --metrics-port "0x2382": expected a whole number in decimal digits/, /--metrics-port/],
       [['daemon'], /--config FILE is required/, /README/],
       // addresses are checked before any instance is looked for (none runs here)
       [['backend', 'add', 'tcp://10.96.0.10:80', '10.99.0.300'], /^error: <addr>: malformed IP address "10\.99\.0\.300"$/, /svc backend add tcp:/],
@@ -274,8 +279,10 @@ describe.skipIf(process.getuid?.() !== 0 || !findCgroup2Root())('pnpm lab svc da
 
   // A takeover that swapped one VIP for another at maxServices was refused ("service table full"):
   // the removed service's index stayed taken during the change. And the fix line of such an error
-  // named --instance default, not the config's instance.
-  it('a takeover swapping a VIP at maxServices is applied; a change that does not fit names the instance in use', async () => {
+  // named --instance default, not the config's instance. A backend swap at maxBackends was refused
+  // too ("backend table full"): the new backend needs an id no ring reads until the switch, and the
+  // table had only maxBackends ids, all read. It has as many spare ones now.
+  it('takeovers swapping a VIP at maxServices and a backend at maxBackends are applied; the freed id is reused by a later change', async () => {
     const inst = `sx${process.pid}`;
     const cg = path.join(cgroup2Root(), `ebpf-lab-svc-sx-${process.pid}`);
     createCgroup(cg);
@@ -284,33 +291,146 @@ describe.skipIf(process.getuid?.() !== 0 || !findCgroup2Root())('pnpm lab svc da
     const cwd = new URL('../..', import.meta.url).pathname;
     const daemon = () => execa(NODE, [...LAB, 'svc', 'daemon', '--config', f], { reject: false, cwd, all: true, env: { EBPF_LAB_DEBUG: '' } });
     const started: ReturnType<typeof daemon>[] = [];
+    const takeOver = async (name: string, prev: ReturnType<typeof daemon>) => {
+      prev.kill('SIGKILL');
+      await prev;
+      const d = daemon();
+      started.push(d);
+      const out = collectOutput([d.all]);
+      await untilReady(d, out, /"ready":true/, 30_000, `svc daemon ${name}`);
+      expect(out()).toMatch(new RegExp(`took over instance ${inst} from svc daemon pid ${prev.pid}`));
+      return { d }; // not the subprocess itself: awaiting that waits for its exit
+    };
+    /** the backend every slot of the service's live ring names, as the kernel holds it: its id and address */
+    const inForce = (vip: string) => {
+      const c = SvcController.open(inst);
+      try {
+        const spec = parseVip(vip);
+        const v = c.maps.services.get({ addr: addrBytes(spec.address), port: ((spec.port & 0xff) << 8) | (spec.port >> 8), proto: 6, family: 4 })!;
+        const base = (v.index * 2 + v.half) * c.model.config.ringSize;
+        const ids = new Set(Array.from({ length: v.count }, (_, i) => c.maps.svc_ring.get(base + i)));
+        expect(ids.size).toBe(1);
+        const id = [...ids][0]!;
+        const b = c.maps.backends.get(id)!;
+        return `${id} ${[...b.addr.subarray(0, 4)].join('.')}:${(b.port >> 8) | ((b.port & 0xff) << 8)}`;
+      } finally {
+        c.close();
+      }
+    };
     try {
       write('tcp://10.96.75.10:80', '10.0.75.11:8080');
       const a = daemon();
       started.push(a);
       await untilReady(a, collectOutput([a.all]), /"ready":true/, 30_000, 'svc daemon A');
-      a.kill('SIGKILL');
-      await a;
       write('tcp://10.96.75.20:80', '10.0.75.11:8080');
-      const b = daemon();
-      started.push(b);
-      const out = collectOutput([b.all]);
-      await untilReady(b, out, /"ready":true/, 30_000, 'svc daemon B');
-      expect(out()).toMatch(new RegExp(`took over instance ${inst} from svc daemon pid ${a.pid}`));
+      const { d: b } = await takeOver('B', a);
       expect((await svc('list', '--instance', inst)).stdout).toMatch(/^tcp:\/\/10\.96\.75\.20:80 {2}\(maglev/m);
       expect((await svc('list', '--instance', inst)).stdout).not.toMatch(/10\.96\.75\.10/);
-      b.kill('SIGKILL');
-      await b;
-      // a backend swap at maxBackends still does not fit (the old id is read until the switch)
+      expect(inForce('tcp://10.96.75.20:80')).toBe('0 10.0.75.11:8080');
+      // the swap: the new backend takes a spare id, written before the service switches to it
       write('tcp://10.96.75.20:80', '10.0.75.12:8080');
-      const c = await daemon();
-      expect(c.exitCode).toBe(1);
-      oneError(String(c.all), /^error: backend table full \(maxBackends 1\)$/, new RegExp(`^ {2}fix: pnpm lab svc list --instance ${inst} shows`));
+      const { d: c } = await takeOver('C', b);
+      expect((await svc('list', '--instance', inst)).stdout).toMatch(/^ {2}10\.0\.75\.12:8080 {2}weight 1 {2}active$/m);
+      expect((await svc('list', '--instance', inst)).stdout).not.toMatch(/10\.0\.75\.11/);
+      expect(inForce('tcp://10.96.75.20:80')).toBe('1 10.0.75.12:8080');
+      // and back: id 0, read by no ring since the last switch, is free again
+      write('tcp://10.96.75.20:80', '10.0.75.11:8080');
+      await takeOver('D', c);
+      expect(inForce('tcp://10.96.75.20:80')).toBe('0 10.0.75.11:8080');
+      // past maxBackends once the change is in: refused, naming the limit and the instance in use
+      const over = await svc('backend', 'add', 'tcp://10.96.75.20:80', '10.0.75.13:8080', '--instance', inst);
+      expect(over.exitCode).toBe(1);
+      oneError(over.stderr, /^error: backend table full \(maxBackends 1\): the change would list 2 distinct backends$/, new RegExp(`^ {2}fix: pnpm lab svc list --instance ${inst} shows`));
     } finally {
       for (const d of started) {
         d.kill('SIGKILL');
         await d;
       }
+      await svc('stop', '--instance', inst);
+      fs.rmSync(f, { force: true });
+      removeCgroup(cg);
+    }
+  }, 90_000);
+
+  // An instance started before the spare ids has a table of maxBackends ids: a swap at the limit
+  // cannot be made safely there. The refusal says what to do (restart) and names the instance.
+  it('a backend swap at maxBackends on a table without spare ids is refused with the fix, the instance left as it was', async () => {
+    const inst = `sn${process.pid}`;
+    const cg = path.join(cgroup2Root(), `ebpf-lab-svc-sn-${process.pid}`);
+    createCgroup(cg);
+    const f = path.join(os.tmpdir(), `svc-sn-${process.pid}.yaml`);
+    const cfg = (backend: string) => ({ cgroup: cg, instance: inst, maxBackends: 1, services: [{ vip: 'tcp://10.96.73.10:80', backends: [backend] }] });
+    const cwd = new URL('../..', import.meta.url).pathname;
+    try {
+      // the old build's instance, left by a daemon that died (its record names a process that is gone)
+      const old = await SvcController.start(cfg('10.0.73.11:8080'), { pin: true, daemon: true, testNoSpareIds: true });
+      expect(old.maps.backends.meta.maxEntries).toBe(1);
+      old.model.daemon = { pid: old.model.daemon!.pid, startTime: 'gone' };
+      old.saveState();
+      old.close();
+      const before = fs.readFileSync(`/run/ebpf-lab/svc-${inst}.json`, 'utf8');
+      fs.writeFileSync(f, JSON.stringify(cfg('10.0.73.12:8080')));
+      const d = await execa(NODE, [...LAB, 'svc', 'daemon', '--config', f], { reject: false, cwd, all: true, env: { EBPF_LAB_DEBUG: '' } });
+      expect(d.exitCode).toBe(1);
+      oneError(String(d.all), /^error: backend table full during the switch: the new backend\(s\) need ids of their own while the rings still read the ones they replace, and this instance's table has only maxBackends \(1\) ids/, new RegExp(`^ {2}fix: restart the instance to get a table with room for the switch: pnpm lab svc stop --instance ${inst}, then start it again`));
+      expect(fs.readFileSync(`/run/ebpf-lab/svc-${inst}.json`, 'utf8')).toBe(before);
+      expect((await svc('list', '--instance', inst)).stdout).toMatch(/^ {2}10\.0\.73\.11:8080 /m);
+    } finally {
+      await svc('stop', '--instance', inst);
+      fs.rmSync(f, { force: true });
+      removeCgroup(cg);
+    }
+  }, 90_000);
+
+  // Validation refuses ::ffff:a.b.c.d and zone ids now, but an instance started by an older build
+  // still lists such entries in its state file: `svc backend remove` failed with the parser's
+  // refusal, so only `svc stop` (or a takeover's config) could take them out.
+  it('backends and services an older build took are removed, drained and weighted by name; adding them stays refused', async () => {
+    const inst = `ho${process.pid}`;
+    const cg = path.join(cgroup2Root(), `ebpf-lab-svc-ho-${process.pid}`);
+    createCgroup(cg);
+    const f = path.join(os.tmpdir(), `svc-ho-${process.pid}.yaml`);
+    fs.writeFileSync(f, `cgroup: ${cg}\ninstance: ${inst}\nservices:\n  - vip: tcp://10.96.74.20:80\n    backends: [10.0.74.11:8080]\n`);
+    const OLD = 'tcp://[::ffff:10.96.74.10]:80';
+    try {
+      expect((await svc('start', '--config', f)).exitCode).toBe(0);
+      // what the old parse made of the service: an IPv6 VIP over the mapped bytes, a mapped backend,
+      // and fe80::1 from fe80::1%eth0 (the zone dropped); written through the controller, past validation
+      const c = SvcController.open(inst);
+      try {
+        const spec = { protocol: 'tcp' as const, address: '::ffff:a60:4a0a', port: 80, family: 6 as const };
+        c.applyServices([{ ...spec, id: vipString(spec), algorithm: 'maglev', healthCheck: false, backends: ['::ffff:a00:4a0b', 'fe80::1', 'fd00::74:12'].map((address) => ({ address, port: 8080, weight: 1 })) }], []);
+      } finally {
+        c.close();
+      }
+      const held = () => (JSON.parse(fs.readFileSync(`/run/ebpf-lab/svc-${inst}.json`, 'utf8')) as { services: Record<string, { backends: { address: string; weight: number; state: string }[] }> }).services['tcp://[::ffff:a60:4a0a]:80']!.backends;
+      expect(held().map((b) => b.address)).toEqual(['::ffff:a00:4a0b', 'fe80::1', 'fd00::74:12']);
+      const add = await svc('backend', 'add', OLD, '[fd00::74:13]:8080', '--instance', inst);
+      expect(add.exitCode).toBe(2);
+      oneError(add.stderr, /IPv4-mapped IPv6 address .*; write 10\.96\.74\.10$/, /svc backend add/);
+      const notHeld = await svc('backend', 'remove', OLD, '[::ffff:10.0.74.99]:8080', '--instance', inst);
+      expect(notHeld.exitCode).toBe(1);
+      oneError(notHeld.stderr, /IPv4-mapped IPv6 address .*; write 10\.0\.74\.99$/, /./);
+      for (const args of [['drain', '[fe80::1%eth0]:8080'], ['weight', '[::ffff:10.0.74.11]:8080', '2']]) {
+        const r = await svc('backend', ...args.slice(0, 1), OLD, ...args.slice(1), '--instance', inst);
+        expect(r.exitCode, `${args.join(' ')}: ${r.stderr}`).toBe(0);
+      }
+      expect(held().map((b) => `${b.address} ${b.weight} ${b.state}`)).toEqual(['::ffff:a00:4a0b 2 active', 'fe80::1 1 draining', 'fd00::74:12 1 active']);
+      for (const a of ['[::ffff:10.0.74.11]:8080', '[fe80::1%eth0]:8080']) {
+        const r = await svc('backend', 'remove', OLD, a, '--instance', inst);
+        expect(r.exitCode, `${a}: ${r.stderr}`).toBe(0);
+      }
+      expect(held().map((b) => b.address)).toEqual(['fd00::74:12']);
+      // and the service itself, as a takeover whose config lacks it removes it
+      const c2 = SvcController.open(inst);
+      try {
+        c2.removeService(OLD);
+        expect(c2.maps.services.get({ addr: addrBytes('::ffff:10.96.74.10'), port: 80 << 8, proto: 6, family: 6 })).toBeUndefined();
+      } finally {
+        c2.close();
+      }
+      expect((await svc('list', '--instance', inst)).stdout).not.toMatch(/ffff/);
+    } finally {
       await svc('stop', '--instance', inst);
       fs.rmSync(f, { force: true });
       removeCgroup(cg);

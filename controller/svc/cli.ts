@@ -11,7 +11,7 @@ import { LabError } from '../../common/errors.ts';
 import { untilSignal } from '../../common/signals.ts';
 import { ValidationError } from '../lb/addr.ts';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
-import { INSTANCE_RULE, checkBackendArgs, loadSvcConfigFile, validInstance, validateSvcConfig } from './config.ts';
+import { INSTANCE_RULE, checkBackendArgs, checkHeldBackendArgs, loadSvcConfigFile, validInstance, validateSvcConfig } from './config.ts';
 import { svcRegistry } from './metrics.ts';
 import { SvcController, statePath, stopInstance, withLock, lockPath, type ApplyResult } from './controller.ts';
 import { removeUnderLock } from '../../common/lockfile.ts';
@@ -77,7 +77,9 @@ function readConfig(p: Args): ReturnType<typeof loadSvcConfigFile> {
 function backendArgs(p: Args, name: string): { vip: string; addr: string } {
   const [vip, addr] = p.positionals as [string, string];
   try {
-    checkBackendArgs(vip, addr);
+    // add checks what it adds; the others name what the instance holds (see checkHeldBackendArgs)
+    if (name === 'backend add') checkBackendArgs(vip, addr);
+    else checkHeldBackendArgs(vip, addr);
   } catch (e) {
     if (e instanceof ValidationError) throw new UsageError(e.message, `e.g. pnpm lab svc ${name} tcp://10.96.0.10:80 10.0.0.11:8080${name === 'backend weight' ? ' 2' : ''}`);
     throw e;
@@ -224,7 +226,7 @@ export async function svcCommand(argv: string[]): Promise<number> {
     return await c.run({ values: p.values as Record<string, unknown>, positionals: p.positionals });
   } catch (e) {
     if (e instanceof ValidationError) {
-      const fix = e.status === 400 ? `pnpm lab svc ${name} --help` : `pnpm lab svc list --instance ${p.values.instance ?? 'default'} shows the services and backends${name === 'backend add' ? '; svc backend weight changes a listed one' : ''}`;
+      const fix = e.fix ?? (e.status === 400 ? `pnpm lab svc ${name} --help` : `pnpm lab svc list --instance ${p.values.instance ?? 'default'} shows the services and backends${name === 'backend add' ? '; svc backend weight changes a listed one' : ''}`);
       throw new LabError(e.message, fix);
     }
     throw e;

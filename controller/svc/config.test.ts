@@ -52,6 +52,10 @@ describe('socket LB config', () => {
     [{ ...ok, services: [{ vip: 'tcp://[fd96::10]:80', backends: ['[::ffff:10.0.0.11]:8080'] }] }, /^services\[0\]\.backends\[0\]: "::ffff:10\.0\.0\.11" is an IPv4-mapped IPv6 address .*; write 10\.0\.0\.11$/],
     // the zone was dropped: a socket address rewrite sets the address, never the scope id
     [{ ...ok, services: [{ vip: 'tcp://[fd96::10]:80', backends: ['fe80::11%eth0'] }] }, /^services\[0\]\.backends\[0\]: "fe80::11%eth0" has a zone id \(%eth0\)/],
+    // nor is one without it: connect() to fe80::/10 without a scope id fails (EINVAL), so every
+    // connection rewritten to it did; and a link-local VIP needs a zone id in every client
+    [{ ...ok, services: [{ vip: 'tcp://[fd96::10]:80', backends: ['[fe80::11]:8080'] }] }, /^services\[0\]\.backends\[0\]: backend fe80::11 is an IPv6 link-local address \(fe80::\/10\): it is reachable only through one interface, which an address here cannot name \(zone ids are refused\); use a global or ULA \(fd00::\/8\) address$/],
+    [{ ...ok, services: [{ vip: 'tcp://[fe80::10]:80', backends: ['fd00::11'] }] }, /^services\[0\]\.vip: VIP address fe80::10 is an IPv6 link-local address \(fe80::\/10\).*; use a global or ULA \(fd00::\/8\) address$/],
   ])('rejects %j', (c, msg) => {
     expect(() => validateSvcConfig(c as never)).toThrow(msg);
   });

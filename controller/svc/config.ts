@@ -2,7 +2,7 @@
 // loaded or written, so a malformed config changes nothing. Address parsing, backend normalisation
 // and the Maglev prime check are the XDP LB's (controller/lb), imported rather than copied.
 import fs from 'node:fs';
-import { ValidationError, parseVip, vipString, type VipSpec } from '../lb/addr.ts';
+import { ValidationError, checkLinkLocal, heldAddr, parseHostPort, parseVip, vipString, type VipSpec } from '../lb/addr.ts';
 import { DEFAULT_HEALTH, backendKey, normBackend, normHealthCheck, type BackendConfig, type HealthConfig } from '../lb/config.ts';
 import { isPrime, nextPrime } from '../lb/maglev.ts';
 import { parseJson, parseYamlFile } from '../../common/config-file.ts';
@@ -106,6 +106,7 @@ export function normBackendS(spec: VipSpec, b: string | BackendConfig, where: st
 export function normService(s: ServiceConfig, where: string, allowEmpty = false): NormService {
   if (!s || typeof s !== 'object' || typeof s.vip !== 'string') throw new ValidationError(`${where}: needs "vip": "tcp://ADDR:PORT"`);
   const spec = at(`${where}.vip`, () => parseVip(s.vip));
+  at(`${where}.vip`, () => checkLinkLocal(spec.address, 'VIP'));
   const id = vipString(spec);
   unknownKey(s, SERVICE_KEYS, `${where} (${id})`);
   if (!Array.isArray(s.backends)) throw new ValidationError(`${where} (${id}): "backends" must be a list`);
@@ -178,6 +179,19 @@ export function validateSvcConfig(c: SvcConfig): NormSvcConfig {
 export function checkBackendArgs(vip: string, addr: string): { spec: VipSpec; id: string; backend: NormBackendS } {
   const spec = at('<vip>', () => parseVip(vip));
   return { spec, id: vipString(spec), backend: normBackendS(spec, addr, '<addr>') };
+}
+
+/**
+ * `svc backend remove|drain|weight <vip> <addr>`: names of entries the instance holds, checked before
+ * it is opened for malformed text only. A state file written by an older build may hold a service or
+ * backend in a form the parser refuses now (::ffff:a.b.c.d, a zone id it dropped), and it must stay
+ * removable; the controller matches what it holds and gives a name that matches nothing the
+ * parser's refusal. (A backend of the other family was never taken, so that is still refused here.)
+ */
+export function checkHeldBackendArgs(vip: string, addr: string): void {
+  const spec = at('<vip>', () => parseVip(vip, heldAddr));
+  const hp = at('<addr>', () => parseHostPort(addr, spec.port, heldAddr));
+  if (hp.address.includes(':') !== (spec.family === 6)) throw new ValidationError(`<addr>: backend ${hp.address} is not IPv${spec.family} like the VIP; a socket cannot change its address family`);
 }
 
 export function loadSvcConfigFile(file: string): SvcConfig {

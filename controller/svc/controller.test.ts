@@ -7,6 +7,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SvcController, cleanupPins, pinDir, statePath } from './controller.ts';
+import { normService } from './config.ts';
 import { buildLab, CLIENT_PY, PYTHON, PREFIX, type SockLab } from '../../scenarios/socket-lb/topology.ts';
 import { listNamespaces } from '../../lab/netns.ts';
 import { liveCount } from '../libbpf/index.ts';
@@ -143,6 +144,36 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
     expect(new Set(back.map((r) => r.reply)).size).toBe(3);
     child.stdin!.end();
     await child;
+  });
+
+  // At maxBackends a swap needs an id no ring reads (the table's spare ids): connections made all
+  // through swaps back and forth must each reach a backend of the old or the new set, none refused
+  it('backend swaps at maxBackends while connections are made: every one reaches a listed backend', async () => {
+    const [b0, b1, b2] = lab.backends4.map((a) => `${a}:8080`) as [string, string, string];
+    const vip = 'tcp://10.96.0.30:80';
+    const full = await SvcController.start({ cgroup: lab.cgClientRel, instance: `swap-${process.pid}`, maxBackends: 2, services: [{ vip, backends: [b0, b1] }] });
+    try {
+      const stats0 = full.stats();
+      const client = once('tcp', '10.96.0.30', 80, 300);
+      let done = false;
+      void client.finally(() => (done = true));
+      let swaps = 0;
+      for (let on = b2; !done; on = on === b2 ? b1 : b2, swaps++) {
+        full.applyServices([normService({ vip, backends: [b0, on] }, 'swap')], []);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      const rs = await client;
+      expect(swaps).toBeGreaterThan(5);
+      expect(rs.filter((r) => r.error)).toEqual([]);
+      expect(rs).toHaveLength(300);
+      for (const r of rs) expect([b0, b1, b2]).toContain(r.reply);
+      const stats1 = full.stats();
+      expect(stats1.noBackend - stats0.noBackend).toBe(0);
+      expect(stats1.badSlot - stats0.badSlot).toBe(0);
+      expect(Object.keys(full.model.backendIds)).toHaveLength(2);
+    } finally {
+      full.close();
+    }
   });
 
   it('a change the kernel refuses half way leaves every service as it was', async () => {
@@ -354,6 +385,55 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
         d.kill('SIGKILL');
         await d;
       }
+      if (fs.existsSync(statePath(instance))) await execa(NODE, [...LAB, 'svc', 'stop', '--instance', instance], { cwd, reject: false });
+      fs.rmSync(cfgFile, { force: true });
+    }
+  }, 180_000);
+
+  // What a takeover does with a backend drained by `svc backend drain`: the config has no drain,
+  // so applying it as a change must not undo one (a daemon restarted by its supervisor would send
+  // new connections to a backend taken out for maintenance), as the XDP LB's restart keeps its
+  // pinned drain flags. A weight the config gives anew ends draining, as `svc backend weight` does.
+  it('a takeover keeps a drained backend drained (and says so); a new weight for it in the config ends draining', async () => {
+    const instance = `drain-${process.pid}`;
+    const vip = 'tcp://10.96.0.51:80';
+    const cfgFile = path.join(os.tmpdir(), `svc-drain-${process.pid}.json`);
+    const [b1, b2] = lab.backends4.map((a) => `${a}:8080`) as [string, string];
+    const write = (w1: number) => fs.writeFileSync(cfgFile, JSON.stringify({ cgroup: lab.cgClientRel, instance, services: [{ vip, algorithm: 'random', backends: [{ address: b1, weight: w1 }, b2] }] }));
+    const cwd = new URL('../..', import.meta.url).pathname;
+    const live: ReturnType<typeof execa>[] = [];
+    const daemon = async () => {
+      const d = execa(NODE, [...LAB, 'svc', 'daemon', '--config', cfgFile], { cwd, reject: false, all: true, env: { EBPF_LAB_DEBUG: '' } });
+      live.push(d);
+      const out = collectOutput([d.all]);
+      await untilReady(d, out, /"ready":true/, 60_000, 'svc daemon');
+      return { d, out: out() };
+    };
+    const kill = async (d: ReturnType<typeof execa>) => {
+      d.kill('SIGKILL');
+      await d;
+    };
+    const state = () => (JSON.parse(fs.readFileSync(statePath(instance), 'utf8')) as { services: Record<string, { backends: { address: string; state: string }[] }> }).services[vip]!.backends.map((b) => `${b.address} ${b.state}`);
+    const reached = async () => new Set((await once('tcp', '10.96.0.51', 80, 24)).map((r) => r.reply ?? r.error));
+    try {
+      write(1);
+      const first = await daemon();
+      const drained = await execa(NODE, [...LAB, 'svc', 'backend', 'drain', vip, b1, '--instance', instance], { cwd, reject: false });
+      expect(drained.exitCode, String(drained.stderr)).toBe(0);
+      expect(await reached()).toEqual(new Set([b2]));
+      await kill(first.d);
+      const second = await daemon();
+      expect(second.out).toMatch(new RegExp(`took over instance ${instance} .*; kept draining: ${b1.replace(/\./g, '\\.')} of ${vip}`));
+      expect(state()).toEqual([`${lab.backends4[0]} draining`, `${lab.backends4[1]} active`]);
+      expect(await reached()).toEqual(new Set([b2]));
+      await kill(second.d);
+      write(2);
+      const third = await daemon();
+      expect(third.out).not.toMatch(/kept draining/);
+      expect(state()).toEqual([`${lab.backends4[0]} active`, `${lab.backends4[1]} active`]);
+      expect(await reached()).toEqual(new Set([b1, b2]));
+    } finally {
+      for (const d of live) await kill(d);
       if (fs.existsSync(statePath(instance))) await execa(NODE, [...LAB, 'svc', 'stop', '--instance', instance], { cwd, reject: false });
       fs.rmSync(cfgFile, { force: true });
     }

@@ -20,7 +20,7 @@ import { BpfMap, BpfError, Errno, Link, attachCgroup, removePinDir } from '../li
 import { ensureObject } from '../../bpf/build.ts';
 import { LabError } from '../../common/errors.ts';
 import { socketLb, socket_lb_alg, socket_lb_stat, type SocketLb, type revnat_key, type revnat_val, type svc_backend, type svc_key, type svc_val } from '../../bpf/gen/socket_lb.ts';
-import { addrBytes, parseHostPort, parseVip, PROTO_NUM, vipString, ValidationError } from '../lb/addr.ts';
+import { addrBytes, heldAddr, parseHostPort, parseVip, PROTO_NUM, vipString, ValidationError } from '../lb/addr.ts';
 import { HealthChecker } from '../lb/health.ts';
 import { maglevTable } from '../lb/maglev.ts';
 import { cgroupDir, cgroupId } from '../../common/cgroup.ts';
@@ -232,7 +232,16 @@ export interface StartOptions {
    */
   daemon?: boolean;
   log?: (s: string) => void;
+  /** test hook: a backend table of maxBackends ids, as builds before the spare ids made it */
+  testNoSpareIds?: boolean;
 }
+
+/**
+ * The backend table holds this many times maxBackends ids: the ids in use, and as many for new
+ * backends written while the rings still read the old ones (commit never rewrites an id a ring may
+ * read). Doubling is what replacing every backend at once needs.
+ */
+export const SPARE_FACTOR = 2;
 
 /** this process as a daemon record (its start time from /proc: a reused pid has another) */
 function selfDaemon(): Model['daemon'] {
@@ -285,12 +294,14 @@ export class SvcController {
       throw new LabError(`instance "${cfg.instance}" is already running (${who}; ${statePath(cfg.instance)})`, stop);
     }
     checkOverlap(cfg.instance, cg, cfg.services.map((s) => s.id));
+    // backend ids for maxBackends in use plus as many new ones during a switch (see commit)
+    const backendTable = cfg.maxBackends * (opts.testNoSpareIds ? 1 : SPARE_FACTOR);
     const loadWith = (skip: string[]) => {
       const sk = socketLb.open(file);
       try {
         return sk.setRodata({ ring_size: cfg.ringSize }).load({
           skip,
-          maxEntries: { services: cfg.maxServices, svc_ring: cfg.maxServices * 2 * cfg.ringSize, backends: cfg.maxBackends, backend_hits: cfg.maxBackends, service_hits: cfg.maxServices },
+          maxEntries: { services: cfg.maxServices, svc_ring: cfg.maxServices * 2 * cfg.ringSize, backends: backendTable, backend_hits: backendTable, service_hits: cfg.maxServices },
         });
       } catch (e) {
         sk.close();
@@ -355,7 +366,9 @@ export class SvcController {
         const r = c.applyServices(cfg.services, Object.keys(c.model.services).filter((id) => !want.has(id)));
         c.model = { ...c.model, config: settingsOf(cfg), daemon: selfDaemon() };
         c.saveState();
-        opts.log?.(`took over instance ${cfg.instance} from svc daemon pid ${dead}, which died (its programs kept balancing): ${r.changed} service(s) changed to match the config`);
+        // drain is not in the config: what `svc backend drain` took out stays out, and is named
+        const drained = Object.values(c.model.services).flatMap((s) => s.backends.filter((b) => b.state === 'draining').map((b) => `${backendKey(b)} of ${s.id}`));
+        opts.log?.(`took over instance ${cfg.instance} from svc daemon pid ${dead}, which died (its programs kept balancing): ${r.changed} service(s) changed to match the config${drained.length ? `; kept draining: ${drained.join(', ')} (svc backend weight ends it)` : ''}`);
         return c;
       } catch (e) {
         c.close(); // the instance stays as it was found: pinned, balancing, owned by nobody alive
@@ -458,8 +471,14 @@ export class SvcController {
         index,
         half: prev?.half ?? 1,
         count: prev?.count ?? 0,
-        // a backend keeps its draining/down state across a replace unless its weight was set anew
-        backends: s.backends.map((b) => ({ ...b, state: keep.get(backendKey(b))?.state ?? 'active' })),
+        // A backend keeps its draining/down state across a replace (a takeover applying its config,
+        // an add): drain is not in a config, so a config states nothing about it, and a restarted
+        // daemon must not send new connections to a backend taken out for maintenance. A weight set
+        // anew ends draining, as `svc backend weight` does; down is the health checks' to end.
+        backends: s.backends.map((b) => {
+          const had = keep.get(backendKey(b));
+          return { ...b, state: had?.state === 'draining' && had.weight !== b.weight ? 'active' : had?.state ?? 'active' };
+        }),
       });
     }
     return this.commit(changes, t0);
@@ -491,15 +510,26 @@ export class SvcController {
       if (n <= 0) delete refs[k];
       else if (this.model.backendIds[k] !== undefined) ids[k] = this.model.backendIds[k]!;
     }
-    // ids the current maps still reference stay taken until the next change: reusing one now would
-    // point a live ring at a different backend before its service flips
+    // maxBackends bounds the backends listed once the change is in
+    const max = this.model.config.maxBackends;
+    const listed = Object.keys(refs).length;
+    if (listed > max) throw new ValidationError(`backend table full (maxBackends ${max}): the change would list ${listed} distinct backends`, 409);
+    // Ids the current maps still reference stay taken until the next change: rewriting one now would
+    // point a live ring at a different backend before its service flips (and a connect reading the
+    // entry while it is written could see half of each address). So the table has room for a whole
+    // table of new ids beside the one in use (SPARE_FACTOR): a change that fits maxBackends once it is
+    // in, swaps included, always finds ids no ring reads; the freed ones are reused by a later change.
     const taken = new Set([...Object.values(ids), ...Object.values(this.model.backendIds)]);
+    const cap = this.maps.backends.meta.maxEntries;
     const fresh: string[] = [];
     let nextId = 0;
     for (const k of Object.keys(refs)) {
       if (ids[k] !== undefined) continue;
       while (taken.has(nextId)) nextId++;
-      if (nextId >= this.model.config.maxBackends) throw new ValidationError(`backend table full (maxBackends ${this.model.config.maxBackends})`, 409);
+      if (nextId >= cap) {
+        // only a table made before the spare ids (cap == maxBackends) gets here
+        throw new ValidationError(`backend table full during the switch: the new backend(s) need ids of their own while the rings still read the ones they replace, and this instance's table has only maxBackends (${max}) ids (it was started by a build without spare ids)`, 409, [], `restart the instance to get a table with room for the switch: pnpm lab svc stop --instance ${this.instance}, then start it again with the config (new connections are not balanced in between); or make the change in two steps that each fit`);
+      }
       ids[k] = nextId;
       taken.add(nextId);
       fresh.push(k);
@@ -524,9 +554,11 @@ export class SvcController {
       rings.set(id, ring);
     }
     let writes = 0;
+    // keys and ids here are the model's, checked when they came in: read as held (heldAddr), so a
+    // service or backend an older build took (::ffff:a.b.c.d) can still be changed and removed
     // 1. backends (fresh ids: nothing reads them yet)
     for (const k of fresh) {
-      const hp = parseHostPort(k);
+      const hp = parseHostPort(k, undefined, heldAddr);
       this.maps.backends.set(ids[k]!, { addr: addrBytes(hp.address), port: htons(hp.port!), family: hp.address.includes(':') ? 6 : 4, _pad: 0 });
       this.maps.backend_hits.set(ids[k]!, 0n); // the id's counter starts at zero for its new owner
       writes += 2;
@@ -555,7 +587,7 @@ export class SvcController {
       // another at that limit has no room for the new key until the old one is gone (E2BIG)
       for (const id of removed) {
         if (this.failAfter !== null && n >= this.failAfter) throw new InjectedFault(n);
-        const k = svcKey(parseVip(id));
+        const k = svcKey(parseVip(id, heldAddr));
         const before = this.maps.services.get(k);
         this.maps.services.delete(k);
         if (before) undo.push(() => this.maps.services.set(k, before));
@@ -564,7 +596,7 @@ export class SvcController {
       for (const id of rings.keys()) {
         if (this.failAfter !== null && n >= this.failAfter) throw new InjectedFault(n);
         const s = after(id);
-        const k = svcKey(parseVip(id));
+        const k = svcKey(parseVip(id, heldAddr));
         const before = this.maps.services.get(k);
         this.maps.services.set(k, { index: s.index, count: s.count, alg: ALG_NUM[s.algorithm], half: s.half, _pad: 0 });
         undo.push(() => (before ? this.maps.services.set(k, before) : this.maps.services.delete(k)));
@@ -601,7 +633,7 @@ export class SvcController {
   }
 
   removeService(vip: string): ApplyResult {
-    return this.applyServices([], [vipString(parseVip(vip))]);
+    return this.applyServices([], [this.heldId(vip)]);
   }
 
   /** weight 0 is allowed as in setWeight: listed, but no new connections (what drain does) */
@@ -618,17 +650,29 @@ export class SvcController {
     return this.applyServices([n], []);
   }
 
+  /**
+   * A backend of s by name, as the instance holds it: a state file written by an older build may
+   * list one the parser refuses now (::ffff:a.b.c.d in an IPv6 service, a zone id it dropped), and
+   * it must stay removable. A name that matches nothing gets the parser's refusal, else a 404.
+   */
   private findBackend(s: ServiceState, addr: string): BackendState {
-    const spec = parseVip(s.id);
-    const hp = parseHostPort(addr, spec.port);
+    const spec = parseVip(s.id, heldAddr);
+    const hp = parseHostPort(addr, spec.port, heldAddr);
     const b = s.backends.find((x) => x.address === hp.address && x.port === hp.port);
-    if (!b) throw new ValidationError(`${s.id} has no backend ${backendKey({ address: hp.address, port: hp.port! })}; it has ${s.backends.map(backendKey).join(', ') || 'none'}`, 404);
-    return b;
+    if (b) return b;
+    parseHostPort(addr, spec.port);
+    throw new ValidationError(`${s.id} has no backend ${backendKey({ address: hp.address, port: hp.port! })}; it has ${s.backends.map(backendKey).join(', ') || 'none'}`, 404);
+  }
+
+  /** the id of the service named `vip`, found as findBackend finds a backend */
+  private heldId(vip: string): string {
+    const id = vipString(parseVip(vip, heldAddr));
+    return this.model.services[id] ? id : vipString(parseVip(vip));
   }
 
   /** remove: out of the ring; established connections are untouched (they never pass through here) */
   removeBackend(vip: string, addr: string): ApplyResult {
-    const id = vipString(parseVip(vip));
+    const id = this.heldId(vip);
     return this.mutate(id, (s) => {
       const b = this.findBackend(s, addr);
       s.backends = s.backends.filter((x) => x !== b);
@@ -637,7 +681,7 @@ export class SvcController {
 
   /** drain: out of the ring for new connections, still listed (re-enable with setWeight) */
   drainBackend(vip: string, addr: string): ApplyResult {
-    const id = vipString(parseVip(vip));
+    const id = this.heldId(vip);
     return this.mutate(id, (s) => {
       this.findBackend(s, addr).state = 'draining';
     });
@@ -645,7 +689,7 @@ export class SvcController {
 
   setWeight(vip: string, addr: string, weight: number): ApplyResult {
     if (!Number.isInteger(weight) || weight < 0 || weight > 1000) throw new ValidationError(`weight ${weight} must be an integer 0-1000`);
-    const id = vipString(parseVip(vip));
+    const id = this.heldId(vip);
     return this.mutate(id, (s) => {
       const b = this.findBackend(s, addr);
       b.weight = weight;
@@ -654,7 +698,7 @@ export class SvcController {
   }
 
   setDown(vip: string, addr: string, down: boolean): ApplyResult {
-    const id = vipString(parseVip(vip));
+    const id = this.heldId(vip);
     return this.mutate(id, (s) => {
       const b = this.findBackend(s, addr);
       if (down && b.state === 'active') b.state = 'down';
