@@ -8,7 +8,7 @@ import path from 'node:path';
 import { readPolicyFile, type Policy } from './policy.ts';
 import { EVENTS_PATH, LINK_DIR, PIN_DIR, RUN_DIR, HOOKS, SecurityController, enforcementGaps, pinnedLinks, pinnedStore, runningDaemon, stopDaemon, withApplyLock } from './controller.ts';
 import { resolveShells } from './files.ts';
-import { closeConnections, describeHeld, heldDeniedConnections, type HeldConnection } from './existing.ts';
+import { closeConnections, closedEvent, describeHeld, heldDeniedConnections, type HeldConnection } from './existing.ts';
 import { entriesNeeded, denyRaw } from './store.ts';
 import { deferSignalsToCaller, BpfObject } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
@@ -144,6 +144,12 @@ async function apply(file: string, closeHeld: boolean): Promise<number> {
 async function reportHeld(held: HeldConnection[], close: boolean): Promise<number> {
   const toClose = close ? held.filter((c) => c.mode === 'enforce') : [];
   const closed = await closeConnections(toClose);
+  // the audit log records what was closed and why, beside the hooks' decisions
+  const audit = [...closed].filter(([, why]) => why === null).map(([c]) => jsonLine(closedEvent(c)) + '\n').join('');
+  if (audit) {
+    fs.mkdirSync(RUN_DIR, { recursive: true });
+    fs.appendFileSync(EVENTS_PATH, audit, { mode: 0o600 });
+  }
   let left = 0;
   for (const c of held) {
     const why = closed.get(c);

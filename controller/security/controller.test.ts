@@ -829,6 +829,9 @@ except OSError as e: print('raw', e.errno)`;
       const c1 = await capture(['connections', '--close']);
       expect(c1).toMatchObject({ code: 0 });
       expect(c1.out).toMatch(new RegExp(`^closed: ${held.source}`, 'm'));
+      // recorded in the audit log beside the hooks' decisions
+      const closedEvents = fs.readFileSync(EVENTS_PATH, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((e) => e.action === 'closed');
+      expect(closedEvents).toEqual([expect.objectContaining({ kind: 'connect', pid: w.pid, uid: 0, policy: 'held', protocol: 'tcp', destination: `127.0.0.2:${port}`, cgroup: rel, mechanism: expect.stringContaining('socket destroy') })]);
       expect(await capture(['connections'])).toMatchObject({ code: 0, out: 'no connection of a selected process is denied by the egress rules in force' });
     } finally {
       w.kill('SIGKILL');

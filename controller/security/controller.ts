@@ -161,7 +161,8 @@ export interface SecurityEvent {
   time: string;
   tsNs: string;
   kind: 'exec' | 'connect' | 'sendmsg' | 'socket' | 'ptrace' | 'sockopt';
-  action: 'blocked' | 'would-block';
+  /** closed: a connection held from before its deny rule, destroyed by `policy connections --close` (not a hook's decision) */
+  action: 'blocked' | 'would-block' | 'closed';
   mechanism: string;
   pid: number;
   ppid: number;

@@ -20,6 +20,7 @@ import type { sec_policy } from '../../bpf/gen/security.ts';
 import { sec_limits } from '../../bpf/gen/security.ts';
 import { cgroup2Root } from '../../common/cgroup.ts';
 import { formatIp, fromMapped16 } from '../../common/ip.ts';
+import type { SecurityEvent } from './controller.ts';
 import { ACTION_DENY, ANY_UID, F_EGRESS_ALLOWLIST, F_ENFORCE, type PolicyStore } from './store.ts';
 
 export interface HeldConnection {
@@ -40,6 +41,11 @@ export interface HeldConnection {
   inode: string;
   /** an AF_INET6 socket (an IPv4 peer of one is ::ffff:a.b.c.d to ss) */
   v6: boolean;
+  ppid: number;
+  uid: number;
+  /** the holder's cgroup, relative to the cgroup2 root, and its id */
+  cgroup: string;
+  cgroupId: string;
 }
 
 const TCP_STATES: Record<string, string> = { '01': 'ESTABLISHED', '02': 'SYN_SENT', '03': 'SYN_RECV', '04': 'FIN_WAIT1', '05': 'FIN_WAIT2', '06': 'TIME_WAIT', '07': 'CLOSE', '08': 'CLOSE_WAIT', '09': 'LAST_ACK', '0A': 'LISTEN', '0B': 'CLOSING' };
@@ -152,10 +158,9 @@ export function heldDeniedConnections(store: PolicyStore, only?: string[]): Held
     if (!sp) continue;
     const pol: sec_policy | undefined = m.policies.get(slot);
     if (!pol?.id) continue;
-    if (pol.uid !== ANY_UID) {
-      const uid = Number(read(`/proc/${pid}/status`)?.match(/^Uid:\s+(\d+)/m)?.[1] ?? -1);
-      if (uid !== pol.uid) continue;
-    }
+    const status = read(`/proc/${pid}/status`) ?? '';
+    const uid = Number(status.match(/^Uid:\s+(\d+)/m)?.[1] ?? -1);
+    if (pol.uid !== ANY_UID && uid !== pol.uid) continue;
     let inodes: Set<string>;
     try {
       inodes = new Set(fs.readdirSync(`/proc/${pid}/fd`).map((fd) => { try { return fs.readlinkSync(`/proc/${pid}/fd/${fd}`); } catch { return ''; } }).filter((l) => l.startsWith('socket:[')).map((l) => l.slice(8, -1)));
@@ -178,10 +183,30 @@ export function heldDeniedConnections(store: PolicyStore, only?: string[]): Held
         pid, comm, policy: sp.name, mode: pol.flags & F_ENFORCE ? 'enforce' : 'log', ruleId: rule, rule: store.state.rules[String(rule)] ?? `rule ${rule}`,
         proto: r.proto, local: formatIp(fromMapped16(r.local)), lport: r.lport, remote: formatIp(fromMapped16(r.remote)), rport: r.rport,
         state: r.proto === 'udp' ? 'connected' : TCP_STATES[r.st] ?? r.st, inode: r.inode, v6: r.v6,
+        ppid: Number(status.match(/^PPid:\s+(\d+)/m)?.[1] ?? 0), uid, cgroup: cg, cgroupId: cgroupIdOf(root, cg),
       });
     }
   }
   return out;
+}
+
+function cgroupIdOf(root: string, rel: string): string {
+  try {
+    return String(fs.statSync(path.join(root, rel), { bigint: true }).ino);
+  } catch {
+    return '0';
+  }
+}
+
+/** the audit record of a connection closed by request, in the daemon's event format */
+export function closedEvent(c: HeldConnection): SecurityEvent {
+  const now = new Date();
+  return {
+    time: now.toISOString(), tsNs: String(BigInt(now.getTime()) * 1_000_000n), kind: 'connect', action: 'closed',
+    mechanism: 'socket destroy (sock_diag, pnpm lab policy connections --close): a connection held from before the rule',
+    pid: c.pid, ppid: c.ppid, uid: c.uid, comm: c.comm, cgroupId: c.cgroupId, cgroup: c.cgroup, policy: c.policy, ruleId: c.ruleId, rule: c.rule,
+    destination: c.v6 ? `[${c.remote.includes(':') ? c.remote : `::ffff:${c.remote}`}]:${c.rport}` : `${c.remote}:${c.rport}`, protocol: c.proto,
+  };
 }
 
 /** egress_lookup of bpf/security.bpf.c, on the same map: most specific first, port 0 never a wildcard */
