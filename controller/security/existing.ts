@@ -228,7 +228,13 @@ const hostPort = (a: string, p: number) => (a.includes(':') ? `[${a}]:${p}` : `$
 export async function closeConnections(conns: HeldConnection[]): Promise<Map<HeldConnection, string | null>> {
   const result = new Map<HeldConnection, string | null>();
   const ours = fs.readlinkSync('/proc/self/ns/net');
+  const done = new Map<string, string | null>(); // one socket held by several processes is closed once
   for (const c of conns) {
+    const key = `${c.inode} ${c.proto}${c.v6 ? '6' : ''}`;
+    if (done.has(key)) {
+      result.set(c, done.get(key)!);
+      continue;
+    }
     let ns: string;
     try {
       ns = fs.readlinkSync(`/proc/${c.pid}/ns/net`);
@@ -244,6 +250,7 @@ export async function closeConnections(conns: HeldConnection[]): Promise<Map<Hel
     const f = `${c.proto}${c.v6 ? '6' : ''}`;
     const still = egressSockets(parseProcNet(read(`/proc/${c.pid}/net/${f}`) ?? '', c.proto, c.v6)).some((x) => x.inode === c.inode);
     result.set(c, still ? (r.stderr.split('\n').find(Boolean) ?? `ss -K exited ${r.exitCode}`) + (/Operation not supported|Invalid argument/.test(r.stderr) ? ' (socket destroy needs CONFIG_INET_DIAG_DESTROY and the protocol\'s diag module: tcp_diag/udp_diag)' : '') : null);
+    done.set(key, result.get(c)!);
   }
   return result;
 }
