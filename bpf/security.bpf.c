@@ -1256,18 +1256,9 @@ static __always_inline struct file *fixed_file(struct io_ring_ctx *ring, __u32 s
 	return (struct file *)(ptr & ~7UL);
 }
 
-SEC("tp_btf/io_uring_complete")
-int sec_io_uring_open(unsigned long long *ctx)
+/* after the early return: `op` is an open's opcode */
+static __always_inline int io_uring_open(struct io_kiocb *req, __u8 op)
 {
-	/* (ring, req, …) since 5.18; req is NULL for completions no request makes (6.0+) */
-	struct io_kiocb *req = (struct io_kiocb *)ctx[1];
-	__u8 op;
-
-	if (!req)
-		return 0;
-	op = BPF_CORE_READ(req, opcode);
-	if (op != bpf_core_enum_value(enum io_uring_op, IORING_OP_OPENAT) && op != bpf_core_enum_value(enum io_uring_op, IORING_OP_OPENAT2))
-		return 0;
 	struct sec_config *cfg = get_config();
 	if (!cfg || cfg->lsm_ptrace)
 		return 0;
@@ -1286,4 +1277,43 @@ int sec_io_uring_open(unsigned long long *ctx)
 	if (!f || !(dir = other_mem_dir(f, t)))
 		return 0;
 	return proc_mem_decide(SEC_CALL_IO_URING | op, SEC_MECH_TP_IO_URING_OPEN_KILL, dir);
+}
+
+static __always_inline bool io_uring_is_open(__u8 op)
+{
+	return op == bpf_core_enum_value(enum io_uring_op, IORING_OP_OPENAT) || op == bpf_core_enum_value(enum io_uring_op, IORING_OP_OPENAT2);
+}
+
+SEC("tp_btf/io_uring_complete")
+int sec_io_uring_open(unsigned long long *ctx)
+{
+	/* (ring, req, …) since 5.18; req is NULL for completions no request makes (6.0+) */
+	struct io_kiocb *req = (struct io_kiocb *)ctx[1];
+	__u8 op;
+
+	if (!req)
+		return 0;
+	op = BPF_CORE_READ(req, opcode);
+	if (!io_uring_is_open(op))
+		return 0;
+	return io_uring_open(req, op);
+}
+
+/*
+ * The same with the opcode read as a BTF-typed load instead of a helper call (bpf_rdonly_cast,
+ * 6.2+): this early return is what every other io_uring completion on the machine pays. The
+ * controller loads it where it loads, else the build above.
+ */
+SEC("tp_btf/io_uring_complete")
+int sec_io_uring_open_btf(unsigned long long *ctx)
+{
+	struct io_kiocb *req = bpf_rdonly_cast((void *)ctx[1], bpf_core_type_id_kernel(struct io_kiocb));
+	__u8 op;
+
+	if (!req)
+		return 0;
+	op = req->opcode;
+	if (!io_uring_is_open(op))
+		return 0;
+	return io_uring_open((struct io_kiocb *)ctx[1], op);
 }

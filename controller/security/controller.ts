@@ -67,13 +67,16 @@ export const HOOKS: { prog: SecurityShape['programs']; hook: string; kind: 'trac
   { prog: 'sec_openat_exit_tp', hook: 'tracepoint/syscalls/sys_exit_openat', kind: 'tracepoint' },
   { prog: 'sec_open_exit_tp', hook: 'tracepoint/syscalls/sys_exit_open', kind: 'tracepoint' },
   { prog: 'sec_openat2_exit_tp', hook: 'tracepoint/syscalls/sys_exit_openat2', kind: 'tracepoint' },
+  { prog: 'sec_io_uring_open_btf', hook: 'tp_btf/io_uring_complete', kind: 'trace' },
   { prog: 'sec_io_uring_open', hook: 'tp_btf/io_uring_complete', kind: 'trace' },
 ];
 /** the tracepoint fallbacks of other processes' access, left out where lsm/ptrace_access_check
  *  attaches (the sys_exit_open* ones catch a descriptor of another process's /proc/<pid>/mem) */
-const PTRACE_TPS = ['sec_ptrace_tp', 'sec_vm_readv_tp', 'sec_vm_writev_tp', 'sec_pidfd_getfd_tp', 'sec_openat_exit_btf', 'sec_open_exit_btf', 'sec_openat2_exit_btf', 'sec_openat_exit_tp', 'sec_open_exit_tp', 'sec_openat2_exit_tp', 'sec_io_uring_open'];
-/** /proc/<pid>/mem opened through io_uring (IORING_OP_OPENAT/OPENAT2), where LSM is missing */
-const URING_OPEN = 'sec_io_uring_open';
+const PTRACE_TPS = ['sec_ptrace_tp', 'sec_vm_readv_tp', 'sec_vm_writev_tp', 'sec_pidfd_getfd_tp', 'sec_openat_exit_btf', 'sec_open_exit_btf', 'sec_openat2_exit_btf', 'sec_openat_exit_tp', 'sec_open_exit_tp', 'sec_openat2_exit_tp', 'sec_io_uring_open_btf', 'sec_io_uring_open'];
+/** /proc/<pid>/mem opened through io_uring (IORING_OP_OPENAT/OPENAT2), where LSM is missing, in two
+ *  builds: the opcode, which every io_uring completion's early return reads, by a BTF-typed load
+ *  (bpf_rdonly_cast, 6.2+) where that loads, else by a helper read. The first that loads is used. */
+const URING_OPEN = ['sec_io_uring_open_btf', 'sec_io_uring_open'];
 const URING_OPEN_HOOK = 'tp_btf/io_uring_complete';
 /** IORING_OP_SOCKET's fallback under the submission tracepoint's two names: the one that loads is loaded */
 const URING_PROGS = ['sec_io_uring_socket', 'sec_io_uring_socket_sqe'];
@@ -265,15 +268,21 @@ export class SecurityController {
     if (!lsmOk && !uringProg) mech.unsupported.push({ hook: 'tp_btf/io_uring_submit_req', evidence: `${uringRefused.join('; ')} (non-inet sockets made through io_uring IORING_OP_SOCKET are not refused)` });
     // another's /proc/<pid>/mem opened through io_uring: lsm/ptrace_access_check sees it only where
     // io_uring's workers are threads of the submitter, else the completion tracepoint + SIGKILL
-    let uringOpen = false;
+    let uringOpen: string | undefined;
     if (lsmOk) {
       const uringWhy = uringOpenUnsound(true);
       if (uringWhy) mech.unsupported.push({ hook: 'lsm/ptrace_access_check (io_uring opens)', evidence: `${uringWhy}: the hook sees the worker, not the selected process (another's /proc/<pid>/mem opened through io_uring is not refused)` });
-    } else if (adopted.has(URING_OPEN)) uringOpen = true;
-    else {
-      const why = uringOpenUnsound(false) ?? refusedAlone(file, [URING_OPEN], (o) => attachTrace(o.program(URING_OPEN)).close());
-      if (why) mech.unsupported.push({ hook: URING_OPEN_HOOK, evidence: `${why} (another's /proc/<pid>/mem opened through io_uring IORING_OP_OPENAT/OPENAT2 is not refused)` });
-      uringOpen = !why;
+    } else if (!(uringOpen = URING_OPEN.find((p) => adopted.has(p)))) {
+      const unsound = uringOpenUnsound(false);
+      const refused: string[] = [];
+      if (!unsound) {
+        uringOpen = URING_OPEN.find((p) => {
+          const why = refusedAlone(file, [p], (o) => attachTrace(o.program(p)).close());
+          if (why) refused.push(`${p}: ${why}`);
+          return !why;
+        });
+      }
+      if (!uringOpen) mech.unsupported.push({ hook: URING_OPEN_HOOK, evidence: `${unsound ?? refused.join('; ')} (another's /proc/<pid>/mem opened through io_uring IORING_OP_OPENAT/OPENAT2 is not refused)` });
     }
     // the /proc/<pid>/mem check: only where lsm/ptrace_access_check is missing; one build of it
     const memBtf = !lsmOk && !adopted.has('sec_openat_exit_tp') && !refusedAlone(file, ['sec_openat_exit_btf']);
@@ -285,7 +294,7 @@ export class SecurityController {
       // creates and pins them
       if (opts.pin) for (const n of MAP_NAMES) obj.setPinPath(n, path.join(PIN_DIR, n));
       try {
-        obj.load({ skip: [...(lsmOk ? [] : LSM_PROGS), ...(lsmOk && !sendmsgRefused ? [] : ['sec_sendmsg_lsm']), ...(sockoptRefused ? ['sec_setsockopt'] : []), ...URING_PROGS.filter((p) => p !== uringProg), ...(uringOpen ? [] : [URING_OPEN]), ...(memBtf ? MEM_HELPER : MEM_BTF), ...adopted.keys()] });
+        obj.load({ skip: [...(lsmOk ? [] : LSM_PROGS), ...(lsmOk && !sendmsgRefused ? [] : ['sec_sendmsg_lsm']), ...(sockoptRefused ? ['sec_setsockopt'] : []), ...URING_PROGS.filter((p) => p !== uringProg), ...URING_OPEN.filter((p) => p !== uringOpen), ...(memBtf ? MEM_HELPER : MEM_BTF), ...adopted.keys()] });
       } catch (e) {
         if (opts.pin && /reuse|incompatib|EINVAL/i.test(String((e as Error).message))) {
           throw new LabError(`the maps pinned at ${PIN_DIR} do not match this build of security.bpf.o`, 'pnpm lab policy stop (removes the old enforcement), then start the daemon again', { cause: e });
@@ -351,8 +360,8 @@ export class SecurityController {
     m.egress = HOOKS.filter((h) => h.kind === 'cgroup' && h.prog !== 'sec_sock_create' && h.prog !== 'sec_setsockopt' && has(h.prog)).map((h) => h.hook);
     m.sourceRouting = [['sec_setsockopt', 'cgroup/setsockopt'], ['sec_sendmsg_lsm', 'lsm/socket_sendmsg'], ['sec_connect_lsm', 'lsm/socket_connect']].filter(([p]) => has(p!)).map(([, h]) => h!);
     m.rawSockets = has('sec_socket_lsm') ? ['lsm/socket_create'] : [...(has('sec_sock_create') ? ['cgroup/sock_create'] : []), ...(has('sec_socket_tp') ? ['tracepoint/syscalls/sys_enter_socket + SIGKILL'] : []), ...URING_PROGS.filter(has).map((p) => `${HOOKS.find((h) => h.prog === p)!.hook} (IORING_OP_SOCKET) + SIGKILL`)];
-    m.ptrace = has('sec_ptrace_lsm') ? ['lsm/ptrace_access_check'] : PTRACE_TPS.filter(has).map((p) => `${HOOKS.find((h) => h.prog === p)!.hook}${p === URING_OPEN ? ' (IORING_OP_OPENAT/OPENAT2)' : ''} + SIGKILL`);
-    m.ptraceIoUring = has(URING_OPEN) ? `${URING_OPEN_HOOK} + SIGKILL` : has('sec_ptrace_lsm') && !m.unsupported.some((u) => u.hook.startsWith('lsm/ptrace_access_check')) ? 'lsm/ptrace_access_check' : '';
+    m.ptrace = has('sec_ptrace_lsm') ? ['lsm/ptrace_access_check'] : PTRACE_TPS.filter(has).map((p) => `${HOOKS.find((h) => h.prog === p)!.hook}${URING_OPEN.includes(p) ? ' (IORING_OP_OPENAT/OPENAT2)' : ''} + SIGKILL`);
+    m.ptraceIoUring = URING_OPEN.some(has) ? `${URING_OPEN_HOOK} + SIGKILL` : has('sec_ptrace_lsm') && !m.unsupported.some((u) => u.hook.startsWith('lsm/ptrace_access_check')) ? 'lsm/ptrace_access_check' : '';
     // keep what an adopted config says about selectors; the mechanisms are this start's
     const cur = this.store.maps.config.get(0) ?? { cg_levels: 0, exec_mode: 0, have_exe_selectors: 0, lsm_socket: 0, lsm_ptrace: 0, oracle_cgroup: 0n };
     this.store.maps.config.set(0, { ...cur, exec_mode: EXEC_MODE[m.exec], lsm_socket: has('sec_socket_lsm') ? 1 : 0, lsm_ptrace: has('sec_ptrace_lsm') ? 1 : 0, oracle_cgroup: 0n });
