@@ -28,7 +28,8 @@
 // in ptrace's attach mode is denied: lsm/ptrace_access_check where BPF LSM attaches (PTRACE_ATTACH
 // and SEIZE, /proc/<pid>/mem, process_vm_readv/writev, pidfd_getfd all ask it); else the syscalls'
 // tracepoints + SIGKILL for ptrace attach/seize, process_vm_readv/writev, pidfd_getfd and, at the
-// return of open/openat/openat2, a descriptor of another process's /proc/<pid>/mem.
+// return of open/openat/openat2 or the completion of io_uring's IORING_OP_OPENAT/OPENAT2, a
+// descriptor (or io_uring direct descriptor) of another process's /proc/<pid>/mem.
 #include "include/lab.h"
 #include "security.h"
 
@@ -140,6 +141,7 @@ LAB_EXPORT_ENUM(sec_event_action);
 LAB_EXPORT_ENUM(sec_mech);
 LAB_EXPORT_ENUM(sec_exec_mode);
 LAB_EXPORT_ENUM(sec_limits);
+LAB_EXPORT_ENUM(sec_call);
 
 struct selected {
 	struct sec_policy *pol;
@@ -1058,12 +1060,13 @@ int sec_pidfd_getfd_tp(struct trace_event_raw_sys_enter *ctx) { return ptrace_tp
  * and the caller killed before it returns to use it. The file is known by what it is, not by the
  * path asked for (a dirfd, a symlink, /proc/self/../<pid> all end there): procfs, named "mem", its
  * private_data the mm it reads. Its own memory (the same mm: itself, its threads, a CLONE_VM child)
- * is no other process. Not covered: an open through io_uring (no syscall tracepoint), and a second
- * thread that moves the descriptor away between the open's install and its return.
+ * is no other process. An open through io_uring runs no open syscall: io_uring_complete (further
+ * below) looks at it. Not covered: a second thread that moves the descriptor away between the
+ * open's install and its return.
  */
 /* another process's mem file is open: the caller, if selected, is refused. `dir` names the
- * directory above, /proc/<pid> or task/<tid>: the event's target. */
-static __always_inline int proc_mem_decide(struct trace_event_raw_sys_exit *ctx, const unsigned char *dir)
+ * directory above, /proc/<pid> or task/<tid>: the event's target; `call` what opened it. */
+static __always_inline int proc_mem_decide(__u32 call, __u8 mech, const unsigned char *dir)
 {
 	struct selected s = {};
 	char num[11] = {};
@@ -1080,9 +1083,42 @@ static __always_inline int proc_mem_decide(struct trace_event_raw_sys_exit *ctx,
 		}
 		target = target * 10 + (num[i] - '0');
 	}
-	if (!ptrace_decide(&s, target, (__u32)ctx->id, SEC_MECH_TP_PTRACE_KILL))
+	if (!ptrace_decide(&s, target, call, mech))
 		bpf_send_signal(SIGKILL);
 	return 0;
+}
+
+/* the name of the directory above `f` (the event's target) when `f` is another process's mem
+ * file (procfs, "mem", an mm not t's), else NULL */
+static __always_inline const unsigned char *other_mem_dir(struct file *f, struct task_struct *t)
+{
+	struct dentry *d = BPF_CORE_READ(f, f_path.dentry);
+	char name[4] = {};
+
+	if (BPF_CORE_READ(d, d_sb, s_magic) != PROC_SUPER_MAGIC || BPF_CORE_READ(d, d_name.len) != 3)
+		return NULL;
+	bpf_probe_read_kernel(name, 3, BPF_CORE_READ(d, d_name.name));
+	if (name[0] != 'm' || name[1] != 'e' || name[2] != 'm')
+		return NULL;
+	void *mm = BPF_CORE_READ(f, private_data);
+	if (!mm || mm == (void *)BPF_CORE_READ(t, mm))
+		return NULL;
+	return BPF_CORE_READ(d, d_parent, d_name.name);
+}
+
+/* the file at descriptor `fd` of t's table, or NULL */
+static __always_inline struct file *fd_file(struct task_struct *t, long fd)
+{
+	struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
+	struct file **fds;
+	struct file *f = NULL;
+
+	if (!fdt || fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]))
+		return NULL;
+	return f;
 }
 
 static __always_inline int proc_mem_exit(struct trace_event_raw_sys_exit *ctx)
@@ -1090,11 +1126,8 @@ static __always_inline int proc_mem_exit(struct trace_event_raw_sys_exit *ctx)
 	long fd = ctx->ret;
 	struct sec_config *cfg;
 	struct task_struct *t;
-	struct fdtable *fdt;
-	struct file **fds;
-	struct file *f = NULL;
-	struct dentry *d;
-	char name[4] = {};
+	struct file *f;
+	const unsigned char *dir;
 
 	if (fd < 0)
 		return 0;
@@ -1102,22 +1135,10 @@ static __always_inline int proc_mem_exit(struct trace_event_raw_sys_exit *ctx)
 	if (!cfg || cfg->lsm_ptrace)
 		return 0;
 	t = (struct task_struct *)bpf_get_current_task();
-	fdt = BPF_CORE_READ(t, files, fdt);
-	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+	f = fd_file(t, fd);
+	if (!f || !(dir = other_mem_dir(f, t)))
 		return 0;
-	fds = BPF_CORE_READ(fdt, fd);
-	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
-		return 0;
-	d = BPF_CORE_READ(f, f_path.dentry);
-	if (BPF_CORE_READ(d, d_sb, s_magic) != PROC_SUPER_MAGIC || BPF_CORE_READ(d, d_name.len) != 3)
-		return 0;
-	bpf_probe_read_kernel(name, 3, BPF_CORE_READ(d, d_name.name));
-	if (name[0] != 'm' || name[1] != 'e' || name[2] != 'm')
-		return 0;
-	void *mm = BPF_CORE_READ(f, private_data);
-	if (!mm || mm == (void *)BPF_CORE_READ(t, mm))
-		return 0;
-	return proc_mem_decide(ctx, BPF_CORE_READ(d, d_parent, d_name.name));
+	return proc_mem_decide((__u32)ctx->id, SEC_MECH_TP_PTRACE_KILL, dir);
 }
 
 SEC("tracepoint/syscalls/sys_exit_openat")
@@ -1166,7 +1187,7 @@ static __always_inline int proc_mem_exit_btf(struct trace_event_raw_sys_exit *ct
 	void *mm = f->private_data;
 	if (!mm || mm == (void *)t->mm)
 		return 0;
-	return proc_mem_decide(ctx, d->d_parent->d_name.name);
+	return proc_mem_decide((__u32)ctx->id, SEC_MECH_TP_PTRACE_KILL, d->d_parent->d_name.name);
 }
 
 SEC("tracepoint/syscalls/sys_exit_openat")
@@ -1177,3 +1198,122 @@ int sec_open_exit_btf(struct trace_event_raw_sys_exit *ctx) { return proc_mem_ex
 
 SEC("tracepoint/syscalls/sys_exit_openat2")
 int sec_openat2_exit_btf(struct trace_event_raw_sys_exit *ctx) { return proc_mem_exit_btf(ctx); }
+
+/*
+ * /proc/<pid>/mem opened through io_uring (IORING_OP_OPENAT, IORING_OP_OPENAT2), where BPF LSM is
+ * missing: no open syscall runs, so the checks above never see it. io_uring_complete fires once the
+ * open has installed its file and set the request's result, before the completion is published to
+ * the ring, in a task of the submitting process: the submitter (inline, or running its task work),
+ * its SQPOLL thread or an io-wq worker, the last two threads of that process sharing its file table
+ * and mm (create_io_thread: CLONE_FILES | CLONE_VM | CLONE_THREAD, 5.12+). The file is looked at as
+ * the syscall exit does: a descriptor (res) in the current task's table; a direct descriptor (a
+ * file_slot in the SQE) in the ring's fixed-file table, at the slot asked for (file_slot - 1) or the
+ * one the kernel chose (IORING_FILE_INDEX_ALLOC: res). SIGKILL goes to the current task's thread
+ * group, i.e. the submitting process also from a worker, and is pending before the completion can
+ * be read. Not covered, as at the syscall's exit: a second thread that uses or moves the descriptor
+ * (or the direct descriptor, by its own submission) between the install and the completion; and a
+ * completion run as the submitter's task work (DEFER_TASKRUN) after it unshared its file table
+ * from the io-wq worker that opened the file (res is looked up in the wrong table). Before 5.18 the tracepoint carries no request (so no opcode) and before 5.12 io-wq
+ * workers are kernel threads that bpf_send_signal refuses: the controller states those kernels as
+ * unsupported. This tracepoint fires for every io_uring completion on the machine: the opcode test
+ * comes first and returns for everything else.
+ */
+#define IORING_FILE_INDEX_ALLOC (~0U)
+
+/* the fixed-file table before 6.13: an array of io_fixed_file (file_ptr with flag bits below 8) */
+struct io_fixed_file___old {
+	unsigned long file_ptr;
+} __attribute__((preserve_access_index));
+struct io_file_table___old {
+	struct io_fixed_file___old *files;
+} __attribute__((preserve_access_index));
+struct io_ring_ctx___old {
+	struct io_file_table___old file_table;
+	unsigned int nr_user_files;
+} __attribute__((preserve_access_index));
+
+static __always_inline struct file *fixed_file(struct io_ring_ctx *ring, __u32 slot)
+{
+	unsigned long ptr;
+
+	if (bpf_core_field_exists(ring->file_table.data)) {
+		/* 6.13+: one io_rsrc_node per slot */
+		if (slot >= BPF_CORE_READ(ring, file_table.data.nr))
+			return NULL;
+		struct io_rsrc_node **nodes = BPF_CORE_READ(ring, file_table.data.nodes);
+		struct io_rsrc_node *n = NULL;
+		if (bpf_probe_read_kernel(&n, sizeof(n), &nodes[slot]) || !n)
+			return NULL;
+		ptr = BPF_CORE_READ(n, file_ptr);
+	} else {
+		struct io_ring_ctx___old *old = (void *)ring;
+		if (slot >= BPF_CORE_READ(old, nr_user_files))
+			return NULL;
+		struct io_fixed_file___old *files = BPF_CORE_READ(old, file_table.files);
+		if (bpf_probe_read_kernel(&ptr, sizeof(ptr), &files[slot].file_ptr))
+			return NULL;
+	}
+	return (struct file *)(ptr & ~7UL);
+}
+
+/* after the early return: `op` is an open's opcode */
+static __always_inline int io_uring_open(struct io_kiocb *req, __u8 op)
+{
+	struct sec_config *cfg = get_config();
+	if (!cfg || cfg->lsm_ptrace)
+		return 0;
+	int res = BPF_CORE_READ(req, cqe.res);
+	if (res < 0)
+		return 0;
+	/* struct io_open overlays the start of the request */
+	__u32 slot = BPF_CORE_READ((struct io_open *)req, file_slot);
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	struct file *f;
+	if (!slot)
+		f = fd_file(t, res);
+	else
+		f = fixed_file(BPF_CORE_READ(req, ctx), slot == IORING_FILE_INDEX_ALLOC ? (__u32)res : slot - 1);
+	const unsigned char *dir;
+	if (!f || !(dir = other_mem_dir(f, t)))
+		return 0;
+	return proc_mem_decide(SEC_CALL_IO_URING | op, SEC_MECH_TP_IO_URING_OPEN_KILL, dir);
+}
+
+static __always_inline bool io_uring_is_open(__u8 op)
+{
+	return op == bpf_core_enum_value(enum io_uring_op, IORING_OP_OPENAT) || op == bpf_core_enum_value(enum io_uring_op, IORING_OP_OPENAT2);
+}
+
+SEC("tp_btf/io_uring_complete")
+int sec_io_uring_open(unsigned long long *ctx)
+{
+	/* (ring, req, …) since 5.18; req is NULL for completions no request makes (6.0+) */
+	struct io_kiocb *req = (struct io_kiocb *)ctx[1];
+	__u8 op;
+
+	if (!req)
+		return 0;
+	op = BPF_CORE_READ(req, opcode);
+	if (!io_uring_is_open(op))
+		return 0;
+	return io_uring_open(req, op);
+}
+
+/*
+ * The same with the opcode read as a BTF-typed load instead of a helper call (bpf_rdonly_cast,
+ * 6.2+): this early return is what every other io_uring completion on the machine pays. The
+ * controller loads it where it loads, else the build above.
+ */
+SEC("tp_btf/io_uring_complete")
+int sec_io_uring_open_btf(unsigned long long *ctx)
+{
+	struct io_kiocb *req = bpf_rdonly_cast((void *)ctx[1], bpf_core_type_id_kernel(struct io_kiocb));
+	__u8 op;
+
+	if (!req)
+		return 0;
+	op = req->opcode;
+	if (!io_uring_is_open(op))
+		return 0;
+	return io_uring_open((struct io_kiocb *)ctx[1], op);
+}

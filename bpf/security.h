@@ -61,7 +61,11 @@ enum sec_mech {
 	SEC_MECH_CGROUP_SETSOCKOPT = 13, /* cgroup/setsockopt: a source route (IPv6 routing header, IPv4 option) refused (EPERM) */
 	SEC_MECH_LSM_SENDMSG = 14,       /* lsm/socket_sendmsg: a source-routed send refused (-EPERM) */
 	SEC_MECH_TP_IO_URING_KILL = 15,  /* tp_btf/io_uring_submit_{req,sqe} + SIGKILL: IORING_OP_SOCKET where LSM is missing */
+	SEC_MECH_TP_IO_URING_OPEN_KILL = 16, /* tp_btf/io_uring_complete + SIGKILL: another's /proc/<pid>/mem opened by IORING_OP_OPENAT/OPENAT2 */
 };
+
+/* SEC_EV_PTRACE's `call` when io_uring decided: this bit | the io_uring opcode (else a syscall number) */
+enum sec_call { SEC_CALL_IO_URING = 0x10000 };
 
 /* how exec is enforced on this kernel, chosen by the controller after probing LSM attach */
 enum sec_exec_mode { SEC_EXEC_NONE = 0, SEC_EXEC_LSM = 1, SEC_EXEC_TP_KILL = 2 };
@@ -148,7 +152,8 @@ struct sec_event {
 	char argv0[SEC_NAME_LEN];
 	__u32 sock_type; /* socket(2) type of a SEC_EV_SOCKET event (SOCK_RAW, SOCK_DGRAM …) */
 	__u32 target;    /* SEC_EV_PTRACE: the process it tried to reach (tgid; 0 when not known) */
-	__u32 call;      /* SEC_EV_PTRACE: the syscall number where a tracepoint decided, else 0;
+	__u32 call;      /* SEC_EV_PTRACE: the syscall number where a tracepoint decided (SEC_CALL_IO_URING |
+	                  * opcode for an io_uring operation), else 0;
 	                  * SEC_EV_SOCKOPT: 1 when the option came in a control message of the send */
 	__u32 optname;   /* SEC_EV_SOCKOPT: level << 16 | option (or control message type) */
 };

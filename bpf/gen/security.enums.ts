@@ -45,6 +45,7 @@ export const enum sec_mech {
   SEC_MECH_CGROUP_SETSOCKOPT = 13,
   SEC_MECH_LSM_SENDMSG = 14,
   SEC_MECH_TP_IO_URING_KILL = 15,
+  SEC_MECH_TP_IO_URING_OPEN_KILL = 16,
 }
 
 export const enum sec_exec_mode {
@@ -56,4 +57,8 @@ export const enum sec_exec_mode {
 export const enum sec_limits {
   SEC_MAX_POLICIES = 64,
   SEC_EGRESS_KEY_HDR_BITS = 64,
+}
+
+export const enum sec_call {
+  SEC_CALL_IO_URING = 65536,
 }

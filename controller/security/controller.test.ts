@@ -9,6 +9,7 @@ import { cgroup2Root, createCgroup, removeCgroup } from '../../common/cgroup.ts'
 import { tryLock, unlock } from '../../common/lockfile.ts';
 import { procStart } from '../../common/host.ts';
 import { PolicyError, parsePolicies } from './policy.ts';
+import { ATTACKS_DIR } from '../../scenarios/security/workload.ts';
 import { policyCommand } from './cli.ts';
 import { closeConnections, heldDeniedConnections } from './existing.ts';
 
@@ -533,6 +534,74 @@ except OSError as e:
       expect(c.drainEvents().filter((e) => e.kind === 'ptrace')).toEqual([]);
     } finally {
       if (c.store.list().some((p) => p.name === 't')) c.store.delete('t');
+      victim.kill('SIGKILL');
+      await victim;
+    }
+  });
+
+  // io_uring opens run no open syscall: where BPF LSM is missing, the syscall-exit check never saw
+  // them, and another process's memory was read and written (a descriptor, or a direct descriptor
+  // in the ring's own file table). The attack of the security scenario, run in the cgroup as root.
+  // Where LSM refuses it, a second controller started with lsm: off (its own maps: only its policy
+  // selects the cgroup) checks the fallback on the same kernel.
+  it("denies another process's /proc/<pid>/mem opened through io_uring (IORING_OP_OPENAT, OPENAT2 direct)", async (t) => {
+    const victim = execa('sleep', ['60'], { reject: false });
+    const attack = `import os, sys, runpy
+sys.dont_write_bytecode = True
+sys.path.insert(0, ${JSON.stringify(ATTACKS_DIR)})
+os.environ['VICTIM_PID'] = '${victim.pid}'
+runpy.run_path(${JSON.stringify(path.join(ATTACKS_DIR, 'proc-mem-uring.py'))}, run_name='__main__')`;
+    // its own memory, through io_uring, is not another process's
+    const self = `import ctypes, os, sys
+sys.dont_write_bytecode = True
+sys.path.insert(0, ${JSON.stringify(ATTACKS_DIR)})
+from _common import Ring
+src = ctypes.create_string_buffer(b'selfread')
+ring, name = Ring(), ctypes.create_string_buffer(b'/proc/self/mem')
+fd = ring.run(18, fd=-100, addr=ctypes.addressof(name), op_flags=os.O_RDONLY)
+print('self', fd if fd < 0 else os.pread(fd, 8, ctypes.addressof(src)).decode(), flush=True)`;
+    const verdict = async () => {
+      const r = await run(cg, attack);
+      const line = r.stdout.split('\n').find((l) => l.startsWith('{'));
+      expect(line, r.stderr).toBeDefined();
+      return JSON.parse(line!) as { through: boolean; detail: string; unsupported?: boolean };
+    };
+    const check = async (ctl: SecurityController) => {
+      const lsm = ctl.mechanisms.ptraceIoUring === 'lsm/ptrace_access_check';
+      try {
+        ctl.drainEvents();
+        ctl.store.apply(parsePolicies(yaml(rel, '    exec: { deny: [shells] }\n'), 'p.yaml'));
+        const got = await verdict();
+        expect(got.through, got.detail).toBe(false);
+        // LSM: the open fails (mm_access: EACCES); the fallback kills the child whose open completed
+        expect(got.detail).toMatch(lsm ? /OPENAT → descriptor: child IORING_OP_OPENAT: EACCES, exit 0; .*OPENAT2 → direct descriptor: child IORING_OP_OPENAT2: EACCES, exit 0$/ : /OPENAT → descriptor: child said nothing, killed by signal 9; .*OPENAT2 → direct descriptor: child said nothing, killed by signal 9$/);
+        const evs = ctl.drainEvents().filter((e) => e.kind === 'ptrace');
+        expect(evs.map((e) => [e.action, e.target, e.rule, e.mechanism])).toEqual(Array(2).fill(['blocked', victim.pid, 't: ptrace (attaching to another process: not allowed by this policy)', lsm ? 'lsm/ptrace_access_check (-EPERM)' : 'tp_btf/io_uring_complete (IORING_OP_OPENAT/OPENAT2) + bpf_send_signal(SIGKILL)']));
+        if (!lsm) expect(evs.map((e) => e.call)).toEqual(['io_uring IORING_OP_OPENAT', 'io_uring IORING_OP_OPENAT2']);
+        expect((await run(cg, self)).stdout.trim()).toBe('self selfread');
+        expect(ctl.drainEvents().filter((e) => e.kind === 'ptrace')).toEqual([]);
+        ctl.store.apply(parsePolicies(yaml(rel, '    exec: { deny: [shells] }\n    ptrace: allow\n'), 'p.yaml'));
+        expect((await verdict()).through).toBe(true);
+        expect(ctl.drainEvents().filter((e) => e.kind === 'ptrace')).toEqual([]);
+      } finally {
+        if (ctl.store.list().some((p) => p.name === 't')) ctl.store.delete('t');
+      }
+    };
+    const why = (ctl: SecurityController) => ctl.mechanisms.unsupported.filter((u) => /io_uring_complete|io_uring opens/.test(u.hook)).map((u) => `${u.hook}: ${u.evidence}`).join('; ');
+    let fallback: SecurityController | undefined;
+    try {
+      const before = await verdict();
+      if (before.unsupported) return t.skip(`the attack cannot run here: ${before.detail}`);
+      expect(before.through, before.detail).toBe(true);
+      if (c.mechanisms.ptraceIoUring) await check(c);
+      if (c.mechanisms.ptraceIoUring === 'lsm/ptrace_access_check') {
+        fallback = await SecurityController.start({ lsm: 'off' });
+        if (fallback.mechanisms.ptraceIoUring) await check(fallback);
+        else console.log(`the fallback is unsupported here: ${why(fallback)}`);
+      }
+      if (!c.mechanisms.ptraceIoUring) return t.skip(`neither LSM nor the io_uring fallback refuses it here: ${why(c)}`);
+    } finally {
+      fallback?.close();
       victim.kill('SIGKILL');
       await victim;
     }

@@ -9,9 +9,9 @@
 // found. Only `pnpm lab policy stop` (stopDaemon) removes the pins and with them the enforcement.
 import fs from 'node:fs';
 import path from 'node:path';
-import { BpfObject, Link, RingBuffer, attachCgroup, attachLsm, attachTrace, attachTracepoint, removePinDir, type BpfMap } from '../libbpf/index.ts';
+import { Btf, BpfObject, Kind, Link, RingBuffer, attachCgroup, attachLsm, attachTrace, attachTracepoint, removePinDir, type BpfMap } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
-import { sec_event_action, sec_event_kind, sec_exec_mode, sec_mech, security, type Security as SecuritySkeleton, type SecurityShape, type sec_event } from '../../bpf/gen/security.ts';
+import { sec_call, sec_event_action, sec_event_kind, sec_exec_mode, sec_mech, security, type Security as SecuritySkeleton, type SecurityShape, type sec_event } from '../../bpf/gen/security.ts';
 import { cgroup2Root } from '../../common/cgroup.ts';
 import { processAlive, procStart, terminate } from '../../common/host.ts';
 import { readLockHolder, tryLock, unlock, withLockWaitSync } from '../../common/lockfile.ts';
@@ -67,10 +67,17 @@ export const HOOKS: { prog: SecurityShape['programs']; hook: string; kind: 'trac
   { prog: 'sec_openat_exit_tp', hook: 'tracepoint/syscalls/sys_exit_openat', kind: 'tracepoint' },
   { prog: 'sec_open_exit_tp', hook: 'tracepoint/syscalls/sys_exit_open', kind: 'tracepoint' },
   { prog: 'sec_openat2_exit_tp', hook: 'tracepoint/syscalls/sys_exit_openat2', kind: 'tracepoint' },
+  { prog: 'sec_io_uring_open_btf', hook: 'tp_btf/io_uring_complete', kind: 'trace' },
+  { prog: 'sec_io_uring_open', hook: 'tp_btf/io_uring_complete', kind: 'trace' },
 ];
 /** the tracepoint fallbacks of other processes' access, left out where lsm/ptrace_access_check
  *  attaches (the sys_exit_open* ones catch a descriptor of another process's /proc/<pid>/mem) */
-const PTRACE_TPS = ['sec_ptrace_tp', 'sec_vm_readv_tp', 'sec_vm_writev_tp', 'sec_pidfd_getfd_tp', 'sec_openat_exit_btf', 'sec_open_exit_btf', 'sec_openat2_exit_btf', 'sec_openat_exit_tp', 'sec_open_exit_tp', 'sec_openat2_exit_tp'];
+const PTRACE_TPS = ['sec_ptrace_tp', 'sec_vm_readv_tp', 'sec_vm_writev_tp', 'sec_pidfd_getfd_tp', 'sec_openat_exit_btf', 'sec_open_exit_btf', 'sec_openat2_exit_btf', 'sec_openat_exit_tp', 'sec_open_exit_tp', 'sec_openat2_exit_tp', 'sec_io_uring_open_btf', 'sec_io_uring_open'];
+/** /proc/<pid>/mem opened through io_uring (IORING_OP_OPENAT/OPENAT2), where LSM is missing, in two
+ *  builds: the opcode, which every io_uring completion's early return reads, by a BTF-typed load
+ *  (bpf_rdonly_cast, 6.2+) where that loads, else by a helper read. The first that loads is used. */
+const URING_OPEN = ['sec_io_uring_open_btf', 'sec_io_uring_open'];
+const URING_OPEN_HOOK = 'tp_btf/io_uring_complete';
 /** IORING_OP_SOCKET's fallback under the submission tracepoint's two names: the one that loads is loaded */
 const URING_PROGS = ['sec_io_uring_socket', 'sec_io_uring_socket_sqe'];
 /** the /proc/<pid>/mem check at every open's exit, in two builds of one check: BTF-typed loads
@@ -95,7 +102,10 @@ export const MECHANISM: Record<number, string> = {
   [sec_mech.SEC_MECH_CGROUP_SETSOCKOPT]: 'cgroup/setsockopt',
   [sec_mech.SEC_MECH_LSM_SENDMSG]: 'lsm/socket_sendmsg (-EPERM)',
   [sec_mech.SEC_MECH_TP_IO_URING_KILL]: 'tp_btf/io_uring_submit_{req,sqe} (IORING_OP_SOCKET) + bpf_send_signal(SIGKILL)',
+  [sec_mech.SEC_MECH_TP_IO_URING_OPEN_KILL]: 'tp_btf/io_uring_complete (IORING_OP_OPENAT/OPENAT2) + bpf_send_signal(SIGKILL)',
 };
+// <linux/io_uring.h>: the operations an event's `call` may name (SEC_CALL_IO_URING | opcode)
+const IORING_OP: Record<number, string> = { 18: 'IORING_OP_OPENAT', 28: 'IORING_OP_OPENAT2' };
 const KIND: Record<number, SecurityEvent['kind']> = { [sec_event_kind.SEC_EV_EXEC]: 'exec', [sec_event_kind.SEC_EV_CONNECT]: 'connect', [sec_event_kind.SEC_EV_SENDMSG]: 'sendmsg', [sec_event_kind.SEC_EV_SOCKET]: 'socket', [sec_event_kind.SEC_EV_PTRACE]: 'ptrace', [sec_event_kind.SEC_EV_SOCKOPT]: 'sockopt' };
 // the syscalls the ptrace tracepoints watch, by their x86-64 numbers (what the event's `call` holds there)
 const SYSCALL_X86_64: Record<number, string> = { 2: 'open', 101: 'ptrace', 257: 'openat', 310: 'process_vm_readv', 311: 'process_vm_writev', 437: 'openat2', 438: 'pidfd_getfd' };
@@ -132,6 +142,10 @@ export interface Mechanisms {
   sourceRouting: string[];
   /** how access to other processes in ptrace's attach mode is refused: the LSM hook, else the syscalls' tracepoints */
   ptrace: string[];
+  /** what refuses another process's /proc/<pid>/mem opened through io_uring (IORING_OP_OPENAT/OPENAT2):
+   *  the LSM hook where io_uring's workers are threads of the submitting process, else
+   *  tp_btf/io_uring_complete + SIGKILL; '' where neither does (then listed in `unsupported`) */
+  ptraceIoUring: string;
   /** binaries are identified by asking the kernel (exec tracepoint attached), else by stat(2) */
   oracle: boolean;
   unsupported: { hook: string; evidence: string }[];
@@ -232,7 +246,7 @@ export class SecurityController {
   static async start(opts: ControllerOptions = {}): Promise<SecurityController> {
     const log = opts.log ?? (() => {});
     const file = await ensureObject('security', log);
-    const mech: Mechanisms = { exec: 'none', lsmEvidence: '', egress: [], lsmConnect: false, rawSockets: [], sourceRouting: [], ptrace: [], oracle: false, unsupported: [] };
+    const mech: Mechanisms = { exec: 'none', lsmEvidence: '', egress: [], lsmConnect: false, rawSockets: [], sourceRouting: [], ptrace: [], ptraceIoUring: '', oracle: false, unsupported: [] };
     // links a previous daemon pinned: kept exactly as they are (no gap in enforcement)
     const adopted = new Map<string, Link>();
     if (opts.pin) {
@@ -276,6 +290,24 @@ export class SecurityController {
     };
     const uringProg = lsmOk ? undefined : URING_PROGS.find((p) => adopted.has(p)) ?? URING_PROGS.find(tryUring);
     if (!lsmOk && !uringProg) mech.unsupported.push({ hook: 'tp_btf/io_uring_submit_req', evidence: `${uringRefused.join('; ')} (non-inet sockets made through io_uring IORING_OP_SOCKET are not refused)` });
+    // another's /proc/<pid>/mem opened through io_uring: lsm/ptrace_access_check sees it only where
+    // io_uring's workers are threads of the submitter, else the completion tracepoint + SIGKILL
+    let uringOpen: string | undefined;
+    if (lsmOk) {
+      const uringWhy = uringOpenUnsound(true);
+      if (uringWhy) mech.unsupported.push({ hook: 'lsm/ptrace_access_check (io_uring opens)', evidence: `${uringWhy}: the hook sees the worker, not the selected process (another's /proc/<pid>/mem opened through io_uring is not refused)` });
+    } else if (!(uringOpen = URING_OPEN.find((p) => adopted.has(p)))) {
+      const unsound = uringOpenUnsound(false);
+      const refused: string[] = [];
+      if (!unsound) {
+        uringOpen = URING_OPEN.find((p) => {
+          const why = refusedAlone(file, [p], (o) => attachTrace(o.program(p)).close());
+          if (why) refused.push(`${p}: ${why}`);
+          return !why;
+        });
+      }
+      if (!uringOpen) mech.unsupported.push({ hook: URING_OPEN_HOOK, evidence: `${unsound ?? refused.join('; ')} (another's /proc/<pid>/mem opened through io_uring IORING_OP_OPENAT/OPENAT2 is not refused)` });
+    }
     // the /proc/<pid>/mem check: only where lsm/ptrace_access_check is missing; one build of it
     const memBtf = !lsmOk && !adopted.has('sec_openat_exit_tp') && !refusedAlone(file, ['sec_openat_exit_btf']);
     if (sockoptRefused) mech.unsupported.push({ hook: 'cgroup/setsockopt', evidence: `${sockoptRefused} (source routes set on a socket are refused at the send only, where BPF LSM attaches)` });
@@ -288,7 +320,7 @@ export class SecurityController {
       // what this start pins anew: all that a refused start removes again
       const fresh = opts.pin ? MAP_NAMES.filter((n) => !fs.existsSync(path.join(PIN_DIR, n))) : [];
       try {
-        obj.load({ skip: [...(lsmOk ? [] : LSM_PROGS), ...(lsmOk && !sendmsgRefused ? [] : ['sec_sendmsg_lsm']), ...(sockoptRefused ? ['sec_setsockopt'] : []), ...URING_PROGS.filter((p) => p !== uringProg), ...(memBtf ? MEM_HELPER : MEM_BTF), ...adopted.keys()] });
+        obj.load({ skip: [...(lsmOk ? [] : LSM_PROGS), ...(lsmOk && !sendmsgRefused ? [] : ['sec_sendmsg_lsm']), ...(sockoptRefused ? ['sec_setsockopt'] : []), ...URING_PROGS.filter((p) => p !== uringProg), ...URING_OPEN.filter((p) => p !== uringOpen), ...(memBtf ? MEM_HELPER : MEM_BTF), ...adopted.keys()] });
       } catch (e) {
         if (opts.pin && /reuse|incompatib|EINVAL/i.test(String((e as Error).message))) {
           throw new LabError(`the maps pinned at ${PIN_DIR} do not match this build of security.bpf.o`, 'pnpm lab policy stop (removes the old enforcement), then start the daemon again', { cause: e });
@@ -363,7 +395,8 @@ export class SecurityController {
     m.egress = HOOKS.filter((h) => h.kind === 'cgroup' && h.prog !== 'sec_sock_create' && h.prog !== 'sec_setsockopt' && has(h.prog)).map((h) => h.hook);
     m.sourceRouting = [['sec_setsockopt', 'cgroup/setsockopt'], ['sec_sendmsg_lsm', 'lsm/socket_sendmsg'], ['sec_connect_lsm', 'lsm/socket_connect']].filter(([p]) => has(p!)).map(([, h]) => h!);
     m.rawSockets = has('sec_socket_lsm') ? ['lsm/socket_create'] : [...(has('sec_sock_create') ? ['cgroup/sock_create'] : []), ...(has('sec_socket_tp') ? ['tracepoint/syscalls/sys_enter_socket + SIGKILL'] : []), ...URING_PROGS.filter(has).map((p) => `${HOOKS.find((h) => h.prog === p)!.hook} (IORING_OP_SOCKET) + SIGKILL`)];
-    m.ptrace = has('sec_ptrace_lsm') ? ['lsm/ptrace_access_check'] : PTRACE_TPS.filter(has).map((p) => `${HOOKS.find((h) => h.prog === p)!.hook} + SIGKILL`);
+    m.ptrace = has('sec_ptrace_lsm') ? ['lsm/ptrace_access_check'] : PTRACE_TPS.filter(has).map((p) => `${HOOKS.find((h) => h.prog === p)!.hook}${URING_OPEN.includes(p) ? ' (IORING_OP_OPENAT/OPENAT2)' : ''} + SIGKILL`);
+    m.ptraceIoUring = URING_OPEN.some(has) ? `${URING_OPEN_HOOK} + SIGKILL` : has('sec_ptrace_lsm') && !m.unsupported.some((u) => u.hook.startsWith('lsm/ptrace_access_check')) ? 'lsm/ptrace_access_check' : '';
     // keep what an adopted config says about selectors; the mechanisms are this start's
     const cur = this.store.maps.config.get(0) ?? { cg_levels: 0, exec_mode: 0, have_exe_selectors: 0, lsm_socket: 0, lsm_ptrace: 0, oracle_cgroup: 0n };
     this.store.maps.config.set(0, { ...cur, exec_mode: EXEC_MODE[m.exec], lsm_socket: has('sec_socket_lsm') ? 1 : 0, lsm_ptrace: has('sec_ptrace_lsm') ? 1 : 0, oracle_cgroup: 0n });
@@ -677,7 +710,8 @@ export function formatEvent(e: sec_event, store: PolicyStore, clockOffsetNs: big
     out.option = optionName(e.optname) + (e.call ? ' (control message)' : '');
   } else if (e.kind === sec_event_kind.SEC_EV_PTRACE) {
     if (e.target) out.target = e.target;
-    if (e.call) out.call = (process.arch === 'x64' ? SYSCALL_X86_64[e.call] : undefined) ?? `syscall ${e.call}`;
+    if (e.call & sec_call.SEC_CALL_IO_URING) out.call = `io_uring ${IORING_OP[e.call & 0xff] ?? `opcode ${e.call & 0xff}`}`;
+    else if (e.call) out.call = (process.arch === 'x64' ? SYSCALL_X86_64[e.call] : undefined) ?? `syscall ${e.call}`;
   } else if (e.kind === sec_event_kind.SEC_EV_EXEC) {
     out.binary = e.binary;
     out.file = e.file;
@@ -698,6 +732,28 @@ function ppidOf(pid: number): number {
     return Number(/PPid:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
   } catch {
     return 0;
+  }
+}
+
+/**
+ * Why a /proc/<pid>/mem opened through io_uring cannot be told apart and refused on this kernel, from
+ * its BTF, or undefined; `lsm`: by lsm/ptrace_access_check, else by the completion tracepoint.
+ * Before 5.12 (upstream; Debian's 5.10.223 has 5.15's io_uring) io_uring's workers are kernel threads in
+ * the root cgroup, borrowing the submitter's files: no hook sees the selected process, and
+ * bpf_send_signal refuses kernel threads. Before 5.18 io_uring_complete carries no request, so not
+ * what operation completed.
+ */
+function uringOpenUnsound(lsm: boolean): string | undefined {
+  const btf = Btf.vmlinux();
+  if (!btf) return 'no kernel BTF';
+  try {
+    if (btf.findByName('create_io_thread', Kind.FUNC) < 0) return "io_uring's workers are kernel threads here (no create_io_thread in the kernel's BTF, 5.12+)";
+    if (lsm) return undefined;
+    const req = btf.findByName('io_kiocb', Kind.STRUCT);
+    if (req < 0 || !btf.type(req).members.some((m) => m.name === 'cqe')) return 'io_uring_complete carries no request here (struct io_kiocb has no cqe, 5.18+): the operation is unknown';
+    return undefined;
+  } finally {
+    btf.close();
   }
 }
 

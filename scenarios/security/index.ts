@@ -70,7 +70,8 @@ const scenario: Scenario = {
         'BPF LSM probe': m.lsmEvidence,
         egress: m.egress.join(', ') || 'none',
         'raw / packet sockets': m.rawSockets.length ? `${m.rawSockets.join(', ')}${m.rawSockets.includes('lsm/socket_create') || m.rawSockets.some((x) => x.includes('io_uring')) ? '' : ' (AF_PACKET and the other non-inet families via io_uring IORING_OP_SOCKET are outside the tracepoint fallback)'}` : 'not enforced',
-        'other processes (ptrace attach mode)': m.ptrace.length ? m.ptrace.join(', ') + (m.ptrace.includes('lsm/ptrace_access_check') ? '' : ' (the tracepoint fallback kills at the syscall\'s return; a /proc/<pid>/mem opened through io_uring is outside it)') : 'not enforced',
+        'other processes (ptrace attach mode)': m.ptrace.length ? m.ptrace.join(', ') + (m.ptrace.includes('lsm/ptrace_access_check') ? '' : ' (the tracepoint fallbacks kill at the syscall\'s return or the io_uring completion)') : 'not enforced',
+        '/proc/<pid>/mem opened through io_uring': m.ptraceIoUring || `unsupported on ${kernel}: ${m.unsupported.filter((u) => /io_uring_complete|io_uring opens/.test(u.hook)).map((u) => u.evidence).join('; ') || 'no ptrace hook'}`,
         'source routing (IPv6 routing headers, IPv4 LSRR/SSRR)': m.sourceRouting.length ? `refused by ${m.sourceRouting.join(', ')}${m.sourceRouting.includes('lsm/socket_sendmsg') ? '' : ' (a route given per message, in a control message, is not: no BPF LSM)'}` : `unsupported: cgroup/setsockopt and lsm/socket_sendmsg on ${kernel}`,
         'lsm/socket_connect': m.lsmConnect ? 'attached (runs before the cgroup hook for connect)' : `unsupported: lsm/socket_connect on ${kernel} (${m.lsmEvidence}); connect is enforced by the cgroup hooks alone`,
         'exec via BPF LSM': m.exec === 'lsm' ? 'yes' : `unsupported: lsm/bprm_check_security on ${kernel}; the tracepoint fallback enforces exec`,
@@ -160,7 +161,7 @@ const scenario: Scenario = {
     controls.push(keep(await runAttack(ATTACKS.find((a) => a.name === 'tcp-disallowed-port')!, outside, { expect: 'allowed', label: 'tcp-disallowed-port outside the cgroup' })));
     controls.push(keep(await runAttack(ATTACKS.find((a) => a.name === 'icmp-ping-socket')!, outside, { expect: 'allowed', label: 'icmp-ping-socket outside the cgroup' })));
     controls.push(...outsideRuns.filter((r) => !r.unsupported && r.outcome === 'allowed'));
-    for (const [name, label] of [['ptrace-inject', 'the shell runs in the victim'], ['proc-mem', 'its memory is read and written']] as const) {
+    for (const [name, label] of [['ptrace-inject', 'the shell runs in the victim'], ['proc-mem', 'its memory is read and written'], ['proc-mem-uring', 'its memory is read and written through io_uring']] as const) {
       const r = keep(await runAttack(ATTACKS.find((a) => a.name === name)!, outside, { expect: 'allowed', label: `${name} outside the cgroup (${label})` }));
       if (r.unsupported) ctx.unsupported(`control ${name} outside the cgroup`, name, `${r.detail} on ${kernel}`);
       else controls.push(r);

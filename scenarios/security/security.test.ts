@@ -54,7 +54,7 @@ describeRoot('security attack suite (host)', () => {
         expect(e.kind).toBe('ptrace');
         expect(e.rule).toContain('ptrace (attaching to another process');
         expect(e.target).toBeGreaterThan(0);
-        expect(e.mechanism).toMatch(lab.controller.mechanisms.ptrace.includes('lsm/ptrace_access_check') ? /ptrace_access_check/ : /SIGKILL/);
+        expect(e.mechanism).toMatch(lab.controller.mechanisms.ptrace.includes('lsm/ptrace_access_check') ? /ptrace_access_check/ : a.name === 'proc-mem-uring' ? /io_uring_complete.*SIGKILL/ : /SIGKILL/);
       } else if (['ipv6-routing-header', 'ipv6-rthdr-cmsg', 'ipv4-source-route'].includes(a.name)) {
         expect(e.kind).toBe('sockopt');
         expect(e.option).toMatch(a.name === 'ipv4-source-route' ? /^IP_(OPTIONS|RETOPTS)\b/ : /^IPV6_(RTHDR|2292PKTOPTIONS)\b/);
@@ -102,13 +102,15 @@ describeRoot('security attack suite (host)', () => {
     expect(r.events).toEqual([]);
   });
 
-  it('the /proc/<pid>/mem victim can be reached: outside the cgroup its memory is read and written', async (t) => {
-    const r = await runAttack(ATTACKS.find((a) => a.name === 'proc-mem')!, { ...lab, cgroupDir: lab.outsideDir }, { expect: 'allowed' });
-    if (r.unsupported) return t.skip(r.detail);
-    expect(r.outcome, r.detail).toBe('allowed');
-    expect(r.detail).toMatch(/read 16 bytes of its stack, wrote 16 back/);
-    expect(r.events).toEqual([]);
-  });
+  for (const name of ['proc-mem', 'proc-mem-uring']) {
+    it(`the /proc/<pid>/mem victim can be reached: outside the cgroup its memory is read and written (${name})`, async (t) => {
+      const r = await runAttack(ATTACKS.find((a) => a.name === name)!, { ...lab, cgroupDir: lab.outsideDir }, { expect: 'allowed' });
+      if (r.unsupported) return t.skip(r.detail);
+      expect(r.outcome, r.detail).toBe('allowed');
+      expect(r.detail).toMatch(/read 16 bytes of its stack, wrote 16 back/);
+      expect(r.events).toEqual([]);
+    });
+  }
 
   it('the raw and packet-socket target is reachable: outside the cgroup both attacks arrive', async () => {
     const outside = { ...lab, cgroupDir: lab.outsideDir };

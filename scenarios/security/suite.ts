@@ -69,6 +69,7 @@ export const ATTACKS: Attack[] = [
   { name: 'raw-socket-udp', file: 'raw-socket-udp.py', class: 'egress', what: 'root: AF_INET SOCK_RAW, hand-built UDP to the target netns', expect: 'blocked', asRoot: true },
   { name: 'ptrace-inject', file: 'ptrace-inject.py', class: 'ptrace', what: 'ptrace a process of the same user outside the policy, inject execve of sh into it', expect: 'blocked', victim: true },
   { name: 'proc-mem', file: 'proc-mem.py', class: 'ptrace', what: 'open /proc/<pid>/mem of a process of the same user outside the policy (relative to a /proc/<pid> descriptor), read its stack and write it back', expect: 'blocked', victim: true },
+  { name: 'proc-mem-uring', file: 'proc-mem-uring.py', class: 'ptrace', what: 'proc-mem through io_uring, no open syscall: IORING_OP_OPENAT to a descriptor, IORING_OP_OPENAT2 to a direct descriptor (the ring\'s own file table) read by IORING_OP_READ/WRITE', expect: 'blocked', victim: true },
   { name: 'packet-socket', file: 'packet-socket.py', class: 'egress', what: 'root: AF_PACKET, hand-built IPv4/UDP frame out of the veth to the target netns', expect: 'blocked', asRoot: true },
 ];
 
@@ -141,6 +142,7 @@ export async function runAttack(a: Attack, r: RunEnv, opts: { expect?: Expect; l
 /** the hook an attack needs that this kernel did not attach, or '' */
 export function missingHook(a: Attack, m: Mechanisms): string {
   if (a.class === 'exec') return m.exec === 'none' ? 'exec hook (LSM and tp_btf/sched_process_exec)' : '';
+  if (a.name === 'proc-mem-uring') return m.ptraceIoUring ? '' : 'lsm/ptrace_access_check seeing io_uring\'s opens, or tp_btf/io_uring_complete';
   if (a.class === 'ptrace') return m.ptrace.length ? '' : 'lsm/ptrace_access_check or the tracepoint syscalls/sys_enter_ptrace';
   // a routing header set on the socket is refused at setsockopt, or at the send; one given per
   // message (a control message) only at the send, by BPF LSM

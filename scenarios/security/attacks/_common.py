@@ -94,3 +94,52 @@ def families_report(opened, refused, missing, how):
     if not opened and not refused:
         unsupported(f"no non-inet network family opens {how}here: " + ", ".join(missing))
     report(bool(opened), "; ".join(x for x in [f"opened {how}".rstrip() + f": {', '.join(opened)}" if opened else "", f"refused: {'; '.join(refused)}" if refused else "", f"not in this kernel: {len(missing)}"] if x))
+
+
+class Ring:
+    """an io_uring through raw syscalls (ctypes, mmap of the rings: no liburing binding is
+    installed), one operation at a time. OSError when io_uring_setup fails."""
+
+    def __init__(self, entries=4):
+        import ctypes, mmap
+        U32 = ctypes.c_uint32
+
+        class Params(ctypes.Structure):
+            _fields_ = [("sq_entries", U32), ("cq_entries", U32), ("flags", U32), ("sq_thread_cpu", U32), ("sq_thread_idle", U32), ("features", U32), ("wq_fd", U32), ("resv", U32 * 3), ("sq_off", U32 * 10), ("cq_off", U32 * 10)]
+
+        self.ctypes = ctypes
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.libc.syscall.restype = ctypes.c_long
+        self.p = p = Params()
+        self.fd = self.libc.syscall(425, entries, ctypes.byref(p))
+        if self.fd < 0:
+            e = ctypes.get_errno()
+            raise OSError(e, f"io_uring_setup: {errno.errorcode.get(e, e)}")
+        self.sq = mmap.mmap(self.fd, p.sq_off[6] + p.sq_entries * 4, offset=0)
+        self.cq = mmap.mmap(self.fd, p.cq_off[5] + p.cq_entries * 16, offset=0x8000000)
+        self.sqes = mmap.mmap(self.fd, p.sq_entries * 64, offset=0x10000000)
+
+    def run(self, opcode, fd=0, off=0, addr=0, length=0, op_flags=0, flags=0, file_index=0):
+        """submit one SQE and wait for its completion: the CQE's res (>= 0, or -errno)"""
+        import struct
+        p, sqe = self.p, bytearray(64)
+        # opcode, flags, ioprio, fd, off, addr, len, op_flags (open flags, …), user_data; file_index at 44
+        struct.pack_into("=BBHiQQIIQ", sqe, 0, opcode, flags, 0, fd, off, addr, length, op_flags, 7)
+        struct.pack_into("=I", sqe, 44, file_index)
+        self.sqes[0:64] = bytes(sqe)
+        tail = struct.unpack_from("=I", self.sq, p.sq_off[1])[0]
+        mask = struct.unpack_from("=I", self.sq, p.sq_off[2])[0]
+        struct.pack_into("=I", self.sq, p.sq_off[6] + (tail & mask) * 4, 0)
+        struct.pack_into("=I", self.sq, p.sq_off[1], tail + 1)
+        self.libc.syscall(426, self.fd, 1, 1, 1, None, 0)  # io_uring_enter(to_submit 1, min_complete 1, GETEVENTS)
+        head = struct.unpack_from("=I", self.cq, p.cq_off[0])[0]
+        cmask = struct.unpack_from("=I", self.cq, p.cq_off[2])[0]
+        res = struct.unpack_from("=QiI", self.cq, p.cq_off[5] + (head & cmask) * 16)[1]
+        struct.pack_into("=I", self.cq, p.cq_off[0], head + 1)
+        return res
+
+    def register_files(self, fds):
+        """IORING_REGISTER_FILES: -1 leaves a slot empty (a direct descriptor can be opened into it)"""
+        arr = (self.ctypes.c_int * len(fds))(*fds)
+        r = self.libc.syscall(427, self.fd, 2, arr, len(fds))
+        return r if r >= 0 else -self.ctypes.get_errno()
