@@ -165,6 +165,7 @@ export function enforcementGaps(m: Mechanisms): { what: string; evidence: string
   if (!m.egress.length) gaps.push({ what: 'egress rules', evidence: 'no cgroup connect/sendmsg hook attached' });
   if (!m.rawSockets.length) gaps.push({ what: 'rawSockets: deny', evidence: `no socket-creation hook attached${noLsm}` });
   if (!m.ptrace.length) gaps.push({ what: 'ptrace: deny', evidence: `no hook for access to other processes attached${noLsm}` });
+  else if (!m.ptraceIoUring && !gaps.some((g) => /io_uring/.test(g.what))) gaps.push({ what: '/proc/<pid>/mem opened through io_uring', evidence: 'neither lsm/ptrace_access_check nor tp_btf/io_uring_complete refuses it here' });
   if (!m.sourceRouting.includes('lsm/socket_sendmsg') && !had('lsm/socket_sendmsg')) {
     gaps.push({ what: 'source routes given per message (control messages)', evidence: `only lsm/socket_sendmsg sees them${noLsm}` });
   }

@@ -31,17 +31,21 @@ describe('policy planning (pure)', () => {
 });
 
 describe('enforcement gaps (pure): what --require-all refuses', () => {
-  const full: Mechanisms = { exec: 'lsm', lsmEvidence: 'lsm/bprm_check_security load and attach', egress: ['cgroup/connect4'], lsmConnect: true, rawSockets: ['lsm/socket_create'], sourceRouting: ['cgroup/setsockopt', 'lsm/socket_sendmsg', 'lsm/socket_connect'], ptrace: ['lsm/ptrace_access_check'], oracle: true, unsupported: [] };
+  const full: Mechanisms = { exec: 'lsm', lsmEvidence: 'lsm/bprm_check_security load and attach', egress: ['cgroup/connect4'], lsmConnect: true, rawSockets: ['lsm/socket_create'], sourceRouting: ['cgroup/setsockopt', 'lsm/socket_sendmsg', 'lsm/socket_connect'], ptrace: ['lsm/ptrace_access_check'], ptraceIoUring: 'lsm/ptrace_access_check', oracle: true, unsupported: [] };
   it('BPF LSM with every hook attached leaves none', () => {
     expect(enforcementGaps(full)).toEqual([]);
   });
   it('the tracepoint fallbacks leave per-message source routes, with the LSM probe as evidence', () => {
-    const lsmOff: Mechanisms = { ...full, exec: 'tp-kill', lsmEvidence: 'BPF LSM: EPERM', lsmConnect: false, rawSockets: ['cgroup/sock_create'], sourceRouting: ['cgroup/setsockopt'], ptrace: ['tracepoint/syscalls/sys_enter_ptrace + SIGKILL'] };
+    const lsmOff: Mechanisms = { ...full, exec: 'tp-kill', lsmEvidence: 'BPF LSM: EPERM', lsmConnect: false, rawSockets: ['cgroup/sock_create'], sourceRouting: ['cgroup/setsockopt'], ptrace: ['tracepoint/syscalls/sys_enter_ptrace + SIGKILL'], ptraceIoUring: 'tp_btf/io_uring_complete + SIGKILL' };
     expect(enforcementGaps(lsmOff)).toEqual([{ what: 'source routes given per message (control messages)', evidence: 'only lsm/socket_sendmsg sees them; BPF LSM: EPERM' }]);
   });
   it('every refused hook is one, named once; a missing mechanism is one', () => {
     const m: Mechanisms = { ...full, sourceRouting: ['cgroup/setsockopt', 'lsm/socket_connect'], exec: 'none', oracle: false, egress: [], ptrace: [], unsupported: [{ hook: 'lsm/socket_sendmsg', evidence: 'verifier: too complex' }, { hook: 'cgroup/setsockopt', evidence: 'EINVAL' }] };
     expect(enforcementGaps(m).map((g) => g.what)).toEqual(['lsm/socket_sendmsg', 'cgroup/setsockopt', 'exec rules', 'egress rules', 'ptrace: deny']);
+  });
+  it('an io_uring open of /proc/<pid>/mem nothing refuses is one, named once', () => {
+    expect(enforcementGaps({ ...full, ptraceIoUring: '' }).map((g) => g.what)).toEqual(['/proc/<pid>/mem opened through io_uring']);
+    expect(enforcementGaps({ ...full, ptraceIoUring: '', unsupported: [{ hook: 'tp_btf/io_uring_complete', evidence: 'no req argument' }] }).map((g) => g.what)).toEqual(['tp_btf/io_uring_complete']);
   });
   it('identity by stat(2) is one where exec is enforced', () => {
     expect(enforcementGaps({ ...full, oracle: false }).map((g) => g.what)).toEqual(['binary identity from the kernel']);
