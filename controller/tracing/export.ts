@@ -90,6 +90,19 @@ export function hostName(host: string): string {
   return i > 0 && i < host.length && host.charCodeAt(i - 1) === 58 ? host.slice(0, i - 1) : host;
 }
 
+/**
+ * A request target in absolute-form (`GET http://h:8080/p?q HTTP/1.1`: what a forward proxy gets,
+ * and what a server must accept, RFC 9112 §3.2.2) split into its scheme, authority and the
+ * origin-form rest (`/p?q`); the authority is then the one to go by, not the Host header. An
+ * origin-form target is returned as it is. A target cut inside the authority has rest ''.
+ */
+export function splitTarget(target: string): { scheme?: string; authority?: string; rest: string } {
+  const m = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/?#]*)(.*)$/s.exec(target);
+  if (!m) return { rest: target };
+  const rest = m[3]!;
+  return { scheme: m[1]!.toLowerCase(), authority: m[2]!, rest: rest.startsWith('?') ? `/${rest}` : rest };
+}
+
 export class SpanConverter {
   /** by service index × 2^22 + pid (pids are below 2^22): a number key, not a string per span */
   private readonly resources = new Map<number, Resource>();
@@ -146,7 +159,10 @@ export class SpanConverter {
     // http.request.method_original, and the span is named "HTTP": an extension method (WebDAV's
     // PROPFIND, SSDP's M-SEARCH …) or one a client made up does not become a dimension of its own
     const method = semconvMethod(original);
-    const target = req?.target ?? '';
+    const given = req?.target ?? '';
+    // absolute-form: url.path and the route come from the URL's path, server.address from its authority
+    const split = splitTarget(given);
+    const target = split.authority !== undefined && split.rest === '' && req?.targetTruncated !== true ? '/' : split.rest;
     const q = target.indexOf('?');
     const path = q >= 0 ? target.slice(0, q) : target;
     // a request line cut by the capture: its target is only known to start so; the path is whole
@@ -155,8 +171,8 @@ export class SpanConverter {
     // known, as far as it was captured, and ebpf.url.truncated says the last of them is cut.
     // Nothing is derived from a part as if it were the whole: no route, no route in the name.
     const cut = req?.targetTruncated === true;
-    const pathKnown = !cut || q >= 0;
-    const host = req?.headers.get('host');
+    const pathKnown = (!cut || q >= 0) && (split.authority === undefined || target !== '');
+    const host = split.authority || req?.headers.get('host');
     const status = res?.status;
     const attrs: Record<string, string | number | boolean> = {
       [ATTR_HTTP_REQUEST_METHOD]: method,
@@ -171,7 +187,7 @@ export class SpanConverter {
     if (method !== original) attrs['http.request.method_original'] = original;
     if (req?.version) attrs[ATTR_NETWORK_PROTOCOL_VERSION] = req.version;
     if (cut) {
-      attrs['ebpf.url.target_prefix'] = target;
+      attrs['ebpf.url.target_prefix'] = given;
       // the request line was cut by the capture (a 414 answers such a line): said outright, not
       // left to be inferred from a prefix attribute
       attrs['ebpf.url.truncated'] = true;
@@ -189,7 +205,7 @@ export class SpanConverter {
       attrs[ATTR_URL_PATH] = path;
       if (pathKnown) attrs[ATTR_HTTP_ROUTE] = route;
       if (q >= 0) attrs[ATTR_URL_QUERY] = target.slice(q + 1);
-      attrs[ATTR_URL_SCHEME] = 'http';
+      attrs[ATTR_URL_SCHEME] = split.scheme ?? 'http';
       attrs[ATTR_SERVER_ADDRESS] = host ? hostName(host) : s.local.addr;
       attrs[ATTR_SERVER_PORT] = s.local.port;
       attrs[ATTR_CLIENT_ADDRESS] = s.peer.addr;
@@ -197,7 +213,7 @@ export class SpanConverter {
     } else {
       attrs[ATTR_SERVER_ADDRESS] = host ? hostName(host) : s.peer.addr;
       attrs[ATTR_SERVER_PORT] = s.peer.port;
-      if (req) attrs[ATTR_URL_FULL] = `http://${host ?? `${s.peer.addr}:${s.peer.port}`}${target}`;
+      if (req) attrs[ATTR_URL_FULL] = split.authority !== undefined ? given : `http://${host ?? `${s.peer.addr}:${s.peer.port}`}${target}`;
     }
     // semconv: server spans are errors on 5xx, client spans on ≥400; no response is an error
     let error: string | undefined = s.errorType;

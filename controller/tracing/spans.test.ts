@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { SpanAssembler, type Span } from './spans.ts';
 import { TR, type TraceEvent } from './kernel.ts';
-import { SpanConverter } from './export.ts';
+import { SpanConverter, splitTarget } from './export.ts';
 
 let ts = 1000n;
 function ev(p: Partial<TraceEvent> & { sock: bigint; kind: number }): TraceEvent {
@@ -379,6 +379,27 @@ describe('SpanAssembler', () => {
     expect(cli!.name).toBe('HTTP');
     expect(cli!.attributes).toMatchObject({ 'http.request.method': '_OTHER', 'http.request.method_original': 'MKCOL' });
     expect(conv.convert(out[0]!.request ? { ...out[0]!, request: { ...out[0]!.request, method: 'GET' } } : out[0]!).attributes['http.request.method_original']).toBeUndefined();
+  });
+
+  it('an absolute-form target (what a proxy gets) gives the URL\'s path, query, scheme and authority, not the Host header', () => {
+    const { a, out, done } = setup();
+    a.push(data(1n, IN, 'GET http://Example.test:8080/a/b?x=1 HTTP/1.1\r\nHost: other\r\n\r\n'));
+    a.push(data(1n, OUT, 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n'));
+    a.push(data(2n, OUT, 'GET http://up.test/ HTTP/1.1\r\nHost: up.test\r\n\r\n'));
+    a.push(data(2n, IN, 'HTTP/1.1 204 No Content\r\n\r\n'));
+    a.push(data(3n, IN, 'OPTIONS http://h.test HTTP/1.1\r\n\r\n'));
+    a.push(data(3n, OUT, 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n'));
+    done();
+    const conv = new SpanConverter(new Map([[1, { name: 'svc' }]]));
+    const [srv, cli, empty] = out.map((x) => conv.convert(x));
+    expect(srv!.name).toBe('GET /a/b');
+    expect(srv!.attributes).toMatchObject({ 'url.path': '/a/b', 'url.query': 'x=1', 'url.scheme': 'http', 'server.address': 'Example.test', 'http.route': '/a/b' });
+    expect(cli!.attributes).toMatchObject({ 'url.full': 'http://up.test/', 'server.address': 'up.test' });
+    // an empty path is "/"
+    expect(empty!.attributes).toMatchObject({ 'url.path': '/', 'server.address': 'h.test' });
+    expect(splitTarget('https://h:1?q')).toEqual({ scheme: 'https', authority: 'h:1', rest: '/?q' });
+    expect(splitTarget('/p?q')).toEqual({ rest: '/p?q' });
+    expect(splitTarget('*')).toEqual({ rest: '*' });
   });
 
   it('a first read too short to tell (one byte) waits for the next instead of marking the connection non-HTTP', () => {

@@ -9,14 +9,15 @@ import { Registry } from 'prom-client';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import { KernelTracer, type DataHook, type Mechanism } from './kernel.ts';
 import { SpanAssembler, type Span } from './spans.ts';
-import { BoundedExporter, SpanConverter, routeOf, semconvMethod, type ServiceInfo } from './export.ts';
+import { BoundedExporter, SpanConverter, routeOf, semconvMethod, splitTarget, type ServiceInfo } from './export.ts';
 import { RedMetrics, registerKernelRed } from './red.ts';
 import { cgroup2Root, cgroupDir, cgroupId } from '../../common/cgroup.ts';
 import { serveMetrics } from '../../common/metrics-http.ts';
 
 const STATUS = Array.from({ length: 600 }, (_, i) => String(i));
 const statusString = (n: number) => STATUS[n] ?? String(n);
-const pathOf = (target: string) => {
+const pathOf = (given: string) => {
+  const target = splitTarget(given).rest || '/';
   const q = target.indexOf('?');
   return q < 0 ? target : target.slice(0, q);
 };
