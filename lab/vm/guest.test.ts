@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { nodeInRam } from './guest.ts';
+import { nodeInRam, tcgBootRetry } from './guest.ts';
 
 describe('node copied into a guest\'s RAM', () => {
   it('only where 9p fills the page cache a page per request (before 5.15) and the root is 9p', () => {
@@ -10,5 +10,22 @@ describe('node copied into a guest\'s RAM', () => {
     expect(nodeInRam('7.2.13+deb14-amd64', '9p')).toBe(false);
     expect(nodeInRam('5.10.0-32-amd64', 'virtiofs')).toBe(false);
     expect(nodeInRam('not-a-release', '9p')).toBe(false);
+  });
+});
+
+describe('a failed TCG boot is tried once more', () => {
+  // the messages Vm.boot throws, with the console tail it appends
+  const hung = 'timed out after 90 s waiting for the guest to boot\n--- guest console (tail) ---\n[    0.121913] random: crng init done\r\n[    1.195139] Asymmetric key parser \'x509\' registered\r\n';
+  const crashed = 'QEMU exited while waiting for the guest to boot\n--- guest console (tail) ---\n[    2.1] Oops: int3: 0000 [#1] SMP\n[    2.2] Kernel panic - not syncing: Fatal exception';
+  it('a kernel stopped part-way under TCG (the boot had its full budget), naming where its console stopped', () => {
+    expect(tcgBootRetry('tcg', hung, 90_000)).toBe('the guest did not finish booting within 90 s under TCG (its console stopped at "[    1.195139] Asymmetric key parser \'x509\' registered"); booting once more');
+  });
+  it('a kernel crashed by TCG', () => {
+    expect(tcgBootRetry('tcg', crashed, 90_000)).toMatch(/^the guest kernel crashed during boot \(Oops: int3: 0000 \[#1\] SMP\); booting once more$/);
+  });
+  it('not a boot budget cut to a caller\'s --timeout, not KVM (its own fallback), not other failures', () => {
+    expect(tcgBootRetry('tcg', hung.replace('90 s', '15 s'), 15_000)).toBeUndefined();
+    expect(tcgBootRetry('kvm', hung, 90_000)).toBeUndefined();
+    expect(tcgBootRetry('tcg', 'QEMU exited while waiting for the guest to boot\n--- guest console (tail) ---\nqemu: could not open kernel', 90_000)).toBeUndefined();
   });
 });

@@ -80,6 +80,30 @@ export function bootPhases(bootMs: number, marks: number[]): BootPhases {
   return { qemuMs: Math.max(0, bootMs - ms(ready)), kernelMs: ms(init), initMs: ms(ready - init - (m1 - m0)), mountMs: ms(m1 - m0), readyMs: bootMs };
 }
 
+/**
+ * Why a failed TCG boot is worth one more try, or undefined. Multi-threaded TCG occasionally
+ * crashes a kernel while it patches its own text at boot (seen: 7.2, "Oops: int3" in
+ * sched_clock_cpu, then panic), or stops it for good part-way (seen: 6.1 silent after "Asymmetric
+ * key parser 'x509' registered" at 1.2 s, the 90 s boot timeout, reports/20261205-045846-security-6.1).
+ * It is the emulator, not the kernel or the lab: nothing of the run has started, so the guest is
+ * booted once more (the run records bootRetries). A kernel that never boots fails after two tries.
+ * A boot timeout is retried only where the boot had its own minute or more (see below).
+ */
+export function tcgBootRetry(accel: 'kvm' | 'tcg', msg: string, bootTimeoutMs: number): string | undefined {
+  if (accel !== 'tcg') return undefined;
+  if (/QEMU exited while waiting for the guest to boot/.test(msg) && /Kernel panic|Oops:/.test(msg)) {
+    return `the guest kernel crashed during boot (${(/(Oops: [^\n]*|Kernel panic[^\n]*)/.exec(msg)?.[1] ?? 'panic').trim()}); booting once more`;
+  }
+  const t = /timed out after (\d+) s waiting for the guest to boot/.exec(msg);
+  // a hang, not a tight budget: a boot given a minute (they take 2-10 s here) that never got there.
+  // A boot budget cut to fit a caller's --timeout is that caller's limit, not tried twice.
+  if (t && bootTimeoutMs >= 60_000) {
+    const last = msg.split('\n').filter((l) => /^\[\s*\d+\.\d+\]/.test(l)).at(-1)?.trim();
+    return `the guest did not finish booting within ${t[1]} s under TCG${last ? ` (its console stopped at "${last.slice(0, 120)}")` : ''}; booting once more`;
+  }
+  return undefined;
+}
+
 /** Resolve the kernel, pick accel/fs/net, build the initramfs and boot to READY. */
 export async function bootGuest(g: GuestSpec): Promise<BootedGuest> {
   const kernel = g.kernel;
@@ -121,12 +145,10 @@ export async function bootGuest(g: GuestSpec): Promise<BootedGuest> {
         net = 'user';
         continue;
       }
-      // Multi-threaded TCG occasionally crashes a kernel while it patches its own text at boot
-      // (seen: 7.2, "Oops: int3" in sched_clock_cpu, then panic). It is the emulator, not the
-      // kernel or the lab: boot once more, and record that it happened.
-      if (bootRetries === 0 && !g.signal?.aborted && /QEMU exited while waiting for the guest to boot/.test(msg) && /Kernel panic|Oops:/.test(msg)) {
+      const again = bootRetries === 0 && !g.signal?.aborted ? tcgBootRetry(accel, msg, base.bootTimeoutMs) : undefined;
+      if (again) {
         bootRetries++;
-        g.progress.warn(`the guest kernel crashed during boot (${(/(Oops: [^\n]*|Kernel panic[^\n]*)/.exec(msg)?.[1] ?? 'panic').trim()}); booting once more`);
+        g.progress.warn(again);
         continue;
       }
       throw e;
