@@ -121,6 +121,25 @@ describeRoot('lb controller: all-or-nothing changes, capacity, scale (real maps)
     expect(await snapshot()).toEqual(before);
   });
 
+  // A backend whose health checks use another port than the VIP's was looked for on the VIP's port
+  // when named by its host: `lb backend remove 127.0.1.40` answered "has no backend 127.0.1.40:80".
+  // The data plane forwards to a host, one per VIP: the host names it.
+  it('a backend is named by its host alone whatever port it was given', async () => {
+    const addr = be(40).address;
+    await api.addBackend(V1, addr, { port: 8080, mac: MAC });
+    try {
+      await api.weight(V1, addr, 7);
+      await api.drain(V1, addr);
+      const held = (await api.state()).vips.find((v) => v.vip === V1)!.backends.find((x) => x.address === addr)!;
+      expect(held).toMatchObject({ port: 8080, weight: 7, state: 'draining' });
+      await rejects(api.removeBackend(V1, `${addr}:9090`), 404, /has no backend 127\.0\.1\.40:9090/);
+      await api.removeBackend(V1, addr);
+      expect((await api.state()).vips.find((v) => v.vip === V1)!.backends.some((x) => x.address === addr)).toBe(false);
+    } finally {
+      await api.removeBackend(V1, `${addr}:8080`).catch(() => {});
+    }
+  });
+
   it('apply refuses a config whose start settings differ from the running LB, naming each field and the fix; nothing changes', async () => {
     const before = await snapshot();
     const e = await api.apply({ interface: 'nosuchdev', ringSize: 65537, backendTableSize: 128, healthCheck: { fall: 5 }, vips: [...BASE, { vip: 'tcp://10.250.0.9:80', backends: [be(1)], healthCheck: false }] }).then(() => null, (x: unknown) => x);

@@ -411,9 +411,16 @@ export class LbController {
 
   /** a backend of v by its name, found as vipIn finds a VIP (a refused form it holds included) */
   private backendIn(v: VipState, addr: string): BackendState {
-    const hp = parseHostPort(addr, v.port, heldAddr);
-    const b = v.backends.get(backendKey({ address: hp.address, port: hp.port! }));
+    const hp = parseHostPort(addr, undefined, heldAddr);
+    const b = v.backends.get(backendKey({ address: hp.address, port: hp.port ?? v.port }));
     if (b) return b;
+    // named by its host alone: the data plane forwards to a host (one per VIP), whatever port its
+    // health checks use, so the host names it (it was looked for on the VIP's port only)
+    if (hp.port === undefined) {
+      const same = [...v.backends.values()].filter((x) => x.address === hp.address);
+      if (same.length === 1) return same[0]!;
+      if (same.length > 1) throw new ValidationError(`VIP ${v.id} holds ${hp.address} as ${same.map((x) => backendKey(x)).join(' and ')} (an older build took one host twice): name one with its port`, 409);
+    }
     const nb = normBackend(v, { address: addr }, 'backend');
     throw new ValidationError(`VIP ${v.id} has no backend ${backendKey(nb)}`, 404);
   }
