@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Scenario, ScenarioContext } from '../../lab/scenario.ts';
-import type { SecurityEvent } from '../../controller/security/controller.ts';
+import { enforcementGaps, type SecurityEvent } from '../../controller/security/controller.ts';
 import { ATTACKS, CONTROLS, mechanismShort, missingHook, proof, refusedByKernel, runAttack, type Attack, type AttackResult } from './suite.ts';
 import { setupLab, workloadPolicy, type Lab } from './setup.ts';
 import { PYTHON, preparePostgresTemplate } from './workload.ts';
@@ -75,6 +75,7 @@ const scenario: Scenario = {
         'source routing (IPv6 routing headers, IPv4 LSRR/SSRR)': m.sourceRouting.length ? `refused by ${m.sourceRouting.join(', ')}${m.sourceRouting.includes('lsm/socket_sendmsg') ? '' : ' (a route given per message, in a control message, is not: no BPF LSM)'}` : `unsupported: cgroup/setsockopt and lsm/socket_sendmsg on ${kernel}`,
         'lsm/socket_connect': m.lsmConnect ? 'attached (runs before the cgroup hook for connect)' : `unsupported: lsm/socket_connect on ${kernel} (${m.lsmEvidence}); connect is enforced by the cgroup hooks alone`,
         'exec via BPF LSM': m.exec === 'lsm' ? 'yes' : `unsupported: lsm/bprm_check_security on ${kernel}; the tracepoint fallback enforces exec`,
+        'not enforced on this kernel (pnpm lab policy daemon --require-all refuses to start)': enforcementGaps(m).map((g) => `${g.what} (${g.evidence})`).join('; ') || 'nothing: every rule kind is enforced',
         'PostgreSQL': lab.pg ? `${path.basename(path.dirname(lab.pg.bin))} on 127.0.0.1:${lab.pg.port}${lab.pg.port !== 5432 ? ' (5432 was taken)' : ''}` : 'not started',
         workload: `cgroup ${lab.workloadCg}, uid 65534 (nobody)`,
       } },
