@@ -140,16 +140,21 @@ async function apply(file: string, closeHeld: boolean): Promise<number> {
   return 0;
 }
 
-/** print each held connection and, with close, close the enforce-mode ones; returns how many stay open */
-async function reportHeld(held: HeldConnection[], close: boolean): Promise<number> {
-  const toClose = close ? held.filter((c) => c.mode === 'enforce') : [];
-  const closed = await closeConnections(toClose);
+/** close the enforce-mode ones (with close) and record each closed one in the audit log */
+async function closeHeld(held: HeldConnection[], close: boolean): Promise<Map<HeldConnection, string | null>> {
+  const closed = await closeConnections(close ? held.filter((c) => c.mode === 'enforce') : []);
   // the audit log records what was closed and why, beside the hooks' decisions
   const audit = [...closed].filter(([, why]) => why === null).map(([c]) => jsonLine(closedEvent(c)) + '\n').join('');
   if (audit) {
     fs.mkdirSync(RUN_DIR, { recursive: true });
     fs.appendFileSync(EVENTS_PATH, audit, { mode: 0o600 });
   }
+  return closed;
+}
+
+/** print each held connection and, with close, close the enforce-mode ones; returns how many stay open */
+async function reportHeld(held: HeldConnection[], close: boolean): Promise<number> {
+  const closed = await closeHeld(held, close);
   let left = 0;
   for (const c of held) {
     const why = closed.get(c);
@@ -167,7 +172,7 @@ async function connections(close: boolean, json: boolean): Promise<number> {
   try {
     const held = heldDeniedConnections(h.store);
     if (json) {
-      const closed = await closeConnections(close ? held.filter((c) => c.mode === 'enforce') : []);
+      const closed = await closeHeld(held, close);
       const out = held.map((c) => ({ ...c, closed: closed.get(c) === null, ...(closed.get(c) ? { error: closed.get(c) } : {}) }));
       console.log(JSON.stringify(out, null, 2));
       return out.some((c) => !c.closed) ? 1 : 0;

@@ -878,6 +878,8 @@ except OSError as e: print('raw', e.errno)`;
     const net = await import('node:net');
     const sv = await new Promise<import('node:net').Server>((ok) => { const x = net.createServer((sk) => sk.on('error', () => {})); x.listen(0, '127.0.0.2', () => ok(x)); });
     const port = (sv.address() as import('node:net').AddressInfo).port;
+    const sv3 = await new Promise<import('node:net').Server>((ok) => { const x = net.createServer((sk) => sk.on('error', () => {})); x.listen(0, '127.0.0.3', () => ok(x)); });
+    const port3 = (sv3.address() as import('node:net').AddressInfo).port;
     const f = path.join(os.tmpdir(), `held-${process.pid}.yaml`);
     const hadEvents = fs.existsSync(EVENTS_PATH);
     const capture = async (argv: string[]) => {
@@ -893,7 +895,7 @@ except OSError as e: print('raw', e.errno)`;
       }
     };
     const d = execa(NODE, [...LAB, 'policy', 'daemon'], { reject: false, cwd: path.join(import.meta.dirname, '../..') });
-    const w = execa(PY, ['-c', LAUNCHER, cg, '0', PY, '-c', `import socket, sys\na = socket.create_connection(('127.0.0.2', ${port}))\nprint('ready', flush=True)\nsys.stdin.readline()`], { reject: false, stdin: 'pipe' });
+    const w = execa(PY, ['-c', LAUNCHER, cg, '0', PY, '-c', `import socket, sys\na = socket.create_connection(('127.0.0.2', ${port}))\nb = socket.create_connection(('127.0.0.3', ${port3}))\nprint('ready', flush=True)\nsys.stdin.readline()`], { reject: false, stdin: 'pipe' });
     let said = '';
     w.stdout!.on('data', (x: Buffer) => (said += String(x)));
     try {
@@ -919,10 +921,20 @@ except OSError as e: print('raw', e.errno)`;
       const closedEvents = fs.readFileSync(EVENTS_PATH, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((e) => e.action === 'closed');
       expect(closedEvents).toEqual([expect.objectContaining({ kind: 'connect', pid: w.pid, uid: 0, policy: 'held', protocol: 'tcp', destination: `127.0.0.2:${port}`, cgroup: rel, mechanism: expect.stringContaining('socket destroy') })]);
       expect(await capture(['connections'])).toMatchObject({ code: 0, out: 'no connection of a selected process is denied by the egress rules in force' });
+      // an update that denies the other one; closed through --json, audited the same way
+      fs.writeFileSync(f, yaml(rel, '    egress: { deny: [{ to: 127.0.0.2/32 }, { to: 127.0.0.3/32 }] }\n', 'held'));
+      expect((await capture(['apply', f])).out).toMatch(new RegExp(`^held, denied: pid ${w.pid} \\(python3\\) tcp 127\\.0\\.0\\.1:\\d+ → 127\\.0\\.0\\.3:${port3} `, 'm'));
+      const j2 = await capture(['connections', '--json', '--close']);
+      expect(j2.code).toBe(0);
+      expect(JSON.parse(j2.out)).toEqual([expect.objectContaining({ pid: w.pid, remote: '127.0.0.3', rport: port3, closed: true })]);
+      const audited = fs.readFileSync(EVENTS_PATH, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((e) => e.action === 'closed').map((e) => e.destination);
+      expect(audited).toEqual([`127.0.0.2:${port}`, `127.0.0.3:${port3}`]);
+      expect((await capture(['connections'])).code).toBe(0);
     } finally {
       w.kill('SIGKILL');
       await w;
       sv.close();
+      sv3.close();
       await policyCommand(['stop']);
       const kill = setTimeout(() => d.kill('SIGKILL'), 15_000);
       await d;
