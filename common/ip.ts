@@ -22,6 +22,11 @@ export function parseIp(s: unknown): Ip | null {
 }
 
 /** canonical text: dotted quad, or RFC 5952 IPv6 */
+/** address and port as a URL authority writes them: an IPv6 address in brackets */
+export function hostPort(address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
 export function formatIp(ip: Ip): string {
   if (ip.family === 4) return [...ip.bytes.subarray(0, 4)].join('.');
   return ipaddr.fromByteArray([...ip.bytes.subarray(0, 16)]).toString();

@@ -1,7 +1,7 @@
 // Address parsing shared by the config, the API and the data plane encoding. The data plane keys
 // on raw header bytes, so addresses become 16 network-order bytes (IPv4 in the first 4).
 import net from 'node:net';
-import { formatIp, fromLeading16, ipTextProblem, parseIp, toLeading16, type Family, type Ip } from '../../common/ip.ts';
+import { formatIp, fromLeading16, hostPort, ipTextProblem, parseIp, toLeading16, type Family, type Ip } from '../../common/ip.ts';
 
 export type { Family };
 export type Protocol = 'tcp' | 'udp';
@@ -146,7 +146,7 @@ export function parseVip(s: string, host: (a: string) => string = hostAddr): Vip
 }
 
 export function vipString(v: { protocol: Protocol; address: string; port: number }): string {
-  return `${v.protocol}://${v.address.includes(':') ? `[${v.address}]` : v.address}:${v.port}`;
+  return `${v.protocol}://${hostPort(v.address, v.port)}`;
 }
 
 /** "10.0.0.11", "10.0.0.11:8080", "[fd00::11]:80", "fd00::11"; `host` as in parseVip */

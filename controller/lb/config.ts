@@ -5,6 +5,7 @@ import { type ConfigFile, fieldPath, parseJson, parseYamlFile } from '../../comm
 import { ValidationError, addrBytes, checkLinkLocal, familyOf, hostAddr, parseHostPort, parseMac, parsePort, parseVip, vipString, canonical, type VipSpec } from './addr.ts';
 import { isPrime, nextPrime } from './maglev.ts';
 import { xdp_lb_limits } from '../../bpf/gen/xdp_lb.enums.ts';
+import { hostPort } from '../../common/ip.ts';
 
 export interface BackendConfig {
   address: string;
@@ -118,7 +119,7 @@ export interface NormVip extends VipSpec {
 }
 
 export function backendKey(b: { address: string; port: number }): string {
-  return `${b.address.includes(':') ? `[${b.address}]` : b.address}:${b.port}`;
+  return hostPort(b.address, b.port);
 }
 
 /** f's ValidationError prefixed with where: a config file's error is then placed at its file:line:col */

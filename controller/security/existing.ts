@@ -18,8 +18,8 @@ import path from 'node:path';
 import { execa } from 'execa';
 import type { sec_policy } from '../../bpf/gen/security.ts';
 import { sec_limits } from '../../bpf/gen/security.ts';
-import { cgroup2Root } from '../../common/cgroup.ts';
-import { formatIp, fromMapped16 } from '../../common/ip.ts';
+import { cgroup2Root, cgroupId } from '../../common/cgroup.ts';
+import { formatIp, fromMapped16, hostPort } from '../../common/ip.ts';
 import type { SecurityEvent } from './controller.ts';
 import { ACTION_DENY, ANY_UID, F_EGRESS_ALLOWLIST, F_ENFORCE, type PolicyStore } from './store.ts';
 
@@ -123,18 +123,25 @@ export function heldDeniedConnections(store: PolicyStore, only?: string[]): Held
   const bySlot = new Map(policies.map((p) => [p.slot, p]));
   if (!bySlot.size) return [];
   const root = cgroup2Root();
+  // cgroup (relative path) → its id (null: gone meanwhile), each stat'd once per call
+  const cgIds = new Map<string, bigint | null>();
+  const idOf = (rel: string): bigint | null => {
+    if (!cgIds.has(rel)) {
+      try {
+        cgIds.set(rel, cgroupId(path.join(root, rel)));
+      } catch {
+        cgIds.set(rel, null);
+      }
+    }
+    return cgIds.get(rel)!;
+  };
   const cgSlot = new Map<string, number | null>();
   const slotOfCgroup = (rel: string): number | null => {
     // deepest selected ancestor first, as cg_slot_walk: a nested selected cgroup wins
     for (let d = rel; ; d = path.posix.dirname(d)) {
       if (!cgSlot.has(d)) {
-        let s: number | null = null;
-        try {
-          s = m.cg_sel.get(fs.statSync(path.join(root, d), { bigint: true }).ino) ?? null;
-        } catch {
-          /* gone */
-        }
-        cgSlot.set(d, s);
+        const id = idOf(d);
+        cgSlot.set(d, (id === null ? undefined : m.cg_sel.get(id)) ?? null);
       }
       const s = cgSlot.get(d)!;
       if (s !== null) return s;
@@ -183,19 +190,11 @@ export function heldDeniedConnections(store: PolicyStore, only?: string[]): Held
         pid, comm, policy: sp.name, mode: pol.flags & F_ENFORCE ? 'enforce' : 'log', ruleId: rule, rule: store.state.rules[String(rule)] ?? `rule ${rule}`,
         proto: r.proto, local: formatIp(fromMapped16(r.local)), lport: r.lport, remote: formatIp(fromMapped16(r.remote)), rport: r.rport,
         state: r.proto === 'udp' ? 'connected' : TCP_STATES[r.st] ?? r.st, inode: r.inode, v6: r.v6,
-        ppid: Number(status.match(/^PPid:\s+(\d+)/m)?.[1] ?? 0), uid, cgroup: cg, cgroupId: cgroupIdOf(root, cg),
+        ppid: Number(status.match(/^PPid:\s+(\d+)/m)?.[1] ?? 0), uid, cgroup: cg, cgroupId: String(idOf(cg) ?? 0n),
       });
     }
   }
   return out;
-}
-
-function cgroupIdOf(root: string, rel: string): string {
-  try {
-    return String(fs.statSync(path.join(root, rel), { bigint: true }).ino);
-  } catch {
-    return '0';
-  }
 }
 
 /** the audit record of a connection closed by request, in the daemon's event format */
@@ -218,8 +217,6 @@ function verdict(store: PolicyStore, slot: number, pol: sec_policy, proto: numbe
   }
   return pol.flags & F_EGRESS_ALLOWLIST ? pol.egress_rule : 0;
 }
-
-const hostPort = (a: string, p: number) => (a.includes(':') ? `[${a}]:${p}` : `${a}:${p}`);
 
 /**
  * Close each connection with the kernel's socket destroy, in the holder's network namespace, and

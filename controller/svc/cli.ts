@@ -8,6 +8,7 @@ import type http from 'node:http';
 import { serveMetrics } from '../../common/metrics-http.ts';
 import { UsageError, commandWords as commonCommandWords, parseArgs, pickCommand, valueOptions, type CommandSpec, type Opts } from '../../common/args.ts';
 import { LabError } from '../../common/errors.ts';
+import { hostPort } from '../../common/ip.ts';
 import { untilSignal } from '../../common/signals.ts';
 import { ValidationError } from '../lb/addr.ts';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
@@ -134,7 +135,7 @@ const COMMANDS: Record<string, Cmd> = {
     try {
       for (const s of c.list()) {
         console.log(`${s.id}  (${s.algorithm}, ${s.count} ring slot(s) in use${s.healthCheck ? ', health-checked' : ''})`);
-        for (const b of s.backends) console.log(`  ${b.address.includes(':') ? `[${b.address}]` : b.address}:${b.port}  weight ${b.weight}  ${b.state}`);
+        for (const b of s.backends) console.log(`  ${hostPort(b.address, b.port)}  weight ${b.weight}  ${b.state}`);
       }
     } finally {
       c.close();
