@@ -66,7 +66,7 @@ export async function vmExec(spec: VmKernelSpec, command: string, o: { timeoutMs
         throw e;
       });
       await b.vm.close();
-      return { exitCode: code, bootMs: b.vm.bootMs, guestBootMs: Math.round(b.vm.guestUptime * 1000), totalMs: Date.now() - t0, release: b.kernel.release, accel: b.accel, phases: b.phases };
+      return { exitCode: code, bootMs: b.vm.bootMs, guestBootMs: Math.round(b.vm.guestUptime * 1000), totalMs: Date.now() - t0, release: b.kernel.release, accel: b.accel, phases: b.phases, bootRetries: b.bootRetries, accelFallback: b.accelFallback };
     } finally {
       o.signal?.removeEventListener('abort', kill);
       await b.vm.close({ force: true });

@@ -51,6 +51,7 @@ describe.skipIf(!!skipReason)(`VM on ${KERNEL} ${skipReason ? `(skipped: ${skipR
 
   it('boots, runs a command, and brings back stdout, stderr, exit code and files written to the out dir', async () => {
     const booted = bootedTempDirs.length;
+    let bootsAgain = 0;
     // a comma and a space in the shared dir's path: a comma in a QEMU option value once ended it
     const outDir = mkdtempSync(join(REPO_ROOT, 'reports', 'vmtest, a-'));
     try {
@@ -65,10 +66,13 @@ describe.skipIf(!!skipReason)(`VM on ${KERNEL} ${skipReason ? `(skipped: ${skipR
       expect(Number(t.out.trim().split('\n').pop())).toBeGreaterThan(0); // bpffs mounted
       expect(readFileSync(join(outDir, 'from-guest.txt'), 'utf8')).toBe('written-in-guest\n');
       expect(r.bootMs).toBeGreaterThan(0);
+      bootsAgain = r.bootRetries + (r.accelFallback ? 1 : 0);
     } finally {
       rmSync(outDir, { recursive: true, force: true });
     }
-    expect(bootedTempDirs.length).toBe(booted + 2);
+    // vmExec's own dir and one per QEMU started: a TCG boot hang or a failed KVM boot adds a boot
+    // (CI saw 3 here); each must be registered, or the leftover check below would not look at it
+    expect(bootedTempDirs.length).toBe(booted + 2 + bootsAgain);
     expect(leftovers()).toEqual({ procs: [], dirs: [] });
   }, 180_000);
 
@@ -104,7 +108,9 @@ describe.skipIf(!!skipReason)(`VM on ${KERNEL} ${skipReason ? `(skipped: ${skipR
     const err = await p.catch((e) => e);
     expect(ac.signal.aborted).toBe(true);
     expect(err.message).toMatch(/interrupted/);
-    expect(bootedTempDirs.length).toBe(booted + 2);
+    // a TCG boot hang is booted once more (a third dir); the rejection carries no result to count it by
+    expect(bootedTempDirs.length - booted).toBeGreaterThanOrEqual(2);
+    expect(bootedTempDirs.length - booted).toBeLessThanOrEqual(3);
     expect(leftovers()).toEqual({ procs: [], dirs: [] });
   }, 120_000);
 
