@@ -133,7 +133,7 @@ export async function bootGuest(g: GuestSpec): Promise<BootedGuest> {
       if (accel === 'kvm' && !g.signal?.aborted && /timed out after \d+ s waiting for the guest to boot|QEMU exited while waiting for the guest to boot/.test(msg)) {
         accelFallback = `KVM boot failed (${msg.split('\n')[0]!.slice(0, 200)}); booted again under TCG`;
         g.progress.warn(accelFallback);
-        await recordKvmBootFailure(msg.split('\n')[0]!.slice(0, 200));
+        await recordKvmBootFailure(msg.split('\n')[0]!.slice(0, 200), process.env.EBPF_LAB_ACCEL === 'kvm');
         accel = 'tcg';
         note = accelFallback;
         base.bootTimeoutMs = Math.max(base.bootTimeoutMs, 90_000);

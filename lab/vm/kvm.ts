@@ -99,11 +99,12 @@ export async function probeKvm(opts: { force?: boolean; deadlineMs?: number; pro
 }
 
 /**
- * A real boot under KVM failed after the probe passed: remember that for the day, so the next
- * runs start under TCG instead of paying the KVM boot timeout again.
+ * A real boot under KVM failed (after the probe passed, or with KVM forced): remember that for
+ * the day, so the next runs start under TCG instead of paying the KVM boot timeout again.
  */
-export async function recordKvmBootFailure(note: string): Promise<void> {
-  const probe: KvmProbe = { ok: false, note: `a KVM boot failed after the probe passed: ${note}`, ms: 0, hostKernel: release(), at: new Date().toISOString() };
+export async function recordKvmBootFailure(note: string, forced = false): Promise<void> {
+  // forced (EBPF_LAB_ACCEL=kvm) there was no probe: "after the probe passed" misled lab doctor's readers
+  const probe: KvmProbe = { ok: false, note: `a KVM boot failed ${forced ? 'with KVM forced (EBPF_LAB_ACCEL=kvm, not probed)' : 'after the probe passed'}: ${note}`, ms: 0, hostKernel: release(), at: new Date().toISOString() };
   try {
     await mkdir(cacheDir(), { recursive: true });
     await writeFile(PROBE_FILE(), JSON.stringify(probe, null, 2));
