@@ -8,7 +8,7 @@ import os from 'node:os';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { bpfObjects, describeRoot, describeUnless, rootSkipReason } from '../../lab/testing.ts';
 import { Chain, chainMissing, generate } from '../../scenarios/tracing/chain.ts';
-import { Tracer } from './tracer.ts';
+import { Tracer, type TracerOptions } from './tracer.ts';
 import { BoundedExporter, SpanConverter } from './export.ts';
 import type { Span } from './spans.ts';
 import { Jaeger, Zipkin, ensureJaeger, jaegerBuildRunning, jaegerPath, zipkinPath } from './backend.ts';
@@ -25,6 +25,30 @@ async function spawnServer(src: string): Promise<{ child: import('node:child_pro
     child.once('exit', () => rej(new Error('server exited')));
   });
   return { child, port };
+}
+
+/**
+ * A Node server from source under a tracer (service 1, "raw"), its spans collected; the tracer
+ * stops and the server is killed when `body` ends, however it ends. `connect` opens a connection
+ * to the server and resolves once it is up.
+ */
+async function underTracer(src: string, opts: Omit<Partial<TracerOptions>, 'services' | 'onSpan'>, body: (t: { port: number; spans: Span[]; tracer: Tracer; connect: () => Promise<import('node:net').Socket> }) => Promise<void>): Promise<void> {
+  const net = await import('node:net');
+  const { child, port } = await spawnServer(src);
+  const spans: Span[] = [];
+  let tracer: Tracer | null = null;
+  try {
+    tracer = await Tracer.start({ services: [{ name: 'raw', pid: child.pid! }], graceMs: 50, ...opts, onSpan: (x) => spans.push(x) });
+    const connect = async () => {
+      const c = net.connect(port, '127.0.0.1');
+      await new Promise((r) => c.once('connect', r));
+      return c;
+    };
+    await body({ port, spans, tracer, connect });
+  } finally {
+    await tracer?.stop();
+    child.kill('SIGKILL');
+  }
 }
 
 // the chain's leaf and middle service are Debian's nginx and python3: without them there is no subject
@@ -433,14 +457,8 @@ net.createServer((s) => {
 }).listen(0, '127.0.0.1', function () { process.stdout.write(String(this.address().port) + '\\n'); });`;
 
   it('sends only the start of each message and nothing from non-HTTP sockets; body sizes and ends stay right', async () => {
-    const net = await import('node:net');
-    const { child, port } = await spawnServer(SERVER);
-    const spans: Span[] = [];
-    let tracer: Tracer | null = null;
-    try {
-      tracer = await Tracer.start({ services: [{ name: 'raw', pid: child.pid! }], graceMs: 50, onSpan: (s) => spans.push(s) });
-      const sock = net.connect(port, '127.0.0.1');
-      await new Promise((r) => sock.once('connect', r));
+    await underTracer(SERVER, {}, async ({ spans, tracer, connect }) => {
+      const sock = await connect();
       let got = 0;
       const want = (n: number) => new Promise<void>((r) => {
         const on = (d: Buffer) => {
@@ -462,8 +480,7 @@ net.createServer((s) => {
       await want('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'.length);
       sock.end();
       // a non-HTTP connection (a TLS-like first byte), three writes
-      const tls = net.connect(port, '127.0.0.1');
-      await new Promise((r) => tls.once('connect', r));
+      const tls = await connect();
       for (let i = 0; i < 3; i++) {
         tls.write(Buffer.from([0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00, 0x00, 0xa1, 0x03, 0x03, i, 0, 0]));
         await sleep(20);
@@ -490,25 +507,16 @@ net.createServer((s) => {
       expect(f.nonHttp, 'non-HTTP reads kept in the kernel').toBeGreaterThanOrEqual(1);
       expect(spans.filter((s) => s.kind === 'server').length).toBe(2);
       expect(left, 'filter state left after the connections closed').toBe(0);
-    } finally {
-      await tracer?.stop();
-      child.kill('SIGKILL');
-    }
+    });
   }, 30_000);
 
   // sock: the kernel learns a server socket from its first bytes; sys_exit (tp_btf, raw_tp) from accept
   for (const hook of ['sock', 'tp_btf', 'raw_tp'] as const)
   it.skipIf(hook === 'sock' && !hasTracepoint('sock', 'sock_recv_length'))(`extension methods and requests whose first read is one byte (a fresh connection, after a resync) are spans and counted; an SSH banner is not HTTP (${hook})`, async () => {
-    const net = await import('node:net');
-    const { child, port } = await spawnServer(SERVER);
-    const spans: Span[] = [];
-    let tracer: Tracer | null = null;
     const RES = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok';
-    try {
-      tracer = await Tracer.start({ services: [{ name: 'raw', pid: child.pid! }], graceMs: 50, hook, onSpan: (s) => spans.push(s) });
+    await underTracer(SERVER, { hook }, async ({ spans, tracer, connect }) => {
       const open = async () => {
-        const s = net.connect(port, '127.0.0.1');
-        await new Promise((r) => s.once('connect', r));
+        const s = await connect();
         let got = 0;
         s.on('data', (d: Buffer) => (got += d.length));
         // each piece its own write, far enough apart that the server reads it alone
@@ -545,8 +553,7 @@ net.createServer((s) => {
       text.s.on('data', (d: Buffer) => (got += d.length));
       for (let i = 0; i < 200 && got < textLen; i++) await sleep(10);
       text.s.end();
-      const ssh = net.connect(port, '127.0.0.1');
-      await new Promise((r) => ssh.once('connect', r));
+      const ssh = await connect();
       ssh.write('SSH-2.0-OpenSSH_9.2p1\r\n');
       await sleep(50);
       ssh.write('SSH-2.0-again\r\n');
@@ -566,22 +573,13 @@ net.createServer((s) => {
       expect.soft(split && [split.startTs < split.request!.headEndTs, split.request!.headEndTs > rest![0]], 'the /one span from its first byte').toEqual([true, true]);
       expect.soft(red, 'requests in the kernel\'s RED: the four and the refused head').toBe(5);
       expect(f.nonHttp, 'the SSH connection\'s reads kept in the kernel').toBeGreaterThanOrEqual(2);
-    } finally {
-      await tracer?.stop();
-      child.kill('SIGKILL');
-    }
+    });
   }, 30_000);
 
   it('a request line whose read begins inside its method (the read before it cut by the capture) is no request; the next one is', async () => {
-    const net = await import('node:net');
-    const { child, port } = await spawnServer(SERVER);
-    const spans: Span[] = [];
-    let tracer: Tracer | null = null;
     const RES = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok';
-    try {
-      tracer = await Tracer.start({ services: [{ name: 'raw', pid: child.pid! }], graceMs: 50, onSpan: (s) => spans.push(s) });
-      const s = net.connect(port, '127.0.0.1');
-      await new Promise((r) => s.once('connect', r));
+    await underTracer(SERVER, {}, async ({ spans, tracer, connect }) => {
+      const s = await connect();
       let got = 0;
       s.on('data', (d: Buffer) => (got += d.length));
       // a head longer than the capture and the next request's first byte in one write, the rest
@@ -597,21 +595,12 @@ net.createServer((s) => {
       await tracer.stop();
       const server = spans.filter((x) => x.kind === 'server');
       expect(server.map((x) => [x.request?.method, x.request?.target?.slice(0, 2), x.response?.status])).toEqual([['GET', '/a', 200], ['GET', '/c', 200]]);
-    } finally {
-      await tracer?.stop();
-      child.kill('SIGKILL');
-    }
+    });
   }, 30_000);
 
   it('a 414 to a request line longer than the capture, read in two pieces, is a span with the method, the line marked cut and no body size', async () => {
-    const net = await import('node:net');
-    const { child, port } = await spawnServer(SERVER);
-    const spans: Span[] = [];
-    let tracer: Tracer | null = null;
-    try {
-      tracer = await Tracer.start({ services: [{ name: 'raw', pid: child.pid! }], graceMs: 50, onSpan: (s) => spans.push(s) });
-      const s = net.connect(port, '127.0.0.1');
-      await new Promise((r) => s.once('connect', r));
+    await underTracer(SERVER, {}, async ({ spans, tracer, connect }) => {
+      const s = await connect();
       let answer = '';
       s.on('data', (d: Buffer) => (answer += d.toString('latin1')));
       const closed = new Promise((r) => s.once('close', r));
@@ -628,10 +617,7 @@ net.createServer((s) => {
       const r = new SpanConverter(new Map([[1, { name: 'raw' }]])).convert(server[0]!);
       expect(r.attributes).toMatchObject({ 'http.request.method': 'GET', 'http.response.status_code': 414, 'ebpf.url.truncated': true });
       expect(r.attributes).not.toHaveProperty('http.request.body.size');
-    } finally {
-      await tracer?.stop();
-      child.kill('SIGKILL');
-    }
+    });
   }, 30_000);
 
   it('a response the client has already closed leaves no socket state behind (a reused address starts fresh)', async () => {
