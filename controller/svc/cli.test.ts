@@ -108,6 +108,41 @@ describe('pnpm lab svc: arguments and errors', () => {
   }, 60_000);
 });
 
+/**
+ * An instance for one test: its name (tag + pid), a cgroup of its own and a config file in a temp
+ * dir (`write` fills it). `daemon()` starts `svc daemon --config` on that file; `end()` kills every
+ * daemon started, stops the instance, removes the dir and the cgroup.
+ */
+function instanceUnderTest(tag: string) {
+  const inst = `${tag}${process.pid}`;
+  const cg = path.join(cgroup2Root(), `ebpf-lab-svc-${tag}-${process.pid}`);
+  createCgroup(cg);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `svc-${tag}-`));
+  const f = path.join(dir, 'svc.yaml');
+  const daemon = () => execa(NODE, [...LAB, 'svc', 'daemon', '--config', f], { reject: false, cwd: new URL('../..', import.meta.url).pathname, all: true, env: { EBPF_LAB_DEBUG: '' } });
+  const started: ReturnType<typeof daemon>[] = [];
+  return {
+    inst, cg, f,
+    state: `/run/ebpf-lab/svc-${inst}.json`,
+    lock: `/run/ebpf-lab/svc-${inst}.lock`,
+    write: (text: string) => fs.writeFileSync(f, text),
+    daemon: () => {
+      const d = daemon();
+      started.push(d);
+      return d;
+    },
+    async end() {
+      for (const d of started) {
+        d.kill('SIGKILL');
+        await d;
+      }
+      await svc('stop', '--instance', inst);
+      fs.rmSync(dir, { recursive: true, force: true });
+      removeCgroup(cg);
+    },
+  };
+}
+
 describe.skipIf(process.getuid?.() !== 0 || !findCgroup2Root())('pnpm lab svc daemon (root)', () => {
   // --instance had a default of 'default', so an explicit `--instance default` could not be told
   // from none, and a config naming another instance won over it
@@ -184,12 +219,9 @@ describe.skipIf(process.getuid?.() !== 0 || !findCgroup2Root())('pnpm lab svc da
   // opened the instance wrote its state back afterwards, and the instance looked alive with no
   // pins behind it (its next command: an internal error opening a pinned map)
   it('svc stop waits for a writer holding the instance; a state file without pins is one line with the fix', async () => {
-    const inst = `sw${process.pid}`;
-    const cg = path.join(cgroup2Root(), `ebpf-lab-svc-sw-${process.pid}`);
-    createCgroup(cg);
-    const f = path.join(os.tmpdir(), `svc-sw-${process.pid}.yaml`);
-    fs.writeFileSync(f, `cgroup: ${cg}\nservices:\n  - vip: tcp://10.96.79.10:80\n    backends: [10.0.79.11:8080]\n`);
-    const lock = `/run/ebpf-lab/svc-${inst}.lock`;
+    const t = instanceUnderTest('sw');
+    const { inst, f, lock } = t;
+    t.write(`cgroup: ${t.cg}\nservices:\n  - vip: tcp://10.96.79.10:80\n    backends: [10.0.79.11:8080]\n`);
     let held = false;
     try {
       expect((await svc('start', '--config', f, '--instance', inst)).exitCode).toBe(0);
@@ -213,9 +245,7 @@ describe.skipIf(process.getuid?.() !== 0 || !findCgroup2Root())('pnpm lab svc da
       expect(fs.existsSync(`/run/ebpf-lab/svc-${inst}.json`)).toBe(false);
     } finally {
       if (held) unlock(lock);
-      await svc('stop', '--instance', inst);
-      fs.rmSync(f, { force: true });
-      removeCgroup(cg);
+      await t.end();
     }
   }, 60_000);
 
@@ -225,26 +255,17 @@ describe.skipIf(process.getuid?.() !== 0 || !findCgroup2Root())('pnpm lab svc da
   // holds the lock while stop waits, with the record as it was before B's takeover, and puts B's
   // record back (what B's takeover does under the lock) before letting stop in.
   it('svc stop racing a daemon\'s takeover stops the daemon that owns the instance by then', async () => {
-    const inst = `tk${process.pid}`;
-    const cg = path.join(cgroup2Root(), `ebpf-lab-svc-tk-${process.pid}`);
-    createCgroup(cg);
-    const f = path.join(os.tmpdir(), `svc-tk-${process.pid}.yaml`);
-    fs.writeFileSync(f, `cgroup: ${cg}\ninstance: ${inst}\nservices:\n  - vip: tcp://10.96.76.10:80\n    backends: [10.0.76.11:8080]\n`);
-    const state = `/run/ebpf-lab/svc-${inst}.json`;
-    const lock = `/run/ebpf-lab/svc-${inst}.lock`;
-    const cwd = new URL('../..', import.meta.url).pathname;
-    const daemon = () => execa(NODE, [...LAB, 'svc', 'daemon', '--config', f], { reject: false, cwd, all: true, env: { EBPF_LAB_DEBUG: '' } });
-    const started: ReturnType<typeof daemon>[] = [];
+    const t = instanceUnderTest('tk');
+    const { inst, state, lock } = t;
+    t.write(`cgroup: ${t.cg}\ninstance: ${inst}\nservices:\n  - vip: tcp://10.96.76.10:80\n    backends: [10.0.76.11:8080]\n`);
     let held = false;
     try {
-      const a = daemon();
-      started.push(a);
+      const a = t.daemon();
       await untilReady(a, collectOutput([a.all]), /"ready":true/, 30_000, 'svc daemon A');
       const beforeTakeover = fs.readFileSync(state, 'utf8');
       a.kill('SIGKILL');
       await a;
-      const b = daemon();
-      started.push(b);
+      const b = t.daemon();
       const out = collectOutput([b.all]);
       await untilReady(b, out, /"ready":true/, 30_000, 'svc daemon B');
       expect(out()).toMatch(/took over instance/);
@@ -267,13 +288,7 @@ describe.skipIf(process.getuid?.() !== 0 || !findCgroup2Root())('pnpm lab svc da
       expect(fs.existsSync(`/sys/fs/bpf/ebpf-lab/svc-${inst}`)).toBe(false);
     } finally {
       if (held) unlock(lock);
-      for (const d of started) {
-        d.kill('SIGKILL');
-        await d;
-      }
-      await svc('stop', '--instance', inst);
-      fs.rmSync(f, { force: true });
-      removeCgroup(cg);
+      await t.end();
     }
   }, 90_000);
 
@@ -283,19 +298,13 @@ describe.skipIf(process.getuid?.() !== 0 || !findCgroup2Root())('pnpm lab svc da
   // too ("backend table full"): the new backend needs an id no ring reads until the switch, and the
   // table had only maxBackends ids, all read. It has as many spare ones now.
   it('takeovers swapping a VIP at maxServices and a backend at maxBackends are applied; the freed id is reused by a later change', async () => {
-    const inst = `sx${process.pid}`;
-    const cg = path.join(cgroup2Root(), `ebpf-lab-svc-sx-${process.pid}`);
-    createCgroup(cg);
-    const f = path.join(os.tmpdir(), `svc-sx-${process.pid}.yaml`);
-    const write = (vip: string, backend: string) => fs.writeFileSync(f, `cgroup: ${cg}\ninstance: ${inst}\nmaxServices: 1\nmaxBackends: 1\nservices:\n  - vip: ${vip}\n    backends: [${backend}]\n`);
-    const cwd = new URL('../..', import.meta.url).pathname;
-    const daemon = () => execa(NODE, [...LAB, 'svc', 'daemon', '--config', f], { reject: false, cwd, all: true, env: { EBPF_LAB_DEBUG: '' } });
-    const started: ReturnType<typeof daemon>[] = [];
-    const takeOver = async (name: string, prev: ReturnType<typeof daemon>) => {
+    const t = instanceUnderTest('sx');
+    const { inst } = t;
+    const write = (vip: string, backend: string) => t.write(`cgroup: ${t.cg}\ninstance: ${inst}\nmaxServices: 1\nmaxBackends: 1\nservices:\n  - vip: ${vip}\n    backends: [${backend}]\n`);
+    const takeOver = async (name: string, prev: ReturnType<typeof t.daemon>) => {
       prev.kill('SIGKILL');
       await prev;
-      const d = daemon();
-      started.push(d);
+      const d = t.daemon();
       const out = collectOutput([d.all]);
       await untilReady(d, out, /"ready":true/, 30_000, `svc daemon ${name}`);
       expect(out()).toMatch(new RegExp(`took over instance ${inst} from svc daemon pid ${prev.pid}`));
@@ -319,8 +328,7 @@ describe.skipIf(process.getuid?.() !== 0 || !findCgroup2Root())('pnpm lab svc da
     };
     try {
       write('tcp://10.96.75.10:80', '10.0.75.11:8080');
-      const a = daemon();
-      started.push(a);
+      const a = t.daemon();
       await untilReady(a, collectOutput([a.all]), /"ready":true/, 30_000, 'svc daemon A');
       write('tcp://10.96.75.20:80', '10.0.75.11:8080');
       const { d: b } = await takeOver('B', a);
@@ -342,25 +350,16 @@ describe.skipIf(process.getuid?.() !== 0 || !findCgroup2Root())('pnpm lab svc da
       expect(over.exitCode).toBe(1);
       oneError(over.stderr, /^error: backend table full \(maxBackends 1\): the change would list 2 distinct backends$/, new RegExp(`^ {2}fix: pnpm lab svc list --instance ${inst} shows`));
     } finally {
-      for (const d of started) {
-        d.kill('SIGKILL');
-        await d;
-      }
-      await svc('stop', '--instance', inst);
-      fs.rmSync(f, { force: true });
-      removeCgroup(cg);
+      await t.end();
     }
   }, 90_000);
 
   // An instance started before the spare ids has a table of maxBackends ids: a swap at the limit
   // cannot be made safely there. The refusal says what to do (restart) and names the instance.
   it('a backend swap at maxBackends on a table without spare ids is refused with the fix, the instance left as it was', async () => {
-    const inst = `sn${process.pid}`;
-    const cg = path.join(cgroup2Root(), `ebpf-lab-svc-sn-${process.pid}`);
-    createCgroup(cg);
-    const f = path.join(os.tmpdir(), `svc-sn-${process.pid}.yaml`);
-    const cfg = (backend: string) => ({ cgroup: cg, instance: inst, maxBackends: 1, services: [{ vip: 'tcp://10.96.73.10:80', backends: [backend] }] });
-    const cwd = new URL('../..', import.meta.url).pathname;
+    const t = instanceUnderTest('sn');
+    const { inst } = t;
+    const cfg = (backend: string) => ({ cgroup: t.cg, instance: inst, maxBackends: 1, services: [{ vip: 'tcp://10.96.73.10:80', backends: [backend] }] });
     try {
       // the old build's instance, left by a daemon that died (its record names a process that is gone)
       const old = await SvcController.start(cfg('10.0.73.11:8080'), { pin: true, daemon: true, testNoSpareIds: true });
@@ -369,16 +368,14 @@ describe.skipIf(process.getuid?.() !== 0 || !findCgroup2Root())('pnpm lab svc da
       old.saveState();
       old.close();
       const before = fs.readFileSync(`/run/ebpf-lab/svc-${inst}.json`, 'utf8');
-      fs.writeFileSync(f, JSON.stringify(cfg('10.0.73.12:8080')));
-      const d = await execa(NODE, [...LAB, 'svc', 'daemon', '--config', f], { reject: false, cwd, all: true, env: { EBPF_LAB_DEBUG: '' } });
+      t.write(JSON.stringify(cfg('10.0.73.12:8080')));
+      const d = await t.daemon();
       expect(d.exitCode).toBe(1);
       oneError(String(d.all), /^error: backend table full during the switch: the new backend\(s\) need ids of their own while the rings still read the ones they replace, and this instance's table has only maxBackends \(1\) ids/, new RegExp(`^ {2}fix: restart the instance to get a table with room for the switch: pnpm lab svc stop --instance ${inst}, then start it again`));
       expect(fs.readFileSync(`/run/ebpf-lab/svc-${inst}.json`, 'utf8')).toBe(before);
       expect((await svc('list', '--instance', inst)).stdout).toMatch(/^ {2}10\.0\.73\.11:8080 /m);
     } finally {
-      await svc('stop', '--instance', inst);
-      fs.rmSync(f, { force: true });
-      removeCgroup(cg);
+      await t.end();
     }
   }, 90_000);
 
@@ -386,11 +383,9 @@ describe.skipIf(process.getuid?.() !== 0 || !findCgroup2Root())('pnpm lab svc da
   // still lists such entries in its state file: `svc backend remove` failed with the parser's
   // refusal, so only `svc stop` (or a takeover's config) could take them out.
   it('backends and services an older build took are removed, drained and weighted by name; adding them stays refused', async () => {
-    const inst = `ho${process.pid}`;
-    const cg = path.join(cgroup2Root(), `ebpf-lab-svc-ho-${process.pid}`);
-    createCgroup(cg);
-    const f = path.join(os.tmpdir(), `svc-ho-${process.pid}.yaml`);
-    fs.writeFileSync(f, `cgroup: ${cg}\ninstance: ${inst}\nservices:\n  - vip: tcp://10.96.74.20:80\n    backends: [10.0.74.11:8080]\n`);
+    const t = instanceUnderTest('ho');
+    const { inst, f } = t;
+    t.write(`cgroup: ${t.cg}\ninstance: ${inst}\nservices:\n  - vip: tcp://10.96.74.20:80\n    backends: [10.0.74.11:8080]\n`);
     const OLD = 'tcp://[::ffff:10.96.74.10]:80';
     try {
       expect((await svc('start', '--config', f)).exitCode).toBe(0);
@@ -431,20 +426,15 @@ describe.skipIf(process.getuid?.() !== 0 || !findCgroup2Root())('pnpm lab svc da
       }
       expect((await svc('list', '--instance', inst)).stdout).not.toMatch(/ffff/);
     } finally {
-      await svc('stop', '--instance', inst);
-      fs.rmSync(f, { force: true });
-      removeCgroup(cg);
+      await t.end();
     }
   }, 90_000);
 
   it('stays in the foreground without health checks until SIGTERM, then removes its instance', async () => {
-    const inst = `fg${process.pid}`;
-    const cg = path.join(cgroup2Root(), `ebpf-lab-svc-fg-${process.pid}`);
-    createCgroup(cg);
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'svc-fg-'));
-    const cfg = path.join(dir, 'svc.yaml');
-    fs.writeFileSync(cfg, `cgroup: ${cg}\ninstance: ${inst}\nservices:\n  - vip: tcp://10.96.77.10:80\n    backends: [10.0.77.11:8080]\n`);
-    const d = execa(NODE, [...LAB, 'svc', 'daemon', '--config', cfg], { reject: false, cwd: new URL('../..', import.meta.url).pathname, all: true, buffer: true });
+    const t = instanceUnderTest('fg');
+    const { inst } = t;
+    t.write(`cgroup: ${t.cg}\ninstance: ${inst}\nservices:\n  - vip: tcp://10.96.77.10:80\n    backends: [10.0.77.11:8080]\n`);
+    const d = t.daemon();
     try {
       const out = collectOutput([d.all]);
       await untilReady(d, out, /"ready":true/, 30_000, 'svc daemon');
@@ -458,10 +448,7 @@ describe.skipIf(process.getuid?.() !== 0 || !findCgroup2Root())('pnpm lab svc da
       expect(r.exitCode).toBe(0);
       expect(fs.existsSync(`/run/ebpf-lab/svc-${inst}.json`)).toBe(false);
     } finally {
-      d.kill('SIGKILL');
-      await d.catch(() => {});
-      fs.rmSync(dir, { recursive: true, force: true });
-      removeCgroup(cg);
+      await t.end();
     }
   }, 90_000);
 });
