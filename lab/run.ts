@@ -14,6 +14,7 @@ import { cpuFacts, runContext, snapshot } from './context.ts';
 import { ensureMounts, parsePidStat } from '../common/host.ts';
 import { sweepStaleCgroups } from '../common/cgroup.ts';
 import { sweepStaleTempBeforeRun } from '../common/stale.ts';
+import { sweepPingRange } from '../common/ping-range.ts';
 import { createProgress, type Progress } from '../common/progress.ts';
 import { probeKernel, type ProbeTable } from './probes.ts';
 import type { Block, Check, Results } from './results.ts';
@@ -198,6 +199,9 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
   // what runs killed before their cleanup left (a cgroup leaked unnoticed at a Ctrl-C in session 32)
   const swept = sweepStaleCgroups();
   if (swept.length) progress.info(`removed ${swept.length} cgroup(s) dead lab runs left: ${swept.join(', ')}`);
+  // a killed security run's open ping_group_range: put back now, not at the next security run
+  const pingRange = sweepPingRange();
+  if (pingRange) progress.info(`put net.ipv4.ping_group_range back to "${pingRange.replace('\t', ' ')}" (a killed run had left it open)`);
   // not in a guest: its /tmp shows the host's through the root overlay, and the host's pids are
   // not its own (it took the host's live VM temp dir for a dead run's)
   if (!inGuest) await sweepStaleTempBeforeRun((s) => progress.info(s));

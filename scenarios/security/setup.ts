@@ -1,7 +1,7 @@
 // The lab around one security run: cgroups, scratch dir, controller, listeners, PostgreSQL, and the
 // workload's policy. Used by the scenario and the tests; every piece registers its own teardown.
 import fs from 'node:fs';
-import { holdPingRangeOpen } from './ping-range.ts';
+import { holdPingRangeOpen } from '../../common/ping-range.ts';
 import { execa } from 'execa';
 import path from 'node:path';
 import { SecurityController } from '../../controller/security/controller.ts';

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { OPEN, holdPingRangeOpen } from './ping-range.ts';
+import { OPEN, holdPingRangeOpen, sweepPingRange } from './ping-range.ts';
 
 let files: { sysctl: string; dir: string };
 const value = () => fs.readFileSync(files.sysctl, 'utf8');
@@ -45,5 +45,27 @@ describe('holdPingRangeOpen', () => {
     fs.rmSync(path.join(files.dir, 'ping-range.1'));
     holdPingRangeOpen(files)();
     expect(value()).toBe('1\t0');
+  });
+});
+
+describe('sweepPingRange', () => {
+  it('a killed run\'s open range goes back at the next sweep; a live holder keeps it; nothing left costs nothing', () => {
+    expect(sweepPingRange(files)).toBeUndefined();
+    expect(fs.existsSync(files.dir)).toBe(false); // no lock dir made when nothing was left
+    fs.mkdirSync(files.dir);
+    const dead = spawnSync('true').pid!;
+    fs.writeFileSync(path.join(files.dir, `ping-range.${dead}`), '\n');
+    fs.writeFileSync(path.join(files.dir, 'ping-range.original'), '1\t0');
+    fs.writeFileSync(files.sysctl, OPEN);
+    // a live run holds it as well (pid 1: init): kept open, the dead holder's file gone
+    fs.writeFileSync(path.join(files.dir, 'ping-range.1'), '\n');
+    expect(sweepPingRange(files)).toBeUndefined();
+    expect(value()).toBe(OPEN);
+    expect(fs.existsSync(path.join(files.dir, `ping-range.${dead}`))).toBe(false);
+    expect(fs.existsSync(path.join(files.dir, 'ping-range.original'))).toBe(true);
+    fs.rmSync(path.join(files.dir, 'ping-range.1'));
+    expect(sweepPingRange(files)).toBe('1\t0');
+    expect(value()).toBe('1\t0');
+    expect(fs.existsSync(path.join(files.dir, 'ping-range.original'))).toBe(false);
   });
 });
