@@ -155,6 +155,25 @@ describeRoot('pnpm lab lb daemon (root)', () => {
       const same = await lb('apply', cfg, '--instance', inst);
       expect(same.exitCode, same.stderr).toBe(0);
       expect(JSON.parse(same.stdout)).toEqual({ added: [], removed: [], changed: [] });
+      // a backend drained at runtime stays drained through an apply of an unrelated change, and the
+      // apply says so (it went back into the ring silently)
+      const vip = base.vips[0].vip as string;
+      const two = { ...base, vips: [{ ...base.vips[0], backends: [...base.vips[0].backends, { address: '10.98.7.12', mac: '02:00:00:00:07:12' }] }] };
+      fs.writeFileSync(cfg2, JSON.stringify(two));
+      expect((await lb('apply', cfg2, '--instance', inst)).exitCode).toBe(0);
+      expect((await lb('backend', 'drain', vip, '10.98.7.12', '--instance', inst)).exitCode).toBe(0);
+      fs.writeFileSync(cfg2, JSON.stringify({ ...two, vips: [...two.vips, { vip: 'tcp://10.98.77.3:80', backends: [{ address: '10.98.7.13', mac: '02:00:00:00:07:13' }], healthCheck: false }] }));
+      const kept = await lb('apply', cfg2, '--instance', inst);
+      expect(kept.exitCode, kept.stderr).toBe(0);
+      expect(JSON.parse(kept.stdout)).toEqual({ added: ['tcp://10.98.77.3:80'], removed: [], changed: [], keptDraining: [`10.98.7.12:80 of ${vip}`] });
+      expect(kept.stderr.trim()).toBe(`note: backend 10.98.7.12:80 of ${vip} stays draining (drained at runtime; a file does not end a drain unless it gives a new weight): pnpm lab lb backend weight ${vip} 10.98.7.12:80 WEIGHT --instance ${inst} puts it back`);
+      expect((await lb('vip', 'list', vip, '--instance', inst)).stdout).toMatch(/^ {2}10\.98\.7\.12:80 {2}weight 1 {2}draining ring 0\.0%/m);
+      // the command it names puts it back
+      expect((await lb('backend', 'weight', vip, '10.98.7.12:80', '1', '--instance', inst)).exitCode).toBe(0);
+      expect((await lb('vip', 'list', vip, '--instance', inst)).stdout).toMatch(/^ {2}10\.98\.7\.12:80 {2}weight 1 {2}up/m);
+      fs.rmSync(cfg2, { force: true });
+      const back = await lb('apply', cfg, '--instance', inst);
+      expect(JSON.parse(back.stdout)).toEqual({ added: [], removed: ['tcp://10.98.77.3:80'], changed: [vip] });
       first.kill('SIGTERM');
       expect((await first).exitCode).toBe(0);
       expect(fs.existsSync(sock), 'admin socket left after SIGTERM').toBe(false);

@@ -171,7 +171,14 @@ const COMMANDS: Record<string, Cmd> = {
     // start settings with what runs). apply takes `interface` from the daemon when the file has
     // none: a stand-in name lets the rest be checked here.
     validateConfigFile(file, (c: LbConfig) => (c && typeof c === 'object' && !Array.isArray(c) && c.interface === undefined ? { ...c, interface: 'lo' } : c));
-    print(await api().apply({ file }));
+    const r = await api().apply({ file });
+    print(r);
+    // the file does not end a runtime drain: say so, so nobody takes the apply for putting it back
+    for (const b of r.keptDraining ?? []) {
+      const [addr, vip] = b.split(' of ');
+      console.error(`note: backend ${b} stays draining (drained at runtime; a file does not end a drain unless it gives a new weight): pnpm lab lb backend weight ${vip} ${addr} WEIGHT${p.values.instance !== 'default' ? ` --instance ${p.values.instance}` : ''} puts it back`);
+    }
+    for (const b of r.drainEnded ?? []) console.error(`note: backend ${b}: its drain ended, it is back in the ring`);
     return 0;
   }),
   stats: cmd('stats', 'packet counters by outcome, program run time, map and controller memory', { ...target }, { max: 0 }, async (_p, api) => {

@@ -1,5 +1,6 @@
 // A client of the admin API over its unix socket (CLI, tests, the scenario).
 import http from 'node:http';
+import type { ApplyResult } from './controller.ts';
 
 export class LbApiError extends Error {
   constructor(readonly status: number, message: string, readonly fix?: string) {
@@ -49,6 +50,6 @@ export class LbClient {
   removeBackend(vip: string, address: string) { return this.request('DELETE', '/backends', { vip, address }); }
   drain(vip: string, address: string) { return this.request('POST', '/backends/drain', { vip, address }); }
   weight(vip: string, address: string, weight: number) { return this.request('POST', '/backends/weight', { vip, address, weight }); }
-  apply(cfg: unknown) { return this.request<{ added: string[]; removed: string[]; changed: string[] }>('POST', '/apply', cfg); }
+  apply(cfg: unknown) { return this.request<ApplyResult>('POST', '/apply', cfg); }
   shutdown(purge = false) { return this.request('POST', '/shutdown', { purge }); }
 }

@@ -16,7 +16,7 @@ import { DEFAULT_PIN_ROOT, type VipConfig } from './config.ts';
 import { LbController } from './controller.ts';
 import { Journal } from './journal.ts';
 import { xdp_lb_vip_flags, type backend } from '../../bpf/gen/xdp_lb.ts';
-import { BE_ACTIVE, Dataplane, MAX_VIPS } from './dataplane.ts';
+import { BE_ACTIVE, BE_DRAINING, Dataplane, MAX_VIPS } from './dataplane.ts';
 import { serveAdmin, type AdminServer } from './server.ts';
 
 const MAC = '02:00:00:00:00:01';
@@ -139,6 +139,62 @@ describeRoot('lb controller: all-or-nothing changes, capacity, scale (real maps)
       await api.removeBackend(V1, `${addr}:8080`).catch(() => {});
     }
   });
+
+  // `lb apply` set every listed backend's drain flag back to false: a backend drained for
+  // maintenance went back into the ring when an unrelated change (a VIP added) was applied, while a
+  // restart (pins) and svc's apply keep it. Drain is not in a config, so a file states nothing about
+  // it; a weight the file gives anew ends it, as `lb backend weight` does.
+  it('a runtime drain survives an apply that still lists the backend, and the answer says so; a new weight from the file ends it; a VIP left with drained backends only is refused', async () => {
+    const b1 = be(1).address, b10 = be(10).address;
+    const held = async (vip: string, a: string) => (await api.state()).vips.find((v) => v.vip === vip)!.backends.find((x) => x.address === a)!;
+    /** the backend's entry as the kernel holds it: whether BE_DRAINING is set */
+    const kernelDraining = async (vip: string, a: string) => ((c.dp.backends.get((await held(vip, a)).id) as backend).flags & BE_DRAINING) !== 0;
+    const V9 = 'tcp://10.250.0.9:80';
+    try {
+      await api.drain(V1, b1);
+      expect(await held(V1, b1)).toMatchObject({ state: 'draining', ringShare: 0 });
+      // an unrelated change: a VIP added
+      const added = await api.apply({ interface: 'lo', vips: [...BASE, { vip: V9, backends: [be(30)], healthCheck: false }] });
+      expect(await held(V1, b1)).toMatchObject({ state: 'draining', ringShare: 0 });
+      expect(await kernelDraining(V1, b1)).toBe(true);
+      expect(added).toEqual({ added: [V9], removed: [], changed: [], keptDraining: [`${b1}:80 of ${V1}`] });
+      // the same file again: still drained, still said
+      expect((await api.apply({ interface: 'lo', vips: BASE })).keptDraining).toEqual([`${b1}:80 of ${V1}`]);
+      // a file giving it another weight ends the drain (the weight is new: as lb backend weight)
+      const w2 = BASE.map((v) => (v.vip === V1 ? { ...v, backends: v.backends.map((b) => (b.address === b1 ? { ...b, weight: 2 } : b)) } : v));
+      expect(await api.apply({ interface: 'lo', vips: w2 })).toEqual({ added: [], removed: [], changed: [V1], drainEnded: [`${b1}:80 of ${V1} (weight 1 → 2 from the file)`] });
+      expect(await held(V1, b1)).toMatchObject({ state: 'up', weight: 2 });
+      expect((await held(V1, b1)).ringShare).toBeGreaterThan(0);
+      expect(await kernelDraining(V1, b1)).toBe(false);
+      // a file that keeps only the drained backends of a VIP would leave it nothing to serve: refused, nothing changed
+      await api.drain(V2, b10);
+      const before = await snapshot();
+      await rejects(api.apply({ interface: 'lo', vips: [BASE[0]!, { vip: V2, backends: [be(10)], healthCheck: false }, BASE[2]!] }), 409, new RegExp(`^${V2.replace(/[/.]/g, '\\$&')}: every backend the file lists is drained \\(${b10}:80\\); nothing was changed`));
+      expect(await snapshot()).toEqual(before);
+    } finally {
+      // the next test's apply(BASE) keeps drains now: end them
+      for (const [v, a] of [[V1, b1], [V2, b10]] as const) if ((await held(v, a))?.state === 'draining') await api.weight(v, a, 1);
+    }
+  });
+
+  // Health state is the checks' to end: an apply keeps it, but one that turns a VIP's checks off
+  // left its down backends down for good (nothing would ever mark them up again).
+  it('a health-check down survives an apply that still checks the VIP; an apply turning the checks off brings its backends back', async () => {
+    const V8 = 'tcp://10.250.0.8:80';
+    const hc = (on: boolean): VipConfig[] => [...BASE, { vip: V8, backends: [be(50), be(51)], healthCheck: on }]; // nobody listens on 127.0.1.50-51:80
+    const states = async () => (await api.state()).vips.find((v) => v.vip === V8)?.backends.map((b) => b.state);
+    try {
+      await api.apply({ interface: 'lo', vips: hc(true) });
+      for (let i = 0; i < 100 && (await states())?.join() !== 'down,down'; i++) await new Promise((r) => setTimeout(r, 100));
+      expect(await states()).toEqual(['down', 'down']);
+      await api.apply({ interface: 'lo', vips: [...hc(true), { vip: 'tcp://10.250.0.9:80', backends: [be(30)], healthCheck: false }] });
+      expect(await states()).toEqual(['down', 'down']);
+      await api.apply({ interface: 'lo', vips: hc(false) });
+      expect(await states()).toEqual(['up', 'up']);
+    } finally {
+      await api.apply({ interface: 'lo', vips: BASE });
+    }
+  }, 30_000);
 
   it('apply refuses a config whose start settings differ from the running LB, naming each field and the fix; nothing changes', async () => {
     const before = await snapshot();

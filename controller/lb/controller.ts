@@ -514,7 +514,7 @@ export class LbController {
    * VIPs alone would report success for a file the LB does not run (it would stay on its old
    * interface, ring size, map sizes). `file` names the config in the error (and in its fix).
    */
-  applyConfig(norm: NormConfig, file?: string): Promise<{ added: string[]; removed: string[]; changed: string[] }> {
+  applyConfig(norm: NormConfig, file?: string): Promise<ApplyResult> {
     const running = this.startSettings();
     const diff = startSettingsDiff(running, norm);
     if (diff.length) {
@@ -531,15 +531,21 @@ export class LbController {
     return this.apply(norm.vips.map((v) => ({ vip: v.id, backends: v.backends, healthCheck: v.healthCheck, forwarding: v.forwarding })));
   }
 
-  /** Make the data plane match a list of VIPs (the vips of a config file): diff, then apply. */
-  apply(vips: VipConfig[]): Promise<{ added: string[]; removed: string[]; changed: string[] }> {
+  /**
+   * Make the data plane match a list of VIPs (the vips of a config file): diff, then apply.
+   * keptDraining: backends the list still has that stay drained ("ADDR:PORT of VIP"); drainEnded:
+   * those whose drain the list's new weight ended (both only when there are any).
+   */
+  apply(vips: VipConfig[]): Promise<ApplyResult> {
     return this.serial(() => this.applyNow(vips));
   }
 
-  private async applyNow(list: VipConfig[]) {
+  private async applyNow(list: VipConfig[]): Promise<ApplyResult> {
     const out = { added: [] as string[], removed: [] as string[], changed: [] as string[] };
+    const keptDraining: string[] = [], drainEnded: string[] = [];
     const before = new Map([...this.vips].map(([k, v]) => [k, { gen: v.generation, sig: JSON.stringify(this.vipMeta(v)), bs: [...v.backends.values()].map((b) => backendSig(v, b)).join() }]));
     await this.change('', (d) => {
+      keptDraining.length = drainEnded.length = 0;
       const want = list.map((v, i) => normVip(v, `vips[${i}]`, false, this.vipDefaults));
       const ids = new Set<string>();
       for (const v of want) {
@@ -575,8 +581,17 @@ export class LbController {
           const have = v.backends.get(backendKey(b));
           if (!have) fresh.push(b);
           else {
+            // A backend keeps its drain across an apply (as across a restart, and in svc): drain is
+            // not in a config, so a file states nothing about it, and a backend taken out for
+            // maintenance must not go back into the ring because an unrelated change was applied.
+            // A weight the file gives anew (not the one held) ends it, as `lb backend weight` does.
+            if (have.draining && b.weight !== have.weight) {
+              have.draining = false;
+              drainEnded.push(`${backendKey(have)} of ${v.id} (weight ${have.weight} → ${b.weight} from the file)`);
+            } else if (have.draining) keptDraining.push(`${backendKey(have)} of ${v.id}`);
             have.weight = b.weight;
-            have.draining = false;
+            // down is the health checks' to end; with them turned off for the VIP nothing would
+            if (!w.healthCheck) have.down = false;
             // a backend re-applied without egress gives its port back; one adopted after a
             // restart (index known, name not) keeps it when the config names the same interface
             if (b.egress) have.egress = b.egress;
@@ -591,13 +606,23 @@ export class LbController {
           }
         }
         this.addFresh(d, v, fresh);
+        // drains kept: a VIP must still have a backend to serve (as lb backend drain checks)
+        const all = [...v.backends.values()];
+        if (!all.some((x) => !x.draining && x.weight > 0)) {
+          const drained = all.filter((x) => x.draining).map(backendKey);
+          throw new ValidationError(
+            `${v.id}: every backend the file lists is drained (${drained.join(', ')})${drained.length < all.length ? ' or has weight 0' : ''}; nothing was changed`,
+            409, [],
+            `end a drain first (pnpm lab lb backend weight ${v.id} ${drained[0]} WEIGHT), give it a new weight in the file, or list a backend that serves`,
+          );
+        }
       }
     });
     for (const [k, v] of this.vips) {
       const b = before.get(k);
       if (b && (b.gen !== v.generation || b.sig !== JSON.stringify(this.vipMeta(v)) || b.bs !== [...v.backends.values()].map((x) => backendSig(v, x)).join())) out.changed.push(k);
     }
-    return out;
+    return { ...out, ...(keptDraining.length ? { keptDraining } : {}), ...(drainEnded.length ? { drainEnded } : {}) };
   }
 
   private async onHealth(key: string, up: boolean): Promise<void> {
@@ -656,6 +681,9 @@ export class LbController {
     else this.dp.close();
   }
 }
+
+/** what `lb apply` did; keptDraining/drainEnded only when there are any (see LbController.apply) */
+export interface ApplyResult { added: string[]; removed: string[]; changed: string[]; keptDraining?: string[]; drainEnded?: string[] }
 
 /** how to start a daemon in this process's network namespace, for a fix line */
 function nsenterPrefix(): string {

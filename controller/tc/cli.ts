@@ -54,6 +54,17 @@ function reapLine(instance: string, r: ReapReport): string {
   return `tc instance "${instance}" had died (pid ${r.pid}): ${removed}${r.kept.length ? `; left: ${r.kept.join('; ')}` : ''}`;
 }
 
+/**
+ * what start took over from a crashed daemon: each filter replaced in place (or, across a change of
+ * directions, attached beside them), then what of the dead one it removed, and what it could not
+ */
+function tookOverLine(instance: string, t: NonNullable<TcShaper['tookOver']>): string {
+  const filters = t.filters.map((f) => (f.from !== undefined ? `${f.dir} prog ${f.from} → ${f.to}` : `${f.dir} prog ${f.to} added`)).join(', ');
+  const removed = t.removed.length ? `; then removed its ${t.removed.join(', ')}` : '';
+  const left = t.left.length ? `\nwarning: could not remove, will retry on stop: ${t.left.join('; ')}` : '';
+  return `tc instance "${instance}" had died (pid ${t.pid}): took over its filters in place, never detached (${filters})${removed}; this config is live in them${left}`;
+}
+
 function printClasses(c: TcControl): void {
   const rows = c.classStats();
   if (!rows.length) console.log('(no classes)');
@@ -103,7 +114,7 @@ async function daemon(p: Args): Promise<number> {
     throw e;
   }
   if (shaper.reaped) console.error(reapLine(instance, shaper.reaped));
-  if (shaper.tookOver) console.error(`tc instance "${instance}" had died (pid ${shaper.tookOver.pid}): took over its filters in place, never detached (${shaper.tookOver.filters.map((f) => `${f.dir} prog ${f.from} → ${f.to}`).join(', ')}); this config is live in them`);
+  if (shaper.tookOver) console.error(tookOverLine(instance, shaper.tookOver));
   console.log(`shaping ${dev}${p.values.netns ? ` (netns ${p.values.netns})` : ''}: instance ${p.values.instance}, ${plan.classes.length} class(es), ${plan.rules.length} rule(s)${p.values['metrics-port'] !== undefined ? `, metrics http://127.0.0.1:${p.values['metrics-port']}/metrics` : ''}; Ctrl-C removes everything`);
   await untilSignal();
   server?.close();

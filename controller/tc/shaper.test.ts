@@ -254,6 +254,121 @@ describeRoot('tc shaper on a veth', () => {
     }
   });
 
+  /**
+   * A dead instance whose directions differ from the new start's: the dead daemon runs in a child
+   * process (the CLI always attaches both directions; the API can attach egress only) and is
+   * SIGKILLed; then a start with the other direction set takes it over while a tight stream of
+   * datagrams to a dropped port runs. Before, a takeover needed the same directions: any other
+   * start removed the dead filters first and attached afresh, and the stream got through between.
+   */
+  async function deadInstance(name: string, ingress: boolean, cfg: object): Promise<void> {
+    const here = (f: string) => JSON.stringify(new URL(f, import.meta.url).pathname);
+    const script = `
+      const { TcShaper } = await import(${here('./shaper.ts')});
+      const { validateConfig } = await import(${here('./config.ts')});
+      TcShaper.start({ dev: 'va', netns: ${JSON.stringify(t.ns('a'))}, instance: ${JSON.stringify(name)}, filterOnly: true, ingress: ${ingress}, plan: validateConfig(${JSON.stringify(cfg)}) });
+      console.log('ready');
+      setInterval(() => {}, 1 << 30);`;
+    const d = execa(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { reject: false, all: true, cwd: new URL('../..', import.meta.url).pathname });
+    await untilReady(d, collectOutput([d.all]), /^ready/m, 20_000, 'a shaper in a child process');
+    d.kill('SIGKILL');
+    await d;
+  }
+
+  for (const [from, to] of [[false, true], [true, false]] as const) {
+    const dirs = (i: boolean) => (i ? 'egress+ingress' : 'egress only');
+    it(`a takeover across a direction change (${dirs(from)} → ${dirs(to)}) never lapses: the egress filter is replaced in place, the rest added or removed after, nothing of the dead instance left`, async () => {
+      const name = `tcmode${Number(from)}`;
+      const state = `/run/ebpf-lab/tc/${name}.json`;
+      const cfg = { filters: [{ name: 'out9', dir: 'egress', cidr: `${B}/32`, proto: 'udp', port: 9, action: 'drop' }] };
+      const [node, ...lab] = await labCli();
+      const rows = async (dir: string) => String((await t.exec('a', 'tc', ['filter', 'show', 'dev', 'va', dir])).stdout);
+      const progIds = async (dir: string) => [...(await rows(dir)).matchAll(/ id (\d+) /g)].map((m) => Number(m[1]));
+      const noPorts = async () => parseUdpNoPorts(String((await t.exec('b', 'cat', ['/proc/net/snmp'])).stdout));
+      let s: TcShaper | undefined;
+      try {
+        await deadInstance(name, from, cfg);
+        const old = { egress: await progIds('egress'), ingress: await progIds('ingress') };
+        expect(old.egress).toHaveLength(1);
+        expect(old.ingress).toHaveLength(from ? 1 : 0);
+        // a tight stream a → b:9 (nobody listens there: every datagram that arrives is a NoPorts)
+        const before = await noPorts();
+        const stream = t.exec('a', 'python3', ['-c', `import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nn, end = 0, time.time() + 1.5\nwhile time.time() < end:\n    s.sendto(b"x", ("${B}", 9)); n += 1\nprint(n)`]);
+        await new Promise((r) => setTimeout(r, 400));
+        s = TcShaper.start({ dev: 'va', netns: t.ns('a'), filterOnly: true, instance: name, ingress: to, plan: validateConfig(cfg) });
+        const sent = Number(String((await stream).stdout).trim());
+        expect(sent).toBeGreaterThan(1000);
+        expect(await noPorts()).toBe(before); // not one datagram through
+        const now = { egress: await progIds('egress'), ingress: await progIds('ingress') };
+        expect(now.egress).toHaveLength(1);
+        expect(now.egress[0]).not.toBe(old.egress[0]);
+        expect(now.ingress).toHaveLength(to ? 1 : 0);
+        expect(s.tookOver?.filters).toEqual([{ dir: 'egress', from: old.egress[0], to: now.egress[0] }, ...(to ? [{ dir: 'ingress', to: now.ingress[0] }] : [])]);
+        expect(s.tookOver?.removed).toEqual(from && !to ? [`ingress filter (prog ${old.ingress[0]})`] : []);
+        const st = JSON.parse(fs.readFileSync(state, 'utf8'));
+        expect(st.pid).toBe(process.pid);
+        expect(st.owned.filters).toEqual([{ dir: 'egress', progId: now.egress[0] }, ...(to ? [{ dir: 'ingress', progId: now.ingress[0] }] : [])]);
+        // the dead daemon's programs are freed (no filter holds them any more)
+        const gone = [...old.egress, ...old.ingress];
+        let left = gone;
+        for (let i = 0; i < 40 && left.length; i++) {
+          const progs = new Set((await bpfObjects()).progs.map((p) => p.id));
+          left = gone.filter((id) => progs.has(id));
+          if (left.length) await new Promise((r) => setTimeout(r, 50));
+        }
+        expect(left).toEqual([]);
+        s.close();
+        s = undefined;
+        expect(await rows('egress')).toBe('');
+        expect(await rows('ingress')).toBe('');
+        expect(await tcQdisc()).not.toMatch(/clsact/);
+        expect(fs.existsSync(state)).toBe(false);
+        expect(fs.existsSync(`/sys/fs/bpf/ebpf-lab/tc-${name}`)).toBe(false);
+      } finally {
+        s?.close();
+        if (fs.existsSync(state)) await execa(node, [...lab, 'tc', 'shape', 'stop', '--instance', name], { reject: false });
+      }
+    }, 60_000);
+  }
+
+  it('a takeover across a direction change that fails on the added direction: the replaced egress filter stays with the new config, the dead state records it alone, stop removes it', async () => {
+    const name = 'tcmodefail';
+    const state = `/run/ebpf-lab/tc/${name}.json`;
+    const cfg = { filters: [{ name: 'out9', dir: 'egress', cidr: `${B}/32`, proto: 'udp', port: 9, action: 'drop' }] };
+    const [node, ...lab] = await labCli();
+    const rows = async (dir: string) => String((await t.exec('a', 'tc', ['filter', 'show', 'dev', 'va', dir])).stdout);
+    const progId = async (dir: string) => Number((await rows(dir)).match(/ id (\d+) /)?.[1]);
+    try {
+      await deadInstance(name, false, cfg);
+      const deadPid = JSON.parse(fs.readFileSync(state, 'utf8')).pid;
+      const old = await progId('egress');
+      faults.beforeAttach = (dir) => {
+        if (dir === 'ingress') throw new Error('injected: the ingress attach was refused');
+      };
+      try {
+        expect(() => TcShaper.start({ dev: 'va', netns: t.ns('a'), filterOnly: true, instance: name, plan: validateConfig(cfg) })).toThrow(/^taking over tc instance "tcmodefail" on va failed after its egress filter was replaced: injected/);
+      } finally {
+        faults.beforeAttach = undefined;
+      }
+      const now = await progId('egress');
+      expect(now).not.toBe(old);
+      expect(await rows('ingress')).toBe('');
+      const st = JSON.parse(fs.readFileSync(state, 'utf8'));
+      expect(st.pid).toBe(deadPid);
+      expect(st.owned.filters).toEqual([{ dir: 'egress', progId: now }]);
+      const stop = await execa(node, [...lab, 'tc', 'shape', 'stop', '--instance', name], { reject: false });
+      expect(stop.exitCode).toBe(0);
+      expect(String(stop.stdout)).toMatch(new RegExp(`removed egress filter on va .*\\(prog ${now}\\)`));
+      expect(await rows('egress')).toBe('');
+      expect(await tcQdisc()).not.toMatch(/clsact/);
+      expect(fs.existsSync(state)).toBe(false);
+      expect(fs.existsSync(`/sys/fs/bpf/ebpf-lab/tc-${name}`)).toBe(false);
+    } finally {
+      faults.beforeAttach = undefined;
+      if (fs.existsSync(state)) await execa(node, [...lab, 'tc', 'shape', 'stop', '--instance', name], { reject: false });
+    }
+  }, 60_000);
+
   it('a device with a configured root qdisc is refused, untouched', async () => {
     await t.exec('a', 'tc', ['qdisc', 'add', 'dev', 'va', 'root', 'handle', '1:', 'htb']);
     try {

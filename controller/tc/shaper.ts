@@ -320,9 +320,11 @@ export interface Owned {
   /**
    * One per direction; the program id tells our filter from any other, even one with our handle.
    * `was`: the dead instance's program a takeover is replacing there (either is ours until the
-   * replace is done and recorded).
+   * replace is done and recorded). `leftover`: a dead instance's filter on a direction this one
+   * does not attach (a takeover across a direction change), removed once this one's filters are
+   * attached — kept enforcing until then, so a switch never leaves a direction open.
    */
-  filters: { dir: 'egress' | 'ingress'; progId: number; was?: number }[];
+  filters: { dir: 'egress' | 'ingress'; progId: number; was?: number; leftover?: true }[];
   /** no clsact was there before: the instance's attach creates it */
   clsactCreated: boolean;
   fqSet: boolean;
@@ -347,35 +349,52 @@ export function instanceAlive(st: { pid: unknown; owned?: { pidStart: string | n
 /** removed/kept: what was done and left (informational); unproven: commands for shaper filters nothing proves its own */
 export interface ReapReport { pid: number; dev: string; netns: string | null; removed: string[]; kept: string[]; unproven: string[] }
 
+/** what a start takes over from a dead instance of its name (see takeoverTarget) */
+interface Takeover {
+  state: InstanceState;
+  raw: string;
+  /** the dead instance's filters still attached, by direction: the program each runs now */
+  progs: Partial<Record<'egress' | 'ingress', number>>;
+  /** its fq is still the device's root */
+  fq: boolean;
+}
+
 /**
  * A dead instance a start under its name takes over instead of removing: its daemon is gone, it was
- * on this device, and every filter its state records is still attached under its program, with the
- * handle, priority, directions and fq use this start would have. Then the new filters replace the old
- * ones in place (BPF_TC_F_REPLACE) with the config already in their maps, and the device's drop
- * rules and classes never lapse, where a removal and a fresh attach leave it open in between.
+ * on this device, and at least one filter its state records is still attached under its program.
+ * Then the new filters, with the config already in their maps, replace the old ones in place
+ * (BPF_TC_F_REPLACE) where both have a filter; a direction only the new start has is attached
+ * beside them, and one only the dead instance had is removed after the new filters are in (as is
+ * its fq when the new start runs filters only; one that shapes puts fq at the root before any
+ * filter is switched). So the device's drop rules and classes never lapse, where a removal and a
+ * fresh attach leave it open in between — across a change of directions or fq use too (that was
+ * removed first and attached afresh: 8–11k datagrams of a tight stream got through, the test's).
+ * Filters under another handle or priority (another build's) cannot be replaced in place: refused.
  */
-function takeoverTarget(instance: string, opts: ShaperOptions): { state: InstanceState; raw: string; progs: Partial<Record<'egress' | 'ingress', number>> } | undefined {
+function takeoverTarget(instance: string, opts: ShaperOptions): Takeover | undefined {
   if (!fs.existsSync(statePath(instance))) return undefined;
   const raw = fs.readFileSync(statePath(instance), 'utf8');
   const st = readState(instance);
   const o = st.owned;
   if (instanceAlive(st) || !o || st.dev !== opts.dev || (st.netns ?? undefined) !== opts.netns) return undefined;
   if (opts.netns && !fs.existsSync(`/run/netns/${opts.netns}`)) return undefined;
-  if (o.handle !== TC_HANDLE || o.prio !== TC_PRIO || o.fqSet !== !opts.filterOnly) return undefined;
-  const dirs = opts.ingress !== false ? ['egress', 'ingress'] : ['egress'];
-  if (o.filters.length !== dirs.length || !o.filters.every((f) => dirs.includes(f.dir))) return undefined;
   // a takeover that itself died half way records the program each filter had before (`was`)
   const progs: Partial<Record<'egress' | 'ingress', number>> = {};
   for (const f of o.filters) {
     const id = listFilters(opts.netns, opts.dev, f.dir)?.find((r) => ownFilter(r, o, f))?.options?.prog?.id;
-    if (id === undefined) return undefined;
-    progs[f.dir] = id;
+    if (id !== undefined) progs[f.dir] = id;
   }
-  if (o.fqSet) {
-    const root = rootQdisc(opts.netns, opts.dev);
-    if (root?.kind !== 'fq' || (o.fqHandle !== null && root.handle !== o.fqHandle)) return undefined;
+  // none left attached: nothing enforces, so nothing can lapse; removing the rest is the plain start's
+  if (!Object.keys(progs).length) return undefined;
+  if (o.handle !== TC_HANDLE || o.prio !== TC_PRIO) {
+    throw new LabError(
+      `dead tc instance "${instance}" has filters on ${opts.dev} at handle ${hex(o.handle)} pref ${o.prio} (another build's), which this start cannot replace in place; its filters are left enforcing`,
+      `pnpm lab tc shape stop --instance ${instance} (removes them), then start again`,
+    );
   }
-  return { state: st, raw, progs };
+  const root = o.fqSet ? rootQdisc(opts.netns, opts.dev) : undefined;
+  const fq = root?.kind === 'fq' && (o.fqHandle === null || root.handle === o.fqHandle);
+  return { state: st, raw, progs, fq };
 }
 
 /**
@@ -438,8 +457,8 @@ export function reapDeadInstance(instance: string): ReapReport | undefined {
  * Before attaching: filters with our handle/priority already on the device would fail the attach
  * with EEXIST. Name whose they are and how to remove them, instead of the bare errno.
  */
-function checkNoForeignShaper(netns: string | undefined, dev: string, ingress: boolean): void {
-  const dirs = (ingress ? ['egress', 'ingress'] as const : ['egress'] as const).filter((d) => listFilters(netns, dev, d)?.some((f) => isOurs(f, TC_HANDLE, TC_PRIO)));
+function checkNoForeignShaper(netns: string | undefined, dev: string, want: readonly ('egress' | 'ingress')[]): void {
+  const dirs = want.filter((d) => listFilters(netns, dev, d)?.some((f) => isOurs(f, TC_HANDLE, TC_PRIO)));
   if (!dirs.length) return;
   const where = `${dev}${netns ? ` (netns ${netns})` : ''}`;
   for (const f of fs.existsSync(STATE_DIR) ? fs.readdirSync(STATE_DIR) : []) {
@@ -492,9 +511,10 @@ export class TcShaper {
     const skel = tcShape.open(objectPath('tc_shape'));
     let shaper: TcShaper | undefined;
     let reaped: ReapReport | undefined;
-    let dead: ReturnType<typeof takeoverTarget>;
+    let dead: Takeover | undefined;
     /** a partly replaced takeover's filters, as the dead instance's state (see the attach) */
     let handBack: string | undefined;
+    const dirs: ('egress' | 'ingress')[] = opts.ingress !== false ? ['egress', 'ingress'] : ['egress'];
     try {
       skel.load();
       const maps: TcMaps = skel.maps;
@@ -504,12 +524,14 @@ export class TcShaper {
       // (classes on a filter-only instance) leaves a dead instance's filters and state as they were
       if (opts.plan) control.apply(opts.plan);
       // A crashed daemon of this name, on this device, whose filters are still there: take them
-      // over in place (below). Otherwise remove what its state file proves it attached, only now
-      // that our own program has loaded, so a start that cannot work leaves the old filters enforcing.
+      // over in place (below), whatever directions and fq use either has. Otherwise remove what its
+      // state file proves it attached, only now that our own program has loaded, so a start that
+      // cannot work leaves the old filters enforcing.
       dead = opts.instance ? takeoverTarget(opts.instance, opts) : undefined;
       if (opts.instance && !dead) reaped = reapDeadInstance(opts.instance);
-      // filters of a shaper on this device that no state file vouches for: refuse, naming the commands
-      if (!dead) checkNoForeignShaper(opts.netns, opts.dev, opts.ingress !== false);
+      // filters of a shaper on this device that no state file vouches for: refuse, naming the
+      // commands (in a takeover, on the directions where the dead instance has none: attached afresh)
+      checkNoForeignShaper(opts.netns, opts.dev, dirs.filter((d) => dead?.progs[d] === undefined));
       const pins = opts.instance ? pinDir(opts.instance) : undefined;
       if (pins) {
         // pins with no state file (a crash before the state was written), or the dead daemon's that
@@ -520,7 +542,8 @@ export class TcShaper {
       shaper.reaped = reaped;
       process.prependListener('exit', shaper.exitHook);
       const progs = { egress: skel.programs.tc_shape_egress, ingress: skel.programs.tc_filter_ingress };
-      const dirs: ('egress' | 'ingress')[] = opts.ingress !== false ? ['egress', 'ingress'] : ['egress'];
+      /** the dead instance's filters on directions this start does not attach: removed once ours are in */
+      const leftover = (['egress', 'ingress'] as const).filter((d) => !dirs.includes(d) && dead?.progs[d] !== undefined);
       if (pins) {
         // What this instance will own, written before it owns it: a SIGKILL between an attach and
         // a later write would otherwise leave filters no state file proves to be ours. In a
@@ -529,11 +552,15 @@ export class TcShaper {
           pidStart: procStart(process.pid) ?? null,
           handle: TC_HANDLE,
           prio: TC_PRIO,
-          filters: dirs.map((dir) => ({ dir, progId: progs[dir].info().id, ...(dead ? { was: dead.progs[dir] } : {}) })),
+          filters: [
+            ...dirs.map((dir) => ({ dir, progId: progs[dir].info().id, ...(dead?.progs[dir] !== undefined ? { was: dead.progs[dir] } : {}) })),
+            ...leftover.map((dir) => ({ dir, progId: dead!.progs[dir]!, leftover: true as const })),
+          ],
           // taken over: the clsact is the dead daemon's to remove if it created it, so now ours
           clsactCreated: dead ? dead.state.owned!.clsactCreated : !hasClsact(opts.netns, opts.dev),
-          fqSet: !opts.filterOnly,
-          fqHandle: null,
+          // a dead instance's fq that a filter-only start does not want: ours to remove once our filters are in
+          fqSet: !opts.filterOnly || !!dead?.fq,
+          fqHandle: dead?.fq ? dead.state.owned!.fqHandle : null,
         };
         fs.mkdirSync(pins, { recursive: true });
         for (const m of MAP_NAMES) maps[m].pin(path.join(pins, m));
@@ -554,8 +581,9 @@ export class TcShaper {
           throw e;
         }
         // taken over, the fq is the dead daemon's until the filters are ours (a failure before that
-        // leaves it to the dead daemon's state, restored below)
-        shaper.fqSet = !dead;
+        // leaves it to the dead daemon's state, restored below); one this start put at the root
+        // (the dead one ran filters only) is this start's to remove if it fails
+        shaper.fqSet = !dead?.fq;
         if (shaper.owned) {
           // the fq's handle: a reaper removes the root only if it is still this fq
           shaper.owned.fqHandle = rootQdisc(opts.netns, opts.dev)?.handle ?? null;
@@ -565,7 +593,7 @@ export class TcShaper {
       const attach = () => {
         for (const dir of dirs) {
           faults.beforeAttach?.(dir);
-          shaper!.links.push(attachTc(progs[dir], opts.dev, dir, { handle: TC_HANDLE, priority: TC_PRIO, replace: !!dead }));
+          shaper!.links.push(attachTc(progs[dir], opts.dev, dir, { handle: TC_HANDLE, priority: TC_PRIO, replace: dead?.progs[dir] !== undefined }));
         }
       };
       try {
@@ -577,23 +605,29 @@ export class TcShaper {
         // already, the old one is gone. Detaching it (what a failed start does) would leave that
         // direction open until the next start: it stays, and the dead instance's state is written
         // back recording the program each filter runs now, so the next start takes both over and
-        // stop removes both (its pins go: the filters hold their maps).
-        const replaced = dirs.slice(0, shaper.links.length);
+        // stop removes both (its pins go: the filters hold their maps). A direction attached
+        // afresh stays the same way, and so does an fq this start put at the root for them.
+        const done = dirs.slice(0, shaper.links.length);
         for (const l of shaper.links) l.disconnect();
-        const filters = dirs.map((dir) => ({ dir, progId: replaced.includes(dir) ? progs[dir].info().id : dead!.progs[dir]! }));
-        handBack = encodeModel({ ...dead.state, owned: { ...dead.state.owned!, filters } } as unknown as Model & Record<string, unknown>);
-        const rest = dirs.filter((d) => !replaced.includes(d));
+        const filters = (['egress', 'ingress'] as const).flatMap((dir) => (done.includes(dir) ? [{ dir, progId: progs[dir].info().id }] : dead!.progs[dir] !== undefined ? [{ dir, progId: dead!.progs[dir]! }] : []));
+        const fq = shaper.fqSet ? { fqSet: true, fqHandle: shaper.owned?.fqHandle ?? null } : {};
+        shaper.fqSet = false;
+        handBack = encodeModel({ ...dead.state, owned: { ...dead.state.owned!, filters, ...fq } } as unknown as Model & Record<string, unknown>);
+        const rest = (['egress', 'ingress'] as const).filter((d) => !done.includes(d) && dead!.progs[d] !== undefined);
         throw new LabError(
-          `taking over tc instance "${opts.instance}" on ${opts.dev} failed after its ${replaced.join(' and ')} filter was replaced: ${(e as Error).message}`,
+          `taking over tc instance "${opts.instance}" on ${opts.dev} failed after its ${done.map((d) => `${d} filter was ${dead!.progs[d] !== undefined ? 'replaced' : 'attached'}`).join(' and ')}: ${(e as Error).message}`,
           `nothing is open: that filter enforces this config${rest.length ? `, the ${rest.join(' and ')} one still the dead daemon's` : ''}. Start it again (it takes them over) or pnpm lab tc shape stop --instance ${opts.instance} (removes them)`,
           { cause: e },
         );
       }
       if (dead && shaper.owned) {
-        shaper.tookOver = { pid: dead.state.pid, filters: shaper.owned.filters.map((f) => ({ dir: f.dir, from: f.was!, to: f.progId })) };
+        const filters = shaper.owned.filters.filter((f) => !f.leftover).map((f) => ({ dir: f.dir, ...(f.was !== undefined ? { from: f.was } : {}), to: f.progId }));
+        shaper.tookOver = { pid: dead.state.pid, filters, removed: [], left: [] };
         for (const f of shaper.owned.filters) delete f.was;
-        shaper.fqSet = !opts.filterOnly;
+        shaper.fqSet = shaper.owned.fqSet;
         shaper.persist(control.model);
+        // only now, with every direction of ours enforcing: what the dead instance had beyond that
+        Object.assign(shaper.tookOver, shaper.removeLeftovers());
       }
       return shaper;
     } catch (e) {
@@ -606,12 +640,56 @@ export class TcShaper {
     }
   }
 
-  /** what start took over from a crashed daemon of the same instance: its filters, replaced in place (for the CLI to report) */
-  tookOver?: { pid: number; filters: { dir: 'egress' | 'ingress'; from: number; to: number }[] };
+  /**
+   * what start took over from a crashed daemon of the same instance (for the CLI to report): its
+   * filters, replaced in place (`from`) or attached beside them; what of it was removed after
+   * (a direction or an fq this start does not use), and what could not be (`left`: close and stop retry)
+   */
+  tookOver?: { pid: number; filters: { dir: 'egress' | 'ingress'; from?: number; to: number }[]; removed: string[]; left: string[] };
   private persist: (m: Model) => void = () => {};
   private owned?: Owned;
   /** what start removed of a crashed daemon of the same instance name (for the CLI to report) */
   reaped?: ReapReport;
+
+  /**
+   * After a takeover, once this instance's filters are in: remove the dead instance's filters on
+   * directions this one does not attach, and its fq if this one runs filters only. What fails stays
+   * recorded in the state (so stop removes it) and is retried by close.
+   */
+  private removeLeftovers(): { removed: string[]; left: string[] } {
+    const out = { removed: [] as string[], left: [] as string[] };
+    const o = this.owned;
+    if (!o) return out;
+    const { netns, dev } = this.opts;
+    for (const f of o.filters.filter((x) => x.leftover)) {
+      try {
+        const rows = listFilters(netns, dev, f.dir);
+        if (rows?.some((r) => ownFilter(r, o, f))) {
+          tcSync(netns, ['filter', 'del', 'dev', dev, f.dir, 'protocol', 'all', 'pref', String(o.prio), 'handle', hex(o.handle), 'bpf']);
+          out.removed.push(`${f.dir} filter (prog ${f.progId})`);
+        }
+        o.filters = o.filters.filter((x) => x !== f);
+      } catch (e) {
+        out.left.push(`its ${f.dir} filter (prog ${f.progId}): ${(e as Error).message}`);
+      }
+    }
+    if (this.opts.filterOnly && o.fqSet) {
+      try {
+        const root = rootQdisc(netns, dev);
+        if (root?.kind === 'fq' && (o.fqHandle === null || root.handle === o.fqHandle)) {
+          tcSync(netns, ['qdisc', 'del', 'dev', dev, 'root']);
+          out.removed.push('fq root qdisc');
+        }
+        o.fqSet = false;
+        o.fqHandle = null;
+        this.fqSet = false;
+      } catch (e) {
+        out.left.push(`its fq root qdisc: ${(e as Error).message}`);
+      }
+    }
+    this.persist(this.control.model);
+    return out;
+  }
 
   /** Detach, remove fq (the device gets its default root back), unpin, delete the state file. */
   close(): void {
@@ -641,6 +719,12 @@ export class TcShaper {
         }
       }
     } catch { /* keep tearing down */ }
+    // a dead instance's filter a takeover could not remove after its own were in
+    if (this.owned?.filters.some((f) => f.leftover) && (!netns || fs.existsSync(`/run/netns/${netns}`))) {
+      try {
+        this.removeLeftovers();
+      } catch { /* keep tearing down */ }
+    }
     if (this.tookOver && this.owned?.clsactCreated) {
       // the dead daemon created the clsact, so its detach would have removed it; ours did not create it
       try {

@@ -2,9 +2,10 @@
 // it (`pnpm lab tc shape start`), on the scenario's veth. What it attached must keep enforcing
 // (fail closed: the drop rule still drops, the class still holds its rate through fq) until
 // `pnpm lab tc shape stop` removes exactly that: filters, clsact, fq, pins and state; and a restart
-// under the same name takes those filters over in place, so the drop rule never lapses. The
-// controller's own test does this on the host, where sch_fq is missing, so only here (the VM
-// kernels have it) is the fq half of a dead instance's cleanup exercised.
+// under the same name takes those filters over in place, so the drop rule never lapses — also a
+// restart in another mode (--filter-only after a shaping daemon: its fq goes, after the filters are
+// switched). The controller's own test does this on the host, where sch_fq is missing, so only here
+// (the VM kernels have it) are the fq halves of a dead instance's cleanup and takeover exercised.
 import fs from 'node:fs';
 import { execa } from 'execa';
 import { labCliArgv } from '../../common/dist.ts';
@@ -79,10 +80,14 @@ export async function sweepStaleCrashInstances(): Promise<string[]> {
 export async function crashCheck(ctx: ScenarioContext, link: Link, o: { fq: boolean; rcv: string; rcvRole: string; port: number; secs: number }): Promise<void> {
   const t = link.topo;
   const file = runTempFile('tcs-crash', 'json');
+  const dropRule = [{ name: 'udp-drop', dir: 'egress', cidr: `${o.rcv}/32`, proto: 'udp', port: 9, action: 'drop' }];
   fs.writeFileSync(file, JSON.stringify({
     ...(o.fq ? { classes: [{ name: 'crash', rate: `${RATE_MBIT}mbit`, match: [{ dst: `${o.rcv}/32` }] }] } : {}),
-    filters: [{ name: 'udp-drop', dir: 'egress', cidr: `${o.rcv}/32`, proto: 'udp', port: 9, action: 'drop' }],
+    filters: dropRule,
   }));
+  // the same drop rule for a filter-only restart (classes are refused there)
+  const filterOnlyFile = runTempFile('tcs-crash-fo', 'json');
+  fs.writeFileSync(filterOnlyFile, JSON.stringify({ filters: dropRule }));
   const [node, ...cli] = labCliArgv();
   const lab = (args: string[]) => execa(node!, [...cli, ...args], { reject: false, all: true, timeout: scaledTimeout(60_000) });
   const tcShow = async (...what: string[]) => String((await t.exec(link.role, 'tc', [...what.slice(0, 1), 'show', 'dev', link.dev, ...what.slice(1)], { reject: false })).stdout);
@@ -91,12 +96,13 @@ export async function crashCheck(ctx: ScenarioContext, link: Link, o: { fq: bool
   // along, but not its pins and state file
   ctx.defer('stop the crash-test tc instance', async () => {
     fs.rmSync(file, { force: true });
+    fs.rmSync(filterOnlyFile, { force: true });
     if (fs.existsSync(statePath(INSTANCE))) await lab(['tc', 'shape', 'stop', '--instance', INSTANCE]);
   });
 
   /** `tc shape start` of this instance, ready: its output; a check that failed when it does not come up */
-  const startDaemon = async (what: string): Promise<{ d: ReturnType<typeof execa>; out: () => string } | undefined> => {
-    const d = execa(node!, [...cli, 'tc', 'shape', 'start', '--dev', link.dev, '--netns', link.ns, '--instance', INSTANCE, '--config', file, ...(o.fq ? [] : ['--filter-only'])], { reject: false, all: true });
+  const startDaemon = async (what: string, filterOnly = !o.fq): Promise<{ d: ReturnType<typeof execa>; out: () => string } | undefined> => {
+    const d = execa(node!, [...cli, 'tc', 'shape', 'start', '--dev', link.dev, '--netns', link.ns, '--instance', INSTANCE, '--config', filterOnly ? filterOnlyFile : file, ...(filterOnly ? ['--filter-only'] : [])], { reject: false, all: true });
     const out = collectOutput([d.all]);
     try {
       await untilReady(d, out, /^shaping /m, scaledTimeout(20_000), 'pnpm lab tc shape start');
@@ -135,16 +141,20 @@ export async function crashCheck(ctx: ScenarioContext, link: Link, o: { fq: bool
   // not get one through (a removal and a fresh attach left a gap: the controller's test saw 69–81
   // datagrams of ~2k/s pass)
   const tookOver = 'a restarted tc shaper takes the dead one\'s filters over in place: its drop rule never lapses' + (o.fq ? `, its ${RATE_MBIT} Mbit/s class holds after` : '');
-  const stopFile = runTempFile('tcs-stream', 'stop');
-  fs.rmSync(stopFile, { force: true });
-  const rcvBefore = await noPorts(t, o.rcvRole);
-  // one bash process, no fork per datagram (a fork costs ~0.3 s of a guest CPU under TCG)
-  const stream = t.exec(link.role, 'bash', ['-c', `n=0; while [ ! -e ${stopFile} ]; do printf x > /dev/udp/${o.rcv}/9; n=$((n+1)); done; echo $n`], { reject: false });
-  const second = await startDaemon(tookOver);
-  fs.writeFileSync(stopFile, '');
-  const sent = Number(String((await stream).stdout).trim()) || 0;
-  fs.rmSync(stopFile, { force: true });
-  const leaked = (await noPorts(t, o.rcvRole)) - rcvBefore;
+  /** a start of the instance while a stream of datagrams to the dropped port runs: how many got through */
+  const throughRestart = async (what: string, filterOnly?: boolean) => {
+    const stopFile = runTempFile('tcs-stream', 'stop');
+    fs.rmSync(stopFile, { force: true });
+    const rcvBefore = await noPorts(t, o.rcvRole);
+    // one bash process, no fork per datagram (a fork costs ~0.3 s of a guest CPU under TCG)
+    const stream = t.exec(link.role, 'bash', ['-c', `n=0; while [ ! -e ${stopFile} ]; do printf x > /dev/udp/${o.rcv}/9; n=$((n+1)); done; echo $n`], { reject: false });
+    const daemon = await startDaemon(what, filterOnly);
+    fs.writeFileSync(stopFile, '');
+    const sent = Number(String((await stream).stdout).trim()) || 0;
+    fs.rmSync(stopFile, { force: true });
+    return { daemon, sent, leaked: (await noPorts(t, o.rcvRole)) - rcvBefore };
+  };
+  const { daemon: second, sent, leaked } = await throughRestart(tookOver);
   if (second) {
     const flow2 = o.fq ? await iperf(t, link.role, o.rcv, o.port, o.secs) : undefined;
     const wire2 = flow2 ? wireMbit(flow2) : NaN;
@@ -157,6 +167,25 @@ export async function crashCheck(ctx: ScenarioContext, link: Link, o: { fq: bool
     ctx.metric('crash-takeover', { sent, leaked, mbitAfter: o.fq ? wire2 : null, line });
     // killed in turn: the stop below removes what the taker now holds (its clsact is the first's)
     await kill(second.d);
+  }
+
+  // a restart in another mode: filters only after a shaping daemon. Its filters are switched in
+  // place as before, and only then its fq removed (this removed the filters first and attached
+  // afresh: 2041-2056 datagrams of the stream got through in a 6.1 guest)
+  if (second && o.fq) {
+    const modeChange = 'a tc shaper restarted with --filter-only after a shaping one takes its filters over in place too (the drop rule never lapses), then removes its fq';
+    const { daemon: third, sent: sent3, leaked: leaked3 } = await throughRestart(modeChange, true);
+    if (third) {
+      const line = third.out().split('\n').find((l) => /took over its filters in place/.test(l)) ?? '';
+      const root = await tcShow('qdisc');
+      ctx.check(
+        modeChange,
+        !!line && /removed its fq root qdisc/.test(line) && sent3 > 0 && leaked3 === 0 && !/^qdisc fq /m.test(root),
+        `${line || `no takeover reported: ${third.out().trim().split('\n').slice(-3).join(' | ')}`}; ${sent3} datagrams to ${o.rcv}:9 sent through the restart, ${leaked3} reached the receiver; root qdisc after: ${/^qdisc fq /m.test(root) ? 'fq (left behind)' : 'not fq'}`,
+      );
+      ctx.metric('crash-takeover-mode-change', { sent: sent3, leaked: leaked3, line });
+      await kill(third.d);
+    }
   }
 
   // and `stop` removes exactly that
