@@ -510,6 +510,34 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
     expect(fs.existsSync(statePath(instance))).toBe(false);
   });
 
+  // Down is the health checks' to end: an apply turning a service's checks off kept its down
+  // backends down, with nothing left to bring them back (seen in the XDP LB, fixed in both).
+  it('an apply turning a service\'s health checks off brings its down backends back; one keeping them on does not', async () => {
+    const net = await import('node:net');
+    const gone = net.createServer();
+    await new Promise<void>((r) => gone.listen(0, '127.0.0.1', () => r()));
+    const dead = (gone.address() as { port: number }).port;
+    await new Promise((r) => gone.close(r));
+    const instance = `hcoff-${process.pid}`;
+    const vip = 'tcp://10.96.0.33:80';
+    const svcOf = (healthCheck: boolean) => ({ ...parseSpec(vip), id: vip, algorithm: 'maglev' as const, healthCheck, backends: [{ address: '127.0.0.1', port: dead, weight: 1 }] });
+    const d = await SvcController.start({ cgroup: lab.cgClientRel, instance, healthCheck: { intervalMs: 100, timeoutMs: 200, fall: 2, rise: 1 }, services: [{ vip, healthCheck: true, backends: [`127.0.0.1:${dead}`] }] }, { pin: true });
+    try {
+      d.enableHealthChecks();
+      const state = () => d.model.services[vip]!.backends.map((b) => b.state);
+      for (let i = 0; i < 100 && state().join() !== 'down'; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(state()).toEqual(['down']);
+      d.applyServices([svcOf(true)], []);
+      expect(state(), 'still checked: still down').toEqual(['down']);
+      d.applyServices([svcOf(false)], []);
+      expect(state(), 'no checks left to end it').toEqual(['active']);
+      expect(d.healthWatched()).toEqual([]);
+    } finally {
+      d.stop();
+    }
+    expect(fs.existsSync(statePath(instance))).toBe(false);
+  });
+
   it('leaves no programs, links, cgroups or namespaces behind', async () => {
     svc.close();
     await lab.dispose();

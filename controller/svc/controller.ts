@@ -474,10 +474,12 @@ export class SvcController {
         // A backend keeps its draining/down state across a replace (a takeover applying its config,
         // an add): drain is not in a config, so a config states nothing about it, and a restarted
         // daemon must not send new connections to a backend taken out for maintenance. A weight set
-        // anew ends draining, as `svc backend weight` does; down is the health checks' to end.
+        // anew ends draining, as `svc backend weight` does; down is the health checks' to end, so
+        // a service whose checks this change turns off has none down (nothing would bring them back).
         backends: s.backends.map((b) => {
           const had = keep.get(backendKey(b));
-          return { ...b, state: had?.state === 'draining' && had.weight !== b.weight ? 'active' : had?.state ?? 'active' };
+          const state = had?.state === 'draining' && had.weight !== b.weight ? 'active' : had?.state === 'down' && !s.healthCheck ? 'active' : had?.state ?? 'active';
+          return { ...b, state };
         }),
       });
     }
