@@ -460,11 +460,13 @@ int BPF_PROG(sec_fork_tp, struct task_struct *parent, struct task_struct *child)
 	/* slot 0: selected by its cgroup, which the child shares; a missing entry loses only the ppid */
 	if (!bpf_map_update_elem(&procs, &pid, &v, BPF_ANY) || !v.slot)
 		return 0;
-	/* the child would run unselected: mark it to die before its first instruction, kill the parent */
+	/* the child would run unselected: kill the parent, mark the child to die before its first
+	 * instruction (a log-mode policy kills neither: both run on, reported) */
+	if (!track_lost(v.slot - 1, SEC_TRACK_FORK, SEC_MECH_PROCS_FORK_KILL, BPF_CORE_READ(parent, real_parent, tgid)))
+		return 0;
 	__u32 mark = v.slot;
 	if (bpf_map_update_elem(&doomed, &pid, &mark, BPF_ANY))
 		track_count(SEC_TRACK_CHILD_LOST);
-	track_lost(v.slot - 1, SEC_TRACK_FORK, SEC_MECH_PROCS_FORK_KILL, BPF_CORE_READ(parent, real_parent, tgid));
 	return 0;
 }
 
@@ -484,7 +486,7 @@ static __always_inline int doomed_child(void)
 	__u32 slot = *mark - 1;
 	bpf_map_delete_elem(&doomed, &tgid);
 	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
-	/* in log mode (or with the policy gone) the child runs on, reported */
+	/* with the policy deleted or switched to log mode since, it runs on, reported */
 	track_lost(slot, SEC_TRACK_CHILD, SEC_MECH_PROCS_CHILD_KILL, BPF_CORE_READ(t, real_parent, tgid));
 	return 0;
 }

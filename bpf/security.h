@@ -73,8 +73,8 @@ enum sec_mech {
  * record where a selection was at stake, and what was done about them.
  */
 enum sec_track_fail {
-	SEC_TRACK_EXEC = 0,        /* exec of a selected binary not recorded: killed (log mode: counted only) */
-	SEC_TRACK_FORK = 1,        /* child of a selected process not recorded: the parent killed */
+	SEC_TRACK_EXEC = 0,        /* exec of a selected binary not recorded: killed (log mode: reported only) */
+	SEC_TRACK_FORK = 1,        /* child of a selected process not recorded: the parent killed, the child marked (log mode: reported only) */
 	SEC_TRACK_CHILD = 2,       /* such a child killed at its first return from fork */
 	SEC_TRACK_CHILD_LOST = 3,  /* such a child not even marked (`doomed` full): it may run unselected */
 	SEC_TRACK_ADOPT = 4,       /* unused by the programs: the controller's own count of running processes it could not adopt */

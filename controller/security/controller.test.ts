@@ -1165,8 +1165,19 @@ describeRoot('security: procs full fails closed', () => {
     await fill(4);
     const st = procsStatus(t.store.maps);
     expect(st).toMatchObject({ capacity: CAP, inUse: CAP, prealloc: true, lost: { exec: 1, fork: 2, child: 2, childLost: 0, adopt: 0 } });
-    expect(trackingLostText(st.lost)).toBe('tracking lost (procs full: processes selected by executable could not be recorded): 1 exec of a selected binary killed, 2 selected parents killed at fork, 2 of their children killed before running');
+    expect(trackingLostText(st.lost)).toBe('tracking lost (procs full: processes selected by executable could not be recorded): 1 exec of a selected binary killed, 2 selected parents killed at fork, 2 of their children killed before running (log-mode policies: reported, not killed)');
     expect(st.gap).toMatch(new RegExp(`^procs holds ${CAP} processes but kernel.pid_max is ${st.pidMax}`));
     expect(enforcementGaps(t.mechanisms).map((g) => g.what)).toContain('selection by executable beyond procs capacity');
+  });
+
+  it('under a log-mode policy what procs cannot record is reported, not killed', async () => {
+    t.store.apply(parsePolicies(`policies:\n  - name: sel\n    mode: log\n    select: { executable: ${exe} }\n    exec: { deny: [shells] }\n`, 'log.yaml'));
+    await fill(4);
+    expect(inProcs().length).toBe(CAP);
+    const sp = execa(exe, ['-c', 'print("ran")'], { reject: false });
+    const r = await sp;
+    expect({ signal: r.signal, stdout: r.stdout }).toEqual({ signal: undefined, stdout: 'ran' });
+    expect(t.drainEvents()).toMatchObject([{ kind: 'tracking', action: 'would-block', policy: 'sel', pid: sp.pid }]);
+    expect(readTrackingLost(t.store.maps.track_fail).exec).toBe(2);
   });
 });

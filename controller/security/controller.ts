@@ -170,8 +170,9 @@ export function procsStatus(maps: SecMaps): { capacity: number; prealloc: boolea
 /** one line for a user, or '' when nothing was lost */
 export function trackingLostText(t: TrackingLost): string {
   if (!t.exec && !t.fork && !t.child && !t.childLost && !t.adopt) return '';
+  // log-mode policies kill nothing: their processes are counted here too, and run on
   const parts = [t.exec && `${t.exec} exec${t.exec === 1 ? '' : 's'} of a selected binary killed`, t.fork && `${t.fork} selected parent${t.fork === 1 ? '' : 's'} killed at fork`, t.child && `${t.child} of their children killed before running`, t.childLost && `${t.childLost} children NOT stopped (may run unselected)`, t.adopt && `${t.adopt} running selected process${t.adopt === 1 ? '' : 'es'} killed at apply`].filter(Boolean);
-  return `tracking lost (procs full: processes selected by executable could not be recorded): ${parts.join(', ')}`;
+  return `tracking lost (procs full: processes selected by executable could not be recorded): ${parts.join(', ')} (log-mode policies: reported, not killed)`;
 }
 // <linux/io_uring.h>: the operations an event's `call` may name (SEC_CALL_IO_URING | opcode)
 const IORING_OP: Record<number, string> = { 18: 'IORING_OP_OPENAT', 28: 'IORING_OP_OPENAT2' };
