@@ -95,13 +95,48 @@ struct {
 	__type(value, __u32);
 } exe_sel SEC(".maps");
 
-/* tgid → lineage of selected processes */
+/*
+ * tgid → lineage of selected processes. A plain hash, not an LRU: an LRU evicts without a word when
+ * it fills, and an evicted entry of a process selected by executable was that process no longer
+ * under its policy (fail open). The controller sizes it at load to kernel.pid_max (floor 1024): one
+ * entry per live process at most, since an entry goes with its process's last thread and a reused
+ * pid overwrites; preallocated up to 131072 entries, BPF_F_NO_PREALLOC above. Measured on 6.18
+ * (bpftool map show, memlock): 2.6 MB preallocated for 32768 (this lab's host), 10.5 MB for 131072;
+ * for systemd's 4194304, 335 MB preallocated against 67 MB without (the bucket array, 16 bytes per
+ * entry rounded up to a power of two, plus the entries in use). An update of an existing key never fails for room (prealloc uses a spare
+ * element, no-prealloc may exceed while replacing). Should it still fill (pid_max raised after the
+ * map was made: an enforcement gap the controller reports), every insert where a selection is at
+ * stake fails closed: see track_lost().
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
 	__type(key, __u32);
 	__type(value, struct sec_proc);
 } procs SEC(".maps");
+
+/*
+ * Children of selected processes that `procs` could not record: tgid → slot + 1. The child has not
+ * run yet at sched_process_fork (wake_up_new_task comes after the tracepoint) and bpf_send_signal
+ * reaches only the current task, so it is marked here and killed at its first return to user space,
+ * the exit of the clone/clone3/fork/vfork syscall it was born in (ret_from_fork runs the syscall exit
+ * work, tracepoint included, before any signal or instruction). 8192 at once: each parent that
+ * failed is killed at the same moment and forks no more.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, __u32);
+} doomed SEC(".maps");
+
+/* enum sec_track_fail → count, read by the controller ("tracking lost") */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SEC_TRACK_N);
+	__type(key, __u32);
+	__type(value, __u64);
+} track_fail SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -142,6 +177,7 @@ LAB_EXPORT_ENUM(sec_mech);
 LAB_EXPORT_ENUM(sec_exec_mode);
 LAB_EXPORT_ENUM(sec_limits);
 LAB_EXPORT_ENUM(sec_call);
+LAB_EXPORT_ENUM(sec_track_fail);
 
 struct selected {
 	struct sec_policy *pol;
@@ -269,6 +305,39 @@ static __always_inline void ev_ppid_from_procs(struct sec_event *e)
 		e->ppid = pp->ppid;
 }
 
+static __always_inline void track_count(__u32 what)
+{
+	__u64 *c = bpf_map_lookup_elem(&track_fail, &what);
+	if (c)
+		__sync_fetch_and_add(c, 1);
+}
+
+/*
+ * `procs` could not record a process whose selection depends on it (slot: its policy's): fail
+ * closed. The current task is killed (enforce mode; a log-mode policy blocks nothing and only
+ * reports it), with an event saying why; the count is what `policy list` shows as tracking lost.
+ */
+static __always_inline bool track_lost(__u32 slot, __u32 what, __u8 mech, __u32 ppid)
+{
+	struct selected s = {};
+
+	track_count(what);
+	s.pol = bpf_map_lookup_elem(&policies, &slot);
+	if (!s.pol || !s.pol->id)
+		return false;
+	s.slot = slot;
+	struct sec_event *e = ev_begin(&s, 0, SEC_EV_TRACKING, mech);
+	if (e) {
+		e->ppid = ppid;
+		e->call = what;
+		bpf_ringbuf_submit(e, 0);
+	}
+	if (!(s.pol->flags & SEC_F_ENFORCE))
+		return false;
+	bpf_send_signal(SIGKILL);
+	return true;
+}
+
 /* ---------------------------------------------------------------- exec */
 
 /* 0 = allowed, else the rule id that denies executing `f` */
@@ -357,7 +426,9 @@ int BPF_PROG(sec_exec_tp, struct task_struct *p, pid_t old_pid, struct linux_bin
 		__u32 *slot = bpf_map_lookup_elem(&exe_sel, &fk);
 		if (slot) {
 			struct sec_proc v = { .ppid = ppid, .slot = *slot + 1 };
-			bpf_map_update_elem(&procs, &tgid, &v, BPF_ANY);
+			/* not recorded, the process would run its selected binary unselected */
+			if (bpf_map_update_elem(&procs, &tgid, &v, BPF_ANY))
+				track_lost(*slot, SEC_TRACK_EXEC, SEC_MECH_PROCS_EXEC_KILL, ppid);
 			return 0;
 		}
 	}
@@ -366,6 +437,7 @@ int BPF_PROG(sec_exec_tp, struct task_struct *p, pid_t old_pid, struct linux_bin
 		struct sec_proc *old = bpf_map_lookup_elem(&procs, &tgid);
 		if (!old) {
 			struct sec_proc v = { .ppid = ppid, .slot = 0 };
+			/* may fail when full: only the parent's pid is lost (selected by cgroup, not by this entry) */
 			bpf_map_update_elem(&procs, &tgid, &v, BPF_ANY);
 		}
 	}
@@ -385,9 +457,51 @@ int BPF_PROG(sec_fork_tp, struct task_struct *parent, struct task_struct *child)
 	__u32 ptgid = BPF_CORE_READ(parent, tgid);
 	struct sec_proc *pp = bpf_map_lookup_elem(&procs, &ptgid);
 	struct sec_proc v = { .ppid = ptgid, .slot = pp ? pp->slot : 0 };
-	bpf_map_update_elem(&procs, &pid, &v, BPF_ANY);
+	/* slot 0: selected by its cgroup, which the child shares; a missing entry loses only the ppid */
+	if (!bpf_map_update_elem(&procs, &pid, &v, BPF_ANY) || !v.slot)
+		return 0;
+	/* the child would run unselected: kill the parent, mark the child to die before its first
+	 * instruction (a log-mode policy kills neither: both run on, reported) */
+	if (!track_lost(v.slot - 1, SEC_TRACK_FORK, SEC_MECH_PROCS_FORK_KILL, BPF_CORE_READ(parent, real_parent, tgid)))
+		return 0;
+	__u32 mark = v.slot;
+	if (bpf_map_update_elem(&doomed, &pid, &mark, BPF_ANY))
+		track_count(SEC_TRACK_CHILD_LOST);
 	return 0;
 }
+
+/*
+ * A child marked in `doomed`, at its first return to user space: the exit of the syscall it was
+ * forked by (x86-64 and arm64 alike: ret_from_fork runs the syscall exit work of the parent's
+ * syscall number). The parent's own return passes here too and finds nothing; so does every other
+ * fork on the machine (one lookup in a small map).
+ */
+static __always_inline int doomed_child(void)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u32 *mark = bpf_map_lookup_elem(&doomed, &tgid);
+
+	if (!mark)
+		return 0;
+	__u32 slot = *mark - 1;
+	bpf_map_delete_elem(&doomed, &tgid);
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	/* with the policy deleted or switched to log mode since, it runs on, reported */
+	track_lost(slot, SEC_TRACK_CHILD, SEC_MECH_PROCS_CHILD_KILL, BPF_CORE_READ(t, real_parent, tgid));
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_clone")
+int sec_clone_exit_tp(void *ctx) { return doomed_child(); }
+
+SEC("tracepoint/syscalls/sys_exit_clone3")
+int sec_clone3_exit_tp(void *ctx) { return doomed_child(); }
+
+SEC("tracepoint/syscalls/sys_exit_fork")
+int sec_fork_exit_tp(void *ctx) { return doomed_child(); }
+
+SEC("tracepoint/syscalls/sys_exit_vfork")
+int sec_vfork_exit_tp(void *ctx) { return doomed_child(); }
 
 /*
  * A process's entry goes with its last thread, whichever that is: do_exit() has counted this one
@@ -402,9 +516,12 @@ int BPF_PROG(sec_exit_tp, struct task_struct *p)
 	if (BPF_CORE_READ(p, signal, live.counter) != 0)
 		return 0;
 	__u32 tgid = BPF_CORE_READ(p, tgid);
-	/* lookup first: it is lock-free, a delete on an LRU map is not, and most exits are not ours */
+	/* lookup first: it is lock-free, a delete takes the bucket's lock, and most exits are not ours */
 	if (bpf_map_lookup_elem(&procs, &tgid))
 		bpf_map_delete_elem(&procs, &tgid);
+	/* a marked child always passes its syscall exit first; this only keeps a mark from outliving it */
+	if (bpf_map_lookup_elem(&doomed, &tgid))
+		bpf_map_delete_elem(&doomed, &tgid);
 	return 0;
 }
 

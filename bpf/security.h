@@ -40,7 +40,8 @@ enum sec_policy_flag {
 
 enum sec_rule_action { SEC_ACTION_ALLOW = 1, SEC_ACTION_DENY = 2 };
 
-enum sec_event_kind { SEC_EV_EXEC = 1, SEC_EV_CONNECT = 2, SEC_EV_SENDMSG = 3, SEC_EV_SOCKET = 4, SEC_EV_PTRACE = 5, SEC_EV_SOCKOPT = 6 };
+/* SEC_EV_TRACKING: a process the policy selects could not be recorded in `procs` (full): killed */
+enum sec_event_kind { SEC_EV_EXEC = 1, SEC_EV_CONNECT = 2, SEC_EV_SENDMSG = 3, SEC_EV_SOCKET = 4, SEC_EV_PTRACE = 5, SEC_EV_SOCKOPT = 6, SEC_EV_TRACKING = 7 };
 
 enum sec_event_action { SEC_BLOCKED = 1, SEC_WOULD_BLOCK = 2 };
 
@@ -62,6 +63,22 @@ enum sec_mech {
 	SEC_MECH_LSM_SENDMSG = 14,       /* lsm/socket_sendmsg: a source-routed send refused (-EPERM) */
 	SEC_MECH_TP_IO_URING_KILL = 15,  /* tp_btf/io_uring_submit_{req,sqe} + SIGKILL: IORING_OP_SOCKET where LSM is missing */
 	SEC_MECH_TP_IO_URING_OPEN_KILL = 16, /* tp_btf/io_uring_complete + SIGKILL: another's /proc/<pid>/mem opened by IORING_OP_OPENAT/OPENAT2 */
+	SEC_MECH_PROCS_EXEC_KILL = 17,  /* tp_btf/sched_process_exec + SIGKILL: a selected binary's process not recorded (procs full) */
+	SEC_MECH_PROCS_FORK_KILL = 18,  /* tp_btf/sched_process_fork + SIGKILL: the child of a selected process not recorded; the parent dies */
+	SEC_MECH_PROCS_CHILD_KILL = 19, /* tracepoint syscalls/sys_exit_{clone,clone3,fork,vfork} + SIGKILL: that child, before its first instruction */
+};
+
+/*
+ * Index into `track_fail` (u64 counters the controller reads): processes that `procs` could not
+ * record where a selection was at stake, and what was done about them.
+ */
+enum sec_track_fail {
+	SEC_TRACK_EXEC = 0,        /* exec of a selected binary not recorded: killed (log mode: reported only) */
+	SEC_TRACK_FORK = 1,        /* child of a selected process not recorded: the parent killed, the child marked (log mode: reported only) */
+	SEC_TRACK_CHILD = 2,       /* such a child killed at its first return from fork */
+	SEC_TRACK_CHILD_LOST = 3,  /* such a child not even marked (`doomed` full): it may run unselected */
+	SEC_TRACK_ADOPT = 4,       /* unused by the programs: the controller's own count of running processes it could not adopt */
+	SEC_TRACK_N = 5,
 };
 
 /* SEC_EV_PTRACE's `call` when io_uring decided: this bit | the io_uring opcode (else a syscall number) */
@@ -154,6 +171,7 @@ struct sec_event {
 	__u32 target;    /* SEC_EV_PTRACE: the process it tried to reach (tgid; 0 when not known) */
 	__u32 call;      /* SEC_EV_PTRACE: the syscall number where a tracepoint decided (SEC_CALL_IO_URING |
 	                  * opcode for an io_uring operation), else 0;
-	                  * SEC_EV_SOCKOPT: 1 when the option came in a control message of the send */
+	                  * SEC_EV_SOCKOPT: 1 when the option came in a control message of the send;
+	                  * SEC_EV_TRACKING: what was not recorded (enum sec_track_fail) */
 	__u32 optname;   /* SEC_EV_SOCKOPT: level << 16 | option (or control message type) */
 };

@@ -22,6 +22,7 @@ export const enum sec_event_kind {
   SEC_EV_SOCKET = 4,
   SEC_EV_PTRACE = 5,
   SEC_EV_SOCKOPT = 6,
+  SEC_EV_TRACKING = 7,
 }
 
 export const enum sec_event_action {
@@ -46,6 +47,9 @@ export const enum sec_mech {
   SEC_MECH_LSM_SENDMSG = 14,
   SEC_MECH_TP_IO_URING_KILL = 15,
   SEC_MECH_TP_IO_URING_OPEN_KILL = 16,
+  SEC_MECH_PROCS_EXEC_KILL = 17,
+  SEC_MECH_PROCS_FORK_KILL = 18,
+  SEC_MECH_PROCS_CHILD_KILL = 19,
 }
 
 export const enum sec_exec_mode {
@@ -61,4 +65,13 @@ export const enum sec_limits {
 
 export const enum sec_call {
   SEC_CALL_IO_URING = 65536,
+}
+
+export const enum sec_track_fail {
+  SEC_TRACK_EXEC = 0,
+  SEC_TRACK_FORK = 1,
+  SEC_TRACK_CHILD = 2,
+  SEC_TRACK_CHILD_LOST = 3,
+  SEC_TRACK_ADOPT = 4,
+  SEC_TRACK_N = 5,
 }

@@ -242,6 +242,7 @@ export const B = lazy({
   bpf_map__max_entries: () => f('uint32 bpf_map__max_entries(void *map)'),
   bpf_map__set_max_entries: () => f('int bpf_map__set_max_entries(void *map, uint32 max_entries)'),
   bpf_map__map_flags: () => f('uint32 bpf_map__map_flags(void *map)'),
+  bpf_map__set_map_flags: () => f('int bpf_map__set_map_flags(void *map, uint32 flags)'),
   bpf_map__btf_key_type_id: () => f('uint32 bpf_map__btf_key_type_id(void *map)'),
   bpf_map__btf_value_type_id: () => f('uint32 bpf_map__btf_value_type_id(void *map)'),
   bpf_map__set_pin_path: () => f('int bpf_map__set_pin_path(void *map, const char *path)'),

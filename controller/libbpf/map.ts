@@ -334,7 +334,7 @@ export class BpfMap<K = unknown, V = unknown> implements Disposable {
   }
 }
 
-export function mapInfo(fd: number): MapMeta & { id: number; btfId: number; btfKeyTypeId: number; btfValueTypeId: number } {
+export function mapInfo(fd: number): MapMeta & { id: number; flags: number; btfId: number; btfKeyTypeId: number; btfValueTypeId: number } {
   // struct bpf_map_info: type, id, key_size, value_size, max_entries, map_flags, name[16], ifindex,
   // btf_vmlinux_value_type_id, netns_dev, netns_ino, btf_id, btf_key_type_id, btf_value_type_id
   const b = Buffer.alloc(88);
@@ -349,6 +349,7 @@ export function mapInfo(fd: number): MapMeta & { id: number; btfId: number; btfK
     keySize: b.readUInt32LE(8),
     valueSize: b.readUInt32LE(12),
     maxEntries: b.readUInt32LE(16),
+    flags: b.readUInt32LE(20),
     name: name.subarray(0, end < 0 ? 16 : end).toString(),
     btfId: b.readUInt32LE(64),
     btfKeyTypeId: b.readUInt32LE(68),

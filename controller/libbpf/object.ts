@@ -35,6 +35,8 @@ export interface LoadOptions {
   noCreate?: string[];
   /** set max_entries of maps before they are created */
   maxEntries?: Record<string, number>;
+  /** set map_flags of maps before they are created (replaces the flags the object declares) */
+  mapFlags?: Record<string, number>;
   /** reuse existing (pinned) maps by name: map name → fd or pin path */
   reuseMaps?: Record<string, number | string>;
   /** before load: change anything else through libbpf (advanced) */
@@ -269,6 +271,7 @@ export class BpfObject implements Disposable {
     }
     for (const name of opts.noCreate ?? []) B.bpf_map__set_autocreate(this.mapPtr(name), false);
     for (const [name, n] of Object.entries(opts.maxEntries ?? {})) B.bpf_map__set_max_entries(this.mapPtr(name), n);
+    for (const [name, f] of Object.entries(opts.mapFlags ?? {})) B.bpf_map__set_map_flags(this.mapPtr(name), f);
     for (const [name, src] of Object.entries(opts.reuseMaps ?? {})) {
       const fd = typeof src === 'number' ? src : (B.bpf_obj_get(src));
       if (fd < 0) continue; // nothing pinned yet: the map is created fresh

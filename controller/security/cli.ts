@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { readPolicyFile, type Policy } from './policy.ts';
-import { EVENTS_PATH, LINK_DIR, PIN_DIR, RUN_DIR, HOOKS, SecurityController, enforcementGaps, pinnedLinks, pinnedStore, runningDaemon, stopDaemon, withApplyLock } from './controller.ts';
+import { EVENTS_PATH, LINK_DIR, PIN_DIR, RUN_DIR, HOOKS, SecurityController, enforcementGaps, pinnedLinks, pinnedStore, pidMax, procsGap, procsStatus, readTrackingLost, runningDaemon, stopDaemon, trackingLostText, withApplyLock } from './controller.ts';
 import { resolveShells } from './files.ts';
 import { closeConnections, closedEvent, describeHeld, heldDeniedConnections, type HeldConnection } from './existing.ts';
 import { entriesNeeded, denyRaw } from './store.ts';
@@ -127,6 +127,7 @@ async function apply(file: string, closeHeld: boolean): Promise<number> {
     for (const r of reports) {
       console.log(`${r.action} ${r.name} (policy ${r.policyId}, slot ${r.slot}): ${r.execEntries} exec and ${r.egressEntries} egress entries written in ${r.writeMs.toFixed(2)} ms`);
       for (const rule of r.rules) console.log(`  rule ${rule.id}: ${rule.name}`);
+      if (r.killedUntracked.length) console.error(`warning: procs is full: ${r.killedUntracked.length} running process${r.killedUntracked.length === 1 ? '' : 'es'} of the selected binary could not be recorded and ${r.killedUntracked.length === 1 ? 'was' : 'were'} killed (pid ${r.killedUntracked.join(', ')}) rather than left unselected`);
     }
     if (!runningDaemon()) console.error('note: no daemon process is running: the policy is enforced (links are pinned), but events are not recorded until `pnpm lab policy daemon` runs');
     const held = heldDeniedConnections(h.store, reports.map((r) => r.name));
@@ -248,7 +249,7 @@ interface KernelPolicyView {
 
 async function list(json: boolean): Promise<number> {
   const h = await pinnedStore();
-  let out: { daemon: number | null; links: ReturnType<typeof pinnedLinks>; missingLinks: string[]; policies: KernelPolicyView[] };
+  let out: { daemon: number | null; links: ReturnType<typeof pinnedLinks>; missingLinks: string[]; policies: KernelPolicyView[]; procs: ReturnType<typeof procsStatus> };
   try {
     const links = pinnedLinks();
     const s = h.store;
@@ -273,14 +274,18 @@ async function list(json: boolean): Promise<number> {
         execEntries: u.exec, egressEntries: u.egress, rules: p.rules, identities: p.identities ?? [], appliedAt: p.appliedAt,
       };
     });
-    out = { daemon: runningDaemon(), links, missingLinks: HOOKS.filter((x) => !have.has(x.prog)).map((x) => x.prog), policies };
+    out = { daemon: runningDaemon(), links, missingLinks: HOOKS.filter((x) => !have.has(x.prog)).map((x) => x.prog), policies, procs: procsStatus(s.maps) };
   } finally {
     h.close();
   }
   const bad = out.policies.filter((p) => !p.enforced);
+  // processes selected by executable that procs could not record (killed, not tracked), or a
+  // capacity below pid_max: a user sees it here, not only in the daemon's output
+  const lost = trackingLostText(out.procs.lost);
+  const procsBad = !!(lost || out.procs.gap);
   if (json) {
     console.log(JSON.stringify(out, null, 2));
-    return bad.length ? 1 : 0;
+    return bad.length || procsBad ? 1 : 0;
   }
   console.log(`daemon: ${out.daemon ? `pid ${out.daemon}` : 'not running (enforcement continues in the kernel; events are not recorded: pnpm lab policy daemon)'}`);
   console.log(`links (kernel): ${out.links.map((l) => `${l.prog}#${l.linkId}`).join(', ') || 'none'}  [${LINK_DIR}]`);
@@ -291,8 +296,12 @@ async function list(json: boolean): Promise<number> {
     for (const r of p.rules) console.log(`  rule ${r.id}: ${r.name}`);
     for (const i of p.identities) console.log(`  binary ${i.path}: ${BigInt(i.dev) >> 20n}:${BigInt(i.dev) & 0xfffffn}:${i.ino} (${i.how}${i.why ? `: ${i.why}` : ''})`);
   }
+  const pr = out.procs;
+  console.log(`procs (processes selected by executable, and the parents of selected ones): ${pr.inUse} of ${pr.capacity} entries (${pr.prealloc ? 'preallocated' : 'allocated per entry'}), kernel.pid_max ${pr.pidMax}`);
   if (bad.length) console.error(`error: ${bad.length} polic${bad.length === 1 ? 'y is' : 'ies are'} listed but not enforced by the kernel\n  fix: restart the daemon (pnpm lab policy daemon) to reconcile, then apply the policy again`);
-  return bad.length ? 1 : 0;
+  if (lost) console.error(`error: ${lost}\n  fix: see the tracking events (pnpm lab policy events); ${pr.gap ? 'procs is smaller than pid_max (below)' : 'more processes were tracked at once than procs holds'}`);
+  if (pr.gap) console.error(`error: not enforced: ${pr.gap}`);
+  return bad.length || procsBad ? 1 : 0;
 }
 
 async function del(names: string[], all: boolean): Promise<number> {
@@ -346,6 +355,17 @@ async function daemon(lsmOff: boolean, requireAll: boolean): Promise<number> {
   const stopped = new Promise<void>((r) => (stop = r));
   // a hangup too (the terminal went away): the pins keep enforcing, only this process ends
   const offSignals = onStopSignals(() => stop());
+  // pid_max can be raised at runtime (sysctl) past what procs holds, and tracking can be lost
+  // (procs full): looked at every 10 s, said once when it changes
+  let said = { gap: procsGap(m.procs)?.evidence ?? '', lost: trackingLostText(readTrackingLost(c.store.maps.track_fail)) };
+  if (said.lost) console.error(`warning: ${said.lost}`);
+  const watch = setInterval(() => {
+    const now = { gap: procsGap({ ...m.procs, pidMax: pidMax() })?.evidence ?? '', lost: trackingLostText(readTrackingLost(c.store.maps.track_fail)) };
+    if (now.gap && now.gap !== said.gap) console.error(`not enforced on ${kernel}: selection by executable beyond procs capacity (${now.gap})`);
+    if (now.lost && now.lost !== said.lost) console.error(`warning: ${now.lost} (pnpm lab policy list)`);
+    said = now;
+  }, 10_000);
+  watch.unref();
   const rb = c.events();
   const pump = (async () => {
     for await (const batch of rb.batches()) {
@@ -358,6 +378,7 @@ async function daemon(lsmOff: boolean, requireAll: boolean): Promise<number> {
     }
   })();
   await stopped;
+  clearInterval(watch);
   c.close(); // closes the ring buffer (ends the pump) and our handles; pinned links keep enforcing
   await pump.catch(() => {});
   offSignals();

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { bpfObjects, describeRoot, labCli } from '../../lab/testing.ts';
-import { EVENTS_PATH, PIN_DIR, RUN_DIR, STATE_PATH, SecurityController, enforcementGaps, pinnedLinks, runningDaemon, stopDaemon } from './controller.ts';
+import { EVENTS_PATH, PIN_DIR, RUN_DIR, STATE_PATH, SecurityController, enforcementGaps, pinnedLinks, procsStatus, readTrackingLost, runningDaemon, stopDaemon, trackingLostText } from './controller.ts';
 import { cgroup2Root, createCgroup, removeCgroup } from '../../common/cgroup.ts';
 import { tryLock, unlock } from '../../common/lockfile.ts';
 import { procStart } from '../../common/host.ts';
@@ -707,7 +707,7 @@ except OSError as e: print('raw', e.errno)`;
     let { d } = await startDaemon();
     let progIds: number[] = [];
     try {
-      expect(fs.readdirSync(PIN_DIR).sort()).toEqual(['cg_sel', 'egress_rules', 'events', 'exe_sel', 'exec_rules', 'links', 'lost', 'oracle', 'policies', 'procs', 'sec_config']);
+      expect(fs.readdirSync(PIN_DIR).sort()).toEqual(['cg_sel', 'doomed', 'egress_rules', 'events', 'exe_sel', 'exec_rules', 'links', 'lost', 'oracle', 'policies', 'procs', 'sec_config', 'track_fail']);
       const linksBefore = pinnedLinks();
       expect(linksBefore.map((l) => l.prog)).toEqual(expect.arrayContaining(['sec_exec_tp', 'sec_connect4', 'sec_sendmsg6', 'sec_sock_create']));
       fs.writeFileSync(f, yaml(rel, '    exec: { deny: [shells] }\n    egress: { allow: [{ to: 127.0.0.1, ports: [5432], protocol: tcp }] }\n', 'cli'));
@@ -1047,3 +1047,137 @@ function cgroupRootSafe(): string {
     return '/sys/fs/cgroup';
   }
 }
+
+/*
+ * procs (tgid → lineage of processes selected by executable) is a hash that cannot evict: sized to
+ * pid_max it cannot fill while pid_max stands; here a tiny capacity (procsCapacity, tests only) is
+ * filled by the forks of a cgroup-selected process, whose children's entries carry no selection.
+ */
+describeRoot('security: procs full fails closed', () => {
+  const CAP = 48;
+  const root = cgroupRootSafe();
+  const rel = `/ebpf-lab-secprocs-${process.pid}`;
+  const cg = path.join(root, rel.slice(1));
+  let t: SecurityController;
+  let tmp = '';
+  let exe = '';
+  const procs: ReturnType<typeof execa>[] = [];
+  // selected by executable; waits for a line on stdin, then does `code`
+  const selected = (code: string, ...args: string[]) => {
+    const p = execa(exe, ['-c', `import os, sys\nsys.stdin.readline()\n${code}`, ...args], { reject: false, stdin: 'pipe' });
+    procs.push(p);
+    return p;
+  };
+  const go = async (p: ReturnType<typeof execa>) => {
+    p.stdin!.write('go\n');
+    return await p;
+  };
+  const inProcs = () => [...t.store.maps.procs.keys()];
+  /** have the filler fork n more children, and wait until it has */
+  const fill = (n: number) => new Promise<void>((resolve, reject) => {
+    const ok = (d: Buffer) => String(d).includes('ok') && (filler.stdout!.off('data', ok), resolve());
+    filler.stdout!.on('data', ok);
+    void filler.then((r) => reject(new Error(`filler ended: ${r.stderr}`)));
+    filler.stdin!.write(`${n}\n`);
+  });
+  let s: ReturnType<typeof execa>, forker: ReturnType<typeof execa>, spawner: ReturnType<typeof execa>, filler: ReturnType<typeof execa>;
+
+  beforeAll(async () => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'secprocs-'));
+    exe = path.join(tmp, 'sel-python');
+    fs.copyFileSync(fs.realpathSync(PY), exe);
+    fs.chmodSync(exe, 0o755);
+    createCgroup(cg);
+    t = await SecurityController.start({ procsCapacity: CAP });
+    t.store.apply(parsePolicies(`policies:\n  - name: sel\n    select: { executable: ${exe} }\n    exec: { deny: [shells] }\n  - name: fill\n    select: { cgroup: ${rel} }\n    exec: { deny: [/usr/bin/id] }\n`, 'procs.yaml'));
+    // recorded at their exec, before procs fills
+    s = selected(`try: os.execv('/bin/sh', ['sh', '-c', 'exit 7'])\nexcept OSError: print('sh -1000')`);
+    forker = selected(`pid = os.fork()\nif pid == 0:\n    open(sys.argv[1], 'w').write('child ran')\n    os._exit(0)\nprint('parent', pid, flush=True)\nos.waitpid(pid, 0)`, path.join(tmp, 'fork-child'));
+    spawner = selected(`os.posix_spawn('/usr/bin/touch', ['touch', sys.argv[1]], os.environ)\nprint('spawned', flush=True)`, path.join(tmp, 'spawn-child'));
+    for (let i = 0; i < 100 && ![s, forker, spawner].every((p) => inProcs().includes(p.pid!)); i++) await new Promise((r) => setTimeout(r, 50));
+    // a cgroup-selected process forks more children than procs holds: each child's entry (its ppid) is
+    // tried; on each line it forks that many more (a process that exits frees its entry: filled again)
+    filler = execa(PY, ['-c', LAUNCHER, cg, '0', PY, '-c', `import os, signal, sys\nkids = []\nwhile True:\n    n = sys.stdin.readline().strip()\n    if not n: break\n    for i in range(int(n)):\n        p = os.fork()\n        if p == 0:\n            signal.pause()\n            os._exit(0)\n        kids.append(p)\n    print('ok', flush=True)\nfor p in kids: os.kill(p, 9)\nfor p in kids: os.waitpid(p, 0)`], { reject: false, stdin: 'pipe' });
+    procs.push(filler);
+    await fill(CAP + 16);
+  });
+  afterAll(async () => {
+    // the filler's children first: they hold its stdout open, and outlive it (every one is in the cgroup)
+    const inCg = () => (fs.existsSync(cg) ? fs.readFileSync(path.join(cg, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number) : []);
+    for (let i = 0; i < 20 && inCg().length; i++) {
+      for (const pid of inCg()) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    for (const p of procs) p.kill('SIGKILL');
+    await Promise.all(procs);
+    t?.close();
+    if (cg) removeCgroup(cg, root);
+    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('a selected process stays selected when other processes fill procs (an LRU evicted it)', async () => {
+    const held = inProcs();
+    const r = await go(s);
+    // LSM: the exec fails; the tracepoint fallback kills it; evicted, the shell ran (exit 7)
+    expect(r.exitCode === 7 ? 'the shell ran: the selected process lost its policy' : r.stdout || r.signal).toBe(t.mechanisms.exec === 'lsm' ? 'sh -1000' : 'SIGKILL');
+    expect(held.length, 'procs was not full').toBe(CAP);
+    expect(held).toContain(s.pid);
+    expect(t.drainEvents().filter((e) => e.kind === 'exec')).toMatchObject([{ policy: 'sel', pid: s.pid, binary: '/bin/sh' }]);
+  });
+
+  it('an exec of a selected binary that procs cannot record is killed, and says why', async () => {
+    await fill(4); // the process of the test before exited, its entry went with it
+    expect(inProcs().length).toBe(CAP);
+    const sp = execa(exe, ['-c', 'print("ran")'], { reject: false });
+    const r = await sp;
+    expect({ signal: r.signal, stdout: r.stdout }).toEqual({ signal: 'SIGKILL', stdout: '' });
+    expect(t.drainEvents()).toMatchObject([{ kind: 'tracking', action: 'blocked', policy: 'sel', pid: sp.pid, mechanism: expect.stringContaining('sched_process_exec'), rule: expect.stringContaining('procs full') }]);
+    expect(readTrackingLost(t.store.maps.track_fail)).toMatchObject({ exec: 1, fork: 0, child: 0, childLost: 0 });
+    expect(trackingLostText(readTrackingLost(t.store.maps.track_fail))).toMatch(/^tracking lost .*1 exec of a selected binary killed/);
+  });
+
+  it('a fork whose child procs cannot record kills the parent, and the child before it runs', async () => {
+    for (const [p, marker] of [[forker, 'fork-child'], [spawner, 'spawn-child']] as const) {
+      await fill(4);
+      expect(inProcs().length).toBe(CAP);
+      const r = await go(p);
+      expect({ signal: r.signal, stdout: r.stdout }).toEqual({ signal: 'SIGKILL', stdout: '' });
+      await new Promise((res) => setTimeout(res, 300));
+      expect(fs.existsSync(path.join(tmp, marker)), `the child of ${marker} ran`).toBe(false);
+      const ev = t.drainEvents();
+      expect(ev.map((e) => [e.kind, e.mechanism.split(' ')[0]])).toEqual([['tracking', 'tp_btf/sched_process_fork'], ['tracking', 'tracepoint/syscalls/sys_exit_{clone,clone3,fork,vfork}']]);
+      expect(ev[0]).toMatchObject({ pid: p.pid, policy: 'sel', action: 'blocked' });
+      expect(ev[1]).toMatchObject({ policy: 'sel', action: 'blocked' });
+      expect(ev[1]!.pid).not.toBe(p.pid);
+      expect(fs.existsSync(`/proc/${ev[1]!.pid}/cmdline`) && fs.readFileSync(`/proc/${ev[1]!.pid}/cmdline`, 'utf8') !== '', 'the child lives').toBe(false);
+    }
+    expect(readTrackingLost(t.store.maps.track_fail)).toMatchObject({ exec: 1, fork: 2, child: 2, childLost: 0 });
+    expect([...t.skel.maps.doomed.keys()]).toEqual([]);
+  });
+
+  it('the status names what was lost, and a capacity below pid_max is an enforcement gap', async () => {
+    await fill(4);
+    const st = procsStatus(t.store.maps);
+    expect(st).toMatchObject({ capacity: CAP, inUse: CAP, prealloc: true, lost: { exec: 1, fork: 2, child: 2, childLost: 0, adopt: 0 } });
+    expect(trackingLostText(st.lost)).toBe('tracking lost (procs full: processes selected by executable could not be recorded): 1 exec of a selected binary killed, 2 selected parents killed at fork, 2 of their children killed before running (log-mode policies: reported, not killed)');
+    expect(st.gap).toMatch(new RegExp(`^procs holds ${CAP} processes but kernel.pid_max is ${st.pidMax}`));
+    expect(enforcementGaps(t.mechanisms).map((g) => g.what)).toContain('selection by executable beyond procs capacity');
+  });
+
+  it('under a log-mode policy what procs cannot record is reported, not killed', async () => {
+    t.store.apply(parsePolicies(`policies:\n  - name: sel\n    mode: log\n    select: { executable: ${exe} }\n    exec: { deny: [shells] }\n`, 'log.yaml'));
+    await fill(4);
+    expect(inProcs().length).toBe(CAP);
+    const sp = execa(exe, ['-c', 'print("ran")'], { reject: false });
+    const r = await sp;
+    expect({ signal: r.signal, stdout: r.stdout }).toEqual({ signal: undefined, stdout: 'ran' });
+    expect(t.drainEvents()).toMatchObject([{ kind: 'tracking', action: 'would-block', policy: 'sel', pid: sp.pid }]);
+    expect(readTrackingLost(t.store.maps.track_fail).exec).toBe(2);
+  });
+});

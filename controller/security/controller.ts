@@ -9,9 +9,9 @@
 // found. Only `pnpm lab policy stop` (stopDaemon) removes the pins and with them the enforcement.
 import fs from 'node:fs';
 import path from 'node:path';
-import { Btf, BpfObject, Kind, Link, RingBuffer, attachCgroup, attachLsm, attachTrace, attachTracepoint, removePinDir, type BpfMap } from '../libbpf/index.ts';
+import { Btf, BpfObject, Kind, Link, RingBuffer, attachCgroup, attachLsm, attachTrace, attachTracepoint, libbpf, libc, mapInfo, removePinDir, type BpfMap } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
-import { sec_call, sec_event_action, sec_event_kind, sec_exec_mode, sec_mech, security, type Security as SecuritySkeleton, type SecurityShape, type sec_event } from '../../bpf/gen/security.ts';
+import { sec_call, sec_event_action, sec_event_kind, sec_exec_mode, sec_mech, sec_track_fail, security, type Security as SecuritySkeleton, type SecurityShape, type sec_event } from '../../bpf/gen/security.ts';
 import { cgroup2Root } from '../../common/cgroup.ts';
 import { processAlive, procStart, terminate } from '../../common/host.ts';
 import { readLockHolder, tryLock, unlock, withLockWaitSync } from '../../common/lockfile.ts';
@@ -43,6 +43,11 @@ export const HOOKS: { prog: SecurityShape['programs']; hook: string; kind: 'trac
   { prog: 'sec_exec_tp', hook: 'tp_btf/sched_process_exec', kind: 'trace' },
   { prog: 'sec_fork_tp', hook: 'tp_btf/sched_process_fork', kind: 'trace' },
   { prog: 'sec_exit_tp', hook: 'tp_btf/sched_process_exit', kind: 'trace' },
+  // a child of a selected process that procs could not record dies at its first return from fork
+  { prog: 'sec_clone_exit_tp', hook: 'tracepoint/syscalls/sys_exit_clone', kind: 'tracepoint' },
+  { prog: 'sec_clone3_exit_tp', hook: 'tracepoint/syscalls/sys_exit_clone3', kind: 'tracepoint' },
+  { prog: 'sec_fork_exit_tp', hook: 'tracepoint/syscalls/sys_exit_fork', kind: 'tracepoint' },
+  { prog: 'sec_vfork_exit_tp', hook: 'tracepoint/syscalls/sys_exit_vfork', kind: 'tracepoint' },
   { prog: 'sec_exec_lsm', hook: 'lsm/bprm_check_security', kind: 'lsm' },
   { prog: 'sec_connect_lsm', hook: 'lsm/socket_connect', kind: 'lsm' },
   { prog: 'sec_socket_lsm', hook: 'lsm/socket_create', kind: 'lsm' },
@@ -103,10 +108,75 @@ export const MECHANISM: Record<number, string> = {
   [sec_mech.SEC_MECH_LSM_SENDMSG]: 'lsm/socket_sendmsg (-EPERM)',
   [sec_mech.SEC_MECH_TP_IO_URING_KILL]: 'tp_btf/io_uring_submit_{req,sqe} (IORING_OP_SOCKET) + bpf_send_signal(SIGKILL)',
   [sec_mech.SEC_MECH_TP_IO_URING_OPEN_KILL]: 'tp_btf/io_uring_complete (IORING_OP_OPENAT/OPENAT2) + bpf_send_signal(SIGKILL)',
+  [sec_mech.SEC_MECH_PROCS_EXEC_KILL]: 'tp_btf/sched_process_exec + bpf_send_signal(SIGKILL) (procs full)',
+  [sec_mech.SEC_MECH_PROCS_FORK_KILL]: 'tp_btf/sched_process_fork + bpf_send_signal(SIGKILL) (procs full)',
+  [sec_mech.SEC_MECH_PROCS_CHILD_KILL]: 'tracepoint/syscalls/sys_exit_{clone,clone3,fork,vfork} + bpf_send_signal(SIGKILL) (procs full)',
 };
+/** what a tracking event (procs could not record a selected process) says happened, by enum sec_track_fail */
+const TRACK_LOST: Record<number, string> = {
+  [sec_track_fail.SEC_TRACK_EXEC]: 'procs full: this process exec\'d a selected binary and could not be recorded (killed in enforce mode)',
+  [sec_track_fail.SEC_TRACK_FORK]: 'procs full: the child this process forked could not be recorded (parent killed in enforce mode; the child dies before it runs)',
+  [sec_track_fail.SEC_TRACK_CHILD]: 'procs full: child of a selected process not recorded, killed before its first instruction (enforce mode)',
+};
+
+/**
+ * Capacity of `procs` (tgid → selection lineage): kernel.pid_max entries, one per live process at
+ * most (an entry goes with its process, a reused pid overwrites), at least PROCS_FLOOR.
+ * Preallocated (no allocation in the hooks; ~80 bytes per entry, bpftool map show memlock on 6.18:
+ * 2.6 MB for 32768 on this lab's host, 10.5 MB for 131072) up to PROCS_PREALLOC_MAX; above it
+ * allocated per entry (BPF_F_NO_PREALLOC): for systemd's pid_max of 4194304 that is 67 MB (the
+ * bucket array, plus entries in use) instead of 335 MB up front.
+ */
+export const PROCS_FLOOR = 1024;
+export const PROCS_PREALLOC_MAX = 131072;
+const BPF_F_NO_PREALLOC = 1;
+export function procsSizing(pidMax: number, override?: number): { maxEntries: number; flags: number } {
+  const maxEntries = override ?? Math.max(PROCS_FLOOR, pidMax);
+  return { maxEntries, flags: maxEntries > PROCS_PREALLOC_MAX ? BPF_F_NO_PREALLOC : 0 };
+}
+
+export function pidMax(): number {
+  return Number(fs.readFileSync('/proc/sys/kernel/pid_max', 'utf8').trim());
+}
+
+/** processes `procs` could not record where a selection was at stake (bpf/security.h enum sec_track_fail) */
+export interface TrackingLost {
+  /** exec of a selected binary: killed */
+  exec: number;
+  /** fork by a selected process: the parent killed */
+  fork: number;
+  /** that fork's child, killed before its first instruction */
+  child: number;
+  /** that fork's child, not even marked (the `doomed` map full): it may run unselected */
+  childLost: number;
+  /** running processes of a selected binary an apply could not record: killed by the controller */
+  adopt: number;
+}
+
+export function readTrackingLost(m: BpfMap<number, bigint>): TrackingLost {
+  const n = (i: number) => Number(m.get(i) ?? 0n);
+  return { exec: n(sec_track_fail.SEC_TRACK_EXEC), fork: n(sec_track_fail.SEC_TRACK_FORK), child: n(sec_track_fail.SEC_TRACK_CHILD), childLost: n(sec_track_fail.SEC_TRACK_CHILD_LOST), adopt: n(sec_track_fail.SEC_TRACK_ADOPT) };
+}
+
+/** `procs` as the kernel has it: capacity, entries in use, pid_max now, what could not be recorded */
+export function procsStatus(maps: SecMaps): { capacity: number; prealloc: boolean; inUse: number; pidMax: number; lost: TrackingLost; gap?: string } {
+  const i = mapInfo(maps.procs.fd);
+  let inUse = 0;
+  for (const _ of maps.procs.keys()) inUse++;
+  const p = { capacity: i.maxEntries, pidMax: pidMax(), prealloc: !(i.flags & BPF_F_NO_PREALLOC) };
+  return { ...p, inUse, lost: readTrackingLost(maps.track_fail), gap: procsGap(p)?.evidence };
+}
+
+/** one line for a user, or '' when nothing was lost */
+export function trackingLostText(t: TrackingLost): string {
+  if (!t.exec && !t.fork && !t.child && !t.childLost && !t.adopt) return '';
+  // log-mode policies kill nothing: their processes are counted here too, and run on
+  const parts = [t.exec && `${t.exec} exec${t.exec === 1 ? '' : 's'} of a selected binary killed`, t.fork && `${t.fork} selected parent${t.fork === 1 ? '' : 's'} killed at fork`, t.child && `${t.child} of their children killed before running`, t.childLost && `${t.childLost} children NOT stopped (may run unselected)`, t.adopt && `${t.adopt} running selected process${t.adopt === 1 ? '' : 'es'} killed at apply`].filter(Boolean);
+  return `tracking lost (procs full: processes selected by executable could not be recorded): ${parts.join(', ')} (log-mode policies: reported, not killed)`;
+}
 // <linux/io_uring.h>: the operations an event's `call` may name (SEC_CALL_IO_URING | opcode)
 const IORING_OP: Record<number, string> = { 18: 'IORING_OP_OPENAT', 28: 'IORING_OP_OPENAT2' };
-const KIND: Record<number, SecurityEvent['kind']> = { [sec_event_kind.SEC_EV_EXEC]: 'exec', [sec_event_kind.SEC_EV_CONNECT]: 'connect', [sec_event_kind.SEC_EV_SENDMSG]: 'sendmsg', [sec_event_kind.SEC_EV_SOCKET]: 'socket', [sec_event_kind.SEC_EV_PTRACE]: 'ptrace', [sec_event_kind.SEC_EV_SOCKOPT]: 'sockopt' };
+const KIND: Record<number, SecurityEvent['kind']> = { [sec_event_kind.SEC_EV_EXEC]: 'exec', [sec_event_kind.SEC_EV_CONNECT]: 'connect', [sec_event_kind.SEC_EV_SENDMSG]: 'sendmsg', [sec_event_kind.SEC_EV_SOCKET]: 'socket', [sec_event_kind.SEC_EV_PTRACE]: 'ptrace', [sec_event_kind.SEC_EV_SOCKOPT]: 'sockopt', [sec_event_kind.SEC_EV_TRACKING]: 'tracking' };
 // the syscalls the ptrace tracepoints watch, by their x86-64 numbers (what the event's `call` holds there)
 const SYSCALL_X86_64: Record<number, string> = { 2: 'open', 101: 'ptrace', 257: 'openat', 310: 'process_vm_readv', 311: 'process_vm_writev', 437: 'openat2', 438: 'pidfd_getfd' };
 // level << 16 | option of a source route a sockopt event names (bpf/security.bpf.c)
@@ -148,6 +218,9 @@ export interface Mechanisms {
   ptraceIoUring: string;
   /** binaries are identified by asking the kernel (exec tracepoint attached), else by stat(2) */
   oracle: boolean;
+  /** `procs` (tgid → lineage of processes selected by executable): its capacity against
+   *  kernel.pid_max now, and whether its entries are preallocated */
+  procs: { capacity: number; pidMax: number; prealloc: boolean };
   unsupported: { hook: string; evidence: string }[];
 }
 
@@ -169,13 +242,26 @@ export function enforcementGaps(m: Mechanisms): { what: string; evidence: string
   if (!m.sourceRouting.includes('lsm/socket_sendmsg') && !had('lsm/socket_sendmsg')) {
     gaps.push({ what: 'source routes given per message (control messages)', evidence: `only lsm/socket_sendmsg sees them${noLsm}` });
   }
+  const gap = procsGap(m.procs);
+  if (gap) gaps.push(gap);
   return gaps;
+}
+
+/**
+ * `procs` holds fewer processes than pid_max allows to live at once (pid_max raised with sysctl
+ * after the map was made, or a test's capacity): past that many, a process selected by executable
+ * cannot be recorded and is killed (fail closed) rather than tracked.
+ */
+export function procsGap(p: Mechanisms['procs']): { what: string; evidence: string } | undefined {
+  if (p.capacity >= p.pidMax) return undefined;
+  return { what: 'selection by executable beyond procs capacity', evidence: `procs holds ${p.capacity} processes but kernel.pid_max is ${p.pidMax}: past ${p.capacity} recorded processes at once, a selected binary's exec or a selected process's fork is killed instead of tracked (the pinned map keeps its size: pnpm lab policy stop, then start the daemon and apply the policies again)` };
 }
 
 export interface SecurityEvent {
   time: string;
   tsNs: string;
-  kind: 'exec' | 'connect' | 'sendmsg' | 'socket' | 'ptrace' | 'sockopt';
+  /** tracking: a process the policy selects by executable could not be recorded (procs full) */
+  kind: 'exec' | 'connect' | 'sendmsg' | 'socket' | 'ptrace' | 'sockopt' | 'tracking';
   /** closed: a connection held from before its deny rule, destroyed by `policy connections --close` (not a hook's decision) */
   action: 'blocked' | 'would-block' | 'closed';
   mechanism: string;
@@ -212,6 +298,8 @@ export interface ControllerOptions {
   lsm?: 'auto' | 'off';
   /** cgroup where the egress hooks attach (default: the cgroup2 root, i.e. every process) */
   attachCgroup?: string;
+  /** tests only: the capacity of `procs` instead of kernel.pid_max (a tiny one fills it with a few processes) */
+  procsCapacity?: number;
   /** refuse to start (leaving nothing attached or pinned) if any rule kind is not enforced here:
    *  a hook refused, or a fallback that covers less than BPF LSM (enforcementGaps) */
   requireAll?: boolean;
@@ -247,7 +335,7 @@ export class SecurityController {
   static async start(opts: ControllerOptions = {}): Promise<SecurityController> {
     const log = opts.log ?? (() => {});
     const file = await ensureObject('security', log);
-    const mech: Mechanisms = { exec: 'none', lsmEvidence: '', egress: [], lsmConnect: false, rawSockets: [], sourceRouting: [], ptrace: [], ptraceIoUring: '', oracle: false, unsupported: [] };
+    const mech: Mechanisms = { exec: 'none', lsmEvidence: '', egress: [], lsmConnect: false, rawSockets: [], sourceRouting: [], ptrace: [], ptraceIoUring: '', oracle: false, procs: { capacity: 0, pidMax: pidMax(), prealloc: true }, unsupported: [] };
     // links a previous daemon pinned: kept exactly as they are (no gap in enforcement)
     const adopted = new Map<string, Link>();
     if (opts.pin) {
@@ -320,8 +408,13 @@ export class SecurityController {
       if (opts.pin) for (const n of MAP_NAMES) obj.setPinPath(n, path.join(PIN_DIR, n));
       // what this start pins anew: all that a refused start removes again
       const fresh = opts.pin ? MAP_NAMES.filter((n) => !fs.existsSync(path.join(PIN_DIR, n))) : [];
+      // procs sized to pid_max; a pinned one is reused as it is (libbpf reuses only an identical map)
+      const procsPin = path.join(PIN_DIR, 'procs');
+      const sizing = opts.pin && !fresh.includes('procs') ? pinnedSizing(procsPin) : procsSizing(mech.procs.pidMax, opts.procsCapacity);
+      mech.procs.capacity = sizing.maxEntries;
+      mech.procs.prealloc = !(sizing.flags & BPF_F_NO_PREALLOC);
       try {
-        obj.load({ skip: [...(lsmOk ? [] : LSM_PROGS), ...(lsmOk && !sendmsgRefused ? [] : ['sec_sendmsg_lsm']), ...(sockoptRefused ? ['sec_setsockopt'] : []), ...URING_PROGS.filter((p) => p !== uringProg), ...URING_OPEN.filter((p) => p !== uringOpen), ...(memBtf ? MEM_HELPER : MEM_BTF), ...adopted.keys()] });
+        obj.load({ maxEntries: { procs: sizing.maxEntries }, mapFlags: { procs: sizing.flags }, skip: [...(lsmOk ? [] : LSM_PROGS), ...(lsmOk && !sendmsgRefused ? [] : ['sec_sendmsg_lsm']), ...(sockoptRefused ? ['sec_setsockopt'] : []), ...URING_PROGS.filter((p) => p !== uringProg), ...URING_OPEN.filter((p) => p !== uringOpen), ...(memBtf ? MEM_HELPER : MEM_BTF), ...adopted.keys()] });
       } catch (e) {
         if (opts.pin && /reuse|incompatib|EINVAL/i.test(String((e as Error).message))) {
           throw new LabError(`the maps pinned at ${PIN_DIR} do not match this build of security.bpf.o`, 'pnpm lab policy stop (removes the old enforcement), then start the daemon again', { cause: e });
@@ -514,7 +607,7 @@ export class SecurityController {
 
 function mapsOf(skel: SecuritySkeleton): SecMaps {
   const m = skel.maps;
-  return { config: m.sec_config, oracle: m.oracle, policies: m.policies, cg_sel: m.cg_sel, exe_sel: m.exe_sel, procs: m.procs, exec_rules: m.exec_rules, egress_rules: m.egress_rules };
+  return { config: m.sec_config, oracle: m.oracle, policies: m.policies, cg_sel: m.cg_sel, exe_sel: m.exe_sel, procs: m.procs, track_fail: m.track_fail, exec_rules: m.exec_rules, egress_rules: m.egress_rules };
 }
 
 /** the live `policy daemon` (not this process), if any */
@@ -666,7 +759,7 @@ export async function pinnedStore(): Promise<{ store: PolicyStore; close(): void
   try {
     maps = {
       config: open('sec_config'), oracle: open('oracle'), policies: open('policies'), cg_sel: open('cg_sel'),
-      exe_sel: open('exe_sel'), procs: open('procs'), exec_rules: open('exec_rules'), egress_rules: open('egress_rules'),
+      exe_sel: open('exe_sel'), procs: open('procs'), track_fail: open('track_fail'), exec_rules: open('exec_rules'), egress_rules: open('egress_rules'),
     };
   } catch (e) {
     opened.forEach((m) => m.close());
@@ -704,7 +797,9 @@ export function formatEvent(e: sec_event, store: PolicyStore, clockOffsetNs: big
     ruleId: e.rule_id,
     rule: store.ruleName(e.rule_id),
   };
-  if (e.kind === sec_event_kind.SEC_EV_SOCKET) {
+  if (e.kind === sec_event_kind.SEC_EV_TRACKING) {
+    out.rule = TRACK_LOST[e.call] ?? `procs full (${e.call})`;
+  } else if (e.kind === sec_event_kind.SEC_EV_SOCKET) {
     out.socket = `${FAMILY[e.family] ?? `family ${e.family}`} ${SOCK_TYPE[e.sock_type] ?? `type ${e.sock_type}`}`;
     out.protocol = ({ 6: 'tcp', 17: 'udp', 1: 'icmp', 58: 'icmpv6', 255: 'raw', 132: 'sctp', 33: 'dccp' } as Record<number, string>)[e.proto] ?? String(e.proto);
   } else if (e.kind === sec_event_kind.SEC_EV_SOCKOPT) {
@@ -773,6 +868,18 @@ function refusedAlone(file: string, progs: string[], then: (o: BpfObject) => voi
     return firstLine(e);
   } finally {
     probe.close();
+  }
+}
+
+/** the size and flags of the pinned procs map, which a restarted daemon reuses as they are */
+function pinnedSizing(pin: string): { maxEntries: number; flags: number } {
+  const fd = libbpf.bpf_obj_get(pin);
+  if (fd < 0) throw new LabError(`cannot open the pinned map ${pin}: errno ${-fd}`, 'pnpm lab policy stop (removes the old enforcement), then start the daemon again');
+  try {
+    const i = mapInfo(fd);
+    return { maxEntries: i.maxEntries, flags: i.flags };
+  } finally {
+    libc.close(fd);
   }
 }
 

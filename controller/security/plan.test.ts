@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { parsePolicies } from './policy.ts';
 import { denyRaw, entriesNeeded } from './store.ts';
-import { enforcementGaps, type Mechanisms } from './controller.ts';
+import { enforcementGaps, procsSizing, type Mechanisms } from './controller.ts';
 import { egressSockets, parseProcNet, procNetAddr } from './existing.ts';
 import { formatIp, fromMapped16 } from '../../common/ip.ts';
 
@@ -31,7 +31,7 @@ describe('policy planning (pure)', () => {
 });
 
 describe('enforcement gaps (pure): what --require-all refuses', () => {
-  const full: Mechanisms = { exec: 'lsm', lsmEvidence: 'lsm/bprm_check_security load and attach', egress: ['cgroup/connect4'], lsmConnect: true, rawSockets: ['lsm/socket_create'], sourceRouting: ['cgroup/setsockopt', 'lsm/socket_sendmsg', 'lsm/socket_connect'], ptrace: ['lsm/ptrace_access_check'], ptraceIoUring: 'lsm/ptrace_access_check', oracle: true, unsupported: [] };
+  const full: Mechanisms = { exec: 'lsm', lsmEvidence: 'lsm/bprm_check_security load and attach', egress: ['cgroup/connect4'], lsmConnect: true, rawSockets: ['lsm/socket_create'], sourceRouting: ['cgroup/setsockopt', 'lsm/socket_sendmsg', 'lsm/socket_connect'], ptrace: ['lsm/ptrace_access_check'], ptraceIoUring: 'lsm/ptrace_access_check', oracle: true, procs: { capacity: 32768, pidMax: 32768, prealloc: true }, unsupported: [] };
   it('BPF LSM with every hook attached leaves none', () => {
     expect(enforcementGaps(full)).toEqual([]);
   });
@@ -49,6 +49,19 @@ describe('enforcement gaps (pure): what --require-all refuses', () => {
   });
   it('identity by stat(2) is one where exec is enforced', () => {
     expect(enforcementGaps({ ...full, oracle: false }).map((g) => g.what)).toEqual(['binary identity from the kernel']);
+  });
+  it('procs holding fewer processes than pid_max allows is one (pid_max raised after the map was made)', () => {
+    expect(enforcementGaps({ ...full, procs: { capacity: 65536, pidMax: 32768, prealloc: true } })).toEqual([]);
+    const raised = enforcementGaps({ ...full, procs: { capacity: 32768, pidMax: 4194304, prealloc: true } });
+    expect(raised.map((g) => g.what)).toEqual(['selection by executable beyond procs capacity']);
+    expect(raised[0]!.evidence).toMatch(/procs holds 32768 processes but kernel.pid_max is 4194304/);
+  });
+  it('procs is sized to pid_max, at least 1024, preallocated up to 131072 entries', () => {
+    expect(procsSizing(32768)).toEqual({ maxEntries: 32768, flags: 0 });
+    expect(procsSizing(300)).toEqual({ maxEntries: 1024, flags: 0 });
+    expect(procsSizing(131072)).toEqual({ maxEntries: 131072, flags: 0 });
+    expect(procsSizing(4194304)).toEqual({ maxEntries: 4194304, flags: 1 }); // BPF_F_NO_PREALLOC
+    expect(procsSizing(4194304, 64)).toEqual({ maxEntries: 64, flags: 0 }); // a test's override, no floor
   });
 });
 

@@ -15,7 +15,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { BpfMap } from '../libbpf/index.ts';
-import { sec_limits, sec_policy_flag, sec_rule_action, type sec_config, type sec_egress_key, type sec_exec_key, type sec_file_key, type sec_policy, type sec_proc, type sec_rule } from '../../bpf/gen/security.ts';
+import { sec_limits, sec_policy_flag, sec_rule_action, sec_track_fail, type sec_config, type sec_egress_key, type sec_exec_key, type sec_file_key, type sec_policy, type sec_proc, type sec_rule } from '../../bpf/gen/security.ts';
 import { cgroup2Root, cgroupDir, cgroupId, cgroupLevel } from '../../common/cgroup.ts';
 import { fileId, resolveShells, type FileId } from './files.ts';
 import type { Identified } from './identity.ts';
@@ -39,11 +39,13 @@ export interface SecMaps {
   cg_sel: BpfMap<bigint, number>;
   exe_sel: BpfMap<sec_file_key, number>;
   procs: BpfMap<number, sec_proc>;
+  /** enum sec_track_fail → processes procs could not record where a selection was at stake */
+  track_fail: BpfMap<number, bigint>;
   exec_rules: BpfMap<sec_exec_key, sec_rule>;
   egress_rules: BpfMap<sec_egress_key, sec_rule>;
 }
 
-export const MAP_NAMES = ['sec_config', 'policies', 'cg_sel', 'exe_sel', 'procs', 'exec_rules', 'egress_rules', 'oracle', 'events', 'lost'] as const;
+export const MAP_NAMES = ['sec_config', 'policies', 'cg_sel', 'exe_sel', 'procs', 'doomed', 'track_fail', 'exec_rules', 'egress_rules', 'oracle', 'events', 'lost'] as const;
 
 export type Identify = (paths: string[]) => Map<string, Identified>;
 /** stat(2) identities: right on plain file systems, wrong on overlayfs (see identity.ts) */
@@ -87,6 +89,8 @@ export interface ApplyReport {
   writeMs: number;
   /** CLOCK_MONOTONIC ns just before the selector flip (comparable with event ts_ns) */
   switchedAtNs: bigint;
+  /** running processes of the selected binary that procs could not record (full): killed, not left unselected */
+  killedUntracked: number[];
 }
 
 interface Plan {
@@ -410,7 +414,7 @@ export class PolicyStore {
     const switchedAtNs = process.hrtime.bigint();
     if (pl.selector.kind === 'cgroup') m.cg_sel.set(BigInt(pl.selector.cgid), slot);
     else m.exe_sel.set({ dev: BigInt(pl.selector.dev), ino: BigInt(pl.selector.ino) }, slot);
-    if (pl.selector.kind === 'exe') this.adoptRunning({ dev: pl.selector.statDev, ino: pl.selector.statIno }, old?.slot, slot);
+    const killedUntracked = pl.selector.kind === 'exe' ? this.adoptRunning({ dev: pl.selector.statDev, ino: pl.selector.statIno }, old?.slot, slot, pl.flags) : [];
     if (old) {
       if (selKey(old.selector) !== selKey(pl.selector)) this.dropSelector(old);
       this.dropSlot(old);
@@ -428,11 +432,17 @@ export class PolicyStore {
       appliedAt: new Date().toISOString(),
     };
     this.trimRuleHistory();
-    return { name: pl.p.name, action: old ? 'updated' : 'created', slot, policyId: pl.id, rules: pl.rules, execEntries: pl.exec.length, egressEntries: pl.egress.length, writeMs, switchedAtNs };
+    return { name: pl.p.name, action: old ? 'updated' : 'created', slot, policyId: pl.id, rules: pl.rules, execEntries: pl.exec.length, egressEntries: pl.egress.length, writeMs, switchedAtNs, killedUntracked };
   }
 
-  /** processes already running the selected executable join the policy now, not at their next fork */
-  private adoptRunning(sel: { dev: string; ino: string }, oldSlot: number | undefined, slot: number): void {
+  /**
+   * Processes already running the selected executable join the policy now, not at their next fork.
+   * One that procs cannot record (full) would run on unselected: in enforce mode it is killed, as
+   * the hooks kill a selected exec they cannot record, and counted (SEC_TRACK_ADOPT). Returns those.
+   */
+  private adoptRunning(sel: { dev: string; ino: string }, oldSlot: number | undefined, slot: number, flags: number): number[] {
+    const killed: number[] = [];
+    // an existing key is always rewritten in place (no room needed)
     for (const [pid, v] of [...this.maps.procs.entries()] as [number, sec_proc][]) {
       if (oldSlot !== undefined && v.slot === oldSlot + 1) this.maps.procs.set(pid, { ...v, slot: slot + 1 });
     }
@@ -442,11 +452,21 @@ export class PolicyStore {
         const f = fileId(`/proc/${d}/exe`);
         if (String(f.dev) !== sel.dev || String(f.ino) !== sel.ino) continue;
         const ppid = Number(/PPid:\s+(\d+)/.exec(fs.readFileSync(`/proc/${d}/status`, 'utf8'))?.[1] ?? 0);
-        this.maps.procs.set(Number(d), { ppid, slot: slot + 1 });
+        try {
+          this.maps.procs.set(Number(d), { ppid, slot: slot + 1 });
+        } catch (e) {
+          if (!/E2BIG|ENOMEM/.test(String(e))) throw e;
+          const k = sec_track_fail.SEC_TRACK_ADOPT;
+          this.maps.track_fail.set(k, (this.maps.track_fail.get(k) ?? 0n) + 1n);
+          if (!(flags & F_ENFORCE)) continue;
+          process.kill(Number(d), 'SIGKILL');
+          killed.push(Number(d));
+        }
       } catch {
         /* kernel thread or gone */
       }
     }
+    return killed;
   }
 
   private dropSelector(s: StoredPolicy): void {
