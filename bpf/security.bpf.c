@@ -118,10 +118,15 @@ struct {
 /*
  * Children of selected processes that `procs` could not record: tgid → slot + 1. The child has not
  * run yet at sched_process_fork (wake_up_new_task comes after the tracepoint) and bpf_send_signal
- * reaches only the current task, so it is marked here and killed at its first return to user space,
- * the exit of the clone/clone3/fork/vfork syscall it was born in (ret_from_fork runs the syscall exit
- * work, tracepoint included, before any signal or instruction). 8192 at once: each parent that
- * failed is killed at the same moment and forks no more.
+ * reaches only the current task, so it is marked here. Where the syscall tracepoints are attached
+ * anyway (no BPF LSM: the ptrace and socket fallbacks), it is killed at its first return to user
+ * space, the exit of the clone/clone3/fork/vfork syscall it was born in (ret_from_fork runs the
+ * syscall exit work, tracepoint included, before any signal or instruction). Under BPF LSM none is
+ * attached: one syscall tracepoint puts every task on the machine on the slow syscall path (getppid
+ * 167 → 220 ns on this lab's host with one enabled, perf bench syscall basic; exploratory, no stored
+ * run). There the child lives on under its parent's policy, read from this map (select_current),
+ * so whatever the policy governs it is refused like any selected process. 8192 at once: each
+ * parent that failed is killed at the same moment and forks no more.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -239,6 +244,21 @@ static __always_inline __u32 *cg_slot_walk(__u32 levels)
 }
 
 /*
+ * A child `procs` could not record, marked at fork (see `doomed`): under its parent's policy until
+ * it dies. Looked for only once a fork has failed so (the count never goes down): until then a
+ * process procs does not hold costs one array read more.
+ */
+static __always_inline __u32 *marked_child(__u32 tgid)
+{
+	__u32 k = SEC_TRACK_FORK;
+	__u64 *n = bpf_map_lookup_elem(&track_fail, &k);
+
+	if (!n || !*n)
+		return NULL;
+	return bpf_map_lookup_elem(&doomed, &tgid);
+}
+
+/*
  * The policy the current task is under, or false. Costs, for an unselected task: the cgroup
  * lookups at depths that have a selected cgroup (usually one), and one lookup in `procs` only
  * while some policy selects by executable. `tracing` is a constant at each call site.
@@ -259,9 +279,16 @@ static __always_inline bool select_current(struct selected *s, bool tracing)
 	} else if (cfg->have_exe_selectors) {
 		__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 		struct sec_proc *p = bpf_map_lookup_elem(&procs, &tgid);
-		if (!p || !p->slot)
-			return false;
-		slot = p->slot - 1;
+		if (p) {
+			if (!p->slot)
+				return false;
+			slot = p->slot - 1;
+		} else {
+			__u32 *mark = marked_child(tgid);
+			if (!mark)
+				return false;
+			slot = *mark - 1;
+		}
 	} else {
 		return false;
 	}
@@ -435,7 +462,8 @@ int BPF_PROG(sec_exec_tp, struct task_struct *p, pid_t old_pid, struct linux_bin
 	if (sel) {
 		/* remember the parent for the socket hooks, which cannot see the task */
 		struct sec_proc *old = bpf_map_lookup_elem(&procs, &tgid);
-		if (!old) {
+		/* a marked child is selected by its mark: an entry of slot 0 would unselect it */
+		if (!old && !marked_child(tgid)) {
 			struct sec_proc v = { .ppid = ppid, .slot = 0 };
 			/* may fail when full: only the parent's pid is lost (selected by cgroup, not by this entry) */
 			bpf_map_update_elem(&procs, &tgid, &v, BPF_ANY);
@@ -457,6 +485,12 @@ int BPF_PROG(sec_fork_tp, struct task_struct *parent, struct task_struct *child)
 	__u32 ptgid = BPF_CORE_READ(parent, tgid);
 	struct sec_proc *pp = bpf_map_lookup_elem(&procs, &ptgid);
 	struct sec_proc v = { .ppid = ptgid, .slot = pp ? pp->slot : 0 };
+	if (!pp) {
+		/* a marked child forking (under BPF LSM it lives on): its children inherit its mark's policy */
+		__u32 *mark = marked_child(ptgid);
+		if (mark)
+			v.slot = *mark;
+	}
 	/* slot 0: selected by its cgroup, which the child shares; a missing entry loses only the ppid */
 	if (!bpf_map_update_elem(&procs, &pid, &v, BPF_ANY) || !v.slot)
 		return 0;

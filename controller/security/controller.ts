@@ -43,11 +43,6 @@ export const HOOKS: { prog: SecurityShape['programs']; hook: string; kind: 'trac
   { prog: 'sec_exec_tp', hook: 'tp_btf/sched_process_exec', kind: 'trace' },
   { prog: 'sec_fork_tp', hook: 'tp_btf/sched_process_fork', kind: 'trace' },
   { prog: 'sec_exit_tp', hook: 'tp_btf/sched_process_exit', kind: 'trace' },
-  // a child of a selected process that procs could not record dies at its first return from fork
-  { prog: 'sec_clone_exit_tp', hook: 'tracepoint/syscalls/sys_exit_clone', kind: 'tracepoint' },
-  { prog: 'sec_clone3_exit_tp', hook: 'tracepoint/syscalls/sys_exit_clone3', kind: 'tracepoint' },
-  { prog: 'sec_fork_exit_tp', hook: 'tracepoint/syscalls/sys_exit_fork', kind: 'tracepoint' },
-  { prog: 'sec_vfork_exit_tp', hook: 'tracepoint/syscalls/sys_exit_vfork', kind: 'tracepoint' },
   { prog: 'sec_exec_lsm', hook: 'lsm/bprm_check_security', kind: 'lsm' },
   { prog: 'sec_connect_lsm', hook: 'lsm/socket_connect', kind: 'lsm' },
   { prog: 'sec_socket_lsm', hook: 'lsm/socket_create', kind: 'lsm' },
@@ -74,7 +69,21 @@ export const HOOKS: { prog: SecurityShape['programs']; hook: string; kind: 'trac
   { prog: 'sec_openat2_exit_tp', hook: 'tracepoint/syscalls/sys_exit_openat2', kind: 'tracepoint' },
   { prog: 'sec_io_uring_open_btf', hook: 'tp_btf/io_uring_complete', kind: 'trace' },
   { prog: 'sec_io_uring_open', hook: 'tp_btf/io_uring_complete', kind: 'trace' },
+  // a child of a selected process that procs could not record dies at its first return from fork;
+  // last: attached only where another syscall tracepoint is (see CLONE_EXITS)
+  { prog: 'sec_clone_exit_tp', hook: 'tracepoint/syscalls/sys_exit_clone', kind: 'tracepoint' },
+  { prog: 'sec_clone3_exit_tp', hook: 'tracepoint/syscalls/sys_exit_clone3', kind: 'tracepoint' },
+  { prog: 'sec_fork_exit_tp', hook: 'tracepoint/syscalls/sys_exit_fork', kind: 'tracepoint' },
+  { prog: 'sec_vfork_exit_tp', hook: 'tracepoint/syscalls/sys_exit_vfork', kind: 'tracepoint' },
 ];
+/**
+ * The kill of a child procs could not record. Any syscall tracepoint puts every task on the
+ * machine on the slow syscall path (getppid 167 → 220 ns on this lab's host, perf bench syscall
+ * basic with one enabled; exploratory, no stored run): attached only where the fallbacks (no BPF
+ * LSM) have put them there already. Under BPF LSM the child runs under its parent's policy instead
+ * (bpf/security.bpf.c, doomed).
+ */
+const CLONE_EXITS = ['sec_clone_exit_tp', 'sec_clone3_exit_tp', 'sec_fork_exit_tp', 'sec_vfork_exit_tp'];
 /** the tracepoint fallbacks of other processes' access, left out where lsm/ptrace_access_check
  *  attaches (the sys_exit_open* ones catch a descriptor of another process's /proc/<pid>/mem) */
 const PTRACE_TPS = ['sec_ptrace_tp', 'sec_vm_readv_tp', 'sec_vm_writev_tp', 'sec_pidfd_getfd_tp', 'sec_openat_exit_btf', 'sec_open_exit_btf', 'sec_openat2_exit_btf', 'sec_openat_exit_tp', 'sec_open_exit_tp', 'sec_openat2_exit_tp', 'sec_io_uring_open_btf', 'sec_io_uring_open'];
@@ -219,8 +228,10 @@ export interface Mechanisms {
   /** binaries are identified by asking the kernel (exec tracepoint attached), else by stat(2) */
   oracle: boolean;
   /** `procs` (tgid → lineage of processes selected by executable): its capacity against
-   *  kernel.pid_max now, and whether its entries are preallocated */
-  procs: { capacity: number; pidMax: number; prealloc: boolean };
+   *  kernel.pid_max now, and whether its entries are preallocated. A child it cannot record is
+   *  `killed` at its first return from fork where the syscall tracepoints are attached anyway (no
+   *  BPF LSM), else `governed`: it runs under its parent's policy, read from `doomed` */
+  procs: { capacity: number; pidMax: number; prealloc: boolean; unrecordedChild: 'killed' | 'governed' };
   unsupported: { hook: string; evidence: string }[];
 }
 
@@ -252,7 +263,7 @@ export function enforcementGaps(m: Mechanisms): { what: string; evidence: string
  * after the map was made, or a test's capacity): past that many, a process selected by executable
  * cannot be recorded and is killed (fail closed) rather than tracked.
  */
-export function procsGap(p: Mechanisms['procs']): { what: string; evidence: string } | undefined {
+export function procsGap(p: Omit<Mechanisms['procs'], 'unrecordedChild'>): { what: string; evidence: string } | undefined {
   if (p.capacity >= p.pidMax) return undefined;
   return { what: 'selection by executable beyond procs capacity', evidence: `procs holds ${p.capacity} processes but kernel.pid_max is ${p.pidMax}: past ${p.capacity} recorded processes at once, a selected binary's exec or a selected process's fork is killed instead of tracked (the pinned map keeps its size: pnpm lab policy stop, then start the daemon and apply the policies again)` };
 }
@@ -335,7 +346,7 @@ export class SecurityController {
   static async start(opts: ControllerOptions = {}): Promise<SecurityController> {
     const log = opts.log ?? (() => {});
     const file = await ensureObject('security', log);
-    const mech: Mechanisms = { exec: 'none', lsmEvidence: '', egress: [], lsmConnect: false, rawSockets: [], sourceRouting: [], ptrace: [], ptraceIoUring: '', oracle: false, procs: { capacity: 0, pidMax: pidMax(), prealloc: true }, unsupported: [] };
+    const mech: Mechanisms = { exec: 'none', lsmEvidence: '', egress: [], lsmConnect: false, rawSockets: [], sourceRouting: [], ptrace: [], ptraceIoUring: '', oracle: false, procs: { capacity: 0, pidMax: pidMax(), prealloc: true, unrecordedChild: 'governed' }, unsupported: [] };
     // links a previous daemon pinned: kept exactly as they are (no gap in enforcement)
     const adopted = new Map<string, Link>();
     if (opts.pin) {
@@ -458,6 +469,7 @@ export class SecurityController {
       if (h.prog === 'sec_socket_tp' && attached.has('sec_socket_lsm')) continue;
       if (!this.skel.program(h.prog).loaded) continue; // the build of the mem check not chosen
       if (PTRACE_TPS.includes(h.prog) && attached.has('sec_ptrace_lsm')) continue;
+      if (CLONE_EXITS.includes(h.prog) && !HOOKS.some((x) => x.kind === 'tracepoint' && !CLONE_EXITS.includes(x.prog) && attached.has(x.prog))) continue;
       let l: Link;
       try {
         const p = this.skel.program(h.prog);
@@ -490,6 +502,7 @@ export class SecurityController {
     m.sourceRouting = [['sec_setsockopt', 'cgroup/setsockopt'], ['sec_sendmsg_lsm', 'lsm/socket_sendmsg'], ['sec_connect_lsm', 'lsm/socket_connect']].filter(([p]) => has(p!)).map(([, h]) => h!);
     m.rawSockets = has('sec_socket_lsm') ? ['lsm/socket_create'] : [...(has('sec_sock_create') ? ['cgroup/sock_create'] : []), ...(has('sec_socket_tp') ? ['tracepoint/syscalls/sys_enter_socket + SIGKILL'] : []), ...URING_PROGS.filter(has).map((p) => `${HOOKS.find((h) => h.prog === p)!.hook} (IORING_OP_SOCKET) + SIGKILL`)];
     m.ptrace = has('sec_ptrace_lsm') ? ['lsm/ptrace_access_check'] : PTRACE_TPS.filter(has).map((p) => `${HOOKS.find((h) => h.prog === p)!.hook}${URING_OPEN.includes(p) ? ' (IORING_OP_OPENAT/OPENAT2)' : ''} + SIGKILL`);
+    m.procs.unrecordedChild = CLONE_EXITS.every(has) ? 'killed' : 'governed';
     m.ptraceIoUring = URING_OPEN.some(has) ? `${URING_OPEN_HOOK} + SIGKILL` : has('sec_ptrace_lsm') && !m.unsupported.some((u) => u.hook.startsWith('lsm/ptrace_access_check')) ? 'lsm/ptrace_access_check' : '';
     // keep what an adopted config says about selectors; the mechanisms are this start's
     const cur = this.store.maps.config.get(0) ?? { cg_levels: 0, exec_mode: 0, have_exe_selectors: 0, lsm_socket: 0, lsm_ptrace: 0, oracle_cgroup: 0n };

@@ -31,7 +31,7 @@ describe('policy planning (pure)', () => {
 });
 
 describe('enforcement gaps (pure): what --require-all refuses', () => {
-  const full: Mechanisms = { exec: 'lsm', lsmEvidence: 'lsm/bprm_check_security load and attach', egress: ['cgroup/connect4'], lsmConnect: true, rawSockets: ['lsm/socket_create'], sourceRouting: ['cgroup/setsockopt', 'lsm/socket_sendmsg', 'lsm/socket_connect'], ptrace: ['lsm/ptrace_access_check'], ptraceIoUring: 'lsm/ptrace_access_check', oracle: true, procs: { capacity: 32768, pidMax: 32768, prealloc: true }, unsupported: [] };
+  const full: Mechanisms = { exec: 'lsm', lsmEvidence: 'lsm/bprm_check_security load and attach', egress: ['cgroup/connect4'], lsmConnect: true, rawSockets: ['lsm/socket_create'], sourceRouting: ['cgroup/setsockopt', 'lsm/socket_sendmsg', 'lsm/socket_connect'], ptrace: ['lsm/ptrace_access_check'], ptraceIoUring: 'lsm/ptrace_access_check', oracle: true, procs: { capacity: 32768, pidMax: 32768, prealloc: true, unrecordedChild: 'governed' }, unsupported: [] };
   it('BPF LSM with every hook attached leaves none', () => {
     expect(enforcementGaps(full)).toEqual([]);
   });
@@ -51,8 +51,8 @@ describe('enforcement gaps (pure): what --require-all refuses', () => {
     expect(enforcementGaps({ ...full, oracle: false }).map((g) => g.what)).toEqual(['binary identity from the kernel']);
   });
   it('procs holding fewer processes than pid_max allows is one (pid_max raised after the map was made)', () => {
-    expect(enforcementGaps({ ...full, procs: { capacity: 65536, pidMax: 32768, prealloc: true } })).toEqual([]);
-    const raised = enforcementGaps({ ...full, procs: { capacity: 32768, pidMax: 4194304, prealloc: true } });
+    expect(enforcementGaps({ ...full, procs: { ...full.procs, capacity: 65536, pidMax: 32768 } })).toEqual([]);
+    const raised = enforcementGaps({ ...full, procs: { ...full.procs, capacity: 32768, pidMax: 4194304 } });
     expect(raised.map((g) => g.what)).toEqual(['selection by executable beyond procs capacity']);
     expect(raised[0]!.evidence).toMatch(/procs holds 32768 processes but kernel.pid_max is 4194304/);
   });
