@@ -480,17 +480,31 @@ int BPF_PROG(sec_fork_tp, struct task_struct *parent, struct task_struct *child)
 
 	if (pid != BPF_CORE_READ(child, tgid)) /* a thread, not a process */
 		return 0;
-	if (!select_current(&s, true))
+	struct sec_config *cfg = get_config();
+	if (!cfg)
 		return 0;
 	__u32 ptgid = BPF_CORE_READ(parent, tgid);
-	struct sec_proc *pp = bpf_map_lookup_elem(&procs, &ptgid);
-	struct sec_proc v = { .ppid = ptgid, .slot = pp ? pp->slot : 0 };
-	if (!pp) {
-		/* a marked child forking (under BPF LSM it lives on): its children inherit its mark's policy */
-		__u32 *mark = marked_child(ptgid);
-		if (mark)
-			v.slot = *mark;
+	struct sec_proc v = { .ppid = ptgid, .slot = 0 };
+	/*
+	 * A lineage of a selected executable passes on whatever the parent's uid: a policy narrowed by
+	 * uid selects the processes of that lineage that run as it, and a child may switch to it after
+	 * the fork. Asked of select_current (uid included), a root parent of `select: { executable,
+	 * uid: 65534 }` recorded no child, and the child's setuid(65534) shell ran.
+	 */
+	if (cfg->have_exe_selectors) {
+		struct sec_proc *pp = bpf_map_lookup_elem(&procs, &ptgid);
+		if (pp) {
+			v.slot = pp->slot;
+		} else {
+			/* a marked child forking (under BPF LSM it lives on): its children inherit its mark's policy */
+			__u32 *mark = marked_child(ptgid);
+			if (mark)
+				v.slot = *mark;
+		}
 	}
+	/* else only the parent's pid is kept, for a process selected now (by its cgroup) */
+	if (!v.slot && !select_current(&s, true))
+		return 0;
 	/* slot 0: selected by its cgroup, which the child shares; a missing entry loses only the ppid */
 	if (!bpf_map_update_elem(&procs, &pid, &v, BPF_ANY) || !v.slot)
 		return 0;

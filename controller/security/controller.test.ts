@@ -644,6 +644,26 @@ ctypes.CDLL(None).syscall(60 if os.uname().machine == 'x86_64' else 93, 0)`;
     expect((await run(cg, SH, { uid: 65534 })).sh).not.toBe(7);
     c.store.delete('by-uid');
     c.drainEvents();
+    // executable and uid: a root process of the binary is not under the policy, its child that
+    // switches to the uid is (the lineage was passed on only by processes the policy selected)
+    c.store.apply(parsePolicies(`policies:\n  - name: by-exe-uid\n    select: { executable: ${exe}, uid: 65534 }\n    exec: { deny: [shells] }\n`, 'xu.yaml'));
+    const setuidChild = `import os, subprocess
+def rc():
+    try: return subprocess.run(['/bin/sh', '-c', 'exit 7']).returncode
+    except OSError: return -1000
+print('sh', rc(), flush=True)
+pid = os.fork()
+if pid == 0:
+    os.setgid(65534); os.setuid(65534)
+    print('id', rc(), flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)`;
+    const byUid = await run(null, setuidChild, { exe });
+    expect(byUid.sh, `root itself: not selected (${byUid.stderr})`).toBe(7);
+    expect(byUid.id, 'its child as uid 65534: a shell ran').not.toBe(7);
+    expect(c.drainEvents().filter((x) => x.kind === 'exec')).toMatchObject([{ policy: 'by-exe-uid', binary: '/bin/sh', uid: 65534 }]);
+    c.store.delete('by-exe-uid');
+    c.drainEvents();
   });
 });
 
