@@ -124,7 +124,7 @@ export const MECHANISM: Record<number, string> = {
 /** what a tracking event (procs could not record a selected process) says happened, by enum sec_track_fail */
 const TRACK_LOST: Record<number, string> = {
   [sec_track_fail.SEC_TRACK_EXEC]: 'procs full: this process exec\'d a selected binary and could not be recorded (killed in enforce mode)',
-  [sec_track_fail.SEC_TRACK_FORK]: 'procs full: the child this process forked could not be recorded (parent killed in enforce mode; the child dies before it runs)',
+  [sec_track_fail.SEC_TRACK_FORK]: 'procs full: the child this process forked could not be recorded (parent killed in enforce mode; the child dies before it runs, or under BPF LSM is held to this policy)',
   [sec_track_fail.SEC_TRACK_CHILD]: 'procs full: child of a selected process not recorded, killed before its first instruction (enforce mode)',
 };
 
@@ -154,7 +154,7 @@ export interface TrackingLost {
   exec: number;
   /** fork by a selected process: the parent killed */
   fork: number;
-  /** that fork's child, killed before its first instruction */
+  /** that fork's child, killed before its first instruction (none under BPF LSM: held to the parent's policy) */
   child: number;
   /** that fork's child, not even marked (the `doomed` map full): it may run unselected */
   childLost: number;
