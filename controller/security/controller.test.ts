@@ -665,6 +665,44 @@ os.waitpid(pid, 0)`;
     c.store.delete('by-exe-uid');
     c.drainEvents();
   });
+
+  // Applied while the binary runs: its own processes were taken in, but a process it had started
+  // before (of another binary: a worker, a shell) inherits a selection at fork only, and ran on
+  // unselected. The apply takes in the descendants too.
+  it('a policy applied while its executable runs takes in the processes that executable started before', async () => {
+    const exe = path.join(tmp, 'pre-python');
+    fs.copyFileSync(fs.realpathSync(PY), exe);
+    fs.chmodSync(exe, 0o755);
+    // the selected binary starts python3 (another inode), which waits for a line, then tries a shell
+    const child = `import sys\nsys.stdin.readline()\n${SH}`;
+    const p = execa(exe, ['-c', `import subprocess, sys\nsubprocess.run([sys.argv[1], '-c', sys.argv[2]])`, fs.realpathSync(PY), child], { reject: false, stdin: 'pipe' });
+    try {
+      const kid = async () => {
+        for (let i = 0; i < 100; i++) {
+          for (const d of fs.readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
+            try {
+              if (/PPid:\s+(\d+)/.exec(fs.readFileSync(`/proc/${d}/status`, 'utf8'))?.[1] === String(p.pid)) return Number(d);
+            } catch { /* gone */ }
+          }
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        throw new Error('the child did not start');
+      };
+      const k = await kid();
+      c.store.apply(parsePolicies(`policies:\n  - name: pre\n    select: { executable: ${exe} }\n    exec: { deny: [shells] }\n`, 'pre.yaml'));
+      expect(c.store.maps.procs.get(k)?.slot, 'the child started before the apply is in procs under the policy').toBeGreaterThan(0);
+      p.stdin!.write('go\n');
+      const r = await p;
+      const sh = Number(/^sh (-?\d+)$/m.exec(String(r.stdout))?.[1]);
+      expect(sh, `a shell ran from a process the selected binary started before the apply (${r.stderr})`).not.toBe(7);
+      expect(c.drainEvents().filter((x) => x.kind === 'exec')).toMatchObject([{ policy: 'pre', binary: '/bin/sh' }]);
+    } finally {
+      p.kill('SIGKILL');
+      await p;
+      c.store.delete('pre');
+      c.drainEvents();
+    }
+  });
 });
 
 describeRoot('security teardown and the policy CLI', () => {

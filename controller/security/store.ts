@@ -436,9 +436,12 @@ export class PolicyStore {
   }
 
   /**
-   * Processes already running the selected executable join the policy now, not at their next fork.
-   * One that procs cannot record (full) would run on unselected: in enforce mode it is killed, as
-   * the hooks kill a selected exec they cannot record, and counted (SEC_TRACK_ADOPT). Returns those.
+   * Processes already running the selected executable join the policy now, not at their next fork,
+   * and so do the processes they started before it (a shell one of them runs, a worker of another
+   * binary): the hooks pass a selection on at fork only, so those ran on unselected. One of
+   * another executable's policy keeps its own. One that procs cannot record (full) would run on
+   * unselected: in enforce mode it is killed, as the hooks kill a selected exec they cannot
+   * record, and counted (SEC_TRACK_ADOPT). Returns those.
    */
   private adoptRunning(sel: { dev: string; ino: string }, oldSlot: number | undefined, slot: number, flags: number): number[] {
     const killed: number[] = [];
@@ -446,24 +449,50 @@ export class PolicyStore {
     for (const [pid, v] of [...this.maps.procs.entries()] as [number, sec_proc][]) {
       if (oldSlot !== undefined && v.slot === oldSlot + 1) this.maps.procs.set(pid, { ...v, slot: slot + 1 });
     }
+    const ppidOf = new Map<number, number>();
+    const children = new Map<number, number[]>();
+    const order: number[] = [];
     for (const d of fs.readdirSync('/proc')) {
       if (!/^\d+$/.test(d)) continue;
       try {
-        const f = fileId(`/proc/${d}/exe`);
-        if (String(f.dev) !== sel.dev || String(f.ino) !== sel.ino) continue;
+        const pid = Number(d);
         const ppid = Number(/PPid:\s+(\d+)/.exec(fs.readFileSync(`/proc/${d}/status`, 'utf8'))?.[1] ?? 0);
-        try {
-          this.maps.procs.set(Number(d), { ppid, slot: slot + 1 });
-        } catch (e) {
-          if (!/E2BIG|ENOMEM/.test(String(e))) throw e;
-          const k = sec_track_fail.SEC_TRACK_ADOPT;
-          this.maps.track_fail.set(k, (this.maps.track_fail.get(k) ?? 0n) + 1n);
-          if (!(flags & F_ENFORCE)) continue;
-          process.kill(Number(d), 'SIGKILL');
-          killed.push(Number(d));
-        }
+        ppidOf.set(pid, ppid);
+        children.set(ppid, [...(children.get(ppid) ?? []), pid]);
+        const f = fileId(`/proc/${d}/exe`);
+        if (String(f.dev) === sel.dev && String(f.ino) === sel.ino) order.push(pid);
       } catch {
         /* kernel thread or gone */
+      }
+    }
+    // the binary's processes, then their descendants, parents first (a fork meanwhile is the hooks')
+    const seen = new Set(order);
+    for (let i = 0; i < order.length; i++) {
+      for (const kid of children.get(order[i]!) ?? []) {
+        if (seen.has(kid)) continue;
+        const own = this.maps.procs.get(kid);
+        if (own && own.slot && own.slot !== slot + 1) continue; // another executable's policy: its lineage stays its own
+        seen.add(kid);
+        order.push(kid);
+      }
+    }
+    for (const pid of order) {
+      try {
+        this.maps.procs.set(pid, { ppid: ppidOf.get(pid) ?? 0, slot: slot + 1 });
+        // exited since the scan (its exit hook ran before the write): the entry would outlive it
+        // and select whatever process gets the pid next
+        if (!alive(pid)) this.maps.procs.delete(pid);
+      } catch (e) {
+        if (!/E2BIG|ENOMEM/.test(String(e))) throw e;
+        const k = sec_track_fail.SEC_TRACK_ADOPT;
+        this.maps.track_fail.set(k, (this.maps.track_fail.get(k) ?? 0n) + 1n);
+        if (!(flags & F_ENFORCE)) continue;
+        try {
+          process.kill(pid, 'SIGKILL');
+          killed.push(pid);
+        } catch {
+          /* gone */
+        }
       }
     }
     return killed;
@@ -542,4 +571,9 @@ function mask(addr: Uint8Array, bits: number): void {
 
 function describe(r: EgressRule): string {
   return `${r.protocol} ${r.to}${r.ports.length ? ` ports ${r.ports.join(',')}` : ''}`;
+}
+
+/** not gone (a zombie counts as alive: a leader whose other threads run on is one, and keeps its entry) */
+function alive(pid: number): boolean {
+  return fs.existsSync(`/proc/${pid}`);
 }
