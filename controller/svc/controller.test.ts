@@ -478,10 +478,7 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
     const up = net.createServer((c) => c.end());
     await new Promise<void>((r) => up.listen(0, '127.0.0.1', () => r()));
     const port = (up.address() as { port: number }).port;
-    const gone = net.createServer();
-    await new Promise<void>((r) => gone.listen(0, '127.0.0.1', () => r()));
-    const dead = (gone.address() as { port: number }).port;
-    await new Promise((r) => gone.close(r));
+    const dead = await closedPort();
     const instance = `hcsync-${process.pid}`;
     const vip = 'tcp://10.96.0.32:80';
     const d = await SvcController.start({ cgroup: lab.cgClientRel, instance, healthCheck: { intervalMs: 100, timeoutMs: 200, fall: 2, rise: 1 }, services: [{ vip, healthCheck: true, backends: [`127.0.0.1:${port}`] }] }, { pin: true });
@@ -513,11 +510,7 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
   // Down is the health checks' to end: an apply turning a service's checks off kept its down
   // backends down, with nothing left to bring them back (seen in the XDP LB, fixed in both).
   it('an apply turning a service\'s health checks off brings its down backends back; one keeping them on does not', async () => {
-    const net = await import('node:net');
-    const gone = net.createServer();
-    await new Promise<void>((r) => gone.listen(0, '127.0.0.1', () => r()));
-    const dead = (gone.address() as { port: number }).port;
-    await new Promise((r) => gone.close(r));
+    const dead = await closedPort();
     const instance = `hcoff-${process.pid}`;
     const vip = 'tcp://10.96.0.33:80';
     const svcOf = (healthCheck: boolean) => ({ ...parseSpec(vip), id: vip, algorithm: 'maglev' as const, healthCheck, backends: [{ address: '127.0.0.1', port: dead, weight: 1 }] });
@@ -552,4 +545,14 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
 function parseSpec(v: string) {
   const m = /^(tcp|udp):\/\/\[?([^\]]+?)\]?:(\d+)$/.exec(v)!;
   return { protocol: m[1] as 'tcp' | 'udp', address: m[2]!, port: Number(m[3]), family: (m[2]!.includes(':') ? 6 : 4) as 4 | 6 };
+}
+
+/** a loopback TCP port nothing listens on (bound, then closed): a backend the health checks find down */
+async function closedPort(): Promise<number> {
+  const net = await import('node:net');
+  const gone = net.createServer();
+  await new Promise<void>((r) => gone.listen(0, '127.0.0.1', () => r()));
+  const port = (gone.address() as { port: number }).port;
+  await new Promise((r) => gone.close(r));
+  return port;
 }
