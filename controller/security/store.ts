@@ -458,7 +458,9 @@ export class PolicyStore {
         const pid = Number(d);
         const ppid = Number(/PPid:\s+(\d+)/.exec(fs.readFileSync(`/proc/${d}/status`, 'utf8'))?.[1] ?? 0);
         ppidOf.set(pid, ppid);
-        children.set(ppid, [...(children.get(ppid) ?? []), pid]);
+        const kids = children.get(ppid);
+        if (kids) kids.push(pid);
+        else children.set(ppid, [pid]);
         const f = fileId(`/proc/${d}/exe`);
         if (String(f.dev) === sel.dev && String(f.ino) === sel.ino) order.push(pid);
       } catch {
