@@ -20,7 +20,9 @@ export function kernelDev(userDev: bigint): bigint {
 export function fileId(p: string): FileId {
   const real = fs.realpathSync(p);
   const st = fs.statSync(real, { bigint: true });
-  return { path: real, dev: kernelDev(st.dev), ino: st.ino };
+  // Node's bigint stats are signed 64-bit: an inode number past 2^63 (9p, some FUSE and network
+  // file systems) came back negative, which is not the kernel's (unsigned) i_ino in a map key
+  return { path: real, dev: kernelDev(BigInt.asUintN(64, st.dev)), ino: BigInt.asUintN(64, st.ino) };
 }
 
 const SHELL_NAMES = ['sh', 'bash', 'rbash', 'dash', 'ash', 'zsh', 'ksh', 'ksh93', 'mksh', 'pdksh', 'lksh', 'yash', 'posh', 'csh', 'tcsh', 'fish', 'busybox', 'toybox'];

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { PolicyError, canonicalCidr, cidrBytes, formatAddr, parsePolicies } from './policy.ts';
-import { kernelDev } from './files.ts';
+import { execFileSync } from 'node:child_process';
+import { fileId, kernelDev } from './files.ts';
 import { denyRaw, entriesNeeded } from './store.ts';
 
 function issues(text: string) {
@@ -164,5 +165,13 @@ describe('addresses', () => {
     // 259:65537 → exercises the high minor bits
     const user = ((259n & 0xfffn) << 8n) | (65537n & 0xffn) | ((65537n & ~0xffn) << 12n);
     expect(kernelDev(user)).toBe((259n << 20n) | 65537n);
+  });
+
+  it('takes inode numbers as the kernel has them, unsigned (Node gave those past 2^63 negative)', () => {
+    // the guests' 9p share has such inodes; stat(1) prints the unsigned number
+    const f = import.meta.filename;
+    const ino = BigInt(execFileSync('stat', ['-c', '%i', f], { encoding: 'utf8' }).trim());
+    expect(fileId(f).ino).toBe(ino);
+    expect(fileId(f).ino).toBeGreaterThanOrEqual(0n);
   });
 });
