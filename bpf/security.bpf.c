@@ -588,6 +588,29 @@ static __always_inline long lsm_deny(void)
 	return rc;
 }
 
+/*
+ * argv[0] as the exec's caller passed it, for the event of an exec refused at bprm_check: the new
+ * image's arguments are in an mm no task runs yet, but bprm_check comes before the point of no
+ * return, so the caller's own memory, and the argv array its execve/execveat named, is still
+ * current's. Kernels without bpf_task_pt_regs (before 5.15) leave it empty, as does an ia32 task.
+ */
+static __always_inline void caller_argv0(char *dst, __u32 len)
+{
+#if defined(__TARGET_ARCH_x86)
+	if (!bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs))
+		return;
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	if (!regs)
+		return;
+	long nr = regs->orig_ax;
+	/* execve(path, argv, envp) = 59, execveat(dirfd, path, argv, envp, flags) = 322 */
+	unsigned long argv = nr == 59 ? regs->si : nr == 322 ? regs->dx : 0;
+	const char *a0 = NULL;
+	if (argv && !bpf_probe_read_user(&a0, sizeof(a0), (void *)argv) && a0)
+		bpf_probe_read_user_str(dst, len, a0);
+#endif
+}
+
 SEC("lsm/bprm_check_security")
 long sec_exec_lsm(unsigned long long *ctx)
 {
@@ -610,6 +633,7 @@ long sec_exec_lsm(unsigned long long *ctx)
 		struct task_struct *t = (struct task_struct *)bpf_get_current_task();
 		e->ppid = BPF_CORE_READ(t, real_parent, tgid);
 		fill_exec_event(e, bprm, f, dev, ino);
+		caller_argv0(e->argv0, sizeof(e->argv0));
 		bpf_ringbuf_submit(e, 0);
 	}
 	if (s.pol->flags & SEC_F_ENFORCE)
