@@ -52,8 +52,9 @@ async function vmlinuxH(log: (s: string) => void): Promise<string> {
   return out;
 }
 
-/** Compile one BPF C file with the lab's flags (also used for test fixtures outside bpf/). */
-export async function compile(src: string, obj: string): Promise<void> {
+/** Compile one BPF C file with the lab's flags (also used for test fixtures outside bpf/), plus
+ *  `defines` (NAME or NAME=value: tests build variants of a capability's object with them). */
+export async function compile(src: string, obj: string, defines: string[] = []): Promise<void> {
   await vmlinuxH(() => {});
   fs.mkdirSync(path.dirname(obj), { recursive: true });
   const tmp = `${obj}.${process.pid}.tmp`; // per process: see vmlinuxH
@@ -61,7 +62,7 @@ export async function compile(src: string, obj: string): Promise<void> {
   const cc = await execa(
     'clang',
     ['-O2', '-g', '-target', 'bpf', '-mcpu=v3', `-D__TARGET_ARCH_${archFacts().bpfTargetArch}`, '-Wall', '-Wno-unused-function', '-Werror',
-      `-I${OUT_DIR}`, `-I${BPF_DIR}`, `-I${path.join(BPF_DIR, 'include')}`, '-c', src, '-o', tmp],
+      ...defines.map((d) => `-D${d}`), `-I${OUT_DIR}`, `-I${BPF_DIR}`, `-I${path.join(BPF_DIR, 'include')}`, '-c', src, '-o', tmp],
     { reject: false, all: true },
   );
   if (cc.exitCode !== 0) {

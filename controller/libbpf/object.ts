@@ -62,6 +62,9 @@ export interface ProgInfo {
   verifiedInsns: number;
   xlatedLen: number;
   jitedLen: number;
+  /** the kernel's hash of the instructions as loaded, map references zeroed (bpftool's "tag"):
+   *  equal for two loads of the same code against the same kernel, whatever maps they use */
+  tag: string;
 }
 
 export class Program {
@@ -180,7 +183,19 @@ export function progInfo(fd: number): ProgInfo {
     verifiedInsns: info.verified_insns,
     xlatedLen: info.xlated_prog_len,
     jitedLen: info.jited_prog_len,
+    tag: Buffer.from(info.tag as unknown as number[]).toString('hex'),
   };
+}
+
+/** progInfo of the loaded program with this id, or null when there is none (any more) */
+export function progInfoById(id: number): ProgInfo | null {
+  const fd = B.bpf_prog_get_fd_by_id(id);
+  if (fd < 0) return null;
+  try {
+    return progInfo(fd);
+  } finally {
+    C.close(fd);
+  }
 }
 
 /** Turn on run_time_ns/run_cnt accounting (BPF_ENABLE_STATS) while the returned handle is open. */

@@ -4,12 +4,12 @@
 //
 // As a daemon (pin: true) it fails closed: maps and every bpf_link are pinned under
 // /sys/fs/bpf/ebpf-lab/security, so enforcement lives in the kernel and outlives the process (a
-// crash, kill -9, SIGTERM). A restarted daemon re-adopts the pinned links and maps as they are (no
-// gap, no reload of what is attached), reconciles its state file with the kernel and says what it
-// found. Only `pnpm lab policy stop` (stopDaemon) removes the pins and with them the enforcement.
+// crash, kill -9, SIGTERM). A restarted daemon re-adopts the pinned maps, and the pinned links
+// whose program is this build's (no gap, no reattach); one of another build is replaced, new before
+// old. It reconciles its state file with the kernel and says what it found. Only `pnpm lab policy stop` (stopDaemon) removes the pins and with them the enforcement.
 import fs from 'node:fs';
 import path from 'node:path';
-import { Btf, BpfObject, Kind, Link, RingBuffer, attachCgroup, attachLsm, attachTrace, attachTracepoint, libbpf, libc, mapInfo, removePinDir, type BpfMap } from '../libbpf/index.ts';
+import { Btf, BpfObject, Kind, Link, RingBuffer, attachCgroup, attachLsm, attachTrace, attachTracepoint, libbpf, libc, mapInfo, progInfoById, removePinDir, type BpfMap } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { sec_call, sec_event_action, sec_event_kind, sec_exec_mode, sec_mech, sec_track_fail, security, type Security as SecuritySkeleton, type SecurityShape, type sec_event } from '../../bpf/gen/security.ts';
 import { cgroup2Root } from '../../common/cgroup.ts';
@@ -25,6 +25,8 @@ import type { sec_exec_key, sec_egress_key, sec_file_key } from '../../bpf/gen/s
 export const PIN_DIR = '/sys/fs/bpf/ebpf-lab/security';
 /** one pinned bpf_link per attached program, named after the program */
 export const LINK_DIR = path.join(PIN_DIR, 'links');
+/** suffix of a replacement link pinned beside the one it replaces, until renamed over it */
+const NEW_PIN = '-new'; // not '.new': bpffs refuses names with a dot (EPERM)
 export const RUN_DIR = '/run/ebpf-lab/security';
 export const STATE_PATH = path.join(RUN_DIR, 'state.json');
 export const EVENTS_PATH = path.join(RUN_DIR, 'events.jsonl');
@@ -309,6 +311,8 @@ export interface ControllerOptions {
   lsm?: 'auto' | 'off';
   /** cgroup where the egress hooks attach (default: the cgroup2 root, i.e. every process) */
   attachCgroup?: string;
+  /** tests only: a build of security.bpf.c other than the lab's own (standing for another release) */
+  object?: string;
   /** tests only: the capacity of `procs` instead of kernel.pid_max (a tiny one fills it with a few processes) */
   procsCapacity?: number;
   /** refuse to start (leaving nothing attached or pinned) if any rule kind is not enforced here:
@@ -322,6 +326,10 @@ export class SecurityController {
   readonly identity: KernelIdentity;
   private rb: RingBuffer<sec_event> | null = null;
   private readonly links: Link[] = [];
+  /** links a refused start leaves as they are: adopted ones, and this build's replacements of them */
+  private readonly kept = new Set<Link>();
+  /** adopted links this build would not attach (left for retire(), after the start is accepted) */
+  private retiring = new Map<string, Link>();
   /** daemon start-up: what was found pinned and how the state file was reconciled */
   readonly adoption: string[] = [];
   private closed = false;
@@ -345,7 +353,7 @@ export class SecurityController {
 
   static async start(opts: ControllerOptions = {}): Promise<SecurityController> {
     const log = opts.log ?? (() => {});
-    const file = await ensureObject('security', log);
+    const file = opts.object ?? (await ensureObject('security', log));
     const mech: Mechanisms = { exec: 'none', lsmEvidence: '', egress: [], lsmConnect: false, rawSockets: [], sourceRouting: [], ptrace: [], ptraceIoUring: '', oracle: false, procs: { capacity: 0, pidMax: pidMax(), prealloc: true, unrecordedChild: 'governed' }, unsupported: [] };
     // links a previous daemon pinned: kept exactly as they are (no gap in enforcement)
     const adopted = new Map<string, Link>();
@@ -358,6 +366,9 @@ export class SecurityController {
         throw new LabError(`a security controller (pid ${other}) already owns ${PIN_DIR}`, `stop it first (Ctrl-C or kill ${other}; enforcement stays pinned), or use that one`);
       }
       fs.mkdirSync(LINK_DIR, { recursive: true });
+      // a replacement pinned beside the link it replaces (attach) by a daemon that died before the
+      // rename: the old link is still pinned in its place, so removing this ends nothing
+      for (const n of fs.readdirSync(LINK_DIR).filter((x) => x.endsWith(NEW_PIN))) fs.rmSync(path.join(LINK_DIR, n), { force: true });
       for (const h of HOOKS) {
         const l = Link.openPinned(path.join(LINK_DIR, h.prog), `${h.prog} → ${h.hook} (pinned)`);
         if (l) adopted.set(h.prog, l);
@@ -425,15 +436,23 @@ export class SecurityController {
       mech.procs.capacity = sizing.maxEntries;
       mech.procs.prealloc = !(sizing.flags & BPF_F_NO_PREALLOC);
       try {
-        obj.load({ maxEntries: { procs: sizing.maxEntries }, mapFlags: { procs: sizing.flags }, skip: [...(lsmOk ? [] : LSM_PROGS), ...(lsmOk && !sendmsgRefused ? [] : ['sec_sendmsg_lsm']), ...(sockoptRefused ? ['sec_setsockopt'] : []), ...URING_PROGS.filter((p) => p !== uringProg), ...URING_OPEN.filter((p) => p !== uringOpen), ...(memBtf ? MEM_HELPER : MEM_BTF), ...adopted.keys()] });
+        obj.load({ maxEntries: { procs: sizing.maxEntries }, mapFlags: { procs: sizing.flags }, skip: [...(lsmOk ? [] : LSM_PROGS), ...(lsmOk && !sendmsgRefused ? [] : ['sec_sendmsg_lsm']), ...(sockoptRefused ? ['sec_setsockopt'] : []), ...URING_PROGS.filter((p) => p !== uringProg), ...URING_OPEN.filter((p) => p !== uringOpen), ...(memBtf ? MEM_HELPER : MEM_BTF)] });
       } catch (e) {
         if (opts.pin && /reuse|incompatib|EINVAL/i.test(String((e as Error).message))) {
           throw new LabError(`the maps pinned at ${PIN_DIR} do not match this build of security.bpf.o`, 'pnpm lab policy stop (removes the old enforcement), then start the daemon again', { cause: e });
         }
         throw e;
       }
+      // an adopted link whose program is not the one this build loads (another release of the
+      // lab): replaced in attach(), new before old, so the upgrade leaves no gap
+      const stale = new Map<string, Link>();
+      for (const [n, l] of adopted) {
+        const p = skel.program(n as SecurityShape['programs']);
+        if (!p.loaded) continue; // not loaded here (a flavour this start did not choose): kept as it is
+        if (progInfoById(l.info().progId)?.tag !== p.info().tag) (stale.set(n, l), adopted.delete(n));
+      }
       const c = new SecurityController(skel, mech, !!opts.pin, emptyState());
-      c.attach(lsmOk, opts.attachCgroup ?? cgroup2Root(), adopted);
+      c.attach(lsmOk, opts.attachCgroup ?? cgroup2Root(), adopted, stale);
       const gaps = opts.requireAll ? enforcementGaps(mech) : [];
       if (gaps.length) {
         // before adopt(): the state file and the policies' slots are as the previous daemon left them
@@ -443,7 +462,10 @@ export class SecurityController {
           'run on a kernel with BPF LSM enabled (CONFIG_BPF_LSM=y and "bpf" in lsm= on its command line), or start without --require-all to enforce what this kernel allows (the gaps are printed at start)',
         );
       }
-      if (opts.pin) c.adopt(adopted.size > 0);
+      if (opts.pin) {
+        c.retire();
+        c.adopt(adopted.size);
+      }
       return c;
     } catch (e) {
       for (const l of adopted.values()) l.close(); // our fds only: the pins keep them attached
@@ -453,16 +475,22 @@ export class SecurityController {
     }
   }
 
-  private attach(lsmOk: boolean, cg: string, adopted: Map<string, Link>): void {
+  private attach(lsmOk: boolean, cg: string, adopted: Map<string, Link>, stale = new Map<string, Link>()): void {
     const m = this.mechanisms;
     const attached = new Set<string>();
+    const replaced: string[] = [];
+    const keep = (h: (typeof HOOKS)[number], l: Link) => {
+      this.links.push(l);
+      this.kept.add(l);
+      attached.add(h.prog);
+    };
     for (const h of HOOKS) {
       const prior = adopted.get(h.prog);
       if (prior) {
-        this.links.push(prior);
-        attached.add(h.prog);
+        keep(h, prior);
         continue;
       }
+      const old = stale.get(h.prog);
       if (h.kind === 'lsm' && !lsmOk) continue;
       if (m.unsupported.some((u) => u.hook === h.hook)) continue; // refused when probed: not loaded
       // a fallback is only attached where its mechanism is not covered by LSM
@@ -475,7 +503,33 @@ export class SecurityController {
         const p = this.skel.program(h.prog);
         l = h.kind === 'trace' ? attachTrace(p) : h.kind === 'lsm' ? attachLsm(p) : h.kind === 'cgroup' ? attachCgroup(p, cg) : attachTracepoint(p, 'syscalls', h.hook.split('/').pop()!);
       } catch (e) {
-        m.unsupported.push({ hook: h.hook, evidence: firstLine(e) });
+        if (old) {
+          // the previous release's program goes on enforcing rather than nothing
+          keep(h, old);
+          this.adoption.push(`kept the previous build's ${h.prog}: this build's does not attach (${firstLine(e)})`);
+        } else m.unsupported.push({ hook: h.hook, evidence: firstLine(e) });
+        continue;
+      }
+      if (old) {
+        // both run from here until the old one is closed: pinned beside it, then renamed over it
+        // (bpffs drops the old pin's reference), then our last reference to the old one closed
+        const at = path.join(LINK_DIR, h.prog);
+        try {
+          l.pin(at + NEW_PIN);
+          fs.renameSync(at + NEW_PIN, at);
+        } catch (e) {
+          l.unpin();
+          l.close();
+          keep(h, old);
+          this.adoption.push(`kept the previous build's ${h.prog}: cannot pin this build's (${firstLine(e)})`);
+          continue;
+        }
+        old.close();
+        stale.delete(h.prog);
+        this.links.push(l);
+        this.kept.add(l);
+        attached.add(h.prog);
+        replaced.push(h.prog);
         continue;
       }
       // pinned, the attachment lives until the pin is removed: closing our fd (all that libbpf's
@@ -488,13 +542,15 @@ export class SecurityController {
           l.pin(at);
         } catch (e) {
           l.close();
-          for (const made of this.links.filter((x) => ![...adopted.values()].includes(x))) (made.unpin(), made.close());
+          for (const made of this.links.filter((x) => !this.kept.has(x))) (made.unpin(), made.close());
           throw new LabError(`cannot pin ${h.prog} (${h.hook}) at ${at}: ${firstLine(e)}`, `something else holds that path: pnpm lab policy stop removes the old enforcement, then start the daemon again`);
         }
       }
       this.links.push(l);
       attached.add(h.prog);
     }
+    if (replaced.length) this.adoption.push(`replaced ${replaced.length} pinned links whose program differs from this build's (${replaced.join(', ')}): each new one attached before the old one was detached`);
+    this.retiring = stale;
     const has = (p: string) => attached.has(p);
     m.exec = has('sec_exec_lsm') ? 'lsm' : has('sec_exec_tp') ? 'tp-kill' : 'none';
     m.lsmConnect = has('sec_connect_lsm');
@@ -511,13 +567,29 @@ export class SecurityController {
   }
 
   /**
+   * What the previous release attached and this build does not (a fallback it no longer needs, a
+   * program it no longer has): detached once this build's links are in place and the start stands.
+   */
+  private retire(): void {
+    const retired = [...this.retiring.keys()];
+    for (const l of this.retiring.values()) (l.unpin(), l.close());
+    this.retiring.clear();
+    for (const n of fs.readdirSync(LINK_DIR).filter((x) => !HOOKS.some((h) => h.prog === x))) {
+      fs.rmSync(path.join(LINK_DIR, n), { force: true });
+      retired.push(n);
+    }
+    if (retired.length) this.adoption.push(`detached ${retired.length} pinned links of the previous build that this one does not attach (${retired.join(', ')})`);
+  }
+
+  /**
    * A start refused after attaching: detach what this start attached and unpin what it pinned
    * (links, and maps it created); links adopted from a previous daemon stay as they were, so a
    * refused restart never ends enforcement that was in force.
    */
   private undoStart(adopted: Map<string, Link>, freshMaps: string[]): void {
-    const prior = new Set(adopted.values());
-    for (const l of this.links.filter((x) => !prior.has(x))) {
+    for (const l of this.retiring.values()) l.close(); // our fds: their pins stay
+    this.retiring.clear();
+    for (const l of this.links.filter((x) => !this.kept.has(x))) {
       if (this.pinned) l.unpin();
       l.close();
     }
@@ -534,12 +606,12 @@ export class SecurityController {
    * and state between this read of the state and its save and sweep, which then dropped the
    * new policy's entries as unreferenced after apply had reported it enforced
    */
-  private adopt(hadLinks: boolean): void {
+  private adopt(readopted: number): void {
     fs.mkdirSync(RUN_DIR, { recursive: true });
-    withApplyLock(() => this.adoptLocked(hadLinks), 60_000);
+    withApplyLock(() => this.adoptLocked(readopted), 60_000);
   }
 
-  private adoptLocked(hadLinks: boolean): void {
+  private adoptLocked(readopted: number): void {
     const say = (s: string) => this.adoption.push(s);
     let state = emptyState();
     try {
@@ -547,7 +619,7 @@ export class SecurityController {
     } catch {
       /* none: first start, or removed by policy stop */
     }
-    if (hadLinks) say(`re-adopted ${this.links.length} pinned links from the previous controller (enforcement never stopped)`);
+    if (readopted) this.adoption.unshift(`re-adopted ${readopted} pinned links from the previous controller (enforcement never stopped)`);
     this.store.state = reconcile(this.store, state, say);
     this.store.saveState();
     for (const sw of this.store.sweep()) say(`swept slot ${sw.slot}: ${sw.entries} entries no live policy references`);
