@@ -335,6 +335,7 @@ export class BpfObject implements Disposable {
       keySize: B.bpf_map__key_size(m),
       valueSize: B.bpf_map__value_size(m),
       maxEntries: B.bpf_map__max_entries(m),
+      flags: B.bpf_map__map_flags(m),
       keyTypeId: B.bpf_map__btf_key_type_id(m),
       valueTypeId: B.bpf_map__btf_value_type_id(m),
     };
@@ -484,6 +485,8 @@ export interface MapShape {
 export interface MapSpec extends MapShape {
   name: string;
   maxEntries: number;
+  /** map_flags as declared (BPF_F_NO_PREALLOC, …) */
+  flags: number;
   /** BTF type ids of key and value (0: none, e.g. ring buffers and map-of-maps values) */
   keyTypeId: number;
   valueTypeId: number;

@@ -11,7 +11,7 @@ import { procStart } from '../../common/host.ts';
 import { PolicyError, parsePolicies } from './policy.ts';
 import { ATTACKS_DIR } from '../../scenarios/security/workload.ts';
 import { BPF_DIR, compile } from '../../bpf/build.ts';
-import { Btf, Kind, Link } from '../libbpf/index.ts';
+import { BpfMap, Btf, Kind, Link, libbpf, libc, mapInfo, mapTypeName, rawCodec } from '../libbpf/index.ts';
 import { policyCommand } from './cli.ts';
 import { closeConnections, heldDeniedConnections } from './existing.ts';
 
@@ -945,6 +945,70 @@ print('ran', ran, flush=True)`);
     expect(stopped.out).toMatch(/stopped: \d+ links detached/);
     expect(ended?.exitCode).toBe(0);
     expect(String(ended?.stderr), 'the daemon says what it replaced and what it retired').toMatch(new RegExp(`replaced ${changed.length} pinned links whose program differs from this build's \\(${changed.join(', ')}\\)[^]*detached 1 pinned links of the previous build that this one does not attach \\(sec_fork_v0\\)`));
+  });
+
+  // procs was an LRU until the hash replaced it: a daemon of the new build refused to start over
+  // the old pins ("maps do not match"), leaving `policy stop` — a moment unenforced — as the only
+  // way up. Now the map is made anew, its entries carried over, every link replaced, new first.
+  it.skipIf(pinsInUse)(`an upgrade over a map of another shape (procs LRU → hash) carries its entries over: a process selected by executable stays selected${pinsInUse ? ` [skipped: ${PIN_DIR} is in use by another controller]` : ''}`, async () => {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sectest-mig-'));
+    const lru = path.join(PIN_DIR, 'procs_lru');
+    const exe = path.join(tmp, 'py-selected');
+    fs.copyFileSync(fs.realpathSync(PY), exe);
+    fs.chmodSync(exe, 0o755);
+    const hadEvents = fs.existsSync(EVENTS_PATH);
+    const procsType = () => {
+      const fd = libbpf.bpf_obj_get(path.join(PIN_DIR, 'procs'));
+      try {
+        return mapTypeName(mapInfo(fd).type);
+      } finally {
+        libc.close(fd);
+      }
+    };
+    let d: ReturnType<typeof execa> | undefined;
+    let p: ReturnType<typeof execa> | undefined;
+    let stopped = { out: '' };
+    let ended: Awaited<ReturnType<typeof execa>> | undefined;
+    try {
+      const prev = await SecurityController.start({ pin: true });
+      prev.store.apply(parsePolicies(`policies:\n  - name: mig\n    select: { executable: ${exe} }\n    exec: { deny: [shells] }\n`, 'mig.yaml'));
+      // selected at its exec, recorded in procs; tries a shell once the upgrade is done
+      p = execa(exe, ['-c', `import sys\nprint('up', flush=True)\nsys.stdin.readline()\n${SH}`], { reject: false, stdin: 'pipe' });
+      await new Promise<void>((ok) => p!.stdout!.once('data', () => ok()));
+      expect(prev.store.maps.procs.get(p.pid!)?.slot, 'recorded').toBeGreaterThan(0);
+      const valueSize = mapInfo(prev.store.maps.procs.fd).valueSize;
+      prev.close(); // as a killed daemon: the pins stay
+      // the pinned procs as the previous release had it: an LRU (the skeleton of this build cannot
+      // load that release, so its pin is made by hand, with the entries of this one)
+      await execa('bpftool', ['map', 'create', lru, 'type', 'lru_hash', 'key', '4', 'value', String(valueSize), 'entries', '65536', 'name', 'procs']);
+      const raw = { key: rawCodec<Buffer>(4), value: rawCodec<Buffer>(valueSize) };
+      const [from, to] = [BpfMap.openPinned(path.join(PIN_DIR, 'procs'), raw), BpfMap.openPinned(lru, raw)];
+      for (const [k, v] of from.lookupBatch() ?? []) to.set(k, v as Buffer);
+      from.close();
+      to.close();
+      fs.renameSync(lru, path.join(PIN_DIR, 'procs'));
+      expect(procsType()).toBe('LRU_HASH');
+      const before = pinnedLinks();
+      ({ d } = await startDaemon());
+      expect(procsType()).toBe('HASH');
+      const after = pinnedLinks();
+      expect(after.map((l) => l.prog).sort()).toEqual(before.map((l) => l.prog).sort());
+      for (const a of after) expect(a.linkId, `${a.prog} replaced`).not.toBe(before.find((b) => b.prog === a.prog)!.linkId);
+      p.stdin!.write('go\n');
+      const r = await p;
+      p = undefined;
+      expect(Number(/^sh (-?\d+)$/m.exec(String(r.stdout))?.[1]), `a shell ran from the selected process after the upgrade (${r.stderr})`).toBeLessThan(0);
+    } finally {
+      if (p) (p.kill('SIGKILL'), await p);
+      fs.rmSync(lru, { force: true });
+      stopped = await capture(['stop']);
+      ended = await d;
+      fs.rmSync(tmp, { recursive: true, force: true });
+      if (!hadEvents) fs.rmSync(EVENTS_PATH, { force: true });
+    }
+    expect(stopped.out).toMatch(/stopped: \d+ links detached/);
+    expect(ended?.exitCode).toBe(0);
+    expect(String(ended?.stderr)).toMatch(/carried over 1 maps whose shape differs from this build's \(procs: [1-9]\d* entries\); every pinned link was replaced/);
   });
 
   // Two started at once both found no daemon.json: one pinned every link, the other failed each pin

@@ -9,7 +9,7 @@
 // old. It reconciles its state file with the kernel and says what it found. Only `pnpm lab policy stop` (stopDaemon) removes the pins and with them the enforcement.
 import fs from 'node:fs';
 import path from 'node:path';
-import { Btf, BpfObject, Kind, Link, RingBuffer, attachCgroup, attachLsm, attachTrace, attachTracepoint, libbpf, libc, mapInfo, progInfoById, removePinDir, type BpfMap } from '../libbpf/index.ts';
+import { Btf, BpfObject, Kind, Link, MapType, RingBuffer, UpdateFlags, attachCgroup, attachLsm, attachTrace, attachTracepoint, libbpf, libc, mapInfo, mapTypeName, progInfoById, removePinDir, type BpfMap } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { sec_call, sec_event_action, sec_event_kind, sec_exec_mode, sec_mech, sec_track_fail, security, type Security as SecuritySkeleton, type SecurityShape, type sec_event } from '../../bpf/gen/security.ts';
 import { cgroup2Root } from '../../common/cgroup.ts';
@@ -368,7 +368,7 @@ export class SecurityController {
       fs.mkdirSync(LINK_DIR, { recursive: true });
       // a replacement pinned beside the link it replaces (attach) by a daemon that died before the
       // rename: the old link is still pinned in its place, so removing this ends nothing
-      for (const n of fs.readdirSync(LINK_DIR).filter((x) => x.endsWith(NEW_PIN))) fs.rmSync(path.join(LINK_DIR, n), { force: true });
+      for (const d of [LINK_DIR, PIN_DIR]) for (const n of fs.readdirSync(d).filter((x) => x.endsWith(NEW_PIN))) fs.rmSync(path.join(d, n), { force: true });
       for (const h of HOOKS) {
         const l = Link.openPinned(path.join(LINK_DIR, h.prog), `${h.prog} → ${h.hook} (pinned)`);
         if (l) adopted.set(h.prog, l);
@@ -425,18 +425,26 @@ export class SecurityController {
     const skel = security.open(file);
     const obj = skel.obj;
     try {
-      // libbpf reuses the maps pinned at these paths (the adopted programs use the same ones) or
-      // creates and pins them
-      if (opts.pin) for (const n of MAP_NAMES) obj.setPinPath(n, path.join(PIN_DIR, n));
+      const skip = [...(lsmOk ? [] : LSM_PROGS), ...(lsmOk && !sendmsgRefused ? [] : ['sec_sendmsg_lsm']), ...(sockoptRefused ? ['sec_setsockopt'] : []), ...URING_PROGS.filter((p) => p !== uringProg), ...URING_OPEN.filter((p) => p !== uringOpen), ...(memBtf ? MEM_HELPER : MEM_BTF)];
       // what this start pins anew: all that a refused start removes again
       const fresh = opts.pin ? MAP_NAMES.filter((n) => !fs.existsSync(path.join(PIN_DIR, n))) : [];
+      // pinned by another build with another shape (type, sizes, flags): made anew and carried over
+      // (migrateMaps) rather than refused, which left only `policy stop`, a moment unenforced
+      const migrating = opts.pin ? MAP_NAMES.filter((n) => !fresh.includes(n) && !pinFits(obj, n)) : [];
+      for (const n of migrating) {
+        const why = uncopyable(obj, n, [...adopted.keys()].filter((p) => skip.includes(p)));
+        if (why) throw new LabError(`the map ${n} pinned at ${PIN_DIR} does not match this build of security.bpf.o and cannot be carried over (${why})`, 'pnpm lab policy stop (removes the old enforcement), then start the daemon again');
+      }
+      // libbpf reuses the maps pinned at these paths (the adopted programs use the same ones) or
+      // creates and pins them
+      if (opts.pin) for (const n of MAP_NAMES) if (!migrating.includes(n)) obj.setPinPath(n, path.join(PIN_DIR, n));
       // procs sized to pid_max; a pinned one is reused as it is (libbpf reuses only an identical map)
       const procsPin = path.join(PIN_DIR, 'procs');
-      const sizing = opts.pin && !fresh.includes('procs') ? pinnedSizing(procsPin) : procsSizing(mech.procs.pidMax, opts.procsCapacity);
+      const sizing = opts.pin && !fresh.includes('procs') && !migrating.includes('procs') ? pinnedSizing(procsPin) : procsSizing(mech.procs.pidMax, opts.procsCapacity);
       mech.procs.capacity = sizing.maxEntries;
       mech.procs.prealloc = !(sizing.flags & BPF_F_NO_PREALLOC);
       try {
-        obj.load({ maxEntries: { procs: sizing.maxEntries }, mapFlags: { procs: sizing.flags }, skip: [...(lsmOk ? [] : LSM_PROGS), ...(lsmOk && !sendmsgRefused ? [] : ['sec_sendmsg_lsm']), ...(sockoptRefused ? ['sec_setsockopt'] : []), ...URING_PROGS.filter((p) => p !== uringProg), ...URING_OPEN.filter((p) => p !== uringOpen), ...(memBtf ? MEM_HELPER : MEM_BTF)] });
+        obj.load({ maxEntries: { procs: sizing.maxEntries }, mapFlags: { procs: sizing.flags }, skip });
       } catch (e) {
         if (opts.pin && /reuse|incompatib|EINVAL/i.test(String((e as Error).message))) {
           throw new LabError(`the maps pinned at ${PIN_DIR} do not match this build of security.bpf.o`, 'pnpm lab policy stop (removes the old enforcement), then start the daemon again', { cause: e });
@@ -452,7 +460,12 @@ export class SecurityController {
         if (progInfoById(l.info().progId)?.tag !== p.info().tag) (stale.set(n, l), adopted.delete(n));
       }
       const c = new SecurityController(skel, mech, !!opts.pin, emptyState());
-      c.attach(lsmOk, opts.attachCgroup ?? cgroup2Root(), adopted, stale);
+      if (migrating.length) {
+        // every adopted program uses the old maps: all are replaced
+        for (const [n, l] of adopted) stale.set(n, l);
+        adopted.clear();
+        c.migrateMaps(migrating, () => c.attach(lsmOk, opts.attachCgroup ?? cgroup2Root(), adopted, stale));
+      } else c.attach(lsmOk, opts.attachCgroup ?? cgroup2Root(), adopted, stale);
       const gaps = opts.requireAll ? enforcementGaps(mech) : [];
       if (gaps.length) {
         // before adopt(): the state file and the policies' slots are as the previous daemon left them
@@ -564,6 +577,34 @@ export class SecurityController {
     const cur = this.store.maps.config.get(0) ?? { cg_levels: 0, exec_mode: 0, have_exe_selectors: 0, lsm_socket: 0, lsm_ptrace: 0, oracle_cgroup: 0n };
     this.store.maps.config.set(0, { ...cur, exec_mode: EXEC_MODE[m.exec], lsm_socket: has('sec_socket_lsm') ? 1 : 0, lsm_ptrace: has('sec_ptrace_lsm') ? 1 : 0, oracle_cgroup: 0n });
     m.oracle = this.identity.available = has('sec_exec_tp');
+  }
+
+  /**
+   * Maps of another build's shape: this build's (loaded unpinned) get the old ones' entries and
+   * are pinned in their place (`<name>-new`, renamed over), then its programs are attached
+   * (`attach`, which replaces the old links), then the maps get the entries the old programs added
+   * meanwhile. Under the writers' lock, so no policy command writes into a map on its way out.
+   */
+  private migrateMaps(names: string[], attach: () => void): void {
+    withApplyLock(() => {
+      const old = new Map(names.map((n) => [n, libbpf.bpf_obj_get(path.join(PIN_DIR, n))]));
+      try {
+        for (const [n, fd] of old) if (fd < 0) throw new LabError(`cannot open the pinned map ${path.join(PIN_DIR, n)}: errno ${-fd}`, 'pnpm lab policy stop (removes the old enforcement), then start the daemon again');
+        const copied = names.map((n) => copyEntries(n, old.get(n)!, this.obj.map(n).fd, false));
+        // pinned before the links are replaced: should that fail part-way, the pins already name
+        // the maps the new programs use, and the next start replaces the old programs left (by tag)
+        for (const n of names) {
+          const at = path.join(PIN_DIR, n);
+          this.obj.map(n).pin(at + NEW_PIN);
+          fs.renameSync(at + NEW_PIN, at);
+        }
+        attach();
+        for (const n of names) copyEntries(n, old.get(n)!, this.obj.map(n).fd, true);
+        this.adoption.push(`carried over ${names.length} maps whose shape differs from this build's (${names.map((n, i) => `${n}: ${copied[i]} entries`).join(', ')}); every pinned link was replaced, as they used the old ones`);
+      } finally {
+        for (const fd of old.values()) if (fd >= 0) libc.close(fd);
+      }
+    }, 60_000);
   }
 
   /**
@@ -966,6 +1007,60 @@ function pinnedSizing(pin: string): { maxEntries: number; flags: number } {
   } finally {
     libc.close(fd);
   }
+}
+
+/** whether libbpf would reuse the map pinned for `name`: the comparison it makes (type, sizes, flags);
+ *  procs is sized at load from its pin, so only its type and entry sizes count */
+function pinFits(obj: BpfObject, name: string): boolean {
+  const fd = libbpf.bpf_obj_get(path.join(PIN_DIR, name));
+  if (fd < 0) return true; // the load reports it
+  try {
+    const i = mapInfo(fd);
+    const s = obj.mapSpec(name);
+    return i.type === s.type && i.keySize === s.keySize && i.valueSize === s.valueSize && (name === 'procs' || (i.maxEntries === s.maxEntries && i.flags === s.flags));
+  } finally {
+    libc.close(fd);
+  }
+}
+
+/** why the entries of map `name` cannot be carried over to this build's, or undefined */
+function uncopyable(obj: BpfObject, name: string, notLoaded: string[]): string | undefined {
+  const fd = libbpf.bpf_obj_get(path.join(PIN_DIR, name));
+  if (fd < 0) return `errno ${-fd}`;
+  try {
+    const i = mapInfo(fd);
+    const s = obj.mapSpec(name);
+    if (notLoaded.length) return `the pinned ${notLoaded.join(', ')} would go on using the old one`;
+    if (![MapType.HASH, MapType.LRU_HASH, MapType.ARRAY, MapType.LPM_TRIE].includes(i.type as 1) || ![MapType.HASH, MapType.LRU_HASH, MapType.ARRAY, MapType.LPM_TRIE].includes(s.type as 1)) return `${mapTypeName(i.type)} → ${mapTypeName(s.type)}: entries of this type are not copied`;
+    if (i.keySize !== s.keySize || i.valueSize !== s.valueSize) return `entries ${i.keySize}+${i.valueSize} → ${s.keySize}+${s.valueSize} bytes: their layout changed`;
+    return undefined;
+  } finally {
+    libc.close(fd);
+  }
+}
+
+/**
+ * Copy the entries of one map into another of the same entry layout: all of them, or only keys
+ * the target lacks (array slots always exist: skipped then). procs keeps live processes only (an
+ * old LRU could hold more entries than the new table, dead ones among them).
+ */
+function copyEntries(name: string, from: number, to: number, onlyMissing: boolean): number {
+  const i = mapInfo(from);
+  if (onlyMissing && i.type === MapType.ARRAY) return 0;
+  const key = Buffer.alloc(i.keySize);
+  const next = Buffer.alloc(i.keySize);
+  const val = Buffer.alloc(i.valueSize);
+  let n = 0;
+  // a key deleted under the walk restarts it from the first key: bounded
+  for (let k = 0, first = true; k < 4 * i.maxEntries + 16 && libbpf.bpf_map_get_next_key(from, first ? null : key, next) === 0; k++, first = false) {
+    next.copy(key);
+    if (libbpf.bpf_map_lookup_elem(from, key, val) !== 0) continue; // deleted meanwhile
+    if (name === 'procs' && !fs.existsSync(`/proc/${key.readUInt32LE(0)}`)) continue;
+    const r = libbpf.bpf_map_update_elem(to, key, val, onlyMissing ? UpdateFlags.NOEXIST : UpdateFlags.ANY);
+    if (r === 0) n++;
+    else if (!(onlyMissing && r === -17 /* EEXIST */)) throw new LabError(`carrying the map ${name} over to this build's failed after ${n} entries: errno ${-r}`, 'pnpm lab policy stop (removes the old enforcement), then start the daemon again');
+  }
+  return n;
 }
 
 function firstLine(e: unknown): string {
