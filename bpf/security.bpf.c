@@ -33,14 +33,6 @@
 #include "include/lab.h"
 #include "security.h"
 
-/* Tests only: built with -DSEC_VARIANT the exec programs carry one more instruction, so that build
- * stands for another release of this file (the daemon's upgrade test replaces what differs). */
-#ifdef SEC_VARIANT
-#define VARIANT_MARK() asm volatile("r0 = 0" ::: "r0")
-#else
-#define VARIANT_MARK()
-#endif
-
 #define EPERM 1
 #define SIGKILL 9
 #define AF_INET 2
@@ -412,7 +404,7 @@ static __always_inline void fill_exec_event(struct sec_event *e, struct linux_bi
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(sec_exec_tp, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
-	VARIANT_MARK();
+	LAB_VARIANT_MARK(); /* the exec programs differ in a -DLAB_VARIANT build */
 	struct selected s = {};
 	struct sec_config *cfg = get_config();
 
@@ -623,7 +615,7 @@ static __always_inline void caller_argv0(char *dst, __u32 len)
 SEC("lsm/bprm_check_security")
 long sec_exec_lsm(unsigned long long *ctx)
 {
-	VARIANT_MARK();
+	LAB_VARIANT_MARK(); /* the exec programs differ in a -DLAB_VARIANT build */
 	struct linux_binprm *bprm = (struct linux_binprm *)ctx[0];
 	int ret = (int)ctx[1];
 	struct selected s = {};

@@ -206,7 +206,11 @@ static __always_inline int xlate_rev(struct bpf_sock_addr *ctx, __u8 hook, __u32
 }
 
 SEC("cgroup/connect4")
-int svc_connect4(struct bpf_sock_addr *ctx) { return xlate_fwd(ctx, SVC_AF_INET, SVC_ST_CONNECT); }
+int svc_connect4(struct bpf_sock_addr *ctx)
+{
+	LAB_VARIANT_MARK(); /* differs in a -DLAB_VARIANT build */
+	return xlate_fwd(ctx, SVC_AF_INET, SVC_ST_CONNECT);
+}
 
 SEC("cgroup/connect6")
 int svc_connect6(struct bpf_sock_addr *ctx) { return xlate_fwd(ctx, SVC_AF_INET6, SVC_ST_CONNECT); }

@@ -38,3 +38,14 @@ static __always_inline void lab_count(void *map)
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/*
+ * Tests only: built with -DLAB_VARIANT (bpf/build.ts compile(…, defines)) a program that starts
+ * with LAB_VARIANT_MARK() carries one more instruction, so that build stands for another release
+ * of the same source (the daemons' upgrade tests replace what differs).
+ */
+#ifdef LAB_VARIANT
+#define LAB_VARIANT_MARK() asm volatile("r0 = 0" ::: "r0")
+#else
+#define LAB_VARIANT_MARK()
+#endif

@@ -861,7 +861,7 @@ except OSError as e: print('raw', e.errno)`;
 
   // A restarted daemon re-adopted every pinned link as it was: after an upgrade of the lab the
   // previous release's programs went on enforcing (fixes included) until `policy stop`, which ends
-  // enforcement for a moment. The previous release here is a build with -DSEC_VARIANT (its exec
+  // enforcement for a moment. The previous release here is a build with -DLAB_VARIANT (its exec
   // programs differ by one instruction); sec_fork_tp's pin renamed stands for a program this build
   // no longer has, sec_connect6 renamed `-new` for a replacement a crashed upgrade left pinned.
   it.skipIf(pinsInUse)(`an upgrade: the daemon replaces the pinned programs that differ from its build, new before old, nothing let through${pinsInUse ? ` [skipped: ${PIN_DIR} is in use by another controller]` : ''}`, async () => {
@@ -870,7 +870,7 @@ except OSError as e: print('raw', e.errno)`;
     const cg = path.join(root, rel.slice(1));
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sectest-up-'));
     const variant = path.join(tmp, 'security.bpf.o'); // the skeleton checks the name
-    await compile(path.join(BPF_DIR, 'security.bpf.c'), variant, ['SEC_VARIANT']);
+    await compile(path.join(BPF_DIR, 'security.bpf.c'), variant, ['LAB_VARIANT']);
     createCgroup(cg);
     const hadEvents = fs.existsSync(EVENTS_PATH);
     const f = path.join(tmp, 'p.yaml');
@@ -887,7 +887,7 @@ except OSError as e: print('raw', e.errno)`;
       fs.renameSync(path.join(LINKS, 'sec_fork_tp'), path.join(LINKS, 'sec_fork_v0'));
       fs.renameSync(path.join(LINKS, 'sec_connect6'), path.join(LINKS, 'sec_connect6-new'));
       const before = pinnedLinks();
-      // the programs SEC_VARIANT changes: the exec programs pinned (both under BPF LSM: sec_exec_tp tracks)
+      // the programs LAB_VARIANT changes: the exec programs pinned (both under BPF LSM: sec_exec_tp tracks)
       changed = ['sec_exec_tp', 'sec_exec_lsm'].filter((p) => before.some((b) => b.prog === p));
       const v0Link = Link.openPinned(path.join(LINKS, 'sec_fork_v0'))!;
       const v0 = v0Link.info().id;

@@ -10,7 +10,8 @@ import { SvcController, cleanupPins, pinDir, statePath } from './controller.ts';
 import { normService } from './config.ts';
 import { buildLab, CLIENT_PY, PYTHON, PREFIX, type SockLab } from '../../scenarios/socket-lb/topology.ts';
 import { listNamespaces } from '../../lab/netns.ts';
-import { liveCount } from '../libbpf/index.ts';
+import { Link, liveCount, progInfoById } from '../libbpf/index.ts';
+import { BPF_DIR, compile } from '../../bpf/build.ts';
 import { labCli } from '../../lab/testing.ts';
 import { collectOutput, untilReady } from '../../common/child.ts';
 
@@ -394,6 +395,55 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
   // so applying it as a change must not undo one (a daemon restarted by its supervisor would send
   // new connections to a backend taken out for maintenance), as the XDP LB's restart keeps its
   // pinned drain flags. A weight the config gives anew ends draining, as `svc backend weight` does.
+  // A takeover kept the dead daemon's programs along with its links: after an upgrade of the lab
+  // the previous release's programs went on balancing until svc stop (a gap in balancing). The
+  // previous release here is a -DLAB_VARIANT build (its svc_connect4 has one more instruction).
+  it('a takeover swaps this build\'s programs into the pinned links where they differ (an upgrade), with no gap', async () => {
+    const instance = `upg-${process.pid}`;
+    const vip = 'tcp://10.96.0.52:80';
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'svc-upg-'));
+    const variant = path.join(tmp, 'socket_lb.bpf.o'); // the skeleton checks the name
+    await compile(path.join(BPF_DIR, 'socket_lb.bpf.c'), variant, ['LAB_VARIANT']);
+    const cfg = { cgroup: lab.cgClientRel, instance, services: [{ vip, algorithm: 'random' as const, backends: lab.backends4.slice(0, 2).map((a) => `${a}:8080`) }] };
+    const links = () => fs.readdirSync(path.join(pinDir(instance), 'links')).sort().map((n) => {
+      const l = Link.openPinned(path.join(pinDir(instance), 'links', n))!;
+      try {
+        const i = l.info();
+        return { link: i.id, prog: progInfoById(i.progId)!.name, tag: progInfoById(i.progId)!.tag };
+      } finally {
+        l.close();
+      }
+    });
+    let next: SvcController | undefined;
+    try {
+      const prev = await SvcController.start(cfg, { pin: true, daemon: true, object: variant });
+      prev.close(); // its pins stay: balancing goes on
+      const before = links();
+      // its daemon died: the state file names a process that is not there any more
+      const st = JSON.parse(fs.readFileSync(statePath(instance), 'utf8'));
+      fs.writeFileSync(statePath(instance), JSON.stringify({ ...st, daemon: { pid: st.daemon.pid, startTime: 'gone' } }));
+      // connections all through the takeover: every one balanced
+      const during = once('tcp', '10.96.0.52', 80, 200);
+      const said: string[] = [];
+      next = await SvcController.start(cfg, { pin: true, daemon: true, log: (x) => said.push(x) });
+      const rs = await during;
+      expect(rs.filter((r) => r.error)).toEqual([]);
+      expect(new Set(rs.map((r) => r.reply))).toEqual(new Set(cfg.services[0]!.backends));
+      expect(said.join('\n')).toMatch(/took over instance .*; 1 of its programs replaced by this build's \(svc_connect4; link update, no gap\)/);
+      const after = links();
+      // the same links (never detached), svc_connect4 now running a program of another tag
+      expect(after.map((l) => l.link)).toEqual(before.map((l) => l.link));
+      const changed = after.filter((a, i) => a.tag !== before[i]!.tag).map((a) => a.prog);
+      expect(changed).toEqual(['svc_connect4']);
+      expect(new Set((await once('tcp', '10.96.0.52', 80, 20)).map((r) => r.reply))).toEqual(new Set(cfg.services[0]!.backends));
+    } finally {
+      if (next) next.stop();
+      else cleanupPins(instance);
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
+    expect(fs.existsSync(pinDir(instance))).toBe(false);
+  }, 120_000);
+
   it('a takeover keeps a drained backend drained (and says so); a new weight for it in the config ends draining', async () => {
     const instance = `drain-${process.pid}`;
     const vip = 'tcp://10.96.0.51:80';

@@ -16,7 +16,7 @@
 // until `svc stop`.
 import fs from 'node:fs';
 import path from 'node:path';
-import { BpfMap, BpfError, Errno, Link, attachCgroup, removePinDir } from '../libbpf/index.ts';
+import { BpfMap, BpfError, Errno, Link, attachCgroup, libbpf, libc, mapInfo, progInfoById, removePinDir } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { LabError } from '../../common/errors.ts';
 import { socketLb, socket_lb_alg, socket_lb_stat, type SocketLb, type revnat_key, type revnat_val, type svc_backend, type svc_key, type svc_val } from '../../bpf/gen/socket_lb.ts';
@@ -234,6 +234,8 @@ export interface StartOptions {
   log?: (s: string) => void;
   /** test hook: a backend table of maxBackends ids, as builds before the spare ids made it */
   testNoSpareIds?: boolean;
+  /** tests only: a build of socket_lb.bpf.c other than the lab's own (standing for another release) */
+  object?: string;
 }
 
 /**
@@ -272,7 +274,7 @@ export class SvcController {
     const cfg = validateSvcConfig(raw);
     const cg = cgroupDir(cfg.cgroup);
     if (!fs.existsSync(cg) || !fs.statSync(cg).isDirectory()) throw new LabError(`cgroup ${cfg.cgroup} does not exist (${cg})`, `create it (mkdir ${cg}) or correct "cgroup" in the config`);
-    const file = await ensureObject('socket_lb');
+    const file = opts.object ?? (await ensureObject('socket_lb'));
     // a start registers itself (state file) only at its end: two concurrent starts would each find
     // the other absent, so the check and the attach are one step for pinned instances
     return opts.pin ? withLock(START_LOCK, () => SvcController.startChecked(cfg, cg, file, opts), 120_000) : SvcController.startChecked(cfg, cg, file, opts);
@@ -287,7 +289,7 @@ export class SvcController {
       } catch {
         /* unreadable: refused below like any running instance */
       }
-      if (opts.daemon && old?.daemon && !daemonAlive(old.daemon)) return SvcController.adopt(cfg, cg, old, opts);
+      if (opts.daemon && old?.daemon && !daemonAlive(old.daemon)) return SvcController.adopt(cfg, cg, old, file, opts);
       const stop = `stop it first (pnpm lab svc stop --instance ${cfg.instance}) or give this one another --instance`;
       if (old?.daemon && !daemonAlive(old.daemon)) throw new LabError(`instance "${cfg.instance}" is still balancing, left by svc daemon pid ${old.daemon.pid}, which died (${statePath(cfg.instance)})`, `pnpm lab svc daemon --config FILE --instance ${cfg.instance} takes it over without a gap; or ${stop}`);
       const who = old?.daemon ? `its svc daemon, pid ${old.daemon.pid}, is alive` : 'started by svc start, no daemon';
@@ -350,7 +352,7 @@ export class SvcController {
    * a change (rings rewritten only where they differ) and health checks resume. Settings fixed at
    * load (cgroup, ring and map sizes) must match: changing them needs a new instance.
    */
-  private static async adopt(cfg: NormSvcConfig, cg: string, old: Model, opts: StartOptions): Promise<SvcController> {
+  private static async adopt(cfg: NormSvcConfig, cg: string, old: Model, file: string, opts: StartOptions): Promise<SvcController> {
     const dead = old.daemon!.pid;
     const fix = `pnpm lab svc stop --instance ${cfg.instance}, then start the daemon again (new connections to its services are not balanced in between)`;
     const diff: string[] = [];
@@ -368,7 +370,8 @@ export class SvcController {
         c.saveState();
         // drain is not in the config: what `svc backend drain` took out stays out, and is named
         const drained = Object.values(c.model.services).flatMap((s) => s.backends.filter((b) => b.state === 'draining').map((b) => `${backendKey(b)} of ${s.id}`));
-        opts.log?.(`took over instance ${cfg.instance} from svc daemon pid ${dead}, which died (its programs kept balancing): ${r.changed} service(s) changed to match the config${drained.length ? `; kept draining: ${drained.join(', ')} (svc backend weight ends it)` : ''}`);
+        const programs = upgradePrograms(cfg.instance, file, c.model);
+        opts.log?.(`took over instance ${cfg.instance} from svc daemon pid ${dead}, which died (its programs kept balancing): ${r.changed} service(s) changed to match the config${drained.length ? `; kept draining: ${drained.join(', ')} (svc backend weight ends it)` : ''}; ${programs}`);
         return c;
       } catch (e) {
         c.close(); // the instance stays as it was found: pinned, balancing, owned by nobody alive
@@ -891,4 +894,47 @@ export function cleanupPins(instance: string): void {
 export async function withLock<T>(instance: string, fn: () => T | Promise<T>, timeoutMs = 10_000): Promise<T> {
   fs.mkdirSync(RUN_DIR, { recursive: true });
   return withLockWait(lockPath(instance), fn, (holder) => new LabError(`${instance === START_LOCK ? 'another svc start' : `instance "${instance}"`} is locked by pid ${holder}`, `wait for pid ${holder} to finish (another svc command or the daemon's health check) and try again`), timeoutMs);
+}
+
+/**
+ * A takeover keeps the dead daemon's links (fail static) but not necessarily its programs: where
+ * the lab was upgraded since, its programs (and their bugs) went on balancing until `svc stop`, a
+ * gap in balancing. This build's programs are loaded over the pinned maps and swapped into the
+ * pinned links where their tag (the instructions' hash) differs: BPF_LINK_UPDATE, atomic per hook.
+ * Where this build cannot use those maps (their shape changed) the old programs stay, said so.
+ */
+function upgradePrograms(instance: string, file: string, model: Model): string {
+  const dir = pinDir(instance);
+  const progs = [...PROGRAMS.connect, ...PROGRAMS.udp, ...(model.getpeername ? PROGRAMS.getpeername : [])];
+  const sk = socketLb.open(file);
+  try {
+    for (const n of MAP_NAMES) sk.obj.setPinPath(n, path.join(dir, n));
+    // sized as pinned: libbpf reuses a pinned map only when it is identical
+    const pinned = Object.fromEntries(MAP_NAMES.map((n) => {
+      const fd = libbpf.bpf_obj_get(path.join(dir, n));
+      if (fd < 0) throw new BpfError(`opening ${path.join(dir, n)}: errno ${-fd}`, -fd);
+      try {
+        return [n, mapInfo(fd).maxEntries];
+      } finally {
+        libc.close(fd);
+      }
+    }));
+    sk.setRodata({ ring_size: model.config.ringSize }).load({ skip: model.getpeername ? [] : [...PROGRAMS.getpeername], maxEntries: pinned });
+    const replaced: string[] = [];
+    progs.forEach((p, i) => {
+      const l = Link.openPinned(path.join(dir, 'links', String(i)));
+      if (!l) return;
+      try {
+        const prog = sk.programs[p];
+        if (progInfoById(l.info().progId)?.tag !== prog.info().tag) (l.update(prog.ptr), replaced.push(p));
+      } finally {
+        l.close(); // our reference: the pin keeps the link
+      }
+    });
+    return replaced.length ? `${replaced.length} of its programs replaced by this build's (${replaced.join(', ')}; link update, no gap)` : 'its programs are this build\'s';
+  } catch (e) {
+    return `its programs kept: this build's cannot take over its maps (${String((e as Error).message).split('\n')[0]}); svc stop and start again to upgrade them`;
+  } finally {
+    sk.close();
+  }
 }
