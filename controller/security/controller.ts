@@ -6,7 +6,8 @@
 // /sys/fs/bpf/ebpf-lab/security, so enforcement lives in the kernel and outlives the process (a
 // crash, kill -9, SIGTERM). A restarted daemon re-adopts the pinned maps, and the pinned links
 // whose program is this build's (no gap, no reattach); one of another build is replaced, new before
-// old. It reconciles its state file with the kernel and says what it found. Only `pnpm lab policy stop` (stopDaemon) removes the pins and with them the enforcement.
+// old. It reconciles its state file with the kernel and says what it found. Only
+// `pnpm lab policy stop` (stopDaemon) removes the pins and with them the enforcement.
 import fs from 'node:fs';
 import path from 'node:path';
 import { Btf, BpfObject, Kind, Link, MapType, RingBuffer, UpdateFlags, attachCgroup, attachLsm, attachTrace, attachTracepoint, libbpf, libc, mapInfo, mapTypeName, progInfoById, removePinDir, type BpfMap } from '../libbpf/index.ts';
@@ -355,8 +356,10 @@ export class SecurityController {
     const log = opts.log ?? (() => {});
     const file = opts.object ?? (await ensureObject('security', log));
     const mech: Mechanisms = { exec: 'none', lsmEvidence: '', egress: [], lsmConnect: false, rawSockets: [], sourceRouting: [], ptrace: [], ptraceIoUring: '', oracle: false, procs: { capacity: 0, pidMax: pidMax(), prealloc: true, unrecordedChild: 'governed' }, unsupported: [] };
-    // links a previous daemon pinned: kept exactly as they are (no gap in enforcement)
+    // links a previous daemon pinned: kept as they are (no gap in enforcement) where their program
+    // is this build's; the others move to `stale`, replaced in attach()
     const adopted = new Map<string, Link>();
+    const stale = new Map<string, Link>();
     if (opts.pin) {
       fs.mkdirSync(RUN_DIR, { recursive: true });
       const held = tryLock(DAEMON_LOCK);
@@ -453,7 +456,6 @@ export class SecurityController {
       }
       // an adopted link whose program is not the one this build loads (another release of the
       // lab): replaced in attach(), new before old, so the upgrade leaves no gap
-      const stale = new Map<string, Link>();
       for (const [n, l] of adopted) {
         const p = skel.program(n as SecurityShape['programs']);
         if (!p.loaded) continue; // not loaded here (a flavour this start did not choose): kept as it is
@@ -481,7 +483,7 @@ export class SecurityController {
       }
       return c;
     } catch (e) {
-      for (const l of adopted.values()) l.close(); // our fds only: the pins keep them attached
+      for (const l of [...adopted.values(), ...stale.values()]) l.close(); // our fds only: the pins keep them attached
       obj.close();
       if (opts.pin) unlock(DAEMON_LOCK);
       throw e;
