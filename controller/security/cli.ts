@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { readPolicyFile, type Policy } from './policy.ts';
-import { EVENTS_PATH, LINK_DIR, PIN_DIR, RUN_DIR, HOOKS, SecurityController, enforcementGaps, pinnedLinks, pinnedStore, pidMax, procsGap, procsStatus, readTrackingLost, runningDaemon, stopDaemon, trackingLostText, withApplyLock } from './controller.ts';
+import { EVENTS_PATH, LINK_DIR, PIN_DIR, RUN_DIR, HOOKS, SecurityController, daemonBuild, enforcementGaps, pinnedLinks, pinnedStore, pidMax, procsGap, procsStatus, readTrackingLost, runningDaemon, stopDaemon, trackingLostText, withApplyLock } from './controller.ts';
 import { resolveShells } from './files.ts';
 import { closeConnections, closedEvent, describeHeld, heldDeniedConnections, type HeldConnection } from './existing.ts';
 import { entriesNeeded, denyRaw } from './store.ts';
@@ -249,7 +249,7 @@ interface KernelPolicyView {
 
 async function list(json: boolean): Promise<number> {
   const h = await pinnedStore();
-  let out: { daemon: number | null; links: ReturnType<typeof pinnedLinks>; missingLinks: string[]; policies: KernelPolicyView[]; procs: ReturnType<typeof procsStatus> };
+  let out: { daemon: number | null; daemonBuild: ReturnType<typeof daemonBuild>; links: ReturnType<typeof pinnedLinks>; missingLinks: string[]; policies: KernelPolicyView[]; procs: ReturnType<typeof procsStatus> };
   try {
     const links = pinnedLinks();
     const s = h.store;
@@ -274,7 +274,7 @@ async function list(json: boolean): Promise<number> {
         execEntries: u.exec, egressEntries: u.egress, rules: p.rules, identities: p.identities ?? [], appliedAt: p.appliedAt,
       };
     });
-    out = { daemon: runningDaemon(), links, missingLinks: HOOKS.filter((x) => !have.has(x.prog)).map((x) => x.prog), policies, procs: procsStatus(s.maps) };
+    out = { daemon: runningDaemon(), daemonBuild: daemonBuild(await ensureObject('security')), links, missingLinks: HOOKS.filter((x) => !have.has(x.prog)).map((x) => x.prog), policies, procs: procsStatus(s.maps) };
   } finally {
     h.close();
   }
@@ -288,6 +288,9 @@ async function list(json: boolean): Promise<number> {
     return bad.length || procsBad ? 1 : 0;
   }
   console.log(`daemon: ${out.daemon ? `pid ${out.daemon}` : 'not running (enforcement continues in the kernel; events are not recorded: pnpm lab policy daemon)'}`);
+  if (out.daemonBuild === 'other' || out.daemonBuild === 'unknown') {
+    console.error(`note: the daemon (pid ${out.daemon}) ${out.daemonBuild === 'other' ? 'runs another build of security.bpf.o than this lab has' : 'predates the lab recording which build it runs'}: its programs stay in force until it is restarted\n  fix: kill ${out.daemon}, then pnpm lab policy daemon (enforcement stays pinned meanwhile; the new daemon replaces the programs that differ, new before old)`);
+  }
   console.log(`links (kernel): ${out.links.map((l) => `${l.prog}#${l.linkId}`).join(', ') || 'none'}  [${LINK_DIR}]`);
   if (!out.policies.length) console.log('no policies');
   for (const p of out.policies) {

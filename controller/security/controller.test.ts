@@ -10,7 +10,8 @@ import { tryLock, unlock } from '../../common/lockfile.ts';
 import { procStart } from '../../common/host.ts';
 import { PolicyError, parsePolicies } from './policy.ts';
 import { ATTACKS_DIR } from '../../scenarios/security/workload.ts';
-import { BPF_DIR, compile } from '../../bpf/build.ts';
+import { BPF_DIR, compile, ensureObject } from '../../bpf/build.ts';
+import { createHash } from 'node:crypto';
 import { BpfMap, Btf, Kind, Link, libbpf, libc, mapInfo, mapTypeName, rawCodec } from '../libbpf/index.ts';
 import { policyCommand } from './cli.ts';
 import { closeConnections, heldDeniedConnections } from './existing.ts';
@@ -826,6 +827,19 @@ except OSError as e: print('raw', e.errno)`;
       const l2 = await capture(['list']);
       expect(l2.code).toBe(0);
       expect(l2.out).toMatch(/cli {2}enforce/);
+      // the daemon records which build it runs; list says so when that is not this lab's
+      const djson = path.join(RUN_DIR, 'daemon.json');
+      const rec = fs.readFileSync(djson, 'utf8');
+      expect(JSON.parse(rec).objectSha256).toBe(createHash('sha256').update(fs.readFileSync(await ensureObject('security'))).digest('hex'));
+      expect(l2.err).not.toMatch(/note: the daemon/);
+      try {
+        fs.writeFileSync(djson, JSON.stringify({ ...JSON.parse(rec), objectSha256: '0'.repeat(64) })); // as a daemon of another build writes it
+        expect((await capture(['list'])).err).toMatch(new RegExp(`^note: the daemon \\(pid ${d.pid}\\) runs another build of security\\.bpf\\.o than this lab has: its programs stay in force until it is restarted\n {2}fix: kill ${d.pid}, then pnpm lab policy daemon`));
+        fs.writeFileSync(djson, JSON.stringify({ ...JSON.parse(rec), objectSha256: undefined })); // as one from before the record
+        expect((await capture(['list'])).err).toMatch(/note: the daemon \(pid \d+\) predates the lab recording which build it runs/);
+      } finally {
+        fs.writeFileSync(djson, rec);
+      }
       // an update applies through the restarted daemon's maps: shells allowed again, egress still limited
       fs.writeFileSync(f, yaml(rel, '    exec: { deny: [/usr/bin/id] }\n    egress: { allow: [{ to: 127.0.0.1, ports: [5432], protocol: tcp }], rawSockets: allow }\n', 'cli'));
       const up = await capture(['apply', f]);

@@ -8,6 +8,7 @@
 // whose program is this build's (no gap, no reattach); one of another build is replaced, new before
 // old. It reconciles its state file with the kernel and says what it found. Only
 // `pnpm lab policy stop` (stopDaemon) removes the pins and with them the enforcement.
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Btf, BpfObject, Kind, Link, MapType, RingBuffer, UpdateFlags, attachCgroup, attachLsm, attachTrace, attachTracepoint, libbpf, libc, mapInfo, mapTypeName, progInfoById, removePinDir, type BpfMap } from '../libbpf/index.ts';
@@ -333,6 +334,8 @@ export class SecurityController {
   private retiring = new Map<string, Link>();
   /** daemon start-up: what was found pinned and how the state file was reconciled */
   readonly adoption: string[] = [];
+  /** of the security.bpf.o this controller loaded (daemon.json: `policy list` tells an older daemon) */
+  objectSha256 = '';
   private closed = false;
   private readonly cgPaths = new Map<string, string>();
   private readonly clockOffsetNs: bigint;
@@ -462,6 +465,7 @@ export class SecurityController {
         if (progInfoById(l.info().progId)?.tag !== p.info().tag) (stale.set(n, l), adopted.delete(n));
       }
       const c = new SecurityController(skel, mech, !!opts.pin, emptyState());
+      c.objectSha256 = fileSha256(file);
       if (migrating.length) {
         // every adopted program uses the old maps: all are replaced
         for (const [n, l] of adopted) stale.set(n, l);
@@ -666,7 +670,7 @@ export class SecurityController {
     this.store.state = reconcile(this.store, state, say);
     this.store.saveState();
     for (const sw of this.store.sweep()) say(`swept slot ${sw.slot}: ${sw.entries} entries no live policy references`);
-    writeFileAtomic(path.join(RUN_DIR, 'daemon.json'), JSON.stringify({ pid: process.pid, startTime: procStart(process.pid), mechanisms: this.mechanisms, startedAt: new Date().toISOString() }));
+    writeFileAtomic(path.join(RUN_DIR, 'daemon.json'), JSON.stringify({ pid: process.pid, startTime: procStart(process.pid), objectSha256: this.objectSha256, mechanisms: this.mechanisms, startedAt: new Date().toISOString() }));
   }
 
   /** the event ring buffer (one consumer per controller) */
@@ -750,6 +754,28 @@ function daemonRecord(): { pid: number; startTime?: string } | null {
   // a daemon still starting holds the lock before it writes daemon.json
   const h = readLockHolder(DAEMON_LOCK);
   return h && processAlive(h.pid, h.startTime) && h.pid !== process.pid ? h : null;
+}
+
+/**
+ * Whether the live daemon runs the security.bpf.o at `file` (this lab's build): 'same', 'other', or
+ * 'unknown' for a daemon of a release that did not record it; null without a live daemon. A daemon
+ * started before the lab was upgraded keeps the old programs until it is restarted (which then
+ * replaces them, new before old).
+ */
+export function daemonBuild(file: string): 'same' | 'other' | 'unknown' | null {
+  const d = daemonRecord();
+  if (!d) return null;
+  try {
+    const rec = JSON.parse(fs.readFileSync(path.join(RUN_DIR, 'daemon.json'), 'utf8')) as { pid: number; objectSha256?: string };
+    if (rec.pid !== d.pid || !rec.objectSha256) return 'unknown';
+    return rec.objectSha256 === fileSha256(file) ? 'same' : 'other';
+  } catch {
+    return 'unknown'; // still starting
+  }
+}
+
+function fileSha256(file: string): string {
+  return createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 }
 
 /** pid of a live `policy daemon`, if any */
