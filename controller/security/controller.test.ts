@@ -884,8 +884,6 @@ except OSError as e: print('raw', e.errno)`;
     const cg = path.join(root, rel.slice(1));
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sectest-up-'));
     const variant = path.join(tmp, 'security.bpf.o'); // the skeleton checks the name
-    await compile(path.join(BPF_DIR, 'security.bpf.c'), variant, ['LAB_VARIANT']);
-    createCgroup(cg);
     const hadEvents = fs.existsSync(EVENTS_PATH);
     const f = path.join(tmp, 'p.yaml');
     const stop = path.join(tmp, 'stop');
@@ -895,6 +893,8 @@ except OSError as e: print('raw', e.errno)`;
     let changed: string[] = [];
     let ended: Awaited<ReturnType<typeof execa>> | undefined;
     try {
+      await compile(path.join(BPF_DIR, 'security.bpf.c'), variant, ['LAB_VARIANT']);
+      createCgroup(cg);
       const prev = await SecurityController.start({ pin: true, object: variant });
       prev.close(); // as a killed daemon: the pins stay
       const LINKS = path.join(PIN_DIR, 'links');

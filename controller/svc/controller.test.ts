@@ -403,7 +403,6 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
     const vip = 'tcp://10.96.0.52:80';
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'svc-upg-'));
     const variant = path.join(tmp, 'socket_lb.bpf.o'); // the skeleton checks the name
-    await compile(path.join(BPF_DIR, 'socket_lb.bpf.c'), variant, ['LAB_VARIANT']);
     const cfg = { cgroup: lab.cgClientRel, instance, services: [{ vip, algorithm: 'random' as const, backends: lab.backends4.slice(0, 2).map((a) => `${a}:8080`) }] };
     const links = () => fs.readdirSync(path.join(pinDir(instance), 'links')).sort().map((n) => {
       const l = Link.openPinned(path.join(pinDir(instance), 'links', n))!;
@@ -416,6 +415,7 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
     });
     let next: SvcController | undefined;
     try {
+      await compile(path.join(BPF_DIR, 'socket_lb.bpf.c'), variant, ['LAB_VARIANT']);
       const prev = await SvcController.start(cfg, { pin: true, daemon: true, object: variant });
       prev.close(); // its pins stay: balancing goes on
       const before = links();
