@@ -4,7 +4,7 @@ import path from 'node:path';
 import { C, errno } from './ffi.ts';
 import { BpfError, errnoName } from './errors.ts';
 export { BpfObject, Program, enableStats, progInfo, progInfoById, progMapIds, progsUsingMap, XdpFlags, type OpenOptions, type LoadOptions, type TestRunResult, type ProgInfo, type MapShape, type MapSpec } from './object.ts';
-export { BpfMap, MapType, UpdateFlags, mapInfo, mapTypeName, rawCodec } from './map.ts';
+export { BpfMap, MapType, UpdateFlags, mapInfo, mapTypeName, pinnedMapInfo, rawCodec } from './map.ts';
 export { Skeleton, defineSkeleton, type SkeletonFactory, type SkeletonShape, type SkeletonSpec, type SkeletonMaps, type SkeletonPrograms } from './skeleton.ts';
 export { Link } from './link.ts';
 export {

@@ -356,3 +356,14 @@ export function mapInfo(fd: number): MapMeta & { id: number; flags: number; btfI
     btfValueTypeId: b.readUInt32LE(72),
   };
 }
+
+/** mapInfo of the map pinned at `path`, or null when nothing is pinned there (or it cannot be opened) */
+export function pinnedMapInfo(path: string): ReturnType<typeof mapInfo> | null {
+  const fd = B.bpf_obj_get(path);
+  if (fd < 0) return null;
+  try {
+    return mapInfo(fd);
+  } finally {
+    C.close(fd);
+  }
+}

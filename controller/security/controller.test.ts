@@ -12,7 +12,7 @@ import { PolicyError, parsePolicies } from './policy.ts';
 import { ATTACKS_DIR } from '../../scenarios/security/workload.ts';
 import { BPF_DIR, compile, ensureObject } from '../../bpf/build.ts';
 import { createHash } from 'node:crypto';
-import { BpfMap, Btf, Kind, Link, libbpf, libc, mapInfo, mapTypeName, rawCodec } from '../libbpf/index.ts';
+import { BpfMap, Btf, Kind, Link, mapInfo, mapTypeName, pinnedMapInfo, rawCodec } from '../libbpf/index.ts';
 import { policyCommand } from './cli.ts';
 import { closeConnections, heldDeniedConnections } from './existing.ts';
 
@@ -971,14 +971,7 @@ print('ran', ran, flush=True)`);
     fs.copyFileSync(fs.realpathSync(PY), exe);
     fs.chmodSync(exe, 0o755);
     const hadEvents = fs.existsSync(EVENTS_PATH);
-    const procsType = () => {
-      const fd = libbpf.bpf_obj_get(path.join(PIN_DIR, 'procs'));
-      try {
-        return mapTypeName(mapInfo(fd).type);
-      } finally {
-        libc.close(fd);
-      }
-    };
+    const procsType = () => mapTypeName(pinnedMapInfo(path.join(PIN_DIR, 'procs'))!.type);
     let d: ReturnType<typeof execa> | undefined;
     let p: ReturnType<typeof execa> | undefined;
     let stopped = { out: '' };

@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Btf, BpfObject, Kind, Link, MapType, RingBuffer, UpdateFlags, attachCgroup, attachLsm, attachTrace, attachTracepoint, libbpf, libc, mapInfo, mapTypeName, progInfoById, removePinDir, type BpfMap } from '../libbpf/index.ts';
+import { Btf, BpfObject, Kind, Link, MapType, RingBuffer, UpdateFlags, attachCgroup, attachLsm, attachTrace, attachTracepoint, libbpf, libc, mapInfo, mapTypeName, pinnedMapInfo, progInfoById, removePinDir, type BpfMap } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { sec_call, sec_event_action, sec_event_kind, sec_exec_mode, sec_mech, sec_track_fail, security, type Security as SecuritySkeleton, type SecurityShape, type sec_event } from '../../bpf/gen/security.ts';
 import { cgroup2Root } from '../../common/cgroup.ts';
@@ -1027,44 +1027,30 @@ function refusedAlone(file: string, progs: string[], then: (o: BpfObject) => voi
 
 /** the size and flags of the pinned procs map, which a restarted daemon reuses as they are */
 function pinnedSizing(pin: string): { maxEntries: number; flags: number } {
-  const fd = libbpf.bpf_obj_get(pin);
-  if (fd < 0) throw new LabError(`cannot open the pinned map ${pin}: errno ${-fd}`, 'pnpm lab policy stop (removes the old enforcement), then start the daemon again');
-  try {
-    const i = mapInfo(fd);
-    return { maxEntries: i.maxEntries, flags: i.flags };
-  } finally {
-    libc.close(fd);
-  }
+  const i = pinnedMapInfo(pin);
+  if (!i) throw new LabError(`cannot open the pinned map ${pin}`, 'pnpm lab policy stop (removes the old enforcement), then start the daemon again');
+  return { maxEntries: i.maxEntries, flags: i.flags };
 }
 
 /** whether libbpf would reuse the map pinned for `name`: the comparison it makes (type, sizes, flags);
  *  procs is sized at load from its pin, so only its type and entry sizes count */
 function pinFits(obj: BpfObject, name: string): boolean {
-  const fd = libbpf.bpf_obj_get(path.join(PIN_DIR, name));
-  if (fd < 0) return true; // the load reports it
-  try {
-    const i = mapInfo(fd);
-    const s = obj.mapSpec(name);
-    return i.type === s.type && i.keySize === s.keySize && i.valueSize === s.valueSize && (name === 'procs' || (i.maxEntries === s.maxEntries && i.flags === s.flags));
-  } finally {
-    libc.close(fd);
-  }
+  const i = pinnedMapInfo(path.join(PIN_DIR, name));
+  if (!i) return true; // the load reports it
+  const s = obj.mapSpec(name);
+  return i.type === s.type && i.keySize === s.keySize && i.valueSize === s.valueSize && (name === 'procs' || (i.maxEntries === s.maxEntries && i.flags === s.flags));
 }
 
 /** why the entries of map `name` cannot be carried over to this build's, or undefined */
 function uncopyable(obj: BpfObject, name: string, notLoaded: string[]): string | undefined {
-  const fd = libbpf.bpf_obj_get(path.join(PIN_DIR, name));
-  if (fd < 0) return `errno ${-fd}`;
-  try {
-    const i = mapInfo(fd);
-    const s = obj.mapSpec(name);
-    if (notLoaded.length) return `the pinned ${notLoaded.join(', ')} would go on using the old one`;
-    if (![MapType.HASH, MapType.LRU_HASH, MapType.ARRAY, MapType.LPM_TRIE].includes(i.type as 1) || ![MapType.HASH, MapType.LRU_HASH, MapType.ARRAY, MapType.LPM_TRIE].includes(s.type as 1)) return `${mapTypeName(i.type)} → ${mapTypeName(s.type)}: entries of this type are not copied`;
-    if (i.keySize !== s.keySize || i.valueSize !== s.valueSize) return `entries ${i.keySize}+${i.valueSize} → ${s.keySize}+${s.valueSize} bytes: their layout changed`;
-    return undefined;
-  } finally {
-    libc.close(fd);
-  }
+  const i = pinnedMapInfo(path.join(PIN_DIR, name));
+  if (!i) return 'it cannot be opened';
+  const s = obj.mapSpec(name);
+  const copied: number[] = [MapType.HASH, MapType.LRU_HASH, MapType.ARRAY, MapType.LPM_TRIE];
+  if (notLoaded.length) return `the pinned ${notLoaded.join(', ')} would go on using the old one`;
+  if (!copied.includes(i.type) || !copied.includes(s.type)) return `${mapTypeName(i.type)} → ${mapTypeName(s.type)}: entries of this type are not copied`;
+  if (i.keySize !== s.keySize || i.valueSize !== s.valueSize) return `entries ${i.keySize}+${i.valueSize} → ${s.keySize}+${s.valueSize} bytes: their layout changed`;
+  return undefined;
 }
 
 /**

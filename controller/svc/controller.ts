@@ -16,7 +16,7 @@
 // until `svc stop`.
 import fs from 'node:fs';
 import path from 'node:path';
-import { BpfMap, BpfError, Errno, Link, attachCgroup, libbpf, libc, mapInfo, progInfoById, removePinDir } from '../libbpf/index.ts';
+import { BpfMap, BpfError, Errno, Link, attachCgroup, pinnedMapInfo, progInfoById, removePinDir } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { LabError } from '../../common/errors.ts';
 import { socketLb, socket_lb_alg, socket_lb_stat, type SocketLb, type revnat_key, type revnat_val, type svc_backend, type svc_key, type svc_val } from '../../bpf/gen/socket_lb.ts';
@@ -911,13 +911,9 @@ function upgradePrograms(instance: string, file: string, model: Model): string {
     for (const n of MAP_NAMES) sk.obj.setPinPath(n, path.join(dir, n));
     // sized as pinned: libbpf reuses a pinned map only when it is identical
     const pinned = Object.fromEntries(MAP_NAMES.map((n) => {
-      const fd = libbpf.bpf_obj_get(path.join(dir, n));
-      if (fd < 0) throw new BpfError(`opening ${path.join(dir, n)}: errno ${-fd}`, -fd);
-      try {
-        return [n, mapInfo(fd).maxEntries];
-      } finally {
-        libc.close(fd);
-      }
+      const i = pinnedMapInfo(path.join(dir, n));
+      if (!i) throw new BpfError(`cannot open the pinned map ${path.join(dir, n)}`);
+      return [n, i.maxEntries];
     }));
     sk.setRodata({ ring_size: model.config.ringSize }).load({ skip: model.getpeername ? [] : [...PROGRAMS.getpeername], maxEntries: pinned });
     const replaced: string[] = [];
