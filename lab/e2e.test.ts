@@ -73,8 +73,18 @@ function lab(args: string[], dir: string, o: { budgetMs: number; onLine?: (l: st
       process.stderr.write(d);
       if (o.onLine) for (const l of d.toString().split('\n')) o.onLine(l, signal);
     });
-    p.on('close', (code) => {
+    p.on('close', async (code) => {
       clearTimeout(killer);
+      // a run stopped for its budget must still take its guest down (a vng guest once outlived
+      // its killed run by 53 min at full CPU): said in the failure, and killed here for the suite
+      if (overran) {
+        for (let i = 0; i < 30 && qemuOf(dir).length; i++) await new Promise((res) => setTimeout(res, 1000));
+        const left = qemuPids(dir);
+        if (left.length) {
+          overran += `; it left ${left.length} QEMU process(es) running 30 s after it exited (killed now)`;
+          for (const pid of left) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+        }
+      }
       const f = path.join(dir, 'results.json');
       if (!overran) process.stderr.write(`e2e: pnpm lab ${args.slice(0, 4).join(' ')} took ${((Date.now() - t0) / 1000).toFixed(0)} s\n`);
       resolve({ code, out, err, dir, overran, results: fs.existsSync(f) ? (JSON.parse(fs.readFileSync(f, 'utf8')) as Results) : undefined });
@@ -96,6 +106,7 @@ const tmp = () => {
 };
 const failed = (r: Results | undefined) => JSON.stringify({ status: r?.status, error: r?.error?.split('\n')[0], failed: r?.checks.filter((c) => c.status === 'fail') });
 const qemuOf = (dir: string) => spawnSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).stdout.split('\n').filter((l) => l.includes('qemu-system') && l.includes(dir));
+const qemuPids = (dir: string) => spawnSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' }).stdout.split('\n').filter((l) => l.includes('qemu-system') && l.includes(dir)).map((l) => Number(l.trim().split(' ')[0]));
 
 describe.skipIf(!!skip)(`the commands users run, in VMs ${skip ? `(skipped: ${skip})` : ''}`, () => {
   // xdp-lb's pps section moves 1M frames per configuration by default (~40 s of each path under

@@ -3,6 +3,7 @@
 // kills QEMU and virtiofsd and removes the temp dir; setpriv --pdeathsig makes the kernel kill
 // them too if this Node process itself is killed.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { dyingWithUs } from './reaper.ts';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import net from 'node:net';
@@ -33,7 +34,6 @@ export const TMP_PREFIX = 'ebpf-lab-vm-';
 /** temp dirs of every guest this process booted: tests check none of them (or a process using them) survives */
 export const bootedTempDirs: string[] = [];
 const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
-const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p));
 
 export interface BootOptions {
   kernel: KernelImage;
@@ -66,7 +66,7 @@ function spawnKillable(cmd: string, args: string[]): ChildProcess {
   // pdeathsig: if this process dies without cleaning up (SIGKILL, OOM), the kernel kills QEMU too.
   // detached: a terminal Ctrl-C reaches only us, so QEMU is stopped by our teardown, not by the
   // signal racing it (QEMU quits on SIGINT and we would report a crash).
-  const [c, a] = SETPRIV ? [SETPRIV, ['--pdeathsig', 'KILL', '--', cmd, ...args]] : [cmd, args];
+  const [c, a] = dyingWithUs(cmd, args);
   return spawn(c, a, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
 }
 

@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { REPO_ROOT } from './paths.ts';
 import { LabError } from '../../common/errors.ts';
 import { run } from './exec.ts';
+import { groupDyingWithUs } from './reaper.ts';
 import type { KernelImage } from './kernels.ts';
 import { archFacts } from '../../common/arch.ts';
 
@@ -130,7 +131,9 @@ export async function runInVng(o: {
   const logFile = join(logDir, 'out.log');
   const fd = openSync(logFile, 'w+');
   const t0 = Date.now();
-  const p = spawn(bin, argv, { env: vngEnv(), stdio: ['ignore', fd, fd], detached: true });
+  // its own group, which we kill whole when done; and which dies with us if we die first
+  const [cmd, args] = groupDyingWithUs(bin, argv);
+  const p = spawn(cmd, args, { env: vngEnv(), stdio: ['ignore', fd, fd], detached: true });
   closeSync(fd);
   let bootMs = 0;
   let guestReadyMs = 0;
