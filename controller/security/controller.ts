@@ -436,9 +436,10 @@ export class SecurityController {
       const fresh = opts.pin ? MAP_NAMES.filter((n) => !fs.existsSync(path.join(PIN_DIR, n))) : [];
       // pinned by another build with another shape (type, sizes, flags): made anew and carried over
       // (migrateMaps) rather than refused, which left only `policy stop`, a moment unenforced
-      const migrating = opts.pin ? MAP_NAMES.filter((n) => !fresh.includes(n) && !pinFits(obj, n)) : [];
+      const pinnedInfo = new Map(opts.pin ? MAP_NAMES.filter((n) => !fresh.includes(n)).map((n) => [n, pinnedMapInfo(path.join(PIN_DIR, n))] as const) : []);
+      const migrating = [...pinnedInfo].filter(([n, i]) => !pinFits(obj, n, i)).map(([n]) => n);
       for (const n of migrating) {
-        const why = uncopyable(obj, n, [...adopted.keys()].filter((p) => skip.includes(p)));
+        const why = uncopyable(obj, n, pinnedInfo.get(n), [...adopted.keys()].filter((p) => skip.includes(p)));
         if (why) throw new LabError(`the map ${n} pinned at ${PIN_DIR} does not match this build of security.bpf.o and cannot be carried over (${why})`, 'pnpm lab policy stop (removes the old enforcement), then start the daemon again');
       }
       // libbpf reuses the maps pinned at these paths (the adopted programs use the same ones) or
@@ -743,9 +744,9 @@ function mapsOf(skel: SecuritySkeleton): SecMaps {
 }
 
 /** the live `policy daemon` (not this process), if any */
-function daemonRecord(): { pid: number; startTime?: string } | null {
+function daemonRecord(): { pid: number; startTime?: string; objectSha256?: string } | null {
   try {
-    const d = JSON.parse(fs.readFileSync(path.join(RUN_DIR, 'daemon.json'), 'utf8')) as { pid: number; startTime?: string };
+    const d = JSON.parse(fs.readFileSync(path.join(RUN_DIR, 'daemon.json'), 'utf8')) as { pid: number; startTime?: string; objectSha256?: string };
     // the start time: a daemon killed outright leaves the file, and its pid may name another process by now
     if (processAlive(d.pid, d.startTime) && d.pid !== process.pid) return d;
   } catch {
@@ -765,13 +766,9 @@ function daemonRecord(): { pid: number; startTime?: string } | null {
 export function daemonBuild(file: string): 'same' | 'other' | 'unknown' | null {
   const d = daemonRecord();
   if (!d) return null;
-  try {
-    const rec = JSON.parse(fs.readFileSync(path.join(RUN_DIR, 'daemon.json'), 'utf8')) as { pid: number; objectSha256?: string };
-    if (rec.pid !== d.pid || !rec.objectSha256) return 'unknown';
-    return rec.objectSha256 === fileSha256(file) ? 'same' : 'other';
-  } catch {
-    return 'unknown'; // still starting
-  }
+  // no digest: a daemon still starting (known by its lock only), or of an older release
+  if (!d.objectSha256) return 'unknown';
+  return d.objectSha256 === fileSha256(file) ? 'same' : 'other';
 }
 
 function fileSha256(file: string): string {
@@ -1034,16 +1031,14 @@ function pinnedSizing(pin: string): { maxEntries: number; flags: number } {
 
 /** whether libbpf would reuse the map pinned for `name`: the comparison it makes (type, sizes, flags);
  *  procs is sized at load from its pin, so only its type and entry sizes count */
-function pinFits(obj: BpfObject, name: string): boolean {
-  const i = pinnedMapInfo(path.join(PIN_DIR, name));
+function pinFits(obj: BpfObject, name: string, i: ReturnType<typeof pinnedMapInfo> | undefined): boolean {
   if (!i) return true; // the load reports it
   const s = obj.mapSpec(name);
   return i.type === s.type && i.keySize === s.keySize && i.valueSize === s.valueSize && (name === 'procs' || (i.maxEntries === s.maxEntries && i.flags === s.flags));
 }
 
 /** why the entries of map `name` cannot be carried over to this build's, or undefined */
-function uncopyable(obj: BpfObject, name: string, notLoaded: string[]): string | undefined {
-  const i = pinnedMapInfo(path.join(PIN_DIR, name));
+function uncopyable(obj: BpfObject, name: string, i: ReturnType<typeof pinnedMapInfo> | undefined, notLoaded: string[]): string | undefined {
   if (!i) return 'it cannot be opened';
   const s = obj.mapSpec(name);
   const copied: number[] = [MapType.HASH, MapType.LRU_HASH, MapType.ARRAY, MapType.LPM_TRIE];
