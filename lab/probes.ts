@@ -9,6 +9,7 @@ import { probe, type Probe as ProbeSkeleton, type ProbeShape } from '../bpf/gen/
 import { ensureObject } from '../bpf/build.ts';
 import { activeLsms, ensureMounts } from '../common/host.ts';
 import { findCgroup2Root } from '../common/cgroup.ts';
+import { scaledTimeout } from './timeouts.ts';
 
 export interface Probe {
   ok: boolean;
@@ -59,11 +60,15 @@ function short(e: unknown): string {
   return String((e as Error)?.message ?? e).split('\n')[0]!;
 }
 
-export async function probeKernel(opts: { kvm?: boolean } = {}): Promise<ProbeTable> {
+/** onPhase: what the probe is doing now (a run that hangs in a probe says in which) */
+export async function probeKernel(opts: { kvm?: boolean; onPhase?: (phase: string) => void } = {}): Promise<ProbeTable> {
+  const phase = opts.onPhase ?? (() => {});
+  phase('mounting bpffs/tracefs/cgroup2');
   await ensureMounts();
   const t: ProbeTable = {};
   const root = process.getuid?.() === 0;
 
+  phase('reading the kernel BTF');
   const btf = Btf.vmlinux();
   t['kernel BTF'] = btf ? { ok: true, detail: `/sys/kernel/btf/vmlinux, ${btf.typeCount} types` } : { ok: false, detail: 'no /sys/kernel/btf/vmlinux (CONFIG_DEBUG_INFO_BTF)' };
   btf?.close();
@@ -73,6 +78,7 @@ export async function probeKernel(opts: { kvm?: boolean } = {}): Promise<ProbeTa
   } catch {
     t['JIT'] = { ok: false, detail: 'no /proc/sys/net/core/bpf_jit_enable' };
   }
+  phase('libbpf probes of program and map types, helpers');
   for (const [k, v] of Object.entries(PROG_TYPES)) {
     const r = libbpf.libbpf_probe_bpf_prog_type(v, null);
     t[k] = { ok: r === 1, detail: r === 1 ? undefined : r === 0 ? 'not supported' : `probe failed (${r})` };
@@ -111,7 +117,9 @@ export async function probeKernel(opts: { kvm?: boolean } = {}): Promise<ProbeTa
       // removed below whatever happens. The peer cannot be set up in the same `link add`.
       const name = `lprobe${process.pid % 100000}`;
       cleanup.push(() => execa('ip', ['link', 'del', name], { reject: false }));
-      const r = await execa('ip', ['-batch', '-'], { input: `link add ${name} up type veth peer name ${name}p\nlink set ${name}p up\n`, reject: false });
+      phase(`creating the veth pair ${name} (ip)`);
+      // bounded: a hung `ip` would otherwise hold the run at this step past any stop
+      const r = await execa('ip', ['-batch', '-'], { input: `link add ${name} up type veth peer name ${name}p\nlink set ${name}p up\n`, reject: false, timeout: scaledTimeout(30_000) });
       if (r.exitCode === 0) vethName = name;
       const cgRoot = findCgroup2Root();
       if (cgRoot) {
@@ -123,6 +131,7 @@ export async function probeKernel(opts: { kvm?: boolean } = {}): Promise<ProbeTa
       // kernel's BTF again: ~1.2 s of the probe under TCG); else one object per trial, so a
       // program the kernel refuses fails only its own row.
       let shared: ProbeSkeleton | null = null;
+      phase('loading the trial programs');
       try {
         shared = probe.open(objPath);
         shared.load();
@@ -143,6 +152,7 @@ export async function probeKernel(opts: { kvm?: boolean } = {}): Promise<ProbeTa
               continue;
             }
           }
+          phase(`attaching ${tr.prog} (${tr.key})`);
           try {
             const links = tr.attach(obj.program(tr.prog), env);
             t[tr.key] = { ok: true };
@@ -157,6 +167,7 @@ export async function probeKernel(opts: { kvm?: boolean } = {}): Promise<ProbeTa
         shared?.close();
       }
     } finally {
+      phase('removing the trial veth and cgroup');
       for (const c of cleanup.reverse()) {
         try {
           await c();
@@ -165,6 +176,7 @@ export async function probeKernel(opts: { kvm?: boolean } = {}): Promise<ProbeTa
         }
       }
     }
+    phase('enabling BPF stats');
     try {
       enableStats().close();
       t['bpf stats (run_time_ns)'] = { ok: true };
@@ -176,6 +188,7 @@ export async function probeKernel(opts: { kvm?: boolean } = {}): Promise<ProbeTa
   reconcile(t);
 
   if (opts.kvm !== false) {
+    phase('probing KVM');
     try {
       const { probeKvm } = await import('./vm/index.ts');
       const k = await probeKvm();

@@ -249,6 +249,7 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
     warn: (m) => progress.warn(m),
   };
   let probes: Promise<ProbeTable> | null = null;
+  let probePhase: { what: string; since: number } | undefined;
   const ctx: ScenarioContext = {
     mode: args.mode,
     kernel: { release: results.environment.kernel.release, spec },
@@ -256,7 +257,7 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
     options: args.options,
     progress: scenarioProgress,
     signal: abort.signal,
-    probes: () => (probes ??= probeKernel({ kvm: false })),
+    probes: () => (probes ??= probeKernel({ kvm: false, onPhase: (p) => (probePhase = { what: p, since: Date.now() }) })),
     check(name, ok, detail) {
       // a stopped scenario's code that runs on sees its setup torn down under it: what it then
       // checks says nothing about the subject (an attack "not blocked" because its script is gone).
@@ -360,14 +361,26 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
     // in a guest the host has built everything (and the tree is its read-only copy): only check
     await buildBpf({ log: (s) => progress.info(s), gen: !inGuest });
     if (inGuest) await preloadedModules(progress, abort.signal);
+    // a stop ends the wait for the probes or the scenario even when they do not end themselves
+    const onStop = new Promise<never>((_, rej) => {
+      if (abort.signal.aborted) rej(abort.signal.reason);
+      else abort.signal.addEventListener('abort', () => rej(abort.signal.reason), { once: true });
+    });
+    onStop.catch(() => {}); // raced below; rejected after the race is over, it is nobody's error
     scenarioProgress.step('probing kernel features');
-    results.environment.probes = await ctx.probes();
+    // the probes take seconds; a phase that takes minutes is said (a TCG guest once sat in this
+    // step for 8 min, and nothing told in which probe)
+    const slowProbe = setInterval(() => {
+      if (probePhase && Date.now() - probePhase.since > scaledTimeout(60_000)) progress.warn(`probing kernel features: still ${probePhase.what} after ${Math.round((Date.now() - probePhase.since) / 1000)} s`);
+    }, scaledTimeout(30_000));
+    try {
+      results.environment.probes = await Promise.race([ctx.probes(), onStop]);
+    } finally {
+      clearInterval(slowProbe);
+    }
     scenarioProgress.step(`scenario ${scenario.name} (${args.mode}) on ${results.environment.kernel.release}`);
     running = scenario.run(ctx);
-    await Promise.race([
-      running,
-      new Promise((_, rej) => abort.signal.addEventListener('abort', () => rej(abort.signal.reason), { once: true })),
-    ]);
+    await Promise.race([running, onStop]);
   } catch (e0) {
     // A terminal's Ctrl-C reaches the whole process group: a child killed by it (hello-openat's
     // load generator) can fail the scenario before this process's own SIGINT handler has run, when
@@ -386,12 +399,14 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
     progress.step('cleaning up');
     stopPhase = 'the cleanups';
     await cleanups.run();
-    if (running && interrupted) {
+    // a probe left behind by a stop (its veth, its cgroup) undoes itself as the scenario does
+    const unsettled = running ?? probes;
+    if (unsettled && interrupted) {
       // what the stopped scenario is still in the middle of (a start that creates a temp dir, a
       // namespace) finishes or fails within moments once its children are gone: its own error
       // paths and late defers then undo it, before the process exits
       stopPhase = 'waiting for the stopped scenario to settle';
-      await Promise.race([running.then(() => {}, () => {}), new Promise((r) => setTimeout(r, scaledTimeout(3000)).unref())]);
+      await Promise.race([unsettled.then(() => {}, () => {}), new Promise((r) => setTimeout(r, scaledTimeout(3000)).unref())]);
     }
     stopPhase = 'the late cleanups';
     await cleanups.drain();
