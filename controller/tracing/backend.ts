@@ -357,13 +357,19 @@ export interface ZipkinSpanJson {
 
 /** A Zipkin server on loopback (in-memory storage). */
 export class Zipkin extends BackendProcess {
-  private constructor(readonly jar: string, readonly port: number) {
+  private constructor(readonly jar: string, readonly port: number, readonly dir: string) {
     super();
   }
 
   static async create(jar = zipkinPath()): Promise<Zipkin> {
     if (!fs.existsSync(jar)) throw new LabError(`no Zipkin jar at ${jar}`, 'pnpm lab setup tracing');
-    return new Zipkin(jar, await freePort());
+    return new Zipkin(jar, await freePort(), runTempDir('zipkin-run'));
+  }
+
+  /** stop it and remove its temp dir */
+  async close(): Promise<void> {
+    await this.stop();
+    fs.rmSync(this.dir, { recursive: true, force: true });
   }
 
   get url(): string {
@@ -372,7 +378,9 @@ export class Zipkin extends BackendProcess {
 
   async start(timeoutMs: number): Promise<void> {
     // Armeria's port list, bound to loopback only (--server.address is not honoured)
-    await this.launch('Zipkin', 'java', ['-Xms64m', '-Xmx384m', '-jar', this.jar, `--armeria.ports[0].port=${this.port}`, '--armeria.ports[0].ip=127.0.0.1', '--armeria.ports[0].protocols=http'],
+    // its own java.io.tmpdir: the JVM unpacks native libraries (brotli4j's) into a new dir there
+    // at every start and never removes it; /tmp gathered one per run
+    await this.launch('Zipkin', 'java', ['-Xms64m', '-Xmx384m', `-Djava.io.tmpdir=${this.dir}`, '-jar', this.jar, `--armeria.ports[0].port=${this.port}`, '--armeria.ports[0].ip=127.0.0.1', '--armeria.ports[0].protocols=http'],
       { ...process.env, STORAGE_TYPE: 'mem' }, async () => (await fetch(`${this.url}/health`, { signal: AbortSignal.timeout(1000) })).ok,
       { url: this.url, timeoutMs, everyMs: 300, fix: 'check java and the jar (pnpm lab setup tracing)' });
   }

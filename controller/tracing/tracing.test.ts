@@ -393,6 +393,8 @@ describeRoot('bounded export queue (real sockets)', () => {
   }, 20 * 60_000); // the background build may still be running
 
   it.skipIf(!fs.existsSync(zipkinPath()))(`Zipkin gets each span under its own service, parents kept${fs.existsSync(zipkinPath()) ? '' : ' (skipped: Zipkin not fetched — pnpm lab setup tracing)'}`, async () => {
+    // what the JVM leaves in the system's temp dir: nothing (it once left a native-library dir per start)
+    const tmpBefore = new Set(fs.readdirSync(os.tmpdir()));
     const z = await Zipkin.create();
     try {
       await z.start(120_000);
@@ -420,8 +422,10 @@ describeRoot('bounded export queue (real sockets)', () => {
       expect(c?.localEndpoint?.serviceName).toBe('zback');
       expect(t?.find((x) => x.id === parent.spanId)?.localEndpoint?.serviceName).toBe('zfront');
     } finally {
-      await z.stop();
+      await z.close();
     }
+    expect(fs.existsSync(z.dir)).toBe(false);
+    expect(fs.readdirSync(os.tmpdir()).filter((f) => !tmpBefore.has(f) && !/^(vitest|ebpf-lab-)/.test(f) && /brotli|zipkin|hsperf|java/i.test(f))).toEqual([]);
   }, 180_000);
 });
 

@@ -122,7 +122,7 @@ async function run(ctx: ScenarioContext): Promise<void> {
   if (ctx.options.zipkin === 'auto' && fs.existsSync(zipkinPath()) && timeScale() <= 2) {
     ctx.progress.step(`backend: Zipkin ${ZIPKIN_VERSION} (jar from Maven Central)`);
     zipkin = await Zipkin.create();
-    ctx.defer('stop Zipkin', () => zipkin!.stop());
+    ctx.defer('stop Zipkin', () => zipkin!.close());
     await zipkin.start(scaledTimeout(90_000));
   }
 
