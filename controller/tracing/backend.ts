@@ -156,6 +156,9 @@ abstract class BackendProcess {
   protected proc: ResultPromise | null = null;
   protected out = '';
 
+  /** dir: a run temp dir of its own (its config, the JVM's temp files), removed by close() */
+  constructor(readonly dir: string) {}
+
   /**
    * Run `cmd` and poll until `ready` says yes. It exiting first, or the deadline passing (which
    * stops it), is a LabError carrying the tail of its output.
@@ -191,6 +194,12 @@ abstract class BackendProcess {
     return this.proc?.pid;
   }
 
+  /** stop it and remove its temp dir */
+  async close(): Promise<void> {
+    await this.stop();
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+
   async stop(): Promise<void> {
     const p = this.proc;
     this.proc = null;
@@ -219,8 +228,8 @@ export interface JaegerTraceJson {
 
 /** A Jaeger process on loopback: OTLP/HTTP in, memory store, query API out. */
 export class Jaeger extends BackendProcess {
-  private constructor(readonly bin: string, readonly otlpPort: number, readonly queryPort: number, readonly dir: string) {
-    super();
+  private constructor(readonly bin: string, readonly otlpPort: number, readonly queryPort: number, dir: string) {
+    super(dir);
   }
 
   static async create(bin = jaegerPath()): Promise<Jaeger> {
@@ -293,11 +302,6 @@ exporters:
   }
 
 
-  async close(): Promise<void> {
-    await this.stop();
-    fs.rmSync(this.dir, { recursive: true, force: true });
-  }
-
   async services(): Promise<string[]> {
     const r = await fetch(`${this.queryUrl}/api/services`);
     return ((await r.json()) as { data: string[] | null }).data ?? [];
@@ -357,19 +361,13 @@ export interface ZipkinSpanJson {
 
 /** A Zipkin server on loopback (in-memory storage). */
 export class Zipkin extends BackendProcess {
-  private constructor(readonly jar: string, readonly port: number, readonly dir: string) {
-    super();
+  private constructor(readonly jar: string, readonly port: number, dir: string) {
+    super(dir);
   }
 
   static async create(jar = zipkinPath()): Promise<Zipkin> {
     if (!fs.existsSync(jar)) throw new LabError(`no Zipkin jar at ${jar}`, 'pnpm lab setup tracing');
     return new Zipkin(jar, await freePort(), runTempDir('zipkin-run'));
-  }
-
-  /** stop it and remove its temp dir */
-  async close(): Promise<void> {
-    await this.stop();
-    fs.rmSync(this.dir, { recursive: true, force: true });
   }
 
   get url(): string {
