@@ -105,8 +105,9 @@ const tmp = () => {
   return dir;
 };
 const failed = (r: Results | undefined) => JSON.stringify({ status: r?.status, error: r?.error?.split('\n')[0], failed: r?.checks.filter((c) => c.status === 'fail') });
-const qemuOf = (dir: string) => spawnSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).stdout.split('\n').filter((l) => l.includes('qemu-system') && l.includes(dir));
-const qemuPids = (dir: string) => spawnSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' }).stdout.split('\n').filter((l) => l.includes('qemu-system') && l.includes(dir)).map((l) => Number(l.trim().split(' ')[0]));
+/** QEMU processes of a run (its --out dir is in their arguments), as "pid args" */
+const qemuOf = (dir: string) => spawnSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' }).stdout.split('\n').filter((l) => l.includes('qemu-system') && l.includes(dir));
+const qemuPids = (dir: string) => qemuOf(dir).map((l) => Number(l.trim().split(' ')[0]));
 
 describe.skipIf(!!skip)(`the commands users run, in VMs ${skip ? `(skipped: ${skip})` : ''}`, () => {
   // xdp-lb's pps section moves 1M frames per configuration by default (~40 s of each path under
