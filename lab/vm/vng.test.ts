@@ -1,8 +1,9 @@
 // virtme-ng as the second backend, on a real guest (Debian 6.1 from the kernel cache): the
 // command's output, a file written to the read-write share and — what used to be lost — its
 // exit status come back to the host. One vng boot, ~15-30 s under TCG on 2 cores.
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createProgress } from '../../common/progress.ts';
@@ -48,6 +49,42 @@ describe.skipIf(!!skipReason)(`virtme-ng backend on ${KERNEL} ${skipReason ? `(s
       expect(ps.split('\n').filter((l) => l.includes('qemu-system') && l.includes(rw))).toEqual([]);
     } finally {
       if (existsSync(rw)) rmSync(rw, { recursive: true, force: true });
+    }
+  }, 600_000);
+
+  // The lab's process killed outright (SIGKILL: no teardown of its own runs), as a test harness
+  // does to a run past its budget: its vng guest once ran on for 53 min at full CPU.
+  it('a lab process killed outright takes its vng guest down, and vng\'s temp files stay in the run\'s own dir', async () => {
+    const rw = mkdtempSync(join(REPO_ROOT, 'reports', 'vngkill-'));
+    const tmpBefore = new Set(readdirSync(tmpdir()));
+    const { accel } = await chooseAccel();
+    const src = `const { runInVng } = await import(${JSON.stringify(join(REPO_ROOT, 'lab', 'vm', 'vng.ts'))});
+      const o = JSON.parse(process.argv[1]);
+      await runInVng({ kernel: o.kernel, accel: o.accel, cpus: 2, memMB: 1024, rwdir: o.rw, timeoutMs: 600_000, out: (b) => process.stdout.write(b), script: 'echo guest-up; sleep 600' });`;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', src, JSON.stringify({ kernel, accel, rw })], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    const qemu = () => execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes('qemu-system') && l.includes(rw));
+    try {
+      let out = '';
+      await new Promise<void>((res, rej) => {
+        const t = setTimeout(() => rej(new Error(`the guest did not start within 300 s: ${out.slice(-400)}`)), 300_000);
+        child.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          if (out.includes('guest-up')) { clearTimeout(t); res(); }
+        });
+        child.on('exit', (c) => { clearTimeout(t); rej(new Error(`the lab process exited (${c}) before the guest started: ${out.slice(-400)}`)); });
+      });
+      expect(qemu().length, 'the guest runs').toBeGreaterThan(0);
+      child.kill('SIGKILL');
+      for (let i = 0; i < 100 && qemu().length; i++) await new Promise((r) => setTimeout(r, 200));
+      expect(qemu(), 'QEMU left running after the lab process died').toEqual([]);
+      // vng's temp files (virtme_ret*) only in the run's own dir, named to its pid (what the next
+      // run's sweep removes); other files of this machine (a build in the background) are not asked about
+      const added = readdirSync(tmpdir()).filter((f) => !tmpBefore.has(f) && /virtme|vng|qemu/i.test(f));
+      expect(added.filter((f) => !f.startsWith(`ebpf-lab-vng-${child.pid}-`))).toEqual([]);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      for (const f of readdirSync(tmpdir())) if (f.startsWith(`ebpf-lab-vng-${child.pid}-`)) rmSync(join(tmpdir(), f), { recursive: true, force: true });
+      rmSync(rw, { recursive: true, force: true });
     }
   }, 600_000);
 });

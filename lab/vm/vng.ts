@@ -133,7 +133,10 @@ export async function runInVng(o: {
   const t0 = Date.now();
   // its own group, which we kill whole when done; and which dies with us if we die first
   const [cmd, args] = groupDyingWithUs(bin, argv);
-  const p = spawn(cmd, args, { env: vngEnv(), stdio: ['ignore', fd, fd], detached: true });
+  // TMPDIR: vng's own temp files (its exit-status file) go into this run's dir, so a run killed
+  // outright, whose vng is killed before its atexit cleanup, leaves them where the next run's
+  // sweep of dead runs' dirs finds them, not loose in /tmp
+  const p = spawn(cmd, args, { env: { ...vngEnv(), TMPDIR: logDir }, stdio: ['ignore', fd, fd], detached: true });
   closeSync(fd);
   let bootMs = 0;
   let guestReadyMs = 0;
