@@ -447,7 +447,7 @@ export class SecurityController {
       if (opts.pin) for (const n of MAP_NAMES) if (!migrating.includes(n)) obj.setPinPath(n, path.join(PIN_DIR, n));
       // procs sized to pid_max; a pinned one is reused as it is (libbpf reuses only an identical map)
       const procsPin = path.join(PIN_DIR, 'procs');
-      const sizing = opts.pin && !fresh.includes('procs') && !migrating.includes('procs') ? pinnedSizing(procsPin) : procsSizing(mech.procs.pidMax, opts.procsCapacity);
+      const sizing = opts.pin && !fresh.includes('procs') && !migrating.includes('procs') ? pinnedSizing(procsPin, pinnedInfo.get('procs')) : procsSizing(mech.procs.pidMax, opts.procsCapacity);
       mech.procs.capacity = sizing.maxEntries;
       mech.procs.prealloc = !(sizing.flags & BPF_F_NO_PREALLOC);
       try {
@@ -1023,8 +1023,7 @@ function refusedAlone(file: string, progs: string[], then: (o: BpfObject) => voi
 }
 
 /** the size and flags of the pinned procs map, which a restarted daemon reuses as they are */
-function pinnedSizing(pin: string): { maxEntries: number; flags: number } {
-  const i = pinnedMapInfo(pin);
+function pinnedSizing(pin: string, i: ReturnType<typeof pinnedMapInfo> | undefined): { maxEntries: number; flags: number } {
   if (!i) throw new LabError(`cannot open the pinned map ${pin}`, 'pnpm lab policy stop (removes the old enforcement), then start the daemon again');
   return { maxEntries: i.maxEntries, flags: i.flags };
 }
