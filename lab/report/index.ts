@@ -97,7 +97,7 @@ const VM_LABELS: Record<string, string> = {
   bootModules: 'initramfs modules', config: 'kernel config', hostLoadavg: 'host load average 1/5/15 (before → after)',
   hostOthersCpus: "host: other processes' CPUs on average", hostBusy: 'host busy',
   backend: 'VM backend', vng: 'virtme-ng', vngCommand: 'vng command', bootVsLab: "boot-to-ready: vng vs the lab's own", labBackendBoot: "the lab's own boot (same run)",
-  boot: 'boot-to-ready by phase',
+  boot: 'boot-to-ready by phase', hangLog: 'what the stuck guest was doing',
 };
 
 /** the VM facts as a readable table: durations formatted, lists joined, config as KEY=value lines */

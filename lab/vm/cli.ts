@@ -61,7 +61,7 @@ export async function vmExec(spec: VmKernelSpec, command: string, o: { timeoutMs
         // the budget covers the boot too: "timed out after 3 s" read as a mistake with --timeout 5,
         // and the console tail that follows it is the boot log, which says nothing about a command
         if (e instanceof Error && /^timed out after/.test(e.message)) {
-          throw new LabError(`the command did not finish within --timeout ${Math.round(timeoutMs / 1000)} s (the guest booted in ${(b.vm.bootMs / 1000).toFixed(1)} s, the command had the ${(left / 1000).toFixed(0)} s left); the guest was killed`, 'raise --timeout');
+          throw new LabError(`the command did not finish within --timeout ${Math.round(timeoutMs / 1000)} s (the guest booted in ${(b.vm.bootMs / 1000).toFixed(1)} s, the command had the ${(left / 1000).toFixed(0)} s left); the guest was killed${b.vm.lastHang ? `. ${b.vm.lastHang.summary}` : ''}`, 'raise --timeout');
         }
         throw e;
       });

@@ -93,9 +93,35 @@ echo /bin/lab-modprobe >/proc/sys/kernel/modprobe
 hostname lab-vm
 ip link set lo up
 
+# DIAG (the host thinks the running command is stuck, lab/vm/hang.ts): each user task's state and
+# wait channel, then the kernel's blocked-task report and every CPU's backtrace (sysrq w, l), on
+# the console the host reads back. printk_devkmsg=on: /dev/kmsg would drop all but 10 lines per 5 s.
+diag() {
+  read -r lvl _ </proc/sys/kernel/printk
+  echo 8 >/proc/sys/kernel/printk
+  echo on >/proc/sys/kernel/printk_devkmsg
+  read -r self _ </proc/self/stat # this shell (a builtin's redirection: no fork)
+  for d in /proc/[0-9]*; do
+    [ -e "$d/exe" ] && [ "${d#/proc/}" != "$self" ] || continue # kernel threads have no executable
+    comm=; wchan=; st=
+    read -r comm <"$d/comm"
+    read -r wchan <"$d/wchan" # no newline there: read fails but keeps what it read
+    while read -r k v _; do [ "$k" = State: ] && { st=$v; break; }; done <"$d/status"
+    echo "lab-diag: task ${d#/proc/} ${st:-?} ${wchan:-0} $comm" >/dev/kmsg
+  done 2>/dev/null
+  echo w >/proc/sysrq-trigger
+  echo l >/proc/sysrq-trigger
+  echo "lab-diag: end" >/dev/kmsg
+  echo "$lvl" >/proc/sys/kernel/printk
+  echo DIAG-DONE >&3
+}
+
 exec 3<>"$CTL"
 read -r T_READY _ </proc/uptime
 echo "READY $T_READY $T_INIT $T_M0 $T_M1" >&3
+# where the kernel's text landed (KASLR), off the boot's critical path: the host symbolizes vCPU
+# addresses with it when the guest stops answering
+(grep -m1 ' _text$' /proc/kallsyms | { read -r a _; echo "KTEXT $a" >&3; }) &
 while read -r cmd arg <&3; do
   case "$cmd" in
     RUN)
@@ -106,8 +132,14 @@ while read -r cmd arg <&3; do
       run=$!
       # STOP (the host's Ctrl-C): the command gets SIGTERM (the runner's timeout(1) passes it on),
       # and a run stops as on the host — cleanups, its results so far — and answers EXIT as usual.
-      # The watcher reads the channel only while the command runs: the host sends nothing else then.
-      (while read -r c _ <&3; do [ "$c" = STOP ] && kill -TERM "$run" 2>/dev/null; done) &
+      # DIAG: see diag(). The watcher reads the channel only while the command runs: the host sends
+      # nothing else then.
+      (while read -r c _ <&3; do
+        case "$c" in
+          STOP) kill -TERM "$run" 2>/dev/null ;;
+          DIAG) diag ;;
+        esac
+      done) &
       watch=$!
       wait "$run"
       rc=$?

@@ -4,7 +4,7 @@
 // them too if this Node process itself is killed.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { dyingWithUs } from './reaper.ts';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -16,6 +16,7 @@ import type { Initramfs } from './initramfs.ts';
 import { archFacts } from '../../common/arch.ts';
 import { guestCmdline, machineArg } from './cmdline.ts';
 import { wireQemuArgs } from './wire.ts';
+import { parseBlocked, parseDiagTasks, parseRegisters, parseSystemMap, qmpHmp, summarizeDiag, summarizeVcpus, symbolize, systemMapPath, type HangReport, type VcpuSample } from './hang.ts';
 
 /**
  * A value inside a QEMU option list (-chardev, -fsdev …): a comma there ends the value, and QEMU
@@ -60,6 +61,8 @@ export interface ExecOptions {
   onStderr: (b: Buffer) => void;
   timeoutMs?: number;
   signal?: AbortSignal;
+  /** how long a timed-out command's guest gets to answer diagnose() */
+  diagnoseMs?: number;
 }
 
 function spawnKillable(cmd: string, args: string[]): ChildProcess {
@@ -81,6 +84,15 @@ async function waitFor(cond: () => Promise<boolean> | boolean, ms: number, what:
   while (!(await cond())) {
     if (Date.now() - t > ms) throw new LabError(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+function readFrom(file: string, offset: number, max = 256 * 1024): string {
+  try {
+    const b = readFileSync(file);
+    return b.subarray(Math.max(offset, b.length - max)).toString('utf8');
+  } catch {
+    return '';
   }
 }
 
@@ -115,6 +127,11 @@ export class Vm {
   private exitWaiters: (() => void)[] = [];
   private closing?: Promise<void>;
   private busy = false;
+  /** the kernel's _text at run time (KTEXT from init.sh), for symbolizing vCPU addresses */
+  private ktext?: bigint;
+  private diagWaiters: (() => void)[] = [];
+  /** what diagnose() found, the last time the host gave up on a command */
+  lastHang?: HangReport;
   private constructor(readonly opts: BootOptions, readonly tmp: string) {}
 
   static async boot(opts: BootOptions): Promise<Vm> {
@@ -143,8 +160,18 @@ export class Vm {
           buf += d.toString();
           let i;
           while ((i = buf.indexOf('\n')) >= 0) {
-            this.lines.push(buf.slice(0, i).trim());
+            const line = buf.slice(0, i).trim();
             buf = buf.slice(i + 1);
+            // init's asides, not answers to a command: kept out of the line queue
+            if (line.startsWith('KTEXT ')) {
+              if (/^KTEXT [0-9a-f]{16}$/.test(line)) this.ktext = BigInt(`0x${line.slice(6)}`);
+              continue;
+            }
+            if (line === 'DIAG-DONE') {
+              for (const w of this.diagWaiters.splice(0)) w();
+              continue;
+            }
+            this.lines.push(line);
             for (const w of this.lineWaiters.splice(0)) w();
           }
         });
@@ -176,6 +203,8 @@ export class Vm {
     const out = await this.listen('out');
     const err = await this.listen('err');
     const args = ['-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot', '-machine', machineArg()];
+    // the monitor, for diagnose() when the guest itself stops answering
+    args.push('-qmp', `unix:${qemuOpt(this.qmpPath)},server=on,wait=off`);
     if (process.env.EBPF_LAB_VM_BIOS) args.push('-bios', process.env.EBPF_LAB_VM_BIOS);
     args.push(...(o.accel === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', 'tcg,thread=multi', '-cpu', 'max']));
     args.push('-smp', String(o.cpus), '-m', `${o.memMB}M`);
@@ -229,6 +258,86 @@ export class Vm {
 
   get qemuArgsNote(): string { return this.qemuStderr.trim(); }
 
+  private get qmpPath(): string { return join(this.tmp, 'qmp.sock'); }
+
+  /** one human-monitor command (QMP underneath): diagnose()'s register reads, tests' "stop" */
+  hmp(command: string, timeoutMs = 5000): Promise<string> {
+    return qmpHmp(this.qmpPath, command, timeoutMs);
+  }
+
+  /**
+   * The running command looks stuck: ask the guest what its tasks are doing (lab/vm/hang.ts) before
+   * it is killed. init answers DIAG on the console within `answerMs`; if it does not, the guest
+   * kernel stopped too, and the vCPUs' registers (QMP) say where. Never throws; the report is
+   * also kept in lastHang. Nothing to ask when no command runs or QEMU is gone.
+   */
+  async diagnose(answerMs = 20_000): Promise<HangReport | undefined> {
+    if (this.exited || this.closing || !this.busy || !this.ports.ctl) return undefined;
+    const consoleAt = (() => {
+      try {
+        return statSync(this.opts.consoleLog).size;
+      } catch {
+        return 0;
+      }
+    })();
+    const answered = await new Promise<boolean>((res) => {
+      const t = setTimeout(() => res(false), answerMs);
+      this.diagWaiters.push(() => (clearTimeout(t), res(true)));
+      this.ports.ctl!.write('DIAG\n');
+    });
+    let report: HangReport;
+    if (answered) {
+      // printk may reach the serial console after init's answer (deferred console output,
+      // NMI backtraces): until its last line is there, or a few seconds
+      let text = '';
+      for (let i = 0; i < 50; i++) {
+        text = readFrom(this.opts.consoleLog, consoleAt);
+        if (text.includes('lab-diag: end')) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const tasks = parseDiagTasks(text);
+      report = { answered, summary: `guest tasks: ${summarizeDiag(tasks, parseBlocked(text))}`, text };
+    } else {
+      const rounds: VcpuSample[][] = [];
+      let err = '';
+      for (let i = 0; i < 3 && !this.exited; i++) {
+        try {
+          rounds.push(parseRegisters(await this.hmp('info registers -a')));
+        } catch (e) {
+          err = (e as Error).message;
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 300));
+      }
+      // Debian's System.map is a placeholder (the real one is in the -dbg package): then the
+      // address relative to _text, which that map or the kernel's /proc/kallsyms resolves
+      const kt = this.ktext;
+      const rel = (rip: bigint) => (kt !== undefined && rip >= kt && rip < kt + 0x4000000n ? `_text+0x${(rip - kt).toString(16)}` : undefined);
+      let sym = rel;
+      const mapPath = systemMapPath(this.opts.kernel);
+      let mapNote = mapPath ? '' : 'no System.map for this kernel';
+      if (mapPath && kt !== undefined) {
+        try {
+          const map = parseSystemMap(readFileSync(mapPath, 'utf8'));
+          if (map.text) sym = (rip) => symbolize(map, kt, rip) ?? rel(rip);
+          else mapNote = `${mapPath} holds no symbols (Debian ships the real one in linux-image-…-dbg)`;
+        } catch (e) {
+          mapNote = `${mapPath}: ${(e as Error).message}`;
+        }
+      }
+      const where = rounds.length ? summarizeVcpus(rounds, sym) : `vCPU registers unreadable (${err || 'QEMU exited'})`;
+      const why = `the guest's init did not answer a diagnostic request within ${(answerMs / 1000).toFixed(0)} s (the guest kernel itself stopped making progress)`;
+      const console = readFrom(this.opts.consoleLog, consoleAt);
+      report = {
+        answered,
+        summary: `${why}; ${where}`,
+        text: `${why}\n${where}\n${rounds.map((r, i) => `sample ${i + 1}: ${r.map((s) => `CPU#${s.cpu} RIP=${s.rip.toString(16)}${sym(s.rip) ? ` (${sym(s.rip)})` : ''} CPL=${s.cpl} HLT=${s.halted ? 1 : 0}`).join('  ')}`).join('\n')}\n${mapNote ? `${mapNote}: kernel addresses are given relative to _text\n` : ''}${kt === undefined ? 'the guest never reported its kernel text address (KTEXT): addresses are raw\n' : ''}--- guest console since the request ---\n${console}`,
+      };
+    }
+    this.lastHang = report;
+    return report;
+  }
+
   private async nextLine(timeoutMs: number, signal: AbortSignal | undefined, what: string): Promise<string> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
@@ -263,7 +372,12 @@ export class Vm {
     try {
       ctl.write(`RUN ${Buffer.from(script).toString('base64')}\n`);
       for (;;) {
-        const l = await this.nextLine(o.timeoutMs ?? 24 * 3600_000, o.signal, 'the guest command');
+        const l = await this.nextLine(o.timeoutMs ?? 24 * 3600_000, o.signal, 'the guest command').catch(async (e: Error) => {
+          // a command past its time: what it was doing, before the caller kills the guest
+          if (!/^timed out after/.test(e.message) || o.signal?.aborted) throw e;
+          const h = await this.diagnose(o.diagnoseMs);
+          throw h ? new LabError(`${e.message.split('\n')[0]}; ${h.summary}\n${e.message.split('\n').slice(1).join('\n')}`, (e as LabError).fix) : e;
+        });
         if (l.startsWith('EXIT ')) {
           // stdout/stderr travel on their own ports: give QEMU a moment to flush what the guest wrote before EXIT
           await this.drain();

@@ -23,6 +23,7 @@ import { bootGuest, BOOT_LOG, guestEnv, guestScript, onAbortKill, vmFacts, type 
 import { configFacts, resolveKernel } from './kernels.ts';
 import { chooseAccel } from './kvm.ts';
 import { shq } from './qemu.ts';
+import type { HangReport } from './hang.ts';
 import type { VmKernelSpec } from './spec.ts';
 import { sweepStaleTempBeforeRun } from '../../common/stale.ts';
 
@@ -71,6 +72,10 @@ export function commonDir(dirs: string[]): string {
 
 /** How long a stopped guest run may take to stop before the guest is killed: TCG is 10-30x slower */
 const stopGraceMs = (accel: 'kvm' | 'tcg') => (accel === 'kvm' ? 20_000 : 90_000);
+/** how long a stuck guest's init gets to answer diagnose() (a few hundred ms when it runs at all) */
+const diagnoseMs = (accel: 'kvm' | 'tcg') => (accel === 'kvm' ? 5_000 : 20_000);
+/** a stuck guest's account, beside the report */
+export const HANG_LOG = 'vm-hang.txt';
 /**
  * The guest's timeout(1) kills the run this long after passing it the SIGTERM: within the host's
  * grace, so a run that does not stop is killed in the guest, which still answers EXIT and keeps
@@ -104,13 +109,22 @@ export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHook
   // A stop asks the guest's run to stop like a run on the host (its cleanups, its results so far:
   // the checks it made stay in the report) before the guest is killed, which takes at most the
   // grace period, or a second Ctrl-C. Killed at once, a run's report held none.
-  const askThenKill = (accel: 'kvm' | 'tcg', ask: () => void): (() => void) => {
+  // A run that does not stop in time is asked what it is doing (lab/vm/hang.ts) before the kill,
+  // and the answer stays in its report: a stuck guest used to take its only evidence with it.
+  const askThenKill = (accel: 'kvm' | 'tcg', ask: () => void, diagnose?: () => Promise<HangReport | undefined>): (() => void) => {
     const graceMs = stopGraceMs(accel);
     let grace: NodeJS.Timeout | undefined;
     const onStop = () => {
       progress.info(`asking the guest's run to stop (killed after ${graceMs / 1000} s, or at once on a second Ctrl-C)`);
       ask();
-      grace = setTimeout(() => kill.abort(new Error(`interrupted by ${interrupted}`)), graceMs);
+      grace = setTimeout(async () => {
+        if (diagnose && !kill.signal.aborted) {
+          progress.warn(`the guest's run did not stop within ${graceMs / 1000} s: asking the guest what it is doing, then killing it`);
+          const h = await diagnose().catch(() => undefined);
+          if (h) stuck = { ...h, summary: `the guest's run did not stop within ${graceMs / 1000} s of the request; ${h.summary}` };
+        }
+        kill.abort(new Error(`interrupted by ${interrupted}`));
+      }, graceMs);
     };
     if (abort.signal.aborted) onStop();
     else abort.signal.addEventListener('abort', onStop, { once: true });
@@ -121,6 +135,8 @@ export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHook
   };
   const spec = args.kernel.text;
   let b: BootedGuest | undefined;
+  /** what the last stuck guest was doing (set at the stop's grace expiry) */
+  let stuck: HangReport | undefined;
   try {
     progress.step('checking tools');
     await ensureTools(['build', 'vm'], (s) => progress.info(s));
@@ -196,7 +212,7 @@ export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHook
           }
           const g = b;
           const killAfterS = guestKillAfterS(g.accel);
-          const disarm = askThenKill(g.accel, () => g.vm.requestStop());
+          const disarm = askThenKill(g.accel, () => g.vm.requestStop(), () => g.vm.diagnose(diagnoseMs(g.accel)));
           const unhook = onAbortKill(kill.signal, b.vm);
           try {
             // the prebuilt bundle (lab/bundle.ts): tsx would transpile for 30-77 s under TCG.
@@ -210,6 +226,7 @@ export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHook
               onStdout: out, onStderr: out,
               // the guest's own timeout fires first; this one catches a guest that stopped answering
               timeoutMs: timeoutMs + killAfterS * 1000 + 40_000,
+              diagnoseMs: diagnoseMs(g.accel),
               signal: kill.signal,
             });
             runMs = Date.now() - tRun;
@@ -226,8 +243,18 @@ export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHook
           if (b) await b.vm.close({ force: true });
         }
       }
+      // a stuck guest's own account (the stop's grace expired, or the command's time ran out): its
+      // summary in the error, the whole of it beside the report
+      const hang = stuck ?? b?.vm.lastHang;
+      stuck = undefined;
+      if (b) b.vm.lastHang = undefined;
+      if (hang) {
+        fs.writeFileSync(path.join(outDir, HANG_LOG), `${hang.summary}\n\n${hang.text}`);
+        if (failure && !failure.includes(hang.summary)) failure = `${failure}; ${hang.summary} (${HANG_LOG})`;
+        progress.warn(hang.summary);
+      }
       // bootRetries counts crashed boots inside bootGuest; reboots after a stuck scenario count here
-      const facts = vngFacts ?? (b ? { ...vmFacts(b), backend: 'lab', ...(boots > 1 ? { bootsInRow: boots } : {}) } : undefined);
+      const facts = vngFacts ?? (b ? { ...vmFacts(b), backend: 'lab', ...(boots > 1 ? { bootsInRow: boots } : {}), ...(hang ? { hangLog: HANG_LOG } : {}) } : undefined);
       runs.push(await finishCell({ args, cell, i, runId, outDir, startedAt, cellStart, failure, exitCode, runMs, facts, bootedHere, kernel, progress, hooks }));
       // the console so far, so every cell's report links a boot log of its own
       const own = path.join(outDir, BOOT_LOG);

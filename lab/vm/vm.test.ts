@@ -90,7 +90,8 @@ describe.skipIf(!!skipReason)(`VM on ${KERNEL} ${skipReason ? `(skipped: ${skipR
       const err = await vmExec(vmKernelArg(KERNEL), 'echo hanging; sleep 100000', { quiet: true, stdout: () => {}, stderr: () => {}, timeoutMs: 15_000 }).catch((e) => e);
       expect(err).toBeInstanceOf(Error);
       // the command's own budget ran out (or, on a very slow machine, the boot's)
-      expect(err.message).toMatch(/^the command did not finish within --timeout 15 s \(the guest booted in [\d.]+ s, the command had the \d+ s left\); the guest was killed$|^timed out after \d+ s waiting for the guest to boot/);
+      // and what the command was doing when it was killed (lab/vm/hang.ts): the guest's own account
+      expect(err.message).toMatch(/^the command did not finish within --timeout 15 s \(the guest booted in [\d.]+ s, the command had the \d+ s left\); the guest was killed\. guest tasks: \d+ user tasks \(0 in D, 0 running\): .*sleep \(\d+\) S in \w+|^timed out after \d+ s waiting for the guest to boot/);
       expect(Date.now() - t0).toBeLessThan(30_000);
     } finally {
       if (prev === undefined) delete process.env.EBPF_LAB_VM_FS;
@@ -162,6 +163,43 @@ describe.skipIf(!!skipReason)(`VM on ${KERNEL} ${skipReason ? `(skipped: ${skipR
       }
       expect(outs).toEqual(['1', '1']);
       expect(readFileSync(join(outDir, 'run2.txt'), 'utf8')).toBe('run2\n');
+    } finally {
+      await b.vm.close({ force: true });
+      rmSync(outDir, { recursive: true, force: true });
+    }
+    expect(leftovers()).toEqual({ procs: [], dirs: [] });
+  }, 240_000);
+
+  it('a stuck guest is asked what it is doing before it is killed: a task blocked on a device, by name and frame; a guest that stopped answering, by its vCPUs', async () => {
+    const outDir = mkdtempSync(join(REPO_ROOT, 'reports', 'vmtest-'));
+    const { bootGuest, guestScript } = await import('./guest.ts');
+    const progress = createProgress(process.stderr, true);
+    const kernel = await resolveKernel(vmKernelArg(KERNEL), progress);
+    const b = await bootGuest({ kernel, progress, consoleLog: join(outDir, 'console.log') });
+    try {
+      // null_blk completing each request after 120 s: loading it blocks on its partition scan (D);
+      // beside it a shell busy loop (running) and a sleep
+      let o = '';
+      const run = b.vm.exec(guestScript(b, "modprobe null_blk nr_devices=1 irqmode=2 completion_nsec=120000000000 bs=4096 & sh -c 'while :; do :; done' & sleep 3; echo started; sleep 1000", { cwd: '/' }), { onStdout: (d) => (o += d), onStderr: () => {}, timeoutMs: 200_000 }).catch((e: Error) => e);
+      for (let i = 0; i < 600 && !o.includes('started'); i++) await new Promise((r) => setTimeout(r, 100));
+      expect(o).toContain('started');
+      const alive = await b.vm.diagnose(20_000);
+      expect(alive?.answered).toBe(true);
+      expect(alive?.summary).toMatch(/^guest tasks: \d+ user tasks \([1-9]\d* in D, [1-9]\d* running\): modprobe \(\d+\) D in (?!schedule|io_schedule)\w+/);
+      expect(alive?.summary).toMatch(/sleep \(\d+\) S in \w+/);
+      expect(alive?.text).toMatch(/task:modprobe\s+state:D/); // the kernel's blocked-task report with its stack
+      // the guest kernel no longer runs (QEMU's vCPUs stopped): init cannot answer; the registers say where each vCPU is
+      await b.vm.hmp('stop');
+      const t0 = Date.now();
+      const dead = await b.vm.diagnose(3000);
+      expect(Date.now() - t0).toBeLessThan(15_000);
+      expect(dead?.answered).toBe(false);
+      expect(dead?.summary).toMatch(/^the guest's init did not answer a diagnostic request within 3 s .*; vCPU0: .+; vCPU1: .+$/);
+      // the busy loop's vCPU is in user space or in the kernel's text, the other one idle or there too
+      expect(dead?.summary).toMatch(/\(user\)|halted \(idle\)|_text\+0x/);
+      expect(b.vm.lastHang).toBe(dead);
+      await b.vm.close({ force: true });
+      expect(await run).toBeInstanceOf(Error);
     } finally {
       await b.vm.close({ force: true });
       rmSync(outDir, { recursive: true, force: true });
