@@ -1,8 +1,10 @@
 // The TypeScript binding to the system libbpf. Knows libbpf and BTF, nothing of the lab.
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { C, errno } from './ffi.ts';
 import { BpfError, errnoName } from './errors.ts';
+import { LabError } from '../../common/errors.ts';
 export { BpfObject, Program, enableStats, progInfo, progInfoById, progMapIds, progsUsingMap, XdpFlags, type OpenOptions, type LoadOptions, type TestRunResult, type ProgInfo, type MapShape, type MapSpec } from './object.ts';
 export { BpfMap, MapType, UpdateFlags, mapInfo, mapTypeName, pinnedMapInfo, rawCodec } from './map.ts';
 export { Skeleton, defineSkeleton, type SkeletonFactory, type SkeletonShape, type SkeletonSpec, type SkeletonMaps, type SkeletonPrograms } from './skeleton.ts';
@@ -50,6 +52,43 @@ export function withNetns<T>(name: string, fn: () => T): T {
     fs.closeSync(self);
     fs.closeSync(target);
   }
+}
+
+const BPF_FS_MAGIC = 0xcafe4a11;
+const BPFFS = '/sys/fs/bpf';
+
+/** the nearest existing ancestor of `p` (itself if it exists) is on a bpffs */
+function onBpffs(p: string): boolean {
+  let d = path.resolve(p);
+  for (;;) {
+    try {
+      return fs.statfsSync(d).type === BPF_FS_MAGIC;
+    } catch {
+      if (d === '/') return false;
+      d = path.dirname(d);
+    }
+  }
+}
+
+/**
+ * Create a pin directory (and its parents) on the bpffs. Where /sys/fs/bpf has no bpffs mounted
+ * (containers, chroots, minimal hosts) it is mounted first, as bpftool does when it pins. Off a
+ * bpffs: one error naming the fix. (Node's recursive mkdir never returns there: sysfs refuses the
+ * mkdir with ENOENT while its parent exists, and Node retries forever — a tc shaper start hung at
+ * 65% CPU on a machine without the bpffs.)
+ */
+export function makePinDir(dir: string): void {
+  const abs = path.resolve(dir);
+  if (!onBpffs(abs) && (abs === BPFFS || abs.startsWith(`${BPFFS}/`))) {
+    try {
+      execFileSync('mount', ['-t', 'bpf', 'bpf', BPFFS], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 10_000 });
+    } catch (e) {
+      const why = ((e as { stderr?: Buffer }).stderr?.toString().trim() || (e as Error).message).split('\n')[0];
+      throw new LabError(`${BPFFS} has no bpffs mounted and mounting one failed (${why}): ${dir} cannot hold pins`, `mount it as root: mount -t bpf bpf ${BPFFS}`);
+    }
+  }
+  if (!onBpffs(abs)) throw new LabError(`${dir} is not on a bpffs: pinned maps and links would not outlive this process`, `use a directory under ${BPFFS} (mount -t bpf bpf ${BPFFS} if it has none)`);
+  fs.mkdirSync(abs, { recursive: true });
 }
 
 /**

@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Btf, BpfObject, Kind, Link, MapType, RingBuffer, UpdateFlags, attachCgroup, attachLsm, attachTrace, attachTracepoint, libbpf, libc, mapInfo, mapTypeName, pinnedMapInfo, progInfoById, removePinDir, type BpfMap } from '../libbpf/index.ts';
+import { Btf, BpfObject, Kind, Link, MapType, RingBuffer, UpdateFlags, attachCgroup, attachLsm, attachTrace, attachTracepoint, libbpf, libc, mapInfo, makePinDir, mapTypeName, pinnedMapInfo, progInfoById, removePinDir, type BpfMap } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { sec_call, sec_event_action, sec_event_kind, sec_exec_mode, sec_mech, sec_track_fail, security, type Security as SecuritySkeleton, type SecurityShape, type sec_event } from '../../bpf/gen/security.ts';
 import { cgroup2Root } from '../../common/cgroup.ts';
@@ -371,7 +371,7 @@ export class SecurityController {
         if (held === true) unlock(DAEMON_LOCK);
         throw new LabError(`a security controller (pid ${other}) already owns ${PIN_DIR}`, `stop it first (Ctrl-C or kill ${other}; enforcement stays pinned), or use that one`);
       }
-      fs.mkdirSync(LINK_DIR, { recursive: true });
+      makePinDir(LINK_DIR);
       // a replacement pinned beside the link it replaces (attach) by a daemon that died before the
       // rename: the old link is still pinned in its place, so removing this ends nothing
       for (const d of [LINK_DIR, PIN_DIR]) for (const n of fs.readdirSync(d).filter((x) => x.endsWith(NEW_PIN))) fs.rmSync(path.join(d, n), { force: true });

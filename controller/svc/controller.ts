@@ -16,7 +16,7 @@
 // until `svc stop`.
 import fs from 'node:fs';
 import path from 'node:path';
-import { BpfMap, BpfError, Errno, Link, attachCgroup, pinnedMapInfo, progInfoById, removePinDir } from '../libbpf/index.ts';
+import { BpfMap, BpfError, Errno, Link, attachCgroup, makePinDir, pinnedMapInfo, progInfoById, removePinDir } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { LabError } from '../../common/errors.ts';
 import { socketLb, socket_lb_alg, socket_lb_stat, type SocketLb, type revnat_key, type revnat_val, type svc_backend, type svc_key, type svc_val } from '../../bpf/gen/socket_lb.ts';
@@ -403,7 +403,7 @@ export class SvcController {
   }
 
   private pinAll(dir: string, links: Link[]): void {
-    fs.mkdirSync(path.join(dir, 'links'), { recursive: true });
+    makePinDir(path.join(dir, 'links'));
     for (const n of MAP_NAMES) (this.maps[n] as BpfMap).pin(path.join(dir, n));
     links.forEach((l, i) => l.pin(path.join(dir, 'links', String(i))));
   }
