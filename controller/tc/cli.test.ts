@@ -135,6 +135,57 @@ describeRoot('pnpm lab tc: a running daemon', () => {
   }, 90_000);
 });
 
+describeRoot('pnpm lab tc: --egress-only', () => {
+  it('attaches no ingress program; a rule for received packets is refused at start (nothing attached) and in filter set (rules unchanged); egress rules still count', async (ctx) => {
+    const noPing = toolMissing('tc', 'ping');
+    if (noPing) ctx.skip(noPing);
+    const fs = await import('node:fs');
+    const t = createTopology('tceo');
+    const f = `/tmp/ebpf-lab-tc-eo-${process.pid}.json`;
+    const name = 'clitesteo';
+    let daemon: ReturnType<typeof execa> | undefined;
+    const show = async (dir: string) => String((await t.exec('a', 'tc', ['filter', 'show', 'dev', 'ea', dir])).stdout);
+    const start = () => execa(NODE, [...LAB, 'tc', 'shape', 'start', '--dev', 'ea', '--netns', t.ns('a'), '--filter-only', '--egress-only', '--instance', name, '--config', f], { reject: false, all: true });
+    try {
+      await t.addNs('a');
+      await t.addNs('b');
+      await t.veth({ ns: 'a', dev: 'ea' }, { ns: 'b', dev: 'eb' });
+      await t.addr('a', 'ea', '10.24.0.1/24');
+      await t.addr('b', 'eb', '10.24.0.2/24');
+      // "both" includes received packets: refused before anything is attached
+      fs.writeFileSync(f, JSON.stringify({ filters: [{ name: 'pings', dir: 'both', cidr: '10.24.0.0/24', proto: 'icmp', action: 'count' }] }));
+      const bad = await start();
+      expect(bad.exitCode).toBe(1);
+      oneError(String(bad.all), /this instance has no ingress filter \(started with --egress-only\): rule pings would never see a received packet$/, /dir: egress, or start the shaper without --egress-only/);
+      expect(await show('egress')).toBe('');
+      expect(String((await t.exec('a', 'tc', ['qdisc', 'show', 'dev', 'ea'])).stdout)).not.toMatch(/clsact/);
+      expect(fs.existsSync(`/run/ebpf-lab/tc/${name}.json`)).toBe(false);
+
+      fs.writeFileSync(f, JSON.stringify({ filters: [{ name: 'pings-out', dir: 'egress', cidr: '10.24.0.0/24', proto: 'icmp', action: 'count' }] }));
+      daemon = start();
+      await untilReady(daemon, collectOutput([daemon.all]), /^shaping ea .*egress only/m, 30_000, 'tc shape start');
+      expect(await show('egress')).toMatch(/tc_shape_egress/);
+      expect(await show('ingress')).toBe('');
+      expect((await t.exec('a', 'ping', ['-n', '-q', '-c', '3', '-i', '0.05', '10.24.0.2'], { reject: false })).exitCode).toBe(0);
+      // another process's change goes through the same gate (the state file says egress only)
+      fs.writeFileSync(f, JSON.stringify({ filters: [{ name: 'pings-in', dir: 'ingress', cidr: '10.24.0.0/24', proto: 'icmp', action: 'drop' }] }));
+      const set = await tc('filter', 'set', '--config', f, '--instance', name);
+      expect(set.exitCode).toBe(1);
+      oneError(set.stderr, /rule pings-in would never see a received packet/, /--egress-only/);
+      const list = await tc('filter', 'list', '--instance', name);
+      expect(list.stdout).toMatch(/^pings-out\s+count\s+egress 10\.24\.0\.0\/24 proto icmp\s+packets 3 /m);
+      expect((await tc('shape', 'stop', '--instance', name)).exitCode).toBe(0);
+      expect((await daemon).exitCode).toBe(0);
+      expect(await show('egress')).toBe('');
+    } finally {
+      daemon?.kill('SIGTERM');
+      await daemon;
+      fs.rmSync(f, { force: true });
+      await t.dispose();
+    }
+  }, 90_000);
+});
+
 describeRoot('pnpm lab tc: a daemon killed outright (SIGKILL)', () => {
   it('its filters keep enforcing until shape stop removes exactly what it attached; start under its name takes its filters over in place (the drop rule never lapses); state-less leftovers are refused with the commands that remove them; missing lists are refused', async (ctx) => {
     const noTc = toolMissing('tc', 'tc');

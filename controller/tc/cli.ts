@@ -108,14 +108,14 @@ async function daemon(p: Args): Promise<number> {
     await ensureObject('tc_shape');
     // the plan is in the maps before the filters are attached: enforced from the first packet, and
     // a dead daemon's filters of this instance are replaced in place by ones that already hold it
-    shaper = TcShaper.start({ dev, netns: p.values.netns as string | undefined, instance, filterOnly: !!p.values['filter-only'], plan });
+    shaper = TcShaper.start({ dev, netns: p.values.netns as string | undefined, instance, filterOnly: !!p.values['filter-only'], ingress: !p.values['egress-only'], plan });
   } catch (e) {
     server?.close();
     throw e;
   }
   if (shaper.reaped) console.error(reapLine(instance, shaper.reaped));
   if (shaper.tookOver) console.error(tookOverLine(instance, shaper.tookOver));
-  console.log(`shaping ${dev}${p.values.netns ? ` (netns ${p.values.netns})` : ''}: instance ${p.values.instance}, ${plan.classes.length} class(es), ${plan.rules.length} rule(s)${p.values['metrics-port'] !== undefined ? `, metrics http://127.0.0.1:${p.values['metrics-port']}/metrics` : ''}; Ctrl-C removes everything`);
+  console.log(`shaping ${dev}${p.values.netns ? ` (netns ${p.values.netns})` : ''}: instance ${p.values.instance}, ${plan.classes.length} class(es), ${plan.rules.length} rule(s)${p.values['egress-only'] ? ', egress only' : ''}${p.values['metrics-port'] !== undefined ? `, metrics http://127.0.0.1:${p.values['metrics-port']}/metrics` : ''}; Ctrl-C removes everything`);
   await untilSignal();
   server?.close();
   // under the writers' lock, so that a change from the CLI that had opened the instance does not
@@ -125,12 +125,13 @@ async function daemon(p: Args): Promise<number> {
 }
 
 const COMMANDS: Record<string, Cmd> = {
-  'shape start': cmd('shape start --dev DEV [--netns NAME] [--config FILE] [--instance NAME] [--metrics-port N] [--filter-only]', 'run the shaper on a device in the foreground (fq at the root, BPF on clsact egress+ingress); Ctrl-C removes it all', {
+  'shape start': cmd('shape start --dev DEV [--netns NAME] [--config FILE] [--instance NAME] [--metrics-port N] [--filter-only] [--egress-only]', 'run the shaper on a device in the foreground (fq at the root, BPF on clsact egress+ingress); Ctrl-C removes it all', {
     dev: { type: 'string', valueName: 'DEV', description: 'network device to shape' },
     netns: { type: 'string', valueName: 'NAME', description: 'network namespace of the device (/run/netns/NAME)' },
     config: { type: 'string', valueName: 'FILE', description: 'classes and filter rules (YAML or JSON), validated before anything is attached' },
     'metrics-port': { type: 'int', min: 1, max: 65535, valueName: 'N', description: 'serve Prometheus metrics on 127.0.0.1:N/metrics' },
     'filter-only': { type: 'boolean', description: 'filters only, no fq (kernels without sch_fq); classes are refused' },
+    'egress-only': { type: 'boolean', description: 'no ingress program (received packets pay nothing); rules with dir ingress or both are refused' },
     ...instance,
   }, { max: 0 }, daemon),
   'shape apply': cmd('shape apply --config FILE [--instance NAME]', 'replace classes and rules of a running shaper as a whole (all or nothing)', {

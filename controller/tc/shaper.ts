@@ -18,7 +18,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { BpfMap, attachTc, removePinDir, withNetns, type BpfObject, type Link } from '../libbpf/index.ts';
+import { BpfMap, attachTc, makePinDir, removePinDir, withNetns, type BpfObject, type Link } from '../libbpf/index.ts';
 import { objectPath } from '../../bpf/build.ts';
 import { LabError } from '../../common/errors.ts';
 import { processAlive, procStart } from '../../common/host.ts';
@@ -26,6 +26,7 @@ import { lockHolderAlive } from '../../common/lockfile.ts';
 import { writeFileAtomic } from '../../common/state-file.ts';
 import { MAX_RULES, autoHorizonProblem, latencyHorizonNs, matchKey, netPort, type ClassPlan, type Match, type Plan, type RulePlan } from './config.ts';
 import { tcShape, tc_shape_class_flags, tc_shape_rule_action, type TcShape, type tc_class, type tc_class_stats, type tc_dst_key, type tc_flow_key, type tc_global_stats, type tc_rule, type tc_rule_stats } from '../../bpf/gen/tc_shape.ts';
+import { tc_shape_dir } from '../../bpf/gen/tc_shape.enums.ts';
 
 export const MAP_NAMES = ['classes', 'class_state', 'class_stats', 'flow_class', 'cgroup_class', 'dst_class', 'rules', 'rule_stats', 'filter_gen', 'globals'] as const;
 type MapName = (typeof MAP_NAMES)[number];
@@ -97,6 +98,8 @@ class Journal {
 export class TcControl {
   /** set by a filter-only shaper (no fq): shaping classes are refused */
   filterOnly = false;
+  /** false on an egress-only shaper (no ingress program): rules for received packets are refused */
+  ingress = true;
   constructor(
     readonly maps: TcMaps,
     public model: Model,
@@ -111,6 +114,8 @@ export class TcControl {
   /** Apply a validated plan as a whole. failAfter: test hook (refuse the n+1-th map write). */
   apply(plan: Plan, opts: { failAfter?: number } = {}): { writes: number } {
     if (this.filterOnly && plan.classes.length) throw new LabError('this instance runs filters only (no fq qdisc): classes would not be enforced', 'remove "classes" from the config, or start without --filter-only on a kernel with sch_fq');
+    const inbound = this.ingress ? [] : plan.rules.filter((r) => r.dir & tc_shape_dir.TC_DIR_INGRESS);
+    if (inbound.length) throw new LabError(`this instance has no ingress filter (started with --egress-only): rule${inbound.length > 1 ? 's' : ''} ${inbound.map((r) => r.name).join(', ')} would never see a received packet`, 'give them dir: egress, or start the shaper without --egress-only');
     const j = new Journal(opts.failAfter ?? null);
     const old = this.model;
     const byName = new Map(old.classes.map((c) => [c.name, c]));
@@ -330,7 +335,7 @@ export interface Owned {
   fqSet: boolean;
   fqHandle: string | null;
 }
-export type InstanceState = Model & { pid: number; dev: string; netns: string | null; filterOnly: boolean; owned?: Owned };
+export type InstanceState = Model & { pid: number; dev: string; netns: string | null; filterOnly: boolean; egressOnly?: boolean; owned?: Owned };
 
 export function readState(instance: string): InstanceState {
   const file = statePath(instance);
@@ -520,6 +525,7 @@ export class TcShaper {
       const maps: TcMaps = skel.maps;
       const control = new TcControl(maps, { classes: [], rules: [], gen: 0 });
       control.filterOnly = !!opts.filterOnly;
+      control.ingress = opts.ingress !== false;
       // the plan goes into the maps before anything else is touched: one the control refuses
       // (classes on a filter-only instance) leaves a dead instance's filters and state as they were
       if (opts.plan) control.apply(opts.plan);
@@ -562,11 +568,11 @@ export class TcShaper {
           fqSet: !opts.filterOnly || !!dead?.fq,
           fqHandle: dead?.fq ? dead.state.owned!.fqHandle : null,
         };
-        fs.mkdirSync(pins, { recursive: true });
+        makePinDir(pins);
         for (const m of MAP_NAMES) maps[m].pin(path.join(pins, m));
         shaper.persist = (m) => {
           fs.mkdirSync(STATE_DIR, { recursive: true });
-          writeFileAtomic(statePath(opts.instance!), encodeModel({ ...m, pid: process.pid, dev: opts.dev, netns: opts.netns ?? null, filterOnly: !!opts.filterOnly, owned }));
+          writeFileAtomic(statePath(opts.instance!), encodeModel({ ...m, pid: process.pid, dev: opts.dev, netns: opts.netns ?? null, filterOnly: !!opts.filterOnly, egressOnly: opts.ingress === false, owned }));
         };
         shaper.owned = owned;
         shaper.persist(control.model);
@@ -761,5 +767,6 @@ export function openInstance(instance: string): TcControl & Disposable {
     writeFileAtomic(file, encodeModel({ ...st, ...m }));
   });
   c.filterOnly = !!st.filterOnly;
+  c.ingress = !st.egressOnly;
   return Object.assign(c, { [Symbol.dispose]: () => Object.values(maps).forEach((m) => m.close()) });
 }
