@@ -36,6 +36,27 @@ export async function ensureMounts(): Promise<void> {
   }
 }
 
+/**
+ * The `ip netns` name of this process's network namespace, for fix lines (`nsenter
+ * --net=/run/netns/NAME`); undefined outside a named one (the host). By the namespace file's
+ * identity: /proc/1/ns/net, the obvious reference for "the host", is not readable in every sandbox.
+ */
+export function netnsName(): string | undefined {
+  try {
+    const self = fs.statSync('/proc/self/ns/net');
+    return fs.readdirSync('/run/netns').find((n) => {
+      try {
+        const st = fs.statSync(path.join('/run/netns', n));
+        return st.dev === self.dev && st.ino === self.ino;
+      } catch {
+        return false;
+      }
+    });
+  } catch {
+    return undefined;
+  }
+}
+
 /** Where `command` is on PATH (or in /usr/sbin, /sbin, which a non-login PATH may lack), or null. */
 export function findOnPath(command: string): string | null {
   const dirs = (process.env.PATH ?? '/usr/bin:/bin').split(':').filter(Boolean).concat('/usr/sbin', '/sbin');

@@ -3,6 +3,7 @@
 // pinned bpf_link (so traffic flows while no controller runs), swaps Maglev rings whole.
 import fs from 'node:fs';
 import path from 'node:path';
+import { netnsName } from '../../common/host.ts';
 import { BpfObject, BpfMap, Link, MapType, attachXdp, ifindexOf, libbpf, libc, mapInfo, makePinDir, progMapIds, progsUsingMap, rawCodec, removePinDir, xdpAttachedId, type Program } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { ValidationError } from './addr.ts';
@@ -363,23 +364,3 @@ export function assertBpffs(dir: string): void {
   }
 }
 
-/**
- * The `ip netns` name of this process's network namespace, for fix lines (`nsenter
- * --net=/run/netns/NAME`); undefined outside a named one (the host). By the namespace file's
- * identity: /proc/1/ns/net, the obvious reference for "the host", is not readable in every sandbox.
- */
-export function netnsName(): string | undefined {
-  try {
-    const self = fs.statSync('/proc/self/ns/net');
-    return fs.readdirSync('/run/netns').find((n) => {
-      try {
-        const st = fs.statSync(path.join('/run/netns', n));
-        return st.dev === self.dev && st.ino === self.ino;
-      } catch {
-        return false;
-      }
-    });
-  } catch {
-    return undefined;
-  }
-}

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { C, errno } from './ffi.ts';
 import { BpfError, errnoName } from './errors.ts';
 import { LabError } from '../../common/errors.ts';
+import { netnsName } from '../../common/host.ts';
 export { BpfObject, Program, enableStats, progInfo, progInfoById, progMapIds, progsUsingMap, XdpFlags, type OpenOptions, type LoadOptions, type TestRunResult, type ProgInfo, type MapShape, type MapSpec } from './object.ts';
 export { BpfMap, MapType, UpdateFlags, mapInfo, mapTypeName, pinnedMapInfo, rawCodec } from './map.ts';
 export { Skeleton, defineSkeleton, type SkeletonFactory, type SkeletonShape, type SkeletonSpec, type SkeletonMaps, type SkeletonPrograms } from './skeleton.ts';
@@ -80,6 +81,10 @@ function onBpffs(p: string): boolean {
 export function makePinDir(dir: string): void {
   const abs = path.resolve(dir);
   if (!onBpffs(abs) && (abs === BPFFS || abs.startsWith(`${BPFFS}/`))) {
+    // `ip netns exec` gives its command a mount namespace of its own with a fresh /sys: a bpffs
+    // mounted there would vanish with this process, and the pins with it
+    const ns = netnsName();
+    if (ns !== undefined) throw new LabError(`${BPFFS} has no bpffs here (network namespace ${ns}; ip netns exec mounts a fresh /sys): pins under ${dir} would vanish with this process`, `run the command with "nsenter --net=/run/netns/${ns} -- …" instead of "ip netns exec", which keeps the host's mounts`);
     try {
       execFileSync('mount', ['-t', 'bpf', 'bpf', BPFFS], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 10_000 });
     } catch (e) {

@@ -16,7 +16,7 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 /** run `code` (which may call makePinDir) in a private mount namespace whose /sys/fs/bpf has no bpffs */
 function inFreshMountNs(code: string): { status: number | null; out: string } {
-  const script = path.join(dir, `case-${Math.random().toString(36).slice(2)}.ts`);
+  const script = path.join(dir, `case-${Math.random().toString(36).slice(2)}.mts`);
   fs.writeFileSync(script, `import fs from 'node:fs';\nimport { makePinDir } from ${JSON.stringify(INDEX)};\nconst magic = (p: string) => fs.statfsSync(p).type.toString(16);\n${code}\n`);
   const r = spawnSync('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', 'while umount /sys/fs/bpf 2>/dev/null; do :; done; echo "before: $(stat -f -c %T /sys/fs/bpf)"; exec "$@"', 'sh', process.execPath, '--import', 'tsx', script], { cwd: path.join(import.meta.dirname, '../..'), encoding: 'utf8', timeout: 60_000 });
   return { status: r.status, out: `${r.stdout}${r.stderr}` };
@@ -38,6 +38,21 @@ describeRoot('makePinDir without a bpffs', () => {
     expect(r.status, r.out).toBe(0);
     expect(r.out).toContain(`error: ${off} is not on a bpffs: pinned maps and links would not outlive this process | fix: use a directory under /sys/fs/bpf`);
     expect(fs.existsSync(off)).toBe(false);
+  }, 90_000);
+
+  it('under ip netns exec (a fresh /sys in a mount namespace of its own) it mounts nothing: the pins would vanish with the process; the fix names nsenter', () => {
+    const ns = `ebpf-lab-pindir-${process.pid}`;
+    execFileSync('ip', ['netns', 'add', ns]);
+    try {
+      const script = path.join(dir, 'netns-case.mts');
+      fs.writeFileSync(script, `import { makePinDir } from ${JSON.stringify(INDEX)};\ntry { makePinDir('/sys/fs/bpf/ebpf-lab/pindir-ns'); console.log('created'); } catch (e) { console.log('error:', (e as Error).message, '| fix:', (e as { fix?: string }).fix); }\n`);
+      const r = spawnSync('ip', ['netns', 'exec', ns, 'sh', '-c', 'echo "before: $(stat -f -c %T /sys/fs/bpf)"; exec "$@"', 'sh', process.execPath, '--import', 'tsx', script], { cwd: path.join(import.meta.dirname, '../..'), encoding: 'utf8', timeout: 60_000 });
+      const out = `${r.stdout}${r.stderr}`;
+      expect(out).toMatch(/^before: sysfs$/m);
+      expect(out).toContain(`error: /sys/fs/bpf has no bpffs here (network namespace ${ns}; ip netns exec mounts a fresh /sys): pins under /sys/fs/bpf/ebpf-lab/pindir-ns would vanish with this process | fix: run the command with "nsenter --net=/run/netns/${ns} -- …"`);
+    } finally {
+      execFileSync('ip', ['netns', 'del', ns]);
+    }
   }, 90_000);
 
   it('the host\'s own /sys/fs/bpf is left as it was by these cases', () => {

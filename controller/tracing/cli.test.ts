@@ -68,6 +68,16 @@ describe('pnpm lab trace', () => {
     }
   }, 60_000);
 
+  // a machine where nothing mounted tracefs (a container, a chroot, a fresh boot without systemd's
+  // mounts): every tracepoint read as missing, "unsupported: tracepoint sock:inet_sock_set_state"
+  // on a kernel that has it. Run in a mount namespace of its own, so the host keeps its mounts.
+  it.skipIf(process.getuid?.() !== 0)('mounts tracefs where none is mounted, instead of calling the kernel\'s tracepoints missing', async () => {
+    const r = await execa('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', 'for m in /sys/kernel/debug/tracing /sys/kernel/tracing /sys/kernel/debug; do while umount $m 2>/dev/null; do :; done; done; grep -c tracefs /proc/self/mounts; exec "$@"', 'sh', NODE, ...LAB, 'trace', '--service', `web=${process.pid}`, '--duration', '1'], { reject: false, cwd: ROOT, all: true });
+    expect(String(r.stdout).split('\n')[0]).toBe('0'); // the case's subject: no tracefs before the trace
+    expect(r.exitCode, String(r.all)).toBe(0);
+    expect(String(r.all)).toMatch(/^tracing web=\d+ — tracepoints: /m);
+  }, 60_000);
+
   // a trace started in an ssh session that drops gets SIGHUP: it ran on unseen (the binding's
   // deferring listener swallowed the signal); it must end like Ctrl-C, with its summary
   it.skipIf(process.getuid?.() !== 0)('a hangup (SIGHUP) ends a trace like Ctrl-C', async () => {

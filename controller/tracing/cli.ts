@@ -11,6 +11,7 @@ import { Tracer, parseSelector, type WorkloadSelector } from './tracer.ts';
 import { TR, type DataHook } from './kernel.ts';
 import { onStopSignals } from '../../common/signals.ts';
 import { printable } from '../../common/printable.ts';
+import { ensureMounts } from '../../common/host.ts';
 
 export async function traceCommand(argv: string[]): Promise<number> {
   const p = parseArgs(argv, {
@@ -58,6 +59,8 @@ export async function traceCommand(argv: string[]): Promise<number> {
   const again = targets.findIndex((t, i) => targets.indexOf(t) !== i);
   if (again >= 0) throw new UsageError(`--service ${services[targets.indexOf(targets[again]!)]!.name} and ${services[again]!.name} select the same workload (${targets[again]})`, 'name each workload once');
   if (process.getuid?.() !== 0) throw new LabError('tracing needs root (BPF programs on syscall tracepoints)', 'run as root');
+  // tracefs: where the tracepoints are probed; without it every hook read as missing from the kernel
+  await ensureMounts();
   deferSignalsToCaller();
   const json = p.values.json ?? false;
   const quiet = (p.values.quiet ?? false) || json;
