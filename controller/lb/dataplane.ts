@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { netnsName } from '../../common/host.ts';
-import { BpfObject, BpfMap, Link, MapType, attachXdp, ifindexOf, libbpf, libc, mapInfo, makePinDir, progMapIds, progsUsingMap, rawCodec, removePinDir, xdpAttachedId, type Program } from '../libbpf/index.ts';
+import { BpfObject, BpfMap, Link, MapType, attachXdp, ifindexOf, libbpf, libc, mapInfo, makePinDir, mountBpffsFor, progMapIds, progsUsingMap, rawCodec, removePinDir, xdpAttachedId, type Program } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { ValidationError } from './addr.ts';
 import { xdp_lb_be_flags, xdp_lb_limits, xdpLb, type XdpLb, type XdpLbShape, type backend, type ct_value, type flow_key, type lb_global, type lb_stats, type vip_key, type vip_meta, type vip_slot } from '../../bpf/gen/xdp_lb.ts';
@@ -73,7 +73,12 @@ export class Dataplane implements Disposable {
   }
 
   static async open(opts: DataplaneOptions): Promise<Dataplane> {
-    if (!opts.noPin) assertBpffs(path.dirname(opts.pinDir));
+    if (!opts.noPin) {
+      // none mounted at /sys/fs/bpf (a container, a chroot): mounted, as makePinDir does; under
+      // ip netns exec refused, and assertBpffs names the other causes
+      if (netnsName() === undefined) mountBpffsFor(opts.pinDir);
+      assertBpffs(path.dirname(opts.pinDir));
+    }
     const file = await ensureObject('xdp_lb');
     const skel = xdpLb.open(file);
     const obj = skel.obj;

@@ -80,6 +80,14 @@ function onBpffs(p: string): boolean {
  */
 export function makePinDir(dir: string): void {
   const abs = path.resolve(dir);
+  mountBpffsFor(abs);
+  if (!onBpffs(abs)) throw new LabError(`${dir} is not on a bpffs: pinned maps and links would not outlive this process`, `use a directory under ${BPFFS} (mount -t bpf bpf ${BPFFS} if it has none)`);
+  fs.mkdirSync(abs, { recursive: true });
+}
+
+/** makePinDir's mount: the bpffs at /sys/fs/bpf when `dir` is under it and none is mounted (errors with the fix) */
+export function mountBpffsFor(dir: string): void {
+  const abs = path.resolve(dir);
   if (!onBpffs(abs) && (abs === BPFFS || abs.startsWith(`${BPFFS}/`))) {
     // `ip netns exec` gives its command a mount namespace of its own with a fresh /sys: a bpffs
     // mounted there would vanish with this process, and the pins with it
@@ -92,8 +100,6 @@ export function makePinDir(dir: string): void {
       throw new LabError(`${BPFFS} has no bpffs mounted and mounting one failed (${why}): ${dir} cannot hold pins`, `mount it as root: mount -t bpf bpf ${BPFFS}`);
     }
   }
-  if (!onBpffs(abs)) throw new LabError(`${dir} is not on a bpffs: pinned maps and links would not outlive this process`, `use a directory under ${BPFFS} (mount -t bpf bpf ${BPFFS} if it has none)`);
-  fs.mkdirSync(abs, { recursive: true });
 }
 
 /**
