@@ -107,6 +107,11 @@ export interface NormBackend {
   address: string;
   port: number;
   weight: number;
+  /**
+   * the config gave no weight (1 was taken): such a file says nothing about the weight, so its
+   * apply does not end a runtime drain (a weight it gives anew does, as `backend weight` does)
+   */
+  weightDefault?: true;
   mac?: string;
   egress?: string;
 }
@@ -209,7 +214,12 @@ export function normBackend(vip: VipSpec, b: BackendConfig | string, where: stri
   if (raw.egress !== undefined && (typeof raw.egress !== 'string' || !/^[^\s/]{1,15}$/.test(raw.egress))) {
     throw new ValidationError(`${where}: egress ${JSON.stringify(raw.egress)} must be an interface name (at most 15 characters, no blanks or slashes)`);
   }
-  return { address: hp.address, port, weight, ...(raw.mac ? { mac: raw.mac.toLowerCase() } : {}), ...(raw.egress ? { egress: raw.egress } : {}) };
+  return { address: hp.address, port, weight, ...(raw.weight === undefined ? { weightDefault: true as const } : {}), ...(raw.mac ? { mac: raw.mac.toLowerCase() } : {}), ...(raw.egress ? { egress: raw.egress } : {}) };
+}
+
+/** a normalized backend as config again (a controller re-applies what it validated): a weight it was not given stays ungiven */
+export function backendConfigOf({ weightDefault, weight, ...b }: NormBackend): BackendConfig {
+  return weightDefault ? b : { ...b, weight };
 }
 
 function checkForwarding(f: unknown, where: string): Forwarding {

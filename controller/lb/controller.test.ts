@@ -160,6 +160,15 @@ describeRoot('lb controller: all-or-nothing changes, capacity, scale (real maps)
       expect(added).toEqual({ added: [V9], removed: [], changed: [], keptDraining: [`${b1}:80 of ${V1}`] });
       // the same file again: still drained, still said
       expect((await api.apply({ interface: 'lo', vips: BASE })).keptDraining).toEqual([`${b1}:80 of ${V1}`]);
+      // a file without a weight for it gives the default 1, which is no new weight: the drain stays
+      // (a drained backend at weight 3 came back into the ring here: "weight 3 → 1 from the file")
+      await api.weight(V1, b1, 3);
+      await api.drain(V1, b1);
+      const unweighted = await api.apply({ interface: 'lo', vips: BASE });
+      expect(unweighted.keptDraining).toEqual([`${b1}:80 of ${V1}`]);
+      expect(unweighted.drainEnded).toBeUndefined();
+      expect(await held(V1, b1)).toMatchObject({ state: 'draining', weight: 1, ringShare: 0 });
+      expect(await kernelDraining(V1, b1)).toBe(true);
       // a file giving it another weight ends the drain (the weight is new: as lb backend weight)
       const w2 = BASE.map((v) => (v.vip === V1 ? { ...v, backends: v.backends.map((b) => (b.address === b1 ? { ...b, weight: 2 } : b)) } : v));
       expect(await api.apply({ interface: 'lo', vips: w2 })).toEqual({ added: [], removed: [], changed: [V1], drainEnded: [`${b1}:80 of ${V1} (weight 1 → 2 from the file)`] });

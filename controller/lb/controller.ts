@@ -12,7 +12,7 @@
 import path from 'node:path';
 import { setImmediate as yieldNow } from 'node:timers/promises';
 import { ValidationError, addrBytes, formatAddr, formatMac, heldAddr, htons, parseHostPort, parseMac, parseVip, vipString, PROTO_NUM, type Protocol, type VipSpec } from './addr.ts';
-import { backendKey, checkIpipBackend, normBackend, sameHost, normVip, startSettingsDiff, tooManyForRing, tunnelSourceFor, validateConfig, type BackendConfig, type Forwarding, type LbConfig, type NormBackend, type NormConfig, type StartSettings, type VipConfig, type VipDefaults } from './config.ts';
+import { backendConfigOf, backendKey, checkIpipBackend, normBackend, sameHost, normVip, startSettingsDiff, tooManyForRing, tunnelSourceFor, validateConfig, type BackendConfig, type Forwarding, type LbConfig, type NormBackend, type NormConfig, type StartSettings, type VipConfig, type VipDefaults } from './config.ts';
 import { BE_ACTIVE, BE_DOWN, BE_DRAINING, Dataplane, MAX_VIPS } from './dataplane.ts';
 import { netnsName } from '../../common/host.ts';
 import { HealthChecker } from './health.ts';
@@ -111,7 +111,7 @@ export class LbController {
         c.restore();
         log(`restored ${c.vips.size} VIP(s), ${[...c.vips.values()].reduce((n, v) => n + v.backends.size, 0)} backend(s) from ${dp.pinDir}`);
       } else {
-        await c.applyNow(cfg.vips.map((v) => ({ vip: v.id, backends: v.backends, healthCheck: v.healthCheck, forwarding: v.forwarding })));
+        await c.applyNow(cfg.vips.map((v) => ({ vip: v.id, backends: v.backends.map(backendConfigOf), healthCheck: v.healthCheck, forwarding: v.forwarding })));
       }
       if (opts.attach !== false) {
         c.attachResult = dp.attach(cfg.interface, cfg.xdpMode);
@@ -529,7 +529,7 @@ export class LbController {
         `to run the file's settings, restart the LB with it: pnpm lab lb stop --purge --instance ${running.instance} (detaches XDP and drops conntrack), then ${nsenterPrefix()}pnpm lab lb daemon --config ${file ?? 'FILE'}; to keep the running LB, put the running values in the file`,
       );
     }
-    return this.apply(norm.vips.map((v) => ({ vip: v.id, backends: v.backends, healthCheck: v.healthCheck, forwarding: v.forwarding })));
+    return this.apply(norm.vips.map((v) => ({ vip: v.id, backends: v.backends.map(backendConfigOf), healthCheck: v.healthCheck, forwarding: v.forwarding })));
   }
 
   /**
@@ -585,8 +585,9 @@ export class LbController {
             // A backend keeps its drain across an apply (as across a restart, and in svc): drain is
             // not in a config, so a file states nothing about it, and a backend taken out for
             // maintenance must not go back into the ring because an unrelated change was applied.
-            // A weight the file gives anew (not the one held) ends it, as `lb backend weight` does.
-            if (have.draining && b.weight !== have.weight) {
+            // A weight the file gives anew (not the one held) ends it, as `lb backend weight` does;
+            // the default a backend without a weight takes is not one (the file says nothing).
+            if (have.draining && !b.weightDefault && b.weight !== have.weight) {
               have.draining = false;
               drainEnded.push(`${backendKey(have)} of ${v.id} (weight ${have.weight} → ${b.weight} from the file)`);
             } else if (have.draining) keptDraining.push(`${backendKey(have)} of ${v.id}`);

@@ -38,6 +38,8 @@ export interface NormBackendS {
   address: string;
   port: number;
   weight: number;
+  /** no weight in the config (1 taken): its apply does not end a runtime drain (lb/config.ts NormBackend) */
+  weightDefault?: true;
 }
 
 export interface NormService extends VipSpec {
@@ -100,7 +102,7 @@ export function normBackendS(spec: VipSpec, b: string | BackendConfig, where: st
   const n = at(where, () => normBackend(spec, b, where, 'socket'));
   // the rewrite changes the address a socket connects to, never its family
   if (n.address.includes(':') !== (spec.family === 6)) throw new ValidationError(`${where}: backend ${n.address} is not IPv${spec.family} like the VIP; a socket cannot change its address family`);
-  return { address: n.address, port: n.port, weight: n.weight };
+  return { address: n.address, port: n.port, weight: n.weight, ...(n.weightDefault ? { weightDefault: true as const } : {}) };
 }
 
 export function normService(s: ServiceConfig, where: string, allowEmpty = false): NormService {

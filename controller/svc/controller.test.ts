@@ -444,12 +444,13 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
     expect(fs.existsSync(pinDir(instance))).toBe(false);
   }, 120_000);
 
-  it('a takeover keeps a drained backend drained (and says so); a new weight for it in the config ends draining', async () => {
+  it('a takeover keeps a drained backend drained (and says so), also under a config without its weight; a new weight for it in the config ends draining', async () => {
     const instance = `drain-${process.pid}`;
     const vip = 'tcp://10.96.0.51:80';
     const cfgFile = path.join(os.tmpdir(), `svc-drain-${process.pid}.json`);
     const [b1, b2] = lab.backends4.map((a) => `${a}:8080`) as [string, string];
-    const write = (w1: number) => fs.writeFileSync(cfgFile, JSON.stringify({ cgroup: lab.cgClientRel, instance, services: [{ vip, algorithm: 'random', backends: [{ address: b1, weight: w1 }, b2] }] }));
+    /** w1 undefined: b1 without a weight (the default 1 is no new weight) */
+    const write = (w1: number | undefined) => fs.writeFileSync(cfgFile, JSON.stringify({ cgroup: lab.cgClientRel, instance, services: [{ vip, algorithm: 'random', backends: [w1 === undefined ? b1 : { address: b1, weight: w1 }, b2] }] }));
     const cwd = new URL('../..', import.meta.url).pathname;
     const live: ReturnType<typeof execa>[] = [];
     const daemon = async () => {
@@ -466,12 +467,14 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
     const state = () => (JSON.parse(fs.readFileSync(statePath(instance), 'utf8')) as { services: Record<string, { backends: { address: string; state: string }[] }> }).services[vip]!.backends.map((b) => `${b.address} ${b.state}`);
     const reached = async () => new Set((await once('tcp', '10.96.0.51', 80, 24)).map((r) => r.reply ?? r.error));
     try {
-      write(1);
+      write(3);
       const first = await daemon();
       const drained = await execa(NODE, [...LAB, 'svc', 'backend', 'drain', vip, b1, '--instance', instance], { cwd, reject: false });
       expect(drained.exitCode, String(drained.stderr)).toBe(0);
       expect(await reached()).toEqual(new Set([b2]));
       await kill(first.d);
+      // the file now gives b1 no weight: it once read as "weight 3 → 1" and ended the drain
+      write(undefined);
       const second = await daemon();
       expect(second.out).toMatch(new RegExp(`took over instance ${instance} .*; kept draining: ${b1.replace(/\./g, '\\.')} of ${vip}`));
       expect(state()).toEqual([`${lab.backends4[0]} draining`, `${lab.backends4[1]} active`]);

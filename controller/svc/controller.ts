@@ -477,11 +477,12 @@ export class SvcController {
         // A backend keeps its draining/down state across a replace (a takeover applying its config,
         // an add): drain is not in a config, so a config states nothing about it, and a restarted
         // daemon must not send new connections to a backend taken out for maintenance. A weight set
-        // anew ends draining, as `svc backend weight` does; down is the health checks' to end, so
+        // anew ends draining, as `svc backend weight` does (the default a config without a weight
+        // takes is not one: that config says nothing about it); down is the health checks' to end, so
         // a service whose checks this change turns off has none down (nothing would bring them back).
-        backends: s.backends.map((b) => {
+        backends: s.backends.map(({ weightDefault, ...b }) => {
           const had = keep.get(backendKey(b));
-          const state = had?.state === 'draining' && had.weight !== b.weight ? 'active' : had?.state === 'down' && !s.healthCheck ? 'active' : had?.state ?? 'active';
+          const state = had?.state === 'draining' && !weightDefault && had.weight !== b.weight ? 'active' : had?.state === 'down' && !s.healthCheck ? 'active' : had?.state ?? 'active';
           return { ...b, state };
         }),
       });
