@@ -164,7 +164,8 @@ export class Vm {
             buf = buf.slice(i + 1);
             // init's asides, not answers to a command: kept out of the line queue
             if (line.startsWith('KTEXT ')) {
-              if (/^KTEXT [0-9a-f]{16}$/.test(line)) this.ktext = BigInt(`0x${line.slice(6)}`);
+              // a kernel address, not the zeros kallsyms shows where kptr_restrict hides them
+              if (/^KTEXT ffff[0-9a-f]{12}$/.test(line)) this.ktext = BigInt(`0x${line.slice(6)}`);
               continue;
             }
             if (line === 'DIAG-DONE') {
