@@ -15,6 +15,17 @@ const tc = labCommand('tc');
 
 const oneError = expectOneError;
 
+/** namespaces a and b of `t` joined by a veth (`dev`+a in a, `dev`+b in b), addressed when `addrs` are given */
+async function pair(t: ReturnType<typeof createTopology>, dev: string, addrs?: [string, string]): Promise<void> {
+  await t.addNs('a');
+  await t.addNs('b');
+  await t.veth({ ns: 'a', dev: `${dev}a` }, { ns: 'b', dev: `${dev}b` });
+  if (addrs) {
+    await t.addr('a', `${dev}a`, addrs[0]);
+    await t.addr('b', `${dev}b`, addrs[1]);
+  }
+}
+
 describe('pnpm lab tc: arguments and errors', () => {
   it('--help everywhere (exit 0); a group without a command is a usage error', async () => {
     const h = await tc('--help');
@@ -87,11 +98,7 @@ describeRoot('pnpm lab tc: a running daemon', () => {
     const f = `/tmp/ebpf-lab-tc-cli6-${process.pid}.json`;
     let daemon: ReturnType<typeof execa> | undefined;
     try {
-      await t.addNs('a');
-      await t.addNs('b');
-      await t.veth({ ns: 'a', dev: 'ca' }, { ns: 'b', dev: 'cb' });
-      await t.addr('a', 'ca', 'fd00:18::1/64');
-      await t.addr('b', 'cb', 'fd00:18::2/64');
+      await pair(t, 'c', ['fd00:18::1/64', 'fd00:18::2/64']);
       await t.neigh('a', 'ca', 'fd00:18::2', await t.mac('b', 'cb'));
       await t.neigh('b', 'cb', 'fd00:18::1', await t.mac('a', 'ca'));
       fs.writeFileSync(f, JSON.stringify({ filters: [{ name: 'ping6', dir: 'both', cidr: 'fd00:18::/64', proto: 'icmpv6', action: 'count' }] }));
@@ -147,11 +154,7 @@ describeRoot('pnpm lab tc: --egress-only', () => {
     const show = async (dir: string) => String((await t.exec('a', 'tc', ['filter', 'show', 'dev', 'ea', dir])).stdout);
     const start = () => execa(NODE, [...LAB, 'tc', 'shape', 'start', '--dev', 'ea', '--netns', t.ns('a'), '--filter-only', '--egress-only', '--instance', name, '--config', f], { reject: false, all: true });
     try {
-      await t.addNs('a');
-      await t.addNs('b');
-      await t.veth({ ns: 'a', dev: 'ea' }, { ns: 'b', dev: 'eb' });
-      await t.addr('a', 'ea', '10.24.0.1/24');
-      await t.addr('b', 'eb', '10.24.0.2/24');
+      await pair(t, 'e', ['10.24.0.1/24', '10.24.0.2/24']);
       // "both" includes received packets: refused before anything is attached
       fs.writeFileSync(f, JSON.stringify({ filters: [{ name: 'pings', dir: 'both', cidr: '10.24.0.0/24', proto: 'icmp', action: 'count' }] }));
       const bad = await start();
@@ -217,11 +220,7 @@ describeRoot('pnpm lab tc: a daemon killed outright (SIGKILL)', () => {
       await daemons.at(-1);
     };
     try {
-      await t.addNs('a');
-      await t.addNs('b');
-      await t.veth({ ns: 'a', dev: 'ka' }, { ns: 'b', dev: 'kb' });
-      await t.addr('a', 'ka', '10.23.0.1/24');
-      await t.addr('b', 'kb', '10.23.0.2/24');
+      await pair(t, 'k', ['10.23.0.1/24', '10.23.0.2/24']);
       fs.writeFileSync(f, JSON.stringify({ filters: [{ name: 'no-telnet', cidr: '10.0.0.0/8', proto: 'tcp', port: 23, action: 'drop' }, { name: 'no-udp9', dir: 'egress', cidr: '10.23.0.2/32', proto: 'udp', port: 9, action: 'drop' }] }));
       await start();
       // someone else's filter on the same clsact: never ours to remove (u32 without an action
@@ -346,9 +345,7 @@ describeRoot('pnpm lab tc: concurrent writers', () => {
     const files = ['a', 'b', 'c'].map((x) => `/tmp/ebpf-lab-tc-race-${process.pid}-${x}.json`);
     let daemon: ReturnType<typeof execa> | undefined;
     try {
-      await t.addNs('a');
-      await t.addNs('b');
-      await t.veth({ ns: 'a', dev: 'ra' }, { ns: 'b', dev: 'rb' });
+      await pair(t, 'r');
       // three rule lists of different lengths and ports: any mix of two is none of them
       const lists = [[1001, 1002, 1003, 1004, 1005, 1006, 1007], [2001, 2002], [3001, 3002, 3003, 3004]];
       lists.forEach((ports, i) => fs.writeFileSync(files[i]!, JSON.stringify({ filters: ports.map((p) => ({ name: `r${p}`, proto: 'tcp', port: p, action: 'drop' })) })));
