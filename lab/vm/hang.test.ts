@@ -2,7 +2,7 @@
 // registers, System.map symbolizing. Fixtures are trimmed from a real 6.1 guest (TCG) with
 // modprobe null_blk stuck on a 120 s completion and a shell busy loop.
 import { describe, expect, it } from 'vitest';
-import { parseBlocked, parseDiagTasks, parseRegisters, parseSystemMap, summarizeDiag, summarizeVcpus, symbolize, systemMapPath } from './hang.ts';
+import { answeredReport, parseBlocked, parseDiagTasks, parseRegisters, parseSystemMap, summarizeDiag, summarizeVcpus, symbolize, systemMapPath, unansweredReport } from './hang.ts';
 
 const CONSOLE = `[    5.216507] lab-diag: task 1 S sigsuspend init
 [    5.217780] lab-diag: task 134 S do_wait sh
@@ -87,6 +87,26 @@ describe('stuck guest diagnosis (pure)', () => {
     const sym = (rip: bigint) => (rip >= 0xffffffff81000000n ? `_text+0x${(rip - 0xffffffff81000000n).toString(16)}` : undefined);
     expect(summarizeVcpus([r, spin], sym)).toBe('vCPU0: halted (idle) | _text+0x100010; vCPU1: 0x55e0a039619c (user)');
     expect(summarizeVcpus([], sym)).toMatch(/no vCPU registers/);
+  });
+
+  it('the reports: init\'s answer as tasks; no answer as vCPUs, symbolized where a real System.map is, else relative to _text, and says which', () => {
+    expect(answeredReport(CONSOLE)).toMatchObject({ answered: true, summary: expect.stringMatching(/^guest tasks: 6 user tasks \(1 in D, 1 running\): modprobe \(139\) D in folio_wait_bit_common/) });
+    const rounds = [parseRegisters(REGS)];
+    const map = 'ffffffff81000000 T _text\nffffffff81a4e8c0 T native_safe_halt\n';
+    const base = { answerMs: 20_000, rounds, err: '', ktext: 0xffffffff81000000n, console: '[ 9.0] last words' };
+    const real = unansweredReport({ ...base, mapPath: '/boot/System.map-x', map });
+    expect(real.answered).toBe(false);
+    expect(real.summary).toBe('the guest\'s init did not answer a diagnostic request within 20 s (the guest kernel itself stopped making progress); vCPU0: halted (idle); vCPU1: 0x55e0a039619c (user)');
+    expect(real.text).toContain('CPU#0 RIP=ffffffff81a4e8cb (native_safe_halt+0xb) CPL=0 HLT=1');
+    expect(real.text).not.toMatch(/relative to _text/);
+    expect(real.text).toMatch(/--- guest console since the request ---\n\[ 9\.0\] last words$/);
+    const placeholder = unansweredReport({ ...base, mapPath: '/boot/System.map-x', map: 'ffffffffffffffff B The real System.map is in the linux-image-<version>-dbg package\n' });
+    expect(placeholder.text).toContain('CPU#0 RIP=ffffffff81a4e8cb (_text+0xa4e8cb)');
+    expect(placeholder.text).toContain('/boot/System.map-x holds no symbols (Debian ships the real one in linux-image-…-dbg): kernel addresses are given relative to _text');
+    const noKtext = unansweredReport({ ...base, ktext: undefined });
+    expect(noKtext.text).toContain('CPU#0 RIP=ffffffff81a4e8cb CPL=0');
+    expect(noKtext.text).toContain('(KTEXT): addresses are raw');
+    expect(unansweredReport({ ...base, rounds: [], err: 'QMP did not answer within 5000 ms' }).summary).toMatch(/; vCPU registers unreadable \(QMP did not answer within 5000 ms\)$/);
   });
 
   it('finds System.map beside the kernel config only when it exists', () => {

@@ -161,6 +161,38 @@ export function summarizeVcpus(rounds: VcpuSample[][], sym: (rip: bigint) => str
   return [...byCpu].map(([cpu, w]) => `vCPU${cpu}: ${w.slice(0, 4).join(' | ')}`).join('; ');
 }
 
+/** the report when init answered DIAG: `text` is the console from the request on */
+export function answeredReport(text: string): HangReport {
+  return { answered: true, summary: `guest tasks: ${summarizeDiag(parseDiagTasks(text), parseBlocked(text))}`, text };
+}
+
+/**
+ * The report when init did not answer within `answerMs`: the vCPU samples, symbolized with the
+ * System.map text `map` (at `mapPath`) where it has symbols, else relative to the guest's _text.
+ */
+export function unansweredReport(o: { answerMs: number; rounds: VcpuSample[][]; err: string; ktext?: bigint; mapPath?: string; map?: string; console: string }): HangReport {
+  // Debian's System.map is a placeholder (the real one is in the -dbg package): then the address
+  // relative to _text, which that map or the kernel's /proc/kallsyms resolves
+  const kt = o.ktext;
+  const rel = (rip: bigint) => (kt !== undefined && rip >= kt && rip < kt + 0x4000000n ? `_text+0x${(rip - kt).toString(16)}` : undefined);
+  let sym = rel;
+  let mapNote = o.mapPath ? '' : 'no System.map for this kernel';
+  if (o.mapPath && o.map === undefined) mapNote = `${o.mapPath} could not be read`;
+  else if (o.mapPath && o.map !== undefined) {
+    const map = parseSystemMap(o.map);
+    if (!map.text) mapNote = `${o.mapPath} holds no symbols (Debian ships the real one in linux-image-…-dbg)`;
+    else if (kt !== undefined) sym = (rip) => symbolize(map, kt, rip) ?? rel(rip);
+  }
+  const where = o.rounds.length ? summarizeVcpus(o.rounds, sym) : `vCPU registers unreadable (${o.err || 'QEMU exited'})`;
+  const why = `the guest's init did not answer a diagnostic request within ${(o.answerMs / 1000).toFixed(0)} s (the guest kernel itself stopped making progress)`;
+  const samples = o.rounds.map((r, i) => `sample ${i + 1}: ${r.map((s) => `CPU#${s.cpu} RIP=${s.rip.toString(16)}${sym(s.rip) ? ` (${sym(s.rip)})` : ''} CPL=${s.cpl} HLT=${s.halted ? 1 : 0}`).join('  ')}`);
+  const notes = [
+    ...(mapNote ? [`${mapNote}: kernel addresses are given relative to _text`] : []),
+    ...(kt === undefined ? ['the guest never reported its kernel text address (KTEXT): addresses are raw'] : []),
+  ];
+  return { answered: false, summary: `${why}; ${where}`, text: [why, where, ...samples, ...notes, '--- guest console since the request ---', o.console].join('\n') };
+}
+
 /** One HMP command through QEMU's QMP socket (greeting, capabilities, human-monitor-command). */
 export function qmpHmp(sock: string, command: string, timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {

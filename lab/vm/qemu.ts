@@ -16,7 +16,7 @@ import type { Initramfs } from './initramfs.ts';
 import { archFacts } from '../../common/arch.ts';
 import { guestCmdline, machineArg } from './cmdline.ts';
 import { wireQemuArgs } from './wire.ts';
-import { parseBlocked, parseDiagTasks, parseRegisters, parseSystemMap, qmpHmp, summarizeDiag, summarizeVcpus, symbolize, systemMapPath, type HangReport, type VcpuSample } from './hang.ts';
+import { answeredReport, parseRegisters, qmpHmp, systemMapPath, unansweredReport, type HangReport, type VcpuSample } from './hang.ts';
 
 /**
  * A value inside a QEMU option list (-chardev, -fsdev …): a comma there ends the value, and QEMU
@@ -296,8 +296,7 @@ export class Vm {
         if (text.includes('lab-diag: end')) break;
         await new Promise((r) => setTimeout(r, 100));
       }
-      const tasks = parseDiagTasks(text);
-      report = { answered, summary: `guest tasks: ${summarizeDiag(tasks, parseBlocked(text))}`, text };
+      report = answeredReport(text);
     } else {
       const rounds: VcpuSample[][] = [];
       let err = '';
@@ -310,30 +309,12 @@ export class Vm {
         }
         await new Promise((r) => setTimeout(r, 300));
       }
-      // Debian's System.map is a placeholder (the real one is in the -dbg package): then the
-      // address relative to _text, which that map or the kernel's /proc/kallsyms resolves
-      const kt = this.ktext;
-      const rel = (rip: bigint) => (kt !== undefined && rip >= kt && rip < kt + 0x4000000n ? `_text+0x${(rip - kt).toString(16)}` : undefined);
-      let sym = rel;
+      let map: string | undefined;
       const mapPath = systemMapPath(this.opts.kernel);
-      let mapNote = mapPath ? '' : 'no System.map for this kernel';
-      if (mapPath && kt !== undefined) {
-        try {
-          const map = parseSystemMap(readFileSync(mapPath, 'utf8'));
-          if (map.text) sym = (rip) => symbolize(map, kt, rip) ?? rel(rip);
-          else mapNote = `${mapPath} holds no symbols (Debian ships the real one in linux-image-…-dbg)`;
-        } catch (e) {
-          mapNote = `${mapPath}: ${(e as Error).message}`;
-        }
-      }
-      const where = rounds.length ? summarizeVcpus(rounds, sym) : `vCPU registers unreadable (${err || 'QEMU exited'})`;
-      const why = `the guest's init did not answer a diagnostic request within ${(answerMs / 1000).toFixed(0)} s (the guest kernel itself stopped making progress)`;
-      const console = readFrom(this.opts.consoleLog, consoleAt);
-      report = {
-        answered,
-        summary: `${why}; ${where}`,
-        text: `${why}\n${where}\n${rounds.map((r, i) => `sample ${i + 1}: ${r.map((s) => `CPU#${s.cpu} RIP=${s.rip.toString(16)}${sym(s.rip) ? ` (${sym(s.rip)})` : ''} CPL=${s.cpl} HLT=${s.halted ? 1 : 0}`).join('  ')}`).join('\n')}\n${mapNote ? `${mapNote}: kernel addresses are given relative to _text\n` : ''}${kt === undefined ? 'the guest never reported its kernel text address (KTEXT): addresses are raw\n' : ''}--- guest console since the request ---\n${console}`,
-      };
+      try {
+        if (mapPath) map = readFileSync(mapPath, 'utf8');
+      } catch { /* named in the report as missing */ }
+      report = unansweredReport({ answerMs, rounds, err, ktext: this.ktext, mapPath, map, console: readFrom(this.opts.consoleLog, consoleAt) });
     }
     this.lastHang = report;
     return report;
