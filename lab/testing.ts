@@ -8,6 +8,17 @@ import { ensureBundle } from './bundle.ts';
 /** Why a root/BPF test cannot run here, or null when it can. */
 export const rootSkipReason: string | null = process.getuid?.() === 0 ? null : 'needs root (loads BPF programs)';
 
+/**
+ * [command, args] that run `argv` in a mount namespace of its own, after the sh `prelude`, with
+ * nothing it mounts or unmounts propagating back. `unshare --propagation private` makes / private,
+ * which fails with EINVAL where / is not a mount point — in a chroot, as the fresh-check's: there
+ * /sys, the tree these cases change, is made private instead (exit 97 when neither can be).
+ */
+export function inOwnMountNs(prelude: string, argv: string[]): [string, string[]] {
+  const isolate = '{ mount --make-rprivate / || mount --make-rprivate /sys; } 2>/dev/null || { echo "cannot make / or /sys private in a mount namespace of its own" >&2; exit 97; }';
+  return ['unshare', ['--mount', '--propagation', 'unchanged', 'sh', '-c', `${isolate}; ${prelude}; exec "$@"`, 'sh', ...argv]];
+}
+
 /** describe() for tests that need root; elsewhere the suite is skipped with the reason in its name. */
 export function describeRoot(name: string, fn: () => void): void {
   describeUnless(rootSkipReason, name, fn);

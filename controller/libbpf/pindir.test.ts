@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, expect, it } from 'vitest';
-import { describeRoot } from '../../lab/testing.ts';
+import { describeRoot, inOwnMountNs } from '../../lab/testing.ts';
 
 const INDEX = path.join(import.meta.dirname, 'index.ts');
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-pindir-'));
@@ -18,7 +18,8 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 function inFreshMountNs(code: string): { status: number | null; out: string } {
   const script = path.join(dir, `case-${Math.random().toString(36).slice(2)}.mts`);
   fs.writeFileSync(script, `import fs from 'node:fs';\nimport { makePinDir } from ${JSON.stringify(INDEX)};\nconst magic = (p: string) => fs.statfsSync(p).type.toString(16);\n${code}\n`);
-  const r = spawnSync('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', 'while umount /sys/fs/bpf 2>/dev/null; do :; done; echo "before: $(stat -f -c %T /sys/fs/bpf)"; exec "$@"', 'sh', process.execPath, '--import', 'tsx', script], { cwd: path.join(import.meta.dirname, '../..'), encoding: 'utf8', timeout: 60_000 });
+  const [cmd, args] = inOwnMountNs('while umount /sys/fs/bpf 2>/dev/null; do :; done; echo "before: $(stat -f -c %T /sys/fs/bpf)"', [process.execPath, '--import', 'tsx', script]);
+  const r = spawnSync(cmd, args, { cwd: path.join(import.meta.dirname, '../..'), encoding: 'utf8', timeout: 60_000 });
   return { status: r.status, out: `${r.stdout}${r.stderr}` };
 }
 

@@ -4,7 +4,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { labCli } from '../../lab/testing.ts';
+import { inOwnMountNs, labCli } from '../../lab/testing.ts';
 
 const [NODE, ...LAB] = await labCli();
 
@@ -72,7 +72,8 @@ describe('pnpm lab trace', () => {
   // mounts): every tracepoint read as missing, "unsupported: tracepoint sock:inet_sock_set_state"
   // on a kernel that has it. Run in a mount namespace of its own, so the host keeps its mounts.
   it.skipIf(process.getuid?.() !== 0)('mounts tracefs where none is mounted, instead of calling the kernel\'s tracepoints missing', async () => {
-    const r = await execa('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', 'for m in /sys/kernel/debug/tracing /sys/kernel/tracing /sys/kernel/debug; do while umount $m 2>/dev/null; do :; done; done; grep -c tracefs /proc/self/mounts; exec "$@"', 'sh', NODE, ...LAB, 'trace', '--service', `web=${process.pid}`, '--duration', '1'], { reject: false, cwd: ROOT, all: true });
+    const [cmd, args] = inOwnMountNs('for m in /sys/kernel/debug/tracing /sys/kernel/tracing /sys/kernel/debug; do while umount $m 2>/dev/null; do :; done; done; grep -c tracefs /proc/self/mounts', [NODE!, ...LAB, 'trace', '--service', `web=${process.pid}`, '--duration', '1']);
+    const r = await execa(cmd, args, { reject: false, cwd: ROOT, all: true });
     expect(String(r.stdout).split('\n')[0]).toBe('0'); // the case's subject: no tracefs before the trace
     expect(r.exitCode, String(r.all)).toBe(0);
     expect(String(r.all)).toMatch(/^tracing web=\d+ — tracepoints: /m);
