@@ -120,8 +120,7 @@ export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHook
       grace = setTimeout(async () => {
         if (diagnose && !kill.signal.aborted) {
           progress.warn(`the guest's run did not stop within ${graceMs / 1000} s: asking the guest what it is doing, then killing it`);
-          const h = await diagnose().catch(() => undefined);
-          if (h) stuck = { ...h, summary: `the guest's run did not stop within ${graceMs / 1000} s of the request; ${h.summary}` };
+          await diagnose().catch(() => undefined); // kept in the guest's vm.lastHang
         }
         kill.abort(new Error(`interrupted by ${interrupted}`));
       }, graceMs);
@@ -135,8 +134,6 @@ export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHook
   };
   const spec = args.kernel.text;
   let b: BootedGuest | undefined;
-  /** what the last stuck guest was doing (set at the stop's grace expiry) */
-  let stuck: HangReport | undefined;
   try {
     progress.step('checking tools');
     await ensureTools(['build', 'vm'], (s) => progress.info(s));
@@ -245,9 +242,10 @@ export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHook
       }
       // a stuck guest's own account (the stop's grace expired, or the command's time ran out): its
       // summary in the error, the whole of it beside the report
-      const hang = stuck ?? b?.vm.lastHang;
-      stuck = undefined;
+      const diagnosed = b?.vm.lastHang;
       if (b) b.vm.lastHang = undefined;
+      // diagnosed after a stop: its grace expired (one that stopped in time was never asked)
+      const hang = diagnosed && interrupted && b ? { ...diagnosed, summary: `the guest's run did not stop within ${stopGraceMs(b.accel) / 1000} s of the request; ${diagnosed.summary}` } : diagnosed;
       if (hang) {
         fs.writeFileSync(path.join(outDir, HANG_LOG), `${hang.summary}\n\n${hang.text}`);
         if (failure && !failure.includes(hang.summary)) failure = `${failure}; ${hang.summary} (${HANG_LOG})`;
