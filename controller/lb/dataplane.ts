@@ -74,9 +74,9 @@ export class Dataplane implements Disposable {
 
   static async open(opts: DataplaneOptions): Promise<Dataplane> {
     if (!opts.noPin) {
-      // none mounted at /sys/fs/bpf (a container, a chroot): mounted, as makePinDir does; under
-      // ip netns exec refused, and assertBpffs names the other causes
-      if (netnsName() === undefined) mountBpffsFor(opts.pinDir);
+      // none mounted at /sys/fs/bpf (a container, a chroot): mounted, as makePinDir does (not under
+      // ip netns exec); assertBpffs names what is still wrong
+      mountBpffsFor(opts.pinDir);
       assertBpffs(path.dirname(opts.pinDir));
     }
     const file = await ensureObject('xdp_lb');

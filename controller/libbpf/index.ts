@@ -81,18 +81,25 @@ function onBpffs(p: string): boolean {
 export function makePinDir(dir: string): void {
   const abs = path.resolve(dir);
   mountBpffsFor(abs);
-  if (!onBpffs(abs)) throw new LabError(`${dir} is not on a bpffs: pinned maps and links would not outlive this process`, `use a directory under ${BPFFS} (mount -t bpf bpf ${BPFFS} if it has none)`);
+  if (!onBpffs(abs)) {
+    const ns = underBpffs(abs) ? netnsName() : undefined;
+    if (ns !== undefined) throw new LabError(`${BPFFS} has no bpffs here (network namespace ${ns}; ip netns exec mounts a fresh /sys): pins under ${dir} would vanish with this process`, `run the command with "nsenter --net=/run/netns/${ns} -- …" instead of "ip netns exec", which keeps the host's mounts`);
+    throw new LabError(`${dir} is not on a bpffs: pinned maps and links would not outlive this process`, `use a directory under ${BPFFS} (mount -t bpf bpf ${BPFFS} if it has none)`);
+  }
   fs.mkdirSync(abs, { recursive: true });
 }
 
-/** makePinDir's mount: the bpffs at /sys/fs/bpf when `dir` is under it and none is mounted (errors with the fix) */
+const underBpffs = (abs: string) => abs === BPFFS || abs.startsWith(`${BPFFS}/`);
+
+/**
+ * makePinDir's mount: the bpffs at /sys/fs/bpf when `dir` is under it and none is mounted. Not in
+ * a named network namespace: `ip netns exec` gives its command a mount namespace of its own with a
+ * fresh /sys, where a bpffs would vanish with this process and the pins with it (the caller's
+ * bpffs check then refuses, naming nsenter). A mount that fails is an error with the fix.
+ */
 export function mountBpffsFor(dir: string): void {
   const abs = path.resolve(dir);
-  if (!onBpffs(abs) && (abs === BPFFS || abs.startsWith(`${BPFFS}/`))) {
-    // `ip netns exec` gives its command a mount namespace of its own with a fresh /sys: a bpffs
-    // mounted there would vanish with this process, and the pins with it
-    const ns = netnsName();
-    if (ns !== undefined) throw new LabError(`${BPFFS} has no bpffs here (network namespace ${ns}; ip netns exec mounts a fresh /sys): pins under ${dir} would vanish with this process`, `run the command with "nsenter --net=/run/netns/${ns} -- …" instead of "ip netns exec", which keeps the host's mounts`);
+  if (!onBpffs(abs) && underBpffs(abs) && netnsName() === undefined) {
     try {
       execFileSync('mount', ['-t', 'bpf', 'bpf', BPFFS], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 10_000 });
     } catch (e) {
