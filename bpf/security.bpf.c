@@ -525,7 +525,7 @@ int BPF_PROG(sec_fork_tp, struct task_struct *parent, struct task_struct *child)
  * syscall number). The parent's own return passes here too and finds nothing; so does every other
  * fork on the machine (one lookup in a small map).
  */
-static __always_inline int doomed_child(void)
+static __always_inline int doomed_child(__u8 mech)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	__u32 *mark = bpf_map_lookup_elem(&doomed, &tgid);
@@ -536,21 +536,21 @@ static __always_inline int doomed_child(void)
 	bpf_map_delete_elem(&doomed, &tgid);
 	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
 	/* with the policy deleted or switched to log mode since, it runs on, reported */
-	track_lost(slot, SEC_TRACK_CHILD, SEC_MECH_PROCS_CHILD_KILL, BPF_CORE_READ(t, real_parent, tgid));
+	track_lost(slot, SEC_TRACK_CHILD, mech, BPF_CORE_READ(t, real_parent, tgid));
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_exit_clone")
-int sec_clone_exit_tp(void *ctx) { return doomed_child(); }
+int sec_clone_exit_tp(void *ctx) { return doomed_child(SEC_MECH_PROCS_CHILD_KILL); }
 
 SEC("tracepoint/syscalls/sys_exit_clone3")
-int sec_clone3_exit_tp(void *ctx) { return doomed_child(); }
+int sec_clone3_exit_tp(void *ctx) { return doomed_child(SEC_MECH_PROCS_CHILD_KILL); }
 
 SEC("tracepoint/syscalls/sys_exit_fork")
-int sec_fork_exit_tp(void *ctx) { return doomed_child(); }
+int sec_fork_exit_tp(void *ctx) { return doomed_child(SEC_MECH_PROCS_CHILD_KILL); }
 
 SEC("tracepoint/syscalls/sys_exit_vfork")
-int sec_vfork_exit_tp(void *ctx) { return doomed_child(); }
+int sec_vfork_exit_tp(void *ctx) { return doomed_child(SEC_MECH_PROCS_CHILD_KILL); }
 
 /*
  * A process's entry goes with its last thread, whichever that is: do_exit() has counted this one
@@ -1207,7 +1207,7 @@ static __always_inline __u32 current_vtgid(void)
  * the caller can use what it got (the attached tracee, the bytes, the descriptor). /proc/<pid>/mem,
  * opened like any file, is caught at the open's return (below).
  */
-static __always_inline int ptrace_tp(struct trace_event_raw_sys_enter *ctx, __u32 target, bool by_pidfd)
+static __always_inline int ptrace_check(__u32 target, bool by_pidfd, __u32 call, __u8 mech)
 {
 	struct sec_config *cfg = get_config();
 	struct selected s = {};
@@ -1219,9 +1219,14 @@ static __always_inline int ptrace_tp(struct trace_event_raw_sys_enter *ctx, __u3
 	 * taken for another process here. No pid (<= 0) finds no process: the call fails by itself. */
 	if (!by_pidfd && ((int)target <= 0 || target == current_vtgid()))
 		return 0;
-	if (!ptrace_decide(&s, target, (__u32)ctx->id, SEC_MECH_TP_PTRACE_KILL))
+	if (!ptrace_decide(&s, target, call, mech))
 		bpf_send_signal(SIGKILL);
 	return 0;
+}
+
+static __always_inline int ptrace_tp(struct trace_event_raw_sys_enter *ctx, __u32 target, bool by_pidfd)
+{
+	return ptrace_check(target, by_pidfd, (__u32)ctx->id, SEC_MECH_TP_PTRACE_KILL);
 }
 
 SEC("tracepoint/syscalls/sys_enter_ptrace")
@@ -1312,9 +1317,8 @@ static __always_inline struct file *fd_file(struct task_struct *t, long fd)
 	return f;
 }
 
-static __always_inline int proc_mem_exit(struct trace_event_raw_sys_exit *ctx)
+static __always_inline int proc_mem_fd(long fd, __u32 call, __u8 mech)
 {
-	long fd = ctx->ret;
 	struct sec_config *cfg;
 	struct task_struct *t;
 	struct file *f;
@@ -1329,7 +1333,12 @@ static __always_inline int proc_mem_exit(struct trace_event_raw_sys_exit *ctx)
 	f = fd_file(t, fd);
 	if (!f || !(dir = other_mem_dir(f, t)))
 		return 0;
-	return proc_mem_decide((__u32)ctx->id, SEC_MECH_TP_PTRACE_KILL, dir);
+	return proc_mem_decide(call, mech, dir);
+}
+
+static __always_inline int proc_mem_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return proc_mem_fd(ctx->ret, (__u32)ctx->id, SEC_MECH_TP_PTRACE_KILL);
 }
 
 SEC("tracepoint/syscalls/sys_exit_openat")
@@ -1507,4 +1516,124 @@ int sec_io_uring_open_btf(unsigned long long *ctx)
 	if (!io_uring_is_open(op))
 		return 0;
 	return io_uring_open((struct io_kiocb *)ctx[1], op);
+}
+
+/* ---------------------------------------------------------------- 32-bit syscalls */
+
+/*
+ * A 32-bit syscall (int 0x80, sysenter, or a 32-bit binary's syscall; any 64-bit process can use
+ * int 0x80 where the kernel has IA32_EMULATION) fires no syscalls:* tracepoint: the kernel looks
+ * its number up in the 64-bit table only (ARCH_TRACE_IGNORE_COMPAT_SYSCALLS). So every fallback
+ * above that hangs on one was open to five bytes of machine code: ptrace(PTRACE_SEIZE) through
+ * int 0x80 attached to another process past sys_enter_ptrace (scenarios/security's
+ * ptrace-inject with IA32=1). The raw sys_exit tracepoint fires for every syscall of both ABIs;
+ * this program judges the 32-bit numbers of the calls the fallbacks cover, on the way out (the
+ * arguments are still in the saved registers: ebx, ecx, edx; the result in ret) with the same
+ * checks, and the SIGKILL lands before the caller returns to user space, as theirs does. Every
+ * other syscall exit on the machine pays a load of the number and a switch; only the listed
+ * numbers (mostly rare 64-bit calls at the same values) go on to read the task's TS_COMPAT.
+ * Attached only where the fallbacks' tracepoints are (no BPF LSM), never under LSM, whose hooks
+ * see both ABIs. Not covered: the x32 ABI (syscall.x32=y, off in Debian's kernels), whose numbers
+ * carry bit 30 and fire no syscalls:* tracepoint either.
+ */
+#if defined(__TARGET_ARCH_x86)
+#define TS_COMPAT 0x0002 /* thread_info.status: in_ia32_syscall() */
+#define IA32_FORK 2
+#define IA32_OPEN 5
+#define IA32_PTRACE 26
+#define IA32_SOCKETCALL 102
+#define IA32_CLONE 120
+#define IA32_VFORK 190
+#define IA32_OPENAT 295
+#define IA32_PROCESS_VM_READV 347
+#define IA32_PROCESS_VM_WRITEV 348
+#define IA32_SOCKET 359
+#define IA32_CLONE3 435
+#define IA32_OPENAT2 437
+#define IA32_PIDFD_GETFD 438
+#define SYS_SOCKET 1 /* socketcall's call number for socket() */
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+
+/* the socket the call just returned as `fd`, judged by what the kernel made (the family and type
+ * of its sock), so socketcall's arguments in user memory are not trusted; `proto` is the call's
+ * protocol argument, for the event alone (only an inet socket's verdict depends on it, and those
+ * were judged already) */
+static __always_inline int compat_socket(long fd, __u32 proto)
+{
+	struct sec_config *cfg = get_config();
+	struct selected s = {};
+
+	if (fd < 0 || !cfg || cfg->lsm_socket)
+		return 0;
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	struct file *f = fd_file(t, fd);
+	if (!f || (BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return 0;
+	struct socket *sock = BPF_CORE_READ(f, private_data);
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	__u32 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u32 type = BPF_CORE_READ(sock, type);
+	/* inet sockets were judged by cgroup/sock_create, which runs for both ABIs (a refused one
+	 * never got a descriptor); socket(AF_INET, SOCK_PACKET) is an AF_PACKET sock by now */
+	if (family == AF_INET || family == AF_INET6)
+		return 0;
+	if (!raw_or_packet(family, type, proto) || !select_current(&s, true))
+		return 0;
+	if (!socket_decide(&s, family, type, proto, SEC_MECH_TP_COMPAT_KILL))
+		bpf_send_signal(SIGKILL);
+	return 0;
+}
+#endif
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(sec_compat_exit, struct pt_regs *regs, long ret)
+{
+#if defined(__TARGET_ARCH_x86)
+	long nr = regs->orig_ax;
+
+	switch (nr) {
+	case IA32_FORK: case IA32_OPEN: case IA32_PTRACE: case IA32_SOCKETCALL: case IA32_CLONE:
+	case IA32_VFORK: case IA32_OPENAT: case IA32_PROCESS_VM_READV: case IA32_PROCESS_VM_WRITEV:
+	case IA32_SOCKET: case IA32_CLONE3: case IA32_OPENAT2: case IA32_PIDFD_GETFD:
+		break;
+	default:
+		return 0;
+	}
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	if (!(BPF_CORE_READ(task, thread_info.status) & TS_COMPAT))
+		return 0;
+	/* the kernel reads 32-bit arguments from the low halves (int 0x80 from a 64-bit task may
+	 * leave anything in the high ones) */
+	__u32 a1 = (__u32)regs->bx, a2 = (__u32)regs->cx;
+	__u32 call = SEC_CALL_IA32 | (__u32)nr;
+
+	switch (nr) {
+	case IA32_FORK: case IA32_VFORK: case IA32_CLONE: case IA32_CLONE3:
+		/* the parent's return finds nothing; the child's first one is this exit too, with the
+		 * parent's TS_COMPAT copied into it */
+		return doomed_child(SEC_MECH_TP_COMPAT_KILL);
+	case IA32_OPEN: case IA32_OPENAT: case IA32_OPENAT2:
+		return proc_mem_fd(ret, call, SEC_MECH_TP_COMPAT_KILL);
+	case IA32_SOCKET:
+		return compat_socket(ret, (__u32)regs->dx);
+	case IA32_SOCKETCALL: {
+		/* socketcall(SYS_SOCKET, {family, type, protocol}) */
+		__u32 args[3] = {};
+		if (a1 != SYS_SOCKET)
+			return 0;
+		bpf_probe_read_user(args, sizeof(args), (void *)(unsigned long)a2);
+		return compat_socket(ret, args[2]);
+	}
+	case IA32_PTRACE:
+		if (a1 != PTRACE_ATTACH && a1 != PTRACE_SEIZE)
+			return 0;
+		return ptrace_check(a2, false, call, SEC_MECH_TP_COMPAT_KILL);
+	case IA32_PROCESS_VM_READV: case IA32_PROCESS_VM_WRITEV:
+		return ptrace_check(a1, false, call, SEC_MECH_TP_COMPAT_KILL);
+	case IA32_PIDFD_GETFD:
+		return ptrace_check(0, true, call, SEC_MECH_TP_COMPAT_KILL);
+	}
+#endif
+	return 0;
 }

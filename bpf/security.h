@@ -66,6 +66,7 @@ enum sec_mech {
 	SEC_MECH_PROCS_EXEC_KILL = 17,  /* tp_btf/sched_process_exec + SIGKILL: a selected binary's process not recorded (procs full) */
 	SEC_MECH_PROCS_FORK_KILL = 18,  /* tp_btf/sched_process_fork + SIGKILL: the child of a selected process not recorded; the parent dies */
 	SEC_MECH_PROCS_CHILD_KILL = 19, /* tracepoint syscalls/sys_exit_{clone,clone3,fork,vfork} + SIGKILL: that child, before its first instruction */
+	SEC_MECH_TP_COMPAT_KILL = 20,   /* tp_btf/sys_exit + SIGKILL: the fallbacks above for a 32-bit (ia32, int 0x80) syscall, which no syscalls:* tracepoint sees */
 };
 
 /*
@@ -81,8 +82,9 @@ enum sec_track_fail {
 	SEC_TRACK_N = 5,
 };
 
-/* SEC_EV_PTRACE's `call` when io_uring decided: this bit | the io_uring opcode (else a syscall number) */
-enum sec_call { SEC_CALL_IO_URING = 0x10000 };
+/* SEC_EV_PTRACE's `call` when io_uring decided: this bit | the io_uring opcode; when a 32-bit
+ * syscall did: SEC_CALL_IA32 | its ia32 number (else an x86-64 syscall number) */
+enum sec_call { SEC_CALL_IO_URING = 0x10000, SEC_CALL_IA32 = 0x20000 };
 
 /* how exec is enforced on this kernel, chosen by the controller after probing LSM attach */
 enum sec_exec_mode { SEC_EXEC_NONE = 0, SEC_EXEC_LSM = 1, SEC_EXEC_TP_KILL = 2 };

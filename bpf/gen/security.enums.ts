@@ -50,6 +50,7 @@ export const enum sec_mech {
   SEC_MECH_PROCS_EXEC_KILL = 17,
   SEC_MECH_PROCS_FORK_KILL = 18,
   SEC_MECH_PROCS_CHILD_KILL = 19,
+  SEC_MECH_TP_COMPAT_KILL = 20,
 }
 
 export const enum sec_exec_mode {
@@ -65,6 +66,7 @@ export const enum sec_limits {
 
 export const enum sec_call {
   SEC_CALL_IO_URING = 65536,
+  SEC_CALL_IA32 = 131072,
 }
 
 export const enum sec_track_fail {

@@ -133,7 +133,7 @@ export interface SecurityShape {
     events: { key: Uint8Array; value: Uint8Array };
     lost: { key: number; value: bigint };
   };
-  programs: 'sec_exec_tp' | 'sec_fork_tp' | 'sec_clone_exit_tp' | 'sec_clone3_exit_tp' | 'sec_fork_exit_tp' | 'sec_vfork_exit_tp' | 'sec_exit_tp' | 'sec_exec_lsm' | 'sec_connect4' | 'sec_connect6' | 'sec_sendmsg4' | 'sec_sendmsg6' | 'sec_connect_lsm' | 'sec_sock_create' | 'sec_socket_lsm' | 'sec_socket_tp' | 'sec_io_uring_socket' | 'sec_io_uring_socket_sqe' | 'sec_setsockopt' | 'sec_sendmsg_lsm' | 'sec_ptrace_lsm' | 'sec_ptrace_tp' | 'sec_vm_readv_tp' | 'sec_vm_writev_tp' | 'sec_pidfd_getfd_tp' | 'sec_openat_exit_tp' | 'sec_openat_exit_btf' | 'sec_open_exit_tp' | 'sec_open_exit_btf' | 'sec_openat2_exit_tp' | 'sec_openat2_exit_btf' | 'sec_io_uring_open' | 'sec_io_uring_open_btf';
+  programs: 'sec_exec_tp' | 'sec_fork_tp' | 'sec_clone_exit_tp' | 'sec_clone3_exit_tp' | 'sec_fork_exit_tp' | 'sec_vfork_exit_tp' | 'sec_exit_tp' | 'sec_exec_lsm' | 'sec_connect4' | 'sec_connect6' | 'sec_sendmsg4' | 'sec_sendmsg6' | 'sec_connect_lsm' | 'sec_sock_create' | 'sec_socket_lsm' | 'sec_socket_tp' | 'sec_io_uring_socket' | 'sec_io_uring_socket_sqe' | 'sec_setsockopt' | 'sec_sendmsg_lsm' | 'sec_ptrace_lsm' | 'sec_ptrace_tp' | 'sec_vm_readv_tp' | 'sec_vm_writev_tp' | 'sec_pidfd_getfd_tp' | 'sec_openat_exit_tp' | 'sec_openat_exit_btf' | 'sec_open_exit_tp' | 'sec_open_exit_btf' | 'sec_openat2_exit_tp' | 'sec_openat2_exit_btf' | 'sec_io_uring_open' | 'sec_io_uring_open_btf' | 'sec_compat_exit';
   rodata: Record<never, never>;
   bss: Record<never, never>;
 }
@@ -157,7 +157,7 @@ export const security = defineSkeleton<SecurityShape>({
     events: { type: MapType.RINGBUF, keySize: 0, valueSize: 0 },
     lost: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 8 },
   },
-  programs: ['sec_exec_tp', 'sec_fork_tp', 'sec_clone_exit_tp', 'sec_clone3_exit_tp', 'sec_fork_exit_tp', 'sec_vfork_exit_tp', 'sec_exit_tp', 'sec_exec_lsm', 'sec_connect4', 'sec_connect6', 'sec_sendmsg4', 'sec_sendmsg6', 'sec_connect_lsm', 'sec_sock_create', 'sec_socket_lsm', 'sec_socket_tp', 'sec_io_uring_socket', 'sec_io_uring_socket_sqe', 'sec_setsockopt', 'sec_sendmsg_lsm', 'sec_ptrace_lsm', 'sec_ptrace_tp', 'sec_vm_readv_tp', 'sec_vm_writev_tp', 'sec_pidfd_getfd_tp', 'sec_openat_exit_tp', 'sec_openat_exit_btf', 'sec_open_exit_tp', 'sec_open_exit_btf', 'sec_openat2_exit_tp', 'sec_openat2_exit_btf', 'sec_io_uring_open', 'sec_io_uring_open_btf'],
+  programs: ['sec_exec_tp', 'sec_fork_tp', 'sec_clone_exit_tp', 'sec_clone3_exit_tp', 'sec_fork_exit_tp', 'sec_vfork_exit_tp', 'sec_exit_tp', 'sec_exec_lsm', 'sec_connect4', 'sec_connect6', 'sec_sendmsg4', 'sec_sendmsg6', 'sec_connect_lsm', 'sec_sock_create', 'sec_socket_lsm', 'sec_socket_tp', 'sec_io_uring_socket', 'sec_io_uring_socket_sqe', 'sec_setsockopt', 'sec_sendmsg_lsm', 'sec_ptrace_lsm', 'sec_ptrace_tp', 'sec_vm_readv_tp', 'sec_vm_writev_tp', 'sec_pidfd_getfd_tp', 'sec_openat_exit_tp', 'sec_openat_exit_btf', 'sec_open_exit_tp', 'sec_open_exit_btf', 'sec_openat2_exit_tp', 'sec_openat2_exit_btf', 'sec_io_uring_open', 'sec_io_uring_open_btf', 'sec_compat_exit'],
   rodata: [],
   bss: [],
 });

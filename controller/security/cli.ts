@@ -21,13 +21,14 @@ import { jsonLine } from '../../common/printable.ts';
 
 const COMMANDS: Record<string, CommandSpec<Opts> & { run: (a: { values: Record<string, unknown>; positionals: string[] }) => Promise<number> }> = {
   daemon: {
-    usage: 'pnpm lab policy daemon [--lsm auto|off] [--require-all]',
+    usage: 'pnpm lab policy daemon [--lsm auto|off] [--ia32 check|off] [--require-all]',
     summary: 'Load and attach the programs, pin links and maps (enforcement outlives this process), stream events until Ctrl-C. A restart re-adopts what is pinned.',
     options: {
       lsm: { type: 'string', choices: ['auto', 'off'], default: 'auto', description: 'off: never try BPF LSM (use the tracepoint fallback)' },
+      ia32: { type: 'string', choices: ['check', 'off'], default: 'check', description: 'without BPF LSM, the fallbacks see 32-bit syscalls (int 0x80) only through a check at every syscall\'s exit on the machine; off spares that cost and leaves them unjudged (an enforcement gap)' },
       'require-all': { type: 'boolean', description: 'refuse to start, leaving nothing attached, if any rule kind is not enforced on this kernel (a hook refused, or a fallback weaker than BPF LSM)' },
     },
-    run: async ({ values }) => daemon(values.lsm === 'off', values['require-all'] === true),
+    run: async ({ values }) => daemon(values.lsm === 'off', values.ia32 === 'off', values['require-all'] === true),
   },
   apply: {
     usage: 'pnpm lab policy apply <file> [--close-held]',
@@ -338,11 +339,11 @@ async function del(names: string[], all: boolean): Promise<number> {
   return 0;
 }
 
-async function daemon(lsmOff: boolean, requireAll: boolean): Promise<number> {
+async function daemon(lsmOff: boolean, ia32Off: boolean, requireAll: boolean): Promise<number> {
   // our stop path closes handles in order; the binding's default would just exit
   deferSignalsToCaller();
   await ensureMounts(); // bpffs for the pins, tracefs for the socket tracepoint
-  const c = await SecurityController.start({ pin: true, lsm: lsmOff ? 'off' : 'auto', requireAll });
+  const c = await SecurityController.start({ pin: true, lsm: lsmOff ? 'off' : 'auto', ia32: ia32Off ? 'off' : 'check', requireAll });
   const m = c.mechanisms;
   console.error(`security controller ${process.pid}: exec via ${m.exec} (${m.lsmEvidence}); egress via ${m.egress.join(', ') || 'nothing'}; raw/packet sockets via ${m.rawSockets.join(', ') || 'nothing'}; other processes via ${m.ptrace.join(', ') || 'nothing'}`);
   for (const a of c.adoption) console.error(`adopt: ${a}`);

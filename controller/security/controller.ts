@@ -79,6 +79,9 @@ export const HOOKS: { prog: SecurityShape['programs']; hook: string; kind: 'trac
   { prog: 'sec_clone3_exit_tp', hook: 'tracepoint/syscalls/sys_exit_clone3', kind: 'tracepoint' },
   { prog: 'sec_fork_exit_tp', hook: 'tracepoint/syscalls/sys_exit_fork', kind: 'tracepoint' },
   { prog: 'sec_vfork_exit_tp', hook: 'tracepoint/syscalls/sys_exit_vfork', kind: 'tracepoint' },
+  // the same fallbacks for 32-bit syscalls, which fire no syscalls:* tracepoint; last: attached
+  // only where one of those is (see COMPAT_EXIT)
+  { prog: 'sec_compat_exit', hook: 'tp_btf/sys_exit', kind: 'trace' },
 ];
 /**
  * The kill of a child procs could not record. Any syscall tracepoint puts every task on the
@@ -88,6 +91,16 @@ export const HOOKS: { prog: SecurityShape['programs']; hook: string; kind: 'trac
  * (bpf/security.bpf.c, doomed).
  */
 const CLONE_EXITS = ['sec_clone_exit_tp', 'sec_clone3_exit_tp', 'sec_fork_exit_tp', 'sec_vfork_exit_tp'];
+/**
+ * A 32-bit (ia32) syscall fires no syscalls:* tracepoint, and any x86-64 process can make one with
+ * int 0x80: ptrace(PTRACE_SEIZE) that way attached to another process past the fallback
+ * (scenarios/security's ptrace-inject with IA32=1). Where the fallbacks' tracepoints are attached,
+ * this program on the raw sys_exit judges the 32-bit numbers of the same calls. It runs at every
+ * syscall's exit on the machine (a load and a switch for the rest); under BPF LSM, whose hooks
+ * see both ABIs, it is not attached.
+ */
+const COMPAT_EXIT = 'sec_compat_exit';
+export const COMPAT_HOOK = 'tp_btf/sys_exit (32-bit syscalls) + SIGKILL';
 /** the tracepoint fallbacks of other processes' access, left out where lsm/ptrace_access_check
  *  attaches (the sys_exit_open* ones catch a descriptor of another process's /proc/<pid>/mem) */
 const PTRACE_TPS = ['sec_ptrace_tp', 'sec_vm_readv_tp', 'sec_vm_writev_tp', 'sec_pidfd_getfd_tp', 'sec_openat_exit_btf', 'sec_open_exit_btf', 'sec_openat2_exit_btf', 'sec_openat_exit_tp', 'sec_open_exit_tp', 'sec_openat2_exit_tp', 'sec_io_uring_open_btf', 'sec_io_uring_open'];
@@ -124,6 +137,7 @@ export const MECHANISM: Record<number, string> = {
   [sec_mech.SEC_MECH_PROCS_EXEC_KILL]: 'tp_btf/sched_process_exec + bpf_send_signal(SIGKILL) (procs full)',
   [sec_mech.SEC_MECH_PROCS_FORK_KILL]: 'tp_btf/sched_process_fork + bpf_send_signal(SIGKILL) (procs full)',
   [sec_mech.SEC_MECH_PROCS_CHILD_KILL]: 'tracepoint/syscalls/sys_exit_{clone,clone3,fork,vfork} + bpf_send_signal(SIGKILL) (procs full)',
+  [sec_mech.SEC_MECH_TP_COMPAT_KILL]: 'tp_btf/sys_exit (a 32-bit syscall) + bpf_send_signal(SIGKILL)',
 };
 /** what a tracking event (procs could not record a selected process) says happened, by enum sec_track_fail */
 const TRACK_LOST: Record<number, string> = {
@@ -192,6 +206,8 @@ const IORING_OP: Record<number, string> = { 18: 'IORING_OP_OPENAT', 28: 'IORING_
 const KIND: Record<number, SecurityEvent['kind']> = { [sec_event_kind.SEC_EV_EXEC]: 'exec', [sec_event_kind.SEC_EV_CONNECT]: 'connect', [sec_event_kind.SEC_EV_SENDMSG]: 'sendmsg', [sec_event_kind.SEC_EV_SOCKET]: 'socket', [sec_event_kind.SEC_EV_PTRACE]: 'ptrace', [sec_event_kind.SEC_EV_SOCKOPT]: 'sockopt', [sec_event_kind.SEC_EV_TRACKING]: 'tracking' };
 // the syscalls the ptrace tracepoints watch, by their x86-64 numbers (what the event's `call` holds there)
 const SYSCALL_X86_64: Record<number, string> = { 2: 'open', 101: 'ptrace', 257: 'openat', 310: 'process_vm_readv', 311: 'process_vm_writev', 437: 'openat2', 438: 'pidfd_getfd' };
+/** the same calls' numbers in the 32-bit table (sec_call.SEC_CALL_IA32 | number) */
+const SYSCALL_IA32: Record<number, string> = { 5: 'open', 26: 'ptrace', 295: 'openat', 347: 'process_vm_readv', 348: 'process_vm_writev', 437: 'openat2', 438: 'pidfd_getfd' };
 // level << 16 | option of a source route a sockopt event names (bpf/security.bpf.c)
 const SOURCE_ROUTE_OPTS: Record<number, string> = { [(0 << 16) | 4]: 'IP_OPTIONS', [(0 << 16) | 7]: 'IP_RETOPTS', [(41 << 16) | 5]: 'IPV6_2292RTHDR', [(41 << 16) | 6]: 'IPV6_2292PKTOPTIONS', [(41 << 16) | 57]: 'IPV6_RTHDR' };
 const CMSG_TOO_MANY = 0xffffffff; // SEC_OPT_CMSG_TOO_MANY, a #define
@@ -236,6 +252,10 @@ export interface Mechanisms {
    *  `killed` at its first return from fork where the syscall tracepoints are attached anyway (no
    *  BPF LSM), else `governed`: it runs under its parent's policy, read from `doomed` */
   procs: { capacity: number; pidMax: number; prealloc: boolean; unrecordedChild: 'killed' | 'governed' };
+  /** what judges the tracepoint fallbacks' calls made as 32-bit syscalls (int 0x80), which fire no
+   *  syscalls:* tracepoint: COMPAT_HOOK; 'none needed' where no fallback hangs on a syscall
+   *  tracepoint (BPF LSM) or the machine is not x86-64; '' where they are attached and it is not */
+  compat: string;
   unsupported: { hook: string; evidence: string }[];
 }
 
@@ -257,6 +277,7 @@ export function enforcementGaps(m: Mechanisms): { what: string; evidence: string
   if (!m.sourceRouting.includes('lsm/socket_sendmsg') && !had('lsm/socket_sendmsg')) {
     gaps.push({ what: 'source routes given per message (control messages)', evidence: `only lsm/socket_sendmsg sees them${noLsm}` });
   }
+  if (!m.compat && !had('tp_btf/sys_exit')) gaps.push({ what: '32-bit (ia32) syscalls', evidence: 'the syscall tracepoint fallbacks (ptrace, /proc/<pid>/mem, packet sockets, unrecorded children) do not see a call made with int 0x80, and their check at every syscall\'s exit is off (--ia32 off)' });
   const gap = procsGap(m.procs);
   if (gap) gaps.push(gap);
   return gaps;
@@ -313,6 +334,10 @@ export interface ControllerOptions {
   lsm?: 'auto' | 'off';
   /** cgroup where the egress hooks attach (default: the cgroup2 root, i.e. every process) */
   attachCgroup?: string;
+  /** 'off' leaves 32-bit syscalls unjudged where the tracepoint fallbacks run, sparing every
+   *  syscall on the machine the check at its exit (COMPAT_EXIT); an enforcement gap. A check a
+   *  previous daemon pinned is adopted all the same (`policy stop` first drops it). */
+  ia32?: 'check' | 'off';
   /** tests only: a build of security.bpf.c other than the lab's own (standing for another release) */
   object?: string;
   /** tests only: the capacity of `procs` instead of kernel.pid_max (a tiny one fills it with a few processes) */
@@ -332,6 +357,8 @@ export class SecurityController {
   private readonly kept = new Set<Link>();
   /** adopted links this build would not attach (left for retire(), after the start is accepted) */
   private retiring = new Map<string, Link>();
+  /** ControllerOptions.ia32 'off': COMPAT_EXIT is not attached (an adopted one stays) */
+  private ia32Off = false;
   /** daemon start-up: what was found pinned and how the state file was reconciled */
   readonly adoption: string[] = [];
   /** of the security.bpf.o this controller loaded (daemon.json: `policy list` tells an older daemon) */
@@ -358,7 +385,7 @@ export class SecurityController {
   static async start(opts: ControllerOptions = {}): Promise<SecurityController> {
     const log = opts.log ?? (() => {});
     const file = opts.object ?? (await ensureObject('security', log));
-    const mech: Mechanisms = { exec: 'none', lsmEvidence: '', egress: [], lsmConnect: false, rawSockets: [], sourceRouting: [], ptrace: [], ptraceIoUring: '', oracle: false, procs: { capacity: 0, pidMax: pidMax(), prealloc: true, unrecordedChild: 'governed' }, unsupported: [] };
+    const mech: Mechanisms = { exec: 'none', lsmEvidence: '', egress: [], lsmConnect: false, rawSockets: [], sourceRouting: [], ptrace: [], ptraceIoUring: '', oracle: false, procs: { capacity: 0, pidMax: pidMax(), prealloc: true, unrecordedChild: 'governed' }, compat: 'none needed', unsupported: [] };
     // links a previous daemon pinned: kept as they are (no gap in enforcement) where their program
     // is this build's; the others move to `stale`, replaced in attach()
     const adopted = new Map<string, Link>();
@@ -466,6 +493,7 @@ export class SecurityController {
         if (progInfoById(l.info().progId)?.tag !== p.info().tag) (stale.set(n, l), adopted.delete(n));
       }
       const c = new SecurityController(skel, mech, !!opts.pin, emptyState());
+      c.ia32Off = opts.ia32 === 'off';
       c.objectSha256 = fileSha256(file);
       if (migrating.length) {
         // every adopted program uses the old maps: all are replaced
@@ -518,6 +546,7 @@ export class SecurityController {
       if (!this.skel.program(h.prog).loaded) continue; // the build of the mem check not chosen
       if (PTRACE_TPS.includes(h.prog) && attached.has('sec_ptrace_lsm')) continue;
       if (CLONE_EXITS.includes(h.prog) && !HOOKS.some((x) => x.kind === 'tracepoint' && !CLONE_EXITS.includes(x.prog) && attached.has(x.prog))) continue;
+      if (h.prog === COMPAT_EXIT && (this.ia32Off || process.arch !== 'x64' || !HOOKS.some((x) => x.kind === 'tracepoint' && attached.has(x.prog)))) continue;
       let l: Link;
       try {
         const p = this.skel.program(h.prog);
@@ -579,6 +608,7 @@ export class SecurityController {
     m.rawSockets = has('sec_socket_lsm') ? ['lsm/socket_create'] : [...(has('sec_sock_create') ? ['cgroup/sock_create'] : []), ...(has('sec_socket_tp') ? ['tracepoint/syscalls/sys_enter_socket + SIGKILL'] : []), ...URING_PROGS.filter(has).map((p) => `${HOOKS.find((h) => h.prog === p)!.hook} (IORING_OP_SOCKET) + SIGKILL`)];
     m.ptrace = has('sec_ptrace_lsm') ? ['lsm/ptrace_access_check'] : PTRACE_TPS.filter(has).map((p) => `${HOOKS.find((h) => h.prog === p)!.hook}${URING_OPEN.includes(p) ? ' (IORING_OP_OPENAT/OPENAT2)' : ''} + SIGKILL`);
     m.procs.unrecordedChild = CLONE_EXITS.every(has) ? 'killed' : 'governed';
+    m.compat = has(COMPAT_EXIT) ? COMPAT_HOOK : process.arch === 'x64' && HOOKS.some((x) => x.kind === 'tracepoint' && has(x.prog)) ? '' : 'none needed';
     m.ptraceIoUring = URING_OPEN.some(has) ? `${URING_OPEN_HOOK} + SIGKILL` : has('sec_ptrace_lsm') && !m.unsupported.some((u) => u.hook.startsWith('lsm/ptrace_access_check')) ? 'lsm/ptrace_access_check' : '';
     // keep what an adopted config says about selectors; the mechanisms are this start's
     const cur = this.store.maps.config.get(0) ?? { cg_levels: 0, exec_mode: 0, have_exe_selectors: 0, lsm_socket: 0, lsm_ptrace: 0, oracle_cgroup: 0n };
@@ -958,6 +988,7 @@ export function formatEvent(e: sec_event, store: PolicyStore, clockOffsetNs: big
   } else if (e.kind === sec_event_kind.SEC_EV_PTRACE) {
     if (e.target) out.target = e.target;
     if (e.call & sec_call.SEC_CALL_IO_URING) out.call = `io_uring ${IORING_OP[e.call & 0xff] ?? `opcode ${e.call & 0xff}`}`;
+    else if (e.call & sec_call.SEC_CALL_IA32) out.call = `${SYSCALL_IA32[e.call & 0xffff] ?? `syscall ${e.call & 0xffff}`} (32-bit)`;
     else if (e.call) out.call = (process.arch === 'x64' ? SYSCALL_X86_64[e.call] : undefined) ?? `syscall ${e.call}`;
   } else if (e.kind === sec_event_kind.SEC_EV_EXEC) {
     out.binary = e.binary;

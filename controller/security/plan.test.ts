@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { parsePolicies } from './policy.ts';
 import { denyRaw, entriesNeeded } from './store.ts';
-import { enforcementGaps, procsSizing, type Mechanisms } from './controller.ts';
+import { COMPAT_HOOK, enforcementGaps, procsSizing, type Mechanisms } from './controller.ts';
 import { egressSockets, parseProcNet, procNetAddr } from './existing.ts';
 import { formatIp, fromMapped16 } from '../../common/ip.ts';
 
@@ -31,13 +31,16 @@ describe('policy planning (pure)', () => {
 });
 
 describe('enforcement gaps (pure): what --require-all refuses', () => {
-  const full: Mechanisms = { exec: 'lsm', lsmEvidence: 'lsm/bprm_check_security load and attach', egress: ['cgroup/connect4'], lsmConnect: true, rawSockets: ['lsm/socket_create'], sourceRouting: ['cgroup/setsockopt', 'lsm/socket_sendmsg', 'lsm/socket_connect'], ptrace: ['lsm/ptrace_access_check'], ptraceIoUring: 'lsm/ptrace_access_check', oracle: true, procs: { capacity: 32768, pidMax: 32768, prealloc: true, unrecordedChild: 'governed' }, unsupported: [] };
+  const full: Mechanisms = { exec: 'lsm', lsmEvidence: 'lsm/bprm_check_security load and attach', egress: ['cgroup/connect4'], lsmConnect: true, rawSockets: ['lsm/socket_create'], sourceRouting: ['cgroup/setsockopt', 'lsm/socket_sendmsg', 'lsm/socket_connect'], ptrace: ['lsm/ptrace_access_check'], ptraceIoUring: 'lsm/ptrace_access_check', oracle: true, procs: { capacity: 32768, pidMax: 32768, prealloc: true, unrecordedChild: 'governed' }, compat: 'none needed', unsupported: [] };
   it('BPF LSM with every hook attached leaves none', () => {
     expect(enforcementGaps(full)).toEqual([]);
   });
   it('the tracepoint fallbacks leave per-message source routes, with the LSM probe as evidence', () => {
-    const lsmOff: Mechanisms = { ...full, exec: 'tp-kill', lsmEvidence: 'BPF LSM: EPERM', lsmConnect: false, rawSockets: ['cgroup/sock_create'], sourceRouting: ['cgroup/setsockopt'], ptrace: ['tracepoint/syscalls/sys_enter_ptrace + SIGKILL'], ptraceIoUring: 'tp_btf/io_uring_complete + SIGKILL' };
+    const lsmOff: Mechanisms = { ...full, exec: 'tp-kill', lsmEvidence: 'BPF LSM: EPERM', lsmConnect: false, rawSockets: ['cgroup/sock_create'], sourceRouting: ['cgroup/setsockopt'], ptrace: ['tracepoint/syscalls/sys_enter_ptrace + SIGKILL'], ptraceIoUring: 'tp_btf/io_uring_complete + SIGKILL', compat: COMPAT_HOOK };
     expect(enforcementGaps(lsmOff)).toEqual([{ what: 'source routes given per message (control messages)', evidence: 'only lsm/socket_sendmsg sees them; BPF LSM: EPERM' }]);
+    // without the raw sys_exit hook the fallbacks are blind to int 0x80: one gap, named once
+    expect(enforcementGaps({ ...lsmOff, compat: '' }).map((g) => g.what)).toEqual(['source routes given per message (control messages)', '32-bit (ia32) syscalls']);
+    expect(enforcementGaps({ ...lsmOff, compat: '', unsupported: [{ hook: 'tp_btf/sys_exit', evidence: 'EINVAL' }] }).map((g) => g.what)).toEqual(['tp_btf/sys_exit', 'source routes given per message (control messages)']);
   });
   it('every refused hook is one, named once; a missing mechanism is one', () => {
     const m: Mechanisms = { ...full, sourceRouting: ['cgroup/setsockopt', 'lsm/socket_connect'], exec: 'none', oracle: false, egress: [], ptrace: [], unsupported: [{ hook: 'lsm/socket_sendmsg', evidence: 'verifier: too complex' }, { hook: 'cgroup/setsockopt', evidence: 'EINVAL' }] };
