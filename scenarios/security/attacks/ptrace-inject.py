@@ -9,6 +9,8 @@ if os.uname().machine != "x86_64":
     print(json.dumps({"through": False, "detail": f"register injection is written for x86-64, not {os.uname().machine}", "unsupported": True}), flush=True)
     sys.exit(0)
 yama_refuses("attach")
+if IA32:
+    ia32_syscall(20)  # unsupported unless 32-bit syscalls work here
 VICTIM = int(os.environ["VICTIM_PID"])
 PTRACE_PEEKTEXT, PTRACE_POKEDATA, PTRACE_GETREGS, PTRACE_SETREGS, PTRACE_DETACH = 1, 5, 12, 13, 17
 PTRACE_SEIZE, PTRACE_INTERRUPT = 0x4206, 0x4207
@@ -34,7 +36,10 @@ def pt(req, addr=None, data=None, what=""):
 
 
 def inject():
-    pt(PTRACE_SEIZE, what="ptrace(PTRACE_SEIZE)")
+    if IA32:  # the attach as a 32-bit syscall (ia32 ptrace is 26); the rest as usual
+        ia32_check(ia32_syscall(26, PTRACE_SEIZE, VICTIM), "ptrace(PTRACE_SEIZE)")
+    else:
+        pt(PTRACE_SEIZE, what="ptrace(PTRACE_SEIZE)")
     pt(PTRACE_INTERRUPT, what="ptrace(PTRACE_INTERRUPT)")
     os.waitpid(VICTIM, 0x40000000)  # __WALL: a tracee that is not our child
     regs = Regs()
