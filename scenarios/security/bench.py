@@ -12,6 +12,9 @@
 #               receiving end drained every 64 sends (lsm/socket_sendmsg alone)
 #   open N      open + close of a small regular file, N times (where BPF LSM is missing, the exit of
 #               every open on the machine runs the /proc/<pid>/mem check)
+#   syscall N   getppid, N times: the cheapest syscall, what every syscall of every process pays
+#               (where BPF LSM is missing: the slow syscall path any syscall tracepoint puts every
+#               task on, and the 32-bit syscall check at every syscall's exit)
 # The UDP sink is never read: its receive buffer is the smallest the kernel allows, filled during
 # the warm-up, after which every datagram goes the whole loopback path and is dropped at the sink's
 # queue. The loop then times sends alone, no recv beside each one.
@@ -97,6 +100,11 @@ elif kind == "open":
     def loop(k, o=os.open, c=os.close, f=sys.executable, r=os.O_RDONLY):
         for _ in range(k):
             c(o(f, r))
+    warm = 2000
+elif kind == "syscall":
+    def loop(k, f=os.getppid):
+        for _ in range(k):
+            f()
     warm = 2000
 else:
     sys.exit(f"unknown operation {kind}")
