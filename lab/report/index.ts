@@ -77,7 +77,13 @@ function environmentHtml(env: Partial<Environment> | undefined): string {
     ['git', env.git ? `${env.git.commit ? env.git.commit.slice(0, 12) : '(no commit)'}${env.git.dirty ? ' + uncommitted changes' : ''}` : null],
   );
   let html = kvTable(rows.filter(([, v]) => v !== undefined));
-  if (env.vm && Object.keys(env.vm).length) html += `<h3>VM</h3>${vmTable(env.vm)}`;
+  if (env.vm && Object.keys(env.vm).length) {
+    const { hang, ...vm } = env.vm as Record<string, unknown>;
+    html += `<h3>VM</h3>${vmTable(vm)}`;
+    // a stuck guest's own account (lab/vm/hang.ts), here as well as in vm-hang.txt: a published
+    // report travels without the files beside it
+    if (typeof hang === 'string' && hang) html += `<details open><summary>What the stuck guest was doing</summary><pre>${escapeHtml(hang)}</pre></details>`;
+  }
   if (env.probes && Object.keys(env.probes).length) {
     const probes = Object.entries(env.probes);
     const ok = probes.filter(([, p]) => p?.ok).length;

@@ -109,6 +109,17 @@ describe('renderReport', () => {
     expect(html).not.toMatch(/issue \d/i);
   });
 
+  it('embeds a stuck guest\'s account (escaped) below the VM facts, not as a table row', async () => {
+    const r = sampleResults();
+    const text = 'guest tasks: 1 user task (1 in D): modprobe (212) D in folio_wait_bit_common\n\n<sysrq w> task:modprobe state:D';
+    r.environment.vm = { ...r.environment.vm, hangLog: 'vm-hang.txt', hang: text };
+    const out = await renderReport(r);
+    expect(out).toContain(`<details open><summary>What the stuck guest was doing</summary><pre>${escapeHtml(text)}</pre></details>`);
+    expect(out).toContain('<th scope="row">what the stuck guest was doing</th><td>vm-hang.txt</td>');
+    expect(out).not.toContain('<th scope="row">hang</th>');
+    expect(html).not.toContain('What the stuck guest was doing');
+  });
+
   it('drops the evidence column when no check has evidence', async () => {
     const r = sampleResults();
     r.checks = r.checks.filter((c) => !c.evidence);

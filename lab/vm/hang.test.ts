@@ -3,6 +3,7 @@
 // modprobe null_blk stuck on a 120 s completion and a shell busy loop.
 import { describe, expect, it } from 'vitest';
 import { answeredReport, parseBlocked, parseDiagTasks, parseRegisters, parseSystemMap, summarizeDiag, summarizeVcpus, symbolize, systemMapPath, unansweredReport } from './hang.ts';
+import { hangForReport } from './row.ts';
 
 const CONSOLE = `[    5.216507] lab-diag: task 1 S sigsuspend init
 [    5.217780] lab-diag: task 134 S do_wait sh
@@ -112,5 +113,13 @@ describe('stuck guest diagnosis (pure)', () => {
   it('finds System.map beside the kernel config only when it exists', () => {
     expect(systemMapPath({ release: 'x' })).toBeUndefined();
     expect(systemMapPath({ config: '/nonexistent/config-x', release: 'x' })).toBeUndefined();
+  });
+});
+
+describe('hangForReport', () => {
+  it('keeps an account up to the cap whole, and cuts a longer one there, saying where the rest is', () => {
+    expect(hangForReport('summary\n\ntasks', 64)).toBe('summary\n\ntasks');
+    const long = 'x'.repeat(100);
+    expect(hangForReport(long, 64)).toBe(`${'x'.repeat(64)}\n… (36 more characters in vm-hang.txt)`);
   });
 });

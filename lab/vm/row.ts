@@ -76,6 +76,11 @@ const stopGraceMs = (accel: 'kvm' | 'tcg') => (accel === 'kvm' ? 20_000 : 90_000
 const diagnoseMs = (accel: 'kvm' | 'tcg') => (accel === 'kvm' ? 5_000 : 20_000);
 /** a stuck guest's account, beside the report */
 export const HANG_LOG = 'vm-hang.txt';
+/** the stuck guest's account as the report embeds it: the head, where the summary and the tasks
+ *  are, up to 64 KiB (the whole of it stays in HANG_LOG) */
+export function hangForReport(text: string, max = 64 * 1024): string {
+  return text.length <= max ? text : `${text.slice(0, max)}\n… (${text.length - max} more characters in ${HANG_LOG})`;
+}
 /**
  * The guest's timeout(1) kills the run this long after passing it the SIGTERM: within the host's
  * grace, so a run that does not stop is killed in the guest, which still answers EXIT and keeps
@@ -252,7 +257,7 @@ export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHook
         progress.warn(hang.summary);
       }
       // bootRetries counts crashed boots inside bootGuest; reboots after a stuck scenario count here
-      const facts = vngFacts ?? (b ? { ...vmFacts(b), backend: 'lab', ...(boots > 1 ? { bootsInRow: boots } : {}), ...(hang ? { hangLog: HANG_LOG } : {}) } : undefined);
+      const facts = vngFacts ?? (b ? { ...vmFacts(b), backend: 'lab', ...(boots > 1 ? { bootsInRow: boots } : {}), ...(hang ? { hangLog: HANG_LOG, hang: hangForReport(`${hang.summary}\n\n${hang.text}`) } : {}) } : undefined);
       runs.push(await finishCell({ args, cell, i, runId, outDir, startedAt, cellStart, failure, exitCode, runMs, facts, bootedHere, kernel, progress, hooks }));
       // the console so far, so every cell's report links a boot log of its own
       const own = path.join(outDir, BOOT_LOG);
