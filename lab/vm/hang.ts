@@ -170,7 +170,7 @@ export function answeredReport(text: string): HangReport {
  * The report when init did not answer within `answerMs`: the vCPU samples, symbolized with the
  * System.map text `map` (at `mapPath`) where it has symbols, else relative to the guest's _text.
  */
-export function unansweredReport(o: { answerMs: number; rounds: VcpuSample[][]; err: string; ktext?: bigint; mapPath?: string; map?: string; console: string }): HangReport {
+export function unansweredReport(o: { answerMs: number; rounds: VcpuSample[][]; err: string; ktext?: bigint; mapPath?: string; map?: string; console?: string; why?: string }): HangReport {
   // Debian's System.map is a placeholder (the real one is in the -dbg package): then the address
   // relative to _text, which that map or the kernel's /proc/kallsyms resolves
   const kt = o.ktext;
@@ -184,13 +184,30 @@ export function unansweredReport(o: { answerMs: number; rounds: VcpuSample[][]; 
     else if (kt !== undefined) sym = (rip) => symbolize(map, kt, rip) ?? rel(rip);
   }
   const where = o.rounds.length ? summarizeVcpus(o.rounds, sym) : `vCPU registers unreadable (${o.err || 'QEMU exited'})`;
-  const why = `the guest's init did not answer a diagnostic request within ${(o.answerMs / 1000).toFixed(0)} s (the guest kernel itself stopped making progress)`;
+  const why = o.why ?? `the guest's init did not answer a diagnostic request within ${(o.answerMs / 1000).toFixed(0)} s (the guest kernel itself stopped making progress)`;
   const samples = o.rounds.map((r, i) => `sample ${i + 1}: ${r.map((s) => `CPU#${s.cpu} RIP=${s.rip.toString(16)}${sym(s.rip) ? ` (${sym(s.rip)})` : ''} CPL=${s.cpl} HLT=${s.halted ? 1 : 0}`).join('  ')}`);
   const notes = [
     ...(mapNote ? [`${mapNote}: kernel addresses are given relative to _text`] : []),
     ...(kt === undefined ? ['the guest never reported its kernel text address (KTEXT): addresses are raw'] : []),
   ];
-  return { answered: false, summary: `${why}; ${where}`, text: [why, where, ...samples, ...notes, '--- guest console since the request ---', o.console].join('\n') };
+  const console = o.console === undefined ? [] : ['--- guest console since the request ---', o.console];
+  return { answered: false, summary: `${why}; ${where}`, text: [why, where, ...samples, ...notes, ...console].join('\n') };
+}
+
+/** QEMU's view alone: three samples of every vCPU's registers through `hmp`, 300 ms apart */
+export async function sampleVcpus(hmp: (command: string) => Promise<string>, alive: () => boolean = () => true): Promise<{ rounds: VcpuSample[][]; err: string }> {
+  const rounds: VcpuSample[][] = [];
+  let err = '';
+  for (let i = 0; i < 3 && alive(); i++) {
+    try {
+      rounds.push(parseRegisters(await hmp('info registers -a')));
+    } catch (e) {
+      err = (e as Error).message;
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  return { rounds, err };
 }
 
 /** One HMP command through QEMU's QMP socket (greeting, capabilities, human-monitor-command). */

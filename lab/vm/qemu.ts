@@ -16,7 +16,7 @@ import type { Initramfs } from './initramfs.ts';
 import { archFacts } from '../../common/arch.ts';
 import { guestCmdline, machineArg } from './cmdline.ts';
 import { wireQemuArgs } from './wire.ts';
-import { answeredReport, parseRegisters, qmpHmp, systemMapPath, unansweredReport, type HangReport, type VcpuSample } from './hang.ts';
+import { answeredReport, qmpHmp, sampleVcpus, systemMapPath, unansweredReport, type HangReport } from './hang.ts';
 
 /**
  * A value inside a QEMU option list (-chardev, -fsdev …): a comma there ends the value, and QEMU
@@ -298,17 +298,7 @@ export class Vm {
       }
       report = answeredReport(text);
     } else {
-      const rounds: VcpuSample[][] = [];
-      let err = '';
-      for (let i = 0; i < 3 && !this.exited; i++) {
-        try {
-          rounds.push(parseRegisters(await this.hmp('info registers -a')));
-        } catch (e) {
-          err = (e as Error).message;
-          break;
-        }
-        await new Promise((r) => setTimeout(r, 300));
-      }
+      const { rounds, err } = await sampleVcpus((c) => this.hmp(c), () => !this.exited);
       let map: string | undefined;
       const mapPath = systemMapPath(this.opts.kernel);
       try {

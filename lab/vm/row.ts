@@ -23,7 +23,7 @@ import { bootGuest, BOOT_LOG, guestEnv, guestScript, onAbortKill, vmFacts, type 
 import { configFacts, resolveKernel } from './kernels.ts';
 import { chooseAccel } from './kvm.ts';
 import { shq } from './qemu.ts';
-import type { HangReport } from './hang.ts';
+import { sampleVcpus, unansweredReport, type HangReport } from './hang.ts';
 import type { VmKernelSpec } from './spec.ts';
 import { sweepStaleTempBeforeRun } from '../../common/stale.ts';
 
@@ -186,12 +186,14 @@ export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHook
       let bootedHere = false;
       const consoleLog = path.join(dirs[0]!.outDir, BOOT_LOG);
       let vngFacts: Record<string, unknown> | undefined;
+      /** under vng: QEMU's view of a guest that did not stop or outlived its time (runVngCell) */
+      let vngHang: { report: HangReport; accel: 'kvm' | 'tcg' } | undefined;
       if (!failure && args.backend === 'vng') {
         try {
           const lab = await labBoot();
           // a stop during the lab's own boot ends the row here, before vng boots
           if (interrupted) throw new LabError(`interrupted by ${interrupted}`);
-          const v = await runVngCell({ args, cell, kernel, outDir, share, cli: cli!, timeoutMs, progress, out, signal: kill.signal, askThenKill, spec, labBoot: lab });
+          const v = await runVngCell({ args, cell, kernel, outDir, share, cli: cli!, timeoutMs, progress, out, signal: kill.signal, askThenKill, spec, labBoot: lab, onHang: (report, accel) => (vngHang = { report, accel }) });
           exitCode = v.exitCode;
           runMs = v.runMs;
           vngFacts = v.facts;
@@ -247,17 +249,20 @@ export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHook
       }
       // a stuck guest's own account (the stop's grace expired, or the command's time ran out): its
       // summary in the error, the whole of it beside the report
-      const diagnosed = b?.vm.lastHang;
+      const diagnosed = vngHang?.report ?? b?.vm.lastHang;
+      const diagAccel = vngHang?.accel ?? b?.accel;
       if (b) b.vm.lastHang = undefined;
       // diagnosed after a stop: its grace expired (one that stopped in time was never asked)
-      const hang = diagnosed && interrupted && b ? { ...diagnosed, summary: `the guest's run did not stop within ${stopGraceMs(b.accel) / 1000} s of the request; ${diagnosed.summary}` } : diagnosed;
+      const hang = diagnosed && interrupted && diagAccel ? { ...diagnosed, summary: `the guest's run did not stop within ${stopGraceMs(diagAccel) / 1000} s of the request; ${diagnosed.summary}` } : diagnosed;
       if (hang) {
         fs.writeFileSync(path.join(outDir, HANG_LOG), `${hang.summary}\n\n${hang.text}`);
         if (failure && !failure.includes(hang.summary)) failure = `${failure}; ${hang.summary} (${HANG_LOG})`;
         progress.warn(hang.summary);
       }
       // bootRetries counts crashed boots inside bootGuest; reboots after a stuck scenario count here
-      const facts = vngFacts ?? (b ? { ...vmFacts(b), backend: 'lab', ...(boots > 1 ? { bootsInRow: boots } : {}), ...(hang ? { hangLog: HANG_LOG, hang: hangForReport(`${hang.summary}\n\n${hang.text}`) } : {}) } : undefined);
+      const hangFacts = hang ? { hangLog: HANG_LOG, hang: hangForReport(`${hang.summary}\n\n${hang.text}`) } : {};
+      // a vng run that was killed returned no facts: its hang report goes in all the same
+      const facts = vngFacts || vngHang ? { ...(vngFacts ?? { backend: 'vng' }), ...hangFacts } : b ? { ...vmFacts(b), backend: 'lab', ...(boots > 1 ? { bootsInRow: boots } : {}), ...hangFacts } : undefined;
       runs.push(await finishCell({ args, cell, i, runId, outDir, startedAt, cellStart, failure, exitCode, runMs, facts, bootedHere, kernel, progress, hooks }));
       // the console so far, so every cell's report links a boot log of its own
       const own = path.join(outDir, BOOT_LOG);
@@ -279,7 +284,9 @@ async function runVngCell(o: {
   progress: Progress; out: (b: Buffer) => void; spec: string; labBoot?: Record<string, unknown>;
   /** kills the guest; a first stop goes through askThenKill */
   signal: AbortSignal;
-  askThenKill: (accel: 'kvm' | 'tcg', ask: () => void) => () => void;
+  askThenKill: (accel: 'kvm' | 'tcg', ask: () => void, diagnose?: () => Promise<HangReport | undefined>) => () => void;
+  /** QEMU's account of a guest that did not stop in time or outlived its time, before the kill */
+  onHang?: (report: HangReport, accel: 'kvm' | 'tcg') => void;
 }): Promise<{ exitCode: number; runMs: number; facts: Record<string, unknown> }> {
   const { runInVng, vngStatus } = await import('./vng.ts');
   const st = await vngStatus();
@@ -294,13 +301,25 @@ async function runVngCell(o: {
   o.progress.step(`booting ${o.kernel.release} with virtme-ng (${accel}) and running: lab ${argv.join(' ')}`);
   const cpus = Number(process.env.EBPF_LAB_VM_CPUS) || 2;
   const memMB = Number(process.env.EBPF_LAB_VM_MEM_MB) || 1024;
-  const disarm = o.askThenKill(accel, () => fs.writeFileSync(stopFile, ''));
-  const r = await runInVng({ kernel: o.kernel, script: body, rwdir: o.share,
+  // vng's guest runs its own init, with no control port of ours to ask what its tasks are doing:
+  // QEMU's monitor says where its vCPUs are (halted, in user space, in the kernel)
+  let hmp: ((command: string) => Promise<string>) | undefined;
+  let exited = false;
+  const diagnose = async (): Promise<HangReport | undefined> => {
+    if (!hmp || exited) return undefined;
+    const { rounds, err } = await sampleVcpus(hmp, () => !exited);
+    const report = unansweredReport({ answerMs: 0, rounds, err, why: "virtme-ng's guest cannot be asked what its tasks are doing (it has no control port of ours): QEMU's view of its vCPUs" });
+    o.onHang?.(report, accel);
+    return report;
+  };
+  const disarm = o.askThenKill(accel, () => fs.writeFileSync(stopFile, ''), diagnose);
+  const r = await runInVng({ kernel: o.kernel, script: body, rwdir: o.share, monitor: (h) => (hmp = h), beforeKill: diagnose,
     // vng overlays only /etc, /usr, /var, /tmp …: the checkout read-only would fail every scenario
     // that writes beside its sources (hello-openat links its load generator into bpf/.output),
     // which the lab's own guest allows through its all-root overlay
     overlays: [REPO_ROOT], accel, cpus, memMB, timeoutMs: o.timeoutMs + 120_000, signal: o.signal, out: o.out,
   }).finally(() => {
+    exited = true;
     disarm();
     fs.rmSync(stopFile, { force: true });
   });

@@ -12,6 +12,7 @@ import { resolveKernel, type KernelImage } from './kernels.ts';
 import { vmKernelArg } from './cli.ts';
 import { chooseAccel } from './kvm.ts';
 import { runInVng, vngStatus } from './vng.ts';
+import { sampleVcpus } from './hang.ts';
 
 const KERNEL = process.env.EBPF_LAB_TEST_KERNEL ?? '6.1';
 const status = await vngStatus();
@@ -28,12 +29,20 @@ describe.skipIf(!!skipReason)(`virtme-ng backend on ${KERNEL} ${skipReason ? `(s
     try {
       const out: Buffer[] = [];
       const { accel } = await chooseAccel();
+      // QEMU's monitor (what a stuck guest's diagnosis reads): sampled while the command runs
+      let hmp: ((c: string) => Promise<string>) | undefined;
+      let sampled: ReturnType<typeof sampleVcpus> | undefined;
       // 7, not 0 or 1: vng's own failures exit 255 (no exit-status port) or 1
       const r = await runInVng({
-        kernel, accel, cpus: 2, memMB: 1024, rwdir: rw, timeoutMs: 240_000, out: (b) => out.push(b),
+        kernel, accel, cpus: 2, memMB: 1024, rwdir: rw, timeoutMs: 240_000,
+        out: (b) => {
+          out.push(b);
+          if (!sampled && hmp && Buffer.concat(out).includes('sample-now')) sampled = sampleVcpus(hmp);
+        },
+        monitor: (h) => (hmp = h),
         // the checkout is an overlay (writable in the guest, untouched on the host), the rw share is not
         overlays: [REPO_ROOT],
-        script: `uname -r; echo written-in-vng > ${rw}/from-guest.txt; touch ${REPO_ROOT}/.vng-overlay-probe && echo overlay-writable; exit 7`,
+        script: `uname -r; echo sample-now; sleep 3; echo written-in-vng > ${rw}/from-guest.txt; touch ${REPO_ROOT}/.vng-overlay-probe && echo overlay-writable; exit 7`,
       });
       const text = Buffer.concat(out).toString();
       expect(r.exitCode, text).toBe(7);
@@ -44,6 +53,10 @@ describe.skipIf(!!skipReason)(`virtme-ng backend on ${KERNEL} ${skipReason ? `(s
       expect(r.bootMs).toBeGreaterThan(0);
       expect(r.guestReadyMs).toBeGreaterThan(0);
       expect(r.guestReadyMs).toBeLessThan(r.bootMs);
+      expect(sampled, 'the monitor was handed over and the command ran').toBeDefined();
+      const { rounds, err } = await sampled!;
+      expect(err).toBe('');
+      expect(rounds.map((x) => x.map((v) => v.cpu))).toEqual([[0, 1], [0, 1], [0, 1]]);
       // no vng/QEMU of this run survives it
       const ps = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' });
       expect(ps.split('\n').filter((l) => l.includes('qemu-system') && l.includes(rw))).toEqual([]);

@@ -18,6 +18,7 @@ import { run } from './exec.ts';
 import { groupDyingWithUs } from './reaper.ts';
 import type { KernelImage } from './kernels.ts';
 import { archFacts } from '../../common/arch.ts';
+import { qmpHmp } from './hang.ts';
 
 export const VNG_PREFIX = () => process.env.EBPF_LAB_VNG_PREFIX || '/opt/ebpf-lab/virtme-ng';
 export const VNG_PACKAGE = 'virtme-ng';
@@ -111,6 +112,11 @@ export async function runInVng(o: {
   overlays?: string[];
   accel: 'kvm' | 'tcg'; cpus: number; memMB: number;
   timeoutMs: number; signal?: AbortSignal; out: (b: Buffer) => void;
+  /** QEMU's monitor (a QMP socket of ours, through vng's --qemu-opts), handed over at spawn: where
+   *  a stuck guest's vCPUs are read from, since vng's guest has no control port of ours to ask */
+  monitor?: (hmp: (command: string) => Promise<string>) => void;
+  /** awaited before a guest that outlived timeoutMs is killed (the diagnosis) */
+  beforeKill?: () => Promise<unknown>;
 }): Promise<VngRun> {
   const bin = vngBinary();
   if (!bin) throw new LabError(`virtme-ng is not installed in ${VNG_PREFIX()}`, 'pnpm lab setup vng');
@@ -121,13 +127,17 @@ export async function runInVng(o: {
   // the kernel's "Run /init" line stays in its log buffer however quiet the console: it splits
   // the guest's part into kernel and vng's init (initramfs, virtme-ng-init, udev)
   const script = `echo "${READY} $(cut -d' ' -f1 /proc/uptime) $(dmesg 2>/dev/null | sed -n 's/^\\[ *\\([0-9.]*\\)\\] Run .* as init process.*/\\1/p' | head -n 1)"\n${o.script}`;
-  // vng boots the bzImage it is given; 9p because the Debian kernels have it (virtiofs needs a daemon vng may not find)
-  const argv = ['--run', o.kernel.bzImage, '--force-9p', '--cpus', String(o.cpus), '--memory', `${o.memMB}M`, '--rwdir', o.rwdir,
-    ...(o.overlays ?? []).flatMap((d) => ['--overlay-rwdir', d]),
-    ...maskArgs(), ...(o.accel === 'tcg' ? ['--disable-kvm'] : []), '--exec', script];
   // vng wires the guest's stdout/stderr to /proc/self/fd/{1,2}, which it must be able to reopen
   // read-write: Node's stdio pipes are sockets and cannot be, so vng writes to a file we follow
   const logDir = await mkdtemp(join(tmpdir(), `ebpf-lab-vng-${process.pid}-`));
+  // vng hands --qemu-opts to QEMU through a shell: the path is ours (tmpdir, pid, mkdtemp's letters)
+  const qmp = join(logDir, 'qmp.sock');
+  // vng boots the bzImage it is given; 9p because the Debian kernels have it (virtiofs needs a daemon vng may not find)
+  const argv = ['--run', o.kernel.bzImage, '--force-9p', '--cpus', String(o.cpus), '--memory', `${o.memMB}M`, '--rwdir', o.rwdir,
+    ...(o.overlays ?? []).flatMap((d) => ['--overlay-rwdir', d]),
+    ...maskArgs(), ...(o.accel === 'tcg' ? ['--disable-kvm'] : []),
+    // one --opt=value word: argparse takes a separate value starting with '-' for an option
+    ...(o.monitor ? [`--qemu-opts=-qmp unix:${qmp},server=on,wait=off`] : []), '--exec', script];
   const logFile = join(logDir, 'out.log');
   const fd = openSync(logFile, 'w+');
   const t0 = Date.now();
@@ -170,7 +180,8 @@ export async function runInVng(o: {
   };
   const poll = setInterval(follow, 100);
   const killAll = () => { try { process.kill(-p.pid!, 'SIGKILL'); } catch { /* gone */ } };
-  const timer = setTimeout(killAll, o.timeoutMs);
+  o.monitor?.((command) => qmpHmp(qmp, command, 5_000));
+  const timer = setTimeout(() => void (o.beforeKill?.() ?? Promise.resolve()).catch(() => undefined).finally(killAll), o.timeoutMs);
   o.signal?.addEventListener('abort', killAll, { once: true });
   const code = await new Promise<number>((res) => {
     p.on('error', (e) => { o.out(Buffer.from(`vng: ${e.message}\n`)); res(127); });
