@@ -14,16 +14,19 @@
 // The kernel's own accounting of the programs (BPF_ENABLE_STATS: ns per run × runs per operation,
 // every program on the path, LSM ones included) is shown beside it as a lower bound: it leaves out
 // the dispatch into the programs.
+// Where the fallbacks' 32-bit syscall check is attached (no BPF LSM, x86-64), each round also runs
+// the non-matching loop under a daemon started with ia32: 'off': the check's share of every
+// operation, side by side (it runs at every syscall's exit on the machine).
 import path from 'node:path';
 import { enableStats, progInfo } from '../../controller/libbpf/index.ts';
-import { SecurityController } from '../../controller/security/controller.ts';
+import { COMPAT_HOOK, SecurityController } from '../../controller/security/controller.ts';
 import { parsePolicies } from '../../controller/security/policy.ts';
 import type { ScenarioContext } from '../../lab/scenario.ts';
 import { HERE, PYTHON, launch } from './workload.ts';
 import type { Lab } from './setup.ts';
 import { stat } from './latency.ts';
 import { bootstrapRatioCI, verdict } from '../../lab/stats.ts';
-import { headlineFromRounds } from '../../lab/rounds.ts';
+import { headlineFromRounds, perRoundRatios, spreadOf } from '../../lab/rounds.ts';
 
 type Cond = 'none' | 'non-matching' | 'matching';
 export const OPS = ['exec', 'connect', 'sendto', 'send', 'tcp-send', 'open', 'syscall'] as const;
@@ -106,6 +109,7 @@ export async function runBench(ctx: ScenarioContext, lab: Lab): Promise<void> {
   // getppid is ~25x cheaper than a send: as many of them as makes its CPU time measurable
   const nOf = (k: Op) => (k === 'exec' ? nExec : k === 'connect' ? nConn : k === 'syscall' ? nSend * 25 : nSend);
   const lsm = lab.controller.mechanisms.exec === 'lsm' ? 'auto' : 'off';
+  const ia32Check = lab.controller.mechanisms.compat === COMPAT_HOOK;
   lab.controller.close(); // "none" means none of our programs
   const empty = () => Object.fromEntries(ops.map((k) => [k, [] as number[]])) as Record<Op, number[]>;
   const res: Record<Cond, Record<Op, number[]>> = { none: empty(), 'non-matching': empty(), matching: empty() };
@@ -115,6 +119,10 @@ export async function runBench(ctx: ScenarioContext, lab: Lab): Promise<void> {
     res[c][k].push(w);
     cpu[c][k].push(u);
   };
+  /** CPU ns per op of the non-matching loop with the 32-bit check and without it (a daemon started
+   *  ia32: 'off'), per round; both with BPF stats off, whose clock reads would add to every run */
+  const ia32On = empty();
+  const noIa32 = empty();
   // per condition, operation and program: runs and ns accumulated while that operation was measured
   // (per operation: a program on several paths, socket_sendmsg on every send, costs what each path makes it do)
   type Acc = Record<string, { runs: number; ns: number }>;
@@ -122,7 +130,7 @@ export async function runBench(ctx: ScenarioContext, lab: Lab): Promise<void> {
     'non-matching': Object.fromEntries(ops.map((k) => [k, {}])) as Record<Op, Acc>,
     matching: Object.fromEntries(ops.map((k) => [k, {}])) as Record<Op, Acc>,
   };
-  const stats = enableStats();
+  let stats = enableStats();
   ctx.defer('disable BPF stats', () => stats.close());
   for (let r = 0; r < rounds; r++) {
     ctx.progress.step(`bench round ${r + 1}/${rounds}`);
@@ -151,6 +159,23 @@ export async function runBench(ctx: ScenarioContext, lab: Lab): Promise<void> {
       }
     } finally {
       ctl.close();
+    }
+    if (ia32Check) {
+      stats.close();
+      try {
+        // on and off in turn, the order alternating by round like "none"
+        for (const ia32 of noneFirst ? (['check', 'off'] as const) : (['off', 'check'] as const)) {
+          const d = await SecurityController.start({ lsm, ia32 });
+          try {
+            d.store.apply(parsePolicies(benchPolicy(lab), 'bench.yaml'));
+            for (const k of ops) (ia32 === 'off' ? noIa32 : ia32On)[k].push((await one(lab, lab.outsideDir, k, nOf(k)))[1]);
+          } finally {
+            d.close();
+          }
+        }
+      } finally {
+        stats = enableStats();
+      }
     }
     if (!noneFirst) await measureNone();
   }
@@ -223,6 +248,26 @@ export async function runBench(ctx: ScenarioContext, lab: Lab): Promise<void> {
     );
   }
   ctx.metric('overheadCI', cis);
+  if (ia32Check) {
+    // the check's share: non-matching with it ÷ non-matching without it, per round
+    const rowsIa32 = ops.map((k) => {
+      const r = spreadOf(perRoundRatios(ia32On[k], noIa32[k]));
+      return { k, ratio: r.median, min: r.spread.min, max: r.spread.max, withNs: stat(ia32On[k]).median, withoutNs: stat(noIa32[k]).median };
+    });
+    ctx.metric('ia32Check', { bpfStats: 'off', cpuNsPerOpWith: ia32On, cpuNsPerOpWithout: noIa32, ratio: Object.fromEntries(rowsIa32.map((x) => [x.k, x.ratio])) });
+    ctx.section(
+      'The 32-bit syscall check (no BPF LSM)',
+      { kind: 'text', text: `Where the fallbacks hang on syscall tracepoints, ${COMPAT_HOOK} judges 32-bit (int 0x80) calls at every syscall's exit on the machine. Each round also ran the non-matching loop under a daemon with the check and one started with --ia32 off, in turn (the order alternating by round), both with BPF stats off (their clock reads would add to every program run); the ratio is per round, CPU time, then the median (min–max).` },
+      { kind: 'table', columns: ['operation', 'non-matching, check on (CPU ns/op)', 'check off (CPU ns/op)', 'ratio on ÷ off (median)', 'min–max'], rows: rowsIa32.map((x) => [OP_SHORT[x.k], Math.round(x.withNs), Math.round(x.withoutNs), r4(x.ratio), `${r4(x.min)}–${r4(x.max)}`]) },
+    );
+    if (ops.includes('syscall')) {
+      ctx.headline(headlineFromRounds({
+        name: 'overhead.syscall.ia32Check.cpuNsPerOp', label: 'getppid CPU per call, non-matching process, with the 32-bit syscall check', unit: 'ns/op', better: 'lower',
+        rounds: ia32On.syscall,
+        comparator: { name: 'the same with the daemon started --ia32 off', rounds: noIa32.syscall, likeForLike: true, note: 'ratio per round = check on ÷ check off; BPF stats off in both' },
+      }));
+    }
+  }
   // headline: CPU per operation with the BPF programs loaded, against none, paired per round
   for (const k of ops) {
     for (const c of ['non-matching', 'matching'] as const) {
