@@ -1537,7 +1537,6 @@ int sec_io_uring_open_btf(unsigned long long *ctx)
  * carry bit 30 and fire no syscalls:* tracepoint either.
  */
 #if defined(__TARGET_ARCH_x86)
-#define TS_COMPAT 0x0002 /* thread_info.status: in_ia32_syscall() */
 #define IA32_FORK 2
 #define IA32_OPEN 5
 #define IA32_PTRACE 26
@@ -1552,8 +1551,6 @@ int sec_io_uring_open_btf(unsigned long long *ctx)
 #define IA32_OPENAT2 437
 #define IA32_PIDFD_GETFD 438
 #define SYS_SOCKET 1 /* socketcall's call number for socket() */
-#define S_IFMT 00170000
-#define S_IFSOCK 0140000
 
 /* the socket the call just returned as `fd`, judged by what the kernel made (the family and type
  * of its sock), so socketcall's arguments in user memory are not trusted; `proto` is the call's
@@ -1600,8 +1597,7 @@ int BPF_PROG(sec_compat_exit, struct pt_regs *regs, long ret)
 	default:
 		return 0;
 	}
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	if (!(BPF_CORE_READ(task, thread_info.status) & TS_COMPAT))
+	if (!lab_compat_task())
 		return 0;
 	/* the kernel reads 32-bit arguments from the low halves (int 0x80 from a 64-bit task may
 	 * leave anything in the high ones) */

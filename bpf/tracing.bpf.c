@@ -45,8 +45,6 @@
 #define AF_INET6 10
 #define SOCK_STREAM 1
 #define IPPROTO_TCP 6
-#define S_IFMT 00170000
-#define S_IFSOCK 0140000
 
 #if defined(__TARGET_ARCH_x86)
 /* arch/x86/entry/syscalls/syscall_64.tbl: the ABI, fixed forever */
@@ -61,8 +59,6 @@
 #define NR_SENDMSG 46
 #define NR_RECVMSG 47
 #define NR_ACCEPT4 288
-/* in_ia32_syscall(): a 32-bit task's numbers are another table (ia32 20 is getpid, not writev) */
-#define TS_COMPAT 0x0002
 #define SYSCALL_NR(regs) BPF_CORE_READ(regs, orig_ax)
 /* the first three arguments in a typed (tp_btf) pt_regs */
 #define SYSCALL_ARG1(regs) ((regs)->di)
@@ -517,15 +513,6 @@ static __always_inline __u64 first_bytes(__u32 sys, __u64 buf, __u32 iovcnt)
 	}
 }
 
-/* in_ia32_syscall() */
-static __always_inline bool compat_task(void)
-{
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	if (!bpf_core_field_exists(task->thread_info.status))
-		return false;
-	return BPF_CORE_READ(task, thread_info.status) & TS_COMPAT;
-}
-
 /* 0 for 0, else floor(log2(v)) + 1 */
 static __always_inline __u32 log2_bucket(__u64 v)
 {
@@ -686,7 +673,7 @@ static __always_inline struct tr_conn *first_sight(struct tr_call *a, struct soc
 	 */
 	struct tr_sock t = { .pid = bpf_get_current_pid_tgid() >> 32, .service = a->service, .cgroup_id = bpf_get_current_cgroup_id() };
 	bpf_map_update_elem(&tracked, &key, &t, BPF_ANY);
-	struct tr_conn z = { .capture = 1, .fresh = 1, .non_http = compat_task() };
+	struct tr_conn z = { .capture = 1, .fresh = 1, .non_http = lab_compat_task() };
 	bpf_map_update_elem(&conns, &key, &z, BPF_NOEXIST);
 	return bpf_map_lookup_elem(&conns, &key);
 }
@@ -932,7 +919,7 @@ static __always_inline int data_exit(struct tr_call a, long ret, const bool btf)
 /* accept/accept4 returned `fd`: the server side of a connection, tracked from now on */
 static __always_inline int accept_exit(__u32 fd, __u32 service, const bool btf)
 {
-	if (compat_task())
+	if (lab_compat_task())
 		return 0;
 	struct sock *sk = fd_to_tcp_sock(fd, btf);
 	if (!sk)
@@ -1155,7 +1142,7 @@ int sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
 			return 0;
 		struct tr_sock n = { .pid = bpf_get_current_pid_tgid() >> 32, .service = service, .cgroup_id = bpf_get_current_cgroup_id() };
 		bpf_map_update_elem(&tracked, &key, &n, BPF_ANY);
-		struct tr_conn z = { .role = TR_ROLE_CLIENT, .always = 1, .capture = 1, .non_http = compat_task() };
+		struct tr_conn z = { .role = TR_ROLE_CLIENT, .always = 1, .capture = 1, .non_http = lab_compat_task() };
 		bpf_map_update_elem(&conns, &key, &z, BPF_ANY);
 		kind = TR_EV_CONNECT;
 	} else {

@@ -39,6 +39,24 @@ static __always_inline void lab_count(void *map)
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+/* a file's type bits (struct inode.i_mode): a socket's descriptor */
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+
+/*
+ * in_ia32_syscall(): the current task is in a 32-bit syscall, whose numbers are another table
+ * (ia32 20 is getpid, not writev) and which fires no syscalls:* tracepoint. x86's TS_COMPAT in
+ * thread_info.status; false where that field does not exist (other architectures).
+ */
+#define LAB_TS_COMPAT 0x0002
+static __always_inline bool lab_compat_task(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	if (!bpf_core_field_exists(task->thread_info.status))
+		return false;
+	return BPF_CORE_READ(task, thread_info.status) & LAB_TS_COMPAT;
+}
+
 /*
  * Tests only: built with -DLAB_VARIANT (bpf/build.ts compile(…, defines)) a program that starts
  * with LAB_VARIANT_MARK() carries one more instruction, so that build stands for another release
