@@ -527,6 +527,8 @@ export class SecurityController {
     const m = this.mechanisms;
     const attached = new Set<string>();
     const replaced: string[] = [];
+    /** a fallback on a syscall tracepoint is attached so far: the 32-bit check goes with them */
+    const onSyscallTracepoints = () => HOOKS.some((x) => x.kind === 'tracepoint' && attached.has(x.prog));
     const keep = (h: (typeof HOOKS)[number], l: Link) => {
       this.links.push(l);
       this.kept.add(l);
@@ -546,7 +548,7 @@ export class SecurityController {
       if (!this.skel.program(h.prog).loaded) continue; // the build of the mem check not chosen
       if (PTRACE_TPS.includes(h.prog) && attached.has('sec_ptrace_lsm')) continue;
       if (CLONE_EXITS.includes(h.prog) && !HOOKS.some((x) => x.kind === 'tracepoint' && !CLONE_EXITS.includes(x.prog) && attached.has(x.prog))) continue;
-      if (h.prog === COMPAT_EXIT && (this.ia32Off || process.arch !== 'x64' || !HOOKS.some((x) => x.kind === 'tracepoint' && attached.has(x.prog)))) continue;
+      if (h.prog === COMPAT_EXIT && (this.ia32Off || process.arch !== 'x64' || !onSyscallTracepoints())) continue;
       let l: Link;
       try {
         const p = this.skel.program(h.prog);
@@ -608,7 +610,7 @@ export class SecurityController {
     m.rawSockets = has('sec_socket_lsm') ? ['lsm/socket_create'] : [...(has('sec_sock_create') ? ['cgroup/sock_create'] : []), ...(has('sec_socket_tp') ? ['tracepoint/syscalls/sys_enter_socket + SIGKILL'] : []), ...URING_PROGS.filter(has).map((p) => `${HOOKS.find((h) => h.prog === p)!.hook} (IORING_OP_SOCKET) + SIGKILL`)];
     m.ptrace = has('sec_ptrace_lsm') ? ['lsm/ptrace_access_check'] : PTRACE_TPS.filter(has).map((p) => `${HOOKS.find((h) => h.prog === p)!.hook}${URING_OPEN.includes(p) ? ' (IORING_OP_OPENAT/OPENAT2)' : ''} + SIGKILL`);
     m.procs.unrecordedChild = CLONE_EXITS.every(has) ? 'killed' : 'governed';
-    m.compat = has(COMPAT_EXIT) ? COMPAT_HOOK : process.arch === 'x64' && HOOKS.some((x) => x.kind === 'tracepoint' && has(x.prog)) ? '' : 'none needed';
+    m.compat = has(COMPAT_EXIT) ? COMPAT_HOOK : process.arch === 'x64' && onSyscallTracepoints() ? '' : 'none needed';
     m.ptraceIoUring = URING_OPEN.some(has) ? `${URING_OPEN_HOOK} + SIGKILL` : has('sec_ptrace_lsm') && !m.unsupported.some((u) => u.hook.startsWith('lsm/ptrace_access_check')) ? 'lsm/ptrace_access_check' : '';
     // keep what an adopted config says about selectors; the mechanisms are this start's
     const cur = this.store.maps.config.get(0) ?? { cg_levels: 0, exec_mode: 0, have_exe_selectors: 0, lsm_socket: 0, lsm_ptrace: 0, oracle_cgroup: 0n };
