@@ -178,9 +178,11 @@ describe.skipIf(!!skipReason)(`VM on ${KERNEL} ${skipReason ? `(skipped: ${skipR
     const b = await bootGuest({ kernel, progress, consoleLog: join(outDir, 'console.log') });
     try {
       // null_blk completing each request after 120 s: loading it blocks on its partition scan (D);
-      // beside it a shell busy loop (running) and a sleep; "started" once both waits have begun
+      // beside it a shell busy loop (running) and a sleep; "started" once both waits have lasted 2 s
+      // (20 polls in a row: modprobe passes through short D waits before the long one, and under
+      // load a diagnosis once came after one of those had ended: "0 in D")
       let o = '';
-      const run = b.vm.exec(guestScript(b, "modprobe null_blk nr_devices=1 irqmode=2 completion_nsec=120000000000 bs=4096 & m=$!; sh -c 'while :; do :; done' & sleep 1000 & s=$!; until grep -q 'State:.D' /proc/$m/status && grep -q 'State:.S' /proc/$s/status; do sleep 0.1; done; echo started; wait", { cwd: '/' }), { onStdout: (d) => (o += d), onStderr: () => {}, timeoutMs: 200_000 }).catch((e: Error) => e);
+      const run = b.vm.exec(guestScript(b, "modprobe null_blk nr_devices=1 irqmode=2 completion_nsec=120000000000 bs=4096 & m=$!; sh -c 'while :; do :; done' & sleep 1000 & s=$!; n=0; until [ $n -ge 20 ]; do if grep -q 'State:.D' /proc/$m/status && grep -q 'State:.S' /proc/$s/status; then n=$((n+1)); else n=0; fi; sleep 0.1; done; echo started; wait", { cwd: '/' }), { onStdout: (d) => (o += d), onStderr: () => {}, timeoutMs: 200_000 }).catch((e: Error) => e);
       for (let i = 0; i < 600 && !o.includes('started'); i++) await new Promise((r) => setTimeout(r, 100));
       expect(o).toContain('started');
       const alive = await b.vm.diagnose(20_000);
