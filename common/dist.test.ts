@@ -141,6 +141,45 @@ describe.skipIf(process.getuid?.() !== 0)('`pnpm lab` and Ctrl-C (root: runs hel
     }
   }, 180_000);
 
+  // A stop that does not finish (a cleanup that hangs) ends at the runner's watchdog; the checks
+  // made before the stop are still written, with where it was held. In a guest the host kills a
+  // run that does not stop within its grace (90 s under TCG): CI once saw a Ctrl-C'd guest run
+  // held past it, and its report had no checks. The guest's runner now gets a limit inside that
+  // grace (EBPF_LAB_STOP_LIMIT_MS, lab/vm/guest.ts); here a short one and a cleanup that holds.
+  it('a stop held past its limit still writes the checks made before it, and where it was held', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-held-'));
+    const out = path.join(dir, 'run');
+    try {
+      const env = { ...process.env, EBPF_LAB_STOP_LIMIT_MS: '4000', EBPF_LAB_TEST_HOLD_STOP_MS: '600000' };
+      // the lab itself (no pnpm in front), so its exit code is the run's
+      const [node, ...cli] = labCliArgv();
+      const p = spawn(node!, [...cli, 'run', 'hello-openat', '--kernel', 'host', '--out', out], { cwd: REPO_ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env });
+      let log = '';
+      p.stdout.on('data', (d: Buffer) => (log += d.toString()));
+      p.stderr.on('data', (d: Buffer) => (log += d.toString()));
+      const exited = new Promise<number | null>((r) => p.once('exit', (c) => r(c)));
+      for (let i = 0; i < 600 && !log.includes('paced load') && p.exitCode === null; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(log, `the run ended before its paced load (exit ${p.exitCode}):\n${log}`).toContain('paced load');
+      const t0 = Date.now();
+      process.kill(-p.pid!, 'SIGINT');
+      const code = await Promise.race([exited, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 60_000))]);
+      if (code === 'hung') process.kill(-p.pid!, 'SIGKILL');
+      expect(code, log).toBe(1);
+      // the limit, not the 10-minute hold
+      expect(Date.now() - t0, log).toBeLessThan(40_000);
+      expect(log).toMatch(/the stop did not finish within 4 s: exiting now/);
+      const r = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8')) as { status: string; error: string; checks: { name: string; status: string }[] };
+      expect(r.status).toBe('error');
+      expect(r.error).toMatch(/^interrupted by SIGINT; the stop did not finish within 4 s \(held in the cleanups, cleanup "a held stop/);
+      expect(r.checks.filter((c) => c.status === 'pass').map((c) => c.name)).toEqual(['openat event arrives through the ring buffer', 'event carries our pid and comm']);
+      expect(JSON.parse(fs.readFileSync(path.join(out, 'stop-held.json'), 'utf8')).cleanup).toMatch(/^a held stop/);
+      // the scenario's own cleanups ran before the held one: no generator left
+      expect(spawnSync('pgrep', ['-f', out], { encoding: 'utf8' }).stdout.trim()).toBe('');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 180_000);
+
   // A terminal or ssh session that goes away (SIGHUP, then EIO on every write to it) stops the run
   // like a Ctrl-C. Before, the hangup was ignored and the next progress line crashed the run with no
   // cleanup and no report. `script` gives the run a terminal; killing it hangs that terminal up.

@@ -227,6 +227,10 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
   };
 
   const cleanups = new Cleanups((s) => progress.warn(s));
+  // TESTING ONLY: a last cleanup that holds a stop this long (common/dist.test.ts: the checks
+  // made before a stop that does not finish still reach results.json)
+  const holdStopMs = Number(process.env.EBPF_LAB_TEST_HOLD_STOP_MS);
+  if (holdStopMs > 0) cleanups.defer('a held stop (EBPF_LAB_TEST_HOLD_STOP_MS)', () => new Promise((r) => setTimeout(r, holdStopMs)));
   const abort = new AbortController();
   // A stopped scenario ends at its next step: its step() throws the stop. Its loops and waits end
   // early on the signal, but the code after them went on: security ran its remaining attacks and
@@ -305,17 +309,31 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
   // module failed to load: see loadReport): past this limit the runner saves Node's diagnostic
   // report (JS stack, libuv handles) beside the results, and where the stop got to with the active
   // resources (requests included, which keep a process alive as well and the report omits), and exits.
+  // The checks made before the stop are written then too (results.json, with where the stop was
+  // held as the error): in a guest, the host kills a run that does not stop within its grace, and
+  // a stop once held there past it (CI, the lab backend's Ctrl-C test) and the report lost every
+  // check. The host tells the guest's runner its limit (EBPF_LAB_STOP_LIMIT_MS, lab/vm/guest.ts),
+  // inside that grace.
   let stopPhase = 'the scenario';
+  let resultsWritten = false;
   const stopWatchdog = () => {
-    const limitMs = scaledTimeout(60_000);
+    const limitMs = Number(process.env.EBPF_LAB_STOP_LIMIT_MS) || scaledTimeout(60_000);
     setTimeout(() => {
       const file = path.join(outDir, 'stop-diagnostic.json');
       const held = { phase: stopPhase, cleanup: cleanups.current, resources: process.getActiveResourcesInfo() };
+      const where = `held in ${held.phase}${held.cleanup ? `, cleanup "${held.cleanup}"` : ''}`;
       try {
-        process.report.writeReport(file);
         fs.writeFileSync(path.join(outDir, 'stop-held.json'), `${JSON.stringify(held)}\n`);
+        if (!resultsWritten) {
+          const reason = abort.signal.reason instanceof Error ? abort.signal.reason.message : String(abort.signal.reason);
+          results.error = `${reason}; the stop did not finish within ${Math.round(limitMs / 1000)} s (${where}; see stop-held.json)`;
+          results.status = 'error';
+          results.durationMs = Date.now() - t0;
+          fs.writeFileSync(path.join(outDir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
+        }
+        process.report.writeReport(file);
       } catch { /* best effort */ }
-      progress.warn(`the stop did not finish within ${Math.round(limitMs / 1000)} s: exiting now (held in ${held.phase}${held.cleanup ? `, cleanup "${held.cleanup}"` : ''}; active: ${held.resources.join(', ')}; Node's report: ${file})`);
+      progress.warn(`the stop did not finish within ${Math.round(limitMs / 1000)} s: exiting now with the checks so far in results.json (${where}; active: ${held.resources.join(', ')}; Node's report: ${file})`);
       endRunNow(1);
     }, limitMs).unref();
   };
@@ -429,6 +447,7 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
   stopPhase = 'writing the report';
   let html: string;
   try {
+    resultsWritten = true;
     html = await report(outDir, results);
   } catch (e) {
     if (!interrupted) throw e;

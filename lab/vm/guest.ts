@@ -158,6 +158,15 @@ export async function bootGuest(g: GuestSpec): Promise<BootedGuest> {
 }
 
 /** The environment every guest command gets (either backend): the lab's variables, a scaled clock. */
+/** How long a stopped guest run may take to stop before the host kills the guest: TCG is 10-30x slower */
+export const stopGraceMs = (accel: 'kvm' | 'tcg') => (accel === 'kvm' ? 20_000 : 90_000);
+/**
+ * The guest's runner gives up on its own stop this long after it (lab/run.ts stopWatchdog): it
+ * writes the checks so far and where it was held, then exits, well before the host's grace is
+ * over — the host's kill takes the results with the guest.
+ */
+export const guestStopLimitMs = (accel: 'kvm' | 'tcg') => Math.round(stopGraceMs(accel) * 0.65);
+
 export function guestEnv(accel: 'kvm' | 'tcg'): string[] {
   const pass = Object.entries(process.env).filter(([k]) => /^(CI|NO_COLOR|FORCE_COLOR|DEBUG|EBPF_LAB_.*|GITHUB_.*)$/.test(k) && !/^EBPF_LAB_VM_/.test(k));
   const env = [
@@ -165,7 +174,8 @@ export function guestEnv(accel: 'kvm' | 'tcg'): string[] {
     ['EBPF_LAB_IN_VM', '1'],
     // waits inside the guest scale with the emulation (lab/timeouts.ts); a user's own value wins
     ['EBPF_LAB_TIME_SCALE', process.env.EBPF_LAB_TIME_SCALE ?? (accel === 'tcg' ? '10' : '2')],
-    ...pass.filter(([k]) => k !== 'EBPF_LAB_TIME_SCALE'),
+    ['EBPF_LAB_STOP_LIMIT_MS', String(guestStopLimitMs(accel))],
+    ...pass.filter(([k]) => k !== 'EBPF_LAB_TIME_SCALE' && k !== 'EBPF_LAB_STOP_LIMIT_MS'),
   ] as [string, string][];
   return env.map(([k, v]) => `export ${k}=${shq(v!)}`);
 }

@@ -19,7 +19,7 @@ import { onStopSignals } from '../../common/signals.ts';
 import type { Progress } from '../../common/progress.ts';
 import type { Results } from '../results.ts';
 import { ensureTools } from '../setup.ts';
-import { bootGuest, BOOT_LOG, guestEnv, guestScript, onAbortKill, vmFacts, type BootedGuest } from './guest.ts';
+import { bootGuest, BOOT_LOG, guestEnv, guestScript, onAbortKill, stopGraceMs, vmFacts, type BootedGuest } from './guest.ts';
 import { configFacts, resolveKernel } from './kernels.ts';
 import { chooseAccel } from './kvm.ts';
 import { shq } from './qemu.ts';
@@ -70,8 +70,6 @@ export function commonDir(dirs: string[]): string {
   return first.slice(0, n).join(path.sep) || path.sep;
 }
 
-/** How long a stopped guest run may take to stop before the guest is killed: TCG is 10-30x slower */
-const stopGraceMs = (accel: 'kvm' | 'tcg') => (accel === 'kvm' ? 20_000 : 90_000);
 /** how long a stuck guest's init gets to answer diagnose() (a few hundred ms when it runs at all) */
 const diagnoseMs = (accel: 'kvm' | 'tcg') => (accel === 'kvm' ? 5_000 : 20_000);
 /** a stuck guest's account, beside the report */
@@ -408,8 +406,10 @@ async function finishCell(o: {
   }
   // a stopped guest run's own error names the SIGTERM it was stopped with: the user's stop wins
   if (o.failure && (results.status !== 'error' || o.exitCode === 124 || o.exitCode === 137 || o.failure.startsWith('interrupted by '))) {
+    // …and what the guest's runner said of its stop beyond that (where a stop that did not finish was held)
+    const more = /^interrupted by SIG\w+; (.*)$/s.exec(results.error ?? '')?.[1];
     results.status = 'error';
-    results.error = o.failure;
+    results.error = more && !o.failure.includes(more) ? `${o.failure}; ${more}` : o.failure;
   } else if (o.exitCode !== undefined && o.exitCode !== 0 && results.status === 'pass') {
     results.status = 'error';
     results.error = `guest command exited with ${o.exitCode}`;
