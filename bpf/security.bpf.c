@@ -135,6 +135,18 @@ struct {
 	__type(value, __u32);
 } doomed SEC(".maps");
 
+/*
+ * Threads whose PTRACE_ATTACH the fallback refused (killed on their return): the attach itself went
+ * through, and its SIGSTOP stops the victim for good once the killed tracer detaches. Their
+ * sys_exit_ptrace finds the tracee and tells the daemon, which continues it (SIGCONT).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u8);
+} attach_refused SEC(".maps");
+
 /* enum sec_track_fail → count, read by the controller ("tracking lost") */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -1207,26 +1219,53 @@ static __always_inline __u32 current_vtgid(void)
  * the caller can use what it got (the attached tracee, the bytes, the descriptor). /proc/<pid>/mem,
  * opened like any file, is caught at the open's return (below).
  */
-static __always_inline int ptrace_check(__u32 target, bool by_pidfd, __u32 call, __u8 mech)
+/* true when the caller was refused (and is killed on its return) */
+static __always_inline bool ptrace_check(__u32 target, bool by_pidfd, __u32 call, __u8 mech)
 {
 	struct sec_config *cfg = get_config();
 	struct selected s = {};
 
 	if (!cfg || cfg->lsm_ptrace || !select_current(&s, true))
-		return 0;
+		return false;
 	/* its own process, which the kernel never asks about: compared in the caller's pid namespace,
 	 * where getpid() is not the host's tgid (a container). A thread of its own named by its tid is
 	 * taken for another process here. No pid (<= 0) finds no process: the call fails by itself. */
 	if (!by_pidfd && ((int)target <= 0 || target == current_vtgid()))
-		return 0;
-	if (!ptrace_decide(&s, target, call, mech))
-		bpf_send_signal(SIGKILL);
-	return 0;
+		return false;
+	if (ptrace_decide(&s, target, call, mech))
+		return false;
+	bpf_send_signal(SIGKILL);
+	return true;
 }
 
 static __always_inline int ptrace_tp(struct trace_event_raw_sys_enter *ctx, __u32 target, bool by_pidfd)
 {
-	return ptrace_check(target, by_pidfd, (__u32)ctx->id, SEC_MECH_TP_PTRACE_KILL);
+	ptrace_check(target, by_pidfd, (__u32)ctx->id, SEC_MECH_TP_PTRACE_KILL);
+	return 0;
+}
+
+/*
+ * A refused PTRACE_ATTACH that succeeded: the tracee it stopped (SIGSTOP), the newest on the
+ * caller's ptraced list (ptrace_link adds at the head), for the daemon to continue. Its host tgid:
+ * the pid the caller named is its own pid namespace's.
+ */
+static __always_inline void attach_stopped(__u32 call, __u8 mech)
+{
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	void *head = (void *)t + bpf_core_field_offset(struct task_struct, ptraced);
+	void *first = BPF_CORE_READ(t, ptraced.next);
+	struct selected s = {};
+
+	if (!first || first == head || !select_current(&s, true))
+		return;
+	struct task_struct *tracee = (void *)first - bpf_core_field_offset(struct task_struct, ptrace_entry);
+	struct sec_event *e = ev_begin(&s, s.pol->ptrace_rule, SEC_EV_PTRACE, mech);
+	if (!e)
+		return;
+	e->action = SEC_ATTACH_STOPPED;
+	e->target = BPF_CORE_READ(tracee, tgid);
+	e->call = call;
+	bpf_ringbuf_submit(e, 0);
 }
 
 SEC("tracepoint/syscalls/sys_enter_ptrace")
@@ -1236,7 +1275,26 @@ int sec_ptrace_tp(struct trace_event_raw_sys_enter *ctx)
 
 	if (req != PTRACE_ATTACH && req != PTRACE_SEIZE)
 		return 0;
-	return ptrace_tp(ctx, (__u32)ctx->args[1], false);
+	if (ptrace_check((__u32)ctx->args[1], false, (__u32)ctx->id, SEC_MECH_TP_PTRACE_KILL) && req == PTRACE_ATTACH) {
+		__u32 tid = (__u32)bpf_get_current_pid_tgid();
+		__u8 one = 1;
+		bpf_map_update_elem(&attach_refused, &tid, &one, BPF_ANY);
+	}
+	return 0;
+}
+
+/* attached with sec_ptrace_tp: a refused PTRACE_ATTACH's return */
+SEC("tracepoint/syscalls/sys_exit_ptrace")
+int sec_ptrace_exit_tp(struct trace_event_raw_sys_exit *ctx)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+
+	if (!bpf_map_lookup_elem(&attach_refused, &tid))
+		return 0;
+	bpf_map_delete_elem(&attach_refused, &tid);
+	if (ctx->ret == 0)
+		attach_stopped((__u32)ctx->id, SEC_MECH_TP_PTRACE_KILL);
+	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_process_vm_readv")
@@ -1624,11 +1682,16 @@ int BPF_PROG(sec_compat_exit, struct pt_regs *regs, long ret)
 	case IA32_PTRACE:
 		if (a1 != PTRACE_ATTACH && a1 != PTRACE_SEIZE)
 			return 0;
-		return ptrace_check(a2, false, call, SEC_MECH_TP_COMPAT_KILL);
+		/* judged at the exit: the attach is done, its tracee known */
+		if (ptrace_check(a2, false, call, SEC_MECH_TP_COMPAT_KILL) && a1 == PTRACE_ATTACH && ret == 0)
+			attach_stopped(call, SEC_MECH_TP_COMPAT_KILL);
+		return 0;
 	case IA32_PROCESS_VM_READV: case IA32_PROCESS_VM_WRITEV:
-		return ptrace_check(a1, false, call, SEC_MECH_TP_COMPAT_KILL);
+		ptrace_check(a1, false, call, SEC_MECH_TP_COMPAT_KILL);
+		return 0;
 	case IA32_PIDFD_GETFD:
-		return ptrace_check(0, true, call, SEC_MECH_TP_COMPAT_KILL);
+		ptrace_check(0, true, call, SEC_MECH_TP_COMPAT_KILL);
+		return 0;
 	}
 #endif
 	return 0;

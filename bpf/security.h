@@ -43,7 +43,9 @@ enum sec_rule_action { SEC_ACTION_ALLOW = 1, SEC_ACTION_DENY = 2 };
 /* SEC_EV_TRACKING: a process the policy selects could not be recorded in `procs` (full): killed */
 enum sec_event_kind { SEC_EV_EXEC = 1, SEC_EV_CONNECT = 2, SEC_EV_SENDMSG = 3, SEC_EV_SOCKET = 4, SEC_EV_PTRACE = 5, SEC_EV_SOCKOPT = 6, SEC_EV_TRACKING = 7 };
 
-enum sec_event_action { SEC_BLOCKED = 1, SEC_WOULD_BLOCK = 2 };
+/* SEC_ATTACH_STOPPED: not a decision but its consequence, a SEC_EV_PTRACE whose target (host tgid)
+ * a refused PTRACE_ATTACH stopped before its caller was killed: the daemon continues it */
+enum sec_event_action { SEC_BLOCKED = 1, SEC_WOULD_BLOCK = 2, SEC_ATTACH_STOPPED = 3 };
 
 /* which kernel mechanism made the decision: the report names it per attack */
 enum sec_mech {

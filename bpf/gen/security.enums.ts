@@ -28,6 +28,7 @@ export const enum sec_event_kind {
 export const enum sec_event_action {
   SEC_BLOCKED = 1,
   SEC_WOULD_BLOCK = 2,
+  SEC_ATTACH_STOPPED = 3,
 }
 
 export const enum sec_mech {

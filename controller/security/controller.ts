@@ -62,6 +62,8 @@ export const HOOKS: { prog: SecurityShape['programs']; hook: string; kind: 'trac
   { prog: 'sec_ptrace_lsm', hook: 'lsm/ptrace_access_check', kind: 'lsm' },
   { prog: 'sec_sendmsg_lsm', hook: 'lsm/socket_sendmsg', kind: 'lsm' },
   { prog: 'sec_ptrace_tp', hook: 'tracepoint/syscalls/sys_enter_ptrace', kind: 'tracepoint' },
+  // a refused PTRACE_ATTACH left its victim stopped: its return names the victim (see RESUME)
+  { prog: 'sec_ptrace_exit_tp', hook: 'tracepoint/syscalls/sys_exit_ptrace', kind: 'tracepoint' },
   { prog: 'sec_vm_readv_tp', hook: 'tracepoint/syscalls/sys_enter_process_vm_readv', kind: 'tracepoint' },
   { prog: 'sec_vm_writev_tp', hook: 'tracepoint/syscalls/sys_enter_process_vm_writev', kind: 'tracepoint' },
   { prog: 'sec_pidfd_getfd_tp', hook: 'tracepoint/syscalls/sys_enter_pidfd_getfd', kind: 'tracepoint' },
@@ -299,7 +301,8 @@ export interface SecurityEvent {
   /** tracking: a process the policy selects by executable could not be recorded (procs full) */
   kind: 'exec' | 'connect' | 'sendmsg' | 'socket' | 'ptrace' | 'sockopt' | 'tracking';
   /** closed: a connection held from before its deny rule, destroyed by `policy connections --close` (not a hook's decision) */
-  action: 'blocked' | 'would-block' | 'closed';
+  /** resumed: a process a refused PTRACE_ATTACH had stopped, continued by the daemon (ptrace events; see `resumed`) */
+  action: 'blocked' | 'would-block' | 'closed' | 'resumed';
   mechanism: string;
   pid: number;
   ppid: number;
@@ -325,6 +328,8 @@ export interface SecurityEvent {
   call?: string;
   /** sockopt events: the source route refused, e.g. "IPV6_RTHDR", "IP_RETOPTS (control message)" */
   option?: string;
+  /** resumed events: what the SIGCONT to `target` (its host pid) did */
+  resumed?: string;
 }
 
 export interface ControllerOptions {
@@ -547,6 +552,7 @@ export class SecurityController {
       if (h.prog === 'sec_socket_tp' && attached.has('sec_socket_lsm')) continue;
       if (!this.skel.program(h.prog).loaded) continue; // the build of the mem check not chosen
       if (PTRACE_TPS.includes(h.prog) && attached.has('sec_ptrace_lsm')) continue;
+      if (h.prog === 'sec_ptrace_exit_tp' && !attached.has('sec_ptrace_tp')) continue;
       if (CLONE_EXITS.includes(h.prog) && !HOOKS.some((x) => x.kind === 'tracepoint' && !CLONE_EXITS.includes(x.prog) && attached.has(x.prog))) continue;
       if (h.prog === COMPAT_EXIT && (this.ia32Off || process.arch !== 'x64' || !onSyscallTracepoints())) continue;
       let l: Link;
@@ -609,6 +615,7 @@ export class SecurityController {
     m.sourceRouting = [['sec_setsockopt', 'cgroup/setsockopt'], ['sec_sendmsg_lsm', 'lsm/socket_sendmsg'], ['sec_connect_lsm', 'lsm/socket_connect']].filter(([p]) => has(p!)).map(([, h]) => h!);
     m.rawSockets = has('sec_socket_lsm') ? ['lsm/socket_create'] : [...(has('sec_sock_create') ? ['cgroup/sock_create'] : []), ...(has('sec_socket_tp') ? ['tracepoint/syscalls/sys_enter_socket + SIGKILL'] : []), ...URING_PROGS.filter(has).map((p) => `${HOOKS.find((h) => h.prog === p)!.hook} (IORING_OP_SOCKET) + SIGKILL`)];
     m.ptrace = has('sec_ptrace_lsm') ? ['lsm/ptrace_access_check'] : PTRACE_TPS.filter(has).map((p) => `${HOOKS.find((h) => h.prog === p)!.hook}${URING_OPEN.includes(p) ? ' (IORING_OP_OPENAT/OPENAT2)' : ''} + SIGKILL`);
+    if (!has('sec_ptrace_lsm') && has('sec_ptrace_exit_tp')) m.ptrace.push('tracepoint/syscalls/sys_exit_ptrace (a refused PTRACE_ATTACH\'s victim continued)');
     m.procs.unrecordedChild = CLONE_EXITS.every(has) ? 'killed' : 'governed';
     m.compat = has(COMPAT_EXIT) ? COMPAT_HOOK : process.arch === 'x64' && onSyscallTracepoints() ? '' : 'none needed';
     m.ptraceIoUring = URING_OPEN.some(has) ? `${URING_OPEN_HOOK} + SIGKILL` : has('sec_ptrace_lsm') && !m.unsupported.some((u) => u.hook.startsWith('lsm/ptrace_access_check')) ? 'lsm/ptrace_access_check' : '';
@@ -721,7 +728,9 @@ export class SecurityController {
   }
 
   format(e: sec_event): SecurityEvent {
-    return formatEvent(e, this.store, this.clockOffsetNs, (id) => this.cgroupPath(id));
+    const out = formatEvent(e, this.store, this.clockOffsetNs, (id) => this.cgroupPath(id));
+    if (out.action === 'resumed') out.resumed = resumeStopped(e.target);
+    return out;
   }
 
   /**
@@ -968,7 +977,7 @@ export function formatEvent(e: sec_event, store: PolicyStore, clockOffsetNs: big
     time: new Date(Number((e.ts_ns + clockOffsetNs) / 1_000_000n)).toISOString(),
     tsNs: String(e.ts_ns),
     kind: KIND[e.kind] ?? 'exec',
-    action: e.action === sec_event_action.SEC_BLOCKED ? 'blocked' : 'would-block',
+    action: e.action === sec_event_action.SEC_BLOCKED ? 'blocked' : e.action === sec_event_action.SEC_ATTACH_STOPPED ? 'resumed' : 'would-block',
     mechanism: MECHANISM[e.mech] ?? `mech ${e.mech}`,
     pid: e.pid,
     ppid: e.ppid || ppidOf(e.pid),
@@ -1004,6 +1013,24 @@ export function formatEvent(e: sec_event, store: PolicyStore, clockOffsetNs: big
     out.protocol = ({ 6: 'tcp', 17: 'udp', 132: 'sctp', 33: 'dccp' } as Record<number, string>)[e.proto] ?? String(e.proto);
   }
   return out;
+}
+
+/**
+ * Where BPF LSM is missing, a refused PTRACE_ATTACH has attached by the time its caller is killed:
+ * the attach's SIGSTOP then stops the victim for good (the dead tracer's detach leaves the stop in
+ * place), a denial of service the policy handed the attacker. The exit of the call names the
+ * tracee (bpf/security.bpf.c attach_stopped) and every event passes through format(), the daemon's
+ * and the tests' alike, which continues it here. A victim stopped on purpose before the attack is
+ * continued too (the attach's stop and an earlier one cannot be told apart afterwards).
+ */
+function resumeStopped(pid: number): string {
+  if (!(pid > 1)) return `not continued: no pid (${pid})`; // kill(0) would signal the daemon's own group
+  try {
+    process.kill(pid, 'SIGCONT');
+    return 'continued (SIGCONT): the attach had stopped it';
+  } catch (e) {
+    return `not continued: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
+  }
 }
 
 /** processes that joined a cgroup after their last exec have no lineage entry: ask /proc while they live */
