@@ -1591,8 +1591,11 @@ int sec_io_uring_open_btf(unsigned long long *ctx)
  * other syscall exit on the machine pays a load of the number and a switch; only the listed
  * numbers (mostly rare 64-bit calls at the same values) go on to read the task's TS_COMPAT.
  * Attached only where the fallbacks' tracepoints are (no BPF LSM), never under LSM, whose hooks
- * see both ABIs. Not covered: the x32 ABI (syscall.x32=y, off in Debian's kernels), whose numbers
- * carry bit 30 and fire no syscalls:* tracepoint either.
+ * see both ABIs. The x32 ABI's calls (numbers with bit 30, from any 64-bit process, where the
+ * kernel takes them: syscall.x32=y, off by default in Debian's kernels) fire no syscalls:*
+ * tracepoint either; they are judged here too, by their own numbers (the x86-64 ones, ptrace and
+ * process_vm_* at 521, 539, 540) and the 64-bit argument registers. Their test costs every exit
+ * one bit test more.
  */
 #if defined(__TARGET_ARCH_x86)
 #define IA32_FORK 2
@@ -1609,12 +1612,25 @@ int sec_io_uring_open_btf(unsigned long long *ctx)
 #define IA32_OPENAT2 437
 #define IA32_PIDFD_GETFD 438
 #define SYS_SOCKET 1 /* socketcall's call number for socket() */
+#define X32_SYSCALL_BIT 0x40000000
+#define X32_OPEN 2
+#define X32_SOCKET 41
+#define X32_CLONE 56
+#define X32_FORK 57
+#define X32_VFORK 58
+#define X32_OPENAT 257
+#define X32_CLONE3 435
+#define X32_OPENAT2 437
+#define X32_PIDFD_GETFD 438
+#define X32_PTRACE 521
+#define X32_PROCESS_VM_READV 539
+#define X32_PROCESS_VM_WRITEV 540
 
 /* the socket the call just returned as `fd`, judged by what the kernel made (the family and type
  * of its sock), so socketcall's arguments in user memory are not trusted; `proto` is the call's
  * protocol argument, for the event alone (only an inet socket's verdict depends on it, and those
  * were judged already) */
-static __always_inline int compat_socket(long fd, __u32 proto)
+static __always_inline int compat_socket(long fd, __u32 proto, __u8 mech)
 {
 	struct sec_config *cfg = get_config();
 	struct selected s = {};
@@ -1635,8 +1651,43 @@ static __always_inline int compat_socket(long fd, __u32 proto)
 		return 0;
 	if (!raw_or_packet(family, type, proto) || !select_current(&s, true))
 		return 0;
-	if (!socket_decide(&s, family, type, proto, SEC_MECH_TP_COMPAT_KILL))
+	if (!socket_decide(&s, family, type, proto, mech))
 		bpf_send_signal(SIGKILL);
+	return 0;
+}
+
+/* the compat check's ptrace family, at the exit (the attach done, its tracee known) */
+static __always_inline int compat_ptrace(__u32 req, __u32 pid, long ret, __u32 call, __u8 mech)
+{
+	if (req != PTRACE_ATTACH && req != PTRACE_SEIZE)
+		return 0;
+	if (ptrace_check(pid, false, call, mech) && req == PTRACE_ATTACH && ret == 0)
+		attach_stopped(call, mech);
+	return 0;
+}
+
+/* an x32 syscall (nr without bit 30): the 64-bit ABI's registers, pointers and ints in the low halves */
+static __always_inline int x32_exit(struct pt_regs *regs, long nr, long ret)
+{
+	__u32 call = SEC_CALL_X32 | (__u32)nr;
+
+	switch (nr) {
+	case X32_FORK: case X32_VFORK: case X32_CLONE: case X32_CLONE3:
+		/* the child's first return is this exit too, with the parent's orig_ax */
+		return doomed_child(SEC_MECH_TP_X32_KILL);
+	case X32_OPEN: case X32_OPENAT: case X32_OPENAT2:
+		return proc_mem_fd(ret, call, SEC_MECH_TP_X32_KILL);
+	case X32_SOCKET:
+		return compat_socket(ret, (__u32)regs->dx, SEC_MECH_TP_X32_KILL);
+	case X32_PTRACE:
+		return compat_ptrace((__u32)regs->di, (__u32)regs->si, ret, call, SEC_MECH_TP_X32_KILL);
+	case X32_PROCESS_VM_READV: case X32_PROCESS_VM_WRITEV:
+		ptrace_check((__u32)regs->di, false, call, SEC_MECH_TP_X32_KILL);
+		return 0;
+	case X32_PIDFD_GETFD:
+		ptrace_check(0, true, call, SEC_MECH_TP_X32_KILL);
+		return 0;
+	}
 	return 0;
 }
 #endif
@@ -1647,6 +1698,8 @@ int BPF_PROG(sec_compat_exit, struct pt_regs *regs, long ret)
 #if defined(__TARGET_ARCH_x86)
 	long nr = regs->orig_ax;
 
+	if (nr & X32_SYSCALL_BIT)
+		return x32_exit(regs, nr & ~X32_SYSCALL_BIT, ret);
 	switch (nr) {
 	case IA32_FORK: case IA32_OPEN: case IA32_PTRACE: case IA32_SOCKETCALL: case IA32_CLONE:
 	case IA32_VFORK: case IA32_OPENAT: case IA32_PROCESS_VM_READV: case IA32_PROCESS_VM_WRITEV:
@@ -1670,22 +1723,17 @@ int BPF_PROG(sec_compat_exit, struct pt_regs *regs, long ret)
 	case IA32_OPEN: case IA32_OPENAT: case IA32_OPENAT2:
 		return proc_mem_fd(ret, call, SEC_MECH_TP_COMPAT_KILL);
 	case IA32_SOCKET:
-		return compat_socket(ret, (__u32)regs->dx);
+		return compat_socket(ret, (__u32)regs->dx, SEC_MECH_TP_COMPAT_KILL);
 	case IA32_SOCKETCALL: {
 		/* socketcall(SYS_SOCKET, {family, type, protocol}) */
 		__u32 args[3] = {};
 		if (a1 != SYS_SOCKET)
 			return 0;
 		bpf_probe_read_user(args, sizeof(args), (void *)(unsigned long)a2);
-		return compat_socket(ret, args[2]);
+		return compat_socket(ret, args[2], SEC_MECH_TP_COMPAT_KILL);
 	}
 	case IA32_PTRACE:
-		if (a1 != PTRACE_ATTACH && a1 != PTRACE_SEIZE)
-			return 0;
-		/* judged at the exit: the attach is done, its tracee known */
-		if (ptrace_check(a2, false, call, SEC_MECH_TP_COMPAT_KILL) && a1 == PTRACE_ATTACH && ret == 0)
-			attach_stopped(call, SEC_MECH_TP_COMPAT_KILL);
-		return 0;
+		return compat_ptrace(a1, a2, ret, call, SEC_MECH_TP_COMPAT_KILL);
 	case IA32_PROCESS_VM_READV: case IA32_PROCESS_VM_WRITEV:
 		ptrace_check(a1, false, call, SEC_MECH_TP_COMPAT_KILL);
 		return 0;

@@ -69,6 +69,7 @@ enum sec_mech {
 	SEC_MECH_PROCS_FORK_KILL = 18,  /* tp_btf/sched_process_fork + SIGKILL: the child of a selected process not recorded; the parent dies */
 	SEC_MECH_PROCS_CHILD_KILL = 19, /* tracepoint syscalls/sys_exit_{clone,clone3,fork,vfork} + SIGKILL: that child, before its first instruction */
 	SEC_MECH_TP_COMPAT_KILL = 20,   /* tp_btf/sys_exit + SIGKILL: the fallbacks above for a 32-bit (ia32, int 0x80) syscall, which no syscalls:* tracepoint sees */
+	SEC_MECH_TP_X32_KILL = 21,      /* the same for an x32 syscall (bit 30 of the number; syscall.x32=y), which none sees either */
 };
 
 /*
@@ -85,8 +86,9 @@ enum sec_track_fail {
 };
 
 /* SEC_EV_PTRACE's `call` when io_uring decided: this bit | the io_uring opcode; when a 32-bit
- * syscall did: SEC_CALL_IA32 | its ia32 number (else an x86-64 syscall number) */
-enum sec_call { SEC_CALL_IO_URING = 0x10000, SEC_CALL_IA32 = 0x20000 };
+ * syscall did: SEC_CALL_IA32 | its ia32 number; an x32 one: SEC_CALL_X32 | its number without
+ * bit 30 (else an x86-64 syscall number) */
+enum sec_call { SEC_CALL_IO_URING = 0x10000, SEC_CALL_IA32 = 0x20000, SEC_CALL_X32 = 0x40000 };
 
 /* how exec is enforced on this kernel, chosen by the controller after probing LSM attach */
 enum sec_exec_mode { SEC_EXEC_NONE = 0, SEC_EXEC_LSM = 1, SEC_EXEC_TP_KILL = 2 };

@@ -52,6 +52,7 @@ export const enum sec_mech {
   SEC_MECH_PROCS_FORK_KILL = 18,
   SEC_MECH_PROCS_CHILD_KILL = 19,
   SEC_MECH_TP_COMPAT_KILL = 20,
+  SEC_MECH_TP_X32_KILL = 21,
 }
 
 export const enum sec_exec_mode {
@@ -68,6 +69,7 @@ export const enum sec_limits {
 export const enum sec_call {
   SEC_CALL_IO_URING = 65536,
   SEC_CALL_IA32 = 131072,
+  SEC_CALL_X32 = 262144,
 }
 
 export const enum sec_track_fail {

@@ -96,13 +96,14 @@ const CLONE_EXITS = ['sec_clone_exit_tp', 'sec_clone3_exit_tp', 'sec_fork_exit_t
 /**
  * A 32-bit (ia32) syscall fires no syscalls:* tracepoint, and any x86-64 process can make one with
  * int 0x80: ptrace(PTRACE_SEIZE) that way attached to another process past the fallback
- * (scenarios/security's ptrace-inject with IA32=1). Where the fallbacks' tracepoints are attached,
- * this program on the raw sys_exit judges the 32-bit numbers of the same calls. It runs at every
+ * (scenarios/security's ptrace-inject with IA32=1); so does an x32 one where the kernel takes them
+ * (syscall.x32=y; X32=1). Where the fallbacks' tracepoints are attached, this program on the raw
+ * sys_exit judges the 32-bit and x32 numbers of the same calls. It runs at every
  * syscall's exit on the machine (a load and a switch for the rest); under BPF LSM, whose hooks
  * see both ABIs, it is not attached.
  */
 const COMPAT_EXIT = 'sec_compat_exit';
-export const COMPAT_HOOK = 'tp_btf/sys_exit (32-bit syscalls) + SIGKILL';
+export const COMPAT_HOOK = 'tp_btf/sys_exit (32-bit and x32 syscalls) + SIGKILL';
 /** the tracepoint fallbacks of other processes' access, left out where lsm/ptrace_access_check
  *  attaches (the sys_exit_open* ones catch a descriptor of another process's /proc/<pid>/mem) */
 const PTRACE_TPS = ['sec_ptrace_tp', 'sec_vm_readv_tp', 'sec_vm_writev_tp', 'sec_pidfd_getfd_tp', 'sec_openat_exit_btf', 'sec_open_exit_btf', 'sec_openat2_exit_btf', 'sec_openat_exit_tp', 'sec_open_exit_tp', 'sec_openat2_exit_tp', 'sec_io_uring_open_btf', 'sec_io_uring_open'];
@@ -140,6 +141,7 @@ export const MECHANISM: Record<number, string> = {
   [sec_mech.SEC_MECH_PROCS_FORK_KILL]: 'tp_btf/sched_process_fork + bpf_send_signal(SIGKILL) (procs full)',
   [sec_mech.SEC_MECH_PROCS_CHILD_KILL]: 'tracepoint/syscalls/sys_exit_{clone,clone3,fork,vfork} + bpf_send_signal(SIGKILL) (procs full)',
   [sec_mech.SEC_MECH_TP_COMPAT_KILL]: 'tp_btf/sys_exit (a 32-bit syscall) + bpf_send_signal(SIGKILL)',
+  [sec_mech.SEC_MECH_TP_X32_KILL]: 'tp_btf/sys_exit (an x32 syscall) + bpf_send_signal(SIGKILL)',
 };
 /** what a tracking event (procs could not record a selected process) says happened, by enum sec_track_fail */
 const TRACK_LOST: Record<number, string> = {
@@ -210,6 +212,8 @@ const KIND: Record<number, SecurityEvent['kind']> = { [sec_event_kind.SEC_EV_EXE
 const SYSCALL_X86_64: Record<number, string> = { 2: 'open', 101: 'ptrace', 257: 'openat', 310: 'process_vm_readv', 311: 'process_vm_writev', 437: 'openat2', 438: 'pidfd_getfd' };
 /** the same calls' numbers in the 32-bit table (sec_call.SEC_CALL_IA32 | number) */
 const SYSCALL_IA32: Record<number, string> = { 5: 'open', 26: 'ptrace', 295: 'openat', 347: 'process_vm_readv', 348: 'process_vm_writev', 437: 'openat2', 438: 'pidfd_getfd' };
+/** x32 numbers (bit 30 taken off): the x86-64 ones, with x32's own ptrace and process_vm_* */
+const SYSCALL_X32: Record<number, string> = { ...SYSCALL_X86_64, 521: 'ptrace', 539: 'process_vm_readv', 540: 'process_vm_writev' };
 // level << 16 | option of a source route a sockopt event names (bpf/security.bpf.c)
 const SOURCE_ROUTE_OPTS: Record<number, string> = { [(0 << 16) | 4]: 'IP_OPTIONS', [(0 << 16) | 7]: 'IP_RETOPTS', [(41 << 16) | 5]: 'IPV6_2292RTHDR', [(41 << 16) | 6]: 'IPV6_2292PKTOPTIONS', [(41 << 16) | 57]: 'IPV6_RTHDR' };
 const CMSG_TOO_MANY = 0xffffffff; // SEC_OPT_CMSG_TOO_MANY, a #define
@@ -279,7 +283,7 @@ export function enforcementGaps(m: Mechanisms): { what: string; evidence: string
   if (!m.sourceRouting.includes('lsm/socket_sendmsg') && !had('lsm/socket_sendmsg')) {
     gaps.push({ what: 'source routes given per message (control messages)', evidence: `only lsm/socket_sendmsg sees them${noLsm}` });
   }
-  if (!m.compat && !had('tp_btf/sys_exit')) gaps.push({ what: '32-bit (ia32) syscalls', evidence: 'the syscall tracepoint fallbacks (ptrace, /proc/<pid>/mem, packet sockets, unrecorded children) do not see a call made with int 0x80, and their check at every syscall\'s exit is off (--ia32 off)' });
+  if (!m.compat && !had('tp_btf/sys_exit')) gaps.push({ what: '32-bit (ia32) syscalls', evidence: 'the syscall tracepoint fallbacks (ptrace, /proc/<pid>/mem, packet sockets, unrecorded children) do not see a call made with int 0x80 (nor an x32 one, where syscall.x32=y), and their check at every syscall\'s exit is off (--ia32 off)' });
   const gap = procsGap(m.procs);
   if (gap) gaps.push(gap);
   return gaps;
@@ -1000,6 +1004,7 @@ export function formatEvent(e: sec_event, store: PolicyStore, clockOffsetNs: big
     if (e.target) out.target = e.target;
     if (e.call & sec_call.SEC_CALL_IO_URING) out.call = `io_uring ${IORING_OP[e.call & 0xff] ?? `opcode ${e.call & 0xff}`}`;
     else if (e.call & sec_call.SEC_CALL_IA32) out.call = `${SYSCALL_IA32[e.call & 0xffff] ?? `syscall ${e.call & 0xffff}`} (32-bit)`;
+    else if (e.call & sec_call.SEC_CALL_X32) out.call = `${SYSCALL_X32[e.call & 0xffff] ?? `syscall ${e.call & 0xffff}`} (x32)`;
     else if (e.call) out.call = (process.arch === 'x64' ? SYSCALL_X86_64[e.call] : undefined) ?? `syscall ${e.call}`;
   } else if (e.kind === sec_event_kind.SEC_EV_EXEC) {
     out.binary = e.binary;

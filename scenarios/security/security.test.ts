@@ -55,8 +55,9 @@ describeRoot('security attack suite (host)', () => {
         expect(e.rule).toContain('ptrace (attaching to another process');
         expect(e.target).toBeGreaterThan(0);
         const lsm = lab.controller.mechanisms.ptrace.includes('lsm/ptrace_access_check');
-        expect(e.mechanism).toMatch(lsm ? /ptrace_access_check/ : a.name === 'proc-mem-uring' ? /io_uring_complete.*SIGKILL/ : a.env?.IA32 ? /sys_exit \(a 32-bit syscall\).*SIGKILL/ : /syscall tracepoint.*SIGKILL/);
+        expect(e.mechanism).toMatch(lsm ? /ptrace_access_check/ : a.name === 'proc-mem-uring' ? /io_uring_complete.*SIGKILL/ : a.env?.IA32 ? /sys_exit \(a 32-bit syscall\).*SIGKILL/ : a.env?.X32 ? /sys_exit \(an x32 syscall\).*SIGKILL/ : /syscall tracepoint.*SIGKILL/);
         if (!lsm && a.env?.IA32) expect(e.call).toBe(a.name === 'proc-mem-ia32' ? 'openat (32-bit)' : 'ptrace (32-bit)');
+        if (!lsm && a.env?.X32) expect(e.call).toBe(a.name === 'proc-mem-x32' ? 'openat (x32)' : 'ptrace (x32)');
       } else if (['ipv6-routing-header', 'ipv6-rthdr-cmsg', 'ipv4-source-route'].includes(a.name)) {
         expect(e.kind).toBe('sockopt');
         expect(e.option).toMatch(a.name === 'ipv4-source-route' ? /^IP_(OPTIONS|RETOPTS)\b/ : /^IPV6_(RTHDR|2292PKTOPTIONS)\b/);
@@ -68,7 +69,7 @@ describeRoot('security attack suite (host)', () => {
         expect(e.socket).toBe(a.name === 'raw-socket-udp' ? 'AF_INET SOCK_RAW' : a.name === 'icmp-ping-socket' ? 'AF_INET SOCK_DGRAM' : a.name === 'sctp-dccp' ? 'AF_INET SOCK_STREAM' : 'AF_PACKET SOCK_DGRAM');
         if (a.name === 'sctp-dccp') expect(e.protocol).toBe('sctp');
         const lsm = lab.controller.mechanisms.rawSockets.includes('lsm/socket_create');
-        expect(e.mechanism).toMatch(lsm ? /lsm\/socket_create/ : a.name === 'packet-socket' ? /sys_enter_socket/ : a.env?.IA32 ? /sys_exit \(a 32-bit syscall\)/ : /cgroup\/sock_create/);
+        expect(e.mechanism).toMatch(lsm ? /lsm\/socket_create/ : a.name === 'packet-socket' ? /sys_enter_socket/ : a.env?.IA32 ? /sys_exit \(a 32-bit syscall\)/ : a.env?.X32 ? /sys_exit \(an x32 syscall\)/ : /cgroup\/sock_create/);
       } else if (a.name === 'other-families' || a.name === 'io-uring-socket') {
         // one event per family the workload tried, each naming it
         expect(r.events.every((x) => x.kind === 'socket' && /^AF_(?!INET|PACKET|UNIX|NETLINK|ALG)[A-Z0-9]+ SOCK_/.test(x.socket ?? '') && x.rule.includes('egress.rawSockets'))).toBe(true);
@@ -96,7 +97,7 @@ describeRoot('security attack suite (host)', () => {
     expect(r.events).toEqual([]);
   });
 
-  for (const name of ['ptrace-inject', 'ptrace-inject-ia32']) {
+  for (const name of ['ptrace-inject', 'ptrace-inject-ia32', 'ptrace-inject-x32']) {
     it(`the ptrace victim can be reached: outside the cgroup the injected shell runs in it (${name})`, async (t) => {
       const r = await runAttack(ATTACKS.find((a) => a.name === name)!, { ...lab, cgroupDir: lab.outsideDir }, { expect: 'allowed' });
       if (r.unsupported) return t.skip(r.detail);
@@ -106,7 +107,7 @@ describeRoot('security attack suite (host)', () => {
     });
   }
 
-  for (const name of ['proc-mem', 'proc-mem-uring', 'proc-mem-ia32']) {
+  for (const name of ['proc-mem', 'proc-mem-uring', 'proc-mem-ia32', 'proc-mem-x32']) {
     it(`the /proc/<pid>/mem victim can be reached: outside the cgroup its memory is read and written (${name})`, async (t) => {
       const r = await runAttack(ATTACKS.find((a) => a.name === name)!, { ...lab, cgroupDir: lab.outsideDir }, { expect: 'allowed' });
       if (r.unsupported) return t.skip(r.detail);
@@ -118,7 +119,7 @@ describeRoot('security attack suite (host)', () => {
 
   it('the raw and packet-socket target is reachable: outside the cgroup both attacks arrive', async () => {
     const outside = { ...lab, cgroupDir: lab.outsideDir };
-    for (const name of ['raw-socket-udp', 'packet-socket', 'packet-socket-ia32', 'packet-socket-socketcall']) {
+    for (const name of ['raw-socket-udp', 'packet-socket', 'packet-socket-ia32', 'packet-socket-socketcall', 'packet-socket-x32']) {
       const before = lab.target.received();
       const r = await runAttack(ATTACKS.find((a) => a.name === name)!, outside, { expect: 'allowed' });
       if (r.unsupported) continue; // no 32-bit syscalls here: the attack inside is skipped alike

@@ -79,6 +79,9 @@ export const ATTACKS: Attack[] = [
   { name: 'proc-mem-ia32', file: 'proc-mem.py', class: 'ptrace', what: 'proc-mem with the open made as a 32-bit openat, int 0x80', expect: 'blocked', victim: true, env: { IA32: '1' } },
   { name: 'packet-socket-ia32', file: 'packet-socket.py', class: 'egress', what: 'packet-socket with the socket made as a 32-bit socket(), int 0x80', expect: 'blocked', asRoot: true, env: { IA32: '1' } },
   { name: 'packet-socket-socketcall', file: 'packet-socket.py', class: 'egress', what: 'packet-socket with the socket made as a 32-bit socketcall(SYS_SOCKET), its arguments in memory', expect: 'blocked', asRoot: true, env: { IA32: '1', SOCKETCALL: '1' } },
+  { name: 'ptrace-inject-x32', file: 'ptrace-inject.py', class: 'ptrace', what: 'ptrace-inject with the attach made as an x32 syscall (bit 30 set: where the kernel takes them, syscall.x32=y)', expect: 'blocked', victim: true, env: { X32: '1' } },
+  { name: 'proc-mem-x32', file: 'proc-mem.py', class: 'ptrace', what: 'proc-mem with the open made as an x32 openat (where the kernel takes x32 syscalls)', expect: 'blocked', victim: true, env: { X32: '1' } },
+  { name: 'packet-socket-x32', file: 'packet-socket.py', class: 'egress', what: 'packet-socket with the socket made as an x32 socket() (where the kernel takes x32 syscalls)', expect: 'blocked', asRoot: true, env: { X32: '1' } },
 ];
 
 export const CONTROLS: Attack[] = [
@@ -150,7 +153,7 @@ export async function runAttack(a: Attack, r: RunEnv, opts: { expect?: Expect; l
 /** the hook an attack needs that this kernel did not attach, or '' */
 export function missingHook(a: Attack, m: Mechanisms): string {
   if (a.class === 'exec') return m.exec === 'none' ? 'exec hook (LSM and tp_btf/sched_process_exec)' : '';
-  if (a.env?.IA32 && !m.compat) return 'tp_btf/sys_exit (32-bit syscalls)';
+  if ((a.env?.IA32 || a.env?.X32) && !m.compat) return 'tp_btf/sys_exit (32-bit and x32 syscalls)';
   if (a.name === 'proc-mem-uring') return m.ptraceIoUring ? '' : 'lsm/ptrace_access_check seeing io_uring\'s opens, or tp_btf/io_uring_complete';
   if (a.class === 'ptrace') return m.ptrace.length ? '' : 'lsm/ptrace_access_check or the tracepoint syscalls/sys_enter_ptrace';
   // a routing header set on the socket is refused at setsockopt, or at the send; one given per

@@ -191,8 +191,36 @@ def low_buffer(data):
 _low = []
 
 
-def ia32_check(r, what):
-    """r from ia32_syscall: raises OSError for -errno, else returns it"""
+def ia32_check(r, what, abi="32-bit"):
+    """r from ia32_syscall or x32_syscall: raises OSError for -errno, else returns it"""
     if r < 0:
-        raise OSError(-r, f"{what} (32-bit): {errno.errorcode.get(-r, -r)}")
+        raise OSError(-r, f"{what} ({abi}): {errno.errorcode.get(-r, -r)}")
     return r
+
+
+# X32=1: the same call through the x32 ABI: bit 30 set in the number, from this 64-bit process,
+# where the kernel takes such calls (CONFIG_X86_X32_ABI with syscall.x32=y: Debian builds it in,
+# off by default). No syscalls:* tracepoint fires for them either.
+X32 = os.environ.get("X32") == "1"
+_x32 = None
+
+
+def x32_syscall(nr, a=0, b=0, c=0, d=0):
+    """the x32 syscall nr(a, b, c, d) (x86-64 registers; ptrace is 521, process_vm_readv 539): its
+    result (-errno on failure). Ends the attack as unsupported where the kernel takes no x32 call."""
+    import ctypes
+    global _x32
+    if _x32 is None:
+        if os.uname().machine != "x86_64":
+            unsupported(f"x32 is x86-64's, not {os.uname().machine}'s")
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.syscall.restype = ctypes.c_long
+        libc.syscall.argtypes = [ctypes.c_long] * 5
+        ctypes.set_errno(0)
+        if libc.syscall(0x40000000 | 39, 0, 0, 0, 0) != os.getpid():  # x32 getpid
+            e = ctypes.get_errno()
+            unsupported(f"this kernel takes no x32 syscalls (x32 getpid: {errno.errorcode.get(e, e)}; syscall.x32=y on its command line enables them where it has CONFIG_X86_X32_ABI)")
+        _x32 = libc
+    ctypes.set_errno(0)
+    r = _x32.syscall(0x40000000 | nr, a, b, c, d)
+    return r if r != -1 else -ctypes.get_errno()

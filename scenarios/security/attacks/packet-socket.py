@@ -15,6 +15,8 @@ ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0, socke
 ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
 if IA32:
     ia32_syscall(20)  # unsupported unless 32-bit syscalls work here
+if X32:
+    x32_syscall(39)  # unsupported unless x32 syscalls work here
 r, w = os.pipe()
 pid = os.fork()
 if pid == 0:
@@ -25,6 +27,8 @@ if pid == 0:
             s = socket.socket(fileno=ia32_check(ia32_syscall(102, 1, args), "socketcall(SYS_SOCKET)"))
         elif IA32:  # the socket as a 32-bit socket() (359), used as usual after
             s = socket.socket(fileno=ia32_check(ia32_syscall(359, socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800)), "socket"))
+        elif X32:  # the socket as an x32 socket() (41)
+            s = socket.socket(fileno=ia32_check(x32_syscall(41, socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800)), "socket", "x32"))
         else:
             s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
         s.sendto(ip + udp, (dev, 0x0800, 0, 0, bytes.fromhex(mac.replace(":", ""))))

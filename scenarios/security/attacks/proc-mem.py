@@ -9,6 +9,8 @@ from _common import *
 yama_refuses("open")
 if IA32:
     ia32_syscall(20)  # unsupported unless 32-bit syscalls work here
+if X32:
+    x32_syscall(39)  # unsupported unless x32 syscalls work here
 VICTIM = int(os.environ["VICTIM_PID"])
 
 
@@ -22,6 +24,8 @@ def touch():
     d = os.open(f"/proc/{VICTIM}", os.O_PATH | os.O_DIRECTORY)
     if IA32:  # the open as a 32-bit openat (295), its path below 4 GiB
         fd = ia32_check(ia32_syscall(295, d, low_buffer(b"mem\0"), os.O_RDWR), "openat")
+    elif X32:  # the open as an x32 openat (257)
+        fd = ia32_check(x32_syscall(257, d, low_buffer(b"mem\0"), os.O_RDWR), "openat", "x32")
     else:
         fd = os.open("mem", os.O_RDWR, dir_fd=d)
     got = os.pread(fd, 16, end - 16)

@@ -11,6 +11,8 @@ if os.uname().machine != "x86_64":
 yama_refuses("attach")
 if IA32:
     ia32_syscall(20)  # unsupported unless 32-bit syscalls work here
+if X32:
+    x32_syscall(39)  # unsupported unless x32 syscalls work here
 VICTIM = int(os.environ["VICTIM_PID"])
 PTRACE_PEEKTEXT, PTRACE_POKEDATA, PTRACE_GETREGS, PTRACE_SETREGS, PTRACE_DETACH = 1, 5, 12, 13, 17
 PTRACE_SEIZE, PTRACE_INTERRUPT = 0x4206, 0x4207
@@ -38,6 +40,8 @@ def pt(req, addr=None, data=None, what=""):
 def inject():
     if IA32:  # the attach as a 32-bit syscall (ia32 ptrace is 26); the rest as usual
         ia32_check(ia32_syscall(26, PTRACE_SEIZE, VICTIM), "ptrace(PTRACE_SEIZE)")
+    elif X32:  # the attach as an x32 syscall (x32's ptrace is 521)
+        ia32_check(x32_syscall(521, PTRACE_SEIZE, VICTIM), "ptrace(PTRACE_SEIZE)", "x32")
     else:
         pt(PTRACE_SEIZE, what="ptrace(PTRACE_SEIZE)")
     pt(PTRACE_INTERRUPT, what="ptrace(PTRACE_INTERRUPT)")
