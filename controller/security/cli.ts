@@ -25,7 +25,7 @@ const COMMANDS: Record<string, CommandSpec<Opts> & { run: (a: { values: Record<s
     summary: 'Load and attach the programs, pin links and maps (enforcement outlives this process), stream events until Ctrl-C. A restart re-adopts what is pinned.',
     options: {
       lsm: { type: 'string', choices: ['auto', 'off'], default: 'auto', description: 'off: never try BPF LSM (use the tracepoint fallback)' },
-      ia32: { type: 'string', choices: ['check', 'off'], default: 'check', description: 'without BPF LSM, the fallbacks see 32-bit syscalls (int 0x80) only through a check at every syscall\'s exit on the machine; off spares that cost and leaves them unjudged (an enforcement gap)' },
+      ia32: { type: 'string', choices: ['check', 'off'], default: 'check', description: 'without BPF LSM, the fallbacks see 32-bit (int 0x80) and x32 syscalls only through a check at every syscall\'s exit on the machine; off spares that cost and leaves them unjudged (an enforcement gap)' },
       'require-all': { type: 'boolean', description: 'refuse to start, leaving nothing attached, if any rule kind is not enforced on this kernel (a hook refused, or a fallback weaker than BPF LSM)' },
     },
     run: async ({ values }) => daemon(values.lsm === 'off', values.ia32 === 'off', values['require-all'] === true),
