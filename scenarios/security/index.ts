@@ -163,12 +163,12 @@ const scenario: Scenario = {
     controls.push(keep(await runAttack(ATTACKS.find((a) => a.name === 'tcp-disallowed-port')!, outside, { expect: 'allowed', label: 'tcp-disallowed-port outside the cgroup' })));
     controls.push(keep(await runAttack(ATTACKS.find((a) => a.name === 'icmp-ping-socket')!, outside, { expect: 'allowed', label: 'icmp-ping-socket outside the cgroup' })));
     controls.push(...outsideRuns.filter((r) => !r.unsupported && r.outcome === 'allowed'));
-    for (const [name, label] of [['ptrace-inject', 'the shell runs in the victim'], ['ptrace-inject-ia32', 'the shell runs in the victim'], ['proc-mem', 'its memory is read and written'], ['proc-mem-uring', 'its memory is read and written through io_uring'], ['proc-mem-ia32', 'its memory is read and written'], ['ptrace-inject-x32', 'the shell runs in the victim'], ['proc-mem-x32', 'its memory is read and written']] as const) {
+    for (const [name, label] of [['ptrace-inject', 'the shell runs in the victim'], ['ptrace-inject-ia32', 'the shell runs in the victim'], ['proc-mem', 'its memory is read and written'], ['proc-mem-uring', 'its memory is read and written through io_uring'], ['proc-mem-ia32', 'its memory is read and written']] as const) {
       const r = keep(await runAttack(ATTACKS.find((a) => a.name === name)!, outside, { expect: 'allowed', label: `${name} outside the cgroup (${label})` }));
       if (r.unsupported) ctx.unsupported(`control ${name} outside the cgroup`, name, `${r.detail} on ${kernel}`);
       else controls.push(r);
     }
-    for (const name of ['raw-socket-udp', 'packet-socket', 'packet-socket-ia32', 'packet-socket-socketcall', 'packet-socket-x32']) {
+    for (const name of ['raw-socket-udp', 'packet-socket', 'packet-socket-ia32', 'packet-socket-socketcall']) {
       const before = lab.target.received();
       const r = keep(await runAttack(ATTACKS.find((a) => a.name === name)!, outside, { expect: 'allowed', label: `${name} outside the cgroup (arrives in ${lab.target.ns})` }));
       if (r.unsupported) {

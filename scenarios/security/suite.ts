@@ -25,7 +25,7 @@ export interface Attack {
   /** the kernel itself may refuse it to every unprivileged process (without an event to prove it
    *  was not the policy): tried outside the workload's cgroup first, see refusedByKernel */
   kernelMayRefuse?: boolean;
-  /** more environment for the script: IA32=1 makes its forbidden call a 32-bit syscall (int 0x80) */
+  /** more environment for the script: IA32=1 makes its forbidden call a 32-bit syscall (int 0x80), X32=1 an x32 one */
   env?: Record<string, string>;
 }
 
@@ -79,9 +79,9 @@ export const ATTACKS: Attack[] = [
   { name: 'proc-mem-ia32', file: 'proc-mem.py', class: 'ptrace', what: 'proc-mem with the open made as a 32-bit openat, int 0x80', expect: 'blocked', victim: true, env: { IA32: '1' } },
   { name: 'packet-socket-ia32', file: 'packet-socket.py', class: 'egress', what: 'packet-socket with the socket made as a 32-bit socket(), int 0x80', expect: 'blocked', asRoot: true, env: { IA32: '1' } },
   { name: 'packet-socket-socketcall', file: 'packet-socket.py', class: 'egress', what: 'packet-socket with the socket made as a 32-bit socketcall(SYS_SOCKET), its arguments in memory', expect: 'blocked', asRoot: true, env: { IA32: '1', SOCKETCALL: '1' } },
-  { name: 'ptrace-inject-x32', file: 'ptrace-inject.py', class: 'ptrace', what: 'ptrace-inject with the attach made as an x32 syscall (bit 30 set: where the kernel takes them, syscall.x32=y)', expect: 'blocked', victim: true, env: { X32: '1' } },
-  { name: 'proc-mem-x32', file: 'proc-mem.py', class: 'ptrace', what: 'proc-mem with the open made as an x32 openat (where the kernel takes x32 syscalls)', expect: 'blocked', victim: true, env: { X32: '1' } },
-  { name: 'packet-socket-x32', file: 'packet-socket.py', class: 'egress', what: 'packet-socket with the socket made as an x32 socket() (where the kernel takes x32 syscalls)', expect: 'blocked', asRoot: true, env: { X32: '1' } },
+  { name: 'ptrace-inject-x32', file: 'ptrace-inject.py', class: 'ptrace', what: 'ptrace-inject with the attach made as an x32 syscall (bit 30 set: where the kernel takes them, syscall.x32=y)', expect: 'blocked', victim: true, env: { X32: '1' }, kernelMayRefuse: true },
+  { name: 'proc-mem-x32', file: 'proc-mem.py', class: 'ptrace', what: 'proc-mem with the open made as an x32 openat (where the kernel takes x32 syscalls)', expect: 'blocked', victim: true, env: { X32: '1' }, kernelMayRefuse: true },
+  { name: 'packet-socket-x32', file: 'packet-socket.py', class: 'egress', what: 'packet-socket with the socket made as an x32 socket() (where the kernel takes x32 syscalls)', expect: 'blocked', asRoot: true, env: { X32: '1' }, kernelMayRefuse: true },
 ];
 
 export const CONTROLS: Attack[] = [
