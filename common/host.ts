@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { execa } from 'execa';
+import { LabError } from './errors.ts';
 
 const MOUNTS: [type: string, target: string][] = [
   ['tracefs', '/sys/kernel/tracing'],
@@ -248,6 +249,9 @@ export function signalAll(pids: Iterable<number>, sig: NodeJS.Signals): void {
  */
 export async function terminate(pid: number, startTime?: string | null, timeoutMs = 10_000, signal: NodeJS.Signals = 'SIGTERM'): Promise<boolean> {
   if (!processAlive(pid, startTime)) return true;
+  // a daemon the lab started is never init nor this process: a state file that names either is not
+  // the lab's (a stop once signalled pid 1, from a state file of the user's choosing)
+  if (pid <= 1 || pid === process.pid) throw new LabError(`refusing to signal pid ${pid}: no lab daemon runs as ${pid === 1 ? 'init' : 'this command'}`, 'the state file is not one the lab wrote: remove it by hand');
   try {
     process.kill(pid, signal);
   } catch {

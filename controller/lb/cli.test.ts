@@ -4,6 +4,8 @@
 // running instance is refused, apply refuses a file whose start settings differ from the running
 // daemon's, a daemon under `ip netns exec` names nsenter, and SIGTERM removes the admin socket.
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { describeRoot, expectOneError, labCommand, labCli } from '../../lab/testing.ts';
@@ -54,6 +56,8 @@ describe('pnpm lab lb: arguments and errors', () => {
       [['vip', 'add', 'tcp://10.0.0.1:80', '10.0.0.2', '--forwarding', 'gre'], /expected one of dsr, ipip/, /./],
       [['backend', 'add', 'tcp://10.0.0.1:80', '10.0.0.2', '--mac', 'zz:zz'], /--mac "zz:zz": is not a MAC address/, /six hex pairs/],
       [['stop', '--purge=yes'], /takes no value/, /--purge alone/],
+      // the name is a path (socket, lock, pins): a purge under `--instance ../../x` removed files there
+      [['stop', '--purge', '--instance', '../../tmp/x'], /--instance "\.\.\/\.\.\/tmp\/x": not an instance name/, /A-Z a-z 0-9 _ -/],
       [['daemon'], /needs --config FILE/, /README/],
       // addresses are checked before any daemon is contacted (none runs at this socket)
       [['backend', 'add', 'tcp://10.0.0.1:80', '10.0.0.300', ...NO_DAEMON], /<addr> malformed IP address "10\.0\.0\.300"/, /ADDR:PORT or \[ADDR6\]:PORT/],
@@ -74,6 +78,21 @@ describe('pnpm lab lb: arguments and errors', () => {
       oneError(r.stderr, msg, fix);
     }
   }, 240_000);
+
+  // root: the purge takes the instance's lock under /run/ebpf-lab before it looks at the pins
+  it.skipIf(process.getuid?.() !== 0)('stop --purge removes only pins: a --pin-root off the bpffs is refused and its files stay (exit 1)', async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-lb-notpins-'));
+    try {
+      fs.mkdirSync(path.join(root, 'x'));
+      for (const f of ['link', 'vips']) fs.writeFileSync(path.join(root, 'x', f), 'not a pin');
+      const r = await lb('stop', '--purge', '--pin-root', root, '--instance', 'x', '--socket', '/nonexistent/lb.sock');
+      expect(r.exitCode).toBe(1);
+      oneError(r.stderr, /is not on a BPF file system: nothing there is an LB pin; nothing was removed/, /\/sys\/fs\/bpf/);
+      expect(fs.readdirSync(path.join(root, 'x')).sort()).toEqual(['link', 'vips']);
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+    }
+  }, 30_000);
 
   it('expected failures exit 1 with the fix: no daemon, missing config file', async () => {
     const r = await lb('backend', 'list', '--socket', '/nonexistent/lb.sock');

@@ -18,7 +18,8 @@ import { tryLock, unlock } from '../../common/lockfile.ts';
 import { STOP_SIGNALS } from '../../common/signals.ts';
 
 const target = {
-  instance: { type: 'string', valueName: 'NAME', description: 'the daemon of this instance (socket /run/ebpf-lab/lb-NAME.sock)', default: 'default' },
+  // the config's rule (controller/lb/config.ts): the name becomes paths (socket, lock, pins)
+  instance: { type: 'string', valueName: 'NAME', description: 'the daemon of this instance (socket /run/ebpf-lab/lb-NAME.sock)', default: 'default', check: (v: string) => (/^[\w-]{1,40}$/.test(v) ? undefined : { message: 'not an instance name', fix: 'use 1-40 of A-Z a-z 0-9 _ - (the instance of the daemon\'s config)' }) },
   socket: { type: 'string', valueName: 'PATH', description: 'the daemon listening on this admin socket (overrides --instance)' },
 } as const satisfies Opts;
 

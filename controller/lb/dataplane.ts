@@ -4,9 +4,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { netnsName } from '../../common/host.ts';
-import { BpfObject, BpfMap, Link, MapType, attachXdp, ifindexOf, libbpf, libc, mapInfo, makePinDir, mountBpffsFor, progMapIds, progsUsingMap, rawCodec, removePinDir, xdpAttachedId, type Program } from '../libbpf/index.ts';
+import { BpfObject, BpfMap, Link, MapType, attachXdp, ifindexOf, libbpf, libc, mapInfo, makePinDir, mountBpffsFor, onBpffs, progMapIds, progsUsingMap, rawCodec, removePinDir, xdpAttachedId, type Program } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { ValidationError } from './addr.ts';
+import { LabError } from '../../common/errors.ts';
 import { xdp_lb_be_flags, xdp_lb_limits, xdpLb, type XdpLb, type XdpLbShape, type backend, type ct_value, type flow_key, type lb_global, type lb_stats, type vip_key, type vip_meta, type vip_slot } from '../../bpf/gen/xdp_lb.ts';
 
 // constants from the enums in bpf/xdp_lb.h (read from the object's BTF into bpf/gen/xdp_lb.ts)
@@ -311,6 +312,9 @@ function ownedNetlinkProg(ifname: string, mode: 'native' | 'generic', mapId: num
  * its stop --purge detaches it). Files this module does not pin are left, and with them the directory.
  */
 export function purgePinned(pinDir: string): { link: boolean; maps: number; attachedBy?: number[] } {
+  // only pins are removed: a --pin-root or --instance off the bpffs named ordinary files, which a
+  // purge deleted by the same names, reporting a detach that never happened
+  if (!onBpffs(pinDir)) throw new LabError(`${pinDir} is not on a BPF file system: nothing there is an LB pin; nothing was removed`, 'give the pinRoot of the daemon\'s config (a directory under /sys/fs/bpf)');
   const link = fs.existsSync(path.join(pinDir, 'link'));
   if (!link && fs.existsSync(path.join(pinDir, 'vips'))) {
     const vips = BpfMap.openPinned(path.join(pinDir, 'vips'));

@@ -59,7 +59,7 @@ const BPF_FS_MAGIC = 0xcafe4a11;
 const BPFFS = '/sys/fs/bpf';
 
 /** the nearest existing ancestor of `p` (itself if it exists) is on a bpffs */
-function onBpffs(p: string): boolean {
+export function onBpffs(p: string): boolean {
   let d = path.resolve(p);
   for (;;) {
     try {

@@ -16,9 +16,11 @@ import { ensureObject } from '../../bpf/build.ts';
 import { checkReplaceKeys, formatRate, loadConfigFile, parseHorizon, parseRate, PROTO_NAMES, validateConfig, type Plan } from './config.ts';
 import { formatIp, fromLeading16 } from '../../common/ip.ts';
 import { tcRegistry } from './metrics.ts';
-import { decodeModel, instanceAlive, openInstance, readState, reapDeadInstance, statePath, TcShaper, writerLockPath, type ReapReport, type TcControl } from './shaper.ts';
+import { decodeModel, INSTANCE_NAME, instanceAlive, openInstance, readState, reapDeadInstance, statePath, TcShaper, writerLockPath, type ReapReport, type TcControl } from './shaper.ts';
 
-const instance = { instance: { type: 'string', valueName: 'NAME', default: 'default', description: 'which running shaper (state in /run/ebpf-lab/tc/NAME.json)' } } as const satisfies Opts;
+// checked by every command, not only start: the name becomes a path (state, lock, pins), and a
+// `stop --instance ../../x` once read a state file of its choosing and sent its pid SIGTERM
+const instance = { instance: { type: 'string', valueName: 'NAME', default: 'default', description: 'which running shaper (state in /run/ebpf-lab/tc/NAME.json)', check: (v: string) => (INSTANCE_NAME.test(v) ? undefined : { message: 'not an instance name', fix: 'use 1-32 of a-z 0-9 _ -, starting with a letter or digit (pnpm lab tc shape list shows the running ones)' }) } } as const satisfies Opts;
 
 type Args = { values: Record<string, unknown>; positionals: string[] };
 interface Cmd { spec: CommandSpec<Opts>; run: (p: Args) => Promise<number> }

@@ -479,6 +479,9 @@ function checkNoForeignShaper(netns: string | undefined, dev: string, want: read
   throw new LabError(`${where} has ${dirs.join(' and ')} filters of a tc shaper that no instance's state file accounts for (left by a daemon killed before it recorded them, or a shaper run in-process)`, `if no shaper runs there, remove them: ${dirs.map((d) => filterDelCmd(netns, dev, d)).join('; ')}`);
 }
 
+/** what an instance may be called: it names files under STATE_DIR and a pin directory */
+export const INSTANCE_NAME = /^[a-z0-9][a-z0-9_-]{0,31}$/;
+
 export function statePath(instance: string): string {
   return path.join(STATE_DIR, `${instance}.json`);
 }
@@ -505,7 +508,7 @@ export class TcShaper {
   static start(opts: ShaperOptions): TcShaper {
     if (!/^[A-Za-z0-9_.-]{1,15}$/.test(opts.dev)) throw new LabError(`bad device name "${opts.dev}"`, 'give an interface name (ip link)');
     if (opts.netns && !fs.existsSync(`/run/netns/${opts.netns}`)) throw new LabError(`no network namespace "${opts.netns}"`, 'ip netns list shows them');
-    if (opts.instance && !/^[a-z0-9][a-z0-9_-]{0,31}$/.test(opts.instance)) throw new LabError(`bad instance name "${opts.instance}"`, 'use a-z 0-9 _ -');
+    if (opts.instance && !INSTANCE_NAME.test(opts.instance)) throw new LabError(`bad instance name "${opts.instance}"`, 'use a-z 0-9 _ -');
     if (opts.instance && fs.existsSync(statePath(opts.instance))) {
       const st = readState(opts.instance);
       if (instanceAlive(st)) throw new LabError(`tc instance "${opts.instance}" is already running (pid ${st.pid})`, `stop it first (pnpm lab tc shape stop --instance ${opts.instance}) or pick another --instance`);
