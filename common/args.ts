@@ -111,6 +111,8 @@ function convert(name: string, o: Opt, raw: string): string | number | string[] 
     // read back. Decimal only: digits (an int), or with a fraction and exponent (a number).
     const form = o.type === 'int' ? INT_TEXT : NUMBER_TEXT;
     const v = form.test(raw) ? Number(raw) + 0 : NaN; // + 0: -0 is 0
+    // digits beyond a safe integer are a number all the same: too large, which the range says when there is one
+    if (o.type === 'int' && form.test(raw) && !Number.isSafeInteger(v) && !raw.startsWith('-')) throw bad(`too large (must be ≤ ${o.max ?? Number.MAX_SAFE_INTEGER})`);
     if (!Number.isFinite(v) || (o.type === 'int' && !Number.isSafeInteger(v))) throw bad(o.type === 'int' ? 'expected a whole number in decimal digits (e.g. 16, not 0x10, 1e3, +16 or 16.0)' : 'expected a decimal number (e.g. 0.5 or 1e-3, not 0x10 or +1)');
     if (o.min !== undefined && v < o.min) throw bad(`must be ≥ ${o.min}`);
     if (o.max !== undefined && v > o.max) throw bad(`must be ≤ ${o.max}`);
@@ -118,9 +120,12 @@ function convert(name: string, o: Opt, raw: string): string | number | string[] 
     return v;
   }
   if (o.type === 'list') {
-    const items = raw.split(',').map((s) => s.trim()).filter(Boolean);
+    const all = raw.split(',').map((s) => s.trim());
+    const items = all.filter(Boolean);
     // "--kernels ," would otherwise pass as [] and a command would run on nothing (and report it)
     if (!items.length) throw new UsageError(`--${name} ${JSON.stringify(raw)}: the list has no items`, `e.g. --${name} ${o.default ?? o.choices?.join(',') ?? 'A,B'}`);
+    // "10,,20" is a typo, not the list 10,20 (an empty item was dropped and the run went on without it)
+    if (items.length !== all.length) throw new UsageError(`--${name} ${JSON.stringify(raw)}: an empty item in the list`, `one comma between items, e.g. --${name} ${items.join(',')}`);
     const wrong = o.choices && items.find((i) => !o.choices!.includes(i));
     if (wrong !== undefined) {
       const s = suggest(wrong, o.choices!);

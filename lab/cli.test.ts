@@ -98,9 +98,18 @@ describe('lab CLI', () => {
     [['run', 'hello-openat', '--duration', '0x10'], /--duration "0x10": expected a whole number in decimal digits/],
     [['run', 'hello-openat', '--rates', 'abc'], /--rates "abc": each rate is a whole number/],
     [['run', 'socket-lb', '--services', 'abc'], /--services "abc": each count is a whole number 1-100000/],
+    // a typo, not the list 10,20 (the empty item was dropped and the run went on)
+    [['run', 'socket-lb', '--services', '10,,20'], /--services "10,,20": an empty item in the list/],
+    // the fix's name must fit the 15 bytes itself (a cut at 15 characters did not, for é)
+    [['run', 'hello-openat', '--comm', 'abcdefghijklmnopq'], /--comm "abcdefghijklmnopq": longer than the kernel's 15-byte comm\n {2}fix: the kernel keeps the first 15 bytes: --comm 'abcdefghijklmno'\n/],
+    [['run', 'hello-openat', '--comm', 'ééééééééé'], /--comm "ééééééééé": longer than the kernel's 15-byte comm\n {2}fix: .*end inside a character.*--pid\n/],
+    // digits all the same: too large, not "expected a whole number in decimal digits"
+    [['run', 'hello-openat', '--max-print', '99999999999999999999999'], /--max-print "9+": too large \(must be ≤ \d+\)/],
     [['run', 'energy', '--tdp', '5', '--idle', '50'], /--idle 50 exceeds --tdp 5/],
     [['run', 'hello-openat', '--out', '/proc/nope'], /--out \/proc\/nope: \/proc is on procfs/],
     [['run', 'hello-openat', '--out', '/etc/passwd/x'], /--out \/etc\/passwd\/x: \/etc\/passwd is not a directory/],
+    // refused before the run starts (it failed after its start, ENAMETOOLONG as an internal error)
+    [['run', 'hello-openat', '--out', `/tmp/${'a'.repeat(300)}`], /--out \/tmp\/a+…: a path component is 300 bytes long \(at most 255\)/],
     // a list with no items
     [['run', 'hello-openat', '--rates', ',,'], /--rates ",,": the list has no items/],
     [['run', 'tracing', '--tracer-sched', ','], /--tracer-sched ",": the list has no items/],

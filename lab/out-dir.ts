@@ -8,14 +8,23 @@ import { UsageError } from '../common/args.ts';
 // statfs magic numbers of file systems that hold no reports (Node's mkdirSync even loops on /proc)
 const NOT_FOR_FILES: Record<number, string> = { 0x9fa0: 'procfs', 0x62656572: 'sysfs', 0xcafe4a11: 'bpffs', 0x63677270: 'cgroup2', 0x27e0eb: 'cgroup', 0x64626720: 'debugfs', 0x74726163: 'tracefs', 0x1cd1: 'devpts' };
 
+/** Linux's limits (NAME_MAX, PATH_MAX), in bytes: a run once failed only after it had started, with ENAMETOOLONG as an internal error */
+function tooLong(abs: string, opt: string, fix: string): void {
+  const name = abs.split('/').find((c) => Buffer.byteLength(c) > 255);
+  if (name) throw new UsageError(`${opt.length > 80 ? `${opt.slice(0, 60)}…` : opt}: a path component is ${Buffer.byteLength(name)} bytes long (at most 255)`, fix);
+  // a run's files go a few levels below it (reports/<run-id>/…)
+  if (Buffer.byteLength(abs) > 3800) throw new UsageError(`${opt.slice(0, 60)}…: the path is ${Buffer.byteLength(abs)} bytes long (at most 4095, with room for the files under it)`, fix);
+}
+
 /**
  * `--<option> DIR` must be a directory the command can write into (created later unless
  * mustExist: a VM share must exist before QEMU starts).
  */
 export function checkOutDir(out: string, o: { option?: string; mustExist?: boolean; example?: string } = {}): void {
-  const opt = `--${o.option ?? 'out'} ${out}`;
+  const opt = `--${o.option ?? 'out'} ${out.length > 80 ? `${out.slice(0, 60)}…` : out}`;
   const fix = `give a directory on a normal file system that you can write, e.g. ${o.example ?? '--out /tmp/lab-run'}`;
   const abs = path.resolve(out);
+  tooLong(abs, opt, fix);
   let at = abs;
   while (!fs.existsSync(at)) at = path.dirname(at);
   if (!fs.statSync(at).isDirectory()) throw new UsageError(`${opt}: ${at} is not a directory`, fix);
@@ -33,6 +42,7 @@ export function checkOutDir(out: string, o: { option?: string; mustExist?: boole
 export function checkOutFile(file: string, option: string, example: string): void {
   const fix = `give a file in an existing directory that you can write, e.g. --${option} ${example}`;
   const abs = path.resolve(file);
+  tooLong(abs, `--${option} ${file.length > 80 ? `${file.slice(0, 60)}…` : file}`, fix);
   if (fs.existsSync(abs)) {
     if (fs.statSync(abs).isDirectory()) throw new UsageError(`--${option} ${file}: is a directory`, fix);
     try {

@@ -96,7 +96,7 @@ export class OpenatTracer implements Disposable {
 
   static async start(opts: OpenatTracerOptions = {}): Promise<OpenatTracer> {
     if (opts.comm !== undefined && Buffer.byteLength(opts.comm) > 15) {
-      throw new Error(`--comm "${opts.comm}" is longer than the kernel's 15-character comm: use its first 15 characters`);
+      throw new Error(`--comm "${opts.comm}" is longer than the kernel's 15-byte comm: use at most its first 15 bytes`);
     }
     if (opts.pid !== undefined && !(Number.isInteger(opts.pid) && opts.pid > 0)) throw new Error(`--pid must be a positive integer, got ${opts.pid}`);
     const skel = helloOpenat.open(await ensureObject('hello_openat'));

@@ -71,6 +71,16 @@ async function livePrint(ctx: ScenarioContext): Promise<void> {
   ctx.section('Live trace', { kind: 'kv', items: { filter: `${pid ? `pid=${pid} ` : ''}${comm ? `comm=${comm}` : ''}` || 'none', seconds: secs, events: n, lost: tracer.lost } }, { kind: 'pre', caption: 'first events', text: sample.join('\n') || '(none)' });
 }
 
+/** the longest prefix of whole characters within the kernel's 15-byte comm (a cut at 15 characters was still too long for é) */
+function commPrefix(v: string): string {
+  let out = '';
+  for (const ch of v) {
+    if (Buffer.byteLength(out + ch) > 15) break;
+    out += ch;
+  }
+  return out;
+}
+
 const CONSUMERS = ['untraced', 'ts', 'ts-loop', 'c-coalesced', 'c', 'opensnoop'] as const;
 type Consumer = (typeof CONSUMERS)[number];
 const NAME: Record<Consumer, string> = {
@@ -242,7 +252,7 @@ const scenario: Scenario = {
   options: {
     // 2^22 is the kernel's PID_MAX_LIMIT on 64-bit: no pid_max (host or guest) allows more
     pid: { type: 'int', min: 1, max: 4_194_304, valueName: 'PID', description: 'live print: trace this process only' },
-    comm: { type: 'string', valueName: 'NAME', description: 'live print: trace processes with this command name (as in /proc/PID/comm, ≤15 chars)', check: (v) => (Buffer.byteLength(v) > 15 ? { message: "longer than the kernel's 15-byte comm", fix: `the kernel keeps the first 15 bytes: --comm ${v.slice(0, 15)}` } : undefined) },
+    comm: { type: 'string', valueName: 'NAME', description: 'live print: trace processes with this command name (as in /proc/PID/comm, ≤15 chars)', check: (v) => (Buffer.byteLength(v) > 15 ? { message: "longer than the kernel's 15-byte comm", fix: Buffer.byteLength(commPrefix(v)) === 15 ? `the kernel keeps the first 15 bytes: --comm '${commPrefix(v)}'` : `the kernel keeps the first 15 bytes, which end inside a character here (no --comm can name that): trace it by --pid` } : undefined) },
     print: { type: 'boolean', description: 'live print every openat (no filter)' },
     duration: { type: 'int', min: 1, default: 5, valueName: 'S', description: 'live print: seconds to trace' },
     'max-print': { type: 'int', min: 0, default: 1000, valueName: 'N', description: 'live print: at most N lines' },
