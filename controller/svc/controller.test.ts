@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cgroup2Root } from '../../common/cgroup.ts';
 import { SvcController, cleanupPins, pinDir, statePath } from './controller.ts';
 import { normService } from './config.ts';
 import { buildLab, CLIENT_PY, PYTHON, PREFIX, type SockLab } from '../../scenarios/socket-lb/topology.ts';
@@ -203,6 +204,9 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
     expect(svc.maps.services.lookupBatch()).toEqual(before);
     await expect(SvcController.start({ cgroup: lab.cgClientRel, ringSize: 100, services: [] })).rejects.toThrow(/prime/);
     await expect(SvcController.start({ cgroup: '/no/such/cgroup', services: [] })).rejects.toThrow(/does not exist/);
+    // not "create it (mkdir <root>/cgroup.procs)": a file, and a path into another hierarchy
+    await expect(SvcController.start({ cgroup: '/cgroup.procs', services: [] })).rejects.toThrow(/is a file, not a cgroup/);
+    if (cgroup2Root() !== '/sys/fs/cgroup') await expect(SvcController.start({ cgroup: '/sys/fs/cgroup/cpu', services: [] })).rejects.toThrow(/outside the cgroup2 hierarchy/);
     await expect(SvcController.start({ cgroup: lab.cgClientRel, services: [{ vip: 'tcp://10.96.0.1:80', backends: [] }] })).rejects.toThrow(/zero backends/);
     // a backend beyond the ring's slots would never be chosen: refused, nothing written
     const seven = await SvcController.start({ cgroup: lab.cgClientRel, instance: `ring7-${process.pid}`, ringSize: 7, services: [{ vip: 'tcp://10.96.0.60:80', algorithm: 'random', backends: Array.from({ length: 7 }, (_, i) => `10.91.7.${i + 1}:8080`) }] });

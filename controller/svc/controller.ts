@@ -23,7 +23,7 @@ import { socketLb, socket_lb_alg, socket_lb_stat, type SocketLb, type revnat_key
 import { addrBytes, heldAddr, parseHostPort, parseVip, PROTO_NUM, vipString, ValidationError } from '../lb/addr.ts';
 import { HealthChecker } from '../lb/health.ts';
 import { maglevTable } from '../lb/maglev.ts';
-import { cgroupDir, cgroupId } from '../../common/cgroup.ts';
+import { cgroup2Root, cgroupDir, cgroupId } from '../../common/cgroup.ts';
 import { processAlive, procStart, terminate } from '../../common/host.ts';
 import { withLockWait } from '../../common/lockfile.ts';
 import { writeFileAtomic } from '../../common/state-file.ts';
@@ -272,8 +272,13 @@ export class SvcController {
    */
   static async start(raw: SvcConfig, opts: StartOptions = {}): Promise<SvcController> {
     const cfg = validateSvcConfig(raw);
-    const cg = cgroupDir(cfg.cgroup);
-    if (!fs.existsSync(cg) || !fs.statSync(cg).isDirectory()) throw new LabError(`cgroup ${cfg.cgroup} does not exist (${cg})`, `create it (mkdir ${cg}) or correct "cgroup" in the config`);
+    const root = cgroup2Root();
+    // a path into another hierarchy (cgroup v1's /sys/fs/cgroup/cpu) is not one relative to the
+    // cgroup2 root: "create it" named /sys/fs/cgroup/unified/sys/fs/cgroup/cpu
+    if (cfg.cgroup.startsWith(`${path.dirname(root)}/`) && cfg.cgroup !== root && !cfg.cgroup.startsWith(`${root}/`)) throw new LabError(`cgroup ${cfg.cgroup} is outside the cgroup2 hierarchy (mounted at ${root})`, `"cgroup" is a cgroup2 directory: absolute under ${root}, or relative to it (e.g. /ebpf-lab/clients)`);
+    const cg = cgroupDir(cfg.cgroup, root);
+    if (fs.existsSync(cg) && !fs.statSync(cg).isDirectory()) throw new LabError(`cgroup ${cfg.cgroup} is a file, not a cgroup (${cg})`, `"cgroup" names a cgroup2 directory, e.g. /ebpf-lab/clients`);
+    if (!fs.existsSync(cg)) throw new LabError(`cgroup ${cfg.cgroup} does not exist (${cg})`, `create it (mkdir ${cg}) or correct "cgroup" in the config`);
     const file = opts.object ?? (await ensureObject('socket_lb'));
     // a start registers itself (state file) only at its end: two concurrent starts would each find
     // the other absent, so the check and the attach are one step for pinned instances
