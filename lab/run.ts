@@ -139,10 +139,11 @@ function loadReport(): Promise<typeof import('./report/index.ts')> {
   return reportModule;
 }
 
-async function report(outDir: string, results: Results): Promise<string> {
+async function report(outDir: string, results: Results, written?: () => void): Promise<string> {
   // the measurements first: they survive a renderer that fails. Inside a VM that is all: the host
   // re-renders after adding the VM facts (charts under TCG cost 30-55 s).
   fs.writeFileSync(path.join(outDir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
+  written?.(); // from here the stop watchdog leaves results.json as it is
   if (process.env.EBPF_LAB_IN_VM === '1') return path.join(outDir, 'results.json');
   const { writeReport } = await loadReport();
   return writeReport(outDir, results);
@@ -316,23 +317,32 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
   // inside that grace.
   let stopPhase = 'the scenario';
   let resultsWritten = false;
+  // the run's start, for a watchdog that fires before the scenario has (a stop during the imports)
+  const tStart = Date.now();
   const stopWatchdog = () => {
-    const limitMs = Number(process.env.EBPF_LAB_STOP_LIMIT_MS) || scaledTimeout(60_000);
+    const given = Number(process.env.EBPF_LAB_STOP_LIMIT_MS);
+    const limitMs = given > 0 ? given : scaledTimeout(60_000);
     setTimeout(() => {
       const file = path.join(outDir, 'stop-diagnostic.json');
       const held = { phase: stopPhase, cleanup: cleanups.current, resources: process.getActiveResourcesInfo() };
       const where = `held in ${held.phase}${held.cleanup ? `, cleanup "${held.cleanup}"` : ''}`;
-      try {
-        fs.writeFileSync(path.join(outDir, 'stop-held.json'), `${JSON.stringify(held)}\n`);
-        if (!resultsWritten) {
+      // each write on its own: the checks first, then the diagnostics
+      const attempt = (fn: () => void) => {
+        try {
+          fn();
+        } catch { /* best effort */ }
+      };
+      if (!resultsWritten) {
+        attempt(() => {
           const reason = abort.signal.reason instanceof Error ? abort.signal.reason.message : String(abort.signal.reason);
           results.error = `${reason}; the stop did not finish within ${Math.round(limitMs / 1000)} s (${where}; see stop-held.json)`;
           results.status = 'error';
-          results.durationMs = Date.now() - t0;
+          results.durationMs = Date.now() - tStart;
           fs.writeFileSync(path.join(outDir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
-        }
-        process.report.writeReport(file);
-      } catch { /* best effort */ }
+        });
+      }
+      attempt(() => fs.writeFileSync(path.join(outDir, 'stop-held.json'), `${JSON.stringify(held)}\n`));
+      attempt(() => process.report.writeReport(file));
       progress.warn(`the stop did not finish within ${Math.round(limitMs / 1000)} s: exiting now with the checks so far in results.json (${where}; active: ${held.resources.join(', ')}; Node's report: ${file})`);
       endRunNow(1);
     }, limitMs).unref();
@@ -447,8 +457,7 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
   stopPhase = 'writing the report';
   let html: string;
   try {
-    resultsWritten = true;
-    html = await report(outDir, results);
+    html = await report(outDir, results, () => (resultsWritten = true));
   } catch (e) {
     if (!interrupted) throw e;
     // a stopped run still ends now, its leftovers killed (runOrBench): with its measurements

@@ -159,13 +159,21 @@ export async function bootGuest(g: GuestSpec): Promise<BootedGuest> {
 
 /** The environment every guest command gets (either backend): the lab's variables, a scaled clock. */
 /** How long a stopped guest run may take to stop before the host kills the guest: TCG is 10-30x slower */
-export const stopGraceMs = (accel: 'kvm' | 'tcg') => (accel === 'kvm' ? 20_000 : 90_000);
+export const stopGraceMs = (accel: 'kvm' | 'tcg') => (accel === 'kvm' ? 30_000 : 90_000);
+/**
+ * The guest's timeout(1) kills the run this long after passing it the SIGTERM (its own, or the
+ * host's STOP, which init sends it): within the host's grace, so a run that does not stop is
+ * killed in the guest, which still answers EXIT and keeps the guest for the next cell (it once
+ * killed after 20 s even under TCG, where the host waited 90 s)
+ */
+export const guestKillAfterS = (accel: 'kvm' | 'tcg') => stopGraceMs(accel) / 1000 - 10;
 /**
  * The guest's runner gives up on its own stop this long after it (lab/run.ts stopWatchdog): it
- * writes the checks so far and where it was held, then exits, well before the host's grace is
- * over — the host's kill takes the results with the guest.
+ * writes the checks so far and where it was held, then exits — before timeout(1)'s kill and the
+ * host's, either of which takes the results with it (59 s under TCG, 15 s under KVM, where the
+ * grace was 20 s and the kill after 10 s came before a 13 s limit).
  */
-export const guestStopLimitMs = (accel: 'kvm' | 'tcg') => Math.round(stopGraceMs(accel) * 0.65);
+export const guestStopLimitMs = (accel: 'kvm' | 'tcg') => Math.min(Math.round(stopGraceMs(accel) * 0.65), guestKillAfterS(accel) * 1000 - 5_000);
 
 export function guestEnv(accel: 'kvm' | 'tcg'): string[] {
   const pass = Object.entries(process.env).filter(([k]) => /^(CI|NO_COLOR|FORCE_COLOR|DEBUG|EBPF_LAB_.*|GITHUB_.*)$/.test(k) && !/^EBPF_LAB_VM_/.test(k));

@@ -19,7 +19,7 @@ import { onStopSignals } from '../../common/signals.ts';
 import type { Progress } from '../../common/progress.ts';
 import type { Results } from '../results.ts';
 import { ensureTools } from '../setup.ts';
-import { bootGuest, BOOT_LOG, guestEnv, guestScript, onAbortKill, stopGraceMs, vmFacts, type BootedGuest } from './guest.ts';
+import { bootGuest, BOOT_LOG, guestEnv, guestKillAfterS, guestScript, onAbortKill, stopGraceMs, vmFacts, type BootedGuest } from './guest.ts';
 import { configFacts, resolveKernel } from './kernels.ts';
 import { chooseAccel } from './kvm.ts';
 import { shq } from './qemu.ts';
@@ -79,12 +79,6 @@ export const HANG_LOG = 'vm-hang.txt';
 export function hangForReport(text: string, max = 64 * 1024): string {
   return text.length <= max ? text : `${text.slice(0, max)}\n… (${text.length - max} more characters in ${HANG_LOG})`;
 }
-/**
- * The guest's timeout(1) kills the run this long after passing it the SIGTERM: within the host's
- * grace, so a run that does not stop is killed in the guest, which still answers EXIT and keeps
- * the guest for the next cell (it once killed after 20 s even under TCG, where the host waited 90 s)
- */
-const guestKillAfterS = (accel: 'kvm' | 'tcg') => stopGraceMs(accel) / 1000 - 10;
 
 export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHooks): Promise<RowRun[]> {
   const t0 = Date.now();
