@@ -1264,6 +1264,7 @@ static __always_inline void attach_stopped(__u32 call, __u8 mech)
 		return;
 	e->action = SEC_ATTACH_STOPPED;
 	e->target = BPF_CORE_READ(tracee, tgid);
+	e->target_start = BPF_CORE_READ(tracee, group_leader, start_boottime);
 	e->call = call;
 	bpf_ringbuf_submit(e, 0);
 }
@@ -1696,9 +1697,11 @@ SEC("tp_btf/sys_exit")
 int BPF_PROG(sec_compat_exit, struct pt_regs *regs, long ret)
 {
 #if defined(__TARGET_ARCH_x86)
-	long nr = regs->orig_ax;
+	/* the number as the kernel dispatches it: the low 32 bits of rax (do_syscall_64 takes an int
+	 * since 5.12). Read as a long, rax = 0x1_4000_0209 ran x32 ptrace past every case below. */
+	int nr = (int)regs->orig_ax;
 
-	if (nr & X32_SYSCALL_BIT)
+	if (nr >= 0 && (nr & X32_SYSCALL_BIT))
 		return x32_exit(regs, nr & ~X32_SYSCALL_BIT, ret);
 	switch (nr) {
 	case IA32_FORK: case IA32_OPEN: case IA32_PTRACE: case IA32_SOCKETCALL: case IA32_CLONE:

@@ -180,4 +180,6 @@ struct sec_event {
 	                  * SEC_EV_SOCKOPT: 1 when the option came in a control message of the send;
 	                  * SEC_EV_TRACKING: what was not recorded (enum sec_track_fail) */
 	__u32 optname;   /* SEC_EV_SOCKOPT: level << 16 | option (or control message type) */
+	__u64 target_start; /* SEC_ATTACH_STOPPED: the tracee's start_boottime (ns), so that a late
+	                     * event (a daemon restarted) continues no other process of that pid */
 };

@@ -86,7 +86,7 @@ export interface io_fixed_file___old {
 }
 export const io_fixed_file___old_size = 8;
 
-/** struct sec_event: 400 bytes */
+/** struct sec_event: 408 bytes */
 export interface sec_event {
   ts_ns: bigint;
   cgroup_id: bigint;
@@ -112,8 +112,9 @@ export interface sec_event {
   target: number;
   call: number;
   optname: number;
+  target_start: bigint;
 }
-export const sec_event_size = 400;
+export const sec_event_size = 408;
 
 export * from './security.enums.ts';
 

@@ -10,6 +10,7 @@ import { tryLock, unlock } from '../../common/lockfile.ts';
 import { procStart } from '../../common/host.ts';
 import { PolicyError, parsePolicies } from './policy.ts';
 import { ATTACKS_DIR } from '../../scenarios/security/workload.ts';
+import { sec_event_action, sec_event_kind, type sec_event } from '../../bpf/gen/security.ts';
 import { BPF_DIR, compile, ensureObject } from '../../bpf/build.ts';
 import { createHash } from 'node:crypto';
 import { BpfMap, Btf, Kind, Link, mapInfo, mapTypeName, pinnedMapInfo, rawCodec } from '../libbpf/index.ts';
@@ -596,6 +597,20 @@ print('got', ia32_syscall(26, 16, ${pid}), flush=True)`;
         }
         expect(s, `${abi}: the victim runs on (it was ${stopped ? '' : 'not '}seen stopped before the events were read)`).toBe('S');
         expect(fs.readFileSync(`/proc/${victim.pid}/status`, 'utf8')).toMatch(/TracerPid:\s+0\n/);
+      }
+      // a late event (the ring is pinned: a daemon started later reads it) whose pid now names
+      // another process — here one stopped on purpose — continues nothing
+      const other = execa('sleep', ['60'], { reject: false });
+      try {
+        process.kill(other.pid!, 'SIGSTOP');
+        for (let i = 0; i < 40 && state(other.pid!) !== 'T'; i++) await new Promise((res) => setTimeout(res, 25));
+        const stale = { ts_ns: 0n, cgroup_id: 0n, dev: 0n, ino: 0n, pid: 1, ppid: 0, uid: 0, policy_id: 0, rule_id: 0, kind: sec_event_kind.SEC_EV_PTRACE, action: sec_event_action.SEC_ATTACH_STOPPED, mech: 0, proto: 0, family: 0, dport: 0, daddr: new Uint8Array(16), comm: '', binary: '', file: '', argv0: '', sock_type: 0, target: other.pid!, call: 0, optname: 0, target_start: 12_345n * 10_000_000n } as unknown as sec_event;
+        expect(c.format(stale).resumed).toMatch(/^not continued: the process is gone/);
+        await new Promise((res) => setTimeout(res, 100));
+        expect(state(other.pid!)).toBe('T');
+      } finally {
+        other.kill('SIGKILL');
+        await other;
       }
     } finally {
       if (c.store.list().some((p) => p.name === 't')) c.store.delete('t');

@@ -15,7 +15,7 @@ import { Btf, BpfObject, Kind, Link, MapType, RingBuffer, UpdateFlags, attachCgr
 import { ensureObject } from '../../bpf/build.ts';
 import { sec_call, sec_event_action, sec_event_kind, sec_exec_mode, sec_mech, sec_track_fail, security, type Security as SecuritySkeleton, type SecurityShape, type sec_event } from '../../bpf/gen/security.ts';
 import { cgroup2Root } from '../../common/cgroup.ts';
-import { processAlive, procStart, terminate } from '../../common/host.ts';
+import { processAlive, procStart, readPidStat, terminate } from '../../common/host.ts';
 import { readLockHolder, tryLock, unlock, withLockWaitSync } from '../../common/lockfile.ts';
 import { formatAddr } from './policy.ts';
 import { F_ENFORCE, MAP_NAMES, PolicyStore, emptyState, type SecMaps, type StoreState, type StoredPolicy } from './store.ts';
@@ -733,7 +733,7 @@ export class SecurityController {
 
   format(e: sec_event): SecurityEvent {
     const out = formatEvent(e, this.store, this.clockOffsetNs, (id) => this.cgroupPath(id));
-    if (out.action === 'resumed') out.resumed = resumeStopped(e.target);
+    if (out.action === 'resumed') out.resumed = resumeStopped(e.target, e.target_start);
     return out;
   }
 
@@ -1028,8 +1028,13 @@ export function formatEvent(e: sec_event, store: PolicyStore, clockOffsetNs: big
  * and the tests' alike, which continues it here. A victim stopped on purpose before the attack is
  * continued too (the attach's stop and an earlier one cannot be told apart afterwards).
  */
-function resumeStopped(pid: number): string {
+function resumeStopped(pid: number, startNs: bigint): string {
   if (!(pid > 1)) return `not continued: no pid (${pid})`; // kill(0) would signal the daemon's own group
+  // the events ring is pinned: a daemon started later reads events of a victim that may be gone,
+  // its pid reused. So the victim's start too (/proc/<pid>/stat, USER_HZ ticks since boot). Not its
+  // state: the attach's SIGSTOP may not have stopped it yet (SIGCONT then drops the pending stop).
+  const st = readPidStat(`/proc/${pid}/stat`);
+  if (!st || st.startTime !== String(startNs / 10_000_000n)) return 'not continued: the process is gone (its pid names another process now, or none)';
   try {
     process.kill(pid, 'SIGCONT');
     return 'continued (SIGCONT): the attach had stopped it';

@@ -97,7 +97,7 @@ describeRoot('security attack suite (host)', () => {
     expect(r.events).toEqual([]);
   });
 
-  for (const name of ['ptrace-inject', 'ptrace-inject-ia32', 'ptrace-inject-x32']) {
+  for (const name of ['ptrace-inject', 'ptrace-inject-ia32', 'ptrace-inject-x32', 'ptrace-inject-x32-high']) {
     it(`the ptrace victim can be reached: outside the cgroup the injected shell runs in it (${name})`, async (t) => {
       const r = await runAttack(ATTACKS.find((a) => a.name === name)!, { ...lab, cgroupDir: lab.outsideDir }, { expect: 'allowed' });
       if (r.unsupported) return t.skip(r.detail);

@@ -80,6 +80,7 @@ export const ATTACKS: Attack[] = [
   { name: 'packet-socket-ia32', file: 'packet-socket.py', class: 'egress', what: 'packet-socket with the socket made as a 32-bit socket(), int 0x80', expect: 'blocked', asRoot: true, env: { IA32: '1' } },
   { name: 'packet-socket-socketcall', file: 'packet-socket.py', class: 'egress', what: 'packet-socket with the socket made as a 32-bit socketcall(SYS_SOCKET), its arguments in memory', expect: 'blocked', asRoot: true, env: { IA32: '1', SOCKETCALL: '1' } },
   { name: 'ptrace-inject-x32', file: 'ptrace-inject.py', class: 'ptrace', what: 'ptrace-inject with the attach made as an x32 syscall (bit 30 set: where the kernel takes them, syscall.x32=y)', expect: 'blocked', victim: true, env: { X32: '1' }, kernelMayRefuse: true },
+  { name: 'ptrace-inject-x32-high', file: 'ptrace-inject.py', class: 'ptrace', what: 'ptrace-inject-x32 with bits above 31 set in the syscall number as well (ignored by the kernel since 5.12)', expect: 'blocked', victim: true, env: { X32: '1', X32_HIGH: '1' }, kernelMayRefuse: true },
   { name: 'proc-mem-x32', file: 'proc-mem.py', class: 'ptrace', what: 'proc-mem with the open made as an x32 openat (where the kernel takes x32 syscalls)', expect: 'blocked', victim: true, env: { X32: '1' }, kernelMayRefuse: true },
   { name: 'packet-socket-x32', file: 'packet-socket.py', class: 'egress', what: 'packet-socket with the socket made as an x32 socket() (where the kernel takes x32 syscalls)', expect: 'blocked', asRoot: true, env: { X32: '1' }, kernelMayRefuse: true },
 ];

@@ -202,6 +202,9 @@ def ia32_check(r, what, abi="32-bit"):
 # where the kernel takes such calls (CONFIG_X86_X32_ABI with syscall.x32=y: Debian builds it in,
 # off by default). No syscalls:* tracepoint fires for them either.
 X32 = os.environ.get("X32") == "1"
+# X32_HIGH=1: with bits above 31 set in the number too, which kernels since 5.12 ignore (they take
+# the low 32 bits of rax): a check that reads the whole register sees no x32 number
+_X32_NR = (1 << 32 if os.environ.get("X32_HIGH") == "1" else 0) | 0x40000000
 _x32 = None
 
 
@@ -217,10 +220,10 @@ def x32_syscall(nr, a=0, b=0, c=0, d=0):
         libc.syscall.restype = ctypes.c_long
         libc.syscall.argtypes = [ctypes.c_long] * 5
         ctypes.set_errno(0)
-        if libc.syscall(0x40000000 | 39, 0, 0, 0, 0) != os.getpid():  # x32 getpid
+        if libc.syscall(_X32_NR | 39, 0, 0, 0, 0) != os.getpid():  # x32 getpid
             e = ctypes.get_errno()
             unsupported(f"this kernel takes no x32 syscalls (x32 getpid: {errno.errorcode.get(e, e)}; syscall.x32=y on its command line enables them where it has CONFIG_X86_X32_ABI)")
         _x32 = libc
     ctypes.set_errno(0)
-    r = _x32.syscall(0x40000000 | nr, a, b, c, d)
+    r = _x32.syscall(_X32_NR | nr, a, b, c, d)
     return r if r != -1 else -ctypes.get_errno()
