@@ -124,8 +124,10 @@ function convert(name: string, o: Opt, raw: string): string | number | string[] 
     const items = all.filter(Boolean);
     // "--kernels ," would otherwise pass as [] and a command would run on nothing (and report it)
     if (!items.length) throw new UsageError(`--${name} ${JSON.stringify(raw)}: the list has no items`, `e.g. --${name} ${o.default ?? o.choices?.join(',') ?? 'A,B'}`);
-    // "10,,20" is a typo, not the list 10,20 (an empty item was dropped and the run went on without it)
-    if (items.length !== all.length) throw new UsageError(`--${name} ${JSON.stringify(raw)}: an empty item in the list`, `one comma between items, e.g. --${name} ${items.join(',')}`);
+    // "10,,20" is a typo, not the list 10,20 (an empty item was dropped and the run went on without
+    // it); a comma at either end ("a,b,") stays harmless
+    const inner = all.slice(all.findIndex(Boolean), all.length - [...all].reverse().findIndex(Boolean));
+    if (inner.length !== items.length) throw new UsageError(`--${name} ${JSON.stringify(raw)}: an empty item in the list`, `one comma between items, e.g. --${name} ${items.join(',')}`);
     const wrong = o.choices && items.find((i) => !o.choices!.includes(i));
     if (wrong !== undefined) {
       const s = suggest(wrong, o.choices!);
