@@ -62,7 +62,7 @@ export const HOOKS: { prog: SecurityShape['programs']; hook: string; kind: 'trac
   { prog: 'sec_ptrace_lsm', hook: 'lsm/ptrace_access_check', kind: 'lsm' },
   { prog: 'sec_sendmsg_lsm', hook: 'lsm/socket_sendmsg', kind: 'lsm' },
   { prog: 'sec_ptrace_tp', hook: 'tracepoint/syscalls/sys_enter_ptrace', kind: 'tracepoint' },
-  // a refused PTRACE_ATTACH left its victim stopped: its return names the victim (see RESUME)
+  // a refused PTRACE_ATTACH left its victim stopped: its return names the victim (see resumeStopped)
   { prog: 'sec_ptrace_exit_tp', hook: 'tracepoint/syscalls/sys_exit_ptrace', kind: 'tracepoint' },
   { prog: 'sec_vm_readv_tp', hook: 'tracepoint/syscalls/sys_enter_process_vm_readv', kind: 'tracepoint' },
   { prog: 'sec_vm_writev_tp', hook: 'tracepoint/syscalls/sys_enter_process_vm_writev', kind: 'tracepoint' },
@@ -304,8 +304,11 @@ export interface SecurityEvent {
   tsNs: string;
   /** tracking: a process the policy selects by executable could not be recorded (procs full) */
   kind: 'exec' | 'connect' | 'sendmsg' | 'socket' | 'ptrace' | 'sockopt' | 'tracking';
-  /** closed: a connection held from before its deny rule, destroyed by `policy connections --close` (not a hook's decision) */
-  /** resumed: a process a refused PTRACE_ATTACH had stopped, continued by the daemon (ptrace events; see `resumed`) */
+  /**
+   * closed: a connection held from before its deny rule, destroyed by `policy connections --close`
+   * (not a hook's decision); resumed: a process a refused PTRACE_ATTACH had stopped, continued by
+   * the daemon (ptrace events; see `resumed`)
+   */
   action: 'blocked' | 'would-block' | 'closed' | 'resumed';
   mechanism: string;
   pid: number;

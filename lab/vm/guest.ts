@@ -157,7 +157,6 @@ export async function bootGuest(g: GuestSpec): Promise<BootedGuest> {
   return { vm, kernel, accel, accelNote: note, fs, net, initramfsModules: ir.modules, bootRetries, accelFallback, phases: bootPhases(vm.bootMs, vm.readyMarks) };
 }
 
-/** The environment every guest command gets (either backend): the lab's variables, a scaled clock. */
 /** How long a stopped guest run may take to stop before the host kills the guest: TCG is 10-30x slower */
 export const stopGraceMs = (accel: 'kvm' | 'tcg') => (accel === 'kvm' ? 30_000 : 90_000);
 /**
@@ -175,6 +174,7 @@ export const guestKillAfterS = (accel: 'kvm' | 'tcg') => stopGraceMs(accel) / 10
  */
 export const guestStopLimitMs = (accel: 'kvm' | 'tcg') => Math.min(Math.round(stopGraceMs(accel) * 0.65), guestKillAfterS(accel) * 1000 - 5_000);
 
+/** The environment every guest command gets (either backend): the lab's variables, a scaled clock, the stop limit. */
 export function guestEnv(accel: 'kvm' | 'tcg'): string[] {
   const pass = Object.entries(process.env).filter(([k]) => /^(CI|NO_COLOR|FORCE_COLOR|DEBUG|EBPF_LAB_.*|GITHUB_.*)$/.test(k) && !/^EBPF_LAB_VM_/.test(k));
   const env = [
