@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { jsonLine, printable } from './printable.ts';
+import { execFileSync } from 'node:child_process';
+import { jsonLine, printable, shq } from './printable.ts';
 
 describe('common/printable: outside strings on a terminal', () => {
   it('leaves ordinary text, UTF-8 included, as it is', () => {
@@ -30,5 +31,15 @@ describe('common/printable: jsonLine', () => {
     expect(line).toContain('\\u202e');
     expect(line).toContain('naïve 日本');
     expect(jsonLine({ a: 'plain' })).toBe(JSON.stringify({ a: 'plain' }));
+  });
+});
+
+describe('common/printable: shq', () => {
+  it('gives one word that /bin/sh reads back to the same string', () => {
+    for (const v of ['plain-name_1.2', "it's", 'a b', '$(touch /nonexistent)', '`x`', 'semi;colon', '', "'", 'naïve 日本', 'back\\slash', 'new\nline']) {
+      expect(execFileSync('/bin/sh', ['-c', `printf %s ${shq(v)}`], { encoding: 'utf8' })).toBe(v);
+    }
+    expect(shq('plain-name_1.2')).toBe('plain-name_1.2');
+    expect(shq("it's")).toBe("'it'\\''s'");
   });
 });

@@ -101,7 +101,8 @@ describe('lab CLI', () => {
     // a typo, not the list 10,20 (the empty item was dropped and the run went on)
     [['run', 'socket-lb', '--services', '10,,20'], /--services "10,,20": an empty item in the list/],
     // the fix's name must fit the 15 bytes itself (a cut at 15 characters did not, for é)
-    [['run', 'hello-openat', '--comm', 'abcdefghijklmnopq'], /--comm "abcdefghijklmnopq": longer than the kernel's 15-byte comm\n {2}fix: the kernel keeps the first 15 bytes: --comm 'abcdefghijklmno'\n/],
+    [['run', 'hello-openat', '--comm', 'abcdefghijklmnopq'], /--comm "abcdefghijklmnopq": longer than the kernel's 15-byte comm\n {2}fix: the kernel keeps the first 15 bytes: --comm abcdefghijklmno\n/],
+    [['run', 'hello-openat', '--comm', "it's a long name"], /fix: the kernel keeps the first 15 bytes: --comm 'it'\\''s a long nam'\n/],
     [['run', 'hello-openat', '--comm', 'ééééééééé'], /--comm "ééééééééé": longer than the kernel's 15-byte comm\n {2}fix: .*end inside a character.*--pid\n/],
     // digits all the same: too large, not "expected a whole number in decimal digits"
     [['run', 'hello-openat', '--max-print', '99999999999999999999999'], /--max-print "9+": too large \(must be ≤ \d+\)/],

@@ -10,6 +10,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LabError } from '../../common/errors.ts';
+import { shq } from '../../common/printable.ts';
 import type { Progress } from '../../common/progress.ts';
 import type { KernelImage } from './kernels.ts';
 import type { Initramfs } from './initramfs.ts';
@@ -104,10 +105,7 @@ function tail(file: string, lines = 30): string {
   }
 }
 
-/** Shell-quote for the guest's /bin/sh. */
-export function shq(s: string): string {
-  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
-}
+export { shq }; // the guest's /bin/sh takes the same quoting
 
 export class Vm {
   readonly startedAt = Date.now();

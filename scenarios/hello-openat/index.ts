@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { OpenatTracer, formatEvent } from '../../controller/hello/openat.ts';
 import { LabError } from '../../common/errors.ts';
+import { shq } from '../../common/printable.ts';
 import { OUT_DIR } from '../../bpf/build.ts';
 import { numberOption, scaledTimeout, type Headline, type Scenario, type ScenarioContext } from '../../lab/scenario.ts';
 import { GEN_PATHS, buildLoadgen, runOpensnoop, runTs, runUntraced, type ConsumerRun, type GenKind } from './consumer.ts';
@@ -252,7 +253,7 @@ const scenario: Scenario = {
   options: {
     // 2^22 is the kernel's PID_MAX_LIMIT on 64-bit: no pid_max (host or guest) allows more
     pid: { type: 'int', min: 1, max: 4_194_304, valueName: 'PID', description: 'live print: trace this process only' },
-    comm: { type: 'string', valueName: 'NAME', description: 'live print: trace processes with this command name (as in /proc/PID/comm, ≤15 chars)', check: (v) => (Buffer.byteLength(v) > 15 ? { message: "longer than the kernel's 15-byte comm", fix: Buffer.byteLength(commPrefix(v)) === 15 ? `the kernel keeps the first 15 bytes: --comm '${commPrefix(v)}'` : `the kernel keeps the first 15 bytes, which end inside a character here (no --comm can name that): trace it by --pid` } : undefined) },
+    comm: { type: 'string', valueName: 'NAME', description: 'live print: trace processes with this command name (as in /proc/PID/comm, ≤15 chars)', check: (v) => (Buffer.byteLength(v) > 15 ? { message: "longer than the kernel's 15-byte comm", fix: Buffer.byteLength(commPrefix(v)) === 15 ? `the kernel keeps the first 15 bytes: --comm ${shq(commPrefix(v))}` : `the kernel keeps the first 15 bytes, which end inside a character here (no --comm can name that): trace it by --pid` } : undefined) },
     print: { type: 'boolean', description: 'live print every openat (no filter)' },
     duration: { type: 'int', min: 1, default: 5, valueName: 'S', description: 'live print: seconds to trace' },
     'max-print': { type: 'int', min: 0, default: 1000, valueName: 'N', description: 'live print: at most N lines' },
