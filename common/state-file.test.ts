@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execFileSync, spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeFileAtomic } from './state-file.ts';
+import { instancesIn, instancesNote, writeFileAtomic } from './state-file.ts';
 
 let dir: string;
 beforeAll(() => void (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-state-file-test-'))));
@@ -31,5 +31,17 @@ describe('writeFileAtomic', () => {
     } finally {
       live.kill('SIGKILL');
     }
+  });
+});
+
+describe('common/state-file: instancesIn', () => {
+  it('names the instances by their state files, nothing else in the directory', () => {
+    const d = fs.mkdtempSync(path.join(dir, 'inst-'));
+    for (const f of ['svc-b.json', 'svc-a.json', 'svc-a.lock', 'svc-.json', 'lb-x.sock', 'svc-c.json.tmp']) fs.writeFileSync(path.join(d, f), '');
+    expect(instancesIn(d, 'svc-', '.json')).toEqual(['a', 'b']);
+    expect(instancesIn(d, 'lb-', '.sock')).toEqual(['x']);
+    expect(instancesIn(path.join(d, 'missing'), '', '.json')).toEqual([]);
+    expect(instancesNote(['a', 'b'])).toBe('instances here: a, b');
+    expect(instancesNote([])).toBe('no instance has state here');
   });
 });

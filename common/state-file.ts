@@ -41,3 +41,22 @@ function removeDeadWritersTemp(file: string): void {
     fs.rmSync(path.join(dir, n), { force: true });
   }
 }
+
+/**
+ * The instances with a file `<prefix><name><suffix>` in dir, for an error about one that is not
+ * there: a mistyped --instance then reads "(instances here: a, b)" instead of a bare "none".
+ */
+export function instancesIn(dir: string, prefix: string, suffix: string): string[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return [];
+  }
+  return names.filter((f) => f.startsWith(prefix) && f.endsWith(suffix) && f.length > prefix.length + suffix.length).map((f) => f.slice(prefix.length, f.length - suffix.length)).sort();
+}
+
+/** "instances here: a, b", or "no instance has state here" */
+export function instancesNote(names: readonly string[]): string {
+  return names.length ? `instances here: ${names.join(', ')}` : 'no instance has state here';
+}

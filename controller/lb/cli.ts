@@ -13,7 +13,8 @@ import { purgePinned } from './dataplane.ts';
 import { LbController } from './controller.ts';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
 import net from 'node:net';
-import { daemonLockPath, pinsRecordPath, serveAdmin, socketPath } from './server.ts';
+import { daemonLockPath, pinsRecordPath, serveAdmin, socketPath, SOCKET_DIR } from './server.ts';
+import { instancesIn, instancesNote } from '../../common/state-file.ts';
 import { tryLock, unlock } from '../../common/lockfile.ts';
 import { STOP_SIGNALS } from '../../common/signals.ts';
 
@@ -318,7 +319,7 @@ function asLabError(e: unknown, name: string, socket: string): LabError | null {
     return new LabError(e.message, fix);
   }
   const code = (e as NodeJS.ErrnoException).code;
-  if (code === 'ENOENT' || code === 'ECONNREFUSED') return new LabError(`no LB daemon at ${socket}`, 'start one: nsenter --net=/run/netns/NAME -- pnpm lab lb daemon --config FILE (or pick it with --instance NAME / --socket PATH)');
+  if (code === 'ENOENT' || code === 'ECONNREFUSED') return new LabError(`no LB daemon at ${socket}${path.dirname(socket) === SOCKET_DIR ? ` (${instancesNote(instancesIn(SOCKET_DIR, 'lb-', '.sock'))})` : ''}`, 'start one: nsenter --net=/run/netns/NAME -- pnpm lab lb daemon --config FILE (or pick it with --instance NAME / --socket PATH)');
   if (code === 'EACCES') return new LabError(`no permission to talk to ${socket}`, 'the admin socket is root-only: run as root');
   if (/timeout/.test((e as Error).message ?? '')) return new LabError((e as Error).message, 'the daemon is busy or hung: check its log; pnpm lab lb stats tells whether it answers');
   return null;

@@ -14,7 +14,8 @@ import { ValidationError } from '../lb/addr.ts';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
 import { INSTANCE_RULE, checkBackendArgs, checkHeldBackendArgs, loadSvcConfigFile, validInstance, validateSvcConfig } from './config.ts';
 import { svcRegistry } from './metrics.ts';
-import { SvcController, statePath, stopInstance, withLock, lockPath, type ApplyResult } from './controller.ts';
+import { instancesIn, instancesNote } from '../../common/state-file.ts';
+import { RUN_DIR, SvcController, statePath, stopInstance, withLock, lockPath, type ApplyResult } from './controller.ts';
 import { removeUnderLock } from '../../common/lockfile.ts';
 
 const target = {
@@ -126,7 +127,10 @@ const COMMANDS: Record<string, Cmd> = {
   }),
   stop: cmd('stop', 'detach the instance\'s programs and remove its pins and state (a live svc daemon is stopped, and removes them itself)', { ...target }, { max: 0 }, async (p) => {
     const inst = instanceOf(p);
-    if (!fs.existsSync(statePath(inst))) throw new LabError(`no running socket LB instance "${inst}"`, 'pnpm lab svc list --instance NAME; nothing to stop');
+    if (!fs.existsSync(statePath(inst))) {
+      const others = instancesIn(RUN_DIR, 'svc-', '.json');
+      throw new LabError(`no running socket LB instance "${inst}" (${instancesNote(others)})`, others.length ? 'name one of them with --instance NAME' : 'nothing to stop');
+    }
     console.log(await stopInstance(inst));
     return 0;
   }),

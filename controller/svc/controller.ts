@@ -26,7 +26,7 @@ import { maglevTable } from '../lb/maglev.ts';
 import { cgroup2Root, cgroupDir, cgroupId } from '../../common/cgroup.ts';
 import { processAlive, procStart, terminate } from '../../common/host.ts';
 import { withLockWait } from '../../common/lockfile.ts';
-import { writeFileAtomic } from '../../common/state-file.ts';
+import { instancesIn, instancesNote, writeFileAtomic } from '../../common/state-file.ts';
 import { nextPrime } from '../lb/maglev.ts';
 import { INSTANCE_RULE, backendKey, normBackendS, normService, validInstance, validateSvcConfig, type Algorithm, type NormService, type NormSvcConfig, type ServiceConfig, type SvcConfig } from './config.ts';
 
@@ -388,7 +388,7 @@ export class SvcController {
   /** an instance started elsewhere with pin: true (CLI commands) */
   static open(instance: string): SvcController {
     const sp = statePath(instance);
-    if (!fs.existsSync(sp)) throw new LabError(`no running socket LB instance "${instance}" (${sp} missing)`, 'start one: pnpm lab svc daemon --config FILE (or svc start), or name it with --instance NAME');
+    if (!fs.existsSync(sp)) throw new LabError(`no running socket LB instance "${instance}" (no ${sp}; ${instancesNote(instancesIn(RUN_DIR, 'svc-', '.json'))})`, 'start one: pnpm lab svc daemon --config FILE (or svc start), or name it with --instance NAME');
     const model = JSON.parse(fs.readFileSync(sp, 'utf8')) as Model;
     const dir = pinDir(instance);
     const opened: BpfMap[] = [];

@@ -16,7 +16,8 @@ import { ensureObject } from '../../bpf/build.ts';
 import { checkReplaceKeys, formatRate, loadConfigFile, parseHorizon, parseRate, PROTO_NAMES, validateConfig, type Plan } from './config.ts';
 import { formatIp, fromLeading16 } from '../../common/ip.ts';
 import { tcRegistry } from './metrics.ts';
-import { decodeModel, INSTANCE_NAME, instanceAlive, openInstance, readState, reapDeadInstance, statePath, TcShaper, writerLockPath, type ReapReport, type TcControl } from './shaper.ts';
+import { instancesIn, instancesNote } from '../../common/state-file.ts';
+import { STATE_DIR, decodeModel, INSTANCE_NAME, instanceAlive, openInstance, readState, reapDeadInstance, statePath, TcShaper, writerLockPath, type ReapReport, type TcControl } from './shaper.ts';
 
 // checked by every command, not only start: the name becomes a path (state, lock, pins), and a
 // `stop --instance ../../x` once read a state file of its choosing and sent its pid SIGTERM
@@ -178,7 +179,7 @@ const COMMANDS: Record<string, Cmd> = {
   }),
   'shape stop': cmd('shape stop [--instance NAME]', 'stop a running shaper (it removes its qdisc and filters); of one that was killed, remove what its state file says it attached', { ...instance }, { max: 0 }, async (p) => {
     const name = p.values.instance as string;
-    if (!fs.existsSync(statePath(name))) throw new LabError(`no running tc instance "${name}"`, 'pnpm lab tc shape start … starts one');
+    if (!fs.existsSync(statePath(name))) throw new LabError(`no running tc instance "${name}" (${instancesNote(instancesIn(STATE_DIR, '', '.json'))})`, 'pnpm lab tc shape start … starts one');
     const st = readState(name);
     if (instanceAlive(st)) {
       // the daemon removes its qdisc, filters and pins itself on SIGTERM; the stop returns when it

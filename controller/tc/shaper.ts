@@ -23,7 +23,7 @@ import { objectPath } from '../../bpf/build.ts';
 import { LabError } from '../../common/errors.ts';
 import { processAlive, procStart } from '../../common/host.ts';
 import { lockHolderAlive } from '../../common/lockfile.ts';
-import { writeFileAtomic } from '../../common/state-file.ts';
+import { instancesIn, instancesNote, writeFileAtomic } from '../../common/state-file.ts';
 import { MAX_RULES, autoHorizonProblem, latencyHorizonNs, matchKey, netPort, type ClassPlan, type Match, type Plan, type RulePlan } from './config.ts';
 import { tcShape, tc_shape_class_flags, tc_shape_rule_action, type TcShape, type tc_class, type tc_class_stats, type tc_dst_key, type tc_flow_key, type tc_global_stats, type tc_rule, type tc_rule_stats } from '../../bpf/gen/tc_shape.ts';
 import { tc_shape_dir } from '../../bpf/gen/tc_shape.enums.ts';
@@ -762,7 +762,7 @@ export class TcShaper {
 /** The CLI's view of a running instance: its pinned maps and the model from the state file. */
 export function openInstance(instance: string): TcControl & Disposable {
   const file = statePath(instance);
-  if (!fs.existsSync(file)) throw new LabError(`no running tc instance "${instance}"`, 'start one: pnpm lab tc shape start --dev DEV --config FILE');
+  if (!fs.existsSync(file)) throw new LabError(`no running tc instance "${instance}" (${instancesNote(instancesIn(STATE_DIR, '', '.json'))})`, 'start one: pnpm lab tc shape start --dev DEV --config FILE');
   const st = readState(instance);
   if (!instanceAlive(st)) throw new LabError(`tc instance "${instance}" is not running (pid ${st.pid} is gone)`, `pnpm lab tc shape stop --instance ${instance} removes what it left attached; or start it again (pnpm lab tc shape start … removes it too)`);
   const maps = Object.fromEntries(MAP_NAMES.map((n) => [n, BpfMap.openPinned(path.join(pinDir(instance), n))])) as TcMaps;
