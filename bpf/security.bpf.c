@@ -147,6 +147,20 @@ struct {
 	__type(value, __u8);
 } attach_refused SEC(".maps");
 
+/*
+ * The victims of such attaches whose event the ring had no room for (a full ring: a daemon behind,
+ * or none running), by host tgid. Without it a lost event left the victim stopped for good, and an
+ * attacker that filled the ring first (refused connects cost it nothing) kept the stop the fallback
+ * meant to undo. Pinned, so a daemon started later finds them too; it continues each one, records
+ * the event the ring lost, and deletes the entry. 4096 stopped at once before this fills as well.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct sec_lost_stop);
+} stopped_lost SEC(".maps");
+
 /* enum sec_track_fail → count, read by the controller ("tracking lost") */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -185,6 +199,7 @@ struct {
 
 LAB_LOST_COUNTER(lost);
 LAB_EXPORT(sec_event);
+LAB_EXPORT(sec_lost_stop);
 /* enums only used as constants would be dropped from BTF; the TS side reads them from there */
 LAB_EXPORT_ENUM(sec_policy_flag);
 LAB_EXPORT_ENUM(sec_rule_action);
@@ -1259,12 +1274,28 @@ static __always_inline void attach_stopped(__u32 call, __u8 mech)
 	if (!first || first == head || !select_current(&s, true))
 		return;
 	struct task_struct *tracee = (void *)first - bpf_core_field_offset(struct task_struct, ptrace_entry);
+	__u32 target = BPF_CORE_READ(tracee, tgid);
+	__u64 start = BPF_CORE_READ(tracee, group_leader, start_boottime);
 	struct sec_event *e = ev_begin(&s, s.pol->ptrace_rule, SEC_EV_PTRACE, mech);
-	if (!e)
+	if (!e) {
+		struct sec_lost_stop l = {
+			.ts_ns = bpf_ktime_get_ns(),
+			.target_start = start,
+			.cgroup_id = bpf_get_current_cgroup_id(),
+			.pid = bpf_get_current_pid_tgid() >> 32,
+			.uid = (__u32)bpf_get_current_uid_gid(),
+			.policy_id = s.pol->id,
+			.rule_id = s.pol->ptrace_rule,
+			.call = call,
+			.mech = mech,
+		};
+		bpf_get_current_comm(l.comm, sizeof(l.comm));
+		bpf_map_update_elem(&stopped_lost, &target, &l, BPF_ANY);
 		return;
+	}
 	e->action = SEC_ATTACH_STOPPED;
-	e->target = BPF_CORE_READ(tracee, tgid);
-	e->target_start = BPF_CORE_READ(tracee, group_leader, start_boottime);
+	e->target = target;
+	e->target_start = start;
 	e->call = call;
 	bpf_ringbuf_submit(e, 0);
 }

@@ -183,3 +183,18 @@ struct sec_event {
 	__u64 target_start; /* SEC_ATTACH_STOPPED: the tracee's start_boottime (ns), so that a late
 	                     * event (a daemon restarted) continues no other process of that pid */
 };
+
+/* stopped_lost's value: a SEC_ATTACH_STOPPED event the ring had no room for, keyed by the tracee */
+struct sec_lost_stop {
+	__u64 ts_ns;
+	__u64 target_start;
+	__u64 cgroup_id;
+	__u32 pid; /* the tracer, killed */
+	__u32 uid;
+	__u32 policy_id;
+	__u32 rule_id;
+	__u32 call;
+	__u8 mech;
+	__u8 pad[3];
+	char comm[SEC_COMM_LEN];
+};

@@ -40,6 +40,22 @@ export interface sec_proc {
 }
 export const sec_proc_size = 8;
 
+/** struct sec_lost_stop: 64 bytes */
+export interface sec_lost_stop {
+  ts_ns: bigint;
+  target_start: bigint;
+  cgroup_id: bigint;
+  pid: number;
+  uid: number;
+  policy_id: number;
+  rule_id: number;
+  call: number;
+  mech: number;
+  pad: Uint8Array;
+  comm: string;
+}
+export const sec_lost_stop_size = 64;
+
 /** struct sec_exec_key: 24 bytes */
 export interface sec_exec_key {
   slot: number;
@@ -128,6 +144,7 @@ export interface SecurityShape {
     exe_sel: { key: sec_file_key; value: number };
     procs: { key: number; value: sec_proc };
     doomed: { key: number; value: number };
+    stopped_lost: { key: number; value: sec_lost_stop };
     track_fail: { key: number; value: bigint };
     exec_rules: { key: sec_exec_key; value: sec_rule };
     egress_rules: { key: sec_egress_key; value: sec_rule };
@@ -153,6 +170,7 @@ export const security = defineSkeleton<SecurityShape>({
     exe_sel: { type: MapType.HASH, keySize: 16, valueSize: 4 },
     procs: { type: MapType.HASH, keySize: 4, valueSize: 8 },
     doomed: { type: MapType.HASH, keySize: 4, valueSize: 4 },
+    stopped_lost: { type: MapType.HASH, keySize: 4, valueSize: 64 },
     track_fail: { type: MapType.ARRAY, keySize: 4, valueSize: 8 },
     exec_rules: { type: MapType.HASH, keySize: 24, valueSize: 8 },
     egress_rules: { type: MapType.LPM_TRIE, keySize: 28, valueSize: 8 },

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { readPolicyFile, type Policy } from './policy.ts';
-import { EVENTS_PATH, LINK_DIR, PIN_DIR, RUN_DIR, HOOKS, SecurityController, daemonBuild, enforcementGaps, pinnedLinks, pinnedStore, pidMax, procsGap, procsStatus, readTrackingLost, runningDaemon, stopDaemon, trackingLostText, withApplyLock } from './controller.ts';
+import { EVENTS_PATH, LINK_DIR, PIN_DIR, RUN_DIR, HOOKS, SecurityController, daemonBuild, enforcementGaps, pinnedLinks, pinnedStore, pidMax, procsGap, procsStatus, readTrackingLost, runningDaemon, stopDaemon, trackingLostText, withApplyLock, type SecurityEvent } from './controller.ts';
 import { resolveShells } from './files.ts';
 import { closeConnections, closedEvent, describeHeld, heldDeniedConnections, type HeldConnection } from './existing.ts';
 import { entriesNeeded, denyRaw } from './store.ts';
@@ -370,19 +370,29 @@ async function daemon(lsmOff: boolean, ia32Off: boolean, requireAll: boolean): P
     said = now;
   }, 10_000);
   watch.unref();
+  // file names and argv are the watched processes' to choose: no raw control or bidi character
+  // reaches the terminal of whoever reads the log (jsonLine)
+  const record = (evs: SecurityEvent[]) => {
+    if (!evs.length) return;
+    const lines = evs.map((e) => jsonLine(e)).join('\n') + '\n';
+    fs.appendFileSync(EVENTS_PATH, lines);
+    process.stdout.write(lines);
+  };
+  // victims whose event a full ring lost: at start (stopped while no daemon ran), after each batch
+  // (the ring was full: this daemon is catching up) and each second (no event follows the loss)
+  record(c.sweepLostStops());
+  const sweep = setInterval(() => record(c.sweepLostStops()), 1000);
+  sweep.unref();
   const rb = c.events();
   const pump = (async () => {
     for await (const batch of rb.batches()) {
       c.store.reload(); // rule names may have changed through the CLI
-      // file names and argv are the watched processes' to choose: no raw control or bidi character
-      // reaches the terminal of whoever reads the log (jsonLine)
-      const lines = batch.map((e) => jsonLine(c.format(e))).join('\n') + '\n';
-      fs.appendFileSync(EVENTS_PATH, lines);
-      process.stdout.write(lines);
+      record([...batch.map((e) => c.format(e)), ...c.sweepLostStops()]);
     }
   })();
   await stopped;
   clearInterval(watch);
+  clearInterval(sweep);
   c.close(); // closes the ring buffer (ends the pump) and our handles; pinned links keep enforcing
   await pump.catch(() => {});
   offSignals();

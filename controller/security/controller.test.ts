@@ -619,6 +619,34 @@ print('got', ia32_syscall(26, 16, ${pid}), flush=True)`;
     }
   });
 
+  // The continue above rides on the ring's event; an attacker that first fills the ring (refused
+  // connects: EPERM, no kill, one event each) lost it, and the victim stayed stopped for good. The
+  // kernel keeps such victims in stopped_lost; the next drain (the daemon's sweep) continues them.
+  it('the victim is continued even when the ring had no room for its event (stopped_lost)', async (t) => {
+    if (c.mechanisms.ptrace.includes('lsm/ptrace_access_check')) return t.skip('BPF LSM refuses the attach itself here (EPERM): the victim never stops');
+    if (!c.mechanisms.egress.length) return t.skip('no egress hook here to fill the ring with refused connects');
+    const victim = execa('sleep', ['60'], { reject: false });
+    try {
+      c.drainEvents();
+      const lostBefore = c.events().lost;
+      c.store.apply(parsePolicies(yaml(rel, '    exec: { deny: [shells] }\n    egress: { allow: [{ to: 127.0.0.1, ports: [5432], protocol: tcp }] }\n'), 'p.yaml'));
+      const r = await run(cg, FILL_THEN_ATTACH(victim.pid!));
+      expect(r.stdout, 'the connects were refused, one event each').toMatch(/^refused 6000$/m);
+      expect(r.stdout, 'the attacker is killed on its return').not.toMatch(/^got/m);
+      expect(c.events().lost - lostBefore, 'the ring overflowed').toBeGreaterThan(0);
+      expect(await waitState(victim.pid!, 'T'), 'stopped by the attach, its event lost').toBe('T');
+      const resumed = c.drainEvents().filter((e) => e.action === 'resumed');
+      expect(resumed.map((e) => [e.target, e.lostFromRing, e.resumed, e.policy, e.kind])).toEqual([[victim.pid, true, 'continued (SIGCONT): the attach had stopped it', 't', 'ptrace']]);
+      expect(resumed[0]!.pid, 'the attacker').toBeGreaterThan(1);
+      expect(await waitState(victim.pid!, 'S'), 'the victim runs on').toBe('S');
+      expect(c.sweepLostStops(), 'the entry is gone').toEqual([]);
+    } finally {
+      if (c.store.list().some((p) => p.name === 't')) c.store.delete('t');
+      victim.kill('SIGKILL');
+      await victim;
+    }
+  }, 120_000);
+
   // io_uring opens run no open syscall: where BPF LSM is missing, the syscall-exit check never saw
   // them, and another process's memory was read and written (a descriptor, or a direct descriptor
   // in the ring's own file table). The attack of the security scenario, run in the cgroup as root.
@@ -808,6 +836,40 @@ os.waitpid(pid, 0)`;
 });
 
 /** `pnpm lab policy daemon` as a subprocess, once its daemon.json names it */
+/**
+ * Fill the events ring with refused connects (EPERM, no kill, one ~416-byte record each: 6000
+ * fill the 1 MiB ring several times over when nothing reads it), then PTRACE_ATTACH the victim:
+ * the fallback kills the caller, the attach's SIGSTOP stays, and its event has no room.
+ */
+const FILL_THEN_ATTACH = (victim: number) => `import ctypes, socket
+refused = 0
+for i in range(6000):
+    s = socket.socket()
+    try:
+        s.connect(('127.0.0.1', 9))
+    except PermissionError:
+        refused += 1
+    except OSError:
+        pass
+    s.close()
+print('refused', refused, flush=True)
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+r = libc.ptrace(16, ${victim}, None, None)
+print('got', 0 if r == 0 else -ctypes.get_errno(), flush=True)`;
+
+const procState = (pid: number) => /^State:\s+(\S)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+
+/** poll the state of pid until it is `want` (2 s at most); the last state seen */
+async function waitState(pid: number, want: string): Promise<string | undefined> {
+  let s = procState(pid);
+  for (let i = 0; i < 80 && s !== want; i++) {
+    await new Promise((res) => setTimeout(res, 25));
+    s = procState(pid);
+  }
+  return s;
+}
+
 async function startDaemon() {
   const d = execa(NODE, [...LAB, 'policy', 'daemon'], { reject: false, cwd: path.join(import.meta.dirname, '../..') });
   for (let i = 0; i < 300; i++) {
@@ -873,7 +935,7 @@ except OSError as e: print('raw', e.errno)`;
     let { d } = await startDaemon();
     let progIds: number[] = [];
     try {
-      expect(fs.readdirSync(PIN_DIR).sort()).toEqual(['cg_sel', 'doomed', 'egress_rules', 'events', 'exe_sel', 'exec_rules', 'links', 'lost', 'oracle', 'policies', 'procs', 'sec_config', 'track_fail']);
+      expect(fs.readdirSync(PIN_DIR).sort()).toEqual(['cg_sel', 'doomed', 'egress_rules', 'events', 'exe_sel', 'exec_rules', 'links', 'lost', 'oracle', 'policies', 'procs', 'sec_config', 'stopped_lost', 'track_fail']);
       const linksBefore = pinnedLinks();
       expect(linksBefore.map((l) => l.prog)).toEqual(expect.arrayContaining(['sec_exec_tp', 'sec_connect4', 'sec_sendmsg6', 'sec_sock_create']));
       fs.writeFileSync(f, yaml(rel, '    exec: { deny: [shells] }\n    egress: { allow: [{ to: 127.0.0.1, ports: [5432], protocol: tcp }] }\n', 'cli'));
@@ -901,15 +963,36 @@ except OSError as e: print('raw', e.errno)`;
       const killed = await d;
       expect(killed.signal).toBe('SIGKILL');
       await blocked();
-      const l1 = await capture(['list']);
-      expect(l1.code).toBe(0);
-      expect(l1.out).toContain('daemon: not running');
-      expect(l1.out).toMatch(/cli {2}enforce {2}cgroup .*ebpf-lab-seccli.*kernel: slot \d+/);
-      expect(pinnedLinks().map((l) => l.linkId)).toEqual(linksBefore.map((l) => l.linkId));
+      // with no daemon the ring fills; an attach's SIGSTOP then has no event to be undone by, and
+      // the victim waits in stopped_lost for the next daemon (fallback only: LSM refuses the attach)
+      const victim = execa('sleep', ['60'], { reject: false });
+      const fallback = !JSON.parse(fs.readFileSync(path.join(RUN_DIR, 'daemon.json'), 'utf8')).mechanisms.ptrace.includes('lsm/ptrace_access_check');
+      try {
+        if (fallback) {
+          expect((await run(cg, FILL_THEN_ATTACH(victim.pid!), { uid: 0 })).stdout).toMatch(/^refused 6000$/m);
+          expect(await waitState(victim.pid!, 'T'), 'stopped, its event lost').toBe('T');
+        }
+        const l1 = await capture(['list']);
+        expect(l1.code).toBe(0);
+        expect(l1.out).toContain('daemon: not running');
+        expect(l1.out).toMatch(/cli {2}enforce {2}cgroup .*ebpf-lab-seccli.*kernel: slot \d+/);
+        expect(pinnedLinks().map((l) => l.linkId)).toEqual(linksBefore.map((l) => l.linkId));
 
-      // a restarted daemon re-adopts the same links and the policy, and says so
-      ({ d } = await startDaemon());
-      await new Promise((r) => setTimeout(r, 300));
+        // a restarted daemon re-adopts the same links and the policy, and says so
+        const logFrom = fs.statSync(EVENTS_PATH).size; // the log outlives daemons: only this one's lines
+        const newLines = () => fs.readFileSync(EVENTS_PATH).subarray(logFrom).toString('utf8');
+        ({ d } = await startDaemon());
+        await new Promise((r) => setTimeout(r, 300));
+        if (fallback) {
+          expect(await waitState(victim.pid!, 'S'), 'the restarted daemon continued the victim').toBe('S');
+          for (let i = 0; i < 50 && !newLines().includes('"lostFromRing":true'); i++) await new Promise((r) => setTimeout(r, 100));
+          const lostRecs = newLines().split('\n').filter((l) => l.includes('"lostFromRing":true')).map((l) => JSON.parse(l));
+          expect(lostRecs.map((e) => [e.action, e.target, e.policy, e.resumed])).toEqual([['resumed', victim.pid, 'cli', 'continued (SIGCONT): the attach had stopped it']]);
+        }
+      } finally {
+        victim.kill('SIGKILL');
+        await victim;
+      }
       expect(pinnedLinks().map((l) => l.linkId)).toEqual(linksBefore.map((l) => l.linkId));
       const l2 = await capture(['list']);
       expect(l2.code).toBe(0);
@@ -1317,6 +1400,42 @@ print('ran', ran, flush=True)`);
       if (!hadEvents) fs.rmSync(EVENTS_PATH, { force: true });
     }
   }, 120_000);
+
+  // Stop ends enforcement for good: a victim still waiting in stopped_lost (its event lost while no
+  // daemon ran) would have no one left to continue it once the map is unpinned.
+  it.skipIf(pinsInUse)(`stop continues a victim whose event the ring lost while no daemon ran${pinsInUse ? ` [skipped: ${PIN_DIR} is in use by another controller]` : ''}`, async (t) => {
+    const root = cgroup2Root();
+    const rel = `/ebpf-lab-seccli-lost-${process.pid}`;
+    const cg = path.join(root, rel.slice(1));
+    const f = path.join(os.tmpdir(), `cli-lost-${process.pid}.yaml`);
+    const hadEvents = fs.existsSync(EVENTS_PATH);
+    createCgroup(cg);
+    const victim = execa('sleep', ['60'], { reject: false });
+    const { d } = await startDaemon();
+    try {
+      if (JSON.parse(fs.readFileSync(path.join(RUN_DIR, 'daemon.json'), 'utf8')).mechanisms.ptrace.includes('lsm/ptrace_access_check')) return t.skip('BPF LSM refuses the attach itself here (EPERM): the victim never stops');
+      fs.writeFileSync(f, yaml(rel, '    exec: { deny: [shells] }\n    egress: { allow: [{ to: 127.0.0.1, ports: [5432], protocol: tcp }] }\n', 'lost'));
+      expect((await capture(['apply', f])).code).toBe(0);
+      process.kill(d.pid!, 'SIGKILL');
+      await d;
+      expect((await run(cg, FILL_THEN_ATTACH(victim.pid!), { uid: 0 })).stdout).toMatch(/^refused 6000$/m);
+      expect(await waitState(victim.pid!, 'T'), 'stopped, its event lost').toBe('T');
+      const st = await capture(['stop']);
+      expect(st.code).toBe(0);
+      expect(st.err).toMatch(new RegExp(`pid ${victim.pid}, stopped by a refused PTRACE_ATTACH of pid \\d+ whose event was lost: continued \\(SIGCONT\\)`));
+      expect(await waitState(victim.pid!, 'S'), 'stop continued the victim').toBe('S');
+      expect(fs.existsSync(PIN_DIR)).toBe(false);
+    } finally {
+      victim.kill('SIGKILL');
+      await victim;
+      d.kill('SIGKILL');
+      await d;
+      await capture(['stop']);
+      fs.rmSync(f, { force: true });
+      removeCgroup(cg, root);
+      if (!hadEvents) fs.rmSync(EVENTS_PATH, { force: true });
+    }
+  }, 90_000);
 
   // A daemon that does not exit on SIGTERM (here: stopped) holds the links through its fds. Stop
   // gave up after 10 s, removed the pins and printed "nothing is enforced any more" while the stopped

@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Btf, BpfObject, Kind, Link, MapType, RingBuffer, UpdateFlags, attachCgroup, attachLsm, attachTrace, attachTracepoint, libbpf, libc, mapInfo, makePinDir, mapTypeName, pinnedMapInfo, progInfoById, removePinDir, type BpfMap } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
-import { sec_call, sec_event_action, sec_event_kind, sec_exec_mode, sec_mech, sec_track_fail, security, type Security as SecuritySkeleton, type SecurityShape, type sec_event } from '../../bpf/gen/security.ts';
+import { sec_call, sec_event_action, sec_event_kind, sec_exec_mode, sec_mech, sec_track_fail, security, type Security as SecuritySkeleton, type SecurityShape, type sec_event, type sec_lost_stop } from '../../bpf/gen/security.ts';
 import { cgroup2Root } from '../../common/cgroup.ts';
 import { processAlive, procStart, readPidStat, terminate } from '../../common/host.ts';
 import { readLockHolder, tryLock, unlock, withLockWaitSync } from '../../common/lockfile.ts';
@@ -337,6 +337,8 @@ export interface SecurityEvent {
   option?: string;
   /** resumed events: what the SIGCONT to `target` (its host pid) did */
   resumed?: string;
+  /** resumed events the ring had no room for, found in the stopped_lost map instead (sweepLostStops) */
+  lostFromRing?: true;
 }
 
 export interface ControllerOptions {
@@ -729,9 +731,27 @@ export class SecurityController {
     return this.rb;
   }
 
-  /** drain pending events, formatted */
+  /** drain pending events, formatted; then the victims continued from stopped_lost */
   drainEvents(): SecurityEvent[] {
-    return this.events().drain().map((e) => this.format(e));
+    return [...this.events().drain().map((e) => this.format(e)), ...this.sweepLostStops()];
+  }
+
+  /**
+   * A refused PTRACE_ATTACH whose event the ring had no room for left its victim in stopped_lost
+   * (bpf/security.bpf.c attach_stopped): continue each one as that event would have, and give the
+   * event back. Deleted before the signal: an entry the kernel writes again meanwhile (the pid
+   * stopped anew) stays for the next sweep. A hash map's keys need no lock with the programs.
+   */
+  sweepLostStops(): SecurityEvent[] {
+    const m = this.skel.maps.stopped_lost;
+    const out: SecurityEvent[] = [];
+    for (const target of [...m.keys()]) {
+      const l = m.get(target);
+      if (!l || !m.delete(target)) continue;
+      const e = { ts_ns: l.ts_ns, cgroup_id: l.cgroup_id, dev: 0n, ino: 0n, pid: l.pid, ppid: 0, uid: l.uid, policy_id: l.policy_id, rule_id: l.rule_id, kind: sec_event_kind.SEC_EV_PTRACE, action: sec_event_action.SEC_ATTACH_STOPPED, mech: l.mech, proto: 0, family: 0, dport: 0, daddr: new Uint8Array(16), comm: l.comm, binary: '', file: '', argv0: '', sock_type: 0, target, call: l.call, optname: 0, target_start: l.target_start } satisfies sec_event;
+      out.push({ ...this.format(e), lostFromRing: true });
+    }
+    return out;
   }
 
   format(e: sec_event): SecurityEvent {
@@ -921,9 +941,19 @@ export async function stopDaemon(log: (s: string) => void = () => {}): Promise<{
   }
   let links = 0;
   let maps = 0;
+  // victims a full ring left in stopped_lost (no daemon ran to continue them): continued once the
+  // links are gone (nothing adds to it after that), before the map goes with the pins
+  const lostStops = await openLostStops();
   const remove = () => {
     if (fs.existsSync(LINK_DIR)) for (const f of fs.readdirSync(LINK_DIR)) (fs.rmSync(path.join(LINK_DIR, f), { force: true }), links++);
     fs.rmSync(LINK_DIR, { recursive: true, force: true });
+    if (lostStops) {
+      for (const pid of [...lostStops.keys()]) {
+        const l = lostStops.get(pid);
+        if (l) log(`pid ${pid}, stopped by a refused PTRACE_ATTACH of pid ${l.pid} whose event was lost: ${resumeStopped(pid, l.target_start)}`);
+      }
+      lostStops.close();
+    }
     for (const n of MAP_NAMES) if (fs.existsSync(path.join(PIN_DIR, n))) (fs.rmSync(path.join(PIN_DIR, n), { force: true }), maps++);
     if (fs.existsSync(PIN_DIR)) removePinDir(PIN_DIR);
     fs.rmSync(STATE_PATH, { force: true });
@@ -942,6 +972,20 @@ export async function stopDaemon(log: (s: string) => void = () => {}): Promise<{
     fs.rmSync(path.join(RUN_DIR, 'apply.lock'), { force: true });
   }
   return { links, maps, daemon: pid };
+}
+
+/** the pinned stopped_lost map, if any */
+async function openLostStops(): Promise<BpfMap<number, sec_lost_stop> | null> {
+  const pin = path.join(PIN_DIR, 'stopped_lost');
+  if (!fs.existsSync(pin)) return null;
+  const spec = security.open(await ensureObject('security'));
+  try {
+    return spec.openPinned('stopped_lost', pin);
+  } catch {
+    return null; // a daemon's older layout: it had no such map to fill
+  } finally {
+    spec.close();
+  }
 }
 
 /** the maps of a running daemon, through their pins (codecs from the object's BTF) */

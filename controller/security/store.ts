@@ -45,7 +45,7 @@ export interface SecMaps {
   egress_rules: BpfMap<sec_egress_key, sec_rule>;
 }
 
-export const MAP_NAMES = ['sec_config', 'policies', 'cg_sel', 'exe_sel', 'procs', 'doomed', 'track_fail', 'exec_rules', 'egress_rules', 'oracle', 'events', 'lost'] as const;
+export const MAP_NAMES = ['sec_config', 'policies', 'cg_sel', 'exe_sel', 'procs', 'doomed', 'track_fail', 'exec_rules', 'egress_rules', 'oracle', 'events', 'lost', 'stopped_lost'] as const;
 
 export type Identify = (paths: string[]) => Map<string, Identified>;
 /** stat(2) identities: right on plain file systems, wrong on overlayfs (see identity.ts) */
