@@ -4,7 +4,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { bpfObjects, describeRoot, labCli } from '../../lab/testing.ts';
-import { COMPAT_HOOK, EVENTS_PATH, PIN_DIR, RUN_DIR, STATE_PATH, SecurityController, enforcementGaps, pinnedLinks, procsStatus, readTrackingLost, runningDaemon, stopDaemon, trackingLostText } from './controller.ts';
+import { COMPAT_HOOK, EVENTS_PATH, PIN_DIR, RUN_DIR, STATE_PATH, SecurityController, enforcementGaps, pinnedLinks, procsStatus, readTrackingLost, runningDaemon, stopDaemon, trackingLostText, type SecurityEvent } from './controller.ts';
 import { cgroup2Root, createCgroup, removeCgroup } from '../../common/cgroup.ts';
 import { tryLock, unlock } from '../../common/lockfile.ts';
 import { procStart } from '../../common/host.ts';
@@ -858,6 +858,11 @@ libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_
 r = libc.ptrace(16, ${victim}, None, None)
 print('got', 0 if r == 0 else -ctypes.get_errno(), flush=True)`;
 
+/** the audit log's records from byte `from` on: the log outlives daemons and test runs */
+const logSince = (from: number): string => (fs.existsSync(EVENTS_PATH) ? fs.readFileSync(EVENTS_PATH).subarray(from).toString('utf8') : '');
+const eventsSince = (from: number): SecurityEvent[] => logSince(from).split('\n').filter(Boolean).map((l) => JSON.parse(l) as SecurityEvent);
+const eventsEnd = () => (fs.existsSync(EVENTS_PATH) ? fs.statSync(EVENTS_PATH).size : 0);
+
 const procState = (pid: number) => /^State:\s+(\S)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
 
 /** poll the state of pid until it is `want` (2 s at most); the last state seen */
@@ -932,6 +937,7 @@ except OSError as e: print('raw', e.errno)`;
     const f = path.join(os.tmpdir(), `cli-${process.pid}.yaml`);
     // the daemon keeps its audit log after stop (policy events reads it): one this test made goes
     const hadEvents = fs.existsSync(EVENTS_PATH);
+    const testLogFrom = eventsEnd(); // earlier runs' lines are not this test's
     let { d } = await startDaemon();
     let progIds: number[] = [];
     try {
@@ -949,8 +955,8 @@ except OSError as e: print('raw', e.errno)`;
       await blocked();
       // an argv[0] made to fool the reader of the log: a right-to-left override and a clear-screen
       await run(cg, `import subprocess\ntry: subprocess.run(['\\u202eevil\\x1b[2J'], executable='/bin/sh')\nexcept OSError: pass`, { uid: 0 });
-      for (let i = 0; i < 50 && !fs.readFileSync(EVENTS_PATH, 'utf8').includes('\\u202eevil'); i++) await new Promise((r) => setTimeout(r, 100));
-      const logged = fs.readFileSync(EVENTS_PATH, 'utf8');
+      for (let i = 0; i < 50 && !logSince(testLogFrom).includes('\\u202eevil'); i++) await new Promise((r) => setTimeout(r, 100));
+      const logged = logSince(testLogFrom);
       expect(logged).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]/);
       // under BPF LSM argv[0] is read from the caller's argv, which needs bpf_task_pt_regs (5.15+)
       if (JSON.parse(fs.readFileSync(path.join(RUN_DIR, 'daemon.json'), 'utf8')).mechanisms.exec !== 'lsm' || HAS_TASK_PT_REGS) {
@@ -979,14 +985,13 @@ except OSError as e: print('raw', e.errno)`;
         expect(pinnedLinks().map((l) => l.linkId)).toEqual(linksBefore.map((l) => l.linkId));
 
         // a restarted daemon re-adopts the same links and the policy, and says so
-        const logFrom = fs.statSync(EVENTS_PATH).size; // the log outlives daemons: only this one's lines
-        const newLines = () => fs.readFileSync(EVENTS_PATH).subarray(logFrom).toString('utf8');
+        const logFrom = eventsEnd();
         ({ d } = await startDaemon());
         await new Promise((r) => setTimeout(r, 300));
         if (fallback) {
           expect(await waitState(victim.pid!, 'S'), 'the restarted daemon continued the victim').toBe('S');
-          for (let i = 0; i < 50 && !newLines().includes('"lostFromRing":true'); i++) await new Promise((r) => setTimeout(r, 100));
-          const lostRecs = newLines().split('\n').filter((l) => l.includes('"lostFromRing":true')).map((l) => JSON.parse(l));
+          for (let i = 0; i < 50 && !eventsSince(logFrom).some((e) => e.lostFromRing); i++) await new Promise((r) => setTimeout(r, 100));
+          const lostRecs = eventsSince(logFrom).filter((e) => e.lostFromRing);
           expect(lostRecs.map((e) => [e.action, e.target, e.policy, e.resumed])).toEqual([['resumed', victim.pid, 'cli', 'continued (SIGCONT): the attach had stopped it']]);
         }
       } finally {
@@ -1018,8 +1023,8 @@ except OSError as e: print('raw', e.errno)`;
       expect(r.stdout).toContain('sh 7');
       expect(r.stdout).toContain('tcp 1');
       expect(r.stdout).toContain('raw ok');
-      for (let i = 0; i < 50 && !fs.readFileSync('/run/ebpf-lab/security/events.jsonl', 'utf8').includes('"policy":"cli"'); i++) await new Promise((r) => setTimeout(r, 100));
-      const ev = fs.readFileSync('/run/ebpf-lab/security/events.jsonl', 'utf8');
+      for (let i = 0; i < 50 && !logSince(testLogFrom).includes('"policy":"cli"'); i++) await new Promise((r) => setTimeout(r, 100));
+      const ev = logSince(testLogFrom);
       // events raised while no daemon ran were kept in the pinned ring buffer and written on restart
       expect(ev).toMatch(/"kind":"socket","action":"blocked".*"policy":"cli"/);
       // the audit log is root's alone (it was world-readable: who ran what, where they connected)
@@ -1292,6 +1297,7 @@ print('ran', ran, flush=True)`);
     const port3 = (sv3.address() as import('node:net').AddressInfo).port;
     const f = path.join(os.tmpdir(), `held-${process.pid}.yaml`);
     const hadEvents = fs.existsSync(EVENTS_PATH);
+    const logFrom = eventsEnd();
     const d = execa(NODE, [...LAB, 'policy', 'daemon'], { reject: false, cwd: path.join(import.meta.dirname, '../..') });
     const w = execa(PY, ['-c', LAUNCHER, cg, '0', PY, '-c', `import socket, sys\na = socket.create_connection(('127.0.0.2', ${port}))\nb = socket.create_connection(('127.0.0.3', ${port3}))\nprint('ready', flush=True)\nsys.stdin.readline()`], { reject: false, stdin: 'pipe' });
     let said = '';
@@ -1316,7 +1322,7 @@ print('ran', ran, flush=True)`);
       expect(c1).toMatchObject({ code: 0 });
       expect(c1.out).toMatch(new RegExp(`^closed: ${held.source}`, 'm'));
       // recorded in the audit log beside the hooks' decisions
-      const closedEvents = fs.readFileSync(EVENTS_PATH, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((e) => e.action === 'closed');
+      const closedEvents = eventsSince(logFrom).filter((e) => e.action === 'closed');
       expect(closedEvents).toEqual([expect.objectContaining({ kind: 'connect', pid: w.pid, uid: 0, policy: 'held', protocol: 'tcp', destination: `127.0.0.2:${port}`, cgroup: rel, mechanism: expect.stringContaining('socket destroy') })]);
       expect(await capture(['connections'])).toMatchObject({ code: 0, out: 'no connection of a selected process is denied by the egress rules in force' });
       // an update that denies the other one; closed through --json, audited the same way
@@ -1325,7 +1331,7 @@ print('ran', ran, flush=True)`);
       const j2 = await capture(['connections', '--json', '--close']);
       expect(j2.code).toBe(0);
       expect(JSON.parse(j2.out)).toEqual([expect.objectContaining({ pid: w.pid, remote: '127.0.0.3', rport: port3, closed: true })]);
-      const audited = fs.readFileSync(EVENTS_PATH, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((e) => e.action === 'closed').map((e) => e.destination);
+      const audited = eventsSince(logFrom).filter((e) => e.action === 'closed').map((e) => e.destination);
       expect(audited).toEqual([`127.0.0.2:${port}`, `127.0.0.3:${port3}`]);
       expect((await capture(['connections'])).code).toBe(0);
     } finally {
