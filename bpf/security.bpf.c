@@ -1698,29 +1698,36 @@ static __always_inline int compat_ptrace(__u32 req, __u32 pid, long ret, __u32 c
 	return 0;
 }
 
-/* an x32 syscall (nr without bit 30): the 64-bit ABI's registers, pointers and ints in the low halves */
-static __always_inline int x32_exit(struct pt_regs *regs, long nr, long ret)
-{
-	__u32 call = SEC_CALL_X32 | (__u32)nr;
+/* what a 32-bit or x32 syscall does, as far as the fallbacks care: the ABIs number their calls
+ * differently, the checks are the same */
+enum compat_op { COMPAT_NONE, COMPAT_FORK, COMPAT_OPEN, COMPAT_SOCKET, COMPAT_SOCKETCALL, COMPAT_PTRACE, COMPAT_VM_RW, COMPAT_PIDFD_GETFD };
 
+static __always_inline enum compat_op ia32_op(int nr)
+{
 	switch (nr) {
-	case X32_FORK: case X32_VFORK: case X32_CLONE: case X32_CLONE3:
-		/* the child's first return is this exit too, with the parent's orig_ax */
-		return doomed_child(SEC_MECH_TP_X32_KILL);
-	case X32_OPEN: case X32_OPENAT: case X32_OPENAT2:
-		return proc_mem_fd(ret, call, SEC_MECH_TP_X32_KILL);
-	case X32_SOCKET:
-		return compat_socket(ret, (__u32)regs->dx, SEC_MECH_TP_X32_KILL);
-	case X32_PTRACE:
-		return compat_ptrace((__u32)regs->di, (__u32)regs->si, ret, call, SEC_MECH_TP_X32_KILL);
-	case X32_PROCESS_VM_READV: case X32_PROCESS_VM_WRITEV:
-		ptrace_check((__u32)regs->di, false, call, SEC_MECH_TP_X32_KILL);
-		return 0;
-	case X32_PIDFD_GETFD:
-		ptrace_check(0, true, call, SEC_MECH_TP_X32_KILL);
-		return 0;
+	case IA32_FORK: case IA32_VFORK: case IA32_CLONE: case IA32_CLONE3: return COMPAT_FORK;
+	case IA32_OPEN: case IA32_OPENAT: case IA32_OPENAT2: return COMPAT_OPEN;
+	case IA32_SOCKET: return COMPAT_SOCKET;
+	case IA32_SOCKETCALL: return COMPAT_SOCKETCALL;
+	case IA32_PTRACE: return COMPAT_PTRACE;
+	case IA32_PROCESS_VM_READV: case IA32_PROCESS_VM_WRITEV: return COMPAT_VM_RW;
+	case IA32_PIDFD_GETFD: return COMPAT_PIDFD_GETFD;
 	}
-	return 0;
+	return COMPAT_NONE;
+}
+
+/* nr without bit 30 */
+static __always_inline enum compat_op x32_op(int nr)
+{
+	switch (nr) {
+	case X32_FORK: case X32_VFORK: case X32_CLONE: case X32_CLONE3: return COMPAT_FORK;
+	case X32_OPEN: case X32_OPENAT: case X32_OPENAT2: return COMPAT_OPEN;
+	case X32_SOCKET: return COMPAT_SOCKET;
+	case X32_PTRACE: return COMPAT_PTRACE;
+	case X32_PROCESS_VM_READV: case X32_PROCESS_VM_WRITEV: return COMPAT_VM_RW;
+	case X32_PIDFD_GETFD: return COMPAT_PIDFD_GETFD;
+	}
+	return COMPAT_NONE;
 }
 #endif
 
@@ -1731,48 +1738,56 @@ int BPF_PROG(sec_compat_exit, struct pt_regs *regs, long ret)
 	/* the number as the kernel dispatches it: the low 32 bits of rax (do_syscall_64 takes an int
 	 * since 5.12). Read as a long, rax = 0x1_4000_0209 ran x32 ptrace past every case below. */
 	int nr = (int)regs->orig_ax;
+	enum compat_op op;
+	__u32 a1, a2, call;
+	__u8 mech;
 
-	if (nr >= 0 && (nr & X32_SYSCALL_BIT))
-		return x32_exit(regs, nr & ~X32_SYSCALL_BIT, ret);
-	switch (nr) {
-	case IA32_FORK: case IA32_OPEN: case IA32_PTRACE: case IA32_SOCKETCALL: case IA32_CLONE:
-	case IA32_VFORK: case IA32_OPENAT: case IA32_PROCESS_VM_READV: case IA32_PROCESS_VM_WRITEV:
-	case IA32_SOCKET: case IA32_CLONE3: case IA32_OPENAT2: case IA32_PIDFD_GETFD:
-		break;
-	default:
-		return 0;
+	if (nr >= 0 && (nr & X32_SYSCALL_BIT)) {
+		/* x32: the 64-bit ABI's registers, pointers and ints in their low halves */
+		nr &= ~X32_SYSCALL_BIT;
+		op = x32_op(nr);
+		a1 = (__u32)regs->di;
+		a2 = (__u32)regs->si;
+		call = SEC_CALL_X32 | (__u32)nr;
+		mech = SEC_MECH_TP_X32_KILL;
+	} else {
+		op = ia32_op(nr);
+		if (op == COMPAT_NONE || !lab_compat_task())
+			return 0;
+		/* the kernel reads 32-bit arguments from the low halves (int 0x80 from a 64-bit task
+		 * may leave anything in the high ones) */
+		a1 = (__u32)regs->bx;
+		a2 = (__u32)regs->cx;
+		call = SEC_CALL_IA32 | (__u32)nr;
+		mech = SEC_MECH_TP_COMPAT_KILL;
 	}
-	if (!lab_compat_task())
-		return 0;
-	/* the kernel reads 32-bit arguments from the low halves (int 0x80 from a 64-bit task may
-	 * leave anything in the high ones) */
-	__u32 a1 = (__u32)regs->bx, a2 = (__u32)regs->cx;
-	__u32 call = SEC_CALL_IA32 | (__u32)nr;
-
-	switch (nr) {
-	case IA32_FORK: case IA32_VFORK: case IA32_CLONE: case IA32_CLONE3:
+	switch (op) {
+	case COMPAT_FORK:
 		/* the parent's return finds nothing; the child's first one is this exit too, with the
-		 * parent's TS_COMPAT copied into it */
-		return doomed_child(SEC_MECH_TP_COMPAT_KILL);
-	case IA32_OPEN: case IA32_OPENAT: case IA32_OPENAT2:
-		return proc_mem_fd(ret, call, SEC_MECH_TP_COMPAT_KILL);
-	case IA32_SOCKET:
-		return compat_socket(ret, (__u32)regs->dx, SEC_MECH_TP_COMPAT_KILL);
-	case IA32_SOCKETCALL: {
+		 * parent's orig_ax (and, for int 0x80, its TS_COMPAT) copied into it */
+		return doomed_child(mech);
+	case COMPAT_OPEN:
+		return proc_mem_fd(ret, call, mech);
+	case COMPAT_SOCKET:
+		/* the protocol: the third argument, edx / rdx in either ABI */
+		return compat_socket(ret, (__u32)regs->dx, mech);
+	case COMPAT_SOCKETCALL: {
 		/* socketcall(SYS_SOCKET, {family, type, protocol}) */
 		__u32 args[3] = {};
 		if (a1 != SYS_SOCKET)
 			return 0;
 		bpf_probe_read_user(args, sizeof(args), (void *)(unsigned long)a2);
-		return compat_socket(ret, args[2], SEC_MECH_TP_COMPAT_KILL);
+		return compat_socket(ret, args[2], mech);
 	}
-	case IA32_PTRACE:
-		return compat_ptrace(a1, a2, ret, call, SEC_MECH_TP_COMPAT_KILL);
-	case IA32_PROCESS_VM_READV: case IA32_PROCESS_VM_WRITEV:
-		ptrace_check(a1, false, call, SEC_MECH_TP_COMPAT_KILL);
+	case COMPAT_PTRACE:
+		return compat_ptrace(a1, a2, ret, call, mech);
+	case COMPAT_VM_RW:
+		ptrace_check(a1, false, call, mech);
 		return 0;
-	case IA32_PIDFD_GETFD:
-		ptrace_check(0, true, call, SEC_MECH_TP_COMPAT_KILL);
+	case COMPAT_PIDFD_GETFD:
+		ptrace_check(0, true, call, mech);
+		return 0;
+	default:
 		return 0;
 	}
 #endif
