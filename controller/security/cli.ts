@@ -6,7 +6,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { readPolicyFile, type Policy } from './policy.ts';
-import { EVENTS_PATH, LINK_DIR, PIN_DIR, RUN_DIR, HOOKS, SecurityController, daemonBuild, enforcementGaps, pinnedLinks, pinnedStore, pidMax, procsGap, procsStatus, readTrackingLost, runningDaemon, stopDaemon, trackingLostText, withApplyLock, type SecurityEvent } from './controller.ts';
+import { EVENTS_PATH, LINK_DIR, PIN_DIR, RUN_DIR, HOOKS, SecurityController, daemonBuild, enforcementGaps, pinnedLinks, pinnedStore, pidMax, procsGap, procsStatus, readTrackingLost, runningDaemon, stopDaemon, trackingLostText, unfinishedStart, withApplyLock, type SecurityEvent } from './controller.ts';
+import { sec_exec_mode } from '../../bpf/gen/security.ts';
 import { resolveShells } from './files.ts';
 import { closeConnections, closedEvent, describeHeld, heldDeniedConnections, type HeldConnection } from './existing.ts';
 import { entriesNeeded, denyRaw } from './store.ts';
@@ -122,6 +123,10 @@ export async function policyCommand(argv: string[]): Promise<number> {
 async function apply(file: string, closeHeld: boolean): Promise<number> {
   const policies = readPolicyFile(file);
   if (!policies.length) throw new LabError(`nothing was applied: ${file} lists no policies`, 'add a policy under "policies:" (to remove policies: pnpm lab policy delete <name>|--all)');
+  // written into a half-started daemon's maps, a policy would be reported enforced while the exec
+  // programs do nothing (sec_config unset) and hooks are missing
+  const unfinished = unfinishedStart();
+  if (unfinished) throw new LabError(`nothing was applied: the security controller's start was cut short (${unfinished}), so what is pinned would not enforce it`, 'start the daemon: pnpm lab policy daemon (it finishes the start), then apply again');
   const h = await pinnedStore();
   try {
     const reports = withApplyLock(() => h.store.apply(policies));
@@ -250,7 +255,7 @@ interface KernelPolicyView {
 
 async function list(json: boolean): Promise<number> {
   const h = await pinnedStore();
-  let out: { daemon: number | null; daemonBuild: ReturnType<typeof daemonBuild>; links: ReturnType<typeof pinnedLinks>; missingLinks: string[]; policies: KernelPolicyView[]; procs: ReturnType<typeof procsStatus> };
+  let out: { daemon: number | null; unfinishedStart?: string; daemonBuild: ReturnType<typeof daemonBuild>; links: ReturnType<typeof pinnedLinks>; missingLinks: string[]; policies: KernelPolicyView[]; procs: ReturnType<typeof procsStatus> };
   try {
     const links = pinnedLinks();
     const s = h.store;
@@ -258,16 +263,19 @@ async function list(json: boolean): Promise<number> {
     const selected = s.selectedSlots();
     const cfg = s.maps.config.get(0);
     const have = new Set(links.map((l) => l.prog));
-    const execEnforced = have.has('sec_exec_lsm') || have.has('sec_exec_tp');
+    // the exec programs act only in the mode sec_config names (a start cut short left it 0: off)
+    const execEnforced = (have.has('sec_exec_lsm') && cfg?.exec_mode === sec_exec_mode.SEC_EXEC_LSM) || (have.has('sec_exec_tp') && cfg?.exec_mode === sec_exec_mode.SEC_EXEC_TP_KILL);
+    const unfinished = unfinishedStart();
     const egressEnforced = ['sec_connect4', 'sec_connect6', 'sec_sendmsg4', 'sec_sendmsg6'].every((p) => have.has(p));
     const policies = s.list().map((p): KernelPolicyView => {
       const rec = s.maps.policies.get(p.slot);
       const u = usage.get(p.slot) ?? { exec: 0, egress: 0 };
       const problems: string[] = [];
+      if (unfinished) problems.push(`the daemon's start was cut short (${unfinished}): pnpm lab policy daemon finishes it`);
       if (rec?.id !== p.id) problems.push(`slot ${p.slot} holds ${rec?.id ? `policy id ${rec.id}` : 'nothing'}`);
       if (!selected.has(p.slot)) problems.push('no selector points at its slot');
       if (p.selector.kind === 'cgroup' && cfg && !(cfg.cg_levels & (1 << p.selector.level))) problems.push(`cgroup depth ${p.selector.level} not enabled in sec_config`);
-      if ((p.policy.exec.deny.length || p.policy.exec.allow || p.policy.exec.denyNameless) && !execEnforced) problems.push('no exec program attached');
+      if ((p.policy.exec.deny.length || p.policy.exec.allow || p.policy.exec.denyNameless) && !execEnforced) problems.push(have.has('sec_exec_lsm') || have.has('sec_exec_tp') ? `the exec program is off (sec_config exec mode ${cfg?.exec_mode ?? 'unset'})` : 'no exec program attached');
       if ((p.policy.egress.allow || p.policy.egress.deny.length) && !egressEnforced) problems.push('egress programs not all attached');
       return {
         name: p.name, mode: p.policy.mode, selector: p.selector.kind === 'cgroup' ? `cgroup ${p.selector.dir}` : `executable ${p.policy.select.executable}`,
@@ -275,7 +283,7 @@ async function list(json: boolean): Promise<number> {
         execEntries: u.exec, egressEntries: u.egress, rules: p.rules, identities: p.identities ?? [], appliedAt: p.appliedAt,
       };
     });
-    out = { daemon: runningDaemon(), daemonBuild: daemonBuild(await ensureObject('security')), links, missingLinks: HOOKS.filter((x) => !have.has(x.prog)).map((x) => x.prog), policies, procs: procsStatus(s.maps) };
+    out = { daemon: runningDaemon(), unfinishedStart: unfinished, daemonBuild: daemonBuild(await ensureObject('security')), links, missingLinks: HOOKS.filter((x) => !have.has(x.prog)).map((x) => x.prog), policies, procs: procsStatus(s.maps) };
   } finally {
     h.close();
   }
@@ -286,9 +294,9 @@ async function list(json: boolean): Promise<number> {
   const procsBad = !!(lost || out.procs.gap);
   if (json) {
     console.log(JSON.stringify(out, null, 2));
-    return bad.length || procsBad ? 1 : 0;
+    return bad.length || procsBad || out.unfinishedStart ? 1 : 0;
   }
-  console.log(`daemon: ${out.daemon ? `pid ${out.daemon}` : 'not running (enforcement continues in the kernel; events are not recorded: pnpm lab policy daemon)'}`);
+  console.log(`daemon: ${out.daemon ? `pid ${out.daemon}` : out.unfinishedStart ? `not running, and its start was cut short (${out.unfinishedStart}): what is pinned does not enforce every rule; pnpm lab policy daemon finishes the start` : 'not running (enforcement continues in the kernel; events are not recorded: pnpm lab policy daemon)'}`);
   if (out.daemonBuild === 'other' || out.daemonBuild === 'unknown') {
     console.error(`note: the daemon (pid ${out.daemon}) ${out.daemonBuild === 'other' ? 'runs another build of security.bpf.o than this lab has' : 'predates the lab recording which build it runs'}: its programs stay in force until it is restarted\n  fix: kill ${out.daemon}, then pnpm lab policy daemon (enforcement stays pinned meanwhile; the new daemon replaces the programs that differ, new before old)`);
   }
@@ -305,7 +313,7 @@ async function list(json: boolean): Promise<number> {
   if (bad.length) console.error(`error: ${bad.length} polic${bad.length === 1 ? 'y is' : 'ies are'} listed but not enforced by the kernel\n  fix: restart the daemon (pnpm lab policy daemon) to reconcile, then apply the policy again`);
   if (lost) console.error(`error: ${lost}\n  fix: see the tracking events (pnpm lab policy events); ${pr.gap ? 'procs is smaller than pid_max (below)' : 'more processes were tracked at once than procs holds'}`);
   if (pr.gap) console.error(`error: not enforced: ${pr.gap}`);
-  return bad.length || procsBad ? 1 : 0;
+  return bad.length || procsBad || out.unfinishedStart ? 1 : 0;
 }
 
 async function del(names: string[], all: boolean): Promise<number> {

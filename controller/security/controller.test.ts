@@ -4,7 +4,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { bpfObjects, describeRoot, labCli } from '../../lab/testing.ts';
-import { COMPAT_HOOK, EVENTS_PATH, PIN_DIR, RUN_DIR, STATE_PATH, SecurityController, enforcementGaps, pinnedLinks, procsStatus, readTrackingLost, runningDaemon, stopDaemon, trackingLostText, type SecurityEvent } from './controller.ts';
+import { COMPAT_HOOK, EVENTS_PATH, LINK_DIR, PIN_DIR, RUN_DIR, STATE_PATH, SecurityController, enforcementGaps, pinnedLinks, procsStatus, readTrackingLost, runningDaemon, stopDaemon, trackingLostText, type SecurityEvent } from './controller.ts';
 import { cgroup2Root, createCgroup, removeCgroup } from '../../common/cgroup.ts';
 import { tryLock, unlock } from '../../common/lockfile.ts';
 import { procStart } from '../../common/host.ts';
@@ -1075,6 +1075,9 @@ except OSError as e: print('raw', e.errno)`;
       const LINKS = path.join(PIN_DIR, 'links');
       fs.renameSync(path.join(LINKS, 'sec_fork_tp'), path.join(LINKS, 'sec_fork_v0'));
       fs.renameSync(path.join(LINKS, 'sec_connect6'), path.join(LINKS, 'sec_connect6-new'));
+      // what that release's finished start recorded pinning (a crashed replacement's -new aside)
+      const started = path.join(RUN_DIR, 'started.json');
+      fs.writeFileSync(started, JSON.stringify({ ...JSON.parse(fs.readFileSync(started, 'utf8')), links: fs.readdirSync(LINKS).filter((n) => !n.endsWith('-new')).sort() }));
       const before = pinnedLinks();
       // the programs LAB_VARIANT changes: the exec programs pinned (both under BPF LSM: sec_exec_tp tracks)
       changed = ['sec_exec_tp', 'sec_exec_lsm'].filter((p) => before.some((b) => b.prog === p));
@@ -1405,6 +1408,50 @@ print('ran', ran, flush=True)`);
       clearTimeout(kill);
       if (!hadEvents) fs.rmSync(EVENTS_PATH, { force: true });
     }
+  }, 120_000);
+
+  // A first start killed part-way left some links pinned and sec_config unwritten (exec mode 0:
+  // the exec program attached but off); `policy apply` then wrote policies into those maps and
+  // reported them enforced, `list` too, while /bin/sh ran in the cgroup. Now both say the start was
+  // cut short, and the next daemon finishes it.
+  it.skipIf(pinsInUse)(`a start killed part-way: apply refuses, list says so (exit 1), the next daemon finishes it${pinsInUse ? ` [skipped: ${PIN_DIR} is in use by another controller]` : ''}`, async () => {
+    const root = cgroup2Root();
+    const rel = `/ebpf-lab-seccli-cut-${process.pid}`;
+    const cg = path.join(root, rel.slice(1));
+    const f = path.join(os.tmpdir(), `cli-cut-${process.pid}.yaml`);
+    const hadEvents = fs.existsSync(EVENTS_PATH);
+    createCgroup(cg);
+    fs.writeFileSync(f, yaml(rel, '    exec: { deny: [shells] }\n', 'cut'));
+    const held = execa(NODE, [...LAB, 'policy', 'daemon'], { reject: false, cwd: path.join(import.meta.dirname, '../..'), env: { EBPF_LAB_TEST_HOLD_START_AFTER: 'sec_exec' } });
+    let d: ReturnType<typeof execa> | undefined;
+    try {
+      const execPin = () => fs.existsSync(LINK_DIR) && fs.readdirSync(LINK_DIR).some((n) => n.startsWith('sec_exec'));
+      for (let i = 0; i < 600 && !execPin(); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(execPin(), 'the held start pinned its exec program within 30 s').toBe(true);
+      held.kill('SIGKILL');
+      await held;
+      await expect(capture(['apply', f])).rejects.toThrow(/^nothing was applied: the security controller's start was cut short \(\d+ links pinned at .* but no daemon start finished/);
+      const l = await capture(['list']);
+      expect(l.code).toBe(1);
+      expect(l.out).toMatch(/^daemon: not running, and its start was cut short .*pnpm lab policy daemon finishes the start$/m);
+      // the next daemon finishes the start: the rules are enforced, and it says what it found
+      ({ d } = await startDaemon());
+      expect((await capture(['apply', f])).code).toBe(0);
+      const sh = await run(cg, `import subprocess\ntry: print('sh', subprocess.run(['/bin/sh','-c','exit 7']).returncode)\nexcept OSError: print('sh -1000')`, { uid: 0 });
+      expect(sh.stdout).toMatch(/sh -(9|1000)/);
+      const l2 = await capture(['list']);
+      expect(l2.code).toBe(0);
+      expect(l2.out).toMatch(/^cut {2}enforce /m);
+    } finally {
+      held.kill('SIGKILL');
+      await held;
+      await capture(['stop']);
+      if (d) await d;
+      fs.rmSync(f, { force: true });
+      removeCgroup(cg, root);
+      if (!hadEvents) fs.rmSync(EVENTS_PATH, { force: true });
+    }
+    expect(d && String((await d).stderr)).toMatch(/adopt: finished a start that was cut short \(\d+ links pinned .*\): re-adopted \d+ pinned links, attached the rest, wrote sec_config/);
   }, 120_000);
 
   // Stop ends enforcement for good: a victim still waiting in stopped_lost (its event lost while no

@@ -40,6 +40,14 @@ export const EVENTS_PATH = path.join(RUN_DIR, 'events.jsonl');
  * through its fds, unrecorded, after "nothing is enforced any more".
  */
 const DAEMON_LOCK = path.join(RUN_DIR, 'daemon.lock');
+/**
+ * Written when a daemon's start has attached and pinned everything and set sec_config; removed
+ * only with the pins (stopDaemon). Pins without it, or missing links it names, are a start killed
+ * part-way: some hooks unpinned and sec_config unwritten (its exec mode 0 turns the exec programs
+ * off), while `policy apply` and `list` read the pins as enforcing. daemon.json cannot tell: a
+ * daemon that ends cleanly removes it and leaves its pins enforcing.
+ */
+const STARTED_PATH = path.join(RUN_DIR, 'started.json');
 
 const LSM_PROGS = ['sec_exec_lsm', 'sec_connect_lsm', 'sec_socket_lsm', 'sec_ptrace_lsm'];
 /** every program the controller attaches, and where */
@@ -404,6 +412,7 @@ export class SecurityController {
     // is this build's; the others move to `stale`, replaced in attach()
     const adopted = new Map<string, Link>();
     const stale = new Map<string, Link>();
+    let unfinished: string | undefined;
     if (opts.pin) {
       fs.mkdirSync(RUN_DIR, { recursive: true });
       const held = tryLock(DAEMON_LOCK);
@@ -412,6 +421,7 @@ export class SecurityController {
         if (held === true) unlock(DAEMON_LOCK);
         throw new LabError(`a security controller (pid ${other}) already owns ${PIN_DIR}`, `stop it first (Ctrl-C or kill ${other}; enforcement stays pinned), or use that one`);
       }
+      unfinished = unfinishedStart();
       makePinDir(LINK_DIR);
       // a replacement pinned beside the link it replaces (attach) by a daemon that died before the
       // rename: the old link is still pinned in its place, so removing this ends nothing
@@ -526,7 +536,7 @@ export class SecurityController {
       }
       if (opts.pin) {
         c.retire();
-        c.adopt(adopted.size);
+        c.adopt(adopted.size, unfinished);
       }
       return c;
     } catch (e) {
@@ -611,6 +621,8 @@ export class SecurityController {
           for (const made of this.links.filter((x) => !this.kept.has(x))) (made.unpin(), made.close());
           throw new LabError(`cannot pin ${h.prog} (${h.hook}) at ${at}: ${firstLine(e)}`, `something else holds that path: pnpm lab policy stop removes the old enforcement, then start the daemon again`);
         }
+        // tests only: a start held right after this link's pin, to be killed there (a start cut short)
+        if (process.env.EBPF_LAB_TEST_HOLD_START_AFTER && h.prog.startsWith(process.env.EBPF_LAB_TEST_HOLD_START_AFTER)) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 60_000);
       }
       this.links.push(l);
       attached.add(h.prog);
@@ -702,12 +714,12 @@ export class SecurityController {
    * and state between this read of the state and its save and sweep, which then dropped the
    * new policy's entries as unreferenced after apply had reported it enforced
    */
-  private adopt(readopted: number): void {
+  private adopt(readopted: number, unfinished: string | undefined): void {
     fs.mkdirSync(RUN_DIR, { recursive: true });
-    withApplyLock(() => this.adoptLocked(readopted), 60_000);
+    withApplyLock(() => this.adoptLocked(readopted, unfinished), 60_000);
   }
 
-  private adoptLocked(readopted: number): void {
+  private adoptLocked(readopted: number, unfinished: string | undefined): void {
     const say = (s: string) => this.adoption.push(s);
     let state = emptyState();
     try {
@@ -715,11 +727,14 @@ export class SecurityController {
     } catch {
       /* none: first start, or removed by policy stop */
     }
-    if (readopted) this.adoption.unshift(`re-adopted ${readopted} pinned links from the previous controller (enforcement never stopped)`);
+    if (unfinished) this.adoption.unshift(`finished a start that was cut short (${unfinished}): re-adopted ${readopted} pinned links, attached the rest, wrote sec_config`);
+    else if (readopted) this.adoption.unshift(`re-adopted ${readopted} pinned links from the previous controller (enforcement never stopped)`);
     this.store.state = reconcile(this.store, state, say);
     this.store.saveState();
     for (const sw of this.store.sweep()) say(`swept slot ${sw.slot}: ${sw.entries} entries no live policy references`);
-    writeFileAtomic(path.join(RUN_DIR, 'daemon.json'), JSON.stringify({ pid: process.pid, startTime: procStart(process.pid), objectSha256: this.objectSha256, mechanisms: this.mechanisms, startedAt: new Date().toISOString() }));
+    const startedAt = new Date().toISOString();
+    writeFileAtomic(STARTED_PATH, JSON.stringify({ pid: process.pid, startedAt, links: fs.readdirSync(LINK_DIR).sort() }));
+    writeFileAtomic(path.join(RUN_DIR, 'daemon.json'), JSON.stringify({ pid: process.pid, startTime: procStart(process.pid), objectSha256: this.objectSha256, mechanisms: this.mechanisms, startedAt }));
   }
 
   /** the event ring buffer (one consumer per controller) */
@@ -843,6 +858,24 @@ function fileSha256(file: string): string {
   return createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 }
 
+/**
+ * Why the pinned enforcement is not what a finished start leaves (see STARTED_PATH), or undefined:
+ * nothing pinned, a daemon alive (running, or starting: it finishes), or a finished start's links
+ * all pinned.
+ */
+export function unfinishedStart(): string | undefined {
+  const pinned = fs.existsSync(LINK_DIR) ? fs.readdirSync(LINK_DIR).filter((n) => !n.endsWith(NEW_PIN)) : [];
+  if (!pinned.length || runningDaemon()) return undefined;
+  let rec: { pid?: number; links?: string[] };
+  try {
+    rec = JSON.parse(fs.readFileSync(STARTED_PATH, 'utf8'));
+  } catch {
+    return `${pinned.length} links pinned at ${LINK_DIR} but no daemon start finished (${STARTED_PATH} missing: one was killed while starting, or these pins predate that record)`;
+  }
+  const missing = (rec.links ?? []).filter((n) => !pinned.includes(n));
+  return missing.length ? `${missing.length} of the links the last finished start pinned are gone (${missing.join(', ')})` : undefined;
+}
+
 /** pid of a live `policy daemon`, if any */
 export function runningDaemon(): number | null {
   return daemonRecord()?.pid ?? null;
@@ -957,6 +990,7 @@ export async function stopDaemon(log: (s: string) => void = () => {}): Promise<{
     for (const n of MAP_NAMES) if (fs.existsSync(path.join(PIN_DIR, n))) (fs.rmSync(path.join(PIN_DIR, n), { force: true }), maps++);
     if (fs.existsSync(PIN_DIR)) removePinDir(PIN_DIR);
     fs.rmSync(STATE_PATH, { force: true });
+    fs.rmSync(STARTED_PATH, { force: true });
     fs.rmSync(path.join(RUN_DIR, 'daemon.json'), { force: true });
     fs.rmSync(DAEMON_LOCK, { force: true });
   };
