@@ -292,6 +292,46 @@ describe.skipIf(process.getuid?.() !== 0 || !findCgroup2Root())('pnpm lab svc da
     }
   }, 90_000);
 
+  // A start killed between pinning its links and writing its state left programs attached that
+  // `svc list` and `svc stop` could not see ("no running instance"), and the next start failed with
+  // an internal EEXIST pinning over them. The state a killed start leaves: a started instance whose
+  // state file is gone.
+  it('an instance cut short while starting (pins, no state): list names it, stop and a new start remove it', async () => {
+    const t = instanceUnderTest('cut');
+    const { inst } = t;
+    const pins = `/sys/fs/bpf/ebpf-lab/svc-${inst}`;
+    const ours = async () => (await execa('bpftool', ['cgroup', 'show', t.cg], { reject: false })).stdout.split('\n').filter((l) => /svc_/.test(l)).length;
+    const startCut = async () => {
+      const r = await svc('start', '--config', t.f);
+      expect(r.exitCode, r.stderr).toBe(0);
+      fs.rmSync(t.state);
+      expect(await ours()).toBeGreaterThan(0);
+    };
+    try {
+      t.write(`cgroup: ${t.cg}\ninstance: ${inst}\nservices:\n  - vip: tcp://10.96.76.10:80\n    backends: [10.0.76.11:8080]\n`);
+      await startCut();
+      const l = await svc('list', '--instance', inst);
+      expect(l.exitCode).toBe(1);
+      oneError(l.stderr, new RegExp(`socket LB instance "${inst}" was cut short while starting: \\d+ program\\(s\\) still attached from its pins under ${pins}`), new RegExp(`pnpm lab svc stop --instance ${inst} removes it`));
+      const st = await svc('stop', '--instance', inst);
+      expect(st.exitCode, st.stderr).toBe(0);
+      expect(st.stdout).toMatch(new RegExp(`^stopped: instance ${inst} had been cut short while starting; its \\d+ program\\(s\\) detached and its pins removed$`));
+      expect(fs.existsSync(pins)).toBe(false);
+      expect(await ours()).toBe(0);
+      // a new start over what one cut short left: removed first, then started as usual
+      await startCut();
+      const again = await svc('start', '--config', t.f);
+      expect(again.exitCode, again.stderr).toBe(0);
+      expect(again.stderr).toMatch(new RegExp(`removed what a start of instance ${inst} that was cut short left attached`));
+      expect((await svc('list', '--instance', inst)).stdout).toMatch(/^tcp:\/\/10\.96\.76\.10:80/m);
+      expect((await svc('stop', '--instance', inst)).exitCode).toBe(0);
+      expect(await ours()).toBe(0);
+      expect(fs.existsSync(pins)).toBe(false);
+    } finally {
+      await t.end();
+    }
+  }, 90_000);
+
   // A takeover that swapped one VIP for another at maxServices was refused ("service table full"):
   // the removed service's index stayed taken during the change. And the fix line of such an error
   // named --instance default, not the config's instance. A backend swap at maxBackends was refused

@@ -15,7 +15,7 @@ import { deferSignalsToCaller } from '../libbpf/index.ts';
 import { INSTANCE_RULE, checkBackendArgs, checkHeldBackendArgs, loadSvcConfigFile, validInstance, validateSvcConfig } from './config.ts';
 import { svcRegistry } from './metrics.ts';
 import { instancesIn, instancesNote } from '../../common/state-file.ts';
-import { RUN_DIR, SvcController, statePath, stopInstance, withLock, lockPath, type ApplyResult } from './controller.ts';
+import { RUN_DIR, SvcController, cutShort, removeCutShort, statePath, stopInstance, withLock, lockPath, type ApplyResult } from './controller.ts';
 import { removeUnderLock } from '../../common/lockfile.ts';
 
 const target = {
@@ -120,7 +120,7 @@ const COMMANDS: Record<string, Cmd> = {
     return 0;
   }),
   start: cmd('start --config FILE', 'start an instance and exit: links and maps stay pinned until svc stop (no health checks)', { ...configOpt, ...target }, { max: 0 }, async (p) => {
-    const c = await SvcController.start(readConfig(p), { pin: true });
+    const c = await SvcController.start(readConfig(p), { pin: true, log: (s) => console.error(s) });
     console.log(`started instance ${c.instance}: ${c.list().length} service(s), getpeername hooks ${c.model.getpeername ? 'attached' : 'missing on this kernel'}`);
     c.close();
     return 0;
@@ -128,6 +128,13 @@ const COMMANDS: Record<string, Cmd> = {
   stop: cmd('stop', 'detach the instance\'s programs and remove its pins and state (a live svc daemon is stopped, and removes them itself)', { ...target }, { max: 0 }, async (p) => {
     const inst = instanceOf(p);
     if (!fs.existsSync(statePath(inst))) {
+      const starting = cutShort(inst);
+      if (starting && /is starting/.test(starting)) throw new LabError(starting, 'wait for it to start, then stop it');
+      const removed = starting ? await removeCutShort(inst) : undefined;
+      if (removed !== undefined) {
+        console.log(`stopped: instance ${inst} had been cut short while starting; its ${removed} program(s) detached and its pins removed`);
+        return 0;
+      }
       const others = instancesIn(RUN_DIR, 'svc-', '.json');
       throw new LabError(`no running socket LB instance "${inst}" (${instancesNote(others)})`, others.length ? 'name one of them with --instance NAME' : 'nothing to stop');
     }

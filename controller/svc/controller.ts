@@ -25,7 +25,7 @@ import { HealthChecker } from '../lb/health.ts';
 import { maglevTable } from '../lb/maglev.ts';
 import { cgroup2Root, cgroupDir, cgroupId } from '../../common/cgroup.ts';
 import { processAlive, procStart, terminate } from '../../common/host.ts';
-import { withLockWait } from '../../common/lockfile.ts';
+import { lockHolderAlive, withLockWait } from '../../common/lockfile.ts';
 import { instancesIn, instancesNote, writeFileAtomic } from '../../common/state-file.ts';
 import { nextPrime } from '../lb/maglev.ts';
 import { INSTANCE_RULE, backendKey, normBackendS, normService, validInstance, validateSvcConfig, type Algorithm, type NormService, type NormSvcConfig, type ServiceConfig, type SvcConfig } from './config.ts';
@@ -300,6 +300,13 @@ export class SvcController {
       const who = old?.daemon ? `its svc daemon, pid ${old.daemon.pid}, is alive` : 'started by svc start, no daemon';
       throw new LabError(`instance "${cfg.instance}" is already running (${who}; ${statePath(cfg.instance)})`, stop);
     }
+    // pins without a state file: a start of this name killed between its pins and its state (its
+    // programs still attached). We hold the start lock, so none is in flight: they are removed, as
+    // their pin over the old ones (EEXIST) failed this start with an internal error
+    if (opts.pin && fs.existsSync(dir)) {
+      cleanupPins(cfg.instance);
+      opts.log?.(`removed what a start of instance ${cfg.instance} that was cut short left attached (pins under ${dir}, no state)`);
+    }
     checkOverlap(cfg.instance, cg, cfg.services.map((s) => s.id));
     // backend ids for maxBackends in use plus as many new ones during a switch (see commit)
     const backendTable = cfg.maxBackends * (opts.testNoSpareIds ? 1 : SPARE_FACTOR);
@@ -388,7 +395,11 @@ export class SvcController {
   /** an instance started elsewhere with pin: true (CLI commands) */
   static open(instance: string): SvcController {
     const sp = statePath(instance);
-    if (!fs.existsSync(sp)) throw new LabError(`no running socket LB instance "${instance}" (no ${sp}; ${instancesNote(instancesIn(RUN_DIR, 'svc-', '.json'))})`, 'start one: pnpm lab svc daemon --config FILE (or svc start), or name it with --instance NAME');
+    if (!fs.existsSync(sp)) {
+      const cut = cutShort(instance);
+      if (cut) throw new LabError(cut, `pnpm lab svc stop --instance ${instance} removes it; or start it again, which removes it first`);
+      throw new LabError(`no running socket LB instance "${instance}" (no ${sp}; ${instancesNote(instancesIn(RUN_DIR, 'svc-', '.json'))})`, 'start one: pnpm lab svc daemon --config FILE (or svc start), or name it with --instance NAME');
+    }
     const model = JSON.parse(fs.readFileSync(sp, 'utf8')) as Model;
     const dir = pinDir(instance);
     const opened: BpfMap[] = [];
@@ -885,6 +896,31 @@ async function stopDaemon(instance: string, d: NonNullable<Model['daemon']>): Pr
 }
 
 /** remove an instance's pins (links first: that detaches) and its state file */
+/**
+ * An instance with pins but no state file: a start killed between pinning its links and writing
+ * its state (its programs stay attached, balancing with whatever services it wrote). Undefined
+ * when there are no such pins, or a start is under way (it holds the start lock).
+ */
+export function cutShort(instance: string): string | undefined {
+  const dir = pinDir(instance);
+  if (fs.existsSync(statePath(instance)) || !fs.existsSync(dir)) return undefined;
+  const starting = lockHolderAlive(lockPath(START_LOCK));
+  if (starting) return `socket LB instance "${instance}" is starting (pid ${starting})`;
+  const links = fs.existsSync(path.join(dir, 'links')) ? fs.readdirSync(path.join(dir, 'links')).length : 0;
+  return `socket LB instance "${instance}" was cut short while starting: ${links} program(s) still attached from its pins under ${dir}, no state (${statePath(instance)})`;
+}
+
+/** remove what a start cut short left (see cutShort), under the start lock: none is in flight */
+export async function removeCutShort(instance: string): Promise<number | undefined> {
+  return withLock(START_LOCK, () => {
+    if (!cutShort(instance)) return undefined;
+    const ld = path.join(pinDir(instance), 'links');
+    const links = fs.existsSync(ld) ? fs.readdirSync(ld).length : 0;
+    cleanupPins(instance);
+    return links;
+  }, 30_000);
+}
+
 export function cleanupPins(instance: string): void {
   const dir = pinDir(instance);
   const ld = path.join(dir, 'links');
