@@ -222,8 +222,23 @@ describeRoot('pnpm lab lb daemon (root)', () => {
       expect(netlink.exitCode).toBe(1);
       oneError(netlink.stderr, /has no pinned XDP link: its daemon attached by netlink .*its program \(id \d+\) is still attached .*nothing was removed/, /start the daemon again .*it takes the program over\), then pnpm lab lb stop --purge/);
       expect(fs.existsSync(`/sys/fs/bpf/ebpf-lab/${inst}/vips`)).toBe(true);
+      // a command for the instance says it still forwards, not just "no daemon"
+      const listDead = await lb('vip', 'list', '--instance', inst);
+      expect(listDead.exitCode).toBe(1);
+      oneError(listDead.stderr, new RegExp(`no LB daemon at ${sock}, but instance "${inst}" still forwards from its pins under /sys/fs/bpf/ebpf-lab/${inst}`), /start the daemon again \(it adopts them\)/);
+      // pins with no record of a finished start (one killed while writing its VIPs holds only some
+      // of them): the next daemon applies its config to them instead of taking them as they are
+      fs.rmSync(`/run/ebpf-lab/lb-${inst}.pins`);
+      const cfgText = fs.readFileSync(cfg, 'utf8');
+      const withExtra = JSON.parse(cfgText);
+      withExtra.vips.push({ vip: 'tcp://10.98.77.4:80', backends: [{ address: '10.98.7.14', mac: '02:00:00:00:07:14' }], healthCheck: false });
+      fs.writeFileSync(cfg, JSON.stringify(withExtra));
       first = daemon();
-      await untilReady(first, collectOutput([first.all]), /"ready":true/, 30_000, 'lb daemon');
+      const cutOut = collectOutput([first.all]);
+      await untilReady(first, cutOut, /"ready":true/, 30_000, 'lb daemon');
+      fs.writeFileSync(cfg, cfgText);
+      expect(cutOut()).toMatch(new RegExp(`the pins under /sys/fs/bpf/ebpf-lab/${inst} are a start's that was cut short \\(they held 1 VIP\\(s\\), 1 backend\\(s\\)\\): applied this config to them \\(1 VIP\\(s\\) added, 0 changed, 0 removed\\)`));
+      expect((await lb('vip', 'list', '--instance', inst)).stdout).toMatch(/10\.98\.77\.4:80/);
       expect((await new LbClient(sock).state()).attach).toBe('adopted');
       expect((await lb('stop', '--purge', '--instance', inst)).exitCode).toBe(0);
       expect((await first).exitCode).toBe(0);

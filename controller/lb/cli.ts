@@ -267,8 +267,11 @@ async function runLocked(cfg: ReturnType<typeof validateConfigFile>['norm'], raw
   // Ctrl-C/SIGTERM are ours: the admin socket is closed (and its file removed) before the
   // controller stops; the binding's own handler would exit 128+signal and leave the socket file
   deferSignalsToCaller(true);
-  const c = await LbController.start(raw, { log });
   const record = pinsRecordPath(cfg.instance);
+  // written once a start has seeded its pins and attached: pins without it (at the config's place)
+  // are a start killed part-way, which holds only some of its VIPs (see LbController.start)
+  const recorded = fs.existsSync(record) ? fs.readFileSync(record, 'utf8').trim() : undefined;
+  const c = await LbController.start(raw, { log, pinsUnfinished: recorded !== LbController.pinDir(cfg) });
   fs.mkdirSync(path.dirname(record), { recursive: true });
   fs.writeFileSync(record, `${LbController.pinDir(cfg)}\n`);
   let srv;
@@ -304,7 +307,7 @@ function answers(socket: string): Promise<boolean> {
 }
 
 /** an admin API or validation failure as a one-line error with the fix */
-function asLabError(e: unknown, name: string, socket: string): LabError | null {
+function asLabError(e: unknown, name: string, socket: string, instance?: string): LabError | null {
   // an error that knows its fix (a start setting apply cannot change, pins off the bpffs) says it
   if ((e instanceof ValidationError || e instanceof LbApiError) && e.fix) return new LabError(e.message, e.fix);
   // a config file checked here, before anything is sent or attached: the fix is in that file
@@ -319,6 +322,12 @@ function asLabError(e: unknown, name: string, socket: string): LabError | null {
     return new LabError(e.message, fix);
   }
   const code = (e as NodeJS.ErrnoException).code;
+  if ((code === 'ENOENT' || code === 'ECONNREFUSED') && instance !== undefined) {
+    // a daemon killed, or stopped without --purge: its XDP program still forwards from the pins
+    const record = pinsRecordPath(instance);
+    const dir = (fs.existsSync(record) ? fs.readFileSync(record, 'utf8').trim() : '') || path.join(DEFAULT_PIN_ROOT, instance);
+    if (fs.existsSync(dir)) return new LabError(`no LB daemon at ${socket}, but instance "${instance}" still forwards from its pins under ${dir}`, `start the daemon again (it adopts them) to change or list it; pnpm lab lb stop --purge --instance ${instance} detaches it`);
+  }
   if (code === 'ENOENT' || code === 'ECONNREFUSED') return new LabError(`no LB daemon at ${socket}${path.dirname(socket) === SOCKET_DIR ? ` (${instancesNote(instancesIn(SOCKET_DIR, 'lb-', '.sock'))})` : ''}`, 'start one: nsenter --net=/run/netns/NAME -- pnpm lab lb daemon --config FILE (or pick it with --instance NAME / --socket PATH)');
   if (code === 'EACCES') return new LabError(`no permission to talk to ${socket}`, 'the admin socket is root-only: run as root');
   if (/timeout/.test((e as Error).message ?? '')) return new LabError((e as Error).message, 'the daemon is busy or hung: check its log; pnpm lab lb stats tells whether it answers');
@@ -348,7 +357,7 @@ export async function lbCommand(argv: string[]): Promise<number> {
     try {
       return await c.run({ values: p.values as Record<string, unknown>, positionals: p.positionals }, () => new LbClient(socket));
     } catch (e) {
-      throw asLabError(e, name, socket) ?? e;
+      throw asLabError(e, name, socket, p.values.socket === undefined ? ((p.values.instance as string | undefined) ?? 'default') : undefined) ?? e;
     }
   } catch (e) {
     // usage errors exit 2 (lab/cli.ts prints LabErrors; it exits 1 for every kind)

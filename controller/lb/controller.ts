@@ -100,7 +100,7 @@ export class LbController {
    * Start: load (reusing pins), rebuild the model from the maps when they were pinned, else seed
    * from the config; attach (or adopt the pinned link).
    */
-  static async start(config: LbConfig, opts: { log?: Log; attach?: boolean } = {}): Promise<LbController> {
+  static async start(config: LbConfig, opts: { log?: Log; attach?: boolean; pinsUnfinished?: boolean } = {}): Promise<LbController> {
     const cfg = validateConfig(config);
     const log = opts.log ?? (() => {});
     const dp = await Dataplane.open({ pinDir: LbController.pinDir(cfg), conntrackEntries: cfg.conntrackEntries, backends: cfg.backendTableSize });
@@ -109,7 +109,14 @@ export class LbController {
       if (dp.restored) {
         if (dp.backendCapacity !== cfg.backendTableSize) log(`pinned backend table has ${dp.backendCapacity} entries (config says ${cfg.backendTableSize}): keeping the pinned size; "lb stop --purge" and restart to change it`);
         c.restore();
-        log(`restored ${c.vips.size} VIP(s), ${[...c.vips.values()].reduce((n, v) => n + v.backends.size, 0)} backend(s) from ${dp.pinDir}`);
+        const held = `${c.vips.size} VIP(s), ${[...c.vips.values()].reduce((n, v) => n + v.backends.size, 0)} backend(s)`;
+        if (opts.pinsUnfinished) {
+          // pins of a fresh start killed before its VIPs were all written (a subset of its config):
+          // the pins are not the instance's state, this config is. Applied as a change, so what
+          // the partial pins already forward keeps forwarding.
+          const r = await c.applyNow(cfg.vips.map((v) => ({ vip: v.id, backends: v.backends.map(backendConfigOf), healthCheck: v.healthCheck, forwarding: v.forwarding })));
+          log(`the pins under ${dp.pinDir} are a start's that was cut short (they held ${held}): applied this config to them (${r.added.length} VIP(s) added, ${r.changed.length} changed, ${r.removed.length} removed)`);
+        } else log(`restored ${held} from ${dp.pinDir}`);
       } else {
         await c.applyNow(cfg.vips.map((v) => ({ vip: v.id, backends: v.backends.map(backendConfigOf), healthCheck: v.healthCheck, forwarding: v.forwarding })));
       }
