@@ -334,6 +334,30 @@ describeRoot('pnpm lab tc: a daemon killed outright (SIGKILL)', () => {
   }, 120_000);
 });
 
+// A start killed after it made its pin directory but before its state file left the directory
+// (and any maps pinned so far) behind, which shape stop refused to see ("no running instance").
+describeRoot('pnpm lab tc: a start cut short', () => {
+  it('shape stop removes the pins a start left before its state file, and says so', async () => {
+    const fs = await import('node:fs');
+    const name = `cut${process.pid}`;
+    const pins = `/sys/fs/bpf/ebpf-lab/tc-${name}`;
+    try {
+      fs.mkdirSync(pins, { recursive: true });
+      const r = await tc('shape', 'stop', '--instance', name);
+      expect(r.stderr).toBe('');
+      expect(r.stdout).toBe(`stopped: tc instance "${name}" had been cut short while starting (no state, nothing attached): removed 0 map pin(s) under ${pins}`);
+      expect(r.exitCode).toBe(0);
+      expect(fs.existsSync(pins)).toBe(false);
+      const again = await tc('shape', 'stop', '--instance', name);
+      expect(again.exitCode).toBe(1);
+      oneError(again.stderr, new RegExp(`no running tc instance "${name}"`), /shape start/);
+    } finally {
+      fs.rmSync(pins, { recursive: true, force: true });
+      removePinDir('/sys/fs/bpf/ebpf-lab');
+    }
+  }, 30_000);
+});
+
 // Writers read the model from the state file, write the idle rule slots and flip the generation:
 // two at once wrote into the same idle slots and flipped in turn, so the kernel could enforce a
 // mix of both rule lists (or one being rewritten while live) while the state file, and with it

@@ -4,6 +4,7 @@
 // any shell — validate their input first and then only write maps (no reload). Arguments go
 // through common/args.ts; expected failures are LabErrors (one line and the fix).
 import fs from 'node:fs';
+import path from 'node:path';
 import type http from 'node:http';
 import { serveMetrics } from '../../common/metrics-http.ts';
 import { parseArgs, suggest, UsageError, type CommandSpec, type Opts } from '../../common/args.ts';
@@ -11,13 +12,13 @@ import { LabError } from '../../common/errors.ts';
 import { untilSignal } from '../../common/signals.ts';
 import { terminate } from '../../common/host.ts';
 import { removeUnderLock, withLockWait } from '../../common/lockfile.ts';
-import { deferSignalsToCaller } from '../libbpf/index.ts';
+import { deferSignalsToCaller, removePinDir } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { checkReplaceKeys, formatRate, loadConfigFile, parseHorizon, parseRate, PROTO_NAMES, validateConfig, type Plan } from './config.ts';
 import { formatIp, fromLeading16 } from '../../common/ip.ts';
 import { tcRegistry } from './metrics.ts';
 import { instancesIn, instancesNote } from '../../common/state-file.ts';
-import { STATE_DIR, decodeModel, INSTANCE_NAME, instanceAlive, openInstance, readState, reapDeadInstance, statePath, TcShaper, writerLockPath, type ReapReport, type TcControl } from './shaper.ts';
+import { MAP_NAMES, STATE_DIR, decodeModel, INSTANCE_NAME, pinDir, instanceAlive, openInstance, readState, reapDeadInstance, statePath, TcShaper, writerLockPath, type ReapReport, type TcControl } from './shaper.ts';
 
 // checked by every command, not only start: the name becomes a path (state, lock, pins), and a
 // `stop --instance ../../x` once read a state file of its choosing and sent its pid SIGTERM
@@ -179,7 +180,19 @@ const COMMANDS: Record<string, Cmd> = {
   }),
   'shape stop': cmd('shape stop [--instance NAME]', 'stop a running shaper (it removes its qdisc and filters); of one that was killed, remove what its state file says it attached', { ...instance }, { max: 0 }, async (p) => {
     const name = p.values.instance as string;
-    if (!fs.existsSync(statePath(name))) throw new LabError(`no running tc instance "${name}" (${instancesNote(instancesIn(STATE_DIR, '', '.json'))})`, 'pnpm lab tc shape start … starts one');
+    if (!fs.existsSync(statePath(name))) {
+      // a start killed after making its pins but before its state file: maps pinned, nothing
+      // attached yet (the state is written before the first filter)
+      const pins = pinDir(name);
+      if (fs.existsSync(pins)) {
+        const pinned = MAP_NAMES.filter((m) => fs.existsSync(path.join(pins, m)));
+        for (const m of pinned) fs.rmSync(path.join(pins, m), { force: true });
+        removePinDir(pins);
+        console.log(`stopped: tc instance "${name}" had been cut short while starting (no state, nothing attached): removed ${pinned.length} map pin(s) under ${pins}`);
+        return 0;
+      }
+      throw new LabError(`no running tc instance "${name}" (${instancesNote(instancesIn(STATE_DIR, '', '.json'))})`, 'pnpm lab tc shape start … starts one');
+    }
     const st = readState(name);
     if (instanceAlive(st)) {
       // the daemon removes its qdisc, filters and pins itself on SIGTERM; the stop returns when it

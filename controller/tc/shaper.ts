@@ -764,7 +764,7 @@ export function openInstance(instance: string): TcControl & Disposable {
   const file = statePath(instance);
   if (!fs.existsSync(file)) throw new LabError(`no running tc instance "${instance}" (${instancesNote(instancesIn(STATE_DIR, '', '.json'))})`, 'start one: pnpm lab tc shape start --dev DEV --config FILE');
   const st = readState(instance);
-  if (!instanceAlive(st)) throw new LabError(`tc instance "${instance}" is not running (pid ${st.pid} is gone)`, `pnpm lab tc shape stop --instance ${instance} removes what it left attached; or start it again (pnpm lab tc shape start … removes it too)`);
+  if (!instanceAlive(st)) throw new LabError(`tc instance "${instance}" is not running (pid ${st.pid} is gone), but its filters still enforce on ${st.dev}${st.netns ? ` (netns ${st.netns})` : ''}`, `pnpm lab tc shape stop --instance ${instance} removes what it left attached; or start it again (pnpm lab tc shape start … --instance ${instance} takes its filters over in place)`);
   const maps = Object.fromEntries(MAP_NAMES.map((n) => [n, BpfMap.openPinned(path.join(pinDir(instance), n))])) as TcMaps;
   const c = new TcControl(maps, { classes: st.classes, rules: st.rules, gen: st.gen }, (m) => {
     writeFileAtomic(file, encodeModel({ ...st, ...m }));
