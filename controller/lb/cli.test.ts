@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { describeRoot, expectOneError, labCommand, labCli } from '../../lab/testing.ts';
 import { createTopology } from '../../lab/netns.ts';
 import { collectOutput, untilReady } from '../../common/child.ts';
+import { processAlive } from '../../common/host.ts';
 import { LbClient } from './client.ts';
 
 const [NODE, ...LAB] = await labCli();
@@ -204,7 +205,11 @@ describeRoot('pnpm lab lb daemon (root)', () => {
       expect(out, out).toContain('restored 1 VIP');
       // xdpMode generic attaches by netlink: kept through the stop all the same, and taken over
       expect((await new LbClient(sock).state()).attach).toBe('adopted');
-      expect((await lb('stop', '--purge', '--instance', inst)).exitCode).toBe(0);
+      const stopped = await lb('stop', '--purge', '--instance', inst);
+      expect(stopped.exitCode, stopped.stderr).toBe(0);
+      // it returns once the daemon is gone: the next start is not refused as a second daemon
+      expect(stopped.stdout).toBe(`stopped LB daemon pid ${first.pid}: XDP program detached and pins removed`);
+      expect(processAlive(first.pid), 'the daemon is gone when stop returns').toBe(false);
       expect((await first).exitCode).toBe(0);
       // a daemon killed outright: its XDP program goes on forwarding (fail static); lb stop says so.
       // Attached by netlink (xdpMode generic: no link to pin), it is taken over by the next daemon

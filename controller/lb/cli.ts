@@ -15,6 +15,7 @@ import { deferSignalsToCaller } from '../libbpf/index.ts';
 import net from 'node:net';
 import { daemonLockPath, pinsRecordPath, serveAdmin, socketPath, SOCKET_DIR } from './server.ts';
 import { instancesIn, instancesNote } from '../../common/state-file.ts';
+import { processAlive } from '../../common/host.ts';
 import { tryLock, unlock } from '../../common/lockfile.ts';
 import { STOP_SIGNALS } from '../../common/signals.ts';
 
@@ -197,7 +198,14 @@ const COMMANDS: Record<string, Cmd> = {
     ...target,
   }, { max: 0 }, async (p, api) => {
     try {
-      print(await api().shutdown(p.values.purge === true));
+      const purge = p.values.purge === true;
+      const r = (await api().shutdown(purge)) as { ok: boolean; pid?: number };
+      // returns once the daemon is gone (its lock and socket released), so that a script's next
+      // `lb daemon` is not refused as a second one
+      const deadline = Date.now() + 15_000;
+      while (r.pid && processAlive(r.pid) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 50));
+      if (r.pid && processAlive(r.pid)) throw new LabError(`the LB daemon (pid ${r.pid}) took the stop but has not exited within 15 s`, `see its log; kill ${r.pid} ends it (its XDP program and pins stay${purge ? '; then lb stop --purge removes them' : ''})`);
+      console.log(`stopped LB daemon${r.pid ? ` pid ${r.pid}` : ''}: ${purge ? 'XDP program detached and pins removed' : 'its XDP program keeps forwarding from the pins (restart-safe: the next daemon adopts them; lb stop --purge removes them)'}`);
       return 0;
     } catch (e) {
       // no daemon answers: one stopped without --purge or killed outright left its XDP program

@@ -139,7 +139,7 @@ export async function serveAdmin(c: LbController, opts: { socket: string; listen
         }
         case 'POST /shutdown': {
           const b = await body(req);
-          send(200, { ok: true });
+          send(200, { ok: true, pid: process.pid }); // the client waits for this pid to exit
           requestShutdown({ purge: b.purge === true });
           return;
         }

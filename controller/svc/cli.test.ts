@@ -344,6 +344,10 @@ describe.skipIf(process.getuid?.() !== 0 || !findCgroup2Root())('pnpm lab svc da
     const takeOver = async (name: string, prev: ReturnType<typeof t.daemon>) => {
       prev.kill('SIGKILL');
       await prev;
+      // meanwhile the list says who is not checking its backends any more
+      const orphan = await svc('list', '--instance', inst);
+      expect(orphan.exitCode).toBe(0);
+      expect(orphan.stderr).toMatch(new RegExp(`^note: its svc daemon \\(pid ${prev.pid}\\) is gone: the services below are balanced as listed, but no health check runs`));
       const d = t.daemon();
       const out = collectOutput([d.all]);
       await untilReady(d, out, /"ready":true/, 30_000, `svc daemon ${name}`);

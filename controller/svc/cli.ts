@@ -15,7 +15,7 @@ import { deferSignalsToCaller } from '../libbpf/index.ts';
 import { INSTANCE_RULE, checkBackendArgs, checkHeldBackendArgs, loadSvcConfigFile, validInstance, validateSvcConfig } from './config.ts';
 import { svcRegistry } from './metrics.ts';
 import { instancesIn, instancesNote } from '../../common/state-file.ts';
-import { RUN_DIR, SvcController, cutShort, removeCutShort, statePath, stopInstance, withLock, lockPath, type ApplyResult } from './controller.ts';
+import { RUN_DIR, SvcController, cutShort, deadDaemon, removeCutShort, statePath, stopInstance, withLock, lockPath, type ApplyResult } from './controller.ts';
 import { removeUnderLock } from '../../common/lockfile.ts';
 
 const target = {
@@ -144,6 +144,8 @@ const COMMANDS: Record<string, Cmd> = {
   list: cmd('list', 'services with their backends, state, weight and algorithm', { ...target }, { max: 0 }, async (p) => {
     const c = SvcController.open(instanceOf(p));
     try {
+      const dead = deadDaemon(c.model);
+      if (dead) console.error(`note: its svc daemon (pid ${dead}) is gone: the services below are balanced as listed, but no health check runs (backend states are as it last saw them); pnpm lab svc daemon --config FILE --instance ${instanceOf(p)} takes it over`);
       for (const s of c.list()) {
         console.log(`${s.id}  (${s.algorithm}, ${s.count} ring slot(s) in use${s.healthCheck ? ', health-checked' : ''})`);
         for (const b of s.backends) console.log(`  ${hostPort(b.address, b.port)}  weight ${b.weight}  ${b.state}`);

@@ -250,6 +250,8 @@ function selfDaemon(): Model['daemon'] {
   return { pid: process.pid, startTime: procStart(process.pid) ?? '' };
 }
 const daemonAlive = (d: NonNullable<Model['daemon']>) => processAlive(d.pid, d.startTime);
+/** the pid of the instance's svc daemon when it is recorded but gone (killed): its pins balance on, unchecked */
+export const deadDaemon = (m: Model): number | undefined => (m.daemon && !daemonAlive(m.daemon) ? m.daemon.pid : undefined);
 
 export class SvcController {
   private closed = false;
