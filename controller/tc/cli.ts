@@ -125,6 +125,7 @@ async function daemon(p: Args): Promise<number> {
   // under the writers' lock, so that a change from the CLI that had opened the instance does not
   // write its state back after the removal; a lock that is not freed in time does not hold the stop up
   await removeUnderLock(writerLockPath(instance), () => shaper!.close());
+  console.log(`stopped: instance ${p.values.instance} removed its filters${p.values['filter-only'] ? '' : ', the fq root qdisc'} and its pins from ${dev}`);
   return 0;
 }
 
