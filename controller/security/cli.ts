@@ -22,14 +22,15 @@ import { jsonLine } from '../../common/printable.ts';
 
 const COMMANDS: Record<string, CommandSpec<Opts> & { run: (a: { values: Record<string, unknown>; positionals: string[] }) => Promise<number> }> = {
   daemon: {
-    usage: 'pnpm lab policy daemon [--lsm auto|off] [--ia32 check|off] [--require-all]',
+    usage: 'pnpm lab policy daemon [--lsm auto|off] [--ia32 check|off] [--require-all] [--log-max-mb N]',
     summary: 'Load and attach the programs, pin links and maps (enforcement outlives this process), stream events until Ctrl-C. A restart re-adopts what is pinned.',
     options: {
       lsm: { type: 'string', choices: ['auto', 'off'], default: 'auto', description: 'off: never try BPF LSM (use the tracepoint fallback)' },
       ia32: { type: 'string', choices: ['check', 'off'], default: 'check', description: 'without BPF LSM, the fallbacks see 32-bit (int 0x80) and x32 syscalls only through a check at every syscall\'s exit on the machine; off spares that cost and leaves them unjudged (an enforcement gap)' },
       'require-all': { type: 'boolean', description: 'refuse to start, leaving nothing attached, if any rule kind is not enforced on this kernel (a hook refused, or a fallback weaker than BPF LSM)' },
+      'log-max-mb': { type: 'number', min: 0.01, max: 1_000_000, default: 64, valueName: 'N', description: `the audit log (${EVENTS_PATH}) moves to ${EVENTS_PATH}.1 before it would pass N MiB (the one before that is dropped): at most 2N on disk` },
     },
-    run: async ({ values }) => daemon(values.lsm === 'off', values.ia32 === 'off', values['require-all'] === true),
+    run: async ({ values }) => daemon(values.lsm === 'off', values.ia32 === 'off', values['require-all'] === true, values['log-max-mb'] as number),
   },
   apply: {
     usage: 'pnpm lab policy apply <file> [--close-held]',
@@ -347,7 +348,7 @@ async function del(names: string[], all: boolean): Promise<number> {
   return 0;
 }
 
-async function daemon(lsmOff: boolean, ia32Off: boolean, requireAll: boolean): Promise<number> {
+async function daemon(lsmOff: boolean, ia32Off: boolean, requireAll: boolean, logMaxMb: number): Promise<number> {
   // our stop path closes handles in order; the binding's default would just exit
   deferSignalsToCaller();
   await ensureMounts(); // bpffs for the pins, tracefs for the socket tracepoint
@@ -380,11 +381,28 @@ async function daemon(lsmOff: boolean, ia32Off: boolean, requireAll: boolean): P
   watch.unref();
   // file names and argv are the watched processes' to choose: no raw control or bidi character
   // reaches the terminal of whoever reads the log (jsonLine)
+  // the log of a busy or attacked machine grew without end: past the limit it moves aside (one
+  // old file kept), between lines, so neither file holds more than the limit
+  const maxBytes = Math.round(logMaxMb * 1024 * 1024);
+  let logSize = fs.statSync(EVENTS_PATH).size;
   const record = (evs: SecurityEvent[]) => {
     if (!evs.length) return;
-    const lines = evs.map((e) => jsonLine(e)).join('\n') + '\n';
-    fs.appendFileSync(EVENTS_PATH, lines);
-    process.stdout.write(lines);
+    let chunk = '';
+    for (const e of evs) {
+      const line = `${jsonLine(e)}\n`;
+      const n = Buffer.byteLength(line);
+      if (logSize + Buffer.byteLength(chunk) + n > maxBytes && logSize + chunk.length > 0) {
+        fs.appendFileSync(EVENTS_PATH, chunk, { mode: 0o600 });
+        fs.renameSync(EVENTS_PATH, `${EVENTS_PATH}.1`);
+        process.stdout.write(chunk);
+        chunk = '';
+        logSize = 0;
+      }
+      chunk += line;
+    }
+    fs.appendFileSync(EVENTS_PATH, chunk, { mode: 0o600 });
+    process.stdout.write(chunk);
+    logSize += Buffer.byteLength(chunk);
   };
   // victims whose event a full ring lost: at start (stopped while no daemon ran), after each batch
   // (the ring was full: this daemon is catching up) and each second (no event follows the loss)

@@ -1454,6 +1454,55 @@ print('ran', ran, flush=True)`);
     expect(d && String((await d).stderr)).toMatch(/adopt: finished a start that was cut short \(\d+ links pinned .*\): re-adopted \d+ pinned links, attached the rest, wrote sec_config/);
   }, 120_000);
 
+  // The audit log grew without end (9.4 MB after one afternoon of tests): before it would pass
+  // --log-max-mb it moves to events.jsonl.1, one old file kept, so the two stay under twice the limit.
+  it.skipIf(pinsInUse)(`the audit log moves aside past --log-max-mb${pinsInUse ? ` [skipped: ${PIN_DIR} is in use by another controller]` : ''}`, async () => {
+    const root = cgroup2Root();
+    const rel = `/ebpf-lab-seccli-log-${process.pid}`;
+    const cg = path.join(root, rel.slice(1));
+    const f = path.join(os.tmpdir(), `cli-log-${process.pid}.yaml`);
+    const old = `${EVENTS_PATH}.1`;
+    // a log this machine had stays as it was
+    const saved = [EVENTS_PATH, old].map((p) => [p, fs.existsSync(p) ? fs.readFileSync(p) : null] as const);
+    createCgroup(cg);
+    const d = execa(NODE, [...LAB, 'policy', 'daemon', '--log-max-mb', '0.05'], { reject: false, cwd: path.join(import.meta.dirname, '../..') });
+    try {
+      // up once daemon.json names it (the lock names it from before its links are pinned)
+      const up = () => { try { return JSON.parse(fs.readFileSync(path.join(RUN_DIR, 'daemon.json'), 'utf8')).pid === d.pid; } catch { return false; } };
+      for (let i = 0; i < 300 && !up(); i++) await new Promise((r) => setTimeout(r, 100));
+      expect(up(), 'the daemon did not start within 30 s').toBe(true);
+      fs.rmSync(old, { force: true });
+      fs.writeFileSync(f, yaml(rel, '    egress: { allow: [{ to: 127.0.0.1, ports: [5432], protocol: tcp }] }\n', 'log'));
+      expect((await capture(['apply', f])).code).toBe(0);
+      // ~400 bytes of JSON per refused connect: 400 of them are three times the 51 KiB limit
+      const r = await run(cg, `import socket\nn = 0\nfor i in range(400):\n    s = socket.socket()\n    try: s.connect(('127.0.0.1', 9))\n    except PermissionError: n += 1\n    except OSError: pass\n    s.close()\nprint('refused', n)`, { uid: 0 });
+      expect(r.stdout).toContain('refused 400');
+      const limit = 0.05 * 1024 * 1024;
+      for (let i = 0; i < 50 && !fs.existsSync(old); i++) await new Promise((res) => setTimeout(res, 100));
+      expect(fs.existsSync(old), 'moved aside').toBe(true);
+      // moved between lines, just before the limit: one line (~400 bytes) short of it at most
+      expect(fs.statSync(old).size).toBeLessThanOrEqual(limit);
+      expect(fs.statSync(old).size).toBeGreaterThan(limit - 2048);
+      // the new one, root's alone like the first
+      await new Promise((res) => setTimeout(res, 300));
+      if (fs.existsSync(EVENTS_PATH)) {
+        expect(fs.statSync(EVENTS_PATH).size).toBeLessThanOrEqual(limit);
+        expect((fs.statSync(EVENTS_PATH).mode & 0o777).toString(8)).toBe('600');
+      }
+      expect(fs.readFileSync(old, 'utf8').trim().split('\n').every((l) => JSON.parse(l).policy === 'log')).toBe(true);
+    } finally {
+      d.kill('SIGTERM');
+      await d;
+      await capture(['stop']);
+      fs.rmSync(f, { force: true });
+      removeCgroup(cg, root);
+      for (const [p, data] of saved) {
+        if (data) fs.writeFileSync(p, data, { mode: 0o600 });
+        else fs.rmSync(p, { force: true });
+      }
+    }
+  }, 90_000);
+
   // Stop ends enforcement for good: a victim still waiting in stopped_lost (its event lost while no
   // daemon ran) would have no one left to continue it once the map is unpinned.
   it.skipIf(pinsInUse)(`stop continues a victim whose event the ring lost while no daemon ran${pinsInUse ? ` [skipped: ${PIN_DIR} is in use by another controller]` : ''}`, async (t) => {
