@@ -152,11 +152,13 @@ struct {
  * or none running), by host tgid. Without it a lost event left the victim stopped for good, and an
  * attacker that filled the ring first (refused connects cost it nothing) kept the stop the fallback
  * meant to undo. Pinned, so a daemon started later finds them too; it continues each one, records
- * the event the ring lost, and deletes the entry. 4096 stopped at once before this fills as well.
+ * the event the ring lost, and deletes the entry. One entry per victim process: as many as the
+ * default pid_max, allocated as they come (the bucket array alone is preallocated, 512 KiB).
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 32768);
 	__type(key, __u32);
 	__type(value, struct sec_lost_stop);
 } stopped_lost SEC(".maps");

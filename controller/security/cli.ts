@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { readPolicyFile, type Policy } from './policy.ts';
-import { EVENTS_PATH, LINK_DIR, PIN_DIR, RUN_DIR, HOOKS, SecurityController, daemonBuild, enforcementGaps, pinnedLinks, pinnedStore, pidMax, procsGap, procsStatus, readTrackingLost, runningDaemon, stopDaemon, trackingLostText, unfinishedStart, withApplyLock, type SecurityEvent } from './controller.ts';
+import { EVENTS_PATH, LINK_DIR, PIN_DIR, RUN_DIR, HOOKS, SecurityController, daemonBuild, enforcementGaps, pinnedLinks, pinnedStore, pidMax, procsGap, procsStatus, readTrackingLost, runningDaemon, stopDaemon, trackingLostText, unfinishedStart, withApplyLock, firstLine, type SecurityEvent } from './controller.ts';
 import { sec_exec_mode } from '../../bpf/gen/security.ts';
 import { resolveShells } from './files.ts';
 import { closeConnections, closedEvent, describeHeld, heldDeniedConnections, type HeldConnection } from './existing.ts';
@@ -28,7 +28,7 @@ const COMMANDS: Record<string, CommandSpec<Opts> & { run: (a: { values: Record<s
       lsm: { type: 'string', choices: ['auto', 'off'], default: 'auto', description: 'off: never try BPF LSM (use the tracepoint fallback)' },
       ia32: { type: 'string', choices: ['check', 'off'], default: 'check', description: 'without BPF LSM, the fallbacks see 32-bit (int 0x80) and x32 syscalls only through a check at every syscall\'s exit on the machine; off spares that cost and leaves them unjudged (an enforcement gap)' },
       'require-all': { type: 'boolean', description: 'refuse to start, leaving nothing attached, if any rule kind is not enforced on this kernel (a hook refused, or a fallback weaker than BPF LSM)' },
-      'log-max-mb': { type: 'number', min: 0.01, max: 1_000_000, default: 64, valueName: 'N', description: `the audit log (${EVENTS_PATH}) moves to ${EVENTS_PATH}.1 before it would pass N MiB (the one before that is dropped): at most 2N on disk` },
+      'log-max-mb': { type: 'number', min: 0.01, max: 1_000_000, default: 16, valueName: 'N', description: `the audit log (${EVENTS_PATH}) moves to ${EVENTS_PATH}.1 before it would pass N MiB (the one before that is dropped): at most 2N on disk` },
     },
     run: async ({ values }) => daemon(values.lsm === 'off', values.ia32 === 'off', values['require-all'] === true, values['log-max-mb'] as number),
   },
@@ -124,12 +124,12 @@ export async function policyCommand(argv: string[]): Promise<number> {
 async function apply(file: string, closeHeld: boolean): Promise<number> {
   const policies = readPolicyFile(file);
   if (!policies.length) throw new LabError(`nothing was applied: ${file} lists no policies`, 'add a policy under "policies:" (to remove policies: pnpm lab policy delete <name>|--all)');
-  // written into a half-started daemon's maps, a policy would be reported enforced while the exec
-  // programs do nothing (sec_config unset) and hooks are missing
-  const unfinished = unfinishedStart();
-  if (unfinished) throw new LabError(`nothing was applied: the security controller's start was cut short (${unfinished}), so what is pinned would not enforce it`, 'start the daemon: pnpm lab policy daemon (it finishes the start), then apply again');
   const h = await pinnedStore();
   try {
+    // written into a half-started daemon's maps, a policy would be reported enforced while the exec
+    // programs do nothing (sec_config unset) and hooks are missing
+    const unfinished = unfinishedStart(h.store.maps.config.get(0));
+    if (unfinished) throw new LabError(`nothing was applied: the security controller's start was cut short (${unfinished}), so what is pinned would not enforce it`, 'start the daemon: pnpm lab policy daemon (it finishes the start), then apply again');
     const reports = withApplyLock(() => h.store.apply(policies));
     for (const r of reports) {
       console.log(`${r.action} ${r.name} (policy ${r.policyId}, slot ${r.slot}): ${r.execEntries} exec and ${r.egressEntries} egress entries written in ${r.writeMs.toFixed(2)} ms`);
@@ -266,7 +266,7 @@ async function list(json: boolean): Promise<number> {
     const have = new Set(links.map((l) => l.prog));
     // the exec programs act only in the mode sec_config names (a start cut short left it 0: off)
     const execEnforced = (have.has('sec_exec_lsm') && cfg?.exec_mode === sec_exec_mode.SEC_EXEC_LSM) || (have.has('sec_exec_tp') && cfg?.exec_mode === sec_exec_mode.SEC_EXEC_TP_KILL);
-    const unfinished = unfinishedStart();
+    const unfinished = unfinishedStart(cfg);
     const egressEnforced = ['sec_connect4', 'sec_connect6', 'sec_sendmsg4', 'sec_sendmsg6'].every((p) => have.has(p));
     const policies = s.list().map((p): KernelPolicyView => {
       const rec = s.maps.policies.get(p.slot);
@@ -381,28 +381,50 @@ async function daemon(lsmOff: boolean, ia32Off: boolean, requireAll: boolean, lo
   watch.unref();
   // file names and argv are the watched processes' to choose: no raw control or bidi character
   // reaches the terminal of whoever reads the log (jsonLine)
-  // the log of a busy or attacked machine grew without end: past the limit it moves aside (one
-  // old file kept), between lines, so neither file holds more than the limit
+  // the log of a busy or attacked machine grew without end: before a line would take it past the
+  // limit it moves aside (one old file kept), so neither holds more than the limit. A write that
+  // fails (a full /run) is said once and the events still go to stdout: the pump must go on.
   const maxBytes = Math.round(logMaxMb * 1024 * 1024);
   let logSize = fs.statSync(EVENTS_PATH).size;
+  let writeFailed = '';
+  const moveAside = () => {
+    fs.renameSync(EVENTS_PATH, `${EVENTS_PATH}.1`);
+    logSize = 0;
+  };
+  if (logSize > maxBytes) moveAside(); // an older daemon's, or one kept under a larger limit
   const record = (evs: SecurityEvent[]) => {
     if (!evs.length) return;
     let chunk = '';
+    let chunkBytes = 0;
+    const flush = () => {
+      process.stdout.write(chunk);
+      try {
+        fs.appendFileSync(EVENTS_PATH, chunk, { mode: 0o600 });
+        logSize += chunkBytes;
+        writeFailed = '';
+      } catch (e) {
+        const why = firstLine(e);
+        if (why !== writeFailed) console.error(`warning: ${EVENTS_PATH}: ${why}: events go to stdout only until it can be written again`);
+        writeFailed = why;
+      }
+      chunk = '';
+      chunkBytes = 0;
+    };
     for (const e of evs) {
       const line = `${jsonLine(e)}\n`;
       const n = Buffer.byteLength(line);
-      if (logSize + Buffer.byteLength(chunk) + n > maxBytes && logSize + chunk.length > 0) {
-        fs.appendFileSync(EVENTS_PATH, chunk, { mode: 0o600 });
-        fs.renameSync(EVENTS_PATH, `${EVENTS_PATH}.1`);
-        process.stdout.write(chunk);
-        chunk = '';
-        logSize = 0;
+      if (logSize + chunkBytes + n > maxBytes && logSize + chunkBytes > 0) {
+        flush();
+        try {
+          moveAside();
+        } catch (err) {
+          if (!writeFailed) console.error(`warning: could not move ${EVENTS_PATH} aside: ${firstLine(err)}`);
+        }
       }
       chunk += line;
+      chunkBytes += n;
     }
-    fs.appendFileSync(EVENTS_PATH, chunk, { mode: 0o600 });
-    process.stdout.write(chunk);
-    logSize += Buffer.byteLength(chunk);
+    flush();
   };
   // victims whose event a full ring lost: at start (stopped while no daemon ran), after each batch
   // (the ring was full: this daemon is catching up) and each second (no event follows the loss)
@@ -429,23 +451,44 @@ async function events(follow: boolean): Promise<number> {
   if (!fs.existsSync(EVENTS_PATH)) throw new LabError(`no events file ${EVENTS_PATH}`, 'start the controller: pnpm lab policy daemon');
   // the file outlives its daemon: say so, or a past run's events read as what is happening now
   if (!runningDaemon()) console.error(`note: no daemon is running: these events were recorded up to ${fs.statSync(EVENTS_PATH).mtime.toISOString()}; new ones are recorded only while \`pnpm lab policy daemon\` runs`);
+  // read through a descriptor, so that a log the daemon moves aside (--log-max-mb) is read to its
+  // end before the new one: by name, its unread tail went with it
+  let fd = fs.openSync(EVENTS_PATH, 'r');
   let pos = 0;
-  const dump = () => {
-    const size = fs.statSync(EVENTS_PATH).size;
+  const readNew = () => {
+    const size = fs.fstatSync(fd).size;
     if (size < pos) pos = 0; // truncated
     if (size === pos) return;
-    const fd = fs.openSync(EVENTS_PATH, 'r');
     const buf = Buffer.alloc(size - pos);
     fs.readSync(fd, buf, 0, buf.length, pos);
-    fs.closeSync(fd);
     const end = buf.lastIndexOf(10) + 1; // whole lines only
     process.stdout.write(buf.subarray(0, end));
     pos += end;
   };
-  dump();
-  while (follow && !outputClosed() && fs.existsSync(EVENTS_PATH)) {
-    await new Promise((r) => setTimeout(r, 200));
+  const dump = () => {
+    readNew();
+    if (!follow) return;
+    let ino: number;
+    try {
+      ino = fs.statSync(EVENTS_PATH).ino;
+    } catch {
+      return; // moved aside, the next one not written yet
+    }
+    if (ino === fs.fstatSync(fd).ino) return;
+    readNew();
+    fs.closeSync(fd);
+    fd = fs.openSync(EVENTS_PATH, 'r');
+    pos = 0;
+    readNew();
+  };
+  try {
     dump();
+    while (follow && !outputClosed()) {
+      await new Promise((r) => setTimeout(r, 200));
+      dump();
+    }
+  } finally {
+    fs.closeSync(fd);
   }
   return 0;
 }

@@ -876,7 +876,8 @@ async function waitState(pid: number, want: string): Promise<string | undefined>
 }
 
 async function startDaemon() {
-  const d = execa(NODE, [...LAB, 'policy', 'daemon'], { reject: false, cwd: path.join(import.meta.dirname, '../..') });
+  // a log limit no test run reaches: the tests read the log from byte offsets (logSince)
+  const d = execa(NODE, [...LAB, 'policy', 'daemon', '--log-max-mb', '100000'], { reject: false, cwd: path.join(import.meta.dirname, '../..') });
   for (let i = 0; i < 300; i++) {
     try {
       if (JSON.parse(fs.readFileSync('/run/ebpf-lab/security/daemon.json', 'utf8')).pid === d.pid) break;
@@ -1301,7 +1302,7 @@ print('ran', ran, flush=True)`);
     const f = path.join(os.tmpdir(), `held-${process.pid}.yaml`);
     const hadEvents = fs.existsSync(EVENTS_PATH);
     const logFrom = eventsEnd();
-    const d = execa(NODE, [...LAB, 'policy', 'daemon'], { reject: false, cwd: path.join(import.meta.dirname, '../..') });
+    const d = execa(NODE, [...LAB, 'policy', 'daemon', '--log-max-mb', '100000'], { reject: false, cwd: path.join(import.meta.dirname, '../..') });
     const w = execa(PY, ['-c', LAUNCHER, cg, '0', PY, '-c', `import socket, sys\na = socket.create_connection(('127.0.0.2', ${port}))\nb = socket.create_connection(('127.0.0.3', ${port3}))\nprint('ready', flush=True)\nsys.stdin.readline()`], { reject: false, stdin: 'pipe' });
     let said = '';
     w.stdout!.on('data', (x: Buffer) => (said += String(x)));
@@ -1455,42 +1456,55 @@ print('ran', ran, flush=True)`);
   }, 120_000);
 
   // The audit log grew without end (9.4 MB after one afternoon of tests): before it would pass
-  // --log-max-mb it moves to events.jsonl.1, one old file kept, so the two stay under twice the limit.
-  it.skipIf(pinsInUse)(`the audit log moves aside past --log-max-mb${pinsInUse ? ` [skipped: ${PIN_DIR} is in use by another controller]` : ''}`, async () => {
+  // --log-max-mb it moves to events.jsonl.1, one old file kept, so the two stay under twice the
+  // limit; `policy events --follow` reads the moved file to its end before the new one.
+  it.skipIf(pinsInUse)(`the audit log moves aside past --log-max-mb; events --follow loses no line over the move${pinsInUse ? ` [skipped: ${PIN_DIR} is in use by another controller]` : ''}`, async () => {
     const root = cgroup2Root();
     const rel = `/ebpf-lab-seccli-log-${process.pid}`;
     const cg = path.join(root, rel.slice(1));
     const f = path.join(os.tmpdir(), `cli-log-${process.pid}.yaml`);
     const old = `${EVENTS_PATH}.1`;
-    // a log this machine had stays as it was
+    // a log this machine had stays as it was; this test starts with none
     const saved = [EVENTS_PATH, old].map((p) => [p, fs.existsSync(p) ? fs.readFileSync(p) : null] as const);
+    for (const [p] of saved) fs.rmSync(p, { force: true });
     createCgroup(cg);
     const d = execa(NODE, [...LAB, 'policy', 'daemon', '--log-max-mb', '0.05'], { reject: false, cwd: path.join(import.meta.dirname, '../..') });
+    let follow: ReturnType<typeof execa> | undefined;
     try {
       // up once daemon.json names it (the lock names it from before its links are pinned)
       const up = () => { try { return JSON.parse(fs.readFileSync(path.join(RUN_DIR, 'daemon.json'), 'utf8')).pid === d.pid; } catch { return false; } };
       for (let i = 0; i < 300 && !up(); i++) await new Promise((r) => setTimeout(r, 100));
       expect(up(), 'the daemon did not start within 30 s').toBe(true);
-      fs.rmSync(old, { force: true });
+      follow = execa(NODE, [...LAB, 'policy', 'events', '--follow'], { reject: false, cwd: path.join(import.meta.dirname, '../..') });
+      let followed = '';
+      follow.stdout!.on('data', (b: Buffer) => (followed += String(b)));
+      // following once it holds the log open (its start takes a few seconds on a busy machine)
+      const following = () => { try { return fs.readdirSync(`/proc/${follow!.pid}/fd`).some((n) => { try { return fs.readlinkSync(`/proc/${follow!.pid}/fd/${n}`) === EVENTS_PATH; } catch { return false; } }); } catch { return false; } };
+      for (let i = 0; i < 300 && !following(); i++) await new Promise((r) => setTimeout(r, 100));
+      expect(following(), 'policy events --follow did not open the log within 30 s').toBe(true);
       fs.writeFileSync(f, yaml(rel, '    egress: { allow: [{ to: 127.0.0.1, ports: [5432], protocol: tcp }] }\n', 'log'));
       expect((await capture(['apply', f])).code).toBe(0);
-      // ~400 bytes of JSON per refused connect: 400 of them are three times the 51 KiB limit
-      const r = await run(cg, `import socket\nn = 0\nfor i in range(400):\n    s = socket.socket()\n    try: s.connect(('127.0.0.1', 9))\n    except PermissionError: n += 1\n    except OSError: pass\n    s.close()\nprint('refused', n)`, { uid: 0 });
-      expect(r.stdout).toContain('refused 400');
+      // ~400 bytes of JSON per refused connect: 180 of them pass the 51 KiB limit once (a follower
+      // polling every 200 ms misses a file moved aside twice in between, as tail -F would)
+      const r = await run(cg, `import socket\nn = 0\nfor i in range(180):\n    s = socket.socket()\n    try: s.connect(('127.0.0.1', 9))\n    except PermissionError: n += 1\n    except OSError: pass\n    s.close()\nprint('refused', n)`, { uid: 0 });
+      expect(r.stdout).toContain('refused 180');
+      const ours = (text: string) => text.split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((e) => e.policy === 'log');
+      const logged = () => [old, EVENTS_PATH].reduce((n, p) => n + (fs.existsSync(p) ? ours(fs.readFileSync(p, 'utf8')).length : 0), 0);
+      for (let i = 0; i < 100 && (logged() < 180 || ours(followed).length < 180); i++) await new Promise((res) => setTimeout(res, 100));
       const limit = 0.05 * 1024 * 1024;
-      for (let i = 0; i < 50 && !fs.existsSync(old); i++) await new Promise((res) => setTimeout(res, 100));
       expect(fs.existsSync(old), 'moved aside').toBe(true);
       // moved between lines, just before the limit: one line (~400 bytes) short of it at most
-      expect(fs.statSync(old).size).toBeLessThanOrEqual(limit);
+      for (const p of [old, EVENTS_PATH]) expect(fs.statSync(p).size, p).toBeLessThanOrEqual(limit);
       expect(fs.statSync(old).size).toBeGreaterThan(limit - 2048);
-      // the new one, root's alone like the first
-      await new Promise((res) => setTimeout(res, 300));
-      if (fs.existsSync(EVENTS_PATH)) {
-        expect(fs.statSync(EVENTS_PATH).size).toBeLessThanOrEqual(limit);
-        expect((fs.statSync(EVENTS_PATH).mode & 0o777).toString(8)).toBe('600');
-      }
-      expect(fs.readFileSync(old, 'utf8').trim().split('\n').every((l) => JSON.parse(l).policy === 'log')).toBe(true);
+      expect((fs.statSync(EVENTS_PATH).mode & 0o777).toString(8), 'the new log is root\'s alone').toBe('600');
+      // every line is on disk, and reached the follower once
+      expect(logged()).toBe(180);
+      const seen = ours(followed);
+      expect(seen.length).toBe(180);
+      expect(new Set(seen.map((e) => e.tsNs)).size).toBe(180);
     } finally {
+      follow?.kill('SIGTERM');
+      await follow;
       d.kill('SIGTERM');
       await d;
       await capture(['stop']);
@@ -1503,41 +1517,45 @@ print('ran', ran, flush=True)`);
     }
   }, 90_000);
 
-  // Stop ends enforcement for good: a victim still waiting in stopped_lost (its event lost while no
-  // daemon ran) would have no one left to continue it once the map is unpinned.
-  it.skipIf(pinsInUse)(`stop continues a victim whose event the ring lost while no daemon ran${pinsInUse ? ` [skipped: ${PIN_DIR} is in use by another controller]` : ''}`, async (t) => {
-    const root = cgroup2Root();
-    const rel = `/ebpf-lab-seccli-lost-${process.pid}`;
-    const cg = path.join(root, rel.slice(1));
-    const f = path.join(os.tmpdir(), `cli-lost-${process.pid}.yaml`);
-    const hadEvents = fs.existsSync(EVENTS_PATH);
-    createCgroup(cg);
-    const victim = execa('sleep', ['60'], { reject: false });
-    const { d } = await startDaemon();
-    try {
-      if (JSON.parse(fs.readFileSync(path.join(RUN_DIR, 'daemon.json'), 'utf8')).mechanisms.ptrace.includes('lsm/ptrace_access_check')) return t.skip('BPF LSM refuses the attach itself here (EPERM): the victim never stops');
-      fs.writeFileSync(f, yaml(rel, '    exec: { deny: [shells] }\n    egress: { allow: [{ to: 127.0.0.1, ports: [5432], protocol: tcp }] }\n', 'lost'));
-      expect((await capture(['apply', f])).code).toBe(0);
-      process.kill(d.pid!, 'SIGKILL');
-      await d;
-      expect((await run(cg, FILL_THEN_ATTACH(victim.pid!), { uid: 0 })).stdout).toMatch(/^refused 6000$/m);
-      expect(await waitState(victim.pid!, 'T'), 'stopped, its event lost').toBe('T');
-      const st = await capture(['stop']);
-      expect(st.code).toBe(0);
-      expect(st.err).toMatch(new RegExp(`pid ${victim.pid}, stopped by a refused PTRACE_ATTACH of pid \\d+ whose event was lost: continued \\(SIGCONT\\)`));
-      expect(await waitState(victim.pid!, 'S'), 'stop continued the victim').toBe('S');
-      expect(fs.existsSync(PIN_DIR)).toBe(false);
-    } finally {
-      victim.kill('SIGKILL');
-      await victim;
-      d.kill('SIGKILL');
-      await d;
-      await capture(['stop']);
-      fs.rmSync(f, { force: true });
-      removeCgroup(cg, root);
-      if (!hadEvents) fs.rmSync(EVENTS_PATH, { force: true });
-    }
-  }, 90_000);
+  // Stop ends enforcement for good: a victim whose event no daemon read (still in the pinned ring,
+  // or lost to a full one and kept in stopped_lost) would have no one left to continue it once the
+  // maps are unpinned.
+  for (const how of ['unread', 'lost'] as const) {
+    it.skipIf(pinsInUse)(`stop continues a victim whose event the ring ${how === 'lost' ? 'lost' : 'holds unread'} while no daemon ran${pinsInUse ? ` [skipped: ${PIN_DIR} is in use by another controller]` : ''}`, async (t) => {
+      const root = cgroup2Root();
+      const rel = `/ebpf-lab-seccli-${how}-${process.pid}`;
+      const cg = path.join(root, rel.slice(1));
+      const f = path.join(os.tmpdir(), `cli-${how}-${process.pid}.yaml`);
+      const hadEvents = fs.existsSync(EVENTS_PATH);
+      createCgroup(cg);
+      const victim = execa('sleep', ['60'], { reject: false });
+      const { d } = await startDaemon();
+      try {
+        if (JSON.parse(fs.readFileSync(path.join(RUN_DIR, 'daemon.json'), 'utf8')).mechanisms.ptrace.includes('lsm/ptrace_access_check')) return t.skip('BPF LSM refuses the attach itself here (EPERM): the victim never stops');
+        fs.writeFileSync(f, yaml(rel, '    exec: { deny: [shells] }\n    egress: { allow: [{ to: 127.0.0.1, ports: [5432], protocol: tcp }] }\n', how));
+        expect((await capture(['apply', f])).code).toBe(0);
+        process.kill(d.pid!, 'SIGKILL');
+        await d;
+        const attack = how === 'lost' ? FILL_THEN_ATTACH(victim.pid!) : FILL_THEN_ATTACH(victim.pid!).replace('range(6000)', 'range(0)');
+        expect((await run(cg, attack, { uid: 0 })).stdout).toMatch(how === 'lost' ? /^refused 6000$/m : /^refused 0$/m);
+        expect(await waitState(victim.pid!, 'T'), 'stopped by the attach').toBe('T');
+        const st = await capture(['stop']);
+        expect(st.code).toBe(0);
+        expect(st.err).toMatch(new RegExp(`pid ${victim.pid}, stopped by a refused PTRACE_ATTACH of pid \\d+ ${how === 'lost' ? 'whose event was lost' : '\\(its event unread\\)'}: continued \\(SIGCONT\\)`));
+        expect(await waitState(victim.pid!, 'S'), 'stop continued the victim').toBe('S');
+        expect(fs.existsSync(PIN_DIR)).toBe(false);
+      } finally {
+        victim.kill('SIGKILL');
+        await victim;
+        d.kill('SIGKILL');
+        await d;
+        await capture(['stop']);
+        fs.rmSync(f, { force: true });
+        removeCgroup(cg, root);
+        if (!hadEvents) fs.rmSync(EVENTS_PATH, { force: true });
+      }
+    }, 90_000);
+  }
 
   // A daemon that does not exit on SIGTERM (here: stopped) holds the links through its fds. Stop
   // gave up after 10 s, removed the pins and printed "nothing is enforced any more" while the stopped

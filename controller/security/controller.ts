@@ -430,6 +430,8 @@ export class SecurityController {
         const l = Link.openPinned(path.join(LINK_DIR, h.prog), `${h.prog} → ${h.hook} (pinned)`);
         if (l) adopted.set(h.prog, l);
       }
+      // nothing to adopt: a record left from pins removed by hand would vouch for this start's
+      if (!adopted.size) fs.rmSync(STARTED_PATH, { force: true });
     }
     let lsmOk = false;
     if ([...adopted.keys()].some((n) => LSM_PROGS.includes(n))) {
@@ -863,13 +865,16 @@ function fileSha256(file: string): string {
  * nothing pinned, a daemon alive (running, or starting: it finishes), or a finished start's links
  * all pinned.
  */
-export function unfinishedStart(): string | undefined {
+export function unfinishedStart(cfg?: { exec_mode: number } | null): string | undefined {
   const pinned = fs.existsSync(LINK_DIR) ? fs.readdirSync(LINK_DIR).filter((n) => !n.endsWith(NEW_PIN)) : [];
   if (!pinned.length || runningDaemon()) return undefined;
   let rec: { pid?: number; links?: string[] };
   try {
     rec = JSON.parse(fs.readFileSync(STARTED_PATH, 'utf8'));
   } catch {
+    // pins of a release from before the record: its start wrote sec_config last, so an exec mode
+    // that names the exec program pinned is a finished start's
+    if (cfg && ((cfg.exec_mode === sec_exec_mode.SEC_EXEC_LSM && pinned.includes('sec_exec_lsm')) || (cfg.exec_mode === sec_exec_mode.SEC_EXEC_TP_KILL && pinned.includes('sec_exec_tp')))) return undefined;
     return `${pinned.length} links pinned at ${LINK_DIR} but no daemon start finished (${STARTED_PATH} missing: one was killed while starting, or these pins predate that record)`;
   }
   const missing = (rec.links ?? []).filter((n) => !pinned.includes(n));
@@ -974,18 +979,28 @@ export async function stopDaemon(log: (s: string) => void = () => {}): Promise<{
   }
   let links = 0;
   let maps = 0;
-  // victims a full ring left in stopped_lost (no daemon ran to continue them): continued once the
-  // links are gone (nothing adds to it after that), before the map goes with the pins
-  const lostStops = await openLostStops();
+  // victims of refused attaches no daemon continued: their events unread in the ring, or lost to a
+  // full one (stopped_lost). Continued once the links are gone (nothing adds to either after
+  // that), before the maps go with the pins. Best effort: stop is the one way to end enforcement,
+  // and nothing here may keep it from removing the pins.
+  const rescue = await openRescue().catch((e) => (log(`could not look for processes a refused attach left stopped: ${firstLine(e)}`), null));
   const remove = () => {
     if (fs.existsSync(LINK_DIR)) for (const f of fs.readdirSync(LINK_DIR)) (fs.rmSync(path.join(LINK_DIR, f), { force: true }), links++);
     fs.rmSync(LINK_DIR, { recursive: true, force: true });
-    if (lostStops) {
-      for (const pid of [...lostStops.keys()]) {
-        const l = lostStops.get(pid);
-        if (l) log(`pid ${pid}, stopped by a refused PTRACE_ATTACH of pid ${l.pid} whose event was lost: ${resumeStopped(pid, l.target_start)}`);
+    if (rescue) {
+      try {
+        for (const e of rescue.ring?.drain() ?? []) {
+          if (e.action === sec_event_action.SEC_ATTACH_STOPPED) log(`pid ${e.target}, stopped by a refused PTRACE_ATTACH of pid ${e.pid} (its event unread): ${resumeStopped(e.target, e.target_start)}`);
+        }
+        for (const pid of rescue.lost ? [...rescue.lost.keys()] : []) {
+          const l = rescue.lost!.get(pid);
+          if (l) log(`pid ${pid}, stopped by a refused PTRACE_ATTACH of pid ${l.pid} whose event was lost: ${resumeStopped(pid, l.target_start)}`);
+        }
+      } catch (e) {
+        log(`could not continue every process a refused attach left stopped: ${firstLine(e)}`);
+      } finally {
+        rescue.close();
       }
-      lostStops.close();
     }
     for (const n of MAP_NAMES) if (fs.existsSync(path.join(PIN_DIR, n))) (fs.rmSync(path.join(PIN_DIR, n), { force: true }), maps++);
     if (fs.existsSync(PIN_DIR)) removePinDir(PIN_DIR);
@@ -1008,18 +1023,33 @@ export async function stopDaemon(log: (s: string) => void = () => {}): Promise<{
   return { links, maps, daemon: pid };
 }
 
-/** the pinned stopped_lost map, if any */
-async function openLostStops(): Promise<BpfMap<number, sec_lost_stop> | null> {
-  const pin = path.join(PIN_DIR, 'stopped_lost');
-  if (!fs.existsSync(pin)) return null;
+/** the pinned events ring and stopped_lost, those that are there and of this build's layout */
+async function openRescue(): Promise<{ ring?: RingBuffer<sec_event>; lost?: BpfMap<number, sec_lost_stop>; close(): void } | null> {
+  const pinned = (n: string) => (fs.existsSync(path.join(PIN_DIR, n)) ? path.join(PIN_DIR, n) : undefined);
+  if (!pinned('events') && !pinned('stopped_lost')) return null;
   const spec = security.open(await ensureObject('security'));
+  const out: { ring?: RingBuffer<sec_event>; lost?: BpfMap<number, sec_lost_stop>; close(): void } = { close: () => {} };
+  let events: BpfMap | undefined;
   try {
-    return spec.openPinned('stopped_lost', pin);
+    const codec = spec.obj.btf.codecByName<sec_event>('sec_event');
+    const at = pinned('events');
+    if (at) {
+      events = spec.openPinned('events', at);
+      out.ring = new RingBuffer<sec_event>(events, { decode: (dv, off) => codec.decode(dv, off) });
+    }
+    const lostAt = pinned('stopped_lost');
+    if (lostAt) out.lost = spec.openPinned('stopped_lost', lostAt);
   } catch {
-    return null; // a daemon's older layout: it had no such map to fill
+    /* another build's layout: what opened is used */
   } finally {
     spec.close();
   }
+  out.close = () => {
+    out.ring?.close();
+    events?.close();
+    out.lost?.close();
+  };
+  return out;
 }
 
 /** the maps of a running daemon, through their pins (codecs from the object's BTF) */
@@ -1222,6 +1252,6 @@ function copyEntries(name: string, from: number, to: number, onlyMissing: boolea
   return n;
 }
 
-function firstLine(e: unknown): string {
+export function firstLine(e: unknown): string {
   return String(e instanceof Error ? e.message : e).split('\n')[0]!;
 }
