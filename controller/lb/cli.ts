@@ -13,7 +13,7 @@ import { purgePinned } from './dataplane.ts';
 import { LbController } from './controller.ts';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
 import net from 'node:net';
-import { daemonLockPath, pinsRecordPath, serveAdmin, socketPath, SOCKET_DIR } from './server.ts';
+import { daemonLockPath, finishedPinDirs, recordPinDir, serveAdmin, socketPath, SOCKET_DIR } from './server.ts';
 import { instancesIn, instancesNote } from '../../common/state-file.ts';
 import { processAlive } from '../../common/host.ts';
 import { tryLock, unlock } from '../../common/lockfile.ts';
@@ -199,12 +199,12 @@ const COMMANDS: Record<string, Cmd> = {
   }, { max: 0 }, async (p, api) => {
     try {
       const purge = p.values.purge === true;
-      const r = (await api().shutdown(purge)) as { ok: boolean; pid?: number };
+      const r = (await api().shutdown(purge)) as { ok: boolean; pid?: number; startTime?: string };
       // returns once the daemon is gone (its lock and socket released), so that a script's next
       // `lb daemon` is not refused as a second one
       const deadline = Date.now() + 15_000;
-      while (r.pid && processAlive(r.pid) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 50));
-      if (r.pid && processAlive(r.pid)) throw new LabError(`the LB daemon (pid ${r.pid}) took the stop but has not exited within 15 s`, `see its log; kill ${r.pid} ends it (its XDP program and pins stay${purge ? '; then lb stop --purge removes them' : ''})`);
+      while (r.pid && processAlive(r.pid, r.startTime) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 50));
+      if (r.pid && processAlive(r.pid, r.startTime)) throw new LabError(`the LB daemon (pid ${r.pid}) took the stop but has not exited within 15 s`, `see its log; kill ${r.pid} ends it (its XDP program and pins stay${purge ? '; then lb stop --purge removes them' : ''})`);
       console.log(`stopped LB daemon${r.pid ? ` pid ${r.pid}` : ''}: ${purge ? 'XDP program detached and pins removed' : 'its XDP program keeps forwarding from the pins (restart-safe: the next daemon adopts them; lb stop --purge removes them)'}`);
       return 0;
     } catch (e) {
@@ -212,9 +212,7 @@ const COMMANDS: Record<string, Cmd> = {
       // forwarding from the pins (fail static); --purge removes them here, without it
       const code = (e as NodeJS.ErrnoException).code;
       const inst = p.values.instance as string;
-      const record = pinsRecordPath(inst);
-      const recorded = fs.existsSync(record) ? fs.readFileSync(record, 'utf8').trim() : undefined;
-      const dir = p.values['pin-root'] !== undefined ? path.join(p.values['pin-root'] as string, inst) : recorded || path.join(DEFAULT_PIN_ROOT, inst);
+      const dir = p.values['pin-root'] !== undefined ? path.join(p.values['pin-root'] as string, inst) : finishedPinDirs(inst)[0] ?? path.join(DEFAULT_PIN_ROOT, inst);
       if ((code !== 'ENOENT' && code !== 'ECONNREFUSED') || !fs.existsSync(dir)) throw e;
       const socket = (p.values.socket as string | undefined) ?? socketPath(inst);
       if (p.values.purge !== true) throw new LabError(`no LB daemon at ${socket}, but instance "${inst}" still forwards from its pins under ${dir} (a daemon stopped without --purge, or killed, leaves its XDP program attached)`, `pnpm lab lb stop --purge --instance ${inst} detaches it and removes the pins; or start the daemon again: it adopts them`);
@@ -230,7 +228,7 @@ const COMMANDS: Record<string, Cmd> = {
         const r = purgePinned(dir);
         if (r.attachedBy) throw new LabError(`no LB daemon at ${socket}, and instance "${inst}" has no pinned XDP link: its daemon attached by netlink (xdpMode native/generic), and its program (id ${r.attachedBy.join(', ')}) is still attached in a namespace this command cannot detach from; nothing was removed`, `start the daemon again (nsenter --net=/run/netns/NAME -- pnpm lab lb daemon --config FILE: it takes the program over), then pnpm lab lb stop --purge --instance ${inst}`);
         if (code === 'ECONNREFUSED') fs.rmSync(socket, { force: true }); // the dead daemon's socket file
-        if (recorded === dir) fs.rmSync(record, { force: true });
+        recordPinDir(inst, dir, false);
         print(`no LB daemon was running: ${r.link ? 'detached its XDP program (pinned link removed)' : 'no XDP link was pinned'}, removed ${r.maps} map pin(s) under ${dir}`);
         return 0;
       } finally {
@@ -275,19 +273,19 @@ async function runLocked(cfg: ReturnType<typeof validateConfigFile>['norm'], raw
   // Ctrl-C/SIGTERM are ours: the admin socket is closed (and its file removed) before the
   // controller stops; the binding's own handler would exit 128+signal and leave the socket file
   deferSignalsToCaller(true);
-  const record = pinsRecordPath(cfg.instance);
-  // written once a start has seeded its pins and attached: pins without it (at the config's place)
-  // are a start killed part-way, which holds only some of its VIPs (see LbController.start)
-  const recorded = fs.existsSync(record) ? fs.readFileSync(record, 'utf8').trim() : undefined;
-  const c = await LbController.start(raw, { log, pinsUnfinished: recorded !== LbController.pinDir(cfg) });
-  fs.mkdirSync(path.dirname(record), { recursive: true });
-  fs.writeFileSync(record, `${LbController.pinDir(cfg)}\n`);
+  // a pin directory is recorded once a start there has seeded its pins and attached: pins at one
+  // that is not are a start killed part-way, holding only some of its VIPs (see LbController.start)
+  const pinDir = LbController.pinDir(cfg);
+  // no pins there: a record of that place is from pins removed since (by hand), not these
+  if (!fs.existsSync(path.join(pinDir, 'vips'))) recordPinDir(cfg.instance, pinDir, false);
+  const c = await LbController.start(raw, { log, pinsUnfinished: !finishedPinDirs(cfg.instance).includes(pinDir) });
+  recordPinDir(cfg.instance, pinDir, true);
   let srv;
   try {
     srv = await serveAdmin(c, { socket, listen: cfg.listen });
   } catch (e) {
     c.stop({ purge: c.startedAs === 'fresh' }); // nothing half-applied: a fresh start leaves no pins
-    if (c.startedAs === 'fresh') fs.rmSync(record, { force: true });
+    if (c.startedAs === 'fresh') recordPinDir(cfg.instance, pinDir, false);
     throw new LabError(`admin API on ${socket}${cfg.listen ? ` / ${cfg.listen}` : ''}: ${(e as Error).message}`, 'another daemon of this instance runs, or the address is taken: pick --socket / listen, or stop it');
   }
   log(`admin API on ${socket}${cfg.listen ? ` and http://${cfg.listen}` : ''} (${c.startedAs}, backend table ${c.backendCapacity})`);
@@ -298,7 +296,7 @@ async function runLocked(cfg: ReturnType<typeof validateConfigFile>['norm'], raw
   const { purge } = await Promise.race([srv.shutdown, sig]);
   await srv.close();
   c.stop({ purge });
-  if (purge) fs.rmSync(record, { force: true });
+  if (purge) recordPinDir(cfg.instance, pinDir, false);
   log(purge ? 'stopped and purged (XDP detached, pins removed)' : 'stopped; XDP program and maps stay pinned for the next start');
   return 0;
 }
@@ -332,8 +330,7 @@ function asLabError(e: unknown, name: string, socket: string, instance?: string)
   const code = (e as NodeJS.ErrnoException).code;
   if ((code === 'ENOENT' || code === 'ECONNREFUSED') && instance !== undefined) {
     // a daemon killed, or stopped without --purge: its XDP program still forwards from the pins
-    const record = pinsRecordPath(instance);
-    const dir = (fs.existsSync(record) ? fs.readFileSync(record, 'utf8').trim() : '') || path.join(DEFAULT_PIN_ROOT, instance);
+    const dir = finishedPinDirs(instance)[0] ?? path.join(DEFAULT_PIN_ROOT, instance);
     if (fs.existsSync(dir)) return new LabError(`no LB daemon at ${socket}, but instance "${instance}" still forwards from its pins under ${dir}`, `start the daemon again (it adopts them) to change or list it; pnpm lab lb stop --purge --instance ${instance} detaches it`);
   }
   if (code === 'ENOENT' || code === 'ECONNREFUSED') return new LabError(`no LB daemon at ${socket}${path.dirname(socket) === SOCKET_DIR ? ` (${instancesNote(instancesIn(SOCKET_DIR, 'lb-', '.sock'))})` : ''}`, 'start one: nsenter --net=/run/netns/NAME -- pnpm lab lb daemon --config FILE (or pick it with --instance NAME / --socket PATH)');

@@ -29,6 +29,13 @@ function rejects(c: LbConfig, re: RegExp): void {
   expect((err as Error).message).toMatch(re);
 }
 
+describe('instance names', () => {
+  it("refuses the other control planes' pin directory names (their stop would remove the LB's pins)", () => {
+    for (const n of ['security', 'svc-web', 'tc-x']) rejects(base({ instance: n }), new RegExp(`instance name "${n}" is taken`));
+    for (const n of ['svc', 'tcp-lb', 'my-security']) expect(() => validateConfig(base({ instance: n }))).not.toThrow();
+  });
+});
+
 describe('unknown keys', () => {
   it('a misspelt key anywhere is refused with where it is, not ignored', () => {
     rejects({ ...base(), colour: 'red' } as never, /^config\.colour: unknown key \(allowed: interface, /);

@@ -345,6 +345,9 @@ export function validateConfig(c: LbConfig): NormConfig {
   if (typeof c.interface !== 'string' || !/^[\w.-]{1,15}$/.test(c.interface)) problems.push(new ValidationError(`"interface" must be an interface name, got ${JSON.stringify(c.interface)}`));
   const instance = c.instance ?? 'default';
   if (!/^[\w-]{1,40}$/.test(instance)) problems.push(new ValidationError(`malformed instance name "${instance}"`));
+  // the other control planes pin beside the LB's instances under the default root: one named like
+  // theirs would share (and their stop remove) its pins
+  else if (instance === 'security' || /^(svc|tc)-/.test(instance)) problems.push(new ValidationError(`instance name "${instance}" is taken: "security", "svc-*" and "tc-*" under ${DEFAULT_PIN_ROOT} are the security, socket LB and tc controllers' pins`, 400, undefined, 'pick another instance name'));
   const ringSize = c.ringSize ?? xdp_lb_limits.LB_DEFAULT_RING;
   if (!isPrime(ringSize) || ringSize < 7 || ringSize > 1_000_003) problems.push(new ValidationError(`ringSize ${ringSize} must be a prime between 7 and 1000003`));
   const forwarding = check(() => checkForwarding(c.forwarding ?? 'dsr', 'config'), 'dsr' as Forwarding);

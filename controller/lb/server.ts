@@ -9,6 +9,8 @@ import { parseListen, validateConfig, validateConfigFile, type Forwarding, type 
 import type { LbController } from './controller.ts';
 import { lbRegistry } from './metrics.ts';
 import { rebindingHost } from '../../common/metrics-http.ts';
+import { writeFileAtomic } from '../../common/state-file.ts';
+import { procStart } from '../../common/host.ts';
 
 export const SOCKET_DIR = '/run/ebpf-lab';
 export function socketPath(instance: string): string {
@@ -21,6 +23,27 @@ export function socketPath(instance: string): string {
  */
 export function pinsRecordPath(instance: string): string {
   return path.join(SOCKET_DIR, `lb-${instance}.pins`);
+}
+/**
+ * The pin directories where a start of this instance finished (VIPs written, XDP attached), the
+ * latest first: one line each. Pins at a directory not listed are a start cut short. A list, not
+ * the last one only: an instance moved between pinRoots and back found its finished pins taken for
+ * a start cut short, and its runtime changes overwritten by the config.
+ */
+export function finishedPinDirs(instance: string): string[] {
+  try {
+    return fs.readFileSync(pinsRecordPath(instance), 'utf8').split('\n').map((l) => l.trim()).filter(Boolean);
+  } catch {
+    return [];
+  }
+}
+/** record dir as finished (first), or drop it; the file goes with its last line */
+export function recordPinDir(instance: string, dir: string, finished: boolean): void {
+  const rest = finishedPinDirs(instance).filter((d) => d !== dir);
+  const lines = finished ? [dir, ...rest] : rest;
+  if (!lines.length) return void fs.rmSync(pinsRecordPath(instance), { force: true });
+  fs.mkdirSync(SOCKET_DIR, { recursive: true });
+  writeFileAtomic(pinsRecordPath(instance), `${lines.join('\n')}\n`);
 }
 /** held by an instance's daemon from before it opens the pins until it exits (common/lockfile.ts) */
 export function daemonLockPath(instance: string): string {
@@ -139,7 +162,7 @@ export async function serveAdmin(c: LbController, opts: { socket: string; listen
         }
         case 'POST /shutdown': {
           const b = await body(req);
-          send(200, { ok: true, pid: process.pid }); // the client waits for this pid to exit
+          send(200, { ok: true, pid: process.pid, startTime: procStart(process.pid) }); // the client waits for this process to exit
           requestShutdown({ purge: b.purge === true });
           return;
         }

@@ -128,9 +128,9 @@ const COMMANDS: Record<string, Cmd> = {
   stop: cmd('stop', 'detach the instance\'s programs and remove its pins and state (a live svc daemon is stopped, and removes them itself)', { ...target }, { max: 0 }, async (p) => {
     const inst = instanceOf(p);
     if (!fs.existsSync(statePath(inst))) {
-      const starting = cutShort(inst);
-      if (starting && /is starting/.test(starting)) throw new LabError(starting, 'wait for it to start, then stop it');
-      const removed = starting ? await removeCutShort(inst) : undefined;
+      const cut = cutShort(inst);
+      if (cut?.starting) throw new LabError(cut.text, `wait for pid ${cut.starting} to finish starting, then stop it`);
+      const removed = cut ? await removeCutShort(inst) : undefined;
       if (removed !== undefined) {
         console.log(`stopped: instance ${inst} had been cut short while starting; its ${removed} program(s) detached and its pins removed`);
         return 0;

@@ -305,7 +305,7 @@ export class SvcController {
     // pins without a state file: a start of this name killed between its pins and its state (its
     // programs still attached). We hold the start lock, so none is in flight: they are removed, as
     // their pin over the old ones (EEXIST) failed this start with an internal error
-    if (opts.pin && fs.existsSync(dir)) {
+    if (opts.pin && cutShort(cfg.instance, true)) {
       cleanupPins(cfg.instance);
       opts.log?.(`removed what a start of instance ${cfg.instance} that was cut short left attached (pins under ${dir}, no state)`);
     }
@@ -399,7 +399,7 @@ export class SvcController {
     const sp = statePath(instance);
     if (!fs.existsSync(sp)) {
       const cut = cutShort(instance);
-      if (cut) throw new LabError(cut, `pnpm lab svc stop --instance ${instance} removes it; or start it again, which removes it first`);
+      if (cut) throw new LabError(cut.text, cut.starting ? `wait for pid ${cut.starting} to finish starting, then try again` : `pnpm lab svc stop --instance ${instance} removes it; or start it again, which removes it first`);
       throw new LabError(`no running socket LB instance "${instance}" (no ${sp}; ${instancesNote(instancesIn(RUN_DIR, 'svc-', '.json'))})`, 'start one: pnpm lab svc daemon --config FILE (or svc start), or name it with --instance NAME');
     }
     const model = JSON.parse(fs.readFileSync(sp, 'utf8')) as Model;
@@ -897,25 +897,30 @@ async function stopDaemon(instance: string, d: NonNullable<Model['daemon']>): Pr
   return `stopped instance ${instance}: its svc daemon (pid ${d.pid}) exited${left ? '; what it left was removed' : ' and removed it'}`;
 }
 
-/** remove an instance's pins (links first: that detaches) and its state file */
 /**
  * An instance with pins but no state file: a start killed between pinning its links and writing
- * its state (its programs stay attached, balancing with whatever services it wrote). Undefined
- * when there are no such pins, or a start is under way (it holds the start lock).
+ * its state (its programs stay attached, balancing with whatever services it wrote). Undefined when
+ * there are none, or the directory holds anything an svc instance does not pin (another control
+ * plane's: an LB instance may be named svc-x under the same root). `starting`: a start holds the
+ * start lock (one for every instance, so it may be another's); the caller cannot tell, and waits.
+ * `locked`: the caller holds that lock itself.
  */
-export function cutShort(instance: string): string | undefined {
+export function cutShort(instance: string, locked = false): { text: string; starting?: number } | undefined {
+  // the lock first: a start that finishes between the two checks is then seen as starting, not cut short
+  const starting = locked ? null : lockHolderAlive(lockPath(START_LOCK));
   const dir = pinDir(instance);
   if (fs.existsSync(statePath(instance)) || !fs.existsSync(dir)) return undefined;
-  const starting = lockHolderAlive(lockPath(START_LOCK));
-  if (starting) return `socket LB instance "${instance}" is starting (pid ${starting})`;
+  const ours = new Set<string>([...MAP_NAMES, 'links']);
+  if (!fs.readdirSync(dir).every((f) => ours.has(f))) return undefined;
+  if (starting) return { text: `socket LB instance "${instance}" has pins but no state yet, and a start is under way (pid ${starting})`, starting };
   const links = fs.existsSync(path.join(dir, 'links')) ? fs.readdirSync(path.join(dir, 'links')).length : 0;
-  return `socket LB instance "${instance}" was cut short while starting: ${links} program(s) still attached from its pins under ${dir}, no state (${statePath(instance)})`;
+  return { text: `socket LB instance "${instance}" was cut short while starting: ${links} program(s) still attached from its pins under ${dir}, no state (${statePath(instance)})` };
 }
 
 /** remove what a start cut short left (see cutShort), under the start lock: none is in flight */
 export async function removeCutShort(instance: string): Promise<number | undefined> {
   return withLock(START_LOCK, () => {
-    if (!cutShort(instance)) return undefined;
+    if (!cutShort(instance, true)) return undefined;
     const ld = path.join(pinDir(instance), 'links');
     const links = fs.existsSync(ld) ? fs.readdirSync(ld).length : 0;
     cleanupPins(instance);
@@ -923,6 +928,7 @@ export async function removeCutShort(instance: string): Promise<number | undefin
   }, 30_000);
 }
 
+/** remove an instance's pins (links first: that detaches) and its state file */
 export function cleanupPins(instance: string): void {
   const dir = pinDir(instance);
   const ld = path.join(dir, 'links');

@@ -185,7 +185,8 @@ const COMMANDS: Record<string, Cmd> = {
       // a start killed after making its pins but before its state file: maps pinned, nothing
       // attached yet (the state is written before the first filter)
       const pins = pinDir(name);
-      if (fs.existsSync(pins)) {
+      // only a directory of tc maps: an LB instance may be named tc-x under the same root
+      if (fs.existsSync(pins) && fs.readdirSync(pins).every((f) => (MAP_NAMES as readonly string[]).includes(f))) {
         const pinned = MAP_NAMES.filter((m) => fs.existsSync(path.join(pins, m)));
         for (const m of pinned) fs.rmSync(path.join(pins, m), { force: true });
         removePinDir(pins);
