@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Bootstrap for a fresh Debian machine (as root): installs pnpm, the Node dependencies and the
-# lab's Debian packages when missing, then runs `pnpm lab "$@"`. `./lab.sh test` runs the test
+# lab's Debian packages when missing, then runs the lab (`pnpm lab "$@"`, without pnpm between). `./lab.sh test` runs the test
 # suite and ends with the line "N passed, N failed, N skipped" computed from vitest's JSON.
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
@@ -48,4 +48,7 @@ if [ "${1:-}" = "test" ]; then
   exit $rc
 fi
 
-exec pnpm -s lab "$@"
+# package.json's "lab" script, without pnpm in between: the run is this process, so a signal to it
+# reaches the run and the caller waits for its cleanup (pnpm passes no signal on and returns before
+# its child has stopped)
+exec node --no-memory-reducer --import tsx lab/cli.ts "$@"

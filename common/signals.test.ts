@@ -49,3 +49,31 @@ it('stopWithParent: the end of stdin (the matrix gone) is the run\'s SIGTERM; th
   const d = await done;
   expect([d.exitCode, d.stdout, d.timedOut]).toEqual([0, 'done', false]);
 }, 30_000);
+
+it("stopWithLauncher: the death of the process that started it (pnpm) is the run's SIGTERM; its children are not told; without pnpm's mark nothing changes", async () => {
+  const code = `const m = await import(${JSON.stringify(SRC)}); m.stopWithLauncher();
+    process.on('SIGTERM', () => { console.log('SIGTERM; child sees ' + (process.env.npm_lifecycle_event ?? 'nothing')); process.exit(3); });
+    console.log('up ' + process.pid); setInterval(() => {}, 1000);`;
+  for (const marked of [true, false]) {
+    // the launcher: a shell that starts the run and waits, as pnpm does; killed outright
+    const sh = execa('sh', ['-c', '"$0" --import tsx --input-type=module -e "$1" & wait', process.execPath, code], { env: marked ? { npm_lifecycle_event: 'lab' } : {}, reject: false, buffer: false, stdout: 'pipe' });
+    let out = '';
+    sh.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    for (let i = 0; i < 200 && !out.includes('up'); i++) await new Promise((r) => setTimeout(r, 50));
+    const pid = Number(/^up (\d+)$/m.exec(out)?.[1]);
+    expect(pid, out).toBeGreaterThan(0);
+    try {
+      await new Promise((r) => setTimeout(r, 600));
+      expect(out, 'not before its launcher is gone').toBe(`up ${pid}\n`);
+      sh.kill('SIGKILL');
+      for (let i = 0; i < 40 && !out.includes('SIGTERM'); i++) await new Promise((r) => setTimeout(r, 50));
+      if (marked) expect(out).toBe(`up ${pid}\nSIGTERM; child sees nothing\n`);
+      else expect(out, 'unmarked: not tied to its parent').toBe(`up ${pid}\n`);
+    } finally {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch { /* gone */ }
+      await sh;
+    }
+  }
+}, 30_000);

@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 
 // How a foreground daemon waits to be stopped. A signal listener does not keep Node's event loop
 // alive: a daemon with nothing else pending (no metrics server, no health checks) would exit at
@@ -77,4 +78,27 @@ export function stopWithParent(env: NodeJS.ProcessEnv = process.env): void {
   stdin.on('error', () => process.kill(process.pid, 'SIGTERM'));
   // the watch alone must not keep a finished run alive
   stdin.unref?.();
+}
+
+/**
+ * Started by `pnpm lab …`, the run is pnpm's child, and pnpm passes no signal on: a SIGTERM to
+ * pnpm alone (a CI runner or a supervisor stopping the main pid) ended pnpm and left the run
+ * going on to its end in the background, unseen. The kernel sends the run a SIGTERM when pnpm
+ * dies (PR_SET_PDEATHSIG), which it takes as any stop (cleanups, an ERROR report with the checks
+ * so far). pnpm marks its script's environment (npm_lifecycle_event); it is removed, so the run's
+ * own children (daemons, load generators) do not die with it on their own.
+ */
+export function stopWithLauncher(env: NodeJS.ProcessEnv = process.env): void {
+  if (env.npm_lifecycle_event !== 'lab' || process.platform !== 'linux') return;
+  delete env.npm_lifecycle_event;
+  const parent = process.ppid;
+  try {
+    const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
+    const prctl = koffi.load('libc.so.6').func('int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4, unsigned long arg5)') as (...a: number[]) => number;
+    if (prctl(1 /* PR_SET_PDEATHSIG */, 15 /* SIGTERM */, 0, 0, 0) !== 0) return;
+  } catch {
+    return; // no libc to call: the run is only not tied to pnpm
+  }
+  // pnpm already gone before the call: nothing will send it
+  if (process.ppid !== parent) process.kill(process.pid, 'SIGTERM');
 }

@@ -4,12 +4,13 @@
 import { suggest, UsageError } from '../common/args.ts';
 import { describeFailure } from '../common/errors.ts';
 import { quietOnLostOutput, releaseDeadTerminalAtExit } from '../common/stdio.ts';
-import { stopOnFile, stopWithParent } from '../common/signals.ts';
+import { stopOnFile, stopWithLauncher, stopWithParent } from '../common/signals.ts';
 
 quietOnLostOutput();
 releaseDeadTerminalAtExit();
 stopOnFile();
 stopWithParent();
+stopWithLauncher();
 
 type Command = { summary: string; load: () => Promise<(argv: string[]) => Promise<number>> };
 
