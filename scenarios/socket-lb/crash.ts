@@ -9,17 +9,53 @@ import { execa } from 'execa';
 import { labCliArgv } from '../../common/dist.ts';
 import { runTempFile } from '../../common/stale.ts';
 import { collectOutput, untilReady } from '../../common/child.ts';
-import { pinDir, statePath } from '../../controller/svc/controller.ts';
+import { PIN_ROOT, RUN_DIR, pinDir, removeCutShort, statePath, stopInstance } from '../../controller/svc/controller.ts';
+import { ownerAlive } from '../../common/host.ts';
 import { scaledTimeout, type ScenarioContext } from '../../lab/scenario.ts';
 import { BACKEND_PORT, type SockLab } from './topology.ts';
 
 interface Reply { reply?: string; error?: string }
+
+const CRASH_PREFIX = 'slb-crash-';
+
+/**
+ * The crash-test instances of runs that are gone (SIGKILLed before their cleanup): their pinned
+ * links kept balancing a cgroup that no longer exists, and nothing removed them (tc-shaping's
+ * sweepStaleCrashInstances is the same for its instance). A daemon of theirs still running is
+ * stopped (it removes what it attached), else the pins and state go; pins of one cut short while
+ * starting too. What was removed and what could not be, for the run to say.
+ */
+export async function sweepStaleCrashInstances(): Promise<{ removed: string[]; kept: string[] }> {
+  const removed: string[] = [];
+  const kept: string[] = [];
+  const names = new Set<string>();
+  for (const [dir, re] of [[RUN_DIR, /^svc-(slb-crash-\d+)\.json$/], [PIN_ROOT, /^svc-(slb-crash-\d+)$/]] as const) {
+    try {
+      for (const f of fs.readdirSync(dir)) {
+        const m = re.exec(f);
+        if (m) names.add(m[1]!);
+      }
+    } catch { /* none */ }
+  }
+  for (const name of names) {
+    const pid = Number(name.slice(CRASH_PREFIX.length));
+    if (ownerAlive(pid, fs.existsSync(statePath(name)) ? statePath(name) : pinDir(name))) continue;
+    try {
+      if (fs.existsSync(statePath(name))) await stopInstance(name);
+      else if ((await removeCutShort(name)) === undefined) throw new Error(`pins under ${pinDir(name)} are not only an svc instance's`);
+      removed.push(name);
+    } catch (e) {
+      kept.push(`${name}: ${(e as Error).message.split('\n')[0]}`);
+    }
+  }
+  return { removed, kept };
+}
 type Once = (proto: string, addr: string, port: number, n: number) => Promise<Reply[]>;
 
 const VIP = '10.97.0.20';
 
 export async function daemonCrashCheck(ctx: ScenarioContext, lab: SockLab, once: Once): Promise<void> {
-  const instance = `slb-crash-${process.pid}`;
+  const instance = `${CRASH_PREFIX}${process.pid}`;
   const file = runTempFile('slb-crash', 'json');
   const be = lab.backends4.map((a) => `${a}:${BACKEND_PORT}`);
   const write = (backends: string[]) => fs.writeFileSync(file, JSON.stringify({ cgroup: lab.cgClientRel, instance, services: [{ vip: `tcp://${VIP}:80`, algorithm: 'random', backends }] }));

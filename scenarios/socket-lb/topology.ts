@@ -32,6 +32,8 @@ export async function buildTool(name: 'echo' | 'connlat'): Promise<string> {
 
 export interface SockLab {
   topo: Topology;
+  /** namespaces of dead runs this one removed first (and what ran in them) */
+  swept: string[];
   backends4: string[];
   backends6: string[];
   /** absolute cgroup directories: base (removed at dispose) and the balanced workload's */
@@ -51,7 +53,7 @@ export interface SockLab {
 }
 
 export async function buildLab(opts: { clients: string[]; nBackends?: number; tag?: string }): Promise<SockLab> {
-  await sweepStale(PREFIX);
+  const swept = await sweepStale(PREFIX);
   const nb = opts.nBackends ?? 3;
   const topo = createTopology(PREFIX);
   const root = cgroup2Root();
@@ -94,6 +96,7 @@ export async function buildLab(opts: { clients: string[]; nBackends?: number; ta
     });
     return {
       topo,
+      swept,
       backends4,
       backends6,
       cgBase,

@@ -50,7 +50,8 @@ interface RateRow { round: number; kind: string; target: number; goodput: number
 
 async function topology(ctx: ScenarioContext): Promise<{ t: Topology; link: Link }> {
   for (const k of await sweepStaleCrashInstances()) ctx.progress.warn(`a dead run's tc instance kept: ${k}`);
-  await sweepStale('tcs');
+  const swept = await sweepStale('tcs');
+  if (swept.length) ctx.progress.info(`removed namespaces of dead runs (and what ran in them): ${swept.join(', ')}`);
   const t = createTopology('tcs');
   ctx.defer('remove namespaces', () => t.dispose());
   await t.addNs('snd');
