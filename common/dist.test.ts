@@ -168,8 +168,9 @@ describe.skipIf(process.getuid?.() !== 0)('`pnpm lab` and Ctrl-C (root: runs hel
       // the limit, not the 10-minute hold
       expect(Date.now() - t0, log).toBeLessThan(40_000);
       expect(log).toMatch(/the stop did not finish within 4 s: exiting now/);
-      const r = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8')) as { status: string; error: string; checks: { name: string; status: string }[] };
+      const r = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8')) as { status: string; error: string; stoppedBy?: string; checks: { name: string; status: string }[] };
       expect(r.status).toBe('error');
+      expect(r.stoppedBy, 'a stop, told apart from a failure').toBe('SIGINT');
       expect(r.error).toMatch(/^interrupted by SIGINT; the stop did not finish within 4 s \(held in the cleanups, cleanup "a held stop/);
       expect(r.checks.filter((c) => c.status === 'pass').map((c) => c.name)).toEqual(['openat event arrives through the ring buffer', 'event carries our pid and comm']);
       expect(JSON.parse(fs.readFileSync(path.join(out, 'stop-held.json'), 'utf8')).cleanup).toMatch(/^a held stop/);

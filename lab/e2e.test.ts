@@ -180,6 +180,7 @@ describe.skipIf(!!skip)(`the commands users run, in VMs ${skip ? `(skipped: ${sk
       expect(r.err).toMatch(/SIGTERM: stopping and cleaning up/); // the guest's runner, stopped
       expect(r.results?.status).toBe('error');
       expect(r.results?.error).toMatch(/interrupted by SIGINT/);
+      expect(r.results?.stoppedBy).toBe('SIGINT');
       // a stop held in the guest names where (the runner's stop-held.json, the host's vm-hang.txt)
       const held = ['stop-held.json', 'vm-hang.txt'].map((f) => path.join(dir, f)).filter((f) => fs.existsSync(f)).map((f) => `${path.basename(f)}: ${fs.readFileSync(f, 'utf8').slice(0, 4000)}`);
       expect(r.results?.checks.filter((c) => c.status === 'pass').map((c) => c.name), `error: ${r.results?.error}\n${held.join('\n')}`).toEqual(['openat event arrives through the ring buffer', 'event carries our pid and comm']);

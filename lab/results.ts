@@ -108,6 +108,8 @@ export interface Results {
   /** overall: fail if any check failed or the scenario threw; unsupported if nothing failed but a required feature was missing */
   status: CheckStatus | 'error';
   error?: string;
+  /** the run was stopped before its scenario finished, and by what ("SIGINT", "--timeout 60 s"): its error is the stop, not a failure */
+  stoppedBy?: string;
   options: Record<string, unknown>;
   environment: Environment;
   checks: Check[];

@@ -299,9 +299,11 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
 
   // Ctrl-C: stop the scenario's loops, undo what it set up, still write what was measured
   let interrupted = false;
+  let stopSource = '';
   const onSignal = (sig: NodeJS.Signals) => {
     if (interrupted) return;
     interrupted = true;
+    stopSource = sig;
     progress.warn(`${sig}: stopping and cleaning up`);
     stopWatchdog();
     abort.abort(new Error(`interrupted by ${sig}`));
@@ -336,6 +338,7 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
         attempt(() => {
           const reason = abort.signal.reason instanceof Error ? abort.signal.reason.message : String(abort.signal.reason);
           results.error = `${reason}; the stop did not finish within ${Math.round(limitMs / 1000)} s (${where}; see stop-held.json)`;
+          if (stopSource) results.stoppedBy = stopSource;
           results.status = 'error';
           results.durationMs = Date.now() - tStart;
           fs.writeFileSync(path.join(outDir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
@@ -372,6 +375,7 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
     interrupted = true;
     progress.warn(`--timeout ${args.timeoutS}: stopping and cleaning up`);
     stopWatchdog();
+    stopSource = `--timeout ${args.timeoutS} s`;
     abort.abort(new Error(`timed out after ${args.timeoutS} s (--timeout)`));
   }, args.timeoutS * 1000) : undefined;
   const { deferSignalsToCaller } = await import('../controller/libbpf/index.ts');
@@ -422,6 +426,7 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
     // a stop's own error (Ctrl-C, --timeout) is its reason, not a stack
     const reasonOnly = e === abort.signal.reason && !failedUnawaited;
     results.error = e instanceof Error ? ((reasonOnly ? undefined : e.stack) ?? e.message) : String(e);
+    if (reasonOnly && stopSource) results.stoppedBy = stopSource;
     progress.warn(`scenario failed: ${e instanceof Error ? e.message : e}`);
   } finally {
     progress.step('cleaning up');

@@ -226,7 +226,9 @@ export async function renderReport(results: Results): Promise<string> {
   parts.push(`<div class="meta">${meta.filter(([, v]) => v != null).map(([k, v]) => `<span>${escapeHtml(k)} <b>${escapeHtml(String(v))}</b></span>`).join('')}</div>`);
   // spaces between the links: each link is nowrap, the line must be able to break between them
   parts.push(`<nav class="toc">${toc.map(([id, t]) => `<a href="#${escapeHtml(id!)}">${escapeHtml(t!)}</a>`).join(' ')}</nav></header>`);
-  if (r.error) parts.push(`<div class="error-box"><b>The scenario stopped with an error</b><pre>${escapeHtml(String(r.error))}</pre></div>`);
+  // a stop (Ctrl-C, --timeout) is not a failure of the scenario: said as what it is
+  if (r.error && r.stoppedBy) parts.push(`<div class="error-box"><b>Stopped (${escapeHtml(String(r.stoppedBy))}) before the scenario finished</b>: the checks below are those made before the stop, and figures the scenario had not recorded yet are missing.<pre>${escapeHtml(String(r.error))}</pre></div>`);
+  else if (r.error) parts.push(`<div class="error-box"><b>The scenario stopped with an error</b><pre>${escapeHtml(String(r.error))}</pre></div>`);
   if (r.context?.busy?.length) parts.push(`<div class="warn-box"><b>Busy machine:</b> ${escapeHtml(r.context.busy.join('; '))}. Figures from this run compare only with each other (ratios inside the run), not with other runs.</div>`);
 
   if (r.headline?.length) parts.push(`<section id="result"><h2>Result</h2>${headlineHtml(r.headline)}</section>`);

@@ -101,6 +101,14 @@ describe('renderReport', () => {
     expect(env).toContain('<details><summary>Kernel feature probes: 3 of 4 available</summary>');
   });
 
+  it('says a stopped run was stopped, and by what, not that the scenario failed', async () => {
+    const stopped = await renderReport({ ...sampleResults(), status: 'error', error: 'interrupted by SIGINT', stoppedBy: 'SIGINT' } as Results);
+    expect(stopped).toContain('<b>Stopped (SIGINT) before the scenario finished</b>');
+    expect(stopped).not.toContain('The scenario stopped with an error');
+    const failed = await renderReport({ ...sampleResults(), status: 'error', error: 'boom' } as Results);
+    expect(failed).toContain('The scenario stopped with an error');
+  });
+
   it('formats the start time, shows the VM facts as a table and names no internal tracker', () => {
     expect(html).toContain('2025-01-01 12:00:00 UTC');
     expect(html).not.toContain('2025-01-01T12:00:00.000Z');

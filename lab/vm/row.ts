@@ -404,6 +404,10 @@ async function finishCell(o: {
     const more = /^interrupted by SIG\w+; (.*)$/s.exec(results.error ?? '')?.[1];
     results.status = 'error';
     results.error = more && !o.failure.includes(more) ? `${o.failure}; ${more}` : o.failure;
+    // the user's stop, not the guest's SIGTERM that carried it; a timeout or a failed guest is no stop
+    const by = /^interrupted by (SIG\w+)/.exec(o.failure)?.[1];
+    if (by) results.stoppedBy = by;
+    else delete results.stoppedBy;
   } else if (o.exitCode !== undefined && o.exitCode !== 0 && results.status === 'pass') {
     results.status = 'error';
     results.error = `guest command exited with ${o.exitCode}`;
