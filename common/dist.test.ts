@@ -181,6 +181,49 @@ describe.skipIf(process.getuid?.() !== 0)('`pnpm lab` and Ctrl-C (root: runs hel
     }
   }, 180_000);
 
+  // A run killed outright (SIGKILL: no cleanup, no report) left an empty reports/<run-id>/ for
+  // good. The next run writes the report it could not, saying it was killed.
+  it('the report of a run killed outright is written by the next run, saying so', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-killed-'));
+    const reports = path.join(REPO_ROOT, 'reports');
+    let killedDir = '';
+    try {
+      const [node, ...cli] = labCliArgv();
+      const p = spawn(node!, [...cli, 'run', 'hello-openat', '--kernel', 'host', '--load-ms', '30000'], { cwd: REPO_ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+      let log = '';
+      p.stdout.on('data', (d: Buffer) => (log += d.toString()));
+      p.stderr.on('data', (d: Buffer) => (log += d.toString()));
+      const exited = new Promise((r) => p.once('exit', r));
+      for (let i = 0; i < 600 && !log.includes('paced load') && p.exitCode === null; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(log, `the run ended before its paced load:\n${log}`).toContain('paced load');
+      const mine = () => fs.readdirSync(reports).find((d) => {
+        try {
+          return JSON.parse(fs.readFileSync(path.join(reports, d, 'running.json'), 'utf8')).pid === p.pid;
+        } catch {
+          return false;
+        }
+      });
+      killedDir = mine() ?? '';
+      expect(killedDir, 'the running run names itself in its directory').not.toBe('');
+      process.kill(-p.pid!, 'SIGKILL');
+      await exited;
+      expect(fs.existsSync(path.join(reports, killedDir, 'results.json'))).toBe(false);
+      const next = spawnSync(node!, [...cli, 'run', 'hello-openat', '--kernel', 'host', '--out', path.join(dir, 'next')], { cwd: REPO_ROOT, encoding: 'utf8', timeout: 120_000 });
+      expect(next.status, next.stdout + next.stderr).toBe(0);
+      expect(next.stdout + next.stderr).toMatch(new RegExp(`wrote the report of \\d+ run\\(s\\) killed outright before they could: .*reports/${killedDir}`));
+      const r = JSON.parse(fs.readFileSync(path.join(reports, killedDir, 'results.json'), 'utf8'));
+      expect([r.status, r.stoppedBy, r.scenario]).toEqual(['error', 'killed', 'hello-openat']);
+      expect(r.error).toMatch(new RegExp(`^killed outright \\(pid ${p.pid}: `));
+      expect(fs.readFileSync(path.join(reports, killedDir, 'report.html'), 'utf8')).toContain('Stopped (killed) before the scenario finished');
+      expect(fs.existsSync(path.join(reports, killedDir, 'running.json'))).toBe(false);
+      // a finished run leaves no running.json behind
+      expect(fs.readdirSync(path.join(dir, 'next'))).not.toContain('running.json');
+    } finally {
+      if (killedDir) fs.rmSync(path.join(reports, killedDir), { recursive: true, force: true });
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 240_000);
+
   // A terminal or ssh session that goes away (SIGHUP, then EIO on every write to it) stops the run
   // like a Ctrl-C. Before, the hangup was ignored and the next progress line crashed the run with no
   // cleanup and no report. `script` gives the run a terminal; killing it hangs that terminal up.

@@ -11,7 +11,7 @@ import { parseArgs, toArgv, UsageError, suggest, type Opts } from '../common/arg
 import { LabError } from '../common/errors.ts';
 import { collectEnvironment, gitState, REPO_ROOT } from './env.ts';
 import { cpuFacts, runContext, snapshot } from './context.ts';
-import { ensureMounts, parsePidStat } from '../common/host.ts';
+import { ensureMounts, parsePidStat, processAlive, procStart } from '../common/host.ts';
 import { sweepStaleCgroups } from '../common/cgroup.ts';
 import { sweepStaleTempBeforeRun } from '../common/stale.ts';
 import { sweepPingRange } from '../common/ping-range.ts';
@@ -143,10 +143,51 @@ async function report(outDir: string, results: Results, written?: () => void): P
   // the measurements first: they survive a renderer that fails. Inside a VM that is all: the host
   // re-renders after adding the VM facts (charts under TCG cost 30-55 s).
   fs.writeFileSync(path.join(outDir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
+  fs.rmSync(path.join(outDir, RUNNING), { force: true });
   written?.(); // from here the stop watchdog leaves results.json as it is
   if (process.env.EBPF_LAB_IN_VM === '1') return path.join(outDir, 'results.json');
   const { writeReport } = await loadReport();
   return writeReport(outDir, results);
+}
+
+/**
+ * In a run's directory until its results.json is written: its pid and start time, and the results
+ * as they stood at the start. A run killed outright (SIGKILL, the OOM killer, a power loss) runs
+ * no cleanup and writes no report: its directory stayed empty for good, and `pnpm lab report`
+ * could only ask whether it was a run directory at all.
+ */
+const RUNNING = 'running.json';
+
+/** the reports of runs killed outright, written by the next run from their running.json */
+async function reportKilledRuns(info: (line: string) => void): Promise<void> {
+  let ids: string[];
+  try {
+    ids = fs.readdirSync(REPORTS_DIR);
+  } catch {
+    return;
+  }
+  const done: string[] = [];
+  for (const id of ids) {
+    const dir = path.join(REPORTS_DIR, id);
+    let rec: { pid: number; startTime?: string; results: Results };
+    try {
+      rec = JSON.parse(fs.readFileSync(path.join(dir, RUNNING), 'utf8'));
+    } catch {
+      continue;
+    }
+    if (processAlive(rec.pid, rec.startTime)) continue;
+    if (!fs.existsSync(path.join(dir, 'results.json'))) {
+      const results: Results = { ...rec.results, status: 'error', stoppedBy: 'killed', error: `killed outright (pid ${rec.pid}: SIGKILL, the OOM killer, a power loss): no cleanup ran and no report was written; this one was, by the next run (pid ${process.pid}), which also removed what dead runs left (temp files, namespaces, cgroups)` };
+      try {
+        fs.writeFileSync(path.join(dir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
+        const { writeReport } = await loadReport();
+        await writeReport(dir, results);
+        done.push(id);
+      } catch { /* a report it cannot write: the next run tries again */ }
+    }
+    fs.rmSync(path.join(dir, RUNNING), { force: true });
+  }
+  if (done.length) info(`wrote the report of ${done.length} run(s) killed outright before they could: ${done.map((d) => `reports/${d}`).join(', ')}`);
 }
 
 /**
@@ -206,6 +247,7 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
   // not in a guest: its /tmp shows the host's through the root overlay, and the host's pids are
   // not its own (it took the host's live VM temp dir for a dead run's)
   if (!inGuest) await sweepStaleTempBeforeRun((s) => progress.info(s));
+  if (!inGuest) await reportKilledRuns((s) => progress.info(s));
   const startedAt = new Date().toISOString();
   const environment = await collectEnvironment(spec);
   // The report directory is made only now, with the stop handlers installed in the same tick
@@ -226,6 +268,7 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
     metrics: {},
     sections: [],
   };
+  if (!inGuest) fs.writeFileSync(path.join(outDir, RUNNING), JSON.stringify({ pid: process.pid, startTime: procStart(process.pid), results }));
 
   const cleanups = new Cleanups((s) => progress.warn(s));
   // TESTING ONLY: a last cleanup that holds a stop this long (common/dist.test.ts: the checks
@@ -342,6 +385,7 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
           results.status = 'error';
           results.durationMs = Date.now() - tStart;
           fs.writeFileSync(path.join(outDir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
+          fs.rmSync(path.join(outDir, RUNNING), { force: true });
         });
       }
       attempt(() => fs.writeFileSync(path.join(outDir, 'stop-held.json'), `${JSON.stringify(held)}\n`));
