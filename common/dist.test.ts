@@ -242,7 +242,9 @@ describe.skipIf(process.getuid?.() !== 0)('`pnpm lab` and Ctrl-C (root: runs hel
       const cmd = `${labScript()} run hello-openat --kernel host --out ${out}`;
       // (`; true`: the shell script starts stays the session leader, whose exit on the hangup sends
       // the foreground group its SIGHUP, as a login shell's does)
-      const p = spawn('script', ['-qfc', `sh -c 'trap "" HUP; ${cmd}; echo $? > ${rcFile}'; true`, typescript], { cwd: REPO_ROOT, detached: true, stdio: 'ignore', env: { ...process.env, TSX_DISABLE_CACHE: '1' } });
+      // (the script in a shell of its own, as pnpm runs it: it execs node, which would replace the
+      // shell that records the status)
+      const p = spawn('script', ['-qfc', `sh -c 'trap "" HUP; sh -c "${cmd}"; echo $? > ${rcFile}'; true`, typescript], { cwd: REPO_ROOT, detached: true, stdio: 'ignore', env: { ...process.env, TSX_DISABLE_CACHE: '1' } });
       const log = () => (fs.existsSync(typescript) ? fs.readFileSync(typescript, 'utf8') : '');
       for (let i = 0; i < 600 && !log().includes('paced load'); i++) await new Promise((r) => setTimeout(r, 50));
       expect(log()).toContain('paced load');
