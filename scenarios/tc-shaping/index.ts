@@ -251,6 +251,7 @@ const scenario: Scenario = {
 
     // ---- per rate, configurations interleaved per round ----
     const rows: RateRow[] = [];
+    ctx.metric('rates', rows); // filled as the rounds finish: a stopped run keeps the ones it has
     // how long a process takes to start in the namespace (sizes the first probe; each probe then
     // carries its own ping's start-up forward)
     const t0 = performance.now();

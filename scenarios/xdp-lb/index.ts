@@ -444,6 +444,7 @@ const scenario: Scenario = {
     // Interleaved rounds: direct, HAProxy, nginx stream, XDP LB, then again. The XDP program (and the
     // peer's xdp_sink) is detached between rounds, so every proxy run sees veths without XDP.
     const rows: Row[] = [];
+    ctx.metric('runs', rows); // filled as the runs finish: a stopped run keeps the ones it has
     const none = async () => null;
     // the load runs reach the same loadN backends whatever the path: the direct path goes to
     // backend 1, so by default every LB balances over backend 1 alone. Spread over 3 backends
