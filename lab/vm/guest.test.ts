@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { nodeInRam, tcgBootRetry } from './guest.ts';
+import { nodeInRam, tcgBootRetry, tcgRunRetry } from './guest.ts';
 
 describe('node copied into a guest\'s RAM', () => {
   it('only where 9p fills the page cache a page per request (before 5.15) and the root is 9p', () => {
@@ -27,5 +27,19 @@ describe('a failed TCG boot is tried once more', () => {
     expect(tcgBootRetry('tcg', hung.replace('90 s', '15 s'), 15_000)).toBeUndefined();
     expect(tcgBootRetry('kvm', hung, 90_000)).toBeUndefined();
     expect(tcgBootRetry('tcg', 'QEMU exited while waiting for the guest to boot\n--- guest console (tail) ---\nqemu: could not open kernel', 90_000)).toBeUndefined();
+  });
+});
+
+describe('a scenario whose guest TCG crashed is run once more', () => {
+  // the message Vm.exec throws, and the console of the fresh-check's 6.12 cell that crashed
+  const msg = 'QEMU exited while waiting for the guest command\n--- guest console (tail) ---\n[    6.485057] Kernel panic - not syncing: Fatal exception in interrupt';
+  const console = '[    6.481377] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI\n[    6.481911] RIP: 0010:syscall_trace_enter+0xd8/0x1a0\n[    6.485057] Kernel panic - not syncing: Fatal exception in interrupt\n';
+  it('an int3 Oops (the emulator\'s code patching) under TCG, named with where it hit', () => {
+    expect(tcgRunRetry('tcg', msg, console)).toBe('the guest kernel crashed under TCG while the scenario ran (Oops: int3: 0000 [#1] PREEMPT SMP NOPTI at syscall_trace_enter+0xd8/0x1a0: the emulator\'s code patching, as at boot); running it once more on a fresh guest');
+  });
+  it('not under KVM, not another crash, not a run that failed on its own', () => {
+    expect(tcgRunRetry('kvm', msg, console)).toBeUndefined();
+    expect(tcgRunRetry('tcg', msg, console.replace('int3', 'general protection fault'))).toBeUndefined();
+    expect(tcgRunRetry('tcg', 'scenario timed out after 600 s in the guest', console)).toBeUndefined();
   });
 });

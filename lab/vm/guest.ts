@@ -104,6 +104,22 @@ export function tcgBootRetry(accel: 'kvm' | 'tcg', msg: string, bootTimeoutMs: n
   return undefined;
 }
 
+/**
+ * Why a scenario whose guest crashed under TCG is worth running once more, or undefined. The
+ * emulator's multi-threaded code patching crashes a kernel after boot too: an "Oops: int3" in
+ * syscall_trace_enter while a probe flipped a syscall tracepoint's static key, then a panic, in a
+ * fresh-check's 6.12 matrix cell (console: do_sync_core in the trace). The guest is discarded
+ * whatever happened in it, so the cell runs again on a fresh one, once, and its report says so
+ * (runRetried). Only an int3 Oops (the text patching's breakpoint): any other crash is the run's.
+ */
+export function tcgRunRetry(accel: 'kvm' | 'tcg', msg: string, consoleText = ''): string | undefined {
+  if (accel !== 'tcg' || !/QEMU exited while waiting for the guest command/.test(msg)) return undefined;
+  const oops = /Oops: int3[^\n]*/.exec(`${msg}\n${consoleText}`)?.[0];
+  if (!oops) return undefined;
+  const rip = /RIP: 0010:([^\s]+)/.exec(`${msg}\n${consoleText}`)?.[1];
+  return `the guest kernel crashed under TCG while the scenario ran (${oops.trim()}${rip ? ` at ${rip}` : ''}: the emulator's code patching, as at boot); running it once more on a fresh guest`;
+}
+
 /** Resolve the kernel, pick accel/fs/net, build the initramfs and boot to READY. */
 export async function bootGuest(g: GuestSpec): Promise<BootedGuest> {
   const kernel = g.kernel;

@@ -19,7 +19,7 @@ import { onStopSignals } from '../../common/signals.ts';
 import type { Progress } from '../../common/progress.ts';
 import type { Results } from '../results.ts';
 import { ensureTools } from '../setup.ts';
-import { bootGuest, BOOT_LOG, guestEnv, guestKillAfterS, guestScript, onAbortKill, stopGraceMs, vmFacts, type BootedGuest } from './guest.ts';
+import { bootGuest, BOOT_LOG, guestEnv, guestKillAfterS, guestScript, onAbortKill, stopGraceMs, tcgRunRetry, vmFacts, type BootedGuest } from './guest.ts';
 import { configFacts, resolveKernel } from './kernels.ts';
 import { chooseAccel } from './kvm.ts';
 import { shq } from './qemu.ts';
@@ -80,6 +80,15 @@ export function hangForReport(text: string, max = 64 * 1024): string {
   return text.length <= max ? text : `${text.slice(0, max)}\n… (${text.length - max} more characters in ${HANG_LOG})`;
 }
 
+/** a file's text, or '' */
+function readText(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
 export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHooks): Promise<RowRun[]> {
   const t0 = Date.now();
   const abort = new AbortController();
@@ -131,6 +140,8 @@ export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHook
   };
   const spec = args.kernel.text;
   let b: BootedGuest | undefined;
+  /** the console log b writes to (its crash, if it crashed) */
+  let bConsole = '';
   try {
     progress.step('checking tools');
     await ensureTools(['build', 'vm'], (s) => progress.info(s));
@@ -180,6 +191,8 @@ export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHook
       let vngFacts: Record<string, unknown> | undefined;
       /** under vng: QEMU's view of a guest that did not stop or outlived its time (runVngCell) */
       let vngHang: { report: HangReport; accel: 'kvm' | 'tcg' } | undefined;
+      /** why the cell ran twice (a guest the emulator crashed mid-run), when it did */
+      let runRetried: string | undefined;
       if (!failure && args.backend === 'vng') {
         try {
           const lab = await labBoot();
@@ -197,46 +210,59 @@ export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHook
           progress.warn(`vng run failed: ${failure.split('\n')[0]}`);
         }
       } else if (!failure) {
-        try {
-          if (!b || !b.vm.alive) {
-            // a fresh guest: the first cell's, or after the previous one had to be killed
-            if (b) await b.vm.close({ force: true });
-            b = undefined;
-            b = await bootGuest({ kernel, progress, outDir: share, consoleLog: boots ? path.join(outDir, BOOT_LOG) : consoleLog, signal: abort.signal, bootTimeoutMs: Math.min(timeoutMs, 90_000), wire });
-            boots++;
-            bootedHere = true;
-          }
-          const g = b;
-          const killAfterS = guestKillAfterS(g.accel);
-          const disarm = askThenKill(g.accel, () => g.vm.requestStop(), () => g.vm.diagnose(diagnoseMs(g.accel)));
-          const unhook = onAbortKill(kill.signal, b.vm);
+        // one more try where the emulator, not the run, crashed the guest (see tcgRunRetry)
+        for (let attempt = 0; ; attempt++) {
           try {
-            // the prebuilt bundle (lab/bundle.ts): tsx would transpile for 30-77 s under TCG.
-            // `timeout` sends SIGTERM, which the runner turns into an ERROR report of its own.
-            const argv = [args.mode, cell.scenario, '--kernel', 'host', '--out', outDir, '--spec', spec, ...cell.rest];
-            const secs = Math.max(1, Math.round(timeoutMs / 1000));
-            const cmd = ['timeout', '-k', String(killAfterS), String(secs), process.execPath, cli!, ...argv].map(shq).join(' ');
-            progress.step(`running in the guest${args.cells.length > 1 ? ` (${i + 1}/${args.cells.length})` : ''}: lab ${argv.join(' ')}`);
-            const tRun = Date.now();
-            exitCode = await b.vm.exec(guestScript(b, `exec ${cmd}`, { outDir: share, cwd: REPO_ROOT, runner: true }), {
-              onStdout: out, onStderr: out,
-              // the guest's own timeout fires first; this one catches a guest that stopped answering
-              timeoutMs: timeoutMs + killAfterS * 1000 + 40_000,
-              diagnoseMs: diagnoseMs(g.accel),
-              signal: kill.signal,
-            });
-            runMs = Date.now() - tRun;
-            if (interrupted) failure = `interrupted by ${interrupted}`;
-            else if (exitCode === 124 || exitCode === 137) failure = `scenario timed out after ${secs} s in the guest`;
-          } finally {
-            unhook();
-            disarm();
+            if (!b || !b.vm.alive) {
+              // a fresh guest: the first cell's, or after the previous one had to be killed
+              if (b) await b.vm.close({ force: true });
+              b = undefined;
+              bConsole = boots ? path.join(outDir, BOOT_LOG) : consoleLog;
+              b = await bootGuest({ kernel, progress, outDir: share, consoleLog: bConsole, signal: abort.signal, bootTimeoutMs: Math.min(timeoutMs, 90_000), wire });
+              boots++;
+              bootedHere = true;
+            }
+            const g = b;
+            const killAfterS = guestKillAfterS(g.accel);
+            const disarm = askThenKill(g.accel, () => g.vm.requestStop(), () => g.vm.diagnose(diagnoseMs(g.accel)));
+            const unhook = onAbortKill(kill.signal, b.vm);
+            try {
+              // the prebuilt bundle (lab/bundle.ts): tsx would transpile for 30-77 s under TCG.
+              // `timeout` sends SIGTERM, which the runner turns into an ERROR report of its own.
+              const argv = [args.mode, cell.scenario, '--kernel', 'host', '--out', outDir, '--spec', spec, ...cell.rest];
+              const secs = Math.max(1, Math.round(timeoutMs / 1000));
+              const cmd = ['timeout', '-k', String(killAfterS), String(secs), process.execPath, cli!, ...argv].map(shq).join(' ');
+              progress.step(`running in the guest${args.cells.length > 1 ? ` (${i + 1}/${args.cells.length})` : ''}: lab ${argv.join(' ')}`);
+              const tRun = Date.now();
+              exitCode = await b.vm.exec(guestScript(b, `exec ${cmd}`, { outDir: share, cwd: REPO_ROOT, runner: true }), {
+                onStdout: out, onStderr: out,
+                // the guest's own timeout fires first; this one catches a guest that stopped answering
+                timeoutMs: timeoutMs + killAfterS * 1000 + 40_000,
+                diagnoseMs: diagnoseMs(g.accel),
+                signal: kill.signal,
+              });
+              runMs = Date.now() - tRun;
+              if (interrupted) failure = `interrupted by ${interrupted}`;
+              else if (exitCode === 124 || exitCode === 137) failure = `scenario timed out after ${secs} s in the guest`;
+            } finally {
+              unhook();
+              disarm();
+            }
+          } catch (e) {
+            failure = describe(e, interrupted);
+            progress.warn(`VM run failed: ${failure.split('\n')[0]}`);
+            // the guest may be stuck in the command: the next scenario gets a fresh one
+            if (b) await b.vm.close({ force: true });
+            const again = attempt === 0 && !interrupted && b ? tcgRunRetry(b.accel, failure, readText(bConsole)) : undefined;
+            if (again) {
+              progress.warn(again);
+              runRetried = again;
+              failure = undefined;
+              b = undefined;
+              continue;
+            }
           }
-        } catch (e) {
-          failure = describe(e, interrupted);
-          progress.warn(`VM run failed: ${failure.split('\n')[0]}`);
-          // the guest may be stuck in the command: the next scenario gets a fresh one
-          if (b) await b.vm.close({ force: true });
+          break;
         }
       }
       // a stuck guest's own account (the stop's grace expired, or the command's time ran out): its
@@ -254,7 +280,7 @@ export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHook
       // bootRetries counts crashed boots inside bootGuest; reboots after a stuck scenario count here
       const hangFacts = hang ? { hangLog: HANG_LOG, hang: hangForReport(`${hang.summary}\n\n${hang.text}`) } : {};
       // a vng run that was killed returned no facts: its hang report goes in all the same
-      const facts = vngFacts || vngHang ? { ...(vngFacts ?? { backend: 'vng' }), ...hangFacts } : b ? { ...vmFacts(b), backend: 'lab', ...(boots > 1 ? { bootsInRow: boots } : {}), ...hangFacts } : undefined;
+      const facts = vngFacts || vngHang ? { ...(vngFacts ?? { backend: 'vng' }), ...hangFacts } : b ? { ...vmFacts(b), backend: 'lab', ...(boots > 1 ? { bootsInRow: boots } : {}), ...(runRetried ? { runRetried } : {}), ...hangFacts } : undefined;
       runs.push(await finishCell({ args, cell, i, runId, outDir, startedAt, cellStart, failure, exitCode, runMs, facts, bootedHere, kernel, progress, hooks }));
       // the console so far, so every cell's report links a boot log of its own
       const own = path.join(outDir, BOOT_LOG);
