@@ -53,6 +53,15 @@ describe('runContext', () => {
     const st = snap(10_000, [100, 1700, 200], [[100, 'node', 1, 1100]]);
     expect(runContext(a, st, 100).busy[0]).toMatch(/stole 10.0%/);
   });
+  it("an orphaned zombie born during the run is nobody's (the run's own killed children, where init does not reap)", () => {
+    const b = snap(10_000, [0, 2000, 0], [[400, 'sched-pipe', 1, 390], [200, 'gcc', 1, 150]]);
+    b.procs.get(400)!.state = 'Z';
+    expect(runContext(a, b, 100).topOthers.map((o) => o.comm)).toEqual(['gcc']);
+    // a zombie that was there before the run, or whose parent lives, still counts
+    b.procs.get(400)!.ppid = 200;
+    expect(runContext(a, b, 100).topOthers.map((o) => o.comm)).toEqual(['sched-pipe', 'gcc']);
+  });
+
   it('a pid reused by another command counts from zero', () => {
     const b = snap(10_000, [0, 2000, 0], [[200, 'other', 1, 100]]);
     expect(runContext(a, b, 100).topOthers[0]).toEqual({ pid: 200, comm: 'other', cores: 0.1 });
