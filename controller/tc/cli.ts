@@ -4,7 +4,6 @@
 // any shell — validate their input first and then only write maps (no reload). Arguments go
 // through common/args.ts; expected failures are LabErrors (one line and the fix).
 import fs from 'node:fs';
-import path from 'node:path';
 import type http from 'node:http';
 import { serveMetrics } from '../../common/metrics-http.ts';
 import { parseArgs, suggest, UsageError, type CommandSpec, type Opts } from '../../common/args.ts';
@@ -12,13 +11,13 @@ import { LabError } from '../../common/errors.ts';
 import { untilSignal } from '../../common/signals.ts';
 import { terminate } from '../../common/host.ts';
 import { removeUnderLock, withLockWait } from '../../common/lockfile.ts';
-import { deferSignalsToCaller, removePinDir } from '../libbpf/index.ts';
+import { deferSignalsToCaller } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { checkReplaceKeys, formatRate, loadConfigFile, parseHorizon, parseRate, PROTO_NAMES, validateConfig, type Plan } from './config.ts';
 import { formatIp, fromLeading16 } from '../../common/ip.ts';
 import { tcRegistry } from './metrics.ts';
 import { instancesIn, instancesNote } from '../../common/state-file.ts';
-import { MAP_NAMES, STATE_DIR, decodeModel, INSTANCE_NAME, pinDir, instanceAlive, openInstance, readState, reapDeadInstance, statePath, TcShaper, writerLockPath, type ReapReport, type TcControl } from './shaper.ts';
+import { MAP_NAMES, STATE_DIR, decodeModel, INSTANCE_NAME, pinDir, removeMapPins, instanceAlive, openInstance, readState, reapDeadInstance, statePath, TcShaper, writerLockPath, type ReapReport, type TcControl } from './shaper.ts';
 
 // checked by every command, not only start: the name becomes a path (state, lock, pins), and a
 // `stop --instance ../../x` once read a state file of its choosing and sent its pid SIGTERM
@@ -187,10 +186,7 @@ const COMMANDS: Record<string, Cmd> = {
       const pins = pinDir(name);
       // only a directory of tc maps: an LB instance may be named tc-x under the same root
       if (fs.existsSync(pins) && fs.readdirSync(pins).every((f) => (MAP_NAMES as readonly string[]).includes(f))) {
-        const pinned = MAP_NAMES.filter((m) => fs.existsSync(path.join(pins, m)));
-        for (const m of pinned) fs.rmSync(path.join(pins, m), { force: true });
-        removePinDir(pins);
-        console.log(`stopped: tc instance "${name}" had been cut short while starting (no state, nothing attached): removed ${pinned.length} map pin(s) under ${pins}`);
+        console.log(`stopped: tc instance "${name}" had been cut short while starting (no state, nothing attached): removed ${removeMapPins(name)} map pin(s) under ${pins}`);
         return 0;
       }
       throw new LabError(`no running tc instance "${name}" (${instancesNote(instancesIn(STATE_DIR, '', '.json'))})`, 'pnpm lab tc shape start … starts one');

@@ -448,11 +448,8 @@ export function reapDeadInstance(instance: string): ReapReport | undefined {
   } catch (e) {
     throw new LabError(`could not remove what dead tc instance "${instance}" (pid ${st.pid}) left on ${where}: ${(e as Error).message}`, `its state is kept: fix that and run pnpm lab tc shape stop --instance ${instance} again`, { cause: e });
   }
-  const pins = pinDir(instance);
-  const pinned = MAP_NAMES.filter((m) => fs.existsSync(path.join(pins, m)));
-  for (const m of pinned) fs.rmSync(path.join(pins, m), { force: true });
-  removePinDir(pins);
-  if (pinned.length) report.removed.push(`${pinned.length} map pin(s) under ${pins}`);
+  const pinned = removeMapPins(instance);
+  if (pinned) report.removed.push(`${pinned} map pin(s) under ${pinDir(instance)}`);
   fs.rmSync(statePath(instance), { force: true });
   if (!lockHolderAlive(writerLockPath(instance))) fs.rmSync(writerLockPath(instance), { force: true }); // a killed writer's
   return report;
@@ -477,6 +474,15 @@ function checkNoForeignShaper(netns: string | undefined, dev: string, want: read
     if (st.dev === dev && (st.netns ?? undefined) === netns && instanceAlive(st)) throw new LabError(`${where} is shaped by running tc instance "${f.slice(0, -5)}" (pid ${st.pid})`, `stop it first: pnpm lab tc shape stop --instance ${f.slice(0, -5)}`);
   }
   throw new LabError(`${where} has ${dirs.join(' and ')} filters of a tc shaper that no instance's state file accounts for (left by a daemon killed before it recorded them, or a shaper run in-process)`, `if no shaper runs there, remove them: ${dirs.map((d) => filterDelCmd(netns, dev, d)).join('; ')}`);
+}
+
+/** remove the instance's map pins and its pin directory (if then empty): how many maps were pinned */
+export function removeMapPins(instance: string): number {
+  const pins = pinDir(instance);
+  const pinned = MAP_NAMES.filter((m) => fs.existsSync(path.join(pins, m)));
+  for (const m of pinned) fs.rmSync(path.join(pins, m), { force: true });
+  removePinDir(pins);
+  return pinned.length;
 }
 
 /** what an instance may be called: it names files under STATE_DIR and a pin directory */
