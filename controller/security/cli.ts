@@ -19,18 +19,20 @@ import { outputClosed } from '../../common/stdio.ts';
 import { ensureMounts } from '../../common/host.ts';
 import { onStopSignals } from '../../common/signals.ts';
 import { jsonLine } from '../../common/printable.ts';
+import { AuditLimiter, type SuppressedRecord } from './audit-limit.ts';
 
 const COMMANDS: Record<string, CommandSpec<Opts> & { run: (a: { values: Record<string, unknown>; positionals: string[] }) => Promise<number> }> = {
   daemon: {
-    usage: 'pnpm lab policy daemon [--lsm auto|off] [--ia32 check|off] [--require-all] [--log-max-mb N]',
+    usage: 'pnpm lab policy daemon [--lsm auto|off] [--ia32 check|off] [--require-all] [--log-max-mb N] [--log-rate N]',
     summary: 'Load and attach the programs, pin links and maps (enforcement outlives this process), stream events until Ctrl-C. A restart re-adopts what is pinned.',
     options: {
       lsm: { type: 'string', choices: ['auto', 'off'], default: 'auto', description: 'off: never try BPF LSM (use the tracepoint fallback)' },
       ia32: { type: 'string', choices: ['check', 'off'], default: 'check', description: 'without BPF LSM, the fallbacks see 32-bit (int 0x80) and x32 syscalls only through a check at every syscall\'s exit on the machine; off spares that cost and leaves them unjudged (an enforcement gap)' },
       'require-all': { type: 'boolean', description: 'refuse to start, leaving nothing attached, if any rule kind is not enforced on this kernel (a hook refused, or a fallback weaker than BPF LSM)' },
       'log-max-mb': { type: 'number', min: 0.01, max: 1_000_000, default: 16, valueName: 'N', description: `the audit log (${EVENTS_PATH}) moves to ${EVENTS_PATH}.1 before it would pass N MiB (the one before that is dropped): at most 2N on disk` },
+      'log-rate': { type: 'number', min: 0, max: 1_000_000, default: 20, valueName: 'N', description: `records per second each cgroup may write to the audit log (bursts of 10 s worth); the rest are counted per rule in "suppressed" records, so a flood of refusals cannot push earlier records out. 0: no limit. Enforcement is never limited` },
     },
-    run: async ({ values }) => daemon(values.lsm === 'off', values.ia32 === 'off', values['require-all'] === true, values['log-max-mb'] as number),
+    run: async ({ values }) => daemon(values.lsm === 'off', values.ia32 === 'off', values['require-all'] === true, values['log-max-mb'] as number, values['log-rate'] as number),
   },
   apply: {
     usage: 'pnpm lab policy apply <file> [--close-held]',
@@ -348,7 +350,7 @@ async function del(names: string[], all: boolean): Promise<number> {
   return 0;
 }
 
-async function daemon(lsmOff: boolean, ia32Off: boolean, requireAll: boolean, logMaxMb: number): Promise<number> {
+async function daemon(lsmOff: boolean, ia32Off: boolean, requireAll: boolean, logMaxMb: number, logRate: number): Promise<number> {
   // our stop path closes handles in order; the binding's default would just exit
   deferSignalsToCaller();
   await ensureMounts(); // bpffs for the pins, tracefs for the socket tracepoint
@@ -392,7 +394,10 @@ async function daemon(lsmOff: boolean, ia32Off: boolean, requireAll: boolean, lo
     logSize = 0;
   };
   if (logSize > maxBytes) moveAside(); // an older daemon's, or one kept under a larger limit
-  const record = (evs: SecurityEvent[]) => {
+  // a selected process's refusals cost it nothing: per cgroup, what passes the limit is counted
+  // instead of written (audit-limit.ts)
+  const limiter = new AuditLimiter({ rate: logRate, burst: Math.max(1, Math.round(logRate * 10)), summaryMs: 10_000 });
+  const record = (evs: (SecurityEvent | SuppressedRecord)[]) => {
     if (!evs.length) return;
     let chunk = '';
     let chunkBytes = 0;
@@ -428,14 +433,14 @@ async function daemon(lsmOff: boolean, ia32Off: boolean, requireAll: boolean, lo
   };
   // victims whose event a full ring lost: at start (stopped while no daemon ran), after each batch
   // (the ring was full: this daemon is catching up) and each second (no event follows the loss)
-  record(c.sweepLostStops());
-  const sweep = setInterval(() => record(c.sweepLostStops()), 1000);
+  record(limiter.admit(c.sweepLostStops()));
+  const sweep = setInterval(() => record(limiter.admit(c.sweepLostStops())), 1000);
   sweep.unref();
   const rb = c.events();
   const pump = (async () => {
     for await (const batch of rb.batches()) {
       c.store.reload(); // rule names may have changed through the CLI
-      record([...batch.map((e) => c.format(e)), ...c.sweepLostStops()]);
+      record(limiter.admit([...batch.map((e) => c.format(e)), ...c.sweepLostStops()]));
     }
   })();
   await stopped;
@@ -443,6 +448,7 @@ async function daemon(lsmOff: boolean, ia32Off: boolean, requireAll: boolean, lo
   clearInterval(sweep);
   c.close(); // closes the ring buffer (ends the pump) and our handles; pinned links keep enforcing
   await pump.catch(() => {});
+  record(limiter.flush()); // counts not yet written would be lost with this process
   offSignals();
   return 0;
 }

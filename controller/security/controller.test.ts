@@ -877,7 +877,8 @@ async function waitState(pid: number, want: string): Promise<string | undefined>
 
 async function startDaemon() {
   // a log limit no test run reaches: the tests read the log from byte offsets (logSince)
-  const d = execa(NODE, [...LAB, 'policy', 'daemon', '--log-max-mb', '100000'], { reject: false, cwd: path.join(import.meta.dirname, '../..') });
+  // and no rate limit: the tests count the records of the refusals they cause
+  const d = execa(NODE, [...LAB, 'policy', 'daemon', '--log-max-mb', '100000', '--log-rate', '0'], { reject: false, cwd: path.join(import.meta.dirname, '../..') });
   for (let i = 0; i < 300; i++) {
     try {
       if (JSON.parse(fs.readFileSync('/run/ebpf-lab/security/daemon.json', 'utf8')).pid === d.pid) break;
@@ -1302,7 +1303,7 @@ print('ran', ran, flush=True)`);
     const f = path.join(os.tmpdir(), `held-${process.pid}.yaml`);
     const hadEvents = fs.existsSync(EVENTS_PATH);
     const logFrom = eventsEnd();
-    const d = execa(NODE, [...LAB, 'policy', 'daemon', '--log-max-mb', '100000'], { reject: false, cwd: path.join(import.meta.dirname, '../..') });
+    const d = execa(NODE, [...LAB, 'policy', 'daemon', '--log-max-mb', '100000', '--log-rate', '0'], { reject: false, cwd: path.join(import.meta.dirname, '../..') });
     const w = execa(PY, ['-c', LAUNCHER, cg, '0', PY, '-c', `import socket, sys\na = socket.create_connection(('127.0.0.2', ${port}))\nb = socket.create_connection(('127.0.0.3', ${port3}))\nprint('ready', flush=True)\nsys.stdin.readline()`], { reject: false, stdin: 'pipe' });
     let said = '';
     w.stdout!.on('data', (x: Buffer) => (said += String(x)));
@@ -1468,7 +1469,7 @@ print('ran', ran, flush=True)`);
     const saved = [EVENTS_PATH, old].map((p) => [p, fs.existsSync(p) ? fs.readFileSync(p) : null] as const);
     for (const [p] of saved) fs.rmSync(p, { force: true });
     createCgroup(cg);
-    const d = execa(NODE, [...LAB, 'policy', 'daemon', '--log-max-mb', '0.05'], { reject: false, cwd: path.join(import.meta.dirname, '../..') });
+    const d = execa(NODE, [...LAB, 'policy', 'daemon', '--log-max-mb', '0.05', '--log-rate', '0'], { reject: false, cwd: path.join(import.meta.dirname, '../..') });
     let follow: ReturnType<typeof execa> | undefined;
     try {
       // up once daemon.json names it (the lock names it from before its links are pinned)
@@ -1514,6 +1515,51 @@ print('ran', ran, flush=True)`);
         if (data) fs.writeFileSync(p, data, { mode: 0o600 });
         else fs.rmSync(p, { force: true });
       }
+    }
+  }, 90_000);
+
+  // Refusals cost an attacker nothing: unlimited, a selected process could push its own earlier
+  // records out of the rotated log. Past --log-rate (per cgroup), records are counted per rule
+  // into "suppressed" records instead; none is lost from the count.
+  it.skipIf(pinsInUse)(`a flood of refusals is rate-limited in the audit log per cgroup, every one written or counted${pinsInUse ? ` [skipped: ${PIN_DIR} is in use by another controller]` : ''}`, async () => {
+    const root = cgroup2Root();
+    const rel = `/ebpf-lab-seccli-rate-${process.pid}`;
+    const cg = path.join(root, rel.slice(1));
+    const f = path.join(os.tmpdir(), `cli-rate-${process.pid}.yaml`);
+    createCgroup(cg);
+    const from = eventsEnd();
+    const d = execa(NODE, [...LAB, 'policy', 'daemon', '--log-max-mb', '100000', '--log-rate', '2'], { reject: false, cwd: path.join(import.meta.dirname, '../..') });
+    try {
+      const up = () => { try { return JSON.parse(fs.readFileSync(path.join(RUN_DIR, 'daemon.json'), 'utf8')).pid === d.pid; } catch { return false; } };
+      for (let i = 0; i < 300 && !up(); i++) await new Promise((r) => setTimeout(r, 100));
+      expect(up(), 'the daemon did not start within 30 s').toBe(true);
+      fs.writeFileSync(f, yaml(rel, '    egress: { allow: [{ to: 127.0.0.1, ports: [5432], protocol: tcp }] }\n', 'rate'));
+      expect((await capture(['apply', f])).code).toBe(0);
+      const t0 = Date.now();
+      const r = await run(cg, `import socket\nn = 0\nfor i in range(300):\n    s = socket.socket()\n    try: s.connect(('127.0.0.1', 9))\n    except PermissionError: n += 1\n    except OSError: pass\n    s.close()\nprint('refused', n)`, { uid: 0 });
+      expect(r.stdout).toContain('refused 300');
+      const ours = () => eventsSince(from).filter((e) => e.policy === 'rate') as unknown as { kind: string; of?: string; count?: number; pids?: number[] }[];
+      // the records read from the ring (a burst of 20, then 2/s) before the stop writes the counts
+      for (let i = 0; i < 50 && ours().filter((e) => e.kind === 'connect').length < 20; i++) await new Promise((res) => setTimeout(res, 100));
+      const secs = (Date.now() - t0) / 1000;
+      d.kill('SIGTERM');
+      expect((await d).exitCode).toBe(0);
+      const recs = ours();
+      const written = recs.filter((e) => e.kind === 'connect');
+      const counted = recs.filter((e) => e.kind === 'suppressed');
+      expect(written.length).toBeGreaterThanOrEqual(20);
+      expect(written.length).toBeLessThanOrEqual(20 + Math.ceil(2 * secs) + 1);
+      expect(counted.length, JSON.stringify(counted)).toBeGreaterThanOrEqual(1);
+      expect(counted.every((s) => s.of === 'connect')).toBe(true);
+      expect(written.length + counted.reduce((n, s) => n + s.count!, 0), 'every refusal is written or counted').toBe(300);
+    } finally {
+      if (d.exitCode === null) {
+        d.kill('SIGTERM');
+        await d;
+      }
+      await capture(['stop']);
+      fs.rmSync(f, { force: true });
+      removeCgroup(cg, root);
     }
   }, 90_000);
 
