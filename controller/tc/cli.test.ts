@@ -356,6 +356,37 @@ describeRoot('pnpm lab tc: a start cut short', () => {
       removePinDir('/sys/fs/bpf/ebpf-lab');
     }
   }, 30_000);
+
+  // A live start pins its maps and writes its state under the writers' lock: a stop between the two
+  // had removed the live start's pins as a cut-short start's.
+  it('shape stop waits for a start that holds the writers\' lock before it judges pins without state', async () => {
+    const fs = await import('node:fs');
+    const { STATE_DIR, writerLockPath } = await import('./shaper.ts');
+    const { tryLock, unlock } = await import('../../common/lockfile.ts');
+    const name = `cutl${process.pid}`;
+    const pins = `/sys/fs/bpf/ebpf-lab/tc-${name}`;
+    const hadStateDir = fs.existsSync(STATE_DIR);
+    fs.mkdirSync(STATE_DIR, { recursive: true });
+    try {
+      expect(tryLock(writerLockPath(name))).toBe(true); // this test is the start, mid-way
+      fs.mkdirSync(pins, { recursive: true });
+      let returned = false;
+      const stop = tc('shape', 'stop', '--instance', name).finally(() => (returned = true));
+      await new Promise((r) => setTimeout(r, 2500));
+      expect(returned, 'stop returned while the start held the lock').toBe(false);
+      expect(fs.existsSync(pins)).toBe(true);
+      unlock(writerLockPath(name)); // the start ends without its state: cut short after all
+      const r = await stop;
+      expect(r.stdout).toMatch(new RegExp(`^stopped: tc instance "${name}" had been cut short while starting`));
+      expect(r.exitCode).toBe(0);
+      expect(fs.existsSync(pins)).toBe(false);
+    } finally {
+      unlock(writerLockPath(name));
+      fs.rmSync(pins, { recursive: true, force: true });
+      removePinDir('/sys/fs/bpf/ebpf-lab');
+      if (!hadStateDir) fs.rmSync(STATE_DIR, { recursive: true, force: true });
+    }
+  }, 30_000);
 });
 
 // Writers read the model from the state file, write the idle rule slots and flip the generation:

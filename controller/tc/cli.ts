@@ -10,7 +10,7 @@ import { parseArgs, suggest, UsageError, type CommandSpec, type Opts } from '../
 import { LabError } from '../../common/errors.ts';
 import { untilSignal } from '../../common/signals.ts';
 import { terminate } from '../../common/host.ts';
-import { removeUnderLock, withLockWait } from '../../common/lockfile.ts';
+import { removeUnderLock, withLockWait, withLockWaitSync } from '../../common/lockfile.ts';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { checkReplaceKeys, formatRate, loadConfigFile, parseHorizon, parseRate, PROTO_NAMES, validateConfig, type Plan } from './config.ts';
@@ -182,14 +182,22 @@ const COMMANDS: Record<string, Cmd> = {
     const name = p.values.instance as string;
     if (!fs.existsSync(statePath(name))) {
       // a start killed after making its pins but before its state file: maps pinned, nothing
-      // attached yet (the state is written before the first filter)
+      // attached yet (the state is written before the first filter). A live start pins and writes
+      // its state under the writers' lock: taken here, such a start is seen with its state.
       const pins = pinDir(name);
-      // only a directory of tc maps: an LB instance may be named tc-x under the same root
-      if (fs.existsSync(pins) && fs.readdirSync(pins).every((f) => (MAP_NAMES as readonly string[]).includes(f))) {
-        console.log(`stopped: tc instance "${name}" had been cut short while starting (no state, nothing attached): removed ${removeMapPins(name)} map pin(s) under ${pins}`);
+      const look = () => {
+        if (fs.existsSync(statePath(name))) return 'started' as const;
+        // only a directory of tc maps: an LB instance may be named tc-x under the same root
+        if (fs.existsSync(pins) && fs.readdirSync(pins).every((f) => (MAP_NAMES as readonly string[]).includes(f))) return removeMapPins(name);
+        return null;
+      };
+      // (no state directory: no start has got as far as its lock, which lives there)
+      const cutShort = !fs.existsSync(STATE_DIR) ? look() : withLockWaitSync(writerLockPath(name), look, (pid) => new LabError(`tc instance "${name}" is being changed by another command (pid ${pid})`, 'wait for it to finish and try again'));
+      if (cutShort === null) throw new LabError(`no running tc instance "${name}" (${instancesNote(instancesIn(STATE_DIR, '', '.json'))})`, 'pnpm lab tc shape start … starts one');
+      if (cutShort !== 'started') {
+        console.log(`stopped: tc instance "${name}" had been cut short while starting (no state, nothing attached): removed ${cutShort} map pin(s) under ${pins}`);
         return 0;
       }
-      throw new LabError(`no running tc instance "${name}" (${instancesNote(instancesIn(STATE_DIR, '', '.json'))})`, 'pnpm lab tc shape start … starts one');
     }
     const st = readState(name);
     if (instanceAlive(st)) {

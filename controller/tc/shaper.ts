@@ -22,7 +22,7 @@ import { BpfMap, attachTc, makePinDir, removePinDir, withNetns, type BpfObject, 
 import { objectPath } from '../../bpf/build.ts';
 import { LabError } from '../../common/errors.ts';
 import { processAlive, procStart } from '../../common/host.ts';
-import { lockHolderAlive } from '../../common/lockfile.ts';
+import { lockHolderAlive, withLockWaitSync } from '../../common/lockfile.ts';
 import { instancesIn, instancesNote, writeFileAtomic } from '../../common/state-file.ts';
 import { MAX_RULES, autoHorizonProblem, latencyHorizonNs, matchKey, netPort, type ClassPlan, type Match, type Plan, type RulePlan } from './config.ts';
 import { tcShape, tc_shape_class_flags, tc_shape_rule_action, type TcShape, type tc_class, type tc_class_stats, type tc_dst_key, type tc_flow_key, type tc_global_stats, type tc_rule, type tc_rule_stats } from '../../bpf/gen/tc_shape.ts';
@@ -577,14 +577,19 @@ export class TcShaper {
           fqSet: !opts.filterOnly || !!dead?.fq,
           fqHandle: dead?.fq ? dead.state.owned!.fqHandle : null,
         };
-        makePinDir(pins);
-        for (const m of MAP_NAMES) maps[m].pin(path.join(pins, m));
         shaper.persist = (m) => {
           fs.mkdirSync(STATE_DIR, { recursive: true });
           writeFileAtomic(statePath(opts.instance!), encodeModel({ ...m, pid: process.pid, dev: opts.dev, netns: opts.netns ?? null, filterOnly: !!opts.filterOnly, egressOnly: opts.ingress === false, owned }));
         };
         shaper.owned = owned;
-        shaper.persist(control.model);
+        // pins and state under the writers' lock: `shape stop` takes pins with no state for a start
+        // that was cut short and removes them, which of a start between the two is live maps
+        fs.mkdirSync(STATE_DIR, { recursive: true });
+        withLockWaitSync(writerLockPath(opts.instance!), () => {
+          makePinDir(pins);
+          for (const m of MAP_NAMES) maps[m].pin(path.join(pins, m));
+          shaper!.persist(control.model);
+        }, (pid) => new LabError(`tc instance "${opts.instance}" is being changed by another command (pid ${pid})`, 'wait for it to finish and try again'));
         (control as unknown as { onChange: (m: Model) => void }).onChange = (m) => shaper!.persist(m);
       }
       if (!opts.filterOnly) {
