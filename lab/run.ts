@@ -143,9 +143,10 @@ async function report(outDir: string, results: Results, written?: () => void): P
   // the measurements first: they survive a renderer that fails. Inside a VM that is all: the host
   // re-renders after adding the VM facts (charts under TCG cost 30-55 s).
   fs.writeFileSync(path.join(outDir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
-  fs.rmSync(path.join(outDir, RUNNING), { force: true });
   written?.(); // from here the stop watchdog leaves results.json as it is
+  // inside a VM that is all (the running.json in the shared directory is the host's, until its report)
   if (process.env.EBPF_LAB_IN_VM === '1') return path.join(outDir, 'results.json');
+  fs.rmSync(path.join(outDir, RUNNING), { force: true });
   const { writeReport } = await loadReport();
   return writeReport(outDir, results);
 }
@@ -159,16 +160,25 @@ async function report(outDir: string, results: Results, written?: () => void): P
 const RUNNING = 'running.json';
 
 /** the reports of runs killed outright, written by the next run from their running.json */
-async function reportKilledRuns(info: (line: string) => void): Promise<void> {
+export async function reportKilledRuns(info: (line: string) => void, reports = REPORTS_DIR): Promise<void> {
   let ids: string[];
   try {
-    ids = fs.readdirSync(REPORTS_DIR);
+    ids = fs.readdirSync(reports);
   } catch {
     return;
   }
+  // a matrix's cells are one level down (reports/<matrix>/<scenario>-<kernel>/)
+  ids = ids.flatMap((id) => {
+    if (fs.existsSync(path.join(reports, id, RUNNING))) return [id];
+    try {
+      return fs.readdirSync(path.join(reports, id)).filter((c) => fs.existsSync(path.join(reports, id, c, RUNNING))).map((c) => path.join(id, c));
+    } catch {
+      return [];
+    }
+  });
   const done: string[] = [];
   for (const id of ids) {
-    const dir = path.join(REPORTS_DIR, id);
+    const dir = path.join(reports, id);
     let rec: { pid: number; startTime?: string; results: Results };
     try {
       rec = JSON.parse(fs.readFileSync(path.join(dir, RUNNING), 'utf8'));
@@ -176,8 +186,19 @@ async function reportKilledRuns(info: (line: string) => void): Promise<void> {
       continue;
     }
     if (processAlive(rec.pid, rec.startTime)) continue;
-    if (!fs.existsSync(path.join(dir, 'results.json'))) {
-      const results: Results = { ...rec.results, status: 'error', stoppedBy: 'killed', error: `killed outright (pid ${rec.pid}: SIGKILL, the OOM killer, a power loss): no cleanup ran and no report was written; this one was, by the next run (pid ${process.pid}), which also removed what dead runs left (temp files, namespaces, cgroups)` };
+    const why = `killed outright (pid ${rec.pid}: SIGKILL, the OOM killer, a power loss): no cleanup ran and no report was written; this one was, by the next run (pid ${process.pid}), which also removed what dead runs left (temp files, namespaces, cgroups)`;
+    // a VM run's guest may have finished and written its results.json before the host was killed:
+    // its checks stand, the host's part (VM facts, the report) is what is missing
+    let guest: Results | undefined;
+    if (rec.results.environment?.target === 'vm' && !fs.existsSync(path.join(dir, 'report.html'))) {
+      try {
+        guest = JSON.parse(fs.readFileSync(path.join(dir, 'results.json'), 'utf8')) as Results;
+      } catch { /* none, or cut short mid-write */ }
+    }
+    if (guest || !fs.existsSync(path.join(dir, 'results.json'))) {
+      const results: Results = guest
+        ? { ...guest, status: 'error', error: `the guest's run finished (its checks are below), but the host's run was ${why}; the VM facts are missing${guest.error ? `; the guest said: ${guest.error}` : ''}` }
+        : { ...rec.results, status: 'error', stoppedBy: 'killed', error: why };
       try {
         fs.writeFileSync(path.join(dir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
         const { writeReport } = await loadReport();
@@ -560,6 +581,7 @@ function endRunNow(code: number): never {
 /** Run on a VM kernel: a row of one (lab/vm/row.ts) — the guest runs runOnHost, we add the VM facts and re-render. */
 async function runOnVm(args: RunArgs & { kernel: VmKernelSpec }, progress: Progress): Promise<{ results: Results; outDir: string; html: string }> {
   void loadReport(); // the host renders the row's report, also after a stop: see loadReport
+  await reportKilledRuns((s) => progress.info(s));
   const { runVmRow } = await import('./vm/index.ts');
   // the host's state matters as much as the guest's under emulation: QEMU's vCPUs are host threads
   const hostSnap0 = snapshot();
@@ -581,6 +603,7 @@ async function runOnVm(args: RunArgs & { kernel: VmKernelSpec }, progress: Progr
 export const rowHooks = {
   makeOutDir: (c: { scenario: string; outDir?: string }, label: string) => makeOutDir(c, label),
   writeReport: (outDir: string, results: Results) => report(outDir, results),
+  markRunning: (outDir: string, results: Results) => fs.writeFileSync(path.join(outDir, RUNNING), JSON.stringify({ pid: process.pid, startTime: procStart(process.pid), results })),
   prepare: async (c: { scenario: string }, log: (s: string) => void) => (await loadScenario(c.scenario)).vm?.prepare?.(log),
 };
 

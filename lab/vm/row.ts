@@ -55,6 +55,8 @@ export interface RowRun { results: Results; outDir: string; html: string }
 export interface RowHooks {
   makeOutDir(cell: RowCell, kernelLabel: string): { runId: string; outDir: string };
   writeReport(outDir: string, results: Results): Promise<string>;
+  /** a cell's directory is in use by this process until its report is written (a killed host's run is reported by the next run) */
+  markRunning?(outDir: string, results: Results): void;
   /** where the guest's own output goes (default: stderr) */
   out?: (b: Buffer) => void;
   /** host-side work of a cell's scenario before the guest boots (Scenario.vm.prepare) */
@@ -150,6 +152,10 @@ export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHook
     // the kernel first: a mistyped or missing kernel fails before a report directory exists
     const kernel = await resolveKernel(args.kernel, progress, abort.signal);
     const dirs = args.cells.map((c) => hooks.makeOutDir(c, spec));
+    if (hooks.markRunning) {
+      const startedAt = new Date(t0).toISOString();
+      for (const [i, c] of args.cells.entries()) hooks.markRunning(dirs[i]!.outDir, await noResults({ args, cell: c, runId: dirs[i]!.runId, startedAt, kernel, error: 'the run had not finished' }));
+    }
     const share = commonDir(dirs.map((d) => d.outDir));
     const runs: RowRun[] = [];
     let cli: string | undefined;
@@ -383,6 +389,16 @@ function describe(e: unknown, interrupted: string | undefined): string {
   return e instanceof LabError ? e.message : e instanceof Error ? (e.stack ?? e.message) : String(e);
 }
 
+/** a cell's results when the guest gave none: the host's facts, the guest kernel's release */
+async function noResults(o: { args: RowArgs; cell: RowCell; runId: string; startedAt: string; kernel: Awaited<ReturnType<typeof resolveKernel>>; error: string }): Promise<Results> {
+  return {
+    schema: 1, runId: o.runId, scenario: o.cell.scenario, mode: o.args.mode, startedAt: o.startedAt, status: 'error',
+    error: o.error, options: o.cell.options as Results['options'],
+    environment: { ...(await collectEnvironment(o.args.kernel.text)), target: 'vm', kernel: { release: o.kernel.release, spec: o.args.kernel.text } },
+    checks: [], metrics: {}, sections: [],
+  };
+}
+
 async function finishCell(o: {
   args: RowArgs; cell: RowCell; i: number; runId: string; outDir: string; startedAt: string; cellStart: number;
   failure?: string; exitCode?: number; runMs?: number; facts?: Record<string, unknown>; bootedHere: boolean;
@@ -396,12 +412,7 @@ async function finishCell(o: {
       results = JSON.parse(fs.readFileSync(file, 'utf8')) as Results;
     } catch { /* a guest killed mid-write: treated as no results */ }
   }
-  results ??= {
-    schema: 1, runId: o.runId, scenario: cell.scenario, mode: args.mode, startedAt: o.startedAt, status: 'error',
-    error: o.failure ?? `the guest wrote no results (exit code ${o.exitCode}); see the boot log`, options: cell.options as Results['options'],
-    environment: { ...(await collectEnvironment(args.kernel.text)), kernel: { release: kernel.release, spec: args.kernel.text } },
-    checks: [], metrics: {}, sections: [],
-  };
+  results ??= await noResults({ args, cell, runId: o.runId, startedAt: o.startedAt, kernel, error: o.failure ?? `the guest wrote no results (exit code ${o.exitCode}); see the boot log` });
   // one definition of a run's time everywhere: wall time on the host (for the first scenario of
   // a row it includes the boot), the guest's own time beside it
   const inGuestMs = o.exitCode !== undefined ? results.durationMs : undefined;

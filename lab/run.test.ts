@@ -1,0 +1,55 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { reportKilledRuns } from './run.ts';
+import type { Results } from './results.ts';
+
+/** a pid that names no process now (a child that has exited) */
+const deadPid = () => spawnSync('true').pid!;
+
+const skeleton = (target: 'host' | 'vm', runId: string): Results => ({
+  schema: 1, runId, scenario: 'hello-openat', mode: 'run', startedAt: '2026-12-06T00:00:00.000Z', status: 'error', error: 'the run had not finished',
+  options: {}, checks: [], metrics: {}, sections: [],
+  environment: { kernel: { release: '6.1.0-test', spec: '6.1' }, target, cpu: { model: 'x', cores: 2 }, memoryBytes: 1, node: 'v20', libbpf: '1.1', git: { commit: null, dirty: false }, hostname: 'h' },
+});
+
+// A run killed outright (SIGKILL, OOM) writes no report; the next run writes it from the
+// running.json the killed one left. VM runs' host-side directories (and a matrix's cells, one
+// level down) are covered too; a VM run's guest may have finished before its host was killed.
+describe('lab/run: reports of runs killed outright', () => {
+  const reports = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-killed-'));
+  afterAll(() => fs.rmSync(reports, { recursive: true, force: true }));
+  const mark = (rel: string, results: Results, pid = deadPid()) => {
+    fs.mkdirSync(path.join(reports, rel), { recursive: true });
+    fs.writeFileSync(path.join(reports, rel, 'running.json'), JSON.stringify({ pid, results }));
+  };
+  const read = (rel: string) => JSON.parse(fs.readFileSync(path.join(reports, rel, 'results.json'), 'utf8')) as Results;
+
+  it('writes the reports of dead host and VM runs, keeps a finished guest\'s checks, and leaves live runs alone', async () => {
+    mark('vm-none', skeleton('vm', 'vm-none'));
+    mark('vm-guest-done', skeleton('vm', 'vm-guest-done'));
+    fs.writeFileSync(path.join(reports, 'vm-guest-done', 'results.json'), JSON.stringify({ ...skeleton('vm', 'vm-guest-done'), status: 'pass', error: undefined, checks: [{ name: 'events arrive', status: 'pass' }] }));
+    mark('matrix-1/hello-openat-6.1', skeleton('vm', 'hello-openat-6.1'));
+    mark('live', skeleton('host', 'live'), process.pid);
+    const said: string[] = [];
+    await reportKilledRuns((s) => said.push(s), reports);
+    expect(said.join('\n')).toMatch(/wrote the report of 3 run\(s\) killed outright/);
+    const none = read('vm-none');
+    expect([none.status, none.stoppedBy, none.environment.kernel.release]).toEqual(['error', 'killed', '6.1.0-test']);
+    expect(none.error).toMatch(/^killed outright \(pid \d+: /);
+    const done = read('vm-guest-done');
+    expect(done.status).toBe('error');
+    expect(done.stoppedBy, 'the scenario itself finished').toBeUndefined();
+    expect(done.checks).toEqual([{ name: 'events arrive', status: 'pass' }]);
+    expect(done.error).toMatch(/^the guest's run finished \(its checks are below\), but the host's run was killed outright/);
+    expect(read('matrix-1/hello-openat-6.1').stoppedBy).toBe('killed');
+    for (const rel of ['vm-none', 'vm-guest-done', 'matrix-1/hello-openat-6.1']) {
+      expect(fs.existsSync(path.join(reports, rel, 'report.html')), rel).toBe(true);
+      expect(fs.existsSync(path.join(reports, rel, 'running.json')), rel).toBe(false);
+    }
+    expect(fs.existsSync(path.join(reports, 'live', 'running.json'))).toBe(true);
+    expect(fs.existsSync(path.join(reports, 'live', 'results.json'))).toBe(false);
+  }, 60_000);
+});
