@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { libcFunc } from './libc.ts';
 
 // How a foreground daemon waits to be stopped. A signal listener does not keep Node's event loop
 // alive: a daemon with nothing else pending (no metrics server, no health checks) would exit at
@@ -93,8 +93,7 @@ export function stopWithLauncher(env: NodeJS.ProcessEnv = process.env): void {
   delete env.npm_lifecycle_event;
   const parent = process.ppid;
   try {
-    const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
-    const prctl = koffi.load('libc.so.6').func('int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4, unsigned long arg5)') as (...a: number[]) => number;
+    const prctl = libcFunc<(...a: number[]) => number>('int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4, unsigned long arg5)');
     if (prctl(1 /* PR_SET_PDEATHSIG */, 15 /* SIGTERM */, 0, 0, 0) !== 0) return;
   } catch {
     return; // no libc to call: the run is only not tied to pnpm

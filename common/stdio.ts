@@ -5,7 +5,7 @@
 // outputClosed() to stop early. EIO was not handled: a hangup during a run crashed it at its next
 // progress line, before any cleanup (the security scenario left its netns, cgroups and temp dirs).
 import fs from 'node:fs';
-import { createRequire } from 'node:module';
+import { libcFunc } from './libc.ts';
 import tty from 'node:tty';
 
 let closed = false;
@@ -41,9 +41,8 @@ export function releaseDeadTerminalAtExit(): void {
     const dead = [0, 1, 2].filter((fd) => wasTty[fd] && !tty.isatty(fd));
     if (!dead.length) return;
     try {
-      // libc's dup2 through koffi (the binding's FFI, a dependency): Node has no dup2 of its own
-      const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
-      const dup2 = koffi.load('libc.so.6').func('int dup2(int oldfd, int newfd)') as (a: number, b: number) => number;
+      // Node has no dup2 of its own
+      const dup2 = libcFunc<(a: number, b: number) => number>('int dup2(int oldfd, int newfd)');
       const devNull = fs.openSync('/dev/null', 'r+');
       for (const fd of dead) dup2(devNull, fd);
       fs.closeSync(devNull);
