@@ -44,6 +44,16 @@ describe('interleaving order', () => {
     expect(r.order.map((s) => s.config)).toEqual(['x', 'y', 'z']);
   });
 
+  it('onMeasured sees every measurement as it is taken, the incomplete round\'s too', async () => {
+    const ac = new AbortController();
+    const seen: string[] = [];
+    await runInterleaved(['x', 'y'], 3, async (c, round) => {
+      if (round === 1 && c === 'x') ac.abort();
+      return `${c}${round}`;
+    }, { signal: ac.signal, onMeasured: (st, m) => seen.push(`${st.round}:${st.config}=${m}`) });
+    expect(seen).toEqual(['0:x=x0', '0:y=y0', '1:x=x1']);
+  });
+
   it('an alternating run still groups per configuration in round order', async () => {
     const seen: string[] = [];
     const r = await runInterleaved(['x', 'y'], 3, async (c, round) => {

@@ -44,7 +44,13 @@ export async function runInterleaved<C extends string, M>(
   configs: readonly C[],
   repeat: number,
   measure: (config: C, round: number) => Promise<M>,
-  opts: { signal?: AbortSignal; onStep?: (step: Step<C>, index: number, total: number) => void; alternate?: boolean } = {},
+  opts: {
+    signal?: AbortSignal;
+    onStep?: (step: Step<C>, index: number, total: number) => void;
+    /** each measurement as it is taken (a stopped bench records what it has: incomplete rounds too) */
+    onMeasured?: (step: Step<C>, m: M) => void;
+    alternate?: boolean;
+  } = {},
 ): Promise<Rounds<C, M>> {
   const order = interleavedOrder(configs, repeat, { alternate: opts.alternate });
   const byConfig = Object.fromEntries(configs.map((c) => [c, [] as M[]])) as Record<C, M[]>;
@@ -52,8 +58,10 @@ export async function runInterleaved<C extends string, M>(
   for (const [i, step] of order.entries()) {
     if (opts.signal?.aborted) break;
     opts.onStep?.(step, i, order.length);
-    byConfig[step.config].push(await measure(step.config, step.round));
+    const m = await measure(step.config, step.round);
+    byConfig[step.config].push(m);
     done.push(step);
+    opts.onMeasured?.(step, m);
   }
   // keep complete rounds only: a ratio needs both members of its round
   const complete = Math.min(...configs.map((c) => byConfig[c].length));

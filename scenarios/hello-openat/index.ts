@@ -168,10 +168,20 @@ async function benchmark(ctx: ScenarioContext, bin: string, tmp: string): Promis
   const injectDelayNs = injected(ctx);
   const configs: Cfg[] = gens.flatMap((g) => rates.flatMap((r) => CONSUMERS.map((c) => `${c}@${g}@${r}` as Cfg)));
   ctx.progress.step(`benchmark: ${repeat} interleaved rounds × ${gens.map((g) => GEN_LABEL[g]).join(', ')} × ${rates.map(rateLabel).join(', ')} × (${CONSUMERS.join(', ')}), ${ms} ms each${warmupMs ? ` after ${warmupMs} ms of warm-up` : ''}`);
+  // what is measured, as it is: a stopped bench keeps it (replaced below by the complete rounds)
+  const partial = { durationMs: ms, repeat, coalesceMs, order: [] as string[], runs: {} as Record<string, ConsumerRun[]>, note: 'measurements so far: the bench did not finish' };
+  ctx.metric('benchmark', partial);
   const res = await runInterleaved(configs, repeat, async (cfg) => {
     const [c, g, r] = cfg.split('@') as [Consumer, GenKind, string];
     return row(c, g, Number(r), ms, bin, cBin, tmp, coalesceMs, injectDelayNs, warmupMs);
-  }, { signal: ctx.signal, alternate: true, onStep: (st, i, n) => ctx.progress.update(i / n, `round ${st.round + 1}/${repeat}: ${st.config}`) });
+  }, {
+    signal: ctx.signal, alternate: true,
+    onStep: (st, i, n) => ctx.progress.update(i / n, `round ${st.round + 1}/${repeat}: ${st.config}`),
+    onMeasured: (st, m) => {
+      partial.order.push(`${st.round}:${st.config}`);
+      (partial.runs[st.config] ??= []).push(m);
+    },
+  });
   ctx.progress.update(1);
   const rounds = (c: Consumer, g: GenKind, rate: number) => res.byConfig[`${c}@${g}@${rate}`] ?? [];
   const n = rounds('ts', gens[0]!, rates[0]!).length;

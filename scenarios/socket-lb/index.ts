@@ -235,6 +235,10 @@ const scenario: Scenario = {
     ctx.progress.step(`measuring: ${rounds} round(s) × ${cfgs.length} configurations × ${k} new connections`);
     const samples = new Map<string, Sample[]>();
     const updates: Record<string, Record<number, number[]>> = { bpf: {}, iptables: {}, ipvs: {} };
+    // filled as the rounds finish: a stopped bench keeps what it measured
+    const recorded: Record<string, Sample[]> = {};
+    ctx.metric('rounds', recorded);
+    ctx.metric('updatesMs', updates);
     const key = (c: Cfg) => `${c.mech}@${c.n}`;
     const rand = rng(42);
     let step = 0;
@@ -248,7 +252,7 @@ const scenario: Scenario = {
         if (ctx.signal.aborted) throw new Error('interrupted');
         ctx.progress.update(step++ / (rounds * cfgs.length), `round ${r + 1}: ${c.mech}${c.n ? ` @ ${c.n}` : ''}`);
         const s = await runConnlat(lab, connlat, c, k, 1000 + r);
-        samples.set(key(c), [...(samples.get(key(c)) ?? []), s]);
+        samples.set(key(c), (recorded[key(c)] = [...(samples.get(key(c)) ?? []), s]));
       }
       // one backend of one service changes: removed, then put back (the removal is what is timed)
       for (const n of scales) {
@@ -351,8 +355,6 @@ const scenario: Scenario = {
       { kind: 'chart', title: 'Connection setup p50 (µs)', type: 'bar', labels: scales.map(String), datasets: (['bpf', 'iptables', 'ipvs'] as Mech[]).filter((m) => m !== 'ipvs' || ipvsOk).map((m) => ({ label: m, data: scales.map((n) => fmt(med(`${m}@${n}`, (s) => s.p50Us))) })), xLabel: 'services', yLabel: 'µs' },
       { kind: 'kv', items: { 'direct (no LB) CPU µs/conn': fmt(direct / 1000, 2), 'setup of all services, ms': JSON.stringify(setup), 'published anchor': "Cilium's kube-proxy replacement write-ups report per-connection cost that stays flat with the service count while iptables grows linearly; compare the shape, not absolute numbers (different hardware)" } } as Block,
     );
-    ctx.metric('rounds', Object.fromEntries([...samples].map(([kk, v]) => [kk, v])));
-    ctx.metric('updatesMs', updates);
     ctx.metric('setupMs', setup);
     ctx.metric('natRules', ruleCount);
     ctx.metric('processStartMs', baseline.ms);

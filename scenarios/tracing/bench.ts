@@ -413,6 +413,8 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
   const total = rounds * (CONFIGS.length * 4 + CONFIGS.length - 1);
   let done = 0;
   const ceilings: { round: number; wrkMax: number; vegetaCeiling: number }[] = [];
+  // the samples are filled as the windows finish: a stopped bench keeps the ones it has
+  ctx.metric('bench', { rounds, seconds: secs, connections: conns, ceilings, pacedGenerator: veg ? `vegeta ${VEGETA_VERSION} (open loop, constant rate)` : 'wrk delay() (closed loop)', samples, note: 'latency in µs (wrk), cpuUsPerReq = app cgroup (BPF in its syscalls included) + tracer process; bpfUs: BPF run time from kernel stats, paced windows only (0 at max: no stats there)' });
   for (let r = 0; r < rounds && !ctx.signal.aborted; r++) {
     ctx.progress.step(`round ${r + 1}/${rounds}`);
     await startServices();
@@ -462,7 +464,6 @@ export async function bench(ctx: ScenarioContext): Promise<void> {
   const eb = samples.filter((s) => schedOf(s.config) && !diagnostic(schedOf(s.config)));
   ctx.check('the eBPF tracer exported spans in every measurement (drops and ring losses reported, not hidden)', eb.length > 0 && eb.every((s) => (s.spansExported ?? 0) > 0),
     `spans ${eb.map((s) => s.spans).join('/')}; exported ${eb.map((s) => s.spansExported).join('/')}; dropped ${eb.map((s) => s.spansDropped).join('/')}; ring lost ${eb.map((s) => s.ringLost).join('/')}`);
-  ctx.metric('bench', { rounds, seconds: secs, connections: conns, ceilings, pacedGenerator: veg ? `vegeta ${VEGETA_VERSION} (open loop, constant rate)` : 'wrk delay() (closed loop)', samples, note: 'latency in µs (wrk), cpuUsPerReq = app cgroup (BPF in its syscalls included) + tracer process; bpfUs: BPF run time from kernel stats, paced windows only (0 at max: no stats there)' });
 
   const get = (r: number, c: Config, load: string) => samples.find((s) => s.round === r && s.config === c && s.load === load);
   const perRound = (f: (r: number) => number | null) => Array.from({ length: rounds }, (_, r) => f(r)).filter((x): x is number => x !== null && Number.isFinite(x));
