@@ -7,7 +7,7 @@ import { checkOutDir, checkOutFile } from '../out-dir.ts';
 import { runKey, compareRuns, type LoadedRun, DEFAULT_FLOOR, DEFAULT_K, loadRuns, markdownTable, textTable } from './compare.ts';
 
 const compareOptions = {
-  k: { type: 'number', min: 0, valueName: 'N', default: DEFAULT_K, description: 'a change must exceed N × the baseline MAD (and the floor) to count' },
+  k: { type: 'number', min: 0, valueName: 'N', default: DEFAULT_K, description: 'a change must exceed N standard errors of the difference of the medians (both sides\' rounds; and the floor) to count' },
   floor: { type: 'number', min: 0, max: 10, valueName: 'F', default: DEFAULT_FLOOR, description: 'relative floor (0.05 = 5%) for headlines that declare no regressionFloor' },
   window: { type: 'int', min: 1, valueName: 'N', description: 'use only the newest N baseline runs per metric (default: all)' },
   'fail-on-regression': { type: 'boolean', description: 'exit 1 when any headline regressed' },
@@ -20,7 +20,7 @@ export async function compareCommand(argv: string[]): Promise<number> {
     usage: 'pnpm lab compare [options] <baseline> <candidate>   |   pnpm lab compare [options] <baseline…> -- <candidate…>',
     summary:
       'compare headline figures of candidate runs against baseline runs (results.json files or directories searched recursively), ' +
-      'per scenario + kernel + machine class; a regression is a median worse by more than max(k·MAD of the baseline, floor)',
+      'per scenario + kernel + machine class; a regression is a median worse by more than max(k standard errors of the difference, floor)',
     options: compareOptions,
     positionals: { names: ['baseline', 'candidate'] },
     epilog: 'examples:\n  pnpm lab compare reports/20261130-0101-xdp-lb-host reports/20261130-0201-xdp-lb-host\n  pnpm lab compare --fail-on-regression history/ -- reports/matrix/',

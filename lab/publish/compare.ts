@@ -1,9 +1,13 @@
 // Regression detection over declared headline figures (Results.headline), from results.json
 // files alone. One rule, shared by `pnpm lab compare`, `pnpm lab publish` and the nightly job:
 // for each headline metric of the same scenario + kernel + machine class, the candidate is a
-// regression when its median is worse than the baseline's by more than max(k·MAD, floor).
-// MAD is taken over the baseline's pooled rounds (every round of every baseline run), so it
-// carries both within-run noise and run-to-run drift when the baseline has several nights.
+// regression when its median is worse than the baseline's by more than max(k·SE, floor), SE the
+// standard error of the difference of the two medians. The noise behind SE is both sides' rounds
+// pooled (each round's distance from its own side's median; the baseline's rounds span every
+// baseline night, so it carries run-to-run drift), and SE shrinks with the rounds each side has.
+// The baseline's MAD alone (the rule before) ignored the candidate's own spread and how few rounds
+// it had: two 3-round runs of the same build each flagged the other (−9%, limit 6%), and ±5%
+// noise gave 3% false flags per figure at 3 rounds — most nights fail with ~26 figures.
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { LabError } from '../../common/errors.ts';
@@ -14,8 +18,24 @@ import { formatNumber } from '../report/html.ts';
 
 /** smallest relative change counted as a regression when a headline declares no regressionFloor */
 export const DEFAULT_FLOOR = 0.06;
-/** how many MADs of the baseline a change must exceed */
-export const DEFAULT_K = 2;
+/** how many standard errors of the difference of medians a change must exceed */
+export const DEFAULT_K = 3;
+
+/**
+ * The standard error of median(candidate) − median(baseline): the pooled standard deviation of
+ * each side's rounds about its own median (n−2 degrees of freedom: two medians taken), times
+ * √(π/2) (a median's efficiency against a mean under normal noise) × √(1/n_b + 1/n_c). Not the
+ * MAD: at 3 rounds a side, one residual per side is zero by construction and a MAD of the six was
+ * often zero too. An outlying round widens it: a noisy pair is called noise, never a regression.
+ */
+export function medianDiffSe(b: readonly number[], c: readonly number[]): number {
+  if (!b.length || !c.length) return NaN;
+  const mb = median([...b]);
+  const mc = median([...c]);
+  const ss = b.reduce((t, x) => t + (x - mb) ** 2, 0) + c.reduce((t, x) => t + (x - mc) ** 2, 0);
+  const sd = Math.sqrt(ss / Math.max(1, b.length + c.length - 2));
+  return Math.sqrt(Math.PI / 2) * sd * Math.sqrt(1 / b.length + 1 / c.length);
+}
 
 export interface LoadedRun {
   /** the results.json path it was read from */
@@ -72,7 +92,7 @@ export interface Comparison {
   candidate?: { median: number; mad: number; n: number; runs: string[] };
   /** (candidate − baseline) / |baseline| */
   change?: number;
-  /** relative threshold the change had to exceed: max(k·MAD/|baseline|, floor) */
+  /** relative threshold the change had to exceed: max(k·SE/|baseline|, floor) (medianDiffSe) */
   threshold?: number;
   floor: number;
   verdict: Verdict;
@@ -141,12 +161,17 @@ export function compareRuns(baseline: LoadedRun[], candidate: LoadedRun[], opts:
     else if (!row.baseline) row.verdict = 'new';
     else {
       const bm = row.baseline.median;
-      const change = bm === 0 ? (row.candidate.median === 0 ? 0 : Math.sign(row.candidate.median) * Infinity) : (row.candidate.median - bm) / Math.abs(bm);
-      const threshold = Math.max(bm === 0 ? 0 : (k * row.baseline.mad) / Math.abs(bm), floor);
+      const diff = row.candidate.median - bm;
+      const se = medianDiffSe(b!.values, c!.values);
+      // a baseline of 0 has no relative scale: the difference against k·SE alone (a count of drops
+      // that was 0 and is 5 with no noise either side is a change; one inside the noise is not)
+      const change = bm === 0 ? (diff === 0 ? 0 : Math.sign(diff) * Infinity) : diff / Math.abs(bm);
+      const threshold = bm === 0 ? Infinity : Math.max((k * se) / Math.abs(bm), floor);
+      const beyond = bm === 0 ? Math.abs(diff) > k * se : Math.abs(change) > threshold;
       row.change = change;
       row.threshold = threshold;
-      const worse = row.better === 'lower' ? change : -change;
-      row.verdict = worse > threshold ? 'regression' : -worse > threshold ? 'improvement' : 'ok';
+      const worse = (row.better === 'lower' ? diff : -diff) > 0;
+      row.verdict = !beyond || diff === 0 ? 'ok' : worse ? 'regression' : 'improvement';
     }
     rows.push(row);
   }
@@ -250,7 +275,7 @@ export function comparisonRows(rows: Comparison[]): string[][] {
     `${r.scenario} · ${r.kernel} · ${r.label}${r.unit ? ` [${r.unit}]` : ''} (${r.better} is better)`,
     r.baseline ? `${formatValue(r.baseline.median)} ± ${formatValue(r.baseline.mad)} (n=${r.baseline.n})` : '—',
     r.candidate ? `${formatValue(r.candidate.median)} ± ${formatValue(r.candidate.mad)} (n=${r.candidate.n})` : '—',
-    r.change === undefined ? '—' : `${formatChange(r.change)} (limit ${(r.threshold! * 100).toFixed(1)}%)`,
+    r.change === undefined ? '—' : `${formatChange(r.change)} (limit ${Number.isFinite(r.threshold) ? `${(r.threshold! * 100).toFixed(1)}%` : 'noise'})`,
     VERDICT_TEXT[r.verdict],
   ]);
 }

@@ -84,7 +84,7 @@ const scenarioHref = (s: string, depth: number) => `${'../'.repeat(depth)}scenar
 function verdictHtml(c: Comparison | undefined): string {
   if (!c) return '';
   const text = c.verdict === 'ok' || c.verdict === 'regression' || c.verdict === 'improvement' ? `${VERDICT_TEXT[c.verdict]} ${formatChange(c.change)}` : VERDICT_TEXT[c.verdict];
-  return `<span class="verdict ${c.verdict}" title="limit ${c.threshold !== undefined ? (c.threshold * 100).toFixed(1) + '%' : '—'}">${escapeHtml(text)}</span>`;
+  return `<span class="verdict ${c.verdict}" title="limit ${c.threshold !== undefined && Number.isFinite(c.threshold) ? (c.threshold * 100).toFixed(1) + '%' : '—'}">${escapeHtml(text)}</span>`;
 }
 
 function comparisonTable(rows: Comparison[]): string {
@@ -309,7 +309,7 @@ async function runPage(r: Results, flags: Comparison[]): Promise<string> {
   const nav =
     `<nav class="site" style="display:flex;flex-wrap:wrap;gap:6px 16px;font-size:13px;margin:0 0 16px;padding-bottom:8px;border-bottom:1px solid var(--line)">` +
     `<b>ebpf-lab benchmarks</b><a href="../index.html">home</a><a href="${scenarioHref(r.scenario, 1)}">${escapeHtml(r.scenario)} trends</a><a href="../kernels.html">kernels</a><a href="${pageName(r)}.json">results.json</a></nav>`;
-  const cmp = flags.length ? `<section id="compare"><h2>Against earlier runs</h2><p class="summary">same scenario, kernel and machine class; regression = worse than the earlier runs' median by more than max(k·MAD, floor)</p>${comparisonTable(flags)}</section>` : '';
+  const cmp = flags.length ? `<section id="compare"><h2>Against earlier runs</h2><p class="summary">same scenario, kernel and machine class; regression = worse than the earlier runs' median by more than max(k standard errors of the difference, floor)</p>${comparisonTable(flags)}</section>` : '';
   const withNav = html.replace('<main>\n', () => `<main>\n${nav}\n`);
   return cmp ? withNav.replace(/<\/header>/, () => `</header>\n${cmp}`) : withNav;
 }
