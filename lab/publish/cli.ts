@@ -1,6 +1,8 @@
 // `pnpm lab compare` and `pnpm lab publish`: both read results.json files only (the runner's
 // output), so they work on runs copied from other machines, CI artifacts and old nights alike.
+import fs from 'node:fs';
 import { appendFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { parseArgs, UsageError } from '../../common/args.ts';
 import { LabError } from '../../common/errors.ts';
 import { checkOutDir, checkOutFile } from '../out-dir.ts';
@@ -87,6 +89,19 @@ export async function publishCommand(argv: string[]): Promise<number> {
   if (!p) return 0;
   if (!p.values.out) throw new UsageError('--out is required', 'pnpm lab publish reports/ --out site/');
   checkOutDir(p.values.out, { example: '--out site/' });
+  // the site directory is replaced whole: runs kept inside it would go with it
+  const real = (x: string) => {
+    try {
+      return fs.realpathSync(x);
+    } catch {
+      return path.resolve(x);
+    }
+  };
+  const outReal = real(p.values.out);
+  for (const input of p.positionals) {
+    const r = real(input);
+    if (r === outReal || r.startsWith(`${outReal}${path.sep}`)) throw new UsageError(`${input} is inside --out ${p.values.out}, which publish replaces whole: it would delete those runs`, 'keep the runs outside the site directory, e.g. pnpm lab publish history/ --out site/');
+  }
   const { publishSite } = await import('./site.ts');
   const runs = await loadRuns(p.positionals);
   if (!runs.length) throw new LabError(`no results.json under ${p.positionals.join(', ')}`, 'pass directories of runs written by pnpm lab run|bench|matrix (e.g. reports/)');

@@ -1,6 +1,7 @@
 // The site builder without a browser (no root): what it writes, what it refuses to overwrite,
 // and that nothing on a page points off the machine.
 import { mkdtemp, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -93,5 +94,12 @@ describe('publishSite', () => {
     const empty = await execa(NODE, [...LAB, 'publish', join(dir, 'foreign'), '--out', join(dir, 'x')], { cwd, reject: false });
     expect(empty.exitCode).toBe(1);
     expect(empty.stderr).toMatch(/no results\.json under/);
+    // runs kept inside the site directory would be deleted with it when it is replaced
+    await mkdir(join(dir, 'cli-site', 'history', 'r1'), { recursive: true });
+    await writeFile(join(dir, 'cli-site', 'history', 'r1', 'results.json'), JSON.stringify(runs[0]!.results));
+    const inside = await execa(NODE, [...LAB, 'publish', join(dir, 'cli-site', 'history'), '--out', join(dir, 'cli-site')], { cwd, reject: false });
+    expect(inside.exitCode).toBe(2);
+    expect(inside.stderr).toMatch(/^error: .*history is inside --out .*cli-site, which publish replaces whole: it would delete those runs\n {2}fix: /);
+    expect(existsSync(join(dir, 'cli-site', 'history', 'r1', 'results.json'))).toBe(true);
   }, 60_000);
 });
