@@ -6,7 +6,7 @@ import path from 'node:path';
 import { parseArgs, UsageError } from '../../common/args.ts';
 import { LabError } from '../../common/errors.ts';
 import { checkOutDir, checkOutFile } from '../out-dir.ts';
-import { runKey, compareRuns, type LoadedRun, DEFAULT_FLOOR, DEFAULT_K, loadRuns, markdownTable, textTable } from './compare.ts';
+import { runKey, compareRuns, type LoadedRun, DEFAULT_FLOOR, DEFAULT_K, kernelLabel, loadRuns, machineClass, markdownTable, textTable } from './compare.ts';
 
 const compareOptions = {
   k: { type: 'number', min: 0, valueName: 'N', default: DEFAULT_K, description: 'a change must exceed N standard errors of the difference of the medians (both sides\' rounds; and the floor) to count' },
@@ -36,8 +36,11 @@ export async function compareCommand(argv: string[]): Promise<number> {
   if (!base.length || !cand.length) throw new UsageError('need at least one baseline and one candidate path', 'pnpm lab compare <baseline…> -- <candidate…>');
   // before the table: a summary that cannot be written would fail after it, as an internal error
   if (p.values.summary !== undefined && p.values.summary !== '-') checkOutFile(p.values.summary, 'summary', '"$GITHUB_STEP_SUMMARY" or /tmp/summary.md');
-  const [b, c] = [await loadRuns(base), await loadRuns(cand)];
-  if (!c.length) throw new LabError(`no results.json under ${cand.join(', ')}`, 'pass run directories written by pnpm lab run|bench|matrix');
+  const [bSkipped, cSkipped] = [{ count: 0 }, { count: 0 }];
+  const [b, c] = [await loadRuns(base, undefined, bSkipped), await loadRuns(cand, undefined, cSkipped)];
+  if (!c.length) throw new LabError(`no ${cSkipped.count ? 'valid ' : ''}results.json under ${cand.join(', ')}${cSkipped.count ? ` (${cSkipped.count} skipped, above)` : ''}`, 'pass run directories written by pnpm lab run|bench|matrix');
+  // only a baseline with no runs at all is a first night: one whose every file is broken is not
+  if (!b.length && bSkipped.count) throw new LabError(`no valid results.json under ${base.join(', ')}: all ${bSkipped.count} found are broken (above), so nothing could be judged`, 'repair or remove them; an empty baseline directory is what a first night looks like');
   // A candidate that ended in error measured nothing a gate can vouch for. Alone it made the gate
   // pass with "no headline figures" when the baseline had none either; now it is named, and a
   // comparison whose every candidate erred is an error.
@@ -53,7 +56,13 @@ export async function compareCommand(argv: string[]): Promise<number> {
   // empty baseline is not one: the first night's history has no runs yet, and every figure is new
   // (the nightly failed its first night with "nothing to compare").
   if (!rows.length && p.values['fail-on-regression']) throw new LabError('nothing to compare: no headline figures in the candidate runs', 'compare runs of scenarios that declare headline figures (pnpm lab bench <scenario> records the most)');
-  if (b.length && rows.length && !rows.some((r) => r.baseline && r.candidate)) {
+  // a figure the baseline has that a finished candidate run of the same scenario, kernel and machine
+  // class lacks (or recorded as null: JSON's NaN) is a measurement that broke, not a figure to skip
+  const combo = (scenario: string, kernel: string, machine: string) => JSON.stringify([scenario, kernel, machine]);
+  const ran = new Set(c.filter((r) => r.results.status !== 'error').map((r) => combo(r.results.scenario, kernelLabel(r.results.environment), machineClass(r.results.environment))));
+  const lost = rows.filter((r) => r.verdict === 'missing' && ran.has(combo(r.scenario, r.kernel, r.machine)));
+  for (const r of lost) console.error(`warning: ${r.scenario} on ${r.kernel}: "${r.label}" is in the baseline but missing (or not a number) in the candidate run${c.length === 1 ? '' : 's'}`);
+  if (b.length && rows.length && !lost.length && !rows.some((r) => r.baseline && r.candidate)) {
     const side = (v: string) => [...new Set(rows.filter((r) => r.verdict === v).map((r) => `${r.scenario} on ${r.kernel} (${r.machine})`))].join(', ') || 'none with headline figures';
     throw new LabError(`nothing to compare: no baseline run matches a candidate's scenario, kernel and machine class (candidates: ${side('new')}; baseline: ${side('missing')})`, 'compare runs of the same scenario and kernel from the same machine class');
   }
@@ -65,13 +74,13 @@ export async function compareCommand(argv: string[]): Promise<number> {
   else console.log(fmt === 'markdown' ? markdownTable(rows) : textTable(rows));
   if (fmt !== 'json') {
     const machines = [...new Set(rows.map((r) => r.machine))];
-    console.log(`\n${regressions} regression${regressions === 1 ? '' : 's'} in ${rows.length} figure${rows.length === 1 ? '' : 's'} (k=${p.values.k}, default floor ${(p.values.floor! * 100).toFixed(0)}%; ${b.length} baseline, ${c.length} candidate run${c.length === 1 ? '' : 's'}; machine class${machines.length === 1 ? '' : 'es'}: ${machines.join('; ') || '—'})`);
+    console.log(`\n${regressions} regression${regressions === 1 ? '' : 's'}${lost.length ? `, ${lost.length} missing in the candidate` : ''} in ${rows.length} figure${rows.length === 1 ? '' : 's'} (k=${p.values.k}, default floor ${(p.values.floor! * 100).toFixed(0)}%; ${b.length} baseline, ${c.length} candidate run${c.length === 1 ? '' : 's'}; machine class${machines.length === 1 ? '' : 'es'}: ${machines.join('; ') || '—'})`);
   }
   if (p.values.summary) {
-    const md = `### Benchmark comparison\n\n${rows.length ? markdownTable(rows) : '_no headline figures_'}\n\n${regressions} regression(s) in ${rows.length} figure(s).\n`;
+    const md = `### Benchmark comparison\n\n${rows.length ? markdownTable(rows) : '_no headline figures_'}\n\n${regressions} regression(s)${lost.length ? `, ${lost.length} missing in the candidate` : ''} in ${rows.length} figure(s).\n`;
     await (p.values.summary === '-' ? writeFile('/dev/stdout', md) : appendFile(p.values.summary, md));
   }
-  return regressions && p.values['fail-on-regression'] ? 1 : 0;
+  return (regressions || lost.length) && p.values['fail-on-regression'] ? 1 : 0;
 }
 
 export async function publishCommand(argv: string[]): Promise<number> {
@@ -103,8 +112,9 @@ export async function publishCommand(argv: string[]): Promise<number> {
     if (r === outReal || r.startsWith(`${outReal}${path.sep}`)) throw new UsageError(`${input} is inside --out ${p.values.out}, which publish replaces whole: it would delete those runs`, 'keep the runs outside the site directory, e.g. pnpm lab publish history/ --out site/');
   }
   const { publishSite } = await import('./site.ts');
-  const runs = await loadRuns(p.positionals);
-  if (!runs.length) throw new LabError(`no results.json under ${p.positionals.join(', ')}`, 'pass directories of runs written by pnpm lab run|bench|matrix (e.g. reports/)');
+  const skipped = { count: 0 };
+  const runs = await loadRuns(p.positionals, undefined, skipped);
+  if (!runs.length) throw new LabError(`no ${skipped.count ? 'valid ' : ''}results.json under ${p.positionals.join(', ')}${skipped.count ? ` (${skipped.count} skipped, above)` : ''}`, 'pass directories of runs written by pnpm lab run|bench|matrix (e.g. reports/)');
   const r = await publishSite(runs, p.values.out, { k: p.values.k, defaultFloor: p.values.floor, window: p.values.window });
   console.log(`${r.pages} pages from ${runs.length} runs → ${r.index}`);
   return 0;

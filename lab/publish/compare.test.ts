@@ -249,6 +249,25 @@ describe('lab compare (CLI)', () => {
     expect(both.stdout).toContain('within noise');
   }, 60_000);
 
+  // a broken measurement: NaN becomes null in JSON, or the figure is not recorded at all
+  it('a figure the baseline has and a finished candidate lacks (or holds null) fails the gate; a baseline of broken files is no first night', async () => {
+    const nul = synthRun({ index: 11, seed: 303, noise: 0.05, value: 100 });
+    (nul.headline![0] as { value: unknown }).value = null;
+    nul.headline![0]!.rounds = [null, null, null] as unknown as number[];
+    const r = await cli(['--fail-on-regression', join(dir, 'base'), await write('null', nul)]);
+    expect(r.exitCode, r.stdout + r.stderr).toBe(1);
+    expect(r.stderr).toMatch(/warning: xdp-lb on .*: "LB CPU per request" is in the baseline but missing \(or not a number\) in the candidate run/);
+    expect(r.stdout).toMatch(/0 regressions, 1 missing in the candidate in 1 figure/);
+    expect((await cli([join(dir, 'base'), join(dir, 'null')])).exitCode, 'without the gate: reported, exit 0').toBe(0);
+    const broken = join(dir, 'broken-history', 'a');
+    await mkdir(broken, { recursive: true });
+    await writeFile(join(broken, 'results.json'), '{"schema":1,"runId"');
+    const good = await write('good2', synthRun({ index: 12, seed: 304, noise: 0.05, value: 100 }));
+    const b = await cli(['--fail-on-regression', join(dir, 'broken-history'), good]);
+    expect(b.exitCode).toBe(1);
+    expect(b.stderr).toMatch(/error: no valid results\.json under .*broken-history: all 1 found are broken \(above\), so nothing could be judged\n {2}fix: /);
+  }, 60_000);
+
   it('loadRuns dedupes a run seen under two trees', async () => {
     const runs = await loadRuns([join(dir, 'base'), join(dir, 'base')]);
     expect(runs).toHaveLength(5);

@@ -223,7 +223,7 @@ async function walk(path: string, out: string[]): Promise<void> {
  * valid results.json is an error; a broken one found while searching a directory is skipped
  * with a warning (a half-written run must not stop a nightly publish).
  */
-export async function loadRuns(paths: string[], warn: (s: string) => void = (s) => console.error(s)): Promise<LoadedRun[]> {
+export async function loadRuns(paths: string[], warn: (s: string) => void = (s) => console.error(s), skipped: { count: number } = { count: 0 }): Promise<LoadedRun[]> {
   const runs: LoadedRun[] = [];
   const seen = new Set<string>();
   for (const p of paths) {
@@ -245,6 +245,7 @@ export async function loadRuns(paths: string[], warn: (s: string) => void = (s) 
       if (problem) {
         if (named) throw new LabError(`${f}: ${problem}`, 'pass a results.json written by pnpm lab run|bench|matrix, or a directory of runs');
         warn(`warning: skipping ${f}: ${problem}`);
+        skipped.count++;
         continue;
       }
       runs.push({ file: f, results: r as Results });
