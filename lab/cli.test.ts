@@ -185,6 +185,14 @@ describe('lab CLI', () => {
         [{ ...good, schema: 2 }, /unsupported results schema 2/],
         [[1, 2], /not a JSON object/],
         ['{"trunc', /not valid JSON/],
+        // the optional parts the renderers read (they crashed report and publish as internal errors)
+        [{ ...good, headline: [null] }, /headline\[0\] must be an object/],
+        [{ ...good, headline: 'oops' }, /"headline" must be an array/],
+        [{ ...good, headline: [{ name: 'x', label: 'x', unit: '', value: 1, better: "'><x-pwn>" }] }, /headline\[0\] "better" must be higher or lower/],
+        [{ ...good, environment: { ...good.environment, cpu: { model: null } } }, /"environment\.cpu" must have a model/],
+        [{ ...good, context: { busy: 'yes' } }, /"context" is not a run context/],
+        [{ ...good, sections: [{ title: 't', blocks: [null] }] }, /sections\[0\]\.blocks\[0\] must be an object/],
+        [{ ...good, sections: [{ title: 't', blocks: [{ kind: 'table', columns: ['a'], rows: 'x' }] }] }, /sections\[0\]\.blocks\[0\] \(table\) needs/],
       ];
       for (const [json, msg] of cases) {
         fs.writeFileSync(path.join(dir, 'results.json'), typeof json === 'string' ? json : JSON.stringify(json));

@@ -148,6 +148,61 @@ export function resultsProblem(r: unknown): string | null {
   for (const [i, sct] of (o.sections as unknown[]).entries()) {
     const ss = sct as Record<string, unknown> | null;
     if (typeof ss !== 'object' || ss === null || typeof ss.title !== 'string' || !Array.isArray(ss.blocks)) return `sections[${i}] must have a title and a blocks array`;
+    for (const [j, b] of (ss.blocks as unknown[]).entries()) {
+      const why = blockProblem(b);
+      if (why) return `sections[${i}].blocks[${j}] ${why}`;
+    }
+  }
+  // what the renderers read of the optional parts: a hand-edited or foreign file that lacks it
+  // crashed report, publish and compare with an internal error instead of being named
+  const cpu = env.cpu as Record<string, unknown> | undefined;
+  if (cpu !== undefined && (!isObj(cpu) || typeof cpu.model !== 'string' || typeof cpu.cores !== 'number')) return '"environment.cpu" must have a model (string) and cores (number)';
+  if (o.headline !== undefined) {
+    if (!Array.isArray(o.headline)) return '"headline" must be an array';
+    for (const [i, h] of (o.headline as unknown[]).entries()) {
+      const why = headlineProblem(h);
+      if (why) return `headline[${i}] ${why}`;
+    }
+  }
+  if (o.context !== undefined) {
+    const c = o.context as Record<string, unknown>;
+    const la = c?.loadavg as Record<string, unknown> | undefined;
+    if (!isObj(c) || !strings(c.busy) || !isObj(la) || !numbers(la.before) || !numbers(la.after) || !['busyShare', 'stealShare', 'othersCores', 'cores'].every((k) => typeof c[k] === 'number') || !Array.isArray(c.topOthers) || !(c.topOthers as unknown[]).every((t) => isObj(t) && typeof (t as Record<string, unknown>).cores === 'number')) return '"context" is not a run context (busy, loadavg, busyShare, stealShare, othersCores, topOthers, cores)';
   }
   return null;
+}
+
+const isObj = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
+const strings = (x: unknown) => Array.isArray(x) && x.every((v) => typeof v === 'string');
+const numbers = (x: unknown) => Array.isArray(x) && x.every((v) => typeof v === 'number');
+/** numbers, with null where a measurement failed (JSON writes NaN as null) */
+const numbersOrNull = (x: unknown) => Array.isArray(x) && x.every((v) => v === null || typeof v === 'number');
+
+function headlineProblem(h: unknown): string | null {
+  if (!isObj(h)) return 'must be an object';
+  for (const k of ['name', 'label', 'unit'] as const) if (typeof h[k] !== 'string') return `needs "${k}" (a string)`;
+  if (h.better !== 'higher' && h.better !== 'lower') return `"better" must be higher or lower, not ${JSON.stringify(h.better)?.slice(0, 40)}`;
+  if (h.value !== null && typeof h.value !== 'number') return '"value" must be a number (or null)';
+  if (h.rounds !== undefined && !numbersOrNull(h.rounds)) return '"rounds" must be numbers';
+  if (h.spread !== undefined && !(isObj(h.spread) && ['n', 'min', 'max', 'mad'].every((k) => (h.spread as Record<string, unknown>)[k] === null || typeof (h.spread as Record<string, unknown>)[k] === 'number'))) return '"spread" must hold n, min, max, mad';
+  if (h.comparator !== undefined && !(isObj(h.comparator) && typeof h.comparator.name === 'string')) return '"comparator" must be an object with a name';
+  if (h.goal !== undefined && !(isObj(h.goal) && (h.goal.op === '<=' || h.goal.op === '>=') && typeof h.goal.target === 'number')) return '"goal" must have op <= or >= and a numeric target';
+  return null;
+}
+
+function blockProblem(b: unknown): string | null {
+  if (!isObj(b)) return 'must be an object';
+  switch (b.kind) {
+    case 'text':
+    case 'pre':
+      return typeof b.text === 'string' ? null : `(${b.kind}) needs "text" (a string)`;
+    case 'kv':
+      return isObj(b.items) ? null : '(kv) needs "items" (an object)';
+    case 'table':
+      return strings(b.columns) && Array.isArray(b.rows) && (b.rows as unknown[]).every(Array.isArray) ? null : '(table) needs "columns" (strings) and "rows" (arrays)';
+    case 'chart':
+      return Array.isArray(b.labels) && Array.isArray(b.datasets) && (b.datasets as unknown[]).every((d) => isObj(d) && numbersOrNull(d.data)) ? null : '(chart) needs "labels" and "datasets" with numeric data';
+    default:
+      return `has an unknown kind ${JSON.stringify(b.kind)?.slice(0, 40)}`;
+  }
 }

@@ -16,6 +16,8 @@ const intFmt = { format: (n: number) => (intFmtCache ??= new Intl.NumberFormat('
 
 /** thousands separators; decimals by magnitude (1,234,567 · 1,234.5 · 12.35 · 0.0123) */
 export function formatNumber(n: number): string {
+  // a figure that failed is null in results.json (JSON writes NaN so): not −∞
+  if (n === null || n === undefined) return '—';
   if (Number.isNaN(n)) return 'NaN';
   if (!Number.isFinite(n)) return n > 0 ? '∞' : '−∞';
   if (Number.isInteger(n)) return intFmt.format(n);

@@ -166,9 +166,9 @@ export function headlineHtml(hs: Headline[] | undefined): string {
       ? `<b>${escapeHtml(fmtR(c.ratio))}×</b>${c.ratioSpread && c.ratioSpread.n > 1 ? `<br><span class="muted">${escapeHtml(spreadText(c.ratioSpread, '', fmtR))}</span>` : ''}${c.ci ? `<br><span class="muted">95% CI ${escapeHtml(fmtR(c.ci[0]))}–${escapeHtml(fmtR(c.ci[1]))}</span>` : ''}`
       : '<span class="muted">—</span>';
     const goal = h.goal
-      ? `${escapeHtml(`${h.goal.of === 'ratio' ? 'ratio' : 'value'} ${h.goal.op === '<=' ? '≤' : '≥'} ${formatNumber(h.goal.target)}`)}${h.goal.verdict ? ` ${statusBadge(h.goal.verdict === 'met' ? 'pass' : h.goal.verdict === 'not met' ? 'fail' : 'unsupported').replace(/>(pass|fail|unsupported)</, `>${escapeHtml(h.goal.verdict)}<`)}` : ''}${h.goal.detail ? `<br><span class="muted">${escapeHtml(h.goal.detail)}</span>` : ''}`
+      ? `${escapeHtml(`${h.goal.of === 'ratio' ? 'ratio' : 'value'} ${h.goal.op === '<=' ? '≤' : '≥'} ${formatNumber(h.goal.target)}`)}${h.goal.verdict ? ` ${statusBadge(h.goal.verdict === 'met' ? 'pass' : h.goal.verdict === 'not met' ? 'fail' : 'unsupported').replace(/>(pass|fail|unsupported)</, () => `>${escapeHtml(h.goal!.verdict!)}<`)}` : ''}${h.goal.detail ? `<br><span class="muted">${escapeHtml(h.goal.detail)}</span>` : ''}`
       : '<span class="muted">—</span>';
-    return `<tr><td><b>${escapeHtml(h.label)}</b><br><code class="muted">${escapeHtml(h.name)}</code> <span class="muted">(${h.better} is better)</span></td>` +
+    return `<tr><td><b>${escapeHtml(h.label)}</b><br><code class="muted">${escapeHtml(h.name)}</code> <span class="muted">(${escapeHtml(String(h.better))} is better)</span></td>` +
       `<td class="num"><b>${escapeHtml(fmtV(h.value, h.unit))}</b></td><td>${escapeHtml(spreadText(h.spread, h.unit))}</td><td>${cmp}</td><td>${ratio}</td><td>${goal}</td></tr>`;
   });
   return `<div class="tablewrap"><table class="headline"><thead><tr><th>figure</th><th>median</th><th>spread over rounds</th><th>compared with</th><th>ratio (per round, median)</th><th>goal</th></tr></thead><tbody>${rows.join('')}</tbody></table></div>`;

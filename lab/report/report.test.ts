@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CHART_HEIGHT, CHART_WIDTH, PIXEL_RATIO, chartFont, chartPng, escapeHtml, formatBytes, formatDuration, formatNumber, htmlPage, renderReport, rerenderReport, writeReport, type ChartBlock } from './index.ts';
+import { CHART_HEIGHT, CHART_WIDTH, PIXEL_RATIO, chartFont, chartPng, escapeHtml, formatBytes, formatDuration, formatNumber, headlineHtml, htmlPage, renderReport, rerenderReport, writeReport, type ChartBlock } from './index.ts';
 import { niceTicks } from './chart.ts';
 import { reportCommand } from './cli.ts';
 import { sampleResults } from './fixture.ts';
@@ -58,6 +58,13 @@ describe('renderReport', () => {
     expect(html).toContain('sees openat of &lt;script&gt;alert(1)&lt;/script&gt;');
     expect(html).toContain('&lt;b&gt;not bold&lt;/b&gt;');
     expect(html).toContain('&lt;xlated 312B  jited 190B&gt;');
+  });
+
+  it('escapes a headline\'s better and goal verdict from a hand-edited results.json (no $-patterns either)', () => {
+    const h = headlineHtml([{ name: 'n', label: 'l', unit: 'u', better: "'><x-pwn>" as 'higher', value: 1, goal: { op: '<=', target: 1, verdict: "$&'<i>" as 'met' } }]);
+    expect(h).not.toContain('<x-pwn>');
+    expect(h).toContain('(&#39;&gt;&lt;x-pwn&gt; is better)');
+    expect(h).toContain('>$&amp;&#39;&lt;i&gt;<');
   });
 
   it('shows header, environment, probes, checks, sections in order and raw metrics', () => {
@@ -259,6 +266,7 @@ describe('helpers', () => {
     expect(formatNumber(0.0123456)).toBe('0.0123');
     expect(formatNumber(1.5e-7)).toBe('1.50e-7');
     expect(formatNumber(Infinity)).toBe('∞');
+    expect(formatNumber(null as unknown as number), 'a failed figure (JSON null) is no −∞').toBe('—');
     expect(formatBytes(17179869184)).toBe('16 GiB');
     expect(formatBytes(1536)).toBe('1.5 KiB');
     expect(formatDuration(850)).toBe('850 ms');
