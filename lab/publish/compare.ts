@@ -15,6 +15,7 @@ import { UsageError } from '../../common/args.ts';
 import { resultsProblem, type Environment, type Headline, type Results } from '../results.ts';
 import { mad, median } from '../stats.ts';
 import { formatNumber } from '../report/html.ts';
+import { printable } from '../../common/printable.ts';
 
 /** smallest relative change counted as a regression when a headline declares no regressionFloor */
 export const DEFAULT_FLOOR = 0.06;
@@ -284,14 +285,16 @@ export function comparisonRows(rows: Comparison[]): string[][] {
 const HEAD = ['metric', 'baseline (median ± MAD)', 'candidate (median ± MAD)', 'change', 'verdict'];
 
 export function textTable(rows: Comparison[]): string {
-  const cells = [HEAD, ...comparisonRows(rows)];
+  // labels and run facts come from results.json files: shown on a terminal, no control character raw
+  const cells = [HEAD, ...comparisonRows(rows).map((r) => r.map(printable))];
   const w = HEAD.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)));
   const line = (r: string[]) => r.map((c, i) => c.padEnd(w[i]!)).join('  ').trimEnd();
   return [line(cells[0]!), w.map((n) => '-'.repeat(n)).join('  '), ...cells.slice(1).map(line)].join('\n');
 }
 
 export function markdownTable(rows: Comparison[]): string {
-  const esc = (s: string) => s.replace(/\|/g, '\\|');
+  // one row per line, and text rather than markup (GitHub renders HTML inside tables)
+  const esc = (s: string) => printable(s.replace(/[\r\n]+/g, ' ')).replace(/\|/g, '\\|').replace(/</g, '&lt;');
   const cells = comparisonRows(rows).map((r) => r.map((c, i) => (i === 4 && c === 'REGRESSION' ? '**REGRESSION**' : esc(c))));
   return [`| ${HEAD.join(' | ')} |`, `|${HEAD.map(() => '---').join('|')}|`, ...cells.map((r) => `| ${r.join(' | ')} |`)].join('\n');
 }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Results } from '../results.ts';
 import { UsageError } from '../../common/args.ts';
-import { kernelSlug, matrixCommand, readCell, runsInDir, writeMatrixReport, type MatrixCell } from './matrix.ts';
+import { junitXml, kernelSlug, matrixCommand, readCell, runsInDir, writeMatrixReport, type MatrixCell } from './matrix.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ebpf-lab-matrix-test-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -27,6 +27,16 @@ function results(kernel: string, status: Results['status'], vm: boolean): Result
 }
 
 describe('matrix report', () => {
+  it('junit.xml stays well-formed XML when an error or check detail carries colour codes and other control characters', () => {
+    const r = results('6.1', 'fail', true);
+    r.checks = [{ name: 'event \x1b[31marrives\x1b[0m', status: 'fail', detail: 'got \x00\x01\x0c\ud800 from the guest' }];
+    const c: MatrixCell = { scenario: 'hello-openat', kernel: '6.1', dir: join(dir, 'ctl'), exitCode: 1, wallMs: 1000, status: 'fail', results: r, error: 'guest said \x1b[1mno\x1b[0m' } as MatrixCell;
+    const x = junitXml([c], ['6.1']);
+    // XML 1.0: tab, LF, CR and U+0020 on, no lone surrogate
+    expect(x).not.toMatch(/[\x00-\x08\x0b\x0c\x0e-\x1f]|[\ud800-\udfff]/);
+    expect(x).toContain('event \\x1b[31marrives\\x1b[0m');
+  });
+
   it('renders scenarios × kernels with links, probes, boot times and JUnit', async () => {
     const kernels = ['6.1', 'host', '7.x', '/boot/vmlinuz-x'];
     const cells: MatrixCell[] = kernels.map((k) => ({ scenario: 'hello-openat', kernel: k, dir: join(dir, `hello-openat-${kernelSlug(k)}`), exitCode: 0, wallMs: 30_000, status: 'pending' }));
