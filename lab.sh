@@ -3,6 +3,7 @@
 # lab's Debian packages when missing, then runs the lab (`pnpm lab "$@"`, without pnpm between). `./lab.sh test` runs the test
 # suite and ends with the line "N passed, N failed, N skipped" computed from vitest's JSON.
 set -euo pipefail
+caller_cwd=$PWD
 cd "$(dirname "$(readlink -f "$0")")"
 
 if ! command -v pnpm >/dev/null 2>&1; then
@@ -51,4 +52,5 @@ fi
 # package.json's "lab" script, without pnpm in between: the run is this process, so a signal to it
 # reaches the run and the caller waits for its cleanup (pnpm passes no signal on and returns before
 # its child has stopped)
-exec node --no-memory-reducer --import tsx lab/cli.ts "$@"
+# (relative paths in the arguments are the caller's: lab/cli.ts works from the directory it was called in)
+EBPF_LAB_CALLER_CWD=${EBPF_LAB_CALLER_CWD:-$caller_cwd} exec node --no-memory-reducer --import tsx lab/cli.ts "$@"

@@ -210,6 +210,25 @@ describe('lab CLI', () => {
     }
   }, 120_000);
 
+  // ./lab.sh cds to the repo and pnpm runs scripts in the package root: a relative path was looked
+  // for under the repo ("cannot read run1: no such file or directory" from the directory holding it)
+  it('relative paths are the caller\'s, through ./lab.sh and through pnpm lab from another directory', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-callercwd-'));
+    try {
+      fs.mkdirSync(path.join(dir, 'run1'));
+      fs.writeFileSync(path.join(dir, 'run1', 'results.json'), JSON.stringify(sampleResults()));
+      const env = { ...process.env, EBPF_LAB_CALLER_CWD: '', INIT_CWD: '', npm_lifecycle_event: '' };
+      for (const [cmd, args] of [[path.join(REPO_ROOT, 'lab.sh'), ['report', 'run1']], ['pnpm', ['-s', '--dir', REPO_ROOT, 'lab', 'report', 'run1']]] as const) {
+        fs.rmSync(path.join(dir, 'run1', 'report.html'), { force: true });
+        const r = spawnSync(cmd, [...args], { cwd: dir, encoding: 'utf8', env, timeout: 120_000 });
+        expect(r.status, `${cmd}: ${r.stderr}`).toBe(0);
+        expect(fs.existsSync(path.join(dir, 'run1', 'report.html')), cmd).toBe(true);
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 240_000);
+
   it.skipIf(!reportsWritable)('two runs started in the same second get their own directories [skipped where reports/ is read-only: pnpm test as nobody]', () => {
     const made: string[] = [];
     try {

@@ -6,6 +6,21 @@ import { describeFailure } from '../common/errors.ts';
 import { quietOnLostOutput, releaseDeadTerminalAtExit } from '../common/stdio.ts';
 import { stopOnFile, stopWithLauncher, stopWithParent } from '../common/signals.ts';
 
+// Relative paths a user types are relative to where they typed them. `./lab.sh` cds to the repo
+// and pnpm runs a script in the package's root, so `report <dir>` and `publish … --out site` were
+// resolved against the repo instead. Both say where they were called (lab.sh: EBPF_LAB_CALLER_CWD;
+// pnpm: INIT_CWD, trusted only for its own "lab" script). Kept in the environment: the lab's own
+// subprocesses (matrix rows, started in the repo) resolve the same arguments the same way.
+const callerCwd = process.env.EBPF_LAB_CALLER_CWD || (process.env.npm_lifecycle_event === 'lab' ? process.env.INIT_CWD : undefined);
+if (callerCwd) {
+  try {
+    process.chdir(callerCwd);
+    process.env.EBPF_LAB_CALLER_CWD = callerCwd;
+  } catch {
+    /* a directory gone since: stay in the repo */
+  }
+}
+
 quietOnLostOutput();
 releaseDeadTerminalAtExit();
 stopOnFile();
