@@ -158,4 +158,20 @@ describe('matrix --report-only', () => {
     expect(await matrixCommand(['--report-only', '--scenarios', 'security', '--out', d])).toBe(0);
     expect((JSON.parse(readFileSync(join(d, 'matrix.json'), 'utf8')) as { kernel: string }[]).map((c) => c.kernel)).toEqual(['6.1', '/boot/vmlinuz-x']);
   });
+
+  it('without --scenarios/--kernels: a cut-short results.json is an error cell, a bare one is no PASS, and uneven runs get no phantom cells', async () => {
+    const d = mkdtempSync(join(dir, 'ro-damaged-'));
+    const put = (name: string, text: string) => {
+      mkdirSync(join(d, name));
+      writeFileSync(join(d, name, 'results.json'), text);
+    };
+    put('hello-openat-6.1', JSON.stringify(results('6.1', 'pass', true)));
+    put('xdp-lb-6.1', JSON.stringify({ ...results('6.1', 'pass', true), scenario: 'xdp-lb' }).slice(0, 200));
+    put('security-host', JSON.stringify({ scenario: 'security', status: 'pass', environment: {} }));
+    put('tc-shaping-host', JSON.stringify({ scenario: 'tc-shaping' }));
+    expect(await matrixCommand(['--report-only', '--out', d])).toBe(1);
+    const mj = JSON.parse(readFileSync(join(d, 'matrix.json'), 'utf8')) as { scenario: string; kernel: string; status: string; error?: string }[];
+    expect(mj.map((c) => `${c.scenario}@${c.kernel}=${c.status}`).sort()).toEqual(['hello-openat@6.1=pass', 'security@host=error', 'tc-shaping@host=error', 'xdp-lb@6.1=error']);
+    expect(mj.find((c) => c.scenario === 'security')!.error).toMatch(/^unreadable results\.json: /);
+  });
 });

@@ -11,7 +11,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, join, relative, resolve } from 'node:path';
 import { parseArgs, UsageError } from '../../common/args.ts';
 import { labCliArgv } from '../../common/dist.ts';
-import type { Results } from '../results.ts';
+import { resultsProblem, type Results } from '../results.ts';
 import { escapeHtml, htmlPage, statusBadge } from '../report/html.ts';
 import { REPO_ROOT } from './paths.ts';
 import { parseKernelSpec, type KernelSpec } from './spec.ts';
@@ -75,7 +75,11 @@ export function readCell(cell: MatrixCell): void {
   const f = join(cell.dir, 'results.json');
   if (existsSync(f)) {
     try {
-      cell.results = JSON.parse(readFileSync(f, 'utf8')) as Results;
+      const r = JSON.parse(readFileSync(f, 'utf8')) as unknown;
+      // a results.json of the wrong shape is no result: a bare {"status":"pass"} counted as PASS
+      const problem = resultsProblem(r);
+      if (problem) throw new Error(problem);
+      cell.results = r as Results;
       cell.status = cell.results.status;
       if (cell.results.error) cell.error = cell.results.error;
       return;
@@ -255,17 +259,20 @@ export const MATRIX_SPEC = {
  * --scenarios/--kernels). A cell's kernel is the --kernel it ran with when that names its
  * directory, else the directory's own kernel part, so the cell is found again by its dir name.
  */
-export function runsInDir(outDir: string): { scenario: string; kernel: string }[] {
+export function runsInDir(outDir: string, known: readonly string[] = []): { scenario: string; kernel: string }[] {
   const found: { scenario: string; kernel: string }[] = [];
   for (const e of readdirSync(outDir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
     if (!e.isDirectory()) continue;
-    let r: Partial<Results>;
+    const file = join(outDir, e.name, 'results.json');
+    if (!existsSync(file)) continue;
+    let r: Partial<Results> = {};
     try {
-      r = JSON.parse(readFileSync(join(outDir, e.name, 'results.json'), 'utf8')) as Partial<Results>;
+      r = JSON.parse(readFileSync(file, 'utf8')) as Partial<Results>;
     } catch {
-      continue;
+      /* a run cut short mid-write: its cell is an error (readCell), found by its directory's name */
     }
-    const scenario = r.scenario;
+    // (the longest known scenario name the directory starts with: its results.json may not say)
+    const scenario = typeof r?.scenario === 'string' ? r.scenario : [...known].sort((a, b) => b.length - a.length).find((s) => e.name.startsWith(`${s}-`));
     if (typeof scenario !== 'string' || !e.name.startsWith(`${scenario}-`)) continue;
     const slug = e.name.slice(scenario.length + 1);
     const spec = r.environment?.kernel?.spec;
@@ -275,11 +282,11 @@ export function runsInDir(outDir: string): { scenario: string; kernel: string }[
 }
 
 /** The cells --report-only rebuilds: the ones named, else the ones the directory holds. */
-function reportOnlyCells(out: string, scenarios: string[] | undefined, kernels: string[] | undefined): { scenarios: string[]; kernels: string[] } {
+function reportOnlyCells(out: string, scenarios: string[] | undefined, kernels: string[] | undefined, known: readonly string[]): { scenarios: string[]; kernels: string[]; present: (s: string, k: string) => boolean } {
   const outDir = resolve(out);
   const fix = 'point --out at a matrix directory: its <scenario>-<kernel>/ dirs hold the runs\' results.json';
   if (!existsSync(outDir) || !statSync(outDir).isDirectory()) throw new UsageError(`no runs in ${out}: no such directory`, fix);
-  const runs = runsInDir(outDir).filter((r) => (!scenarios || scenarios.includes(r.scenario)) && (!kernels || kernels.map(kernelSlug).includes(kernelSlug(r.kernel))));
+  const runs = runsInDir(outDir, known).filter((r) => (!scenarios || scenarios.includes(r.scenario)) && (!kernels || kernels.map(kernelSlug).includes(kernelSlug(r.kernel))));
   const present = (s: string, k: string) => [join(outDir, `${s}-${kernelSlug(k)}`, 'results.json'), join(outDir, `${s}-${kernelSlug(k)}.log`)].some((f) => existsSync(f));
   const ss = scenarios ?? [...new Set(runs.map((r) => r.scenario))];
   const ks = kernels ?? [...new Set(runs.map((r) => r.kernel))];
@@ -288,7 +295,7 @@ function reportOnlyCells(out: string, scenarios: string[] | undefined, kernels: 
     const which = [scenarios && `of ${scenarios.join(',')}`, kernels && `on ${kernels.join(',')}`].filter(Boolean).join(' ');
     throw new UsageError(`no runs${which ? ` ${which}` : ''} in ${out}`, fix);
   }
-  return { scenarios: ss, kernels: ks };
+  return { scenarios: ss, kernels: ks, present };
 }
 
 export async function matrixCommand(argv: string[]): Promise<number> {
@@ -296,6 +303,7 @@ export async function matrixCommand(argv: string[]): Promise<number> {
   if (!p) return 0;
   const given = new Set(p.given.map((g) => g.name));
   const reportOnly = p.values['report-only'] === true;
+  let onlyPresent: ((s: string, k: string) => boolean) | undefined;
   let kernels = p.values.kernels ?? [];
   let scenarios = p.values.scenarios ?? [];
   const { listScenarios } = await import('../run.ts');
@@ -303,7 +311,11 @@ export async function matrixCommand(argv: string[]): Promise<number> {
   if (reportOnly) {
     if (!p.values.out) throw new UsageError('--report-only needs --out <dir with the runs>', 'e.g. pnpm lab matrix --report-only --out reports/matrix-<time>');
     // the runs may come from other machines (CI shards): their kernels are not checked here
-    ({ scenarios, kernels } = reportOnlyCells(p.values.out, given.has('scenarios') ? scenarios : undefined, given.has('kernels') ? kernels : undefined));
+    const found = reportOnlyCells(p.values.out, given.has('scenarios') ? scenarios : undefined, given.has('kernels') ? kernels : undefined, listScenarios());
+    ({ scenarios, kernels } = found);
+    // neither named: the cells are the runs the directory holds, not every scenario × kernel
+    // (a directory of uneven runs got error cells for combinations never run)
+    if (!given.has('scenarios') && !given.has('kernels')) onlyPresent = found.present;
   } else if (!scenarios.length) throw new UsageError('matrix needs --scenarios', 'e.g. pnpm lab matrix --kernels 6.1,host --scenarios hello-openat');
   const jobs = p.values.jobs ?? 1;
   // parsed once here; cells keep the text as given (matrix.json, directory names)
@@ -329,7 +341,7 @@ export async function matrixCommand(argv: string[]): Promise<number> {
   if (!reportOnly) await mkdir(outDir, { recursive: true });
 
   // kernel-major order: runs of one kernel are adjacent, so a fetch is paid once, before its runs
-  const cells: MatrixCell[] = kernels.flatMap((k) => scenarios.map((s) => ({ scenario: s, kernel: k, dir: join(outDir, `${s}-${kernelSlug(k)}`), exitCode: null, wallMs: 0, status: 'pending' })));
+  const cells: MatrixCell[] = kernels.flatMap((k) => scenarios.filter((s) => !onlyPresent || onlyPresent(s, k)).map((s) => ({ scenario: s, kernel: k, dir: join(outDir, `${s}-${kernelSlug(k)}`), exitCode: null, wallMs: 0, status: 'pending' })));
   // a VM kernel's row is one unit (one guest for all its scenarios); a host cell is a unit of its own
   const units: Unit[] = kernels.flatMap((k): Unit[] => {
     const mine = cells.filter((c) => c.kernel === k);
