@@ -241,7 +241,7 @@ export async function loadRuns(paths: string[], warn: (s: string) => void = (s) 
         r = JSON.parse(await readFile(f, 'utf8'));
         problem = resultsProblem(r);
       } catch (err) {
-        problem = `not valid JSON (${(err as Error).message})`;
+        problem = `not valid JSON (${(err as Error).message.replace(/\s+/g, ' ')})`;
       }
       if (problem) {
         if (named) throw new LabError(`${f}: ${problem}`, 'pass a results.json written by pnpm lab run|bench|matrix, or a directory of runs');

@@ -8,7 +8,7 @@
 import { createRequire } from 'node:module';
 import { mkdir, readFile, rename, rm, stat, writeFile, readdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { LabError } from '../../common/errors.ts';
+import { UsageError } from '../../common/args.ts';
 import { CSS, escapeHtml, formatNumber, statusBadge } from '../report/html.ts';
 import { renderReport } from '../report/index.ts';
 import type { Headline, Results } from '../results.ts';
@@ -336,7 +336,7 @@ export interface PublishResult {
  */
 export async function publishSite(loaded: LoadedRun[], out: string, opts: { k?: number; defaultFloor?: number; window?: number } = {}): Promise<PublishResult> {
   const dest = resolve(out);
-  if (!(await isEmptyOrSite(dest))) throw new LabError(`${out} exists and is not a site written by pnpm lab publish`, `pass an empty or new directory, e.g. --out site/`);
+  if (!(await isEmptyOrSite(dest))) throw new UsageError(`${out} exists and is not a site written by pnpm lab publish`, `pass an empty or new directory, e.g. --out site/`);
   const runs = loaded.map((l) => l.results).sort((a, b) => a.startedAt.localeCompare(b.startedAt) || a.runId.localeCompare(b.runId));
   assignPageNames(runs);
   const flags = flagHistory(loaded, opts);

@@ -1,6 +1,7 @@
 // `pnpm lab report <outDir|results.json>…`: re-render outDir/report.html from outDir/results.json
 // (after a renderer change, or for a results.json copied from another machine).
-import { parseArgs } from '../../common/args.ts';
+import fs from 'node:fs';
+import { parseArgs, UsageError } from '../../common/args.ts';
 import { rerenderReport } from './index.ts';
 
 export async function reportCommand(argv: string[]): Promise<number> {
@@ -11,6 +12,8 @@ export async function reportCommand(argv: string[]): Promise<number> {
     positionals: { names: ['run dir'], min: 1 },
   });
   if (!p) return 0;
+  // every path first: a mistyped one among several must not leave some re-rendered and some not
+  for (const dir of p.positionals) if (!fs.existsSync(dir)) throw new UsageError(`cannot read ${dir}: no such file or directory`, 'pass run directories (reports/<run-id>) or their results.json; nothing was re-rendered');
   for (const dir of p.positionals) console.log(await rerenderReport(dir));
   return 0;
 }

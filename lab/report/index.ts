@@ -292,7 +292,7 @@ export async function rerenderReport(arg: string): Promise<string> {
   try {
     results = JSON.parse(text) as Results;
   } catch (err) {
-    throw new LabError(`${file} is not valid JSON: ${(err as Error).message}`, 'the run may have been cut short: rerun it', { cause: err });
+    throw new LabError(`${file} is not valid JSON: ${oneLine((err as Error).message)}`, 'the run may have been cut short: rerun it', { cause: err });
   }
   const path = join(outDir, 'report.html');
   const kind = (results as { kind?: unknown } | null)?.kind;
@@ -301,11 +301,25 @@ export async function rerenderReport(arg: string): Promise<string> {
     const { bootTimesHtml } = await import('../vm/index.ts');
     const b = results as unknown as Parameters<typeof bootTimesHtml>[0];
     if (typeof b.runId !== 'string' || !Array.isArray(b.samples) || !Array.isArray(b.summary)) throw new LabError(`${file}: a boot-times run without runId, samples or summary`, 'pass a results.json written by pnpm lab vm boot-times');
-    writeFileAtomic(path, bootTimesHtml(b));
+    writeOrSay(path, bootTimesHtml(b));
     return path;
   }
   const problem = resultsProblem(results);
   if (problem) throw new LabError(`${file}: ${problem}`, 'pass a results.json written by pnpm lab run|bench|matrix');
-  writeFileAtomic(path, await renderReport(results));
+  writeOrSay(path, await renderReport(results));
   return path;
+}
+
+/** JSON.parse quotes the text around the error, newlines included: one line for the error */
+const oneLine = (m: string) => m.replace(/\s+/g, ' ');
+
+/** a run directory the caller cannot write (read-only, immutable, full) is the caller's to fix: said in one line */
+function writeOrSay(path: string, html: string): void {
+  try {
+    writeFileAtomic(path, html);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (!code || !['EACCES', 'EPERM', 'EROFS', 'ENOSPC', 'EDQUOT'].includes(code)) throw err;
+    throw new LabError(`cannot write ${path}: ${code}`, 'make the run directory writable (or copy it somewhere writable) and run pnpm lab report on it again', { cause: err });
+  }
 }

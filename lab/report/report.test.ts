@@ -2,6 +2,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
 import { CHART_HEIGHT, CHART_WIDTH, PIXEL_RATIO, chartFont, chartPng, escapeHtml, formatBytes, formatDuration, formatNumber, headlineHtml, htmlPage, renderReport, rerenderReport, writeReport, type ChartBlock } from './index.ts';
 import { niceTicks } from './chart.ts';
 import { reportCommand } from './cli.ts';
@@ -237,6 +238,22 @@ describe('writeReport / rerenderReport / reportCommand', () => {
       await expect(rerenderReport(bt)).rejects.toThrow(/a boot-times run without runId, samples or summary/);
     } finally {
       await rm(bt, { recursive: true, force: true });
+    }
+  });
+
+  it('a run directory it cannot write is one clear error, not an internal one', async (ctx) => {
+    const ro = await mkdtemp(join(tmpdir(), 'lab-report-ro-'));
+    await writeFile(join(ro, 'results.json'), await readFile(join(dir, 'results.json'), 'utf8'));
+    // immutable: root writes through plain permissions
+    if (spawnSync('chattr', ['+i', ro]).status !== 0) {
+      await rm(ro, { recursive: true, force: true });
+      return ctx.skip('chattr +i is not available on this file system');
+    }
+    try {
+      await expect(rerenderReport(ro)).rejects.toThrow(/^cannot write .*report\.html: EPERM$/);
+    } finally {
+      spawnSync('chattr', ['-i', ro]);
+      await rm(ro, { recursive: true, force: true });
     }
   });
 
