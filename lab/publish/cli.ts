@@ -56,13 +56,18 @@ export async function compareCommand(argv: string[]): Promise<number> {
   // empty baseline is not one: the first night's history has no runs yet, and every figure is new
   // (the nightly failed its first night with "nothing to compare").
   if (!rows.length && p.values['fail-on-regression']) throw new LabError('nothing to compare: no headline figures in the candidate runs', 'compare runs of scenarios that declare headline figures (pnpm lab bench <scenario> records the most)');
-  // a figure the baseline has that a finished candidate run of the same scenario, kernel and machine
-  // class lacks (or recorded as null: JSON's NaN) is a measurement that broke, not a figure to skip
+  // A figure the baseline has that a finished candidate run of the same scenario, kernel and machine
+  // class records as null (JSON's NaN) or no number at all is a measurement that broke: it fails
+  // the gate. One the candidate does not declare is said but does not: scenarios declare some
+  // figures only when they could be measured, and a renamed figure would fail every night until
+  // the window forgot the old name.
   const combo = (scenario: string, kernel: string, machine: string) => JSON.stringify([scenario, kernel, machine]);
-  const ran = new Set(c.filter((r) => r.results.status !== 'error').map((r) => combo(r.results.scenario, kernelLabel(r.results.environment), machineClass(r.results.environment))));
-  const lost = rows.filter((r) => r.verdict === 'missing' && ran.has(combo(r.scenario, r.kernel, r.machine)));
-  for (const r of lost) console.error(`warning: ${r.scenario} on ${r.kernel}: "${r.label}" is in the baseline but missing (or not a number) in the candidate run${c.length === 1 ? '' : 's'}`);
-  if (b.length && rows.length && !lost.length && !rows.some((r) => r.baseline && r.candidate)) {
+  const finished = c.filter((r) => r.results.status !== 'error');
+  const ranHere = (r: { scenario: string; kernel: string; machine: string }) => finished.filter((x) => combo(x.results.scenario, kernelLabel(x.results.environment), machineClass(x.results.environment)) === combo(r.scenario, r.kernel, r.machine));
+  const unmatched = rows.filter((r) => r.verdict === 'missing' && ranHere(r).length);
+  const lost = unmatched.filter((r) => ranHere(r).some((x) => x.results.headline?.some((h) => h?.name === r.metric)));
+  for (const r of unmatched) console.error(`warning: ${r.scenario} on ${r.kernel}: "${r.label}" is in the baseline but ${lost.includes(r) ? 'not a number (a failed measurement)' : 'not declared'} in the candidate run${c.length === 1 ? '' : 's'}`);
+  if (b.length && rows.length && !unmatched.length && !rows.some((r) => r.baseline && r.candidate)) {
     const side = (v: string) => [...new Set(rows.filter((r) => r.verdict === v).map((r) => `${r.scenario} on ${r.kernel} (${r.machine})`))].join(', ') || 'none with headline figures';
     throw new LabError(`nothing to compare: no baseline run matches a candidate's scenario, kernel and machine class (candidates: ${side('new')}; baseline: ${side('missing')})`, 'compare runs of the same scenario and kernel from the same machine class');
   }

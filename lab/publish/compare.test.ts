@@ -250,15 +250,21 @@ describe('lab compare (CLI)', () => {
   }, 60_000);
 
   // a broken measurement: NaN becomes null in JSON, or the figure is not recorded at all
-  it('a figure the baseline has and a finished candidate lacks (or holds null) fails the gate; a baseline of broken files is no first night', async () => {
+  it('a figure the baseline has and a finished candidate holds as null fails the gate (one it does not declare is said); a baseline of broken files is no first night', async () => {
     const nul = synthRun({ index: 11, seed: 303, noise: 0.05, value: 100 });
     (nul.headline![0] as { value: unknown }).value = null;
     nul.headline![0]!.rounds = [null, null, null] as unknown as number[];
     const r = await cli(['--fail-on-regression', join(dir, 'base'), await write('null', nul)]);
     expect(r.exitCode, r.stdout + r.stderr).toBe(1);
-    expect(r.stderr).toMatch(/warning: xdp-lb on .*: "LB CPU per request" is in the baseline but missing \(or not a number\) in the candidate run/);
+    expect(r.stderr).toMatch(/warning: xdp-lb on .*: "LB CPU per request" is in the baseline but not a number \(a failed measurement\) in the candidate run/);
     expect(r.stdout).toMatch(/0 regressions, 1 missing in the candidate in 1 figure/);
     expect((await cli([join(dir, 'base'), join(dir, 'null')])).exitCode, 'without the gate: reported, exit 0').toBe(0);
+    // not declared at all (measured only sometimes, or renamed): said, not failed
+    const gone = synthRun({ index: 13, seed: 305, noise: 0.05, value: 100 });
+    gone.headline = [{ ...gone.headline![0]!, name: 'lb.other' }];
+    const g = await cli(['--fail-on-regression', join(dir, 'base'), await write('gone', gone)]);
+    expect(g.exitCode, g.stdout + g.stderr).toBe(0);
+    expect(g.stderr).toMatch(/"LB CPU per request" is in the baseline but not declared in the candidate run/);
     const broken = join(dir, 'broken-history', 'a');
     await mkdir(broken, { recursive: true });
     await writeFile(join(broken, 'results.json'), '{"schema":1,"runId"');
