@@ -50,7 +50,7 @@ if [ "${1:-}" = "test" ]; then
 fi
 
 # package.json's "lab" script, without pnpm in between: the run is this process, so a signal to it
-# reaches the run and the caller waits for its cleanup (pnpm passes no signal on and returns before
-# its child has stopped)
+# reaches the run once and the caller waits for its cleanup (pnpm returns before its child has
+# stopped)
 # (relative paths in the arguments are the caller's: lab/cli.ts works from the directory it was called in)
 EBPF_LAB_CALLER_CWD=${EBPF_LAB_CALLER_CWD:-$caller_cwd} exec node --no-memory-reducer --import tsx lab/cli.ts "$@"

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { expect, it } from 'vitest';
+import { onStopSignals, REPEAT_STOP_MS } from './signals.ts';
 
 const SRC = new URL('./signals.ts', import.meta.url).pathname;
 
@@ -77,3 +78,21 @@ it("stopWithLauncher: the death of the process that started it (pnpm) is the run
     }
   }
 }, 30_000);
+
+// pnpm passes the terminal's SIGINT on to the run the group signal already reached; a parent
+// SIGKILLed sends PR_SET_PDEATHSIG once per thread: one stop, two signals a moment apart
+it('onStopSignals takes a repeat within REPEAT_STOP_MS as the same stop, a later one as a second', async () => {
+  const seen: string[] = [];
+  const off = onStopSignals((s) => seen.push(s));
+  try {
+    process.emit('SIGINT', 'SIGINT');
+    process.emit('SIGINT', 'SIGINT');
+    process.emit('SIGTERM', 'SIGTERM');
+    expect(seen).toEqual(['SIGINT']);
+    await new Promise((r) => setTimeout(r, REPEAT_STOP_MS + 100));
+    process.emit('SIGINT', 'SIGINT');
+    expect(seen).toEqual(['SIGINT', 'SIGINT']);
+  } finally {
+    off();
+  }
+});

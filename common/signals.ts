@@ -24,9 +24,25 @@ export function untilSignal(signals: readonly NodeJS.Signals[] = STOP_SIGNALS): 
 export const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 export type StopSignal = (typeof STOP_SIGNALS)[number];
 
-/** call `fn` on any stop signal until the returned function is called */
+/**
+ * One stop often arrives as two signals a moment apart: pnpm passes the terminal's SIGINT (and a
+ * SIGTERM) on to its child, which the terminal's group signal has already reached, and a parent
+ * killed outright sends PR_SET_PDEATHSIG once per thread of it. Read as a second Ctrl-C ("kill the
+ * guest now"), one Ctrl-C through `pnpm lab run --kernel 6.1` lost every check the guest had made.
+ * A stop signal within this long of the last one taken is the same stop; a person's second
+ * Ctrl-C comes later.
+ */
+export const REPEAT_STOP_MS = 1000;
+
+/** call `fn` on any stop signal until the returned function is called (repeats: REPEAT_STOP_MS) */
 export function onStopSignals(fn: (sig: StopSignal) => void): () => void {
-  const handlers = STOP_SIGNALS.map((sig) => [sig, () => fn(sig)] as const);
+  let last = -Infinity;
+  const handlers = STOP_SIGNALS.map((sig) => [sig, () => {
+    const now = performance.now();
+    if (now - last < REPEAT_STOP_MS) return;
+    last = now;
+    fn(sig);
+  }] as const);
   for (const [sig, h] of handlers) process.on(sig, h);
   return () => {
     for (const [sig, h] of handlers) process.off(sig, h);
@@ -81,10 +97,10 @@ export function stopWithParent(env: NodeJS.ProcessEnv = process.env): void {
 }
 
 /**
- * Started by `pnpm lab …`, the run is pnpm's child, and pnpm passes no signal on: a SIGTERM to
- * pnpm alone (a CI runner or a supervisor stopping the main pid) ended pnpm and left the run
- * going on to its end in the background, unseen. The kernel sends the run a SIGTERM when pnpm
- * dies (PR_SET_PDEATHSIG), which it takes as any stop (cleanups, an ERROR report with the checks
+ * Started by `pnpm lab …`, the run is pnpm's child. pnpm passes SIGINT and SIGTERM on, but a pnpm
+ * killed outright passes nothing, and the run went on to its end in the background, unseen. The
+ * kernel sends the run a SIGTERM when pnpm dies (PR_SET_PDEATHSIG; once per pnpm thread, taken
+ * once: onStopSignals), which it takes as any stop (cleanups, an ERROR report with the checks
  * so far). pnpm marks its script's environment (npm_lifecycle_event); it is removed, so the run's
  * own children (daemons, load generators) do not die with it on their own.
  */
