@@ -3,7 +3,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { execa } from 'execa';
 import { reportKilledRuns } from './run.ts';
+import { labCli } from './testing.ts';
+
+const [NODE, ...LAB] = await labCli();
 import type { Results } from './results.ts';
 
 /** a pid that names no process now (a child that has exited) */
@@ -51,5 +55,20 @@ describe('lab/run: reports of runs killed outright', () => {
     }
     expect(fs.existsSync(path.join(reports, 'live', 'running.json'))).toBe(true);
     expect(fs.existsSync(path.join(reports, 'live', 'results.json'))).toBe(false);
+  }, 60_000);
+
+  // a run with --out outside reports/ is never swept by the next run: `lab report` on it writes it
+  it('pnpm lab report on a killed run\'s directory writes its report; on a live one it says the run is still going', async () => {
+    mark('elsewhere', skeleton('vm', 'elsewhere'));
+    const cwd = path.join(import.meta.dirname, '..');
+    const r = await execa(NODE, [...LAB, 'report', path.join(reports, 'elsewhere')], { cwd, reject: false });
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(read('elsewhere').error).toMatch(/^killed outright .*this one was, by pnpm lab report \(pid \d+\)/);
+    expect(fs.existsSync(path.join(reports, 'elsewhere', 'report.html'))).toBe(true);
+    mark('alive', skeleton('host', 'alive'), process.pid);
+    const live = await execa(NODE, [...LAB, 'report', path.join(reports, 'alive')], { cwd, reject: false });
+    expect(live.exitCode).toBe(1);
+    expect(live.stderr).toMatch(/^error: .*alive: its run is still going/);
+    expect(fs.existsSync(path.join(reports, 'alive', 'running.json'))).toBe(true);
   }, 60_000);
 });

@@ -177,38 +177,47 @@ export async function reportKilledRuns(info: (line: string) => void, reports = R
     }
   });
   const done: string[] = [];
-  for (const id of ids) {
-    const dir = path.join(reports, id);
-    let rec: { pid: number; startTime?: string; results: Results };
-    try {
-      rec = JSON.parse(fs.readFileSync(path.join(dir, RUNNING), 'utf8'));
-    } catch {
-      continue;
-    }
-    if (processAlive(rec.pid, rec.startTime)) continue;
-    const why = `killed outright (pid ${rec.pid}: SIGKILL, the OOM killer, a power loss): no cleanup ran and no report was written; this one was, by the next run (pid ${process.pid}), which also removed what dead runs left (temp files, namespaces, cgroups)`;
-    // a VM run's guest may have finished and written its results.json before the host was killed:
-    // its checks stand, the host's part (VM facts, the report) is what is missing
-    let guest: Results | undefined;
-    if (rec.results.environment?.target === 'vm' && !fs.existsSync(path.join(dir, 'report.html'))) {
-      try {
-        guest = JSON.parse(fs.readFileSync(path.join(dir, 'results.json'), 'utf8')) as Results;
-      } catch { /* none, or cut short mid-write */ }
-    }
-    if (guest || !fs.existsSync(path.join(dir, 'results.json'))) {
-      const results: Results = guest
-        ? { ...guest, status: 'error', error: `the guest's run finished (its checks are below), but the host's run was ${why}; the VM facts are missing${guest.error ? `; the guest said: ${guest.error}` : ''}` }
-        : { ...rec.results, status: 'error', stoppedBy: 'killed', error: why };
-      try {
-        fs.writeFileSync(path.join(dir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
-        const { writeReport } = await loadReport();
-        await writeReport(dir, results);
-        done.push(id);
-      } catch { /* a report it cannot write: the next run tries again */ }
-    }
-    fs.rmSync(path.join(dir, RUNNING), { force: true });
-  }
+  for (const id of ids) if ((await reportKilledRun(path.join(reports, id))) === 'written') done.push(id);
   if (done.length) info(`wrote the report of ${done.length} run(s) killed outright before they could: ${done.map((d) => `reports/${d}`).join(', ')}`);
+}
+
+/**
+ * The report of one run directory whose running.json names a dead process: 'written', 'running'
+ * (its process lives), 'none' (no running.json, or results and report already there).
+ */
+export async function reportKilledRun(dir: string, by = `the next run (pid ${process.pid})`): Promise<'written' | 'running' | 'none'> {
+  let rec: { pid: number; startTime?: string; results: Results };
+  try {
+    rec = JSON.parse(fs.readFileSync(path.join(dir, RUNNING), 'utf8'));
+  } catch {
+    return 'none';
+  }
+  if (processAlive(rec.pid, rec.startTime)) return 'running';
+  let outcome: 'written' | 'none' = 'none';
+  const why = `killed outright (pid ${rec.pid}: SIGKILL, the OOM killer, a power loss): no cleanup ran and no report was written; this one was, by ${by}; what it had set up is removed by later runs (its temp files and cgroups by any run, its namespaces and pins by the next run of ${rec.results.scenario})`;
+  // a VM run's guest may have finished and written its results.json before the host was killed:
+  // its checks stand, the host's part (VM facts, the report) is what is missing
+  let guest: Results | undefined;
+  if (rec.results.environment?.target === 'vm' && !fs.existsSync(path.join(dir, 'report.html'))) {
+    try {
+      guest = JSON.parse(fs.readFileSync(path.join(dir, 'results.json'), 'utf8')) as Results;
+    } catch { /* none, or cut short mid-write */ }
+  }
+  if (guest || !fs.existsSync(path.join(dir, 'results.json'))) {
+    const results: Results = guest
+      ? { ...guest, status: 'error', error: `the guest's run finished (its checks are below), but the host's run was ${why}; the VM facts are missing${guest.error ? `; the guest said: ${guest.error}` : ''}` }
+      : { ...rec.results, status: 'error', stoppedBy: 'killed', error: why };
+    try {
+      fs.writeFileSync(path.join(dir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
+      const { writeReport } = await loadReport();
+      await writeReport(dir, results);
+      outcome = 'written';
+    } catch {
+      return 'none'; // a report it cannot write: running.json stays, the next run tries again
+    }
+  }
+  fs.rmSync(path.join(dir, RUNNING), { force: true });
+  return outcome;
 }
 
 /**
@@ -243,6 +252,16 @@ function overall(checks: Check[], error?: string): Results['status'] {
   return checks.length ? 'pass' : 'error';
 }
 
+/** what runs killed before their cleanup left on this machine, whichever scenario they ran */
+function sweepDeadRuns(progress: Progress): void {
+  // a cgroup leaked unnoticed at a Ctrl-C in session 32
+  const swept = sweepStaleCgroups();
+  if (swept.length) progress.info(`removed ${swept.length} cgroup(s) dead lab runs left: ${swept.join(', ')}`);
+  // a killed security run's open ping_group_range: put back now, not at the next security run
+  const pingRange = sweepPingRange();
+  if (pingRange) progress.info(`put net.ipv4.ping_group_range back to "${pingRange.replace('\t', ' ')}" (a killed run had left it open)`);
+}
+
 /** Run a scenario on this machine's kernel. Returns the results (also written to outDir). */
 export async function runOnHost(args: RunArgs, progress: Progress = createProgress()): Promise<{ results: Results; outDir: string; html: string; stopped?: boolean }> {
   const scenario = await loadScenario(args.scenario);
@@ -259,12 +278,7 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
     await ensureTools(['build', ...(scenario.tools ?? [])], (s) => progress.info(s));
   }
   await ensureMounts();
-  // what runs killed before their cleanup left (a cgroup leaked unnoticed at a Ctrl-C in session 32)
-  const swept = sweepStaleCgroups();
-  if (swept.length) progress.info(`removed ${swept.length} cgroup(s) dead lab runs left: ${swept.join(', ')}`);
-  // a killed security run's open ping_group_range: put back now, not at the next security run
-  const pingRange = sweepPingRange();
-  if (pingRange) progress.info(`put net.ipv4.ping_group_range back to "${pingRange.replace('\t', ' ')}" (a killed run had left it open)`);
+  sweepDeadRuns(progress);
   // not in a guest: its /tmp shows the host's through the root overlay, and the host's pids are
   // not its own (it took the host's live VM temp dir for a dead run's)
   if (!inGuest) await sweepStaleTempBeforeRun((s) => progress.info(s));
@@ -582,6 +596,7 @@ function endRunNow(code: number): never {
 async function runOnVm(args: RunArgs & { kernel: VmKernelSpec }, progress: Progress): Promise<{ results: Results; outDir: string; html: string }> {
   void loadReport(); // the host renders the row's report, also after a stop: see loadReport
   await reportKilledRuns((s) => progress.info(s));
+  sweepDeadRuns(progress); // what killed host runs left on this machine (the guest has its own)
   const { runVmRow } = await import('./vm/index.ts');
   // the host's state matters as much as the guest's under emulation: QEMU's vCPUs are host threads
   const hostSnap0 = snapshot();

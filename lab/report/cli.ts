@@ -1,7 +1,9 @@
 // `pnpm lab report <outDir|results.json>…`: re-render outDir/report.html from outDir/results.json
 // (after a renderer change, or for a results.json copied from another machine).
 import fs from 'node:fs';
+import path from 'node:path';
 import { parseArgs, UsageError } from '../../common/args.ts';
+import { LabError } from '../../common/errors.ts';
 import { rerenderReport } from './index.ts';
 
 export async function reportCommand(argv: string[]): Promise<number> {
@@ -14,6 +16,18 @@ export async function reportCommand(argv: string[]): Promise<number> {
   if (!p) return 0;
   // every path first: a mistyped one among several must not leave some re-rendered and some not
   for (const dir of p.positionals) if (!fs.existsSync(dir)) throw new UsageError(`cannot read ${dir}: no such file or directory`, 'pass run directories (reports/<run-id>) or their results.json; nothing was re-rendered');
-  for (const dir of p.positionals) console.log(await rerenderReport(dir));
+  for (const dir of p.positionals) {
+    // a run killed outright left running.json and no results: its report is written from that
+    if (fs.existsSync(path.join(dir, 'running.json')) && !fs.existsSync(path.join(dir, 'results.json'))) {
+      const { reportKilledRun } = await import('../run.ts');
+      const r = await reportKilledRun(dir, `pnpm lab report (pid ${process.pid})`);
+      if (r === 'running') throw new LabError(`${dir}: its run is still going (running.json names a live process): there is no report to render yet`, 'wait for the run to finish, or stop it (Ctrl-C / kill <pid>)');
+      if (r === 'written') {
+        console.log(path.join(dir, 'report.html'));
+        continue;
+      }
+    }
+    console.log(await rerenderReport(dir));
+  }
   return 0;
 }
