@@ -167,6 +167,10 @@ export async function runVmRow(args: RowArgs, progress: Progress, hooks: RowHook
       cli = await ensureBundle((s) => progress.info(s));
       for (const c of args.cells) await hooks.prepare?.(c, (s) => progress.info(s));
     } catch (e) {
+      // a terminal's Ctrl-C reaches esbuild's service too (same process group): its "The service
+      // was stopped" can come before this process has run its own handler, and read as a failed
+      // bundle instead of a stop
+      if (!interrupted) await new Promise((r) => setTimeout(r, 250));
       setupFailure = describe(e, interrupted);
     }
     const timeoutMs = args.timeoutMs ?? 30 * 60_000;
