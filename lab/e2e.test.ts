@@ -51,14 +51,17 @@ interface Ran {
  * (QEMU dies with it: pdeathsig), so a hung guest fails its test with a message naming the last
  * progress line instead of holding the suite until vitest's timeout and leaving QEMU behind.
  */
-function lab(args: string[], dir: string, o: { budgetMs: number; onLine?: (l: string, kill: (sig: NodeJS.Signals) => void) => void; group?: boolean }): Promise<Ran> {
+function lab(args: string[], dir: string, o: { budgetMs: number; onLine?: (l: string, kill: (sig: NodeJS.Signals) => void) => void; group?: boolean; pnpm?: boolean }): Promise<Ran> {
   const [node, ...cli] = labCliArgv();
   const budgetMs = scaled(o.budgetMs);
   return new Promise((resolve) => {
     const t0 = Date.now();
     // group: the command leads a process group of its own, and onLine's kill signals the whole
-    // group, as a terminal's Ctrl-C does (every process of the foreground group gets it)
-    const p = spawn(node!, [...cli, ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: !!o.group });
+    // group, as a terminal's Ctrl-C does (every process of the foreground group gets it).
+    // pnpm: through `pnpm lab` as users type it (pnpm passes the signal on as well)
+    const p = o.pnpm
+      ? spawn('pnpm', ['-s', 'lab', ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: !!o.group })
+      : spawn(node!, [...cli, ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: !!o.group });
     const signal = (sig: NodeJS.Signals) => (o.group ? process.kill(-p.pid!, sig) : p.kill(sig));
     let out = '';
     let err = '';
@@ -165,7 +168,10 @@ describe.skipIf(!!skip)(`the commands users run, in VMs ${skip ? `(skipped: ${sk
       const dir = tmp();
       let inGuest = false;
       let sent = false;
-      const r = await lab(['run', 'hello-openat', '--kernel', '6.1', '--vm-backend', backend, '--out', dir], dir, { budgetMs: 8 * MIN, onLine: (l, kill) => {
+      // the lab backend as a user stops it: `pnpm lab run` in a terminal, Ctrl-C to its group.
+      // pnpm passes the SIGINT on as well: read as a second Ctrl-C, the guest was killed at once
+      // and the report kept no checks
+      const r = await lab(['run', 'hello-openat', '--kernel', '6.1', '--vm-backend', backend, '--out', dir], dir, { budgetMs: 8 * MIN, ...(backend === 'lab' ? { pnpm: true, group: true } : {}), onLine: (l, kill) => {
         // once the runner inside the guest has passed its self-check
         if (l.includes('running in the guest') || l.includes('with virtme-ng')) inGuest = true;
         else if (inGuest && !sent && l.includes('paced load')) {
@@ -178,6 +184,7 @@ describe.skipIf(!!skip)(`the commands users run, in VMs ${skip ? `(skipped: ${sk
       expect(r.code).toBe(1);
       expect(r.err).toMatch(/SIGINT: stopping the guest and cleaning up/);
       expect(r.err).toMatch(/SIGTERM: stopping and cleaning up/); // the guest's runner, stopped
+      expect(r.err).not.toMatch(/again: killing the guest now/); // one stop, however many signals carried it
       expect(r.results?.status).toBe('error');
       expect(r.results?.error).toMatch(/interrupted by SIGINT/);
       expect(r.results?.stoppedBy).toBe('SIGINT');
@@ -194,6 +201,19 @@ describe.skipIf(!!skip)(`the commands users run, in VMs ${skip ? `(skipped: ${sk
       expect(r.err).not.toMatch(/^\s+at .+:\d+:\d+\)?$/m);
     }, scaled(8 * MIN) + 4 * MIN);
   }
+
+  // --timeout is a stop the user asked for, on a VM as on the host: the report says "Stopped
+  // (--timeout N s)" (it read as a failure: stoppedBy was dropped for a guest's timeout)
+  it('--timeout stops a VM run as it stops a host run: stoppedBy --timeout, an ERROR report, no guest left', async () => {
+    const dir = tmp();
+    const r = await lab(['run', 'hello-openat', '--kernel', '6.1', '--timeout', '20', '--load-ms', '120000', '--out', dir], dir, { budgetMs: 6 * MIN });
+    finished(r);
+    expect(r.code).toBe(1);
+    expect(r.results?.error).toMatch(/^scenario timed out after 20 s in the guest/);
+    expect(r.results?.stoppedBy).toBe('--timeout 20 s');
+    expect(fs.readFileSync(path.join(dir, 'report.html'), 'utf8')).toContain('Stopped (--timeout 20 s) before the scenario finished');
+    expect(qemuOf(dir)).toEqual([]);
+  }, scaled(6 * MIN) + 4 * MIN);
 
   // A terminal's Ctrl-C reaches every process of its foreground group: the matrix and the row it
   // runs in a subprocess. The matrix also passes the stop on (it must, when it alone is signalled),

@@ -445,8 +445,11 @@ async function finishCell(o: {
     const more = /^interrupted by SIG\w+; (.*)$/s.exec(results.error ?? '')?.[1];
     results.status = 'error';
     results.error = more && !o.failure.includes(more) ? `${o.failure}; ${more}` : o.failure;
-    // the user's stop, not the guest's SIGTERM that carried it; a timeout or a failed guest is no stop
-    const by = /^interrupted by (SIG\w+)/.exec(o.failure)?.[1];
+    // the user's stop, not the guest's SIGTERM that carried it (a failed guest is no stop)
+    // --timeout stops a VM run as it stops a host run ("Stopped (--timeout N s)"); the default
+    // limit, which no one asked for, is a run that hung: a failure
+    const timedOut = args.timeoutMs !== undefined && (o.exitCode === 124 || o.exitCode === 137) && /^scenario timed out after /.test(o.failure);
+    const by = /^interrupted by (SIG\w+)/.exec(o.failure)?.[1] ?? (timedOut ? `--timeout ${Math.round(args.timeoutMs! / 1000)} s` : undefined);
     if (by) results.stoppedBy = by;
     else delete results.stoppedBy;
   } else if (o.exitCode !== undefined && o.exitCode !== 0 && results.status === 'pass') {
