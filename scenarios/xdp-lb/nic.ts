@@ -25,7 +25,7 @@ import { withNetns } from '../../controller/libbpf/index.ts';
 import { scaledTimeout, type ScenarioContext } from '../../lab/scenario.ts';
 import { findWire, WIRE_MACS } from '../../lab/vm/wire.ts';
 import { CLIENT4, LB4, VIP4, backend4, loadHelpers, startDaemon, type Daemon, type LbTopology } from './topology.ts';
-import { measurePath, reportPath, udpFrame, type PathRig, type PpsResult } from './pps.ts';
+import { measurePath, ppsMetric, reportPath, udpFrame, type PathRig, type PpsResult } from './pps.ts';
 
 export interface NicResult extends PpsResult {
   driver: string;
@@ -144,7 +144,7 @@ async function nicPath(ctx: ScenarioContext, t: LbTopology, o: { frames: number;
       setPorts: async (on) => void (await api.apply(nicLbConfig(wire.dut, instance, on ? wire.dut : undefined))),
     };
     const frame = udpFrame(t, { dst: WIRE_MACS.dut, src: WIRE_MACS.gen });
-    const r = await measurePath(ctx, rig, frame, { frames: o.frames, rounds: o.rounds, what: `virtio-net ${wire.dut}` });
+    const r = await measurePath(ctx, rig, frame, { frames: o.frames, rounds: o.rounds, what: `virtio-net ${wire.dut}`, metric: ppsMetric('nic.') });
     reportPath(ctx, r, o.frames, {
       idPrefix: 'nic.', port: 'virtio-net', title,
       method: `The NIC-like path beside veth, in the same run: the guest's "wire" is two virtio-net ports (${driver}) joined by a QEMU hub. The LB (a second daemon: one UDP VIP, one backend whose next hop is across the wire) runs on ${wire.dut} in namespace "nic" with XDP in ${xdpMode} mode; pktgen sends 64-byte UDP frames (one established flow; pktgen, not the veth path's live-frames test run, because that one overruns the 256-slot virtio TX ring and drops uncounted at the sender) out of ${wire.gen} in namespace "nicgen", where xdp_sink counts what comes back; rates are frames counted at the receiver per second of pktgen's own run time. The five configurations alternate on the LB's link per round, ${o.frames} frames each; the devmap rows redirect into ${wire.dut} itself (the backend's "egress" set to ${wire.dut} in the daemon's config, applied through its API: a devmap entry for the same port, ndo_xdp_xmit instead of the XDP_TX ring). Unlike veth a forwarded frame is received once (a ring read by the driver, no skb); like veth, generator and LB share the guest's CPUs. QEMU emulates the device (its own thread; under TCG the guest's CPUs are emulated too), so the absolute rates are not a NIC's: only the ratios on this path compare, and only with each other.`,

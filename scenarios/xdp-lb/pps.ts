@@ -129,11 +129,14 @@ const LABEL: Record<(typeof CONFIGS)[number], string> = {
  * XDP_TX, devmap redirect alone, LB via devmap). The LB program is left on the link afterwards.
  * `out.live` is false when the kernel's test runs cannot send live frames (before 5.18).
  */
-export async function measurePath(ctx: ScenarioContext, rig: PathRig, frame: Buffer, o: { frames: number; rounds: number; what: string }): Promise<PpsResult> {
+export async function measurePath(ctx: ScenarioContext, rig: PathRig, frame: Buffer, o: { frames: number; rounds: number; what: string; metric: string }): Promise<PpsResult> {
   const h = rig.helpers.programs;
   const dropCount = () => sumPerCpu(rig.helpers.maps.drop_count.getPerCpu(0));
   const sinkCount = () => sumPerCpu(rig.helpers.maps.sink_count.getPerCpu(0));
   const out: PpsResult = { live: true, rounds: [], programNs: {} };
+  // the rounds as they finish (reportPath replaces it with the full figures): a stopped bench keeps
+  // them, whatever the teardown that runs beside a stopped scenario does to the code after the loop
+  ctx.metric(o.metric, { rounds: out.rounds, framesPerRun: o.frames, note: 'the rounds measured so far: the bench did not finish' });
   try {
     // live-frame test runs (BPF_F_TEST_XDP_LIVE_FRAMES) arrived in 5.18: an older kernel runs the
     // generator without sending anything, so probe with a few frames before measuring
@@ -189,7 +192,7 @@ export async function forwardingRates(ctx: ScenarioContext, t: LbTopology, d: Da
       send: (frame, repeat) => void withNetns(t.topo.ns('fabric'), () => t.helpers.programs.xdp_gen.testRun({ data: frame, repeat, flags: 2 /* BPF_F_TEST_XDP_LIVE_FRAMES */ })),
       setPorts: async (on) => void (await setBackendPorts(t, d, on)),
     };
-    out = await measurePath(ctx, rig, udpFrame(t), { frames: o.frames, rounds: o.rounds, what: 'the LB veth' });
+    out = await measurePath(ctx, rig, udpFrame(t), { frames: o.frames, rounds: o.rounds, what: 'the LB veth', metric: ppsMetric('') });
   } finally {
     if (o.threadedNapi) await t.setThreadedNapi(false);
     sinkMap.set(0, { udp_port: 0, pad: 0, pad2: 0 });
@@ -200,6 +203,9 @@ export async function forwardingRates(ctx: ScenarioContext, t: LbTopology, d: Da
   report(ctx, out, o.frames, !!o.threadedNapi);
   return out;
 }
+
+/** the results.json metric of a path's rounds, by its PathReport idPrefix */
+export const ppsMetric = (idPrefix: string) => (idPrefix ? `pps.${idPrefix.replace(/\.$/, '')}` : 'pps');
 
 const r2 = (x: number) => Math.round(x * 100) / 100;
 const pct = (x: number) => (Number.isFinite(x) ? `${Math.round(x * 100)}%` : 'n/a');
@@ -231,11 +237,12 @@ export function reportPath(ctx: ScenarioContext, r: PpsResult, frames: number, p
   }
   const col = (c: (typeof CONFIGS)[number]) => r.rounds.map((x) => x[c].pps);
   const ratio = (a: (typeof CONFIGS)[number], b: (typeof CONFIGS)[number]) => r.rounds.map((x) => x[a].pps / x[b].pps);
-  ctx.check(`UDP frames to the VIP are forwarded on both paths on ${pr.port} (counted at the receiver)`, r.rounds.every((x) => x.lbTx.frames > 0 && x.lbDevmap.frames > 0),
-    r.rounds.map((x) => `XDP_TX ${x.lbTx.frames}, devmap ${x.lbDevmap.frames} of ${frames}`).join('; '));
-  // a ceiling that counted nothing would make every ratio against it meaningless
-  ctx.check(`every ceiling configuration on ${pr.port} reached its counter`, r.rounds.every((x) => x.ceiling.frames > 0 && x.txOnly.frames > 0 && x.redirectOnly.frames > 0),
-    r.rounds.map((x) => `XDP_DROP ${x.ceiling.frames}, XDP_TX only ${x.txOnly.frames}, redirect only ${x.redirectOnly.frames} of ${frames}`).join('; '));
+  // the figures first, the checks last: a stopped bench (a check then throws the stop) keeps the
+  // rounds it completed (it recorded none: reports of `--timeout` runs held no figures)
+  if (!r.rounds.length) {
+    ctx.check(`UDP pps on ${pr.port} measured`, false, 'no round finished');
+    return;
+  }
   const goals: [string, (typeof CONFIGS)[number], (typeof CONFIGS)[number], number][] = [
     ['XDP_TX path: LB ÷ XDP_DROP ceiling', 'lbTx', 'ceiling', 0.7],
     ['XDP_TX path: LB ÷ XDP_TX only', 'lbTx', 'txOnly', 0.9],
@@ -250,7 +257,7 @@ export function reportPath(ctx: ScenarioContext, r: PpsResult, frames: number, p
   ctx.headline(headlineFromRounds({ name: `lb.pps.${pr.idPrefix}forwardedDevmapVsRedirectOnly`, label: `XDP LB forwarding (devmap path) vs devmap redirect alone on ${pr.port}`, unit: 'frames/s', better: 'higher', rounds: col('lbDevmap'), comparator: { name: 'devmap redirect only', rounds: col('redirectOnly'), likeForLike: true, note: 'ratio = LB ÷ redirect-only' }, goal: { op: '>=', target: 0.9, of: 'ratio' } }));
   const med = (xs: number[]) => spreadOf(xs).median;
   const ns = r.programNs;
-  ctx.metric(pr.idPrefix ? `pps.${pr.idPrefix.replace(/\.$/, '')}` : 'pps', {
+  ctx.metric(ppsMetric(pr.idPrefix), {
     ...pr.facts, rounds: r.rounds, framesPerRun: frames, frameBytes: 60, programNsPerFrameTestRun: ns,
     medianPps: Object.fromEntries(CONFIGS.map((c) => [c, med(col(c))])),
     ratios: Object.fromEntries(goals.map(([k, a, b]) => [k, med(ratio(a, b))])),
@@ -272,4 +279,9 @@ export function reportPath(ctx: ScenarioContext, r: PpsResult, frames: number, p
       [`LB on ${pr.port} (devmap path: 1/LB − 1/redirect-only, medians)`]: `${Math.round(1e9 / med(col('lbDevmap')) - 1e9 / med(col('redirectOnly')))} ns`,
     } },
   );
+  ctx.check(`UDP frames to the VIP are forwarded on both paths on ${pr.port} (counted at the receiver)`, r.rounds.every((x) => x.lbTx.frames > 0 && x.lbDevmap.frames > 0),
+    r.rounds.map((x) => `XDP_TX ${x.lbTx.frames}, devmap ${x.lbDevmap.frames} of ${frames}`).join('; '));
+  // a ceiling that counted nothing would make every ratio against it meaningless
+  ctx.check(`every ceiling configuration on ${pr.port} reached its counter`, r.rounds.every((x) => x.ceiling.frames > 0 && x.txOnly.frames > 0 && x.redirectOnly.frames > 0),
+    r.rounds.map((x) => `XDP_DROP ${x.ceiling.frames}, XDP_TX only ${x.txOnly.frames}, redirect only ${x.redirectOnly.frames} of ${frames}`).join('; '));
 }
