@@ -57,11 +57,13 @@ function runUnit(u: Unit, children: Set<ChildProcess>, extra: string[]): Promise
     p.stdout.on('data', pipe);
     p.stderr.on('data', pipe);
     p.on('error', (e) => { for (const c of u.cells) c.error = String(e); });
-    p.on('close', (code) => {
+    p.on('close', (code, signal) => {
       children.delete(p);
       for (const c of u.cells) {
         c.exitCode = code;
         c.wallMs = Date.now() - t0;
+        // a subprocess that died of a signal wrote no results: say which (readCell keeps a run's own)
+        if (signal) c.error ??= `its ${u.row ? 'row' : 'run'} was killed by ${signal} before it wrote results; see ${basename(c.dir)}.log`;
       }
       for (const l of logs) l.end();
       res();
@@ -81,7 +83,7 @@ export function readCell(cell: MatrixCell): void {
       if (problem) throw new Error(problem);
       cell.results = r as Results;
       cell.status = cell.results.status;
-      if (cell.results.error) cell.error = cell.results.error;
+      cell.error = cell.results.error; // the run's own account, over how its subprocess ended
       return;
     } catch (e) {
       cell.error = `unreadable results.json: ${(e as Error).message}`;
@@ -349,15 +351,17 @@ export async function matrixCommand(argv: string[]): Promise<number> {
   });
   const children = new Set<ChildProcess>();
   let interrupted = false;
-  const onSig = () => {
+  const onSig = (sig: NodeJS.Signals) => {
     interrupted = true;
-    // each `lab run` / row cleans up on SIGINT (kills its VM, removes netns …) and writes ERROR reports
-    for (const c of children) c.kill('SIGINT');
+    // each `lab run` / row cleans up on a stop (kills its VM, removes netns …) and writes ERROR
+    // reports; passed on as it came, so a cell's stoppedBy names the signal the matrix got
+    for (const c of children) c.kill(sig);
   };
   const offSignals = onStopSignals(onSig);
   // out of the terminal's group, a subprocess no longer gets the Ctrl-C of a matrix that died
   // before passing it on (an uncaught error): it is stopped as the matrix exits
-  process.on('exit', onSig);
+  const onExit = () => onSig('SIGINT');
+  process.on('exit', onExit);
   try {
     let next = 0;
     const worker = async () => {
@@ -375,7 +379,7 @@ export async function matrixCommand(argv: string[]): Promise<number> {
     } else await Promise.all(Array.from({ length: Math.min(jobs, units.length) }, worker));
   } finally {
     offSignals();
-    process.off('exit', onSig);
+    process.off('exit', onExit);
   }
   for (const c of cells) if (c.status === 'pending') { c.status = 'error'; c.error = 'not run (interrupted)'; }
   await writeMatrixReport(cells, scenarios, kernels, outDir, started, reportOnly ? undefined : Date.now() - t0);
