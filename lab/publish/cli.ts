@@ -6,7 +6,7 @@ import path from 'node:path';
 import { parseArgs, UsageError } from '../../common/args.ts';
 import { LabError } from '../../common/errors.ts';
 import { checkOutDir, checkOutFile } from '../out-dir.ts';
-import { runKey, compareRuns, type LoadedRun, DEFAULT_FLOOR, DEFAULT_K, kernelLabel, loadRuns, machineClass, markdownTable, textTable } from './compare.ts';
+import { runKey, classKey, compareRuns, type LoadedRun, DEFAULT_FLOOR, DEFAULT_K, loadRuns, markdownTable, textTable } from './compare.ts';
 
 const compareOptions = {
   k: { type: 'number', min: 0, valueName: 'N', default: DEFAULT_K, description: 'a change must exceed N standard errors of the difference of the medians (both sides\' rounds; and the floor) to count' },
@@ -61,12 +61,18 @@ export async function compareCommand(argv: string[]): Promise<number> {
   // the gate. One the candidate does not declare is said but does not: scenarios declare some
   // figures only when they could be measured, and a renamed figure would fail every night until
   // the window forgot the old name.
-  const combo = (scenario: string, kernel: string, machine: string) => JSON.stringify([scenario, kernel, machine]);
   const finished = c.filter((r) => r.results.status !== 'error');
-  const ranHere = (r: { scenario: string; kernel: string; machine: string }) => finished.filter((x) => combo(x.results.scenario, kernelLabel(x.results.environment), machineClass(x.results.environment)) === combo(r.scenario, r.kernel, r.machine));
+  const ranHere = (r: { scenario: string; kernel: string; machine: string }) => finished.filter((x) => classKey(x.results) === classKey(r));
   const unmatched = rows.filter((r) => r.verdict === 'missing' && ranHere(r).length);
   const lost = unmatched.filter((r) => ranHere(r).some((x) => x.results.headline?.some((h) => h?.name === r.metric)));
   for (const r of unmatched) console.error(`warning: ${r.scenario} on ${r.kernel}: "${r.label}" is in the baseline but ${lost.includes(r) ? 'not a number (a failed measurement)' : 'not declared'} in the candidate run${c.length === 1 ? '' : 's'}`);
+  // a gate that compared nothing fails: a candidate of the right scenario, kernel and machine class
+  // that declares none of the baseline's figures (a `run` against a history of `bench`es, or every
+  // figure renamed) compared nothing either
+  if (b.length && rows.length && !lost.length && !rows.some((r) => r.baseline && r.candidate) && unmatched.length) {
+    const which = [...new Set(unmatched.map((r) => `${r.scenario} on ${r.kernel}`))].join(', ');
+    throw new LabError(`nothing to compare: the candidate runs of ${which} declare none of the baseline's figures`, 'compare runs of the same kind (pnpm lab bench records the most figures; a run fewer), or pass the baseline those figures came from');
+  }
   if (b.length && rows.length && !unmatched.length && !rows.some((r) => r.baseline && r.candidate)) {
     const side = (v: string) => [...new Set(rows.filter((r) => r.verdict === v).map((r) => `${r.scenario} on ${r.kernel} (${r.machine})`))].join(', ') || 'none with headline figures';
     throw new LabError(`nothing to compare: no baseline run matches a candidate's scenario, kernel and machine class (candidates: ${side('new')}; baseline: ${side('missing')})`, 'compare runs of the same scenario and kernel from the same machine class');

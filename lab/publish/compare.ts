@@ -23,6 +23,21 @@ export const DEFAULT_FLOOR = 0.06;
 export const DEFAULT_K = 3;
 
 /**
+ * How far one more night's median strays from the baseline nights': the standard deviation of
+ * their medians × √(1 + 1/N) (a prediction, not a mean's error). The rounds of one night share its
+ * offset (a machine 2–4x faster or slower between windows), so pooled rounds alone took 3 rounds
+ * of one night for 3 independent samples: with nights differing by 4%, one figure in 30 was
+ * flagged with nothing changed. 0 with fewer than 2 baseline runs (no spread between nights known).
+ */
+export function nightSe(runMedians: readonly number[]): number {
+  const n = runMedians.length;
+  if (n < 2) return 0;
+  const m = runMedians.reduce((t, x) => t + x, 0) / n;
+  const sd = Math.sqrt(runMedians.reduce((t, x) => t + (x - m) ** 2, 0) / (n - 1));
+  return sd * Math.sqrt(1 + 1 / n);
+}
+
+/**
  * The standard error of median(candidate) − median(baseline): the pooled standard deviation of
  * each side's rounds about its own median (n−2 degrees of freedom: two medians taken), times
  * √(π/2) (a median's efficiency against a mean under normal noise) × √(1/n_b + 1/n_c). Not the
@@ -106,9 +121,16 @@ interface Group {
   h: Headline;
   runs: LoadedRun[];
   values: number[];
+  /** each run's median (nights differ by more than their rounds do) */
+  runMedians: number[];
 }
 
 const keyOf = (scenario: string, kernel: string, machine: string, metric: string) => JSON.stringify([scenario, kernel, machine, metric]);
+
+/** what figures compare within: scenario + kernel + machine class, of a run or of a comparison row */
+export function classKey(x: Pick<Results, 'scenario' | 'environment'> | { scenario: string; kernel: string; machine: string }): string {
+  return 'environment' in x ? JSON.stringify([x.scenario, kernelLabel(x.environment), machineClass(x.environment)]) : JSON.stringify([x.scenario, x.kernel, x.machine]);
+}
 
 /** runs that carry figures worth comparing: a run that errored out measured nothing trustworthy */
 export function usable(r: Results): boolean {
@@ -126,7 +148,7 @@ function group(runs: LoadedRun[], window?: number): Map<string, Group> {
       if (!h || typeof h.name !== 'string' || typeof h.value !== 'number') continue;
       const k = keyOf(r.scenario, kernel, machine, h.name);
       let e = byKey.get(k);
-      if (!e) byKey.set(k, (e = { g: { scenario: r.scenario, kernel, machine, h, runs: [], values: [] }, entries: [] }));
+      if (!e) byKey.set(k, (e = { g: { scenario: r.scenario, kernel, machine, h, runs: [], values: [], runMedians: [] }, entries: [] }));
       e.entries.push({ run, h });
     }
   }
@@ -138,6 +160,7 @@ function group(runs: LoadedRun[], window?: number): Map<string, Group> {
     g.h = kept[kept.length - 1]!.h;
     g.runs = kept.map((e) => e.run);
     g.values = kept.flatMap((e) => samples(e.h));
+    g.runMedians = kept.map((e) => samples(e.h)).filter((x) => x.length).map((x) => median(x));
     out.set(k, g);
   }
   return out;
@@ -163,7 +186,7 @@ export function compareRuns(baseline: LoadedRun[], candidate: LoadedRun[], opts:
     else {
       const bm = row.baseline.median;
       const diff = row.candidate.median - bm;
-      const se = medianDiffSe(b!.values, c!.values);
+      const se = Math.max(medianDiffSe(b!.values, c!.values), nightSe(b!.runMedians));
       // a baseline of 0 has no relative scale: the difference against k·SE alone (a count of drops
       // that was 0 and is 5 with no noise either side is a change; one inside the noise is not)
       const change = bm === 0 ? (diff === 0 ? 0 : Math.sign(diff) * Infinity) : diff / Math.abs(bm);
