@@ -39,19 +39,27 @@ describe('security/audit-limit', () => {
     c.step(9000);
     out = l.admit([]);
     const [s] = summaries(out);
-    expect(s).toMatchObject({ kind: 'suppressed', of: 'connect', action: 'blocked', cgroupId: '7', policy: 'p', ruleId: 0, count: 250 + 295, limit: '5/s per cgroup, burst 50' });
+    expect(s).toMatchObject({ kind: 'suppressed', of: 'connect', action: 'blocked', cgroupIds: ['7'], policy: 'p', ruleId: 0, count: 250 + 295, limit: '5/s per policy, burst 50' });
     expect(s!.pids).toHaveLength(8); // distinct, bounded
     expect(new Set(s!.pids).size).toBe(8);
     expect(s!.time).toBe(new Date(c.now()).toISOString());
     expect(l.flush()).toEqual([]); // written once
   });
 
-  it('keeps one cgroup\'s flood from silencing another', () => {
+  it('keeps one policy\'s flood from silencing another\'s; new cgroups under one policy get no fresh burst', () => {
     const c = clock();
     const l = new AuditLimiter({ rate: 1, burst: 3, summaryMs: 10_000 }, c.now);
-    const out = l.admit([...Array.from({ length: 10 }, () => ev()), ev({ cgroupId: '8' }), ev({ cgroupId: '8' })]);
-    expect(out.filter((r) => (r as SecurityEvent).cgroupId === '8')).toHaveLength(2);
+    const out = l.admit([...Array.from({ length: 10 }, () => ev()), ev({ policy: 'q' }), ev({ policy: 'q' })]);
+    expect(out.filter((r) => (r as SecurityEvent).policy === 'q')).toHaveLength(2);
     expect(written(out)).toBe(5);
+    // a workload that may create cgroups (a delegated subtree the policy selects) moves into a new
+    // one per refusal: still one bucket, and one suppressed record per rule, not per cgroup
+    c.step(20_000);
+    const flood = l.admit(Array.from({ length: 100 }, (_, i) => ev({ cgroupId: String(1000 + i) })));
+    expect(written(flood)).toBe(3);
+    const [s, ...more] = l.flush();
+    expect(more).toEqual([]);
+    expect(s).toMatchObject({ count: 97, cgroupIds: ['1003', '1004', '1005', '1006', '1007', '1008', '1009', '1010'] });
   });
 
   it('counts per kind, action and rule, and flushes what is held at stop', () => {
@@ -70,13 +78,14 @@ describe('security/audit-limit', () => {
     expect(l.flush()).toEqual([]);
   });
 
-  it('never limits what the daemon did (resumed, closed), and rate 0 limits nothing', () => {
+  it('limits the resumes a workload can cause, never a close the operator asked for; rate 0 limits nothing', () => {
     const c = clock();
     const l = new AuditLimiter({ rate: 1, burst: 1, summaryMs: 10_000 }, c.now);
     const out = l.admit([ev(), ev(), ...Array.from({ length: 20 }, () => ev({ kind: 'ptrace', action: 'resumed' })), ev({ action: 'closed' })]);
-    expect(out.filter((r) => (r as SecurityEvent).action === 'resumed')).toHaveLength(20);
+    expect(out.filter((r) => (r as SecurityEvent).action === 'resumed')).toHaveLength(0);
     expect(out.filter((r) => (r as SecurityEvent).action === 'closed')).toHaveLength(1);
-    expect(written(out)).toBe(22);
+    expect(written(out)).toBe(2);
+    expect(l.flush().find((x) => x.action === 'resumed')).toMatchObject({ of: 'ptrace', count: 20 });
     const none = new AuditLimiter({ rate: 0, burst: 1, summaryMs: 10_000 }, c.now);
     expect(written(none.admit(Array.from({ length: 1000 }, () => ev())))).toBe(1000);
   });

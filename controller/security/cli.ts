@@ -30,7 +30,7 @@ const COMMANDS: Record<string, CommandSpec<Opts> & { run: (a: { values: Record<s
       ia32: { type: 'string', choices: ['check', 'off'], default: 'check', description: 'without BPF LSM, the fallbacks see 32-bit (int 0x80) and x32 syscalls only through a check at every syscall\'s exit on the machine; off spares that cost and leaves them unjudged (an enforcement gap)' },
       'require-all': { type: 'boolean', description: 'refuse to start, leaving nothing attached, if any rule kind is not enforced on this kernel (a hook refused, or a fallback weaker than BPF LSM)' },
       'log-max-mb': { type: 'number', min: 0.01, max: 1_000_000, default: 16, valueName: 'N', description: `the audit log (${EVENTS_PATH}) moves to ${EVENTS_PATH}.1 before it would pass N MiB (the one before that is dropped): at most 2N on disk` },
-      'log-rate': { type: 'number', min: 0, max: 1_000_000, default: 20, valueName: 'N', description: `records per second each cgroup may write to the audit log (bursts of 10 s worth); the rest are counted per rule in "suppressed" records, so a flood of refusals cannot push earlier records out. 0: no limit. Enforcement is never limited` },
+      'log-rate': { type: 'number', min: 0, max: 1_000_000, default: 20, valueName: 'N', description: `records per second each policy may write to the audit log (bursts of 10 s worth); the rest are counted per rule in "suppressed" records, which slows a flood of refusals pushing earlier records out (raise --log-max-mb or ship the log to keep more). 0: no limit. Enforcement is never limited` },
     },
     run: async ({ values }) => daemon(values.lsm === 'off', values.ia32 === 'off', values['require-all'] === true, values['log-max-mb'] as number, values['log-rate'] as number),
   },
@@ -394,7 +394,7 @@ async function daemon(lsmOff: boolean, ia32Off: boolean, requireAll: boolean, lo
     logSize = 0;
   };
   if (logSize > maxBytes) moveAside(); // an older daemon's, or one kept under a larger limit
-  // a selected process's refusals cost it nothing: per cgroup, what passes the limit is counted
+  // a selected process's refusals cost it nothing: per policy, what passes the limit is counted
   // instead of written (audit-limit.ts)
   const limiter = new AuditLimiter({ rate: logRate, burst: Math.max(1, Math.round(logRate * 10)), summaryMs: 10_000 });
   const record = (evs: (SecurityEvent | SuppressedRecord)[]) => {
