@@ -27,7 +27,8 @@ describe('lab/run: reports of runs killed outright', () => {
   afterAll(() => fs.rmSync(reports, { recursive: true, force: true }));
   const mark = (rel: string, results: Results, pid = deadPid()) => {
     fs.mkdirSync(path.join(reports, rel), { recursive: true });
-    fs.writeFileSync(path.join(reports, rel, 'running.json'), JSON.stringify({ pid, results }));
+    // a dead pid's record carries a start time no process has (a pid reused meanwhile stays dead)
+    fs.writeFileSync(path.join(reports, rel, 'running.json'), JSON.stringify({ pid, ...(pid === process.pid ? {} : { startTime: '0' }), results }));
   };
   const read = (rel: string) => JSON.parse(fs.readFileSync(path.join(reports, rel, 'results.json'), 'utf8')) as Results;
 
@@ -65,6 +66,13 @@ describe('lab/run: reports of runs killed outright', () => {
     expect(r.exitCode, r.stderr).toBe(0);
     expect(read('elsewhere').error).toMatch(/^killed outright .*this one was, by pnpm lab report \(pid \d+\)/);
     expect(fs.existsSync(path.join(reports, 'elsewhere', 'report.html'))).toBe(true);
+    // a VM run whose host was killed after the guest wrote its results: not re-rendered as the guest's PASS
+    mark('guest-done', skeleton('vm', 'guest-done'));
+    fs.writeFileSync(path.join(reports, 'guest-done', 'results.json'), JSON.stringify({ ...skeleton('vm', 'guest-done'), status: 'pass', error: undefined, checks: [{ name: 'x', status: 'pass' }] }));
+    const g = await execa(NODE, [...LAB, 'report', path.join(reports, 'guest-done')], { cwd, reject: false });
+    expect(g.exitCode, g.stderr).toBe(0);
+    expect([read('guest-done').status, read('guest-done').error]).toEqual(['error', expect.stringMatching(/^the guest's run finished \(its checks are below\), but the host's run was killed outright .*by pnpm lab report/)]);
+    expect(fs.existsSync(path.join(reports, 'guest-done', 'running.json'))).toBe(false);
     mark('alive', skeleton('host', 'alive'), process.pid);
     const live = await execa(NODE, [...LAB, 'report', path.join(reports, 'alive')], { cwd, reject: false });
     expect(live.exitCode).toBe(1);

@@ -146,7 +146,7 @@ async function report(outDir: string, results: Results, written?: () => void): P
   written?.(); // from here the stop watchdog leaves results.json as it is
   // inside a VM that is all (the running.json in the shared directory is the host's, until its report)
   if (process.env.EBPF_LAB_IN_VM === '1') return path.join(outDir, 'results.json');
-  fs.rmSync(path.join(outDir, RUNNING), { force: true });
+  unmarkRunning(outDir);
   const { writeReport } = await loadReport();
   return writeReport(outDir, results);
 }
@@ -158,6 +158,14 @@ async function report(outDir: string, results: Results, written?: () => void): P
  * could only ask whether it was a run directory at all.
  */
 const RUNNING = 'running.json';
+
+function markRunning(outDir: string, results: Results): void {
+  fs.writeFileSync(path.join(outDir, RUNNING), JSON.stringify({ pid: process.pid, startTime: procStart(process.pid), results }));
+}
+
+function unmarkRunning(outDir: string): void {
+  fs.rmSync(path.join(outDir, RUNNING), { force: true });
+}
 
 /** the reports of runs killed outright, written by the next run from their running.json */
 export async function reportKilledRuns(info: (line: string) => void, reports = REPORTS_DIR): Promise<void> {
@@ -216,7 +224,7 @@ export async function reportKilledRun(dir: string, by = `the next run (pid ${pro
       return 'none'; // a report it cannot write: running.json stays, the next run tries again
     }
   }
-  fs.rmSync(path.join(dir, RUNNING), { force: true });
+  unmarkRunning(dir);
   return outcome;
 }
 
@@ -303,7 +311,7 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
     metrics: {},
     sections: [],
   };
-  if (!inGuest) fs.writeFileSync(path.join(outDir, RUNNING), JSON.stringify({ pid: process.pid, startTime: procStart(process.pid), results }));
+  if (!inGuest) markRunning(outDir, results);
 
   const cleanups = new Cleanups((s) => progress.warn(s));
   // TESTING ONLY: a last cleanup that holds a stop this long (common/dist.test.ts: the checks
@@ -420,7 +428,7 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
           results.status = 'error';
           results.durationMs = Date.now() - tStart;
           fs.writeFileSync(path.join(outDir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
-          fs.rmSync(path.join(outDir, RUNNING), { force: true });
+          if (!inGuest) unmarkRunning(outDir); // in a guest it is the host's, in the shared directory
         });
       }
       attempt(() => fs.writeFileSync(path.join(outDir, 'stop-held.json'), `${JSON.stringify(held)}\n`));
@@ -618,7 +626,7 @@ async function runOnVm(args: RunArgs & { kernel: VmKernelSpec }, progress: Progr
 export const rowHooks = {
   makeOutDir: (c: { scenario: string; outDir?: string }, label: string) => makeOutDir(c, label),
   writeReport: (outDir: string, results: Results) => report(outDir, results),
-  markRunning: (outDir: string, results: Results) => fs.writeFileSync(path.join(outDir, RUNNING), JSON.stringify({ pid: process.pid, startTime: procStart(process.pid), results })),
+  markRunning,
   prepare: async (c: { scenario: string }, log: (s: string) => void) => (await loadScenario(c.scenario)).vm?.prepare?.(log),
 };
 

@@ -17,8 +17,9 @@ export async function reportCommand(argv: string[]): Promise<number> {
   // every path first: a mistyped one among several must not leave some re-rendered and some not
   for (const dir of p.positionals) if (!fs.existsSync(dir)) throw new UsageError(`cannot read ${dir}: no such file or directory`, 'pass run directories (reports/<run-id>) or their results.json; nothing was re-rendered');
   for (const dir of p.positionals) {
-    // a run killed outright left running.json and no results: its report is written from that
-    if (fs.existsSync(path.join(dir, 'running.json')) && !fs.existsSync(path.join(dir, 'results.json'))) {
+    // a run killed outright left running.json (and no results, or a VM guest's only): its report
+    // is written from those
+    if (fs.existsSync(path.join(dir, 'running.json'))) {
       const { reportKilledRun } = await import('../run.ts');
       const r = await reportKilledRun(dir, `pnpm lab report (pid ${process.pid})`);
       if (r === 'running') throw new LabError(`${dir}: its run is still going (running.json names a live process): there is no report to render yet`, 'wait for the run to finish, or stop it (Ctrl-C / kill <pid>)');

@@ -27,6 +27,8 @@ export interface MatrixCell {
   results?: Results;
   status: string;
   error?: string;
+  /** the signal its subprocess died of, if it did */
+  killedBy?: string;
 }
 
 /** A kernel spec as a directory-name part ("/boot/vmlinuz-x" → "vmlinuz-x"). */
@@ -62,8 +64,7 @@ function runUnit(u: Unit, children: Set<ChildProcess>, extra: string[]): Promise
       for (const c of u.cells) {
         c.exitCode = code;
         c.wallMs = Date.now() - t0;
-        // a subprocess that died of a signal wrote no results: say which (readCell keeps a run's own)
-        if (signal) c.error ??= `its ${u.row ? 'row' : 'run'} was killed by ${signal} before it wrote results; see ${basename(c.dir)}.log`;
+        if (signal) c.killedBy = signal;
       }
       for (const l of logs) l.end();
       res();
@@ -84,13 +85,19 @@ export function readCell(cell: MatrixCell): void {
       cell.results = r as Results;
       cell.status = cell.results.status;
       cell.error = cell.results.error; // the run's own account, over how its subprocess ended
+      // a row killed after its guest wrote results, before the host's part (VM facts, the report)
+      if (cell.killedBy && !existsSync(join(cell.dir, 'report.html'))) {
+        cell.status = 'error';
+        cell.error = `its subprocess was killed by ${cell.killedBy} after the guest's run wrote its results (the checks stand; the VM facts and the report are missing)`;
+      }
       return;
     } catch (e) {
       cell.error = `unreadable results.json: ${(e as Error).message}`;
     }
   }
   cell.status = 'error';
-  cell.error ??= `no results.json (exit code ${cell.exitCode}); see ${basename(cell.dir)}.log`;
+  // a subprocess that died of a signal wrote no results: said as such
+  cell.error ??= cell.killedBy ? `its subprocess was killed by ${cell.killedBy} before it wrote results; see ${basename(cell.dir)}.log` : `no results.json (exit code ${cell.exitCode}); see ${basename(cell.dir)}.log`;
 }
 
 const fmtS = (ms: unknown) => (typeof ms === 'number' ? `${(ms / 1000).toFixed(1)} s` : '—');
@@ -269,12 +276,13 @@ export function runsInDir(outDir: string, known: readonly string[] = []): { scen
     if (!existsSync(file)) continue;
     let r: Partial<Results> = {};
     try {
-      r = JSON.parse(readFileSync(file, 'utf8')) as Partial<Results>;
+      const v = JSON.parse(readFileSync(file, 'utf8')) as unknown;
+      if (typeof v === 'object' && v !== null && !Array.isArray(v)) r = v as Partial<Results>;
     } catch {
       /* a run cut short mid-write: its cell is an error (readCell), found by its directory's name */
     }
     // (the longest known scenario name the directory starts with: its results.json may not say)
-    const scenario = typeof r?.scenario === 'string' ? r.scenario : [...known].sort((a, b) => b.length - a.length).find((s) => e.name.startsWith(`${s}-`));
+    const scenario = typeof r.scenario === 'string' ? r.scenario : [...known].sort((a, b) => b.length - a.length).find((s) => e.name.startsWith(`${s}-`));
     if (typeof scenario !== 'string' || !e.name.startsWith(`${scenario}-`)) continue;
     const slug = e.name.slice(scenario.length + 1);
     const spec = r.environment?.kernel?.spec;
