@@ -53,4 +53,4 @@ fi
 # reaches the run once and the caller waits for its cleanup (pnpm returns before its child has
 # stopped)
 # (relative paths in the arguments are the caller's: lab/cli.ts works from the directory it was called in)
-EBPF_LAB_CALLER_CWD=${EBPF_LAB_CALLER_CWD:-$caller_cwd} exec node --no-memory-reducer --import tsx lab/cli.ts "$@"
+EBPF_LAB_CALLER_CWD=$caller_cwd exec node --no-memory-reducer --import tsx lab/cli.ts "$@"

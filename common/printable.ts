@@ -13,7 +13,8 @@ const UNSAFE = /[\x00-\x1f\x7f-\x9f\\\u061c\u200e\u200f\u202a-\u202e\u2066-\u206
 const UNSAFE_ALL = new RegExp(UNSAFE.source, 'g');
 const NAMED: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t', '\\': '\\\\' };
 
-function escape(ch: string): string {
+/** one character as `ls -b` shows it: \n \r \t \\ by name, else \xNN or \uNNNN */
+export function escapeChar(ch: string): string {
   const named = NAMED[ch];
   if (named) return named;
   const c = ch.charCodeAt(0);
@@ -22,7 +23,7 @@ function escape(ch: string): string {
 
 /** s as one line that is safe to write to a terminal: control and bidi characters escaped */
 export function printable(s: string): string {
-  return UNSAFE.test(s) ? s.replace(UNSAFE_ALL, escape) : s;
+  return UNSAFE.test(s) ? s.replace(UNSAFE_ALL, escapeChar) : s;
 }
 
 // JSON.stringify escapes C0 controls but leaves DEL, the C1 controls and the bidi marks raw
@@ -41,3 +42,6 @@ export function jsonLine(v: unknown): string {
 export function shq(s: string): string {
   return /^[A-Za-z0-9_@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
 }
+
+/** a message on one line (JSON.parse quotes the text around its error, newlines included) */
+export const oneLine = (m: string): string => m.replace(/\s+/g, ' ');

@@ -186,7 +186,7 @@ export async function reportKilledRuns(info: (line: string) => void, reports = R
   });
   const done: string[] = [];
   for (const id of ids) if ((await reportKilledRun(path.join(reports, id))) === 'written') done.push(id);
-  if (done.length) info(`wrote the report of ${done.length} run(s) killed outright before they could: ${done.map((d) => `reports/${d}`).join(', ')}`);
+  if (done.length) info(`wrote the report of ${done.length} run(s) killed outright before they could: ${done.map((d) => path.join(reports, d)).join(', ')}`);
 }
 
 /**
@@ -202,7 +202,7 @@ export async function reportKilledRun(dir: string, by = `the next run (pid ${pro
   }
   if (processAlive(rec.pid, rec.startTime)) return 'running';
   let outcome: 'written' | 'none' = 'none';
-  const why = `killed outright (pid ${rec.pid}: SIGKILL, the OOM killer, a power loss): no cleanup ran and no report was written; this one was, by ${by}; what it had set up is removed by later runs (its temp files and cgroups by any run, its namespaces and pins by the next run of ${rec.results.scenario})`;
+  const why = `killed outright (pid ${rec.pid}: SIGKILL, the OOM killer, a power loss): no cleanup ran and no report was written; this one was, by ${by}; ${rec.results.environment?.target === 'vm' ? 'what ran in its guest died with it, and its temp files are removed by any later run' : `what it had set up is removed by later runs (its temp files and cgroups by any run, its namespaces and pins by the next run of ${rec.results.scenario})`}`;
   // a VM run's guest may have finished and written its results.json before the host was killed:
   // its checks stand, the host's part (VM facts, the report) is what is missing
   let guest: Results | undefined;

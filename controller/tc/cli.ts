@@ -17,7 +17,7 @@ import { checkReplaceKeys, formatRate, loadConfigFile, parseHorizon, parseRate, 
 import { formatIp, fromLeading16 } from '../../common/ip.ts';
 import { tcRegistry } from './metrics.ts';
 import { instancesIn, instancesNote } from '../../common/state-file.ts';
-import { MAP_NAMES, STATE_DIR, decodeModel, INSTANCE_NAME, pinDir, removeMapPins, instanceAlive, openInstance, readState, reapDeadInstance, statePath, TcShaper, writerLockPath, type ReapReport, type TcControl } from './shaper.ts';
+import { MAP_NAMES, STATE_DIR, decodeModel, INSTANCE_NAME, instanceBusy, pinDir, removeMapPins, instanceAlive, openInstance, readState, reapDeadInstance, statePath, TcShaper, writerLockPath, type ReapReport, type TcControl } from './shaper.ts';
 
 // checked by every command, not only start: the name becomes a path (state, lock, pins), and a
 // `stop --instance ../../x` once read a state file of its choosing and sent its pid SIGTERM
@@ -44,7 +44,7 @@ function withInstance<T>(name: string, fn: (c: TcControl) => T): T {
  */
 async function changeInstance<T>(name: string, fn: (c: TcControl) => T): Promise<T> {
   if (!fs.existsSync(statePath(name))) return withInstance(name, fn); // its "no running instance" error
-  return withLockWait(writerLockPath(name), () => withInstance(name, fn), (pid) => new LabError(`tc instance "${name}" is being changed by another command (pid ${pid})`, 'wait for it to finish and try again'));
+  return withLockWait(writerLockPath(name), () => withInstance(name, fn), (pid) => instanceBusy(name, pid));
 }
 
 function planFromFile(file: string): Plan {
@@ -192,7 +192,7 @@ const COMMANDS: Record<string, Cmd> = {
         return null;
       };
       // (no state directory: no start has got as far as its lock, which lives there)
-      const cutShort = !fs.existsSync(STATE_DIR) ? look() : withLockWaitSync(writerLockPath(name), look, (pid) => new LabError(`tc instance "${name}" is being changed by another command (pid ${pid})`, 'wait for it to finish and try again'));
+      const cutShort = !fs.existsSync(STATE_DIR) ? look() : withLockWaitSync(writerLockPath(name), look, (pid) => instanceBusy(name, pid));
       if (cutShort === null) throw new LabError(`no running tc instance "${name}" (${instancesNote(instancesIn(STATE_DIR, '', '.json'))})`, 'pnpm lab tc shape start … starts one');
       if (cutShort !== 'started') {
         console.log(`stopped: tc instance "${name}" had been cut short while starting (no state, nothing attached): removed ${cutShort} map pin(s) under ${pins}`);

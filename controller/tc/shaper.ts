@@ -492,6 +492,11 @@ export function statePath(instance: string): string {
   return path.join(STATE_DIR, `${instance}.json`);
 }
 /** held by a CLI writer of the instance (apply, set, filter set) from reading the model to writing it back */
+/** the writers' lock of an instance held by another live command */
+export function instanceBusy(instance: string, pid: number): LabError {
+  return new LabError(`tc instance "${instance}" is being changed by another command (pid ${pid})`, 'wait for it to finish and try again');
+}
+
 export function writerLockPath(instance: string): string {
   return path.join(STATE_DIR, `${instance}.lock`);
 }
@@ -589,7 +594,7 @@ export class TcShaper {
           makePinDir(pins);
           for (const m of MAP_NAMES) maps[m].pin(path.join(pins, m));
           shaper!.persist(control.model);
-        }, (pid) => new LabError(`tc instance "${opts.instance}" is being changed by another command (pid ${pid})`, 'wait for it to finish and try again'));
+        }, (pid) => instanceBusy(opts.instance!, pid));
         (control as unknown as { onChange: (m: Model) => void }).onChange = (m) => shaper!.persist(m);
       }
       if (!opts.filterOnly) {

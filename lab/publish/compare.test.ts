@@ -198,6 +198,10 @@ describe('compareRuns', () => {
     expect(textTable(rows)).toMatch(/^metric\s+baseline.*candidate.*change\s+verdict/);
     expect(textTable(rows)).toContain('REGRESSION');
     expect(markdownTable(rows)).toContain('| **REGRESSION** |');
+    // labels come from results.json files: text on the terminal and in a job summary, not markup
+    const odd = rows.map((r) => ({ ...r, label: 'x [a](https://e) <img>\x1b[31m|\nnext' }));
+    expect(markdownTable(odd)).toContain('x \\[a\\]\\(https://e\\) \\<img\\>\\\\x1b\\[31m\\| next');
+    expect(textTable(odd)).toContain('x [a](https://e) <img>\\x1b[31m|\\nnext');
   });
 });
 

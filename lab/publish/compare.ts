@@ -15,7 +15,7 @@ import { UsageError } from '../../common/args.ts';
 import { resultsProblem, type Environment, type Headline, type Results } from '../results.ts';
 import { mad, median } from '../stats.ts';
 import { formatNumber } from '../report/html.ts';
-import { printable } from '../../common/printable.ts';
+import { oneLine, printable } from '../../common/printable.ts';
 
 /** smallest relative change counted as a regression when a headline declares no regressionFloor */
 export const DEFAULT_FLOOR = 0.06;
@@ -264,7 +264,7 @@ export async function loadRuns(paths: string[], warn: (s: string) => void = (s) 
         r = JSON.parse(await readFile(f, 'utf8'));
         problem = resultsProblem(r);
       } catch (err) {
-        problem = `not valid JSON (${(err as Error).message.replace(/\s+/g, ' ')})`;
+        problem = `not valid JSON (${oneLine((err as Error).message)})`;
       }
       if (problem) {
         if (named) throw new LabError(`${f}: ${problem}`, 'pass a results.json written by pnpm lab run|bench|matrix, or a directory of runs');
@@ -316,8 +316,9 @@ export function textTable(rows: Comparison[]): string {
 }
 
 export function markdownTable(rows: Comparison[]): string {
-  // one row per line, and text rather than markup (GitHub renders HTML inside tables)
-  const esc = (s: string) => printable(s.replace(/[\r\n]+/g, ' ')).replace(/\|/g, '\\|').replace(/</g, '&lt;');
+  // one row per line, and text rather than markup: run-supplied labels hold no link, image, emphasis
+  // or HTML (GitHub renders markdown and HTML inside tables); a backslash escapes each
+  const esc = (s: string) => printable(s.replace(/[\r\n]+/g, ' ')).replace(/[\\`*_[\]()<>|~!#]/g, '\\$&');
   const cells = comparisonRows(rows).map((r) => r.map((c, i) => (i === 4 && c === 'REGRESSION' ? '**REGRESSION**' : esc(c))));
   return [`| ${HEAD.join(' | ')} |`, `|${HEAD.map(() => '---').join('|')}|`, ...cells.map((r) => `| ${r.join(' | ')} |`)].join('\n');
 }

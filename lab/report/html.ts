@@ -1,6 +1,7 @@
 // HTML building blocks shared by the run report and pages others build (e.g. the matrix
 // index): escaping, number formatting, and one self-contained page shell with inline CSS.
 import type { Cell } from '../results.ts';
+import { escapeChar } from '../../common/printable.ts';
 
 const ESC: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
 
@@ -8,14 +9,10 @@ const ESC: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"
 // the C1 controls and the bidi overrides: a guest's colour codes (ESC[31m) made junit.xml invalid
 // XML, and a right-to-left override reorders a check name as read. Shown as escapes, as on a terminal.
 const UNSHOWN = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufffe\uffff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
-const shown = (ch: string) => {
-  const c = ch.charCodeAt(0);
-  return c < 0x100 ? `\\x${c.toString(16).padStart(2, '0')}` : `\\u${c.toString(16).padStart(4, '0')}`;
-};
 
 /** escape text for HTML (and XML) element content and quoted attribute values */
 export function escapeHtml(s: string): string {
-  return String(s).replace(/[&<>"']/g, (c) => ESC[c]!).replace(UNSHOWN, shown);
+  return String(s).replace(/[&<>"']/g, (c) => ESC[c]!).replace(UNSHOWN, escapeChar);
 }
 
 // made on first use: creating it initialises ICU, ~0.8 s of a guest process's start under TCG

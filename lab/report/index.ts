@@ -4,6 +4,7 @@ import { mkdir, readFile, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { UsageError } from '../../common/args.ts';
 import { LabError } from '../../common/errors.ts';
+import { oneLine } from '../../common/printable.ts';
 import { writeFileAtomic } from '../../common/state-file.ts';
 import { resultsProblem, type Block, type Check, type Environment, type Headline, type Results, type RunContext, type Section } from '../results.ts';
 import { CHART_HEIGHT, CHART_WIDTH, chartPng, type ChartBlock } from './chart.ts';
@@ -251,7 +252,7 @@ export async function renderReport(results: Results): Promise<string> {
     `<section id="metrics"><h2>Raw numbers</h2><details><summary>everything the scenario measured (results.json → metrics: ${formatNumber(nKeys)} ${nKeys === 1 ? 'entry' : 'entries'})</summary>` +
       `<pre>${escapeHtml(JSON.stringify(r.metrics ?? {}, null, 2))}</pre></details></section>`,
   );
-  parts.push(`<footer>ebpf-lab report · schema ${escapeHtml(String(r.schema))} · re-render with <code>pnpm lab report ${escapeHtml(`reports/${r.runId}`)}</code></footer>`);
+  parts.push(`<footer>ebpf-lab report · schema ${escapeHtml(String(r.schema))} · re-render with <code>pnpm lab report &lt;this run's directory&gt;</code> (${escapeHtml(`reports/${r.runId}`)} from the lab's root)</footer>`);
 
   return htmlPage(`${r.scenario} · ${r.status} · ${r.runId}`, parts.join('\n'));
 }
@@ -309,9 +310,6 @@ export async function rerenderReport(arg: string): Promise<string> {
   writeOrSay(path, await renderReport(results));
   return path;
 }
-
-/** JSON.parse quotes the text around the error, newlines included: one line for the error */
-const oneLine = (m: string) => m.replace(/\s+/g, ' ');
 
 /** a run directory the caller cannot write (read-only, immutable, full) is the caller's to fix: said in one line */
 function writeOrSay(path: string, html: string): void {

@@ -1,4 +1,5 @@
 // `pnpm lab vm …`: kernels, fetch, exec, probe-kvm, boot-times.
+import { REPO_ROOT } from '../../common/dist.ts';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path, { join } from 'node:path';
@@ -52,7 +53,10 @@ export async function vmExec(spec: VmKernelSpec, command: string, o: { timeoutMs
     o.signal?.addEventListener('abort', kill, { once: true });
     try {
       const left = Math.max(1000, timeoutMs - (Date.now() - t0));
-      const code = await b.vm.exec(guestScript(b, command, { outDir: o.outDir, cwd: process.cwd() }), {
+      // the caller's directory, as on the host: the guest sees the host's tree, but not its /run,
+      // /proc, /sys or /dev (its own): from there, the lab's root
+      const cwd = /^\/(run|proc|sys|dev)(\/|$)/.test(process.cwd()) ? REPO_ROOT : process.cwd();
+      const code = await b.vm.exec(guestScript(b, command, { outDir: o.outDir, cwd }), {
         onStdout: o.stdout ?? ((d) => process.stdout.write(d)),
         onStderr: o.stderr ?? ((d) => process.stderr.write(d)),
         timeoutMs: left,
