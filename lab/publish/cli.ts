@@ -81,7 +81,8 @@ export async function compareCommand(argv: string[]): Promise<number> {
   const fmt = p.values.format ?? 'text';
   if (!b.length) console.error(`no baseline runs under ${base.join(', ')} (a first run): every figure is new, none is judged`);
   if (!rows.length) console.log('no headline figures in these runs (scenarios declare them with ctx.headline)');
-  else if (fmt === 'json') console.log(JSON.stringify(rows, null, 2));
+  // ±∞ (a change from a baseline of 0) as text: JSON has no infinities and wrote null, which reads as "not measured"
+  else if (fmt === 'json') console.log(JSON.stringify(rows, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v), 2));
   else console.log(fmt === 'markdown' ? markdownTable(rows) : textTable(rows));
   if (fmt !== 'json') {
     const machines = [...new Set(rows.map((r) => r.machine))];
