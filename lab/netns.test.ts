@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { Topology, createTopology, listNamespaces, listeningPorts, sweepStale } from './netns.ts';
+import { Topology, createTopology, listNamespaces, listeningPorts, sweepStale, sweepStaleAll } from './netns.ts';
 import { withNetns } from '../controller/libbpf/index.ts';
 import { describeRoot } from './testing.ts';
 
@@ -101,6 +101,30 @@ describeRoot('lab/netns', () => {
     } finally {
       orphan?.kill('SIGKILL');
       await execa('ip', ['netns', 'del', dead], { reject: false });
+      await mine.dispose();
+    }
+  }, 20_000);
+});
+
+// Only a scenario's own next run swept its dead namespaces: a SIGKILLed xdp-lb bench's outlived
+// the runs of every other scenario. Every prefix a topology used is recorded; any run sweeps them all.
+describeRoot('lab/netns sweepStaleAll', () => {
+  it('sweeps the dead namespaces of every prefix a topology on this machine has used, and only those', async () => {
+    const dead = 'nsall-2147483-x';
+    const other = 'nsnever-2147483-x'; // a prefix no topology used: not the lab's to remove
+    const mine = createTopology('nsall');
+    try {
+      await mine.addNs('live');
+      await execa('ip', ['netns', 'add', dead]);
+      await execa('ip', ['netns', 'add', other]);
+      const removed = await sweepStaleAll();
+      expect(removed).toContain(dead);
+      expect(removed).not.toContain(other);
+      expect(await listNamespaces('nsall-')).toEqual([mine.ns('live')]);
+      expect(fs.readFileSync('/run/ebpf-lab/netns-prefixes', 'utf8').split('\n')).toContain('nsall');
+    } finally {
+      await execa('ip', ['netns', 'del', dead], { reject: false });
+      await execa('ip', ['netns', 'del', other], { reject: false });
       await mine.dispose();
     }
   }, 20_000);

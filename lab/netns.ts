@@ -75,6 +75,7 @@ export class Topology implements AsyncDisposable {
   async create(roles: string[], veths: [VethEnd, VethEnd][] = [], opts: { mtu?: number } = {}): Promise<void> {
     this.assertLive();
     const fresh = roles.filter((r) => !this.names.has(r));
+    if (fresh.length) recordPrefix(this.prefix);
     // registered first: should the batch fail halfway, dispose() deletes whichever exist
     for (const r of fresh) this.names.set(r, `${this.prefix}-${process.pid}-${r}`);
     // kept here: a dispose() during the batch below clears the names
@@ -323,6 +324,40 @@ export function listeningPorts(table: string): number[] {
 export function createTopology(prefix: string): Topology {
   if (!/^[a-z][a-z0-9]{0,11}$/.test(prefix)) throw new Error(`topology prefix "${prefix}" must be 1-12 lowercase letters/digits`);
   return new Topology(prefix);
+}
+
+/**
+ * The prefixes of the topologies made on this machine (since boot: /run), so that any run sweeps
+ * the namespaces of every kind of dead run. Only a scenario's own next run did: a SIGKILLed
+ * xdp-lb bench's six namespaces, and the XDP programs and processes in them, outlived the runs of
+ * other scenarios (found by a sweep, session 48).
+ */
+const PREFIXES_FILE = '/run/ebpf-lab/netns-prefixes';
+const recorded = new Set<string>();
+
+function recordPrefix(prefix: string): void {
+  if (recorded.has(prefix)) return;
+  try {
+    const have = fs.existsSync(PREFIXES_FILE) ? fs.readFileSync(PREFIXES_FILE, 'utf8').split('\n') : [];
+    if (!have.includes(prefix)) {
+      fs.mkdirSync('/run/ebpf-lab', { recursive: true });
+      fs.appendFileSync(PREFIXES_FILE, `${prefix}\n`);
+    }
+    recorded.add(prefix);
+  } catch { /* not root, or no /run: only the scenario's own sweep then */ }
+}
+
+/** sweepStale for every prefix a topology on this machine has used */
+export async function sweepStaleAll(): Promise<string[]> {
+  let prefixes: string[];
+  try {
+    prefixes = fs.readFileSync(PREFIXES_FILE, 'utf8').split('\n').filter((p) => /^[a-z][a-z0-9]{0,11}$/.test(p));
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const p of new Set(prefixes)) removed.push(...(await sweepStale(p)));
+  return removed;
 }
 
 /** Namespaces named <prefix>-<pid>-… or <prefix>-<pid> whose pid is dead: left behind by a crashed run. */

@@ -13,6 +13,7 @@ import { collectEnvironment, gitState, REPO_ROOT } from './env.ts';
 import { cpuFacts, runContext, snapshot } from './context.ts';
 import { ensureMounts, parsePidStat, processAlive, procStart } from '../common/host.ts';
 import { sweepStaleCgroups } from '../common/cgroup.ts';
+import { sweepStaleAll } from './netns.ts';
 import { sweepStaleTempBeforeRun } from '../common/stale.ts';
 import { sweepPingRange } from '../common/ping-range.ts';
 import { createProgress, type Progress } from '../common/progress.ts';
@@ -202,7 +203,7 @@ export async function reportKilledRun(dir: string, by = `the next run (pid ${pro
   }
   if (processAlive(rec.pid, rec.startTime)) return 'running';
   let outcome: 'written' | 'none' = 'none';
-  const why = `killed outright (pid ${rec.pid}: SIGKILL, the OOM killer, a power loss): no cleanup ran and no report was written; this one was, by ${by}; ${rec.results.environment?.target === 'vm' ? 'what ran in its guest died with it, and its temp files are removed by any later run' : `what it had set up is removed by later runs (its temp files and cgroups by any run, its namespaces and pins by the next run of ${rec.results.scenario})`}`;
+  const why = `killed outright (pid ${rec.pid}: SIGKILL, the OOM killer, a power loss): no cleanup ran and no report was written; this one was, by ${by}; ${rec.results.environment?.target === 'vm' ? 'what ran in its guest died with it, and its temp files are removed by any later run' : `what it had set up is removed by later runs (its temp files, cgroups and network namespaces by any run, its pins by the next run of ${rec.results.scenario})`}`;
   // a VM run's guest may have finished and written its results.json before the host was killed:
   // its checks stand, the host's part (VM facts, the report) is what is missing
   let guest: Results | undefined;
@@ -261,7 +262,11 @@ function overall(checks: Check[], error?: string): Results['status'] {
 }
 
 /** what runs killed before their cleanup left on this machine, whichever scenario they ran */
-function sweepDeadRuns(progress: Progress): void {
+async function sweepDeadRuns(progress: Progress): Promise<void> {
+  // network namespaces of every kind of run (with what still runs in them: a load generator
+  // would skew every later benchmark); a scenario's pins stay for its own next run
+  const ns = await sweepStaleAll();
+  if (ns.length) progress.info(`removed ${ns.length} network namespace(s) dead lab runs left, with what ran in them: ${ns.join(', ')}`);
   // a cgroup leaked unnoticed at a Ctrl-C in session 32
   const swept = sweepStaleCgroups();
   if (swept.length) progress.info(`removed ${swept.length} cgroup(s) dead lab runs left: ${swept.join(', ')}`);
@@ -286,7 +291,7 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
     await ensureTools(['build', ...(scenario.tools ?? [])], (s) => progress.info(s));
   }
   await ensureMounts();
-  sweepDeadRuns(progress);
+  await sweepDeadRuns(progress);
   // not in a guest: its /tmp shows the host's through the root overlay, and the host's pids are
   // not its own (it took the host's live VM temp dir for a dead run's)
   if (!inGuest) await sweepStaleTempBeforeRun((s) => progress.info(s));
@@ -604,7 +609,7 @@ function endRunNow(code: number): never {
 async function runOnVm(args: RunArgs & { kernel: VmKernelSpec }, progress: Progress): Promise<{ results: Results; outDir: string; html: string }> {
   void loadReport(); // the host renders the row's report, also after a stop: see loadReport
   await reportKilledRuns((s) => progress.info(s));
-  sweepDeadRuns(progress); // what killed host runs left on this machine (the guest has its own)
+  await sweepDeadRuns(progress); // what killed host runs left on this machine (the guest has its own)
   const { runVmRow } = await import('./vm/index.ts');
   // the host's state matters as much as the guest's under emulation: QEMU's vCPUs are host threads
   const hostSnap0 = snapshot();
