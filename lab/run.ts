@@ -217,7 +217,7 @@ export async function reportKilledRun(dir: string, by = `the next run (pid ${pro
       ? { ...guest, status: 'error', error: `the guest's run finished (its checks are below), but the host's run was ${why}; the VM facts are missing${guest.error ? `; the guest said: ${guest.error}` : ''}` }
       : { ...rec.results, status: 'error', stoppedBy: 'killed', error: why };
     try {
-      fs.writeFileSync(path.join(dir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
+      // (writeReport writes results.json first, atomically, then the page)
       const { writeReport } = await loadReport();
       await writeReport(dir, results);
       outcome = 'written';

@@ -393,12 +393,12 @@ function describe(e: unknown, interrupted: string | undefined): string {
   return e instanceof LabError ? e.message : e instanceof Error ? (e.stack ?? e.message) : String(e);
 }
 
-/** a cell's results when the guest gave none: the host's facts, the guest kernel's release */
+/** a cell's results when the guest gave none: the host's facts (read once per process), the guest kernel's release */
 async function noResults(o: { args: RowArgs; cell: RowCell; runId: string; startedAt: string; kernel: Awaited<ReturnType<typeof resolveKernel>>; error: string }): Promise<Results> {
   return {
     schema: 1, runId: o.runId, scenario: o.cell.scenario, mode: o.args.mode, startedAt: o.startedAt, status: 'error',
     error: o.error, options: o.cell.options as Results['options'],
-    environment: { ...(await collectEnvironment(o.args.kernel.text)), target: 'vm', kernel: { release: o.kernel.release, spec: o.args.kernel.text } },
+    environment: { ...(await hostTools()), target: 'vm', kernel: { release: o.kernel.release, spec: o.args.kernel.text } },
     checks: [], metrics: {}, sections: [],
   };
 }
