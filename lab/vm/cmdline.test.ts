@@ -47,3 +47,12 @@ describe('QEMU machine', () => {
     expect(machineArg(false)).toBe('q35');
   });
 });
+
+describe('TCG accel', () => {
+  it('is single-threaded unless EBPF_LAB_TCG_THREAD asks for multi; anything else is a one-line error naming the fix', async () => {
+    const { tcgAccelArg } = await import('./cmdline.ts');
+    expect(tcgAccelArg(undefined)).toBe('tcg,thread=single');
+    expect(tcgAccelArg('multi')).toBe('tcg,thread=multi');
+    expect(() => tcgAccelArg('mult')).toThrow(/EBPF_LAB_TCG_THREAD=mult is not a TCG thread mode/);
+  });
+});

@@ -2,6 +2,7 @@
 // and can be switched off for a side-by-side measurement (EBPF_LAB_VM_TRIMS=0 keeps only the
 // ones that predate the measurement, see ARCHITECTURE.md "Boot phases").
 import { readFileSync } from 'node:fs';
+import { LabError } from '../../common/errors.ts';
 import { parseConfig, type KernelImage } from './kernels.ts';
 
 /**
@@ -70,4 +71,23 @@ export function guestCmdline(k: KernelImage, fs: '9p' | 'virtiofs', accel: 'kvm'
  */
 export function machineArg(trims = process.env.EBPF_LAB_VM_TRIMS !== '0'): string {
   return trims ? 'q35,smm=off,vmport=off,sata=off,smbus=off' : 'q35';
+}
+
+/**
+ * QEMU's -accel value for an emulated (TCG) guest: single-threaded, every vCPU in one host thread
+ * in turn. Multi-threaded TCG loses cross-vCPU code modification: a kernel patching its own text
+ * (text_poke_bp: a static key, a tracepoint, an ftrace/fentry site) while the other vCPU runs it
+ * leaves that vCPU in the int3 of the patch for good, or crashes it ("Oops: int3"). Seen in a 6.1
+ * guest flipping raw_syscalls/sys_enter: 3 of 3 multi-threaded guests stopped at
+ * syscall_trace_enter+0xd8 / native_irq_return_iret within the first toggles; 650 toggles in 3
+ * single-threaded guests ran clean (lab/vm/vm.test.ts keeps that as a test). It is what hung the
+ * "probing kernel features" of vng guests in CI and the boots and runs tcgBootRetry/tcgRunRetry
+ * retried. The cost: the guest's vCPUs share one host core (xdp-lb's VM run: 89 → 119 s here).
+ * EBPF_LAB_TCG_THREAD=multi brings the old mode back, for a side-by-side measurement.
+ */
+export function tcgAccelArg(thread = process.env.EBPF_LAB_TCG_THREAD): string {
+  if (thread !== undefined && thread !== 'single' && thread !== 'multi') {
+    throw new LabError(`EBPF_LAB_TCG_THREAD=${thread} is not a TCG thread mode`, 'set it to single (the default) or multi, or unset it');
+  }
+  return `tcg,thread=${thread ?? 'single'}`;
 }

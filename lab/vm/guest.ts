@@ -81,9 +81,9 @@ export function bootPhases(bootMs: number, marks: number[]): BootPhases {
 }
 
 /**
- * Why a failed TCG boot is worth one more try, or undefined. Multi-threaded TCG occasionally
- * crashes a kernel while it patches its own text at boot (seen: 7.2, "Oops: int3" in
- * sched_clock_cpu, then panic), or stops it for good part-way (seen: 6.1 silent after "Asymmetric
+ * Why a failed TCG boot is worth one more try, or undefined. Multi-threaded TCG (no longer used:
+ * cmdline.ts tcgAccelArg) occasionally crashed a kernel while it patched its own text at boot (seen: 7.2, "Oops: int3" in
+ * sched_clock_cpu, then panic), or stopped it for good part-way (seen: 6.1 silent after "Asymmetric
  * key parser 'x509' registered" at 1.2 s, the 90 s boot timeout, reports/20261205-045846-security-6.1).
  * It is the emulator, not the kernel or the lab: nothing of the run has started, so the guest is
  * booted once more (the run records bootRetries). A kernel that never boots fails after two tries.
@@ -106,7 +106,7 @@ export function tcgBootRetry(accel: 'kvm' | 'tcg', msg: string, bootTimeoutMs: n
 
 /**
  * Why a scenario whose guest crashed under TCG is worth running once more, or undefined. The
- * emulator's multi-threaded code patching crashes a kernel after boot too: an "Oops: int3" in
+ * emulator's multi-threaded code patching crashed a kernel after boot too: an "Oops: int3" in
  * syscall_trace_enter while a probe flipped a syscall tracepoint's static key, then a panic, in a
  * fresh-check's 6.12 matrix cell (console: do_sync_core in the trace). The guest is discarded
  * whatever happened in it, so the cell runs again on a fresh one, once, and its report says so

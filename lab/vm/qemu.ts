@@ -15,7 +15,7 @@ import type { Progress } from '../../common/progress.ts';
 import type { KernelImage } from './kernels.ts';
 import type { Initramfs } from './initramfs.ts';
 import { archFacts } from '../../common/arch.ts';
-import { guestCmdline, machineArg } from './cmdline.ts';
+import { guestCmdline, machineArg, tcgAccelArg } from './cmdline.ts';
 import { wireQemuArgs } from './wire.ts';
 import { answeredReport, qmpHmp, sampleVcpus, systemMapPath, unansweredReport, type HangReport } from './hang.ts';
 
@@ -205,7 +205,7 @@ export class Vm {
     // the monitor, for diagnose() when the guest itself stops answering
     args.push('-qmp', `unix:${qemuOpt(this.qmpPath)},server=on,wait=off`);
     if (process.env.EBPF_LAB_VM_BIOS) args.push('-bios', process.env.EBPF_LAB_VM_BIOS);
-    args.push(...(o.accel === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', 'tcg,thread=multi', '-cpu', 'max']));
+    args.push(...(o.accel === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', tcgAccelArg(), '-cpu', 'max']));
     args.push('-smp', String(o.cpus), '-m', `${o.memMB}M`);
     // PVH: an ELF vmlinux skips the in-guest decompressor (seconds under TCG)
     args.push('-kernel', k.vmlinux ?? k.bzImage, '-initrd', o.initramfs.path);

@@ -19,6 +19,7 @@ import { groupDyingWithUs } from './reaper.ts';
 import type { KernelImage } from './kernels.ts';
 import { archFacts } from '../../common/arch.ts';
 import { qmpHmp } from './hang.ts';
+import { tcgAccelArg } from './cmdline.ts';
 
 export const VNG_PREFIX = () => process.env.EBPF_LAB_VNG_PREFIX || '/opt/ebpf-lab/virtme-ng';
 export const VNG_PACKAGE = 'virtme-ng';
@@ -105,6 +106,11 @@ export function vngCannotShare(dir: string): LabError | undefined {
   return new LabError(`--vm-backend vng cannot share ${dir}: virtme-ng takes only letters, digits, spaces and _ + / . - in a shared directory's path`, 'give --out a directory whose path has only those, or use --vm-backend lab');
 }
 
+/** vng's --qemu-opts: one bundled word (vng splits it on spaces), none when there is nothing to add */
+export function qemuOpts(args: string[]): string[] {
+  return args.length ? [`--qemu-opts=${args.join(' ')}`] : [];
+}
+
 /** Boot `kernel` with vng and run a /bin/sh script in it; resolves with its exit code and the boot figures. */
 export async function runInVng(o: {
   kernel: KernelImage; script: string; rwdir: string;
@@ -136,8 +142,9 @@ export async function runInVng(o: {
   const argv = ['--run', o.kernel.bzImage, '--force-9p', '--cpus', String(o.cpus), '--memory', `${o.memMB}M`, '--rwdir', o.rwdir,
     ...(o.overlays ?? []).flatMap((d) => ['--overlay-rwdir', d]),
     ...maskArgs(), ...(o.accel === 'tcg' ? ['--disable-kvm'] : []),
-    // one --opt=value word: argparse takes a separate value starting with '-' for an option
-    ...(o.monitor ? [`--qemu-opts=-qmp unix:${qmp},server=on,wait=off`] : []), '--exec', script];
+    // one --opt=value word: argparse takes a separate value starting with '-' for an option.
+    // Under TCG the lab's own accel (single-threaded: see tcgAccelArg); vng sets none without KVM
+    ...qemuOpts([...(o.accel === 'tcg' ? ['-accel', tcgAccelArg()] : []), ...(o.monitor ? ['-qmp', `unix:${qmp},server=on,wait=off`] : [])]), '--exec', script];
   const logFile = join(logDir, 'out.log');
   const fd = openSync(logFile, 'w+');
   const t0 = Date.now();
