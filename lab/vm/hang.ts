@@ -7,7 +7,9 @@
 //      (sysrq w, l), all on the serial console, which the host reads back from the console log;
 //   2. when init does not answer either — the guest kernel itself stopped — QEMU (QMP, HMP
 //      `info registers -a`): where each vCPU is, sampled a few times, symbolized with the
-//      kernel's System.map and the KASLR offset the guest reported at boot (KTEXT).
+//      kernel's text symbols (symbols.ts: its own kallsyms, read out of the image, where Debian's
+//      System.map is a placeholder) and the _text the guest reported at boot (KTEXT; KASLR moves
+//      it under vng).
 // This file holds the parsing and symbolizing (pure, tested without a VM) and the QMP client.
 import fs from 'node:fs';
 import net from 'node:net';
@@ -168,19 +170,17 @@ export function answeredReport(text: string): HangReport {
 
 /**
  * The report when init did not answer within `answerMs`: the vCPU samples, symbolized with the
- * System.map text `map` (at `mapPath`) where it has symbols, else relative to the guest's _text.
+ * kernel's text symbols (symbols.ts: a System.map, or the kallsyms read out of the image) where
+ * there are some, else relative to the guest's _text.
  */
-export function unansweredReport(o: { answerMs: number; rounds: VcpuSample[][]; err: string; ktext?: bigint; mapPath?: string; map?: string; console?: string; why?: string }): HangReport {
-  // Debian's System.map is a placeholder (the real one is in the -dbg package): then the address
-  // relative to _text, which that map or the kernel's /proc/kallsyms resolves
+export function unansweredReport(o: { answerMs: number; rounds: VcpuSample[][]; err: string; ktext?: bigint; symbols?: { path?: string; text?: string; note?: string }; console?: string; why?: string }): HangReport {
   const kt = o.ktext;
   const rel = (rip: bigint) => (kt !== undefined && rip >= kt && rip < kt + 0x4000000n ? `_text+0x${(rip - kt).toString(16)}` : undefined);
   let sym = rel;
-  let mapNote = o.mapPath ? '' : 'no System.map for this kernel';
-  if (o.mapPath && o.map === undefined) mapNote = `${o.mapPath} could not be read`;
-  else if (o.mapPath && o.map !== undefined) {
-    const map = parseSystemMap(o.map);
-    if (!map.text) mapNote = `${o.mapPath} holds no symbols (Debian ships the real one in linux-image-…-dbg)`;
+  let mapNote = o.symbols?.note ?? (o.symbols?.text === undefined ? 'no symbols for this kernel' : '');
+  if (o.symbols?.text !== undefined) {
+    const map = parseSystemMap(o.symbols.text);
+    if (!map.text) mapNote = `${o.symbols.path ?? 'the symbol table'} holds no symbols`;
     else if (kt !== undefined) sym = (rip) => symbolize(map, kt, rip) ?? rel(rip);
   }
   const where = o.rounds.length ? summarizeVcpus(o.rounds, sym) : `vCPU registers unreadable (${o.err || 'QEMU exited'})`;

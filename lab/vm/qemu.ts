@@ -18,6 +18,7 @@ import { archFacts } from '../../common/arch.ts';
 import { guestCmdline, machineArg, tcgAccelArg } from './cmdline.ts';
 import { wireQemuArgs } from './wire.ts';
 import { answeredReport, qmpHmp, sampleVcpus, systemMapPath, unansweredReport, type HangReport } from './hang.ts';
+import { kernelSymbols } from './symbols.ts';
 
 /**
  * A value inside a QEMU option list (-chardev, -fsdev …): a comma there ends the value, and QEMU
@@ -297,12 +298,8 @@ export class Vm {
       report = answeredReport(text);
     } else {
       const { rounds, err } = await sampleVcpus((c) => this.hmp(c), () => !this.exited);
-      let map: string | undefined;
-      const mapPath = systemMapPath(this.opts.kernel);
-      try {
-        if (mapPath) map = readFileSync(mapPath, 'utf8');
-      } catch { /* named in the report as missing */ }
-      report = unansweredReport({ answerMs, rounds, err, ktext: this.ktext, mapPath, map, console: readFrom(this.opts.consoleLog, consoleAt) });
+      const symbols = await kernelSymbols(this.opts.kernel, systemMapPath(this.opts.kernel));
+      report = unansweredReport({ answerMs, rounds, err, ktext: this.ktext, symbols, console: readFrom(this.opts.consoleLog, consoleAt) });
     }
     this.lastHang = report;
     return report;

@@ -23,7 +23,8 @@ import { bootGuest, BOOT_LOG, guestEnv, guestKillAfterS, guestScript, onAbortKil
 import { configFacts, resolveKernel } from './kernels.ts';
 import { chooseAccel } from './kvm.ts';
 import { shq } from './qemu.ts';
-import { sampleVcpus, unansweredReport, type HangReport } from './hang.ts';
+import { sampleVcpus, systemMapPath, unansweredReport, type HangReport } from './hang.ts';
+import { kernelSymbols } from './symbols.ts';
 import type { VmKernelSpec } from './spec.ts';
 import { sweepStaleTempBeforeRun } from '../../common/stale.ts';
 
@@ -333,15 +334,17 @@ async function runVngCell(o: {
   // QEMU's monitor says where its vCPUs are (halted, in user space, in the kernel)
   let hmp: ((command: string) => Promise<string>) | undefined;
   let exited = false;
+  let ktext: bigint | undefined;
   const diagnose = async (): Promise<HangReport | undefined> => {
     if (!hmp || exited) return undefined;
     const { rounds, err } = await sampleVcpus(hmp, () => !exited);
-    const report = unansweredReport({ answerMs: 0, rounds, err, why: "virtme-ng's guest cannot be asked what its tasks are doing (it has no control port of ours): QEMU's view of its vCPUs" });
+    const symbols = await kernelSymbols(o.kernel, systemMapPath(o.kernel));
+    const report = unansweredReport({ answerMs: 0, rounds, err, ktext, symbols, why: "virtme-ng's guest cannot be asked what its tasks are doing (it has no control port of ours): QEMU's view of its vCPUs" });
     o.onHang?.(report, accel);
     return report;
   };
   const disarm = o.askThenKill(accel, () => fs.writeFileSync(stopFile, ''), diagnose);
-  const r = await runInVng({ kernel: o.kernel, script: body, rwdir: o.share, monitor: (h) => (hmp = h), beforeKill: diagnose,
+  const r = await runInVng({ kernel: o.kernel, script: body, rwdir: o.share, monitor: (h) => (hmp = h), onKtext: (t) => (ktext = t), beforeKill: diagnose,
     // vng overlays only /etc, /usr, /var, /tmp …: the checkout read-only would fail every scenario
     // that writes beside its sources (hello-openat links its load generator into bpf/.output),
     // which the lab's own guest allows through its all-root overlay

@@ -32,6 +32,7 @@ describe.skipIf(!!skipReason)(`virtme-ng backend on ${KERNEL} ${skipReason ? `(s
       // QEMU's monitor (what a stuck guest's diagnosis reads): sampled while the command runs
       let hmp: ((c: string) => Promise<string>) | undefined;
       let sampled: ReturnType<typeof sampleVcpus> | undefined;
+      let ktext: bigint | undefined;
       // 7, not 0 or 1: vng's own failures exit 255 (no exit-status port) or 1
       const r = await runInVng({
         kernel, accel, cpus: 2, memMB: 1024, rwdir: rw, timeoutMs: 240_000,
@@ -40,6 +41,7 @@ describe.skipIf(!!skipReason)(`virtme-ng backend on ${KERNEL} ${skipReason ? `(s
           if (!sampled && hmp && Buffer.concat(out).includes('sample-now')) sampled = sampleVcpus(hmp);
         },
         monitor: (h) => (hmp = h),
+        onKtext: (t) => (ktext = t),
         // the checkout is an overlay (writable in the guest, untouched on the host), the rw share is not
         overlays: [REPO_ROOT],
         script: `uname -r; echo sample-now; sleep 3; echo written-in-vng > ${rw}/from-guest.txt; touch ${REPO_ROOT}/.vng-overlay-probe && echo overlay-writable; exit 7`,
@@ -57,6 +59,10 @@ describe.skipIf(!!skipReason)(`virtme-ng backend on ${KERNEL} ${skipReason ? `(s
       const { rounds, err } = await sampled!;
       expect(err).toBe('');
       expect(rounds.map((x) => x.map((v) => v.cpu))).toEqual([[0, 1], [0, 1], [0, 1]]);
+      // the guest kernel's _text (KASLR under vng: 2 MiB aligned in the kernel's half), what a
+      // stuck vCPU's address is symbolized by
+      expect(ktext).toBeDefined();
+      expect(ktext! >= 0xffffffff80000000n && ktext! % 0x200000n === 0n, ktext!.toString(16)).toBe(true);
       // no vng/QEMU of this run survives it
       const ps = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' });
       expect(ps.split('\n').filter((l) => l.includes('qemu-system') && l.includes(rw))).toEqual([]);

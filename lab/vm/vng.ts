@@ -84,6 +84,7 @@ export interface VngRun {
 }
 
 const READY = 'LAB-VNG-READY';
+const KTEXT = 'LAB-VNG-KTEXT';
 
 /**
  * udev's coldplug in vng's guest loads a module for every emulated device and CPU feature:
@@ -121,6 +122,8 @@ export async function runInVng(o: {
   /** QEMU's monitor (a QMP socket of ours, through vng's --qemu-opts), handed over at spawn: where
    *  a stuck guest's vCPUs are read from, since vng's guest has no control port of ours to ask */
   monitor?: (hmp: (command: string) => Promise<string>) => void;
+  /** the guest kernel's _text, once its command started (for symbolizing its vCPUs) */
+  onKtext?: (text: bigint) => void;
   /** awaited before a guest that outlived timeoutMs is killed (the diagnosis) */
   beforeKill?: () => Promise<unknown>;
 }): Promise<VngRun> {
@@ -132,7 +135,8 @@ export async function runInVng(o: {
   if (unsharable) throw unsharable;
   // the kernel's "Run /init" line stays in its log buffer however quiet the console: it splits
   // the guest's part into kernel and vng's init (initramfs, virtme-ng-init, udev)
-  const script = `echo "${READY} $(cut -d' ' -f1 /proc/uptime) $(dmesg 2>/dev/null | sed -n 's/^\\[ *\\([0-9.]*\\)\\] Run .* as init process.*/\\1/p' | head -n 1)"\n${o.script}`;
+  // and its kernel's _text (KASLR moves it under vng), which names a stuck vCPU's function (hang.ts)
+  const script = `echo "${KTEXT} $(grep -m1 ' _text$' /proc/kallsyms | cut -d' ' -f1)"\necho "${READY} $(cut -d' ' -f1 /proc/uptime) $(dmesg 2>/dev/null | sed -n 's/^\\[ *\\([0-9.]*\\)\\] Run .* as init process.*/\\1/p' | head -n 1)"\n${o.script}`;
   // vng wires the guest's stdout/stderr to /proc/self/fd/{1,2}, which it must be able to reopen
   // read-write: Node's stdio pipes are sockets and cannot be, so vng writes to a file we follow
   const logDir = await mkdtemp(join(tmpdir(), `ebpf-lab-vng-${process.pid}-`));
@@ -175,6 +179,8 @@ export async function runInVng(o: {
       buf = all.toString();
       const m = new RegExp(`${READY} ([0-9.]+) ?([0-9.]*)`).exec(buf);
       if (m) {
+        const kt = new RegExp(`${KTEXT} (ffff[0-9a-f]{12})\\b`).exec(buf);
+        if (kt) o.onKtext?.(BigInt(`0x${kt[1]}`));
         bootMs = Date.now() - t0;
         guestReadyMs = Math.round(Number(m[1]) * 1000);
         guestInitMs = m[2] ? Math.round(Number(m[2]) * 1000) : 0;
