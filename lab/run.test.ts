@@ -41,6 +41,11 @@ describe('lab/run: reports of runs killed outright', () => {
     const said: string[] = [];
     await reportKilledRuns((s) => said.push(s), reports);
     expect(said.join('\n')).toMatch(/wrote the report of 3 run\(s\) killed outright/);
+    // the matrix's index, which the killed matrix never wrote, is built from its cells
+    expect(said.join('\n')).toContain(`rebuilt the matrix index ${path.join(reports, 'matrix-1', 'index.html')}`);
+    const cells = JSON.parse(fs.readFileSync(path.join(reports, 'matrix-1', 'matrix.json'), 'utf8')) as { scenario: string; kernel: string; status: string }[];
+    expect(cells.map((c) => [c.scenario, c.kernel, c.status])).toEqual([['hello-openat', '6.1', 'error']]);
+    expect(fs.readFileSync(path.join(reports, 'matrix-1', 'index.html'), 'utf8')).toContain('killed outright');
     const none = read('vm-none');
     expect([none.status, none.stoppedBy, none.environment.kernel.release]).toEqual(['error', 'killed', '6.1.0-test']);
     expect(none.error).toMatch(/^killed outright \(pid \d+: /);

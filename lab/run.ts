@@ -188,6 +188,17 @@ export async function reportKilledRuns(info: (line: string) => void, reports = R
   const done: string[] = [];
   for (const id of ids) if ((await reportKilledRun(path.join(reports, id))) === 'written') done.push(id);
   if (done.length) info(`wrote the report of ${done.length} run(s) killed outright before they could: ${done.map((d) => path.join(reports, d)).join(', ')}`);
+  // a matrix's index said "no results" for those cells (or was never written: the matrix itself
+  // killed): rebuilt from the runs its directory now holds, as `matrix --report-only` would
+  for (const m of new Set(done.filter((d) => d.includes(path.sep)).map((d) => path.join(reports, path.dirname(d))))) {
+    try {
+      const { rebuildMatrixIndex } = await import('./vm/matrix.ts');
+      await rebuildMatrixIndex(m);
+      info(`rebuilt the matrix index ${path.join(m, 'index.html')}`);
+    } catch (e) {
+      info(`the matrix index in ${m} could not be rebuilt (${(e as Error).message}): pnpm lab matrix --report-only --out ${m}`);
+    }
+  }
 }
 
 /**

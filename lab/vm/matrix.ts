@@ -308,6 +308,21 @@ function reportOnlyCells(out: string, scenarios: string[] | undefined, kernels: 
   return { scenarios: ss, kernels: ks, present };
 }
 
+/**
+ * index.html, junit.xml and matrix.json rebuilt from the runs a matrix directory holds (what
+ * --report-only does with neither list named): after a later run wrote the reports of the cells
+ * a kill cut short, the index that said "no results" for them (or none at all, the matrix itself
+ * killed) is rebuilt from them.
+ */
+export async function rebuildMatrixIndex(outDir: string): Promise<MatrixCell[]> {
+  const { listScenarios } = await import('../run.ts');
+  const found = reportOnlyCells(outDir, undefined, undefined, listScenarios());
+  const cells: MatrixCell[] = found.kernels.flatMap((k) => found.scenarios.filter((s) => found.present(s, k)).map((s): MatrixCell => ({ scenario: s, kernel: k, dir: join(outDir, `${s}-${kernelSlug(k)}`), exitCode: null, wallMs: 0, status: 'pending' })));
+  for (const c of cells) readCell(c);
+  await writeMatrixReport(cells, found.scenarios, found.kernels, outDir, new Date().toISOString());
+  return cells;
+}
+
 export async function matrixCommand(argv: string[]): Promise<number> {
   const p = parseArgs(argv, MATRIX_SPEC);
   if (!p) return 0;
