@@ -37,15 +37,23 @@ describe('lab/run: reports of runs killed outright', () => {
     mark('vm-guest-done', skeleton('vm', 'vm-guest-done'));
     fs.writeFileSync(path.join(reports, 'vm-guest-done', 'results.json'), JSON.stringify({ ...skeleton('vm', 'vm-guest-done'), status: 'pass', error: undefined, checks: [{ name: 'events arrive', status: 'pass' }] }));
     mark('matrix-1/hello-openat-6.1', skeleton('vm', 'hello-openat-6.1'));
+    // the matrix finished around its killed row: its index said "no results" for the cell, and
+    // a cell never run stays as recorded
+    fs.writeFileSync(path.join(reports, 'matrix-1', 'matrix.json'), JSON.stringify([
+      { scenario: 'hello-openat', kernel: '6.1', dir: 'hello-openat-6.1', exitCode: null, wallMs: 5000, status: 'error', error: 'its subprocess was killed by SIGKILL before it wrote results; see hello-openat-6.1.log', killedBy: 'SIGKILL' },
+      { scenario: 'hello-openat', kernel: '6.12', dir: 'hello-openat-6.12', exitCode: null, wallMs: 0, status: 'error', error: 'not run (interrupted)' },
+    ]));
+    // a run's own --out nested in a directory that is no matrix: nothing written beside it
+    mark('mine/hello-openat-6.1', skeleton('vm', 'mine'));
     mark('live', skeleton('host', 'live'), process.pid);
     const said: string[] = [];
     await reportKilledRuns((s) => said.push(s), reports);
-    expect(said.join('\n')).toMatch(/wrote the report of 3 run\(s\) killed outright/);
-    // the matrix's index, which the killed matrix never wrote, is built from its cells
+    expect(said.join('\n')).toMatch(/wrote the report of 4 run\(s\) killed outright/);
     expect(said.join('\n')).toContain(`rebuilt the matrix index ${path.join(reports, 'matrix-1', 'index.html')}`);
-    const cells = JSON.parse(fs.readFileSync(path.join(reports, 'matrix-1', 'matrix.json'), 'utf8')) as { scenario: string; kernel: string; status: string }[];
-    expect(cells.map((c) => [c.scenario, c.kernel, c.status])).toEqual([['hello-openat', '6.1', 'error']]);
+    const cells = JSON.parse(fs.readFileSync(path.join(reports, 'matrix-1', 'matrix.json'), 'utf8')) as { scenario: string; kernel: string; status: string; error: string; dir: string }[];
+    expect(cells.map((c) => [c.kernel, c.dir, c.status, c.error.slice(0, 21)])).toEqual([['6.1', 'hello-openat-6.1', 'error', 'killed outright (pid '], ['6.12', 'hello-openat-6.12', 'error', 'not run (interrupted)']]);
     expect(fs.readFileSync(path.join(reports, 'matrix-1', 'index.html'), 'utf8')).toContain('killed outright');
+    expect(fs.readdirSync(path.join(reports, 'mine')).sort()).toEqual(['hello-openat-6.1']);
     const none = read('vm-none');
     expect([none.status, none.stoppedBy, none.environment.kernel.release]).toEqual(['error', 'killed', '6.1.0-test']);
     expect(none.error).toMatch(/^killed outright \(pid \d+: /);

@@ -188,13 +188,12 @@ export async function reportKilledRuns(info: (line: string) => void, reports = R
   const done: string[] = [];
   for (const id of ids) if ((await reportKilledRun(path.join(reports, id))) === 'written') done.push(id);
   if (done.length) info(`wrote the report of ${done.length} run(s) killed outright before they could: ${done.map((d) => path.join(reports, d)).join(', ')}`);
-  // a matrix's index said "no results" for those cells (or was never written: the matrix itself
-  // killed): rebuilt from the runs its directory now holds, as `matrix --report-only` would
+  // a finished matrix's index said "no results" for those cells: rebuilt with their reports (a
+  // directory with no matrix.json is no finished matrix, and is left alone)
   for (const m of new Set(done.filter((d) => d.includes(path.sep)).map((d) => path.join(reports, path.dirname(d))))) {
     try {
       const { rebuildMatrixIndex } = await import('./vm/matrix.ts');
-      await rebuildMatrixIndex(m);
-      info(`rebuilt the matrix index ${path.join(m, 'index.html')}`);
+      if (await rebuildMatrixIndex(m)) info(`rebuilt the matrix index ${path.join(m, 'index.html')}`);
     } catch (e) {
       info(`the matrix index in ${m} could not be rebuilt (${(e as Error).message}): pnpm lab matrix --report-only --out ${m}`);
     }
@@ -622,7 +621,8 @@ async function runOnVm(args: RunArgs & { kernel: VmKernelSpec }, progress: Progr
   await reportKilledRuns((s) => progress.info(s));
   await sweepDeadRuns(progress); // what killed host runs left on this machine (the guest has its own)
   const { runVmRow } = await import('./vm/index.ts');
-  // the host's state matters as much as the guest's under emulation: QEMU's vCPUs are host threads
+  // the host's state matters as much as the guest's under emulation: QEMU runs on the host's
+  // cores (under TCG all of a guest's vCPUs in one host thread, see lab/vm/cmdline.ts tcgAccelArg)
   const hostSnap0 = snapshot();
   const [r] = await runVmRow({ mode: args.mode, kernel: args.kernel, backend: args.backend, cells: [{ scenario: args.scenario, outDir: args.outDir, options: args.options, rest: args.rest, wire: args.wire }], ...(args.timeoutS ? { timeoutMs: args.timeoutS * 1000 } : {}) }, progress, rowHooks);
   try {

@@ -86,8 +86,13 @@ export function machineArg(trims = process.env.EBPF_LAB_VM_TRIMS !== '0'): strin
  * EBPF_LAB_TCG_THREAD=multi brings the old mode back, for a side-by-side measurement.
  */
 export function tcgAccelArg(thread = process.env.EBPF_LAB_TCG_THREAD): string {
+  return `tcg,thread=${tcgThread(thread)}`;
+}
+
+/** the TCG thread mode in use (EBPF_LAB_TCG_THREAD, default single) */
+export function tcgThread(thread = process.env.EBPF_LAB_TCG_THREAD): 'single' | 'multi' {
   if (thread !== undefined && thread !== 'single' && thread !== 'multi') {
     throw new LabError(`EBPF_LAB_TCG_THREAD=${thread} is not a TCG thread mode`, 'set it to single (the default) or multi, or unset it');
   }
-  return `tcg,thread=${thread ?? 'single'}`;
+  return thread ?? 'single';
 }

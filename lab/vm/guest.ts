@@ -15,6 +15,7 @@ import { REPO_ROOT } from './paths.ts';
 import { chooseAccel, recordKvmBootFailure } from './kvm.ts';
 import { Vm, shq, type BootOptions } from './qemu.ts';
 import { WIRE_MACS, wireEnabled } from './wire.ts';
+import { tcgThread } from './cmdline.ts';
 
 export const BOOT_LOG = 'vm-console.log';
 
@@ -81,18 +82,20 @@ export function bootPhases(bootMs: number, marks: number[]): BootPhases {
 }
 
 /**
- * Why a failed TCG boot is worth one more try, or undefined. Multi-threaded TCG (no longer used:
- * cmdline.ts tcgAccelArg) occasionally crashed a kernel while it patched its own text at boot (seen: 7.2, "Oops: int3" in
- * sched_clock_cpu, then panic), or stopped it for good part-way (seen: 6.1 silent after "Asymmetric
- * key parser 'x509' registered" at 1.2 s, the 90 s boot timeout, reports/20261205-045846-security-6.1).
- * It is the emulator, not the kernel or the lab: nothing of the run has started, so the guest is
- * booted once more (the run records bootRetries). A kernel that never boots fails after two tries.
- * A boot timeout is retried only where the boot had its own minute or more (see below).
+ * Why a failed TCG boot is worth one more try, or undefined. Multi-threaded TCG (no longer the
+ * default: cmdline.ts tcgAccelArg) crashed a kernel now and then while it patched its own text at
+ * boot (seen: 7.2, "Oops: int3" in sched_clock_cpu, then panic): retried only in that mode, since
+ * single-threaded such a crash is the kernel's. A boot that stopped for good part-way (seen: 6.1
+ * silent after "Asymmetric key parser 'x509' registered" at 1.2 s, the 90 s boot timeout,
+ * reports/20261205-045846-security-6.1, multi-threaded) is retried in either mode: nothing of the
+ * run has started, so the guest is booted once more (the run records bootRetries). A kernel that
+ * never boots fails after two tries. A boot timeout is retried only where the boot had its own
+ * minute or more (see below).
  */
-export function tcgBootRetry(accel: 'kvm' | 'tcg', msg: string, bootTimeoutMs: number): string | undefined {
+export function tcgBootRetry(accel: 'kvm' | 'tcg', msg: string, bootTimeoutMs: number, thread: 'single' | 'multi' = tcgThread()): string | undefined {
   if (accel !== 'tcg') return undefined;
   if (/QEMU exited while waiting for the guest to boot/.test(msg) && /Kernel panic|Oops:/.test(msg)) {
-    return `the guest kernel crashed during boot (${(/(Oops: [^\n]*|Kernel panic[^\n]*)/.exec(msg)?.[1] ?? 'panic').trim()}); booting once more`;
+    return thread === 'multi' ? `the guest kernel crashed during boot (${(/(Oops: [^\n]*|Kernel panic[^\n]*)/.exec(msg)?.[1] ?? 'panic').trim()}) under multi-threaded TCG; booting once more` : undefined;
   }
   const t = /timed out after (\d+) s waiting for the guest to boot/.exec(msg);
   // a hang, not a tight budget: a boot given a minute (they take 2-10 s here) that never got there.
@@ -105,19 +108,20 @@ export function tcgBootRetry(accel: 'kvm' | 'tcg', msg: string, bootTimeoutMs: n
 }
 
 /**
- * Why a scenario whose guest crashed under TCG is worth running once more, or undefined. The
- * emulator's multi-threaded code patching crashed a kernel after boot too: an "Oops: int3" in
+ * Why a scenario whose guest crashed under multi-threaded TCG is worth running once more, or
+ * undefined. That mode's code patching crashed a kernel after boot too: an "Oops: int3" in
  * syscall_trace_enter while a probe flipped a syscall tracepoint's static key, then a panic, in a
  * fresh-check's 6.12 matrix cell (console: do_sync_core in the trace). The guest is discarded
  * whatever happened in it, so the cell runs again on a fresh one, once, and its report says so
- * (runRetried). Only an int3 Oops (the text patching's breakpoint): any other crash is the run's.
+ * (runRetried). Only an int3 Oops (the text patching's breakpoint), and only in that mode (no
+ * longer the default): single-threaded, any crash is the run's.
  */
-export function tcgRunRetry(accel: 'kvm' | 'tcg', msg: string, consoleText = ''): string | undefined {
-  if (accel !== 'tcg' || !/QEMU exited while waiting for the guest command/.test(msg)) return undefined;
+export function tcgRunRetry(accel: 'kvm' | 'tcg', msg: string, consoleText = '', thread: 'single' | 'multi' = tcgThread()): string | undefined {
+  if (accel !== 'tcg' || thread !== 'multi' || !/QEMU exited while waiting for the guest command/.test(msg)) return undefined;
   const oops = /Oops: int3[^\n]*/.exec(`${msg}\n${consoleText}`)?.[0];
   if (!oops) return undefined;
   const rip = /RIP: 0010:([^\s]+)/.exec(`${msg}\n${consoleText}`)?.[1];
-  return `the guest kernel crashed under TCG while the scenario ran (${oops.trim()}${rip ? ` at ${rip}` : ''}: the emulator's code patching, as at boot); running it once more on a fresh guest`;
+  return `the guest kernel crashed under multi-threaded TCG while the scenario ran (${oops.trim()}${rip ? ` at ${rip}` : ''}: the emulator's code patching, as at boot); running it once more on a fresh guest`;
 }
 
 /** Resolve the kernel, pick accel/fs/net, build the initramfs and boot to READY. */

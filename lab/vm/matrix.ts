@@ -7,7 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { onStopSignals } from '../../common/signals.ts';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { basename, join, relative, resolve } from 'node:path';
 import { parseArgs, UsageError } from '../../common/args.ts';
 import { labCliArgv } from '../../common/dist.ts';
@@ -243,10 +243,16 @@ export function junitXml(cells: MatrixCell[], kernels: string[]): string {
 }
 
 export async function writeMatrixReport(cells: MatrixCell[], scenarios: string[], kernels: string[], outDir: string, started: string, totalMs?: number): Promise<void> {
-  await writeFile(join(outDir, 'index.html'), matrixHtml(cells, scenarios, kernels, outDir, started, totalMs));
-  await writeFile(join(outDir, 'junit.xml'), junitXml(cells, kernels));
+  // each file whole or not at all: a rebuild (rebuildMatrixIndex) may meet a reader
+  const put = async (f: string, text: string) => {
+    const tmp = join(outDir, `.${f}.${process.pid}.tmp`);
+    await writeFile(tmp, text);
+    await rename(tmp, join(outDir, f));
+  };
+  await put('index.html', matrixHtml(cells, scenarios, kernels, outDir, started, totalMs));
+  await put('junit.xml', junitXml(cells, kernels));
   // paths relative to the matrix directory: the directory can be moved, archived or published
-  await writeFile(join(outDir, 'matrix.json'), JSON.stringify(cells.map(({ results, ...c }) => ({ ...c, dir: relative(outDir, c.dir), durationMs: cellMs({ ...c, results }), vm: results?.environment.vm })), null, 2));
+  await put('matrix.json', JSON.stringify(cells.map(({ results, ...c }) => ({ ...c, dir: relative(outDir, c.dir), durationMs: cellMs({ ...c, results }), vm: results?.environment.vm })), null, 2));
 }
 
 export const MATRIX_SPEC = {
@@ -309,17 +315,33 @@ function reportOnlyCells(out: string, scenarios: string[] | undefined, kernels: 
 }
 
 /**
- * index.html, junit.xml and matrix.json rebuilt from the runs a matrix directory holds (what
- * --report-only does with neither list named): after a later run wrote the reports of the cells
- * a kill cut short, the index that said "no results" for them (or none at all, the matrix itself
- * killed) is rebuilt from them.
+ * A finished matrix's index.html, junit.xml and matrix.json, rebuilt after a later run wrote the
+ * reports of cells a kill cut short (their index said "no results"): the cells matrix.json lists,
+ * each re-read where it now has results, the others as recorded (a cell never run stays so).
+ * Undefined where the directory holds no matrix.json: not a matrix, or one that never finished
+ * (`matrix --report-only` builds an index from its runs), so a run's own --out nested in another
+ * directory, or a live matrix, is never written over.
  */
-export async function rebuildMatrixIndex(outDir: string): Promise<MatrixCell[]> {
-  const { listScenarios } = await import('../run.ts');
-  const found = reportOnlyCells(outDir, undefined, undefined, listScenarios());
-  const cells: MatrixCell[] = found.kernels.flatMap((k) => found.scenarios.filter((s) => found.present(s, k)).map((s): MatrixCell => ({ scenario: s, kernel: k, dir: join(outDir, `${s}-${kernelSlug(k)}`), exitCode: null, wallMs: 0, status: 'pending' })));
-  for (const c of cells) readCell(c);
-  await writeMatrixReport(cells, found.scenarios, found.kernels, outDir, new Date().toISOString());
+export async function rebuildMatrixIndex(outDir: string): Promise<MatrixCell[] | undefined> {
+  let recorded: unknown;
+  try {
+    recorded = JSON.parse(readFileSync(join(outDir, 'matrix.json'), 'utf8'));
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(recorded)) return undefined;
+  const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
+  const cells: MatrixCell[] = recorded.flatMap((c: Record<string, unknown>): MatrixCell[] => {
+    const scenario = str(c?.scenario);
+    const kernel = str(c?.kernel);
+    const dir = str(c?.dir);
+    if (!scenario || !kernel || !dir) return [];
+    return [{ scenario, kernel, dir: resolve(outDir, dir), exitCode: typeof c.exitCode === 'number' ? c.exitCode : null, wallMs: typeof c.wallMs === 'number' ? c.wallMs : 0, status: str(c.status) ?? 'error', error: str(c.error), killedBy: str(c.killedBy) }];
+  });
+  if (!cells.length) return undefined;
+  for (const c of cells) if (existsSync(join(c.dir, 'results.json'))) readCell(c);
+  const started = cells.map((c) => c.results?.startedAt).filter((t): t is string => !!t).sort()[0] ?? new Date().toISOString();
+  await writeMatrixReport(cells, [...new Set(cells.map((c) => c.scenario))], [...new Set(cells.map((c) => c.kernel))], outDir, started);
   return cells;
 }
 

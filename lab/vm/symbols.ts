@@ -2,10 +2,13 @@
 // System.map is a placeholder (the real one is in linux-image-…-dbg, hundreds of MB), but every
 // kernel carries its own kallsyms table: vmlinux-to-elf's kallsyms-finder (PyPI, into a lab-owned
 // venv like virtme-ng's) reads it out of the vmlinux or bzImage in ~3 s, and the result is cached
-// beside the image. Only a hang needs it, so it is made then, within a budget, and a run that
-// cannot make it (no PyPI, no python3-venv) still reports the addresses relative to _text.
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+// in the lab cache, keyed by the image's path, size and mtime (a custom bzImage rebuilt in place
+// is read again). Only a hang needs it, so it is made then, within a budget; a diagnosis must not
+// fail for it: every miss is a note, and the addresses stay relative to _text.
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { cacheDir } from '../../common/paths.ts';
 import { run } from './exec.ts';
 import type { KernelImage } from './kernels.ts';
 import { parseSystemMap } from './hang.ts';
@@ -28,16 +31,29 @@ export function textSymbols(out: string): string {
   return out.split('\n').filter((l) => /^[0-9a-f]{16} [tTwW] \S+$/.test(l)).join('\n') + '\n';
 }
 
-/** where the cached symbols of `k` live: beside the image they were read from */
-export function symbolsCachePath(k: Pick<KernelImage, 'vmlinux' | 'bzImage'>): string {
-  return `${k.vmlinux ?? k.bzImage}.kallsyms`;
+/** the image kallsyms are read from: the ELF vmlinux where there is one, else the bzImage */
+const imageOf = (k: Pick<KernelImage, 'vmlinux' | 'bzImage'>) => k.vmlinux ?? k.bzImage;
+
+/** where the symbols of `k`'s image are cached (undefined: no image to read) */
+export function symbolsCachePath(k: Pick<KernelImage, 'vmlinux' | 'bzImage'>): string | undefined {
+  const img = imageOf(k);
+  let st;
+  try {
+    st = statSync(img);
+  } catch {
+    return undefined;
+  }
+  return join(cacheDir('kallsyms'), `${createHash('sha256').update(`${img}:${st.size}:${st.mtimeMs}`).digest('hex').slice(0, 16)}.txt`);
 }
+
+/** one reading per image at a time in this process (a grace timer's and a timeout's diagnosis can meet) */
+const inFlight = new Map<string, Promise<KernelSymbols>>();
 
 /**
  * The kernel's text symbols: a System.map that has them, else the cached kallsyms, else read out
- * of the image now (installing kallsyms-finder first if need be), all within `budgetMs`.
+ * of the image now (installing kallsyms-finder first if need be), all within `budgetMs`. Never throws.
  */
-export async function kernelSymbols(k: Pick<KernelImage, 'vmlinux' | 'bzImage' | 'config' | 'release'>, systemMap: string | undefined, budgetMs = 30_000): Promise<KernelSymbols> {
+export async function kernelSymbols(k: Pick<KernelImage, 'vmlinux' | 'bzImage'>, systemMap: string | undefined, budgetMs = 30_000): Promise<KernelSymbols> {
   let mapNote = 'no System.map for this kernel';
   if (systemMap) {
     try {
@@ -49,25 +65,92 @@ export async function kernelSymbols(k: Pick<KernelImage, 'vmlinux' | 'bzImage' |
     }
   }
   const cache = symbolsCachePath(k);
-  if (existsSync(cache)) return { path: cache, text: readFileSync(cache, 'utf8') };
-  const signal = AbortSignal.timeout(budgetMs);
-  const finder = join(V2E_PREFIX(), 'bin', 'kallsyms-finder');
+  if (!cache) return { note: `${mapNote}, and there is no kernel image to read its kallsyms from (${imageOf(k) || 'none given'})` };
+  let p = inFlight.get(cache);
+  if (!p) {
+    p = readSymbols(imageOf(k), cache, budgetMs).finally(() => inFlight.delete(cache));
+    inFlight.set(cache, p);
+  }
+  const r = await p;
+  return r.text ? r : { note: `${mapNote}, and its kallsyms could not be read (${r.note})` };
+}
+
+async function readSymbols(img: string, cache: string, budgetMs: number): Promise<KernelSymbols> {
   try {
-    if (!existsSync(finder)) {
-      const prefix = V2E_PREFIX();
-      const venv = await run('python3', ['-m', 'venv', prefix], { reject: false, signal });
-      if (venv.exitCode !== 0) throw new Error(`python3 -m venv ${prefix}: ${venv.stderr.trim().split('\n').pop()}`);
-      const pip = await run(join(prefix, 'bin', 'pip'), ['install', '-q', V2E_PACKAGE], { reject: false, signal });
-      if (pip.exitCode !== 0) throw new Error(`pip install ${V2E_PACKAGE}: ${pip.stderr.trim().split('\n').pop()}`);
-    }
-    const r = await run(finder, [k.vmlinux ?? k.bzImage], { reject: false, signal });
+    const text = readFileSync(cache, 'utf8');
+    if (parseSystemMap(text).text) return { path: cache, text };
+  } catch { /* not cached yet */ }
+  const signal = AbortSignal.timeout(budgetMs);
+  try {
+    const finder = await ensureFinder(signal);
+    const r = await run(finder, [img], { reject: false, signal });
     const text = textSymbols(r.stdout.toString());
-    if (!parseSystemMap(text).text) throw new Error(`kallsyms-finder found no kallsyms in ${k.vmlinux ?? k.bzImage} (exit ${r.exitCode}: ${r.stderr.trim().split('\n').pop() ?? ''})`);
-    writeFileSync(`${cache}.tmp${process.pid}`, text);
-    renameSync(`${cache}.tmp${process.pid}`, cache);
+    if (!parseSystemMap(text).text) return { note: `kallsyms-finder found none in ${img} (exit ${r.exitCode}: ${r.stderr.trim().split('\n').pop() ?? ''})` };
+    try {
+      // a private temp name: another process may be writing the same entry
+      mkdirSync(cacheDir('kallsyms'), { recursive: true });
+      const tmp = `${cache}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
+      writeFileSync(tmp, text);
+      renameSync(tmp, cache);
+    } catch { /* symbols in hand; the next hang reads them again */ }
     return { path: cache, text };
   } catch (e) {
-    const why = signal.aborted ? `not read within ${Math.round(budgetMs / 1000)} s` : (e as Error).message;
-    return { note: `${mapNote}, and its kallsyms could not be read (${why})` };
+    return { note: signal.aborted ? `not read within ${Math.round(budgetMs / 1000)} s` : (e as Error).message };
+  }
+}
+
+/**
+ * kallsyms-finder from the lab's venv, installed first if need be. An install counts once pip
+ * has finished (a stamp file): a venv cut short (the budget, a kill) or broken (its Python gone)
+ * is made again. Two processes installing at once: the second waits on the first's lock file.
+ */
+async function ensureFinder(signal: AbortSignal): Promise<string> {
+  const prefix = V2E_PREFIX();
+  const finder = join(prefix, 'bin', 'kallsyms-finder');
+  const stamp = join(prefix, `.installed-${V2E_PACKAGE}`);
+  const works = async () => existsSync(stamp) && (await run(join(prefix, 'bin', 'python'), ['-c', ''], { reject: false, signal }).catch(() => ({ exitCode: 1 }))).exitCode === 0;
+  if (await works()) return finder;
+  const lock = `${prefix}.lock`;
+  mkdirSync(dirname(prefix), { recursive: true });
+  for (;;) {
+    try {
+      writeFileSync(lock, String(process.pid), { flag: 'wx' });
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      const holder = Number(readText(lock));
+      if (!(holder > 0) || !alive(holder)) rmSync(lock, { force: true });
+      else await new Promise((r, j) => { const t = setTimeout(r, 250); signal.addEventListener('abort', () => (clearTimeout(t), j(new Error('aborted'))), { once: true }); });
+      if (signal.aborted) throw new Error('aborted');
+    }
+  }
+  try {
+    if (await works()) return finder; // the other installer finished meanwhile
+    rmSync(prefix, { recursive: true, force: true });
+    const venv = await run('python3', ['-m', 'venv', prefix], { reject: false, signal });
+    if (venv.exitCode !== 0) throw new Error(`python3 -m venv ${prefix}: ${venv.stderr.trim().split('\n').pop()} (apt-get install python3-venv)`);
+    const pip = await run(join(prefix, 'bin', 'pip'), ['install', '-q', V2E_PACKAGE], { reject: false, signal });
+    if (pip.exitCode !== 0) throw new Error(`pip install ${V2E_PACKAGE}: ${pip.stderr.trim().split('\n').pop()} (is PyPI reachable?)`);
+    writeFileSync(stamp, '');
+    return finder;
+  } finally {
+    rmSync(lock, { force: true });
+  }
+}
+
+function readText(f: string): string {
+  try {
+    return readFileSync(f, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
