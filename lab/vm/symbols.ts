@@ -16,6 +16,12 @@ import { parseSystemMap } from './hang.ts';
 export const V2E_PREFIX = () => process.env.EBPF_LAB_V2E_PREFIX || '/opt/ebpf-lab/vmlinux-to-elf';
 /** pinned: hang.ts parses its output */
 export const V2E_PACKAGE = 'vmlinux-to-elf==1.4.0';
+/**
+ * What kallsyms-finder imports, as wheels: its declared dependency minilzo (only for LZO kernels,
+ * imported when one is met) has no wheel and needs Python's headers to build, which a bare Debian
+ * lacks (the install failed in a fresh chroot), so the package goes in with --no-deps and these
+ */
+const V2E_DEPS = ['peewee==4.5.3', 'lz4==4.4.5', 'zstandard==0.25.0'];
 
 export interface KernelSymbols {
   /** where the symbols came from (a System.map, or the cache of the kernel's own kallsyms) */
@@ -107,7 +113,7 @@ async function readSymbols(img: string, cache: string, budgetMs: number): Promis
 async function ensureFinder(signal: AbortSignal): Promise<string> {
   const prefix = V2E_PREFIX();
   const finder = join(prefix, 'bin', 'kallsyms-finder');
-  const stamp = join(prefix, `.installed-${V2E_PACKAGE}`);
+  const stamp = join(prefix, `.installed-${[V2E_PACKAGE, ...V2E_DEPS].join('-')}`);
   const works = async () => existsSync(stamp) && (await run(join(prefix, 'bin', 'python'), ['-c', ''], { reject: false, signal }).catch(() => ({ exitCode: 1 }))).exitCode === 0;
   if (await works()) return finder;
   const lock = `${prefix}.lock`;
@@ -129,7 +135,7 @@ async function ensureFinder(signal: AbortSignal): Promise<string> {
     rmSync(prefix, { recursive: true, force: true });
     const venv = await run('python3', ['-m', 'venv', prefix], { reject: false, signal });
     if (venv.exitCode !== 0) throw new Error(`python3 -m venv ${prefix}: ${venv.stderr.trim().split('\n').pop()} (apt-get install python3-venv)`);
-    const pip = await run(join(prefix, 'bin', 'pip'), ['install', '-q', V2E_PACKAGE], { reject: false, signal });
+    const pip = await run(join(prefix, 'bin', 'pip'), ['install', '-q', '--no-deps', '--only-binary=:all:', V2E_PACKAGE, ...V2E_DEPS], { reject: false, signal });
     if (pip.exitCode !== 0) throw new Error(`pip install ${V2E_PACKAGE}: ${pip.stderr.trim().split('\n').pop()} (is PyPI reachable?)`);
     writeFileSync(stamp, '');
     return finder;
