@@ -67,11 +67,22 @@ export function editDistance(a: string, b: string): number {
   return d[a.length]![b.length]!;
 }
 
-/** The closest of `names` to `given`, if it is close enough to be a typo. */
+const YES = new Set(['on', 'yes', 'true', 'enable', 'enabled', '1']);
+const NO = new Set(['off', 'no', 'false', 'disable', 'disabled', '0']);
+
+/**
+ * The closest of `names` to `given`, if it is close enough to be a typo. Never the opposite of
+ * what was asked (`--lsm on` got "did you mean --lsm off?", two edits away), nor anything for an
+ * empty or blank word.
+ */
 export function suggest(given: string, names: Iterable<string>): string | undefined {
+  if (!given.trim()) return undefined;
+  const g = given.toLowerCase();
   let best: string | undefined;
   let bestD = Infinity;
   for (const n of names) {
+    const l = n.toLowerCase();
+    if ((YES.has(g) && NO.has(l)) || (NO.has(g) && YES.has(l))) continue;
     const dist = editDistance(given, n);
     if (dist < bestD) [best, bestD] = [n, dist];
   }
@@ -104,7 +115,13 @@ function convert(name: string, o: Opt, raw: string): string | number | string[] 
     const c = o.check?.(raw);
     if (c) throw new UsageError(`--${name} ${JSON.stringify(raw)}: ${c.message}`, c.fix);
   };
-  const bad = (what: string) => new UsageError(`--${name} ${JSON.stringify(raw)}: ${what}`, `e.g. --${name} ${o.default ?? (o.choices?.[0] ?? (o.type === 'int' || o.type === 'number' ? '10' : 'VALUE'))}`);
+  // the example in a fix is a value the option takes: "must be ≥ 1000" once said "e.g. --pps-frames 10"
+  const example = () => {
+    if (o.type !== 'int' && o.type !== 'number') return o.default ?? o.choices?.[0] ?? 'VALUE';
+    const v = typeof o.default === 'number' ? o.default : 10;
+    return Math.min(o.max ?? Infinity, Math.max(o.min ?? -Infinity, v));
+  };
+  const bad = (what: string) => new UsageError(`--${name} ${JSON.stringify(raw)}: ${what}`, `e.g. --${name} ${example()}`);
   if (o.type === 'int' || o.type === 'number') {
     // Number() also reads 0x10, 0b1, 0o7, " 5", "+5", and for an int 1e3 and 5.0: none is how a
     // count, port or size is written here, and 0x10 taken as 16 was a setting the user did not
@@ -157,12 +174,23 @@ export function parseArgs<O extends Opts>(argv: string[], spec: CommandSpec<O>, 
     out(helpText(spec));
     return null;
   }
+  // a negative number after a numeric option is its value (`--pin-cpu -1`, a documented value,
+  // was refused as "looks like an option"): joined as --name=-1 before node's parser sees it
+  const joined: string[] = [];
+  for (let i = 0; i < head.length; i++) {
+    const m = /^--([^=]+)$/.exec(head[i]!);
+    const o = m ? spec.options[m[1]!] : undefined;
+    if (o && (o.type === 'int' || o.type === 'number') && i + 1 < head.length && /^-(\d|\.\d)/.test(head[i + 1]!)) {
+      joined.push(`${head[i]}=${head[i + 1]}`);
+      i++;
+    } else joined.push(head[i]!);
+  }
   const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string }> = {};
   // a list option may be repeated (--service a=1 --service b=2) as well as comma-separated
   for (const [n, o] of Object.entries(spec.options)) options[n] = { type: o.type === 'boolean' ? 'boolean' : 'string', ...(o.type === 'list' ? { multiple: true } : {}), ...(o.short ? { short: o.short } : {}) };
   let r: ReturnType<typeof nodeParseArgs>;
   try {
-    r = nodeParseArgs({ args: head, options, strict: true, allowPositionals: true, tokens: true });
+    r = nodeParseArgs({ args: joined, options, strict: true, allowPositionals: true, tokens: true });
   } catch (e) {
     const err = e as Error & { code?: string };
     const m = /Unknown option '(-{1,2})([^']+)'/.exec(err.message);
@@ -177,6 +205,18 @@ export function parseArgs<O extends Opts>(argv: string[], spec: CommandSpec<O>, 
     const bool = /Option '(?:-\w, )?--([^ ']+)' does not take an argument/.exec(err.message);
     if (bool) throw new UsageError(`--${bool[1]} is a flag and takes no value`, `write --${bool[1]} alone`);
     throw new UsageError(err.message.split('\n')[0]!);
+  }
+  // an option given twice is a conflict, not "the last one wins" (--backends 3 --backends 4 ran
+  // with 4, silently); a list option adds up, and a flag said twice is said once
+  const seen = new Map<string, string[]>();
+  for (const t of r.tokens ?? []) {
+    if (t.kind !== 'option') continue;
+    const o = spec.options[t.name];
+    if (!o || o.type === 'list' || o.type === 'boolean') continue;
+    seen.set(t.name, [...(seen.get(t.name) ?? []), t.value ?? '']);
+  }
+  for (const [n, vals] of seen) {
+    if (vals.length > 1) throw new UsageError(`--${n} is given ${vals.length} times (${vals.map((v) => JSON.stringify(v)).join(', ')})`, `give --${n} once`);
   }
   const values: Record<string, unknown> = {};
   for (const [n, o] of Object.entries(spec.options)) {

@@ -8,6 +8,8 @@ import { describeFailure, LabError } from './errors.ts';
 it('a LabError is its message and fix; a UsageError exits 2', () => {
   expect(describeFailure(new LabError('no such kernel "6.2"', 'pnpm lab vm kernels lists them'))).toEqual({ text: 'error: no such kernel "6.2"\n  fix: pnpm lab vm kernels lists them', exitCode: 1 });
   expect(describeFailure(new UsageError('unknown option --x', 'see --help')).exitCode).toBe(2);
+  // what the user typed is quoted, not obeyed: an ESC sequence or a bidi override is shown escaped
+  expect(describeFailure(new LabError('unknown scenario "\x1b]0;pwned\x07x\u202e"', 'pnpm lab list')).text).toBe('error: unknown scenario "\\x1b]0;pwned\\x07x\\u202e"\n  fix: pnpm lab list');
 });
 
 it('a program that is not installed names it and the setup, not an internal error', async () => {

@@ -103,6 +103,35 @@ describe('parseArgs', () => {
       expect((e as UsageError).fix).toBe('did you mean --mode slow?');
     }
   });
+  it('a fix names a value the option takes, a negative number is a value, and an option given twice is a conflict', () => {
+    const fixOf = (argv: string[], sp: Parameters<typeof parseArgs>[1] = spec) => {
+      try {
+        parseArgs(argv, sp, () => {});
+      } catch (e) {
+        return [(e as UsageError).message, (e as UsageError).fix];
+      }
+      throw new Error('expected a usage error');
+    };
+    const ranged = { usage: 'pnpm lab y', options: { frames: { type: 'int', min: 1000, description: 'f' }, cpu: { type: 'int', min: -1, max: 63, default: -1, description: 'c' }, lsm: { type: 'string', choices: ['auto', 'off', 'required'], description: 'l' } } } as const;
+    // "must be ≥ 1000" with "e.g. --frames 10" was no fix
+    expect(fixOf(['--frames', '5'], ranged)).toEqual(['--frames "5": must be ≥ 1000', 'e.g. --frames 1000']);
+    expect(fixOf(['--n', '11'])).toEqual(['--n "11": must be ≤ 10', 'e.g. --n 3']);
+    // -1 (the documented default) as a value, spaced or joined
+    expect(parseArgs(['--cpu', '-1'], ranged)!.values.cpu).toBe(-1);
+    expect(parseArgs(['--cpu=-1'], ranged)!.values.cpu).toBe(-1);
+    expect(fixOf(['--cpu', '-2'], ranged)).toEqual(['--cpu "-2": must be ≥ -1', 'e.g. --cpu -1']);
+    expect(parseArgs(['--r', '-0.5'], spec)!.values.r).toBe(-0.5);
+    // a string option still refuses a value that looks like an option
+    expect(fixOf(['--mode', '-x'])).toEqual(['--mode: the value looks like an option', 'write --mode=VALUE']);
+    // never the opposite of what was asked
+    expect(fixOf(['--lsm', 'on'], ranged)).toEqual(['--lsm "on": expected one of auto, off, required', 'e.g. --lsm auto']);
+    expect(suggest('on', ['off', 'auto'])).toBeUndefined();
+    expect(suggest('', ['vm', 'lb'])).toBeUndefined();
+    expect(suggest(' ', ['vm', 'lb'])).toBeUndefined();
+    // twice: refused with both values; a list adds up; a flag twice is a flag
+    expect(fixOf(['--n', '3', '--n', '4'])).toEqual(['--n is given 2 times ("3", "4")', 'give --n once']);
+    expect(parseArgs(['--list', 'a', '--list', 'b', '--flag', '--flag'], spec)!.values).toMatchObject({ list: ['a', 'b'], flag: true });
+  });
   it('--help prints usage and returns null', () => {
     let out = '';
     expect(parseArgs(['--n', 'bad', '--help'], spec, (s) => (out = s))).toBeNull();

@@ -65,6 +65,10 @@ describe('lab CLI', () => {
     expect(lab(['vm', 'kernels', '--help']).out).toMatch(/--refresh +read the indices from the mirror again/);
   });
 
+  it('help <command> is that command\'s --help', () => {
+    expect(lab(['help', 'matrix']).out).toMatch(/^usage: pnpm lab matrix/);
+  });
+
   it('a scenario\'s --help lists its own options', () => {
     expect(lab(['run', 'hello-openat', '--help']).out).toMatch(/--comm NAME[\s\S]*--rate N/);
     expect(lab(['run', 'security', '--help']).out).toMatch(/--lsm auto\|off/);
@@ -72,6 +76,9 @@ describe('lab CLI', () => {
 
   it.each([
     [['runn'], /unknown command "runn" \(did you mean run\?\)/],
+    [[''], /the command is empty \(""\)/],
+    [['run', 'a\nb'], /^error: unknown scenario "a\\nb"$/m],
+    [['run', 'hello-openat', '--rate', '10', '--rate', '20'], /--rate is given 2 times \("10", "20"\)/],
     [['run', 'hello-openat', '--duraton', '3'], /unknown option --duraton \(did you mean --duration\?\)/],
     [['run', 'hello-openat', '--duration', 'abc'], /--duration "abc": expected a whole number/],
     [['run', 'hello-openat', '--duration'], /--duration needs a value/],

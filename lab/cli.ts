@@ -56,14 +56,18 @@ function usage(): string {
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
-  if (!name || name === '-h' || name === '--help' || name === 'help') {
+  // `help <command>` is that command's --help
+  if (name === 'help' && rest.length) return main([rest[0]!, '--help']);
+  if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
     console.log(usage());
     return 0;
   }
+  // an empty word (an unset shell variable, "$cmd") is a mistake, not a request for help
+  if (!name.trim()) throw new UsageError(`the command is empty (${JSON.stringify(name)})`, 'pnpm lab --help lists the commands');
   const cmd = commands[name];
   if (!cmd) {
     const s = suggest(name, Object.keys(commands));
-    throw new UsageError(`unknown command "${name}"${s ? ` (did you mean ${s}?)` : ''}`, 'pnpm lab --help lists the commands');
+    throw new UsageError(`unknown command ${JSON.stringify(name)}${s ? ` (did you mean ${s}?)` : ''}`, 'pnpm lab --help lists the commands');
   }
   return (await cmd.load())(rest);
 }

@@ -42,7 +42,7 @@ export function listScenarios(): string[] {
 export async function loadScenario(name: string): Promise<Scenario> {
   if (!listScenarios().includes(name)) {
     const s = suggest(name, listScenarios());
-    throw new UsageError(`unknown scenario "${name}"${s ? ` (did you mean ${s}?)` : ''}`, `available: ${listScenarios().join(', ')}`);
+    throw new UsageError(`unknown scenario ${JSON.stringify(name)}${s ? ` (did you mean ${s}?)` : ''}`, `available: ${listScenarios().join(', ')}`);
   }
   const mod = (await import(entryPath(path.join(SCENARIOS_DIR, name, 'index.ts')))) as { default: Scenario };
   return mod.default;

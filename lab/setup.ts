@@ -118,7 +118,7 @@ export async function setupCommand(argv: string[]): Promise<number> {
   const unknown = p.positionals.filter((g) => !PACKAGES[g]);
   if (unknown.length) {
     const s = suggest(unknown[0]!, Object.keys(PACKAGES));
-    throw new UsageError(`unknown tool group "${unknown[0]}"${s ? ` (did you mean ${s}?)` : ''}`, `groups: ${Object.keys(PACKAGES).join(', ')}`);
+    throw new UsageError(`unknown tool group ${JSON.stringify(unknown[0])}${s ? ` (did you mean ${s}?)` : ''}`, `groups: ${Object.keys(PACKAGES).join(', ')}`);
   }
   const groups = p.positionals.length ? p.positionals : Object.keys(PACKAGES);
   const installed = await ensureTools(groups);

@@ -42,7 +42,7 @@ export async function energyCommand(argv: string[]): Promise<number> {
   }
   if (cmd !== 'top') {
     const near = suggest(cmd, ['top']);
-    throw new UsageError(`unknown energy command "${cmd}"${near ? ` (did you mean "${near}"?)` : ''}`, 'commands: top (pnpm lab energy --help)');
+    throw new UsageError(`unknown energy command ${JSON.stringify(cmd)}${near ? ` (did you mean "${near}"?)` : ''}`, 'commands: top (pnpm lab energy --help)');
   }
   const p = parseArgs(rest, TOP);
   if (!p) return 0;

@@ -116,7 +116,7 @@ export async function policyCommand(argv: string[]): Promise<number> {
   const spec = COMMANDS[cmd];
   if (!spec) {
     const near = suggest(cmd, Object.keys(COMMANDS));
-    throw new UsageError(`unknown policy command "${cmd}"${near ? ` (did you mean "${near}"?)` : ''}`, `commands: ${Object.keys(COMMANDS).join(', ')} (pnpm lab policy --help)`);
+    throw new UsageError(`unknown policy command ${JSON.stringify(cmd)}${near ? ` (did you mean "${near}"?)` : ''}`, `commands: ${Object.keys(COMMANDS).join(', ')} (pnpm lab policy --help)`);
   }
   const parsed = parseArgs(rest, spec);
   if (!parsed) return 0; // --help printed

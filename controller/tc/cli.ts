@@ -250,7 +250,7 @@ export async function tcCommand(argv: string[]): Promise<number> {
   }
   if (group !== 'shape' && group !== 'filter') {
     const s = suggest(group, ['shape', 'filter']);
-    throw new UsageError(`unknown tc command "${group}"${s ? ` (did you mean ${s}?)` : ''}`, 'pnpm lab tc --help lists the commands');
+    throw new UsageError(`unknown tc command ${JSON.stringify(group)}${s ? ` (did you mean ${s}?)` : ''}`, 'pnpm lab tc --help lists the commands');
   }
   if (!sub) throw new UsageError(`tc ${group} needs a command`, 'pnpm lab tc --help lists the commands');
   if (sub === '--help' || sub === '-h') {

@@ -109,7 +109,7 @@ export async function vmCommand(argv: string[]): Promise<number> {
   }
   if (!(sub in SUB)) {
     const s = suggest(sub, Object.keys(SUB));
-    throw new UsageError(`unknown vm command "${sub}"${s ? ` (did you mean ${s}?)` : ''}`, `commands: ${Object.keys(SUB).join(', ')}`);
+    throw new UsageError(`unknown vm command ${JSON.stringify(sub)}${s ? ` (did you mean ${s}?)` : ''}`, `commands: ${Object.keys(SUB).join(', ')}`);
   }
   const progress = createProgress();
   switch (sub as keyof typeof SUB) {

@@ -235,11 +235,11 @@ export async function checkKernel(k: KernelSpec): Promise<void> {
     }
     if (unreadable) return;
   }
-  throw new UsageError(`unknown kernel "${k.text}"`, await knownKernels());
+  throw new UsageError(`unknown kernel ${JSON.stringify(k.text)}`, await knownKernels());
 }
 
 async function unknownKernel(spec: string): Promise<LabError> {
-  return new LabError(`unknown kernel "${spec}"`, await knownKernels());
+  return new LabError(`unknown kernel ${JSON.stringify(spec)}`, await knownKernels());
 }
 
 /** Resolve a parsed --kernel to a kernel on disk, downloading and extracting it if needed. */

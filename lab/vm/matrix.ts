@@ -354,7 +354,7 @@ export async function matrixCommand(argv: string[]): Promise<number> {
   let kernels = p.values.kernels ?? [];
   let scenarios = p.values.scenarios ?? [];
   const { listScenarios } = await import('../run.ts');
-  for (const s of scenarios) if (!listScenarios().includes(s)) throw new UsageError(`unknown scenario "${s}"`, `available: ${listScenarios().join(', ')}`);
+  for (const s of scenarios) if (!listScenarios().includes(s)) throw new UsageError(`unknown scenario ${JSON.stringify(s)}`, `available: ${listScenarios().join(', ')}`);
   if (reportOnly) {
     if (!p.values.out) throw new UsageError('--report-only needs --out <dir with the runs>', 'e.g. pnpm lab matrix --report-only --out reports/matrix-<time>');
     // the runs may come from other machines (CI shards): their kernels are not checked here
