@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureBundle } from './bundle.ts';
 import { REPO_ROOT } from '../common/dist.ts';
 import { archFacts } from '../common/arch.ts';
@@ -30,6 +30,10 @@ function lab(args: string[], env: Record<string, string> = {}) {
   const r = spawnSync(process.execPath, [cli, ...args], { cwd: REPO_ROOT, encoding: 'utf8', env: { ...process.env, ...env }, timeout: 60_000 });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
+// a finished run's directory (only its results.json matters here)
+const A_RUN = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-cli-a-run-'));
+fs.writeFileSync(path.join(A_RUN, 'results.json'), '{}');
+afterAll(() => fs.rmSync(A_RUN, { recursive: true, force: true }));
 const noStack = (s: string) => expect(s).not.toMatch(/^\s+at .+:\d+:\d+\)?$/m);
 const reportDirs = () => (fs.existsSync(path.join(REPO_ROOT, 'reports')) ? fs.readdirSync(path.join(REPO_ROOT, 'reports')) : []);
 
@@ -77,6 +81,13 @@ describe('lab CLI', () => {
   it.each([
     [['runn'], /unknown command "runn" \(did you mean run\?\)/],
     [[''], /the command is empty \(""\)/],
+    // another run's directory is not written over; a matrix names each cell once
+    [['run', 'hello-openat', '--out', A_RUN], /already holds a run \(results\.json\): a run does not write over another/],
+    [['matrix', '--scenarios', 'hello-openat,hello-openat', '--kernels', 'host'], /--scenarios names hello-openat twice/],
+    // a file that is no kernel is refused before a fetch, a cache entry or a boot
+    [['vm', 'fetch', '/etc/passwd'], /kernel \/etc\/passwd: not a kernel image \(no bzImage boot header, not an ELF vmlinux\)/],
+    [['run', 'hello-openat', '--kernel', '/dev/null'], /kernel \/dev\/null: \/dev\/null is not a file/],
+    [['matrix', '--scenarios', 'hello-openat', '--kernels', 'host,host'], /--kernels names "host" twice/],
     [['run', 'a\nb'], /^error: unknown scenario "a\\nb"$/m],
     [['run', 'hello-openat', '--rate', '10', '--rate', '20'], /--rate is given 2 times \("10", "20"\)/],
     [['run', 'hello-openat', '--duraton', '3'], /unknown option --duraton \(did you mean --duration\?\)/],

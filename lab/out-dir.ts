@@ -61,3 +61,14 @@ export function checkOutFile(file: string, option: string, example: string): voi
     throw new UsageError(`--${option} ${file}: ${dir} is not writable`, fix);
   }
 }
+
+/**
+ * A run's --out must not hold another run: its results.json, report and files would be written
+ * over, or mixed with this one's (a sweep found `run xdp-lb --out reports/<another run>` accepted).
+ * What counts as a run: its results.json, its running.json (one still going, or killed), its report.
+ */
+export function checkNotARun(out: string, option = 'out'): void {
+  const abs = path.resolve(out);
+  const held = ['results.json', 'running.json', 'report.html'].find((f) => fs.existsSync(path.join(abs, f)));
+  if (held) throw new UsageError(`--${option} ${out.length > 80 ? `${out.slice(0, 60)}…` : out} already holds a run (${held}): a run does not write over another`, 'give a new directory (or remove that run\'s first)');
+}

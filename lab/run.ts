@@ -22,7 +22,7 @@ import type { Block, Check, Results } from './results.ts';
 import type { Scenario, ScenarioContext } from './scenario.ts';
 import { ensureTools } from './setup.ts';
 import { scaledTimeout } from './timeouts.ts';
-import { checkOutDir } from './out-dir.ts';
+import { checkNotARun, checkOutDir } from './out-dir.ts';
 import { Cleanups } from './cleanups.ts';
 import { onStopSignals } from '../common/signals.ts';
 import { checkKernel, parseKernelSpec, type KernelSpec, type VmKernelSpec } from './vm/index.ts';
@@ -109,6 +109,8 @@ export async function parseRunArgs(argv: string[], mode: 'run' | 'bench'): Promi
   const invalid = scenario.validate?.(options);
   if (invalid) throw new UsageError(invalid.message, invalid.fix);
   if (out !== undefined) checkOutDir(out);
+  // (a guest's run, --spec, shares the directory its host run made and marked)
+  if (out !== undefined && spec === undefined) checkNotARun(out);
   if (backend === 'vng' && k.kind === 'host') throw new UsageError('--vm-backend vng boots a VM kernel', 'e.g. --kernel 6.1 --vm-backend vng');
   if (backend === 'vng') {
     const { vngCannotShare } = await import('./vm/vng.ts');

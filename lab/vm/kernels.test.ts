@@ -80,12 +80,21 @@ describe('checkKernel (the CLI edge)', () => {
     await refusal('9.9');
   });
 
-  it('a bzImage path that does not exist says "no such file"', async () => {
+  it('a bzImage path that does not exist says "no such file", one that is no kernel says so', async () => {
     const u = await refusal('/nonexistent/bzImage');
     expect(u.message).toBe('kernel /nonexistent/bzImage: no such file');
     expect((await refusal(`${cache}`)).message).toMatch(/is not a file/);
     const bz = join(cache, 'bzImage');
     writeFileSync(bz, 'x');
+    expect((await refusal(bz)).message).toBe(`kernel ${bz}: 1 bytes: too short for a kernel image`);
+    const notKernel = Buffer.alloc(0x400);
+    writeFileSync(bz, notKernel);
+    expect((await refusal(bz)).message).toBe(`kernel ${bz}: not a kernel image (no bzImage boot header, not an ELF vmlinux)`);
+    // the boot header's "HdrS" (a bzImage), or an ELF vmlinux
+    notKernel.writeUInt32LE(0x53726448, 0x202);
+    writeFileSync(bz, notKernel);
+    await expect(checkKernel(parseKernelSpec(bz))).resolves.toBeUndefined();
+    writeFileSync(bz, Buffer.from([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1]));
     await expect(checkKernel(parseKernelSpec(bz))).resolves.toBeUndefined();
     expect((await refusal(`${bz}:/nonexistent/mods`)).message).toMatch(/no such modules directory \/nonexistent\/mods/);
   });

@@ -10,7 +10,7 @@ import { SERIES, candidates, compareVersions, downloadPackage, suiteIndex, verif
 import { cacheDir } from './paths.ts';
 import { withLockWait } from '../../common/lockfile.ts';
 import { run } from './exec.ts';
-import { bzImageRelease, extractVmlinux } from './vmlinux.ts';
+import { bzImageRelease, extractVmlinux, kernelImageProblem, readHead } from './vmlinux.ts';
 import type { KernelSpec, VmKernelSpec } from './spec.ts';
 import { archFacts } from '../../common/arch.ts';
 
@@ -144,6 +144,8 @@ async function pathKernel(k: Extract<VmKernelSpec, { kind: 'image' }>): Promise<
   const mods = k.modules;
   const bz = resolve(k.path);
   if (!existsSync(bz) || !statSync(bz).isFile()) throw new LabError(`kernel image ${bz}: no such file`, 'give the path of a bzImage/vmlinuz file, or a kernel the lab fetches: --kernel 6.1 (pnpm lab vm kernels lists them)');
+  const problem = kernelImageProblem(readHead(bz));
+  if (problem) throw new LabError(`kernel image ${bz}: ${problem}`, 'give the path of a bzImage/vmlinuz file, or a kernel the lab fetches: 6.1 (pnpm lab vm kernels lists them)');
   const release = bzImageRelease(readFileSync(bz)) ?? 'unknown';
   let modulesDir = mods ? resolve(mods) : undefined;
   if (modulesDir && existsSync(join(modulesDir, 'lib/modules', release))) modulesDir = join(modulesDir, 'lib/modules', release);
@@ -218,6 +220,13 @@ export async function checkKernel(k: KernelSpec): Promise<void> {
     const bz = resolve(k.path);
     if (!existsSync(bz)) throw new UsageError(`kernel ${k.text}: no such file`, fix);
     if (!statSync(bz).isFile()) throw new UsageError(`kernel ${k.text}: ${bz} is not a file`, fix);
+    let problem: string | undefined;
+    try {
+      problem = kernelImageProblem(readHead(bz));
+    } catch (e) {
+      problem = `cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`;
+    }
+    if (problem) throw new UsageError(`kernel ${k.text}: ${problem}`, fix);
     if (k.modules && !existsSync(resolve(k.modules))) throw new UsageError(`kernel ${k.text}: no such modules directory ${k.modules}`, 'give bzImage:modules-dir with an existing directory, or the bzImage alone');
     return;
   }

@@ -382,6 +382,14 @@ export async function matrixCommand(argv: string[]): Promise<number> {
     const { parseRunArgs } = await import('../run.ts');
     for (const s of scenarios) if (!(await parseRunArgs([s, ...extra], 'run'))) return 0;
     if (p.values.out !== undefined) checkOutDir(p.values.out, { example: '--out /tmp/matrix' });
+    // a cell named twice (or two kernels that make one directory) would be two runs into one dir
+    const dupS = scenarios.find((x, i) => scenarios.indexOf(x) !== i);
+    if (dupS) throw new UsageError(`--scenarios names ${dupS} twice`, 'name each scenario once');
+    const slugs = kernels.map(kernelSlug);
+    const dupK = kernels.find((_, i) => slugs.indexOf(slugs[i]!) !== i);
+    if (dupK !== undefined) throw new UsageError(`--kernels names ${JSON.stringify(kernels[slugs.indexOf(kernelSlug(dupK))])}${kernels[slugs.indexOf(kernelSlug(dupK))] === dupK ? ' twice' : ` and ${JSON.stringify(dupK)}, which share a directory name`}`, 'name each kernel once');
+    // another matrix's directory: its cells would be written over
+    if (p.values.out !== undefined && existsSync(join(resolve(p.values.out), 'matrix.json'))) throw new UsageError(`--out ${p.values.out} already holds a matrix (matrix.json): a matrix does not write over another`, 'give a new directory (or remove that matrix\'s first); matrix --report-only rebuilds its index');
     for (const k of specs.values()) await checkKernel(k);
   }
   const outDir = resolve(p.values.out ?? join(REPO_ROOT, 'reports', `matrix-${started.replace(/[:.]/g, '-')}`));

@@ -1,6 +1,7 @@
 // Pull the ELF vmlinux out of a bzImage. Under TCG the guest's own decompressor costs ~3 s on
 // xz-compressed kernels (5.10, 6.1); QEMU boots an ELF vmlinux through its PVH entry with no
 // decompression at all (every Debian kernel has CONFIG_PVH=y).
+import { closeSync, openSync, readSync } from 'node:fs';
 import { readFile, writeFile, rename } from 'node:fs/promises';
 import { run } from './exec.ts';
 import { LabError } from '../../common/errors.ts';
@@ -24,9 +25,30 @@ export function bzImagePayload(img: Buffer): { data: Buffer; format: 'xz' | 'zst
   return { data, format };
 }
 
+/**
+ * Why a file is no kernel QEMU can boot, or undefined: a bzImage (the "HdrS" boot header) or an
+ * ELF vmlinux (booted through PVH). `vm fetch /etc/passwd` once answered "custom (unknown)", exit 0.
+ */
+export function kernelImageProblem(head: Buffer): string | undefined {
+  if (head.length >= 4 && head.readUInt32BE(0) === 0x7f454c46) return undefined;
+  if (head.length >= 0x206 && head.readUInt32LE(0x202) === 0x53726448) return undefined;
+  return head.length < 0x206 ? `${head.length} bytes: too short for a kernel image` : 'not a kernel image (no bzImage boot header, not an ELF vmlinux)';
+}
+
+/** the first bytes of a file, where a kernel image's headers are */
+export function readHead(file: string, n = 0x400): Buffer {
+  const fd = openSync(file, 'r');
+  try {
+    const b = Buffer.alloc(n);
+    return b.subarray(0, readSync(fd, b, 0, n, 0));
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** Kernel release string from the bzImage header (what uname -r will say). */
 export function bzImageRelease(img: Buffer): string | undefined {
-  if (img.readUInt32LE(0x202) !== 0x53726448) return undefined;
+  if (img.length < 0x210 || img.readUInt32LE(0x202) !== 0x53726448) return undefined;
   const ptr = img.readUInt16LE(0x20e);
   if (!ptr) return undefined;
   const s = img.subarray(0x200 + ptr, 0x200 + ptr + 256).toString('latin1');
