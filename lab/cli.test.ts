@@ -221,6 +221,18 @@ describe('lab CLI', () => {
         expect(fs.existsSync(path.join(dir, 'report.html'))).toBe(false);
       }
       fs.writeFileSync(path.join(dir, 'results.json'), JSON.stringify(good));
+      // a broken run after a good one: nothing is re-rendered, and the error says so
+      const bad = `${dir}-bad`;
+      fs.mkdirSync(bad);
+      try {
+        fs.writeFileSync(path.join(bad, 'results.json'), '{"trunc');
+        const both = lab(['report', dir, bad]);
+        expect(both.code).toBe(1);
+        expect(both.err).toMatch(/not valid JSON[\s\S]*nothing was re-rendered/);
+        expect(fs.existsSync(path.join(dir, 'report.html'))).toBe(false);
+      } finally {
+        fs.rmSync(bad, { recursive: true, force: true });
+      }
       expect(lab(['report', dir]).code).toBe(0);
       expect(fs.readFileSync(path.join(dir, 'report.html'), 'utf8')).not.toContain('undefined · undefined');
     } finally {

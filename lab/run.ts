@@ -22,7 +22,7 @@ import type { Block, Check, Results } from './results.ts';
 import type { Scenario, ScenarioContext } from './scenario.ts';
 import { ensureTools } from './setup.ts';
 import { scaledTimeout } from './timeouts.ts';
-import { checkNotARun, checkOutDir } from './out-dir.ts';
+import { checkNotARun, checkOutDir } from '../common/out-dir.ts';
 import { Cleanups } from './cleanups.ts';
 import { onStopSignals } from '../common/signals.ts';
 import { checkKernel, parseKernelSpec, type KernelSpec, type VmKernelSpec } from './vm/index.ts';

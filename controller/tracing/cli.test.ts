@@ -38,7 +38,10 @@ describe('pnpm lab trace', () => {
     ['capture out of range', ['trace', '--service', 'a=1', '--capture-bytes', '9999'], /error: --capture-bytes "9999"/],
     ['sample ratio of 0', ['trace', '--service', 'a=1', '--sample', '0'], /error: --sample "0": must be ≥ 0\.000001\n\s+fix: /],
     ['sample ratio above 1', ['trace', '--service', 'a=1', '--sample', '1.5'], /error: --sample "1\.5": must be ≤ 1\n\s+fix: /],
-    ['profile into a missing directory', ['trace', '--service', 'a=1', '--cpu-prof', '/no/such/dir/p.cpuprofile'], /error: --cpu-prof "\/no\/such\/dir\/p\.cpuprofile": its directory does not exist\n\s+fix: /],
+    ['profile into a missing directory', ['trace', '--service', 'a=1', '--cpu-prof', '/no/such/dir/p.cpuprofile'], /error: --cpu-prof "\/no\/such\/dir\/p\.cpuprofile": no such directory \/no\/such\/dir\n\s+fix: /],
+    // a directory or procfs: the profile was lost at exit, after the whole session, as an internal error
+    ['profile into a directory', ['trace', '--service', 'a=1', '--cpu-prof', '/tmp'], /error: --cpu-prof "\/tmp": is a directory\n\s+fix: /],
+    ['profile onto procfs', ['trace', '--service', 'a=1', '--cpu-prof', '/proc/version'], /error: --cpu-prof "\/proc\/version": is on procfs/],
     ['typo in a flag', ['trace', '--servce', 'a=1'], /did you mean --service/],
     ['more services than the kernel side indexes', ['trace', ...Array.from({ length: 64 }, (_, i) => ['--service', `s${i}=1`]).flat()], /error: 64 services given: the tracer takes at most 63\n\s+fix: /],
   ];

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { Session } from 'node:inspector/promises';
 import { parseArgs, UsageError } from '../../common/args.ts';
 import { LabError } from '../../common/errors.ts';
+import { checkOutFile } from '../../common/out-dir.ts';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
 import { Tracer, parseSelector, type WorkloadSelector } from './tracer.ts';
 import { TR, type DataHook } from './kernel.ts';
@@ -33,7 +34,15 @@ export async function traceCommand(argv: string[]): Promise<number> {
       json: { type: 'boolean', description: 'print counters (spans, exported, dropped, ring lost, BPF run time with --bpf-stats) as one JSON line on stdout on SIGUSR2 (which also sends the queued spans at once) and at exit, instead of spans' },
       'bpf-stats': { type: 'boolean', description: 'count the programs\' run time (kernel.bpf_stats: two clock reads per program run, a cost of its own) and report it at exit' },
       'cpu-prof': { type: 'string', description: 'write a V8 CPU profile of this daemon to FILE at exit, sampled from after the programs loaded (the profiler\'s signals make the verifier give up)', valueName: 'FILE',
-        check: (v) => (fs.existsSync(path.dirname(path.resolve(v))) ? undefined : { message: 'its directory does not exist', fix: 'create the directory first, or give a path in an existing one' }) },
+        // the lab's file check (a directory, procfs, a dangling link: the profile was lost at exit, an internal error)
+        check: (v) => {
+          try {
+            checkOutFile(v, 'cpu-prof', '/tmp/trace.cpuprofile');
+            return undefined;
+          } catch (e) {
+            return { message: (e as LabError).message.replace(/^--cpu-prof \S+: /, ''), fix: (e as LabError).fix ?? 'give a file in an existing directory you can write' };
+          }
+        } },
     },
     epilog: 'example: pnpm lab trace --service web=/sys/fs/cgroup/web.slice --service api=/usr/sbin/nginx --otlp http://127.0.0.1:4318 --metrics-port 9464',
   });

@@ -5,7 +5,7 @@ import { appendFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs, UsageError } from '../../common/args.ts';
 import { LabError } from '../../common/errors.ts';
-import { checkOutDir, checkOutFile } from '../out-dir.ts';
+import { checkOutDir, checkOutFile } from '../../common/out-dir.ts';
 import { runKey, classKey, compareRuns, type LoadedRun, DEFAULT_FLOOR, DEFAULT_K, loadRuns, markdownTable, textTable } from './compare.ts';
 
 const compareOptions = {

@@ -16,6 +16,17 @@ export async function reportCommand(argv: string[]): Promise<number> {
   if (!p) return 0;
   // every path first: a mistyped one among several must not leave some re-rendered and some not
   for (const dir of p.positionals) if (!fs.existsSync(dir)) throw new UsageError(`cannot read ${dir}: no such file or directory`, 'pass run directories (reports/<run-id>) or their results.json; nothing was re-rendered');
+  // …and every results.json read and checked (a broken one after a good one left the good one
+  // re-rendered and the command failed)
+  for (const dir of p.positionals) {
+    if (fs.existsSync(path.join(dir, 'running.json'))) continue;
+    try {
+      await rerenderReport(dir, { checkOnly: true });
+    } catch (e) {
+      if (e instanceof LabError && p.positionals.length > 1) throw new (e.constructor as typeof LabError)(e.message, `${e.fix ? `${e.fix}; ` : ''}nothing was re-rendered`);
+      throw e;
+    }
+  }
   for (const dir of p.positionals) {
     // a run killed outright left running.json (and no results, or a VM guest's only): its report
     // is written from those

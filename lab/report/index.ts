@@ -272,7 +272,7 @@ export async function writeReport(outDir: string, results: Results): Promise<str
  * (re)write report.html beside it; returns the HTML path. A boot-times run (vm boot-times) has
  * its own shape and page, and is re-rendered with that page.
  */
-export async function rerenderReport(arg: string): Promise<string> {
+export async function rerenderReport(arg: string, o: { checkOnly?: boolean } = {}): Promise<string> {
   let st;
   try {
     st = await stat(arg);
@@ -302,12 +302,12 @@ export async function rerenderReport(arg: string): Promise<string> {
     const { bootTimesHtml } = await import('../vm/index.ts');
     const b = results as unknown as Parameters<typeof bootTimesHtml>[0];
     if (typeof b.runId !== 'string' || !Array.isArray(b.samples) || !Array.isArray(b.summary)) throw new LabError(`${file}: a boot-times run without runId, samples or summary`, 'pass a results.json written by pnpm lab vm boot-times');
-    writeOrSay(path, bootTimesHtml(b));
+    if (!o.checkOnly) writeOrSay(path, bootTimesHtml(b));
     return path;
   }
   const problem = resultsProblem(results);
   if (problem) throw new LabError(`${file}: ${problem}`, 'pass a results.json written by pnpm lab run|bench|matrix');
-  writeOrSay(path, await renderReport(results));
+  if (!o.checkOnly) writeOrSay(path, await renderReport(results));
   return path;
 }
 

@@ -8,7 +8,7 @@ import { LabError } from '../../common/errors.ts';
 import { createProgress } from '../../common/progress.ts';
 import { interruptSignal } from '../../common/signals.ts';
 import { availableKernels, cachedKernels, checkKernel, configFacts, resolveKernel } from './kernels.ts';
-import { checkOutDir } from '../out-dir.ts';
+import { checkOutDir } from '../../common/out-dir.ts';
 import { ensureTools } from '../setup.ts';
 import { bootGuest, guestScript } from './guest.ts';
 import { parseKernelSpec, type VmKernelSpec } from './spec.ts';

@@ -16,7 +16,7 @@ import { escapeHtml, htmlPage, statusBadge } from '../report/html.ts';
 import { REPO_ROOT } from './paths.ts';
 import { parseKernelSpec, type KernelSpec } from './spec.ts';
 import { checkKernel } from './kernels.ts';
-import { checkOutDir } from '../out-dir.ts';
+import { checkOutDir } from '../../common/out-dir.ts';
 
 export interface MatrixCell {
   scenario: string;

@@ -13,6 +13,7 @@ import { scaledTimeout, timeScale, type Scenario, type ScenarioContext } from '.
 import { Tracer } from '../../controller/tracing/tracer.ts';
 import type { Span } from '../../controller/tracing/spans.ts';
 import fs from 'node:fs';
+import { checkOutDir } from '../../common/out-dir.ts';
 import { Jaeger, Zipkin, ensureJaeger, zipkinPath, JAEGER_VERSION, ZIPKIN_VERSION } from '../../controller/tracing/backend.ts';
 import { routeOf } from '../../controller/tracing/export.ts';
 import { Chain, generate, sendGarbage } from './chain.ts';
@@ -436,7 +437,15 @@ const scenario: Scenario = {
     'compare-hook': { type: 'list', choices: ['sock', 'tp_btf', 'raw_tp'], description: 'bench: also measure every eBPF configuration with these payload hooks, interleaved with the rest (the tracer uses the kernel\'s own otherwise: sock on 6.3+, else sys_exit as tp_btf)', valueName: 'sock,tp_btf,raw_tp' },
     sample: { type: 'number', description: 'bench: also measure the tracer sampling this share of root requests in the kernel, beside the SDK sampling the same share (1: no sampled pair)', default: 0.01, min: 1e-6, max: 1, valueName: 'R' },
     'tracer-warmup': { type: 'int', description: 'bench: seconds of the same load with the tracer attached before each eBPF window, not measured (a fresh tracer spends its first seconds compiling; users run it as a daemon)', default: 2, min: 0, max: 60, valueName: 'S' },
-    'cpu-prof': { type: 'string', description: 'bench: write a V8 CPU profile of the tracer for each eBPF measurement into DIR (summary in the report)', valueName: 'DIR' },
+    'cpu-prof': { type: 'string', description: 'bench: write a V8 CPU profile of the tracer for each eBPF measurement into DIR (summary in the report)', valueName: 'DIR',
+      check: (v) => {
+        try {
+          checkOutDir(v, { option: 'cpu-prof', example: '--cpu-prof /tmp/tracer-profiles' });
+          return undefined;
+        } catch (e) {
+          return { message: (e as Error).message.replace(/^--cpu-prof \S+: /, ''), fix: (e as { fix?: string }).fix ?? 'give a directory you can write' };
+        }
+      } },
   },
   // Jaeger is built on the host before a guest boots (3.5 min cold here, seconds with Go's build
   // cache): the guest reads the host's tree read-only and has no route to the Go module proxy

@@ -3,7 +3,7 @@
 // missing share with its own message; compare would print its table and then fail).
 import fs from 'node:fs';
 import path from 'node:path';
-import { UsageError } from '../common/args.ts';
+import { UsageError } from './args.ts';
 
 // statfs magic numbers of file systems that hold no reports (Node's mkdirSync even loops on /proc)
 const NOT_FOR_FILES: Record<number, string> = { 0x9fa0: 'procfs', 0x62656572: 'sysfs', 0xcafe4a11: 'bpffs', 0x63677270: 'cgroup2', 0x27e0eb: 'cgroup', 0x64626720: 'debugfs', 0x74726163: 'tracefs', 0x1cd1: 'devpts' };
@@ -26,7 +26,12 @@ export function checkOutDir(out: string, o: { option?: string; mustExist?: boole
   const abs = path.resolve(out);
   tooLong(abs, opt, fix);
   let at = abs;
-  while (!fs.existsSync(at)) at = path.dirname(at);
+  while (!fs.existsSync(at)) {
+    // a name that is there but leads nowhere: a dangling link (mkdir would fail, or a write replace
+    // it) or a loop (ELOOP, an internal error after the work)
+    if (isLink(at)) throw new UsageError(`${opt}: ${at} is a symbolic link that leads nowhere (${linkTrouble(at)})`, fix);
+    at = path.dirname(at);
+  }
   if (!fs.statSync(at).isDirectory()) throw new UsageError(`${opt}: ${at} is not a directory`, fix);
   if (o.mustExist && at !== abs) throw new UsageError(`${opt}: no such directory`, `create it first (mkdir -p ${out}), or give an existing directory`);
   const kind = NOT_FOR_FILES[Number(fs.statfsSync(at).type)];
@@ -43,8 +48,13 @@ export function checkOutFile(file: string, option: string, example: string): voi
   const fix = `give a file in an existing directory that you can write, e.g. --${option} ${example}`;
   const abs = path.resolve(file);
   tooLong(abs, `--${option} ${file.length > 80 ? `${file.slice(0, 60)}…` : file}`, fix);
+  if (!fs.existsSync(abs) && isLink(abs)) throw new UsageError(`--${option} ${file}: a symbolic link that leads nowhere (${linkTrouble(abs)})`, fix);
+  // procfs, sysfs …: "writable" to root, and the write fails (EIO) after the work
+  const fsKind = (p: string) => NOT_FOR_FILES[Number(fs.statfsSync(p).type)];
   if (fs.existsSync(abs)) {
     if (fs.statSync(abs).isDirectory()) throw new UsageError(`--${option} ${file}: is a directory`, fix);
+    const kind = fsKind(abs);
+    if (kind) throw new UsageError(`--${option} ${file}: is on ${kind}, which holds no files of ours`, fix);
     try {
       fs.accessSync(abs, fs.constants.W_OK);
     } catch {
@@ -55,6 +65,8 @@ export function checkOutFile(file: string, option: string, example: string): voi
   const dir = path.dirname(abs);
   if (!fs.existsSync(dir)) throw new UsageError(`--${option} ${file}: no such directory ${dir}`, fix);
   if (!fs.statSync(dir).isDirectory()) throw new UsageError(`--${option} ${file}: ${dir} is not a directory`, fix);
+  const kind = fsKind(dir);
+  if (kind) throw new UsageError(`--${option} ${file}: ${dir} is on ${kind}, which holds no files of ours`, fix);
   try {
     fs.accessSync(dir, fs.constants.W_OK);
   } catch {
@@ -71,4 +83,22 @@ export function checkNotARun(out: string, option = 'out'): void {
   const abs = path.resolve(out);
   const held = ['results.json', 'running.json', 'report.html'].find((f) => fs.existsSync(path.join(abs, f)));
   if (held) throw new UsageError(`--${option} ${out.length > 80 ? `${out.slice(0, 60)}…` : out} already holds a run (${held}): a run does not write over another`, 'give a new directory (or remove that run\'s first)');
+}
+
+function isLink(p: string): boolean {
+  try {
+    return fs.lstatSync(p).isSymbolicLink();
+  } catch {
+    return false;
+  }
+}
+
+/** why a link does not resolve: a loop, or the missing target it names */
+function linkTrouble(p: string): string {
+  try {
+    fs.statSync(p);
+    return 'it resolves';
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ELOOP' ? 'a loop of links' : `it points to ${fs.readlinkSync(p)}, which does not exist`;
+  }
 }
