@@ -129,6 +129,7 @@ function convert(name: string, o: Opt, raw: string): string | number | string[] 
     const form = o.type === 'int' ? INT_TEXT : NUMBER_TEXT;
     const v = form.test(raw) ? Number(raw) + 0 : NaN; // + 0: -0 is 0
     // digits beyond a safe integer are a number all the same: too large, which the range says when there is one
+    if (o.type === 'number' && form.test(raw) && !Number.isFinite(v)) throw bad(raw.startsWith('-') ? `too small${o.min !== undefined ? ` (must be ≥ ${o.min})` : ''}` : `too large${o.max !== undefined ? ` (must be ≤ ${o.max})` : ''}`);
     if (o.type === 'int' && form.test(raw) && !Number.isSafeInteger(v)) throw bad(raw.startsWith('-') ? `too small (must be ≥ ${o.min ?? Number.MIN_SAFE_INTEGER})` : `too large (must be ≤ ${o.max ?? Number.MAX_SAFE_INTEGER})`);
     if (!Number.isFinite(v) || (o.type === 'int' && !Number.isSafeInteger(v))) throw bad(o.type === 'int' ? 'expected a whole number in decimal digits (e.g. 16, not 0x10, 1e3, +16 or 16.0)' : 'expected a decimal number (e.g. 0.5 or 1e-3, not 0x10 or +1)');
     if (o.min !== undefined && v < o.min) throw bad(`must be ≥ ${o.min}`);

@@ -121,6 +121,8 @@ describe('parseArgs', () => {
     expect(parseArgs(['--cpu=-1'], ranged)!.values.cpu).toBe(-1);
     expect(fixOf(['--cpu', '-2'], ranged)).toEqual(['--cpu "-2": must be ≥ -1', 'e.g. --cpu -1']);
     expect(parseArgs(['--r', '-0.5'], spec)!.values.r).toBe(-0.5);
+    // a decimal beyond a double is too large, not "not a decimal number"
+    expect(fixOf(['--r', '1e400'])[0]).toBe('--r "1e400": too large');
     // a string option still refuses a value that looks like an option
     expect(fixOf(['--mode', '-x'])).toEqual(['--mode: the value looks like an option', 'write --mode=VALUE']);
     // never the opposite of what was asked

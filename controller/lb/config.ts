@@ -439,7 +439,7 @@ function readConfigFile(file: string): { config: LbConfig; source: () => ConfigF
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (e) {
-    throw new ValidationError(`${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+    throw new ValidationError(`${file}: ${readProblem(e)}`);
   }
   const parsed = () => parseYamlFile(text, file, (m) => new ValidationError(m)).source;
   if (file.endsWith('.json')) {
@@ -472,3 +472,9 @@ export function validateConfigFile(file: string, adjust: (c: LbConfig) => LbConf
 }
 
 export { canonical, familyOf };
+
+/** why a config file could not be read, in words ("EISDIR: illegal operation on a directory, read" was the raw message) */
+function readProblem(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory, not a config file' : code === 'EACCES' ? 'not readable (permission denied)' : (e as Error).message;
+}

@@ -201,10 +201,16 @@ export function loadSvcConfigFile(file: string): SvcConfig {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (e) {
-    throw new ValidationError(`${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+    throw new ValidationError(`${file}: ${readProblem(e)}`);
   }
   if (file.endsWith('.json')) return parseJson<SvcConfig>(text, file, (m) => new ValidationError(m));
   return parseYamlFile(text, file, (m) => new ValidationError(m)).value as SvcConfig;
 }
 
 export { backendKey, ValidationError };
+
+/** why a config file could not be read, in words ("EISDIR: illegal operation on a directory, read" was the raw message) */
+function readProblem(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory, not a config file' : code === 'EACCES' ? 'not readable (permission denied)' : (e as Error).message;
+}

@@ -27,7 +27,7 @@ const USAGE = `usage: pnpm lab vm <command>
 
 /** A kernel argument of a vm command: any --kernel except host (these commands boot a guest). */
 export function vmKernelArg(text: string): VmKernelSpec {
-  const k = parseKernelSpec(text);
+  const k = parseKernelSpec(text, 'the kernel');
   if (k.kind === 'host') throw new UsageError('"host" is this machine\'s kernel, not a VM kernel', 'name a VM kernel: 5.10, 6.1, 6.12, 7.x, a Debian version or a bzImage path');
   return k;
 }

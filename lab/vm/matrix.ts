@@ -301,7 +301,8 @@ export function runsInDir(outDir: string, known: readonly string[] = []): { scen
 function reportOnlyCells(out: string, scenarios: string[] | undefined, kernels: string[] | undefined, known: readonly string[]): { scenarios: string[]; kernels: string[]; present: (s: string, k: string) => boolean } {
   const outDir = resolve(out);
   const fix = 'point --out at a matrix directory: its <scenario>-<kernel>/ dirs hold the runs\' results.json';
-  if (!existsSync(outDir) || !statSync(outDir).isDirectory()) throw new UsageError(`no runs in ${out}: no such directory`, fix);
+  if (!existsSync(outDir)) throw new UsageError(`no runs in ${out}: no such directory`, fix);
+  if (!statSync(outDir).isDirectory()) throw new UsageError(`no runs in ${out}: not a directory`, fix);
   const runs = runsInDir(outDir, known).filter((r) => (!scenarios || scenarios.includes(r.scenario)) && (!kernels || kernels.map(kernelSlug).includes(kernelSlug(r.kernel))));
   const present = (s: string, k: string) => [join(outDir, `${s}-${kernelSlug(k)}`, 'results.json'), join(outDir, `${s}-${kernelSlug(k)}.log`)].some((f) => existsSync(f));
   const ss = scenarios ?? [...new Set(runs.map((r) => r.scenario))];

@@ -19,9 +19,10 @@ export type VmKernelSpec = Exclude<KernelSpec, { kind: 'host' }>;
 
 export const HOST: KernelSpec = { kind: 'host', text: 'host' };
 
-export function parseKernelSpec(text: string): KernelSpec {
+export function parseKernelSpec(text: string, what = '--kernel'): KernelSpec {
   const s = text.trim();
-  if (!s) throw new UsageError('--kernel must not be empty', 'e.g. --kernel host or --kernel 6.1');
+  // (`vm fetch ''` is no --kernel: the message names what was given, the fix fits it)
+  if (!s) throw new UsageError(`${what} must not be empty`, what === '--kernel' ? 'e.g. --kernel host or --kernel 6.1' : 'e.g. 6.1 (pnpm lab vm kernels lists them)');
   if (s === 'host') return HOST;
   const [img, modules] = s.split(':');
   if (s.includes('/') || (existsSync(img!) && statSync(img!).isFile())) return { kind: 'image', text: s, path: img!, modules: modules || undefined };
@@ -33,4 +34,4 @@ export function parseKernelSpec(text: string): KernelSpec {
 }
 
 /** A list of kernels (matrix --kernels) parsed the same way. */
-export const parseKernelSpecs = (list: string[]): KernelSpec[] => list.map(parseKernelSpec);
+export const parseKernelSpecs = (list: string[]): KernelSpec[] => list.map((k) => parseKernelSpec(k));
