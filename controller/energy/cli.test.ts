@@ -71,6 +71,21 @@ describe('pnpm lab energy', () => {
     const off = await lab(['energy', 'top', '--interval', '300', '--count', '1', '--plain', '--power', 'model']);
     expect(off.code).toBe(0);
     expect(off.stdout).not.toMatch(/metrics:/);
+    // a taken port is one line with the fix (it is tried before the programs load)
+    const net = await import('node:net');
+    const taken = net.createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+    try {
+      const port = (taken.address() as { port: number }).port;
+      const t0 = Date.now();
+      const busy = await lab(['energy', 'top', '--interval', '300', '--count', '1', '--plain', '--power', 'model', '--metrics-port', String(port)]);
+      expect(busy.code).toBe(1);
+      expect(busy.stderr).toMatch(new RegExp(`cannot serve metrics on 127\\.0\\.0\\.1:${port}: EADDRINUSE\\n\\s+fix: port ${port} is taken`));
+      expect(Date.now() - t0).toBeLessThan(10_000);
+      expect(busy.stdout).toBe('');
+    } finally {
+      taken.close();
+    }
   }, 60_000);
 
   // SIGHUP: the terminal or ssh session went away. It was swallowed (the binding's deferring

@@ -59,6 +59,13 @@ function fmtJ(j: number): string {
 async function top(v: { interval: number; by: string; limit: number; count: number; power: string; tdp: number; idle: number; hook: string; 'metrics-port'?: number; plain?: boolean }): Promise<number> {
   deferSignalsToCaller(); // we close in order ourselves on Ctrl-C
   await ensureMounts();
+  // a taken --metrics-port fails before the programs are loaded (as `tc shape start` does): the
+  // port is tried with the same server, closed, and taken again once there is something to serve
+  const port = v['metrics-port'];
+  if (port !== undefined && port !== 0) {
+    const probe = await serveMetrics({ contentType: 'text/plain', metrics: async () => '' }, port);
+    await new Promise((r) => probe.close(r));
+  }
   const c = await EnergyCollector.open({ power: v.power as 'auto' | 'model', hook: v.hook as 'auto', model: { tdpWatts: v.tdp, idleWatts: v.idle } });
   let server: http.Server | null = null;
   let stop!: () => void;

@@ -3,6 +3,7 @@
 // them when it ends); it pins its maps and writes a state file, so the other commands — run from
 // any shell — validate their input first and then only write maps (no reload). Arguments go
 // through common/args.ts; expected failures are LabErrors (one line and the fix).
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import type http from 'node:http';
 import { serveMetrics } from '../../common/metrics-http.ts';
@@ -94,6 +95,11 @@ async function daemon(p: Args): Promise<number> {
   if (!dev) throw new UsageError('tc shape start needs --dev DEV', 'e.g. pnpm lab tc shape start --dev eth0 --config shape.yaml');
   // validate the config before anything is attached
   const plan = p.values.config ? planFromFile(p.values.config as string) : { classes: [], rules: [] };
+  // …and the device: a mistyped one cost a compile of the program first (a fresh clone has none built)
+  const netns = p.values.netns as string | undefined;
+  const probe = spawnSync('ip', [...(netns ? ['-n', netns] : []), 'link', 'show', 'dev', dev], { encoding: 'utf8' });
+  if (probe.status !== 0 && netns && /Cannot open network namespace/.test(probe.stderr)) throw new UsageError(`--netns ${JSON.stringify(netns)}: no such network namespace`, 'ip netns lists them');
+  if (probe.status !== 0) throw new UsageError(`--dev ${JSON.stringify(dev)}: no such device${netns ? ` in netns ${netns}` : ''} (${(probe.stderr || probe.error?.message || '').trim().split('\n')[0]})`, `${netns ? `ip -n ${netns} link` : 'ip link'} lists the devices`);
   deferSignalsToCaller(true);
   const instance = p.values.instance as string;
   let shaper: TcShaper | undefined;
