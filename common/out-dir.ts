@@ -48,12 +48,18 @@ export function checkOutFile(file: string, option: string, example: string): voi
   const fix = `give a file in an existing directory that you can write, e.g. --${option} ${example}`;
   const abs = path.resolve(file);
   tooLong(abs, `--${option} ${file.length > 80 ? `${file.slice(0, 60)}…` : file}`, fix);
-  if (!fs.existsSync(abs) && isLink(abs)) throw new UsageError(`--${option} ${file}: a symbolic link that leads nowhere (${linkTrouble(abs)})`, fix);
+  // a link to a file not there yet is written through (the file is made); a loop is not
+  if (!fs.existsSync(abs) && isLink(abs)) {
+    const trouble = linkTrouble(abs);
+    if (trouble === 'a loop of links') throw new UsageError(`--${option} ${file}: a symbolic link that leads nowhere (${trouble})`, fix);
+    return checkOutFile(path.resolve(path.dirname(abs), fs.readlinkSync(abs)), option, example);
+  }
   // procfs, sysfs …: "writable" to root, and the write fails (EIO) after the work
   const fsKind = (p: string) => NOT_FOR_FILES[Number(fs.statfsSync(p).type)];
   if (fs.existsSync(abs)) {
     if (fs.statSync(abs).isDirectory()) throw new UsageError(`--${option} ${file}: is a directory`, fix);
-    const kind = fsKind(abs);
+    // (a character device is written as a stream: /dev/stdout, /dev/fd/1 on a terminal)
+    const kind = fs.statSync(abs).isCharacterDevice() ? undefined : fsKind(abs);
     if (kind) throw new UsageError(`--${option} ${file}: is on ${kind}, which holds no files of ours`, fix);
     try {
       fs.accessSync(abs, fs.constants.W_OK);
@@ -101,4 +107,16 @@ function linkTrouble(p: string): string {
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'ELOOP' ? 'a loop of links' : `it points to ${fs.readlinkSync(p)}, which does not exist`;
   }
+}
+
+/**
+ * A check's message without its "--option VALUE: " lead, for an option's own `check` (whose
+ * error adds that lead again). By the exact text: a value with a space in it was cut at the space.
+ */
+export function withoutOption(message: string, option: string, value: string): string {
+  for (const shown of [value, `${value.slice(0, 60)}…`]) {
+    const lead = `--${option} ${shown}: `;
+    if (message.startsWith(lead)) return message.slice(lead.length);
+  }
+  return message;
 }

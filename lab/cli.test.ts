@@ -33,6 +33,9 @@ function lab(args: string[], env: Record<string, string> = {}) {
 // a finished run's directory (only its results.json matters here)
 const A_RUN = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-cli-a-run-'));
 fs.writeFileSync(path.join(A_RUN, 'results.json'), '{}');
+const A_CELL = path.join(A_RUN, 'hello-openat-host');
+fs.mkdirSync(A_CELL);
+fs.writeFileSync(path.join(A_CELL, 'results.json'), '{}');
 afterAll(() => fs.rmSync(A_RUN, { recursive: true, force: true }));
 const noStack = (s: string) => expect(s).not.toMatch(/^\s+at .+:\d+:\d+\)?$/m);
 const reportDirs = () => (fs.existsSync(path.join(REPO_ROOT, 'reports')) ? fs.readdirSync(path.join(REPO_ROOT, 'reports')) : []);
@@ -71,6 +74,7 @@ describe('lab CLI', () => {
 
   it('help <command> is that command\'s --help', () => {
     expect(lab(['help', 'matrix']).out).toMatch(/^usage: pnpm lab matrix/);
+    expect(lab(['help', 'run', 'hello-openat']).out).toMatch(/^usage: pnpm lab run hello-openat[\s\S]*--comm NAME/);
   });
 
   it('a scenario\'s --help lists its own options', () => {
@@ -88,6 +92,8 @@ describe('lab CLI', () => {
     [['vm', 'fetch', '/etc/passwd'], /kernel \/etc\/passwd: not a kernel image \(no bzImage boot header, not an ELF vmlinux\)/],
     [['run', 'hello-openat', '--kernel', '/dev/null'], /kernel \/dev\/null: \/dev\/null is not a file/],
     [['matrix', '--scenarios', 'hello-openat', '--kernels', 'host,host'], /--kernels names "host" twice/],
+    // a matrix killed outright left cells and no matrix.json: a new one there would read them back as its own
+    [['matrix', '--scenarios', 'hello-openat', '--kernels', 'host', '--out', path.dirname(A_CELL)], /hello-openat-host already holds a run \(results\.json\)/],
     [['run', 'a\nb'], /^error: unknown scenario "a\\nb"$/m],
     [['run', 'hello-openat', '--rate', '10', '--rate', '20'], /--rate is given 2 times \("10", "20"\)/],
     [['run', 'hello-openat', '--duraton', '3'], /unknown option --duraton \(did you mean --duration\?\)/],

@@ -57,7 +57,7 @@ function usage(): string {
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   // `help <command>` is that command's --help
-  if (name === 'help' && rest.length) return main([rest[0]!, '--help']);
+  if (name === 'help' && rest.length) return main([...rest, '--help']);
   if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
     console.log(usage());
     return 0;

@@ -91,5 +91,11 @@ describe('lab/run: reports of runs killed outright', () => {
     expect(live.exitCode).toBe(1);
     expect(live.stderr).toMatch(/^error: .*alive: its run is still going/);
     expect(fs.existsSync(path.join(reports, 'alive', 'running.json'))).toBe(true);
+    // a live one among others: nothing is re-rendered (the one before it was, and the command failed)
+    fs.rmSync(path.join(reports, 'elsewhere', 'report.html'));
+    const mixed = await execa(NODE, [...LAB, 'report', path.join(reports, 'elsewhere'), path.join(reports, 'alive')], { cwd, reject: false });
+    expect(mixed.exitCode).toBe(1);
+    expect(mixed.stderr).toMatch(/alive: its run is still going/);
+    expect(fs.existsSync(path.join(reports, 'elsewhere', 'report.html'))).toBe(false);
   }, 60_000);
 });

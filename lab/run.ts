@@ -109,8 +109,8 @@ export async function parseRunArgs(argv: string[], mode: 'run' | 'bench'): Promi
   const invalid = scenario.validate?.(options);
   if (invalid) throw new UsageError(invalid.message, invalid.fix);
   if (out !== undefined) checkOutDir(out);
-  // (a guest's run, --spec, shares the directory its host run made and marked)
-  if (out !== undefined && spec === undefined) checkNotARun(out);
+  // (a guest's run shares the directory its host run made and marked)
+  if (out !== undefined && process.env.EBPF_LAB_IN_VM !== '1') checkNotARun(out);
   if (backend === 'vng' && k.kind === 'host') throw new UsageError('--vm-backend vng boots a VM kernel', 'e.g. --kernel 6.1 --vm-backend vng');
   if (backend === 'vng') {
     const { vngCannotShare } = await import('./vm/vng.ts');
@@ -199,6 +199,16 @@ export async function reportKilledRuns(info: (line: string) => void, reports = R
     } catch (e) {
       info(`the matrix index in ${m} could not be rebuilt (${(e as Error).message}): pnpm lab matrix --report-only --out ${m}`);
     }
+  }
+}
+
+/** the run of `dir` is alive (its running.json names a live process) */
+export function runStillGoing(dir: string): boolean {
+  try {
+    const rec = JSON.parse(fs.readFileSync(path.join(dir, RUNNING), 'utf8')) as { pid: number; startTime?: string };
+    return processAlive(rec.pid, rec.startTime);
+  } catch {
+    return false;
   }
 }
 

@@ -95,10 +95,12 @@ async function daemon(p: Args): Promise<number> {
   if (!dev) throw new UsageError('tc shape start needs --dev DEV', 'e.g. pnpm lab tc shape start --dev eth0 --config shape.yaml');
   // validate the config before anything is attached
   const plan = p.values.config ? planFromFile(p.values.config as string) : { classes: [], rules: [] };
-  // …and the device: a mistyped one cost a compile of the program first (a fresh clone has none built)
+  // …and the device: a mistyped one cost a compile of the program first (a fresh clone has none
+  // built). Entered as the shaper enters it (nsenter: `ip -n` remounts / first, which fails in a chroot)
   const netns = p.values.netns as string | undefined;
-  const probe = spawnSync('ip', [...(netns ? ['-n', netns] : []), 'link', 'show', 'dev', dev], { encoding: 'utf8' });
-  if (probe.status !== 0 && netns && /Cannot open network namespace/.test(probe.stderr)) throw new UsageError(`--netns ${JSON.stringify(netns)}: no such network namespace`, 'ip netns lists them');
+  if (netns && !fs.existsSync(`/run/netns/${netns}`)) throw new UsageError(`--netns ${JSON.stringify(netns)}: no such network namespace`, 'ip netns lists them');
+  const probe = netns ? spawnSync('nsenter', [`--net=/run/netns/${netns}`, '--', 'ip', 'link', 'show', 'dev', dev], { encoding: 'utf8' }) : spawnSync('ip', ['link', 'show', 'dev', dev], { encoding: 'utf8' });
+  if ((probe.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') throw new LabError(`${netns ? 'nsenter' : 'ip'} is not installed (not found on PATH)`, 'pnpm lab setup tc (as root) installs the tools tc shaping runs');
   if (probe.status !== 0) throw new UsageError(`--dev ${JSON.stringify(dev)}: no such device${netns ? ` in netns ${netns}` : ''} (${(probe.stderr || probe.error?.message || '').trim().split('\n')[0]})`, `${netns ? `ip -n ${netns} link` : 'ip link'} lists the devices`);
   deferSignalsToCaller(true);
   const instance = p.values.instance as string;

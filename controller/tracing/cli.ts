@@ -6,7 +6,7 @@ import path from 'node:path';
 import { Session } from 'node:inspector/promises';
 import { parseArgs, UsageError } from '../../common/args.ts';
 import { LabError } from '../../common/errors.ts';
-import { checkOutFile } from '../../common/out-dir.ts';
+import { checkOutFile, withoutOption } from '../../common/out-dir.ts';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
 import { Tracer, parseSelector, type WorkloadSelector } from './tracer.ts';
 import { TR, type DataHook } from './kernel.ts';
@@ -40,7 +40,7 @@ export async function traceCommand(argv: string[]): Promise<number> {
             checkOutFile(v, 'cpu-prof', '/tmp/trace.cpuprofile');
             return undefined;
           } catch (e) {
-            return { message: (e as LabError).message.replace(/^--cpu-prof \S+: /, ''), fix: (e as LabError).fix ?? 'give a file in an existing directory you can write' };
+            return { message: withoutOption((e as LabError).message, 'cpu-prof', v), fix: (e as LabError).fix ?? 'give a file in an existing directory you can write' };
           }
         } },
     },

@@ -19,7 +19,12 @@ export async function reportCommand(argv: string[]): Promise<number> {
   // …and every results.json read and checked (a broken one after a good one left the good one
   // re-rendered and the command failed)
   for (const dir of p.positionals) {
-    if (fs.existsSync(path.join(dir, 'running.json'))) continue;
+    if (fs.existsSync(path.join(dir, 'running.json'))) {
+      const { runStillGoing } = await import('../run.ts');
+      if (runStillGoing(dir)) throw stillGoing(dir);
+      // a killed run's report is written from its running.json (and a finished guest's results)
+      if (!fs.existsSync(path.join(dir, 'results.json'))) continue;
+    }
     try {
       await rerenderReport(dir, { checkOnly: true });
     } catch (e) {
@@ -33,7 +38,7 @@ export async function reportCommand(argv: string[]): Promise<number> {
     if (fs.existsSync(path.join(dir, 'running.json'))) {
       const { reportKilledRun } = await import('../run.ts');
       const r = await reportKilledRun(dir, `pnpm lab report (pid ${process.pid})`);
-      if (r === 'running') throw new LabError(`${dir}: its run is still going (running.json names a live process): there is no report to render yet`, 'wait for the run to finish, or stop it (Ctrl-C / kill <pid>)');
+      if (r === 'running') throw stillGoing(dir);
       if (r === 'written') {
         console.log(path.join(dir, 'report.html'));
         continue;
@@ -43,3 +48,5 @@ export async function reportCommand(argv: string[]): Promise<number> {
   }
   return 0;
 }
+
+const stillGoing = (dir: string) => new LabError(`${dir}: its run is still going (running.json names a live process): there is no report to render yet`, 'wait for the run to finish, or stop it (Ctrl-C / kill <pid>)');

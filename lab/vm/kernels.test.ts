@@ -94,8 +94,20 @@ describe('checkKernel (the CLI edge)', () => {
     notKernel.writeUInt32LE(0x53726448, 0x202);
     writeFileSync(bz, notKernel);
     await expect(checkKernel(parseKernelSpec(bz))).resolves.toBeUndefined();
-    writeFileSync(bz, Buffer.from([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1]));
+    const elf = Buffer.alloc(64 + 56);
+    elf.writeUInt32BE(0x7f454c46, 0);
+    elf[4] = 2; // 64-bit
+    elf.writeUInt16LE(2, 16); // ET_EXEC
+    elf.writeUInt16LE(0x3e, 18); // x86-64
+    elf.writeBigUInt64LE(64n, 32); // program headers right after
+    elf.writeUInt16LE(56, 54);
+    elf.writeUInt16LE(1, 56);
+    elf.writeUInt32LE(1, 64); // PT_LOAD …
+    elf.writeBigUInt64LE(0xffffffff81000000n, 64 + 16); // … at the kernel's address
+    writeFileSync(bz, elf);
     await expect(checkKernel(parseKernelSpec(bz))).resolves.toBeUndefined();
+    // an ELF that is no vmlinux (a program, a shared object) is not booted
+    expect((await refusal(process.execPath)).message).toBe(`kernel ${process.execPath}: an ELF file, but no x86-64 vmlinux (no part of it loads at kernel addresses)`);
     expect((await refusal(`${bz}:/nonexistent/mods`)).message).toMatch(/no such modules directory \/nonexistent\/mods/);
   });
 });

@@ -16,7 +16,7 @@ import { escapeHtml, htmlPage, statusBadge } from '../report/html.ts';
 import { REPO_ROOT } from './paths.ts';
 import { parseKernelSpec, type KernelSpec } from './spec.ts';
 import { checkKernel } from './kernels.ts';
-import { checkOutDir } from '../../common/out-dir.ts';
+import { checkNotARun, checkOutDir } from '../../common/out-dir.ts';
 
 export interface MatrixCell {
   scenario: string;
@@ -390,6 +390,9 @@ export async function matrixCommand(argv: string[]): Promise<number> {
     const dupK = kernels.find((_, i) => slugs.indexOf(slugs[i]!) !== i);
     if (dupK !== undefined) throw new UsageError(`--kernels names ${JSON.stringify(kernels[slugs.indexOf(kernelSlug(dupK))])}${kernels[slugs.indexOf(kernelSlug(dupK))] === dupK ? ' twice' : ` and ${JSON.stringify(dupK)}, which share a directory name`}`, 'name each kernel once');
     // another matrix's directory: its cells would be written over
+    // …or any of this matrix's cells already run (a matrix killed outright has no matrix.json): each
+    // cell's run would refuse it, and the old results read back as this matrix's
+    if (p.values.out !== undefined) for (const s of scenarios) for (const k of kernels) checkNotARun(join(resolve(p.values.out), `${s}-${kernelSlug(k)}`));
     if (p.values.out !== undefined && existsSync(join(resolve(p.values.out), 'matrix.json'))) throw new UsageError(`--out ${p.values.out} already holds a matrix (matrix.json): a matrix does not write over another`, 'give a new directory (or remove that matrix\'s first); matrix --report-only rebuilds its index');
     for (const k of specs.values()) await checkKernel(k);
   }

@@ -30,9 +30,25 @@ export function bzImagePayload(img: Buffer): { data: Buffer; format: 'xz' | 'zst
  * ELF vmlinux (booted through PVH). `vm fetch /etc/passwd` once answered "custom (unknown)", exit 0.
  */
 export function kernelImageProblem(head: Buffer): string | undefined {
-  if (head.length >= 4 && head.readUInt32BE(0) === 0x7f454c46) return undefined;
+  // an ELF: a 64-bit x86-64 executable loaded at kernel addresses, as a vmlinux is (a program is
+  // an ELF executable too: node's loads at 0x400000)
+  if (head.length >= 4 && head.readUInt32BE(0) === 0x7f454c46) return isVmlinuxElf(head) ? undefined : 'an ELF file, but no x86-64 vmlinux (no part of it loads at kernel addresses)';
   if (head.length >= 0x206 && head.readUInt32LE(0x202) === 0x53726448) return undefined;
   return head.length < 0x206 ? `${head.length} bytes: too short for a kernel image` : 'not a kernel image (no bzImage boot header, not an ELF vmlinux)';
+}
+
+function isVmlinuxElf(h: Buffer): boolean {
+  if (h.length < 64 || h[4] !== 2 || h.readUInt16LE(16) !== 2 || h.readUInt16LE(18) !== 0x3e) return false;
+  const phoff = Number(h.readBigUInt64LE(32));
+  const size = h.readUInt16LE(54);
+  const n = h.readUInt16LE(56);
+  for (let i = 0; i < n; i++) {
+    const at = phoff + i * size;
+    if (at + 24 > h.length) break;
+    // a PT_LOAD whose virtual address is in the kernel's half (0xffffffff80000000 and up)
+    if (h.readUInt32LE(at) === 1 && h.readBigUInt64LE(at + 16) >= 0xffffffff80000000n) return true;
+  }
+  return false;
 }
 
 /** the first bytes of a file, where a kernel image's headers are */

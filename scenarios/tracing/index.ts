@@ -13,7 +13,7 @@ import { scaledTimeout, timeScale, type Scenario, type ScenarioContext } from '.
 import { Tracer } from '../../controller/tracing/tracer.ts';
 import type { Span } from '../../controller/tracing/spans.ts';
 import fs from 'node:fs';
-import { checkOutDir } from '../../common/out-dir.ts';
+import { checkOutDir, withoutOption } from '../../common/out-dir.ts';
 import { Jaeger, Zipkin, ensureJaeger, zipkinPath, JAEGER_VERSION, ZIPKIN_VERSION } from '../../controller/tracing/backend.ts';
 import { routeOf } from '../../controller/tracing/export.ts';
 import { Chain, generate, sendGarbage } from './chain.ts';
@@ -443,7 +443,7 @@ const scenario: Scenario = {
           checkOutDir(v, { option: 'cpu-prof', example: '--cpu-prof /tmp/tracer-profiles' });
           return undefined;
         } catch (e) {
-          return { message: (e as Error).message.replace(/^--cpu-prof \S+: /, ''), fix: (e as { fix?: string }).fix ?? 'give a directory you can write' };
+          return { message: withoutOption((e as Error).message, 'cpu-prof', v), fix: (e as { fix?: string }).fix ?? 'give a directory you can write' };
         }
       } },
   },
