@@ -1,5 +1,5 @@
 // Errors a user can act on: a message and, where we know it, the fix.
-import { escapeChar } from './printable.ts';
+import { printableLines } from './printable.ts';
 export class LabError extends Error {
   constructor(message: string, readonly fix?: string, options?: { cause?: unknown }) {
     super(message, options);
@@ -16,11 +16,8 @@ export function describeFailure(err: unknown, debug = false): { text: string; ex
   const d = describe(err, debug);
   // a message quotes what the user typed and what the lab read (names, paths, config values): a
   // control character in one (an ESC sequence, a bidi override) is shown, not obeyed by the terminal
-  return { ...d, text: d.text.replace(TERMINAL_UNSAFE, escapeChar) };
+  return { ...d, text: printableLines(d.text) };
 }
-
-// C0 controls but newline and tab (a message's own line breaks), DEL, C1, the bidi marks
-const TERMINAL_UNSAFE = /[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
 
 function describe(err: unknown, debug: boolean): { text: string; exitCode: number } {
   if (err instanceof LabError) {

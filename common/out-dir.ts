@@ -8,6 +8,9 @@ import { UsageError } from './args.ts';
 // statfs magic numbers of file systems that hold no reports (Node's mkdirSync even loops on /proc)
 const NOT_FOR_FILES: Record<number, string> = { 0x9fa0: 'procfs', 0x62656572: 'sysfs', 0xcafe4a11: 'bpffs', 0x63677270: 'cgroup2', 0x27e0eb: 'cgroup', 0x64626720: 'debugfs', 0x74726163: 'tracefs', 0x1cd1: 'devpts' };
 
+/** the kind of file system at `p` where it holds no files of ours (procfs, sysfs …: "writable" to root, and a write fails with EIO after the work) */
+const fsKind = (p: string): string | undefined => NOT_FOR_FILES[Number(fs.statfsSync(p).type)];
+
 /** Linux's limits (NAME_MAX, PATH_MAX), in bytes: a run once failed only after it had started, with ENAMETOOLONG as an internal error */
 function tooLong(abs: string, opt: string, fix: string): void {
   const name = abs.split('/').find((c) => Buffer.byteLength(c) > 255);
@@ -34,7 +37,7 @@ export function checkOutDir(out: string, o: { option?: string; mustExist?: boole
   }
   if (!fs.statSync(at).isDirectory()) throw new UsageError(`${opt}: ${at} is not a directory`, fix);
   if (o.mustExist && at !== abs) throw new UsageError(`${opt}: no such directory`, `create it first (mkdir -p ${out}), or give an existing directory`);
-  const kind = NOT_FOR_FILES[Number(fs.statfsSync(at).type)];
+  const kind = fsKind(at);
   if (kind) throw new UsageError(`${opt}: ${at} is on ${kind}, which holds no report files`, fix);
   try {
     fs.accessSync(at, fs.constants.W_OK);
@@ -54,8 +57,6 @@ export function checkOutFile(file: string, option: string, example: string): voi
     if (trouble === 'a loop of links') throw new UsageError(`--${option} ${file}: a symbolic link that leads nowhere (${trouble})`, fix);
     return checkOutFile(path.resolve(path.dirname(abs), fs.readlinkSync(abs)), option, example);
   }
-  // procfs, sysfs …: "writable" to root, and the write fails (EIO) after the work
-  const fsKind = (p: string) => NOT_FOR_FILES[Number(fs.statfsSync(p).type)];
   if (fs.existsSync(abs)) {
     if (fs.statSync(abs).isDirectory()) throw new UsageError(`--${option} ${file}: is a directory`, fix);
     // (a character device is written as a stream: /dev/stdout, /dev/fd/1 on a terminal)

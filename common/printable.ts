@@ -13,6 +13,16 @@ const UNSAFE = /[\x00-\x1f\x7f-\x9f\\\u061c\u200e\u200f\u202a-\u202e\u2066-\u206
 const UNSAFE_ALL = new RegExp(UNSAFE.source, 'g');
 const NAMED: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t', '\\': '\\\\' };
 
+/**
+ * s with what a terminal would obey escaped, its own line breaks and tabs kept: for a multi-line
+ * message of the lab's (an error with its fix) that quotes names and values it did not write
+ */
+export function printableLines(s: string): string {
+  return s.replace(UNSAFE_KEEP_LINES, escapeChar);
+}
+// UNSAFE without \n, \t and the backslash
+const UNSAFE_KEEP_LINES = /[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
 /** one character as `ls -b` shows it: \n \r \t \\ by name, else \xNN or \uNNNN */
 export function escapeChar(ch: string): string {
   const named = NAMED[ch];

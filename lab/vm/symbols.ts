@@ -8,6 +8,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { processAlive } from '../../common/host.ts';
 import { cacheDir } from '../../common/paths.ts';
 import { run } from './exec.ts';
 import type { KernelImage } from './kernels.ts';
@@ -124,8 +125,11 @@ async function ensureFinder(signal: AbortSignal): Promise<string> {
       break;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      const holder = Number(readText(lock));
-      if (!(holder > 0) || !alive(holder)) rmSync(lock, { force: true });
+      let holder = 0;
+      try {
+        holder = Number(readFileSync(lock, 'utf8'));
+      } catch { /* removed meanwhile */ }
+      if (!processAlive(holder)) rmSync(lock, { force: true });
       else await new Promise((r, j) => { const t = setTimeout(r, 250); signal.addEventListener('abort', () => (clearTimeout(t), j(new Error('aborted'))), { once: true }); });
       if (signal.aborted) throw new Error('aborted');
     }
@@ -141,22 +145,5 @@ async function ensureFinder(signal: AbortSignal): Promise<string> {
     return finder;
   } finally {
     rmSync(lock, { force: true });
-  }
-}
-
-function readText(f: string): string {
-  try {
-    return readFileSync(f, 'utf8');
-  } catch {
-    return '';
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
