@@ -1526,6 +1526,9 @@ print('ran', ran, flush=True)`);
     const rel = `/ebpf-lab-seccli-rate-${process.pid}`;
     const cg = path.join(root, rel.slice(1));
     const f = path.join(os.tmpdir(), `cli-rate-${process.pid}.yaml`);
+    // the daemon's log is made by it if there was none: removed again, as the other daemon tests do
+    // (this one left /run/ebpf-lab/security/events.jsonl behind, appended to by every later test)
+    const hadEvents = fs.existsSync(EVENTS_PATH);
     createCgroup(cg);
     const from = eventsEnd();
     const d = execa(NODE, [...LAB, 'policy', 'daemon', '--log-max-mb', '100000', '--log-rate', '2'], { reject: false, cwd: path.join(import.meta.dirname, '../..') });
@@ -1563,6 +1566,7 @@ print('ran', ran, flush=True)`);
       await capture(['stop']);
       fs.rmSync(f, { force: true });
       removeCgroup(cg, root);
+      if (!hadEvents) fs.rmSync(EVENTS_PATH, { force: true });
     }
   }, 90_000);
 
