@@ -7,7 +7,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { onStopSignals } from '../../common/signals.ts';
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { writeFileAtomic } from '../../common/state-file.ts';
 import { basename, join, relative, resolve } from 'node:path';
 import { parseArgs, UsageError } from '../../common/args.ts';
 import { labCliArgv } from '../../common/dist.ts';
@@ -244,15 +245,11 @@ export function junitXml(cells: MatrixCell[], kernels: string[]): string {
 
 export async function writeMatrixReport(cells: MatrixCell[], scenarios: string[], kernels: string[], outDir: string, started: string, totalMs?: number): Promise<void> {
   // each file whole or not at all: a rebuild (rebuildMatrixIndex) may meet a reader
-  const put = async (f: string, text: string) => {
-    const tmp = join(outDir, `.${f}.${process.pid}.tmp`);
-    await writeFile(tmp, text);
-    await rename(tmp, join(outDir, f));
-  };
-  await put('index.html', matrixHtml(cells, scenarios, kernels, outDir, started, totalMs));
-  await put('junit.xml', junitXml(cells, kernels));
+  const put = (f: string, text: string) => writeFileAtomic(join(outDir, f), text);
+  put('index.html', matrixHtml(cells, scenarios, kernels, outDir, started, totalMs));
+  put('junit.xml', junitXml(cells, kernels));
   // paths relative to the matrix directory: the directory can be moved, archived or published
-  await put('matrix.json', JSON.stringify(cells.map(({ results, ...c }) => ({ ...c, dir: relative(outDir, c.dir), durationMs: cellMs({ ...c, results }), vm: results?.environment.vm })), null, 2));
+  put('matrix.json', JSON.stringify(cells.map(({ results, ...c }) => ({ ...c, dir: relative(outDir, c.dir), durationMs: cellMs({ ...c, results }), vm: results?.environment.vm })), null, 2));
 }
 
 export const MATRIX_SPEC = {
@@ -387,11 +384,14 @@ export async function matrixCommand(argv: string[]): Promise<number> {
     const dupS = scenarios.find((x, i) => scenarios.indexOf(x) !== i);
     if (dupS) throw new UsageError(`--scenarios names ${dupS} twice`, 'name each scenario once');
     const slugs = kernels.map(kernelSlug);
-    const dupK = kernels.find((_, i) => slugs.indexOf(slugs[i]!) !== i);
-    if (dupK !== undefined) throw new UsageError(`--kernels names ${JSON.stringify(kernels[slugs.indexOf(kernelSlug(dupK))])}${kernels[slugs.indexOf(kernelSlug(dupK))] === dupK ? ' twice' : ` and ${JSON.stringify(dupK)}, which share a directory name`}`, 'name each kernel once');
-    // another matrix's directory: its cells would be written over
-    // …or any of this matrix's cells already run (a matrix killed outright has no matrix.json): each
-    // cell's run would refuse it, and the old results read back as this matrix's
+    const dupAt = slugs.findIndex((x, i) => slugs.indexOf(x) !== i);
+    if (dupAt >= 0) {
+      const [first, again] = [kernels[slugs.indexOf(slugs[dupAt]!)]!, kernels[dupAt]!];
+      throw new UsageError(`--kernels names ${JSON.stringify(first)}${first === again ? ' twice' : ` and ${JSON.stringify(again)}, which share a directory name`}`, 'name each kernel once');
+    }
+    // any of this matrix's cells already run (a matrix killed outright has no matrix.json): each
+    // cell's run would refuse it, and the old results read back as this matrix's; and another
+    // matrix's directory, whose cells would be written over
     if (p.values.out !== undefined) for (const s of scenarios) for (const k of kernels) checkNotARun(join(resolve(p.values.out), `${s}-${kernelSlug(k)}`));
     if (p.values.out !== undefined && existsSync(join(resolve(p.values.out), 'matrix.json'))) throw new UsageError(`--out ${p.values.out} already holds a matrix (matrix.json): a matrix does not write over another`, 'give a new directory (or remove that matrix\'s first); matrix --report-only rebuilds its index');
     for (const k of specs.values()) await checkKernel(k);

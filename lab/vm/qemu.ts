@@ -17,7 +17,7 @@ import type { Initramfs } from './initramfs.ts';
 import { archFacts } from '../../common/arch.ts';
 import { guestCmdline, machineArg, tcgAccelArg } from './cmdline.ts';
 import { wireQemuArgs } from './wire.ts';
-import { answeredReport, qmpHmp, sampleVcpus, systemMapPath, unansweredReport, type HangReport } from './hang.ts';
+import { answeredReport, qmpHmp, sampleVcpus, unansweredReport, type HangReport } from './hang.ts';
 import { kernelSymbols } from './symbols.ts';
 
 /**
@@ -298,7 +298,7 @@ export class Vm {
       report = answeredReport(text);
     } else {
       const { rounds, err } = await sampleVcpus((c) => this.hmp(c), () => !this.exited);
-      const symbols = await kernelSymbols(this.opts.kernel, systemMapPath(this.opts.kernel));
+      const symbols = await kernelSymbols(this.opts.kernel);
       report = unansweredReport({ answerMs, rounds, err, ktext: this.ktext, symbols, console: readFrom(this.opts.consoleLog, consoleAt) });
     }
     this.lastHang = report;

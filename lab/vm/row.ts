@@ -23,7 +23,7 @@ import { bootGuest, BOOT_LOG, guestEnv, guestKillAfterS, guestScript, onAbortKil
 import { configFacts, resolveKernel } from './kernels.ts';
 import { chooseAccel } from './kvm.ts';
 import { shq } from './qemu.ts';
-import { sampleVcpus, systemMapPath, unansweredReport, type HangReport } from './hang.ts';
+import { sampleVcpus, unansweredReport, type HangReport } from './hang.ts';
 import { kernelSymbols } from './symbols.ts';
 import type { VmKernelSpec } from './spec.ts';
 import { sweepStaleTempBeforeRun } from '../../common/stale.ts';
@@ -338,7 +338,7 @@ async function runVngCell(o: {
   const diagnose = async (): Promise<HangReport | undefined> => {
     if (!hmp || exited) return undefined;
     const { rounds, err } = await sampleVcpus(hmp, () => !exited);
-    const symbols = await kernelSymbols(o.kernel, systemMapPath(o.kernel));
+    const symbols = await kernelSymbols(o.kernel);
     const report = unansweredReport({ answerMs: 0, rounds, err, ktext, symbols, why: "virtme-ng's guest cannot be asked what its tasks are doing (it has no control port of ours): QEMU's view of its vCPUs" });
     o.onHang?.(report, accel);
     return report;

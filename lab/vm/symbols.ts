@@ -5,14 +5,15 @@
 // in the lab cache, keyed by the image's path, size and mtime (a custom bzImage rebuilt in place
 // is read again). Only a hang needs it, so it is made then, within a budget; a diagnosis must not
 // fail for it: every miss is a note, and the addresses stay relative to _text.
-import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { processAlive } from '../../common/host.ts';
 import { cacheDir } from '../../common/paths.ts';
+import { writeFileAtomic } from '../../common/state-file.ts';
 import { run } from './exec.ts';
 import type { KernelImage } from './kernels.ts';
-import { parseSystemMap } from './hang.ts';
+import { parseSystemMap, systemMapPath } from './hang.ts';
 
 export const V2E_PREFIX = () => process.env.EBPF_LAB_V2E_PREFIX || '/opt/ebpf-lab/vmlinux-to-elf';
 /** pinned: hang.ts parses its output */
@@ -60,7 +61,7 @@ const inFlight = new Map<string, Promise<KernelSymbols>>();
  * The kernel's text symbols: a System.map that has them, else the cached kallsyms, else read out
  * of the image now (installing kallsyms-finder first if need be), all within `budgetMs`. Never throws.
  */
-export async function kernelSymbols(k: Pick<KernelImage, 'vmlinux' | 'bzImage'>, systemMap: string | undefined, budgetMs = 30_000): Promise<KernelSymbols> {
+export async function kernelSymbols(k: Pick<KernelImage, 'vmlinux' | 'bzImage'> & { config?: string; release?: string }, systemMap = k.release === undefined ? undefined : systemMapPath({ config: k.config, release: k.release }), budgetMs = 30_000): Promise<KernelSymbols> {
   let mapNote = 'no System.map for this kernel';
   if (systemMap) {
     try {
@@ -94,11 +95,9 @@ async function readSymbols(img: string, cache: string, budgetMs: number): Promis
     const text = textSymbols(r.stdout.toString());
     if (!parseSystemMap(text).text) return { note: `kallsyms-finder found none in ${img} (exit ${r.exitCode}: ${r.stderr.trim().split('\n').pop() ?? ''})` };
     try {
-      // a private temp name: another process may be writing the same entry
+      // (another process may be writing the same entry: each through a temporary name of its own)
       mkdirSync(cacheDir('kallsyms'), { recursive: true });
-      const tmp = `${cache}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
-      writeFileSync(tmp, text);
-      renameSync(tmp, cache);
+      writeFileAtomic(cache, text);
     } catch { /* symbols in hand; the next hang reads them again */ }
     return { path: cache, text };
   } catch (e) {
