@@ -1669,11 +1669,19 @@ describeRoot('security: procs full fails closed', () => {
   let tmp = '';
   let exe = '';
   const procs: ReturnType<typeof execa>[] = [];
-  // selected by executable; runs `prelude`, waits for a line on stdin, then does `code`
+  // selected by executable; runs `prelude`, says "ready" on stderr, waits for a line on stdin, then does `code`
   const selected = (code: string, ...args: string[]) => selectedAfter('', code, ...args);
+  /** each selected process's "ready" (listened for from its start: execa reads its output at once) */
+  const readyOf = new Map<ReturnType<typeof execa>, Promise<void>>();
   const selectedAfter = (prelude: string, code: string, ...args: string[]) => {
-    const p = execa(exe, ['-c', `import os, sys\n${prelude}\nsys.stdin.readline()\n${code}`, ...args], { reject: false, stdin: 'pipe' });
+    const p = execa(exe, ['-c', `import os, sys\n${prelude}\nsys.stderr.write('ready\\n'); sys.stderr.flush()\nsys.stdin.readline()\n${code}`, ...args], { reject: false, stdin: 'pipe' });
     procs.push(p);
+    readyOf.set(p, new Promise<void>((resolve, reject) => {
+      let seen = '';
+      const on = (d: Buffer) => (seen += String(d)).includes('ready\n') && (p.stderr!.off('data', on), resolve());
+      p.stderr!.on('data', on);
+      void p.then((r) => reject(new Error(`a selected process ended before it was ready: ${r.signal ?? r.exitCode} ${r.stderr}`)));
+    }));
     return p;
   };
   const go = async (p: ReturnType<typeof execa>) => {
@@ -1714,7 +1722,13 @@ describeRoot('security: procs full fails closed', () => {
     spawner = selected(`os.posix_spawn('/bin/sh', ['sh', '-c', 'echo shell > ' + sys.argv[1]], os.environ)\nprint('spawned', flush=True)`, path.join(tmp, 'spawn-child'));
     // a child that forks again: both try the shell (markers: the child's, then the grandchild's)
     nester = selected(`pid = os.fork()\nif pid == 0:\n    who = sys.argv[1] + ('.grand' if os.fork() == 0 else '')\n    try: os.execv('/bin/sh', ['sh', '-c', 'echo shell > ' + who])\n    except OSError: open(who, 'w').write('denied')\n    os._exit(0)\nos.waitpid(pid, 0)`, path.join(tmp, 'nest-child'));
-    for (let i = 0; i < 100 && ![s, forker, spawner, nester, ...(forker32 ? [forker32] : [])].every((p) => inProcs().includes(p.pid!)); i++) await new Promise((r) => setTimeout(r, 50));
+    // each recorded at its exec and past its prelude (forker32's probe fork) before procs fills: on a
+    // loaded machine that probe came after the filler's forks, was refused, and its killed parent
+    // freed a slot, so a later exec found procs not full
+    const sel = [s, forker, spawner, nester, ...(forker32 ? [forker32] : [])];
+    await Promise.all(sel.map((p) => readyOf.get(p)));
+    for (let i = 0; i < 100 && !sel.every((p) => inProcs().includes(p.pid!)); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(sel.filter((p) => !inProcs().includes(p.pid!)).map((p) => p.pid), 'selected processes procs did not record').toEqual([]);
     // a cgroup-selected process forks more children than procs holds: each child's entry (its ppid) is
     // tried; on each line it forks that many more (a process that exits frees its entry: filled again)
     filler = execa(PY, ['-c', LAUNCHER, cg, '0', PY, '-c', `import os, signal, sys\nkids = []\nwhile True:\n    n = sys.stdin.readline().strip()\n    if not n: break\n    for i in range(int(n)):\n        p = os.fork()\n        if p == 0:\n            signal.pause()\n            os._exit(0)\n        kids.append(p)\n    print('ok', flush=True)\nfor p in kids: os.kill(p, 9)\nfor p in kids: os.waitpid(p, 0)`], { reject: false, stdin: 'pipe' });
