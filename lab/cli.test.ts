@@ -143,6 +143,9 @@ describe('lab CLI', () => {
     // scenario values the scenario itself used to refuse only after the tools check or boot
     [['run', 'socket-lb', '--ring-size', '250'], /--ring-size "250": not a prime \(Maglev needs one\)\n {2}fix: the nearest primes: --ring-size 241 or --ring-size 251/],
     [['run', 'hello-openat', '--pid', '99999999999'], /--pid "99999999999": must be ≤ 4194304/],
+    // --print is "no filter": with one it printed a filtered trace
+    [['run', 'hello-openat', '--pid', '1', '--print'], /--print traces every process; --pid 1 traces only some\n {2}fix: drop --print \(--pid 1 prints on its own\), or drop --pid\n/],
+    [['run', 'hello-openat', '--print', '--comm', 'node'], /--comm node traces only some/],
     // QEMU would refuse the share with its own message, after starting
     [['vm', 'exec', '6.1', '--out', '/nonexistent/d', '--', 'uname'], /--out \/nonexistent\/d: no such directory/],
     // a matrix refuses what its cells would, before it makes its directory

@@ -277,6 +277,12 @@ const scenario: Scenario = {
     repeat: { type: 'int', min: 1, default: 3, valueName: 'N', description: 'bench: interleaved rounds (every consumer and rate once per round)' },
     'inject-delay-us': { type: 'number', min: 0, max: 1000, default: 0, valueName: 'US', description: 'TESTING ONLY: busy-wait US µs per event in the TS consumer (paced load and bench) — an injected regression to validate pnpm lab compare' },
   },
+  validate(o) {
+    // --print means no filter: with a filter it would print a filtered trace under a flag that says otherwise
+    const filters = [o.pid !== undefined && `--pid ${String(o.pid)}`, o.comm !== undefined && `--comm ${shq(String(o.comm))}`].filter((x): x is string => typeof x === 'string');
+    if (o.print === true && filters.length) return { message: `--print traces every process; ${filters.join(' and ')} trace${filters.length > 1 ? '' : 's'} only some`, fix: `drop --print (${filters.join(' ')} prints on its own), or drop ${filters.length > 1 ? 'the filters' : filters[0]!.split(' ')[0]}` };
+    return undefined;
+  },
   async run(ctx) {
     const probes = await ctx.probes();
     for (const [feature, key] of [['tracepoint attach', 'attach:tracepoint'], ['BPF ring buffer', 'map:ringbuf']] as const) {
