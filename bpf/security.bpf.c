@@ -1067,23 +1067,35 @@ int BPF_PROG(sec_io_uring_socket, struct io_kiocb *req) { return io_uring_socket
 SEC("tp_btf/io_uring_submit_sqe")
 int BPF_PROG(sec_io_uring_socket_sqe, struct io_kiocb *req, bool force_nonblock) { return io_uring_socket(req); }
 
-SEC("cgroup/setsockopt")
-int sec_setsockopt(struct bpf_sockopt *ctx)
+/*
+ * Whether a setsockopt of a selected process sets a source route (1 allow, 0 deny). ctx holds what
+ * the programs before this one in the cgroup chain left (another controller's, or this one's
+ * attached lower down): optlen is the caller's length, a new value's, 0 for "the caller's value"
+ * or -1 for "nothing is applied". Taken as the caller's length, a 0 from a program ahead (this
+ * program used to set it on every call) let a source route through unexamined.
+ */
+static __always_inline int sockopt_route(struct bpf_sockopt *ctx, struct selected *s)
 {
-	struct selected s = {};
 	int level = ctx->level, optname = ctx->optname, optlen = ctx->optlen;
 	__u8 opts[IP_OPTS_MAX] = {};
 	__u8 *p = ctx->optval, *end = ctx->optval_end;
 
-	/* the kernel's own copy of the value is used, whatever its size: a value over a page is not
-	 * shown here, and left as it came it failed the call with EFAULT on older kernels */
-	ctx->optlen = 0;
-	/* selected first, for every option: three ways into the selection's cgroup walk (one per
-	 * option refused) took the verifier past its budget; setsockopt is no hot path */
-	if (optlen <= 0 || !select_current(&s, false) || !(s.pol->flags & SEC_F_DENY_RAW))
+	if (optlen < 0) /* not applied */
+		return 1;
+	/*
+	 * 0: the caller's value, in the buffer, which is at least 16 bytes whatever its length (zeros
+	 * past it). Led by 8 zero bytes it is empty (the option cleared) or sets nothing: a routing
+	 * header or a cmsg that long is malformed, and IP options that start with END hold none.
+	 */
+	if (optlen == 0 && (p + 8 > end || !*(__u64 *)p))
 		return 1;
 	if (level == SOL_IP && optname == IP_OPTIONS) {
-		__u32 n = optlen < IP_OPTS_MAX ? optlen : IP_OPTS_MAX; /* the kernel refuses more */
+		/* the bytes the kernel takes: a new value's optlen, or the caller's whole value (the
+		 * buffer: pointers subtract in a privileged program); past IP_OPTS_MAX the kernel
+		 * refuses the call */
+		__u64 n = optlen > 0 ? (__u64)optlen : (__u64)end - (__u64)p;
+		if (n > IP_OPTS_MAX)
+			n = IP_OPTS_MAX;
 		if (p + n > end || bpf_probe_read_kernel(opts, n, p) || !ip_opts_srr(opts, n))
 			return 1;
 	} else if (level != SOL_IPV6 || (optname != IPV6_RTHDR && optname != IPV6_2292PKTOPTIONS)) {
@@ -1091,7 +1103,26 @@ int sec_setsockopt(struct bpf_sockopt *ctx)
 	}
 	/* IPV6_2292PKTOPTIONS: sticky options as a cmsg list, a routing header among them; refused
 	 * whole (the old API; nothing needs it that the per-option calls do not do) */
-	return route_decide(&s, level == SOL_IP ? AF_INET : AF_INET6, level << 16 | optname, false, SEC_MECH_CGROUP_SETSOCKOPT);
+	return route_decide(s, level == SOL_IP ? AF_INET : AF_INET6, level << 16 | optname, false, SEC_MECH_CGROUP_SETSOCKOPT);
+}
+
+SEC("cgroup/setsockopt")
+int sec_setsockopt(struct bpf_sockopt *ctx)
+{
+	struct selected s = {};
+	int verdict = 1;
+
+	/* selected first, for every call, on one path: several ways into the selection's cgroup walk
+	 * took the verifier past its budget; setsockopt is no hot path */
+	if (select_current(&s, false) && (s.pol->flags & SEC_F_DENY_RAW))
+		verdict = sockopt_route(ctx, &s);
+	/* a value longer than the buffer shown (over a page) goes on as "the caller's value": left as
+	 * it came it failed the call with EFAULT on older kernels */
+	int optlen = ctx->optlen;
+	__u8 *p = ctx->optval, *end = ctx->optval_end;
+	if (optlen > 0 && (optlen > 0xffff || p + optlen > end))
+		ctx->optlen = 0;
+	return verdict;
 }
 
 #define CMSG_MAX 16

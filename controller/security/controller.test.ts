@@ -13,7 +13,7 @@ import { ATTACKS_DIR } from '../../scenarios/security/workload.ts';
 import { sec_event_action, sec_event_kind, type sec_event } from '../../bpf/gen/security.ts';
 import { BPF_DIR, compile, ensureObject } from '../../bpf/build.ts';
 import { createHash } from 'node:crypto';
-import { BpfMap, Btf, Kind, Link, mapInfo, mapTypeName, pinnedMapInfo, rawCodec } from '../libbpf/index.ts';
+import { BpfMap, BpfObject, Btf, Kind, Link, attachCgroup, mapInfo, mapTypeName, pinnedMapInfo, rawCodec } from '../libbpf/index.ts';
 import { policyCommand } from './cli.ts';
 import { closeConnections, heldDeniedConnections } from './existing.ts';
 
@@ -455,6 +455,46 @@ t('retopts_cmsg', lambda: v4().sendmsg([b'x'], [(0, 7, lsrr)], 0, ('127.0.0.1', 
       expect(evs.map((e) => e.option)).toEqual(['IP_OPTIONS', 'IP_OPTIONS', 'IPV6_RTHDR', 'IPV6_2292PKTOPTIONS', ...(lsm ? ['IP_RETOPTS (control message)'] : [])]);
       expect(evs.every((e) => e.action === 'blocked' && e.rule === RAW_RULE)).toBe(true);
     } finally {
+      c.store.delete('t');
+    }
+  });
+
+  // A cgroup/setsockopt program earlier in the chain that passes the value on with optlen 0 (the
+  // kernel's "use the caller's value", which this controller's own program set on every call) left
+  // ctx->optlen 0 for the next, read as an empty value: a second controller attached below the
+  // root, or any program keeping that convention, let a routing header through the policy's.
+  it('a source route stays refused behind another cgroup/setsockopt program that passes it on', async (t) => {
+    if (!c.mechanisms.sourceRouting.includes('cgroup/setsockopt')) return t.skip(`no cgroup/setsockopt here: ${c.mechanisms.unsupported.map((u) => `${u.hook}: ${u.evidence}`).join('; ')}`);
+    const obj = path.join(tmp, 'sockopt-pass.bpf.o');
+    await compile(path.join(import.meta.dirname, 'testdata', 'sockopt-pass.bpf.c'), obj);
+    const ahead = BpfObject.open(obj);
+    let link: Link | undefined;
+    try {
+      ahead.load();
+      // at the workload's cgroup: its programs run before the root's, where the controller's are
+      link = attachCgroup(ahead.program('pass_on'), cg);
+      c.drainEvents();
+      c.store.apply(parsePolicies(yaml(rel, '    egress: { deny: [{ to: 10.0.0.0/8 }] }\n'), 'p.yaml'));
+      const code = `import socket, struct
+segs = [socket.inet_pton(socket.AF_INET6, x) for x in ('2001:db8::1', '::1')]
+srh = struct.pack('!BBBBBBH', 0, 4, 4, 1, 1, 0, 0) + b''.join(segs)
+lsrr = bytes([1, 131, 11, 4]) + socket.inet_aton('127.0.0.2') + socket.inet_aton('0.0.0.0')
+rr = bytes([7, 7, 4]) + bytes(4)
+def t(name, fam, level, opt, v):
+    try: socket.socket(fam, socket.SOCK_DGRAM).setsockopt(level, opt, v); print(name, 0)
+    except OSError as e: print(name, e.errno)
+t('srh', socket.AF_INET6, 41, 57, srh)
+t('lsrr', socket.AF_INET, 0, 4, lsrr)
+t('rr', socket.AF_INET, 0, 4, rr)
+t('clear', socket.AF_INET6, 41, 57, b'')
+# a value over a page (SO_RCVBUF reads its first int): the programs see a page of it
+t('big', socket.AF_INET, 1, 8, struct.pack('i', 65536) + bytes(5000))`;
+      const r = await run(cg, code);
+      expect(r.stdout.trim().split('\n'), r.stderr).toEqual(['srh 1', 'lsrr 1', 'rr 0', 'clear 0', 'big 0']);
+      expect(c.drainEvents().filter((e) => e.kind === 'sockopt').map((e) => [e.option, e.action])).toEqual([['IPV6_RTHDR', 'blocked'], ['IP_OPTIONS', 'blocked']]);
+    } finally {
+      link?.close();
+      ahead.close();
       c.store.delete('t');
     }
   });
