@@ -1072,38 +1072,53 @@ int BPF_PROG(sec_io_uring_socket_sqe, struct io_kiocb *req, bool force_nonblock)
  * the programs before this one in the cgroup chain left (another controller's, or this one's
  * attached lower down): optlen is the caller's length, a new value's, 0 for "the caller's value"
  * or -1 for "nothing is applied". Taken as the caller's length, a 0 from a program ahead (this
- * program used to set it on every call) let a source route through unexamined.
+ * program used to set it on every call) let a source route through unexamined. With a positive
+ * optlen the kernel applies the buffer judged here; with 0 it reads the caller's memory again
+ * after the programs, where a second thread may have changed it since: so a value let through
+ * with 0 goes on as the copy judged here, or as nothing.
  */
 static __always_inline int sockopt_route(struct bpf_sockopt *ctx, struct selected *s)
 {
 	int level = ctx->level, optname = ctx->optname, optlen = ctx->optlen;
 	__u8 opts[IP_OPTS_MAX] = {};
 	__u8 *p = ctx->optval, *end = ctx->optval_end;
+	/* the buffer: the caller's value, at least 16 bytes whatever its length (zeros past it);
+	 * pointers subtract in a privileged program */
+	__u64 avail = (__u64)end - (__u64)p;
+	bool v4 = level == SOL_IP && optname == IP_OPTIONS;
 
+	if (!v4 && (level != SOL_IPV6 || (optname != IPV6_RTHDR && optname != IPV6_2292PKTOPTIONS)))
+		return 1;
 	if (optlen < 0) /* not applied */
 		return 1;
-	/*
-	 * 0: the caller's value, in the buffer, which is at least 16 bytes whatever its length (zeros
-	 * past it). Led by 8 zero bytes it is empty (the option cleared) or sets nothing: a routing
-	 * header or a cmsg that long is malformed, and IP options that start with END hold none.
-	 */
-	if (optlen == 0 && (p + 8 > end || !*(__u64 *)p))
-		return 1;
-	if (level == SOL_IP && optname == IP_OPTIONS) {
-		/* the bytes the kernel takes: a new value's optlen, or the caller's whole value (the
-		 * buffer: pointers subtract in a privileged program); past IP_OPTS_MAX the kernel
-		 * refuses the call */
-		__u64 n = optlen > 0 ? (__u64)optlen : (__u64)end - (__u64)p;
+	if (v4) {
+		/* the bytes the kernel takes; past IP_OPTS_MAX it refuses the call */
+		__u64 n = optlen > 0 ? (__u64)optlen : avail;
 		if (n > IP_OPTS_MAX)
 			n = IP_OPTS_MAX;
-		if (p + n > end || bpf_probe_read_kernel(opts, n, p) || !ip_opts_srr(opts, n))
+		if (p + n > end || bpf_probe_read_kernel(opts, n, p))
 			return 1;
-	} else if (level != SOL_IPV6 || (optname != IPV6_RTHDR && optname != IPV6_2292PKTOPTIONS)) {
+		if (ip_opts_srr(opts, n))
+			goto refuse;
+		/* zeros past the caller's value are END options: the same options */
+		if (optlen == 0 && avail <= IP_OPTS_MAX)
+			ctx->optlen = avail;
 		return 1;
 	}
+	/*
+	 * IPv6, with 0: a value led by 8 zero bytes sets no route (a routing header or a cmsg that
+	 * long is malformed, an empty one clears the option). Applied as nothing: a header this
+	 * process could not set under the policy is not there to clear (one set before the policy
+	 * came stays, as it would have; BPF LSM still checks it at every send).
+	 */
+	if (optlen == 0 && p + 8 <= end && !*(__u64 *)p) {
+		ctx->optlen = -1;
+		return 1;
+	}
+refuse:
 	/* IPV6_2292PKTOPTIONS: sticky options as a cmsg list, a routing header among them; refused
 	 * whole (the old API; nothing needs it that the per-option calls do not do) */
-	return route_decide(s, level == SOL_IP ? AF_INET : AF_INET6, level << 16 | optname, false, SEC_MECH_CGROUP_SETSOCKOPT);
+	return route_decide(s, v4 ? AF_INET : AF_INET6, level << 16 | optname, false, SEC_MECH_CGROUP_SETSOCKOPT);
 }
 
 SEC("cgroup/setsockopt")
@@ -1673,10 +1688,12 @@ int sec_io_uring_open_btf(unsigned long long *ctx)
 #define IA32_PROCESS_VM_READV 347
 #define IA32_PROCESS_VM_WRITEV 348
 #define IA32_SOCKET 359
+#define IA32_SETSOCKOPT 366
 #define IA32_CLONE3 435
 #define IA32_OPENAT2 437
 #define IA32_PIDFD_GETFD 438
-#define SYS_SOCKET 1 /* socketcall's call number for socket() */
+#define SYS_SOCKET 1 /* socketcall's call numbers for socket() and setsockopt() */
+#define SYS_SETSOCKOPT 14
 #define X32_SYSCALL_BIT 0x40000000
 #define X32_OPEN 2
 #define X32_SOCKET 41
@@ -1690,6 +1707,7 @@ int sec_io_uring_open_btf(unsigned long long *ctx)
 #define X32_PTRACE 521
 #define X32_PROCESS_VM_READV 539
 #define X32_PROCESS_VM_WRITEV 540
+#define X32_SETSOCKOPT 541
 
 /* the socket the call just returned as `fd`, judged by what the kernel made (the family and type
  * of its sock), so socketcall's arguments in user memory are not trusted; `proto` is the call's
@@ -1721,6 +1739,32 @@ static __always_inline int compat_socket(long fd, __u32 proto, __u8 mech)
 	return 0;
 }
 
+/*
+ * A setsockopt that succeeded and left a source route on its socket. The kernel runs the cgroup
+ * setsockopt programs for native calls only (do_sock_setsockopt skips them in a compat syscall), so
+ * a selected process set IPV6_RTHDR through int 0x80 (setsockopt, or socketcall(SYS_SETSOCKOPT))
+ * past cgroup/setsockopt and then sent along the route. Judged by the socket's own options after
+ * the call, not by the arguments (socketcall's are in user memory).
+ */
+static __always_inline int compat_setsockopt(long fd, long ret, __u8 mech)
+{
+	struct selected s = {};
+
+	if (ret != 0 || fd < 0)
+		return 0;
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	struct file *f = fd_file(t, fd);
+	if (!f || (BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return 0;
+	struct socket *sock = BPF_CORE_READ(f, private_data);
+	__u32 opt = sticky_source_route(BPF_CORE_READ(sock, sk));
+	if (!opt || !select_current(&s, true))
+		return 0;
+	if (!route_decide(&s, opt >> 16 == SOL_IP ? AF_INET : AF_INET6, opt, false, mech))
+		bpf_send_signal(SIGKILL);
+	return 0;
+}
+
 /* the compat check's ptrace family, at the exit (the attach done, its tracee known) */
 static __always_inline int compat_ptrace(__u32 req, __u32 pid, long ret, __u32 call, __u8 mech)
 {
@@ -1733,7 +1777,7 @@ static __always_inline int compat_ptrace(__u32 req, __u32 pid, long ret, __u32 c
 
 /* what a 32-bit or x32 syscall does, as far as the fallbacks care: the ABIs number their calls
  * differently, the checks are the same */
-enum compat_op { COMPAT_NONE, COMPAT_FORK, COMPAT_OPEN, COMPAT_SOCKET, COMPAT_SOCKETCALL, COMPAT_PTRACE, COMPAT_VM_RW, COMPAT_PIDFD_GETFD };
+enum compat_op { COMPAT_NONE, COMPAT_FORK, COMPAT_OPEN, COMPAT_SOCKET, COMPAT_SOCKETCALL, COMPAT_SETSOCKOPT, COMPAT_PTRACE, COMPAT_VM_RW, COMPAT_PIDFD_GETFD };
 
 static __always_inline enum compat_op ia32_op(int nr)
 {
@@ -1742,6 +1786,7 @@ static __always_inline enum compat_op ia32_op(int nr)
 	case IA32_OPEN: case IA32_OPENAT: case IA32_OPENAT2: return COMPAT_OPEN;
 	case IA32_SOCKET: return COMPAT_SOCKET;
 	case IA32_SOCKETCALL: return COMPAT_SOCKETCALL;
+	case IA32_SETSOCKOPT: return COMPAT_SETSOCKOPT;
 	case IA32_PTRACE: return COMPAT_PTRACE;
 	case IA32_PROCESS_VM_READV: case IA32_PROCESS_VM_WRITEV: return COMPAT_VM_RW;
 	case IA32_PIDFD_GETFD: return COMPAT_PIDFD_GETFD;
@@ -1756,6 +1801,7 @@ static __always_inline enum compat_op x32_op(int nr)
 	case X32_FORK: case X32_VFORK: case X32_CLONE: case X32_CLONE3: return COMPAT_FORK;
 	case X32_OPEN: case X32_OPENAT: case X32_OPENAT2: return COMPAT_OPEN;
 	case X32_SOCKET: return COMPAT_SOCKET;
+	case X32_SETSOCKOPT: return COMPAT_SETSOCKOPT;
 	case X32_PTRACE: return COMPAT_PTRACE;
 	case X32_PROCESS_VM_READV: case X32_PROCESS_VM_WRITEV: return COMPAT_VM_RW;
 	case X32_PIDFD_GETFD: return COMPAT_PIDFD_GETFD;
@@ -1805,13 +1851,18 @@ int BPF_PROG(sec_compat_exit, struct pt_regs *regs, long ret)
 		/* the protocol: the third argument, edx / rdx in either ABI */
 		return compat_socket(ret, (__u32)regs->dx, mech);
 	case COMPAT_SOCKETCALL: {
-		/* socketcall(SYS_SOCKET, {family, type, protocol}) */
+		/* socketcall(SYS_SOCKET, {family, type, protocol}) or (SYS_SETSOCKOPT, {fd, …}) */
 		__u32 args[3] = {};
-		if (a1 != SYS_SOCKET)
+		if (a1 != SYS_SOCKET && a1 != SYS_SETSOCKOPT)
 			return 0;
 		bpf_probe_read_user(args, sizeof(args), (void *)(unsigned long)a2);
+		if (a1 == SYS_SETSOCKOPT)
+			return compat_setsockopt((int)args[0], ret, mech);
 		return compat_socket(ret, args[2], mech);
 	}
+	case COMPAT_SETSOCKOPT:
+		/* the fd: the first argument, ebx / rdi */
+		return compat_setsockopt((int)a1, ret, mech);
 	case COMPAT_PTRACE:
 		return compat_ptrace(a1, a2, ret, call, mech);
 	case COMPAT_VM_RW:

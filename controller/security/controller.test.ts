@@ -490,8 +490,16 @@ t('clear', socket.AF_INET6, 41, 57, b'')
 # a value over a page (SO_RCVBUF reads its first int): the programs see a page of it
 t('big', socket.AF_INET, 1, 8, struct.pack('i', 65536) + bytes(5000))`;
       const r = await run(cg, code);
-      expect(r.stdout.trim().split('\n'), r.stderr).toEqual(['srh 1', 'lsrr 1', 'rr 0', 'clear 0', 'big 0']);
+      const want = ['srh 1', 'lsrr 1', 'rr 0', 'clear 0', 'big 0'];
+      expect(r.stdout.trim().split('\n'), r.stderr).toEqual(want);
+      // the fixture ran ahead for each call (not a pass the controller's program alone would give)
+      expect(ahead.getGlobal<bigint>('calls')).toBe(BigInt(want.length));
       expect(c.drainEvents().filter((e) => e.kind === 'sockopt').map((e) => [e.option, e.action])).toEqual([['IPV6_RTHDR', 'blocked'], ['IP_OPTIONS', 'blocked']]);
+      // and alone: the value over a page is the controller's own case (passed on as the caller's)
+      link.close();
+      const alone = await run(cg, code);
+      expect(alone.stdout.trim().split('\n'), alone.stderr).toEqual(want);
+      expect(ahead.getGlobal<bigint>('calls')).toBe(BigInt(want.length));
     } finally {
       link?.close();
       ahead.close();
@@ -1716,12 +1724,14 @@ describeRoot('security: procs full fails closed', () => {
   const selectedAfter = (prelude: string, code: string, ...args: string[]) => {
     const p = execa(exe, ['-c', `import os, sys\n${prelude}\nsys.stderr.write('ready\\n'); sys.stderr.flush()\nsys.stdin.readline()\n${code}`, ...args], { reject: false, stdin: 'pipe' });
     procs.push(p);
-    readyOf.set(p, new Promise<void>((resolve, reject) => {
+    const ready = new Promise<void>((resolve, reject) => {
       let seen = '';
       const on = (d: Buffer) => (seen += String(d)).includes('ready\n') && (p.stderr!.off('data', on), resolve());
       p.stderr!.on('data', on);
       void p.then((r) => reject(new Error(`a selected process ended before it was ready: ${r.signal ?? r.exitCode} ${r.stderr}`)));
-    }));
+    });
+    ready.catch(() => {}); // awaited in beforeAll; unawaited if it fails first, not unhandled
+    readyOf.set(p, ready);
     return p;
   };
   const go = async (p: ReturnType<typeof execa>) => {

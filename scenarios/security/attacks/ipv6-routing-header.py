@@ -2,12 +2,34 @@
 # to its first segment while connect/sendmsg are shown the final address: a datagram to an allowed
 # destination carries its payload to any address named as a segment. Here the segment is ::1 and
 # the final address 2001:db8::1, which the policy allows; "through" = the datagram was sent.
+# IA32=1: the header set by a 32-bit socketcall(SYS_SETSOCKOPT) (int 0x80), which the kernel's
+# cgroup setsockopt programs never see (they run for native calls only); done in a child, since
+# where BPF LSM is missing the fallback kills the task at that call's exit.
 import socket, struct
 from _common import *
 port = int(os.environ["ALLOWED_UDP_PORT"])
 segs = [socket.inet_pton(socket.AF_INET6, a) for a in ("2001:db8::1", "::1")]  # final first, first hop last
 srh = struct.pack("!BBBBBBH", 0, 2 * len(segs), 4, len(segs) - 1, len(segs) - 1, 0, 0) + b"".join(segs)
 s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+if IA32:
+    ia32_syscall(20)  # unsupported unless 32-bit syscalls work here
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            val = low_buffer(srh)
+            args = low_buffer(struct.pack("=IIIII", s.fileno(), socket.IPPROTO_IPV6, socket.IPV6_RTHDR, val, len(srh)))
+            ia32_check(ia32_syscall(102, 14, args), "socketcall(SYS_SETSOCKOPT, IPV6_RTHDR)")
+            ok, detail = net_result(f"socketcall(SYS_SETSOCKOPT, IPV6_RTHDR via ::1) accepted; sendto [2001:db8::1]:{port}", lambda: s.sendto(b"x", ("2001:db8::1", port)))
+            os.write(w, (("sent " if ok else "refused ") + detail).encode())
+        except OSError as e:
+            os.write(w, f"refused {e.strerror or e}".encode())
+        os._exit(0)
+    os.close(w)
+    how = wait_child(pid)
+    said = os.read(r, 300).decode()
+    report(said.startswith("sent"), f"{said.split(' ', 1)[-1] if said else 'the child said nothing'}; child {how}")
 try:
     s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RTHDR, srh)
 except OSError as e:
