@@ -204,7 +204,7 @@ export function proof(events: SecurityEvent[]): string {
   const e = events[0];
   if (!e) return '';
   const who = `pid ${e.pid} ppid ${e.ppid} uid ${e.uid} comm ${e.comm} cgroup ${e.cgroup ?? e.cgroupId}`;
-  const what = e.kind === 'exec' ? `exec ${e.binary} (file ${e.file}, ${e.inode}${e.argv0 ? `, argv0 ${e.argv0}` : ''})` : e.kind === 'socket' ? `socket ${e.socket} proto ${e.protocol}` : e.kind === 'ptrace' ? `ptrace-mode access to pid ${e.target ?? '?'}${e.call ? ` (${e.call})` : ''}` : e.kind === 'sockopt' ? `${/setsockopt/.test(e.mechanism) ? 'setsockopt' : /connect/.test(e.mechanism) ? 'connect with' : 'send with'} ${e.option}` : `${e.kind} ${e.protocol} ${e.destination}`;
+  const what = e.kind === 'exec' ? `exec ${e.binary} (file ${e.file}, ${e.inode}${e.argv0 ? `, argv0 ${e.argv0}` : ''})` : e.kind === 'socket' ? `socket ${e.socket} proto ${e.protocol}` : e.kind === 'ptrace' ? `ptrace-mode access to pid ${e.target ?? '?'}${e.call ? ` (${e.call})` : ''}` : e.kind === 'sockopt' ? `${/setsockopt/.test(e.mechanism) ? 'setsockopt' : /sys_exit/.test(e.mechanism) ? 'setsockopt (32-bit or x32)' : /connect/.test(e.mechanism) ? 'connect with' : 'send with'} ${e.option}` : `${e.kind} ${e.protocol} ${e.destination}`;
   return `${e.action}: ${what}; ${who}; rule ${e.ruleId} "${e.rule}" via ${e.mechanism}${events.length > 1 ? ` (+${events.length - 1} more)` : ''}`;
 }
 
