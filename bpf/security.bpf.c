@@ -1709,6 +1709,16 @@ int sec_io_uring_open_btf(unsigned long long *ctx)
 #define X32_PROCESS_VM_WRITEV 540
 #define X32_SETSOCKOPT 541
 
+/* the current task's descriptor fd if it is a socket, else NULL */
+static __always_inline struct socket *fd_socket(long fd)
+{
+	struct file *f = fd_file((struct task_struct *)bpf_get_current_task(), fd);
+
+	if (!f || (BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return NULL;
+	return BPF_CORE_READ(f, private_data);
+}
+
 /* the socket the call just returned as `fd`, judged by what the kernel made (the family and type
  * of its sock), so socketcall's arguments in user memory are not trusted; `proto` is the call's
  * protocol argument, for the event alone (only an inet socket's verdict depends on it, and those
@@ -1720,11 +1730,9 @@ static __always_inline int compat_socket(long fd, __u32 proto, __u8 mech)
 
 	if (fd < 0 || !cfg || cfg->lsm_socket)
 		return 0;
-	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
-	struct file *f = fd_file(t, fd);
-	if (!f || (BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+	struct socket *sock = fd_socket(fd);
+	if (!sock)
 		return 0;
-	struct socket *sock = BPF_CORE_READ(f, private_data);
 	struct sock *sk = BPF_CORE_READ(sock, sk);
 	__u32 family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	__u32 type = BPF_CORE_READ(sock, type);
@@ -1752,11 +1760,9 @@ static __always_inline int compat_setsockopt(long fd, long ret, __u8 mech)
 
 	if (ret != 0 || fd < 0)
 		return 0;
-	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
-	struct file *f = fd_file(t, fd);
-	if (!f || (BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+	struct socket *sock = fd_socket(fd);
+	if (!sock)
 		return 0;
-	struct socket *sock = BPF_CORE_READ(f, private_data);
 	__u32 opt = sticky_source_route(BPF_CORE_READ(sock, sk));
 	if (!opt || !select_current(&s, true))
 		return 0;
