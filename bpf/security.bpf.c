@@ -1100,19 +1100,22 @@ static __always_inline int sockopt_route(struct bpf_sockopt *ctx, struct selecte
 			return 1;
 		if (ip_opts_srr(opts, n))
 			goto refuse;
-		/* zeros past the caller's value are END options: the same options */
-		if (optlen == 0 && avail <= IP_OPTS_MAX)
+		/* options, with 0: the copy judged here (zeros past the caller's value are END options,
+		 * the same options). Led by END it is empty: a caller's 0 clears the options, and
+		 * only a program ahead that set 0 leaves the kernel's second read open to a swap */
+		if (optlen == 0 && avail <= IP_OPTS_MAX && opts[0] != IPOPT_END)
 			ctx->optlen = avail;
 		return 1;
 	}
 	/*
 	 * IPv6, with 0: a value led by 8 zero bytes sets no route (a routing header or a cmsg that
-	 * long is malformed, an empty one clears the option). Applied as nothing: a header this
-	 * process could not set under the policy is not there to clear (one set before the policy
-	 * came stays, as it would have; BPF LSM still checks it at every send).
+	 * long is malformed; an empty one clears the option). Over 16 bytes the caller's value was
+	 * longer than that (a program ahead set 0): applied as nothing, not read again. The kernel's
+	 * second read of a value of 16 bytes or less cannot hold a route (24 bytes at least).
 	 */
 	if (optlen == 0 && p + 8 <= end && !*(__u64 *)p) {
-		ctx->optlen = -1;
+		if (avail > 16)
+			ctx->optlen = -1;
 		return 1;
 	}
 refuse:
