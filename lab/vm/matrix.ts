@@ -7,7 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { onStopSignals } from '../../common/signals.ts';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { writeFileAtomic } from '../../common/state-file.ts';
 import { basename, join, relative, resolve } from 'node:path';
 import { parseArgs, UsageError } from '../../common/args.ts';
