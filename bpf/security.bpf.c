@@ -1625,6 +1625,50 @@ static __always_inline bool io_uring_is_open(__u8 op)
 	return op == bpf_core_enum_value(enum io_uring_op, IORING_OP_OPENAT) || op == bpf_core_enum_value(enum io_uring_op, IORING_OP_OPENAT2);
 }
 
+/* IORING_OP_URING_CMD (5.19+; its socket commands 6.7+), where this kernel has it */
+static __always_inline bool io_uring_is_cmd(__u8 op)
+{
+	return bpf_core_enum_value_exists(enum io_uring_op, IORING_OP_URING_CMD) && op == bpf_core_enum_value(enum io_uring_op, IORING_OP_URING_CMD);
+}
+
+#define SOCKET_URING_OP_SETSOCKOPT 3
+
+/*
+ * A setsockopt made by io_uring's socket command (IORING_OP_URING_CMD, SOCKET_URING_OP_SETSOCKOPT,
+ * 6.7+) on a compat ring, one a 32-bit io_uring_setup made (any 64-bit process can, by int 0x80):
+ * the kernel passes such a ring's commands to do_sock_setsockopt as compat calls, which skip the
+ * cgroup setsockopt programs, and no syscall runs for them, so sys_exit's compat check never sees
+ * one either. A native ring's command passed cgroup/setsockopt (not judged again here: one event
+ * per refusal). Judged as compat_setsockopt does, by the socket's own options once the command has
+ * succeeded (the SQE that named the option is user memory, rewritable until the kernel read it),
+ * and the kill lands before the submitter is back in user space; under BPF LSM (where this
+ * program is not attached) lsm/socket_sendmsg and lsm/socket_connect refuse the route's use.
+ * A command whose file is not a socket (NVMe passthrough, ublk, …) numbers its commands otherwise:
+ * the file type comes first.
+ */
+static __always_inline int io_uring_sockopt(struct io_kiocb *req)
+{
+	struct selected s = {};
+
+	if (BPF_CORE_READ(req, cqe.res) != 0)
+		return 0;
+	struct file *f = BPF_CORE_READ(req, file);
+	if (!f || (BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return 0;
+	if (BPF_CORE_READ((struct io_uring_cmd *)req, cmd_op) != SOCKET_URING_OP_SETSOCKOPT)
+		return 0;
+	struct io_ring_ctx *ring = BPF_CORE_READ(req, ctx);
+	if (!BPF_CORE_READ_BITFIELD_PROBED(ring, compat))
+		return 0;
+	struct socket *sock = BPF_CORE_READ(f, private_data);
+	__u32 opt = sticky_source_route(BPF_CORE_READ(sock, sk));
+	if (!opt || !select_current(&s, true))
+		return 0;
+	if (!route_decide(&s, opt >> 16 == SOL_IP ? AF_INET : AF_INET6, opt, false, SEC_MECH_TP_IO_URING_SOCKOPT_KILL))
+		bpf_send_signal(SIGKILL);
+	return 0;
+}
+
 SEC("tp_btf/io_uring_complete")
 int sec_io_uring_open(unsigned long long *ctx)
 {
@@ -1635,9 +1679,11 @@ int sec_io_uring_open(unsigned long long *ctx)
 	if (!req)
 		return 0;
 	op = BPF_CORE_READ(req, opcode);
-	if (!io_uring_is_open(op))
-		return 0;
-	return io_uring_open(req, op);
+	if (io_uring_is_open(op))
+		return io_uring_open(req, op);
+	if (io_uring_is_cmd(op))
+		return io_uring_sockopt(req);
+	return 0;
 }
 
 /*
@@ -1654,9 +1700,11 @@ int sec_io_uring_open_btf(unsigned long long *ctx)
 	if (!req)
 		return 0;
 	op = req->opcode;
-	if (!io_uring_is_open(op))
-		return 0;
-	return io_uring_open((struct io_kiocb *)ctx[1], op);
+	if (io_uring_is_open(op))
+		return io_uring_open((struct io_kiocb *)ctx[1], op);
+	if (io_uring_is_cmd(op))
+		return io_uring_sockopt((struct io_kiocb *)ctx[1]);
+	return 0;
 }
 
 /* ---------------------------------------------------------------- 32-bit syscalls */

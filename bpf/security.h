@@ -70,6 +70,7 @@ enum sec_mech {
 	SEC_MECH_PROCS_CHILD_KILL = 19, /* tracepoint syscalls/sys_exit_{clone,clone3,fork,vfork} + SIGKILL: that child, before its first instruction */
 	SEC_MECH_TP_COMPAT_KILL = 20,   /* tp_btf/sys_exit + SIGKILL: the fallbacks above for a 32-bit (ia32, int 0x80) syscall, which no syscalls:* tracepoint sees */
 	SEC_MECH_TP_X32_KILL = 21,      /* the same for an x32 syscall (bit 30 of the number; syscall.x32=y), which none sees either */
+	SEC_MECH_TP_IO_URING_SOCKOPT_KILL = 22, /* tp_btf/io_uring_complete + SIGKILL: a source route set by a compat ring's setsockopt command, which no cgroup/setsockopt sees */
 };
 
 /*

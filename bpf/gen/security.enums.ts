@@ -53,6 +53,7 @@ export const enum sec_mech {
   SEC_MECH_PROCS_CHILD_KILL = 19,
   SEC_MECH_TP_COMPAT_KILL = 20,
   SEC_MECH_TP_X32_KILL = 21,
+  SEC_MECH_TP_IO_URING_SOCKOPT_KILL = 22,
 }
 
 export const enum sec_exec_mode {

@@ -115,11 +115,14 @@ export const COMPAT_HOOK = 'tp_btf/sys_exit (32-bit and x32 syscalls) + SIGKILL'
 /** the tracepoint fallbacks of other processes' access, left out where lsm/ptrace_access_check
  *  attaches (the sys_exit_open* ones catch a descriptor of another process's /proc/<pid>/mem) */
 const PTRACE_TPS = ['sec_ptrace_tp', 'sec_vm_readv_tp', 'sec_vm_writev_tp', 'sec_pidfd_getfd_tp', 'sec_openat_exit_btf', 'sec_open_exit_btf', 'sec_openat2_exit_btf', 'sec_openat_exit_tp', 'sec_open_exit_tp', 'sec_openat2_exit_tp', 'sec_io_uring_open_btf', 'sec_io_uring_open'];
-/** /proc/<pid>/mem opened through io_uring (IORING_OP_OPENAT/OPENAT2), where LSM is missing, in two
+/** /proc/<pid>/mem opened through io_uring (IORING_OP_OPENAT/OPENAT2), and a source route set by a
+ *  compat ring's setsockopt command (IORING_OP_URING_CMD), where LSM is missing, in two
  *  builds: the opcode, which every io_uring completion's early return reads, by a BTF-typed load
  *  (bpf_rdonly_cast, 6.2+) where that loads, else by a helper read. The first that loads is used. */
 const URING_OPEN = ['sec_io_uring_open_btf', 'sec_io_uring_open'];
 const URING_OPEN_HOOK = 'tp_btf/io_uring_complete';
+/** the same programs judge a setsockopt command of a ring a 32-bit io_uring_setup made */
+export const URING_SOCKOPT_HOOK = 'tp_btf/io_uring_complete (a 32-bit ring\'s setsockopt) + SIGKILL';
 /** IORING_OP_SOCKET's fallback under the submission tracepoint's two names: the one that loads is loaded */
 const URING_PROGS = ['sec_io_uring_socket', 'sec_io_uring_socket_sqe'];
 /** the /proc/<pid>/mem check at every open's exit, in two builds of one check: BTF-typed loads
@@ -150,6 +153,7 @@ export const MECHANISM: Record<number, string> = {
   [sec_mech.SEC_MECH_PROCS_CHILD_KILL]: 'tracepoint/syscalls/sys_exit_{clone,clone3,fork,vfork} + bpf_send_signal(SIGKILL) (procs full)',
   [sec_mech.SEC_MECH_TP_COMPAT_KILL]: 'tp_btf/sys_exit (a 32-bit syscall) + bpf_send_signal(SIGKILL)',
   [sec_mech.SEC_MECH_TP_X32_KILL]: 'tp_btf/sys_exit (an x32 syscall) + bpf_send_signal(SIGKILL)',
+  [sec_mech.SEC_MECH_TP_IO_URING_SOCKOPT_KILL]: 'tp_btf/io_uring_complete (a 32-bit ring\'s setsockopt) + bpf_send_signal(SIGKILL)',
 };
 /** what a tracking event (procs could not record a selected process) says happened, by enum sec_track_fail */
 const TRACK_LOST: Record<number, string> = {
@@ -476,7 +480,7 @@ export class SecurityController {
           return !why;
         });
       }
-      if (!uringOpen) mech.unsupported.push({ hook: URING_OPEN_HOOK, evidence: `${unsound ?? refused.join('; ')} (another's /proc/<pid>/mem opened through io_uring IORING_OP_OPENAT/OPENAT2 is not refused)` });
+      if (!uringOpen) mech.unsupported.push({ hook: URING_OPEN_HOOK, evidence: `${unsound ?? refused.join('; ')} (another's /proc/<pid>/mem opened through io_uring IORING_OP_OPENAT/OPENAT2 is not refused, nor a source route set by a 32-bit ring's setsockopt command where the kernel has those, 6.7+)` });
     }
     // the /proc/<pid>/mem check: only where lsm/ptrace_access_check is missing; one build of it
     const memBtf = !lsmOk && !adopted.has('sec_openat_exit_tp') && !refusedAlone(file, ['sec_openat_exit_btf']);
@@ -636,6 +640,8 @@ export class SecurityController {
     m.lsmConnect = has('sec_connect_lsm');
     m.egress = HOOKS.filter((h) => h.kind === 'cgroup' && h.prog !== 'sec_sock_create' && h.prog !== 'sec_setsockopt' && has(h.prog)).map((h) => h.hook);
     m.sourceRouting = [['sec_setsockopt', 'cgroup/setsockopt'], ['sec_sendmsg_lsm', 'lsm/socket_sendmsg'], ['sec_connect_lsm', 'lsm/socket_connect']].filter(([p]) => has(p!)).map(([, h]) => h!);
+    // a compat ring's setsockopt command passes no cgroup/setsockopt (bpf/security.bpf.c, io_uring_sockopt)
+    if (URING_OPEN.some(has)) m.sourceRouting.push(URING_SOCKOPT_HOOK);
     m.rawSockets = has('sec_socket_lsm') ? ['lsm/socket_create'] : [...(has('sec_sock_create') ? ['cgroup/sock_create'] : []), ...(has('sec_socket_tp') ? ['tracepoint/syscalls/sys_enter_socket + SIGKILL'] : []), ...URING_PROGS.filter(has).map((p) => `${HOOKS.find((h) => h.prog === p)!.hook} (IORING_OP_SOCKET) + SIGKILL`)];
     m.ptrace = has('sec_ptrace_lsm') ? ['lsm/ptrace_access_check'] : PTRACE_TPS.filter(has).map((p) => `${HOOKS.find((h) => h.prog === p)!.hook}${URING_OPEN.includes(p) ? ' (IORING_OP_OPENAT/OPENAT2)' : ''} + SIGKILL`);
     if (!has('sec_ptrace_lsm') && has('sec_ptrace_exit_tp')) m.ptrace.push('tracepoint/syscalls/sys_exit_ptrace (a refused PTRACE_ATTACH\'s victim continued)');

@@ -100,7 +100,10 @@ class Ring:
     """an io_uring through raw syscalls (ctypes, mmap of the rings: no liburing binding is
     installed), one operation at a time. OSError when io_uring_setup fails."""
 
-    def __init__(self, entries=4):
+    def __init__(self, entries=4, ia32=False):
+        """ia32: the ring set up by a 32-bit io_uring_setup (int 0x80), which makes it a compat
+        ring: the kernel runs its operations as 32-bit calls (a setsockopt skips the cgroup
+        setsockopt programs), whoever submits them. Used from this 64-bit process all the same."""
         import ctypes, mmap
         U32 = ctypes.c_uint32
 
@@ -110,22 +113,29 @@ class Ring:
         self.ctypes = ctypes
         self.libc = ctypes.CDLL(None, use_errno=True)
         self.libc.syscall.restype = ctypes.c_long
-        self.p = p = Params()
-        self.fd = self.libc.syscall(425, entries, ctypes.byref(p))
-        if self.fd < 0:
+        if ia32:
+            at = low_buffer(bytes(ctypes.sizeof(Params)))
+            self.fd = ia32_syscall(425, entries, at)
+            e = -self.fd
+            self.p = p = Params.from_buffer_copy(ctypes.string_at(at, ctypes.sizeof(Params)))
+        else:
+            self.p = p = Params()
+            self.fd = self.libc.syscall(425, entries, ctypes.byref(p))
             e = ctypes.get_errno()
-            raise OSError(e, f"io_uring_setup: {errno.errorcode.get(e, e)}")
+        if self.fd < 0:
+            raise OSError(e, f"io_uring_setup{' (32-bit)' if ia32 else ''}: {errno.errorcode.get(e, e)}")
         self.sq = mmap.mmap(self.fd, p.sq_off[6] + p.sq_entries * 4, offset=0)
         self.cq = mmap.mmap(self.fd, p.cq_off[5] + p.cq_entries * 16, offset=0x8000000)
         self.sqes = mmap.mmap(self.fd, p.sq_entries * 64, offset=0x10000000)
 
-    def run(self, opcode, fd=0, off=0, addr=0, length=0, op_flags=0, flags=0, file_index=0):
+    def run(self, opcode, fd=0, off=0, addr=0, length=0, op_flags=0, flags=0, file_index=0, addr3=0):
         """submit one SQE and wait for its completion: the CQE's res (>= 0, or -errno)"""
         import struct
         p, sqe = self.p, bytearray(64)
-        # opcode, flags, ioprio, fd, off, addr, len, op_flags (open flags, …), user_data; file_index at 44
+        # opcode, flags, ioprio, fd, off, addr, len, op_flags (open flags, …), user_data; file_index
+        # (a socket command's optlen) at 44, addr3 (its optval) at 48
         struct.pack_into("=BBHiQQIIQ", sqe, 0, opcode, flags, 0, fd, off, addr, length, op_flags, 7)
-        struct.pack_into("=I", sqe, 44, file_index)
+        struct.pack_into("=IQ", sqe, 44, file_index, addr3)
         self.sqes[0:64] = bytes(sqe)
         tail = struct.unpack_from("=I", self.sq, p.sq_off[1])[0]
         mask = struct.unpack_from("=I", self.sq, p.sq_off[2])[0]

@@ -5,8 +5,14 @@
 # IA32=1: the header set by a 32-bit socketcall(SYS_SETSOCKOPT) (int 0x80), which the kernel's
 # cgroup setsockopt programs never see (they run for native calls only); done in a child, since
 # where BPF LSM is missing the fallback kills the task at that call's exit.
+# URING32=1: the header set through io_uring's socket command (IORING_OP_URING_CMD,
+# SOCKET_URING_OP_SETSOCKOPT, 6.7+) on a ring a 32-bit io_uring_setup made: the kernel runs that
+# ring's setsockopt as a compat call, past the cgroup setsockopt programs, and no syscall is made
+# for it at all (submitted by this 64-bit process's io_uring_enter). In a child, as above.
 import socket, struct
 from _common import *
+URING32 = os.environ.get("URING32") == "1"
+IORING_OP_URING_CMD, SOCKET_URING_OP_SETSOCKOPT = 46, 3
 port = int(os.environ["ALLOWED_UDP_PORT"])
 segs = [socket.inet_pton(socket.AF_INET6, a) for a in ("2001:db8::1", "::1")]  # final first, first hop last
 srh = struct.pack("!BBBBBBH", 0, 2 * len(segs), 4, len(segs) - 1, len(segs) - 1, 0, 0) + b"".join(segs)
@@ -29,6 +35,35 @@ if IA32:
     os.close(w)
     how = wait_child(pid)
     said = os.read(r, 300).decode()
+    report(said.startswith("sent"), f"{said.split(' ', 1)[-1] if said else 'the child said nothing'}; child {how}")
+if URING32:
+    ia32_syscall(20)  # unsupported unless 32-bit syscalls work here
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            try:
+                ring = Ring(ia32=True)
+            except OSError as e:
+                os.write(w, f"unsupported {e.strerror}: no io_uring for this user here".encode())
+                os._exit(0)
+            res = ring.run(IORING_OP_URING_CMD, fd=s.fileno(), off=SOCKET_URING_OP_SETSOCKOPT, addr=socket.IPPROTO_IPV6 | socket.IPV6_RTHDR << 32, file_index=len(srh), addr3=low_buffer(srh))
+            if -res in (errno.EINVAL, errno.EOPNOTSUPP):
+                os.write(w, f"unsupported IORING_OP_URING_CMD SOCKET_URING_OP_SETSOCKOPT: {errno.errorcode[-res]} (socket commands came in 6.7)".encode())
+                os._exit(0)
+            if res < 0:
+                raise OSError(-res, f"IORING_OP_URING_CMD setsockopt(IPV6_RTHDR) on a 32-bit ring: {errno.errorcode.get(-res, res)}")
+            ok, detail = net_result(f"setsockopt(IPV6_RTHDR via ::1) through a 32-bit io_uring accepted; sendto [2001:db8::1]:{port}", lambda: s.sendto(b"x", ("2001:db8::1", port)))
+            os.write(w, (("sent " if ok else "refused ") + detail).encode())
+        except OSError as e:
+            os.write(w, f"refused {e.strerror or e}".encode())
+        os._exit(0)
+    os.close(w)
+    how = wait_child(pid)
+    said = os.read(r, 300).decode()
+    if said.startswith("unsupported"):
+        unsupported(said.split(" ", 1)[1])
     report(said.startswith("sent"), f"{said.split(' ', 1)[-1] if said else 'the child said nothing'}; child {how}")
 try:
     s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RTHDR, srh)
