@@ -1634,6 +1634,24 @@ static __always_inline bool io_uring_is_cmd(__u8 op)
 #define SOCKET_URING_OP_SETSOCKOPT 3
 
 /*
+ * The ring's compat bit: a bitfield of io_ring_ctx up to 6.x, a bit of its int_flags from 7.0, whose
+ * enumerator (IO_RING_F_COMPAT) lives in an anonymous enum that CO-RE cannot relocate: the value
+ * here is checked against the kernel's BTF by the controller, which reports this check as
+ * unsupported where they differ (controller/security/controller.ts, uringCompatFlag).
+ */
+#define IO_RING_F_COMPAT 2048
+struct io_ring_ctx___int_flags {
+	unsigned int int_flags;
+} __attribute__((preserve_access_index));
+
+static __always_inline bool ring_compat(struct io_ring_ctx *ring)
+{
+	if (bpf_core_field_exists(struct io_ring_ctx___int_flags, int_flags))
+		return BPF_CORE_READ((struct io_ring_ctx___int_flags *)ring, int_flags) & IO_RING_F_COMPAT;
+	return BPF_CORE_READ_BITFIELD_PROBED(ring, compat);
+}
+
+/*
  * A setsockopt made by io_uring's socket command (IORING_OP_URING_CMD, SOCKET_URING_OP_SETSOCKOPT,
  * 6.7+) on a compat ring, one a 32-bit io_uring_setup made (any 64-bit process can, by int 0x80):
  * the kernel passes such a ring's commands to do_sock_setsockopt as compat calls, which skip the
@@ -1657,8 +1675,7 @@ static __always_inline int io_uring_sockopt(struct io_kiocb *req)
 		return 0;
 	if (BPF_CORE_READ((struct io_uring_cmd *)req, cmd_op) != SOCKET_URING_OP_SETSOCKOPT)
 		return 0;
-	struct io_ring_ctx *ring = BPF_CORE_READ(req, ctx);
-	if (!BPF_CORE_READ_BITFIELD_PROBED(ring, compat))
+	if (!ring_compat(BPF_CORE_READ(req, ctx)))
 		return 0;
 	struct socket *sock = BPF_CORE_READ(f, private_data);
 	__u32 opt = sticky_source_route(BPF_CORE_READ(sock, sk));

@@ -641,7 +641,11 @@ export class SecurityController {
     m.egress = HOOKS.filter((h) => h.kind === 'cgroup' && h.prog !== 'sec_sock_create' && h.prog !== 'sec_setsockopt' && has(h.prog)).map((h) => h.hook);
     m.sourceRouting = [['sec_setsockopt', 'cgroup/setsockopt'], ['sec_sendmsg_lsm', 'lsm/socket_sendmsg'], ['sec_connect_lsm', 'lsm/socket_connect']].filter(([p]) => has(p!)).map(([, h]) => h!);
     // a compat ring's setsockopt command passes no cgroup/setsockopt (bpf/security.bpf.c, io_uring_sockopt)
-    if (URING_OPEN.some(has)) m.sourceRouting.push(URING_SOCKOPT_HOOK);
+    if (URING_OPEN.some(has)) {
+      const why = uringCompatUnsound();
+      if (why) m.unsupported.push({ hook: URING_SOCKOPT_HOOK, evidence: `${why} (a source route set by a 32-bit ring's setsockopt command is not refused)` });
+      else m.sourceRouting.push(URING_SOCKOPT_HOOK);
+    }
     m.rawSockets = has('sec_socket_lsm') ? ['lsm/socket_create'] : [...(has('sec_sock_create') ? ['cgroup/sock_create'] : []), ...(has('sec_socket_tp') ? ['tracepoint/syscalls/sys_enter_socket + SIGKILL'] : []), ...URING_PROGS.filter(has).map((p) => `${HOOKS.find((h) => h.prog === p)!.hook} (IORING_OP_SOCKET) + SIGKILL`)];
     m.ptrace = has('sec_ptrace_lsm') ? ['lsm/ptrace_access_check'] : PTRACE_TPS.filter(has).map((p) => `${HOOKS.find((h) => h.prog === p)!.hook}${URING_OPEN.includes(p) ? ' (IORING_OP_OPENAT/OPENAT2)' : ''} + SIGKILL`);
     if (!has('sec_ptrace_lsm') && has('sec_ptrace_exit_tp')) m.ptrace.push('tracepoint/syscalls/sys_exit_ptrace (a refused PTRACE_ATTACH\'s victim continued)');
@@ -1186,6 +1190,33 @@ function uringOpenUnsound(lsm: boolean): string | undefined {
     const req = btf.findByName('io_kiocb', Kind.STRUCT);
     if (req < 0 || !btf.type(req).members.some((m) => m.name === 'cqe')) return 'io_uring_complete carries no request here (struct io_kiocb has no cqe, 5.18+): the operation is unknown';
     return undefined;
+  } finally {
+    btf.close();
+  }
+}
+
+/**
+ * Why io_uring_sockopt (bpf/security.bpf.c) cannot tell a compat ring here, or undefined. From 7.0
+ * the ring's compat bit is IO_RING_F_COMPAT in io_ring_ctx.int_flags, an enumerator of an
+ * anonymous enum that CO-RE cannot relocate: the program has its 7.0 value, checked here against
+ * the kernel's BTF (a scan of every type, ~0.3 s, done only on such kernels). Before, a bitfield
+ * that CO-RE reads.
+ */
+const IO_RING_F_COMPAT = 2048;
+export function uringCompatUnsound(btf = Btf.vmlinux()): string | undefined {
+  if (!btf) return 'no kernel BTF';
+  try {
+    const ctx = btf.findByName('io_ring_ctx', Kind.STRUCT);
+    if (ctx < 0) return 'no struct io_ring_ctx in the kernel\'s BTF';
+    const fields = (id: number): string[] => btf.resolve(id).members.flatMap((m) => (m.name ? [m.name] : fields(m.type)));
+    const names = fields(ctx);
+    if (!names.includes('int_flags')) return names.includes('compat') ? undefined : 'struct io_ring_ctx has neither compat nor int_flags here';
+    for (let id = 1; id < btf.typeCount; id++) {
+      const t = btf.type(id);
+      const v = t.kind === Kind.ENUM && !t.name ? t.enumValues?.find((e) => e.name === 'IO_RING_F_COMPAT') : undefined;
+      if (v) return Number(v.value) === IO_RING_F_COMPAT ? undefined : `IO_RING_F_COMPAT is ${v.value} in this kernel, ${IO_RING_F_COMPAT} in this build`;
+    }
+    return 'io_ring_ctx has int_flags but the kernel\'s BTF names no IO_RING_F_COMPAT';
   } finally {
     btf.close();
   }
