@@ -83,6 +83,12 @@ export interface sec_egress_key {
 }
 export const sec_egress_key_size = 28;
 
+/** struct io_ring_ctx___int_flags: 4 bytes */
+export interface io_ring_ctx___int_flags {
+  int_flags: number;
+}
+export const io_ring_ctx___int_flags_size = 4;
+
 /** struct io_ring_ctx___old: 16 bytes */
 export interface io_ring_ctx___old {
   file_table: { files: bigint };

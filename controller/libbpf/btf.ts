@@ -37,6 +37,12 @@ export class Btf {
     return p === NULL ? null : new Btf(p, true);
   }
 
+  /** BTF of an ELF file's .BTF section (a kernel image's vmlinux) or a raw BTF file, or null */
+  static fromFile(path: string): Btf | null {
+    const p = B.btf__parse(path, null);
+    return p === NULL ? null : new Btf(p, true);
+  }
+
   close(): void {
     if (this.owned && this.ptr !== NULL) B.btf__free(this.ptr);
   }

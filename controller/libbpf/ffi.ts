@@ -279,6 +279,7 @@ export const B = lazy({
 
   // BTF
   btf__load_vmlinux_btf: () => f('void *btf__load_vmlinux_btf(void)'),
+  btf__parse: () => f('void *btf__parse(const char *path, void *btf_ext)'),
   btf__free: () => f('void btf__free(void *btf)'),
   btf__load_from_kernel_by_id: () => f('void *btf__load_from_kernel_by_id(uint32 id)'),
   btf__type_cnt: () => f('uint32 btf__type_cnt(void *btf)'),
