@@ -131,6 +131,8 @@ describe('lab CLI', () => {
     // digits all the same: too large, not "expected a whole number in decimal digits"
     [['run', 'hello-openat', '--max-print', '99999999999999999999999'], /--max-print "9+": too large \(must be ≤ \d+\)/],
     [['run', 'energy', '--tdp', '5', '--idle', '50'], /--idle 50 exceeds --tdp 5/],
+    // (this machine's CPUs; a guest's are checked first thing in the guest)
+    [['bench', 'energy', '--pin-cpu', '9999'], /--pin-cpu 9999 is not an online CPU here \(online: [\d,-]+\)\n {2}fix: pass one of [\d, ]+ or -1\n/],
     [['run', 'hello-openat', '--out', '/proc/nope'], /--out \/proc\/nope: \/proc is on procfs/],
     [['run', 'hello-openat', '--out', '/etc/passwd/x'], /--out \/etc\/passwd\/x: \/etc\/passwd is not a directory/],
     // refused before the run starts (it failed after its start, ENAMETOOLONG as an internal error)

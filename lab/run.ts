@@ -106,7 +106,7 @@ export async function parseRunArgs(argv: string[], mode: 'run' | 'bench'): Promi
   if (!p) return null;
   const { kernel, out, spec, timeout, 'vm-backend': backend, ...options } = p.values as OptionValues & { kernel: string; out?: string; spec?: string; timeout?: number; 'vm-backend'?: 'lab' | 'vng' };
   const k = parseKernelSpec(kernel);
-  const invalid = scenario.validate?.(options);
+  const invalid = scenario.validate?.(options, { mode, onThisMachine: k.kind === 'host' && process.env.EBPF_LAB_IN_VM !== '1' });
   if (invalid) throw new UsageError(invalid.message, invalid.fix);
   if (out !== undefined) checkOutDir(out);
   // (a guest's run shares the directory its host run made and marked)
@@ -539,7 +539,8 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
     const e: unknown = stopped ? abort.signal.reason : e0;
     // a stop's own error (Ctrl-C, --timeout) is its reason, not a stack
     const reasonOnly = e === abort.signal.reason && !failedUnawaited;
-    results.error = e instanceof Error ? ((reasonOnly ? undefined : e.stack) ?? e.message) : String(e);
+    // a LabError (bad input the scenario found, a missing facility) is its message and fix, not a stack
+    results.error = e instanceof LabError ? `${e.message}${e.fix ? `\nfix: ${e.fix}` : ''}` : e instanceof Error ? ((reasonOnly ? undefined : e.stack) ?? e.message) : String(e);
     if (reasonOnly && stopSource) results.stoppedBy = stopSource;
     progress.warn(`scenario failed: ${e instanceof Error ? e.message : e}`);
   } finally {
@@ -677,7 +678,10 @@ async function runOrBench(argv: string[], mode: 'run' | 'bench'): Promise<number
   if (args.spec) return endRunNow(code);
   const counts = (s: string) => results.checks.filter((c) => c.status === s).length;
   console.log(`${results.scenario} on ${results.environment.kernel.release} (${args.kernel.text}): ${results.status.toUpperCase()} — ${counts('pass')} passed, ${counts('fail')} failed, ${counts('unsupported')} unsupported in ${((results.durationMs ?? 0) / 1000).toFixed(1)} s`);
-  if (results.error) console.log(`error: ${results.error.split('\n')[0]}`);
+  if (results.error) {
+    const [first, second] = results.error.split('\n');
+    console.log(`error: ${first}${second?.startsWith('fix: ') ? `\n  ${second}` : ''}`);
+  }
   console.log(`report: ${html}`);
   return stopped ? endRunNow(code) : code;
 }

@@ -57,9 +57,10 @@ export interface Scenario {
   vm?: { wire?: boolean; prepare?: (log: (s: string) => void) => Promise<unknown> };
   /**
    * checks across options (each option's own type and range are the parser's): a problem and its
-   * fix, or undefined. Run before anything is built or booted; a problem exits 2.
+   * fix, or undefined. Run before anything is built or booted; a problem exits 2. `onThisMachine`:
+   * the run is this machine's (`--kernel host`, not a guest's), so its facts (CPUs) may be checked.
    */
-  validate?(options: Record<string, unknown>): { message: string; fix: string } | undefined;
+  validate?(options: Record<string, unknown>, where: { mode: 'run' | 'bench'; onThisMachine: boolean }): { message: string; fix: string } | undefined;
   run(ctx: ScenarioContext): Promise<void>;
 }
 

@@ -15,7 +15,7 @@
 import fs from 'node:fs';
 import type { Scenario, ScenarioContext } from '../../lab/scenario.ts';
 import { scaledTimeout } from '../../lab/scenario.ts';
-import { EnergyCollector, type Interval } from '../../controller/energy/collector.ts';
+import { EnergyCollector, parseCpuList, type Interval } from '../../controller/energy/collector.ts';
 import { cgroupId } from '../../common/cgroup.ts';
 import { cgroupUsageUs, procCpuSeconds, procSchedNs, tickSeconds, ioTarget, setupCgroups, signalAll, startWorkload, waitStarted, type Workload } from './workloads.ts';
 import { pingPong } from './pingpong.ts';
@@ -94,7 +94,16 @@ const scenario: Scenario = {
     'per-thread': { type: 'string', choices: ['auto', 'task_storage', 'hash'], default: 'auto', description: 'tp_btf per-thread state: task storage (batched) or the thread hash; auto: task storage where it loads' },
     'overhead-goal': { type: 'number', min: 0, max: 99, default: 3, valueName: 'PCT', description: 'goal for the context-switch rate the hook may cost' },
   },
-  validate: (o) => ((o.idle as number) > (o.tdp as number) ? { message: `--idle ${o.idle} exceeds --tdp ${o.tdp}`, fix: 'the model\'s idle power is at most its full-load power: lower --idle or raise --tdp' } : undefined),
+  validate: (o, where) => {
+    if ((o.idle as number) > (o.tdp as number)) return { message: `--idle ${o.idle} exceeds --tdp ${o.tdp}`, fix: 'the model\'s idle power is at most its full-load power: lower --idle or raise --tdp' };
+    // a guest's CPUs are known once it runs (checked first thing there)
+    const cpu = o['pin-cpu'] as number;
+    if (where.mode === 'bench' && where.onThisMachine && cpu >= 0) {
+      const online = parseCpuList(fs.readFileSync('/sys/devices/system/cpu/online', 'utf8'));
+      if (!online.includes(cpu)) return { message: `--pin-cpu ${cpu} is not an online CPU here (online: ${online.join(',')})`, fix: `pass one of ${online.join(', ')} or -1` };
+    }
+    return undefined;
+  },
   async run(ctx) {
     if (process.getuid?.() !== 0) {
       ctx.unsupported('energy scenario', 'root', 'loading BPF programs and creating cgroups needs root');
@@ -102,6 +111,9 @@ const scenario: Scenario = {
     }
     const o = ctx.options as { duration: number; interval: number; power: 'auto' | 'model'; tdp: number; idle: number; repeat: number; rounds?: number; window: number; 'per-thread': 'auto' | 'task_storage' | 'hash'; 'pin-cpu': number; 'overhead-goal': number };
     const kernel = ctx.kernel.release;
+    // where the run is (a guest has its own CPUs), before anything is set up: the bench's CPU
+    const online = parseCpuList(fs.readFileSync('/sys/devices/system/cpu/online', 'utf8'));
+    if (ctx.mode === 'bench' && o['pin-cpu'] >= 0 && !online.includes(o['pin-cpu'])) throw new LabError(`--pin-cpu ${o['pin-cpu']} is not an online CPU on ${kernel} (online: ${online.join(',')})`, `pass one of ${online.join(', ')} or -1`);
 
     ctx.progress.step('loading bpf/energy.bpf.o and finding a power source');
     const c = await EnergyCollector.open({ power: o.power, perThread: o['per-thread'], model: { tdpWatts: o.tdp, idleWatts: o.idle }, log: (s) => ctx.progress.info(s) });
