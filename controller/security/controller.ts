@@ -449,7 +449,8 @@ export class SecurityController {
     // lsm/socket_sendmsg walks a send's control messages: probed on its own, so that a verifier
     // that finds it too complex costs the source-routing check, not the other LSM programs
     const sendmsgRefused = lsmOk && !adopted.has('sec_sendmsg_lsm') ? refusedAlone(file, ['sec_sendmsg_lsm'], (o) => attachLsm(o.program('sec_sendmsg_lsm'))) : undefined;
-    if (sendmsgRefused) mech.unsupported.push({ hook: 'lsm/socket_sendmsg', evidence: `${sendmsgRefused} (source routes given per message are not refused)` });
+    // under BPF LSM nothing else judges a route a compat call set (sys_exit's check is not attached there)
+    if (sendmsgRefused) mech.unsupported.push({ hook: 'lsm/socket_sendmsg', evidence: `${sendmsgRefused} (source routes given per message are not refused, nor one set on a socket by a 32-bit setsockopt or a 32-bit ring's, then used by a UDP send)` });
     // cgroup/setsockopt programs get the helpers the selection needs (the current pid, cgroup
     // ancestors) only on newer kernels (5.10 refuses it: EINVAL): its refusal is stated, and does
     // not unload the whole controller
