@@ -17,44 +17,22 @@ port = int(os.environ["ALLOWED_UDP_PORT"])
 segs = [socket.inet_pton(socket.AF_INET6, a) for a in ("2001:db8::1", "::1")]  # final first, first hop last
 srh = struct.pack("!BBBBBBH", 0, 2 * len(segs), 4, len(segs) - 1, len(segs) - 1, 0, 0) + b"".join(segs)
 s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-if IA32:
+
+
+def set_in_child(set_route, what):
+    """set_route() sets the header in a child (OSError: refused; a string: unsupported, and why),
+    which then sends to the final address; reports what the child said, or how it died"""
     ia32_syscall(20)  # unsupported unless 32-bit syscalls work here
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(r)
         try:
-            val = low_buffer(srh)
-            args = low_buffer(struct.pack("=IIIII", s.fileno(), socket.IPPROTO_IPV6, socket.IPV6_RTHDR, val, len(srh)))
-            ia32_check(ia32_syscall(102, 14, args), "socketcall(SYS_SETSOCKOPT, IPV6_RTHDR)")
-            ok, detail = net_result(f"socketcall(SYS_SETSOCKOPT, IPV6_RTHDR via ::1) accepted; sendto [2001:db8::1]:{port}", lambda: s.sendto(b"x", ("2001:db8::1", port)))
-            os.write(w, (("sent " if ok else "refused ") + detail).encode())
-        except OSError as e:
-            os.write(w, f"refused {e.strerror or e}".encode())
-        os._exit(0)
-    os.close(w)
-    how = wait_child(pid)
-    said = os.read(r, 300).decode()
-    report(said.startswith("sent"), f"{said.split(' ', 1)[-1] if said else 'the child said nothing'}; child {how}")
-if URING32:
-    ia32_syscall(20)  # unsupported unless 32-bit syscalls work here
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        try:
-            try:
-                ring = Ring(ia32=True)
-            except OSError as e:
-                os.write(w, f"unsupported {e.strerror}: no io_uring for this user here".encode())
+            why = set_route()
+            if why:
+                os.write(w, f"unsupported {why}".encode())
                 os._exit(0)
-            res = ring.run(IORING_OP_URING_CMD, fd=s.fileno(), off=SOCKET_URING_OP_SETSOCKOPT, addr=socket.IPPROTO_IPV6 | socket.IPV6_RTHDR << 32, file_index=len(srh), addr3=low_buffer(srh))
-            if -res in (errno.EINVAL, errno.EOPNOTSUPP):
-                os.write(w, f"unsupported IORING_OP_URING_CMD SOCKET_URING_OP_SETSOCKOPT: {errno.errorcode[-res]} (socket commands came in 6.7)".encode())
-                os._exit(0)
-            if res < 0:
-                raise OSError(-res, f"IORING_OP_URING_CMD setsockopt(IPV6_RTHDR) on a 32-bit ring: {errno.errorcode.get(-res, res)}")
-            ok, detail = net_result(f"setsockopt(IPV6_RTHDR via ::1) through a 32-bit io_uring accepted; sendto [2001:db8::1]:{port}", lambda: s.sendto(b"x", ("2001:db8::1", port)))
+            ok, detail = net_result(f"{what} accepted; sendto [2001:db8::1]:{port}", lambda: s.sendto(b"x", ("2001:db8::1", port)))
             os.write(w, (("sent " if ok else "refused ") + detail).encode())
         except OSError as e:
             os.write(w, f"refused {e.strerror or e}".encode())
@@ -65,6 +43,30 @@ if URING32:
     if said.startswith("unsupported"):
         unsupported(said.split(" ", 1)[1])
     report(said.startswith("sent"), f"{said.split(' ', 1)[-1] if said else 'the child said nothing'}; child {how}")
+
+
+def socketcall():
+    val = low_buffer(srh)
+    args = low_buffer(struct.pack("=IIIII", s.fileno(), socket.IPPROTO_IPV6, socket.IPV6_RTHDR, val, len(srh)))
+    ia32_check(ia32_syscall(102, 14, args), "socketcall(SYS_SETSOCKOPT, IPV6_RTHDR)")
+
+
+def uring_cmd():
+    try:
+        ring = Ring(ia32=True)
+    except OSError as e:
+        return f"{e.strerror}: no io_uring for this user here"
+    res = ring.run(IORING_OP_URING_CMD, fd=s.fileno(), off=SOCKET_URING_OP_SETSOCKOPT, addr=socket.IPPROTO_IPV6 | socket.IPV6_RTHDR << 32, file_index=len(srh), addr3=low_buffer(srh))
+    if -res in (errno.EINVAL, errno.EOPNOTSUPP):
+        return f"IORING_OP_URING_CMD SOCKET_URING_OP_SETSOCKOPT: {errno.errorcode[-res]} (socket commands came in 6.7)"
+    if res < 0:
+        raise OSError(-res, f"IORING_OP_URING_CMD setsockopt(IPV6_RTHDR) on a 32-bit ring: {errno.errorcode.get(-res, res)}")
+
+
+if IA32:
+    set_in_child(socketcall, "socketcall(SYS_SETSOCKOPT, IPV6_RTHDR via ::1)")
+if URING32:
+    set_in_child(uring_cmd, "setsockopt(IPV6_RTHDR via ::1) through a 32-bit io_uring")
 try:
     s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RTHDR, srh)
 except OSError as e:
