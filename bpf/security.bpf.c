@@ -1651,6 +1651,20 @@ static __always_inline bool ring_compat(struct io_ring_ctx *ring)
 	return BPF_CORE_READ_BITFIELD_PROBED(ring, compat);
 }
 
+/* a compat setsockopt (no cgroup/setsockopt ran) succeeded on sock: a source route it holds now is
+ * judged, and refused by killing the caller (its return to user space comes first) */
+static __always_inline int route_set(struct socket *sock, __u8 mech)
+{
+	struct selected s = {};
+	__u32 opt = sticky_source_route(BPF_CORE_READ(sock, sk));
+
+	if (!opt || !select_current(&s, true))
+		return 0;
+	if (!route_decide(&s, opt >> 16 == SOL_IP ? AF_INET : AF_INET6, opt, false, mech))
+		bpf_send_signal(SIGKILL);
+	return 0;
+}
+
 /*
  * A setsockopt made by io_uring's socket command (IORING_OP_URING_CMD, SOCKET_URING_OP_SETSOCKOPT,
  * 6.7+) on a compat ring, one a 32-bit io_uring_setup made (any 64-bit process can, by int 0x80):
@@ -1666,8 +1680,6 @@ static __always_inline bool ring_compat(struct io_ring_ctx *ring)
  */
 static __always_inline int io_uring_sockopt(struct io_kiocb *req)
 {
-	struct selected s = {};
-
 	if (BPF_CORE_READ(req, cqe.res) != 0)
 		return 0;
 	struct file *f = BPF_CORE_READ(req, file);
@@ -1677,13 +1689,7 @@ static __always_inline int io_uring_sockopt(struct io_kiocb *req)
 		return 0;
 	if (!ring_compat(BPF_CORE_READ(req, ctx)))
 		return 0;
-	struct socket *sock = BPF_CORE_READ(f, private_data);
-	__u32 opt = sticky_source_route(BPF_CORE_READ(sock, sk));
-	if (!opt || !select_current(&s, true))
-		return 0;
-	if (!route_decide(&s, opt >> 16 == SOL_IP ? AF_INET : AF_INET6, opt, false, SEC_MECH_TP_IO_URING_SOCKOPT_KILL))
-		bpf_send_signal(SIGKILL);
-	return 0;
+	return route_set(BPF_CORE_READ(f, private_data), SEC_MECH_TP_IO_URING_SOCKOPT_KILL);
 }
 
 SEC("tp_btf/io_uring_complete")
@@ -1824,19 +1830,10 @@ static __always_inline int compat_socket(long fd, __u32 proto, __u8 mech)
  */
 static __always_inline int compat_setsockopt(long fd, long ret, __u8 mech)
 {
-	struct selected s = {};
-
 	if (ret != 0 || fd < 0)
 		return 0;
 	struct socket *sock = fd_socket(fd);
-	if (!sock)
-		return 0;
-	__u32 opt = sticky_source_route(BPF_CORE_READ(sock, sk));
-	if (!opt || !select_current(&s, true))
-		return 0;
-	if (!route_decide(&s, opt >> 16 == SOL_IP ? AF_INET : AF_INET6, opt, false, mech))
-		bpf_send_signal(SIGKILL);
-	return 0;
+	return sock ? route_set(sock, mech) : 0;
 }
 
 /* the compat check's ptrace family, at the exit (the attach done, its tracee known) */
