@@ -23,23 +23,17 @@ def set_in_child(set_route, what):
     """set_route() sets the header in a child (OSError: refused; a string: unsupported, and why),
     which then sends to the final address; reports what the child said, or how it died"""
     ia32_syscall(20)  # unsupported unless 32-bit syscalls work here
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
+
+    def child():
         try:
             why = set_route()
             if why:
-                os.write(w, f"unsupported {why}".encode())
-                os._exit(0)
+                return f"unsupported {why}"
             ok, detail = net_result(f"{what} accepted; sendto [2001:db8::1]:{port}", lambda: s.sendto(b"x", ("2001:db8::1", port)))
-            os.write(w, (("sent " if ok else "refused ") + detail).encode())
+            return ("sent " if ok else "refused ") + detail
         except OSError as e:
-            os.write(w, f"refused {e.strerror or e}".encode())
-        os._exit(0)
-    os.close(w)
-    how = wait_child(pid)
-    said = os.read(r, 300).decode()
+            return f"refused {e.strerror or e}"
+    said, how = in_child(child)
     if said.startswith("unsupported"):
         unsupported(said.split(" ", 1)[1])
     report(said.startswith("sent"), f"{said.split(' ', 1)[-1] if said else 'the child said nothing'}; child {how}")
