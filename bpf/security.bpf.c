@@ -1637,7 +1637,7 @@ static __always_inline bool io_uring_is_cmd(__u8 op)
  * The ring's compat bit: a bitfield of io_ring_ctx up to 6.x, a bit of its int_flags from 7.0, whose
  * enumerator (IO_RING_F_COMPAT) lives in an anonymous enum that CO-RE cannot relocate: the value
  * here is checked against the kernel's BTF by the controller, which reports this check as
- * unsupported where they differ (controller/security/controller.ts, uringCompatFlag).
+ * unsupported where they differ (controller/security/controller.ts, uringCompatUnsound).
  */
 #define IO_RING_F_COMPAT 2048
 struct io_ring_ctx___int_flags {
