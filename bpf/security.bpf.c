@@ -1651,6 +1651,14 @@ static __always_inline bool ring_compat(struct io_ring_ctx *ring)
 	return BPF_CORE_READ_BITFIELD_PROBED(ring, compat);
 }
 
+/* the socket behind file f, or NULL if it is not one */
+static __always_inline struct socket *file_socket(struct file *f)
+{
+	if (!f || (BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return NULL;
+	return BPF_CORE_READ(f, private_data);
+}
+
 /* a compat setsockopt (no cgroup/setsockopt ran) succeeded on sock: a source route it holds now is
  * judged, and refused by killing the caller (its return to user space comes first) */
 static __always_inline int route_set(struct socket *sock, __u8 mech)
@@ -1682,14 +1690,12 @@ static __always_inline int io_uring_sockopt(struct io_kiocb *req)
 {
 	if (BPF_CORE_READ(req, cqe.res) != 0)
 		return 0;
-	struct file *f = BPF_CORE_READ(req, file);
-	if (!f || (BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
-		return 0;
-	if (BPF_CORE_READ((struct io_uring_cmd *)req, cmd_op) != SOCKET_URING_OP_SETSOCKOPT)
+	struct socket *sock = file_socket(BPF_CORE_READ(req, file));
+	if (!sock || BPF_CORE_READ((struct io_uring_cmd *)req, cmd_op) != SOCKET_URING_OP_SETSOCKOPT)
 		return 0;
 	if (!ring_compat(BPF_CORE_READ(req, ctx)))
 		return 0;
-	return route_set(BPF_CORE_READ(f, private_data), SEC_MECH_TP_IO_URING_SOCKOPT_KILL);
+	return route_set(sock, SEC_MECH_TP_IO_URING_SOCKOPT_KILL);
 }
 
 SEC("tp_btf/io_uring_complete")
@@ -1786,11 +1792,7 @@ int sec_io_uring_open_btf(unsigned long long *ctx)
 /* the current task's descriptor fd if it is a socket, else NULL */
 static __always_inline struct socket *fd_socket(long fd)
 {
-	struct file *f = fd_file((struct task_struct *)bpf_get_current_task(), fd);
-
-	if (!f || (BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
-		return NULL;
-	return BPF_CORE_READ(f, private_data);
+	return file_socket(fd_file((struct task_struct *)bpf_get_current_task(), fd));
 }
 
 /* the socket the call just returned as `fd`, judged by what the kernel made (the family and type
