@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { expect, it } from 'vitest';
-import { onStopSignals, REPEAT_STOP_MS } from './signals.ts';
+import { onStopSignals, REPEAT_STOP_MS, stopExitCode } from './signals.ts';
 
 const SRC = new URL('./signals.ts', import.meta.url).pathname;
 
@@ -95,4 +95,10 @@ it('onStopSignals takes a repeat within REPEAT_STOP_MS as the same stop, a later
   } finally {
     off();
   }
+});
+
+it('stopExitCode: a run a stop signal ended exits as a shell reports that signal; other stops are failures', () => {
+  expect([stopExitCode('SIGINT'), stopExitCode('SIGTERM'), stopExitCode('SIGHUP')]).toEqual([130, 143, 129]);
+  // --timeout, a killed guest, no stop at all, a signal that is not a stop
+  expect([stopExitCode('--timeout 20 s'), stopExitCode('killed'), stopExitCode(undefined), stopExitCode('SIGKILL')]).toEqual([undefined, undefined, undefined, undefined]);
 });

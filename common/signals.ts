@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import os from 'node:os';
 import { libcFunc } from './libc.ts';
 
 // How a foreground daemon waits to be stopped. A signal listener does not keep Node's event loop
@@ -23,6 +24,17 @@ export function untilSignal(signals: readonly NodeJS.Signals[] = STOP_SIGNALS): 
 // place a hangup was ignored, and the run went on into its dead terminal (see common/stdio.ts).
 export const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 export type StopSignal = (typeof STOP_SIGNALS)[number];
+
+/**
+ * The exit code of a run a stop signal ended after its cleanups: 128 + the signal's number, as a
+ * shell reports a process the signal killed (130 for Ctrl-C), so a script or CI job tells "I was
+ * stopped" from "the scenario failed" (1). Undefined for anything else that stopped a run
+ * (--timeout, a guest killed outright): those are failures of the run.
+ */
+export function stopExitCode(stoppedBy: string | undefined): number | undefined {
+  const n = (STOP_SIGNALS as readonly string[]).includes(stoppedBy ?? '') ? os.constants.signals[stoppedBy as StopSignal] : undefined;
+  return n === undefined ? undefined : 128 + n;
+}
 
 /**
  * One stop often arrives as two signals a moment apart: pnpm passes the terminal's SIGINT (and a

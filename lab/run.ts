@@ -24,7 +24,7 @@ import { ensureTools } from './setup.ts';
 import { scaledTimeout } from './timeouts.ts';
 import { checkNotARun, checkOutDir } from '../common/out-dir.ts';
 import { Cleanups } from './cleanups.ts';
-import { onStopSignals } from '../common/signals.ts';
+import { onStopSignals, stopExitCode } from '../common/signals.ts';
 import { checkKernel, parseKernelSpec, type KernelSpec, type VmKernelSpec } from './vm/index.ts';
 
 import { REPORTS_DIR, SCENARIOS_DIR } from '../common/paths.ts';
@@ -461,7 +461,7 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
       attempt(() => fs.writeFileSync(path.join(outDir, 'stop-held.json'), `${JSON.stringify(held)}\n`));
       attempt(() => process.report.writeReport(file));
       progress.warn(`the stop did not finish within ${Math.round(limitMs / 1000)} s: exiting now with the checks so far in results.json (${where}; active: ${held.resources.join(', ')}; Node's report: ${file})`);
-      endRunNow(1);
+      endRunNow(stopExitCode(stopSource) ?? 1);
     }, limitMs).unref();
   };
   const offSignals = onStopSignals(onSignal);
@@ -670,8 +670,8 @@ async function runOrBench(argv: string[], mode: 'run' | 'bench'): Promise<number
   const progress = createProgress();
   const r = await runScenario(args, progress);
   const { results, html } = r;
-  const code = results.status === 'pass' || results.status === 'unsupported' ? 0 : 1;
   const stopped = 'stopped' in r && r.stopped;
+  const code = results.status === 'pass' || results.status === 'unsupported' ? 0 : (results.status === 'error' && stopExitCode(results.stoppedBy)) || 1;
   // the guest side of a VM run stays quiet: the host prints the one summary. It exits as soon as
   // its results.json is written: a timer or child a scenario left behind would otherwise hold the
   // row (security's PostgreSQL stop guard held every run ~10 s) and the next scenario's guest

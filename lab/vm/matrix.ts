@@ -6,7 +6,7 @@
 // Ctrl-C/cleanup logic `lab run` already has.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { onStopSignals } from '../../common/signals.ts';
+import { onStopSignals, stopExitCode } from '../../common/signals.ts';
 import { mkdir } from 'node:fs/promises';
 import { writeFileAtomic } from '../../common/state-file.ts';
 import { basename, join, relative, resolve } from 'node:path';
@@ -408,8 +408,10 @@ export async function matrixCommand(argv: string[]): Promise<number> {
   });
   const children = new Set<ChildProcess>();
   let interrupted = false;
+  let stoppedBy: string | undefined;
   const onSig = (sig: NodeJS.Signals) => {
     interrupted = true;
+    stoppedBy ??= sig;
     // each `lab run` / row cleans up on a stop (kills its VM, removes netns …) and writes ERROR
     // reports; passed on as it came, so a cell's stoppedBy names the signal the matrix got
     for (const c of children) c.kill(sig);
@@ -444,7 +446,8 @@ export async function matrixCommand(argv: string[]): Promise<number> {
   await writeMatrixReport(cells, scenarios, kernels, outDir, started, reportOnly ? undefined : wallMs);
   console.log(`matrix: ${join(outDir, 'index.html')}${reportOnly ? '' : ` (${fmtS(wallMs)})`}`);
   for (const k of kernels) console.log(`  ${k.padEnd(8)} ${cells.filter((c) => c.kernel === k).map((c) => `${c.scenario}=${c.status}`).join(' ')}`);
-  return cells.every((c) => c.status === 'pass' || c.status === 'unsupported') ? 0 : 1;
+  if (cells.every((c) => c.status === 'pass' || c.status === 'unsupported')) return 0;
+  return stopExitCode(stoppedBy) ?? 1; // stopped: 128 + the signal (lab/run.ts runOrBench does the same)
 }
 
 /** `matrix --row`: the scenarios of one VM kernel in one guest, into the matrix's cell dirs. */

@@ -14,7 +14,7 @@ describeRoot('security stopped mid-run', () => {
     const out = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-secstop-'));
     try {
       const { code, log } = await runStoppedAt('security', out, 'deny-list only: exec-sh');
-      expect(code, log).toBe(1);
+      expect(code, log).toBe(130); // 128 + SIGINT: stopped, told apart from a failure
       expect(log).not.toMatch(/^\s+at .+:\d+:\d+\)?$/m);
       const after = log.slice(log.indexOf('cleaning up'));
       expect(after, log).not.toMatch(/deny-list only|not recorded|policy update/);
