@@ -1235,6 +1235,97 @@ long sec_sendmsg_lsm(unsigned long long *ctx)
 	return 0;
 }
 
+/*
+ * Where BPF LSM is missing, a source route set past cgroup/setsockopt (a 32-bit setsockopt, a
+ * 32-bit ring's setsockopt command) is judged after the fact: the setter is killed at that call's
+ * exit or completion. A send already on its way then still leaves: an SQE linked to the command
+ * (IOSQE_IO_LINK) is issued as the command completes, before the kill lands on the way back to
+ * user space (the attack ipv6-routing-header-uring32-linked got its datagram out so), and another
+ * thread's send may slip between the setsockopt and its exit; a route given per message (a
+ * control message) no cgroup hook sees at all. This last line judges the packet: one that carries
+ * a routing header (IPv6) or a loose/strict source route option (IPv4), from a socket in a cgroup
+ * an enforcing policy that denies raw sockets and source routes selects, is dropped (the send
+ * fails with EPERM). It selects by the socket's cgroup only: no task is at hand here on every
+ * kernel (a TCP segment may leave from a timer), so a policy's uid and executable selectors do not
+ * narrow it, and a policy that selects by executable alone is not enforced here. It writes no
+ * event: the setter's kill wrote one. Every packet the machine sends passes it; one without IP
+ * options or extension headers returns at the first load.
+ */
+#define IPPROTO_HOPOPTS_ 0
+#define IPPROTO_ROUTING_ 43
+#define IPPROTO_DSTOPTS_ 60
+#define IPOPT_LSRR_ 0x83
+#define IPOPT_SSRR_ 0x89
+
+static __always_inline bool skb_source_route(struct __sk_buff *skb)
+{
+	__u8 b[2];
+
+	if (skb->protocol == bpf_htons(0x86DD)) {
+		__u8 nh;
+		__u32 off = 40;
+		if (bpf_skb_load_bytes(skb, 6, &nh, 1))
+			return false;
+		/* the routing header may follow hop-by-hop and destination options (RFC 8200 §4.1) */
+		for (int i = 0; i < 4; i++) {
+			if (nh == IPPROTO_ROUTING_)
+				return true;
+			if (nh != IPPROTO_HOPOPTS_ && nh != IPPROTO_DSTOPTS_)
+				return false;
+			if (bpf_skb_load_bytes(skb, off, b, 2))
+				return false;
+			nh = b[0];
+			off += ((__u32)b[1] + 1) * 8;
+		}
+		return false;
+	}
+	if (skb->protocol != bpf_htons(0x0800))
+		return false;
+	if (bpf_skb_load_bytes(skb, 0, b, 1))
+		return false;
+	__u32 end = (__u32)(b[0] & 0xf) * 4;
+	if (end <= 20)
+		return false;
+	/* options: EOL ends them, NOP is one byte, every other one is type, length, data */
+	__u32 off = 20;
+	for (int i = 0; i < 20 && off + 1 < end; i++) {
+		if (bpf_skb_load_bytes(skb, off, b, 2))
+			return false;
+		if (b[0] == 0)
+			return false;
+		if (b[0] == IPOPT_LSRR_ || b[0] == IPOPT_SSRR_)
+			return true;
+		off += b[0] == 1 ? 1 : (b[1] < 2 ? 40 : b[1]);
+	}
+	return false;
+}
+
+SEC("cgroup_skb/egress")
+int sec_route_guard(struct __sk_buff *skb)
+{
+	struct sec_config *cfg = get_config();
+	__u32 levels = cfg ? cfg->cg_levels : 0;
+
+	if (!levels || !skb_source_route(skb))
+		return 1;
+	for (int l = 0; l < 16; l++) {
+		if (!levels)
+			break;
+		if (!(levels & (1u << l)))
+			continue;
+		levels &= ~(1u << l);
+		__u64 id = bpf_skb_ancestor_cgroup_id(skb, l);
+		__u32 *slot = bpf_map_lookup_elem(&cg_sel, &id);
+		if (!slot)
+			continue;
+		struct sec_policy *pol = bpf_map_lookup_elem(&policies, slot);
+		if (pol && pol->id && (pol->flags & SEC_F_DENY_RAW) && (pol->flags & SEC_F_ENFORCE))
+			return 0;
+		return 1;
+	}
+	return 1;
+}
+
 /* ---------------------------------------------------------------- other processes */
 
 /* 1 allow, 0 deny; emits the event for a denial (or would-block in log mode) */

@@ -2,17 +2,6 @@
 // change the C struct in bpf/ and rebuild.
 import { MapType, defineSkeleton, type Skeleton } from '../../controller/libbpf/index.ts';
 
-/** struct sec_config: 32 bytes */
-export interface sec_config {
-  cg_levels: number;
-  exec_mode: number;
-  have_exe_selectors: number;
-  lsm_socket: number;
-  lsm_ptrace: number;
-  oracle_cgroup: bigint;
-}
-export const sec_config_size = 32;
-
 /** struct sec_policy: 32 bytes */
 export interface sec_policy {
   id: number;
@@ -25,6 +14,17 @@ export interface sec_policy {
   ptrace_rule: number;
 }
 export const sec_policy_size = 32;
+
+/** struct sec_config: 32 bytes */
+export interface sec_config {
+  cg_levels: number;
+  exec_mode: number;
+  have_exe_selectors: number;
+  lsm_socket: number;
+  lsm_ptrace: number;
+  oracle_cgroup: bigint;
+}
+export const sec_config_size = 32;
 
 /** struct sec_file_key: 16 bytes */
 export interface sec_file_key {
@@ -143,10 +143,10 @@ export * from './security.enums.ts';
 // --- skeleton: maps, programs and globals of security.bpf.o, typed ---
 export interface SecurityShape {
   maps: {
+    cg_sel: { key: bigint; value: number };
+    policies: { key: number; value: sec_policy };
     attach_refused: { key: number; value: number };
     sec_config: { key: number; value: sec_config };
-    policies: { key: number; value: sec_policy };
-    cg_sel: { key: bigint; value: number };
     exe_sel: { key: sec_file_key; value: number };
     procs: { key: number; value: sec_proc };
     doomed: { key: number; value: number };
@@ -158,7 +158,7 @@ export interface SecurityShape {
     events: { key: Uint8Array; value: Uint8Array };
     lost: { key: number; value: bigint };
   };
-  programs: 'sec_exec_tp' | 'sec_fork_tp' | 'sec_clone_exit_tp' | 'sec_clone3_exit_tp' | 'sec_fork_exit_tp' | 'sec_vfork_exit_tp' | 'sec_exit_tp' | 'sec_exec_lsm' | 'sec_connect4' | 'sec_connect6' | 'sec_sendmsg4' | 'sec_sendmsg6' | 'sec_connect_lsm' | 'sec_sock_create' | 'sec_socket_lsm' | 'sec_socket_tp' | 'sec_io_uring_socket' | 'sec_io_uring_socket_sqe' | 'sec_setsockopt' | 'sec_sendmsg_lsm' | 'sec_ptrace_lsm' | 'sec_ptrace_tp' | 'sec_ptrace_exit_tp' | 'sec_vm_readv_tp' | 'sec_vm_writev_tp' | 'sec_pidfd_getfd_tp' | 'sec_openat_exit_tp' | 'sec_openat_exit_btf' | 'sec_open_exit_tp' | 'sec_open_exit_btf' | 'sec_openat2_exit_tp' | 'sec_openat2_exit_btf' | 'sec_io_uring_open' | 'sec_io_uring_open_btf' | 'sec_compat_exit';
+  programs: 'sec_exec_tp' | 'sec_fork_tp' | 'sec_clone_exit_tp' | 'sec_clone3_exit_tp' | 'sec_fork_exit_tp' | 'sec_vfork_exit_tp' | 'sec_exit_tp' | 'sec_exec_lsm' | 'sec_connect4' | 'sec_connect6' | 'sec_sendmsg4' | 'sec_sendmsg6' | 'sec_connect_lsm' | 'sec_sock_create' | 'sec_socket_lsm' | 'sec_socket_tp' | 'sec_io_uring_socket' | 'sec_io_uring_socket_sqe' | 'sec_setsockopt' | 'sec_sendmsg_lsm' | 'sec_route_guard' | 'sec_ptrace_lsm' | 'sec_ptrace_tp' | 'sec_ptrace_exit_tp' | 'sec_vm_readv_tp' | 'sec_vm_writev_tp' | 'sec_pidfd_getfd_tp' | 'sec_openat_exit_tp' | 'sec_openat_exit_btf' | 'sec_open_exit_tp' | 'sec_open_exit_btf' | 'sec_openat2_exit_tp' | 'sec_openat2_exit_btf' | 'sec_io_uring_open' | 'sec_io_uring_open_btf' | 'sec_compat_exit';
   rodata: Record<never, never>;
   bss: Record<never, never>;
 }
@@ -169,10 +169,10 @@ export type Security = Skeleton<SecurityShape>;
 export const security = defineSkeleton<SecurityShape>({
   object: 'security',
   maps: {
+    cg_sel: { type: MapType.HASH, keySize: 8, valueSize: 4 },
+    policies: { type: MapType.ARRAY, keySize: 4, valueSize: 32 },
     attach_refused: { type: MapType.LRU_HASH, keySize: 4, valueSize: 1 },
     sec_config: { type: MapType.ARRAY, keySize: 4, valueSize: 32 },
-    policies: { type: MapType.ARRAY, keySize: 4, valueSize: 32 },
-    cg_sel: { type: MapType.HASH, keySize: 8, valueSize: 4 },
     exe_sel: { type: MapType.HASH, keySize: 16, valueSize: 4 },
     procs: { type: MapType.HASH, keySize: 4, valueSize: 8 },
     doomed: { type: MapType.HASH, keySize: 4, valueSize: 4 },
@@ -184,7 +184,7 @@ export const security = defineSkeleton<SecurityShape>({
     events: { type: MapType.RINGBUF, keySize: 0, valueSize: 0 },
     lost: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 8 },
   },
-  programs: ['sec_exec_tp', 'sec_fork_tp', 'sec_clone_exit_tp', 'sec_clone3_exit_tp', 'sec_fork_exit_tp', 'sec_vfork_exit_tp', 'sec_exit_tp', 'sec_exec_lsm', 'sec_connect4', 'sec_connect6', 'sec_sendmsg4', 'sec_sendmsg6', 'sec_connect_lsm', 'sec_sock_create', 'sec_socket_lsm', 'sec_socket_tp', 'sec_io_uring_socket', 'sec_io_uring_socket_sqe', 'sec_setsockopt', 'sec_sendmsg_lsm', 'sec_ptrace_lsm', 'sec_ptrace_tp', 'sec_ptrace_exit_tp', 'sec_vm_readv_tp', 'sec_vm_writev_tp', 'sec_pidfd_getfd_tp', 'sec_openat_exit_tp', 'sec_openat_exit_btf', 'sec_open_exit_tp', 'sec_open_exit_btf', 'sec_openat2_exit_tp', 'sec_openat2_exit_btf', 'sec_io_uring_open', 'sec_io_uring_open_btf', 'sec_compat_exit'],
+  programs: ['sec_exec_tp', 'sec_fork_tp', 'sec_clone_exit_tp', 'sec_clone3_exit_tp', 'sec_fork_exit_tp', 'sec_vfork_exit_tp', 'sec_exit_tp', 'sec_exec_lsm', 'sec_connect4', 'sec_connect6', 'sec_sendmsg4', 'sec_sendmsg6', 'sec_connect_lsm', 'sec_sock_create', 'sec_socket_lsm', 'sec_socket_tp', 'sec_io_uring_socket', 'sec_io_uring_socket_sqe', 'sec_setsockopt', 'sec_sendmsg_lsm', 'sec_route_guard', 'sec_ptrace_lsm', 'sec_ptrace_tp', 'sec_ptrace_exit_tp', 'sec_vm_readv_tp', 'sec_vm_writev_tp', 'sec_pidfd_getfd_tp', 'sec_openat_exit_tp', 'sec_openat_exit_btf', 'sec_open_exit_tp', 'sec_open_exit_btf', 'sec_openat2_exit_tp', 'sec_openat2_exit_btf', 'sec_io_uring_open', 'sec_io_uring_open_btf', 'sec_compat_exit'],
   rodata: [],
   bss: [],
 });

@@ -50,6 +50,8 @@ const DAEMON_LOCK = path.join(RUN_DIR, 'daemon.lock');
 const STARTED_PATH = path.join(RUN_DIR, 'started.json');
 
 const LSM_PROGS = ['sec_exec_lsm', 'sec_connect_lsm', 'sec_socket_lsm', 'sec_ptrace_lsm'];
+/** the last line against a source route set past cgroup/setsockopt or given per message, where BPF LSM's send check is missing */
+export const ROUTE_GUARD_HOOK = 'cgroup_skb/egress';
 /** every program the controller attaches, and where */
 export const HOOKS: { prog: SecurityShape['programs']; hook: string; kind: 'trace' | 'lsm' | 'cgroup' | 'tracepoint' }[] = [
   { prog: 'sec_exec_tp', hook: 'tp_btf/sched_process_exec', kind: 'trace' },
@@ -69,6 +71,8 @@ export const HOOKS: { prog: SecurityShape['programs']; hook: string; kind: 'trac
   { prog: 'sec_io_uring_socket_sqe', hook: 'tp_btf/io_uring_submit_sqe', kind: 'trace' },
   { prog: 'sec_ptrace_lsm', hook: 'lsm/ptrace_access_check', kind: 'lsm' },
   { prog: 'sec_sendmsg_lsm', hook: 'lsm/socket_sendmsg', kind: 'lsm' },
+  // where lsm/socket_sendmsg is missing: packets that carry a source route (bpf/security.bpf.c, sec_route_guard)
+  { prog: 'sec_route_guard', hook: ROUTE_GUARD_HOOK, kind: 'cgroup' },
   { prog: 'sec_ptrace_tp', hook: 'tracepoint/syscalls/sys_enter_ptrace', kind: 'tracepoint' },
   // a refused PTRACE_ATTACH left its victim stopped: its return names the victim (see resumeStopped)
   { prog: 'sec_ptrace_exit_tp', hook: 'tracepoint/syscalls/sys_exit_ptrace', kind: 'tracepoint' },
@@ -489,7 +493,7 @@ export class SecurityController {
     const skel = security.open(file);
     const obj = skel.obj;
     try {
-      const skip = [...(lsmOk ? [] : LSM_PROGS), ...(lsmOk && !sendmsgRefused ? [] : ['sec_sendmsg_lsm']), ...(sockoptRefused ? ['sec_setsockopt'] : []), ...URING_PROGS.filter((p) => p !== uringProg), ...URING_OPEN.filter((p) => p !== uringOpen), ...(memBtf ? MEM_HELPER : MEM_BTF)];
+      const skip = [...(lsmOk ? [] : LSM_PROGS), ...(lsmOk && !sendmsgRefused ? ['sec_route_guard'] : ['sec_sendmsg_lsm']), ...(sockoptRefused ? ['sec_setsockopt'] : []), ...URING_PROGS.filter((p) => p !== uringProg), ...URING_OPEN.filter((p) => p !== uringOpen), ...(memBtf ? MEM_HELPER : MEM_BTF)];
       // what this start pins anew: all that a refused start removes again
       const fresh = opts.pin ? MAP_NAMES.filter((n) => !fs.existsSync(path.join(PIN_DIR, n))) : [];
       // pinned by another build with another shape (type, sizes, flags): made anew and carried over
@@ -576,6 +580,7 @@ export class SecurityController {
       if (m.unsupported.some((u) => u.hook === h.hook)) continue; // refused when probed: not loaded
       // a fallback is only attached where its mechanism is not covered by LSM
       if (h.prog === 'sec_socket_tp' && attached.has('sec_socket_lsm')) continue;
+      if (h.prog === 'sec_route_guard' && attached.has('sec_sendmsg_lsm')) continue;
       if (!this.skel.program(h.prog).loaded) continue; // the build of the mem check not chosen
       if (PTRACE_TPS.includes(h.prog) && attached.has('sec_ptrace_lsm')) continue;
       if (h.prog === 'sec_ptrace_exit_tp' && !attached.has('sec_ptrace_tp')) continue;
@@ -639,7 +644,7 @@ export class SecurityController {
     const has = (p: string) => attached.has(p);
     m.exec = has('sec_exec_lsm') ? 'lsm' : has('sec_exec_tp') ? 'tp-kill' : 'none';
     m.lsmConnect = has('sec_connect_lsm');
-    m.egress = HOOKS.filter((h) => h.kind === 'cgroup' && h.prog !== 'sec_sock_create' && h.prog !== 'sec_setsockopt' && has(h.prog)).map((h) => h.hook);
+    m.egress = HOOKS.filter((h) => h.kind === 'cgroup' && !['sec_sock_create', 'sec_setsockopt', 'sec_route_guard'].includes(h.prog) && has(h.prog)).map((h) => h.hook);
     m.sourceRouting = [['sec_setsockopt', 'cgroup/setsockopt'], ['sec_sendmsg_lsm', 'lsm/socket_sendmsg'], ['sec_connect_lsm', 'lsm/socket_connect']].filter(([p]) => has(p!)).map(([, h]) => h!);
     // a compat ring's setsockopt command passes no cgroup/setsockopt (bpf/security.bpf.c, io_uring_sockopt)
     if (URING_OPEN.some(has)) {
@@ -647,6 +652,7 @@ export class SecurityController {
       if (why) m.unsupported.push({ hook: URING_SOCKOPT_HOOK, evidence: `${why} (a source route set by a 32-bit ring's setsockopt command is not refused)` });
       else m.sourceRouting.push(URING_SOCKOPT_HOOK);
     }
+    if (has('sec_route_guard')) m.sourceRouting.push(`${ROUTE_GUARD_HOOK} (a packet that carries one)`);
     m.rawSockets = has('sec_socket_lsm') ? ['lsm/socket_create'] : [...(has('sec_sock_create') ? ['cgroup/sock_create'] : []), ...(has('sec_socket_tp') ? ['tracepoint/syscalls/sys_enter_socket + SIGKILL'] : []), ...URING_PROGS.filter(has).map((p) => `${HOOKS.find((h) => h.prog === p)!.hook} (IORING_OP_SOCKET) + SIGKILL`)];
     m.ptrace = has('sec_ptrace_lsm') ? ['lsm/ptrace_access_check'] : PTRACE_TPS.filter(has).map((p) => `${HOOKS.find((h) => h.prog === p)!.hook}${URING_OPEN.includes(p) ? ' (IORING_OP_OPENAT/OPENAT2)' : ''} + SIGKILL`);
     if (!has('sec_ptrace_lsm') && has('sec_ptrace_exit_tp')) m.ptrace.push('tracepoint/syscalls/sys_exit_ptrace (a refused PTRACE_ATTACH\'s victim continued)');

@@ -58,7 +58,7 @@ describeRoot('security attack suite (host)', () => {
         expect(e.mechanism).toMatch(lsm ? /ptrace_access_check/ : a.name === 'proc-mem-uring' ? /io_uring_complete.*SIGKILL/ : a.env?.IA32 ? /sys_exit \(a 32-bit syscall\).*SIGKILL/ : a.env?.X32 ? /sys_exit \(an x32 syscall\).*SIGKILL/ : /syscall tracepoint.*SIGKILL/);
         if (!lsm && a.env?.IA32) expect(e.call).toBe(a.name === 'proc-mem-ia32' ? 'openat (32-bit)' : 'ptrace (32-bit)');
         if (!lsm && a.env?.X32) expect(e.call).toBe(a.name === 'proc-mem-x32' ? 'openat (x32)' : 'ptrace (x32)');
-      } else if (['ipv6-routing-header', 'ipv6-routing-header-ia32', 'ipv6-routing-header-uring32', 'ipv6-rthdr-cmsg', 'ipv4-source-route'].includes(a.name)) {
+      } else if (['ipv6-routing-header', 'ipv6-routing-header-ia32', 'ipv6-routing-header-uring32', 'ipv6-routing-header-uring32-linked', 'ipv6-rthdr-cmsg', 'ipv4-source-route'].includes(a.name)) {
         expect(e.kind).toBe('sockopt');
         expect(e.option).toMatch(a.name === 'ipv4-source-route' ? /^IP_(OPTIONS|RETOPTS)\b/ : /^IPV6_(RTHDR|2292PKTOPTIONS)\b/);
         expect(e.rule).toContain('egress.rawSockets');

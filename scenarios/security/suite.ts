@@ -83,6 +83,8 @@ export const ATTACKS: Attack[] = [
   { name: 'ipv6-routing-header-ia32', file: 'ipv6-routing-header.py', class: 'egress', what: 'ipv6-routing-header with the header set by a 32-bit socketcall(SYS_SETSOCKOPT), which no cgroup/setsockopt program sees', expect: 'blocked', env: { IA32: '1' } },
   // …and one a 32-bit io_uring_setup made runs its setsockopt commands as compat calls: no syscall at all
   { name: 'ipv6-routing-header-uring32', file: 'ipv6-routing-header.py', class: 'egress', what: 'ipv6-routing-header with the header set by io_uring\'s socket command (IORING_OP_URING_CMD setsockopt, 6.7+) on a ring made by a 32-bit io_uring_setup, whose commands the kernel runs as compat calls past cgroup/setsockopt', expect: 'blocked', env: { URING32: '1' }, kernelMayRefuse: true },
+  // …and a send linked to that command in the same submission runs before the submitter is back in user space, where the kill lands
+  { name: 'ipv6-routing-header-uring32-linked', file: 'ipv6-routing-header.py', class: 'egress', what: 'ipv6-routing-header-uring32 with the send an SQE linked to the setsockopt command (IOSQE_IO_LINK) in the same submission, on a UDP socket connected to the allowed address: the kernel issues it as the command completes, before a kill sent then can land', expect: 'blocked', env: { URING32: '1', LINKED: '1' }, kernelMayRefuse: true },
   { name: 'ptrace-inject-x32', file: 'ptrace-inject.py', class: 'ptrace', what: 'ptrace-inject with the attach made as an x32 syscall (bit 30 set: where the kernel takes them, syscall.x32=y)', expect: 'blocked', victim: true, env: { X32: '1' }, kernelMayRefuse: true },
   { name: 'ptrace-inject-x32-high', file: 'ptrace-inject.py', class: 'ptrace', what: 'ptrace-inject-x32 with bits above 31 set in the syscall number as well (ignored by the kernel since 5.12)', expect: 'blocked', victim: true, env: { X32: '1', X32_HIGH: '1' }, kernelMayRefuse: true },
   { name: 'proc-mem-x32', file: 'proc-mem.py', class: 'ptrace', what: 'proc-mem with the open made as an x32 openat (where the kernel takes x32 syscalls)', expect: 'blocked', victim: true, env: { X32: '1' }, kernelMayRefuse: true },
@@ -164,7 +166,7 @@ export function missingHook(a: Attack, m: Mechanisms): string {
   // a routing header set on the socket is refused at setsockopt, or at the send; one given per
   // message (a control message) only at the send, by BPF LSM
   // a compat ring's setsockopt command passes no cgroup/setsockopt: refused at its completion, or at the send
-  if (a.name === 'ipv6-routing-header-uring32') return m.sourceRouting.some((h) => h === 'lsm/socket_sendmsg' || h.startsWith('tp_btf/io_uring_complete')) ? '' : 'lsm/socket_sendmsg or tp_btf/io_uring_complete';
+  if (a.name.startsWith('ipv6-routing-header-uring32')) return m.sourceRouting.some((h) => h === 'lsm/socket_sendmsg' || h.startsWith('tp_btf/io_uring_complete')) ? '' : 'lsm/socket_sendmsg or tp_btf/io_uring_complete';
   if (a.name === 'ipv6-routing-header') return m.sourceRouting.some((h) => h === 'cgroup/setsockopt' || h === 'lsm/socket_sendmsg') ? '' : 'cgroup/setsockopt or lsm/socket_sendmsg';
   if (a.name === 'ipv6-rthdr-cmsg' || a.name === 'ipv4-source-route') return m.sourceRouting.includes('lsm/socket_sendmsg') ? '' : 'lsm/socket_sendmsg';
   if (a.name === 'icmp-ping-socket' || a.name === 'sctp-dccp') return m.rawSockets.some((x) => /sock_create|socket_create/.test(x)) ? '' : 'cgroup/sock_create or lsm/socket_create';

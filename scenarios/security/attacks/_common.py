@@ -128,25 +128,44 @@ class Ring:
         self.cq = mmap.mmap(self.fd, p.cq_off[5] + p.cq_entries * 16, offset=0x8000000)
         self.sqes = mmap.mmap(self.fd, p.sq_entries * 64, offset=0x10000000)
 
-    def run(self, opcode, fd=0, off=0, addr=0, length=0, op_flags=0, flags=0, file_index=0, addr3=0):
+    def run(self, opcode, **sqe):
         """submit one SQE and wait for its completion: the CQE's res (>= 0, or -errno)"""
+        return self.submit([dict(sqe, opcode=opcode)], wait=1)[0][1]
+
+    def submit(self, sqes, wait=None):
+        """submit the SQEs (dicts of opcode, fd, off, addr, length, op_flags, flags, file_index,
+        addr3; user_data defaults to the index) in one io_uring_enter, waiting for `wait` of them
+        (default: all): the CQEs then in the ring, as (user_data, res)"""
         import struct
-        p, sqe = self.p, bytearray(64)
-        # opcode, flags, ioprio, fd, off, addr, len, op_flags (open flags, …), user_data; file_index
-        # (a socket command's optlen) at 44, addr3 (its optval) at 48
-        struct.pack_into("=BBHiQQIIQ", sqe, 0, opcode, flags, 0, fd, off, addr, length, op_flags, 7)
-        struct.pack_into("=IQ", sqe, 44, file_index, addr3)
-        self.sqes[0:64] = bytes(sqe)
+        p = self.p
         tail = struct.unpack_from("=I", self.sq, p.sq_off[1])[0]
         mask = struct.unpack_from("=I", self.sq, p.sq_off[2])[0]
-        struct.pack_into("=I", self.sq, p.sq_off[6] + (tail & mask) * 4, 0)
-        struct.pack_into("=I", self.sq, p.sq_off[1], tail + 1)
-        self.libc.syscall(426, self.fd, 1, 1, 1, None, 0)  # io_uring_enter(to_submit 1, min_complete 1, GETEVENTS)
+        for i, q in enumerate(sqes):
+            sqe = bytearray(64)
+            # opcode, flags, ioprio, fd, off, addr, len, op_flags (open flags, …), user_data; file_index
+            # (a socket command's optlen) at 44, addr3 (its optval) at 48
+            struct.pack_into("=BBHiQQIIQ", sqe, 0, q["opcode"], q.get("flags", 0), 0, q.get("fd", 0), q.get("off", 0), q.get("addr", 0), q.get("length", 0), q.get("op_flags", 0), q.get("user_data", i))
+            struct.pack_into("=IQ", sqe, 44, q.get("file_index", 0), q.get("addr3", 0))
+            slot = (tail + i) & mask
+            self.sqes[slot * 64:slot * 64 + 64] = bytes(sqe)
+            struct.pack_into("=I", self.sq, p.sq_off[6] + slot * 4, slot)
+        struct.pack_into("=I", self.sq, p.sq_off[1], tail + len(sqes))
+        n = len(sqes) if wait is None else wait
+        self.libc.syscall(426, self.fd, len(sqes), n, 1 if n else 0, None, 0)  # io_uring_enter(to_submit, min_complete, GETEVENTS)
+        return self.reap()
+
+    def reap(self):
+        """the CQEs waiting in the ring, as (user_data, res), consumed"""
+        import struct
+        p, out = self.p, []
         head = struct.unpack_from("=I", self.cq, p.cq_off[0])[0]
+        tail = struct.unpack_from("=I", self.cq, p.cq_off[1])[0]
         cmask = struct.unpack_from("=I", self.cq, p.cq_off[2])[0]
-        res = struct.unpack_from("=QiI", self.cq, p.cq_off[5] + (head & cmask) * 16)[1]
-        struct.pack_into("=I", self.cq, p.cq_off[0], head + 1)
-        return res
+        while head != tail:
+            out.append(struct.unpack_from("=Qi", self.cq, p.cq_off[5] + (head & cmask) * 16))
+            head += 1
+        struct.pack_into("=I", self.cq, p.cq_off[0], head)
+        return out
 
     def register_files(self, fds):
         """IORING_REGISTER_FILES: -1 leaves a slot empty (a direct descriptor can be opened into it)"""

@@ -9,10 +9,16 @@
 # SOCKET_URING_OP_SETSOCKOPT, 6.7+) on a ring a 32-bit io_uring_setup made: the kernel runs that
 # ring's setsockopt as a compat call, past the cgroup setsockopt programs, and no syscall is made
 # for it at all (submitted by this 64-bit process's io_uring_enter). In a child, as above.
+# LINKED=1 (with URING32=1): the send is no later call but an SQE linked to the setsockopt command
+# (IOSQE_IO_LINK) in the same submission, on a socket connected to the allowed address first: the
+# kernel issues it when the command completes, before the submitter is back in user space, where a
+# kill sent at that completion would land. The child that submits may die; the ring is the
+# parent's (shared with it), so the send's completion is read there: through = it sent the byte.
 import socket, struct
 from _common import *
 URING32 = os.environ.get("URING32") == "1"
-IORING_OP_URING_CMD, SOCKET_URING_OP_SETSOCKOPT = 46, 3
+LINKED = os.environ.get("LINKED") == "1"
+IORING_OP_URING_CMD, SOCKET_URING_OP_SETSOCKOPT, IORING_OP_SEND, IOSQE_IO_LINK = 46, 3, 26, 4
 port = int(os.environ["ALLOWED_UDP_PORT"])
 segs = [socket.inet_pton(socket.AF_INET6, a) for a in ("2001:db8::1", "::1")]  # final first, first hop last
 srh = struct.pack("!BBBBBBH", 0, 2 * len(segs), 4, len(segs) - 1, len(segs) - 1, 0, 0) + b"".join(segs)
@@ -57,9 +63,34 @@ def uring_cmd():
         raise OSError(-res, f"IORING_OP_URING_CMD setsockopt(IPV6_RTHDR) on a 32-bit ring: {errno.errorcode.get(-res, res)}")
 
 
+def uring_linked():
+    ia32_syscall(20)  # unsupported unless 32-bit syscalls work here
+    try:
+        ring = Ring(ia32=True)
+    except OSError as e:
+        unsupported(f"{e.strerror}: no io_uring for this user here")
+    ok, detail = net_result(f"connect [2001:db8::1]:{port}", lambda: s.connect(("2001:db8::1", port)))
+    if not ok:
+        report(False, f"{detail} (the allowed address, before any route is set)")
+    val, byte = low_buffer(srh), low_buffer(b"x")
+    cmd = dict(opcode=IORING_OP_URING_CMD, fd=s.fileno(), off=SOCKET_URING_OP_SETSOCKOPT, addr=socket.IPPROTO_IPV6 | socket.IPV6_RTHDR << 32, file_index=len(srh), addr3=val, flags=IOSQE_IO_LINK, user_data=1)
+    send = dict(opcode=IORING_OP_SEND, fd=s.fileno(), addr=byte, length=1, user_data=2)
+    said, how = in_child(lambda: json.dumps(ring.submit([cmd, send])))
+    got = dict(ring.reap())
+    if not got and said.startswith("["):
+        got = {k: v for k, v in json.loads(said)}  # the child lived, and reaped them
+    if -got.get(1, 0) in (errno.EINVAL, errno.EOPNOTSUPP):
+        unsupported(f"IORING_OP_URING_CMD SOCKET_URING_OP_SETSOCKOPT: {errno.errorcode[-got[1]]} (socket commands came in 6.7)")
+    res = {k: (v if v >= 0 else errno.errorcode.get(-v, v)) for k, v in got.items()}
+    sent = got.get(2, -1) > 0
+    report(sent, f"setsockopt(IPV6_RTHDR via ::1) on a 32-bit ring linked to a send on the socket connected to [2001:db8::1]:{port}: setsockopt {res.get(1, 'no completion')}, send {res.get(2, 'no completion')}; child {how}")
+
+
+if LINKED:
+    uring_linked()
 if IA32:
     set_in_child(socketcall, "socketcall(SYS_SETSOCKOPT, IPV6_RTHDR via ::1)")
-if URING32:
+if URING32 and not LINKED:
     set_in_child(uring_cmd, "setsockopt(IPV6_RTHDR via ::1) through a 32-bit io_uring")
 try:
     s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RTHDR, srh)
