@@ -1246,8 +1246,9 @@ long sec_sendmsg_lsm(unsigned long long *ctx)
  * a routing header (IPv6) or a loose/strict source route option (IPv4), from a socket in a cgroup
  * an enforcing policy that denies raw sockets and source routes selects, is dropped (the send
  * fails with EPERM). It selects by the socket's cgroup only: no task is at hand here on every
- * kernel (a TCP segment may leave from a timer), so a policy's uid and executable selectors do not
- * narrow it, and a policy that selects by executable alone is not enforced here. It writes no
+ * kernel (a TCP segment may leave from a timer), so a policy's uid does not narrow it (the other
+ * users of its cgroup lose their source-routed packets too: it fails closed), and a policy that
+ * selects by executable alone is not enforced here. It writes no
  * event: the setter's kill wrote one. Every packet the machine sends passes it; one without IP
  * options or extension headers returns at the first load.
  */

@@ -297,7 +297,9 @@ export function enforcementGaps(m: Mechanisms): { what: string; evidence: string
   if (!m.ptrace.length) gaps.push({ what: 'ptrace: deny', evidence: `no hook for access to other processes attached${noLsm}` });
   else if (!m.ptraceIoUring && !gaps.some((g) => /io_uring/.test(g.what))) gaps.push({ what: '/proc/<pid>/mem opened through io_uring', evidence: 'neither lsm/ptrace_access_check nor tp_btf/io_uring_complete refuses it here' });
   if (!m.sourceRouting.includes('lsm/socket_sendmsg') && !had('lsm/socket_sendmsg')) {
-    gaps.push({ what: 'source routes given per message (control messages)', evidence: `only lsm/socket_sendmsg sees them${noLsm}` });
+    // the packet guard judges by the sending socket's cgroup: a policy that selects by executable is left out
+    if (m.sourceRouting.some((h) => h.startsWith(ROUTE_GUARD_HOOK))) gaps.push({ what: 'source routes given per message (control messages) by processes a policy selects by executable', evidence: `${ROUTE_GUARD_HOOK} drops packets that carry one by the sending socket's cgroup only, with no event${noLsm}` });
+    else gaps.push({ what: 'source routes given per message (control messages)', evidence: `only lsm/socket_sendmsg sees them${noLsm}` });
   }
   if (!m.compat && !had('tp_btf/sys_exit')) gaps.push({ what: '32-bit (ia32) syscalls', evidence: 'the syscall tracepoint fallbacks (ptrace, /proc/<pid>/mem, packet sockets, unrecorded children) do not see a call made with int 0x80 (nor an x32 one, where syscall.x32=y), and their check at every syscall\'s exit is off (--ia32 off)' });
   const gap = procsGap(m.procs);

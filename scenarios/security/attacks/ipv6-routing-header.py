@@ -10,10 +10,11 @@
 # ring's setsockopt as a compat call, past the cgroup setsockopt programs, and no syscall is made
 # for it at all (submitted by this 64-bit process's io_uring_enter). In a child, as above.
 # LINKED=1 (with URING32=1): the send is no later call but an SQE linked to the setsockopt command
-# (IOSQE_IO_LINK) in the same submission, on a socket connected to the allowed address first: the
-# kernel issues it when the command completes, before the submitter is back in user space, where a
-# kill sent at that completion would land. The child that submits may die; the ring is the
-# parent's (shared with it), so the send's completion is read there: through = it sent the byte.
+# (IOSQE_IO_LINK) in the same submission, an IORING_OP_SEND with the allowed address (sendto's
+# form: addr2, addr_len): the kernel issues it when the command completes, before the submitter is
+# back in user space, where a kill sent at that completion would land. The child that submits may
+# die; the ring is the parent's (shared with it), so the send's completion is read there: through
+# = it sent the byte. (Not connect then send: a guest has no route to 2001:db8::1 of its own.)
 import socket, struct
 from _common import *
 URING32 = os.environ.get("URING32") == "1"
@@ -69,12 +70,11 @@ def uring_linked():
         ring = Ring(ia32=True)
     except OSError as e:
         unsupported(f"{e.strerror}: no io_uring for this user here")
-    ok, detail = net_result(f"connect [2001:db8::1]:{port}", lambda: s.connect(("2001:db8::1", port)))
-    if not ok:
-        report(False, f"{detail} (the allowed address, before any route is set)")
-    val, byte = low_buffer(srh), low_buffer(b"x")
+    to = struct.pack("=HHI16sI", socket.AF_INET6, socket.htons(port), 0, socket.inet_pton(socket.AF_INET6, "2001:db8::1"), 0)
+    val, byte, dest = low_buffer(srh), low_buffer(b"x"), low_buffer(to)
     cmd = dict(opcode=IORING_OP_URING_CMD, fd=s.fileno(), off=SOCKET_URING_OP_SETSOCKOPT, addr=socket.IPPROTO_IPV6 | socket.IPV6_RTHDR << 32, file_index=len(srh), addr3=val, flags=IOSQE_IO_LINK, user_data=1)
-    send = dict(opcode=IORING_OP_SEND, fd=s.fileno(), addr=byte, length=1, user_data=2)
+    # addr2 (the off field) and addr_len (the low half of file_index): sendto's destination
+    send = dict(opcode=IORING_OP_SEND, fd=s.fileno(), addr=byte, length=1, off=dest, file_index=len(to), user_data=2)
     said, how = in_child(lambda: json.dumps(ring.submit([cmd, send])))
     got = dict(ring.reap())
     if not got and said.startswith("["):
@@ -83,7 +83,7 @@ def uring_linked():
         unsupported(f"IORING_OP_URING_CMD SOCKET_URING_OP_SETSOCKOPT: {errno.errorcode[-got[1]]} (socket commands came in 6.7)")
     res = {k: (v if v >= 0 else errno.errorcode.get(-v, v)) for k, v in got.items()}
     sent = got.get(2, -1) > 0
-    report(sent, f"setsockopt(IPV6_RTHDR via ::1) on a 32-bit ring linked to a send on the socket connected to [2001:db8::1]:{port}: setsockopt {res.get(1, 'no completion')}, send {res.get(2, 'no completion')}; child {how}")
+    report(sent, f"setsockopt(IPV6_RTHDR via ::1) on a 32-bit ring linked to a send to [2001:db8::1]:{port}: setsockopt {res.get(1, 'no completion')}, send {res.get(2, 'no completion')}; child {how}")
 
 
 if LINKED:
