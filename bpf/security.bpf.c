@@ -1261,11 +1261,17 @@ long sec_sendmsg_lsm(unsigned long long *ctx)
 static __always_inline bool skb_source_route(struct __sk_buff *skb)
 {
 	__u8 b[2];
+	/* the first word of the IP header, read in place where it is in the linear data (a local
+	 * packet's always is): IPv4's IHL, IPv6's next header are all most packets need to look at */
+	__u8 *data = (__u8 *)(long)skb->data;
+	bool direct = data + 8 <= (__u8 *)(long)skb->data_end;
 
 	if (skb->protocol == bpf_htons(0x86DD)) {
 		__u8 nh;
 		__u32 off = 40;
-		if (bpf_skb_load_bytes(skb, 6, &nh, 1))
+		if (direct)
+			nh = data[6];
+		else if (bpf_skb_load_bytes(skb, 6, &nh, 1))
 			return false;
 		/* the routing header may follow hop-by-hop and destination options (RFC 8200 §4.1) */
 		for (int i = 0; i < 4; i++) {
@@ -1282,7 +1288,9 @@ static __always_inline bool skb_source_route(struct __sk_buff *skb)
 	}
 	if (skb->protocol != bpf_htons(0x0800))
 		return false;
-	if (bpf_skb_load_bytes(skb, 0, b, 1))
+	if (direct)
+		b[0] = data[0];
+	else if (bpf_skb_load_bytes(skb, 0, b, 1))
 		return false;
 	__u32 end = (__u32)(b[0] & 0xf) * 4;
 	if (end <= 20)
