@@ -223,6 +223,7 @@ export const B = lazy({
   bpf_link__disconnect: () => f('void bpf_link__disconnect(void *link)'),
   bpf_link__update_program: () => f('int bpf_link__update_program(void *link, void *prog)'),
   bpf_link__open: () => f('void *bpf_link__open(const char *path)'),
+  bpf_link_create: () => f('int bpf_link_create(int prog_fd, int target_fd, int attach_type, const void *opts)'),
 
   // xdp / tc (netlink)
   bpf_xdp_attach: () => f('int bpf_xdp_attach(int ifindex, int prog_fd, uint32 flags, const bpf_xdp_attach_opts *opts)'),

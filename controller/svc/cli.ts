@@ -109,7 +109,7 @@ const COMMANDS: Record<string, Cmd> = {
       throw e;
     }
     c.enableHealthChecks((s) => console.error(`[svc ${inst}] ${s}`));
-    console.log(JSON.stringify({ ready: true, instance: inst, services: c.list().length, getpeername: c.model.getpeername, ...(port !== undefined ? { metrics: `http://127.0.0.1:${port}/metrics` } : {}) }));
+    console.log(JSON.stringify({ ready: true, instance: inst, services: c.list().length, getpeername: c.model.getpeername, order: c.model.order, ...(port !== undefined ? { metrics: `http://127.0.0.1:${port}/metrics` } : {}) }));
     await untilSignal();
     server?.close();
     // under the instance's lock, so that no `svc backend …` writes its state back after the
@@ -121,7 +121,7 @@ const COMMANDS: Record<string, Cmd> = {
   }),
   start: cmd('start --config FILE', 'start an instance and exit: links and maps stay pinned until svc stop (no health checks)', { ...configOpt, ...target }, { max: 0 }, async (p) => {
     const c = await SvcController.start(readConfig(p), { pin: true, log: (s) => console.error(s) });
-    console.log(`started instance ${c.instance}: ${c.list().length} service(s), getpeername hooks ${c.model.getpeername ? 'attached' : 'missing on this kernel'}`);
+    console.log(`started instance ${c.instance}: ${c.list().length} service(s), getpeername hooks ${c.model.getpeername ? 'attached' : 'missing on this kernel'}; programs ${c.model.order}`);
     c.close();
     return 0;
   }),

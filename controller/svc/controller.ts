@@ -16,7 +16,7 @@
 // until `svc stop`.
 import fs from 'node:fs';
 import path from 'node:path';
-import { BpfMap, BpfError, Errno, Link, attachCgroup, makePinDir, pinnedMapInfo, progInfoById, removePinDir } from '../libbpf/index.ts';
+import { BpfMap, BpfError, Errno, Link, attachCgroupFirst, makePinDir, pinnedMapInfo, progInfoById, removePinDir } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { LabError } from '../../common/errors.ts';
 import { socketLb, socket_lb_alg, socket_lb_stat, type SocketLb, type revnat_key, type revnat_val, type svc_backend, type svc_key, type svc_val } from '../../bpf/gen/socket_lb.ts';
@@ -69,6 +69,8 @@ export interface Model {
   /** the cgroup's inode (cgroup id) at start: a cgroup of the same path made later is another one */
   cgroupId?: string;
   getpeername: boolean;
+  /** where its programs run among others at the same cgroup (attachCgroupFirst); older state files have none */
+  order?: string;
   services: Record<string, ServiceState>;
   backendIds: Record<string, number>;
   /** how many services list each backend: ids are freed at zero, without a scan of every service */
@@ -335,18 +337,28 @@ export class SvcController {
       getpeername = false;
     }
     const links: Link[] = [];
+    // Ahead of every program already at this cgroup (an egress policy's, attached at the cgroup2
+    // root as well), so that a policy judges the backend whichever started first, as it does
+    // where svc sits in a cgroup below the policy's; where the kernel does not order cgroup
+    // programs (before 6.16) they run in attach order, and `order` says so.
+    let order = 'first at its cgroup (BPF_F_BEFORE)';
+    const attach = (p: (typeof PROGRAMS)[keyof typeof PROGRAMS][number]) => {
+      const r = attachCgroupFirst(skel.programs[p], cg);
+      if (!r.first) order = `in attach order at its cgroup (${r.why})`;
+      return r.link;
+    };
     try {
-      for (const p of [...PROGRAMS.connect, ...PROGRAMS.udp]) links.push(attachCgroup(skel.programs[p], cg));
+      for (const p of [...PROGRAMS.connect, ...PROGRAMS.udp]) links.push(attach(p));
       if (getpeername) {
         try {
-          for (const p of PROGRAMS.getpeername) links.push(attachCgroup(skel.programs[p], cg));
+          for (const p of PROGRAMS.getpeername) links.push(attach(p));
         } catch (e) {
           opts.log?.(`getpeername hooks not attached: ${(e as Error).message.split('\n')[0]}`);
           getpeername = false;
         }
       }
       const maps: Maps = skel.maps;
-      const model: Model = { config: settingsOf(cfg), cgroupPath: cg, cgroupId: String(cgroupId(cg)), getpeername, services: {}, backendIds: {}, backendRefs: {}, ...(opts.daemon ? { daemon: selfDaemon() } : {}) };
+      const model: Model = { config: settingsOf(cfg), cgroupPath: cg, cgroupId: String(cgroupId(cg)), getpeername, order, services: {}, backendIds: {}, backendRefs: {}, ...(opts.daemon ? { daemon: selfDaemon() } : {}) };
       const c = new SvcController(model, maps, skel, links, !!opts.pin);
       if (opts.pin) c.pinAll(dir, links);
       c.applyServices(cfg.services, []);

@@ -3,6 +3,6 @@
 export { attachAuto, attachTracepoint, attachRawTracepoint, attachTrace, attachLsm, attachKprobe } from './tracing.ts';
 export { attachXdp, xdpAttachedId, XdpFlags, XDP_MODES, type XdpMode, type XdpOptions } from './xdp.ts';
 export { attachTc, TcAttachPoint, type TcDirection, type TcOptions } from './tc.ts';
-export { attachCgroup } from './cgroup.ts';
+export { attachCgroup, attachCgroupFirst } from './cgroup.ts';
 export { attachPerfEvent, attachPerfEventAllCpus, perfEventOpen, type PerfEventAttr } from './perf_event.ts';
 export { attachNetns } from './netns.ts';
