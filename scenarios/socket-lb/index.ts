@@ -48,6 +48,8 @@ async function functional(ctx: ScenarioContext, lab: SockLab): Promise<void> {
     ],
   });
   ctx.defer('close the functional socket LB', () => svc.close());
+  // ahead of an egress policy's programs at the same cgroup where the kernel orders them (controller/svc/README.md)
+  ctx.progress.info(`svc programs: ${svc.model.order}`);
   const once = async (proto: string, addr: string, port: number, n: number) => parseLines((await lab.exec('bpf', PYTHON, [CLIENT_PY, 'once', proto, addr, String(port), String(n)], { cgroup: true })).stdout);
 
   for (const [fam, addr, bes, vipText] of [['IPv4', '10.97.0.10', be4, '10.97.0.10:80'], ['IPv6', 'fd97::10', be6, '[fd97::10]:80']] as const) {
@@ -116,7 +118,7 @@ async function functional(ctx: ScenarioContext, lab: SockLab): Promise<void> {
     }
   }
   ctx.check('malformed changes and configs are rejected with the maps unchanged', rejected.length === 7 && JSON.stringify(svc.maps.services.lookupBatch()) === before, rejected.join(' | '));
-  ctx.metric('functional', { stats: svc.stats(), getpeername: svc.model.getpeername });
+  ctx.metric('functional', { stats: svc.stats(), getpeername: svc.model.getpeername, order: svc.model.order });
   svc.close();
 
   ctx.progress.step('a svc daemon killed with SIGKILL: still balancing; the next daemon takes over; svc stop');
