@@ -51,4 +51,28 @@ describeRoot('attachCgroupFirst', () => {
       o.close();
     }
   });
+
+  // the wrapping pin holds its link attached: one a process left (killed between pin and unpin)
+  // is removed by the next attachCgroupFirst, and its program detached with it
+  it('a wrapping pin a dead process left is removed, with its attachment', async () => {
+    const o = BpfObject.open(obj);
+    const links: Link[] = [];
+    const dead = (await execa('sh', ['-c', 'echo $$'])).stdout.trim();
+    const left = `/sys/fs/bpf/ebpf-lab-link-${dead}-0`;
+    try {
+      o.load();
+      const l = attachCgroup(o.program('rewrite'), cg);
+      l.pin(left);
+      l.close(); // only the pin holds it now
+      links.push(attachCgroup(o.program('observe'), cg));
+      expect(await seenBy(o), 'the left pin keeps its program attached').toBe('127.0.0.2');
+      links.push(attachCgroupFirst(o.program('observe'), cg).link);
+      expect(fs.existsSync(left)).toBe(false);
+      expect(await seenBy(o)).toBe('127.0.0.1');
+    } finally {
+      fs.rmSync(left, { force: true });
+      for (const l of links.reverse()) l.close();
+      o.close();
+    }
+  });
 });

@@ -1,6 +1,7 @@
 // cgroup hooks (connect4/6, sendmsg, sock_create …) as bpf_links on a cgroup v2 directory.
 import fs from 'node:fs';
 import { archFacts } from '../../../common/arch.ts';
+import { ownerAlive } from '../../../common/host.ts';
 import { B, NULL } from '../ffi.ts';
 import { AttachInputError, Errno, errnoName } from '../errors.ts';
 import { Link } from '../link.ts';
@@ -18,6 +19,19 @@ export function attachCgroup(prog: Program, cgroupPath: string): Link {
 /** BPF_F_BEFORE (uapi bpf.h): with no relative program, before every program attached there */
 const BPF_F_BEFORE = 1 << 3;
 let tmpSeq = 0;
+const WRAP_PIN = 'ebpf-lab-link-';
+
+/** the wrapping pins of processes that died between pin and unpin: each holds its link attached */
+function sweepWrapPins(dir: string): void {
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync(dir).filter((n) => n.startsWith(WRAP_PIN));
+  } catch { /* no bpffs: the pin fails below and says so */ }
+  for (const n of names) {
+    const pid = Number(n.slice(WRAP_PIN.length).split('-')[0]);
+    if (pid !== process.pid && !ownerAlive(pid, `${dir}/${n}`)) fs.rmSync(`${dir}/${n}`, { force: true });
+  }
+}
 
 /**
  * attachCgroup, placed before every program already attached to this cgroup (BPF_F_BEFORE, where
@@ -44,7 +58,8 @@ export function attachCgroupFirst(prog: Program, cgroupPath: string, pinDir = '/
     fs.closeSync(fd);
   }
   if (lfd < 0) return fallback(`bpf_link_create with BPF_F_BEFORE: ${errnoName(lfd)}`);
-  const tmp = `${pinDir}/ebpf-lab-link-${process.pid}-${tmpSeq++}`; // (bpffs refuses names with a dot)
+  sweepWrapPins(pinDir);
+  const tmp = `${pinDir}/${WRAP_PIN}${process.pid}-${tmpSeq++}`; // (bpffs refuses names with a dot)
   let p: ReturnType<typeof B.bpf_link__open> = NULL;
   try {
     if (B.bpf_obj_pin(lfd, tmp) === 0) p = B.bpf_link__open(tmp);
