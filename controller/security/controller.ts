@@ -587,7 +587,6 @@ export class SecurityController {
       if (m.unsupported.some((u) => u.hook === h.hook)) continue; // refused when probed: not loaded
       // a fallback is only attached where its mechanism is not covered by LSM
       if (h.prog === 'sec_socket_tp' && attached.has('sec_socket_lsm')) continue;
-      if (h.prog === 'sec_route_guard' && attached.has('sec_sendmsg_lsm')) continue;
       if (!this.skel.program(h.prog).loaded) continue; // the build of the mem check not chosen
       if (PTRACE_TPS.includes(h.prog) && attached.has('sec_ptrace_lsm')) continue;
       if (h.prog === 'sec_ptrace_exit_tp' && !attached.has('sec_ptrace_tp')) continue;
