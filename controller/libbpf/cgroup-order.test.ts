@@ -1,5 +1,5 @@
 // attachCgroupFirst against the real kernel: a program attached with it runs before one attached
-// earlier at the same cgroup, where the kernel orders cgroup programs (BPF_F_BEFORE, 6.16+); a
+// earlier at the same cgroup, where the kernel orders cgroup programs (BPF_F_BEFORE: 6.12.117 and up in this lab's kernels); a
 // plain attach runs in attach order. The observer sees the address after or before the rewrite.
 import fs from 'node:fs';
 import os from 'node:os';

@@ -340,7 +340,7 @@ export class SvcController {
     // Ahead of every program already at this cgroup (an egress policy's, attached at the cgroup2
     // root as well), so that a policy judges the backend whichever started first, as it does
     // where svc sits in a cgroup below the policy's; where the kernel does not order cgroup
-    // programs (before 6.16) they run in attach order, and `order` says so.
+    // programs (6.1 here: EINVAL) they run in attach order, and `order` says so.
     let order = 'first at its cgroup (BPF_F_BEFORE)';
     const attach = (p: (typeof PROGRAMS)[keyof typeof PROGRAMS][number]) => {
       const r = attachCgroupFirst(skel.programs[p], cg);

@@ -35,7 +35,7 @@ function sweepWrapPins(dir: string): void {
 
 /**
  * attachCgroup, placed before every program already attached to this cgroup (BPF_F_BEFORE, where
- * the kernel orders cgroup programs: 6.16+), so it runs first at this level whoever attached
+ * the kernel orders cgroup programs: Debian's 6.12.117, 7.x and this lab's host, not 6.1), so it runs first at this level whoever attached
  * earlier; a program attached later without the flag goes behind it. Elsewhere the link is
  * attached as attachCgroup does, in attach order, and `why` says what the kernel answered.
  * libbpf 1.1 has no attach call that takes the flag (bpf_program__attach_cgroup_opts came in 1.6),
