@@ -93,6 +93,10 @@ def linked():
         got = dict(json.loads(said))  # the child lived, and reaped them
     if got.get(0) == -errno.EINVAL:
         unsupported("IORING_OP_OPENAT2 into a direct descriptor: EINVAL (5.15+)")
+    if got.get(0) == -errno.ECANCELED and got.get(1) == -errno.EBADF:
+        # the chain failed as it was submitted: the read's fixed file was looked up then, before
+        # the open could fill the slot, and its failure cancelled the whole chain, open included
+        unsupported("a linked read of a direct descriptor the chain opens: this kernel resolves a request's fixed file when it is submitted (EBADF), which cancels the chain, the open included (ECANCELED)")
     res = [got[i] if got.get(i, -1) >= 0 else err(got[i]) if i in got else "no completion" for i in range(3)]
     report(got.get(1, -1) == 16, f"/proc/{VICTIM}/mem (outside the policy) through io_uring, one submission: IORING_OP_OPENAT2 → direct descriptor {res[0]}, then linked: read {res[1]} bytes of its stack, wrote {res[2]} back; child {how_}")
 
