@@ -212,6 +212,7 @@ LAB_EXPORT_ENUM(sec_exec_mode);
 LAB_EXPORT_ENUM(sec_limits);
 LAB_EXPORT_ENUM(sec_call);
 LAB_EXPORT_ENUM(sec_track_fail);
+LAB_EXPORT_ENUM(sec_opt_origin);
 
 struct selected {
 	struct sec_policy *pol;
@@ -861,7 +862,7 @@ static __always_inline int route_decide(struct selected *s, __u32 family, __u32 
 		ev_ppid_from_procs(e);
 		e->family = family;
 		e->optname = opt;
-		e->call = cmsg;
+		e->call = cmsg ? SEC_OPT_CMSG : SEC_OPT_SOCKET;
 		bpf_ringbuf_submit(e, 0);
 	}
 	return (s->pol->flags & SEC_F_ENFORCE) ? 0 : 1;
@@ -1248,9 +1249,11 @@ long sec_sendmsg_lsm(unsigned long long *ctx)
  * fails with EPERM). It selects by the socket's cgroup only: no task is at hand here on every
  * kernel (a TCP segment may leave from a timer), so a policy's uid does not narrow it (the other
  * users of its cgroup lose their source-routed packets too: it fails closed), and a policy that
- * selects by executable alone is not enforced here. It writes no
- * event: the setter's kill wrote one. Every packet the machine sends passes it; one without IP
- * options or extension headers returns at the first load.
+ * selects by executable alone is not enforced here. Every dropped packet writes an event (a
+ * would-block one in log mode): its cgroup and uid are the socket's; its pid and comm the current
+ * task's only where that task sits in the socket's cgroup (the sender, in its syscall; a TCP
+ * retransmission from a timer interrupts whatever runs, then pid is 0). Every packet the machine
+ * sends passes it; one without IP options or extension headers returns at the first load.
  */
 #define IPPROTO_HOPOPTS_ 0
 #define IPPROTO_ROUTING_ 43
@@ -1258,7 +1261,8 @@ long sec_sendmsg_lsm(unsigned long long *ctx)
 #define IPOPT_LSRR_ 0x83
 #define IPOPT_SSRR_ 0x89
 
-static __always_inline bool skb_source_route(struct __sk_buff *skb)
+/* the option a source route in this packet is set with (level << 16 | option), or 0 */
+static __always_inline __u32 skb_source_route(struct __sk_buff *skb)
 {
 	__u8 b[2];
 	/* the first word of the IP header, read in place where it is in the linear data (a local
@@ -1272,41 +1276,77 @@ static __always_inline bool skb_source_route(struct __sk_buff *skb)
 		if (direct)
 			nh = data[6];
 		else if (bpf_skb_load_bytes(skb, 6, &nh, 1))
-			return false;
+			return 0;
 		/* the routing header may follow hop-by-hop and destination options (RFC 8200 §4.1) */
 		for (int i = 0; i < 4; i++) {
 			if (nh == IPPROTO_ROUTING_)
-				return true;
+				return SOL_IPV6 << 16 | IPV6_RTHDR;
 			if (nh != IPPROTO_HOPOPTS_ && nh != IPPROTO_DSTOPTS_)
-				return false;
+				return 0;
 			if (bpf_skb_load_bytes(skb, off, b, 2))
-				return false;
+				return 0;
 			nh = b[0];
 			off += ((__u32)b[1] + 1) * 8;
 		}
-		return false;
+		return 0;
 	}
 	if (skb->protocol != bpf_htons(0x0800))
-		return false;
+		return 0;
 	if (direct)
 		b[0] = data[0];
 	else if (bpf_skb_load_bytes(skb, 0, b, 1))
-		return false;
+		return 0;
 	__u32 end = (__u32)(b[0] & 0xf) * 4;
 	if (end <= 20)
-		return false;
+		return 0;
 	/* options: EOL ends them, NOP is one byte, every other one is type, length, data */
 	__u32 off = 20;
 	for (int i = 0; i < 20 && off + 1 < end; i++) {
 		if (bpf_skb_load_bytes(skb, off, b, 2))
-			return false;
+			return 0;
 		if (b[0] == 0)
-			return false;
+			return 0;
 		if (b[0] == IPOPT_LSRR_ || b[0] == IPOPT_SSRR_)
-			return true;
+			return SOL_IP << 16 | IP_OPTIONS;
 		off += b[0] == 1 ? 1 : (b[1] < 2 ? 40 : b[1]);
 	}
-	return false;
+	return 0;
+}
+
+/* a global function: verified once on its own. Inlined, the verifier walked the task reads once per
+ * path through the header walk and the cgroup walk above it and gave up (1M instructions). */
+__noinline int route_guard_event(struct __sk_buff *skb, __u32 policy_id, __u32 rule_id, __u32 enforce, __u32 opt)
+{
+	if (!skb)
+		return 0;
+	struct sec_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		lab_count(&lost);
+		return 0;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts_ns = bpf_ktime_get_ns();
+	e->cgroup_id = bpf_skb_cgroup_id(skb);
+	e->uid = bpf_get_socket_uid(skb);
+	/* the task through CO-RE reads: 5.10 refuses the get_current_{pid_tgid,comm,cgroup_id} helpers
+	 * in cgroup_skb (EINVAL), bpf_get_current_task it allows */
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	if (BPF_CORE_READ(t, cgroups, dfl_cgrp, kn, id) == e->cgroup_id) {
+		e->pid = BPF_CORE_READ(t, tgid);
+		BPF_CORE_READ_INTO(&e->comm, t, comm);
+		ev_ppid_from_procs(e);
+	}
+	e->policy_id = policy_id;
+	e->rule_id = rule_id;
+	e->kind = SEC_EV_SOCKOPT;
+	e->mech = SEC_MECH_CGROUP_SKB_ROUTE;
+	e->action = enforce ? SEC_BLOCKED : SEC_WOULD_BLOCK;
+	e->family = skb->protocol == bpf_htons(0x86DD) ? AF_INET6 : AF_INET;
+	e->optname = opt;
+	e->call = SEC_OPT_IN_PACKET;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
 }
 
 SEC("cgroup_skb/egress")
@@ -1314,14 +1354,16 @@ int sec_route_guard(struct __sk_buff *skb)
 {
 	struct sec_config *cfg = get_config();
 	__u32 levels = cfg ? cfg->cg_levels : 0;
+	__u32 opt;
 
-	if (!levels || !skb_source_route(skb))
+	if (!levels || !(opt = skb_source_route(skb)))
 		return 1;
 	/*
 	 * cg_slot_helper's walk with the socket's ancestors instead of the task's: not shared through
 	 * a "skb or not" argument, since clang kept the other helper's call behind the test, and 5.10
 	 * refuses bpf_get_current_ancestor_cgroup_id in a cgroup_skb program even where it never runs
 	 */
+	__u32 *slot = NULL;
 	for (int l = 0; l < 16; l++) {
 		if (!levels)
 			break;
@@ -1329,13 +1371,18 @@ int sec_route_guard(struct __sk_buff *skb)
 			continue;
 		levels &= ~(1u << l);
 		__u64 id = bpf_skb_ancestor_cgroup_id(skb, l);
-		__u32 *slot = bpf_map_lookup_elem(&cg_sel, &id);
-		if (!slot)
-			continue;
-		struct sec_policy *pol = bpf_map_lookup_elem(&policies, slot);
-		return pol && pol->id && (pol->flags & SEC_F_DENY_RAW) && (pol->flags & SEC_F_ENFORCE) ? 0 : 1;
+		slot = bpf_map_lookup_elem(&cg_sel, &id);
+		if (slot)
+			break;
 	}
-	return 1;
+	/* out of the loop: the verifier then walks the event's code once, not once per path through it */
+	if (!slot)
+		return 1;
+	struct sec_policy *pol = bpf_map_lookup_elem(&policies, slot);
+	if (!pol || !pol->id || !(pol->flags & SEC_F_DENY_RAW))
+		return 1;
+	route_guard_event(skb, pol->id, pol->raw_rule, pol->flags & SEC_F_ENFORCE, opt);
+	return (pol->flags & SEC_F_ENFORCE) ? 0 : 1;
 }
 
 /* ---------------------------------------------------------------- other processes */

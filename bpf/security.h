@@ -71,6 +71,7 @@ enum sec_mech {
 	SEC_MECH_TP_COMPAT_KILL = 20,   /* tp_btf/sys_exit + SIGKILL: the fallbacks above for a 32-bit (ia32, int 0x80) syscall, which no syscalls:* tracepoint sees */
 	SEC_MECH_TP_X32_KILL = 21,      /* the same for an x32 syscall (bit 30 of the number; syscall.x32=y), which none sees either */
 	SEC_MECH_TP_IO_URING_SOCKOPT_KILL = 22, /* tp_btf/io_uring_complete + SIGKILL: a source route set by a compat ring's setsockopt command, which no cgroup/setsockopt sees */
+	SEC_MECH_CGROUP_SKB_ROUTE = 23, /* cgroup_skb/egress: a packet that carries a source route dropped (the send fails with EPERM) */
 };
 
 /*
@@ -90,6 +91,10 @@ enum sec_track_fail {
  * syscall did: SEC_CALL_IA32 | its ia32 number; an x32 one: SEC_CALL_X32 | its number without
  * bit 30 (else an x86-64 syscall number) */
 enum sec_call { SEC_CALL_IO_URING = 0x10000, SEC_CALL_IA32 = 0x20000, SEC_CALL_X32 = 0x40000 };
+
+/* SEC_EV_SOCKOPT's `call`: where the source route was seen. In the packet, the event cannot tell
+ * whether the socket's options or the send's control messages put it there. */
+enum sec_opt_origin { SEC_OPT_SOCKET = 0, SEC_OPT_CMSG = 1, SEC_OPT_IN_PACKET = 2 };
 
 /* how exec is enforced on this kernel, chosen by the controller after probing LSM attach */
 enum sec_exec_mode { SEC_EXEC_NONE = 0, SEC_EXEC_LSM = 1, SEC_EXEC_TP_KILL = 2 };
@@ -178,7 +183,7 @@ struct sec_event {
 	__u32 target;    /* SEC_EV_PTRACE: the process it tried to reach (tgid; 0 when not known) */
 	__u32 call;      /* SEC_EV_PTRACE: the syscall number where a tracepoint decided (SEC_CALL_IO_URING |
 	                  * opcode for an io_uring operation), else 0;
-	                  * SEC_EV_SOCKOPT: 1 when the option came in a control message of the send;
+	                  * SEC_EV_SOCKOPT: where the option was seen (enum sec_opt_origin);
 	                  * SEC_EV_TRACKING: what was not recorded (enum sec_track_fail) */
 	__u32 optname;   /* SEC_EV_SOCKOPT: level << 16 | option (or control message type) */
 	__u64 target_start; /* SEC_ATTACH_STOPPED: the tracee's start_boottime (ns), so that a late

@@ -54,6 +54,7 @@ export const enum sec_mech {
   SEC_MECH_TP_COMPAT_KILL = 20,
   SEC_MECH_TP_X32_KILL = 21,
   SEC_MECH_TP_IO_URING_SOCKOPT_KILL = 22,
+  SEC_MECH_CGROUP_SKB_ROUTE = 23,
 }
 
 export const enum sec_exec_mode {
@@ -80,4 +81,10 @@ export const enum sec_track_fail {
   SEC_TRACK_CHILD_LOST = 3,
   SEC_TRACK_ADOPT = 4,
   SEC_TRACK_N = 5,
+}
+
+export const enum sec_opt_origin {
+  SEC_OPT_SOCKET = 0,
+  SEC_OPT_CMSG = 1,
+  SEC_OPT_IN_PACKET = 2,
 }

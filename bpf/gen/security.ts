@@ -143,6 +143,8 @@ export * from './security.enums.ts';
 // --- skeleton: maps, programs and globals of security.bpf.o, typed ---
 export interface SecurityShape {
   maps: {
+    events: { key: Uint8Array; value: Uint8Array };
+    lost: { key: number; value: bigint };
     cg_sel: { key: bigint; value: number };
     policies: { key: number; value: sec_policy };
     attach_refused: { key: number; value: number };
@@ -155,8 +157,6 @@ export interface SecurityShape {
     exec_rules: { key: sec_exec_key; value: sec_rule };
     egress_rules: { key: sec_egress_key; value: sec_rule };
     oracle: { key: number; value: sec_file_key };
-    events: { key: Uint8Array; value: Uint8Array };
-    lost: { key: number; value: bigint };
   };
   programs: 'sec_exec_tp' | 'sec_fork_tp' | 'sec_clone_exit_tp' | 'sec_clone3_exit_tp' | 'sec_fork_exit_tp' | 'sec_vfork_exit_tp' | 'sec_exit_tp' | 'sec_exec_lsm' | 'sec_connect4' | 'sec_connect6' | 'sec_sendmsg4' | 'sec_sendmsg6' | 'sec_connect_lsm' | 'sec_sock_create' | 'sec_socket_lsm' | 'sec_socket_tp' | 'sec_io_uring_socket' | 'sec_io_uring_socket_sqe' | 'sec_setsockopt' | 'sec_sendmsg_lsm' | 'sec_route_guard' | 'sec_ptrace_lsm' | 'sec_ptrace_tp' | 'sec_ptrace_exit_tp' | 'sec_vm_readv_tp' | 'sec_vm_writev_tp' | 'sec_pidfd_getfd_tp' | 'sec_openat_exit_tp' | 'sec_openat_exit_btf' | 'sec_open_exit_tp' | 'sec_open_exit_btf' | 'sec_openat2_exit_tp' | 'sec_openat2_exit_btf' | 'sec_io_uring_open' | 'sec_io_uring_open_btf' | 'sec_compat_exit';
   rodata: Record<never, never>;
@@ -169,6 +169,8 @@ export type Security = Skeleton<SecurityShape>;
 export const security = defineSkeleton<SecurityShape>({
   object: 'security',
   maps: {
+    events: { type: MapType.RINGBUF, keySize: 0, valueSize: 0 },
+    lost: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 8 },
     cg_sel: { type: MapType.HASH, keySize: 8, valueSize: 4 },
     policies: { type: MapType.ARRAY, keySize: 4, valueSize: 32 },
     attach_refused: { type: MapType.LRU_HASH, keySize: 4, valueSize: 1 },
@@ -181,8 +183,6 @@ export const security = defineSkeleton<SecurityShape>({
     exec_rules: { type: MapType.HASH, keySize: 24, valueSize: 8 },
     egress_rules: { type: MapType.LPM_TRIE, keySize: 28, valueSize: 8 },
     oracle: { type: MapType.HASH, keySize: 4, valueSize: 16 },
-    events: { type: MapType.RINGBUF, keySize: 0, valueSize: 0 },
-    lost: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 8 },
   },
   programs: ['sec_exec_tp', 'sec_fork_tp', 'sec_clone_exit_tp', 'sec_clone3_exit_tp', 'sec_fork_exit_tp', 'sec_vfork_exit_tp', 'sec_exit_tp', 'sec_exec_lsm', 'sec_connect4', 'sec_connect6', 'sec_sendmsg4', 'sec_sendmsg6', 'sec_connect_lsm', 'sec_sock_create', 'sec_socket_lsm', 'sec_socket_tp', 'sec_io_uring_socket', 'sec_io_uring_socket_sqe', 'sec_setsockopt', 'sec_sendmsg_lsm', 'sec_route_guard', 'sec_ptrace_lsm', 'sec_ptrace_tp', 'sec_ptrace_exit_tp', 'sec_vm_readv_tp', 'sec_vm_writev_tp', 'sec_pidfd_getfd_tp', 'sec_openat_exit_tp', 'sec_openat_exit_btf', 'sec_open_exit_tp', 'sec_open_exit_btf', 'sec_openat2_exit_tp', 'sec_openat2_exit_btf', 'sec_io_uring_open', 'sec_io_uring_open_btf', 'sec_compat_exit'],
   rodata: [],

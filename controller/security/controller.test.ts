@@ -449,13 +449,14 @@ t('retopts_cmsg', lambda: v4().sendmsg([b'x'], [(0, 7, lsrr)], 0, ('127.0.0.1', 
     try {
       const r = await run(cg, code);
       // a route given per message is seen only at the send, by BPF LSM; without it the packet that
-      // carries it is dropped at cgroup_skb/egress (EPERM, no event: sec_route_guard)
+      // carries it is dropped at cgroup_skb/egress (EPERM, sec_route_guard), which names what it
+      // found in the packet
       const lsm = m.sourceRouting.includes('lsm/socket_sendmsg');
       const guard = m.sourceRouting.some((h) => h.startsWith(ROUTE_GUARD_HOOK));
       expect(lsm || guard, m.sourceRouting.join(', ')).toBe(true);
       expect(r.stdout.trim().split('\n'), r.stderr).toEqual(['rr 0', 'lsrr 1', 'rr_then_ssrr 1', 'srh 1', 'pktoptions 1', 'retopts_cmsg 1']);
       const evs = c.drainEvents().filter((e) => e.kind === 'sockopt');
-      expect(evs.map((e) => e.option)).toEqual(['IP_OPTIONS', 'IP_OPTIONS', 'IPV6_RTHDR', 'IPV6_2292PKTOPTIONS', ...(lsm ? ['IP_RETOPTS (control message)'] : [])]);
+      expect(evs.map((e) => e.option)).toEqual(['IP_OPTIONS', 'IP_OPTIONS', 'IPV6_RTHDR', 'IPV6_2292PKTOPTIONS', lsm ? 'IP_RETOPTS (control message)' : 'IP_OPTIONS (a source route option in the packet)']);
       expect(evs.every((e) => e.action === 'blocked' && e.rule === RAW_RULE)).toBe(true);
     } finally {
       c.store.delete('t');
@@ -495,9 +496,27 @@ t('rr', lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendmsg([b'x'],
       c.store.apply(parsePolicies(yaml(rel, '    egress: { deny: [{ to: 10.0.0.0/8 }] }\n'), 'p.yaml'));
       // EPERM: the guard's drop, not the kernel's refusal (the same sends pass outside the cgroup)
       expect(await lines(cg)).toEqual([passes[0] === 'rthdr 0' ? 'rthdr 1' : passes[0], 'hopopts 0', 'lsrr 1', 'rr 0']);
+      // one event per dropped packet: the socket's cgroup and owner, the sender (it sent in its
+      // own syscall, from that cgroup), what was found in the packet
+      const dropped = [...(passes[0] === 'rthdr 0' ? ['IPV6_RTHDR (a routing header in the packet)'] : []), 'IP_OPTIONS (a source route option in the packet)'];
+      const evs = c.drainEvents();
+      expect(evs.map((e) => e.option)).toEqual(dropped);
+      for (const e of evs) {
+        expect(e).toMatchObject({ kind: 'sockopt', action: 'blocked', mechanism: 'cgroup_skb/egress (packet dropped)', uid: 0, cgroup: rel, rule: RAW_RULE, comm: expect.stringMatching(/^python/) });
+        expect(e.pid).toBeGreaterThan(0);
+      }
+      // the uid is the socket's owner: one made as nobody (the effective uid, hence the file system
+      // one) and sent from by root (an unprivileged LSRR is refused by newer kernels themselves)
+      const owned = await run(cg, `${code.split('\ndef t(')[0]}\nimport os\nos.seteuid(65534); u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); os.seteuid(0)\ntry: u.sendmsg([b'x'], [(0, 7, lsrr)], 0, ('127.0.0.1', port4)); print('lsrr', 0)\nexcept OSError as e: print('lsrr', e.errno)`);
+      expect(owned.stdout.trim(), owned.stderr).toBe('lsrr 1');
+      expect(c.drainEvents().map((e) => `${e.uid} ${e.option}`)).toEqual(['65534 IP_OPTIONS (a source route option in the packet)']);
       expect(await lines(null)).toEqual(passes);
+      expect(c.drainEvents(), 'outside the cgroup: no event').toEqual([]);
       c.store.apply(parsePolicies(yaml(rel, '    mode: log\n    egress: { deny: [{ to: 10.0.0.0/8 }] }\n'), 'p.yaml'));
       expect(await lines(cg)).toEqual(passes);
+      const logged = c.drainEvents();
+      expect(logged.map((e) => `${e.action} ${e.option}`)).toEqual(dropped.map((o) => `would-block ${o}`));
+      expect(logged.every((e) => e.uid === 0)).toBe(true);
     } finally {
       c.store.delete('t');
     }

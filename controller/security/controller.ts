@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Btf, BpfObject, Kind, Link, MapType, RingBuffer, UpdateFlags, attachCgroup, attachLsm, attachTrace, attachTracepoint, libbpf, libc, mapInfo, makePinDir, mapTypeName, pinnedMapInfo, progInfoById, removePinDir, type BpfMap } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
-import { sec_call, sec_event_action, sec_event_kind, sec_exec_mode, sec_mech, sec_track_fail, security, type Security as SecuritySkeleton, type SecurityShape, type sec_event, type sec_lost_stop } from '../../bpf/gen/security.ts';
+import { sec_call, sec_event_action, sec_event_kind, sec_exec_mode, sec_mech, sec_opt_origin, sec_track_fail, security, type Security as SecuritySkeleton, type SecurityShape, type sec_event, type sec_lost_stop } from '../../bpf/gen/security.ts';
 import { cgroup2Root } from '../../common/cgroup.ts';
 import { processAlive, procStart, readPidStat, terminate } from '../../common/host.ts';
 import { readLockHolder, tryLock, unlock, withLockWaitSync } from '../../common/lockfile.ts';
@@ -158,6 +158,7 @@ export const MECHANISM: Record<number, string> = {
   [sec_mech.SEC_MECH_TP_COMPAT_KILL]: 'tp_btf/sys_exit (a 32-bit syscall) + bpf_send_signal(SIGKILL)',
   [sec_mech.SEC_MECH_TP_X32_KILL]: 'tp_btf/sys_exit (an x32 syscall) + bpf_send_signal(SIGKILL)',
   [sec_mech.SEC_MECH_TP_IO_URING_SOCKOPT_KILL]: 'tp_btf/io_uring_complete (a 32-bit ring\'s setsockopt) + bpf_send_signal(SIGKILL)',
+  [sec_mech.SEC_MECH_CGROUP_SKB_ROUTE]: 'cgroup_skb/egress (packet dropped)',
 };
 /** what a tracking event (procs could not record a selected process) says happened, by enum sec_track_fail */
 const TRACK_LOST: Record<number, string> = {
@@ -298,7 +299,7 @@ export function enforcementGaps(m: Mechanisms): { what: string; evidence: string
   else if (!m.ptraceIoUring && !gaps.some((g) => /io_uring/.test(g.what))) gaps.push({ what: '/proc/<pid>/mem opened through io_uring', evidence: 'neither lsm/ptrace_access_check nor tp_btf/io_uring_complete refuses it here' });
   if (!m.sourceRouting.includes('lsm/socket_sendmsg') && !had('lsm/socket_sendmsg')) {
     // the packet guard judges by the sending socket's cgroup: a policy that selects by executable is left out
-    if (m.sourceRouting.some((h) => h.startsWith(ROUTE_GUARD_HOOK))) gaps.push({ what: 'source routes given per message (control messages) by processes a policy selects by executable', evidence: `${ROUTE_GUARD_HOOK} drops packets that carry one by the sending socket's cgroup only, with no event${noLsm}` });
+    if (m.sourceRouting.some((h) => h.startsWith(ROUTE_GUARD_HOOK))) gaps.push({ what: 'source routes given per message (control messages) by processes a policy selects by executable', evidence: `${ROUTE_GUARD_HOOK} drops packets that carry one by the sending socket's cgroup only${noLsm}` });
     else gaps.push({ what: 'source routes given per message (control messages)', evidence: `only lsm/socket_sendmsg sees them${noLsm}` });
   }
   if (!m.compat && !had('tp_btf/sys_exit')) gaps.push({ what: '32-bit (ia32) syscalls', evidence: 'the syscall tracepoint fallbacks (ptrace, /proc/<pid>/mem, packet sockets, unrecorded children) do not see a call made with int 0x80 (nor an x32 one, where syscall.x32=y), and their check at every syscall\'s exit is off (--ia32 off)' });
@@ -1118,7 +1119,7 @@ export function formatEvent(e: sec_event, store: PolicyStore, clockOffsetNs: big
     action: e.action === sec_event_action.SEC_BLOCKED ? 'blocked' : e.action === sec_event_action.SEC_ATTACH_STOPPED ? 'resumed' : 'would-block',
     mechanism: MECHANISM[e.mech] ?? `mech ${e.mech}`,
     pid: e.pid,
-    ppid: e.ppid || ppidOf(e.pid),
+    ppid: e.ppid || (e.pid ? ppidOf(e.pid) : 0),
     uid: e.uid,
     comm: e.comm,
     cgroupId: String(e.cgroup_id),
@@ -1133,7 +1134,7 @@ export function formatEvent(e: sec_event, store: PolicyStore, clockOffsetNs: big
     out.socket = `${FAMILY[e.family] ?? `family ${e.family}`} ${SOCK_TYPE[e.sock_type] ?? `type ${e.sock_type}`}`;
     out.protocol = ({ 6: 'tcp', 17: 'udp', 1: 'icmp', 58: 'icmpv6', 255: 'raw', 132: 'sctp', 33: 'dccp' } as Record<number, string>)[e.proto] ?? String(e.proto);
   } else if (e.kind === sec_event_kind.SEC_EV_SOCKOPT) {
-    out.option = optionName(e.optname) + (e.call ? ' (control message)' : '');
+    out.option = optionName(e.optname) + (e.call === sec_opt_origin.SEC_OPT_CMSG ? ' (control message)' : e.call === sec_opt_origin.SEC_OPT_IN_PACKET ? (e.family === 10 ? ' (a routing header in the packet)' : ' (a source route option in the packet)') : '');
   } else if (e.kind === sec_event_kind.SEC_EV_PTRACE) {
     if (e.target) out.target = e.target;
     if (e.call & sec_call.SEC_CALL_IO_URING) out.call = `io_uring ${IORING_OP[e.call & 0xff] ?? `opcode ${e.call & 0xff}`}`;

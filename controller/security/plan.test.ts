@@ -44,7 +44,7 @@ describe('enforcement gaps (pure): what --require-all refuses', () => {
     // with the packet guard, only what it cannot select is left
     const guarded = enforcementGaps({ ...lsmOff, sourceRouting: ['cgroup/setsockopt', `${ROUTE_GUARD_HOOK} (a packet that carries one)`] });
     expect(guarded.map((g) => g.what)).toEqual(['source routes given per message (control messages) by processes a policy selects by executable']);
-    expect(guarded[0]!.evidence).toBe(`${ROUTE_GUARD_HOOK} drops packets that carry one by the sending socket's cgroup only, with no event; BPF LSM: EPERM`);
+    expect(guarded[0]!.evidence).toBe(`${ROUTE_GUARD_HOOK} drops packets that carry one by the sending socket's cgroup only; BPF LSM: EPERM`);
   });
   it('every refused hook is one, named once; a missing mechanism is one', () => {
     const m: Mechanisms = { ...full, sourceRouting: ['cgroup/setsockopt', 'lsm/socket_connect'], exec: 'none', oracle: false, egress: [], ptrace: [], unsupported: [{ hook: 'lsm/socket_sendmsg', evidence: 'verifier: too complex' }, { hook: 'cgroup/setsockopt', evidence: 'EINVAL' }] };

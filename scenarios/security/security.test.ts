@@ -64,7 +64,9 @@ describeRoot('security attack suite (host)', () => {
         expect(e.rule).toContain('egress.rawSockets');
         // a 32-bit setsockopt passes no cgroup/setsockopt: BPF LSM refuses the send, else its exit kills
         // (nor a compat ring's setsockopt command: its completion kills)
-        expect(e.mechanism).toMatch(a.env?.IA32 ? /^(lsm\/socket_(sendmsg|connect) \(-EPERM\)|tp_btf\/sys_exit \(a 32-bit syscall\) \+ bpf_send_signal\(SIGKILL\))$/ : a.env?.URING32 ? /^(lsm\/socket_(sendmsg|connect) \(-EPERM\)|tp_btf\/io_uring_complete \(a 32-bit ring's setsockopt\) \+ bpf_send_signal\(SIGKILL\))$/ : /^(cgroup\/setsockopt|lsm\/socket_(sendmsg|connect) \(-EPERM\))$/);
+        // (and where BPF LSM is missing, whatever leaves anyway is dropped at cgroup_skb/egress)
+        expect(e.mechanism).toMatch(a.env?.IA32 ? /^(lsm\/socket_(sendmsg|connect) \(-EPERM\)|tp_btf\/sys_exit \(a 32-bit syscall\) \+ bpf_send_signal\(SIGKILL\)|cgroup_skb\/egress \(packet dropped\))$/ : a.env?.URING32 ? /^(lsm\/socket_(sendmsg|connect) \(-EPERM\)|tp_btf\/io_uring_complete \(a 32-bit ring's setsockopt\) \+ bpf_send_signal\(SIGKILL\)|cgroup_skb\/egress \(packet dropped\))$/ : /^(cgroup\/setsockopt|lsm\/socket_(sendmsg|connect) \(-EPERM\)|cgroup_skb\/egress \(packet dropped\))$/);
+        if (/cgroup_skb/.test(e.mechanism)) expect(lab.controller.mechanisms.sourceRouting.includes('lsm/socket_sendmsg'), 'the guard is attached only without BPF LSM').toBe(false);
       } else if (a.asRoot || a.name === 'icmp-ping-socket' || a.name === 'sctp-dccp') {
         expect(e.kind).toBe('socket');
         expect(e.rule).toContain('egress.rawSockets');

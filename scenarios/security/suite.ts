@@ -4,7 +4,7 @@
 // file its shell writes exists; a block counts only with the kernel event that proves it.
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Mechanisms, SecurityController, SecurityEvent } from '../../controller/security/controller.ts';
+import { ROUTE_GUARD_HOOK, type Mechanisms, type SecurityController, type SecurityEvent } from '../../controller/security/controller.ts';
 import { attackArgv, launch, launchBackground, type LaunchResult } from './workload.ts';
 
 export type Expect = 'blocked' | 'allowed';
@@ -166,10 +166,15 @@ export function missingHook(a: Attack, m: Mechanisms): string {
   if (a.class === 'ptrace') return m.ptrace.length ? '' : 'lsm/ptrace_access_check or the tracepoint syscalls/sys_enter_ptrace';
   // a routing header set on the socket is refused at setsockopt, or at the send; one given per
   // message (a control message) only at the send, by BPF LSM
-  // a compat ring's setsockopt command passes no cgroup/setsockopt: refused at its completion, or at the send
-  if (a.name.startsWith('ipv6-routing-header-uring32')) return m.sourceRouting.some((h) => h === 'lsm/socket_sendmsg' || h.startsWith('tp_btf/io_uring_complete')) ? '' : 'lsm/socket_sendmsg or tp_btf/io_uring_complete';
-  if (a.name === 'ipv6-routing-header') return m.sourceRouting.some((h) => h === 'cgroup/setsockopt' || h === 'lsm/socket_sendmsg') ? '' : 'cgroup/setsockopt or lsm/socket_sendmsg';
-  if (a.name === 'ipv6-rthdr-cmsg' || a.name === 'ipv4-source-route') return m.sourceRouting.includes('lsm/socket_sendmsg') ? '' : 'lsm/socket_sendmsg';
+  // a compat ring's setsockopt command passes no cgroup/setsockopt: refused at its completion, or at the send.
+  // Where BPF LSM is missing, the packet guard (cgroup_skb/egress) drops what any of them let out, with an event.
+  const guard = m.sourceRouting.some((h) => h.startsWith(ROUTE_GUARD_HOOK));
+  if (a.name.startsWith('ipv6-routing-header-uring32')) return guard || m.sourceRouting.some((h) => h === 'lsm/socket_sendmsg' || h.startsWith('tp_btf/io_uring_complete')) ? '' : `lsm/socket_sendmsg, tp_btf/io_uring_complete or ${ROUTE_GUARD_HOOK}`;
+  if (a.name === 'ipv6-routing-header') return guard || m.sourceRouting.some((h) => h === 'cgroup/setsockopt' || h === 'lsm/socket_sendmsg') ? '' : `cgroup/setsockopt, lsm/socket_sendmsg or ${ROUTE_GUARD_HOOK}`;
+  if (a.name === 'ipv6-rthdr-cmsg') return guard || m.sourceRouting.includes('lsm/socket_sendmsg') ? '' : `lsm/socket_sendmsg or ${ROUTE_GUARD_HOOK}`;
+  // its TCP connect times out whether the guard dropped the SYN or the SYN left (the first hop drops
+  // a source-routed packet): the attack can tell them apart only where setsockopt refuses the route
+  if (a.name === 'ipv4-source-route') return m.sourceRouting.includes('lsm/socket_sendmsg') || (guard && m.sourceRouting.includes('cgroup/setsockopt')) ? '' : `lsm/socket_sendmsg, or cgroup/setsockopt with ${ROUTE_GUARD_HOOK} (the guard alone drops the TCP SYN, which the attack cannot tell from a SYN that left)`;
   if (a.name === 'icmp-ping-socket' || a.name === 'sctp-dccp') return m.rawSockets.some((x) => /sock_create|socket_create/.test(x)) ? '' : 'cgroup/sock_create or lsm/socket_create';
   if (a.name === 'io-uring-socket') return m.rawSockets.some((x) => /lsm|io_uring/.test(x)) ? '' : 'lsm/socket_create or tp_btf/io_uring_submit_req';
   if (a.name.startsWith('packet-socket') || a.name === 'other-families') return m.rawSockets.some((x) => /lsm|sys_enter_socket/.test(x)) ? '' : 'lsm/socket_create or tracepoint syscalls/sys_enter_socket';
