@@ -53,7 +53,7 @@ export function entryPoints(): string[] {
   const dirs = fs.readdirSync(scen, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => path.join(scen, d.name));
   return [
     path.join(REPO_ROOT, 'lab', 'cli.ts'),
-    ...dirs.map((d) => path.join(d, 'index.ts')).filter((f) => fs.existsSync(f)),
+    ...dirs.flatMap((d) => ['index.ts', 'sweep.ts'].map((f) => path.join(d, f))).filter((f) => fs.existsSync(f)),
     // programs a scenario starts as processes of their own (common/dist.ts nodeProgramArgv)
     ...dirs.flatMap((d) => fs.readdirSync(d).filter((f) => f.endsWith('.main.ts')).map((f) => path.join(d, f))),
     // worker_threads entry points of the control planes (common/dist.ts workerEntry)

@@ -4,8 +4,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { execa } from 'execa';
-import { reportKilledRuns } from './run.ts';
-import { labCli } from './testing.ts';
+import { reportKilledRuns, sweepDeadInstances } from './run.ts';
+import { describeRoot, labCli } from './testing.ts';
+import { BpfMap } from '../controller/libbpf/index.ts';
 
 const [NODE, ...LAB] = await labCli();
 import type { Results } from './results.ts';
@@ -98,4 +99,36 @@ describe('lab/run: reports of runs killed outright', () => {
     expect(mixed.stderr).toMatch(/alive: its run is still going/);
     expect(fs.existsSync(path.join(reports, 'elsewhere', 'report.html'))).toBe(false);
   }, 60_000);
+});
+
+// A killed xdp-lb run's LB instance stays pinned (XDP link, maps) until something unpins it; every
+// run sweeps what dead runs of any scenario left (scenarios/<name>/sweep.ts), not only that
+// scenario's next run. A live owner's pins, and names that are not a scenario's, stay.
+describeRoot('lab/run: instances dead runs of any scenario left', () => {
+  const root = '/sys/fs/bpf/ebpf-lab';
+  it('unpins a dead run\'s xdp-lb instance, keeps a live one\'s and a stranger\'s', async () => {
+    const dead = path.join(root, `xlb${deadPid()}`);
+    const live = path.join(root, `xlbs${process.pid}`);
+    const other = path.join(root, `xlbx${deadPid()}`);
+    const m = BpfMap.create({ type: 2 /* array */, keySize: 4, valueSize: 8, maxEntries: 1 });
+    try {
+      for (const d of [dead, live, other]) {
+        fs.mkdirSync(d, { recursive: true });
+        m.pin(path.join(d, 'stats'));
+      }
+      const info: string[] = [];
+      const removed = await sweepDeadInstances({ info: (s) => info.push(s), warn: (s) => info.push(`warn ${s}`) });
+      expect(removed).toContain(path.basename(dead));
+      expect(fs.existsSync(dead)).toBe(false);
+      expect(fs.existsSync(path.join(live, 'stats'))).toBe(true);
+      expect(fs.existsSync(path.join(other, 'stats'))).toBe(true);
+      expect(info.join('\n')).toMatch(new RegExp(`removed what dead xdp-lb runs left .*${path.basename(dead)}`));
+    } finally {
+      for (const d of [dead, live, other]) fs.rmSync(d, { recursive: true, force: true });
+      m.close();
+      try {
+        fs.rmdirSync(root); // only if this test made it: another's pins keep it
+      } catch { /* not empty, or gone */ }
+    }
+  });
 });

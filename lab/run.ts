@@ -285,8 +285,11 @@ function overall(checks: Check[], error?: string): Results['status'] {
 
 /** what runs killed before their cleanup left on this machine, whichever scenario they ran */
 async function sweepDeadRuns(progress: Progress): Promise<void> {
+  // first what only a scenario knows (its pinned instances, their daemons and state: a tc-shaping
+  // instance's filters go while its namespace is still there), whichever scenario runs now
+  await sweepDeadInstances(progress);
   // network namespaces of every kind of run (with what still runs in them: a load generator
-  // would skew every later benchmark); a scenario's pins stay for its own next run
+  // would skew every later benchmark)
   const ns = await sweepStaleAll();
   if (ns.length) progress.info(`removed ${ns.length} network namespace(s) dead lab runs left, with what ran in them: ${ns.join(', ')}`);
   // a cgroup leaked unnoticed at a Ctrl-C in session 32
@@ -295,6 +298,26 @@ async function sweepDeadRuns(progress: Progress): Promise<void> {
   // a killed security run's open ping_group_range: put back now, not at the next security run
   const pingRange = sweepPingRange();
   if (pingRange) progress.info(`put net.ipv4.ping_group_range back to "${pingRange.replace('\t', ' ')}" (a killed run had left it open)`);
+}
+
+/**
+ * scenarios/<name>/sweep.ts, where a scenario has one: the instances its killed runs left (pins
+ * that keep programs attached, daemons, state files), swept at the start of every run. They were
+ * swept only by that scenario's own next run, so a killed xdp-lb run's XDP links and maps stayed
+ * pinned through any number of other scenarios' runs.
+ */
+export async function sweepDeadInstances(progress: Pick<Progress, 'info' | 'warn'>): Promise<string[]> {
+  const removed: string[] = [];
+  for (const name of listScenarios()) {
+    const src = path.join(SCENARIOS_DIR, name, 'sweep.ts');
+    if (!fs.existsSync(src)) continue;
+    const mod = (await import(entryPath(src))) as { sweepDead(): Promise<{ removed: string[]; kept: string[] }> };
+    const r = await mod.sweepDead();
+    if (r.removed.length) progress.info(`removed what dead ${name} runs left (pins, links, daemons, state): ${r.removed.join(', ')}`);
+    for (const k of r.kept) progress.warn(`a dead ${name} run's instance kept: ${k}`);
+    removed.push(...r.removed);
+  }
+  return removed;
 }
 
 /** Run a scenario on this machine's kernel. Returns the results (also written to outDir). */
