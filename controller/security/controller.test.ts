@@ -390,6 +390,54 @@ os.kill(child, signal.SIGKILL)`;
     }
   });
 
+  // The hooks select by the calling thread's cgroup: in a threaded subtree one thread of a process
+  // may sit in a selected cgroup while the process (its leader) does not, and that thread may send
+  // on every socket of the process. Held connections are found through such a thread too.
+  it('a thread in a selected threaded cgroup makes its process\'s held connections denied ones', async (t) => {
+    const net = await import('node:net');
+    const sv = await new Promise<import('node:net').Server>((ok) => { const x = net.createServer((sk) => sk.on('error', () => {})); x.listen(0, '127.0.0.2', () => ok(x)); });
+    const port = (sv.address() as import('node:net').AddressInfo).port;
+    const relD = `/ebpf-lab-secthr-${process.pid}`;
+    const d = path.join(cgroup2Root(), relD.slice(1));
+    createCgroup(d);
+    createCgroup(path.join(d, 't'));
+    let w: ReturnType<typeof execa> | undefined;
+    try {
+      try {
+        fs.writeFileSync(path.join(d, 't', 'cgroup.type'), 'threaded');
+      } catch (e) {
+        return t.skip(`no threaded cgroups here: ${(e as Error).message}`);
+      }
+      const code = `import socket, sys, threading
+a = socket.create_connection(('127.0.0.2', ${port}))
+def moved():
+    open('${d}/t/cgroup.threads', 'w').write(str(threading.get_native_id()))
+    print('moved', flush=True)
+    sys.stdin.readline()
+threading.Thread(target=moved).start()`;
+      w = execa(PY, ['-c', LAUNCHER, d, '0', PY, '-c', code], { reject: false, stdin: 'pipe' });
+      let said = '';
+      w.stdout!.on('data', (x: Buffer) => (said += String(x)));
+      for (let i = 0; i < 200 && !said.includes('moved\n'); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(said, String(w.stderr ?? '')).toContain('moved\n');
+      c.store.apply(parsePolicies(yaml(`${relD}/t`, '    egress: { deny: [{ to: 127.0.0.2/32 }] }\n'), 'p.yaml'));
+      const held = heldDeniedConnections(c.store).filter((h) => h.pid === w!.pid);
+      expect(held.map((h) => `${h.proto} ${h.remote}:${h.rport} ${h.cgroup} ${h.policy}`)).toEqual([`tcp 127.0.0.2:${port} ${relD}/t t`]);
+      // the leader's own cgroup selected instead: found as before
+      c.store.apply(parsePolicies(yaml(relD, '    egress: { deny: [{ to: 127.0.0.2/32 }] }\n'), 'p.yaml'));
+      expect(heldDeniedConnections(c.store).filter((h) => h.pid === w!.pid).map((h) => h.cgroup)).toEqual([relD]);
+    } finally {
+      if (w) {
+        w.kill('SIGKILL');
+        await w;
+      }
+      sv.close();
+      c.store.delete('t');
+      removeCgroup(path.join(d, 't'));
+      removeCgroup(d);
+    }
+  });
+
   // vsock (to the hypervisor's host) and the other non-inet network families meet no egress hook
   it('non-inet network families are refused under rawSockets: deny; unix, netlink and alg stay open', async () => {
     // each in a child: where BPF LSM is missing the fallback kills the task at socket(2)

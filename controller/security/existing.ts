@@ -148,14 +148,37 @@ export function heldDeniedConnections(store: PolicyStore, only?: string[]): Held
       if (d === '/' || d === '.') return null;
     }
   };
+  // a threaded subtree's threads sit in cgroups of their own (cgroup.type other than "domain"):
+  // the hooks select by the calling thread's cgroup, and any thread may send on the process's sockets
+  const threaded = new Map<string, boolean>();
+  const inThreaded = (rel: string): boolean => {
+    if (!threaded.has(rel)) threaded.set(rel, (read(path.join(root, rel, 'cgroup.type'))?.trim() ?? 'domain') !== 'domain');
+    return threaded.get(rel)!;
+  };
+  const cgroupOf = (task: string) => read(`${task}/cgroup`)?.split('\n').find((l) => l.startsWith('0::'))?.slice(3);
   const netns = new Map<string, SockRow[]>();
   const out: HeldConnection[] = [];
   for (const ent of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(ent)) continue;
     const pid = Number(ent);
-    const cg = read(`/proc/${pid}/cgroup`)?.split('\n').find((l) => l.startsWith('0::'))?.slice(3);
+    let cg = cgroupOf(`/proc/${pid}`);
     if (cg === undefined) continue;
     let slot = slotOfCgroup(cg);
+    // the task that selects it, whose uid the policy's uid is compared with (the process's by default)
+    let task = `/proc/${pid}`;
+    if (slot === null && inThreaded(cg)) {
+      let tids: string[] = [];
+      try {
+        tids = fs.readdirSync(`/proc/${pid}/task`);
+      } catch { /* gone */ }
+      for (const tid of tids) {
+        const tcg = cgroupOf(`/proc/${pid}/task/${tid}`);
+        const ts = tcg === undefined ? null : slotOfCgroup(tcg);
+        if (ts === null) continue;
+        [slot, cg, task] = [ts, tcg!, `/proc/${pid}/task/${tid}`];
+        break;
+      }
+    }
     if (slot === null) {
       const p = m.procs.get(pid);
       slot = p?.slot ? p.slot - 1 : null;
@@ -166,7 +189,7 @@ export function heldDeniedConnections(store: PolicyStore, only?: string[]): Held
     const pol: sec_policy | undefined = m.policies.get(slot);
     if (!pol?.id) continue;
     const status = read(`/proc/${pid}/status`) ?? '';
-    const uid = Number(status.match(/^Uid:\s+(\d+)/m)?.[1] ?? -1);
+    const uid = Number((task === `/proc/${pid}` ? status : read(`${task}/status`) ?? '').match(/^Uid:\s+(\d+)/m)?.[1] ?? -1);
     if (pol.uid !== ANY_UID && uid !== pol.uid) continue;
     let inodes: Set<string>;
     try {
