@@ -6,12 +6,12 @@
 // is read again). Only a hang needs it, so it is made then, within a budget; a diagnosis must not
 // fail for it: every miss is a note, and the addresses stay relative to _text.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { processAlive } from '../../common/host.ts';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { cacheDir } from '../../common/paths.ts';
 import { writeFileAtomic } from '../../common/state-file.ts';
 import { run } from './exec.ts';
+import { ensureVenv } from './venv.ts';
 import type { KernelImage } from './kernels.ts';
 import { parseSystemMap, systemMapPath } from './hang.ts';
 
@@ -90,7 +90,7 @@ async function readSymbols(img: string, cache: string, budgetMs: number): Promis
   } catch { /* not cached yet */ }
   const signal = AbortSignal.timeout(budgetMs);
   try {
-    const finder = await ensureFinder(signal);
+    const finder = await ensureVenv(finderTool(), { signal });
     const r = await run(finder, [img], { reject: false, signal });
     const text = textSymbols(r.stdout.toString());
     if (!parseSystemMap(text).text) return { note: `kallsyms-finder found none in ${img} (exit ${r.exitCode}: ${r.stderr.trim().split('\n').pop() ?? ''})` };
@@ -105,44 +105,5 @@ async function readSymbols(img: string, cache: string, budgetMs: number): Promis
   }
 }
 
-/**
- * kallsyms-finder from the lab's venv, installed first if need be. An install counts once pip
- * has finished (a stamp file): a venv cut short (the budget, a kill) or broken (its Python gone)
- * is made again. Two processes installing at once: the second waits on the first's lock file.
- */
-async function ensureFinder(signal: AbortSignal): Promise<string> {
-  const prefix = V2E_PREFIX();
-  const finder = join(prefix, 'bin', 'kallsyms-finder');
-  const stamp = join(prefix, `.installed-${[V2E_PACKAGE, ...V2E_DEPS].join('-')}`);
-  const works = async () => existsSync(stamp) && (await run(join(prefix, 'bin', 'python'), ['-c', ''], { reject: false, signal }).catch(() => ({ exitCode: 1 }))).exitCode === 0;
-  if (await works()) return finder;
-  const lock = `${prefix}.lock`;
-  mkdirSync(dirname(prefix), { recursive: true });
-  for (;;) {
-    try {
-      writeFileSync(lock, String(process.pid), { flag: 'wx' });
-      break;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      let holder = 0;
-      try {
-        holder = Number(readFileSync(lock, 'utf8'));
-      } catch { /* removed meanwhile */ }
-      if (!processAlive(holder)) rmSync(lock, { force: true });
-      else await new Promise((r, j) => { const t = setTimeout(r, 250); signal.addEventListener('abort', () => (clearTimeout(t), j(new Error('aborted'))), { once: true }); });
-      if (signal.aborted) throw new Error('aborted');
-    }
-  }
-  try {
-    if (await works()) return finder; // the other installer finished meanwhile
-    rmSync(prefix, { recursive: true, force: true });
-    const venv = await run('python3', ['-m', 'venv', prefix], { reject: false, signal });
-    if (venv.exitCode !== 0) throw new Error(`python3 -m venv ${prefix}: ${venv.stderr.trim().split('\n').pop()} (apt-get install python3-venv)`);
-    const pip = await run(join(prefix, 'bin', 'pip'), ['install', '-q', '--no-deps', '--only-binary=:all:', V2E_PACKAGE, ...V2E_DEPS], { reject: false, signal });
-    if (pip.exitCode !== 0) throw new Error(`pip install ${V2E_PACKAGE}: ${pip.stderr.trim().split('\n').pop()} (is PyPI reachable?)`);
-    writeFileSync(stamp, '');
-    return finder;
-  } finally {
-    rmSync(lock, { force: true });
-  }
-}
+/** vmlinux-to-elf's venv (lab/vm/venv.ts): kallsyms-finder, installed at the first hang */
+const finderTool = () => ({ prefix: V2E_PREFIX(), packages: [V2E_PACKAGE, ...V2E_DEPS], pipArgs: ['--no-deps', '--only-binary=:all:'], bin: 'kallsyms-finder' });

@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { REPO_ROOT } from './paths.ts';
 import { LabError } from '../../common/errors.ts';
 import { run } from './exec.ts';
+import { ensureVenv, venvBinary, venvInstalled } from './venv.ts';
 import { groupDyingWithUs } from './reaper.ts';
 import type { KernelImage } from './kernels.ts';
 import { archFacts } from '../../common/arch.ts';
@@ -24,9 +25,12 @@ import { tcgAccelArg } from './cmdline.ts';
 export const VNG_PREFIX = () => process.env.EBPF_LAB_VNG_PREFIX || '/opt/ebpf-lab/virtme-ng';
 export const VNG_PACKAGE = 'virtme-ng';
 
+/** virtme-ng's venv (lab/vm/venv.ts) */
+const vngTool = () => ({ prefix: VNG_PREFIX(), packages: [VNG_PACKAGE], bin: 'vng' });
+
+/** vng, where this lab's install of it finished (a venv cut short is not taken for one) */
 export function vngBinary(): string | undefined {
-  const own = join(VNG_PREFIX(), 'bin', 'vng');
-  return existsSync(own) ? own : undefined;
+  return venvInstalled(vngTool()) ? venvBinary(vngTool()) : undefined;
 }
 
 /** Can vng run here, and if not, why (lab doctor prints this). */
@@ -48,17 +52,9 @@ export async function vngStatus(): Promise<{ ok: boolean; version?: string; why?
   return { ok: true, version: v.stdout.toString().trim() };
 }
 
-/** pip install virtme-ng into the lab's venv (idempotent). */
+/** pip install virtme-ng into the lab's venv (idempotent; a venv cut short is made again). */
 export async function installVng(log: (s: string) => void): Promise<string> {
-  const have = vngBinary();
-  if (have) return have;
-  const prefix = VNG_PREFIX();
-  log(`creating a venv at ${prefix} and installing ${VNG_PACKAGE} from PyPI`);
-  const venv = await run('python3', ['-m', 'venv', prefix], { reject: false });
-  if (venv.exitCode !== 0) throw new LabError(`python3 -m venv ${prefix} failed: ${venv.stderr.trim().split('\n').pop()}`, 'apt-get install python3-venv (pnpm lab setup vng)');
-  const pip = await run(join(prefix, 'bin', 'pip'), ['install', '-q', VNG_PACKAGE], { reject: false });
-  if (pip.exitCode !== 0) throw new LabError(`pip install ${VNG_PACKAGE} failed: ${pip.stderr.trim().split('\n').pop()}`, 'check that PyPI is reachable');
-  return join(prefix, 'bin', 'vng');
+  return ensureVenv(vngTool(), { log });
 }
 
 /** The udevd virtme-ng-init looks for (it runs the host's, in the guest). */
