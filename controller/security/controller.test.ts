@@ -15,7 +15,8 @@ import { BPF_DIR, compile, ensureObject } from '../../bpf/build.ts';
 import { createHash } from 'node:crypto';
 import { BpfMap, BpfObject, Btf, Kind, Link, attachCgroup, mapInfo, mapTypeName, pinnedMapInfo, rawCodec } from '../libbpf/index.ts';
 import { policyCommand } from './cli.ts';
-import { closeConnections, heldDeniedConnections } from './existing.ts';
+import { closeConnections, closedEvent, describeHeld, heldDeniedConnections } from './existing.ts';
+import { createTopology } from '../../lab/netns.ts';
 
 const [NODE, ...LAB] = await labCli();
 
@@ -435,6 +436,69 @@ threading.Thread(target=moved).start()`;
       c.store.delete('t');
       removeCgroup(path.join(d, 't'));
       removeCgroup(d);
+    }
+  });
+
+  // /proc/net has no scope: one link-local 4-tuple may be open on two interfaces at once. `ss -K`
+  // given only the addresses and ports closed both; a held one is named with its interface and
+  // closed on that one alone.
+  it('a held link-local connection is named with its interface and closed there only', async () => {
+    const topo = createTopology('secll');
+    let w: ReturnType<typeof execa> | undefined;
+    try {
+      await topo.create(['c', 's'], [[{ ns: 'c', dev: 'lla1' }, { ns: 's', dev: 'llb1' }], [{ ns: 'c', dev: 'lla2' }, { ns: 's', dev: 'llb2' }]]);
+      for (const x of ['1', '2']) {
+        await topo.batch('c', [['addr', 'add', 'fe80::1/64', 'dev', `lla${x}`, 'nodad']]);
+        await topo.batch('s', [['addr', 'add', 'fe80::2/64', 'dev', `llb${x}`, 'nodad']]);
+      }
+      const server = topo.spawn('s', PY, ['-c', `import socket, time
+ls = []
+for d in ('llb1', 'llb2'):
+    s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(('fe80::2', 5555, 0, socket.if_nametoindex(d))); s.listen(4); ls.append(s)
+print('listening', flush=True)
+held = [l.accept()[0] for l in ls]
+time.sleep(60)`]);
+      let up = '';
+      server.stdout!.on('data', (x: Buffer) => (up += String(x)));
+      for (let i = 0; i < 200 && !up.includes('listening'); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(up, String(server.stderr ?? '')).toContain('listening');
+      // the same local address and port on both interfaces (bound to each: no conflict)
+      const code = `import socket, sys
+cs = {}
+for d in ('lla1', 'lla2'):
+    c = socket.socket(socket.AF_INET6); c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    c.bind(('fe80::1', 40000, 0, socket.if_nametoindex(d))); c.connect(('fe80::2', 5555, 0, socket.if_nametoindex(d))); cs[d] = c
+print('ready', flush=True)
+sys.stdin.readline()
+for d, c in cs.items():
+    try: c.send(b'x'); print(d, 'sent', flush=True)
+    except OSError as e: print(d, e.errno, flush=True)`;
+      const [nsb, nsa] = topo.argv('c', PY, ['-c', LAUNCHER, cg, '0', PY, '-c', code]);
+      w = execa(nsb, nsa, { reject: false, stdin: 'pipe' });
+      let said = '';
+      w.stdout!.on('data', (x: Buffer) => (said += String(x)));
+      for (let i = 0; i < 200 && !said.includes('ready\n'); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(said, String(w.stderr ?? '')).toContain('ready\n');
+      c.store.apply(parsePolicies(yaml(rel, '    egress: { deny: [{ to: "fe80::/10" }] }\n'), 'p.yaml'));
+      const held = heldDeniedConnections(c.store).filter((h) => h.pid === w!.pid);
+      expect(held.map((h) => `${h.proto} ${h.local}:${h.lport} ${h.remote}:${h.rport} ${h.dev}`).sort()).toEqual(['tcp fe80::1:40000 fe80::2:5555 lla1', 'tcp fe80::1:40000 fe80::2:5555 lla2']);
+      const one = held.find((h) => h.dev === 'lla1')!;
+      expect(describeHeld(one)).toMatch(/tcp \[fe80::1%lla1\]:40000 → \[fe80::2%lla1\]:5555 ESTABLISHED/);
+      expect(closedEvent(one).destination).toBe('[fe80::2%lla1]:5555');
+      expect([...(await closeConnections([one])).values()]).toEqual([null]);
+      expect(heldDeniedConnections(c.store).filter((h) => h.pid === w!.pid).map((h) => h.dev)).toEqual(['lla2']);
+      w.stdin!.write('go\n');
+      await w;
+      // ECONNABORTED on the one closed; the other, on the other interface, still sends
+      expect(said.trim().split('\n').slice(1)).toEqual(['lla1 103', 'lla2 sent']);
+    } finally {
+      if (w) {
+        w.kill('SIGKILL');
+        await w;
+      }
+      c.store.delete('t');
+      await topo.dispose();
     }
   });
 

@@ -13,6 +13,7 @@
 // What counts as egress: a TCP socket that is not a listener and not accepted from one (its local
 // address and port are a listener's in the same network namespace), and a connected UDP socket —
 // the sockets whose destination a connect hook would have judged.
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -41,6 +42,9 @@ export interface HeldConnection {
   inode: string;
   /** an AF_INET6 socket (an IPv4 peer of one is ::ffff:a.b.c.d to ss) */
   v6: boolean;
+  /** the interface a link-local connection is on (its zone): /proc/net has no scope, and the same
+   *  link-local addresses and ports may be in use on two interfaces at once */
+  dev?: string;
   ppid: number;
   uid: number;
   /** the holder's cgroup, relative to the cgroup2 root, and its id */
@@ -105,6 +109,33 @@ export function egressSockets(rows: SockRow[]): SockRow[] {
   });
 }
 
+/** fe80::/10 (a link-local address, meaningful only with its interface) */
+const linkLocal = (b: Uint8Array) => b[0] === 0xfe && (b[1]! & 0xc0) === 0x80;
+
+/**
+ * inode → interface of the link-local IPv6 sockets of the namespace `pid` is in, from ss (sock_diag
+ * gives the bound interface, which ss prints as "[fe80::1]%eth0:port"). Only asked where a
+ * link-local row is there: one ss per such namespace.
+ */
+export function parseSsZones(text: string): Map<string, string> {
+  const zones = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const dev = /\]%([^\s:]+):\d+\s/.exec(line)?.[1];
+    const ino = /\bino:(\d+)/.exec(line)?.[1];
+    if (dev && ino) zones.set(ino, dev);
+  }
+  return zones;
+}
+function linkLocalZones(pid: number, ours: boolean): Map<string, string> {
+  const ss = ['ss', '-H', '-n', '-e', '-a', '-t', '-u', '-6'];
+  const argv = ours ? ss : ['nsenter', `--net=/proc/${pid}/ns/net`, ...ss];
+  try {
+    return parseSsZones(execFileSync(argv[0]!, argv.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }));
+  } catch {
+    return new Map(); // no ss, or the process is gone: the zone is left out, as before
+  }
+}
+
 const read = (p: string) => {
   try {
     return fs.readFileSync(p, 'utf8');
@@ -157,6 +188,14 @@ export function heldDeniedConnections(store: PolicyStore, only?: string[]): Held
   };
   const cgroupOf = (task: string) => read(`${task}/cgroup`)?.split('\n').find((l) => l.startsWith('0::'))?.slice(3);
   const netns = new Map<string, SockRow[]>();
+  const zones = new Map<string, Map<string, string>>();
+  const ourNs = (() => {
+    try {
+      return fs.readlinkSync('/proc/self/ns/net');
+    } catch {
+      return '';
+    }
+  })();
   const out: HeldConnection[] = [];
   for (const ent of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(ent)) continue;
@@ -209,10 +248,15 @@ export function heldDeniedConnections(store: PolicyStore, only?: string[]): Held
     for (const r of netns.get(ns)!.filter((r) => inodes.has(r.inode))) {
       const rule = verdict(store, slot, pol, r.proto === 'tcp' ? 6 : 17, r.rport, r.remote);
       if (!rule) continue;
+      let dev: string | undefined;
+      if (r.v6 && (linkLocal(r.local) || linkLocal(r.remote))) {
+        if (!zones.has(ns)) zones.set(ns, linkLocalZones(pid, ns === ourNs));
+        dev = zones.get(ns)!.get(r.inode);
+      }
       out.push({
         pid, comm, policy: sp.name, mode: pol.flags & F_ENFORCE ? 'enforce' : 'log', ruleId: rule, rule: store.state.rules[String(rule)] ?? `rule ${rule}`,
         proto: r.proto, local: formatIp(fromMapped16(r.local)), lport: r.lport, remote: formatIp(fromMapped16(r.remote)), rport: r.rport,
-        state: r.proto === 'udp' ? 'connected' : TCP_STATES[r.st] ?? r.st, inode: r.inode, v6: r.v6,
+        state: r.proto === 'udp' ? 'connected' : TCP_STATES[r.st] ?? r.st, inode: r.inode, v6: r.v6, ...(dev ? { dev } : {}),
         ppid: Number(status.match(/^PPid:\s+(\d+)/m)?.[1] ?? 0), uid, cgroup: cg, cgroupId: String(idOf(cg) ?? 0n),
       });
     }
@@ -227,7 +271,7 @@ export function closedEvent(c: HeldConnection): SecurityEvent {
     time: now.toISOString(), tsNs: String(BigInt(now.getTime()) * 1_000_000n), kind: 'connect', action: 'closed',
     mechanism: 'socket destroy (sock_diag, pnpm lab policy connections --close): a connection held from before the rule',
     pid: c.pid, ppid: c.ppid, uid: c.uid, comm: c.comm, cgroupId: c.cgroupId, cgroup: c.cgroup, policy: c.policy, ruleId: c.ruleId, rule: c.rule,
-    destination: c.v6 ? `[${c.remote.includes(':') ? c.remote : `::ffff:${c.remote}`}]:${c.rport}` : `${c.remote}:${c.rport}`, protocol: c.proto,
+    destination: c.v6 ? `[${c.remote.includes(':') ? c.remote : `::ffff:${c.remote}`}${c.dev ? `%${c.dev}` : ''}]:${c.rport}` : `${c.remote}:${c.rport}`, protocol: c.proto,
   };
 }
 
@@ -263,7 +307,8 @@ export async function closeConnections(conns: HeldConnection[]): Promise<Map<Hel
       continue;
     }
     const addr = (a: string) => (c.v6 && !a.includes(':') ? `::ffff:${a}` : a);
-    const ss = ['ss', '-K', '-n', '-H', c.proto === 'tcp' ? '-t' : '-u', c.v6 ? '-6' : '-4', ...(c.proto === 'tcp' ? ['state', 'all'] : []), 'src', hostPort(addr(c.local), c.lport), 'dst', hostPort(addr(c.remote), c.rport)];
+    // a link-local 4-tuple may be in use on two interfaces: `dev` picks this one's
+    const ss = ['ss', '-K', '-n', '-H', c.proto === 'tcp' ? '-t' : '-u', c.v6 ? '-6' : '-4', ...(c.proto === 'tcp' ? ['state', 'all'] : []), 'src', hostPort(addr(c.local), c.lport), 'dst', hostPort(addr(c.remote), c.rport), ...(c.dev ? ['dev', '=', c.dev] : [])];
     const cmd = ns === ours ? ss : ['nsenter', `--net=/proc/${c.pid}/ns/net`, ...ss];
     const r = await execa(cmd[0]!, cmd.slice(1), { reject: false });
     // a destroyed TCP socket leaves the table; a UDP one stays bound but is no longer connected
@@ -275,4 +320,5 @@ export async function closeConnections(conns: HeldConnection[]): Promise<Map<Hel
   return result;
 }
 
-export const describeHeld = (c: HeldConnection) => `pid ${c.pid} (${c.comm}) ${c.proto} ${hostPort(c.local, c.lport)} → ${hostPort(c.remote, c.rport)} ${c.state}, policy ${c.policy} (${c.mode}), rule ${c.ruleId}: ${c.rule}`;
+const zoned = (a: string, c: HeldConnection) => (c.dev && /^fe[89ab][0-9a-f]:/i.test(a) ? `${a}%${c.dev}` : a);
+export const describeHeld = (c: HeldConnection) => `pid ${c.pid} (${c.comm}) ${c.proto} ${hostPort(zoned(c.local, c), c.lport)} → ${hostPort(zoned(c.remote, c), c.rport)} ${c.state}, policy ${c.policy} (${c.mode}), rule ${c.ruleId}: ${c.rule}`;

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { parsePolicies } from './policy.ts';
 import { denyRaw, entriesNeeded } from './store.ts';
 import { COMPAT_HOOK, ROUTE_GUARD_HOOK, enforcementGaps, procsSizing, type Mechanisms } from './controller.ts';
-import { egressSockets, parseProcNet, procNetAddr } from './existing.ts';
+import { egressSockets, parseProcNet, parseSsZones, procNetAddr } from './existing.ts';
 import { formatIp, fromMapped16 } from '../../common/ip.ts';
 
 const one = (body: string) => parsePolicies(`policies:\n  - name: p\n    select: { cgroup: / }\n${body}`, 'p.yaml', { checkPaths: false })[0]!;
@@ -97,5 +97,14 @@ describe('held connections: /proc/net rows (pure)', () => {
   });
   it('egress: outgoing TCP and connected UDP; not listeners, accepted connections (v4 or on a dual-stack listener), TIME_WAIT or unconnected UDP', () => {
     expect(egressSockets(rows).map((r) => r.inode)).toEqual(['302', '402', '501']);
+  });
+  // /proc/net has no scope: a link-local socket's interface comes from ss (sock_diag), as printed on
+  // this host (`ss -H -n -e -a -t -u -6`) with one 4-tuple on two interfaces
+  it('the interface of link-local sockets, by inode, from ss; sockets without one are left out', () => {
+    const ss = `ESTAB 0      0      [fe80::1]%lla2:40000 [fe80::2]:5555 ino:299697 sk:8 cgroup:/ <->
+ESTAB 0      0      [fe80::1]%lla1:40000 [fe80::2]:5555 ino:299694 sk:9 cgroup:/ <->
+ESTAB 0      0      [::1]:41000 [::1]:5432 ino:299700 sk:a cgroup:/ <->
+UNCONN 0      0      [fe80::1]%veth-x.1:546 *:* ino:299701 sk:b cgroup:/ <->`;
+    expect([...parseSsZones(ss)]).toEqual([['299697', 'lla2'], ['299694', 'lla1'], ['299701', 'veth-x.1']]);
   });
 });
