@@ -234,7 +234,9 @@ static __always_inline struct sec_config *get_config(void)
  */
 static __always_inline __u32 *cg_slot_helper(__u32 levels)
 {
-	for (int l = 0; l < 16; l++) {
+	/* deepest first, as cg_slot_walk: a nested selected cgroup's policy wins over its parent's (from
+	 * the root down, the socket hooks took the outer policy where the tracing hooks took the inner) */
+	for (int l = 15; l >= 0; l--) {
 		if (!levels)
 			break;
 		if (!(levels & (1u << l)))
@@ -1364,7 +1366,7 @@ int sec_route_guard(struct __sk_buff *skb)
 	 * refuses bpf_get_current_ancestor_cgroup_id in a cgroup_skb program even where it never runs
 	 */
 	__u32 *slot = NULL;
-	for (int l = 0; l < 16; l++) {
+	for (int l = 15; l >= 0; l--) { /* deepest first, as cg_slot_helper */
 		if (!levels)
 			break;
 		if (!(levels & (1u << l)))

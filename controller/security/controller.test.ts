@@ -502,6 +502,38 @@ for d, c in cs.items():
     }
   });
 
+  // Nested selections: a policy on a cgroup inside another policy's cgroup governs the processes
+  // in it, at every hook. The socket hooks looked from the root down and took the outer policy,
+  // while the exec and ptrace hooks (and policy connections) took the inner one.
+  it('a policy on a nested cgroup wins over its parent cgroup\'s at the socket hooks too', async () => {
+    const inner = path.join(cg, 'inner');
+    createCgroup(inner);
+    const code = `import socket
+for host in ('127.0.0.2', '127.0.0.3'):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try: s.connect((host, 9)); print(host, 0)
+    except OSError as e: print(host, e.errno)`;
+    try {
+      c.store.apply(parsePolicies(`policies:
+  - name: outer
+    select: { cgroup: ${rel} }
+    egress: { deny: [{ to: 127.0.0.2/32 }] }
+  - name: inner
+    select: { cgroup: ${rel}/inner }
+    egress: { deny: [{ to: 127.0.0.3/32 }] }
+`, 'p.yaml'));
+      c.drainEvents();
+      expect((await run(inner, code)).stdout.trim().split('\n')).toEqual(['127.0.0.2 0', '127.0.0.3 1']);
+      expect(c.drainEvents().map((e) => `${e.policy} ${e.destination}`)).toEqual(['inner 127.0.0.3:9']);
+      expect((await run(cg, code)).stdout.trim().split('\n')).toEqual(['127.0.0.2 1', '127.0.0.3 0']);
+      expect(c.drainEvents().map((e) => `${e.policy} ${e.destination}`)).toEqual(['outer 127.0.0.2:9']);
+    } finally {
+      c.store.delete('outer');
+      c.store.delete('inner');
+      removeCgroup(inner);
+    }
+  });
+
   // vsock (to the hypervisor's host) and the other non-inet network families meet no egress hook
   it('non-inet network families are refused under rawSockets: deny; unix, netlink and alg stay open', async () => {
     // each in a child: where BPF LSM is missing the fallback kills the task at socket(2)
