@@ -194,6 +194,19 @@ struct {
 	__type(value, struct sec_file_key);
 } oracle SEC(".maps");
 
+/*
+ * Sockets the packet guard has reported under a log-mode policy (by socket cookie): there the
+ * packet passes, and a source-routed TCP stream would write one event per segment into the ring
+ * every policy shares, pushing other policies' enforcement events out. One event per socket.
+ * Not pinned: a daemon that loads new programs starts afresh.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u8);
+} guard_logged SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 20);
@@ -1251,11 +1264,13 @@ long sec_sendmsg_lsm(unsigned long long *ctx)
  * fails with EPERM). It selects by the socket's cgroup only: no task is at hand here on every
  * kernel (a TCP segment may leave from a timer), so a policy's uid does not narrow it (the other
  * users of its cgroup lose their source-routed packets too: it fails closed), and a policy that
- * selects by executable alone is not enforced here. Every dropped packet writes an event (a
- * would-block one in log mode): its cgroup and uid are the socket's; its pid and comm the current
- * task's only where that task sits in the socket's cgroup (the sender, in its syscall; a TCP
- * retransmission from a timer interrupts whatever runs, then pid is 0). Every packet the machine
- * sends passes it; one without IP options or extension headers returns at the first load.
+ * selects by executable alone is not enforced here. Every dropped packet writes an event (in log
+ * mode, where the packet passes, one would-block event per socket): its cgroup and uid are the
+ * socket's; its pid and comm the current task's only where that task sits in the socket's cgroup.
+ * That is the sender for a datagram or a connect's SYN, sent in its syscall; a TCP segment sent
+ * from softirq (a retransmission, an ACK-clocked send) names the task of that cgroup it
+ * interrupted, which need not be the sender, or else 0. Every packet the machine sends passes
+ * it; one without IP options or extension headers returns at the first load.
  */
 #define IPPROTO_HOPOPTS_ 0
 #define IPPROTO_ROUTING_ 43
@@ -1383,8 +1398,15 @@ int sec_route_guard(struct __sk_buff *skb)
 	struct sec_policy *pol = bpf_map_lookup_elem(&policies, slot);
 	if (!pol || !pol->id || !(pol->flags & SEC_F_DENY_RAW))
 		return 1;
-	route_guard_event(skb, pol->id, pol->raw_rule, pol->flags & SEC_F_ENFORCE, opt);
-	return (pol->flags & SEC_F_ENFORCE) ? 0 : 1;
+	__u32 enforce = pol->flags & SEC_F_ENFORCE;
+	if (!enforce) {
+		__u64 cookie = bpf_get_socket_cookie(skb);
+		__u8 one = 1;
+		if (bpf_map_update_elem(&guard_logged, &cookie, &one, BPF_NOEXIST))
+			return 1; /* reported already */
+	}
+	route_guard_event(skb, pol->id, pol->raw_rule, enforce, opt);
+	return enforce ? 0 : 1;
 }
 
 /* ---------------------------------------------------------------- other processes */

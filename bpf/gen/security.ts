@@ -147,6 +147,7 @@ export interface SecurityShape {
     lost: { key: number; value: bigint };
     cg_sel: { key: bigint; value: number };
     policies: { key: number; value: sec_policy };
+    guard_logged: { key: bigint; value: number };
     attach_refused: { key: number; value: number };
     sec_config: { key: number; value: sec_config };
     exe_sel: { key: sec_file_key; value: number };
@@ -173,6 +174,7 @@ export const security = defineSkeleton<SecurityShape>({
     lost: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 8 },
     cg_sel: { type: MapType.HASH, keySize: 8, valueSize: 4 },
     policies: { type: MapType.ARRAY, keySize: 4, valueSize: 32 },
+    guard_logged: { type: MapType.LRU_HASH, keySize: 8, valueSize: 1 },
     attach_refused: { type: MapType.LRU_HASH, keySize: 4, valueSize: 1 },
     sec_config: { type: MapType.ARRAY, keySize: 4, valueSize: 32 },
     exe_sel: { type: MapType.HASH, keySize: 16, valueSize: 4 },

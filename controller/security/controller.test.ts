@@ -661,6 +661,10 @@ t('rr', lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendmsg([b'x'],
       const logged = c.drainEvents();
       expect(logged.map((e) => `${e.action} ${e.option}`)).toEqual(dropped.map((o) => `would-block ${o}`));
       expect(logged.every((e) => e.uid === 0)).toBe(true);
+      // there the packets pass: a socket that goes on source-routing is reported once, not per packet
+      const again = await run(cg, `${code.split('\ndef t(')[0]}\nu = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor i in range(3): u.sendmsg([b'x'], [(0, 7, lsrr)], 0, ('127.0.0.1', port4))\nprint('sent')`);
+      expect(again.stdout.trim(), again.stderr).toBe('sent');
+      expect(c.drainEvents().map((e) => `${e.action} ${e.option}`)).toEqual(['would-block IP_OPTIONS (a source route option in the packet)']);
     } finally {
       c.store.delete('t');
     }
