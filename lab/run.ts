@@ -311,8 +311,15 @@ export async function sweepDeadInstances(progress: Pick<Progress, 'info' | 'warn
   for (const name of listScenarios()) {
     const src = path.join(SCENARIOS_DIR, name, 'sweep.ts');
     if (!fs.existsSync(src)) continue;
-    const mod = (await import(entryPath(src))) as { sweepDead(): Promise<{ removed: string[]; kept: string[] }> };
-    const r = await mod.sweepDead();
+    let r: { removed: string[]; kept: string[] };
+    try {
+      const mod = (await import(entryPath(src))) as { sweepDead(): Promise<{ removed: string[]; kept: string[] }> };
+      r = await mod.sweepDead();
+    } catch (e) {
+      // one scenario's leftovers must not stop every other scenario's runs
+      progress.warn(`could not sweep what dead ${name} runs left: ${(e as Error).message.split('\n')[0]}`);
+      continue;
+    }
     if (r.removed.length) progress.info(`removed what dead ${name} runs left (pins, links, daemons, state): ${r.removed.join(', ')}`);
     for (const k of r.kept) progress.warn(`a dead ${name} run's instance kept: ${k}`);
     removed.push(...r.removed);

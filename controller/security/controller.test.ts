@@ -427,13 +427,27 @@ threading.Thread(target=moved).start()`;
       // the leader's own cgroup selected instead: found as before
       c.store.apply(parsePolicies(yaml(relD, '    egress: { deny: [{ to: 127.0.0.2/32 }] }\n'), 'p.yaml'));
       expect(heldDeniedConnections(c.store).filter((h) => h.pid === w!.pid).map((h) => h.cgroup)).toEqual([relD]);
+      c.store.delete('t');
+      // the leader under one policy, the thread under another: each judges the sockets, and asking
+      // about one of them finds its own
+      c.store.apply(parsePolicies(`policies:
+  - name: lead
+    select: { cgroup: ${relD} }
+    egress: { deny: [{ to: 127.0.0.2/32 }] }
+  - name: thr
+    select: { cgroup: ${relD}/t }
+    egress: { deny: [{ to: 127.0.0.2/32 }] }
+`, 'p.yaml'));
+      const both = heldDeniedConnections(c.store).filter((h) => h.pid === w!.pid);
+      expect(both.map((h) => `${h.policy} ${h.cgroup}`).sort()).toEqual([`lead ${relD}`, `thr ${relD}/t`]);
+      expect(heldDeniedConnections(c.store, ['thr']).filter((h) => h.pid === w!.pid).map((h) => `${h.policy} ${h.cgroup}`)).toEqual([`thr ${relD}/t`]);
     } finally {
       if (w) {
         w.kill('SIGKILL');
         await w;
       }
       sv.close();
-      c.store.delete('t');
+      for (const n of ['t', 'lead', 'thr']) c.store.delete(n);
       removeCgroup(path.join(d, 't'));
       removeCgroup(d);
     }

@@ -126,15 +126,18 @@ export function parseSsZones(text: string): Map<string, string> {
   }
   return zones;
 }
-function linkLocalZones(pid: number, ours: boolean): Map<string, string> {
+function linkLocalZones(pid: number, ours: boolean): Map<string, string> | undefined {
   const ss = ['ss', '-H', '-n', '-e', '-a', '-t', '-u', '-6'];
   const argv = ours ? ss : ['nsenter', `--net=/proc/${pid}/ns/net`, ...ss];
   try {
-    return parseSsZones(execFileSync(argv[0]!, argv.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }));
+    // (every IPv6 socket of the namespace: ~150 bytes each, far past the default 1 MiB on a busy host)
+    return parseSsZones(execFileSync(argv[0]!, argv.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 512 << 20 }));
   } catch {
-    return new Map(); // no ss, or the process is gone: the zone is left out, as before
+    return undefined; // no ss, or the process is gone: asked again through the next process there
   }
 }
+/** a link-local address as formatIp writes it */
+const linkLocalText = (a: string) => /^fe[89ab][0-9a-f]:/i.test(a);
 
 const read = (p: string) => {
   try {
@@ -200,36 +203,43 @@ export function heldDeniedConnections(store: PolicyStore, only?: string[]): Held
   for (const ent of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(ent)) continue;
     const pid = Number(ent);
-    let cg = cgroupOf(`/proc/${pid}`);
-    if (cg === undefined) continue;
-    let slot = slotOfCgroup(cg);
-    // the task that selects it, whose uid the policy's uid is compared with (the process's by default)
-    let task = `/proc/${pid}`;
-    if (slot === null && inThreaded(cg)) {
+    const leaderCg = cgroupOf(`/proc/${pid}`);
+    if (leaderCg === undefined) continue;
+    // the tasks that may send on the process's sockets, with their cgroups: the leader, and in a
+    // threaded subtree every thread (the hooks select by the calling thread's cgroup, else procs)
+    const tasks: [string, string][] = [[`/proc/${pid}`, leaderCg]];
+    if (inThreaded(leaderCg)) {
       let tids: string[] = [];
       try {
         tids = fs.readdirSync(`/proc/${pid}/task`);
       } catch { /* gone */ }
       for (const tid of tids) {
-        const tcg = cgroupOf(`/proc/${pid}/task/${tid}`);
-        const ts = tcg === undefined ? null : slotOfCgroup(tcg);
-        if (ts === null) continue;
-        [slot, cg, task] = [ts, tcg!, `/proc/${pid}/task/${tid}`];
-        break;
+        const tcg = tid === ent ? undefined : cgroupOf(`/proc/${pid}/task/${tid}`);
+        if (tcg !== undefined) tasks.push([`/proc/${pid}/task/${tid}`, tcg]);
       }
     }
-    if (slot === null) {
-      const p = m.procs.get(pid);
-      slot = p?.slot ? p.slot - 1 : null;
-    }
-    if (slot === null) continue;
-    const sp = bySlot.get(slot);
-    if (!sp) continue;
-    const pol: sec_policy | undefined = m.policies.get(slot);
-    if (!pol?.id) continue;
+    let procsSlot: number | null | undefined;
     const status = read(`/proc/${pid}/status`) ?? '';
-    const uid = Number((task === `/proc/${pid}` ? status : read(`${task}/status`) ?? '').match(/^Uid:\s+(\d+)/m)?.[1] ?? -1);
-    if (pol.uid !== ANY_UID && uid !== pol.uid) continue;
+    const uidOf = (task: string) => Number((task === `/proc/${pid}` ? status : read(`${task}/status`) ?? '').match(/^Uid:\s+(\d+)/m)?.[1] ?? -1);
+    // every policy that selects one of them (the ones asked about): each judges the sockets
+    const selections = new Map<number, { cg: string; uid: number; pol: sec_policy }>();
+    for (const [task, tcg] of tasks) {
+      let slot = slotOfCgroup(tcg);
+      if (slot === null) {
+        if (procsSlot === undefined) {
+          const p = m.procs.get(pid);
+          procsSlot = p?.slot ? p.slot - 1 : null;
+        }
+        slot = procsSlot;
+      }
+      if (slot === null || !bySlot.has(slot) || selections.has(slot)) continue;
+      const pol: sec_policy | undefined = m.policies.get(slot);
+      if (!pol?.id) continue;
+      const uid = uidOf(task);
+      if (pol.uid !== ANY_UID && uid !== pol.uid) continue;
+      selections.set(slot, { cg: tcg, uid, pol });
+    }
+    if (!selections.size) continue;
     let inodes: Set<string>;
     try {
       inodes = new Set(fs.readdirSync(`/proc/${pid}/fd`).map((fd) => { try { return fs.readlinkSync(`/proc/${pid}/fd/${fd}`); } catch { return ''; } }).filter((l) => l.startsWith('socket:[')).map((l) => l.slice(8, -1)));
@@ -245,20 +255,26 @@ export function heldDeniedConnections(store: PolicyStore, only?: string[]): Held
     }
     if (!netns.has(ns)) netns.set(ns, egressSockets((['tcp', 'tcp6', 'udp', 'udp6'] as const).flatMap((f) => parseProcNet(read(`/proc/${pid}/net/${f}`) ?? '', f.startsWith('tcp') ? 'tcp' : 'udp', f.endsWith('6')))));
     const comm = read(`/proc/${pid}/comm`)?.trim() ?? '?';
-    for (const r of netns.get(ns)!.filter((r) => inodes.has(r.inode))) {
-      const rule = verdict(store, slot, pol, r.proto === 'tcp' ? 6 : 17, r.rport, r.remote);
-      if (!rule) continue;
-      let dev: string | undefined;
-      if (r.v6 && (linkLocal(r.local) || linkLocal(r.remote))) {
-        if (!zones.has(ns)) zones.set(ns, linkLocalZones(pid, ns === ourNs));
-        dev = zones.get(ns)!.get(r.inode);
+    for (const [slot, { cg, uid, pol }] of selections) {
+      const sp = bySlot.get(slot)!;
+      for (const r of netns.get(ns)!.filter((r) => inodes.has(r.inode))) {
+        const rule = verdict(store, slot, pol, r.proto === 'tcp' ? 6 : 17, r.rport, r.remote);
+        if (!rule) continue;
+        let dev: string | undefined;
+        if (r.v6 && (linkLocal(r.local) || linkLocal(r.remote))) {
+          if (!zones.has(ns)) {
+            const z = linkLocalZones(pid, ns === ourNs);
+            if (z) zones.set(ns, z);
+          }
+          dev = zones.get(ns)?.get(r.inode);
+        }
+        out.push({
+          pid, comm, policy: sp.name, mode: pol.flags & F_ENFORCE ? 'enforce' : 'log', ruleId: rule, rule: store.state.rules[String(rule)] ?? `rule ${rule}`,
+          proto: r.proto, local: formatIp(fromMapped16(r.local)), lport: r.lport, remote: formatIp(fromMapped16(r.remote)), rport: r.rport,
+          state: r.proto === 'udp' ? 'connected' : TCP_STATES[r.st] ?? r.st, inode: r.inode, v6: r.v6, ...(dev ? { dev } : {}),
+          ppid: Number(status.match(/^PPid:\s+(\d+)/m)?.[1] ?? 0), uid, cgroup: cg, cgroupId: String(idOf(cg) ?? 0n),
+        });
       }
-      out.push({
-        pid, comm, policy: sp.name, mode: pol.flags & F_ENFORCE ? 'enforce' : 'log', ruleId: rule, rule: store.state.rules[String(rule)] ?? `rule ${rule}`,
-        proto: r.proto, local: formatIp(fromMapped16(r.local)), lport: r.lport, remote: formatIp(fromMapped16(r.remote)), rport: r.rport,
-        state: r.proto === 'udp' ? 'connected' : TCP_STATES[r.st] ?? r.st, inode: r.inode, v6: r.v6, ...(dev ? { dev } : {}),
-        ppid: Number(status.match(/^PPid:\s+(\d+)/m)?.[1] ?? 0), uid, cgroup: cg, cgroupId: String(idOf(cg) ?? 0n),
-      });
     }
   }
   return out;
@@ -306,6 +322,13 @@ export async function closeConnections(conns: HeldConnection[]): Promise<Map<Hel
       result.set(c, null); // the process has exited: its sockets went with it (or with another holder, listed too)
       continue;
     }
+    // by addresses and ports alone, a link-local one would be closed on every interface that has
+    // the same 4-tuple, another process's included
+    if (!c.dev && (linkLocalText(c.local) || linkLocalText(c.remote))) {
+      result.set(c, 'not closed: its interface is not known (ss did not name it), and closing it by addresses and ports would close the same link-local 4-tuple on every interface');
+      done.set(key, result.get(c)!);
+      continue;
+    }
     const addr = (a: string) => (c.v6 && !a.includes(':') ? `::ffff:${a}` : a);
     // a link-local 4-tuple may be in use on two interfaces: `dev` picks this one's
     const ss = ['ss', '-K', '-n', '-H', c.proto === 'tcp' ? '-t' : '-u', c.v6 ? '-6' : '-4', ...(c.proto === 'tcp' ? ['state', 'all'] : []), 'src', hostPort(addr(c.local), c.lport), 'dst', hostPort(addr(c.remote), c.rport), ...(c.dev ? ['dev', '=', c.dev] : [])];
@@ -320,5 +343,5 @@ export async function closeConnections(conns: HeldConnection[]): Promise<Map<Hel
   return result;
 }
 
-const zoned = (a: string, c: HeldConnection) => (c.dev && /^fe[89ab][0-9a-f]:/i.test(a) ? `${a}%${c.dev}` : a);
+const zoned = (a: string, c: HeldConnection) => (c.dev && linkLocalText(a) ? `${a}%${c.dev}` : a);
 export const describeHeld = (c: HeldConnection) => `pid ${c.pid} (${c.comm}) ${c.proto} ${hostPort(zoned(c.local, c), c.lport)} → ${hostPort(zoned(c.remote, c), c.rport)} ${c.state}, policy ${c.policy} (${c.mode}), rule ${c.ruleId}: ${c.rule}`;

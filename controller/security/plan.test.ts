@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { parsePolicies } from './policy.ts';
 import { denyRaw, entriesNeeded } from './store.ts';
 import { COMPAT_HOOK, ROUTE_GUARD_HOOK, enforcementGaps, procsSizing, type Mechanisms } from './controller.ts';
-import { egressSockets, parseProcNet, parseSsZones, procNetAddr } from './existing.ts';
+import { closeConnections, egressSockets, parseProcNet, parseSsZones, procNetAddr, type HeldConnection } from './existing.ts';
 import { formatIp, fromMapped16 } from '../../common/ip.ts';
 
 const one = (body: string) => parsePolicies(`policies:\n  - name: p\n    select: { cgroup: / }\n${body}`, 'p.yaml', { checkPaths: false })[0]!;
@@ -99,12 +99,18 @@ describe('held connections: /proc/net rows (pure)', () => {
     expect(egressSockets(rows).map((r) => r.inode)).toEqual(['302', '402', '501']);
   });
   // /proc/net has no scope: a link-local socket's interface comes from ss (sock_diag), as printed on
-  // this host (`ss -H -n -e -a -t -u -6`) with one 4-tuple on two interfaces
+  // this host (`ss -H -n -e -a -t -u -6`, iproute2 6.1: a Netid column with -t -u) with one 4-tuple
+  // on two interfaces, a connected UDP socket on a third, and sockets without an interface
   it('the interface of link-local sockets, by inode, from ss; sockets without one are left out', () => {
-    const ss = `ESTAB 0      0      [fe80::1]%lla2:40000 [fe80::2]:5555 ino:299697 sk:8 cgroup:/ <->
-ESTAB 0      0      [fe80::1]%lla1:40000 [fe80::2]:5555 ino:299694 sk:9 cgroup:/ <->
-ESTAB 0      0      [::1]:41000 [::1]:5432 ino:299700 sk:a cgroup:/ <->
-UNCONN 0      0      [fe80::1]%veth-x.1:546 *:* ino:299701 sk:b cgroup:/ <->`;
-    expect([...parseSsZones(ss)]).toEqual([['299697', 'lla2'], ['299694', 'lla1'], ['299701', 'veth-x.1']]);
+    const ss = `tcp ESTAB  0      0      [fe80::1]%lla2:40000 [fe80::2]:5555 ino:299697 sk:8 cgroup:/ <->
+tcp ESTAB  0      0      [fe80::1]%lla1:40000 [fe80::2]:5555 ino:299694 sk:9 cgroup:/ <->
+udp ESTAB  0      0      [fe80::1]%veth-x.1@2:546 [fe80::9]:547 ino:299701 sk:b cgroup:/ <->
+udp ESTAB  0      0      [::1]:54402 [::1]:9 ino:718884 sk:1e0 cgroup:/ <->
+tcp LISTEN 0      1      [::1]:51063  [::]:* ino:718885 sk:1e1 cgroup:/ v6only:1 <->`;
+    expect([...parseSsZones(ss)]).toEqual([['299697', 'lla2'], ['299694', 'lla1'], ['299701', 'veth-x.1@2']]);
+  });
+  it('a link-local connection whose interface is not known is not closed by addresses and ports alone', async () => {
+    const c: HeldConnection = { pid: process.pid, comm: 'x', policy: 'p', mode: 'enforce', ruleId: 1, rule: 'r', proto: 'tcp', local: 'fe80::1', lport: 40000, remote: 'fe80::2', rport: 5555, state: 'ESTABLISHED', inode: '1', v6: true, ppid: 1, uid: 0, cgroup: '/', cgroupId: '1' };
+    expect((await closeConnections([c])).get(c)).toMatch(/^not closed: its interface is not known/);
   });
 });

@@ -46,6 +46,13 @@ describe.skipIf(!!pypi)(`the lab's venvs${pypi ? ` (skipped: PyPI not reachable:
     fs.rmSync(path.join(t.prefix, 'bin', 'python'));
     await ensureVenv(t, { log: (s) => logs.push(s) });
     expect(logs).toHaveLength(3);
+    // made before stamps existed, its program runs: adopted (stamped), not deleted
+    for (const f of fs.readdirSync(t.prefix)) if (f.startsWith('.installed-')) fs.rmSync(path.join(t.prefix, f));
+    fs.writeFileSync(path.join(t.prefix, 'kept'), '');
+    expect(await ensureVenv({ ...t, probe: ['version'] }, { log: (s) => logs.push(s) })).toBe(bin);
+    expect(logs).toHaveLength(3);
+    expect(fs.existsSync(path.join(t.prefix, 'kept'))).toBe(true);
+    expect(venvInstalled(t)).toBe(true);
   });
 
   it('two installers at once build it once; a failed install leaves no stamp and no lock', async () => {
@@ -53,7 +60,8 @@ describe.skipIf(!!pypi)(`the lab's venvs${pypi ? ` (skipped: PyPI not reachable:
     const logs: string[] = [];
     const [x, y] = await Promise.all([ensureVenv(t, { log: (s) => logs.push(s) }), ensureVenv(t, { log: (s) => logs.push(s) })]);
     expect(x).toBe(y);
-    expect(logs).toHaveLength(1);
+    expect(logs.filter((l) => l.startsWith('creating'))).toHaveLength(1);
+    expect(logs.filter((l) => !l.startsWith('creating'))).toEqual([`waiting for pid ${process.pid}, which is installing into the same venv`]);
     const bad = tool('c', ['ebpf-lab-no-such-package-on-pypi==0.0.1']);
     await expect(ensureVenv(bad)).rejects.toThrow(/pip install ebpf-lab-no-such-package-on-pypi==0\.0\.1 failed/);
     expect(venvInstalled(bad)).toBe(false);

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { REPO_ROOT } from './paths.ts';
 import { LabError } from '../../common/errors.ts';
 import { run } from './exec.ts';
-import { ensureVenv, venvBinary, venvInstalled } from './venv.ts';
+import { ensureVenv, venvBinary } from './venv.ts';
 import { groupDyingWithUs } from './reaper.ts';
 import type { KernelImage } from './kernels.ts';
 import { archFacts } from '../../common/arch.ts';
@@ -26,11 +26,12 @@ export const VNG_PREFIX = () => process.env.EBPF_LAB_VNG_PREFIX || '/opt/ebpf-la
 export const VNG_PACKAGE = 'virtme-ng';
 
 /** virtme-ng's venv (lab/vm/venv.ts) */
-const vngTool = () => ({ prefix: VNG_PREFIX(), packages: [VNG_PACKAGE], bin: 'vng' });
+const vngTool = () => ({ prefix: VNG_PREFIX(), packages: [VNG_PACKAGE], bin: 'vng', probe: ['--version'] });
 
-/** vng, where this lab's install of it finished (a venv cut short is not taken for one) */
+/** vng, where a venv of ours has it (vngStatus runs it: a half-made one says why it fails there) */
 export function vngBinary(): string | undefined {
-  return venvInstalled(vngTool()) ? venvBinary(vngTool()) : undefined;
+  const bin = venvBinary(vngTool());
+  return existsSync(bin) ? bin : undefined;
 }
 
 /** Can vng run here, and if not, why (lab doctor prints this). */

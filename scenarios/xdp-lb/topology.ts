@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import { attachXdp, removePinDir, type Link } from '../../controller/libbpf/index.ts';
+import { attachXdp, type Link } from '../../controller/libbpf/index.ts';
 import { xdpBench, type XdpBench } from '../../bpf/gen/xdp_bench.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { LbClient } from '../../controller/lb/client.ts';
@@ -469,7 +469,6 @@ export function sweepStalePins(prefix: string, root = DEFAULT_PIN_ROOT): string[
 /** an LB instance's pin directory (its maps, its XDP link) and its daemon's note of where it pinned */
 function removePins(instance: string, root = DEFAULT_PIN_ROOT): void {
   fs.rmSync(path.join(root, instance), { recursive: true, force: true });
-  removePinDir(root); // the pin root too, once no instance is left in it
   fs.rmSync(pinsRecordPath(instance), { force: true });
   fs.rmSync(daemonLockPath(instance), { force: true }); // a killed daemon's (a live one removes its own)
 }
