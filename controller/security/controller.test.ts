@@ -83,6 +83,8 @@ print('status', os.waitpid(pid, 0)[1], flush=True)`;
 
 const RAW_RULE = 't: egress.rawSockets (raw IP / packet / ICMP / SCTP / DCCP / non-inet network socket or source route: not allowed by this policy)';
 const yaml = (cg: string, body: string, name = 't') => `policies:\n  - name: ${name}\n    select: { cgroup: ${cg} }\n${body}`;
+/** policies of one egress deny each: [name, cgroup, CIDR] */
+const denying = (...ps: [string, string, string][]) => `policies:\n${ps.map(([name, cg, to]) => `  - name: ${name}\n    select: { cgroup: ${cg} }\n    egress: { deny: [{ to: ${to} }] }\n`).join('')}`;
 
 describeRoot('security controller (host)', () => {
   const root = cgroupRootSafe();
@@ -430,14 +432,7 @@ threading.Thread(target=moved).start()`;
       c.store.delete('t');
       // the leader under one policy, the thread under another: each judges the sockets, and asking
       // about one of them finds its own
-      c.store.apply(parsePolicies(`policies:
-  - name: lead
-    select: { cgroup: ${relD} }
-    egress: { deny: [{ to: 127.0.0.2/32 }] }
-  - name: thr
-    select: { cgroup: ${relD}/t }
-    egress: { deny: [{ to: 127.0.0.2/32 }] }
-`, 'p.yaml'));
+      c.store.apply(parsePolicies(denying(['lead', relD, '127.0.0.2/32'], ['thr', `${relD}/t`, '127.0.0.2/32']), 'p.yaml'));
       const both = heldDeniedConnections(c.store).filter((h) => h.pid === w!.pid);
       expect(both.map((h) => `${h.policy} ${h.cgroup}`).sort()).toEqual([`lead ${relD}`, `thr ${relD}/t`]);
       expect(heldDeniedConnections(c.store, ['thr']).filter((h) => h.pid === w!.pid).map((h) => `${h.policy} ${h.cgroup}`)).toEqual([`thr ${relD}/t`]);
@@ -528,14 +523,7 @@ for host in ('127.0.0.2', '127.0.0.3'):
     try: s.connect((host, 9)); print(host, 0)
     except OSError as e: print(host, e.errno)`;
     try {
-      c.store.apply(parsePolicies(`policies:
-  - name: outer
-    select: { cgroup: ${rel} }
-    egress: { deny: [{ to: 127.0.0.2/32 }] }
-  - name: inner
-    select: { cgroup: ${rel}/inner }
-    egress: { deny: [{ to: 127.0.0.3/32 }] }
-`, 'p.yaml'));
+      c.store.apply(parsePolicies(denying(['outer', rel, '127.0.0.2/32'], ['inner', `${rel}/inner`, '127.0.0.3/32']), 'p.yaml'));
       c.drainEvents();
       expect((await run(inner, code)).stdout.trim().split('\n')).toEqual(['127.0.0.2 0', '127.0.0.3 1']);
       expect(c.drainEvents().map((e) => `${e.policy} ${e.destination}`)).toEqual(['inner 127.0.0.3:9']);
