@@ -20,7 +20,7 @@ import { isPrime } from '../../controller/lb/maglev.ts';
 import { median, mad, rng, summary } from '../../lab/stats.ts';
 import type { Block, Headline, Scenario, ScenarioContext } from '../../lab/scenario.ts';
 import { BACKEND_PORT, buildLab, buildTool, CLIENT_PY, PYTHON, type SockLab } from './topology.ts';
-import { daemonCrashCheck, sweepStaleCrashInstances } from './crash.ts';
+import { daemonCrashCheck } from './crash.ts';
 import { ipvsRestore, kubeProxyNat, kubeProxyPartial, natRuleCount, timed, vipOf, type SvcSpec } from './baselines.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -177,9 +177,7 @@ const scenario: Scenario = {
 
     ctx.progress.step('topology: backend namespace (echo server), one client namespace per configuration');
     const roles = ['bpf', ...scales.flatMap((n) => [`ipt${n}`, `ipvs${n}`])];
-    const swept = await sweepStaleCrashInstances();
-    if (swept.removed.length) ctx.progress.info(`removed the crash-test svc instance(s) of dead runs (pins, links, state): ${swept.removed.join(', ')}`);
-    for (const k of swept.kept) ctx.progress.warn(`a dead run's svc instance kept: ${k}`);
+    // (a dead run's crash-test svc instance was swept before the run began: sweep.ts)
     const lab = await buildLab({ clients: roles });
     ctx.defer('remove namespaces and cgroups', () => lab.dispose());
     if (lab.swept.length) ctx.progress.info(`removed namespaces of dead runs (and what ran in them): ${lab.swept.join(', ')}`);

@@ -19,7 +19,7 @@ import { validateConfig } from '../../controller/tc/config.ts';
 import { edtSelfTest } from '../../controller/tc/selftest.ts';
 import { shape, KINDS, latencyHorizonMs, type Kind, type Link, type ClassDef, type Shaping } from './shapers.ts';
 import { iperf, pingRtts, inFlow, probeLatency, wireMbit, txBytes, waitFlowing, qdiscBacklog, sampleUntil, tcpSample, type FlowResult } from './flows.ts';
-import { crashCheck, sweepStaleCrashInstances } from './crash.ts';
+import { crashCheck } from './crash.ts';
 import { compTotalFor, judgePair, judgeRttRounds, RTT_JUDGE, type CompRow } from './judge.ts';
 
 const SND = '10.16.0.1';
@@ -49,7 +49,8 @@ const RATE_CONFIGS: RateConfig[] = [
 interface RateRow { round: number; kind: string; target: number; goodput: number; mbit: number; err: number; retransmits: number; drops: number; rttP50: number; rttP99: number; pings: number; lost: number; lateProbes: number; probeFromS: number; probeToS: number; flowExitS: number; cpuPerGbit: number; horizonMs?: number; backlogKB?: number; backlogPkts?: number; tcpUnacked?: number; tcpCwnd?: number }
 
 async function topology(ctx: ScenarioContext): Promise<{ t: Topology; link: Link }> {
-  for (const k of await sweepStaleCrashInstances()) ctx.progress.warn(`a dead run's tc instance kept: ${k}`);
+  // (a dead run's crash-test instance was swept before the run began, its filters while its
+  // namespace still stood: sweep.ts)
   const swept = await sweepStale('tcs');
   if (swept.length) ctx.progress.info(`removed namespaces of dead runs (and what ran in them): ${swept.join(', ')}`);
   const t = createTopology('tcs');
