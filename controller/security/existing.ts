@@ -109,9 +109,6 @@ export function egressSockets(rows: SockRow[]): SockRow[] {
   });
 }
 
-/** fe80::/10 (a link-local address, meaningful only with its interface) */
-const linkLocal = (b: Uint8Array) => b[0] === 0xfe && (b[1]! & 0xc0) === 0x80;
-
 /**
  * inode → interface of the link-local IPv6 sockets of the namespace `pid` is in, from ss (sock_diag
  * gives the bound interface, which ss prints as "[fe80::1]%eth0:port"). Only asked where a
@@ -136,8 +133,8 @@ function linkLocalZones(pid: number, ours: boolean): Map<string, string> | undef
     return undefined; // no ss, or the process is gone: asked again through the next process there
   }
 }
-/** a link-local address as formatIp writes it */
-const linkLocalText = (a: string) => /^fe[89ab][0-9a-f]:/i.test(a);
+/** fe80::/10, as formatIp writes it: a link-local address, meaningful only with its interface */
+const linkLocal = (a: string) => /^fe[89ab][0-9a-f]:/i.test(a);
 
 const read = (p: string) => {
   try {
@@ -260,8 +257,9 @@ export function heldDeniedConnections(store: PolicyStore, only?: string[]): Held
       for (const r of netns.get(ns)!.filter((r) => inodes.has(r.inode))) {
         const rule = verdict(store, slot, pol, r.proto === 'tcp' ? 6 : 17, r.rport, r.remote);
         if (!rule) continue;
+        const [local, remote] = [formatIp(fromMapped16(r.local)), formatIp(fromMapped16(r.remote))];
         let dev: string | undefined;
-        if (r.v6 && (linkLocal(r.local) || linkLocal(r.remote))) {
+        if (r.v6 && (linkLocal(local) || linkLocal(remote))) {
           if (!zones.has(ns)) {
             const z = linkLocalZones(pid, ns === ourNs);
             if (z) zones.set(ns, z);
@@ -270,7 +268,7 @@ export function heldDeniedConnections(store: PolicyStore, only?: string[]): Held
         }
         out.push({
           pid, comm, policy: sp.name, mode: pol.flags & F_ENFORCE ? 'enforce' : 'log', ruleId: rule, rule: store.state.rules[String(rule)] ?? `rule ${rule}`,
-          proto: r.proto, local: formatIp(fromMapped16(r.local)), lport: r.lport, remote: formatIp(fromMapped16(r.remote)), rport: r.rport,
+          proto: r.proto, local, lport: r.lport, remote, rport: r.rport,
           state: r.proto === 'udp' ? 'connected' : TCP_STATES[r.st] ?? r.st, inode: r.inode, v6: r.v6, ...(dev ? { dev } : {}),
           ppid: Number(status.match(/^PPid:\s+(\d+)/m)?.[1] ?? 0), uid, cgroup: cg, cgroupId: String(idOf(cg) ?? 0n),
         });
@@ -324,7 +322,7 @@ export async function closeConnections(conns: HeldConnection[]): Promise<Map<Hel
     }
     // by addresses and ports alone, a link-local one would be closed on every interface that has
     // the same 4-tuple, another process's included
-    if (!c.dev && (linkLocalText(c.local) || linkLocalText(c.remote))) {
+    if (!c.dev && (linkLocal(c.local) || linkLocal(c.remote))) {
       result.set(c, 'not closed: its interface is not known (ss did not name it), and closing it by addresses and ports would close the same link-local 4-tuple on every interface');
       done.set(key, result.get(c)!);
       continue;
@@ -343,5 +341,5 @@ export async function closeConnections(conns: HeldConnection[]): Promise<Map<Hel
   return result;
 }
 
-const zoned = (a: string, c: HeldConnection) => (c.dev && linkLocalText(a) ? `${a}%${c.dev}` : a);
+const zoned = (a: string, c: HeldConnection) => (c.dev && linkLocal(a) ? `${a}%${c.dev}` : a);
 export const describeHeld = (c: HeldConnection) => `pid ${c.pid} (${c.comm}) ${c.proto} ${hostPort(zoned(c.local, c), c.lport)} → ${hostPort(zoned(c.remote, c), c.rport)} ${c.state}, policy ${c.policy} (${c.mode}), rule ${c.ruleId}: ${c.rule}`;
