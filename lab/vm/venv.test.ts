@@ -11,18 +11,25 @@ import { ensureVenv, venvBinary, venvInstalled, type VenvTool } from './venv.ts'
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-venv-'));
 // a small package with a console script, from the registry the lab installs its tools from
 const PKG = 'wheel==0.45.1';
+// through a venv's own pip, as the lab installs (Debian's python3 has no pip module of its own)
 const pypi = (() => {
+  const probe = path.join(tmp, 'probe');
   try {
-    execFileSync('python3', ['-m', 'pip', 'download', '-q', '--no-deps', '-d', path.join(tmp, 'probe'), PKG], { stdio: 'pipe', timeout: 60_000 });
+    execFileSync('python3', ['-m', 'venv', probe], { stdio: 'pipe', timeout: 60_000 });
+  } catch (e) {
+    return `no venv: ${String((e as { stderr?: Buffer }).stderr ?? e).trim().split('\n').pop()}`;
+  }
+  try {
+    execFileSync(path.join(probe, 'bin', 'pip'), ['download', '-q', '--no-deps', '-d', path.join(tmp, 'dl'), PKG], { stdio: 'pipe', timeout: 60_000 });
     return '';
   } catch (e) {
-    return String((e as { stderr?: Buffer }).stderr ?? e).trim().split('\n').pop() ?? 'failed';
+    return `PyPI not reachable: ${String((e as { stderr?: Buffer }).stderr ?? e).trim().split('\n').pop()}`;
   }
 })();
 
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-describe.skipIf(!!pypi)(`the lab's venvs${pypi ? ` (skipped: PyPI not reachable: ${pypi})` : ''}`, () => {
+describe.skipIf(!!pypi)(`the lab's venvs${pypi ? ` (skipped: ${pypi})` : ''}`, () => {
   const tool = (name: string, packages = [PKG]): VenvTool => ({ prefix: path.join(tmp, name), packages, bin: 'wheel' });
 
   it('installs once; a venv cut short (no stamp) is made again, not taken for installed', async () => {
