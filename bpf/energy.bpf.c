@@ -90,6 +90,14 @@ struct {
 	__type(value, struct energy_pending);
 } threads SEC(".maps");
 
+/* the iter flavour: threads the kernel freed since the controller's last read (see energy_task_free) */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, ENERGY_MAX_EXITED);
+	__type(key, struct energy_exit_key);
+	__type(value, struct energy_iter_task);
+} exited SEC(".maps");
+
 /*
  * How long did the task that is switching out run? ktime between two switches is wall time; the
  * scheduler charges tasks by its own clock (rq clock_task: no steal time, no IRQ time where that is
@@ -493,9 +501,60 @@ int energy_cpu_idle(struct trace_event_raw_cpu *ctx)
 	return 0;
 }
 
+/*
+ * The iter flavour: nothing runs at sched_switch. The kernel already keeps every thread's on-CPU
+ * time (se.sum_exec_runtime, what cpu.stat and /proc/<pid>/stat are made of); the controller reads
+ * it for every thread through this task iterator at each sample and charges the growth since the
+ * thread's previous record to (its cgroup at the read, its tgid). The price: no per-CPU split (a
+ * thread's time is not kept per CPU), no hardware counters (they are read at switches), and a
+ * thread's time since the last read goes to the cgroup it is in at the read. A thread running on
+ * another CPU during the walk shows its runtime as of that CPU's last scheduler update (a tick at
+ * most); the rest comes with the next read.
+ */
+static __always_inline void iter_record(struct energy_iter_task *r, struct task_struct *t)
+{
+	r->cgroup_id = BPF_CORE_READ(t, cgroups, dfl_cgrp, kn, id);
+	r->sum_ns = BPF_CORE_READ(t, se.sum_exec_runtime);
+	r->start_ns = BPF_CORE_READ(t, start_time);
+	r->tid = BPF_CORE_READ(t, pid);
+	r->tgid = BPF_CORE_READ(t, tgid);
+	struct task_struct *leader = BPF_CORE_READ(t, group_leader);
+	bpf_probe_read_kernel_str(r->comm, sizeof(r->comm), leader ? (void *)leader->comm : (void *)t->comm);
+}
+
+SEC("iter/task")
+int energy_iter(struct bpf_iter__task *ctx)
+{
+	struct task_struct *t = ctx->task;
+	if (!t)
+		return 0;
+	struct energy_iter_task r = {};
+	iter_record(&r, t);
+	bpf_seq_write(ctx->meta->seq, &r, sizeof(r));
+	return 0;
+}
+
+/*
+ * A thread's last record: sched_process_free runs from the RCU callback that drops the task's last
+ * scheduler reference, after its final switch, so its runtime is final here (at sched_process_exit
+ * the thread still runs to its last schedule). The thread has left the iterator's walk by then
+ * (unhashed at release), so between the two the controller sees neither and waits for this.
+ */
+SEC("tp_btf/sched_process_free")
+int BPF_PROG(energy_task_free, struct task_struct *p)
+{
+	struct energy_iter_task r = {};
+	iter_record(&r, p);
+	struct energy_exit_key k = { .start_ns = r.start_ns, .tid = r.tid };
+	bpf_map_update_elem(&exited, &k, &r, BPF_ANY);
+	return 0;
+}
+
 LAB_EXPORT(energy_key);
 LAB_EXPORT(energy_task);
 LAB_EXPORT(energy_cpu);
 LAB_EXPORT(energy_freq);
 LAB_EXPORT(energy_thread);
 LAB_EXPORT(energy_pending);
+LAB_EXPORT(energy_iter_task);
+LAB_EXPORT(energy_exit_key);

@@ -99,3 +99,28 @@ struct energy_freq {
 	__u64 khz;
 	__u64 events;
 };
+
+/*
+ * The iter flavour (no sched_switch program): one record per thread from the task iterator
+ * (`energy_iter`, read by the controller at each sample), and the same record for a thread the
+ * kernel has freed (`exited`, written at sched_process_free: its runtime is final there). The
+ * controller charges each thread's se.sum_exec_runtime growth since its previous record.
+ */
+struct energy_iter_task {
+	__u64 cgroup_id;    /* v2 cgroup id (dfl_cgrp's kernfs id, as bpf_get_current_cgroup_id) */
+	__u64 sum_ns;       /* se.sum_exec_runtime */
+	__u64 start_ns;     /* task->start_time: tells a reused thread id from its old owner */
+	__u32 tid;
+	__u32 tgid;
+	char comm[ENERGY_COMM_LEN]; /* the thread group leader's */
+};
+
+/* key of `exited` */
+struct energy_exit_key {
+	__u64 start_ns;
+	__u32 tid;
+	__u32 pad;
+};
+
+#define ENERGY_MAX_EXITED 16384
+

@@ -86,6 +86,25 @@ export interface energy_pending {
 }
 export const energy_pending_size = 80;
 
+/** struct energy_exit_key: 16 bytes */
+export interface energy_exit_key {
+  start_ns: bigint;
+  tid: number;
+  pad: number;
+}
+export const energy_exit_key_size = 16;
+
+/** struct energy_iter_task: 48 bytes */
+export interface energy_iter_task {
+  cgroup_id: bigint;
+  sum_ns: bigint;
+  start_ns: bigint;
+  tid: number;
+  tgid: number;
+  comm: string;
+}
+export const energy_iter_task_size = 48;
+
 /** struct task_struct___pre514: 8 bytes */
 export interface task_struct___pre514 {
   state: bigint;
@@ -102,8 +121,9 @@ export interface EnergyShape {
     hw_instructions: { key: number; value: number };
     charged: { key: number; value: energy_thread };
     threads: { key: number; value: energy_pending };
+    exited: { key: energy_exit_key; value: energy_iter_task };
   };
-  programs: 'energy_switch_ts' | 'energy_switch_btf' | 'energy_switch_empty' | 'energy_switch_tp' | 'energy_cpu_frequency' | 'energy_cpu_idle';
+  programs: 'energy_switch_ts' | 'energy_switch_btf' | 'energy_switch_empty' | 'energy_switch_tp' | 'energy_cpu_frequency' | 'energy_cpu_idle' | 'energy_iter' | 'energy_task_free';
   rodata: {
     use_counters: boolean;
     flush_ns: bigint;
@@ -125,8 +145,9 @@ export const energy = defineSkeleton<EnergyShape>({
     hw_instructions: { type: MapType.PERF_EVENT_ARRAY, keySize: 4, valueSize: 4 },
     charged: { type: MapType.LRU_HASH, keySize: 4, valueSize: 16 },
     threads: { type: MapType.TASK_STORAGE, keySize: 4, valueSize: 80 },
+    exited: { type: MapType.LRU_HASH, keySize: 16, valueSize: 48 },
   },
-  programs: ['energy_switch_ts', 'energy_switch_btf', 'energy_switch_empty', 'energy_switch_tp', 'energy_cpu_frequency', 'energy_cpu_idle'],
+  programs: ['energy_switch_ts', 'energy_switch_btf', 'energy_switch_empty', 'energy_switch_tp', 'energy_cpu_frequency', 'energy_cpu_idle', 'energy_iter', 'energy_task_free'],
   rodata: ['use_counters', 'flush_ns', 'born_after_ns'],
   bss: [],
 });

@@ -21,7 +21,7 @@ const TOP_OPTS = {
   power: { type: 'string', choices: ['auto', 'model'], default: 'auto', description: 'auto: RAPL when a meter advances, else the model; model: always the model' },
   tdp: { type: 'number', min: 0.1, max: 5000, default: 65, valueName: 'W', description: 'model: package power at full load' },
   idle: { type: 'number', min: 0, max: 5000, default: 10, valueName: 'W', description: 'model: package power when idle (also the idle share of a RAPL reading)' },
-  hook: { type: 'string', choices: ['auto', 'tp_btf', 'tracepoint'], default: 'auto', description: 'sched_switch flavour' },
+  hook: { type: 'string', choices: ['auto', 'tp_btf', 'tracepoint', 'iter'], default: 'auto', description: 'sched_switch flavour, or iter: nothing on sched_switch, each thread\'s runtime read by a task iterator per refresh (no per-CPU split, no counters)' },
   'metrics-port': { type: 'int', min: 0, max: 65535, valueName: 'PORT', description: 'serve Prometheus metrics on 127.0.0.1:PORT/metrics (0: any free port, as in `lab trace`; not given: none)' },
   plain: { type: 'boolean', description: 'append each refresh instead of redrawing the screen' },
 } satisfies Opts;

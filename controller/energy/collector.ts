@@ -4,17 +4,21 @@
 // energy top`, the scenario and the tests all drive this class.
 import fs from 'node:fs';
 import path from 'node:path';
-import { attachTrace, attachTracepoint, enableStats, mapInfo, perfEventOpen, type BpfMap, type Link } from '../libbpf/index.ts';
+import { attachIter, attachTrace, attachTracepoint, enableStats, mapInfo, perfEventOpen, readIter, type BpfMap, type Codec, type Link } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { LabError } from '../../common/errors.ts';
-import { energy, type Energy, type EnergyShape, type energy_cpu, type energy_freq, type energy_key, type energy_task } from '../../bpf/gen/energy.ts';
+import { energy, type Energy, type EnergyShape, type energy_cpu, type energy_exit_key, type energy_freq, type energy_iter_task, type energy_key, type energy_task } from '../../bpf/gen/energy.ts';
 import { attribute, busyAtRead, DEFAULT_MODEL, type BusyAtRead, meteredEnergy, modelEnergy, validateModel, type CpuInterval, type ModelConfig, type PowerSourceName, type Use } from './model.ts';
 import { findMeter, type Meter } from './power.ts';
 import { findCgroup2Root } from '../../common/cgroup.ts';
 
 export interface CollectorOptions {
-  /** sched_switch flavour: auto tries tp_btf first */
-  hook?: 'auto' | 'tp_btf' | 'tracepoint';
+  /**
+   * sched_switch flavour: auto tries tp_btf first. `iter` puts nothing on sched_switch: the kernel's
+   * own per-thread runtime is read through a task iterator at each sample (no per-CPU split, no
+   * hardware counters; see energy_iter in bpf/energy.bpf.c). Never chosen by auto.
+   */
+  hook?: 'auto' | 'tp_btf' | 'tracepoint' | 'iter';
   /**
    * per-thread state of the tp_btf flavour: task-local storage (stints batched per thread, the
    * cheap one) or the `charged` hash (every stint into `tasks` at once); auto: task storage when it
@@ -100,6 +104,8 @@ interface TaskRaw {
 
 interface Raw {
   t: bigint;
+  /** iter flavour: cumulative busy ns of every thread it has charged (all CPUs) */
+  iterBusyNs?: number;
   tasks: Map<string, TaskRaw>;
   /** per-CPU totals read just before and just after the task walk */
   cpusBefore: energy_cpu[];
@@ -118,16 +124,28 @@ export function parseCpuList(s: string): number[] {
 
 type Flavour = 'task_storage' | 'tp_btf' | 'tracepoint';
 const SWITCH_PROG: Record<Flavour, EnergyShape['programs']> = { task_storage: 'energy_switch_ts', tp_btf: 'energy_switch_btf', tracepoint: 'energy_switch_tp' };
+const ITER_PROGS: EnergyShape['programs'][] = ['energy_iter', 'energy_task_free'];
 // the bench's do-nothing program (EnergyCollector.emptyHook) is never loaded with the accounting
 const SWITCH_PROGS: EnergyShape['programs'][] = [...Object.values(SWITCH_PROG), 'energy_switch_empty'];
+
+/** iter flavour: a thread as last charged (keyed by tid:start_ns) */
+interface IterThread {
+  sum: number;
+  key: string;
+  /** hrtime when a walk first missed it (its exit record should follow), 0 while it is seen */
+  missingSince: bigint;
+}
+
+/** iter flavour: a thread gone from the walk with no exit record after this long is given up (its time since the last read is lost) */
+const ITER_EXIT_WAIT_NS = 10_000_000_000n;
 
 const keyOf = (cg: bigint, tgid: number) => `${cg}:${tgid}`;
 
 export class EnergyCollector {
-  readonly hook: Feature & { name: 'tp_btf' | 'tracepoint' };
-  /** where per-thread state lives: task storage (stints batched, flushed_ns) or the `charged` hash */
-  readonly perThread: Feature & { name: 'task_storage' | 'hash' };
-  private readonly switchProg: EnergyShape['programs'];
+  readonly hook: Feature & { name: 'tp_btf' | 'tracepoint' | 'iter' };
+  /** where per-thread state lives: task storage (stints batched, flushed_ns), the `charged` hash, or the kernel's own (iter) */
+  readonly perThread: Feature & { name: 'task_storage' | 'hash' | 'kernel' };
+  private readonly switchProg: EnergyShape['programs'] | null;
   readonly counters: Feature;
   /** which clock measures on-CPU time */
   readonly clock: Feature;
@@ -136,7 +154,8 @@ export class EnergyCollector {
   readonly power: { source: PowerSourceName; detail: string; evidence: string[] };
   readonly model: ModelConfig;
   readonly onlineCpus: number[];
-  private readonly tasks: BpfMap<energy_key, energy_task>;
+  /** the per-task map (none in the iter flavour) */
+  private readonly tasks: BpfMap<energy_key, energy_task> | null;
   private readonly cpuMap: BpfMap<number, energy_cpu>;
   private readonly freqMap: BpfMap<number, energy_freq>;
   private readonly counterFds: number[];
@@ -148,6 +167,13 @@ export class EnergyCollector {
   private readonly totals = new Map<string, Totals>();
   private cgNames = new Map<bigint, string>();
   private closed = false;
+  // iter flavour state (see readIterTasks)
+  private readonly iterThreads = new Map<string, IterThread>();
+  private readonly iterCum = new Map<string, { cgroupId: bigint; tgid: number; comm: string; ns: number }>();
+  private iterBusyNs = 0;
+  private iterLost = 0;
+  private iterBornAfter = 0n;
+  private iterCodec: Codec<energy_iter_task> | null = null;
   nodeJ = 0;
   idleJ = 0;
   unattributedJ = 0;
@@ -159,7 +185,7 @@ export class EnergyCollector {
     init: {
       hook: EnergyCollector['hook'];
       perThread: EnergyCollector['perThread'];
-      switchProg: EnergyShape['programs'];
+      switchProg: EnergyShape['programs'] | null;
       clock: Feature;
       counters: Feature;
       counterFds: number[];
@@ -181,14 +207,21 @@ export class EnergyCollector {
     this.power = init.power;
     this.model = init.model;
     this.onlineCpus = parseCpuList(fs.readFileSync('/sys/devices/system/cpu/online', 'utf8'));
-    this.tasks = skel.maps.tasks;
+    this.tasks = init.hook.name === 'iter' ? null : skel.maps.tasks;
     this.cpuMap = skel.maps.cpus;
     this.freqMap = skel.maps.freq;
     this.meterLast = meter?.readJoules() ?? 0;
+    if (this.hook.name === 'iter') {
+      this.iterCodec = skel.obj.btf.codecByName<energy_iter_task>('energy_iter_task');
+      // threads started from here on have run only while we watched: their whole runtime is ours
+      this.iterBornAfter = process.hrtime.bigint();
+    }
     this.prev = this.read();
     this.t0 = this.prev.t;
     const p = this.prev;
-    this.busyAt = this.onlineCpus.map((cpu) => {
+    const n = this.onlineCpus.length || 1;
+    if (p.iterBusyNs !== undefined) this.busyAt = this.onlineCpus.map(() => ({ busy: p.iterBusyNs! / n, keyed: p.iterBusyNs! / n, gap: 0 }));
+    else this.busyAt = this.onlineCpus.map((cpu) => {
       let keyed = Number(p.cpusBefore[cpu]?.unattributed_ns ?? 0n);
       for (const x of p.tasks.values()) keyed += x.ns[cpu] ?? 0;
       return busyAtRead(null, flushed(p.cpusBefore[cpu]), flushed(p.cpus[cpu]), keyed);
@@ -208,8 +241,8 @@ export class EnergyCollector {
     const counterFds: number[] = [];
     const cycFds: [number, number][] = [];
     const insFds: [number, number][] = [];
-    let counters: Feature = { ok: false, detail: 'off (counters: off)' };
-    if (opts.counters !== 'off') {
+    let counters: Feature = { ok: false, detail: opts.hook === 'iter' ? 'off: the iter flavour has no sched_switch to read them at' : 'off (counters: off)' };
+    if (opts.counters !== 'off' && opts.hook !== 'iter') {
       try {
         for (const cpu of online) {
           const c = perfEventOpen({ type: 0 /* PERF_TYPE_HARDWARE */, config: 0 /* CPU_CYCLES */ }, cpu);
@@ -235,7 +268,7 @@ export class EnergyCollector {
         skel.setRodata({ use_counters: counters.ok, flush_ns: BigInt(flushNs), born_after_ns: process.hrtime.bigint() });
         const sw = SWITCH_PROG[flavour];
         // only the flavour's own per-thread map is created (task storage needs 5.11+)
-        skel.load({ skip: SWITCH_PROGS.filter((p) => p !== sw), noCreate: [flavour === 'task_storage' ? 'charged' : 'threads'], maxEntries: opts.maxTasks ? { tasks: opts.maxTasks } : undefined });
+        skel.load({ skip: [...SWITCH_PROGS.filter((p) => p !== sw), ...ITER_PROGS], noCreate: [flavour === 'task_storage' ? 'charged' : 'threads', 'exited'], maxEntries: opts.maxTasks ? { tasks: opts.maxTasks } : undefined });
         if (counters.ok) {
           const cm = skel.maps.hw_cycles;
           const im = skel.maps.hw_instructions;
@@ -249,14 +282,38 @@ export class EnergyCollector {
         throw e;
       }
     };
+    const tryIter = (): { skel: Energy; links: Link[] } => {
+      const skel = energy.open(file);
+      try {
+        // nothing on sched_switch, no per-task map: the kernel keeps each thread's runtime
+        skel.load({ skip: SWITCH_PROGS, noCreate: ['charged', 'threads', 'tasks'] });
+        const links = [attachTrace(skel.programs.energy_task_free)];
+        try {
+          links.unshift(attachIter(skel.programs.energy_iter));
+        } catch (e) {
+          links.forEach((l) => l.close());
+          throw e;
+        }
+        return { skel, links };
+      } catch (e) {
+        skel.close();
+        throw e;
+      }
+    };
     let loaded: { skel: Energy; links: Link[] } | null = null;
     let hook: EnergyCollector['hook'] | null = null;
     let perThread: EnergyCollector['perThread'] = { name: 'hash', ok: false, detail: '' };
-    let switchProg: EnergyShape['programs'] = SWITCH_PROG.tracepoint;
+    let switchProg: EnergyShape['programs'] | null = SWITCH_PROG.tracepoint;
     let btfErr = '';
     let tsErr = opts.hook === 'tracepoint' ? 'the tracepoint flavour has no task pointer' : 'not requested (perThread: hash)';
     try {
-      if (opts.hook !== 'tracepoint' && opts.perThread !== 'hash') {
+      if (opts.hook === 'iter') {
+        loaded = tryIter();
+        hook = { name: 'iter', ok: true, detail: 'no sched_switch program: iter/task reads every thread\'s se.sum_exec_runtime at each sample, tp_btf/sched_process_free keeps a freed thread\'s last value' };
+        perThread = { name: 'kernel', ok: true, detail: 'the kernel\'s own per-thread runtime (se.sum_exec_runtime); the controller keeps what it charged each thread' };
+        switchProg = null;
+      }
+      if (!loaded && opts.hook !== 'tracepoint' && opts.perThread !== 'hash') {
         try {
           loaded = tryLoad('task_storage');
           hook = { name: 'tp_btf', ok: true, detail: 'tp_btf/sched_switch loads and attaches' };
@@ -284,7 +341,7 @@ export class EnergyCollector {
         hook = { name: 'tracepoint', ok: true, detail: `tracepoint sched/sched_switch${btfErr ? ` (tp_btf: ${btfErr})` : ''}` };
         switchProg = SWITCH_PROG.tracepoint;
       }
-      if (perThread.name === 'hash') perThread = { name: 'hash', ok: true, detail: `thread hash \`charged\`, every stint into the task map at once (task storage: ${tsErr})` };
+      if (perThread.name === 'hash' && !perThread.ok) perThread = { name: 'hash', ok: true, detail: `thread hash \`charged\`, every stint into the task map at once (task storage: ${tsErr})` };
     } catch (e) {
       counterFds.forEach((fd) => fs.closeSync(fd));
       throw e;
@@ -311,7 +368,7 @@ export class EnergyCollector {
         meter = ch.meter;
         power = meter ? { source: 'rapl', detail: meter.detail, evidence: ch.evidence } : { source: 'model', detail: modelDetail(model), evidence: ch.evidence };
       }
-      return new EnergyCollector(skel, links, meter, { hook: hook!, perThread, switchProg, clock: { ok: true, detail: 'the scheduler\'s runtime per stint (se.sum_exec_runtime minus what was already charged to the thread, read at sched_switch); ktime for idle and implausible values' }, counters, counterFds, frequency, idleTracepoint, power, model }, root);
+      return new EnergyCollector(skel, links, meter, { hook: hook!, perThread, switchProg, clock: { ok: true, detail: hook!.name === 'iter' ? 'the scheduler\'s runtime per thread (se.sum_exec_runtime), its growth between two reads of the task iterator' : 'the scheduler\'s runtime per stint (se.sum_exec_runtime minus what was already charged to the thread, read at sched_switch); ktime for idle and implausible values' }, counters, counterFds, frequency, idleTracepoint, power, model }, root);
     } catch (e) {
       meter?.close();
       skel.close();
@@ -321,10 +378,11 @@ export class EnergyCollector {
   }
 
   private read(): Raw {
+    if (this.hook.name === 'iter') return this.readIterTasks();
     const cpusBefore = (this.cpuMap.getPerCpu(0) ?? []) as energy_cpu[];
     const t = process.hrtime.bigint();
     const tasks = new Map<string, TaskRaw>();
-    for (const [k, v] of this.tasks.entries()) {
+    for (const [k, v] of this.tasks!.entries()) {
       const per = v as energy_task[];
       tasks.set(keyOf(k.cgroup_id, k.tgid), {
         cgroupId: k.cgroup_id,
@@ -344,8 +402,72 @@ export class EnergyCollector {
     return { t, tasks, cpusBefore, cpus, walkNs, freqKhz };
   }
 
-  /** entries created in the LRU map minus entries alive: what the LRU evicted so far */
+  /**
+   * The iter flavour's read: every thread's runtime from the task iterator, then the threads freed
+   * since (`exited`). A thread is charged its runtime's growth since its previous record, to the
+   * (cgroup, tgid) it has at this read; a thread first seen is charged nothing (its runtime so far
+   * was before us) unless it started after the collector opened, when all of it is charged. The
+   * walk runs first so that a thread freed after it has its final value counted against what the
+   * walk saw; a thread the walk no longer sees and whose exit record never comes (the `exited` LRU
+   * full) is given up after ITER_EXIT_WAIT_NS and counted in evictions().
+   */
+  private readIterTasks(): Raw {
+    const t = process.hrtime.bigint();
+    const codec = this.iterCodec!;
+    const buf = readIter(this.links[0]!);
+    const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    const seen = new Set<string>();
+    const charge = (r: energy_iter_task, th: IterThread | undefined): IterThread => {
+      const key = keyOf(r.cgroup_id, r.tgid);
+      const sum = Number(r.sum_ns);
+      const grew = th ? Math.max(0, sum - th.sum) : r.start_ns >= this.iterBornAfter ? sum : 0;
+      const cum = this.iterCum.get(key);
+      if (cum) {
+        cum.ns += grew;
+        if (r.comm) cum.comm = r.comm;
+      } else this.iterCum.set(key, { cgroupId: r.cgroup_id, tgid: r.tgid, comm: r.comm, ns: grew });
+      this.iterBusyNs += grew;
+      return { sum: Math.max(sum, th?.sum ?? 0), key, missingSince: 0n };
+    };
+    for (let off = 0; off + codec.size <= buf.length; off += codec.size) {
+      const r = codec.decode(dv, off);
+      const id = `${r.tid}:${r.start_ns}`;
+      seen.add(id);
+      this.iterThreads.set(id, charge(r, this.iterThreads.get(id)));
+    }
+    const exited = this.skel.maps.exited;
+    const done: energy_exit_key[] = [];
+    for (const [k, r] of exited.entries()) {
+      const id = `${k.tid}:${k.start_ns}`;
+      charge(r as energy_iter_task, this.iterThreads.get(id));
+      this.iterThreads.delete(id);
+      done.push(k);
+    }
+    for (const k of done) exited.delete(k);
+    for (const [id, th] of this.iterThreads) {
+      if (seen.has(id)) continue;
+      if (!th.missingSince) th.missingSince = t;
+      else if (t - th.missingSince > ITER_EXIT_WAIT_NS) {
+        this.iterThreads.delete(id);
+        this.iterLost++;
+      }
+    }
+    const walkNs = Number(process.hrtime.bigint() - t);
+    const tasks = new Map<string, TaskRaw>();
+    // no per-CPU split is known: each online CPU gets an even share (see sample)
+    const n = this.onlineCpus.length || 1;
+    for (const [k, v] of this.iterCum) {
+      const ns: number[] = [];
+      for (const cpu of this.onlineCpus) ns[cpu] = v.ns / n;
+      tasks.set(k, { cgroupId: v.cgroupId, tgid: v.tgid, comm: v.comm, ns, cycles: [], exits: 0, byPrev: 0, overWall: 0 });
+    }
+    const freqKhz = this.onlineCpus.map((c) => Number(this.freqMap.get(c)?.khz ?? 0n));
+    return { t, tasks, cpusBefore: [], cpus: [], walkNs, freqKhz, iterBusyNs: this.iterBusyNs };
+  }
+
+  /** entries created in the LRU map minus entries alive: what the LRU evicted so far (iter: threads given up, see readIterTasks) */
   evictions(): number {
+    if (this.hook.name === 'iter') return this.iterLost;
     const created = this.prev.cpus.reduce((s, c) => s + Number(c.new_keys), 0);
     return Math.max(0, created - this.prev.tasks.size);
   }
@@ -375,8 +497,10 @@ export class EnergyCollector {
     return this.onlineCpus.reduce((s, c) => s + Number(this.freqMap.get(c)?.events ?? 0n), 0);
   }
 
+  /** entries of the per-task LRU map (iter: of `exited`, the freed threads between two reads) */
   get capacity(): number {
-    return this.tasks.meta.maxEntries;
+    if (this.hook.name === 'iter') return this.skel.maps.exited.meta.maxEntries;
+    return this.tasks!.meta.maxEntries;
   }
 
   /** Close the interval since the previous sample: deltas, energy, attribution. */
@@ -405,7 +529,10 @@ export class EnergyCollector {
       }
     }
     const prevBusy = this.busyAt;
-    this.busyAt = this.onlineCpus.map((cpu, i) => busyAtRead(prevBusy[i]!, flushed(cur.cpusBefore[cpu]), flushed(cur.cpus[cpu]), (usedOn.get(cpu) ?? 0) + d(cur.cpusBefore[cpu]?.unattributed_ns, prev.cpusBefore[cpu]?.unattributed_ns)));
+    const n = this.onlineCpus.length || 1;
+    // iter: the busy total is exactly what the threads were charged (no second map to skew against)
+    if (cur.iterBusyNs !== undefined) this.busyAt = this.onlineCpus.map(() => ({ busy: cur.iterBusyNs! / n, keyed: cur.iterBusyNs! / n, gap: 0 }));
+    else this.busyAt = this.onlineCpus.map((cpu, i) => busyAtRead(prevBusy[i]!, flushed(cur.cpusBefore[cpu]), flushed(cur.cpus[cpu]), (usedOn.get(cpu) ?? 0) + d(cur.cpusBefore[cpu]?.unattributed_ns, prev.cpusBefore[cpu]?.unattributed_ns)));
     const cpus: CpuInterval[] = this.onlineCpus.map((cpu, i) => {
       const freq = cur.freqKhz[i] || readKhz(`/sys/devices/system/cpu/cpu${cpu}/cpufreq/scaling_cur_freq`);
       return {
@@ -423,7 +550,7 @@ export class EnergyCollector {
       this.meterLast = now;
     } else energy = modelEnergy(this.model, dtNs, cpus);
     // the same interval with the per-CPU totals as read after the walk: what the skew would cost
-    const afterCpus = cpus.map((c) => ({ ...c, busyNs: d(cur.cpus[c.cpu]?.flushed_ns, prev.cpus[c.cpu]?.flushed_ns) }));
+    const afterCpus = cur.iterBusyNs !== undefined ? cpus : cpus.map((c) => ({ ...c, busyNs: d(cur.cpus[c.cpu]?.flushed_ns, prev.cpus[c.cpu]?.flushed_ns) }));
     const afterEnergy = this.meter ? meteredEnergy(energy.reduce((s, e) => s + e.idleJ + e.dynamicJ, 0), this.model.idleWatts, dtNs, afterCpus) : modelEnergy(this.model, dtNs, afterCpus);
     const a = attribute(energy, uses);
     const ifAfter = attribute(afterEnergy, uses);
@@ -465,7 +592,7 @@ export class EnergyCollector {
   static async emptyHook(): Promise<{ set(on: boolean): void; close(): void }> {
     const skel = energy.open(await ensureObject('energy'));
     try {
-      skel.load({ skip: SWITCH_PROGS.filter((p) => p !== 'energy_switch_empty').concat(['energy_cpu_frequency', 'energy_cpu_idle']), noCreate: ['charged', 'threads'], maxEntries: { tasks: 16 } });
+      skel.load({ skip: [...SWITCH_PROGS.filter((p) => p !== 'energy_switch_empty'), 'energy_cpu_frequency', 'energy_cpu_idle', ...ITER_PROGS], noCreate: ['charged', 'threads', 'exited'], maxEntries: { tasks: 16 } });
     } catch (e) {
       skel.close();
       throw e;
@@ -525,9 +652,11 @@ export class EnergyCollector {
   /**
    * the attached sched_switch program's run count and run time (non-zero while BPF stats are
    * enabled), and the runs the kernel skipped (always counted: a classic tracepoint's program is
-   * skipped on a CPU where another BPF program, or a map syscall, holds bpf_prog_active)
+   * skipped on a CPU where another BPF program, or a map syscall, holds bpf_prog_active). The iter
+   * flavour has no such program: zeros.
    */
   switchStats(): { runCnt: number; runTimeNs: number; missed: number } {
+    if (!this.switchProg) return { runCnt: 0, runTimeNs: 0, missed: 0 };
     const i = this.skel.programs[this.switchProg].info();
     return { runCnt: Number(i.runCnt), runTimeNs: Number(i.runTimeNs), missed: Number(i.recursionMisses) };
   }
@@ -536,9 +665,18 @@ export class EnergyCollector {
    * Detach (false) or re-attach (true) the sched_switch program, keeping it loaded and its maps: for
    * measuring the hook's own cost, hook on vs off, without a load between measurements. The
    * accounting has a hole while it is off (the first stint after it is charged by ktime across it).
+   * The iter flavour has nothing on sched_switch; what it does keep attached, sched_process_free,
+   * is what this detaches there (a thread freed meanwhile is given up, see readIterTasks).
    */
   setSwitchHook(on: boolean): void {
     if (this.closed) throw new Error('setSwitchHook on a closed collector');
+    if (!this.switchProg) {
+      const attached = !this.links[1]!.isClosed;
+      if (on === attached) return;
+      if (!on) this.links[1]!.close();
+      else this.links[1] = attachTrace(this.skel.programs.energy_task_free);
+      return;
+    }
     const attached = !this.links[0]!.isClosed;
     if (on === attached) return;
     if (!on) this.links[0]!.close();
@@ -552,7 +690,7 @@ export class EnergyCollector {
   kernelIds(): { progs: number[]; maps: number[]; links: number[] } {
     return {
       progs: [...this.skel.obj.programs.values()].filter((p) => p.loaded).map((p) => p.info().id),
-      maps: [this.tasks, this.cpuMap, this.freqMap, this.perThread.name === 'task_storage' ? this.skel.maps.threads : this.skel.maps.charged].map((m) => mapInfo(m.fd).id),
+      maps: (this.hook.name === 'iter' ? [this.cpuMap, this.freqMap, this.skel.maps.exited] : [this.tasks!, this.cpuMap, this.freqMap, this.perThread.name === 'task_storage' ? this.skel.maps.threads : this.skel.maps.charged]).map((m) => mapInfo(m.fd).id),
       links: this.links.filter((l) => !l.isClosed).map((l) => l.info().id),
     };
   }

@@ -29,8 +29,11 @@ async function burnReaped(secs: number): Promise<{ pid: number; truthNs: number 
 // The bound is generous (10 s, by the clock: timers stretch when the host stalls the VM) because a
 // quiet machine lets a burner run its whole life in one stint, so until that final switch it has
 // no entry at all; the wait costs nothing when the switch has come.
+// The iter flavour learns a reaped process's last runtime at sched_process_free, an RCU grace period
+// after the reap: there it is done once the process has an entry at all (no walk saw it run).
 async function exited(c: EnergyCollector, pids: number[]): Promise<void> {
-  const done = () => pids.every((pid) => [...c.onCpuNow().values()].some((v) => v.tgid === pid && v.exits > 0));
+  const iter = c.hook.name === 'iter';
+  const done = () => pids.every((pid) => [...c.onCpuNow().values()].some((v) => v.tgid === pid && (iter || v.exits > 0)));
   for (const until = performance.now() + 10_000; !done() && performance.now() < until; ) await new Promise((r) => setTimeout(r, 20));
 }
 
@@ -42,6 +45,20 @@ const why = (c: EnergyCollector, truthNs: number, bpfNs: number, byPrevNs = NaN,
 };
 /** time the program charged to no workload (a task-map insert that failed), summed over CPUs */
 const unattributedNs = (c: EnergyCollector) => c.cpuTotals().reduce((s, x) => s + Number(x.unattributed_ns), 0);
+
+/** what of these kernel ids is still alive, after waiting out the RCU grace period that frees them */
+async function leftOf(ids: { progs: number[]; maps: number[]; links: number[] }): Promise<unknown[]> {
+  const left = async () => {
+    const a = await bpfObjects();
+    return [...a.progs.filter((p) => ids.progs.includes(p.id)), ...a.maps.filter((m) => ids.maps.includes(m.id)), ...a.links.filter((l) => ids.links.includes(l.id))];
+  };
+  let rest = await left();
+  for (let i = 0; i < 50 && rest.length; i++) {
+    await new Promise((r) => setTimeout(r, 200));
+    rest = await left();
+  }
+  return rest;
+}
 
 describeRoot('energy collector (host kernel)', () => {
   let c: EnergyCollector;
@@ -60,16 +77,7 @@ describeRoot('energy collector (host kernel)', () => {
     if (!ids) return;
     expect(ids.progs.length).toBeGreaterThan(0);
     // programs and maps go after an RCU grace period once the last fd closes: wait for it
-    const left = async () => {
-      const a = await bpfObjects();
-      return [...a.progs.filter((p) => ids.progs.includes(p.id)), ...a.maps.filter((m) => ids.maps.includes(m.id)), ...a.links.filter((l) => ids.links.includes(l.id))];
-    };
-    let rest = await left();
-    for (let i = 0; i < 50 && rest.length; i++) {
-      await new Promise((r) => setTimeout(r, 200));
-      rest = await left();
-    }
-    expect(rest).toEqual([]);
+    expect(await leftOf(ids)).toEqual([]);
   });
 
   it('charges a process exactly the CPU it burned (ground truth: its rusage at reap)', async () => {
@@ -236,5 +244,63 @@ describeRoot('energy collector (host kernel)', () => {
     } finally {
       t.close();
     }
+  }, 60_000);
+
+  it('the iter flavour: nothing on sched_switch, every thread charged from the kernel\'s own runtime', async () => {
+    const t = await EnergyCollector.open({ power: 'model', hook: 'iter' });
+    let ids: ReturnType<EnergyCollector['kernelIds']> | null = null;
+    let p: ReturnType<typeof execa> | null = null;
+    try {
+      expect(t.hook.name).toBe('iter');
+      expect(t.counters.ok).toBe(false);
+      expect(t.switchStats()).toEqual({ runCnt: 0, runTimeNs: 0, missed: 0 });
+      ids = t.kernelIds();
+      // the kernel's view: an iterator link beside sched_process_free's (and the power tracepoints'), no sched_switch program
+      const { stdout } = await execa('bpftool', ['-j', 'link', 'show']);
+      const mine = (JSON.parse(stdout) as { id: number; type: string; prog_id: number }[]).filter((l) => ids!.links.includes(l.id));
+      expect(mine.map((l) => l.type)).toContain('iter');
+      expect(mine.filter((l) => l.type === 'raw_tracepoint')).toHaveLength(1); // tp_btf/sched_process_free
+      const progs = JSON.parse((await execa('bpftool', ['-j', 'prog', 'show'])).stdout) as { id: number; name: string }[];
+      expect(progs.filter((x) => ids!.progs.includes(x.id)).map((x) => x.name).some((n) => n.startsWith('energy_switch'))).toBe(false);
+
+      // short-lived processes reach it only through their exit record (no walk saw them run)
+      for (let i = 1; i <= 4; i++) {
+        const { pid, truthNs } = await burnReaped(0.15);
+        await exited(t, [pid]);
+        const bpfNs = [...t.onCpuNow().values()].filter((v) => v.tgid === pid).reduce((s, v) => s + v.ns, 0);
+        expect(Math.abs(bpfNs - truthNs) / truthNs, `burner ${i}/4: truth ${(truthNs / 1e6).toFixed(1)} ms, iter ${(bpfNs / 1e6).toFixed(1)} ms`).toBeLessThan(0.02);
+      }
+
+      // a process that lives across reads is charged what it ran since the collector's first look,
+      // to the nanosecond while it is stopped (a stopped thread's runtime is settled)
+      p = execa(PY, ['-c', 'while True: pass'], { reject: false });
+      const pid = p.pid!;
+      await new Promise((r) => setTimeout(r, 100));
+      const ran = () => Number(fs.readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
+      const mineNs = () => [...t.onCpuNow().values()].filter((v) => v.tgid === pid).reduce((s, v) => s + v.ns, 0);
+      process.kill(pid, 'SIGSTOP');
+      await new Promise((r) => setTimeout(r, 50));
+      const [bpf0, ran0] = [mineNs(), ran()];
+      process.kill(pid, 'SIGCONT');
+      await new Promise((r) => setTimeout(r, 300));
+      expect(mineNs()).toBeGreaterThan(bpf0); // a walk mid-run sees it grow
+      process.kill(pid, 'SIGSTOP');
+      await new Promise((r) => setTimeout(r, 50));
+      const [bpf1, ran1] = [mineNs(), ran()];
+      expect(ran1 - ran0).toBeGreaterThan(50e6);
+      expect(bpf1 - bpf0).toBe(ran1 - ran0);
+
+      // energy: the busy time is exactly what the threads were charged, so it all adds up
+      const iv = t.sample();
+      expect(iv.nodeJ).toBeCloseTo(iv.idleJ + iv.unattributedJ + iv.workloads.reduce((s, w) => s + w.joules, 0), 6);
+      expect(Math.abs(iv.unattributedJ)).toBeLessThan(1e-9);
+      expect(iv.workloads.find((w) => w.tgid === pid)?.joules ?? 0).toBeGreaterThan(0);
+      expect(t.evictions()).toBe(0);
+    } finally {
+      if (p?.pid) process.kill(p.pid, 'SIGKILL');
+      await p;
+      t.close();
+    }
+    expect(await leftOf(ids!)).toEqual([]);
   }, 60_000);
 });

@@ -214,6 +214,8 @@ export const B = lazy({
   bpf_program__attach_cgroup: () => f('void *bpf_program__attach_cgroup(void *prog, int cgroup_fd)'),
   bpf_program__attach_perf_event: () => f('void *bpf_program__attach_perf_event(void *prog, int pfd)'),
   bpf_program__attach_netns: () => f('void *bpf_program__attach_netns(void *prog, int netns_fd)'),
+  bpf_program__attach_iter: () => f('void *bpf_program__attach_iter(void *prog, const void *opts)'),
+  bpf_iter_create: () => f('int bpf_iter_create(int link_fd)'),
 
   // links
   bpf_link__destroy: () => f('int bpf_link__destroy(void *link)'),

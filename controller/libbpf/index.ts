@@ -11,7 +11,7 @@ export { BpfMap, MapType, UpdateFlags, mapInfo, mapTypeName, pinnedMapInfo, rawC
 export { Skeleton, defineSkeleton, type SkeletonFactory, type SkeletonShape, type SkeletonSpec, type SkeletonMaps, type SkeletonPrograms } from './skeleton.ts';
 export { Link } from './link.ts';
 export {
-  attachAuto, attachTracepoint, attachRawTracepoint, attachTrace, attachLsm, attachKprobe, attachXdp, xdpAttachedId, attachTc, attachCgroup, attachCgroupFirst,
+  attachAuto, attachTracepoint, attachRawTracepoint, attachTrace, attachLsm, attachKprobe, attachIter, readIter, attachXdp, xdpAttachedId, attachTc, attachCgroup, attachCgroupFirst,
   attachPerfEvent, attachPerfEventAllCpus, perfEventOpen, attachNetns, XDP_MODES, type XdpMode, type XdpOptions, type TcDirection, type TcOptions, type PerfEventAttr,
 } from './attach/index.ts';
 export { RingBuffer, coalesceDelayMs, type RingBufferOptions } from './ringbuf.ts';

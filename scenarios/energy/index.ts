@@ -10,7 +10,9 @@
 //   - bench mode: the sched_switch hook's cost on the context-switch rate: one pipe ping-pong (perf
 //     bench sched pipe) pinned to one CPU, the hook attached and detached under it in adjacent
 //     windows (--repeat rounds of --window ms each); goal ≤ 3% of the switch rate per CPU second
-//     (the wall-clock rate is reported beside it). See pingpong.ts.
+//     (the wall-clock rate is reported beside it). See pingpong.ts. With `--hook iter` nothing runs
+//     at sched_switch (the kernel's per-thread runtime is read by a task iterator at each sample):
+//     the same checks, and the bench measures that flavour instead, under its own headline names.
 //   Report: energy over time per workload, stacked.
 import fs from 'node:fs';
 import type { Scenario, ScenarioContext } from '../../lab/scenario.ts';
@@ -91,6 +93,7 @@ const scenario: Scenario = {
     rounds: { type: 'int', min: 2, max: 500, hidden: true, valueName: 'N', description: 'old name of --repeat' },
     window: { type: 'int', min: 20, max: 10_000, default: 100, valueName: 'MS', description: 'bench: length of each hook-on and hook-off window under the running ping-pong' },
     'pin-cpu': { type: 'int', min: -1, default: -1, valueName: 'CPU', description: 'bench: the CPU both ping-pong tasks are pinned to (-1: the highest online CPU)' },
+    hook: { type: 'string', choices: ['auto', 'tp_btf', 'tracepoint', 'iter'], default: 'auto', description: 'accounting: a sched_switch flavour (auto: tp_btf, else the tracepoint), or iter: nothing on sched_switch, every thread\'s runtime read through a task iterator at each sample (no per-CPU split, no counters)' },
     'per-thread': { type: 'string', choices: ['auto', 'task_storage', 'hash'], default: 'auto', description: 'tp_btf per-thread state: task storage (batched) or the thread hash; auto: task storage where it loads' },
     'overhead-goal': { type: 'number', min: 0, max: 99, default: 3, valueName: 'PCT', description: 'goal for the context-switch rate the hook may cost' },
   },
@@ -109,14 +112,14 @@ const scenario: Scenario = {
       ctx.unsupported('energy scenario', 'root', 'loading BPF programs and creating cgroups needs root');
       return;
     }
-    const o = ctx.options as { duration: number; interval: number; power: 'auto' | 'model'; tdp: number; idle: number; repeat: number; rounds?: number; window: number; 'per-thread': 'auto' | 'task_storage' | 'hash'; 'pin-cpu': number; 'overhead-goal': number };
+    const o = ctx.options as { duration: number; interval: number; power: 'auto' | 'model'; tdp: number; idle: number; repeat: number; rounds?: number; window: number; hook: 'auto' | 'tp_btf' | 'tracepoint' | 'iter'; 'per-thread': 'auto' | 'task_storage' | 'hash'; 'pin-cpu': number; 'overhead-goal': number };
     const kernel = ctx.kernel.release;
     // where the run is (a guest has its own CPUs), before anything is set up: the bench's CPU
     const online = parseCpuList(fs.readFileSync('/sys/devices/system/cpu/online', 'utf8'));
     if (ctx.mode === 'bench' && o['pin-cpu'] >= 0 && !online.includes(o['pin-cpu'])) throw new LabError(`--pin-cpu ${o['pin-cpu']} is not an online CPU on ${kernel} (online: ${online.join(',')})`, `pass one of ${online.join(', ')} or -1`);
 
     ctx.progress.step('loading bpf/energy.bpf.o and finding a power source');
-    const c = await EnergyCollector.open({ power: o.power, perThread: o['per-thread'], model: { tdpWatts: o.tdp, idleWatts: o.idle }, log: (s) => ctx.progress.info(s) });
+    const c = await EnergyCollector.open({ power: o.power, hook: o.hook, perThread: o['per-thread'], model: { tdpWatts: o.tdp, idleWatts: o.idle }, log: (s) => ctx.progress.info(s) });
     ctx.defer('close the energy collector', () => c.close());
     const features = {
       'sched_switch hook': c.hook.detail,
@@ -127,9 +130,10 @@ const scenario: Scenario = {
       'hardware counters': c.counters.detail,
       'cpu_frequency': c.frequency.detail,
       'cpu_idle': c.idleTracepoint.detail,
-      'task map': `LRU per-CPU hash, ${c.capacity} entries`,
+      'task map': c.hook.name === 'iter' ? `none: the kernel's per-thread runtime, read by the task iterator; freed threads' last values in an LRU hash of ${c.capacity}` : `LRU per-CPU hash, ${c.capacity} entries`,
     };
-    const hookKv = (runs: number, ns: number | null) => ({ 'sched_switch runs in the window': runs, 'BPF run time per sched_switch (kernel.bpf_stats)': ns == null ? 'n/a' : `${f(ns, 0)} ns` });
+    const iter = c.hook.name === 'iter';
+    const hookKv = (runs: number, ns: number | null): Record<string, string | number> => (iter ? { 'sched_switch runs in the window': 'none: the iter flavour has no sched_switch program' } : { 'sched_switch runs in the window': runs, 'BPF run time per sched_switch (kernel.bpf_stats)': ns == null ? 'n/a' : `${f(ns, 0)} ns` });
     ctx.metric('features', { hook: c.hook, perThread: c.perThread, counters: c.counters, frequency: c.frequency, idle: c.idleTracepoint, power: c.power, model: c.model });
     if (!c.counters.ok) ctx.unsupported('hardware counters (cycles, instructions)', 'perf_event PERF_TYPE_HARDWARE', c.counters.detail);
     if (c.power.source === 'model') ctx.unsupported('RAPL energy meter', 'powercap intel-rapl / perf power energy-*', `${c.power.evidence.join('; ')} — energy is the model's estimate`);
@@ -310,21 +314,24 @@ const scenario: Scenario = {
       const cpu = o['pin-cpu'] >= 0 ? o['pin-cpu'] : Math.max(...online);
       ctx.progress.step(`context-switch rate: perf bench sched pipe pinned to CPU ${cpu}, hook off/on, ${rounds} rounds of 2 × ${windowMs} ms`);
       // a third window per round with a do-nothing tp_btf program alone: the floor any program on this hook pays
-      const pp = await pingPong({ rounds, windowMs, cpu, perThread: o['per-thread'], goalPct: o['overhead-goal'], floor: c.hook.name === 'tp_btf', signal: ctx.signal, onRound: (i) => ctx.progress.update(i / rounds, `round ${i + 1}/${rounds}`) });
+      const pp = await pingPong({ rounds, windowMs, cpu, hook: o.hook, perThread: o['per-thread'], goalPct: o['overhead-goal'], floor: c.hook.name === 'tp_btf', signal: ctx.signal, onRound: (i) => ctx.progress.update(i / rounds, `round ${i + 1}/${rounds}`) });
       ctx.metric('pingpong', pp);
       const ovh = pp.overheadPct.median;
       // the CI is of the time per switch (on/off); as rate lost: 1 − 1/ratio
       const lost = (r: number) => (1 - 1 / r) * 100;
-      const hookName = `${pp.hook}${pp.perThread === 'task_storage' ? ' + task storage' : ''}`;
+      const hookName = iter ? 'iter: no sched_switch program, sched_process_free attached and one task walk per window' : `${pp.hook}${pp.perThread === 'task_storage' ? ' + task storage' : ''}`;
+      // the iter flavour's figures are trended apart: another mechanism, not a change of the hook's cost
+      const what = iter ? 'the iter flavour' : 'the sched_switch hook';
+      const hname = (n: string) => (iter ? `iter.${n}` : `sched_switch.${n}`);
       ctx.headline({
-        name: 'sched_switch.overhead', label: `context-switch rate per CPU second lost to the sched_switch hook (${hookName}; pipe ping-pong pinned to CPU ${cpu})`, unit: '%', better: 'lower', value: ovh,
+        name: hname('overhead'), label: `context-switch rate per CPU second lost to ${what} (${hookName}; pipe ping-pong pinned to CPU ${cpu})`, unit: '%', better: 'lower', value: ovh,
         rounds: pp.overheadPct.values, spread: { n: pp.overheadPct.n, min: pp.overheadPct.min, max: pp.overheadPct.max, mad: pp.overheadPct.mad },
         comparator: { name: 'hook off', value: pp.off.median, ratio: pp.on.median / pp.off.median, ci: [1 / pp.ci.upper, 1 / pp.ci.lower], likeForLike: true, note: `same ping-pong process, same CPU, hook detached vs attached (program loaded once) in adjacent ${pp.windowMs} ms windows, order alternating; switches per second of the pair's CPU time (schedstat)` },
         goal: { op: '<=', target: o['overhead-goal'], verdict: pp.verdict === 'pass' ? 'met' : pp.verdict === 'fail' ? 'not met' : 'inconclusive', detail: `95% CI of the rate lost ${f(lost(pp.ci.lower))}–${f(lost(pp.ci.upper))}%` },
         regressionFloor: 0.02,
       });
       ctx.headline({
-        name: 'sched_switch.overheadWall', label: `context-switch rate per wall second lost to the sched_switch hook (${hookName}; includes what else ran on CPU ${cpu})`, unit: '%', better: 'lower', value: pp.wallOverheadPct.median,
+        name: hname('overheadWall'), label: `context-switch rate per wall second lost to ${what} (${hookName}; includes what else ran on CPU ${cpu})`, unit: '%', better: 'lower', value: pp.wallOverheadPct.median,
         rounds: pp.wallOverheadPct.values, spread: { n: pp.wallOverheadPct.n, min: pp.wallOverheadPct.min, max: pp.wallOverheadPct.max, mad: pp.wallOverheadPct.mad },
         comparator: { name: 'hook off', value: median(pp.rounds.map((r) => r.off)), ratio: median(pp.rounds.map((r) => r.on)) / median(pp.rounds.map((r) => r.off)), ci: [1 / pp.wallCi.upper, 1 / pp.wallCi.lower], likeForLike: true, note: 'the same windows by wall time' },
       });
@@ -336,12 +343,12 @@ const scenario: Scenario = {
         });
       }
       const seen = pp.rounds.reduce((s, r) => s + r.seenPerSwitch, 0) / Math.max(1, pp.rounds.length);
-      const overheadDetail = `per CPU second: median ${f(ovh)}% of the switch rate (MAD ${f(pp.overheadPct.mad)}, min ${f(pp.overheadPct.min)}, max ${f(pp.overheadPct.max)} over ${pp.rounds.length} rounds), 95% CI ${f(lost(pp.ci.lower))}–${f(lost(pp.ci.upper))}%; per wall second: median ${f(pp.wallOverheadPct.median)}% (MAD ${f(pp.wallOverheadPct.mad)}), CI ${f(lost(pp.wallCi.lower))}–${f(lost(pp.wallCi.upper))}%; off ${f(pp.off.median / 1000, 1)}k switches per CPU second (${f(pp.offNsPerSwitch, 0)} ns per switch), on ${f(pp.on.median / 1000, 1)}k; BPF ${pp.bpfNsPerSwitch == null ? 'n/a' : `${f(pp.bpfNsPerSwitch, 0)} ns`} per switch (kernel.bpf_stats, its own clock reads included); the program saw ${f(seen, 3)} switches on CPU ${cpu} per switch of the pair${pp.floorPct ? `; a do-nothing tp_btf program alone (same windows, same pair) costs ${f(pp.floorPct.median)}% (MAD ${f(pp.floorPct.mad)}): the hook's floor, the accounting's own share is the difference` : ''}`;
+      const overheadDetail = `per CPU second: median ${f(ovh)}% of the switch rate (MAD ${f(pp.overheadPct.mad)}, min ${f(pp.overheadPct.min)}, max ${f(pp.overheadPct.max)} over ${pp.rounds.length} rounds), 95% CI ${f(lost(pp.ci.lower))}–${f(lost(pp.ci.upper))}%; per wall second: median ${f(pp.wallOverheadPct.median)}% (MAD ${f(pp.wallOverheadPct.mad)}), CI ${f(lost(pp.wallCi.lower))}–${f(lost(pp.wallCi.upper))}%; off ${f(pp.off.median / 1000, 1)}k switches per CPU second (${f(pp.offNsPerSwitch, 0)} ns per switch), on ${f(pp.on.median / 1000, 1)}k; ${iter ? 'no BPF program runs at a switch' : `BPF ${pp.bpfNsPerSwitch == null ? 'n/a' : `${f(pp.bpfNsPerSwitch, 0)} ns`} per switch (kernel.bpf_stats, its own clock reads included)`}${iter ? '' : `; the program saw ${f(seen, 3)} switches on CPU ${cpu} per switch of the pair`}${pp.floorPct ? `; a do-nothing tp_btf program alone (same windows, same pair) costs ${f(pp.floorPct.median)}% (MAD ${f(pp.floorPct.mad)}): the hook's floor, the accounting's own share is the difference` : ''}`;
       // inconclusive (the CI straddles the goal) is neither a pass nor a fail: the headline says so
       if (pp.verdict === 'inconclusive') ctx.progress.warn(`hook overhead inconclusive: ${overheadDetail}`);
-      else ctx.check(`sched_switch hook costs ≤ ${o['overhead-goal']}% of the context-switch rate (bootstrap CI)`, pp.verdict === 'pass', `${pp.verdict}: ${overheadDetail}`);
+      else ctx.check(`${what} costs ≤ ${o['overhead-goal']}% of the context-switch rate (bootstrap CI)`, pp.verdict === 'pass', `${pp.verdict}: ${overheadDetail}`);
       ctx.section(
-        'Cost of the sched_switch hook',
+        iter ? 'Cost of the iter flavour on context switches' : 'Cost of the sched_switch hook',
         { kind: 'text', text: `taskset -c ${cpu} perf bench sched pipe: two tasks on one CPU pass a byte through two pipes, two context switches per op and nothing else. One ping-pong runs throughout; ${pp.rounds.length} rounds of a hook-off and a hook-on window of ${pp.windowMs} ms each (order alternating), the program loaded once and its ${hookName} link attached or detached between windows. Rate = the pair's context switches (voluntary + involuntary) per second of the CPU time they got (schedstat; the hook runs inside it) — and per wall second, which also holds whatever else the shared machine ran on CPU ${cpu}. Goal ≤ ${o['overhead-goal']}% of the switch rate (95% bootstrap CI, per CPU second): ${pp.verdict}.` },
         { kind: 'kv', items: { overhead: overheadDetail } },
         { kind: 'chart', title: 'context switches per CPU second, per round', type: 'bar', labels: pp.rounds.map((_, i) => `${i + 1}`), xLabel: 'round', yLabel: 'switches/s', datasets: [{ label: 'hook off', data: pp.rounds.map((r) => r.offCpu) }, { label: `hook on (${hookName})`, data: pp.rounds.map((r) => r.onCpu) }] },

@@ -118,9 +118,10 @@ async function startPingPong(cpu: number): Promise<{ proc: ResultPromise; pids: 
   throw new Error(`taskset -c ${cpu} perf bench sched pipe did not fork its ping-pong partner within 5 s (exit ${r.exitCode ?? r.signal ?? 'none'}; try it by hand)`);
 }
 
-export async function pingPong(opts: { rounds: number; windowMs: number; cpu: number; goalPct: number; perThread?: 'auto' | 'task_storage' | 'hash'; floor?: boolean; signal?: AbortSignal; onRound?: (i: number) => void }): Promise<PingPongResult> {
+export async function pingPong(opts: { rounds: number; windowMs: number; cpu: number; goalPct: number; hook?: 'auto' | 'tp_btf' | 'tracepoint' | 'iter'; perThread?: 'auto' | 'task_storage' | 'hash'; floor?: boolean; signal?: AbortSignal; onRound?: (i: number) => void }): Promise<PingPongResult> {
   const { cpu, windowMs } = opts;
-  const c = await EnergyCollector.open({ power: 'model', counters: 'off', perThread: opts.perThread });
+  const c = await EnergyCollector.open({ power: 'model', counters: 'off', hook: opts.hook, perThread: opts.perThread });
+  const iter = c.hook.name === 'iter';
   const rounds: PingPongRound[] = [];
   let stats: { close(): void } | null = null;
   let bpfRuns = 0;
@@ -143,6 +144,9 @@ export async function pingPong(opts: { rounds: number; windowMs: number; cpu: nu
       await sleep(5); // the attach/detach's own work settles
       const seen0 = Number(c.cpuTotals()[cpu]?.switches ?? 0n);
       const a = readPair(pids);
+      // the iter flavour's work is its walk over every thread (from the lab's process, off the
+      // pinned CPU): one per on-window, ten times as often as a 1 s sampling interval would
+      if (on && iter) c.onCpuNow();
       await sleep(windowMs);
       const b = readPair(pids);
       const seen = Number(c.cpuTotals()[cpu]?.switches ?? 0n) - seen0;

@@ -1,7 +1,8 @@
 // Tracing hooks: tracepoints, raw tracepoints, BTF-typed hooks (tp_btf, fentry/fexit, fmod_ret),
 // LSM and kprobes, all bpf_links made by libbpf. A missing target is ENOENT (AttachError.code).
+import fs from 'node:fs';
 import { B } from '../ffi.ts';
-import { AttachInputError } from '../errors.ts';
+import { AttachInputError, BpfError, errnoName } from '../errors.ts';
 import type { Link } from '../link.ts';
 import type { Program } from '../object.ts';
 import { linkFrom } from './internal.ts';
@@ -42,4 +43,31 @@ export function attachLsm(prog: Program): Link {
 export function attachKprobe(prog: Program, func: string, retprobe = false): Link {
   checkName('kernel function', func, SYMBOL);
   return linkFrom('tracing', prog, `${retprobe ? 'kretprobe' : 'kprobe'} ${func}`, () => B.bpf_program__attach_kprobe(prog.ptr, retprobe, func));
+}
+
+/** An iterator (SEC("iter/task") …): attached once, run by each readIter. */
+export function attachIter(prog: Program): Link {
+  return linkFrom('tracing', prog, `iter ${prog.section}`, () => B.bpf_program__attach_iter(prog.ptr, null));
+}
+
+/**
+ * Run an iterator once: a new seq_file from its link (bpf_iter_create), read to the end. The kernel
+ * runs the program as the reads ask for more, so what it writes is one consistent pass only per
+ * object (a task, a map entry), not across the whole walk.
+ */
+export function readIter(link: Link, chunk = 1 << 16): Buffer {
+  const fd = B.bpf_iter_create(link.fd);
+  if (fd < 0) throw new BpfError(`${link.description}: bpf_iter_create: ${errnoName(fd)}`, -fd);
+  const parts: Buffer[] = [];
+  try {
+    for (;;) {
+      const b = Buffer.allocUnsafe(chunk);
+      const n = fs.readSync(fd, b, 0, chunk, null);
+      if (n <= 0) break;
+      parts.push(n === chunk ? b : b.subarray(0, n));
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return Buffer.concat(parts);
 }
