@@ -314,7 +314,7 @@ const scenario: Scenario = {
       const cpu = o['pin-cpu'] >= 0 ? o['pin-cpu'] : Math.max(...online);
       ctx.progress.step(`context-switch rate: perf bench sched pipe pinned to CPU ${cpu}, hook off/on, ${rounds} rounds of 2 × ${windowMs} ms`);
       // a third window per round with a do-nothing tp_btf program alone: the floor any program on this hook pays
-      const pp = await pingPong({ rounds, windowMs, cpu, hook: o.hook, perThread: o['per-thread'], goalPct: o['overhead-goal'], floor: c.hook.name === 'tp_btf', signal: ctx.signal, onRound: (i) => ctx.progress.update(i / rounds, `round ${i + 1}/${rounds}`) });
+      const pp = await pingPong({ rounds, windowMs, cpu, hook: o.hook, perThread: o['per-thread'], goalPct: o['overhead-goal'], floor: c.hook.name === 'tp_btf', alsoIter: !iter, signal: ctx.signal, onRound: (i) => ctx.progress.update(i / rounds, `round ${i + 1}/${rounds}`) });
       ctx.metric('pingpong', pp);
       const ovh = pp.overheadPct.median;
       // the CI is of the time per switch (on/off); as rate lost: 1 − 1/ratio
@@ -342,8 +342,17 @@ const scenario: Scenario = {
           comparator: { name: 'hook off', value: pp.off.median, ratio: median(pp.rounds.map((r) => r.emptyCpu!)) / pp.off.median, likeForLike: true, note: 'a third window per round (position rotating), the do-nothing program of the same object attached alone: dispatch, recursion guard and the call, no work' },
         });
       }
+      if (pp.iter) {
+        const it = pp.iter;
+        ctx.headline({
+          name: 'iter.overhead', label: `context-switch rate per CPU second lost to the iter flavour (no sched_switch program; same windows as ${hookName})`, unit: '%', better: 'lower', value: it.pct.median,
+          rounds: it.pct.values, spread: { n: it.pct.n, min: it.pct.min, max: it.pct.max, mad: it.pct.mad },
+          comparator: { name: 'hook off', value: pp.off.median, ratio: median(pp.rounds.map((r) => r.iterCpu!)) / pp.off.median, ci: [1 / it.ci.upper, 1 / it.ci.lower], likeForLike: true, note: 'a window of its own per round (position rotating): a second collector of the iter flavour, its sched_process_free link attached and one walk over every thread (from the lab\'s process, off the pinned CPU) per window' },
+          goal: { op: '<=', target: o['overhead-goal'], verdict: it.verdict === 'pass' ? 'met' : it.verdict === 'fail' ? 'not met' : 'inconclusive', detail: `95% CI of the rate lost ${f(lost(it.ci.lower))}–${f(lost(it.ci.upper))}%` },
+        });
+      }
       const seen = pp.rounds.reduce((s, r) => s + r.seenPerSwitch, 0) / Math.max(1, pp.rounds.length);
-      const overheadDetail = `per CPU second: median ${f(ovh)}% of the switch rate (MAD ${f(pp.overheadPct.mad)}, min ${f(pp.overheadPct.min)}, max ${f(pp.overheadPct.max)} over ${pp.rounds.length} rounds), 95% CI ${f(lost(pp.ci.lower))}–${f(lost(pp.ci.upper))}%; per wall second: median ${f(pp.wallOverheadPct.median)}% (MAD ${f(pp.wallOverheadPct.mad)}), CI ${f(lost(pp.wallCi.lower))}–${f(lost(pp.wallCi.upper))}%; off ${f(pp.off.median / 1000, 1)}k switches per CPU second (${f(pp.offNsPerSwitch, 0)} ns per switch), on ${f(pp.on.median / 1000, 1)}k; ${iter ? 'no BPF program runs at a switch' : `BPF ${pp.bpfNsPerSwitch == null ? 'n/a' : `${f(pp.bpfNsPerSwitch, 0)} ns`} per switch (kernel.bpf_stats, its own clock reads included)`}${iter ? '' : `; the program saw ${f(seen, 3)} switches on CPU ${cpu} per switch of the pair`}${pp.floorPct ? `; a do-nothing tp_btf program alone (same windows, same pair) costs ${f(pp.floorPct.median)}% (MAD ${f(pp.floorPct.mad)}): the hook's floor, the accounting's own share is the difference` : ''}`;
+      const overheadDetail = `per CPU second: median ${f(ovh)}% of the switch rate (MAD ${f(pp.overheadPct.mad)}, min ${f(pp.overheadPct.min)}, max ${f(pp.overheadPct.max)} over ${pp.rounds.length} rounds), 95% CI ${f(lost(pp.ci.lower))}–${f(lost(pp.ci.upper))}%; per wall second: median ${f(pp.wallOverheadPct.median)}% (MAD ${f(pp.wallOverheadPct.mad)}), CI ${f(lost(pp.wallCi.lower))}–${f(lost(pp.wallCi.upper))}%; off ${f(pp.off.median / 1000, 1)}k switches per CPU second (${f(pp.offNsPerSwitch, 0)} ns per switch), on ${f(pp.on.median / 1000, 1)}k; ${iter ? 'no BPF program runs at a switch' : `BPF ${pp.bpfNsPerSwitch == null ? 'n/a' : `${f(pp.bpfNsPerSwitch, 0)} ns`} per switch (kernel.bpf_stats, its own clock reads included)`}${iter ? '' : `; the program saw ${f(seen, 3)} switches on CPU ${cpu} per switch of the pair`}${pp.floorPct ? `; a do-nothing tp_btf program alone (same windows, same pair) costs ${f(pp.floorPct.median)}% (MAD ${f(pp.floorPct.mad)}): the hook's floor, the accounting's own share is the difference` : ''}${pp.iter ? `; the iter flavour (nothing on sched_switch) in the same rounds: ${f(pp.iter.pct.median)}% (MAD ${f(pp.iter.pct.mad)}, CI ${f(lost(pp.iter.ci.lower))}–${f(lost(pp.iter.ci.upper))}%)` : ''}`;
       // inconclusive (the CI straddles the goal) is neither a pass nor a fail: the headline says so
       if (pp.verdict === 'inconclusive') ctx.progress.warn(`hook overhead inconclusive: ${overheadDetail}`);
       else ctx.check(`${what} costs ≤ ${o['overhead-goal']}% of the context-switch rate (bootstrap CI)`, pp.verdict === 'pass', `${pp.verdict}: ${overheadDetail}`);
@@ -351,7 +360,7 @@ const scenario: Scenario = {
         iter ? 'Cost of the iter flavour on context switches' : 'Cost of the sched_switch hook',
         { kind: 'text', text: `taskset -c ${cpu} perf bench sched pipe: two tasks on one CPU pass a byte through two pipes, two context switches per op and nothing else. One ping-pong runs throughout; ${pp.rounds.length} rounds of a hook-off and a hook-on window of ${pp.windowMs} ms each (order alternating), the program loaded once and its ${hookName} link attached or detached between windows. Rate = the pair's context switches (voluntary + involuntary) per second of the CPU time they got (schedstat; the hook runs inside it) — and per wall second, which also holds whatever else the shared machine ran on CPU ${cpu}. Goal ≤ ${o['overhead-goal']}% of the switch rate (95% bootstrap CI, per CPU second): ${pp.verdict}.` },
         { kind: 'kv', items: { overhead: overheadDetail } },
-        { kind: 'chart', title: 'context switches per CPU second, per round', type: 'bar', labels: pp.rounds.map((_, i) => `${i + 1}`), xLabel: 'round', yLabel: 'switches/s', datasets: [{ label: 'hook off', data: pp.rounds.map((r) => r.offCpu) }, { label: `hook on (${hookName})`, data: pp.rounds.map((r) => r.onCpu) }] },
+        { kind: 'chart', title: 'context switches per CPU second, per round', type: 'bar', labels: pp.rounds.map((_, i) => `${i + 1}`), xLabel: 'round', yLabel: 'switches/s', datasets: [{ label: 'hook off', data: pp.rounds.map((r) => r.offCpu) }, { label: `hook on (${hookName})`, data: pp.rounds.map((r) => r.onCpu) }, ...(pp.iter ? [{ label: 'iter flavour', data: pp.rounds.map((r) => r.iterCpu ?? 0) }] : [])] },
         { kind: 'chart', title: 'switch rate lost per round (%)', type: 'bar', labels: pp.rounds.map((_, i) => `${i + 1}`), xLabel: 'round', yLabel: '%', datasets: [{ label: '1 − on/off, per CPU second', data: pp.overheadPct.values }, { label: '1 − on/off, per wall second', data: pp.wallOverheadPct.values }] },
       );
     }

@@ -14,6 +14,9 @@
 // measurement, as before, spent ~20 ms of start-up per 60 ms measurement and left rounds 100 ms
 // apart). The lab's own process is kept off the pinned CPU while it runs (its affinity restored
 // after), so toggling the hook and reading /proc do not land in the windows.
+// Optional windows of their own per round, in rotating positions: a do-nothing tp_btf program alone
+// (`floor`, what any program on the hook pays) and the iter flavour (`alsoIter`, a second collector
+// with nothing on sched_switch: its sched_process_free link and one task walk per window).
 import fs from 'node:fs';
 import { execa, type ResultPromise } from 'execa';
 import { bootstrapRatioCI, summary, verdict } from '../../lab/stats.ts';
@@ -34,6 +37,8 @@ export interface PingPongRound {
   order: 'off→on' | 'on→off';
   /** switches per CPU second with only a do-nothing tp_btf program attached (the hook's floor), when measured */
   emptyCpu?: number;
+  /** switches per CPU second with the iter flavour on instead (its own collector: sched_process_free attached, one task walk per window), when measured */
+  iterCpu?: number;
   /** switches the BPF program saw on the pinned CPU per switch of the pair in the on window (≈ 1: the pinning works, nothing else ran there; task storage counts at flushes, so a little lag) */
   seenPerSwitch: number;
 }
@@ -62,6 +67,8 @@ export interface PingPongResult {
   offNsPerSwitch: number;
   /** switch rate per CPU second lost to a do-nothing tp_btf program, (1 − empty/off) × 100 per round: what any program on this hook costs */
   floorPct?: ReturnType<typeof summary> & { values: number[] };
+  /** switch rate per CPU second lost to the iter flavour in the same rounds, (1 − iter/off) × 100, with its CI and verdict against the same goal */
+  iter?: { pct: ReturnType<typeof summary> & { values: number[] }; ci: ReturnType<typeof bootstrapRatioCI>; verdict: 'pass' | 'fail' | 'inconclusive' };
 }
 
 interface PairSample {
@@ -118,7 +125,7 @@ async function startPingPong(cpu: number): Promise<{ proc: ResultPromise; pids: 
   throw new Error(`taskset -c ${cpu} perf bench sched pipe did not fork its ping-pong partner within 5 s (exit ${r.exitCode ?? r.signal ?? 'none'}; try it by hand)`);
 }
 
-export async function pingPong(opts: { rounds: number; windowMs: number; cpu: number; goalPct: number; hook?: 'auto' | 'tp_btf' | 'tracepoint' | 'iter'; perThread?: 'auto' | 'task_storage' | 'hash'; floor?: boolean; signal?: AbortSignal; onRound?: (i: number) => void }): Promise<PingPongResult> {
+export async function pingPong(opts: { rounds: number; windowMs: number; cpu: number; goalPct: number; hook?: 'auto' | 'tp_btf' | 'tracepoint' | 'iter'; perThread?: 'auto' | 'task_storage' | 'hash'; floor?: boolean; alsoIter?: boolean; signal?: AbortSignal; onRound?: (i: number) => void }): Promise<PingPongResult> {
   const { cpu, windowMs } = opts;
   const c = await EnergyCollector.open({ power: 'model', counters: 'off', hook: opts.hook, perThread: opts.perThread });
   const iter = c.hook.name === 'iter';
@@ -129,24 +136,33 @@ export async function pingPong(opts: { rounds: number; windowMs: number; cpu: nu
   let restore: (() => Promise<void>) | null = null;
   let pp: Awaited<ReturnType<typeof startPingPong>> | null = null;
   let empty: Awaited<ReturnType<typeof EnergyCollector.emptyHook>> | null = null;
+  let other: EnergyCollector | null = null;
   try {
     if (opts.floor) empty = await EnergyCollector.emptyHook();
+    // the iter flavour beside a sched_switch flavour: a fourth window per round, like for like
+    if (opts.alsoIter && !iter) {
+      other = await EnergyCollector.open({ power: 'model', counters: 'off', hook: 'iter' });
+      other.setSwitchHook(false);
+    }
     c.setSwitchHook(false);
     restore = await keepOffCpu(cpu, c.onlineCpus);
     pp = await startPingPong(cpu);
     const pids = pp.pids;
     await sleep(200); // warm-up
-    const measure = async (cfg: 'on' | 'off' | 'empty') => {
+    const measure = async (cfg: 'on' | 'off' | 'empty' | 'iter') => {
       const on = cfg === 'on';
       empty?.set(false);
+      other?.setSwitchHook(false);
       c.setSwitchHook(on);
       empty?.set(cfg === 'empty');
+      other?.setSwitchHook(cfg === 'iter');
       await sleep(5); // the attach/detach's own work settles
       const seen0 = Number(c.cpuTotals()[cpu]?.switches ?? 0n);
       const a = readPair(pids);
       // the iter flavour's work is its walk over every thread (from the lab's process, off the
       // pinned CPU): one per on-window, ten times as often as a 1 s sampling interval would
       if (on && iter) c.onCpuNow();
+      if (cfg === 'iter') other!.onCpuNow();
       await sleep(windowMs);
       const b = readPair(pids);
       const seen = Number(c.cpuTotals()[cpu]?.switches ?? 0n) - seen0;
@@ -156,16 +172,18 @@ export async function pingPong(opts: { rounds: number; windowMs: number; cpu: nu
     };
     for (let i = 0; i < opts.rounds && !opts.signal?.aborted; i++) {
       opts.onRound?.(i);
-      const order: ('on' | 'off' | 'empty')[] = i % 2 ? ['on', 'off'] : ['off', 'on'];
+      const order: ('on' | 'off' | 'empty' | 'iter')[] = i % 2 ? ['on', 'off'] : ['off', 'on'];
       // the floor's window goes first, between or last in turn, so no configuration always follows another
       if (empty) order.splice(i % 3, 0, 'empty');
-      const m: Partial<Record<'on' | 'off' | 'empty', Awaited<ReturnType<typeof measure>>>> = {};
+      if (other) order.splice((i >> 1) % (order.length + 1), 0, 'iter');
+      const m: Partial<Record<'on' | 'off' | 'empty' | 'iter', Awaited<ReturnType<typeof measure>>>> = {};
       for (const cfg of order) m[cfg] = await measure(cfg);
       const off = m.off!;
       const on = m.on!;
-      rounds.push({ off: off.wall, on: on.wall, offCpu: off.cpu, onCpu: on.cpu, ratio: on.cpu / off.cpu, wallRatio: on.wall / off.wall, order: order.indexOf('off') < order.indexOf('on') ? 'off→on' : 'on→off', seenPerSwitch: on.seenPerSwitch, ...(m.empty ? { emptyCpu: m.empty.cpu } : {}) });
+      rounds.push({ off: off.wall, on: on.wall, offCpu: off.cpu, onCpu: on.cpu, ratio: on.cpu / off.cpu, wallRatio: on.wall / off.wall, order: order.indexOf('off') < order.indexOf('on') ? 'off→on' : 'on→off', seenPerSwitch: on.seenPerSwitch, ...(m.empty ? { emptyCpu: m.empty.cpu } : {}), ...(m.iter ? { iterCpu: m.iter.cpu } : {}) });
     }
     empty?.set(false);
+    other?.setSwitchHook(false);
     c.setSwitchHook(false);
     // the program's own run time per switch, in one extra window after the rounds: the kernel's
     // run-time stats cost two clock reads per run, so they stay off while rates are compared
@@ -183,6 +201,7 @@ export async function pingPong(opts: { rounds: number; windowMs: number; cpu: nu
   } finally {
     stats?.close();
     empty?.close();
+    other?.close();
     if (pp) {
       // the forked partner first: it is not execa's child
       for (const pid of pp.pids.slice(1)) {
@@ -201,6 +220,8 @@ export async function pingPong(opts: { rounds: number; windowMs: number; cpu: nu
   const pct = rounds.map((r) => (1 - r.ratio) * 100);
   const wallPct = rounds.map((r) => (1 - r.wallRatio) * 100);
   const floorPct = rounds.filter((r) => r.emptyCpu !== undefined).map((r) => (1 - r.emptyCpu! / r.offCpu) * 100);
+  const iterRounds = rounds.filter((r) => r.iterCpu !== undefined);
+  const iterPct = iterRounds.map((r) => (1 - r.iterCpu! / r.offCpu) * 100);
   // time per switch is 1 / rate: the CI of the time ratio on/off, judged against 1 / (1 − goal)
   const ci = bootstrapRatioCI(rounds.map((r) => 1 / r.offCpu), rounds.map((r) => 1 / r.onCpu));
   const wallCi = bootstrapRatioCI(rounds.map((r) => 1 / r.off), rounds.map((r) => 1 / r.on));
@@ -222,5 +243,9 @@ export async function pingPong(opts: { rounds: number; windowMs: number; cpu: nu
     bpfNsPerSwitch: bpfRuns > 0 && bpfNs > 0 ? bpfNs / bpfRuns : null,
     offNsPerSwitch: off.median > 0 ? 1e9 / off.median : 0,
     ...(opts.floor ? { floorPct: { ...summary(floorPct), values: floorPct } } : {}),
+    ...(iterRounds.length ? (() => {
+      const ici = bootstrapRatioCI(iterRounds.map((r) => 1 / r.offCpu), iterRounds.map((r) => 1 / r.iterCpu!));
+      return { iter: { pct: { ...summary(iterPct), values: iterPct }, ci: ici, verdict: verdict(ici, limit) } };
+    })() : {}),
   };
 }
