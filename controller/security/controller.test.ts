@@ -4,7 +4,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { bpfObjects, describeRoot, labCli } from '../../lab/testing.ts';
-import { COMPAT_HOOK, EVENTS_PATH, ROUTE_GUARD_HOOK, LINK_DIR, PIN_DIR, RUN_DIR, STATE_PATH, SecurityController, enforcementGaps, pinnedLinks, procsStatus, readTrackingLost, runningDaemon, stopDaemon, trackingLostText, type SecurityEvent } from './controller.ts';
+import { COMPAT_HOOK, EVENTS_PATH, LINK_DIR, PIN_DIR, RUN_DIR, STATE_PATH, SecurityController, enforcementGaps, hasRouteGuard, pinnedLinks, procsStatus, readTrackingLost, runningDaemon, stopDaemon, trackingLostText, type SecurityEvent } from './controller.ts';
 import { cgroup2Root, createCgroup, removeCgroup } from '../../common/cgroup.ts';
 import { tryLock, unlock } from '../../common/lockfile.ts';
 import { procStart } from '../../common/host.ts';
@@ -598,7 +598,7 @@ t('retopts_cmsg', lambda: v4().sendmsg([b'x'], [(0, 7, lsrr)], 0, ('127.0.0.1', 
       // carries it is dropped at cgroup_skb/egress (EPERM, sec_route_guard), which names what it
       // found in the packet
       const lsm = m.sourceRouting.includes('lsm/socket_sendmsg');
-      const guard = m.sourceRouting.some((h) => h.startsWith(ROUTE_GUARD_HOOK));
+      const guard = hasRouteGuard(m);
       expect(lsm || guard, m.sourceRouting.join(', ')).toBe(true);
       expect(r.stdout.trim().split('\n'), r.stderr).toEqual(['rr 0', 'lsrr 1', 'rr_then_ssrr 1', 'srh 1', 'pktoptions 1', 'retopts_cmsg 1']);
       const evs = c.drainEvents().filter((e) => e.kind === 'sockopt');
@@ -615,7 +615,7 @@ t('retopts_cmsg', lambda: v4().sendmsg([b'x'], [(0, 7, lsrr)], 0, ('127.0.0.1', 
   // cgroup an enforcing policy selects. Only those: other options, other cgroups, log mode pass.
   it('where BPF LSM is missing, a packet that carries a source route is dropped at cgroup_skb/egress; other options, cgroups and log mode pass', async (t) => {
     const m = c.mechanisms;
-    if (!m.sourceRouting.some((h) => h.startsWith(ROUTE_GUARD_HOOK))) return t.skip(`not attached here (${m.sourceRouting.join(', ')}): lsm/socket_sendmsg judges the send`);
+    if (!hasRouteGuard(m)) return t.skip(`not attached here (${m.sourceRouting.join(', ')}): lsm/socket_sendmsg judges the send`);
     const code = `import socket, struct
 srv = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); srv.bind(('::1', 0)); port = srv.getsockname()[1]
 srv4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); srv4.bind(('127.0.0.1', 0)); port4 = srv4.getsockname()[1]

@@ -52,6 +52,8 @@ const STARTED_PATH = path.join(RUN_DIR, 'started.json');
 const LSM_PROGS = ['sec_exec_lsm', 'sec_connect_lsm', 'sec_socket_lsm', 'sec_ptrace_lsm'];
 /** the last line against a source route set past cgroup/setsockopt or given per message, where BPF LSM's send check is missing */
 export const ROUTE_GUARD_HOOK = 'cgroup_skb/egress';
+/** is the packet guard (ROUTE_GUARD_HOOK) among what refuses source routes here */
+export const hasRouteGuard = (m: Pick<Mechanisms, 'sourceRouting'>): boolean => m.sourceRouting.some((h) => h.startsWith(ROUTE_GUARD_HOOK));
 /** every program the controller attaches, and where */
 export const HOOKS: { prog: SecurityShape['programs']; hook: string; kind: 'trace' | 'lsm' | 'cgroup' | 'tracepoint' }[] = [
   { prog: 'sec_exec_tp', hook: 'tp_btf/sched_process_exec', kind: 'trace' },
@@ -299,7 +301,7 @@ export function enforcementGaps(m: Mechanisms): { what: string; evidence: string
   else if (!m.ptraceIoUring && !gaps.some((g) => /io_uring/.test(g.what))) gaps.push({ what: '/proc/<pid>/mem opened through io_uring', evidence: 'neither lsm/ptrace_access_check nor tp_btf/io_uring_complete refuses it here' });
   if (!m.sourceRouting.includes('lsm/socket_sendmsg') && !had('lsm/socket_sendmsg')) {
     // the packet guard judges by the sending socket's cgroup: a policy that selects by executable is left out
-    if (m.sourceRouting.some((h) => h.startsWith(ROUTE_GUARD_HOOK))) gaps.push({ what: 'source routes given per message (control messages) by processes a policy selects by executable', evidence: `${ROUTE_GUARD_HOOK} drops packets that carry one by the sending socket's cgroup only${noLsm}` });
+    if (hasRouteGuard(m)) gaps.push({ what: 'source routes given per message (control messages) by processes a policy selects by executable', evidence: `${ROUTE_GUARD_HOOK} drops packets that carry one by the sending socket's cgroup only${noLsm}` });
     else gaps.push({ what: 'source routes given per message (control messages)', evidence: `only lsm/socket_sendmsg sees them${noLsm}` });
   }
   if (!m.compat && !had('tp_btf/sys_exit')) gaps.push({ what: '32-bit (ia32) syscalls', evidence: 'the syscall tracepoint fallbacks (ptrace, /proc/<pid>/mem, packet sockets, unrecorded children) do not see a call made with int 0x80 (nor an x32 one, where syscall.x32=y), and their check at every syscall\'s exit is off (--ia32 off)' });

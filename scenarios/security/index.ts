@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Scenario, ScenarioContext } from '../../lab/scenario.ts';
-import { ROUTE_GUARD_HOOK, enforcementGaps, type SecurityEvent } from '../../controller/security/controller.ts';
+import { enforcementGaps, hasRouteGuard, type SecurityEvent } from '../../controller/security/controller.ts';
 import { ATTACKS, CONTROLS, mechanismShort, missingHook, proof, refusedByKernel, runAttack, type Attack, type AttackResult } from './suite.ts';
 import { setupLab, workloadPolicy, type Lab } from './setup.ts';
 import { PYTHON, preparePostgresTemplate } from './workload.ts';
@@ -73,7 +73,7 @@ const scenario: Scenario = {
         'other processes (ptrace attach mode)': m.ptrace.length ? m.ptrace.join(', ') + (m.ptrace.includes('lsm/ptrace_access_check') ? '' : ' (the tracepoint fallbacks kill at the syscall\'s return or the io_uring completion)') : 'not enforced',
         '32-bit syscalls (int 0x80)': m.compat === 'none needed' ? 'no syscall tracepoint fallback to bypass (BPF LSM sees both ABIs)' : m.compat || `not judged on ${kernel}: the syscall tracepoint fallbacks do not see them (${m.unsupported.filter((u) => u.hook === 'tp_btf/sys_exit').map((u) => u.evidence).join('; ') || 'hook not attached'})`,
         '/proc/<pid>/mem opened through io_uring': m.ptraceIoUring || `unsupported on ${kernel}: ${m.unsupported.filter((u) => /io_uring_complete|io_uring opens/.test(u.hook)).map((u) => u.evidence).join('; ') || 'no ptrace hook'}`,
-        'source routing (IPv6 routing headers, IPv4 LSRR/SSRR)': m.sourceRouting.length ? `refused by ${m.sourceRouting.join(', ')}${m.sourceRouting.includes('lsm/socket_sendmsg') ? '' : m.sourceRouting.some((h) => h.startsWith(ROUTE_GUARD_HOOK)) ? ' (no BPF LSM: a route given per message, in a control message, is dropped with its packet, by the sending socket\'s cgroup)' : ' (a route given per message, in a control message, is not: no BPF LSM)'}` : `unsupported: cgroup/setsockopt and lsm/socket_sendmsg on ${kernel}`,
+        'source routing (IPv6 routing headers, IPv4 LSRR/SSRR)': m.sourceRouting.length ? `refused by ${m.sourceRouting.join(', ')}${m.sourceRouting.includes('lsm/socket_sendmsg') ? '' : hasRouteGuard(m) ? ' (no BPF LSM: a route given per message, in a control message, is dropped with its packet, by the sending socket\'s cgroup)' : ' (a route given per message, in a control message, is not: no BPF LSM)'}` : `unsupported: cgroup/setsockopt and lsm/socket_sendmsg on ${kernel}`,
         'lsm/socket_connect': m.lsmConnect ? 'attached (runs before the cgroup hook for connect)' : `unsupported: lsm/socket_connect on ${kernel} (${m.lsmEvidence}); connect is enforced by the cgroup hooks alone`,
         'exec via BPF LSM': m.exec === 'lsm' ? 'yes' : `unsupported: lsm/bprm_check_security on ${kernel}; the tracepoint fallback enforces exec`,
         'not enforced on this kernel (pnpm lab policy daemon --require-all refuses to start)': enforcementGaps(m).map((g) => `${g.what} (${g.evidence})`).join('; ') || 'nothing: every rule kind is enforced',

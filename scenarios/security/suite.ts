@@ -4,7 +4,7 @@
 // file its shell writes exists; a block counts only with the kernel event that proves it.
 import fs from 'node:fs';
 import path from 'node:path';
-import { ROUTE_GUARD_HOOK, type Mechanisms, type SecurityController, type SecurityEvent } from '../../controller/security/controller.ts';
+import { ROUTE_GUARD_HOOK, hasRouteGuard, type Mechanisms, type SecurityController, type SecurityEvent } from '../../controller/security/controller.ts';
 import { attackArgv, launch, launchBackground, type LaunchResult } from './workload.ts';
 
 export type Expect = 'blocked' | 'allowed';
@@ -168,7 +168,7 @@ export function missingHook(a: Attack, m: Mechanisms): string {
   // message (a control message) only at the send, by BPF LSM
   // a compat ring's setsockopt command passes no cgroup/setsockopt: refused at its completion, or at the send.
   // Where BPF LSM is missing, the packet guard (cgroup_skb/egress) drops what any of them let out, with an event.
-  const guard = m.sourceRouting.some((h) => h.startsWith(ROUTE_GUARD_HOOK));
+  const guard = hasRouteGuard(m);
   if (a.name.startsWith('ipv6-routing-header-uring32')) return guard || m.sourceRouting.some((h) => h === 'lsm/socket_sendmsg' || h.startsWith('tp_btf/io_uring_complete')) ? '' : `lsm/socket_sendmsg, tp_btf/io_uring_complete or ${ROUTE_GUARD_HOOK}`;
   if (a.name === 'ipv6-routing-header') return guard || m.sourceRouting.some((h) => h === 'cgroup/setsockopt' || h === 'lsm/socket_sendmsg') ? '' : `cgroup/setsockopt, lsm/socket_sendmsg or ${ROUTE_GUARD_HOOK}`;
   if (a.name === 'ipv6-rthdr-cmsg') return guard || m.sourceRouting.includes('lsm/socket_sendmsg') ? '' : `lsm/socket_sendmsg or ${ROUTE_GUARD_HOOK}`;
