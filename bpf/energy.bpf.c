@@ -13,6 +13,8 @@
  *   - energy_switch_btf: tp_btf + the `charged` hash, every stint into `tasks` at once: kernels
  *     where task storage in tracing programs or bpf_map_lookup_percpu_elem (5.19) is missing.
  *   - energy_switch_tp: the classic tracepoint (no BTF task pointers) with the hash.
+ * And one with nothing on sched_switch (`--hook iter`): energy_iter walks every thread's own runtime
+ * at each sample and energy_task_free keeps a freed thread's last value (see there).
  */
 #include "lab.h"
 #include "energy.h"
@@ -508,18 +510,23 @@ int energy_cpu_idle(struct trace_event_raw_cpu *ctx)
  * thread's previous record to (its cgroup at the read, its tgid). The price: no per-CPU split (a
  * thread's time is not kept per CPU), no hardware counters (they are read at switches), and a
  * thread's time since the last read goes to the cgroup it is in at the read. A thread running on
- * another CPU during the walk shows its runtime as of that CPU's last scheduler update (a tick at
- * most); the rest comes with the next read.
+ * another CPU during the walk shows its runtime as of that CPU's last scheduler update (a tick,
+ * up to ~1 s on a nohz_full CPU); the rest comes with the next read. A thread is known by its
+ * task_struct's address, not its tid: a non-leader thread that execs takes the leader's tid and start
+ * time (de_thread) while the old leader exits under the exec'ing thread's old tid.
+ * `leader`: the name is the thread group leader's (a live task's leader is alive); at free, the
+ * thread's own (its leader may be freed already: RCU callbacks on two CPUs are not ordered).
  */
-static __always_inline void iter_record(struct energy_iter_task *r, struct task_struct *t)
+static __always_inline void iter_record(struct energy_iter_task *r, struct task_struct *t, const bool leader)
 {
+	r->task = (__u64)t;
 	r->cgroup_id = BPF_CORE_READ(t, cgroups, dfl_cgrp, kn, id);
 	r->sum_ns = BPF_CORE_READ(t, se.sum_exec_runtime);
 	r->start_ns = BPF_CORE_READ(t, start_time);
 	r->tid = BPF_CORE_READ(t, pid);
 	r->tgid = BPF_CORE_READ(t, tgid);
-	struct task_struct *leader = BPF_CORE_READ(t, group_leader);
-	bpf_probe_read_kernel_str(r->comm, sizeof(r->comm), leader ? (void *)leader->comm : (void *)t->comm);
+	struct task_struct *l = leader ? BPF_CORE_READ(t, group_leader) : NULL;
+	bpf_probe_read_kernel_str(r->comm, sizeof(r->comm), l ? (void *)l->comm : (void *)t->comm);
 }
 
 SEC("iter/task")
@@ -529,7 +536,7 @@ int energy_iter(struct bpf_iter__task *ctx)
 	if (!t)
 		return 0;
 	struct energy_iter_task r = {};
-	iter_record(&r, t);
+	iter_record(&r, t, true);
 	bpf_seq_write(ctx->meta->seq, &r, sizeof(r));
 	return 0;
 }
@@ -544,9 +551,13 @@ SEC("tp_btf/sched_process_free")
 int BPF_PROG(energy_task_free, struct task_struct *p)
 {
 	struct energy_iter_task r = {};
-	iter_record(&r, p);
-	struct energy_exit_key k = { .start_ns = r.start_ns, .tid = r.tid };
+	iter_record(&r, p, false);
+	struct energy_exit_key k = { .task = r.task, .start_ns = r.start_ns };
 	bpf_map_update_elem(&exited, &k, &r, BPF_ANY);
+	__u32 zero = 0;
+	struct energy_cpu *c = bpf_map_lookup_elem(&cpus, &zero);
+	if (c)
+		c->iter_exits++;
 	return 0;
 }
 

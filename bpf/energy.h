@@ -92,6 +92,7 @@ struct energy_cpu {
 	__u64 storage_misses;  /* bpf_task_storage_get gave nothing (no memory, recursion): stint charged at once */
 	__u32 cpu;             /* this CPU's id + 1 (0: not known yet), cached to skip a helper call */
 	__u32 pad;
+	__u64 iter_exits;      /* iter flavour: exit records written to `exited` (the controller compares what it drained: the rest the LRU evicted) */
 };
 
 /* `freq`: the last power:cpu_frequency value per CPU (indexed by cpu id; kHz) */
@@ -107,9 +108,10 @@ struct energy_freq {
  * controller charges each thread's se.sum_exec_runtime growth since its previous record.
  */
 struct energy_iter_task {
+	__u64 task;         /* the task_struct's address: a thread's identity across exec (de_thread gives the exec'ing thread the leader's tid and start time) */
 	__u64 cgroup_id;    /* v2 cgroup id (dfl_cgrp's kernfs id, as bpf_get_current_cgroup_id) */
 	__u64 sum_ns;       /* se.sum_exec_runtime */
-	__u64 start_ns;     /* task->start_time: tells a reused thread id from its old owner */
+	__u64 start_ns;     /* task->start_time: a later one at the same address is another task (the address was reused) */
 	__u32 tid;
 	__u32 tgid;
 	char comm[ENERGY_COMM_LEN]; /* the thread group leader's */
@@ -117,9 +119,8 @@ struct energy_iter_task {
 
 /* key of `exited` */
 struct energy_exit_key {
+	__u64 task;
 	__u64 start_ns;
-	__u32 tid;
-	__u32 pad;
 };
 
 #define ENERGY_MAX_EXITED 16384

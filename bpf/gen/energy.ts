@@ -9,7 +9,7 @@ export interface energy_freq {
 }
 export const energy_freq_size = 16;
 
-/** struct energy_cpu: 208 bytes */
+/** struct energy_cpu: 216 bytes */
 export interface energy_cpu {
   last_ns: bigint;
   busy_ns: bigint;
@@ -38,8 +38,9 @@ export interface energy_cpu {
   storage_misses: bigint;
   cpu: number;
   pad: number;
+  iter_exits: bigint;
 }
-export const energy_cpu_size = 208;
+export const energy_cpu_size = 216;
 
 /** struct energy_key: 16 bytes */
 export interface energy_key {
@@ -88,14 +89,14 @@ export const energy_pending_size = 80;
 
 /** struct energy_exit_key: 16 bytes */
 export interface energy_exit_key {
+  task: bigint;
   start_ns: bigint;
-  tid: number;
-  pad: number;
 }
 export const energy_exit_key_size = 16;
 
-/** struct energy_iter_task: 48 bytes */
+/** struct energy_iter_task: 56 bytes */
 export interface energy_iter_task {
+  task: bigint;
   cgroup_id: bigint;
   sum_ns: bigint;
   start_ns: bigint;
@@ -103,7 +104,7 @@ export interface energy_iter_task {
   tgid: number;
   comm: string;
 }
-export const energy_iter_task_size = 48;
+export const energy_iter_task_size = 56;
 
 /** struct task_struct___pre514: 8 bytes */
 export interface task_struct___pre514 {
@@ -139,13 +140,13 @@ export const energy = defineSkeleton<EnergyShape>({
   object: 'energy',
   maps: {
     freq: { type: MapType.ARRAY, keySize: 4, valueSize: 16 },
-    cpus: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 208 },
+    cpus: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 216 },
     tasks: { type: MapType.LRU_PERCPU_HASH, keySize: 16, valueSize: 72 },
     hw_cycles: { type: MapType.PERF_EVENT_ARRAY, keySize: 4, valueSize: 4 },
     hw_instructions: { type: MapType.PERF_EVENT_ARRAY, keySize: 4, valueSize: 4 },
     charged: { type: MapType.LRU_HASH, keySize: 4, valueSize: 16 },
     threads: { type: MapType.TASK_STORAGE, keySize: 4, valueSize: 80 },
-    exited: { type: MapType.LRU_HASH, keySize: 16, valueSize: 48 },
+    exited: { type: MapType.LRU_HASH, keySize: 16, valueSize: 56 },
   },
   programs: ['energy_switch_ts', 'energy_switch_btf', 'energy_switch_empty', 'energy_switch_tp', 'energy_cpu_frequency', 'energy_cpu_idle', 'energy_iter', 'energy_task_free'],
   rodata: ['use_counters', 'flush_ns', 'born_after_ns'],

@@ -110,7 +110,7 @@ function render(iv: Interval, c: EnergyCollector, v: { by: string; limit: number
   const est = iv.estimate ? ' estimate' : '';
   const lines = [
     head,
-    `node ${(iv.nodeJ / dt).toFixed(1)} W${est} (idle ${(iv.idleJ / dt).toFixed(1)} W, unattributed ${(Math.max(0, iv.unattributedJ) / dt).toFixed(2)} W) over ${dt.toFixed(2)} s; node total ${fmtJ(c.nodeJ)}; map ${c.evictions()} evictions`,
+    `node ${(iv.nodeJ / dt).toFixed(1)} W${est} (idle ${(iv.idleJ / dt).toFixed(1)} W, unattributed ${(Math.max(0, iv.unattributedJ) / dt).toFixed(2)} W) over ${dt.toFixed(2)} s; node total ${fmtJ(c.nodeJ)}; ${c.hook.name === 'iter' ? `${c.evictions()} threads lost` : `map ${c.evictions()} evictions`}`,
     '',
     `${'W now'.padStart(8)} ${'CPU %'.padStart(6)} ${'J total'.padStart(10)}  ${v.by === 'process' ? 'pid comm cgroup' : 'cgroup'}`,
     ...[...rows.values()].sort((a, b) => b.j - a.j).slice(0, v.limit).map((r) => `${(r.j / dt).toFixed(2).padStart(8)} ${((r.ns / iv.dtNs) * 100).toFixed(1).padStart(6)} ${fmtJ(totals.get(r.name) ?? 0).padStart(10)}  ${r.name}`),

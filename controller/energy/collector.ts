@@ -10,6 +10,7 @@ import { LabError } from '../../common/errors.ts';
 import { energy, type Energy, type EnergyShape, type energy_cpu, type energy_exit_key, type energy_freq, type energy_iter_task, type energy_key, type energy_task } from '../../bpf/gen/energy.ts';
 import { attribute, busyAtRead, DEFAULT_MODEL, type BusyAtRead, meteredEnergy, modelEnergy, validateModel, type CpuInterval, type ModelConfig, type PowerSourceName, type Use } from './model.ts';
 import { findMeter, type Meter } from './power.ts';
+import { busyWeights, IterAccount, procStatBusy, type IterRecord } from './iter.ts';
 import { findCgroup2Root } from '../../common/cgroup.ts';
 
 export interface CollectorOptions {
@@ -104,8 +105,8 @@ interface TaskRaw {
 
 interface Raw {
   t: bigint;
-  /** iter flavour: cumulative busy ns of every thread it has charged (all CPUs) */
-  iterBusyNs?: number;
+  /** iter flavour: cumulative busy ns per online CPU (index), all of it charged to a workload */
+  iterBusy?: number[];
   tasks: Map<string, TaskRaw>;
   /** per-CPU totals read just before and just after the task walk */
   cpusBefore: energy_cpu[];
@@ -125,19 +126,11 @@ export function parseCpuList(s: string): number[] {
 type Flavour = 'task_storage' | 'tp_btf' | 'tracepoint';
 const SWITCH_PROG: Record<Flavour, EnergyShape['programs']> = { task_storage: 'energy_switch_ts', tp_btf: 'energy_switch_btf', tracepoint: 'energy_switch_tp' };
 const ITER_PROGS: EnergyShape['programs'][] = ['energy_iter', 'energy_task_free'];
+/** the initial pid namespace's inode number (PROC_PID_INIT_INO) */
+const INIT_PID_NS_INO = 0xeffffffc;
 // the bench's do-nothing program (EnergyCollector.emptyHook) is never loaded with the accounting
 const SWITCH_PROGS: EnergyShape['programs'][] = [...Object.values(SWITCH_PROG), 'energy_switch_empty'];
 
-/** iter flavour: a thread as last charged (keyed by tid:start_ns) */
-interface IterThread {
-  sum: number;
-  key: string;
-  /** hrtime when a walk first missed it (its exit record should follow), 0 while it is seen */
-  missingSince: bigint;
-}
-
-/** iter flavour: a thread gone from the walk with no exit record after this long is given up (its time since the last read is lost) */
-const ITER_EXIT_WAIT_NS = 10_000_000_000n;
 
 const keyOf = (cg: bigint, tgid: number) => `${cg}:${tgid}`;
 
@@ -168,12 +161,14 @@ export class EnergyCollector {
   private cgNames = new Map<bigint, string>();
   private closed = false;
   // iter flavour state (see readIterTasks)
-  private readonly iterThreads = new Map<string, IterThread>();
-  private readonly iterCum = new Map<string, { cgroupId: bigint; tgid: number; comm: string; ns: number }>();
-  private iterBusyNs = 0;
-  private iterLost = 0;
-  private iterBornAfter = 0n;
+  private iter: IterAccount | null = null;
   private iterCodec: Codec<energy_iter_task> | null = null;
+  /** field offsets of energy_iter_task (from the object's BTF): the walk's records are read in place */
+  private iterAt: Record<'task' | 'cgroup_id' | 'sum_ns' | 'start_ns' | 'tid' | 'tgid' | 'comm', number> | null = null;
+  /** /proc/stat busy ticks per online CPU at the previous read (the iter flavour's per-CPU split) */
+  private iterStat: number[] | null = null;
+  /** exit records drained so far (against the kernel's count of those written: the rest the LRU evicted) */
+  private iterDrained = 0;
   nodeJ = 0;
   idleJ = 0;
   unattributedJ = 0;
@@ -213,14 +208,16 @@ export class EnergyCollector {
     this.meterLast = meter?.readJoules() ?? 0;
     if (this.hook.name === 'iter') {
       this.iterCodec = skel.obj.btf.codecByName<energy_iter_task>('energy_iter_task');
+      const L = skel.obj.btf.layout('energy_iter_task');
+      this.iterAt = { task: L.task!.offset, cgroup_id: L.cgroup_id!.offset, sum_ns: L.sum_ns!.offset, start_ns: L.start_ns!.offset, tid: L.tid!.offset, tgid: L.tgid!.offset, comm: L.comm!.offset };
       // threads started from here on have run only while we watched: their whole runtime is ours
-      this.iterBornAfter = process.hrtime.bigint();
+      this.iter = new IterAccount(this.onlineCpus.length, process.hrtime.bigint());
     }
     this.prev = this.read();
     this.t0 = this.prev.t;
     const p = this.prev;
     const n = this.onlineCpus.length || 1;
-    if (p.iterBusyNs !== undefined) this.busyAt = this.onlineCpus.map(() => ({ busy: p.iterBusyNs! / n, keyed: p.iterBusyNs! / n, gap: 0 }));
+    if (p.iterBusy) this.busyAt = p.iterBusy.map((b) => ({ busy: b, keyed: b, gap: 0 }));
     else this.busyAt = this.onlineCpus.map((cpu) => {
       let keyed = Number(p.cpusBefore[cpu]?.unattributed_ns ?? 0n);
       for (const x of p.tasks.values()) keyed += x.ns[cpu] ?? 0;
@@ -283,10 +280,14 @@ export class EnergyCollector {
       }
     };
     const tryIter = (): { skel: Energy; links: Link[] } => {
+      // the task iterator walks the caller's pid namespace only, while sched_process_free sees every
+      // thread: in a container, the threads outside it would be charged at exit only, or never
+      if (fs.statSync('/proc/self/ns/pid').ino !== INIT_PID_NS_INO) throw new LabError('the iter flavour needs the host\'s pid namespace: the task iterator walks only the threads of its own', 'run it on the host (not in a container), or leave --hook out (the sched_switch flavours see every thread)');
       const skel = energy.open(file);
       try {
         // nothing on sched_switch, no per-task map: the kernel keeps each thread's runtime
-        skel.load({ skip: SWITCH_PROGS, noCreate: ['charged', 'threads', 'tasks'] });
+        // nor on the idle path: cpu_idle fires per idle entry, as often as switches on a lightly loaded machine
+        skel.load({ skip: [...SWITCH_PROGS, 'energy_cpu_idle'], noCreate: ['charged', 'threads', 'tasks', 'hw_cycles', 'hw_instructions'] });
         const links = [attachTrace(skel.programs.energy_task_free)];
         try {
           links.unshift(attachIter(skel.programs.energy_iter));
@@ -360,7 +361,7 @@ export class EnergyCollector {
       const f = optional('energy_cpu_frequency', 'cpu_frequency');
       const maxKhz = online.map((c) => readKhz(`/sys/devices/system/cpu/cpu${c}/cpufreq/cpuinfo_max_freq`));
       const frequency = { ...f, maxKhz, detail: `${f.detail}; cpufreq ${maxKhz.some((x) => x > 0) ? `max ${maxKhz.join(',')} kHz` : 'absent (/sys/devices/system/cpu/cpu0/cpufreq missing): no frequency weighting'}` };
-      const idleTracepoint = optional('energy_cpu_idle', 'cpu_idle');
+      const idleTracepoint = hook!.name === 'iter' ? { ok: false, detail: 'not attached: the iter flavour keeps nothing on the idle path' } : optional('energy_cpu_idle', 'cpu_idle');
       let power: EnergyCollector['power'];
       if (opts.power === 'model') power = { source: 'model', detail: modelDetail(model), evidence: ['power: model requested'] };
       else {
@@ -404,70 +405,78 @@ export class EnergyCollector {
 
   /**
    * The iter flavour's read: every thread's runtime from the task iterator, then the threads freed
-   * since (`exited`). A thread is charged its runtime's growth since its previous record, to the
-   * (cgroup, tgid) it has at this read; a thread first seen is charged nothing (its runtime so far
-   * was before us) unless it started after the collector opened, when all of it is charged. The
-   * walk runs first so that a thread freed after it has its final value counted against what the
-   * walk saw; a thread the walk no longer sees and whose exit record never comes (the `exited` LRU
-   * full) is given up after ITER_EXIT_WAIT_NS and counted in evictions().
+   * since (`exited`), into the account (iter.ts: what each thread was charged, the rules).
    */
   private readIterTasks(): Raw {
     const t = process.hrtime.bigint();
     const codec = this.iterCodec!;
     const buf = readIter(this.links[0]!);
     const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-    const seen = new Set<string>();
-    const charge = (r: energy_iter_task, th: IterThread | undefined): IterThread => {
-      const key = keyOf(r.cgroup_id, r.tgid);
-      const sum = Number(r.sum_ns);
-      const grew = th ? Math.max(0, sum - th.sum) : r.start_ns >= this.iterBornAfter ? sum : 0;
-      const cum = this.iterCum.get(key);
-      if (cum) {
-        cum.ns += grew;
-        if (r.comm) cum.comm = r.comm;
-      } else this.iterCum.set(key, { cgroupId: r.cgroup_id, tgid: r.tgid, comm: r.comm, ns: grew });
-      this.iterBusyNs += grew;
-      return { sum: Math.max(sum, th?.sum ?? 0), key, missingSince: 0n };
-    };
+    const rec = (r: energy_iter_task): IterRecord => ({ task: r.task, cgroupId: r.cgroup_id, sumNs: Number(r.sum_ns), startNs: r.start_ns, tid: r.tid, tgid: r.tgid, comm: r.comm });
+    // the walk's records by hand (the generic codec cost ~2 µs a thread): 3,000 threads walk in ~10 ms here
+    const at = this.iterAt!;
+    const walk: IterRecord[] = [];
     for (let off = 0; off + codec.size <= buf.length; off += codec.size) {
-      const r = codec.decode(dv, off);
-      const id = `${r.tid}:${r.start_ns}`;
-      seen.add(id);
-      this.iterThreads.set(id, charge(r, this.iterThreads.get(id)));
+      const c0 = off + at.comm;
+      const nul = buf.indexOf(0, c0);
+      walk.push({
+        task: dv.getBigUint64(off + at.task, true),
+        cgroupId: dv.getBigUint64(off + at.cgroup_id, true),
+        sumNs: Number(dv.getBigUint64(off + at.sum_ns, true)),
+        startNs: dv.getBigUint64(off + at.start_ns, true),
+        tid: dv.getUint32(off + at.tid, true),
+        tgid: dv.getUint32(off + at.tgid, true),
+        comm: buf.toString('latin1', c0, nul < 0 || nul > c0 + 16 ? c0 + 16 : nul),
+      });
     }
     const exited = this.skel.maps.exited;
+    const exits: IterRecord[] = [];
     const done: energy_exit_key[] = [];
     for (const [k, r] of exited.entries()) {
-      const id = `${k.tid}:${k.start_ns}`;
-      charge(r as energy_iter_task, this.iterThreads.get(id));
-      this.iterThreads.delete(id);
+      exits.push(rec(r as energy_iter_task));
       done.push(k);
     }
     for (const k of done) exited.delete(k);
-    for (const [id, th] of this.iterThreads) {
-      if (seen.has(id)) continue;
-      if (!th.missingSince) th.missingSince = t;
-      else if (t - th.missingSince > ITER_EXIT_WAIT_NS) {
-        this.iterThreads.delete(id);
-        this.iterLost++;
-      }
+    this.iterDrained += done.length;
+    let stat: number[] | null = null;
+    try {
+      stat = procStatBusy(fs.readFileSync('/proc/stat', 'utf8'), this.onlineCpus);
+    } catch {
+      /* no /proc/stat: an even split */
     }
+    const acct = this.iter!;
+    acct.update(t, walk, exits, stat ? busyWeights(this.iterStat, stat) : null);
+    this.iterStat = stat;
     const walkNs = Number(process.hrtime.bigint() - t);
     const tasks = new Map<string, TaskRaw>();
-    // no per-CPU split is known: each online CPU gets an even share (see sample)
-    const n = this.onlineCpus.length || 1;
-    for (const [k, v] of this.iterCum) {
+    for (const [k, v] of acct.keys) {
       const ns: number[] = [];
-      for (const cpu of this.onlineCpus) ns[cpu] = v.ns / n;
+      this.onlineCpus.forEach((cpu, i) => (ns[cpu] = v.ns[i]!));
       tasks.set(k, { cgroupId: v.cgroupId, tgid: v.tgid, comm: v.comm, ns, cycles: [], exits: 0, byPrev: 0, overWall: 0 });
     }
     const freqKhz = this.onlineCpus.map((c) => Number(this.freqMap.get(c)?.khz ?? 0n));
-    return { t, tasks, cpusBefore: [], cpus: [], walkNs, freqKhz, iterBusyNs: this.iterBusyNs };
+    return { t, tasks, cpusBefore: [], cpus: [], walkNs, freqKhz, iterBusy: [...acct.busy] };
+  }
+
+  /** iter flavour: the threads it follows (0 for the sched_switch flavours) */
+  iterThreads(): number {
+    return this.iter?.threadCount ?? 0;
+  }
+
+  /**
+   * iter flavour: threads lost — given up (gone from the walk, no exit record within 10 s) plus exit
+   * records the kernel's LRU evicted before a read drained them (written minus drained)
+   */
+  private iterLost(): number {
+    const written = ((this.cpuMap.getPerCpu(0) ?? []) as energy_cpu[]).reduce((s, c) => s + Number(c.iter_exits), 0);
+    let waiting = 0;
+    for (const _ of this.skel.maps.exited.keys()) waiting++;
+    return this.iter!.lost + Math.max(0, written - this.iterDrained - waiting);
   }
 
   /** entries created in the LRU map minus entries alive: what the LRU evicted so far (iter: threads given up, see readIterTasks) */
   evictions(): number {
-    if (this.hook.name === 'iter') return this.iterLost;
+    if (this.hook.name === 'iter') return this.iterLost();
     const created = this.prev.cpus.reduce((s, c) => s + Number(c.new_keys), 0);
     return Math.max(0, created - this.prev.tasks.size);
   }
@@ -508,6 +517,7 @@ export class EnergyCollector {
     const cur = this.read();
     const prev = this.prev;
     this.prev = cur;
+    this.iter?.markSampled(); // this sample holds every key's value: keys of gone threads can go
     const dtNs = Number(cur.t - prev.t);
     const d = (a: bigint | undefined, b: bigint | undefined) => Math.max(0, Number((a ?? 0n) - (b ?? 0n)));
     const uses: Use[] = [];
@@ -531,7 +541,7 @@ export class EnergyCollector {
     const prevBusy = this.busyAt;
     const n = this.onlineCpus.length || 1;
     // iter: the busy total is exactly what the threads were charged (no second map to skew against)
-    if (cur.iterBusyNs !== undefined) this.busyAt = this.onlineCpus.map(() => ({ busy: cur.iterBusyNs! / n, keyed: cur.iterBusyNs! / n, gap: 0 }));
+    if (cur.iterBusy) this.busyAt = cur.iterBusy.map((b) => ({ busy: b, keyed: b, gap: 0 }));
     else this.busyAt = this.onlineCpus.map((cpu, i) => busyAtRead(prevBusy[i]!, flushed(cur.cpusBefore[cpu]), flushed(cur.cpus[cpu]), (usedOn.get(cpu) ?? 0) + d(cur.cpusBefore[cpu]?.unattributed_ns, prev.cpusBefore[cpu]?.unattributed_ns)));
     const cpus: CpuInterval[] = this.onlineCpus.map((cpu, i) => {
       const freq = cur.freqKhz[i] || readKhz(`/sys/devices/system/cpu/cpu${cpu}/cpufreq/scaling_cur_freq`);
@@ -550,7 +560,7 @@ export class EnergyCollector {
       this.meterLast = now;
     } else energy = modelEnergy(this.model, dtNs, cpus);
     // the same interval with the per-CPU totals as read after the walk: what the skew would cost
-    const afterCpus = cur.iterBusyNs !== undefined ? cpus : cpus.map((c) => ({ ...c, busyNs: d(cur.cpus[c.cpu]?.flushed_ns, prev.cpus[c.cpu]?.flushed_ns) }));
+    const afterCpus = cur.iterBusy ? cpus : cpus.map((c) => ({ ...c, busyNs: d(cur.cpus[c.cpu]?.flushed_ns, prev.cpus[c.cpu]?.flushed_ns) }));
     const afterEnergy = this.meter ? meteredEnergy(energy.reduce((s, e) => s + e.idleJ + e.dynamicJ, 0), this.model.idleWatts, dtNs, afterCpus) : modelEnergy(this.model, dtNs, afterCpus);
     const a = attribute(energy, uses);
     const ifAfter = attribute(afterEnergy, uses);

@@ -16,9 +16,9 @@ export function energyMetrics(c: EnergyCollector): EnergyMetrics {
   const node = new client.Counter({ name: 'kepler_node_cpu_joules_total', help: 'CPU energy of the node: mode="idle" is idle power, mode="dynamic" the part above idle', labelNames: ['mode', 'source', 'estimate', 'zone'], registers: [registry] });
   const container = new client.Counter({ name: 'kepler_container_cpu_joules_total', help: 'dynamic CPU energy attributed to a cgroup v2 (container) by on-CPU time', labelNames: ['container_id', 'mode', 'source', 'estimate', 'zone'], registers: [registry] });
   const proc = new client.Counter({ name: 'kepler_process_cpu_joules_total', help: 'dynamic CPU energy attributed to a process (tgid) by on-CPU time', labelNames: ['pid', 'comm', 'container_id', 'mode', 'source', 'estimate', 'zone'], registers: [registry] });
-  const procCpu = new client.Counter({ name: 'kepler_process_cpu_seconds_total', help: 'on-CPU seconds of a process measured at sched_switch', labelNames: ['pid', 'comm', 'container_id'], registers: [registry] });
+  const procCpu = new client.Counter({ name: 'kepler_process_cpu_seconds_total', help: `on-CPU seconds of a process (${c.hook.name === 'iter' ? 'the kernel\'s per-thread runtime, read by a task iterator' : 'measured at sched_switch'})`, labelNames: ['pid', 'comm', 'container_id'], registers: [registry] });
   const unattr = new client.Counter({ name: 'ebpf_lab_energy_unattributed_joules_total', help: 'dynamic energy of busy time that no task entry held (LRU map full)', labelNames: ['source', 'estimate'], registers: [registry] });
-  new client.Gauge({ name: 'ebpf_lab_energy_map_evictions', help: 'entries the per-task LRU map evicted (created minus alive)', registers: [registry], collect() { this.set(c.evictions()); } });
+  new client.Gauge({ name: 'ebpf_lab_energy_map_evictions', help: c.hook.name === 'iter' ? 'threads that left the task walk with no exit record (their time since the last read is lost)' : 'entries the per-task LRU map evicted (created minus alive)', registers: [registry], collect() { this.set(c.evictions()); } });
   const zone = 'package';
   return {
     registry,

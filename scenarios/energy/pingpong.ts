@@ -68,7 +68,16 @@ export interface PingPongResult {
   /** switch rate per CPU second lost to a do-nothing tp_btf program, (1 − empty/off) × 100 per round: what any program on this hook costs */
   floorPct?: ReturnType<typeof summary> & { values: number[] };
   /** switch rate per CPU second lost to the iter flavour in the same rounds, (1 − iter/off) × 100, with its CI and verdict against the same goal */
-  iter?: { pct: ReturnType<typeof summary> & { values: number[] }; ci: ReturnType<typeof bootstrapRatioCI>; verdict: 'pass' | 'fail' | 'inconclusive' };
+  iter?: {
+    pct: ReturnType<typeof summary> & { values: number[] };
+    ci: ReturnType<typeof bootstrapRatioCI>;
+    verdict: 'pass' | 'fail' | 'inconclusive';
+    /** what it costs instead: the lab process's CPU per walk over every thread (µs), and the threads walked */
+    walkCpuUs: ReturnType<typeof summary>;
+    threads: ReturnType<typeof summary>;
+  };
+  /** why the iter flavour's window could not be measured (it did not load here) */
+  iterUnsupported?: string;
 }
 
 interface PairSample {
@@ -137,12 +146,19 @@ export async function pingPong(opts: { rounds: number; windowMs: number; cpu: nu
   let pp: Awaited<ReturnType<typeof startPingPong>> | null = null;
   let empty: Awaited<ReturnType<typeof EnergyCollector.emptyHook>> | null = null;
   let other: EnergyCollector | null = null;
+  let iterUnsupported: string | undefined;
+  // the iter flavour's walks in its windows: CPU time (the lab's process, off the pinned CPU) and threads walked
+  const walks: { cpuUs: number; threads: number }[] = [];
   try {
     if (opts.floor) empty = await EnergyCollector.emptyHook();
     // the iter flavour beside a sched_switch flavour: a fourth window per round, like for like
     if (opts.alsoIter && !iter) {
-      other = await EnergyCollector.open({ power: 'model', counters: 'off', hook: 'iter' });
-      other.setSwitchHook(false);
+      try {
+        other = await EnergyCollector.open({ power: 'model', counters: 'off', hook: 'iter' });
+        other.setSwitchHook(false);
+      } catch (e) {
+        iterUnsupported = (e as Error).message.split('\n')[0]!;
+      }
     }
     c.setSwitchHook(false);
     restore = await keepOffCpu(cpu, c.onlineCpus);
@@ -162,7 +178,12 @@ export async function pingPong(opts: { rounds: number; windowMs: number; cpu: nu
       // the iter flavour's work is its walk over every thread (from the lab's process, off the
       // pinned CPU): one per on-window, ten times as often as a 1 s sampling interval would
       if (on && iter) c.onCpuNow();
-      if (cfg === 'iter') other!.onCpuNow();
+      if (cfg === 'iter') {
+        const u = process.cpuUsage();
+        other!.onCpuNow();
+        const d = process.cpuUsage(u);
+        walks.push({ cpuUs: d.user + d.system, threads: other!.iterThreads() });
+      }
       await sleep(windowMs);
       const b = readPair(pids);
       const seen = Number(c.cpuTotals()[cpu]?.switches ?? 0n) - seen0;
@@ -245,7 +266,8 @@ export async function pingPong(opts: { rounds: number; windowMs: number; cpu: nu
     ...(opts.floor ? { floorPct: { ...summary(floorPct), values: floorPct } } : {}),
     ...(iterRounds.length ? (() => {
       const ici = bootstrapRatioCI(iterRounds.map((r) => 1 / r.offCpu), iterRounds.map((r) => 1 / r.iterCpu!));
-      return { iter: { pct: { ...summary(iterPct), values: iterPct }, ci: ici, verdict: verdict(ici, limit) } };
+      return { iter: { pct: { ...summary(iterPct), values: iterPct }, ci: ici, verdict: verdict(ici, limit), walkCpuUs: summary(walks.map((x) => x.cpuUs)), threads: summary(walks.map((x) => x.threads)) } };
     })() : {}),
+    ...(iterUnsupported ? { iterUnsupported } : {}),
   };
 }
