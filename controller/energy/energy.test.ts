@@ -271,6 +271,40 @@ describeRoot('energy collector (host kernel)', () => {
         expect(Math.abs(bpfNs - truthNs) / truthNs, `burner ${i}/4: truth ${(truthNs / 1e6).toFixed(1)} ms, iter ${(bpfNs / 1e6).toFixed(1)} ms`).toBeLessThan(0.02);
       }
 
+      // a non-leader thread that execs takes the process's pid and its leader's start time
+      // (de_thread): each thread is charged once, the process its whole life (wait4's rusage)
+      const EXEC_FROM_THREAD = [
+        'import os, threading, time',
+        'def burn(s):',
+        '  t = time.thread_time()',
+        '  while time.thread_time() - t < s: pass',
+        'def child():',
+        '  burn(0.2)',
+        `  os.execv('${PY}', ['python3', '-c', 'import time\\nt = time.thread_time()\\nwhile time.thread_time() - t < 0.2: pass'])`,
+        'burn(0.3)',
+        'threading.Thread(target=child).start()',
+        'time.sleep(30)',
+      ].join('\n');
+      // walks all through its life: before, across and after the exec
+      const run = execa(PY, ['-c', REAPER, EXEC_FROM_THREAD]);
+      let ended = false;
+      void run.finally(() => (ended = true)).catch(() => {});
+      while (!ended) {
+        t.onCpuNow();
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const [xpid, xtruth] = (await run).stdout.trim().split('\n').at(-1)!.split(' ').map(Number);
+      // its threads' records come at different times (the old leader at the exec, the rest at the reap): wait until it stops growing
+      const xNs = () => [...t.onCpuNow().values()].filter((v) => v.tgid === xpid).reduce((s, v) => s + v.ns, 0);
+      for (let last = -1, same = 0, until = performance.now() + 10_000; same < 3 && performance.now() < until; ) {
+        await new Promise((r) => setTimeout(r, 50));
+        const n = xNs();
+        same = n > 0 && n === last ? same + 1 : 0;
+        last = n;
+      }
+      expect(xtruth!).toBeGreaterThan(0.6e9);
+      expect(Math.abs(xNs() - xtruth!) / xtruth!, `exec from a thread: truth ${(xtruth! / 1e6).toFixed(1)} ms, iter ${(xNs() / 1e6).toFixed(1)} ms`).toBeLessThan(0.02);
+
       // a process that lives across reads is charged what it ran since the collector's first look,
       // to the nanosecond while it is stopped (a stopped thread's runtime is settled)
       p = execa(PY, ['-c', 'while True: pass'], { reject: false });
