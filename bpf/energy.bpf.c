@@ -553,7 +553,8 @@ int BPF_PROG(energy_task_free, struct task_struct *p)
 	struct energy_iter_task r = {};
 	iter_record(&r, p, false);
 	struct energy_exit_key k = { .task = r.task, .start_ns = r.start_ns };
-	bpf_map_update_elem(&exited, &k, &r, BPF_ANY);
+	if (bpf_map_update_elem(&exited, &k, &r, BPF_ANY))
+		return 0;
 	__u32 zero = 0;
 	struct energy_cpu *c = bpf_map_lookup_elem(&cpus, &zero);
 	if (c)

@@ -77,6 +77,34 @@ describe('IterAccount', () => {
     expect(a.threadCount).toBe(0);
   });
 
+  it('an earlier start at a known address is another task unless it shows the same process\'s leader', () => {
+    const a = new IterAccount(1, 0n);
+    a.update(1n * S, [rec(5, 300, 100, { tid: 31, tgid: 30 })], [], null);
+    // freed; its address went to a thread of another process that exec'd (its leader's older start)
+    a.update(2n * S, [rec(5, 200, 70, { tid: 40, tgid: 40 })], [rec(5, 300, 150, { tid: 31, tgid: 30 })], null);
+    expect(total(a, '1:30')).toBe(150);
+    expect(total(a, '1:40')).toBe(70);
+    expect(a.threadCount).toBe(1);
+  });
+
+  it('a key pruned and made again (pid reuse) is a new generation', () => {
+    const a = new IterAccount(1, 0n);
+    a.update(1n * S, [rec(1, 5, 10)], [], null);
+    const g = a.keys.get('1:1')!.gen;
+    a.update(2n * S, [], [rec(1, 5, 20)], null);
+    a.markSampled();
+    a.update(3n * S, [rec(2, 6, 3, { tgid: 1 })], [], null);
+    expect(a.keys.get('1:1')!.gen).not.toBe(g);
+    expect(total(a)).toBe(3);
+  });
+
+  it('ignores weights that are not one finite share per CPU', () => {
+    const a = new IterAccount(2, 0n);
+    a.update(1n * S, [rec(1, 5, 100)], [], [NaN, 1]);
+    a.update(2n * S, [rec(1, 5, 200)], [], [1]);
+    expect(a.keys.get('1:1')!.ns).toEqual([100, 100]);
+  });
+
   it('gives up a thread whose exit record never comes, counts it, and ignores the record if it comes late', () => {
     const a = new IterAccount(1, 0n, 10n * S);
     a.update(1n * S, [rec(1, 5, 100)], [], null);

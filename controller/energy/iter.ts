@@ -9,7 +9,11 @@
 //     would be measured against the old leader's runtime and the old leader charged twice;
 //   - an address is reused only after its task was freed: a walk that shows a later start time at
 //     a known address means another task, and the old one's exit record is still to come
-//     (`retired`); an earlier start time at the same address is the de_thread case, same thread.
+//     (`retired`); an earlier start time at the same address is the same thread only as its
+//     process's leader in the same process (the de_thread case), else also another task.
+// Not handled (counted or charged wrongly, rare): a thread that execs twice within one read, and
+// a thread born after the collector opened that execs before any walk saw it (it takes its
+// leader's older start time, so what it ran before the next walk is taken for time before us).
 // A thread first seen is charged nothing (its runtime so far ran before the collector looked)
 // unless it started after the collector opened (`bornAfter`), then all of it. A thread that left
 // the walk and whose exit record does not come within `giveUpNs` (the kernel's LRU of exit records
@@ -28,6 +32,8 @@ export interface IterRecord {
 }
 
 export interface IterKey {
+  /** which incarnation of the key: one pruned and made again (pid reuse) starts from 0 with a new gen */
+  gen: number;
   cgroupId: bigint;
   tgid: number;
   comm: string;
@@ -61,6 +67,7 @@ export class IterAccount {
   private readonly givenUp = new Map<string, bigint>();
   private readonly live = new Map<string, number>();
   private seq = 0;
+  private gens = 0;
 
   constructor(
     private readonly cpus: number,
@@ -82,11 +89,13 @@ export class IterAccount {
    */
   update(now: bigint, walk: Iterable<IterRecord>, exits: Iterable<IterRecord>, weights: number[] | null): void {
     this.prune();
-    const w = weights ?? new Array<number>(this.cpus).fill(1 / this.cpus);
+    const ok = weights && weights.length === this.cpus && weights.every((x) => Number.isFinite(x) && x >= 0);
+    const w = ok ? weights : new Array<number>(this.cpus).fill(1 / this.cpus);
     const seq = ++this.seq;
     for (const r of walk) {
       let th = this.threads.get(r.task);
-      if (th && r.startNs > th.start) {
+      // an earlier start is the same thread only after an exec (de_thread: the leader's tid and start, same process)
+      if (th && (r.startNs > th.start || (r.startNs < th.start && !(r.tid === r.tgid && r.tgid === th.tgid)))) {
         // the address holds another task now: the old one's exit record is due
         this.threads.delete(r.task);
         th.missingSince = now;
@@ -169,7 +178,7 @@ export class IterAccount {
 
   private charge(key: string, r: IterRecord, ns: number, w: number[], fromWalk: boolean): void {
     let k = this.keys.get(key);
-    if (!k) this.keys.set(key, (k = { cgroupId: r.cgroupId, tgid: r.tgid, comm: r.comm, ns: new Array<number>(this.cpus).fill(0), sampled: -1, total: 0 }));
+    if (!k) this.keys.set(key, (k = { gen: ++this.gens, cgroupId: r.cgroupId, tgid: r.tgid, comm: r.comm, ns: new Array<number>(this.cpus).fill(0), sampled: -1, total: 0 }));
     else if (fromWalk && r.comm) k.comm = r.comm; // an exit record names the thread, not its leader
     if (ns <= 0) return;
     k.total += ns;
