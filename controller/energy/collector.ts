@@ -4,10 +4,10 @@
 // energy top`, the scenario and the tests all drive this class.
 import fs from 'node:fs';
 import path from 'node:path';
-import { attachIter, attachTrace, attachTracepoint, enableStats, mapInfo, perfEventOpen, readIter, type BpfMap, type Codec, type Link } from '../libbpf/index.ts';
+import { attachIter, attachTrace, attachTracepoint, enableStats, mapInfo, perfEventOpen, readIter, type BpfMap, type Link } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { LabError } from '../../common/errors.ts';
-import { energy, type Energy, type EnergyShape, type energy_cpu, type energy_exit_key, type energy_freq, type energy_iter_task, type energy_key, type energy_task } from '../../bpf/gen/energy.ts';
+import { energy, type Energy, type EnergyShape, type energy_cpu, type energy_exit_key, type energy_freq, type energy_iter_task, energy_iter_task_size, type energy_key, type energy_task } from '../../bpf/gen/energy.ts';
 import { attribute, busyAtRead, DEFAULT_MODEL, type BusyAtRead, meteredEnergy, modelEnergy, validateModel, type CpuInterval, type ModelConfig, type PowerSourceName, type Use } from './model.ts';
 import { findMeter, type Meter } from './power.ts';
 import { busyWeights, IterAccount, procStatBusy, type IterRecord } from './iter.ts';
@@ -133,7 +133,6 @@ const INIT_PID_NS_INO = 0xeffffffc;
 // the bench's do-nothing program (EnergyCollector.emptyHook) is never loaded with the accounting
 const SWITCH_PROGS: EnergyShape['programs'][] = [...Object.values(SWITCH_PROG), 'energy_switch_empty'];
 
-
 const keyOf = (cg: bigint, tgid: number) => `${cg}:${tgid}`;
 
 export class EnergyCollector {
@@ -164,7 +163,6 @@ export class EnergyCollector {
   private closed = false;
   // iter flavour state (see readIterTasks)
   private iter: IterAccount | null = null;
-  private iterCodec: Codec<energy_iter_task> | null = null;
   /** field offsets of energy_iter_task (from the object's BTF): the walk's records are read in place */
   private iterAt: Record<'task' | 'cgroup_id' | 'sum_ns' | 'start_ns' | 'tid' | 'tgid' | 'comm', number> | null = null;
   /** /proc/stat busy ticks per online CPU at the previous read (the iter flavour's per-CPU split) */
@@ -209,7 +207,6 @@ export class EnergyCollector {
     this.freqMap = skel.maps.freq;
     this.meterLast = meter?.readJoules() ?? 0;
     if (this.hook.name === 'iter') {
-      this.iterCodec = skel.obj.btf.codecByName<energy_iter_task>('energy_iter_task');
       const L = skel.obj.btf.layout('energy_iter_task');
       this.iterAt = { task: L.task!.offset, cgroup_id: L.cgroup_id!.offset, sum_ns: L.sum_ns!.offset, start_ns: L.start_ns!.offset, tid: L.tid!.offset, tgid: L.tgid!.offset, comm: L.comm!.offset };
       // threads started from here on have run only while we watched: their whole runtime is ours
@@ -218,7 +215,6 @@ export class EnergyCollector {
     this.prev = this.read();
     this.t0 = this.prev.t;
     const p = this.prev;
-    const n = this.onlineCpus.length || 1;
     if (p.iterBusy) this.busyAt = p.iterBusy.map((b) => ({ busy: b, keyed: b, gap: 0 }));
     else this.busyAt = this.onlineCpus.map((cpu) => {
       let keyed = Number(p.cpusBefore[cpu]?.unattributed_ns ?? 0n);
@@ -411,14 +407,13 @@ export class EnergyCollector {
    */
   private readIterTasks(): Raw {
     const t = process.hrtime.bigint();
-    const codec = this.iterCodec!;
     const buf = readIter(this.links[0]!);
     const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     const rec = (r: energy_iter_task): IterRecord => ({ task: r.task, cgroupId: r.cgroup_id, sumNs: Number(r.sum_ns), startNs: r.start_ns, tid: r.tid, tgid: r.tgid, comm: r.comm });
     // the walk's records by hand (the generic codec cost ~2 µs a thread; ~1.9 µs per thread in all now, scratch)
     const at = this.iterAt!;
     const walk: IterRecord[] = [];
-    for (let off = 0; off + codec.size <= buf.length; off += codec.size) {
+    for (let off = 0; off + energy_iter_task_size <= buf.length; off += energy_iter_task_size) {
       const c0 = off + at.comm;
       const nul = buf.indexOf(0, c0);
       walk.push({
@@ -478,7 +473,7 @@ export class EnergyCollector {
     return Math.max(this.iter!.lost, written - this.iterDrained - waiting);
   }
 
-  /** entries created in the LRU map minus entries alive: what the LRU evicted so far (iter: threads given up, see readIterTasks) */
+  /** entries created in the LRU map minus entries alive: what the LRU evicted so far (iter: threads lost, see iterLost) */
   evictions(): number {
     if (this.hook.name === 'iter') return this.iterLost();
     const created = this.prev.cpus.reduce((s, c) => s + Number(c.new_keys), 0);
@@ -546,7 +541,6 @@ export class EnergyCollector {
       }
     }
     const prevBusy = this.busyAt;
-    const n = this.onlineCpus.length || 1;
     // iter: the busy total is exactly what the threads were charged (no second map to skew against)
     if (cur.iterBusy) this.busyAt = cur.iterBusy.map((b) => ({ busy: b, keyed: b, gap: 0 }));
     else this.busyAt = this.onlineCpus.map((cpu, i) => busyAtRead(prevBusy[i]!, flushed(cur.cpusBefore[cpu]), flushed(cur.cpus[cpu]), (usedOn.get(cpu) ?? 0) + d(cur.cpusBefore[cpu]?.unattributed_ns, prev.cpusBefore[cpu]?.unattributed_ns)));
