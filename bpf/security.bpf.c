@@ -207,6 +207,24 @@ struct {
 	__type(value, __u8);
 } guard_logged SEC(".maps");
 
+/*
+ * Sockets the packet guard judged by their sender, not by their cgroup: the policy it judged them
+ * under, for their later packets, which may leave from any context (a TCP SYN's retransmission
+ * leaves from a timer, in whatever task it interrupted). Socket storage: it goes with the socket,
+ * and nothing evicts it. Not pinned: a daemon that loads new programs starts afresh.
+ */
+struct sec_guard_sock {
+	__u32 policy_id;
+	__u32 slot;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct sec_guard_sock);
+} guard_socks SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 20);
@@ -1330,6 +1348,54 @@ static __always_inline __u32 skb_source_route(struct __sk_buff *skb)
 	return 0;
 }
 
+/* in route_guard_event's `opt`: the packet was judged by its sender's policy, not its socket's cgroup */
+#define GUARD_BY_SENDER 0x80000000u
+
+/*
+ * The slot + 1 of the policy of the task sending, 0 for none (sec_route_guard's second look):
+ * select_current through CO-RE reads, since 5.10 refuses the get_current_* helpers in cgroup_skb.
+ * In process context that is the sender (a datagram, a connect's SYN, data pushed by its write); in
+ * softirq, whatever task was interrupted, which is why a socket judged so keeps its judgement
+ * (guard_socks). A global function, verified once: inlined beside the guard's walk of the socket's
+ * cgroups, the verifier gave up (E2BIG).
+ */
+__noinline int guard_sender_slot(void)
+{
+	struct sec_config *cfg = get_config();
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	__u32 *slotp = NULL;
+	__u32 slot = 0;
+
+	if (!cfg)
+		return 0;
+	if (cfg->cg_levels)
+		slotp = cg_slot_walk(cfg->cg_levels);
+	if (slotp) {
+		slot = *slotp;
+	} else if (cfg->have_exe_selectors) {
+		__u32 tgid = BPF_CORE_READ(t, tgid);
+		struct sec_proc *p = bpf_map_lookup_elem(&procs, &tgid);
+		if (p) {
+			if (!p->slot)
+				return 0;
+			slot = p->slot - 1;
+		} else {
+			__u32 *mark = marked_child(tgid);
+			if (!mark)
+				return 0;
+			slot = *mark - 1;
+		}
+	} else {
+		return 0;
+	}
+	struct sec_policy *pol = bpf_map_lookup_elem(&policies, &slot);
+	if (!pol || !pol->id)
+		return 0;
+	if (pol->uid != SEC_ANY_UID && BPF_CORE_READ(t, cred, uid.val) != pol->uid)
+		return 0;
+	return slot + 1;
+}
+
 /* a global function: verified once on its own. Inlined, the verifier walked the task reads once per
  * path through the header walk and the cgroup walk above it and gave up (1M instructions). */
 __noinline int route_guard_event(struct __sk_buff *skb, __u32 policy_id, __u32 rule_id, __u32 enforce, __u32 opt)
@@ -1349,7 +1415,12 @@ __noinline int route_guard_event(struct __sk_buff *skb, __u32 policy_id, __u32 r
 	/* the task through CO-RE reads: 5.10 refuses the get_current_{pid_tgid,comm,cgroup_id} helpers
 	 * in cgroup_skb (EINVAL), bpf_get_current_task it allows */
 	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
-	if (BPF_CORE_READ(t, cgroups, dfl_cgrp, kn, id) == e->cgroup_id) {
+	__u64 task_cg = BPF_CORE_READ(t, cgroups, dfl_cgrp, kn, id);
+	/* judged by its sender (GUARD_BY_SENDER): the sender's cgroup, pid and comm */
+	if (opt & GUARD_BY_SENDER)
+		e->cgroup_id = task_cg;
+	opt &= ~GUARD_BY_SENDER;
+	if (task_cg == e->cgroup_id) {
 		e->pid = BPF_CORE_READ(t, tgid);
 		BPF_CORE_READ_INTO(&e->comm, t, comm);
 		ev_ppid_from_procs(e);
@@ -1370,11 +1441,11 @@ SEC("cgroup_skb/egress")
 int sec_route_guard(struct __sk_buff *skb)
 {
 	struct sec_config *cfg = get_config();
-	__u32 levels = cfg ? cfg->cg_levels : 0;
 	__u32 opt;
 
-	if (!levels || !(opt = skb_source_route(skb)))
+	if (!cfg || !(cfg->cg_levels || cfg->have_exe_selectors) || !(opt = skb_source_route(skb)))
 		return 1;
+	__u32 levels = cfg->cg_levels;
 	/*
 	 * cg_slot_helper's walk with the socket's ancestors instead of the task's: not shared through
 	 * a "skb or not" argument, since clang kept the other helper's call behind the test, and 5.10
@@ -1393,9 +1464,39 @@ int sec_route_guard(struct __sk_buff *skb)
 			break;
 	}
 	/* out of the loop: the verifier then walks the event's code once, not once per path through it */
-	if (!slot)
-		return 1;
-	struct sec_policy *pol = bpf_map_lookup_elem(&policies, slot);
+	struct sec_policy *pol = slot ? bpf_map_lookup_elem(&policies, slot) : NULL;
+	if (!slot) {
+		/*
+		 * No selected cgroup holds the socket: its sender may still be selected. A socket made
+		 * before its process was selected or handed to it, a process selected by executable, and
+		 * on 5.10 every socket once net_cls or net_prio (cgroup v1) is in use: the kernel then
+		 * stops matching sockets to cgroup2 and files them all under the root.
+		 */
+		struct bpf_sock *sk = skb->sk;
+		if (sk)
+			sk = bpf_sk_fullsock(sk);
+		struct sec_guard_sock *gs = sk ? bpf_sk_storage_get(&guard_socks, sk, 0, 0) : NULL;
+		__u32 s = 0;
+		if (gs) {
+			s = gs->slot;
+			pol = bpf_map_lookup_elem(&policies, &s);
+			/* the policy it was judged under is gone: judged afresh */
+			if (pol && pol->id != gs->policy_id)
+				pol = NULL;
+		}
+		int by = pol ? 0 : guard_sender_slot();
+		if (by > 0) {
+			s = by - 1;
+			pol = bpf_map_lookup_elem(&policies, &s);
+		}
+		if (by > 0 && pol && pol->id) {
+			opt |= GUARD_BY_SENDER;
+			if (sk && (gs = bpf_sk_storage_get(&guard_socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE))) {
+				gs->policy_id = pol->id;
+				gs->slot = s;
+			}
+		}
+	}
 	if (!pol || !pol->id || !(pol->flags & SEC_F_DENY_RAW))
 		return 1;
 	__u32 enforce = pol->flags & SEC_F_ENFORCE;

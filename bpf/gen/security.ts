@@ -2,6 +2,13 @@
 // change the C struct in bpf/ and rebuild.
 import { MapType, defineSkeleton, type Skeleton } from '../../controller/libbpf/index.ts';
 
+/** struct sec_proc: 8 bytes */
+export interface sec_proc {
+  ppid: number;
+  slot: number;
+}
+export const sec_proc_size = 8;
+
 /** struct sec_policy: 32 bytes */
 export interface sec_policy {
   id: number;
@@ -14,6 +21,13 @@ export interface sec_policy {
   ptrace_rule: number;
 }
 export const sec_policy_size = 32;
+
+/** struct sec_guard_sock: 8 bytes */
+export interface sec_guard_sock {
+  policy_id: number;
+  slot: number;
+}
+export const sec_guard_sock_size = 8;
 
 /** struct sec_config: 32 bytes */
 export interface sec_config {
@@ -32,13 +46,6 @@ export interface sec_file_key {
   ino: bigint;
 }
 export const sec_file_key_size = 16;
-
-/** struct sec_proc: 8 bytes */
-export interface sec_proc {
-  ppid: number;
-  slot: number;
-}
-export const sec_proc_size = 8;
 
 /** struct sec_lost_stop: 64 bytes */
 export interface sec_lost_stop {
@@ -143,15 +150,16 @@ export * from './security.enums.ts';
 // --- skeleton: maps, programs and globals of security.bpf.o, typed ---
 export interface SecurityShape {
   maps: {
+    procs: { key: number; value: sec_proc };
+    policies: { key: number; value: sec_policy };
     events: { key: Uint8Array; value: Uint8Array };
     lost: { key: number; value: bigint };
     cg_sel: { key: bigint; value: number };
-    policies: { key: number; value: sec_policy };
+    guard_socks: { key: number; value: sec_guard_sock };
     guard_logged: { key: bigint; value: number };
     attach_refused: { key: number; value: number };
     sec_config: { key: number; value: sec_config };
     exe_sel: { key: sec_file_key; value: number };
-    procs: { key: number; value: sec_proc };
     doomed: { key: number; value: number };
     stopped_lost: { key: number; value: sec_lost_stop };
     track_fail: { key: number; value: bigint };
@@ -170,15 +178,16 @@ export type Security = Skeleton<SecurityShape>;
 export const security = defineSkeleton<SecurityShape>({
   object: 'security',
   maps: {
+    procs: { type: MapType.HASH, keySize: 4, valueSize: 8 },
+    policies: { type: MapType.ARRAY, keySize: 4, valueSize: 32 },
     events: { type: MapType.RINGBUF, keySize: 0, valueSize: 0 },
     lost: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 8 },
     cg_sel: { type: MapType.HASH, keySize: 8, valueSize: 4 },
-    policies: { type: MapType.ARRAY, keySize: 4, valueSize: 32 },
+    guard_socks: { type: MapType.SK_STORAGE, keySize: 4, valueSize: 8 },
     guard_logged: { type: MapType.LRU_HASH, keySize: 8, valueSize: 1 },
     attach_refused: { type: MapType.LRU_HASH, keySize: 4, valueSize: 1 },
     sec_config: { type: MapType.ARRAY, keySize: 4, valueSize: 32 },
     exe_sel: { type: MapType.HASH, keySize: 16, valueSize: 4 },
-    procs: { type: MapType.HASH, keySize: 4, valueSize: 8 },
     doomed: { type: MapType.HASH, keySize: 4, valueSize: 4 },
     stopped_lost: { type: MapType.HASH, keySize: 4, valueSize: 64 },
     track_fail: { type: MapType.ARRAY, keySize: 4, valueSize: 8 },

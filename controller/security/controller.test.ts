@@ -673,6 +673,81 @@ t('rr', lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendmsg([b'x'],
     expect(await lines(cg), 'no policy: nothing dropped').toEqual(passes);
   });
 
+  // The guard judged by the socket's cgroup only, so it let through a source route on a socket made
+  // before its process joined a selected cgroup (cgroup/setsockopt judged no one then), one given
+  // per message by a process selected by executable, and on 5.10 with net_cls or net_prio (cgroup
+  // v1) in use every one: the kernel then files all sockets under the cgroup2 root. Where no
+  // selected cgroup holds the socket, its sender's policy now judges the packet, and the socket
+  // keeps that judgement for packets that leave from a timer: a TCP SYN's retransmission.
+  it('where BPF LSM is missing, the guard judges a source-routed packet by its sender when no selected cgroup holds the socket, and the socket keeps that judgement', async (t) => {
+    if (!hasRouteGuard(c.mechanisms)) return t.skip(`not attached here (${c.mechanisms.sourceRouting.join(', ')}): lsm/socket_sendmsg judges the send`);
+    const prelude = `import socket, struct, os, sys
+lsrr = bytes([1, 131, 7, 4]) + socket.inet_aton('127.0.0.1')
+segs = [socket.inet_pton(socket.AF_INET6, x) for x in ('2001:db8::1', '::1')]
+srh = struct.pack('!BBBBBBH', 0, 4, 4, 1, 1, 0, 0) + b''.join(segs)
+sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); sink.bind(('127.0.0.1', 0))
+sink6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); sink6.bind(('::1', 0))
+lst = socket.socket(); lst.bind(('127.0.0.1', 0)); lst.listen()
+def t(name, fn):
+    try: fn(); print(name, 0, flush=True)
+    except socket.timeout: print(name, 'timeout', flush=True)
+    except OSError as e: print(name, e.errno, flush=True)
+`;
+    // routed while outside the cgroup, then it joins: a datagram each, and a TCP connect whose SYN
+    // and its retransmission (~1 s later, from a timer) carry the route
+    const joins = `${prelude}u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); t('setsockopt', lambda: u.setsockopt(0, 4, lsrr))
+v6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); t('setsockopt6', lambda: v6.setsockopt(41, 57, srh))
+tc = socket.socket(); t('setsockopt_tcp', lambda: tc.setsockopt(0, 4, lsrr))
+if len(sys.argv) > 1: open(sys.argv[1] + '/cgroup.procs', 'w').write(str(os.getpid()))
+t('udp', lambda: u.sendto(b'x', sink.getsockname()))
+t('udp6', lambda: v6.sendto(b'x', sink6.getsockname()[:2]))
+tc.settimeout(2.5)
+t('tcp', lambda: tc.connect(lst.getsockname()))`;
+    const outcome = async (args: string[]) => {
+      const r = await execa(PY, ['-c', joins, ...args], { reject: false });
+      return { lines: String(r.stdout).trim().split('\n'), stderr: String(r.stderr) };
+    };
+    // what the kernel makes of them outside every policy (lo drops a source-routed SYN it receives
+    // where accept_source_route is off for "all": the connect times out either way)
+    const free = await outcome([]);
+    expect(free.lines.slice(0, 5), free.stderr).toEqual(['setsockopt 0', 'setsockopt6 0', 'setsockopt_tcp 0', 'udp 0', 'udp6 0']);
+    c.drainEvents();
+    const exe = path.join(tmp, 'guard-python');
+    fs.copyFileSync(fs.realpathSync(PY), exe);
+    fs.chmodSync(exe, 0o755);
+    try {
+      c.store.apply(parsePolicies(yaml(rel, '    egress: { deny: [{ to: 10.0.0.0/8 }] }\n'), 'p.yaml'));
+      const joined = await outcome([cg]);
+      expect(joined.lines, joined.stderr).toEqual(['setsockopt 0', 'setsockopt6 0', 'setsockopt_tcp 0', 'udp 1', 'udp6 1', expect.stringMatching(/^tcp (timeout|\d+)$/)]);
+      const evs = c.drainEvents().filter((e) => e.kind === 'sockopt');
+      // the datagrams and the SYN in the sender's own syscalls: named by the sender's cgroup and pid
+      expect(evs.slice(0, 3).map((e) => [e.option, e.cgroup, e.pid > 0])).toEqual([
+        ['IP_OPTIONS (a source route option in the packet)', rel, true],
+        ['IPV6_RTHDR (a routing header in the packet)', rel, true],
+        ['IP_OPTIONS (a source route option in the packet)', rel, true],
+      ]);
+      expect(evs.every((e) => e.mechanism === 'cgroup_skb/egress (packet dropped)' && e.action === 'blocked' && e.rule === RAW_RULE)).toBe(true);
+      // the SYN's retransmissions were dropped too: from the timer, under the judgement the socket kept
+      expect(evs.length, JSON.stringify(evs.map((e) => [e.option, e.cgroup, e.pid]))).toBeGreaterThanOrEqual(4);
+      c.store.delete('t');
+      // a process selected by executable, outside every selected cgroup: a route per message
+      c.store.apply(parsePolicies(`policies:\n  - name: by-exe\n    select: { executable: ${exe} }\n    egress: { deny: [{ to: 10.0.0.0/8 }] }\n`, 'x.yaml'));
+      const perMessage = `${prelude}t('lsrr', lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendmsg([b'x'], [(0, 7, lsrr)], 0, sink.getsockname()))`;
+      const byExe = await execa(exe, ['-c', perMessage], { reject: false });
+      expect(String(byExe.stdout).trim(), String(byExe.stderr)).toBe('lsrr 1');
+      const ex = c.drainEvents().filter((e) => e.kind === 'sockopt');
+      expect(ex.map((e) => [e.policy, e.option, e.comm])).toEqual([['by-exe', 'IP_OPTIONS (a source route option in the packet)', 'guard-python']]);
+      expect(ex[0]!.pid).toBeGreaterThan(0);
+      // the real python3 is not selected: its route passes
+      const other = await execa(PY, ['-c', perMessage], { reject: false });
+      expect(String(other.stdout).trim(), String(other.stderr)).toBe('lsrr 0');
+      expect(c.drainEvents().filter((e) => e.kind === 'sockopt')).toEqual([]);
+    } finally {
+      c.store.delete('t');
+      c.store.delete('by-exe');
+    }
+  });
+
   // A cgroup/setsockopt program earlier in the chain that passes the value on with optlen 0 (the
   // kernel's "use the caller's value", which this controller's own program set on every call) left
   // ctx->optlen 0 for the next, read as an empty value: a second controller attached below the

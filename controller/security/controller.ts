@@ -8,14 +8,15 @@
 // whose program is this build's (no gap, no reattach); one of another build is replaced, new before
 // old. It reconciles its state file with the kernel and says what it found. Only
 // `pnpm lab policy stop` (stopDaemon) removes the pins and with them the enforcement.
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Btf, BpfObject, Kind, Link, MapType, RingBuffer, UpdateFlags, attachCgroup, attachLsm, attachTrace, attachTracepoint, libbpf, libc, mapInfo, makePinDir, mapTypeName, pinnedMapInfo, progInfoById, removePinDir, type BpfMap } from '../libbpf/index.ts';
+import { Btf, BpfObject, Kind, Link, MapType, RingBuffer, UpdateFlags, attachCgroup, attachLsm, attachTrace, attachTracepoint, enableStats, libbpf, libc, mapInfo, makePinDir, mapTypeName, pinnedMapInfo, progInfoById, removePinDir, type BpfMap, type Program } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { sec_call, sec_event_action, sec_event_kind, sec_exec_mode, sec_mech, sec_opt_origin, sec_track_fail, security, type Security as SecuritySkeleton, type SecurityShape, type sec_event, type sec_lost_stop } from '../../bpf/gen/security.ts';
 import { cgroup2Root } from '../../common/cgroup.ts';
-import { processAlive, procStart, readPidStat, terminate } from '../../common/host.ts';
+import { activeLsms, processAlive, procStart, readPidStat, terminate } from '../../common/host.ts';
 import { readLockHolder, tryLock, unlock, withLockWaitSync } from '../../common/lockfile.ts';
 import { formatAddr } from './policy.ts';
 import { F_ENFORCE, MAP_NAMES, PolicyStore, emptyState, type SecMaps, type StoreState, type StoredPolicy } from './store.ts';
@@ -299,11 +300,9 @@ export function enforcementGaps(m: Mechanisms): { what: string; evidence: string
   if (!m.rawSockets.length) gaps.push({ what: 'rawSockets: deny', evidence: `no socket-creation hook attached${noLsm}` });
   if (!m.ptrace.length) gaps.push({ what: 'ptrace: deny', evidence: `no hook for access to other processes attached${noLsm}` });
   else if (!m.ptraceIoUring && !gaps.some((g) => /io_uring/.test(g.what))) gaps.push({ what: '/proc/<pid>/mem opened through io_uring', evidence: 'neither lsm/ptrace_access_check nor tp_btf/io_uring_complete refuses it here' });
-  if (!m.sourceRouting.includes('lsm/socket_sendmsg') && !had('lsm/socket_sendmsg')) {
-    // the packet guard judges by the sending socket's cgroup: a policy that selects by executable is left out
-    if (hasRouteGuard(m)) gaps.push({ what: 'source routes given per message (control messages) by processes a policy selects by executable', evidence: `${ROUTE_GUARD_HOOK} drops packets that carry one by the sending socket's cgroup only${noLsm}` });
-    else gaps.push({ what: 'source routes given per message (control messages)', evidence: `only lsm/socket_sendmsg sees them${noLsm}` });
-  }
+  // the packet guard judges a per-message route in its sender's own send: by the socket's cgroup,
+  // else by the sender's policy (cgroup or executable), so nothing is left where it is attached
+  if (!m.sourceRouting.includes('lsm/socket_sendmsg') && !had('lsm/socket_sendmsg') && !hasRouteGuard(m)) gaps.push({ what: 'source routes given per message (control messages)', evidence: `only lsm/socket_sendmsg sees them${noLsm}` });
   if (!m.compat && !had('tp_btf/sys_exit')) gaps.push({ what: '32-bit (ia32) syscalls', evidence: 'the syscall tracepoint fallbacks (ptrace, /proc/<pid>/mem, packet sockets, unrecorded children) do not see a call made with int 0x80 (nor an x32 one, where syscall.x32=y), and their check at every syscall\'s exit is off (--ia32 off)' });
   const gap = procsGap(m.procs);
   if (gap) gaps.push(gap);
@@ -451,7 +450,10 @@ export class SecurityController {
       lsmOk = true;
       mech.lsmEvidence = 'BPF LSM programs attached by the previous controller (pinned links, re-adopted)';
     } else if (opts.lsm !== 'off') {
-      const refused = refusedAlone(file, LSM_PROGS, (o) => LSM_PROGS.forEach((n) => attachLsm(o.program(n))));
+      const refused = refusedAlone(file, LSM_PROGS, (o) => {
+        LSM_PROGS.forEach((n) => attachLsm(o.program(n)));
+        lsmRuns(o.program('sec_exec_lsm'));
+      });
       lsmOk = !refused;
       mech.lsmEvidence = refused ? `BPF LSM: ${refused}` : `${HOOKS.filter((h) => LSM_PROGS.includes(h.prog)).map((h) => h.hook).join(', ')} load and attach`;
     } else mech.lsmEvidence = 'BPF LSM not tried (lsm: off)';
@@ -545,7 +547,15 @@ export class SecurityController {
         for (const [n, l] of adopted) stale.set(n, l);
         adopted.clear();
         c.migrateMaps(migrating, () => c.attach(lsmOk, opts.attachCgroup ?? cgroup2Root(), adopted, stale));
-      } else c.attach(lsmOk, opts.attachCgroup ?? cgroup2Root(), adopted, stale);
+      } else {
+        try {
+          c.attach(lsmOk, opts.attachCgroup ?? cgroup2Root(), adopted, stale);
+        } catch (e) {
+          // a link that cannot be pinned: nothing of this start stays (maps it pinned included)
+          c.undoStart(adopted, fresh);
+          throw e;
+        }
+      }
       const gaps = opts.requireAll ? enforcementGaps(mech) : [];
       if (gaps.length) {
         // before adopt(): the state file and the policies' slots are as the previous daemon left them
@@ -640,6 +650,10 @@ export class SecurityController {
         } catch (e) {
           l.close();
           for (const made of this.links.filter((x) => !this.kept.has(x))) (made.unpin(), made.close());
+          // before 5.15 a tracepoint program is attached through its perf event (an ioctl), not a
+          // bpf_link: there is nothing to pin (EINVAL), so the syscall-tracepoint fallbacks cannot
+          // outlive the daemon. BPF LSM needs none of them.
+          if (h.kind === 'tracepoint' && /EINVAL/.test(firstLine(e))) throw new LabError(`cannot pin ${h.prog} (${h.hook}): this kernel attaches tracepoint programs without a bpf_link (5.15+), so the fallbacks used without BPF LSM would end with this process`, `make BPF LSM active, which needs none of them: boot with bpf added to lsm= (${m.lsmEvidence})`);
           throw new LabError(`cannot pin ${h.prog} (${h.hook}) at ${at}: ${firstLine(e)}`, `something else holds that path: pnpm lab policy stop removes the old enforcement, then start the daemon again`);
         }
         // tests only: a start held right after this link's pin, to be killed there (a start cut short)
@@ -1243,6 +1257,31 @@ export function uringCompatUnsound(btf = Btf.vmlinux()): string | undefined {
  * said when it refused, or undefined. Probed by trial so that a program one kernel refuses does
  * not take the others down with it.
  */
+/**
+ * LSM programs load and attach wherever the kernel has CONFIG_BPF_LSM, but they run only where bpf
+ * is among the active LSMs (lsm= at boot; 5.10's default list, Debian bullseye's, leaves it out):
+ * there, attached, they enforced nothing, and the fallbacks were left out. The kernel's list says
+ * which; where securityfs is not mounted, an exec under run counts does (lsm/bprm_check_security).
+ */
+function lsmRuns(exec: Program): void {
+  const lsms = activeLsms();
+  const fix = (l: string[]) => `bpf is not among the active LSMs (${l.join(',')}); boot with lsm=${[...l, 'bpf'].join(',')}`;
+  if (lsms) {
+    if (!lsms.includes('bpf')) throw new Error(`the programs load and attach but never run: ${fix(lsms)}`);
+    return;
+  }
+  const stats = enableStats();
+  let ran: boolean;
+  try {
+    const before = exec.info().runCnt;
+    spawnSync('/bin/true');
+    ran = exec.info().runCnt !== before;
+  } finally {
+    stats.close();
+  }
+  if (!ran) throw new Error('the programs load and attach but never run (an exec did not run lsm/bprm_check_security; /sys/kernel/security/lsm is not readable): bpf is not among the active LSMs; boot with lsm=…,bpf');
+}
+
 function refusedAlone(file: string, progs: string[], then: (o: BpfObject) => void = () => {}): string | undefined {
   const probe = BpfObject.open(file);
   try {

@@ -1,0 +1,94 @@
+// The security controller on a kernel that has BPF LSM built in but not active: Debian's 5.10
+// (bullseye), whose default lsm= list leaves `bpf` out. LSM programs load and attach there and
+// never run. The controller took them for working, attached no fallback, and enforced no exec,
+// raw-socket, ptrace or source-route rule: the security scenario in such a guest let 47 attacks
+// through (reports/20261206-202830-security-5.10). In a 5.10 guest booted without `bpf` in lsm=:
+//   - `pnpm lab policy daemon` (the guest bundle) refuses to start, since 5.10's tracepoint
+//     attachments cannot be pinned (no bpf_link before 5.15), and leaves nothing pinned;
+//   - an unpinned controller (testdata/nolsm-guest.ts) chooses the fallbacks, kills a shell, and
+//     its packet guard drops a source-routed datagram before and after net_cls (cgroup v1) is put
+//     to use, which makes 5.10 file every new socket under the cgroup2 root.
+// One boot, ~30 s under TCG.
+import { execFileSync } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { ensureBundle } from '../../lab/bundle.ts';
+import { vmExec, vmKernelArg } from '../../lab/vm/cli.ts';
+
+function hasQemu(): boolean {
+  try {
+    execFileSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+const skipReason = process.getuid?.() !== 0 ? 'VM tests need root' : !hasQemu() ? 'qemu-system-x86_64 is not installed (pnpm lab setup vm)' : process.env.EBPF_LAB_SKIP_VM ? 'EBPF_LAB_SKIP_VM is set' : '';
+
+const ATTACK = `import os, socket, subprocess
+open('/sys/fs/cgroup/nolsm-test/cgroup.procs', 'w').write(str(os.getpid()))
+try: print('sh', subprocess.run(['/bin/sh', '-c', 'exit 7']).returncode, flush=True)
+except OSError: print('sh', -1000, flush=True)
+lsrr = bytes([1, 131, 7, 4]) + socket.inet_aton('127.0.0.1')
+def send():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    d = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); d.bind(('127.0.0.1', 0))
+    try: s.sendmsg([b'x'], [(0, 7, lsrr)], 0, d.getsockname()); return 0
+    except OSError as e: return e.errno
+print('lsrr', send(), flush=True)
+os.makedirs('/tmp/nc', exist_ok=True)
+subprocess.run(['mount', '-t', 'cgroup', '-o', 'net_cls', 'none', '/tmp/nc'], check=True)
+open('/tmp/nc/net_cls.classid', 'w').write('65537')
+print('lsrr-netcls', send(), flush=True)
+`;
+
+describe.skipIf(!!skipReason)(`security daemon on 5.10 with BPF LSM built but not active ${skipReason ? `(skipped: ${skipReason})` : ''}`, () => {
+  it('sees that the LSM programs never run and enforces through the fallbacks; the daemon, which cannot pin their tracepoint links there, refuses to start and pins nothing; the packet guard drops a source route after net_cls is put to use', async () => {
+    const cli = `node ${await ensureBundle()}`;
+    const script = `set -u
+cat /sys/kernel/security/lsm; echo
+timeout 600 ${cli} policy daemon > /tmp/daemon.out 2> /tmp/daemon.err
+echo "daemon exit $?"
+cat /tmp/daemon.err
+echo "pins: $(find /sys/fs/bpf/ebpf-lab/security -mindepth 1 2>/dev/null | wc -l)"
+node --import tsx controller/security/testdata/nolsm-guest.ts
+echo "guest exit $?"
+dmesg | grep -o 'disabling cgroup2 socket matching.*' | head -1
+exit 0`;
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    const prev = process.env.EBPF_LAB_VM_APPEND;
+    // the last lsm= wins: Debian 5.10's list without bpf (lab/vm/cmdline.ts adds bpf to it)
+    process.env.EBPF_LAB_VM_APPEND = 'lsm=lockdown,yama,apparmor';
+    try {
+      const r = await vmExec(vmKernelArg('5.10'), `export ATTACK=${shellQuote(ATTACK)}\n${script}`, { quiet: true, stdout: (b) => out.push(b), stderr: (b) => err.push(b), timeoutMs: 600_000 });
+      const o = Buffer.concat(out).toString();
+      const e = Buffer.concat(err).toString();
+      const all = `${o}\n${e}`;
+      expect(r.exitCode, all).toBe(0);
+      expect(o.split('\n')[0], 'the guest runs without bpf among its LSMs').not.toMatch(/(^|,)bpf(,|$)/);
+      // the daemon: one line naming why and the fix, exit 1, nothing left pinned
+      expect(o, all).toMatch(/^daemon exit 1$/m);
+      expect(o, all).toMatch(/^error: cannot pin sec_\w+ \(tracepoint\/syscalls\/\w+\): this kernel attaches tracepoint programs without a bpf_link \(5\.15\+\), so the fallbacks used without BPF LSM would end with this process$/m);
+      expect(o, all).toMatch(/^ {2}fix: make BPF LSM active, which needs none of them: boot with bpf added to lsm= \(BPF LSM: the programs load and attach but never run: bpf is not among the active LSMs/m);
+      expect(o, all).toMatch(/^pins: 0$/m);
+      // the controller: the probe's verdict, the fallbacks and the guard chosen
+      expect(o, all).toMatch(/^guest exit 0$/m);
+      expect(o, all).toMatch(/^exec tp-kill$/m);
+      expect(o, all).toMatch(/^lsm BPF LSM: the programs load and attach but never run: bpf is not among the active LSMs \([^)]*\); boot with lsm=[^ ]*,bpf$/m);
+      expect(o, all).toMatch(/^routes .*cgroup_skb\/egress/m);
+      // the shell is killed by the exec tracepoint's fallback
+      expect(o, all).toMatch(/^sh -9$/m);
+      // the route dropped by the socket's cgroup, and by its sender's policy once 5.10 has stopped
+      // matching sockets to cgroup2
+      expect(o, all).toMatch(/^lsrr 1$/m);
+      expect(o, all).toMatch(/^disabling cgroup2 socket matching due to net_prio or net_cls activation/m);
+      expect(o, all).toMatch(/^lsrr-netcls 1$/m);
+      expect(o.match(/^event sockopt blocked IP_OPTIONS \(a source route option in the packet\) \/nolsm-test$/gm)?.length, all).toBe(2);
+    } finally {
+      if (prev === undefined) delete process.env.EBPF_LAB_VM_APPEND;
+      else process.env.EBPF_LAB_VM_APPEND = prev;
+    }
+  }, 720_000);
+});
+
+const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
