@@ -12,7 +12,7 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Btf, BpfObject, Kind, Link, MapType, RingBuffer, UpdateFlags, attachCgroup, attachLsm, attachTrace, attachTracepoint, enableStats, libbpf, libc, mapInfo, makePinDir, mapTypeName, pinnedMapInfo, progInfoById, removePinDir, type BpfMap, type Program } from '../libbpf/index.ts';
+import { Btf, BpfObject, Kind, Link, MapType, RingBuffer, UpdateFlags, attachCgroup, attachLsm, attachTrace, attachTracepoint, enableStats, libbpf, libc, mapInfo, makePinDir, mapTypeName, pinnedMapInfo, progInfoById, removePinDir, type BpfMap } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { sec_call, sec_event_action, sec_event_kind, sec_exec_mode, sec_mech, sec_opt_origin, sec_track_fail, security, type Security as SecuritySkeleton, type SecurityShape, type sec_event, type sec_lost_stop } from '../../bpf/gen/security.ts';
 import { cgroup2Root } from '../../common/cgroup.ts';
@@ -446,13 +446,22 @@ export class SecurityController {
       if (!adopted.size) fs.rmSync(STARTED_PATH, { force: true });
     }
     let lsmOk = false;
-    if ([...adopted.keys()].some((n) => LSM_PROGS.includes(n))) {
+    const adoptedLsm = [...adopted.keys()].filter((n) => LSM_PROGS.includes(n));
+    // a previous build took LSM programs that never run for working (see lsmRuns): its links are
+    // retired once this start stands, and the fallbacks attached instead
+    const inert = adoptedLsm.length ? lsmInert(() => { const l = adopted.get('sec_exec_lsm'); return l ? progInfoById(l.info().progId)?.runCnt : undefined; }) : undefined;
+    if (inert) {
+      for (const n of adoptedLsm) (stale.set(n, adopted.get(n)!), adopted.delete(n));
+      mech.lsmEvidence = `BPF LSM: the programs the previous controller attached never run: ${inert}`;
+    } else if (adoptedLsm.length) {
       lsmOk = true;
       mech.lsmEvidence = 'BPF LSM programs attached by the previous controller (pinned links, re-adopted)';
     } else if (opts.lsm !== 'off') {
       const refused = refusedAlone(file, LSM_PROGS, (o) => {
         LSM_PROGS.forEach((n) => attachLsm(o.program(n)));
-        lsmRuns(o.program('sec_exec_lsm'));
+        const exec = o.program('sec_exec_lsm');
+        const why = lsmInert(() => exec.info().runCnt);
+        if (why) throw new Error(`the programs load and attach but never run: ${why}`);
       });
       lsmOk = !refused;
       mech.lsmEvidence = refused ? `BPF LSM: ${refused}` : `${HOOKS.filter((h) => LSM_PROGS.includes(h.prog)).map((h) => h.hook).join(', ')} load and attach`;
@@ -1258,28 +1267,27 @@ export function uringCompatUnsound(btf = Btf.vmlinux()): string | undefined {
  * not take the others down with it.
  */
 /**
- * LSM programs load and attach wherever the kernel has CONFIG_BPF_LSM, but they run only where bpf
- * is among the active LSMs (lsm= at boot; 5.10's default list, Debian bullseye's, leaves it out):
- * there, attached, they enforced nothing, and the fallbacks were left out. The kernel's list says
- * which; where securityfs is not mounted, an exec under run counts does (lsm/bprm_check_security).
+ * Why attached LSM programs would never run, or undefined where they do. They load and attach
+ * wherever the kernel has CONFIG_BPF_LSM, but run only where bpf is among the active LSMs (lsm= at
+ * boot; 5.10's default list, Debian bullseye's, leaves it out): there, attached, they enforced
+ * nothing, and the fallbacks were left out. The kernel's list says which; where securityfs is not
+ * mounted, an exec under run counts does (`execRuns`: lsm/bprm_check_security's count, undefined
+ * when no such program is at hand).
  */
-function lsmRuns(exec: Program): void {
+function lsmInert(execRuns: () => bigint | undefined): string | undefined {
   const lsms = activeLsms();
-  const fix = (l: string[]) => `bpf is not among the active LSMs (${l.join(',')}); boot with lsm=${[...l, 'bpf'].join(',')}`;
-  if (lsms) {
-    if (!lsms.includes('bpf')) throw new Error(`the programs load and attach but never run: ${fix(lsms)}`);
-    return;
-  }
+  if (lsms) return lsms.includes('bpf') ? undefined : `bpf is not among the active LSMs (${lsms.join(',')}); boot with lsm=${[...lsms, 'bpf'].join(',')}`;
   const stats = enableStats();
   let ran: boolean;
   try {
-    const before = exec.info().runCnt;
+    const before = execRuns();
+    if (before === undefined) return undefined;
     spawnSync('/bin/true');
-    ran = exec.info().runCnt !== before;
+    ran = execRuns() !== before;
   } finally {
     stats.close();
   }
-  if (!ran) throw new Error('the programs load and attach but never run (an exec did not run lsm/bprm_check_security; /sys/kernel/security/lsm is not readable): bpf is not among the active LSMs; boot with lsm=…,bpf');
+  return ran ? undefined : 'an exec did not run lsm/bprm_check_security (/sys/kernel/security/lsm is not readable): bpf is not among the active LSMs; boot with lsm=…,bpf';
 }
 
 function refusedAlone(file: string, progs: string[], then: (o: BpfObject) => void = () => {}): string | undefined {

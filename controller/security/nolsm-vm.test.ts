@@ -89,6 +89,49 @@ exit 0`;
       else process.env.EBPF_LAB_VM_APPEND = prev;
     }
   }, 720_000);
+
+  // 6.1 pins tracepoint links (5.15+): there the daemon runs on the fallbacks. A previous build's
+  // LSM links, pinned and inert, were re-adopted as BPF LSM that works: now they are detached and
+  // the fallbacks attached in their place.
+  it('on 6.1 without BPF LSM active, the daemon detaches a previous build\'s inert LSM links, pins the fallbacks and enforces through them', async () => {
+    const cli = `node ${await ensureBundle()}`;
+    const script = `set -u
+node --import tsx controller/security/testdata/inert-lsm-links.ts || exit 3
+${cli} policy daemon > /tmp/daemon.out 2> /tmp/daemon.err &
+for i in $(seq 1 1200); do grep -q '^links and maps are pinned' /tmp/daemon.err && break; sleep 0.1; done
+cat /tmp/daemon.err
+echo "links: $(ls /sys/fs/bpf/ebpf-lab/security/links | tr '\\n' ' ')"
+mkdir -p /sys/fs/cgroup/nolsm-test
+printf 'policies:\\n  - name: t\\n    select: { cgroup: /nolsm-test }\\n    exec: { deny: [shells] }\\n' > /tmp/p.yaml
+${cli} policy apply /tmp/p.yaml >/dev/null || exit 4
+sh -c 'echo $$ > /sys/fs/cgroup/nolsm-test/cgroup.procs; exec /bin/sh -c "exit 7"'
+echo "sh exit $?"
+${cli} policy stop >/dev/null 2>&1
+echo "stop exit $?"
+exit 0`;
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    const prev = process.env.EBPF_LAB_VM_APPEND;
+    process.env.EBPF_LAB_VM_APPEND = 'lsm=lockdown,yama,apparmor';
+    try {
+      const r = await vmExec(vmKernelArg('6.1'), script, { quiet: true, stdout: (b) => out.push(b), stderr: (b) => err.push(b), timeoutMs: 600_000 });
+      const o = Buffer.concat(out).toString();
+      const all = `${o}\n${Buffer.concat(err).toString()}`;
+      expect(r.exitCode, all).toBe(0);
+      expect(o, all).toMatch(/^inert links pinned: sec_exec_lsm sec_connect_lsm sec_socket_lsm sec_ptrace_lsm$/m);
+      expect(o, all).toMatch(/^security controller \d+: exec via tp-kill \(BPF LSM: the programs the previous controller attached never run: bpf is not among the active LSMs/m);
+      expect(o, all).toMatch(/^adopt: detached 4 pinned links of the previous build that this one does not attach \(sec_exec_lsm, sec_connect_lsm, sec_socket_lsm, sec_ptrace_lsm\)$/m);
+      const links = /^links: (.*)$/m.exec(o)?.[1]?.trim().split(' ') ?? [];
+      expect(links, all).toEqual(expect.arrayContaining(['sec_exec_tp', 'sec_socket_tp', 'sec_ptrace_tp']));
+      expect(links.filter((l) => l.endsWith('_lsm')), all).toEqual([]);
+      // killed by the exec tracepoint's fallback
+      expect(o, all).toMatch(/^sh exit 137$/m);
+      expect(o, all).toMatch(/^stop exit 0$/m);
+    } finally {
+      if (prev === undefined) delete process.env.EBPF_LAB_VM_APPEND;
+      else process.env.EBPF_LAB_VM_APPEND = prev;
+    }
+  }, 720_000);
 });
 
 const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
