@@ -208,14 +208,19 @@ struct {
 } guard_logged SEC(".maps");
 
 /*
- * Sockets the packet guard judged by their sender, not by their cgroup: the policy it judged them
- * under, for their later packets, which may leave from any context (a TCP SYN's retransmission
- * leaves from a timer, in whatever task it interrupted). Socket storage: it goes with the socket,
- * and nothing evicts it. Not pinned: a daemon that loads new programs starts afresh.
+ * Sockets the packet guard found sent from by a task under a policy that denies source routes,
+ * where no selected cgroup holds the socket: by what that task was selected, for the socket's
+ * later packets, which may leave from any context (a TCP SYN's retransmission leaves from a timer,
+ * in whatever task it interrupted). The selector, not the policy's slot: an update moves a policy
+ * to another slot, and the judgement holds across it. Only denials are kept (a task interrupted
+ * in softirq cannot lift one). Socket storage: it goes with the socket and nothing evicts it. Not
+ * pinned: a daemon that loads new programs starts afresh.
  */
 struct sec_guard_sock {
-	__u32 policy_id;
-	__u32 slot;
+	__u64 sel_cgroup;    /* the selected cgroup (cg_sel key) the sender sat in or under; 0: by executable */
+	__u64 sender_cgroup; /* the sender's own cgroup, for the events */
+	__u32 tgid;          /* the sender (procs key), where selected by executable */
+	__u32 pad;
 };
 
 struct {
@@ -1279,12 +1284,14 @@ long sec_sendmsg_lsm(unsigned long long *ctx)
  * control message) no cgroup hook sees at all. This last line judges the packet: one that carries
  * a routing header (IPv6) or a loose/strict source route option (IPv4), from a socket in a cgroup
  * an enforcing policy that denies raw sockets and source routes selects, is dropped (the send
- * fails with EPERM). It selects by the socket's cgroup only: no task is at hand here on every
- * kernel (a TCP segment may leave from a timer), so a policy's uid does not narrow it (the other
- * users of its cgroup lose their source-routed packets too: it fails closed), and a policy that
- * selects by executable alone is not enforced here. Every dropped packet writes an event (in log
- * mode, where the packet passes, one would-block event per socket): its cgroup and uid are the
- * socket's; its pid and comm the current task's only where that task sits in the socket's cgroup.
+ * fails with EPERM). It selects by the socket's cgroup first: no task is at hand here on every
+ * kernel (a TCP segment may leave from a timer), so a policy's uid does not narrow that (the other
+ * users of its cgroup lose their source-routed packets too: it fails closed). Where that finds no
+ * policy that denies routes, the task sending is judged (cgroup, executable, uid: guard_sender_judge)
+ * and a denial kept with the socket for its packets from softirq (guard_socks). Every dropped
+ * packet writes an event (in log mode, where the packet passes, one would-block event per socket):
+ * its uid is the socket's; its cgroup the socket's, or the sender's where the sender was judged;
+ * its pid and comm the current task's only where that task sits in that cgroup.
  * That is the sender for a datagram or a connect's SYN, sent in its syscall; a TCP segment sent
  * from softirq (a retransmission, an ACK-clocked send) names the task of that cgroup it
  * interrupted, which need not be the sender, or else 0. Every packet the machine sends passes
@@ -1351,29 +1358,58 @@ static __always_inline __u32 skb_source_route(struct __sk_buff *skb)
 /* in route_guard_event's `opt`: the packet was judged by its sender's policy, not its socket's cgroup */
 #define GUARD_BY_SENDER 0x80000000u
 
+/* a policy slot's record, if that policy is in force and denies source routes (rawSockets: deny) */
+static __always_inline struct sec_policy *route_denier(__u32 slot)
+{
+	struct sec_policy *pol = bpf_map_lookup_elem(&policies, &slot);
+	return pol && pol->id && (pol->flags & SEC_F_DENY_RAW) ? pol : NULL;
+}
+
 /*
- * The slot + 1 of the policy of the task sending, 0 for none (sec_route_guard's second look):
- * select_current through CO-RE reads, since 5.10 refuses the get_current_* helpers in cgroup_skb.
- * In process context that is the sender (a datagram, a connect's SYN, data pushed by its write); in
- * softirq, whatever task was interrupted, which is why a socket judged so keeps its judgement
- * (guard_socks). A global function, verified once: inlined beside the guard's walk of the socket's
- * cgroups, the verifier gave up (E2BIG).
+ * The slot + 1 of a policy that denies source routes and selects the task sending, 0 for none
+ * (sec_route_guard's look past the socket's cgroup): select_current through CO-RE reads, since
+ * 5.10 refuses the get_current_* helpers in cgroup_skb. In process context that is the sender (a
+ * datagram, a connect's SYN, data its write pushes out); in softirq, whatever task was interrupted.
+ * A denial is kept with the socket (guard_socks), for its packets from any context. A global
+ * function, verified once: inlined beside the guard's walk of the socket's cgroups, the verifier
+ * gave up (E2BIG).
  */
-__noinline int guard_sender_slot(void)
+__noinline int guard_sender_judge(struct __sk_buff *skb)
 {
 	struct sec_config *cfg = get_config();
 	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
-	__u32 *slotp = NULL;
+	struct cgroup *cg = BPF_CORE_READ(t, cgroups, dfl_cgrp);
+	__u64 sender_cg = BPF_CORE_READ(cg, kn, id);
+	__u64 sel_cg = 0;
+	__u32 tgid = 0;
 	__u32 slot = 0;
+	__u32 *slotp = NULL;
 
-	if (!cfg)
+	if (!skb || !cfg)
 		return 0;
-	if (cfg->cg_levels)
-		slotp = cg_slot_walk(cfg->cg_levels);
+	/* cg_slot_walk, keeping the id of the selected cgroup it stops at */
+	__u32 levels = cfg->cg_levels;
+	int level = BPF_CORE_READ(cg, level);
+	for (int i = 0; i < 16 && levels; i++) {
+		if (!cg || level < 0 || level > 15)
+			break;
+		if (!(levels & ((2u << level) - 1)))
+			break;
+		if (levels & (1u << level)) {
+			__u64 id = BPF_CORE_READ(cg, kn, id);
+			slotp = bpf_map_lookup_elem(&cg_sel, &id);
+			if (slotp) {
+				sel_cg = id;
+				break;
+			}
+		}
+		cg = (struct cgroup *)BPF_CORE_READ(cg, self.parent);
+		level--;
+	}
 	if (slotp) {
 		slot = *slotp;
 	} else if (cfg->have_exe_selectors) {
-		__u32 tgid = BPF_CORE_READ(t, tgid);
+		tgid = BPF_CORE_READ(t, tgid);
 		struct sec_proc *p = bpf_map_lookup_elem(&procs, &tgid);
 		if (p) {
 			if (!p->slot)
@@ -1388,12 +1424,55 @@ __noinline int guard_sender_slot(void)
 	} else {
 		return 0;
 	}
-	struct sec_policy *pol = bpf_map_lookup_elem(&policies, &slot);
-	if (!pol || !pol->id)
+	struct sec_policy *pol = route_denier(slot);
+	if (!pol)
 		return 0;
 	if (pol->uid != SEC_ANY_UID && BPF_CORE_READ(t, cred, uid.val) != pol->uid)
 		return 0;
+	struct bpf_sock *sk = skb->sk;
+	if (sk)
+		sk = bpf_sk_fullsock(sk);
+	struct sec_guard_sock *gs = sk ? bpf_sk_storage_get(&guard_socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE) : NULL;
+	if (gs) {
+		gs->sel_cgroup = sel_cg;
+		gs->sender_cgroup = sender_cg;
+		gs->tgid = tgid;
+	}
 	return slot + 1;
+}
+
+/* the slot + 1 of the policy a kept judgement (guard_socks) names now, if it denies source routes */
+__noinline int guard_kept_slot(struct __sk_buff *skb)
+{
+	if (!skb)
+		return 0;
+	struct bpf_sock *sk = skb->sk;
+	if (sk)
+		sk = bpf_sk_fullsock(sk);
+	struct sec_guard_sock *gs = sk ? bpf_sk_storage_get(&guard_socks, sk, 0, 0) : NULL;
+	__u32 *slotp = NULL;
+	__u32 slot = 0;
+	if (!gs)
+		return 0;
+	if (gs->sel_cgroup) {
+		__u64 id = gs->sel_cgroup;
+		slotp = bpf_map_lookup_elem(&cg_sel, &id);
+		if (!slotp)
+			return 0;
+		slot = *slotp;
+	} else {
+		__u32 tgid = gs->tgid;
+		struct sec_proc *p = bpf_map_lookup_elem(&procs, &tgid);
+		if (p && p->slot) {
+			slot = p->slot - 1;
+		} else {
+			__u32 *mark = p ? NULL : marked_child(tgid);
+			if (!mark)
+				return 0;
+			slot = *mark - 1;
+		}
+	}
+	return route_denier(slot) ? slot + 1 : 0;
 }
 
 /* a global function: verified once on its own. Inlined, the verifier walked the task reads once per
@@ -1416,9 +1495,15 @@ __noinline int route_guard_event(struct __sk_buff *skb, __u32 policy_id, __u32 r
 	 * in cgroup_skb (EINVAL), bpf_get_current_task it allows */
 	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
 	__u64 task_cg = BPF_CORE_READ(t, cgroups, dfl_cgrp, kn, id);
-	/* judged by its sender (GUARD_BY_SENDER): the sender's cgroup, pid and comm */
-	if (opt & GUARD_BY_SENDER)
-		e->cgroup_id = task_cg;
+	/* judged by its sender (GUARD_BY_SENDER): the sender's cgroup as guard_socks keeps it, and its
+	 * pid and comm where the current task is in that cgroup */
+	if (opt & GUARD_BY_SENDER) {
+		struct bpf_sock *sk = skb->sk;
+		if (sk)
+			sk = bpf_sk_fullsock(sk);
+		struct sec_guard_sock *gs = sk ? bpf_sk_storage_get(&guard_socks, sk, 0, 0) : NULL;
+		e->cgroup_id = gs ? gs->sender_cgroup : task_cg;
+	}
 	opt &= ~GUARD_BY_SENDER;
 	if (task_cg == e->cgroup_id) {
 		e->pid = BPF_CORE_READ(t, tgid);
@@ -1465,37 +1550,22 @@ int sec_route_guard(struct __sk_buff *skb)
 	}
 	/* out of the loop: the verifier then walks the event's code once, not once per path through it */
 	struct sec_policy *pol = slot ? bpf_map_lookup_elem(&policies, slot) : NULL;
-	if (!slot) {
+	if (!pol || !pol->id || !(pol->flags & SEC_F_DENY_RAW)) {
 		/*
-		 * No selected cgroup holds the socket: its sender may still be selected. A socket made
-		 * before its process was selected or handed to it, a process selected by executable, and
-		 * on 5.10 every socket once net_cls or net_prio (cgroup v1) is in use: the kernel then
-		 * stops matching sockets to cgroup2 and files them all under the root.
+		 * No selected cgroup holds the socket under a policy that denies routes: its sender may be
+		 * under one. A socket made before its process was selected or handed to it, a process
+		 * selected by executable, and on 5.10 every socket once net_cls or net_prio (cgroup v1)
+		 * is in use: the kernel then stops matching sockets to cgroup2 and files them all under
+		 * the root. A judgement kept with the socket first (its packets from softirq), else the
+		 * task sending.
 		 */
-		struct bpf_sock *sk = skb->sk;
-		if (sk)
-			sk = bpf_sk_fullsock(sk);
-		struct sec_guard_sock *gs = sk ? bpf_sk_storage_get(&guard_socks, sk, 0, 0) : NULL;
-		__u32 s = 0;
-		if (gs) {
-			s = gs->slot;
-			pol = bpf_map_lookup_elem(&policies, &s);
-			/* the policy it was judged under is gone: judged afresh */
-			if (pol && pol->id != gs->policy_id)
-				pol = NULL;
-		}
-		int by = pol ? 0 : guard_sender_slot();
-		if (by > 0) {
-			s = by - 1;
-			pol = bpf_map_lookup_elem(&policies, &s);
-		}
-		if (by > 0 && pol && pol->id) {
+		int by = guard_kept_slot(skb);
+		if (by <= 0)
+			by = guard_sender_judge(skb);
+		__u32 s = by > 0 ? by - 1 : 0;
+		pol = by > 0 ? bpf_map_lookup_elem(&policies, &s) : NULL;
+		if (pol)
 			opt |= GUARD_BY_SENDER;
-			if (sk && (gs = bpf_sk_storage_get(&guard_socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE))) {
-				gs->policy_id = pol->id;
-				gs->slot = s;
-			}
-		}
 	}
 	if (!pol || !pol->id || !(pol->flags & SEC_F_DENY_RAW))
 		return 1;

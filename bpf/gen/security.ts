@@ -9,6 +9,15 @@ export interface sec_proc {
 }
 export const sec_proc_size = 8;
 
+/** struct sec_guard_sock: 24 bytes */
+export interface sec_guard_sock {
+  sel_cgroup: bigint;
+  sender_cgroup: bigint;
+  tgid: number;
+  pad: number;
+}
+export const sec_guard_sock_size = 24;
+
 /** struct sec_policy: 32 bytes */
 export interface sec_policy {
   id: number;
@@ -21,13 +30,6 @@ export interface sec_policy {
   ptrace_rule: number;
 }
 export const sec_policy_size = 32;
-
-/** struct sec_guard_sock: 8 bytes */
-export interface sec_guard_sock {
-  policy_id: number;
-  slot: number;
-}
-export const sec_guard_sock_size = 8;
 
 /** struct sec_config: 32 bytes */
 export interface sec_config {
@@ -150,12 +152,12 @@ export * from './security.enums.ts';
 // --- skeleton: maps, programs and globals of security.bpf.o, typed ---
 export interface SecurityShape {
   maps: {
+    cg_sel: { key: bigint; value: number };
     procs: { key: number; value: sec_proc };
-    policies: { key: number; value: sec_policy };
+    guard_socks: { key: number; value: sec_guard_sock };
     events: { key: Uint8Array; value: Uint8Array };
     lost: { key: number; value: bigint };
-    cg_sel: { key: bigint; value: number };
-    guard_socks: { key: number; value: sec_guard_sock };
+    policies: { key: number; value: sec_policy };
     guard_logged: { key: bigint; value: number };
     attach_refused: { key: number; value: number };
     sec_config: { key: number; value: sec_config };
@@ -178,12 +180,12 @@ export type Security = Skeleton<SecurityShape>;
 export const security = defineSkeleton<SecurityShape>({
   object: 'security',
   maps: {
+    cg_sel: { type: MapType.HASH, keySize: 8, valueSize: 4 },
     procs: { type: MapType.HASH, keySize: 4, valueSize: 8 },
-    policies: { type: MapType.ARRAY, keySize: 4, valueSize: 32 },
+    guard_socks: { type: MapType.SK_STORAGE, keySize: 4, valueSize: 24 },
     events: { type: MapType.RINGBUF, keySize: 0, valueSize: 0 },
     lost: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 8 },
-    cg_sel: { type: MapType.HASH, keySize: 8, valueSize: 4 },
-    guard_socks: { type: MapType.SK_STORAGE, keySize: 4, valueSize: 8 },
+    policies: { type: MapType.ARRAY, keySize: 4, valueSize: 32 },
     guard_logged: { type: MapType.LRU_HASH, keySize: 8, valueSize: 1 },
     attach_refused: { type: MapType.LRU_HASH, keySize: 4, valueSize: 1 },
     sec_config: { type: MapType.ARRAY, keySize: 4, valueSize: 32 },

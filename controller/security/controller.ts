@@ -300,9 +300,13 @@ export function enforcementGaps(m: Mechanisms): { what: string; evidence: string
   if (!m.rawSockets.length) gaps.push({ what: 'rawSockets: deny', evidence: `no socket-creation hook attached${noLsm}` });
   if (!m.ptrace.length) gaps.push({ what: 'ptrace: deny', evidence: `no hook for access to other processes attached${noLsm}` });
   else if (!m.ptraceIoUring && !gaps.some((g) => /io_uring/.test(g.what))) gaps.push({ what: '/proc/<pid>/mem opened through io_uring', evidence: 'neither lsm/ptrace_access_check nor tp_btf/io_uring_complete refuses it here' });
-  // the packet guard judges a per-message route in its sender's own send: by the socket's cgroup,
-  // else by the sender's policy (cgroup or executable), so nothing is left where it is attached
-  if (!m.sourceRouting.includes('lsm/socket_sendmsg') && !had('lsm/socket_sendmsg') && !hasRouteGuard(m)) gaps.push({ what: 'source routes given per message (control messages)', evidence: `only lsm/socket_sendmsg sees them${noLsm}` });
+  if (!m.sourceRouting.includes('lsm/socket_sendmsg') && !had('lsm/socket_sendmsg')) {
+    // the packet guard judges a route by the socket's cgroup, else by the task sending, which is at
+    // hand only in its own send: a socket routed before its process was selected whose packets
+    // then leave from softirq alone (ACK-clocked TCP data) is judged by whatever task was interrupted
+    if (hasRouteGuard(m)) gaps.push({ what: 'a source route on a socket given it before its process was selected, whose packets then leave only from softirq (TCP data sent ACK-clocked)', evidence: `${ROUTE_GUARD_HOOK} judges by the sending task only in that task's own send${noLsm}` });
+    else gaps.push({ what: 'source routes given per message (control messages)', evidence: `only lsm/socket_sendmsg sees them${noLsm}` });
+  }
   if (!m.compat && !had('tp_btf/sys_exit')) gaps.push({ what: '32-bit (ia32) syscalls', evidence: 'the syscall tracepoint fallbacks (ptrace, /proc/<pid>/mem, packet sockets, unrecorded children) do not see a call made with int 0x80 (nor an x32 one, where syscall.x32=y), and their check at every syscall\'s exit is off (--ia32 off)' });
   const gap = procsGap(m.procs);
   if (gap) gaps.push(gap);
@@ -446,8 +450,8 @@ export class SecurityController {
       if (!adopted.size) fs.rmSync(STARTED_PATH, { force: true });
     }
     let lsmOk = false;
-    const adoptedLsm = [...adopted.keys()].filter((n) => LSM_PROGS.includes(n));
-    // a previous build took LSM programs that never run for working (see lsmRuns): its links are
+    const adoptedLsm = [...adopted.keys()].filter((n) => HOOKS.some((h) => h.prog === n && h.kind === 'lsm'));
+    // a previous build took LSM programs that never run for working (see lsmInert): its links are
     // retired once this start stands, and the fallbacks attached instead
     const inert = adoptedLsm.length ? lsmInert(() => { const l = adopted.get('sec_exec_lsm'); return l ? progInfoById(l.info().progId)?.runCnt : undefined; }) : undefined;
     if (inert) {
@@ -514,6 +518,25 @@ export class SecurityController {
     const skel = security.open(file);
     const obj = skel.obj;
     try {
+      // without BPF LSM the fallbacks hang on syscall tracepoints: where their links cannot be
+      // pinned (before 5.15), refused before anything is loaded, pinned or replaced
+      if (opts.pin && !lsmOk) {
+        const pinRefused = refusedAlone(file, ['sec_socket_tp'], (o) => {
+          const l = attachTracepoint(o.program('sec_socket_tp'), 'syscalls', 'sys_enter_socket');
+          try {
+            l.pin(path.join(LINK_DIR, `pin-probe${NEW_PIN}`));
+            l.unpin();
+          } finally {
+            l.close();
+          }
+        });
+        if (pinRefused && /EINVAL/.test(pinRefused)) {
+          // the directories this start made (a first start): nothing of it stays
+          if (!adopted.size && !stale.size && fs.existsSync(LINK_DIR) && fs.readdirSync(LINK_DIR).length === 0) fs.rmdirSync(LINK_DIR);
+          if (fs.existsSync(PIN_DIR) && fs.readdirSync(PIN_DIR).length === 0) removePinDir(PIN_DIR);
+          throw unpinnableTracepoints(mech.lsmEvidence);
+        }
+      }
       const skip = [...(lsmOk ? [] : LSM_PROGS), ...(guardWanted ? ['sec_sendmsg_lsm'] : []), ...(!guardWanted || guardRefused ? ['sec_route_guard'] : []), ...(sockoptRefused ? ['sec_setsockopt'] : []), ...URING_PROGS.filter((p) => p !== uringProg), ...URING_OPEN.filter((p) => p !== uringOpen), ...(memBtf ? MEM_HELPER : MEM_BTF)];
       // what this start pins anew: all that a refused start removes again
       const fresh = opts.pin ? MAP_NAMES.filter((n) => !fs.existsSync(path.join(PIN_DIR, n))) : [];
@@ -662,7 +685,7 @@ export class SecurityController {
           // before 5.15 a tracepoint program is attached through its perf event (an ioctl), not a
           // bpf_link: there is nothing to pin (EINVAL), so the syscall-tracepoint fallbacks cannot
           // outlive the daemon. BPF LSM needs none of them.
-          if (h.kind === 'tracepoint' && /EINVAL/.test(firstLine(e))) throw new LabError(`cannot pin ${h.prog} (${h.hook}): this kernel attaches tracepoint programs without a bpf_link (5.15+), so the fallbacks used without BPF LSM would end with this process`, `make BPF LSM active, which needs none of them: boot with bpf added to lsm= (${m.lsmEvidence})`);
+          if (h.kind === 'tracepoint' && /EINVAL/.test(firstLine(e))) throw unpinnableTracepoints(m.lsmEvidence);
           throw new LabError(`cannot pin ${h.prog} (${h.hook}) at ${at}: ${firstLine(e)}`, `something else holds that path: pnpm lab policy stop removes the old enforcement, then start the daemon again`);
         }
         // tests only: a start held right after this link's pin, to be killed there (a start cut short)
@@ -1272,24 +1295,39 @@ export function uringCompatUnsound(btf = Btf.vmlinux()): string | undefined {
  * boot; 5.10's default list, Debian bullseye's, leaves it out): there, attached, they enforced
  * nothing, and the fallbacks were left out. The kernel's list says which; where securityfs is not
  * mounted, an exec under run counts does (`execRuns`: lsm/bprm_check_security's count, undefined
- * when no such program is at hand).
+ * when no such program is at hand). What cannot be told counts as not running: the fallbacks then
+ * enforce.
  */
 function lsmInert(execRuns: () => bigint | undefined): string | undefined {
   const lsms = activeLsms();
   if (lsms) return lsms.includes('bpf') ? undefined : `bpf is not among the active LSMs (${lsms.join(',')}); boot with lsm=${[...lsms, 'bpf'].join(',')}`;
-  const stats = enableStats();
-  let ran: boolean;
+  const unknown = (why: string) => `whether they run cannot be told (/sys/kernel/security/lsm is not readable; ${why})`;
   try {
-    const before = execRuns();
-    if (before === undefined) return undefined;
-    spawnSync('/bin/true');
-    ran = execRuns() !== before;
-  } finally {
-    stats.close();
+    const stats = enableStats();
+    try {
+      const before = execRuns();
+      if (before === undefined) return unknown('no lsm/bprm_check_security program to try');
+      spawnSync('/bin/true');
+      return execRuns() !== before ? undefined : 'an exec did not run lsm/bprm_check_security (/sys/kernel/security/lsm is not readable): bpf is not among the active LSMs; boot with lsm=…,bpf';
+    } finally {
+      stats.close();
+    }
+  } catch (e) {
+    return unknown(firstLine(e));
   }
-  return ran ? undefined : 'an exec did not run lsm/bprm_check_security (/sys/kernel/security/lsm is not readable): bpf is not among the active LSMs; boot with lsm=…,bpf';
 }
 
+/** the pinned daemon's refusal where its tracepoint fallbacks cannot be pinned, with the fix BPF LSM's state calls for */
+function unpinnableTracepoints(lsmEvidence: string): LabError {
+  const fix = /lsm: off/.test(lsmEvidence)
+    ? 'start without --lsm off: BPF LSM needs none of the tracepoint fallbacks'
+    : /never run/.test(lsmEvidence)
+      ? `make BPF LSM active, which needs none of them: boot with bpf added to lsm= (${lsmEvidence})`
+      : `run a kernel with BPF LSM (CONFIG_BPF_LSM=y, bpf in lsm=), which needs none of them, or 5.15+, which pins them (${lsmEvidence})`;
+  return new LabError(`cannot pin the syscall-tracepoint fallbacks used without BPF LSM on ${fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()}: this kernel attaches tracepoint programs without a bpf_link (5.15+), so they would end with this process`, fix);
+}
+
+/** what refused loading (and `then`) the programs `progs` alone, or undefined where they load */
 function refusedAlone(file: string, progs: string[], then: (o: BpfObject) => void = () => {}): string | undefined {
   const probe = BpfObject.open(file);
   try {

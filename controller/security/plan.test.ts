@@ -41,8 +41,10 @@ describe('enforcement gaps (pure): what --require-all refuses', () => {
     // without the raw sys_exit hook the fallbacks are blind to int 0x80: one gap, named once
     expect(enforcementGaps({ ...lsmOff, compat: '' }).map((g) => g.what)).toEqual(['source routes given per message (control messages)', '32-bit (ia32) syscalls']);
     expect(enforcementGaps({ ...lsmOff, compat: '', unsupported: [{ hook: 'tp_btf/sys_exit', evidence: 'EINVAL' }] }).map((g) => g.what)).toEqual(['tp_btf/sys_exit', 'source routes given per message (control messages)']);
-    // the packet guard judges them by the socket's cgroup or the sender's policy: nothing left
-    expect(enforcementGaps({ ...lsmOff, sourceRouting: ['cgroup/setsockopt', `${ROUTE_GUARD_HOOK} (a packet that carries one)`] })).toEqual([]);
+    // the packet guard judges them by the socket's cgroup or the sending task: what it cannot pin on a sender is left
+    const guarded = enforcementGaps({ ...lsmOff, sourceRouting: ['cgroup/setsockopt', `${ROUTE_GUARD_HOOK} (a packet that carries one)`] });
+    expect(guarded.map((g) => g.what)).toEqual(['a source route on a socket given it before its process was selected, whose packets then leave only from softirq (TCP data sent ACK-clocked)']);
+    expect(guarded[0]!.evidence).toBe(`${ROUTE_GUARD_HOOK} judges by the sending task only in that task's own send; BPF LSM: EPERM`);
   });
   it('every refused hook is one, named once; a missing mechanism is one', () => {
     const m: Mechanisms = { ...full, sourceRouting: ['cgroup/setsockopt', 'lsm/socket_connect'], exec: 'none', oracle: false, egress: [], ptrace: [], unsupported: [{ hook: 'lsm/socket_sendmsg', evidence: 'verifier: too complex' }, { hook: 'cgroup/setsockopt', evidence: 'EINVAL' }] };

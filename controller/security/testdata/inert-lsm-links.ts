@@ -5,7 +5,7 @@ import { ensureObject } from '../../../bpf/build.ts';
 import { BpfObject, attachLsm, makePinDir } from '../../libbpf/index.ts';
 import { LINK_DIR } from '../controller.ts';
 
-const LSM = ['sec_exec_lsm', 'sec_connect_lsm', 'sec_socket_lsm', 'sec_ptrace_lsm'];
+const LSM = ['sec_exec_lsm', 'sec_connect_lsm', 'sec_socket_lsm', 'sec_ptrace_lsm', 'sec_sendmsg_lsm'];
 const o = BpfObject.open(await ensureObject('security'));
 try {
   o.load({ skip: [...o.programs.keys()].filter((n) => !LSM.includes(n)) });
