@@ -286,7 +286,8 @@ static __always_inline __u32 *cg_slot_helper(__u32 levels)
 	return NULL;
 }
 
-static __always_inline __u32 *cg_slot_walk(__u32 levels)
+/* `sel`, where given, gets the id of the selected cgroup the walk stopped at */
+static __always_inline __u32 *cg_slot_walk_at(__u32 levels, __u64 *sel)
 {
 	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
 	struct cgroup *cg = BPF_CORE_READ(t, cgroups, dfl_cgrp);
@@ -301,14 +302,22 @@ static __always_inline __u32 *cg_slot_walk(__u32 levels)
 		if (levels & (1u << level)) {
 			__u64 id = BPF_CORE_READ(cg, kn, id);
 			__u32 *slotp = bpf_map_lookup_elem(&cg_sel, &id);
-			if (slotp)
+			if (slotp) {
+				if (sel)
+					*sel = id;
 				return slotp;
+			}
 		}
 		/* css "self" is the first member of struct cgroup: the parent css is the parent cgroup */
 		cg = (struct cgroup *)BPF_CORE_READ(cg, self.parent);
 		level--;
 	}
 	return NULL;
+}
+
+static __always_inline __u32 *cg_slot_walk(__u32 levels)
+{
+	return cg_slot_walk_at(levels, NULL);
 }
 
 /*
@@ -1378,34 +1387,14 @@ __noinline int guard_sender_judge(struct __sk_buff *skb)
 {
 	struct sec_config *cfg = get_config();
 	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
-	struct cgroup *cg = BPF_CORE_READ(t, cgroups, dfl_cgrp);
-	__u64 sender_cg = BPF_CORE_READ(cg, kn, id);
+	__u64 sender_cg = BPF_CORE_READ(t, cgroups, dfl_cgrp, kn, id);
 	__u64 sel_cg = 0;
 	__u32 tgid = 0;
 	__u32 slot = 0;
-	__u32 *slotp = NULL;
 
 	if (!skb || !cfg)
 		return 0;
-	/* cg_slot_walk, keeping the id of the selected cgroup it stops at */
-	__u32 levels = cfg->cg_levels;
-	int level = BPF_CORE_READ(cg, level);
-	for (int i = 0; i < 16 && levels; i++) {
-		if (!cg || level < 0 || level > 15)
-			break;
-		if (!(levels & ((2u << level) - 1)))
-			break;
-		if (levels & (1u << level)) {
-			__u64 id = BPF_CORE_READ(cg, kn, id);
-			slotp = bpf_map_lookup_elem(&cg_sel, &id);
-			if (slotp) {
-				sel_cg = id;
-				break;
-			}
-		}
-		cg = (struct cgroup *)BPF_CORE_READ(cg, self.parent);
-		level--;
-	}
+	__u32 *slotp = cfg->cg_levels ? cg_slot_walk_at(cfg->cg_levels, &sel_cg) : NULL;
 	if (slotp) {
 		slot = *slotp;
 	} else if (cfg->have_exe_selectors) {

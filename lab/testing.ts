@@ -19,6 +19,9 @@ export function inOwnMountNs(prelude: string, argv: string[]): [string, string[]
   return ['unshare', ['--mount', '--propagation', 'unchanged', 'sh', '-c', `${isolate}; ${prelude}; exec "$@"`, 'sh', ...argv]];
 }
 
+/** Why a test that boots guests cannot run here, or '' when it can. */
+export const vmSkipReason: string = process.getuid?.() !== 0 ? 'VM tests need root (9p passthrough, tap)' : !findOnPath('qemu-system-x86_64') ? 'qemu-system-x86_64 is not installed (pnpm lab setup vm)' : process.env.EBPF_LAB_SKIP_VM ? 'EBPF_LAB_SKIP_VM is set' : '';
+
 /** describe() for tests that need root; elsewhere the suite is skipped with the reason in its name. */
 export function describeRoot(name: string, fn: () => void): void {
   describeUnless(rootSkipReason, name, fn);

@@ -152,9 +152,9 @@ export * from './security.enums.ts';
 // --- skeleton: maps, programs and globals of security.bpf.o, typed ---
 export interface SecurityShape {
   maps: {
-    cg_sel: { key: bigint; value: number };
     procs: { key: number; value: sec_proc };
     guard_socks: { key: number; value: sec_guard_sock };
+    cg_sel: { key: bigint; value: number };
     events: { key: Uint8Array; value: Uint8Array };
     lost: { key: number; value: bigint };
     policies: { key: number; value: sec_policy };
@@ -180,9 +180,9 @@ export type Security = Skeleton<SecurityShape>;
 export const security = defineSkeleton<SecurityShape>({
   object: 'security',
   maps: {
-    cg_sel: { type: MapType.HASH, keySize: 8, valueSize: 4 },
     procs: { type: MapType.HASH, keySize: 4, valueSize: 8 },
     guard_socks: { type: MapType.SK_STORAGE, keySize: 4, valueSize: 24 },
+    cg_sel: { type: MapType.HASH, keySize: 8, valueSize: 4 },
     events: { type: MapType.RINGBUF, keySize: 0, valueSize: 0 },
     lost: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 8 },
     policies: { type: MapType.ARRAY, keySize: 4, valueSize: 32 },

@@ -9,20 +9,12 @@
 //     its packet guard drops a source-routed datagram before and after net_cls (cgroup v1) is put
 //     to use, which makes 5.10 file every new socket under the cgroup2 root.
 // One boot, ~30 s under TCG.
-import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { ensureBundle } from '../../lab/bundle.ts';
 import { vmExec, vmKernelArg } from '../../lab/vm/cli.ts';
+import { vmSkipReason } from '../../lab/testing.ts';
 
-function hasQemu(): boolean {
-  try {
-    execFileSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-const skipReason = process.getuid?.() !== 0 ? 'VM tests need root' : !hasQemu() ? 'qemu-system-x86_64 is not installed (pnpm lab setup vm)' : process.env.EBPF_LAB_SKIP_VM ? 'EBPF_LAB_SKIP_VM is set' : '';
+const skipReason = vmSkipReason;
 
 const ATTACK = `import os, socket, subprocess
 open('/sys/fs/cgroup/nolsm-test/cgroup.procs', 'w').write(str(os.getpid()))
@@ -54,17 +46,9 @@ node --import tsx controller/security/testdata/nolsm-guest.ts
 echo "guest exit $?"
 dmesg | grep -o 'disabling cgroup2 socket matching.*' | head -1
 exit 0`;
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    const prev = process.env.EBPF_LAB_VM_APPEND;
-    // the last lsm= wins: Debian 5.10's list without bpf (lab/vm/cmdline.ts adds bpf to it)
-    process.env.EBPF_LAB_VM_APPEND = 'lsm=lockdown,yama,apparmor';
-    try {
-      const r = await vmExec(vmKernelArg('5.10'), `export ATTACK=${shellQuote(ATTACK)}\n${script}`, { quiet: true, stdout: (b) => out.push(b), stderr: (b) => err.push(b), timeoutMs: 600_000 });
-      const o = Buffer.concat(out).toString();
-      const e = Buffer.concat(err).toString();
-      const all = `${o}\n${e}`;
-      expect(r.exitCode, all).toBe(0);
+    const { exitCode, o, all } = await withoutBpfLsm('5.10', `export ATTACK=${shellQuote(ATTACK)}\n${script}`);
+    {
+      expect(exitCode, all).toBe(0);
       expect(o.split('\n')[0], 'the guest runs without bpf among its LSMs').not.toMatch(/(^|,)bpf(,|$)/);
       // the daemon: one line naming why and the fix, exit 1, nothing left pinned
       expect(o, all).toMatch(/^daemon exit 1$/m);
@@ -84,9 +68,6 @@ exit 0`;
       expect(o, all).toMatch(/^disabling cgroup2 socket matching due to net_prio or net_cls activation/m);
       expect(o, all).toMatch(/^lsrr-netcls 1$/m);
       expect(o.match(/^event sockopt blocked IP_OPTIONS \(a source route option in the packet\) \/nolsm-test$/gm)?.length, all).toBe(2);
-    } finally {
-      if (prev === undefined) delete process.env.EBPF_LAB_VM_APPEND;
-      else process.env.EBPF_LAB_VM_APPEND = prev;
     }
   }, 720_000);
 
@@ -109,15 +90,9 @@ echo "sh exit $?"
 ${cli} policy stop >/dev/null 2>&1
 echo "stop exit $?"
 exit 0`;
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    const prev = process.env.EBPF_LAB_VM_APPEND;
-    process.env.EBPF_LAB_VM_APPEND = 'lsm=lockdown,yama,apparmor';
-    try {
-      const r = await vmExec(vmKernelArg('6.1'), script, { quiet: true, stdout: (b) => out.push(b), stderr: (b) => err.push(b), timeoutMs: 600_000 });
-      const o = Buffer.concat(out).toString();
-      const all = `${o}\n${Buffer.concat(err).toString()}`;
-      expect(r.exitCode, all).toBe(0);
+    const { exitCode, o, all } = await withoutBpfLsm('6.1', script);
+    {
+      expect(exitCode, all).toBe(0);
       expect(o, all).toMatch(/^inert links pinned: sec_exec_lsm sec_connect_lsm sec_socket_lsm sec_ptrace_lsm sec_sendmsg_lsm$/m);
       expect(o, all).toMatch(/^security controller \d+: exec via tp-kill \(BPF LSM: the programs the previous controller attached never run: bpf is not among the active LSMs/m);
       expect(o, all).toMatch(/^adopt: detached 5 pinned links of the previous build that this one does not attach \(sec_exec_lsm, sec_connect_lsm, sec_socket_lsm, sec_ptrace_lsm, sec_sendmsg_lsm\)$/m);
@@ -127,11 +102,25 @@ exit 0`;
       // killed by the exec tracepoint's fallback
       expect(o, all).toMatch(/^sh exit 137$/m);
       expect(o, all).toMatch(/^stop exit 0$/m);
-    } finally {
-      if (prev === undefined) delete process.env.EBPF_LAB_VM_APPEND;
-      else process.env.EBPF_LAB_VM_APPEND = prev;
     }
   }, 720_000);
 });
+
+/** `script` in a guest of `kernel` booted without bpf among its LSMs: its exit code, stdout, and both streams */
+async function withoutBpfLsm(kernel: string, script: string): Promise<{ exitCode: number; o: string; all: string }> {
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  const prev = process.env.EBPF_LAB_VM_APPEND;
+  // the last lsm= wins: Debian's list without bpf (lab/vm/cmdline.ts adds bpf to 5.10's)
+  process.env.EBPF_LAB_VM_APPEND = 'lsm=lockdown,yama,apparmor';
+  try {
+    const r = await vmExec(vmKernelArg(kernel), script, { quiet: true, stdout: (b) => out.push(b), stderr: (b) => err.push(b), timeoutMs: 600_000 });
+    const o = Buffer.concat(out).toString();
+    return { exitCode: r.exitCode, o, all: `${o}\n${Buffer.concat(err).toString()}` };
+  } finally {
+    if (prev === undefined) delete process.env.EBPF_LAB_VM_APPEND;
+    else process.env.EBPF_LAB_VM_APPEND = prev;
+  }
+}
 
 const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;

@@ -13,16 +13,9 @@ import { runInVm } from './guest.ts';
 import { ensureBundle } from '../bundle.ts';
 import { bootedTempDirs } from './qemu.ts';
 import { cachedProbe, probeAccel } from './kvm.ts';
+import { vmSkipReason } from '../testing.ts';
 
-function hasQemu(): boolean {
-  try {
-    execFileSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-const skipReason = process.getuid?.() !== 0 ? 'VM tests need root (9p passthrough, tap)' : !hasQemu() ? 'qemu-system-x86_64 is not installed (pnpm lab setup vm)' : process.env.EBPF_LAB_SKIP_VM ? 'EBPF_LAB_SKIP_VM is set' : '';
+const skipReason = vmSkipReason;
 const KERNEL = process.env.EBPF_LAB_TEST_KERNEL ?? '6.1';
 
 /**
