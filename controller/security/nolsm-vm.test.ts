@@ -8,8 +8,8 @@
 //   - an unpinned controller (testdata/nolsm-guest.ts) chooses the fallbacks, kills a shell, and
 //     its packet guard drops a source-routed datagram before and after net_cls (cgroup v1) is put
 //     to use, which makes 5.10 file every new socket under the cgroup2 root.
-// One boot, ~30 s under TCG.
-import { describe, expect, it } from 'vitest';
+// Two guests booted at once, ~40 s under TCG.
+import { beforeAll, describe, expect, it } from 'vitest';
 import { ensureBundle } from '../../lab/bundle.ts';
 import { vmExec, vmKernelArg } from '../../lab/vm/cli.ts';
 import { vmSkipReason } from '../../lab/testing.ts';
@@ -33,10 +33,8 @@ open('/tmp/nc/net_cls.classid', 'w').write('65537')
 print('lsrr-netcls', send(), flush=True)
 `;
 
-describe.skipIf(!!skipReason)(`security daemon on 5.10 with BPF LSM built but not active ${skipReason ? `(skipped: ${skipReason})` : ''}`, () => {
-  it('sees that the LSM programs never run and enforces through the fallbacks; the daemon, which cannot pin their tracepoint links there, refuses to start and pins nothing; the packet guard drops a source route after net_cls is put to use', async () => {
-    const cli = `node ${await ensureBundle()}`;
-    const script = `set -u
+/** 5.10: the daemon's refusal, then an unpinned controller (testdata/nolsm-guest.ts) under attack */
+const script510 = (cli: string) => `set -u
 cat /sys/kernel/security/lsm; echo
 timeout 600 ${cli} policy daemon > /tmp/daemon.out 2> /tmp/daemon.err
 echo "daemon exit $?"
@@ -46,7 +44,42 @@ node --import tsx controller/security/testdata/nolsm-guest.ts
 echo "guest exit $?"
 dmesg | grep -o 'disabling cgroup2 socket matching.*' | head -1
 exit 0`;
-    const { exitCode, o, all } = await withoutBpfLsm('5.10', `export ATTACK=${shellQuote(ATTACK)}\n${script}`);
+
+/** 6.1: a previous build's inert LSM links pinned, then the daemon over them, a shell, stop */
+const script61 = (cli: string) => `set -u
+node --import tsx controller/security/testdata/inert-lsm-links.ts || exit 3
+${cli} policy daemon > /tmp/daemon.out 2> /tmp/daemon.err &
+for i in $(seq 1 1200); do grep -q '^links and maps are pinned' /tmp/daemon.err && break; sleep 0.1; done
+cat /tmp/daemon.err
+echo "links: $(ls /sys/fs/bpf/ebpf-lab/security/links | tr '\\n' ' ')"
+mkdir -p /sys/fs/cgroup/nolsm-test
+printf 'policies:\\n  - name: t\\n    select: { cgroup: /nolsm-test }\\n    exec: { deny: [shells] }\\n' > /tmp/p.yaml
+${cli} policy apply /tmp/p.yaml >/dev/null || exit 4
+sh -c 'echo $$ > /sys/fs/cgroup/nolsm-test/cgroup.procs; exec /bin/sh -c "exit 7"'
+echo "sh exit $?"
+${cli} policy stop >/dev/null 2>&1
+echo "stop exit $?"
+exit 0`;
+
+describe.skipIf(!!skipReason)(`security daemon on 5.10 and 6.1 with BPF LSM built but not active ${skipReason ? `(skipped: ${skipReason})` : ''}`, () => {
+  // both guests at once: each runs on one host thread under TCG, so the two boots overlap
+  let guests: Record<string, { exitCode: number; o: string; all: string }> = {};
+  beforeAll(async () => {
+    const cli = `node ${await ensureBundle()}`;
+    const prev = process.env.EBPF_LAB_VM_APPEND;
+    // the last lsm= wins: Debian's list without bpf (lab/vm/cmdline.ts adds bpf to 5.10's)
+    process.env.EBPF_LAB_VM_APPEND = 'lsm=lockdown,yama,apparmor';
+    try {
+      const [a, b] = await Promise.all([withoutBpfLsm('5.10', `export ATTACK=${shellQuote(ATTACK)}\n${script510(cli)}`), withoutBpfLsm('6.1', script61(cli))]);
+      guests = { '5.10': a, '6.1': b };
+    } finally {
+      if (prev === undefined) delete process.env.EBPF_LAB_VM_APPEND;
+      else process.env.EBPF_LAB_VM_APPEND = prev;
+    }
+  }, 720_000);
+
+  it('sees that the LSM programs never run and enforces through the fallbacks; the daemon, which cannot pin their tracepoint links there, refuses to start and pins nothing; the packet guard drops a source route after net_cls is put to use', async () => {
+    const { exitCode, o, all } = guests['5.10']!;
     {
       expect(exitCode, all).toBe(0);
       expect(o.split('\n')[0], 'the guest runs without bpf among its LSMs').not.toMatch(/(^|,)bpf(,|$)/);
@@ -75,22 +108,7 @@ exit 0`;
   // LSM links, pinned and inert, were re-adopted as BPF LSM that works: now they are detached and
   // the fallbacks attached in their place.
   it('on 6.1 without BPF LSM active, the daemon detaches a previous build\'s inert LSM links, pins the fallbacks and enforces through them', async () => {
-    const cli = `node ${await ensureBundle()}`;
-    const script = `set -u
-node --import tsx controller/security/testdata/inert-lsm-links.ts || exit 3
-${cli} policy daemon > /tmp/daemon.out 2> /tmp/daemon.err &
-for i in $(seq 1 1200); do grep -q '^links and maps are pinned' /tmp/daemon.err && break; sleep 0.1; done
-cat /tmp/daemon.err
-echo "links: $(ls /sys/fs/bpf/ebpf-lab/security/links | tr '\\n' ' ')"
-mkdir -p /sys/fs/cgroup/nolsm-test
-printf 'policies:\\n  - name: t\\n    select: { cgroup: /nolsm-test }\\n    exec: { deny: [shells] }\\n' > /tmp/p.yaml
-${cli} policy apply /tmp/p.yaml >/dev/null || exit 4
-sh -c 'echo $$ > /sys/fs/cgroup/nolsm-test/cgroup.procs; exec /bin/sh -c "exit 7"'
-echo "sh exit $?"
-${cli} policy stop >/dev/null 2>&1
-echo "stop exit $?"
-exit 0`;
-    const { exitCode, o, all } = await withoutBpfLsm('6.1', script);
+    const { exitCode, o, all } = guests['6.1']!;
     {
       expect(exitCode, all).toBe(0);
       expect(o, all).toMatch(/^inert links pinned: sec_exec_lsm sec_connect_lsm sec_socket_lsm sec_ptrace_lsm sec_sendmsg_lsm$/m);
@@ -106,21 +124,13 @@ exit 0`;
   }, 720_000);
 });
 
-/** `script` in a guest of `kernel` booted without bpf among its LSMs: its exit code, stdout, and both streams */
+/** `script` in a guest of `kernel` (EBPF_LAB_VM_APPEND set by the caller): its exit code, stdout, and both streams */
 async function withoutBpfLsm(kernel: string, script: string): Promise<{ exitCode: number; o: string; all: string }> {
   const out: Buffer[] = [];
   const err: Buffer[] = [];
-  const prev = process.env.EBPF_LAB_VM_APPEND;
-  // the last lsm= wins: Debian's list without bpf (lab/vm/cmdline.ts adds bpf to 5.10's)
-  process.env.EBPF_LAB_VM_APPEND = 'lsm=lockdown,yama,apparmor';
-  try {
-    const r = await vmExec(vmKernelArg(kernel), script, { quiet: true, stdout: (b) => out.push(b), stderr: (b) => err.push(b), timeoutMs: 600_000 });
-    const o = Buffer.concat(out).toString();
-    return { exitCode: r.exitCode, o, all: `${o}\n${Buffer.concat(err).toString()}` };
-  } finally {
-    if (prev === undefined) delete process.env.EBPF_LAB_VM_APPEND;
-    else process.env.EBPF_LAB_VM_APPEND = prev;
-  }
+  const r = await vmExec(vmKernelArg(kernel), script, { quiet: true, stdout: (b) => out.push(b), stderr: (b) => err.push(b), timeoutMs: 600_000 });
+  const o = Buffer.concat(out).toString();
+  return { exitCode: r.exitCode, o, all: `${o}\n${Buffer.concat(err).toString()}` };
 }
 
 const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
