@@ -1364,6 +1364,15 @@ static __always_inline __u32 skb_source_route(struct __sk_buff *skb)
 	return 0;
 }
 
+/* a socket's guard_socks entry (flags: BPF_SK_STORAGE_GET_F_CREATE to make one), NULL for none or no full socket */
+static __always_inline struct sec_guard_sock *guard_sock(struct __sk_buff *skb, __u64 flags)
+{
+	struct bpf_sock *sk = skb->sk;
+	if (sk)
+		sk = bpf_sk_fullsock(sk);
+	return sk ? bpf_sk_storage_get(&guard_socks, sk, 0, flags) : NULL;
+}
+
 /* in route_guard_event's `opt`: the packet was judged by its sender's policy, not its socket's cgroup */
 #define GUARD_BY_SENDER 0x80000000u
 
@@ -1418,10 +1427,7 @@ __noinline int guard_sender_judge(struct __sk_buff *skb)
 		return 0;
 	if (pol->uid != SEC_ANY_UID && BPF_CORE_READ(t, cred, uid.val) != pol->uid)
 		return 0;
-	struct bpf_sock *sk = skb->sk;
-	if (sk)
-		sk = bpf_sk_fullsock(sk);
-	struct sec_guard_sock *gs = sk ? bpf_sk_storage_get(&guard_socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE) : NULL;
+	struct sec_guard_sock *gs = guard_sock(skb, BPF_SK_STORAGE_GET_F_CREATE);
 	if (gs) {
 		gs->sel_cgroup = sel_cg;
 		gs->sender_cgroup = sender_cg;
@@ -1435,10 +1441,7 @@ __noinline int guard_kept_slot(struct __sk_buff *skb)
 {
 	if (!skb)
 		return 0;
-	struct bpf_sock *sk = skb->sk;
-	if (sk)
-		sk = bpf_sk_fullsock(sk);
-	struct sec_guard_sock *gs = sk ? bpf_sk_storage_get(&guard_socks, sk, 0, 0) : NULL;
+	struct sec_guard_sock *gs = guard_sock(skb, 0);
 	__u32 *slotp = NULL;
 	__u32 slot = 0;
 	if (!gs)
@@ -1487,10 +1490,7 @@ __noinline int route_guard_event(struct __sk_buff *skb, __u32 policy_id, __u32 r
 	/* judged by its sender (GUARD_BY_SENDER): the sender's cgroup as guard_socks keeps it, and its
 	 * pid and comm where the current task is in that cgroup */
 	if (opt & GUARD_BY_SENDER) {
-		struct bpf_sock *sk = skb->sk;
-		if (sk)
-			sk = bpf_sk_fullsock(sk);
-		struct sec_guard_sock *gs = sk ? bpf_sk_storage_get(&guard_socks, sk, 0, 0) : NULL;
+		struct sec_guard_sock *gs = guard_sock(skb, 0);
 		e->cgroup_id = gs ? gs->sender_cgroup : task_cg;
 	}
 	opt &= ~GUARD_BY_SENDER;

@@ -9,15 +9,6 @@ export interface sec_proc {
 }
 export const sec_proc_size = 8;
 
-/** struct sec_guard_sock: 24 bytes */
-export interface sec_guard_sock {
-  sel_cgroup: bigint;
-  sender_cgroup: bigint;
-  tgid: number;
-  pad: number;
-}
-export const sec_guard_sock_size = 24;
-
 /** struct sec_policy: 32 bytes */
 export interface sec_policy {
   id: number;
@@ -92,6 +83,15 @@ export interface sec_egress_key {
 }
 export const sec_egress_key_size = 28;
 
+/** struct sec_guard_sock: 24 bytes */
+export interface sec_guard_sock {
+  sel_cgroup: bigint;
+  sender_cgroup: bigint;
+  tgid: number;
+  pad: number;
+}
+export const sec_guard_sock_size = 24;
+
 /** struct io_ring_ctx___int_flags: 4 bytes */
 export interface io_ring_ctx___int_flags {
   int_flags: number;
@@ -153,7 +153,6 @@ export * from './security.enums.ts';
 export interface SecurityShape {
   maps: {
     procs: { key: number; value: sec_proc };
-    guard_socks: { key: number; value: sec_guard_sock };
     cg_sel: { key: bigint; value: number };
     events: { key: Uint8Array; value: Uint8Array };
     lost: { key: number; value: bigint };
@@ -168,6 +167,7 @@ export interface SecurityShape {
     exec_rules: { key: sec_exec_key; value: sec_rule };
     egress_rules: { key: sec_egress_key; value: sec_rule };
     oracle: { key: number; value: sec_file_key };
+    guard_socks: { key: number; value: sec_guard_sock };
   };
   programs: 'sec_exec_tp' | 'sec_fork_tp' | 'sec_clone_exit_tp' | 'sec_clone3_exit_tp' | 'sec_fork_exit_tp' | 'sec_vfork_exit_tp' | 'sec_exit_tp' | 'sec_exec_lsm' | 'sec_connect4' | 'sec_connect6' | 'sec_sendmsg4' | 'sec_sendmsg6' | 'sec_connect_lsm' | 'sec_sock_create' | 'sec_socket_lsm' | 'sec_socket_tp' | 'sec_io_uring_socket' | 'sec_io_uring_socket_sqe' | 'sec_setsockopt' | 'sec_sendmsg_lsm' | 'sec_route_guard' | 'sec_ptrace_lsm' | 'sec_ptrace_tp' | 'sec_ptrace_exit_tp' | 'sec_vm_readv_tp' | 'sec_vm_writev_tp' | 'sec_pidfd_getfd_tp' | 'sec_openat_exit_tp' | 'sec_openat_exit_btf' | 'sec_open_exit_tp' | 'sec_open_exit_btf' | 'sec_openat2_exit_tp' | 'sec_openat2_exit_btf' | 'sec_io_uring_open' | 'sec_io_uring_open_btf' | 'sec_compat_exit';
   rodata: Record<never, never>;
@@ -181,7 +181,6 @@ export const security = defineSkeleton<SecurityShape>({
   object: 'security',
   maps: {
     procs: { type: MapType.HASH, keySize: 4, valueSize: 8 },
-    guard_socks: { type: MapType.SK_STORAGE, keySize: 4, valueSize: 24 },
     cg_sel: { type: MapType.HASH, keySize: 8, valueSize: 4 },
     events: { type: MapType.RINGBUF, keySize: 0, valueSize: 0 },
     lost: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 8 },
@@ -196,6 +195,7 @@ export const security = defineSkeleton<SecurityShape>({
     exec_rules: { type: MapType.HASH, keySize: 24, valueSize: 8 },
     egress_rules: { type: MapType.LPM_TRIE, keySize: 28, valueSize: 8 },
     oracle: { type: MapType.HASH, keySize: 4, valueSize: 16 },
+    guard_socks: { type: MapType.SK_STORAGE, keySize: 4, valueSize: 24 },
   },
   programs: ['sec_exec_tp', 'sec_fork_tp', 'sec_clone_exit_tp', 'sec_clone3_exit_tp', 'sec_fork_exit_tp', 'sec_vfork_exit_tp', 'sec_exit_tp', 'sec_exec_lsm', 'sec_connect4', 'sec_connect6', 'sec_sendmsg4', 'sec_sendmsg6', 'sec_connect_lsm', 'sec_sock_create', 'sec_socket_lsm', 'sec_socket_tp', 'sec_io_uring_socket', 'sec_io_uring_socket_sqe', 'sec_setsockopt', 'sec_sendmsg_lsm', 'sec_route_guard', 'sec_ptrace_lsm', 'sec_ptrace_tp', 'sec_ptrace_exit_tp', 'sec_vm_readv_tp', 'sec_vm_writev_tp', 'sec_pidfd_getfd_tp', 'sec_openat_exit_tp', 'sec_openat_exit_btf', 'sec_open_exit_tp', 'sec_open_exit_btf', 'sec_openat2_exit_tp', 'sec_openat2_exit_btf', 'sec_io_uring_open', 'sec_io_uring_open_btf', 'sec_compat_exit'],
   rodata: [],

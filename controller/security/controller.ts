@@ -532,8 +532,7 @@ export class SecurityController {
         });
         if (pinRefused && /EINVAL/.test(pinRefused)) {
           // the directories this start made (a first start): nothing of it stays
-          if (!adopted.size && !stale.size && fs.existsSync(LINK_DIR) && fs.readdirSync(LINK_DIR).length === 0) fs.rmdirSync(LINK_DIR);
-          if (fs.existsSync(PIN_DIR) && fs.readdirSync(PIN_DIR).length === 0) removePinDir(PIN_DIR);
+          removeEmptyPinDirs(!adopted.size && !stale.size);
           throw unpinnableTracepoints(mech.lsmEvidence);
         }
       }
@@ -778,8 +777,7 @@ export class SecurityController {
     this.links.length = 0;
     if (!this.pinned) return;
     for (const n of freshMaps) fs.rmSync(path.join(PIN_DIR, n), { force: true });
-    if (adopted.size === 0 && fs.existsSync(LINK_DIR) && fs.readdirSync(LINK_DIR).length === 0) fs.rmdirSync(LINK_DIR);
-    if (fs.existsSync(PIN_DIR) && fs.readdirSync(PIN_DIR).length === 0) removePinDir(PIN_DIR);
+    removeEmptyPinDirs(adopted.size === 0);
   }
 
   /**
@@ -1285,11 +1283,6 @@ export function uringCompatUnsound(btf = Btf.vmlinux()): string | undefined {
 }
 
 /**
- * Load only `progs` of the object, in a throw-away copy, and run `then` on it: what the kernel
- * said when it refused, or undefined. Probed by trial so that a program one kernel refuses does
- * not take the others down with it.
- */
-/**
  * Why attached LSM programs would never run, or undefined where they do. They load and attach
  * wherever the kernel has CONFIG_BPF_LSM, but run only where bpf is among the active LSMs (lsm= at
  * boot; 5.10's default list, Debian bullseye's, leaves it out): there, attached, they enforced
@@ -1317,6 +1310,12 @@ function lsmInert(execRuns: () => bigint | undefined): string | undefined {
   }
 }
 
+/** a refused start's empty pin directories: the links one only where no link was there before it */
+function removeEmptyPinDirs(linkDirToo: boolean): void {
+  if (linkDirToo && fs.existsSync(LINK_DIR) && fs.readdirSync(LINK_DIR).length === 0) fs.rmdirSync(LINK_DIR);
+  if (fs.existsSync(PIN_DIR) && fs.readdirSync(PIN_DIR).length === 0) removePinDir(PIN_DIR);
+}
+
 /** the pinned daemon's refusal where its tracepoint fallbacks cannot be pinned, with the fix BPF LSM's state calls for */
 function unpinnableTracepoints(lsmEvidence: string): LabError {
   const fix = /lsm: off/.test(lsmEvidence)
@@ -1327,7 +1326,11 @@ function unpinnableTracepoints(lsmEvidence: string): LabError {
   return new LabError(`cannot pin the syscall-tracepoint fallbacks used without BPF LSM on ${fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()}: this kernel attaches tracepoint programs without a bpf_link (5.15+), so they would end with this process`, fix);
 }
 
-/** what refused loading (and `then`) the programs `progs` alone, or undefined where they load */
+/**
+ * Load only `progs` of the object, in a throw-away copy, and run `then` on it: what the kernel
+ * said when it refused, or undefined. Probed by trial so that a program one kernel refuses does
+ * not take the others down with it.
+ */
 function refusedAlone(file: string, progs: string[], then: (o: BpfObject) => void = () => {}): string | undefined {
   const probe = BpfObject.open(file);
   try {
