@@ -18,8 +18,15 @@
 #define NEXTHDR_ROUTING 43
 #define NEXTHDR_FRAGMENT 44
 #define NEXTHDR_DEST 60
-#define IPV6_EXT_MAX 4 /* extension headers walked before giving up on the ports */
-#define TC_ACT_OK 0
+#define NEXTHDR_AUTH 51
+#define IPV6_EXT_MAX 8 /* extension headers walked before giving up on the ports (see parse6) */
+/*
+ * A packet that passes ends in TC_ACT_UNSPEC, not TC_ACT_OK: in direct-action mode OK ends the
+ * clsact chain, so a filter of the user's at a later priority (`tc filter add … bpf da`, pref
+ * 49152 by default, after ours at 22) would never run and its drops would silently stop. UNSPEC
+ * goes on to the next filter, and with none left the packet passes as with OK.
+ */
+#define TC_ACT_UNSPEC (-1)
 #define TC_ACT_SHOT 2
 #define IP_MF 0x2000
 #define IP_OFFSET 0x1FFF
@@ -111,8 +118,22 @@ static __always_inline void load_ports(struct __sk_buff *skb, __u32 off, struct 
 	}
 }
 
+/* parse(): IPv4 or IPv6 with its L4 protocol known (ports where TCP/UDP) */
+#define PARSED 1
+/* parse(): IPv6 whose extension-header chain was not walked to its end (more than IPV6_EXT_MAX
+ * headers, or cut short): its protocol and ports are unknown, which run_filters reads as a match
+ * of every drop rule that names a protocol or port (fail closed: the kernel accepts any number of
+ * headers, so 5 destination-options headers got UDP past a `udp/9999 drop` rule that gave up
+ * after 4); it is classified by address only */
+#define PARSED_UNWALKED 2
+
 /* IPv6: fixed header, then up to IPV6_EXT_MAX extension headers to reach TCP/UDP. A non-first
- * fragment has no ports; an unwalked chain leaves proto at the last next-header seen. */
+ * fragment has no ports (the first one carries them and meets the rules). */
+static __always_inline bool is_ext(__u8 next)
+{
+	return next == NEXTHDR_HOP || next == NEXTHDR_ROUTING || next == NEXTHDR_DEST || next == NEXTHDR_FRAGMENT || next == NEXTHDR_AUTH;
+}
+
 static __always_inline int parse6(struct __sk_buff *skb, struct tc_flow_key *p)
 {
 	struct ipv6hdr ip6;
@@ -125,28 +146,35 @@ static __always_inline int parse6(struct __sk_buff *skb, struct tc_flow_key *p)
 	__u32 off = sizeof(struct ethhdr) + sizeof(ip6);
 	for (int i = 0; i < IPV6_EXT_MAX; i++) {
 		__u8 h[4];
-		if (next != NEXTHDR_HOP && next != NEXTHDR_ROUTING && next != NEXTHDR_DEST && next != NEXTHDR_FRAGMENT)
+		if (!is_ext(next))
 			break;
-		if (bpf_skb_load_bytes(skb, off, h, sizeof(h)))
-			break;
+		if (bpf_skb_load_bytes(skb, off, h, sizeof(h))) {
+			p->proto = next;
+			return PARSED_UNWALKED;
+		}
 		if (next == NEXTHDR_FRAGMENT) {
 			if (((h[2] << 8) | h[3]) & 0xFFF8) { /* offset ≠ 0: not the first fragment */
 				p->proto = h[0];
-				return 1;
+				return PARSED;
 			}
 			off += 8;
+		} else if (next == NEXTHDR_AUTH) {
+			off += ((__u32)h[1] + 2) * 4;
 		} else {
 			off += ((__u32)h[1] + 1) * 8;
 		}
 		next = h[0];
 	}
 	p->proto = next;
+	if (is_ext(next))
+		return PARSED_UNWALKED;
 	if (next == IPPROTO_TCP || next == IPPROTO_UDP)
 		load_ports(skb, off, p);
-	return 1;
+	return PARSED;
 }
 
-/* IPv4 or IPv6 header and, for the first fragment of TCP/UDP, the ports. 0 when neither. */
+/* IPv4 or IPv6 header and, for the first fragment of TCP/UDP, the ports. 0 when neither,
+ * else PARSED or PARSED_UNWALKED. */
 static __always_inline int parse(struct __sk_buff *skb, struct tc_flow_key *p)
 {
 	void *data = (void *)(long)skb->data;
@@ -169,10 +197,23 @@ static __always_inline int parse(struct __sk_buff *skb, struct tc_flow_key *p)
 	if ((ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP) && !(ip->frag_off & bpf_htons(IP_OFFSET))) {
 		__u32 ihl = ip->ihl * 4;
 		if (ihl < sizeof(*ip))
-			return 1;
+			return PARSED;
 		load_ports(skb, sizeof(*eth) + ihl, p);
 	}
-	return 1;
+	return PARSED;
+}
+
+/*
+ * The bytes an egress skb puts on the wire, headers counted once per GSO segment (qdisc_pkt_len,
+ * what HTB/TBF charge): what a class is charged and counts. skb->len counts a GSO skb's headers
+ * once, which would let TCP through ~4.5% fast. wire_len is 0 outside a real transmit
+ * (BPF_PROG_TEST_RUN): then len.
+ */
+static __always_inline __u64 wire_bytes(struct __sk_buff *skb)
+{
+	__u32 wire = READ_ONCE(skb->wire_len); /* both read plainly: the verifier refuses a */
+	__u32 plain = READ_ONCE(skb->len);     /* ctx load through a pointer clang offset */
+	return wire ? wire : plain;
 }
 
 /* the first plen bits of a and b are equal (16-byte addresses, plen 0-128) */
@@ -192,8 +233,9 @@ static __always_inline int prefix_match(const __u8 *a, const __u8 *b, __u32 plen
 	return 1;
 }
 
-/* TC_ACT_SHOT when a drop rule matches; every matching rule is counted */
-static __always_inline int run_filters(struct __sk_buff *skb, struct tc_flow_key *p, __u8 dir)
+/* TC_ACT_SHOT when a drop rule matches; every matching rule is counted. `parsed` PARSED_UNWALKED:
+ * see there (a count rule naming a protocol or port does not count such a packet) */
+static __always_inline int run_filters(struct __sk_buff *skb, struct tc_flow_key *p, __u8 dir, int parsed)
 {
 	__u32 z = 0;
 	__u32 *genp = bpf_map_lookup_elem(&filter_gen, &z);
@@ -208,16 +250,21 @@ static __always_inline int run_filters(struct __sk_buff *skb, struct tc_flow_key
 			continue;
 		if (r->family && r->family != p->family)
 			continue;
-		if (r->proto && r->proto != p->proto)
-			continue;
-		if (r->port && r->port != p->dport)
-			continue;
+		if (parsed == PARSED_UNWALKED && (r->proto || r->port)) {
+			if (r->action != TC_RULE_DROP)
+				continue;
+		} else {
+			if (r->proto && r->proto != p->proto)
+				continue;
+			if (r->port && r->port != p->dport)
+				continue;
+		}
 		if (!prefix_match(r->addr, remote, r->prefixlen))
 			continue;
 		struct tc_rule_stats *s = bpf_map_lookup_elem(&rule_stats, &k);
 		if (s) {
 			s->packets++;
-			s->bytes += skb->len;
+			s->bytes += skb->len; /* the frame as tc sees it, L2 header included (wire_len has none at ingress) */
 		}
 		if (r->action == TC_RULE_DROP) {
 			struct tc_global_stats *g = bpf_map_lookup_elem(&globals, &z);
@@ -226,7 +273,7 @@ static __always_inline int run_filters(struct __sk_buff *skb, struct tc_flow_key
 			return TC_ACT_SHOT;
 		}
 	}
-	return TC_ACT_OK;
+	return TC_ACT_UNSPEC;
 }
 
 static __always_inline __u32 classify(struct __sk_buff *skb, struct tc_flow_key *p)
@@ -259,18 +306,15 @@ static __always_inline int shape(struct __sk_buff *skb, __u32 id)
 	struct tc_class_state *st = bpf_map_lookup_elem(&class_state, &id);
 	struct tc_class_stats *s = bpf_map_lookup_elem(&class_stats, &id);
 	if (!cl || !st || !s || !(cl->flags & TC_CLASS_ACTIVE))
-		return TC_ACT_OK;
-	/* wire_len: the bytes this skb puts on the wire, headers counted once per GSO segment
-	 * (qdisc_pkt_len, what HTB/TBF charge). skb->len counts a GSO skb's headers once, which
-	 * would let TCP through ~4.5% fast. 0 outside a real transmit (BPF_PROG_TEST_RUN). */
-	__u32 wire = READ_ONCE(skb->wire_len); /* both read plainly: the verifier refuses a */
-	__u32 plain = READ_ONCE(skb->len);     /* ctx load through a pointer clang offset */
-	__u64 len = wire ? wire : plain;
-	s->packets++;
-	s->bytes += len;
+		return TC_ACT_UNSPEC;
+	__u64 len = wire_bytes(skb);
 	__u64 rate = cl->rate_bps;
-	if (!rate)
-		return TC_ACT_OK;
+	/* packets and bytes count what the class let through: a horizon drop is counted apart */
+	if (!rate) {
+		s->packets++;
+		s->bytes += len;
+		return TC_ACT_UNSPEC;
+	}
 	__u64 delay = len * 8 * NSEC_PER_SEC / rate;
 	__u64 now = bpf_ktime_get_ns();
 	__u64 t = skb->tstamp;
@@ -282,7 +326,9 @@ static __always_inline int shape(struct __sk_buff *skb, __u32 id)
 		if (t_last) /* not the class's first packet */
 			s->idle_ns += t - t_next;
 		WRITE_ONCE(st->t_last, t);
-		return TC_ACT_OK;
+		s->packets++;
+		s->bytes += len;
+		return TC_ACT_UNSPEC;
 	}
 	if (t_next - now >= cl->horizon_ns) {
 		s->horizon_drops++;
@@ -291,7 +337,9 @@ static __always_inline int shape(struct __sk_buff *skb, __u32 id)
 	WRITE_ONCE(st->t_last, t_next);
 	skb->tstamp = t_next;
 	s->delayed++;
-	return TC_ACT_OK;
+	s->packets++;
+	s->bytes += len;
+	return TC_ACT_UNSPEC;
 }
 
 SEC("tc")
@@ -302,15 +350,16 @@ int tc_shape_egress(struct __sk_buff *skb)
 	struct tc_global_stats *g = bpf_map_lookup_elem(&globals, &z);
 	if (g)
 		g->egress_packets++;
-	if (!parse(skb, &p))
-		return TC_ACT_OK;
-	if (run_filters(skb, &p, TC_DIR_EGRESS) == TC_ACT_SHOT)
+	int parsed = parse(skb, &p);
+	if (!parsed)
+		return TC_ACT_UNSPEC;
+	if (run_filters(skb, &p, TC_DIR_EGRESS, parsed) == TC_ACT_SHOT)
 		return TC_ACT_SHOT;
 	__u32 id = classify(skb, &p);
 	if (!id || id >= TC_MAX_CLASSES) {
 		if (g)
 			g->unclassified++;
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	}
 	return shape(skb, id);
 }
@@ -323,9 +372,10 @@ int tc_filter_ingress(struct __sk_buff *skb)
 	struct tc_global_stats *g = bpf_map_lookup_elem(&globals, &z);
 	if (g)
 		g->ingress_packets++;
-	if (!parse(skb, &p))
-		return TC_ACT_OK;
-	return run_filters(skb, &p, TC_DIR_INGRESS);
+	int parsed = parse(skb, &p);
+	if (!parsed)
+		return TC_ACT_UNSPEC;
+	return run_filters(skb, &p, TC_DIR_INGRESS, parsed);
 }
 
 LAB_EXPORT(tc_class_stats);

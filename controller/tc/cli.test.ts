@@ -51,7 +51,7 @@ describe('pnpm lab tc: arguments and errors', () => {
       [['shape', 'start'], /needs --dev/, /--config/],
       [['shape', 'start', '--dev', 'x', '--metrics-port', '0'], /--metrics-port "0": must be ≥ 1/, /e\.g\./],
       // the device before the program is built or anything is touched
-      [['shape', 'start', '--dev', 'nosuchdev0'], /--dev "nosuchdev0": no such device \(Device "nosuchdev0" does not exist\.\)/, /ip link lists the devices/],
+      [['shape', 'start', '--dev', 'nosuchdev0'], /--dev "nosuchdev0": no such device \(Device "nosuchdev0" does not exist\.\)/, /ip link lists the devices; one inside a network namespace needs --netns NAME/],
       [['shape', 'start', '--dev', 'lo', '--netns', 'ebpf-lab-no-such-ns'], /--netns "ebpf-lab-no-such-ns": no such network namespace/, /ip netns lists them/],
       // the name is a path: `stop --instance ../../x` once read a state file of its choosing and signalled its pid
       ...(['stop', 'list', 'metrics', 'apply --config x.yaml', 'set bulk 10mbit'] as const).map((c): [string[], RegExp, RegExp] => [['shape', ...c.split(' '), '--instance', '../../tmp/x'], /--instance "\.\.\/\.\.\/tmp\/x": not an instance name/, /a-z 0-9 _ -/]),

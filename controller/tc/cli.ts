@@ -101,7 +101,7 @@ async function daemon(p: Args): Promise<number> {
   if (netns && !fs.existsSync(`/run/netns/${netns}`)) throw new UsageError(`--netns ${JSON.stringify(netns)}: no such network namespace`, 'ip netns lists them');
   const probe = netns ? spawnSync('nsenter', [`--net=/run/netns/${netns}`, '--', 'ip', 'link', 'show', 'dev', dev], { encoding: 'utf8' }) : spawnSync('ip', ['link', 'show', 'dev', dev], { encoding: 'utf8' });
   if ((probe.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') throw new LabError(`${netns ? 'nsenter' : 'ip'} is not installed (not found on PATH)`, 'pnpm lab setup tc (as root) installs the tools tc shaping runs');
-  if (probe.status !== 0) throw new UsageError(`--dev ${JSON.stringify(dev)}: no such device${netns ? ` in netns ${netns}` : ''} (${(probe.stderr || probe.error?.message || '').trim().split('\n')[0]})`, `${netns ? `ip -n ${netns} link` : 'ip link'} lists the devices`);
+  if (probe.status !== 0) throw new UsageError(`--dev ${JSON.stringify(dev)}: no such device${netns ? ` in netns ${netns}` : ''} (${(probe.stderr || probe.error?.message || '').trim().split('\n')[0]})`, `${netns ? `ip -n ${netns} link` : 'ip link'} lists the devices${netns ? '' : '; one inside a network namespace needs --netns NAME'}`);
   deferSignalsToCaller(true);
   const instance = p.values.instance as string;
   let shaper: TcShaper | undefined;

@@ -1,7 +1,9 @@
 // Config validation and rate/CIDR parsing (pure: no kernel, no root).
+import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { findCgroup2Root } from '../../common/cgroup.ts';
 import { UsageError } from '../../common/args.ts';
-import { AUTO_HORIZON_MIN_RATE, checkReplaceKeys, ConfigError, formatRate, latencyHorizonNs, MAX_GSO_WIRE_BYTES, netPort, parseCidr, parseDuration, parseHorizon, parseRate, validateConfig } from './config.ts';
+import { AUTO_HORIZON_MIN_RATE, cgroupIdOf, checkReplaceKeys, ConfigError, formatRate, latencyHorizonNs, MAX_GSO_WIRE_BYTES, netPort, parseCidr, parseDuration, parseHorizon, parseRate, validateConfig } from './config.ts';
 
 const cg = (p: string) => (p === '/sys/fs/cgroup/app' ? 4242n : undefined);
 
@@ -139,6 +141,20 @@ describe('validateConfig', () => {
     expect(validateConfig({ classes: [{ name: 'ok', rate: '59955bit', horizon: 'auto' }, { name: 'fixed', rate: '50kbit', horizon: '10s' }] }, cg).classes.map((c) => c.horizonAuto)).toEqual([true, undefined]);
     expect(problems({ classes: [{ name: 'slow', rate: '1kbit', horizon: 'auto' }] })).toEqual(['classes[0].rate: 1kbit is outside 8kbit-400gbit']); // one problem, the rate
   });
+  it('an unnamed rule is called rule<index>, and a clash with it says so', () => {
+    expect(problems({ filters: [{ action: 'count' }, { name: 'rule0', action: 'drop' }] })).toEqual(['filters[1].name: "rule0" is used twice (filters[0] has no name and is called that)']);
+  });
+
+  // a v1 directory has cgroup.procs too, and v1's root inode is 1, the cgroup2 root's id
+  it('a cgroup match must be a cgroup2 directory: a cgroup v1 one is refused (where this machine mounts v1)', (ctx) => {
+    const v1 = ['cpu', 'memory', 'pids', 'systemd'].map((c) => `/sys/fs/cgroup/${c}`).find((d) => fs.existsSync(`${d}/cgroup.procs`) && fs.statfsSync(d).type === 0x27e0eb /* CGROUP_SUPER_MAGIC */);
+    const v2 = findCgroup2Root();
+    if (v2) expect(cgroupIdOf(v2)).toBe(1n);
+    if (!v1) ctx.skip('no cgroup v1 hierarchy mounted here');
+    expect(cgroupIdOf(v1!)).toBeUndefined();
+    expect(() => validateConfig({ classes: [{ name: 'a', rate: '1mbit', match: [{ cgroup: v1 }] }] })).toThrow(/is not a cgroup2 directory/);
+  });
+
   it('refuses the same match in two classes and too many rules', () => {
     expect(problems({ classes: [{ name: 'a', rate: '1mbit', match: [{ dst: '10.0.0.0/24' }] }, { name: 'b', rate: '1mbit', match: [{ dst: '10.0.0.0/24' }] }] })[0]).toMatch(/already in class "a"/);
     expect(problems({ filters: Array.from({ length: 65 }, () => ({ action: 'count' })) }).join()).toMatch(/65 rules, at most 64/);

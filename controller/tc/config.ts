@@ -208,10 +208,15 @@ function unknownKeys(o: Record<string, unknown>, allowed: string[], at: string, 
   for (const k of Object.keys(o)) if (!allowed.includes(k)) problems.push(`${at}.${k}: unknown field (allowed: ${allowed.join(', ')})`);
 }
 
-/** the cgroup id of a cgroup2 directory (common/cgroup.ts), undefined where path is not one */
+const CGROUP2_SUPER_MAGIC = 0x63677270;
+/**
+ * the cgroup id of a cgroup2 directory (common/cgroup.ts), undefined where path is not one. A
+ * cgroup v1 directory has a cgroup.procs too, but its inode number is no cgroup2 id: v1's root is
+ * 1, the cgroup2 root's id, so `/sys/fs/cgroup/cpu` would have shaped every socket of the v2 root
+ */
 export function cgroupIdOf(path: string): bigint | undefined {
   try {
-    return fs.statSync(path).isDirectory() && fs.existsSync(`${path}/cgroup.procs`) ? dirCgroupId(path) : undefined;
+    return fs.statSync(path).isDirectory() && fs.statfsSync(path).type === CGROUP2_SUPER_MAGIC && fs.existsSync(`${path}/cgroup.procs`) ? dirCgroupId(path) : undefined;
   } catch {
     return undefined;
   }
@@ -329,6 +334,7 @@ export function validateConfig(raw: unknown, cgroupId: (p: string) => bigint | u
   if (!Array.isArray(rawRules)) problems.push('filters: must be a list');
   else if (rawRules.length > MAX_RULES) problems.push(`filters: ${rawRules.length} rules, at most ${MAX_RULES}`);
   const ruleNames = new Set<string>();
+  const unnamed = new Map<string, number>();
   for (const [i, r] of (Array.isArray(rawRules) ? rawRules : []).entries()) {
     const at = `filters[${i}]`;
     if (!isObj(r)) {
@@ -338,8 +344,10 @@ export function validateConfig(raw: unknown, cgroupId: (p: string) => bigint | u
     unknownKeys(r, ['name', 'dir', 'cidr', 'port', 'proto', 'action'], at, problems);
     const name = r.name ?? `rule${i}`;
     if (typeof name !== 'string' || !NAME.test(name)) problems.push(`${at}.name: ${JSON.stringify(name)} must be 1-32 of a-z 0-9 _ - starting with a letter`);
-    else if (ruleNames.has(name)) problems.push(`${at}.name: "${name}" is used twice`);
+    // an unnamed rule is called rule<index>: say so where a name the user wrote meets one
+    else if (ruleNames.has(name)) problems.push(`${at}.name: "${name}" is used twice${unnamed.has(name) ? ` (filters[${unnamed.get(name)}] has no name and is called that)` : ''}`);
     else ruleNames.add(name);
+    if (r.name === undefined) unnamed.set(name as string, i);
     const dir = DIRS.get((r.dir as string) ?? 'egress');
     if (dir === undefined) problems.push(`${at}.dir: ${JSON.stringify(r.dir)} must be egress, ingress or both`);
     const odd = textProblem(r.cidr);

@@ -12,7 +12,9 @@ import { tcRegistry } from './metrics.ts';
 import { parseIp, toLeading16 } from '../../common/ip.ts';
 import { tc_shape_dir, tc_shape_rule_action } from '../../bpf/gen/tc_shape.enums.ts';
 
-const TC_ACT_OK = 0;
+// a packet that passes goes on to the next filter (TC_ACT_UNSPEC, -1; the run's retval is a u32):
+// TC_ACT_PASS would end the chain before a filter of the user's (bpf/tc_shape.bpf.c)
+const TC_ACT_PASS = 0xffffffff;
 const TC_ACT_SHOT = 2;
 let bench: EdtBench;
 let c: TcControl;
@@ -30,7 +32,7 @@ describeRoot('EDT departure times (BPF_PROG_TEST_RUN)', () => {
     c.apply(validateConfig({ classes: [{ name: 'a', rate: '83360bit', match: [{ dst: '10.0.0.2/32', port: 7777 }] }] }));
     const f = udpFrame('10.0.0.2', 7777, 1000);
     const first = send(f);
-    expect(first).toEqual({ verdict: TC_ACT_OK, tstamp: 0n }); // an idle class: leaves now, untouched
+    expect(first).toEqual({ verdict: TC_ACT_PASS, tstamp: 0n }); // an idle class: leaves now, untouched
     const t = [send(f), send(f), send(f)].map((x) => x.tstamp);
     expect(t[1]! - t[0]!).toBe(100_000_000n);
     expect(t[2]! - t[1]!).toBe(100_000_000n);
@@ -72,17 +74,17 @@ describeRoot('EDT departure times (BPF_PROG_TEST_RUN)', () => {
     expect(c.globals().unclassified - before).toBe(1n);
   });
 
-  it('beyond the horizon: dropped and counted; drops do not take a slot', () => {
+  it('beyond the horizon: dropped and counted apart; drops take no slot and are not in packets or bytes', () => {
     // 1 s per 1042-byte frame (8.336 kbit/s), horizon 3.5 s: the 1st leaves at once, the 2nd-4th
     // get slots 1/2/3 s ahead, every later one would be ≥ 3.5 s ahead. Slots this long leave half a
     // second for the ten calls, which a TCG guest needs (10 ms slots failed there)
     c.apply(validateConfig({ classes: [{ name: 'h', rate: '8336bit', horizon: '3500ms', match: [{ dst: '10.0.0.2/32' }] }] }));
     const f = udpFrame('10.0.0.2', 9, 1000);
     const v = Array.from({ length: 10 }, () => send(f));
-    expect(v.map((x) => x.verdict)).toEqual([0, 0, 0, 0, 2, 2, 2, 2, 2, 2].map((x) => (x ? TC_ACT_SHOT : TC_ACT_OK)));
+    expect(v.map((x) => x.verdict)).toEqual([0, 0, 0, 0, 2, 2, 2, 2, 2, 2].map((x) => (x ? TC_ACT_SHOT : TC_ACT_PASS)));
     expect(v[3]!.tstamp - v[1]!.tstamp).toBe(2_000_000_000n);
     const st = c.classStats()[0]!;
-    expect([st.packets, st.delayed, st.horizonDrops]).toEqual([10n, 3n, 6n]);
+    expect([st.packets, st.bytes, st.delayed, st.horizonDrops]).toEqual([4n, 4n * 1042n, 3n, 6n]);
   });
 
   it('a live rate change is one map write: the next departure uses the new rate, same program', () => {
@@ -119,7 +121,7 @@ describeRoot('EDT departure times (BPF_PROG_TEST_RUN)', () => {
     const f = udpFrame('10.0.0.2', 9, 1000);
     const v = [send(f, 65_536), send(f, 65_536), send(f, 65_536), send(f)];
     // idle: leaves now; one GSO slot ahead: waits; two ahead: beyond the budget; a small frame still fits
-    expect(v.map((x) => x.verdict)).toEqual([TC_ACT_OK, TC_ACT_OK, TC_ACT_SHOT, TC_ACT_OK]);
+    expect(v.map((x) => x.verdict)).toEqual([TC_ACT_PASS, TC_ACT_PASS, TC_ACT_SHOT, TC_ACT_PASS]);
     expect(c.classStats()[0]!.horizonDrops).toBe(1n);
     c.setRate('auto', 833_600n); // ten times the rate: a tenth of the budget (719 ms)
     expect(c.maps.classes.get(id)).toMatchObject({ rate_bps: 833_600n, horizon_ns: latencyHorizonNs(833_600n) });
@@ -148,7 +150,7 @@ describeRoot('EDT departure times (BPF_PROG_TEST_RUN)', () => {
       }
       c.apply(plan); // a new class name: a new class, idle
       const v = [send(f, 65_536), send(f, 65_536)];
-      expect(v.map((x) => x.verdict), `${rate} bit/s`).toEqual([TC_ACT_OK, TC_ACT_OK]);
+      expect(v.map((x) => x.verdict), `${rate} bit/s`).toEqual([TC_ACT_PASS, TC_ACT_PASS]);
       taken.push(rate);
     }
     expect(taken).toEqual([59_955n, 83_360n]);
@@ -171,7 +173,7 @@ describeRoot('EDT departure times (BPF_PROG_TEST_RUN)', () => {
     const byName = () => Object.fromEntries(c.classStats().map((x) => [x.name, x.packets]));
     const g0 = c.globals().unclassified;
     send(udp6Frame('fd00:16::2', 7777, 1000, 'fd00:16::1'));
-    send(udp6Frame('fd00:16::2', 7777, 1000, 'fd00:16::1', 40001, true)); // hop-by-hop header walked
+    send(udp6Frame('fd00:16::2', 7777, 1000, 'fd00:16::1', 40001, 1)); // an extension header walked
     send(udp6Frame('fd00:16::3', 80, 100, 'fd00:16::1', 40000));
     send(udp6Frame('fd00:16::3', 80, 100, 'fd00:16::1', 40002)); // other sport: not the 5-tuple
     send(udp6Frame('fd00:17::2', 7777, 100)); // outside the /64
@@ -191,10 +193,28 @@ describeRoot('EDT departure times (BPF_PROG_TEST_RUN)', () => {
       { name: 'any', dir: 'egress', action: 'count' },
     ] }));
     expect(send(udp6Frame('fd00:16::2', 9, 10)).verdict).toBe(TC_ACT_SHOT);
-    expect(send(udp6Frame('fd00:16::2', 10, 10)).verdict).toBe(TC_ACT_OK);
-    expect(send(udp6Frame('fd00:17::2', 9, 10)).verdict).toBe(TC_ACT_OK);
-    expect(send(udpFrame('10.0.0.2', 9, 10)).verdict).toBe(TC_ACT_OK);
+    expect(send(udp6Frame('fd00:16::2', 10, 10)).verdict).toBe(TC_ACT_PASS);
+    expect(send(udp6Frame('fd00:17::2', 9, 10)).verdict).toBe(TC_ACT_PASS);
+    expect(send(udpFrame('10.0.0.2', 9, 10)).verdict).toBe(TC_ACT_PASS);
     expect(c.ruleStats().map((r) => r.packets)).toEqual([1n, 1n, 3n]);
+    c.apply(validateConfig({}));
+  });
+
+  // The kernel accepts an IPv6 packet with any number of extension headers: a walk that gave up
+  // after 4 left its protocol unknown and its ports 0, so 5 destination-options headers got UDP
+  // to :9 past a `udp/9 drop` rule (found by review, session 56)
+  it('IPv6 past the extension headers walked: drop rules naming a protocol or port drop it (fail closed), count rules do not count it', () => {
+    c.apply(validateConfig({ filters: [
+      { name: 'cnt9', dir: 'egress', proto: 'udp', port: 9, action: 'count' },
+      { name: 'drop9', dir: 'egress', cidr: 'fd00:16::/64', proto: 'udp', port: 9, action: 'drop' },
+    ] }));
+    const stats = () => c.ruleStats().map((r) => r.packets);
+    for (const n of [0, 1, 4, 8]) expect(send(udp6Frame('fd00:16::2', 9, 10, 'fd00::1', 40000, n)).verdict, `${n} headers`).toBe(TC_ACT_SHOT);
+    expect(send(udp6Frame('fd00:16::2', 10, 10, 'fd00::1', 40000, 8)).verdict).toBe(TC_ACT_PASS); // walked: another port
+    expect(stats()).toEqual([4n, 4n]);
+    for (const n of [9, 20]) expect(send(udp6Frame('fd00:16::2', 10, 10, 'fd00::1', 40000, n)).verdict, `${n} headers`).toBe(TC_ACT_SHOT);
+    expect(send(udp6Frame('fd00:17::2', 9, 10, 'fd00::1', 40000, 9)).verdict).toBe(TC_ACT_PASS); // outside the rule's CIDR
+    expect(stats()).toEqual([4n, 6n]);
     c.apply(validateConfig({}));
   });
 
@@ -203,7 +223,7 @@ describeRoot('EDT departure times (BPF_PROG_TEST_RUN)', () => {
   it('a rule keyed on ::ffff:10.0.0.0/120 never drops IPv4 traffic to 10.0.0.0/24: why config.ts refuses it', () => {
     const mapped = parseIp('::ffff:10.0.0.0')!;
     c.apply({ classes: [], rules: [{ name: 'mapped', dir: tc_shape_dir.TC_DIR_EGRESS, family: 6, addr: toLeading16(mapped), prefixlen: 120, port: 0, proto: 0, action: tc_shape_rule_action.TC_RULE_DROP }] });
-    expect(send(udpFrame('10.0.0.2', 9, 10)).verdict).toBe(TC_ACT_OK);
+    expect(send(udpFrame('10.0.0.2', 9, 10)).verdict).toBe(TC_ACT_PASS);
     expect(c.ruleStats().map((r) => r.packets)).toEqual([0n]);
     c.apply(validateConfig({ filters: [{ name: 'v4', cidr: '10.0.0.0/24', action: 'drop' }] })); // the form the refusal names
     expect(send(udpFrame('10.0.0.2', 9, 10)).verdict).toBe(TC_ACT_SHOT);

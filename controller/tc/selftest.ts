@@ -26,23 +26,24 @@ export function udpFrame(dst: string, dport: number, payload: number, src = '10.
 }
 
 /**
- * Ethernet + IPv6 (+ a hop-by-hop options header when `hopByHop`) + UDP with `payload` bytes:
- * 62 (+8) + payload bytes on the wire
+ * Ethernet + IPv6 + `extHeaders` extension headers (a hop-by-hop options header, then destination
+ * options ones; 8 bytes each) + UDP with `payload` bytes: 62 + 8·extHeaders + payload bytes
  */
-export function udp6Frame(dst: string, dport: number, payload: number, src = 'fd00::1', sport = 40000, hopByHop = false): Buffer {
-  const ext = hopByHop ? 8 : 0;
+export function udp6Frame(dst: string, dport: number, payload: number, src = 'fd00::1', sport = 40000, extHeaders = 0): Buffer {
+  const ext = 8 * extHeaders;
   const b = Buffer.alloc(62 + ext + payload);
   b.writeUInt16BE(0x86dd, 12);
   b[14] = 0x60;
   b.writeUInt16BE(ext + 8 + payload, 18);
-  b[20] = hopByHop ? 0 : 17;
+  b[20] = extHeaders ? 0 : 17;
   b[21] = 64;
   Buffer.from(ipaddr.parse(src).toByteArray()).copy(b, 22);
   Buffer.from(ipaddr.parse(dst).toByteArray()).copy(b, 38);
-  if (hopByHop) {
-    b[54] = 17; // next header UDP, length 0 (8 bytes), a PadN option filling the rest
-    b[56] = 1;
-    b[57] = 4;
+  for (let i = 0; i < extHeaders; i++) {
+    const o = 54 + 8 * i;
+    b[o] = i + 1 < extHeaders ? 60 : 17; // next header: destination options, the last one UDP
+    b[o + 2] = 1; // length 0 (8 bytes): a PadN option filling the rest
+    b[o + 3] = 4;
   }
   b.writeUInt16BE(sport, 54 + ext);
   b.writeUInt16BE(dport, 56 + ext);

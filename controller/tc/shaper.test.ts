@@ -3,6 +3,8 @@
 // as it was, shaping accuracy and a live rate change (where the kernel has sch_fq), and no
 // programs, qdiscs, namespaces, pins or state files left after the file.
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { execa } from 'execa';
 import { bpfObjects, describeRoot, labCli, toolMissing } from '../../lab/testing.ts';
@@ -12,7 +14,7 @@ import { findCgroup2Root } from '../../common/cgroup.ts';
 import { createTopology, listNamespaces, type Topology } from '../../lab/netns.ts';
 import { faults, FqUnsupported, instanceAlive, MAP_NAMES, TcShaper, type TcControl } from './shaper.ts';
 import { procStart } from '../../common/host.ts';
-import { ensureObject } from '../../bpf/build.ts';
+import { compile, ensureObject } from '../../bpf/build.ts';
 import { ConfigError, validateConfig } from './config.ts';
 import { tcRegistry } from './metrics.ts';
 
@@ -81,7 +83,7 @@ describeRoot('tc shaper on a veth', () => {
     expect(fs.existsSync('/run/ebpf-lab/tc/tctest.json')).toBe(false);
   });
 
-  const start = (opts: { instance?: string } = {}) => TcShaper.start({ dev: 'va', netns: t.ns('a'), filterOnly: fqReason !== null, ...opts });
+  const start = (opts: { instance?: string; filterOnly?: boolean; ingress?: boolean } = {}) => TcShaper.start({ dev: 'va', netns: t.ns('a'), filterOnly: fqReason !== null, ...opts });
 
   it('filter rules count and drop with exact deltas, both directions', async (ctx) => {
     const noPing = toolMissing('tc', 'ping');
@@ -369,15 +371,80 @@ describeRoot('tc shaper on a veth', () => {
     }
   }, 60_000);
 
-  it('a device with a configured root qdisc is refused, untouched', async () => {
-    await t.exec('a', 'tc', ['qdisc', 'add', 'dev', 'va', 'root', 'handle', '1:', 'htb']);
-    try {
-      expect(() => start()).toThrow(/already has a configured root qdisc \(htb\)/);
-      expect(await tcQdisc()).toMatch(/htb 1:/);
-      expect(String((await t.exec('a', 'tc', ['filter', 'show', 'dev', 'va', 'egress'])).stdout)).toBe('');
-    } finally {
-      await t.exec('a', 'tc', ['qdisc', 'del', 'dev', 'va', 'root']);
+  it('a device with a configured root qdisc is refused, untouched — also a default kind the user added with parameters; filters only leave the root alone', async () => {
+    for (const q of [['handle', '1:', 'htb'], ['pfifo', 'limit', '500']]) {
+      await t.exec('a', 'tc', ['qdisc', 'add', 'dev', 'va', 'root', ...q]);
+      try {
+        expect(() => start({ filterOnly: false })).toThrow(new RegExp(`already has a configured root qdisc \\(${q.includes('htb') ? 'htb 1:' : 'pfifo 8'}`));
+        expect(await tcQdisc()).toMatch(q.includes('htb') ? /htb 1:/ : /pfifo 8[0-9a-f]*: root .*limit 500p/);
+        expect(await tcQdisc()).not.toMatch(/clsact/);
+        expect(String((await t.exec('a', 'tc', ['filter', 'show', 'dev', 'va', 'egress'])).stdout)).toBe('');
+        // --filter-only never touches the root: it starts, and the user's qdisc is there after
+        start({ filterOnly: true }).close();
+        expect(await tcQdisc()).toMatch(q.includes('htb') ? /htb 1:/ : /pfifo 8[0-9a-f]*: root .*limit 500p/);
+      } finally {
+        await t.exec('a', 'tc', ['qdisc', 'del', 'dev', 'va', 'root']);
+      }
     }
+  });
+
+  it('a legacy ingress qdisc is refused: the egress program would land on it, at ingress', async () => {
+    await t.exec('a', 'tc', ['qdisc', 'add', 'dev', 'va', 'ingress']);
+    try {
+      for (const ingress of [true, false]) expect(() => start({ filterOnly: true, ingress })).toThrow(/va has an ingress qdisc, where the shaper's filters need clsact/);
+      expect(String((await t.exec('a', 'tc', ['filter', 'show', 'dev', 'va', 'ingress'])).stdout)).toBe('');
+    } finally {
+      await t.exec('a', 'tc', ['qdisc', 'del', 'dev', 'va', 'ingress']);
+    }
+  });
+
+  // The shaper's filters passed packets with TC_ACT_OK, which ends a direct-action chain: a drop
+  // filter of the user's at a later priority stopped dropping the moment the shaper started; and
+  // its stop destroyed the clsact it had created, the user's filters on it with it (review, session 56)
+  it('a user\'s own filters on the device still run beside the shaper\'s, and stay after its stop', async () => {
+    // the user's filter: a bpf da program of theirs that drops UDP to :9995, after ours (pref 100)
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-tcuser-'));
+    try {
+      fs.writeFileSync(path.join(dir, 'user.bpf.c'), `#include "include/lab.h"
+SEC("tc")
+int user_drop(struct __sk_buff *skb)
+{
+	__u8 ip[20];
+	__u16 dport;
+	if (skb->protocol != bpf_htons(0x0800) || bpf_skb_load_bytes(skb, 14, ip, 20) || ip[9] != 17)
+		return -1;
+	if (bpf_skb_load_bytes(skb, 14 + (ip[0] & 15) * 4 + 2, &dport, 2))
+		return -1;
+	return dport == bpf_htons(9995) ? 2 : -1;
+}
+`);
+      await compile(path.join(dir, 'user.bpf.c'), path.join(dir, 'user.bpf.o'));
+      /** datagrams to B:port that reached a listener there */
+      const arrived = async (port: number) => {
+        const l = t.exec('b', 'python3', ['-c', `import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('${B}',${port}))\ns.settimeout(1.5)\nprint('bound',flush=True)\nn=0\ntry:\n  while True:\n    s.recv(2000); n+=1\nexcept OSError:\n  pass\nprint(n)`]);
+        await new Promise((r) => setTimeout(r, 400));
+        await udp(5, port);
+        return Number(String((await l).stdout).trim().split('\n').at(-1));
+      };
+      const s = start({ filterOnly: true });
+      try {
+        await t.exec('a', 'tc', ['filter', 'add', 'dev', 'va', 'egress', 'pref', '100', 'bpf', 'da', 'obj', path.join(dir, 'user.bpf.o'), 'sec', 'tc']);
+        s.control.apply(validateConfig({ filters: [{ name: 'udp-any', dir: 'egress', proto: 'udp', action: 'count' }] }));
+        expect(await arrived(9994)).toBe(5); // the user's filter lets other ports through
+        expect(await arrived(9995)).toBe(0); // … and still drops its own, after ours
+        expect(s.control.ruleStats()[0]!.packets).toBe(10n); // ours saw all ten first
+      } finally {
+        s.close();
+      }
+      const left = JSON.parse(String((await t.exec('a', 'tc', ['-j', 'filter', 'show', 'dev', 'va', 'egress'])).stdout)) as { pref: number; kind?: string }[];
+      expect([...new Set(left.filter((f) => f.kind === 'bpf').map((f) => f.pref))]).toEqual([100]); // a head row and the filter's
+      expect(await tcQdisc()).toMatch(/clsact/);
+      expect(await arrived(9995)).toBe(0);
+    } finally {
+      await t.exec('a', 'tc', ['qdisc', 'del', 'dev', 'va', 'clsact'], { reject: false });
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+    expect(await tcQdisc()).not.toMatch(/clsact/);
   });
 
   it('packets beyond the horizon are dropped and counted per class', async (ctx) => {
@@ -389,7 +456,7 @@ describeRoot('tc shaper on a veth', () => {
       s.control.apply(validateConfig({ classes: [{ name: 'slow', rate: '8kbit', horizon: '100ms', match: [{ dst: `${B}/32`, port: 7777 }] }, { name: 'rest', rate: '1gbit', match: [{ dst: `${B}/32` }] }] }));
       await udp(20, 7777);
       const slow = s.control.classStats().find((c) => c.name === 'slow')!;
-      expect(slow.packets).toBe(20n);
+      expect(slow.packets).toBe(1n); // what the class let through: drops are counted apart
       expect(slow.horizonDrops).toBe(19n);
     } finally {
       s.close();
@@ -409,7 +476,7 @@ describeRoot('tc shaper on a veth', () => {
       await execa('sh', ['-c', `echo $$ > ${dir}/cgroup.procs && exec nsenter --net=/run/netns/${t.ns('a')} python3 -c "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nfor i in range(10): s.sendto(b'x'*1000,('${B}',7000))"`]);
       await udp(5, 7000); // not in the cgroup: unclassified
       const cg = s.control.classStats()[0]!;
-      expect(cg.packets).toBe(10n);
+      expect(cg.packets).toBe(1n);
       expect(cg.horizonDrops).toBe(9n);
     } finally {
       s.close();

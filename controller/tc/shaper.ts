@@ -246,7 +246,7 @@ export interface ShaperOptions {
 /** the fq qdisc is missing from this kernel (CONFIG_NET_SCH_FQ): EDT shaping cannot be enforced */
 export class FqUnsupported extends LabError {
   constructor(readonly evidence: string) {
-    super(`this kernel has no fq qdisc, which EDT shaping needs to enforce departure times (${evidence})`, 'use a kernel with CONFIG_NET_SCH_FQ (e.g. --kernel 6.1), or run filters only (--filter-only)');
+    super(`this kernel has no fq qdisc, which EDT shaping needs to enforce departure times (${evidence})`, 'run it on a kernel with CONFIG_NET_SCH_FQ (e.g. in a VM: pnpm lab run tc-shaping --kernel 6.1), or run filters only (--filter-only)');
     this.name = 'FqUnsupported';
   }
 }
@@ -261,8 +261,19 @@ function tcSync(netns: string | undefined, args: string[]): string {
     throw new LabError(`tc ${args.join(' ')}${netns ? ` (netns ${netns})` : ''}: ${(err.stderr || err.message).trim().split('\n')[0]}`, 'is iproute2 installed (pnpm lab setup) and the device present?');
   }
 }
-/** root qdisc kinds a device gets by default: replacing (and later deleting) them loses nothing */
+/**
+ * root qdisc kinds a device gets by default: replacing (and later deleting) them loses nothing —
+ * if the kernel put them there (handle 0:). One of these kinds a user added (`tc qdisc add … root
+ * fq_codel limit 500` gets a handle such as 8001:) carries the user's parameters, and the shaper's
+ * exit (`qdisc del root`) would not bring it back: refused like any configured root.
+ */
 const DEFAULT_ROOTS = new Set(['noqueue', 'pfifo_fast', 'fq_codel', 'mq', 'fq', 'pfifo']);
+export function isDefaultRoot(root: { kind: string; handle?: string } | undefined, ourFq: string | null | undefined): boolean {
+  if (!root || root.kind === 'noqueue') return true;
+  if (!DEFAULT_ROOTS.has(root.kind)) return false;
+  // a dead instance's fq of this name (its state records the handle): taken over or replaced
+  return root.handle === '0:' || (root.kind === 'fq' && !!ourFq && root.handle === ourFq);
+}
 
 /** the tc commands' exit status without throwing: a missing device is an answer here, not an error */
 function tcTry(netns: string | undefined, args: string[]): { ok: true; out: string } | { ok: false; err: string } {
@@ -507,6 +518,8 @@ export function pinDir(instance: string): string {
 export class TcShaper {
   private links: Link[] = [];
   private fqSet = false;
+  /** no clsact was on the device before this start (or the dead daemon it took over) made it */
+  private clsactCreated = false;
   private closed = false;
   private exitHook = () => this.close();
 
@@ -524,9 +537,16 @@ export class TcShaper {
       const st = readState(opts.instance);
       if (instanceAlive(st)) throw new LabError(`tc instance "${opts.instance}" is already running (pid ${st.pid})`, `stop it first (pnpm lab tc shape stop --instance ${opts.instance}) or pick another --instance`);
     }
-    const root = JSON.parse(tcSync(opts.netns, ['-j', 'qdisc', 'show', 'dev', opts.dev, 'root']) || '[]') as { kind: string }[];
-    const kind = root[0]?.kind ?? 'noqueue';
-    if (!DEFAULT_ROOTS.has(kind)) throw new LabError(`${opts.dev} already has a configured root qdisc (${kind})`, `remove it first (tc qdisc del dev ${opts.dev} root): the shaper replaces the root with fq and removes it on exit`);
+    const qdiscs = JSON.parse(tcSync(opts.netns, ['-j', 'qdisc', 'show', 'dev', opts.dev]) || '[]') as { kind: string; handle?: string; root?: boolean }[];
+    // The legacy `ingress` qdisc (ffff:) takes clsact's place: bpf_tc_hook_create's EEXIST read as
+    // "clsact is there", and the egress program was attached on it — at ingress
+    if (qdiscs.some((q) => q.kind === 'ingress')) throw new LabError(`${opts.dev} has an ingress qdisc, where the shaper's filters need clsact (which includes ingress)`, `move its filters to clsact and remove it (tc qdisc del dev ${opts.dev} ingress)`);
+    // filters only: the root is never touched
+    if (!opts.filterOnly) {
+      const root = qdiscs.find((q) => q.root);
+      const ourFq = opts.instance && fs.existsSync(statePath(opts.instance)) ? readState(opts.instance).owned?.fqHandle : null;
+      if (!isDefaultRoot(root, ourFq)) throw new LabError(`${opts.dev} already has a configured root qdisc (${root!.kind} ${root!.handle ?? ''})`, `remove it first (tc qdisc del dev ${opts.dev} root): the shaper replaces the root with fq and removes it on exit; or run filters only (--filter-only), which leaves the root alone`);
+    }
     const skel = tcShape.open(objectPath('tc_shape'));
     let shaper: TcShaper | undefined;
     let reaped: ReapReport | undefined;
@@ -558,8 +578,10 @@ export class TcShaper {
         // is taken over (its filters hold its maps): a fresh map is pinned here
         for (const m of MAP_NAMES) fs.rmSync(path.join(pins, m), { force: true });
       }
+      const clsactCreated = dead ? dead.state.owned!.clsactCreated : !hasClsact(opts.netns, opts.dev);
       shaper = new TcShaper(opts, skel, control);
       shaper.reaped = reaped;
+      shaper.clsactCreated = clsactCreated;
       process.prependListener('exit', shaper.exitHook);
       const progs = { egress: skel.programs.tc_shape_egress, ingress: skel.programs.tc_filter_ingress };
       /** the dead instance's filters on directions this start does not attach: removed once ours are in */
@@ -577,7 +599,7 @@ export class TcShaper {
             ...leftover.map((dir) => ({ dir, progId: dead!.progs[dir]!, leftover: true as const })),
           ],
           // taken over: the clsact is the dead daemon's to remove if it created it, so now ours
-          clsactCreated: dead ? dead.state.owned!.clsactCreated : !hasClsact(opts.netns, opts.dev),
+          clsactCreated,
           // a dead instance's fq that a filter-only start does not want: ours to remove once our filters are in
           fqSet: !opts.filterOnly || !!dead?.fq,
           fqHandle: dead?.fq ? dead.state.owned!.fqHandle : null,
@@ -618,7 +640,7 @@ export class TcShaper {
       const attach = () => {
         for (const dir of dirs) {
           faults.beforeAttach?.(dir);
-          shaper!.links.push(attachTc(progs[dir], opts.dev, dir, { handle: TC_HANDLE, priority: TC_PRIO, replace: dead?.progs[dir] !== undefined }));
+          shaper!.links.push(attachTc(progs[dir], opts.dev, dir, { handle: TC_HANDLE, priority: TC_PRIO, replace: dead?.progs[dir] !== undefined, keepQdisc: true }));
         }
       };
       try {
@@ -750,8 +772,10 @@ export class TcShaper {
         this.removeLeftovers();
       } catch { /* keep tearing down */ }
     }
-    if (this.tookOver && this.owned?.clsactCreated) {
-      // the dead daemon created the clsact, so its detach would have removed it; ours did not create it
+    if (this.clsactCreated && (!netns || fs.existsSync(`/run/netns/${netns}`))) {
+      // created by this start (or by the dead daemon it took over): removed only once no filter is
+      // on it — someone may have added theirs since, and removing a clsact removes its filters
+      // (the attach keeps it: keepQdisc)
       try {
         if (hasClsact(netns, dev)) removeClsactIfBare(netns, dev);
       } catch { /* device gone */ }

@@ -1,5 +1,7 @@
 // tc (clsact) through libbpf's bpf_tc_* API. The clsact qdisc is created when missing and removed
-// on close only if this attach created it (other filters may live on a qdisc someone else made).
+// on close only if this attach created it (other filters may live on a qdisc someone else made) —
+// unless `keepQdisc`: removing a clsact removes every filter on it, so a caller whose device others
+// may add filters to after the attach (the tc shaper) keeps it and removes it itself once it is bare.
 import koffi from 'koffi';
 import { B, bpf_tc_hook, bpf_tc_opts } from '../ffi.ts';
 import { AttachError, AttachInputError, Errno } from '../errors.ts';
@@ -22,6 +24,8 @@ export interface TcOptions {
    * dead one left enforcing. Where there is none, the filter is added.
    */
   replace?: boolean;
+  /** never remove the clsact on close, even one this attach created (see the top) */
+  keepQdisc?: boolean;
 }
 
 function checkU16(what: string, v: number): number {
@@ -45,7 +49,7 @@ export function attachTc(prog: Program, ifname: string | number, direction: TcDi
   const { result: created, log: hookLog } = captureLibbpf(() => B.bpf_tc_hook_create(hook));
   if (created < 0 && created !== -Errno.EEXIST) throw new AttachError('tc', prog.name, `creating clsact on ${ifname}`, created, undefined, hookLog);
   const removeQdisc = () => {
-    if (created === 0) B.bpf_tc_hook_destroy(qdisc);
+    if (created === 0 && !opts.keepQdisc) B.bpf_tc_hook_destroy(qdisc);
   };
   const tcOpts = { sz: koffi.sizeof(bpf_tc_opts), prog_fd: prog.fd, flags: opts.replace ? 1 /* BPF_TC_F_REPLACE */ : 0, prog_id: 0, handle, priority };
   const { result: r, log } = captureLibbpf(() => B.bpf_tc_attach(hook, tcOpts));
