@@ -12,6 +12,7 @@ import { EnergyCollector, type Interval } from './collector.ts';
 import { energyMetrics } from './metrics.ts';
 import { onStopSignals } from '../../common/signals.ts';
 import { printable } from '../../common/printable.ts';
+import { outputClosed } from '../../common/stdio.ts';
 
 const TOP_OPTS = {
   interval: { type: 'int', min: 200, max: 60_000, default: 2000, valueName: 'MS', description: 'refresh interval (ms)' },
@@ -47,7 +48,7 @@ export async function energyCommand(argv: string[]): Promise<number> {
   const p = parseArgs(rest, TOP);
   if (!p) return 0;
   const v = p.values;
-  if ((v.idle ?? 10) > (v.tdp ?? 65)) throw new UsageError(`--idle ${v.idle} exceeds --tdp ${v.tdp}`, 'idle power must be at most the full-load power');
+  if ((v.idle ?? 10) > (v.tdp ?? 65)) throw new UsageError(`--idle ${v.idle} exceeds --tdp ${v.tdp}`, 'lower --idle or raise --tdp: idle power must be at most the full-load power (with RAPL too: --idle is then the idle share of its readings)');
   if (process.getuid?.() !== 0) throw new LabError('energy top needs root (it loads BPF programs)', 'run it as root: sudo pnpm lab energy top');
   return top(v as Required<typeof v>);
 }
@@ -66,19 +67,30 @@ async function top(v: { interval: number; by: string; limit: number; count: numb
     const probe = await serveMetrics({ contentType: 'text/plain', metrics: async () => '' }, port);
     await new Promise((r) => probe.close(r));
   }
-  const c = await EnergyCollector.open({ power: v.power as 'auto' | 'model', hook: v.hook as 'auto', model: { tdpWatts: v.tdp, idleWatts: v.idle } });
   let server: http.Server | null = null;
   let stop!: () => void;
-  const stopped = new Promise<void>((r) => (stop = r));
-  const offSignals = onStopSignals(stop);
+  let stopRequested = false;
+  const stopped = new Promise<void>((r) => (stop = () => ((stopRequested = true), r())));
+  // listening before the programs load: a Ctrl-C while they load (or a meter is tried, 300 ms
+  // each) was dropped, and top ran on until a second one
+  const offSignals = onStopSignals(() => stop());
+  let c: EnergyCollector;
+  try {
+    c = await EnergyCollector.open({ power: v.power as 'auto' | 'model', hook: v.hook as 'auto', model: { tdpWatts: v.tdp, idleWatts: v.idle } });
+  } catch (e) {
+    offSignals();
+    throw e;
+  }
   try {
     const metrics = energyMetrics(c);
     if (v['metrics-port'] !== undefined) {
       server = await serveMetrics(metrics.registry, v['metrics-port']);
     }
-    const head = `source: ${c.power.source}${c.power.source === 'model' ? ' (estimate)' : ''} — ${c.power.detail}\nhook: ${c.hook.detail}; counters: ${c.counters.ok ? 'cycles' : 'none'}${server ? `; metrics: http://127.0.0.1:${(server.address() as AddressInfo).port}/metrics` : ''}`;
+    // a meter measures the package, not its idle part: that share is --idle, assumed, and says so
+    const head = `source: ${c.power.source}${c.power.source === 'model' ? ' (estimate)' : ` — ${c.power.detail}; its idle share assumed: --idle ${v.idle} W`}${c.power.source === 'model' ? ` — ${c.power.detail}` : ''}\nhook: ${c.hook.detail}; counters: ${c.counters.ok ? 'cycles' : 'none'}${server ? `; metrics: http://127.0.0.1:${(server.address() as AddressInfo).port}/metrics` : ''}`;
     const totals = new Map<string, number>();
-    for (let n = 0; v.count === 0 || n < v.count; n++) {
+    // a reader that went away (`energy top | head`) ends it too, closing the programs
+    for (let n = 0; (v.count === 0 || n < v.count) && !stopRequested && !outputClosed(); n++) {
       let timer: NodeJS.Timeout | undefined;
       const done = await Promise.race([stopped.then(() => true), new Promise<false>((r) => (timer = setTimeout(() => r(false), v.interval)))]);
       clearTimeout(timer);
@@ -86,6 +98,13 @@ async function top(v: { interval: number; by: string; limit: number; count: numb
       const iv = c.sample();
       metrics.observe(iv);
       process.stdout.write(render(iv, c, v, head, totals));
+      // processes gone: their rows, entries and series go (see forgetGone)
+      const gone = c.forgetGone();
+      metrics.forget(gone);
+      if (gone.length) {
+        const live = new Set(c.totalsByProcess().map((t) => rowKey(v.by, t)));
+        for (const t of gone) if (v.by === 'process' || (!live.has(rowKey(v.by, t)) && c.cgroupGone(t.cgroup))) totals.delete(rowKey(v.by, t));
+      }
     }
   } finally {
     offSignals();
@@ -95,11 +114,15 @@ async function top(v: { interval: number; by: string; limit: number; count: numb
   return 0;
 }
 
+/** a row's name; a comm and a cgroup's name are their owners' to choose: escaped for the terminal */
+function rowKey(by: string, w: { tgid: number; comm: string; cgroup: string }): string {
+  return by === 'process' ? `${w.tgid} ${printable(w.comm)} ${printable(w.cgroup)}` : printable(w.cgroup);
+}
+
 function render(iv: Interval, c: EnergyCollector, v: { by: string; limit: number; plain?: boolean }, head: string, totals: Map<string, number>): string {
   const rows = new Map<string, { name: string; j: number; ns: number }>();
   for (const w of iv.workloads) {
-    // a comm and a cgroup's name are their owners' to choose: escaped for the terminal
-    const k = v.by === 'process' ? `${w.tgid} ${printable(w.comm)} ${printable(w.cgroup)}` : printable(w.cgroup);
+    const k = rowKey(v.by, w);
     const r = rows.get(k) ?? { name: k, j: 0, ns: 0 };
     r.j += w.joules;
     r.ns += w.onCpuNs;

@@ -159,6 +159,10 @@ export class EnergyCollector {
   private readonly t0: bigint;
   private meterLast = 0;
   private readonly totals = new Map<string, Totals>();
+  /** keys that got time in the last sample (forgetGone leaves them) */
+  private lastActive = new Set<string>();
+  /** task-map entries forgetGone deleted (not evictions) */
+  private deleted = 0;
   private cgNames = new Map<bigint, string>();
   private closed = false;
   // iter flavour state (see readIterTasks)
@@ -473,11 +477,42 @@ export class EnergyCollector {
     return Math.max(this.iter!.lost, written - this.iterDrained - waiting);
   }
 
-  /** entries created in the LRU map minus entries alive: what the LRU evicted so far (iter: threads lost, see iterLost) */
+  /** entries created in the LRU map minus entries alive and those forgetGone deleted: what the LRU evicted so far (iter: threads lost, see iterLost) */
   evictions(): number {
     if (this.hook.name === 'iter') return this.iterLost();
     const created = this.prev.cpus.reduce((s, c) => s + Number(c.new_keys), 0);
-    return Math.max(0, created - this.prev.tasks.size);
+    return Math.max(0, created - this.prev.tasks.size - this.deleted);
+  }
+
+  /**
+   * Forget the processes that are gone, for a collector that runs for days (`energy top`): a key
+   * that got no time in the last sample and whose tgid no longer exists leaves the task map (its
+   * last stint was charged at its final switch-out, so the value is complete) and the totals; so
+   * do totals of such processes whose entry has left the map some other way (evicted; iter). The
+   * forgotten totals are returned, for their metric series to end. Before this a machine that
+   * forks kept an entry, a totals row and a series per process it ever ran: 500 runs of /bin/true
+   * took the process series from 38 to 553, and the map filled until the LRU evicted (review,
+   * session 56). A tgid reused in the same cgroup between the read and the delete loses the few
+   * µs it ran there.
+   */
+  forgetGone(): Totals[] {
+    const gone: Totals[] = [];
+    const alive = (tgid: number) => fs.existsSync(`/proc/${tgid}`);
+    for (const [k, t] of this.prev.tasks) {
+      if (this.lastActive.has(k) || alive(t.tgid)) continue;
+      if (this.tasks) {
+        try {
+          if (this.tasks.delete({ cgroup_id: t.cgroupId, tgid: t.tgid } as energy_key)) this.deleted++;
+        } catch { /* evicted meanwhile */ }
+      }
+      this.prev.tasks.delete(k);
+    }
+    for (const [k, tot] of this.totals) {
+      if (this.prev.tasks.has(k) || alive(tot.tgid)) continue;
+      gone.push(tot);
+      this.totals.delete(k);
+    }
+    return gone;
   }
 
   /** per-CPU totals as the kernel has them now (for tests and reports) */
@@ -569,6 +604,7 @@ export class EnergyCollector {
     this.idleJ += a.idleJ;
     this.unattributedJ += a.unattributedJ;
     const workloads: WorkloadInterval[] = [];
+    this.lastActive = new Set(onCpu.keys());
     for (const [k, ns] of onCpu) {
       const t = cur.tasks.get(k)!;
       const j = a.perKey.get(k) ?? 0;
@@ -640,6 +676,11 @@ export class EnergyCollector {
       m.set(t.cgroupId, e);
     }
     return [...m.values()];
+  }
+
+  /** a name cgroupName gave is of a cgroup that no longer exists */
+  cgroupGone(name: string): boolean {
+    return !name.startsWith('/') || !fs.existsSync(path.join(this.cgroupRoot, name));
   }
 
   /** cgroup v2 id → path relative to the cgroup2 root (ids are directory inode numbers) */

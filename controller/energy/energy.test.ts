@@ -154,6 +154,38 @@ describeRoot('energy collector (host kernel)', () => {
     expect(text).toMatch(new RegExp(`^ebpf_lab_energy_map_evictions ${c.evictions()}$`, 'm'));
   }, 60_000);
 
+  // a long-running `energy top` kept an entry, a totals row and a series per process it ever saw
+  // (500 runs of /bin/true: 38 → 553 series; review, session 56)
+  it('forgets processes that are gone: their task-map entries, totals and metric series end; live ones and evictions stay', async () => {
+    const f = await EnergyCollector.open({ power: 'model' });
+    try {
+      const m = energyMetrics(f);
+      const kids = await execa('/bin/sh', ['-c', 'i=0; while [ $i -lt 30 ]; do /bin/sh -c "echo \\$\\$"; i=$((i+1)); done']);
+      const pids = kids.stdout.trim().split('\n').map(Number);
+      expect(pids).toHaveLength(30);
+      await exited(f, pids);
+      m.observe(f.sample());
+      const seen = () => pids.filter((p) => [...f.onCpuNow().values()].some((v) => v.tgid === p)).length;
+      const series = async () => (await m.registry.metrics()).split('\n').filter((l) => pids.some((p) => l.startsWith(`kepler_process_cpu_joules_total{pid="${p}",`))).length;
+      const seenBefore = seen();
+      expect(seenBefore).toBe(30);
+      expect(await series()).toBe(30);
+      expect(f.forgetGone().filter((t) => pids.includes(t.tgid))).toEqual([]); // they ran in the last sample: kept
+      const before = f.evictions();
+      m.observe(f.sample()); // a sample in which they got no time
+      const gone = f.forgetGone();
+      m.forget(gone);
+      expect(gone.filter((t) => pids.includes(t.tgid)).length).toBe(30);
+      expect(seen()).toBe(0); // out of the map
+      expect(await series()).toBe(0);
+      expect(f.totalsByProcess().filter((t) => pids.includes(t.tgid))).toEqual([]);
+      expect(f.totalsByProcess().some((t) => t.tgid === process.pid)).toBe(true); // this one runs on
+      expect(f.evictions()).toBe(before); // a deletion is no eviction
+    } finally {
+      f.close();
+    }
+  }, 60_000);
+
   it('detaches and re-attaches the sched_switch hook, maps kept (the bench toggles it per measurement)', async () => {
     const t = await EnergyCollector.open({ power: 'model' });
     try {

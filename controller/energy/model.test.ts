@@ -1,5 +1,9 @@
 // The power model and the attribution rule on fixtures: no kernel, no root.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { counterDelta, powercapZones } from './power.ts';
 import { attribute, busyAtRead, DEFAULT_MODEL, freqFactor, meteredEnergy, modelEnergy, validateModel, type ModelConfig } from './model.ts';
 import { parseCpuList } from './collector.ts';
 
@@ -150,4 +154,28 @@ describe('per-CPU busy total at the task read (busyAtRead)', () => {
 it('parses sysfs CPU lists', () => {
   expect(parseCpuList('0-3,6\n')).toEqual([0, 1, 2, 3, 6]);
   expect(parseCpuList('0')).toEqual([0]);
+});
+
+describe('RAPL meters (fixtures: a made-up powercap tree)', () => {
+  it('only package zones are summed: psys contains the package, sub-zones are inside it', () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-powercap-'));
+    try {
+      for (const [z, name] of [['intel-rapl:0', 'package-0'], ['intel-rapl:1', 'psys'], ['intel-rapl:0:0', 'core'], ['intel-rapl:2', null]] as const) {
+        fs.mkdirSync(path.join(root, z));
+        if (name) fs.writeFileSync(path.join(root, z, 'name'), `${name}\n`);
+      }
+      expect(powercapZones(root).map((z) => path.basename(z)).sort()).toEqual(['intel-rapl:0', 'intel-rapl:2']);
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it('a counter below its last reading: a wrap where the package could have used that much, else a reset counted from 0', () => {
+    const range = 262_143_328_850; // µJ
+    const max = 5000 * 3 * 1e6; // 5 kW for 3 s
+    expect(counterDelta(100, 250, range, max)).toBe(150);
+    expect(counterDelta(range - 100, 50, range, max)).toBe(150); // wrapped
+    expect(counterDelta(200_000_000_000, 5_000, range, max)).toBe(5_000); // reset (resume): not ~62 kJ
+    expect(counterDelta(10, 5, 0)).toBe(5);
+  });
 });

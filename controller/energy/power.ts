@@ -29,24 +29,53 @@ function readNum(p: string): number {
   return Number(fs.readFileSync(p, 'utf8').trim());
 }
 
-/** top-level RAPL package zones (intel-rapl:N / amd-rapl:N without a sub-zone) */
-function powercapZones(root = POWERCAP): string[] {
+/**
+ * top-level RAPL package zones (intel-rapl:N / amd-rapl:N without a sub-zone, named package-N).
+ * Not psys: on Intel client machines intel-rapl:1 is often the platform zone, which contains the
+ * package, and summing both counted the package twice (found by review, session 56).
+ */
+export function powercapZones(root = POWERCAP): string[] {
   if (!fs.existsSync(root)) return [];
-  return fs.readdirSync(root).filter((z) => /^[a-z]+-rapl:\d+$/.test(z)).map((z) => path.join(root, z));
+  const name = (z: string) => {
+    try {
+      return fs.readFileSync(path.join(root, z, 'name'), 'utf8').trim();
+    } catch {
+      return null; // no name file: taken as a package zone
+    }
+  };
+  return fs.readdirSync(root).filter((z) => /^[a-z]+-rapl:\d+$/.test(z) && (name(z) ?? 'package').startsWith('package')).map((z) => path.join(root, z));
+}
+
+/** more than any package draws (W): a "wrap" that implies more was a reset */
+const MAX_PACKAGE_WATTS = 5000;
+/**
+ * what a counter that wraps at `range` gained from `last` to `v`, at most `max` (the most the
+ * package can have used since). A reading below the last is a wrap only where that fits `max`;
+ * otherwise the counter was reset (resume from suspend, driver reload) and counts again from 0:
+ * read as a wrap, it added up to the whole range (~262 kJ) at once.
+ */
+export function counterDelta(last: number, v: number, range: number, max = Infinity): number {
+  if (v >= last) return v - last;
+  const wrapped = v + range - last;
+  return range > 0 && wrapped <= max ? wrapped : v;
 }
 
 function powercapMeter(zones: string[]): Meter {
   // energy_uj wraps at max_energy_range_uj: accumulate deltas, not raw values
   const st = zones.map((z) => ({ file: path.join(z, 'energy_uj'), range: readNum(path.join(z, 'max_energy_range_uj')), last: readNum(path.join(z, 'energy_uj')), total: 0 }));
+  let lastT = process.hrtime.bigint();
   const names = zones.map((z) => `${path.basename(z)}${fs.existsSync(path.join(z, 'name')) ? ` (${fs.readFileSync(path.join(z, 'name'), 'utf8').trim()})` : ''}`);
   return {
     name: 'rapl',
     detail: `powercap ${names.join(', ')}`,
     readJoules() {
       let j = 0;
+      const t = process.hrtime.bigint();
+      const maxUj = MAX_PACKAGE_WATTS * (Number(t - lastT) / 1e9 + 1) * 1e6;
+      lastT = t;
       for (const s of st) {
         const v = readNum(s.file);
-        s.total += v >= s.last ? v - s.last : v + s.range - s.last;
+        s.total += counterDelta(s.last, v, s.range, maxUj);
         s.last = v;
         j += s.total / 1e6;
       }
@@ -86,7 +115,7 @@ async function advances(m: Meter, waitMs: number): Promise<boolean> {
 }
 
 /**
- * Find a meter: powercap RAPL, then perf power events (energy-pkg, else energy-psys); each must
+ * Find a meter: powercap RAPL package zones, then perf power's energy-pkg; each must
  * advance within `waitMs` (the machine is never fully idle for 300 ms: the lab itself runs).
  */
 export async function findMeter(opts: { waitMs?: number; powercapRoot?: string } = {}): Promise<SourceChoice> {
@@ -105,7 +134,9 @@ export async function findMeter(opts: { waitMs?: number; powercapRoot?: string }
   }
   const events = fs.existsSync(path.join(PERF_POWER, 'events')) ? fs.readdirSync(path.join(PERF_POWER, 'events')).filter((e) => /^energy-[a-z]+$/.test(e)) : [];
   if (!events.length) evidence.push(`no perf power events (${PERF_POWER}/events has no energy-*)`);
-  for (const ev of ['energy-pkg', 'energy-psys', ...events].filter((e, i, a) => events.includes(e) && a.indexOf(e) === i)) {
+  else if (!events.includes('energy-pkg')) evidence.push(`perf power has ${events.join(', ')} but no energy-pkg (the package's own counter)`);
+  // the package's counter only: psys (the platform, package included) or cores/ram are other zones
+  for (const ev of ['energy-pkg'].filter((e) => events.includes(e))) {
     let m: Meter | null = null;
     try {
       m = perfPowerMeter(ev);
