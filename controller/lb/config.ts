@@ -195,6 +195,18 @@ export function checkXdpBackendAddr(address: string): void {
 }
 
 /**
+ * A backend the socket LB would rewrite connect()/sendmsg() to and no socket can reach: the
+ * unspecified address (Linux reads a connect to it as one to this host), 0.0.0.0/8, broadcast, and
+ * multicast for TCP (no TCP connects to a group; a UDP service may send to one). Loopback is fine:
+ * the rewrite happens on this host.
+ */
+export function checkSocketBackendAddr(address: string, protocol: string): void {
+  const k = specialKind(address);
+  if (!k || k === 'loopback' || (k === 'multicast' && protocol === 'udp')) return;
+  throw new ValidationError(`backend ${address} is ${KIND_TEXT[k]}: no ${protocol.toUpperCase()} socket can reach a service there; give the unicast address of a host that serves it`);
+}
+
+/**
  * `lb`: 'socket' when the socket LB normalises (it rewrites connect() and takes any address a
  * socket can connect to without a scope: not a link-local one, checkLinkLocal)
  */
@@ -204,6 +216,7 @@ export function normBackend(vip: VipSpec, b: BackendConfig | string, where: stri
   noUnknownKeys(raw, ['address', 'port', 'weight', 'mac', 'egress'], where);
   const hp = at(where, () => parseHostPort(raw.address));
   if (lb === 'xdp') at(where, () => checkXdpBackendAddr(hp.address));
+  else at(where, () => checkSocketBackendAddr(hp.address, vip.protocol));
   at(where, () => checkLinkLocal(hp.address, 'backend'));
   const port = raw.port !== undefined ? parsePort(raw.port, `${where} port`) : hp.port ?? vip.port;
   // two ports for one backend: taking either silently sends health checks (and proxies) to the wrong one

@@ -57,6 +57,12 @@ export class HealthChecker {
     return this.reported.get(key) ?? true;
   }
 
+  /** what `key`'s probe found at its last check (whatever was reported), undefined before one */
+  probeState(key: string): boolean | undefined {
+    const p = this.probes.get(this.probeOf.get(key) ?? '');
+    return p?.checked ? p.up : undefined;
+  }
+
   /** how many distinct address:port pairs are being probed */
   get probeCount(): number {
     return this.probes.size;

@@ -249,6 +249,45 @@ describe.skipIf(process.getuid?.() !== 0 || !findCgroup2Root())('pnpm lab svc da
     }
   }, 60_000);
 
+  // found by review (session 56): `svc start` took healthCheck: true and ran no checks, `list`
+  // saying "health-checked"; a corrupt state file was "an internal error of the lab"; an instance
+  // whose cgroup was removed (its programs with it) listed and changed as if it balanced
+  it('svc start refuses health-checked services; a corrupt state file and a removed cgroup are named, with the way out', async () => {
+    const t = instanceUnderTest('hq');
+    const { inst, f } = t;
+    try {
+      t.write(`cgroup: ${t.cg}\nservices:\n  - vip: tcp://10.96.79.20:80\n    healthCheck: true\n    backends: [10.0.79.11:8080]\n`);
+      const hc = await svc('start', '--config', f, '--instance', inst);
+      expect(hc.exitCode).toBe(1);
+      oneError(hc.stderr, /^error: tcp:\/\/10\.96\.79\.20:80 has healthCheck: true, and svc start runs no health checks/, new RegExp(`pnpm lab svc daemon --config ${f.replace(/[.]/g, '\\.')} --instance ${inst}, which checks them; or set healthCheck: false`));
+      expect(fs.existsSync(t.state)).toBe(false);
+      expect(fs.existsSync(`/sys/fs/bpf/ebpf-lab/svc-${inst}`)).toBe(false);
+      t.write(`cgroup: ${t.cg}\nservices:\n  - vip: tcp://10.96.79.20:80\n    backends: [10.0.79.11:8080]\n`);
+      expect((await svc('start', '--config', f, '--instance', inst)).exitCode).toBe(0);
+      const good = fs.readFileSync(t.state, 'utf8');
+      fs.writeFileSync(t.state, good.slice(0, Math.floor(good.length / 2)));
+      const bad = await svc('list', '--instance', inst);
+      expect(bad.exitCode).toBe(1);
+      oneError(bad.stderr, new RegExp(`^error: socket LB instance "${inst}": its state file ${t.state.replace(/[.]/g, '\\.')} cannot be read`), new RegExp(`svc stop --instance ${inst} removes the instance`));
+      fs.writeFileSync(t.state, good);
+      removeCgroup(t.cg);
+      const list = await svc('list', '--instance', inst);
+      expect(list.exitCode).toBe(0);
+      expect(list.stderr).toMatch(new RegExp(`note: instance ${inst}: its cgroup ${t.cg} was removed, and its programs with it: it balances nothing`));
+      const add = await svc('backend', 'add', 'tcp://10.96.79.20:80', '10.0.79.12:8080', '--instance', inst);
+      expect(add.exitCode).toBe(0);
+      expect(add.stderr).toMatch(/its cgroup .* was removed/);
+      // every backend drained: said, since every connect is then refused
+      await svc('backend', 'drain', 'tcp://10.96.79.20:80', '10.0.79.11:8080', '--instance', inst);
+      const last = await svc('backend', 'drain', 'tcp://10.96.79.20:80', '10.0.79.12:8080', '--instance', inst);
+      expect(last.stderr).toMatch(/note: tcp:\/\/10\.96\.79\.20:80 has no active backend with a weight: every connection to it is refused/);
+      expect((await svc('stop', '--instance', inst)).exitCode).toBe(0);
+    } finally {
+      createCgroup(t.cg);
+      await t.end();
+    }
+  }, 90_000);
+
   // svc stop read the daemon record (a dead daemon's) before its lock and not again under it: a
   // daemon B that took the instance over in between (under the lock) had its pins and state
   // removed, and went on running with nothing balanced. The race is made certain here: the test
@@ -392,7 +431,7 @@ describe.skipIf(process.getuid?.() !== 0 || !findCgroup2Root())('pnpm lab svc da
       // past maxBackends once the change is in: refused, naming the limit and the instance in use
       const over = await svc('backend', 'add', 'tcp://10.96.75.20:80', '10.0.75.13:8080', '--instance', inst);
       expect(over.exitCode).toBe(1);
-      oneError(over.stderr, /^error: backend table full \(maxBackends 1\): the change would list 2 distinct backends$/, new RegExp(`^ {2}fix: pnpm lab svc list --instance ${inst} shows`));
+      oneError(over.stderr, /^error: backend table full \(maxBackends 1\): the change would list 2 distinct backends$/, new RegExp(`^ {2}fix: remove a backend first \\(pnpm lab svc backend remove …\\), or restart the instance with a larger maxBackends in its config \\(pnpm lab svc stop --instance ${inst}, then start it again\\); nothing was changed$`));
     } finally {
       await t.end();
     }

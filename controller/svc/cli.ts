@@ -9,13 +9,13 @@ import { serveMetrics } from '../../common/metrics-http.ts';
 import { UsageError, commandWords as commonCommandWords, parseArgs, pickCommand, valueOptions, type CommandSpec, type Opts } from '../../common/args.ts';
 import { LabError } from '../../common/errors.ts';
 import { hostPort } from '../../common/ip.ts';
-import { untilSignal } from '../../common/signals.ts';
+import { STOP_SIGNALS, untilSignal } from '../../common/signals.ts';
 import { ValidationError } from '../lb/addr.ts';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
 import { INSTANCE_RULE, checkBackendArgs, checkHeldBackendArgs, loadSvcConfigFile, validInstance, validateSvcConfig } from './config.ts';
 import { svcRegistry } from './metrics.ts';
 import { instancesIn, instancesNote } from '../../common/state-file.ts';
-import { RUN_DIR, SvcController, cutShort, deadDaemon, removeCutShort, statePath, stopInstance, withLock, lockPath, type ApplyResult } from './controller.ts';
+import { RUN_DIR, SvcController, cgroupGoneNote, cutShort, deadDaemon, removeCutShort, statePath, stopInstance, withLock, lockPath, type ApplyResult } from './controller.ts';
 import { removeUnderLock } from '../../common/lockfile.ts';
 
 const target = {
@@ -49,7 +49,12 @@ async function change(p: Args, fn: (c: SvcController) => ApplyResult): Promise<n
   await withLock(inst, () => {
     const c = SvcController.open(inst);
     try {
+      const gone = cgroupGoneNote(c.model);
+      if (gone) console.error(`note: instance ${inst}: ${gone}; pnpm lab svc stop --instance ${inst} removes what is left`);
       printResult(fn(c));
+      // a state the config itself refuses: every connect to these services now fails (EPERM)
+      const none = c.list().filter((s) => !s.backends.some((b) => b.state === 'active' && b.weight > 0)).map((s) => s.id);
+      if (none.length) console.error(`note: ${none.join(', ')} ${none.length > 1 ? 'have' : 'has'} no active backend with a weight: every connection to ${none.length > 1 ? 'them' : 'it'} is refused (EPERM) until one is added, given a weight or comes back up`);
     } finally {
       c.close();
     }
@@ -94,7 +99,19 @@ const COMMANDS: Record<string, Cmd> = {
     // Ctrl-C/SIGTERM are ours: the stop below detaches and removes everything, then exits 0 (the
     // binding's own handler would close the objects and exit 128+signal, skipping it)
     deferSignalsToCaller(true);
-    const c = await SvcController.start(readConfig(p), { pin: true, daemon: true, log: (s) => console.error(`[svc] ${s}`) });
+    // listened for from before the start: a Ctrl-C while it attached was dropped (the binding's
+    // handler is deferred to us) and the daemon went on to serve; now it stops once started
+    let early: NodeJS.Signals | undefined;
+    const onEarly = (s: NodeJS.Signals) => (early ??= s);
+    for (const s of STOP_SIGNALS) process.on(s, onEarly);
+    const offEarly = () => STOP_SIGNALS.forEach((s) => process.off(s, onEarly));
+    let c: SvcController;
+    try {
+      c = await SvcController.start(readConfig(p), { pin: true, daemon: true, log: (s) => console.error(`[svc] ${s}`) });
+    } catch (e) {
+      offEarly();
+      throw e;
+    }
     const inst = c.instance;
     const bye = () => c.stop();
     process.once('exit', bye); // synchronous: also on an uncaught error
@@ -106,11 +123,14 @@ const COMMANDS: Record<string, Cmd> = {
     } catch (e) {
       c.stop();
       process.off('exit', bye);
+      offEarly();
       throw e;
     }
     c.enableHealthChecks((s) => console.error(`[svc ${inst}] ${s}`));
     console.log(JSON.stringify({ ready: true, instance: inst, services: c.list().length, getpeername: c.model.getpeername, order: c.model.order, ...(port !== undefined ? { metrics: `http://127.0.0.1:${port}/metrics` } : {}) }));
-    await untilSignal();
+    const signalled = early ? undefined : untilSignal();
+    offEarly();
+    if (signalled && !early) await signalled;
     server?.close();
     // under the instance's lock, so that no `svc backend …` writes its state back after the
     // removal; a lock that is not freed in time does not hold the stop up
@@ -120,7 +140,11 @@ const COMMANDS: Record<string, Cmd> = {
     return 0;
   }),
   start: cmd('start --config FILE', 'start an instance and exit: links and maps stay pinned until svc stop (no health checks)', { ...configOpt, ...target }, { max: 0 }, async (p) => {
-    const c = await SvcController.start(readConfig(p), { pin: true, log: (s) => console.error(s) });
+    const cfg = readConfig(p);
+    // nothing would check them, and `list` said "health-checked": a dead backend kept its share
+    const checked = validateSvcConfig(cfg).services.filter((x) => x.healthCheck).map((x) => x.id);
+    if (checked.length) throw new LabError(`${checked.join(', ')} ${checked.length > 1 ? 'have' : 'has'} healthCheck: true, and svc start runs no health checks (it exits)`, `run it as pnpm lab svc daemon --config ${p.values.config as string}${p.values.instance !== undefined ? ` --instance ${instanceOf(p)}` : ''}, which checks them; or set healthCheck: false`);
+    const c = await SvcController.start(cfg, { pin: true, log: (s) => console.error(s) });
     console.log(`started instance ${c.instance}: ${c.list().length} service(s), getpeername hooks ${c.model.getpeername ? 'attached' : 'missing on this kernel'}; programs ${c.model.order}`);
     c.close();
     return 0;
@@ -145,9 +169,11 @@ const COMMANDS: Record<string, Cmd> = {
     const c = SvcController.open(instanceOf(p));
     try {
       const dead = deadDaemon(c.model);
+      const gone = cgroupGoneNote(c.model);
+      if (gone) console.error(`note: instance ${instanceOf(p)}: ${gone}; pnpm lab svc stop --instance ${instanceOf(p)} removes what is left`);
       if (dead) console.error(`note: its svc daemon (pid ${dead}) is gone: the services below are balanced as listed, but no health check runs (backend states are as it last saw them); pnpm lab svc daemon --config FILE --instance ${instanceOf(p)} takes it over`);
       for (const s of c.list()) {
-        console.log(`${s.id}  (${s.algorithm}, ${s.count} ring slot(s) in use${s.healthCheck ? ', health-checked' : ''})`);
+        console.log(`${s.id}  (${s.algorithm}, ${s.count} ring slot(s) in use${s.healthCheck ? (c.model.daemon && !dead ? ', health-checked' : ', healthCheck set but no daemon checks it') : ''})`);
         for (const b of s.backends) console.log(`  ${hostPort(b.address, b.port)}  weight ${b.weight}  ${b.state}`);
       }
     } finally {

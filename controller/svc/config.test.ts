@@ -56,6 +56,13 @@ describe('socket LB config', () => {
     // connection rewritten to it did; and a link-local VIP needs a zone id in every client
     [{ ...ok, services: [{ vip: 'tcp://[fd96::10]:80', backends: ['[fe80::11]:8080'] }] }, /^services\[0\]\.backends\[0\]: backend fe80::11 is an IPv6 link-local address \(fe80::\/10\): it is reachable only through one interface, which an address here cannot name \(zone ids are refused\); use a global or ULA \(fd00::\/8\) address$/],
     [{ ...ok, services: [{ vip: 'tcp://[fe80::10]:80', backends: ['fd00::11'] }] }, /^services\[0\]\.vip: VIP address fe80::10 is an IPv6 link-local address \(fe80::\/10\).*; use a global or ULA \(fd00::\/8\) address$/],
+    // backends no socket can reach were taken, and connects to them failed (review, session 56)
+    [{ ...ok, services: [{ vip: 'tcp://10.96.0.10:80', backends: ['0.0.0.0'] }] }, /^services\[0\]\.backends\[0\]: backend 0\.0\.0\.0 is the unspecified address: no TCP socket can reach/],
+    [{ ...ok, services: [{ vip: 'tcp://10.96.0.10:80', backends: ['224.0.0.1'] }] }, /backend 224\.0\.0\.1 is a multicast address/],
+    [{ ...ok, services: [{ vip: 'udp://10.96.0.10:53', backends: ['255.255.255.255'] }] }, /backend 255\.255\.255\.255 is the limited broadcast address: no UDP socket/],
+    [{ ...ok, services: [{ vip: 'tcp://[fd96::10]:80', backends: ['[::]:80'] }] }, /backend :: is the unspecified address/],
+    // the checks are TCP connects: every UDP backend was marked down and every datagram refused
+    [{ ...ok, services: [{ vip: 'udp://10.96.0.10:53', healthCheck: true, backends: ['10.0.0.1'] }] }, /^services\[0\] \(udp:\/\/10\.96\.0\.10:53\): healthCheck is a TCP connect.*set healthCheck: false for UDP services$/],
   ])('rejects %j', (c, msg) => {
     expect(() => validateSvcConfig(c as never)).toThrow(msg);
   });

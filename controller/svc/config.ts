@@ -116,6 +116,9 @@ export function normService(s: ServiceConfig, where: string, allowEmpty = false)
   const algorithm = s.algorithm ?? 'maglev';
   if (!ALGORITHMS.includes(algorithm)) throw new ValidationError(`${where} (${id}): algorithm ${JSON.stringify(s.algorithm)} must be one of ${ALGORITHMS.join(', ')}`);
   if (s.healthCheck !== undefined && typeof s.healthCheck !== 'boolean') throw new ValidationError(`${where} (${id}): healthCheck must be true or false`);
+  // the checks are TCP connects: a UDP backend has no listener to connect to, so every one was
+  // marked down and every datagram refused (EPERM)
+  if (s.healthCheck && spec.protocol === 'udp') throw new ValidationError(`${where} (${id}): healthCheck is a TCP connect, which a UDP service's backends do not answer (every one would be marked down); set healthCheck: false for UDP services`);
   const backends = s.backends.map((b, i) => normBackendS(spec, b, `${where}.backends[${i}]`));
   const seen = new Set<string>();
   for (const b of backends) {

@@ -564,6 +564,49 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
     expect(fs.existsSync(statePath(instance))).toBe(false);
   });
 
+  // A "down" the checks reported while the backend was draining was dropped (drain outranks it);
+  // `backend weight` then made the backend active, and the checker, having told its news once,
+  // never said it again: a dead backend back in the ring for good (review, session 56)
+  it('a backend found dead while draining and then given a weight again goes down again, out of the ring', async () => {
+    const net = await import('node:net');
+    const up = net.createServer((c) => c.end());
+    await new Promise<void>((r) => up.listen(0, '127.0.0.1', () => r()));
+    const port = (up.address() as { port: number }).port;
+    const dead = await closedPort();
+    const instance = `hcdrain-${process.pid}`;
+    const vip = 'tcp://10.96.0.34:80';
+    const d = await SvcController.start({ cgroup: lab.cgClientRel, instance, healthCheck: { intervalMs: 100, timeoutMs: 200, fall: 2, rise: 1 }, services: [{ vip, healthCheck: true, backends: [`127.0.0.1:${port}`, `127.0.0.1:${dead}`] }] }, { pin: true });
+    try {
+      const logs: string[] = [];
+      d.enableHealthChecks((l) => logs.push(l));
+      const saved = () => (JSON.parse(fs.readFileSync(statePath(instance), 'utf8')) as { services: Record<string, { backends: { port: number; state: string }[] }> }).services[vip]!;
+      const stateOf = () => saved().backends.find((b) => b.port === dead)!.state;
+      const until = async (want: string) => {
+        for (const t0 = Date.now(); Date.now() - t0 < 5000 && stateOf() !== want; ) await new Promise((r) => setTimeout(r, 50));
+        return stateOf();
+      };
+      // drained first, then its probe finds it dead: that report is dropped (drain outranks it)
+      const cli = SvcController.open(instance);
+      cli.drainBackend(vip, `127.0.0.1:${dead}`);
+      cli.close();
+      for (const t0 = Date.now(); Date.now() - t0 < 3000 && !logs.length; ) await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, 400)); // past fall × interval: the probe has said down
+      expect(stateOf()).toBe('draining');
+      // re-enabled from another shell: active for at most about an interval, then down again
+      const cli2 = SvcController.open(instance);
+      cli2.setWeight(vip, `127.0.0.1:${dead}`, 1);
+      cli2.close();
+      expect(await until('down'), logs.join('\n')).toBe('down');
+      expect(logs.some((l) => /applied again: it was active/.test(l)), logs.join('\n')).toBe(true);
+      // the live backend is untouched
+      expect(saved().backends.find((b) => b.port === port)!.state).toBe('active');
+    } finally {
+      d.stop();
+      up.close();
+    }
+    expect(fs.existsSync(statePath(instance))).toBe(false);
+  });
+
   // Down is the health checks' to end: an apply turning a service's checks off kept its down
   // backends down, with nothing left to bring them back (seen in the XDP LB, fixed in both).
   it('an apply turning a service\'s health checks off brings its down backends back; one keeping them on does not', async () => {

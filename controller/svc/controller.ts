@@ -255,6 +255,22 @@ const daemonAlive = (d: NonNullable<Model['daemon']>) => processAlive(d.pid, d.s
 /** the pid of the instance's svc daemon when it is recorded but gone (killed): its pins balance on, unchecked */
 export const deadDaemon = (m: Model): number | undefined => (m.daemon && !daemonAlive(m.daemon) ? m.daemon.pid : undefined);
 
+/**
+ * Why an instance balances nothing though its state and pins are there: its cgroup was removed
+ * (the links went with it; a new cgroup of the same path is another id), or undefined. `svc list`
+ * and `backend …` went on as if it balanced (review, session 56).
+ */
+export function cgroupGoneNote(m: Model): string | undefined {
+  if (!m.cgroupPath) return undefined;
+  if (!fs.existsSync(m.cgroupPath)) return `its cgroup ${m.cgroupPath} was removed, and its programs with it: it balances nothing`;
+  try {
+    if (m.cgroupId !== undefined && String(cgroupId(m.cgroupPath)) !== m.cgroupId) return `its cgroup ${m.cgroupPath} was removed and made again (another cgroup now): it balances nothing there`;
+  } catch {
+    return undefined;
+  }
+  return undefined;
+}
+
 export class SvcController {
   private closed = false;
   private health: HealthChecker | null = null;
@@ -414,7 +430,13 @@ export class SvcController {
       if (cut) throw new LabError(cut.text, cut.starting ? `wait for pid ${cut.starting} to finish starting, then try again` : `pnpm lab svc stop --instance ${instance} removes it; or start it again, which removes it first`);
       throw new LabError(`no running socket LB instance "${instance}" (no ${sp}; ${instancesNote(instancesIn(RUN_DIR, 'svc-', '.json'))})`, 'start one: pnpm lab svc daemon --config FILE (or svc start), or name it with --instance NAME');
     }
-    const model = JSON.parse(fs.readFileSync(sp, 'utf8')) as Model;
+    let model: Model;
+    try {
+      model = JSON.parse(fs.readFileSync(sp, 'utf8')) as Model;
+    } catch (e) {
+      // a file cut short or edited by hand: named, with the way out (an internal error before)
+      throw new LabError(`socket LB instance "${instance}": its state file ${sp} cannot be read (${(e as Error).message.split('\n')[0]})`, `pnpm lab svc stop --instance ${instance} removes the instance (its pinned programs and maps too); then start it again`, { cause: e });
+    }
     const dir = pinDir(instance);
     const opened: BpfMap[] = [];
     try {
@@ -549,7 +571,7 @@ export class SvcController {
     // maxBackends bounds the backends listed once the change is in
     const max = this.model.config.maxBackends;
     const listed = Object.keys(refs).length;
-    if (listed > max) throw new ValidationError(`backend table full (maxBackends ${max}): the change would list ${listed} distinct backends`, 409);
+    if (listed > max) throw new ValidationError(`backend table full (maxBackends ${max}): the change would list ${listed} distinct backends`, 409, [], `remove a backend first (pnpm lab svc backend remove …), or restart the instance with a larger maxBackends in its config (pnpm lab svc stop --instance ${this.instance}, then start it again); nothing was changed`);
     // Ids the current maps still reference stay taken until the next change: rewriting one now would
     // point a live ring at a different backend before its service flips (and a connect reading the
     // entry while it is written could see half of each address). So the table has room for a whole
@@ -770,6 +792,7 @@ export class SvcController {
 
   /** TCP health checks (reused from the XDP LB) for services with healthCheck: true */
   enableHealthChecks(log: (s: string) => void = () => {}): void {
+    this.healthLog = log;
     this.health ??= new HealthChecker(this.model.config.health, (key, up) => {
       const [id, addr] = key.split('|') as [string, string];
       const change = () => {
@@ -816,19 +839,48 @@ export class SvcController {
   private syncHealth(): void {
     if (!this.health) return;
     const want = new Set<string>();
+    const fixes: [string, string, boolean][] = [];
     for (const s of Object.values(this.model.services)) {
       if (!s.healthCheck) continue;
       for (const b of s.backends) {
         const key = `${s.id}|${backendKey(b)}`;
         want.add(key);
         this.health.watch({ key, address: b.address, port: b.port }, b.state !== 'down');
+        // The model against what the probe found: a "down" the checks reported while the backend
+        // was draining is dropped (drain outranks it), and `backend weight` then made it active
+        // again — a dead backend back in the ring for good, since the checker had told its news
+        // once (review, session 56). So wherever the two differ the probe's answer is applied again.
+        const up = this.health.probeState(key);
+        if ((up === false && b.state === 'active') || (up === true && b.state === 'down')) fixes.push([s.id, backendKey(b), up]);
       }
     }
     for (const key of this.watched) if (!want.has(key)) this.health.unwatch(key);
     this.watched = want;
+    for (const [id, addr, up] of fixes) this.reassert(id, addr, up);
   }
 
   private watched = new Set<string>();
+  private healthLog: (s: string) => void = () => {};
+  /** watch keys whose probe state is being applied again (one at a time each) */
+  private reasserting = new Set<string>();
+
+  /** apply a probe's state to a backend whose model state disagrees (see syncHealth) */
+  private reassert(id: string, addr: string, up: boolean): void {
+    const key = `${id}|${addr}`;
+    if (this.reasserting.has(key)) return;
+    this.reasserting.add(key);
+    const change = () => {
+      this.reload();
+      const b = this.model.services[id]?.backends.find((x) => backendKey(x) === addr);
+      if (!b || this.health?.probeState(key) !== up || !((up === false && b.state === 'active') || (up === true && b.state === 'down'))) return;
+      const was = b.state;
+      this.setDown(id, addr, !up);
+      this.healthLog(`${id} backend ${addr} ${up ? 'up' : 'down'} (the health checks' state, applied again: it was ${was})`);
+    };
+    (this.pinned ? withLock(this.instance, change) : Promise.resolve().then(change))
+      .catch((e: Error) => this.healthLog(`health state of ${key} not applied again: ${e.message}`))
+      .finally(() => this.reasserting.delete(key));
+  }
 
   /**
    * Re-read the state file of a pinned instance (another process may have changed it), and follow
