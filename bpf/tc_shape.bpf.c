@@ -91,10 +91,11 @@ struct {
 	__type(value, struct tc_rule_stats);
 } rule_stats SEC(".maps");
 
-/* [0]: the live rule generation (0 or 1) */
+/* [0]: the live rule generation (0 or 1); [1]: the deepest level (cgroup2 root 0) of a cgroup
+ * some class matches, 0 when none does: how far classify walks a socket's ancestors */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, __u32);
 	__type(value, __u32);
 } filter_gen SEC(".maps");
@@ -276,17 +277,46 @@ static __always_inline int run_filters(struct __sk_buff *skb, struct tc_flow_key
 	return TC_ACT_UNSPEC;
 }
 
+/*
+ * The class of the sending socket's cgroup or of its nearest ancestor that has one. A class for
+ * a slice (app.slice holds no process; its services' scopes do) matched nothing while only the
+ * socket's own cgroup was looked up (found by review, session 56). The walk goes from the top
+ * down to the deepest configured level (filter_gen[1]), so the deepest match wins; a socket's own
+ * cgroup is looked up first, so a class on a leaf costs one lookup as before.
+ */
+static __always_inline __u32 cgroup_class_of(struct __sk_buff *skb)
+{
+	__u64 cg = bpf_skb_cgroup_id(skb);
+	if (!cg)
+		return 0;
+	__u32 *c = bpf_map_lookup_elem(&cgroup_class, &cg);
+	if (c)
+		return *c;
+	__u32 one = 1;
+	__u32 *deepest = bpf_map_lookup_elem(&filter_gen, &one);
+	__u32 max = deepest ? *deepest : 0;
+	__u32 found = 0;
+	for (int level = 1; level <= TC_CG_MAX_LEVEL; level++) {
+		if (level > max)
+			break;
+		__u64 a = bpf_skb_ancestor_cgroup_id(skb, level);
+		if (!a) /* deeper than the socket's own cgroup */
+			break;
+		c = bpf_map_lookup_elem(&cgroup_class, &a);
+		if (c)
+			found = *c;
+	}
+	return found;
+}
+
 static __always_inline __u32 classify(struct __sk_buff *skb, struct tc_flow_key *p)
 {
 	__u32 *c = bpf_map_lookup_elem(&flow_class, p);
 	if (c)
 		return *c;
-	__u64 cg = bpf_skb_cgroup_id(skb);
-	if (cg) {
-		c = bpf_map_lookup_elem(&cgroup_class, &cg);
-		if (c)
-			return *c;
-	}
+	__u32 by_cg = cgroup_class_of(skb);
+	if (by_cg)
+		return by_cg;
 	struct tc_dst_key dk = { .prefixlen = 16 + 8 + 128, .port = p->dport, .family = p->family };
 	__builtin_memcpy(dk.addr, p->daddr, 16);
 	if (p->dport) {

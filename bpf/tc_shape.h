@@ -11,6 +11,7 @@ enum tc_shape_limits {
 	TC_MAX_CLASSES = 256, /* class ids 1..255; 0 means "not shaped" */
 	TC_MAX_RULES = 64,    /* filter rules per generation */
 	TC_MAX_MATCHES = 4096,
+	TC_CG_MAX_LEVEL = 16, /* cgroup2 levels below the root a class's cgroup may sit at */
 };
 
 /* tc_class.flags */

@@ -5,6 +5,7 @@ export const enum tc_shape_limits {
   TC_MAX_CLASSES = 256,
   TC_MAX_RULES = 64,
   TC_MAX_MATCHES = 4096,
+  TC_CG_MAX_LEVEL = 16,
 }
 
 export const enum tc_shape_class_flags {

@@ -26,7 +26,8 @@ import { lockHolderAlive, withLockWaitSync } from '../../common/lockfile.ts';
 import { instancesIn, instancesNote, writeFileAtomic } from '../../common/state-file.ts';
 import { MAX_RULES, autoHorizonProblem, latencyHorizonNs, matchKey, netPort, type ClassPlan, type Match, type Plan, type RulePlan } from './config.ts';
 import { tcShape, tc_shape_class_flags, tc_shape_rule_action, type TcShape, type tc_class, type tc_class_stats, type tc_dst_key, type tc_flow_key, type tc_global_stats, type tc_rule, type tc_rule_stats } from '../../bpf/gen/tc_shape.ts';
-import { tc_shape_dir } from '../../bpf/gen/tc_shape.enums.ts';
+import { tc_shape_dir, tc_shape_limits } from '../../bpf/gen/tc_shape.enums.ts';
+import { findCgroup2Root } from '../../common/cgroup.ts';
 
 export const MAP_NAMES = ['classes', 'class_state', 'class_stats', 'flow_class', 'cgroup_class', 'dst_class', 'rules', 'rule_stats', 'filter_gen', 'globals'] as const;
 type MapName = (typeof MAP_NAMES)[number];
@@ -154,6 +155,11 @@ export class TcControl {
       }
       for (const [k, e] of want) if (had.get(k)?.id !== e.id) j.set(this.maps[e.map], e.key, e.id);
       for (const [k, e] of had) if (!want.has(k)) j.del(this.maps[e.map], e.key);
+      // how deep the program walks a socket's cgroup ancestors for a class (bpf/tc_shape.bpf.c
+      // cgroup_class_of); written only when it changes (an instance's map from before it has one slot)
+      const deepest = (cs: { matches: Match[] }[]) => Math.max(0, ...cs.flatMap((c) => c.matches.flatMap((m) => (m.kind === 'cgroup' ? [cgroupLevel(m.path)] : []))));
+      const [dNew, dOld] = [deepest(classes), deepest(old.classes)];
+      if (dNew !== dOld) j.set(this.maps.filter_gen, 1, dNew);
       for (const c of old.classes) if (!classes.some((n) => n.id === c.id)) j.set(this.maps.classes, c.id, {});
       if (JSON.stringify(plan.rules, replacer) !== JSON.stringify(old.rules, replacer)) {
         const idle = 1 - old.gen;
@@ -261,6 +267,22 @@ function tcSync(netns: string | undefined, args: string[]): string {
     throw new LabError(`tc ${args.join(' ')}${netns ? ` (netns ${netns})` : ''}: ${(err.stderr || err.message).trim().split('\n')[0]}`, 'is iproute2 installed (pnpm lab setup) and the device present?');
   }
 }
+/**
+ * a cgroup2 directory's level below the root (the root 0), as bpf_skb_ancestor_cgroup_id counts,
+ * at most TC_CG_MAX_LEVEL (a deeper one is still matched as a socket's own cgroup); one that is
+ * gone (removed since the config was read) gets that maximum, which only lengthens the walk
+ */
+export function cgroupLevel(dir: string, root = findCgroup2Root()): number {
+  const max = tc_shape_limits.TC_CG_MAX_LEVEL;
+  try {
+    const rel = path.relative(fs.realpathSync(root ?? '/'), fs.realpathSync(dir));
+    if (rel.startsWith('..')) return max;
+    return Math.min(max, rel.split('/').filter(Boolean).length);
+  } catch {
+    return max;
+  }
+}
+
 /**
  * root qdisc kinds a device gets by default: replacing (and later deleting) them loses nothing —
  * if the kernel put them there (handle 0:). One of these kinds a user added (`tc qdisc add … root

@@ -11,7 +11,10 @@
 // Configurations are interleaved round by round (order rotated); --repeat N rounds (bench: 3).
 // Where the kernel has no fq qdisc (the host kernel here), EDT is "unsupported" with the evidence
 // and HTB/TBF still run, so the baselines are on record.
+import path from 'node:path';
+import { execa } from 'execa';
 import { createTopology, sweepStale, type Topology } from '../../lab/netns.ts';
+import { createCgroup, findCgroup2Root, removeCgroup } from '../../common/cgroup.ts';
 import { scaledTimeout, timeScale, type Scenario, type ScenarioContext } from '../../lab/scenario.ts';
 import { summary, median } from '../../lab/stats.ts';
 import { TcShaper, FqUnsupported } from '../../controller/tc/shaper.ts';
@@ -372,6 +375,30 @@ const scenario: Scenario = {
         ctx.metric('ipv6', { target: r6, mbit: wire, goodput: fl.mbit, mss: fl.mss, packets: Number(cs.packets), delayed: Number(cs.delayed) });
       } finally {
         s6.close();
+      }
+    }
+
+    // ---- a class by a parent cgroup (a slice) holds the sockets of the cgroups under it ----
+    if (fq.ok) {
+      const root = findCgroup2Root();
+      if (root) {
+        ctx.progress.step('a class by a parent cgroup holds the sockets of the cgroups under it; a class on a child wins for that child');
+        const base = path.join(root, `ebpf-lab-tcs-${process.pid}`);
+        const [kidA, kidB] = [path.join(base, 'svc-a'), path.join(base, 'svc-b')];
+        createCgroup(kidA);
+        createCgroup(kidB);
+        const sc = TcShaper.start({ dev: link.dev, netns: link.ns, ingress: false });
+        try {
+          // slow classes (8 kbit/s, 100 ms horizon): each datagram is either sent or dropped, and counted by its class either way
+          sc.control.apply(validateConfig({ classes: [{ name: 'slice', rate: '8kbit', horizon: '100ms', match: [{ cgroup: base }] }, { name: 'leaf', rate: '8kbit', horizon: '100ms', match: [{ cgroup: kidB }] }] }));
+          const n = 10;
+          for (const kid of [kidA, kidB]) await execa('sh', ['-c', `echo $$ > ${kid}/cgroup.procs && exec nsenter --net=/run/netns/${link.ns} bash -c 'for i in $(seq ${n}); do printf x > /dev/udp/${RCV}/7000; done'`], { reject: false });
+          const by = Object.fromEntries(sc.control.classStats().map((c) => [c.name, Number(c.packets + c.horizonDrops)]));
+          ctx.check(`a class by a parent cgroup (no process in it) takes the datagrams of a process in a cgroup under it; a class on another child cgroup takes that child's (the deepest wins)`, by.slice === n && by.leaf === n, `parent's class ${by.slice} of ${n} from ${path.basename(kidA)}, child's class ${by.leaf} of ${n} from ${path.basename(kidB)}`);
+        } finally {
+          sc.close();
+          removeCgroup(base);
+        }
       }
     }
 
