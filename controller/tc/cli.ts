@@ -28,8 +28,10 @@ type Args = { values: Record<string, unknown>; positionals: string[] };
 interface Cmd { spec: CommandSpec<Opts>; run: (p: Args) => Promise<number> }
 const cmd = (usage: string, summary: string, options: Opts, positionals: CommandSpec<Opts>['positionals'], run: Cmd['run']): Cmd => ({ spec: { usage: `pnpm lab tc ${usage}`, summary, options, positionals, epilog: 'Config (YAML/JSON): see controller/tc/README.md. Rates like 10mbit, 1gbit.' }, run });
 
-function withInstance<T>(name: string, fn: (c: TcControl) => T): T {
-  const c = openInstance(name);
+function withInstance<T>(name: string, fn: (c: TcControl) => T, readDead = false): T {
+  const c = openInstance(name, { readDead });
+  // a killed daemon's filters still enforce: their counters are read, and the state said
+  if (c.dead) console.error(`note: ${c.dead}`);
   try {
     return fn(c);
   } finally {
@@ -174,11 +176,12 @@ const COMMANDS: Record<string, Cmd> = {
     return 0;
   }),
   'shape list': cmd('shape list [--instance NAME]', 'classes with their rate and counters', { ...instance }, { max: 0 }, async (p) => {
-    withInstance(p.values.instance as string, printClasses);
+    withInstance(p.values.instance as string, printClasses, true);
     return 0;
   }),
   'shape metrics': cmd('shape metrics [--instance NAME]', 'print the Prometheus metrics once', { ...instance }, { max: 0 }, async (p) => {
-    const c = openInstance(p.values.instance as string);
+    const c = openInstance(p.values.instance as string, { readDead: true });
+    if (c.dead) console.error(`note: ${c.dead}`);
     try {
       process.stdout.write(await tcRegistry(() => c).metrics());
     } finally {
@@ -239,7 +242,7 @@ const COMMANDS: Record<string, Cmd> = {
     return 0;
   }),
   'filter list': cmd('filter list [--instance NAME]', 'filter rules with their counters', { ...instance }, { max: 0 }, async (p) => {
-    withInstance(p.values.instance as string, printRules);
+    withInstance(p.values.instance as string, printRules, true);
     return 0;
   }),
 };

@@ -822,16 +822,23 @@ export class TcShaper {
 }
 
 /** The CLI's view of a running instance: its pinned maps and the model from the state file. */
-export function openInstance(instance: string): TcControl & Disposable {
+/**
+ * `readDead`: a reader (list, metrics) of an instance whose daemon was killed: its filters still
+ * enforce, and their counters are what an operator wants then; `dead` says so (a change stays
+ * refused: nothing would keep the state and the maps together)
+ */
+export function openInstance(instance: string, opts: { readDead?: boolean } = {}): TcControl & Disposable & { dead?: string } {
   const file = statePath(instance);
   if (!fs.existsSync(file)) throw new LabError(`no running tc instance "${instance}" (${instancesNote(instancesIn(STATE_DIR, '', '.json'))})`, 'start one: pnpm lab tc shape start --dev DEV --config FILE');
   const st = readState(instance);
-  if (!instanceAlive(st)) throw new LabError(`tc instance "${instance}" is not running (pid ${st.pid} is gone), but its filters still enforce on ${st.dev}${st.netns ? ` (netns ${st.netns})` : ''}`, `pnpm lab tc shape stop --instance ${instance} removes what it left attached; or start it again (pnpm lab tc shape start … --instance ${instance} takes its filters over in place)`);
+  const fix = `pnpm lab tc shape stop --instance ${instance} removes what it left attached; or start it again (pnpm lab tc shape start … --instance ${instance} takes its filters over in place)`;
+  const deadText = instanceAlive(st) ? undefined : `tc instance "${instance}" is not running (pid ${st.pid} is gone), but its filters still enforce on ${st.dev}${st.netns ? ` (netns ${st.netns})` : ''}`;
+  if (deadText && !opts.readDead) throw new LabError(deadText, fix);
   const maps = Object.fromEntries(MAP_NAMES.map((n) => [n, BpfMap.openPinned(path.join(pinDir(instance), n))])) as TcMaps;
   const c = new TcControl(maps, { classes: st.classes, rules: st.rules, gen: st.gen }, (m) => {
     writeFileAtomic(file, encodeModel({ ...st, ...m }));
   });
   c.filterOnly = !!st.filterOnly;
   c.ingress = !st.egressOnly;
-  return Object.assign(c, { [Symbol.dispose]: () => Object.values(maps).forEach((m) => m.close()) });
+  return Object.assign(c, { [Symbol.dispose]: () => Object.values(maps).forEach((m) => m.close()), ...(deadText ? { dead: `${deadText}; ${fix}` } : {}) });
 }
