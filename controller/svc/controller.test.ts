@@ -564,6 +564,35 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
     expect(fs.existsSync(statePath(instance))).toBe(false);
   });
 
+  // A switch whose state was not written (a SIGKILL between the service write and the rename):
+  // the model's "idle" half was the live one, and the next change rewrote the ring connects were
+  // reading (review, session 56). The live half is now the services map's.
+  it('a change after a switch whose state was lost writes its ring into the half no connect reads', async () => {
+    const instance = `half-${process.pid}`;
+    const vip = 'tcp://10.96.0.35:80';
+    const d = await SvcController.start({ cgroup: lab.cgClientRel, instance, services: [{ vip, backends: ['10.0.35.1:80'] }] }, { pin: true });
+    try {
+      const liveHalf = (c: SvcController) => [...c.maps.services.entries()].map(([, v]) => (v as { half: number }).half)[0]!;
+      const lost = fs.readFileSync(statePath(instance), 'utf8');
+      d.addBackend(vip, '10.0.35.2:80');
+      const h1 = liveHalf(d);
+      expect(d.model.services[vip]!.half).toBe(h1);
+      fs.writeFileSync(statePath(instance), lost); // the switch is in the maps, not in the state
+      const cli = SvcController.open(instance);
+      try {
+        expect(cli.model.services[vip]!.half).toBe(1 - h1);
+        cli.addBackend(vip, '10.0.35.3:80');
+        expect(liveHalf(cli), 'the new ring went into the half connects were not reading').toBe(1 - h1);
+        expect(cli.model.services[vip]!.half).toBe(1 - h1);
+      } finally {
+        cli.close();
+      }
+    } finally {
+      d.stop();
+    }
+    expect(fs.existsSync(statePath(instance))).toBe(false);
+  });
+
   // A "down" the checks reported while the backend was draining was dropped (drain outranks it);
   // `backend weight` then made the backend active, and the checker, having told its news once,
   // never said it again: a dead backend back in the ring for good (review, session 56)

@@ -605,9 +605,13 @@ export class SvcController {
       const ring = ringOf(s, ids, R);
       const prev = this.model.services[id];
       if (prev && prev.algorithm === s.algorithm && prev.count === ring.length && sameRing(ringOf(prev, this.model.backendIds, R), ring)) continue;
-      // a new service on the index of one removed in this change: the half that one is not reading
+      // a new service on the index of one removed in this change: the half that one is not reading.
+      // The half connects read now is the services map's, not the model's: the two differ where a
+      // switch went in and its state did not (a SIGKILL between them), and a ring written into the
+      // model's "idle" half would then be rewritten under live connects (review, session 56)
       const freed = prev ? undefined : freedIdx.get(s.index);
-      s.half = prev ? 1 - prev.half : freed ? 1 - freed.half : 0;
+      const liveHalf = prev ? (this.maps.services.get(svcKey(parseVip(id, heldAddr)))?.half ?? prev.half) : undefined;
+      s.half = liveHalf !== undefined ? 1 - liveHalf : freed ? 1 - freed.half : 0;
       s.count = ring.length;
       rings.set(id, ring);
     }
@@ -671,13 +675,29 @@ export class SvcController {
       throw e;
     }
     writes += n;
+    const was = { services: { ...this.model.services }, backendIds: this.model.backendIds, backendRefs: this.model.backendRefs };
     for (const [id, st] of changes) {
       if (st) this.model.services[id] = st;
       else delete this.model.services[id];
     }
     this.model.backendIds = ids;
     this.model.backendRefs = refs;
-    this.saveState();
+    try {
+      this.saveState();
+    } catch (e) {
+      // the state file could not be written (a full disk, the instance removed meanwhile): the
+      // switch is undone, so that the maps and the state file, which the next change and every
+      // other command go by, name the same rings
+      for (const u of undo.reverse()) {
+        try {
+          u();
+        } catch {
+          /* best effort: report the original error */
+        }
+      }
+      Object.assign(this.model, was);
+      throw e;
+    }
     this.syncHealth();
     return { changed: rings.size, writes, ms: performance.now() - t0 };
   }
