@@ -147,9 +147,16 @@ describeRoot('energy collector (host kernel)', () => {
     await execa(PY, ['-c', BURN(0.2)]);
     m.observe(c.sample());
     const text = await m.registry.metrics();
-    expect(text).toMatch(/^kepler_process_cpu_joules_total\{pid="\d+",comm="python3",container_id="[^"]+",mode="dynamic",source="model",estimate="true",zone="package"\} [\d.e-]+$/m);
-    expect(text).toMatch(/^kepler_node_cpu_joules_total\{mode="idle",source="model",estimate="true",zone="package"\} /m);
+    expect(text).toMatch(/^kepler_process_cpu_joules_total\{pid="\d+",comm="python3",container_id="[^"]+",source="model",estimate="true",zone="package"\} [\d.e-]+$/m);
+    expect(text).toMatch(/^kepler_process_cpu_watts\{pid="\d+",comm="python3",container_id="[^"]+",source="model",estimate="true",zone="package"\} [\d.e-]+$/m);
     expect(text).toMatch(/^kepler_container_cpu_joules_total\{container_id="\/",/m);
+    // Kepler's node set: the total, and its active and idle parts, as counters and as watts
+    const num = (name: string) => Number(new RegExp(`^${name}\\{source="model",estimate="true",zone="package"\\} ([\\d.e+-]+)$`, 'm').exec(text)?.[1]);
+    for (const n of ['joules_total', 'watts']) {
+      const [total, active, idle] = ['', 'active_', 'idle_'].map((p) => num(`kepler_node_cpu_${p}${n}`));
+      expect(total, n).toBeGreaterThan(0);
+      expect(active! + idle!).toBeCloseTo(total!, 6);
+    }
     // the gauge is the collector's own count (0 unless the machine started > capacity threads meanwhile)
     expect(text).toMatch(new RegExp(`^ebpf_lab_energy_map_evictions ${c.evictions()}$`, 'm'));
   }, 60_000);
