@@ -10,9 +10,29 @@ import { checkOutFile, withoutOption } from '../../common/out-dir.ts';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
 import { Tracer, parseSelector, type WorkloadSelector } from './tracer.ts';
 import { TR, type DataHook } from './kernel.ts';
-import { onStopSignals } from '../../common/signals.ts';
+import { onStopSignals, REPEAT_STOP_MS } from '../../common/signals.ts';
 import { printable } from '../../common/printable.ts';
 import { ensureMounts } from '../../common/host.ts';
+
+/**
+ * An exporter's base URL: http(s), a host, an optional port, no path, query, fragment or
+ * credentials. The pattern check before took `http://[::1` and `http://999.1.1.1:99999`, which
+ * failed inside the exporter after the programs had loaded ("an internal error"), and
+ * `http://h:4318?x`, whose spans went to `/?x/v1/traces` and were counted as exported.
+ */
+export function endpointProblem(v: string, example: string): { message: string; fix: string } | undefined {
+  const not = 'not an http(s)://host:port URL';
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    return { message: `${not} (unreadable: a host or port out of range?)`, fix: example };
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') return { message: `${not} (${u.protocol})`, fix: example };
+  if (u.username || u.password) return { message: `${not}: credentials in it are not sent`, fix: example };
+  if ((u.pathname !== '/' && u.pathname !== '') || u.search || u.hash || /[?#]/.test(v)) return { message: `${not}: give the base only, no path, query or fragment (the exporter adds its path)`, fix: example };
+  return undefined;
+}
 
 export async function traceCommand(argv: string[]): Promise<number> {
   const p = parseArgs(argv, {
@@ -21,13 +41,14 @@ export async function traceCommand(argv: string[]): Promise<number> {
     options: {
       service: { type: 'list', description: 'a workload: NAME=cgroup v2 dir (abs. or relative to the cgroup2 root), executable path, or pid; repeat or comma-separate', valueName: 'NAME=WHAT' },
       otlp: { type: 'string', description: 'OTLP/HTTP endpoint base, e.g. http://127.0.0.1:4318 (spans are exported as protobuf to /v1/traces)', valueName: 'URL',
-        check: (v) => (/^https?:\/\/[^/\s]+\/?$/.test(v) ? undefined : { message: 'not an http(s)://host:port URL', fix: '--otlp http://127.0.0.1:4318' }) },
+        check: (v) => endpointProblem(v, '--otlp http://127.0.0.1:4318') },
       zipkin: { type: 'string', description: 'also export to Zipkin, e.g. http://127.0.0.1:9411 (JSON v2 to /api/v2/spans)', valueName: 'URL',
-        check: (v) => (/^https?:\/\/[^/\s]+\/?$/.test(v) ? undefined : { message: 'not an http(s)://host:port URL', fix: '--zipkin http://127.0.0.1:9411' }) },
+        check: (v) => endpointProblem(v, '--zipkin http://127.0.0.1:9411') },
       'metrics-port': { type: 'int', description: 'serve Prometheus metrics on 127.0.0.1:N/metrics (0 = any free port)', min: 0, max: 65535 },
       hook: { type: 'string', choices: ['sock', 'tp_btf', 'raw_tp'], description: 'where payload is read: sock (sock_recv_length/sock_send_length, 6.3+), tp_btf or raw_tp (the sys_exit raw tracepoint); default: sock where the kernel has it, else tp_btf where it has BTF, else raw_tp' },
       sample: { type: 'number', description: 'share of root requests (from outside the traced workloads) traced, 0 < R ≤ 1; calls between traced workloads are always traced whole, and RED metrics count every request', default: 1, min: 1e-6, max: 1, valueName: 'R' },
-      'capture-bytes': { type: 'int', description: 'payload bytes per syscall that cross to user space', default: 256, min: 1, max: 512 },
+      // below 64 a request line and its Host rarely fit: spans were silently not made (1 gave none)
+      'capture-bytes': { type: 'int', description: 'payload bytes per syscall that cross to user space (64 at least: a request line and its Host must fit)', default: 256, min: 64, max: 512 },
       'max-queue': { type: 'int', description: 'export queue bound in spans (drops beyond it are counted)', default: 4096, min: 1, max: 10_000_000 },
       duration: { type: 'number', description: 'stop after N seconds (default: until Ctrl-C)', min: 0.1, valueName: 'S' },
       quiet: { type: 'boolean', description: 'do not print spans' },
@@ -73,10 +94,13 @@ export async function traceCommand(argv: string[]): Promise<number> {
   deferSignalsToCaller();
   const json = p.values.json ?? false;
   const quiet = (p.values.quiet ?? false) || json;
+  const trouble = (what: string) => (err: string | undefined) => console.error(err ? `${what}: exports failing: ${err} (spans wait in the queue, up to --max-queue, then are dropped and counted)` : `${what}: exports work again`);
   const t = await Tracer.start({
     services,
     otlp: p.values.otlp,
     zipkin: p.values.zipkin,
+    onExportTrouble: { otlp: trouble(`OTLP ${p.values.otlp ?? ''}`), zipkin: trouble(`Zipkin ${p.values.zipkin ?? ''}`) },
+    onNote: (m) => console.error(`note: ${m}`),
     captureBytes: p.values['capture-bytes'],
     sampleRatio: p.values.sample,
     hook: p.values.hook as DataHook | undefined,
@@ -97,13 +121,14 @@ export async function traceCommand(argv: string[]): Promise<number> {
     process.stdout.write(`${JSON.stringify({ event, spans: s.assembler.spans, records: s.assembler.events, ringLost: s.kernelLost, exported: s.export?.exported ?? null, dropped: s.export?.dropped ?? null, bpfRunTimeNs: s.bpf?.runTimeNs ?? null, bpfRunCnt: s.bpf?.runCnt ?? null })}\n`);
   };
   // SIGUSR2 also sends what the export queue holds rather than at the interval (5 s): a harness
-  // that reads the counters until the spans so far are exported does not wait that out
+  // that reads the counters until the spans so far are exported does not wait that out. Handled
+  // without --json too: Node's default for it ended the daemon, its queued spans lost
   const onUsr2 = () => {
-    counters('snapshot');
+    if (json) counters('snapshot');
     void t.exporter?.pump();
     void t.zipkin?.pump();
   };
-  if (json) process.on('SIGUSR2', onUsr2);
+  process.on('SIGUSR2', onUsr2);
   console.error(`tracing ${services.map((s) => `${s.name}=${s.cgroup ?? s.exe ?? s.pid}`).join(' ')} — ${t.kernel.mechanism.summary}`);
   if (t.metricsUrl) console.error(`metrics: ${t.metricsUrl}`);
   if (p.values.otlp) console.error(`exporting to ${p.values.otlp}/v1/traces (OTLP/HTTP protobuf)`);
@@ -114,11 +139,23 @@ export async function traceCommand(argv: string[]): Promise<number> {
     if (p.values.duration) setTimeout(() => (off(), resolve()), p.values.duration * 1000);
   });
   process.off('SIGUSR2', onUsr2);
+  // a second stop signal while the exports are given their last seconds ends it at once (the
+  // programs are detached by then): with the binding's handler deferred to us, one was swallowed
+  const stoppedAt = performance.now();
+  const offAgain = onStopSignals((sig) => {
+    if (performance.now() - stoppedAt < REPEAT_STOP_MS) return; // the same Ctrl-C, passed on by pnpm
+    console.error(`${sig} again: exiting without waiting for the exports`);
+    process.exit(130);
+  });
   await t.stop();
+  offAgain();
   if (prof) await prof.stop(p.values['cpu-prof']!);
   if (json) counters('exit');
   const s = t.snapshot();
-  console.error(`spans ${s.assembler.spans}, kernel records ${s.assembler.events}, ring lost ${s.kernelLost}${s.export ? `, exported ${s.export.exported}, dropped ${s.export.dropped}` : ''}${s.zipkin ? `, zipkin exported ${s.zipkin.exported}, dropped ${s.zipkin.dropped}` : ''}`);
+  const why = (q: { dropped: number; lastError?: string } | null) => (q?.dropped && q.lastError ? ` (last error: ${q.lastError})` : '');
+  console.error(`spans ${s.assembler.spans}, kernel records ${s.assembler.events}, ring lost ${s.kernelLost}${s.export ? `, exported ${s.export.exported}, dropped ${s.export.dropped}${why(s.export)}` : ''}${s.zipkin ? `, zipkin exported ${s.zipkin.exported}, dropped ${s.zipkin.dropped}${why(s.zipkin)}` : ''}`);
+  // an export request an endpoint never answered keeps its socket, and with it this process, alive
+  setTimeout(() => process.exit(process.exitCode ?? 0), 2000).unref();
   return 0;
 }
 

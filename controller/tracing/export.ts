@@ -34,10 +34,17 @@ export function routeOf(path: string): string {
   return r;
 }
 
+/**
+ * an id-like path segment: all digits, hex of 16+, a UUID, or one with 3+ digits (ORD-12345,
+ * item_2024_07) or 16+ characters with a digit in them (a token); `alice`, `v2` and `oauth2` stay.
+ * A guess all the same: red.ts caps the routes a service may have
+ */
+const idLike = (seg: string) => /^\d+$/.test(seg) || /^[0-9a-f]{16,}$/i.test(seg) || /^[0-9a-f-]{36}$/i.test(seg) || (seg.match(/\d/g)?.length ?? 0) >= 3 || (seg.length >= 16 && /\d/.test(seg));
+
 function routeUncached(path: string): string {
   return path
     .split('/')
-    .map((seg) => (/^\d+$/.test(seg) || /^[0-9a-f]{16,}$/i.test(seg) || /^[0-9a-f-]{36}$/i.test(seg) ? '{id}' : seg))
+    .map((seg) => (idLike(seg) ? '{id}' : seg))
     .join('/');
 }
 
@@ -88,6 +95,14 @@ export function hostName(host: string): string {
   let i = host.length;
   while (i > 0 && host.charCodeAt(i - 1) >= 48 && host.charCodeAt(i - 1) <= 57) i--;
   return i > 0 && i < host.length && host.charCodeAt(i - 1) === 58 ? host.slice(0, i - 1) : host;
+}
+
+/** the port a Host header (or authority) names, or undefined ("h", "[::1]" name none) */
+export function hostPortOf(host: string): number | undefined {
+  const name = hostName(host);
+  if (name === host) return undefined;
+  const port = Number(host.slice(name.length + 1));
+  return port >= 1 && port <= 65535 ? port : undefined;
 }
 
 /**
@@ -141,7 +156,8 @@ export class SpanConverter {
         [ATTR_SERVICE_NAME]: info?.name ?? s.comm,
         'process.pid': s.pid,
         'process.executable.name': s.comm,
-        'process.linux.cgroup': info?.cgroupPath ?? '',
+        // for a cgroup selector only: a pid or executable one has no cgroup of its own to name
+        ...(info?.cgroupPath ? { 'process.linux.cgroup': info.cgroupPath } : {}),
         'ebpf.cgroup.id': String(s.cgroupId),
         'telemetry.distro.name': 'ebpf-lab-tracer',
       });
@@ -154,11 +170,13 @@ export class SpanConverter {
   convert(s: Span): ReadableSpan {
     const req = s.request;
     const res = s.response;
-    const original = req?.method ?? 'CONNECT';
+    // no request (a refused or reset connect): no method was sent, so "_OTHER" (it was "CONNECT",
+    // which read as an HTTP CONNECT request; review, session 56)
+    const original = req?.method;
     // semconv: a method outside the known set is "_OTHER", the one received goes in
     // http.request.method_original, and the span is named "HTTP": an extension method (WebDAV's
     // PROPFIND, SSDP's M-SEARCH …) or one a client made up does not become a dimension of its own
-    const method = semconvMethod(original);
+    const method = original === undefined ? '_OTHER' : semconvMethod(original);
     const given = req?.target ?? '';
     // absolute-form: url.path and the route come from the URL's path, server.address from its authority
     const split = splitTarget(given);
@@ -184,7 +202,7 @@ export class SpanConverter {
       'ebpf.link': s.link,
       'thread.id': s.tid,
     };
-    if (method !== original) attrs['http.request.method_original'] = original;
+    if (original !== undefined && method !== original) attrs['http.request.method_original'] = original;
     if (req?.version) attrs[ATTR_NETWORK_PROTOCOL_VERSION] = req.version;
     if (cut) {
       attrs['ebpf.url.target_prefix'] = given;
@@ -200,14 +218,19 @@ export class SpanConverter {
     // and the body together (a long request line read in pieces had a "body" of its own tail)
     if (res && !res.truncated) attrs['http.response.body.size'] = res.bodyBytes;
     if (req && !req.truncated) attrs['http.request.body.size'] = req.bodyBytes;
-    const route = pathKnown ? routeOf(path) : '';
+    // a 404 has no route (a scanner's made-up paths would each become one)
+    const routed = pathKnown && status !== 404;
+    const route = routed ? routeOf(path) : '';
     if (s.kind === 'server') {
       attrs[ATTR_URL_PATH] = path;
-      if (pathKnown) attrs[ATTR_HTTP_ROUTE] = route;
+      if (routed) attrs[ATTR_HTTP_ROUTE] = route;
       if (q >= 0) attrs[ATTR_URL_QUERY] = target.slice(q + 1);
       attrs[ATTR_URL_SCHEME] = split.scheme ?? 'http';
       attrs[ATTR_SERVER_ADDRESS] = host ? hostName(host) : s.local.addr;
-      attrs[ATTR_SERVER_PORT] = s.local.port;
+      // semconv: address and port both from the Host header where it has them (the port the
+      // client addressed), else the local end; the address from Host beside the local port named
+      // a pair that never existed (evil.example:443 and :18080)
+      attrs[ATTR_SERVER_PORT] = (host && hostPortOf(host)) || s.local.port;
       attrs[ATTR_CLIENT_ADDRESS] = s.peer.addr;
       attrs[ATTR_CLIENT_PORT] = s.peer.port;
     } else {
@@ -225,7 +248,7 @@ export class SpanConverter {
     const end = this.hr(s.endTs);
     const durNs = (end[0] - start[0]) * 1e9 + (end[1] - start[1]);
     return new KernelSpan(
-      req ? ((n) => (s.kind === 'server' && pathKnown ? `${n} ${route}` : n))(method === '_OTHER' ? 'HTTP' : method) : 'connect',
+      req ? ((n) => (s.kind === 'server' && routed ? `${n} ${route}` : n))(method === '_OTHER' ? 'HTTP' : method) : 'connect',
       s.kind === 'server' ? SpanKind.SERVER : SpanKind.CLIENT,
       { traceId, spanId: s.spanId, traceFlags: 1 },
       parent,
@@ -256,6 +279,17 @@ export interface QueueOptions {
   batch?: number;
   intervalMs?: number;
   timeoutMs?: number;
+  /**
+   * told when exports start failing (the error) and when they work again (undefined): an
+   * endpoint that refused every batch was only seen as "dropped N" at exit
+   */
+  onTrouble?: (error: string | undefined) => void;
+}
+
+/** p, or `late` once ms have passed (the timer does not hold the process up) */
+function within<T>(p: Promise<T>, ms: number, late: T): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([p, new Promise<T>((r) => (timer = setTimeout(() => r(late), ms)).unref())]).finally(() => clearTimeout(timer));
 }
 
 /** The bounded export queue in front of an official OpenTelemetry exporter. */
@@ -281,6 +315,8 @@ export class BoundedExporter {
   constructor(readonly url: string, private readonly exporter: SpanExporter, opts: QueueOptions = {}, private readonly perResource = false) {
     this.stats = { queued: 0, exported: 0, dropped: 0, failedBatches: 0, batches: 0, maxQueue: opts.maxQueue ?? 4096, highWater: 0 };
     this.batch = opts.batch ?? 512;
+    this.sendTimeoutMs = opts.timeoutMs ?? 10_000;
+    this.onTrouble = opts.onTrouble;
     // an export costs its CPU per call more than per span (an HTTP request: 3–6 ms of the
     // tracer's CPU on this host, whether it carried 20 spans or 150): a partial batch waits 5 s,
     // as the SDK's BatchSpanProcessor does (scheduledDelayMillis); a full one leaves at once
@@ -289,6 +325,16 @@ export class BoundedExporter {
 
   private readonly batch: number;
   private readonly intervalMs: number;
+  /**
+   * the longest an export call may take: the Zipkin exporter's request has no timeout of its own,
+   * and an endpoint that accepted and never answered held the queue — and the daemon's stop,
+   * which waits for it — for ever (review, session 56)
+   */
+  private readonly sendTimeoutMs: number;
+  private readonly onTrouble?: (error: string | undefined) => void;
+  private failing = false;
+  /** spans of the batch being sent */
+  private inFlight = 0;
 
   /*
    * A partial batch leaves intervalMs after the queue became non-empty (or after a failed send,
@@ -322,12 +368,20 @@ export class BoundedExporter {
     try {
       while (this.q.length && !this.closed) {
         const batch = this.q.splice(0, this.batch);
-        const r = await this.send(batch);
+        this.inFlight = batch.length;
+        const r = await within(this.send(batch), this.sendTimeoutMs, { code: 1, error: new Error(`no answer from ${this.url} within ${this.sendTimeoutMs / 1000} s`) });
+        this.inFlight = 0;
+        if (this.closed) return; // close() gave up on this batch and counted it dropped
         this.stats.batches++;
-        if (r.code === 0) this.stats.exported += batch.length;
-        else {
+        if (r.code === 0) {
+          this.stats.exported += batch.length;
+          if (this.failing) this.onTrouble?.(undefined);
+          this.failing = false;
+        } else {
           this.stats.failedBatches++;
           this.stats.lastError = r.error?.message ?? `code ${r.code}`;
+          if (!this.failing) this.onTrouble?.(this.stats.lastError);
+          this.failing = true;
           // back to the front while there is room; the rest is dropped (counted)
           const room = Math.max(0, this.stats.maxQueue - this.q.length);
           this.q.unshift(...batch.slice(0, room));
@@ -360,16 +414,21 @@ export class BoundedExporter {
   /** export what is queued (bounded wait) and stop */
   async close(timeoutMs = 3000): Promise<void> {
     const until = Date.now() + timeoutMs;
-    while (this.q.length && Date.now() < until) {
-      const before = this.stats.exported;
-      await this.pump();
-      if (this.stats.exported === before) await new Promise((r) => setTimeout(r, 100));
-    }
+    const drain = async () => {
+      while (this.q.length && Date.now() < until && !this.closed) {
+        const before = this.stats.exported;
+        await this.pump();
+        if (this.stats.exported === before) await new Promise((r) => setTimeout(r, 100));
+      }
+    };
+    // the whole wait is bounded: a send in flight may take up to sendTimeoutMs
+    await within(drain(), timeoutMs, undefined);
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    this.stats.dropped += this.q.length;
+    this.stats.dropped += this.q.length + this.inFlight;
     this.q.length = 0;
-    await this.exporter.shutdown().catch(() => {});
+    // bounded too: the SDK's shutdown waits for the sends it has in flight (see sendTimeoutMs)
+    await within(this.exporter.shutdown().catch(() => {}), 2000, undefined);
   }
 }

@@ -35,12 +35,21 @@ describe('RedMetrics', () => {
     expect(line(await reg.metrics(), /^ebpf_http_requests_total\{service="front",kind="server",method="GET",route="\/a\/\{id\}",status="200"\}/)).toBe(5);
   });
 
-  it('is bounded: past maxSeries the series start over', async () => {
+  // the bound used to clear every series: 10,000 scanner paths reset the real routes' counters
+  it('is bounded: routes past a service\'s cap, and series past the total cap, count under route="_OTHER"; the others keep counting', async () => {
     const reg = new Registry();
-    const red = new RedMetrics(reg, 3);
-    for (let i = 0; i < 4; i++) red.record('s', 'server', 'GET', `/r${i}`, '200', false, 0.001);
+    const red = new RedMetrics(reg, 100, 3);
+    for (let k = 0; k < 2; k++) for (let i = 0; i < 6; i++) red.record('s', 'server', 'GET', `/r${i}`, '200', false, 0.001);
+    red.record('t', 'server', 'GET', '/r5', '200', false, 0.001); // another service has routes of its own
     const t = await reg.metrics();
-    expect(t.match(/^ebpf_http_requests_total\{/gm)).toHaveLength(1);
-    expect(t).toContain('route="/r3"');
+    const n = (route: string, svc = 's') => line(t, new RegExp(`^ebpf_http_requests_total\\{service="${svc}",kind="server",method="GET",route="${route.replace(/[/]/g, '\\/')}",status="200"\\}`));
+    expect([n('/r0'), n('/r1'), n('/r2'), n('_OTHER'), n('/r5', 't')]).toEqual([2, 2, 2, 6, 1]);
+    expect(t).not.toContain('route="/r3"');
+    const small = new Registry();
+    const few = new RedMetrics(small, 2, 100);
+    for (let i = 0; i < 4; i++) few.record('s', 'server', 'GET', `/r${i}`, '200', false, 0.001);
+    const u = await small.metrics();
+    expect(u.match(/^ebpf_http_requests_total\{/gm)).toHaveLength(3); // /r0, /r1, _OTHER
+    expect(u).toMatch(/route="_OTHER",status="200"\} 2$/m);
   });
 });

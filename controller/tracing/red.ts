@@ -41,11 +41,21 @@ interface Series {
   sum: number;
 }
 
+/**
+ * Cardinality bounds. A service keeps at most `maxRoutes` routes; a request on a route beyond them
+ * counts under route="_OTHER" (OpenTelemetry's word for the overflow), as do all new series once
+ * `maxSeries` exist. The earlier bound cleared every series at the limit: 10,000 scanner-style
+ * paths reset the counters of the real routes too (review, session 56).
+ */
+export const RED_OTHER_ROUTE = '_OTHER';
+
 export class RedMetrics {
   private readonly byRoute = new Map<string, Series[]>();
   private count = 0;
+  /** routes per service (beyond maxRoutes: _OTHER) */
+  private readonly routesOf = new Map<string, Set<string>>();
 
-  constructor(registry: Registry, private readonly maxSeries = 10_000) {
+  constructor(registry: Registry, private readonly maxSeries = 10_000, private readonly maxRoutes = 200) {
     const labelNames = ['service', 'kind', 'method', 'route', 'status'];
     const each = (f: (s: Series) => void) => {
       for (const list of this.byRoute.values()) for (const s of list) f(s);
@@ -83,11 +93,14 @@ export class RedMetrics {
 
   /** one finished request; `route` should come from routeOf (a cached string) */
   record(service: string, kind: string, method: string, route: string, status: string, error: boolean, seconds: number): void {
-    let list = this.byRoute.get(route);
-    if (!list) {
-      if (this.count >= this.maxSeries) this.clear();
-      this.byRoute.set(route, (list = []));
+    let routes = this.routesOf.get(service);
+    if (!routes) this.routesOf.set(service, (routes = new Set()));
+    if (!routes.has(route)) {
+      if (routes.size >= this.maxRoutes || this.count >= this.maxSeries) route = RED_OTHER_ROUTE;
+      else routes.add(route);
     }
+    let list = this.byRoute.get(route);
+    if (!list) this.byRoute.set(route, (list = []));
     let s: Series | undefined;
     for (let i = 0; i < list.length; i++) {
       const x = list[i]!;
@@ -97,6 +110,7 @@ export class RedMetrics {
       }
     }
     if (!s) {
+      // the overflow route's own series are few (services × kinds × methods × statuses): always made
       s = { service, kind, method, route, status, requests: 0, errors: 0, buckets: new Float64Array(DURATION_BUCKETS.length + 1), sum: 0 };
       list.push(s);
       this.count++;
@@ -109,9 +123,10 @@ export class RedMetrics {
     s.buckets[b]!++;
   }
 
-  /** forget every series (a cardinality bound, as the label-set cache before it) */
+  /** forget every series */
   clear(): void {
     this.byRoute.clear();
+    this.routesOf.clear();
     this.count = 0;
   }
 }

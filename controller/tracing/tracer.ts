@@ -51,6 +51,10 @@ export interface TracerOptions {
   /** also called for every finished span (scenario checks, tests) */
   onSpan?: (s: Span, r: ReadableSpan) => void;
   stats?: boolean;
+  /** told when an exporter starts failing (its error) and when it works again (undefined) */
+  onExportTrouble?: { otlp?: (error: string | undefined) => void; zipkin?: (error: string | undefined) => void };
+  /** what a user should know while it runs (a selected pid that exited; the tracer selected itself) */
+  onNote?: (message: string) => void;
 }
 
 /** parse "name=<cgroup dir|executable|pid>" */
@@ -63,6 +67,9 @@ export function parseSelector(spec: string): WorkloadSelector {
   if (/^\d+$/.test(what)) {
     const pid = Number(what);
     if (!fs.existsSync(`/proc/${pid}`)) throw new Error(`no process ${pid}`);
+    // a thread id is a /proc entry too, but selection is by process (tgid): it matched nothing
+    const tgid = /^Tgid:\s*(\d+)$/m.exec(readOr(`/proc/${pid}/status`))?.[1];
+    if (tgid !== undefined && Number(tgid) !== pid) throw new Error(`${pid} is a thread of process ${tgid}: give the process (${name}=${tgid})`);
     return { name, pid };
   }
   let root: string | null = null;
@@ -76,13 +83,46 @@ export function parseSelector(spec: string): WorkloadSelector {
     if (fs.existsSync(path.join(dir, 'cgroup.procs'))) return { name, cgroup: dir };
   }
   const exe = path.resolve(what);
+  let file = false;
   try {
     fs.accessSync(exe, fs.constants.X_OK);
-    if (fs.statSync(exe).isFile()) return { name, exe: fs.realpathSync(exe) };
+    file = fs.statSync(exe).isFile();
   } catch {
     /* fallthrough */
   }
+  if (file) {
+    // a script runs as its interpreter (/proc/PID/exe): selected by its own path it matched nothing
+    if (readOr(exe, 2) === '#!') throw new Error(`"${what}" is a script: its processes run as its interpreter, so its path matches none; select its pid or its cgroup`);
+    return { name, exe: fs.realpathSync(exe) };
+  }
   throw new Error(`"${what}" is neither a pid, a cgroup v2 directory nor an executable file`);
+}
+
+/** this process's cgroup2 directory (absolute), or undefined */
+function ownCgroup(): string | undefined {
+  const rel = /^0::(.*)$/m.exec(readOr('/proc/self/cgroup'))?.[1];
+  if (rel === undefined) return undefined;
+  try {
+    return cgroupDir(rel === '/' ? cgroup2Root() : rel, cgroup2Root());
+  } catch {
+    return undefined;
+  }
+}
+
+/** a file's first `bytes` (all of it when not given), '' where it cannot be read */
+function readOr(file: string, bytes?: number): string {
+  try {
+    if (bytes === undefined) return fs.readFileSync(file, 'utf8');
+    const fd = fs.openSync(file, 'r');
+    try {
+      const b = Buffer.alloc(bytes);
+      return b.toString('latin1', 0, fs.readSync(fd, b, 0, bytes, 0));
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return '';
+  }
 }
 
 export interface TracerSnapshot {
@@ -114,14 +154,17 @@ export class Tracer {
   private server: http.Server | null = null;
   metricsUrl: string | null = null;
   private readonly exeSelected = new Set<number>();
+  /** pids --service selects by pid */
+  private readonly pidSelected: Set<number>;
 
   private constructor(readonly kernel: KernelTracer, private readonly opts: TracerOptions) {
+    this.pidSelected = new Set(opts.services.flatMap((s) => (s.pid !== undefined ? [s.pid] : [])));
     const services = new Map<number, ServiceInfo>();
     opts.services.forEach((s, i) => services.set(i + 1, { name: s.name, cgroupPath: s.cgroup }));
     this.converter = new SpanConverter(services);
     const q = { maxQueue: opts.maxQueue, batch: opts.exportBatch, intervalMs: opts.exportIntervalMs };
-    this.exporter = opts.otlp ? BoundedExporter.otlp(opts.otlp, q) : null;
-    this.zipkin = opts.zipkin ? BoundedExporter.zipkin(opts.zipkin, q) : null;
+    this.exporter = opts.otlp ? BoundedExporter.otlp(opts.otlp, { ...q, onTrouble: opts.onExportTrouble?.otlp }) : null;
+    this.zipkin = opts.zipkin ? BoundedExporter.zipkin(opts.zipkin, { ...q, onTrouble: opts.onExportTrouble?.zipkin }) : null;
     this.red = new RedMetrics(this.registry);
     registerKernelRed(this.registry, kernel, (i) => opts.services[i - 1]?.name ?? `service-${i}`);
     this.assembler = new SpanAssembler((s) => this.emit(s), { graceMs: opts.graceMs });
@@ -130,20 +173,42 @@ export class Tracer {
   static async start(opts: TracerOptions): Promise<Tracer> {
     if (!opts.services.length) throw new Error('no workloads selected');
     const kernel = await KernelTracer.start({ capBytes: opts.captureBytes, stats: opts.stats, sampleRatio: opts.sampleRatio, hook: opts.hook, standby: opts.standby });
-    const t = new Tracer(kernel, opts);
+    let t: Tracer | undefined;
     try {
+      // inside: an exporter that refuses its URL must not leave the programs loaded
+      t = new Tracer(kernel, opts);
+      const tr = t;
+      const note = opts.onNote ?? (() => {});
       opts.services.forEach((s, i) => {
         if (s.cgroup) kernel.selectCgroup(cgroupId(s.cgroup), i + 1);
         if (s.pid) kernel.selectPid(s.pid, i + 1);
       });
+      // The tracer in a selected workload would trace its own exports, each export a span the next
+      // one carries, for ever (review, session 56): its own spans are dropped (Tracer.emit), and
+      // the user told that the in-kernel RED still counts its requests
+      const self = opts.services.find((s) => s.pid === process.pid || s.exe === process.execPath || (s.cgroup && ownCgroup() === s.cgroup));
+      if (self) note(`this tracer (pid ${process.pid}) is in the workload --service ${self.name} selects: its own requests make no spans, but ebpf_http_kernel_* counts them; run it outside that workload`);
       t.rescanExes();
-      if (opts.services.some((s) => s.exe)) t.timers.push(setInterval(() => t.rescanExes(), 1000));
+      if (opts.services.some((s) => s.exe)) t.timers.push(setInterval(() => tr.rescanExes(), 1000));
+      // a selected pid that exits: said once, and unselected (a reused pid would be traced as it)
+      const pids = opts.services.filter((s) => s.pid !== undefined);
+      if (pids.length) {
+        const gone = new Set<number>();
+        t.timers.push(setInterval(() => {
+          for (const s of pids) if (!gone.has(s.pid!) && !fs.existsSync(`/proc/${s.pid}`)) {
+            gone.add(s.pid!);
+            kernel.unselectPid(s.pid!);
+            note(`process ${s.pid} (--service ${s.name}) has exited: nothing of ${s.name} is traced any more (a server that forks workers is better selected by its cgroup)`);
+          }
+        }, 1000));
+      }
       for (const tm of t.timers) tm.unref();
       t.loop = t.consume();
       if (opts.metricsPort !== undefined) await t.serveMetrics(opts.metricsPort);
       return t;
     } catch (e) {
-      await t.stop();
+      if (t) await t.stop();
+      else kernel.close();
       throw e;
     }
   }
@@ -163,6 +228,7 @@ export class Tracer {
       const hit = exes.find(([e]) => e === exe);
       if (!hit) continue;
       const pid = Number(d);
+      if (pid === process.pid || this.pidSelected.has(pid)) continue; // itself (see start); a pid selector is the more specific
       alive.add(pid);
       if (!this.exeSelected.has(pid)) {
         this.kernel.selectPid(pid, hit[1]);
@@ -191,10 +257,14 @@ export class Tracer {
   }
 
   private emit(s: Span): void {
+    if (s.pid === process.pid) return; // its own export requests (see start)
     const r = this.converter.convert(s);
     const req = s.request;
     const status = s.response?.status !== undefined ? statusString(s.response.status) : s.errorType ?? '';
-    this.red.record(this.converter.serviceName(s), s.kind, semconvMethod(req?.method ?? 'CONNECT'), req?.target && (!req.targetTruncated || req.target.includes('?')) ? routeOf(pathOf(req.target)) : '', status, r.status.code === 2, Number(s.endTs - s.startTs) / 1e9);
+    // no route for a 404 (made-up paths) or a target the capture cut; no method without a request
+    const target = req?.target ?? '';
+    const routed = target !== '' && (!req!.targetTruncated || target.includes('?')) && s.response?.status !== 404;
+    this.red.record(this.converter.serviceName(s), s.kind, req?.method !== undefined ? semconvMethod(req.method) : '_OTHER', routed ? routeOf(pathOf(target)) : '', status, r.status.code === 2, Number(s.endTs - s.startTs) / 1e9);
     this.exporter?.add(r);
     this.zipkin?.add(r);
     this.opts.onSpan?.(s, r);
