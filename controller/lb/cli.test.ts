@@ -340,6 +340,37 @@ describeRoot('pnpm lab lb daemon (root)', () => {
   }, 120_000);
 });
 
+// A daemon whose TCP `listen` address was taken said so, then stayed up: its unix admin server
+// was left open, serving a model whose pins it had removed, and SIGTERM was ignored (review, session 56)
+describeRoot('pnpm lab lb daemon: a taken listen address (root)', () => {
+  it('exits 1 with the fix at once, leaving no socket, pins or attached program', async () => {
+    const n = process.pid % 100_000;
+    const [a, b] = [`lbta${n}`, `lbtb${n}`];
+    const inst = `taken${process.pid}`;
+    const cfg = `/tmp/ebpf-lab-lb-taken-${process.pid}.json`;
+    const cwd = new URL('../..', import.meta.url).pathname;
+    const taken = (await import('node:net')).createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', () => r()));
+    try {
+      await execa('ip', ['link', 'add', a, 'up', 'type', 'veth', 'peer', 'name', b]);
+      fs.writeFileSync(cfg, JSON.stringify({ interface: a, instance: inst, listen: `127.0.0.1:${(taken.address() as { port: number }).port}`, vips: [{ vip: 'tcp://10.98.99.1:80', backends: [{ address: '10.98.9.11', mac: '02:00:00:00:09:11' }], healthCheck: false }] }));
+      const r = await execa(NODE, [...LAB, 'lb', 'daemon', '--config', cfg], { reject: false, cwd, all: true, env: { EBPF_LAB_DEBUG: '' }, timeout: 60_000 });
+      expect(r.timedOut, String(r.all)).toBe(false);
+      expect(r.exitCode, String(r.all)).toBe(1);
+      expect(String(r.stderr)).toMatch(/admin API on .*EADDRINUSE/);
+      expect(fs.existsSync(`/run/ebpf-lab/lb-${inst}.sock`)).toBe(false);
+      expect(fs.existsSync(`/sys/fs/bpf/ebpf-lab/${inst}`)).toBe(false);
+      expect(String((await execa('ip', ['-d', 'link', 'show', 'dev', a])).stdout)).not.toMatch(/prog\/xdp/);
+    } finally {
+      taken.close();
+      fs.rmSync(`/sys/fs/bpf/ebpf-lab/${inst}`, { recursive: true, force: true });
+      for (const x of ['sock', 'pins', 'lock']) fs.rmSync(`/run/ebpf-lab/lb-${inst}.${x}`, { force: true });
+      fs.rmSync(cfg, { force: true });
+      await execa('ip', ['link', 'del', a], { reject: false });
+    }
+  }, 90_000);
+});
+
 describeRoot('pnpm lab lb daemon under ip netns exec (root)', () => {
   it('names the nsenter command that starts it instead, and leaves nothing', async (ctx) => {
     const t = createTopology('lbnsx');

@@ -278,12 +278,25 @@ async function runLocked(cfg: ReturnType<typeof validateConfigFile>['norm'], raw
   const pinDir = LbController.pinDir(cfg);
   // no pins there: a record of that place is from pins removed since (by hand), not these
   if (!fs.existsSync(path.join(pinDir, 'vips'))) recordPinDir(cfg.instance, pinDir, false);
-  const c = await LbController.start(raw, { log, pinsUnfinished: !finishedPinDirs(cfg.instance).includes(pinDir) });
+  // a stop signal while it starts (the binding's handler is deferred to us): kept, and acted on
+  // once started; it was dropped, and the daemon went on to serve
+  let early = false;
+  const onEarly = () => (early = true);
+  for (const s of STOP_SIGNALS) process.on(s, onEarly);
+  const offEarly = () => STOP_SIGNALS.forEach((s) => process.off(s, onEarly));
+  let c: LbController;
+  try {
+    c = await LbController.start(raw, { log, pinsUnfinished: !finishedPinDirs(cfg.instance).includes(pinDir) });
+  } catch (e) {
+    offEarly();
+    throw e;
+  }
   recordPinDir(cfg.instance, pinDir, true);
   let srv;
   try {
     srv = await serveAdmin(c, { socket, listen: cfg.listen });
   } catch (e) {
+    offEarly();
     c.stop({ purge: c.startedAs === 'fresh' }); // nothing half-applied: a fresh start leaves no pins
     if (c.startedAs === 'fresh') recordPinDir(cfg.instance, pinDir, false);
     throw new LabError(`admin API on ${socket}${cfg.listen ? ` / ${cfg.listen}` : ''}: ${(e as Error).message}`, 'another daemon of this instance runs, or the address is taken: pick --socket / listen, or stop it');
@@ -293,7 +306,8 @@ async function runLocked(cfg: ReturnType<typeof validateConfigFile>['norm'], raw
   const sig = new Promise<{ purge: boolean }>((res) => {
     for (const s of STOP_SIGNALS) process.once(s, () => res({ purge: false }));
   });
-  const { purge } = await Promise.race([srv.shutdown, sig]);
+  offEarly();
+  const { purge } = early ? { purge: false } : await Promise.race([srv.shutdown, sig]);
   await srv.close();
   c.stop({ purge });
   if (purge) recordPinDir(cfg.instance, pinDir, false);

@@ -42,6 +42,9 @@ describe('unknown keys', () => {
     rejects(base({ vips: [{ vip: 'tcp://10.99.100.1:80', backends: b('10.99.0.11'), healtCheck: true } as never] }), /^vips\[0\]\.healtCheck: unknown key/);
     rejects(base({ vips: [{ vip: 'tcp://10.99.100.1:80', backends: [{ address: '10.99.0.11', wieght: 2 } as never] }] }), /^vips\[0\]\.backends\[0\]\.wieght: unknown key/);
     rejects(base({ healthCheck: { intervalMs: 100, fal: 3 } as never }), /^healthCheck\.fal: unknown key/);
+    // YAML 1.2 reads `healthCheck: no` as the string "no", which was taken as true
+    rejects(base({ vips: [{ vip: 'tcp://10.99.100.1:80', backends: b('10.99.0.11'), healthCheck: 'no' as never }] }), /^vips\[0\] \(tcp:\/\/10\.99\.100\.1:80\): healthCheck "no" must be true or false/);
+    rejects(base({ vips: [{ vip: 'tcp://10.99.100.1:80', backends: [{ address: '10.99.0.11', mac: 12 as never }] }] }), /^vips\[0\]\.backends\[0\]: malformed MAC "12"/);
     expect(() => validateConfig(base({ healthCheck: { intervalMs: 100, fall: 3 } }))).not.toThrow();
   });
 });

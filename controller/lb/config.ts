@@ -223,7 +223,7 @@ export function normBackend(vip: VipSpec, b: BackendConfig | string, where: stri
   if (hp.port !== undefined && raw.port !== undefined && hp.port !== port) throw new ValidationError(`${where}: address "${raw.address}" has port ${hp.port} but "port" is ${port}; give the port once`);
   const weight = raw.weight ?? 1;
   if (!Number.isInteger(weight) || weight < 0 || weight > 1000) throw new ValidationError(`${where}: weight ${raw.weight} must be an integer 0-1000`);
-  if (raw.mac !== undefined) parseMac(raw.mac);
+  if (raw.mac !== undefined) at(where, () => parseMac(typeof raw.mac === 'string' ? raw.mac : JSON.stringify(raw.mac)));
   if (raw.egress !== undefined && (typeof raw.egress !== 'string' || !/^[^\s/]{1,15}$/.test(raw.egress))) {
     throw new ValidationError(`${where}: egress ${JSON.stringify(raw.egress)} must be an interface name (at most 15 characters, no blanks or slashes)`);
   }
@@ -294,6 +294,9 @@ export function normVip(v: VipConfig, where: string, allowEmpty = false, default
     if (!tunnelSourceFor(defaults.tunnelSource, spec.family)) throw new ValidationError(`${where} (${v.vip}): forwarding "ipip" needs tunnelSource.${key}, the LB's IPv${spec.family} address that outer ${spec.family === 6 ? 'IP6IP6' : 'IPIP'} headers come from`);
     backends.forEach((b, i) => checkIpipBackend({ id, family: spec.family }, b, `${where}.backends[${i}]`));
   }
+  // a boolean, not whatever YAML made of it: `healthCheck: no` (YAML 1.2: the string "no") read as
+  // true, and a per-VIP `{ intervalMs: … }` as true with the global timing (review, session 56)
+  if (v.healthCheck !== undefined && typeof v.healthCheck !== 'boolean') throw new ValidationError(`${where} (${v.vip}): healthCheck ${JSON.stringify(v.healthCheck)} must be true or false (timings are the top-level healthCheck's)`);
   return { ...spec, id, healthCheck: v.healthCheck ?? spec.protocol === 'tcp', forwarding, backends };
 }
 

@@ -110,6 +110,13 @@ describeRoot('lb controller: all-or-nothing changes, capacity, scale (real maps)
     await rejects(api.addBackend(V1, be(0).address, { port: 8080, mac: MAC }), 409, /^VIP tcp:\/\/10\.250\.0\.1:80 already has backend 127\.0\.1\.0, as 127\.0\.1\.0:80; the XDP LB forwards packets to a host and never changes their port \(the port is only where health checks go\), so 127\.0\.1\.0:8080 would be the same backend again: change its weight for a larger share$/);
     await rejects(api.addVip('tcp://10.250.0.9:80', [be(1), be(1, { port: 8080 })]), 409, /backend 127\.0\.1\.1 is listed twice/);
     await rejects(api.addVip('tcp://[::ffff:10.250.0.9]:80', [be(1)]), 400, /IPv4-mapped IPv6 address .*; write 10\.250\.0\.9$/);
+    // a misspelt key was dropped (weight 1, a checked DSR VIP), a non-boolean healthCheck read as
+    // true (review, session 56): refused as in a config file
+    const raw = (method: string, p: string, b: unknown) => (api as unknown as { request(m: string, p: string, b: unknown): Promise<unknown> }).request(method, p, b);
+    await rejects(raw('POST', '/backends', { vip: V1, address: be(5).address, mac: MAC, wieght: 5 }), 400, /^unknown key "wieght" \(known: vip, address, port, weight, mac, egress\)$/);
+    await rejects(raw('POST', '/vips', { vip: 'tcp://10.250.0.9:80', backends: [be(1)], healthcheck: false }), 400, /^unknown key "healthcheck"/);
+    await rejects(api.addVip('tcp://10.250.0.9:80', [be(1)], 'no' as never), 400, /healthCheck "no" must be true or false/);
+    await rejects(raw('POST', '/shutdown', { purge: 'yes' }), 400, /"purge" must be true or false/);
     await rejects(api.addBackend(V1, '224.0.0.5', { mac: MAC }), 400, /backend 224\.0\.0\.5 is a multicast address/);
     await rejects(api.addBackend('tcp://10.250.9.9:80', be(0).address), 404, /unknown VIP/);
     await rejects(api.addBackend(V1, '192.0.2.'), 400, /malformed/);
@@ -444,6 +451,29 @@ describeRoot('lb controller: a VIP never gets more backends than ring slots (rea
     await c.addVip({ vip: V2, backends: range(10, 7), healthCheck: false });
     for (const v of c.vips.values()) expect(new Set(v.table).size, v.id).toBe(7);
   });
+});
+
+// A health change whose commit failed was recorded by the checker as told, and never told again:
+// the dead backend stayed in the ring for good (review, session 56)
+describeRoot('lb controller: a health change that fails to commit (real maps)', () => {
+  it('is applied at the probe\'s next check; "DOWN" is logged once it is in force', async () => {
+    const instance = `lbhf${process.pid}`;
+    const V8 = 'tcp://10.250.0.8:80';
+    const logs: string[] = [];
+    // nobody listens on 127.0.1.60:80; checks every 100 ms, down after one failure
+    const c = await LbController.start({ interface: 'lo', instance, ringSize: 7, backendTableSize: 16, healthCheck: { intervalMs: 100, timeoutMs: 100, fall: 1, rise: 1 }, vips: [{ vip: V8, backends: [be(60), be(61)], healthCheck: true }] }, { attach: false, log: (l) => logs.push(l) });
+    try {
+      c.testHooks.failAfterWrites = 0; // the next change (the health update) fails at its first write
+      const down = () => [...c.vips.get(V8)!.backends.values()].filter((b) => b.down).length;
+      for (const t0 = Date.now(); Date.now() - t0 < 5000 && down() < 2; ) await new Promise((r) => setTimeout(r, 50));
+      expect(logs.some((l) => /health update failed \(retried at the next check\)/.test(l)), logs.join('\n')).toBe(true);
+      expect(down(), logs.join('\n')).toBe(2);
+      // each DOWN logged once, after its commit: none for the update that failed
+      expect(logs.filter((l) => /is DOWN \(health check\)/.test(l))).toHaveLength(2);
+    } finally {
+      c.stop({ purge: true });
+    }
+  }, 30_000);
 });
 
 describeRoot('lb controller at scale: 10,000 backends (real maps)', () => {

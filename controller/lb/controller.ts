@@ -85,7 +85,13 @@ export class LbController {
     private log: Log,
   ) {
     this.startedAs = dp.restored ? 'restored' : 'fresh';
-    this.health = new HealthChecker(cfg.health, (key, up) => void this.serial(() => this.onHealth(key, up)).catch((e) => this.log(`health update failed: ${(e as Error).message}`)));
+    // a health change that fails to commit is reported again at the probe's next check: the
+    // checker had recorded it as told, and a dead backend stayed in the ring for good (review,
+    // session 56)
+    this.health = new HealthChecker(cfg.health, (key, up) => void this.serial(() => this.onHealth(key, up)).catch((e) => {
+      this.log(`health update failed (retried at the next check): ${(e as Error).message}`);
+      this.health.forgetReport(key);
+    }));
   }
 
   static pinDir(cfg: Pick<NormConfig, 'pinRoot' | 'instance'>): string {
@@ -160,11 +166,22 @@ export class LbController {
       this.vips.set(v.id, v);
       byVipId.set(meta.vip_id, v);
     }
+    // What a change killed part-way leaves (a SIGKILL between its writes; commit orders them so
+    // the data plane never sees half a VIP, but the pins can hold half a change): active backends
+    // of a VIP that is gone, rings of empty slots, address counts of no VIP. Left as they were,
+    // a later VIP on that slot took the orphaned backends back in at the next restart (review,
+    // session 56). Cleared here, before the model is built from the rest.
+    const orphans: number[] = [];
     for (const [id, bv] of this.dp.backends.entries()) {
       const b = bv as backend;
       if (!(b.flags & BE_ACTIVE)) continue;
       const v = byVipId.get(b.vip_id);
-      if (!v) continue;
+      if (!v) {
+        this.dp.backends.set(id, { ...b, flags: 0 });
+        this.dp.setBackendPort(id, null);
+        orphans.push(id);
+        continue;
+      }
       const st: BackendState = {
         id, address: formatAddr(b.addr, b.family), port: b.port, weight: b.weight,
         draining: (b.flags & BE_DRAINING) !== 0, down: (b.flags & BE_DOWN) !== 0,
@@ -173,6 +190,31 @@ export class LbController {
       v.backends.set(backendKey(st), st);
       this.nextBackendId = Math.max(this.nextBackendId, id + 1) % this.backendCapacity;
     }
+    const slots = new Set([...this.vips.values()].map((v) => v.slot));
+    const emptyRings: number[] = [];
+    for (let slot = 0; slot < MAX_VIPS; slot++) if (!slots.has(slot) && this.dp.rings.innerId(slot)) (this.dp.clearRing(slot), emptyRings.push(slot));
+    // by the key's bytes (an IPv6 fd00:: and an IPv4 address share a zero tail: not told apart by text)
+    const hex = (a: Uint8Array) => Buffer.from(a).toString('hex');
+    const addrs = new Map<string, { bytes: Uint8Array; n: number }>();
+    for (const v of this.vips.values()) {
+      const bytes = addrBytes(v.address);
+      const e = addrs.get(hex(bytes)) ?? { bytes, n: 0 };
+      e.n++;
+      addrs.set(hex(bytes), e);
+    }
+    let addrFixes = 0;
+    const seen = new Set<string>();
+    for (const [a, n] of this.dp.vipAddrs.entries()) {
+      seen.add(hex(a));
+      const want = addrs.get(hex(a))?.n ?? 0;
+      if (want !== n) {
+        if (want) this.dp.vipAddrs.set(a, want);
+        else this.dp.vipAddrs.delete(a);
+        addrFixes++;
+      }
+    }
+    for (const [h, e] of addrs) if (!seen.has(h)) (this.dp.vipAddrs.set(e.bytes, e.n), addrFixes++);
+    if (orphans.length || emptyRings.length || addrFixes) this.log(`the pins held what a change cut short left: ${orphans.length} backend(s) of no VIP deactivated, ${emptyRings.length} ring(s) of no VIP cleared, ${addrFixes} VIP address count(s) corrected`);
     // the computed ring must equal the kernel's; rewrite only a ring that differs
     for (const v of this.vips.values()) {
       const want = this.computeTable(v);
@@ -303,6 +345,7 @@ export class LbController {
     }
     // egress ports by name, in this process's network namespace; an unknown name fails the change
     const egress = new Map<string, number>();
+    const missingEgress = new Set<string>();
     for (const v of d.vips.values()) {
       for (const b of v.backends.values()) {
         if (!b.egress) continue;
@@ -310,10 +353,21 @@ export class LbController {
           try {
             egress.set(b.egress, ifindexOf('xdp', b.egress));
           } catch {
-            throw new ValidationError(`backend ${backendKey(b)} of ${v.id}: egress interface "${b.egress}" does not exist in the controller's network namespace`);
+            egress.set(b.egress, -1);
           }
         }
-        b.egressIfindex = egress.get(b.egress)!;
+        const ix = egress.get(b.egress)!;
+        if (ix >= 0) {
+          b.egressIfindex = ix;
+          continue;
+        }
+        // gone: a backend this change adds or moves to that port fails the change; one it does
+        // not touch keeps its port as it was (every change — a health update too — failed on one
+        // missing port, review, session 56), and the log says so
+        const old = this.vips.get(v.id)?.backends.get(backendKey(b));
+        if (!old || old.egress !== b.egress) throw new ValidationError(`backend ${backendKey(b)} of ${v.id}: egress interface "${b.egress}" does not exist in the controller's network namespace`);
+        if (!missingEgress.has(b.egress)) this.log(`egress interface "${b.egress}" (backend ${backendKey(b)} of ${v.id}) is gone: its frames go on to the ifindex it had (${old.egressIfindex}) until it is back and the backend is changed`);
+        missingEgress.add(b.egress);
       }
     }
     for (const v of d.vips.values()) {
@@ -637,15 +691,18 @@ export class LbController {
   private async onHealth(key: string, up: boolean): Promise<void> {
     const hit = [...this.vips.values()].some((v) => [...v.backends.values()].some((b) => hkey(v, b) === key && b.down === up));
     if (!hit) return;
-    await this.change('', (d) => {
+    const said = await this.change('', (d) => {
+      const out: string[] = [];
       for (const v of d.vips.values()) {
         for (const b of v.backends.values()) {
           if (hkey(v, b) !== key || b.down === !up) continue;
           b.down = !up;
-          this.log(`backend ${backendKey(b)} of ${v.id} is ${up ? 'up' : 'DOWN'} (health check)`);
+          out.push(`backend ${backendKey(b)} of ${v.id} is ${up ? 'up' : 'DOWN'} (health check)`);
         }
       }
+      return out;
     });
+    for (const l of said) this.log(l); // once it is in force, not before a commit that may fail
   }
 
   /** The model as JSON (admin API, CLI list). */

@@ -57,6 +57,14 @@ export class HealthChecker {
     return this.reported.get(key) ?? true;
   }
 
+  /**
+   * the state last told to `key` is not in force (the change it caused failed): the probe's next
+   * check tells it again
+   */
+  forgetReport(key: string): void {
+    if (this.probeOf.has(key)) this.reported.delete(key);
+  }
+
   /** what `key`'s probe found at its last check (whatever was reported), undefined before one */
   probeState(key: string): boolean | undefined {
     const p = this.probes.get(this.probeOf.get(key) ?? '');

@@ -51,4 +51,33 @@ describeRoot('lb restart: the pinned XDP link', () => {
       await execa('ip', ['link', 'del', a], { reject: false });
     }
   }, 60_000);
+
+  // `vip remove` killed after its VIP entry and ring went, before its backends were deactivated:
+  // a restart kept them active, and the next VIP on that slot took them in at the restart after
+  // (review, session 56, with a real SIGKILL)
+  it('a change killed part-way leaves nothing a restart takes back in: orphaned backends, rings and address counts are cleared', async () => {
+    const instance = `lbo${process.pid}`;
+    const [keep, cut, next] = ['tcp://10.252.0.1:80', 'tcp://10.252.0.4:80', 'tcp://10.252.0.5:80'];
+    const cfg: LbConfig = { interface: 'lo', instance, ringSize: 7, backendTableSize: 64, vips: [{ vip: keep, backends: [{ address: '127.0.0.2', mac: MAC }], healthCheck: false }, { vip: cut, backends: [{ address: '127.0.0.11', mac: MAC }, { address: '127.0.0.12', mac: MAC }], healthCheck: false }] };
+    const logs: string[] = [];
+    let c = await LbController.start(cfg, { attach: false });
+    try {
+      const slot = c.vips.get(cut)!.slot;
+      // the first writes of the remove's commit, then the kill
+      for (const [k, m] of c.dp.vips.entries()) if ((m as { vip_id: number }).vip_id === slot) c.dp.deleteVip(k);
+      c.dp.clearRing(slot);
+      c.stop(); // no purge: what the killed daemon left
+      c = await LbController.start(cfg, { attach: false, log: (l) => logs.push(l) });
+      expect([...c.vips.keys()]).toEqual([keep]);
+      expect(logs.join('\n')).toMatch(/2 backend\(s\) of no VIP deactivated, 0 ring\(s\) of no VIP cleared, 1 VIP address count\(s\) corrected/);
+      expect([...c.dp.backends.entries()].filter(([, b]) => (b as { flags: number }).flags & 1).length).toBe(1);
+      await c.addVip({ vip: next, backends: [{ address: '127.0.0.13', mac: MAC }], healthCheck: false });
+      expect(c.vips.get(next)!.slot).toBe(slot); // the freed slot, the orphans' vip_id
+      c.stop();
+      c = await LbController.start(cfg, { attach: false });
+      expect([...c.vips.get(next)!.backends.keys()]).toEqual(['127.0.0.13:80']);
+    } finally {
+      c.stop({ purge: true });
+    }
+  }, 60_000);
 });

@@ -50,7 +50,20 @@ export function daemonLockPath(instance: string): string {
   return path.join(SOCKET_DIR, `lb-${instance}.lock`);
 }
 
-async function body(req: http.IncomingMessage): Promise<Record<string, unknown>> {
+/**
+ * the request's JSON object; with `known`, a key outside it is a 400, as in a config file (a
+ * misspelt "wieght" was dropped and the backend got weight 1; "healthcheck": false a checked VIP)
+ */
+async function body(req: http.IncomingMessage, known?: string[]): Promise<Record<string, unknown>> {
+  const b = await readBody(req);
+  if (known) {
+    const k = Object.keys(b).find((x) => !known.includes(x));
+    if (k !== undefined) throw new ValidationError(`unknown key "${k}" (known: ${known.join(', ')})`);
+  }
+  return b;
+}
+
+async function readBody(req: http.IncomingMessage): Promise<Record<string, unknown>> {
   const chunks: Buffer[] = [];
   let n = 0;
   for await (const c of req) {
@@ -114,31 +127,31 @@ export async function serveAdmin(c: LbController, opts: { socket: string; listen
         case 'GET /stats':
           return send(200, { global: Object.fromEntries(Object.entries(c.dp.globalStats()).map(([k, v]) => [k, Number(v)])), prog: c.dp.prog.info(), mapMemoryBytes: c.dp.mapMemory(), controllerRssBytes: process.memoryUsage().rss }, );
         case 'POST /vips': {
-          const b = await body(req);
+          const b = await body(req, ['vip', 'backends', 'healthCheck', 'forwarding']);
           const v = await c.addVip({ vip: str(b, 'vip'), backends: (b.backends as never) ?? [], healthCheck: b.healthCheck as boolean | undefined, ...(b.forwarding !== undefined ? { forwarding: b.forwarding as Forwarding } : {}) });
           return send(201, { vip: v.id, slot: v.slot });
         }
         case 'DELETE /vips': {
-          const b = await body(req);
+          const b = await body(req, ['vip']);
           await c.removeVip(str(b, 'vip'));
           return send(200, { ok: true });
         }
         case 'POST /backends': {
-          const b = await body(req);
-          const be = await c.addBackend(str(b, 'vip'), { address: str(b, 'address'), ...(b.port !== undefined ? { port: b.port as number } : {}), ...(b.weight !== undefined ? { weight: b.weight as number } : {}), ...(b.mac ? { mac: b.mac as string } : {}) });
+          const b = await body(req, ['vip', 'address', 'port', 'weight', 'mac', 'egress']);
+          const be = await c.addBackend(str(b, 'vip'), { address: str(b, 'address'), ...(b.port !== undefined ? { port: b.port as number } : {}), ...(b.weight !== undefined ? { weight: b.weight as number } : {}), ...(b.mac !== undefined ? { mac: b.mac as string } : {}), ...(b.egress !== undefined ? { egress: b.egress as string } : {}) });
           return send(201, be);
         }
         case 'DELETE /backends': {
-          const b = await body(req);
+          const b = await body(req, ['vip', 'address']);
           await c.removeBackend(str(b, 'vip'), str(b, 'address'));
           return send(200, { ok: true });
         }
         case 'POST /backends/drain': {
-          const b = await body(req);
+          const b = await body(req, ['vip', 'address']);
           return send(200, await c.drainBackend(str(b, 'vip'), str(b, 'address')));
         }
         case 'POST /backends/weight': {
-          const b = await body(req);
+          const b = await body(req, ['vip', 'address', 'weight']);
           if (typeof b.weight !== 'number') throw new ValidationError('"weight" (number) is required');
           return send(200, await c.setWeight(str(b, 'vip'), str(b, 'address'), b.weight));
         }
@@ -161,7 +174,8 @@ export async function serveAdmin(c: LbController, opts: { socket: string; listen
           return send(200, await c.applyConfig(validateConfig(ofBody(b))));
         }
         case 'POST /shutdown': {
-          const b = await body(req);
+          const b = await body(req, ['purge']);
+          if (b.purge !== undefined && typeof b.purge !== 'boolean') throw new ValidationError('"purge" must be true or false');
           send(200, { ok: true, pid: process.pid, startTime: procStart(process.pid) }); // the client waits for this process to exit
           requestShutdown({ purge: b.purge === true });
           return;
@@ -184,7 +198,16 @@ export async function serveAdmin(c: LbController, opts: { socket: string; listen
   if (opts.listen) {
     const { host, port } = parseListen(opts.listen);
     const tcp = http.createServer((q, r) => void handler(q, r, true));
-    await new Promise<void>((res, rej) => tcp.once('error', rej).listen(port, host, () => res()));
+    try {
+      await new Promise<void>((res, rej) => tcp.once('error', rej).listen(port, host, () => res()));
+    } catch (e) {
+      // the unix server too: left open, it kept the daemon alive after its failed start, serving
+      // a model whose pins were gone and ignoring SIGTERM (review, session 56)
+      unix.closeAllConnections();
+      await new Promise<void>((r) => unix.close(() => r()));
+      fs.rmSync(opts.socket, { force: true });
+      throw e;
+    }
     servers.push(tcp);
   }
   return {
