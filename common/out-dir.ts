@@ -88,8 +88,18 @@ export function checkOutFile(file: string, option: string, example: string): voi
  */
 export function checkNotARun(out: string, option = 'out'): void {
   const abs = path.resolve(out);
+  const shown = out.length > 80 ? `${out.slice(0, 60)}…` : out;
   const held = ['results.json', 'running.json', 'report.html'].find((f) => fs.existsSync(path.join(abs, f)));
-  if (held) throw new UsageError(`--${option} ${out.length > 80 ? `${out.slice(0, 60)}…` : out} already holds a run (${held}): a run does not write over another`, 'give a new directory (or remove that run\'s first)');
+  if (held) throw new UsageError(`--${option} ${shown} already holds a run (${held}): a run does not write over another`, 'give a new directory (or remove that run\'s first)');
+  // A run's directory is its own: results.json and report.html went into the reports root (which
+  // publish then took for a run), /, or the checkout (review, session 56)
+  let entries: string[] = [];
+  try {
+    entries = fs.readdirSync(abs);
+  } catch {
+    /* not there yet (made by the run), or not a directory (checkOutDir says so) */
+  }
+  if (entries.length) throw new UsageError(`--${option} ${shown} is a directory with other things in it (${entries.slice(0, 3).join(', ')}${entries.length > 3 ? ', …' : ''}): a run writes into a directory of its own`, `give a new or empty directory, e.g. --${option} ${path.join(path.basename(abs) === 'reports' ? out : 'reports', 'my-run')}`);
 }
 
 function isLink(p: string): boolean {

@@ -104,6 +104,12 @@ describe('lab CLI', () => {
     [['run', 'hello-opnat'], /unknown scenario "hello-opnat" \(did you mean hello-openat\?\)/],
     [['run'], /missing <scenario>/],
     [['run', 'hello-openat', 'extra'], /unexpected argument "extra"/],
+    // found by review (session 56): what follows -- was dropped unread (a --timeout there did
+    // nothing); a directory with other things in it took a run's files (the reports root, /)
+    [['run', 'hello-openat', '--', '--timeout', '60'], /unexpected arguments after --: --timeout 60[\s\S]*options go before --/],
+    [['run', 'hello-openat', '--pid', '4194000'], /--pid 4194000: no such process/],
+    [['run', 'hello-openat', '--duration', '3000000'], /--duration "3000000": must be ≤ 86400/],
+    [['run', 'hello-openat', '--out', path.join(REPO_ROOT, 'lab')], /--out \S+ is a directory with other things in it \(.*\): a run writes into a directory of its own/],
     [['matrix', '--kernels', 'host'], /matrix needs --scenarios/],
     [['matrix', '--scenarios', 'nope', '--kernels', 'host'], /unknown scenario "nope"/],
     [['setup', 'vn'], /unknown tool group "vn" \(did you mean vm\?\)/],

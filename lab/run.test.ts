@@ -47,6 +47,12 @@ describe('lab/run: reports of runs killed outright', () => {
     // a run's own --out nested in a directory that is no matrix: nothing written beside it
     mark('mine/hello-openat-6.1', skeleton('vm', 'mine'));
     mark('live', skeleton('host', 'live'), process.pid);
+    // records that parse but are none (review, session 56): the sweep crashed every later run on
+    // the first, and wrote an "undefined · error · undefined" report from the second
+    for (const [rel, rec] of [['odd-1', { pid: 999999 }], ['odd-2', { pid: 999999, results: {} }]] as const) {
+      fs.mkdirSync(path.join(reports, rel), { recursive: true });
+      fs.writeFileSync(path.join(reports, rel, 'running.json'), JSON.stringify(rec));
+    }
     const said: string[] = [];
     await reportKilledRuns((s) => said.push(s), reports);
     expect(said.join('\n')).toMatch(/wrote the report of 4 run\(s\) killed outright/);
@@ -70,6 +76,7 @@ describe('lab/run: reports of runs killed outright', () => {
     }
     expect(fs.existsSync(path.join(reports, 'live', 'running.json'))).toBe(true);
     expect(fs.existsSync(path.join(reports, 'live', 'results.json'))).toBe(false);
+    for (const rel of ['odd-1', 'odd-2']) expect(fs.readdirSync(path.join(reports, rel)), rel).toEqual(['running.json']);
   }, 60_000);
 
   // a run with --out outside reports/ is never swept by the next run: `lab report` on it writes it

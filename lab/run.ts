@@ -18,7 +18,7 @@ import { sweepStaleTempBeforeRun } from '../common/stale.ts';
 import { sweepPingRange } from '../common/ping-range.ts';
 import { createProgress, type Progress } from '../common/progress.ts';
 import { probeKernel, type ProbeTable } from './probes.ts';
-import type { Block, Check, Results } from './results.ts';
+import { resultsProblem, type Block, type Check, type Results } from './results.ts';
 import type { Scenario, ScenarioContext } from './scenario.ts';
 import { ensureTools } from './setup.ts';
 import { scaledTimeout } from './timeouts.ts';
@@ -104,6 +104,8 @@ export async function parseRunArgs(argv: string[], mode: 'run' | 'bench'): Promi
     positionals: { max: 0 },
   });
   if (!p) return null;
+  // what follows `--` was dropped unread: `run x -- --timeout 60` ran with no limit (review, session 56)
+  if (p.rest.length) throw new UsageError(`unexpected ${p.rest.length > 1 ? 'arguments' : 'argument'} after --: ${p.rest.join(' ')}`, `options go before --, e.g. pnpm lab ${mode} ${name} --kernel host --timeout 60`);
   const { kernel, out, spec, timeout, 'vm-backend': backend, ...options } = p.values as OptionValues & { kernel: string; out?: string; spec?: string; timeout?: number; 'vm-backend'?: 'lab' | 'vng' };
   const k = parseKernelSpec(kernel);
   const invalid = scenario.validate?.(options, { mode, onThisMachine: k.kind === 'host' && process.env.EBPF_LAB_IN_VM !== '1' });
@@ -223,6 +225,9 @@ export async function reportKilledRun(dir: string, by = `the next run (pid ${pro
   } catch {
     return 'none';
   }
+  // a record that parses but is not one (edited, written by something else): not a run's to
+  // report, and it must not crash every later run that sweeps for killed ones (review, session 56)
+  if (typeof rec !== 'object' || rec === null || !Number.isInteger(rec.pid) || resultsProblem(rec.results) !== null) return 'none';
   if (processAlive(rec.pid, rec.startTime)) return 'running';
   let outcome: 'written' | 'none' = 'none';
   const why = `killed outright (pid ${rec.pid}: SIGKILL, the OOM killer, a power loss): no cleanup ran and no report was written; this one was, by ${by}; ${rec.results.environment?.target === 'vm' ? 'what ran in its guest died with it, and its temp files are removed by any later run' : `what it had set up is removed by later runs (its temp files, cgroups and network namespaces by any run, its pins by the next run of ${rec.results.scenario})`}`;

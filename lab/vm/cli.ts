@@ -85,7 +85,7 @@ const SUB = {
   fetch: { usage: 'pnpm lab vm fetch <kernel>…', summary: 'download, verify and extract kernels (5.10, 6.1, 6.12, 7.x, a version, a release)', options: {}, positionals: { names: ['kernel'], min: 1 } },
   exec: {
     usage: 'pnpm lab vm exec <kernel> [--timeout S] [--out DIR] -- <cmd…>', summary: 'boot a guest and run a shell command in it; exits with its code',
-    options: { timeout: { type: 'int', min: 1, valueName: 'S', description: 'seconds before the guest is killed (default 1800)' }, out: { type: 'string', valueName: 'DIR', description: 'existing host directory shared read-write at the same path' } },
+    options: { timeout: { type: 'int', min: 1, max: 86_400, valueName: 'S', description: 'seconds before the guest is killed (default 1800)' }, out: { type: 'string', valueName: 'DIR', description: 'existing host directory shared read-write at the same path' } },
     positionals: { names: ['kernel'], min: 1, max: 1 },
   },
   'probe-kvm': { usage: 'pnpm lab vm probe-kvm [--force]', summary: 'does KVM run guests here? (else the lab uses TCG)', options: { force: { type: 'boolean', description: 'ignore the cached answer' } } },

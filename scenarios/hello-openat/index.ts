@@ -265,22 +265,25 @@ const scenario: Scenario = {
     pid: { type: 'int', min: 1, max: 4_194_304, valueName: 'PID', description: 'live print: trace this process only' },
     comm: { type: 'string', valueName: 'NAME', description: 'live print: trace processes with this command name (as in /proc/PID/comm, ≤15 chars)', check: (v) => (Buffer.byteLength(v) > 15 ? { message: "longer than the kernel's 15-byte comm", fix: Buffer.byteLength(commPrefix(v)) === 15 ? `the kernel keeps the first 15 bytes: --comm ${shq(commPrefix(v))}` : `the kernel keeps the first 15 bytes, which end inside a character here (no --comm can name that): trace it by --pid` } : undefined) },
     print: { type: 'boolean', description: 'live print every openat (no filter)' },
-    duration: { type: 'int', min: 1, default: 5, valueName: 'S', description: 'live print: seconds to trace' },
+    duration: { type: 'int', min: 1, max: 86_400, default: 5, valueName: 'S', description: 'live print: seconds to trace' },
     'max-print': { type: 'int', min: 0, default: 1000, valueName: 'N', description: 'live print: at most N lines' },
     rate: { type: 'int', min: 1, max: 10_000_000, default: 20000, valueName: 'N', description: 'paced load: openat calls per second' },
-    'load-ms': { type: 'int', min: 100, default: 3000, valueName: 'MS', description: 'paced load: duration' },
+    'load-ms': { type: 'int', min: 100, max: 3_600_000, default: 3000, valueName: 'MS', description: 'paced load: duration' },
     rates: { type: 'list', default: '100000,0', valueName: 'R,R,…', description: 'bench: target rates in events/s (0 = flat out)', check: (v) => (v.split(',').map((x) => x.trim()).filter(Boolean).every((x) => /^\d+$/.test(x) && Number(x) <= 10_000_000) ? undefined : { message: 'each rate is a whole number of events/s up to 10,000,000 (0 = flat out)', fix: '--rates 100000,0' }) },
     gens: { type: 'list', default: 'fail,open', choices: ['fail', 'open'], valueName: 'G,G', description: 'bench: generators (fail = openat of a missing path, open = openat+close of /etc/passwd)' },
     'coalesce-ms': { type: 'int', min: 0, max: 100, default: 5, valueName: 'MS', description: 'bench: upper bound of the consumers\' adaptive coalescing delay (TS and the like-for-like C consumer; 0 = woken by the kernel)' },
-    'bench-ms': { type: 'int', min: 100, default: 4000, valueName: 'MS', description: 'bench: duration of each row' },
+    'bench-ms': { type: 'int', min: 100, max: 3_600_000, default: 4000, valueName: 'MS', description: 'bench: duration of each row' },
     'bench-warmup-ms': { type: 'int', min: 0, default: 1000, valueName: 'MS', description: 'bench: each row first runs the generator this long at its rate through the freshly started consumer, unmeasured (a consumer runs warm: V8 compiles the TS consumer\'s hot loop in its first second); 0 = measure from the start' },
-    repeat: { type: 'int', min: 1, default: 3, valueName: 'N', description: 'bench: interleaved rounds (every consumer and rate once per round)' },
+    repeat: { type: 'int', min: 1, max: 1000, default: 3, valueName: 'N', description: 'bench: interleaved rounds (every consumer and rate once per round)' },
     'inject-delay-us': { type: 'number', min: 0, max: 1000, default: 0, valueName: 'US', description: 'TESTING ONLY: busy-wait US µs per event in the TS consumer (paced load and bench) — an injected regression to validate pnpm lab compare' },
   },
-  validate(o) {
+  validate(o, { onThisMachine }) {
     // --print means no filter: with a filter it would print a filtered trace under a flag that says otherwise
     const filters = [o.pid !== undefined && `--pid ${String(o.pid)}`, o.comm !== undefined && `--comm ${shq(String(o.comm))}`].filter((x): x is string => typeof x === 'string');
     if (o.print === true && filters.length) return { message: `--print traces every process; ${filters.join(' and ')} trace${filters.length > 1 ? '' : 's'} only some`, fix: `drop --print (${filters.join(' ')} prints on its own), or drop ${filters.length > 1 ? 'the filters' : filters[0]!.split(' ')[0]}` };
+    // here, before a report directory exists (it was found only once the run had started: exit 1
+    // and an ERROR report); a VM's pids are the guest's, not checkable from the host
+    if (onThisMachine && o.pid !== undefined && !fs.existsSync(`/proc/${String(o.pid)}`)) return { message: `--pid ${String(o.pid)}: no such process`, fix: 'give the pid of a running process (pgrep NAME), or --comm NAME' };
     return undefined;
   },
   async run(ctx) {

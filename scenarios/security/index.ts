@@ -35,7 +35,7 @@ const scenario: Scenario = {
   vm: { prepare: (log) => preparePostgresTemplate(log) },
   options: {
     lsm: { type: 'string', choices: ['auto', 'off'], default: 'auto', description: 'off: enforce exec without BPF LSM (the tracepoint + SIGKILL fallback)' },
-    repeat: { type: 'int', min: 2, default: 5, valueName: 'N', description: 'bench: interleaved rounds (none / non-matching / matching once each per round; the bootstrap interval needs ≥ 2, 5+ to be decisive)' },
+    repeat: { type: 'int', min: 2, max: 1000, default: 5, valueName: 'N', description: 'bench: interleaved rounds (none / non-matching / matching once each per round; the bootstrap interval needs ≥ 2, 5+ to be decisive)' },
     rounds: { type: 'int', min: 2, hidden: true, valueName: 'N', description: 'old name of --repeat' },
     'exec-n': { type: 'int', min: 1, default: 300, valueName: 'N', description: 'bench: fork+exec per round' },
     'connect-n': { type: 'int', min: 1, default: 3000, valueName: 'N', description: 'bench: connects per round' },
