@@ -46,6 +46,25 @@ export function stopExitCode(stoppedBy: string | undefined): number | undefined 
  */
 export const REPEAT_STOP_MS = 1000;
 
+/**
+ * A daemon's stop signals from before its own handling is in place: while it starts, with the
+ * binding's handler deferred to the caller, a Ctrl-C was dropped and the daemon went on to serve
+ * (svc and lb daemons; review, session 56). Held here to be acted on once it runs: `signal` is the
+ * first one seen; `off()` ends the holding (on every path: a listener left would keep none alive,
+ * but would swallow later signals).
+ */
+export function holdEarlyStops(): { readonly signal: StopSignal | undefined; off(): void } {
+  let first: StopSignal | undefined;
+  const on = (s: StopSignal) => (first ??= s);
+  for (const s of STOP_SIGNALS) process.on(s, on);
+  return {
+    get signal() {
+      return first;
+    },
+    off: () => STOP_SIGNALS.forEach((s) => process.off(s, on)),
+  };
+}
+
 /** call `fn` on any stop signal until the returned function is called (repeats: REPEAT_STOP_MS) */
 export function onStopSignals(fn: (sig: StopSignal) => void): () => void {
   let last = -Infinity;

@@ -17,7 +17,7 @@ import { daemonLockPath, finishedPinDirs, recordPinDir, serveAdmin, socketPath, 
 import { instancesIn, instancesNote } from '../../common/state-file.ts';
 import { processAlive } from '../../common/host.ts';
 import { tryLock, unlock } from '../../common/lockfile.ts';
-import { STOP_SIGNALS } from '../../common/signals.ts';
+import { holdEarlyStops, STOP_SIGNALS } from '../../common/signals.ts';
 
 const target = {
   // the config's rule (controller/lb/config.ts): the name becomes paths (socket, lock, pins)
@@ -278,17 +278,13 @@ async function runLocked(cfg: ReturnType<typeof validateConfigFile>['norm'], raw
   const pinDir = LbController.pinDir(cfg);
   // no pins there: a record of that place is from pins removed since (by hand), not these
   if (!fs.existsSync(path.join(pinDir, 'vips'))) recordPinDir(cfg.instance, pinDir, false);
-  // a stop signal while it starts (the binding's handler is deferred to us): kept, and acted on
-  // once started; it was dropped, and the daemon went on to serve
-  let early = false;
-  const onEarly = () => (early = true);
-  for (const s of STOP_SIGNALS) process.on(s, onEarly);
-  const offEarly = () => STOP_SIGNALS.forEach((s) => process.off(s, onEarly));
+  // a stop signal while it starts: acted on once started (common/signals.ts holdEarlyStops)
+  const early = holdEarlyStops();
   let c: LbController;
   try {
     c = await LbController.start(raw, { log, pinsUnfinished: !finishedPinDirs(cfg.instance).includes(pinDir) });
   } catch (e) {
-    offEarly();
+    early.off();
     throw e;
   }
   recordPinDir(cfg.instance, pinDir, true);
@@ -296,7 +292,7 @@ async function runLocked(cfg: ReturnType<typeof validateConfigFile>['norm'], raw
   try {
     srv = await serveAdmin(c, { socket, listen: cfg.listen });
   } catch (e) {
-    offEarly();
+    early.off();
     c.stop({ purge: c.startedAs === 'fresh' }); // nothing half-applied: a fresh start leaves no pins
     if (c.startedAs === 'fresh') recordPinDir(cfg.instance, pinDir, false);
     throw new LabError(`admin API on ${socket}${cfg.listen ? ` / ${cfg.listen}` : ''}: ${(e as Error).message}`, 'another daemon of this instance runs, or the address is taken: pick --socket / listen, or stop it');
@@ -306,8 +302,8 @@ async function runLocked(cfg: ReturnType<typeof validateConfigFile>['norm'], raw
   const sig = new Promise<{ purge: boolean }>((res) => {
     for (const s of STOP_SIGNALS) process.once(s, () => res({ purge: false }));
   });
-  offEarly();
-  const { purge } = early ? { purge: false } : await Promise.race([srv.shutdown, sig]);
+  early.off();
+  const { purge } = early.signal ? { purge: false } : await Promise.race([srv.shutdown, sig]);
   await srv.close();
   c.stop({ purge });
   if (purge) recordPinDir(cfg.instance, pinDir, false);

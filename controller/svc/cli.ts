@@ -9,7 +9,7 @@ import { serveMetrics } from '../../common/metrics-http.ts';
 import { UsageError, commandWords as commonCommandWords, parseArgs, pickCommand, valueOptions, type CommandSpec, type Opts } from '../../common/args.ts';
 import { LabError } from '../../common/errors.ts';
 import { hostPort } from '../../common/ip.ts';
-import { STOP_SIGNALS, untilSignal } from '../../common/signals.ts';
+import { holdEarlyStops, untilSignal } from '../../common/signals.ts';
 import { ValidationError } from '../lb/addr.ts';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
 import { INSTANCE_RULE, checkBackendArgs, checkHeldBackendArgs, loadSvcConfigFile, validInstance, validateSvcConfig } from './config.ts';
@@ -43,14 +43,19 @@ function printResult(r: ApplyResult): void {
 /** the instance a command without a config acts on */
 const instanceOf = (p: Args): string => (p.values.instance as string | undefined) ?? 'default';
 
+/** an instance whose cgroup is gone balances nothing: said before what is listed or changed */
+function noteCgroupGone(c: SvcController, inst: string): void {
+  const gone = cgroupGoneNote(c.model);
+  if (gone) console.error(`note: instance ${inst}: ${gone}; pnpm lab svc stop --instance ${inst} removes what is left`);
+}
+
 /** run one change against a pinned instance, under its lock */
 async function change(p: Args, fn: (c: SvcController) => ApplyResult): Promise<number> {
   const inst = instanceOf(p);
   await withLock(inst, () => {
     const c = SvcController.open(inst);
     try {
-      const gone = cgroupGoneNote(c.model);
-      if (gone) console.error(`note: instance ${inst}: ${gone}; pnpm lab svc stop --instance ${inst} removes what is left`);
+      noteCgroupGone(c, inst);
       printResult(fn(c));
       // a state the config itself refuses: every connect to these services now fails (EPERM)
       const none = c.list().filter((s) => !s.backends.some((b) => b.state === 'active' && b.weight > 0)).map((s) => s.id);
@@ -99,17 +104,13 @@ const COMMANDS: Record<string, Cmd> = {
     // Ctrl-C/SIGTERM are ours: the stop below detaches and removes everything, then exits 0 (the
     // binding's own handler would close the objects and exit 128+signal, skipping it)
     deferSignalsToCaller(true);
-    // listened for from before the start: a Ctrl-C while it attached was dropped (the binding's
-    // handler is deferred to us) and the daemon went on to serve; now it stops once started
-    let early: NodeJS.Signals | undefined;
-    const onEarly = (s: NodeJS.Signals) => (early ??= s);
-    for (const s of STOP_SIGNALS) process.on(s, onEarly);
-    const offEarly = () => STOP_SIGNALS.forEach((s) => process.off(s, onEarly));
+    // a stop signal while it starts: acted on once started (common/signals.ts holdEarlyStops)
+    const early = holdEarlyStops();
     let c: SvcController;
     try {
       c = await SvcController.start(readConfig(p), { pin: true, daemon: true, log: (s) => console.error(`[svc] ${s}`) });
     } catch (e) {
-      offEarly();
+      early.off();
       throw e;
     }
     const inst = c.instance;
@@ -123,14 +124,14 @@ const COMMANDS: Record<string, Cmd> = {
     } catch (e) {
       c.stop();
       process.off('exit', bye);
-      offEarly();
+      early.off();
       throw e;
     }
     c.enableHealthChecks((s) => console.error(`[svc ${inst}] ${s}`));
     console.log(JSON.stringify({ ready: true, instance: inst, services: c.list().length, getpeername: c.model.getpeername, order: c.model.order, ...(port !== undefined ? { metrics: `http://127.0.0.1:${port}/metrics` } : {}) }));
-    const signalled = early ? undefined : untilSignal();
-    offEarly();
-    if (signalled && !early) await signalled;
+    const signalled = early.signal ? undefined : untilSignal();
+    early.off();
+    if (signalled) await signalled;
     server?.close();
     // under the instance's lock, so that no `svc backend …` writes its state back after the
     // removal; a lock that is not freed in time does not hold the stop up
@@ -169,8 +170,7 @@ const COMMANDS: Record<string, Cmd> = {
     const c = SvcController.open(instanceOf(p));
     try {
       const dead = deadDaemon(c.model);
-      const gone = cgroupGoneNote(c.model);
-      if (gone) console.error(`note: instance ${instanceOf(p)}: ${gone}; pnpm lab svc stop --instance ${instanceOf(p)} removes what is left`);
+      noteCgroupGone(c, instanceOf(p));
       if (dead) console.error(`note: its svc daemon (pid ${dead}) is gone: the services below are balanced as listed, but no health check runs (backend states are as it last saw them); pnpm lab svc daemon --config FILE --instance ${instanceOf(p)} takes it over`);
       for (const s of c.list()) {
         console.log(`${s.id}  (${s.algorithm}, ${s.count} ring slot(s) in use${s.healthCheck ? (c.model.daemon && !dead ? ', health-checked' : ', healthCheck set but no daemon checks it') : ''})`);
