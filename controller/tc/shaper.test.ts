@@ -402,7 +402,10 @@ describeRoot('tc shaper on a veth', () => {
   // filter of the user's at a later priority stopped dropping the moment the shaper started; and
   // its stop destroyed the clsact it had created, the user's filters on it with it (review, session 56)
   it('a user\'s own filters on the device still run beside the shaper\'s, and stay after its stop', async () => {
-    // the user's filter: a bpf da program of theirs that drops UDP to :9995, after ours (pref 100)
+    // the user's filter: a bpf da program of theirs that drops UDP to :9995, after ours (pref 100).
+    // iproute2's loader makes its bpffs directories (tc/globals, and ip, xdp linking to it) on
+    // first use: removed after, where this test made them
+    const bpffs = ['/sys/fs/bpf/ip', '/sys/fs/bpf/xdp', '/sys/fs/bpf/tc/globals', '/sys/fs/bpf/tc'].filter((d) => !fs.existsSync(d));
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-tcuser-'));
     try {
       fs.writeFileSync(path.join(dir, 'user.bpf.c'), `#include "include/lab.h"
@@ -443,6 +446,12 @@ int user_drop(struct __sk_buff *skb)
     } finally {
       await t.exec('a', 'tc', ['qdisc', 'del', 'dev', 'va', 'clsact'], { reject: false });
       fs.rmSync(dir, { recursive: true, force: true });
+      for (const d of bpffs) {
+        try {
+          if (fs.lstatSync(d).isSymbolicLink()) fs.unlinkSync(d);
+          else fs.rmdirSync(d); // empty: nothing was pinned in it
+        } catch { /* not made, or not empty: left */ }
+      }
     }
     expect(await tcQdisc()).not.toMatch(/clsact/);
   });
