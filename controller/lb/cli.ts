@@ -10,7 +10,7 @@ import { ValidationError, heldAddr, parseHostPort, parseMac, parseVip, vipString
 import { LbApiError, LbClient } from './client.ts';
 import { DEFAULT_PIN_ROOT, backendKey, checkIpipBackend, normBackend, validateConfigFile, type LbConfig } from './config.ts';
 import { purgePinned } from './dataplane.ts';
-import { LbController } from './controller.ts';
+import { FAIL_OPEN, LbController } from './controller.ts';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
 import net from 'node:net';
 import { daemonLockPath, finishedPinDirs, recordPinDir, serveAdmin, socketPath, SOCKET_DIR } from './server.ts';
@@ -37,13 +37,20 @@ function cmd(usage: string, summary: string, options: Opts, positionals: Command
   return { spec: { usage: `pnpm lab lb ${usage}`, summary, options, positionals, epilog: VIP_NOTE }, run };
 }
 
+/** after a change: a VIP whose serving backends are all down sends its traffic to them (fail open) */
+async function noteFailOpen(api: () => LbClient, vip?: string): Promise<void> {
+  for (const v of (await api().state()).vips) {
+    if (v.failOpen && (vip === undefined || v.vip === vipString(parseVip(vip, heldAddr)))) console.error(`note: VIP ${v.vip}: ${FAIL_OPEN}`);
+  }
+}
+
 async function list(p: Args, api: () => LbClient): Promise<number> {
   const want = p.positionals[0] === undefined ? undefined : vipString(parseVip(heldVipArg(p.positionals[0]), heldAddr));
   const s = await api().state();
   const rows = s.vips.filter((v) => !want || v.vip === want);
   if (want && rows.length === 0) throw new LabError(`unknown VIP ${want}`, 'pnpm lab lb vip list shows the VIPs');
   for (const v of rows) {
-    console.log(`${v.vip}  (slot ${v.slot}, ${v.forwarding === 'ipip' ? `ipip from ${v.tunnelSource}` : 'dsr'}, ring generation ${v.generation}${v.healthCheck ? ', health-checked' : ''}, ${v.backends.length} backend(s))`);
+    console.log(`${v.vip}  (slot ${v.slot}, ${v.forwarding === 'ipip' ? `ipip from ${v.tunnelSource}` : 'dsr'}, ring generation ${v.generation}${v.healthCheck ? ', health-checked' : ''}, ${v.backends.length} backend(s))${v.failOpen ? '  FAILING OPEN: every serving backend is down' : ''}`);
     for (const b of v.backends) console.log(`  ${b.address}:${b.port}  weight ${b.weight}  ${b.state.padEnd(8)} ring ${(b.ringShare * 100).toFixed(1)}%  mac ${b.mac}`);
   }
   return 0;
@@ -139,16 +146,19 @@ const COMMANDS: Record<string, Cmd> = {
   'backend remove': cmd('backend remove <vip> <addr>', 'remove a backend (its flows re-hash)', { ...target }, { names: ['vip', 'addr'], min: 2, max: 2 }, async (p, api) => {
     const [vip, addr] = [heldVipArg(p.positionals[0]!), heldAddrArg(p.positionals[1]!)];
     print(await api().removeBackend(vip, addr));
+    await noteFailOpen(api, vip);
     return 0;
   }),
   'backend drain': cmd('backend drain <vip> <addr>', 'take a backend out of the ring, keep its established flows', { ...target }, { names: ['vip', 'addr'], min: 2, max: 2 }, async (p, api) => {
     const [vip, addr] = [heldVipArg(p.positionals[0]!), heldAddrArg(p.positionals[1]!)];
     print(await api().drain(vip, addr));
+    await noteFailOpen(api, vip);
     return 0;
   }),
   'backend weight': cmd('backend weight <vip> <addr> <weight>', 'set a backend\'s weight (0-1000; also ends draining)', { ...target }, { names: ['vip', 'addr', 'weight'], min: 3, max: 3 }, async (p, api) => {
     const [vip, addr, weight] = [heldVipArg(p.positionals[0]!), heldAddrArg(p.positionals[1]!), intArg(p.positionals[2]!, 'weight', 0, 1000)];
     print(await api().weight(vip, addr, weight));
+    await noteFailOpen(api, vip);
     return 0;
   }),
   'backend list': cmd('backend list [<vip>]', 'backends per VIP with state, weight, ring share and MAC', { ...target }, { names: ['vip'], max: 1 }, list),
@@ -182,6 +192,7 @@ const COMMANDS: Record<string, Cmd> = {
       console.error(`note: backend ${b} stays draining (drained at runtime; a file does not end a drain unless it gives a new weight): pnpm lab lb backend weight ${vip} ${addr} WEIGHT${p.values.instance !== 'default' ? ` --instance ${p.values.instance}` : ''} puts it back`);
     }
     for (const b of r.drainEnded ?? []) console.error(`note: backend ${b}: its drain ended, it is back in the ring`);
+    await noteFailOpen(api);
     return 0;
   }),
   stats: cmd('stats', 'packet counters by outcome, program run time, map and controller memory', { ...target }, { max: 0 }, async (_p, api) => {

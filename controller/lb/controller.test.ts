@@ -476,6 +476,37 @@ describeRoot('lb controller: a health change that fails to commit (real maps)', 
   }, 30_000);
 });
 
+// Draining the last backend the checks found up sent the VIP's traffic to the down ones, which
+// computeTable keeps in the ring rather than drop it, and nothing said so (review, session 57)
+describeRoot('lb controller: a VIP left with only down backends (real maps)', () => {
+  it('says it fails open when it starts and when it ends; state() carries it', async () => {
+    const instance = `lbfo${process.pid}`;
+    const V8 = 'tcp://10.250.0.8:80';
+    const logs: string[] = [];
+    // 127.0.1.62:80 answers; nobody listens on 127.0.1.60:80
+    const srv = net.createServer((s) => s.destroy());
+    await new Promise<void>((r) => srv.listen(80, '127.0.1.62', r));
+    const c = await LbController.start({ interface: 'lo', instance, ringSize: 7, backendTableSize: 16, healthCheck: { intervalMs: 100, timeoutMs: 100, fall: 1, rise: 1 }, vips: [{ vip: V8, backends: [be(60), be(62)], healthCheck: true }] }, { attach: false, log: (l) => logs.push(l) });
+    try {
+      const v = () => c.state().vips.find((x) => x.vip === V8)!;
+      for (const t0 = Date.now(); Date.now() - t0 < 5000 && !logs.some((l) => /127\.0\.1\.60:80 of .* is DOWN/.test(l)); ) await new Promise((r) => setTimeout(r, 50));
+      expect(v().backends.map((b) => b.state), logs.join('\n')).toEqual(['down', 'up']);
+      expect(v().failOpen).toBe(false);
+      await c.drainBackend(V8, '127.0.1.62');
+      expect(v().failOpen).toBe(true);
+      expect(logs.filter((l) => /every backend that serves is down by its health checks: the ring holds them all \(fail open\)/.test(l))).toEqual([`VIP ${V8}: every backend that serves is down by its health checks: the ring holds them all (fail open) until one is up again, rather than dropping the VIP's traffic`]);
+      // the ring is the down backend's alone, as the note says
+      expect(new Set(c.vips.get(V8)!.table)).toEqual(new Set([c.vips.get(V8)!.backends.get('127.0.1.60:80')!.id]));
+      await c.setWeight(V8, '127.0.1.62', 1);
+      expect(v().failOpen).toBe(false);
+      expect(logs.at(-1)).toBe(`VIP ${V8}: a serving backend is up again; the down ones left the ring`);
+    } finally {
+      c.stop({ purge: true });
+      srv.close();
+    }
+  }, 30_000);
+});
+
 describeRoot('lb controller at scale: 10,000 backends (real maps)', () => {
   let c: LbController;
   let srv: AdminServer;

@@ -236,7 +236,8 @@ export class LbController {
   private computeTable(v: VipState): Uint32Array {
     const serving = [...v.backends.values()].filter((b) => !b.draining && b.weight > 0);
     const up = serving.filter((b) => !b.down);
-    // all down: fail open to every serving backend rather than black-holing the VIP
+    // all down: fail open to every serving backend rather than black-holing the VIP (said:
+    // failingOpen, logged by change() and noted by the CLI)
     const members = up.length ? up : serving;
     return maglevTable(members.map((b) => ({ key: backendKey(b), id: b.id, weight: b.weight })), this.cfg.ringSize);
   }
@@ -378,8 +379,16 @@ export class LbController {
       v.generation = (cur?.generation ?? 0) + 1;
       await yieldNow(); // a big apply computes many rings: let reads through in between
     }
+    const wasOpen = new Set([...this.vips.values()].filter(failingOpen).map((v) => v.id));
     await this.commit(d);
     if (what) this.log(what);
+    // a drain, removal or weight 0 of the last backend the checks find up sent the VIP's traffic
+    // to the down ones without a word (review, session 57): every entry into and out of it is said
+    for (const v of this.vips.values()) {
+      const open = failingOpen(v);
+      if (open && !wasOpen.has(v.id)) this.log(`VIP ${v.id}: ${FAIL_OPEN}`);
+      else if (!open && wasOpen.has(v.id)) this.log(`VIP ${v.id}: a serving backend is up again; the down ones left the ring`);
+    }
     return result;
   }
 
@@ -720,7 +729,7 @@ export class LbController {
         const counts = new Map<number, number>();
         for (const x of v.table ?? []) counts.set(x, (counts.get(x) ?? 0) + 1);
         return {
-          vip: v.id, slot: v.slot, generation: v.generation, healthCheck: v.healthCheck, forwarding: v.forwarding,
+          vip: v.id, slot: v.slot, generation: v.generation, healthCheck: v.healthCheck, forwarding: v.forwarding, failOpen: failingOpen(v),
           ...(v.tunnelSource ? { tunnelSource: v.tunnelSource } : {}),
           backends: [...v.backends.values()].map((b) => ({
             address: b.address, port: b.port, id: b.id, weight: b.weight, mac: b.mac,
@@ -771,3 +780,11 @@ function sameTable(a: Uint32Array, b: Uint32Array): boolean {
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
 }
+
+/** every backend that would serve (not draining, weight > 0) is down, so the ring holds them all */
+export function failingOpen(v: Pick<VipState, 'backends'>): boolean {
+  const serving = [...v.backends.values()].filter((b) => !b.draining && b.weight > 0);
+  return serving.length > 0 && serving.every((b) => b.down);
+}
+
+export const FAIL_OPEN = 'every backend that serves is down by its health checks: the ring holds them all (fail open) until one is up again, rather than dropping the VIP\'s traffic';
