@@ -77,6 +77,7 @@ const NO = new Set(['off', 'no', 'false', 'disable', 'disabled', '0']);
  */
 export function suggest(given: string, names: Iterable<string>): string | undefined {
   if (!given.trim()) return undefined;
+  names = [...names];
   const g = given.toLowerCase();
   let best: string | undefined;
   let bestD = Infinity;
@@ -86,7 +87,10 @@ export function suggest(given: string, names: Iterable<string>): string | undefi
     const dist = editDistance(given, n);
     if (dist < bestD) [best, bestD] = [n, dist];
   }
-  return best !== undefined && bestD <= Math.max(2, Math.floor(given.length / 3)) ? best : undefined;
+  if (best !== undefined && bestD <= Math.max(2, Math.floor(given.length / 3))) return best;
+  // a word cut short (hello for hello-openat) is far by edits but names one thing
+  const starts = [...names].filter((n) => given.length >= 3 && n.toLowerCase().startsWith(g));
+  return starts.length === 1 ? starts[0] : undefined;
 }
 
 export function helpText<O extends Opts>(spec: CommandSpec<O>): string {

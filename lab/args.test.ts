@@ -144,6 +144,14 @@ describe('parseArgs', () => {
     expect(suggest('duraton', ['duration', 'rate'])).toBe('duration');
     expect(suggest('zzzzzz', ['duration', 'rate'])).toBeUndefined();
   });
+  it('takes a word cut short for the one name it starts, never for two, nor under three letters', () => {
+    expect(suggest('hello', ['energy', 'hello-openat', 'xdp-lb'])).toBe('hello-openat');
+    expect(suggest('tra', ['tracing', 'tc-shaping'])).toBe('tracing');
+    expect(suggest('socket', ['socket-lb', 'socket-lb-v2'])).toBeUndefined();
+    expect(suggest('tc', ['tc-shaping', 'tracing'])).toBeUndefined();
+    // a generator is read once
+    expect(suggest('hello', (function* () { yield 'hello-openat'; })())).toBe('hello-openat');
+  });
 });
 
 describe('probe table', () => {

@@ -64,6 +64,9 @@ describe('checkKernel (the CLI edge)', () => {
     expect(u.message).toBe('unknown kernel "9.9"');
     expect(u.fix).toMatch(/^known: host, 5\.10 \(5\.10\.223-1\), 6\.1 \(6\.1\.176-1\), 6\.12 \(6\.12\.117-1\), 7\.x \(7\.2\.13-1\); .*pnpm lab vm kernels/);
     await refusal('6.1.999-1');
+    // a typo of a series is named; a version is not taken for a typo of one
+    expect((await refusal('6.l')).message).toBe('unknown kernel "6.l" (did you mean 6.1?)');
+    expect((await refusal('6.11')).message).toBe('unknown kernel "6.11"');
     // what the indices carry passes: a version, a release, an X.Y series of a suite
     for (const k of ['6.1.176-1', `6.1.0-99-${archFacts().debian}`, '6.1.0-99', '6.12', '7.2', '7']) await expect(checkKernel(parseKernelSpec(k)), k).resolves.toBeUndefined();
   });

@@ -4,7 +4,7 @@ import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { LabError } from '../../common/errors.ts';
-import { UsageError } from '../../common/args.ts';
+import { UsageError, suggest } from '../../common/args.ts';
 import type { Progress } from '../../common/progress.ts';
 import { SERIES, candidates, compareVersions, downloadPackage, suiteIndex, verifyPackageFile, type Candidate } from './debian.ts';
 import { cacheDir } from './paths.ts';
@@ -244,11 +244,17 @@ export async function checkKernel(k: KernelSpec): Promise<void> {
     }
     if (unreadable) return;
   }
-  throw new UsageError(`unknown kernel ${JSON.stringify(k.text)}`, await knownKernels());
+  throw new UsageError(unknownKernelText(k.text), await knownKernels());
 }
 
 async function unknownKernel(spec: string): Promise<LabError> {
-  return new LabError(`unknown kernel ${JSON.stringify(spec)}`, await knownKernels());
+  return new LabError(unknownKernelText(spec), await knownKernels());
+}
+
+/** a typo of a series name gets "did you mean"; a well-formed version (6.11) is not a typo of one */
+function unknownKernelText(text: string): string {
+  const s = /^\d+(\.\d+)*(-\S+)?$/.test(text) ? undefined : suggest(text, ['host', ...Object.keys(SERIES)]);
+  return `unknown kernel ${JSON.stringify(text)}${s ? ` (did you mean ${s}?)` : ''}`;
 }
 
 /** Resolve a parsed --kernel to a kernel on disk, downloading and extracting it if needed. */

@@ -10,7 +10,7 @@ import { onStopSignals, stopExitCode } from '../../common/signals.ts';
 import { mkdir } from 'node:fs/promises';
 import { writeFileAtomic } from '../../common/state-file.ts';
 import { basename, join, relative, resolve } from 'node:path';
-import { parseArgs, UsageError } from '../../common/args.ts';
+import { parseArgs, suggest, UsageError } from '../../common/args.ts';
 import { labCliArgv } from '../../common/dist.ts';
 import { resultsProblem, type Results } from '../results.ts';
 import { escapeHtml, htmlPage, statusBadge } from '../report/html.ts';
@@ -352,7 +352,11 @@ export async function matrixCommand(argv: string[]): Promise<number> {
   let kernels = p.values.kernels ?? [];
   let scenarios = p.values.scenarios ?? [];
   const { listScenarios } = await import('../run.ts');
-  for (const s of scenarios) if (!listScenarios().includes(s)) throw new UsageError(`unknown scenario ${JSON.stringify(s)}`, `available: ${listScenarios().join(', ')}`);
+  for (const s of scenarios) {
+    if (listScenarios().includes(s)) continue;
+    const m = suggest(s, listScenarios());
+    throw new UsageError(`unknown scenario ${JSON.stringify(s)}${m ? ` (did you mean ${m}?)` : ''}`, `available: ${listScenarios().join(', ')}`);
+  }
   if (reportOnly) {
     if (!p.values.out) throw new UsageError('--report-only needs --out <dir with the runs>', 'e.g. pnpm lab matrix --report-only --out reports/matrix-<time>');
     // the runs may come from other machines (CI shards): their kernels are not checked here
