@@ -22,6 +22,8 @@ export interface Opt {
   check?: (v: string) => { message: string; fix: string } | undefined;
   /** accepted but not listed in help (internal plumbing such as the VM runner's --spec) */
   hidden?: boolean;
+  /** a scenario option one mode alone reads (lab run/bench refuse it in the other: it was ignored) */
+  only?: 'run' | 'bench';
 }
 export type Opts = Record<string, Opt>;
 

@@ -114,6 +114,9 @@ describe('lab CLI', () => {
     [['matrix', '--scenarios', 'nope', '--kernels', 'host'], /unknown scenario "nope"/],
     [['matrix', '--scenarios', 'xdp_lb', '--kernels', 'host'], /unknown scenario "xdp_lb" \(did you mean xdp-lb\?\)/],
     [['run', 'hello'], /unknown scenario "hello" \(did you mean hello-openat\?\)/],
+    // an option of the other mode was read by nothing (run tracing --repeat 5 ran once)
+    [['run', 'tracing', '--repeat', '5'], /^error: --repeat is a bench option: pnpm lab run tracing does not read it\n {2}fix: pnpm lab bench tracing --repeat 5, or leave it out$/m],
+    [['bench', 'tracing', '--requests', '500'], /--requests is a run option: pnpm lab bench tracing does not read it/],
     [['run', 'hello-openat', '--kernel', 'hots'], /unknown kernel "hots" \(did you mean host\?\)/],
     [['setup', 'vn'], /unknown tool group "vn" \(did you mean vm\?\)/],
     [['vm', 'exce'], /unknown vm command "exce" \(did you mean exec\?\)/],

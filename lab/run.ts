@@ -106,6 +106,11 @@ export async function parseRunArgs(argv: string[], mode: 'run' | 'bench'): Promi
   if (!p) return null;
   // what follows `--` was dropped unread: `run x -- --timeout 60` ran with no limit (review, session 56)
   if (p.rest.length) throw new UsageError(`unexpected ${p.rest.length > 1 ? 'arguments' : 'argument'} after --: ${p.rest.join(' ')}`, `options go before --, e.g. pnpm lab ${mode} ${name} --kernel host --timeout 60`);
+  // an option of the other mode was read by nothing: `run tracing --repeat 5` ran once, silently
+  for (const g of p.given) {
+    const only = scenario.options?.[g.name]?.only;
+    if (only && only !== mode) throw new UsageError(`--${g.name} is a ${only} option: pnpm lab ${mode} ${name} does not read it`, `pnpm lab ${only} ${name} --${g.name} ${g.raw ?? ''}`.trimEnd() + ', or leave it out');
+  }
   const { kernel, out, spec, timeout, 'vm-backend': backend, ...options } = p.values as OptionValues & { kernel: string; out?: string; spec?: string; timeout?: number; 'vm-backend'?: 'lab' | 'vng' };
   const k = parseKernelSpec(kernel);
   const invalid = scenario.validate?.(options, { mode, onThisMachine: k.kind === 'host' && process.env.EBPF_LAB_IN_VM !== '1' });

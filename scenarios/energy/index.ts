@@ -89,13 +89,13 @@ const scenario: Scenario = {
     power: { type: 'string', choices: ['auto', 'model'], default: 'auto', description: 'auto: RAPL when a meter advances, else the model' },
     tdp: { type: 'number', min: 0.1, max: 5000, default: 65, valueName: 'W', description: 'model: package power at full load' },
     idle: { type: 'number', min: 0, max: 5000, default: 10, valueName: 'W', description: 'model: package power when idle' },
-    repeat: { type: 'int', min: 2, max: 2000, default: 150, valueName: 'N', description: 'bench: interleaved hook off/on rounds (order alternating)' },
-    rounds: { type: 'int', min: 2, max: 500, hidden: true, valueName: 'N', description: 'old name of --repeat' },
-    window: { type: 'int', min: 20, max: 10_000, default: 100, valueName: 'MS', description: 'bench: length of each hook-on and hook-off window under the running ping-pong' },
-    'pin-cpu': { type: 'int', min: -1, default: -1, valueName: 'CPU', description: 'bench: the CPU both ping-pong tasks are pinned to (-1: the highest online CPU)' },
+    repeat: { only: 'bench', type: 'int', min: 2, max: 2000, default: 150, valueName: 'N', description: 'bench: interleaved hook off/on rounds (order alternating)' },
+    rounds: { only: 'bench', type: 'int', min: 2, max: 500, hidden: true, valueName: 'N', description: 'old name of --repeat' },
+    window: { only: 'bench', type: 'int', min: 20, max: 10_000, default: 100, valueName: 'MS', description: 'bench: length of each hook-on and hook-off window under the running ping-pong' },
+    'pin-cpu': { only: 'bench', type: 'int', min: -1, default: -1, valueName: 'CPU', description: 'bench: the CPU both ping-pong tasks are pinned to (-1: the highest online CPU)' },
     hook: { type: 'string', choices: ['auto', 'tp_btf', 'tracepoint', 'iter'], default: 'auto', description: 'accounting: a sched_switch flavour (auto: tp_btf, else the tracepoint), or iter: nothing on sched_switch, every thread\'s runtime read through a task iterator at each sample (no per-CPU split, no counters)' },
     'per-thread': { type: 'string', choices: ['auto', 'task_storage', 'hash'], default: 'auto', description: 'tp_btf per-thread state: task storage (batched) or the thread hash; auto: task storage where it loads' },
-    'overhead-goal': { type: 'number', min: 0, max: 99, default: 3, valueName: 'PCT', description: 'goal for the context-switch rate the hook may cost' },
+    'overhead-goal': { only: 'bench', type: 'number', min: 0, max: 99, default: 3, valueName: 'PCT', description: 'goal for the context-switch rate the hook may cost' },
   },
   validate: (o, where) => {
     if ((o.idle as number) > (o.tdp as number)) return { message: `--idle ${o.idle} exceeds --tdp ${o.tdp}`, fix: 'the model\'s idle power is at most its full-load power: lower --idle or raise --tdp' };

@@ -35,11 +35,11 @@ const scenario: Scenario = {
   vm: { prepare: (log) => preparePostgresTemplate(log) },
   options: {
     lsm: { type: 'string', choices: ['auto', 'off'], default: 'auto', description: 'off: enforce exec without BPF LSM (the tracepoint + SIGKILL fallback)' },
-    repeat: { type: 'int', min: 2, max: 1000, default: 5, valueName: 'N', description: 'bench: interleaved rounds (none / non-matching / matching once each per round; the bootstrap interval needs ≥ 2, 5+ to be decisive)' },
-    rounds: { type: 'int', min: 2, hidden: true, valueName: 'N', description: 'old name of --repeat' },
-    'exec-n': { type: 'int', min: 1, default: 300, valueName: 'N', description: 'bench: fork+exec per round' },
-    'connect-n': { type: 'int', min: 1, default: 3000, valueName: 'N', description: 'bench: connects per round' },
-    'send-n': { type: 'int', min: 1, default: 20000, valueName: 'N', description: 'bench: sends per round, of each kind (UDP sendto, UDP send, TCP send); getppid 25 times as many' },
+    repeat: { only: 'bench', type: 'int', min: 2, max: 1000, default: 5, valueName: 'N', description: 'bench: interleaved rounds (none / non-matching / matching once each per round; the bootstrap interval needs ≥ 2, 5+ to be decisive)' },
+    rounds: { only: 'bench', type: 'int', min: 2, hidden: true, valueName: 'N', description: 'old name of --repeat' },
+    'exec-n': { only: 'bench', type: 'int', min: 1, default: 300, valueName: 'N', description: 'bench: fork+exec per round' },
+    'connect-n': { only: 'bench', type: 'int', min: 1, default: 3000, valueName: 'N', description: 'bench: connects per round' },
+    'send-n': { only: 'bench', type: 'int', min: 1, default: 20000, valueName: 'N', description: 'bench: sends per round, of each kind (UDP sendto, UDP send, TCP send); getppid 25 times as many' },
     ops: {
       type: 'string', default: OPS.join(','), valueName: 'OP,…', description: `bench: the operations measured (${OPS.join(', ')})`,
       check: (v) => (parseOps(v) ? undefined : { message: `expected a comma-separated list of ${OPS.join(', ')}`, fix: 'e.g. --ops sendto,send,tcp-send' }),

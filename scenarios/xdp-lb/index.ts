@@ -352,7 +352,7 @@ const scenario: Scenario = {
     duration: { type: 'int', min: 1, max: 3600, valueName: 'S', description: 'seconds per wrk load run (default 2; bench 10)' },
     connections: { type: 'int', min: 1, valueName: 'N', description: 'wrk connections (default 50)' },
     'pps-frames': { type: 'int', min: 1000, valueName: 'N', description: 'frames per UDP pps measurement (default 1000000; bench 5000000)' },
-    repeat: { type: 'int', min: 1, max: 1000, valueName: 'N', description: 'bench: interleaved rounds of direct / HAProxy / nginx / XDP LB and of the pps pair (default 3)' },
+    repeat: { only: 'bench', type: 'int', min: 1, max: 1000, valueName: 'N', description: 'bench: interleaved rounds of direct / HAProxy / nginx / XDP LB and of the pps pair (default 3)' },
     napi: { type: 'string', choices: ['softirq', 'threaded'], description: 'bench, pps section: veth receives in softirq (default) or in NAPI kernel threads on both cores' },
     'paced-rps': { type: 'int', min: 100, valueName: 'N', description: 'bench: the fixed rate of the paced keep-alive runs, requests/s (default 20000; 2 ms between a response and the next request, N/500 connections)' },
     'paced-rps-close': { type: 'int', min: 100, valueName: 'N', description: 'bench: the fixed rate of the paced new-connection runs, requests/s (default 4000; 10 ms between requests, N/100 connections)' },
