@@ -319,4 +319,16 @@ describe('lab compare (CLI)', () => {
     const runs = await loadRuns([join(dir, 'base'), join(dir, 'base')]);
     expect(runs).toHaveLength(5);
   });
+
+  // a history kept as links to run directories read as no runs: the gate passed as a first night
+  it('loadRuns follows links to run directories, reads a run once however it is reached, and ends a link cycle', async () => {
+    const links = join(dir, 'links');
+    await mkdir(links);
+    const { readdir: rd, symlink } = await import('node:fs/promises');
+    for (const n of await rd(join(dir, 'base'))) await symlink(join(dir, 'base', n), join(links, n));
+    await symlink(links, join(links, 'loop'));
+    await symlink(join(dir, 'nowhere'), join(links, 'dangling'));
+    expect(await loadRuns([links])).toHaveLength(5);
+    expect(await loadRuns([links, join(dir, 'base')])).toHaveLength(5);
+  });
 });

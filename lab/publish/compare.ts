@@ -8,7 +8,7 @@
 // The baseline's MAD alone (the rule before) ignored the candidate's own spread and how few rounds
 // it had: two 3-round runs of the same build each flagged the other (−9%, limit 6%), and ±5%
 // noise gave 3% false flags per figure at 3 rounds — most nights fail with ~26 figures.
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { LabError } from '../../common/errors.ts';
 import { UsageError } from '../../common/args.ts';
@@ -219,7 +219,10 @@ export function flagHistory(runs: LoadedRun[], opts: { k?: number; defaultFloor?
   return out;
 }
 
-async function walk(path: string, out: string[]): Promise<void> {
+// symlinks are followed (a history kept as links to run directories read as no runs at all, and
+// the nightly gate passed as a first night: review, session 57); a directory is read once, so a
+// link cycle ends
+async function walk(path: string, out: string[], dirs = new Set<string>()): Promise<void> {
   let st;
   try {
     st = await stat(path);
@@ -234,11 +237,19 @@ async function walk(path: string, out: string[]): Promise<void> {
     return;
   }
   if (!st.isDirectory()) return;
+  const real = await realpath(path);
+  if (dirs.has(real)) return;
+  dirs.add(real);
   for (const e of (await readdir(path, { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name))) {
     if (e.name.startsWith('.') || e.name === 'node_modules') continue;
     const p = join(path, e.name);
-    if (e.isDirectory()) await walk(p, out);
+    if (e.isDirectory()) await walk(p, out, dirs);
     else if (e.name === 'results.json') out.push(p);
+    else if (e.isSymbolicLink()) {
+      // a link to a run directory; a dangling one is skipped
+      const to = await stat(p).catch(() => null);
+      if (to?.isDirectory()) await walk(p, out, dirs);
+    }
   }
 }
 
@@ -255,7 +266,8 @@ export async function loadRuns(paths: string[], warn: (s: string) => void = (s) 
     await walk(p, files);
     const named = files.length === 1 && files[0] === p;
     for (const f of files) {
-      const abs = resolve(f);
+      // by where it really is: a run reached through a link and directly is one run
+      const abs = await realpath(f).catch(() => resolve(f));
       if (seen.has(abs)) continue;
       seen.add(abs);
       let problem: string | null = null;

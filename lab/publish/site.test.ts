@@ -44,6 +44,21 @@ describe('publishSite', () => {
     expect(html).toMatch(/6\.18\.0-test [^:]*: goal ratio ≥ 0\.8 met in 6 of 6 runs, not met in 0; newest: met/);
     expect(html).toContain('not met (ratio ≥ 0.8)');
   });
+  // null is how JSON writes a figure whose measurement failed: one that no run measured crashed
+  // the whole site (review, session 57)
+  it('a figure no run measured is listed as not measured; the other figures still chart', async () => {
+    const mine = runs.filter((x) => x.results.scenario === 'xdp-lb').map((x) => {
+      const r = structuredClone(x.results);
+      r.headline = [...r.headline!, { name: 'lb.never', label: 'never measured', unit: 'ms', better: 'lower', value: null as unknown as number, rounds: [] }];
+      return { file: x.file, results: r };
+    });
+    const out = join(dir, 'site-null');
+    await publishSite(mine, out);
+    const html = await readFile(join(out, 'scenarios/xdp-lb.html'), 'utf8');
+    expect(html.replace(/<[^>]+>/g, '')).toMatch(/never measured \(ms\)not measured: no run has a value for it/);
+    expect(html).toContain('id="chart-0"');
+    expect(html).not.toContain('id="chart-1"');
+  });
   it('goal tally: only runs that stated the newest goal are counted; no goal, no tally', () => {
     const g = (verdict: 'met' | 'not met' | 'inconclusive', target = 10) => ({ op: '>=' as const, target, of: 'ratio' as const, verdict });
     const t = goalTally([{ x: 3, run: 'c', goal: g('inconclusive') }, { x: 1, run: 'a', goal: g('met', 5) }, { x: 2, run: 'b', goal: g('not met') }, { x: 0, run: 'z' }]);

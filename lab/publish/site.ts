@@ -231,7 +231,11 @@ async function scenarioPage(c: Ctx, scenario: string): Promise<string> {
   const all = c.runs.filter((r) => r.scenario === scenario);
   const runs = all.filter((r) => r.status !== 'error');
   const metrics = [...new Map(runs.flatMap((r) => (r.headline ?? []).map((h) => [h.name, h] as const))).values()];
-  const charts = metrics.map((m, i) => ({ id: `chart-${i}`, metric: m.name, unit: m.unit ?? '', ...trendData(runs, m.name, c.flags) }));
+  const trends = metrics.map((m, i) => ({ id: `chart-${i}`, metric: m.name, unit: m.unit ?? '', ...trendData(runs, m.name, c.flags) }));
+  // a figure no run measured (value null: its measurement failed every time) has nothing to draw;
+  // it crashed the whole site (review, session 57)
+  const charts = trends.filter((ch) => ch.meta);
+  const unmeasured = metrics.filter((m) => !charts.some((ch) => ch.metric === m.name));
   const sections = charts.map((ch) => {
     const m = ch.meta!;
     const rows = ch.series.flatMap((s) => s.points.map((p) => ({ s, p }))).sort((a, b) => b.p.x - a.p.x);
@@ -248,7 +252,8 @@ async function scenarioPage(c: Ctx, scenario: string): Promise<string> {
   const statusRows = all.slice().reverse().map((r) => `<tr><td><a href="${runHref(r, 1)}">${escapeHtml(r.runId)}</a></td><td>${escapeHtml(kernelLabel(r.environment))}</td><td>${statusBadge(r.status)}</td><td><code>${escapeHtml(shortCommit(r))}</code></td></tr>`).join('');
   const body =
     `<header><h1>${escapeHtml(scenario)}: trends</h1><div class="meta"><span>runs <b>${all.length}</b></span><span>headline figures <b>${metrics.length}</b></span></div></header>` +
-    (sections.length ? sections.join('\n') : '<p class="muted">this scenario declared no headline figures in these runs (ctx.headline)</p>') +
+    (sections.length || unmeasured.length ? sections.join('\n') : '<p class="muted">this scenario declared no headline figures in these runs (ctx.headline)</p>') +
+    unmeasured.map((m) => `<section id="${escapeHtml(safeName(m.name))}"><h2>${escapeHtml(m.label ?? m.name)} <small class="muted">(${escapeHtml(m.unit ?? '')})</small></h2><p class="summary">not measured: no run has a value for it (each run's measurement of it failed; its report says why)</p></section>`).join('\n') +
     `<section id="runs"><h2>Runs</h2><div class="tablewrap"><table><thead><tr><th>run</th><th>kernel</th><th>status</th><th>commit</th></tr></thead><tbody>${statusRows}</tbody></table></div></section>`;
   const script = charts.length ? `<script>${await chartJs()}</script>\n<script type="application/json" id="trend-data">${scriptJson(charts.map(({ id, unit, series }) => {
     // x-axis labels: dates for a long history, date and time when all runs are within days
