@@ -66,4 +66,15 @@ describe('runContext', () => {
     const b = snap(10_000, [0, 2000, 0], [[200, 'other', 1, 100]]);
     expect(runContext(a, b, 100).topOthers[0]).toEqual({ pid: 200, comm: 'other', cores: 0.1 });
   });
+  // kernel workers rename themselves between snapshots: their lifetime's CPU was counted as the
+  // run's (62 CPUs of others on 2 cores, review, session 57); a process is told by its start time
+  it('a process that renamed itself counts its run ticks only; a reused pid of the same name counts from zero', () => {
+    const a2 = snap(0, [0, 0, 0], [[200, 'kworker/1:1H', 2, 600_000]]);
+    a2.procs.get(200)!.start = '17';
+    const b = snap(10_000, [0, 2000, 0], [[200, 'kworker/1:1H-kblockd', 2, 600_010]]);
+    b.procs.get(200)!.start = '17';
+    expect(runContext(a2, b, 100).othersCores).toBe(0.01);
+    b.procs.set(200, { comm: 'kworker/1:1H', ppid: 2, ticks: 30, start: '5000' });
+    expect(runContext(a2, b, 100).othersCores).toBe(0.03);
+  });
 });

@@ -40,8 +40,8 @@ export interface Snapshot {
   at: number;
   loadavg: [number, number, number];
   cpu: CpuStat;
-  /** pid → {comm, ppid, ticks, state} (state: /proc/<pid>/stat's, e.g. 'Z' for a zombie) */
-  procs: Map<number, { comm: string; ppid: number; ticks: number; state?: string }>;
+  /** pid → {comm, ppid, ticks, state, start} (state: /proc/<pid>/stat's, e.g. 'Z' for a zombie; start: its start time, which tells a reused pid) */
+  procs: Map<number, { comm: string; ppid: number; ticks: number; state?: string; start?: string }>;
 }
 
 const read = (p: string): string | null => {
@@ -53,12 +53,12 @@ const read = (p: string): string | null => {
 };
 
 export function snapshot(): Snapshot {
-  const procs = new Map<number, { comm: string; ppid: number; ticks: number; state?: string }>();
+  const procs = new Map<number, { comm: string; ppid: number; ticks: number; state?: string; start?: string }>();
   for (const d of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     const s = read(`/proc/${d}/stat`);
     const p = s && parsePidStat(s);
-    if (p) procs.set(Number(d), { comm: p.comm, ppid: p.ppid, ticks: p.ticks, state: p.state });
+    if (p) procs.set(Number(d), { comm: p.comm, ppid: p.ppid, ticks: p.ticks, state: p.state, start: p.startTime });
   }
   return { at: Date.now(), loadavg: parseLoadavg(read('/proc/loadavg') ?? ''), cpu: parseProcStat(read('/proc/stat') ?? ''), procs };
 }
@@ -107,7 +107,12 @@ export function runContext(a: Snapshot, b: Snapshot, ours: number, hz = 100, cpu
     // bench's ping-pong partner, 0.39 CPU of "other processes" flagging a quiet machine busy)
     if (p.state === 'Z' && p.ppid === 1 && !a.procs.has(pid)) continue;
     const before = a.procs.get(pid);
-    const ticks = p.ticks - (before && before.comm === p.comm ? before.ticks : 0);
+    // the same process by its start time, not its name: kernel workers rename themselves
+    // (kworker/1:1H ↔ kworker/1:1H-kblockd), and their whole lifetime's CPU was counted as the
+    // run's (62 CPUs of others on a 2-core host: review, session 57); by name only where a
+    // snapshot has no start time
+    const same = before && (before.start && p.start ? before.start === p.start : before.comm === p.comm);
+    const ticks = p.ticks - (same ? before.ticks : 0);
     if (ticks > 0) others.push({ pid, comm: p.comm, cores: ticks / hz / seconds });
   }
   others.sort((x, y) => y.cores - x.cores);
