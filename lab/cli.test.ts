@@ -12,6 +12,9 @@ import { archFacts } from '../common/arch.ts';
 import { sampleResults } from './report/fixture.ts';
 import { REPORTS_DIR, makeOutDir } from './run.ts';
 
+/** a thread of this process that is not its main thread (V8 runs several) */
+const TID = fs.readdirSync(`/proc/${process.pid}/task`).find((t) => Number(t) !== process.pid)!;
+
 let cli = '';
 const reportsWritable = (() => {
   try {
@@ -108,6 +111,8 @@ describe('lab CLI', () => {
     // nothing); a directory with other things in it took a run's files (the reports root, /)
     [['run', 'hello-openat', '--', '--timeout', '60'], /unexpected arguments after --: --timeout 60[\s\S]*options go before --/],
     [['run', 'hello-openat', '--pid', '4194000'], /--pid 4194000: no such process/],
+    // a thread's id traced nothing (the program compares the process id) and passed
+    [['run', 'hello-openat', '--pid', TID], new RegExp(`--pid ${TID} is a thread of process ${process.pid}: openat is traced per process\\n {2}fix: --pid ${process.pid} `)],
     [['run', 'hello-openat', '--duration', '3000000'], /--duration "3000000": must be ≤ 86400/],
     [['run', 'hello-openat', '--out', path.join(REPO_ROOT, 'lab')], /--out \S+ is a directory with other things in it \(.*\): a run writes into a directory of its own/],
     [['matrix', '--kernels', 'host'], /matrix needs --scenarios/],
