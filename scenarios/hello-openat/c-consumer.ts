@@ -48,8 +48,8 @@ export async function runCConsumer(consumerBin: string, genBin: string, rate: nu
  * contract): started, measured and stopped exactly like the C consumer, so CPU per event compares
  * the two consumers and nothing of the lab's process.
  */
-export async function runTsProcess(genBin: string, rate: number, durationMs: number, openPath: string, outFile: string, coalesceMs = 5, injectDelayNs = 0, warmupMs = 0, thread: 'worker' | 'loop' = 'worker'): Promise<ConsumerRun> {
-  const env = injectDelayNs > 0 ? { ...process.env, EBPF_LAB_INJECT_DELAY_NS: String(injectDelayNs) } : undefined;
+export async function runTsProcess(genBin: string, rate: number, durationMs: number, openPath: string, outFile: string, coalesceMs = 5, injectDelayNs = 0, warmupMs = 0, thread: 'worker' | 'loop' = 'worker', progStats = false): Promise<ConsumerRun> {
+  const env = injectDelayNs > 0 || progStats ? { ...process.env, ...(injectDelayNs > 0 ? { EBPF_LAB_INJECT_DELAY_NS: String(injectDelayNs) } : {}), ...(progStats ? { EBPF_LAB_PROG_STATS: '1' } : {}) } : undefined;
   // compiled ahead of time, as the C consumer is (lab/bundle.ts bundledProgramArgv)
   const node = await bundledProgramArgv(TS_MAIN);
   return runConsumerProcess(thread === 'worker' ? 'ts' : 'ts-loop', (pid) => [...node, String(pid), String(coalesceMs), thread], genBin, rate, durationMs, openPath, outFile, { env, warmupMs });
@@ -90,7 +90,7 @@ export async function runConsumerProcess(kind: 'c' | 'c-coalesced' | 'ts' | 'ts-
     c.kill('SIGINT');
     await exited;
     const last = stderr.trim().split('\n').pop() ?? '';
-    let stats: { delivered: number; lost: number; batches: number; last_ns: number };
+    let stats: { delivered: number; lost: number; batches: number; last_ns: number; prog_run_cnt?: number; prog_run_time_ns?: number };
     try {
       stats = JSON.parse(last) as typeof stats;
     } catch {
@@ -105,6 +105,7 @@ export async function runConsumerProcess(kind: 'c' | 'c-coalesced' | 'ts' | 'ts-
       consumer: kind, targetRate: rate, gen, delivered, lost: stats.lost, batches: stats.batches, ...(warm ? { warmup: { ms: warmupMs, delivered: warmEvents } } : {}),
       deliveredPerSec: perSec(delivered, goNs, BigInt(stats.last_ns)), consumerCpuNs: cpu, cpuNsPerEvent: delivered ? cpu / delivered : null,
       timeline: timeline.map((p) => ({ t: p.t, rate: p.rate / bytesPerLine })),
+      ...(stats.prog_run_cnt !== undefined ? { progNsPerEvent: stats.prog_run_cnt ? stats.prog_run_time_ns! / stats.prog_run_cnt : null } : {}),
     };
   } finally {
     if (c.exitCode === null) c.kill('SIGKILL');

@@ -259,6 +259,9 @@ except OSError: pass`;
       const json = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8'));
       expect(json.metrics.load.delivered).toBe(json.metrics.load.gen.ops);
       expect(json.metrics.load.gen.ops).toBeGreaterThan(4900);
+      // measured in the consumer's own process, with the program's cost from its own stats
+      expect(json.metrics.load.consumer).toBe('ts');
+      expect(json.metrics.load.progNsPerEvent).toBeGreaterThan(0);
       expect(json.environment.probes['attach:tracepoint'].ok).toBe(true);
       // every run: declared headline figures and the machine's state around the run
       expect(json.headline.map((h: { name: string }) => h.name)).toEqual(['load.deliveredPerSec', 'load.lost', 'load.cpuNsPerEvent']);

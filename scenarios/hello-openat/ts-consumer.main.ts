@@ -11,7 +11,8 @@
 //        records to stdout.
 // stderr: "READY" once attached; on SIGINT/SIGTERM it stops, flushes and prints
 //         {"delivered":N,"lost":N,"batches":N,"last_ns":N} as its last line (last_ns:
-//         CLOCK_MONOTONIC of the last batch that delivered, as the C consumer's).
+//         CLOCK_MONOTONIC of the last batch that delivered, as the C consumer's), plus
+//         prog_run_cnt and prog_run_time_ns with EBPF_LAB_PROG_STATS=1.
 import { OpenatTracer } from '../../controller/hello/openat.ts';
 import { deferSignalsToCaller } from '../../controller/libbpf/lifecycle.ts';
 
@@ -21,7 +22,10 @@ if (!Number.isInteger(pid) || pid <= 0 || (coalesceArg !== undefined && !/^\d+$/
   process.stderr.write('usage: ts-consumer.main.ts PID [COALESCE_MS] [worker|loop]\n');
   process.exit(2);
 }
-const tracer = await OpenatTracer.start({ pid, coalesceMs: coalesceArg === undefined ? undefined : Number(coalesceArg) });
+// EBPF_LAB_PROG_STATS=1: the program's run count and time go into the summary (the lab's paced
+// load reports BPF ns per event beside the consumer's CPU)
+const progStats = process.env.EBPF_LAB_PROG_STATS === '1';
+const tracer = await OpenatTracer.start({ pid, coalesceMs: coalesceArg === undefined ? undefined : Number(coalesceArg), stats: progStats });
 // our stop drains and reports; the binding's own handler would close everything and exit at once
 deferSignalsToCaller();
 const stopped = new Promise<void>((resolve) => {
@@ -51,6 +55,7 @@ if (threadArg === 'worker') {
   await stopped;
 }
 const lost = tracer.lost; // read before close() drops the map
+const prog = progStats ? tracer.programStats() : undefined;
 tracer.close(); // ends writeLines after its current batch
 await done;
-process.stderr.write(`${JSON.stringify({ delivered: stats.delivered, lost, batches: stats.batches, last_ns: Number(stats.lastNs) })}\n`);
+process.stderr.write(`${JSON.stringify({ delivered: stats.delivered, lost, batches: stats.batches, last_ns: Number(stats.lastNs), ...(prog ? { prog_run_cnt: prog.runCnt, prog_run_time_ns: prog.runTimeNs } : {}) })}\n`);
