@@ -258,6 +258,14 @@ describe('lab CLI', () => {
         expect(both.code).toBe(1);
         expect(both.err).toMatch(/not valid JSON[\s\S]*nothing was re-rendered/);
         expect(fs.existsSync(path.join(dir, 'report.html'))).toBe(false);
+        // …and a directory whose running.json is no run's record, with no results.json: it was
+        // found only after the good one was re-rendered (review, session 57)
+        fs.rmSync(path.join(bad, 'results.json'));
+        fs.writeFileSync(path.join(bad, 'running.json'), '{"pid":999999}');
+        const killed = lab(['report', dir, bad]);
+        expect(killed.code).toBe(1);
+        expect(killed.err).toMatch(/-bad: no results\.json, and its running\.json holds no run's results .*: there is no report to render\n {2}fix: .*nothing was re-rendered/);
+        expect(fs.existsSync(path.join(dir, 'report.html'))).toBe(false);
       } finally {
         fs.rmSync(bad, { recursive: true, force: true });
       }

@@ -71,6 +71,12 @@ export interface Headline {
   label: string;
   unit: string;
   better: 'higher' | 'lower';
+  /**
+   * a two-sided figure: closer to this value is better, on either side (achieved ÷ target: an
+   * overshoot is as wrong as a shortfall; read as "higher is better", +25% was "improved").
+   * `better` then names the side the figure usually misses on, for readers of older tools.
+   */
+  ideal?: number;
   /** median over rounds */
   value: number;
   /** every round's value (what spread and regression checks use) */
@@ -182,6 +188,7 @@ function headlineProblem(h: unknown): string | null {
   if (!isObj(h)) return 'must be an object';
   for (const k of ['name', 'label', 'unit'] as const) if (typeof h[k] !== 'string') return `needs "${k}" (a string)`;
   if (h.better !== 'higher' && h.better !== 'lower') return `"better" must be higher or lower, not ${JSON.stringify(h.better)?.slice(0, 40)}`;
+  if (h.ideal !== undefined && (typeof h.ideal !== 'number' || !Number.isFinite(h.ideal))) return '"ideal" must be a number';
   if (h.value !== null && typeof h.value !== 'number') return '"value" must be a number (or null)';
   if (h.rounds !== undefined && !numbersOrNull(h.rounds)) return '"rounds" must be numbers';
   if (h.spread !== undefined && !(isObj(h.spread) && ['n', 'min', 'max', 'mad'].every((k) => (h.spread as Record<string, unknown>)[k] === null || typeof (h.spread as Record<string, unknown>)[k] === 'number'))) return '"spread" must hold n, min, max, mad';

@@ -219,6 +219,19 @@ export function runStillGoing(dir: string): boolean {
   }
 }
 
+/** why `dir`'s running.json is no run's record (reportKilledRun would write nothing), or null */
+export function runningRecordProblem(dir: string): string | null {
+  let rec: { pid?: unknown; results?: unknown };
+  try {
+    rec = JSON.parse(fs.readFileSync(path.join(dir, RUNNING), 'utf8'));
+  } catch (e) {
+    return `its ${RUNNING} cannot be read (${(e as NodeJS.ErrnoException).code ?? 'not valid JSON'})`;
+  }
+  if (typeof rec !== 'object' || rec === null || !Number.isInteger(rec.pid)) return `its ${RUNNING} names no process`;
+  const p = resultsProblem(rec.results);
+  return p === null ? null : `its ${RUNNING} holds no run's results (${p})`;
+}
+
 /**
  * The report of one run directory whose running.json names a dead process: 'written', 'running'
  * (its process lives), 'none' (no running.json, or results and report already there).

@@ -5,6 +5,7 @@ import { appendFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs, UsageError } from '../../common/args.ts';
 import { LabError } from '../../common/errors.ts';
+import { printable } from '../../common/printable.ts';
 import { checkOutDir, checkOutFile } from '../../common/out-dir.ts';
 import { runKey, classKey, compareRuns, type LoadedRun, DEFAULT_FLOOR, DEFAULT_K, loadRuns, markdownTable, textTable } from './compare.ts';
 
@@ -47,7 +48,8 @@ export async function compareCommand(argv: string[]): Promise<number> {
   const erred = c.filter((r) => r.results.status === 'error');
   const errLine = (r: LoadedRun) => `${r.results.runId} (${(r.results.error ?? 'no error recorded').split('\n')[0]})`;
   if (erred.length === c.length) throw new LabError(`nothing to compare: the candidate run${c.length === 1 ? '' : 's'} ended in error: ${erred.map(errLine).join('; ')}`, 'its report.html says why; compare a run that finished');
-  for (const r of erred) console.error(`warning: candidate ${errLine(r)} ended in error: its figures are not compared`);
+  // run-supplied text reaches the terminal escaped, as the table's cells do
+  for (const r of erred) console.error(printable(`warning: candidate ${errLine(r)} ended in error: its figures are not compared`));
   const candIds = new Set(c.map((r) => runKey(r.results)));
   const baseRuns = b.filter((r) => !candIds.has(runKey(r.results)));
   if (b.length && !baseRuns.length) throw new LabError('nothing to compare: the baseline runs are the candidate runs (a run is never its own baseline)', 'give earlier runs of the same scenario and kernel as the baseline');
@@ -65,7 +67,7 @@ export async function compareCommand(argv: string[]): Promise<number> {
   const ranHere = (r: { scenario: string; kernel: string; machine: string }) => finished.filter((x) => classKey(x.results) === classKey(r));
   const unmatched = rows.filter((r) => r.verdict === 'missing' && ranHere(r).length);
   const lost = unmatched.filter((r) => ranHere(r).some((x) => x.results.headline?.some((h) => h?.name === r.metric)));
-  for (const r of unmatched) console.error(`warning: ${r.scenario} on ${r.kernel}: "${r.label}" is in the baseline but ${lost.includes(r) ? 'not a number (a failed measurement)' : 'not declared'} in the candidate run${c.length === 1 ? '' : 's'}`);
+  for (const r of unmatched) console.error(printable(`warning: ${r.scenario} on ${r.kernel}: "${r.label}" is in the baseline but ${lost.includes(r) ? 'not a number (a failed measurement)' : 'not declared'} in the candidate run${c.length === 1 ? '' : 's'}`));
   // a gate that compared nothing fails: a candidate of the right scenario, kernel and machine class
   // that declares none of the baseline's figures (a `run` against a history of `bench`es, or every
   // figure renamed) compared nothing either
@@ -77,6 +79,19 @@ export async function compareCommand(argv: string[]): Promise<number> {
     const side = (v: string) => [...new Set(rows.filter((r) => r.verdict === v).map((r) => `${r.scenario} on ${r.kernel} (${r.machine})`))].join(', ') || 'none with headline figures';
     throw new LabError(`nothing to compare: no baseline run matches a candidate's scenario, kernel and machine class (candidates: ${side('new')}; baseline: ${side('missing')})`, 'compare runs of the same scenario and kernel from the same machine class');
   }
+  // a busy candidate's figures are not judged (compare.ts busyRun): said, and a gate that judged
+  // nothing because of it does not pass
+  const busy = rows.filter((r) => r.verdict === 'busy');
+  if (busy.length) {
+    const runs = [...new Set(busy.flatMap((r) => r.candidate?.runs ?? []))];
+    const why = c.find((r) => r.results.context?.busy?.length && runs.includes(r.results.runId))?.results.context?.busy?.[0];
+    console.error(printable(`warning: ${busy.length} figure${busy.length === 1 ? '' : 's'} not judged: candidate run${runs.length === 1 ? '' : 's'} ${runs.join(', ')} ran on a busy machine${why ? ` (${why})` : ''}; their figures compare only inside the run`));
+  }
+  const redefined = rows.filter((r) => r.verdict === 'redefined');
+  for (const r of redefined) console.error(printable(`warning: ${r.scenario} on ${r.kernel}: "${r.label}" changed its unit or direction since the baseline: not compared`));
+  if (p.values['fail-on-regression'] && (busy.length || redefined.length) && !rows.some((r) => r.verdict === 'ok' || r.verdict === 'regression' || r.verdict === 'improvement')) {
+    throw new LabError(`nothing judged: every figure the two sides share ${busy.length ? 'comes from a candidate run on a busy machine' : 'changed its unit or direction'}`, busy.length ? 'rerun the candidate on a quiet machine (its report\'s "Machine during the run" says what else ran)' : 'compare against a baseline of runs that measure it the same way');
+  }
   const regressions = rows.filter((r) => r.verdict === 'regression').length;
   const fmt = p.values.format ?? 'text';
   if (!b.length) console.error(`no baseline runs under ${base.join(', ')} (a first run): every figure is new, none is judged`);
@@ -86,7 +101,7 @@ export async function compareCommand(argv: string[]): Promise<number> {
   else console.log(fmt === 'markdown' ? markdownTable(rows) : textTable(rows));
   if (fmt !== 'json') {
     const machines = [...new Set(rows.map((r) => r.machine))];
-    console.log(`\n${regressions} regression${regressions === 1 ? '' : 's'}${lost.length ? `, ${lost.length} missing in the candidate` : ''} in ${rows.length} figure${rows.length === 1 ? '' : 's'} (k=${p.values.k}, default floor ${(p.values.floor! * 100).toFixed(0)}%; ${b.length} baseline, ${c.length} candidate run${c.length === 1 ? '' : 's'}; machine class${machines.length === 1 ? '' : 'es'}: ${machines.join('; ') || '—'})`);
+    console.log('\n' + printable(`${regressions} regression${regressions === 1 ? '' : 's'}${lost.length ? `, ${lost.length} missing in the candidate` : ''} in ${rows.length} figure${rows.length === 1 ? '' : 's'} (k=${p.values.k}, default floor ${(p.values.floor! * 100).toFixed(0)}%; ${b.length} baseline, ${c.length} candidate run${c.length === 1 ? '' : 's'}; machine class${machines.length === 1 ? '' : 'es'}: ${machines.join('; ') || '—'})`));
   }
   if (p.values.summary) {
     const md = `### Benchmark comparison\n\n${rows.length ? markdownTable(rows) : '_no headline figures_'}\n\n${regressions} regression(s)${lost.length ? `, ${lost.length} missing in the candidate` : ''} in ${rows.length} figure(s).\n`;

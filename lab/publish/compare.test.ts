@@ -38,6 +38,51 @@ describe('compareRuns', () => {
     expect(compareRuns(up.slice(0, 19), up.slice(19))[0]!.verdict).toBe('improvement');
   });
 
+  // review, session 57: an overshoot of a two-sided figure (achieved ÷ target) read as "improved"
+  it('a figure with an ideal: moving away from it on either side is a regression, towards it an improvement', () => {
+    const at = (seed: number, v: number) => history(seed, { better: 'higher', n: 6 }).map((r) => {
+      const x = structuredClone(r);
+      x.results.headline = [{ ...x.results.headline![0]!, ideal: 1, value: v, rounds: [v * 0.999, v, v * 1.001] }];
+      return x;
+    });
+    const base = at(5, 1.0).slice(0, 5);
+    expect(compareRuns(base, at(6, 1.25).slice(5))[0]!.verdict).toBe('regression');
+    expect(compareRuns(base, at(7, 0.8).slice(5))[0]!.verdict).toBe('regression');
+    expect(compareRuns(at(8, 0.8).slice(0, 5), at(9, 0.99).slice(5))[0]!.verdict).toBe('improvement');
+    expect(textTable(compareRuns(base, at(6, 1.25).slice(5)))).toContain('closer to 1 is better');
+  });
+
+  it('a busy candidate is not judged (its change shown); busy runs leave a baseline that has quiet ones', () => {
+    const h = history(10, { step: 0.3, stepAt: 19 });
+    const busy = (r: LoadedRun) => {
+      const x = structuredClone(r);
+      x.results.context = { ...x.results.context!, busy: ['other processes used 1.04 CPUs on average (qemu 1.04)'] };
+      return x;
+    };
+    const row = compareRuns(h.slice(0, 19), h.slice(19).map(busy))[0]!;
+    expect(row.verdict).toBe('busy');
+    expect(row.change!).toBeGreaterThan(0.2);
+    // a busy night of +30% in the baseline is left out while quiet ones exist: the quiet candidate is within noise
+    const base = [...h.slice(0, 18), busy(h[19]!)];
+    const quietCand = history(10, {}).slice(18, 19);
+    expect(compareRuns(base, quietCand)[0]!.verdict).toBe('ok');
+    expect(compareRuns(base, quietCand)[0]!.baseline!.runs).not.toContain(h[19]!.results.runId);
+  });
+
+  it('a figure whose unit or direction changed is not compared with the old runs', () => {
+    const h = history(11, {});
+    const us = (r: LoadedRun) => {
+      const x = structuredClone(r);
+      x.results.headline = [{ ...x.results.headline![0]!, unit: 'us', value: x.results.headline![0]!.value * 1000, rounds: x.results.headline![0]!.rounds!.map((v) => v * 1000) }];
+      return x;
+    };
+    expect(compareRuns(h.slice(0, 19), h.slice(19).map(us))[0]!.verdict).toBe('redefined');
+    // within the baseline, runs of the old definition leave it
+    const rows = compareRuns([...h.slice(0, 10), ...h.slice(10, 19).map(us)], h.slice(19).map(us));
+    expect(rows[0]!.verdict).toBe('ok');
+    expect(rows[0]!.baseline!.n).toBe(9 * 10);
+  });
+
   it('flags the step on every night after it in a rolling history (window of previous nights)', () => {
     const h = history(4, { step: 0.1, stepAt: 10 });
     const flags = flagHistory(h, { window: 5 });

@@ -14,7 +14,7 @@ import { LabError } from '../../common/errors.ts';
 import { UsageError } from '../../common/args.ts';
 import { resultsProblem, type Environment, type Headline, type Results } from '../results.ts';
 import { mad, median } from '../stats.ts';
-import { formatNumber } from '../report/html.ts';
+import { betterText, formatNumber } from '../report/html.ts';
 import { oneLine, printable } from '../../common/printable.ts';
 
 /** smallest relative change counted as a regression when a headline declares no regressionFloor */
@@ -94,7 +94,15 @@ export function samples(h: Headline): number[] {
  */
 export const runKey = (r: Pick<Results, 'runId' | 'startedAt'>) => `${r.runId}\u0000${r.startedAt}`;
 
-export type Verdict = 'regression' | 'improvement' | 'ok' | 'new' | 'missing';
+export type Verdict = 'regression' | 'improvement' | 'ok' | 'busy' | 'redefined' | 'new' | 'missing';
+
+/**
+ * A run the runner flagged busy (others held CPUs, or steal): its report says its figures compare
+ * only inside the run. A busy candidate is not judged (verdict busy, its change still shown), and
+ * busy runs leave a baseline that has quiet ones: a busy 1-round run against a quiet one read as a
+ * +96% REGRESSION on the site's front page (review, session 57).
+ */
+export const busyRun = (r: Results) => (r.context?.busy?.length ?? 0) > 0;
 
 export interface Comparison {
   scenario: string;
@@ -104,6 +112,8 @@ export interface Comparison {
   label: string;
   unit: string;
   better: 'higher' | 'lower';
+  /** closer to it is better (Headline.ideal) */
+  ideal?: number;
   baseline?: { median: number; mad: number; n: number; runs: string[] };
   candidate?: { median: number; mad: number; n: number; runs: string[] };
   /** (candidate − baseline) / |baseline| */
@@ -125,6 +135,9 @@ interface Group {
   runMedians: number[];
 }
 
+/** what a figure's numbers mean beside its name: unit, direction, ideal */
+const definition = (h: Headline) => JSON.stringify([h.unit ?? '', h.better, h.ideal ?? null]);
+
 const keyOf = (scenario: string, kernel: string, machine: string, metric: string) => JSON.stringify([scenario, kernel, machine, metric]);
 
 /** what figures compare within: scenario + kernel + machine class, of a run or of a comparison row */
@@ -137,7 +150,7 @@ export function usable(r: Results): boolean {
   return r.status !== 'error' && Array.isArray(r.headline) && r.headline.length > 0;
 }
 
-function group(runs: LoadedRun[], window?: number): Map<string, Group> {
+function group(runs: LoadedRun[], window?: number): Map<string, Group & { busy: boolean }> {
   const byKey = new Map<string, { g: Group; entries: { run: LoadedRun; h: Headline }[] }>();
   for (const run of runs) {
     const r = run.results;
@@ -152,16 +165,24 @@ function group(runs: LoadedRun[], window?: number): Map<string, Group> {
       e.entries.push({ run, h });
     }
   }
-  const out = new Map<string, Group>();
-  for (const [k, { g, entries }] of byKey) {
+  const out = new Map<string, Group & { busy: boolean }>();
+  for (const [k, { g, entries: all }] of byKey) {
+    // quiet runs only, where there are any (see busyRun); a baseline of busy runs alone is still
+    // one (a first night it is not), and a busy candidate is marked
+    const quiet = all.filter((e) => !busyRun(e.run.results));
+    let entries = quiet.length ? quiet : all;
     // newest last; with a window only the newest `window` runs form the baseline
     entries.sort((a, b) => a.run.results.startedAt.localeCompare(b.run.results.startedAt));
+    // a figure whose unit or direction changed is another figure: only runs of the newest one's
+    // definition (ms against µs read as +99,900%: review, session 57)
+    const newest = definition(entries[entries.length - 1]!.h);
+    entries = entries.filter((e) => definition(e.h) === newest);
     const kept = window ? entries.slice(-window) : entries;
     g.h = kept[kept.length - 1]!.h;
     g.runs = kept.map((e) => e.run);
     g.values = kept.flatMap((e) => samples(e.h));
     g.runMedians = kept.map((e) => samples(e.h)).filter((x) => x.length).map((x) => median(x));
-    out.set(k, g);
+    out.set(k, { ...g, busy: !quiet.length });
   }
   return out;
 }
@@ -177,12 +198,13 @@ export function compareRuns(baseline: LoadedRun[], candidate: LoadedRun[], opts:
     const c = cand.get(key);
     const g = (c ?? b)!;
     const floor = typeof g.h.regressionFloor === 'number' && g.h.regressionFloor >= 0 ? g.h.regressionFloor : (opts.defaultFloor ?? DEFAULT_FLOOR);
-    const row: Comparison = { scenario: g.scenario, kernel: g.kernel, machine: g.machine, metric: g.h.name, label: g.h.label ?? g.h.name, unit: g.h.unit ?? '', better: g.h.better === 'higher' ? 'higher' : 'lower', floor, verdict: 'ok' };
+    const row: Comparison = { scenario: g.scenario, kernel: g.kernel, machine: g.machine, metric: g.h.name, label: g.h.label ?? g.h.name, unit: g.h.unit ?? '', better: g.h.better === 'higher' ? 'higher' : 'lower', ...(typeof g.h.ideal === 'number' ? { ideal: g.h.ideal } : {}), floor, verdict: 'ok' };
     const stat = (x: Group) => ({ median: median(x.values), mad: mad(x.values), n: x.values.length, runs: x.runs.map((r) => r.results.runId) });
     if (b?.values.length) row.baseline = stat(b);
     if (c?.values.length) row.candidate = stat(c);
     if (!row.candidate) row.verdict = 'missing';
     else if (!row.baseline) row.verdict = 'new';
+    else if (definition(b!.h) !== definition(c!.h)) row.verdict = 'redefined';
     else {
       const bm = row.baseline.median;
       const diff = row.candidate.median - bm;
@@ -194,12 +216,12 @@ export function compareRuns(baseline: LoadedRun[], candidate: LoadedRun[], opts:
       const beyond = bm === 0 ? Math.abs(diff) > k * se : Math.abs(change) > threshold;
       row.change = change;
       row.threshold = threshold;
-      const worse = (row.better === 'lower' ? diff : -diff) > 0;
-      row.verdict = !beyond || diff === 0 ? 'ok' : worse ? 'regression' : 'improvement';
+      const worse = row.ideal !== undefined ? Math.abs(row.candidate.median - row.ideal) > Math.abs(bm - row.ideal) : (row.better === 'lower' ? diff : -diff) > 0;
+      row.verdict = c!.busy ? 'busy' : !beyond || diff === 0 ? 'ok' : worse ? 'regression' : 'improvement';
     }
     rows.push(row);
   }
-  const order: Record<Verdict, number> = { regression: 0, improvement: 1, ok: 2, new: 3, missing: 4 };
+  const order: Record<Verdict, number> = { regression: 0, improvement: 1, ok: 2, busy: 3, redefined: 4, new: 5, missing: 6 };
   return rows.sort((a, b) => order[a.verdict] - order[b.verdict] || a.scenario.localeCompare(b.scenario) || a.kernel.localeCompare(b.kernel) || a.metric.localeCompare(b.metric));
 }
 
@@ -304,12 +326,12 @@ export function formatChange(c: number | undefined): string {
   return `${c >= 0 ? '+' : '−'}${(Math.abs(c) * 100).toFixed(1)}%`;
 }
 
-export const VERDICT_TEXT: Record<Verdict, string> = { regression: 'REGRESSION', improvement: 'improved', ok: 'within noise', new: 'new (no baseline)', missing: 'missing in candidate' };
+export const VERDICT_TEXT: Record<Verdict, string> = { regression: 'REGRESSION', improvement: 'improved', ok: 'within noise', busy: 'not judged (busy machine)', redefined: 'not compared: its unit or direction changed', new: 'new (no baseline)', missing: 'missing in candidate' };
 
 /** the comparison as rows of cells: metric, baseline, candidate, change, verdict */
 export function comparisonRows(rows: Comparison[]): string[][] {
   return rows.map((r) => [
-    `${r.scenario} · ${r.kernel} · ${r.label}${r.unit ? ` [${r.unit}]` : ''} (${r.better} is better)`,
+    `${r.scenario} · ${r.kernel} · ${r.label}${r.unit ? ` [${r.unit}]` : ''} (${betterText(r)})`,
     r.baseline ? `${formatValue(r.baseline.median)} ± ${formatValue(r.baseline.mad)} (n=${r.baseline.n})` : '—',
     r.candidate ? `${formatValue(r.candidate.median)} ± ${formatValue(r.candidate.mad)} (n=${r.candidate.n})` : '—',
     r.change === undefined ? '—' : `${formatChange(r.change)} (limit ${Number.isFinite(r.threshold) ? `${(r.threshold! * 100).toFixed(1)}%` : 'noise'})`,

@@ -9,7 +9,7 @@ import { createRequire } from 'node:module';
 import { mkdir, readFile, rename, rm, stat, writeFile, readdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { UsageError } from '../../common/args.ts';
-import { CSS, escapeHtml, formatNumber, statusBadge } from '../report/html.ts';
+import { betterText, CSS, escapeHtml, formatNumber, statusBadge } from '../report/html.ts';
 import { renderReport } from '../report/index.ts';
 import type { Headline, Results } from '../results.ts';
 import { comparisonRows, flagHistory, runKey, formatChange, kernelLabel, machineClass, VERDICT_TEXT, type Comparison, type LoadedRun } from './compare.ts';
@@ -83,7 +83,7 @@ const scenarioHref = (s: string, depth: number) => `${'../'.repeat(depth)}scenar
 
 function verdictHtml(c: Comparison | undefined): string {
   if (!c) return '';
-  const text = c.verdict === 'ok' || c.verdict === 'regression' || c.verdict === 'improvement' ? `${VERDICT_TEXT[c.verdict]} ${formatChange(c.change)}` : VERDICT_TEXT[c.verdict];
+  const text = c.verdict === 'ok' || c.verdict === 'regression' || c.verdict === 'improvement' || c.verdict === 'busy' ? `${VERDICT_TEXT[c.verdict]} ${formatChange(c.change)}` : VERDICT_TEXT[c.verdict];
   return `<span class="verdict ${c.verdict}" title="limit ${c.threshold !== undefined && Number.isFinite(c.threshold) ? (c.threshold * 100).toFixed(1) + '%' : '—'}">${escapeHtml(text)}</span>`;
 }
 
@@ -240,7 +240,7 @@ async function scenarioPage(c: Ctx, scenario: string): Promise<string> {
     const m = ch.meta!;
     const rows = ch.series.flatMap((s) => s.points.map((p) => ({ s, p }))).sort((a, b) => b.p.x - a.p.x);
     return (
-      `<section id="${escapeHtml(safeName(ch.metric))}"><h2>${escapeHtml(m.label ?? m.name)} <small class="muted">(${escapeHtml(m.unit ?? '')}, ${escapeHtml(m.better)} is better)</small></h2>` +
+      `<section id="${escapeHtml(safeName(ch.metric))}"><h2>${escapeHtml(m.label ?? m.name)} <small class="muted">(${escapeHtml(m.unit ?? '')}, ${escapeHtml(betterText(m))})</small></h2>` +
       `<div class="chartbox"><canvas id="${ch.id}" role="img" aria-label="${escapeHtml(`${m.label ?? m.name} over time, one line per kernel`)}"></canvas></div>` +
       `<p class="summary">line: median per run; band: min–max over its rounds; red triangle: regression against the runs before it. Click a point to open its run.</p>` +
       goalSummary(ch.series) +

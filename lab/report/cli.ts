@@ -22,8 +22,14 @@ export async function reportCommand(argv: string[]): Promise<number> {
     if (fs.existsSync(path.join(dir, 'running.json'))) {
       const { runStillGoing } = await import('../run.ts');
       if (runStillGoing(dir)) throw stillGoing(dir);
-      // a killed run's report is written from its running.json (and a finished guest's results)
-      if (!fs.existsSync(path.join(dir, 'results.json'))) continue;
+      // a killed run's report is written from its running.json (and a finished guest's results);
+      // one that is no run's record wrote nothing after the others were re-rendered (review, session 57)
+      if (!fs.existsSync(path.join(dir, 'results.json'))) {
+        const { runningRecordProblem } = await import('../run.ts');
+        const problem = runningRecordProblem(dir);
+        if (problem) throw new LabError(`${dir}: no results.json, and ${problem}: there is no report to render`, `pass run directories written by pnpm lab run|bench|matrix${p.positionals.length > 1 ? '; nothing was re-rendered' : ''}`);
+        continue;
+      }
     }
     try {
       await rerenderReport(dir, { checkOnly: true });

@@ -166,3 +166,6 @@ ${bodyHtml}
 </html>
 `;
 }
+
+/** "higher is better", or "closer to 1 is better" for a two-sided figure (Headline.ideal) */
+export const betterText = (h: { better: string; ideal?: number }) => (typeof h.ideal === 'number' ? `closer to ${formatNumber(h.ideal)} is better` : `${h.better} is better`);

@@ -8,7 +8,7 @@ import { oneLine } from '../../common/printable.ts';
 import { writeFileAtomic } from '../../common/state-file.ts';
 import { resultsProblem, type Block, type Check, type Environment, type Headline, type Results, type RunContext, type Section } from '../results.ts';
 import { CHART_HEIGHT, CHART_WIDTH, chartPng, type ChartBlock } from './chart.ts';
-import { cellHtml, escapeHtml, formatBytes, formatDuration, formatNumber, htmlPage, kvTable, statusBadge, valueHtml } from './html.ts';
+import { betterText, cellHtml, escapeHtml, formatBytes, formatDuration, formatNumber, htmlPage, kvTable, statusBadge, valueHtml } from './html.ts';
 
 export { chartPng, chartFont, CHART_WIDTH, CHART_HEIGHT, PIXEL_RATIO, type ChartBlock } from './chart.ts';
 export { escapeHtml, htmlPage, formatNumber, formatBytes, formatDuration, cellHtml, kvTable, statusBadge } from './html.ts';
@@ -169,7 +169,7 @@ export function headlineHtml(hs: Headline[] | undefined): string {
     const goal = h.goal
       ? `${escapeHtml(`${h.goal.of === 'ratio' ? 'ratio' : 'value'} ${h.goal.op === '<=' ? '≤' : '≥'} ${formatNumber(h.goal.target)}`)}${h.goal.verdict ? ` ${statusBadge(h.goal.verdict === 'met' ? 'pass' : h.goal.verdict === 'not met' ? 'fail' : 'unsupported').replace(/>(pass|fail|unsupported)</, () => `>${escapeHtml(h.goal!.verdict!)}<`)}` : ''}${h.goal.detail ? `<br><span class="muted">${escapeHtml(h.goal.detail)}</span>` : ''}`
       : '<span class="muted">—</span>';
-    return `<tr><td><b>${escapeHtml(h.label)}</b><br><code class="muted">${escapeHtml(h.name)}</code> <span class="muted">(${escapeHtml(String(h.better))} is better)</span></td>` +
+    return `<tr><td><b>${escapeHtml(h.label)}</b><br><code class="muted">${escapeHtml(h.name)}</code> <span class="muted">(${escapeHtml(betterText(h))})</span></td>` +
       `<td class="num"><b>${escapeHtml(fmtV(h.value, h.unit))}</b></td><td>${escapeHtml(spreadText(h.spread, h.unit))}</td><td>${cmp}</td><td>${ratio}</td><td>${goal}</td></tr>`;
   });
   return `<div class="tablewrap"><table class="headline"><thead><tr><th>figure</th><th>median</th><th>spread over rounds</th><th>compared with</th><th>ratio (per round, median)</th><th>goal</th></tr></thead><tbody>${rows.join('')}</tbody></table></div>`;
