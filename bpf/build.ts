@@ -45,7 +45,8 @@ async function vmlinuxH(log: (s: string) => void): Promise<string> {
   const { execa } = await import('execa');
   fs.mkdirSync(OUT_DIR, { recursive: true });
   const r = await execa('bpftool', ['btf', 'dump', 'file', VMLINUX_BTF, 'format', 'c'], { reject: false, maxBuffer: 1 << 30 });
-  if (r.exitCode !== 0) throw new LabError(`bpftool btf dump failed: ${r.stderr}`, 'pnpm lab setup (installs bpftool)');
+  notInstalled(r, 'bpftool');
+  if (r.exitCode !== 0) throw new LabError(`bpftool btf dump failed: ${r.stderr.trim() || `exit ${r.exitCode}`}`, 'pnpm lab setup (installs bpftool)');
   // per-process temporary names (writeFileAtomic): two builds at once (two runs on a fresh clone,
   // a matrix's parallel cells) wrote one .tmp together and one renamed it from under the other
   writeFileAtomic(out, r.stdout);
@@ -67,11 +68,22 @@ export async function compile(src: string, obj: string, defines: string[] = []):
   );
   if (cc.exitCode !== 0) {
     fs.rmSync(tmp, { force: true });
+    notInstalled(cc, 'clang');
     throw new LabError(`compiling ${path.relative(process.cwd(), src)} failed:\n${cc.all}`, 'fix the C error above (pnpm lab setup installs clang and libbpf-dev if they are missing)');
   }
   // keep .BTF/.BTF.ext (CO-RE and our codecs need them), drop DWARF
-  await execa('llvm-strip', ['-g', tmp]);
+  const strip = await execa('llvm-strip', ['-g', tmp], { reject: false, all: true });
+  if (strip.exitCode !== 0) {
+    fs.rmSync(tmp, { force: true });
+    notInstalled(strip, 'llvm-strip');
+    throw new LabError(`llvm-strip of ${path.basename(obj)} failed: ${strip.all?.trim() || `exit ${strip.exitCode}`}`, 'pnpm lab setup (installs llvm)');
+  }
   fs.renameSync(tmp, obj);
+}
+
+/** a tool that is not there said as such: clang's "error above" was empty (review, session 57) */
+function notInstalled(r: { code?: string; exitCode?: number }, tool: string): void {
+  if (r.code === 'ENOENT') throw new LabError(`${tool} is not installed (not found on PATH): the BPF objects cannot be built`, 'pnpm lab setup (as root) installs clang, llvm, bpftool and libbpf-dev');
 }
 
 export interface BuildResult {
@@ -125,7 +137,9 @@ export async function buildCommand(argv: string[]): Promise<number> {
   // names are checked before anything is built; a scenario's name (hello-openat) names its object
   const { suggest, UsageError } = await import('../common/args.ts');
   const have = sources();
-  const only = p.positionals.map((n) => {
+  const only = p.positionals.map((given) => {
+    // a file's path names its object too (bpf/xdp_lb.bpf.c, xdp_lb.bpf.o)
+    const n = path.basename(given).replace(/\.bpf\.[co]$/, '');
     if (have.includes(n)) return n;
     if (have.includes(n.replaceAll('-', '_'))) return n.replaceAll('-', '_');
     const near = suggest(n, have);

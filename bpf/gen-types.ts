@@ -6,13 +6,33 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { BpfObject, Btf, Kind, mapTypeName, type BtfType } from '../controller/libbpf/index.ts';
-import { GEN_DIR } from '../common/paths.ts';
+import { GEN_DIR, OUT_DIR } from '../common/paths.ts';
 import { writeFileAtomic } from '../common/state-file.ts';
 
 let vmlinux: Btf | null | undefined;
+let headerNames: Set<string> | undefined;
+
+/**
+ * Is this a kernel type (skipped: the object uses it, it does not define it)? By the running
+ * kernel's BTF; on a build machine without one, by the vmlinux.h the objects were compiled against
+ * (the build's own fix for that case), else kernel structs such as trace_entry went into
+ * bpf/gen/*.ts and changed committed files (review, session 57).
+ */
+function kernelType(name: string, kind: Kind): boolean {
+  if (vmlinux === undefined) vmlinux = Btf.vmlinux();
+  if (vmlinux) return vmlinux.findByName(name, kind) > 0;
+  if (headerNames === undefined) {
+    headerNames = new Set();
+    let h = '';
+    try {
+      h = fs.readFileSync(path.join(OUT_DIR, 'vmlinux.h'), 'utf8');
+    } catch { /* none: every type is the object's */ }
+    for (const m of h.matchAll(/^(struct|union|enum) (\w+) \{/gm)) headerNames.add(`${m[1]} ${m[2]}`);
+  }
+  return headerNames.has(`${kind === Kind.STRUCT ? 'struct' : kind === Kind.UNION ? 'union' : 'enum'} ${name}`);
+}
 
 export function renderTypes(name: string, objPath: string): string {
-  if (vmlinux === undefined) vmlinux = Btf.vmlinux();
   const obj = BpfObject.open(objPath);
   try {
     const btf = obj.btf;
@@ -26,7 +46,7 @@ export function renderTypes(name: string, objPath: string): string {
     for (const kind of [Kind.STRUCT, Kind.UNION]) {
       for (const t of btf.named(kind)) {
         if (seen.has(t.name)) continue;
-        if (vmlinux && vmlinux.findByName(t.name, kind) > 0) continue;
+        if (kernelType(t.name, kind)) continue;
         seen.add(t.name);
         const codec = btf.codec(t.id);
         out.push(`/** struct ${t.name}: ${t.size} bytes */`);
@@ -45,8 +65,7 @@ export function renderTypes(name: string, objPath: string): string {
 
 /** the object's own enums (not the kernel's) */
 function enumsOf(btf: Btf): BtfType[] {
-  if (vmlinux === undefined) vmlinux = Btf.vmlinux();
-  return [...btf.named(Kind.ENUM)].filter((t) => !(vmlinux && vmlinux.findByName(t.name, Kind.ENUM) > 0));
+  return [...btf.named(Kind.ENUM)].filter((t) => !kernelType(t.name, Kind.ENUM));
 }
 
 /**
