@@ -1,7 +1,7 @@
 // The argument layer and the probe-table reconciliation: pure logic, no root needed.
 import { describe, expect, it } from 'vitest';
 import { editDistance, parseArgs, suggest, toArgv, UsageError } from '../common/args.ts';
-import { reconcile } from './probes.ts';
+import { formatProbeTable, reconcile } from './probes.ts';
 
 const spec = {
   usage: 'pnpm lab x',
@@ -170,5 +170,19 @@ describe('probe table', () => {
     const ok = { 'attach:lsm': { ok: true }, 'BPF LSM in boot LSMs': { ok: true, detail: 'lsm=bpf' } };
     reconcile(ok);
     expect((ok as Record<string, { ok: boolean }>)['BPF LSM usable']!.ok).toBe(true);
+  });
+  // review, session 57: doctor led with 38 rows in probe order; not root, it said "no" for what it
+  // never tried
+  it('the table leads with what is missing; what was not probed is neither usable nor missing', () => {
+    const t: Record<string, { ok: boolean; detail?: string }> = {
+      'kernel BTF': { ok: true },
+      'attach:lsm': { ok: false, detail: 'not probed: needs root' },
+      'attach:kprobe': { ok: false, detail: 'ENOENT' },
+      'BPF LSM in boot LSMs': { ok: true, detail: 'lsm=bpf' },
+    };
+    reconcile(t);
+    expect(t['BPF LSM usable']).toEqual({ ok: false, detail: 'not probed: needs root (bpf is listed in the boot LSMs: lsm=bpf)' });
+    const lines = formatProbeTable(t, '6.18.0').split('\n');
+    expect(lines[1]).toBe('  2 of 5 usable; not here: attach:kprobe (a scenario that needs one reports "unsupported" with the evidence below); 2 not probed');
   });
 });

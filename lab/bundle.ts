@@ -7,6 +7,7 @@
 // module via import.meta.url. A bundle would move every module to its chunk's location, so the
 // plugin below pins each module's import.meta.url to its source file's URL. The bundle is a cache
 // of this checkout (absolute paths inside): git-ignored, rebuilt when any source is newer.
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -27,10 +28,25 @@ function distDir(): string {
     fs.accessSync(fs.existsSync(inRepo) ? inRepo : path.dirname(inRepo), fs.constants.W_OK);
     return inRepo;
   } catch {
-    const dir = path.join(os.tmpdir(), `ebpf-lab-dist-${os.userInfo().uid}`);
+    // per checkout too: a second clone's run used the first one's directory, and once that clone
+    // was gone its dangling node_modules link failed every run with EEXIST (review, session 57)
+    const dir = path.join(os.tmpdir(), `ebpf-lab-dist-${os.userInfo().uid}-${createHash('sha256').update(REPO_ROOT).digest('hex').slice(0, 8)}`);
     fs.mkdirSync(dir, { recursive: true });
     const nm = path.join(dir, 'node_modules');
-    if (!fs.existsSync(nm)) fs.symlinkSync(path.join(REPO_ROOT, 'node_modules'), nm);
+    const want = path.join(REPO_ROOT, 'node_modules');
+    let have: string | null = null;
+    try {
+      have = fs.readlinkSync(nm);
+    } catch { /* none yet */ }
+    if (have !== want) {
+      fs.rmSync(nm, { force: true });
+      try {
+        fs.symlinkSync(want, nm);
+      } catch (e) {
+        // another process of this user made it at the same moment
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      }
+    }
     return dir;
   }
 }

@@ -79,15 +79,30 @@ export async function probeKernel(opts: { kvm?: boolean; onPhase?: (phase: strin
     t['JIT'] = { ok: false, detail: 'no /proc/sys/net/core/bpf_jit_enable' };
   }
   phase('libbpf probes of program and map types, helpers');
+  // not root: every load is refused (unprivileged_bpf_disabled), which libbpf's type probes read as
+  // "not supported" and its helper probe as "yes" (review, session 57)
+  const unprobed = root ? null : { ok: false, detail: 'not probed: needs root' };
   for (const [k, v] of Object.entries(PROG_TYPES)) {
+    if (unprobed) {
+      t[k] = unprobed;
+      continue;
+    }
     const r = libbpf.libbpf_probe_bpf_prog_type(v, null);
     t[k] = { ok: r === 1, detail: r === 1 ? undefined : r === 0 ? 'not supported' : `probe failed (${r})` };
   }
   for (const [k, v] of Object.entries(MAP_TYPES)) {
+    if (unprobed) {
+      t[k] = unprobed;
+      continue;
+    }
     const r = libbpf.libbpf_probe_bpf_map_type(v, null);
     t[k] = { ok: r === 1, detail: r === 1 ? undefined : r === 0 ? 'not supported' : `probe failed (${r})` };
   }
   for (const [k, pt, h] of HELPERS) {
+    if (unprobed) {
+      t[k] = unprobed;
+      continue;
+    }
     const r = libbpf.libbpf_probe_bpf_helper(pt, h, null);
     t[k] = { ok: r === 1, detail: r === 1 ? undefined : r === 0 ? 'not available' : `probe failed (${r})` };
   }
@@ -192,7 +207,10 @@ export async function probeKernel(opts: { kvm?: boolean; onPhase?: (phase: strin
     try {
       const { probeKvm } = await import('./vm/index.ts');
       const k = await probeKvm();
-      t['KVM usable'] = { ok: k.ok, detail: k.note };
+      // a verdict kept for a day was printed as if just probed
+      const age = Date.now() - Date.parse(k.at);
+      const cached = k.ms > 0 && age > 60_000 ? ` (probed ${age < 3600_000 ? `${Math.round(age / 60_000)} min` : `${(age / 3600_000).toFixed(1)} h`} ago, kept for a day; pnpm lab vm probe-kvm --force probes again)` : '';
+      t['KVM usable'] = { ok: k.ok, detail: `${k.note}${cached}` };
     } catch (e) {
       t['KVM usable'] = { ok: false, detail: short(e) };
     }
@@ -217,17 +235,53 @@ export function reconcile(t: ProbeTable): void {
   }
   if (listed) {
     // "active" means programs can be attached, not only that the LSM is listed
-    t['BPF LSM usable'] = listed.ok && lsmTrial?.ok
+    t['BPF LSM usable'] = listed.ok && /^not probed/.test(lsmTrial?.detail ?? '')
+      ? { ok: false, detail: `not probed: needs root (bpf is listed in the boot LSMs: ${listed.detail})` }
+      : listed.ok && lsmTrial?.ok
       ? { ok: true, detail: `${listed.detail}; an lsm program loaded and attached` }
       : !listed.ok
         ? { ok: false, detail: `bpf is not in the boot LSMs (${listed.detail}); boot with lsm=…,bpf` }
         : { ok: false, detail: `bpf is listed in the boot LSMs (${listed.detail}) but LSM programs cannot be used: ${lsmTrial?.detail ?? 'not probed'}${/EPERM|not permitted/i.test(lsmTrial?.detail ?? '') ? ' (likely: the host or its hypervisor forbids loading tracing/LSM programs, e.g. lockdown or a sandbox policy)' : ''}` };
   }
+  // what a refusal means, with the machine's evidence (an ENOENT on kprobe/vfs_read read as if
+  // vfs_read were missing)
+  const vmHint = process.env.EBPF_LAB_IN_VM === '1' ? '' : "; the lab's VM kernels have them (--kernel 6.1)";
+  const kp = t['attach:kprobe'];
+  if (kp && !kp.ok && /ENOENT/.test(kp.detail ?? '') && !/kprobe events/.test(kp.detail ?? '')) {
+    const pmu = fs.existsSync('/sys/bus/event_source/devices/kprobe');
+    const events = ['/sys/kernel/tracing/kprobe_events', '/sys/kernel/debug/tracing/kprobe_events'].some((f) => fs.existsSync(f));
+    if (!pmu && !events) t['attach:kprobe'] = { ok: false, detail: `${kp.detail}: this kernel has no kprobe events (no /sys/bus/event_source/devices/kprobe, no kprobe_events in tracefs: CONFIG_KPROBE_EVENTS off), whatever the function${vmHint}` };
+  }
+  const lockdown = lockdownMode();
+  for (const key of ['attach:fentry', 'attach:lsm']) {
+    const r = t[key];
+    if (r && !r.ok && /EPERM|not permitted/i.test(r.detail ?? '') && !/forbids/.test(r.detail ?? '')) {
+      t[key] = { ok: false, detail: `${r.detail}: as root, so the host or its hypervisor forbids loading tracing programs (lockdown=${lockdown ?? 'unknown'}; a sandbox policy)${vmHint}` };
+    }
+  }
 }
 
 export function formatProbeTable(t: ProbeTable, release = os.release()): string {
   const w = Math.max(...Object.keys(t).map((k) => k.length));
-  const lines = [`BPF feature probes on ${release}${process.getuid?.() === 0 ? '' : ' (not root: attach trials skipped)'}`];
+  const root = process.getuid?.() === 0;
+  // the verdict first: what is missing here, then every row
+  const entries = Object.entries(t);
+  const missing = entries.filter(([, v]) => !v.ok && !/^not probed/.test(v.detail ?? '')).map(([k]) => k);
+  const unprobed = entries.filter(([, v]) => /^not probed/.test(v.detail ?? '')).length;
+  const lines = [
+    `BPF feature probes on ${release}${root ? '' : ' (not root: loads and attach trials skipped; run as root for verdicts)'}`,
+    `  ${entries.length - missing.length - unprobed} of ${entries.length} usable${missing.length ? `; not here: ${missing.join(', ')} (a scenario that needs one reports "unsupported" with the evidence below)` : ''}${unprobed ? `; ${unprobed} not probed` : ''}`,
+    '',
+  ];
   for (const [k, v] of Object.entries(t)) lines.push(`  ${v.ok ? 'yes' : ' no'}  ${k.padEnd(w)}  ${v.detail ?? ''}`.trimEnd());
   return lines.join('\n');
+}
+
+/** /sys/kernel/security/lockdown's mode in force (none, integrity, confidentiality), if readable */
+function lockdownMode(): string | undefined {
+  try {
+    return /\[(\w+)\]/.exec(fs.readFileSync('/sys/kernel/security/lockdown', 'utf8'))?.[1];
+  } catch {
+    return undefined;
+  }
 }
