@@ -6,6 +6,13 @@ set -euo pipefail
 caller_cwd=$PWD
 cd "$(dirname "$(readlink -f "$0")")"
 
+# Node ≥ 20 and npm are the one thing the lab does not install (bookworm's own nodejs is 18)
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$node_major" -lt 20 ] || ! command -v npm >/dev/null 2>&1; then
+  echo "error: the lab needs Node.js 20 or newer with npm on PATH (found: $(node --version 2>/dev/null || echo none))" >&2
+  echo "  fix: install Node.js 20+ (e.g. from nodejs.org or NodeSource; Debian bookworm's nodejs is 18), then run this again" >&2
+  exit 1
+fi
 if ! command -v pnpm >/dev/null 2>&1; then
   # corepack cannot verify pnpm from this registry; npm can install it
   npm install -g --silent pnpm@10 >/dev/null
