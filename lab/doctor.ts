@@ -9,7 +9,7 @@ export async function doctorCommand(argv: string[]): Promise<number> {
     summary: 'probe the running kernel: BTF, JIT, program/map types, helpers, a real trial attach per hook, BPF LSM, KVM',
     options: {
       json: { type: 'boolean', description: 'print the probe table as JSON' },
-      'no-kvm': { type: 'boolean', description: 'skip the KVM probe (it boots a guest)' },
+      'no-kvm': { type: 'boolean', description: 'skip the KVM probe (where /dev/kvm opens it boots a guest, first fetching a Debian 6.1 kernel (~470 MB unpacked) if none is cached; its verdict is kept for a day)' },
     },
   });
   if (!p) return 0;

@@ -132,6 +132,6 @@ export async function setupCommand(argv: string[]): Promise<number> {
   // plain `setup` (and the test suite's) stays minutes; `run tracing` builds Jaeger on first use
   for (const g of p.positionals) if (EXTRA[g]) console.log(await EXTRA[g]!());
   const skipped = p.positionals.length ? [] : Object.keys(EXTRA);
-  if (skipped.length) console.log(`not built by a plain setup: ${skipped.map((g) => `pnpm lab setup ${g}`).join(', ')} (Jaeger, Zipkin; \`run tracing\` builds Jaeger on first use)`);
+  if (skipped.length) console.log(`not built by a plain setup: ${skipped.map((g) => `pnpm lab setup ${g}`).join(', ')} (Jaeger, Zipkin; \`run tracing\` builds Jaeger on first use); not installed by it: virtme-ng (pnpm lab setup vng, from PyPI)`);
   return 0;
 }

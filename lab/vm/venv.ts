@@ -99,8 +99,11 @@ export async function ensureVenv(t: VenvTool, opts: { signal?: AbortSignal; log?
     if (signal?.aborted) throw new Error('aborted');
     opts.log?.(`creating a venv at ${t.prefix} and installing ${t.packages.join(' ')} from PyPI`);
     rmSync(t.prefix, { recursive: true, force: true });
-    const venv = await run('python3', ['-m', 'venv', t.prefix], { reject: false, signal });
-    if (venv.exitCode !== 0) throw new LabError(`python3 -m venv ${t.prefix} failed: ${venv.stderr.trim().split('\n').pop()}`, 'apt-get install python3-venv');
+    // Debian's Python where there is one: a venv's python is a link to the one that made it, and
+    // PATH's may live in root's home (pyenv), which no other user can enter (review, session 57)
+    const python = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
+    const venv = await run(python, ['-m', 'venv', t.prefix], { reject: false, signal });
+    if (venv.exitCode !== 0) throw new LabError(`${python} -m venv ${t.prefix} failed: ${venv.stderr.trim().split('\n').pop()}`, 'apt-get install python3-venv');
     const pip = await run(join(t.prefix, 'bin', 'pip'), ['install', '-q', ...(t.pipArgs ?? []), ...t.packages], { reject: false, signal });
     if (pip.exitCode !== 0) throw new LabError(`pip install ${t.packages.join(' ')} failed: ${pip.stderr.trim().split('\n').pop()}`, 'check that PyPI is reachable');
     if (!existsSync(venvBinary(t))) throw new LabError(`pip installed ${t.packages.join(' ')} but there is no ${venvBinary(t)}`, 'report this: the package no longer ships that program');
