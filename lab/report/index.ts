@@ -299,9 +299,10 @@ export async function rerenderReport(arg: string, o: { checkOnly?: boolean } = {
   const kind = (results as { kind?: unknown } | null)?.kind;
   if (kind === 'boot-times') {
     // lazily: the VM package is only needed for this one kind of run
-    const { bootTimesHtml } = await import('../vm/index.ts');
+    const { bootTimesHtml, bootTimesProblem } = await import('../vm/index.ts');
     const b = results as unknown as Parameters<typeof bootTimesHtml>[0];
-    if (typeof b.runId !== 'string' || !Array.isArray(b.samples) || !Array.isArray(b.summary)) throw new LabError(`${file}: a boot-times run without runId, samples or summary`, 'pass a results.json written by pnpm lab vm boot-times');
+    const problem = bootTimesProblem(b);
+    if (problem) throw new LabError(`${file}: not a boot-times run's results: ${problem}`, 'pass a results.json written by pnpm lab vm boot-times');
     if (!o.checkOnly) writeOrSay(path, bootTimesHtml(b));
     return path;
   }

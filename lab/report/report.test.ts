@@ -235,7 +235,15 @@ describe('writeReport / rerenderReport / reportCommand', () => {
       expect(await rerenderReport(bt)).toBe(join(bt, 'report.html'));
       expect(await readFile(join(bt, 'report.html'), 'utf8')).toMatch(/VM boot-to-ready[\s\S]*2\.90 s/);
       await writeFile(join(bt, 'results.json'), JSON.stringify({ kind: 'boot-times', runId: 'x' }));
-      await expect(rerenderReport(bt)).rejects.toThrow(/a boot-times run without runId, samples or summary/);
+      await expect(rerenderReport(bt)).rejects.toThrow(/not a boot-times run's results: needs runId, startedAt/);
+      // a summary entry without its goal, a context without busy: named, not an internal TypeError
+      const good = { kind: 'boot-times', runId: 'boot-times-x', startedAt: '2026-01-01T00:00:00Z', durationMs: 4000, rounds: 1, samples, summary: summarizeBoots(samples) };
+      await writeFile(join(bt, 'results.json'), JSON.stringify({ ...good, summary: [{ ...good.summary[0], goal: undefined }] }));
+      await expect(rerenderReport(bt)).rejects.toThrow(/summary\[0\] is not a kernel summary/);
+      await writeFile(join(bt, 'results.json'), JSON.stringify({ ...good, samples: [{ ...samples[0], phases: null }] }));
+      await expect(rerenderReport(bt)).rejects.toThrow(/samples\[0\] is not a boot/);
+      await writeFile(join(bt, 'results.json'), JSON.stringify({ ...good, context: { cores: 2 } }));
+      await expect(rerenderReport(bt)).rejects.toThrow(/"context" is not a run context/);
     } finally {
       await rm(bt, { recursive: true, force: true });
     }

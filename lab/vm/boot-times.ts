@@ -45,6 +45,29 @@ export interface BootTimesResults {
   context?: RunContext;
 }
 
+/**
+ * Why a parsed results.json is not a boot-times run's (null when it is): each part the report
+ * reads, so a hand-edited or cut file is one line naming what is wrong, not an internal error
+ * (session 56 noted, session 57 fixed).
+ */
+export function bootTimesProblem(r: unknown): string | null {
+  const obj = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
+  const nums = (x: unknown, keys: string[]) => obj(x) && keys.every((k) => typeof x[k] === 'number');
+  const strs = (x: Record<string, unknown>, keys: string[]) => keys.every((k) => typeof x[k] === 'string');
+  if (!obj(r)) return 'not an object';
+  if (!strs(r, ['runId', 'startedAt']) || typeof r.durationMs !== 'number' || typeof r.rounds !== 'number') return 'needs runId, startedAt (strings), durationMs and rounds (numbers)';
+  if (!Array.isArray(r.samples) || !Array.isArray(r.summary)) return 'needs samples and summary (arrays)';
+  for (const [i, x] of r.samples.entries()) {
+    if (!obj(x) || typeof x.round !== 'number' || typeof x.kernel !== 'string' || typeof x.totalMs !== 'number' || !nums(x.phases, ['qemuMs', 'kernelMs', 'initMs', 'mountMs', 'readyMs'])) return `samples[${i}] is not a boot (round, kernel, phases, totalMs)`;
+  }
+  for (const [i, x] of r.summary.entries()) {
+    if (!obj(x) || !strs(x, ['kernel', 'release', 'accel']) || typeof x.boots !== 'number' || !nums(x.readyMs, ['median', 'min', 'max']) || !nums(x.phasesMedianMs, ['qemu', 'kernel', 'init', 'mount']) || !obj(x.goal) || !strs(x.goal, ['verdict', 'detail'])) return `summary[${i}] is not a kernel summary (kernel, release, accel, boots, readyMs, phasesMedianMs, goal)`;
+  }
+  const c = r.context;
+  if (c !== undefined && !(obj(c) && Array.isArray(c.busy) && obj(c.loadavg) && Array.isArray(c.loadavg.before) && Array.isArray(c.loadavg.after) && nums(c, ['cores', 'busyShare', 'stealShare', 'othersCores']))) return '"context" is not a run context';
+  return null;
+}
+
 /** per kernel: median and range of boot-to-ready, median phases, the ≤3 s goal judged boot by boot */
 export function summarizeBoots(samples: BootSample[], goalMs = BOOT_GOAL_MS): BootKernelSummary[] {
   const kernels = [...new Set(samples.map((s) => s.kernel))];

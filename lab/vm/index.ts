@@ -10,7 +10,7 @@
 //   matrix.ts, cli.ts: the commands
 export { HOST, parseKernelSpec, parseKernelSpecs, type KernelSpec, type VmKernelSpec } from './spec.ts';
 export { resolveKernel, cachedKernels, checkKernel, configFacts, type KernelImage } from './kernels.ts';
-export { bootTimesHtml, type BootTimesResults } from './boot-times.ts';
+export { bootTimesHtml, bootTimesProblem, type BootTimesResults } from './boot-times.ts';
 export { bootGuest, guestScript, runInVm, vmFacts, BOOT_LOG, type BootedGuest, type BootPhases } from './guest.ts';
 export { runVmRow, type RowArgs, type RowCell, type RowRun } from './row.ts';
 export { installVng, vngStatus } from './vng.ts';
