@@ -148,10 +148,24 @@ describe('pnpm lab trace', () => {
   }, 60_000);
 
   // the tracer inside what it traces traced its own exports, each a span the next export carried
-  it.skipIf(process.getuid?.() !== 0)('a selection that takes in the tracer itself says so (its own requests make no spans)', async () => {
+  // (an exe selector never selects the tracer's own pid: the note said its requests were counted)
+  it.skipIf(process.getuid?.() !== 0)('a selection that takes in the tracer itself says so (an exe selector leaves it out)', async () => {
     const r = await lab(['trace', '--service', `node=${process.execPath}`, '--quiet', '--duration', '1']);
     expect(r.exitCode, String(r.stderr)).toBe(0);
-    expect(String(r.stderr)).toMatch(/note: this tracer \(pid \d+\) is in the workload --service node selects: its own requests make no spans/);
+    expect(String(r.stderr)).toMatch(new RegExp(`note: this tracer \\(pid \\d+\\) runs ${process.execPath.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}, which --service node selects: it leaves itself out`));
+  }, 60_000);
+
+  // a pid selected by its pid and by another service's exe was traced as the pid's, silently
+  it.skipIf(process.getuid?.() !== 0)('a pid that two services select (pid and exe) is traced as its pid\'s, and said', async () => {
+    const { spawn } = await import('node:child_process');
+    const sl = spawn('/usr/bin/sleep', ['30'], { stdio: 'ignore' });
+    try {
+      const r = await lab(['trace', '--service', `a=${sl.pid}`, '--service', 'b=/usr/bin/sleep', '--quiet', '--duration', '2']);
+      expect(r.exitCode, String(r.stderr)).toBe(0);
+      expect(String(r.stderr)).toContain(`note: pid ${sl.pid} is selected by --service a (its pid) and runs /usr/bin/sleep, which --service b selects: it is traced as a`);
+    } finally {
+      sl.kill('SIGKILL');
+    }
   }, 60_000);
 
   it.skipIf(process.getuid?.() !== 0)('a taken --metrics-port is one error line with the fix, nothing left loaded', async () => {

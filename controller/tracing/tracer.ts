@@ -156,6 +156,8 @@ export class Tracer {
   private readonly exeSelected = new Set<number>();
   /** pids --service selects by pid */
   private readonly pidSelected: Set<number>;
+  /** pids whose pid and exe selectors name different services, said once */
+  private readonly overlapSaid = new Set<number>();
 
   private constructor(readonly kernel: KernelTracer, private readonly opts: TracerOptions) {
     this.pidSelected = new Set(opts.services.flatMap((s) => (s.pid !== undefined ? [s.pid] : [])));
@@ -186,8 +188,11 @@ export class Tracer {
       // The tracer in a selected workload would trace its own exports, each export a span the next
       // one carries, for ever (review, session 56): its own spans are dropped (Tracer.emit), and
       // the user told that the in-kernel RED still counts its requests
-      const self = opts.services.find((s) => s.pid === process.pid || s.exe === process.execPath || (s.cgroup && ownCgroup() === s.cgroup));
+      const self = opts.services.find((s) => s.pid === process.pid || (s.cgroup && ownCgroup() === s.cgroup));
       if (self) note(`this tracer (pid ${process.pid}) is in the workload --service ${self.name} selects: its own requests make no spans, but ebpf_http_kernel_* counts them; run it outside that workload`);
+      // an exe selector never selects the tracer's own pid (rescanExes): nothing of it is counted
+      const selfExe = self ? undefined : opts.services.find((s) => s.exe === process.execPath);
+      if (selfExe) note(`this tracer (pid ${process.pid}) runs ${process.execPath}, which --service ${selfExe.name} selects: it leaves itself out (its requests are neither spans nor counted)`);
       t.rescanExes();
       if (opts.services.some((s) => s.exe)) t.timers.push(setInterval(() => tr.rescanExes(), 1000));
       // a selected pid that exits: said once, and unselected (a reused pid would be traced as it)
@@ -228,7 +233,16 @@ export class Tracer {
       const hit = exes.find(([e]) => e === exe);
       if (!hit) continue;
       const pid = Number(d);
-      if (pid === process.pid || this.pidSelected.has(pid)) continue; // itself (see start); a pid selector is the more specific
+      if (pid === process.pid) continue; // itself (see start)
+      if (this.pidSelected.has(pid)) {
+        // a pid selector is the more specific; said once where the two name different services
+        const byPid = this.opts.services.findIndex((s) => s.pid === pid);
+        if (byPid + 1 !== hit[1] && !this.overlapSaid.has(pid)) {
+          this.overlapSaid.add(pid);
+          this.opts.onNote?.(`pid ${pid} is selected by --service ${this.opts.services[byPid]!.name} (its pid) and runs ${exe}, which --service ${this.opts.services[hit[1] - 1]!.name} selects: it is traced as ${this.opts.services[byPid]!.name}`);
+        }
+        continue;
+      }
       alive.add(pid);
       if (!this.exeSelected.has(pid)) {
         this.kernel.selectPid(pid, hit[1]);
