@@ -39,7 +39,7 @@ export async function traceCommand(argv: string[]): Promise<number> {
     usage: 'pnpm lab trace --service NAME=<cgroup|exe|pid> [--service …] [--otlp URL] [--metrics-port N]',
     summary: 'zero-code HTTP/1.1 tracing of the selected workloads: spans to OTLP, RED metrics to Prometheus',
     options: {
-      service: { type: 'list', description: 'a workload: NAME=cgroup v2 dir (abs. or relative to the cgroup2 root), executable path, or pid; repeat or comma-separate', valueName: 'NAME=WHAT' },
+      service: { type: 'list', description: 'a workload: NAME=cgroup v2 dir (abs. or relative to the cgroup2 root), executable path, or pid (with the processes it forks, e.g. nginx or gunicorn workers); repeat or comma-separate', valueName: 'NAME=WHAT' },
       otlp: { type: 'string', description: 'OTLP/HTTP endpoint base, e.g. http://127.0.0.1:4318 (spans are exported as protobuf to /v1/traces)', valueName: 'URL',
         check: (v) => endpointProblem(v, '--otlp http://127.0.0.1:4318') },
       zipkin: { type: 'string', description: 'also export to Zipkin, e.g. http://127.0.0.1:9411 (JSON v2 to /api/v2/spans)', valueName: 'URL',

@@ -3,6 +3,7 @@
 // present and future), by executable (processes running it now and started later: rescanned every
 // second) or by pid.
 import fs from 'node:fs';
+import { readPidStat } from '../../common/host.ts';
 import path from 'node:path';
 import http from 'node:http';
 import { Registry } from 'prom-client';
@@ -156,6 +157,8 @@ export class Tracer {
   private readonly exeSelected = new Set<number>();
   /** pids --service selects by pid */
   private readonly pidSelected: Set<number>;
+  /** descendants of selected pids → their service (rescanChildren) */
+  private readonly childSelected = new Map<number, number>();
   /** pids whose pid and exe selectors name different services, said once */
   private readonly overlapSaid = new Set<number>();
 
@@ -193,8 +196,14 @@ export class Tracer {
       // an exe selector never selects the tracer's own pid (rescanExes): nothing of it is counted
       const selfExe = self ? undefined : opts.services.find((s) => s.exe === process.execPath);
       if (selfExe) note(`this tracer (pid ${process.pid}) runs ${process.execPath}, which --service ${selfExe.name} selects: it leaves itself out (its requests are neither spans nor counted)`);
+      t.rescanChildren();
       t.rescanExes();
-      if (opts.services.some((s) => s.exe)) t.timers.push(setInterval(() => tr.rescanExes(), 1000));
+      if (opts.services.some((s) => s.exe || s.pid !== undefined)) {
+        t.timers.push(setInterval(() => {
+          tr.rescanChildren();
+          tr.rescanExes();
+        }, 1000));
+      }
       // a selected pid that exits: said once, and unselected (a reused pid would be traced as it)
       const pids = opts.services.filter((s) => s.pid !== undefined);
       if (pids.length) {
@@ -203,7 +212,7 @@ export class Tracer {
           for (const s of pids) if (!gone.has(s.pid!) && !fs.existsSync(`/proc/${s.pid}`)) {
             gone.add(s.pid!);
             kernel.unselectPid(s.pid!);
-            note(`process ${s.pid} (--service ${s.name}) has exited: nothing of ${s.name} is traced any more (a server that forks workers is better selected by its cgroup)`);
+            note(`process ${s.pid} (--service ${s.name}) has exited: neither it nor the child processes it left are traced any more (a server that restarts is better selected by its cgroup or executable)`);
           }
         }, 1000));
       }
@@ -215,6 +224,49 @@ export class Tracer {
       if (t) await t.stop();
       else kernel.close();
       throw e;
+    }
+  }
+
+  /**
+   * A selected pid's descendant processes are its service's too: a server that forks workers
+   * (nginx, gunicorn, a Node cluster) serves from them, and selecting its master traced nothing
+   * (review, session 56). Found at start and then once a second, so a worker forked later is
+   * traced from its first second on; one that exits is unselected.
+   */
+  private rescanChildren(): void {
+    const roots = new Map<number, number>();
+    this.opts.services.forEach((s, i) => {
+      if (s.pid !== undefined && this.pidSelected.has(s.pid)) roots.set(s.pid, i + 1);
+    });
+    if (!roots.size) return;
+    const kids = new Map<number, number[]>();
+    for (const d of fs.readdirSync('/proc')) {
+      if (!/^\d+$/.test(d)) continue;
+      const st = readPidStat(`/proc/${d}/stat`);
+      if (!st || st.state === 'Z') continue;
+      const list = kids.get(st.ppid) ?? [];
+      list.push(Number(d));
+      kids.set(st.ppid, list);
+    }
+    const found = new Map<number, number>();
+    for (const [root, service] of roots) {
+      for (const queue = [...(kids.get(root) ?? [])]; queue.length; ) {
+        const pid = queue.pop()!;
+        if (found.has(pid) || roots.has(pid)) continue;
+        found.set(pid, service);
+        queue.push(...(kids.get(pid) ?? []));
+      }
+    }
+    found.delete(process.pid);
+    for (const [pid, service] of found) {
+      if (this.childSelected.get(pid) === service) continue;
+      if (this.exeSelected.delete(pid)) this.kernel.unselectPid(pid);
+      this.kernel.selectPid(pid, service);
+      this.childSelected.set(pid, service);
+    }
+    for (const pid of this.childSelected.keys()) if (!found.has(pid)) {
+      this.kernel.unselectPid(pid);
+      this.childSelected.delete(pid);
     }
   }
 
@@ -233,7 +285,7 @@ export class Tracer {
       const hit = exes.find(([e]) => e === exe);
       if (!hit) continue;
       const pid = Number(d);
-      if (pid === process.pid) continue; // itself (see start)
+      if (pid === process.pid || this.childSelected.has(pid)) continue; // itself (see start); a selected pid's child is its
       if (this.pidSelected.has(pid)) {
         // a pid selector is the more specific; said once where the two name different services
         const byPid = this.opts.services.findIndex((s) => s.pid === pid);

@@ -2,6 +2,7 @@
 // each) traced by the real BPF object; span fields for requests this test makes, tuple links
 // across services, thread links inside one, the bounded export queue against a real socket, and
 // no leaked programs, links or cgroups afterwards.
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
@@ -320,6 +321,33 @@ describeRoot('selection by cgroup and by pid (real kernel)', () => {
       b.child.kill('SIGKILL');
       await sleep(100);
       removeCgroup(dir);
+    }
+  }, 30_000);
+  // a server that forks its workers serves from them: selecting its master by pid traced nothing
+  it('a selected pid\'s child processes are its service\'s: at start and forked later', async () => {
+    const MASTER = `const { spawn } = require('node:child_process');
+      const one = () => spawn(process.execPath, ['-e', ${JSON.stringify(SERVER)}], { stdio: ['ignore', 'pipe', 'inherit'] }).stdout.on('data', (d) => process.stdout.write(d));
+      one(); process.on('SIGUSR2', one); setInterval(() => {}, 1e9);`;
+    const m = await spawnServer(MASTER);
+    const spans: Span[] = [];
+    let tracer: Tracer | null = null;
+    try {
+      tracer = await Tracer.start({ services: [{ name: 'master', pid: m.child.pid! }], graceMs: 50, onSpan: (s) => spans.push(s) });
+      await generate(m.port, ['/w1'], 1);
+      // a worker forked after the start: traced from its first second on
+      const second = new Promise<number>((res) => m.child.stdout!.once('data', (d: Buffer) => res(Number(String(d).trim()))));
+      m.child.kill('SIGUSR2');
+      const port2 = await second;
+      await sleep(1500);
+      await generate(port2, ['/w2'], 1);
+      for (let i = 0; i < 30 && spans.filter((x) => x.kind === 'server').length < 2; i++) await sleep(100);
+      const server = spans.filter((x) => x.kind === 'server');
+      expect(server.map((x) => `${x.service}${x.request?.target}`).sort()).toEqual(['1/w1', '1/w2']);
+      expect(server.every((x) => x.pid !== m.child.pid)).toBe(true);
+    } finally {
+      await tracer?.stop();
+      spawnSync('pkill', ['-KILL', '-P', String(m.child.pid)]);
+      m.child.kill('SIGKILL');
     }
   }, 30_000);
 });
