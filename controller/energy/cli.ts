@@ -87,7 +87,8 @@ async function top(v: { interval: number; by: string; limit: number; count: numb
       server = await serveMetrics(metrics.registry, v['metrics-port']);
     }
     // a meter measures the package, not its idle part: that share is --idle, assumed, and says so
-    const head = `source: ${c.power.source}${c.power.source === 'model' ? ' (estimate)' : ` — ${c.power.detail}; its idle share assumed: --idle ${v.idle} W`}${c.power.source === 'model' ? ` — ${c.power.detail}` : ''}\nhook: ${c.hook.detail}; counters: ${c.counters.ok ? 'cycles' : 'none'}${server ? `; metrics: http://127.0.0.1:${(server.address() as AddressInfo).port}/metrics` : ''}`;
+    const source = c.power.source === 'model' ? `model (estimate) — ${c.power.detail}` : `${c.power.source} — ${c.power.detail}; its idle share assumed: --idle ${v.idle} W`;
+    const head = `source: ${source}\nhook: ${c.hook.detail}; counters: ${c.counters.ok ? 'cycles' : 'none'}${server ? `; metrics: http://127.0.0.1:${(server.address() as AddressInfo).port}/metrics` : ''}`;
     const totals = new Map<string, number>();
     // a reader that went away (`energy top | head`) ends it too, closing the programs
     for (let n = 0; (v.count === 0 || n < v.count) && !stopRequested && !outputClosed(); n++) {

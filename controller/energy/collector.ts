@@ -497,7 +497,10 @@ export class EnergyCollector {
    */
   forgetGone(): Totals[] {
     const gone: Totals[] = [];
-    const alive = (tgid: number) => fs.existsSync(`/proc/${tgid}`);
+    // one read of /proc per call, taken when first needed: a stat per idle key per sample was
+    // hundreds of syscalls a second on a machine with hundreds of sleeping processes
+    let pids: Set<number> | null = null;
+    const alive = (tgid: number) => (pids ??= new Set(fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number))).has(tgid);
     for (const [k, t] of this.prev.tasks) {
       if (this.lastActive.has(k) || alive(t.tgid)) continue;
       if (this.tasks) {
