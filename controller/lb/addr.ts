@@ -156,6 +156,12 @@ export function parseHostPort(s: string, defaultPort?: number, host: (a: string)
   if (m) return { address: host(m[1]!), port: m[2] ? parsePort(m[2]) : defaultPort };
   m = s.match(/^([\d.]+):(\d+)$/);
   if (m) return { address: host(m[1]!), port: parsePort(m[2]!) };
+  // fd00::1:80 is the address fd00::1:80, and also fd00::1 port 80 written without brackets: it
+  // was taken as the address, so a backend meant on port 80 was another host on the default port
+  m = s.match(/^(.+):(\d{1,5})$/);
+  if (m && s.includes('::') && net.isIPv6(m[1]!) && Number(m[2]) >= 1 && Number(m[2]) <= 65535) {
+    throw new ValidationError(`"${s}" is ambiguous: write [${s}] for that IPv6 address, or [${m[1]}]:${m[2]} for ${m[1]} port ${m[2]}`);
+  }
   return { address: host(s), port: defaultPort };
 }
 

@@ -268,6 +268,16 @@ describe('addresses a VIP or backend can never work with', () => {
   // ::ffff:a.b.c.d parsed as an IPv6 VIP/backend: its key has family 6, and the IPv4 packets sent
   // to a.b.c.d are looked up with family 4, so the VIP never matched (the same for ::a.b.c.d,
   // which ipaddr.js reads as ::ffff:a.b.c.d)
+  // fd99::11:8080 was read as that address on the VIP's port: a backend meant on 8080 was another host
+  it('a bare IPv6 backend whose last group could be a port is refused as ambiguous, naming both bracketed forms', () => {
+    rejects(one('tcp://[fd99:100::1]:80', 'fd99::11:8080'), /^vips\[0\]\.backends\[0\]: "fd99::11:8080" is ambiguous: write \[fd99::11:8080\] for that IPv6 address, or \[fd99::11\]:8080 for fd99::11 port 8080$/);
+    expect(() => one('tcp://[fd99:100::1]:80', '[fd99::11]:8080')).not.toThrow();
+    expect(() => one('tcp://[fd99:100::1]:80', '[fd99::11:8080]')).not.toThrow();
+    // not ambiguous: no IPv6 address is left without the last group
+    expect(() => one('tcp://[fd99:100::1]:80', 'fd99::11')).not.toThrow();
+    expect(() => one('tcp://[fd99:100::1]:80', 'fd99:0:0:0:0:0:11:8080')).not.toThrow();
+  });
+
   it('IPv4 written in IPv6 form is refused, naming the IPv4 form', () => {
     rejects(one('tcp://[::ffff:10.99.100.1]:80', 'fd99::11'), /^vips\[0\]: "::ffff:10\.99\.100\.1" is an IPv4-mapped IPv6 address .*never matches an IPv6 key; write 10\.99\.100\.1$/);
     rejects(one('tcp://[::10.99.100.1]:80', 'fd99::11'), /^vips\[0\]: "::10\.99\.100\.1" is an IPv4-compatible IPv6 address .*; write 10\.99\.100\.1$/);
