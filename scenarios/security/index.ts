@@ -278,12 +278,20 @@ const scenario: Scenario = {
     // --------------------------------------------------------------- closing note
     const byMech = new Map<string, string[]>();
     for (const r of rows.filter((x) => x.outcome === 'blocked')) {
-      const k = mechanismShort(r.events);
+      // an attack the kernel refuses outside every policy has no event of ours ("Stopped by :" was empty)
+      const k = mechanismShort(r.events) || (r.byKernel ? 'the kernel itself (it refuses them outside every policy too)' : 'no event (see the attack table)');
       byMech.set(k, [...(byMech.get(k) ?? []), r.name]);
     }
     const through = rows.filter((r) => r.expect === 'blocked' && r.outcome === 'allowed').map((r) => r.name);
-    const expectBlocked = rows.filter((r) => r.expect === 'blocked');
-    ctx.headline(headlineFromRounds({ name: 'enforcement.blocked', label: `attacks blocked, of ${expectBlocked.length} the policy must stop`, unit: 'attacks', better: 'higher', rounds: [expectBlocked.filter((r) => r.outcome === 'blocked').length], goal: { op: '>=', target: expectBlocked.length } }));
+    // the policy's own score: attacks the kernel refuses by itself, and those with no hook on this
+    // kernel (reported unsupported), are not its to stop. They were counted: 55/55 "met" with 6
+    // stopped by the kernel alone, 51/55 "not met" with nothing through (review, session 57)
+    const unsupportedHere = (r: AttackResult) => r.outcome === 'error' && r.detail.startsWith('unsupported');
+    const expectBlocked = rows.filter((r) => r.expect === 'blocked' && !r.byKernel && !unsupportedHere(r));
+    const byKernelN = rows.filter((r) => r.expect === 'blocked' && r.byKernel).length;
+    const unsupportedN = rows.filter((r) => r.expect === 'blocked' && unsupportedHere(r)).length;
+    const aside = [byKernelN ? `${byKernelN} more the kernel refuses by itself` : '', unsupportedN ? `${unsupportedN} unsupported on this kernel` : ''].filter(Boolean).join(', ');
+    ctx.headline(headlineFromRounds({ name: 'enforcement.blocked', label: `attacks the policy stopped, of ${expectBlocked.length} it must stop on this kernel${aside ? ` (${aside}: not counted)` : ''}`, unit: 'attacks', better: 'higher', rounds: [expectBlocked.filter((r) => r.outcome === 'blocked').length], goal: { op: '>=', target: expectBlocked.length } }));
     ctx.headline(headlineFromRounds({ name: 'enforcement.gotThrough', label: 'attacks that got through although the policy must stop them', unit: 'attacks', better: 'lower', rounds: [through.length], goal: { op: '<=', target: 0 } }));
     ctx.section(
       'Closing note',
