@@ -87,6 +87,8 @@ export interface Headline {
     name: string;
     /** the comparator's median, and its value per round (same rounds as ours) */
     value?: number;
+    /** the unit of value when it is not the headline's (a rate beside a % lost, a ratio beside a % error) */
+    unit?: string;
     valueRounds?: number[];
     /** median of the per-round ratios (ours ÷ theirs unless the label says otherwise), each round's ratio and their spread */
     ratio?: number;

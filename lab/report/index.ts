@@ -157,11 +157,14 @@ const fmtR = (v: number | undefined | null) => (v === undefined || v === null ||
 /** the first screen: each headline figure with its spread, against its comparator and goal */
 export function headlineHtml(hs: Headline[] | undefined): string {
   if (!hs?.length) return '';
-  const rows = hs.map((h) => {
+  // a goal not met leads, whatever order the scenario declared its figures in (the energy bench's
+  // one failing goal came fourth, after three model identities; review, session 57); stable otherwise
+  const rank = (h: Headline) => (h.goal?.verdict === 'not met' ? 0 : 1);
+  const rows = [...hs].sort((a, b) => rank(a) - rank(b)).map((h) => {
     const c = h.comparator;
     const cmp = c
       ? `${escapeHtml(c.name)}${c.likeForLike === true ? ' <span class="tag">like-for-like</span>' : c.likeForLike === false ? ' <span class="tag">different design</span>' : ''}` +
-        `${c.value !== undefined ? `: ${escapeHtml(fmtV(c.value, h.unit))}` : ''}${c.note ? `<br><span class="muted">${escapeHtml(c.note)}</span>` : ''}`
+        `${c.value !== undefined ? `: ${escapeHtml(fmtV(c.value, c.unit ?? h.unit))}` : ''}${c.note ? `<br><span class="muted">${escapeHtml(c.note)}</span>` : ''}`
       : '<span class="muted">—</span>';
     const ratio = c?.ratio !== undefined
       ? `<b>${escapeHtml(fmtR(c.ratio))}×</b>${c.ratioSpread && c.ratioSpread.n > 1 ? `<br><span class="muted">${escapeHtml(spreadText(c.ratioSpread, '', fmtR))}</span>` : ''}${c.ci ? `<br><span class="muted">95% CI ${escapeHtml(fmtR(c.ci[0]))}–${escapeHtml(fmtR(c.ci[1]))}</span>` : ''}`

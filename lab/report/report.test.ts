@@ -68,6 +68,17 @@ describe('renderReport', () => {
     expect(h).toContain('>$&amp;&#39;&lt;i&gt;<');
   });
 
+  // review, session 57: a rate shown as "397,850 %" beside a % lost; a failing goal fourth
+  it('a comparator value carries its own unit; a goal not met leads the headline table', () => {
+    const h = headlineHtml([
+      { name: 'a', label: 'model identity', unit: '%', better: 'lower', value: 0, goal: { op: '<=', target: 1, verdict: 'met' } },
+      { name: 'b', label: 'hook cost', unit: '%', better: 'lower', value: 4.48, comparator: { name: 'hook off', unit: 'switches/s', value: 397850 }, goal: { op: '<=', target: 3, verdict: 'not met' } },
+    ]);
+    expect(h).toMatch(/hook off[^]*397,850 switches\/s/);
+    expect(h).not.toMatch(/397,850 ?%/);
+    expect(h.indexOf('hook cost')).toBeLessThan(h.indexOf('model identity'));
+  });
+
   it('shows header, environment, probes, checks, sections in order and raw metrics', () => {
     expect(html).toContain('<span class="badge fail">fail</span>');
     expect(html).toContain('20250101-120000-hello-openat-6.1');
