@@ -174,7 +174,7 @@ describe.skipIf(process.getuid?.() !== 0)('`pnpm lab` and Ctrl-C (root: runs hel
       expect(r.status).toBe('error');
       expect(r.stoppedBy, 'a stop, told apart from a failure').toBe('SIGINT');
       expect(r.error).toMatch(/^interrupted by SIGINT; the stop did not finish within 4 s \(held in the cleanups, cleanup "a held stop/);
-      expect(r.checks.filter((c) => c.status === 'pass').map((c) => c.name)).toEqual(['openat event arrives through the ring buffer', 'event carries our pid and comm']);
+      expect(r.checks.filter((c) => c.status === 'pass').map((c) => c.name)).toEqual(['openat event arrives through the ring buffer', 'event carries our pid, thread and comm']);
       expect(JSON.parse(fs.readFileSync(path.join(out, 'stop-held.json'), 'utf8')).cleanup).toMatch(/^a held stop/);
       // the scenario's own cleanups ran before the held one: no generator left
       expect(spawnSync('pgrep', ['-f', out], { encoding: 'utf8' }).stdout.trim()).toBe('');

@@ -190,7 +190,7 @@ describe.skipIf(!!skip)(`the commands users run, in VMs ${skip ? `(skipped: ${sk
       expect(r.results?.stoppedBy).toBe('SIGINT');
       // a stop held in the guest names where (the runner's stop-held.json, the host's vm-hang.txt)
       const held = ['stop-held.json', 'vm-hang.txt'].map((f) => path.join(dir, f)).filter((f) => fs.existsSync(f)).map((f) => `${path.basename(f)}: ${fs.readFileSync(f, 'utf8').slice(0, 4000)}`);
-      expect(r.results?.checks.filter((c) => c.status === 'pass').map((c) => c.name), `error: ${r.results?.error}\n${held.join('\n')}`).toEqual(['openat event arrives through the ring buffer', 'event carries our pid and comm']);
+      expect(r.results?.checks.filter((c) => c.status === 'pass').map((c) => c.name), `error: ${r.results?.error}\n${held.join('\n')}`).toEqual(['openat event arrives through the ring buffer', 'event carries our pid, thread and comm']);
       // …and the stop finished: one held past the runner's limit keeps the checks too (lab/run.ts
       // stopWatchdog), but a stop is no stop that takes a minute (CI saw one held past the host's grace)
       expect(r.results?.error, held.join('\n')).not.toMatch(/the stop did not finish|did not stop within/);
@@ -239,7 +239,7 @@ describe.skipIf(!!skip)(`the commands users run, in VMs ${skip ? `(skipped: ${sk
     const cells = JSON.parse(fs.readFileSync(path.join(dir, 'matrix.json'), 'utf8')) as { kernel: string; status: string; error?: string; dir: string }[];
     expect(cells.map((c) => [c.kernel, c.status, c.error])).toEqual([['6.1', 'error', 'interrupted by SIGINT'], ['host', 'error', 'not run (interrupted)']]);
     const cell = JSON.parse(fs.readFileSync(path.join(dir, cells[0]!.dir, 'results.json'), 'utf8')) as Results;
-    expect(cell.checks.filter((c) => c.status === 'pass').map((c) => c.name)).toEqual(['openat event arrives through the ring buffer', 'event carries our pid and comm']);
+    expect(cell.checks.filter((c) => c.status === 'pass').map((c) => c.name)).toEqual(['openat event arrives through the ring buffer', 'event carries our pid, thread and comm']);
     expect(qemuOf(dir)).toEqual([]);
   }, scaled(8 * MIN) + 4 * MIN);
 
@@ -265,7 +265,7 @@ describe.skipIf(!!skip)(`the commands users run, in VMs ${skip ? `(skipped: ${sk
     expect(qemuOf(dir)).toEqual([]);
     const cell = JSON.parse(fs.readFileSync(f, 'utf8')) as Results;
     expect([cell.status, cell.error]).toEqual(['error', 'interrupted by SIGTERM']);
-    expect(cell.checks.filter((c) => c.status === 'pass').map((c) => c.name)).toEqual(['openat event arrives through the ring buffer', 'event carries our pid and comm']);
+    expect(cell.checks.filter((c) => c.status === 'pass').map((c) => c.name)).toEqual(['openat event arrives through the ring buffer', 'event carries our pid, thread and comm']);
   }, scaled(8 * MIN) + 4 * MIN);
 
   // last: tracing needs the Jaeger binary, which `./lab.sh test` builds in the background meanwhile.

@@ -126,8 +126,9 @@ export function formatTime(iso: string): string {
   return `${d.toISOString().slice(0, 19).replace('T', ' ')} UTC`;
 }
 
-function contextHtml(c: RunContext | undefined): string {
-  if (!c) return '<p class="muted">(no run context recorded: a run from before the lab recorded it)</p>';
+function contextHtml(c: RunContext | undefined, killed = false): string {
+  // a killed run has none either: it was said to be from an old lab (review, session 57)
+  if (!c) return `<p class="muted">(no run context recorded: ${killed ? 'the run was killed before it could record one' : 'the run ended before it recorded one, or an older lab wrote it'})</p>`;
   const la = (x: number[]) => x.map((v) => v.toFixed(2)).join(' / ');
   const mhz = c.cpuMhz?.length ? `${Math.round(Math.min(...c.cpuMhz))}–${Math.round(Math.max(...c.cpuMhz))} MHz (cpuinfo, at the end)` : null;
   return kvTable([
@@ -246,7 +247,7 @@ export async function renderReport(results: Results): Promise<string> {
   }
 
   parts.push(`<section id="environment"><h2>Environment</h2><details><summary>kernel, machine, toolchain${r.environment?.vm ? ', VM' : ''}, feature probes</summary>${environmentHtml(r.environment)}</details>`);
-  parts.push(`<details${r.context?.busy?.length ? ' open' : ''}><summary>Machine during the run${r.context?.busy?.length ? ' (busy)' : ''}</summary>${contextHtml(r.context)}</details>`);
+  parts.push(`<details${r.context?.busy?.length ? ' open' : ''}><summary>Machine during the run${r.context?.busy?.length ? ' (busy)' : ''}</summary>${contextHtml(r.context, /killed outright/.test(r.error ?? ''))}</details>`);
   if (r.options && Object.keys(r.options).length) parts.push(`<details><summary>Options</summary>${kvTable(r.options)}</details>`);
   parts.push(`</section>`);
 
