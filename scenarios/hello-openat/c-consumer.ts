@@ -38,9 +38,9 @@ const TS_MAIN = path.join(HERE, 'ts-consumer.main.ts');
  * coalesceMs: undefined = libbpf's ring_buffer__poll loop; a number = the TS consumer's wake-up
  * policy with that bound (c-consumer.c run_coalesced).
  */
-export async function runCConsumer(consumerBin: string, genBin: string, rate: number, durationMs: number, openPath: string, outFile: string, coalesceMs?: number, warmupMs = 0): Promise<ConsumerRun> {
+export async function runCConsumer(consumerBin: string, genBin: string, rate: number, durationMs: number, openPath: string, outFile: string, coalesceMs?: number, warmupMs = 0, signal?: AbortSignal): Promise<ConsumerRun> {
   const obj = await ensureObject('hello_openat');
-  return runConsumerProcess(coalesceMs === undefined ? 'c' : 'c-coalesced', (pid) => [consumerBin, obj, String(pid), ...(coalesceMs === undefined ? [] : [String(coalesceMs)])], genBin, rate, durationMs, openPath, outFile, { warmupMs });
+  return runConsumerProcess(coalesceMs === undefined ? 'c' : 'c-coalesced', (pid) => [consumerBin, obj, String(pid), ...(coalesceMs === undefined ? [] : [String(coalesceMs)])], genBin, rate, durationMs, openPath, outFile, { warmupMs, signal });
 }
 
 /**
@@ -48,11 +48,11 @@ export async function runCConsumer(consumerBin: string, genBin: string, rate: nu
  * contract): started, measured and stopped exactly like the C consumer, so CPU per event compares
  * the two consumers and nothing of the lab's process.
  */
-export async function runTsProcess(genBin: string, rate: number, durationMs: number, openPath: string, outFile: string, coalesceMs = 5, injectDelayNs = 0, warmupMs = 0, thread: 'worker' | 'loop' = 'worker', progStats = false): Promise<ConsumerRun> {
+export async function runTsProcess(genBin: string, rate: number, durationMs: number, openPath: string, outFile: string, coalesceMs = 5, injectDelayNs = 0, warmupMs = 0, thread: 'worker' | 'loop' = 'worker', progStats = false, signal?: AbortSignal): Promise<ConsumerRun> {
   const env = injectDelayNs > 0 || progStats ? { ...process.env, ...(injectDelayNs > 0 ? { EBPF_LAB_INJECT_DELAY_NS: String(injectDelayNs) } : {}), ...(progStats ? { EBPF_LAB_PROG_STATS: '1' } : {}) } : undefined;
   // compiled ahead of time, as the C consumer is (lab/bundle.ts bundledProgramArgv)
   const node = await bundledProgramArgv(TS_MAIN);
-  return runConsumerProcess(thread === 'worker' ? 'ts' : 'ts-loop', (pid) => [...node, String(pid), String(coalesceMs), thread], genBin, rate, durationMs, openPath, outFile, { env, warmupMs });
+  return runConsumerProcess(thread === 'worker' ? 'ts' : 'ts-loop', (pid) => [...node, String(pid), String(coalesceMs), thread], genBin, rate, durationMs, openPath, outFile, { env, warmupMs, signal });
 }
 
 /**
@@ -60,8 +60,8 @@ export async function runTsProcess(genBin: string, rate: number, durationMs: num
  * warmupMs: the generator first runs that long at the row's rate through the consumer, unmeasured
  * (see loadgen.c --warmup); CPU, deliveries and rate are then taken over the measured run only.
  */
-export async function runConsumerProcess(kind: 'c' | 'c-coalesced' | 'ts' | 'ts-loop', argv: (pid: number) => string[], genBin: string, rate: number, durationMs: number, openPath: string, outFile: string, opts: { env?: NodeJS.ProcessEnv; warmupMs?: number } = {}): Promise<ConsumerRun> {
-  const { env, warmupMs = 0 } = opts;
+export async function runConsumerProcess(kind: 'c' | 'c-coalesced' | 'ts' | 'ts-loop', argv: (pid: number) => string[], genBin: string, rate: number, durationMs: number, openPath: string, outFile: string, opts: { env?: NodeJS.ProcessEnv; warmupMs?: number; signal?: AbortSignal } = {}): Promise<ConsumerRun> {
+  const { env, warmupMs = 0, signal } = opts;
   const g = startGenerator(genBin, rate, durationMs, openPath, warmupMs);
   const pid = await g.pid;
   const out = fs.openSync(outFile, 'w');
@@ -75,6 +75,9 @@ export async function runConsumerProcess(kind: 'c' | 'c-coalesced' | 'ts' | 'ts-
   try {
     const deadline = Date.now() + scaledTimeout(kind.startsWith('ts') ? 60000 : 15000);
     while (!stderr.includes('READY')) {
+      // a stop while a consumer starts (a guest's Node takes seconds under TCG) ends the wait: the
+      // runner waited its 30 s grace for it (review, session 57)
+      signal?.throwIfAborted();
       if (Date.now() > deadline || c.exitCode !== null) throw new Error(`${kind} consumer did not start: ${stderr.trim()}`);
       await new Promise((r) => setTimeout(r, 10));
     }

@@ -144,7 +144,7 @@ async function pacedLoad(ctx: ScenarioContext, bin: string, tmp: string): Promis
   const injectDelayNs = injected(ctx);
   // the consumer in a process of its own, as the bench's: in the lab's process its CPU held the
   // lab's sampling, settle polling and heap too (3.7 µs/event against 2.4 µs alone; review, session 57)
-  const r = await runTsProcess(bin, rate, ms, GEN_PATHS.fail, path.join(tmp, 'ts.out'), 5, injectDelayNs, 0, 'worker', true);
+  const r = await runTsProcess(bin, rate, ms, GEN_PATHS.fail, path.join(tmp, 'ts.out'), 5, injectDelayNs, 0, 'worker', true, ctx.signal);
   ctx.metric('load', r);
   // name what was measured: under TCG the generator may not reach the target rate
   const achieved = Math.round(r.gen.rate);
@@ -165,16 +165,16 @@ async function pacedLoad(ctx: ScenarioContext, bin: string, tmp: string): Promis
 }
 
 /** one benchmark row: the generator (`gen`) at `rate` for `ms`, traced by `which` (or not at all) */
-async function row(which: Consumer, gen: GenKind, rate: number, ms: number, bin: string, cBin: string, tmp: string, coalesceMs: number, injectDelayNs = 0, warmupMs = 0): Promise<ConsumerRun> {
+async function row(which: Consumer, gen: GenKind, rate: number, ms: number, bin: string, cBin: string, tmp: string, coalesceMs: number, injectDelayNs = 0, warmupMs = 0, signal?: AbortSignal): Promise<ConsumerRun> {
   const p = GEN_PATHS[gen];
   const out = path.join(tmp, `${which}-${gen}-${rate}.out`);
   try {
     switch (which) {
       case 'untraced': return await runUntraced(bin, rate, ms, p, warmupMs);
-      case 'ts': return await runTsProcess(bin, rate, ms, p, out, coalesceMs, injectDelayNs, warmupMs, 'worker');
-      case 'ts-loop': return await runTsProcess(bin, rate, ms, p, out, coalesceMs, injectDelayNs, warmupMs, 'loop');
-      case 'c-coalesced': return await runCConsumer(cBin, bin, rate, ms, p, out, coalesceMs, warmupMs);
-      case 'c': return await runCConsumer(cBin, bin, rate, ms, p, out, undefined, warmupMs);
+      case 'ts': return await runTsProcess(bin, rate, ms, p, out, coalesceMs, injectDelayNs, warmupMs, 'worker', false, signal);
+      case 'ts-loop': return await runTsProcess(bin, rate, ms, p, out, coalesceMs, injectDelayNs, warmupMs, 'loop', false, signal);
+      case 'c-coalesced': return await runCConsumer(cBin, bin, rate, ms, p, out, coalesceMs, warmupMs, signal);
+      case 'c': return await runCConsumer(cBin, bin, rate, ms, p, out, undefined, warmupMs, signal);
       case 'opensnoop': return await runOpensnoop(bin, rate, ms, p, out, warmupMs);
     }
   } finally {
@@ -200,7 +200,7 @@ async function benchmark(ctx: ScenarioContext, bin: string, tmp: string): Promis
   ctx.metric('benchmark', partial);
   const res = await runInterleaved(configs, repeat, async (cfg) => {
     const [c, g, r] = cfg.split('@') as [Consumer, GenKind, string];
-    return row(c, g, Number(r), ms, bin, cBin, tmp, coalesceMs, injectDelayNs, warmupMs);
+    return row(c, g, Number(r), ms, bin, cBin, tmp, coalesceMs, injectDelayNs, warmupMs, ctx.signal);
   }, {
     signal: ctx.signal, alternate: true,
     onStep: (st, i, n) => ctx.progress.update(i / n, `round ${st.round + 1}/${repeat}: ${st.config}`),
