@@ -306,6 +306,19 @@ describe('lab CLI', () => {
     }
   });
 
+  // the --out check at parse time is no claim: two runs started together into one directory both
+  // ran and one report overwrote the other
+  it('a run claims its --out as it makes it: a second run into it at the same moment is refused', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-claim-'));
+    try {
+      expect(makeOutDir({ scenario: 'clitest', outDir: dir }, 'host').outDir).toBe(dir);
+      expect(JSON.parse(fs.readFileSync(path.join(dir, 'running.json'), 'utf8')).pid).toBe(process.pid);
+      expect(() => makeOutDir({ scenario: 'clitest', outDir: dir }, 'host')).toThrow(new RegExp(`another run \\(pid ${process.pid}\\) has just taken it`));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it.skipIf(process.getuid?.() !== 0)('--timeout stops a host run at its limit: cleaned up, reported as an error, exit 1, no process left [needs root: loads BPF]', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-timeout-'));
     try {

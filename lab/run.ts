@@ -283,6 +283,22 @@ export function makeOutDir(args: Pick<RunArgs, 'outDir' | 'scenario'>, kernelLab
   if (args.outDir) {
     const outDir = path.resolve(args.outDir);
     fs.mkdirSync(outDir, { recursive: true });
+    // claimed as it is taken: the --out check at parse time is a check, not a claim, and two runs
+    // started together into one directory both ran and wrote one report over the other (review,
+    // session 57). running.json is the claim (markRunning fills it in); a guest's run shares the
+    // directory its host run claimed.
+    if (process.env.EBPF_LAB_IN_VM !== '1') {
+      try {
+        fs.writeFileSync(path.join(outDir, RUNNING), JSON.stringify({ pid: process.pid, startTime: procStart(process.pid) }), { flag: 'wx' });
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+        let pid = '?';
+        try {
+          pid = String((JSON.parse(fs.readFileSync(path.join(outDir, RUNNING), 'utf8')) as { pid?: unknown }).pid);
+        } catch { /* being written */ }
+        throw new LabError(`--out ${args.outDir}: another run (pid ${pid}) has just taken it`, 'give each run a directory of its own');
+      }
+    }
     return { runId: path.basename(outDir), outDir };
   }
   fs.mkdirSync(REPORTS_DIR, { recursive: true });
