@@ -81,9 +81,10 @@ export function onStopSignals(fn: (sig: StopSignal) => void): () => void {
 }
 
 /** A stop signal → abort, so QEMU and temp dirs are cleaned up on Ctrl-C; dispose() stops listening. */
-export function interruptSignal(): { signal: AbortSignal; dispose: () => void } {
+export function interruptSignal(): { signal: AbortSignal; dispose: () => void; stoppedBy: () => StopSignal | undefined } {
   const ac = new AbortController();
-  return { signal: ac.signal, dispose: onStopSignals(() => ac.abort()) };
+  let by: StopSignal | undefined;
+  return { signal: ac.signal, dispose: onStopSignals((sig) => ((by ??= sig), ac.abort())), stoppedBy: () => by };
 }
 
 /**

@@ -43,6 +43,8 @@ export interface BootTimesResults {
   samples: BootSample[];
   summary: BootKernelSummary[];
   context?: RunContext;
+  /** why the run ended before its last boot (the boots so far are kept) */
+  stopped?: string;
 }
 
 /**
@@ -90,8 +92,9 @@ const sec = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 export function bootTimesHtml(r: BootTimesResults): string {
   const all = r.summary.every((s) => s.goal.verdict === 'met') ? 'met' : r.summary.some((s) => s.goal.verdict === 'not met') ? 'not met' : 'inconclusive';
   const badge = `<span class="badge ${all === 'met' ? 'pass' : all === 'not met' ? 'fail' : 'unsupported'}">${all}</span>`;
+  const stoppedBox = r.stopped ? `<p class="warn-box"><b>Did not finish:</b> ${escapeHtml(r.stopped)}. The figures below are of the boots made before that.</p>` : '';
   const busy = r.context?.busy.length ? `<p class="warn-box">The machine was busy during this run: ${escapeHtml(r.context.busy.join('; '))}. Boot times under TCG scale with it.</p>` : '';
-  const head = `<h1>VM boot-to-ready ${badge}</h1><p>Goal (issue 14 §3): boot-to-ready ≤ ${(BOOT_GOAL_MS / 1000).toFixed(1)} s for every kernel, judged boot by boot: <b>${all}</b>. ${r.rounds} interleaved round${r.rounds === 1 ? '' : 's'} (each round boots every kernel once, in the same order); boot-to-ready = QEMU start + kernel + init + root mount, from the host's QEMU start to the guest's READY on the control channel.</p>${busy}`;
+  const head = `<h1>VM boot-to-ready ${badge}</h1><p>Goal (issue 14 §3): boot-to-ready ≤ ${(BOOT_GOAL_MS / 1000).toFixed(1)} s for every kernel, judged boot by boot: <b>${all}</b>. ${r.rounds} interleaved round${r.rounds === 1 ? '' : 's'} (each round boots every kernel once, in the same order); boot-to-ready = QEMU start + kernel + init + root mount, from the host's QEMU start to the guest's READY on the control channel.</p>${stoppedBox}${busy}`;
   const sumRows = r.summary.map((s) => `<tr><td>${escapeHtml(s.kernel)}</td><td>${escapeHtml(s.release)}</td><td>${escapeHtml(s.accel)}</td><td>${s.boots}</td><td><b>${sec(s.readyMs.median)}</b></td><td>${sec(s.readyMs.min)}–${sec(s.readyMs.max)}</td><td>${sec(s.phasesMedianMs.qemu)}</td><td>${sec(s.phasesMedianMs.kernel)}</td><td>${sec(s.phasesMedianMs.init)}</td><td>${sec(s.phasesMedianMs.mount)}</td><td>${escapeHtml(`${s.goal.verdict} (${s.goal.detail})`)}</td></tr>`).join('');
   const table = `<h2>Per kernel (medians)</h2><div class="tablewrap"><table><thead><tr><th>kernel</th><th>release</th><th>accel</th><th>boots</th><th>boot-to-ready</th><th>range</th><th>QEMU start</th><th>kernel</th><th>init</th><th>root mount</th><th>≤ 3 s</th></tr></thead><tbody>${sumRows}</tbody></table></div>`;
   const rawRows = r.samples.map((s) => `<tr><td>${s.round + 1}</td><td>${escapeHtml(s.kernel)}</td><td>${sec(s.phases.readyMs)}</td><td>${sec(s.phases.qemuMs)}</td><td>${sec(s.phases.kernelMs)}</td><td>${sec(s.phases.initMs)}</td><td>${sec(s.phases.mountMs)}</td><td>${sec(s.totalMs)}</td></tr>`).join('');
@@ -105,24 +108,37 @@ export function bootTimesHtml(r: BootTimesResults): string {
  * Boot every kernel `rounds` times, interleaved; `boot(kernel)` boots one and runs `true`.
  * Writes results.json and report.html into outDir (default reports/boot-times-<stamp>).
  */
-export async function bootTimes(kernels: string[], rounds: number, boot: (kernel: string) => Promise<Omit<BootSample, 'round' | 'kernel'>>, opts: { outDir?: string; onSample?: (s: BootSample) => void } = {}): Promise<{ results: BootTimesResults; outDir: string }> {
+export async function bootTimes(kernels: string[], rounds: number, boot: (kernel: string) => Promise<Omit<BootSample, 'round' | 'kernel'>>, opts: { outDir?: string; onSample?: (s: BootSample) => void; onPartial?: (outDir: string) => void } = {}): Promise<{ results: BootTimesResults; outDir: string }> {
   const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
   const outDir = opts.outDir ?? path.join(REPORTS_DIR, `boot-times-${stamp}`);
   const runId = path.basename(outDir);
   const t0 = Date.now();
   const a = snapshot();
   const samples: BootSample[] = [];
-  for (let round = 0; round < rounds; round++) {
-    for (const kernel of kernels) {
-      const s = { round, kernel, ...(await boot(kernel)) };
-      samples.push(s);
-      opts.onSample?.(s);
+  const write = (stopped?: string): BootTimesResults => {
+    const context = runContext(a, snapshot(), process.pid, 100, cpuFacts(os.cpus().length));
+    const results: BootTimesResults = { kind: 'boot-times', runId, startedAt: new Date(t0).toISOString(), durationMs: Date.now() - t0, rounds, samples, summary: summarizeBoots(samples), context, ...(stopped ? { stopped } : {}) };
+    fs.mkdirSync(outDir, { recursive: true });
+    fs.writeFileSync(path.join(outDir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
+    fs.writeFileSync(path.join(outDir, 'report.html'), bootTimesHtml(results));
+    return results;
+  };
+  try {
+    for (let round = 0; round < rounds; round++) {
+      for (const kernel of kernels) {
+        const s = { round, kernel, ...(await boot(kernel)) };
+        samples.push(s);
+        opts.onSample?.(s);
+      }
     }
+  } catch (e) {
+    // the boots measured before a stop or a failure are kept (a Ctrl-C after the first of three
+    // rounds left nothing: review, session 57), and the report says the run did not finish
+    if (samples.length) {
+      write(`stopped after ${samples.length} of ${rounds * kernels.length} boots: ${(e as Error).message.split('\n')[0]}`);
+      opts.onPartial?.(outDir);
+    }
+    throw e;
   }
-  const context = runContext(a, snapshot(), process.pid, 100, cpuFacts(os.cpus().length));
-  const results: BootTimesResults = { kind: 'boot-times', runId, startedAt: new Date(t0).toISOString(), durationMs: Date.now() - t0, rounds, samples, summary: summarizeBoots(samples), context };
-  fs.mkdirSync(outDir, { recursive: true });
-  fs.writeFileSync(path.join(outDir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
-  fs.writeFileSync(path.join(outDir, 'report.html'), bootTimesHtml(results));
-  return { results, outDir };
+  return { results: write(), outDir };
 }

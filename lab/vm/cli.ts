@@ -6,9 +6,9 @@ import path, { join } from 'node:path';
 import { parseArgs, suggest, UsageError, type CommandSpec, type Opts } from '../../common/args.ts';
 import { LabError } from '../../common/errors.ts';
 import { createProgress } from '../../common/progress.ts';
-import { interruptSignal } from '../../common/signals.ts';
+import { interruptSignal, stopExitCode, type StopSignal } from '../../common/signals.ts';
 import { availableKernels, cachedKernels, checkKernel, configFacts, resolveKernel } from './kernels.ts';
-import { checkOutDir } from '../../common/out-dir.ts';
+import { checkNotARun, checkOutDir } from '../../common/out-dir.ts';
 import { ensureTools } from '../setup.ts';
 import { bootGuest, guestScript } from './guest.ts';
 import { parseKernelSpec, type VmKernelSpec } from './spec.ts';
@@ -152,11 +152,13 @@ export async function vmCommand(argv: string[]): Promise<number> {
       await ensureTools(['vm'], (s) => progress.info(s));
       // one argument is a shell command line; several are an argv to quote
       const command = cmd.length === 1 ? cmd[0]! : cmd.map(shq).join(' ');
-      const { signal, dispose } = interruptSignal();
+      const { signal, dispose, stoppedBy } = interruptSignal();
       try {
         const r = await vmExec(kernel!, command, { timeoutMs: p.values.timeout ? p.values.timeout * 1000 : undefined, outDir: p.values.out, signal });
         progress.info(`exit ${r.exitCode}; boot ${(r.bootMs / 1000).toFixed(1)} s, total ${(r.totalMs / 1000).toFixed(1)} s (${r.release}, ${r.accel})`);
         return r.exitCode;
+      } catch (e) {
+        throw stopped(e, stoppedBy());
       } finally {
         dispose();
       }
@@ -172,8 +174,12 @@ export async function vmCommand(argv: string[]): Promise<number> {
       const p = parseArgs(rest, SUB['boot-times']);
       if (!p) return 0;
       const specs = await vmKernelArgs(p.values.kernels ?? []);
-      if (p.values.out !== undefined) checkOutDir(p.values.out, { example: '--out /tmp/boot-times' });
-      const { signal, dispose } = interruptSignal();
+      // a run's directory is its own, as for lab run (a hello-openat run's results were replaced)
+      if (p.values.out !== undefined) {
+        checkOutDir(p.values.out, { example: '--out /tmp/boot-times' });
+        checkNotARun(p.values.out);
+      }
+      const { signal, dispose, stoppedBy } = interruptSignal();
       try {
         const byText = new Map(specs.map((k) => [k.text, k]));
         const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
@@ -183,15 +189,24 @@ export async function vmCommand(argv: string[]): Promise<number> {
           return { release: r.release, accel: r.accel, phases: r.phases, totalMs: r.totalMs };
         }, {
           outDir: p.values.out,
+          onPartial: (dir) => console.error(`the boots so far are kept: ${path.join(dir, 'report.html')}`),
           onSample: (x) => console.log(`${x.kernel.padEnd(6)} ${x.release.padEnd(22)} ${x.accel}  boot-to-ready ${s(x.phases.readyMs)}  = qemu ${s(x.phases.qemuMs)} + kernel ${s(x.phases.kernelMs)} + init ${s(x.phases.initMs)} + root mount ${s(x.phases.mountMs)}   total ${s(x.totalMs)}`),
         });
         for (const k of results.summary) console.log(`${k.kernel.padEnd(6)} median ${s(k.readyMs.median)} (${s(k.readyMs.min)}–${s(k.readyMs.max)}); ≤ 3 s: ${k.goal.verdict}, ${k.goal.detail}`);
         if (results.context?.busy.length) console.log(`busy machine: ${results.context.busy.join('; ')}`);
         console.log(`report: ${path.join(outDir, 'report.html')}`);
+      } catch (e) {
+        throw stopped(e, stoppedBy());
       } finally {
         dispose();
       }
       return 0;
     }
   }
+}
+
+/** a stop signal's error exits 128 + its number, as the shell reports a process it ended (it exited 1, as a failed command) */
+function stopped(e: unknown, sig: StopSignal | undefined): unknown {
+  if (!sig) return e;
+  return Object.assign(new LabError(`stopped by ${sig}: ${(e as Error)?.message?.split('\n')[0] ?? String(e)}`), { exitCode: stopExitCode(sig) ?? 1 });
 }
