@@ -15,6 +15,7 @@ import { cachedKernels, readKernelMeta, resolveKernel } from './kernels.ts';
 import { createProgress, type Progress } from '../../common/progress.ts';
 import { parseKernelSpec, type VmKernelSpec } from './spec.ts';
 import { archFacts } from '../../common/arch.ts';
+import { dyingWithUs } from './reaper.ts';
 
 /** the kernel fetched for the probe when none is cached: the series the tests and CI use */
 const PROBE_SERIES = '6.1';
@@ -28,14 +29,17 @@ export interface KvmProbe {
 }
 
 /** Boot a kernel to a KVMOK-printing init under an accelerator; exported so tests can check the probe itself under TCG. */
-export async function probeAccel(accel: 'kvm' | 'tcg', deadlineMs: number, kernel: string): Promise<{ ok: boolean; note: string; ms: number }> {
+export async function probeAccel(accel: 'kvm' | 'tcg', deadlineMs: number, kernel: string): Promise<{ ok: boolean; note: string; ms: number; interrupted?: boolean }> {
   const t0 = Date.now();
   {
     const args = ['-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot', '-accel', accel, '-serial', 'stdio'];
     const what = 'a Linux kernel';
     args.push('-cpu', accel === 'kvm' ? 'host' : 'max', '-m', '256M', '-kernel', kernel, '-initrd', await buildProbeInitramfs(),
       '-append', 'console=ttyS0 quiet panic=-1 rdinit=/init');
-    const p = spawn(archFacts().qemu, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // a group of its own (a terminal's Ctrl-C killed it, and that exit was recorded as "KVM
+    // unusable" for a day), and killed by the kernel if the lab dies first (review, session 57)
+    const [cmd, argv] = dyingWithUs(archFacts().qemu, args);
+    const p = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     let out = '';
     let err = '';
     p.stdout.on('data', (d) => (out += d.toString()));
@@ -50,6 +54,8 @@ export async function probeAccel(accel: 'kvm' | 'tcg', deadlineMs: number, kerne
       await new Promise((r) => p.once('exit', r));
     }
     const ms = Date.now() - t0;
+    // killed by someone else (not our deadline): no verdict about KVM
+    if (finished && p.signalCode) return { ok: false, note: `the ${accel} probe's QEMU was killed (${p.signalCode}) before it answered: not a verdict`, ms, interrupted: true };
     if (out.includes('KVMOK')) return { ok: true, note: `${accel} guest ran ${what} in ${ms} ms`, ms };
     const why = err.split('\n').find((l) => /error|fail|emulation/i.test(l))?.trim();
     if (!finished) return { ok: false, note: `${accel} guest running ${what} printed nothing within ${deadlineMs} ms${why ? ` (${why})` : ' (it hangs)'}`, ms };
@@ -90,7 +96,9 @@ export async function probeKvm(opts: { force?: boolean; deadlineMs?: number; pro
   }
   // A working KVM boots a kernel to init in ~1 s; 6 s leaves room for a loaded host.
   const r = await probeAccel('kvm', opts.deadlineMs ?? 6000, kernel.path);
-  const probe: KvmProbe = { ...r, note: `${r.note} (${kernel.release})`, hostKernel, at: new Date().toISOString() };
+  const { interrupted, ...verdict } = r;
+  const probe: KvmProbe = { ...verdict, note: `${r.note} (${kernel.release})`, hostKernel, at: new Date().toISOString() };
+  if (interrupted) return probe; // not kept: the next run probes again
   try {
     await mkdir(cacheDir(), { recursive: true });
     await writeFile(PROBE_FILE(), JSON.stringify(probe, null, 2));
