@@ -707,6 +707,11 @@ async function runOnVm(args: RunArgs & { kernel: VmKernelSpec }, progress: Progr
   // cores (under TCG all of a guest's vCPUs in one host thread, see lab/vm/cmdline.ts tcgAccelArg)
   const hostSnap0 = snapshot();
   const [r] = await runVmRow({ mode: args.mode, kernel: args.kernel, backend: args.backend, cells: [{ scenario: args.scenario, outDir: args.outDir, options: args.options, rest: args.rest, wire: args.wire }], ...(args.timeoutS ? { timeoutMs: args.timeoutS * 1000 } : {}) }, progress, rowHooks);
+  // the row's stop handlers are gone: a Ctrl-C here took its default action and ended the process
+  // mid-render, without the summary (review, session 57). The run has finished; the stop is held
+  // until its report is whole, and then said.
+  const { holdEarlyStops } = await import('../common/signals.ts');
+  const held = holdEarlyStops();
   try {
     const results = r!.results;
     const host = runContext(hostSnap0, snapshot(), process.pid, 100, cpuFacts(results.environment.cpu?.cores ?? 1));
@@ -716,6 +721,9 @@ async function runOnVm(args: RunArgs & { kernel: VmKernelSpec }, progress: Progr
     await rowHooks.writeReport(r!.outDir, results);
   } catch (e) {
     progress.warn(`host context not recorded: ${(e as Error).message}`);
+  } finally {
+    held.off();
+    if (held.signal) progress.info(`${held.signal} came once the run had finished: its report was completed`);
   }
   return r!;
 }
@@ -746,7 +754,8 @@ async function runOrBench(argv: string[], mode: 'run' | 'bench'): Promise<number
   // row (security's PostgreSQL stop guard held every run ~10 s) and the next scenario's guest
   if (args.spec) return endRunNow(code);
   const counts = (s: string) => results.checks.filter((c) => c.status === s).length;
-  console.log(`${results.scenario} on ${results.environment.kernel.release} (${args.kernel.text}): ${results.status.toUpperCase()} — ${counts('pass')} passed, ${counts('fail')} failed, ${counts('unsupported')} unsupported in ${((results.durationMs ?? 0) / 1000).toFixed(1)} s`);
+  const accel = results.environment.target === 'vm' ? String((results.environment.vm as Record<string, unknown> | undefined)?.accel ?? '') : '';
+  console.log(`${results.scenario} on ${results.environment.kernel.release} (${args.kernel.text}${accel ? `, ${accel === 'tcg' ? 'TCG: emulated' : accel.toUpperCase()}` : ''}): ${results.status.toUpperCase()} — ${counts('pass')} passed, ${counts('fail')} failed, ${counts('unsupported')} unsupported in ${((results.durationMs ?? 0) / 1000).toFixed(1)} s`);
   if (results.error) {
     const [first, second] = results.error.split('\n');
     console.log(`error: ${first}${second?.startsWith('fix: ') ? `\n  ${second}` : ''}`);

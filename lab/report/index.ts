@@ -212,7 +212,9 @@ export async function renderReport(results: Results): Promise<string> {
   const sections: Section[] = Array.isArray(r.sections) ? r.sections : [];
   const kernel = r.environment?.kernel;
   const meta: [string, string][] = [];
-  if (kernel?.release) meta.push(['kernel', `${kernel.release}${r.environment?.target === 'vm' ? ' (VM)' : ''}`]);
+  // how the VM ran leads: a TCG figure is 10–30x a KVM one (said only in the collapsed environment before)
+  const accel = r.environment?.target === 'vm' ? String((r.environment?.vm as Record<string, unknown> | undefined)?.accel ?? '') : '';
+  if (kernel?.release) meta.push(['kernel', `${kernel.release}${r.environment?.target === 'vm' ? ` (VM${accel ? `, ${accel === 'tcg' ? 'TCG: emulated' : accel.toUpperCase()}` : ''})` : ''}`]);
   meta.push(['mode', r.mode], ['started', formatTime(r.startedAt)]);
   if (typeof r.durationMs === 'number') meta.push(['duration', formatDuration(r.durationMs)]);
   else if (r.finishedAt && r.startedAt) meta.push(['duration', formatDuration(Date.parse(r.finishedAt) - Date.parse(r.startedAt))]);
@@ -234,6 +236,7 @@ export async function renderReport(results: Results): Promise<string> {
   // a stop (Ctrl-C, --timeout) is not a failure of the scenario: said as what it is
   if (r.error && r.stoppedBy) parts.push(`<div class="error-box"><b>Stopped (${escapeHtml(String(r.stoppedBy))}) before the scenario finished</b>: the checks below are those made before the stop, and figures the scenario had not recorded yet are missing.<pre>${escapeHtml(String(r.error))}</pre></div>`);
   else if (r.error) parts.push(`<div class="error-box"><b>The scenario stopped with an error</b><pre>${escapeHtml(String(r.error))}</pre></div>`);
+  if (accel === 'tcg' && r.headline?.length) parts.push(`<div class="warn-box"><b>Emulated CPU (TCG):</b> this guest ran without KVM, 10–30x slower than on real hardware. Its figures compare with other TCG runs on this machine class, and ratios inside the run hold; absolute rates and latencies say nothing about a KVM guest or the host.</div>`);
   if (r.context?.busy?.length) parts.push(`<div class="warn-box"><b>Busy machine:</b> ${escapeHtml(r.context.busy.join('; '))}. Figures from this run compare only with each other (ratios inside the run), not with other runs.</div>`);
 
   if (r.headline?.length) parts.push(`<section id="result"><h2>Result</h2>${headlineHtml(r.headline)}</section>`);

@@ -420,6 +420,7 @@ async function finishCell(o: {
     } catch { /* a guest killed mid-write: treated as no results */ }
   }
   results ??= await noResults({ args, cell, runId: o.runId, startedAt: o.startedAt, kernel, error: o.failure ?? `the guest wrote no results (exit code ${o.exitCode}); see the boot log` });
+  const guestFinished = !!results.finishedAt; // the guest's runner wrote its results whole
   // one definition of a run's time everywhere: wall time on the host (for the first scenario of
   // a row it includes the boot), the guest's own time beside it
   const inGuestMs = o.exitCode !== undefined ? results.durationMs : undefined;
@@ -443,7 +444,10 @@ async function finishCell(o: {
     };
   }
   // a stopped guest run's own error names the SIGTERM it was stopped with: the user's stop wins
-  if (o.failure && (results.status !== 'error' || o.exitCode === 124 || o.exitCode === 137 || o.failure.startsWith('interrupted by '))) {
+  // a stop that came once the guest's scenario had finished (its results written whole) stopped
+  // nothing: the run was marked stopped early with every check and figure there (review, session 57)
+  const lateStop = !!o.failure?.startsWith('interrupted by ') && results.status !== 'error' && guestFinished && o.exitCode !== 124 && o.exitCode !== 137;
+  if (o.failure && !lateStop && (results.status !== 'error' || o.exitCode === 124 || o.exitCode === 137 || o.failure.startsWith('interrupted by '))) {
     // …and what the guest's runner said of its stop beyond that (where a stop that did not finish was held)
     const more = /^interrupted by SIG\w+; (.*)$/s.exec(results.error ?? '')?.[1];
     results.status = 'error';
