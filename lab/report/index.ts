@@ -259,7 +259,7 @@ export async function renderReport(results: Results): Promise<string> {
     `<section id="metrics"><h2>Raw numbers</h2><details><summary>everything the scenario measured (results.json → metrics: ${formatNumber(nKeys)} ${nKeys === 1 ? 'entry' : 'entries'})</summary>` +
       `<pre>${escapeHtml(JSON.stringify(r.metrics ?? {}, null, 2))}</pre></details></section>`,
   );
-  parts.push(`<footer>ebpf-lab report · schema ${escapeHtml(String(r.schema))} · re-render with <code>pnpm lab report &lt;this run's directory&gt;</code> (${escapeHtml(`reports/${r.runId}`)} from the lab's root)</footer>`);
+  parts.push(`<footer>ebpf-lab report · schema ${escapeHtml(String(r.schema))} · re-render with <code>pnpm lab report &lt;this run's directory&gt;</code> (run ${escapeHtml(String(r.runId))}; its directory is where this page is)</footer>`);
 
   return htmlPage(`${r.scenario} · ${r.status} · ${r.runId}`, parts.join('\n'));
 }

@@ -84,7 +84,7 @@ const SUB = {
   kernels: { usage: 'pnpm lab vm kernels [--refresh]', summary: 'series and versions in the Debian indices, and what is cached', options: { refresh: { type: 'boolean', description: 'read the indices from the mirror again (cached copies are kept 6 h)' } } },
   fetch: { usage: 'pnpm lab vm fetch <kernel>…', summary: 'download, verify and extract kernels (5.10, 6.1, 6.12, 7.x, a version, a release)', options: {}, positionals: { names: ['kernel'], min: 1 } },
   exec: {
-    usage: 'pnpm lab vm exec <kernel> [--timeout S] [--out DIR] -- <cmd…>', summary: 'boot a guest and run a shell command in it; exits with its code',
+    usage: 'pnpm lab vm exec <kernel> [--timeout S] [--out DIR] -- <cmd…>', summary: 'boot a guest and run a shell command in it; exits with its code (128+n when a stop signal ends it; through pnpm an exit of 127 reads as 1: ./lab.sh passes it). Its stdin is /dev/null: put input in a file under the shared checkout or --out',
     options: { timeout: { type: 'int', min: 1, max: 86_400, valueName: 'S', description: 'seconds before the guest is killed (default 1800)' }, out: { type: 'string', valueName: 'DIR', description: 'existing host directory shared read-write at the same path' } },
     positionals: { names: ['kernel'], min: 1, max: 1 },
   },
