@@ -234,7 +234,10 @@ export async function renderReport(results: Results): Promise<string> {
   // spaces between the links: each link is nowrap, the line must be able to break between them
   parts.push(`<nav class="toc">${toc.map(([id, t]) => `<a href="#${escapeHtml(id!)}">${escapeHtml(t!)}</a>`).join(' ')}</nav></header>`);
   // a stop (Ctrl-C, --timeout) is not a failure of the scenario: said as what it is
-  if (r.error && r.stoppedBy) parts.push(`<div class="error-box"><b>Stopped (${escapeHtml(String(r.stoppedBy))}) before the scenario finished</b>: the checks below are those made before the stop, and figures the scenario had not recorded yet are missing.<pre>${escapeHtml(String(r.error))}</pre></div>`);
+  // a guest ended before it wrote its results (a second Ctrl-C) has none here, though its console
+  // showed some: said where they are (review, session 57)
+  const guestLost = r.environment?.target === 'vm' && !(Array.isArray(r.checks) && r.checks.length);
+  if (r.error && r.stoppedBy) parts.push(`<div class="error-box"><b>Stopped (${escapeHtml(String(r.stoppedBy))}) before the scenario finished</b>: ${guestLost ? 'the guest was ended before it wrote its results, so no check is recorded here; the checks it had made are in its console log (vm-console.log in this run\'s directory)' : 'the checks below are those made before the stop, and figures the scenario had not recorded yet are missing'}.<pre>${escapeHtml(String(r.error))}</pre></div>`);
   else if (r.error) parts.push(`<div class="error-box"><b>The scenario stopped with an error</b><pre>${escapeHtml(String(r.error))}</pre></div>`);
   if (accel === 'tcg' && r.headline?.length) parts.push(`<div class="warn-box"><b>Emulated CPU (TCG):</b> this guest ran without KVM, 10–30x slower than on real hardware. Its figures compare with other TCG runs on this machine class, and ratios inside the run hold; absolute rates and latencies say nothing about a KVM guest or the host.</div>`);
   if (r.context?.busy?.length) parts.push(`<div class="warn-box"><b>Busy machine:</b> ${escapeHtml(r.context.busy.join('; '))}. Figures from this run compare only with each other (ratios inside the run), not with other runs.</div>`);
