@@ -319,6 +319,22 @@ describe('lab CLI', () => {
     }
   });
 
+  // doctor always exited 0: a script could not gate on it (review, session 57)
+  it.skipIf(process.getuid?.() !== 0)('doctor --require gates on rows: 0 when usable, 1 naming what is missing, 2 for a row it does not have [needs root: trial attaches]', () => {
+    const ok = lab(['doctor', '--no-kvm', '--json', '--require', 'attach:tracepoint,map:ringbuf']);
+    expect(ok.code, ok.err).toBe(0);
+    const t = JSON.parse(ok.out) as Record<string, { ok: boolean }>;
+    const absent = Object.keys(t).find((k) => t[k]!.ok === false && k !== 'vng');
+    if (absent) {
+      const no = lab(['doctor', '--no-kvm', '--require', `attach:tracepoint,${absent}`]);
+      expect(no.code).toBe(1);
+      expect(no.err).toContain(`missing here: ${absent} (`);
+    }
+    const typo = lab(['doctor', '--no-kvm', '--require', 'attach:tracepiont']);
+    expect(typo.code).toBe(2);
+    expect(typo.err).toMatch(/^error: --require "attach:tracepiont": no such row \(did you mean attach:tracepoint\?\)/m);
+  }, 120_000);
+
   it.skipIf(process.getuid?.() !== 0)('--timeout stops a host run at its limit: cleaned up, reported as an error, exit 1, no process left [needs root: loads BPF]', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-timeout-'));
     try {

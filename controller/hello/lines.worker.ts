@@ -5,6 +5,7 @@
 // reads; nothing is posted per batch.
 import { parentPort, workerData } from 'node:worker_threads';
 import { RingBuffer } from '../libbpf/ringbuf.ts';
+import { BpfError, Errno } from '../libbpf/errors.ts';
 import { lineSink, type LineLayout } from './lines.ts';
 
 export interface LineWorkerData {
@@ -45,6 +46,10 @@ try {
     if (d.injectDelayNs > 0) for (const until = now + (d.injectDelayNs * n) / 1e6; performance.now() < until; );
   });
   sink.flush();
+} catch (e) {
+  // the reader went (`… | head -1`): the sink ends as the C consumer's does, not with a stack
+  // trace and no summary (review, session 57)
+  if (!(e instanceof BpfError && e.errno === Errno.EPIPE)) throw e;
 } finally {
   ring.close();
 }

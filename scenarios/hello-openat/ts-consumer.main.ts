@@ -15,6 +15,7 @@
 //         prog_run_cnt and prog_run_time_ns with EBPF_LAB_PROG_STATS=1.
 import { OpenatTracer } from '../../controller/hello/openat.ts';
 import { deferSignalsToCaller } from '../../controller/libbpf/lifecycle.ts';
+import { BpfError, Errno } from '../../controller/libbpf/errors.ts';
 
 const [pidArg, coalesceArg, threadArg = 'worker'] = process.argv.slice(2);
 const pid = Number(pidArg);
@@ -51,8 +52,13 @@ if (threadArg === 'worker') {
     s.lastNs = process.hrtime.bigint();
     if (injectNs > 0) for (const until = s.lastNs + BigInt(injectNs * n); process.hrtime.bigint() < until; );
   });
+  // a closed reader (EPIPE) ends the sink as a stop does; anything else is a failure
+  const ended = done.then(() => {}, (e: unknown) => {
+    if (!(e instanceof BpfError && e.errno === Errno.EPIPE)) throw e;
+  });
+  done = ended;
   process.stderr.write('READY\n');
-  await stopped;
+  await Promise.race([stopped, ended]);
 }
 const lost = tracer.lost; // read before close() drops the map
 const prog = progStats ? tracer.programStats() : undefined;
