@@ -385,7 +385,8 @@ export class Vm {
   }
 
   private async teardown(force: boolean): Promise<void> {
-    if (!force && !this.busy && this.qemu && !this.exited && this.ports.ctl) {
+    // only a guest that said READY can answer BYE: a stop during boot waited 3 s for nothing (review, session 57)
+    if (!force && !this.busy && this.qemu && !this.exited && this.ports.ctl && this.bootMs > 0) {
       this.ports.ctl.write('BYE\n');
       await new Promise<void>((res) => {
         const t = setTimeout(res, 3000);
