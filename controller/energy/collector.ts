@@ -480,7 +480,10 @@ export class EnergyCollector {
   /** entries created in the LRU map minus entries alive and those forgetGone deleted: what the LRU evicted so far (iter: threads lost, see iterLost) */
   evictions(): number {
     if (this.hook.name === 'iter') return this.iterLost();
-    const created = this.prev.cpus.reduce((s, c) => s + Number(c.new_keys), 0);
+    // keys created as of the walk's start: one created during the walk is alive but was not yet
+    // counted as created, never the other way round (the count after the walk took a key made
+    // meanwhile for an eviction, then gave it back: a gauge that went 1 → 0 with nothing evicted)
+    const created = this.prev.cpusBefore.reduce((s, c) => s + Number(c.new_keys), 0);
     return Math.max(0, created - this.prev.tasks.size - this.deleted);
   }
 
