@@ -143,6 +143,9 @@ export interface TracerSnapshot {
   filtered?: { continuations: number; nonHttp: number; standby: number };
 }
 
+/** one walk of /proc: pid → parent (when pids are selected) and executable (when executables are) */
+type ProcWalk = Map<number, { ppid?: number; exe?: string }>;
+
 export class Tracer {
   readonly registry = new Registry();
   private readonly red: RedMetrics;
@@ -196,26 +199,8 @@ export class Tracer {
       // an exe selector never selects the tracer's own pid (rescanExes): nothing of it is counted
       const selfExe = self ? undefined : opts.services.find((s) => s.exe === process.execPath);
       if (selfExe) note(`this tracer (pid ${process.pid}) runs ${process.execPath}, which --service ${selfExe.name} selects: it leaves itself out (its requests are neither spans nor counted)`);
-      t.rescanChildren();
-      t.rescanExes();
-      if (opts.services.some((s) => s.exe || s.pid !== undefined)) {
-        t.timers.push(setInterval(() => {
-          tr.rescanChildren();
-          tr.rescanExes();
-        }, 1000));
-      }
-      // a selected pid that exits: said once, and unselected (a reused pid would be traced as it)
-      const pids = opts.services.filter((s) => s.pid !== undefined);
-      if (pids.length) {
-        const gone = new Set<number>();
-        t.timers.push(setInterval(() => {
-          for (const s of pids) if (!gone.has(s.pid!) && !fs.existsSync(`/proc/${s.pid}`)) {
-            gone.add(s.pid!);
-            kernel.unselectPid(s.pid!);
-            note(`process ${s.pid} (--service ${s.name}) has exited: neither it nor the child processes it left are traced any more (a server that restarts is better selected by its cgroup or executable)`);
-          }
-        }, 1000));
-      }
+      t.rescan();
+      if (opts.services.some((s) => s.exe || s.pid !== undefined)) t.timers.push(setInterval(() => tr.rescan(), 1000));
       for (const tm of t.timers) tm.unref();
       t.loop = t.consume();
       if (opts.metricsPort !== undefined) await t.serveMetrics(opts.metricsPort);
@@ -228,25 +213,70 @@ export class Tracer {
   }
 
   /**
+   * Once at start and then once a second: one walk of /proc serves the three questions asked of
+   * it (a selected pid gone, its descendants, processes running a selected executable). They
+   * used to walk it twice a second and stat every selected pid besides, on a host where the
+   * tracer runs beside the services it watches.
+   */
+  private rescan(): void {
+    const roots = this.opts.services.some((s) => s.pid !== undefined && this.pidSelected.has(s.pid));
+    const exes = this.opts.services.some((s) => s.exe);
+    if (!roots && !exes && !this.childSelected.size) return;
+    const procs: ProcWalk = new Map();
+    for (const d of fs.readdirSync('/proc')) {
+      if (!/^\d+$/.test(d)) continue;
+      const p: { ppid?: number; exe?: string } = {};
+      if (roots) {
+        // a zombie has exited: it is neither a live selected pid nor a parent of live workers
+        const st = readPidStat(`/proc/${d}/stat`);
+        if (!st || st.state === 'Z') continue;
+        p.ppid = st.ppid;
+      }
+      if (exes) {
+        try {
+          p.exe = fs.readlinkSync(`/proc/${d}/exe`);
+        } catch {
+          if (!roots) continue; // gone since the readdir, or a kernel thread
+        }
+      }
+      procs.set(Number(d), p);
+    }
+    if (roots) this.forgetExitedPids(procs);
+    this.rescanChildren(procs);
+    this.rescanExes(procs);
+  }
+
+  /**
+   * A selected pid that exits is said once and unselected, it and what it left: a reused pid
+   * would otherwise be traced as it, and its new children as its workers.
+   */
+  private forgetExitedPids(procs: ProcWalk): void {
+    this.opts.services.forEach((s) => {
+      if (s.pid === undefined || !this.pidSelected.has(s.pid) || procs.has(s.pid)) return;
+      this.pidSelected.delete(s.pid);
+      this.kernel.unselectPid(s.pid);
+      this.opts.onNote?.(`process ${s.pid} (--service ${s.name}) has exited: neither it nor the child processes it left are traced any more (a server that restarts is better selected by its cgroup or executable)`);
+    });
+  }
+
+  /**
    * A selected pid's descendant processes are its service's too: a server that forks workers
    * (nginx, gunicorn, a Node cluster) serves from them, and selecting its master traced nothing
    * (review, session 56). Found at start and then once a second, so a worker forked later is
    * traced from its first second on; one that exits is unselected.
    */
-  private rescanChildren(): void {
+  private rescanChildren(procs: ProcWalk): void {
     const roots = new Map<number, number>();
     this.opts.services.forEach((s, i) => {
       if (s.pid !== undefined && this.pidSelected.has(s.pid)) roots.set(s.pid, i + 1);
     });
-    if (!roots.size) return;
+    // no early return without roots: the workers of a root that exited are unselected below
     const kids = new Map<number, number[]>();
-    for (const d of fs.readdirSync('/proc')) {
-      if (!/^\d+$/.test(d)) continue;
-      const st = readPidStat(`/proc/${d}/stat`);
-      if (!st || st.state === 'Z') continue;
-      const list = kids.get(st.ppid) ?? [];
-      list.push(Number(d));
-      kids.set(st.ppid, list);
+    for (const [pid, p] of procs) {
+      if (p.ppid === undefined) continue;
+      const list = kids.get(p.ppid) ?? [];
+      list.push(pid);
+      kids.set(p.ppid, list);
     }
     const found = new Map<number, number>();
     for (const [root, service] of roots) {
@@ -270,21 +300,14 @@ export class Tracer {
     }
   }
 
-  private rescanExes(): void {
+  private rescanExes(procs: ProcWalk): void {
     const exes = this.opts.services.map((s, i) => [s.exe, i + 1] as const).filter(([e]) => e);
     if (!exes.length) return;
     const alive = new Set<number>();
-    for (const d of fs.readdirSync('/proc')) {
-      if (!/^\d+$/.test(d)) continue;
-      let exe: string;
-      try {
-        exe = fs.readlinkSync(`/proc/${d}/exe`);
-      } catch {
-        continue;
-      }
+    for (const [pid, { exe }] of procs) {
+      if (exe === undefined) continue;
       const hit = exes.find(([e]) => e === exe);
       if (!hit) continue;
-      const pid = Number(d);
       if (pid === process.pid || this.childSelected.has(pid)) continue; // itself (see start); a selected pid's child is its
       if (this.pidSelected.has(pid)) {
         // a pid selector is the more specific; said once where the two name different services

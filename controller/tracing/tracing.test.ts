@@ -350,6 +350,37 @@ describeRoot('selection by cgroup and by pid (real kernel)', () => {
       m.child.kill('SIGKILL');
     }
   }, 30_000);
+  // an exited master leaves its workers to init, and its pid to the next process that takes it
+  it('a selected pid that exits is said once, and the workers it left are traced no more', async () => {
+    const MASTER = `const { spawn } = require('node:child_process');
+      spawn(process.execPath, ['-e', ${JSON.stringify(SERVER)}], { stdio: ['ignore', 'pipe', 'inherit'] }).stdout.on('data', (d) => process.stdout.write(d));
+      setInterval(() => {}, 1e9);`;
+    const m = await spawnServer(MASTER);
+    const spans: Span[] = [];
+    const notes: string[] = [];
+    let tracer: Tracer | null = null;
+    let worker = 0;
+    try {
+      tracer = await Tracer.start({ services: [{ name: 'master', pid: m.child.pid! }], graceMs: 50, onSpan: (s) => spans.push(s), onNote: (n) => notes.push(n) });
+      await generate(m.port, ['/before'], 1);
+      for (let i = 0; i < 30 && !spans.some((x) => x.kind === 'server'); i++) await sleep(100);
+      worker = spans.find((x) => x.kind === 'server')?.pid ?? 0;
+      expect(worker).toBeGreaterThan(0);
+      m.child.kill('SIGKILL');
+      for (let i = 0; i < 40 && !notes.some((n) => n.includes('has exited')); i++) await sleep(100);
+      expect(notes.filter((n) => n.includes(`process ${m.child.pid} (--service master) has exited`))).toHaveLength(1);
+      await generate(m.port, ['/after'], 1);
+      await sleep(500);
+      expect(spans.filter((x) => x.kind === 'server').map((x) => x.request?.target)).toEqual(['/before']);
+      await sleep(1200);
+      expect(notes.filter((n) => n.includes('has exited'))).toHaveLength(1);
+    } finally {
+      await tracer?.stop();
+      if (worker) try { process.kill(worker, 'SIGKILL'); } catch { /* gone */ }
+      spawnSync('pkill', ['-KILL', '-P', String(m.child.pid)]);
+      m.child.kill('SIGKILL');
+    }
+  }, 30_000);
 });
 
 describeRoot('bounded export queue (real sockets)', () => {
