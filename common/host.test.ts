@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { preemptModelFrom, processAlive, procStart, procStartMs, readPidStat, releaseAtLeast } from './host.ts';
+import { configOption, preemptModelFrom, processAlive, procStart, procStartMs, readPidStat, releaseAtLeast } from './host.ts';
 
 // the configs as Debian ships them (trimmed to the lines that matter)
 const DEB_6_12 = 'CONFIG_PREEMPT_BUILD=y\nCONFIG_PREEMPT_VOLUNTARY=y\n# CONFIG_PREEMPT_NONE is not set\n# CONFIG_PREEMPT is not set\n# CONFIG_PREEMPT_LAZY is not set\nCONFIG_PREEMPT_DYNAMIC=y\n';
@@ -45,6 +45,18 @@ describe('preemption model', () => {
   });
 });
 
+
+describe('configOption (what xdp-lb says of the kernel\'s IRQ time accounting)', () => {
+  it('reads y, m, "is not set" and absent options, and says null without a config', () => {
+    const cfg = 'CONFIG_IRQ_TIME_ACCOUNTING=y\nCONFIG_VETH=m\n# CONFIG_PREEMPT is not set\nCONFIG_IRQ_TIME_ACCOUNTING_X=y\n';
+    expect(configOption(cfg, 'IRQ_TIME_ACCOUNTING')).toBe('y');
+    expect(configOption(cfg, 'VETH')).toBe('m');
+    expect(configOption(cfg, 'PREEMPT')).toBe('n');
+    expect(configOption(cfg, 'NET_IPIP')).toBe('n');
+    expect(configOption(cfg.replace('CONFIG_IRQ_TIME_ACCOUNTING=y\n', ''), 'IRQ_TIME_ACCOUNTING')).toBe('n');
+    expect(configOption(undefined, 'VETH')).toBeNull();
+  });
+});
 
 describe('releaseAtLeast (tracing: preemptible tracepoint programs; the VM: 9p reads before 5.15)', () => {
   it('compares major.minor of a uname -r release', () => {

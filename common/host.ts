@@ -123,24 +123,38 @@ function preemptModelOf(o: { debugfs?: string; config?: string; cmdline?: string
   return byConfig ? { model: byConfig, source: 'kernel config default' } : { source: 'unknown (kernel config names no model)' };
 }
 
+const readOrUndefined = (p: string) => {
+  try {
+    return fs.readFileSync(p, 'utf8');
+  } catch {
+    return undefined;
+  }
+};
+
+/** the running kernel's build config: the packaged one, else /proc/config.gz; undefined when neither is there */
+export function kernelConfigText(): string | undefined {
+  const release = readOrUndefined('/proc/sys/kernel/osrelease')?.trim() ?? '';
+  for (const p of [`/boot/config-${release}`, `/lib/modules/${release}/config`, `/usr/lib/modules/${release}/config`]) {
+    const c = readOrUndefined(p);
+    if (c) return c;
+  }
+  try {
+    return zlib.gunzipSync(fs.readFileSync('/proc/config.gz')).toString('utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/** CONFIG_<name> of a config text: 'y', 'm', 'n' (absent or "is not set"), or null without a config */
+export function configOption(config: string | undefined, name: string): 'y' | 'm' | 'n' | null {
+  if (config === undefined) return null;
+  const m = new RegExp(`^CONFIG_${name}=(\\S+)$`, 'm').exec(config);
+  return m?.[1] === 'y' || m?.[1] === 'm' ? m[1] : 'n';
+}
+
 /** This kernel's preemption model (debugfs, else /proc/config.gz or the packaged config, with /proc/cmdline). */
 export function preemptModel(): Preemption {
-  const read = (p: string) => {
-    try {
-      return fs.readFileSync(p, 'utf8');
-    } catch {
-      return undefined;
-    }
-  };
-  const release = read('/proc/sys/kernel/osrelease')?.trim() ?? '';
-  let config: string | undefined;
-  for (const p of [`/boot/config-${release}`, `/lib/modules/${release}/config`, `/usr/lib/modules/${release}/config`]) if ((config = read(p))) break;
-  if (!config) {
-    try {
-      config = zlib.gunzipSync(fs.readFileSync('/proc/config.gz')).toString('utf8');
-    } catch { /* none */ }
-  }
-  return preemptModelFrom({ debugfs: read('/sys/kernel/debug/sched/preempt'), config, cmdline: read('/proc/cmdline'), version: read('/proc/sys/kernel/version') });
+  return preemptModelFrom({ debugfs: readOrUndefined('/sys/kernel/debug/sched/preempt'), config: kernelConfigText(), cmdline: readOrUndefined('/proc/cmdline'), version: readOrUndefined('/proc/sys/kernel/version') });
 }
 
 /** is this kernel release (uname -r) at least major.minor? An unreadable one counts as

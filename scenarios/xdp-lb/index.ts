@@ -13,7 +13,7 @@ import { execa } from 'execa';
 import { enableStats } from '../../controller/libbpf/index.ts';
 import { LbApiError } from '../../controller/lb/client.ts';
 import { sweepStale } from '../../lab/netns.ts';
-import { findOnPath } from '../../common/host.ts';
+import { configOption, findOnPath, kernelConfigText } from '../../common/host.ts';
 import { numberOption, scaledTimeout, timeScale } from '../../lab/scenario.ts';
 import type { Block, Scenario, ScenarioContext } from '../../lab/scenario.ts';
 import { cpuTimes, curlMany, processCpuNs, rssBytes, runWrk, totalErrors, type WrkResult } from './load.ts';
@@ -71,14 +71,19 @@ async function measure(ctx: ScenarioContext, t: LbTopology, config: string, url:
   const conn = close ? 'new connection' : 'keep-alive';
   ctx.progress.info(`${config}, ${conn}${o.delayMs ? `, paced at ~${Math.round((o.connections * 1000) / o.delayMs)} requests/s` : ''}: wrk -c${o.connections} ${o.durationS}s${o.delayMs ? ` (${o.delayMs} ms between a response and the next request)` : ''}${perfFile ? `, under perf record -a -F ${PROFILE_HZ}` : ''}`);
   // the CPU counters are read around wrk alone, inside perf's recording when there is one
+  // (the daemon's API calls outside them, and the share of the machine over the same wall time:
+  // over wrk's own duration it read 101–102% busy, review session 58)
   const load = async () => {
-    const c0 = cpuTimes();
     const l0 = await lbCpu();
+    const c0 = cpuTimes();
+    const t0 = process.hrtime.bigint();
     const r: WrkResult = await runWrk(t, { url, connections: o.connections, durationS: o.durationS, close, delayMs: o.delayMs, signal: ctx.signal });
+    const c1 = cpuTimes();
+    const wallNs = Number(process.hrtime.bigint() - t0);
     const l1 = await lbCpu();
-    return { r, c0, c1: cpuTimes(), l0, l1 };
+    return { r, c0, c1, l0, l1, wallNs };
   };
-  const { r, c0, c1, l0, l1 } = perfFile ? await recordSystemWide(perfFile, PROFILE_HZ, load, { signal: ctx.signal }) : await load();
+  const { r, c0, c1, l0, l1, wallNs } = perfFile ? await recordSystemWide(perfFile, PROFILE_HZ, load, { signal: ctx.signal }) : await load();
   const m = await mem();
   const n = Math.max(r.requests, 1);
   return {
@@ -87,7 +92,7 @@ async function measure(ctx: ScenarioContext, t: LbTopology, config: string, url:
     lbCpuNsPerReq: l0 === null || l1 === null ? null : (l1 - l0) / n,
     softirqNsPerReq: (c1.softirqNs - c0.softirqNs) / n,
     busyNsPerReq: (c1.busyNs - c0.busyNs) / n,
-    busyShare: (c1.busyNs - c0.busyNs) / (os.cpus().length * r.durationS * 1e9),
+    busyShare: (c1.busyNs - c0.busyNs) / (os.cpus().length * wallNs),
     memBytes: m,
     ...(perfFile ? { perfFile } : {}),
   };
@@ -454,7 +459,7 @@ const scenario: Scenario = {
     const loadConfig = () => loadConfigOf(t, instance, loadN);
     // bench: after a configuration's saturated runs, the same at a fixed request rate (pacedLoad)
     // the paced runs' CPU by perf's sampling where perf exists: at a paced load tick-based
-    // /proc/stat disagreed with it by up to ~40%, unevenly per configuration (--profile)
+    // /proc/stat disagreed with it, unevenly per configuration (--profile's cross-check table)
     const pacedPerf = bench && findOnPath('perf') !== null;
     if (bench && !pacedPerf) ctx.progress.warn('perf is not installed: the paced runs\' CPU is tick-based /proc/stat only, informational (apt-get install linux-perf, or `pnpm lab setup lb`)');
     const measureAll = async (config: string, url: string, lbCpu: () => Promise<number | null>, mem: () => Promise<number | null>, round: number) => {
@@ -626,7 +631,7 @@ const scenario: Scenario = {
             rounds: xPaced.map((x) => x / 1000),
             comparator: {
               name: p, rounds: pPaced.map((x) => x / 1000), ratioRounds: frac, likeForLike: false,
-              note: `ratio = ${what} ÷ ${p} at the same request rate, a fraction ("${target}x below" is ≤ ${1 / target}; ≤ 0 where the path costs no more than the direct one). ${pacedByPerf ? `CPU = perf's cpu-clock samples on every CPU during the run (${PROFILE_HZ} Hz, idle left out), not /proc/stat's ticks, which at a paced load disagreed with perf by up to ~40%, unevenly per configuration` : 'Informational, no goal: perf was not available, and /proc/stat charges CPU by ticks, which at a paced load disagrees with perf\'s sampling'}. The XDP LB (L2 DSR) never sees responses; the proxy carries both directions over two connections`,
+              note: `ratio = ${what} ÷ ${p} at the same request rate, a fraction ("${target}x below" is ≤ ${1 / target}; ≤ 0 where the path costs no more than the direct one). ${pacedByPerf ? `CPU = perf's cpu-clock samples on every CPU during the run (${PROFILE_HZ} Hz, idle left out), not /proc/stat's ticks, which at a paced load disagree with perf's sampling unevenly per configuration (--profile's cross-check table shows by how much in a run)` : 'Informational, no goal: perf was not available, and /proc/stat charges CPU by ticks, which at a paced load disagrees with perf\'s sampling'}. The XDP LB (L2 DSR) never sees responses; the proxy carries both directions over two connections`,
             },
             ...(pacedByPerf ? { goal: { op: '<=' as const, target: 1 / target, of: 'ratio' as const } } : {}),
           }));
@@ -700,8 +705,15 @@ const scenario: Scenario = {
       { kind: 'chart', type: 'bar', title: 'p99 latency (median over rounds)', labels: configs, datasets: CONNS.map((c) => ({ label: c, data: configs.map((k) => get(k, c).p99Us) })), yLabel: 'µs' },
     );
     const lbConfigs = ['HAProxy', 'nginx stream', 'XDP LB', XDP_DEVMAP, XDP_CLIENT_PORT];
+    // read from this kernel's config, not assumed (it was stated for every kernel, review session 58)
+    const irqTime = configOption(kernelConfigText(), 'IRQ_TIME_ACCOUNTING');
+    const irqTimeNote = irqTime === 'n'
+      ? 'This kernel accounts CPU by ticks (no IRQ_TIME_ACCOUNTING in its config): softirq work that runs in a proxy\'s context is already in the proxy\'s system time, so adding softirq on top would count it twice.'
+      : irqTime === 'y'
+        ? 'This kernel accounts IRQ time apart (IRQ_TIME_ACCOUNTING in its config): softirq time is its own /proc/stat column, counted once in the busy time and not in the proxies\' system time.'
+        : 'Whether this kernel accounts IRQ time apart (IRQ_TIME_ACCOUNTING) could not be read (no kernel config in /boot or /proc/config.gz); the busy time counts each /proc/stat column once either way.';
     ctx.section('CPU per request',
-      { kind: 'text', text: `Headline: added machine CPU per request over the direct path — the busy time of all CPUs (/proc/stat: user, nice, system, irq, softirq) during a configuration's load run, per request, minus the direct run's in the same round. Every configuration is charged the same way, client and backends included, whatever context the work ran in. wrk is closed-loop: when client, LB and backends keep every CPU busy (see "machine busy" below), busy time per request approaches cores ÷ RPS, so on this machine the figure also carries each configuration's throughput. This kernel accounts CPU by ticks (no IRQ_TIME_ACCOUNTING): softirq work that runs in a proxy's context is already in the proxy's system time, so adding softirq on top would count it twice.\n\nThe configurations do not carry the same traffic: the XDP LB forwards with L2 DSR, so responses go from the backends straight to the client and the LB never sees them; HAProxy and nginx carry both directions over two TCP connections (client↔proxy, proxy↔backend). That is the design difference being measured.\n\nLower bound for the XDP LB: its program's own run time (BPF stats run_time_ns) per request, without the veth receive work around it. The proxies' own process CPU is beside it. ${roundsNote}` },
+      { kind: 'text', text: `Headline: added machine CPU per request over the direct path — the busy time of all CPUs (/proc/stat: user, nice, system, irq, softirq) during a configuration's load run, per request, minus the direct run's in the same round. Every configuration is charged the same way, client and backends included, whatever context the work ran in. wrk is closed-loop: when client, LB and backends keep every CPU busy (see "machine busy" below), busy time per request approaches cores ÷ RPS, so on this machine the figure also carries each configuration's throughput. ${irqTimeNote}\n\nThe configurations do not carry the same traffic: the XDP LB forwards with L2 DSR, so responses go from the backends straight to the client and the LB never sees them; HAProxy and nginx carry both directions over two TCP connections (client↔proxy, proxy↔backend). That is the design difference being measured.\n\nLower bound for the XDP LB: its program's own run time (BPF stats run_time_ns) per request, without the veth receive work around it. The proxies' own process CPU is beside it. ${roundsNote}` },
       { kind: 'chart', type: 'bar', title: 'Added machine CPU per request over the direct path (median over rounds)', labels: lbConfigs, datasets: CONNS.map((c) => ({ label: c, data: lbConfigs.map((k) => us(spreadOf(added(k, c)).median)) })), yLabel: 'µs/request' },
       { kind: 'table', columns: ['configuration', 'connections', 'added machine CPU µs/req', 'range', 'own CPU µs/req (proxy process / XDP program)', 'machine busy µs/req', 'machine busy', 'memory'],
         rows: lbConfigs.flatMap((k) => CONNS.map((c) => {
@@ -714,7 +726,7 @@ const scenario: Scenario = {
     );
     if (rows.some((r) => r.load === 'paced')) {
       ctx.section('CPU per request',
-        { kind: 'text', text: `At a fixed request rate (paced runs, bench): wrk waits ${PACE_DELAY_MS['keep-alive']} ms (keep-alive) or ${PACE_DELAY_MS['new connection']} ms (new connection) after each response before that connection's next request, and the number of connections sets the rate, the same for every configuration (--paced-rps, --paced-rps-close) and well below each one's maximum. The saturated figures above also carry throughput (wrk is closed-loop: busy time per request approaches cores ÷ RPS, and a path that answers slower batches fewer requests per wake-up); these are the CPU each configuration adds per request at one load, which is what capacity is planned on. But /proc/stat charges CPU by ticks, and at a paced load (work woken by wrk's millisecond timers) the tick-based busy time disagreed with perf's sampling by up to ~40% per configuration (the perf profile's cross-check table: --profile). ${pacedByPerf ? `So every paced run is recorded with perf (cpu-clock on every CPU, ${PROFILE_HZ} Hz; idle left out), and the added CPU here, its headlines and goals are perf's; the tick-based figure stays beside it as a cross-check. The recordings are read after the last load run and then deleted (the sample counts per run are in results.json).` : 'perf was not available for this run, so these rows are tick-based, informational and carry no goal.'} At this rate nothing is batched: every request pays its wake-ups and softirq work in full, in every configuration. Same rounds, interleaved with the saturated runs. The LB daemon's own background work (health checks of every backend, every interval) is part of the XDP LB's machine CPU; the proxies here run no active health checks.` },
+        { kind: 'text', text: `At a fixed request rate (paced runs, bench): wrk waits ${PACE_DELAY_MS['keep-alive']} ms (keep-alive) or ${PACE_DELAY_MS['new connection']} ms (new connection) after each response before that connection's next request, and the number of connections sets the rate, the same for every configuration (--paced-rps, --paced-rps-close) and well below each one's maximum. The saturated figures above also carry throughput (wrk is closed-loop: busy time per request approaches cores ÷ RPS, and a path that answers slower batches fewer requests per wake-up); these are the CPU each configuration adds per request at one load, which is what capacity is planned on. But /proc/stat charges CPU by ticks, and at a paced load (work woken by wrk's millisecond timers) the tick-based busy time disagrees with perf's sampling, unevenly per configuration (the perf profile's cross-check table shows by how much: --profile). ${pacedByPerf ? `So every paced run is recorded with perf (cpu-clock on every CPU, ${PROFILE_HZ} Hz; idle left out), and the added CPU here, its headlines and goals are perf's; the tick-based figure stays beside it as a cross-check. The recordings are read after the last load run and then deleted (the sample counts per run are in results.json).` : 'perf was not available for this run, so these rows are tick-based, informational and carry no goal.'} At this rate nothing is batched: every request pays its wake-ups and softirq work in full, in every configuration. Same rounds, interleaved with the saturated runs. The LB daemon's own background work (health checks of every backend, every interval) is part of the XDP LB's machine CPU; the proxies here run no active health checks.` },
         { kind: 'chart', type: 'bar', title: `Added machine CPU per request over the direct path at a fixed rate${pacedByPerf ? ', by perf' : ''} (median over rounds)`, labels: lbConfigs, datasets: CONNS.map((c) => ({ label: c, data: lbConfigs.map((k) => us(spreadOf(addedPaced(k, c)).median)) })), yLabel: 'µs/request' },
         { kind: 'table', caption: 'paced runs: every configuration at the same request rate', columns: ['configuration', 'connections', 'requests/s (median)', 'range', `added machine CPU µs/req${pacedByPerf ? ' (perf)' : ''}`, 'range', 'added, tick-based /proc/stat', 'machine busy µs/req (perf)', 'machine busy µs/req (/proc/stat)', 'machine busy', 'p99 µs'],
           rows: ['direct (no LB)', ...lbConfigs].flatMap((k) => CONNS.map((c) => {
@@ -761,7 +773,7 @@ const scenario: Scenario = {
       const ns = nic.rounds.map((x) => x[a].pps / x[b].pps);
       goalRows.push([`${label} — virtio-net, native XDP`, `≥ ${target}`, nic.live ? fin(Math.round(spreadOf(ns).median * 100) / 100) : null, nic.live ? byRounds(ns, '>=', target) : 'unsupported on this kernel']);
     }
-    ctx.section('Goals', { kind: 'table', columns: ['goal', 'target', 'measured (median of per-round ratios)', 'result'], rows: goalRows }, { kind: 'text', text: `Measured on ${ctx.kernel.release}, ${(await import('node:os')).cpus().length} shared cores: load generator, LB and backends compete for the same CPUs, and busy time in /proc/stat is machine-wide (other tenants included: see "Machine during the run"), so absolute numbers are noisy; ratios are taken inside each round. A goal is met when every round meets it. Why the added-CPU ratios stay far below the program-only ones on veth: with an XDP program on a veth, every frame goes through that veth's NAPI poll, and an XDP_TX'd frame is received again by the peer, which runs its own XDP program and then builds a fresh skb for the bridge; a NIC would do none of that (XDP runs before any skb exists and XDP_TX is a ring write). The devmap rows redirect into each backend's own port instead: no second receive at the LB's bridge port and no bridge, but the backend's eth0 then runs XDP (xdp_sink, pass) to take redirected frames. The client-port rows put the LB on the bridge's port towards the client, where the client's frames arrive (as an XDP LB on a host's NIC would be), and redirect VIP frames into the backend's port from there: no LB hop and no bridge at all, so this path can cost less than the direct one; what it still pays is XDP on two veths — the copy of every cloned TCP skb into an XDP buffer (veth cannot run XDP on an skb it shares), the NAPI polls, the program and the redirect. The pps section measures the same program and redirect on the LB's own port, so it stands for this path too. Why forwarding pps stays below 70% of XDP_DROP: a forwarded frame is received twice on veth (the XDP_TX-only and redirect-only rows are each path's limit without any LB logic), and the LB's established-flow path still does one hash lookup (conntrack LRU, ~18 ns by doubling it in isolation) plus parsing, array reads, counters and the MAC rewrite (~20 ns) per frame — see the pps section's isolation figures.` });
+    ctx.section('Goals', { kind: 'table', columns: ['goal', 'target', 'measured (median of per-round ratios)', 'result'], rows: goalRows }, { kind: 'text', text: `Measured on ${ctx.kernel.release}, ${(await import('node:os')).cpus().length} shared cores: load generator, LB and backends compete for the same CPUs, and busy time in /proc/stat is machine-wide (other tenants included: see "Machine during the run"), so absolute numbers are noisy; ratios are taken inside each round. A goal is met when every round meets it. Why the added-CPU ratios stay far below the program-only ones on veth: with an XDP program on a veth, every frame goes through that veth's NAPI poll, and an XDP_TX'd frame is received again by the peer, which runs its own XDP program and then builds a fresh skb for the bridge; a NIC would do none of that (XDP runs before any skb exists and XDP_TX is a ring write). The devmap rows redirect into each backend's own port instead: no second receive at the LB's bridge port and no bridge, but the backend's eth0 then runs XDP (xdp_sink, pass) to take redirected frames. The client-port rows put the LB on the bridge's port towards the client, where the client's frames arrive (as an XDP LB on a host's NIC would be), and redirect VIP frames into the backend's port from there: no LB hop and no bridge at all, so this path can cost less than the direct one; what it still pays is XDP on two veths — the copy of every cloned TCP skb into an XDP buffer (veth cannot run XDP on an skb it shares), the NAPI polls, the program and the redirect. The pps section measures the same program and redirect on the LB's own port, so it stands for this path too. Why forwarding pps stays below 70% of XDP_DROP: a forwarded frame is received twice on veth (the XDP_TX-only and redirect-only rows are each path's limit without any LB logic), and the LB's established-flow path still does one hash lookup (the conntrack LRU) plus parsing, array reads, counters and the MAC rewrite per frame — the pps section's isolation figures (BPF_PROG_TEST_RUN) give their cost on this kernel where it was measured.` });
     if (bench) await controlPlaneScaling(ctx, t);
     const memo = await execa('bpftool', ['-j', 'prog', 'show', 'id', String((await d.api.stats()).prog.id)], { reject: false });
     if (memo.exitCode === 0) ctx.metric('xdp_prog', JSON.parse(memo.stdout));

@@ -9,7 +9,7 @@
 // The isolation figures (BPF_PROG_TEST_RUN, no veth) split the LB program's own cost from the
 // veth's per-frame receive cost.
 import path from 'node:path';
-import { Link, libbpf, type Program } from '../../controller/libbpf/index.ts';
+import { BpfError, Link, libbpf, type Program } from '../../controller/libbpf/index.ts';
 import type { XdpBench } from '../../bpf/gen/xdp_bench.ts';
 import { Dataplane } from '../../controller/lb/dataplane.ts';
 import { addrBytes, htons } from '../../controller/lb/addr.ts';
@@ -111,6 +111,8 @@ export type PpsRound = Record<(typeof CONFIGS)[number], Rate>;
 
 export interface PpsResult {
   live: boolean;
+  /** why live frames were not measured (the probe's evidence) */
+  unsupported?: string;
   rounds: PpsRound[];
   programNs: Record<string, number>;
 }
@@ -141,9 +143,22 @@ export async function measurePath(ctx: ScenarioContext, rig: PathRig, frame: Buf
     // live-frame test runs (BPF_F_TEST_XDP_LIVE_FRAMES) arrived in 5.18: an older kernel runs the
     // generator without sending anything, so probe with a few frames before measuring
     rig.link.update(h.xdp_drop.ptr);
-    if (rig.liveFrames && generate(rig, frame, 1000, dropCount).frames === 0) {
-      out.live = false;
-      ctx.unsupported(`UDP pps on ${o.what}`, 'XDP live-frame test runs (BPF_F_TEST_XDP_LIVE_FRAMES, Linux 5.18+)', `xdp_gen test_run with BPF_F_TEST_XDP_LIVE_FRAMES: 0 of 1000 frames reached xdp_drop on ${o.what} on ${ctx.kernel.release}`);
+    if (rig.liveFrames) {
+      // a kernel may also refuse them outright: this host's 6.18 answers EPERM to root (session
+      // 58), which ended the whole scenario before any of its sections was written
+      let evidence: string | null = null;
+      try {
+        const got = generate(rig, frame, 1000, dropCount).frames;
+        if (got === 0) evidence = `0 of 1000 frames reached xdp_drop on ${o.what}`;
+      } catch (e) {
+        if (!(e instanceof BpfError) || !['EPERM', 'EOPNOTSUPP', 'ENOTSUPP', 'EINVAL'].includes(e.code ?? '')) throw e;
+        evidence = `the kernel refused it: ${e.code}`;
+      }
+      if (evidence) {
+        out.live = false;
+        out.unsupported = `xdp_gen test_run with BPF_F_TEST_XDP_LIVE_FRAMES: ${evidence} on ${ctx.kernel.release}`;
+        ctx.unsupported(`UDP pps on ${o.what}`, 'XDP live-frame test runs (BPF_F_TEST_XDP_LIVE_FRAMES, Linux 5.18+)', out.unsupported);
+      }
     }
     for (let i = 0; out.live && i < o.rounds && !ctx.signal.aborted; i++) {
       rig.link.update(h.xdp_drop.ptr);
@@ -232,7 +247,7 @@ function report(ctx: ScenarioContext, r: PpsResult, frames: number, threaded: bo
 
 export function reportPath(ctx: ScenarioContext, r: PpsResult, frames: number, pr: PathReport): void {
   if (!r.live) {
-    const why = `not measured on ${ctx.kernel.release}: the generator needs live-frame test runs (BPF_F_TEST_XDP_LIVE_FRAMES, Linux 5.18+)`;
+    const why = `not measured on ${ctx.kernel.release}: the generator needs live-frame test runs (BPF_F_TEST_XDP_LIVE_FRAMES, Linux 5.18+)${r.unsupported ? ` (${r.unsupported})` : ''}`;
     ctx.metric(ppsMetric(pr.idPrefix), { live: false, note: why }); // over measurePath's "so far"
     ctx.section(pr.title, { kind: 'text', text: `${why[0]!.toUpperCase()}${why.slice(1)}.` });
     return;
