@@ -59,6 +59,14 @@ export interface Environment {
   probes?: Record<string, { ok: boolean; detail?: string }>;
 }
 
+/** a VM run's accelerator as recorded ('tcg', 'kvm'); '' on the host or where none was recorded */
+export function vmAccel(env: Partial<Environment> | undefined): string {
+  return env?.target === 'vm' ? String((env.vm as Record<string, unknown> | undefined)?.accel ?? '') : '';
+}
+
+/** how the accelerator is named to a reader: TCG's figures are 10–30x a KVM guest's */
+export const accelLabel = (accel: string) => (accel === 'tcg' ? 'TCG: emulated' : accel.toUpperCase());
+
 /**
  * A scenario's declared headline figure: what a reader compares across runs, kernels and commits.
  * Reports lead with these, the matrix tabulates them, `lab compare`/`lab publish` treat them

@@ -18,7 +18,7 @@ import { sweepStaleTempBeforeRun } from '../common/stale.ts';
 import { sweepPingRange } from '../common/ping-range.ts';
 import { createProgress, type Progress } from '../common/progress.ts';
 import { probeKernel, type ProbeTable } from './probes.ts';
-import { resultsProblem, type Block, type Check, type Results } from './results.ts';
+import { accelLabel, resultsProblem, vmAccel, type Block, type Check, type Results } from './results.ts';
 import type { Scenario, ScenarioContext } from './scenario.ts';
 import { ensureTools } from './setup.ts';
 import { scaledTimeout } from './timeouts.ts';
@@ -754,8 +754,8 @@ async function runOrBench(argv: string[], mode: 'run' | 'bench'): Promise<number
   // row (security's PostgreSQL stop guard held every run ~10 s) and the next scenario's guest
   if (args.spec) return endRunNow(code);
   const counts = (s: string) => results.checks.filter((c) => c.status === s).length;
-  const accel = results.environment.target === 'vm' ? String((results.environment.vm as Record<string, unknown> | undefined)?.accel ?? '') : '';
-  console.log(`${results.scenario} on ${results.environment.kernel.release} (${args.kernel.text}${accel ? `, ${accel === 'tcg' ? 'TCG: emulated' : accel.toUpperCase()}` : ''}): ${results.status.toUpperCase()} — ${counts('pass')} passed, ${counts('fail')} failed, ${counts('unsupported')} unsupported in ${((results.durationMs ?? 0) / 1000).toFixed(1)} s`);
+  const accel = vmAccel(results.environment);
+  console.log(`${results.scenario} on ${results.environment.kernel.release} (${args.kernel.text}${accel ? `, ${accelLabel(accel)}` : ''}): ${results.status.toUpperCase()} — ${counts('pass')} passed, ${counts('fail')} failed, ${counts('unsupported')} unsupported in ${((results.durationMs ?? 0) / 1000).toFixed(1)} s`);
   if (results.error) {
     const [first, second] = results.error.split('\n');
     console.log(`error: ${first}${second?.startsWith('fix: ') ? `\n  ${second}` : ''}`);

@@ -12,7 +12,7 @@ import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { LabError } from '../../common/errors.ts';
 import { UsageError } from '../../common/args.ts';
-import { resultsProblem, type Environment, type Headline, type Results } from '../results.ts';
+import { resultsProblem, vmAccel, type Environment, type Headline, type Results } from '../results.ts';
 import { mad, median } from '../stats.ts';
 import { betterText, formatNumber } from '../report/html.ts';
 import { oneLine, printable } from '../../common/printable.ts';
@@ -67,7 +67,7 @@ export interface LoadedRun {
 export function machineClass(env: Partial<Environment> | undefined): string {
   const cpu = env?.cpu ? `${env.cpu.model.replace(/\s+/g, ' ').trim()} ×${env.cpu.cores}` : 'unknown cpu';
   const target = env?.target ?? 'host';
-  const accel = target === 'vm' ? String((env?.vm as Record<string, unknown> | undefined)?.accel ?? 'unknown accel') : null;
+  const accel = target === 'vm' ? vmAccel(env) || 'unknown accel' : null;
   return [cpu, target, accel].filter(Boolean).join(' · ');
 }
 

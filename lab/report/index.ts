@@ -6,7 +6,7 @@ import { UsageError } from '../../common/args.ts';
 import { LabError } from '../../common/errors.ts';
 import { oneLine } from '../../common/printable.ts';
 import { writeFileAtomic } from '../../common/state-file.ts';
-import { resultsProblem, type Block, type Check, type Environment, type Headline, type Results, type RunContext, type Section } from '../results.ts';
+import { accelLabel, resultsProblem, vmAccel, type Block, type Check, type Environment, type Headline, type Results, type RunContext, type Section } from '../results.ts';
 import { CHART_HEIGHT, CHART_WIDTH, chartPng, type ChartBlock } from './chart.ts';
 import { betterText, cellHtml, escapeHtml, formatBytes, formatDuration, formatNumber, htmlPage, kvTable, statusBadge, valueHtml } from './html.ts';
 
@@ -213,8 +213,8 @@ export async function renderReport(results: Results): Promise<string> {
   const kernel = r.environment?.kernel;
   const meta: [string, string][] = [];
   // how the VM ran leads: a TCG figure is 10–30x a KVM one (said only in the collapsed environment before)
-  const accel = r.environment?.target === 'vm' ? String((r.environment?.vm as Record<string, unknown> | undefined)?.accel ?? '') : '';
-  if (kernel?.release) meta.push(['kernel', `${kernel.release}${r.environment?.target === 'vm' ? ` (VM${accel ? `, ${accel === 'tcg' ? 'TCG: emulated' : accel.toUpperCase()}` : ''})` : ''}`]);
+  const accel = vmAccel(r.environment);
+  if (kernel?.release) meta.push(['kernel', `${kernel.release}${r.environment?.target === 'vm' ? ` (VM${accel ? `, ${accelLabel(accel)}` : ''})` : ''}`]);
   meta.push(['mode', r.mode], ['started', formatTime(r.startedAt)]);
   if (typeof r.durationMs === 'number') meta.push(['duration', formatDuration(r.durationMs)]);
   else if (r.finishedAt && r.startedAt) meta.push(['duration', formatDuration(Date.parse(r.finishedAt) - Date.parse(r.startedAt))]);
