@@ -18,6 +18,7 @@ import { SvcController } from '../../controller/svc/controller.ts';
 import type { ServiceConfig } from '../../controller/svc/config.ts';
 import { isPrime } from '../../controller/lb/maglev.ts';
 import { median, mad, rng, summary } from '../../lab/stats.ts';
+import { goalByRounds } from '../../lab/rounds.ts';
 import type { Block, Headline, Scenario, ScenarioContext } from '../../lab/scenario.ts';
 import { BACKEND_PORT, buildLab, buildTool, CLIENT_PY, PYTHON, type SockLab } from './topology.ts';
 import { daemonCrashCheck } from './crash.ts';
@@ -282,12 +283,17 @@ const scenario: Scenario = {
     const med = (c: string, f: (s: Sample) => number) => median((samples.get(c) ?? []).map(f));
     const direct = med('direct@0', (s) => s.cpuNsPerConn);
     const rows: (string | number | null)[][] = [];
+    /** median, and the rounds' range beside it when there is more than one */
+    const withRange = (xs: number[]) => (xs.length > 1 ? `${fmt(median(xs), 2)} (${fmt(Math.min(...xs), 2)} to ${fmt(Math.max(...xs), 2)})` : xs.length ? fmt(xs[0]!, 2) : null);
     for (const c of cfgs) {
       const kk = key(c);
       const ss = samples.get(kk) ?? [];
-      const cpu = med(kk, (s) => s.cpuNsPerConn);
-      const upd = c.mech === 'direct' ? null : median(updates[c.mech]?.[c.n] ?? []);
-      rows.push([c.mech === 'bpf' ? 'socket LB (BPF)' : c.mech === 'iptables' ? 'iptables DNAT (kube-proxy rules)' : c.mech === 'ipvs' ? 'IPVS (masq)' : 'direct to backends', c.n || '—', c.mech === 'iptables' ? ruleCount[c.n]! : null, fmt(med(kk, (s) => s.p50Us)), fmt(med(kk, (s) => s.p99Us)), fmt(cpu / 1000, 2), fmt((cpu - direct) / 1000, 2), upd === null ? null : fmt(upd, 2), ss.reduce((a, s) => a + s.errors, 0)]);
+      const cpu = ss.map((s) => s.cpuNsPerConn / 1000);
+      // over direct: per round (the rounds are interleaved), so the range shows when it is noise
+      const directRounds = (samples.get('direct@0') ?? []).map((s) => s.cpuNsPerConn / 1000);
+      const over = c.mech === 'direct' ? [] : cpu.map((v, i) => v - (directRounds[i] ?? NaN)).filter((x) => !Number.isNaN(x));
+      const upd = c.mech === 'direct' ? null : updates[c.mech]?.[c.n] ?? [];
+      rows.push([c.mech === 'bpf' ? 'socket LB (BPF)' : c.mech === 'iptables' ? 'iptables DNAT (kube-proxy rules)' : c.mech === 'ipvs' ? 'IPVS (masq)' : 'direct to backends', c.n || '—', c.mech === 'iptables' ? ruleCount[c.n]! : null, fmt(med(kk, (s) => s.p50Us)), fmt(med(kk, (s) => s.p99Us)), withRange(cpu), c.mech === 'direct' ? null : withRange(over), upd === null ? null : withRange(upd), ss.reduce((a, s) => a + s.errors, 0)]);
     }
     const perRound = (mech: Mech, n: number) => (samples.get(`${mech}@${n}`) ?? []).map((s) => s.cpuNsPerConn);
     const nMax = Math.max(...scales);
@@ -299,6 +305,13 @@ const scenario: Scenario = {
       return { n: s.n, min: s.min, max: s.max, mad: s.mad };
     };
     const ratio = median(ratioRounds);
+    const p50Ratio = (samples.get(`bpf@${nMax}`) ?? []).map((b, i) => b.p50Us / ((samples.get(`iptables@${nMax}`) ?? [])[i]?.p50Us ?? NaN)).filter((x) => !Number.isNaN(x));
+    // both goals judged by the same rule, round by round (one judged the median alone and failed a
+    // 2-round run on a busy host outright, review session 58); one round settles nothing
+    const byRounds = (xs: number[], op: '<=' | '>=', target: number) => {
+      const g = goalByRounds(xs, op, target);
+      return rounds < 2 ? { verdict: 'inconclusive' as const, detail: `${g.detail}, and one round settles nothing` } : g;
+    };
     const hl: Headline[] = [
       {
         name: `cpuPerConn.iptablesOverBpf.${nMax}`,
@@ -308,9 +321,10 @@ const scenario: Scenario = {
         value: ratio,
         rounds: ratioRounds,
         spread: spread(ratioRounds),
-        comparator: { name: 'iptables DNAT (kube-proxy rules)', value: median(perRound('iptables', nMax)) / 1000, ratio, likeForLike: true, note: 'client + backend on-CPU µs per connection, same topology and load generator, rounds interleaved' },
+        // the comparator's own figure is µs per connection, not the headline's ×
+        comparator: { name: 'iptables DNAT (kube-proxy rules)', value: median(perRound('iptables', nMax)) / 1000, unit: 'µs / conn', ratio, likeForLike: true, note: 'client + backend on-CPU µs per connection, same topology and load generator, rounds interleaved' },
         // the goal is stated at 10,000 services: a run with fewer cannot meet or miss it
-        goal: { op: '>=', target: 2, verdict: rounds < 2 || nMax < 10_000 ? 'inconclusive' : ratio >= 2 && Math.min(...ratioRounds) >= 2 ? 'met' : ratio >= 2 ? 'inconclusive' : 'not met', detail: `issue 16: ≥2x lower CPU per new connection than iptables DNAT at 10,000 services${nMax < 10_000 ? ` (this run's largest scale: ${nMax})` : ''}` },
+        goal: { op: '>=', target: 2, verdict: nMax < 10_000 ? 'inconclusive' : byRounds(ratioRounds, '>=', 2).verdict, detail: `issue 16: ≥2x lower CPU per new connection than iptables DNAT at 10,000 services${nMax < 10_000 ? ` (this run's largest scale: ${nMax})` : `; ${byRounds(ratioRounds, '>=', 2).detail}`}` },
         regressionFloor: 0.1,
       },
       {
@@ -322,7 +336,7 @@ const scenario: Scenario = {
         rounds: growth('bpf'),
         spread: spread(growth('bpf')),
         comparator: { name: 'iptables DNAT, same ratio', value: median(growth('iptables')), likeForLike: true },
-        goal: { op: '<=', target: 1.15, verdict: median(growth('bpf')) <= 1.15 ? 'met' : 'not met', detail: 'flat cost: within 15% from the smallest to the largest scale' },
+        goal: { op: '<=', target: 1.15, verdict: byRounds(growth('bpf'), '<=', 1.15).verdict, detail: `flat cost: within 15% from the smallest to the largest scale; ${byRounds(growth('bpf'), '<=', 1.15).detail}` },
         regressionFloor: 0.1,
       },
       {
@@ -333,7 +347,7 @@ const scenario: Scenario = {
         value: med(`bpf@${nMax}`, (s) => s.p50Us),
         rounds: (samples.get(`bpf@${nMax}`) ?? []).map((s) => s.p50Us),
         spread: spread((samples.get(`bpf@${nMax}`) ?? []).map((s) => s.p50Us)),
-        comparator: { name: 'iptables DNAT', value: med(`iptables@${nMax}`, (s) => s.p50Us), ratio: med(`bpf@${nMax}`, (s) => s.p50Us) / med(`iptables@${nMax}`, (s) => s.p50Us), likeForLike: true },
+        comparator: { name: 'iptables DNAT', value: med(`iptables@${nMax}`, (s) => s.p50Us), ratio: median(p50Ratio), ratioRounds: p50Ratio, likeForLike: true },
         regressionFloor: 0.15,
       },
       {
@@ -350,10 +364,10 @@ const scenario: Scenario = {
     for (const h of hl) ctx.headline(h);
     ctx.section(
       'Per configuration (medians over rounds)',
-      { kind: 'table', columns: ['configuration', 'services', 'nat rules', 'setup p50 µs', 'setup p99 µs', 'CPU µs / conn', 'over direct µs', 'one-backend update ms', 'failed conns'], rows, caption: `${rounds} round(s) × ${k} sequential new connections per configuration, order shuffled per round. CPU = on-CPU time of the client (loop only, /proc/self/schedstat) + the echo backend, kernel work in their context included (tick accounting puts softirq there). Update: BPF = SvcController.removeBackend in process; iptables = iptables-restore --noflush of the service's chains (kube-proxy partial sync, ${'`'}iptables -V${'`'} nf_tables backend); IPVS = one ipvsadm -d. Process start alone: ${baseline.ms.toFixed(1)} ms.` },
+      { kind: 'table', columns: ['configuration', 'services', 'nat rules', 'setup p50 µs', 'setup p99 µs', 'CPU µs / conn (rounds\' range)', 'over direct µs (per round)', 'one-backend update ms (range)', 'failed conns'], rows, caption: `${rounds} round(s) × ${k} sequential new connections per configuration, order shuffled per round. "Over direct" is each round's CPU per connection less the direct path's in the same round: a range that crosses 0 is noise, not a saving. CPU = on-CPU time of the client (loop only, /proc/self/schedstat) + the echo backend, kernel work in their context included (tick accounting puts softirq there). Update: BPF = SvcController.removeBackend in process; iptables = iptables-restore --noflush of the service's chains (kube-proxy partial sync, ${'`'}iptables -V${'`'} nf_tables backend); IPVS = one ipvsadm -d. Process start alone: ${baseline.ms.toFixed(1)} ms.` },
       { kind: 'chart', title: 'CPU per new connection (µs)', type: 'bar', labels: scales.map(String), datasets: (['bpf', 'iptables', 'ipvs'] as Mech[]).filter((m) => m !== 'ipvs' || ipvsOk).map((m) => ({ label: m, data: scales.map((n) => fmt(med(`${m}@${n}`, (s) => s.cpuNsPerConn) / 1000, 2)) })), xLabel: 'services', yLabel: 'µs' },
       { kind: 'chart', title: 'Connection setup p50 (µs)', type: 'bar', labels: scales.map(String), datasets: (['bpf', 'iptables', 'ipvs'] as Mech[]).filter((m) => m !== 'ipvs' || ipvsOk).map((m) => ({ label: m, data: scales.map((n) => fmt(med(`${m}@${n}`, (s) => s.p50Us))) })), xLabel: 'services', yLabel: 'µs' },
-      { kind: 'kv', items: { 'direct (no LB) CPU µs/conn': fmt(direct / 1000, 2), 'setup of all services, ms': JSON.stringify(setup), 'published anchor': "Cilium's kube-proxy replacement write-ups report per-connection cost that stays flat with the service count while iptables grows linearly; compare the shape, not absolute numbers (different hardware)" } } as Block,
+      { kind: 'kv', items: { 'direct (no LB) CPU µs/conn': fmt(direct / 1000, 2), 'setup of all services, ms': (['bpf', 'iptables', 'ipvs'] as const).filter((m) => Object.keys(setup[m] ?? {}).length).map((m) => `${m === 'bpf' ? 'socket LB' : m}: ${Object.entries(setup[m]!).map(([n, v]) => `${Number(n).toLocaleString('en')} → ${v === null ? 'failed' : fmt(v, 1)}`).join(', ')}`).join('; '), 'published anchor': "Cilium's kube-proxy replacement write-ups report per-connection cost that stays flat with the service count while iptables grows linearly; compare the shape, not absolute numbers (different hardware)" } } as Block,
     );
     ctx.metric('setupMs', setup);
     ctx.metric('natRules', ruleCount);
