@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { ownerAlive, signalAll } from './host.ts';
+import { LabError } from './errors.ts';
 
 /** where cgroup2 is mounted, or null (no cgroup2 mount) */
 export function findCgroup2Root(): string | null {
@@ -21,10 +22,15 @@ export function cgroup2Root(): string {
   return root;
 }
 
-/** "/a/b" relative to the cgroup2 root, or an absolute path under it → absolute directory */
+/**
+ * "/a/b" relative to the cgroup2 root, or an absolute path under it → absolute directory,
+ * normalised: "/a" and "a/" are one cgroup, and a path whose ".." leads out of the mount (to
+ * /sys/fs, which a policy then "enforced") is refused.
+ */
 export function cgroupDir(p: string, root = cgroup2Root()): string {
-  if (p === root || p.startsWith(`${root}/`)) return p;
-  return path.join(root, p);
+  const dir = p === root || p.startsWith(`${root}/`) ? path.resolve(p) : path.resolve(root, `./${p}`);
+  if (dir !== root && !dir.startsWith(`${root}/`)) throw new LabError(`cgroup ${JSON.stringify(p)} leads out of the cgroup2 mount ${root}`, `give a cgroup below ${root} (absolute, or relative to it)`);
+  return dir;
 }
 
 /** cgroup v2 id = inode number of its directory (kernfs node id): what bpf_get_current_cgroup_id returns */
@@ -107,7 +113,7 @@ export function cgroupV1Roots(): string[] {
  * benchmark (session 34). Returns what was removed (v1 ones by path: that energy run's cpu cgroup on this
  * hybrid host stayed too).
  */
-export function sweepStaleCgroups(roots: string | (string | null)[] = [findCgroup2Root(), ...cgroupV1Roots()]): string[] {
+export function sweepStaleCgroups(roots: string | (string | null)[] = [findCgroup2Root(), ...cgroupV1Roots()], only?: RegExp): string[] {
   const removed: string[] = [];
   const v2 = findCgroup2Root();
   for (const root of typeof roots === 'string' ? [roots] : roots) {
@@ -120,7 +126,7 @@ export function sweepStaleCgroups(roots: string | (string | null)[] = [findCgrou
     }
     for (const name of names) {
       const m = OWNED.exec(name);
-      if (!m || ownerAlive(Number(m[1]), path.join(root, name))) continue;
+      if (!m || (only && !only.test(name)) || ownerAlive(Number(m[1]), path.join(root, name))) continue;
       try {
         killCgroupTree(path.join(root, name));
         removeCgroup(path.join(root, name), root);

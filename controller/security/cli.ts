@@ -8,9 +8,10 @@ import path from 'node:path';
 import { readPolicyFile, type Policy } from './policy.ts';
 import { EVENTS_PATH, LINK_DIR, PIN_DIR, RUN_DIR, HOOKS, SecurityController, daemonBuild, enforcementGaps, pinnedLinks, pinnedStore, pidMax, procsGap, procsStatus, readTrackingLost, runningDaemon, stopDaemon, trackingLostText, unfinishedStart, withApplyLock, firstLine, type SecurityEvent } from './controller.ts';
 import { sec_exec_mode } from '../../bpf/gen/security.ts';
-import { resolveShells } from './files.ts';
+import { fileId, resolveShells, type FileId } from './files.ts';
+import { cgroupId } from '../../common/cgroup.ts';
 import { closeConnections, closedEvent, describeHeld, heldDeniedConnections, type HeldConnection } from './existing.ts';
-import { entriesNeeded, denyRaw } from './store.ts';
+import { entriesNeeded, denyRaw, type StoredPolicy } from './store.ts';
 import { deferSignalsToCaller, BpfObject } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { parseArgs, suggest, UsageError, type CommandSpec, type Opts } from '../../common/args.ts';
@@ -256,6 +257,35 @@ interface KernelPolicyView {
   appliedAt: string;
 }
 
+/**
+ * What the policy names by identity that is no longer there under its name: a cgroup re-created
+ * (a service restart: a new id, which no selector holds) or a file replaced (a package upgrade: a
+ * new inode, which no rule names). list said "enforce" and exited 0 while neither was enforced
+ * (review, session 58). The fix is the same for both: apply the policy again.
+ */
+function identityDrift(p: StoredPolicy): string[] {
+  const out: string[] = [];
+  const again = `pnpm lab policy apply <its file> again`;
+  if (p.selector.kind === 'cgroup') {
+    let now: string | null = null;
+    try {
+      now = String(cgroupId(p.selector.dir));
+    } catch { /* gone */ }
+    if (now === null) out.push(`cgroup ${p.selector.dir} no longer exists (one made again under that name gets a new id, which nothing selects: ${again})`);
+    else if (now !== p.selector.cgid) out.push(`cgroup ${p.selector.dir} was made again (id ${now}; the policy selects id ${p.selector.cgid}: ${again})`);
+  }
+  for (const i of p.identities ?? []) {
+    if (i.statIno === undefined) continue; // applied by a build that did not record it
+    let st: FileId | null = null;
+    try {
+      st = fileId(i.path);
+    } catch { /* gone */ }
+    if (!st) out.push(`${i.path} no longer exists (its rule names the file that was there: ${again})`);
+    else if (String(st.dev) !== i.statDev || String(st.ino) !== i.statIno) out.push(`${i.path} was replaced since the policy was applied (its rule names the old file: ${again})`);
+  }
+  return out;
+}
+
 async function list(json: boolean): Promise<number> {
   const h = await pinnedStore();
   let out: { daemon: number | null; unfinishedStart?: string; daemonBuild: ReturnType<typeof daemonBuild>; links: ReturnType<typeof pinnedLinks>; missingLinks: string[]; policies: KernelPolicyView[]; procs: ReturnType<typeof procsStatus> };
@@ -280,8 +310,9 @@ async function list(json: boolean): Promise<number> {
       if (p.selector.kind === 'cgroup' && cfg && !(cfg.cg_levels & (1 << p.selector.level))) problems.push(`cgroup depth ${p.selector.level} not enabled in sec_config`);
       if ((p.policy.exec.deny.length || p.policy.exec.allow || p.policy.exec.denyNameless) && !execEnforced) problems.push(have.has('sec_exec_lsm') || have.has('sec_exec_tp') ? `the exec program is off (sec_config exec mode ${cfg?.exec_mode ?? 'unset'})` : 'no exec program attached');
       if ((p.policy.egress.allow || p.policy.egress.deny.length) && !egressEnforced) problems.push('egress programs not all attached');
+      problems.push(...identityDrift(p));
       return {
-        name: p.name, mode: p.policy.mode, selector: p.selector.kind === 'cgroup' ? `cgroup ${p.selector.dir}` : `executable ${p.policy.select.executable}`,
+        name: p.name, mode: p.policy.mode, selector: `${p.selector.kind === 'cgroup' ? `cgroup ${p.selector.dir}` : `executable ${p.policy.select.executable}`}${p.policy.select.uid !== undefined ? ` uid ${p.policy.select.uid}` : ''}`,
         slot: p.slot, policyId: p.id, enforced: problems.length === 0, why: problems.join('; ') || undefined,
         execEntries: u.exec, egressEntries: u.egress, rules: p.rules, identities: p.identities ?? [], appliedAt: p.appliedAt,
       };
@@ -332,6 +363,7 @@ async function del(names: string[], all: boolean): Promise<number> {
         console.log(`deleted ${n} polic${n === 1 ? 'y' : 'ies'}${swept.length ? `; cleared ${swept.reduce((a, s) => a + s.entries, 0)} unreferenced entries` : ''}`);
         return;
       }
+      names = [...new Set(names)]; // one name given twice is one delete ("deleted x" was said twice)
       const have = Object.keys(h.store.state.policies);
       const missing = names.filter((n) => !have.includes(n));
       // all names checked before the first delete: nothing half-applied

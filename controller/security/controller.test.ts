@@ -317,6 +317,35 @@ except OSError as e: print('udp 0.0.0.0', e.errno)`;
     }
   });
 
+  // an allow with a deny's very key was written after it and replaced it: the denied port was
+  // reachable while list showed the deny (review, session 58). A more specific allow is a hole on
+  // purpose (the most specific entry decides)
+  it('at the same key deny wins over allow; a more specific allow still decides for its port', async () => {
+    const net = await import('node:net');
+    const listen = () => new Promise<import('node:net').Server>((r) => { const sv = net.createServer((x) => x.destroy()).listen(0, '127.0.0.1', () => r(sv)); });
+    const [a, b] = [await listen(), await listen()];
+    const pa = (a.address() as { port: number }).port, pb = (b.address() as { port: number }).port;
+    const probe = `import socket
+for p in (${pa}, ${pb}):
+    s = socket.socket(); s.settimeout(2)
+    try: s.connect(('127.0.0.1', p)); print(p, 'connected')
+    except OSError as e: print(p, e.errno)`;
+    try {
+      const r1 = c.store.apply(parsePolicies(yaml(rel, `    egress:\n      deny: [{ to: 127.0.0.1/32, ports: [${pa}], protocol: tcp }]\n      allow: [{ to: 127.0.0.1/32, ports: [${pa}], protocol: tcp }, { to: 127.0.0.0/8 }]\n`), 'p.yaml'));
+      expect(r1[0]!.egressEntries).toBe(2);
+      let r = await run(cg, probe);
+      expect(r.stdout.trim().split('\n'), r.stderr).toEqual([`${pa} 1`, `${pb} connected`]);
+      // deny the whole of loopback, allow one port of one address: that port alone passes
+      c.store.apply(parsePolicies(yaml(rel, `    egress:\n      deny: [{ to: 127.0.0.0/8 }]\n      allow: [{ to: 127.0.0.1/32, ports: [${pb}], protocol: tcp }]\n`), 'p.yaml'));
+      r = await run(cg, probe);
+      expect(r.stdout.trim().split('\n'), r.stderr).toEqual([`${pa} 1`, `${pb} connected`]);
+    } finally {
+      c.store.delete('t');
+      a.close();
+      b.close();
+    }
+  });
+
   // Egress rules judge a destination where it is chosen (connect, sendmsg): a connection made before
   // the deny rule existed went on carrying data to the now-denied destination, and nothing said so.
   it('connections held from before a deny rule are found as the hooks judge them, and closed on request', async () => {
@@ -1795,6 +1824,55 @@ print('ran', ran, flush=True)`);
       if (!hadEvents) fs.rmSync(EVENTS_PATH, { force: true });
     }
     expect(d && String((await d).stderr)).toMatch(/adopt: finished a start that was cut short \(\d+ links pinned .*\): re-adopted \d+ pinned links, attached the rest, wrote sec_config/);
+  }, 120_000);
+
+  // A service restart makes its cgroup again (a new id) and a package upgrade replaces a binary (a
+  // new inode): the policy then selects or names nothing, and list said "enforce", exit 0. Two
+  // policies naming one workload two ways both applied, the second taking the first's selector.
+  it.skipIf(pinsInUse)(`list says when a cgroup was made again or a named binary replaced (exit 1); two names for one workload are refused${pinsInUse ? ` [skipped: ${PIN_DIR} is in use by another controller]` : ''}`, async () => {
+    const root = cgroup2Root();
+    const rel = `/ebpf-lab-seccli-drift-${process.pid}`;
+    const cg = path.join(root, rel.slice(1));
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cli-drift-'));
+    const bin = path.join(dir, 'mybin');
+    const f = path.join(dir, 'p.yaml');
+    const hadEvents = fs.existsSync(EVENTS_PATH);
+    createCgroup(cg);
+    fs.copyFileSync('/usr/bin/id', bin);
+    fs.chmodSync(bin, 0o755);
+    let d: ReturnType<typeof execa> | undefined;
+    try {
+      ({ d } = await startDaemon());
+      fs.writeFileSync(f, `policies:\n  - { name: one, select: { cgroup: ${rel} }, exec: { deny: [/usr/bin/id] } }\n  - { name: two, select: { cgroup: "${rel.slice(1)}/" }, exec: { deny: [/usr/bin/whoami] } }\n`);
+      await expect(capture(['apply', f])).rejects.toThrow(/^policies "one" and "two" select the same workload \(cgroup .*ebpf-lab-seccli-drift-\d+\) — nothing was changed/);
+      expect((await capture(['list'])).out).not.toMatch(/^(one|two) /m);
+      fs.writeFileSync(f, yaml(rel, `    exec: { deny: [${bin}] }\n`, 'drift'));
+      expect((await capture(['apply', f])).code).toBe(0);
+      expect((await capture(['list'])).code).toBe(0);
+      // the binary replaced as a package manager does: a new file renamed over the old
+      fs.copyFileSync('/usr/bin/id', `${bin}.new`);
+      fs.chmodSync(`${bin}.new`, 0o755);
+      fs.renameSync(`${bin}.new`, bin);
+      let l = await capture(['list']);
+      expect(l.code).toBe(1);
+      expect(l.out).toContain(`${bin} was replaced since the policy was applied`);
+      expect((await capture(['apply', f])).code).toBe(0);
+      expect((await capture(['list'])).code).toBe(0);
+      // the cgroup made again under its name
+      removeCgroup(cg, root);
+      createCgroup(cg);
+      l = await capture(['list']);
+      expect(l.code).toBe(1);
+      expect(l.out).toMatch(/cgroup \S+ebpf-lab-seccli-drift-\d+ was made again \(id \d+; the policy selects id \d+/);
+      expect((await capture(['apply', f])).code).toBe(0);
+      expect((await capture(['list'])).code).toBe(0);
+    } finally {
+      await capture(['stop']).catch(() => 0);
+      if (d) await d;
+      fs.rmSync(dir, { recursive: true, force: true });
+      removeCgroup(cg, root);
+      if (!hadEvents) fs.rmSync(EVENTS_PATH, { force: true });
+    }
   }, 120_000);
 
   // The audit log grew without end (9.4 MB after one afternoon of tests): before it would pass

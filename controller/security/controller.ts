@@ -307,6 +307,13 @@ export function enforcementGaps(m: Mechanisms): { what: string; evidence: string
     if (hasRouteGuard(m)) gaps.push({ what: 'a source route on a socket given it before its process was selected, whose packets then leave only from softirq (TCP data sent ACK-clocked)', evidence: `${ROUTE_GUARD_HOOK} judges by the sending task only in that task's own send${noLsm}` });
     else gaps.push({ what: 'source routes given per message (control messages)', evidence: `only lsm/socket_sendmsg sees them${noLsm}` });
   }
+  // the fallbacks' own windows (README, "Known gaps of the fallbacks"): listed there, not here, so
+  // --require-all started on them (review, session 58). lsm/ptrace_access_check judges inside the
+  // open, in whichever task, and has neither
+  if (m.ptrace.length && !m.ptrace.includes('lsm/ptrace_access_check')) {
+    gaps.push({ what: 'a /proc/<pid>/mem descriptor another thread uses or moves between the open and its kill', evidence: `the fallbacks judge the open at its return or completion, by the descriptor in the caller's table${noLsm}` });
+    if (m.ptraceIoUring.startsWith(URING_OPEN_HOOK)) gaps.push({ what: 'an io_uring open of /proc/<pid>/mem completed as task work after the submitter unshared its file table (IORING_SETUP_DEFER_TASKRUN)', evidence: `${URING_OPEN_HOOK} looks the descriptor up in the current task's table, not the ring's${noLsm}` });
+  }
   if (!m.compat && !had('tp_btf/sys_exit')) gaps.push({ what: '32-bit (ia32) syscalls', evidence: 'the syscall tracepoint fallbacks (ptrace, /proc/<pid>/mem, packet sockets, unrecorded children) do not see a call made with int 0x80 (nor an x32 one, where syscall.x32=y), and their check at every syscall\'s exit is off (--ia32 off)' });
   const gap = procsGap(m.procs);
   if (gap) gaps.push(gap);

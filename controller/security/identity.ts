@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { BpfMap } from '../libbpf/index.ts';
 import type { sec_config, sec_file_key } from '../../bpf/gen/security.ts';
-import { cgroup2Root, cgroupId, createCgroup } from '../../common/cgroup.ts';
+import { cgroup2Root, cgroupId, createCgroup, sweepStaleCgroups } from '../../common/cgroup.ts';
 import { fileId, type FileId } from './files.ts';
 import { LabError } from '../../common/errors.ts';
 
@@ -69,14 +69,21 @@ export class KernelIdentity {
 
   private oracle(files: string[]): Map<string, sec_file_key> {
     const root = cgroup2Root();
+    // those of applies killed outright (SIGKILL): only `lab run` swept them, which a user of
+    // `lab policy` alone never runs (review, session 58)
+    sweepStaleCgroups(root, /^ebpf-lab-security-oracle-\d+$/);
     const dir = path.join(root, `ebpf-lab-security-oracle-${process.pid}`);
     createCgroup(dir);
     const res = new Map<string, sec_file_key>();
     const cfg = this.maps.config.get(0)!;
     this.maps.config.set(0, { ...cfg, oracle_cgroup: cgroupId(dir) });
     try {
-      const r = spawnSync('/usr/bin/python3', ['-c', HELPER, dir, CANARY, ...files], { encoding: 'utf8', timeout: 30_000 });
+      const r = spawnSync('/usr/bin/python3', ['-c', HELPER, dir, CANARY, ...files], { encoding: 'utf8', timeout: 30_000 + files.length * 500 /* a fork + exec each; slow under TCG */ });
       if (r.status === 3) throw new LabError(`identity oracle not armed: ${CANARY} was not stopped at exec (sec_exec_tp is not attached) — nothing was changed`, 'start the controller: pnpm lab policy daemon');
+      // stopped part-way (a Ctrl-C reaches it too, in the caller's process group; a timeout): the
+      // files it never reached fell back to stat, whose identities match nothing on overlayfs, and
+      // the apply went on to exit 0 (review, session 58)
+      if (r.status !== 0) throw new LabError(`identifying the policy's binaries was cut short (${r.error ? (r.error as NodeJS.ErrnoException).code ?? r.error.message : r.signal ? `the helper got ${r.signal}` : `the helper exited ${r.status}`}) — nothing was changed`, 'apply the policy again');
       for (const l of (r.stdout ?? '').split('\n')) {
         const [pid, killed, ...p] = l.split(' ');
         if (!pid || killed !== 'True') continue;
@@ -89,7 +96,7 @@ export class KernelIdentity {
       try {
         fs.rmdirSync(dir);
       } catch {
-        /* a straggler: next run cleans it */
+        /* a straggler: the next oracle sweeps it */
       }
     }
     return res;

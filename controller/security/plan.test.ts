@@ -35,15 +35,17 @@ describe('enforcement gaps (pure): what --require-all refuses', () => {
   it('BPF LSM with every hook attached leaves none', () => {
     expect(enforcementGaps(full)).toEqual([]);
   });
-  it('the tracepoint fallbacks leave per-message source routes, with the LSM probe as evidence', () => {
+  it('the tracepoint fallbacks leave per-message source routes and their own windows, with the LSM probe as evidence', () => {
     const lsmOff: Mechanisms = { ...full, exec: 'tp-kill', lsmEvidence: 'BPF LSM: EPERM', lsmConnect: false, rawSockets: ['cgroup/sock_create'], sourceRouting: ['cgroup/setsockopt'], ptrace: ['tracepoint/syscalls/sys_enter_ptrace + SIGKILL'], ptraceIoUring: 'tp_btf/io_uring_complete + SIGKILL', compat: COMPAT_HOOK };
-    expect(enforcementGaps(lsmOff)).toEqual([{ what: 'source routes given per message (control messages)', evidence: 'only lsm/socket_sendmsg sees them; BPF LSM: EPERM' }]);
+    // the windows README names ("Known gaps of the fallbacks") are gaps --require-all refuses
+    const windows = ['a /proc/<pid>/mem descriptor another thread uses or moves between the open and its kill', 'an io_uring open of /proc/<pid>/mem completed as task work after the submitter unshared its file table (IORING_SETUP_DEFER_TASKRUN)'];
+    expect(enforcementGaps(lsmOff)).toEqual([{ what: 'source routes given per message (control messages)', evidence: 'only lsm/socket_sendmsg sees them; BPF LSM: EPERM' }, ...windows.map((what) => ({ what, evidence: expect.stringMatching(/; BPF LSM: EPERM$/) }))]);
     // without the raw sys_exit hook the fallbacks are blind to int 0x80: one gap, named once
-    expect(enforcementGaps({ ...lsmOff, compat: '' }).map((g) => g.what)).toEqual(['source routes given per message (control messages)', '32-bit (ia32) syscalls']);
-    expect(enforcementGaps({ ...lsmOff, compat: '', unsupported: [{ hook: 'tp_btf/sys_exit', evidence: 'EINVAL' }] }).map((g) => g.what)).toEqual(['tp_btf/sys_exit', 'source routes given per message (control messages)']);
+    expect(enforcementGaps({ ...lsmOff, compat: '' }).map((g) => g.what)).toEqual(['source routes given per message (control messages)', ...windows, '32-bit (ia32) syscalls']);
+    expect(enforcementGaps({ ...lsmOff, compat: '', unsupported: [{ hook: 'tp_btf/sys_exit', evidence: 'EINVAL' }] }).map((g) => g.what)).toEqual(['tp_btf/sys_exit', 'source routes given per message (control messages)', ...windows]);
     // the packet guard judges them by the socket's cgroup or the sending task: what it cannot pin on a sender is left
     const guarded = enforcementGaps({ ...lsmOff, sourceRouting: ['cgroup/setsockopt', `${ROUTE_GUARD_HOOK} (a packet that carries one)`] });
-    expect(guarded.map((g) => g.what)).toEqual(['a source route on a socket given it before its process was selected, whose packets then leave only from softirq (TCP data sent ACK-clocked)']);
+    expect(guarded.map((g) => g.what)).toEqual(['a source route on a socket given it before its process was selected, whose packets then leave only from softirq (TCP data sent ACK-clocked)', ...windows]);
     expect(guarded[0]!.evidence).toBe(`${ROUTE_GUARD_HOOK} judges by the sending task only in that task's own send; BPF LSM: EPERM`);
   });
   it('every refused hook is one, named once; a missing mechanism is one', () => {

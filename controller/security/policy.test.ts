@@ -3,6 +3,7 @@ import { PolicyError, canonicalCidr, cidrBytes, formatAddr, parsePolicies } from
 import { execFileSync } from 'node:child_process';
 import { fileId, kernelDev } from './files.ts';
 import { denyRaw, entriesNeeded } from './store.ts';
+import { cgroup2Root, cgroupDir } from '../../common/cgroup.ts';
 
 function issues(text: string) {
   try {
@@ -94,6 +95,29 @@ describe('policy schema', () => {
     const dup = issues('policies:\n  - { name: a, select: { cgroup: /x } }\n  - { name: a, select: { cgroup: /x } }\n');
     expect(dup.map((i) => i.message)).toEqual(['duplicate policy name "a"', 'cgroup /x is already selected by policy "a" (one policy per workload)']);
     expect(issues('policies:\n  - { select: {} }\n').map((i) => i.message)).toEqual(['missing (every policy needs a name)', 'needs cgroup or executable']);
+  });
+
+  it('a cgroup path is normalised, and one that leads out of the cgroup2 mount is refused at its line', () => {
+    const root = cgroup2Root();
+    expect(cgroupDir('/a/', root)).toBe(`${root}/a`);
+    expect(cgroupDir('a/b/../c', root)).toBe(`${root}/a/c`);
+    expect(cgroupDir(`${root}/a/`, root)).toBe(`${root}/a`);
+    expect(() => cgroupDir('/a/../../..', root)).toThrow(/leads out of the cgroup2 mount/);
+    try {
+      parsePolicies('policies:\n  - name: a\n    select: { cgroup: /a/../../.. }\n', 'p.yaml');
+      expect.unreachable();
+    } catch (e) {
+      expect((e as PolicyError).message).toMatch(/p\.yaml:3:23: policies\[0\]\.select\.cgroup: cgroup "\/a\/\.\.\/\.\.\/\.\." leads out of the cgroup2 mount/);
+    }
+  });
+
+  it('a quoted uid is a number with its range (it was cut to 32 bits, and the any-user value passed)', () => {
+    const uid = (v: string) => issues(`policies:\n  - { name: a, select: { cgroup: /x, uid: ${v} } }\n  - { name: a, select: { cgroup: /y } }\n`).filter((i) => i.field.endsWith('uid')).map((i) => i.message);
+    expect(uid('"99999999999"')).toEqual(['expected a uid (0 … 4294967294) or a user name']);
+    expect(uid('"4294967295"')).toEqual(['expected a uid (0 … 4294967294) or a user name']);
+    expect(uid('4294967295')).toEqual(['expected a uid (0 … 4294967294) or a user name']);
+    expect(uid('"65534"')).toEqual([]);
+    expect(parsePolicies('policies:\n  - { name: a, select: { cgroup: /x, uid: "65534" } }\n', 'p.yaml', { checkPaths: false })[0]!.select.uid).toBe(65534);
   });
 
   it('checks that paths and cgroups exist on this system', () => {

@@ -182,14 +182,22 @@ export function parsePolicies(text: string, file = 'policy', opts: { checkPaths?
       else if (!s.has('cgroup') && !s.has('executable')) at(sn, `${f}.select`, 'needs cgroup or executable');
       if (s.has('cgroup')) {
         const c = str(s.get('cgroup'), `${f}.select.cgroup`, 'a cgroup2 path');
-        if (c !== undefined && opts.checkPaths !== false && !fs.existsSync(cgroupDir(c))) at(s.get('cgroup'), `${f}.select.cgroup`, `no cgroup ${cgroupDir(c)} (create the workload's cgroup first; paths are relative to the cgroup2 mount ${cgroup2Root()})`);
+        const out = c !== undefined && opts.checkPaths !== false ? outOfMount(c) : null;
+        if (out) at(s.get('cgroup'), `${f}.select.cgroup`, out);
+        else if (c !== undefined && opts.checkPaths !== false && !fs.existsSync(cgroupDir(c))) at(s.get('cgroup'), `${f}.select.cgroup`, `no cgroup ${cgroupDir(c)} (create the workload's cgroup first; paths are relative to the cgroup2 mount ${cgroup2Root()})`);
         else if (c !== undefined) select.cgroup = c;
       }
       if (s.has('executable')) select.executable = absPath(s.get('executable'), `${f}.select.executable`);
       if (s.has('uid')) {
         const u = s.get('uid');
         if (isScalar(u) && typeof u.value === 'number' && Number.isInteger(u.value) && u.value >= 0 && u.value < 0xffffffff) select.uid = u.value;
-        else if (isScalar(u) && typeof u.value === 'string') {
+        else if (isScalar(u) && typeof u.value === 'string' && /^\d+$/.test(u.value)) {
+          // a quoted number is the number, with its range: "99999999999" went in as 1215752191 and
+          // "4294967295" (the kernel's any-user value) selected every user (review, session 58)
+          const n = Number(u.value);
+          if (n < 0xffffffff) select.uid = n;
+          else at(u, `${f}.select.uid`, 'expected a uid (0 … 4294967294) or a user name');
+        } else if (isScalar(u) && typeof u.value === 'string') {
           const uid = userId(u.value);
           if (uid === undefined) at(u, `${f}.select.uid`, `no user "${u.value}" in /etc/passwd`);
           else select.uid = uid;
@@ -302,8 +310,17 @@ export function readPolicyFile(file: string): Policy[] {
   return parsePolicies(text, file);
 }
 
+/** why a cgroup path is not one (it leads out of the mount), or null */
+function outOfMount(c: string): string | null {
+  try {
+    cgroupDir(c);
+    return null;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
 function userId(name: string): number | undefined {
-  if (/^\d+$/.test(name)) return Number(name);
   try {
     for (const l of fs.readFileSync('/etc/passwd', 'utf8').split('\n')) {
       const f = l.split(':');

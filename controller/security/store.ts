@@ -57,7 +57,7 @@ export interface StoredPolicy {
   slot: number;
   selector: { kind: 'cgroup'; dir: string; cgid: string; level: number } | { kind: 'exe'; dev: string; ino: string; statDev: string; statIno: string };
   /** how each binary of the policy was identified (kernel oracle or stat), for `policy list` */
-  identities: { path: string; dev: string; ino: string; how: string; why?: string }[];
+  identities: { path: string; dev: string; ino: string; how: string; why?: string; statDev?: string; statIno?: string }[];
   execKeys: { dev: string; ino: string }[];
   egressKeys: { prefixlen: number; proto: number; port: number; addr: number[] }[];
   appliedAt: string;
@@ -140,7 +140,13 @@ export class PolicyStore {
 
   /** Re-read the state file (another process — the CLI — may have changed it). */
   reload(): void {
-    if (this.statePath && fs.existsSync(this.statePath)) this.state = JSON.parse(fs.readFileSync(this.statePath, 'utf8')) as StoreState;
+    if (!this.statePath || !fs.existsSync(this.statePath)) return;
+    try {
+      this.state = JSON.parse(fs.readFileSync(this.statePath, 'utf8')) as StoreState;
+    } catch (e) {
+      // it names what the maps hold: guessing it would apply or list over rules it cannot see
+      throw new LabError(`the policy state ${this.statePath} is unreadable (${firstLine(e)}): the kernel keeps enforcing what it holds, but list, apply and delete cannot tell what that is`, `move it away and restart the daemon (stop it with kill <pid>, not policy stop), then pnpm lab policy daemon: it rebuilds the state from the pinned maps, enforcement never stops`);
+    }
   }
 
   saveState(): void {
@@ -211,11 +217,20 @@ export class PolicyStore {
       anonRule = rule('exec.denyNameless (memfd / unlinked file)');
     }
     const egress: Plan['egress'] = [];
+    // one trie entry per key: an allow with a deny's very key was written after it and replaced
+    // it (review, session 58: "3 entries written", 2 in the kernel, the denied port reachable).
+    // At the same key deny wins, as for exec; a more specific allow still carves a hole (the
+    // most specific entry decides: README, "egress")
+    const deniedKeys = new Set<string>();
+    const keyOf = (k: { prefixlen: number; proto: number; port: number; addr: Uint8Array }) => `${k.prefixlen}/${k.proto}/${k.port}/${Buffer.from(k.addr).toString('hex')}`;
     const addEgress = (r: EgressRule, ruleId: number, action: number) => {
       const { addr, bits } = cidrBytes(r.to);
       mask(addr, bits);
       for (const port of r.ports.length ? r.ports : [0]) {
-        egress.push({ key: { prefixlen: EGRESS_HDR_BITS + bits, proto: PROTO[r.protocol]!, _pad: 0, port, addr }, rule: ruleId, action });
+        const key = { prefixlen: EGRESS_HDR_BITS + bits, proto: PROTO[r.protocol]!, _pad: 0, port, addr };
+        if (action === ACTION_DENY) deniedKeys.add(keyOf(key));
+        else if (deniedKeys.has(keyOf(key))) continue;
+        egress.push({ key, rule: ruleId, action });
       }
     };
     p.egress.deny.forEach((r, i) => addEgress(r, rule(`egress.deny[${i}] ${describe(r)}`), ACTION_DENY));
@@ -319,8 +334,19 @@ export class PolicyStore {
     });
     const identities = new Map(plans.map((pl) => [pl.p.name, [...new Set([...pl.exec.map((e) => e.file.path), ...(pl.p.select.executable ? [pl.p.select.executable] : [])])].map((x) => {
       const i = [...ids.values()].find((v) => v.path === x || v.path === fs.realpathSync(x))!;
-      return { path: x, dev: String(i.dev), ino: String(i.ino), how: i.how, why: i.why };
+      // stat's view as applied: list tells a file replaced since (a package upgrade: its rules
+      // name the old inode) by it
+      const st = fileId(x);
+      return { path: x, dev: String(i.dev), ino: String(i.ino), how: i.how, why: i.why, statDev: String(st.dev), statIno: String(st.ino) };
     })]));
+    // two new policies on one workload, named two ways (/a and a/, /bin/dash and /usr/bin/dash):
+    // the second silently took the first's selector (review, session 58)
+    const mine = new Map<string, string>();
+    for (const pl of plans) {
+      const other = mine.get(selKey(pl.selector));
+      if (other) throw new LabError(`policies "${other}" and "${pl.p.name}" select the same workload (${pl.selector.kind === 'cgroup' ? `cgroup ${pl.selector.dir}` : `executable ${fs.realpathSync(pl.p.select.executable!)}`}) — nothing was changed`, 'one policy per workload: merge the two');
+      mine.set(selKey(pl.selector), pl.p.name);
+    }
     // a workload selected by two policies (one new, one already applied) is ambiguous: refuse
     for (const pl of plans) {
       for (const [n, s] of Object.entries(this.state.policies)) {
@@ -384,9 +410,12 @@ export class PolicyStore {
     if (exec + needExec > cap.exec) over.push(`exec_rules: ${needExec} new + ${exec} in use > ${cap.exec}`);
     if (egress + needEgress > cap.egress) over.push(`egress_rules: ${needEgress} new + ${egress} in use > ${cap.egress}`);
     if (over.length) {
+      const big = plans.find((p) => p.exec.length > cap.exec / 2 || p.egress.length > cap.egress / 2);
       throw new LabError(
         `policy does not fit: ${over.join('; ')} (an update needs room for the old and the new version at once) — nothing was changed`,
-        needExec > cap.exec / 2 || needEgress > cap.egress / 2 ? `shrink the policy: at most ${cap.exec / 2} exec and ${cap.egress / 2} egress entries each so that an update fits (use CIDRs instead of single addresses)` : 'delete policies no longer needed (pnpm lab policy delete <name>) or shrink this one',
+        // said of the policy that is too big, not of the file's total (two policies of 7,000
+        // entries were each told "at most 8192", review session 58)
+        big ? `shrink policy ${big.p.name}: at most ${cap.exec / 2} exec and ${cap.egress / 2} egress entries so that an update fits (use CIDRs instead of single addresses)` : `apply fewer policies per file (old and new versions of each are held at once), delete policies no longer needed (pnpm lab policy delete <name>), or shrink them`,
       );
     }
   }
