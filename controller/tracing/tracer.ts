@@ -79,10 +79,13 @@ export function parseSelector(spec: string): WorkloadSelector {
   } catch {
     /* no cgroup2: only exe/pid */
   }
-  if (root) {
-    const dir = cgroupDir(what, root);
-    if (fs.existsSync(path.join(dir, 'cgroup.procs'))) return { name, cgroup: dir };
+  let dir: string | null = null;
+  try {
+    if (root) dir = cgroupDir(what, root);
+  } catch {
+    /* leads out of the cgroup2 mount (../bin/server): not a cgroup, maybe an executable */
   }
+  if (dir && fs.existsSync(path.join(dir, 'cgroup.procs'))) return { name, cgroup: dir };
   const exe = path.resolve(what);
   let file = false;
   try {
