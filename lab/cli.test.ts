@@ -36,7 +36,9 @@ function lab(args: string[], env: Record<string, string> = {}) {
 // a finished run's directory (only its results.json matters here)
 const A_RUN = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-lab-cli-a-run-'));
 fs.writeFileSync(path.join(A_RUN, 'results.json'), '{}');
-const A_CELL = path.join(A_RUN, 'hello-openat-host');
+// a matrix killed outright: its cell's run, no matrix.json
+const A_CELL = path.join(A_RUN, 'matrix', 'hello-openat-host');
+fs.mkdirSync(path.dirname(A_CELL));
 fs.mkdirSync(A_CELL);
 fs.writeFileSync(path.join(A_CELL, 'results.json'), '{}');
 afterAll(() => fs.rmSync(A_RUN, { recursive: true, force: true }));
@@ -97,6 +99,8 @@ describe('lab CLI', () => {
     [['matrix', '--scenarios', 'hello-openat', '--kernels', 'host,host'], /--kernels names "host" twice/],
     // a matrix killed outright left cells and no matrix.json: a new one there would read them back as its own
     [['matrix', '--scenarios', 'hello-openat', '--kernels', 'host', '--out', path.dirname(A_CELL)], /hello-openat-host already holds a run \(results\.json\)/],
+    // nor is a run's own directory a matrix's (its index and cells went in beside the report)
+    [['matrix', '--scenarios', 'hello-openat', '--kernels', 'host', '--out', A_RUN], /--out \S+ holds a run \(results\.json\): a matrix writes into a directory of its own/],
     [['run', 'a\nb'], /^error: unknown scenario "a\\nb"$/m],
     [['run', 'hello-openat', '--rate', '10', '--rate', '20'], /--rate is given 2 times \("10", "20"\)/],
     [['run', 'hello-openat', '--duraton', '3'], /unknown option --duraton \(did you mean --duration\?\)/],

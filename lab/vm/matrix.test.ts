@@ -46,7 +46,7 @@ describe('matrix report', () => {
       if (st[c.kernel]) {
         writeFileSync(join(c.dir, 'results.json'), JSON.stringify(results(c.kernel, st[c.kernel]!, c.kernel !== 'host')));
         writeFileSync(join(c.dir, 'report.html'), '<html></html>');
-      }
+      } else writeFileSync(`${c.dir}.log`, 'boom\n');
       readCell(c);
     }
     expect(cells.map((c) => c.status)).toEqual(['pass', 'unsupported', 'fail', 'error']);
@@ -54,6 +54,11 @@ describe('matrix report', () => {
     const html = readFileSync(join(dir, 'index.html'), 'utf8');
     expect(html).toContain('href="hello-openat-6.1/report.html"');
     expect(html).toContain('href="hello-openat-vmlinuz-x.log"'); // no report: link the run log
+    // a cell that never ran has no log either: no link to a file that is not there
+    rmSync(`${cells[3]!.dir}.log`);
+    await writeMatrixReport(cells, ['hello-openat'], kernels, dir, '2026-01-01T00:00:00Z');
+    expect(readFileSync(join(dir, 'index.html'), 'utf8')).not.toContain('href="hello-openat-vmlinuz-x.log"');
+    await writeMatrixReport(cells, ['hello-openat'], kernels, dir, '2026-01-01T00:00:00Z');
     expect(html).toMatch(/<th>7\.x<br><span class="muted">6\.1\.0-50-amd64/);
     expect(html).toContain('2.5 s'); // boot-to-ready
     expect(html).toContain('lsm &lt;script&gt;'); // probe names are escaped
@@ -173,5 +178,47 @@ describe('matrix --report-only', () => {
     const mj = JSON.parse(readFileSync(join(d, 'matrix.json'), 'utf8')) as { scenario: string; kernel: string; status: string; error?: string }[];
     expect(mj.map((c) => `${c.scenario}@${c.kernel}=${c.status}`).sort()).toEqual(['hello-openat@6.1=pass', 'security@host=error', 'tc-shaping@host=error', 'xdp-lb@6.1=error']);
     expect(mj.find((c) => c.scenario === 'security')!.error).toMatch(/^unreadable results\.json: /);
+  });
+
+  // shards merged from elsewhere: a status its checks contradict showed as a pass in the index and junit
+  it('a status its own checks contradict is not taken: "pass" with a failed check fails, with none is an error', async () => {
+    const d = mkdtempSync(join(dir, 'ro-liar-'));
+    const put = (name: string, r: Results) => {
+      mkdirSync(join(d, name));
+      writeFileSync(join(d, name, 'results.json'), JSON.stringify(r));
+    };
+    put('hello-openat-6.1', { ...results('6.1', 'fail', true), status: 'pass' });
+    put('xdp-lb-6.1', { ...results('6.1', 'pass', true), scenario: 'xdp-lb', checks: [] });
+    put('tc-shaping-6.1', { ...results('6.1', 'unsupported', true), scenario: 'tc-shaping' });
+    expect(await matrixCommand(['--report-only', '--out', d])).toBe(1);
+    const mj = JSON.parse(readFileSync(join(d, 'matrix.json'), 'utf8')) as { scenario: string; status: string; error?: string }[];
+    expect(Object.fromEntries(mj.map((c) => [c.scenario, [c.status, c.error]]))).toEqual({
+      'hello-openat': ['fail', 'its results.json says pass, but its checks say fail'],
+      'xdp-lb': ['error', 'its results.json says pass, but its checks say nothing (none ran)'],
+      'tc-shaping': ['unsupported', undefined],
+    });
+    expect(readFileSync(join(d, 'junit.xml'), 'utf8')).toMatch(/<testcase [^>]*name="hello-openat"[^>]*><failure /);
+    // one run named twice is refused, not counted twice
+    await refused(['--report-only', '--out', d, '--scenarios', 'hello-openat,hello-openat'], /^--scenarios names hello-openat twice$/);
+    await refused(['--report-only', '--out', d, '--scenarios', 'hello-openat', '--kernels', '6.1,6.1'], /^--kernels names "6\.1" twice$/);
+  });
+
+  it('a directory another live matrix writes into is refused; a dead one\'s claim is taken over and released', async () => {
+    const d = mkdtempSync(join(dir, 'ro-claim-'));
+    mkdirSync(join(d, 'hello-openat-6.1'));
+    writeFileSync(join(d, 'hello-openat-6.1', 'results.json'), JSON.stringify(results('6.1', 'pass', true)));
+    // a live owner: this test's own parent process, made before the claim
+    writeFileSync(join(d, 'matrix.running.json'), JSON.stringify({ pid: process.ppid }));
+    await refused(['--report-only', '--out', d], new RegExp(`^--out .* is in use by another matrix \\(pid ${process.ppid}\\)$`));
+    writeFileSync(join(d, 'matrix.running.json'), JSON.stringify({ pid: 999_999_999 }));
+    expect(await matrixCommand(['--report-only', '--out', d])).toBe(0);
+    expect(existsSync(join(d, 'matrix.running.json'))).toBe(false);
+  });
+
+  it('--out of a run\'s own directory is refused before anything runs', async () => {
+    const d = mkdtempSync(join(dir, 'run-dir-'));
+    writeFileSync(join(d, 'results.json'), '{}');
+    await refused(['--scenarios', 'hello-openat', '--kernels', 'host', '--out', d], /^--out .* holds a run \(results\.json\): a matrix writes into a directory of its own$/);
+    expect(readdirSync(d)).toEqual(['results.json']);
   });
 });

@@ -5,7 +5,8 @@
 // in-process calls: a crashed or hung row cannot take the others down, and each keeps the
 // Ctrl-C/cleanup logic `lab run` already has.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { createWriteStream, existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { ownerAlive } from '../../common/host.ts';
 import { onStopSignals, stopExitCode } from '../../common/signals.ts';
 import { mkdir } from 'node:fs/promises';
 import { writeFileAtomic } from '../../common/state-file.ts';
@@ -86,6 +87,13 @@ export function readCell(cell: MatrixCell): void {
       cell.results = r as Results;
       cell.status = cell.results.status;
       cell.error = cell.results.error; // the run's own account, over how its subprocess ended
+      // a status its own checks contradict is not taken on trust: --report-only merges results
+      // from elsewhere (CI shards), and "pass" with a failed check, or with none, showed as a pass
+      const told = statusOfChecks(cell.results.checks);
+      if ((cell.status === 'pass' || cell.status === 'unsupported') && told !== cell.status) {
+        cell.error = `its results.json says ${cell.status}, but its checks say ${told === 'error' ? 'nothing (none ran)' : told}`;
+        cell.status = told;
+      }
       // a row killed after its guest wrote results, before the host's part (VM facts, the report)
       if (cell.killedBy && !existsSync(join(cell.dir, 'report.html'))) {
         cell.status = 'error';
@@ -98,7 +106,15 @@ export function readCell(cell: MatrixCell): void {
   }
   cell.status = 'error';
   // a subprocess that died of a signal wrote no results: said as such
-  cell.error ??= cell.killedBy ? `its subprocess was killed by ${cell.killedBy} before it wrote results; see ${basename(cell.dir)}.log` : `no results.json (exit code ${cell.exitCode}); see ${basename(cell.dir)}.log`;
+  const log = existsSync(`${cell.dir}.log`) ? `; see ${basename(cell.dir)}.log` : '';
+  cell.error ??= cell.killedBy ? `its subprocess was killed by ${cell.killedBy} before it wrote results${log}` : cell.exitCode === null && !log ? 'not run' : `no results.json (exit code ${cell.exitCode})${log}`;
+}
+
+/** what a run's checks alone say (lab/run.ts decides a run's status the same way) */
+function statusOfChecks(checks: Results['checks']): string {
+  if (checks.some((c) => c.status === 'fail')) return 'fail';
+  if (checks.some((c) => c.status === 'unsupported')) return 'unsupported';
+  return checks.length ? 'pass' : 'error';
 }
 
 const fmtS = (ms: unknown) => (typeof ms === 'number' ? `${(ms / 1000).toFixed(1)} s` : '—');
@@ -144,12 +160,13 @@ export function matrixHtml(cells: MatrixCell[], scenarios: string[], kernels: st
       const checks = c.results?.checks ?? [];
       const unsup = checks.filter((x) => x.status === 'unsupported').map((x) => `${x.name}: ${x.detail ?? ''} ${x.evidence ?? ''}`.trim());
       const title = c.error ?? (unsup.length ? unsup.join('\n') : `${checks.filter((x) => x.status === 'pass').length}/${checks.length} checks passed`);
-      const link = existsSync(join(c.dir, 'report.html')) ? `${rel(c)}/report.html` : `${rel(c)}.log`;
+      // a cell that never ran has neither: no link to a file that is not there
+      const link = existsSync(join(c.dir, 'report.html')) ? `${rel(c)}/report.html` : existsSync(`${c.dir}.log`) ? `${rel(c)}.log` : null;
       const vm = vmOf(c);
       const row = vm.row as { sharedBoot?: boolean } | undefined;
       const boot = typeof vm.bootMs === 'number' ? (row?.sharedBoot ? 'same VM' : `boot ${fmtS(vm.bootMs)}`) : '';
       const parts = ` <span class="muted">(${escapeHtml(cellAccel(c))}${boot ? `, ${boot}` : ''}${typeof vm.inGuestMs === 'number' ? `, guest ${fmtS(vm.inGuestMs)}` : ''})</span>`;
-      h += `<td title="${escapeHtml(title)}"><a href="${escapeHtml(link)}">${statusBadge(c.status)}</a><br><span class="muted">${fmtS(cellMs(c))}</span>${parts}</td>`;
+      h += `<td title="${escapeHtml(title)}">${link ? `<a href="${escapeHtml(link)}">${statusBadge(c.status)}</a>` : statusBadge(c.status)}<br><span class="muted">${fmtS(cellMs(c))}</span>${parts}</td>`;
     }
     h += '</tr>';
   }
@@ -343,6 +360,29 @@ export async function rebuildMatrixIndex(outDir: string): Promise<MatrixCell[] |
   return cells;
 }
 
+/**
+ * Claim a matrix directory (matrix.running.json, created exclusively, with the owner's pid and
+ * start time); a claim whose owner is gone (SIGKILL) is taken over. Returns its release.
+ */
+function claimMatrixDir(dir: string): () => void {
+  const f = join(dir, 'matrix.running.json');
+  const me = JSON.stringify({ pid: process.pid, startedAt: new Date().toISOString() });
+  for (let tries = 0; ; tries++) {
+    try {
+      writeFileSync(f, me, { flag: 'wx' });
+      return () => rmSync(f, { force: true });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || tries) throw e;
+    }
+    let pid = 0;
+    try {
+      pid = Number((JSON.parse(readFileSync(f, 'utf8')) as { pid?: unknown }).pid) || 0;
+    } catch { /* half-written or unreadable: its owner died writing it */ }
+    if (pid && ownerAlive(pid, f)) throw new UsageError(`--out ${dir} is in use by another matrix (pid ${pid})`, 'give another directory, or wait for that matrix to finish');
+    rmSync(f, { force: true });
+  }
+}
+
 export async function matrixCommand(argv: string[]): Promise<number> {
   const p = parseArgs(argv, MATRIX_SPEC);
   if (!p) return 0;
@@ -356,6 +396,16 @@ export async function matrixCommand(argv: string[]): Promise<number> {
     if (listScenarios().includes(s)) continue;
     const m = suggest(s, listScenarios());
     throw new UsageError(`unknown scenario ${JSON.stringify(s)}${m ? ` (did you mean ${m}?)` : ''}`, `available: ${listScenarios().join(', ')}`);
+  }
+  // a cell named twice (or two kernels that make one directory) would be two runs into one dir,
+  // or (--report-only) one run counted twice
+  const dupS = scenarios.find((x, i) => scenarios.indexOf(x) !== i);
+  if (dupS) throw new UsageError(`--scenarios names ${dupS} twice`, 'name each scenario once');
+  const slugs = kernels.map(kernelSlug);
+  const dupAt = slugs.findIndex((x, i) => slugs.indexOf(x) !== i);
+  if (dupAt >= 0) {
+    const [first, again] = [kernels[slugs.indexOf(slugs[dupAt]!)]!, kernels[dupAt]!];
+    throw new UsageError(`--kernels names ${JSON.stringify(first)}${first === again ? ' twice' : ` and ${JSON.stringify(again)}, which share a directory name`}`, 'name each kernel once');
   }
   if (reportOnly) {
     if (!p.values.out) throw new UsageError('--report-only needs --out <dir with the runs>', 'e.g. pnpm lab matrix --report-only --out reports/matrix-<time>');
@@ -383,15 +433,11 @@ export async function matrixCommand(argv: string[]): Promise<number> {
     if (own) throw new UsageError(`${own.split('=')[0]} after "--": the matrix sets it for every cell`, 'use matrix --kernels K,K and --out DIR');
     const { parseRunArgs } = await import('../run.ts');
     for (const s of scenarios) if (!(await parseRunArgs([s, ...extra], 'run'))) return 0;
-    if (p.values.out !== undefined) checkOutDir(p.values.out, { example: '--out /tmp/matrix' });
-    // a cell named twice (or two kernels that make one directory) would be two runs into one dir
-    const dupS = scenarios.find((x, i) => scenarios.indexOf(x) !== i);
-    if (dupS) throw new UsageError(`--scenarios names ${dupS} twice`, 'name each scenario once');
-    const slugs = kernels.map(kernelSlug);
-    const dupAt = slugs.findIndex((x, i) => slugs.indexOf(x) !== i);
-    if (dupAt >= 0) {
-      const [first, again] = [kernels[slugs.indexOf(slugs[dupAt]!)]!, kernels[dupAt]!];
-      throw new UsageError(`--kernels names ${JSON.stringify(first)}${first === again ? ' twice' : ` and ${JSON.stringify(again)}, which share a directory name`}`, 'name each kernel once');
+    if (p.values.out !== undefined) {
+      checkOutDir(p.values.out, { example: '--out /tmp/matrix' });
+      // a run's own directory: the index, junit and cells went in beside its report
+      const held = ['results.json', 'running.json', 'report.html'].find((f) => existsSync(join(resolve(p.values.out!), f)));
+      if (held) throw new UsageError(`--out ${p.values.out} holds a run (${held}): a matrix writes into a directory of its own`, 'give a new directory, e.g. --out /tmp/matrix');
     }
     // any of this matrix's cells already run (a matrix killed outright has no matrix.json): each
     // cell's run would refuse it, and the old results read back as this matrix's; and another
@@ -402,6 +448,9 @@ export async function matrixCommand(argv: string[]): Promise<number> {
   }
   const outDir = resolve(p.values.out ?? join(REPO_ROOT, 'reports', `matrix-${started.replace(/[:.]/g, '-')}`));
   if (!reportOnly) await mkdir(outDir, { recursive: true });
+  // claimed for as long as this matrix writes into it: two matrices into one --out both ran, and
+  // the second's index left the first's cells out (review, session 58)
+  const releaseClaim = claimMatrixDir(outDir);
 
   // kernel-major order: runs of one kernel are adjacent, so a fetch is paid once, before its runs
   const cells: MatrixCell[] = kernels.flatMap((k) => scenarios.filter((s) => !onlyPresent || onlyPresent(s, k)).map((s) => ({ scenario: s, kernel: k, dir: join(outDir, `${s}-${kernelSlug(k)}`), exitCode: null, wallMs: 0, status: 'pending' })));
@@ -421,6 +470,7 @@ export async function matrixCommand(argv: string[]): Promise<number> {
     for (const c of children) c.kill(sig);
   };
   const offSignals = onStopSignals(onSig);
+  let totalMs = 0;
   // out of the terminal's group, a subprocess no longer gets the Ctrl-C of a matrix that died
   // before passing it on (an uncaught error): it is stopped as the matrix exits
   const onExit = () => onSig('SIGINT');
@@ -440,14 +490,19 @@ export async function matrixCommand(argv: string[]): Promise<number> {
     if (reportOnly) {
       for (const c of cells) readCell(c);
     } else await Promise.all(Array.from({ length: Math.min(jobs, units.length) }, worker));
+    for (const c of cells) if (c.status === 'pending') { c.status = 'error'; c.error = 'not run (interrupted)'; }
+    // one reading for the index and the line (two had printed 338.5 s beside the index's 338.4 s)
+    const wallMs = Date.now() - t0;
+    // still under the stop handler: a stop now is recorded, not the default exit in the middle of
+    // writing the three files
+    await writeMatrixReport(cells, scenarios, kernels, outDir, started, reportOnly ? undefined : wallMs);
+    totalMs = wallMs;
   } finally {
     offSignals();
     process.off('exit', onExit);
+    releaseClaim();
   }
-  for (const c of cells) if (c.status === 'pending') { c.status = 'error'; c.error = 'not run (interrupted)'; }
-  // one reading for the index and the line (two had printed 338.5 s beside the index's 338.4 s)
-  const wallMs = Date.now() - t0;
-  await writeMatrixReport(cells, scenarios, kernels, outDir, started, reportOnly ? undefined : wallMs);
+  const wallMs = totalMs;
   console.log(`matrix: ${join(outDir, 'index.html')}${reportOnly ? '' : ` (${fmtS(wallMs)})`}`);
   for (const k of kernels) console.log(`  ${k.padEnd(8)} ${cells.filter((c) => c.kernel === k).map((c) => `${c.scenario}=${c.status}`).join(' ')}`);
   if (cells.every((c) => c.status === 'pass' || c.status === 'unsupported')) return 0;
