@@ -12,3 +12,13 @@ describe('option-list escaping', () => {
     expect(fuseOpt('/tmp/a\\b')).toBe('/tmp/a\\\\b');
   });
 });
+
+describe('KVM probe verdicts', () => {
+  // QEMU aborts on its own when KVM refuses the guest ("failed to set MSR 0x10a" here): that is a
+  // verdict; a stop from outside (Ctrl-C, a kill) is not, and is not cached
+  it('a QEMU that aborted or faulted is a verdict; one stopped from outside is not', async () => {
+    const { stoppedFromOutside } = await import('./kvm.ts');
+    expect(['SIGABRT', 'SIGSEGV', 'SIGBUS', 'SIGILL'].filter(stoppedFromOutside)).toEqual([]);
+    expect(['SIGKILL', 'SIGTERM', 'SIGINT', 'SIGHUP'].every(stoppedFromOutside)).toBe(true);
+  });
+});
