@@ -288,7 +288,7 @@ function identityDrift(p: StoredPolicy): string[] {
 
 async function list(json: boolean): Promise<number> {
   const h = await pinnedStore();
-  let out: { daemon: number | null; unfinishedStart?: string; daemonBuild: ReturnType<typeof daemonBuild>; links: ReturnType<typeof pinnedLinks>; missingLinks: string[]; policies: KernelPolicyView[]; procs: ReturnType<typeof procsStatus> };
+  let out: { daemon: number | null; unfinishedStart?: string; daemonBuild: ReturnType<typeof daemonBuild>; links: ReturnType<typeof pinnedLinks>; missingLinks: string[]; policies: KernelPolicyView[]; unlistedSlots: number[]; procs: ReturnType<typeof procsStatus> };
   try {
     const links = pinnedLinks();
     const s = h.store;
@@ -317,7 +317,11 @@ async function list(json: boolean): Promise<number> {
         execEntries: u.exec, egressEntries: u.egress, rules: p.rules, identities: p.identities ?? [], appliedAt: p.appliedAt,
       };
     });
-    out = { daemon: runningDaemon(), unfinishedStart: unfinished, daemonBuild: daemonBuild(await ensureObject('security')), links, missingLinks: HOOKS.filter((x) => !have.has(x.prog)).map((x) => x.prog), policies, procs: procsStatus(s.maps) };
+    // slots the kernel selects that the state file does not list (it was lost or moved away):
+    // "no policies" was said, exit 0, while they were enforced (review, session 58)
+    const known = new Set(policies.map((p) => p.slot));
+    const unlisted = [...selected.keys()].filter((x) => !known.has(x)).sort((a, b) => a - b);
+    out = { daemon: runningDaemon(), unfinishedStart: unfinished, daemonBuild: daemonBuild(await ensureObject('security')), links, missingLinks: HOOKS.filter((x) => !have.has(x.prog)).map((x) => x.prog), policies, unlistedSlots: unlisted, procs: procsStatus(s.maps) };
   } finally {
     h.close();
   }
@@ -328,14 +332,15 @@ async function list(json: boolean): Promise<number> {
   const procsBad = !!(lost || out.procs.gap);
   if (json) {
     console.log(JSON.stringify(out, null, 2));
-    return bad.length || procsBad || out.unfinishedStart ? 1 : 0;
+    return bad.length || procsBad || out.unfinishedStart || out.unlistedSlots.length ? 1 : 0;
   }
   console.log(`daemon: ${out.daemon ? `pid ${out.daemon}` : out.unfinishedStart ? `not running, and its start was cut short (${out.unfinishedStart}): what is pinned does not enforce every rule; pnpm lab policy daemon finishes the start` : 'not running (enforcement continues in the kernel; events are not recorded: pnpm lab policy daemon)'}`);
   if (out.daemonBuild === 'other' || out.daemonBuild === 'unknown') {
     console.error(`note: the daemon (pid ${out.daemon}) ${out.daemonBuild === 'other' ? 'runs another build of security.bpf.o than this lab has' : 'predates the lab recording which build it runs'}: its programs stay in force until it is restarted\n  fix: kill ${out.daemon}, then pnpm lab policy daemon (enforcement stays pinned meanwhile; the new daemon replaces the programs that differ, new before old)`);
   }
   console.log(`links (kernel): ${out.links.map((l) => `${l.prog}#${l.linkId}`).join(', ') || 'none'}  [${LINK_DIR}]`);
-  if (!out.policies.length) console.log('no policies');
+  if (!out.policies.length) console.log(out.unlistedSlots.length ? 'no policies in the state file' : 'no policies');
+  if (out.unlistedSlots.length) console.log(`enforced by the kernel, not in the state file: slot${out.unlistedSlots.length === 1 ? '' : 's'} ${out.unlistedSlots.join(', ')}`);
   for (const p of out.policies) {
     const state = p.enforced ? (p.mode === 'enforce' ? 'enforce' : 'log') : `NOT ENFORCED (${p.why})`;
     console.log(`${p.name}  ${state}  ${p.selector}  kernel: slot ${p.slot}, policy id ${p.policyId}, ${p.execEntries} exec + ${p.egressEntries} egress entries  (applied ${p.appliedAt})`);
@@ -347,7 +352,8 @@ async function list(json: boolean): Promise<number> {
   if (bad.length) console.error(`error: ${bad.length} polic${bad.length === 1 ? 'y is' : 'ies are'} listed but not enforced by the kernel\n  fix: restart the daemon (pnpm lab policy daemon) to reconcile, then apply the policy again`);
   if (lost) console.error(`error: ${lost}\n  fix: see the tracking events (pnpm lab policy events); ${pr.gap ? 'procs is smaller than pid_max (below)' : 'more processes were tracked at once than procs holds'}`);
   if (pr.gap) console.error(`error: not enforced: ${pr.gap}`);
-  return bad.length || procsBad || out.unfinishedStart ? 1 : 0;
+  if (out.unlistedSlots.length) console.error(`error: the kernel enforces ${out.unlistedSlots.length} polic${out.unlistedSlots.length === 1 ? 'y' : 'ies'} the state file does not list (slot ${out.unlistedSlots.join(', ')})\n  fix: restart the daemon (kill it, then pnpm lab policy daemon): it adopts them as unknown-slot-N, which list shows and delete removes`);
+  return bad.length || procsBad || out.unfinishedStart || out.unlistedSlots.length ? 1 : 0;
 }
 
 async function del(names: string[], all: boolean): Promise<number> {

@@ -1866,6 +1866,16 @@ print('ran', ran, flush=True)`);
       expect(l.out).toMatch(/cgroup \S+ebpf-lab-seccli-drift-\d+ was made again \(id \d+; the policy selects id \d+/);
       expect((await capture(['apply', f])).code).toBe(0);
       expect((await capture(['list'])).code).toBe(0);
+      // the state file lost: what the kernel enforces is still said, and is no "no policies", exit 0
+      fs.renameSync(STATE_PATH, `${STATE_PATH}.away`);
+      try {
+        l = await capture(['list']);
+        expect(l.code).toBe(1);
+        expect(l.out).toMatch(/^enforced by the kernel, not in the state file: slot \d+$/m);
+        expect(l.err).toMatch(/error: the kernel enforces 1 policy the state file does not list/);
+      } finally {
+        fs.renameSync(`${STATE_PATH}.away`, STATE_PATH);
+      }
     } finally {
       await capture(['stop']).catch(() => 0);
       if (d) await d;
