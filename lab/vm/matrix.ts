@@ -481,7 +481,8 @@ export async function matrixCommand(argv: string[]): Promise<number> {
       while (!interrupted && next < units.length) {
         const u = units[next++]!;
         const what = u.row ? `${u.cells.map((c) => c.scenario).join(', ')} on ${u.kernel} (one VM)` : `${u.cells[0]!.scenario} on ${u.kernel}`;
-        process.stderr.write(`=== ${what} (${next}/${units.length})\n`);
+        // counted in units (a VM row runs several cells in one guest), said as such
+        process.stderr.write(`=== ${what} (${u.row ? 'row' : 'cell'} ${next} of ${units.length}${units.length !== cells.length ? `; ${cells.length} cells in all` : ''})\n`);
         await runUnit(u, children, extra);
         for (const c of u.cells) readCell(c);
         process.stderr.write(`=== ${u.cells.map((c) => `${c.scenario} on ${c.kernel}: ${c.status.toUpperCase()} in ${fmtS(cellMs(c))}`).join('; ')}\n`);
