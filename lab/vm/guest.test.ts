@@ -47,3 +47,14 @@ describe('a scenario whose guest TCG crashed is run once more', () => {
     expect(tcgRunRetry('tcg', 'scenario timed out after 600 s in the guest', console, 'multi')).toBeUndefined();
   });
 });
+
+describe('kvmBootFault: which failed KVM boots are KVM\'s (a TCG boot, and a day\'s "KVM unusable")', () => {
+  it('a hang with a real budget and QEMU dying on KVM are; a guest panic and a caller\'s tight budget are not', async () => {
+    const { kvmBootFault } = await import('./guest.ts');
+    expect(kvmBootFault('timed out after 90 s waiting for the guest to boot', 90_000)).toBe(true);
+    expect(kvmBootFault('QEMU exited while waiting for the guest to boot: qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69', 90_000)).toBe(true);
+    expect(kvmBootFault('timed out after 5 s waiting for the guest to boot', 5_000)).toBe(false);
+    expect(kvmBootFault('QEMU exited while waiting for the guest to boot\n[    0.9] Kernel panic - not syncing: VFS: Unable to mount root fs', 90_000)).toBe(false);
+    expect(kvmBootFault('QEMU exited while waiting for the guest command', 90_000)).toBe(false);
+  });
+});

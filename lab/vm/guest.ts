@@ -124,6 +124,17 @@ export function tcgRunRetry(accel: 'kvm' | 'tcg', msg: string, consoleText = '',
   return `the guest kernel crashed under multi-threaded TCG while the scenario ran (${oops.trim()}${rip ? ` at ${rip}` : ''}: the emulator's code patching, as at boot); running it once more on a fresh guest`;
 }
 
+/**
+ * Is a failed KVM boot KVM's fault (a hang, QEMU dying on KVM), rather than the guest kernel's
+ * (a panic) or a caller's tight budget? Only then is it worth a TCG boot and a day's "KVM
+ * unusable" in the cache.
+ */
+export function kvmBootFault(msg: string, bootTimeoutMs: number): boolean {
+  if (/timed out after \d+ s waiting for the guest to boot/.test(msg)) return bootTimeoutMs >= 20_000;
+  if (!/QEMU exited while waiting for the guest to boot/.test(msg)) return false;
+  return !/Kernel panic|Oops:/.test(msg);
+}
+
 /** Resolve the kernel, pick accel/fs/net, build the initramfs and boot to READY. */
 export async function bootGuest(g: GuestSpec): Promise<BootedGuest> {
   const kernel = g.kernel;
@@ -148,21 +159,26 @@ export async function bootGuest(g: GuestSpec): Promise<BootedGuest> {
       break;
     } catch (e) {
       const msg = (e as Error).message;
+      // no tun device or no CAP_NET_ADMIN inside a container: a single-queue user-mode NIC still
+      // works. Asked first: under KVM this failure was taken for KVM's and kept for a day, so such
+      // a container never got KVM (review, session 58)
+      if (net === 'tap' && /tap|tun/i.test(msg)) {
+        g.progress.warn(`tap networking failed (${msg.split('\n')[0]}); retrying with user-mode networking (one queue)`);
+        net = 'user';
+        continue;
+      }
       // The KVM probe passed, yet this boot hung or died (nested hosts do that: "KVM internal
       // error", a silent spin). Boot once more under TCG rather than failing the run, and say so.
-      if (accel === 'kvm' && !g.signal?.aborted && /timed out after \d+ s waiting for the guest to boot|QEMU exited while waiting for the guest to boot/.test(msg)) {
+      // Not KVM's: a guest kernel that panics (it would under TCG too), a budget a caller's
+      // --timeout cut below what a KVM boot (1-3 s) could miss only by hanging
+      if (accel === 'kvm' && !g.signal?.aborted && kvmBootFault(msg, base.bootTimeoutMs)) {
         accelFallback = `KVM boot failed (${msg.split('\n')[0]!.slice(0, 200)}); booted again under TCG`;
         g.progress.warn(accelFallback);
         await recordKvmBootFailure(msg.split('\n')[0]!.slice(0, 200), process.env.EBPF_LAB_ACCEL === 'kvm');
         accel = 'tcg';
         note = accelFallback;
-        base.bootTimeoutMs = Math.max(base.bootTimeoutMs, 90_000);
-        continue;
-      }
-      // no tun device or no CAP_NET_ADMIN inside a container: a single-queue user-mode NIC still works
-      if (net === 'tap' && /tap|tun/i.test(msg)) {
-        g.progress.warn(`tap networking failed (${msg.split('\n')[0]}); retrying with user-mode networking (one queue)`);
-        net = 'user';
+        // the caller's budget stands where it gave one (its --timeout); else TCG's
+        base.bootTimeoutMs = g.bootTimeoutMs ?? 90_000;
         continue;
       }
       const again = bootRetries === 0 && !g.signal?.aborted ? tcgBootRetry(accel, msg, base.bootTimeoutMs) : undefined;
