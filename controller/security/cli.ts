@@ -255,6 +255,9 @@ interface KernelPolicyView {
   rules: { id: number; name: string }[];
   identities: { path: string; dev: string; ino: string; how: string; why?: string }[];
   appliedAt: string;
+  /** what it names by identity moved from under its name (cgroup made again, binary replaced):
+   * the kernel still enforces the old ids, and applying it again is the fix, not a restart */
+  moved: boolean;
 }
 
 /**
@@ -271,7 +274,7 @@ function identityDrift(p: StoredPolicy): string[] {
     try {
       now = String(cgroupId(p.selector.dir));
     } catch { /* gone */ }
-    if (now === null) out.push(`cgroup ${p.selector.dir} no longer exists (one made again under that name gets a new id, which nothing selects: ${again})`);
+    if (now === null) out.push(`cgroup ${p.selector.dir} no longer exists (one made again under that name gets a new id, which nothing selects: make it, then ${again}; or delete the policy)`);
     else if (now !== p.selector.cgid) out.push(`cgroup ${p.selector.dir} was made again (id ${now}; the policy selects id ${p.selector.cgid}: ${again})`);
   }
   for (const i of p.identities ?? []) {
@@ -310,10 +313,11 @@ async function list(json: boolean): Promise<number> {
       if (p.selector.kind === 'cgroup' && cfg && !(cfg.cg_levels & (1 << p.selector.level))) problems.push(`cgroup depth ${p.selector.level} not enabled in sec_config`);
       if ((p.policy.exec.deny.length || p.policy.exec.allow || p.policy.exec.denyNameless) && !execEnforced) problems.push(have.has('sec_exec_lsm') || have.has('sec_exec_tp') ? `the exec program is off (sec_config exec mode ${cfg?.exec_mode ?? 'unset'})` : 'no exec program attached');
       if ((p.policy.egress.allow || p.policy.egress.deny.length) && !egressEnforced) problems.push('egress programs not all attached');
-      problems.push(...identityDrift(p));
+      const drift = identityDrift(p);
+      problems.push(...drift);
       return {
         name: p.name, mode: p.policy.mode, selector: `${p.selector.kind === 'cgroup' ? `cgroup ${p.selector.dir}` : `executable ${p.policy.select.executable}`}${p.policy.select.uid !== undefined ? ` uid ${p.policy.select.uid}` : ''}`,
-        slot: p.slot, policyId: p.id, enforced: problems.length === 0, why: problems.join('; ') || undefined,
+        slot: p.slot, policyId: p.id, enforced: problems.length === 0, why: problems.join('; ') || undefined, moved: drift.length > 0,
         execEntries: u.exec, egressEntries: u.egress, rules: p.rules, identities: p.identities ?? [], appliedAt: p.appliedAt,
       };
     });
@@ -349,7 +353,14 @@ async function list(json: boolean): Promise<number> {
   }
   const pr = out.procs;
   console.log(`procs (processes selected by executable, and the parents of selected ones): ${pr.inUse} of ${pr.capacity} entries (${pr.prealloc ? 'preallocated' : 'allocated per entry'}), kernel.pid_max ${pr.pidMax}`);
-  if (bad.length) console.error(`error: ${bad.length} polic${bad.length === 1 ? 'y is' : 'ies are'} listed but not enforced by the kernel\n  fix: restart the daemon (pnpm lab policy daemon) to reconcile, then apply the policy again`);
+  if (bad.length) {
+    const moved = bad.filter((p) => p.moved);
+    const other = bad.length - moved.length;
+    // each its own fix: a restart reconciles the state with the kernel; it does nothing for a
+    // cgroup made again or a binary replaced, which only an apply picks up
+    if (moved.length) console.error(`error: ${moved.map((p) => p.name).join(', ')}: what ${moved.length === 1 ? 'it names' : 'they name'} moved from under ${moved.length === 1 ? 'its' : 'their'} name since the apply (the kernel still enforces the old ids)\n  fix: apply ${moved.length === 1 ? 'it' : 'them'} again (pnpm lab policy apply <file>); see each reason above`);
+    if (other) console.error(`error: ${other} polic${other === 1 ? 'y is' : 'ies are'} listed but not enforced by the kernel\n  fix: restart the daemon (pnpm lab policy daemon) to reconcile, then apply the policy again`);
+  }
   if (lost) console.error(`error: ${lost}\n  fix: see the tracking events (pnpm lab policy events); ${pr.gap ? 'procs is smaller than pid_max (below)' : 'more processes were tracked at once than procs holds'}`);
   if (pr.gap) console.error(`error: not enforced: ${pr.gap}`);
   if (out.unlistedSlots.length) console.error(`error: the kernel enforces ${out.unlistedSlots.length} polic${out.unlistedSlots.length === 1 ? 'y' : 'ies'} the state file does not list (slot ${out.unlistedSlots.join(', ')})\n  fix: restart the daemon (kill it, then pnpm lab policy daemon): it adopts them as unknown-slot-N, which list shows and delete removes`);

@@ -1856,6 +1856,8 @@ print('ran', ran, flush=True)`);
       let l = await capture(['list']);
       expect(l.code).toBe(1);
       expect(l.out).toContain(`${bin} was replaced since the policy was applied`);
+      expect(l.err).toMatch(/^error: drift: what it names moved from under its name since the apply .*\n {2}fix: apply it again/m);
+      expect(l.err).not.toMatch(/restart the daemon/);
       expect((await capture(['apply', f])).code).toBe(0);
       expect((await capture(['list'])).code).toBe(0);
       // the cgroup made again under its name

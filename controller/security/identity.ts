@@ -78,19 +78,28 @@ export class KernelIdentity {
     const cfg = this.maps.config.get(0)!;
     this.maps.config.set(0, { ...cfg, oracle_cgroup: cgroupId(dir) });
     try {
+      // entries of oracles killed before they read theirs (SIGKILL of an apply): the map holds
+      // 1024, and a full one records nothing while the probe exec is still killed
+      for (const pid of [...this.maps.oracle.keys()] as number[]) if (!fs.existsSync(`/proc/${pid}`)) this.maps.oracle.delete(pid);
       const r = spawnSync('/usr/bin/python3', ['-c', HELPER, dir, CANARY, ...files], { encoding: 'utf8', timeout: 30_000 + files.length * 500 /* a fork + exec each; slow under TCG */ });
-      if (r.status === 3) throw new LabError(`identity oracle not armed: ${CANARY} was not stopped at exec (sec_exec_tp is not attached) — nothing was changed`, 'start the controller: pnpm lab policy daemon');
-      // stopped part-way (a Ctrl-C reaches it too, in the caller's process group; a timeout): the
-      // files it never reached fell back to stat, whose identities match nothing on overlayfs, and
-      // the apply went on to exit 0 (review, session 58)
-      if (r.status !== 0) throw new LabError(`identifying the policy's binaries was cut short (${r.error ? (r.error as NodeJS.ErrnoException).code ?? r.error.message : r.signal ? `the helper got ${r.signal}` : `the helper exited ${r.status}`}) — nothing was changed`, 'apply the policy again');
+      // every answer read and its entry removed first, however the helper ended
+      const unrecorded: string[] = [];
       for (const l of (r.stdout ?? '').split('\n')) {
         const [pid, killed, ...p] = l.split(' ');
         if (!pid || killed !== 'True') continue;
         const k = this.maps.oracle.get(Number(pid));
         if (k) res.set(p.join(' '), k);
+        else if (p.join(' ') !== CANARY) unrecorded.push(p.join(' '));
         this.maps.oracle.delete(Number(pid));
       }
+      if (r.status === 3) throw new LabError(`identity oracle not armed: ${CANARY} was not stopped at exec (sec_exec_tp is not attached) — nothing was changed`, 'start the controller: pnpm lab policy daemon');
+      // stopped part-way (a Ctrl-C reaches it too, in the caller's process group; a timeout): the
+      // files it never reached fell back to stat, whose identities match nothing on overlayfs, and
+      // the apply went on to exit 0 (review, session 58)
+      if (r.status !== 0) throw new LabError(`identifying the policy's binaries was cut short (${r.error ? (r.error as NodeJS.ErrnoException).code ?? r.error.message : r.signal ? `the helper got ${r.signal}` : `the helper exited ${r.status}`}) — nothing was changed`, 'apply the policy again');
+      // killed at exec but not recorded: the kernel's record failed (a full oracle map); stat's
+      // identity in its place would be the same silent fallback
+      if (unrecorded.length) throw new LabError(`the kernel did not record the identity of ${unrecorded.slice(0, 3).join(', ')}${unrecorded.length > 3 ? ' …' : ''} (its oracle map is full?) — nothing was changed`, 'restart the daemon (kill it, then pnpm lab policy daemon) and apply the policy again');
     } finally {
       this.maps.config.set(0, { ...this.maps.config.get(0)!, oracle_cgroup: 0n });
       try {

@@ -367,20 +367,30 @@ export async function rebuildMatrixIndex(outDir: string): Promise<MatrixCell[] |
 function claimMatrixDir(dir: string): () => void {
   const f = join(dir, 'matrix.running.json');
   const me = JSON.stringify({ pid: process.pid, startedAt: new Date().toISOString() });
-  for (let tries = 0; ; tries++) {
+  for (let tries = 0; tries < 3; tries++) {
     try {
       writeFileSync(f, me, { flag: 'wx' });
       return () => rmSync(f, { force: true });
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || tries) throw e;
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    let text: string;
+    try {
+      text = readFileSync(f, 'utf8');
+    } catch {
+      continue; // removed meanwhile (its owner finished): try again
     }
     let pid = 0;
     try {
-      pid = Number((JSON.parse(readFileSync(f, 'utf8')) as { pid?: unknown }).pid) || 0;
-    } catch { /* half-written or unreadable: its owner died writing it */ }
-    if (pid && ownerAlive(pid, f)) throw new UsageError(`--out ${dir} is in use by another matrix (pid ${pid})`, 'give another directory, or wait for that matrix to finish');
-    rmSync(f, { force: true });
+      pid = Number((JSON.parse(text) as { pid?: unknown }).pid) || 0;
+    } catch { /* half-written: a live owner is still writing it, or a dead one died doing so */ }
+    if (!text || pid === 0 || ownerAlive(pid, f)) throw new UsageError(`--out ${dir} is in use by another matrix${pid ? ` (pid ${pid})` : ''}`, pid ? 'give another directory, or wait for that matrix to finish' : `give another directory, or remove ${f} if no matrix writes there`);
+    // a dead owner's claim, removed only if it is still the one read (not a newer owner's)
+    try {
+      if (readFileSync(f, 'utf8') === text) rmSync(f);
+    } catch { /* gone meanwhile */ }
   }
+  throw new UsageError(`--out ${dir} is in use by another matrix (its claim keeps changing)`, 'give another directory');
 }
 
 export async function matrixCommand(argv: string[]): Promise<number> {
