@@ -251,7 +251,8 @@ function report(ctx: ScenarioContext, r: PpsResult, frames: number, threaded: bo
 
 export function reportPath(ctx: ScenarioContext, r: PpsResult, frames: number, pr: PathReport): void {
   if (!r.live) {
-    const why = `not measured on ${ctx.kernel.release}: the generator needs live-frame test runs (BPF_F_TEST_XDP_LIVE_FRAMES, Linux 5.18+)${r.unsupported ? ` (${r.unsupported})` : ''}`;
+    // the probe's evidence where there is some (a 6.18 that refuses them is no "before 5.18")
+    const why = `not measured on ${ctx.kernel.release}: ${r.unsupported ? `the generator's live-frame test runs failed (${r.unsupported.replace(/ on \S+$/, '')})` : 'the generator needs live-frame test runs (BPF_F_TEST_XDP_LIVE_FRAMES, Linux 5.18+)'}`;
     // the programs' own cost needs no live frames: kept, the report's text refers to it
     const ns = r.programNs;
     ctx.metric(ppsMetric(pr.idPrefix), { live: false, note: why, programNsPerFrameTestRun: ns }); // over measurePath's "so far"
