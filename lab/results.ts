@@ -59,6 +59,14 @@ export interface Environment {
   probes?: Record<string, { ok: boolean; detail?: string }>;
 }
 
+/** what a run's checks alone say of it: the runner's status, and the matrix's check of a results.json */
+export function statusOfChecks(checks: readonly { status: string }[], error?: string): Results['status'] {
+  if (error) return 'error';
+  if (checks.some((c) => c.status === 'fail')) return 'fail';
+  if (checks.some((c) => c.status === 'unsupported')) return 'unsupported';
+  return checks.length ? 'pass' : 'error';
+}
+
 /** a VM run's accelerator as recorded ('tcg', 'kvm'); '' on the host or where none was recorded */
 export function vmAccel(env: Partial<Environment> | undefined): string {
   return env?.target === 'vm' ? String((env.vm as Record<string, unknown> | undefined)?.accel ?? '') : '';

@@ -18,7 +18,7 @@ import { sweepStaleTempBeforeRun } from '../common/stale.ts';
 import { sweepPingRange } from '../common/ping-range.ts';
 import { createProgress, type Progress } from '../common/progress.ts';
 import { probeKernel, type ProbeTable } from './probes.ts';
-import { accelLabel, resultsProblem, vmAccel, type Block, type Check, type Results } from './results.ts';
+import { accelLabel, resultsProblem, statusOfChecks, vmAccel, type Block, type Results } from './results.ts';
 import type { Scenario, ScenarioContext } from './scenario.ts';
 import { ensureTools } from './setup.ts';
 import { scaledTimeout } from './timeouts.ts';
@@ -315,12 +315,6 @@ export function makeOutDir(args: Pick<RunArgs, 'outDir' | 'scenario'>, kernelLab
   }
 }
 
-function overall(checks: Check[], error?: string): Results['status'] {
-  if (error) return 'error';
-  if (checks.some((c) => c.status === 'fail')) return 'fail';
-  if (checks.some((c) => c.status === 'unsupported')) return 'unsupported';
-  return checks.length ? 'pass' : 'error';
-}
 
 /** what runs killed before their cleanup left on this machine, whichever scenario they ran */
 async function sweepDeadRuns(progress: Progress): Promise<void> {
@@ -635,7 +629,7 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
   stopPhase = 'the run context';
   results.finishedAt = new Date().toISOString();
   results.durationMs = Date.now() - t0;
-  results.status = overall(results.checks, results.error);
+  results.status = statusOfChecks(results.checks, results.error);
   try {
     results.context = runContext(snap0, snapshot(), process.pid, 100, cpuFacts(results.environment.cpu.cores));
     if (results.context.busy.length) progress.warn(`busy machine during the run: ${results.context.busy.join('; ')}`);

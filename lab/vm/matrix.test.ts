@@ -206,10 +206,10 @@ describe('matrix --report-only', () => {
     const d = mkdtempSync(join(dir, 'ro-claim-'));
     mkdirSync(join(d, 'hello-openat-6.1'));
     writeFileSync(join(d, 'hello-openat-6.1', 'results.json'), JSON.stringify(results('6.1', 'pass', true)));
-    // a live owner: this test's own parent process, made before the claim
-    writeFileSync(join(d, 'matrix.running.json'), JSON.stringify({ pid: process.ppid }));
+    // a live holder: this test's own parent process (a lock file names its holder by pid)
+    writeFileSync(join(d, 'matrix.running.json'), `${process.ppid}\n`);
     await refused(['--report-only', '--out', d], new RegExp(`^--out .* is in use by another matrix \\(pid ${process.ppid}\\)$`));
-    writeFileSync(join(d, 'matrix.running.json'), JSON.stringify({ pid: 999_999_999 }));
+    writeFileSync(join(d, 'matrix.running.json'), '999999999\n');
     expect(await matrixCommand(['--report-only', '--out', d])).toBe(0);
     expect(existsSync(join(d, 'matrix.running.json'))).toBe(false);
   });

@@ -5,15 +5,15 @@
 // in-process calls: a crashed or hung row cannot take the others down, and each keeps the
 // Ctrl-C/cleanup logic `lab run` already has.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { ownerAlive } from '../../common/host.ts';
+import { createWriteStream, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { tryLock, unlock } from '../../common/lockfile.ts';
 import { onStopSignals, stopExitCode } from '../../common/signals.ts';
 import { mkdir } from 'node:fs/promises';
 import { writeFileAtomic } from '../../common/state-file.ts';
 import { basename, join, relative, resolve } from 'node:path';
 import { parseArgs, suggest, UsageError } from '../../common/args.ts';
 import { labCliArgv } from '../../common/dist.ts';
-import { resultsProblem, type Results } from '../results.ts';
+import { resultsProblem, statusOfChecks, type Results } from '../results.ts';
 import { escapeHtml, htmlPage, statusBadge } from '../report/html.ts';
 import { REPO_ROOT } from './paths.ts';
 import { parseKernelSpec, type KernelSpec } from './spec.ts';
@@ -108,13 +108,6 @@ export function readCell(cell: MatrixCell): void {
   // a subprocess that died of a signal wrote no results: said as such
   const log = existsSync(`${cell.dir}.log`) ? `; see ${basename(cell.dir)}.log` : '';
   cell.error ??= cell.killedBy ? `its subprocess was killed by ${cell.killedBy} before it wrote results${log}` : cell.exitCode === null && !log ? 'not run' : `no results.json (exit code ${cell.exitCode})${log}`;
-}
-
-/** what a run's checks alone say (lab/run.ts decides a run's status the same way) */
-function statusOfChecks(checks: Results['checks']): string {
-  if (checks.some((c) => c.status === 'fail')) return 'fail';
-  if (checks.some((c) => c.status === 'unsupported')) return 'unsupported';
-  return checks.length ? 'pass' : 'error';
 }
 
 const fmtS = (ms: unknown) => (typeof ms === 'number' ? `${(ms / 1000).toFixed(1)} s` : '—');
@@ -361,36 +354,15 @@ export async function rebuildMatrixIndex(outDir: string): Promise<MatrixCell[] |
 }
 
 /**
- * Claim a matrix directory (matrix.running.json, created exclusively, with the owner's pid and
- * start time); a claim whose owner is gone (SIGKILL) is taken over. Returns its release.
+ * Claim a matrix directory for as long as a matrix writes there: common/lockfile.ts's lock
+ * (`matrix.running.json`: holder by pid and start time, a dead holder's taken over). Returns its
+ * release.
  */
 function claimMatrixDir(dir: string): () => void {
   const f = join(dir, 'matrix.running.json');
-  const me = JSON.stringify({ pid: process.pid, startedAt: new Date().toISOString() });
-  for (let tries = 0; tries < 3; tries++) {
-    try {
-      writeFileSync(f, me, { flag: 'wx' });
-      return () => rmSync(f, { force: true });
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    }
-    let text: string;
-    try {
-      text = readFileSync(f, 'utf8');
-    } catch {
-      continue; // removed meanwhile (its owner finished): try again
-    }
-    let pid = 0;
-    try {
-      pid = Number((JSON.parse(text) as { pid?: unknown }).pid) || 0;
-    } catch { /* half-written: a live owner is still writing it, or a dead one died doing so */ }
-    if (!text || pid === 0 || ownerAlive(pid, f)) throw new UsageError(`--out ${dir} is in use by another matrix${pid ? ` (pid ${pid})` : ''}`, pid ? 'give another directory, or wait for that matrix to finish' : `give another directory, or remove ${f} if no matrix writes there`);
-    // a dead owner's claim, removed only if it is still the one read (not a newer owner's)
-    try {
-      if (readFileSync(f, 'utf8') === text) rmSync(f);
-    } catch { /* gone meanwhile */ }
-  }
-  throw new UsageError(`--out ${dir} is in use by another matrix (its claim keeps changing)`, 'give another directory');
+  const held = tryLock(f);
+  if (held !== true) throw new UsageError(`--out ${dir} is in use by another matrix (pid ${held})`, 'give another directory, or wait for that matrix to finish');
+  return () => unlock(f);
 }
 
 export async function matrixCommand(argv: string[]): Promise<number> {

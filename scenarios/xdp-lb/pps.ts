@@ -249,6 +249,14 @@ function report(ctx: ScenarioContext, r: PpsResult, frames: number, threaded: bo
   });
 }
 
+/** the programs' own cost per frame (non-live BPF_PROG_TEST_RUN), as the report shows it */
+function isolationItems(ns: Record<string, number>): Record<string, string | number> {
+  return {
+    ...Object.fromEntries(Object.entries(ns).map(([k, v]) => [`${k}: ns per frame in isolation (BPF_PROG_TEST_RUN)`, v])),
+    'LB logic in isolation (xdp_lb − xdp_tx)': `${(ns.xdp_lb ?? 0) - (ns.xdp_tx ?? 0)} ns`,
+  };
+}
+
 export function reportPath(ctx: ScenarioContext, r: PpsResult, frames: number, pr: PathReport): void {
   if (!r.live) {
     // the probe's evidence where there is some (a 6.18 that refuses them is no "before 5.18")
@@ -257,10 +265,7 @@ export function reportPath(ctx: ScenarioContext, r: PpsResult, frames: number, p
     const ns = r.programNs;
     ctx.metric(ppsMetric(pr.idPrefix), { live: false, note: why, programNsPerFrameTestRun: ns }); // over measurePath's "so far"
     ctx.section(pr.title, { kind: 'text', text: `${why[0]!.toUpperCase()}${why.slice(1)}.` },
-      ...(Object.keys(ns).length ? [{ kind: 'kv' as const, items: {
-        ...Object.fromEntries(Object.entries(ns).map(([k, v]) => [`${k}: ns per frame in isolation (BPF_PROG_TEST_RUN)`, v])),
-        'LB logic in isolation (xdp_lb − xdp_tx)': `${(ns.xdp_lb ?? 0) - (ns.xdp_tx ?? 0)} ns`,
-      } }] : []));
+      ...(Object.keys(ns).length ? [{ kind: 'kv' as const, items: isolationItems(ns) }] : []));
     return;
   }
   const col = (c: (typeof CONFIGS)[number]) => r.rounds.map((x) => x[c].pps);
@@ -301,8 +306,7 @@ export function reportPath(ctx: ScenarioContext, r: PpsResult, frames: number, p
         return [k, Number.isFinite(target) ? `≥ ${target}` : '(structure)', pct(med(xs)), xs.map(pct).join(', '), g ? `${g.verdict} (${g.detail})` : ''];
       }) },
     { kind: 'kv', items: {
-      ...Object.fromEntries(Object.entries(ns).map(([k, v]) => [`${k}: ns per frame in isolation (BPF_PROG_TEST_RUN)`, v])),
-      'LB logic in isolation (xdp_lb − xdp_tx)': `${(ns.xdp_lb ?? 0) - (ns.xdp_tx ?? 0)} ns`,
+      ...isolationItems(ns),
       [`LB on ${pr.port} (XDP_TX path: 1/LB − 1/XDP_TX-only, medians)`]: `${Math.round(1e9 / med(col('lbTx')) - 1e9 / med(col('txOnly')))} ns`,
       [`LB on ${pr.port} (devmap path: 1/LB − 1/redirect-only, medians)`]: `${Math.round(1e9 / med(col('lbDevmap')) - 1e9 / med(col('redirectOnly')))} ns`,
     } },
