@@ -16,7 +16,7 @@
 // until `svc stop`.
 import fs from 'node:fs';
 import path from 'node:path';
-import { BpfMap, BpfError, Errno, Link, attachCgroupFirst, makePinDir, pinnedMapInfo, progInfoById, removePinDir } from '../libbpf/index.ts';
+import { BpfMap, BpfError, Errno, Link, attachCgroupFirst, makePinDir, pinnedMapInfo, progInfoById, removePinDir, type ProgInfo } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { LabError } from '../../common/errors.ts';
 import { socketLb, socket_lb_alg, socket_lb_stat, type SocketLb, type revnat_key, type revnat_val, type svc_backend, type svc_key, type svc_val } from '../../bpf/gen/socket_lb.ts';
@@ -782,6 +782,11 @@ export class SvcController {
       if (down && b.state === 'active') b.state = 'down';
       if (!down && b.state === 'down') b.state = 'active';
     });
+  }
+
+  /** the kernel's view of one of this controller's programs (run time and count while kernel.bpf_stats is on); null when opened from pins */
+  programInfo(name: (typeof PROGRAMS)[keyof typeof PROGRAMS][number]): ProgInfo | null {
+    return this.skel ? this.skel.programs[name].info() : null;
   }
 
   /** per-CPU counters summed */

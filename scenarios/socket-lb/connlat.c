@@ -3,7 +3,8 @@
 // response (clock_gettime MONOTONIC), then closed. Prints one JSON line: latencies (µs, sorted
 // percentiles), errors, the process's own CPU (getrusage, and on-CPU ns from /proc/self/schedstat) and how often each reply
 // (backend) was seen.
-//   usage: connlat N SEED < targets   (targets: "ADDR PORT" per line, IPv4 or IPv6)
+//   usage: connlat N SEED [lat] < targets   (targets: "ADDR PORT" per line, IPv4 or IPv6; "lat" adds
+//   every latency, sorted, so slices of one configuration can be merged into exact percentiles)
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -46,6 +47,7 @@ int main(int argc, char **argv)
 	}
 	long n = atol(argv[1]);
 	unsigned seed = (unsigned)atol(argv[2]);
+	int all = argc > 3 && !strcmp(argv[3], "lat");
 	size_t cap = 1024, nt = 0;
 	struct target *t = malloc(cap * sizeof *t);
 	char addr[128];
@@ -124,6 +126,13 @@ int main(int argc, char **argv)
 	       ru.ru_stime.tv_sec * 1000000L + ru.ru_stime.tv_usec, onCpuNs);
 	for (int k = 0; k < nr; k++)
 		printf("%s\"%s\":%ld", k ? "," : "", replies[k], rcount[k]);
-	printf("}}\n");
+	printf("}");
+	if (all) {
+		printf(",\"lat\":[");
+		for (long i = 0; i < ok; i++)
+			printf("%s%.2f", i ? "," : "", lat[i]);
+		printf("]");
+	}
+	printf("}\n");
 	return 0;
 }

@@ -22,12 +22,13 @@ import { goalByRounds } from '../../lab/rounds.ts';
 import type { Block, Headline, Scenario, ScenarioContext } from '../../lab/scenario.ts';
 import { BACKEND_PORT, buildLab, buildTool, CLIENT_PY, PYTHON, type SockLab } from './topology.ts';
 import { daemonCrashCheck } from './crash.ts';
+import { enableStats } from '../../controller/libbpf/index.ts';
+import { mergeSlices, sliceSizes, type Sample } from './slices.ts';
 import { ipvsRestore, kubeProxyNat, kubeProxyPartial, natRuleCount, timed, vipOf, type SvcSpec } from './baselines.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 type Mech = 'direct' | 'bpf' | 'iptables' | 'ipvs';
 interface Cfg { mech: Mech; n: number; ns: string; cgroup?: string; targets: string }
-interface Sample { p50Us: number; p99Us: number; cpuNsPerConn: number; errors: number; n: number; replies: Record<string, number> }
 interface Reply { reply?: string; peer?: string; error?: string }
 
 const parseLines = (s: string): Reply[] => s.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Reply);
@@ -131,13 +132,14 @@ function specs(n: number, lab: SockLab): SvcSpec[] {
   return Array.from({ length: n }, (_, i) => ({ vip: vipOf(i), port: 80, backends: [be[i % be.length]!, be[(i + 1) % be.length]!] }));
 }
 
-async function runConnlat(lab: SockLab, bin: string, c: Cfg, k: number, seed: number): Promise<Sample> {
+async function runConnlat(lab: SockLab, bin: string, c: Cfg, k: number, seed: number, withLat = false): Promise<Sample & { onCpuNs: number; lat?: number[] }> {
   const e0 = schedstat(lab.echoPid);
-  const r = await lab.exec(c.ns, bin, [String(k), String(seed)], { cgroup: c.cgroup, input: c.targets });
+  const r = await lab.exec(c.ns, bin, [String(k), String(seed), ...(withLat ? ['lat'] : [])], { cgroup: c.cgroup, input: c.targets });
   const e1 = schedstat(lab.echoPid);
-  const j = JSON.parse(r.stdout.trim().split('\n').pop() || '{}') as { n: number; errors: number; p50Us: number; p99Us: number; onCpuNs: number; replies: Record<string, number> };
+  const j = JSON.parse(r.stdout.trim().split('\n').pop() || '{}') as { n: number; errors: number; p50Us: number; p99Us: number; onCpuNs: number; replies: Record<string, number>; lat?: number[] };
   if (j.n === undefined) throw new Error(`connlat in ${c.ns}: ${r.stderr || r.stdout}`);
-  return { p50Us: j.p50Us, p99Us: j.p99Us, cpuNsPerConn: (j.onCpuNs + (e1 - e0)) / Math.max(j.n, 1), errors: j.errors, n: j.n, replies: j.replies };
+  const onCpuNs = j.onCpuNs + (e1 - e0);
+  return { p50Us: j.p50Us, p99Us: j.p99Us, cpuNsPerConn: onCpuNs / Math.max(j.n, 1), errors: j.errors, n: j.n, replies: j.replies, onCpuNs, lat: j.lat };
 }
 
 /** Maglev's permutation needs a prime ring: refused at the CLI edge, before tools, builds or a boot. */
@@ -233,7 +235,7 @@ const scenario: Scenario = {
     }
 
     // ---- interleaved rounds ----
-    ctx.progress.step(`measuring: ${rounds} round(s) × ${cfgs.length} configurations × ${k} new connections`);
+    ctx.progress.step(`measuring: ${rounds} round(s) × ${cfgs.length} configurations × ${k} new connections${sliceSizes(k).length > 1 ? ` (in ${sliceSizes(k).length} interleaved slices)` : ''}`);
     const samples = new Map<string, Sample[]>();
     const updates: Record<string, Record<number, number[]>> = { bpf: {}, iptables: {}, ipvs: {} };
     // filled as the rounds finish: a stopped bench keeps what it measured
@@ -243,18 +245,22 @@ const scenario: Scenario = {
     const key = (c: Cfg) => `${c.mech}@${c.n}`;
     const rand = rng(42);
     let step = 0;
+    const sizes = sliceSizes(k);
     for (let r = 0; r < rounds; r++) {
       const order = [...cfgs];
       for (let i = order.length - 1; i > 0; i--) {
         const j = Math.floor(rand() * (i + 1));
         [order[i], order[j]] = [order[j]!, order[i]!];
       }
-      for (const c of order) {
-        if (ctx.signal.aborted) throw new Error('interrupted');
-        ctx.progress.update(step++ / (rounds * cfgs.length), `round ${r + 1}: ${c.mech}${c.n ? ` @ ${c.n}` : ''}`);
-        const s = await runConnlat(lab, connlat, c, k, 1000 + r);
-        samples.set(key(c), (recorded[key(c)] = [...(samples.get(key(c)) ?? []), s]));
+      const parts = new Map<string, Awaited<ReturnType<typeof runConnlat>>[]>();
+      for (const [si, size] of sizes.entries()) {
+        for (const c of si % 2 ? [...order].reverse() : order) {
+          if (ctx.signal.aborted) throw new Error('interrupted');
+          ctx.progress.update(step++ / (rounds * cfgs.length * sizes.length), `round ${r + 1}: ${c.mech}${c.n ? ` @ ${c.n}` : ''}${sizes.length > 1 ? ` (slice ${si + 1}/${sizes.length})` : ''}`);
+          parts.set(key(c), [...(parts.get(key(c)) ?? []), await runConnlat(lab, connlat, c, size, 1000 + r * 100 + si, true)]);
+        }
       }
+      for (const c of order) samples.set(key(c), (recorded[key(c)] = [...(samples.get(key(c)) ?? []), mergeSlices(parts.get(key(c))!)]));
       // one backend of one service changes: removed, then put back (the removal is what is timed)
       for (const n of scales) {
         const sp = specs(n, lab);
@@ -278,6 +284,33 @@ const scenario: Scenario = {
     }
     ctx.progress.update(1);
     const baseline = await timed(lab.clientNs('bpf'), 'true', []);
+
+    // The program's own share of a connection: connect4's run time per run, in a window of its own
+    // after the rounds (kernel.bpf_stats adds two clock reads to every run: kept out of the rounds).
+    // What a connection costs over direct beyond this is the rest of the path, or noise.
+    const connectNs: Record<number, number | null> = {};
+    let connectNsWhy = '';
+    ctx.metric('connect4Ns', connectNs);
+    if (!ctx.signal.aborted) {
+      ctx.progress.step('BPF run time of connect4 per connection (kernel.bpf_stats, a window of its own)');
+      let stats: { close(): void } | undefined;
+      try {
+        stats = enableStats();
+      } catch (e) {
+        connectNsWhy = `kernel.bpf_stats could not be turned on: ${(e as Error).message.split('\n')[0]}`;
+      }
+      try {
+        for (const c of stats ? cfgs.filter((x) => x.mech === 'bpf') : []) {
+          const ctl = ctrls.get(c.n)!;
+          const before = ctl.programInfo('svc_connect4');
+          await runConnlat(lab, connlat, c, Math.min(k, 2000), 7);
+          const after = ctl.programInfo('svc_connect4');
+          connectNs[c.n] = before && after && after.runCnt > before.runCnt ? Number(after.runTimeNs - before.runTimeNs) / Number(after.runCnt - before.runCnt) : null;
+        }
+      } finally {
+        stats?.close();
+      }
+    }
 
     // ---- results ----
     const med = (c: string, f: (s: Sample) => number) => median((samples.get(c) ?? []).map(f));
@@ -305,6 +338,9 @@ const scenario: Scenario = {
       return { n: s.n, min: s.min, max: s.max, mad: s.mad };
     };
     const ratio = median(ratioRounds);
+    // what no balancer can beat here: iptables' cost over the path with no balancing at all. The
+    // headline's ≥2x goal is only as far from failing as this is above 2 (2.12 on the 6.18 host)
+    const ceilingRounds = perRound('iptables', nMax).map((v, i) => v / perRound('direct', 0)[i]!);
     const p50Ratio = (samples.get(`bpf@${nMax}`) ?? []).map((b, i) => b.p50Us / ((samples.get(`iptables@${nMax}`) ?? [])[i]?.p50Us ?? NaN)).filter((x) => !Number.isNaN(x));
     // both goals judged by the same rule, round by round (one judged the median alone and failed a
     // 2-round run on a busy host outright, review session 58); one round settles nothing
@@ -364,10 +400,10 @@ const scenario: Scenario = {
     for (const h of hl) ctx.headline(h);
     ctx.section(
       'Per configuration (medians over rounds)',
-      { kind: 'table', columns: ['configuration', 'services', 'nat rules', 'setup p50 µs', 'setup p99 µs', 'CPU µs / conn (rounds\' range)', 'over direct µs (per round)', 'one-backend update ms (range)', 'failed conns'], rows, caption: `${rounds} round(s) × ${k} sequential new connections per configuration, order shuffled per round. "Over direct" is each round's CPU per connection less the direct path's in the same round: a range that crosses 0 is noise, not a saving. CPU = on-CPU time of the client (loop only, /proc/self/schedstat) + the echo backend, kernel work in their context included (tick accounting puts softirq there). Update: BPF = SvcController.removeBackend in process; iptables = iptables-restore --noflush of the service's chains (kube-proxy partial sync, ${'`'}iptables -V${'`'} nf_tables backend); IPVS = one ipvsadm -d. Process start alone: ${baseline.ms.toFixed(1)} ms.` },
+      { kind: 'table', columns: ['configuration', 'services', 'nat rules', 'setup p50 µs', 'setup p99 µs', 'CPU µs / conn (rounds\' range)', 'over direct µs (per round)', 'one-backend update ms (range)', 'failed conns'], rows, caption: `${rounds} round(s) × ${k} sequential new connections per configuration, order shuffled per round${sizes.length > 1 ? `, each configuration's connections cut into ${sizes.length} slices interleaved with the others' (A B C … C B A), so a drift of the machine's speed lands on all alike` : ''}. "Over direct" is each round's CPU per connection less the direct path's in the same round: a range that crosses 0 is noise, not a saving. CPU = on-CPU time of the client (loop only, /proc/self/schedstat) + the echo backend, kernel work in their context included (tick accounting puts softirq there). Update: BPF = SvcController.removeBackend in process; iptables = iptables-restore --noflush of the service's chains (kube-proxy partial sync, ${'`'}iptables -V${'`'} nf_tables backend); IPVS = one ipvsadm -d. Process start alone: ${baseline.ms.toFixed(1)} ms.` },
       { kind: 'chart', title: 'CPU per new connection (µs)', type: 'bar', labels: scales.map(String), datasets: (['bpf', 'iptables', 'ipvs'] as Mech[]).filter((m) => m !== 'ipvs' || ipvsOk).map((m) => ({ label: m, data: scales.map((n) => fmt(med(`${m}@${n}`, (s) => s.cpuNsPerConn) / 1000, 2)) })), xLabel: 'services', yLabel: 'µs' },
       { kind: 'chart', title: 'Connection setup p50 (µs)', type: 'bar', labels: scales.map(String), datasets: (['bpf', 'iptables', 'ipvs'] as Mech[]).filter((m) => m !== 'ipvs' || ipvsOk).map((m) => ({ label: m, data: scales.map((n) => fmt(med(`${m}@${n}`, (s) => s.p50Us))) })), xLabel: 'services', yLabel: 'µs' },
-      { kind: 'kv', items: { 'direct (no LB) CPU µs/conn': fmt(direct / 1000, 2), 'setup of all services, ms': (['bpf', 'iptables', 'ipvs'] as const).filter((m) => Object.keys(setup[m] ?? {}).length).map((m) => `${m === 'bpf' ? 'socket LB' : m}: ${Object.entries(setup[m]!).map(([n, v]) => `${Number(n).toLocaleString('en')} → ${v === null ? 'failed' : fmt(v, 1)}`).join(', ')}`).join('; '), 'published anchor': "Cilium's kube-proxy replacement write-ups report per-connection cost that stays flat with the service count while iptables grows linearly; compare the shape, not absolute numbers (different hardware)" } } as Block,
+      { kind: 'kv', items: { 'direct (no LB) CPU µs/conn': fmt(direct / 1000, 2), [`ceiling of the headline ratio at ${nMax.toLocaleString('en')} services (iptables ÷ direct: an LB that cost nothing)`]: withRange(ceilingRounds), 'connect4 run time per connection (kernel.bpf_stats, a window after the rounds)': connectNsWhy || scales.map((n) => `${n.toLocaleString('en')} services: ${connectNs[n] == null ? 'n/a' : `${fmt(connectNs[n]! / 1000, 2)} µs`}`).join(', '), 'setup of all services, ms': (['bpf', 'iptables', 'ipvs'] as const).filter((m) => Object.keys(setup[m] ?? {}).length).map((m) => `${m === 'bpf' ? 'socket LB' : m}: ${Object.entries(setup[m]!).map(([n, v]) => `${Number(n).toLocaleString('en')} → ${v === null ? 'failed' : fmt(v, 1)}`).join(', ')}`).join('; '), 'published anchor': "Cilium's kube-proxy replacement write-ups report per-connection cost that stays flat with the service count while iptables grows linearly; compare the shape, not absolute numbers (different hardware)" } } as Block,
     );
     ctx.metric('setupMs', setup);
     ctx.metric('natRules', ruleCount);
