@@ -11,7 +11,7 @@ import { sec_exec_mode } from '../../bpf/gen/security.ts';
 import { fileId, resolveShells, type FileId } from './files.ts';
 import { cgroupId } from '../../common/cgroup.ts';
 import { closeConnections, closedEvent, describeHeld, heldDeniedConnections, type HeldConnection } from './existing.ts';
-import { entriesNeeded, denyRaw, type StoredPolicy } from './store.ts';
+import { entriesNeeded, denyRaw, type ApplyReport, type PolicyStore, type StoredPolicy } from './store.ts';
 import { deferSignalsToCaller, BpfObject } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { parseArgs, suggest, UsageError, type CommandSpec, type Opts } from '../../common/args.ts';
@@ -264,18 +264,19 @@ interface KernelPolicyView {
  * What the policy names by identity that is no longer there under its name: a cgroup re-created
  * (a service restart: a new id, which no selector holds) or a file replaced (a package upgrade: a
  * new inode, which no rule names). list said "enforce" and exited 0 while neither was enforced
- * (review, session 58). The fix is the same for both: apply the policy again.
+ * (review, session 58). The fix is the same for both: apply the policy again, which a running
+ * daemon does itself (`moved`); one that is gone has nothing to apply to (`gone`).
  */
-function identityDrift(p: StoredPolicy): string[] {
-  const out: string[] = [];
+export function identityDrift(p: StoredPolicy): { kind: 'moved' | 'gone'; text: string }[] {
+  const out: { kind: 'moved' | 'gone'; text: string }[] = [];
   const again = `pnpm lab policy apply <its file> again`;
   if (p.selector.kind === 'cgroup') {
     let now: string | null = null;
     try {
       now = String(cgroupId(p.selector.dir));
     } catch { /* gone */ }
-    if (now === null) out.push(`cgroup ${p.selector.dir} no longer exists (one made again under that name gets a new id, which nothing selects: make it, then ${again}; or delete the policy)`);
-    else if (now !== p.selector.cgid) out.push(`cgroup ${p.selector.dir} was made again (id ${now}; the policy selects id ${p.selector.cgid}: ${again})`);
+    if (now === null) out.push({ kind: 'gone', text: `cgroup ${p.selector.dir} no longer exists (one made again under that name gets a new id, which nothing selects: make it, then ${again}; or delete the policy)` });
+    else if (now !== p.selector.cgid) out.push({ kind: 'moved', text: `cgroup ${p.selector.dir} was made again (id ${now}; the policy selects id ${p.selector.cgid}: ${again})` });
   }
   for (const i of p.identities ?? []) {
     if (i.statIno === undefined) continue; // applied by a build that did not record it
@@ -283,8 +284,42 @@ function identityDrift(p: StoredPolicy): string[] {
     try {
       st = fileId(i.path);
     } catch { /* gone */ }
-    if (!st) out.push(`${i.path} no longer exists (its rule names the file that was there: ${again})`);
-    else if (String(st.dev) !== i.statDev || String(st.ino) !== i.statIno) out.push(`${i.path} was replaced since the policy was applied (its rule names the old file: ${again})`);
+    if (!st) out.push({ kind: 'gone', text: `${i.path} no longer exists (its rule names the file that was there: ${again})` });
+    else if (String(st.dev) !== i.statDev || String(st.ino) !== i.statIno) out.push({ kind: 'moved', text: `${i.path} was replaced since the policy was applied (its rule names the old file: ${again})` });
+  }
+  return out;
+}
+
+/**
+ * The daemon's half of identityDrift: a policy whose binary was replaced or whose cgroup was made
+ * again is applied again, from the policy as stored, under the writers' lock. Until then a deny
+ * rule named an inode nothing runs any more (a package upgrade let the denied program run: fail
+ * open) and a selector an id no process has. Checked inside the lock against the state as it is
+ * then: a policy applied meanwhile by a user (another version) is theirs, not re-applied over.
+ * The lock is tried, not waited for: the daemon's event pump must not stall behind a long apply.
+ */
+export function reapplyMoved(store: PolicyStore, lockWaitMs = 0): { name: string; why: string; report?: ApplyReport; error?: string }[] {
+  const out: { name: string; why: string; report?: ApplyReport; error?: string }[] = [];
+  store.reload();
+  const moved = Object.entries(store.state.policies).filter(([, p]) => identityDrift(p).some((d) => d.kind === 'moved'));
+  for (const [name, seen] of moved) {
+    try {
+      withApplyLock(() => {
+        store.reload();
+        const cur = store.state.policies[name];
+        if (!cur || cur.id !== seen.id) return; // deleted or applied anew meanwhile
+        const drift = identityDrift(cur).filter((d) => d.kind === 'moved');
+        if (!drift.length) return;
+        const why = drift.map((d) => d.text.replace(/ \(.*$/, '')).join('; ');
+        try {
+          out.push({ name, why, report: store.apply([cur.policy])[0] });
+        } catch (e) {
+          out.push({ name, why, error: firstLine(e) });
+        }
+      }, lockWaitMs);
+    } catch {
+      // the writers' lock is taken (a user's apply): the next check takes it up
+    }
   }
   return out;
 }
@@ -313,7 +348,7 @@ async function list(json: boolean): Promise<number> {
       if (p.selector.kind === 'cgroup' && cfg && !(cfg.cg_levels & (1 << p.selector.level))) problems.push(`cgroup depth ${p.selector.level} not enabled in sec_config`);
       if ((p.policy.exec.deny.length || p.policy.exec.allow || p.policy.exec.denyNameless) && !execEnforced) problems.push(have.has('sec_exec_lsm') || have.has('sec_exec_tp') ? `the exec program is off (sec_config exec mode ${cfg?.exec_mode ?? 'unset'})` : 'no exec program attached');
       if ((p.policy.egress.allow || p.policy.egress.deny.length) && !egressEnforced) problems.push('egress programs not all attached');
-      const drift = identityDrift(p);
+      const drift = identityDrift(p).map((d) => d.text);
       problems.push(...drift);
       return {
         name: p.name, mode: p.policy.mode, selector: `${p.selector.kind === 'cgroup' ? `cgroup ${p.selector.dir}` : `executable ${p.policy.select.executable}`}${p.policy.select.uid !== undefined ? ` uid ${p.policy.select.uid}` : ''}`,
@@ -485,6 +520,23 @@ async function daemon(lsmOff: boolean, ia32Off: boolean, requireAll: boolean, lo
   record(limiter.admit(c.sweepLostStops()));
   const sweep = setInterval(() => record(limiter.admit(c.sweepLostStops())), 1000);
   sweep.unref();
+  // a named binary replaced or a selected cgroup made again: applied again within a second
+  // (reapplyMoved); a failure is said once per policy and error, and tried again each second
+  const failed = new Map<string, string>();
+  const follow = setInterval(() => {
+    for (const r of reapplyMoved(c.store)) {
+      if (r.report) {
+        failed.delete(r.name);
+        console.error(`re-applied policy ${r.name}: ${r.why} (policy ${r.report.policyId}, slot ${r.report.slot}: ${r.report.execEntries} exec and ${r.report.egressEntries} egress entries)`);
+        const now = new Date();
+        record([{ time: now.toISOString(), tsNs: String(BigInt(now.getTime()) * 1_000_000n), kind: 'policy', action: 'reapplied', mechanism: 'policy daemon: what the policy names by identity moved, so it was applied again', pid: process.pid, ppid: process.ppid, uid: process.getuid?.() ?? 0, comm: 'policy daemon', cgroupId: '', policy: r.name, ruleId: 0, rule: r.why }]);
+      } else if (failed.get(r.name) !== r.error) {
+        failed.set(r.name, r.error!);
+        console.error(`warning: policy ${r.name}: ${r.why}; applying it again failed: ${r.error} (pnpm lab policy list shows it; apply its file again once fixed)`);
+      }
+    }
+  }, 1000);
+  follow.unref();
   const rb = c.events();
   const pump = (async () => {
     for await (const batch of rb.batches()) {
@@ -495,6 +547,7 @@ async function daemon(lsmOff: boolean, ia32Off: boolean, requireAll: boolean, lo
   await stopped;
   clearInterval(watch);
   clearInterval(sweep);
+  clearInterval(follow);
   c.close(); // closes the ring buffer (ends the pump) and our handles; pinned links keep enforcing
   await pump.catch(() => {});
   record(limiter.flush()); // counts not yet written would be lost with this process

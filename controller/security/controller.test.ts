@@ -1849,11 +1849,38 @@ print('ran', ran, flush=True)`);
       fs.writeFileSync(f, yaml(rel, `    exec: { deny: [${bin}] }\n`, 'drift'));
       expect((await capture(['apply', f])).code).toBe(0);
       expect((await capture(['list'])).code).toBe(0);
-      // the binary replaced as a package manager does: a new file renamed over the old
+      const runBin = async () => (await run(cg, `import subprocess\ntry: print('id', subprocess.run(['${bin}'], capture_output=True).returncode)\nexcept OSError: print('id', -1000)`)).id;
+      expect(await runBin(), 'the named binary, denied').not.toBe(0);
+      // the binary replaced as a package manager does: a new file renamed over the old. The deny
+      // rule named the old inode: the new file ran (fail open) until someone applied the policy
+      // again. The running daemon now does that within a second, and the audit log says so.
+      const logAt = fs.existsSync(EVENTS_PATH) ? fs.statSync(EVENTS_PATH).size : 0;
       fs.copyFileSync('/usr/bin/id', `${bin}.new`);
       fs.chmodSync(`${bin}.new`, 0o755);
       fs.renameSync(`${bin}.new`, bin);
       let l = await capture(['list']);
+      for (let i = 0; i < 50 && l.code !== 0; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        l = await capture(['list']);
+      }
+      expect(l.code, `list after the daemon's re-apply: ${l.out}`).toBe(0);
+      expect(await runBin(), 'the replacement, denied as the old file was').not.toBe(0);
+      const logged = fs.readFileSync(EVENTS_PATH, 'utf8').slice(logAt).split('\n').filter(Boolean).map((x) => JSON.parse(x) as { kind: string; action: string; policy: string; rule: string });
+      expect(logged.filter((e) => e.kind === 'policy')).toEqual([expect.objectContaining({ action: 'reapplied', policy: 'drift', rule: `${bin} was replaced since the policy was applied` })]);
+      // a service restart: its cgroup made again under its name (a new id). Followed the same way
+      removeCgroup(cg, root);
+      createCgroup(cg);
+      for (let i = 0; i < 50 && (l = await capture(['list'])).code !== 0; i++) await new Promise((r) => setTimeout(r, 100));
+      expect(l.code, `list after the daemon's re-apply: ${l.out}`).toBe(0);
+      expect(await runBin(), 'the named binary in the cgroup made again, denied').not.toBe(0);
+      // with no daemon to follow it (killed: the pins go on enforcing), list says what moved
+      d!.kill('SIGKILL');
+      await d;
+      d = undefined;
+      fs.copyFileSync('/usr/bin/id', `${bin}.new`);
+      fs.chmodSync(`${bin}.new`, 0o755);
+      fs.renameSync(`${bin}.new`, bin);
+      l = await capture(['list']);
       expect(l.code).toBe(1);
       expect(l.out).toContain(`${bin} was replaced since the policy was applied`);
       expect(l.err).toMatch(/^error: drift: what it names moved from under its name since the apply .*\n {2}fix: apply it again/m);

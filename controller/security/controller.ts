@@ -334,13 +334,14 @@ export interface SecurityEvent {
   time: string;
   tsNs: string;
   /** tracking: a process the policy selects by executable could not be recorded (procs full) */
-  kind: 'exec' | 'connect' | 'sendmsg' | 'socket' | 'ptrace' | 'sockopt' | 'tracking';
+  kind: 'exec' | 'connect' | 'sendmsg' | 'socket' | 'ptrace' | 'sockopt' | 'tracking' | 'policy';
   /**
    * closed: a connection held from before its deny rule, destroyed by `policy connections --close`
    * (not a hook's decision); resumed: a process a refused PTRACE_ATTACH had stopped, continued by
-   * the daemon (ptrace events; see `resumed`)
+   * the daemon (ptrace events; see `resumed`); reapplied (kind policy): a policy whose binary was
+   * replaced or whose cgroup was made again, applied again by the daemon (`rule` says what moved)
    */
-  action: 'blocked' | 'would-block' | 'closed' | 'resumed';
+  action: 'blocked' | 'would-block' | 'closed' | 'resumed' | 'reapplied';
   mechanism: string;
   pid: number;
   ppid: number;
