@@ -333,9 +333,12 @@ describeRoot('energy collector (host kernel)', () => {
         await new Promise((r) => setTimeout(r, 20));
       }
       const [xpid, xtruth] = (await run).stdout.trim().split('\n').at(-1)!.split(' ').map(Number);
-      // its threads' records come at different times (the old leader at the exec, the rest at the reap): wait until it stops growing
+      // its threads' records come at different times (the old leader at the exec, the rest at the reap): wait until it stops growing.
+      // The last record is written at sched_process_free, an RCU grace period after the reap: 150 ms
+      // of no growth once ended the wait before it on a busy machine (fresh-check: 708.4 of 724.8 ms,
+      // the runtime since the last walk missing), so 500 ms
       const xNs = () => [...t.onCpuNow().values()].filter((v) => v.tgid === xpid).reduce((s, v) => s + v.ns, 0);
-      for (let last = -1, same = 0, until = performance.now() + 10_000; same < 3 && performance.now() < until; ) {
+      for (let last = -1, same = 0, until = performance.now() + 10_000; same < 10 && performance.now() < until; ) {
         await new Promise((r) => setTimeout(r, 50));
         const n = xNs();
         same = n > 0 && n === last ? same + 1 : 0;
