@@ -10,7 +10,7 @@ import { OUT_DIR, ensureObject } from '../../bpf/build.ts';
 import { LabError } from '../../common/errors.ts';
 import { bundledProgramArgv } from '../../lab/bundle.ts';
 import { scaledTimeout } from '../../lab/scenario.ts';
-import { perSec, procCpuNs, sampler, settle, startGenerator, warmDelivered, warmUp, type ConsumerRun } from './consumer.ts';
+import { countLines, perSec, procCpuNs, sampler, settle, startGenerator, warmDelivered, type ConsumerRun } from './consumer.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const SRC = path.join(HERE, 'c-consumer.c');
@@ -56,63 +56,111 @@ export async function runTsProcess(genBin: string, rate: number, durationMs: num
 }
 
 /**
+ * The TS consumer (worker thread, as the `ts` row) and the C consumer with the same wake-up policy
+ * (the `c-coalesced` row) on one generator at once (runConsumersTogether): the pair the issue's
+ * CPU-per-event goal compares, measured in the same window.
+ */
+export async function runTsAndCTogether(consumerBin: string, genBin: string, rate: number, durationMs: number, openPath: string, outFiles: [string, string], coalesceMs: number, injectDelayNs = 0, warmupMs = 0, signal?: AbortSignal): Promise<[ConsumerRun, ConsumerRun]> {
+  const obj = await ensureObject('hello_openat');
+  const node = await bundledProgramArgv(TS_MAIN);
+  const env = injectDelayNs > 0 ? { ...process.env, EBPF_LAB_INJECT_DELAY_NS: String(injectDelayNs) } : undefined;
+  const [ts, c] = await runConsumersTogether([
+    { kind: 'ts', argv: (pid) => [...node, String(pid), String(coalesceMs), 'worker'], outFile: outFiles[0], env },
+    { kind: 'c-coalesced', argv: (pid) => [consumerBin, obj, String(pid), String(coalesceMs)], outFile: outFiles[1] },
+  ], genBin, rate, durationMs, openPath, { warmupMs, signal });
+  return [ts!, c!];
+}
+
+/**
  * The driver both consumer processes share: argv(pid) starts one with c-consumer.c's contract.
  * warmupMs: the generator first runs that long at the row's rate through the consumer, unmeasured
  * (see loadgen.c --warmup); CPU, deliveries and rate are then taken over the measured run only.
  */
-export async function runConsumerProcess(kind: 'c' | 'c-coalesced' | 'ts' | 'ts-loop', argv: (pid: number) => string[], genBin: string, rate: number, durationMs: number, openPath: string, outFile: string, opts: { env?: NodeJS.ProcessEnv; warmupMs?: number; signal?: AbortSignal } = {}): Promise<ConsumerRun> {
-  const { env, warmupMs = 0, signal } = opts;
+export async function runConsumerProcess(kind: ConsumerKind, argv: (pid: number) => string[], genBin: string, rate: number, durationMs: number, openPath: string, outFile: string, opts: { env?: NodeJS.ProcessEnv; warmupMs?: number; signal?: AbortSignal } = {}): Promise<ConsumerRun> {
+  const [r] = await runConsumersTogether([{ kind, argv, outFile, env: opts.env }], genBin, rate, durationMs, openPath, opts);
+  return r!;
+}
+
+type ConsumerKind = 'c' | 'c-coalesced' | 'ts' | 'ts-loop';
+
+/**
+ * Several consumers of one generator at once, each with its own BPF object and ring, all measured
+ * over the same window: a pair run this way compares the two in the same seconds of the machine,
+ * where two rows one after the other compare two windows seconds apart (at 100k/s a consumer uses
+ * ~2% of a CPU, and the other tenants of a shared host moved TS ÷ C per round 0.94-1.49 in one
+ * bench: reports/20261207-081954-hello-openat-host).
+ */
+export async function runConsumersTogether(parts: { kind: ConsumerKind; argv: (pid: number) => string[]; outFile: string; env?: NodeJS.ProcessEnv }[], genBin: string, rate: number, durationMs: number, openPath: string, opts: { warmupMs?: number; signal?: AbortSignal } = {}): Promise<ConsumerRun[]> {
+  const { warmupMs = 0, signal } = opts;
   const g = startGenerator(genBin, rate, durationMs, openPath, warmupMs);
   const pid = await g.pid;
-  const out = fs.openSync(outFile, 'w');
-  let stderr = '';
-  const [cmd, ...args] = argv(pid);
-  const c = spawn(cmd!, args, { stdio: ['ignore', out, 'pipe'], cwd: REPO, env });
-  c.stderr!.setEncoding('utf8');
-  c.stderr!.on('data', (d: string) => (stderr += d));
-  const exited = new Promise<number | null>((r) => c.once('exit', (code) => r(code)));
-  const size = () => fs.fstatSync(out).size;
+  const procs = parts.map((p) => {
+    const out = fs.openSync(p.outFile, 'w');
+    const [cmd, ...args] = p.argv(pid);
+    const c = spawn(cmd!, args, { stdio: ['ignore', out, 'pipe'], cwd: REPO, env: p.env });
+    const st = { ...p, out, c, stderr: '', exited: new Promise<number | null>((r) => c.once('exit', (code) => r(code))), size: () => fs.fstatSync(out).size };
+    c.stderr!.setEncoding('utf8');
+    c.stderr!.on('data', (d: string) => (st.stderr += d));
+    return st;
+  });
   try {
-    const deadline = Date.now() + scaledTimeout(kind.startsWith('ts') ? 60000 : 15000);
-    while (!stderr.includes('READY')) {
-      // a stop while a consumer starts (a guest's Node takes seconds under TCG) ends the wait: the
-      // runner waited its 30 s grace for it (review, session 57)
-      signal?.throwIfAborted();
-      if (Date.now() > deadline || c.exitCode !== null) throw new Error(`${kind} consumer did not start: ${stderr.trim()}`);
-      await new Promise((r) => setTimeout(r, 10));
+    for (const p of procs) {
+      const deadline = Date.now() + scaledTimeout(p.kind.startsWith('ts') ? 60000 : 15000);
+      while (!p.stderr.includes('READY')) {
+        // a stop while a consumer starts (a guest's Node takes seconds under TCG) ends the wait: the
+        // runner waited its 30 s grace for it (review, session 57)
+        signal?.throwIfAborted();
+        if (Date.now() > deadline || p.c.exitCode !== null) throw new Error(`${p.kind} consumer did not start: ${p.stderr.trim()}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
     }
-    const warm = warmupMs > 0 ? await warmUp(g, outFile, size) : null;
-    const s = sampler(size);
-    const cpu0 = procCpuNs(c.pid!);
+    let warm: { ops: number; lines: number }[] | null = null;
+    if (warmupMs > 0) {
+      g.go();
+      const ops = await g.warmed;
+      warm = [];
+      for (const p of procs) {
+        await settle(p.size);
+        warm.push({ ops, lines: countLines(p.outFile) });
+      }
+    }
+    const samplers = procs.map((p) => sampler(p.size));
+    const cpu0 = procs.map((p) => procCpuNs(p.c.pid!));
     const goNs = process.hrtime.bigint();
     g.measure();
     const gen = await g.done;
-    await settle(size);
-    const cpu = procCpuNs(c.pid!) - cpu0;
-    const timeline = s.stop();
-    c.kill('SIGINT');
-    await exited;
-    const last = stderr.trim().split('\n').pop() ?? '';
-    let stats: { delivered: number; lost: number; batches: number; last_ns: number; prog_run_cnt?: number; prog_run_time_ns?: number };
-    try {
-      stats = JSON.parse(last) as typeof stats;
-    } catch {
-      throw new Error(`${kind} consumer ended without its summary: ${stderr.trim().slice(-300)}`);
-    }
-    const bytesPerLine = size() / Math.max(stats.delivered, 1);
-    // the consumer counts from its start; the warm-up's deliveries come off (its batches and
-    // losses stay in: losses are never hidden, batches only describe the wake-up policy)
-    const warmEvents = warm ? warmDelivered(warm, stats.lost) : 0;
-    const delivered = stats.delivered - warmEvents;
-    return {
-      consumer: kind, targetRate: rate, gen, delivered, lost: stats.lost, batches: stats.batches, ...(warm ? { warmup: { ms: warmupMs, delivered: warmEvents } } : {}),
-      deliveredPerSec: perSec(delivered, goNs, BigInt(stats.last_ns)), consumerCpuNs: cpu, cpuNsPerEvent: delivered ? cpu / delivered : null,
-      timeline: timeline.map((p) => ({ t: p.t, rate: p.rate / bytesPerLine })),
-      ...(stats.prog_run_cnt !== undefined ? { progNsPerEvent: stats.prog_run_cnt ? stats.prog_run_time_ns! / stats.prog_run_cnt : null } : {}),
-    };
+    for (const p of procs) await settle(p.size);
+    const cpu = procs.map((p, i) => procCpuNs(p.c.pid!) - cpu0[i]!);
+    const timelines = samplers.map((s) => s.stop());
+    for (const p of procs) p.c.kill('SIGINT');
+    await Promise.all(procs.map((p) => p.exited));
+    return procs.map((p, i) => {
+      const last = p.stderr.trim().split('\n').pop() ?? '';
+      let stats: { delivered: number; lost: number; batches: number; last_ns: number; prog_run_cnt?: number; prog_run_time_ns?: number };
+      try {
+        stats = JSON.parse(last) as typeof stats;
+      } catch {
+        throw new Error(`${p.kind} consumer ended without its summary: ${p.stderr.trim().slice(-300)}`);
+      }
+      const bytesPerLine = p.size() / Math.max(stats.delivered, 1);
+      // the consumer counts from its start; the warm-up's deliveries come off (its batches and
+      // losses stay in: losses are never hidden, batches only describe the wake-up policy)
+      const w = warm?.[i];
+      const warmEvents = w ? warmDelivered(w, stats.lost) : 0;
+      const delivered = stats.delivered - warmEvents;
+      return {
+        consumer: p.kind, targetRate: rate, gen, delivered, lost: stats.lost, batches: stats.batches, ...(w ? { warmup: { ms: warmupMs, delivered: warmEvents } } : {}),
+        ...(procs.length > 1 ? { together: procs.filter((q) => q !== p).map((q) => q.kind) } : {}),
+        deliveredPerSec: perSec(delivered, goNs, BigInt(stats.last_ns)), consumerCpuNs: cpu[i]!, cpuNsPerEvent: delivered ? cpu[i]! / delivered : null,
+        timeline: timelines[i]!.map((t) => ({ t: t.t, rate: t.rate / bytesPerLine })),
+        ...(stats.prog_run_cnt !== undefined ? { progNsPerEvent: stats.prog_run_cnt ? stats.prog_run_time_ns! / stats.prog_run_cnt : null } : {}),
+      };
+    });
   } finally {
-    if (c.exitCode === null) c.kill('SIGKILL');
+    for (const p of procs) {
+      if (p.c.exitCode === null) p.c.kill('SIGKILL');
+      fs.closeSync(p.out);
+    }
     if (g.child.exitCode === null) g.child.kill('SIGKILL');
-    fs.closeSync(out);
   }
 }

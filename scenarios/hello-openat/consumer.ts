@@ -35,6 +35,8 @@ export interface GenResult {
 
 export interface ConsumerRun {
   consumer: 'untraced' | 'ts' | 'ts-loop' | 'c' | 'c-coalesced' | 'opensnoop';
+  /** the other consumers measured in the same window, on the same generator (runConsumersTogether) */
+  together?: string[];
   targetRate: number;
   gen: GenResult;
   delivered: number;

@@ -149,6 +149,30 @@ except OSError: pass`;
     }
   }, 90_000);
 
+  it('the bench pair: the TS and C consumers on one generator at once each deliver every event of the same measured window, warm-up excluded', async () => {
+    const { buildCConsumer, runTsAndCTogether } = await import('./c-consumer.ts');
+    const { buildLoadgen } = await import('./consumer.ts');
+    const [cBin, gen] = await Promise.all([buildCConsumer(), buildLoadgen()]);
+    const outs: [string, string] = [path.join(os.tmpdir(), `hello-pair-ts-${process.pid}.out`), path.join(os.tmpdir(), `hello-pair-c-${process.pid}.out`)];
+    try {
+      const [ts, c] = await runTsAndCTogether(cBin, gen, 5000, 400, '/nonexistent/hello-pair-test', outs, 2, 0, 600);
+      expect([ts.consumer, c.consumer]).toEqual(['ts', 'c-coalesced']);
+      expect([ts.together, c.together]).toEqual([['c-coalesced'], ['ts']]);
+      // one generator: the same ops and window for both, each consumer with its own ring
+      expect(ts.gen).toEqual(c.gen);
+      expect(ts.gen.ops).toBeGreaterThan(1800);
+      for (const [r, out] of [[ts, outs[0]], [c, outs[1]]] as const) {
+        expect(r.lost).toBe(0);
+        expect(r.delivered).toBe(r.gen.ops);
+        expect(r.warmup!.delivered).toBeGreaterThan(2500);
+        expect(r.consumerCpuNs).toBeGreaterThan(0);
+        expect(fs.readFileSync(out, 'utf8').split('\n').filter(Boolean)).toHaveLength(r.warmup!.delivered + r.delivered);
+      }
+    } finally {
+      for (const f of outs) fs.rmSync(f, { force: true });
+    }
+  }, 90_000);
+
   it('with a warm-up, a consumer that buffers its output (the C consumer in libbpf\'s loop, stdio) is still counted exactly', async () => {
     const { buildCConsumer, runCConsumer } = await import('./c-consumer.ts');
     const { buildLoadgen } = await import('./consumer.ts');
