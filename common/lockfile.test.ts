@@ -6,7 +6,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { procStart } from './host.ts';
-import { lockHolderAlive, readLockHolder, tryLock, unlock } from './lockfile.ts';
+import { lockHolderAlive, readLockHolder, tryLock, unlock, withLockWaitSync } from './lockfile.ts';
 
 const exited = async () => {
   const p = spawn('true');
@@ -22,6 +22,21 @@ describe('lock files', () => {
     lock = path.join(dir, 'x.lock');
   });
   afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  // the security daemon tries the writers' lock once a second on the thread of its event pump: a
+  // 0 ms budget slept 100 ms when the first try fell in the deadline's own millisecond
+  it('withLockWaitSync with a 0 ms budget tries once: a held lock throws at once, a free one runs fn', () => {
+    expect(tryLock(lock)).toBe(true); // held by this (live) process
+    const busy = new Error('busy');
+    for (let i = 0; i < 5; i++) {
+      const t0 = performance.now();
+      expect(() => withLockWaitSync(lock, () => 1, () => busy, 0)).toThrow(busy);
+      expect(performance.now() - t0).toBeLessThan(50);
+    }
+    unlock(lock);
+    expect(withLockWaitSync(lock, () => 7, () => busy, 0)).toBe(7);
+    expect(fs.existsSync(lock)).toBe(false);
+  });
 
   it('names its holder by pid and start time; a live holder keeps it; unlock never removes another holder\'s lock', async () => {
     expect(tryLock(lock)).toBe(true);

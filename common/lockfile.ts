@@ -109,12 +109,13 @@ export async function withLockWait<T>(
   }
 }
 
-/** withLockWait for synchronous writers (the policy store): the thread sleeps between tries */
+/** withLockWait for synchronous writers (the policy store): the thread sleeps between tries; timeoutMs ≤ 0 tries once */
 export function withLockWaitSync<T>(lockPath: string, fn: () => T, busy: (pid: number) => Error, timeoutMs = 10_000): T {
   for (const deadline = Date.now() + timeoutMs; ; ) {
     const holder = tryLock(lockPath);
     if (holder === true) break;
-    if (Date.now() > deadline) throw busy(holder);
+    // `>` alone let a 0 ms budget sleep 100 ms when the first try fell in the deadline's millisecond
+    if (timeoutMs <= 0 || Date.now() > deadline) throw busy(holder);
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
   }
   try {

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { readPolicyFile, type Policy } from './policy.ts';
-import { EVENTS_PATH, LINK_DIR, PIN_DIR, RUN_DIR, HOOKS, SecurityController, daemonBuild, enforcementGaps, pinnedLinks, pinnedStore, pidMax, procsGap, procsStatus, readTrackingLost, runningDaemon, stopDaemon, trackingLostText, unfinishedStart, withApplyLock, firstLine, type SecurityEvent } from './controller.ts';
+import { EVENTS_PATH, LINK_DIR, PIN_DIR, RUN_DIR, HOOKS, SecurityController, WritersBusy, daemonBuild, enforcementGaps, pinnedLinks, pinnedStore, pidMax, procsGap, procsStatus, readTrackingLost, runningDaemon, stopDaemon, trackingLostText, unfinishedStart, withApplyLock, firstLine, type SecurityEvent } from './controller.ts';
 import { sec_exec_mode } from '../../bpf/gen/security.ts';
 import { fileId, resolveShells, type FileId } from './files.ts';
 import { cgroupId } from '../../common/cgroup.ts';
@@ -292,33 +292,43 @@ export function identityDrift(p: StoredPolicy): { kind: 'moved' | 'gone'; text: 
 
 /**
  * The daemon's half of identityDrift: a policy whose binary was replaced or whose cgroup was made
- * again is applied again, from the policy as stored, under the writers' lock. Until then a deny
- * rule named an inode nothing runs any more (a package upgrade let the denied program run: fail
- * open) and a selector an id no process has. Checked inside the lock against the state as it is
- * then: a policy applied meanwhile by a user (another version) is theirs, not re-applied over.
- * The lock is tried, not waited for: the daemon's event pump must not stall behind a long apply.
+ * again is applied again from its stored form, under the writers' lock. Until then a deny rule
+ * named an inode nothing runs any more (a package upgrade let the denied program run: fail open)
+ * and a selector an id no process has. Checked inside the lock against the state as it is then: a
+ * policy applied meanwhile by a user (another version) is theirs, not re-applied over. The lock is
+ * tried once, not waited for: the daemon's event pump shares this thread.
+ *
+ * `skip`: policies not to try now (the daemon's back-off after a failed try: an apply runs the
+ * identity oracle, a process per uncached binary, and one that keeps failing must not do so every
+ * second). Returns what was tried; `busy` when the writers' lock was taken by someone else.
  */
-export function reapplyMoved(store: PolicyStore, lockWaitMs = 0): { name: string; why: string; report?: ApplyReport; error?: string }[] {
-  const out: { name: string; why: string; report?: ApplyReport; error?: string }[] = [];
+export function reapplyMoved(store: PolicyStore, skip: (name: string, why: string) => boolean = () => false): { name: string; why: string; report?: ApplyReport; error?: string; gone?: string[] }[] {
+  const out: { name: string; why: string; report?: ApplyReport; error?: string; gone?: string[] }[] = [];
   store.reload();
   const moved = Object.entries(store.state.policies).filter(([, p]) => identityDrift(p).some((d) => d.kind === 'moved'));
   for (const [name, seen] of moved) {
+    const whyOf = (d: { kind: string; text: string }[]) => d.filter((x) => x.kind === 'moved').map((x) => x.text.replace(/ \(.*$/, '')).join('; ');
+    if (skip(name, whyOf(identityDrift(seen)))) continue;
     try {
       withApplyLock(() => {
         store.reload();
         const cur = store.state.policies[name];
         if (!cur || cur.id !== seen.id) return; // deleted or applied anew meanwhile
-        const drift = identityDrift(cur).filter((d) => d.kind === 'moved');
-        if (!drift.length) return;
-        const why = drift.map((d) => d.text.replace(/ \(.*$/, '')).join('; ');
+        const drift = identityDrift(cur);
+        if (!drift.some((d) => d.kind === 'moved')) return;
+        const why = whyOf(drift);
+        // a file the policy names that is gone fails the whole apply: the moved one then stays
+        // unenforced, which the caller says as such
+        const gone = drift.filter((d) => d.kind === 'gone').map((d) => d.text.replace(/ \(.*$/, ''));
         try {
           out.push({ name, why, report: store.apply([cur.policy])[0] });
         } catch (e) {
-          out.push({ name, why, error: firstLine(e) });
+          out.push({ name, why, error: firstLine(e), ...(gone.length ? { gone } : {}) });
         }
-      }, lockWaitMs);
-    } catch {
-      // the writers' lock is taken (a user's apply): the next check takes it up
+      }, 0);
+    } catch (e) {
+      // the writers' lock taken (a user's apply): the next check takes it up
+      if (!(e instanceof WritersBusy)) throw e;
     }
   }
   return out;
@@ -393,7 +403,7 @@ async function list(json: boolean): Promise<number> {
     const other = bad.length - moved.length;
     // each its own fix: a restart reconciles the state with the kernel; it does nothing for a
     // cgroup made again or a binary replaced, which only an apply picks up
-    if (moved.length) console.error(`error: ${moved.map((p) => p.name).join(', ')}: what ${moved.length === 1 ? 'it names' : 'they name'} moved from under ${moved.length === 1 ? 'its' : 'their'} name since the apply (the kernel still enforces the old ids)\n  fix: apply ${moved.length === 1 ? 'it' : 'them'} again (pnpm lab policy apply <file>); see each reason above`);
+    if (moved.length) console.error(`error: ${moved.map((p) => p.name).join(', ')}: what ${moved.length === 1 ? 'it names' : 'they name'} moved from under ${moved.length === 1 ? 'its' : 'their'} name since the apply (the kernel still enforces the old ids)\n  fix: apply ${moved.length === 1 ? 'it' : 'them'} again (pnpm lab policy apply <file>); see each reason above${out.daemon ? `. The running daemon (pid ${out.daemon}) applies a replaced binary or a cgroup made again by itself within a second: if this stays, its log says why it cannot` : ''}`);
     if (other) console.error(`error: ${other} polic${other === 1 ? 'y is' : 'ies are'} listed but not enforced by the kernel\n  fix: restart the daemon (pnpm lab policy daemon) to reconcile, then apply the policy again`);
   }
   if (lost) console.error(`error: ${lost}\n  fix: see the tracking events (pnpm lab policy events); ${pr.gap ? 'procs is smaller than pid_max (below)' : 'more processes were tracked at once than procs holds'}`);
@@ -447,6 +457,9 @@ async function daemon(lsmOff: boolean, ia32Off: boolean, requireAll: boolean, lo
   // what the fallbacks cover less than BPF LSM would: said at every start, not only in the docs
   for (const g of enforcementGaps(m).filter((g) => !m.unsupported.some((u) => u.hook === g.what))) console.error(`not enforced on ${kernel}: ${g.what} (${g.evidence})`);
   console.error(`links and maps are pinned under ${PIN_DIR}: enforcement continues if this process ends; \`pnpm lab policy stop\` ends it`);
+  // a policy applied by a build that recorded no stat identities cannot be followed (reapplyMoved)
+  const unfollowed = Object.entries(c.store.state.policies).filter(([, p]) => (p.identities ?? []).some((i) => i.statIno === undefined)).map(([n]) => n);
+  if (unfollowed.length) console.error(`note: ${unfollowed.join(', ')}: applied by an older build, which did not record what its binaries were; apply ${unfollowed.length === 1 ? 'its file' : 'their files'} again so that this daemon follows a replaced binary`);
   // the audit log (who ran what, where they connected) is root's alone, as the kernel's pins are
   fs.writeFileSync(EVENTS_PATH, '', { flag: 'a', mode: 0o600 });
   fs.chmodSync(EVENTS_PATH, 0o600); // one an older daemon made world-readable
@@ -521,19 +534,38 @@ async function daemon(lsmOff: boolean, ia32Off: boolean, requireAll: boolean, lo
   const sweep = setInterval(() => record(limiter.admit(c.sweepLostStops())), 1000);
   sweep.unref();
   // a named binary replaced or a selected cgroup made again: applied again within a second
-  // (reapplyMoved); a failure is said once per policy and error, and tried again each second
-  const failed = new Map<string, string>();
+  // (reapplyMoved). A failed try is said once per policy and error, and tried again after a back-off
+  // (5 s, doubling to 5 min) or at once when what moved changes; an error of the check itself (an
+  // unreadable state file) is said once and the daemon goes on enforcing
+  const failed = new Map<string, { error: string; why: string; next: number; wait: number }>();
+  let checkError = '';
   const follow = setInterval(() => {
-    for (const r of reapplyMoved(c.store)) {
+    let tried: ReturnType<typeof reapplyMoved>;
+    try {
+      tried = reapplyMoved(c.store, (name, why) => {
+        const f = failed.get(name);
+        return !!f && f.why === why && Date.now() < f.next;
+      });
+      checkError = '';
+    } catch (e) {
+      if (firstLine(e) !== checkError) console.error(`warning: checking the policies' binaries and cgroups failed: ${firstLine(e)} (enforcement goes on; pnpm lab policy list)`);
+      checkError = firstLine(e);
+      return;
+    }
+    for (const r of tried) {
       if (r.report) {
         failed.delete(r.name);
         console.error(`re-applied policy ${r.name}: ${r.why} (policy ${r.report.policyId}, slot ${r.report.slot}: ${r.report.execEntries} exec and ${r.report.egressEntries} egress entries)`);
         const now = new Date();
         record([{ time: now.toISOString(), tsNs: String(BigInt(now.getTime()) * 1_000_000n), kind: 'policy', action: 'reapplied', mechanism: 'policy daemon: what the policy names by identity moved, so it was applied again', pid: process.pid, ppid: process.ppid, uid: process.getuid?.() ?? 0, comm: 'policy daemon', cgroupId: '', policy: r.name, ruleId: 0, rule: r.why }]);
-      } else if (failed.get(r.name) !== r.error) {
-        failed.set(r.name, r.error!);
-        console.error(`warning: policy ${r.name}: ${r.why}; applying it again failed: ${r.error} (pnpm lab policy list shows it; apply its file again once fixed)`);
+        continue;
       }
+      const f = failed.get(r.name);
+      const wait = f && f.why === r.why ? Math.min(f.wait * 2, 300_000) : 5000;
+      if (!f || f.error !== r.error || f.why !== r.why) {
+        console.error(`warning: policy ${r.name} is not enforced on what moved (${r.why}): applying it again failed: ${r.error}${r.gone ? `; it also names what is gone (${r.gone.join('; ')}): take that out of its file or put it back, then apply the file` : ''} (retried every ${wait / 1000} s up to 5 min; pnpm lab policy list)`);
+      }
+      failed.set(r.name, { error: r.error!, why: r.why, next: Date.now() + wait, wait });
     }
   }, 1000);
   follow.unref();

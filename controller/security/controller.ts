@@ -1017,7 +1017,7 @@ export function withApplyLock<T>(fn: () => T, timeoutMs = 10_000): T {
 }
 
 /** the writers' lock stayed taken for the whole wait */
-class WritersBusy extends LabError {}
+export class WritersBusy extends LabError {}
 
 /** Facts about the pinned links, from the kernel: which programs are attached right now. */
 export function pinnedLinks(): { prog: string; hook: string; linkId: number; progId: number }[] {
