@@ -27,5 +27,7 @@ describe('socket-lb bench slices (pure)', () => {
     // a slice of 1 connection next to one of 3: per connection, not per slice
     expect(mergeSlices([{ n: 1, errors: 0, onCpuNs: 1000, replies: {}, lat: [5] }, { n: 3, errors: 0, onCpuNs: 0, replies: {}, lat: [5, 5, 5] }]).cpuNsPerConn).toBe(250);
     expect(mergeSlices([{ n: 0, errors: 3, onCpuNs: 0, replies: {} }]).p50Us).toBe(0);
+    // slices without their latencies (a connlat from before `lat`) are refused, not read as 0 µs
+    expect(() => mergeSlices([{ n: 2, errors: 0, onCpuNs: 1, replies: {} }])).toThrow(/2 connections/);
   });
 });

@@ -20,6 +20,8 @@ export function sliceSizes(k: number): number[] {
 export function mergeSlices(parts: readonly { n: number; errors: number; onCpuNs: number; replies: Record<string, number>; lat?: number[] }[]): Sample {
   const lat = parts.flatMap((p) => p.lat ?? []).sort((a, b) => a - b);
   const n = parts.reduce((a, p) => a + p.n, 0);
+  // a connlat built before `lat` existed prints none: its percentiles would read as 0 µs
+  if (lat.length !== n) throw new Error(`connlat gave ${lat.length} latencies for ${n} connections: a stale build? (remove ${'`'}socket-lb-connlat${'`'} from the build directory)`);
   const replies: Record<string, number> = {};
   for (const p of parts) for (const [b, c] of Object.entries(p.replies)) replies[b] = (replies[b] ?? 0) + c;
   // the same rank as connlat's own (lat[n/2], lat[n·0.99])
