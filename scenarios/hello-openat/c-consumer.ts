@@ -60,15 +60,16 @@ export async function runTsProcess(genBin: string, rate: number, durationMs: num
  * (the `c-coalesced` row) on one generator at once (runConsumersTogether): the pair the issue's
  * CPU-per-event goal compares, measured in the same window.
  */
-export async function runTsAndCTogether(consumerBin: string, genBin: string, rate: number, durationMs: number, openPath: string, outFiles: [string, string], coalesceMs: number, injectDelayNs = 0, warmupMs = 0, signal?: AbortSignal): Promise<[ConsumerRun, ConsumerRun]> {
+export async function runTsAndCTogether(consumerBin: string, genBin: string, rate: number, durationMs: number, openPath: string, outFiles: [string, string], coalesceMs: number, injectDelayNs = 0, warmupMs = 0, signal?: AbortSignal, cFirst = false): Promise<[ConsumerRun, ConsumerRun]> {
   const obj = await ensureObject('hello_openat');
   const node = await bundledProgramArgv(TS_MAIN);
   const env = injectDelayNs > 0 ? { ...process.env, EBPF_LAB_INJECT_DELAY_NS: String(injectDelayNs) } : undefined;
-  const [ts, c] = await runConsumersTogether([
-    { kind: 'ts', argv: (pid) => [...node, String(pid), String(coalesceMs), 'worker'], outFile: outFiles[0], env },
-    { kind: 'c-coalesced', argv: (pid) => [consumerBin, obj, String(pid), String(coalesceMs)], outFile: outFiles[1] },
-  ], genBin, rate, durationMs, openPath, { warmupMs, signal });
-  return [ts!, c!];
+  const ts = { kind: 'ts' as const, argv: (pid: number) => [...node, String(pid), String(coalesceMs), 'worker'], outFile: outFiles[0], env };
+  const c = { kind: 'c-coalesced' as const, argv: (pid: number) => [consumerBin, obj, String(pid), String(coalesceMs)], outFile: outFiles[1] };
+  // cFirst (every second round): the one started first also attaches first, so its program runs
+  // first on each openat, and is read and stopped first
+  const runs = await runConsumersTogether(cFirst ? [c, ts] : [ts, c], genBin, rate, durationMs, openPath, { warmupMs, signal });
+  return [runs.find((r) => r.consumer === 'ts')!, runs.find((r) => r.consumer === 'c-coalesced')!];
 }
 
 /**
@@ -93,17 +94,21 @@ type ConsumerKind = 'c' | 'c-coalesced' | 'ts' | 'ts-loop';
 export async function runConsumersTogether(parts: { kind: ConsumerKind; argv: (pid: number) => string[]; outFile: string; env?: NodeJS.ProcessEnv }[], genBin: string, rate: number, durationMs: number, openPath: string, opts: { warmupMs?: number; signal?: AbortSignal } = {}): Promise<ConsumerRun[]> {
   const { warmupMs = 0, signal } = opts;
   const g = startGenerator(genBin, rate, durationMs, openPath, warmupMs);
-  const pid = await g.pid;
-  const procs = parts.map((p) => {
-    const out = fs.openSync(p.outFile, 'w');
-    const [cmd, ...args] = p.argv(pid);
-    const c = spawn(cmd!, args, { stdio: ['ignore', out, 'pipe'], cwd: REPO, env: p.env });
-    const st = { ...p, out, c, stderr: '', exited: new Promise<number | null>((r) => c.once('exit', (code) => r(code))), size: () => fs.fstatSync(out).size };
-    c.stderr!.setEncoding('utf8');
-    c.stderr!.on('data', (d: string) => (st.stderr += d));
-    return st;
-  });
+  type Proc = (typeof parts)[number] & { out: number; c: ReturnType<typeof spawn>; stderr: string; exited: Promise<number | null>; size: () => number };
+  // filled inside the try: a second consumer that cannot start (its output file) still gets the
+  // first one and the generator stopped
+  const procs: Proc[] = [];
   try {
+    const pid = await g.pid;
+    for (const p of parts) {
+      const out = fs.openSync(p.outFile, 'w');
+      const [cmd, ...args] = p.argv(pid);
+      const c = spawn(cmd!, args, { stdio: ['ignore', out, 'pipe'], cwd: REPO, env: p.env });
+      const st: Proc = { ...p, out, c, stderr: '', exited: new Promise<number | null>((r) => c.once('exit', (code) => r(code))), size: () => fs.fstatSync(out).size };
+      c.stderr!.setEncoding('utf8');
+      c.stderr!.on('data', (d: string) => (st.stderr += d));
+      procs.push(st);
+    }
     for (const p of procs) {
       const deadline = Date.now() + scaledTimeout(p.kind.startsWith('ts') ? 60000 : 15000);
       while (!p.stderr.includes('READY')) {
@@ -118,18 +123,16 @@ export async function runConsumersTogether(parts: { kind: ConsumerKind; argv: (p
     if (warmupMs > 0) {
       g.go();
       const ops = await g.warmed;
-      warm = [];
-      for (const p of procs) {
-        await settle(p.size);
-        warm.push({ ops, lines: countLines(p.outFile) });
-      }
+      // settled together: one after the other, the first one's idle tail ran into the next's wait
+      await Promise.all(procs.map((p) => settle(p.size)));
+      warm = procs.map((p) => ({ ops, lines: countLines(p.outFile) }));
     }
     const samplers = procs.map((p) => sampler(p.size));
     const cpu0 = procs.map((p) => procCpuNs(p.c.pid!));
     const goNs = process.hrtime.bigint();
     g.measure();
     const gen = await g.done;
-    for (const p of procs) await settle(p.size);
+    await Promise.all(procs.map((p) => settle(p.size)));
     const cpu = procs.map((p, i) => procCpuNs(p.c.pid!) - cpu0[i]!);
     const timelines = samplers.map((s) => s.stop());
     for (const p of procs) p.c.kill('SIGINT');
