@@ -300,14 +300,16 @@ export function identityDrift(p: StoredPolicy): { kind: 'moved' | 'gone'; text: 
  *
  * `skip`: policies not to try now (the daemon's back-off after a failed try: an apply runs the
  * identity oracle, a process per uncached binary, and one that keeps failing must not do so every
- * second). Returns what was tried; `busy` when the writers' lock was taken by someone else.
+ * second). Returns what was tried: a policy whose try found the writers' lock taken is not in it
+ * (the next check takes it up).
  */
 export function reapplyMoved(store: PolicyStore, skip: (name: string, why: string) => boolean = () => false): { name: string; why: string; report?: ApplyReport; error?: string; gone?: string[] }[] {
   const out: { name: string; why: string; report?: ApplyReport; error?: string; gone?: string[] }[] = [];
   store.reload();
   const moved = Object.entries(store.state.policies).filter(([, p]) => identityDrift(p).some((d) => d.kind === 'moved'));
+  // what moved, without each reason's own fix (the caller says what happened instead)
+  const whyOf = (d: { kind: string; text: string }[]) => d.filter((x) => x.kind === 'moved').map((x) => x.text.replace(/ \(.*$/, '')).join('; ');
   for (const [name, seen] of moved) {
-    const whyOf = (d: { kind: string; text: string }[]) => d.filter((x) => x.kind === 'moved').map((x) => x.text.replace(/ \(.*$/, '')).join('; ');
     if (skip(name, whyOf(identityDrift(seen)))) continue;
     try {
       withApplyLock(() => {
