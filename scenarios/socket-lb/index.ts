@@ -237,7 +237,8 @@ const scenario: Scenario = {
     }
 
     // ---- interleaved rounds ----
-    ctx.progress.step(`measuring: ${rounds} round(s) × ${cfgs.length} configurations × ${k} new connections${sliceSizes(k).length > 1 ? ` (in ${sliceSizes(k).length} interleaved slices)` : ''}`);
+    const sizes = sliceSizes(k);
+    ctx.progress.step(`measuring: ${rounds} round(s) × ${cfgs.length} configurations × ${k} new connections${sizes.length > 1 ? ` (in ${sizes.length} interleaved slices)` : ''}`);
     const samples = new Map<string, Sample[]>();
     const updates: Record<string, Record<number, number[]>> = { bpf: {}, iptables: {}, ipvs: {} };
     // filled as the rounds finish: a stopped bench keeps what it measured
@@ -247,7 +248,6 @@ const scenario: Scenario = {
     const key = (c: Cfg) => `${c.mech}@${c.n}`;
     const rand = rng(42);
     let step = 0;
-    const sizes = sliceSizes(k);
     for (let r = 0; r < rounds; r++) {
       const order = [...cfgs];
       for (let i = order.length - 1; i > 0; i--) {
