@@ -10,7 +10,7 @@ import { OUT_DIR, ensureObject } from '../../bpf/build.ts';
 import { LabError } from '../../common/errors.ts';
 import { bundledProgramArgv } from '../../lab/bundle.ts';
 import { scaledTimeout } from '../../lab/scenario.ts';
-import { countLines, perSec, procCpuNs, sampler, settle, startGenerator, warmDelivered, type ConsumerRun } from './consumer.ts';
+import { perSec, procCpuNs, sampler, settle, startGenerator, warmDelivered, warmUp, type ConsumerRun } from './consumer.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const SRC = path.join(HERE, 'c-consumer.c');
@@ -39,8 +39,21 @@ const TS_MAIN = path.join(HERE, 'ts-consumer.main.ts');
  * policy with that bound (c-consumer.c run_coalesced).
  */
 export async function runCConsumer(consumerBin: string, genBin: string, rate: number, durationMs: number, openPath: string, outFile: string, coalesceMs?: number, warmupMs = 0, signal?: AbortSignal): Promise<ConsumerRun> {
+  const [r] = await runConsumersTogether([await cPart(consumerBin, outFile, coalesceMs)], genBin, rate, durationMs, openPath, { warmupMs, signal });
+  return r!;
+}
+
+/** the C consumer as runConsumersTogether starts it (c-consumer.c: OBJECT PID [COALESCE_MS]) */
+async function cPart(consumerBin: string, outFile: string, coalesceMs?: number): Promise<ConsumerPart> {
   const obj = await ensureObject('hello_openat');
-  return runConsumerProcess(coalesceMs === undefined ? 'c' : 'c-coalesced', (pid) => [consumerBin, obj, String(pid), ...(coalesceMs === undefined ? [] : [String(coalesceMs)])], genBin, rate, durationMs, openPath, outFile, { warmupMs, signal });
+  return { kind: coalesceMs === undefined ? 'c' : 'c-coalesced', argv: (pid) => [consumerBin, obj, String(pid), ...(coalesceMs === undefined ? [] : [String(coalesceMs)])], outFile };
+}
+
+/** the TS consumer as runConsumersTogether starts it (ts-consumer.main.ts: PID COALESCE_MS THREAD), compiled ahead of time as the C consumer is (lab/bundle.ts bundledProgramArgv) */
+async function tsPart(outFile: string, coalesceMs: number, thread: 'worker' | 'loop', injectDelayNs = 0, progStats = false): Promise<ConsumerPart> {
+  const node = await bundledProgramArgv(TS_MAIN);
+  const env = injectDelayNs > 0 || progStats ? { ...process.env, ...(injectDelayNs > 0 ? { EBPF_LAB_INJECT_DELAY_NS: String(injectDelayNs) } : {}), ...(progStats ? { EBPF_LAB_PROG_STATS: '1' } : {}) } : undefined;
+  return { kind: thread === 'worker' ? 'ts' : 'ts-loop', argv: (pid) => [...node, String(pid), String(coalesceMs), thread], outFile, env };
 }
 
 /**
@@ -49,10 +62,8 @@ export async function runCConsumer(consumerBin: string, genBin: string, rate: nu
  * the two consumers and nothing of the lab's process.
  */
 export async function runTsProcess(genBin: string, rate: number, durationMs: number, openPath: string, outFile: string, coalesceMs = 5, injectDelayNs = 0, warmupMs = 0, thread: 'worker' | 'loop' = 'worker', progStats = false, signal?: AbortSignal): Promise<ConsumerRun> {
-  const env = injectDelayNs > 0 || progStats ? { ...process.env, ...(injectDelayNs > 0 ? { EBPF_LAB_INJECT_DELAY_NS: String(injectDelayNs) } : {}), ...(progStats ? { EBPF_LAB_PROG_STATS: '1' } : {}) } : undefined;
-  // compiled ahead of time, as the C consumer is (lab/bundle.ts bundledProgramArgv)
-  const node = await bundledProgramArgv(TS_MAIN);
-  return runConsumerProcess(thread === 'worker' ? 'ts' : 'ts-loop', (pid) => [...node, String(pid), String(coalesceMs), thread], genBin, rate, durationMs, openPath, outFile, { env, warmupMs, signal });
+  const [r] = await runConsumersTogether([await tsPart(outFile, coalesceMs, thread, injectDelayNs, progStats)], genBin, rate, durationMs, openPath, { warmupMs, signal });
+  return r!;
 }
 
 /**
@@ -61,37 +72,27 @@ export async function runTsProcess(genBin: string, rate: number, durationMs: num
  * CPU-per-event goal compares, measured in the same window.
  */
 export async function runTsAndCTogether(consumerBin: string, genBin: string, rate: number, durationMs: number, openPath: string, outFiles: [string, string], coalesceMs: number, injectDelayNs = 0, warmupMs = 0, signal?: AbortSignal, cFirst = false): Promise<[ConsumerRun, ConsumerRun]> {
-  const obj = await ensureObject('hello_openat');
-  const node = await bundledProgramArgv(TS_MAIN);
-  const env = injectDelayNs > 0 ? { ...process.env, EBPF_LAB_INJECT_DELAY_NS: String(injectDelayNs) } : undefined;
-  const ts = { kind: 'ts' as const, argv: (pid: number) => [...node, String(pid), String(coalesceMs), 'worker'], outFile: outFiles[0], env };
-  const c = { kind: 'c-coalesced' as const, argv: (pid: number) => [consumerBin, obj, String(pid), String(coalesceMs)], outFile: outFiles[1] };
+  const [ts, c] = [await tsPart(outFiles[0], coalesceMs, 'worker', injectDelayNs), await cPart(consumerBin, outFiles[1], coalesceMs)];
   // cFirst (every second round): the one started first also attaches first, so its program runs
   // first on each openat, and is read and stopped first
   const runs = await runConsumersTogether(cFirst ? [c, ts] : [ts, c], genBin, rate, durationMs, openPath, { warmupMs, signal });
   return [runs.find((r) => r.consumer === 'ts')!, runs.find((r) => r.consumer === 'c-coalesced')!];
 }
 
-/**
- * The driver both consumer processes share: argv(pid) starts one with c-consumer.c's contract.
- * warmupMs: the generator first runs that long at the row's rate through the consumer, unmeasured
- * (see loadgen.c --warmup); CPU, deliveries and rate are then taken over the measured run only.
- */
-export async function runConsumerProcess(kind: ConsumerKind, argv: (pid: number) => string[], genBin: string, rate: number, durationMs: number, openPath: string, outFile: string, opts: { env?: NodeJS.ProcessEnv; warmupMs?: number; signal?: AbortSignal } = {}): Promise<ConsumerRun> {
-  const [r] = await runConsumersTogether([{ kind, argv, outFile, env: opts.env }], genBin, rate, durationMs, openPath, opts);
-  return r!;
-}
-
 type ConsumerKind = 'c' | 'c-coalesced' | 'ts' | 'ts-loop';
+/** one consumer process to start: argv(pid) with c-consumer.c's contract (OBJECT/PID…, READY on stderr, SIGINT → JSON summary) */
+type ConsumerPart = { kind: ConsumerKind; argv: (pid: number) => string[]; outFile: string; env?: NodeJS.ProcessEnv };
 
 /**
- * Several consumers of one generator at once, each with its own BPF object and ring, all measured
- * over the same window: a pair run this way compares the two in the same seconds of the machine,
+ * The driver every consumer process shares, one or several of one generator at once, each with its
+ * own BPF object and ring, all measured over the same window. warmupMs: the generator first runs
+ * that long at the row's rate through the consumers, unmeasured (see loadgen.c --warmup); CPU,
+ * deliveries and rate are then taken over the measured run only. A pair run this way compares the two in the same seconds of the machine,
  * where two rows one after the other compare two windows seconds apart (at 100k/s a consumer uses
  * ~2% of a CPU, and the other tenants of a shared host moved TS ÷ C per round 0.94-1.49 in one
  * bench: reports/20261207-081954-hello-openat-host).
  */
-export async function runConsumersTogether(parts: { kind: ConsumerKind; argv: (pid: number) => string[]; outFile: string; env?: NodeJS.ProcessEnv }[], genBin: string, rate: number, durationMs: number, openPath: string, opts: { warmupMs?: number; signal?: AbortSignal } = {}): Promise<ConsumerRun[]> {
+export async function runConsumersTogether(parts: ConsumerPart[], genBin: string, rate: number, durationMs: number, openPath: string, opts: { warmupMs?: number; signal?: AbortSignal } = {}): Promise<ConsumerRun[]> {
   const { warmupMs = 0, signal } = opts;
   const g = startGenerator(genBin, rate, durationMs, openPath, warmupMs);
   type Proc = (typeof parts)[number] & { out: number; c: ReturnType<typeof spawn>; stderr: string; exited: Promise<number | null>; size: () => number };
@@ -119,14 +120,7 @@ export async function runConsumersTogether(parts: { kind: ConsumerKind; argv: (p
         await new Promise((r) => setTimeout(r, 10));
       }
     }
-    let warm: { ops: number; lines: number }[] | null = null;
-    if (warmupMs > 0) {
-      g.go();
-      const ops = await g.warmed;
-      // settled together: one after the other, the first one's idle tail ran into the next's wait
-      await Promise.all(procs.map((p) => settle(p.size)));
-      warm = procs.map((p) => ({ ops, lines: countLines(p.outFile) }));
-    }
+    const warm = warmupMs > 0 ? await warmUp(g, procs) : null;
     const samplers = procs.map((p) => sampler(p.size));
     const cpu0 = procs.map((p) => procCpuNs(p.c.pid!));
     const goNs = process.hrtime.bigint();

@@ -101,15 +101,16 @@ export function startGenerator(bin: string, rate: number, durationMs: number, pa
 }
 
 /**
- * Run the generator's warm-up through a consumer that writes one line per event into `outFile` and
- * wait until the consumer has caught up. Returns the warm-up's ops and the lines written so far;
- * the measured row subtracts one of them from the consumer's final count (warmDelivered).
+ * Run the generator's warm-up through the consumers, each writing one line per event into its
+ * `outFile`, and wait until all have caught up (together: one after the other, the first one's idle
+ * tail ran into the next's wait). Returns per consumer the warm-up's ops and the lines written so
+ * far; the measured row subtracts one of them from the consumer's final count (warmDelivered).
  */
-export async function warmUp(g: ReturnType<typeof startGenerator>, outFile: string, size: () => number): Promise<{ ops: number; lines: number }> {
+export async function warmUp(g: ReturnType<typeof startGenerator>, consumers: readonly { outFile: string; size: () => number }[]): Promise<{ ops: number; lines: number }[]> {
   g.go();
   const ops = await g.warmed;
-  await settle(size);
-  return { ops, lines: countLines(outFile) };
+  await Promise.all(consumers.map((c) => settle(c.size)));
+  return consumers.map((c) => ({ ops, lines: countLines(c.outFile) }));
 }
 
 /**
@@ -305,7 +306,7 @@ export async function runOpensnoop(bin: string, rate: number, durationMs: number
       if (Date.now() > deadline || snoop.exitCode !== null) throw new Error(`opensnoop did not start: ${stderr}`);
       await new Promise((r) => setTimeout(r, 20));
     }
-    const warm = warmupMs > 0 ? await warmUp(g, outFile, size) : { ops: 0, lines: 0 };
+    const warm = warmupMs > 0 ? (await warmUp(g, [{ outFile, size }]))[0]! : { ops: 0, lines: 0 };
     const s = sampler(size);
     const cpu0 = procCpuNs(snoop.pid!);
     const t0 = performance.now();

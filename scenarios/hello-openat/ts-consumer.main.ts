@@ -1,5 +1,5 @@
 // The TS consumer as a process of its own, with the C consumer's contract (c-consumer.c), so the
-// benchmark drives and measures both alike: the same driver (runConsumerProcess), CPU of the
+// benchmark drives and measures both alike: the same driver (runConsumersTogether), CPU of the
 // consumer's process only. In the lab's own process the TS consumer was also charged the lab's
 // work during the window — the driver's sampling and settle timers, child-process bookkeeping, and
 // the garbage collections of the runner's heap that each new ring's 32 MiB of external views set
