@@ -315,7 +315,6 @@ export function makeOutDir(args: Pick<RunArgs, 'outDir' | 'scenario'>, kernelLab
   }
 }
 
-
 /** what runs killed before their cleanup left on this machine, whichever scenario they ran */
 async function sweepDeadRuns(progress: Progress): Promise<void> {
   // first what only a scenario knows (its pinned instances, their daemons and state: a tc-shaping

@@ -55,10 +55,10 @@ export async function probeAccel(accel: 'kvm' | 'tcg', deadlineMs: number, kerne
     }
     const ms = Date.now() - t0;
     const why = err.split('\n').find((l) => /error|fail|emulation/i.test(l))?.trim();
-    // killed by someone else (not our deadline): no verdict about KVM. A QEMU that aborts on its
-    // own (SIGABRT after "failed to set MSR 0x10a" on this host) is one: that was not cached
     // the guest's answer first: a QEMU that aborts on its way out after it is still a pass
     if (out.includes('KVMOK')) return { ok: true, note: `${accel} guest ran ${what} in ${ms} ms`, ms };
+    // killed by someone else (not our deadline): no verdict about KVM. A QEMU that aborts on its
+    // own (SIGABRT after "failed to set MSR 0x10a" on this host) is one: that was not cached
     if (finished && p.signalCode && stoppedFromOutside(p.signalCode)) return { ok: false, note: `the ${accel} probe's QEMU was killed (${p.signalCode}) before it answered: not a verdict`, ms, interrupted: true };
     if (finished && p.signalCode) return { ok: false, note: `${accel} guest crashed QEMU (${p.signalCode})${why ? `: ${why}` : ''}`, ms };
     if (!finished) return { ok: false, note: `${accel} guest running ${what} printed nothing within ${deadlineMs} ms${why ? ` (${why})` : ' (it hangs)'}`, ms };
