@@ -40,6 +40,7 @@ export default defineConfig({
     // BPF tests share one kernel: files run one at a time so leak checks and timings are honest
     fileParallelism: false,
     sequence: { sequencer: JaegerLast },
+    globalSetup: ['lab/testing.setup.ts'],
     testTimeout: 60_000,
     hookTimeout: 120_000,
     reporters: ['default', 'json'],

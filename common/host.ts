@@ -14,6 +14,9 @@ const MOUNTS: [type: string, target: string][] = [
   ['securityfs', '/sys/kernel/security'],
 ];
 
+/** where libbpf (and the lab) read tracefs, in its order of preference */
+const TRACEFS_AT = ['/sys/kernel/tracing', '/sys/kernel/debug/tracing'];
+
 function mounts(): { type: string; target: string }[] {
   return fs
     .readFileSync('/proc/mounts', 'utf8')
@@ -31,7 +34,8 @@ export async function ensureMounts(): Promise<void> {
   const have = mounts();
   for (const [type, target] of MOUNTS) {
     if (have.some((m) => m.type === type && m.target === target)) continue;
-    if (type === 'tracefs' && have.some((m) => m.type === 'tracefs')) continue;
+    // where libbpf looks: a tracefs elsewhere (a chroot's /…/sys/kernel/tracing) is not one it finds
+    if (type === 'tracefs' && have.some((m) => m.type === 'tracefs' && TRACEFS_AT.includes(m.target))) continue;
     fs.mkdirSync(target, { recursive: true });
     await execa('mount', ['-t', type, type, target], { reject: false });
   }
@@ -66,7 +70,7 @@ export function findOnPath(command: string): string | null {
 
 export function tracefsRoot(): string | null {
   const m = mounts().filter((x) => x.type === 'tracefs');
-  return m.find((x) => x.target === '/sys/kernel/tracing')?.target ?? m[0]?.target ?? null;
+  return TRACEFS_AT.find((t) => m.some((x) => x.target === t)) ?? null;
 }
 
 export function activeLsms(): string[] | null {
