@@ -55,7 +55,17 @@ int handle_openat(struct trace_event_raw_sys_enter *ctx)
 	e->uid = (__u32)bpf_get_current_uid_gid();
 	e->flags = (__s32)BPF_CORE_READ(ctx, args[2]);
 	__builtin_memcpy(e->comm, comm, sizeof(comm));
-	bpf_probe_read_user_str(e->filename, sizeof(e->filename), (const char *)BPF_CORE_READ(ctx, args[1]));
+	const char *name = (const char *)BPF_CORE_READ(ctx, args[1]);
+	long n = bpf_probe_read_user_str(e->filename, sizeof(e->filename), name);
+	e->fname_status = n < 0 ? (__s32)n : 0;
+	if (n == sizeof(e->filename)) {
+		/* the field is full: the name ends there only if its next byte is the NUL (an unreadable
+		 * byte counts as more name) */
+		char next = 1;
+		bpf_probe_read_user(&next, 1, name + sizeof(e->filename) - 1);
+		if (next)
+			e->fname_status = HELLO_FNAME_TRUNCATED;
+	}
 	bpf_ringbuf_submit(e, 0);
 	return 0;
 }

@@ -2,6 +2,7 @@
 #pragma once
 #define HELLO_COMM_LEN 16
 #define HELLO_FNAME_LEN 256
+#define HELLO_FNAME_TRUNCATED 1
 
 struct openat_event {
 	__u64 ts_ns;
@@ -9,6 +10,10 @@ struct openat_event {
 	__u32 tid;
 	__u32 uid;
 	__s32 flags;
+	/* 0: filename is the whole name; HELLO_FNAME_TRUNCATED: its first HELLO_FNAME_LEN - 1 bytes;
+	 * < 0: -errno, the name could not be read (filename empty). A reader cannot tell these apart
+	 * from the bytes alone: a 255-byte name fills the field as a longer one does. */
+	__s32 fname_status;
 	char comm[HELLO_COMM_LEN];
 	char filename[HELLO_FNAME_LEN];
 };

@@ -2,17 +2,18 @@
 // change the C struct in bpf/ and rebuild.
 import { MapType, defineSkeleton, type Skeleton } from '../../controller/libbpf/index.ts';
 
-/** struct openat_event: 296 bytes */
+/** struct openat_event: 304 bytes */
 export interface openat_event {
   ts_ns: bigint;
   pid: number;
   tid: number;
   uid: number;
   flags: number;
+  fname_status: number;
   comm: string;
   filename: string;
 }
-export const openat_event_size = 296;
+export const openat_event_size = 304;
 
 // --- skeleton: maps, programs and globals of hello_openat.bpf.o, typed ---
 export interface HelloOpenatShape {

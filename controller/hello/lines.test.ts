@@ -2,26 +2,27 @@
 // end, no decoding), on records built in memory: no kernel, no root. The kernel-fed test (the
 // sink vs the C consumer's own output) is in scenarios/hello-openat.
 import { describe, expect, it } from 'vitest';
-import { formatLine, maxLineBytes, type LineLayout } from './lines.ts';
+import { FNAME_TRUNCATED, fnameMark, formatLine, maxLineBytes, type LineLayout } from './lines.ts';
 
 // struct openat_event's shape (bpf/hello_openat.h) at offsets of its own: the function takes them as input
-const at: LineLayout = { pid: 8, comm: 20, commLen: 16, filename: 36, filenameLen: 256 };
+const at: LineLayout = { pid: 8, status: 12, comm: 20, commLen: 16, filename: 36, filenameLen: 256 };
 const RECORD = 36 + 256;
 
-/** printf("%7u %-16.*s %.*s\n") as bytes */
-function reference(pid: number, comm: Uint8Array, filename: Uint8Array): Buffer {
+/** printf("%7u %-16.*s %.*s\n") as bytes, the mark after a cut or unread name (c-consumer.c) */
+function reference(pid: number, comm: Uint8Array, filename: Uint8Array, status = 0): Buffer {
   const upToNul = (b: Uint8Array) => {
     const i = b.indexOf(0);
     return Buffer.from(i < 0 ? b : b.subarray(0, i));
   };
   const c = upToNul(comm);
-  return Buffer.concat([Buffer.from(`${String(pid).padStart(7)} `), c, Buffer.alloc(Math.max(0, 16 - c.length), 0x20), Buffer.from(' '), upToNul(filename), Buffer.from('\n')]);
+  return Buffer.concat([Buffer.from(`${String(pid).padStart(7)} `), c, Buffer.alloc(Math.max(0, 16 - c.length), 0x20), Buffer.from(' '), status < 0 ? Buffer.alloc(0) : upToNul(filename), Buffer.from(status === 0 ? '\n' : status > 0 ? ' (truncated)\n' : `(unreadable: errno ${-status})\n`)]);
 }
 
-function record(base: number, pid: number, comm: Uint8Array, filename: Uint8Array): Uint8Array {
+function record(base: number, pid: number, comm: Uint8Array, filename: Uint8Array, status = 0): Uint8Array {
   // garbage around and after the strings: nothing past a NUL may leak into the line
   const r = new Uint8Array(base + RECORD + 8).map((_, i) => 0x41 + (i % 26));
   new DataView(r.buffer).setUint32(base + at.pid, pid, true);
+  new DataView(r.buffer).setInt32(base + at.status, status, true);
   r.set(comm, base + at.comm);
   r.set(filename, base + at.filename);
   return r;
@@ -52,5 +53,24 @@ describe('formatLine (the C consumer\'s printf, byte for byte)', () => {
         }
       }
     }
+  });
+
+  // the kernel side marks a name it cut at the field (fname_status) or could not read (-errno,
+  // the field empty): the line says so, as the C consumer's does
+  it.each([['cut', FNAME_TRUNCATED, Uint8Array.from({ length: 256 }, (_, i) => (i < 255 ? 0x61 + (i % 26) : 0))], ['unreadable (EFAULT)', -14, new Uint8Array(256)], ['unreadable (a large errno)', -4095, new Uint8Array(256)]] as const)('a %s name carries its mark', (_name, status, filename) => {
+    for (const base of [0, 3]) {
+      const src = record(base, 42, Buffer.from('cat\0'), filename, status);
+      const out = new Uint8Array(maxLineBytes(at) + 8).fill(0xee);
+      const end = formatLine(src, new DataView(src.buffer), at, base, out, new DataView(out.buffer), 1);
+      expect(Buffer.from(out.subarray(1, end)).toString('latin1')).toBe(reference(42, Buffer.from('cat\0'), filename, status).toString('latin1'));
+      expect(end - 1).toBeLessThanOrEqual(maxLineBytes(at));
+      expect(out.subarray(end).every((b) => b === 0xee)).toBe(true);
+    }
+  });
+
+  it('names the mark for each status', () => {
+    expect(fnameMark(0)).toBe('');
+    expect(fnameMark(FNAME_TRUNCATED)).toBe(' (truncated)');
+    expect(fnameMark(-14)).toBe('(unreadable: errno 14)');
   });
 });

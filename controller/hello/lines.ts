@@ -1,4 +1,5 @@
-// The hello tracer's line format ("%7u %-16s %s\n", the C consumer's printf), written byte for
+// The hello tracer's line format ("%7u %-16s %s\n" and a mark on a cut or unread name, the C
+// consumer's printf), written byte for
 // byte from a ring record into an output buffer. A leaf (no libbpf object), so the line worker
 // (lines.worker.ts) formats exactly as the tracer on the main thread does.
 import type { RingBuffer } from '../libbpf/ringbuf.ts';
@@ -11,11 +12,35 @@ export interface LineLayout {
   commLen: number;
   filename: number;
   filenameLen: number;
+  /** fname_status: 0 whole, FNAME_TRUNCATED, or -errno (the name could not be read) */
+  status: number;
 }
 
-/** longest line formatLine() writes: 10 pid digits, comm, filename, 2 spaces, newline */
+/** fname_status of a name cut to the field (HELLO_FNAME_TRUNCATED in bpf/hello_openat.h) */
+export const FNAME_TRUNCATED = 1;
+
+/**
+ * What follows the name when the kernel side could not keep it whole (the C consumer's
+ * HELLO_TRUNCATED_MARK / HELLO_UNREADABLE_MARK): a cut or unread name is never shown as if whole.
+ */
+export function fnameMark(status: number): string {
+  if (status === 0) return '';
+  return status > 0 ? ' (truncated)' : `(unreadable: errno ${-status})`;
+}
+const MARK_MAX = 32;
+const marks = new Map<number, Buffer>();
+function markBytes(status: number): Buffer {
+  let m = marks.get(status);
+  if (!m) {
+    m = Buffer.from(fnameMark(status).slice(0, MARK_MAX));
+    if (marks.size < 64) marks.set(status, m);
+  }
+  return m;
+}
+
+/** longest line formatLine() writes: 10 pid digits, comm, filename, its mark, 2 spaces, newline */
 export function maxLineBytes(at: LineLayout): number {
-  return 10 + at.commLen + at.filenameLen + 3;
+  return 10 + at.commLen + at.filenameLen + MARK_MAX + 3;
 }
 
 /**
@@ -61,7 +86,14 @@ export function formatLine(src: Uint8Array, dv: DataView, at: LineLayout, off: n
   pos = copyCString(src, dv, off + at.comm, off + at.comm + at.commLen, out, odv, pos);
   while (pos < commEnd) out[pos++] = 0x20;
   out[pos++] = 0x20;
-  pos = copyCString(src, dv, off + at.filename, off + at.filename + at.filenameLen, out, odv, pos);
+  const status = dv.getInt32(off + at.status, true);
+  // an unread name's field holds nothing of it (the helper zeroes it on failure; not relied on)
+  if (status >= 0) pos = copyCString(src, dv, off + at.filename, off + at.filename + at.filenameLen, out, odv, pos);
+  if (status !== 0) {
+    const m = markBytes(status);
+    out.set(m, pos);
+    pos += m.length;
+  }
   out[pos++] = 0x0a;
   return pos;
 }

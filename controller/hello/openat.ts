@@ -17,7 +17,8 @@ import { RingBuffer, attachAuto, enableStats, type BpfObject, type Link } from '
 import { ensureObject } from '../../bpf/build.ts';
 import { workerEntry } from '../../common/dist.ts';
 import { printable } from '../../common/printable.ts';
-import { lineSink, type LineLayout } from './lines.ts';
+import { ensureMounts } from '../../common/host.ts';
+import { fnameMark, lineSink, type LineLayout } from './lines.ts';
 import type { LineWorkerData } from './lines.worker.ts';
 import { helloOpenat, type HelloOpenat, type openat_event } from '../../bpf/gen/hello_openat.ts';
 
@@ -67,9 +68,9 @@ export class OpenatTracer implements Disposable {
   ) {
     const obj = (this.obj = skel.obj);
     const L = obj.btf.layout('openat_event');
-    const o = { pid: L.pid!.offset, tid: L.tid!.offset, uid: L.uid!.offset, flags: L.flags!.offset, comm: L.comm!, filename: L.filename! };
+    const o = { pid: L.pid!.offset, tid: L.tid!.offset, uid: L.uid!.offset, flags: L.flags!.offset, status: L.fname_status!.offset, comm: L.comm!, filename: L.filename! };
     this.coalesceMs = opts.coalesceMs;
-    this.at = { pid: o.pid, comm: o.comm.offset, commLen: o.comm.size, filename: o.filename.offset, filenameLen: o.filename.size };
+    this.at = { pid: o.pid, comm: o.comm.offset, commLen: o.comm.size, filename: o.filename.offset, filenameLen: o.filename.size, status: o.status };
     let buf: Buffer | null = null;
     const str = (start: number, size: number) => {
       const end = buf!.indexOf(0, start);
@@ -78,13 +79,15 @@ export class OpenatTracer implements Disposable {
     this.ring = new RingBuffer<OpenatEvent>(skel.maps.events, {
       decode: (dv, off) => {
         if (buf === null || buf.buffer !== dv.buffer) buf = Buffer.from(dv.buffer, dv.byteOffset, dv.byteLength);
+        const fnameStatus = dv.getInt32(off + o.status, true);
         return {
           pid: dv.getUint32(off + o.pid, true),
           tid: dv.getUint32(off + o.tid, true),
           uid: dv.getUint32(off + o.uid, true),
           flags: dv.getInt32(off + o.flags, true),
+          fname_status: fnameStatus,
           comm: str(off + o.comm.offset, o.comm.size),
-          filename: str(off + o.filename.offset, o.filename.size),
+          filename: fnameStatus < 0 ? '' : str(off + o.filename.offset, o.filename.size),
         };
       },
       lostCounter: skel.maps.lost,
@@ -99,6 +102,8 @@ export class OpenatTracer implements Disposable {
       throw new Error(`--comm "${opts.comm}" is longer than the kernel's 15-byte comm: use at most its first 15 bytes`);
     }
     if (opts.pid !== undefined && !(Number.isInteger(opts.pid) && opts.pid > 0)) throw new Error(`--pid must be a positive integer, got ${opts.pid}`);
+    // libbpf finds the tracepoint's id in tracefs, which a freshly booted machine may not have mounted
+    await ensureMounts();
     const skel = helloOpenat.open(await ensureObject('hello_openat'));
     try {
       skel.setRodata({ target_tgid: opts.pid || undefined, target_comm: opts.comm || undefined });
@@ -207,5 +212,5 @@ export class OpenatTracer implements Disposable {
 
 export function formatEvent(e: OpenatEvent): string {
   // comm and file name are the traced process's to choose: escaped, not sent raw to a terminal
-  return `${String(e.pid).padStart(7)} ${printable(e.comm).padEnd(16)} ${printable(e.filename)}`;
+  return `${String(e.pid).padStart(7)} ${printable(e.comm).padEnd(16)} ${printable(e.filename)}${fnameMark(e.fname_status)}`;
 }

@@ -198,7 +198,7 @@ except OSError: pass`;
     expect(r.stderr).toMatch(/^usage: ts-consumer\.main\.ts PID \[COALESCE_MS\] \[worker\|loop\]/);
   }, 60_000);
 
-  it.each(['loop', 'worker'] as const)('the TS line sink (%s) writes byte for byte what the C consumer prints, for the same events (UTF-8, invalid UTF-8, truncated names)', async (thread) => {
+  it.each(['loop', 'worker'] as const)('the TS line sink (%s) writes byte for byte what the C consumer prints, for the same events (UTF-8, invalid UTF-8, a cut name and an unreadable one, each marked)', async (thread) => {
     const { buildCConsumer } = await import('./c-consumer.ts');
     const { ensureObject } = await import('../../bpf/build.ts');
     const { spawn } = await import('node:child_process');
@@ -219,7 +219,7 @@ except OSError: pass`;
     await worker?.ready;
     try {
       expect(await until(() => (stderr.includes('READY') ? true : undefined), 15000)).toBe(true);
-      const names: (string | Buffer)[] = ['/nonexistent/plain', '/nonexistent/ü-ß-日本', Buffer.from([0x2f, 0x6e, 0x6f, 0xff, 0xfe, 0x41]), `/nonexistent/${'x'.repeat(300)}`];
+      const names: (string | Buffer)[] = ['/nonexistent/plain', '/nonexistent/ü-ß-日本', Buffer.from([0x2f, 0x6e, 0x6f, 0xff, 0xfe, 0x41]), `/nonexistent/${'x'.repeat(300)}`, `/nonexistent/exact-${'y'.repeat(255 - '/nonexistent/exact-'.length)}`];
       for (let i = 0; i < 2000; i++) names.push(`/nonexistent/hello-eq-${i}`);
       for (const n of names) {
         try {
@@ -228,18 +228,27 @@ except OSError: pass`;
           // ENOENT is the point: the openat happened
         }
       }
+      // a name the kernel cannot read: openat(AT_FDCWD, (char *)1, O_RDONLY) fails with EFAULT
+      const { libc } = await import('../../controller/libbpf/ffi.ts');
+      const openatNr = process.arch === 'x64' ? 257 : 56;
+      expect(Number(libc.func('long syscall(long nr, int dirfd, uintptr_t name, int flags)')(openatNr, -100, 1, 0))).toBe(-1);
+      const unreadable = `${String(process.pid).padStart(7)} ${fs.readFileSync('/proc/self/comm', 'latin1').trim().padEnd(16)} (unreadable: errno 14)`;
       // ours: the names above (other threads of this process may open other files)
-      const ours = (f: string) => fs.readFileSync(path.join(dir, f)).toString('latin1').split('\n').filter((l) => l.includes(' /nonexistent/') || l.endsWith(' /no\xff\xfeA'));
-      expect(await until(() => (ours('ts.out').length >= names.length ? true : undefined), 10000)).toBe(true);
+      const ours = (f: string) => fs.readFileSync(path.join(dir, f)).toString('latin1').split('\n').filter((l) => l.includes(' /nonexistent/') || l.endsWith(' /no\xff\xfeA') || l === unreadable);
+      expect(await until(() => (ours('ts.out').length >= names.length + 1 ? true : undefined), 10000)).toBe(true);
       c.kill('SIGINT');
       await new Promise((r) => c.once('exit', r));
       // latin1 keeps every byte: equal strings are equal bytes
       const ts = ours('ts.out');
       const cl = ours('c.out');
-      expect(ts).toHaveLength(names.length);
+      expect(ts).toHaveLength(names.length + 1);
       expect(cl).toEqual(ts);
+      expect(ts).toContain(unreadable);
       const long = ts.find((l) => l.includes('xxxx'))!;
-      expect(long.length).toBe(7 + 1 + 16 + 1 + 255); // the BPF side keeps 255 bytes + NUL
+      expect(long.length).toBe(7 + 1 + 16 + 1 + 255 + ' (truncated)'.length); // the BPF side keeps 255 bytes + NUL
+      expect(long.endsWith('x (truncated)')).toBe(true);
+      // the name at the field's exact size (255 bytes) is whole: no mark
+      expect(ts.find((l) => l.includes('/exact-')), 'the 255-byte name').toMatch(/\/exact-y+$/);
       expect(ts).toContain(`${String(process.pid).padStart(7)} ${fs.readFileSync('/proc/self/comm', 'latin1').trim().padEnd(16)} ${Buffer.from('/nonexistent/ü-ß-日本').toString('latin1')}`);
       if (worker) {
         await worker.stop();
