@@ -2,6 +2,7 @@
 // its layout (offsets, sizes, bitfields, padding) from the object's BTF at run time, and
 // `pnpm lab build` emits matching TypeScript interfaces (bpf/gen/*.ts) for type checking.
 import { B, NULL, view, type Ptr } from './ffi.ts';
+import { BpfError, Errno } from './errors.ts';
 
 export const enum Kind { INT = 1, PTR, ARRAY, STRUCT, UNION, ENUM, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FUNC_PROTO, VAR, DATASEC, FLOAT, DECL_TAG, TYPE_TAG, ENUM64 }
 
@@ -30,7 +31,12 @@ export interface Codec<T = unknown> {
 export class Btf {
   private cache = new Map<number, BtfType>();
   private codecs = new Map<number, Codec>();
-  constructor(readonly ptr: Ptr, private readonly owned: boolean) {}
+  constructor(private _ptr: Ptr, private readonly owned: boolean) {}
+
+  get ptr(): Ptr {
+    if (this._ptr === NULL) throw new BpfError('BTF used after it was freed', Errno.EBADF);
+    return this._ptr;
+  }
 
   static vmlinux(): Btf | null {
     const p = B.btf__load_vmlinux_btf();
@@ -44,7 +50,8 @@ export class Btf {
   }
 
   close(): void {
-    if (this.owned && this.ptr !== NULL) B.btf__free(this.ptr);
+    if (this.owned && this._ptr !== NULL) B.btf__free(this._ptr);
+    this._ptr = NULL;
   }
 
   get typeCount(): number {

@@ -249,6 +249,52 @@ describeRoot('libbpf binding', () => {
     }
   });
 
+  // review, session 60: the ring was unmapped at once, under a visitor still reading it (SIGSEGV)
+  it('a ring closed from inside its own batch keeps the batch readable until it is released, then refuses reads', () => {
+    const obj = BpfObject.open(FIXTURE);
+    obj.setGlobal('target_tgid', process.pid);
+    obj.load();
+    const rb = new RingBuffer(obj.map('rb'), { decode: (dv, off) => dv.getBigUint64(off, true) });
+    try {
+      attachAuto(obj.program('count_getppid'));
+      for (let i = 0; i < 3; i++) void process.ppid;
+      const seqs: bigint[] = [];
+      expect(rb.visit((dv, off) => {
+        seqs.push(dv.getBigUint64(off, true));
+        rb.close();
+      })).toBe(3);
+      expect(seqs).toEqual([0n, 1n, 2n]);
+      expect(thrown(() => rb.view.getUint32(0))).toMatchObject({ errno: 9, message: expect.stringMatching(/used after it was closed/) });
+      expect(thrown(() => rb.bytes)).toBeInstanceOf(BpfError);
+      expect(rb.visit(() => {})).toBe(0);
+    } finally {
+      rb.close();
+      obj.close();
+    }
+  });
+
+  // review, session 60: an object's map fd number is soon another object's map: a kept handle wrote there
+  it('handles of a closed object refuse to work: maps, programs, links', () => {
+    const a = BpfObject.load(FIXTURE);
+    const hitsA = a.map<number, bigint>('hits');
+    const progA = a.program('count_getppid');
+    const link = attachTracepoint(progA, 'syscalls', 'sys_enter_getppid');
+    a.close();
+    expect(link.isClosed).toBe(true);
+    expect(thrown(() => link.update(0n))).toMatchObject({ errno: 9, message: expect.stringMatching(/the link is closed/) });
+    const b = BpfObject.load(FIXTURE);
+    try {
+      const hitsB = b.map<number, bigint>('hits');
+      hitsB.set(3, 0n);
+      expect(thrown(() => hitsA.set(3, 0xdeadn))).toMatchObject({ errno: 9, message: expect.stringMatching(/map hits used after it was closed/) });
+      expect(hitsB.get(3)).toBe(0n);
+      expect(thrown(() => progA.fd)).toMatchObject({ errno: 9, message: expect.stringMatching(/program count_getppid used after its object/) });
+      expect(thrown(() => attachTracepoint(progA, 'syscalls', 'sys_enter_getppid'))).toBeInstanceOf(BpfError);
+    } finally {
+      b.close();
+    }
+  });
+
   it('close() ends a consumer waiting on an empty ring at once, not at the wait\'s timeout, even on a busy machine', async () => {
     const obj = BpfObject.open(FIXTURE);
     obj.setGlobal('target_tgid', process.pid);

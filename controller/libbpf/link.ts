@@ -2,7 +2,7 @@
 // attachment that must be undone explicitly (XDP in a chosen mode, tc filters).
 import fs from 'node:fs';
 import { B, NULL, type Ptr } from './ffi.ts';
-import { BpfError, errnoName } from './errors.ts';
+import { BpfError, Errno, errnoName } from './errors.ts';
 import { track, untrack } from './lifecycle.ts';
 
 export class Link implements Disposable {
@@ -72,6 +72,9 @@ export class Link implements Disposable {
 
   /** atomically replace the attached program (BPF_LINK_UPDATE) */
   update(progPtr: Ptr): void {
+    // libbpf dereferences the link: NULL (closed, or a netlink attachment) would crash the process
+    if (this.ptr === NULL) throw new BpfError(`updating ${this.description}: ${this.closed ? 'the link is closed' : 'only bpf_link attachments can be updated'}`, Errno.EBADF);
+    if (progPtr === NULL) throw new BpfError(`updating ${this.description}: no program given`, Errno.EINVAL);
     const r = B.bpf_link__update_program(this.ptr, progPtr);
     if (r < 0) throw new BpfError(`updating ${this.description}: ${errnoName(r)}`, -r);
   }

@@ -70,12 +70,12 @@ export class BpfMap<K = unknown, V = unknown> implements Disposable {
   constructor(
     readonly meta: MapMeta,
     /** the fd; owned by the object for object maps, by this handle for created/pinned ones */
-    readonly fd: number,
+    private _fd: number,
     public keyCodec: Codec<K>,
     public valueCodec: Codec<V>,
     private readonly ownsFd = false,
     /** libbpf's struct bpf_map *, when the map belongs to an object */
-    readonly ptr: Ptr = NULL,
+    private _ptr: Ptr = NULL,
   ) {
     this.perCpu = PERCPU.has(meta.type);
     this.ncpus = this.perCpu ? possibleCpus() : 1;
@@ -89,6 +89,26 @@ export class BpfMap<K = unknown, V = unknown> implements Disposable {
 
   get name(): string {
     return this.meta.name;
+  }
+
+  /**
+   * The map's fd. Once the handle (or the object that owns the map) is closed it throws: the
+   * number is soon another file's, and a write through it would land in another map.
+   */
+  get fd(): number {
+    if (this._fd < 0) throw new BpfError(`map ${this.meta.name} used after it was closed`, Errno.EBADF, this.ownsFd ? 'open the map again' : 'its object was closed: open and load it again');
+    return this._fd;
+  }
+
+  /** libbpf's struct bpf_map * when the map belongs to an object (NULL otherwise) */
+  get ptr(): Ptr {
+    return this._fd < 0 ? NULL : this._ptr;
+  }
+
+  /** @internal the owning object was closed */
+  invalidate(): void {
+    this._fd = -1;
+    this._ptr = NULL;
   }
 
   /** Create a map at run time (e.g. the inner maps of a map-in-map). */
@@ -113,17 +133,23 @@ export class BpfMap<K = unknown, V = unknown> implements Disposable {
   static openPinned<K = unknown, V = unknown>(path: string, codecs?: { key?: Codec<K>; value?: Codec<V> }): BpfMap<K, V> {
     const fd = B.bpf_obj_get(path);
     if (fd < 0) throw new BpfError(`opening pinned map ${path}: ${errnoName(fd)}`, -fd, fd === -Errno.ENOENT ? 'nothing is pinned there: was the controller started?' : undefined);
-    const info = mapInfo(fd);
     let btf: Btf | null = null;
-    if (info.btfId && (!codecs?.key || !codecs?.value)) {
-      const p = B.btf__load_from_kernel_by_id(info.btfId);
-      if (p !== NULL) btf = new Btf(p, true);
+    try {
+      const info = mapInfo(fd);
+      if (info.btfId && (!codecs?.key || !codecs?.value)) {
+        const p = B.btf__load_from_kernel_by_id(info.btfId);
+        if (p !== NULL) btf = new Btf(p, true);
+      }
+      const key = codecs?.key ?? (btf && info.btfKeyTypeId ? btf.codec<K>(info.btfKeyTypeId) : (rawCodec(info.keySize) as Codec<K>));
+      const value = codecs?.value ?? (btf && info.btfValueTypeId ? btf.codec<V>(info.btfValueTypeId) : (rawCodec(info.valueSize) as Codec<V>));
+      return new BpfMap<K, V>(info, fd, key, value, true);
+    } catch (e) {
+      C.close(fd);
+      throw e;
+    } finally {
+      // codecs are closures over decoded type info, not over the BTF handle: free it now
+      btf?.close();
     }
-    const key = codecs?.key ?? (btf && info.btfKeyTypeId ? btf.codec<K>(info.btfKeyTypeId) : (rawCodec(info.keySize) as Codec<K>));
-    const value = codecs?.value ?? (btf && info.btfValueTypeId ? btf.codec<V>(info.btfValueTypeId) : (rawCodec(info.valueSize) as Codec<V>));
-    // codecs are closures over decoded type info, not over the BTF handle: free it now
-    btf?.close();
-    return new BpfMap<K, V>(info, fd, key, value, true);
   }
 
   private encKey(k: K): Buffer {
@@ -304,7 +330,8 @@ export class BpfMap<K = unknown, V = unknown> implements Disposable {
   }
 
   unpin(path?: string): void {
-    if (this.ptr !== NULL) B.bpf_map__unpin(this.ptr, path ?? null);
+    const fd = this.fd; // throws once closed (the libbpf map it names is gone)
+    if (this.ptr !== NULL && fd >= 0) B.bpf_map__unpin(this.ptr, path ?? null);
   }
 
   private decodePerCpu(dv: DataView, off: number): V[] {
@@ -324,9 +351,10 @@ export class BpfMap<K = unknown, V = unknown> implements Disposable {
   }
 
   close(): void {
-    if (!this.ownsFd) return;
+    if (!this.ownsFd || this._fd < 0) return;
     untrack(this);
-    C.close(this.fd);
+    C.close(this._fd);
+    this._fd = -1;
   }
 
   [Symbol.dispose](): void {

@@ -36,7 +36,7 @@ export interface NlReply {
 }
 
 export class NetlinkSocket implements Disposable {
-  readonly fd: number;
+  fd: number;
   private seq = 1;
   private buf = Buffer.alloc(1 << 16);
 
@@ -109,7 +109,9 @@ export class NetlinkSocket implements Disposable {
   }
 
   close(): void {
-    C.close(this.fd);
+    // once only: the number may be another file's by a second call
+    if (this.fd >= 0) C.close(this.fd);
+    this.fd = -1;
   }
 
   [Symbol.dispose](): void {

@@ -71,10 +71,16 @@ export class Program {
   private logBuf: Buffer | null = null;
   constructor(
     readonly object: BpfObject,
-    readonly ptr: Ptr,
+    private readonly _ptr: Ptr,
     readonly name: string,
     readonly section: string,
   ) {}
+
+  /** libbpf's struct bpf_program *; freed with its object, so a handle kept past close() throws */
+  get ptr(): Ptr {
+    if (this.object.isClosed) throw new BpfError(`program ${this.name} used after its object ${this.object.name} was closed`, Errno.EBADF, 'open and load the object again');
+    return this._ptr;
+  }
 
   get fd(): number {
     return B.bpf_program__fd(this.ptr);
@@ -288,9 +294,10 @@ export class BpfObject implements Disposable {
     for (const [name, n] of Object.entries(opts.maxEntries ?? {})) B.bpf_map__set_max_entries(this.mapPtr(name), n);
     for (const [name, f] of Object.entries(opts.mapFlags ?? {})) B.bpf_map__set_map_flags(this.mapPtr(name), f);
     for (const [name, src] of Object.entries(opts.reuseMaps ?? {})) {
+      const m = this.mapPtr(name); // an unknown name throws before a pinned map's fd is taken
       const fd = typeof src === 'number' ? src : (B.bpf_obj_get(src));
       if (fd < 0) continue; // nothing pinned yet: the map is created fresh
-      const r = B.bpf_map__reuse_fd(this.mapPtr(name), fd);
+      const r = B.bpf_map__reuse_fd(m, fd);
       if (typeof src === 'string') C.close(fd); // reuse_fd dups it
       if (r < 0) throw new BpfError(`reusing map ${name} from ${src}: ${errnoName(r)}`, -r, 'the pinned map has another type/size: remove the stale pin');
     }
@@ -460,6 +467,10 @@ export class BpfObject implements Disposable {
     return l;
   }
 
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
@@ -468,6 +479,12 @@ export class BpfObject implements Disposable {
     untrack(this);
     B.bpf_object__close(this.ptr);
     this.ptr = NULL;
+    // handles given out point into what was just freed: a map's fd number is soon another map's,
+    // so a write through a kept handle would land there; they throw from now on
+    for (const h of this.mapHandles.values()) h.invalidate();
+    this.mapHandles.clear();
+    this._btf?.close(); // the object's own BTF (not freed here: libbpf freed it with the object)
+    this._btf = null;
   }
 
   [Symbol.dispose](): void {

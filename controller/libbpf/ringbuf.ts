@@ -6,7 +6,7 @@
 // wakes a waiter when the consumer had caught up, so under load we wake once per batch, and the
 // wait itself (epoll_wait) runs on a worker thread via koffi's async call, never blocking the loop.
 import { C, NULL, errno, view, type Ptr } from './ffi.ts';
-import { BpfError, errnoName } from './errors.ts';
+import { BpfError, Errno, errnoName } from './errors.ts';
 import type { BpfMap } from './map.ts';
 import { MapType } from './map.ts';
 import { track, untrack } from './lifecycle.ts';
@@ -95,9 +95,9 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
   private readonly idleWaitMs: number;
   private readonly coalesceMs: number;
   private readonly targetBatch: number;
-  /** the data area (mapped twice, so a record that wraps is contiguous) as bytes and as a DataView, for consume() visitors */
-  readonly bytes: Uint8Array;
-  readonly view: DataView;
+  private readonly _bytes: Uint8Array;
+  /** set by close() during a take()n batch: the memory goes when the batch is released */
+  private unmapOnRelease = false;
   /** records delivered to the consumer */
   delivered = 0;
   /** wake-ups that found data (epoll returns) */
@@ -132,8 +132,8 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
     this.cons = new BigUint64Array(view(this.consumerPage, 8));
     this.prod = new BigUint64Array(view(this.producerArea, 8));
     const data = view(this.producerArea + BigInt(pageSize), 2 * this.size);
-    this.data = this.view = new DataView(data);
-    this.bytes = new Uint8Array(data);
+    this.data = new DataView(data);
+    this._bytes = new Uint8Array(data);
     this.hdrs = new Uint32Array(data);
     this.epfd = C.epoll_create1(0o2000000 /* EPOLL_CLOEXEC */);
     this.wakefd = C.eventfd(0, 0o2000000 /* EFD_CLOEXEC */ | 0o4000 /* EFD_NONBLOCK */);
@@ -239,6 +239,25 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
     return n;
   }
 
+  /**
+   * The data area (mapped twice, so a record that wraps is contiguous) as bytes and as a
+   * DataView, for consume() visitors and take() loops. Unmapped by close(): a read after it would
+   * crash the process, so these throw once the ring is closed (take a reference per batch).
+   */
+  get bytes(): Uint8Array {
+    this.open();
+    return this._bytes;
+  }
+
+  get view(): DataView {
+    this.open();
+    return this.data;
+  }
+
+  private open(): void {
+    if (this.closed && !this.unmapOnRelease) throw new BpfError(`ring buffer ${this.map.name} used after it was closed`, Errno.EBADF);
+  }
+
   /** lengths of the records of the last take() into offsets() */
   get takenLengths(): Int32Array {
     return this.lens;
@@ -246,9 +265,10 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
 
   /** give the space of what take() returned back to the kernel */
   release(): void {
-    if (this.taken < 0 || this.closed) return;
-    Atomics.store(this.cons, 0, BigInt(this.taken)); // release: the kernel may reuse what we consumed
+    if (this.taken < 0) return;
+    if (!this.closed) Atomics.store(this.cons, 0, BigInt(this.taken)); // release: the kernel may reuse what we consumed
     this.taken = -1;
+    if (this.unmapOnRelease) this.unmap();
   }
 
   /**
@@ -411,8 +431,9 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
     // but not yet run (a busy machine) then finds nothing and sleeps on to its timeout (seen in CI:
     // 9.8 s for a 10 s wait; 8 of 40 closes under 3 busy loops).
     C.write(this.wakefd, WAKE, 8);
-    C.munmap(this.consumerPage, pageSize);
-    C.munmap(this.producerArea, pageSize + 2 * this.size);
+    // closed from inside a batch (a visitor, a take() loop): its records are still being read
+    if (this.taken >= 0) this.unmapOnRelease = true;
+    else this.unmap();
     const { epfd, wakefd } = this;
     const closeFds = () => {
       C.close(epfd);
@@ -420,6 +441,12 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
     };
     if (this.waiting) void this.waiting.then(closeFds, closeFds);
     else closeFds();
+  }
+
+  private unmap(): void {
+    this.unmapOnRelease = false;
+    C.munmap(this.consumerPage, pageSize);
+    C.munmap(this.producerArea, pageSize + 2 * this.size);
     this.consumerPage = NULL;
     this.producerArea = NULL;
   }

@@ -23,7 +23,7 @@ export interface PerfEventAttr {
   freq?: number;
 }
 
-/** Attach to an already opened perf event fd (the link owns it afterwards). */
+/** Attach to an already opened perf event fd (the link owns it afterwards; the caller, if this throws). */
 export function attachPerfEvent(prog: Program, pfd: number): Link {
   if (!Number.isInteger(pfd) || pfd < 0) throw new AttachInputError('perf_event', `perf event fd ${pfd} is not a file descriptor`, undefined, Errno.EBADF);
   return linkFrom('perf_event', prog, `perf_event fd ${pfd}`, () => B.bpf_program__attach_perf_event(prog.ptr, pfd));
@@ -70,7 +70,12 @@ export function attachPerfEventAllCpus(prog: Program, attr: PerfEventAttr): Link
         if (e === Errno.ENODEV) continue; // a possible CPU that is offline
         throw new AttachError('perf_event', prog.name, `perf_event_open on cpu ${cpu}`, e);
       }
-      links.push(attachPerfEvent(prog, pfd));
+      try {
+        links.push(attachPerfEvent(prog, pfd));
+      } catch (e) {
+        C.close(pfd); // libbpf closes it only once the link holds it: enabled, it would keep sampling
+        throw e;
+      }
     }
   } catch (err) {
     links.forEach((l) => l.close());
