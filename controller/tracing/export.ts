@@ -335,6 +335,16 @@ export class BoundedExporter {
   private failing = false;
   /** spans of the batch being sent */
   private inFlight = 0;
+  /**
+   * a send given up on at sendTimeoutMs goes on in the exporter (Zipkin's has no timeout of its
+   * own): its batch stays its own until it settles — exported if it got through, queued again if
+   * not — and nothing else is sent meanwhile. Re-queued at once, a batch was sent twice when the
+   * late send got through, and each abandoned send held its spans outside maxQueue (review,
+   * session 60: 32 sends holding 320 spans beside a queue of 10).
+   */
+  private late: Promise<void> | null = null;
+  /** spans held by that send */
+  private lateSpans = 0;
 
   /*
    * A partial batch leaves intervalMs after the queue became non-empty (or after a failed send,
@@ -363,16 +373,35 @@ export class BoundedExporter {
   }
 
   async pump(): Promise<void> {
-    if (this.busy || this.q.length === 0 || this.closed) return;
+    if (this.busy || this.q.length === 0 || this.closed || this.late) return;
     this.busy = true;
     try {
       while (this.q.length && !this.closed) {
         const batch = this.q.splice(0, this.batch);
         this.inFlight = batch.length;
-        const r = await within(this.send(batch), this.sendTimeoutMs, { code: 1, error: new Error(`no answer from ${this.url} within ${this.sendTimeoutMs / 1000} s`) });
+        const timedOut = { code: 1, error: new Error(`no answer from ${this.url} within ${this.sendTimeoutMs / 1000} s`) };
+        const sending = this.send(batch).catch((e: unknown) => ({ code: 1, error: e instanceof Error ? e : new Error(String(e)) }));
+        const r = await within(sending, this.sendTimeoutMs, timedOut);
         this.inFlight = 0;
         if (this.closed) return; // close() gave up on this batch and counted it dropped
         this.stats.batches++;
+        if (r === timedOut) {
+          this.stats.failedBatches++;
+          this.stats.lastError = timedOut.error.message;
+          if (!this.failing) this.onTrouble?.(this.stats.lastError);
+          this.failing = true;
+          this.lateSpans = batch.length;
+          this.late = sending.then((x) => {
+            this.late = null;
+            this.lateSpans = 0;
+            if (this.closed) return; // counted dropped by close()
+            if (x.code === 0) this.stats.exported += batch.length;
+            else this.requeue(batch);
+            this.stats.queued = this.q.length;
+            this.arm();
+          });
+          break;
+        }
         if (r.code === 0) {
           this.stats.exported += batch.length;
           if (this.failing) this.onTrouble?.(undefined);
@@ -382,10 +411,7 @@ export class BoundedExporter {
           this.stats.lastError = r.error?.message ?? `code ${r.code}`;
           if (!this.failing) this.onTrouble?.(this.stats.lastError);
           this.failing = true;
-          // back to the front while there is room; the rest is dropped (counted)
-          const room = Math.max(0, this.stats.maxQueue - this.q.length);
-          this.q.unshift(...batch.slice(0, room));
-          this.stats.dropped += batch.length - Math.min(room, batch.length);
+          this.requeue(batch);
           break;
         }
       }
@@ -394,6 +420,13 @@ export class BoundedExporter {
       this.busy = false;
       this.arm();
     }
+  }
+
+  /** a failed batch back to the front while there is room; the rest is dropped (counted) */
+  private requeue(batch: ReadableSpan[]): void {
+    const room = Math.max(0, this.stats.maxQueue - this.q.length);
+    this.q.unshift(...batch.slice(0, room));
+    this.stats.dropped += batch.length - Math.min(room, batch.length);
   }
 
   private async send(batch: ReadableSpan[]): Promise<{ code: number; error?: Error }> {
@@ -426,7 +459,7 @@ export class BoundedExporter {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    this.stats.dropped += this.q.length + this.inFlight;
+    this.stats.dropped += this.q.length + this.inFlight + this.lateSpans;
     this.q.length = 0;
     // bounded too: the SDK's shutdown waits for the sends it has in flight (see sendTimeoutMs)
     await within(this.exporter.shutdown().catch(() => {}), 2000, undefined);

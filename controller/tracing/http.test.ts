@@ -322,6 +322,10 @@ describe('HttpStream', () => {
     const s = collect('response');
     s.feed('HTTP/1.1 200 OK\r\nX-Long: a \r\n \t b\r\nTransfer-Encoding: gzip,\r\n chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n');
     expect(s.out.map((m) => [m.status, m.bodyBytes, m.headers.get('x-long'), m.headers.get('transfer-encoding')])).toEqual([[200, 2, 'a b', 'gzip, chunked']]);
+    // folds after folds, one of blanks only: one SP per fold, the blanks around it gone
+    const f = collect('response');
+    f.feed('HTTP/1.1 200 OK\r\nX-M: a\r\n b \r\n   \r\n\tc\t\r\n d\r\nContent-Length: 0\r\n\r\n');
+    expect(f.out.map((m) => m.headers.get('x-m'))).toEqual(['a b c d']);
     const t = collect('response');
     t.feed('HTTP/1.1 200 OK\nContent-Length: 2\n\nokHTTP/1.1 404 Not Found\r\nContent-Length: 1\r\n\nx');
     t.feed('HTTP/1.0 204 No Content\n\r\n');

@@ -226,7 +226,9 @@ function blankLine(b: Buffer, from: number, to: number): { end: number; next: nu
  * fold right after the start line (§2.2: whitespace there is not a header line). null: invalid.
  */
 function normalizeHead(b: Buffer, end: number): Buffer | null {
-  const out: Buffer[] = [];
+  // each logical line as its pieces, joined once at the end: concatenating a folded line per
+  // fold was quadratic in its folds (review, session 60)
+  const out: Buffer[][] = [];
   let p = 0;
   let lines = 0;
   while (p < end) {
@@ -238,22 +240,31 @@ function normalizeHead(b: Buffer, end: number): Buffer | null {
       // obs-fold: OWS CRLF RWS → SP
       let a = p;
       while (a < z && (b[a] === SP || b[a] === HT)) a++;
-      let prev = out.pop()!;
-      let pz = prev.length;
-      while (pz > 0 && (prev[pz - 1] === SP || prev[pz - 1] === HT)) pz--;
-      prev = Buffer.concat([prev.subarray(0, pz), Buffer.from(' ', 'latin1'), b.subarray(a, z)]);
-      out.push(prev);
+      const pieces = out.at(-1)!;
+      // the folded line's trailing whitespace goes (it may span pieces: a fold of blanks only)
+      for (;;) {
+        const last = pieces.at(-1)!;
+        let pz = last.length;
+        while (pz > 0 && (last[pz - 1] === SP || last[pz - 1] === HT)) pz--;
+        if (pz > 0 || pieces.length === 1) {
+          pieces[pieces.length - 1] = last.subarray(0, pz);
+          break;
+        }
+        pieces.pop();
+      }
+      pieces.push(FOLD_SP, b.subarray(a, z));
     } else {
-      out.push(b.subarray(p, z));
+      out.push([b.subarray(p, z)]);
       lines++;
     }
     p = e + 1;
   }
-  const crlf = Buffer.from('\r\n', 'latin1');
   const parts: Buffer[] = [];
-  out.forEach((l, i) => (i ? parts.push(crlf, l) : parts.push(l)));
+  out.forEach((l, i) => (i ? parts.push(CRLF_BYTES, ...l) : parts.push(...l)));
   return Buffer.concat(parts);
 }
+const FOLD_SP = Buffer.from(' ', 'latin1');
+const CRLF_BYTES = Buffer.from('\r\n', 'latin1');
 
 /** a head in b[0, end) in any form a recipient may accept (CRLF, bare LF, obs-fold) → its fields, or null */
 function parseHeadLenient(b: Buffer, end: number, kind: 'request' | 'response'): HttpHeadFields | null {
@@ -441,6 +452,12 @@ export class HttpStream {
     private readonly emit: (m: HttpMessage) => void,
     private readonly noBody: (status: number) => boolean = () => false,
     private readonly onHead?: (m: HttpMessage) => void,
+    /**
+     * the stream lost its framing: a message (or several: the bytes not captured may hold more)
+     * will never be emitted. Whoever pairs this stream's messages with the other direction's must
+     * not hand the next one to the request the lost one answered.
+     */
+    private readonly onLost?: () => void,
   ) {}
 
   /** one syscall's worth: `len` bytes moved at `ts`, of which `data` (a prefix) was captured */
@@ -638,7 +655,10 @@ export class HttpStream {
 
   private giveUp(): void {
     // a resync that was not a message after all: the stream was counted when it went bad
-    if (!this.tentative) this.stats.bad++;
+    if (!this.tentative) {
+      this.stats.bad++;
+      this.onLost?.();
+    }
     this.tentative = false;
     this.dropHead();
     this.cur = null;
@@ -859,7 +879,8 @@ export class HttpStream {
         }
         this.chunk = 'size';
       } else if (this.chunk === 'size') {
-        const sz = /^([0-9a-fA-F]{1,12})(;.*)?$/.exec(line);
+        // RFC 9112 §7.1.1: BWS may come before a chunk extension's ';'
+        const sz = /^([0-9a-fA-F]{1,12})([ \t]*;.*)?$/.exec(line);
         if (!sz) {
           this.giveUp();
           return len;

@@ -54,6 +54,8 @@ export interface Span {
   /** error.type when the exchange failed below HTTP (connection refused, closed) */
   errorType?: string;
   done: boolean;
+  /** a place in the pending queue for a request whose head was lost: never a span */
+  lost?: true;
 }
 
 export interface AssemblerOptions {
@@ -78,6 +80,14 @@ export interface AssemblerStats {
   rejectedUnparsed: number;
   /** continuation syscalls the kernel counted without sending (reported on later records) */
   skippedCalls: number;
+  /**
+   * requests finished without a response (errorType response_unparsed) because their answers
+   * could not be told apart: the response stream lost its framing while they waited, or they were
+   * sent behind a request whose head was lost, before its answer
+   */
+  responsesLost: number;
+  /** responses to requests whose heads were lost (or begun before the request they would pair with): dropped */
+  responsesUnpaired: number;
 }
 
 interface Conn {
@@ -99,6 +109,8 @@ interface Conn {
   connectUnsampled: number;
   connectTs: bigint;
   nonHttp: boolean;
+  /** the request stream lost a message: the count of requests no longer matches the peer's, so no tuple links */
+  noTuple: boolean;
   /** first reads too short to tell whether the connection is HTTP, and which end it is (role unknown) */
   early?: { ts: bigint; dir: number; len: number; data: Buffer; tid: number; unsampled: number }[];
   /** answered 101 Switching Protocols: another protocol from then on, nothing more to parse */
@@ -125,6 +137,11 @@ const hex = (n: number) => {
   return s;
 };
 const EMPTY = Buffer.alloc(0);
+/**
+ * how far the two ends' clocks of one exchange may disagree (both are the kernel's monotonic clock,
+ * but a side's time is when its syscall was seen: a loopback write can deliver before it returns)
+ */
+const TUPLE_SLACK_NS = 50_000_000n;
 const tupleKey = (from: Endpoint, to: Endpoint, ordinal: number) => `${from.addr}:${from.port}>${to.addr}:${to.port}#${ordinal}`;
 const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$/;
 
@@ -143,7 +160,7 @@ export function parseTraceparent(v: string): { traceId: string; spanId: string }
 }
 
 export class SpanAssembler {
-  readonly stats: AssemblerStats = { events: 0, connections: 0, connectionsEvicted: 0, spans: 0, pendingDropped: 0, heldOverflow: 0, nonHttpConnections: 0, parserBad: 0, rejectedUnparsed: 0, skippedCalls: 0 };
+  readonly stats: AssemblerStats = { events: 0, connections: 0, connectionsEvicted: 0, spans: 0, pendingDropped: 0, heldOverflow: 0, nonHttpConnections: 0, parserBad: 0, rejectedUnparsed: 0, skippedCalls: 0, responsesLost: 0, responsesUnpaired: 0 };
   private readonly conns = new Map<bigint, Conn>();
   private clock = 0;
   /** client spans by (client tuple → server tuple, ordinal) */
@@ -274,7 +291,7 @@ export class SpanAssembler {
       c = {
         sock: e.sock, service: e.service, pid: e.pid, comm: e.comm, cgroupId: e.cgroupId,
         local: { addr: e.laddr, port: e.lport }, peer: { addr: e.raddr, port: e.rport },
-        pending: [], ordinal: 0, established: false, connectTid: 0, connectTs: 0n, connectUnsampled: 0, nonHttp: false, upgraded: false, lastTs: e.tsNs, lastTid: e.tid,
+        pending: [], ordinal: 0, established: false, connectTid: 0, connectTs: 0n, connectUnsampled: 0, nonHttp: false, noTuple: false, upgraded: false, lastTs: e.tsNs, lastTid: e.tid,
         inserted: ++this.clock, used: this.clock,
       };
       this.conns.set(e.sock, c);
@@ -343,6 +360,7 @@ export class SpanAssembler {
     c.lastTid = tid;
     this.curUnsampled = unsampled;
     this.curTid = tid;
+    this.curTs = ts;
     if (isReq) {
       // a new request on the connection ends a response whose end was unknown
       c.resStream!.endOpen(ts);
@@ -363,8 +381,9 @@ export class SpanAssembler {
     (isReq ? c.reqStream : c.resStream)!.push(e.skipTs ?? e.tsNs, e.skipBytes, EMPTY);
   }
 
-  /** tid of the record being parsed: the stream callbacks run synchronously inside push() */
+  /** tid and time of the record being parsed: the stream callbacks run synchronously inside push() */
   private curTid = 0;
+  private curTs = 0n;
   /** that record's count of its thread's server requests that did not cross (kernel, sampling) */
   private curUnsampled = 0;
 
@@ -373,11 +392,34 @@ export class SpanAssembler {
     // know (head or chunk framing past the capture, an upload the server answers before reading
     // it) would otherwise still be unsent when its response arrives, and the response would go
     // to the next request. The request message is completed in place when its end comes.
-    c.reqStream = new HttpStream('request', () => {}, undefined, (m) => this.onRequest(c, m));
+    // A lost request (its head in bytes not captured) is answered all the same: requestLost
+    // keeps its place in the queue. It also leaves this side's request count short of the peer's,
+    // which tuple links go by.
+    c.reqStream = new HttpStream('request', () => {}, undefined, (m) => this.onRequest(c, m), () => this.requestLost(c));
     c.resStream = new HttpStream('response', (m) => this.onResponse(c, m), () => c.pending[0]?.request?.method === 'HEAD', (m) => {
       // a final response has begun: a request whose end was unknown was over before it
       c.reqStream!.endOpen(m.startTs);
-    });
+    }, () => this.responseLost(c));
+  }
+
+  /**
+   * The response stream lost a message (garbage, framing it refused, a head past the capture):
+   * the waiting request it answered, and any pipelined behind it whose answers may have been in
+   * the same lost bytes, are finished without a response. Pairing the next response parsed with
+   * the oldest of them shifted every later pair on the connection by one.
+   */
+  private responseLost(c: Conn): void {
+    this.finishUnanswered(c, c.pending.splice(0));
+  }
+
+  private finishUnanswered(c: Conn, spans: Span[]): void {
+    for (const s of spans) {
+      if (s.lost) continue;
+      this.stats.responsesLost++;
+      s.errorType = 'response_unparsed';
+      s.endTs = this.curTs > s.startTs ? this.curTs : s.startTs;
+      this.finish(s);
+    }
   }
 
   private onRequest(c: Conn, m: HttpMessage): void {
@@ -402,14 +444,14 @@ export class SpanAssembler {
       if (t) {
         s.remoteParent = t;
         s.link = 'traceparent';
-      } else {
+      } else if (!c.noTuple) {
         s.tupleOrdinal = ordinal;
       }
       let set = this.activeByThread.get(tid);
       if (!set) this.activeByThread.set(tid, (set = new Set()));
       set.add(s);
     } else {
-      this.clientIndex.set(tupleKey(c.local, c.peer, ordinal), s);
+      if (!c.noTuple) this.clientIndex.set(tupleKey(c.local, c.peer, ordinal), s);
       const set = this.activeByThread.get(tid);
       if (this.curUnsampled > 0) s.link = 'ambiguous';
       else if (set && set.size === 1) {
@@ -420,9 +462,38 @@ export class SpanAssembler {
     c.pending.push(s);
   }
 
+  /**
+   * The request stream lost a message (a head in bytes not captured: pipelined behind a large
+   * body, or after a read only counted). Its answer will come in its place in the response order,
+   * so the place is kept. How many heads the lost bytes held is not known.
+   */
+  private requestLost(c: Conn): void {
+    c.noTuple = true;
+    if (c.pending.at(-1)?.lost) return;
+    c.pending.push({
+      kind: c.role!, service: c.service, pid: c.pid, tid: this.curTid, comm: c.comm, cgroupId: c.cgroupId, spanId: '', link: 'root',
+      local: c.local, peer: c.peer, startTs: this.curTs, endTs: this.curTs, done: true, lost: true,
+    });
+  }
+
   private onResponse(c: Conn, m: HttpMessage): void {
-    const s = c.pending.shift();
+    const s = c.pending[0];
     if (!s) return; // a response to nothing we saw (the request predates the tracer)
+    if (s.lost || m.startTs < s.startTs) {
+      // the answer to a request whose head was lost (or one begun before the request it would
+      // pair with: the same, unnoticed). The lost bytes may have held several requests, so those
+      // sent behind them before this answer began cannot be paired either: they are finished
+      // without a response rather than given the wrong one
+      this.stats.responsesUnpaired++;
+      if (s.lost) {
+        c.pending.shift();
+        let n = 0;
+        while (n < c.pending.length && !c.pending[n]!.lost && c.pending[n]!.startTs < m.startTs) n++;
+        this.finishUnanswered(c, c.pending.splice(0, n));
+      }
+      return;
+    }
+    c.pending.shift();
     if (s.request?.truncated && (m.status === 400 || m.status === 431)) {
       // a head we saw only the start of, refused by the server's parser (e.g. huge headers): it
       // was never served, as in-process instrumentation would also see it; no span. A 414 to a
@@ -504,7 +575,10 @@ export class SpanAssembler {
     if (!s.parent && s.tupleOrdinal !== undefined && this.clientIndex.size > 0) {
       const key = tupleKey(s.peer, s.local, s.tupleOrdinal);
       const p = this.clientIndex.get(key);
-      if (p && p !== s) {
+      // the client's request must hold the server's in time: an entry left by a client span whose
+      // server side never made one (sampled out, untraced peer, a lost head) would otherwise be
+      // the parent of an unrelated request once its ephemeral port came round again
+      if (p && p !== s && p.startTs <= s.startTs + TUPLE_SLACK_NS && (!p.done || s.endTs <= p.endTs + TUPLE_SLACK_NS)) {
         s.parent = p;
         s.link = 'tuple';
         this.clientIndex.delete(key);
