@@ -94,6 +94,12 @@ describe('spread', () => {
     // median 10; deviations 2,0,1,5,0 → MAD 1
     expect(spreadOf([8, 10, 11, 15, 10])).toEqual({ median: 10, spread: { n: 5, min: 8, max: 15, mad: 1 } });
   });
+
+  // review, session 60: ∞ rounds were dropped from the median but counted by the goal
+  it('counts ±∞ rounds as values (the goal does), drops NaN ones', () => {
+    expect(spreadOf([Infinity, Infinity, 4, NaN])).toEqual({ median: Infinity, spread: { n: 3, min: 4, max: Infinity, mad: 0 } });
+    expect(spreadOf([Infinity, 3, 4, 5]).median).toBe(4.5);
+  });
 });
 
 describe('goal by rounds', () => {

@@ -4,7 +4,7 @@
 // and a goal is judged round by round ("met in 3/3 rounds"), never on one noisy sample.
 // Generic: knows nothing of what is measured. Scenarios turn the result into Headline figures.
 import type { Headline } from './results.ts';
-import { summary } from './stats.ts';
+import { mad, summary } from './stats.ts';
 
 export interface Step<C extends string> {
   round: number;
@@ -80,10 +80,16 @@ export function perRoundRatios(numerator: readonly number[], denominator: readon
 
 export type Spread = NonNullable<Headline['spread']>;
 
-/** min–max and MAD over the finite values (NaN rounds are dropped, n says how many remain) */
+/**
+ * median, min–max and MAD of the rounds. NaN rounds (no value) are dropped, n says how many
+ * remain; ±∞ are values, as goalByRounds counts them (a proxy ÷ an XDP path that added ≤ 0): they
+ * sort to the ends, so the median of [∞, ∞, 4] is ∞, not the 4 that dropping them left (a 4x
+ * headline beside "met in 2/3 rounds"). The MAD is over the finite ones.
+ */
 export function spreadOf(xs: readonly number[]): { median: number; spread: Spread } {
-  const s = summary(xs.filter(Number.isFinite));
-  return { median: s.median, spread: { n: s.n, min: s.min, max: s.max, mad: s.mad } };
+  const v = xs.filter((x) => !Number.isNaN(x));
+  const s = summary(v);
+  return { median: s.median, spread: { n: s.n, min: s.min, max: s.max, mad: mad(v.filter(Number.isFinite)) } };
 }
 
 /**

@@ -50,6 +50,20 @@ describe('compareRuns', () => {
     expect(compareRuns(base, at(7, 0.8).slice(5))[0]!.verdict).toBe('regression');
     expect(compareRuns(at(8, 0.8).slice(0, 5), at(9, 0.99).slice(5))[0]!.verdict).toBe('improvement');
     expect(textTable(compareRuns(base, at(6, 1.25).slice(5)))).toContain('closer to 1 is better');
+    // review, session 60: crossing the ideal at the same distance is no change (it read as +22%)
+    const near = at(10, 0.9).slice(0, 5);
+    expect(compareRuns(near, at(11, 1.101).slice(5))[0]!.verdict).toBe('ok');
+    expect(compareRuns(near, at(12, 1.099).slice(5))[0]!.verdict).toBe('ok');
+    expect(compareRuns(near, at(13, 0.8).slice(5))[0]!.verdict).toBe('regression'); // twice as far
+  });
+
+  it('one baseline night: the night-to-night spread is not known, so only a change past twice the floor counts', () => {
+    const h = (seed: number, step: number) => history(seed, { n: 2, stepAt: 1, step, noise: 0.01 });
+    expect(compareRuns(h(20, 0.09).slice(0, 1), h(20, 0.09).slice(1))[0]!.verdict).toBe('ok');
+    expect(compareRuns(h(21, 0.2).slice(0, 1), h(21, 0.2).slice(1))[0]!.verdict).toBe('regression');
+    // two nights that agree: the floor alone again
+    const three = history(22, { n: 3, stepAt: 2, step: 0.09, noise: 0.01 });
+    expect(compareRuns(three.slice(0, 2), three.slice(2))[0]!.verdict).toBe('regression');
   });
 
   it('a busy candidate is not judged (its change shown); busy runs leave a baseline that has quiet ones', () => {

@@ -207,8 +207,14 @@ export function compareRuns(baseline: LoadedRun[], candidate: LoadedRun[], opts:
     else if (definition(b!.h) !== definition(c!.h)) row.verdict = 'redefined';
     else {
       const bm = row.baseline.median;
-      const diff = row.candidate.median - bm;
-      const se = Math.max(medianDiffSe(b!.values, c!.values), nightSe(b!.runMedians));
+      // a figure with an ideal is judged by its distance from the ideal: crossing it (0.9 → 1.1
+      // with the ideal 1) is no change, though the figure moved 22% (review, session 60)
+      const diff = row.ideal !== undefined ? Math.abs(row.candidate.median - row.ideal) - Math.abs(bm - row.ideal) : row.candidate.median - bm;
+      // with one baseline night the spread between nights is not known: it is taken as the floor
+      // (rounds of one night share its offset, so their spread alone flagged one figure in ten
+      // with nothing changed when nights differ by 3%; a review's simulation, session 60)
+      const assumedNight = b!.runMedians.length < 2 ? (floor * Math.abs(bm) * 2) / k : 0;
+      const se = Math.max(medianDiffSe(b!.values, c!.values), nightSe(b!.runMedians), assumedNight);
       // a baseline of 0 has no relative scale: the difference against k·SE alone (a count of drops
       // that was 0 and is 5 with no noise either side is a change; one inside the noise is not)
       const change = bm === 0 ? (diff === 0 ? 0 : Math.sign(diff) * Infinity) : diff / Math.abs(bm);
@@ -216,7 +222,7 @@ export function compareRuns(baseline: LoadedRun[], candidate: LoadedRun[], opts:
       const beyond = bm === 0 ? Math.abs(diff) > k * se : Math.abs(change) > threshold;
       row.change = change;
       row.threshold = threshold;
-      const worse = row.ideal !== undefined ? Math.abs(row.candidate.median - row.ideal) > Math.abs(bm - row.ideal) : (row.better === 'lower' ? diff : -diff) > 0;
+      const worse = row.ideal !== undefined ? diff > 0 : (row.better === 'lower' ? diff : -diff) > 0;
       row.verdict = c!.busy ? 'busy' : !beyond || diff === 0 ? 'ok' : worse ? 'regression' : 'improvement';
     }
     rows.push(row);
