@@ -22,7 +22,10 @@ interface Attack {
   mechanism?: string;
 }
 
-const short = (v: number) => {
+const short = (v: number | null | undefined) => {
+  // results.json writes NaN and ±∞ as null
+  if (v === null || v === undefined || Number.isNaN(v)) return '—';
+  if (!Number.isFinite(v)) return v > 0 ? '∞' : '−∞';
   const a = Math.abs(v);
   return formatNumber(a >= 100 ? Math.round(v) : a >= 1 ? Math.round(v * 100) / 100 : Number(v.toPrecision(3)));
 };

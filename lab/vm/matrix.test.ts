@@ -82,6 +82,31 @@ describe('matrix report', () => {
 });
 
 describe('matrix run totals', () => {
+  // review, session 60: the cross-kernel tables were written and tested, but the index never showed them
+  it('shows each scenario\'s headline figures and attacks by kernel, a figure JSON wrote as null as "—"', async () => {
+    const d = mkdtempSync(join(tmpdir(), 'matrix-x-'));
+    try {
+      const cells: MatrixCell[] = ['6.1', 'host'].map((k) => ({ scenario: 'security', kernel: k, dir: join(d, `security-${k}`), exitCode: 0, wallMs: 1000, status: 'pending' }));
+      for (const [i, c] of cells.entries()) {
+        mkdirSync(c.dir, { recursive: true });
+        const r = results(c.kernel, 'pass', c.kernel !== 'host') as Results;
+        r.headline = [{ name: 'exec.ns', label: 'exec check', unit: 'ns', better: 'lower', value: i === 0 ? 412 : (null as unknown as number), comparator: { name: 'none', ratio: Infinity, likeForLike: true } }];
+        r.metrics = { ...r.metrics, attacks: [{ name: 'memfd exec', expect: 'denied', outcome: 'denied', ok: true }] };
+        writeFileSync(join(c.dir, 'results.json'), JSON.stringify(r));
+        writeFileSync(join(c.dir, 'report.html'), '<html></html>');
+        readCell(c);
+      }
+      await writeMatrixReport(cells, ['security'], ['6.1', 'host'], d, '2026-01-01T00:00:00Z');
+      const html = readFileSync(join(d, 'index.html'), 'utf8');
+      expect(html).toContain('security: headline figures by kernel');
+      expect(html).toMatch(/<a href="security-6\.1\/report\.html">412 ns<\/a>/);
+      expect(html).toContain('— ns'); // null in results.json: no crash, no number
+      expect(html).toContain('security: attack × kernel');
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
+  });
+
   it('a kernel\'s run total adds up all its scenarios', async () => {
     const d2 = mkdtempSync(join(dir, 'tot-'));
     const cells: MatrixCell[] = ['hello-openat', 'security'].map((sc) => ({ scenario: sc, kernel: '6.1', dir: join(d2, `${sc}-6.1`), exitCode: 0, wallMs: 1, status: 'pending' }));

@@ -15,6 +15,7 @@ import { parseArgs, suggest, UsageError } from '../../common/args.ts';
 import { labCliArgv } from '../../common/dist.ts';
 import { resultsProblem, statusOfChecks, type Results } from '../results.ts';
 import { escapeHtml, htmlPage, statusBadge } from '../report/html.ts';
+import { crossKernelHtml } from '../report/matrix.ts';
 import { REPO_ROOT } from './paths.ts';
 import { parseKernelSpec, type KernelSpec } from './spec.ts';
 import { checkKernel } from './kernels.ts';
@@ -164,6 +165,8 @@ export function matrixHtml(cells: MatrixCell[], scenarios: string[], kernels: st
     h += '</tr>';
   }
   h += '</tbody></table></div>';
+  // the figures each scenario declared, and the security scenario's attacks, kernel by kernel
+  h += crossKernelHtml(cells.map((c) => ({ scenario: c.scenario, kernel: c.kernel, results: c.results, link: existsSync(join(c.dir, 'report.html')) ? `${rel(c)}/report.html` : undefined })), kernels);
 
   // per-kernel environment: accel, versions, and where boot-to-ready and the run time go
   h += '<h2>Kernels</h2><p class="muted">boot-to-ready = QEMU start (until the guest kernel\'s clock starts) + kernel (until /init) + init + root mount (9p/virtiofs); runner start = node start → runner ready in the guest (median over the row); one VM serves all scenarios of a kernel\'s row.</p>';
