@@ -67,6 +67,10 @@ export interface LbConfig {
   /** required when a VIP uses ipip: the outer source address per family */
   tunnelSource?: TunnelSource;
   ringSize?: number;
+  /**
+   * flows the conntrack LRU holds in all; its LRU lists are per CPU (each CPU evicts only from
+   * its own conntrackEntries ÷ possible CPUs), so size it for the CPUs the traffic lands on
+   */
   conntrackEntries?: number;
   /** entries of the backends array (every backend of every VIP takes one); a map size fixed at load */
   backendTableSize?: number;
