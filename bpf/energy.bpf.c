@@ -163,13 +163,13 @@ static __always_inline __u64 stint_core(__u64 *charged, __u64 start, unsigned in
 	return wall;
 }
 
-/* hash flavours: `charged` keyed by thread id, start_time telling a reused id from its old owner */
-static __always_inline __u64 stint_of(__u32 tid, __u64 start, unsigned int policy, __u64 sum, __u64 prev, __u64 wall, struct energy_cpu *c, __u64 *old, __u64 *over)
+/* hash flavours: `charged` keyed by thread id, start_time and the task telling a reused id from its old owner */
+static __always_inline __u64 stint_of(__u64 task, __u32 tid, __u64 start, unsigned int policy, __u64 sum, __u64 prev, __u64 wall, struct energy_cpu *c, __u64 *old, __u64 *over)
 {
 	struct energy_thread *th = bpf_map_lookup_elem(&charged, &tid);
-	if (th && th->start_ns == start)
+	if (th && th->start_ns == start && th->task == task)
 		return stint_core(&th->charged_ns, start, policy, sum, prev, wall, c, old, over);
-	struct energy_thread n = { .start_ns = start };
+	struct energy_thread n = { .start_ns = start, .task = task };
 	__u64 d = stint_core(&n.charged_ns, start, policy, sum, prev, wall, c, old, over);
 	bpf_map_update_elem(&charged, &tid, &n, BPF_ANY);
 	return d;
@@ -179,7 +179,7 @@ static __always_inline __u64 stint_of(__u32 tid, __u64 start, unsigned int polic
 static __always_inline __u64 stint_btf(struct task_struct *t, __u64 wall, struct energy_cpu *c, bool *exiting, __u64 *old, __u64 *over)
 {
 	*exiting = t->exit_state != 0;
-	return stint_of(t->pid, t->start_time, t->policy, t->se.sum_exec_runtime, t->se.prev_sum_exec_runtime, wall, c, old, over);
+	return stint_of((__u64)t, t->pid, t->start_time, t->policy, t->se.sum_exec_runtime, t->se.prev_sum_exec_runtime, wall, c, old, over);
 }
 
 /* classic tracepoint: no task pointer in the context; read `current` with probe reads */
@@ -187,7 +187,7 @@ static __always_inline __u64 stint_current(__u64 wall, struct energy_cpu *c, boo
 {
 	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
 	*exiting = BPF_CORE_READ(t, exit_state) != 0;
-	return stint_of(BPF_CORE_READ(t, pid), BPF_CORE_READ(t, start_time), BPF_CORE_READ(t, policy), BPF_CORE_READ(t, se.sum_exec_runtime), BPF_CORE_READ(t, se.prev_sum_exec_runtime), wall, c, old, over);
+	return stint_of((__u64)t, BPF_CORE_READ(t, pid), BPF_CORE_READ(t, start_time), BPF_CORE_READ(t, policy), BPF_CORE_READ(t, se.sum_exec_runtime), BPF_CORE_READ(t, se.prev_sum_exec_runtime), wall, c, old, over);
 }
 
 static __always_inline __u64 counter_delta(void *map, __u64 *last, struct energy_cpu *c)
@@ -212,6 +212,19 @@ static __always_inline __u64 counter_delta(void *map, __u64 *last, struct energy
  * idle task keeps no exec_start, so a switch into idle takes the outgoing task's. The classic
  * tracepoint has no task pointers and pays for ktime.
  */
+/*
+ * The name a process's entry carries: its thread-group leader's. The switching thread's own
+ * ("V8Worker", "GC Thread#0") split one process into a series per thread name in the Prometheus
+ * export and in `energy top` (review, session 60). Read only when the name is refreshed.
+ */
+static __always_inline void leader_comm(char *comm)
+{
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	struct task_struct *l = BPF_CORE_READ(t, group_leader);
+	if (!l || bpf_probe_read_kernel_str(comm, ENERGY_COMM_LEN, (void *)l->comm) < 0)
+		bpf_get_current_comm(comm, ENERGY_COMM_LEN);
+}
+
 static __always_inline __u64 switch_clock(struct task_struct *prev, struct task_struct *next)
 {
 	if (!prev)
@@ -256,7 +269,7 @@ static __always_inline void on_switch(struct task_struct *prev, struct task_stru
 	struct energy_task *t = bpf_map_lookup_elem(&tasks, &k);
 	if (!t) {
 		struct energy_task init = {};
-		bpf_get_current_comm(init.comm, sizeof(init.comm));
+		leader_comm(init.comm);
 		if (bpf_map_update_elem(&tasks, &k, &init, BPF_NOEXIST) == 0)
 			c->new_keys++;
 		t = bpf_map_lookup_elem(&tasks, &k);
@@ -267,7 +280,7 @@ static __always_inline void on_switch(struct task_struct *prev, struct task_stru
 	}
 	/* a fresh child carries its parent's name until exec: refresh it early and then now and then */
 	if (t->switches < 4 || !(t->switches & 63))
-		bpf_get_current_comm(t->comm, sizeof(t->comm));
+		leader_comm(t->comm);
 	t->on_cpu_ns += d;
 	t->by_prev_ns += old;
 	t->over_wall_ns += over;
@@ -312,7 +325,7 @@ static __always_inline void flush(struct energy_pending *s, __u32 tgid, __u32 cp
 	struct energy_task *t = bpf_map_lookup_percpu_elem(&tasks, &k, s->cpu);
 	if (!t) {
 		struct energy_task init = {};
-		bpf_get_current_comm(init.comm, sizeof(init.comm));
+		leader_comm(init.comm);
 		if (bpf_map_update_elem(&tasks, &k, &init, BPF_NOEXIST) == 0)
 			__sync_fetch_and_add(&c->new_keys, 1);
 		t = bpf_map_lookup_percpu_elem(&tasks, &k, s->cpu);
@@ -331,7 +344,7 @@ static __always_inline void flush(struct energy_pending *s, __u32 tgid, __u32 cp
 			__sync_fetch_and_add(&t->exit_switches, 1);
 		/* a fresh child carries its parent's name until exec: refresh it early and then now and then */
 		if (s->cpu == cpu && (s->flushes < 4 || !(s->flushes & 15)))
-			bpf_get_current_comm(t->comm, sizeof(t->comm));
+			leader_comm(t->comm);
 	} else {
 		__sync_fetch_and_add(&c->unattributed_ns, ns);
 	}

@@ -31,11 +31,14 @@ struct energy_task {
 
 /*
  * value of `charged` (LRU hash keyed by thread id): the thread's se.sum_exec_runtime when its last
- * stint was charged; start_ns (task->start_time) tells a reused thread id from the thread it was
+ * stint was charged; start_ns (task->start_time) tells a reused thread id from the thread it was,
+ * and task (the task_struct's address) a thread that took its leader's id and start time by
+ * exec'ing (de_thread): with the leader's entry it was charged its whole runtime again
  */
 struct energy_thread {
 	__u64 start_ns;
 	__u64 charged_ns;
+	__u64 task;
 };
 
 /*

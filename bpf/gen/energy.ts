@@ -63,12 +63,13 @@ export interface energy_task {
 }
 export const energy_task_size = 72;
 
-/** struct energy_thread: 16 bytes */
+/** struct energy_thread: 24 bytes */
 export interface energy_thread {
   start_ns: bigint;
   charged_ns: bigint;
+  task: bigint;
 }
-export const energy_thread_size = 16;
+export const energy_thread_size = 24;
 
 /** struct energy_pending: 80 bytes */
 export interface energy_pending {
@@ -144,7 +145,7 @@ export const energy = defineSkeleton<EnergyShape>({
     tasks: { type: MapType.LRU_PERCPU_HASH, keySize: 16, valueSize: 72 },
     hw_cycles: { type: MapType.PERF_EVENT_ARRAY, keySize: 4, valueSize: 4 },
     hw_instructions: { type: MapType.PERF_EVENT_ARRAY, keySize: 4, valueSize: 4 },
-    charged: { type: MapType.LRU_HASH, keySize: 4, valueSize: 16 },
+    charged: { type: MapType.LRU_HASH, keySize: 4, valueSize: 24 },
     threads: { type: MapType.TASK_STORAGE, keySize: 4, valueSize: 80 },
     exited: { type: MapType.LRU_HASH, keySize: 16, valueSize: 56 },
   },

@@ -122,6 +122,65 @@ describeRoot('energy collector (host kernel)', () => {
     expect(byCg!.joules).toBeGreaterThan(0);
   }, 60_000);
 
+  // review, session 60: the name was the switching thread's, so one process became a series per thread name
+  it.each([
+    { flavour: 'the default flavour', opts: null },
+    { flavour: 'the tp_btf flavour with the thread hash', opts: { hook: 'tp_btf', perThread: 'hash' } as const },
+  ])('a process is named after its leader, not the thread that burned its CPU ($flavour)', async ({ opts }) => {
+    const t = opts ? await EnergyCollector.open({ power: 'model', ...opts }) : c;
+    try {
+      const py = `import ctypes, threading, time, os
+def work():
+    ctypes.CDLL(None).prctl(15, b"busy-worker", 0, 0, 0)
+    end = time.time() + 0.3
+    while time.time() < end: pass
+th = threading.Thread(target=work); th.start(); th.join()
+print(os.getpid())`;
+      const pid = Number((await execa(PY, ['-c', py])).stdout.trim());
+      await exited(t, [pid]);
+      const mine = [...t.onCpuNow().values()].filter((v) => v.tgid === pid);
+      expect(mine.length).toBeGreaterThan(0);
+      expect(mine.map((v) => v.comm)).toEqual(mine.map(() => 'python3'));
+    } finally {
+      if (opts) t.close();
+    }
+  }, 60_000);
+
+  // review, session 60: a non-leader thread that execs takes its leader's id and start time
+  // (de_thread); with the leader's `charged` entry its whole runtime was charged a second time
+  it.each([
+    { flavour: 'tp_btf with the thread hash', opts: { hook: 'tp_btf', perThread: 'hash' } as const },
+    { flavour: 'the classic tracepoint', opts: { hook: 'tracepoint' } as const },
+  ])('a busy thread that execs while its leader idles is charged once ($flavour)', async ({ opts }) => {
+    const t = await EnergyCollector.open({ power: 'model', ...opts });
+    try {
+      const script = [
+        'import os, threading, time',
+        'def child():',
+        '  s = time.thread_time()',
+        '  while time.thread_time() - s < 0.3: pass',
+        `  os.execv('${PY}', ['python3', '-c', 'import time\\ns = time.thread_time()\\nwhile time.thread_time() - s < 0.1: pass'])`,
+        'threading.Thread(target=child).start()',
+        'time.sleep(30)',
+      ].join('\n');
+      const [pid, truth] = (await execa(PY, ['-c', REAPER, script])).stdout.trim().split('\n').at(-1)!.split(' ').map(Number);
+      await exited(t, [pid!]);
+      // the old leader's last record comes at the exec, the rest at the final switch: until it stops growing
+      const total = () => [...t.onCpuNow().values()].filter((v) => v.tgid === pid).reduce((s, v) => s + v.ns, 0);
+      for (let last = -1, same = 0, until = performance.now() + 10_000; same < 10 && performance.now() < until; ) {
+        await new Promise((r) => setTimeout(r, 50));
+        const n = total();
+        same = n > 0 && n === last ? same + 1 : 0;
+        last = n;
+      }
+      const ns = total();
+      expect(truth!).toBeGreaterThan(0.35e9);
+      expect(Math.abs(ns - truth!) / truth!, why(t, truth!, ns, NaN, pid)).toBeLessThan(0.03);
+    } finally {
+      t.close();
+    }
+  }, 60_000);
+
   it('keeps the task map bounded and counts what the LRU evicted', async () => {
     const small = await EnergyCollector.open({ power: 'model', maxTasks: 32 });
     try {

@@ -40,6 +40,12 @@ export function energyMetrics(c: EnergyCollector): EnergyMetrics {
   new client.Gauge({ name: 'ebpf_lab_energy_map_evictions', help: c.hook.name === 'iter' ? 'threads that left the task walk with no exit record (their time since the last read is lost)' : 'entries the per-task LRU map evicted (created minus alive and forgotten)', registers: [registry], collect() { this.set(c.evictions()); } });
   /** the watts series set at the last interval: a workload idle now has none (its gauge goes) */
   let lastW = { cg: new Set<string>(), proc: new Map<string, Record<string, string>>() };
+  /**
+   * every name a process's series were given (pid + cgroup → comms): a process renamed by exec or
+   * prctl keeps its older series until it is gone, and forget() must end them all (it ended only
+   * the last, the others were exported for ever)
+   */
+  const names = new Map<string, Set<string>>();
   return {
     registry,
     observe(iv) {
@@ -58,6 +64,10 @@ export function energyMetrics(c: EnergyCollector): EnergyMetrics {
       for (const x of iv.workloads) {
         perCg.set(x.cgroup, (perCg.get(x.cgroup) ?? 0) + x.joules);
         const p = { pid: String(x.tgid), comm: x.comm, container_id: x.cgroup };
+        const key = `${x.tgid}\0${x.cgroup}`;
+        const seen = names.get(key);
+        if (!seen) names.set(key, new Set([x.comm]));
+        else seen.add(x.comm);
         proc.inc({ ...p, ...src }, x.joules);
         procW.set({ ...p, ...src }, x.watts);
         procCpu.inc(p, x.onCpuNs / 1e9);
@@ -75,9 +85,13 @@ export function energyMetrics(c: EnergyCollector): EnergyMetrics {
     forget(gone) {
       const cgroups = new Set<string>();
       for (const t of gone) {
-        const p = { pid: String(t.tgid), comm: t.comm, container_id: t.cgroup };
-        proc.remove({ ...p, ...src });
-        procCpu.remove(p);
+        const key = `${t.tgid}\0${t.cgroup}`;
+        for (const comm of names.get(key) ?? [t.comm]) {
+          const p = { pid: String(t.tgid), comm, container_id: t.cgroup };
+          proc.remove({ ...p, ...src });
+          procCpu.remove(p);
+        }
+        names.delete(key);
         cgroups.add(t.cgroup);
       }
       if (!cgroups.size) return;
