@@ -12,6 +12,7 @@ import { attribute, busyAtRead, DEFAULT_MODEL, type BusyAtRead, meteredEnergy, m
 import { findMeter, type Meter } from './power.ts';
 import { busyWeights, IterAccount, procStatBusy, type IterRecord } from './iter.ts';
 import { findCgroup2Root } from '../../common/cgroup.ts';
+import { ensureMounts } from '../../common/host.ts';
 
 export interface CollectorOptions {
   /**
@@ -229,6 +230,7 @@ export class EnergyCollector {
 
   static async open(opts: CollectorOptions = {}): Promise<EnergyCollector> {
     const log = opts.log ?? (() => {});
+    await ensureMounts(); // the classic tracepoint flavour attaches through tracefs
     const model = { ...DEFAULT_MODEL, ...opts.model };
     const bad = validateModel(model);
     if (bad) throw new LabError(`power model: ${bad}`, 'set --tdp above --idle (both in W, for the whole package)');

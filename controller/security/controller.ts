@@ -16,7 +16,7 @@ import { Btf, BpfObject, Kind, Link, MapType, RingBuffer, UpdateFlags, attachCgr
 import { ensureObject } from '../../bpf/build.ts';
 import { sec_call, sec_event_action, sec_event_kind, sec_exec_mode, sec_mech, sec_opt_origin, sec_track_fail, security, type Security as SecuritySkeleton, type SecurityShape, type sec_event, type sec_lost_stop } from '../../bpf/gen/security.ts';
 import { cgroup2Root } from '../../common/cgroup.ts';
-import { activeLsms, processAlive, procStart, readPidStat, terminate } from '../../common/host.ts';
+import { activeLsms, ensureMounts, processAlive, procStart, readPidStat, terminate } from '../../common/host.ts';
 import { readLockHolder, tryLock, unlock, withLockWaitSync } from '../../common/lockfile.ts';
 import { formatAddr } from './policy.ts';
 import { F_ENFORCE, MAP_NAMES, PolicyStore, emptyState, type SecMaps, type StoreState, type StoredPolicy } from './store.ts';
@@ -430,6 +430,9 @@ export class SecurityController {
 
   static async start(opts: ControllerOptions = {}): Promise<SecurityController> {
     const log = opts.log ?? (() => {});
+    // the tracepoint fallbacks attach through tracefs and the pins live on bpffs: on a machine that
+    // has not mounted them every fallback was left out, silently (seen on a fresh boot, session 60)
+    await ensureMounts();
     const file = opts.object ?? (await ensureObject('security', log));
     const mech: Mechanisms = { exec: 'none', lsmEvidence: '', egress: [], lsmConnect: false, rawSockets: [], sourceRouting: [], ptrace: [], ptraceIoUring: '', oracle: false, procs: { capacity: 0, pidMax: pidMax(), prealloc: true, unrecordedChild: 'governed' }, compat: 'none needed', unsupported: [] };
     // links a previous daemon pinned: kept as they are (no gap in enforcement) where their program

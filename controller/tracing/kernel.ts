@@ -23,7 +23,7 @@ import path from 'node:path';
 import { RingBuffer, attachRawTracepoint, attachTrace, attachTracepoint, enableStats, type BpfMap, type BpfObject, type Link, type ProgInfo } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { LabError } from '../../common/errors.ts';
-import { preemptModel, releaseAtLeast, tracefsRoot, type Preemption } from '../../common/host.ts';
+import { ensureMounts, preemptModel, releaseAtLeast, tracefsRoot, type Preemption } from '../../common/host.ts';
 import { tr_dir, tr_kind, tr_limits, tr_red_layout, tr_role, tr_sel, tracing, type Tracing, type TracingShape, type tr_event } from '../../bpf/gen/tracing.ts';
 
 /** the record's constants, from the enums in bpf/tracing.h (read from the object's BTF into bpf/gen/tracing.ts) */
@@ -328,6 +328,7 @@ export class KernelTracer implements Disposable {
   }
 
   static async start(opts: KernelTracerOptions = {}): Promise<KernelTracer> {
+    await ensureMounts(); // hooks are probed in tracefs, and libbpf attaches through it
     const cap = opts.capBytes ?? 256;
     if (!(Number.isInteger(cap) && cap >= 1 && cap <= TR.MAX_CAP)) throw new Error(`capture bytes must be an integer 1…${TR.MAX_CAP}, got ${cap}`);
     const hook: DataHook = opts.hook ?? defaultHook();
