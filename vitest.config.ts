@@ -42,6 +42,8 @@ export default defineConfig({
     sequence: { sequencer: JaegerLast },
     globalSetup: ['lab/testing.setup.ts'],
     testTimeout: 60_000,
+    // only tests marked concurrent run together: the e2e scenario runs, a guest per core (lab/e2e.test.ts)
+    maxConcurrency: 2,
     hookTimeout: 120_000,
     reporters: ['default', 'json'],
     outputFile: { json: scratch ? path.join(scratch, 'results.json') : '.vitest/results.json' },
