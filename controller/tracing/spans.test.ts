@@ -96,6 +96,19 @@ describe('SpanAssembler', () => {
     expect(out.find((s) => s.request?.target === '/c')!.tupleOrdinal).toBeUndefined();
   });
 
+  it('a 101 to a request the tracer did not see still ends HTTP on the connection', () => {
+    const { a, out, done } = setup();
+    const at = { lport: 80, rport: 5000 };
+    a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, ...at }));
+    a.push(data(1n, OUT, 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n', at));
+    // the other protocol's bytes, shaped like a request and its answer: not HTTP any more
+    a.push(data(1n, IN, REQ('/not-http'), at));
+    a.push(data(1n, OUT, RES(200), at));
+    a.push(ev({ sock: 1n, kind: TR.EV_CLOSE, old_state: 1, ...at }));
+    done();
+    expect(out).toEqual([]);
+  });
+
   it('a chunk extension after whitespace (RFC 9112 BWS) is still chunked framing', () => {
     const { a, out, done } = setup();
     const at = { lport: 80, rport: 5000 };

@@ -478,7 +478,12 @@ export class SpanAssembler {
 
   private onResponse(c: Conn, m: HttpMessage): void {
     const s = c.pending[0];
-    if (!s) return; // a response to nothing we saw (the request predates the tracer)
+    if (!s) {
+      // a response to nothing we saw (the request predates the tracer); after a 101 even so,
+      // neither direction is HTTP/1.1 any more
+      if (m.status === 101) c.upgraded = true;
+      return;
+    }
     if (s.lost || m.startTs < s.startTs) {
       // the answer to a request whose head was lost (or one begun before the request it would
       // pair with: the same, unnoticed). The lost bytes may have held several requests, so those
