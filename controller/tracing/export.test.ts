@@ -32,9 +32,10 @@ describe('BoundedExporter', () => {
   // review, session 60: a timed-out send went on in the exporter while its batch was queued again
   it('a send past its timeout holds its batch until it settles: one send at a time, nothing sent twice, nothing outside the bound', async () => {
     const f = stalled();
-    const ex = new BoundedExporter('fake', f.exporter, { maxQueue: 10, batch: 10, intervalMs: 10, timeoutMs: 20 });
+    // timed out at 400 ms, given up at 800 (the next test): looked at in between
+    const ex = new BoundedExporter('fake', f.exporter, { maxQueue: 10, batch: 10, intervalMs: 10, timeoutMs: 400 });
     for (let i = 0; i < 10; i++) ex.add(mk(i));
-    await sleep(500);
+    await sleep(600);
     expect(f.waiting).toHaveLength(1); // one send outstanding, not one per timeout
     expect(ex.stats.failedBatches).toBe(1);
     for (let i = 10; i < 30; i++) ex.add(mk(i)); // the queue holds 10 beside the batch in the send
@@ -52,9 +53,9 @@ describe('BoundedExporter', () => {
 
   it('a late send that fails puts its batch back in the queue, and close() counts a send still out as dropped', async () => {
     const f = stalled();
-    const ex = new BoundedExporter('fake', f.exporter, { maxQueue: 10, batch: 5, intervalMs: 10, timeoutMs: 20 });
+    const ex = new BoundedExporter('fake', f.exporter, { maxQueue: 10, batch: 5, intervalMs: 10, timeoutMs: 400 });
     for (let i = 0; i < 5; i++) ex.add(mk(i));
-    await sleep(200);
+    await sleep(600);
     expect(f.waiting).toHaveLength(1);
     f.answer(1);
     await sleep(300); // queued again, then sent again (and stalled again)
@@ -62,5 +63,22 @@ describe('BoundedExporter', () => {
     expect(f.waiting).toHaveLength(1);
     await ex.close(50);
     expect([ex.stats.exported, ex.stats.dropped]).toEqual([0, 5]);
+  });
+
+  // review, session 60: a send that never settles held every later one back, for good
+  it('a send that never settles is given up after another timeout: its spans count as dropped and sending resumes', async () => {
+    const f = stalled();
+    const ex = new BoundedExporter('fake', f.exporter, { maxQueue: 10, batch: 5, intervalMs: 10, timeoutMs: 30 });
+    for (let i = 0; i < 5; i++) ex.add(mk(i));
+    await sleep(300);
+    for (let i = 5; i < 10; i++) ex.add(mk(i));
+    await sleep(300);
+    expect(f.waiting.length).toBeGreaterThanOrEqual(2); // the second batch went out
+    expect(ex.stats.dropped).toBeGreaterThanOrEqual(5);
+    f.answer(0); // both got through after all: counted exported, not dropped
+    await sleep(50);
+    expect([ex.stats.exported, ex.stats.dropped]).toEqual([10, 0]);
+    expect(new Set(f.sent).size).toBe(f.sent.length);
+    await ex.close(50);
   });
 });

@@ -391,15 +391,41 @@ export class BoundedExporter {
           if (!this.failing) this.onTrouble?.(this.stats.lastError);
           this.failing = true;
           this.lateSpans = batch.length;
-          this.late = sending.then((x) => {
+          // a send that never settles (an endpoint that accepted and went silent; Zipkin's exporter
+          // has no timeout of its own) must not hold the queue for good: after another
+          // sendTimeoutMs its batch is counted dropped and sending resumes (a late success after
+          // that is counted exported instead)
+          let givenUp = false;
+          const giveUp = setTimeout(() => {
+            if (this.late !== late) return;
+            givenUp = true;
+            this.late = null;
+            this.stats.dropped += this.lateSpans;
+            this.lateSpans = 0;
+            this.arm();
+          }, this.sendTimeoutMs);
+          giveUp.unref();
+          const late: Promise<void> = sending.then((x) => {
+            clearTimeout(giveUp);
+            if (givenUp) {
+              if (x.code === 0 && !this.closed) {
+                this.stats.dropped -= batch.length;
+                this.stats.exported += batch.length;
+              }
+              return;
+            }
             this.late = null;
             this.lateSpans = 0;
             if (this.closed) return; // counted dropped by close()
-            if (x.code === 0) this.stats.exported += batch.length;
-            else this.requeue(batch);
+            if (x.code === 0) {
+              this.stats.exported += batch.length;
+              if (this.failing) this.onTrouble?.(undefined);
+              this.failing = false;
+            } else this.requeue(batch);
             this.stats.queued = this.q.length;
             this.arm();
           });
+          this.late = late;
           break;
         }
         if (r.code === 0) {

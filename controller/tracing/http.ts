@@ -505,9 +505,11 @@ export class HttpStream {
           this.held = { ts, last: ts, len, data: Buffer.from(alone), line: held ? false : line };
           return;
         } else if (this.sync) {
-          // the request after one whose end was inferred, seen from inside a line: lost, so counted
+          // the request after one whose end was inferred, seen from inside a line: lost, so
+          // counted; or the rest of that request's body (an upload answered early, drained or
+          // still sent): not known to be a message, so no loss is reported to the pairing
           this.sync = false;
-          this.giveUp();
+          this.giveUp(false);
         }
       }
     }
@@ -653,11 +655,11 @@ export class HttpStream {
     this.sync = false;
   }
 
-  private giveUp(): void {
+  private giveUp(lost = true): void {
     // a resync that was not a message after all: the stream was counted when it went bad
     if (!this.tentative) {
       this.stats.bad++;
-      this.onLost?.();
+      if (lost) this.onLost?.();
     }
     this.tentative = false;
     this.dropHead();

@@ -96,6 +96,20 @@ describe('SpanAssembler', () => {
     expect(out.find((s) => s.request?.target === '/c')!.tupleOrdinal).toBeUndefined();
   });
 
+  it('a lost request\'s place counts against the pending bound: broken and valid requests alternating do not grow it', () => {
+    const out: Span[] = [];
+    const a = new SpanAssembler((s) => out.push(s), { graceMs: 10, now: () => 0, maxPendingPerConn: 4 });
+    const at = { lport: 80, rport: 5000 };
+    a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, ...at }));
+    for (let i = 0; i < 200; i++) {
+      a.push(data(1n, IN, REQ(`/ok-${i}`), at));
+      a.push(data(1n, IN, 'GET /bad HTTP/1.1\r\nX Bad: 1\r\n\r\n', at));
+    }
+    const pending = (a as unknown as { conns: Map<bigint, { pending: unknown[] }> }).conns.get(1n)!.pending;
+    expect(pending.length).toBeLessThanOrEqual(4);
+    expect(a.stats.pendingDropped).toBeGreaterThan(190);
+  });
+
   it('a 101 to a request the tracer did not see still ends HTTP on the connection', () => {
     const { a, out, done } = setup();
     const at = { lport: 80, rport: 5000 };

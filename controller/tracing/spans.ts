@@ -425,15 +425,7 @@ export class SpanAssembler {
   private onRequest(c: Conn, m: HttpMessage): void {
     const tid = this.curTid;
     const ordinal = c.ordinal++;
-    if (c.pending.length >= this.maxPending) {
-      // given up on, but finished like any other span: a span left in activeByThread would make
-      // its thread's later calls its children (a parent never exported) or ambiguous, for good
-      const old = c.pending.shift()!;
-      this.stats.pendingDropped++;
-      old.errorType = 'pending_overflow';
-      old.endTs = m.startTs > old.startTs ? m.startTs : old.startTs;
-      this.finish(old);
-    }
+    this.makeRoom(c, m.startTs);
     const s: Span = {
       kind: c.role!, service: c.service, pid: c.pid, tid, comm: c.comm, cgroupId: c.cgroupId, spanId: hex(8), link: 'root',
       local: c.local, peer: c.peer, startTs: m.startTs, endTs: m.endTs, request: m, done: false,
@@ -470,10 +462,28 @@ export class SpanAssembler {
   private requestLost(c: Conn): void {
     c.noTuple = true;
     if (c.pending.at(-1)?.lost) return;
+    this.makeRoom(c, this.curTs);
     c.pending.push({
       kind: c.role!, service: c.service, pid: c.pid, tid: this.curTid, comm: c.comm, cgroupId: c.cgroupId, spanId: '', link: 'root',
       local: c.local, peer: c.peer, startTs: this.curTs, endTs: this.curTs, done: true, lost: true,
     });
+  }
+
+  /**
+   * A full pending queue gives up its oldest request (a lost request's place counts as one: the
+   * queue stays bounded whatever the traffic), finished like any other span: a span left in
+   * activeByThread would make its thread's later calls its children (a parent never exported)
+   * or ambiguous, for good.
+   */
+  private makeRoom(c: Conn, ts: bigint): void {
+    while (c.pending.length >= this.maxPending) {
+      const old = c.pending.shift()!;
+      if (old.lost) continue;
+      this.stats.pendingDropped++;
+      old.errorType = 'pending_overflow';
+      old.endTs = ts > old.startTs ? ts : old.startTs;
+      this.finish(old);
+    }
   }
 
   private onResponse(c: Conn, m: HttpMessage): void {

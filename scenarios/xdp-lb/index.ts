@@ -595,7 +595,9 @@ const scenario: Scenario = {
     const ratioPos = (num: number[], den: number[]) => num.map((x, i) => (den[i]! > 0 ? x / den[i]! : NaN));
     // proxy ÷ XDP ("times below"): a round where the XDP path added nothing measurable (≤ 0) while
     // the proxy added CPU is ∞ — it meets a "≥ N× below" goal and is counted (goalByRounds), rather
-    // than dropped from the rounds as a missing ratio; the median is over the finite ratios
+    // than dropped from the rounds as a missing ratio. The median counts it too (spreadOf): most
+    // rounds ∞ make the median ∞, which results.json can only write as null ("—" beside the goal's
+    // "met in k/n rounds"), rather than the finite ratio that dropping them left
     const timesBelow = (proxy: number[], xdp: number[]) => proxy.map((x, i) => (xdp[i]! > 0 ? x / xdp[i]! : x > 0 && xdp[i]! <= 0 ? Infinity : NaN));
     const ratios: Record<string, number | null> = {};
     const fin = (x: number) => (Number.isFinite(x) ? x : null);
