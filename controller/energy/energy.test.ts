@@ -37,6 +37,18 @@ async function exited(c: EnergyCollector, pids: number[]): Promise<void> {
   for (const until = performance.now() + 10_000; !done() && performance.now() < until; ) await new Promise((r) => setTimeout(r, 20));
 }
 
+/** a process's charged ns once it has stopped growing (500 ms unchanged, at most 10 s): its threads' last records come at different times */
+async function settledNs(c: EnergyCollector, pid: number): Promise<number> {
+  const total = () => [...c.onCpuNow().values()].filter((v) => v.tgid === pid).reduce((s, v) => s + v.ns, 0);
+  for (let last = -1, same = 0, until = performance.now() + 10_000; same < 10 && performance.now() < until; ) {
+    await new Promise((r) => setTimeout(r, 50));
+    const n = total();
+    same = n > 0 && n === last ? same + 1 : 0;
+    last = n;
+  }
+  return total();
+}
+
 // what the sched_switch program saw, for failure messages (ground truth vs BPF is judged, not these)
 const why = (c: EnergyCollector, truthNs: number, bpfNs: number, byPrevNs = NaN, pid = 0) => {
   const t = c.cpuTotals().reduce((a, x) => ({ first: a.first + Number(x.first_stints), resyncs: a.resyncs + Number(x.resyncs), lostMs: a.lostMs + Number(x.resync_lost_ns) / 1e6, overMs: a.overMs + Number(x.resync_over_ns) / 1e6, fallbacks: a.fallbacks + Number(x.ktime_fallbacks), unattributedMs: a.unattributedMs + Number(x.unattributed_ns) / 1e6, switches: a.switches + Number(x.switches), newKeys: a.newKeys + Number(x.new_keys) }), { first: 0, resyncs: 0, lostMs: 0, overMs: 0, fallbacks: 0, unattributedMs: 0, switches: 0, newKeys: 0 });
@@ -165,15 +177,8 @@ print(os.getpid())`;
       ].join('\n');
       const [pid, truth] = (await execa(PY, ['-c', REAPER, script])).stdout.trim().split('\n').at(-1)!.split(' ').map(Number);
       await exited(t, [pid!]);
-      // the old leader's last record comes at the exec, the rest at the final switch: until it stops growing
-      const total = () => [...t.onCpuNow().values()].filter((v) => v.tgid === pid).reduce((s, v) => s + v.ns, 0);
-      for (let last = -1, same = 0, until = performance.now() + 10_000; same < 10 && performance.now() < until; ) {
-        await new Promise((r) => setTimeout(r, 50));
-        const n = total();
-        same = n > 0 && n === last ? same + 1 : 0;
-        last = n;
-      }
-      const ns = total();
+      // the old leader's last record comes at the exec, the rest at the final switch
+      const ns = await settledNs(t, pid!);
       expect(truth!).toBeGreaterThan(0.35e9);
       expect(Math.abs(ns - truth!) / truth!, why(t, truth!, ns, NaN, pid)).toBeLessThan(0.03);
     } finally {
@@ -397,12 +402,7 @@ print(os.getpid())`;
       // of no growth once ended the wait before it on a busy machine (fresh-check: 708.4 of 724.8 ms,
       // the runtime since the last walk missing), so 500 ms
       const xNs = () => [...t.onCpuNow().values()].filter((v) => v.tgid === xpid).reduce((s, v) => s + v.ns, 0);
-      for (let last = -1, same = 0, until = performance.now() + 10_000; same < 10 && performance.now() < until; ) {
-        await new Promise((r) => setTimeout(r, 50));
-        const n = xNs();
-        same = n > 0 && n === last ? same + 1 : 0;
-        last = n;
-      }
+      await settledNs(t, xpid!);
       expect(xtruth!).toBeGreaterThan(0.6e9);
       expect(Math.abs(xNs() - xtruth!) / xtruth!, `exec from a thread: truth ${(xtruth! / 1e6).toFixed(1)} ms, iter ${(xNs() / 1e6).toFixed(1)} ms`).toBeLessThan(0.02);
 
@@ -417,7 +417,8 @@ print(os.getpid())`;
       await new Promise((r) => setTimeout(r, 50));
       const [bpf0, ran0] = [mineNs(), ran()];
       process.kill(pid, 'SIGCONT');
-      await new Promise((r) => setTimeout(r, 300));
+      // until it has run 60 ms (a fixed 300 ms gave it 49 ms beside a busy suite)
+      for (const until = performance.now() + 5000; ran() - ran0 < 60e6 && performance.now() < until; ) await new Promise((r) => setTimeout(r, 50));
       expect(mineNs()).toBeGreaterThan(bpf0); // a walk mid-run sees it grow
       process.kill(pid, 'SIGSTOP');
       await new Promise((r) => setTimeout(r, 50));
