@@ -16,6 +16,7 @@ struct {
 
 LAB_LOST_COUNTER(lost);
 LAB_EXPORT(openat_event);
+LAB_EXPORT_ENUM(hello_fname_status);
 
 static __always_inline bool comm_matches(const char *comm)
 {

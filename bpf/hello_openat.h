@@ -2,7 +2,13 @@
 #pragma once
 #define HELLO_COMM_LEN 16
 #define HELLO_FNAME_LEN 256
-#define HELLO_FNAME_TRUNCATED 1
+
+/* fname_status of a name kept whole or cut; an enum, so it reaches the object's BTF and
+ * bpf/gen/hello_openat.enums.ts (a negative status is -errno) */
+enum hello_fname_status {
+	HELLO_FNAME_WHOLE = 0,
+	HELLO_FNAME_TRUNCATED = 1,
+};
 
 struct openat_event {
 	__u64 ts_ns;

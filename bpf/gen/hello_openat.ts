@@ -15,6 +15,8 @@ export interface openat_event {
 }
 export const openat_event_size = 304;
 
+export * from './hello_openat.enums.ts';
+
 // --- skeleton: maps, programs and globals of hello_openat.bpf.o, typed ---
 export interface HelloOpenatShape {
   maps: {

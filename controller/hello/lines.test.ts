@@ -2,7 +2,10 @@
 // end, no decoding), on records built in memory: no kernel, no root. The kernel-fed test (the
 // sink vs the C consumer's own output) is in scenarios/hello-openat.
 import { describe, expect, it } from 'vitest';
-import { FNAME_TRUNCATED, fnameMark, formatLine, maxLineBytes, type LineLayout } from './lines.ts';
+import { fnameMark, formatLine, maxLineBytes, type LineLayout } from './lines.ts';
+import { hello_fname_status } from '../../bpf/gen/hello_openat.enums.ts';
+
+const FNAME_TRUNCATED = hello_fname_status.HELLO_FNAME_TRUNCATED;
 
 // struct openat_event's shape (bpf/hello_openat.h) at offsets of its own: the function takes them as input
 const at: LineLayout = { pid: 8, status: 12, comm: 20, commLen: 16, filename: 36, filenameLen: 256 };

@@ -4,6 +4,7 @@
 // (lines.worker.ts) formats exactly as the tracer on the main thread does.
 import type { RingBuffer } from '../libbpf/ringbuf.ts';
 import { writeAll } from '../libbpf/fdio.ts';
+import { hello_fname_status } from '../../bpf/gen/hello_openat.enums.ts';
 
 /** byte offsets in struct openat_event of what a line prints (from BTF; OpenatTracer reads them) */
 export interface LineLayout {
@@ -12,20 +13,17 @@ export interface LineLayout {
   commLen: number;
   filename: number;
   filenameLen: number;
-  /** fname_status: 0 whole, FNAME_TRUNCATED, or -errno (the name could not be read) */
+  /** fname_status: hello_fname_status (whole, truncated), or -errno (the name could not be read) */
   status: number;
 }
-
-/** fname_status of a name cut to the field (HELLO_FNAME_TRUNCATED in bpf/hello_openat.h) */
-export const FNAME_TRUNCATED = 1;
 
 /**
  * What follows the name when the kernel side could not keep it whole (the C consumer's
  * HELLO_TRUNCATED_MARK / HELLO_UNREADABLE_MARK): a cut or unread name is never shown as if whole.
  */
 export function fnameMark(status: number): string {
-  if (status === 0) return '';
-  return status > 0 ? ' (truncated)' : `(unreadable: errno ${-status})`;
+  if (status === hello_fname_status.HELLO_FNAME_WHOLE) return '';
+  return status === hello_fname_status.HELLO_FNAME_TRUNCATED ? ' (truncated)' : status < 0 ? `(unreadable: errno ${-status})` : ` (fname_status ${status})`;
 }
 const MARK_MAX = 32;
 const marks = new Map<number, Buffer>();

@@ -245,16 +245,16 @@ export class RingBuffer<T> implements AsyncIterable<T>, Disposable {
    * crash the process, so these throw once the ring is closed (take a reference per batch).
    */
   get bytes(): Uint8Array {
-    this.open();
+    this.assertMapped();
     return this._bytes;
   }
 
   get view(): DataView {
-    this.open();
+    this.assertMapped();
     return this.data;
   }
 
-  private open(): void {
+  private assertMapped(): void {
     if (this.closed && !this.unmapOnRelease) throw new BpfError(`ring buffer ${this.map.name} used after it was closed`, Errno.EBADF);
   }
 

@@ -112,12 +112,14 @@ static int handle_event(void *ctx, void *data, size_t size)
 	if (size < sizeof(*e))
 		return 0;
 	/* comm and filename are NUL-terminated by the kernel helpers; bound them anyway */
-	if (e->fname_status == 0)
+	if (e->fname_status == HELLO_FNAME_WHOLE)
 		printf("%7u %-16.*s %.*s\n", e->pid, HELLO_COMM_LEN, e->comm, HELLO_FNAME_LEN, e->filename);
-	else if (e->fname_status > 0)
+	else if (e->fname_status == HELLO_FNAME_TRUNCATED)
 		printf("%7u %-16.*s %.*s" HELLO_TRUNCATED_MARK "\n", e->pid, HELLO_COMM_LEN, e->comm, HELLO_FNAME_LEN, e->filename);
-	else
+	else if (e->fname_status < 0)
 		printf("%7u %-16.*s " HELLO_UNREADABLE_MARK "%d)\n", e->pid, HELLO_COMM_LEN, e->comm, -e->fname_status);
+	else
+		printf("%7u %-16.*s %.*s (fname_status %d)\n", e->pid, HELLO_COMM_LEN, e->comm, HELLO_FNAME_LEN, e->filename, e->fname_status);
 	delivered++;
 	return 0;
 }
