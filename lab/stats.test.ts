@@ -6,6 +6,10 @@ describe('stats', () => {
     expect(median([3, 1, 2])).toBe(2);
     expect(median([4, 1, 3, 2])).toBe(2.5);
     expect(median([])).toBeNaN();
+    // NaN is no value, wherever it stands (review, session 60: the result depended on its place)
+    expect([median([NaN, 1, 2, 3, 4]), median([1, 2, NaN, 3, 4]), median([1, 2, 3, 4, NaN])]).toEqual([2.5, 2.5, 2.5]);
+    expect(median([NaN])).toBeNaN();
+    expect(summary([1, NaN, 3])).toEqual({ n: 2, median: 2, mad: 1, min: 1, max: 3 });
     // deviations from 3: 2,1,0,1,97 → median 1
     expect(mad([1, 2, 3, 4, 100])).toBe(1);
     expect(summary([5, 1, 9])).toEqual({ n: 3, median: 5, mad: 4, min: 1, max: 9 });

@@ -2,9 +2,13 @@
 // confidence interval for the ratio of two paired series (e.g. per-round CPU time per operation
 // with and without a feature, measured interleaved). Generic: no knowledge of what is measured.
 
+/**
+ * NaN (no value) is left out: a comparator that meets NaN answers NaN, and the order it then
+ * sorts in depended on where the NaN stood ([1, 2, NaN, 3, 4] → NaN, [NaN, 1, 2, 3, 4] → 2)
+ */
 export function median(xs: readonly number[]): number {
-  if (!xs.length) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
+  const s = xs.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
+  if (!s.length) return NaN;
   const m = s.length >> 1;
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
@@ -15,7 +19,9 @@ export function mad(xs: readonly number[]): number {
   return median(xs.map((x) => Math.abs(x - m)));
 }
 
-export function summary(xs: readonly number[]): { n: number; median: number; mad: number; min: number; max: number } {
+/** over the values that are numbers (NaN left out, n says how many) */
+export function summary(values: readonly number[]): { n: number; median: number; mad: number; min: number; max: number } {
+  const xs = values.filter((x) => !Number.isNaN(x));
   return { n: xs.length, median: median(xs), mad: mad(xs), min: xs.length ? Math.min(...xs) : NaN, max: xs.length ? Math.max(...xs) : NaN };
 }
 
