@@ -322,6 +322,17 @@ describe('HttpStream', () => {
     const s = collect('response');
     s.feed('HTTP/1.1 200 OK\r\nX-Long: a \r\n \t b\r\nTransfer-Encoding: gzip,\r\n chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n');
     expect(s.out.map((m) => [m.status, m.bodyBytes, m.headers.get('x-long'), m.headers.get('transfer-encoding')])).toEqual([[200, 2, 'a b', 'gzip, chunked']]);
+    // Transfer-Encoding over two lines is one list; a coding other than chunked last outranks
+    // Content-Length: the response runs to the close
+    const te = collect('response');
+    te.feed('HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n');
+    expect(te.out.map((m) => [m.status, m.bodyBytes])).toEqual([[200, 2]]);
+    const gz = collect('response');
+    gz.feed('HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 2\r\n\r\nokmore');
+    gz.feed('still the body');
+    expect(gz.out).toEqual([]);
+    gz.s.close(gz.next());
+    expect(gz.out.map((m) => [m.status, m.bodyBytes])).toEqual([[200, 20]]);
     // folds after folds, one of blanks only: one SP per fold, the blanks around it gone
     const f = collect('response');
     f.feed('HTTP/1.1 200 OK\r\nX-M: a\r\n b \r\n   \r\n\tc\t\r\n d\r\nContent-Length: 0\r\n\r\n');

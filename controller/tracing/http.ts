@@ -280,6 +280,7 @@ function parseHeadLenient(b: Buffer, end: number, kind: 'request' | 'response'):
  */
 const HOT = ['host', 'user-agent', 'traceparent', 'content-length', 'transfer-encoding'] as const;
 const HOT_BYTES = HOT.map((h) => Buffer.from(h, 'latin1'));
+const TE_HOT = HOT.indexOf('transfer-encoding');
 
 class HeadHeaders implements HeaderLookup {
   /** values of HOT, by index; undefined = absent */
@@ -366,11 +367,14 @@ function parseHead(b: Buffer, end: number, kind: 'request' | 'response'): HttpHe
       for (let i = colon + 1; i < e; i++) if (!VCHAR[b[i]!]) return null;
       if (++lines <= LIMITS.MAX_HEADERS) {
         const hi = hotIndex(b, p, colon);
-        if (hi >= 0 && h.hot[hi] === undefined) {
+        // Transfer-Encoding is a list: its lines together are one value ("gzip" then "chunked"
+        // is chunked, RFC 9110 §5.3); of the others the first counts
+        if (hi >= 0 && (h.hot[hi] === undefined || hi === TE_HOT)) {
           let a = colon + 1, z = e;
           while (a < z && (b[a] === SP || b[a] === HT)) a++;
           while (z > a && (b[z - 1] === SP || b[z - 1] === HT)) z--;
-          h.hot[hi] = b.toString('latin1', a, Math.min(z, a + LIMITS.MAX_VALUE));
+          const v = b.toString('latin1', a, Math.min(z, a + LIMITS.MAX_VALUE));
+          h.hot[hi] = h.hot[hi] === undefined ? v : `${h.hot[hi]}, ${v}`.slice(0, LIMITS.MAX_VALUE);
         }
       }
     }
@@ -743,6 +747,14 @@ export class HttpStream {
       this.mode = 'chunked';
       this.chunk = 'size';
       this.line = '';
+    } else if (te !== undefined) {
+      // a coding other than chunked last: Content-Length does not count (RFC 9112 §6.3): a
+      // response runs to the close, a request cannot be framed (the server answers 400)
+      if (this.kind === 'request') {
+        this.giveUp();
+        return len;
+      }
+      this.mode = 'open';
     } else if (cl !== undefined) {
       if (!/^\d{1,15}$/.test(cl)) {
         this.giveUp();
