@@ -87,9 +87,8 @@ export type Spread = NonNullable<Headline['spread']>;
  * headline beside "met in 2/3 rounds"). The MAD is over the finite ones.
  */
 export function spreadOf(xs: readonly number[]): { median: number; spread: Spread } {
-  const v = xs.filter((x) => !Number.isNaN(x));
-  const s = summary(v);
-  return { median: s.median, spread: { n: s.n, min: s.min, max: s.max, mad: mad(v.filter(Number.isFinite)) } };
+  const s = summary(xs);
+  return { median: s.median, spread: { n: s.n, min: s.min, max: s.max, mad: mad(xs.filter(Number.isFinite)) } };
 }
 
 /**

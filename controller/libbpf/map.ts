@@ -330,8 +330,8 @@ export class BpfMap<K = unknown, V = unknown> implements Disposable {
   }
 
   unpin(path?: string): void {
-    const fd = this.fd; // throws once closed (the libbpf map it names is gone)
-    if (this.ptr !== NULL && fd >= 0) B.bpf_map__unpin(this.ptr, path ?? null);
+    void this.fd; // throws once closed (the libbpf map it names is gone)
+    if (this._ptr !== NULL) B.bpf_map__unpin(this._ptr, path ?? null);
   }
 
   private decodePerCpu(dv: DataView, off: number): V[] {

@@ -386,10 +386,7 @@ export class BoundedExporter {
         if (this.closed) return; // close() gave up on this batch and counted it dropped
         this.stats.batches++;
         if (r === timedOut) {
-          this.stats.failedBatches++;
-          this.stats.lastError = timedOut.error.message;
-          if (!this.failing) this.onTrouble?.(this.stats.lastError);
-          this.failing = true;
+          this.sendFailed(timedOut.error.message);
           this.lateSpans = batch.length;
           // a send that never settles (an endpoint that accepted and went silent; Zipkin's exporter
           // has no timeout of its own) must not hold the queue for good: after another
@@ -417,26 +414,17 @@ export class BoundedExporter {
             this.late = null;
             this.lateSpans = 0;
             if (this.closed) return; // counted dropped by close()
-            if (x.code === 0) {
-              this.stats.exported += batch.length;
-              if (this.failing) this.onTrouble?.(undefined);
-              this.failing = false;
-            } else this.requeue(batch);
+            if (x.code === 0) this.sent(batch.length);
+            else this.requeue(batch);
             this.stats.queued = this.q.length;
             this.arm();
           });
           this.late = late;
           break;
         }
-        if (r.code === 0) {
-          this.stats.exported += batch.length;
-          if (this.failing) this.onTrouble?.(undefined);
-          this.failing = false;
-        } else {
-          this.stats.failedBatches++;
-          this.stats.lastError = r.error?.message ?? `code ${r.code}`;
-          if (!this.failing) this.onTrouble?.(this.stats.lastError);
-          this.failing = true;
+        if (r.code === 0) this.sent(batch.length);
+        else {
+          this.sendFailed(r.error?.message ?? `code ${r.code}`);
           this.requeue(batch);
           break;
         }
@@ -446,6 +434,21 @@ export class BoundedExporter {
       this.busy = false;
       this.arm();
     }
+  }
+
+  /** a batch got through: exports work (again) */
+  private sent(spans: number): void {
+    this.stats.exported += spans;
+    if (this.failing) this.onTrouble?.(undefined);
+    this.failing = false;
+  }
+
+  /** a batch failed or timed out: said once per run of failures */
+  private sendFailed(error: string): void {
+    this.stats.failedBatches++;
+    this.stats.lastError = error;
+    if (!this.failing) this.onTrouble?.(error);
+    this.failing = true;
   }
 
   /** a failed batch back to the front while there is room; the rest is dropped (counted) */

@@ -409,10 +409,10 @@ export class SpanAssembler {
    * the oldest of them shifted every later pair on the connection by one.
    */
   private responseLost(c: Conn): void {
-    this.finishUnanswered(c, c.pending.splice(0));
+    this.finishUnanswered(c.pending.splice(0));
   }
 
-  private finishUnanswered(c: Conn, spans: Span[]): void {
+  private finishUnanswered(spans: Span[]): void {
     for (const s of spans) {
       if (s.lost) continue;
       this.stats.responsesLost++;
@@ -504,7 +504,7 @@ export class SpanAssembler {
         c.pending.shift();
         let n = 0;
         while (n < c.pending.length && !c.pending[n]!.lost && c.pending[n]!.startTs < m.startTs) n++;
-        this.finishUnanswered(c, c.pending.splice(0, n));
+        this.finishUnanswered(c.pending.splice(0, n));
       }
       return;
     }

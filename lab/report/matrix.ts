@@ -23,9 +23,8 @@ interface Attack {
 }
 
 const short = (v: number | null | undefined) => {
-  // results.json writes NaN and ±∞ as null
-  if (v === null || v === undefined || Number.isNaN(v)) return '—';
-  if (!Number.isFinite(v)) return v > 0 ? '∞' : '−∞';
+  // results.json writes NaN and ±∞ as null: formatNumber's dash (and its ∞ for one in memory)
+  if (v === null || v === undefined || !Number.isFinite(v)) return formatNumber(v as number);
   const a = Math.abs(v);
   return formatNumber(a >= 100 ? Math.round(v) : a >= 1 ? Math.round(v * 100) / 100 : Number(v.toPrecision(3)));
 };
