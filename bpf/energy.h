@@ -30,15 +30,14 @@ struct energy_task {
 };
 
 /*
- * value of `charged` (LRU hash keyed by thread id): the thread's se.sum_exec_runtime when its last
- * stint was charged; start_ns (task->start_time) tells a reused thread id from the thread it was,
- * and task (the task_struct's address) a thread that took its leader's id and start time by
- * exec'ing (de_thread): with the leader's entry it was charged its whole runtime again
+ * value of `charged` (LRU hash keyed by the task_struct's address): the thread's
+ * se.sum_exec_runtime when its last stint was charged, and its task->start_time then, which tells a
+ * reused task_struct (a task born later) from a thread that exec'd from a non-leader thread
+ * (de_thread gives it its leader's, older, start time and id)
  */
 struct energy_thread {
 	__u64 start_ns;
 	__u64 charged_ns;
-	__u64 task;
 };
 
 /*

@@ -63,13 +63,12 @@ export interface energy_task {
 }
 export const energy_task_size = 72;
 
-/** struct energy_thread: 24 bytes */
+/** struct energy_thread: 16 bytes */
 export interface energy_thread {
   start_ns: bigint;
   charged_ns: bigint;
-  task: bigint;
 }
-export const energy_thread_size = 24;
+export const energy_thread_size = 16;
 
 /** struct energy_pending: 80 bytes */
 export interface energy_pending {
@@ -121,7 +120,7 @@ export interface EnergyShape {
     tasks: { key: energy_key; value: energy_task };
     hw_cycles: { key: number; value: number };
     hw_instructions: { key: number; value: number };
-    charged: { key: number; value: energy_thread };
+    charged: { key: bigint; value: energy_thread };
     threads: { key: number; value: energy_pending };
     exited: { key: energy_exit_key; value: energy_iter_task };
   };
@@ -145,7 +144,7 @@ export const energy = defineSkeleton<EnergyShape>({
     tasks: { type: MapType.LRU_PERCPU_HASH, keySize: 16, valueSize: 72 },
     hw_cycles: { type: MapType.PERF_EVENT_ARRAY, keySize: 4, valueSize: 4 },
     hw_instructions: { type: MapType.PERF_EVENT_ARRAY, keySize: 4, valueSize: 4 },
-    charged: { type: MapType.LRU_HASH, keySize: 4, valueSize: 24 },
+    charged: { type: MapType.LRU_HASH, keySize: 8, valueSize: 16 },
     threads: { type: MapType.TASK_STORAGE, keySize: 4, valueSize: 80 },
     exited: { type: MapType.LRU_HASH, keySize: 16, valueSize: 56 },
   },
