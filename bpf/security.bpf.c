@@ -273,11 +273,12 @@ static __always_inline __u32 *cg_slot_helper(__u32 levels)
 	/* deepest first, as cg_slot_walk: a nested selected cgroup's policy wins over its parent's (from
 	 * the root down, the socket hooks took the outer policy where the tracing hooks took the inner) */
 	for (int l = 15; l >= 0; l--) {
-		if (!levels)
+		/* levels is never written: clearing each bit seen made every path through the loop a
+		 * different state to the verifier (2^16 of them, ~0.6 s per program on a 6.18 host) */
+		if (!(levels & ((2u << l) - 1)))
 			break;
 		if (!(levels & (1u << l)))
 			continue;
-		levels &= ~(1u << l);
 		__u64 id = bpf_get_current_ancestor_cgroup_id(l);
 		__u32 *slotp = bpf_map_lookup_elem(&cg_sel, &id);
 		if (slotp)
@@ -1527,11 +1528,10 @@ int sec_route_guard(struct __sk_buff *skb)
 	 */
 	__u32 *slot = NULL;
 	for (int l = 15; l >= 0; l--) { /* deepest first, as cg_slot_helper */
-		if (!levels)
+		if (!(levels & ((2u << l) - 1)))
 			break;
 		if (!(levels & (1u << l)))
 			continue;
-		levels &= ~(1u << l);
 		__u64 id = bpf_skb_ancestor_cgroup_id(skb, l);
 		slot = bpf_map_lookup_elem(&cg_sel, &id);
 		if (slot)
