@@ -127,8 +127,11 @@ describe.skipIf(!!skip)(`the commands users run, in VMs ${skip ? `(skipped: ${sk
   // Scenario runs go two at a time (vitest's maxConcurrency): a TCG guest runs its vCPUs in one
   // host thread (-accel tcg,thread=single), so one guest keeps one of the runner's two cores busy
   // and the other sat idle; the suite ran past CI's 30 minutes on a slow machine (session 60: the
-  // VM runs were 803 of 1712 s). The runs that stop guests on purpose (Ctrl-C, --timeout, SIGKILL)
-  // stay one at a time: their signals and timings are the subject.
+  // VM runs were 803 of 1712 s). The matrix and the runs that stop a guest on purpose (Ctrl-C,
+  // --timeout, SIGKILL) go two at a time as well (session 61: they were 231 s one at a time): each
+  // signals its own run (its process or its own group) at a line of that run's output, the
+  // guest's --timeout is the guest's own clock, and "no guest left" looks only for QEMUs of the
+  // run's --out dir.
   for (const { scenario, opts } of [{ scenario: 'xdp-lb', opts: ['--pps-frames', '200000'] }, { scenario: 'security', opts: [] }]) {
     it.concurrent(`pnpm lab run ${scenario} --kernel 6.1${opts.length ? ` ${opts.join(' ')}` : ''} passes`, async ({ onTestFinished: onFinished }) => {
       const dir = tmp(onFinished);
@@ -151,8 +154,8 @@ describe.skipIf(!!skip)(`the commands users run, in VMs ${skip ? `(skipped: ${sk
     }, scaled(23 * MIN) + 4 * MIN);
   }
 
-  it('hello-openat passes on every kernel of the matrix (5.10, 6.1, 6.12, 7.x, host)', async () => {
-    const dir = tmp();
+  it.concurrent('hello-openat passes on every kernel of the matrix (5.10, 6.1, 6.12, 7.x, host)', async ({ onTestFinished: onFinished }) => {
+    const dir = tmp(onFinished);
     const r = await lab(['matrix', '--kernels', '5.10,6.1,6.12,7.x,host', '--scenarios', 'hello-openat', '--out', dir], dir, { budgetMs: 23 * MIN });
     finished(r);
     const cells = JSON.parse(fs.readFileSync(path.join(dir, 'matrix.json'), 'utf8')) as { kernel: string; status: string; error?: string; dir: string }[];
@@ -169,8 +172,8 @@ describe.skipIf(!!skip)(`the commands users run, in VMs ${skip ? `(skipped: ${sk
   // has no control port of the lab's, that held until the stop went through a file in the share.
   for (const backend of ['lab', 'vng'] as const) {
     const why = backend === 'vng' ? vngMissing : '';
-    it.skipIf(!!why)(`Ctrl-C during a VM run (--vm-backend ${backend}) stops the guest's run cleanly: ERROR report with the checks made so far, no guest left${why ? ` (skipped: ${why})` : ''}`, async () => {
-      const dir = tmp();
+    (why ? it.skip : it.concurrent)(`Ctrl-C during a VM run (--vm-backend ${backend}) stops the guest's run cleanly: ERROR report with the checks made so far, no guest left${why ? ` (skipped: ${why})` : ''}`, async ({ onTestFinished: onFinished }) => {
+      const dir = tmp(onFinished);
       let inGuest = false;
       let sent = false;
       // the lab backend as a user stops it: `pnpm lab run` in a terminal, Ctrl-C to its group.
@@ -209,8 +212,8 @@ describe.skipIf(!!skip)(`the commands users run, in VMs ${skip ? `(skipped: ${sk
 
   // --timeout is a stop the user asked for, on a VM as on the host: the report says "Stopped
   // (--timeout N s)" (it read as a failure: stoppedBy was dropped for a guest's timeout)
-  it('--timeout stops a VM run as it stops a host run: stoppedBy --timeout, an ERROR report, no guest left', async () => {
-    const dir = tmp();
+  it.concurrent('--timeout stops a VM run as it stops a host run: stoppedBy --timeout, an ERROR report, no guest left', async ({ onTestFinished: onFinished }) => {
+    const dir = tmp(onFinished);
     const r = await lab(['run', 'hello-openat', '--kernel', '6.1', '--timeout', '20', '--load-ms', '120000', '--out', dir], dir, { budgetMs: 6 * MIN });
     finished(r);
     expect(r.code).toBe(1);
@@ -225,8 +228,8 @@ describe.skipIf(!!skip)(`the commands users run, in VMs ${skip ? `(skipped: ${sk
   // so the row got two and took the second for the user's "kill now": its guest was killed at once
   // and the cell's report held no checks. The row now leads a group of its own: the stop it gets is
   // the matrix's, once per Ctrl-C.
-  it('Ctrl-C to a matrix (its whole process group) stops the row\'s guest run cleanly: its checks so far in the report, no guest left', async () => {
-    const dir = tmp();
+  it.concurrent('Ctrl-C to a matrix (its whole process group) stops the row\'s guest run cleanly: its checks so far in the report, no guest left', async ({ onTestFinished: onFinished }) => {
+    const dir = tmp(onFinished);
     let inGuest = false;
     let sent = false;
     const r = await lab(['matrix', '--kernels', '6.1,host', '--scenarios', 'hello-openat', '--out', dir], dir, { budgetMs: 8 * MIN, group: true, onLine: (l, kill) => {
@@ -250,8 +253,8 @@ describe.skipIf(!!skip)(`the commands users run, in VMs ${skip ? `(skipped: ${sk
 
   // The row runs detached (no terminal signal reaches it): a matrix killed outright left it running
   // its guest and its remaining cells, with nobody to collect them. Its stdin's end stops it now.
-  it('a matrix killed outright (SIGKILL) takes its row down: the row stops its guest and writes its report', async () => {
-    const dir = tmp();
+  it.concurrent('a matrix killed outright (SIGKILL) takes its row down: the row stops its guest and writes its report', async ({ onTestFinished: onFinished }) => {
+    const dir = tmp(onFinished);
     let inGuest = false;
     let sent = false;
     const r = await lab(['matrix', '--kernels', '6.1', '--scenarios', 'hello-openat', '--out', dir], dir, { budgetMs: 8 * MIN, onLine: (l, kill) => {
