@@ -1,11 +1,13 @@
 // The bounded export queue against a fake exporter (no root, no sockets): what a send that never
 // answers, or answers late, does to the queue. The real-socket and real-backend cases are in
 // tracing.test.ts.
-import { describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace';
 import { BoundedExporter, SpanConverter } from './export.ts';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+// the exporter's clock is faked (its timers and Date.now): the windows these tests look into
+// (timed out at 400 ms, given up at 800) are exact, not at the mercy of a loaded machine's timers
+const sleep = (ms: number) => vi.advanceTimersByTimeAsync(ms);
 const conv = new SpanConverter(new Map([[1, { name: 'svc' }]]));
 const mk = (i: number) => conv.convert({
   kind: 'server', service: 1, pid: 1, tid: 1, comm: 'x', cgroupId: 1n, spanId: i.toString(16).padStart(16, '0'), traceId: 'b'.repeat(32), link: 'root',
@@ -29,6 +31,9 @@ function stalled() {
 }
 
 describe('BoundedExporter', () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
   // review, session 60: a timed-out send went on in the exporter while its batch was queued again
   it('a send past its timeout holds its batch until it settles: one send at a time, nothing sent twice, nothing outside the bound', async () => {
     const f = stalled();
