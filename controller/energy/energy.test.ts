@@ -31,6 +31,15 @@ async function burnReaped(secs: number): Promise<{ pid: number; truthNs: number 
 // no entry at all; the wait costs nothing when the switch has come.
 // The iter flavour learns a reaped process's last runtime at sched_process_free, an RCU grace period
 // after the reap: there it is done once the process has an entry at all (no walk saw it run).
+/** SIGSTOP, then until the kernel says the process is stopped (state T): its runtime is settled only then */
+async function stopped(pid: number): Promise<void> {
+  process.kill(pid, 'SIGSTOP');
+  const state = () => { try { return /\) (\S)/.exec(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'))?.[1]; } catch { return undefined; } };
+  // a fixed 50-100 ms assumed a stop that a busy CPU had not scheduled yet
+  for (const until = performance.now() + 10_000; state() !== 'T' && performance.now() < until; ) await new Promise((r) => setTimeout(r, 10));
+  await new Promise((r) => setTimeout(r, 20)); // its final switch out: the stop's own
+}
+
 async function exited(c: EnergyCollector, pids: number[]): Promise<void> {
   const iter = c.hook.name === 'iter';
   const done = () => pids.every((pid) => [...c.onCpuNow().values()].some((v) => v.tgid === pid && (iter || v.exits > 0)));
@@ -289,15 +298,18 @@ print(os.getpid())`;
       const pid = p.pid!;
       const bpfNs = () => [...t.onCpuNow().values()].filter((v) => v.tgid === pid).reduce((s, v) => s + v.ns, 0);
       const ranNs = () => Number(fs.readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
-      // (taskset may have moved it once, before exec: that CPU change flushed what ran before it)
+      // (taskset may have moved it once, before exec: that CPU change flushed what ran before it;
+      // so from its exec on, waited for: a slow spawn put that flush inside the window below)
+      for (const until = performance.now() + 10_000; performance.now() < until; await new Promise((r) => setTimeout(r, 20))) {
+        try { if (fs.readFileSync(`/proc/${pid}/comm`, 'utf8').startsWith('python')) break; } catch { /* not yet */ }
+      }
       await new Promise((r) => setTimeout(r, 300));
       const [bpf1, ran1] = [bpfNs(), ranNs()];
       await new Promise((r) => setTimeout(r, 300));
       const [bpf2, ran2] = [bpfNs(), ranNs()];
       expect(ran2 - ran1).toBeGreaterThan(10e6);
       expect(bpf2).toBe(bpf1); // what it ran meanwhile is all pending in the thread's storage
-      process.kill(pid, 'SIGSTOP');
-      await new Promise((r) => setTimeout(r, 100));
+      await stopped(pid);
       // born after load, its first stint is its whole runtime (taskset's setaffinity reset prev_sum without a switch): so everything since fork, exactly
       expect(bpfNs()).toBe(ranNs());
       // and the per-CPU totals hold what reached the map, so a sample divides by the same time
@@ -413,15 +425,13 @@ print(os.getpid())`;
       await new Promise((r) => setTimeout(r, 100));
       const ran = () => Number(fs.readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
       const mineNs = () => [...t.onCpuNow().values()].filter((v) => v.tgid === pid).reduce((s, v) => s + v.ns, 0);
-      process.kill(pid, 'SIGSTOP');
-      await new Promise((r) => setTimeout(r, 50));
+      await stopped(pid);
       const [bpf0, ran0] = [mineNs(), ran()];
       process.kill(pid, 'SIGCONT');
       // until it has run 60 ms (a fixed 300 ms gave it 49 ms beside a busy suite)
       for (const until = performance.now() + 5000; ran() - ran0 < 60e6 && performance.now() < until; ) await new Promise((r) => setTimeout(r, 50));
       expect(mineNs()).toBeGreaterThan(bpf0); // a walk mid-run sees it grow
-      process.kill(pid, 'SIGSTOP');
-      await new Promise((r) => setTimeout(r, 50));
+      await stopped(pid);
       const [bpf1, ran1] = [mineNs(), ran()];
       expect(ran1 - ran0).toBeGreaterThan(50e6);
       expect(bpf1 - bpf0).toBe(ran1 - ran0);

@@ -277,12 +277,13 @@ describeRoot('lb controller: all-or-nothing changes, capacity, scale (real maps)
     // 64 slots, 9 in use: 60 more do not fit
     let t0 = performance.now();
     await rejects(api.addVip('tcp://10.250.0.9:80', range(100, 60)), 409, /backend table full: this change adds 60 backend\(s\) but 55 of 64/);
-    expect(performance.now() - t0).toBeLessThan(500);
+    // resolving 60 unreachable backends first took seconds each: the bounds leave a loaded runner room
+    expect(performance.now() - t0).toBeLessThan(2000);
     // the issue's two cases: replace a VIP by a bigger one; grow an existing VIP past the table
     t0 = performance.now();
     await rejects(api.apply({ interface: 'lo', vips: [BASE[0], BASE[2], { vip: 'tcp://10.250.0.7:80', backends: range(200, 60), healthCheck: false }] }), 409, /backend table full/);
     await rejects(api.apply({ interface: 'lo', vips: [{ ...BASE[0], backends: range(0, 70) }, BASE[1], BASE[2]] }), 409, /backend table full/);
-    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(performance.now() - t0).toBeLessThan(3000);
     // backends with no route fail the whole request too, before the first write
     await rejects(api.addVip('tcp://10.250.0.9:80', [be(1), { address: '10.250.77.1' }].map((b) => ({ ...b, mac: undefined }))), 400, /no route|cannot resolve/);
     expect(await snapshot()).toEqual(before);
@@ -547,7 +548,7 @@ describeRoot('lb controller at scale: 10,000 backends (real maps)', () => {
     expect(seconds).toBeLessThan(30);
     expect(reads.length).toBeGreaterThan(1);
     expect(sawOld).toBeGreaterThan(0); // reads during the write saw the committed (old) model
-    expect(Math.max(...reads)).toBeLessThan(2000);
+    expect(Math.max(...reads)).toBeLessThan(5000); // not held for the whole apply (seconds), with room for a loaded runner
     const s = await api.state();
     expect(s.vips.reduce((n, v) => n + v.backends.length, 0)).toBe(10_000);
     for (const v of s.vips.slice(0, 2)) {
@@ -556,7 +557,7 @@ describeRoot('lb controller at scale: 10,000 backends (real maps)', () => {
     }
     const t1 = performance.now();
     await rejects(api.addVip('tcp://10.251.1.1:80', range(20_000, 6_400)), 409, /backend table full/);
-    expect(performance.now() - t1).toBeLessThan(1000);
+    expect(performance.now() - t1).toBeLessThan(3000);
   }, 120_000);
 
   async function rejects(p: Promise<unknown>, status: number, msg: RegExp): Promise<void> {

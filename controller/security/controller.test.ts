@@ -2250,10 +2250,19 @@ describeRoot('security: procs full fails closed', () => {
       expect(inProcs().length).toBe(CAP);
       const r = await go(p);
       expect({ signal: r.signal, stdout: r.stdout }).toEqual({ signal: 'SIGKILL', stdout: '' });
-      await new Promise((res) => setTimeout(res, 300));
-      const wrote = fs.existsSync(path.join(tmp, marker)) ? fs.readFileSync(path.join(tmp, marker), 'utf8').trim() : undefined;
-      expect(wrote, `what the child of ${marker} wrote`).toBe(killed || marker === 'spawn-child' ? undefined : 'denied');
-      const ev = t.drainEvents();
+      // the orphaned child's end (its kill's event, or its refused exec and its marker) comes when
+      // it is scheduled: waited for (a fixed 300 ms can pass before a loaded machine runs it)
+      const want = killed || marker === 'spawn-child' ? undefined : 'denied';
+      const read = () => (fs.existsSync(path.join(tmp, marker)) ? fs.readFileSync(path.join(tmp, marker), 'utf8').trim() : undefined);
+      const ev: SecurityEvent[] = [];
+      for (const until = Date.now() + 10_000; Date.now() < until; ) {
+        ev.push(...t.drainEvents());
+        if (ev.length >= 2 && (want === undefined || read() !== undefined)) break;
+        await new Promise((res) => setTimeout(res, 50));
+      }
+      await new Promise((res) => setTimeout(res, 100)); // nothing more comes after
+      ev.push(...t.drainEvents());
+      expect(read(), `what the child of ${marker} wrote`).toBe(want);
       expect(ev.map((e) => [e.kind, e.mechanism.split(' ')[0]]), marker).toEqual([['tracking', 'tp_btf/sched_process_fork'], killed ? ['tracking', p === forker32 ? 'tp_btf/sys_exit' : 'tracepoint/syscalls/sys_exit_{clone,clone3,fork,vfork}'] : ['exec', 'lsm/bprm_check_security']]);
       expect(ev[0]).toMatchObject({ pid: p.pid, policy: 'sel', action: 'blocked' });
       expect(ev[1]).toMatchObject({ policy: 'sel', action: 'blocked' });
@@ -2283,8 +2292,9 @@ describeRoot('security: procs full fails closed', () => {
     expect(inProcs().length).toBe(CAP);
     const r = await go(nester);
     expect(r.signal).toBe('SIGKILL');
-    await new Promise((res) => setTimeout(res, 500));
     const wrote = (m: string) => (fs.existsSync(path.join(tmp, m)) ? fs.readFileSync(path.join(tmp, m), 'utf8').trim() : undefined);
+    // the grandchild writes last: waited for (a fixed 500 ms can pass before a loaded machine runs it)
+    for (let i = 0; i < 200 && wrote('nest-child.grand') === undefined; i++) await new Promise((res) => setTimeout(res, 50));
     // the child is refused, or killed at its own fork if procs was still full then (the parent's exit frees an entry)
     expect(wrote('nest-child')).not.toBe('shell');
     expect(wrote('nest-child.grand'), 'the grandchild').toBe('denied');

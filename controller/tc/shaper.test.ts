@@ -424,8 +424,13 @@ int user_drop(struct __sk_buff *skb)
       await compile(path.join(dir, 'user.bpf.c'), path.join(dir, 'user.bpf.o'));
       /** datagrams to B:port that reached a listener there */
       const arrived = async (port: number) => {
-        const l = t.exec('b', 'python3', ['-c', `import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('${B}',${port}))\ns.settimeout(1.5)\nprint('bound',flush=True)\nn=0\ntry:\n  while True:\n    s.recv(2000); n+=1\nexcept OSError:\n  pass\nprint(n)`]);
-        await new Promise((r) => setTimeout(r, 400));
+        // sent once the listener has bound (it says so), and it waits 4 s past the last datagram:
+        // a fixed 400 ms and 1.5 s lost datagrams to a slow python start on a loaded machine
+        const l = t.exec('b', 'python3', ['-c', `import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('${B}',${port}))\ns.settimeout(4)\nprint('bound',flush=True)\nn=0\ntry:\n  while True:\n    s.recv(2000); n+=1\nexcept OSError:\n  pass\nprint(n)`]);
+        await new Promise<void>((res, rej) => {
+          l.stdout!.on('data', (d: Buffer) => String(d).includes('bound') && res());
+          l.catch(rej);
+        });
         await udp(5, port);
         return Number(String((await l).stdout).trim().split('\n').at(-1));
       };

@@ -137,7 +137,7 @@ except OSError: pass`;
       const r = await runTsProcess(gen, 5000, 400, '/nonexistent/hello-warm-test', out, 2, 0, 600);
       expect(r.lost).toBe(0);
       // paced at 5000/s: 400 ms measured is ~2000 ops, the 600 ms warm-up another ~3000 not in it
-      expect(r.gen.ops).toBeGreaterThan(1800);
+      expect(r.gen.ops).toBeGreaterThan(1700);
       expect(r.gen.ops).toBeLessThan(2300);
       expect(r.warmup?.ms).toBe(600);
       expect(r.warmup!.delivered).toBeGreaterThan(2500);
@@ -159,7 +159,7 @@ except OSError: pass`;
       expect([ts.consumer, c.consumer]).toEqual(['ts', 'c-coalesced']);
       expect([ts.together, c.together]).toEqual([['c-coalesced'], ['ts']]);
       // one generator, each consumer with its own ring: both deliver every op of it
-      expect(ts.gen.ops).toBeGreaterThan(1800);
+      expect(ts.gen.ops).toBeGreaterThan(1700);
       for (const [r, out] of [[ts, outs[0]], [c, outs[1]]] as const) {
         expect(r.lost).toBe(0);
         expect(r.delivered).toBe(r.gen.ops);
@@ -294,7 +294,7 @@ except OSError: pass`;
       expect(results.checks.find((c) => /^no event lost at [\d,]+ events\/s/.test(c.name))?.status).toBe('pass');
       const json = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8'));
       expect(json.metrics.load.delivered).toBe(json.metrics.load.gen.ops);
-      expect(json.metrics.load.gen.ops).toBeGreaterThan(4900);
+      expect(json.metrics.load.gen.ops).toBeGreaterThan(4500); // paced 5000/s for 1 s: a stall at the window's end is not caught up
       // measured in the consumer's own process, with the program's cost from its own stats
       expect(json.metrics.load.consumer).toBe('ts');
       expect(json.metrics.load.progNsPerEvent).toBeGreaterThan(0);
