@@ -154,11 +154,15 @@ describeRoot('lab/netns waitListening', () => {
     try {
       await t.addNs('a');
       // a listener on the same port in the caller's namespace must not count
-      const here = execa('/usr/bin/python3', ['-c', 'import socket,time; s=socket.socket(); s.bind(("127.0.0.1",5299)); s.listen(); print("up", flush=True); time.sleep(60)'], { reject: false });
-      await new Promise<void>((r) => here.stdout!.once('data', () => r()));
+      // (a port the kernel picks: a fixed one another program on the runner holds hung the test)
+      const here = execa('/usr/bin/python3', ['-c', 'import socket,time; s=socket.socket(); s.bind(("127.0.0.1",0)); s.listen(); print(s.getsockname()[1], flush=True); time.sleep(60)'], { reject: false });
+      const port = await new Promise<number>((r, j) => {
+        here.stdout!.once('data', (d: Buffer) => r(Number(String(d).trim())));
+        here.catch(j);
+      });
       const t0 = Date.now();
       try {
-        await t.waitListening(t.spawn('a', '/usr/bin/python3', ['-c', 'import socket,time; time.sleep(0.3); s=socket.socket(); s.bind(("0.0.0.0",5299)); s.listen(); time.sleep(60)']), [5299], 10_000);
+        await t.waitListening(t.spawn('a', '/usr/bin/python3', ['-c', `import socket,time; time.sleep(0.3); s=socket.socket(); s.bind(("0.0.0.0",${port})); s.listen(); time.sleep(60)`]), [port], 10_000);
       } finally {
         here.kill('SIGKILL');
       }
