@@ -106,13 +106,18 @@ struct {
  * accounted apart) and measured ~1% less than ktime deltas on this lab's nested-virtualised host, so
  * the scheduler's se.sum_exec_runtime is what is charged: the same nanoseconds cpu.stat and
  * /proc/<pid>/stat are made of. The stint is sum_exec_runtime minus what this program already
- * charged the thread (`charged`, per thread id), not minus se.prev_sum_exec_runtime: the latter is
+ * charged the thread (`charged`, per task_struct), not minus se.prev_sum_exec_runtime: the latter is
  * rewritten by set_next_entity() whenever the scheduler re-sets a *running* task (cgroup move,
  * setscheduler/nice/affinity changes through put_prev/set_next) and is not kept at all by the RT/DL
  * classes, so a stint measured against it loses what ran before such a reset. A thread's first stint
- * (no entry yet: new thread, or LRU-evicted) is its whole sum when it was born after load and that
- * fits the time since the previous switch on this CPU (+ slack; see born_after_ns), else
- * sum − prev_sum within the same bound, else that interval (`ktime_fallbacks`).
+ * (no entry yet: new thread, a reused task_struct, or LRU-evicted) is its whole sum when it was born
+ * after load and that fits the time since the previous switch on this CPU (+ slack; see
+ * born_after_ns), else sum − prev_sum within the same bound, else that interval (`ktime_fallbacks`).
+ * Not covered: a thread born after load whose first switch-out comes after it exec'd from a
+ * non-leader (de_thread without a wait: its leader already a zombie) carries its leader's start
+ * time then, so its first stint is sum − prev_sum, which the exit path resets: such a thread that
+ * ran its whole life in one stint is undercharged. Nothing in the task keeps its own birth after
+ * that exec (the iter flavour has the same limit, controller/energy/iter.ts).
  * `resyncs` counts stints where the two differ, i.e. where prev_sum was reset.
  * sum − charged is charged in full even when it exceeds the ktime interval: it is exactly the runtime
  * the kernel added to the thread since this program last charged it, i.e. what cpu.stat and
