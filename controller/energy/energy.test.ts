@@ -23,14 +23,6 @@ async function burnReaped(secs: number): Promise<{ pid: number; truthNs: number 
   return { pid: pid!, truthNs: ns! };
 }
 
-// A reaped process's last stint is charged at its final sched_switch, which the parent can beat:
-// waitpid returns once the child is a zombie, while its CPU may still be running the exit path (or be
-// preempted by the host). Wait for that switch (bounded) before either side of a comparison is read.
-// The bound is generous (10 s, by the clock: timers stretch when the host stalls the VM) because a
-// quiet machine lets a burner run its whole life in one stint, so until that final switch it has
-// no entry at all; the wait costs nothing when the switch has come.
-// The iter flavour learns a reaped process's last runtime at sched_process_free, an RCU grace period
-// after the reap: there it is done once the process has an entry at all (no walk saw it run).
 /** SIGSTOP, then until the kernel says the process is stopped (state T): its runtime is settled only then */
 async function stopped(pid: number): Promise<void> {
   process.kill(pid, 'SIGSTOP');
@@ -40,6 +32,14 @@ async function stopped(pid: number): Promise<void> {
   await new Promise((r) => setTimeout(r, 20)); // its final switch out: the stop's own
 }
 
+// A reaped process's last stint is charged at its final sched_switch, which the parent can beat:
+// waitpid returns once the child is a zombie, while its CPU may still be running the exit path (or be
+// preempted by the host). Wait for that switch (bounded) before either side of a comparison is read.
+// The bound is generous (10 s, by the clock: timers stretch when the host stalls the VM) because a
+// quiet machine lets a burner run its whole life in one stint, so until that final switch it has
+// no entry at all; the wait costs nothing when the switch has come.
+// The iter flavour learns a reaped process's last runtime at sched_process_free, an RCU grace period
+// after the reap: there it is done once the process has an entry at all (no walk saw it run).
 async function exited(c: EnergyCollector, pids: number[]): Promise<void> {
   const iter = c.hook.name === 'iter';
   const done = () => pids.every((pid) => [...c.onCpuNow().values()].some((v) => v.tgid === pid && (iter || v.exits > 0)));
