@@ -158,7 +158,7 @@ describeRoot('lab/netns waitListening', () => {
       const here = execa('/usr/bin/python3', ['-c', 'import socket,time; s=socket.socket(); s.bind(("127.0.0.1",0)); s.listen(); print(s.getsockname()[1], flush=True); time.sleep(60)'], { reject: false });
       const port = await new Promise<number>((r, j) => {
         here.stdout!.once('data', (d: Buffer) => r(Number(String(d).trim())));
-        here.catch(j);
+        void here.then((x) => j(new Error(`the host listener ended before it bound: ${x.stderr}`))); // reject: false, so its end is a resolve
       });
       const t0 = Date.now();
       try {

@@ -317,6 +317,7 @@ const scenario: Scenario = {
       const pp = await pingPong({ rounds, windowMs, cpu, hook: o.hook, perThread: o['per-thread'], goalPct: o['overhead-goal'], floor: c.hook.name === 'tp_btf', alsoIter: !iter, signal: ctx.signal, onRound: (i) => ctx.progress.update(i / rounds, `round ${i + 1}/${rounds}`) });
       ctx.metric('pingpong', pp);
       const ovh = pp.overheadPct.median;
+      // the comparators' on/off ratios are these per-round figures' medians (1 − lost/100), as the values are
       // the CI is of the time per switch (on/off); as rate lost: 1 − 1/ratio
       const lost = (r: number) => (1 - 1 / r) * 100;
       const hookName = iter ? 'iter: no sched_switch program, sched_process_free attached and one task walk per window' : `${pp.hook}${pp.perThread === 'task_storage' ? ' + task storage' : ''}`;
@@ -326,20 +327,20 @@ const scenario: Scenario = {
       ctx.headline({
         name: hname('overhead'), label: `context-switch rate per CPU second lost to ${what} (${hookName}; pipe ping-pong pinned to CPU ${cpu})`, unit: '%', better: 'lower', value: ovh,
         rounds: pp.overheadPct.values, spread: { n: pp.overheadPct.n, min: pp.overheadPct.min, max: pp.overheadPct.max, mad: pp.overheadPct.mad },
-        comparator: { name: 'hook off', unit: 'switches/s', value: pp.off.median, ratio: median(pp.rounds.map((r) => r.ratio)), ci: [1 / pp.ci.upper, 1 / pp.ci.lower], likeForLike: true, note: `same ping-pong process, same CPU, hook detached vs attached (program loaded once) in adjacent ${pp.windowMs} ms windows, order alternating; switches per second of the pair's CPU time (schedstat)` },
+        comparator: { name: 'hook off', unit: 'switches/s', value: pp.off.median, ratio: 1 - ovh / 100, ci: [1 / pp.ci.upper, 1 / pp.ci.lower], likeForLike: true, note: `same ping-pong process, same CPU, hook detached vs attached (program loaded once) in adjacent ${pp.windowMs} ms windows, order alternating; switches per second of the pair's CPU time (schedstat)` },
         goal: { op: '<=', target: o['overhead-goal'], verdict: pp.verdict === 'pass' ? 'met' : pp.verdict === 'fail' ? 'not met' : 'inconclusive', detail: `95% CI of the rate lost ${f(lost(pp.ci.lower))}–${f(lost(pp.ci.upper))}%` },
         regressionFloor: 0.02,
       });
       ctx.headline({
         name: hname('overheadWall'), label: `context-switch rate per wall second lost to ${what} (${hookName}; includes what else ran on CPU ${cpu})`, unit: '%', better: 'lower', value: pp.wallOverheadPct.median,
         rounds: pp.wallOverheadPct.values, spread: { n: pp.wallOverheadPct.n, min: pp.wallOverheadPct.min, max: pp.wallOverheadPct.max, mad: pp.wallOverheadPct.mad },
-        comparator: { name: 'hook off', unit: 'switches/s', value: median(pp.rounds.map((r) => r.off)), ratio: median(pp.rounds.map((r) => r.wallRatio)), ci: [1 / pp.wallCi.upper, 1 / pp.wallCi.lower], likeForLike: true, note: 'the same windows by wall time' },
+        comparator: { name: 'hook off', unit: 'switches/s', value: median(pp.rounds.map((r) => r.off)), ratio: 1 - pp.wallOverheadPct.median / 100, ci: [1 / pp.wallCi.upper, 1 / pp.wallCi.lower], likeForLike: true, note: 'the same windows by wall time' },
       });
       if (pp.floorPct) {
         ctx.headline({
           name: 'sched_switch.floor', label: `context-switch rate per CPU second lost to a do-nothing tp_btf program on sched_switch (the floor under ${hookName}; same windows)`, unit: '%', better: 'lower', value: pp.floorPct.median,
           rounds: pp.floorPct.values, spread: { n: pp.floorPct.n, min: pp.floorPct.min, max: pp.floorPct.max, mad: pp.floorPct.mad },
-          comparator: { name: 'hook off', unit: 'switches/s', value: pp.off.median, ratio: median(pp.rounds.filter((r) => r.emptyCpu !== undefined).map((r) => r.emptyCpu! / r.offCpu)), likeForLike: true, note: 'a third window per round (position rotating), the do-nothing program of the same object attached alone: dispatch, recursion guard and the call, no work' },
+          comparator: { name: 'hook off', unit: 'switches/s', value: pp.off.median, ratio: 1 - pp.floorPct.median / 100, likeForLike: true, note: 'a third window per round (position rotating), the do-nothing program of the same object attached alone: dispatch, recursion guard and the call, no work' },
         });
       }
       if (pp.iterUnsupported) ctx.unsupported('iter flavour beside the hook', 'iter/task + tp_btf/sched_process_free in the host pid namespace', pp.iterUnsupported);
@@ -348,7 +349,7 @@ const scenario: Scenario = {
         ctx.headline({
           name: 'iter.overheadBeside', label: `context-switch rate per CPU second lost to the iter flavour (no sched_switch program; same windows as ${hookName})`, unit: '%', better: 'lower', value: it.pct.median,
           rounds: it.pct.values, spread: { n: it.pct.n, min: it.pct.min, max: it.pct.max, mad: it.pct.mad },
-          comparator: { name: 'hook off', unit: 'switches/s', value: pp.off.median, ratio: median(pp.rounds.filter((r) => r.iterCpu !== undefined).map((r) => r.iterCpu! / r.offCpu)), ci: [1 / it.ci.upper, 1 / it.ci.lower], likeForLike: true, note: 'a window of its own per round (position rotating): a second collector of the iter flavour, its sched_process_free link attached and one walk over every thread (from the lab\'s process, off the pinned CPU) per window' },
+          comparator: { name: 'hook off', unit: 'switches/s', value: pp.off.median, ratio: 1 - it.pct.median / 100, ci: [1 / it.ci.upper, 1 / it.ci.lower], likeForLike: true, note: 'a window of its own per round (position rotating): a second collector of the iter flavour, its sched_process_free link attached and one walk over every thread (from the lab\'s process, off the pinned CPU) per window' },
           goal: { op: '<=', target: o['overhead-goal'], verdict: it.verdict === 'pass' ? 'met' : it.verdict === 'fail' ? 'not met' : 'inconclusive', detail: `95% CI of the rate lost ${f(lost(it.ci.lower))}–${f(lost(it.ci.upper))}%` },
         });
         // where its cost goes instead: the walk, in the collector's process, once per sample
