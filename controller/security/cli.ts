@@ -319,11 +319,11 @@ export function reapplyMoved(store: PolicyStore, skip: (name: string, why: strin
         const drift = identityDrift(cur);
         if (!drift.some((d) => d.kind === 'moved')) return;
         const why = whyOf(drift);
-        // a file the policy names that is gone fails the whole apply: the moved one then stays
-        // unenforced, which the caller says as such
+        // what is gone keeps the identity it was applied with (keepGone): it used to fail the
+        // whole apply, and the moved one stayed unenforced
         const gone = drift.filter((d) => d.kind === 'gone').map((d) => d.text.replace(/ \(.*$/, ''));
         try {
-          out.push({ name, why, report: store.apply([cur.policy])[0] });
+          out.push({ name, why, report: store.apply([cur.policy], { keepGone: true })[0], ...(gone.length ? { gone } : {}) });
         } catch (e) {
           out.push({ name, why, error: firstLine(e), ...(gone.length ? { gone } : {}) });
         }
@@ -557,7 +557,7 @@ async function daemon(lsmOff: boolean, ia32Off: boolean, requireAll: boolean, lo
     for (const r of tried) {
       if (r.report) {
         failed.delete(r.name);
-        console.error(`re-applied policy ${r.name}: ${r.why} (policy ${r.report.policyId}, slot ${r.report.slot}: ${r.report.execEntries} exec and ${r.report.egressEntries} egress entries)`);
+        console.error(`re-applied policy ${r.name}: ${r.why} (policy ${r.report.policyId}, slot ${r.report.slot}: ${r.report.execEntries} exec and ${r.report.egressEntries} egress entries)${r.gone ? `; kept as applied what is gone: ${r.gone.join('; ')}` : ''}`);
         const now = new Date();
         record([{ time: now.toISOString(), tsNs: String(BigInt(now.getTime()) * 1_000_000n), kind: 'policy', action: 'reapplied', mechanism: 'policy daemon: what the policy names by identity moved, so it was applied again', pid: process.pid, ppid: process.ppid, uid: process.getuid?.() ?? 0, comm: 'policy daemon', cgroupId: '', policy: r.name, ruleId: 0, rule: r.why }]);
         continue;
@@ -565,7 +565,7 @@ async function daemon(lsmOff: boolean, ia32Off: boolean, requireAll: boolean, lo
       const f = failed.get(r.name);
       const wait = f && f.why === r.why ? Math.min(f.wait * 2, 300_000) : 5000;
       if (!f || f.error !== r.error || f.why !== r.why) {
-        console.error(`warning: policy ${r.name} is not enforced on what moved (${r.why}): applying it again failed: ${r.error}${r.gone ? `; it also names what is gone (${r.gone.join('; ')}): take that out of its file or put it back, then apply the file` : ''} (retried every ${wait / 1000} s up to 5 min; pnpm lab policy list)`);
+        console.error(`warning: policy ${r.name} is not enforced on what moved (${r.why}): applying it again failed: ${r.error} (retried every ${wait / 1000} s up to 5 min; pnpm lab policy list)`);
       }
       failed.set(r.name, { error: r.error!, why: r.why, next: Date.now() + wait, wait });
     }

@@ -1867,6 +1867,33 @@ print('ran', ran, flush=True)`);
       expect(await runBin(), 'the replacement, denied as the old file was').not.toBe(0);
       const logged = fs.readFileSync(EVENTS_PATH, 'utf8').slice(logAt).split('\n').filter(Boolean).map((x) => JSON.parse(x) as { kind: string; action: string; policy: string; rule: string });
       expect(logged.filter((e) => e.kind === 'policy')).toEqual([expect.objectContaining({ action: 'reapplied', policy: 'drift', rule: `${bin} was replaced since the policy was applied` })]);
+      // a policy naming a replaced binary and a deleted one: the deleted one failed the daemon's
+      // re-apply, and the replacement ran unenforced (fail open) until a user edited the policy's
+      // file. What is gone now keeps the rule it was applied with
+      const other = path.join(dir, 'other');
+      fs.copyFileSync('/usr/bin/whoami', other);
+      fs.chmodSync(other, 0o755);
+      fs.writeFileSync(f, yaml(rel, `    exec: { deny: [${bin}, ${other}] }\n`, 'drift'));
+      expect((await capture(['apply', f])).code).toBe(0);
+      fs.rmSync(other);
+      const logAt2 = fs.statSync(EVENTS_PATH).size;
+      fs.copyFileSync('/usr/bin/id', `${bin}.new`);
+      fs.chmodSync(`${bin}.new`, 0o755);
+      fs.renameSync(`${bin}.new`, bin);
+      const reapplied = () => fs.readFileSync(EVENTS_PATH, 'utf8').slice(logAt2).split('\n').filter(Boolean).map((x) => JSON.parse(x) as { kind: string; action: string; policy: string; rule: string }).filter((e) => e.kind === 'policy');
+      for (let i = 0; i < 100 && !reapplied().length; i++) await new Promise((r) => setTimeout(r, 100));
+      expect(reapplied()).toEqual([expect.objectContaining({ action: 'reapplied', policy: 'drift', rule: `${bin} was replaced since the policy was applied` })]);
+      expect(await runBin(), 'the replacement, denied though the policy names a deleted file').not.toBe(0);
+      l = await capture(['list']);
+      expect(l.code, 'what is gone is still said').toBe(1);
+      expect(l.out).toContain(`${other} no longer exists`);
+      expect(l.out).not.toContain('was replaced');
+      // put back under its name: followed as a move (or, given its old inode again, already named)
+      fs.copyFileSync('/usr/bin/whoami', other);
+      fs.chmodSync(other, 0o755);
+      for (let i = 0; i < 50 && (l = await capture(['list'])).code !== 0; i++) await new Promise((r) => setTimeout(r, 100));
+      expect(l.code, `list after the file came back: ${l.out}`).toBe(0);
+      expect((await run(cg, `import subprocess\ntry: print('id', subprocess.run(['${other}'], capture_output=True).returncode)\nexcept OSError: print('id', -1000)`)).id, 'the file put back, denied').not.toBe(0);
       // a service restart: its cgroup made again under its name (a new id). Followed the same way
       removeCgroup(cg, root);
       createCgroup(cg);

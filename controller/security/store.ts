@@ -170,7 +170,7 @@ export class PolicyStore {
   }
 
   /** Resolve a policy to map entries without touching any map (all failures happen here). */
-  private plan(p: Policy, id: number, ids: Map<string, Identified>, shells: FileId[]): Plan {
+  private plan(p: Policy, id: number, ids: Map<string, Identified>, shells: FileId[], kept?: StoredPolicy): Plan {
     let n = 0;
     const rules: ResolvedRuleInfo[] = [];
     const rule = (desc: string) => {
@@ -179,12 +179,16 @@ export class PolicyStore {
       return r.id;
     };
     let selector: StoredPolicy['selector'];
-    if (p.select.cgroup) {
+    if (p.select.cgroup && kept?.selector.kind === 'cgroup' && !fs.existsSync(kept.selector.dir)) {
+      selector = kept.selector; // gone: selects what it did (see apply's `keepGone`)
+    } else if (p.select.cgroup) {
       const root = cgroup2Root();
       const dir = cgroupDir(p.select.cgroup, root);
       if (!fs.existsSync(dir)) throw new LabError(`policy ${p.name}: cgroup ${dir} does not exist (nothing was changed)`, `create the workload's cgroup first (mkdir ${dir})`);
       selector = { kind: 'cgroup', dir, cgid: String(cgroupId(dir)), level: cgroupLevel(dir, root) };
       if (selector.level > 15) throw new LabError(`policy ${p.name}: cgroup ${dir} is deeper than 15 levels (nothing was changed)`, 'select a cgroup at most 15 levels below the cgroup2 root');
+    } else if (kept?.selector.kind === 'exe' && !fs.existsSync(p.select.executable!)) {
+      selector = kept.selector;
     } else {
       const f = ids.get(p.select.executable!)!;
       const st = fileId(p.select.executable!);
@@ -316,24 +320,31 @@ export class PolicyStore {
     return out;
   }
 
-  /**
-   * Create or replace the given policies (others stay). Resolution of every policy happens before
-   * the first map write, so a failure leaves the running set untouched.
-   */
   /** everything an apply decides before touching a map: identities, plans, conflicts */
-  private resolve(policies: Policy[]) {
+  private resolve(policies: Policy[], keepGone: boolean) {
     let nextId = this.state.nextId;
+    // keepGone: a path the applied version names that no longer exists keeps the identity it was
+    // applied with (see apply)
+    const kept = new Map<string, StoredPolicy['identities'][number]>();
+    if (keepGone) {
+      for (const p of policies) {
+        for (const i of this.state.policies[p.name]?.identities ?? []) if (i.statIno !== undefined && !fs.existsSync(i.path)) kept.set(i.path, i);
+      }
+    }
     // every binary named anywhere, identified in one go (the kernel oracle forks once per binary)
     const shells = policies.some((p) => p.exec.deny.includes('shells')) ? resolveShells() : [];
     const paths = [...shells.map((f) => f.path), ...policies.flatMap((p) => [...p.exec.deny.filter((d) => d !== 'shells'), ...(p.exec.allow ?? []), ...(p.select.executable ? [p.select.executable] : [])])];
-    const ids = this.identify(paths);
+    const ids = this.identify(paths.filter((x) => !kept.has(x)));
+    for (const [x, i] of kept) ids.set(x, { path: x, dev: BigInt(i.dev), ino: BigInt(i.ino), how: i.how === 'kernel' ? 'kernel' : 'stat', ...(i.why ? { why: i.why } : {}) });
     const plans = policies.map((p) => {
       const id = nextId;
       nextId = nextId >= 0xffff ? 1 : nextId + 1;
-      return this.plan(p, id, ids, shells);
+      return this.plan(p, id, ids, shells, keepGone ? this.state.policies[p.name] : undefined);
     });
     const identities = new Map(plans.map((pl) => [pl.p.name, [...new Set([...pl.exec.map((e) => e.file.path), ...(pl.p.select.executable ? [pl.p.select.executable] : [])])].map((x) => {
-      const i = [...ids.values()].find((v) => v.path === x || v.path === fs.realpathSync(x))!;
+      const k = kept.get(x);
+      if (k) return k; // still gone: list keeps saying so, and its return is followed as a move
+      const i = [...ids.values()].find((v) => v.path === x || (!kept.has(v.path) && v.path === fs.realpathSync(x)))!;
       // stat's view as applied: list tells a file replaced since (a package upgrade: its rules
       // name the old inode) by it
       const st = fileId(x);
@@ -356,12 +367,23 @@ export class PolicyStore {
     return { plans, identities, nextId };
   }
 
-  apply(policies: Policy[]): ApplyReport[] {
+  /**
+   * Create or replace the given policies (others stay). Resolution of every policy happens before
+   * the first map write, so a failure leaves the running set untouched.
+   *
+   * `keepGone` (the daemon applying a policy again because a file it names was replaced): a file
+   * or cgroup the applied version names that is gone keeps the identity it was applied with, so
+   * that it does not fail the apply. It did, and the replaced binary then ran unenforced until a
+   * user edited the policy's file (fail open). Its rule stays what the kernel already held, and a
+   * file put back under that name is a move the daemon follows. A user's apply refuses a missing
+   * path as before.
+   */
+  apply(policies: Policy[], opts: { keepGone?: boolean } = {}): ApplyReport[] {
     this.reload();
     if (!policies.length) throw new LabError('nothing was applied: the file lists no policies', 'add at least one policy under "policies:" (to remove policies: pnpm lab policy delete <name>|--all)');
     let resolved: ReturnType<PolicyStore['resolve']>;
     try {
-      resolved = this.resolve(policies);
+      resolved = this.resolve(policies, opts.keepGone === true);
     } catch (e) {
       if (e instanceof LabError) throw e;
       throw new LabError(`resolving the policy failed before any map write: ${firstLine(e)} — nothing was changed`, 'check that the paths in the file still exist (pnpm lab policy validate <file>)', { cause: e });
