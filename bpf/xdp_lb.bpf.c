@@ -157,6 +157,17 @@ int xdp_lb(struct xdp_md *ctx)
 		hit = 1;
 	else if (!(be = pick_backend(g, vm, &p, ct, &be_id, &hit)))
 		return XDP_DROP;
+	if (vm->fwd == LB_FWD_IPIP && be->family == p.f.family) {
+		__u32 hdr = p.f.family == LB_AF_INET ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
+		__u32 mtu = 0;
+		if (encap_too_big(ctx, be->ifindex, hdr, &mtu)) {
+			/* no ICMP error about an ICMP error (RFC 1122 3.2.2) */
+			if (p.is_icmp)
+				return VERDICT(g, drop_encap, XDP_DROP);
+			GCOUNT(g, icmp_too_big);
+			return p.f.family == LB_AF_INET ? send_too_big4(ctx, mtu - hdr) : send_too_big6(ctx, mtu - hdr);
+		}
+	}
 	count_flow(vm->vip_id, be_id, data_end - data, hit, p.is_icmp);
 	if (p.is_icmp)
 		GCOUNT(g, icmp_forwarded);

@@ -121,7 +121,8 @@ struct lb_global {
 	__u64 drop_no_backend;   /* VIP with an empty ring */
 	__u64 drop_bad_backend;  /* ring pointed at an inactive slot */
 	__u64 redirect_fail;
-	__u64 drop_encap;        /* IPIP: family mismatch or no headroom (bpf_xdp_adjust_head failed) */
+	__u64 drop_encap;        /* IPIP: family mismatch, no headroom, or an ICMP error too big once encapsulated */
 	__u64 icmp_forwarded;    /* ICMP frag-needed / ICMPv6 packet-too-big sent to the flow's backend */
 	__u64 pass_ext_hdr_limit; /* IPv6 with more than LB_MAX_EXT_HDRS extension headers: passed */
+	__u64 icmp_too_big;      /* IPIP: too big for the egress MTU once encapsulated; the client told */
 };

@@ -89,3 +89,123 @@ static __always_inline int encap(struct xdp_md *ctx, const struct backend *be, c
 {
 	return family == LB_AF_INET ? encap4(ctx, be, tun_src, inner_len) : encap6(ctx, be, tun_src, inner_len);
 }
+
+/*
+ * A frame the outer header would make too big for the egress interface. The device dropped it
+ * without a trace (a TCP connection that sends full-size segments hung); now the client is told
+ * the MTU left for its packets, ICMP fragmentation-needed / ICMPv6 packet-too-big from the VIP (as
+ * Katran's send_icmp_too_big), and its TCP lowers the segment size. bpf_check_mtu exists from
+ * 5.12: on an older kernel nothing is checked and the device drops the frame as before.
+ */
+#define LB_TOOBIG4_KEEP 84  /* of the client's packet: its IP header and 64 bytes (RFC 792: 8) */
+#define LB_TOOBIG6_KEEP 248 /* 310 bytes on the wire, Katran's size; far below IPv6's 1280 */
+
+/* 1 and the egress interface's MTU when the frame grown by hdr_len bytes does not fit it */
+static __always_inline int encap_too_big(struct xdp_md *ctx, __u32 ifindex, __u32 hdr_len, __u32 *mtu)
+{
+	if (!bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_check_mtu))
+		return 0;
+	__u32 m = 0;
+	if (bpf_check_mtu(ctx, ifindex, &m, hdr_len, 0) != BPF_MTU_CHK_RET_FRAG_NEEDED)
+		return 0;
+	*mtu = m;
+	return 1;
+}
+
+static __always_inline __u16 csum_fold_(__s64 s)
+{
+	__u32 x = (__u32)s;
+	x = (x & 0xffff) + (x >> 16);
+	x = (x & 0xffff) + (x >> 16);
+	return ~x;
+}
+
+/*
+ * Turn the frame into the answer: cut it to the Ethernet header and the first `keep` bytes of the
+ * client's packet, make room for a new IP and ICMP header in front, and swap the MACs. Returns
+ * the frame's start, or NULL (no tailroom/headroom change possible, bounds).
+ */
+static __always_inline void *too_big_frame(struct xdp_md *ctx, __u32 keep, __u32 head, __be16 proto)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	int len = data_end - data;
+	int want = sizeof(struct ethhdr) + keep;
+	if (len < want || bpf_xdp_adjust_tail(ctx, want - len) || bpf_xdp_adjust_head(ctx, -(int)head))
+		return NULL;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	if (data + head + want > data_end)
+		return NULL;
+	struct ethhdr *eth = data, *orig = data + head;
+	/* orig lies under the new headers: read before they are written */
+	__builtin_memcpy(eth->h_dest, orig->h_source, 6);
+	__builtin_memcpy(eth->h_source, orig->h_dest, 6);
+	eth->h_proto = proto;
+	return data;
+}
+
+static __always_inline int send_too_big4(struct xdp_md *ctx, __u32 mtu)
+{
+	const __u32 head = sizeof(struct iphdr) + ICMP_HDR_LEN;
+	void *data = too_big_frame(ctx, LB_TOOBIG4_KEEP, head, bpf_htons(ETH_P_IP));
+	if (!data)
+		return XDP_DROP;
+	struct iphdr *ip = data + sizeof(struct ethhdr);
+	struct icmphdr *icmp = (void *)(ip + 1);
+	struct iphdr *orig = (void *)(icmp + 1); /* the client's packet, right after the new headers */
+	ip->version = 4;
+	ip->ihl = 5;
+	ip->tos = 0;
+	ip->tot_len = bpf_htons(head + LB_TOOBIG4_KEEP);
+	ip->id = 0;
+	ip->frag_off = 0;
+	ip->ttl = LB_TUN_TTL;
+	ip->protocol = IPPROTO_ICMP_;
+	ip->saddr = orig->daddr; /* the VIP */
+	ip->daddr = orig->saddr;
+	ip->check = 0;
+	ip->check = ip_csum(ip);
+	icmp->type = ICMP_DEST_UNREACH_;
+	icmp->code = ICMP_FRAG_NEEDED_;
+	icmp->checksum = 0;
+	icmp->un.frag.__unused = 0;
+	icmp->un.frag.mtu = bpf_htons(mtu);
+	icmp->checksum = csum_fold_(bpf_csum_diff(NULL, 0, (void *)icmp, ICMP_HDR_LEN + LB_TOOBIG4_KEEP, 0));
+	return XDP_TX;
+}
+
+static __always_inline int send_too_big6(struct xdp_md *ctx, __u32 mtu)
+{
+	const __u32 head = sizeof(struct ipv6hdr) + ICMP_HDR_LEN;
+	void *data = too_big_frame(ctx, LB_TOOBIG6_KEEP, head, bpf_htons(ETH_P_IPV6));
+	if (!data)
+		return XDP_DROP;
+	struct ipv6hdr *ip6 = data + sizeof(struct ethhdr);
+	struct icmp6hdr *icmp6 = (void *)(ip6 + 1);
+	struct ipv6hdr *orig = (void *)(icmp6 + 1);
+	ip6->version = 6;
+	ip6->priority = 0;
+	ip6->flow_lbl[0] = 0;
+	ip6->flow_lbl[1] = 0;
+	ip6->flow_lbl[2] = 0;
+	ip6->payload_len = bpf_htons(ICMP_HDR_LEN + LB_TOOBIG6_KEEP);
+	ip6->nexthdr = IPPROTO_ICMPV6_;
+	ip6->hop_limit = LB_TUN_TTL;
+	__builtin_memcpy(&ip6->saddr, &orig->daddr, 16);
+	__builtin_memcpy(&ip6->daddr, &orig->saddr, 16);
+	icmp6->icmp6_type = ICMPV6_PKT_TOOBIG_;
+	icmp6->icmp6_code = 0;
+	icmp6->icmp6_cksum = 0;
+	icmp6->icmp6_dataun.un_data32[0] = bpf_htonl(mtu);
+	/* RFC 8200's pseudo-header, then the message */
+	struct {
+		struct in6_addr saddr, daddr;
+		__be32 len, nexthdr;
+	} ph = { .len = bpf_htonl(ICMP_HDR_LEN + LB_TOOBIG6_KEEP), .nexthdr = bpf_htonl(IPPROTO_ICMPV6_) };
+	__builtin_memcpy(&ph.saddr, &ip6->saddr, 16);
+	__builtin_memcpy(&ph.daddr, &ip6->daddr, 16);
+	__s64 s = bpf_csum_diff(NULL, 0, (__be32 *)&ph, sizeof(ph), 0);
+	icmp6->icmp6_cksum = csum_fold_(bpf_csum_diff(NULL, 0, (void *)icmp6, ICMP_HDR_LEN + LB_TOOBIG6_KEEP, s));
+	return XDP_TX;
+}

@@ -90,7 +90,7 @@ export interface lb_stats {
 }
 export const lb_stats_size = 40;
 
-/** struct lb_global: 112 bytes */
+/** struct lb_global: 120 bytes */
 export interface lb_global {
   rx: bigint;
   forwarded: bigint;
@@ -106,8 +106,9 @@ export interface lb_global {
   drop_encap: bigint;
   icmp_forwarded: bigint;
   pass_ext_hdr_limit: bigint;
+  icmp_too_big: bigint;
 }
-export const lb_global_size = 112;
+export const lb_global_size = 120;
 
 export * from './xdp_lb.enums.ts';
 
@@ -143,7 +144,7 @@ export const xdpLb = defineSkeleton<XdpLbShape>({
     backends: { type: MapType.ARRAY, keySize: 4, valueSize: 44 },
     backend_ports: { type: MapType.DEVMAP, keySize: 4, valueSize: 4 },
     stats: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 40 },
-    global_stats: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 112 },
+    global_stats: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 120 },
   },
   programs: ['xdp_lb'],
   rodata: [],

@@ -93,6 +93,23 @@ export class Dataplane implements Disposable {
       m.close();
     }
     try {
+      if (restored) {
+        // a pin of another shape (made by another build: a counter added to global_stats) failed
+        // libbpf's reuse as "parameter mismatch", a start error that named no fix
+        for (const m of PINNED) {
+          const p = path.join(opts.pinDir, m);
+          if (!fs.existsSync(p)) continue;
+          const pinned = BpfMap.openPinned(p);
+          const [got, want] = [pinned.meta, obj.mapSpec(m)];
+          pinned.close();
+          if (got.type !== want.type || got.keySize !== want.keySize || got.valueSize !== want.valueSize) {
+            throw new LabError(
+              `the LB pinned under ${opts.pinDir} was started by another build of the lab: its map ${m} has ${got.keySize}-byte keys and ${got.valueSize}-byte values, this build's ${want.keySize} and ${want.valueSize}; nothing was changed`,
+              `stop that LB and remove its pins (pnpm lab lb stop --purge --instance ${path.basename(opts.pinDir)}: its connections' backend choices and counters go with them), then start the daemon again`,
+            );
+          }
+        }
+      }
       if (!opts.noPin) {
         makePinDir(opts.pinDir);
         // libbpf reuses a compatible pinned map at this path, or creates and pins a new one
