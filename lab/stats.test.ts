@@ -34,6 +34,18 @@ describe('stats', () => {
     expect(verdict(ci, 1.03)).toBe('pass');
   });
 
+  it('a resample whose baseline sums to 0 makes the upper bound Infinity, never NaN', () => {
+    // rounds with a zero baseline: some resamples draw only those (t/0 = Infinity), none 0/0
+    const ci = bootstrapRatioCI([0, 10, 0], [1, 11, 2], { seed: 5 });
+    expect(ci.upper).toBe(Infinity);
+    expect(Number.isFinite(ci.lower)).toBe(true);
+    expect(verdict(ci, 2)).not.toBe('pass');
+    // 0/0 resamples are left out, not sorted in as NaN
+    const z = bootstrapRatioCI([0, 10, 0], [0, 11, 0], { seed: 5 });
+    expect(Number.isNaN(z.lower) || Number.isNaN(z.upper)).toBe(false);
+    expect(z.lower).toBeCloseTo(1.1, 5);
+  });
+
   it('noisy pairs: the interval covers the point estimate and widens with noise', () => {
     // fixture: 12 rounds, treatment ≈ 1.01 × baseline with ±4% round noise
     const base = [1000, 1040, 980, 1010, 995, 1100, 1005, 990, 1030, 1015, 970, 1060];

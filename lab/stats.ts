@@ -48,7 +48,11 @@ function quantile(sorted: readonly number[], q: number): number {
   const pos = (sorted.length - 1) * q;
   const lo = Math.floor(pos);
   const hi = Math.ceil(pos);
-  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (pos - lo);
+  const [a, b] = [sorted[lo]!, sorted[hi]!];
+  if (a === b) return a;
+  // an infinite end (a bootstrap ratio over a zero baseline): the nearer one, not Inf − Inf = NaN
+  if (!Number.isFinite(a) || !Number.isFinite(b)) return pos - lo < 0.5 ? a : b;
+  return a + (b - a) * (pos - lo);
 }
 
 export interface RatioCI {
@@ -86,8 +90,12 @@ export function bootstrapRatioCI(baseline: readonly number[], treatment: readonl
     }
     out[i] = t / b;
   }
-  const sorted = [...out].sort((a, b) => a - b);
+  // a resample whose baseline sums to 0 gives ±Infinity (unbounded: kept, so the interval says
+  // so) or 0/0 (no ratio: left out). The NaN once went into the sort, whose comparator then
+  // answered NaN, and the bounds came out NaN or wherever the sort happened to leave them
+  const sorted = [...out].filter((x) => !Number.isNaN(x)).sort((a, b) => (a === b ? 0 : a < b ? -1 : 1));
   const alpha = (1 - confidence) / 2;
+  if (!sorted.length) return { ratio, lower: NaN, upper: NaN, confidence, rounds: n, iterations };
   return { ratio, lower: quantile(sorted, alpha), upper: quantile(sorted, 1 - alpha), confidence, rounds: n, iterations };
 }
 
