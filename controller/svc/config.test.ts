@@ -9,6 +9,8 @@ describe('socket LB config', () => {
   it('normalises a good config (defaults, canonical addresses, backend port from the VIP)', () => {
     const c = validateSvcConfig({ ...ok, services: [...ok.services, { vip: 'udp://[fd96::0010]:53', backends: ['fd00::11'], algorithm: 'random' }] });
     expect(c.ringSize).toBe(251);
+    expect(c.maxSockets).toBe(65536);
+    expect(validateSvcConfig({ ...ok, maxSockets: 1 << 20 }).maxSockets).toBe(1 << 20);
     expect(c.instance).toBe('default');
     expect(c.services[1]).toMatchObject({ id: 'udp://[fd96::10]:53', algorithm: 'random', backends: [{ address: 'fd00::11', port: 53, weight: 1 }] });
   });
@@ -39,6 +41,8 @@ describe('socket LB config', () => {
     [{ ...ok, services: [{ vip: 'tcp://10.96.0.10:80', backends: [{ address: '10.0.0.1', wieght: 2 }] }] }, /^services\[0\]\.backends\[0\]: unknown key "wieght" \(known: address, port, weight\)$/],
     [{ ...ok, maxServices: 1, services: [ok.services[0], { vip: 'tcp://10.96.0.11:80', backends: ['10.0.0.1'] }] }, /maxServices/],
     [{ ...ok, maxBackends: 1 }, /maxBackends/],
+    [{ ...ok, maxSockets: 10 }, /^maxSockets/],
+    [{ ...ok, maxSockets: 2 ** 25 }, /^maxSockets/],
     // the XDP LB's healthCheck rules: a misspelt key was kept and ignored, and a timer past 2**31-1
     // ms fires after 1 ms (every backend probed every millisecond)
     [{ ...ok, healthCheck: { intervalMS: 5000 } }, /^healthCheck\.intervalMS: unknown key/],

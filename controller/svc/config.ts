@@ -30,6 +30,9 @@ export interface SvcConfig {
   ringSize?: number;
   maxServices?: number;
   maxBackends?: number;
+  /** sockets at once whose peer reads as the service's address (getpeername, a UDP reply's
+   * source): an LRU table, the oldest socket's entry goes first beyond it */
+  maxSockets?: number;
   healthCheck?: Partial<HealthConfig>;
   services: ServiceConfig[];
 }
@@ -55,6 +58,7 @@ export interface NormSvcConfig {
   ringSize: number;
   maxServices: number;
   maxBackends: number;
+  maxSockets: number;
   health: HealthConfig;
   services: NormService[];
 }
@@ -135,7 +139,7 @@ export function validateSvcConfig(c: SvcConfig): NormSvcConfig {
   // every fault is named at once (a service by its first), as the XDP LB's config does
   const problems: ValidationError[] = [];
   const check = ValidationError.collector(problems);
-  const known = new Set(['cgroup', 'instance', 'ringSize', 'maxServices', 'maxBackends', 'healthCheck', 'services']);
+  const known = new Set(['cgroup', 'instance', 'ringSize', 'maxServices', 'maxBackends', 'maxSockets', 'healthCheck', 'services']);
   for (const k of Object.keys(c)) if (!known.has(k)) problems.push(new ValidationError(`unknown key "${k}" (known: ${[...known].join(', ')})`));
   if (typeof c.cgroup !== 'string' || !c.cgroup || c.cgroup.includes('..')) problems.push(new ValidationError(`"cgroup" must be a cgroup2 path such as /ebpf-lab/clients, got ${JSON.stringify(c.cgroup)}`));
   const instance = c.instance ?? 'default';
@@ -147,6 +151,7 @@ export function validateSvcConfig(c: SvcConfig): NormSvcConfig {
   }, null);
   const maxServices = check(() => int(c.maxServices, 'maxServices', 1, 1 << 20, socket_lb_limits.SVC_DEFAULT_SERVICES), null);
   const maxBackends = check(() => int(c.maxBackends, 'maxBackends', 1, 1 << 20, socket_lb_limits.SVC_DEFAULT_BACKENDS), null);
+  const maxSockets = check(() => int(c.maxSockets, 'maxSockets', 64, 1 << 24, socket_lb_limits.SVC_REVNAT_ENTRIES), null);
   if (maxServices !== null && ringSize !== null && maxServices * 2 * ringSize > 1 << 28) problems.push(new ValidationError(`maxServices × 2 × ringSize = ${maxServices * 2 * ringSize} ring slots is too large (limit ${1 << 28}); lower ringSize or maxServices`));
   // the XDP LB's rules: known keys only (a misspelt intervalMS was kept and ignored), timers Node can keep
   const health = c.healthCheck === undefined ? DEFAULT_HEALTH : check(() => normHealthCheck(c.healthCheck), DEFAULT_HEALTH);
@@ -173,7 +178,7 @@ export function validateSvcConfig(c: SvcConfig): NormSvcConfig {
   const err = ValidationError.of(problems);
   if (err) throw err;
   // (each null above is a problem: none is left here)
-  return { cgroup: c.cgroup, instance, ringSize: ringSize!, maxServices: maxServices!, maxBackends: maxBackends!, health, services };
+  return { cgroup: c.cgroup, instance, ringSize: ringSize!, maxServices: maxServices!, maxBackends: maxBackends!, maxSockets: maxSockets!, health, services };
 }
 
 

@@ -153,8 +153,10 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
   it('backend swaps at maxBackends while connections are made: every one reaches a listed backend', async () => {
     const [b0, b1, b2] = lab.backends4.map((a) => `${a}:8080`) as [string, string, string];
     const vip = 'tcp://10.96.0.30:80';
-    const full = await SvcController.start({ cgroup: lab.cgClientRel, instance: `swap-${process.pid}`, maxBackends: 2, services: [{ vip, backends: [b0, b1] }] });
+    const full = await SvcController.start({ cgroup: lab.cgClientRel, instance: `swap-${process.pid}`, maxBackends: 2, maxSockets: 4096, services: [{ vip, backends: [b0, b1] }] });
     try {
+      // the reverse table (a peer read as the VIP) sized by the config, not the compiled 65,536
+      expect(full.maps.revnat.meta.maxEntries).toBe(4096);
       const stats0 = full.stats();
       // enough connections that swaps interleave with them on a fast window too (300 took 120 ms
       // in one fresh-check: 5 swaps, and the test's own floor failed)

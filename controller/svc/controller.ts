@@ -19,7 +19,7 @@ import path from 'node:path';
 import { BpfMap, BpfError, Errno, Link, attachCgroupFirst, makePinDir, pinnedMapInfo, progInfoById, removePinDir, type ProgInfo } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { LabError } from '../../common/errors.ts';
-import { socketLb, socket_lb_alg, socket_lb_stat, type SocketLb, type revnat_key, type revnat_val, type svc_backend, type svc_key, type svc_val } from '../../bpf/gen/socket_lb.ts';
+import { socketLb, socket_lb_alg, socket_lb_limits, socket_lb_stat, type SocketLb, type revnat_key, type revnat_val, type svc_backend, type svc_key, type svc_val } from '../../bpf/gen/socket_lb.ts';
 import { addrBytes, heldAddr, parseHostPort, parseVip, PROTO_NUM, vipString, ValidationError } from '../lb/addr.ts';
 import { HealthChecker } from '../lb/health.ts';
 import { maglevTable } from '../lb/maglev.ts';
@@ -335,7 +335,7 @@ export class SvcController {
       try {
         return sk.setRodata({ ring_size: cfg.ringSize }).load({
           skip,
-          maxEntries: { services: cfg.maxServices, svc_ring: cfg.maxServices * 2 * cfg.ringSize, backends: backendTable, backend_hits: backendTable, service_hits: cfg.maxServices },
+          maxEntries: { services: cfg.maxServices, svc_ring: cfg.maxServices * 2 * cfg.ringSize, backends: backendTable, backend_hits: backendTable, service_hits: cfg.maxServices, revnat: cfg.maxSockets },
         });
       } catch (e) {
         sk.close();
@@ -401,6 +401,9 @@ export class SvcController {
     if (path.resolve(old.cgroupPath) !== path.resolve(cg)) diff.push(`cgroup ${old.cgroupPath} → ${cg}`);
     else if (old.cgroupId !== undefined && fs.existsSync(cg) && String(cgroupId(cg)) !== old.cgroupId) diff.push(`cgroup ${cg} was removed and made again (its programs went with the old one)`);
     for (const k of ['ringSize', 'maxServices', 'maxBackends'] as const) if (old.config[k] !== cfg[k]) diff.push(`${k} ${old.config[k]} → ${cfg[k]}`);
+    // a state file of a build before maxSockets: its table has the compiled default
+    const sockets = old.config.maxSockets ?? socket_lb_limits.SVC_REVNAT_ENTRIES;
+    if (sockets !== cfg.maxSockets) diff.push(`maxSockets ${sockets} → ${cfg.maxSockets}`);
     if (diff.length) throw new LabError(`instance "${cfg.instance}" was left by svc daemon pid ${dead}, which died, and cannot be taken over with this config: ${diff.join('; ')}`, fix);
     checkOverlap(cfg.instance, cg, cfg.services.map((s) => s.id));
     return withLock(cfg.instance, () => {
