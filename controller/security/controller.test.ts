@@ -1869,31 +1869,64 @@ print('ran', ran, flush=True)`);
       expect(logged.filter((e) => e.kind === 'policy')).toEqual([expect.objectContaining({ action: 'reapplied', policy: 'drift', rule: `${bin} was replaced since the policy was applied` })]);
       // a policy naming a replaced binary and a deleted one: the deleted one failed the daemon's
       // re-apply, and the replacement ran unenforced (fail open) until a user edited the policy's
-      // file. What is gone now keeps the rule it was applied with
-      const other = path.join(dir, 'other');
+      // file. What is gone now keeps the rule it was applied with: named here through a symlinked
+      // directory (identities hold resolved paths: /bin/x of a merged /usr is /usr/bin/x), and an
+      // allowed file that is gone loses its entry (its old inode may be the next file's)
+      fs.mkdirSync(path.join(dir, 'real'));
+      fs.symlinkSync(path.join(dir, 'real'), path.join(dir, 'via'));
+      const other = path.join(dir, 'via', 'other');
       fs.copyFileSync('/usr/bin/whoami', other);
       fs.chmodSync(other, 0o755);
+      const denied = (v: number) => v === -1000 || v === -9; // refused at exec (LSM) or killed (tracepoint)
       fs.writeFileSync(f, yaml(rel, `    exec: { deny: [${bin}, ${other}] }\n`, 'drift'));
       expect((await capture(['apply', f])).code).toBe(0);
-      fs.rmSync(other);
-      const logAt2 = fs.statSync(EVENTS_PATH).size;
+      // the replacement made before the delete: it cannot be given the deleted file's inode, whose
+      // kept rule would then deny it whatever happened to bin's
       fs.copyFileSync('/usr/bin/id', `${bin}.new`);
       fs.chmodSync(`${bin}.new`, 0o755);
+      const otherIno = fs.statSync(other).ino;
+      fs.rmSync(other);
+      const logAt2 = fs.statSync(EVENTS_PATH).size;
       fs.renameSync(`${bin}.new`, bin);
+      expect(fs.statSync(bin).ino).not.toBe(otherIno);
       const reapplied = () => fs.readFileSync(EVENTS_PATH, 'utf8').slice(logAt2).split('\n').filter(Boolean).map((x) => JSON.parse(x) as { kind: string; action: string; policy: string; rule: string }).filter((e) => e.kind === 'policy');
       for (let i = 0; i < 100 && !reapplied().length; i++) await new Promise((r) => setTimeout(r, 100));
       expect(reapplied()).toEqual([expect.objectContaining({ action: 'reapplied', policy: 'drift', rule: `${bin} was replaced since the policy was applied` })]);
-      expect(await runBin(), 'the replacement, denied though the policy names a deleted file').not.toBe(0);
+      const binNow = await runBin();
+      expect(denied(binNow), `the replacement, denied though the policy names a deleted file (got ${binNow})`).toBe(true);
       l = await capture(['list']);
       expect(l.code, 'what is gone is still said').toBe(1);
-      expect(l.out).toContain(`${other} no longer exists`);
+      expect(l.out).toContain(`${path.join(dir, 'real', 'other')} no longer exists`);
       expect(l.out).not.toContain('was replaced');
-      // put back under its name: followed as a move (or, given its old inode again, already named)
+      // put back under its name: followed as a move
       fs.copyFileSync('/usr/bin/whoami', other);
       fs.chmodSync(other, 0o755);
       for (let i = 0; i < 50 && (l = await capture(['list'])).code !== 0; i++) await new Promise((r) => setTimeout(r, 100));
       expect(l.code, `list after the file came back: ${l.out}`).toBe(0);
-      expect((await run(cg, `import subprocess\ntry: print('id', subprocess.run(['${other}'], capture_output=True).returncode)\nexcept OSError: print('id', -1000)`)).id, 'the file put back, denied').not.toBe(0);
+      const otherNow = (await run(cg, `import subprocess\ntry: print('id', subprocess.run(['${other}'], capture_output=True).returncode)\nexcept OSError: print('id', -1000)`)).id;
+      expect(denied(otherNow), `the file put back, denied (got ${otherNow})`).toBe(true);
+      // an allowlist naming a file that goes: the re-apply leaves its entry out (denied), never
+      // allows the inode it had
+      fs.writeFileSync(f, yaml(rel, `    exec: { allow: [${PY}, ${bin}, ${other}] }\n`, 'drift'));
+      expect((await capture(['apply', f])).code).toBe(0);
+      const before = (await capture(['list', '--json'])).out;
+      const entries = (j: string) => (JSON.parse(j) as { policies: { name: string; execEntries: number }[] }).policies.find((x) => x.name === 'drift')!.execEntries;
+      fs.copyFileSync('/usr/bin/id', `${bin}.new`);
+      fs.chmodSync(`${bin}.new`, 0o755);
+      fs.rmSync(other);
+      const logAt3 = fs.statSync(EVENTS_PATH).size;
+      fs.renameSync(`${bin}.new`, bin);
+      const reapplied3 = () => fs.readFileSync(EVENTS_PATH, 'utf8').slice(logAt3).split('\n').filter(Boolean).map((x) => JSON.parse(x) as { kind: string }).filter((e) => e.kind === 'policy');
+      for (let i = 0; i < 100 && !reapplied3().length; i++) await new Promise((r) => setTimeout(r, 100));
+      expect(reapplied3()).toHaveLength(1);
+      expect(entries((await capture(['list', '--json'])).out), 'the gone file\'s allow entry left out').toBe(entries(before) - 1);
+      expect(await runBin(), 'the replacement, allowed as the old file was').toBe(0);
+      fs.copyFileSync('/usr/bin/whoami', other);
+      fs.chmodSync(other, 0o755);
+      for (let i = 0; i < 50 && (l = await capture(['list'])).code !== 0; i++) await new Promise((r) => setTimeout(r, 100));
+      expect(l.code, `list after the allowed file came back: ${l.out}`).toBe(0);
+      fs.writeFileSync(f, yaml(rel, `    exec: { deny: [${bin}] }\n`, 'drift'));
+      expect((await capture(['apply', f])).code).toBe(0);
       // a service restart: its cgroup made again under its name (a new id). Followed the same way
       removeCgroup(cg, root);
       createCgroup(cg);

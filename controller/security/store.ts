@@ -51,6 +51,39 @@ export type Identify = (paths: string[]) => Map<string, Identified>;
 /** stat(2) identities: right on plain file systems, wrong on overlayfs (see identity.ts) */
 export const statIdentify: Identify = (paths) => new Map(paths.map((p) => [p, { ...fileId(p), how: 'stat' as const, why: 'no kernel oracle' }]));
 
+/** Identified.why of a gone file kept as applied by a re-apply (apply's keepGone) */
+const KEPT_GONE = 'gone: kept as applied';
+
+/** every binary path a policy names ("shells" aside), as written */
+function namedPaths(p: Policy): string[] {
+  return [...p.exec.deny.filter((d) => d !== 'shells'), ...(p.exec.allow ?? []), ...(p.select.executable ? [p.select.executable] : [])];
+}
+
+/**
+ * The path a path that no longer exists would have resolved to: its directory resolved, and a
+ * dangling symlink at its end followed (the identities of an apply hold resolved paths)
+ */
+function wouldResolve(x: string): string {
+  let cur = path.resolve(x);
+  for (let hops = 0; hops < 40; hops++) {
+    let dir: string;
+    try {
+      dir = fs.realpathSync(path.dirname(cur));
+    } catch {
+      return cur;
+    }
+    const at = path.join(dir, path.basename(cur));
+    let to: string;
+    try {
+      to = fs.readlinkSync(at);
+    } catch {
+      return at;
+    }
+    cur = path.resolve(dir, to);
+  }
+  return cur;
+}
+
 export interface StoredPolicy {
   policy: Policy;
   id: number;
@@ -105,7 +138,7 @@ interface Plan {
   egressRule: number;
   rawRule: number;
   ptraceRule: number;
-  exec: { file: FileId; rule: number; action: number }[];
+  exec: { file: Identified; rule: number; action: number }[];
   egress: { key: Omit<sec_egress_key, 'slot'>; rule: number; action: number }[];
 }
 
@@ -211,6 +244,9 @@ export class PolicyStore {
       allowlistRule = rule('exec.allow (binary not on the allowlist)');
       for (const a of p.exec.allow) {
         const f = ids.get(a)!;
+        // gone, kept for a re-apply: an allow of the inode it had would let whatever file gets
+        // that inode next run (inode numbers are reused at once); left out, which denies
+        if (f.why === KEPT_GONE) continue;
         // a binary both denied and allowed stays denied: deny is the safer reading
         if (!denied.has(`${f.dev}:${f.ino}`)) exec.push({ file: f, rule: allowlistRule, action: ACTION_ALLOW });
       }
@@ -324,32 +360,43 @@ export class PolicyStore {
   private resolve(policies: Policy[], keepGone: boolean) {
     let nextId = this.state.nextId;
     // keepGone: a path the applied version names that no longer exists keeps the identity it was
-    // applied with (see apply)
+    // applied with (see apply). Found by the path as the policy names it, or as it resolved then
+    // (identities hold the resolved path: /bin/x of a merged /usr is /usr/bin/x)
     const kept = new Map<string, StoredPolicy['identities'][number]>();
     if (keepGone) {
       for (const p of policies) {
-        for (const i of this.state.policies[p.name]?.identities ?? []) if (i.statIno !== undefined && !fs.existsSync(i.path)) kept.set(i.path, i);
+        const stored = new Map((this.state.policies[p.name]?.identities ?? []).filter((i) => i.statIno !== undefined).map((i) => [i.path, i]));
+        for (const x of namedPaths(p)) {
+          if (fs.existsSync(x)) continue;
+          const i = stored.get(x) ?? stored.get(wouldResolve(x));
+          if (i) kept.set(x, i);
+        }
       }
     }
     // every binary named anywhere, identified in one go (the kernel oracle forks once per binary)
     const shells = policies.some((p) => p.exec.deny.includes('shells')) ? resolveShells() : [];
-    const paths = [...shells.map((f) => f.path), ...policies.flatMap((p) => [...p.exec.deny.filter((d) => d !== 'shells'), ...(p.exec.allow ?? []), ...(p.select.executable ? [p.select.executable] : [])])];
+    const paths = [...shells.map((f) => f.path), ...policies.flatMap(namedPaths)];
     const ids = this.identify(paths.filter((x) => !kept.has(x)));
-    for (const [x, i] of kept) ids.set(x, { path: x, dev: BigInt(i.dev), ino: BigInt(i.ino), how: i.how === 'kernel' ? 'kernel' : 'stat', ...(i.why ? { why: i.why } : {}) });
+    for (const [x, i] of kept) ids.set(x, { path: i.path, dev: BigInt(i.dev), ino: BigInt(i.ino), how: i.how === 'kernel' ? 'kernel' : 'stat', why: KEPT_GONE });
     const plans = policies.map((p) => {
       const id = nextId;
       nextId = nextId >= 0xffff ? 1 : nextId + 1;
       return this.plan(p, id, ids, shells, keepGone ? this.state.policies[p.name] : undefined);
     });
-    const identities = new Map(plans.map((pl) => [pl.p.name, [...new Set([...pl.exec.map((e) => e.file.path), ...(pl.p.select.executable ? [pl.p.select.executable] : [])])].map((x) => {
-      const k = kept.get(x);
-      if (k) return k; // still gone: list keeps saying so, and its return is followed as a move
-      const i = [...ids.values()].find((v) => v.path === x || (!kept.has(v.path) && v.path === fs.realpathSync(x)))!;
-      // stat's view as applied: list tells a file replaced since (a package upgrade: its rules
-      // name the old inode) by it
-      const st = fileId(x);
-      return { path: x, dev: String(i.dev), ino: String(i.ino), how: i.how, why: i.why, statDev: String(st.dev), statIno: String(st.ino) };
-    })]));
+    const identities = new Map(plans.map((pl) => {
+      // what is gone stays listed as applied (list keeps saying so, and its return is followed as
+      // a move), also an allowed file whose entry plan() left out
+      const gone = [...new Map(namedPaths(pl.p).filter((x) => kept.has(x)).map((x) => [kept.get(x)!.path, kept.get(x)!])).values()];
+      const goneAt = new Set(gone.map((i) => i.path));
+      const live = [...new Set([...pl.exec.filter((e) => e.file.why !== KEPT_GONE).map((e) => e.file.path), ...(pl.p.select.executable && !kept.has(pl.p.select.executable) ? [pl.p.select.executable] : [])])].filter((x) => !goneAt.has(x));
+      return [pl.p.name, [...gone, ...live.map((x) => {
+        const i = [...ids.values()].find((v) => v.why !== KEPT_GONE && (v.path === x || v.path === fs.realpathSync(x)))!;
+        // stat's view as applied: list tells a file replaced since (a package upgrade: its rules
+        // name the old inode) by it
+        const st = fileId(x);
+        return { path: x, dev: String(i.dev), ino: String(i.ino), how: i.how, why: i.why, statDev: String(st.dev), statIno: String(st.ino) };
+      })]] as [string, StoredPolicy['identities']];
+    }));
     // two new policies on one workload, named two ways (/a and a/, /bin/dash and /usr/bin/dash):
     // the second silently took the first's selector (review, session 58)
     const mine = new Map<string, string>();
