@@ -154,6 +154,11 @@ static __always_inline int send_too_big4(struct xdp_md *ctx, __u32 mtu)
 	struct iphdr *ip = data + sizeof(struct ethhdr);
 	struct icmphdr *icmp = (void *)(ip + 1);
 	struct iphdr *orig = (void *)(icmp + 1); /* the client's packet, right after the new headers */
+	/* never to a source that is not one host (RFC 1122 3.2.2): 0.0.0.0, loopback, multicast,
+	 * broadcast */
+	__u8 first = ((__u8 *)&orig->saddr)[0];
+	if (orig->saddr == 0 || orig->saddr == 0xffffffff || first == 127 || (first & 0xf0) == 0xe0)
+		return XDP_DROP;
 	ip->version = 4;
 	ip->ihl = 5;
 	ip->tos = 0;
@@ -184,6 +189,10 @@ static __always_inline int send_too_big6(struct xdp_md *ctx, __u32 mtu)
 	struct ipv6hdr *ip6 = data + sizeof(struct ethhdr);
 	struct icmp6hdr *icmp6 = (void *)(ip6 + 1);
 	struct ipv6hdr *orig = (void *)(icmp6 + 1);
+	/* never to the unspecified address, loopback or a multicast group (RFC 4443 2.4 e) */
+	const __u32 *src6 = (const __u32 *)&orig->saddr;
+	if (((const __u8 *)src6)[0] == 0xff || (src6[0] == 0 && src6[1] == 0 && src6[2] == 0 && (src6[3] == 0 || src6[3] == bpf_htonl(1))))
+		return XDP_DROP;
 	ip6->version = 6;
 	ip6->priority = 0;
 	ip6->flow_lbl[0] = 0;
