@@ -676,10 +676,10 @@ describeRoot('xdp_lb pins of another shape', () => {
   it('a pinned map whose value size differs is refused with the fix, before anything is loaded or pinned', async () => {
     const dir = `/sys/fs/bpf/lbshape-${process.pid}`;
     fs.mkdirSync(dir);
+    let own: Dataplane | undefined;
     try {
-      const own = await Dataplane.open({ pinDir: '/nonexistent', noPin: true, conntrackEntries: 64 });
+      own = await Dataplane.open({ pinDir: '/nonexistent', noPin: true, conntrackEntries: 64 });
       const vipsShape = own.vips.meta;
-      own.close();
       const vips = BpfMap.create({ type: vipsShape.type, keySize: vipsShape.keySize, valueSize: vipsShape.valueSize, maxEntries: vipsShape.maxEntries });
       const old = BpfMap.create({ type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 8, maxEntries: 1 });
       vips.pin(`${dir}/vips`);
@@ -688,7 +688,14 @@ describeRoot('xdp_lb pins of another shape', () => {
       old.close();
       await expect(Dataplane.open({ pinDir: dir, conntrackEntries: 64 })).rejects.toThrow(/^the LB pinned under \/sys\/fs\/bpf\/lbshape-\d+ was started by another build of the lab: its map global_stats has 4-byte keys and 8-byte values, this build's 4 and \d+; nothing was changed$/);
       expect(fs.readdirSync(dir).sort(), 'nothing pinned beside them').toEqual(['global_stats', 'vips']);
+      // a conntrack table pinned at another size than the start asks for
+      fs.rmSync(`${dir}/global_stats`);
+      const ct = BpfMap.create({ type: own.conntrack.meta.type, keySize: own.conntrack.meta.keySize, valueSize: own.conntrack.meta.valueSize, maxEntries: 128, flags: 2 /* BPF_F_NO_COMMON_LRU, as declared */ });
+      ct.pin(`${dir}/conntrack`);
+      ct.close();
+      await expect(Dataplane.open({ pinDir: dir, conntrackEntries: 64 })).rejects.toThrow(/^the LB pinned under \/sys\/fs\/bpf\/lbshape-\d+ has a conntrack table of 128 entries, and this start asks for 64 \(conntrackEntries\)/);
     } finally {
+      own?.close();
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });

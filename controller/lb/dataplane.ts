@@ -102,6 +102,13 @@ export class Dataplane implements Disposable {
           const pinned = BpfMap.openPinned(p);
           const [got, want] = [pinned.meta, obj.mapSpec(m)];
           pinned.close();
+          const ct = opts.conntrackEntries ?? DEFAULT_CONNTRACK;
+          if (m === 'conntrack' && got.type === want.type && got.valueSize === want.valueSize && got.maxEntries !== ct) {
+            throw new LabError(
+              `the LB pinned under ${opts.pinDir} has a conntrack table of ${got.maxEntries} entries, and this start asks for ${ct} (conntrackEntries): a pinned table keeps its size; nothing was changed`,
+              `start with conntrackEntries: ${got.maxEntries}, or stop that LB and remove its pins first (pnpm lab lb stop --purge --instance ${path.basename(opts.pinDir)}: its connections' backend choices go with them)`,
+            );
+          }
           if (got.type !== want.type || got.keySize !== want.keySize || got.valueSize !== want.valueSize) {
             throw new LabError(
               `the LB pinned under ${opts.pinDir} was started by another build of the lab: its map ${m} has ${got.keySize}-byte keys and ${got.valueSize}-byte values, this build's ${want.keySize} and ${want.valueSize}; nothing was changed`,

@@ -181,9 +181,14 @@ async function ipipCheck(ctx: ScenarioContext, t: LbTopology, d: Daemon): Promis
   ctx.progress.step('IPIP / IP6IP6 forwarding');
   await setupIpipBackends(t);
   const I4 = `tcp://${VIP4_IPIP}:80`, I6 = `tcp://[${VIP6_IPIP}]:80`;
-  await d.api.addVip(I4, Array.from({ length: t.n }, (_, i) => ({ address: backend4(i) })), true, 'ipip');
-  await d.api.addVip(I6, Array.from({ length: t.n }, (_, i) => ({ address: backend6(i) })), true, 'ipip');
+  const added: string[] = [];
   try {
+    // each removed below only once added, and each whatever became of the other: a failure here
+    // is a failed check and the run goes on (the caller), so nothing of it may stay behind
+    await d.api.addVip(I4, Array.from({ length: t.n }, (_, i) => ({ address: backend4(i) })), true, 'ipip');
+    added.push(I4);
+    await d.api.addVip(I6, Array.from({ length: t.n }, (_, i) => ({ address: backend6(i) })), true, 'ipip');
+    added.push(I6);
     const rx = async () => Promise.all(Array.from({ length: t.n }, (_, i) => tunnelRx(t, i)));
     const g0 = (await d.api.stats()).global;
     const rx0 = await rx();
@@ -206,8 +211,9 @@ async function ipipCheck(ctx: ScenarioContext, t: LbTopology, d: Daemon): Promis
     ctx.check('IPIP/IP6IP6 forwarding', ok, parts.join('; '));
     await ipipFullSize(ctx, t, d);
   } finally {
-    await d.api.removeVip(I4);
-    await d.api.removeVip(I6);
+    const removed = await Promise.allSettled(added.map((v) => d.api.removeVip(v)));
+    const failed = removed.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 }
 
@@ -232,11 +238,12 @@ async function ipipFullSize(ctx: ScenarioContext, t: LbTopology, d: Daemon): Pro
     ['route', 'replace', `${VIP4_IPIP}/32`, 'via', LB4, ...mtu],
     ['route', 'replace', `${VIP6_IPIP}/128`, 'via', LB6, ...mtu],
   ]);
-  await routes([]);
-  const g0 = (await d.api.stats()).global;
   const parts: string[] = [];
   let ok = true;
+  let tooBig = 0;
   try {
+    await routes([]);
+    const g0 = (await d.api.stats()).global;
     for (const [fam, url] of [['IPv4', `http://${VIP4_IPIP}/`], ['IPv6', `http://[${VIP6_IPIP}]/`]] as const) {
       // curl's first segment carries the headers and the body's start: dropped, nginx never saw
       // the request and curl timed out
@@ -245,12 +252,16 @@ async function ipipFullSize(ctx: ScenarioContext, t: LbTopology, d: Daemon): Pro
       ok &&= r.exitCode === 0 && code === '200' && Number(up) === 256 * 1024;
       parts.push(`${fam}: HTTP ${code || 'none'} (curl exit ${r.exitCode}), ${up ?? 0} of ${256 * 1024} bytes sent`);
     }
+    const g1 = (await d.api.stats()).global;
+    tooBig = (g1.icmp_too_big ?? 0) - (g0.icmp_too_big ?? 0);
+  } catch (e) {
+    if (ctx.signal.aborted) throw e;
+    ok = false;
+    parts.push(`the check failed: ${(e as Error).message.split('\n').slice(0, 3).join(' ')}`);
   } finally {
     fs.rmSync(body, { force: true });
     await routes(['mtu', 'lock', String(IPIP_CLIENT_MTU)]);
   }
-  const g1 = (await d.api.stats()).global;
-  const tooBig = (g1.icmp_too_big ?? 0) - (g0.icmp_too_big ?? 0);
   ok &&= tooBig > 0;
   parts.push(`ICMP too-big sent by the LB: ${tooBig}`);
   ctx.check('IPIP/IP6IP6: a request of full-size segments goes through (the LB tells the client its path MTU)', ok, parts.join('; '));
@@ -549,7 +560,7 @@ const scenario: Scenario = {
         if (ipipMissing === null) {
           await ipipCheck(ctx, t, d).catch((e: unknown) => {
             if (ctx.signal.aborted) throw e;
-            ctx.check('IPIP/IP6IP6 forwarding', false, `the check failed: ${(e as Error).message.split('\n').slice(0, 3).join(' ')}`);
+            ctx.check('IPIP/IP6IP6: the checks ran to their end (VIPs added, checked and removed)', false, (e as Error).message.split('\n').slice(0, 3).join(' '));
           });
         }
         if (loadN < n) await d.api.apply(loadConfig());

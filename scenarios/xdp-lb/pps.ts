@@ -196,11 +196,17 @@ export async function forwardingRates(ctx: ScenarioContext, t: LbTopology, d: Da
   ctx.progress.step(`UDP 64-byte frames on the LB veth: XDP_DROP ceiling, XDP_TX and devmap paths, alone and with the LB (${o.rounds} alternating rounds × ${o.frames} frames)`);
   const st = await d.api.state();
   const local = await Dataplane.open({ pinDir: st.pinDir }); // same pinned maps
-  const lbLink = new Link('lb0 (pinned LB link)', libbpf.bpf_link__open(path.join(local.pinDir, 'link')));
+  let lbLink: Link;
+  try {
+    lbLink = new Link('lb0 (pinned LB link)', libbpf.bpf_link__open(path.join(local.pinDir, 'link')));
+  } catch (e) {
+    local.close();
+    throw e;
+  }
   const sinkMap = t.helpers.maps.sink_config;
-  const ports = await t.backendPorts();
   let out: PpsResult;
   try {
+    const ports = await t.backendPorts();
     sinkMap.set(0, { udp_port: htons(9), pad: 0, pad2: 0 });
     t.attachPeer();
     t.attachBackendSinks();
