@@ -159,13 +159,8 @@ int xdp_lb(struct xdp_md *ctx)
 		return XDP_DROP;
 	if (vm->fwd == LB_FWD_IPIP && be->family == p.f.family) {
 		__u32 hdr = p.f.family == LB_AF_INET ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
-		/* the interface transmit() sends it out of: the backend's own port when it has one (an
-		 * ifindex bpf_check_mtu looks up in the namespace the frame came in: a port of another
-		 * namespace, as the veth bench writes, may name another device there or none, and then
-		 * nothing is checked) */
-		__u32 *port = bpf_map_lookup_elem(&backend_ports, &be_id);
 		__u32 mtu = 0;
-		if (encap_too_big(ctx, port ? *port : be->ifindex, hdr, &mtu)) {
+		if (encap_too_big(ctx, be, be_id, hdr, &mtu)) {
 			/* no ICMP error about an ICMP error (RFC 1122 3.2.2) */
 			if (p.is_icmp)
 				return VERDICT(g, drop_encap, XDP_DROP);

@@ -4,6 +4,7 @@
 #include "include/lab.h"
 #include "xdp_lb.h"
 #include "xdp_lb_csum.h"
+#include "xdp_lb_maps.h"
 #include "xdp_lb_proto.h"
 
 static __always_inline void set_macs(struct ethhdr *eth, const struct backend *be, __be16 proto)
@@ -100,13 +101,19 @@ static __always_inline int encap(struct xdp_md *ctx, const struct backend *be, c
 #define LB_TOOBIG4_KEEP 84  /* of the client's packet: its IP header and 64 bytes (RFC 792: 8) */
 #define LB_TOOBIG6_KEEP 248 /* 310 bytes on the wire, Katran's size; far below IPv6's 1280 */
 
-/* 1 and the egress interface's MTU when the frame grown by hdr_len bytes does not fit it */
-static __always_inline int encap_too_big(struct xdp_md *ctx, __u32 ifindex, __u32 hdr_len, __u32 *mtu)
+/*
+ * 1 and the egress interface's MTU when the frame grown by hdr_len bytes does not fit it. That
+ * interface is the one transmit() sends by: the backend's own port when it has one (an ifindex
+ * that bpf_check_mtu looks up in the namespace the frame came in: a port of another namespace, as
+ * the veth bench writes, may name another device there or none, and then nothing is checked).
+ */
+static __always_inline int encap_too_big(struct xdp_md *ctx, const struct backend *be, __u32 be_id, __u32 hdr_len, __u32 *mtu)
 {
 	if (!bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_check_mtu))
 		return 0;
+	__u32 *port = bpf_map_lookup_elem(&backend_ports, &be_id);
 	__u32 m = 0;
-	if (bpf_check_mtu(ctx, ifindex, &m, hdr_len, 0) != BPF_MTU_CHK_RET_FRAG_NEEDED)
+	if (bpf_check_mtu(ctx, port ? *port : be->ifindex, &m, hdr_len, 0) != BPF_MTU_CHK_RET_FRAG_NEEDED)
 		return 0;
 	*mtu = m;
 	return 1;
@@ -154,10 +161,10 @@ static __always_inline int send_too_big4(struct xdp_md *ctx, __u32 mtu)
 	struct iphdr *ip = data + sizeof(struct ethhdr);
 	struct icmphdr *icmp = (void *)(ip + 1);
 	struct iphdr *orig = (void *)(icmp + 1); /* the client's packet, right after the new headers */
-	/* never to a source that is not one host (RFC 1122 3.2.2): 0.0.0.0, loopback, multicast,
-	 * broadcast */
+	/* never to a source that is not one host (RFC 1122 3.2.2): "this network" 0/8, loopback,
+	 * multicast, class E and broadcast (224 and up) */
 	__u8 first = ((__u8 *)&orig->saddr)[0];
-	if (orig->saddr == 0 || orig->saddr == 0xffffffff || first == 127 || (first & 0xf0) == 0xe0)
+	if (first == 0 || first == 127 || first >= 224)
 		return XDP_DROP;
 	ip->version = 4;
 	ip->ihl = 5;

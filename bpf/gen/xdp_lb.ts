@@ -116,12 +116,12 @@ export * from './xdp_lb.enums.ts';
 export interface XdpLbShape {
   maps: {
     conntrack: { key: flow_key; value: ct_value };
-    backend_ports: { key: number; value: number };
     vips: { key: vip_key; value: vip_meta };
     vip_slots: { key: number; value: vip_slot };
     vip_addrs: { key: Uint8Array; value: number };
     rings: { key: number; value: number };
     backends: { key: number; value: backend };
+    backend_ports: { key: number; value: number };
     stats: { key: number; value: lb_stats };
     global_stats: { key: number; value: lb_global };
   };
@@ -137,12 +137,12 @@ export const xdpLb = defineSkeleton<XdpLbShape>({
   object: 'xdp_lb',
   maps: {
     conntrack: { type: MapType.LRU_HASH, keySize: 40, valueSize: 8 },
-    backend_ports: { type: MapType.DEVMAP, keySize: 4, valueSize: 4 },
     vips: { type: MapType.HASH, keySize: 20, valueSize: 36 },
     vip_slots: { type: MapType.ARRAY, keySize: 4, valueSize: 56 },
     vip_addrs: { type: MapType.HASH, keySize: 16, valueSize: 4 },
     rings: { type: MapType.ARRAY_OF_MAPS, keySize: 4, valueSize: 4 },
     backends: { type: MapType.ARRAY, keySize: 4, valueSize: 44 },
+    backend_ports: { type: MapType.DEVMAP, keySize: 4, valueSize: 4 },
     stats: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 40 },
     global_stats: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 120 },
   },

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { setImmediate as yieldNow } from 'node:timers/promises';
 import { ValidationError, addrBytes, formatAddr, formatMac, heldAddr, htons, parseHostPort, parseMac, parseVip, vipString, PROTO_NUM, type Protocol, type VipSpec } from './addr.ts';
 import { backendConfigOf, backendKey, checkIpipBackend, normBackend, sameHost, normVip, startSettingsDiff, tooManyForRing, tunnelSourceFor, validateConfig, type BackendConfig, type Forwarding, type LbConfig, type NormBackend, type NormConfig, type StartSettings, type VipConfig, type VipDefaults } from './config.ts';
-import { BE_ACTIVE, BE_DOWN, BE_DRAINING, Dataplane, MAX_VIPS } from './dataplane.ts';
+import { BE_ACTIVE, BE_DOWN, BE_DRAINING, Dataplane, MAX_VIPS, conntrackSize } from './dataplane.ts';
 import { netnsName } from '../../common/host.ts';
 import { HealthChecker } from './health.ts';
 import { Journal } from './journal.ts';
@@ -587,7 +587,8 @@ export class LbController {
    */
   applyConfig(norm: NormConfig, file?: string): Promise<ApplyResult> {
     const running = this.startSettings();
-    const diff = startSettingsDiff(running, norm);
+    // the file's conntrack size as the kernel would make it (rounded to the CPUs: conntrackSize)
+    const diff = startSettingsDiff(running, { ...norm, conntrackEntries: conntrackSize(norm.conntrackEntries) });
     if (diff.length) {
       const what = file ?? 'the config';
       const inst = diff.find((d) => d.field === 'instance');

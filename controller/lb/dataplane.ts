@@ -15,6 +15,17 @@ export const MAX_VIPS = xdp_lb_limits.LB_MAX_VIPS;
 /** backends array size unless configured (Katran's reals table is 4096 too) */
 export const DEFAULT_BACKENDS = xdp_lb_limits.LB_DEFAULT_BACKENDS;
 export const DEFAULT_CONNTRACK = xdp_lb_limits.LB_CT_ENTRIES;
+
+/**
+ * The conntrack table's size as the kernel makes it: a per-CPU-LRU hash (BPF_F_NO_COMMON_LRU)
+ * rounds max_entries up to a multiple of the possible CPUs, and a pin then reports that. Asked
+ * for as such, so that a restart (libbpf compares the pin's size with the one asked) and
+ * `lb apply` (the running size against the file's) agree on 6, 12, 24 … CPUs too.
+ */
+export function conntrackSize(requested: number): number {
+  const n = Math.max(1, libbpf.libbpf_num_possible_cpus());
+  return Math.ceil(requested / n) * n;
+}
 export const BE_ACTIVE = xdp_lb_be_flags.LB_BE_F_ACTIVE;
 export const BE_DRAINING = xdp_lb_be_flags.LB_BE_F_DRAINING;
 export const BE_DOWN = xdp_lb_be_flags.LB_BE_F_DOWN;
@@ -102,7 +113,7 @@ export class Dataplane implements Disposable {
           const pinned = BpfMap.openPinned(p);
           const [got, want] = [pinned.meta, obj.mapSpec(m)];
           pinned.close();
-          const ct = opts.conntrackEntries ?? DEFAULT_CONNTRACK;
+          const ct = conntrackSize(opts.conntrackEntries ?? DEFAULT_CONNTRACK);
           if (m === 'conntrack' && got.type === want.type && got.valueSize === want.valueSize && got.maxEntries !== ct) {
             throw new LabError(
               `the LB pinned under ${opts.pinDir} has a conntrack table of ${got.maxEntries} entries, and this start asks for ${ct} (conntrackEntries): a pinned table keeps its size; nothing was changed`,
@@ -124,7 +135,7 @@ export class Dataplane implements Disposable {
       }
       const devmapPin = path.join(opts.pinDir, PINNED_DEVMAP);
       const reuse = !opts.noPin && fs.existsSync(devmapPin);
-      obj.load({ maxEntries: { conntrack: opts.conntrackEntries ?? DEFAULT_CONNTRACK, backends, backend_ports: backends, stats: MAX_VIPS + backends }, ...(reuse ? { reuseMaps: { [PINNED_DEVMAP]: devmapPin } } : {}) });
+      obj.load({ maxEntries: { conntrack: conntrackSize(opts.conntrackEntries ?? DEFAULT_CONNTRACK), backends, backend_ports: backends, stats: MAX_VIPS + backends }, ...(reuse ? { reuseMaps: { [PINNED_DEVMAP]: devmapPin } } : {}) });
       if (!opts.noPin && !reuse) skel.maps.backend_ports.pin(devmapPin);
     } catch (e) {
       obj.close();

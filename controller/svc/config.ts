@@ -151,7 +151,7 @@ export function validateSvcConfig(c: SvcConfig): NormSvcConfig {
   }, null);
   const maxServices = check(() => int(c.maxServices, 'maxServices', 1, 1 << 20, socket_lb_limits.SVC_DEFAULT_SERVICES), null);
   const maxBackends = check(() => int(c.maxBackends, 'maxBackends', 1, 1 << 20, socket_lb_limits.SVC_DEFAULT_BACKENDS), null);
-  const maxSockets = check(() => int(c.maxSockets, 'maxSockets', 64, 1 << 24, socket_lb_limits.SVC_REVNAT_ENTRIES), null);
+  const maxSockets = check(() => int(c.maxSockets, 'maxSockets', 1024, 1 << 24, socket_lb_limits.SVC_REVNAT_ENTRIES), null);
   if (maxServices !== null && ringSize !== null && maxServices * 2 * ringSize > 1 << 28) problems.push(new ValidationError(`maxServices × 2 × ringSize = ${maxServices * 2 * ringSize} ring slots is too large (limit ${1 << 28}); lower ringSize or maxServices`));
   // the XDP LB's rules: known keys only (a misspelt intervalMS was kept and ignored), timers Node can keep
   const health = c.healthCheck === undefined ? DEFAULT_HEALTH : check(() => normHealthCheck(c.healthCheck), DEFAULT_HEALTH);
