@@ -11,7 +11,7 @@ import { sec_exec_mode } from '../../bpf/gen/security.ts';
 import { fileId, resolveShells, type FileId } from './files.ts';
 import { cgroupId } from '../../common/cgroup.ts';
 import { closeConnections, closedEvent, describeHeld, heldDeniedConnections, type HeldConnection } from './existing.ts';
-import { entriesNeeded, denyRaw, type ApplyReport, type PolicyStore, type StoredPolicy } from './store.ts';
+import { NOT_APPLIED, entriesNeeded, denyRaw, type ApplyReport, type PolicyStore, type StoredPolicy } from './store.ts';
 import { deferSignalsToCaller, BpfObject } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { parseArgs, suggest, UsageError, type CommandSpec, type Opts } from '../../common/args.ts';
@@ -284,10 +284,21 @@ export function identityDrift(p: StoredPolicy): { kind: 'moved' | 'gone'; text: 
     try {
       st = fileId(i.path);
     } catch { /* gone */ }
-    if (!st) out.push({ kind: 'gone', text: `${i.path} no longer exists (its rule names the file that was there: ${again})` });
-    else if (String(st.dev) !== i.statDev || String(st.ino) !== i.statIno) out.push({ kind: 'moved', text: `${i.path} was replaced since the policy was applied (its rule names the old file: ${again})` });
+    const name = i.named ?? i.path;
+    if (!st) out.push({ kind: 'gone', text: i.statIno === NOT_APPLIED ? `${name} no longer exists (its allow entry was left out: put it back, or take it out of the policy's file)` : `${name} no longer exists (its rule names the file that was there: ${again})` });
+    else if (i.statIno === NOT_APPLIED) out.push({ kind: 'moved', text: `${name} is back (its allow entry was left out while it was gone: ${again})` });
+    else if (String(st.dev) !== i.statDev || String(st.ino) !== i.statIno) out.push({ kind: 'moved', text: `${name} was replaced since the policy was applied (its rule names the old file: ${again})` });
   }
   return out;
+}
+
+/**
+ * Allowed files that are gone while their allow entry is still written: the inode it names may be
+ * the next new file's (inode numbers are reused at once), which the allowlist would then let run.
+ * The daemon applies such a policy again, which leaves the entry out (PolicyStore.apply keepGone).
+ */
+function allowedGone(p: StoredPolicy): string[] {
+  return (p.identities ?? []).filter((i) => i.allowed && i.statIno !== undefined && i.statIno !== NOT_APPLIED && !fs.existsSync(i.path)).map((i) => i.named ?? i.path);
 }
 
 /**
@@ -306,19 +317,20 @@ export function identityDrift(p: StoredPolicy): { kind: 'moved' | 'gone'; text: 
 export function reapplyMoved(store: PolicyStore, skip: (name: string, why: string) => boolean = () => false): { name: string; why: string; report?: ApplyReport; error?: string; gone?: string[] }[] {
   const out: { name: string; why: string; report?: ApplyReport; error?: string; gone?: string[] }[] = [];
   store.reload();
-  const moved = Object.entries(store.state.policies).filter(([, p]) => identityDrift(p).some((d) => d.kind === 'moved'));
+  const moved = Object.entries(store.state.policies).filter(([, p]) => identityDrift(p).some((d) => d.kind === 'moved') || allowedGone(p).length);
   // what moved, without each reason's own fix (the caller says what happened instead)
   const whyOf = (d: { kind: string; text: string }[]) => d.filter((x) => x.kind === 'moved').map((x) => x.text.replace(/ \(.*$/, '')).join('; ');
   for (const [name, seen] of moved) {
-    if (skip(name, whyOf(identityDrift(seen)))) continue;
+    if (skip(name, [whyOf(identityDrift(seen)), ...allowedGone(seen).map((x) => `${x} (allowed) no longer exists`)].filter(Boolean).join('; '))) continue;
     try {
       withApplyLock(() => {
         store.reload();
         const cur = store.state.policies[name];
         if (!cur || cur.id !== seen.id) return; // deleted or applied anew meanwhile
         const drift = identityDrift(cur);
-        if (!drift.some((d) => d.kind === 'moved')) return;
-        const why = whyOf(drift);
+        const lapsed = allowedGone(cur);
+        if (!drift.some((d) => d.kind === 'moved') && !lapsed.length) return;
+        const why = [whyOf(drift), ...lapsed.map((x) => `${x} (allowed) no longer exists`)].filter(Boolean).join('; ');
         // what is gone keeps the identity it was applied with (keepGone): it used to fail the
         // whole apply, and the moved one stayed unenforced
         const gone = drift.filter((d) => d.kind === 'gone').map((d) => d.text.replace(/ \(.*$/, ''));

@@ -1896,7 +1896,7 @@ print('ran', ran, flush=True)`);
       expect(denied(binNow), `the replacement, denied though the policy names a deleted file (got ${binNow})`).toBe(true);
       l = await capture(['list']);
       expect(l.code, 'what is gone is still said').toBe(1);
-      expect(l.out).toContain(`${path.join(dir, 'real', 'other')} no longer exists`);
+      expect(l.out).toContain(`${other} no longer exists`);
       expect(l.out).not.toContain('was replaced');
       // put back under its name: followed as a move
       fs.copyFileSync('/usr/bin/whoami', other);
@@ -1905,26 +1905,36 @@ print('ran', ran, flush=True)`);
       expect(l.code, `list after the file came back: ${l.out}`).toBe(0);
       const otherNow = (await run(cg, `import subprocess\ntry: print('id', subprocess.run(['${other}'], capture_output=True).returncode)\nexcept OSError: print('id', -1000)`)).id;
       expect(denied(otherNow), `the file put back, denied (got ${otherNow})`).toBe(true);
-      // an allowlist naming a file that goes: the re-apply leaves its entry out (denied), never
-      // allows the inode it had
+      // an allowlist naming a file that goes: its entry named an inode the next new file may get,
+      // which the allowlist would then let run. The daemon applies the policy again, leaving the
+      // entry out (denied), without anything else having moved
       fs.writeFileSync(f, yaml(rel, `    exec: { allow: [${PY}, ${bin}, ${other}] }\n`, 'drift'));
       expect((await capture(['apply', f])).code).toBe(0);
-      const before = (await capture(['list', '--json'])).out;
-      const entries = (j: string) => (JSON.parse(j) as { policies: { name: string; execEntries: number }[] }).policies.find((x) => x.name === 'drift')!.execEntries;
+      const entries = async () => (JSON.parse((await capture(['list', '--json'])).out) as { policies: { name: string; execEntries: number }[] }).policies.find((x) => x.name === 'drift')!.execEntries;
+      const full = await entries();
+      const logAt3 = fs.statSync(EVENTS_PATH).size;
+      const events3 = () => fs.readFileSync(EVENTS_PATH, 'utf8').slice(logAt3).split('\n').filter(Boolean).map((x) => JSON.parse(x) as { kind: string; rule: string }).filter((e) => e.kind === 'policy');
+      fs.rmSync(other);
+      for (let i = 0; i < 100 && !events3().length; i++) await new Promise((r) => setTimeout(r, 100));
+      expect(events3()).toEqual([expect.objectContaining({ action: 'reapplied', rule: `${other} (allowed) no longer exists` })]);
+      expect(await entries(), 'the gone file\'s allow entry left out').toBe(full - 1);
+      l = await capture(['list']);
+      expect(l.code).toBe(1);
+      expect(l.out).toContain(`${other} no longer exists (its allow entry was left out`);
+      // the allowlist goes on for the rest: a replaced allowed binary is followed as before
       fs.copyFileSync('/usr/bin/id', `${bin}.new`);
       fs.chmodSync(`${bin}.new`, 0o755);
-      fs.rmSync(other);
-      const logAt3 = fs.statSync(EVENTS_PATH).size;
       fs.renameSync(`${bin}.new`, bin);
-      const reapplied3 = () => fs.readFileSync(EVENTS_PATH, 'utf8').slice(logAt3).split('\n').filter(Boolean).map((x) => JSON.parse(x) as { kind: string }).filter((e) => e.kind === 'policy');
-      for (let i = 0; i < 100 && !reapplied3().length; i++) await new Promise((r) => setTimeout(r, 100));
-      expect(reapplied3()).toHaveLength(1);
-      expect(entries((await capture(['list', '--json'])).out), 'the gone file\'s allow entry left out').toBe(entries(before) - 1);
+      for (let i = 0; i < 100 && events3().length < 2; i++) await new Promise((r) => setTimeout(r, 100));
+      expect(events3()).toHaveLength(2);
       expect(await runBin(), 'the replacement, allowed as the old file was').toBe(0);
+      // put back: its entry comes back, whatever inode it gets (the same one included)
       fs.copyFileSync('/usr/bin/whoami', other);
       fs.chmodSync(other, 0o755);
       for (let i = 0; i < 50 && (l = await capture(['list'])).code !== 0; i++) await new Promise((r) => setTimeout(r, 100));
       expect(l.code, `list after the allowed file came back: ${l.out}`).toBe(0);
+      expect(await entries()).toBe(full);
+      expect((await run(cg, `import subprocess\ntry: print('id', subprocess.run(['${other}'], capture_output=True).returncode)\nexcept OSError: print('id', -1000)`)).id, 'the allowed file put back runs').toBe(0);
       fs.writeFileSync(f, yaml(rel, `    exec: { deny: [${bin}] }\n`, 'drift'));
       expect((await capture(['apply', f])).code).toBe(0);
       // a service restart: its cgroup made again under its name (a new id). Followed the same way

@@ -53,6 +53,11 @@ export const statIdentify: Identify = (paths) => new Map(paths.map((p) => [p, { 
 
 /** Identified.why of a gone file kept as applied by a re-apply (apply's keepGone) */
 const KEPT_GONE = 'gone: kept as applied';
+/**
+ * statDev/statIno of an allowed file that was gone at a re-apply, whose entry was left out: its
+ * return under that name is a move whatever inode it gets (identityDrift)
+ */
+export const NOT_APPLIED = '-';
 
 /** every binary path a policy names ("shells" aside), as written */
 function namedPaths(p: Policy): string[] {
@@ -90,7 +95,13 @@ export interface StoredPolicy {
   slot: number;
   selector: { kind: 'cgroup'; dir: string; cgid: string; level: number } | { kind: 'exe'; dev: string; ino: string; statDev: string; statIno: string };
   /** how each binary of the policy was identified (kernel oracle or stat), for `policy list` */
-  identities: { path: string; dev: string; ino: string; how: string; why?: string; statDev?: string; statIno?: string }[];
+  identities: {
+    path: string; dev: string; ino: string; how: string; why?: string; statDev?: string; statIno?: string;
+    /** the path as the policy names it, where it differs from `path` (resolved) */
+    named?: string;
+    /** on the policy's allowlist */
+    allowed?: true;
+  }[];
   execKeys: { dev: string; ino: string }[];
   egressKeys: { prefixlen: number; proto: number; port: number; addr: number[] }[];
   appliedAt: string;
@@ -365,10 +376,13 @@ export class PolicyStore {
     const kept = new Map<string, StoredPolicy['identities'][number]>();
     if (keepGone) {
       for (const p of policies) {
-        const stored = new Map((this.state.policies[p.name]?.identities ?? []).filter((i) => i.statIno !== undefined).map((i) => [i.path, i]));
+        const stored = (this.state.policies[p.name]?.identities ?? []).filter((i) => i.statIno !== undefined);
+        const at = new Map(stored.map((i) => [i.path, i]));
         for (const x of namedPaths(p)) {
           if (fs.existsSync(x)) continue;
-          const i = stored.get(x) ?? stored.get(wouldResolve(x));
+          // by the name it was given (a deleted symlink: /usr/bin/python3 gone, its target not),
+          // else by the path it resolved to
+          const i = stored.find((s) => s.named === x) ?? at.get(x) ?? at.get(wouldResolve(x));
           if (i) kept.set(x, i);
         }
       }
@@ -386,15 +400,31 @@ export class PolicyStore {
     const identities = new Map(plans.map((pl) => {
       // what is gone stays listed as applied (list keeps saying so, and its return is followed as
       // a move), also an allowed file whose entry plan() left out
-      const gone = [...new Map(namedPaths(pl.p).filter((x) => kept.has(x)).map((x) => [kept.get(x)!.path, kept.get(x)!])).values()];
+      const allows = new Set(pl.p.exec.allow ?? []);
+      const gone = [...new Map(namedPaths(pl.p).filter((x) => kept.has(x)).map((x) => {
+        const { allowed: _a, named: _n, ...i } = kept.get(x)!;
+        // an allowed one's entry was left out (plan): its return is a move whatever its inode
+        const entry = { ...i, ...(x !== i.path ? { named: x } : {}), ...(allows.has(x) ? { allowed: true as const, statDev: NOT_APPLIED, statIno: NOT_APPLIED } : {}) };
+        return [i.path, entry];
+      })).values()];
       const goneAt = new Set(gone.map((i) => i.path));
+      // each resolved path's name in the policy (the first), and whether it is allowed
+      const namedAs = new Map<string, string>();
+      const allowedAt = new Set<string>();
+      for (const x of namedPaths(pl.p)) {
+        const r = kept.has(x) ? undefined : ids.get(x)?.path;
+        if (!r) continue;
+        if (!namedAs.has(r)) namedAs.set(r, x);
+        if (allows.has(x)) allowedAt.add(r);
+      }
       const live = [...new Set([...pl.exec.filter((e) => e.file.why !== KEPT_GONE).map((e) => e.file.path), ...(pl.p.select.executable && !kept.has(pl.p.select.executable) ? [pl.p.select.executable] : [])])].filter((x) => !goneAt.has(x));
       return [pl.p.name, [...gone, ...live.map((x) => {
         const i = [...ids.values()].find((v) => v.why !== KEPT_GONE && (v.path === x || v.path === fs.realpathSync(x)))!;
         // stat's view as applied: list tells a file replaced since (a package upgrade: its rules
         // name the old inode) by it
         const st = fileId(x);
-        return { path: x, dev: String(i.dev), ino: String(i.ino), how: i.how, why: i.why, statDev: String(st.dev), statIno: String(st.ino) };
+        const named = namedAs.get(x);
+        return { path: x, dev: String(i.dev), ino: String(i.ino), how: i.how, why: i.why, statDev: String(st.dev), statIno: String(st.ino), ...(named && named !== x ? { named } : {}), ...(allowedAt.has(x) ? { allowed: true as const } : {}) };
       })]] as [string, StoredPolicy['identities']];
     }));
     // two new policies on one workload, named two ways (/a and a/, /bin/dash and /usr/bin/dash):
