@@ -210,11 +210,13 @@ async function ipipCheck(ctx: ScenarioContext, t: LbTopology, d: Daemon): Promis
     parts.push(`drop_encap +${encapDrops}; outer source ${LB4} / ${LB6}`);
     ctx.check('IPIP/IP6IP6 forwarding', ok, parts.join('; '));
     await ipipFullSize(ctx, t, d);
-  } finally {
-    const removed = await Promise.allSettled(added.map((v) => d.api.removeVip(v)));
-    const failed = removed.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason;
+  } catch (e) {
+    await Promise.allSettled(added.map((v) => d.api.removeVip(v))); // the first error is the one said
+    throw e;
   }
+  const removed = await Promise.allSettled(added.map((v) => d.api.removeVip(v)));
+  const failed = removed.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
 }
 
 /**

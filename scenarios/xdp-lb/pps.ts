@@ -219,11 +219,14 @@ export async function forwardingRates(ctx: ScenarioContext, t: LbTopology, d: Da
     };
     out = await measurePath(ctx, rig, udpFrame(t), { frames: o.frames, rounds: o.rounds, what: 'the LB veth', metric: ppsMetric('') });
   } finally {
-    if (o.threadedNapi) await t.setThreadedNapi(false);
-    sinkMap.set(0, { udp_port: 0, pad: 0, pad2: 0 });
-    t.detachBackendSinks();
-    lbLink.close(); // the pin keeps the attachment
-    local.close();
+    try {
+      if (o.threadedNapi) await t.setThreadedNapi(false);
+    } finally {
+      sinkMap.set(0, { udp_port: 0, pad: 0, pad2: 0 });
+      t.detachBackendSinks();
+      lbLink.close(); // the pin keeps the attachment
+      local.close();
+    }
   }
   report(ctx, out, o.frames, !!o.threadedNapi);
   return out;
