@@ -253,7 +253,7 @@ interface KernelPolicyView {
   execEntries: number;
   egressEntries: number;
   rules: { id: number; name: string }[];
-  identities: { path: string; dev: string; ino: string; how: string; why?: string }[];
+  identities: StoredPolicy['identities'];
   appliedAt: string;
   /** what it names by identity moved from under its name (cgroup made again, binary replaced):
    * the kernel still enforces the old ids, and applying it again is the fix, not a restart */
@@ -280,11 +280,13 @@ export function identityDrift(p: StoredPolicy): { kind: 'moved' | 'gone'; text: 
   }
   for (const i of p.identities ?? []) {
     if (i.statIno === undefined) continue; // applied by a build that did not record it
+    // by the name the policy gives it: a deleted link whose target stays is gone, and one pointed
+    // at another file is a move (the target it names now is another inode)
+    const name = i.named ?? i.path;
     let st: FileId | null = null;
     try {
-      st = fileId(i.path);
+      st = fileId(name);
     } catch { /* gone */ }
-    const name = i.named ?? i.path;
     if (!st) out.push({ kind: 'gone', text: i.statIno === NOT_APPLIED ? `${name} no longer exists (its allow entry was left out: put it back, or take it out of the policy's file)` : `${name} no longer exists (its rule names the file that was there: ${again})` });
     else if (i.statIno === NOT_APPLIED) out.push({ kind: 'moved', text: `${name} is back (its allow entry was left out while it was gone: ${again})` });
     else if (String(st.dev) !== i.statDev || String(st.ino) !== i.statIno) out.push({ kind: 'moved', text: `${name} was replaced since the policy was applied (its rule names the old file: ${again})` });
@@ -298,7 +300,18 @@ export function identityDrift(p: StoredPolicy): { kind: 'moved' | 'gone'; text: 
  * The daemon applies such a policy again, which leaves the entry out (PolicyStore.apply keepGone).
  */
 function allowedGone(p: StoredPolicy): string[] {
-  return (p.identities ?? []).filter((i) => i.allowed && i.statIno !== undefined && i.statIno !== NOT_APPLIED && !fs.existsSync(i.path)).map((i) => i.named ?? i.path);
+  const allow = p.policy.exec.allow ?? [];
+  const deny = new Set(p.policy.exec.deny);
+  // state files of a build before `allowed` and `named`: by the policy's allowlist
+  const resolved = (x: string) => {
+    try {
+      return fs.realpathSync(x);
+    } catch {
+      return x;
+    }
+  };
+  const allowed = (i: StoredPolicy['identities'][number]) => i.allowed || allow.some((a) => a === (i.named ?? i.path) || resolved(a) === i.path);
+  return (p.identities ?? []).filter((i) => i.statIno !== undefined && i.statIno !== NOT_APPLIED && allowed(i) && !deny.has(i.named ?? i.path) && !fs.existsSync(i.named ?? i.path)).map((i) => i.named ?? i.path);
 }
 
 /**
@@ -408,7 +421,7 @@ async function list(json: boolean): Promise<number> {
     const state = p.enforced ? (p.mode === 'enforce' ? 'enforce' : 'log') : `NOT ENFORCED (${p.why})`;
     console.log(`${p.name}  ${state}  ${p.selector}  kernel: slot ${p.slot}, policy id ${p.policyId}, ${p.execEntries} exec + ${p.egressEntries} egress entries  (applied ${p.appliedAt})`);
     for (const r of p.rules) console.log(`  rule ${r.id}: ${r.name}`);
-    for (const i of p.identities) console.log(`  binary ${i.path}: ${BigInt(i.dev) >> 20n}:${BigInt(i.dev) & 0xfffffn}:${i.ino} (${i.how}${i.why ? `: ${i.why}` : ''})`);
+    for (const i of p.identities) console.log(`  binary ${i.named ? `${i.named} → ` : ''}${i.path}: ${i.statIno === NOT_APPLIED ? 'not applied (allowed, gone at the last re-apply)' : `${BigInt(i.dev) >> 20n}:${BigInt(i.dev) & 0xfffffn}:${i.ino} (${i.how}${i.why ? `: ${i.why}` : ''})`}`);
   }
   const pr = out.procs;
   console.log(`procs (processes selected by executable, and the parents of selected ones): ${pr.inUse} of ${pr.capacity} entries (${pr.prealloc ? 'preallocated' : 'allocated per entry'}), kernel.pid_max ${pr.pidMax}`);
@@ -569,7 +582,7 @@ async function daemon(lsmOff: boolean, ia32Off: boolean, requireAll: boolean, lo
     for (const r of tried) {
       if (r.report) {
         failed.delete(r.name);
-        console.error(`re-applied policy ${r.name}: ${r.why} (policy ${r.report.policyId}, slot ${r.report.slot}: ${r.report.execEntries} exec and ${r.report.egressEntries} egress entries)${r.gone ? `; kept as applied what is gone: ${r.gone.join('; ')}` : ''}`);
+        console.error(`re-applied policy ${r.name}: ${r.why} (policy ${r.report.policyId}, slot ${r.report.slot}: ${r.report.execEntries} exec and ${r.report.egressEntries} egress entries)${r.gone ? `; gone, as applied (a denied file's rule kept, an allowed one's entry left out): ${r.gone.join('; ')}` : ''}`);
         const now = new Date();
         record([{ time: now.toISOString(), tsNs: String(BigInt(now.getTime()) * 1_000_000n), kind: 'policy', action: 'reapplied', mechanism: 'policy daemon: what the policy names by identity moved, so it was applied again', pid: process.pid, ppid: process.ppid, uid: process.getuid?.() ?? 0, comm: 'policy daemon', cgroupId: '', policy: r.name, ruleId: 0, rule: r.why }]);
         continue;

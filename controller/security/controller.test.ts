@@ -1935,6 +1935,27 @@ print('ran', ran, flush=True)`);
       expect(l.code, `list after the allowed file came back: ${l.out}`).toBe(0);
       expect(await entries()).toBe(full);
       expect((await run(cg, `import subprocess\ntry: print('id', subprocess.run(['${other}'], capture_output=True).returncode)\nexcept OSError: print('id', -1000)`)).id, 'the allowed file put back runs').toBe(0);
+      // an allowed name that is a link, deleted while its target stays: gone once, re-applied once
+      // (the resolved target exists, so a drift judged by it said "back" after every re-apply)
+      const tgt = path.join(dir, 'real', 'tgt');
+      const lnk = path.join(dir, 'lnk');
+      fs.copyFileSync('/usr/bin/whoami', tgt);
+      fs.chmodSync(tgt, 0o755);
+      fs.symlinkSync(tgt, lnk);
+      fs.writeFileSync(f, yaml(rel, `    exec: { allow: [${PY}, ${bin}, ${other}, ${lnk}] }\n`, 'drift'));
+      expect((await capture(['apply', f])).code).toBe(0);
+      const logAt4 = fs.statSync(EVENTS_PATH).size;
+      const events4 = () => fs.readFileSync(EVENTS_PATH, 'utf8').slice(logAt4).split('\n').filter(Boolean).map((x) => JSON.parse(x) as { kind: string; rule: string }).filter((e) => e.kind === 'policy');
+      fs.rmSync(lnk);
+      for (let i = 0; i < 100 && !events4().length; i++) await new Promise((r) => setTimeout(r, 100));
+      await new Promise((r) => setTimeout(r, 3000)); // three more checks of the daemon
+      expect(events4(), 'one re-apply, not one a second').toEqual([expect.objectContaining({ action: 'reapplied', rule: `${lnk} (allowed) no longer exists` })]);
+      l = await capture(['list']);
+      expect(l.code).toBe(1);
+      expect(l.out).toContain(`${lnk} no longer exists (its allow entry was left out`);
+      fs.symlinkSync(tgt, lnk);
+      for (let i = 0; i < 50 && (l = await capture(['list'])).code !== 0; i++) await new Promise((r) => setTimeout(r, 100));
+      expect(l.code, `list after the link came back: ${l.out}`).toBe(0);
       fs.writeFileSync(f, yaml(rel, `    exec: { deny: [${bin}] }\n`, 'drift'));
       expect((await capture(['apply', f])).code).toBe(0);
       // a service restart: its cgroup made again under its name (a new id). Followed the same way

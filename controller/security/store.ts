@@ -401,13 +401,14 @@ export class PolicyStore {
       // what is gone stays listed as applied (list keeps saying so, and its return is followed as
       // a move), also an allowed file whose entry plan() left out
       const allows = new Set(pl.p.exec.allow ?? []);
+      const denies = new Set(pl.p.exec.deny);
       const gone = [...new Map(namedPaths(pl.p).filter((x) => kept.has(x)).map((x) => {
         const { allowed: _a, named: _n, ...i } = kept.get(x)!;
-        // an allowed one's entry was left out (plan): its return is a move whatever its inode
-        const entry = { ...i, ...(x !== i.path ? { named: x } : {}), ...(allows.has(x) ? { allowed: true as const, statDev: NOT_APPLIED, statIno: NOT_APPLIED } : {}) };
-        return [i.path, entry];
+        // an allowed one's entry was left out (plan; one also denied keeps its deny rule): its
+        // return is a move whatever its inode
+        const entry = { ...i, ...(x !== i.path ? { named: x } : {}), ...(allows.has(x) && !denies.has(x) ? { allowed: true as const, statDev: NOT_APPLIED, statIno: NOT_APPLIED } : {}) };
+        return [x, entry];
       })).values()];
-      const goneAt = new Set(gone.map((i) => i.path));
       // each resolved path's name in the policy (the first), and whether it is allowed
       const namedAs = new Map<string, string>();
       const allowedAt = new Set<string>();
@@ -417,7 +418,8 @@ export class PolicyStore {
         if (!namedAs.has(r)) namedAs.set(r, x);
         if (allows.has(x)) allowedAt.add(r);
       }
-      const live = [...new Set([...pl.exec.filter((e) => e.file.why !== KEPT_GONE).map((e) => e.file.path), ...(pl.p.select.executable && !kept.has(pl.p.select.executable) ? [pl.p.select.executable] : [])])].filter((x) => !goneAt.has(x));
+      // (a live file that a gone name pointed to is listed on its own: its entry was written)
+      const live = [...new Set([...pl.exec.filter((e) => e.file.why !== KEPT_GONE).map((e) => e.file.path), ...(pl.p.select.executable && !kept.has(pl.p.select.executable) ? [pl.p.select.executable] : [])])];
       return [pl.p.name, [...gone, ...live.map((x) => {
         const i = [...ids.values()].find((v) => v.why !== KEPT_GONE && (v.path === x || v.path === fs.realpathSync(x)))!;
         // stat's view as applied: list tells a file replaced since (a package upgrade: its rules
