@@ -11,7 +11,7 @@ import { sec_exec_mode } from '../../bpf/gen/security.ts';
 import { fileId, resolveShells, type FileId } from './files.ts';
 import { cgroupId } from '../../common/cgroup.ts';
 import { closeConnections, closedEvent, describeHeld, heldDeniedConnections, type HeldConnection } from './existing.ts';
-import { NOT_APPLIED, entriesNeeded, denyRaw, type ApplyReport, type PolicyStore, type StoredPolicy } from './store.ts';
+import { NOT_APPLIED, entriesNeeded, denyRaw, wouldResolve, type ApplyReport, type PolicyStore, type StoredPolicy } from './store.ts';
 import { deferSignalsToCaller, BpfObject } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { parseArgs, suggest, UsageError, type CommandSpec, type Opts } from '../../common/args.ts';
@@ -300,18 +300,13 @@ export function identityDrift(p: StoredPolicy): { kind: 'moved' | 'gone'; text: 
  * The daemon applies such a policy again, which leaves the entry out (PolicyStore.apply keepGone).
  */
 function allowedGone(p: StoredPolicy): string[] {
-  const allow = p.policy.exec.allow ?? [];
+  const ids = p.identities ?? [];
+  // a state file of a build before `allowed` and `named` (none carries `allowed`): its
+  // identities hold resolved paths only, matched to the allowlist as a re-apply would resolve it
+  const legacy = !ids.some((i) => i.allowed);
+  const resolvedAllow = legacy ? new Set((p.policy.exec.allow ?? []).map(wouldResolve)) : new Set<string>();
   const deny = new Set(p.policy.exec.deny);
-  // state files of a build before `allowed` and `named`: by the policy's allowlist
-  const resolved = (x: string) => {
-    try {
-      return fs.realpathSync(x);
-    } catch {
-      return x;
-    }
-  };
-  const allowed = (i: StoredPolicy['identities'][number]) => i.allowed || allow.some((a) => a === (i.named ?? i.path) || resolved(a) === i.path);
-  return (p.identities ?? []).filter((i) => i.statIno !== undefined && i.statIno !== NOT_APPLIED && allowed(i) && !deny.has(i.named ?? i.path) && !fs.existsSync(i.named ?? i.path)).map((i) => i.named ?? i.path);
+  return ids.filter((i) => i.statIno !== undefined && i.statIno !== NOT_APPLIED && (i.allowed || (legacy && i.named === undefined && resolvedAllow.has(i.path))) && !deny.has(i.named ?? i.path) && !fs.existsSync(i.named ?? i.path)).map((i) => i.named ?? i.path);
 }
 
 /**

@@ -1956,6 +1956,23 @@ print('ran', ran, flush=True)`);
       fs.symlinkSync(tgt, lnk);
       for (let i = 0; i < 50 && (l = await capture(['list'])).code !== 0; i++) await new Promise((r) => setTimeout(r, 100));
       expect(l.code, `list after the link came back: ${l.out}`).toBe(0);
+      // two names of one file, the second a link re-pointed at another file (an alternatives
+      // switch): each name is watched, so the file it names now is denied within a second
+      const [a1, a2, alt] = [path.join(dir, 'real', 'a1'), path.join(dir, 'real', 'a2'), path.join(dir, 'alt')];
+      fs.copyFileSync('/usr/bin/id', a1);
+      fs.copyFileSync('/usr/bin/whoami', a2);
+      for (const x of [a1, a2]) fs.chmodSync(x, 0o755);
+      fs.symlinkSync(a1, alt);
+      fs.writeFileSync(f, yaml(rel, `    exec: { deny: [${a1}, ${alt}] }\n`, 'drift'));
+      expect((await capture(['apply', f])).code).toBe(0);
+      const logAt5 = fs.statSync(EVENTS_PATH).size;
+      const events5 = () => fs.readFileSync(EVENTS_PATH, 'utf8').slice(logAt5).split('\n').filter(Boolean).map((x) => JSON.parse(x) as { kind: string; rule: string }).filter((e) => e.kind === 'policy');
+      fs.symlinkSync(a2, `${alt}.new`);
+      fs.renameSync(`${alt}.new`, alt);
+      for (let i = 0; i < 100 && !events5().length; i++) await new Promise((r) => setTimeout(r, 100));
+      expect(events5()).toEqual([expect.objectContaining({ action: 'reapplied', rule: `${alt} was replaced since the policy was applied` })]);
+      const altNow = (await run(cg, `import subprocess\ntry: print('id', subprocess.run(['${alt}'], capture_output=True).returncode)\nexcept OSError: print('id', -1000)`)).id;
+      expect(denied(altNow), `the file the link names now, denied (got ${altNow})`).toBe(true);
       fs.writeFileSync(f, yaml(rel, `    exec: { deny: [${bin}] }\n`, 'drift'));
       expect((await capture(['apply', f])).code).toBe(0);
       // a service restart: its cgroup made again under its name (a new id). Followed the same way

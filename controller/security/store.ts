@@ -68,7 +68,7 @@ function namedPaths(p: Policy): string[] {
  * The path a path that no longer exists would have resolved to: its directory resolved, and a
  * dangling symlink at its end followed (the identities of an apply hold resolved paths)
  */
-function wouldResolve(x: string): string {
+export function wouldResolve(x: string): string {
   let cur = path.resolve(x);
   for (let hops = 0; hops < 40; hops++) {
     let dir: string;
@@ -409,24 +409,20 @@ export class PolicyStore {
         const entry = { ...i, ...(x !== i.path ? { named: x } : {}), ...(allows.has(x) && !denies.has(x) ? { allowed: true as const, statDev: NOT_APPLIED, statIno: NOT_APPLIED } : {}) };
         return [x, entry];
       })).values()];
-      // each resolved path's name in the policy (the first), and whether it is allowed
-      const namedAs = new Map<string, string>();
-      const allowedAt = new Set<string>();
+      // one per name the policy gives (each watched: two names of one file, and one of them
+      // re-pointed, is a move), then the shells' files (no name); keyed as `ids` is
+      const live = new Map<string, { named?: string; allowed?: true }>();
       for (const x of namedPaths(pl.p)) {
-        const r = kept.has(x) ? undefined : ids.get(x)?.path;
-        if (!r) continue;
-        if (!namedAs.has(r)) namedAs.set(r, x);
-        if (allows.has(x)) allowedAt.add(r);
+        if (kept.has(x) || live.has(x)) continue;
+        live.set(x, { ...(ids.get(x)!.path !== x ? { named: x } : {}), ...(allows.has(x) ? { allowed: true as const } : {}) });
       }
-      // (a live file that a gone name pointed to is listed on its own: its entry was written)
-      const live = [...new Set([...pl.exec.filter((e) => e.file.why !== KEPT_GONE).map((e) => e.file.path), ...(pl.p.select.executable && !kept.has(pl.p.select.executable) ? [pl.p.select.executable] : [])])];
-      return [pl.p.name, [...gone, ...live.map((x) => {
-        const i = [...ids.values()].find((v) => v.why !== KEPT_GONE && (v.path === x || v.path === fs.realpathSync(x)))!;
+      for (const e of pl.exec) if (e.file.why !== KEPT_GONE && ![...live.keys()].some((k) => ids.get(k)!.path === e.file.path)) live.set(e.file.path, {});
+      return [pl.p.name, [...gone, ...[...live].map(([k, o]) => {
+        const i = ids.get(k) ?? [...ids.values()].find((v) => v.why !== KEPT_GONE && v.path === k)!;
         // stat's view as applied: list tells a file replaced since (a package upgrade: its rules
         // name the old inode) by it
-        const st = fileId(x);
-        const named = namedAs.get(x);
-        return { path: x, dev: String(i.dev), ino: String(i.ino), how: i.how, why: i.why, statDev: String(st.dev), statIno: String(st.ino), ...(named && named !== x ? { named } : {}), ...(allowedAt.has(x) ? { allowed: true as const } : {}) };
+        const st = fileId(k);
+        return { path: o.named ? i.path : k, dev: String(i.dev), ino: String(i.ino), how: i.how, ...(i.why ? { why: i.why } : {}), statDev: String(st.dev), statIno: String(st.ino), ...o };
       })]] as [string, StoredPolicy['identities']];
     }));
     // two new policies on one workload, named two ways (/a and a/, /bin/dash and /usr/bin/dash):
