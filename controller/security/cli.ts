@@ -301,11 +301,12 @@ export function identityDrift(p: StoredPolicy): { kind: 'moved' | 'gone'; text: 
  */
 function allowedGone(p: StoredPolicy): string[] {
   const ids = p.identities ?? [];
-  // a state file of a build before `allowed` and `named` (none carries `allowed`): its
-  // identities hold resolved paths only, matched to the allowlist as a re-apply would resolve it
-  const legacy = !ids.some((i) => i.allowed);
-  const resolvedAllow = legacy ? new Set((p.policy.exec.allow ?? []).map(wouldResolve)) : new Set<string>();
+  // a state file of a build before `allowed` and `named`: its identities hold resolved paths
+  // only, matched to the allowlist as a re-apply would resolve it (a name also denied keeps its
+  // deny rule, so it is no reason)
   const deny = new Set(p.policy.exec.deny);
+  const legacy = p.identitiesVersion !== 2;
+  const resolvedAllow = legacy ? new Set((p.policy.exec.allow ?? []).filter((a) => !deny.has(a)).map(wouldResolve)) : new Set<string>();
   return ids.filter((i) => i.statIno !== undefined && i.statIno !== NOT_APPLIED && (i.allowed || (legacy && i.named === undefined && resolvedAllow.has(i.path))) && !deny.has(i.named ?? i.path) && !fs.existsSync(i.named ?? i.path)).map((i) => i.named ?? i.path);
 }
 

@@ -102,6 +102,8 @@ export interface StoredPolicy {
     /** on the policy's allowlist */
     allowed?: true;
   }[];
+  /** 2: `identities` carry `named` and `allowed` (an older state file's hold resolved paths only) */
+  identitiesVersion?: 2;
   execKeys: { dev: string; ino: string }[];
   egressKeys: { prefixlen: number; proto: number; port: number; addr: number[] }[];
   appliedAt: string;
@@ -555,6 +557,7 @@ export class PolicyStore {
       execKeys: pl.exec.map((e) => ({ dev: String(e.file.dev), ino: String(e.file.ino) })),
       egressKeys: pl.egress.map((e) => ({ prefixlen: e.key.prefixlen, proto: e.key.proto, port: e.key.port, addr: [...e.key.addr] })),
       identities,
+      identitiesVersion: 2,
       appliedAt: new Date().toISOString(),
     };
     this.trimRuleHistory();

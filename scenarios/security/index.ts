@@ -93,7 +93,7 @@ const scenario: Scenario = {
     ctx.section(
       'Policy',
       { kind: 'pre', caption: 'rules in force (ids appear in events)', text: applied.flatMap((a) => a.rules.map((r) => `${r.id}  ${r.name}`)).join('\n') },
-      { kind: 'table', caption: `binaries as the kernel identifies them (${m.oracle ? 'asked of the exec tracepoint: stat(2) can differ, e.g. on overlayfs' : 'stat(2): no exec tracepoint to ask'})`, columns: ['binary', 'dev:ino', 'identified by'], rows: ids.map((i) => [i.path, `${BigInt(i.dev) >> 20n}:${BigInt(i.dev) & 0xfffffn}:${i.ino}`, i.how + (i.why ? ` (${i.why})` : '')]) },
+      { kind: 'table', caption: `binaries as the kernel identifies them (${m.oracle ? 'asked of the exec tracepoint: stat(2) can differ, e.g. on overlayfs' : 'stat(2): no exec tracepoint to ask'})`, columns: ['binary', 'dev:ino', 'identified by'], rows: ids.map((i) => [i.named ? `${i.named} → ${i.path}` : i.path, `${BigInt(i.dev) >> 20n}:${BigInt(i.dev) & 0xfffffn}:${i.ino}`, i.how + (i.why ? ` (${i.why})` : '')]) },
     );
     ctx.progress.step('connections held from before the policy');
     const h = await held.afterApply(lab.controller);
