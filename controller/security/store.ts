@@ -448,12 +448,12 @@ export class PolicyStore {
    * Create or replace the given policies (others stay). Resolution of every policy happens before
    * the first map write, so a failure leaves the running set untouched.
    *
-   * `keepGone` (the daemon applying a policy again because a file it names was replaced): a file
-   * or cgroup the applied version names that is gone keeps the identity it was applied with, so
-   * that it does not fail the apply. It did, and the replaced binary then ran unenforced until a
-   * user edited the policy's file (fail open). Its rule stays what the kernel already held, and a
-   * file put back under that name is a move the daemon follows. A user's apply refuses a missing
-   * path as before.
+   * `keepGone` (the daemon applying a policy again because what it names moved, or an allowed file
+   * went): a file or cgroup the applied version names that is gone keeps the identity it was
+   * applied with, so that it does not fail the apply. It did, and the replaced binary then ran
+   * unenforced until a user edited the policy's file (fail open). A denied one's rule stays what
+   * the kernel already held; an allowed one's entry is left out (plan). A file put back under
+   * that name is a move the daemon follows. A user's apply refuses a missing path as before.
    */
   apply(policies: Policy[], opts: { keepGone?: boolean } = {}): ApplyReport[] {
     this.reload();
