@@ -326,20 +326,20 @@ function allowedGone(p: StoredPolicy): string[] {
 export function reapplyMoved(store: PolicyStore, skip: (name: string, why: string) => boolean = () => false): { name: string; why: string; report?: ApplyReport; error?: string; gone?: string[] }[] {
   const out: { name: string; why: string; report?: ApplyReport; error?: string; gone?: string[] }[] = [];
   store.reload();
-  const moved = Object.entries(store.state.policies).filter(([, p]) => identityDrift(p).some((d) => d.kind === 'moved') || allowedGone(p).length);
-  // what moved, without each reason's own fix (the caller says what happened instead)
-  const whyOf = (d: { kind: string; text: string }[]) => d.filter((x) => x.kind === 'moved').map((x) => x.text.replace(/ \(.*$/, '')).join('; ');
+  // why a policy is applied again ('' when it is not): what moved, without each reason's own fix
+  // (the caller says what happened instead), and allowed files gone while their entry is written
+  const whyOf = (p: StoredPolicy, drift = identityDrift(p)) => [...drift.filter((x) => x.kind === 'moved').map((x) => x.text.replace(/ \(.*$/, '')), ...allowedGone(p).map((x) => `${x} (allowed) no longer exists`)].join('; ');
+  const moved = Object.entries(store.state.policies).filter(([, p]) => whyOf(p));
   for (const [name, seen] of moved) {
-    if (skip(name, [whyOf(identityDrift(seen)), ...allowedGone(seen).map((x) => `${x} (allowed) no longer exists`)].filter(Boolean).join('; '))) continue;
+    if (skip(name, whyOf(seen))) continue;
     try {
       withApplyLock(() => {
         store.reload();
         const cur = store.state.policies[name];
         if (!cur || cur.id !== seen.id) return; // deleted or applied anew meanwhile
         const drift = identityDrift(cur);
-        const lapsed = allowedGone(cur);
-        if (!drift.some((d) => d.kind === 'moved') && !lapsed.length) return;
-        const why = [whyOf(drift), ...lapsed.map((x) => `${x} (allowed) no longer exists`)].filter(Boolean).join('; ');
+        const why = whyOf(cur, drift);
+        if (!why) return;
         // what is gone keeps the identity it was applied with (keepGone): it used to fail the
         // whole apply, and the moved one stayed unenforced
         const gone = drift.filter((d) => d.kind === 'gone').map((d) => d.text.replace(/ \(.*$/, ''));

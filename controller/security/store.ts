@@ -420,7 +420,7 @@ export class PolicyStore {
       }
       for (const e of pl.exec) if (e.file.why !== KEPT_GONE && ![...live.keys()].some((k) => ids.get(k)!.path === e.file.path)) live.set(e.file.path, {});
       return [pl.p.name, [...gone, ...[...live].map(([k, o]) => {
-        const i = ids.get(k) ?? [...ids.values()].find((v) => v.why !== KEPT_GONE && v.path === k)!;
+        const i = ids.get(k)!; // every key: a name identified, or a shell's path
         // stat's view as applied: list tells a file replaced since (a package upgrade: its rules
         // name the old inode) by it
         const st = fileId(k);
