@@ -13,6 +13,8 @@ import { cacheDir } from './paths.ts';
 
 const INIT = join(dirname(fileURLToPath(import.meta.url)), 'init.sh');
 const BUSYBOX = ['/usr/bin/busybox', '/bin/busybox'];
+/** the kernel's module loader in a guest (init.sh points /proc/sys/kernel/modprobe at it): the host's modprobe inside the guest root */
+const LAB_MODPROBE = '#!/bin/sh\nexec /bin/chroot /newroot /sbin/modprobe "$@"\n';
 
 /**
  * Modules /init loads, by group: `boot` always, before the control channel; the root
@@ -149,7 +151,7 @@ export async function buildInitramfs(k: KernelImage): Promise<Initramfs> {
   if (!busybox) throw new LabError('static busybox not found', 'apt-get install busybox-static   (or: pnpm lab setup vm)');
   const init = await readFile(INIT);
   const mstamp = k.modulesDir && existsSync(k.modulesDir) ? statSync(k.modulesDir).mtimeMs : 0;
-  const key = createHash('sha256').update(init).update(k.release).update(k.bzImage).update(String(mstamp)).update(JSON.stringify(BOOT_MODULE_GROUPS)).update(String(statSync(busybox).size)).digest('hex').slice(0, 16);
+  const key = createHash('sha256').update(init).update(LAB_MODPROBE).update(k.release).update(k.bzImage).update(String(mstamp)).update(JSON.stringify(BOOT_MODULE_GROUPS)).update(String(statSync(busybox).size)).digest('hex').slice(0, 16);
   const dir = join(cacheDir(), 'initramfs');
   const path = join(dir, `${k.release}-${key}.cpio`);
   const metaPath = `${path}.json`;
@@ -157,13 +159,14 @@ export async function buildInitramfs(k: KernelImage): Promise<Initramfs> {
 
   const plan = await planModules(k.modulesDir, BOOT_MODULE_GROUPS);
   const c = new Cpio();
-  for (const d of ['bin', 'dev', 'proc', 'sys', 'tmp', 'lower', 'rw', 'newroot', 'lib', 'lib/modules']) c.dir(d);
+  for (const d of ['bin', 'dev', 'etc', 'proc', 'sys', 'tmp', 'lower', 'rw', 'newroot', 'lib', 'lib/modules']) c.dir(d);
   c.chardev('dev/console', 5, 1);
   c.file('bin/busybox', await readFile(busybox), 0o755);
   // every applet as a link in the archive: `busybox --install` at boot made ~400 symlinks under TCG
   const applets = (await run(busybox, ['--list'])).stdout.toString().split('\n').filter((a) => /^[\w.[-]+$/.test(a) && a !== 'busybox');
   for (const a of new Set(['sh', ...applets])) c.symlink(`bin/${a}`, 'busybox');
   c.file('init', init, 0o755);
+  c.file('bin/lab-modprobe', Buffer.from(LAB_MODPROBE), 0o755);
   for (const m of plan.modules) c.file(`lib/modules/${m.name}.ko`, m.data);
   // "<name> <group>" per line, in load order (init.sh picks the groups it needs)
   c.file('modules.order', Buffer.from(plan.modules.map((m) => `${m.name} ${m.group ?? 'boot'}`).join('\n') + '\n'));
