@@ -21,7 +21,7 @@ if (scratch) fs.mkdirSync(scratch, { recursive: true });
 /**
  * vitest's order (failed, then slowest, first), except that the files needing the Jaeger binary go
  * last: `./lab.sh test` builds it in the background meanwhile (minutes cold), and they wait for it.
- * The VM runs come first of the two (their tracing run is their last test): with the host-side
+ * The VM runs come first of the three (their tracing run is their last test): with the host-side
  * Jaeger test before them, a slow window's CI waited 140 s for the build there.
  */
 const last = ['lab/e2e.test.ts', 'controller/tracing/tracing.test.ts', 'scenarios/tracing/stop.test.ts'];
