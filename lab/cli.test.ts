@@ -214,6 +214,20 @@ describe('lab CLI', () => {
         expect(r.err.split('\n')[1]!.length).toBeLessThan(200);
         noStack(r.err);
       }
+      // one kernel spelled two ways (a series and its version, a version and its release, a file
+      // and a link to it): two rows would boot it, into two cell directories
+      const bz = path.join(cache, 'bzImage');
+      const head = Buffer.alloc(0x400);
+      head.writeUInt32LE(0x53726448, 0x202); // "HdrS": a bzImage's boot header
+      fs.writeFileSync(bz, head);
+      fs.symlinkSync(bz, path.join(cache, 'vmlinuz'));
+      for (const [ks, one] of [['6.1,6.1.999-1', '6.1.999-1'], [`6.1.999-1,6.1.0-99-${archFacts().debian}`, '6.1.999-1'], [`${bz},${path.join(cache, 'vmlinuz')}`, bz]]) {
+        const r = lab(['matrix', '--scenarios', 'hello-openat', '--kernels', ks!], env);
+        expect(r.code, ks).toBe(2);
+        expect(r.err).toBe(`error: --kernels names ${ks!.split(',').map((k) => JSON.stringify(k)).join(' and ')}, which are one kernel (${one}): two rows would boot it\n  fix: name each kernel once\n`);
+      }
+      fs.rmSync(bz);
+      fs.rmSync(path.join(cache, 'vmlinuz'));
       const missing = lab(['run', 'hello-openat', '--kernel', '/nonexistent/bzImage'], env);
       expect(missing.code).toBe(2);
       expect(missing.err).toMatch(/^error: kernel \/nonexistent\/bzImage: no such file\n {2}fix: /);

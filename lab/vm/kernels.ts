@@ -257,13 +257,16 @@ function unknownKernelText(text: string): string {
   return `unknown kernel ${JSON.stringify(text)}${s ? ` (did you mean ${s}?)` : ''}`;
 }
 
-/** Resolve a parsed --kernel to a kernel on disk, downloading and extracting it if needed. */
-export async function resolveKernel(k: VmKernelSpec, progress: Progress, signal?: AbortSignal): Promise<KernelImage> {
-  if (k.kind === 'image') return pathKernel(k);
+/**
+ * What resolveKernel boots for a Debian series or version, without fetching it: a cached kernel,
+ * or the index's candidate it would download. One rule for resolution and for the matrix's check
+ * that two of its kernels are not one (6.1 and 6.1.176-1).
+ */
+export async function pickKernel(k: IndexSpec, progress?: Progress): Promise<{ cached: KernelImage } | { candidate: Candidate }> {
   const spec = k.text;
   // exact cached match first: works offline and costs no index read
   const exact = cachedKernels().find((c) => c.version === spec || c.release === spec || c.release === `${spec}-${archFacts().debian}`);
-  if (exact) return { ...cachedEntry(exact.version)!, spec };
+  if (exact) return { cached: { ...cachedEntry(exact.version)!, spec } };
 
   let pick: Candidate | undefined;
   if (k.kind === 'series') {
@@ -281,8 +284,8 @@ export async function resolveKernel(k: VmKernelSpec, progress: Progress, signal?
       // offline: fall back to the newest cached kernel of the series
       const cached = cachedKernels().find((c) => c.version.startsWith(k.prefix));
       if (cached) {
-        progress.warn(`${errors[0]!.message}; using cached ${cached.version}`);
-        return { ...cachedEntry(cached.version)!, spec };
+        progress?.warn(`${errors[0]!.message}; using cached ${cached.version}`);
+        return { cached: { ...cachedEntry(cached.version)!, spec } };
       }
       if (errors.length === suites.length) throw errors[0];
     }
@@ -299,7 +302,16 @@ export async function resolveKernel(k: VmKernelSpec, progress: Progress, signal?
   }
   if (!pick) throw await unknownKernel(spec);
   const hit = cachedEntry(pick.version);
-  if (hit) return { ...hit, spec };
+  return hit ? { cached: { ...hit, spec } } : { candidate: pick };
+}
+
+/** Resolve a parsed --kernel to a kernel on disk, downloading and extracting it if needed. */
+export async function resolveKernel(k: VmKernelSpec, progress: Progress, signal?: AbortSignal): Promise<KernelImage> {
+  if (k.kind === 'image') return pathKernel(k);
+  const spec = k.text;
+  const picked = await pickKernel(k, progress);
+  if ('cached' in picked) return picked.cached;
+  const pick = picked.candidate;
   // One fetch of a version at a time: two at once shared the cached .debs, and the first to finish
   // deleted them while the other was still verifying or extracting them.
   await mkdir(cacheDir(), { recursive: true });

@@ -5,7 +5,7 @@
 // in-process calls: a crashed or hung row cannot take the others down, and each keeps the
 // Ctrl-C/cleanup logic `lab run` already has.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { createWriteStream, existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { tryLock, unlock } from '../../common/lockfile.ts';
 import { onStopSignals, stopExitCode } from '../../common/signals.ts';
 import { mkdir } from 'node:fs/promises';
@@ -18,7 +18,7 @@ import { escapeHtml, htmlPage, statusBadge } from '../report/html.ts';
 import { crossKernelHtml } from '../report/matrix.ts';
 import { REPO_ROOT } from './paths.ts';
 import { parseKernelSpec, type KernelSpec } from './spec.ts';
-import { checkKernel } from './kernels.ts';
+import { checkKernel, pickKernel } from './kernels.ts';
 import { checkNotARun, checkOutDir } from '../../common/out-dir.ts';
 
 export interface MatrixCell {
@@ -368,6 +368,33 @@ function claimMatrixDir(dir: string): () => void {
   return () => unlock(f);
 }
 
+/**
+ * Two --kernels that are one kernel spelled two ways (a series and its version, a version and its
+ * release, a path and a link to it): their rows would boot the same kernel twice, into two cell
+ * directories. As resolution picks them, without fetching; a kernel that cannot be picked now is
+ * left to its row, which says why.
+ */
+async function oneKernelTwice(specs: Map<string, KernelSpec>): Promise<{ first: string; again: string; what: string } | undefined> {
+  const seen = new Map<string, string>();
+  for (const [text, k] of specs) {
+    let what: string;
+    try {
+      if (k.kind === 'host') what = 'the host';
+      else if (k.kind === 'image') what = realpathSync(resolve(k.path)) + (k.modules ? ` with the modules of ${realpathSync(resolve(k.modules))}` : '');
+      else {
+        const p = await pickKernel(k);
+        what = 'cached' in p ? p.cached.version : p.candidate.version;
+      }
+    } catch {
+      continue;
+    }
+    const first = seen.get(what);
+    if (first !== undefined) return { first, again: text, what };
+    seen.set(what, text);
+  }
+  return undefined;
+}
+
 export async function matrixCommand(argv: string[]): Promise<number> {
   const p = parseArgs(argv, MATRIX_SPEC);
   if (!p) return 0;
@@ -430,6 +457,8 @@ export async function matrixCommand(argv: string[]): Promise<number> {
     if (p.values.out !== undefined) for (const s of scenarios) for (const k of kernels) checkNotARun(join(resolve(p.values.out), `${s}-${kernelSlug(k)}`));
     if (p.values.out !== undefined && existsSync(join(resolve(p.values.out), 'matrix.json'))) throw new UsageError(`--out ${p.values.out} already holds a matrix (matrix.json): a matrix does not write over another`, 'give a new directory (or remove that matrix\'s first); matrix --report-only rebuilds its index');
     for (const k of specs.values()) await checkKernel(k);
+    const twice = await oneKernelTwice(specs);
+    if (twice) throw new UsageError(`--kernels names ${JSON.stringify(twice.first)} and ${JSON.stringify(twice.again)}, which are one kernel (${twice.what}): two rows would boot it`, 'name each kernel once');
   }
   const outDir = resolve(p.values.out ?? join(REPO_ROOT, 'reports', `matrix-${started.replace(/[:.]/g, '-')}`));
   if (!reportOnly) await mkdir(outDir, { recursive: true });
