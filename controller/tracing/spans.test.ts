@@ -232,6 +232,17 @@ describe('SpanAssembler', () => {
     expect(out.map((s) => [s.kind, s.errorType])).toEqual([['client', 'connection_refused'], ['server', 'connection_closed']]);
   });
 
+  it('at shutdown (flush all) the spans of open connections go out too: a request still waiting, a response that runs to the close', () => {
+    const { a, out } = setup();
+    a.push(ev({ sock: 7n, kind: TR.EV_ACCEPT }));
+    a.push(data(7n, IN, REQ('/slow')));
+    a.push(ev({ sock: 8n, kind: TR.EV_ACCEPT }));
+    a.push(data(8n, IN, REQ('/stream')));
+    a.push(data(8n, OUT, 'HTTP/1.1 200 OK\r\n\r\npart of a body that ends at the close'));
+    a.flush(true);
+    expect(out.map((s) => [s.kind, s.request?.target, s.errorType ?? null]).sort()).toEqual([['server', '/slow', 'shutdown'], ['server', '/stream', null]]);
+  });
+
   it('a refused connect is the child of the one request its thread serves, unless requests that did not cross are open there too', () => {
     const { a, out, done } = setup();
     a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, lport: 80, rport: 5000 }));

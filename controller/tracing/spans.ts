@@ -227,6 +227,9 @@ export class SpanAssembler {
 
   /** spans whose grace period is over: resolve their links and hand them on */
   flush(all = false): void {
+    // at shutdown the open connections end first: the spans that ends (requests still waiting for
+    // an answer, responses that run to the close) join `held` and go out with the rest below
+    if (all) for (const c of [...this.conns.values()]) this.endConn(c, c.lastTs, 'shutdown');
     const now = this.now();
     while (this.heldHead < this.held.length && (all || this.held[this.heldHead]!.readyAt <= now)) {
       const { span } = this.held[this.heldHead++]!;
@@ -237,7 +240,6 @@ export class SpanAssembler {
       this.held.length = 0;
       this.heldHead = 0;
     } else this.compactHeld();
-    if (all) for (const c of [...this.conns.values()]) this.endConn(c, c.lastTs, 'shutdown');
     if (this.activeByThread.size > 4096) for (const [k, v] of this.activeByThread) if (v.size === 0) this.activeByThread.delete(k);
     // the tuple index only needs to outlive the grace period of the callee's span
     if (this.clientIndex.size > this.maxHeld * 2) {
