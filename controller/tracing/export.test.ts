@@ -9,11 +9,12 @@ import { BoundedExporter, SpanConverter } from './export.ts';
 // (timed out at 400 ms, given up at 800) are exact, not at the mercy of a loaded machine's timers
 const sleep = (ms: number) => vi.advanceTimersByTimeAsync(ms);
 const conv = new SpanConverter(new Map([[1, { name: 'svc' }]]));
-const mk = (i: number) => conv.convert({
-  kind: 'server', service: 1, pid: 1, tid: 1, comm: 'x', cgroupId: 1n, spanId: i.toString(16).padStart(16, '0'), traceId: 'b'.repeat(32), link: 'root',
+const base = (i: number) => ({
+  kind: 'server' as const, service: 1, pid: 1, tid: 1, comm: 'x', cgroupId: 1n, spanId: i.toString(16).padStart(16, '0'), traceId: 'b'.repeat(32), link: 'root' as const,
   local: { addr: '127.0.0.1', port: 1 }, peer: { addr: '127.0.0.1', port: 2 }, startTs: 1n, endTs: 2n, done: true,
-  request: { kind: 'request', method: 'GET', target: '/', version: '1.1', headers: new Map(), startTs: 1n, headEndTs: 1n, endTs: 1n, bodyBytes: 0, truncated: false, endInferred: false },
+  request: { kind: 'request' as const, method: 'GET', target: '/', version: '1.1', headers: new Map(), startTs: 1n, headEndTs: 1n, endTs: 1n, bodyBytes: 0, truncated: false, endInferred: false },
 });
+const mk = (i: number) => conv.convert(base(i));
 
 /** an exporter whose sends wait until answer() is called (code 0: exported) */
 function stalled() {
@@ -68,6 +69,29 @@ describe('BoundedExporter', () => {
     expect(f.waiting).toHaveLength(1);
     await ex.close(50);
     expect([ex.stats.exported, ex.stats.dropped]).toEqual([0, 5]);
+  });
+
+  // review, session 63: per-resource sends (Zipkin) whose second POST failed sent the first again
+  it('a per-resource send that fails part way puts back only what did not get through', async () => {
+    const two = new SpanConverter(new Map([[1, { name: 'a' }], [2, { name: 'b' }]]));
+    const span = (i: number, service: number) => two.convert({ ...base(i), service });
+    const sent: string[] = [];
+    let fails = 1;
+    const exporter: SpanExporter = {
+      export: (spans, done) => {
+        sent.push(...spans.map((s) => s.spanContext().spanId));
+        // the first POST of service b fails once
+        done({ code: spans[0]!.resource.attributes['service.name'] === 'b' && fails-- > 0 ? 1 : 0 });
+      },
+      shutdown: async () => {},
+    };
+    const ex = new BoundedExporter('fake', exporter, { maxQueue: 10, batch: 4, intervalMs: 10, timeoutMs: 400 }, true);
+    for (const [i, svc] of [[1, 1], [2, 2], [3, 1], [4, 2]]) ex.add(span(i!, svc!));
+    await sleep(100);
+    expect([ex.stats.exported, ex.stats.dropped, ex.stats.failedBatches]).toEqual([4, 0, 1]);
+    // a's two spans once, b's two twice (the failed POST and its retry)
+    expect(sent.map((id) => Number.parseInt(id, 16))).toEqual([1, 3, 2, 4, 2, 4]);
+    await ex.close(50);
   });
 
   // review, session 60: a send that never settles held every later one back, for good

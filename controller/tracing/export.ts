@@ -287,6 +287,9 @@ export interface QueueOptions {
 }
 
 /** p, or `late` once ms have passed (the timer does not hold the process up) */
+/** an exporter's answer; `unsent`: the spans of a failed send that did not get through (all when absent) */
+type SendResult = { code: number; error?: Error; unsent?: ReadableSpan[] };
+
 function within<T>(p: Promise<T>, ms: number, late: T): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   return Promise.race([p, new Promise<T>((r) => (timer = setTimeout(() => r(late), ms)).unref())]).finally(() => clearTimeout(timer));
@@ -380,7 +383,7 @@ export class BoundedExporter {
         const batch = this.q.splice(0, this.batch);
         this.inFlight = batch.length;
         const timedOut = { code: 1, error: new Error(`no answer from ${this.url} within ${this.sendTimeoutMs / 1000} s`) };
-        const sending = this.send(batch).catch((e: unknown) => ({ code: 1, error: e instanceof Error ? e : new Error(String(e)) }));
+        const sending = this.send(batch).catch((e: unknown): SendResult => ({ code: 1, error: e instanceof Error ? e : new Error(String(e)) }));
         const r = await within(sending, this.sendTimeoutMs, timedOut);
         this.inFlight = 0;
         if (this.closed) return; // close() gave up on this batch and counted it dropped
@@ -405,9 +408,10 @@ export class BoundedExporter {
           const late: Promise<void> = sending.then((x) => {
             clearTimeout(giveUp);
             if (givenUp) {
-              if (x.code === 0 && !this.closed) {
-                this.stats.dropped -= batch.length;
-                this.stats.exported += batch.length;
+              const through = x.code === 0 ? batch.length : batch.length - (x.unsent ?? batch).length;
+              if (through > 0 && !this.closed) {
+                this.stats.dropped -= through;
+                this.stats.exported += through;
               }
               return;
             }
@@ -415,7 +419,7 @@ export class BoundedExporter {
             this.lateSpans = 0;
             if (this.closed) return; // counted dropped by close()
             if (x.code === 0) this.sent(batch.length);
-            else this.requeue(batch);
+            else this.partlyFailed(batch, x);
             this.stats.queued = this.q.length;
             this.arm();
           });
@@ -425,7 +429,7 @@ export class BoundedExporter {
         if (r.code === 0) this.sent(batch.length);
         else {
           this.sendFailed(r.error?.message ?? `code ${r.code}`);
-          this.requeue(batch);
+          this.partlyFailed(batch, r);
           break;
         }
       }
@@ -456,9 +460,20 @@ export class BoundedExporter {
     const room = Math.max(0, this.stats.maxQueue - this.q.length);
     this.q.unshift(...batch.slice(0, room));
     this.stats.dropped += batch.length - Math.min(room, batch.length);
+    if (this.q.length > this.stats.highWater) this.stats.highWater = this.q.length;
   }
 
-  private async send(batch: ReadableSpan[]): Promise<{ code: number; error?: Error }> {
+  /**
+   * A failed send: what of it got through counts as exported, the rest goes back (per-resource
+   * sends: a batch of two services whose second POST failed had its first sent again)
+   */
+  private partlyFailed(batch: ReadableSpan[], r: SendResult): void {
+    const unsent = r.unsent ?? batch;
+    this.stats.exported += batch.length - unsent.length;
+    this.requeue(unsent);
+  }
+
+  private async send(batch: ReadableSpan[]): Promise<SendResult> {
     if (!this.perResource) return new Promise((res) => this.exporter.export(batch, res));
     const groups = new Map<unknown, ReadableSpan[]>();
     for (const s of batch) {
@@ -466,9 +481,10 @@ export class BoundedExporter {
       if (g) g.push(s);
       else groups.set(s.resource, [s]);
     }
-    for (const g of groups.values()) {
-      const r = await new Promise<{ code: number; error?: Error }>((res) => this.exporter.export(g, res));
-      if (r.code !== 0) return r;
+    const gs = [...groups.values()];
+    for (const [i, g] of gs.entries()) {
+      const r = await new Promise<SendResult>((res) => this.exporter.export(g, res));
+      if (r.code !== 0) return { ...r, unsent: gs.slice(i).flat() };
     }
     return { code: 0 };
   }
