@@ -234,8 +234,10 @@ export class SpanConverter {
       attrs[ATTR_CLIENT_ADDRESS] = s.peer.addr;
       attrs[ATTR_CLIENT_PORT] = s.peer.port;
     } else {
+      // as for a server span: both from the Host header (the origin the request names) where it
+      // has them, else the peer; through a forward proxy the peer is the proxy (network.peer.*)
       attrs[ATTR_SERVER_ADDRESS] = host ? hostName(host) : s.peer.addr;
-      attrs[ATTR_SERVER_PORT] = s.peer.port;
+      attrs[ATTR_SERVER_PORT] = (host && hostPortOf(host)) || s.peer.port;
       if (req) attrs[ATTR_URL_FULL] = split.authority !== undefined ? given : `http://${host ?? `${s.peer.addr}:${s.peer.port}`}${target}`;
     }
     // semconv: server spans are errors on 5xx, client spans on ≥400; no response is an error

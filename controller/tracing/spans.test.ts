@@ -520,9 +520,14 @@ describe('SpanAssembler', () => {
     a.push(data(2n, IN, 'HTTP/1.1 204 No Content\r\n\r\n'));
     a.push(data(3n, IN, 'OPTIONS http://h.test HTTP/1.1\r\n\r\n'));
     a.push(data(3n, OUT, 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n'));
+    // a call through a forward proxy on :3128: the server is the origin the request names
+    a.push(ev({ sock: 4n, kind: TR.EV_CONNECT, lport: 40000, rport: 3128 }));
+    a.push(data(4n, OUT, 'GET http://up.test:8081/x HTTP/1.1\r\nHost: up.test:8081\r\n\r\n'));
+    a.push(data(4n, IN, 'HTTP/1.1 204 No Content\r\n\r\n'));
     done();
     const conv = new SpanConverter(new Map([[1, { name: 'svc' }]]));
-    const [srv, cli, empty] = out.map((x) => conv.convert(x));
+    const [srv, cli, empty, proxied] = out.map((x) => conv.convert(x));
+    expect(proxied!.attributes).toMatchObject({ 'server.address': 'up.test', 'server.port': 8081, 'network.peer.port': 3128 });
     expect(srv!.name).toBe('GET /a/b');
     expect(srv!.attributes).toMatchObject({ 'url.path': '/a/b', 'url.query': 'x=1', 'url.scheme': 'http', 'server.address': 'Example.test', 'http.route': '/a/b' });
     expect(cli!.attributes).toMatchObject({ 'url.full': 'http://up.test/', 'server.address': 'up.test' });
