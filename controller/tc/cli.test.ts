@@ -209,8 +209,8 @@ describeRoot('pnpm lab tc: a daemon killed outright (SIGKILL)', () => {
     const show = async (dir: string) => String((await t.exec('a', 'tc', ['filter', 'show', 'dev', 'ka', dir])).stdout);
     const qdiscs = async () => String((await t.exec('a', 'tc', ['qdisc', 'show', 'dev', 'ka'])).stdout);
     /** start a filter-only daemon and wait for its "shaping" line; its stderr so far */
-    const start = async (): Promise<string> => {
-      const d = execa(NODE, [...LAB, 'tc', 'shape', 'start', '--dev', 'ka', '--netns', t.ns('a'), '--filter-only', '--instance', name, '--config', f], { reject: false, all: true });
+    const start = async (config = true): Promise<string> => {
+      const d = execa(NODE, [...LAB, 'tc', 'shape', 'start', '--dev', 'ka', '--netns', t.ns('a'), '--filter-only', '--instance', name, ...(config ? ['--config', f] : [])], { reject: false, all: true });
       daemons.push(d);
       const out = collectOutput([d.all]);
       await untilReady(d, out, /^shaping ka/m, 20_000, 'tc shape start');
@@ -228,6 +228,15 @@ describeRoot('pnpm lab tc: a daemon killed outright (SIGKILL)', () => {
     try {
       await pair(t, 'k', ['10.23.0.1/24', '10.23.0.2/24']);
       fs.writeFileSync(f, JSON.stringify({ filters: [{ name: 'no-telnet', cidr: '10.0.0.0/8', proto: 'tcp', port: 23, action: 'drop' }, { name: 'no-udp9', dir: 'egress', cidr: '10.23.0.2/32', proto: 'udp', port: 9, action: 'drop' }] }));
+      // a device without an Ethernet header (tun, wireguard, ipip): the program would match nothing
+      // there and pass everything, so the start is refused with nothing attached
+      if ((await t.exec('a', 'ip', ['tuntap', 'add', 'dev', 'tn0', 'mode', 'tun'], { reject: false })).exitCode === 0) {
+        const l3 = await execa(NODE, [...LAB, 'tc', 'shape', 'start', '--dev', 'tn0', '--netns', t.ns('a'), '--filter-only', '--instance', name, '--config', f], { reject: false });
+        expect(l3.exitCode).toBe(1);
+        oneError(String(l3.stderr), /tn0 is a none device \(no Ethernet header\): the shaper parses Ethernet frames and would match nothing there/, /shape an Ethernet device/);
+        expect(String((await t.exec('a', 'tc', ['qdisc', 'show', 'dev', 'tn0'])).stdout)).not.toMatch(/clsact/);
+        expect(fs.existsSync(state)).toBe(false);
+      }
       await start();
       // someone else's filter on the same clsact: never ours to remove (u32 without an action
       // classifies only; where cls_u32 is missing, that half is not exercised)
@@ -289,6 +298,14 @@ describeRoot('pnpm lab tc: a daemon killed outright (SIGKILL)', () => {
       expect((await show('egress')).match(/handle 0x16ed/g)).toHaveLength(1); // one filter: the new daemon's
       expect((await show('egress')).match(/ id (\d+) /)?.[1]).not.toBe(String(oldIds[0]));
       expect(JSON.parse(fs.readFileSync(state, 'utf8')).owned.filters.map((x: { was?: number }) => x.was)).toEqual([undefined, undefined]);
+      // a restart without --config keeps what the dead instance enforced (its filters were taken
+      // over by ones with empty maps: every drop rule ended)
+      await crash();
+      expect(await start(false)).toMatch(/^no --config: kept what the dead instance "clicrash" enforced \(0 class\(es\), 2 rule\(s\)\)/m);
+      const kept = await noPorts();
+      await flood(0.3);
+      expect(await noPorts()).toBe(kept);
+      expect((await tc('filter', 'list', '--instance', name)).stdout).toMatch(/^no-udp9\s+drop/m);
       // the clsact the first daemon created is the taker's to remove
       expect((await tc('shape', 'stop', '--instance', name)).exitCode).toBe(0);
       expect(await show('egress')).toBe('');

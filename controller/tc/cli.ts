@@ -96,7 +96,8 @@ async function daemon(p: Args): Promise<number> {
   const dev = p.values.dev as string | undefined;
   if (!dev) throw new UsageError('tc shape start needs --dev DEV', 'e.g. pnpm lab tc shape start --dev eth0 --config shape.yaml');
   // validate the config before anything is attached
-  const plan = p.values.config ? planFromFile(p.values.config as string) : { classes: [], rules: [] };
+  // none given: a dead instance of this name keeps its own (TcShaper.start), else nothing
+  const plan = p.values.config ? planFromFile(p.values.config as string) : undefined;
   // …and the device: a mistyped one cost a compile of the program first (a fresh clone has none
   // built). Entered as the shaper enters it (nsenter: `ip -n` remounts / first, which fails in a chroot)
   const netns = p.values.netns as string | undefined;
@@ -128,7 +129,9 @@ async function daemon(p: Args): Promise<number> {
   }
   if (shaper.reaped) console.error(reapLine(instance, shaper.reaped));
   if (shaper.tookOver) console.error(tookOverLine(instance, shaper.tookOver));
-  console.log(`shaping ${dev}${p.values.netns ? ` (netns ${p.values.netns})` : ''}: instance ${p.values.instance}, ${plan.classes.length} class(es), ${plan.rules.length} rule(s)${p.values['egress-only'] ? ', egress only' : ''}${p.values['metrics-port'] !== undefined ? `, metrics http://127.0.0.1:${p.values['metrics-port']}/metrics` : ''}; Ctrl-C removes everything`);
+  if (shaper.carried) console.error(`no --config: kept what the dead instance "${instance}" enforced (${shaper.carried.classes} class(es), ${shaper.carried.rules} rule(s)); pnpm lab tc shape stop --instance ${instance} first to start empty`);
+  const model = shaper.control.model;
+  console.log(`shaping ${dev}${p.values.netns ? ` (netns ${p.values.netns})` : ''}: instance ${p.values.instance}, ${model.classes.length} class(es), ${model.rules.length} rule(s)${p.values['egress-only'] ? ', egress only' : ''}${p.values['metrics-port'] !== undefined ? `, metrics http://127.0.0.1:${p.values['metrics-port']}/metrics` : ''}; Ctrl-C removes everything`);
   await untilSignal();
   server?.close();
   // under the writers' lock, so that a change from the CLI that had opened the instance does not

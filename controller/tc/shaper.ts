@@ -322,6 +322,15 @@ function hasClsact(netns: string | undefined, dev: string): boolean {
   const r = tcTry(netns, ['-j', 'qdisc', 'show', 'dev', dev]);
   return r.ok && (JSON.parse(r.out || '[]') as { kind: string }[]).some((q) => q.kind === 'clsact');
 }
+/** the device's link type as `ip -j link` names it (ether, loopback, none for wireguard/tun, ipip …); undefined if it cannot be read */
+function linkTypeOf(netns: string | undefined, dev: string): string | undefined {
+  const [c, a] = netns ? ['nsenter', [`--net=/run/netns/${netns}`, '--', 'ip', '-j', 'link', 'show', 'dev', dev]] : ['ip', ['-j', 'link', 'show', 'dev', dev]];
+  try {
+    return (JSON.parse(execFileSync(c, a, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) || '[]') as { link_type?: string }[])[0]?.link_type;
+  } catch {
+    return undefined; // a missing device is the qdisc commands' error, with their message
+  }
+}
 function rootQdisc(netns: string | undefined, dev: string): { kind: string; handle: string } | undefined {
   const r = tcTry(netns, ['-j', 'qdisc', 'show', 'dev', dev, 'root']);
   return r.ok ? (JSON.parse(r.out || '[]') as { kind: string; handle: string }[])[0] : undefined;
@@ -555,10 +564,23 @@ export class TcShaper {
     if (!/^[A-Za-z0-9_.-]{1,15}$/.test(opts.dev)) throw new LabError(`bad device name "${opts.dev}"`, 'give an interface name (ip link)');
     if (opts.netns && !fs.existsSync(`/run/netns/${opts.netns}`)) throw new LabError(`no network namespace "${opts.netns}"`, 'ip netns list shows them');
     if (opts.instance && !INSTANCE_NAME.test(opts.instance)) throw new LabError(`bad instance name "${opts.instance}"`, 'use a-z 0-9 _ -');
+    // A start given no plan under the name of a dead instance on this device keeps what that
+    // instance enforced: its filters are replaced in place (takeoverTarget) by ones whose maps hold
+    // the plan, and an empty plan there ended every drop rule and class it had (fail open)
+    let plan = opts.plan;
+    let carried: { classes: number; rules: number } | undefined;
     if (opts.instance && fs.existsSync(statePath(opts.instance))) {
       const st = readState(opts.instance);
       if (instanceAlive(st)) throw new LabError(`tc instance "${opts.instance}" is already running (pid ${st.pid})`, `stop it first (pnpm lab tc shape stop --instance ${opts.instance}) or pick another --instance`);
+      if (!plan && st.dev === opts.dev && (st.netns ?? undefined) === opts.netns && Array.isArray(st.classes) && Array.isArray(st.rules)) {
+        plan = { classes: st.classes.map(({ id: _id, ...c }) => c), rules: st.rules };
+        carried = { classes: plan.classes.length, rules: plan.rules.length };
+      }
     }
+    // tc_shape.bpf.c parses an Ethernet header: on an L3 device (wireguard, tun, ipip) it would read
+    // the IP header at the wrong offsets, match nothing and pass everything (fail open)
+    const linkType = linkTypeOf(opts.netns, opts.dev);
+    if (linkType !== undefined && linkType !== 'ether' && linkType !== 'loopback') throw new LabError(`${opts.dev} is a ${linkType} device (no Ethernet header): the shaper parses Ethernet frames and would match nothing there`, 'shape an Ethernet device (a veth, a NIC, a bridge), e.g. the one the tunnel runs over');
     const qdiscs = JSON.parse(tcSync(opts.netns, ['-j', 'qdisc', 'show', 'dev', opts.dev]) || '[]') as { kind: string; handle?: string; root?: boolean }[];
     // The legacy `ingress` qdisc (ffff:) takes clsact's place: bpf_tc_hook_create's EEXIST read as
     // "clsact is there", and the egress program was attached on it — at ingress
@@ -584,7 +606,7 @@ export class TcShaper {
       control.ingress = opts.ingress !== false;
       // the plan goes into the maps before anything else is touched: one the control refuses
       // (classes on a filter-only instance) leaves a dead instance's filters and state as they were
-      if (opts.plan) control.apply(opts.plan);
+      if (plan) control.apply(plan);
       // A crashed daemon of this name, on this device, whose filters are still there: take them
       // over in place (below), whatever directions and fq use either has. Otherwise remove what its
       // state file proves it attached, only now that our own program has loaded, so a start that
@@ -603,6 +625,7 @@ export class TcShaper {
       const clsactCreated = dead ? dead.state.owned!.clsactCreated : !hasClsact(opts.netns, opts.dev);
       shaper = new TcShaper(opts, skel, control);
       shaper.reaped = reaped;
+      shaper.carried = carried;
       shaper.clsactCreated = clsactCreated;
       process.prependListener('exit', shaper.exitHook);
       const progs = { egress: skel.programs.tc_shape_egress, ingress: skel.programs.tc_filter_ingress };
@@ -719,6 +742,8 @@ export class TcShaper {
   private owned?: Owned;
   /** what start removed of a crashed daemon of the same instance name (for the CLI to report) */
   reaped?: ReapReport;
+  /** started without a plan: the dead instance's classes and rules, kept (see start) */
+  carried?: { classes: number; rules: number };
 
   /**
    * After a takeover, once this instance's filters are in: remove the dead instance's filters on
