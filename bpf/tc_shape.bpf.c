@@ -350,6 +350,14 @@ static __always_inline int shape(struct __sk_buff *skb, __u32 id)
 	__u64 t = skb->tstamp;
 	if (t < now)
 		t = now;
+	/* A departure time of its own beyond the horizon (SO_TXTIME needs no privilege for
+	 * CLOCK_MONOTONIC) is dropped before it becomes the class's: as t_last it pushed every later
+	 * packet of every flow in the class past the horizon, one datagram stopping the class for as
+	 * long as it asked (Cilium's edt_sched_departure takes it as it comes). */
+	if (t - now >= cl->horizon_ns) {
+		s->horizon_drops++;
+		return TC_ACT_SHOT;
+	}
 	__u64 t_last = READ_ONCE(st->t_last);
 	__u64 t_next = t_last + delay;
 	if (t_next <= t) {

@@ -18,7 +18,7 @@ const TC_ACT_PASS = 0xffffffff;
 const TC_ACT_SHOT = 2;
 let bench: EdtBench;
 let c: TcControl;
-const send = (f: Buffer, wireLen = 0) => bench.send(f, wireLen);
+const send = (f: Buffer, wireLen = 0, tstamp = 0n) => bench.send(f, wireLen, tstamp);
 
 describeRoot('EDT departure times (BPF_PROG_TEST_RUN)', () => {
   beforeAll(() => {
@@ -85,6 +85,23 @@ describeRoot('EDT departure times (BPF_PROG_TEST_RUN)', () => {
     expect(v[3]!.tstamp - v[1]!.tstamp).toBe(2_000_000_000n);
     const st = c.classStats()[0]!;
     expect([st.packets, st.bytes, st.delayed, st.horizonDrops]).toEqual([4n, 4n * 1042n, 3n, 6n]);
+  });
+
+  // review, session 63: a departure time of the packet's own far ahead (SO_TXTIME, no privilege
+  // needed) became the class's slot, and every later packet of the class went past the horizon
+  it('a packet whose own departure time is beyond the horizon is dropped alone: it takes no slot, the class goes on', () => {
+    c.apply(validateConfig({ classes: [{ name: 'tx', rate: '1gbit', horizon: '100ms', match: [{ dst: '10.0.0.2/32', port: 7779 }] }] }));
+    const f = udpFrame('10.0.0.2', 7779, 1000);
+    const now = process.hrtime.bigint(); // CLOCK_MONOTONIC, bpf_ktime_get_ns's clock
+    const far = send(f, 0, now + 1000n * 1_000_000_000n);
+    const within = send(f, 0, now + 50_000_000n); // ahead, inside the horizon: kept, as the sender asked
+    const next = [send(f), send(f)];
+    expect([far.verdict, within.verdict, ...next.map((x) => x.verdict)]).toEqual([TC_ACT_SHOT, TC_ACT_PASS, TC_ACT_PASS, TC_ACT_PASS]);
+    expect(within.tstamp).toBe(now + 50_000_000n);
+    // behind the one that asked for +50 ms, 8336 ns apart (1042 bytes at 1 Gbit/s)
+    expect(next.map((x) => x.tstamp - within.tstamp)).toEqual([8336n, 16672n]);
+    const st = c.classStats().find((x) => x.name === 'tx')!;
+    expect([st.packets, st.horizonDrops]).toEqual([3n, 1n]);
   });
 
   it('a live rate change is one map write: the next departure uses the new rate, same program', () => {

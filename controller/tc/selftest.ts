@@ -82,10 +82,11 @@ export class EdtBench implements Disposable {
     this.control = new TcControl(this.skel.maps, { classes: [], rules: [], gen: 0 });
   }
 
-  /** run the egress program on a frame: its verdict and the departure time it wrote (0: none) */
-  send(frame: Buffer, wireLen = 0): { verdict: number; tstamp: bigint } {
+  /** run the egress program on a frame: its verdict and the departure time it wrote (0: none); `tstamp`: one the sender set (SO_TXTIME) */
+  send(frame: Buffer, wireLen = 0, tstamp = 0n): { verdict: number; tstamp: bigint } {
     const ctx = Buffer.alloc(this.ctxSize);
     ctx.writeUInt32LE(wireLen, this.wireLenOff); // a GSO skb's bytes on the wire (0: use len)
+    ctx.writeBigUInt64LE(tstamp, this.tstampOff);
     const r = this.skel.programs.tc_shape_egress.testRun({ data: frame, ctx });
     return { verdict: r.retval, tstamp: r.ctxOut!.readBigUInt64LE(this.tstampOff) };
   }
