@@ -549,6 +549,8 @@ export function pinDir(instance: string): string {
 export class TcShaper {
   private links: Link[] = [];
   private fqSet = false;
+  /** the handle of the fq at the root (tc's, e.g. "8001:"): close removes the root only while it is that qdisc */
+  private fqHandle: string | null = null;
   /** no clsact was on the device before this start (or the dead daemon it took over) made it */
   private clsactCreated = false;
   private closed = false;
@@ -676,6 +678,7 @@ export class TcShaper {
         // leaves it to the dead daemon's state, restored below); one this start put at the root
         // (the dead one ran filters only) is this start's to remove if it fails
         shaper.fqSet = !dead?.fq;
+        shaper.fqHandle = dead?.fq ? dead.state.owned!.fqHandle : rootQdisc(opts.netns, opts.dev)?.handle ?? null;
         if (shaper.owned) {
           // the fq's handle: a reaper removes the root only if it is still this fq
           shaper.owned.fqHandle = rootQdisc(opts.netns, opts.dev)?.handle ?? null;
@@ -829,7 +832,11 @@ export class TcShaper {
     }
     if (this.fqSet) {
       try {
-        tcSync(netns, ['qdisc', 'del', 'dev', dev, 'root']);
+        // only the fq this start put there (as the reaper checks): a root someone replaced it with
+        // since (`tc qdisc replace … root handle 1: htb`) is theirs, and went with a plain delete
+        const root = rootQdisc(netns, dev);
+        const handle = this.owned?.fqHandle ?? this.fqHandle;
+        if (root?.kind === 'fq' && (handle === null || root.handle === handle)) tcSync(netns, ['qdisc', 'del', 'dev', dev, 'root']);
       } catch { /* device gone */ }
     }
     if (instance) {
