@@ -5,7 +5,7 @@
 // shaper.test.ts and the tc-shaping scenario.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeRoot } from '../../lab/testing.ts';
-import type { TcControl } from './shaper.ts';
+import { TcControl } from './shaper.ts';
 import { latencyHorizonNs, validateConfig } from './config.ts';
 import { EdtBench, edtSelfTest, udp6Frame, udpFrame } from './selftest.ts';
 import { tcRegistry } from './metrics.ts';
@@ -102,6 +102,43 @@ describeRoot('EDT departure times (BPF_PROG_TEST_RUN)', () => {
     expect(next.map((x) => x.tstamp - within.tstamp)).toEqual([8336n, 16672n]);
     const st = c.classStats().find((x) => x.name === 'tx')!;
     expect([st.packets, st.horizonDrops]).toEqual([3n, 1n]);
+  });
+
+  // review, session 63: the undo log read a new prefix's old value with an LPM lookup, which
+  // found the prefix around it, and the rollback wrote that back instead of deleting the entry
+  it('a refused change rolls back to the letter, a destination prefix nested in another\'s included', () => {
+    c.apply(validateConfig({ classes: [{ name: 'wide', rate: '1gbit', match: [{ dst: '10.0.0.0/8' }] }] }));
+    const dst = () => JSON.stringify([...c.maps.dst_class.keys()].map((k) => [k, c.maps.dst_class.get(k)]), (_k, v) => (typeof v === 'bigint' ? String(v) : v instanceof Uint8Array ? [...v] : v));
+    const before = dst();
+    const plan = validateConfig({ classes: [{ name: 'wide', rate: '1gbit', match: [{ dst: '10.0.0.0/8' }] }, { name: 'narrow', rate: '2gbit', match: [{ dst: '10.1.0.0/16' }, { dst: '10.2.0.0/16' }] }] });
+    let refused = 0;
+    for (let n = 0; n < 8; n++) {
+      try {
+        c.apply(plan, { failAfter: n });
+        break;
+      } catch {
+        refused++;
+        expect(dst(), `failed at write ${n + 1}`).toBe(before);
+      }
+    }
+    expect(refused).toBeGreaterThan(3); // the refusals came after the /16s' writes too
+    // and the data path agrees: 10.1.2.3 is still the /8's class
+    c.apply(validateConfig({ classes: [{ name: 'wide', rate: '1gbit', match: [{ dst: '10.0.0.0/8' }] }] }));
+    send(udpFrame('10.1.2.3', 9, 100));
+    expect(c.classStats().find((x) => x.name === 'wide')!.packets).toBeGreaterThan(0n);
+  });
+
+  // review, session 63: the state file was written after the maps had the change
+  it('a change whose state cannot be written (a full /run) is not applied: maps and model as before', () => {
+    c.apply(validateConfig({ classes: [{ name: 'kept', rate: '1gbit', match: [{ dst: '10.9.0.0/16' }] }], filters: [{ name: 'r', cidr: '10.9.0.0/16', action: 'count' }] }));
+    const full = new TcControl(c.maps, c.model, () => { throw new Error('ENOSPC: no space left on device'); });
+    const maps = () => JSON.stringify(['classes', 'dst_class', 'rules', 'filter_gen'].map((n) => { const m = c.maps[n as 'classes']; return [...m.keys()].map((k) => [k, m.get(k)]); }), (_k, v) => (typeof v === 'bigint' ? String(v) : v instanceof Uint8Array ? [...v] : v));
+    const before = maps();
+    const model = JSON.stringify(full.model, (_k, v) => (typeof v === 'bigint' ? String(v) : v instanceof Uint8Array ? [...v] : v));
+    expect(() => full.apply(validateConfig({ classes: [{ name: 'kept', rate: '2gbit', match: [{ dst: '10.9.1.0/24' }] }], filters: [{ name: 'r2', cidr: '10.8.0.0/16', action: 'drop' }] }))).toThrow(/tc config not applied: ENOSPC.*all rolled back/);
+    expect(() => full.setRate('kept', 5_000_000n)).toThrow(/rate of class "kept" not changed: ENOSPC/);
+    expect(maps()).toBe(before);
+    expect(JSON.stringify(full.model, (_k, v) => (typeof v === 'bigint' ? String(v) : v instanceof Uint8Array ? [...v] : v))).toBe(model);
   });
 
   it('a live rate change is one map write: the next departure uses the new rate, same program', () => {

@@ -72,15 +72,20 @@ class Journal {
     if (this.failAfter !== null && this.writes >= this.failAfter) throw new Error(`injected fault: map write #${this.writes + 1} refused (test hook)`);
     this.writes++;
   }
-  set(m: BpfMap<any, any>, k: unknown, v: unknown): void {
+  /**
+   * `known`: the old value as the model has it ({ old: undefined } = no entry). Needed for an LPM
+   * trie, whose lookup is longest-prefix, not exact: a new 10.1.0.0/16 inside a 10.0.0.0/8 read
+   * the /8's class as its own old value, and a rollback wrote that back instead of deleting it.
+   */
+  set(m: BpfMap<any, any>, k: unknown, v: unknown, known?: { old: unknown }): void {
     this.step();
-    const old = m.perCpu ? m.getPerCpu(k) : m.get(k);
+    const old = known ? known.old : m.perCpu ? m.getPerCpu(k) : m.get(k);
     m.set(k, v as never);
     this.undo.push(() => (old === undefined ? m.delete(k) : m.set(k, old as never)));
   }
-  del(m: BpfMap<any, any>, k: unknown): void {
+  del(m: BpfMap<any, any>, k: unknown, known?: { old: unknown }): void {
     this.step();
-    const old = m.get(k);
+    const old = known ? known.old : m.get(k);
     if (old === undefined) return;
     m.delete(k);
     this.undo.push(() => m.set(k, old as never));
@@ -153,8 +158,9 @@ export class TcControl {
         const e = entryKey(m);
         had.set(e.id, { ...e, id: c.id });
       }
-      for (const [k, e] of want) if (had.get(k)?.id !== e.id) j.set(this.maps[e.map], e.key, e.id);
-      for (const [k, e] of had) if (!want.has(k)) j.del(this.maps[e.map], e.key);
+      // old values from the model (see Journal.set: dst_class is an LPM trie)
+      for (const [k, e] of want) if (had.get(k)?.id !== e.id) j.set(this.maps[e.map], e.key, e.id, { old: had.get(k)?.id });
+      for (const [k, e] of had) if (!want.has(k)) j.del(this.maps[e.map], e.key, { old: e.id });
       // how deep the program walks a socket's cgroup ancestors for a class (bpf/tc_shape.bpf.c
       // cgroup_class_of); written only when it changes (an instance's map from before it has one slot)
       const deepest = (cs: { matches: Match[] }[]) => Math.max(0, ...cs.flatMap((c) => c.matches.flatMap((m) => (m.kind === 'cgroup' ? [cgroupLevel(m.path)] : []))));
@@ -172,12 +178,15 @@ export class TcControl {
         j.set(this.maps.filter_gen, 0, idle);
         gen = idle;
       }
+      // persisted before it counts as applied: a state file that cannot be written (/run full)
+      // rolls the maps back too. Written after, the maps held the new config and the state the old,
+      // and the next change took the live rule generation for the idle one and rewrote it in place
+      this.onChange({ classes, rules: plan.rules, gen });
     } catch (e) {
       j.rollback();
       throw new LabError(`tc config not applied: ${(e as Error).message} (after ${j.writes} map write(s), all rolled back)`, 'nothing changed; check the kernel message above', { cause: e });
     }
     this.model = { classes, rules: plan.rules, gen };
-    this.onChange(this.model);
     return { writes: j.writes };
   }
 
@@ -193,12 +202,19 @@ export class TcControl {
     const low = auto ? autoHorizonProblem(rateBps) : undefined;
     if (low) throw new LabError(`class "${name}": ${low}`, horizon === 'auto' ? 'nothing was changed' : `the class's horizon is auto; nothing was changed (--horizon 10s keeps this rate with a fixed horizon)`);
     const h = auto ? latencyHorizonNs(rateBps) : (horizon as bigint | undefined) ?? c.horizonNs;
+    const next: ClassState = { ...c, rateBps, horizonNs: h };
+    if (auto) next.horizonAuto = true;
+    else delete next.horizonAuto;
+    const was = this.maps.classes.get(c.id);
     this.maps.classes.set(c.id, { rate_bps: rateBps, horizon_ns: h, flags: CLASS_ACTIVE } satisfies Partial<tc_class>);
-    c.rateBps = rateBps;
-    c.horizonNs = h;
-    if (auto) c.horizonAuto = true;
-    else delete c.horizonAuto;
-    this.onChange(this.model);
+    const model = { ...this.model, classes: this.model.classes.map((x) => (x === c ? next : x)) };
+    try {
+      this.onChange(model); // persisted, or the rate goes back (see apply)
+    } catch (e) {
+      this.maps.classes.set(c.id, was);
+      throw new LabError(`rate of class "${name}" not changed: ${(e as Error).message}`, 'nothing changed; the state file could not be written (is /run full?)', { cause: e });
+    }
+    this.model = model;
   }
 
   private sum<T extends Record<string, bigint>>(m: BpfMap<any, any>, k: number): T {
