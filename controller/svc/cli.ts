@@ -15,7 +15,7 @@ import { deferSignalsToCaller } from '../libbpf/index.ts';
 import { INSTANCE_RULE, checkBackendArgs, checkHeldBackendArgs, loadSvcConfigFile, validInstance, validateSvcConfig } from './config.ts';
 import { svcRegistry } from './metrics.ts';
 import { instancesIn, instancesNote } from '../../common/state-file.ts';
-import { RUN_DIR, SvcController, cgroupGoneNote, cutShort, deadDaemon, removeCutShort, statePath, stopInstance, withLock, lockPath, type ApplyResult } from './controller.ts';
+import { RUN_DIR, SvcController, cgroupGoneNote, cutShort, deadDaemon, removeCutShort, statePath, stopInstance, withLock, lockPath, type ApplyResult, pendingPath } from './controller.ts';
 import { removeUnderLock } from '../../common/lockfile.ts';
 
 const target = {
@@ -37,7 +37,7 @@ const metricsPort = { 'metrics-port': { type: 'int', min: 1, max: 65535, valueNa
 const configOpt = { config: { type: 'string', valueName: 'FILE', description: 'socket LB config (YAML or JSON), see controller/svc/README.md' } } as const satisfies Opts;
 
 function printResult(r: ApplyResult): void {
-  console.log(`ok: ${r.changed} service(s) switched, ${r.writes} map write(s), ${r.ms.toFixed(2)} ms`);
+  console.log(`ok: ${r.changed} service(s) switched or removed, ${r.writes} map write(s), ${r.ms.toFixed(2)} ms`);
 }
 
 /** the instance a command without a config acts on */
@@ -172,6 +172,7 @@ const COMMANDS: Record<string, Cmd> = {
       const dead = deadDaemon(c.model);
       noteCgroupGone(c, instanceOf(p));
       if (dead) console.error(`note: its svc daemon (pid ${dead}) is gone: the services below are balanced as listed, but no health check runs (backend states are as it last saw them); pnpm lab svc daemon --config FILE --instance ${instanceOf(p)} takes it over`);
+      if (fs.existsSync(pendingPath(instanceOf(p)))) console.error(`note: a change to this instance was cut short (its process was killed, or one is in progress now): the services below are its state file's; the next change puts the kernel's maps back to them first`);
       for (const s of c.list()) {
         console.log(`${s.id}  (${s.algorithm}, ${s.count} ring slot(s) in use${s.healthCheck ? (c.model.daemon && !dead ? ', health-checked' : ', healthCheck set but no daemon checks it') : ''})`);
         for (const b of s.backends) console.log(`  ${hostPort(b.address, b.port)}  weight ${b.weight}  ${b.state}`);

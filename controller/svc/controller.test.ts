@@ -7,7 +7,8 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cgroup2Root } from '../../common/cgroup.ts';
-import { SvcController, cleanupPins, pinDir, statePath } from './controller.ts';
+import { SvcController, cleanupPins, pendingPath, pinDir, statePath } from './controller.ts';
+import { formatAddr } from '../lb/addr.ts';
 import { normService } from './config.ts';
 import { buildLab, CLIENT_PY, PYTHON, PREFIX, type SockLab } from '../../scenarios/socket-lb/topology.ts';
 import { listNamespaces } from '../../lab/netns.ts';
@@ -589,6 +590,48 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
         cli.addBackend(vip, '10.0.35.3:80');
         expect(liveHalf(cli), 'the new ring went into the half connects were not reading').toBe(1 - h1);
         expect(cli.model.services[vip]!.half).toBe(1 - h1);
+      } finally {
+        cli.close();
+      }
+    } finally {
+      d.stop();
+    }
+    expect(fs.existsSync(statePath(instance))).toBe(false);
+  });
+
+  // review, session 63: a change killed after its switch and before its state file left A's live
+  // ring naming a backend id the state did not list; the next change gave that id to B's new
+  // backend, and A's new connections on those slots went to B's backend
+  it('a change killed before its state file was written is undone by the next: its backend ids are never another service\'s', async () => {
+    const instance = `cut-${process.pid}`;
+    const [A, B] = ['tcp://10.96.0.36:80', 'tcp://10.96.0.37:80'];
+    const d = await SvcController.start({ cgroup: lab.cgClientRel, instance, services: [{ vip: A, backends: ['10.0.36.1:80'] }, { vip: B, backends: ['10.0.37.1:80'] }] }, { pin: true });
+    /** the backends a service's live ring names, as the kernel's maps have them */
+    const live = (c: SvcController, vip: string) => {
+      const idx = c.model.services[vip]!.index;
+      const v = [...c.maps.services.entries()].map(([, x]) => x as { index: number; half: number; count: number }).find((x) => x.index === idx)!;
+      const base = (idx * 2 + v.half) * c.model.config.ringSize;
+      const ids = new Set(Array.from({ length: v.count }, (_, i) => c.maps.svc_ring.get(base + i) as number));
+      return [...ids].map((id) => { const b = c.maps.backends.get(id) as { addr: Uint8Array; family: number }; return formatAddr(b.addr, b.family); }).sort();
+    };
+    try {
+      const before = fs.readFileSync(statePath(instance), 'utf8');
+      d.addBackend(A, '10.0.36.2:80');
+      expect(live(d, A)).toEqual(['10.0.36.1', '10.0.36.2']);
+      // killed after the switch: its state file not written, its pending record (written before
+      // its first map write) left
+      fs.writeFileSync(statePath(instance), before);
+      fs.writeFileSync(pendingPath(instance), JSON.stringify({ services: [A] }));
+      const cli = SvcController.open(instance);
+      try {
+        cli.addBackend(B, '10.0.37.9:80');
+        expect(live(cli, A)).toEqual(['10.0.36.1']); // what the state file lists for A
+        expect(live(cli, B)).toEqual(['10.0.37.1', '10.0.37.9']);
+        expect(fs.existsSync(pendingPath(instance))).toBe(false);
+        // and a completed change leaves no record behind
+        cli.addBackend(A, '10.0.36.3:80');
+        expect(live(cli, A)).toEqual(['10.0.36.1', '10.0.36.3']);
+        expect(fs.existsSync(pendingPath(instance))).toBe(false);
       } finally {
         cli.close();
       }

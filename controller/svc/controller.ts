@@ -92,7 +92,7 @@ export interface Maps {
 }
 
 export interface ApplyResult {
-  /** services whose value was written (ring flipped) */
+  /** services whose value was written (ring flipped) or deleted */
   changed: number;
   /** map writes made (backends + ring slots + service values + deletes) */
   writes: number;
@@ -117,6 +117,8 @@ function named(instance: string, lock = false): string {
 }
 export const pinDir = (instance: string) => path.join(PIN_ROOT, `svc-${named(instance)}`);
 export const statePath = (instance: string) => path.join(RUN_DIR, `svc-${named(instance)}.json`);
+/** a change in flight: the services it touches, written before its first map write (see commit) */
+export const pendingPath = (instance: string) => `${statePath(instance)}.pending`;
 export const lockPath = (instance: string) => path.join(RUN_DIR, `svc-${named(instance, true)}.lock`);
 
 /**
@@ -555,8 +557,46 @@ export class SvcController {
     return this.commit(new Map([[id, copy]]), t0);
   }
 
+  /**
+   * A change killed between its first map write and its state file (SIGKILL, OOM) left services
+   * switched to rings and backend ids the state file does not know: the next change took those ids
+   * for new backends, and a service's live ring then sent its new connections to another
+   * service's backend (review, session 63). Its services are put back to the state file's values
+   * here, under the instance lock, before the next change: its rings went into halves the state's
+   * values do not read and its new backends under ids no state ring names, so those values name
+   * exactly the rings and backends the state file lists. A pending file that cannot be read: every
+   * service of the map is checked against the state.
+   */
+  private repairCutShort(): { services: number } | undefined {
+    if (!this.pinned) return undefined;
+    const pp = pendingPath(this.instance);
+    let ids: string[] | undefined;
+    try {
+      const p = JSON.parse(fs.readFileSync(pp, 'utf8')) as { services?: unknown };
+      if (Array.isArray(p.services) && p.services.every((x) => typeof x === 'string')) ids = p.services as string[];
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    }
+    const canon = (k: svc_key) => `${k.family}|${k.proto}|${k.port}|${Buffer.from(k.addr).toString('hex')}`;
+    const want = new Map<string, [svc_key, svc_val]>();
+    for (const st of Object.values(this.model.services)) {
+      const k = svcKey(parseVip(st.id, heldAddr));
+      want.set(canon(k), [k, { index: st.index, count: st.count, alg: ALG_NUM[st.algorithm], half: st.half, _pad: 0 }]);
+    }
+    const keys = ids ? ids.map((id) => svcKey(parseVip(id, heldAddr))) : [...this.maps.services.keys()];
+    if (!ids) for (const [, [k]] of want) keys.push(k);
+    for (const k of keys) {
+      const w = want.get(canon(k));
+      if (w) this.maps.services.set(w[0], w[1]);
+      else if (this.maps.services.get(k)) this.maps.services.delete(k);
+    }
+    fs.rmSync(pp, { force: true });
+    return { services: keys.length };
+  }
+
   private commit(changes: Map<string, ServiceState | null>, t0: number): ApplyResult {
     this.checkNotRemoved(); // before any map write
+    this.repairCutShort();
     const R = this.model.config.ringSize;
     const touched = [...changes].filter(([, v]) => v).map(([k]) => k);
     const removed = [...changes].filter(([, v]) => !v).map(([k]) => k);
@@ -619,6 +659,9 @@ export class SvcController {
       rings.set(id, ring);
     }
     let writes = 0;
+    // the services this change touches, on disk before its first map write: killed before its state
+    // file is written, the change is undone by the next one (repairCutShort)
+    if (this.pinned) writeFileAtomic(pendingPath(this.instance), JSON.stringify({ services: [...changes.keys()] }));
     // keys and ids here are the model's, checked when they came in: read as held (heldAddr), so a
     // service or backend an older build took (::ffff:a.b.c.d) can still be changed and removed
     // 1. backends (fresh ids: nothing reads them yet)
@@ -687,6 +730,7 @@ export class SvcController {
     this.model.backendRefs = refs;
     try {
       this.saveState();
+      if (this.pinned) fs.rmSync(pendingPath(this.instance), { force: true });
     } catch (e) {
       // the state file could not be written (a full disk, the instance removed meanwhile): the
       // switch is undone, so that the maps and the state file, which the next change and every
@@ -702,7 +746,8 @@ export class SvcController {
       throw e;
     }
     this.syncHealth();
-    return { changed: rings.size, writes, ms: performance.now() - t0 };
+    // removed services count: a takeover whose config dropped services said "0 service(s) changed"
+    return { changed: rings.size + removed.length, writes, ms: performance.now() - t0 };
   }
 
   // ---- operations (CLI, scenario, tests) ----
@@ -1029,6 +1074,7 @@ export function cleanupPins(instance: string): void {
   removePinDir(ld);
   removePinDir(dir);
   fs.rmSync(statePath(instance), { force: true });
+  fs.rmSync(pendingPath(instance), { force: true });
   fs.rmSync(lockPath(instance), { force: true });
 }
 
