@@ -269,6 +269,11 @@ describe.skipIf(process.getuid?.() !== 0 || !findCgroup2Root())('pnpm lab svc da
       const bad = await svc('list', '--instance', inst);
       expect(bad.exitCode).toBe(1);
       oneError(bad.stderr, new RegExp(`^error: socket LB instance "${inst}": its state file ${t.state.replace(/[.]/g, '\\.')} cannot be read`), new RegExp(`svc stop --instance ${inst} removes the instance`));
+      // valid JSON of another shape: the same error, not a TypeError (review, session 63)
+      fs.writeFileSync(t.state, '{}');
+      const shape = await svc('list', '--instance', inst);
+      expect(shape.exitCode).toBe(1);
+      oneError(shape.stderr, new RegExp(`^error: socket LB instance "${inst}": its state file \\S+ cannot be read \\(no "config" with its instance and ringSize\\)`), new RegExp(`svc stop --instance ${inst} removes the instance`));
       fs.writeFileSync(t.state, good);
       removeCgroup(t.cg);
       const list = await svc('list', '--instance', inst);

@@ -78,6 +78,15 @@ export interface Model {
   /** the `svc daemon` that owns the instance (none: `svc start`); the start time tells a reused pid apart */
   daemon?: { pid: number; startTime: string };
 }
+/** why a parsed state file is not a Model (undefined: it is one, as far as commands rely on it) */
+function modelProblem(m: unknown): string | undefined {
+  const obj = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
+  if (!obj(m)) return 'not a JSON object';
+  if (!obj(m.config) || typeof m.config.instance !== 'string' || typeof m.config.ringSize !== 'number') return 'no "config" with its instance and ringSize';
+  for (const k of ['services', 'backendIds', 'backendRefs'] as const) if (!obj(m[k])) return `no "${k}" object`;
+  if (typeof m.cgroupPath !== 'string') return 'no "cgroupPath"';
+  return undefined;
+}
 /** what a state file keeps of a config: its settings (the services are kept as applied) */
 const settingsOf = ({ services: _s, ...rest }: NormSvcConfig): Model['config'] => rest;
 
@@ -438,6 +447,9 @@ export class SvcController {
     let model: Model;
     try {
       model = JSON.parse(fs.readFileSync(sp, 'utf8')) as Model;
+      // valid JSON of another shape ({}, a file edited by hand) failed later as a TypeError
+      const problem = modelProblem(model);
+      if (problem) throw new Error(problem);
     } catch (e) {
       // a file cut short or edited by hand: named, with the way out (an internal error before)
       throw new LabError(`socket LB instance "${instance}": its state file ${sp} cannot be read (${(e as Error).message.split('\n')[0]})`, `pnpm lab svc stop --instance ${instance} removes the instance (its pinned programs and maps too); then start it again`, { cause: e });
