@@ -212,6 +212,31 @@ describe('SpanAssembler', () => {
     expect(call.parent).toBeUndefined();
   });
 
+  // review, session 63: a lost request's place did not count as one its thread serves
+  it('a thread serving a request whose head was lost and one other: its calls are not guessed to be the other\'s', () => {
+    const { a, out, done } = setup();
+    a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT, lport: 80, rport: 5001 }));
+    // one read: an upload, its 300-byte body and a pipelined GET past the 256 bytes captured
+    a.push(capped(1n, IN, `POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: 300\r\n\r\n${'x'.repeat(300)}${REQ('/slow')}`, 256, { tid: 10, lport: 80, rport: 5001 }));
+    a.push(data(1n, OUT, RES(201), { tid: 10, lport: 80, rport: 5001 })); // the upload's answer: /slow (lost) still served
+    a.push(ev({ sock: 2n, kind: TR.EV_ACCEPT, lport: 80, rport: 5002 }));
+    a.push(data(2n, IN, REQ('/b'), { tid: 10, lport: 80, rport: 5002 }));
+    a.push(ev({ sock: 9n, kind: TR.EV_CONNECT, tid: 10 }));
+    a.push(data(9n, OUT, REQ('/call'), { tid: 10, lport: 7000, rport: 9000 }));
+    a.push(data(9n, IN, RES(200), { tid: 10, lport: 7000, rport: 9000 }));
+    done();
+    const call = out.find((s) => s.kind === 'client')!;
+    expect([call.link, call.parent?.request?.target]).toEqual(['ambiguous', undefined]);
+    // once the lost request is answered, the thread serves /b alone: its next call is /b's child
+    a.push(data(1n, OUT, RES(200), { tid: 10, lport: 80, rport: 5001 }));
+    a.push(ev({ sock: 8n, kind: TR.EV_CONNECT, tid: 10 }));
+    a.push(data(8n, OUT, REQ('/call2'), { tid: 10, lport: 7001, rport: 9000 }));
+    a.push(data(8n, IN, RES(200), { tid: 10, lport: 7001, rport: 9000 }));
+    done();
+    const call2 = out.find((s) => s.kind === 'client' && s.request?.target === '/call2')!;
+    expect([call2.link, call2.parent?.request?.target]).toEqual(['thread', '/b']);
+  });
+
   it('honours an incoming traceparent', () => {
     const { a, out, done } = setup();
     a.push(ev({ sock: 1n, kind: TR.EV_ACCEPT }));

@@ -416,7 +416,10 @@ export class SpanAssembler {
 
   private finishUnanswered(spans: Span[]): void {
     for (const s of spans) {
-      if (s.lost) continue;
+      if (s.lost) {
+        this.dropLost(s);
+        continue;
+      }
       this.stats.responsesLost++;
       s.errorType = 'response_unparsed';
       s.endTs = this.curTs > s.startTs ? this.curTs : s.startTs;
@@ -446,14 +449,31 @@ export class SpanAssembler {
       set.add(s);
     } else {
       if (!c.noTuple) this.clientIndex.set(tupleKey(c.local, c.peer, ordinal), s);
-      const set = this.activeByThread.get(tid);
       if (this.curUnsampled > 0) s.link = 'ambiguous';
-      else if (set && set.size === 1) {
-        s.parent = set.values().next().value!;
-        s.link = 'thread';
-      } else if (set && set.size > 1) s.link = 'ambiguous';
+      else this.threadParent(s, tid);
     }
     c.pending.push(s);
+  }
+
+  /**
+   * A call made by a thread that serves exactly one request is that request's child; with several
+   * in flight (an event loop) it is not guessed: unlinked, marked ambiguous. A lost request's place
+   * counts as one it serves (review, session 63: not counted, a thread serving a lost request and
+   * one other made its calls the other's children), and as the only one it links nothing either.
+   */
+  private threadParent(s: Span, tid: number): void {
+    const set = this.activeByThread.get(tid);
+    if (!set || set.size === 0) return;
+    const only = set.size === 1 ? set.values().next().value! : undefined;
+    if (only && !only.lost) {
+      s.parent = only;
+      s.link = 'thread';
+    } else s.link = 'ambiguous';
+  }
+
+  /** a lost request's place leaves the pending queue: its thread no longer serves it */
+  private dropLost(s: Span): void {
+    if (s.kind === 'server') this.activeByThread.get(s.tid)?.delete(s);
   }
 
   /**
@@ -465,10 +485,16 @@ export class SpanAssembler {
     c.noTuple = true;
     if (c.pending.at(-1)?.lost) return;
     this.makeRoom(c, this.curTs);
-    c.pending.push({
+    const s: Span = {
       kind: c.role!, service: c.service, pid: c.pid, tid: this.curTid, comm: c.comm, cgroupId: c.cgroupId, spanId: '', link: 'root',
       local: c.local, peer: c.peer, startTs: this.curTs, endTs: this.curTs, done: true, lost: true,
-    });
+    };
+    c.pending.push(s);
+    if (c.role === 'server') {
+      let set = this.activeByThread.get(s.tid);
+      if (!set) this.activeByThread.set(s.tid, (set = new Set()));
+      set.add(s);
+    }
   }
 
   /**
@@ -480,7 +506,10 @@ export class SpanAssembler {
   private makeRoom(c: Conn, ts: bigint): void {
     while (c.pending.length >= this.maxPending) {
       const old = c.pending.shift()!;
-      if (old.lost) continue;
+      if (old.lost) {
+        this.dropLost(old);
+        continue;
+      }
       this.stats.pendingDropped++;
       old.errorType = 'pending_overflow';
       old.endTs = ts > old.startTs ? ts : old.startTs;
@@ -503,7 +532,7 @@ export class SpanAssembler {
       // without a response rather than given the wrong one
       this.stats.responsesUnpaired++;
       if (s.lost) {
-        c.pending.shift();
+        this.dropLost(c.pending.shift()!);
         let n = 0;
         while (n < c.pending.length && !c.pending[n]!.lost && c.pending[n]!.startTs < m.startTs) n++;
         this.finishUnanswered(c.pending.splice(0, n));
@@ -561,12 +590,8 @@ export class SpanAssembler {
         local: { addr: e.laddr, port: e.lport }, peer: { addr: e.raddr, port: e.rport }, startTs: c.connectTs || e.tsNs, endTs: e.tsNs,
         errorType: 'connection_refused', done: false,
       };
-      const set = this.activeByThread.get(c.connectTid);
       if (c.connectUnsampled > 0) s.link = 'ambiguous';
-      else if (set && set.size === 1) {
-        s.parent = set.values().next().value!;
-        s.link = 'thread';
-      } else if (set && set.size > 1) s.link = 'ambiguous';
+      else this.threadParent(s, c.connectTid);
       this.finish(s);
     }
     this.endConn(c, e.tsNs, 'connection_closed');
@@ -577,6 +602,10 @@ export class SpanAssembler {
     c.resStream?.close(ts);
     this.stats.parserBad += (c.reqStream?.stats.bad ?? 0) + (c.resStream?.stats.bad ?? 0);
     for (const s of c.pending.splice(0)) {
+      if (s.lost) {
+        this.dropLost(s);
+        continue;
+      }
       s.errorType = why;
       s.endTs = ts > s.startTs ? ts : s.startTs;
       this.finish(s);
