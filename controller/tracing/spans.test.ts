@@ -151,6 +151,37 @@ describe('SpanAssembler', () => {
     expect([srv.link, srv.parent]).toEqual(['root', undefined]);
   });
 
+  // review, session 63: the k-th requests of the two ends were paired when the ends had counted
+  // differently (a pooled connection seen from mid-exchange, records the ring lost)
+  it('no tuple link where the two ends\' request counts may differ: a response to nothing seen, records the kernel lost', () => {
+    /** one exchange as it happens: the client's write, the server's read and answer, the client's read */
+    const exchange = (cli: bigint, srv: bigint, port: number, path: string) => {
+      a.push(data(cli, OUT, REQ(path), { tid: 11, lport: port, rport: 9000 }));
+      a.push(data(srv, IN, REQ(path), { pid: 20, tid: 21, service: 2, lport: 9000, rport: port }));
+      a.push(data(srv, OUT, RES(200), { pid: 20, tid: 21, service: 2, lport: 9000, rport: port }));
+      a.push(data(cli, IN, RES(200), { tid: 11, lport: port, rport: 9000 }));
+    };
+    const { a, out, done } = setup();
+    // the tracer starts while /0 is in flight: the server sees all of it, the client only its answer
+    a.push(ev({ sock: 3n, kind: TR.EV_ACCEPT, pid: 20, service: 2, lport: 9000, rport: 6001 }));
+    a.push(data(3n, IN, REQ('/0'), { pid: 20, tid: 21, service: 2, lport: 9000, rport: 6001 }));
+    a.push(data(3n, OUT, RES(200), { pid: 20, tid: 21, service: 2, lport: 9000, rport: 6001 }));
+    a.push(data(2n, IN, RES(200), { tid: 11, lport: 6001, rport: 9000 }));
+    exchange(2n, 3n, 6001, '/1');
+    // a connection whose records the ring lost part of, then an exchange
+    a.push(ev({ sock: 4n, kind: TR.EV_CONNECT, tid: 11 }));
+    a.push(ev({ sock: 5n, kind: TR.EV_ACCEPT, pid: 20, service: 2, lport: 9000, rport: 6002 }));
+    a.recordsLost();
+    exchange(4n, 5n, 6002, '/2');
+    // a new connection after the loss links again
+    a.push(ev({ sock: 6n, kind: TR.EV_CONNECT, tid: 11 }));
+    a.push(ev({ sock: 7n, kind: TR.EV_ACCEPT, pid: 20, service: 2, lport: 9000, rport: 6003 }));
+    exchange(6n, 7n, 6003, '/3');
+    done();
+    const srv = (p: string) => out.find((x) => x.kind === 'server' && x.request?.target === p)!;
+    expect(['/0', '/1', '/2', '/3'].map((p) => [p, srv(p).link, srv(p).parent?.request?.target])).toEqual([['/0', 'root', undefined], ['/1', 'root', undefined], ['/2', 'root', undefined], ['/3', 'tuple', '/3']]);
+  });
+
   it('links client → server by 4-tuple (either arrival order) and server → client by thread', () => {
     const { a, out, done } = setup();
     // frontend (service 1, pid 10) serves /x on tid 11 and calls the backend (service 2, pid 20)

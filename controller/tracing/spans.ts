@@ -259,6 +259,21 @@ export class SpanAssembler {
     }
   }
 
+  /**
+   * The kernel lost records (ring full): any connection may have lost a request on one end and not
+   * the other, so the k-th requests of its two ends are no longer one exchange. Tuple links are
+   * given up on every connection open now, and on the spans not yet linked.
+   */
+  recordsLost(): void {
+    for (const c of this.conns.values()) c.noTuple = true;
+    for (let i = this.heldHead; i < this.held.length; i++) {
+      const h = this.held[i]!.span;
+      if (!h.traceId) delete h.tupleOrdinal;
+    }
+    for (const c of this.conns.values()) for (const p of c.pending) delete p.tupleOrdinal;
+    this.clientIndex.clear();
+  }
+
   get heldCount(): number {
     return this.held.length - this.heldHead;
   }
@@ -521,8 +536,10 @@ export class SpanAssembler {
     const s = c.pending[0];
     if (!s) {
       // a response to nothing we saw (the request predates the tracer); after a 101 even so,
-      // neither direction is HTTP/1.1 any more
+      // neither direction is HTTP/1.1 any more. This end's count of requests is then behind the
+      // other end's (a pooled connection seen from mid-exchange): no tuple links on it
       if (m.status === 101) c.upgraded = true;
+      c.noTuple = true;
       return;
     }
     if (s.lost || m.startTs < s.startTs) {
@@ -624,7 +641,9 @@ export class SpanAssembler {
       // the client's request must hold the server's in time: an entry left by a client span whose
       // server side never made one (sampled out, untraced peer, a lost head) would otherwise be
       // the parent of an unrelated request once its ephemeral port came round again
-      if (p && p !== s && p.startTs <= s.startTs + TUPLE_SLACK_NS && (!p.done || s.endTs <= p.endTs + TUPLE_SLACK_NS)) {
+      // and the server's request began before the client had its answer (a true pair always
+      // does; the client's previous request, one ordinal off, ended before it)
+      if (p && p !== s && p.startTs <= s.startTs + TUPLE_SLACK_NS && (!p.done || (s.endTs <= p.endTs + TUPLE_SLACK_NS && s.startTs <= p.endTs))) {
         s.parent = p;
         s.link = 'tuple';
         this.clientIndex.delete(key);

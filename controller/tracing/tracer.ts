@@ -333,6 +333,9 @@ export class Tracer {
     }
   }
 
+  /** the kernel's lost-record count when the consumer last looked */
+  private lostSeen = 0;
+
   private async consume(): Promise<void> {
     // records are visited in place in the mapped ring (no per-record object or copy). Finished
     // spans wait out a grace period in the assembler before they are linked and handed on: the
@@ -342,6 +345,12 @@ export class Tracer {
     await this.kernel.consume(
       (e) => this.assembler.push(e),
       () => {
+        // records the kernel could not put in the ring: tuple links are no longer safe (spans.ts)
+        const lost = this.kernel.lost;
+        if (lost !== this.lostSeen) {
+          this.lostSeen = lost;
+          this.assembler.recordsLost();
+        }
         const next = this.assembler.nextReadyAt();
         if (next !== null && next <= Date.now()) this.assembler.flush();
       },
