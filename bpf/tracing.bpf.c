@@ -800,7 +800,23 @@ static __always_inline int sock_data(struct tr_call a, struct sock *sk, struct f
 				bpf_probe_read_user(h, 12, (const void *)p);
 		}
 		__u64 now = bpf_ktime_get_ns();
-		if (is_req) {
+		/*
+		 * After a 100 Continue the next request bytes are that request's body (RFC 9110 §15.2.1),
+		 * unless they begin a new request (the final answer came in the same run as the 100). Taken
+		 * for a new request, the body was counted as one more in RED and sampled again: sampled out,
+		 * it and the final answer never crossed, and user space paired the upload with the next
+		 * request's answer (review, session 63).
+		 */
+		bool body = false;
+		if (is_req && st->cont) {
+			__u64 w[3] = {};
+			__u32 n = peek_first(&a, len, (__u8 *)w, TR_FIRST_WIN);
+			body = !(n && classify(w, n, 0, true, true) == FIRST_REQ);
+		}
+		st->cont = 0;
+		if (body) {
+			/* the same request goes on: its timing, sampling and thread stay */
+		} else if (is_req) {
 			if (st->req_ts)
 				/* the previous request never saw a response start (a run of requests, e.g. pipelined) */
 				red_observe(a.service, st->role, 0, now - st->req_ts);
@@ -820,9 +836,14 @@ static __always_inline int sock_data(struct tr_call a, struct sock *sk, struct f
 		} else if (st->req_ts) {
 			/* a response starts: RED for the request it answers (status class from "HTTP/1.x NNN") */
 			__u32 cls = h[0] == 'H' && h[1] == 'T' && h[2] == 'T' && h[3] == 'P' && h[9] >= '1' && h[9] <= '5' ? h[9] - '0' : 0;
-			red_observe(a.service, st->role, cls, now - st->req_ts);
-			st->req_ts = 0;
-			release_unsampled(st);
+			if (cls == 1 && h[10] == '0' && h[11] == '0') {
+				/* 100 Continue: not the answer; the request (and its body) goes on */
+				st->cont = 1;
+			} else {
+				red_observe(a.service, st->role, cls, now - st->req_ts);
+				st->req_ts = 0;
+				release_unsampled(st);
+			}
 		}
 		if (is_req && st->role == TR_ROLE_CLIENT) {
 			__u32 tid = (__u32)bpf_get_current_pid_tgid();

@@ -114,6 +114,11 @@ struct tr_conn {
 	 */
 	__u8 first_len;
 	__u8 first_ver;
+	/*
+	 * a 100 Continue answered the open request: its body may follow as a new run of request bytes,
+	 * which is that request's, not a new one (no new RED timing or sampling decision)
+	 */
+	__u8 cont;
 };
 
 /* a connection's 4-tuple, IPv4 as v4-mapped IPv6 (the form inet_sock_set_state stores) */

@@ -28,6 +28,7 @@ export interface tr_conn {
   fresh: number;
   first_len: number;
   first_ver: number;
+  cont: number;
 }
 export const tr_conn_size = 64;
 

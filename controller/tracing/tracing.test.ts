@@ -661,6 +661,64 @@ net.createServer((s) => {
     });
   }, 30_000);
 
+  // review, session 63: the kernel took the body after a 100 Continue for a new request (counted
+  // twice in RED, sampled again: sampled out, the upload was paired with the next request's answer)
+  it('an upload with Expect: 100-continue is one request: the 100 is not its answer, its body no new request (RED and sampling)', async () => {
+    const SERVER_100 = `
+const net = require('node:net');
+net.createServer((s) => {
+  let buf = '', need = -1;
+  s.on('data', (d) => {
+    buf += d.toString('latin1');
+    for (;;) {
+      if (need < 0) {
+        const i = buf.indexOf('\\r\\n\\r\\n');
+        if (i < 0) return;
+        const head = buf.slice(0, i);
+        buf = buf.slice(i + 4);
+        const m = /content-length: (\\d+)/i.exec(head);
+        need = m ? Number(m[1]) : 0;
+        if (/expect: 100-continue/i.test(head)) s.write('HTTP/1.1 100 Continue\\r\\n\\r\\n');
+      }
+      if (buf.length < need) return;
+      buf = buf.slice(need);
+      need = -1;
+      s.write('HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok');
+    }
+  });
+}).listen(0, '127.0.0.1', function () { process.stdout.write(String(this.address().port) + '\\n'); });`;
+    const exchange = async (connect: () => Promise<import('node:net').Socket>) => {
+      const s = await connect();
+      let got = '';
+      s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+      const until = async (re: RegExp) => {
+        for (let k = 0; k < 200 && !re.test(got); k++) await sleep(10);
+        expect(got).toMatch(re);
+      };
+      s.write('POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n');
+      await until(/100 Continue\r\n\r\n$/);
+      s.write('hello');
+      await until(/200 OK[^]*ok$/);
+      s.write('GET /next HTTP/1.1\r\nHost: x\r\n\r\n');
+      await until(/200 OK[^]*ok[^]*200 OK[^]*ok$/);
+      s.end();
+      await sleep(300);
+    };
+    // every exchange crosses: the spans
+    await underTracer(SERVER_100, {}, async ({ spans, tracer, connect }) => {
+      await exchange(connect);
+      await tracer.stop();
+      expect(spans.filter((x) => x.kind === 'server').map((x) => [x.request?.method, x.request?.target, x.response?.status])).toEqual([['POST', '/up', 200], ['GET', '/next', 200]]);
+    });
+    // roots sampled out: two requests in the kernel's RED, both answered 2xx, none 1xx
+    await underTracer(SERVER_100, { sampleRatio: 1e-6 }, async ({ tracer, connect }) => {
+      await exchange(connect);
+      const red = tracer.kernel.red().filter((r) => r.role === 'server');
+      const count = (cls: number) => red.filter((r) => r.statusClass === cls).reduce((a, r) => a + r.counts.reduce((x, y) => x + y, 0), 0);
+      expect([count(1), count(2)], JSON.stringify(red.map((r) => [r.statusClass, r.counts.reduce((x, y) => x + y, 0)]))).toEqual([0, 2]);
+    });
+  }, 60_000);
+
   it('a 414 to a request line longer than the capture, read in two pieces, is a span with the method, the line marked cut and no body size', async () => {
     await underTracer(SERVER, {}, async ({ spans, tracer, connect }) => {
       const s = await connect();
