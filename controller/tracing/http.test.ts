@@ -1,7 +1,7 @@
 // Pure parser tests (no root): fixtures of what the kernel hands over, split and truncated the
 // ways syscalls split them.
 import { describe, expect, it, vi } from 'vitest';
-import { HttpStream, type HttpMessage } from './http.ts';
+import { HttpStream, partialHeadBytes, setPartialHeadBudget, type HttpMessage } from './http.ts';
 
 function collect(kind: 'request' | 'response', noBody?: (s: number) => boolean) {
   const out: HttpMessage[] = [];
@@ -27,6 +27,27 @@ describe('HttpStream', () => {
     s.feed('HTTP/1.1 404 Not Found\r\nContent-Length: 5\r\n\r\nnope!');
     expect(s.out).toHaveLength(1);
     expect(s.out[0]).toMatchObject({ status: 404, bodyBytes: 5 });
+  });
+
+  // review, session 63: MAX_HEAD bounded one stream; a peer trickling heads on thousands of connections held it on each
+  it('partial heads of all streams together are bounded: a head that would pass the budget gives its stream up, the others go on', () => {
+    const was = setPartialHeadBudget(partialHeadBytes() + 4096);
+    try {
+      const a = collect('request');
+      const b = collect('request');
+      a.feed(`GET /a HTTP/1.1\r\nHost: x\r\nX-A: ${'a'.repeat(1500)}\r\n`);
+      expect(a.s.stats.bad).toBe(0);
+      b.feed(`GET /b HTTP/1.1\r\nHost: x\r\nX-B: ${'b'.repeat(1500)}\r\n`);
+      expect(b.s.stats.bad).toBe(1);
+      a.feed('\r\n');
+      expect(a.out.map((m) => m.target)).toEqual(['/a']);
+      // a's head is released: b's next request has room again
+      b.feed(`GET /b2 HTTP/1.1\r\nHost: x\r\nX-B: ${'b'.repeat(1500)}\r\n`);
+      b.feed('\r\n');
+      expect(b.out.map((m) => m.target)).toEqual(['/b2']);
+    } finally {
+      setPartialHeadBudget(was);
+    }
   });
 
   it('handles pipelined requests in one syscall, and keep-alive across syscalls', () => {

@@ -43,6 +43,22 @@ export interface HttpMessage extends HttpHeadFields {
 
 export const LIMITS = { MAX_HEAD: 16 * 1024, MAX_HEADERS: 64, MAX_VALUE: 512, MAX_CHUNK_LINE: 256 } as const;
 
+/**
+ * Bytes held in partial heads by every stream of the process, and their bound: MAX_HEAD bounds one
+ * stream, but a peer trickling heads a byte per write on thousands of connections (slowloris) held
+ * MAX_HEAD on each: ~256 MB at the assembler's 16384 connections (review, session 63). A head that
+ * would grow past the budget gives its stream up (counted bad), as a head past MAX_HEAD does.
+ */
+let partialHeads = 0;
+let partialHeadsBudget = 32 * 1024 * 1024;
+export const partialHeadBytes = (): number => partialHeads;
+/** for tests: the budget, returning the one before */
+export function setPartialHeadBudget(bytes: number): number {
+  const was = partialHeadsBudget;
+  partialHeadsBudget = bytes;
+  return was;
+}
+
 /** the registered methods a message most often has: their strings are shared, not made per message */
 const METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'HEAD', 'OPTIONS', 'PATCH', 'CONNECT', 'TRACE'];
 const HEADER = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[\t ]*([\t\x20-\x7e\x80-\xff]*?)[\t ]*$/;
@@ -483,8 +499,8 @@ export class HttpStream {
           this.resynced();
           // the head began with the bytes held back: it starts with them
           this.held = null;
-          this.head = Buffer.allocUnsafe(Math.max(512, 2 * held.data.length));
-          held.data.copy(this.head);
+          this.setHead(Buffer.allocUnsafe(Math.max(512, 2 * held.data.length)));
+          held.data.copy(this.head!);
           this.headLen = held.data.length;
           this.headStart = held.ts;
         } else if (cap === len && start.length < START_WINDOW && alone.indexOf(LF) < 0 && startsLikeHttp(start, this.kind)) {
@@ -592,8 +608,14 @@ export class HttpStream {
     return this.mode;
   }
 
+  /** the partial head's buffer, counted against the process's budget */
+  private setHead(b: Buffer | null): void {
+    partialHeads += (b?.length ?? 0) - (this.head?.length ?? 0);
+    this.head = b;
+  }
+
   private dropHead(): void {
-    this.head = null;
+    this.setHead(null);
     this.headLen = 0;
     this.checked = 0;
     this.afterHeader = false;
@@ -682,7 +704,7 @@ export class HttpStream {
       if (need > this.head.length) {
         const grown = Buffer.allocUnsafe(Math.max(need, Math.min(this.head.length * 2, LIMITS.MAX_HEAD + 1)));
         this.head.copy(grown, 0, 0, prevLen);
-        this.head = grown;
+        this.setHead(grown);
       }
       piece.copy(this.head, prevLen);
       all = this.head.subarray(0, need);
@@ -701,7 +723,7 @@ export class HttpStream {
       next = blank ? blank.next : -1;
     }
     if (end < 0) {
-      if (this.headLen > LIMITS.MAX_HEAD || !this.plausible(all, prevLen)) {
+      if (this.headLen > LIMITS.MAX_HEAD || partialHeads > partialHeadsBudget || !this.plausible(all, prevLen)) {
         this.giveUp();
         return len;
       }
@@ -712,8 +734,12 @@ export class HttpStream {
       }
       // kept for the next syscall: a copy (the caller's bytes may be a view on the kernel ring)
       if (this.head === null) {
-        this.head = Buffer.allocUnsafe(Math.max(2 * piece.length, 512));
-        piece.copy(this.head);
+        if (partialHeads + Math.max(2 * piece.length, 512) > partialHeadsBudget) {
+          this.giveUp();
+          return len;
+        }
+        this.setHead(Buffer.allocUnsafe(Math.max(2 * piece.length, 512)));
+        piece.copy(this.head!);
       }
       return cap;
     }
