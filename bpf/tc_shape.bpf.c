@@ -350,14 +350,15 @@ static __always_inline int shape(struct __sk_buff *skb, __u32 id)
 	__u64 t = skb->tstamp;
 	if (t < now)
 		t = now;
-	/* A departure time of its own beyond the horizon (SO_TXTIME needs no privilege for
-	 * CLOCK_MONOTONIC) is dropped before it becomes the class's: as t_last it pushed every later
-	 * packet of every flow in the class past the horizon, one datagram stopping the class for as
-	 * long as it asked (Cilium's edt_sched_departure takes it as it comes). */
-	if (t - now >= cl->horizon_ns) {
-		s->horizon_drops++;
-		return TC_ACT_SHOT;
-	}
+	/*
+	 * A departure time of its own beyond the class's horizon (SO_TXTIME, which needs no privilege
+	 * for CLOCK_MONOTONIC; TCP's own pacing of a slow flow) leaves when it asked, bounded by fq's
+	 * horizon, but does not become the class's slot: taken as t_last (Cilium's edt_sched_departure
+	 * does), one such datagram pushed every later packet of every flow in the class past the
+	 * horizon, for as long as it asked (review, session 63). The class's timeline goes on from now.
+	 */
+	if (t - now >= cl->horizon_ns)
+		t = now;
 	__u64 t_last = READ_ONCE(st->t_last);
 	__u64 t_next = t_last + delay;
 	if (t_next <= t) {
@@ -373,7 +374,9 @@ static __always_inline int shape(struct __sk_buff *skb, __u32 id)
 		return TC_ACT_SHOT;
 	}
 	WRITE_ONCE(st->t_last, t_next);
-	skb->tstamp = t_next;
+	/* a later time of its own (beyond the horizon, above) stays: the sender asked for it */
+	if (skb->tstamp < t_next)
+		skb->tstamp = t_next;
 	s->delayed++;
 	s->packets++;
 	s->bytes += len;

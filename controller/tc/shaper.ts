@@ -593,6 +593,12 @@ export class TcShaper {
       if (!plan && st.dev === opts.dev && (st.netns ?? undefined) === opts.netns && Array.isArray(st.classes) && Array.isArray(st.rules)) {
         plan = { classes: st.classes.map(({ id: _id, ...c }) => c), rules: st.rules };
         carried = { classes: plan.classes.length, rules: plan.rules.length };
+        // what the kept config needs that this start would not have: named as the dead instance's,
+        // not as a config's (none was given); its filters stay enforcing meanwhile
+        const fix = `give --config with what to enforce, or pnpm lab tc shape stop --instance ${opts.instance} first to start empty`;
+        if (opts.filterOnly && plan.classes.length) throw new LabError(`no --config: the dead instance "${opts.instance}" had ${plan.classes.length} class(es), which a --filter-only start cannot enforce`, fix);
+        const inbound = plan.rules.filter((r) => r.dir & tc_shape_dir.TC_DIR_INGRESS);
+        if (opts.ingress === false && inbound.length) throw new LabError(`no --config: the dead instance "${opts.instance}" had rule(s) for received packets (${inbound.map((r) => r.name).join(', ')}), which an --egress-only start would never see`, fix);
       }
     }
     // tc_shape.bpf.c parses an Ethernet header: on an L3 device (wireguard, tun, ipip) it would read
