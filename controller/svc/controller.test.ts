@@ -641,6 +641,31 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
     expect(fs.existsSync(statePath(instance))).toBe(false);
   });
 
+  // a second review: the repair put the old VIP back before it deleted the new one, which at
+  // maxServices failed (E2BIG) in every later change
+  it('a cut-short swap of one VIP for another at maxServices is undone by the next change', async () => {
+    const instance = `cutfull-${process.pid}`;
+    const [X, Y, Z] = ['tcp://10.96.0.38:80', 'tcp://10.96.0.39:80', 'tcp://10.96.0.40:80'];
+    const d = await SvcController.start({ cgroup: lab.cgClientRel, instance, maxServices: 2, services: [{ vip: X, backends: ['10.0.38.1:80'] }, { vip: Z, backends: ['10.0.40.1:80'] }] }, { pin: true });
+    try {
+      const before = fs.readFileSync(statePath(instance), 'utf8');
+      d.applyServices([normService({ vip: Y, backends: ['10.0.39.1:80'] }, 'swap')], [X]);
+      fs.writeFileSync(statePath(instance), before);
+      fs.writeFileSync(pendingPath(instance), JSON.stringify({ services: [X, Y] })); // its order: removed first
+      const cli = SvcController.open(instance);
+      try {
+        cli.addBackend(Z, '10.0.40.2:80');
+        const vips = [...cli.maps.services.entries()].map(([k]) => formatAddr((k as { addr: Uint8Array }).addr, 4)).sort();
+        expect(vips).toEqual(['10.96.0.38', '10.96.0.40']);
+        expect(fs.existsSync(pendingPath(instance))).toBe(false);
+      } finally {
+        cli.close();
+      }
+    } finally {
+      d.stop();
+    }
+  });
+
   // A "down" the checks reported while the backend was draining was dropped (drain outranks it);
   // `backend weight` then made the backend active, and the checker, having told its news once,
   // never said it again: a dead backend back in the ring for good (review, session 56)

@@ -447,9 +447,6 @@ export class SvcController {
     let model: Model;
     try {
       model = JSON.parse(fs.readFileSync(sp, 'utf8')) as Model;
-      // valid JSON of another shape ({}, a file edited by hand) failed later as a TypeError
-      const problem = modelProblem(model);
-      if (problem) throw new Error(problem);
     } catch (e) {
       // a file cut short or edited by hand: named, with the way out (an internal error before)
       throw new LabError(`socket LB instance "${instance}": its state file ${sp} cannot be read (${(e as Error).message.split('\n')[0]})`, `pnpm lab svc stop --instance ${instance} removes the instance (its pinned programs and maps too); then start it again`, { cause: e });
@@ -464,6 +461,12 @@ export class SvcController {
         throw new LabError(`socket LB instance "${instance}" has a state file but its pins under ${dir} are gone: nothing balances its services`, `pnpm lab svc stop --instance ${instance} removes what is left; then start it again`, { cause: e });
       }
       throw e;
+    }
+    // valid JSON of another shape ({}, a file edited by hand) failed later as a TypeError
+    const problem = modelProblem(model);
+    if (problem) {
+      for (const m of opened) m.close();
+      throw new LabError(`socket LB instance "${instance}": its state file ${sp} cannot be read (${problem})`, `pnpm lab svc stop --instance ${instance} removes the instance (its pinned programs and maps too); then start it again`);
     }
     const maps = Object.fromEntries(MAP_NAMES.map((n, i) => [n, opened[i]])) as unknown as Maps;
     const c = new SvcController(model, maps, null, [], true, opened);
@@ -582,10 +585,11 @@ export class SvcController {
   private repairCutShort(): { services: number } | undefined {
     if (!this.pinned) return undefined;
     const pp = pendingPath(this.instance);
-    let ids: string[] | undefined;
+    let keys: svc_key[] | undefined;
     try {
       const p = JSON.parse(fs.readFileSync(pp, 'utf8')) as { services?: unknown };
-      if (Array.isArray(p.services) && p.services.every((x) => typeof x === 'string')) ids = p.services as string[];
+      // ids that do not parse (a file edited by hand, another build's): the whole map is checked
+      if (Array.isArray(p.services)) keys = p.services.map((id) => svcKey(parseVip(String(id), heldAddr)));
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     }
@@ -595,15 +599,33 @@ export class SvcController {
       const k = svcKey(parseVip(st.id, heldAddr));
       want.set(canon(k), [k, { index: st.index, count: st.count, alg: ALG_NUM[st.algorithm], half: st.half, _pad: 0 }]);
     }
-    const keys = ids ? ids.map((id) => svcKey(parseVip(id, heldAddr))) : [...this.maps.services.keys()];
-    if (!ids) for (const [, [k]] of want) keys.push(k);
+    if (!keys) keys = [...this.maps.services.keys(), ...[...want.values()].map(([k]) => k)];
+    // deletes first: the map holds maxServices entries, and a change cut short at that limit that
+    // swapped one VIP for another left the new one in; putting the old one back before deleting the
+    // new one failed (E2BIG) in every later change (review, session 63)
+    for (const k of keys) if (!want.has(canon(k)) && this.maps.services.get(k)) this.maps.services.delete(k);
     for (const k of keys) {
       const w = want.get(canon(k));
       if (w) this.maps.services.set(w[0], w[1]);
-      else if (this.maps.services.get(k)) this.maps.services.delete(k);
     }
     fs.rmSync(pp, { force: true });
     return { services: keys.length };
+  }
+
+  /**
+   * A failed change's service writes undone, newest first; its pending record goes with them when
+   * every undo went through (else the next change repairs what is left)
+   */
+  private undoAll(undo: (() => void)[]): void {
+    let clean = true;
+    for (const u of undo.reverse()) {
+      try {
+        u();
+      } catch {
+        clean = false; // best effort: the caller reports the original error
+      }
+    }
+    if (clean && this.pinned) fs.rmSync(pendingPath(this.instance), { force: true });
   }
 
   private commit(changes: Map<string, ServiceState | null>, t0: number): ApplyResult {
@@ -723,13 +745,7 @@ export class SvcController {
         n++;
       }
     } catch (e) {
-      for (const u of undo.reverse()) {
-        try {
-          u();
-        } catch {
-          /* best effort: report the original error */
-        }
-      }
+      this.undoAll(undo);
       throw e;
     }
     writes += n;
@@ -747,13 +763,7 @@ export class SvcController {
       // the state file could not be written (a full disk, the instance removed meanwhile): the
       // switch is undone, so that the maps and the state file, which the next change and every
       // other command go by, name the same rings
-      for (const u of undo.reverse()) {
-        try {
-          u();
-        } catch {
-          /* best effort: report the original error */
-        }
-      }
+      this.undoAll(undo);
       Object.assign(this.model, was);
       throw e;
     }
@@ -975,7 +985,10 @@ export class SvcController {
     if (!this.pinned) return;
     const stamp = this.stateStamp();
     if (!stamp) return;
-    this.model = JSON.parse(fs.readFileSync(statePath(this.instance), 'utf8')) as Model;
+    const m = JSON.parse(fs.readFileSync(statePath(this.instance), 'utf8')) as Model;
+    const problem = modelProblem(m);
+    if (problem) throw new LabError(`socket LB instance "${this.instance}": its state file ${statePath(this.instance)} cannot be read (${problem})`, `pnpm lab svc stop --instance ${this.instance} removes the instance; then start it again`);
+    this.model = m;
     this.seenStamp = stamp;
     this.syncHealth();
   }
