@@ -851,6 +851,21 @@ static __always_inline int sock_data(struct tr_call a, struct sock *sk, struct f
 			parent_unsampled = n ? *n : 0;
 		}
 	}
+	/*
+	 * Inside the run that began with a 100 Continue, a later syscall may carry the answer (a server
+	 * that had the body already writes the 100 and its answer one after the other): its status
+	 * ends the request as a new run's would. One peek per syscall, only while a 100 is open.
+	 */
+	if (!run_start && st->cont && st->req_ts && !request_dir(st, dir)) {
+		__u8 r[12] = {};
+		__u64 p = first_bytes(a.sys, a.buf, a.iovcnt);
+		if (p && len >= 12 && !bpf_probe_read_user(r, 12, (const void *)p) && r[0] == 'H' && r[1] == 'T' && r[2] == 'T' && r[3] == 'P' && r[9] >= '2' && r[9] <= '5') {
+			red_observe(a.service, st->role, r[9] - '0', bpf_ktime_get_ns() - st->req_ts);
+			st->req_ts = 0;
+			st->cont = 0;
+			release_unsampled(st);
+		}
+	}
 	if (skip_flush) {
 		struct tr_event *f = reserve(TR_EV_SKIP, a.service);
 		if (f) {

@@ -237,7 +237,8 @@ export class SpanConverter {
       // as for a server span: both from the Host header (the origin the request names) where it
       // has them, else the peer; through a forward proxy the peer is the proxy (network.peer.*)
       attrs[ATTR_SERVER_ADDRESS] = host ? hostName(host) : s.peer.addr;
-      attrs[ATTR_SERVER_PORT] = (host && hostPortOf(host)) || s.peer.port;
+      // an absolute-form target without a port names its scheme's (the peer is then a proxy)
+      attrs[ATTR_SERVER_PORT] = (host && hostPortOf(host)) || (split.authority !== undefined ? (split.scheme?.toLowerCase() === 'https' ? 443 : 80) : s.peer.port);
       if (req) attrs[ATTR_URL_FULL] = split.authority !== undefined ? given : `http://${host ?? `${s.peer.addr}:${s.peer.port}`}${target}`;
     }
     // semconv: server spans are errors on 5xx, client spans on ≥400; no response is an error

@@ -182,6 +182,18 @@ describe('SpanAssembler', () => {
     expect(['/0', '/1', '/2', '/3'].map((p) => [p, srv(p).link, srv(p).parent?.request?.target])).toEqual([['/0', 'root', undefined], ['/1', 'root', undefined], ['/2', 'root', undefined], ['/3', 'tuple', '/3']]);
   });
 
+  it('a client span ended without an answer (shutdown) is still its server span\'s tuple parent', () => {
+    const { a, out } = setup();
+    a.push(ev({ sock: 2n, kind: TR.EV_CONNECT, tid: 11 }));
+    a.push(ev({ sock: 3n, kind: TR.EV_ACCEPT, pid: 20, service: 2, lport: 9000, rport: 6004 }));
+    a.push(data(2n, OUT, REQ('/late'), { tid: 11, lport: 6004, rport: 9000 }));
+    a.push(data(3n, IN, REQ('/late'), { pid: 20, tid: 21, service: 2, lport: 9000, rport: 6004 }));
+    a.push(data(3n, OUT, RES(200), { pid: 20, tid: 21, service: 2, lport: 9000, rport: 6004 }));
+    a.flush(true); // the client's read of the answer never seen
+    const srv = out.find((x) => x.kind === 'server')!;
+    expect([srv.link, srv.parent?.kind]).toEqual(['tuple', 'client']);
+  });
+
   it('links client → server by 4-tuple (either arrival order) and server → client by thread', () => {
     const { a, out, done } = setup();
     // frontend (service 1, pid 10) serves /x on tid 11 and calls the backend (service 2, pid 20)
@@ -584,6 +596,8 @@ describe('SpanAssembler', () => {
     const conv = new SpanConverter(new Map([[1, { name: 'svc' }]]));
     const [srv, cli, empty, proxied] = out.map((x) => conv.convert(x));
     expect(proxied!.attributes).toMatchObject({ 'server.address': 'up.test', 'server.port': 8081, 'network.peer.port': 3128 });
+    // without a port in the authority: the scheme's
+    expect(cli!.attributes).toMatchObject({ 'server.port': 80 });
     expect(srv!.name).toBe('GET /a/b');
     expect(srv!.attributes).toMatchObject({ 'url.path': '/a/b', 'url.query': 'x=1', 'url.scheme': 'http', 'server.address': 'Example.test', 'http.route': '/a/b' });
     expect(cli!.attributes).toMatchObject({ 'url.full': 'http://up.test/', 'server.address': 'up.test' });

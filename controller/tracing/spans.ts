@@ -641,9 +641,11 @@ export class SpanAssembler {
       // the client's request must hold the server's in time: an entry left by a client span whose
       // server side never made one (sampled out, untraced peer, a lost head) would otherwise be
       // the parent of an unrelated request once its ephemeral port came round again
-      // and the server's request began before the client had its answer (a true pair always
-      // does; the client's previous request, one ordinal off, ended before it)
-      if (p && p !== s && p.startTs <= s.startTs + TUPLE_SLACK_NS && (!p.done || (s.endTs <= p.endTs + TUPLE_SLACK_NS && s.startTs <= p.endTs))) {
+      // and, where the client had an answer, the server's request began before it (a true pair
+      // always does; the client's previous request, one ordinal off, ended before it). A client
+      // span ended without one (shutdown, an unparsed answer) ends at its last write, which the
+      // server's read may follow
+      if (p && p !== s && p.startTs <= s.startTs + TUPLE_SLACK_NS && (!p.done || (s.endTs <= p.endTs + TUPLE_SLACK_NS && (!p.response || s.startTs <= p.endTs)))) {
         s.parent = p;
         s.link = 'tuple';
         this.clientIndex.delete(key);
