@@ -172,8 +172,12 @@ static __always_inline int xlate_fwd(struct bpf_sock_addr *ctx, __u8 hook, __u32
 	}
 	__u32 idx = (s->index * 2 + (s->half & 1)) * ring_size + slot;
 	__u32 *id = bpf_map_lookup_elem(&svc_ring, &idx);
-	if (!id)
-		return 1;
+	if (!id) {
+		/* a slot outside the ring (never, with the controller's sizes): refused and counted, as a
+		 * slot naming no backend is, not let through to the VIP unbalanced and unseen */
+		count(SVC_ST_BAD_SLOT);
+		return 0;
+	}
 	struct svc_backend *b = bpf_map_lookup_elem(&backends, id);
 	if (!b || b->family != family) {
 		count(SVC_ST_BAD_SLOT);

@@ -31,7 +31,7 @@ enum socket_lb_stat {
 	SVC_ST_RECVMSG = 2,     /* recvmsg4/6: backend source shown as the VIP */
 	SVC_ST_PEERNAME = 3,    /* getpeername4/6: backend shown as the VIP */
 	SVC_ST_NO_BACKEND = 4,  /* a service with an empty ring: the connect is refused (EPERM) */
-	SVC_ST_BAD_SLOT = 5,    /* a ring slot names no backend (should never happen: counted) */
+	SVC_ST_BAD_SLOT = 5,    /* a ring slot outside the ring or naming no backend (should never happen: refused, counted) */
 	SVC_ST_MAX = 6,
 };
 
