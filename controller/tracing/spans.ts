@@ -265,12 +265,14 @@ export class SpanAssembler {
    * given up on every connection open now, and on the spans not yet linked.
    */
   recordsLost(): void {
-    for (const c of this.conns.values()) c.noTuple = true;
+    for (const c of this.conns.values()) {
+      c.noTuple = true;
+      for (const p of c.pending) delete p.tupleOrdinal;
+    }
     for (let i = this.heldHead; i < this.held.length; i++) {
       const h = this.held[i]!.span;
       if (!h.traceId) delete h.tupleOrdinal;
     }
-    for (const c of this.conns.values()) for (const p of c.pending) delete p.tupleOrdinal;
     this.clientIndex.clear();
   }
 

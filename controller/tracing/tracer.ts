@@ -429,6 +429,8 @@ export class Tracer {
     // drain what the kernel still holds, then end every open connection
     this.kernel.drainInPlace((e) => this.assembler.push(e));
     this.final = this.kernelFigures();
+    // records lost since the consumer's last pass: the spans still to be linked are linked without tuples
+    if (this.final.lost !== this.lostSeen) this.assembler.recordsLost();
     this.kernel.close();
     await this.loop?.catch(() => {});
     this.assembler.flush(true);
