@@ -87,6 +87,12 @@ function modelProblem(m: unknown): string | undefined {
   if (typeof m.cgroupPath !== 'string') return 'no "cgroupPath"';
   return undefined;
 }
+/** a state file that cannot be read (its JSON, or its shape), with the way out */
+function stateUnreadable(instance: string, why: string, cause?: unknown): LabError {
+  return new LabError(`socket LB instance "${instance}": its state file ${statePath(instance)} cannot be read (${why})`, `pnpm lab svc stop --instance ${instance} removes the instance (its pinned programs and maps too); then start it again`, cause === undefined ? undefined : { cause });
+}
+/** a service's value in the services map, as its state has it */
+const svcVal = (s: ServiceState): svc_val => ({ index: s.index, count: s.count, alg: ALG_NUM[s.algorithm], half: s.half, _pad: 0 });
 /** what a state file keeps of a config: its settings (the services are kept as applied) */
 const settingsOf = ({ services: _s, ...rest }: NormSvcConfig): Model['config'] => rest;
 
@@ -449,7 +455,7 @@ export class SvcController {
       model = JSON.parse(fs.readFileSync(sp, 'utf8')) as Model;
     } catch (e) {
       // a file cut short or edited by hand: named, with the way out (an internal error before)
-      throw new LabError(`socket LB instance "${instance}": its state file ${sp} cannot be read (${(e as Error).message.split('\n')[0]})`, `pnpm lab svc stop --instance ${instance} removes the instance (its pinned programs and maps too); then start it again`, { cause: e });
+      throw stateUnreadable(instance, (e as Error).message.split('\n')[0]!, e);
     }
     const dir = pinDir(instance);
     const opened: BpfMap[] = [];
@@ -466,7 +472,7 @@ export class SvcController {
     const problem = modelProblem(model);
     if (problem) {
       for (const m of opened) m.close();
-      throw new LabError(`socket LB instance "${instance}": its state file ${sp} cannot be read (${problem})`, `pnpm lab svc stop --instance ${instance} removes the instance (its pinned programs and maps too); then start it again`);
+      throw stateUnreadable(instance, problem);
     }
     const maps = Object.fromEntries(MAP_NAMES.map((n, i) => [n, opened[i]])) as unknown as Maps;
     const c = new SvcController(model, maps, null, [], true, opened);
@@ -582,8 +588,8 @@ export class SvcController {
    * exactly the rings and backends the state file lists. A pending file that cannot be read: every
    * service of the map is checked against the state.
    */
-  private repairCutShort(): { services: number } | undefined {
-    if (!this.pinned) return undefined;
+  private repairCutShort(): void {
+    if (!this.pinned) return;
     const pp = pendingPath(this.instance);
     let keys: svc_key[] | undefined;
     try {
@@ -591,13 +597,13 @@ export class SvcController {
       // ids that do not parse (a file edited by hand, another build's): the whole map is checked
       if (Array.isArray(p.services)) keys = p.services.map((id) => svcKey(parseVip(String(id), heldAddr)));
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
     }
     const canon = (k: svc_key) => `${k.family}|${k.proto}|${k.port}|${Buffer.from(k.addr).toString('hex')}`;
     const want = new Map<string, [svc_key, svc_val]>();
     for (const st of Object.values(this.model.services)) {
       const k = svcKey(parseVip(st.id, heldAddr));
-      want.set(canon(k), [k, { index: st.index, count: st.count, alg: ALG_NUM[st.algorithm], half: st.half, _pad: 0 }]);
+      want.set(canon(k), [k, svcVal(st)]);
     }
     if (!keys) keys = [...this.maps.services.keys(), ...[...want.values()].map(([k]) => k)];
     // deletes first: the map holds maxServices entries, and a change cut short at that limit that
@@ -609,7 +615,6 @@ export class SvcController {
       if (w) this.maps.services.set(w[0], w[1]);
     }
     fs.rmSync(pp, { force: true });
-    return { services: keys.length };
   }
 
   /**
@@ -740,7 +745,7 @@ export class SvcController {
         const s = after(id);
         const k = svcKey(parseVip(id, heldAddr));
         const before = this.maps.services.get(k);
-        this.maps.services.set(k, { index: s.index, count: s.count, alg: ALG_NUM[s.algorithm], half: s.half, _pad: 0 });
+        this.maps.services.set(k, svcVal(s));
         undo.push(() => (before ? this.maps.services.set(k, before) : this.maps.services.delete(k)));
         n++;
       }
@@ -987,7 +992,7 @@ export class SvcController {
     if (!stamp) return;
     const m = JSON.parse(fs.readFileSync(statePath(this.instance), 'utf8')) as Model;
     const problem = modelProblem(m);
-    if (problem) throw new LabError(`socket LB instance "${this.instance}": its state file ${statePath(this.instance)} cannot be read (${problem})`, `pnpm lab svc stop --instance ${this.instance} removes the instance; then start it again`);
+    if (problem) throw stateUnreadable(this.instance, problem);
     this.model = m;
     this.seenStamp = stamp;
     this.syncHealth();
