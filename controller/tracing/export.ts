@@ -289,10 +289,10 @@ export interface QueueOptions {
   onTrouble?: (error: string | undefined) => void;
 }
 
-/** p, or `late` once ms have passed (the timer does not hold the process up) */
 /** an exporter's answer; `unsent`: the spans of a failed send that did not get through (all when absent) */
 type SendResult = { code: number; error?: Error; unsent?: ReadableSpan[] };
 
+/** p, or `late` once ms have passed (the timer does not hold the process up) */
 function within<T>(p: Promise<T>, ms: number, late: T): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   return Promise.race([p, new Promise<T>((r) => (timer = setTimeout(() => r(late), ms)).unref())]).finally(() => clearTimeout(timer));

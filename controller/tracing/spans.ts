@@ -461,9 +461,7 @@ export class SpanAssembler {
       } else if (!c.noTuple) {
         s.tupleOrdinal = ordinal;
       }
-      let set = this.activeByThread.get(tid);
-      if (!set) this.activeByThread.set(tid, (set = new Set()));
-      set.add(s);
+      this.serving(tid, s);
     } else {
       if (!c.noTuple) this.clientIndex.set(tupleKey(c.local, c.peer, ordinal), s);
       if (this.curUnsampled > 0) s.link = 'ambiguous';
@@ -488,6 +486,13 @@ export class SpanAssembler {
     } else s.link = 'ambiguous';
   }
 
+  /** a server request (or a lost one's place) its thread now serves */
+  private serving(tid: number, s: Span): void {
+    let set = this.activeByThread.get(tid);
+    if (!set) this.activeByThread.set(tid, (set = new Set()));
+    set.add(s);
+  }
+
   /** a lost request's place leaves the pending queue: its thread no longer serves it */
   private dropLost(s: Span): void {
     if (s.kind === 'server') this.activeByThread.get(s.tid)?.delete(s);
@@ -507,11 +512,7 @@ export class SpanAssembler {
       local: c.local, peer: c.peer, startTs: this.curTs, endTs: this.curTs, done: true, lost: true,
     };
     c.pending.push(s);
-    if (c.role === 'server') {
-      let set = this.activeByThread.get(s.tid);
-      if (!set) this.activeByThread.set(s.tid, (set = new Set()));
-      set.add(s);
-    }
+    if (c.role === 'server') this.serving(s.tid, s);
   }
 
   /**
