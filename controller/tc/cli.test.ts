@@ -148,6 +148,52 @@ describeRoot('pnpm lab tc: a running daemon', () => {
   }, 90_000);
 });
 
+describeRoot('pnpm lab tc: a class\'s cgroup made again', () => {
+  it('the daemon moves the class to the new cgroup under its path within seconds (a restarted service stays shaped)', async (ctx) => {
+    const fs = await import('node:fs');
+    const { findCgroup2Root } = await import('../../common/cgroup.ts');
+    const root = findCgroup2Root();
+    if (!root) ctx.skip('no cgroup2 hierarchy mounted');
+    const noTools = toolMissing('tc', 'python3', 'nsenter');
+    if (noTools) ctx.skip(noTools);
+    const t = createTopology('tccg');
+    const f = `/tmp/ebpf-lab-tc-cli-cg-${process.pid}.json`;
+    const dir = `${root}/ebpf-lab-tc-cli-cg-${process.pid}`;
+    let daemon: ReturnType<typeof execa> | undefined;
+    try {
+      await pair(t, 'g', ['10.58.0.1/24', '10.58.0.2/24']);
+      await t.neigh('a', 'ga', '10.58.0.2', await t.mac('b', 'gb'));
+      fs.mkdirSync(dir);
+      // 8 kbit/s, 100 ms horizon: of 10 back-to-back 1 KB datagrams the first leaves, 9 are dropped
+      fs.writeFileSync(f, JSON.stringify({ classes: [{ name: 'svc', rate: '8kbit', horizon: '100ms', match: [{ cgroup: dir }] }] }));
+      daemon = execa(NODE, [...LAB, 'tc', 'shape', 'start', '--dev', 'ga', '--netns', t.ns('a'), '--instance', 'clitestcg', '--config', f], { reject: false, all: true });
+      const out = collectOutput([daemon.all]);
+      if (!(await untilReady(daemon, out, /^shaping ga/m, 30_000, 'tc shape start').then(() => true, () => false))) {
+        await daemon;
+        const said = String(out());
+        if (/this kernel has no fq qdisc/.test(said)) ctx.skip(`EDT classes need the fq qdisc: ${said.trim().split('\n')[0]}`);
+        throw new Error(`tc shape start failed: ${said}`);
+      }
+      const sendFromCgroup = () => execa('sh', ['-c', `echo $$ > ${dir}/cgroup.procs && exec nsenter --net=/run/netns/${t.ns('a')} python3 -c "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nfor i in range(10): s.sendto(b'x'*1000,('10.58.0.2',7000))"`]);
+      // the service restarts: its cgroup is removed and made again under the same path (a new id)
+      fs.rmdirSync(dir);
+      fs.mkdirSync(dir);
+      await untilReady(daemon, out, /^class svc: \S+ is a new cgroup \(id \d+ → \d+\): the class follows it$/m, 10_000, 'the cgroup follow');
+      await sendFromCgroup();
+      const list = await tc('shape', 'list', '--instance', 'clitestcg');
+      expect(list.stdout).toMatch(/^svc\s+id\s+1\s+rate 8kbit\s.*packets 1 .*horizon-drops 9 /m);
+      const stop = await tc('shape', 'stop', '--instance', 'clitestcg');
+      expect(stop.exitCode).toBe(0);
+    } finally {
+      daemon?.kill('SIGTERM');
+      await daemon;
+      fs.rmSync(f, { force: true });
+      if (fs.existsSync(dir)) fs.rmdirSync(dir);
+      await t.dispose();
+    }
+  }, 90_000);
+});
+
 describeRoot('pnpm lab tc: --egress-only', () => {
   it('attaches no ingress program; a rule for received packets is refused at start (nothing attached) and in filter set (rules unchanged); egress rules still count', async (ctx) => {
     const noPing = toolMissing('tc', 'ping');

@@ -11,14 +11,14 @@ import { parseArgs, suggest, UsageError, type CommandSpec, type Opts } from '../
 import { LabError } from '../../common/errors.ts';
 import { untilSignal } from '../../common/signals.ts';
 import { terminate } from '../../common/host.ts';
-import { removeUnderLock, withLockWait, withLockWaitSync } from '../../common/lockfile.ts';
+import { removeUnderLock, tryLock, unlock, withLockWait, withLockWaitSync } from '../../common/lockfile.ts';
 import { deferSignalsToCaller } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { checkReplaceKeys, formatRate, loadConfigFile, parseHorizon, parseRate, PROTO_NAMES, validateConfig, type Plan } from './config.ts';
 import { formatIp, fromLeading16 } from '../../common/ip.ts';
 import { tcRegistry } from './metrics.ts';
 import { instancesIn, instancesNote } from '../../common/state-file.ts';
-import { MAP_NAMES, STATE_DIR, decodeModel, INSTANCE_NAME, instanceBusy, pinDir, removeMapPins, instanceAlive, openInstance, readState, reapDeadInstance, statePath, TcShaper, writerLockPath, type ReapReport, type TcControl } from './shaper.ts';
+import { MAP_NAMES, STATE_DIR, cgroupMoves, decodeModel, INSTANCE_NAME, instanceBusy, pinDir, removeMapPins, instanceAlive, openInstance, readState, reapDeadInstance, statePath, TcShaper, writerLockPath, type ReapReport, type TcControl } from './shaper.ts';
 
 // checked by every command, not only start: the name becomes a path (state, lock, pins), and a
 // `stop --instance ../../x` once read a state file of its choosing and sent its pid SIGTERM
@@ -92,6 +92,43 @@ function printRules(c: TcControl): void {
   }
 }
 
+/**
+ * The daemon's check, each second, for a class's cgroup path that names a new cgroup (a service
+ * restarted under the same path): TcControl.followCgroups moves the class to it. Looked for in
+ * the state file without the lock; the move itself under the writers' lock, tried once (a CLI
+ * change holding it is waited for by the next second's check, not by this thread, which also
+ * serves metrics). A move that fails is said once per distinct error and tried again each second.
+ */
+function cgroupFollower(instance: string): () => void {
+  let failed = '';
+  return () => {
+    let moves;
+    try {
+      moves = cgroupMoves(readState(instance));
+    } catch {
+      return; // no state (a stop is removing it) or unreadable: the CLI says that
+    }
+    if (!moves.length) return;
+    const lock = writerLockPath(instance);
+    if (tryLock(lock) !== true) return;
+    try {
+      const c = openInstance(instance);
+      try {
+        for (const m of c.followCgroups()) console.log(`class ${m.cls}: ${m.path} is a new cgroup (id ${m.from} → ${m.to}): the class follows it`);
+      } finally {
+        c[Symbol.dispose]();
+      }
+      failed = '';
+    } catch (e) {
+      const msg = (e as Error).message;
+      if (msg !== failed) console.error(`warning: a class's cgroup was made again but the class could not follow it: ${msg} (tried again each second)`);
+      failed = msg;
+    } finally {
+      unlock(lock);
+    }
+  };
+}
+
 async function daemon(p: Args): Promise<number> {
   const dev = p.values.dev as string | undefined;
   if (!dev) throw new UsageError('tc shape start needs --dev DEV', 'e.g. pnpm lab tc shape start --dev eth0 --config shape.yaml');
@@ -132,7 +169,9 @@ async function daemon(p: Args): Promise<number> {
   if (shaper.carried) console.error(`no --config: kept what the dead instance "${instance}" enforced (${shaper.carried.classes} class(es), ${shaper.carried.rules} rule(s)); pnpm lab tc shape stop --instance ${instance} first to start empty`);
   const model = shaper.control.model;
   console.log(`shaping ${dev}${p.values.netns ? ` (netns ${p.values.netns})` : ''}: instance ${p.values.instance}, ${model.classes.length} class(es), ${model.rules.length} rule(s)${p.values['egress-only'] ? ', egress only' : ''}${p.values['metrics-port'] !== undefined ? `, metrics http://127.0.0.1:${p.values['metrics-port']}/metrics` : ''}; Ctrl-C removes everything`);
+  const follow = setInterval(cgroupFollower(instance), 1000);
   await untilSignal();
+  clearInterval(follow);
   server?.close();
   // under the writers' lock, so that a change from the CLI that had opened the instance does not
   // write its state back after the removal; a lock that is not freed in time does not hold the stop up

@@ -5,7 +5,9 @@
 // shaper.test.ts and the tc-shaping scenario.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeRoot } from '../../lab/testing.ts';
-import { TcControl } from './shaper.ts';
+import fs from 'node:fs';
+import { TcControl, cgroupMoves, type Model } from './shaper.ts';
+import { cgroupId, findCgroup2Root } from '../../common/cgroup.ts';
 import { latencyHorizonNs, validateConfig } from './config.ts';
 import { EdtBench, edtSelfTest, udp6Frame, udpFrame } from './selftest.ts';
 import { tcRegistry } from './metrics.ts';
@@ -284,6 +286,39 @@ describeRoot('EDT departure times (BPF_PROG_TEST_RUN)', () => {
     c.apply(validateConfig({ filters: [{ name: 'v4', cidr: '10.0.0.0/24', action: 'drop' }] })); // the form the refusal names
     expect(send(udpFrame('10.0.0.2', 9, 10)).verdict).toBe(TC_ACT_SHOT);
     c.apply(validateConfig({}));
+  });
+
+  it('a class whose cgroup path is made again (a restarted service) follows the new cgroup: one change, the old id gone, rate and state kept', (ctx) => {
+    const root = findCgroup2Root();
+    if (!root) ctx.skip('no cgroup2 hierarchy mounted');
+    const dir = `${root}/ebpf-lab-tc-follow-${process.pid}`;
+    const other = `${root}/ebpf-lab-tc-stay-${process.pid}`;
+    fs.mkdirSync(dir);
+    fs.mkdirSync(other);
+    const saved: Model[] = [];
+    const d = new TcControl(bench.skel.maps, { classes: [], rules: [], gen: 0 }, (m) => saved.push(m));
+    try {
+      d.apply(validateConfig({ classes: [{ name: 'svc', rate: '10mbit', horizon: 'auto', match: [{ cgroup: dir }, { cgroup: other }] }] }));
+      const id = d.model.classes[0]!.id;
+      const before = cgroupId(dir);
+      expect(d.followCgroups()).toEqual([]); // nothing moved: no write, nothing persisted
+      expect(saved.length).toBe(1);
+      fs.rmdirSync(dir);
+      expect(d.followCgroups()).toEqual([]); // gone: kept as it was (it may come back)
+      fs.mkdirSync(dir);
+      const after = cgroupId(dir);
+      expect(after).not.toBe(before);
+      expect(d.followCgroups()).toEqual([{ cls: 'svc', path: dir, from: before, to: after }]);
+      expect(bench.skel.maps.cgroup_class.get(after)).toBe(id);
+      expect(bench.skel.maps.cgroup_class.get(before)).toBeUndefined();
+      expect(bench.skel.maps.cgroup_class.get(cgroupId(other))).toBe(id); // the unmoved match stays
+      expect(d.model.classes[0]).toMatchObject({ name: 'svc', id, rateBps: 10_000_000n, horizonAuto: true });
+      expect(saved.at(-1)!.classes[0]!.matches.map((m) => (m.kind === 'cgroup' ? m.id : undefined))).toEqual([after, cgroupId(other)]);
+      expect(cgroupMoves(d.model)).toEqual([]);
+    } finally {
+      d.apply(validateConfig({}));
+      for (const x of [dir, other]) if (fs.existsSync(x)) fs.rmdirSync(x);
+    }
   });
 
   it('the self-test the scenario runs agrees', () => {

@@ -24,7 +24,7 @@ import { LabError } from '../../common/errors.ts';
 import { processAlive, procStart } from '../../common/host.ts';
 import { lockHolderAlive, withLockWaitSync } from '../../common/lockfile.ts';
 import { instancesIn, instancesNote, writeFileAtomic } from '../../common/state-file.ts';
-import { MAX_RULES, autoHorizonProblem, latencyHorizonNs, matchKey, netPort, type ClassPlan, type Match, type Plan, type RulePlan } from './config.ts';
+import { MAX_RULES, autoHorizonProblem, cgroupIdOf, latencyHorizonNs, matchKey, netPort, type ClassPlan, type Match, type Plan, type RulePlan } from './config.ts';
 import { tcShape, tc_shape_class_flags, tc_shape_rule_action, type TcShape, type tc_class, type tc_class_stats, type tc_dst_key, type tc_flow_key, type tc_global_stats, type tc_rule, type tc_rule_stats } from '../../bpf/gen/tc_shape.ts';
 import { tc_shape_dir, tc_shape_limits } from '../../bpf/gen/tc_shape.enums.ts';
 import { findCgroup2Root } from '../../common/cgroup.ts';
@@ -217,6 +217,29 @@ export class TcControl {
     this.model = model;
   }
 
+  /**
+   * Classes whose cgroup path now names another cgroup (a service restarted under the same
+   * path: systemd, a container runtime, the user's own rmdir+mkdir) are moved to it, as one
+   * change through apply (journal, rollback, state written before it counts). A cgroup match is
+   * stored by id, which is what the kernel compares: left alone, the class would go on naming the
+   * removed cgroup's id, which no socket has any more (cgroup2 ids are never reused), and the
+   * workload would run unshaped (fail open). A path that is gone, or no cgroup2 directory now,
+   * keeps its id: nothing is sent from a removed cgroup, and the path may come back.
+   */
+  followCgroups(idOf: (path: string) => bigint | undefined = cgroupIdOf): CgroupMove[] {
+    const moves = cgroupMoves(this.model, idOf);
+    if (!moves.length) return moves;
+    const to = new Map(moves.map((m) => [`${m.cls}\0${m.path}`, m.to]));
+    this.apply({
+      classes: this.model.classes.map((c) => ({
+        name: c.name, rateBps: c.rateBps, horizonNs: c.horizonNs, ...(c.horizonAuto ? { horizonAuto: true } : {}),
+        matches: c.matches.map((m) => (m.kind === 'cgroup' && to.has(`${c.name}\0${m.path}`) ? { ...m, id: to.get(`${c.name}\0${m.path}`)! } : m)),
+      })),
+      rules: this.model.rules,
+    });
+    return moves;
+  }
+
   private sum<T extends Record<string, bigint>>(m: BpfMap<any, any>, k: number): T {
     const out: Record<string, bigint> = {};
     for (const v of (m.getPerCpu(k) ?? []) as T[]) for (const [f, x] of Object.entries(v)) out[f] = (out[f] ?? 0n) + x;
@@ -242,6 +265,20 @@ export class TcControl {
     const s = this.sum<tc_global_stats & Record<string, bigint>>(this.maps.globals, 0);
     return { egress_packets: s.egress_packets ?? 0n, ingress_packets: s.ingress_packets ?? 0n, unclassified: s.unclassified ?? 0n, filter_drops: s.filter_drops ?? 0n };
   }
+}
+
+/** a class's cgroup match whose path names another cgroup than the id the class holds */
+export interface CgroupMove { cls: string; path: string; from: bigint; to: bigint }
+
+/** what followCgroups would move (pure but for idOf, which stats the paths) */
+export function cgroupMoves(model: Pick<Model, 'classes'>, idOf: (path: string) => bigint | undefined = cgroupIdOf): CgroupMove[] {
+  const out: CgroupMove[] = [];
+  for (const c of model.classes) for (const m of c.matches) {
+    if (m.kind !== 'cgroup') continue;
+    const id = idOf(m.path);
+    if (id !== undefined && id !== m.id) out.push({ cls: c.name, path: m.path, from: m.id, to: id });
+  }
+  return out;
 }
 
 export interface ShaperOptions {
