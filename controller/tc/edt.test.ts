@@ -8,7 +8,7 @@ import { describeRoot } from '../../lab/testing.ts';
 import fs from 'node:fs';
 import { TcControl, cgroupMoves, type Model } from './shaper.ts';
 import { cgroupId, findCgroup2Root } from '../../common/cgroup.ts';
-import { latencyHorizonNs, validateConfig } from './config.ts';
+import { latencyHorizonNs, MAX_MATCHES, validateConfig } from './config.ts';
 import { EdtBench, edtSelfTest, udp6Frame, udpFrame } from './selftest.ts';
 import { tcRegistry } from './metrics.ts';
 import { parseIp, toLeading16 } from '../../common/ip.ts';
@@ -285,6 +285,19 @@ describeRoot('EDT departure times (BPF_PROG_TEST_RUN)', () => {
     expect(c.ruleStats().map((r) => r.packets)).toEqual([0n]);
     c.apply(validateConfig({ filters: [{ name: 'v4', cidr: '10.0.0.0/24', action: 'drop' }] })); // the form the refusal names
     expect(send(udpFrame('10.0.0.2', 9, 10)).verdict).toBe(TC_ACT_SHOT);
+    c.apply(validateConfig({}));
+  });
+
+  it('a swap of every match at once in a full map (MAX_MATCHES old, MAX_MATCHES new) applies: the removals go first there', () => {
+    const dsts = (b: number) => Array.from({ length: MAX_MATCHES }, (_, i) => ({ dst: `10.${b}.${i >> 8}.${i & 255}/32`, port: 7000 }));
+    c.apply(validateConfig({ classes: [{ name: 'many', rate: '1gbit', match: dsts(60) }] }));
+    expect(send(udpFrame('10.60.15.255', 7000, 100)).verdict).toBe(TC_ACT_PASS);
+    expect(c.classStats()[0]!.packets).toBe(1n);
+    c.apply(validateConfig({ classes: [{ name: 'many', rate: '1gbit', match: dsts(61) }] }));
+    send(udpFrame('10.60.15.255', 7000, 100)); // an old key: no class now
+    send(udpFrame('10.61.15.255', 7000, 100));
+    send(udpFrame('10.61.0.0', 7000, 100));
+    expect(c.classStats()[0]!.packets).toBe(3n);
     c.apply(validateConfig({}));
   });
 

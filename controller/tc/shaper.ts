@@ -158,9 +158,21 @@ export class TcControl {
         const e = entryKey(m);
         had.set(e.id, { ...e, id: c.id });
       }
+      // Sets before deletes, so that a key moving between nested prefixes never falls to a wider
+      // class in between; but in a map too full for the new keys beside the old (a swap of
+      // thousands of matches at once failed E2BIG/ENOSPC at MAX_MATCHES) the removals go first:
+      // what they drop leaves its class with this change anyway
+      const perMap = (m: Map<string, { map: string }>, keep: (k: string) => boolean) => {
+        const n = new Map<string, number>();
+        for (const [k, e] of m) if (keep(k)) n.set(e.map, (n.get(e.map) ?? 0) + 1);
+        return n;
+      };
+      const [held, added] = [perMap(had, () => true), perMap(want, (k) => !had.has(k))];
+      const full = new Set([...added].filter(([m, n]) => (held.get(m) ?? 0) + n > this.maps[m as MapName].meta.maxEntries).map(([m]) => m));
       // old values from the model (see Journal.set: dst_class is an LPM trie)
+      for (const [k, e] of had) if (!want.has(k) && full.has(e.map)) j.del(this.maps[e.map], e.key, { old: e.id });
       for (const [k, e] of want) if (had.get(k)?.id !== e.id) j.set(this.maps[e.map], e.key, e.id, { old: had.get(k)?.id });
-      for (const [k, e] of had) if (!want.has(k)) j.del(this.maps[e.map], e.key, { old: e.id });
+      for (const [k, e] of had) if (!want.has(k) && !full.has(e.map)) j.del(this.maps[e.map], e.key, { old: e.id });
       // how deep the program walks a socket's cgroup ancestors for a class (bpf/tc_shape.bpf.c
       // cgroup_class_of); written only when it changes (an instance's map from before it has one slot)
       const deepest = (cs: { matches: Match[] }[]) => Math.max(0, ...cs.flatMap((c) => c.matches.flatMap((m) => (m.kind === 'cgroup' ? [cgroupLevel(m.path)] : []))));
