@@ -836,8 +836,11 @@ static __always_inline int sock_data(struct tr_call a, struct sock *sk, struct f
 		} else if (st->req_ts) {
 			/* a response starts: RED for the request it answers (status class from "HTTP/1.x NNN") */
 			__u32 cls = h[0] == 'H' && h[1] == 'T' && h[2] == 'T' && h[3] == 'P' && h[9] >= '1' && h[9] <= '5' ? h[9] - '0' : 0;
-			if (cls == 1 && h[10] == '0' && h[11] == '0') {
-				/* 100 Continue: not the answer; the request (and its body) goes on */
+			if (cls == 1 && !(h[10] == '0' && h[11] == '1')) {
+				/*
+				 * An interim answer (100 Continue, 102 Processing, 103 Early Hints): not the
+				 * answer; the request (and its body) goes on. 101 Switching Protocols is final.
+				 */
 				st->cont = 1;
 			} else {
 				red_observe(a.service, st->role, cls, now - st->req_ts);
@@ -852,14 +855,16 @@ static __always_inline int sock_data(struct tr_call a, struct sock *sk, struct f
 		}
 	}
 	/*
-	 * Inside the run that began with a 100 Continue, a later syscall may carry the answer (a server
-	 * that had the body already writes the 100 and its answer one after the other): its status
-	 * ends the request as a new run's would. One peek per syscall, only while a 100 is open.
+	 * Inside the run that began with an interim answer, a later syscall may carry the answer (a
+	 * server that had the body already writes the 100 and its answer one after the other; a 103's
+	 * answer follows when it is ready): its status ends the request as a new run's would (another
+	 * interim one does not). One peek per syscall, only while an interim answer is open.
 	 */
 	if (!run_start && st->cont && st->req_ts && !request_dir(st, dir)) {
 		__u8 r[12] = {};
 		__u64 p = first_bytes(a.sys, a.buf, a.iovcnt);
-		if (p && len >= 12 && !bpf_probe_read_user(r, 12, (const void *)p) && r[0] == 'H' && r[1] == 'T' && r[2] == 'T' && r[3] == 'P' && r[9] >= '2' && r[9] <= '5') {
+		if (p && len >= 12 && !bpf_probe_read_user(r, 12, (const void *)p) && r[0] == 'H' && r[1] == 'T' && r[2] == 'T' && r[3] == 'P' &&
+		    ((r[9] >= '2' && r[9] <= '5') || (r[9] == '1' && r[10] == '0' && r[11] == '1'))) {
 			red_observe(a.service, st->role, r[9] - '0', bpf_ktime_get_ns() - st->req_ts);
 			st->req_ts = 0;
 			st->cont = 0;

@@ -115,7 +115,7 @@ struct tr_conn {
 	__u8 first_len;
 	__u8 first_ver;
 	/*
-	 * a 100 Continue answered the open request: its body may follow as a new run of request bytes,
+	 * an interim answer (100 Continue, 102, 103 Early Hints) to the open request: its body may follow as a new run of request bytes,
 	 * which is that request's, not a new one (no new RED timing or sampling decision)
 	 */
 	__u8 cont;

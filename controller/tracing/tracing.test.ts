@@ -722,6 +722,51 @@ net.createServer((s) => {
     });
   }, 60_000);
 
+  it('103 Early Hints and 102 Processing before the answer are not the answer (RED and spans); 101 is', async () => {
+    const SERVER_1XX = `
+const net = require('node:net');
+net.createServer((s) => {
+  s.on('data', (d) => {
+    const path = /^GET (\\S+)/.exec(d.toString('latin1'))?.[1];
+    if (path === '/upgrade') return void s.write('HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: x\\r\\nConnection: Upgrade\\r\\n\\r\\n');
+    s.write(path === '/hints' ? 'HTTP/1.1 103 Early Hints\\r\\nLink: </s.css>; rel=preload\\r\\n\\r\\n' : 'HTTP/1.1 102 Processing\\r\\n\\r\\n');
+    setTimeout(() => s.write('HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok'), 30);
+  });
+}).listen(0, '127.0.0.1', function () { process.stdout.write(String(this.address().port) + '\\n'); });`;
+    const exchange = async (connect: () => Promise<import('node:net').Socket>) => {
+      let got = '';
+      const until = async (re: RegExp) => {
+        for (let k = 0; k < 200 && !re.test(got); k++) await sleep(10);
+        expect(got).toMatch(re);
+      };
+      const s = await connect();
+      s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+      s.write('GET /hints HTTP/1.1\r\nHost: x\r\n\r\n');
+      await until(/103 Early Hints[^]*200 OK[^]*ok$/);
+      s.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\n');
+      await until(/102 Processing\r\n\r\nHTTP\/1\.1 200 OK[^]*ok$/);
+      s.end();
+      const u = await connect();
+      got = '';
+      u.on('data', (d: Buffer) => (got += d.toString('latin1')));
+      u.write('GET /upgrade HTTP/1.1\r\nHost: x\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n');
+      await until(/101 Switching Protocols[^]*\r\n\r\n$/);
+      u.end();
+      await sleep(300);
+    };
+    await underTracer(SERVER_1XX, {}, async ({ spans, tracer, connect }) => {
+      await exchange(connect);
+      await tracer.stop();
+      expect(spans.filter((x) => x.kind === 'server').map((x) => [x.request?.target, x.response?.status]).sort()).toEqual([['/hints', 200], ['/slow', 200], ['/upgrade', 101]]);
+    });
+    await underTracer(SERVER_1XX, { sampleRatio: 1e-6 }, async ({ tracer, connect }) => {
+      await exchange(connect);
+      const red = tracer.kernel.red().filter((r) => r.role === 'server');
+      const count = (cls: number) => red.filter((r) => r.statusClass === cls).reduce((a, r) => a + r.counts.reduce((x, y) => x + y, 0), 0);
+      expect([count(0), count(1), count(2)], JSON.stringify(red.map((r) => [r.statusClass, r.counts.reduce((x, y) => x + y, 0)]))).toEqual([0, 1, 2]);
+    });
+  }, 60_000);
+
   it('a 414 to a request line longer than the capture, read in two pieces, is a span with the method, the line marked cut and no body size', async () => {
     await underTracer(SERVER, {}, async ({ spans, tracer, connect }) => {
       const s = await connect();
