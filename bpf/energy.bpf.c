@@ -408,7 +408,7 @@ static __always_inline void counters_now(bool idle, __u64 *cyc, __u64 *ins)
  * resyncs) need a clock read per switch and are kept by the hash flavours only.
  */
 /* charge the stint that just ended to the thread's pending sum (s), flushing as on_switch_ts says */
-static __always_inline void account(struct energy_pending *s, struct task_struct *prev, __u32 cpu, __u64 cyc, __u64 ins, bool at_once)
+static __always_inline void account(struct energy_pending *s, struct task_struct *prev, __u32 cpu, __u64 cyc, __u64 ins, bool at_once, bool tick)
 {
 	__u64 sum = prev->se.sum_exec_runtime;
 	__u64 d;
@@ -434,7 +434,8 @@ static __always_inline void account(struct energy_pending *s, struct task_struct
 	}
 	s->charged_ns = sum;
 	__u64 css = (__u64)prev->cgroups;
-	if (s->switches && (s->cpu != cpu || s->css != css))
+	/* (a tick adds time but no switch: pending time without switches is still the old CPU's) */
+	if ((s->switches || s->ns) && (s->cpu != cpu || s->css != css))
 		flush(s, prev->tgid, cpu, false);
 	if (s->css != css) {
 		s->css = css;
@@ -442,7 +443,8 @@ static __always_inline void account(struct energy_pending *s, struct task_struct
 	}
 	s->cpu = cpu;
 	s->ns += d;
-	s->switches++;
+	if (!tick)
+		s->switches++;
 	if (use_counters) {
 		s->cycles += cyc;
 		s->instructions += ins;
@@ -463,7 +465,7 @@ static __always_inline void on_switch_ts(struct task_struct *prev, struct task_s
 	struct energy_pending *s = bpf_task_storage_get(&threads, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	__u32 cpu = bpf_get_smp_processor_id();
 	if (s) {
-		account(s, prev, cpu, cyc, ins, false);
+		account(s, prev, cpu, cyc, ins, false, false);
 		return;
 	}
 	/* no storage (no memory, or the helper refused to recurse): this stint alone, at once */
@@ -472,7 +474,34 @@ static __always_inline void on_switch_ts(struct task_struct *prev, struct task_s
 	struct energy_cpu *c = bpf_map_lookup_elem(&cpus, &zero);
 	if (c)
 		c->storage_misses++;
-	account(&one, prev, cpu, cyc, ins, true);
+	account(&one, prev, cpu, cyc, ins, true, false);
+}
+
+/*
+ * The running thread's stint so far, charged as its switch-out would charge it (task-storage
+ * flavour). Without it a thread that runs long without a switch (a busy loop alone on its CPU; on a
+ * quiet machine a burner runs its whole life in one stint) was charged only when it left the CPU:
+ * a live view booked seconds of CPU into the interval where the stint ended (one pinned python
+ * busy loop read 50-127% of a CPU per 1 s refresh in `energy top`). A cpu-clock perf event on
+ * every CPU runs this at the controller's tick rate; it interrupts the thread on its own CPU, where
+ * nothing else touches the thread's storage meanwhile (sched_switch runs with interrupts off).
+ * se.sum_exec_runtime is as fresh as the scheduler's last update_curr() (its own tick at the latest).
+ * Not for the hash flavours: their first-stint bound is the time since the CPU's last switch.
+ */
+SEC("perf_event")
+int energy_tick(struct bpf_perf_event_data *ctx)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+	if (!t->pid)
+		return 0; /* idle */
+	struct energy_pending *s = bpf_task_storage_get(&threads, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!s)
+		return 0; /* the switch-out charges all of it, and the counters since */
+	__u64 cyc = 0, ins = 0;
+	if (use_counters)
+		counters_now(false, &cyc, &ins);
+	account(s, t, bpf_get_smp_processor_id(), cyc, ins, false, true);
+	return 0;
 }
 
 SEC("tp_btf/sched_switch")

@@ -2,6 +2,23 @@
 // change the C struct in bpf/ and rebuild.
 import { MapType, defineSkeleton, type Skeleton } from '../../controller/libbpf/index.ts';
 
+/** struct energy_pending: 80 bytes */
+export interface energy_pending {
+  charged_ns: bigint;
+  css: bigint;
+  cgroup_id: bigint;
+  ns: bigint;
+  by_prev_ns: bigint;
+  over_wall_ns: bigint;
+  cycles: bigint;
+  instructions: bigint;
+  switches: number;
+  cpu: number;
+  flushes: number;
+  pad: number;
+}
+export const energy_pending_size = 80;
+
 /** struct energy_freq: 16 bytes */
 export interface energy_freq {
   khz: bigint;
@@ -70,23 +87,6 @@ export interface energy_thread {
 }
 export const energy_thread_size = 16;
 
-/** struct energy_pending: 80 bytes */
-export interface energy_pending {
-  charged_ns: bigint;
-  css: bigint;
-  cgroup_id: bigint;
-  ns: bigint;
-  by_prev_ns: bigint;
-  over_wall_ns: bigint;
-  cycles: bigint;
-  instructions: bigint;
-  switches: number;
-  cpu: number;
-  flushes: number;
-  pad: number;
-}
-export const energy_pending_size = 80;
-
 /** struct energy_exit_key: 16 bytes */
 export interface energy_exit_key {
   task: bigint;
@@ -115,16 +115,16 @@ export const task_struct___pre514_size = 8;
 // --- skeleton: maps, programs and globals of energy.bpf.o, typed ---
 export interface EnergyShape {
   maps: {
+    threads: { key: number; value: energy_pending };
     freq: { key: number; value: energy_freq };
     cpus: { key: number; value: energy_cpu };
     tasks: { key: energy_key; value: energy_task };
     hw_cycles: { key: number; value: number };
     hw_instructions: { key: number; value: number };
     charged: { key: bigint; value: energy_thread };
-    threads: { key: number; value: energy_pending };
     exited: { key: energy_exit_key; value: energy_iter_task };
   };
-  programs: 'energy_switch_ts' | 'energy_switch_btf' | 'energy_switch_empty' | 'energy_switch_tp' | 'energy_cpu_frequency' | 'energy_cpu_idle' | 'energy_iter' | 'energy_task_free';
+  programs: 'energy_tick' | 'energy_switch_ts' | 'energy_switch_btf' | 'energy_switch_empty' | 'energy_switch_tp' | 'energy_cpu_frequency' | 'energy_cpu_idle' | 'energy_iter' | 'energy_task_free';
   rodata: {
     use_counters: boolean;
     flush_ns: bigint;
@@ -139,16 +139,16 @@ export type Energy = Skeleton<EnergyShape>;
 export const energy = defineSkeleton<EnergyShape>({
   object: 'energy',
   maps: {
+    threads: { type: MapType.TASK_STORAGE, keySize: 4, valueSize: 80 },
     freq: { type: MapType.ARRAY, keySize: 4, valueSize: 16 },
     cpus: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 216 },
     tasks: { type: MapType.LRU_PERCPU_HASH, keySize: 16, valueSize: 72 },
     hw_cycles: { type: MapType.PERF_EVENT_ARRAY, keySize: 4, valueSize: 4 },
     hw_instructions: { type: MapType.PERF_EVENT_ARRAY, keySize: 4, valueSize: 4 },
     charged: { type: MapType.LRU_HASH, keySize: 8, valueSize: 16 },
-    threads: { type: MapType.TASK_STORAGE, keySize: 4, valueSize: 80 },
     exited: { type: MapType.LRU_HASH, keySize: 16, valueSize: 56 },
   },
-  programs: ['energy_switch_ts', 'energy_switch_btf', 'energy_switch_empty', 'energy_switch_tp', 'energy_cpu_frequency', 'energy_cpu_idle', 'energy_iter', 'energy_task_free'],
+  programs: ['energy_tick', 'energy_switch_ts', 'energy_switch_btf', 'energy_switch_empty', 'energy_switch_tp', 'energy_cpu_frequency', 'energy_cpu_idle', 'energy_iter', 'energy_task_free'],
   rodata: ['use_counters', 'flush_ns', 'born_after_ns'],
   bss: [],
 });

@@ -4,7 +4,7 @@
 // energy top`, the scenario and the tests all drive this class.
 import fs from 'node:fs';
 import path from 'node:path';
-import { attachIter, attachTrace, attachTracepoint, enableStats, mapInfo, perfEventOpen, readIter, type BpfMap, type Link } from '../libbpf/index.ts';
+import { attachIter, attachPerfEventAllCpus, attachTrace, attachTracepoint, enableStats, mapInfo, perfEventOpen, readIter, type BpfMap, type Link } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { LabError } from '../../common/errors.ts';
 import { energy, type Energy, type EnergyShape, type energy_cpu, type energy_exit_key, type energy_freq, type energy_iter_task, energy_iter_task_size, type energy_key, type energy_task } from '../../bpf/gen/energy.ts';
@@ -29,6 +29,12 @@ export interface CollectorOptions {
   perThread?: 'auto' | 'task_storage' | 'hash';
   /** task storage: a thread's pending stints go to the task map once they reach this many ns (default 1 ms) */
   flushNs?: number;
+  /**
+   * task storage: how often per second a cpu-clock perf event on every CPU charges the running
+   * thread's stint so far (energy_tick), so a thread that runs long without a switch shows in the
+   * interval it ran in (default 20; 0: charged at switches only)
+   */
+  tickHz?: number;
   /** power source: auto = a meter when one advances, else the model */
   power?: 'auto' | 'model';
   /** hardware cycles/instructions: auto = when perf_event_open gives them on every CPU */
@@ -133,6 +139,8 @@ const ITER_PROGS: EnergyShape['programs'][] = ['energy_iter', 'energy_task_free'
 const INIT_PID_NS_INO = 0xeffffffc;
 // the bench's do-nothing program (EnergyCollector.emptyHook) is never loaded with the accounting
 const SWITCH_PROGS: EnergyShape['programs'][] = [...Object.values(SWITCH_PROG), 'energy_switch_empty'];
+/** PERF_TYPE_SOFTWARE, PERF_COUNT_SW_CPU_CLOCK: a per-CPU timer in ns of that CPU's time */
+const CPU_CLOCK = { type: 1, config: 0 };
 
 const keyOf = (cg: bigint, tgid: number) => `${cg}:${tgid}`;
 
@@ -146,6 +154,8 @@ export class EnergyCollector {
   readonly clock: Feature;
   readonly frequency: Feature & { maxKhz: number[] };
   readonly idleTracepoint: Feature;
+  /** the task-storage flavour's tick (energy_tick): a running thread's stint charged without a switch */
+  readonly tick: Feature;
   readonly power: { source: PowerSourceName; detail: string; evidence: string[] };
   readonly model: ModelConfig;
   readonly onlineCpus: number[];
@@ -191,6 +201,7 @@ export class EnergyCollector {
       counterFds: number[];
       frequency: EnergyCollector['frequency'];
       idleTracepoint: Feature;
+      tick: Feature;
       power: EnergyCollector['power'];
       model: ModelConfig;
     },
@@ -204,6 +215,7 @@ export class EnergyCollector {
     this.counterFds = init.counterFds;
     this.frequency = init.frequency;
     this.idleTracepoint = init.idleTracepoint;
+    this.tick = init.tick;
     this.power = init.power;
     this.model = init.model;
     this.onlineCpus = parseCpuList(fs.readFileSync('/sys/devices/system/cpu/online', 'utf8'));
@@ -234,6 +246,8 @@ export class EnergyCollector {
     const model = { ...DEFAULT_MODEL, ...opts.model };
     const bad = validateModel(model);
     if (bad) throw new LabError(`power model: ${bad}`, 'set --tdp above --idle (both in W, for the whole package)');
+    const tickHz = opts.tickHz ?? 20;
+    if (!Number.isInteger(tickHz) || tickHz < 0 || tickHz > 1000) throw new LabError(`tick rate ${tickHz}/s: expected an integer 0-1000`, 'leave it out (20/s), or 0 to charge at switches only');
     const file = await ensureObject('energy', log);
     const root = opts.cgroupRoot ?? cgroup2Mount();
 
@@ -262,14 +276,14 @@ export class EnergyCollector {
     }
 
     const flushNs = opts.flushNs ?? 1_000_000;
-    const tryLoad = (flavour: Flavour): { skel: Energy; links: Link[] } => {
+    const tryLoad = (flavour: Flavour, tick = false): { skel: Energy; links: Link[] } => {
       const skel = energy.open(file);
       try {
         // born_after_ns: the kernel's task start_time is CLOCK_MONOTONIC, as is process.hrtime
         skel.setRodata({ use_counters: counters.ok, flush_ns: BigInt(flushNs), born_after_ns: process.hrtime.bigint() });
         const sw = SWITCH_PROG[flavour];
         // only the flavour's own per-thread map is created (task storage needs 5.11+)
-        skel.load({ skip: [...SWITCH_PROGS.filter((p) => p !== sw), ...ITER_PROGS], noCreate: [flavour === 'task_storage' ? 'charged' : 'threads', 'exited'], maxEntries: opts.maxTasks ? { tasks: opts.maxTasks } : undefined });
+        skel.load({ skip: [...SWITCH_PROGS.filter((p) => p !== sw), ...ITER_PROGS, ...(tick ? [] : ['energy_tick' as const])], noCreate: [flavour === 'task_storage' ? 'charged' : 'threads', 'exited'], maxEntries: opts.maxTasks ? { tasks: opts.maxTasks } : undefined });
         if (counters.ok) {
           const cm = skel.maps.hw_cycles;
           const im = skel.maps.hw_instructions;
@@ -291,7 +305,7 @@ export class EnergyCollector {
       try {
         // nothing on sched_switch, no per-task map: the kernel keeps each thread's runtime
         // nor on the idle path: cpu_idle fires per idle entry, as often as switches on a lightly loaded machine
-        skel.load({ skip: [...SWITCH_PROGS, 'energy_cpu_idle'], noCreate: ['charged', 'threads', 'tasks', 'hw_cycles', 'hw_instructions'] });
+        skel.load({ skip: [...SWITCH_PROGS, 'energy_cpu_idle', 'energy_tick'], noCreate: ['charged', 'threads', 'tasks', 'hw_cycles', 'hw_instructions'] });
         const links = [attachTrace(skel.programs.energy_task_free)];
         try {
           links.unshift(attachIter(skel.programs.energy_iter));
@@ -310,6 +324,7 @@ export class EnergyCollector {
     let perThread: EnergyCollector['perThread'] = { name: 'hash', ok: false, detail: '' };
     let switchProg: EnergyShape['programs'] | null = SWITCH_PROG.tracepoint;
     let btfErr = '';
+    let tickErr = '';
     let tsErr = opts.hook === 'tracepoint' ? 'the tracepoint flavour has no task pointer' : 'not requested (perThread: hash)';
     try {
       if (opts.hook === 'iter') {
@@ -320,7 +335,14 @@ export class EnergyCollector {
       }
       if (!loaded && opts.hook !== 'tracepoint' && opts.perThread !== 'hash') {
         try {
-          loaded = tryLoad('task_storage');
+          try {
+            loaded = tryLoad('task_storage', tickHz > 0);
+          } catch (e) {
+            if (tickHz === 0) throw e;
+            // the tick program alone may be what this kernel refuses: the flavour without it
+            loaded = tryLoad('task_storage');
+            tickErr = `energy_tick does not load: ${(e as Error).message.split('\n')[0]}`;
+          }
           hook = { name: 'tp_btf', ok: true, detail: 'tp_btf/sched_switch loads and attaches' };
           perThread = { name: 'task_storage', ok: true, detail: `task-local storage: stints summed per thread, added to the task map at ${flushNs / 1e6} ms, on stop, exit, cgroup move or CPU change` };
           switchProg = SWITCH_PROG.task_storage;
@@ -365,6 +387,16 @@ export class EnergyCollector {
       const f = optional('energy_cpu_frequency', 'cpu_frequency');
       const maxKhz = online.map((c) => readKhz(`/sys/devices/system/cpu/cpu${c}/cpufreq/cpuinfo_max_freq`));
       const frequency = { ...f, maxKhz, detail: `${f.detail}; cpufreq ${maxKhz.some((x) => x > 0) ? `max ${maxKhz.join(',')} kHz` : 'absent (/sys/devices/system/cpu/cpu0/cpufreq missing): no frequency weighting'}` };
+      let tick: Feature = { ok: false, detail: perThread.name === 'task_storage' ? 'off (tickHz 0): a stint is charged at its switch-out only' : `not with the ${perThread.name === 'kernel' ? 'iter flavour (each read takes every thread\'s runtime)' : 'thread hash (a stint is charged at its switch-out only)'}` };
+      if (tickErr) tick = { ok: false, detail: `${tickErr} — a thread that runs long without a switch is charged at its switch-out only` };
+      else if (perThread.name === 'task_storage' && tickHz > 0) {
+        try {
+          links.push(...attachPerfEventAllCpus(skel.programs.energy_tick, { ...CPU_CLOCK, samplePeriod: Math.round(1e9 / tickHz) }));
+          tick = { ok: true, detail: `cpu-clock perf event on every CPU, ${tickHz}/s: the running thread's stint so far is charged without a switch` };
+        } catch (e) {
+          tick = { ok: false, detail: `cpu-clock perf event: ${(e as Error).message.split('\n')[0]} — a thread that runs long without a switch is charged at its switch-out only` };
+        }
+      }
       const idleTracepoint = hook!.name === 'iter' ? { ok: false, detail: 'not attached: the iter flavour keeps nothing on the idle path' } : optional('energy_cpu_idle', 'cpu_idle');
       let power: EnergyCollector['power'];
       if (opts.power === 'model') power = { source: 'model', detail: modelDetail(model), evidence: ['power: model requested'] };
@@ -373,7 +405,7 @@ export class EnergyCollector {
         meter = ch.meter;
         power = meter ? { source: 'rapl', detail: meter.detail, evidence: ch.evidence } : { source: 'model', detail: modelDetail(model), evidence: ch.evidence };
       }
-      return new EnergyCollector(skel, links, meter, { hook: hook!, perThread, switchProg, clock: { ok: true, detail: hook!.name === 'iter' ? 'the scheduler\'s runtime per thread (se.sum_exec_runtime), its growth between two reads of the task iterator' : 'the scheduler\'s runtime per stint (se.sum_exec_runtime minus what was already charged to the thread, read at sched_switch); ktime for idle and implausible values' }, counters, counterFds, frequency, idleTracepoint, power, model }, root);
+      return new EnergyCollector(skel, links, meter, { hook: hook!, perThread, switchProg, clock: { ok: true, detail: hook!.name === 'iter' ? 'the scheduler\'s runtime per thread (se.sum_exec_runtime), its growth between two reads of the task iterator' : 'the scheduler\'s runtime per stint (se.sum_exec_runtime minus what was already charged to the thread, read at sched_switch); ktime for idle and implausible values' }, counters, counterFds, frequency, idleTracepoint, tick, power, model }, root);
     } catch (e) {
       meter?.close();
       skel.close();

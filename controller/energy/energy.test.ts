@@ -322,6 +322,43 @@ print(os.getpid())`;
     }
   }, 60_000);
 
+  it('a thread that runs without a switch is charged while it runs (the tick), not all at its switch-out', async (tctx) => {
+    const t = await EnergyCollector.open({ power: 'model' });
+    let p: ReturnType<typeof execa> | null = null;
+    try {
+      if (!t.tick.ok) return tctx.skip(`no tick on this kernel: ${t.tick.detail}`);
+      // SCHED_FIFO and pinned: nothing of the fair class preempts it, so it runs ~1 s in one stint
+      // (where RT is refused, e.g. a cgroup without RT runtime, a fair-class spinner: it is switched
+      // out now and then, which the tick must not count twice either)
+      const cpu = t.onlineCpus.at(-1)!;
+      const spin = [PY, '-c', 'import time\nt = time.monotonic()\nwhile time.monotonic() - t < 1.2: pass\nprint(time.process_time_ns())'];
+      const rt = (await execa('chrt', ['-f', '10', 'true'], { reject: false })).exitCode === 0;
+      p = execa(rt ? 'chrt' : 'taskset', rt ? ['-f', '10', 'taskset', '-c', String(cpu), ...spin] : ['-c', String(cpu), ...spin], { reject: false });
+      const pid = p.pid!;
+      for (const until = performance.now() + 10_000; performance.now() < until; await new Promise((r) => setTimeout(r, 10))) {
+        try { if (fs.readFileSync(`/proc/${pid}/comm`, 'utf8').startsWith('python')) break; } catch { /* not yet */ }
+      }
+      const bpfNs = () => [...t.onCpuNow().values()].filter((v) => v.tgid === pid).reduce((s, v) => s + v.ns, 0);
+      const ranNs = () => Number(fs.readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
+      await new Promise((r) => setTimeout(r, 200));
+      const [b1, r1] = [bpfNs(), ranNs()];
+      await new Promise((r) => setTimeout(r, 500));
+      const [b2, r2] = [bpfNs(), ranNs()];
+      expect(r2 - r1).toBeGreaterThan(100e6); // the machine let it run
+      // what reached the map meanwhile is what it ran, within two ticks (50 ms) and a flush (1 ms)
+      // and the scheduler's own tick (sum_exec_runtime is as fresh as its last update)
+      expect(Math.abs(b2 - b1 - (r2 - r1)), `map ${((b2 - b1) / 1e6).toFixed(1)} ms, schedstat ${((r2 - r1) / 1e6).toFixed(1)} ms (${rt ? 'SCHED_FIFO' : 'fair class'})`).toBeLessThan(112e6);
+      const own = Number(String((await p).stdout).trim()); // its CPU time by its own clock, just before it exits
+      await exited(t, [pid]);
+      expect(bpfNs()).toBeGreaterThanOrEqual(own); // its whole life, once it is gone: ticks charged nothing twice
+      expect(bpfNs()).toBeLessThan(own * 1.03); // (+ its interpreter's teardown after the print)
+    } finally {
+      p?.kill('SIGKILL');
+      await p;
+      t.close();
+    }
+  }, 60_000);
+
   // the two fallbacks of the task-storage default: the same 2% bound, on short burners
   it.each([
     { flavour: 'the tp_btf flavour with the thread hash (no task storage)', opts: { hook: 'tp_btf', perThread: 'hash' } as const, check: (t: EnergyCollector) => expect(t.perThread.name).toBe('hash') },

@@ -130,11 +130,12 @@ const scenario: Scenario = {
       'hardware counters': c.counters.detail,
       'cpu_frequency': c.frequency.detail,
       'cpu_idle': c.idleTracepoint.detail,
+      'running thread between switches': c.tick.detail,
       'task map': c.hook.name === 'iter' ? `none: the kernel's per-thread runtime, read by the task iterator; freed threads' last values in an LRU hash of ${c.capacity}` : `LRU per-CPU hash, ${c.capacity} entries`,
     };
     const iter = c.hook.name === 'iter';
     const hookKv = (runs: number, ns: number | null): Record<string, string | number> => (iter ? { 'sched_switch runs in the window': 'none: the iter flavour has no sched_switch program' } : { 'sched_switch runs in the window': runs, 'BPF run time per sched_switch (kernel.bpf_stats)': ns == null ? 'n/a' : `${f(ns, 0)} ns` });
-    ctx.metric('features', { hook: c.hook, perThread: c.perThread, counters: c.counters, frequency: c.frequency, idle: c.idleTracepoint, power: c.power, model: c.model });
+    ctx.metric('features', { hook: c.hook, perThread: c.perThread, counters: c.counters, frequency: c.frequency, idle: c.idleTracepoint, tick: c.tick, power: c.power, model: c.model });
     if (!c.counters.ok) ctx.unsupported('hardware counters (cycles, instructions)', 'perf_event PERF_TYPE_HARDWARE', c.counters.detail);
     if (c.power.source === 'model') ctx.unsupported('RAPL energy meter', 'powercap intel-rapl / perf power energy-*', `${c.power.evidence.join('; ')} — energy is the model's estimate`);
     if (!c.frequency.ok) ctx.unsupported('power:cpu_frequency tracepoint', 'tracepoint power/cpu_frequency', c.frequency.detail);
