@@ -108,6 +108,17 @@ struct lb_stats {
 	__u64 ct_misses;
 };
 
+/*
+ * per-CPU state of the rate limit on too-big answers (xdp_lb.bpf.c too_big_allowed). Its own map,
+ * not pinned: a counter added to the pinned global_stats would make a running LB's pins another
+ * build's (a restart refused until `lb stop --purge`, conntrack lost).
+ */
+struct lb_rate {
+	__u64 credit_ns;
+	__u64 last_ns;
+	__u64 limited; /* too-big frames dropped unanswered: over the rate (also in drop_encap) */
+};
+
 /* per-CPU global counters: what did not get forwarded and why */
 struct lb_global {
 	__u64 rx;

@@ -86,6 +86,13 @@ struct {
 	__type(value, struct lb_global);
 } global_stats SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lb_rate);
+} too_big_rate SEC(".maps");
+
 static __always_inline struct lb_global *gstats(void)
 {
 	__u32 k = 0;

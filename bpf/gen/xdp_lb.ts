@@ -110,6 +110,14 @@ export interface lb_global {
 }
 export const lb_global_size = 120;
 
+/** struct lb_rate: 24 bytes */
+export interface lb_rate {
+  credit_ns: bigint;
+  last_ns: bigint;
+  limited: bigint;
+}
+export const lb_rate_size = 24;
+
 export * from './xdp_lb.enums.ts';
 
 // --- skeleton: maps, programs and globals of xdp_lb.bpf.o, typed ---
@@ -124,9 +132,13 @@ export interface XdpLbShape {
     backend_ports: { key: number; value: number };
     stats: { key: number; value: lb_stats };
     global_stats: { key: number; value: lb_global };
+    too_big_rate: { key: number; value: lb_rate };
   };
   programs: 'xdp_lb';
-  rodata: Record<never, never>;
+  rodata: {
+    too_big_gap_ns: bigint;
+    too_big_burst_ns: bigint;
+  };
   bss: Record<never, never>;
 }
 
@@ -145,8 +157,9 @@ export const xdpLb = defineSkeleton<XdpLbShape>({
     backend_ports: { type: MapType.DEVMAP, keySize: 4, valueSize: 4 },
     stats: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 40 },
     global_stats: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 120 },
+    too_big_rate: { type: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 24 },
   },
   programs: ['xdp_lb'],
-  rodata: [],
+  rodata: ['too_big_gap_ns', 'too_big_burst_ns'],
   bss: [],
 });

@@ -330,6 +330,36 @@ describeRoot('xdp_lb packet fixtures (BPF_PROG_TEST_RUN)', () => {
     }
   });
 
+  it.skipIf(!checkMtu)(`IPIP: too-big answers are rate-limited per CPU (1000/s, bursts of 50): a flood of too-big frames under any source address gets at most that many ICMP errors, the rest dropped and counted${checkMtu ? '' : ' [skipped: bpf_check_mtu is 5.12+]'}`, async () => {
+    const dev = `lbrl${process.pid}`;
+    execFileSync('ip', ['link', 'add', dev, 'mtu', '1500', 'type', 'veth', 'peer', 'name', `${dev}p`]);
+    const saved = [10, 11, 12, 20, 21, 22].map((id) => [id, dp.backends.get(id)!] as const);
+    try {
+      const ifindex = Number(fs.readFileSync(`/sys/class/net/${dev}/ifindex`, 'utf8'));
+      for (const [id, b] of saved) dp.backends.set(id, { ...b, ifindex });
+      await new Promise((r) => setTimeout(r, 100)); // a full burst again after the test before
+      const big = ipv4(CLIENT4, VIP4, 6, Buffer.concat([l4(6, 42100, 443, 0x10), Buffer.alloc(1500 - 20 - 20 + 1, 7)]));
+      const g0 = global();
+      const t0 = performance.now();
+      let tx = 0;
+      const n = 400;
+      for (let i = 0; i < n; i++) if (run(big).retval === XDP_TX) tx++;
+      const ms = performance.now() - t0;
+      const g1 = global();
+      // each test run on whichever CPU this thread is on: a burst per CPU at most, one more per ms
+      const cpus = os.cpus().length;
+      expect(tx).toBeGreaterThanOrEqual(50);
+      expect(tx, `${tx} answered of ${n} in ${ms.toFixed(1)} ms`).toBeLessThanOrEqual(cpus * 50 + Math.ceil(ms) + 1);
+      expect(tx).toBeLessThan(n);
+      expect(g1.too_big_limited - g0.too_big_limited).toBe(BigInt(n - tx));
+      expect(g1.icmp_too_big - g0.icmp_too_big).toBe(BigInt(tx));
+      expect(g1.drop_encap - g0.drop_encap).toBe(BigInt(n - tx));
+    } finally {
+      for (const [id, b] of saved) dp.backends.set(id, b);
+      execFileSync('ip', ['link', 'del', dev]);
+    }
+  });
+
   it('an established flow keeps its backend when the ring changes (conntrack); a SYN re-hashes', () => {
     const sport = 41234;
     const first = run(ipv4(CLIENT4, VIP4, 6, l4(6, sport, 80)));

@@ -8,7 +8,7 @@ import { BpfObject, BpfMap, Link, MapType, attachXdp, ifindexOf, libbpf, libc, m
 import { ensureObject } from '../../bpf/build.ts';
 import { ValidationError } from './addr.ts';
 import { LabError } from '../../common/errors.ts';
-import { xdp_lb_be_flags, xdp_lb_limits, xdpLb, type XdpLb, type XdpLbShape, type backend, type ct_value, type flow_key, type lb_global, type lb_stats, type vip_key, type vip_meta, type vip_slot } from '../../bpf/gen/xdp_lb.ts';
+import { xdp_lb_be_flags, xdp_lb_limits, xdpLb, type XdpLb, type XdpLbShape, type backend, type ct_value, type flow_key, type lb_global, type lb_rate, type lb_stats, type vip_key, type vip_meta, type vip_slot } from '../../bpf/gen/xdp_lb.ts';
 
 // constants from the enums in bpf/xdp_lb.h (read from the object's BTF into bpf/gen/xdp_lb.ts)
 export const MAX_VIPS = xdp_lb_limits.LB_MAX_VIPS;
@@ -44,6 +44,12 @@ export interface DataplaneOptions {
   backends?: number;
   /** load only, do not pin (packet-fixture tests) */
   noPin?: boolean;
+  /**
+   * IPIP too-big answers (ICMP frag-needed / packet-too-big) per second per CPU, in bursts of
+   * tooBigBurst (defaults 1000 and 50, the kernel's icmp_msgs_per_sec/burst); 0: no limit
+   */
+  tooBigPerSec?: number;
+  tooBigBurst?: number;
 }
 
 export class Dataplane implements Disposable {
@@ -58,6 +64,7 @@ export class Dataplane implements Disposable {
   readonly conntrack: BpfMap<flow_key, ct_value>;
   readonly stats: BpfMap<number, lb_stats>;
   readonly global: BpfMap<number, lb_global>;
+  private readonly tooBigRate: BpfMap<number, lb_rate>;
   readonly prog: Program;
   /** true when the maps came from pins (a restart) */
   readonly restored: boolean;
@@ -79,6 +86,7 @@ export class Dataplane implements Disposable {
     this.conntrack = m.conntrack;
     this.stats = m.stats;
     this.global = m.global_stats;
+    this.tooBigRate = m.too_big_rate;
     this.prog = skel.programs.xdp_lb;
     this.restored = restored;
     this.backendCapacity = this.backends.meta.maxEntries;
@@ -133,6 +141,11 @@ export class Dataplane implements Disposable {
         // libbpf reuses a compatible pinned map at this path, or creates and pins a new one
         for (const m of PINNED) obj.setPinPath(m, path.join(opts.pinDir, m));
       }
+      const perSec = opts.tooBigPerSec ?? 1000;
+      const burst = opts.tooBigBurst ?? 50;
+      if (!Number.isInteger(perSec) || perSec < 0 || perSec > 1e9 || !Number.isInteger(burst) || burst < 1 || burst > 1e6) throw new LabError(`too-big answers: ${perSec}/s in bursts of ${burst} is not a rate limit`, 'tooBigPerSec 0-1e9 (0: no limit), tooBigBurst 1-1e6');
+      const gap = perSec ? BigInt(Math.ceil(1e9 / perSec)) : 0n;
+      skel.setRodata({ too_big_gap_ns: gap, too_big_burst_ns: gap * BigInt(burst) });
       const devmapPin = path.join(opts.pinDir, PINNED_DEVMAP);
       const reuse = !opts.noPin && fs.existsSync(devmapPin);
       obj.load({ maxEntries: { conntrack: conntrackSize(opts.conntrackEntries ?? DEFAULT_CONNTRACK), backends, backend_ports: backends, stats: MAX_VIPS + backends }, ...(reuse ? { reuseMaps: { [PINNED_DEVMAP]: devmapPin } } : {}) });
@@ -271,17 +284,19 @@ export class Dataplane implements Disposable {
     return out;
   }
 
-  globalStats(): Record<keyof lb_global, bigint> {
+  /** the per-CPU counters summed; too_big_limited: too-big answers not sent, over the rate (also in drop_encap) */
+  globalStats(): Record<keyof lb_global | 'too_big_limited', bigint> {
     const per = this.global.getPerCpu(0) ?? [];
-    const out = {} as Record<keyof lb_global, bigint>;
+    const out = {} as Record<keyof lb_global | 'too_big_limited', bigint>;
     for (const s of per) for (const [k, v] of Object.entries(s)) out[k as keyof lb_global] = (out[k as keyof lb_global] ?? 0n) + (v as bigint);
+    out.too_big_limited = (this.tooBigRate.getPerCpu(0) ?? []).reduce((n, r) => n + r.limited, 0n);
     return out;
   }
 
   /** bytes the kernel charges for this LB's maps (fdinfo memlock) */
   mapMemory(): number {
     let total = 0;
-    for (const m of [this.vips, this.vipSlots, this.vipAddrs, this.backendPorts, this.rings, this.backends, this.conntrack, this.stats, this.global]) {
+    for (const m of [this.vips, this.vipSlots, this.vipAddrs, this.backendPorts, this.rings, this.backends, this.conntrack, this.stats, this.global, this.tooBigRate]) {
       try {
         const t = fs.readFileSync(`/proc/self/fdinfo/${m.fd}`, 'utf8');
         total += Number(t.match(/memlock:\s+(\d+)/)?.[1] ?? 0);
