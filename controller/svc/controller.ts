@@ -171,21 +171,34 @@ export function findOverlap(cgroupPath: string, services: string[], running: Run
   return null;
 }
 
-/** pinned instances whose programs are attached: a state file, its pins, and its cgroup still the one it was started on */
-export function runningInstances(): RunningInstance[] {
+/**
+ * pinned instances whose programs are attached: a state file, its pins, and its cgroup still the
+ * one it was started on. `unreadable` collects instances with links pinned whose state file cannot
+ * be read: attached somewhere, but where and for which services is unknown.
+ */
+export function runningInstances(unreadable: { instance: string; why: string }[] = []): RunningInstance[] {
   if (!fs.existsSync(RUN_DIR)) return [];
   const out: RunningInstance[] = [];
   for (const f of fs.readdirSync(RUN_DIR)) {
     const m = /^svc-([\w-]+)\.json$/.exec(f);
     if (!m) continue;
+    const links = path.join(pinDir(m[1]!), 'links');
     let model: Model;
     try {
       model = JSON.parse(fs.readFileSync(path.join(RUN_DIR, f), 'utf8')) as Model;
-      // a removed cgroup took its links with it: a new one of the same path is not balanced
-      if (!fs.existsSync(path.join(pinDir(m[1]!), 'links')) || !fs.existsSync(model.cgroupPath)) continue;
+      const problem = modelProblem(model);
+      if (problem) throw new Error(problem);
+    } catch (e) {
+      // removed meanwhile (a stop) or no links: nothing attached from it
+      if (fs.existsSync(path.join(RUN_DIR, f)) && fs.existsSync(links)) unreadable.push({ instance: m[1]!, why: (e as Error).message.split('\n')[0]! });
+      continue;
+    }
+    // a removed cgroup took its links with it: a new one of the same path is not balanced
+    try {
+      if (!fs.existsSync(links) || !fs.existsSync(model.cgroupPath)) continue;
       if (model.cgroupId !== undefined && String(cgroupId(model.cgroupPath)) !== model.cgroupId) continue;
     } catch {
-      continue; // written half by a crash or removed meanwhile: nothing attached from it that we can name
+      continue; // its cgroup removed meanwhile
     }
     out.push({ instance: m[1]!, cgroupPath: model.cgroupPath, services: Object.keys(model.services ?? {}) });
   }
@@ -194,7 +207,12 @@ export function runningInstances(): RunningInstance[] {
 
 /** refuse a start that would share services and sockets with a running instance (nothing attached yet) */
 function checkOverlap(instance: string, cg: string, services: string[]): void {
-  const o = findOverlap(cg, services, runningInstances().filter((r) => r.instance !== instance));
+  const unreadable: { instance: string; why: string }[] = [];
+  const running = runningInstances(unreadable).filter((r) => r.instance !== instance);
+  // one whose state cannot be read may balance these services on this cgroup: not assumed away
+  const u = unreadable.find((x) => x.instance !== instance);
+  if (u) throw new LabError(`instance "${u.instance}" has programs attached, but its state file ${statePath(u.instance)} cannot be read (${u.why}): whether it balances these services on this cgroup is unknown`, `pnpm lab svc stop --instance ${u.instance} removes it (its pinned programs and maps too); nothing was attached`);
+  const o = findOverlap(cg, services, running);
   if (!o) return;
   const where = o.how === 'same' ? `on the same cgroup ${cg}` : o.how === 'inside' ? `on ${o.cgroupPath}, which contains ${cg}` : `on ${o.cgroupPath}, inside ${cg}`;
   const vips = o.services.length > 3 ? `${o.services.slice(0, 3).join(', ')} and ${o.services.length - 3} more` : o.services.join(', ');
