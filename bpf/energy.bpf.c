@@ -435,7 +435,7 @@ static __always_inline void account(struct energy_pending *s, struct task_struct
 	s->charged_ns = sum;
 	__u64 css = (__u64)prev->cgroups;
 	/* (a tick adds time but no switch: pending time without switches is still the old CPU's) */
-	if ((s->switches || s->ns) && (s->cpu != cpu || s->css != css))
+	if ((s->switches || s->ns || s->cycles) && (s->cpu != cpu || s->css != css))
 		flush(s, prev->tgid, cpu, false);
 	if (s->css != css) {
 		s->css = css;
@@ -449,8 +449,9 @@ static __always_inline void account(struct energy_pending *s, struct task_struct
 		s->cycles += cyc;
 		s->instructions += ins;
 	}
-	bool exiting = prev->exit_state != 0;
-	if (at_once || s->ns >= flush_ns || exiting || (task_state(prev) & (TS_STOPPED | TS_TRACED)))
+	/* (a tick between exit_notify and the final switch: that switch does the exit's flush) */
+	bool exiting = !tick && prev->exit_state != 0;
+	if (at_once || s->ns >= flush_ns || exiting || (!tick && (task_state(prev) & (TS_STOPPED | TS_TRACED))))
 		flush(s, prev->tgid, cpu, exiting);
 }
 

@@ -88,7 +88,7 @@ async function top(v: { interval: number; by: string; limit: number; count: numb
     }
     // a meter measures the package, not its idle part: that share is --idle, assumed, and says so
     const source = c.power.source === 'model' ? `model (estimate) — ${c.power.detail}` : `${c.power.source} — ${c.power.detail}; its idle share assumed: --idle ${v.idle} W`;
-    const head = `source: ${source}\nhook: ${c.hook.detail}; ${c.tick.ok ? `running threads charged ${c.tick.detail.match(/\d+\/s/)?.[0] ?? ''} between switches` : 'running threads charged at their switch-out'}; counters: ${c.counters.ok ? 'cycles' : 'none'}${server ? `; metrics: http://127.0.0.1:${(server.address() as AddressInfo).port}/metrics` : ''}`;
+    const head = `source: ${source}\nhook: ${c.hook.detail}; ${c.hook.name === 'iter' ? 'each thread\'s runtime read at every refresh' : c.tick.ok ? `running threads charged ${c.tick.detail.match(/\d+\/s/)?.[0] ?? ''} between switches` : 'running threads charged at their switch-out'}; counters: ${c.counters.ok ? 'cycles' : 'none'}${server ? `; metrics: http://127.0.0.1:${(server.address() as AddressInfo).port}/metrics` : ''}`;
     const totals = new Map<string, number>();
     // a reader that went away (`energy top | head`) ends it too, closing the programs
     for (let n = 0; (v.count === 0 || n < v.count) && !stopRequested && !outputClosed(); n++) {

@@ -156,6 +156,8 @@ export class EnergyCollector {
   readonly idleTracepoint: Feature;
   /** the task-storage flavour's tick (energy_tick): a running thread's stint charged without a switch */
   readonly tick: Feature;
+  private tickLinks: Link[];
+  private readonly tickHz: number;
   readonly power: { source: PowerSourceName; detail: string; evidence: string[] };
   readonly model: ModelConfig;
   readonly onlineCpus: number[];
@@ -202,6 +204,9 @@ export class EnergyCollector {
       frequency: EnergyCollector['frequency'];
       idleTracepoint: Feature;
       tick: Feature;
+      /** the tick's perf-event links, one per CPU (apart: setSwitchHook detaches them with the switch program) */
+      tickLinks: Link[];
+      tickHz: number;
       power: EnergyCollector['power'];
       model: ModelConfig;
     },
@@ -216,6 +221,8 @@ export class EnergyCollector {
     this.frequency = init.frequency;
     this.idleTracepoint = init.idleTracepoint;
     this.tick = init.tick;
+    this.tickLinks = init.tickLinks;
+    this.tickHz = init.tickHz;
     this.power = init.power;
     this.model = init.model;
     this.onlineCpus = parseCpuList(fs.readFileSync('/sys/devices/system/cpu/online', 'utf8'));
@@ -338,8 +345,8 @@ export class EnergyCollector {
           try {
             loaded = tryLoad('task_storage', tickHz > 0);
           } catch (e) {
-            if (tickHz === 0) throw e;
             // the tick program alone may be what this kernel refuses: the flavour without it
+            if (tickHz === 0 || !/energy_tick/.test((e as Error).message)) throw e;
             loaded = tryLoad('task_storage');
             tickErr = `energy_tick does not load: ${(e as Error).message.split('\n')[0]}`;
           }
@@ -383,6 +390,7 @@ export class EnergyCollector {
       }
     };
     let meter: Meter | null = null;
+    const tickLinks: Link[] = [];
     try {
       const f = optional('energy_cpu_frequency', 'cpu_frequency');
       const maxKhz = online.map((c) => readKhz(`/sys/devices/system/cpu/cpu${c}/cpufreq/cpuinfo_max_freq`));
@@ -391,7 +399,7 @@ export class EnergyCollector {
       if (tickErr) tick = { ok: false, detail: `${tickErr} — a thread that runs long without a switch is charged at its switch-out only` };
       else if (perThread.name === 'task_storage' && tickHz > 0) {
         try {
-          links.push(...attachPerfEventAllCpus(skel.programs.energy_tick, { ...CPU_CLOCK, samplePeriod: Math.round(1e9 / tickHz) }));
+          tickLinks.push(...attachPerfEventAllCpus(skel.programs.energy_tick, { ...CPU_CLOCK, samplePeriod: Math.round(1e9 / tickHz) }));
           tick = { ok: true, detail: `cpu-clock perf event on every CPU, ${tickHz}/s: the running thread's stint so far is charged without a switch` };
         } catch (e) {
           tick = { ok: false, detail: `cpu-clock perf event: ${(e as Error).message.split('\n')[0]} — a thread that runs long without a switch is charged at its switch-out only` };
@@ -405,8 +413,9 @@ export class EnergyCollector {
         meter = ch.meter;
         power = meter ? { source: 'rapl', detail: meter.detail, evidence: ch.evidence } : { source: 'model', detail: modelDetail(model), evidence: ch.evidence };
       }
-      return new EnergyCollector(skel, links, meter, { hook: hook!, perThread, switchProg, clock: { ok: true, detail: hook!.name === 'iter' ? 'the scheduler\'s runtime per thread (se.sum_exec_runtime), its growth between two reads of the task iterator' : 'the scheduler\'s runtime per stint (se.sum_exec_runtime minus what was already charged to the thread, read at sched_switch); ktime for idle and implausible values' }, counters, counterFds, frequency, idleTracepoint, tick, power, model }, root);
+      return new EnergyCollector(skel, links, meter, { hook: hook!, perThread, switchProg, clock: { ok: true, detail: hook!.name === 'iter' ? 'the scheduler\'s runtime per thread (se.sum_exec_runtime), its growth between two reads of the task iterator' : 'the scheduler\'s runtime per stint (se.sum_exec_runtime minus what was already charged to the thread, read at sched_switch); ktime for idle and implausible values' }, counters, counterFds, frequency, idleTracepoint, tick, tickLinks, tickHz, power, model }, root);
     } catch (e) {
+      tickLinks.forEach((l) => l.close());
       meter?.close();
       skel.close();
       counterFds.forEach((fd) => fs.closeSync(fd));
@@ -679,7 +688,7 @@ export class EnergyCollector {
   static async emptyHook(): Promise<{ set(on: boolean): void; close(): void }> {
     const skel = energy.open(await ensureObject('energy'));
     try {
-      skel.load({ skip: [...SWITCH_PROGS.filter((p) => p !== 'energy_switch_empty'), 'energy_cpu_frequency', 'energy_cpu_idle', ...ITER_PROGS], noCreate: ['charged', 'threads', 'exited'], maxEntries: { tasks: 16 } });
+      skel.load({ skip: [...SWITCH_PROGS.filter((p) => p !== 'energy_switch_empty'), 'energy_cpu_frequency', 'energy_cpu_idle', 'energy_tick', ...ITER_PROGS], noCreate: ['charged', 'threads', 'exited'], maxEntries: { tasks: 16 } });
     } catch (e) {
       skel.close();
       throw e;
@@ -771,10 +780,16 @@ export class EnergyCollector {
     }
     const attached = !this.links[0]!.isClosed;
     if (on === attached) return;
-    if (!on) this.links[0]!.close();
-    else {
+    // the tick with it: left on, it flushed threads' pending switches while the hook was "off"
+    // (the bench's off arm, and a test that counts nothing then)
+    if (!on) {
+      this.links[0]!.close();
+      this.tickLinks.forEach((l) => l.close());
+      this.tickLinks = [];
+    } else {
       const prog = this.skel.programs[this.switchProg];
       this.links[0] = this.hook.name === 'tp_btf' ? attachTrace(prog) : attachTracepoint(prog, 'sched', 'sched_switch');
+      if (this.tick.ok) this.tickLinks = attachPerfEventAllCpus(this.skel.programs.energy_tick, { ...CPU_CLOCK, samplePeriod: Math.round(1e9 / this.tickHz) });
     }
   }
 
@@ -783,14 +798,14 @@ export class EnergyCollector {
     return {
       progs: [...this.skel.obj.programs.values()].filter((p) => p.loaded).map((p) => p.info().id),
       maps: (this.hook.name === 'iter' ? [this.cpuMap, this.freqMap, this.skel.maps.exited] : [this.tasks!, this.cpuMap, this.freqMap, this.perThread.name === 'task_storage' ? this.skel.maps.threads : this.skel.maps.charged]).map((m) => mapInfo(m.fd).id),
-      links: this.links.filter((l) => !l.isClosed).map((l) => l.info().id),
+      links: [...this.links, ...this.tickLinks].filter((l) => !l.isClosed).map((l) => l.info().id),
     };
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const l of this.links) l.close();
+    for (const l of [...this.links, ...this.tickLinks]) l.close();
     this.skel.close();
     this.meter?.close();
     for (const fd of this.counterFds) fs.closeSync(fd);

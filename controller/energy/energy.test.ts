@@ -273,7 +273,8 @@ print(os.getpid())`;
       const links = () => t.kernelIds().links.length;
       const attached = links();
       t.setSwitchHook(false);
-      expect(links()).toBe(attached - 1);
+      // the switch program's link, and the tick's (one per CPU) with it
+      expect(links()).toBe(attached - 1 - (t.tick.ok ? t.onlineCpus.length : 0));
       const a = switches();
       await execa('/bin/sh', ['-c', 'for i in 1 2 3 4 5; do /bin/true; done']);
       expect(switches()).toBe(a); // nothing counted while detached
@@ -286,6 +287,17 @@ print(os.getpid())`;
       t.close();
     }
   }, 60_000);
+
+  // it loaded the tick program too, without the map that needs, and failed (review, session 64)
+  it('the bench\'s do-nothing sched_switch program loads alone, attaches and detaches', async () => {
+    const h = await EnergyCollector.emptyHook();
+    try {
+      h.set(true);
+      h.set(false);
+    } finally {
+      h.close();
+    }
+  });
 
   it('task storage: stints stay pending in the thread until it stops, then reach the map to the nanosecond', async (tctx) => {
     // flush threshold out of reach: only the stop can move the sleeper's stints into the task map
@@ -339,11 +351,15 @@ print(os.getpid())`;
         try { if (fs.readFileSync(`/proc/${pid}/comm`, 'utf8').startsWith('python')) break; } catch { /* not yet */ }
       }
       const bpfNs = () => [...t.onCpuNow().values()].filter((v) => v.tgid === pid).reduce((s, v) => s + v.ns, 0);
-      const ranNs = () => Number(fs.readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
+      // schedstat: on-CPU ns, wait ns, times scheduled in
+      const sched = () => fs.readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ').map(Number) as [number, number, number];
       await new Promise((r) => setTimeout(r, 200));
-      const [b1, r1] = [bpfNs(), ranNs()];
+      const [b1, [r1, , in1]] = [bpfNs(), sched()];
       await new Promise((r) => setTimeout(r, 500));
-      const [b2, r2] = [bpfNs(), ranNs()];
+      const [b2, [r2, , in2]] = [bpfNs(), sched()];
+      // SCHED_FIFO: (almost) no switch in the window, so what reached the map was the tick's doing
+      // (a fair-class spinner is switched out now and then: then this checks only that nothing is counted twice)
+      if (rt) expect(in2 - in1, 'times the spinner was scheduled in during the window').toBeLessThanOrEqual(3);
       expect(r2 - r1).toBeGreaterThan(100e6); // the machine let it run
       // what reached the map meanwhile is what it ran, within two ticks (50 ms) and a flush (1 ms)
       // and the scheduler's own tick (sum_exec_runtime is as fresh as its last update)
@@ -351,7 +367,7 @@ print(os.getpid())`;
       const own = Number(String((await p).stdout).trim()); // its CPU time by its own clock, just before it exits
       await exited(t, [pid]);
       expect(bpfNs()).toBeGreaterThanOrEqual(own); // its whole life, once it is gone: ticks charged nothing twice
-      expect(bpfNs()).toBeLessThan(own * 1.03); // (+ its interpreter's teardown after the print)
+      expect(bpfNs()).toBeLessThan(own * 1.05); // (+ its interpreter's teardown after the print)
     } finally {
       p?.kill('SIGKILL');
       await p;
