@@ -18,7 +18,7 @@ import { checkReplaceKeys, formatRate, loadConfigFile, parseHorizon, parseRate, 
 import { formatIp, fromLeading16 } from '../../common/ip.ts';
 import { tcRegistry } from './metrics.ts';
 import { instancesIn, instancesNote } from '../../common/state-file.ts';
-import { MAP_NAMES, STATE_DIR, cgroupMoves, decodeModel, INSTANCE_NAME, instanceBusy, pinDir, removeMapPins, instanceAlive, openInstance, readState, reapDeadInstance, statePath, TcShaper, writerLockPath, type ReapReport, type TcControl } from './shaper.ts';
+import { MAP_NAMES, STATE_DIR, cgroupMoves, decodeModel, type Model, INSTANCE_NAME, instanceBusy, pinDir, removeMapPins, instanceAlive, openInstance, readState, reapDeadInstance, statePath, TcShaper, writerLockPath, type ReapReport, type TcControl } from './shaper.ts';
 
 // checked by every command, not only start: the name becomes a path (state, lock, pins), and a
 // `stop --instance ../../x` once read a state file of its choosing and sent its pid SIGTERM
@@ -101,30 +101,58 @@ function printRules(c: TcControl): void {
  */
 function cgroupFollower(instance: string): () => void {
   let failed = '';
+  // the state's cgroup matches, parsed again only when the file changed (a big config's state is
+  // megabytes of JSON; this runs each second on the thread that serves metrics)
+  let seen = '';
+  let matches: Pick<Model, 'classes'> = { classes: [] };
+  // moves refused (said once each, not tried again until they change)
+  const warned = new Set<string>();
+  const key = (m: { cls: string; path: string; to: bigint }) => `${m.cls}\0${m.path}\0${m.to}`;
+  const say = (e: unknown) => {
+    const msg = (e as Error).message;
+    if (msg !== failed) console.error(`warning: a class's cgroup was made again but the class could not follow it: ${msg} (tried again each second)`);
+    failed = msg;
+  };
   return () => {
-    let moves;
+    // nothing here may throw: an exception from a timer ends the daemon, and its exit removes every
+    // class and drop rule (a full /run made tryLock throw)
     try {
-      moves = cgroupMoves(readState(instance));
-    } catch {
-      return; // no state (a stop is removing it) or unreadable: the CLI says that
-    }
-    if (!moves.length) return;
-    const lock = writerLockPath(instance);
-    if (tryLock(lock) !== true) return;
-    try {
-      const c = openInstance(instance);
+      let st: fs.BigIntStats;
       try {
-        for (const m of c.followCgroups()) console.log(`class ${m.cls}: ${m.path} is a new cgroup (id ${m.from} → ${m.to}): the class follows it`);
-      } finally {
-        c[Symbol.dispose]();
+        st = fs.statSync(statePath(instance), { bigint: true });
+      } catch {
+        return; // no state: a stop is removing it
       }
-      failed = '';
+      const id = `${st.ino}:${st.mtimeNs}:${st.size}`;
+      if (id !== seen) {
+        try {
+          matches = { classes: readState(instance).classes.map((c) => ({ ...c, matches: c.matches.filter((m) => m.kind === 'cgroup') })) };
+          seen = id;
+        } catch {
+          return; // unreadable: the CLI says that
+        }
+      }
+      if (!cgroupMoves(matches).some((m) => !warned.has(key(m)))) return;
+      const lock = writerLockPath(instance);
+      if (tryLock(lock) !== true) return;
+      try {
+        const c = openInstance(instance);
+        try {
+          const r = c.followCgroups();
+          for (const m of r.moved) console.log(`class ${m.cls}: ${m.path} is a new cgroup (id ${m.from} → ${m.to}): the class follows it`);
+          for (const m of r.refused) {
+            if (!warned.has(key(m))) console.error(`warning: class ${m.cls}: ${m.path} is a new cgroup (id ${m.to}), but ${m.why}: not followed`);
+            warned.add(key(m));
+          }
+        } finally {
+          c[Symbol.dispose]();
+        }
+        failed = '';
+      } finally {
+        unlock(lock);
+      }
     } catch (e) {
-      const msg = (e as Error).message;
-      if (msg !== failed) console.error(`warning: a class's cgroup was made again but the class could not follow it: ${msg} (tried again each second)`);
-      failed = msg;
-    } finally {
-      unlock(lock);
+      say(e);
     }
   };
 }

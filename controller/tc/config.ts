@@ -3,6 +3,7 @@
 // wrong), so `pnpm lab tc …` never leaves half a config in the kernel. Pure except for resolving
 // cgroup paths to ids (a stat), which the caller passes in.
 import fs from 'node:fs';
+import path from 'node:path';
 import { cgroupId as dirCgroupId } from '../../common/cgroup.ts';
 import { parseJson, parseYamlFile } from '../../common/config-file.ts';
 import { LabError } from '../../common/errors.ts';
@@ -279,7 +280,8 @@ export function validateConfig(raw: unknown, cgroupId: (p: string) => bigint | u
         const id = typeof m.cgroup === 'string' ? cgroupId(m.cgroup) : undefined;
         if (id === undefined) problems.push(`${mat}.cgroup: ${JSON.stringify(m.cgroup)} is not a cgroup2 directory`);
         else {
-          matches.push({ kind: 'cgroup', path: m.cgroup as string, id });
+          // absolute: the daemon follows the path (cgroupMoves) from its own working directory
+          matches.push({ kind: 'cgroup', path: path.resolve(m.cgroup as string), id });
           key = matchKey(matches.at(-1)!);
           matchCount.cgroup++;
         }

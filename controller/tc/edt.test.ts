@@ -298,6 +298,11 @@ describeRoot('EDT departure times (BPF_PROG_TEST_RUN)', () => {
     send(udpFrame('10.61.15.255', 7000, 100));
     send(udpFrame('10.61.0.0', 7000, 100));
     expect(c.classStats()[0]!.packets).toBe(3n);
+    // a full trie whose keys change class, one dropped: an LPM trie before 6.13 refuses even an
+    // in-place update when full, so the drop goes first and frees the slot the changes need
+    c.apply(validateConfig({ classes: [{ name: 'many', rate: '1gbit', match: dsts(61).slice(0, 1) }, { name: 'moved', rate: '2gbit', match: dsts(61).slice(2) }] }));
+    send(udpFrame('10.61.15.255', 7000, 100));
+    expect(c.classStats().map((x) => [x.name, x.packets])).toEqual([['many', 3n], ['moved', 1n]]);
     c.apply(validateConfig({}));
   });
 
@@ -306,30 +311,44 @@ describeRoot('EDT departure times (BPF_PROG_TEST_RUN)', () => {
     if (!root) ctx.skip('no cgroup2 hierarchy mounted');
     const dir = `${root}/ebpf-lab-tc-follow-${process.pid}`;
     const other = `${root}/ebpf-lab-tc-stay-${process.pid}`;
+    const link = `/tmp/ebpf-lab-tc-link-${process.pid}`;
     fs.mkdirSync(dir);
     fs.mkdirSync(other);
+    fs.symlinkSync(other, link);
     const saved: Model[] = [];
     const d = new TcControl(bench.skel.maps, { classes: [], rules: [], gen: 0 }, (m) => saved.push(m));
     try {
       d.apply(validateConfig({ classes: [{ name: 'svc', rate: '10mbit', horizon: 'auto', match: [{ cgroup: dir }, { cgroup: other }] }] }));
       const id = d.model.classes[0]!.id;
       const before = cgroupId(dir);
-      expect(d.followCgroups()).toEqual([]); // nothing moved: no write, nothing persisted
+      expect(d.followCgroups()).toEqual({ moved: [], refused: [] }); // nothing moved: no write, nothing persisted
       expect(saved.length).toBe(1);
       fs.rmdirSync(dir);
-      expect(d.followCgroups()).toEqual([]); // gone: kept as it was (it may come back)
+      expect(d.followCgroups().moved).toEqual([]); // gone: kept as it was (it may come back)
       fs.mkdirSync(dir);
       const after = cgroupId(dir);
       expect(after).not.toBe(before);
-      expect(d.followCgroups()).toEqual([{ cls: 'svc', path: dir, from: before, to: after }]);
+      expect(d.followCgroups()).toEqual({ moved: [{ cls: 'svc', path: dir, from: before, to: after }], refused: [] });
       expect(bench.skel.maps.cgroup_class.get(after)).toBe(id);
       expect(bench.skel.maps.cgroup_class.get(before)).toBeUndefined();
       expect(bench.skel.maps.cgroup_class.get(cgroupId(other))).toBe(id); // the unmoved match stays
       expect(d.model.classes[0]).toMatchObject({ name: 'svc', id, rateBps: 10_000_000n, horizonAuto: true });
       expect(saved.at(-1)!.classes[0]!.matches.map((m) => (m.kind === 'cgroup' ? m.id : undefined))).toEqual([after, cgroupId(other)]);
       expect(cgroupMoves(d.model)).toEqual([]);
+      // a path that comes to name another class's cgroup (a symlink pointed elsewhere; cgroup2
+      // refuses rename): the id is that class's already, so this one does not take it (one key,
+      // one class, as validation holds a config to) and says why
+      d.apply(validateConfig({ classes: [{ name: 'svc', rate: '10mbit', match: [{ cgroup: dir }] }, { name: 'b', rate: '1mbit', match: [{ cgroup: link }] }] }));
+      const idDir = cgroupId(dir);
+      fs.rmSync(link);
+      fs.symlinkSync(dir, link);
+      const r = d.followCgroups();
+      expect(r.moved).toEqual([]);
+      expect(r.refused).toEqual([{ cls: 'b', path: link, from: cgroupId(other), to: idDir, why: `class svc's ${dir} is that cgroup already` }]);
+      expect(bench.skel.maps.cgroup_class.get(idDir)).toBe(id);
     } finally {
       d.apply(validateConfig({}));
+      fs.rmSync(link, { force: true });
       for (const x of [dir, other]) if (fs.existsSync(x)) fs.rmdirSync(x);
     }
   });

@@ -159,20 +159,38 @@ export class TcControl {
         had.set(e.id, { ...e, id: c.id });
       }
       // Sets before deletes, so that a key moving between nested prefixes never falls to a wider
-      // class in between; but in a map too full for the new keys beside the old (a swap of
-      // thousands of matches at once failed E2BIG/ENOSPC at MAX_MATCHES) the removals go first:
-      // what they drop leaves its class with this change anyway
+      // class in between; but a map too full for the new keys beside the old (a swap of thousands
+      // of matches at once failed E2BIG/ENOSPC at MAX_MATCHES) has that many of its removals
+      // first, and only that many: what they matched is unclassified (or in a wider prefix's
+      // class) until the new keys are written. An LPM trie refuses even an in-place update when
+      // full before 6.13 ("bpf: Handle in-place update for full LPM trie correctly"): there a
+      // class change needs a free slot too, and changes go before new keys.
       const perMap = (m: Map<string, { map: string }>, keep: (k: string) => boolean) => {
         const n = new Map<string, number>();
         for (const [k, e] of m) if (keep(k)) n.set(e.map, (n.get(e.map) ?? 0) + 1);
         return n;
       };
-      const [held, added] = [perMap(had, () => true), perMap(want, (k) => !had.has(k))];
-      const full = new Set([...added].filter(([m, n]) => (held.get(m) ?? 0) + n > this.maps[m as MapName].meta.maxEntries).map(([m]) => m));
+      const held = perMap(had, () => true);
+      const added = perMap(want, (k) => !had.has(k));
+      const changed = perMap(want, (k) => had.has(k) && had.get(k)!.id !== want.get(k)!.id);
+      const excess = new Map<string, number>();
+      for (const m of new Set([...added.keys(), ...changed.keys()])) {
+        const need = (held.get(m) ?? 0) + (added.get(m) ?? 0) + (m === 'dst_class' && changed.get(m) ? 1 : 0) - this.maps[m as MapName].meta.maxEntries;
+        if (need > 0) excess.set(m, need);
+      }
+      const removed = [...had].filter(([k]) => !want.has(k));
+      const early = new Set<string>();
+      for (const [k, e] of removed) {
+        const n = excess.get(e.map) ?? 0;
+        if (n <= 0) continue;
+        early.add(k);
+        excess.set(e.map, n - 1);
+      }
       // old values from the model (see Journal.set: dst_class is an LPM trie)
-      for (const [k, e] of had) if (!want.has(k) && full.has(e.map)) j.del(this.maps[e.map], e.key, { old: e.id });
-      for (const [k, e] of want) if (had.get(k)?.id !== e.id) j.set(this.maps[e.map], e.key, e.id, { old: had.get(k)?.id });
-      for (const [k, e] of had) if (!want.has(k) && !full.has(e.map)) j.del(this.maps[e.map], e.key, { old: e.id });
+      for (const [k, e] of removed) if (early.has(k)) j.del(this.maps[e.map], e.key, { old: e.id });
+      const sets = [...want].filter(([k, e]) => had.get(k)?.id !== e.id).sort(([a], [b]) => Number(!had.has(a)) - Number(!had.has(b)));
+      for (const [k, e] of sets) j.set(this.maps[e.map], e.key, e.id, { old: had.get(k)?.id });
+      for (const [k, e] of removed) if (!early.has(k)) j.del(this.maps[e.map], e.key, { old: e.id });
       // how deep the program walks a socket's cgroup ancestors for a class (bpf/tc_shape.bpf.c
       // cgroup_class_of); written only when it changes (an instance's map from before it has one slot)
       const deepest = (cs: { matches: Match[] }[]) => Math.max(0, ...cs.flatMap((c) => c.matches.flatMap((m) => (m.kind === 'cgroup' ? [cgroupLevel(m.path)] : []))));
@@ -238,9 +256,18 @@ export class TcControl {
    * workload would run unshaped (fail open). A path that is gone, or no cgroup2 directory now,
    * keeps its id: nothing is sent from a removed cgroup, and the path may come back.
    */
-  followCgroups(idOf: (path: string) => bigint | undefined = cgroupIdOf): CgroupMove[] {
-    const moves = cgroupMoves(this.model, idOf);
-    if (!moves.length) return moves;
+  followCgroups(idOf: (path: string) => bigint | undefined = cgroupIdOf): { moved: CgroupMove[]; refused: (CgroupMove & { why: string })[] } {
+    const all = cgroupMoves(this.model, idOf);
+    // a move onto an id another match holds (a cgroup renamed onto this path: cgroup2 allows
+    // rename), or two moves onto one id, would put one key in two classes: the kernel would
+    // follow whichever was written last, the state would name both
+    const held = new Map<bigint, string>();
+    for (const c of this.model.classes) for (const m of c.matches) if (m.kind === 'cgroup') held.set(m.id, `class ${c.name}'s ${m.path}`);
+    const targets = new Map<bigint, number>();
+    for (const m of all) targets.set(m.to, (targets.get(m.to) ?? 0) + 1);
+    const refused = all.flatMap((m) => (held.has(m.to) ? [{ ...m, why: `${held.get(m.to)} is that cgroup already` }] : targets.get(m.to)! > 1 ? [{ ...m, why: 'another match moves to it too' }] : []));
+    const moves = all.filter((m) => !refused.some((r) => r.cls === m.cls && r.path === m.path));
+    if (!moves.length) return { moved: moves, refused };
     const to = new Map(moves.map((m) => [`${m.cls}\0${m.path}`, m.to]));
     this.apply({
       classes: this.model.classes.map((c) => ({
@@ -249,7 +276,7 @@ export class TcControl {
       })),
       rules: this.model.rules,
     });
-    return moves;
+    return { moved: moves, refused };
   }
 
   private sum<T extends Record<string, bigint>>(m: BpfMap<any, any>, k: number): T {
