@@ -115,41 +115,6 @@ static __always_inline int rewrite(struct xdp_md *ctx, void *data, void *data_en
 
 /* into the backend's own port (devmap), else out of the interface it came in on (XDP_TX), else
  * redirected to the backend's interface */
-/*
- * Too-big answers, per CPU: at most one per too_big_gap_ns with bursts of too_big_burst_ns worth
- * (the controller's 1000/s and 50, the kernel's net.ipv4.icmp_msgs_per_sec and icmp_msgs_burst).
- * Each answer goes back to the frame's source address, which nothing checks: without a limit,
- * large frames sent under a victim's address had the LB send it one ICMP error per frame, at
- * whatever rate they came. Over the rate the frame is dropped unanswered
- * (counted in lb_rate.limited); the client's TCP retransmits and is answered later.
- * too_big_gap_ns 0: no limit.
- */
-const volatile __u64 too_big_gap_ns = 1000000;
-const volatile __u64 too_big_burst_ns = 50000000;
-
-static __always_inline bool too_big_allowed(void)
-{
-	if (!too_big_gap_ns)
-		return true;
-	__u32 zero = 0;
-	struct lb_rate *r = bpf_map_lookup_elem(&too_big_rate, &zero);
-	if (!r)
-		return false;
-	__u64 now = bpf_ktime_get_ns();
-	/* the first frame: last_ns 0, a full burst */
-	__u64 credit = r->credit_ns + (now - r->last_ns);
-	r->last_ns = now;
-	if (credit > too_big_burst_ns)
-		credit = too_big_burst_ns;
-	if (credit < too_big_gap_ns) {
-		r->credit_ns = credit;
-		r->limited++;
-		return false;
-	}
-	r->credit_ns = credit - too_big_gap_ns;
-	return true;
-}
-
 static __always_inline int transmit(struct xdp_md *ctx, struct lb_global *g, const struct backend *be, __u32 be_id)
 {
 	/* a miss returns the flags' action: XDP_PASS here, which never means "sent" */
@@ -197,7 +162,7 @@ int xdp_lb(struct xdp_md *ctx)
 		__u32 mtu = 0;
 		if (encap_too_big(ctx, be, be_id, hdr, &mtu)) {
 			/* no ICMP error about an ICMP error (RFC 1122 3.2.2) */
-			if (p.is_icmp || !too_big_allowed())
+			if (p.is_icmp)
 				return VERDICT(g, drop_encap, XDP_DROP);
 			act = p.f.family == LB_AF_INET ? send_too_big4(ctx, mtu - hdr) : send_too_big6(ctx, mtu - hdr);
 			if (act == XDP_TX)

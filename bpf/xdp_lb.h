@@ -109,7 +109,7 @@ struct lb_stats {
 };
 
 /*
- * per-CPU state of the rate limit on too-big answers (xdp_lb.bpf.c too_big_allowed). Its own map,
+ * per-CPU state of the rate limit on too-big answers (xdp_lb_encap.h too_big_allowed). Its own map,
  * not pinned: a counter added to the pinned global_stats would make a running LB's pins another
  * build's (a restart refused until `lb stop --purge`, conntrack lost).
  */

@@ -152,6 +152,43 @@ static __always_inline void *too_big_frame(struct xdp_md *ctx, __u32 keep, __u32
 	return data;
 }
 
+/*
+ * Too-big answers, per CPU: at most one per too_big_gap_ns with bursts of too_big_burst_ns worth
+ * (the controller's 1000/s and 50, the kernel's net.ipv4.icmp_msgs_per_sec and icmp_msgs_burst).
+ * Each answer goes back to the frame's source address, which nothing checks: without a limit,
+ * large frames sent under a victim's address had the LB send it one ICMP error per frame, at
+ * whatever rate they came. Over the rate the frame is dropped unanswered
+ * (counted in lb_rate.limited); the client's TCP retransmits and is answered later. Asked only
+ * for a frame that would be answered (not an ICMP error, a source that is one host): spoofed frames
+ * from 0.0.0.0 or multicast, never answered, would otherwise use up the real clients' answers.
+ * too_big_gap_ns 0: no limit.
+ */
+const volatile __u64 too_big_gap_ns = 1000000;
+const volatile __u64 too_big_burst_ns = 50000000;
+
+static __always_inline bool too_big_allowed(void)
+{
+	if (!too_big_gap_ns)
+		return true;
+	__u32 zero = 0;
+	struct lb_rate *r = bpf_map_lookup_elem(&too_big_rate, &zero);
+	if (!r)
+		return false;
+	__u64 now = bpf_ktime_get_ns();
+	/* the first frame: last_ns 0, a full burst */
+	__u64 credit = r->credit_ns + (now > r->last_ns ? now - r->last_ns : 0);
+	r->last_ns = now;
+	if (credit > too_big_burst_ns)
+		credit = too_big_burst_ns;
+	if (credit < too_big_gap_ns) {
+		r->credit_ns = credit;
+		r->limited++;
+		return false;
+	}
+	r->credit_ns = credit - too_big_gap_ns;
+	return true;
+}
+
 static __always_inline int send_too_big4(struct xdp_md *ctx, __u32 mtu)
 {
 	const __u32 head = sizeof(struct iphdr) + ICMP_HDR_LEN;
@@ -164,7 +201,7 @@ static __always_inline int send_too_big4(struct xdp_md *ctx, __u32 mtu)
 	/* never to a source that is not one host (RFC 1122 3.2.2): "this network" 0/8, loopback,
 	 * multicast, class E and broadcast (224 and up) */
 	__u8 first = ((__u8 *)&orig->saddr)[0];
-	if (first == 0 || first == 127 || first >= 224)
+	if (first == 0 || first == 127 || first >= 224 || !too_big_allowed())
 		return XDP_DROP;
 	ip->version = 4;
 	ip->ihl = 5;
@@ -198,7 +235,7 @@ static __always_inline int send_too_big6(struct xdp_md *ctx, __u32 mtu)
 	struct ipv6hdr *orig = (void *)(icmp6 + 1);
 	/* never to the unspecified address, loopback or a multicast group (RFC 4443 2.4 e) */
 	const __u32 *src6 = (const __u32 *)&orig->saddr;
-	if (((const __u8 *)src6)[0] == 0xff || (src6[0] == 0 && src6[1] == 0 && src6[2] == 0 && (src6[3] == 0 || src6[3] == bpf_htonl(1))))
+	if (((const __u8 *)src6)[0] == 0xff || (src6[0] == 0 && src6[1] == 0 && src6[2] == 0 && (src6[3] == 0 || src6[3] == bpf_htonl(1))) || !too_big_allowed())
 		return XDP_DROP;
 	ip6->version = 6;
 	ip6->priority = 0;

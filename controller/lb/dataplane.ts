@@ -93,6 +93,11 @@ export class Dataplane implements Disposable {
   }
 
   static async open(opts: DataplaneOptions): Promise<Dataplane> {
+    // checked before anything is mounted, pinned or loaded
+    const perSec = opts.tooBigPerSec ?? 1000;
+    const burst = opts.tooBigBurst ?? 50;
+    if (!Number.isInteger(perSec) || perSec < 0 || perSec > 1e9 || !Number.isInteger(burst) || burst < 1 || burst > 1e6) throw new LabError(`too-big answers: ${perSec}/s in bursts of ${burst} is not a rate limit`, 'tooBigPerSec 0-1e9 (0: no limit), tooBigBurst 1-1e6');
+    const gap = perSec ? BigInt(Math.ceil(1e9 / perSec)) : 0n;
     if (!opts.noPin) {
       // none mounted at /sys/fs/bpf (a container, a chroot): mounted, as makePinDir does (not under
       // ip netns exec); assertBpffs names what is still wrong
@@ -141,10 +146,6 @@ export class Dataplane implements Disposable {
         // libbpf reuses a compatible pinned map at this path, or creates and pins a new one
         for (const m of PINNED) obj.setPinPath(m, path.join(opts.pinDir, m));
       }
-      const perSec = opts.tooBigPerSec ?? 1000;
-      const burst = opts.tooBigBurst ?? 50;
-      if (!Number.isInteger(perSec) || perSec < 0 || perSec > 1e9 || !Number.isInteger(burst) || burst < 1 || burst > 1e6) throw new LabError(`too-big answers: ${perSec}/s in bursts of ${burst} is not a rate limit`, 'tooBigPerSec 0-1e9 (0: no limit), tooBigBurst 1-1e6');
-      const gap = perSec ? BigInt(Math.ceil(1e9 / perSec)) : 0n;
       skel.setRodata({ too_big_gap_ns: gap, too_big_burst_ns: gap * BigInt(burst) });
       const devmapPin = path.join(opts.pinDir, PINNED_DEVMAP);
       const reuse = !opts.noPin && fs.existsSync(devmapPin);
