@@ -185,7 +185,7 @@ static __always_inline int xlate_fwd(struct bpf_sock_addr *ctx, __u8 hook, __u32
 	}
 	struct revnat_key rk = { .cookie = cookie, .port = b->port, .family = family };
 	__builtin_memcpy(rk.addr, b->addr, 16);
-	struct revnat_val rv = { .port = k.port };
+	struct revnat_val rv = { .port = k.port, .proto = k.proto };
 	__builtin_memcpy(rv.addr, k.addr, 16);
 	bpf_map_update_elem(&revnat, &rk, &rv, BPF_ANY);
 	write_addr(ctx, hook, family, b->addr, b->port);
@@ -204,6 +204,19 @@ static __always_inline int xlate_rev(struct bpf_sock_addr *ctx, __u8 hook, __u32
 	struct revnat_val *v = bpf_map_lookup_elem(&revnat, &rk);
 	if (!v)
 		return 1;
+	/*
+	 * Only while the service exists (as Cilium's sock4_xlate_rev checks): an entry outlives its
+	 * service in the LRU, and a socket that went on to talk to that backend directly saw its
+	 * replies, and getpeername, named after a VIP that was gone. Such an entry is dropped.
+	 */
+	if (v->proto) {
+		struct svc_key k = { .port = v->port, .proto = v->proto, .family = family };
+		__builtin_memcpy(k.addr, v->addr, 16);
+		if (!bpf_map_lookup_elem(&services, &k)) {
+			bpf_map_delete_elem(&revnat, &rk);
+			return 1;
+		}
+	}
 	write_addr(ctx, hook, family, v->addr, v->port);
 	count(stat);
 	return 1;

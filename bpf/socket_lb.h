@@ -72,5 +72,6 @@ struct revnat_key {
 struct revnat_val {
 	__u8 addr[16];
 	__u16 port;
-	__u8 _pad[6];
+	__u8 proto; /* the service's, to check it still exists (0: written by a build before this field) */
+	__u8 _pad[5];
 };

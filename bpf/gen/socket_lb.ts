@@ -44,6 +44,7 @@ export const revnat_key_size = 32;
 export interface revnat_val {
   addr: Uint8Array;
   port: number;
+  proto: number;
   _pad: Uint8Array;
 }
 export const revnat_val_size = 24;

@@ -149,6 +149,44 @@ describe.skipIf(!root)('socket LB (real kernel)', () => {
     await child;
   });
 
+  // The reverse entry (socket, backend) → VIP outlived its service in the LRU: a socket that went
+  // on to talk to that backend directly saw its replies come from a VIP that was gone
+  it('once a service is removed, its reverse entries no longer rename the backend: a direct reply shows the backend', async () => {
+    const script = [
+      'import socket, sys',
+      's = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)',
+      's.settimeout(3)',
+      'def ask(addr):',
+      '    s.sendto(b"x", addr)',
+      '    d, a = s.recvfrom(100)',
+      '    print(f"{a[0]}:{a[1]} {d.decode().strip()}", flush=True)',
+      '    return d.decode().strip()',
+      'be = ask(("10.96.0.10", 53))',
+      'h, p = be.rsplit(":", 1)',
+      'sys.stdin.readline()',
+      'ask((h, int(p)))',
+    ].join('\n');
+    const child = execa('sh', ['-c', 'echo $$ > "$0" && exec "$@"', `${lab.cgClient}/cgroup.procs`, 'nsenter', `--net=/run/netns/${lab.clientNs('c')}`, '--', PYTHON, '-c', script], { reject: false });
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += String(d)));
+    const line = async (n: number) => {
+      for (let i = 0; i < 200 && out.split('\n').filter(Boolean).length < n; i++) await new Promise((r) => setTimeout(r, 20));
+      return out.split('\n').filter(Boolean)[n - 1];
+    };
+    try {
+      const first = await line(1);
+      expect(first).toMatch(/^10\.96\.0\.10:53 10\.91\.0\.\d+:8080$/); // through the VIP, shown as the VIP
+      const backend = first!.split(' ')[1]!;
+      svc.removeService(UVIP4);
+      child.stdin!.write('\n');
+      expect(await line(2), 'a reply from the backend itself, the service gone').toBe(`${backend} ${backend}`);
+    } finally {
+      child.stdin!.end();
+      await child;
+      if (!svc.list().some((x) => x.id === UVIP4)) svc.addService({ vip: UVIP4, backends: lab.backends4.map((a) => `${a}:8080`), algorithm: 'random' });
+    }
+  });
+
   // At maxBackends a swap needs an id no ring reads (the table's spare ids): connections made all
   // through swaps back and forth must each reach a backend of the old or the new set, none refused
   it('backend swaps at maxBackends while connections are made: every one reaches a listed backend', async () => {
