@@ -701,6 +701,40 @@ static __always_inline void first_role(struct tr_conn *st, struct sock *sk, __u3
 	bpf_ringbuf_submit(e, wake_flags());
 }
 
+/*
+ * The class of a final answer's status line ("HTTP/1.x NNN": 2-5, or 1 for 101 Switching
+ * Protocols), 0 for an interim answer (1xx but 101) or anything else.
+ */
+static __always_inline __u32 status_class(const __u8 *q)
+{
+	if (q[0] != 'H' || q[1] != 'T' || q[2] != 'T' || q[3] != 'P' || q[4] != '/')
+		return 0;
+	if (q[9] >= '2' && q[9] <= '5')
+		return q[9] - '0';
+	return q[9] == '1' && q[10] == '0' && q[11] == '1' ? 1 : 0;
+}
+
+/*
+ * An interim answer and the final one in one write (a server that had the body already writes
+ * its 100 and its answer at once; a proxy relays both; a read returns both): the final answer's
+ * class, found right after the interim head as servers write it, "HTTP/1.1 100 Continue\r\n\r\n"
+ * (25 bytes) or "HTTP/1.1 102 Processing\r\n\r\n" (27); 0 when it is not there (a 103's head
+ * carries Link fields: its final answer in the same write is not seen, and the request stays
+ * open until the next one). `p`: the write's first buffer, read past its end only for a few bytes
+ * (writev: the next one's bytes or none).
+ */
+static __always_inline __u32 final_in_same_write(__u64 p, __u32 len)
+{
+	__u8 r[18] = {};
+	if (!p || len < 37 || bpf_probe_read_user(r, sizeof(r), (const void *)(p + 21)))
+		return 0;
+	if (r[0] == '\r' && r[1] == '\n' && r[2] == '\r' && r[3] == '\n')
+		return status_class(r + 4);
+	if (len >= 39 && r[2] == '\r' && r[3] == '\n' && r[4] == '\r' && r[5] == '\n')
+		return status_class(r + 6);
+	return 0;
+}
+
 /* up to `max` (≤ TR_FIRST_WIN) first bytes a syscall moved, into h: how many (0: none to look at) */
 static __always_inline __u32 peek_first(struct tr_call *a, __u32 len, __u8 *h, __u32 max)
 {
@@ -794,8 +828,9 @@ static __always_inline int sock_data(struct tr_call a, struct sock *sk, struct f
 		 */
 		__u8 h[16] = {};
 		bool is_req = request_dir(st, dir);
+		__u64 p = 0;
 		if (run_start && !is_req && st->req_ts) {
-			__u64 p = first_bytes(a.sys, a.buf, a.iovcnt);
+			p = first_bytes(a.sys, a.buf, a.iovcnt);
 			if (p && len >= 12)
 				bpf_probe_read_user(h, 12, (const void *)p);
 		}
@@ -808,7 +843,8 @@ static __always_inline int sock_data(struct tr_call a, struct sock *sk, struct f
 		 * request's answer (review, session 63).
 		 */
 		bool body = false;
-		if (is_req && st->cont) {
+		/* (only after a 100: after a 102 or 103 the request's body has been sent already) */
+		if (is_req && st->cont == TR_CONT_100) {
 			__u64 w[3] = {};
 			__u32 n = peek_first(&a, len, (__u8 *)w, TR_FIRST_WIN);
 			body = !(n && classify(w, n, 0, true, true) == FIRST_REQ);
@@ -836,13 +872,16 @@ static __always_inline int sock_data(struct tr_call a, struct sock *sk, struct f
 		} else if (st->req_ts) {
 			/* a response starts: RED for the request it answers (status class from "HTTP/1.x NNN") */
 			__u32 cls = h[0] == 'H' && h[1] == 'T' && h[2] == 'T' && h[3] == 'P' && h[9] >= '1' && h[9] <= '5' ? h[9] - '0' : 0;
-			if (cls == 1 && !(h[10] == '0' && h[11] == '1')) {
+			__u32 fin = 0;
+			if (cls == 1 && !(h[10] == '0' && h[11] == '1') && !(fin = final_in_same_write(p, len))) {
 				/*
 				 * An interim answer (100 Continue, 102 Processing, 103 Early Hints): not the
 				 * answer; the request (and its body) goes on. 101 Switching Protocols is final.
 				 */
-				st->cont = 1;
+				st->cont = h[11] == '0' && h[10] == '0' ? TR_CONT_100 : TR_CONT_OTHER;
 			} else {
+				if (fin)
+					cls = fin; /* the final answer came in the interim one's write */
 				red_observe(a.service, st->role, cls, now - st->req_ts);
 				st->req_ts = 0;
 				release_unsampled(st);
@@ -863,9 +902,12 @@ static __always_inline int sock_data(struct tr_call a, struct sock *sk, struct f
 	if (!run_start && st->cont && st->req_ts && !request_dir(st, dir)) {
 		__u8 r[12] = {};
 		__u64 p = first_bytes(a.sys, a.buf, a.iovcnt);
-		if (p && len >= 12 && !bpf_probe_read_user(r, 12, (const void *)p) && r[0] == 'H' && r[1] == 'T' && r[2] == 'T' && r[3] == 'P' &&
-		    ((r[9] >= '2' && r[9] <= '5') || (r[9] == '1' && r[10] == '0' && r[11] == '1'))) {
-			red_observe(a.service, st->role, r[9] - '0', bpf_ktime_get_ns() - st->req_ts);
+		__u32 fin = p && len >= 12 && !bpf_probe_read_user(r, 12, (const void *)p) ? status_class(r) : 0;
+		/* another interim answer: the final one may follow it in this write */
+		if (!fin && r[0] == 'H' && r[9] == '1')
+			fin = final_in_same_write(p, len);
+		if (fin) {
+			red_observe(a.service, st->role, fin, bpf_ktime_get_ns() - st->req_ts);
 			st->req_ts = 0;
 			st->cont = 0;
 			release_unsampled(st);

@@ -722,13 +722,14 @@ net.createServer((s) => {
     });
   }, 60_000);
 
-  it('103 Early Hints and 102 Processing before the answer are not the answer (RED and spans); 101 is', async () => {
+  it('103 Early Hints and 102 Processing before the answer are not the answer (RED and spans); 101 is; an interim and a final answer in one write end the request there', async () => {
     const SERVER_1XX = `
 const net = require('node:net');
 net.createServer((s) => {
   s.on('data', (d) => {
     const path = /^GET (\\S+)/.exec(d.toString('latin1'))?.[1];
     if (path === '/upgrade') return void s.write('HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: x\\r\\nConnection: Upgrade\\r\\n\\r\\n');
+    if (path === '/both') return void s.write('HTTP/1.1 100 Continue\\r\\n\\r\\nHTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok');
     s.write(path === '/hints' ? 'HTTP/1.1 103 Early Hints\\r\\nLink: </s.css>; rel=preload\\r\\n\\r\\n' : 'HTTP/1.1 102 Processing\\r\\n\\r\\n');
     setTimeout(() => s.write('HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok'), 30);
   });
@@ -745,6 +746,9 @@ net.createServer((s) => {
       await until(/103 Early Hints[^]*200 OK[^]*ok$/);
       s.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\n');
       await until(/102 Processing\r\n\r\nHTTP\/1\.1 200 OK[^]*ok$/);
+      // the interim and the final answer in one write: ended by it, not left open to the close
+      s.write('GET /both HTTP/1.1\r\nHost: x\r\n\r\n');
+      await until(/100 Continue\r\n\r\nHTTP\/1\.1 200 OK[^]*ok$/);
       s.end();
       const u = await connect();
       got = '';
@@ -757,13 +761,13 @@ net.createServer((s) => {
     await underTracer(SERVER_1XX, {}, async ({ spans, tracer, connect }) => {
       await exchange(connect);
       await tracer.stop();
-      expect(spans.filter((x) => x.kind === 'server').map((x) => [x.request?.target, x.response?.status]).sort()).toEqual([['/hints', 200], ['/slow', 200], ['/upgrade', 101]]);
+      expect(spans.filter((x) => x.kind === 'server').map((x) => [x.request?.target, x.response?.status]).sort()).toEqual([['/both', 200], ['/hints', 200], ['/slow', 200], ['/upgrade', 101]]);
     });
     await underTracer(SERVER_1XX, { sampleRatio: 1e-6 }, async ({ tracer, connect }) => {
       await exchange(connect);
       const red = tracer.kernel.red().filter((r) => r.role === 'server');
       const count = (cls: number) => red.filter((r) => r.statusClass === cls).reduce((a, r) => a + r.counts.reduce((x, y) => x + y, 0), 0);
-      expect([count(0), count(1), count(2)], JSON.stringify(red.map((r) => [r.statusClass, r.counts.reduce((x, y) => x + y, 0)]))).toEqual([0, 1, 2]);
+      expect([count(0), count(1), count(2)], JSON.stringify(red.map((r) => [r.statusClass, r.counts.reduce((x, y) => x + y, 0)]))).toEqual([0, 1, 3]); // (left open, /both would count at the close, as no answer)
     });
   }, 60_000);
 
