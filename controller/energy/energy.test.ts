@@ -357,9 +357,12 @@ print(os.getpid())`;
       const [b1, [r1, , in1]] = [bpfNs(), sched()];
       await new Promise((r) => setTimeout(r, 500));
       const [b2, [r2, , in2]] = [bpfNs(), sched()];
-      // SCHED_FIFO: (almost) no switch in the window, so what reached the map was the tick's doing
-      // (a fair-class spinner is switched out now and then: then this checks only that nothing is counted twice)
-      if (rt) expect(in2 - in1, 'times the spinner was scheduled in during the window').toBeLessThanOrEqual(3);
+      // SCHED_FIFO on a quiet machine: (almost) no switch in the window, so what reached the map was
+      // the tick's doing (the host: 0-1). Switched out more often (a fair-class spinner; a 6.1 guest
+      // under TCG scheduled the FIFO one in 48 times in the window) the switches charge it too, and
+      // this checks only that nothing is counted twice.
+      const byTick = rt && in2 - in1 <= 3;
+      if (!byTick) console.log(`tick test: the spinner was scheduled in ${in2 - in1} times in the window (${rt ? 'SCHED_FIFO' : 'fair class'}): switches charged it too`);
       expect(r2 - r1).toBeGreaterThan(100e6); // the machine let it run
       // what reached the map meanwhile is what it ran, within two ticks (50 ms) and a flush (1 ms)
       // and the scheduler's own tick (sum_exec_runtime is as fresh as its last update)
