@@ -30,6 +30,7 @@ describe('pnpm lab energy', () => {
     [['energy', 'top', '--interval', '10'], /interval/],
     [['energy', 'top', '--idle', '80', '--tdp', '40'], /--idle 80 exceeds --tdp 40[\s\S]*lower --idle or raise --tdp/],
     [['energy', 'top', '--by', 'pod'], /cgroup|process/],
+    [['energy', 'top', '--tick-hz', '5000'], /--tick-hz "5000": must be ≤ 1000/],
   ])('%j is a usage error', async (args, msg) => {
     const r = await lab(args);
     expect(r.code).toBe(2);
@@ -42,6 +43,7 @@ describe('pnpm lab energy', () => {
     const r = await lab(['energy', 'top', '--interval', '500', '--count', '2', '--plain', '--power', 'model']);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/source: model \(estimate\)/);
+    expect(r.stdout).toMatch(/; running threads charged (20\/s between switches|at their switch-out);/);
     expect(r.stdout.match(/W now/g)?.length).toBe(2);
     // the process is gone and pinned nothing: any energy program still loaded must be held by a
     // live process (another run), never orphaned in the kernel

@@ -23,6 +23,7 @@ const TOP_OPTS = {
   tdp: { type: 'number', min: 0.1, max: 5000, default: 65, valueName: 'W', description: 'model: package power at full load' },
   idle: { type: 'number', min: 0, max: 5000, default: 10, valueName: 'W', description: 'model: package power when idle (also the idle share of a RAPL reading)' },
   hook: { type: 'string', choices: ['auto', 'tp_btf', 'tracepoint', 'iter'], default: 'auto', description: 'sched_switch flavour, or iter: nothing on sched_switch, each thread\'s runtime read by a task iterator per refresh (no per-CPU split, no counters)' },
+  'tick-hz': { type: 'int', min: 0, max: 1000, default: 20, valueName: 'N', description: 'task-storage flavour: charge each CPU\'s running thread N times a second (a cpu-clock perf event), so a thread that runs long without a switch shows in the refresh it ran in; 0: at its switch-out only (no timer wakes an idle CPU)' },
   'metrics-port': { type: 'int', min: 0, max: 65535, valueName: 'PORT', description: 'serve Prometheus metrics on 127.0.0.1:PORT/metrics (0: any free port, as in `lab trace`; not given: none)' },
   plain: { type: 'boolean', description: 'append each refresh instead of redrawing the screen' },
 } satisfies Opts;
@@ -57,7 +58,7 @@ function fmtJ(j: number): string {
   return j >= 1000 ? `${(j / 1000).toFixed(2)} kJ` : `${j.toFixed(j < 10 ? 2 : 1)} J`;
 }
 
-async function top(v: { interval: number; by: string; limit: number; count: number; power: string; tdp: number; idle: number; hook: string; 'metrics-port'?: number; plain?: boolean }): Promise<number> {
+async function top(v: { interval: number; by: string; limit: number; count: number; power: string; tdp: number; idle: number; hook: string; 'tick-hz': number; 'metrics-port'?: number; plain?: boolean }): Promise<number> {
   deferSignalsToCaller(); // we close in order ourselves on Ctrl-C
   await ensureMounts();
   // a taken --metrics-port fails before the programs are loaded (as `tc shape start` does): the
@@ -76,7 +77,7 @@ async function top(v: { interval: number; by: string; limit: number; count: numb
   const offSignals = onStopSignals(() => stop());
   let c: EnergyCollector;
   try {
-    c = await EnergyCollector.open({ power: v.power as 'auto' | 'model', hook: v.hook as 'auto', model: { tdpWatts: v.tdp, idleWatts: v.idle } });
+    c = await EnergyCollector.open({ power: v.power as 'auto' | 'model', hook: v.hook as 'auto', tickHz: v['tick-hz'], model: { tdpWatts: v.tdp, idleWatts: v.idle } });
   } catch (e) {
     offSignals();
     throw e;
