@@ -128,6 +128,7 @@ function cgroupFollower(instance: string): () => void {
         try {
           matches = { classes: readState(instance).classes.map((c) => ({ ...c, matches: c.matches.filter((m) => m.kind === 'cgroup') })) };
           seen = id;
+          warned.clear(); // another state: a refused move may be one that can be made now
         } catch {
           return; // unreadable: the CLI says that
         }

@@ -303,6 +303,12 @@ describeRoot('EDT departure times (BPF_PROG_TEST_RUN)', () => {
     c.apply(validateConfig({ classes: [{ name: 'many', rate: '1gbit', match: dsts(61).slice(0, 1) }, { name: 'moved', rate: '2gbit', match: dsts(61).slice(2) }] }));
     send(udpFrame('10.61.15.255', 7000, 100));
     expect(c.classStats().map((x) => [x.name, x.packets])).toEqual([['many', 3n], ['moved', 1n]]);
+    // exactly full, every key moving to another class, none removed: one is taken out first and
+    // written back last (the slot the in-place updates need before 6.13)
+    c.apply(validateConfig({ classes: [{ name: 'a', rate: '1gbit', match: dsts(62) }] }));
+    c.apply(validateConfig({ classes: [{ name: 'b', rate: '1gbit', match: dsts(62) }] }));
+    for (const ip of ['10.62.0.0', '10.62.15.255', '10.62.7.7']) send(udpFrame(ip, 7000, 100));
+    expect(c.classStats().map((x) => [x.name, x.packets])).toEqual([['b', 3n]]);
     c.apply(validateConfig({}));
   });
 

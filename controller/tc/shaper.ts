@@ -186,9 +186,19 @@ export class TcControl {
         early.add(k);
         excess.set(e.map, n - 1);
       }
+      // a full trie whose change removes nothing (its keys only move between classes): one moved
+      // key is taken out first and written back last, the slot the in-place updates need
+      const late = new Set<string>();
+      for (const [k, e] of want) {
+        if ((excess.get(e.map) ?? 0) <= 0 || !had.has(k) || had.get(k)!.id === e.id) continue;
+        late.add(k);
+        excess.set(e.map, excess.get(e.map)! - 1);
+      }
       // old values from the model (see Journal.set: dst_class is an LPM trie)
       for (const [k, e] of removed) if (early.has(k)) j.del(this.maps[e.map], e.key, { old: e.id });
-      const sets = [...want].filter(([k, e]) => had.get(k)?.id !== e.id).sort(([a], [b]) => Number(!had.has(a)) - Number(!had.has(b)));
+      for (const k of late) j.del(this.maps[had.get(k)!.map], had.get(k)!.key, { old: had.get(k)!.id });
+      const order = (k: string) => (late.has(k) ? 2 : had.has(k) ? 0 : 1);
+      const sets = [...want].filter(([k, e]) => had.get(k)?.id !== e.id).sort(([a], [b]) => order(a) - order(b));
       for (const [k, e] of sets) j.set(this.maps[e.map], e.key, e.id, { old: had.get(k)?.id });
       for (const [k, e] of removed) if (!early.has(k)) j.del(this.maps[e.map], e.key, { old: e.id });
       // how deep the program walks a socket's cgroup ancestors for a class (bpf/tc_shape.bpf.c
@@ -313,7 +323,9 @@ export interface CgroupMove { cls: string; path: string; from: bigint; to: bigin
 export function cgroupMoves(model: Pick<Model, 'classes'>, idOf: (path: string) => bigint | undefined = cgroupIdOf): CgroupMove[] {
   const out: CgroupMove[] = [];
   for (const c of model.classes) for (const m of c.matches) {
-    if (m.kind !== 'cgroup') continue;
+    // a relative path (a state of a build before paths were stored resolved) names nothing
+    // certain from here: not followed
+    if (m.kind !== 'cgroup' || !path.isAbsolute(m.path)) continue;
     const id = idOf(m.path);
     if (id !== undefined && id !== m.id) out.push({ cls: c.name, path: m.path, from: m.id, to: id });
   }
@@ -964,7 +976,15 @@ export function openInstance(instance: string, opts: { readDead?: boolean } = {}
   const fix = `pnpm lab tc shape stop --instance ${instance} removes what it left attached; or start it again (pnpm lab tc shape start … --instance ${instance} takes its filters over in place)`;
   const deadText = instanceAlive(st) ? undefined : `tc instance "${instance}" is not running (pid ${st.pid} is gone), but its filters still enforce on ${st.dev}${st.netns ? ` (netns ${st.netns})` : ''}`;
   if (deadText && !opts.readDead) throw new LabError(deadText, fix);
-  const maps = Object.fromEntries(MAP_NAMES.map((n) => [n, BpfMap.openPinned(path.join(pinDir(instance), n))])) as TcMaps;
+  // (each opened map closed again when a later one fails: the daemon's follower opens each second)
+  const opened: BpfMap[] = [];
+  try {
+    for (const n of MAP_NAMES) opened.push(BpfMap.openPinned(path.join(pinDir(instance), n)));
+  } catch (e) {
+    opened.forEach((m) => m.close());
+    throw e;
+  }
+  const maps = Object.fromEntries(MAP_NAMES.map((n, i) => [n, opened[i]])) as TcMaps;
   const c = new TcControl(maps, { classes: st.classes, rules: st.rules, gen: st.gen }, (m) => {
     writeFileAtomic(file, encodeModel({ ...st, ...m }));
   });
