@@ -204,7 +204,7 @@ describe.skipIf(process.getuid?.() !== 0 || !findCgroup2Root())('pnpm lab svc da
       const u = await svc('start', '--config', cfg('other', cg, 'tcp://10.96.78.11:80'), '--instance', qb);
       fs.writeFileSync(st, good);
       expect(u.exitCode).toBe(1);
-      oneError(u.stderr, new RegExp(`instance "${qa}" has programs attached, but its state file \\S+ cannot be read \\(no "config" with its instance and ringSize\\)`), new RegExp(`svc stop --instance ${qa} removes it.*nothing was attached`));
+      oneError(u.stderr, new RegExp(`instance "${qa}" has programs attached, but its state file \\S+ cannot be read \\(no "cgroupPath"\\)`), new RegExp(`svc stop --instance ${qa} removes it.*nothing was attached`));
       expect(fs.existsSync(`/sys/fs/bpf/ebpf-lab/svc-${qb}`)).toBe(false);
       expect(await hooks(cg)).toBe(n);
       // other services on the same cgroup: each program leaves the other's VIPs alone

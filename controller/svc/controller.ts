@@ -186,7 +186,8 @@ export function runningInstances(unreadable: { instance: string; why: string }[]
     let model: Model;
     try {
       model = JSON.parse(fs.readFileSync(path.join(RUN_DIR, f), 'utf8')) as Model;
-      const problem = modelProblem(model);
+      // what the overlap check reads, no more (a state of an older build without later fields still counts)
+      const problem = typeof model !== 'object' || model === null ? 'not a JSON object' : typeof model.cgroupPath !== 'string' ? 'no "cgroupPath"' : typeof model.services !== 'object' || model.services === null ? 'no "services" object' : undefined;
       if (problem) throw new Error(problem);
     } catch (e) {
       // removed meanwhile (a stop) or no links: nothing attached from it
@@ -206,12 +207,16 @@ export function runningInstances(unreadable: { instance: string; why: string }[]
 }
 
 /** refuse a start that would share services and sockets with a running instance (nothing attached yet) */
-function checkOverlap(instance: string, cg: string, services: string[]): void {
+function checkOverlap(instance: string, cg: string, services: string[], balancedAlready: string[] = []): void {
   const unreadable: { instance: string; why: string }[] = [];
   const running = runningInstances(unreadable).filter((r) => r.instance !== instance);
-  // one whose state cannot be read may balance these services on this cgroup: not assumed away
+  // one whose state cannot be read may balance these services on this cgroup: not assumed away.
+  // A takeover that adds no service (its pins balance them all already) is not refused for it:
+  // refusing would only end its health checks (a daemon restarted by systemd, looping)
   const u = unreadable.find((x) => x.instance !== instance);
-  if (u) throw new LabError(`instance "${u.instance}" has programs attached, but its state file ${statePath(u.instance)} cannot be read (${u.why}): whether it balances these services on this cgroup is unknown`, `pnpm lab svc stop --instance ${u.instance} removes it (its pinned programs and maps too); nothing was attached`);
+  const adds = services.filter((id) => !balancedAlready.includes(id));
+  if (u && !adds.length) console.error(`warning: instance "${u.instance}" has programs attached, but its state file ${statePath(u.instance)} cannot be read (${u.why}); pnpm lab svc stop --instance ${u.instance} removes it`);
+  else if (u) throw new LabError(`instance "${u.instance}" has programs attached, but its state file ${statePath(u.instance)} cannot be read (${u.why}): whether it balances these services on this cgroup is unknown`, `pnpm lab svc stop --instance ${u.instance} removes it (its pinned programs and maps too); nothing was attached`);
   const o = findOverlap(cg, services, running);
   if (!o) return;
   const where = o.how === 'same' ? `on the same cgroup ${cg}` : o.how === 'inside' ? `on ${o.cgroupPath}, which contains ${cg}` : `on ${o.cgroupPath}, inside ${cg}`;
@@ -440,7 +445,7 @@ export class SvcController {
     const sockets = old.config.maxSockets ?? socket_lb_limits.SVC_REVNAT_ENTRIES;
     if (sockets !== cfg.maxSockets) diff.push(`maxSockets ${sockets} → ${cfg.maxSockets}`);
     if (diff.length) throw new LabError(`instance "${cfg.instance}" was left by svc daemon pid ${dead}, which died, and cannot be taken over with this config: ${diff.join('; ')}`, fix);
-    checkOverlap(cfg.instance, cg, cfg.services.map((s) => s.id));
+    checkOverlap(cfg.instance, cg, cfg.services.map((s) => s.id), Object.keys(old.services ?? {}));
     return withLock(cfg.instance, () => {
       const c = SvcController.open(cfg.instance);
       try {
