@@ -490,27 +490,39 @@ static __always_inline __u32 copy_iov(struct tr_event *e, const struct iovec *io
 }
 
 /* user address of the first bytes a syscall moved (0: none to look at, e.g. sendfile) */
-static __always_inline __u64 first_bytes(__u32 sys, __u64 buf, __u32 iovcnt)
+/* the first buffer a syscall moved bytes through; *blen its length (~0: the whole syscall's) */
+static __always_inline __u64 first_buf(__u32 sys, __u64 buf, __u32 iovcnt, __u64 *blen)
 {
 	struct iovec v = {};
+	*blen = ~0ULL;
 	switch (sys) {
 	case TR_SYS_READ: case TR_SYS_WRITE: case TR_SYS_SENDTO: case TR_SYS_RECVFROM:
 		return buf;
 	case TR_SYS_READV: case TR_SYS_WRITEV:
-		if (iovcnt && !bpf_probe_read_user(&v, sizeof(v), (const void *)buf))
+		if (iovcnt && !bpf_probe_read_user(&v, sizeof(v), (const void *)buf)) {
+			*blen = v.iov_len;
 			return (__u64)v.iov_base;
+		}
 		return 0;
 	case TR_SYS_SENDMSG: case TR_SYS_RECVMSG: {
 		struct user_msghdr m;
 		if (bpf_probe_read_user(&m, sizeof(m), (const void *)buf) || !m.msg_iovlen)
 			return 0;
-		if (!bpf_probe_read_user(&v, sizeof(v), m.msg_iov))
+		if (!bpf_probe_read_user(&v, sizeof(v), m.msg_iov)) {
+			*blen = v.iov_len;
 			return (__u64)v.iov_base;
+		}
 		return 0;
 	}
 	default:
 		return 0;
 	}
+}
+
+static __always_inline __u64 first_bytes(__u32 sys, __u64 buf, __u32 iovcnt)
+{
+	__u64 blen;
+	return first_buf(sys, buf, iovcnt, &blen);
 }
 
 /* 0 for 0, else floor(log2(v)) + 1 */
@@ -720,12 +732,16 @@ static __always_inline __u32 status_class(const __u8 *q)
  * class, found right after the interim head as servers write it, "HTTP/1.1 100 Continue\r\n\r\n"
  * (25 bytes) or "HTTP/1.1 102 Processing\r\n\r\n" (27); 0 when it is not there (a 103's head
  * carries Link fields: its final answer in the same write is not seen, and the request stays
- * open until the next one). `p`: the write's first buffer, read past its end only for a few bytes
- * (writev: the next one's bytes or none).
+ * open until the next one). Looked for in the syscall's first buffer only (writev: a head alone
+ * in its iovec is followed by other memory), read at most 2 bytes past what it holds.
  */
-static __always_inline __u32 final_in_same_write(__u64 p, __u32 len)
+static __always_inline __u32 final_in_same_write(struct tr_call *a, __u32 len)
 {
 	__u8 r[18] = {};
+	__u64 blen;
+	__u64 p = first_buf(a->sys, a->buf, a->iovcnt, &blen);
+	if (blen < len)
+		len = blen;
 	if (!p || len < 37 || bpf_probe_read_user(r, sizeof(r), (const void *)(p + 21)))
 		return 0;
 	if (r[0] == '\r' && r[1] == '\n' && r[2] == '\r' && r[3] == '\n')
@@ -843,8 +859,8 @@ static __always_inline int sock_data(struct tr_call a, struct sock *sk, struct f
 		 * request's answer (review, session 63).
 		 */
 		bool body = false;
-		/* (only after a 100: after a 102 or 103 the request's body has been sent already) */
-		if (is_req && st->cont == TR_CONT_100) {
+		/* (after a 103 too: sent as soon as the head arrived, the upload's rest follows it) */
+		if (is_req && st->cont) {
 			__u64 w[3] = {};
 			__u32 n = peek_first(&a, len, (__u8 *)w, TR_FIRST_WIN);
 			body = !(n && classify(w, n, 0, true, true) == FIRST_REQ);
@@ -873,7 +889,7 @@ static __always_inline int sock_data(struct tr_call a, struct sock *sk, struct f
 			/* a response starts: RED for the request it answers (status class from "HTTP/1.x NNN") */
 			__u32 cls = h[0] == 'H' && h[1] == 'T' && h[2] == 'T' && h[3] == 'P' && h[9] >= '1' && h[9] <= '5' ? h[9] - '0' : 0;
 			__u32 fin = 0;
-			if (cls == 1 && !(h[10] == '0' && h[11] == '1') && !(fin = final_in_same_write(p, len))) {
+			if (cls == 1 && !(h[10] == '0' && h[11] == '1') && !(fin = final_in_same_write(&a, len))) {
 				/*
 				 * An interim answer (100 Continue, 102 Processing, 103 Early Hints): not the
 				 * answer; the request (and its body) goes on. 101 Switching Protocols is final.
@@ -905,7 +921,7 @@ static __always_inline int sock_data(struct tr_call a, struct sock *sk, struct f
 		__u32 fin = p && len >= 12 && !bpf_probe_read_user(r, 12, (const void *)p) ? status_class(r) : 0;
 		/* another interim answer: the final one may follow it in this write */
 		if (!fin && r[0] == 'H' && r[9] == '1')
-			fin = final_in_same_write(p, len);
+			fin = final_in_same_write(&a, len);
 		if (fin) {
 			red_observe(a.service, st->role, fin, bpf_ktime_get_ns() - st->req_ts);
 			st->req_ts = 0;

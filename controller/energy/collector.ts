@@ -4,7 +4,7 @@
 // energy top`, the scenario and the tests all drive this class.
 import fs from 'node:fs';
 import path from 'node:path';
-import { attachIter, attachPerfEventAllCpus, attachTrace, attachTracepoint, enableStats, mapInfo, perfEventOpen, readIter, type BpfMap, type Link } from '../libbpf/index.ts';
+import { attachIter, attachPerfEventAllCpus, attachTrace, attachTracepoint, enableStats, mapInfo, perfEventOpen, readIter, VerifierError, type BpfMap, type Link } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { LabError } from '../../common/errors.ts';
 import { energy, type Energy, type EnergyShape, type energy_cpu, type energy_exit_key, type energy_freq, type energy_iter_task, energy_iter_task_size, type energy_key, type energy_task } from '../../bpf/gen/energy.ts';
@@ -346,7 +346,7 @@ export class EnergyCollector {
             loaded = tryLoad('task_storage', tickHz > 0);
           } catch (e) {
             // the tick program alone may be what this kernel refuses: the flavour without it
-            if (tickHz === 0 || !/energy_tick/.test((e as Error).message)) throw e;
+            if (tickHz === 0 || !(e instanceof VerifierError && e.program === 'energy_tick')) throw e;
             loaded = tryLoad('task_storage');
             tickErr = `energy_tick does not load: ${(e as Error).message.split('\n')[0]}`;
           }
@@ -756,6 +756,11 @@ export class EnergyCollector {
    * skipped on a CPU where another BPF program, or a map syscall, holds bpf_prog_active). The iter
    * flavour has no such program: zeros.
    */
+  /** the tick program's runs (counted while kernel.bpf_stats_enabled is on, see enableRunStats) */
+  tickRuns(): number {
+    return this.tick.ok ? Number(this.skel.programs.energy_tick.info().runCnt) : 0;
+  }
+
   switchStats(): { runCnt: number; runTimeNs: number; missed: number } {
     if (!this.switchProg) return { runCnt: 0, runTimeNs: 0, missed: 0 };
     const i = this.skel.programs[this.switchProg].info();
@@ -787,9 +792,16 @@ export class EnergyCollector {
       this.tickLinks.forEach((l) => l.close());
       this.tickLinks = [];
     } else {
-      const prog = this.skel.programs[this.switchProg];
-      this.links[0] = this.hook.name === 'tp_btf' ? attachTrace(prog) : attachTracepoint(prog, 'sched', 'sched_switch');
+      // the tick first: one that cannot attach leaves the hook off as a whole, not on without it
       if (this.tick.ok) this.tickLinks = attachPerfEventAllCpus(this.skel.programs.energy_tick, { ...CPU_CLOCK, samplePeriod: Math.round(1e9 / this.tickHz) });
+      const prog = this.skel.programs[this.switchProg];
+      try {
+        this.links[0] = this.hook.name === 'tp_btf' ? attachTrace(prog) : attachTracepoint(prog, 'sched', 'sched_switch');
+      } catch (e) {
+        this.tickLinks.forEach((l) => l.close());
+        this.tickLinks = [];
+        throw e;
+      }
     }
   }
 

@@ -354,9 +354,18 @@ print(os.getpid())`;
       // schedstat: on-CPU ns, wait ns, times scheduled in
       const sched = () => fs.readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ').map(Number) as [number, number, number];
       await new Promise((r) => setTimeout(r, 200));
-      const [b1, [r1, , in1]] = [bpfNs(), sched()];
+      const stats = EnergyCollector.enableRunStats();
+      let ticks: number;
+      const [b1, [r1, , in1], k1] = [bpfNs(), sched(), t.tickRuns()];
       await new Promise((r) => setTimeout(r, 500));
-      const [b2, [r2, , in2]] = [bpfNs(), sched()];
+      const [b2, [r2, , in2], k2] = [bpfNs(), sched(), t.tickRuns()];
+      try {
+        ticks = k2 - k1;
+      } finally {
+        stats.close();
+      }
+      // the tick ran in the window (20/s on every CPU: ~10 each in 0.5 s)
+      expect(ticks, 'energy_tick runs in the window').toBeGreaterThanOrEqual(5);
       // SCHED_FIFO on a quiet machine: (almost) no switch in the window, so what reached the map was
       // the tick's doing (the host: 0-1). Switched out more often (a fair-class spinner; a 6.1 guest
       // under TCG scheduled the FIFO one in 48 times in the window) the switches charge it too, and
