@@ -24,8 +24,9 @@ enum tr_limits {
 /* tr_conn.cont: which interim answer the open request had */
 enum tr_cont {
 	TR_CONT_NONE = 0,
-	TR_CONT_100 = 1,   /* 100 Continue: its body may follow as a new run of request bytes */
-	TR_CONT_OTHER = 2, /* 102, 103: the body was sent already; the next request bytes are a new request */
+	TR_CONT_100 = 1,   /* 100 Continue */
+	TR_CONT_OTHER = 2, /* 102 Processing, 103 Early Hints (after either, as after a 100, request
+	                    * bytes that do not start a request are the open request's body) */
 };
 
 enum tr_kind {
