@@ -239,13 +239,22 @@ describeRoot('xdp_lb packet fixtures (BPF_PROG_TEST_RUN)', () => {
   // bpf_check_mtu looks the egress interface up by index: a veth pair made here, MTU 1500
   const [maj, min] = os.release().split('.').map(Number) as [number, number];
   const checkMtu = maj > 5 || (maj === 5 && min >= 12);
-  it.skipIf(!checkMtu)(`IPIP: a frame too big for the egress MTU once encapsulated is answered with ICMP fragmentation-needed / packet-too-big to the client; one that fits is encapsulated${checkMtu ? '' : ` [skipped: bpf_check_mtu is 5.12+, this kernel is ${os.release()}]`}`, () => {
-    const dev = `lbmtu${process.pid}`;
+  /** the IPIP backends (ids 10-12, 20-22) on a veth of MTU 1500 made here while fn runs, then put back */
+  async function onMtu1500(tag: string, fn: (ifindex: number, saved: (readonly [number, ReturnType<typeof dp.backends.get> & object])[]) => void | Promise<void>): Promise<void> {
+    const dev = `${tag}${process.pid}`;
     execFileSync('ip', ['link', 'add', dev, 'mtu', '1500', 'type', 'veth', 'peer', 'name', `${dev}p`]);
     const saved = [10, 11, 12, 20, 21, 22].map((id) => [id, dp.backends.get(id)!] as const);
     try {
       const ifindex = Number(fs.readFileSync(`/sys/class/net/${dev}/ifindex`, 'utf8'));
       for (const [id, b] of saved) dp.backends.set(id, { ...b, ifindex });
+      await fn(ifindex, saved);
+    } finally {
+      for (const [id, b] of saved) dp.backends.set(id, b);
+      execFileSync('ip', ['link', 'del', dev]);
+    }
+  }
+  it.skipIf(!checkMtu)(`IPIP: a frame too big for the egress MTU once encapsulated is answered with ICMP fragmentation-needed / packet-too-big to the client; one that fits is encapsulated${checkMtu ? '' : ` [skipped: bpf_check_mtu is 5.12+, this kernel is ${os.release()}]`}`, async () => {
+    await onMtu1500('lbmtu', (ifindex, saved) => {
       const g0 = global();
       for (const v6 of [false, true]) {
         const [client, vip, hl] = v6 ? [CLIENT6, VIP6, 40] : [CLIENT4, VIP4, 20];
@@ -324,48 +333,40 @@ describeRoot('xdp_lb packet fixtures (BPF_PROG_TEST_RUN)', () => {
       } finally {
         for (const [id] of saved) dp.setBackendPort(id, null);
       }
-    } finally {
-      for (const [id, b] of saved) dp.backends.set(id, b);
-      execFileSync('ip', ['link', 'del', dev]);
-    }
+    });
   });
 
   it.skipIf(!checkMtu)(`IPIP: too-big answers are rate-limited per CPU (1000/s, bursts of 50): a flood of too-big frames gets at most that many ICMP errors, the rest dropped and counted; unanswerable sources take no token${checkMtu ? '' : ' [skipped: bpf_check_mtu is 5.12+]'}`, async () => {
-    const dev = `lbrl${process.pid}`;
-    execFileSync('ip', ['link', 'add', dev, 'mtu', '1500', 'type', 'veth', 'peer', 'name', `${dev}p`]);
-    const saved = [10, 11, 12, 20, 21, 22].map((id) => [id, dp.backends.get(id)!] as const);
     try {
-      const ifindex = Number(fs.readFileSync(`/sys/class/net/${dev}/ifindex`, 'utf8'));
-      for (const [id, b] of saved) dp.backends.set(id, { ...b, ifindex });
-      await new Promise((r) => setTimeout(r, 100)); // a full burst again after the test before
-      const big = ipv4(CLIENT4, VIP4, 6, Buffer.concat([l4(6, 42100, 443, 0x10), Buffer.alloc(1500 - 20 - 20 + 1, 7)]));
-      const g0 = global();
-      const t0 = performance.now();
-      let tx = 0;
-      let n = 0;
-      // until 100 went unanswered, for at most 3 s (a slow guest may run few more frames a ms than
-      // the bucket refills)
-      for (; n < 50_000 && n - tx < 100 && performance.now() - t0 < 3000; n++) if (run(big).retval === XDP_TX) tx++;
-      const ms = performance.now() - t0;
-      const g1 = global();
-      // each test run on whichever CPU this thread is on: a burst per CPU at most, and each CPU's
-      // bucket refills one a ms whether the thread is there or not
-      const cpus = os.cpus().length;
-      expect(tx).toBeGreaterThanOrEqual(50);
-      expect(n - tx, `${tx} answered of ${n} in ${ms.toFixed(1)} ms`).toBeGreaterThanOrEqual(10);
-      expect(tx, `${tx} answered of ${n} in ${ms.toFixed(1)} ms`).toBeLessThanOrEqual(cpus * (50 + Math.ceil(ms) + 1));
-      expect(g1.too_big_limited - g0.too_big_limited).toBe(BigInt(n - tx));
-      expect(g1.icmp_too_big - g0.icmp_too_big).toBe(BigInt(tx));
-      expect(g1.drop_encap - g0.drop_encap).toBe(BigInt(n - tx));
-      // a source that is never answered (0.0.0.0, multicast) takes no token from the real clients
-      await new Promise((r) => setTimeout(r, 100));
-      const l0 = global().too_big_limited;
-      for (let i = 0; i < 200; i++) expect(run(ipv4('224.0.0.1', VIP4, 6, Buffer.concat([l4(6, 42101, 443, 0x10), Buffer.alloc(1500 - 20 - 20 + 1, 7)]))).retval).toBe(XDP_DROP);
-      expect(global().too_big_limited).toBe(l0);
-      expect(run(big).retval).toBe(XDP_TX);
+      await onMtu1500('lbrl', async () => {
+        await new Promise((r) => setTimeout(r, 100)); // a full burst again after the test before
+        const big = ipv4(CLIENT4, VIP4, 6, Buffer.concat([l4(6, 42100, 443, 0x10), Buffer.alloc(1500 - 20 - 20 + 1, 7)]));
+        const g0 = global();
+        const t0 = performance.now();
+        let tx = 0;
+        let n = 0;
+        // until 100 went unanswered, for at most 3 s (a slow guest may run few more frames a ms than
+        // the bucket refills)
+        for (; n < 50_000 && n - tx < 100 && performance.now() - t0 < 3000; n++) if (run(big).retval === XDP_TX) tx++;
+        const ms = performance.now() - t0;
+        const g1 = global();
+        // each test run on whichever CPU this thread is on: a burst per CPU at most, and each CPU's
+        // bucket refills one a ms whether the thread is there or not
+        const cpus = os.cpus().length;
+        expect(tx).toBeGreaterThanOrEqual(50);
+        expect(n - tx, `${tx} answered of ${n} in ${ms.toFixed(1)} ms`).toBeGreaterThanOrEqual(10);
+        expect(tx, `${tx} answered of ${n} in ${ms.toFixed(1)} ms`).toBeLessThanOrEqual(cpus * (50 + Math.ceil(ms) + 1));
+        expect(g1.too_big_limited - g0.too_big_limited).toBe(BigInt(n - tx));
+        expect(g1.icmp_too_big - g0.icmp_too_big).toBe(BigInt(tx));
+        expect(g1.drop_encap - g0.drop_encap).toBe(BigInt(n - tx));
+        // a source that is never answered (0.0.0.0, multicast) takes no token from the real clients
+        await new Promise((r) => setTimeout(r, 100));
+        const l0 = global().too_big_limited;
+        for (let i = 0; i < 200; i++) expect(run(ipv4('224.0.0.1', VIP4, 6, Buffer.concat([l4(6, 42101, 443, 0x10), Buffer.alloc(1500 - 20 - 20 + 1, 7)]))).retval).toBe(XDP_DROP);
+        expect(global().too_big_limited).toBe(l0);
+        expect(run(big).retval).toBe(XDP_TX);
+      });
     } finally {
-      for (const [id, b] of saved) dp.backends.set(id, b);
-      execFileSync('ip', ['link', 'del', dev]);
       await new Promise((r) => setTimeout(r, 100)); // a full burst again for what comes next
     }
   });
