@@ -139,8 +139,9 @@ const ITER_PROGS: EnergyShape['programs'][] = ['energy_iter', 'energy_task_free'
 const INIT_PID_NS_INO = 0xeffffffc;
 // the bench's do-nothing program (EnergyCollector.emptyHook) is never loaded with the accounting
 const SWITCH_PROGS: EnergyShape['programs'][] = [...Object.values(SWITCH_PROG), 'energy_switch_empty'];
-/** PERF_TYPE_SOFTWARE, PERF_COUNT_SW_CPU_CLOCK: a per-CPU timer in ns of that CPU's time */
-const CPU_CLOCK = { type: 1, config: 0 };
+/** energy_tick on a cpu-clock perf event (PERF_TYPE_SOFTWARE, PERF_COUNT_SW_CPU_CLOCK: a timer in ns of that CPU's time) per CPU, hz times a second */
+const attachTick = (skel: Energy, hz: number): Link[] => attachPerfEventAllCpus(skel.programs.energy_tick, { type: 1, config: 0, samplePeriod: Math.round(1e9 / hz) });
+const NO_TICK = 'a thread that runs long without a switch is charged at its switch-out only';
 
 const keyOf = (cg: bigint, tgid: number) => `${cg}:${tgid}`;
 
@@ -396,13 +397,13 @@ export class EnergyCollector {
       const maxKhz = online.map((c) => readKhz(`/sys/devices/system/cpu/cpu${c}/cpufreq/cpuinfo_max_freq`));
       const frequency = { ...f, maxKhz, detail: `${f.detail}; cpufreq ${maxKhz.some((x) => x > 0) ? `max ${maxKhz.join(',')} kHz` : 'absent (/sys/devices/system/cpu/cpu0/cpufreq missing): no frequency weighting'}` };
       let tick: Feature = { ok: false, detail: perThread.name === 'task_storage' ? 'off (tickHz 0): a stint is charged at its switch-out only' : `not with the ${perThread.name === 'kernel' ? 'iter flavour (each read takes every thread\'s runtime)' : 'thread hash (a stint is charged at its switch-out only)'}` };
-      if (tickErr) tick = { ok: false, detail: `${tickErr} — a thread that runs long without a switch is charged at its switch-out only` };
+      if (tickErr) tick = { ok: false, detail: `${tickErr} — ${NO_TICK}` };
       else if (perThread.name === 'task_storage' && tickHz > 0) {
         try {
-          tickLinks.push(...attachPerfEventAllCpus(skel.programs.energy_tick, { ...CPU_CLOCK, samplePeriod: Math.round(1e9 / tickHz) }));
+          tickLinks.push(...attachTick(skel, tickHz));
           tick = { ok: true, detail: `cpu-clock perf event on every CPU, ${tickHz}/s: the running thread's stint so far is charged without a switch` };
         } catch (e) {
-          tick = { ok: false, detail: `cpu-clock perf event: ${(e as Error).message.split('\n')[0]} — a thread that runs long without a switch is charged at its switch-out only` };
+          tick = { ok: false, detail: `cpu-clock perf event: ${(e as Error).message.split('\n')[0]} — ${NO_TICK}` };
         }
       }
       const idleTracepoint = hook!.name === 'iter' ? { ok: false, detail: 'not attached: the iter flavour keeps nothing on the idle path' } : optional('energy_cpu_idle', 'cpu_idle');
@@ -793,7 +794,7 @@ export class EnergyCollector {
       this.tickLinks = [];
     } else {
       // the tick first: one that cannot attach leaves the hook off as a whole, not on without it
-      if (this.tick.ok) this.tickLinks = attachPerfEventAllCpus(this.skel.programs.energy_tick, { ...CPU_CLOCK, samplePeriod: Math.round(1e9 / this.tickHz) });
+      if (this.tick.ok) this.tickLinks = attachTick(this.skel, this.tickHz);
       const prog = this.skel.programs[this.switchProg];
       try {
         this.links[0] = this.hook.name === 'tp_btf' ? attachTrace(prog) : attachTracepoint(prog, 'sched', 'sched_switch');
