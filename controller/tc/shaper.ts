@@ -163,8 +163,9 @@ export class TcControl {
       // of matches at once failed E2BIG/ENOSPC at MAX_MATCHES) has that many of its removals
       // first, and only that many: what they matched is unclassified (or in a wider prefix's
       // class) until the new keys are written. An LPM trie refuses even an in-place update when
-      // full before 6.13 ("bpf: Handle in-place update for full LPM trie correctly"): there a
-      // class change needs a free slot too, and changes go before new keys.
+      // full on kernels without 6.13's "bpf: Handle in-place update for full LPM trie correctly"
+      // (5.10 here: ENOSPC; Debian's 6.1 has it): there a class change needs a free slot too,
+      // and changes go before new keys.
       const perMap = (m: Map<string, { map: string }>, keep: (k: string) => boolean) => {
         const n = new Map<string, number>();
         for (const [k, e] of m) if (keep(k)) n.set(e.map, (n.get(e.map) ?? 0) + 1);
@@ -268,9 +269,10 @@ export class TcControl {
    */
   followCgroups(idOf: (path: string) => bigint | undefined = cgroupIdOf): { moved: CgroupMove[]; refused: (CgroupMove & { why: string })[] } {
     const all = cgroupMoves(this.model, idOf);
-    // a move onto an id another match holds (a cgroup renamed onto this path: cgroup2 allows
-    // rename), or two moves onto one id, would put one key in two classes: the kernel would
-    // follow whichever was written last, the state would name both
+    // a move onto an id another match holds (a path that comes to name another class's cgroup:
+    // a symlink pointed there, a bind mount; cgroup2 refuses rename), or two moves onto one id,
+    // would put one key in two classes: the kernel would follow whichever was written last, the
+    // state would name both
     const held = new Map<bigint, string>();
     for (const c of this.model.classes) for (const m of c.matches) if (m.kind === 'cgroup') held.set(m.id, `class ${c.name}'s ${m.path}`);
     const targets = new Map<bigint, number>();
