@@ -894,7 +894,7 @@ static __always_inline int sock_data(struct tr_call a, struct sock *sk, struct f
 				 * An interim answer (100 Continue, 102 Processing, 103 Early Hints): not the
 				 * answer; the request (and its body) goes on. 101 Switching Protocols is final.
 				 */
-				st->cont = h[11] == '0' && h[10] == '0' ? TR_CONT_100 : TR_CONT_OTHER;
+				st->cont = 1;
 			} else {
 				if (fin)
 					cls = fin; /* the final answer came in the interim one's write */

@@ -21,14 +21,6 @@ enum tr_limits {
 };
 #define TR_COMM_LEN 16
 
-/* tr_conn.cont: which interim answer the open request had */
-enum tr_cont {
-	TR_CONT_NONE = 0,
-	TR_CONT_100 = 1,   /* 100 Continue */
-	TR_CONT_OTHER = 2, /* 102 Processing, 103 Early Hints (after either, as after a 100, request
-	                    * bytes that do not start a request are the open request's body) */
-};
-
 enum tr_kind {
 	TR_EV_DATA = 1,     /* payload: dir says which way, len = bytes the syscall moved */
 	TR_EV_ACCEPT = 2,   /* accept/accept4 returned a TCP socket: the server side of a connection */
@@ -123,9 +115,9 @@ struct tr_conn {
 	__u8 first_len;
 	__u8 first_ver;
 	/*
-	 * an interim answer to the open request (tr_cont): after a 100 Continue its body may follow as a
-	 * new run of request bytes, which is that request's, not a new one (no new RED timing or sampling
-	 * decision)
+	 * an interim answer (100 Continue, 102, 103 Early Hints) to the open request: its body may
+	 * follow as a new run of request bytes, which is that request's, not a new one (no new RED
+	 * timing or sampling decision)
 	 */
 	__u8 cont;
 };
