@@ -482,8 +482,9 @@ static __always_inline void on_switch_ts(struct task_struct *prev, struct task_s
  * The running thread's stint so far, charged as its switch-out would charge it (task-storage
  * flavour). Without it a thread that runs long without a switch (a busy loop alone on its CPU; on a
  * quiet machine a burner runs its whole life in one stint) was charged only when it left the CPU:
- * a live view booked seconds of CPU into the interval where the stint ended (one pinned python
- * busy loop read 50-127% of a CPU per 1 s refresh in `energy top`). A cpu-clock perf event on
+ * a live view booked seconds of CPU into the interval where the stint ended (a pinned python
+ * busy loop read 25.5-164.9% of a CPU per 1 s refresh of `energy top` without this, 98.1-100.7%
+ * with it: reports/energy-top-tick-ab-20261208-001830). A cpu-clock perf event on
  * every CPU runs this at the controller's tick rate; it interrupts the thread on its own CPU, where
  * nothing else touches the thread's storage meanwhile (sched_switch runs with interrupts off).
  * se.sum_exec_runtime is as fresh as the scheduler's last update_curr() (its own tick at the latest).
