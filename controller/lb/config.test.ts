@@ -147,7 +147,7 @@ describe('config files: errors name file:line:col of the field', () => {
   it('several faults: all named in one line, each at its own position (a VIP by its first)', () => {
     const f = write('many.yaml', 'interface: lb0\nringSize: 8\ncolour: red\nvips:\n  - vip: tcp://10.99.100.1:80\n    backends: [{ address: 10.99.0.11, weight: -1 }, nope]\n  - vip: tcp://10.99.100.2:80\n    backends: [10.99.0.12]\n  - vip: tcp://10.99.100.3:80\n    backends: []\n');
     expect(message(f)).toBe([
-      `${f}:3:9: config.colour: unknown key (allowed: interface, instance, pinRoot, forwarding, tunnelSource, ringSize, conntrackEntries, backendTableSize, xdpMode, healthCheck, vips, listen)`,
+      `${f}:3:9: config.colour: unknown key (allowed: interface, instance, pinRoot, forwarding, tunnelSource, ringSize, conntrackEntries, backendTableSize, xdpMode, healthCheck, vips, listen, icmpTooBig)`,
       `${f}:2:11: ringSize 8 must be a prime between 7 and 1000003`,
       `${f}:6:16: vips[0].backends[0]: weight -1 must be an integer 0-1000`,
       `${f}:9:5: vips[2] (tcp://10.99.100.3:80): zero backends; a VIP needs at least one`,
@@ -182,7 +182,7 @@ describe('start settings: what lb apply cannot change live', () => {
 
   it('names each differing field with its running and its file value', () => {
     const run = validateConfig(base({ ringSize: 1021, tunnelSource: { ipv4: '10.99.0.2' } }));
-    const file = validateConfig(base({ interface: 'nosuchdev', instance: 'b', ringSize: 65537, conntrackEntries: 4096, backendTableSize: 64, xdpMode: 'generic', healthCheck: { rise: 3 }, tunnelSource: { ipv6: 'fd99::2' }, listen: '127.0.0.1:9100', pinRoot: '/sys/fs/bpf/x' }));
+    const file = validateConfig(base({ interface: 'nosuchdev', instance: 'b', ringSize: 65537, conntrackEntries: 4096, backendTableSize: 64, xdpMode: 'generic', healthCheck: { rise: 3 }, tunnelSource: { ipv6: 'fd99::2' }, listen: '127.0.0.1:9100', pinRoot: '/sys/fs/bpf/x', icmpTooBig: { burst: 10 } }));
     expect(startSettingsDiff(run, file)).toEqual([
       { field: 'interface', running: '"lb0"', file: '"nosuchdev"' },
       { field: 'instance', running: '"default"', file: '"b"' },
@@ -195,7 +195,27 @@ describe('start settings: what lb apply cannot change live', () => {
       { field: 'tunnelSource.ipv4', running: '"10.99.0.2"', file: 'unset' },
       { field: 'tunnelSource.ipv6', running: 'unset', file: '"fd99::2"' },
       { field: 'listen', running: 'unset', file: '"127.0.0.1:9100"' },
+      { field: 'icmpTooBig.burst', running: '50', file: '10' },
     ]);
+  });
+});
+
+describe('icmpTooBig: the too-big answer rate (a constant of the loaded program)', () => {
+  it('defaults to the kernel\'s ICMP error limit, takes one field over the default, 0/s is no limit', () => {
+    expect(validateConfig(base({})).icmpTooBig).toEqual({ perSec: 1000, burst: 50 });
+    expect(validateConfig(base({ icmpTooBig: { perSec: 200 } })).icmpTooBig).toEqual({ perSec: 200, burst: 50 });
+    expect(validateConfig(base({ icmpTooBig: { perSec: 0, burst: 1 } })).icmpTooBig).toEqual({ perSec: 0, burst: 1 });
+  });
+
+  it('refuses what is not a rate limit, naming the field and its bounds', () => {
+    for (const [v, msg] of [
+      [{ perSec: -1 }, /icmpTooBig\.perSec -1 must be an integer 0-1000000000/],
+      [{ perSec: 1.5 }, /icmpTooBig\.perSec 1\.5/],
+      [{ burst: 0 }, /icmpTooBig\.burst 0 must be an integer 1-1000000/],
+      [{ burst: '50' }, /icmpTooBig\.burst "50"/],
+      [{ rate: 5 }, /icmpTooBig\.rate: unknown key \(allowed: perSec, burst\)/],
+      [[1000, 50], /"icmpTooBig" must be \{ perSec, burst \}/],
+    ] as const) expect(() => validateConfig(base({ icmpTooBig: v as never }))).toThrow(msg);
   });
 });
 

@@ -79,7 +79,20 @@ export interface LbConfig {
   vips: VipConfig[];
   /** admin API on TCP as well as the unix socket (e.g. "127.0.0.1:9100" for /metrics) */
   listen?: string;
+  /**
+   * the rate of ICMP "fragmentation needed" / "packet too big" answers the LB sends to frames too
+   * large for the backend's path (per CPU, token bucket; the kernel's icmp_msgs_per_sec/burst
+   * defaults). Their destination is a frame's unchecked source: the limit keeps spoofed large
+   * frames from turning the LB into a reflector. perSec 0: no limit.
+   */
+  icmpTooBig?: Partial<TooBigLimit>;
 }
+
+export interface TooBigLimit {
+  perSec: number;
+  burst: number;
+}
+export const DEFAULT_TOO_BIG: TooBigLimit = { perSec: 1000, burst: 50 };
 
 export const DEFAULT_HEALTH: HealthConfig = { intervalMs: 1000, timeoutMs: 500, fall: 2, rise: 2 };
 export const DEFAULT_PIN_ROOT = '/sys/fs/bpf/ebpf-lab';
@@ -95,6 +108,17 @@ export const MAX_BACKEND_TABLE = 1 << 20;
 export const MAX_CONNTRACK = 1 << 26;
 /** the longest delay setTimeout honours (~24.8 days) */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** a config's icmpTooBig over the defaults (the bounds Dataplane.open also enforces) */
+export function normTooBig(raw: unknown): TooBigLimit {
+  if (raw === undefined) return DEFAULT_TOO_BIG;
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new ValidationError('"icmpTooBig" must be { perSec, burst }');
+  noUnknownKeys(raw as Record<string, unknown>, Object.keys(DEFAULT_TOO_BIG), 'icmpTooBig');
+  const t = { ...DEFAULT_TOO_BIG, ...(raw as Partial<TooBigLimit>) };
+  if (!Number.isInteger(t.perSec) || t.perSec < 0 || t.perSec > 1e9) throw new ValidationError(`icmpTooBig.perSec ${JSON.stringify(t.perSec)} must be an integer 0-1000000000 (0: no limit)`);
+  if (!Number.isInteger(t.burst) || t.burst < 1 || t.burst > 1e6) throw new ValidationError(`icmpTooBig.burst ${JSON.stringify(t.burst)} must be an integer 1-1000000`);
+  return t;
+}
 
 /** a config's healthCheck (the XDP LB's and the socket LB's), over the defaults */
 export function normHealthCheck(raw: unknown): HealthConfig {
@@ -317,6 +341,7 @@ export interface NormConfig {
   health: HealthConfig;
   vips: NormVip[];
   listen?: string;
+  icmpTooBig: TooBigLimit;
 }
 
 /**
@@ -356,7 +381,7 @@ export function validateConfig(c: LbConfig): NormConfig {
   // every fault is named at once (a VIP by its first): a user fixing a file learns them in one go
   const problems: ValidationError[] = [];
   const check = ValidationError.collector(problems);
-  const keys = ['interface', 'instance', 'pinRoot', 'forwarding', 'tunnelSource', 'ringSize', 'conntrackEntries', 'backendTableSize', 'xdpMode', 'healthCheck', 'vips', 'listen'];
+  const keys = ['interface', 'instance', 'pinRoot', 'forwarding', 'tunnelSource', 'ringSize', 'conntrackEntries', 'backendTableSize', 'xdpMode', 'healthCheck', 'vips', 'listen', 'icmpTooBig'];
   for (const k of Object.keys(c)) if (!keys.includes(k)) problems.push(new ValidationError(`config.${k}: unknown key (allowed: ${keys.join(', ')})`));
   let health = DEFAULT_HEALTH;
   if (c.healthCheck !== undefined) {
@@ -397,21 +422,23 @@ export function validateConfig(c: LbConfig): NormConfig {
     if (total > bt) problems.push(new ValidationError(`backend table full: the config has ${total} backends but backendTableSize is ${bt}; raise backendTableSize`, 409));
   }
   if (c.listen !== undefined) check(() => parseListen(c.listen), null);
+  const icmpTooBig = check(() => normTooBig(c.icmpTooBig), DEFAULT_TOO_BIG);
   const xdpMode = c.xdpMode ?? 'auto';
   if (!['auto', 'native', 'generic'].includes(xdpMode)) problems.push(new ValidationError(`xdpMode "${xdpMode}" must be auto, native or generic`));
   const err = ValidationError.of(problems);
   if (err) throw err;
-  return { interface: c.interface, instance, pinRoot: c.pinRoot ?? DEFAULT_PIN_ROOT, forwarding, tunnelSource, ringSize, conntrackEntries: ct, backendTableSize: bt, xdpMode, health, vips, listen: c.listen };
+  return { interface: c.interface, instance, pinRoot: c.pinRoot ?? DEFAULT_PIN_ROOT, forwarding, tunnelSource, ringSize, conntrackEntries: ct, backendTableSize: bt, xdpMode, health, vips, listen: c.listen, icmpTooBig };
 }
 
 /**
  * Settings the daemon takes when it starts and cannot change while it runs: the interface the XDP
  * link is on, pin and socket names, map sizes (fixed when the maps are created), the ring size
  * (the model of a restart is rebuilt at the start config's), the attach mode, health-check timing,
- * tunnel sources and the TCP listener. `forwarding` is not one: it is each VIP's default, and apply
+ * tunnel sources, the TCP listener and the too-big answer rate (constants of the loaded program).
+ * `forwarding` is not one: it is each VIP's default, and apply
  * switches VIPs live.
  */
-export type StartSettings = Pick<NormConfig, 'interface' | 'instance' | 'pinRoot' | 'ringSize' | 'conntrackEntries' | 'backendTableSize' | 'xdpMode' | 'health' | 'tunnelSource' | 'listen'>;
+export type StartSettings = Pick<NormConfig, 'interface' | 'instance' | 'pinRoot' | 'ringSize' | 'conntrackEntries' | 'backendTableSize' | 'xdpMode' | 'health' | 'tunnelSource' | 'listen' | 'icmpTooBig'>;
 
 export interface SettingDiff {
   field: string;
@@ -430,6 +457,7 @@ export function startSettingsDiff(running: StartSettings, want: StartSettings): 
   for (const k of Object.keys(DEFAULT_HEALTH) as (keyof HealthConfig)[]) cmp(`healthCheck.${k}`, running.health[k], want.health[k]);
   for (const k of ['ipv4', 'ipv6'] as const) cmp(`tunnelSource.${k}`, running.tunnelSource[k], want.tunnelSource[k]);
   cmp('listen', running.listen, want.listen);
+  for (const k of Object.keys(DEFAULT_TOO_BIG) as (keyof TooBigLimit)[]) cmp(`icmpTooBig.${k}`, running.icmpTooBig[k], want.icmpTooBig[k]);
   return out;
 }
 

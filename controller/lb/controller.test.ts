@@ -648,3 +648,30 @@ describeRoot('lb: entries an older build pinned, which validation refuses now', 
     for (const id of [40, 41, 42, 43, 44]) expect(c.dp.backends.get(id)!.flags & BE_ACTIVE, `backend id ${id}`).toBe(0);
   }, 120_000);
 });
+
+describeRoot('lb: the config\'s icmpTooBig is the loaded program\'s too-big rate, fixed while it runs', () => {
+  it('the file\'s perSec/burst reach the program\'s constants; a file with another rate is refused by apply, naming the field; perSec 0 is no limit', async () => {
+    const instance = `lbtb${process.pid}`;
+    const vips = [{ vip: 'tcp://10.252.0.1:80', backends: [be(1)], healthCheck: false }];
+    const c = await LbController.start({ interface: 'lo', instance, backendTableSize: 16, icmpTooBig: { perSec: 250, burst: 5 }, vips }, { attach: false });
+    try {
+      // 1e9 / 250 = 4 ms between tokens, a burst of 5 tokens' time
+      expect(c.dp.skel.obj.getGlobal('too_big_gap_ns')).toBe(4_000_000n);
+      expect(c.dp.skel.obj.getGlobal('too_big_burst_ns')).toBe(20_000_000n);
+      expect(c.startSettings().icmpTooBig).toEqual({ perSec: 250, burst: 5 });
+      const { validateConfig } = await import('./config.ts');
+      // the default rate is another program: refused, nothing changed
+      await expect((async () => c.applyConfig(validateConfig({ interface: 'lo', instance, backendTableSize: 16, vips: [] })))()).rejects.toThrow(/icmpTooBig\.perSec: running 250, file 1000; icmpTooBig\.burst: running 5, file 50; nothing was changed/);
+      expect([...c.vips.keys()]).toEqual(['tcp://10.252.0.1:80']);
+    } finally {
+      c.stop({ purge: true });
+    }
+    const off = await LbController.start({ interface: 'lo', instance, backendTableSize: 16, icmpTooBig: { perSec: 0 }, vips }, { attach: false });
+    try {
+      expect(off.dp.skel.obj.getGlobal('too_big_gap_ns')).toBe(0n);
+    } finally {
+      off.stop({ purge: true });
+    }
+    expect(fs.existsSync(path.join(DEFAULT_PIN_ROOT, instance))).toBe(false);
+  }, 60_000);
+});

@@ -109,7 +109,7 @@ export class LbController {
   static async start(config: LbConfig, opts: { log?: Log; attach?: boolean; pinsUnfinished?: boolean } = {}): Promise<LbController> {
     const cfg = validateConfig(config);
     const log = opts.log ?? (() => {});
-    const dp = await Dataplane.open({ pinDir: LbController.pinDir(cfg), conntrackEntries: cfg.conntrackEntries, backends: cfg.backendTableSize });
+    const dp = await Dataplane.open({ pinDir: LbController.pinDir(cfg), conntrackEntries: cfg.conntrackEntries, backends: cfg.backendTableSize, tooBigPerSec: cfg.icmpTooBig.perSec, tooBigBurst: cfg.icmpTooBig.burst });
     const c = new LbController(cfg, dp, log);
     try {
       if (dp.restored) {
@@ -575,8 +575,8 @@ export class LbController {
 
   /** the start settings in force; map sizes as the kernel has them (pinned maps keep theirs) */
   startSettings(): StartSettings {
-    const { interface: ifname, instance, pinRoot, ringSize, xdpMode, health, tunnelSource, listen } = this.cfg;
-    return { interface: ifname, instance, pinRoot, ringSize, conntrackEntries: this.dp.conntrack.meta.maxEntries, backendTableSize: this.backendCapacity, xdpMode, health, tunnelSource, listen };
+    const { interface: ifname, instance, pinRoot, ringSize, xdpMode, health, tunnelSource, listen, icmpTooBig } = this.cfg;
+    return { interface: ifname, instance, pinRoot, ringSize, conntrackEntries: this.dp.conntrack.meta.maxEntries, backendTableSize: this.backendCapacity, xdpMode, health, tunnelSource, listen, icmpTooBig };
   }
 
   /**

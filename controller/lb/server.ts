@@ -167,7 +167,7 @@ export async function serveAdmin(c: LbController, opts: { socket: string; listen
           // A JSON body (API clients, the bench) sends what it changes: what it leaves out is the running value.
           const ofBody = (cfg: Record<string, unknown>): LbConfig => ({
             interface: run.interface, instance: run.instance, pinRoot: run.pinRoot, ringSize: run.ringSize, conntrackEntries: run.conntrackEntries,
-            backendTableSize: run.backendTableSize, xdpMode: run.xdpMode, healthCheck: run.health, tunnelSource: run.tunnelSource,
+            backendTableSize: run.backendTableSize, xdpMode: run.xdpMode, healthCheck: run.health, tunnelSource: run.tunnelSource, icmpTooBig: run.icmpTooBig,
             ...(run.listen !== undefined ? { listen: run.listen } : {}), ...cfg,
           } as LbConfig);
           if (typeof b.file === 'string') return send(200, await c.applyConfig(validateConfigFile(b.file, ofFile).norm, b.file));
