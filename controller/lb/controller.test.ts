@@ -12,7 +12,8 @@ import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest';
 import { describeRoot, expectOneError, labCommand } from '../../lab/testing.ts';
 import { LbApiError, LbClient } from './client.ts';
 import { addrBytes, familyOf, formatMac, htons } from './addr.ts';
-import { DEFAULT_PIN_ROOT, type VipConfig } from './config.ts';
+import { DEFAULT_PIN_ROOT, backendKey, type VipConfig } from './config.ts';
+import { lbRegistry } from './metrics.ts';
 import { LbController } from './controller.ts';
 import { Journal } from './journal.ts';
 import { xdp_lb_vip_flags, type backend } from '../../bpf/gen/xdp_lb.ts';
@@ -269,6 +270,42 @@ describeRoot('lb controller: all-or-nothing changes, capacity, scale (real maps)
       expect(JSON.stringify(await api.state())).toContain('127.9.9.9');
     } finally {
       await tcp.close();
+    }
+  });
+
+  it('metrics: each counter is its slot summed over CPUs, every slot read once per scrape (ten reads each before), the next scrape reads again', async () => {
+    const v = c.vips.get(V1)!;
+    const b = [...v.backends.values()][0]!;
+    const ncpu = c.dp.stats.getPerCpu(v.slot)!.length;
+    const per = (k: number) => Array.from({ length: ncpu }, (_, i) => ({ packets: BigInt(k + i), bytes: BigInt(1000 * k), new_flows: 1n, ct_hits: 2n, ct_misses: 3n }));
+    const sum = (k: number) => ncpu * k + (ncpu * (ncpu - 1)) / 2;
+    const dp = c.dp as { sumStats: (i: number) => unknown };
+    const orig = dp.sumStats;
+    let reads = 0;
+    dp.sumStats = function (this: unknown, i: number) {
+      reads++;
+      return orig.call(this, i);
+    };
+    const reg = lbRegistry(c);
+    try {
+      c.dp.stats.set(v.slot, per(10));
+      c.dp.stats.set(MAX_VIPS + b.id, per(20));
+      let text = await reg.metrics();
+      expect(text).toContain(`xdp_lb_vip_packets_total{vip="${V1}"} ${sum(10)}\n`);
+      expect(text).toContain(`xdp_lb_vip_bytes_total{vip="${V1}"} ${ncpu * 10_000}\n`);
+      expect(text).toContain(`xdp_lb_backend_packets_total{vip="${V1}",backend="${backendKey(b)}"} ${sum(20)}\n`);
+      expect(text).toContain(`xdp_lb_backend_conntrack_misses_total{vip="${V1}",backend="${backendKey(b)}"} ${3 * ncpu}\n`);
+      const slots = c.vips.size + [...c.vips.values()].reduce((n, x) => n + x.backends.size, 0);
+      expect(reads).toBe(slots);
+      c.dp.stats.set(v.slot, per(30));
+      await new Promise((r) => setImmediate(r));
+      text = await reg.metrics();
+      expect(text).toContain(`xdp_lb_vip_packets_total{vip="${V1}"} ${sum(30)}\n`);
+      expect(reads).toBe(2 * slots);
+    } finally {
+      delete (dp as { sumStats?: unknown }).sumStats; // the prototype's again
+      c.dp.stats.set(v.slot, per(0).map((x) => ({ ...x, packets: 0n, new_flows: 0n, ct_hits: 0n, ct_misses: 0n })));
+      c.dp.stats.set(MAX_VIPS + b.id, per(0).map((x) => ({ ...x, packets: 0n, new_flows: 0n, ct_hits: 0n, ct_misses: 0n })));
     }
   });
 
