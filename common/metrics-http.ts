@@ -11,6 +11,22 @@ export interface MetricsSource {
 }
 
 /**
+ * `read` once per scrape: a registry's collect() calls of one scrape run in one turn of the event
+ * loop (no I/O between them), and the value is dropped at the next turn, so the next scrape reads
+ * the kernel again.
+ */
+export function perScrape<T>(read: () => T): () => T {
+  let held: { v: T } | null = null;
+  return () => {
+    if (!held) {
+      held = { v: read() };
+      setImmediate(() => (held = null));
+    }
+    return held.v;
+  };
+}
+
+/**
  * Why a request's Host header is refused, or undefined when it is fine. A web page the operator
  * opens can rename its own host to 127.0.0.1 (DNS rebinding) and then read a loopback endpoint
  * as same-origin; its requests still carry the page's name in Host. An address, localhost or no

@@ -7,6 +7,7 @@ import client from 'prom-client';
 import { MAX_VIPS } from './dataplane.ts';
 import { backendKey } from './config.ts';
 import type { LbController } from './controller.ts';
+import { perScrape } from '../../common/metrics-http.ts';
 import type { lb_stats } from '../../bpf/gen/xdp_lb.ts';
 
 const FIELDS: [keyof lb_stats, string, string][] = [
@@ -16,22 +17,6 @@ const FIELDS: [keyof lb_stats, string, string][] = [
   ['ct_hits', 'conntrack_hits_total', 'packets whose flow was in conntrack'],
   ['ct_misses', 'conntrack_misses_total', 'packets whose flow was not in conntrack'],
 ];
-
-/**
- * `read` once per scrape: a registry's collect() calls of one scrape run in one turn of the event
- * loop (no I/O between them), and the value is dropped at the next turn, so the next scrape reads
- * the kernel again.
- */
-export function perScrape<T>(read: () => T): () => T {
-  let held: { v: T } | null = null;
-  return () => {
-    if (!held) {
-      held = { v: read() };
-      setImmediate(() => (held = null));
-    }
-    return held.v;
-  };
-}
 
 export function lbRegistry(c: LbController): client.Registry {
   const reg = new client.Registry();

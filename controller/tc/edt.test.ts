@@ -56,8 +56,16 @@ describeRoot('EDT departure times (BPF_PROG_TEST_RUN)', () => {
     expect(idle()).toBeGreaterThanOrEqual(50_000_000n - 8336n);
     expect(idle()).toBeLessThanOrEqual(gap);
     // the same through Prometheus, in seconds
-    const m = /^tc_shape_class_idle_seconds_total\{class="fast"\} ([\d.e-]+)$/m.exec(await tcRegistry(() => c).metrics());
+    // one scrape asks control() once and reads the class counters once (9 and 5 times before)
+    let asked = 0;
+    let read = 0;
+    const stats = c.classStats.bind(c);
+    const spy = Object.assign(Object.create(c) as typeof c, { classStats: () => (read++, stats()) });
+    const text = await tcRegistry(() => (asked++, spy)).metrics();
+    const m = /^tc_shape_class_idle_seconds_total\{class="fast"\} ([\d.e-]+)$/m.exec(text);
     expect(Number(m?.[1])).toBeCloseTo(Number(idle()) / 1e9, 9);
+    expect(text).toMatch(/^tc_shape_class_packets_total\{class="fast"\} 2$/m);
+    expect([asked, read]).toEqual([1, 1]);
   });
 
   it('classification: 5-tuple before destination+port before destination; others unclassified', () => {

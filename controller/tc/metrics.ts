@@ -3,9 +3,19 @@
 // may have changed classes or rules from another process since the last one.
 import client from 'prom-client';
 import type { TcControl } from './shaper.ts';
+import { perScrape } from '../../common/metrics-http.ts';
 
+/**
+ * One scrape asks `control()` once and reads each class's and rule's counters once: its nine
+ * collectors each asked (the daemon's control() reads the state file again) and the five class
+ * counters each read every class, so one scrape could mix two models when the CLI changed one
+ * in between.
+ */
 export function tcRegistry(control: () => TcControl): client.Registry {
   const reg = new client.Registry();
+  const ctl = perScrape(control);
+  const classStats = perScrape(() => ctl().classStats());
+  const ruleStats = perScrape(() => ctl().ruleStats());
   const perClass: [string, 'packets' | 'bytes' | 'delayed' | 'horizonDrops', string][] = [
     ['tc_shape_class_packets_total', 'packets', 'packets classified into the class (egress)'],
     ['tc_shape_class_bytes_total', 'bytes', 'bytes classified into the class (egress)'],
@@ -16,7 +26,7 @@ export function tcRegistry(control: () => TcControl): client.Registry {
     name: 'tc_shape_class_idle_seconds_total', help: 'time the class had nothing to pace (its departure timeline behind now): the sender, not the shaper, limited its rate', labelNames: ['class'], registers: [reg],
     collect() {
       this.reset();
-      for (const s of control().classStats()) this.inc({ class: s.name }, Number(s.idleNs) / 1e9);
+      for (const s of classStats()) this.inc({ class: s.name }, Number(s.idleNs) / 1e9);
     },
   });
   for (const [name, field, help] of perClass) {
@@ -24,7 +34,7 @@ export function tcRegistry(control: () => TcControl): client.Registry {
       name, help, labelNames: ['class'], registers: [reg],
       collect() {
         this.reset();
-        for (const s of control().classStats()) this.inc({ class: s.name }, Number(s[field]));
+        for (const s of classStats()) this.inc({ class: s.name }, Number(s[field]));
       },
     });
   }
@@ -32,7 +42,7 @@ export function tcRegistry(control: () => TcControl): client.Registry {
     name: 'tc_shape_class_rate_bits_per_second', help: 'configured rate of the class', labelNames: ['class'], registers: [reg],
     collect() {
       this.reset();
-      for (const c of control().model.classes) this.set({ class: c.name }, Number(c.rateBps));
+      for (const c of ctl().model.classes) this.set({ class: c.name }, Number(c.rateBps));
     },
   });
   for (const [name, field, help] of [['tc_filter_rule_packets_total', 'packets', 'packets that matched the rule'], ['tc_filter_rule_bytes_total', 'bytes', 'bytes that matched the rule']] as const) {
@@ -40,7 +50,7 @@ export function tcRegistry(control: () => TcControl): client.Registry {
       name, help, labelNames: ['rule', 'action'], registers: [reg],
       collect() {
         this.reset();
-        for (const r of control().ruleStats()) this.inc({ rule: r.name, action: r.action }, Number(r[field]));
+        for (const r of ruleStats()) this.inc({ rule: r.name, action: r.action }, Number(r[field]));
       },
     });
   }
@@ -48,7 +58,7 @@ export function tcRegistry(control: () => TcControl): client.Registry {
     name: 'tc_shape_packets_total', help: 'packets the programs saw, by what happened', labelNames: ['what'], registers: [reg],
     collect() {
       this.reset();
-      for (const [k, v] of Object.entries(control().globals())) this.inc({ what: k }, Number(v));
+      for (const [k, v] of Object.entries(ctl().globals())) this.inc({ what: k }, Number(v));
     },
   });
   return reg;
