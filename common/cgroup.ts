@@ -44,6 +44,24 @@ export function cgroupLevel(dir: string, root = cgroup2Root()): number {
   return rel ? rel.split('/').length : 0;
 }
 
+/**
+ * The directory of the cgroup with this id (its inode), or null when no cgroup has it (removed;
+ * kernfs ids are not reused within a boot). A walk of the whole tree: for the rare case where only
+ * an id is known (a selector found in a pinned map that no state file names).
+ */
+export function findCgroupById(id: bigint, root = cgroup2Root()): string | null {
+  const todo = [root];
+  for (let dir; (dir = todo.pop()) !== undefined; ) {
+    try {
+      if (cgroupId(dir) === id) return dir;
+      for (const e of fs.readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) todo.push(path.join(dir, e.name));
+    } catch {
+      /* removed during the walk */
+    }
+  }
+  return null;
+}
+
 export function createCgroup(dir: string): void {
   fs.mkdirSync(dir, { recursive: true });
 }

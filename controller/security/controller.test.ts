@@ -2,9 +2,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
+import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { bpfObjects, describeRoot, labCli } from '../../lab/testing.ts';
-import { COMPAT_HOOK, EVENTS_PATH, LINK_DIR, PIN_DIR, RUN_DIR, STATE_PATH, SecurityController, enforcementGaps, hasRouteGuard, pinnedLinks, procsStatus, readTrackingLost, runningDaemon, stopDaemon, trackingLostText, type SecurityEvent } from './controller.ts';
+import { COMPAT_HOOK, EVENTS_PATH, LINK_DIR, PIN_DIR, RUN_DIR, STATE_PATH, SecurityController, enforcementGaps, reconcile, hasRouteGuard, pinnedLinks, procsStatus, readTrackingLost, runningDaemon, stopDaemon, trackingLostText, type SecurityEvent } from './controller.ts';
 import { cgroup2Root, createCgroup, removeCgroup } from '../../common/cgroup.ts';
 import { tryLock, unlock } from '../../common/lockfile.ts';
 import { procStart } from '../../common/host.ts';
@@ -293,6 +294,61 @@ describeRoot('security controller (host)', () => {
 
   // 0.0.0.0, ::ffff:0.0.0.0 and :: reach this host's loopback: a deny rule for loopback was passed
   // by naming the unspecified address instead (both connected, and a datagram went out).
+  // the cgroup levels the program looks at were written after every flip of a file: a policy
+  // moved to a cgroup of another depth selected nothing until then (through every later plan's
+  // /proc scan), and for good when the command was killed there (review, session 65)
+  const CONNECT = `import socket\ns = socket.socket(); s.settimeout(2)\ntry: s.connect(('127.0.0.1', 9)); print('c ok')\nexcept OSError as e: print('c', e.errno)`;
+  const connectFrom = (dir: string) => String(spawnSync(PY, ['-c', LAUNCHER, dir, '0', PY, '-c', CONNECT]).stdout).trim();
+
+  it('a policy moved to a cgroup one level deeper is enforced there from its flip on, while the file\'s later plans are still being applied', () => {
+    const sub = path.join(cg, 'deeper');
+    createCgroup(sub);
+    const exeSel = c.store.maps.exe_sel;
+    try {
+      c.store.apply(parsePolicies(denying(['mv', rel, '127.0.0.1/32']), 'v1.yaml'));
+      expect(connectFrom(cg)).toBe('c 1');
+      // the second plan selects by executable: its flip writes exe_sel (then scans /proc); the
+      // first plan's move is done by then
+      let during = '';
+      exeSel.set = function (this: typeof exeSel, ...a: Parameters<typeof exeSel.set>) {
+        during = connectFrom(sub);
+        return Object.getPrototypeOf(this).set.apply(this, a);
+      };
+      c.store.apply(parsePolicies(`${denying(['mv', `${rel}/deeper`, '127.0.0.1/32'])}  - name: other\n    select: { executable: /usr/bin/true }\n    egress: { deny: [{ to: 10.9.9.9 }] }\n`, 'v2.yaml'));
+      delete (exeSel as { set?: unknown }).set;
+      expect(during, 'a connect from the new cgroup between the flips').toBe('c 1');
+      expect(connectFrom(sub)).toBe('c 1');
+      expect(connectFrom(cg)).toBe('c 111'); // the old cgroup no longer selected: refused by no listener, not the policy
+    } finally {
+      delete (exeSel as { set?: unknown }).set;
+      c.store.delete('mv');
+      c.store.delete('other');
+      removeCgroup(sub, root);
+    }
+  });
+
+  it('a selected cgroup the state file lost is rebuilt at its real depth: applying another policy keeps it enforced', () => {
+    const sub = path.join(cg, 'lost');
+    createCgroup(sub);
+    try {
+      c.store.apply(parsePolicies(denying(['gone', `${rel}/lost`, '127.0.0.1/32']), 'v1.yaml'));
+      // the state file unreadable and moved away (as its error says): the daemon rebuilds from the maps
+      const said: string[] = [];
+      c.store.state = reconcile(c.store, { nextId: 1, policies: {}, rules: {} }, (l) => said.push(l));
+      c.store.saveState();
+      const [name, rebuilt] = Object.entries(c.store.state.policies)[0]!;
+      expect(name).toMatch(/^unknown-slot-\d+$/);
+      expect(rebuilt.selector).toMatchObject({ kind: 'cgroup', dir: sub, level: 2 });
+      c.store.apply(parsePolicies(denying(['x', rel, '10.9.9.9/32']), 'x.yaml'));
+      expect(connectFrom(sub)).toBe('c 1');
+      c.store.delete(name);
+      expect(connectFrom(sub)).toBe('c 111');
+    } finally {
+      for (const p of c.store.list()) c.store.delete(p.name);
+      removeCgroup(sub, root);
+    }
+  });
+
   it('a deny rule for loopback holds for the unspecified address the kernel routes there', async () => {
     const code = `import socket
 srv = socket.socket(socket.AF_INET6); srv.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0); srv.bind(('::', 0)); srv.listen(8)

@@ -488,6 +488,12 @@ export class PolicyStore {
     this.state.nextId = nextId;
     const out: ApplyReport[] = [];
     const fillMs = performance.now() - t0;
+    // the program must look at the new selectors' cgroup levels (and at exec selectors) before the
+    // first flip points one there, and keep the old ones' until writeConfig below narrows to the
+    // new set: flipped first, a policy moved to a cgroup of another depth selected nothing until
+    // every later plan's flip (each a /proc scan for an executable) was done, and for good when the
+    // command was killed in between (fail open)
+    this.widenConfig(plans);
     plans.forEach((pl, i) => out.push(this.flip(pl, filled[i]!, identities.get(pl.p.name) ?? [], fillMs)));
     this.writeConfig();
     this.save();
@@ -575,9 +581,11 @@ export class PolicyStore {
   private adoptRunning(sel: { dev: string; ino: string }, oldSlot: number | undefined, slot: number, flags: number): number[] {
     const killed: number[] = [];
     // an existing key is always rewritten in place (no room needed)
-    for (const [pid, v] of [...this.maps.procs.entries()] as [number, sec_proc][]) {
-      if (oldSlot !== undefined && v.slot === oldSlot + 1) this.maps.procs.set(pid, { ...v, slot: slot + 1 });
-    }
+    const moveOld = () => {
+      if (oldSlot === undefined) return;
+      for (const [pid, v] of [...this.maps.procs.entries()] as [number, sec_proc][]) if (v.slot === oldSlot + 1) this.maps.procs.set(pid, { ...v, slot: slot + 1 });
+    };
+    moveOld();
     const ppidOf = new Map<number, number>();
     const children = new Map<number, number[]>();
     const order: number[] = [];
@@ -602,7 +610,9 @@ export class PolicyStore {
       for (const kid of children.get(order[i]!) ?? []) {
         if (seen.has(kid)) continue;
         const own = this.maps.procs.get(kid);
-        if (own && own.slot && own.slot !== slot + 1) continue; // another executable's policy: its lineage stays its own
+        // another executable's policy: its lineage stays its own. The old version's slot is this
+        // policy's (a fork since the rewrite above passed it on): taken over, not left to be emptied
+        if (own && own.slot && own.slot !== slot + 1 && !(oldSlot !== undefined && own.slot === oldSlot + 1)) continue;
         seen.add(kid);
         order.push(kid);
       }
@@ -626,6 +636,10 @@ export class PolicyStore {
         }
       }
     }
+    // a process of the old version that forked during the scan passed the old slot on, which
+    // dropSlot is about to empty (its child and all it starts then unselected): moved as well.
+    // A fork between this pass and dropSlot still can (microseconds, not a /proc scan)
+    moveOld();
     return killed;
   }
 
@@ -667,6 +681,18 @@ export class PolicyStore {
       name,
       rules: Object.entries(this.state.rules).filter(([k]) => Number(k) >>> 16 === s.id).map(([k, v]) => ({ id: Number(k), name: v })),
     }));
+  }
+
+  /** the config's cgroup levels and executable-selector flag with the plans' added (apply, before its flips) */
+  private widenConfig(plans: Plan[]): void {
+    const cur = this.maps.config.get(0) ?? { cg_levels: 0, exec_mode: 0, have_exe_selectors: 0, lsm_socket: 0, lsm_ptrace: 0, oracle_cgroup: 0n };
+    let levels = cur.cg_levels;
+    let exe = cur.have_exe_selectors;
+    for (const pl of plans) {
+      if (pl.selector.kind === 'cgroup') levels |= 1 << pl.selector.level;
+      else exe = 1;
+    }
+    if (levels !== cur.cg_levels || exe !== cur.have_exe_selectors) this.maps.config.set(0, { ...cur, cg_levels: levels, have_exe_selectors: exe });
   }
 
   /** cgroup levels and the executable-selector flag, from the current set; exec_mode is kept */
