@@ -20,7 +20,7 @@ import { Journal } from './journal.ts';
 import { maglevTable } from './maglev.ts';
 import { resolveNextHops } from './neighbor.ts';
 import { ifindexOf } from '../libbpf/attach/internal.ts';
-import { xdp_lb_fwd, xdp_lb_vip_flags, type backend, type vip_key, type vip_meta } from '../../bpf/gen/xdp_lb.ts';
+import { xdp_lb_fwd, xdp_lb_vip_flags, type backend, type ct_value, type vip_key, type vip_meta } from '../../bpf/gen/xdp_lb.ts';
 
 const VIP_ACTIVE = xdp_lb_vip_flags.LB_VIP_F_ACTIVE;
 const VIP_HEALTHCHECK = xdp_lb_vip_flags.LB_VIP_F_HEALTHCHECK;
@@ -69,6 +69,13 @@ interface Draft {
 export class LbController {
   vips = new Map<string, VipState>();
   private nextBackendId = 0;
+  /**
+   * ids that conntrack entries name but no backend holds, found at a restart: allocIds takes them
+   * last. The running daemon's round robin keeps a freed id unused until every other has been
+   * handed out; a restart lost that position (it resumed after the highest active id, so the id
+   * of a just-removed last backend was the next one given: its idle flows went to the new host).
+   */
+  private lingering = new Set<number>();
   private health: HealthChecker;
   /** serialises writes: plan → resolve → commit, never interleaved; reads do not wait */
   private queue: Promise<unknown> = Promise.resolve();
@@ -172,8 +179,12 @@ export class LbController {
     // a later VIP on that slot took the orphaned backends back in at the next restart (review,
     // session 56). Cleared here, before the model is built from the rest.
     const orphans: number[] = [];
+    const active = new Set<number>();
+    let lastUsed = -1;
     for (const [id, bv] of this.dp.backends.entries()) {
       const b = bv as backend;
+      // a removed backend keeps its address (inactive): round robin resumes after the last id used
+      if (b.family !== 0) lastUsed = Math.max(lastUsed, id);
       if (!(b.flags & BE_ACTIVE)) continue;
       const v = byVipId.get(b.vip_id);
       if (!v) {
@@ -188,7 +199,12 @@ export class LbController {
         mac: formatMac(b.mac), srcMac: formatMac(b.src_mac), ifindex: b.ifindex, egressIfindex: this.dp.backendPorts.get(id) ?? 0,
       };
       v.backends.set(backendKey(st), st);
-      this.nextBackendId = Math.max(this.nextBackendId, id + 1) % this.backendCapacity;
+      active.add(id);
+    }
+    this.nextBackendId = (lastUsed + 1) % this.backendCapacity;
+    for (const [, ct] of this.dp.conntrack.lookupBatch(4096) ?? this.dp.conntrack.entries()) {
+      const id = (ct as ct_value).backend_id;
+      if (!active.has(id)) this.lingering.add(id);
     }
     const slots = new Set([...this.vips.values()].map((v) => v.slot));
     const emptyRings: number[] = [];
@@ -276,8 +292,9 @@ export class LbController {
 
   /**
    * n free backend ids for a draft, or a 409 before anything is resolved or written. An id the
-   * running model uses but this change frees is taken only when no other is left, and never
-   * before round robin has passed every other id: conntrack entries may still name it.
+   * running model uses but this change frees, or one conntrack named at the restart (lingering),
+   * is taken only when no other is left, and never before round robin has passed every other id:
+   * conntrack entries may still name it.
    */
   private allocIds(d: Draft, n: number): number[] {
     if (n === 0) return [];
@@ -292,7 +309,7 @@ export class LbController {
     for (const avoidCur of [true, false]) {
       for (let i = 0; i < cap && out.length < n; i++) {
         const id = (d.nextBackendId + i) % cap;
-        if (inDraft.has(id) || (avoidCur && inCur.has(id))) continue;
+        if (inDraft.has(id) || (avoidCur && (inCur.has(id) || this.lingering.has(id)))) continue;
         inDraft.add(id);
         out.push(id);
       }
@@ -465,6 +482,7 @@ export class LbController {
     }
     this.vips = next;
     this.nextBackendId = d.nextBackendId;
+    for (const f of d.fresh) this.lingering.delete(f.b.id);
   }
 
   /**

@@ -80,4 +80,44 @@ describeRoot('lb restart: the pinned XDP link', () => {
       c.stop({ purge: true });
     }
   }, 60_000);
+
+  // a restart resumed the ids after the highest active one: the id of a just-removed last backend
+  // was the next new backend's, and the flows conntrack still held for it went to that new host
+  // (review, session 65)
+  it('a restart does not hand a removed backend\'s id to the next new one while conntrack may name it', async () => {
+    const instance = `lbi${process.pid}`;
+    const V = 'tcp://10.253.0.1:80';
+    const be = (a: string) => ({ address: a, mac: MAC });
+    const cfg: LbConfig = { interface: 'lo', instance, ringSize: 31, backendTableSize: 16, vips: [{ vip: V, backends: [be('127.0.0.2'), be('127.0.0.3'), be('127.0.0.4')], healthCheck: false }] };
+    let c = await LbController.start(cfg, { attach: false });
+    try {
+      const idOf = (a: string) => [...c.vips.get(V)!.backends.values()].find((b) => b.address === a)?.id;
+      const last = idOf('127.0.0.4')!;
+      await c.removeBackend(V, '127.0.0.4');
+      c.stop(); // no purge: a restart
+      c = await LbController.start(cfg, { attach: false });
+      await c.addBackend(V, be('127.0.0.5'));
+      expect(idOf('127.0.0.5')).not.toBe(last);
+      // after a wrap every id was used once: the ids conntrack names are the ones avoided
+      const slot = c.vips.get(V)!.slot;
+      const key = (n: number) => ({ src: new Uint8Array(16).fill(n), dst: new Uint8Array(16), sport: n, dport: 80, proto: 6, family: 4, pad: 0 });
+      for (let i = 6; i < 16; i++) {
+        await c.addBackend(V, be(`127.0.0.${i}`));
+        await c.removeBackend(V, `127.0.0.${i}`);
+      }
+      const held = idOf('127.0.0.3')!;
+      c.dp.conntrack.set(key(1), { backend_id: held, vip_id: slot });
+      await c.removeBackend(V, '127.0.0.3');
+      c.stop();
+      c = await LbController.start(cfg, { attach: false });
+      const fresh = [];
+      for (let i = 20; i < 30; i++) {
+        await c.addBackend(V, be(`127.0.0.${i}`));
+        fresh.push(idOf(`127.0.0.${i}`));
+      }
+      expect(fresh).not.toContain(held);
+    } finally {
+      c.stop({ purge: true });
+    }
+  }, 60_000);
 });
