@@ -119,6 +119,8 @@ export class LbController {
     const dp = await Dataplane.open({ pinDir: LbController.pinDir(cfg), conntrackEntries: cfg.conntrackEntries, backends: cfg.backendTableSize, tooBigPerSec: cfg.icmpTooBig.perSec, tooBigBurst: cfg.icmpTooBig.burst });
     const c = new LbController(cfg, dp, log);
     try {
+      // before restore(), which may rewrite the rings the pinned link forwards with
+      if (dp.restored && opts.attach !== false) dp.checkPinnedLink(cfg.interface);
       if (dp.restored) {
         if (dp.backendCapacity !== cfg.backendTableSize) log(`pinned backend table has ${dp.backendCapacity} entries (config says ${cfg.backendTableSize}): keeping the pinned size; "lb stop --purge" and restart to change it`);
         c.restore();

@@ -166,27 +166,42 @@ export class Dataplane implements Disposable {
    * Attach to ifname. A link pinned by a previous controller is kept and pointed at this
    * process's program (BPF_LINK_UPDATE, atomic), so packets never see an unattached interface.
    */
+  /**
+   * A restart whose config names another interface must not take over the old one's link (it
+   * would report the new interface while still balancing on the old): refused, nothing changed.
+   * LbController.start asks before it restores the model (which may rewrite rings the pinned link
+   * forwards with), attach again before it updates the link.
+   */
+  checkPinnedLink(ifname: string): void {
+    if (!fs.existsSync(this.linkPin)) return;
+    const p = libbpf.bpf_link__open(this.linkPin);
+    if (p === 0n || p === null) return;
+    const link = new Link(`xdp_lb → ${ifname} (pinned)`, p);
+    try {
+      const on = link.info().ifindex;
+      const want = ifindexOf('xdp', ifname);
+      if (on !== 0 && on !== undefined && on !== want) {
+        throw new ValidationError(
+          `the pinned XDP link ${this.linkPin} is on interface index ${on}, not on ${ifname} (index ${want}): a restart cannot move the LB to another interface; nothing was changed`,
+          409, [],
+          `to move it, purge this instance (pnpm lab lb stop --purge --instance NAME: detaches XDP, drops conntrack) and start again; or start with the interface it runs on`,
+        );
+      }
+    } finally {
+      link.close(); // our reference only: the pin keeps it attached
+    }
+  }
+
   attach(ifname: string, mode: 'auto' | 'native' | 'generic' = 'auto'): 'attached' | 'adopted' {
     if (fs.existsSync(this.linkPin)) {
+      this.checkPinnedLink(ifname);
       const p = libbpf.bpf_link__open(this.linkPin);
       if (p !== 0n && p !== null) {
         const link = new Link(`xdp_lb → ${ifname} (pinned)`, p);
-        // A restart whose config names another interface must not take over the old one's link
-        // (it would report the new interface while still balancing on the old). Checked before
-        // the update, so the pinned link keeps running the old program there: nothing changes.
-        const on = link.info().ifindex;
-        const want = ifindexOf('xdp', ifname);
-        if (on === 0) {
+        if (link.info().ifindex === 0) {
           // its device was removed (and maybe made again): the link attaches nothing any more
           link.close();
           fs.rmSync(this.linkPin, { force: true });
-        } else if (on !== undefined && on !== want) {
-          link.close(); // our reference only: the pin keeps it attached
-          throw new ValidationError(
-            `the pinned XDP link ${this.linkPin} is on interface index ${on}, not on ${ifname} (index ${want}): a restart cannot move the LB to another interface; nothing was changed`,
-            409, [],
-            `to move it, purge this instance (pnpm lab lb stop --purge --instance NAME: detaches XDP, drops conntrack) and start again; or start with the interface it runs on`,
-          );
         } else {
           this.link = this.obj.adopt(link);
           this.link.update(this.prog.ptr);

@@ -28,14 +28,18 @@ describeRoot('lb restart: the pinned XDP link', () => {
       expect(c1.attachResult).toBe('attached');
       const prog1 = await xdpProgId(a);
       expect(prog1).toBeGreaterThan(0);
+      const gen = c1.vips.get('tcp://10.251.0.1:80')!.generation;
       c1.stop(); // no purge: what a crashed daemon leaves (pinned link and maps)
 
-      await expect(LbController.start(cfg(b))).rejects.toThrow(new RegExp(`is on interface index \\d+, not on ${b} \\(index \\d+\\): a restart cannot move the LB`));
+      // another interface and another ring size: refused before the rings were rebuilt at that
+      // size (they were, under the link still forwarding on a; review, session 65)
+      await expect(LbController.start({ ...cfg(b), ringSize: 1031 })).rejects.toThrow(new RegExp(`is on interface index \\d+, not on ${b} \\(index \\d+\\): a restart cannot move the LB`));
       expect(await xdpProgId(a)).toBe(prog1); // the old program still balances on a
       expect(await xdpProgId(b)).toBeUndefined();
 
       const c2 = await LbController.start(cfg(a));
       expect(c2.attachResult).toBe('adopted');
+      expect(c2.vips.get('tcp://10.251.0.1:80')!.generation, 'ring swaps since c1').toBe(gen);
       expect(await xdpProgId(a)).not.toBe(prog1); // the link now runs this process's program
       c2.stop();
 
