@@ -309,6 +309,31 @@ describeRoot('lb controller: all-or-nothing changes, capacity, scale (real maps)
     }
   });
 
+  // a removed VIP's slot and a removed backend's id are handed out again: their counters carried
+  // over into the new VIP's and backend's metrics (review, session 65)
+  it('a new VIP on a freed slot and a new backend on a used id start their counters at 0', async () => {
+    const V9 = 'tcp://10.250.0.9:80';
+    const slot = c.vips.get(V2)!.slot;
+    const busy = { packets: 7n, bytes: 700n, new_flows: 1n, ct_hits: 2n, ct_misses: 3n };
+    const zero = { packets: 0n, bytes: 0n, new_flows: 0n, ct_hits: 0n, ct_misses: 0n };
+    const inUse = new Set([...c.vips.values()].flatMap((v) => [...v.backends.values()].map((b) => b.id)));
+    const unused = Array.from({ length: c.backendCapacity }, (_, i) => i).filter((i) => !inUse.has(i));
+    try {
+      c.dp.stats.set(slot, busy);
+      for (const id of unused) c.dp.stats.set(MAX_VIPS + id, busy);
+      await c.removeVip(V2);
+      await c.addVip({ vip: V9, backends: [be(99)], healthCheck: false });
+      const v = c.vips.get(V9)!;
+      expect(v.slot).toBe(slot);
+      expect(c.dp.sumStats(v.slot)).toEqual(zero);
+      expect(c.dp.sumStats(MAX_VIPS + [...v.backends.values()][0]!.id)).toEqual(zero);
+    } finally {
+      c.dp.resetStats(slot);
+      for (const id of unused) c.dp.resetStats(MAX_VIPS + id);
+      await c.removeVip(V9).catch(() => {});
+    }
+  });
+
   it('a change beyond the backend table is a 409 before anything is resolved or written, in milliseconds', async () => {
     const before = await snapshot();
     // 64 slots, 9 in use: 60 more do not fit

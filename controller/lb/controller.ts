@@ -426,7 +426,14 @@ export class LbController {
     try {
       // 1. fragments to a new VIP address are recognised before its VIP entry exists
       for (const [a, n] of na) if (n > (ca.get(a) ?? 0)) j.setVipAddr(addrBytes(a), n);
-      // 2. new and changed backends, before any ring can name them
+      // 2. new and changed backends, before any ring can name them. A new backend's id and a new
+      //    VIP's slot may have counted for one removed before: their counters start at 0 (the
+      //    metrics showed the old one's totals under the new labels). Not journaled: a slot or id
+      //    this change hands out is unused (an id this change frees only when the table has no
+      //    other: its last counts go), and a rolled-back change leaves it so
+      const freshIds = new Set(d.fresh.map((f) => f.b.id));
+      for (const id of freshIds) this.dp.resetStats(MAX_VIPS + id);
+      for (const v of next.values()) if (!cur.has(v.id)) this.dp.resetStats(v.slot);
       for (const v of next.values()) {
         const cv = cur.get(v.id);
         for (const [k, b] of v.backends) {

@@ -300,6 +300,11 @@ export class Dataplane implements Disposable {
     return out;
   }
 
+  /** zero a VIP slot's (idx < MAX_VIPS) or a backend's (MAX_VIPS + id) counters on every CPU */
+  resetStats(idx: number): void {
+    this.stats.set(idx, { packets: 0n, bytes: 0n, new_flows: 0n, ct_hits: 0n, ct_misses: 0n });
+  }
+
   /** the per-CPU counters summed; too_big_limited: too-big answers not sent, over the rate (also in drop_encap) */
   globalStats(): Record<keyof lb_global | 'too_big_limited', bigint> {
     const per = this.global.getPerCpu(0) ?? [];
