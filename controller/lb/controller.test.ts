@@ -334,6 +334,21 @@ describeRoot('lb controller: all-or-nothing changes, capacity, scale (real maps)
     }
   });
 
+  it('an IPv4 VIP and an IPv6 VIP of the same key bytes (10.250.0.50, afa:32::) share one address count: removing one keeps the other\'s', async () => {
+    const v4 = 'tcp://10.250.0.50:80', v6 = 'tcp://[afa:32::]:80';
+    const key = addrBytes('10.250.0.50');
+    expect(Buffer.from(addrBytes('afa:32::')).equals(Buffer.from(key))).toBe(true);
+    try {
+      await c.apply([...BASE, { vip: v4, backends: [be(60)], healthCheck: false }, { vip: v6, backends: [be(61, { address: 'fd00::61' })], healthCheck: false }]);
+      expect(c.dp.vipAddrs.get(key)).toBe(2);
+      await c.removeVip(v6);
+      expect(c.dp.vipAddrs.get(key)).toBe(1);
+    } finally {
+      await c.apply(BASE);
+    }
+    expect(c.dp.vipAddrs.get(key)).toBeUndefined();
+  });
+
   it('a change beyond the backend table is a 409 before anything is resolved or written, in milliseconds', async () => {
     const before = await snapshot();
     // 64 slots, 9 in use: 60 more do not fit

@@ -417,15 +417,22 @@ export class LbController {
     const next = d.vips;
     const j = new Journal(this.dp, this.testHooks.failAfterWrites);
     this.testHooks.failAfterWrites = null;
+    // by the key's bytes, as restore() counts: an IPv4 address and an IPv6 one with the same
+    // leading bytes and a zero tail are one vip_addrs key (counted apart, removing one deleted the
+    // key while the other's VIP still needed it)
     const addrCount = (m: Map<string, VipState>) => {
       const c = new Map<string, number>();
-      for (const v of m.values()) c.set(v.address, (c.get(v.address) ?? 0) + 1);
+      for (const v of m.values()) {
+        const k = Buffer.from(addrBytes(v.address)).toString('hex');
+        c.set(k, (c.get(k) ?? 0) + 1);
+      }
       return c;
     };
+    const keyBytes = (hex: string) => new Uint8Array(Buffer.from(hex, 'hex'));
     const ca = addrCount(cur), na = addrCount(next);
     try {
       // 1. fragments to a new VIP address are recognised before its VIP entry exists
-      for (const [a, n] of na) if (n > (ca.get(a) ?? 0)) j.setVipAddr(addrBytes(a), n);
+      for (const [a, n] of na) if (n > (ca.get(a) ?? 0)) j.setVipAddr(keyBytes(a), n);
       // 2. new and changed backends, before any ring can name them. A new backend's id and a new
       //    VIP's slot may have counted for one removed before: their counters start at 0 (the
       //    metrics showed the old one's totals under the new labels). Not journaled: a slot or id
@@ -472,7 +479,7 @@ export class LbController {
         }
       }
       // 5. addresses that carry fewer (or no) VIPs now
-      for (const [a, n] of ca) if ((na.get(a) ?? 0) < n) j.setVipAddr(addrBytes(a), na.get(a) ?? 0);
+      for (const [a, n] of ca) if ((na.get(a) ?? 0) < n) j.setVipAddr(keyBytes(a), na.get(a) ?? 0);
     } catch (e) {
       const errs = j.rollback();
       if (errs.length) this.log(`ROLLBACK INCOMPLETE after "${(e as Error).message}": ${errs.map((x) => x.message).join('; ')}`);
