@@ -241,12 +241,14 @@ export class Dataplane implements Disposable {
 
   deleteVip(k: vip_key): void {
     const m = this.vips.get(k);
-    if (m) {
-      const cur = this.vipSlots.get(m.vip_id);
-      // clear the slot only while it still holds this VIP (a moved slot belongs to another)
-      if (cur && sameKey(cur.key, k)) this.vipSlots.set(m.vip_id, emptySlot());
-    }
+    if (m) this.clearVipSlot(k, m);
     this.vips.delete(k);
+  }
+
+  /** empty m's slot, only while it still holds this VIP (a moved slot belongs to another) */
+  clearVipSlot(k: vip_key, m: vip_meta): void {
+    const cur = this.vipSlots.get(m.vip_id);
+    if (cur && sameKey(cur.key, k)) this.vipSlots.set(m.vip_id, emptySlot());
   }
 
   /**

@@ -56,28 +56,39 @@ export class Journal {
     this.undo.push(() => this.dp.setBackendPort(id, old ?? null));
   }
 
-  /** a VIP's hash entry and its slot (one logical write; see Dataplane.setVip) */
+  /**
+   * A VIP's slot, then its hash entry (Dataplane.setVip's order): two writes, each its own step,
+   * with the undo of both recorded before the first. Recorded after both, a refused hash write
+   * left the slot with the new meta (established flows forwarded by it) under "every earlier
+   * write was undone" (review, session 65).
+   */
   setVip(k: vip_key, v: vip_meta): void {
     this.step();
     const old = this.dp.vips.get(k);
     const oldSlot = this.dp.vipSlots.get(v.vip_id);
-    this.dp.setVip(k, v);
     this.undo.push(() => {
       if (old) this.dp.setVip(k, old);
-      else this.dp.deleteVip(k);
+      else if (this.dp.vips.get(k) !== undefined) this.dp.deleteVip(k);
       if (oldSlot) this.dp.vipSlots.set(v.vip_id, oldSlot);
     });
+    this.dp.vipSlots.set(v.vip_id, { key: k, meta: v });
+    this.step();
+    this.dp.vips.set(k, v);
   }
 
+  /** the slot (while it holds this VIP), then the hash entry (Dataplane.deleteVip); as setVip */
   deleteVip(k: vip_key): void {
     this.step();
     const old = this.dp.vips.get(k);
     const oldSlot = old ? this.dp.vipSlots.get(old.vip_id) : undefined;
-    this.dp.deleteVip(k);
-    if (old) this.undo.push(() => {
+    if (!old) return;
+    this.undo.push(() => {
       this.dp.vips.set(k, old);
       if (oldSlot) this.dp.vipSlots.set(old.vip_id, oldSlot);
     });
+    this.dp.clearVipSlot(k, old);
+    this.step();
+    this.dp.vips.delete(k);
   }
 
   setVipAddr(addr: Uint8Array, n: number): void {
