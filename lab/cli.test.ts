@@ -257,6 +257,12 @@ describe('lab CLI', () => {
         [{ ...good, context: { busy: 'yes' } }, /"context" is not a run context/],
         [{ ...good, sections: [{ title: 't', blocks: [null] }] }, /sections\[0\]\.blocks\[0\] must be an object/],
         [{ ...good, sections: [{ title: 't', blocks: [{ kind: 'table', columns: ['a'], rows: 'x' }] }] }, /sections\[0\]\.blocks\[0\] \(table\) needs/],
+        // what publish sorts, files and formats by (each crashed the whole site: review, session 65)
+        [{ ...good, headline: [{ name: 'x', label: 'x', unit: '', value: 1, better: 'lower', comparator: { name: 'c', ratio: '1.2' } }] }, /headline\[0\] "comparator\.ratio" must be a number/],
+        [{ ...good, headline: [{ name: 'x', label: 'x', unit: '', value: 1, better: 'lower', comparator: { name: 'c', ci: ['a', 1] } }] }, /headline\[0\] "comparator\.ci" must be numbers/],
+        [{ ...good, environment: { ...good.environment, kernel: { release: '6.1.0', spec: 6.1 } } }, /"environment\.kernel\.spec" must be a string/],
+        [{ ...good, environment: { ...good.environment, git: { commit: 12345, dirty: false } } }, /"environment\.git\.commit" must be a string/],
+        [{ ...good, options: [1] }, /"options" must be an object/],
       ];
       for (const [json, msg] of cases) {
         fs.writeFileSync(path.join(dir, 'results.json'), typeof json === 'string' ? json : JSON.stringify(json));

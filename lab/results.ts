@@ -162,6 +162,11 @@ export function resultsProblem(r: unknown): string | null {
   if (typeof env !== 'object' || env === null || Array.isArray(env)) return '"environment" must be an object';
   const k = env.kernel as Record<string, unknown> | undefined;
   if (typeof k !== 'object' || k === null || typeof k.release !== 'string') return '"environment.kernel.release" is missing';
+  // the rest of what publish sorts, files and shortens runs by (a number there crashed the whole site)
+  if (k.spec !== undefined && typeof k.spec !== 'string') return '"environment.kernel.spec" must be a string';
+  const git = env.git as Record<string, unknown> | undefined;
+  if (git !== undefined && (!isObj(git) || (git.commit !== null && git.commit !== undefined && typeof git.commit !== 'string'))) return '"environment.git.commit" must be a string (or null)';
+  if (o.options !== undefined && !isObj(o.options)) return '"options" must be an object';
   if (!Array.isArray(o.checks)) return '"checks" must be an array';
   for (const [i, c] of (o.checks as unknown[]).entries()) {
     const cc = c as Record<string, unknown> | null;
@@ -210,7 +215,14 @@ function headlineProblem(h: unknown): string | null {
   if (h.value !== null && typeof h.value !== 'number') return '"value" must be a number (or null)';
   if (h.rounds !== undefined && !numbersOrNull(h.rounds)) return '"rounds" must be numbers';
   if (h.spread !== undefined && !(isObj(h.spread) && ['n', 'min', 'max', 'mad'].every((k) => (h.spread as Record<string, unknown>)[k] === null || typeof (h.spread as Record<string, unknown>)[k] === 'number'))) return '"spread" must hold n, min, max, mad';
-  if (h.comparator !== undefined && !(isObj(h.comparator) && typeof h.comparator.name === 'string')) return '"comparator" must be an object with a name';
+  if (h.comparator !== undefined) {
+    const c = h.comparator;
+    if (!(isObj(c) && typeof c.name === 'string')) return '"comparator" must be an object with a name';
+    // what the report formats as numbers: a string there threw in the renderer (a whole publish lost)
+    for (const k of ['value', 'ratio'] as const) if (c[k] !== undefined && c[k] !== null && typeof c[k] !== 'number') return `"comparator.${k}" must be a number`;
+    for (const k of ['valueRounds', 'ratioRounds', 'ci'] as const) if (c[k] !== undefined && !numbersOrNull(c[k])) return `"comparator.${k}" must be numbers`;
+    if (c.ratioSpread !== undefined && !(isObj(c.ratioSpread) && ['n', 'min', 'max', 'mad'].every((k) => (c.ratioSpread as Record<string, unknown>)[k] === null || typeof (c.ratioSpread as Record<string, unknown>)[k] === 'number'))) return '"comparator.ratioSpread" must hold n, min, max, mad';
+  }
   if (h.goal !== undefined && !(isObj(h.goal) && (h.goal.op === '<=' || h.goal.op === '>=') && typeof h.goal.target === 'number')) return '"goal" must have op <= or >= and a numeric target';
   return null;
 }

@@ -64,7 +64,7 @@ export async function compareCommand(argv: string[]): Promise<number> {
   // figures only when they could be measured, and a renamed figure would fail every night until
   // the window forgot the old name.
   const finished = c.filter((r) => r.results.status !== 'error');
-  const ranHere = (r: { scenario: string; kernel: string; machine: string }) => finished.filter((x) => classKey(x.results) === classKey(r));
+  const ranHere = (r: { scenario: string; kernel: string; machine: string; setup: string }) => finished.filter((x) => classKey(x.results) === classKey(r));
   const unmatched = rows.filter((r) => r.verdict === 'missing' && ranHere(r).length);
   const lost = unmatched.filter((r) => ranHere(r).some((x) => x.results.headline?.some((h) => h?.name === r.metric)));
   for (const r of unmatched) console.error(printable(`warning: ${r.scenario} on ${r.kernel}: "${r.label}" is in the baseline but ${lost.includes(r) ? 'not a number (a failed measurement)' : 'not declared'} in the candidate run${c.length === 1 ? '' : 's'}`));
@@ -77,7 +77,7 @@ export async function compareCommand(argv: string[]): Promise<number> {
   }
   if (b.length && rows.length && !unmatched.length && !rows.some((r) => r.baseline && r.candidate)) {
     const side = (v: string) => [...new Set(rows.filter((r) => r.verdict === v).map((r) => `${r.scenario} on ${r.kernel} (${r.machine})`))].join(', ') || 'none with headline figures';
-    throw new LabError(`nothing to compare: no baseline run matches a candidate's scenario, kernel and machine class (candidates: ${side('new')}; baseline: ${side('missing')})`, 'compare runs of the same scenario and kernel from the same machine class');
+    throw new LabError(`nothing to compare: no baseline run matches a candidate's scenario, kernel, machine class and setup (mode and scenario options) (candidates: ${side('new')}; baseline: ${side('missing')})`, 'compare runs of the same scenario and kernel from the same machine class, run with the same mode and options');
   }
   // a busy candidate's figures are not judged (compare.ts busyRun): said, and a gate that judged
   // nothing because of it does not pass

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
-import { compareRuns, flagHistory, kernelLabel, runKey, loadRuns, machineClass, markdownTable, textTable, type LoadedRun } from './compare.ts';
+import { compareRuns, flagHistory, kernelLabel, runKey, loadRuns, machineClass, markdownTable, setupKey, setupNames, textTable, type LoadedRun } from './compare.ts';
 import { synthRun } from './fixture.ts';
 import { labCli } from '../testing.ts';
 
@@ -245,6 +245,40 @@ describe('compareRuns', () => {
     expect(machineClass(host.results.environment)).toBe('Synthetic CPU @ 2.0GHz ×2 · host');
   });
 
+  // review, session 65: --rate 5000 against 20000 read as a 300% change; a run against a bench
+  // compared one's 300 connections with the other's 10,000
+  it('keeps setups apart (mode and the scenario options that shape the load), not the number of rounds', () => {
+    const at = (i: number, value: number, mode: 'run' | 'bench', options: Record<string, unknown>) => {
+      const r = run(synthRun({ index: i, seed: i, noise: 0.01, value }));
+      r.results.mode = mode;
+      r.results.options = options;
+      return r;
+    };
+    const base = [0, 1, 2].map((i) => at(i, 100, 'bench', { rate: 20000, repeat: 5 }));
+    // another rate: two figures, neither judged against the other
+    expect(compareRuns(base, [at(3, 400, 'bench', { rate: 5000, repeat: 5 })]).map((r) => r.verdict).sort()).toEqual(['missing', 'new']);
+    expect(compareRuns(base, [at(3, 400, 'run', { rate: 20000, repeat: 5 })]).map((r) => r.verdict).sort()).toEqual(['missing', 'new']);
+    // rounds, printing and the deliberate slowdown measure the same figure: compared
+    const same = compareRuns(base, [at(3, 200, 'bench', { rate: 20000, repeat: 3, 'max-print': 10, 'inject-delay-us': 5 })]);
+    expect(same.map((r) => r.verdict)).toEqual(['regression']);
+    // tables name the setups where a scenario has several
+    const rows = compareRuns(base, [at(3, 400, 'bench', { rate: 5000, repeat: 5 })]);
+    expect(textTable(rows)).toMatch(/xdp-lb · 6\.18\.0-test · rate=5000 · LB CPU per request/);
+    expect(textTable(rows)).toMatch(/xdp-lb · 6\.18\.0-test · rate=20000 · LB CPU per request/);
+    expect(textTable(same)).not.toMatch(/rate=/);
+    expect([...setupNames([setupKey({ mode: 'run', options: { a: 1, b: [1, 2] } }), setupKey({ mode: 'bench', options: { a: 1, b: [3] } })]).values()]).toEqual(['run, b=1,2', 'bench, b=3']);
+  });
+
+  it('a VM kernel spec wider than one series is filed under the release\'s series (sid moving from 7.0 to 7.2 is two kernels)', () => {
+    const env = (spec: string, release: string) => ({ target: 'vm' as const, kernel: { spec, release } });
+    expect(kernelLabel(env('6.1', '6.1.0-50-amd64'))).toBe('6.1');
+    expect(kernelLabel(env('7.x', '7.2.0-1-amd64'))).toBe('7.2');
+    expect(kernelLabel(env('6', '6.12.9-amd64'))).toBe('6.12');
+    expect(kernelLabel(env('/root/linux/arch/x86/boot/bzImage', '7.3.0-rc1+'))).toBe('7.3');
+    expect(kernelLabel(env('/img', 'weird'))).toBe('weird');
+    expect(kernelLabel({ target: 'host', kernel: { spec: 'host', release: '6.18.44' } })).toBe('6.18.44');
+  });
+
   it('ignores errored runs and runs without headlines', () => {
     const a = run(synthRun({ index: 0, seed: 1, noise: 0.01, value: 100 }));
     const bad = run(synthRun({ index: 1, seed: 2, noise: 0.01, value: 500, status: 'error' }));
@@ -309,7 +343,7 @@ describe('lab compare (CLI)', () => {
     const other = await write('other', synthRun({ index: 8, seed: 300, noise: 0.05, value: 100, scenario: 'hello-openat' }));
     const r = await cli(['--fail-on-regression', join(dir, 'base'), other]);
     expect(r.exitCode).toBe(1);
-    expect(r.stderr).toMatch(/^error: nothing to compare: no baseline run matches a candidate's scenario, kernel and machine class \(candidates: hello-openat on /);
+    expect(r.stderr).toMatch(/^error: nothing to compare: no baseline run matches a candidate's scenario, kernel, machine class and setup \(mode and scenario options\) \(candidates: hello-openat on /);
     expect(r.stderr).toMatch(/\n  fix: compare runs of the same scenario/);
     const self = await cli([other, other]);
     expect(self.exitCode).toBe(1);

@@ -78,8 +78,57 @@ export function machineClass(env: Partial<Environment> | undefined): string {
 export function kernelLabel(env: Partial<Environment> | undefined): string {
   const k = env?.kernel;
   if (!k) return 'unknown';
-  if (env?.target === 'vm' && k.spec && k.spec !== 'host') return k.spec;
-  return k.release;
+  const release = typeof k.release === 'string' ? k.release : 'unknown';
+  if (env?.target !== 'vm' || typeof k.spec !== 'string' || k.spec === 'host') return release;
+  // a series names one kernel line (6.1: Debian's point releases of it); a wider spec (7.x, sid's
+  // moving head; "6"; an image path rebuilt each night) names several, and 7.0 → 7.2 between two
+  // nights read as a regression of "7.x": filed under the release's series instead
+  if (/^\d+\.\d+$/.test(k.spec)) return k.spec;
+  return /^\d+\.\d+/.exec(release)?.[0] ?? release;
+}
+
+/**
+ * Scenario options that do not change what a figure measures: how many rounds (n, not the
+ * figure), what is printed, a goal's target, and the deliberate slowdown whose purpose is to be
+ * compared against the runs without it (validating `lab compare`).
+ */
+const SETUP_IGNORED = new Set(['repeat', 'max-print', 'print', 'overhead-goal', 'inject-delay-us']);
+
+/**
+ * What a run measured under: its mode and the scenario options that shape the load. Runs of
+ * another setup measure other figures under the same names (hello-openat's delivered events/s at
+ * --rate 5000 and at 20000; socket-lb's setup times at 300 connections in a run, 10,000 in a
+ * bench): compared, they read as +300% or −75% (review, session 65).
+ */
+export function setupKey(r: Pick<Results, 'mode' | 'options'>): string {
+  const o = r.options && typeof r.options === 'object' ? r.options : {};
+  return JSON.stringify([r.mode, Object.keys(o).filter((k) => !SETUP_IGNORED.has(k)).sort().map((k) => [k, o[k]])]);
+}
+
+/**
+ * Readable names for setupKey()s (of one scenario's runs or rows): the mode, and the options whose
+ * values differ between them (`bench, rate=5000`); '' for each when there is only one.
+ */
+export function setupNames(keys: Iterable<string>): Map<string, string> {
+  const uniq = [...new Set(keys)];
+  const out = new Map<string, string>();
+  if (uniq.length < 2) {
+    for (const k of uniq) out.set(k, '');
+    return out;
+  }
+  const parsed = uniq.map((k) => JSON.parse(k) as [string, [string, unknown][]]);
+  const modes = new Set(parsed.map(([m]) => m));
+  const names = new Set(parsed.flatMap(([, o]) => o.map(([n]) => n)));
+  const varying = [...names].filter((n) => new Set(parsed.map(([, o]) => JSON.stringify(o.find(([x]) => x === n)?.[1] ?? null))).size > 1).sort();
+  uniq.forEach((k, i) => {
+    const [mode, opts] = parsed[i]!;
+    const parts = varying.map((n) => {
+      const v = opts.find(([x]) => x === n)?.[1];
+      return v === undefined ? `${n} unset` : `${n}=${Array.isArray(v) ? v.join(',') : String(v)}`;
+    });
+    out.set(k, [...(modes.size > 1 ? [mode] : []), ...parts].join(', ') || mode);
+  });
+  return out;
 }
 
 /** the sample a headline stands for: its rounds when recorded, else its median alone */
@@ -108,6 +157,8 @@ export interface Comparison {
   scenario: string;
   kernel: string;
   machine: string;
+  /** setupKey() of its runs */
+  setup: string;
   metric: string;
   label: string;
   unit: string;
@@ -128,6 +179,7 @@ interface Group {
   scenario: string;
   kernel: string;
   machine: string;
+  setup: string;
   h: Headline;
   runs: LoadedRun[];
   values: number[];
@@ -136,13 +188,13 @@ interface Group {
 }
 
 /** what a figure's numbers mean beside its name: unit, direction, ideal */
-const definition = (h: Headline) => JSON.stringify([h.unit ?? '', h.better, h.ideal ?? null]);
+export const definition = (h: Headline) => JSON.stringify([h.unit ?? '', h.better, h.ideal ?? null]);
 
-const keyOf = (scenario: string, kernel: string, machine: string, metric: string) => JSON.stringify([scenario, kernel, machine, metric]);
+const keyOf = (scenario: string, kernel: string, machine: string, setup: string, metric: string) => JSON.stringify([scenario, kernel, machine, setup, metric]);
 
-/** what figures compare within: scenario + kernel + machine class, of a run or of a comparison row */
-export function classKey(x: Pick<Results, 'scenario' | 'environment'> | { scenario: string; kernel: string; machine: string }): string {
-  return 'environment' in x ? JSON.stringify([x.scenario, kernelLabel(x.environment), machineClass(x.environment)]) : JSON.stringify([x.scenario, x.kernel, x.machine]);
+/** what figures compare within: scenario + kernel + machine class + setup, of a run or of a comparison row */
+export function classKey(x: Pick<Results, 'scenario' | 'environment' | 'mode' | 'options'> | { scenario: string; kernel: string; machine: string; setup: string }): string {
+  return 'environment' in x ? JSON.stringify([x.scenario, kernelLabel(x.environment), machineClass(x.environment), setupKey(x)]) : JSON.stringify([x.scenario, x.kernel, x.machine, x.setup]);
 }
 
 /** runs that carry figures worth comparing: a run that errored out measured nothing trustworthy */
@@ -157,11 +209,12 @@ function group(runs: LoadedRun[], window?: number): Map<string, Group & { busy: 
     if (!usable(r)) continue;
     const kernel = kernelLabel(r.environment);
     const machine = machineClass(r.environment);
+    const setup = setupKey(r);
     for (const h of r.headline!) {
       if (!h || typeof h.name !== 'string' || typeof h.value !== 'number') continue;
-      const k = keyOf(r.scenario, kernel, machine, h.name);
+      const k = keyOf(r.scenario, kernel, machine, setup, h.name);
       let e = byKey.get(k);
-      if (!e) byKey.set(k, (e = { g: { scenario: r.scenario, kernel, machine, h, runs: [], values: [], runMedians: [] }, entries: [] }));
+      if (!e) byKey.set(k, (e = { g: { scenario: r.scenario, kernel, machine, setup, h, runs: [], values: [], runMedians: [] }, entries: [] }));
       e.entries.push({ run, h });
     }
   }
@@ -198,7 +251,7 @@ export function compareRuns(baseline: LoadedRun[], candidate: LoadedRun[], opts:
     const c = cand.get(key);
     const g = (c ?? b)!;
     const floor = typeof g.h.regressionFloor === 'number' && g.h.regressionFloor >= 0 ? g.h.regressionFloor : (opts.defaultFloor ?? DEFAULT_FLOOR);
-    const row: Comparison = { scenario: g.scenario, kernel: g.kernel, machine: g.machine, metric: g.h.name, label: g.h.label ?? g.h.name, unit: g.h.unit ?? '', better: g.h.better === 'higher' ? 'higher' : 'lower', ...(typeof g.h.ideal === 'number' ? { ideal: g.h.ideal } : {}), floor, verdict: 'ok' };
+    const row: Comparison = { scenario: g.scenario, kernel: g.kernel, machine: g.machine, setup: g.setup, metric: g.h.name, label: g.h.label ?? g.h.name, unit: g.h.unit ?? '', better: g.h.better === 'higher' ? 'higher' : 'lower', ...(typeof g.h.ideal === 'number' ? { ideal: g.h.ideal } : {}), floor, verdict: 'ok' };
     const stat = (x: Group) => ({ median: median(x.values), mad: mad(x.values), n: x.values.length, runs: x.runs.map((r) => r.results.runId) });
     if (b?.values.length) row.baseline = stat(b);
     if (c?.values.length) row.candidate = stat(c);
@@ -240,7 +293,7 @@ export function flagHistory(runs: LoadedRun[], opts: { k?: number; defaultFloor?
   const sorted = [...runs].filter((r) => usable(r.results)).sort((a, b) => a.results.startedAt.localeCompare(b.results.startedAt));
   const out = new Map<string, Comparison[]>();
   for (const [i, run] of sorted.entries()) {
-    const sameKind = (o: LoadedRun) => o.results.scenario === run.results.scenario && kernelLabel(o.results.environment) === kernelLabel(run.results.environment) && machineClass(o.results.environment) === machineClass(run.results.environment);
+    const sameKind = (o: LoadedRun) => classKey(o.results) === classKey(run.results);
     const before = sorted.slice(0, i).filter(sameKind);
     out.set(runKey(run.results), compareRuns(before, [run], opts).filter((c) => c.verdict !== 'missing'));
   }
@@ -336,8 +389,12 @@ export const VERDICT_TEXT: Record<Verdict, string> = { regression: 'REGRESSION',
 
 /** the comparison as rows of cells: metric, baseline, candidate, change, verdict */
 export function comparisonRows(rows: Comparison[]): string[][] {
+  // the setup is named where a scenario's rows have several (a baseline of --rate 5000 runs is not
+  // matched with a candidate at 20000: two rows, each said which)
+  const names = new Map<string, Map<string, string>>();
+  for (const sc of new Set(rows.map((r) => r.scenario))) names.set(sc, setupNames(rows.filter((r) => r.scenario === sc).map((r) => r.setup)));
   return rows.map((r) => [
-    `${r.scenario} · ${r.kernel} · ${r.label}${r.unit ? ` [${r.unit}]` : ''} (${betterText(r)})`,
+    `${r.scenario} · ${r.kernel}${names.get(r.scenario)?.get(r.setup) ? ` · ${names.get(r.scenario)!.get(r.setup)}` : ''} · ${r.label}${r.unit ? ` [${r.unit}]` : ''} (${betterText(r)})`,
     r.baseline ? `${formatValue(r.baseline.median)} ± ${formatValue(r.baseline.mad)} (n=${r.baseline.n})` : '—',
     r.candidate ? `${formatValue(r.candidate.median)} ± ${formatValue(r.candidate.mad)} (n=${r.candidate.n})` : '—',
     r.change === undefined ? '—' : `${formatChange(r.change)} (limit ${Number.isFinite(r.threshold) ? `${(r.threshold! * 100).toFixed(1)}%` : 'noise'})`,

@@ -59,6 +59,33 @@ describe('publishSite', () => {
     expect(html).toContain('id="chart-0"');
     expect(html).not.toContain('id="chart-1"');
   });
+  // review, session 65: runs of the figure in another unit were drawn on the newest unit's axis;
+  // a quick run after the nightly hid the nightly's regression from the home page
+  it('a trend leaves out runs whose figure had another unit, and names setups apart; the home page lists the newest run\'s regressions of every series', async () => {
+    const mine = runs.filter((x) => x.results.scenario === 'xdp-lb').map((x) => ({ file: x.file, results: structuredClone(x.results) }));
+    // the two oldest host nights measured in ms (1000x smaller numbers)
+    const host = mine.filter((x) => x.results.environment.target === 'host');
+    for (const x of host.slice(0, 2)) x.results.headline = x.results.headline!.map((h) => ({ ...h, unit: 'ms', value: h.value / 1000 }));
+    // a quick `lab run` of another setup after the nightly with the regression
+    const quick = structuredClone(host.at(-1)!.results);
+    quick.runId += '-quick';
+    quick.mode = 'run';
+    quick.startedAt = new Date(Date.parse(quick.startedAt) + 3_600_000).toISOString();
+    quick.headline = quick.headline!.map((h) => ({ ...h, value: h.value / 1.15, rounds: h.rounds!.map((v) => v / 1.15) }));
+    const out = join(dir, 'site-defs');
+    await publishSite([...mine, { file: 'quick', results: quick }], out);
+    const trend = await readFile(join(out, 'scenarios/xdp-lb.html'), 'utf8');
+    const data = JSON.parse(/<script type="application\/json" id="trend-data">([^<]*)<\/script>/.exec(trend)![1]!) as { series: { name: string; points: { y: number }[] }[] }[];
+    const names = data[0]!.series.map((x) => x.name).sort();
+    expect(names).toEqual(['6.1 · Synthetic CPU @ 2.0GHz ×2 · vm · tcg · bench', '6.18.0-test · Synthetic CPU @ 2.0GHz ×2 · host · bench', '6.18.0-test · Synthetic CPU @ 2.0GHz ×2 · host · run']);
+    const bench = data[0]!.series.find((x) => /6\.18\.0-test.*bench/.test(x.name))!;
+    expect(bench.points).toHaveLength(host.length - 2);
+    expect(Math.min(...bench.points.map((p) => p.y))).toBeGreaterThan(1);
+    expect(trend.replace(/<[^>]+>/g, '')).toContain('2 earlier run(s) left out: the figure had another unit, direction or ideal then.');
+    const home = (await readFile(join(out, 'index.html'), 'utf8')).replace(/<[^>]+>/g, ' ');
+    expect(home).toMatch(/Regressions in the latest runs\s+metric[\s\S]*xdp-lb · 6\.18\.0-test · LB CPU per request[\s\S]*REGRESSION/);
+  });
+
   it('goal tally: only runs that stated the newest goal are counted; no goal, no tally', () => {
     const g = (verdict: 'met' | 'not met' | 'inconclusive', target = 10) => ({ op: '>=' as const, target, of: 'ratio' as const, verdict });
     const t = goalTally([{ x: 3, run: 'c', goal: g('inconclusive') }, { x: 1, run: 'a', goal: g('met', 5) }, { x: 2, run: 'b', goal: g('not met') }, { x: 0, run: 'z' }]);

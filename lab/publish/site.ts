@@ -12,7 +12,7 @@ import { UsageError } from '../../common/args.ts';
 import { betterText, CSS, escapeHtml, formatNumber, statusBadge } from '../report/html.ts';
 import { renderReport } from '../report/index.ts';
 import type { Headline, Results } from '../results.ts';
-import { comparisonRows, flagHistory, runKey, formatChange, kernelLabel, machineClass, VERDICT_TEXT, type Comparison, type LoadedRun } from './compare.ts';
+import { classKey, comparisonRows, definition, flagHistory, runKey, formatChange, kernelLabel, machineClass, setupKey, setupNames, VERDICT_TEXT, type Comparison, type LoadedRun } from './compare.ts';
 
 /** marks a directory as a site this command wrote, so --out never replaces anything else */
 const MARKER = '.ebpf-lab-site';
@@ -116,7 +116,11 @@ function sortKernels(ks: Iterable<string>): string[] {
 function homePage(c: Ctx): string {
   const latest = new Map<string, Results>();
   for (const r of c.runs) latest.set(JSON.stringify([r.scenario, kernelLabel(r.environment)]), r); // runs are time-ordered: the last wins
-  const regressions = c.runs.flatMap((r) => (latest.get(JSON.stringify([r.scenario, kernelLabel(r.environment)])) === r ? (c.flags.get(runKey(r)) ?? []) : [])).filter((x) => x.verdict === 'regression');
+  // regressions of the newest run of every series (machine class and setup too): the newest of a
+  // cell alone hid a nightly's regression behind a quick `lab run` or another machine's run
+  const newest = new Map<string, Results>();
+  for (const r of c.runs) newest.set(classKey(r), r);
+  const regressions = [...newest.values()].flatMap((r) => c.flags.get(runKey(r)) ?? []).filter((x) => x.verdict === 'regression');
   const head = `<tr><th>scenario</th>${c.kernels.map((k) => `<th>${escapeHtml(k)}</th>`).join('')}</tr>`;
   const rows = c.scenarios.map((s) => {
     const cells = c.kernels.map((k) => {
@@ -148,20 +152,34 @@ const PALETTE = ['#0969da', '#cf222e', '#1a7f37', '#8250df', '#9a6700', '#bf3989
 /** the trend chart data for one metric of one scenario: a series per kernel (× machine class when there are several) */
 function trendData(runs: Results[], metric: string, flags: Map<string, Comparison[]>) {
   const classes = new Set(runs.map((r) => machineClass(r.environment)));
+  const setups = setupNames(runs.map(setupKey));
+  // only runs whose figure means what the newest one's does (unit, direction, ideal): older runs
+  // in ms were drawn on the µs axis, 1000x too low, under the newest unit's title
+  const withIt = runs.filter((r) => r.headline?.some((x) => x.name === metric && typeof x.value === 'number'));
+  const newestDef = (() => {
+    const h = withIt.at(-1)?.headline?.find((x) => x.name === metric);
+    return h ? definition(h) : '';
+  })();
   const series = new Map<string, { x: number; y: number; min: number; max: number; run: string; url: string; commit: string; kernel: string; verdict: string; change: string; goal?: NonNullable<Headline['goal']> }[]>();
   let meta: Headline | undefined;
+  let redefined = 0;
   for (const r of runs) {
     const h = r.headline?.find((x) => x.name === metric);
     if (!h || typeof h.value !== 'number') continue;
+    if (definition(h) !== newestDef) {
+      redefined++;
+      continue;
+    }
     meta = h;
     const kernel = kernelLabel(r.environment);
-    const name = classes.size > 1 ? `${kernel} · ${machineClass(r.environment)}` : kernel;
+    const setup = setups.get(setupKey(r));
+    const name = [kernel, ...(classes.size > 1 ? [machineClass(r.environment)] : []), ...(setup ? [setup] : [])].join(' · ');
     const f = flags.get(runKey(r))?.find((x) => x.metric === metric);
     const list = series.get(name) ?? [];
     series.set(name, list);
     list.push({ x: Date.parse(r.startedAt), y: h.value, min: h.spread?.min ?? h.value, max: h.spread?.max ?? h.value, run: r.runId, url: runHref(r, 1), commit: shortCommit(r), kernel: r.environment.kernel.release, verdict: f ? VERDICT_TEXT[f.verdict] : '', change: f?.change !== undefined ? formatChange(f.change) : '', ...(h.goal ? { goal: h.goal } : {}) });
   }
-  return { meta, series: [...series.entries()].map(([name, points], i) => ({ name, color: PALETTE[i % PALETTE.length]!, points })) };
+  return { meta, redefined, series: [...series.entries()].map(([name, points], i) => ({ name, color: PALETTE[i % PALETTE.length]!, points })) };
 }
 
 // the browser side of a trend chart: a line per kernel, a band between its min and max
@@ -242,7 +260,7 @@ async function scenarioPage(c: Ctx, scenario: string): Promise<string> {
     return (
       `<section id="${escapeHtml(safeName(ch.metric))}"><h2>${escapeHtml(m.label ?? m.name)} <small class="muted">(${escapeHtml(m.unit ?? '')}, ${escapeHtml(betterText(m))})</small></h2>` +
       `<div class="chartbox"><canvas id="${ch.id}" role="img" aria-label="${escapeHtml(`${m.label ?? m.name} over time, one line per kernel`)}"></canvas></div>` +
-      `<p class="summary">line: median per run; band: min–max over its rounds; red triangle: regression against the runs before it. Click a point to open its run.</p>` +
+      `<p class="summary">line: median per run; band: min–max over its rounds; red triangle: regression against the runs before it. Click a point to open its run.${ch.redefined ? ` ${ch.redefined} earlier run(s) left out: the figure had another unit, direction or ideal then.` : ''}</p>` +
       goalSummary(ch.series) +
       `<details><summary>data (${rows.length} runs)</summary><div class="tablewrap"><table><thead><tr><th>run</th><th>series</th><th>commit</th><th>median</th><th>min–max</th><th>verdict</th><th>goal</th></tr></thead><tbody>` +
       rows.map(({ s, p }) => `<tr><td><a href="${escapeHtml(p.url)}">${escapeHtml(p.run)}</a></td><td>${escapeHtml(s.name)}</td><td><code>${escapeHtml(p.commit)}</code></td><td class="num">${escapeHtml(formatNumber(p.y))}</td><td class="num">${escapeHtml(formatNumber(p.min))}–${escapeHtml(formatNumber(p.max))}</td><td>${escapeHtml(`${p.verdict} ${p.change}`.trim())}</td><td>${p.goal ? escapeHtml(`${p.goal.verdict ?? 'not judged'} (${goalText(p.goal)})`) : ''}</td></tr>`).join('') +
