@@ -266,6 +266,11 @@ describe('compareRuns', () => {
     expect(textTable(rows)).toMatch(/xdp-lb · 6\.18\.0-test · rate=5000 · LB CPU per request/);
     expect(textTable(rows)).toMatch(/xdp-lb · 6\.18\.0-test · rate=20000 · LB CPU per request/);
     expect(textTable(same)).not.toMatch(/rate=/);
+    // an option the scenario gained since (absent in the older runs) separates nothing
+    expect(compareRuns(base, [at(3, 200, 'bench', { rate: 20000, repeat: 5, 'new-knob': 3 })]).map((r) => r.verdict)).toEqual(['regression']);
+    expect(compareRuns(base, [at(3, 200, 'bench', { rate: 5000, repeat: 5, 'new-knob': 3 })]).map((r) => r.verdict).sort()).toEqual(['missing', 'new']);
+    const hist = flagHistory([...base, at(3, 200, 'bench', { rate: 20000, 'new-knob': 3 })]);
+    expect([...hist.values()].at(-1)!.map((r) => r.verdict)).toEqual(['regression']);
     expect([...setupNames([setupKey({ mode: 'run', options: { a: 1, b: [1, 2] } }), setupKey({ mode: 'bench', options: { a: 1, b: [3] } })]).values()]).toEqual(['run, b=1,2', 'bench, b=3']);
   });
 

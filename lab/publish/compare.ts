@@ -106,6 +106,38 @@ export function setupKey(r: Pick<Results, 'mode' | 'options'>): string {
 }
 
 /**
+ * Two setups measure the same figures: one mode, and every option both record has one value. An
+ * option only one side records is one a scenario gained or lost between the two builds: not a
+ * difference (taken as one, every history would restart the day an option is added).
+ */
+export function sameSetup(a: string, b: string): boolean {
+  if (a === b) return true;
+  const [ma, oa] = JSON.parse(a) as [string, [string, unknown][]];
+  const [mb, ob] = JSON.parse(b) as [string, [string, unknown][]];
+  if (ma !== mb) return false;
+  const other = new Map(ob.map(([k, v]) => [k, JSON.stringify(v)]));
+  return oa.every(([k, v]) => !other.has(k) || other.get(k) === JSON.stringify(v));
+}
+
+/**
+ * Each run's setup as its series knows it: the newest setup of its scenario it is sameSetup with
+ * (a history across an added option stays one series, named once).
+ */
+export function canonicalSetups(runs: readonly Pick<Results, 'scenario' | 'mode' | 'options' | 'startedAt'>[]): Map<object, string> {
+  const reps = new Map<string, string[]>();
+  const out = new Map<object, string>();
+  for (const r of [...runs].sort((a, b) => b.startedAt.localeCompare(a.startedAt))) {
+    const key = setupKey(r);
+    const list = reps.get(r.scenario) ?? [];
+    reps.set(r.scenario, list);
+    let rep = list.find((x) => sameSetup(x, key));
+    if (!rep) list.push((rep = key));
+    out.set(r, rep);
+  }
+  return out;
+}
+
+/**
  * Readable names for setupKey()s (of one scenario's runs or rows): the mode, and the options whose
  * values differ between them (`bench, rate=5000`); '' for each when there is only one.
  */
@@ -202,14 +234,14 @@ export function usable(r: Results): boolean {
   return r.status !== 'error' && Array.isArray(r.headline) && r.headline.length > 0;
 }
 
-function group(runs: LoadedRun[], window?: number): Map<string, Group & { busy: boolean }> {
+function group(runs: LoadedRun[], window?: number, setupOf: (r: Results) => string = setupKey): Map<string, Group & { busy: boolean }> {
   const byKey = new Map<string, { g: Group; entries: { run: LoadedRun; h: Headline }[] }>();
   for (const run of runs) {
     const r = run.results;
     if (!usable(r)) continue;
     const kernel = kernelLabel(r.environment);
     const machine = machineClass(r.environment);
-    const setup = setupKey(r);
+    const setup = setupOf(r);
     for (const h of r.headline!) {
       if (!h || typeof h.name !== 'string' || typeof h.value !== 'number') continue;
       const k = keyOf(r.scenario, kernel, machine, setup, h.name);
@@ -243,8 +275,11 @@ function group(runs: LoadedRun[], window?: number): Map<string, Group & { busy: 
 /** compare a candidate set of runs against a baseline set; one row per headline metric seen in either */
 export function compareRuns(baseline: LoadedRun[], candidate: LoadedRun[], opts: { k?: number; defaultFloor?: number; window?: number } = {}): Comparison[] {
   const k = opts.k ?? DEFAULT_K;
-  const base = group(baseline, opts.window);
   const cand = group(candidate);
+  // a baseline run is filed under the candidate setup it measures the same figures as (sameSetup)
+  const candSetups = new Map<string, string[]>();
+  for (const { results: r } of candidate) candSetups.set(r.scenario, [...new Set([...(candSetups.get(r.scenario) ?? []), setupKey(r)])]);
+  const base = group(baseline, opts.window, (r) => candSetups.get(r.scenario)?.find((x) => sameSetup(x, setupKey(r))) ?? setupKey(r));
   const rows: Comparison[] = [];
   for (const key of new Set([...cand.keys(), ...base.keys()])) {
     const b = base.get(key);
@@ -293,7 +328,8 @@ export function flagHistory(runs: LoadedRun[], opts: { k?: number; defaultFloor?
   const sorted = [...runs].filter((r) => usable(r.results)).sort((a, b) => a.results.startedAt.localeCompare(b.results.startedAt));
   const out = new Map<string, Comparison[]>();
   for (const [i, run] of sorted.entries()) {
-    const sameKind = (o: LoadedRun) => classKey(o.results) === classKey(run.results);
+    const at = (x: Results) => JSON.stringify([x.scenario, kernelLabel(x.environment), machineClass(x.environment)]);
+    const sameKind = (o: LoadedRun) => at(o.results) === at(run.results) && sameSetup(setupKey(o.results), setupKey(run.results));
     const before = sorted.slice(0, i).filter(sameKind);
     out.set(runKey(run.results), compareRuns(before, [run], opts).filter((c) => c.verdict !== 'missing'));
   }

@@ -12,7 +12,7 @@ import { UsageError } from '../../common/args.ts';
 import { betterText, CSS, escapeHtml, formatNumber, statusBadge } from '../report/html.ts';
 import { renderReport } from '../report/index.ts';
 import type { Headline, Results } from '../results.ts';
-import { classKey, comparisonRows, definition, flagHistory, runKey, formatChange, kernelLabel, machineClass, setupKey, setupNames, VERDICT_TEXT, type Comparison, type LoadedRun } from './compare.ts';
+import { canonicalSetups, comparisonRows, definition, flagHistory, runKey, formatChange, kernelLabel, machineClass, setupNames, VERDICT_TEXT, type Comparison, type LoadedRun } from './compare.ts';
 
 /** marks a directory as a site this command wrote, so --out never replaces anything else */
 const MARKER = '.ebpf-lab-site';
@@ -118,8 +118,9 @@ function homePage(c: Ctx): string {
   for (const r of c.runs) latest.set(JSON.stringify([r.scenario, kernelLabel(r.environment)]), r); // runs are time-ordered: the last wins
   // regressions of the newest run of every series (machine class and setup too): the newest of a
   // cell alone hid a nightly's regression behind a quick `lab run` or another machine's run
+  const canon = canonicalSetups(c.runs);
   const newest = new Map<string, Results>();
-  for (const r of c.runs) newest.set(classKey(r), r);
+  for (const r of c.runs) newest.set(JSON.stringify([r.scenario, kernelLabel(r.environment), machineClass(r.environment), canon.get(r)]), r);
   const regressions = [...newest.values()].flatMap((r) => c.flags.get(runKey(r)) ?? []).filter((x) => x.verdict === 'regression');
   const head = `<tr><th>scenario</th>${c.kernels.map((k) => `<th>${escapeHtml(k)}</th>`).join('')}</tr>`;
   const rows = c.scenarios.map((s) => {
@@ -152,7 +153,8 @@ const PALETTE = ['#0969da', '#cf222e', '#1a7f37', '#8250df', '#9a6700', '#bf3989
 /** the trend chart data for one metric of one scenario: a series per kernel (× machine class when there are several) */
 function trendData(runs: Results[], metric: string, flags: Map<string, Comparison[]>) {
   const classes = new Set(runs.map((r) => machineClass(r.environment)));
-  const setups = setupNames(runs.map(setupKey));
+  const canon = canonicalSetups(runs);
+  const setups = setupNames(canon.values());
   // only runs whose figure means what the newest one's does (unit, direction, ideal): older runs
   // in ms were drawn on the µs axis, 1000x too low, under the newest unit's title
   const withIt = runs.filter((r) => r.headline?.some((x) => x.name === metric && typeof x.value === 'number'));
@@ -172,7 +174,7 @@ function trendData(runs: Results[], metric: string, flags: Map<string, Compariso
     }
     meta = h;
     const kernel = kernelLabel(r.environment);
-    const setup = setups.get(setupKey(r));
+    const setup = setups.get(canon.get(r)!);
     const name = [kernel, ...(classes.size > 1 ? [machineClass(r.environment)] : []), ...(setup ? [setup] : [])].join(' · ');
     const f = flags.get(runKey(r))?.find((x) => x.metric === metric);
     const list = series.get(name) ?? [];
