@@ -172,11 +172,18 @@ int xdp_lb(struct xdp_md *ctx)
 			return act;
 		}
 	}
-	count_flow(vm->vip_id, be_id, data_end - data, hit, p.is_icmp);
-	if (p.is_icmp)
-		GCOUNT(g, icmp_forwarded);
+	/* counted once sent: a frame dropped at rewrite (drop_encap) or whose redirect failed
+	 * (redirect_fail) was counted as forwarded too, and in its VIP's and backend's packets, so
+	 * the outcomes summed to more than rx */
+	__u64 bytes = data_end - data;
 	if (rewrite(ctx, data, data_end, vm, be, &p))
 		return VERDICT(g, drop_encap, XDP_DROP);
+	act = transmit(ctx, g, be, be_id);
+	if (act != XDP_TX && act != XDP_REDIRECT)
+		return act;
+	count_flow(vm->vip_id, be_id, bytes, hit, p.is_icmp);
 	GCOUNT(g, forwarded);
-	return transmit(ctx, g, be, be_id);
+	if (p.is_icmp)
+		GCOUNT(g, icmp_forwarded);
+	return act;
 }

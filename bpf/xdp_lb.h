@@ -121,8 +121,9 @@ struct lb_rate {
 
 /* per-CPU global counters: what did not get forwarded and why */
 struct lb_global {
+	/* rx = the sum of every other field but icmp_forwarded (a part of forwarded) */
 	__u64 rx;
-	__u64 forwarded;
+	__u64 forwarded;         /* sent (XDP_TX or a redirect the helper took) */
 	__u64 pass_non_vip;
 	__u64 pass_non_ip;
 	__u64 pass_other_proto;
@@ -131,7 +132,7 @@ struct lb_global {
 	__u64 drop_fragment;     /* fragments to a VIP address (no ports to hash on) */
 	__u64 drop_no_backend;   /* VIP with an empty ring */
 	__u64 drop_bad_backend;  /* ring pointed at an inactive slot */
-	__u64 redirect_fail;
+	__u64 redirect_fail;     /* the redirect helper refused: not sent, not in forwarded */
 	__u64 drop_encap;        /* IPIP: family mismatch, no headroom, or an ICMP error too big once encapsulated */
 	__u64 icmp_forwarded;    /* ICMP frag-needed / ICMPv6 packet-too-big sent to the flow's backend */
 	__u64 pass_ext_hdr_limit; /* IPv6 with more than LB_MAX_EXT_HDRS extension headers: passed */

@@ -226,11 +226,15 @@ describeRoot('xdp_lb packet fixtures (BPF_PROG_TEST_RUN)', () => {
     expect(r.dataOut.subarray(34)).toEqual(pkt.subarray(14));
   });
 
-  it('IPIP never encapsulates across families: an IPv6 VIP with an IPv4 backend drops (counted)', () => {
+  it('IPIP never encapsulates across families: an IPv6 VIP with an IPv4 backend drops (counted), in no VIP\'s or backend\'s packets', () => {
     const g0 = global();
+    const v0 = dp.sumStats(9).packets;
     const pkt = ipv6(CLIENT6, VIP6, 6, l4(6, 1234, 444));
     expect(run(pkt).retval).toBe(XDP_DROP);
     expect(global().drop_encap - g0.drop_encap).toBe(1n);
+    // counted only once sent (the VIP's packets grew by the dropped frame before)
+    expect(dp.sumStats(9).packets).toBe(v0);
+    expect(global().forwarded).toBe(g0.forwarded);
   });
 
   // A frame the outer header makes too big for its egress interface: the device dropped it without
@@ -709,6 +713,14 @@ describeRoot('xdp_lb packet fixtures (BPF_PROG_TEST_RUN)', () => {
     expect(v.packets).toBeGreaterThan(0n);
     const perBackend = [0, 1, 2].map((i) => dp.sumStats(MAX_VIPS + i).packets);
     expect(perBackend.every((p) => p > 0n)).toBe(true);
+  });
+
+  it('every frame the tests above ran is in exactly one outcome: they sum to rx (icmp_forwarded is a part of forwarded)', () => {
+    const { rx, icmp_forwarded, too_big_limited, ...outcomes } = global();
+    expect(rx).toBeGreaterThan(100n);
+    expect(icmp_forwarded).toBeLessThanOrEqual(outcomes.forwarded);
+    expect(too_big_limited).toBeLessThanOrEqual(outcomes.drop_encap);
+    expect(Object.values(outcomes).reduce((a, b) => a + b, 0n)).toBe(rx);
   });
 });
 

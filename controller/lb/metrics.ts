@@ -44,11 +44,27 @@ export function lbRegistry(c: LbController): client.Registry {
       },
     });
   }
+  // outcomes that sum to what the program saw: rx (the total) and icmp_forwarded (a part of
+  // forwarded) are counters of their own (under the label, a sum over outcomes counted frames twice)
   new client.Counter({
-    name: 'xdp_lb_packets_total', help: 'every packet the XDP program saw, by outcome', labelNames: ['outcome'], registers: [reg],
+    name: 'xdp_lb_packets_total', help: 'every packet the XDP program saw, by outcome (the outcomes sum to xdp_lb_received_packets_total)', labelNames: ['outcome'], registers: [reg],
     collect() {
       this.reset();
-      for (const [k, v] of Object.entries(global())) if (k !== 'too_big_limited') this.inc({ outcome: k }, Number(v));
+      for (const [k, v] of Object.entries(global())) if (k !== 'too_big_limited' && k !== 'rx' && k !== 'icmp_forwarded') this.inc({ outcome: k }, Number(v));
+    },
+  });
+  new client.Counter({
+    name: 'xdp_lb_received_packets_total', help: 'packets the XDP program saw', registers: [reg],
+    collect() {
+      this.reset();
+      this.inc(Number(global().rx));
+    },
+  });
+  new client.Counter({
+    name: 'xdp_lb_icmp_forwarded_total', help: 'ICMP fragmentation-needed / packet-too-big sent to a balanced flow\'s backend (also in outcome forwarded)', registers: [reg],
+    collect() {
+      this.reset();
+      this.inc(Number(global().icmp_forwarded));
     },
   });
   // apart: a part of drop_encap, and kept in an unpinned map (it starts again from 0 at a restart)
