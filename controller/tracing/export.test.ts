@@ -94,6 +94,29 @@ describe('BoundedExporter', () => {
     await ex.close(50);
   });
 
+  it('a per-resource exporter that throws for one group puts back that group and those after it, not the ones sent', async () => {
+    const two = new SpanConverter(new Map([[1, { name: 'a' }], [2, { name: 'b' }]]));
+    const span = (i: number, service: number) => two.convert({ ...base(i), service });
+    const sent: string[] = [];
+    let throws = 1;
+    const exporter: SpanExporter = {
+      export: (spans, done) => {
+        if (spans[0]!.resource.attributes['service.name'] === 'b' && throws-- > 0) throw new Error('cannot serialise');
+        sent.push(...spans.map((s) => s.spanContext().spanId));
+        done({ code: 0 });
+      },
+      shutdown: async () => {},
+    };
+    const ex = new BoundedExporter('fake', exporter, { maxQueue: 10, batch: 4, intervalMs: 10, timeoutMs: 400 }, true);
+    for (const [i, svc] of [[1, 1], [2, 2], [3, 1], [4, 2]]) ex.add(span(i!, svc!));
+    await sleep(100);
+    expect([ex.stats.exported, ex.stats.dropped, ex.stats.failedBatches]).toEqual([4, 0, 1]);
+    expect(ex.stats.lastError).toBe('cannot serialise');
+    // a's spans once (they were sent again before)
+    expect(sent.map((id) => Number.parseInt(id, 16))).toEqual([1, 3, 2, 4]);
+    await ex.close(50);
+  });
+
   // review, session 60: a send that never settles held every later one back, for good
   it('a send that never settles is given up after another timeout: its spans count as dropped and sending resumes', async () => {
     const f = stalled();

@@ -486,7 +486,9 @@ export class BoundedExporter {
     }
     const gs = [...groups.values()];
     for (const [i, g] of gs.entries()) {
-      const r = await new Promise<SendResult>((res) => this.exporter.export(g, res));
+      // an exporter that throws (Zipkin's serialises before its POST) fails this group alone: as
+      // a rejection of send() the groups before it, already sent, were queued again
+      const r = await new Promise<SendResult>((res) => this.exporter.export(g, res)).catch((e: unknown): SendResult => ({ code: 1, error: e instanceof Error ? e : new Error(String(e)) }));
       if (r.code !== 0) return { ...r, unsent: gs.slice(i).flat() };
     }
     return { code: 0 };
