@@ -394,7 +394,10 @@ export async function runOnHost(args: RunArgs, progress: Progress = createProgre
     mode: args.mode,
     startedAt,
     status: 'error',
-    options: args.options,
+    // every declared option, null where it was not given and has no default: `lab compare` tells
+    // "not given" (a setup of its own: --profile against none) from "not known to that build" (an
+    // option added since: no difference)
+    options: { ...Object.fromEntries(Object.keys(scenario.options ?? {}).map((k) => [k, null])), ...args.options },
     environment,
     checks: [],
     metrics: {},

@@ -271,6 +271,15 @@ describe('compareRuns', () => {
     expect(compareRuns(base, [at(3, 200, 'bench', { rate: 5000, repeat: 5, 'new-knob': 3 })]).map((r) => r.verdict).sort()).toEqual(['missing', 'new']);
     const hist = flagHistory([...base, at(3, 200, 'bench', { rate: 20000, 'new-knob': 3 })]);
     expect([...hist.values()].at(-1)!.map((r) => r.verdict)).toEqual(['regression']);
+    // an option not given is recorded null: another setup than given (profiling against none)
+    const given = [0, 1, 2].map((i) => at(i, 100, 'bench', { rate: 20000, profile: null }));
+    expect(compareRuns(given, [at(3, 200, 'bench', { rate: 20000, profile: true })]).map((r) => r.verdict).sort()).toEqual(['missing', 'new']);
+    // runs from before an option existed match each of its values: filed under neither when two
+    // setups of it follow (not under whichever came first: review, session 65)
+    const old = [0, 1, 2].map((i) => at(i, 100, 'bench', {}));
+    const h2 = flagHistory([...old, at(3, 100, 'bench', { rate: 20000 }), at(4, 400, 'bench', { rate: 5000 })]);
+    expect([...h2.values()].at(-1)!.map((r) => r.verdict)).toEqual(['new']);
+    expect(compareRuns(old, [at(4, 400, 'bench', { rate: 5000 })]).map((r) => r.verdict)).toEqual(['regression']);
     expect([...setupNames([setupKey({ mode: 'run', options: { a: 1, b: [1, 2] } }), setupKey({ mode: 'bench', options: { a: 1, b: [3] } })]).values()]).toEqual(['run, b=1,2', 'bench, b=3']);
   });
 

@@ -108,7 +108,8 @@ export function setupKey(r: Pick<Results, 'mode' | 'options'>): string {
 /**
  * Two setups measure the same figures: one mode, and every option both record has one value. An
  * option only one side records is one a scenario gained or lost between the two builds: not a
- * difference (taken as one, every history would restart the day an option is added).
+ * difference (taken as one, every history would restart the day an option is added). Runs record
+ * every declared option (null when not given), so "not given" is a value, not a missing key.
  */
 export function sameSetup(a: string, b: string): boolean {
   if (a === b) return true;
@@ -120,8 +121,21 @@ export function sameSetup(a: string, b: string): boolean {
 }
 
 /**
- * Each run's setup as its series knows it: the newest setup of its scenario it is sameSetup with
- * (a history across an added option stays one series, named once).
+ * The one of `reps` a run of setup `key` belongs with: its own, else the only one it is sameSetup
+ * with. sameSetup is not transitive: a run of an older build that lacks an option matches every
+ * value of it, and filed under the first match the history before an option was added joined
+ * whichever setup came first (a quick --rate 5000 run then compared with default-rate nights).
+ * Ambiguous: undefined (a series of its own).
+ */
+export function pickSetup(key: string, reps: readonly string[]): string | undefined {
+  if (reps.includes(key)) return key;
+  const m = reps.filter((r) => sameSetup(r, key));
+  return m.length === 1 ? m[0] : undefined;
+}
+
+/**
+ * Each run's setup as its series knows it, newest first: the one setup of its scenario it
+ * belongs with (pickSetup), else its own (a history across an added option stays one series).
  */
 export function canonicalSetups(runs: readonly Pick<Results, 'scenario' | 'mode' | 'options' | 'startedAt'>[]): Map<object, string> {
   const reps = new Map<string, string[]>();
@@ -130,7 +144,7 @@ export function canonicalSetups(runs: readonly Pick<Results, 'scenario' | 'mode'
     const key = setupKey(r);
     const list = reps.get(r.scenario) ?? [];
     reps.set(r.scenario, list);
-    let rep = list.find((x) => sameSetup(x, key));
+    let rep = pickSetup(key, list);
     if (!rep) list.push((rep = key));
     out.set(r, rep);
   }
@@ -279,7 +293,7 @@ export function compareRuns(baseline: LoadedRun[], candidate: LoadedRun[], opts:
   // a baseline run is filed under the candidate setup it measures the same figures as (sameSetup)
   const candSetups = new Map<string, string[]>();
   for (const { results: r } of candidate) candSetups.set(r.scenario, [...new Set([...(candSetups.get(r.scenario) ?? []), setupKey(r)])]);
-  const base = group(baseline, opts.window, (r) => candSetups.get(r.scenario)?.find((x) => sameSetup(x, setupKey(r))) ?? setupKey(r));
+  const base = group(baseline, opts.window, (r) => pickSetup(setupKey(r), candSetups.get(r.scenario) ?? []) ?? setupKey(r));
   const rows: Comparison[] = [];
   for (const key of new Set([...cand.keys(), ...base.keys()])) {
     const b = base.get(key);
@@ -326,10 +340,11 @@ export function compareRuns(baseline: LoadedRun[], candidate: LoadedRun[], opts:
  */
 export function flagHistory(runs: LoadedRun[], opts: { k?: number; defaultFloor?: number; window?: number } = {}): Map<string, Comparison[]> {
   const sorted = [...runs].filter((r) => usable(r.results)).sort((a, b) => a.results.startedAt.localeCompare(b.results.startedAt));
+  const canon = canonicalSetups(sorted.map((r) => r.results));
   const out = new Map<string, Comparison[]>();
   for (const [i, run] of sorted.entries()) {
     const at = (x: Results) => JSON.stringify([x.scenario, kernelLabel(x.environment), machineClass(x.environment)]);
-    const sameKind = (o: LoadedRun) => at(o.results) === at(run.results) && sameSetup(setupKey(o.results), setupKey(run.results));
+    const sameKind = (o: LoadedRun) => at(o.results) === at(run.results) && canon.get(o.results) === canon.get(run.results);
     const before = sorted.slice(0, i).filter(sameKind);
     out.set(runKey(run.results), compareRuns(before, [run], opts).filter((c) => c.verdict !== 'missing'));
   }

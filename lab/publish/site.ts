@@ -12,7 +12,7 @@ import { UsageError } from '../../common/args.ts';
 import { betterText, CSS, escapeHtml, formatNumber, statusBadge } from '../report/html.ts';
 import { renderReport } from '../report/index.ts';
 import type { Headline, Results } from '../results.ts';
-import { canonicalSetups, comparisonRows, definition, flagHistory, runKey, formatChange, kernelLabel, machineClass, setupNames, VERDICT_TEXT, type Comparison, type LoadedRun } from './compare.ts';
+import { canonicalSetups, comparisonRows, usable, definition, flagHistory, runKey, formatChange, kernelLabel, machineClass, setupNames, VERDICT_TEXT, type Comparison, type LoadedRun } from './compare.ts';
 
 /** marks a directory as a site this command wrote, so --out never replaces anything else */
 const MARKER = '.ebpf-lab-site';
@@ -120,7 +120,8 @@ function homePage(c: Ctx): string {
   // cell alone hid a nightly's regression behind a quick `lab run` or another machine's run
   const canon = canonicalSetups(c.runs);
   const newest = new Map<string, Results>();
-  for (const r of c.runs) newest.set(JSON.stringify([r.scenario, kernelLabel(r.environment), machineClass(r.environment), canon.get(r)]), r);
+  // of runs with figures: an errored quick run after the nightly hid it again
+  for (const r of c.runs) if (usable(r)) newest.set(JSON.stringify([r.scenario, kernelLabel(r.environment), machineClass(r.environment), canon.get(r)]), r);
   const regressions = [...newest.values()].flatMap((r) => c.flags.get(runKey(r)) ?? []).filter((x) => x.verdict === 'regression');
   const head = `<tr><th>scenario</th>${c.kernels.map((k) => `<th>${escapeHtml(k)}</th>`).join('')}</tr>`;
   const rows = c.scenarios.map((s) => {
