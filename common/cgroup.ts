@@ -45,21 +45,23 @@ export function cgroupLevel(dir: string, root = cgroup2Root()): number {
 }
 
 /**
- * The directory of the cgroup with this id (its inode), or null when no cgroup has it (removed;
- * kernfs ids are not reused within a boot). A walk of the whole tree: for the rare case where only
- * an id is known (a selector found in a pinned map that no state file names).
+ * The directories of the cgroups with these ids (inode numbers; kernfs ids are not reused within a
+ * boot, so a removed one is simply absent): one walk of the whole tree for all of them, for the
+ * rare case where only ids are known (selectors found in pinned maps that no state file names).
  */
-export function findCgroupById(id: bigint, root = cgroup2Root()): string | null {
+export function cgroupsById(root: string, ids: ReadonlySet<bigint>): Map<bigint, string> {
+  const out = new Map<bigint, string>();
   const todo = [root];
-  for (let dir; (dir = todo.pop()) !== undefined; ) {
+  for (let dir; out.size < ids.size && (dir = todo.pop()) !== undefined; ) {
     try {
-      if (cgroupId(dir) === id) return dir;
+      const id = cgroupId(dir);
+      if (ids.has(id)) out.set(id, dir);
       for (const e of fs.readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) todo.push(path.join(dir, e.name));
     } catch {
       /* removed during the walk */
     }
   }
-  return null;
+  return out;
 }
 
 export function createCgroup(dir: string): void {

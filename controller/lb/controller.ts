@@ -20,7 +20,7 @@ import { Journal } from './journal.ts';
 import { maglevTable } from './maglev.ts';
 import { resolveNextHops } from './neighbor.ts';
 import { ifindexOf } from '../libbpf/attach/internal.ts';
-import { xdp_lb_fwd, xdp_lb_vip_flags, type backend, type ct_value, type vip_key, type vip_meta } from '../../bpf/gen/xdp_lb.ts';
+import { xdp_lb_fwd, xdp_lb_vip_flags, type backend, type vip_key, type vip_meta } from '../../bpf/gen/xdp_lb.ts';
 
 const VIP_ACTIVE = xdp_lb_vip_flags.LB_VIP_F_ACTIVE;
 const VIP_HEALTHCHECK = xdp_lb_vip_flags.LB_VIP_F_HEALTHCHECK;
@@ -204,10 +204,13 @@ export class LbController {
       active.add(id);
     }
     this.nextBackendId = (lastUsed + 1) % this.backendCapacity;
-    for (const [, ct] of this.dp.conntrack.lookupBatch(4096) ?? this.dp.conntrack.entries()) {
-      const id = (ct as ct_value).backend_id;
+    // the value's first u32 (struct ct_value.backend_id), read raw: nothing per entry is kept
+    // (a full table is up to 2^26 entries)
+    const idAt = this.dp.obj.btf.layout('ct_value').backend_id!.offset;
+    this.dp.conntrack.scanValues((dv, off) => {
+      const id = dv.getUint32(off + idAt, true);
       if (!active.has(id)) this.lingering.add(id);
-    }
+    });
     const slots = new Set([...this.vips.values()].map((v) => v.slot));
     const emptyRings: number[] = [];
     for (let slot = 0; slot < MAX_VIPS; slot++) if (!slots.has(slot) && this.dp.rings.innerId(slot)) (this.dp.clearRing(slot), emptyRings.push(slot));

@@ -163,10 +163,6 @@ export class Dataplane implements Disposable {
   }
 
   /**
-   * Attach to ifname. A link pinned by a previous controller is kept and pointed at this
-   * process's program (BPF_LINK_UPDATE, atomic), so packets never see an unattached interface.
-   */
-  /**
    * A restart whose config names another interface must not take over the old one's link (it
    * would report the new interface while still balancing on the old): refused, nothing changed.
    * LbController.start asks before it restores the model (which may rewrite rings the pinned link
@@ -192,6 +188,10 @@ export class Dataplane implements Disposable {
     }
   }
 
+  /**
+   * Attach to ifname. A link pinned by a previous controller is kept and pointed at this
+   * process's program (BPF_LINK_UPDATE, atomic), so packets never see an unattached interface.
+   */
   attach(ifname: string, mode: 'auto' | 'native' | 'generic' = 'auto'): 'attached' | 'adopted' {
     if (fs.existsSync(this.linkPin)) {
       this.checkPinnedLink(ifname);

@@ -287,6 +287,52 @@ export class BpfMap<K = unknown, V = unknown> implements Disposable {
     }
   }
 
+  /**
+   * Visit every entry's raw value bytes (`dv` at `off`; per-CPU maps: ncpus slots) without
+   * decoding or keeping anything: lookupBatch decodes every key and value into one array (a
+   * conntrack table of 2^26 entries is tens of GB of JS heap). `chunk` entries a syscall, reused
+   * buffers; falls back to walking the keys where batching is unsupported.
+   */
+  scanValues(visit: (dv: DataView, off: number) => void, chunk = 4096): void {
+    const ks = this.kbuf.length;
+    const vs = this.slot * this.ncpus;
+    if (this.batchOk !== false) {
+      const keys = Buffer.alloc(ks * chunk);
+      const vals = Buffer.alloc(vs * chunk);
+      const vdv = new DataView(vals.buffer, vals.byteOffset, vals.length);
+      const inB = Buffer.alloc(Math.max(ks, 8));
+      const outB = Buffer.alloc(Math.max(ks, 8));
+      const opts = { sz: koffi.sizeof(bpf_map_batch_opts), elem_flags: 0, flags: 0 };
+      for (let first = true; ; first = false) {
+        const count = [chunk];
+        const r = B.bpf_map_lookup_batch(this.fd, first ? null : inB, outB, keys, vals, count, opts);
+        if (r < 0 && r !== -Errno.ENOENT) {
+          if (first && batchUnsupported(r)) {
+            this.batchOk = false;
+            break;
+          }
+          this.fail('lookup_batch', r);
+        }
+        this.batchOk = true;
+        const n = count[0]!;
+        for (let i = 0; i < n; i++) visit(vdv, i * vs);
+        if (r === -Errno.ENOENT) return;
+        outB.copy(inB);
+      }
+    }
+    const cur = Buffer.alloc(ks);
+    const next = Buffer.alloc(ks);
+    const val = Buffer.alloc(Math.max(vs, 8));
+    const vdv = new DataView(val.buffer, val.byteOffset, val.length);
+    for (let first = true; ; first = false) {
+      const r = B.bpf_map_get_next_key(this.fd, first ? null : cur, next);
+      if (r === -Errno.ENOENT) return;
+      if (r < 0) this.fail('get_next_key', r);
+      next.copy(cur);
+      if (B.bpf_map_lookup_elem(this.fd, cur, val) === 0) visit(vdv, 0);
+    }
+  }
+
   /** Write many entries with one syscall (BPF_MAP_UPDATE_BATCH); falls back to one update each. */
   updateBatch(entries: [K, V][], flags: number = UpdateFlags.ANY): void {
     if (entries.length === 0) return;

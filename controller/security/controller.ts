@@ -15,7 +15,7 @@ import path from 'node:path';
 import { Btf, BpfObject, Kind, Link, MapType, RingBuffer, UpdateFlags, attachCgroup, attachLsm, attachTrace, attachTracepoint, enableStats, libbpf, libc, mapInfo, makePinDir, mapTypeName, pinnedMapInfo, progInfoById, removePinDir, type BpfMap } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { sec_call, sec_event_action, sec_event_kind, sec_exec_mode, sec_mech, sec_opt_origin, sec_track_fail, security, type Security as SecuritySkeleton, type SecurityShape, type sec_event, type sec_lost_stop } from '../../bpf/gen/security.ts';
-import { cgroup2Root, cgroupLevel, findCgroupById } from '../../common/cgroup.ts';
+import { cgroup2Root, cgroupLevel, cgroupsById } from '../../common/cgroup.ts';
 import { activeLsms, ensureMounts, processAlive, procStart, readPidStat, terminate } from '../../common/host.ts';
 import { readLockHolder, tryLock, unlock, withLockWaitSync } from '../../common/lockfile.ts';
 import { formatAddr } from './policy.ts';
@@ -987,6 +987,10 @@ export function reconcile(store: PolicyStore, state: StoreState, say: (s: string
     }
   }
   const known = new Set(Object.values(out.policies).map((p) => p.slot));
+  // the directories of the cgroups unknown slots select: one walk of the tree for all of them
+  const unknownCg = new Set<bigint>();
+  for (const [id, s] of m.cg_sel.entries() as Iterable<[bigint, number]>) if (!known.has(s)) unknownCg.add(id);
+  const cgDirs = unknownCg.size ? cgroupsById(cgroup2Root(), unknownCg) : new Map<bigint, string>();
   for (const [slot, sel] of selected) {
     if (known.has(slot)) continue;
     const rec = m.policies.get(slot);
@@ -997,7 +1001,7 @@ export function reconcile(store: PolicyStore, state: StoreState, say: (s: string
     const exe = [...(m.exe_sel.entries() as Iterable<[sec_file_key, number]>)].find(([, s]) => s === slot)?.[0];
     // its real depth: writeConfig builds cg_levels from the stored levels, and a 0 here took the
     // cgroup's level out at the next apply or delete of any policy (its processes unselected)
-    const cgDir = cg !== undefined ? findCgroupById(cg) : null;
+    const cgDir = cg !== undefined ? (cgDirs.get(cg) ?? null) : null;
     const selector: StoredPolicy['selector'] = cg !== undefined
       ? { kind: 'cgroup', dir: cgDir ?? `(cgroup id ${cg}, removed)`, cgid: String(cg), level: cgDir ? cgroupLevel(cgDir) : 0 }
       : { kind: 'exe', dev: String(exe!.dev), ino: String(exe!.ino), statDev: String(exe!.dev), statIno: String(exe!.ino) };
