@@ -311,8 +311,9 @@ export class Btf {
       },
       encode(v, dv, o) {
         const obj = (v ?? {}) as Record<string, unknown>;
-        // padding and absent fields are zero: the kernel compares keys byte for byte
-        if (!isUnion) new Uint8Array(dv.buffer, dv.byteOffset + o, size).fill(0);
+        // padding and absent fields are zero: the kernel compares keys byte for byte (a union's
+        // too: bytes a longer member left in a reused key buffer made a shorter one's key miss)
+        new Uint8Array(dv.buffer, dv.byteOffset + o, size).fill(0);
         for (const f of fields) {
           const fv = obj[f.name];
           if (isUnion && fv === undefined) continue;

@@ -290,8 +290,44 @@ describeRoot('libbpf binding', () => {
       expect(hitsB.get(3)).toBe(0n);
       expect(thrown(() => progA.fd)).toMatchObject({ errno: 9, message: expect.stringMatching(/program count_getppid used after its object/) });
       expect(thrown(() => attachTracepoint(progA, 'syscalls', 'sys_enter_getppid'))).toBeInstanceOf(BpfError);
+      // a handle first asked for after close (a skeleton's lazy getter) is refused too: it read
+      // libbpf's freed map for an fd number that may be b's map by now (review, session 65)
+      expect(thrown(() => a.map('rb'))).toMatchObject({ errno: 9, message: expect.stringMatching(/is closed: its maps are gone/) });
+      expect(thrown(() => a.mapSpec('hits'))).toMatchObject({ errno: 9 });
     } finally {
       b.close();
+    }
+  });
+
+  it('an object forgets the links closed before it; a second load after a failed one names the fix; .rodata is not written after load', () => {
+    const a = BpfObject.load(FIXTURE);
+    try {
+      const links = (a as unknown as { links: Set<unknown> }).links;
+      for (let i = 0; i < 5; i++) attachTracepoint(a.program('count_getppid'), 'syscalls', 'sys_enter_getppid').close();
+      expect(links.size).toBe(0);
+      expect(thrown(() => a.setRodata(() => {}))).toMatchObject({ errno: 1, message: expect.stringMatching(/\.rodata is fixed at load/) });
+    } finally {
+      a.close();
+    }
+    // a created (or opened-from-pin) map unpins by its path: unpin() did nothing, the pin stayed
+    const made = BpfMap.create<number, number>({ type: MapType.ARRAY, name: 'unpin_t', keySize: 4, valueSize: 4, maxEntries: 1 });
+    const pin = `/sys/fs/bpf/ebpf-lab-unpin-${process.pid}`;
+    try {
+      made.pin(pin);
+      expect(fs.existsSync(pin)).toBe(true);
+      made.unpin(pin);
+      expect(fs.existsSync(pin)).toBe(false);
+    } finally {
+      fs.rmSync(pin, { force: true });
+      made.close();
+    }
+    const bad = BpfObject.open(FIXTURE);
+    try {
+      // a map size the kernel refuses: the load fails, and libbpf will not load the object again
+      expect(thrown(() => bad.load({ maxEntries: { hits: 0 } }))).toBeInstanceOf(BpfError);
+      expect(thrown(() => bad.load())).toMatchObject({ message: expect.stringMatching(/its load failed once/) });
+    } finally {
+      bad.close();
     }
   });
 

@@ -83,10 +83,14 @@ export class Link implements Disposable {
     return this.closed;
   }
 
+  /** @internal the owning object forgets a link closed before it (BpfObject.adopt) */
+  onClose?: () => void;
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
     untrack(this);
+    this.onClose?.();
     if (this.ptr !== NULL) B.bpf_link__destroy(this.ptr);
     this.ptr = NULL;
     this.detach?.();

@@ -1,5 +1,6 @@
 // Typed map handles (aya's HashMap<K,V> idea): keys and values go through BTF codecs, per-CPU
 // maps give one value per possible CPU, outer maps of map-in-map take inner maps.
+import fs from 'node:fs';
 import koffi from 'koffi';
 import { B, C, NULL, bpf_map_batch_opts, bpf_map_create_opts, type Ptr } from './ffi.ts';
 import { Btf, type Codec } from './btf.ts';
@@ -375,9 +376,17 @@ export class BpfMap<K = unknown, V = unknown> implements Disposable {
     if (r < 0) this.fail(`pin at ${path}`, r);
   }
 
+  /** remove the pin at `path` (an object's map: its pin path when none is given) */
   unpin(path?: string): void {
     void this.fd; // throws once closed (the libbpf map it names is gone)
-    if (this._ptr !== NULL) B.bpf_map__unpin(this._ptr, path ?? null);
+    if (this._ptr !== NULL) {
+      B.bpf_map__unpin(this._ptr, path ?? null);
+      return;
+    }
+    // a created or opened-from-pin map has no libbpf map: unpinning is removing the file (it did
+    // nothing, and the pin stayed on bpffs)
+    if (path === undefined) throw new BpfError(`map "${this.name}" is not an object's map: unpin needs the pin's path`);
+    fs.rmSync(path, { force: true });
   }
 
   private decodePerCpu(dv: DataView, off: number): V[] {

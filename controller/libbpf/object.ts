@@ -231,6 +231,7 @@ export class BpfObject implements Disposable {
   private _btf: Btf | null = null;
   private loaded = false;
   private closed = false;
+  private loadFailed = false;
 
   private constructor(
     private ptr: Ptr,
@@ -285,6 +286,9 @@ export class BpfObject implements Disposable {
 
   load(opts: LoadOptions = {}): this {
     if (this.loaded) return this;
+    // libbpf takes an object as loaded even when its load failed: a second attempt (with
+    // LoadOptions.skip, say) got a bare EINVAL
+    if (this.loadFailed) throw new BpfError(`${this.name}: its load failed once; libbpf loads an object once`, Errno.EINVAL, 'open the object again (BpfObject.load reopens it) to load with other options');
     const size = opts.logSize ?? 1 << 20;
     for (const [name, p] of this.programs) {
       if (opts.skip?.includes(name)) B.bpf_program__set_autoload(p.ptr, false);
@@ -304,6 +308,7 @@ export class BpfObject implements Disposable {
     opts.beforeLoad?.(this);
     const { result: r, log } = captureLibbpf(() => B.bpf_object__load(this.ptr));
     if (r < 0) {
+      this.loadFailed = true;
       // the one libbpf names in its log, else the first autoloaded one without an fd (libbpf's
       // order is not always ours: a failure of the last program was blamed on the first)
       const named = /prog '([^']+)': (?:BPF program load failed|failed to load)/.exec(log)?.[1];
@@ -324,6 +329,9 @@ export class BpfObject implements Disposable {
   }
 
   private mapPtr(name: string): Ptr {
+    // libbpf freed its maps with the object: a pointer read now would give an fd number another
+    // map may hold (a lazy skeleton getter after close made a handle to it)
+    if (this.closed) throw new BpfError(`${this.name} is closed: its maps are gone`, Errno.EBADF);
     const m = this.mapPtrs.get(name);
     if (m === undefined) throw new BpfError(`no map "${name}" in ${this.name}; it has: ${[...this.mapPtrs.keys()].join(', ')}`);
     return m;
@@ -445,10 +453,15 @@ export class BpfObject implements Disposable {
 
   /** Raw access to the .rodata initial image before load (prefer setGlobal). */
   setRodata(bytes: (buf: DataView) => void): void {
+    // after load libbpf maps .rodata read-only (a write would be a SIGSEGV, no cleanup run); after
+    // close it is unmapped
+    if (this.closed) throw new BpfError(`${this.name} is closed`, Errno.EBADF);
+    if (this.loaded) throw new BpfError(`${this.name}: .rodata is fixed at load`, Errno.EPERM, 'set .rodata before load');
     const m = [...this.mapPtrs.entries()].find(([n]) => n.endsWith('.rodata'))?.[1];
     if (m === undefined) throw new BpfError(`${this.name} has no .rodata`);
     const size = [0];
     const p = B.bpf_map__initial_value(m, size);
+    if (p === NULL) throw new BpfError(`${this.name}: .rodata has no initial value`);
     bytes(new DataView(view(p, size[0]!)));
   }
 
@@ -464,6 +477,9 @@ export class BpfObject implements Disposable {
   /** @internal links made by this object's programs are closed with it */
   adopt(l: Link): Link {
     this.links.add(l);
+    // a controller that replaces links as it runs (energy's tick with its switch hook) grew the
+    // set by every closed one for as long as the object lived
+    l.onClose = () => this.links.delete(l);
     return l;
   }
 
