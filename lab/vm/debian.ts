@@ -1,9 +1,11 @@
-// Debian kernel packages: which mirror, which package per series, download + SHA256 check.
+// Debian kernel packages: which mirror, which package per series, download + SHA256 check
+// against the suite's index, whose own SHA256 comes from the InRelease gpgv verified.
 // We read the suite's Packages index ourselves rather than asking apt, because apt only knows
 // the host's own suite (bookworm) and we must not touch the system's apt sources.
 import { createHash } from 'node:crypto';
 import { createWriteStream, existsSync, readFileSync, readdirSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { LabError } from '../../common/errors.ts';
 import type { Progress } from '../../common/progress.ts';
@@ -73,6 +75,8 @@ function parsePackages(text: string): Pkg[] {
       if (m) f[m[1]!] = m[2]!;
     }
     if (!f.Package || !f.Filename || !f.SHA256) continue;
+    // the version names cache directories (kernels.ts): nothing but Debian's version characters
+    if (!/^[0-9A-Za-z.+~:-]+$/.test(f.Version ?? '') || f.Filename.split('/').includes('..')) continue;
     out.push({ name: f.Package, version: f.Version ?? '', filename: f.Filename, size: Number(f.Size ?? 0), sha256: f.SHA256, depends: f.Depends ?? '' });
   }
   return out;
@@ -89,6 +93,52 @@ async function fetchOk(url: string, signal?: AbortSignal): Promise<Response> {
   return res;
 }
 
+/** the keys a suite's InRelease must be signed by (EBPF_LAB_DEBIAN_KEYRING: a test mirror's own) */
+export function archiveKeyring(): string {
+  return process.env.EBPF_LAB_DEBIAN_KEYRING || '/usr/share/keyrings/debian-archive-keyring.gpg';
+}
+
+/**
+ * A suite's InRelease, its signature checked with gpgv against the Debian archive keyring, as
+ * apt does: the text of the signed part. The Packages index's SHA256 comes from it, and the
+ * packages' from the index, so every byte booted is tied to Debian's keys (a plain-HTTP mirror or
+ * anyone on the path served an index of their own before, with matching SHA256s for their own
+ * packages). A signature by a key the keyring lacks is fine beside one it has (a suite signed by
+ * two archive keys during a key change); none valid, or one bad, is refused.
+ */
+export async function verifiedRelease(mirror: string, suite: string): Promise<string> {
+  const url = `${mirror}/dists/${suite}/InRelease`;
+  const signed = Buffer.from(await (await fetchOk(url)).arrayBuffer());
+  const keyring = archiveKeyring();
+  const fix = `install Debian's archive keys and gpgv (pnpm lab setup vm), or set EBPF_LAB_DEBIAN_MIRROR to a Debian mirror`;
+  if (!existsSync(keyring)) throw new LabError(`cannot check ${url}: no keyring at ${keyring}`, fix);
+  const dir = await mkdtemp(join(tmpdir(), 'ebpf-lab-inrelease-'));
+  try {
+    await writeFile(join(dir, 'InRelease'), signed);
+    const r = await run('gpgv', ['--status-fd', '1', '--keyring', keyring, '--output', join(dir, 'out'), join(dir, 'InRelease')], { reject: false }).catch((e: NodeJS.ErrnoException) => {
+      throw new LabError(`cannot check ${url}: ${e.code === 'ENOENT' ? 'gpgv is not installed' : e.message}`, fix);
+    });
+    const status = r.stdout.toString('utf8');
+    if (!/^\[GNUPG:\] VALIDSIG /m.test(status) || /^\[GNUPG:\] BADSIG /m.test(status) || !existsSync(join(dir, 'out'))) {
+      const why = r.stderr.trim().split('\n').filter((l) => /signature|key/i.test(l)).slice(-2).join('; ') || `gpgv exited ${r.exitCode}`;
+      throw new LabError(`${url} is not signed by a key in ${keyring} (${why}): refusing its index`, fix);
+    }
+    return await readFile(join(dir, 'out'), 'utf8');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** the SHA256 a (verified) Release text gives for `path` (e.g. main/binary-amd64/Packages.xz) */
+export function releaseSha256(release: string, path: string): string | undefined {
+  const section = /^SHA256:\n((?:[ \t].*\n?)*)/m.exec(release)?.[1] ?? '';
+  for (const l of section.split('\n')) {
+    const [hash, , file] = l.trim().split(/\s+/);
+    if (file === path && /^[0-9a-f]{64}$/.test(hash ?? '')) return hash;
+  }
+  return undefined;
+}
+
 /** Kernel packages of one suite, cached as JSON for INDEX_MAX_AGE_MS; a stale copy is used when offline. */
 export async function suiteIndex(suite: string, opts: { refresh?: boolean; progress?: Progress; maxAgeMs?: number } = {}): Promise<Pkg[]> {
   const mirror = debianMirror();
@@ -98,10 +148,15 @@ export async function suiteIndex(suite: string, opts: { refresh?: boolean; progr
     cached = JSON.parse(await readFile(file, 'utf8'));
   } catch { /* none yet */ }
   if (cached && cached.mirror === mirror && !opts.refresh && Date.now() - cached.fetchedAt < (opts.maxAgeMs ?? INDEX_MAX_AGE_MS)) return cached.packages;
-  const url = `${mirror}/dists/${suite}/main/binary-${archFacts().debian}/Packages.xz`;
+  const rel = `main/binary-${archFacts().debian}/Packages.xz`;
+  const url = `${mirror}/dists/${suite}/${rel}`;
   opts.progress?.info(`reading ${url}`);
   try {
+    const want = releaseSha256(await verifiedRelease(mirror, suite), rel);
+    if (!want) throw new LabError(`the signed ${suite} Release lists no SHA256 for ${rel}`, 'set EBPF_LAB_DEBIAN_MIRROR to a complete Debian mirror');
     const buf = Buffer.from(await (await fetchOk(url)).arrayBuffer());
+    const got = createHash('sha256').update(buf).digest('hex');
+    if (got !== want) throw new LabError(`checksum mismatch for ${url}: the signed Release says SHA256 ${want}, the download has ${got}; refusing it`, 'run the command again (a mirror mid-update), or set EBPF_LAB_DEBIAN_MIRROR to another mirror');
     const xz = await run('xz', ['-dc'], { input: buf });
     const packages = parsePackages(xz.stdout.toString('utf8'));
     await mkdir(join(cacheDir(), 'index'), { recursive: true });

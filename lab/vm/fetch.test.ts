@@ -26,13 +26,25 @@ const stanza = (name: string, version: string, file: string, hash: string, depen
 
 let server: http.Server;
 let cache: string;
-const saved = { mirror: process.env.EBPF_LAB_DEBIAN_MIRROR, cache: process.env.EBPF_LAB_VM_CACHE };
+let gnupg: string;
+const saved = { mirror: process.env.EBPF_LAB_DEBIAN_MIRROR, cache: process.env.EBPF_LAB_VM_CACHE, keyring: process.env.EBPF_LAB_DEBIAN_KEYRING };
+/** what the mirror serves: the index, and its InRelease (signed by the test's own archive key) */
+const mirror: { xz: Buffer; inRelease: Buffer } = { xz: Buffer.alloc(0), inRelease: Buffer.alloc(0) };
+const gpg = (args: string[], input?: Buffer | string) => execFileSync('gpg', ['--batch', '--quiet', '--homedir', gnupg, ...args], { input, stdio: ['pipe', 'pipe', 'pipe'] });
+/** a Release listing `xz`'s SHA256, clearsigned by the key in `home` */
+const signedRelease = (xz: Buffer, home = gnupg) => execFileSync('gpg', ['--batch', '--quiet', '--homedir', home, '--clearsign'], { input: `Origin: Debian\nSuite: bookworm\nSHA256:\n ${sha(xz)} ${xz.length} main/binary-amd64/Packages.xz\n` });
 
 beforeAll(async () => {
   const index = [stanza('linux-image-6.1.0-99-amd64', '6.1.999-1', DEB, sha(good)), stanza('linux-image-6.1.0-99-cloud-amd64', '6.1.999-1', 'pool/x.deb', sha(good)), 'Package: hello\nVersion: 1\nFilename: pool/h.deb\nSHA256: 00\n'].join('\n');
-  const xz = execFileSync('xz', ['-c'], { input: index });
+  mirror.xz = execFileSync('xz', ['-c'], { input: index });
+  // the test mirror's archive key, in a keyring of its own (EBPF_LAB_DEBIAN_KEYRING)
+  gnupg = mkdtempSync(join(tmpdir(), 'ebpf-lab-gpg-'));
+  gpg(['--passphrase', '', '--quick-gen-key', 'ebpf-lab test archive <test@invalid>', 'ed25519', 'sign', 'never']);
+  writeFileSync(join(gnupg, 'archive.gpg'), gpg(['--export']));
+  mirror.inRelease = signedRelease(mirror.xz);
   server = http.createServer((req, res) => {
-    if (req.url === '/debian/dists/bookworm/main/binary-amd64/Packages.xz') return res.end(xz);
+    if (req.url === '/debian/dists/bookworm/main/binary-amd64/Packages.xz') return res.end(mirror.xz);
+    if (req.url === '/debian/dists/bookworm/InRelease') return res.end(mirror.inRelease);
     if (req.url === `/debian/${DEB}`) return res.end(served);
     res.statusCode = 404;
     res.end();
@@ -42,12 +54,17 @@ beforeAll(async () => {
   cache = mkdtempSync(join(tmpdir(), 'ebpf-lab-fetch-test-'));
   process.env.EBPF_LAB_DEBIAN_MIRROR = `http://127.0.0.1:${port}/debian/`;
   process.env.EBPF_LAB_VM_CACHE = cache;
+  process.env.EBPF_LAB_DEBIAN_KEYRING = join(gnupg, 'archive.gpg');
 });
 
 afterAll(async () => {
   await new Promise((r) => server.close(r));
   rmSync(cache, { recursive: true, force: true });
-  for (const [k, v] of [['EBPF_LAB_DEBIAN_MIRROR', saved.mirror], ['EBPF_LAB_VM_CACHE', saved.cache]] as const) {
+  if (gnupg) {
+    execFileSync('gpgconf', ['--homedir', gnupg, '--kill', 'gpg-agent'], { stdio: 'ignore' });
+    rmSync(gnupg, { recursive: true, force: true });
+  }
+  for (const [k, v] of [['EBPF_LAB_DEBIAN_MIRROR', saved.mirror], ['EBPF_LAB_VM_CACHE', saved.cache], ['EBPF_LAB_DEBIAN_KEYRING', saved.keyring]] as const) {
     if (v === undefined) delete process.env[k];
     else process.env[k] = v;
   }
@@ -56,6 +73,37 @@ afterAll(async () => {
 describe('kernel fetcher', () => {
   it('takes the mirror from the override, without a trailing slash', () => {
     expect(debianMirror()).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/debian$/);
+  });
+
+  // review, session 65: the index was taken as served (plain HTTP): whoever served it chose the
+  // SHA256s the packages were then checked against
+  it('refuses an index whose InRelease is not signed by the archive keyring, or whose SHA256 is not the signed one', async () => {
+    const { suiteIndex } = await import('./debian.ts');
+    const real = { ...mirror };
+    const other = mkdtempSync(join(tmpdir(), 'ebpf-lab-gpg-'));
+    try {
+      // signed by a key the keyring lacks
+      execFileSync('gpg', ['--batch', '--quiet', '--homedir', other, '--passphrase', '', '--quick-gen-key', 'someone else <x@invalid>', 'ed25519', 'sign', 'never'], { stdio: 'ignore' });
+      mirror.inRelease = signedRelease(mirror.xz, other);
+      await expect(suiteIndex('bookworm', { refresh: true })).rejects.toThrow(/InRelease is not signed by a key in .*archive\.gpg.*refusing its index/);
+      // signed, but altered after signing
+      mirror.inRelease = Buffer.from(real.inRelease.toString('utf8').replace('Origin: Debian', 'Origin: Debiam'));
+      await expect(suiteIndex('bookworm', { refresh: true })).rejects.toThrow(/not signed by a key/);
+      // a good InRelease, another index
+      mirror.inRelease = real.inRelease;
+      mirror.xz = execFileSync('xz', ['-c'], { input: stanza('linux-image-6.1.0-99-amd64', '6.1.999-1', DEB, sha(served)) });
+      await expect(suiteIndex('bookworm', { refresh: true })).rejects.toThrow(/checksum mismatch for .*Packages\.xz: the signed Release says SHA256 /);
+      // no keyring: named, with the fix
+      process.env.EBPF_LAB_DEBIAN_KEYRING = join(gnupg, 'none.gpg');
+      await expect(suiteIndex('bookworm', { refresh: true })).rejects.toThrow(/no keyring at .*none\.gpg/);
+    } finally {
+      Object.assign(mirror, real);
+      process.env.EBPF_LAB_DEBIAN_KEYRING = join(gnupg, 'archive.gpg');
+      execFileSync('gpgconf', ['--homedir', other, '--kill', 'gpg-agent'], { stdio: 'ignore' });
+      rmSync(other, { recursive: true, force: true });
+    }
+    // the real ones pass
+    expect((await suiteIndex('bookworm', { refresh: true })).map((p) => p.name)).toContain('linux-image-6.1.0-99-amd64');
   });
 
   it('refuses a download whose SHA256 does not match the index, and keeps nothing of it', async () => {
