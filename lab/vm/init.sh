@@ -110,6 +110,10 @@ diag() {
 }
 
 exec 3<>"$CTL"
+# the output ports are opened once, for every command of the guest: a virtio port refuses a second
+# opener while one holds it (EBUSY), and a process a command left behind (a daemon, `x &`) held
+# the last one's stdout, so every later command of the row failed at its redirection, silently
+exec 4>"$OUT" 5>"$ERR"
 read -r T_READY _ </proc/uptime
 echo "READY $T_READY $T_INIT $T_M0 $T_M1" >&3
 # the NIC's modules while the host sends the first command (RUN waits for them): loaded during
@@ -126,7 +130,7 @@ while read -r cmd arg <&3; do
       [ -n "$NETLOAD" ] && wait "$NETLOAD"
       NETLOAD=
       echo "$arg" | base64 -d >/newroot/tmp/.lab-run.sh
-      chroot /newroot /bin/sh /tmp/.lab-run.sh </dev/null >"$OUT" 2>"$ERR" &
+      chroot /newroot /bin/sh /tmp/.lab-run.sh </dev/null >&4 2>&5 3>&- 4>&- 5>&- &
       run=$!
       # STOP (the host's Ctrl-C): the command gets SIGTERM (the runner's timeout(1) passes it on),
       # and a run stops as on the host — cleanups, its results so far — and answers EXIT as usual.
