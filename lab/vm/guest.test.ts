@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { nodeInRam, tcgBootRetry, tcgRunRetry } from './guest.ts';
+import { guestScript, nodeInRam, tcgBootRetry, tcgRunRetry } from './guest.ts';
 
 describe('node copied into a guest\'s RAM', () => {
   it('only where 9p fills the page cache a page per request (before 5.15) and the root is 9p', () => {
@@ -56,5 +56,21 @@ describe('kvmBootFault: which failed KVM boots are KVM\'s (a TCG boot, and a day
     expect(kvmBootFault('timed out after 5 s waiting for the guest to boot', 5_000)).toBe(false);
     expect(kvmBootFault('QEMU exited while waiting for the guest to boot\n[    0.9] Kernel panic - not syncing: VFS: Unable to mount root fs', 90_000)).toBe(false);
     expect(kvmBootFault('QEMU exited while waiting for the guest command', 90_000)).toBe(false);
+  });
+});
+
+// review, session 65: the out dir went unquoted into the guest's error message (a quote ended the
+// script with a syntax error; $(…) in a directory name ran in the guest as root when the mount failed)
+describe('the guest script', () => {
+  it('quotes the out dir everywhere, its error message too', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const outDir = `/tmp/a"b$(touch /tmp/ebpf-lab-pwned-${process.pid})'c`;
+    const b = { accel: 'tcg', fs: '9p', kernel: { release: '6.1.0-50-amd64' } } as unknown as Parameters<typeof guestScript>[0];
+    const s = guestScript(b, 'true', { outDir });
+    execFileSync('sh', ['-n'], { input: s }); // parses
+    const echo = s.split('\n').find((l) => l.includes('cannot mount'))!;
+    // the message is one quoted word: echoed, it is the directory as given, nothing run
+    const said = execFileSync('sh', ['-c', echo.replace(/^.*\|\| \{ (echo .*) >&2; exit 125; \}$/, '$1')]).toString();
+    expect(said).toBe(`lab-vm: cannot mount ${outDir} in the guest\n`);
   });
 });

@@ -272,7 +272,7 @@ export function guestScript(b: BootedGuest, body: string, opts: { outDir?: strin
   }
   if (opts.outDir) {
     const m = b.fs === 'virtiofs' ? `mount -t virtiofs labout ${shq(opts.outDir)}` : `mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 labout ${shq(opts.outDir)}`;
-    lines.push(`mountpoint -q ${shq(opts.outDir)} 2>/dev/null || { mkdir -p ${shq(opts.outDir)} && ${m}; } || { echo "lab-vm: cannot mount ${opts.outDir} in the guest" >&2; exit 125; }`);
+    lines.push(`mountpoint -q ${shq(opts.outDir)} 2>/dev/null || { mkdir -p ${shq(opts.outDir)} && ${m}; } || { echo ${shq(`lab-vm: cannot mount ${opts.outDir} in the guest`)} >&2; exit 125; }`);
   }
   if (opts.cwd) lines.push(`cd ${shq(opts.cwd)} || exit 125`);
   lines.push(body);
