@@ -174,12 +174,16 @@ export async function buildInitramfs(k: KernelImage): Promise<Initramfs> {
   await writeFile(`${path}.tmp${process.pid}`, c.finish());
   await rename(`${path}.tmp${process.pid}`, path);
   const meta = { modules: plan.modules.map((m) => m.name), builtin: plan.builtin, missing: plan.missing };
-  await writeFile(metaPath, JSON.stringify(meta));
+  // whole or absent: a parallel boot that found the image read an empty metadata file mid-write
+  await writeFile(`${metaPath}.tmp${process.pid}`, JSON.stringify(meta));
+  await rename(`${metaPath}.tmp${process.pid}`, metaPath);
   // older builds for this kernel (init.sh or busybox changed) are dead weight once nobody boots
-  // them: a day old, because checkouts on other branches may share this cache and boot theirs
+  // them: a day old, because checkouts on other branches may share this cache and boot theirs.
+  // This release's exactly (a release "6.1.0" is a prefix of "6.1.0-50-amd64")
+  const mine = new RegExp(`^${k.release.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-[0-9a-f]{16}\\.cpio(?:\\.json)?$`);
   for (const f of readdirSync(dir)) {
     const old = join(dir, f);
-    if (f.startsWith(`${k.release}-`) && !f.startsWith(basename(path)) && Date.now() - statSync(old).mtimeMs > 24 * 3600_000) await rm(old, { force: true });
+    if (mine.test(f) && !f.startsWith(basename(path)) && Date.now() - statSync(old).mtimeMs > 24 * 3600_000) await rm(old, { force: true });
   }
   return { path, ...meta };
 }
