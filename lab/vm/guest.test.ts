@@ -74,3 +74,25 @@ describe('the guest script', () => {
     expect(said).toBe(`lab-vm: cannot mount ${outDir} in the guest\n`);
   });
 });
+
+// review, session 65: a probe before `setup vm` (no QEMU yet) was cached for a day as "KVM unusable"
+describe('the KVM probe without QEMU', () => {
+  it('is not a verdict about KVM (not kept), and says QEMU could not start', async () => {
+    const { probeAccel } = await import('./kvm.ts');
+    const { mkdtempSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const empty = mkdtempSync(join(tmpdir(), 'ebpf-lab-nopath-'));
+    const path = process.env.PATH;
+    process.env.PATH = empty;
+    try {
+      const r = await probeAccel('kvm', 5000, '/nonexistent/vmlinux');
+      expect(r.ok).toBe(false);
+      expect(r.interrupted).toBe(true);
+      expect(r.note).toMatch(/QEMU could not be started .*not a verdict about kvm \(pnpm lab setup vm installs it\)/);
+    } finally {
+      process.env.PATH = path;
+      rmSync(empty, { recursive: true, force: true });
+    }
+  });
+});
