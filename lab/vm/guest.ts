@@ -2,7 +2,7 @@
 // the script prelude every command in it runs under. The guest's root is the host's /
 // (read-only, tmpfs overlay), so the same checkout, node_modules, node, libbpf and tools run
 // there; only the kernel differs.
-import { existsSync } from 'node:fs';
+import { copyFileSync, existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LabError } from '../../common/errors.ts';
@@ -153,6 +153,17 @@ export async function bootGuest(g: GuestSpec): Promise<BootedGuest> {
   let vm: Vm;
   let bootRetries = 0;
   let accelFallback: string | undefined;
+  // a failed boot's console is the evidence of why: kept beside the log the next attempt writes
+  // (QEMU's file chardev truncates it)
+  let attempt = 0;
+  const keepConsole = () => {
+    attempt++;
+    if (g.consoleLog && existsSync(g.consoleLog)) {
+      try {
+        copyFileSync(g.consoleLog, `${g.consoleLog}.attempt${attempt}`);
+      } catch { /* best effort */ }
+    }
+  };
   for (;;) {
     try {
       vm = await Vm.boot({ ...base, accel, net });
@@ -165,6 +176,7 @@ export async function bootGuest(g: GuestSpec): Promise<BootedGuest> {
       if (net === 'tap' && /tap|tun/i.test(msg)) {
         g.progress.warn(`tap networking failed (${msg.split('\n')[0]}); retrying with user-mode networking (one queue)`);
         net = 'user';
+        keepConsole();
         continue;
       }
       // The KVM probe passed, yet this boot hung or died (nested hosts do that: "KVM internal
@@ -179,12 +191,14 @@ export async function bootGuest(g: GuestSpec): Promise<BootedGuest> {
         note = accelFallback;
         // the caller's budget stands where it gave one (its --timeout); else TCG's
         base.bootTimeoutMs = g.bootTimeoutMs ?? 90_000;
+        keepConsole();
         continue;
       }
       const again = bootRetries === 0 && !g.signal?.aborted ? tcgBootRetry(accel, msg, base.bootTimeoutMs) : undefined;
       if (again) {
         bootRetries++;
         g.progress.warn(again);
+        keepConsole();
         continue;
       }
       throw e;
