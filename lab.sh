@@ -49,7 +49,12 @@ if [ "${1:-}" = "test" ]; then
     const fs = require("fs");
     let r = {};
     try { r = JSON.parse(fs.readFileSync(".vitest/results.json", "utf8")); } catch {}
-    const p = r.numPassedTests ?? 0, f = r.numFailedTests ?? 0, s = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
+    const p = r.numPassedTests ?? 0, s = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
+    // a file whose setup threw (beforeAll, an import) fails no test: its tests are left pending,
+    // and it read as "0 failed" with vitest exiting 1. Each such file counts as one failure
+    const broken = (r.testResults ?? []).filter((t) => t.status === "failed" && !(t.assertionResults ?? []).some((a) => a.status === "failed"));
+    for (const t of broken) console.log(`failed to run: ${t.name}${t.message ? ` (${t.message.split("\n")[0].slice(0, 200)})` : ""}`);
+    const f = (r.numFailedTests ?? 0) + broken.length;
     if (!r.numTotalTests) console.log("no test results (vitest did not run)");
     console.log(`${p} passed, ${f} failed, ${s} skipped`);
   '

@@ -13,9 +13,9 @@ export const PACKAGES: Record<string, string[]> = {
   // C reference consumers (opensnoop) for the hello-openat benchmark
   'libbpf-tools': ['libbpf-tools'],
   // the VM lab: QEMU, a static busybox for the initramfs, kernel package extraction
-  // (+ gpgv and Debian's archive keys: the suites' InRelease signatures are checked; gpg makes a
-  // test mirror's key in lab/vm/fetch.test.ts)
-  vm: ['qemu-system-x86', 'qemu-utils', 'busybox-static', 'zstd', 'xz-utils', 'kmod', 'cpio', 'gpgv', 'debian-archive-keyring', 'gpg'],
+  // (+ gpgv and Debian's archive keys: the suites' InRelease signatures are checked; gpg and its
+  // agent make a test mirror's key in lab/vm/fetch.test.ts)
+  vm: ['qemu-system-x86', 'qemu-utils', 'busybox-static', 'zstd', 'xz-utils', 'kmod', 'cpio', 'gpgv', 'debian-archive-keyring', 'gpg', 'gpg-agent'],
   // --vm-backend vng: virtme-ng itself comes from PyPI into a lab-owned venv (lab/vm/vng.ts)
   // udev: vng's guest init finds its command's stdin/stdout/exit-status ports under
   // /dev/virtio-ports, which only udevd (run from the host's tree in the guest) creates;
