@@ -114,3 +114,25 @@ describe('checkKernel (the CLI edge)', () => {
     expect((await refusal(`${bz}:/nonexistent/mods`)).message).toMatch(/no such modules directory \/nonexistent\/mods/);
   });
 });
+
+// review, session 65: a fetch killed outright left its extraction dir and partial download forever
+describe('the cache after a fetch killed outright', () => {
+  it('dead fetches\' extraction dirs and partial downloads are removed; live ones and finished entries stay', async () => {
+    const { sweepDeadFetches } = await import('./kernels.ts');
+    const { spawnSync } = await import('node:child_process');
+    const { existsSync } = await import('node:fs');
+    const gone = spawnSync('true').pid!; // exited: a dead pid (not reused this soon)
+    const mk = (p: string) => (mkdirSync(join(cache, p), { recursive: true }), join(cache, p));
+    const deadTmp = mk(`.tmp-6.1.999-1-${gone}`);
+    writeFileSync(join(deadTmp, 'half'), 'x');
+    const liveTmp = mk(`.tmp-6.1.999-1-${process.ppid}`);
+    mkdirSync(join(cache, 'debs'), { recursive: true });
+    writeFileSync(join(cache, 'debs', `linux-image.deb.part${gone}`), 'x');
+    writeFileSync(join(cache, 'debs', 'linux-image.deb'), 'x');
+    const entry = mk('6.1.999-1');
+    const removed = await sweepDeadFetches();
+    expect(removed.sort()).toEqual([deadTmp, join(cache, 'debs', `linux-image.deb.part${gone}`)].sort());
+    expect([existsSync(liveTmp), existsSync(join(cache, 'debs', 'linux-image.deb')), existsSync(entry)]).toEqual([true, true, true]);
+    rmSync(liveTmp, { recursive: true });
+  });
+});

@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { LabError } from '../../common/errors.ts';
 import { UsageError, suggest } from '../../common/args.ts';
 import type { Progress } from '../../common/progress.ts';
@@ -82,9 +82,41 @@ export function cachedKernels(): KernelImage[] {
   return out.sort((a, b) => compareVersions(b.version, a.version));
 }
 
+/**
+ * What fetches killed outright (SIGKILL, a lost terminal) left in the cache: their extraction
+ * dirs (.tmp-<version>-<pid>, hundreds of MB) and partial downloads (debs/*.part<pid>), by dead pid.
+ */
+export async function sweepDeadFetches(): Promise<string[]> {
+  const dead = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return false;
+    } catch (e) {
+      return (e as NodeJS.ErrnoException).code === 'ESRCH';
+    }
+  };
+  const out: string[] = [];
+  const at = (dir: string, re: RegExp) => {
+    let names: string[] = [];
+    try {
+      names = readdirSync(dir);
+    } catch { /* none */ }
+    return names.filter((n) => {
+      const m = re.exec(n);
+      return m && Number(m[1]) !== process.pid && dead(Number(m[1]));
+    }).map((n) => join(dir, n));
+  };
+  for (const p of [...at(cacheDir(), /^\.tmp-.+-(\d+)$/), ...at(join(cacheDir(), 'debs'), /\.part(\d+)$/)]) {
+    await rm(p, { recursive: true, force: true, maxRetries: 3 }).then(() => out.push(p), () => {});
+  }
+  return out;
+}
+
 async function extractCandidate(c: Candidate, spec: string, progress: Progress, signal?: AbortSignal): Promise<KernelImage> {
   const final = join(cacheDir(), c.version);
   const tmp = join(cacheDir(), `.tmp-${c.version}-${process.pid}`);
+  const swept = await sweepDeadFetches();
+  if (swept.length) progress.info(`removed what ${swept.length === 1 ? 'a fetch' : 'fetches'} killed outright left in the cache: ${swept.map((p) => basename(p)).join(', ')}`);
   await rm(tmp, { recursive: true, force: true });
   await mkdir(join(tmp, 'root'), { recursive: true });
   try {
@@ -122,7 +154,9 @@ async function extractCandidate(c: Candidate, spec: string, progress: Progress, 
     for (const d of debs) await rm(d, { force: true });
     return absolutize(k, final);
   } catch (e) {
-    await rm(tmp, { recursive: true, force: true });
+    // a stopped dpkg-deb's tar may still be writing for a moment (ENOTEMPTY): retried, and a
+    // failure here never replaces the error that ended the fetch
+    await rm(tmp, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 }).catch((r: Error) => progress.warn(`could not remove ${tmp}: ${r.message} (the next fetch removes it)`));
     throw e;
   }
 }
