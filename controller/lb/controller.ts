@@ -9,6 +9,7 @@
 //      only after the last write, so /state shows the old model during a change and after a failure.
 // The maps hold the whole model (addresses, weights, drain/down flags), so a restarted controller
 // rebuilds it from the pins and only rewrites a ring that differs from what it would compute.
+import fs from 'node:fs';
 import path from 'node:path';
 import { setImmediate as yieldNow } from 'node:timers/promises';
 import { ValidationError, addrBytes, formatAddr, formatMac, heldAddr, htons, parseHostPort, parseMac, parseVip, vipString, PROTO_NUM, type Protocol, type VipSpec } from './addr.ts';
@@ -21,6 +22,9 @@ import { maglevTable } from './maglev.ts';
 import { resolveNextHops } from './neighbor.ts';
 import { ifindexOf } from '../libbpf/attach/internal.ts';
 import { xdp_lb_fwd, xdp_lb_vip_flags, type backend, type vip_key, type vip_meta } from '../../bpf/gen/xdp_lb.ts';
+
+/** beside the admin sockets (server.ts SOCKET_DIR) */
+const INTENT_DIR = '/run/ebpf-lab';
 
 const VIP_ACTIVE = xdp_lb_vip_flags.LB_VIP_F_ACTIVE;
 const VIP_HEALTHCHECK = xdp_lb_vip_flags.LB_VIP_F_HEALTHCHECK;
@@ -76,6 +80,20 @@ export class LbController {
    * of a just-removed last backend was the next one given: its idle flows went to the new host).
    */
   private lingering = new Set<number>();
+  /** the VIP list an apply is making the LB match (applyNow sets it for its change) */
+  private intent: VipConfig[] | null = null;
+
+  /**
+   * A change across several VIPs is several map writes per VIP, and a daemon killed between two
+   * VIPs' writes left some changed and some not: each VIP whole, the apply half (restore() makes
+   * every VIP consistent, not the set). The apply's list is written here before the first write
+   * and removed once the change is committed or rolled back; a start that finds it applies it
+   * again (review, session 65). Beside the admin socket, named by the instance, holding its pin
+   * dir (a start over other pins leaves it alone).
+   */
+  static intentPath(cfg: Pick<NormConfig, 'instance'>): string {
+    return path.join(INTENT_DIR, `lb-${cfg.instance}.intent.json`);
+  }
   private health: HealthChecker;
   /** serialises writes: plan → resolve → commit, never interleaved; reads do not wait */
   private queue: Promise<unknown> = Promise.resolve();
@@ -131,7 +149,12 @@ export class LbController {
           // the partial pins already forward keeps forwarding.
           const r = await c.applyNow(cfg.vips.map((v) => ({ vip: v.id, backends: v.backends.map(backendConfigOf), healthCheck: v.healthCheck, forwarding: v.forwarding })));
           log(`the pins under ${dp.pinDir} are a start's that was cut short (they held ${held}): applied this config to them (${r.added.length} VIP(s) added, ${r.changed.length} changed, ${r.removed.length} removed)`);
-        } else log(`restored ${held} from ${dp.pinDir}`);
+          // that apply was the config's: an apply record it left is done with
+          if (fs.existsSync(LbController.intentPath(cfg))) fs.rmSync(LbController.intentPath(cfg), { force: true });
+        } else {
+          log(`restored ${held} from ${dp.pinDir}`);
+          await c.replayIntent();
+        }
       } else {
         await c.applyNow(cfg.vips.map((v) => ({ vip: v.id, backends: v.backends.map(backendConfigOf), healthCheck: v.healthCheck, forwarding: v.forwarding })));
       }
@@ -146,6 +169,36 @@ export class LbController {
       throw e;
     }
     return c;
+  }
+
+  /** an apply across VIPs that a kill cut short (intentPath): applied again, whole */
+  private async replayIntent(): Promise<void> {
+    const file = LbController.intentPath(this.cfg);
+    let rec: { pinDir?: unknown; pid?: unknown; vips?: unknown };
+    try {
+      rec = JSON.parse(fs.readFileSync(file, 'utf8'));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
+        this.log(`${file} is not an apply's record (${(e as Error).message}): removed; check the VIPs (pnpm lab lb vip list) and apply the config again if a change was cut short`);
+        fs.rmSync(file, { force: true });
+      }
+      return;
+    }
+    if (rec.pinDir !== this.dp.pinDir) return; // another pin root's instance of this name
+    if (!Array.isArray(rec.vips)) {
+      fs.rmSync(file, { force: true });
+      return;
+    }
+    const what = `an apply across VIPs was cut short (pid ${String(rec.pid)} stopped between two VIPs' writes)`;
+    try {
+      const r = await this.applyNow(rec.vips as VipConfig[]);
+      this.log(`${what}: applied it again (${r.added.length} VIP(s) added, ${r.changed.length} changed, ${r.removed.length} removed)`);
+    } catch (e) {
+      // not a reason to refuse the start (the LB forwards from its pins either way): said
+      this.log(`${what}, and applying it again failed (${(e as Error).message.split('\n')[0]}): each VIP is whole, the set is part old, part new; apply the config again (pnpm lab lb apply FILE)`);
+    } finally {
+      fs.rmSync(file, { force: true });
+    }
   }
 
   private serial<T>(fn: () => Promise<T> | T): Promise<T> {
@@ -420,6 +473,26 @@ export class LbController {
     const next = d.vips;
     const j = new Journal(this.dp, this.testHooks.failAfterWrites);
     this.testHooks.failAfterWrites = null;
+    const touched = [...new Set([...cur.keys(), ...next.keys()])].filter((id) => {
+      const a = cur.get(id), b = next.get(id);
+      if (!a || !b) return true;
+      if (a.table !== b.table || JSON.stringify(this.vipMeta(a)) !== JSON.stringify(this.vipMeta(b)) || a.backends.size !== b.backends.size) return true;
+      return [...b.backends].some(([k, x]) => { const y = a.backends.get(k); return !y || backendSig(a, y) !== backendSig(b, x); });
+    });
+    const intentFile = this.intent && touched.length > 1 ? LbController.intentPath(this.cfg) : null;
+    if (intentFile) {
+      fs.mkdirSync(path.dirname(intentFile), { recursive: true });
+      fs.writeFileSync(`${intentFile}.tmp${process.pid}`, JSON.stringify({ pinDir: this.dp.pinDir, pid: process.pid, vips: this.intent }));
+      fs.renameSync(`${intentFile}.tmp${process.pid}`, intentFile);
+    }
+    try {
+      await this.commitWrites(cur, next, j, d);
+    } finally {
+      if (intentFile) fs.rmSync(intentFile, { force: true });
+    }
+  }
+
+  private async commitWrites(cur: Map<string, VipState>, next: Map<string, VipState>, j: Journal, d: Draft): Promise<void> {
     // by the key's bytes, as restore() counts: an IPv4 address and an IPv6 one with the same
     // leading bytes and a zero tail are one vip_addrs key (counted apart, removing one deleted the
     // key while the other's VIP still needed it)
@@ -650,6 +723,15 @@ export class LbController {
   }
 
   private async applyNow(list: VipConfig[]): Promise<ApplyResult> {
+    this.intent = list;
+    try {
+      return await this.applyList(list);
+    } finally {
+      this.intent = null;
+    }
+  }
+
+  private async applyList(list: VipConfig[]): Promise<ApplyResult> {
     const out = { added: [] as string[], removed: [] as string[], changed: [] as string[] };
     const keptDraining: string[] = [], drainEnded: string[] = [];
     const before = new Map([...this.vips].map(([k, v]) => [k, { gen: v.generation, sig: JSON.stringify(this.vipMeta(v)), bs: [...v.backends.values()].map((b) => backendSig(v, b)).join() }]));
@@ -790,8 +872,10 @@ export class LbController {
   /** Stop the controller. Default: leave XDP, maps and flows in place (a restart adopts them). */
   stop(opts: { purge?: boolean } = {}): void {
     this.health.stop();
-    if (opts.purge) this.dp.purge();
-    else this.dp.close();
+    if (opts.purge) {
+      this.dp.purge();
+      fs.rmSync(LbController.intentPath(this.cfg), { force: true }); // nothing left to finish
+    } else this.dp.close();
   }
 }
 

@@ -1,6 +1,8 @@
 // A daemon restart and its pinned XDP link, against the real kernel: a restart adopts the link on
 // the interface it runs on, refuses one whose config names another interface (the old link keeps
 // balancing there), and replaces a link whose device is gone instead of adopting a dead one.
+import fs from 'node:fs';
+import path from 'node:path';
 import { execa } from 'execa';
 import { expect, it } from 'vitest';
 import { describeRoot } from '../../lab/testing.ts';
@@ -122,6 +124,43 @@ describeRoot('lb restart: the pinned XDP link', () => {
       expect(fresh).not.toContain(held);
     } finally {
       c.stop({ purge: true });
+    }
+  }, 60_000);
+
+  // review, session 65: a daemon killed between two VIPs' writes of one apply came back with one
+  // VIP changed and the other not (restore makes each VIP whole, not the apply)
+  it('an apply across VIPs cut short between two VIPs is applied again, whole, at the next start; a finished one leaves no record', async () => {
+    const instance = `lba${process.pid}`;
+    const [A, B] = ['tcp://10.254.0.1:80', 'tcp://10.254.0.2:80'];
+    const be = (a: string) => ({ address: a, mac: MAC });
+    const cfg: LbConfig = { interface: 'lo', instance, ringSize: 7, backendTableSize: 16, vips: [{ vip: A, backends: [be('127.0.0.2')], healthCheck: false }, { vip: B, backends: [be('127.0.0.3')], healthCheck: false }] };
+    let c = await LbController.start(cfg, { attach: false });
+    const record = LbController.intentPath({ instance });
+    try {
+      const target = [{ vip: A, backends: [be('127.0.0.2'), be('127.0.0.4')], healthCheck: false }, { vip: B, backends: [be('127.0.0.3'), be('127.0.0.5')], healthCheck: false }];
+      // a whole apply across both: done, no record left
+      await c.apply(target);
+      expect(fs.existsSync(record)).toBe(false);
+      await c.apply(cfg.vips);
+      // the kill: A's writes done, B's not, the record the apply wrote before its first write
+      await c.apply([target[0]!, cfg.vips[1]!]);
+      fs.mkdirSync(path.dirname(record), { recursive: true });
+      fs.writeFileSync(record, JSON.stringify({ pinDir: c.dp.pinDir, pid: 12345, vips: target }));
+      c.stop();
+      const logs: string[] = [];
+      c = await LbController.start(cfg, { attach: false, log: (l) => logs.push(l) });
+      expect([...c.vips.get(B)!.backends.keys()].sort()).toEqual(['127.0.0.3:80', '127.0.0.5:80']);
+      expect([...c.vips.get(A)!.backends.keys()].sort()).toEqual(['127.0.0.2:80', '127.0.0.4:80']);
+      expect(logs.join('\n')).toMatch(/an apply across VIPs was cut short \(pid 12345 stopped between two VIPs' writes\): applied it again \(0 VIP\(s\) added, 1 changed, 0 removed\)/);
+      expect(fs.existsSync(record)).toBe(false);
+      // another pin root's record of this instance name is not ours
+      fs.writeFileSync(record, JSON.stringify({ pinDir: '/sys/fs/bpf/elsewhere', pid: 1, vips: [] }));
+      c.stop();
+      c = await LbController.start(cfg, { attach: false });
+      expect(c.vips.size).toBe(2);
+    } finally {
+      c.stop({ purge: true });
+      fs.rmSync(record, { force: true });
     }
   }, 60_000);
 });
