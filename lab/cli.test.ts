@@ -200,7 +200,7 @@ describe('lab CLI', () => {
       fs.mkdirSync(path.join(cache, 'index'));
       for (const [suite, v] of [['bullseye', '5.10'], ['bookworm', '6.1'], ['trixie', '6.12'], ['sid', '7.2']] as const) {
         const pkg = { name: `linux-image-${v}.0-99-${archFacts().debian}`, version: `${v}.999-1`, filename: 'pool/x.deb', size: 1, sha256: '00', depends: 'kmod' };
-        fs.writeFileSync(path.join(cache, 'index', `${suite}.json`), JSON.stringify({ mirror, fetchedAt: Date.now(), packages: [pkg] }));
+        fs.writeFileSync(path.join(cache, 'index', `${suite}.json`), JSON.stringify({ mirror, fetchedAt: Date.now(), packages: [pkg], verified: true }));
       }
       const env = { EBPF_LAB_VM_CACHE: cache, EBPF_LAB_DEBIAN_MIRROR: mirror };
       const before = reportDirs();

@@ -280,6 +280,11 @@ describe('compareRuns', () => {
     const h2 = flagHistory([...old, at(3, 100, 'bench', { rate: 20000 }), at(4, 400, 'bench', { rate: 5000 })]);
     expect([...h2.values()].at(-1)!.map((r) => r.verdict)).toEqual(['new']);
     expect(compareRuns(old, [at(4, 400, 'bench', { rate: 5000 })]).map((r) => r.verdict)).toEqual(['regression']);
+    // runs of before nulls were recorded lack the options they were not given: of a profiled and
+    // an unprofiled setup they go with the unprofiled one (not a series of their own)
+    const before = [0, 1, 2].map((i) => at(i, 100, 'bench', { rate: 20000 }));
+    const h3 = flagHistory([...before, at(3, 100, 'bench', { rate: 20000, profile: true }), at(4, 200, 'bench', { rate: 20000, profile: null })]);
+    expect([...h3.values()].at(-1)!.map((r) => r.verdict)).toEqual(['regression']);
     expect([...setupNames([setupKey({ mode: 'run', options: { a: 1, b: [1, 2] } }), setupKey({ mode: 'bench', options: { a: 1, b: [3] } })]).values()]).toEqual(['run, b=1,2', 'bench, b=3']);
   });
 

@@ -130,7 +130,13 @@ export function sameSetup(a: string, b: string): boolean {
 export function pickSetup(key: string, reps: readonly string[]): string | undefined {
   if (reps.includes(key)) return key;
   const m = reps.filter((r) => sameSetup(r, key));
-  return m.length === 1 ? m[0] : undefined;
+  if (m.length <= 1) return m[0];
+  // a run of a build that recorded no nulls lacks the options it was not given: of several
+  // setups, the one that was not given them either (profile null, not profile true)
+  const [, opts] = JSON.parse(key) as [string, [string, unknown][]];
+  const have = new Set(opts.map(([k]) => k));
+  const notGiven = m.filter((r) => (JSON.parse(r) as [string, [string, unknown][]])[1].every(([k, v]) => have.has(k) || v === null));
+  return notGiven.length === 1 ? notGiven[0] : undefined;
 }
 
 /**

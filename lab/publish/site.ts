@@ -118,7 +118,8 @@ function homePage(c: Ctx): string {
   for (const r of c.runs) latest.set(JSON.stringify([r.scenario, kernelLabel(r.environment)]), r); // runs are time-ordered: the last wins
   // regressions of the newest run of every series (machine class and setup too): the newest of a
   // cell alone hid a nightly's regression behind a quick `lab run` or another machine's run
-  const canon = canonicalSetups(c.runs);
+  // the series flagHistory compares within: of runs with figures
+  const canon = canonicalSetups(c.runs.filter(usable));
   const newest = new Map<string, Results>();
   // of runs with figures: an errored quick run after the nightly hid it again
   for (const r of c.runs) if (usable(r)) newest.set(JSON.stringify([r.scenario, kernelLabel(r.environment), machineClass(r.environment), canon.get(r)]), r);
@@ -154,7 +155,7 @@ const PALETTE = ['#0969da', '#cf222e', '#1a7f37', '#8250df', '#9a6700', '#bf3989
 /** the trend chart data for one metric of one scenario: a series per kernel (× machine class when there are several) */
 function trendData(runs: Results[], metric: string, flags: Map<string, Comparison[]>) {
   const classes = new Set(runs.map((r) => machineClass(r.environment)));
-  const canon = canonicalSetups(runs);
+  const canon = canonicalSetups(runs.filter(usable));
   const setups = setupNames(canon.values());
   // only runs whose figure means what the newest one's does (unit, direction, ideal): older runs
   // in ms were drawn on the µs axis, 1000x too low, under the newest unit's title

@@ -93,6 +93,9 @@ async function fetchOk(url: string, signal?: AbortSignal): Promise<Response> {
   return res;
 }
 
+/** an index the checks refused (signature, SHA256): never answered from a cached copy instead */
+export class IndexRefused extends LabError {}
+
 /** the keys a suite's InRelease must be signed by (EBPF_LAB_DEBIAN_KEYRING: a test mirror's own) */
 export function archiveKeyring(): string {
   return process.env.EBPF_LAB_DEBIAN_KEYRING || '/usr/share/keyrings/debian-archive-keyring.gpg';
@@ -119,9 +122,17 @@ export async function verifiedRelease(mirror: string, suite: string): Promise<st
       throw new LabError(`cannot check ${url}: ${e.code === 'ENOENT' ? 'gpgv is not installed' : e.message}`, fix);
     });
     const status = r.stdout.toString('utf8');
-    if (!/^\[GNUPG:\] VALIDSIG /m.test(status) || /^\[GNUPG:\] BADSIG /m.test(status) || !existsSync(join(dir, 'out'))) {
-      const why = r.stderr.trim().split('\n').filter((l) => /signature|key/i.test(l)).slice(-2).join('; ') || `gpgv exited ${r.exitCode}`;
-      throw new LabError(`${url} is not signed by a key in ${keyring} (${why}): refusing its index`, fix);
+    // apt's rule: a good signature (GOODSIG with its VALIDSIG) by a key of the keyring that is
+    // neither expired nor revoked, and no bad one; a signature by a key the keyring lacks
+    // (ERRSIG) beside it is fine. VALIDSIG alone is also printed for EXPKEYSIG/REVKEYSIG/EXPSIG.
+    const has = (tag: string) => new RegExp(`^\\[GNUPG:\\] ${tag} `, 'm').test(status);
+    // one clearsigned block and nothing around it: gpgv's output and its status need not say which
+    // of two blocks a good signature was for
+    const text = signed.toString('latin1');
+    const oneBlock = /^\s*-----BEGIN PGP SIGNED MESSAGE-----\n/.test(text) && text.split('-----BEGIN PGP SIGNED MESSAGE-----').length === 2 && /-----END PGP SIGNATURE-----\s*$/.test(text);
+    if (!oneBlock || !has('GOODSIG') || !has('VALIDSIG') || ['BADSIG', 'EXPKEYSIG', 'REVKEYSIG', 'EXPSIG'].some(has) || !existsSync(join(dir, 'out'))) {
+      const why = !oneBlock ? 'not one clearsigned block' : r.stderr.trim().split('\n').filter((l) => /signature|key/i.test(l)).slice(-2).join('; ') || `gpgv exited ${r.exitCode}`;
+      throw new IndexRefused(`${url} is not signed by a key in ${keyring} (${why}): refusing its index`, fix);
     }
     return await readFile(join(dir, 'out'), 'utf8');
   } finally {
@@ -143,28 +154,33 @@ export function releaseSha256(release: string, path: string): string | undefined
 export async function suiteIndex(suite: string, opts: { refresh?: boolean; progress?: Progress; maxAgeMs?: number } = {}): Promise<Pkg[]> {
   const mirror = debianMirror();
   const file = join(cacheDir(), 'index', `${suite}.json`);
-  let cached: { mirror: string; fetchedAt: number; packages: Pkg[] } | undefined;
+  let cached: { mirror: string; fetchedAt: number; packages: Pkg[]; verified?: boolean } | undefined;
   try {
     cached = JSON.parse(await readFile(file, 'utf8'));
   } catch { /* none yet */ }
-  if (cached && cached.mirror === mirror && !opts.refresh && Date.now() - cached.fetchedAt < (opts.maxAgeMs ?? INDEX_MAX_AGE_MS)) return cached.packages;
+  // only a copy of an index whose signature was checked, of this mirror (one written before the
+  // check existed is read again)
+  if (cached && (cached.verified !== true || cached.mirror !== mirror)) cached = undefined;
+  if (cached && !opts.refresh && Date.now() - cached.fetchedAt < (opts.maxAgeMs ?? INDEX_MAX_AGE_MS)) return cached.packages;
   const rel = `main/binary-${archFacts().debian}/Packages.xz`;
   const url = `${mirror}/dists/${suite}/${rel}`;
   opts.progress?.info(`reading ${url}`);
   try {
     const want = releaseSha256(await verifiedRelease(mirror, suite), rel);
-    if (!want) throw new LabError(`the signed ${suite} Release lists no SHA256 for ${rel}`, 'set EBPF_LAB_DEBIAN_MIRROR to a complete Debian mirror');
+    if (!want) throw new IndexRefused(`the signed ${suite} Release lists no SHA256 for ${rel}`, 'set EBPF_LAB_DEBIAN_MIRROR to a complete Debian mirror');
     const buf = Buffer.from(await (await fetchOk(url)).arrayBuffer());
     const got = createHash('sha256').update(buf).digest('hex');
-    if (got !== want) throw new LabError(`checksum mismatch for ${url}: the signed Release says SHA256 ${want}, the download has ${got}; refusing it`, 'run the command again (a mirror mid-update), or set EBPF_LAB_DEBIAN_MIRROR to another mirror');
+    if (got !== want) throw new IndexRefused(`checksum mismatch for ${url}: the signed Release says SHA256 ${want}, the download has ${got}; refusing it`, 'run the command again (a mirror mid-update), or set EBPF_LAB_DEBIAN_MIRROR to another mirror');
     const xz = await run('xz', ['-dc'], { input: buf });
     const packages = parsePackages(xz.stdout.toString('utf8'));
     await mkdir(join(cacheDir(), 'index'), { recursive: true });
-    await writeFile(`${file}.tmp${process.pid}`, JSON.stringify({ mirror, fetchedAt: Date.now(), packages }));
+    await writeFile(`${file}.tmp${process.pid}`, JSON.stringify({ mirror, fetchedAt: Date.now(), packages, verified: true }));
     await rename(`${file}.tmp${process.pid}`, file);
     return packages;
   } catch (e) {
-    if (cached) {
+    // offline or a mirror that does not answer: the last checked copy. A refused index is not
+    // that: a corrupted InRelease must not put an older copy in its place silently
+    if (cached && !(e instanceof IndexRefused)) {
       opts.progress?.warn(`could not refresh the ${suite} index (${(e as Error).message}); using the copy from ${new Date(cached.fetchedAt).toISOString()}`);
       return cached.packages;
     }

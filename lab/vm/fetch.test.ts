@@ -81,7 +81,12 @@ describe('kernel fetcher', () => {
     const { suiteIndex } = await import('./debian.ts');
     const real = { ...mirror };
     const other = mkdtempSync(join(tmpdir(), 'ebpf-lab-gpg-'));
+    // a checked copy in the cache first: a refused index must not be answered from it
+    expect((await suiteIndex('bookworm', { refresh: true })).map((p) => p.name)).toContain('linux-image-6.1.0-99-amd64');
     try {
+      // two clearsigned blocks (which one a good signature was for is not said): refused
+      mirror.inRelease = Buffer.concat([real.inRelease, real.inRelease]);
+      await expect(suiteIndex('bookworm', { refresh: true })).rejects.toThrow(/not one clearsigned block/);
       // signed by a key the keyring lacks
       execFileSync('gpg', ['--batch', '--quiet', '--homedir', other, '--passphrase', '', '--quick-gen-key', 'someone else <x@invalid>', 'ed25519', 'sign', 'never'], { stdio: 'ignore' });
       mirror.inRelease = signedRelease(mirror.xz, other);
@@ -93,8 +98,11 @@ describe('kernel fetcher', () => {
       mirror.inRelease = real.inRelease;
       mirror.xz = execFileSync('xz', ['-c'], { input: stanza('linux-image-6.1.0-99-amd64', '6.1.999-1', DEB, sha(served)) });
       await expect(suiteIndex('bookworm', { refresh: true })).rejects.toThrow(/checksum mismatch for .*Packages\.xz: the signed Release says SHA256 /);
-      // no keyring: named, with the fix
+      // no keyring: the last checked copy (a machine problem, not a refused index, as offline)…
       process.env.EBPF_LAB_DEBIAN_KEYRING = join(gnupg, 'none.gpg');
+      expect((await suiteIndex('bookworm', { refresh: true })).map((p) => p.name)).toContain('linux-image-6.1.0-99-amd64');
+      // …and without one, named with the fix
+      rmSync(join(cache, 'index', 'bookworm.json'));
       await expect(suiteIndex('bookworm', { refresh: true })).rejects.toThrow(/no keyring at .*none\.gpg/);
     } finally {
       Object.assign(mirror, real);

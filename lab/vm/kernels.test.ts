@@ -22,7 +22,7 @@ function writeIndices(dir: string, mirror: string, suites: Record<string, string
   for (const [suite, version] of Object.entries(suites)) {
     const abi = `${version.split('-')[0]!.split('.').slice(0, 2).join('.')}.0-99`;
     const pkg = { name: `linux-image-${abi}-${arch}`, version, filename: `pool/${suite}.deb`, size: 1, sha256: '00', depends: 'kmod' };
-    writeFileSync(join(dir, 'index', `${suite}.json`), JSON.stringify({ mirror, fetchedAt: Date.now(), packages: [pkg] }));
+    writeFileSync(join(dir, 'index', `${suite}.json`), JSON.stringify({ mirror, fetchedAt: Date.now(), packages: [pkg], verified: true }));
   }
 }
 

@@ -63,7 +63,7 @@ export async function probeAccel(accel: 'kvm' | 'tcg', deadlineMs: number, kerne
     if (finished && p.signalCode) return { ok: false, note: `${accel} guest crashed QEMU (${p.signalCode})${why ? `: ${why}` : ''}`, ms };
     // QEMU itself could not start (not installed yet: doctor before setup vm): says nothing about
     // KVM, and kept for the day it forced TCG on a host whose KVM works
-    if (finished && /failed to execute|ENOENT|No such file or directory/.test(err)) return { ok: false, note: `QEMU could not be started (${why ?? err.trim().split('\n')[0]}): not a verdict about ${accel} (pnpm lab setup vm installs it)`, ms, interrupted: true };
+    if (finished && /failed to execute|spawn \S+ ENOENT/.test(err)) return { ok: false, note: `QEMU could not be started (${why ?? err.trim().split('\n')[0]}): not a verdict about ${accel} (pnpm lab setup vm installs it)`, ms, interrupted: true };
     if (!finished) return { ok: false, note: `${accel} guest running ${what} printed nothing within ${deadlineMs} ms${why ? ` (${why})` : ' (it hangs)'}`, ms };
     return { ok: false, note: `${accel} guest failed: ${why ?? (err.trim().slice(0, 300) || 'no output')}`, ms };
   }
