@@ -286,6 +286,7 @@ describe('compareRuns', () => {
     const h3 = flagHistory([...before, at(3, 100, 'bench', { rate: 20000, profile: true }), at(4, 200, 'bench', { rate: 20000, profile: null })]);
     expect([...h3.values()].at(-1)!.map((r) => r.verdict)).toEqual(['regression']);
     expect([...setupNames([setupKey({ mode: 'run', options: { a: 1, b: [1, 2] } }), setupKey({ mode: 'bench', options: { a: 1, b: [3] } })]).values()]).toEqual(['run, b=1,2', 'bench, b=3']);
+    expect([...setupNames([setupKey({ mode: 'bench', options: { profile: null } }), setupKey({ mode: 'bench', options: { profile: true } })]).values()]).toEqual(['no profile', 'profile']);
   });
 
   it('a VM kernel spec wider than one series is filed under the release\'s series (sid moving from 7.0 to 7.2 is two kernels)', () => {

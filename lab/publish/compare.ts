@@ -176,7 +176,7 @@ export function setupNames(keys: Iterable<string>): Map<string, string> {
     const [mode, opts] = parsed[i]!;
     const parts = varying.map((n) => {
       const v = opts.find(([x]) => x === n)?.[1];
-      return v === undefined ? `${n} unset` : `${n}=${Array.isArray(v) ? v.join(',') : String(v)}`;
+      return v === undefined || v === null ? `no ${n}` : v === true ? n : `${n}=${Array.isArray(v) ? v.join(',') : String(v)}`;
     });
     out.set(k, [...(modes.size > 1 ? [mode] : []), ...parts].join(', ') || mode);
   });
