@@ -53,7 +53,7 @@ if [ "${1:-}" = "test" ]; then
     // a file whose setup threw (beforeAll, an import) fails no test: its tests are left pending,
     // and it read as "0 failed" with vitest exiting 1. Each such file counts as one failure
     const broken = (r.testResults ?? []).filter((t) => t.status === "failed" && !(t.assertionResults ?? []).some((a) => a.status === "failed"));
-    for (const t of broken) console.log(`failed to run: ${t.name}${t.message ? ` (${t.message.split("\n")[0].slice(0, 200)})` : ""}`);
+    for (const t of broken) console.log(`failed outside its tests (an import, setup or teardown): ${t.name}${t.message ? ` (${t.message.split("\n")[0].slice(0, 200)})` : ""}`);
     const f = (r.numFailedTests ?? 0) + broken.length;
     if (!r.numTotalTests) console.log("no test results (vitest did not run)");
     console.log(`${p} passed, ${f} failed, ${s} skipped`);

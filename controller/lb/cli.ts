@@ -240,7 +240,7 @@ const COMMANDS: Record<string, Cmd> = {
         if (r.attachedBy) throw new LabError(`no LB daemon at ${socket}, and instance "${inst}" has no pinned XDP link: its daemon attached by netlink (xdpMode native/generic), and its program (id ${r.attachedBy.join(', ')}) is still attached in a namespace this command cannot detach from; nothing was removed`, `start the daemon again (nsenter --net=/run/netns/NAME -- pnpm lab lb daemon --config FILE: it takes the program over), then pnpm lab lb stop --purge --instance ${inst}`);
         if (code === 'ECONNREFUSED') fs.rmSync(socket, { force: true }); // the dead daemon's socket file
         recordPinDir(inst, dir, false);
-        fs.rmSync(LbController.intentPath({ instance: inst }), { force: true }); // nothing left to finish
+        fs.rmSync(LbController.intentPath(dir), { force: true }); // nothing left to finish
         print(`no LB daemon was running: ${r.link ? 'detached its XDP program (pinned link removed)' : 'no XDP link was pinned'}, removed ${r.maps} map pin(s) under ${dir}`);
         return 0;
       } finally {

@@ -9,6 +9,7 @@
 //      only after the last write, so /state shows the old model during a change and after a failure.
 // The maps hold the whole model (addresses, weights, drain/down flags), so a restarted controller
 // rebuilds it from the pins and only rewrites a ring that differs from what it would compute.
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { setImmediate as yieldNow } from 'node:timers/promises';
@@ -21,6 +22,7 @@ import { Journal } from './journal.ts';
 import { maglevTable } from './maglev.ts';
 import { resolveNextHops } from './neighbor.ts';
 import { ifindexOf } from '../libbpf/attach/internal.ts';
+import { mapInfo } from '../libbpf/index.ts';
 import { xdp_lb_fwd, xdp_lb_vip_flags, type backend, type vip_key, type vip_meta } from '../../bpf/gen/xdp_lb.ts';
 
 /** beside the admin sockets (server.ts SOCKET_DIR) */
@@ -88,11 +90,18 @@ export class LbController {
    * VIPs' writes left some changed and some not: each VIP whole, the apply half (restore() makes
    * every VIP consistent, not the set). The apply's list is written here before the first write
    * and removed once the change is committed or rolled back; a start that finds it applies it
-   * again (review, session 65). Beside the admin socket, named by the instance, holding its pin
-   * dir (a start over other pins leaves it alone).
+   * again (review, session 65). Beside the admin socket, named by the pin dir, holding the pins'
+   * map id (a start over other pins, or ones made again since, drops it).
    */
-  static intentPath(cfg: Pick<NormConfig, 'instance'>): string {
-    return path.join(INTENT_DIR, `lb-${cfg.instance}.intent.json`);
+  static intentPath(pinDir: string): string {
+    // by the pin dir (instances of one name under two pin roots are two LBs)
+    const h = createHash('sha256').update(path.resolve(pinDir)).digest('hex').slice(0, 12);
+    return path.join(INTENT_DIR, `lb-${path.basename(pinDir)}-${h}.intent.json`);
+  }
+
+  /** the pins' identity: a record of other pins of the same path (purged and made again) is not theirs */
+  private pinsId(): number {
+    return mapInfo(this.dp.vips.fd).id;
   }
   private health: HealthChecker;
   /** serialises writes: plan → resolve → commit, never interleaved; reads do not wait */
@@ -147,15 +156,19 @@ export class LbController {
           // pins of a fresh start killed before its VIPs were all written (a subset of its config):
           // the pins are not the instance's state, this config is. Applied as a change, so what
           // the partial pins already forward keeps forwarding.
-          const r = await c.applyNow(cfg.vips.map((v) => ({ vip: v.id, backends: v.backends.map(backendConfigOf), healthCheck: v.healthCheck, forwarding: v.forwarding })));
+          // in the queue: restore() started the health checks, and a verdict's change between
+          // this apply's writes would interleave with them
+          const r = await c.serial(() => c.applyNow(cfg.vips.map((v) => ({ vip: v.id, backends: v.backends.map(backendConfigOf), healthCheck: v.healthCheck, forwarding: v.forwarding }))));
           log(`the pins under ${dp.pinDir} are a start's that was cut short (they held ${held}): applied this config to them (${r.added.length} VIP(s) added, ${r.changed.length} changed, ${r.removed.length} removed)`);
           // that apply was the config's: an apply record it left is done with
-          if (fs.existsSync(LbController.intentPath(cfg))) fs.rmSync(LbController.intentPath(cfg), { force: true });
+          fs.rmSync(LbController.intentPath(dp.pinDir), { force: true });
         } else {
           log(`restored ${held} from ${dp.pinDir}`);
-          await c.replayIntent();
+          await c.serial(() => c.replayIntent());
         }
       } else {
+        // new pins: a record of ones that were here before is not theirs
+        fs.rmSync(LbController.intentPath(dp.pinDir), { force: true });
         await c.applyNow(cfg.vips.map((v) => ({ vip: v.id, backends: v.backends.map(backendConfigOf), healthCheck: v.healthCheck, forwarding: v.forwarding })));
       }
       if (opts.attach !== false) {
@@ -173,8 +186,8 @@ export class LbController {
 
   /** an apply across VIPs that a kill cut short (intentPath): applied again, whole */
   private async replayIntent(): Promise<void> {
-    const file = LbController.intentPath(this.cfg);
-    let rec: { pinDir?: unknown; pid?: unknown; vips?: unknown };
+    const file = LbController.intentPath(this.dp.pinDir);
+    let rec: { pinDir?: unknown; pinsId?: unknown; pid?: unknown; vips?: unknown };
     try {
       rec = JSON.parse(fs.readFileSync(file, 'utf8'));
     } catch (e) {
@@ -184,12 +197,12 @@ export class LbController {
       }
       return;
     }
-    if (rec.pinDir !== this.dp.pinDir) return; // another pin root's instance of this name
-    if (!Array.isArray(rec.vips)) {
+    // of other pins (these were purged and made again since): not this LB's to finish
+    if (rec.pinDir !== this.dp.pinDir || rec.pinsId !== this.pinsId() || !Array.isArray(rec.vips)) {
       fs.rmSync(file, { force: true });
       return;
     }
-    const what = `an apply across VIPs was cut short (pid ${String(rec.pid)} stopped between two VIPs' writes)`;
+    const what = `an apply across VIPs was cut short (pid ${String(rec.pid)} stopped while writing it)`;
     try {
       const r = await this.applyNow(rec.vips as VipConfig[]);
       this.log(`${what}: applied it again (${r.added.length} VIP(s) added, ${r.changed.length} changed, ${r.removed.length} removed)`);
@@ -479,11 +492,19 @@ export class LbController {
       if (a.table !== b.table || JSON.stringify(this.vipMeta(a)) !== JSON.stringify(this.vipMeta(b)) || a.backends.size !== b.backends.size) return true;
       return [...b.backends].some(([k, x]) => { const y = a.backends.get(k); return !y || backendSig(a, y) !== backendSig(b, x); });
     });
-    const intentFile = this.intent && touched.length > 1 ? LbController.intentPath(this.cfg) : null;
+    let intentFile = this.intent && touched.length > 1 ? LbController.intentPath(this.dp.pinDir) : null;
     if (intentFile) {
-      fs.mkdirSync(path.dirname(intentFile), { recursive: true });
-      fs.writeFileSync(`${intentFile}.tmp${process.pid}`, JSON.stringify({ pinDir: this.dp.pinDir, pid: process.pid, vips: this.intent }));
-      fs.renameSync(`${intentFile}.tmp${process.pid}`, intentFile);
+      const tmp = `${intentFile}.tmp${process.pid}`;
+      try {
+        fs.mkdirSync(path.dirname(intentFile), { recursive: true });
+        fs.writeFileSync(tmp, JSON.stringify({ pinDir: this.dp.pinDir, pinsId: this.pinsId(), pid: process.pid, vips: this.intent }));
+        fs.renameSync(tmp, intentFile);
+      } catch (e) {
+        // the record is for a kill; a full /run fails no change: said, and the change goes on
+        fs.rmSync(tmp, { force: true });
+        this.log(`could not record this apply for a restart to finish (${(e as Error).message}): a daemon killed during it comes back with its VIPs part old, part new`);
+        intentFile = null;
+      }
     }
     try {
       await this.commitWrites(cur, next, j, d);
@@ -874,7 +895,7 @@ export class LbController {
     this.health.stop();
     if (opts.purge) {
       this.dp.purge();
-      fs.rmSync(LbController.intentPath(this.cfg), { force: true }); // nothing left to finish
+      fs.rmSync(LbController.intentPath(this.dp.pinDir), { force: true }); // nothing left to finish
     } else this.dp.close();
   }
 }

@@ -8,6 +8,7 @@ import { expect, it } from 'vitest';
 import { describeRoot } from '../../lab/testing.ts';
 import { LbController } from './controller.ts';
 import type { LbConfig } from './config.ts';
+import { mapInfo } from '../libbpf/index.ts';
 
 const MAC = '02:00:00:00:00:01';
 
@@ -135,29 +136,47 @@ describeRoot('lb restart: the pinned XDP link', () => {
     const be = (a: string) => ({ address: a, mac: MAC });
     const cfg: LbConfig = { interface: 'lo', instance, ringSize: 7, backendTableSize: 16, vips: [{ vip: A, backends: [be('127.0.0.2')], healthCheck: false }, { vip: B, backends: [be('127.0.0.3')], healthCheck: false }] };
     let c = await LbController.start(cfg, { attach: false });
-    const record = LbController.intentPath({ instance });
+    const record = LbController.intentPath(c.dp.pinDir);
     try {
       const target = [{ vip: A, backends: [be('127.0.0.2'), be('127.0.0.4')], healthCheck: false }, { vip: B, backends: [be('127.0.0.3'), be('127.0.0.5')], healthCheck: false }];
+      // the record is there from before the apply's first map write, for an apply across VIPs only
+      const seen: boolean[] = [];
+      const backends = c.dp.backends as { set: (...a: unknown[]) => void };
+      backends.set = function (this: unknown, ...a: unknown[]) {
+        seen.push(fs.existsSync(record));
+        return Object.getPrototypeOf(this).set.apply(this, a);
+      };
+      try {
+        await c.apply(target);
+        expect(seen.length).toBeGreaterThan(0);
+        expect(seen.every(Boolean)).toBe(true);
+        seen.length = 0;
+        await c.apply([target[0]!, { ...target[1]!, backends: [be('127.0.0.3'), be('127.0.0.5'), be('127.0.0.6')] }]); // one VIP changes
+        expect(seen.length).toBeGreaterThan(0);
+        expect(seen.some(Boolean)).toBe(false);
+      } finally {
+        delete (backends as { set?: unknown }).set;
+      }
       // a whole apply across both: done, no record left
-      await c.apply(target);
       expect(fs.existsSync(record)).toBe(false);
       await c.apply(cfg.vips);
       // the kill: A's writes done, B's not, the record the apply wrote before its first write
       await c.apply([target[0]!, cfg.vips[1]!]);
       fs.mkdirSync(path.dirname(record), { recursive: true });
-      fs.writeFileSync(record, JSON.stringify({ pinDir: c.dp.pinDir, pid: 12345, vips: target }));
+      fs.writeFileSync(record, JSON.stringify({ pinDir: c.dp.pinDir, pinsId: mapInfo(c.dp.vips.fd).id, pid: 12345, vips: target }));
       c.stop();
       const logs: string[] = [];
       c = await LbController.start(cfg, { attach: false, log: (l) => logs.push(l) });
       expect([...c.vips.get(B)!.backends.keys()].sort()).toEqual(['127.0.0.3:80', '127.0.0.5:80']);
       expect([...c.vips.get(A)!.backends.keys()].sort()).toEqual(['127.0.0.2:80', '127.0.0.4:80']);
-      expect(logs.join('\n')).toMatch(/an apply across VIPs was cut short \(pid 12345 stopped between two VIPs' writes\): applied it again \(0 VIP\(s\) added, 1 changed, 0 removed\)/);
+      expect(logs.join('\n')).toMatch(/an apply across VIPs was cut short \(pid 12345 stopped while writing it\): applied it again \(0 VIP\(s\) added, 1 changed, 0 removed\)/);
       expect(fs.existsSync(record)).toBe(false);
-      // another pin root's record of this instance name is not ours
-      fs.writeFileSync(record, JSON.stringify({ pinDir: '/sys/fs/bpf/elsewhere', pid: 1, vips: [] }));
+      // a record of pins since purged and made again (another map id) is not these pins' to finish
+      fs.writeFileSync(record, JSON.stringify({ pinDir: c.dp.pinDir, pinsId: 1, pid: 1, vips: [] }));
       c.stop();
       c = await LbController.start(cfg, { attach: false });
       expect(c.vips.size).toBe(2);
+      expect(fs.existsSync(record)).toBe(false);
     } finally {
       c.stop({ purge: true });
       fs.rmSync(record, { force: true });

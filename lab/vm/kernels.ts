@@ -84,9 +84,11 @@ export function cachedKernels(): KernelImage[] {
 
 /**
  * What fetches killed outright (SIGKILL, a lost terminal) left in the cache: their extraction
- * dirs (.tmp-<version>-<pid>, hundreds of MB) and partial downloads (debs/*.part<pid>), by dead pid.
+ * dirs (.tmp-<version>-<pid>, hundreds of MB) and partial downloads (debs/*.part<pid>), by dead pid
+ * and untouched for an hour (a container sharing the cache has pids this one cannot see: its live
+ * fetch's pid reads as dead).
  */
-export async function sweepDeadFetches(): Promise<string[]> {
+export async function sweepDeadFetches(minAgeMs = 3600_000): Promise<string[]> {
   const dead = (pid: number) => {
     try {
       process.kill(pid, 0);
@@ -103,7 +105,12 @@ export async function sweepDeadFetches(): Promise<string[]> {
     } catch { /* none */ }
     return names.filter((n) => {
       const m = re.exec(n);
-      return m && Number(m[1]) !== process.pid && dead(Number(m[1]));
+      if (!m || Number(m[1]) === process.pid || !dead(Number(m[1]))) return false;
+      try {
+        return Date.now() - statSync(join(dir, n)).mtimeMs > minAgeMs;
+      } catch {
+        return false;
+      }
     }).map((n) => join(dir, n));
   };
   for (const p of [...at(cacheDir(), /^\.tmp-.+-(\d+)$/), ...at(join(cacheDir(), 'debs'), /\.part(\d+)$/)]) {
