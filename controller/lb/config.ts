@@ -110,7 +110,7 @@ export const MAX_CONNTRACK = 1 << 26;
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** a config's icmpTooBig over the defaults (the bounds Dataplane.open also enforces) */
-export function normTooBig(raw: unknown): TooBigLimit {
+function normTooBig(raw: unknown): TooBigLimit {
   if (raw === undefined) return DEFAULT_TOO_BIG;
   if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new ValidationError('"icmpTooBig" must be { perSec, burst }');
   noUnknownKeys(raw as Record<string, unknown>, Object.keys(DEFAULT_TOO_BIG), 'icmpTooBig');

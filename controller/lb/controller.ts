@@ -23,6 +23,7 @@ import { maglevTable } from './maglev.ts';
 import { resolveNextHops } from './neighbor.ts';
 import { ifindexOf } from '../libbpf/attach/internal.ts';
 import { mapInfo } from '../libbpf/index.ts';
+import { writeFileAtomic } from '../../common/state-file.ts';
 import { xdp_lb_fwd, xdp_lb_vip_flags, type backend, type vip_key, type vip_meta } from '../../bpf/gen/xdp_lb.ts';
 
 /** beside the admin sockets (server.ts SOCKET_DIR) */
@@ -494,14 +495,11 @@ export class LbController {
     });
     let intentFile = this.intent && touched.length > 1 ? LbController.intentPath(this.dp.pinDir) : null;
     if (intentFile) {
-      const tmp = `${intentFile}.tmp${process.pid}`;
       try {
         fs.mkdirSync(path.dirname(intentFile), { recursive: true });
-        fs.writeFileSync(tmp, JSON.stringify({ pinDir: this.dp.pinDir, pinsId: this.pinsId(), pid: process.pid, vips: this.intent }));
-        fs.renameSync(tmp, intentFile);
+        writeFileAtomic(intentFile, JSON.stringify({ pinDir: this.dp.pinDir, pinsId: this.pinsId(), pid: process.pid, vips: this.intent }));
       } catch (e) {
         // the record is for a kill; a full /run fails no change: said, and the change goes on
-        fs.rmSync(tmp, { force: true });
         this.log(`could not record this apply for a restart to finish (${(e as Error).message}): a daemon killed during it comes back with its VIPs part old, part new`);
         intentFile = null;
       }

@@ -7,6 +7,7 @@ import { netnsName } from '../../common/host.ts';
 import { BpfObject, BpfMap, Link, MapType, attachXdp, ifindexOf, libbpf, libc, mapInfo, makePinDir, mountBpffsFor, onBpffs, progMapIds, progsUsingMap, rawCodec, removePinDir, xdpAttachedId, type Program } from '../libbpf/index.ts';
 import { ensureObject } from '../../bpf/build.ts';
 import { ValidationError } from './addr.ts';
+import { DEFAULT_TOO_BIG } from './config.ts';
 import { LabError } from '../../common/errors.ts';
 import { xdp_lb_be_flags, xdp_lb_limits, xdpLb, type XdpLb, type XdpLbShape, type backend, type ct_value, type flow_key, type lb_global, type lb_rate, type lb_stats, type vip_key, type vip_meta, type vip_slot } from '../../bpf/gen/xdp_lb.ts';
 
@@ -94,8 +95,8 @@ export class Dataplane implements Disposable {
 
   static async open(opts: DataplaneOptions): Promise<Dataplane> {
     // checked before anything is mounted, pinned or loaded
-    const perSec = opts.tooBigPerSec ?? 1000;
-    const burst = opts.tooBigBurst ?? 50;
+    const perSec = opts.tooBigPerSec ?? DEFAULT_TOO_BIG.perSec;
+    const burst = opts.tooBigBurst ?? DEFAULT_TOO_BIG.burst;
     if (!Number.isInteger(perSec) || perSec < 0 || perSec > 1e9 || !Number.isInteger(burst) || burst < 1 || burst > 1e6) throw new LabError(`too-big answers: ${perSec}/s in bursts of ${burst} is not a rate limit`, 'tooBigPerSec 0-1e9 (0: no limit), tooBigBurst 1-1e6');
     const gap = perSec ? BigInt(Math.ceil(1e9 / perSec)) : 0n;
     if (!opts.noPin) {

@@ -111,7 +111,7 @@ export function setupKey(r: Pick<Results, 'mode' | 'options'>): string {
  * difference (taken as one, every history would restart the day an option is added). Runs record
  * every declared option (null when not given), so "not given" is a value, not a missing key.
  */
-export function sameSetup(a: string, b: string): boolean {
+function sameSetup(a: string, b: string): boolean {
   if (a === b) return true;
   const [ma, oa] = JSON.parse(a) as [string, [string, unknown][]];
   const [mb, ob] = JSON.parse(b) as [string, [string, unknown][]];
@@ -127,7 +127,7 @@ export function sameSetup(a: string, b: string): boolean {
  * whichever setup came first (a quick --rate 5000 run then compared with default-rate nights).
  * Ambiguous: undefined (a series of its own).
  */
-export function pickSetup(key: string, reps: readonly string[]): string | undefined {
+function pickSetup(key: string, reps: readonly string[]): string | undefined {
   if (reps.includes(key)) return key;
   const m = reps.filter((r) => sameSetup(r, key));
   if (m.length <= 1) return m[0];

@@ -94,10 +94,10 @@ async function fetchOk(url: string, signal?: AbortSignal): Promise<Response> {
 }
 
 /** an index the checks refused (signature, SHA256): never answered from a cached copy instead */
-export class IndexRefused extends LabError {}
+class IndexRefused extends LabError {}
 
 /** the keys a suite's InRelease must be signed by (EBPF_LAB_DEBIAN_KEYRING: a test mirror's own) */
-export function archiveKeyring(): string {
+function archiveKeyring(): string {
   return process.env.EBPF_LAB_DEBIAN_KEYRING || '/usr/share/keyrings/debian-archive-keyring.gpg';
 }
 
@@ -109,7 +109,7 @@ export function archiveKeyring(): string {
  * packages). A signature by a key the keyring lacks is fine beside one it has (a suite signed by
  * two archive keys during a key change); none valid, or one bad, is refused.
  */
-export async function verifiedRelease(mirror: string, suite: string): Promise<string> {
+async function verifiedRelease(mirror: string, suite: string): Promise<string> {
   const url = `${mirror}/dists/${suite}/InRelease`;
   const signed = Buffer.from(await (await fetchOk(url)).arrayBuffer());
   const keyring = archiveKeyring();
@@ -141,7 +141,7 @@ export async function verifiedRelease(mirror: string, suite: string): Promise<st
 }
 
 /** the SHA256 a (verified) Release text gives for `path` (e.g. main/binary-amd64/Packages.xz) */
-export function releaseSha256(release: string, path: string): string | undefined {
+function releaseSha256(release: string, path: string): string | undefined {
   const section = /^SHA256:\n((?:[ \t].*\n?)*)/m.exec(release)?.[1] ?? '';
   for (const l of section.split('\n')) {
     const [hash, , file] = l.trim().split(/\s+/);

@@ -157,14 +157,14 @@ export async function bootGuest(g: GuestSpec): Promise<BootedGuest> {
   // (QEMU's file chardev truncates it)
   let attempt = 0;
   const keepConsole = () => {
-    attempt++;
     if (g.consoleLog && existsSync(g.consoleLog)) {
       try {
-        copyFileSync(g.consoleLog, `${g.consoleLog}.attempt${attempt}`);
+        copyFileSync(g.consoleLog, `${g.consoleLog}.attempt${attempt - 1}`);
       } catch { /* best effort */ }
     }
   };
   for (;;) {
+    if (attempt++ > 0) keepConsole();
     try {
       vm = await Vm.boot({ ...base, accel, net });
       break;
@@ -176,7 +176,6 @@ export async function bootGuest(g: GuestSpec): Promise<BootedGuest> {
       if (net === 'tap' && /tap|tun/i.test(msg)) {
         g.progress.warn(`tap networking failed (${msg.split('\n')[0]}); retrying with user-mode networking (one queue)`);
         net = 'user';
-        keepConsole();
         continue;
       }
       // The KVM probe passed, yet this boot hung or died (nested hosts do that: "KVM internal
@@ -191,14 +190,12 @@ export async function bootGuest(g: GuestSpec): Promise<BootedGuest> {
         note = accelFallback;
         // the caller's budget stands where it gave one (its --timeout); else TCG's
         base.bootTimeoutMs = g.bootTimeoutMs ?? 90_000;
-        keepConsole();
         continue;
       }
       const again = bootRetries === 0 && !g.signal?.aborted ? tcgBootRetry(accel, msg, base.bootTimeoutMs) : undefined;
       if (again) {
         bootRetries++;
         g.progress.warn(again);
-        keepConsole();
         continue;
       }
       throw e;

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
+import { processAlive } from '../../common/host.ts';
 import { LabError } from '../../common/errors.ts';
 import { UsageError, suggest } from '../../common/args.ts';
 import type { Progress } from '../../common/progress.ts';
@@ -89,14 +90,6 @@ export function cachedKernels(): KernelImage[] {
  * fetch's pid reads as dead).
  */
 export async function sweepDeadFetches(minAgeMs = 3600_000): Promise<string[]> {
-  const dead = (pid: number) => {
-    try {
-      process.kill(pid, 0);
-      return false;
-    } catch (e) {
-      return (e as NodeJS.ErrnoException).code === 'ESRCH';
-    }
-  };
   const out: string[] = [];
   const at = (dir: string, re: RegExp) => {
     let names: string[] = [];
@@ -105,7 +98,7 @@ export async function sweepDeadFetches(minAgeMs = 3600_000): Promise<string[]> {
     } catch { /* none */ }
     return names.filter((n) => {
       const m = re.exec(n);
-      if (!m || Number(m[1]) === process.pid || !dead(Number(m[1]))) return false;
+      if (!m || Number(m[1]) === process.pid || processAlive(Number(m[1]))) return false;
       try {
         return Date.now() - statSync(join(dir, n)).mtimeMs > minAgeMs;
       } catch {
