@@ -281,15 +281,7 @@ export class LbController {
     const slots = new Set([...this.vips.values()].map((v) => v.slot));
     const emptyRings: number[] = [];
     for (let slot = 0; slot < MAX_VIPS; slot++) if (!slots.has(slot) && this.dp.rings.innerId(slot)) (this.dp.clearRing(slot), emptyRings.push(slot));
-    // by the key's bytes (an IPv6 fd00:: and an IPv4 address share a zero tail: not told apart by text)
-    const hex = (a: Uint8Array) => Buffer.from(a).toString('hex');
-    const addrs = new Map<string, { bytes: Uint8Array; n: number }>();
-    for (const v of this.vips.values()) {
-      const bytes = addrBytes(v.address);
-      const e = addrs.get(hex(bytes)) ?? { bytes, n: 0 };
-      e.n++;
-      addrs.set(hex(bytes), e);
-    }
+    const addrs = addrCounts(this.vips);
     let addrFixes = 0;
     const seen = new Set<string>();
     for (const [a, n] of this.dp.vipAddrs.entries()) {
@@ -512,22 +504,10 @@ export class LbController {
   }
 
   private async commitWrites(cur: Map<string, VipState>, next: Map<string, VipState>, j: Journal, d: Draft): Promise<void> {
-    // by the key's bytes, as restore() counts: an IPv4 address and an IPv6 one with the same
-    // leading bytes and a zero tail are one vip_addrs key (counted apart, removing one deleted the
-    // key while the other's VIP still needed it)
-    const addrCount = (m: Map<string, VipState>) => {
-      const c = new Map<string, number>();
-      for (const v of m.values()) {
-        const k = Buffer.from(addrBytes(v.address)).toString('hex');
-        c.set(k, (c.get(k) ?? 0) + 1);
-      }
-      return c;
-    };
-    const keyBytes = (hex: string) => new Uint8Array(Buffer.from(hex, 'hex'));
-    const ca = addrCount(cur), na = addrCount(next);
+    const ca = addrCounts(cur), na = addrCounts(next);
     try {
       // 1. fragments to a new VIP address are recognised before its VIP entry exists
-      for (const [a, n] of na) if (n > (ca.get(a) ?? 0)) j.setVipAddr(keyBytes(a), n);
+      for (const [a, { bytes, n }] of na) if (n > (ca.get(a)?.n ?? 0)) j.setVipAddr(bytes, n);
       // 2. new and changed backends, before any ring can name them. A new backend's id and a new
       //    VIP's slot may have counted for one removed before: their counters start at 0 (the
       //    metrics showed the old one's totals under the new labels). Not journaled: a slot or id
@@ -574,7 +554,7 @@ export class LbController {
         }
       }
       // 5. addresses that carry fewer (or no) VIPs now
-      for (const [a, n] of ca) if ((na.get(a) ?? 0) < n) j.setVipAddr(keyBytes(a), na.get(a) ?? 0);
+      for (const [a, { bytes, n }] of ca) if ((na.get(a)?.n ?? 0) < n) j.setVipAddr(bytes, na.get(a)?.n ?? 0);
     } catch (e) {
       const errs = j.rollback();
       if (errs.length) this.log(`ROLLBACK INCOMPLETE after "${(e as Error).message}": ${errs.map((x) => x.message).join('; ')}`);
@@ -905,6 +885,25 @@ export interface ApplyResult { added: string[]; removed: string[]; changed: stri
 function nsenterPrefix(): string {
   const ns = netnsName();
   return ns === undefined ? '' : `nsenter --net=/run/netns/${ns} -- `;
+}
+
+/** hex of a vip_addrs key */
+const hex = (a: Uint8Array) => Buffer.from(a).toString('hex');
+
+/**
+ * VIPs per vip_addrs key, by the key's bytes (restore and commit): an IPv4 address and an IPv6 one
+ * with the same leading bytes and a zero tail are one key (counted by text, removing one deleted
+ * the key while the other's VIP still needed it)
+ */
+function addrCounts(vips: Map<string, VipState>): Map<string, { bytes: Uint8Array; n: number }> {
+  const out = new Map<string, { bytes: Uint8Array; n: number }>();
+  for (const v of vips.values()) {
+    const bytes = addrBytes(v.address);
+    const e = out.get(hex(bytes)) ?? { bytes, n: 0 };
+    e.n++;
+    out.set(hex(bytes), e);
+  }
+  return out;
 }
 
 function hkey(v: VipState, b: { address: string; port: number }): string {

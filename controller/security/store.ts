@@ -685,26 +685,24 @@ export class PolicyStore {
 
   /** the config's cgroup levels and executable-selector flag with the plans' added (apply, before its flips) */
   private widenConfig(plans: Plan[]): void {
-    const cur = this.maps.config.get(0) ?? { cg_levels: 0, exec_mode: 0, have_exe_selectors: 0, lsm_socket: 0, lsm_ptrace: 0, oracle_cgroup: 0n };
-    let levels = cur.cg_levels;
-    let exe = cur.have_exe_selectors;
-    for (const pl of plans) {
-      if (pl.selector.kind === 'cgroup') levels |= 1 << pl.selector.level;
-      else exe = 1;
-    }
-    if (levels !== cur.cg_levels || exe !== cur.have_exe_selectors) this.maps.config.set(0, { ...cur, cg_levels: levels, have_exe_selectors: exe });
+    this.setSelectorConfig(plans.map((p) => p.selector), true);
   }
 
   /** cgroup levels and the executable-selector flag, from the current set; exec_mode is kept */
   private writeConfig(): void {
+    this.setSelectorConfig(Object.values(this.state.policies).map((p) => p.selector), false);
+  }
+
+  /** what the program looks at for these selectors: these only, or (widen) these beside the config's */
+  private setSelectorConfig(selectors: StoredPolicy['selector'][], widen: boolean): void {
     const cur = this.maps.config.get(0) ?? { cg_levels: 0, exec_mode: 0, have_exe_selectors: 0, lsm_socket: 0, lsm_ptrace: 0, oracle_cgroup: 0n };
-    let levels = 0;
-    let exe = 0;
-    for (const s of Object.values(this.state.policies)) {
-      if (s.selector.kind === 'cgroup') levels |= 1 << s.selector.level;
-      else exe++;
+    let levels = widen ? cur.cg_levels : 0;
+    let exe = widen ? cur.have_exe_selectors : 0;
+    for (const sel of selectors) {
+      if (sel.kind === 'cgroup') levels |= 1 << sel.level;
+      else exe = 1;
     }
-    this.maps.config.set(0, { ...cur, cg_levels: levels, have_exe_selectors: exe ? 1 : 0 });
+    if (!widen || levels !== cur.cg_levels || exe !== cur.have_exe_selectors) this.maps.config.set(0, { ...cur, cg_levels: levels, have_exe_selectors: exe });
   }
 
   private trimRuleHistory(): void {
